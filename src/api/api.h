@@ -1,0 +1,44 @@
+/*
+ * api.h - the HTTP server (libmicrohttpd): the /v1 API, webhook ingress,
+ * health and metrics. Requests that need a durable write or a provider's
+ * answer suspend their connection and are resumed from the writer's or the
+ * dispatcher's callback, so a few server threads serve thousands of
+ * connections without blocking on disk or network.
+ */
+#ifndef HR_API_H
+#define HR_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "channels/channel.h"
+#include "dispatch/dispatch.h"
+#include "store/store.h"
+#include "webhooks/applier.h"
+
+struct api_server;
+
+struct api_opts {
+	const char *listen_addr;     /* "127.0.0.1" */
+	int port;                    /* 0 = any free port (see api_port) */
+	const char *public_url;      /* "http://127.0.0.1:8080", for signature URLs */
+	int threads;                 /* MHD thread pool size (default 2) */
+	int max_connections;         /* default 1024 */
+	size_t max_body_bytes;       /* API bodies (default 4 MiB, batch requests) */
+	size_t max_webhook_bytes;    /* webhook bodies (default 1 MiB) */
+	size_t max_header_bytes;     /* all request headers together (default 16 KiB) */
+	int max_batch;               /* messages per batch request (default 10000) */
+	int64_t sync_timeout_us;     /* mode=sync wait bound (default 10 s) */
+	int64_t sync_max_timeout_us; /* per-request override cap (default 60 s) */
+	struct store *store;
+	const struct account_set *accounts;
+	struct dispatcher *dispatcher; /* may be NULL (api-only role) */
+	struct applier *applier;       /* may be NULL */
+};
+void api_opts_default(struct api_opts *o);
+
+int api_start(const struct api_opts *opts, struct api_server **out, struct hr_err *err);
+int api_port(const struct api_server *s);
+void api_stop(struct api_server *s);
+
+#endif

@@ -1,0 +1,351 @@
+/*
+ * serve.c - `herald serve` and `herald migrate`: load the config, open the
+ * store, sync tenants/keys/accounts/templates from the config into it, start
+ * the dispatcher, the applier and the HTTP server, and stop them in reverse
+ * order on SIGINT/SIGTERM. The only place that wires subsystems together.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "core/config.h"
+#include "core/crypto.h"
+#include "core/template.h"
+
+struct serve_args {
+	const char *config;
+	const char *listen;
+	const char *db;
+	const char *port_file;
+	const char *sync;
+};
+
+static int parse_args(int argc, char **argv, struct serve_args *a, const char *cmd)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
+		{"db", required_argument, NULL, 'd'},     {"port-file", required_argument, NULL, 'p'},
+		{"synchronous", required_argument, NULL, 's'},
+		{"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}};
+	memset(a, 0, sizeof *a);
+	a->config = getenv("HERALD_CONFIG");
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:l:d:p:s:vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': a->config = optarg; break;
+		case 'l': a->listen = optarg; break;
+		case 'd': a->db = optarg; break;
+		case 'p': a->port_file = optarg; break;
+		case 's': a->sync = optarg; break;
+		case 'v': hr_log_set_level(HR_LOG_DEBUG); break;
+		case 'h':
+			printf("usage: herald %s --config FILE [--listen HOST:PORT] [--db PATH]\n"
+			       "       [--synchronous normal|full] [--port-file PATH] [--verbose]\n\n"
+			       "  --config     YAML config (default $HERALD_CONFIG)\n"
+			       "  --listen     override server.listen (port 0 picks a free port)\n"
+			       "  --db         override store.path\n"
+			       "  --port-file  write the bound port here once listening\n",
+			       cmd);
+			return 1;
+		default: return 2;
+		}
+	}
+	if (!a->config) {
+		fprintf(stderr, "herald %s: --config FILE is required (or set HERALD_CONFIG)\n", cmd);
+		return 2;
+	}
+	return 0;
+}
+
+/* Splits "host:port"; HR_EINVAL naming field if malformed. */
+static int split_listen(const char *s, char *host, size_t hostlen, int *port, const char *field,
+                        struct hr_err *err)
+{
+	const char *colon = strrchr(s, ':');
+	if (!colon || colon == s || (size_t)(colon - s) >= hostlen)
+		return hr_fail(err, HR_EINVAL, field, "%s must be HOST:PORT, got \"%s\"", field, s);
+	memcpy(host, s, (size_t)(colon - s));
+	host[colon - s] = '\0';
+	char *end;
+	long p = strtol(colon + 1, &end, 10);
+	if (*end || p < 0 || p > 65535)
+		return hr_fail(err, HR_EINVAL, field, "%s has a bad port \"%s\"", field, colon + 1);
+	*port = (int)p;
+	return 0;
+}
+
+static int open_store(json_t *cfg, const struct serve_args *a, struct store **st,
+                      struct hr_err *err)
+{
+	const char *driver = hr_cfg_str(cfg, "store.driver", "sqlite", err);
+	const char *path = a->db ? a->db : hr_cfg_str(cfg, "store.path", "herald.db", err);
+	const char *sync = a->sync ? a->sync : hr_cfg_str(cfg, "store.synchronous", "normal", err);
+	if (err->code)
+		return err->code;
+	const struct store_ops *ops = store_backend(driver);
+	if (!ops)
+		return hr_fail(err, HR_EINVAL, "store.driver", "unknown store driver \"%s\"", driver);
+	struct store_opts so = {0};
+	if (!strcmp(sync, "full"))
+		so.sync_full = true;
+	else if (strcmp(sync, "normal") != 0)
+		return hr_fail(err, HR_EINVAL, "store.synchronous",
+		               "store.synchronous must be normal or full, got \"%s\"", sync);
+	so.group_max = (int)hr_cfg_int(cfg, "store.group_max", 512, 1, 100000, err);
+	so.queue_max = (int)hr_cfg_int(cfg, "store.queue_max", 65536, 1, 10000000, err);
+	if (err->code)
+		return err->code;
+	return ops->open(path, &so, st, err);
+}
+
+/* Copies tenants, API keys (hashed), accounts and templates from the config
+ * into the store, so the config file is the source of truth at start. */
+static int sync_config(json_t *cfg, struct store *st, struct hr_err *err)
+{
+	json_t *tenants = hr_cfg_get(cfg, "tenants");
+	if (tenants && !json_is_array(tenants))
+		return hr_fail(err, HR_EINVAL, "tenants", "tenants must be a list");
+	size_t ti;
+	json_t *t;
+	char f[160];
+	json_array_foreach(tenants, ti, t) {
+		struct tenant_row tr = {0};
+		snprintf(f, sizeof f, "tenants[%zu].id", ti);
+		const char *id = hr_cfg_str(t, "id", NULL, err);
+		if (!id || !*id || strlen(id) >= sizeof tr.id)
+			return hr_fail(err, HR_EINVAL, f, "%s is required (1..63 chars)", f);
+		hr_strlcpy(tr.id, id, sizeof tr.id);
+		hr_strlcpy(tr.name, hr_cfg_str(t, "name", id, err), sizeof tr.name);
+		int rc = st->ops->tenant_upsert(st, &tr, err);
+		if (rc)
+			return rc;
+
+		json_t *keys = json_object_get(t, "api_keys");
+		size_t ki;
+		json_t *k;
+		json_array_foreach(keys, ki, k) {
+			snprintf(f, sizeof f, "tenants[%zu].api_keys[%zu]", ti, ki);
+			char *key = hr_secret_resolve(json_string_value(k), f, err);
+			if (!key)
+				return err->code;
+			if (strlen(key) < 16) {
+				free(key);
+				return hr_fail(err, HR_EINVAL, f, "%s is too short (16 chars at least)", f);
+			}
+			char hash[65];
+			hr_sha256_hex(key, strlen(key), hash);
+			free(key);
+			rc = st->ops->api_key_put(st, tr.id, hash, f, err);
+			if (rc)
+				return rc;
+		}
+
+		json_t *accts = json_object_get(t, "accounts");
+		size_t ai;
+		json_t *ac;
+		json_array_foreach(accts, ai, ac) {
+			struct account_row ar = {0};
+			snprintf(f, sizeof f, "tenants[%zu].accounts[%zu]", ti, ai);
+			const char *aid = hr_cfg_str(ac, "id", NULL, err);
+			const char *ch = hr_cfg_str(ac, "channel", NULL, err);
+			if (!aid || !*aid || strlen(aid) >= sizeof ar.id)
+				return hr_fail(err, HR_EINVAL, f, "%s.id is required (1..63 chars)", f);
+			if (!ch || !channel_find(ch))
+				return hr_fail(err, HR_EINVAL, f, "%s.channel must be a known channel", f);
+			hr_strlcpy(ar.id, aid, sizeof ar.id);
+			hr_strlcpy(ar.tenant_id, tr.id, sizeof ar.tenant_id);
+			hr_strlcpy(ar.channel, ch, sizeof ar.channel);
+			ar.config = json_dumps(ac, JSON_COMPACT);
+			rc = st->ops->account_upsert(st, &ar, err);
+			free(ar.config);
+			if (rc)
+				return rc;
+		}
+
+		json_t *tpls = json_object_get(t, "templates");
+		size_t pi;
+		json_t *tp;
+		json_array_foreach(tpls, pi, tp) {
+			struct template_row row = {0};
+			snprintf(f, sizeof f, "tenants[%zu].templates[%zu]", ti, pi);
+			const char *name = hr_cfg_str(tp, "name", NULL, err);
+			const char *ch = hr_cfg_str(tp, "channel", NULL, err);
+			const char *lang = hr_cfg_str(tp, "language", NULL, err);
+			const char *body = hr_cfg_str(tp, "body", NULL, err);
+			if (!name || !ch || !lang || !body)
+				return hr_fail(err, HR_EINVAL, f,
+				               "%s needs name, channel, language and body", f);
+			hr_strlcpy(row.tenant_id, tr.id, sizeof row.tenant_id);
+			hr_strlcpy(row.channel, ch, sizeof row.channel);
+			hr_strlcpy(row.name, name, sizeof row.name);
+			hr_strlcpy(row.language, lang, sizeof row.language);
+			if (template_param_count(body, &row.param_count, err) != 0) {
+				snprintf(f, sizeof f, "tenants[%zu].templates[%zu].body", ti, pi);
+				hr_strlcpy(err->field, f, sizeof err->field);
+				return err->code;
+			}
+			row.body = (char *)body;
+			rc = st->ops->template_upsert(st, &row, err);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+static int read_dispatch_opts(json_t *cfg, struct dispatch_opts *o, struct hr_err *err)
+{
+	dispatch_opts_default(o);
+	o->max_in_flight = (int)hr_cfg_int(cfg, "dispatch.max_in_flight", o->max_in_flight, 1,
+	                                   100000, err);
+	o->lease_us = hr_cfg_int(cfg, "dispatch.lease_seconds", 30, 1, 86400, err) * 1000000;
+	o->max_attempts = (int)hr_cfg_int(cfg, "dispatch.max_attempts", o->max_attempts, 1, 100, err);
+	o->backoff_base_us = hr_cfg_int(cfg, "dispatch.backoff_base_ms", 500, 1, 3600000, err) * 1000;
+	o->backoff_max_us = hr_cfg_int(cfg, "dispatch.backoff_max_ms", 300000, 1, 86400000, err) * 1000;
+	o->http_timeout_us = hr_cfg_int(cfg, "dispatch.http_timeout_ms", 15000, 100, 600000, err) * 1000;
+	o->reconcile_every_us =
+		hr_cfg_int(cfg, "dispatch.reconcile_ms", 1000, 10, 3600000, err) * 1000;
+	return err->code;
+}
+
+static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opts *o,
+                         char *host, size_t hostlen, struct hr_err *err)
+{
+	api_opts_default(o);
+	const char *listen = a->listen ? a->listen : hr_cfg_str(cfg, "server.listen",
+	                                                        "127.0.0.1:8080", err);
+	if (err->code)
+		return err->code;
+	if (split_listen(listen, host, hostlen, &o->port, a->listen ? "--listen" : "server.listen",
+	                 err))
+		return err->code;
+	o->listen_addr = host;
+	o->public_url = hr_cfg_str(cfg, "server.public_url", NULL, err);
+	o->threads = (int)hr_cfg_int(cfg, "server.threads", o->threads, 1, 64, err);
+	o->max_connections = (int)hr_cfg_int(cfg, "server.max_connections", o->max_connections,
+	                                     1, 100000, err);
+	o->max_body_bytes = (size_t)hr_cfg_int(cfg, "server.max_body_bytes",
+	                                       (int64_t)o->max_body_bytes, 1024, 1 << 30, err);
+	o->max_webhook_bytes = (size_t)hr_cfg_int(cfg, "server.max_webhook_bytes",
+	                                          (int64_t)o->max_webhook_bytes, 1024, 1 << 30, err);
+	o->max_header_bytes = (size_t)hr_cfg_int(cfg, "server.max_header_bytes",
+	                                         (int64_t)o->max_header_bytes, 1024, 1 << 20, err);
+	o->max_batch = (int)hr_cfg_int(cfg, "server.max_batch", o->max_batch, 1, 100000, err);
+	o->sync_timeout_us =
+		hr_cfg_int(cfg, "server.sync_timeout_ms", o->sync_timeout_us / 1000, 1, 600000, err) *
+		1000;
+	return err->code;
+}
+
+static void report(const char *cmd, const struct hr_err *err)
+{
+	if (err->field[0] && !strstr(err->msg, err->field))
+		fprintf(stderr, "herald %s: %s: %s\n", cmd, err->field, err->msg);
+	else
+		fprintf(stderr, "herald %s: %s\n", cmd, err->msg);
+}
+
+int serve_main(int argc, char **argv)
+{
+	struct serve_args a;
+	int rc = parse_args(argc, argv, &a, "serve");
+	if (rc)
+		return rc == 1 ? 0 : rc;
+
+	/* Block the stop signals in every thread; the main thread sigwait()s. */
+	sigset_t stopset;
+	sigemptyset(&stopset);
+	sigaddset(&stopset, SIGINT);
+	sigaddset(&stopset, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &stopset, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+
+	struct hr_err err = {0};
+	struct store *st = NULL;
+	struct account_set accounts = {0};
+	struct dispatcher *disp = NULL;
+	struct applier *app = NULL;
+	struct api_server *srv = NULL;
+	char host[128];
+	int status = 1;
+
+	json_t *cfg = hr_config_load(a.config, &err);
+	if (!cfg)
+		goto out;
+	struct dispatch_opts dopts;
+	struct api_opts aopts;
+	if (read_dispatch_opts(cfg, &dopts, &err) || read_api_opts(cfg, &a, &aopts, host,
+	                                                           sizeof host, &err))
+		goto out;
+	if (open_store(cfg, &a, &st, &err) || sync_config(cfg, st, &err) ||
+	    account_set_load(st, &accounts, &err))
+		goto out;
+	if (dispatcher_start(st, &accounts, &dopts, &disp, &err) ||
+	    applier_start(st, &accounts, (int)hr_cfg_int(cfg, "webhooks.apply_batch", 500, 1,
+	                                                   10000, &err), &app, &err))
+		goto out;
+	aopts.store = st;
+	aopts.accounts = &accounts;
+	aopts.dispatcher = disp;
+	aopts.applier = app;
+	if (api_start(&aopts, &srv, &err))
+		goto out;
+
+	int port = api_port(srv);
+	if (a.port_file) {
+		FILE *pf = fopen(a.port_file, "w");
+		if (pf) {
+			fprintf(pf, "%d\n", port);
+			fclose(pf);
+		}
+	}
+	printf("herald serve listening on http://%s:%d (store %s, %zu accounts)\n", host, port,
+	       st->ops->name, accounts.n);
+	fflush(stdout);
+
+	int sig = 0;
+	sigwait(&stopset, &sig);
+	hr_log(HR_LOG_INFO, "serve", "signal %d: stopping", sig);
+	status = 0;
+out:
+	if (err.code)
+		report("serve", &err);
+	api_stop(srv);
+	dispatcher_stop(disp);
+	applier_stop(app);
+	account_set_clear(&accounts);
+	if (st)
+		st->ops->close(st);
+	json_decref(cfg);
+	curl_global_cleanup();
+	return status;
+}
+
+int migrate_main(int argc, char **argv)
+{
+	struct serve_args a;
+	int rc = parse_args(argc, argv, &a, "migrate");
+	if (rc)
+		return rc == 1 ? 0 : rc;
+	struct hr_err err = {0};
+	struct store *st = NULL;
+	json_t *cfg = hr_config_load(a.config, &err);
+	int applied = 0;
+	if (!cfg || open_store(cfg, &a, &st, &err) || st->ops->migrate(st, &applied, &err)) {
+		report("migrate", &err);
+		if (st)
+			st->ops->close(st);
+		json_decref(cfg);
+		return 1;
+	}
+	printf("herald migrate: schema up to date (%s)\n", st->ops->name);
+	st->ops->close(st);
+	json_decref(cfg);
+	return 0;
+}

@@ -1,0 +1,41 @@
+/*
+ * config.h - Herald's configuration: one YAML file (libfyaml) loaded once and
+ * turned into a jansson tree, so the rest of the code reads one JSON shape
+ * through a few typed getters that name the offending key on error.
+ *
+ * Secrets are never inline in production: a value "env:NAME" reads the
+ * environment variable NAME, "file:/path" reads the file (trailing newline
+ * trimmed); anything else is taken literally (handy for the demo).
+ */
+#ifndef HR_CONFIG_H
+#define HR_CONFIG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "herald.h"
+
+/* Loads a YAML (or JSON) file into a jansson object. Caller json_decref()s. */
+json_t *hr_config_load(const char *path, struct hr_err *err);
+/* Parses YAML text (for tests). Caller json_decref()s. */
+json_t *hr_config_parse(const char *text, size_t len, struct hr_err *err);
+
+/* Path lookup with dots: "server.listen". Returns a borrowed node or NULL. */
+json_t *hr_cfg_get(json_t *root, const char *path);
+
+/* Typed getters: return def when the key is absent; set err (naming `path`)
+ * and return def when present with the wrong type or out of range. Numbers
+ * given as YAML strings ("80") are accepted. */
+const char *hr_cfg_str(json_t *root, const char *path, const char *def, struct hr_err *err);
+int64_t hr_cfg_int(json_t *root, const char *path, int64_t def, int64_t min, int64_t max,
+                   struct hr_err *err);
+double hr_cfg_num(json_t *root, const char *path, double def, double min, double max,
+                  struct hr_err *err);
+bool hr_cfg_bool(json_t *root, const char *path, bool def, struct hr_err *err);
+
+/* Resolves a secret reference ("env:X", "file:/p", or a literal). Returns a
+ * heap string (caller frees) or NULL with err naming `field`. */
+char *hr_secret_resolve(const char *ref, const char *field, struct hr_err *err);
+
+#endif

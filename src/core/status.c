@@ -1,0 +1,100 @@
+/*
+ * status.c - message status names and the precedence rules every status
+ * change obeys (DESIGN.md, "Message lifecycle").
+ *
+ * The progress chain is QUEUED < SENDING < SENT < DELIVERED < READ: an event
+ * applies only if it moves forward, so late or repeated webhooks never
+ * downgrade a message. READ over anything below DELIVERED implies DELIVERED
+ * (WhatsApp skips "delivered" when the chat is open). FAILED/UNDELIVERED
+ * apply up to SENT (WhatsApp reports failures after "sent") but not after
+ * DELIVERED. A DELIVERED or READ receipt after FAILED/UNDELIVERED/UNKNOWN
+ * applies: the handset confirmed it, so the earlier verdict was wrong and the
+ * record should say what really happened. CANCELLED/EXPIRED/SUPPRESSED are
+ * only reachable before a send.
+ */
+#include <string.h>
+
+#include "herald.h"
+
+static const char *const names[MSG__COUNT] = {
+	[MSG_QUEUED] = "queued",       [MSG_SENDING] = "sending",
+	[MSG_SENT] = "sent",           [MSG_DELIVERED] = "delivered",
+	[MSG_READ] = "read",           [MSG_FAILED] = "failed",
+	[MSG_UNDELIVERED] = "undelivered", [MSG_CANCELLED] = "cancelled",
+	[MSG_EXPIRED] = "expired",     [MSG_SUPPRESSED] = "suppressed",
+	[MSG_UNKNOWN] = "unknown",
+};
+
+const char *msg_status_name(enum msg_status s)
+{
+	return (unsigned)s < MSG__COUNT ? names[s] : "invalid";
+}
+
+int msg_status_parse(const char *name, enum msg_status *out)
+{
+	for (int i = 0; i < MSG__COUNT; i++)
+		if (name && strcmp(name, names[i]) == 0) {
+			*out = (enum msg_status)i;
+			return 0;
+		}
+	return HR_EINVAL;
+}
+
+bool msg_status_final(enum msg_status s, bool channel_has_receipts)
+{
+	switch (s) {
+	case MSG_SENT: return !channel_has_receipts;
+	case MSG_DELIVERED: return false; /* READ may still come; not a failure */
+	case MSG_READ: case MSG_FAILED: case MSG_UNDELIVERED: case MSG_CANCELLED:
+	case MSG_EXPIRED: case MSG_SUPPRESSED: return true;
+	default: return false;
+	}
+}
+
+static bool in_chain(enum msg_status s) { return s <= MSG_READ; }
+
+enum status_verdict status_decide(enum msg_status cur, enum msg_status next)
+{
+	if (cur == next)
+		return STATUS_IGNORE_DUP;
+	switch (next) {
+	case MSG_SENDING:
+		return cur == MSG_QUEUED ? STATUS_APPLY : STATUS_IGNORE_STALE;
+	case MSG_QUEUED: /* retry or lease expiry */
+		return cur == MSG_SENDING ? STATUS_APPLY : STATUS_IGNORE_STALE;
+	case MSG_SENT:
+		return (cur < MSG_SENT || cur == MSG_UNKNOWN) ? STATUS_APPLY : STATUS_IGNORE_STALE;
+	case MSG_DELIVERED:
+		if (in_chain(cur))
+			return cur < MSG_DELIVERED ? STATUS_APPLY : STATUS_IGNORE_STALE;
+		return (cur == MSG_FAILED || cur == MSG_UNDELIVERED || cur == MSG_UNKNOWN)
+			   ? STATUS_APPLY : STATUS_IGNORE_STALE;
+	case MSG_READ:
+		if (cur == MSG_DELIVERED)
+			return STATUS_APPLY;
+		if (in_chain(cur) || cur == MSG_FAILED || cur == MSG_UNDELIVERED || cur == MSG_UNKNOWN)
+			return STATUS_APPLY_IMPLIED;
+		return STATUS_IGNORE_STALE;
+	case MSG_FAILED:
+	case MSG_UNDELIVERED:
+		return (cur <= MSG_SENT || cur == MSG_UNKNOWN) ? STATUS_APPLY : STATUS_IGNORE_STALE;
+	case MSG_CANCELLED:
+	case MSG_EXPIRED:
+	case MSG_SUPPRESSED:
+		return cur == MSG_QUEUED ? STATUS_APPLY : STATUS_IGNORE_STALE;
+	case MSG_UNKNOWN:
+		return cur == MSG_SENDING ? STATUS_APPLY : STATUS_IGNORE_STALE;
+	default:
+		return STATUS_IGNORE_STALE;
+	}
+}
+
+const char *status_verdict_name(enum status_verdict v)
+{
+	switch (v) {
+	case STATUS_APPLY: return "applied";
+	case STATUS_APPLY_IMPLIED: return "applied_implied";
+	case STATUS_IGNORE_DUP: return "ignored_duplicate";
+	default: return "ignored_stale";
+	}
+}

@@ -1,0 +1,126 @@
+/*
+ * util.c - errors, clocks, logging, small string helpers, message memory.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "herald.h"
+
+const char *hr_code_name(int code)
+{
+	switch (code) {
+	case HR_OK: return "ok";
+	case HR_EINVAL: return "invalid";
+	case HR_ENOTFOUND: return "not_found";
+	case HR_ECONFLICT: return "conflict";
+	case HR_EAUTH: return "unauthorized";
+	case HR_ENOMEM: return "out_of_memory";
+	case HR_EIO: return "storage_error";
+	case HR_ELIMIT: return "too_large";
+	case HR_EBUSY: return "busy";
+	case HR_ETIMEOUT: return "timeout";
+	case HR_EFORBIDDEN: return "forbidden";
+	default: return "internal";
+	}
+}
+
+int hr_fail(struct hr_err *err, int code, const char *field, const char *fmt, ...)
+{
+	if (err) {
+		err->code = code;
+		hr_strlcpy(err->field, field ? field : "", sizeof err->field);
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+void hr_err_clear(struct hr_err *err)
+{
+	if (err)
+		memset(err, 0, sizeof *err);
+}
+
+int64_t hr_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t hr_mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void hr_time_format(int64_t us, char out[32])
+{
+	time_t secs = (time_t)(us / 1000000);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	char buf[24];
+	strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, 32, "%.19s.%06dZ", buf, (int)(us % 1000000));
+}
+
+size_t hr_strlcpy(char *dst, const char *src, size_t size)
+{
+	size_t n = strlen(src);
+	if (size) {
+		size_t c = n < size - 1 ? n : size - 1;
+		memcpy(dst, src, c);
+		dst[c] = '\0';
+	}
+	return n;
+}
+
+bool hr_consteq(const void *a, size_t alen, const void *b, size_t blen)
+{
+	if (alen != blen)
+		return false;
+	return CRYPTO_memcmp(a, b, alen) == 0;
+}
+
+void message_clear(struct message *m)
+{
+	free(m->content);
+	free(m->body);
+	memset(m, 0, sizeof *m);
+}
+
+void message_event_clear(struct message_event *e)
+{
+	free(e->detail);
+	memset(e, 0, sizeof *e);
+}
+
+static enum hr_log_level log_level = HR_LOG_INFO;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void hr_log_set_level(enum hr_log_level lvl) { log_level = lvl; }
+
+void hr_log(enum hr_log_level lvl, const char *module, const char *fmt, ...)
+{
+	static const char *names[] = {"debug", "info", "warn", "error"};
+	if (lvl < log_level)
+		return;
+	char ts[32];
+	hr_time_format(hr_now_us(), ts);
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&log_lock);
+	fprintf(stderr, "%s %-5s %-8s %s\n", ts, names[lvl], module, msg);
+	pthread_mutex_unlock(&log_lock);
+}

@@ -1,0 +1,59 @@
+/*
+ * dispatch.h - the dispatcher: one thread that claims due messages with a
+ * lease, rate-limits per sender account, sends through libcurl's multi
+ * interface (many transfers in flight, connections reused) and records each
+ * outcome through the store's group-committing writer.
+ */
+#ifndef HR_DISPATCH_H
+#define HR_DISPATCH_H
+
+#include <stdint.h>
+
+#include "channels/channel.h"
+#include "herald.h"
+#include "store/store.h"
+
+struct dispatcher;
+
+struct dispatch_opts {
+	int max_in_flight;        /* concurrent HTTP transfers (default 256) */
+	int64_t lease_us;         /* visibility timeout of a claim (default 30 s) */
+	int max_attempts;         /* attempts before a transient error fails (default 8) */
+	int64_t backoff_base_us;  /* first retry delay (default 500 ms) */
+	int64_t backoff_max_us;   /* cap (default 5 min) */
+	int64_t http_timeout_us;  /* per request (default 15 s) */
+	int64_t reconcile_every_us; /* lease-expiry sweep period (default 1 s) */
+};
+void dispatch_opts_default(struct dispatch_opts *o);
+
+/* What a sync-mode waiter learns about its message's first outcome. */
+struct dispatch_result {
+	int rc;                   /* 0 when an outcome arrived, HR_ETIMEOUT otherwise */
+	enum send_kind kind;
+	int http_status;
+	char provider_id[HR_PROVIDER_ID_MAX];
+	char error_code[HR_ERRCODE_MAX];
+	char error_text[HR_ERRTEXT_MAX];
+};
+/* Called exactly once, from a dispatcher thread; must be quick. */
+typedef void (*dispatch_watch_fn)(void *arg, const struct dispatch_result *r);
+
+/* Starts the dispatcher thread. accounts is borrowed for the dispatcher's life. */
+int dispatcher_start(struct store *st, const struct account_set *accounts,
+                     const struct dispatch_opts *opts, struct dispatcher **out,
+                     struct hr_err *err);
+/* Stops the thread; in-flight transfers are abandoned (their leases expire
+ * and they are sent again: at-least-once). NULL is fine. */
+void dispatcher_stop(struct dispatcher *d);
+/* New messages were accepted: wake the dispatcher now rather than at its
+ * next poll. Thread-safe, cheap. */
+void dispatcher_notify(struct dispatcher *d);
+/* Calls cb once the message's next send attempt has been recorded, or with
+ * rc HR_ETIMEOUT after timeout_us. Register from the store's completion
+ * callback of the insert (it runs on the writer thread before the writer
+ * starts its next transaction, and a claim is a writer transaction), so the
+ * message cannot be claimed, sent and recorded before the watch exists. */
+int dispatcher_watch(struct dispatcher *d, const char *message_id, int64_t timeout_us,
+                     dispatch_watch_fn cb, void *arg);
+
+#endif

@@ -1,0 +1,661 @@
+/*
+ * dispatcher.c - claims due messages, sends them through curl multi, records
+ * outcomes. One thread ("dispatch") owns every field of struct dispatcher
+ * except those under watch_lock (sync-mode watchers, touched by API threads
+ * and the store's writer thread) and the outstanding-write counter.
+ *
+ * Loop, each turn:
+ *   1. every reconcile period: requeue messages whose lease expired
+ *      (the process that held them died): at-least-once delivery;
+ *   2. fill free transfer slots: accounts are served round-robin, each
+ *      getting at most an equal share of the free slots and no more than its
+ *      token bucket allows, so one account's 100,000-message batch cannot
+ *      starve another's OTP; within an account the store claims priority 0
+ *      (transactional) before 1 (bulk);
+ *   3. curl_multi_poll until a transfer finishes, a claim is due, or
+ *      dispatcher_notify wakes it;
+ *   4. classify finished transfers with the channel adapter and record them
+ *      through the store's group-committing writer asynchronously.
+ */
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/crypto.h"
+#include "core/ratelimit.h"
+#include "dispatch/dispatch.h"
+#include "obs/metrics.h"
+
+#define CLAIM_MAX 256            /* messages per claim call */
+#define RESP_MAX (64 * 1024)     /* provider answers are small; cap what we keep */
+#define IDLE_POLL_US 200000      /* re-check the store this often when idle */
+#define WATCH_BUCKETS 256
+
+struct acct_state {
+	struct channel_account *acct;
+	struct ratelimit rl;
+	int64_t idle_until;  /* monotonic us: nothing due before this (0 = check now) */
+	bool blocked;        /* provider said the account cannot send (token, ban) */
+};
+
+struct xfer {
+	struct xfer *prev, *next; /* in-flight list, for shutdown */
+	CURL *easy;
+	struct acct_state *as;
+	struct http_req req;
+	char message_id[HR_ID_LEN + 1];
+	int attempts, max_attempts;
+	int64_t started;
+	char *resp;
+	size_t resp_len;
+	char retry_after[32];
+	char curl_err[CURL_ERROR_SIZE];
+};
+
+struct watch {
+	struct watch *next;
+	char message_id[HR_ID_LEN + 1];
+	int64_t deadline; /* monotonic us */
+	dispatch_watch_fn cb;
+	void *arg;
+};
+
+struct dispatcher {
+	struct store *st;
+	struct dispatch_opts o;
+	struct acct_state *accts;
+	size_t naccts, rr;
+	CURLM *multi;
+	struct xfer *xfers; /* in flight */
+	int inflight;
+	pthread_t thread;
+	atomic_bool stop;
+	atomic_bool notified;
+	int64_t next_reconcile;
+
+	struct send_result *pending; /* outcomes not yet handed to the store */
+	size_t npending, cappending;
+
+	pthread_mutex_t watch_lock;
+	struct watch *watches[WATCH_BUCKETS];
+	int nwatches;
+
+	pthread_mutex_t out_lock;  /* outstanding async record_results */
+	pthread_cond_t out_cond;
+	int outstanding;
+};
+
+void dispatch_opts_default(struct dispatch_opts *o)
+{
+	o->max_in_flight = 256;
+	o->lease_us = 30 * 1000000LL;
+	o->max_attempts = 8;
+	o->backoff_base_us = 500000;
+	o->backoff_max_us = 300 * 1000000LL;
+	o->http_timeout_us = 15 * 1000000LL;
+	o->reconcile_every_us = 1000000;
+}
+
+/* ---- sync-mode watchers ------------------------------------------------ */
+
+static unsigned watch_hash(const char *id)
+{
+	unsigned h = 2166136261u;
+	for (; *id; id++)
+		h = (h ^ (unsigned char)*id) * 16777619u;
+	return h % WATCH_BUCKETS;
+}
+
+int dispatcher_watch(struct dispatcher *d, const char *message_id, int64_t timeout_us,
+                     dispatch_watch_fn cb, void *arg)
+{
+	struct watch *w = calloc(1, sizeof *w);
+	if (!w)
+		return HR_ENOMEM;
+	hr_strlcpy(w->message_id, message_id, sizeof w->message_id);
+	w->deadline = hr_mono_us() + timeout_us;
+	w->cb = cb;
+	w->arg = arg;
+	unsigned b = watch_hash(message_id);
+	pthread_mutex_lock(&d->watch_lock);
+	w->next = d->watches[b];
+	d->watches[b] = w;
+	d->nwatches++;
+	pthread_mutex_unlock(&d->watch_lock);
+	dispatcher_notify(d);
+	return 0;
+}
+
+/* Detaches the watchers of one message (or, with id NULL, those past their
+ * deadline at `now`, or all when now < 0) into a list the caller fires
+ * outside the lock. */
+static struct watch *watch_take(struct dispatcher *d, const char *id, int64_t now)
+{
+	struct watch *out = NULL;
+	pthread_mutex_lock(&d->watch_lock);
+	if (d->nwatches == 0) {
+		pthread_mutex_unlock(&d->watch_lock);
+		return NULL;
+	}
+	for (unsigned b = id ? watch_hash(id) : 0; b < WATCH_BUCKETS; b++) {
+		for (struct watch **pp = &d->watches[b]; *pp;) {
+			struct watch *w = *pp;
+			bool take = id ? strcmp(w->message_id, id) == 0 : (now < 0 || w->deadline <= now);
+			if (take) {
+				*pp = w->next;
+				w->next = out;
+				out = w;
+				d->nwatches--;
+			} else {
+				pp = &w->next;
+			}
+		}
+		if (id)
+			break;
+	}
+	pthread_mutex_unlock(&d->watch_lock);
+	return out;
+}
+
+static void watch_fire(struct watch *list, const struct dispatch_result *r)
+{
+	while (list) {
+		struct watch *next = list->next;
+		list->cb(list->arg, r);
+		free(list);
+		list = next;
+	}
+}
+
+static void watch_expire(struct dispatcher *d, int64_t now)
+{
+	struct dispatch_result r = {.rc = HR_ETIMEOUT};
+	watch_fire(watch_take(d, NULL, now), &r);
+}
+
+/* ---- recording outcomes ------------------------------------------------- */
+
+struct record_job {
+	struct dispatcher *d;
+	struct send_result *r;
+	size_t n;
+};
+
+/* Writer thread, after the outcomes are committed: tell sync waiters. */
+static void record_done(void *arg, int rc, const struct hr_err *err)
+{
+	struct record_job *job = arg;
+	struct dispatcher *d = job->d;
+	if (rc != 0)
+		hr_log(HR_LOG_ERROR, "dispatch", "recording %zu outcomes failed: %s", job->n,
+		       err ? err->msg : hr_code_name(rc));
+	for (size_t i = 0; i < job->n; i++) {
+		const struct send_result *s = &job->r[i];
+		struct watch *w = watch_take(d, s->message_id, 0);
+		if (!w)
+			continue;
+		struct dispatch_result dr = {.rc = rc, .kind = s->kind, .http_status = s->http_status};
+		hr_strlcpy(dr.provider_id, s->provider_id, sizeof dr.provider_id);
+		hr_strlcpy(dr.error_code, s->error_code, sizeof dr.error_code);
+		hr_strlcpy(dr.error_text, s->error_text, sizeof dr.error_text);
+		watch_fire(w, &dr);
+	}
+	free(job->r);
+	free(job);
+	pthread_mutex_lock(&d->out_lock);
+	d->outstanding--;
+	pthread_cond_broadcast(&d->out_cond);
+	pthread_mutex_unlock(&d->out_lock);
+}
+
+static void flush_results(struct dispatcher *d)
+{
+	if (d->npending == 0)
+		return;
+	struct record_job *job = malloc(sizeof *job);
+	if (!job)
+		abort();
+	job->d = d;
+	job->r = d->pending;
+	job->n = d->npending;
+	d->pending = NULL;
+	d->npending = d->cappending = 0;
+	pthread_mutex_lock(&d->out_lock);
+	d->outstanding++;
+	pthread_mutex_unlock(&d->out_lock);
+	int rc = d->st->ops->record_results(d->st, job->r, job->n, record_done, job);
+	if (rc != 0) {
+		/* Not queued (writer saturated): the leases will expire and the
+		 * messages be retried; never lose track silently. */
+		hr_log(HR_LOG_WARN, "dispatch", "could not queue %zu outcomes (%s); leases will expire",
+		       job->n, hr_code_name(rc));
+		record_done(job, rc, NULL);
+	}
+}
+
+static struct send_result *result_add(struct dispatcher *d, const char *message_id)
+{
+	if (d->npending == d->cappending) {
+		size_t cap = d->cappending ? d->cappending * 2 : 64;
+		struct send_result *p = realloc(d->pending, cap * sizeof *p);
+		if (!p)
+			abort();
+		d->pending = p;
+		d->cappending = cap;
+	}
+	struct send_result *r = &d->pending[d->npending++];
+	memset(r, 0, sizeof *r);
+	hr_strlcpy(r->message_id, message_id, sizeof r->message_id);
+	return r;
+}
+
+/* ---- transfers ---------------------------------------------------------- */
+
+static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
+{
+	struct xfer *x = arg;
+	size_t n = size * nmemb;
+	size_t keep = x->resp_len + n > RESP_MAX ? RESP_MAX - x->resp_len : n;
+	if (keep) {
+		char *r = realloc(x->resp, x->resp_len + keep + 1);
+		if (!r)
+			return 0;
+		x->resp = r;
+		memcpy(x->resp + x->resp_len, p, keep);
+		x->resp_len += keep;
+		x->resp[x->resp_len] = '\0';
+	}
+	return n;
+}
+
+static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
+{
+	struct xfer *x = arg;
+	size_t n = size * nmemb;
+	if (n > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
+		const char *v = p + 12;
+		while (*v == ' ')
+			v++;
+		size_t l = 0;
+		while (l < sizeof x->retry_after - 1 && v + l < p + n && v[l] != '\r' && v[l] != '\n')
+			l++;
+		memcpy(x->retry_after, v, l);
+		x->retry_after[l] = '\0';
+	}
+	return n;
+}
+
+static void xfer_free(struct xfer *x)
+{
+	if (x->easy)
+		curl_easy_cleanup(x->easy);
+	http_req_clear(&x->req);
+	free(x->resp);
+	free(x);
+}
+
+static void xfer_unlink(struct dispatcher *d, struct xfer *x)
+{
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		d->xfers = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+}
+
+static void fail_now(struct dispatcher *d, const struct message *m, const char *code,
+                     const char *text)
+{
+	struct send_result *r = result_add(d, m->id);
+	r->kind = SEND_FAILED;
+	hr_strlcpy(r->error_code, code, sizeof r->error_code);
+	hr_strlcpy(r->error_text, text, sizeof r->error_text);
+	r->error_class = "permanent";
+	metrics_send(m->channel, M_SEND_FAILED, 1);
+}
+
+/* Starts one transfer for a claimed message. */
+static void start_send(struct dispatcher *d, struct acct_state *as, const struct message *m)
+{
+	struct hr_err err = {0};
+	struct xfer *x = calloc(1, sizeof *x);
+	if (!x)
+		abort();
+	x->as = as;
+	hr_strlcpy(x->message_id, m->id, sizeof x->message_id);
+	x->attempts = m->attempts;
+	x->max_attempts = m->max_attempts > 0 ? m->max_attempts : d->o.max_attempts;
+	if (as->acct->ops->build_send(as->acct, m, &x->req, &err) != 0) {
+		fail_now(d, m, "build_failed", err.msg);
+		xfer_free(x);
+		return;
+	}
+	x->easy = curl_easy_init();
+	if (!x->easy)
+		abort();
+	CURL *e = x->easy;
+	curl_easy_setopt(e, CURLOPT_URL, x->req.url);
+	curl_easy_setopt(e, CURLOPT_POST, 1L);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->req.body ? x->req.body : "");
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req.body_len);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->req.headers);
+	if (x->req.userpwd)
+		curl_easy_setopt(e, CURLOPT_USERPWD, x->req.userpwd);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->curl_err);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(d->o.http_timeout_us / 1000));
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	x->started = hr_mono_us();
+	if (curl_multi_add_handle(d->multi, e) != CURLM_OK) {
+		fail_now(d, m, "internal", "could not start the HTTP transfer");
+		xfer_free(x);
+		return;
+	}
+	x->next = d->xfers;
+	if (d->xfers)
+		d->xfers->prev = x;
+	d->xfers = x;
+	d->inflight++;
+	metrics_inflight_add(1);
+	metrics_send(m->channel, M_SEND_ATTEMPTED, 1);
+}
+
+/* Turns a finished transfer into an outcome to record. */
+static void finish_send(struct dispatcher *d, struct xfer *x, CURLcode cc)
+{
+	struct acct_state *as = x->as;
+	const char *ch = as->acct->ops->name;
+	long status = 0;
+	if (cc == CURLE_OK)
+		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+	int64_t now = hr_mono_us();
+	int64_t latency = now - x->started;
+	metrics_send_latency(ch, latency);
+
+	struct send_outcome o = {0};
+	const char *body = x->resp ? x->resp : "";
+	size_t len = x->resp_len;
+	if (cc != CURLE_OK) {
+		body = x->curl_err[0] ? x->curl_err : curl_easy_strerror(cc);
+		len = strlen(body);
+	}
+	as->acct->ops->parse_send(as->acct, status, body, len,
+	                          x->retry_after[0] ? x->retry_after : NULL, &o);
+
+	struct send_result *r = result_add(d, x->message_id);
+	r->http_status = (int)status;
+	r->latency_us = latency;
+	hr_strlcpy(r->provider_id, o.provider_id, sizeof r->provider_id);
+	hr_strlcpy(r->error_code, o.error_code, sizeof r->error_code);
+	hr_strlcpy(r->error_text, o.error_text, sizeof r->error_text);
+	switch (o.cls) {
+	case OUTCOME_OK:
+		r->kind = SEND_OK;
+		metrics_send(ch, M_SEND_SUCCEEDED, 1);
+		break;
+	case OUTCOME_RATE_LIMITED:
+	case OUTCOME_TRANSIENT: {
+		r->error_class = o.cls == OUTCOME_RATE_LIMITED ? "rate_limited" : "transient";
+		if (o.cls == OUTCOME_RATE_LIMITED)
+			ratelimit_pause(&as->rl, o.retry_after_us > 0 ? o.retry_after_us : 1000000, now);
+		if (x->attempts >= x->max_attempts) {
+			r->kind = SEND_FAILED;
+			char text[HR_ERRTEXT_MAX];
+			snprintf(text, sizeof text, "gave up after %d attempts: %s", x->attempts,
+			         o.error_text);
+			hr_strlcpy(r->error_text, text, sizeof r->error_text);
+			metrics_send(ch, M_SEND_FAILED, 1);
+			break;
+		}
+		int64_t delay = backoff_delay_us(x->attempts, d->o.backoff_base_us,
+		                                 d->o.backoff_max_us, hr_random_unit());
+		if (o.retry_after_us > delay)
+			delay = o.retry_after_us;
+		r->kind = SEND_RETRY;
+		r->due_at = hr_now_us() + delay;
+		metrics_send(ch, M_SEND_RETRIED, 1);
+		break;
+	}
+	case OUTCOME_PERMANENT:
+		r->kind = SEND_FAILED;
+		r->error_class = "permanent";
+		metrics_send(ch, M_SEND_FAILED, 1);
+		if (o.account_blocked && !as->blocked) {
+			as->blocked = true;
+			hr_log(HR_LOG_ERROR, "dispatch",
+			       "account %s stopped: the provider refused its credentials (%s %s)",
+			       as->acct->id, o.error_code, o.error_text);
+		}
+		break;
+	}
+}
+
+static void reap(struct dispatcher *d)
+{
+	CURLMsg *msg;
+	int left;
+	while ((msg = curl_multi_info_read(d->multi, &left)) != NULL) {
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		struct xfer *x = NULL;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+		CURLcode cc = msg->data.result;
+		curl_multi_remove_handle(d->multi, msg->easy_handle);
+		xfer_unlink(d, x);
+		finish_send(d, x, cc);
+		xfer_free(x);
+		d->inflight--;
+		metrics_inflight_add(-1);
+	}
+}
+
+/* ---- claiming ----------------------------------------------------------- */
+
+/* Fills free transfer slots fairly across accounts. Returns the monotonic
+ * time at which claiming should be tried again if nothing wakes us. */
+static int64_t fill(struct dispatcher *d)
+{
+	int64_t now = hr_mono_us();
+	int64_t wake = now + IDLE_POLL_US;
+	struct message *batch = calloc(CLAIM_MAX, sizeof *batch);
+	if (!batch)
+		abort();
+	bool progress = true;
+	while (progress && d->inflight < d->o.max_in_flight) {
+		progress = false;
+		size_t active = 0;
+		for (size_t i = 0; i < d->naccts; i++)
+			if (!d->accts[i].blocked && d->accts[i].idle_until <= now)
+				active++;
+		if (active == 0)
+			break;
+		int free_slots = d->o.max_in_flight - d->inflight;
+		int share = (int)((size_t)free_slots / active);
+		if (share < 1)
+			share = 1;
+		if (share > CLAIM_MAX)
+			share = CLAIM_MAX;
+		for (size_t k = 0; k < d->naccts && d->inflight < d->o.max_in_flight; k++) {
+			struct acct_state *as = &d->accts[(d->rr + k) % d->naccts];
+			if (as->blocked || as->idle_until > now)
+				continue;
+			int want = share;
+			if (want > d->o.max_in_flight - d->inflight)
+				want = d->o.max_in_flight - d->inflight;
+			int tokens = ratelimit_take(&as->rl, want, now);
+			if (tokens == 0) {
+				int64_t w = ratelimit_wait_us(&as->rl, now);
+				if (now + w < wake)
+					wake = now + w;
+				continue;
+			}
+			size_t n = 0;
+			int rc = d->st->ops->claim(d->st, as->acct->id, hr_now_us(), d->o.lease_us,
+			                           tokens, batch, &n);
+			if (rc != 0) {
+				hr_log(HR_LOG_WARN, "dispatch", "claim for %s failed: %s", as->acct->id,
+				       hr_code_name(rc));
+				n = 0;
+			}
+			/* Give back tokens we did not use. */
+			as->rl.tokens += tokens - (int)n;
+			for (size_t i = 0; i < n; i++) {
+				start_send(d, as, &batch[i]);
+				message_clear(&batch[i]);
+			}
+			if ((int)n < tokens) {
+				/* Drained: sleep until the next due message or a notify. */
+				int64_t due = 0;
+				d->st->ops->next_due(d->st, as->acct->id, &due);
+				int64_t until = now + IDLE_POLL_US;
+				if (due > 0) {
+					int64_t delta = due - hr_now_us();
+					if (delta < IDLE_POLL_US)
+						until = now + (delta > 0 ? delta : 0);
+				}
+				as->idle_until = until > now ? until : now + 1000;
+				if (as->idle_until < wake)
+					wake = as->idle_until;
+			} else {
+				progress = true;
+			}
+		}
+		d->rr = (d->rr + 1) % (d->naccts ? d->naccts : 1);
+		now = hr_mono_us();
+	}
+	free(batch);
+	return wake;
+}
+
+static void *dispatch_main(void *arg)
+{
+	struct dispatcher *d = arg;
+	while (!atomic_load(&d->stop)) {
+		int64_t now = hr_mono_us();
+		if (now >= d->next_reconcile) {
+			int n = 0;
+			if (d->st->ops->requeue_expired(d->st, hr_now_us(), &n) == 0 && n > 0) {
+				hr_log(HR_LOG_WARN, "dispatch", "requeued %d messages whose lease expired", n);
+				for (size_t i = 0; i < d->naccts; i++)
+					d->accts[i].idle_until = 0;
+			}
+			d->next_reconcile = now + d->o.reconcile_every_us;
+			watch_expire(d, now);
+		}
+		if (atomic_exchange(&d->notified, false))
+			for (size_t i = 0; i < d->naccts; i++)
+				d->accts[i].idle_until = 0;
+
+		int64_t wake = fill(d);
+		if (wake > d->next_reconcile)
+			wake = d->next_reconcile;
+
+		int running = 0;
+		curl_multi_perform(d->multi, &running);
+		reap(d);
+		flush_results(d);
+
+		now = hr_mono_us();
+		int timeout_ms = wake > now ? (int)((wake - now + 999) / 1000) : 0;
+		if (timeout_ms > 1000)
+			timeout_ms = 1000;
+		if (!atomic_load(&d->notified))
+			curl_multi_poll(d->multi, NULL, 0, timeout_ms, NULL);
+		curl_multi_perform(d->multi, &running);
+		reap(d);
+		flush_results(d);
+	}
+	return NULL;
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+int dispatcher_start(struct store *st, const struct account_set *accounts,
+                     const struct dispatch_opts *opts, struct dispatcher **out,
+                     struct hr_err *err)
+{
+	struct dispatcher *d = calloc(1, sizeof *d);
+	if (!d)
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	d->st = st;
+	if (opts)
+		d->o = *opts;
+	else
+		dispatch_opts_default(&d->o);
+	if (d->o.max_in_flight < 1)
+		d->o.max_in_flight = 1;
+	d->naccts = accounts->n;
+	d->accts = calloc(d->naccts ? d->naccts : 1, sizeof *d->accts);
+	int64_t now = hr_mono_us();
+	for (size_t i = 0; i < d->naccts; i++) {
+		d->accts[i].acct = accounts->items[i];
+		double rate = accounts->items[i]->rate_limit;
+		ratelimit_init(&d->accts[i].rl, rate, rate < 1 ? 1 : rate, now);
+	}
+	pthread_mutex_init(&d->watch_lock, NULL);
+	pthread_mutex_init(&d->out_lock, NULL);
+	pthread_cond_init(&d->out_cond, NULL);
+	d->multi = curl_multi_init();
+	curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, (long)d->o.max_in_flight);
+	curl_multi_setopt(d->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+	if (pthread_create(&d->thread, NULL, dispatch_main, d) != 0) {
+		curl_multi_cleanup(d->multi);
+		free(d->accts);
+		free(d);
+		return hr_fail(err, HR_EINTERNAL, NULL, "cannot start the dispatcher thread");
+	}
+	*out = d;
+	return 0;
+}
+
+void dispatcher_notify(struct dispatcher *d)
+{
+	if (!d)
+		return;
+	if (!atomic_exchange(&d->notified, true))
+		curl_multi_wakeup(d->multi);
+}
+
+void dispatcher_stop(struct dispatcher *d)
+{
+	if (!d)
+		return;
+	atomic_store(&d->stop, true);
+	curl_multi_wakeup(d->multi);
+	pthread_join(d->thread, NULL);
+
+	/* Abandon in-flight transfers: their leases expire and they are resent. */
+	while (d->xfers) {
+		struct xfer *x = d->xfers;
+		xfer_unlink(d, x);
+		curl_multi_remove_handle(d->multi, x->easy);
+		xfer_free(x);
+		metrics_inflight_add(-1);
+	}
+	flush_results(d);
+	pthread_mutex_lock(&d->out_lock);
+	while (d->outstanding > 0)
+		pthread_cond_wait(&d->out_cond, &d->out_lock);
+	pthread_mutex_unlock(&d->out_lock);
+
+	struct dispatch_result r = {.rc = HR_ETIMEOUT};
+	watch_fire(watch_take(d, NULL, -1), &r);
+	curl_multi_cleanup(d->multi);
+	pthread_mutex_destroy(&d->watch_lock);
+	pthread_mutex_destroy(&d->out_lock);
+	pthread_cond_destroy(&d->out_cond);
+	free(d->pending);
+	free(d->accts);
+	free(d);
+}

@@ -1,0 +1,190 @@
+/*
+ * herald.h - the nouns of Herald in one place: result codes, errors, ids,
+ * message statuses, messages and their audit events, channel accounts.
+ *
+ * Every subsystem includes this header. Subsystem interfaces live beside their
+ * code (store/store.h, channels/channel.h, ...); this file only holds what
+ * more than one of them needs to agree on.
+ */
+#ifndef HERALD_H
+#define HERALD_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HERALD_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------------------
+ * Result codes. Functions return 0 on success or one of these (negative).
+ * The API maps them to HTTP statuses in one table (api/errors.c).
+ * ------------------------------------------------------------------------- */
+enum hr_code {
+	HR_OK = 0,
+	HR_EINVAL = -1,       /* bad input: 400/422, names the field          */
+	HR_ENOTFOUND = -2,    /* 404                                          */
+	HR_ECONFLICT = -3,    /* unique key taken, idempotency mismatch: 409/422 */
+	HR_EAUTH = -4,        /* missing/bad credentials or signature: 401    */
+	HR_ENOMEM = -5,       /* allocation failed                            */
+	HR_EIO = -6,          /* store or file I/O failed: 500/503            */
+	HR_ELIMIT = -7,       /* a size or count limit was exceeded: 413      */
+	HR_EBUSY = -8,        /* try again later: 503                         */
+	HR_ETIMEOUT = -9,     /* a bounded wait ran out                       */
+	HR_EINTERNAL = -10,   /* a bug: 500                                   */
+	HR_EFORBIDDEN = -11,  /* authenticated but not allowed: 403           */
+};
+
+const char *hr_code_name(int code); /* "invalid", "not_found", ... */
+
+/*
+ * An error with a human message and the offending field (JSON path, header
+ * name, config key or row). Optional everywhere: pass NULL to ignore.
+ */
+struct hr_err {
+	int code;
+	char field[96];
+	char msg[384];
+};
+
+/* Sets err (if not NULL) and returns code, so callers can `return hr_fail(...)`. */
+int hr_fail(struct hr_err *err, int code, const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+void hr_err_clear(struct hr_err *err);
+
+/* ---------------------------------------------------------------------------
+ * Time and ids.
+ * ------------------------------------------------------------------------- */
+
+/* Wall clock in microseconds since the Unix epoch (UTC). */
+int64_t hr_now_us(void);
+/* Monotonic clock in microseconds, for timeouts and rate limits. */
+int64_t hr_mono_us(void);
+/* Formats micros as RFC 3339 UTC with microseconds: 2026-01-15T10:00:00.123456Z */
+void hr_time_format(int64_t us, char out[32]);
+
+/*
+ * Time-ordered ids (ULID: 48-bit millisecond time + 80 bits of randomness,
+ * Crockford base32, 26 chars). Monotonic within one process even within a
+ * millisecond, so ids sort in creation order and B-tree inserts append.
+ * Thread-safe.
+ */
+#define HR_ID_LEN 26
+void hr_id_new(char out[HR_ID_LEN + 1]);
+bool hr_id_valid(const char *s);
+
+/* ---------------------------------------------------------------------------
+ * Message lifecycle (see DESIGN.md "Message lifecycle"). The numeric values
+ * are stored in the database: never renumber, only append.
+ * ------------------------------------------------------------------------- */
+enum msg_status {
+	MSG_QUEUED = 0,
+	MSG_SENDING = 1,
+	MSG_SENT = 2,
+	MSG_DELIVERED = 3,
+	MSG_READ = 4,
+	MSG_FAILED = 5,
+	MSG_UNDELIVERED = 6,
+	MSG_CANCELLED = 7,
+	MSG_EXPIRED = 8,
+	MSG_SUPPRESSED = 9,
+	MSG_UNKNOWN = 10,
+	MSG__COUNT
+};
+
+const char *msg_status_name(enum msg_status s);       /* "queued", ...  */
+int msg_status_parse(const char *name, enum msg_status *out); /* 0 or HR_EINVAL */
+/* True for a status after which nothing more is expected on this channel. */
+bool msg_status_final(enum msg_status s, bool channel_has_receipts);
+
+/*
+ * What happens when an event reporting status `next` meets a message in
+ * status `cur` (status/status.c holds the table and its reasons).
+ */
+enum status_verdict {
+	STATUS_APPLY = 0,          /* move to next                             */
+	STATUS_APPLY_IMPLIED = 1,  /* READ over SENT: record DELIVERED, then READ */
+	STATUS_IGNORE_DUP = 2,     /* same status again: change nothing        */
+	STATUS_IGNORE_STALE = 3,   /* ranks at or below cur: record as ignored */
+};
+enum status_verdict status_decide(enum msg_status cur, enum msg_status next);
+const char *status_verdict_name(enum status_verdict v);
+
+/* Message priority classes: lower is claimed first. */
+enum msg_priority {
+	PRIO_TRANSACTIONAL = 0, /* single API sends, OTPs */
+	PRIO_BULK = 1,          /* batch endpoint, campaigns */
+};
+
+/* Sizes of the fixed string fields below (including the terminating NUL). */
+#define HR_NAME_MAX 64      /* tenant, account, channel, template names   */
+#define HR_ADDR_MAX 64      /* recipient address: E.164 or chat id        */
+#define HR_PROVIDER_ID_MAX 160
+#define HR_ERRCODE_MAX 32
+#define HR_ERRTEXT_MAX 512
+
+/*
+ * One message: one recipient on one channel. `content` is the canonical JSON
+ * (see channels/channel.h for its shape) and is owned by the message
+ * (message_clear frees it). `body` is the rendered text for display/search.
+ */
+struct message {
+	char id[HR_ID_LEN + 1];
+	char tenant_id[HR_NAME_MAX];
+	char account_id[HR_NAME_MAX];
+	char channel[16];
+	char recipient[HR_ADDR_MAX];
+	char batch_id[HR_ID_LEN + 1]; /* "" when not part of a batch */
+	char *content;                /* canonical JSON, heap        */
+	char *body;                   /* rendered text, heap, may be NULL */
+	enum msg_status status;
+	int priority;
+	int attempts;
+	int max_attempts;
+	int64_t created_at;   /* us */
+	int64_t updated_at;   /* us */
+	int64_t due_at;       /* us: not claimed before this */
+	int64_t lease_until;  /* us: 0 unless SENDING */
+	char provider_id[HR_PROVIDER_ID_MAX];
+	char error_code[HR_ERRCODE_MAX];
+	char error_text[HR_ERRTEXT_MAX];
+};
+
+void message_clear(struct message *m); /* frees content/body, zeroes */
+
+/*
+ * One audit-trail entry. `type` says what happened ("accepted", "attempt",
+ * "sent", "retry", "failed", "webhook_status", "inbound", "lease_expired",
+ * ...); `applied` is false for webhook events that were recorded but changed
+ * nothing (stale or duplicate). `detail` is a JSON object, heap, owned.
+ */
+struct message_event {
+	int64_t id;
+	char message_id[HR_ID_LEN + 1];
+	int64_t at;          /* us, when Herald recorded it   */
+	int64_t provider_at; /* us, provider's timestamp or 0 */
+	char type[32];
+	char source[16];     /* "api", "dispatcher", "webhook", "reconciler" */
+	int status;          /* resulting/reported status or -1 */
+	bool applied;
+	char *detail;        /* JSON object text, heap, may be NULL */
+};
+
+void message_event_clear(struct message_event *e);
+
+/* ---------------------------------------------------------------------------
+ * Small helpers used everywhere.
+ * ------------------------------------------------------------------------- */
+
+/* strlcpy semantics: always NUL-terminates, returns strlen(src). */
+size_t hr_strlcpy(char *dst, const char *src, size_t size);
+/* Constant-time comparison of two byte strings (length leaks, content not). */
+bool hr_consteq(const void *a, size_t alen, const void *b, size_t blen);
+
+/* Logging to stderr with a level and a module word. No secrets, ever. */
+enum hr_log_level { HR_LOG_DEBUG, HR_LOG_INFO, HR_LOG_WARN, HR_LOG_ERROR };
+void hr_log_set_level(enum hr_log_level lvl);
+void hr_log(enum hr_log_level lvl, const char *module, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif /* HERALD_H */

@@ -1,0 +1,45 @@
+/*
+ * metrics.h - process-wide Prometheus metrics. Counters are lock-free atomics
+ * indexed by channel slot, so hot paths pay one atomic add. Rendering walks
+ * them and appends gauges read from the store (queue depth by status, inbox
+ * backlog) in the Prometheus text exposition format 0.0.4.
+ */
+#ifndef HR_METRICS_H
+#define HR_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "herald.h"
+
+struct store;
+
+enum metric_send {
+	M_SEND_ATTEMPTED = 0,
+	M_SEND_SUCCEEDED,
+	M_SEND_FAILED,     /* permanent failure */
+	M_SEND_RETRIED,    /* transient / rate limited, will retry */
+	M_SEND__COUNT
+};
+
+enum metric_webhook {
+	M_WH_RECEIVED = 0, /* verified and stored in the inbox */
+	M_WH_REJECTED,     /* bad signature, unknown account, too big */
+	M_WH_APPLIED,      /* status events that changed a message */
+	M_WH_IGNORED,      /* status events recorded as stale/duplicate */
+	M_WH_INBOUND,      /* replies and button presses recorded */
+	M_WH__COUNT
+};
+
+void metrics_send(const char *channel, enum metric_send what, int n);
+/* Provider round trip of one send, in microseconds (histogram by channel). */
+void metrics_send_latency(const char *channel, int64_t us);
+void metrics_inflight_add(int delta);
+void metrics_webhook(const char *channel, enum metric_webhook what, int n);
+void metrics_http(int status);
+void metrics_accepted(int n); /* messages durably accepted by the API */
+
+/* Renders all metrics (plus store gauges when st != NULL) into a heap buffer. */
+int metrics_render(struct store *st, char **out, size_t *len);
+
+#endif

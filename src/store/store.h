@@ -1,0 +1,271 @@
+/*
+ * store.h - the store interface: a struct of function pointers filled by one
+ * backend file (sqlite.c now, postgres.c later), like sqlite3_vfs. Nothing
+ * outside src/store/ sees SQL.
+ *
+ * Writes go through the backend's writer, which groups many small writes
+ * into one transaction (group commit). Every write function takes
+ * (cb, arg): with cb == NULL it blocks until the write is committed (or
+ * failed) and returns the result; with cb != NULL it returns 0 at once (or an
+ * error if the write could not be queued) and later calls cb(arg, rc, err)
+ * from the writer thread after the commit. Inputs are borrowed until the
+ * call returns (cb == NULL) or until cb has been called. A callback must be
+ * quick and must not call back into the store synchronously.
+ *
+ * Reads may run on any thread concurrently with the writer (WAL readers).
+ * Read results are owned by the caller: free with the matching _clear/_free.
+ */
+#ifndef HR_STORE_H
+#define HR_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "herald.h"
+
+struct store_ops;
+
+/* A backend embeds this as its first member; callers use st->ops->fn(st, ...). */
+struct store {
+	const struct store_ops *ops;
+};
+
+typedef void (*store_done_fn)(void *arg, int rc, const struct hr_err *err);
+
+struct store_opts {
+	bool sync_full;          /* synchronous=FULL (power loss) vs NORMAL (process crash) */
+	int group_max;           /* max writes per group commit (default 512) */
+	int queue_max;           /* max writes queued before new ones get HR_EBUSY (default 65536) */
+};
+
+struct tenant_row {
+	char id[HR_NAME_MAX];
+	char name[128];
+};
+
+struct account_row {
+	char id[HR_NAME_MAX];        /* globally unique; appears in webhook URLs */
+	char tenant_id[HR_NAME_MAX];
+	char channel[16];            /* "whatsapp", ... */
+	char *config;                /* JSON object text (secrets as references), heap */
+};
+void account_row_clear(struct account_row *a);
+
+struct template_row {
+	char tenant_id[HR_NAME_MAX];
+	char channel[16];
+	char name[HR_NAME_MAX];
+	char language[16];
+	char *body;                  /* "Hi {{1}}, ..." heap */
+	int param_count;
+};
+void template_row_clear(struct template_row *t);
+
+struct idem_row {
+	char request_hash[65];       /* sha256 hex of the canonical request */
+	int http_status;
+	char *response;              /* response body JSON, heap */
+};
+void idem_row_clear(struct idem_row *r);
+
+/* Idempotency record written in the same transaction as the messages. */
+struct idem_put {
+	const char *tenant_id;
+	const char *key;
+	const char *request_hash;
+	int http_status;
+	const char *response;
+};
+
+struct msg_filter {
+	int status;                  /* -1 = any */
+	const char *channel;         /* NULL = any */
+	const char *recipient;       /* NULL = any */
+	const char *batch_id;        /* NULL = any */
+	int64_t since_us;            /* 0 = unbounded; created_at >= since */
+	int64_t until_us;            /* 0 = unbounded; created_at < until  */
+	const char *before_id;       /* cursor: ids strictly less; NULL = start */
+	int limit;                   /* 1..1000 */
+};
+
+/* Outcome of one send attempt, recorded by the dispatcher. */
+enum send_kind {
+	SEND_OK = 0,            /* provider accepted: status SENT, provider_id set */
+	SEND_RETRY = 1,         /* transient or rate limited: back to QUEUED at due_at */
+	SEND_FAILED = 2,        /* permanent: status FAILED with the provider's error */
+};
+
+struct send_result {
+	char message_id[HR_ID_LEN + 1];
+	enum send_kind kind;
+	int64_t due_at;              /* SEND_RETRY: next attempt time (us) */
+	int http_status;             /* 0 if no HTTP answer (network error) */
+	int64_t latency_us;
+	char provider_id[HR_PROVIDER_ID_MAX];
+	char error_code[HR_ERRCODE_MAX];
+	char error_text[HR_ERRTEXT_MAX];
+	const char *error_class;     /* "transient", "rate_limited", "permanent" or NULL */
+};
+
+/* A raw webhook as received and verified by the ingress. */
+struct inbox_row {
+	int64_t id;
+	char account_id[HR_NAME_MAX];
+	char channel[16];
+	char dedupe_key[128];        /* provider's idempotency token, "" if none */
+	int64_t received_at;
+	int attempts;                /* times the applier already tried it */
+	char *body;                  /* raw bytes (NUL-terminated), heap */
+	size_t body_len;
+};
+void inbox_row_clear(struct inbox_row *r);
+
+/* A status reported by a provider webhook, parsed by the channel adapter. */
+struct wh_status {
+	char provider_id[HR_PROVIDER_ID_MAX];
+	enum msg_status status;
+	int64_t provider_at;         /* us, 0 if unknown */
+	char provider_ts[40];        /* as given by the provider */
+	char error_code[HR_ERRCODE_MAX];
+	char error_text[HR_ERRTEXT_MAX];
+};
+
+/* A customer reply or button press, parsed by the channel adapter. */
+struct wh_inbound {
+	char provider_msg_id[HR_PROVIDER_ID_MAX]; /* the inbound message's own id */
+	char context_id[HR_PROVIDER_ID_MAX];      /* provider id of the message replied to, "" if none */
+	char from[HR_ADDR_MAX];
+	char kind[16];                /* "text", "button", "interactive" */
+	char *text;                   /* heap, may be NULL */
+	char *payload;                /* button payload/id, heap, may be NULL */
+	int64_t provider_at;
+};
+void wh_inbound_clear(struct wh_inbound *in);
+
+/* What the applier parsed out of one inbox row. */
+struct inbox_parsed {
+	int64_t inbox_id;
+	const char *account_id;       /* borrowed */
+	bool malformed;               /* adapter could not parse: mark row failed */
+	char error[256];
+	struct wh_status *statuses;   /* borrowed arrays */
+	size_t nstatuses;
+	struct wh_inbound *inbound;
+	size_t ninbound;
+};
+
+/* Per-call figures from apply_inbox. */
+struct apply_stats {
+	int applied;                  /* status changes made */
+	int ignored;                  /* stale or duplicate, recorded as ignored */
+	int unmatched;                /* provider id not (yet) known: row retried later */
+	int inbound;                  /* replies recorded */
+	int malformed;
+};
+
+struct store_ops {
+	const char *name;            /* "sqlite" */
+
+	/* dsn: for sqlite, a file path. Applies migrations and starts the writer. */
+	int (*open)(const char *dsn, const struct store_opts *opts, struct store **out,
+	            struct hr_err *err);
+	/* Drains queued writes, stops the writer, closes everything. NULL is fine. */
+	void (*close)(struct store *st);
+	/* Applies pending numbered migrations; *applied gets how many. Idempotent. */
+	int (*migrate)(struct store *st, int *applied, struct hr_err *err);
+
+	/* ---- configuration (synced from the config file at start) ---- */
+	int (*tenant_upsert)(struct store *st, const struct tenant_row *t, struct hr_err *err);
+	/* key_hash: sha256 hex of the API key. */
+	int (*api_key_put)(struct store *st, const char *tenant_id, const char *key_hash,
+	                   const char *label, struct hr_err *err);
+	/* HR_ENOTFOUND if no such key. */
+	int (*api_key_lookup)(struct store *st, const char *key_hash,
+	                      char tenant_id[HR_NAME_MAX]);
+	int (*account_upsert)(struct store *st, const struct account_row *a, struct hr_err *err);
+	/* All accounts (tenant_id NULL) or one tenant's. *out is a heap array. */
+	int (*account_list)(struct store *st, const char *tenant_id, struct account_row **out,
+	                    size_t *n);
+	int (*template_upsert)(struct store *st, const struct template_row *t, struct hr_err *err);
+	/* HR_ENOTFOUND if the tenant has no such template for channel+language. */
+	int (*template_get)(struct store *st, const char *tenant_id, const char *channel,
+	                    const char *name, const char *language, struct template_row *out);
+
+	/* ---- messages ---- */
+	/*
+	 * Inserts n messages (status QUEUED) and an "accepted" event for each, plus
+	 * the idempotency record if idem != NULL, in one durable transaction.
+	 * HR_ECONFLICT if idem's (tenant, key) already exists (nothing written).
+	 */
+	int (*message_insert)(struct store *st, const struct message *msgs, size_t n,
+	                      const struct idem_put *idem, store_done_fn cb, void *arg);
+	/* tenant_id NULL = any tenant (internal use). HR_ENOTFOUND if absent. */
+	int (*message_get)(struct store *st, const char *tenant_id, const char *id,
+	                   struct message *out);
+	/* Same, by the provider's message id (e.g. a wamid). */
+	int (*message_get_by_provider_id)(struct store *st, const char *provider_id,
+	                                  struct message *out);
+	/* The audit trail in order. *out is a heap array of n events. */
+	int (*message_events)(struct store *st, const char *message_id,
+	                      struct message_event **out, size_t *n);
+	/* Newest first. *out heap array; *more set if another page exists. */
+	int (*message_list)(struct store *st, const char *tenant_id, const struct msg_filter *f,
+	                    struct message **out, size_t *n, bool *more);
+	/* Counts per status (counts[MSG__COUNT]); tenant_id NULL = all. */
+	int (*message_counts)(struct store *st, const char *tenant_id, int64_t counts[MSG__COUNT]);
+
+	/*
+	 * Claims up to limit QUEUED messages of one account with due_at <= now,
+	 * lowest priority value first, then oldest: sets SENDING, attempts += 1,
+	 * lease_until = now + lease_us. Claimed messages are returned in out[]
+	 * (caller allocates limit entries, message_clear()s each). Goes through
+	 * the writer (a claim is a write) but blocks.
+	 */
+	int (*claim)(struct store *st, const char *account_id, int64_t now, int64_t lease_us,
+	             int limit, struct message *out, size_t *n);
+	/* Records n send outcomes, each with an audit event, in one transaction. */
+	int (*record_results)(struct store *st, const struct send_result *r, size_t n,
+	                      store_done_fn cb, void *arg);
+	/* SENDING messages whose lease ended before now go back to QUEUED (with a
+	 * "lease_expired" event). *n gets how many. */
+	int (*requeue_expired)(struct store *st, int64_t now, int *n);
+	/* Earliest due_at among QUEUED messages of the account, or 0 if none. */
+	int (*next_due)(struct store *st, const char *account_id, int64_t *due_at);
+
+	/* ---- idempotency ---- */
+	int (*idem_get)(struct store *st, const char *tenant_id, const char *key,
+	                struct idem_row *out);
+
+	/* ---- webhooks ---- */
+	/*
+	 * Appends a verified raw webhook. If dedupe_key is non-empty and the same
+	 * (account, dedupe_key) exists, nothing is written and rc is 0 (a replay).
+	 */
+	int (*inbox_append)(struct store *st, const char *account_id, const char *channel,
+	                    const char *dedupe_key, const char *body, size_t len,
+	                    store_done_fn cb, void *arg);
+	/* Up to limit rows that are new, or waiting for a retry due before now,
+	 * oldest first. *out heap array. */
+	int (*inbox_fetch)(struct store *st, int64_t now, int limit, struct inbox_row **out,
+	                   size_t *n);
+	/*
+	 * Applies parsed webhooks in one transaction: each status by precedence
+	 * (status_decide) with an audit event (applied or ignored); each inbound
+	 * reply stored and linked (by context_id) to its message with an audit
+	 * event; each row marked done, or, if it had a status whose provider id
+	 * is not known yet, kept for a retry at now + backoff (given up as
+	 * "orphan" after 24 h). Malformed rows are marked failed with the error.
+	 */
+	int (*apply_inbox)(struct store *st, const struct inbox_parsed *rows, size_t n,
+	                   int64_t now, struct apply_stats *stats);
+	/* Number of inbox rows not yet done (for /metrics). */
+	int (*inbox_pending)(struct store *st, int64_t *n);
+};
+
+extern const struct store_ops store_sqlite;
+
+/* Finds a backend by name ("sqlite"); NULL if unknown. */
+const struct store_ops *store_backend(const char *name);
+
+#endif

@@ -1,0 +1,330 @@
+/*
+ * test_core.c - ids, status precedence, templates, crypto vectors, rate
+ * limiting and backoff, config and secret references.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/config.h"
+#include "core/crypto.h"
+#include "core/ratelimit.h"
+#include "core/template.h"
+#include "herald.h"
+
+/* ---- ids ---- */
+
+static void test_ids_sorted_unique(void **state)
+{
+	(void)state;
+	char prev[HR_ID_LEN + 1] = "", cur[HR_ID_LEN + 1];
+	for (int i = 0; i < 20000; i++) {
+		hr_id_new(cur);
+		assert_int_equal(strlen(cur), HR_ID_LEN);
+		assert_true(hr_id_valid(cur));
+		assert_true(strcmp(prev, cur) < 0);
+		memcpy(prev, cur, sizeof cur);
+	}
+	assert_false(hr_id_valid("not-an-id"));
+	assert_false(hr_id_valid("01ARZ3NDEKTSV4RRFFQ69G5FAU")); /* 'U' is not Crockford */
+	assert_true(hr_id_valid("01ARZ3NDEKTSV4RRFFQ69G5FAV"));
+}
+
+static void test_id_time_prefix(void **state)
+{
+	(void)state;
+	char id[HR_ID_LEN + 1];
+	int64_t before = hr_now_us() / 1000;
+	hr_id_new(id);
+	/* Decode the 10-char time prefix. */
+	const char *b32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+	uint64_t ms = 0;
+	for (int i = 0; i < 10; i++)
+		ms = ms * 32 + (uint64_t)(strchr(b32, id[i]) - b32);
+	assert_true((int64_t)ms >= before && (int64_t)ms <= before + 1000);
+}
+
+/* ---- status precedence: the whole table ---- */
+
+#define A STATUS_APPLY
+#define I STATUS_APPLY_IMPLIED
+#define D STATUS_IGNORE_DUP
+#define S STATUS_IGNORE_STALE
+
+/* rows: current status; columns: incoming status, in enum order:
+ * queued sending sent delivered read failed undelivered cancelled expired suppressed unknown */
+static const enum status_verdict table[MSG__COUNT][MSG__COUNT] = {
+	/* queued      */ {D, A, A, A, I, A, A, A, A, A, S},
+	/* sending     */ {A, D, A, A, I, A, A, S, S, S, A},
+	/* sent        */ {S, S, D, A, I, A, A, S, S, S, S},
+	/* delivered   */ {S, S, S, D, A, S, S, S, S, S, S},
+	/* read        */ {S, S, S, S, D, S, S, S, S, S, S},
+	/* failed      */ {S, S, S, A, I, D, S, S, S, S, S},
+	/* undelivered */ {S, S, S, A, I, S, D, S, S, S, S},
+	/* cancelled   */ {S, S, S, S, S, S, S, D, S, S, S},
+	/* expired     */ {S, S, S, S, S, S, S, S, D, S, S},
+	/* suppressed  */ {S, S, S, S, S, S, S, S, S, D, S},
+	/* unknown     */ {S, S, A, A, I, A, A, S, S, S, D},
+};
+
+static void test_status_table(void **state)
+{
+	(void)state;
+	for (int cur = 0; cur < MSG__COUNT; cur++)
+		for (int next = 0; next < MSG__COUNT; next++) {
+			enum status_verdict v = status_decide(cur, next);
+			if (v != table[cur][next])
+				fail_msg("%s -> %s: got %s, want %s", msg_status_name(cur),
+				         msg_status_name(next), status_verdict_name(v),
+				         status_verdict_name(table[cur][next]));
+		}
+}
+
+static void test_status_names(void **state)
+{
+	(void)state;
+	for (int s = 0; s < MSG__COUNT; s++) {
+		enum msg_status out;
+		assert_int_equal(msg_status_parse(msg_status_name(s), &out), 0);
+		assert_int_equal(out, s);
+	}
+	enum msg_status out;
+	assert_int_equal(msg_status_parse("bogus", &out), HR_EINVAL);
+	assert_true(msg_status_final(MSG_READ, true));
+	assert_false(msg_status_final(MSG_SENT, true));
+	assert_true(msg_status_final(MSG_SENT, false)); /* Telegram */
+	assert_false(msg_status_final(MSG_QUEUED, false));
+}
+
+/* ---- templates ---- */
+
+static void test_template_render(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	int n;
+	assert_int_equal(template_param_count("Hi {{1}}, pay {{2}} by {{3}}. {{1}}!", &n, &err), 0);
+	assert_int_equal(n, 3);
+	const char *p[] = {"Ana", "£120.00", "Friday"};
+	char *out = template_render("Hi {{1}}, pay {{2}} by {{3}}. {{1}}!", p, 3, &err);
+	assert_string_equal(out, "Hi Ana, pay £120.00 by Friday. Ana!");
+	free(out);
+	out = template_render("No params", NULL, 0, &err);
+	assert_string_equal(out, "No params");
+	free(out);
+}
+
+static void test_template_errors(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	int n;
+	const char *p[] = {"a", "b", "c"};
+	assert_null(template_render("Hi {{1}} {{2}}", p, 1, &err));
+	assert_int_equal(err.code, HR_EINVAL);
+	assert_string_equal(err.field, "template.parameters");
+	assert_non_null(strstr(err.msg, "{{2}} is missing"));
+	assert_null(template_render("Hi {{1}}", p, 3, &err));
+	assert_string_equal(err.field, "template.parameters[1]");
+	assert_int_equal(template_param_count("gap {{1}} {{3}}", &n, &err), HR_EINVAL);
+	assert_non_null(strstr(err.msg, "{{2}}"));
+	assert_int_equal(template_param_count("bad {{x}}", &n, &err), HR_EINVAL);
+	assert_int_equal(template_param_count("bad {{0}}", &n, &err), HR_EINVAL);
+}
+
+/* ---- crypto: vectors computed independently of Herald (PROVIDERS.md) ---- */
+
+static void test_whatsapp_vector(void **state)
+{
+	(void)state;
+	const char *body =
+		"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"102290129340398\","
+		"\"changes\":[{\"value\":{\"messaging_product\":\"whatsapp\",\"metadata\":{"
+		"\"display_phone_number\":\"15550783881\",\"phone_number_id\":\"106540352242922\"},"
+		"\"statuses\":[{\"id\":\"wamid.HBgLMTU1NTAxMjM0NTYVAgARGBI3\",\"status\":"
+		"\"delivered\",\"timestamp\":\"1750263773\",\"recipient_id\":\"15550123456\"}]},"
+		"\"field\":\"messages\"}]}]}";
+	char hex[65];
+	hr_hmac_sha256_hex("app-secret-123", 14, body, strlen(body), hex);
+	assert_string_equal(hex, "9ac0e078fe5f6fdb2e2714e0ad14573213f1d3e409c2fc04be19c6d1d0f5059f");
+}
+
+static void test_twilio_vector(void **state)
+{
+	(void)state;
+	const char *s = "https://mycompany.com/myapp.php?foo=1&bar=2"
+	                "CallSidCA1234567890ABCDECaller+12349013030Digits1234"
+	                "From+12349013030To+18005551212";
+	char b64[29];
+	hr_hmac_sha1_b64("12345", 5, s, strlen(s), b64);
+	assert_string_equal(b64, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=");
+}
+
+static void test_rbm_vector(void **state)
+{
+	(void)state;
+	const char *data =
+		"eyJzZW5kZXJQaG9uZU51bWJlciI6IisxNTU1MDEyMzQ1NiIsImV2ZW50VHlwZSI6IkRFTElWRVJFRCIsImV2"
+		"ZW50SWQiOiJNeEFCQyIsIm1lc3NhZ2VJZCI6IjBmOWE2YzFlLTRjNzctNGE0ZS05ZDNlLTJiMWY3YTVkNmUw"
+		"MSIsInNlbmRUaW1lIjoiMjAyNi0wMS0xNVQxMDowMDowMC4xMjM0NTZaIiwiYWdlbnRJZCI6ImhlcmFsZF9k"
+		"ZW1vX2FnZW50In0=";
+	size_t len;
+	unsigned char *raw = hr_b64_decode(data, strlen(data), &len);
+	assert_non_null(raw);
+	assert_int_equal(len, strlen((char *)raw));
+	assert_non_null(strstr((char *)raw, "\"eventType\":\"DELIVERED\""));
+	char sig[89];
+	hr_hmac_sha512_b64("SJENCPGJESMGUFPY", 16, raw, len, sig);
+	assert_string_equal(sig, "KCGaIz53f71eIEwwsrk9nzo2mr4s6Lwyek//IAi+nra+hO5uKpkRRRh//NQQPCmT/"
+	                         "R4sDIG/08SMM4h1iQP7HA==");
+	char *again = hr_b64_encode(raw, len);
+	assert_string_equal(again, data);
+	free(again);
+	free(raw);
+	assert_null(hr_b64_decode("abc", 3, &len));
+	assert_null(hr_b64_decode("ab!=", 4, &len));
+}
+
+static void test_sha256_and_consteq(void **state)
+{
+	(void)state;
+	char hex[65];
+	hr_sha256_hex("abc", 3, hex);
+	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	assert_true(hr_consteq("abc", 3, "abc", 3));
+	assert_false(hr_consteq("abc", 3, "abd", 3));
+	assert_false(hr_consteq("abc", 3, "abcd", 4));
+	for (int i = 0; i < 1000; i++) {
+		double u = hr_random_unit();
+		assert_true(u >= 0 && u < 1);
+	}
+}
+
+/* ---- rate limit and backoff ---- */
+
+static void test_ratelimit(void **state)
+{
+	(void)state;
+	struct ratelimit rl;
+	int64_t t = 1000000;
+	ratelimit_init(&rl, 80, 80, t);
+	assert_int_equal(ratelimit_take(&rl, 100, t), 80); /* full burst */
+	assert_int_equal(ratelimit_take(&rl, 1, t), 0);
+	assert_int_equal(ratelimit_wait_us(&rl, t), 12500); /* 1/80 s */
+	t += 500000;                                        /* half a second: 40 tokens */
+	assert_int_equal(ratelimit_take(&rl, 100, t), 40);
+	/* Over 10 simulated seconds, exactly rate*10 are granted. */
+	int total = 0;
+	for (int i = 0; i < 1000; i++) {
+		t += 10000;
+		total += ratelimit_take(&rl, 1000, t);
+	}
+	assert_int_equal(total, 800);
+	ratelimit_pause(&rl, 2000000, t);
+	assert_int_equal(ratelimit_take(&rl, 1, t + 1999999), 0);
+	assert_int_equal(ratelimit_wait_us(&rl, t), 2000000);
+	assert_true(ratelimit_take(&rl, 1, t + 2100000) >= 1);
+}
+
+static void test_backoff(void **state)
+{
+	(void)state;
+	/* Full range at unit 0 and ~1, doubling per attempt, capped. */
+	assert_int_equal(backoff_delay_us(1, 500000, 300000000, 0.0), 250000);
+	assert_int_equal(backoff_delay_us(1, 500000, 300000000, 0.999999), 499999);
+	assert_int_equal(backoff_delay_us(2, 500000, 300000000, 0.0), 500000);
+	assert_int_equal(backoff_delay_us(3, 500000, 300000000, 0.0), 1000000);
+	assert_int_equal(backoff_delay_us(30, 500000, 300000000, 0.0), 150000000);
+	assert_true(backoff_delay_us(30, 500000, 300000000, 0.999999) <= 300000000);
+	assert_int_equal(backoff_delay_us(0, 500000, 300000000, 0.0), 250000);
+}
+
+/* ---- config ---- */
+
+static void test_config_yaml(void **state)
+{
+	(void)state;
+	const char *y = "server:\n  listen: 127.0.0.1:8080\n  threads: 4\n  flag: yes\n"
+	                "tenants:\n  - id: demo\n    accounts:\n      - id: a\n        rate_limit: \"80\"\n";
+	struct hr_err err = {0};
+	json_t *c = hr_config_parse(y, strlen(y), &err);
+	assert_non_null(c);
+	assert_string_equal(hr_cfg_str(c, "server.listen", NULL, &err), "127.0.0.1:8080");
+	assert_int_equal(hr_cfg_int(c, "server.threads", 2, 1, 64, &err), 4);
+	assert_int_equal(hr_cfg_int(c, "server.missing", 7, 1, 64, &err), 7);
+	assert_true(hr_cfg_bool(c, "server.flag", false, &err));
+	assert_int_equal(err.code, 0);
+	json_t *acct = json_array_get(json_object_get(json_array_get(
+		json_object_get(c, "tenants"), 0), "accounts"), 0);
+	assert_int_equal((int)hr_cfg_num(acct, "rate_limit", 1, 0, 1e6, &err), 80);
+	/* Errors name the key. */
+	hr_cfg_int(c, "server.threads", 2, 1, 3, &err);
+	assert_int_equal(err.code, HR_EINVAL);
+	assert_string_equal(err.field, "server.threads");
+	hr_err_clear(&err);
+	hr_cfg_int(c, "server.listen", 2, 1, 3, &err);
+	assert_string_equal(err.field, "server.listen");
+	json_decref(c);
+
+	assert_null(hr_config_parse("a: [1, 2", 8, &err));
+	assert_int_equal(err.code, HR_EINVAL);
+	assert_null(hr_config_parse("- just\n- a list\n", 16, &err));
+}
+
+static void test_secrets(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	setenv("HERALD_TEST_SECRET", "s3cret", 1);
+	char *v = hr_secret_resolve("env:HERALD_TEST_SECRET", "x", &err);
+	assert_string_equal(v, "s3cret");
+	free(v);
+	assert_null(hr_secret_resolve("env:HERALD_TEST_NOPE", "accounts[a].app_secret", &err));
+	assert_string_equal(err.field, "accounts[a].app_secret");
+	assert_non_null(strstr(err.msg, "HERALD_TEST_NOPE"));
+	char path[] = "/tmp/herald-secret-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "from-file\n", 10), 10);
+	close(fd);
+	char ref[64];
+	snprintf(ref, sizeof ref, "file:%s", path);
+	v = hr_secret_resolve(ref, "x", &err);
+	assert_string_equal(v, "from-file");
+	free(v);
+	unlink(path);
+	v = hr_secret_resolve("literal", "x", &err);
+	assert_string_equal(v, "literal");
+	free(v);
+	assert_null(hr_secret_resolve(NULL, "x", &err));
+}
+
+static void test_time_format(void **state)
+{
+	(void)state;
+	char out[32];
+	hr_time_format(1768471200123456LL, out);
+	assert_string_equal(out, "2026-01-15T10:00:00.123456Z");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ids_sorted_unique), cmocka_unit_test(test_id_time_prefix),
+		cmocka_unit_test(test_status_table),      cmocka_unit_test(test_status_names),
+		cmocka_unit_test(test_template_render),   cmocka_unit_test(test_template_errors),
+		cmocka_unit_test(test_whatsapp_vector),   cmocka_unit_test(test_twilio_vector),
+		cmocka_unit_test(test_rbm_vector),        cmocka_unit_test(test_sha256_and_consteq),
+		cmocka_unit_test(test_ratelimit),         cmocka_unit_test(test_backoff),
+		cmocka_unit_test(test_config_yaml),       cmocka_unit_test(test_secrets),
+		cmocka_unit_test(test_time_format),
+	};
+	return cmocka_run_group_tests_name("core", tests, NULL, NULL);
+}
