@@ -1,0 +1,32 @@
+# The README's two commands:
+#   make demo   - install what is missing, build, start `herald sim` + `herald serve`
+#   make test   - install what is missing, build with ASan/UBSan, run the whole suite
+JOBS ?= 2
+
+.PHONY: demo test build release bench clean
+
+release:
+	scripts/deps.sh build
+	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
+	$(MAKE) -C build-release -j$(JOBS) herald
+
+demo: release
+	scripts/demo.sh
+
+build:
+	scripts/deps.sh build
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug -DHERALD_SANITIZE=ON >/dev/null
+	$(MAKE) -C build -j$(JOBS)
+
+test: build
+	cd build && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j$(JOBS)
+
+bench: release
+	scripts/deps.sh bench
+	$(MAKE) -C build-release -j$(JOBS) sqlite_baseline
+	bench/run.sh
+
+clean:
+	rm -rf build build-release

@@ -1,0 +1,283 @@
+/*
+ * harness.c - see harness.h.
+ */
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define DEMO_KEY "hk_test_0123456789abcdef"
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	socklen_t len = sizeof a;
+	getsockname(fd, (struct sockaddr *)&a, &len);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+void world_init(struct world *w, const char *sim_knobs, const char *extra)
+{
+	memset(w, 0, sizeof *w);
+	snprintf(w->dir, sizeof w->dir, "/tmp/herald-it-XXXXXX");
+	assert_non_null(mkdtemp(w->dir));
+	snprintf(w->config, sizeof w->config, "%s/herald.yaml", w->dir);
+	snprintf(w->db, sizeof w->db, "%s/herald.db", w->dir);
+	w->api_port = free_port();
+	do
+		w->sim_port = free_port();
+	while (w->sim_port == w->api_port);
+	snprintf(w->api, sizeof w->api, "http://127.0.0.1:%d", w->api_port);
+	snprintf(w->sim, sizeof w->sim, "http://127.0.0.1:%d", w->sim_port);
+	w->key = DEMO_KEY;
+
+	FILE *f = fopen(w->config, "w");
+	assert_non_null(f);
+	fprintf(f,
+	        "server:\n  listen: 127.0.0.1:%d\n  public_url: %s\n  threads: 2\n"
+	        "store:\n  driver: sqlite\n  path: %s\n  synchronous: normal\n"
+	        "tenants:\n"
+	        "  - id: acme\n    name: Acme\n    api_keys: [" DEMO_KEY "]\n"
+	        "    accounts:\n"
+	        "      - id: acme-wa\n        channel: whatsapp\n        base_url: %s\n"
+	        "        api_version: \"21.0\"\n        phone_number_id: \"106540352242922\"\n"
+	        "        access_token: test-token\n        app_secret: app-secret-123\n"
+	        "        verify_token: verify-me\n        rate_limit: 5000\n"
+	        "    templates:\n"
+	        "      - {name: payment_reminder, channel: whatsapp, language: en_GB,"
+	        " body: \"Hi {{1}}, pay {{2}}\"}\n"
+	        "  - id: other\n    name: Other\n    api_keys: [hk_other_0123456789abcdef]\n"
+	        "sim:\n  listen: 127.0.0.1:%d\n  whatsapp:\n"
+	        "    seed: 42\n    sent_delay_ms: 5\n    delivered_delay_ms: 20\n"
+	        "    read_delay_ms: 40\n    webhook_retry_s: 120\n",
+	        w->api_port, w->api, w->db, w->sim, w->sim_port);
+	if (sim_knobs)
+		fputs(sim_knobs, f);
+	if (extra)
+		fputs(extra, f);
+	fclose(f);
+}
+
+static void spawn(struct proc *p, const char *dir, const char *name, char *const argv[])
+{
+	snprintf(p->log, sizeof p->log, "%s/%s.log", dir, name);
+	p->pid = fork();
+	assert_true(p->pid >= 0);
+	if (p->pid == 0) {
+		int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		close(fd);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+}
+
+static const char *bin(void)
+{
+	const char *b = getenv("HERALD_BIN");
+	return b ? b : "./herald";
+}
+
+static bool up(const char *url)
+{
+	struct resp r = http("GET", url, NULL, NULL, NULL);
+	bool ok = r.status == 200;
+	resp_free(&r);
+	return ok;
+}
+
+static void wait_up(struct proc *p, const char *url)
+{
+	for (int i = 0; i < 300; i++) {
+		if (up(url))
+			return;
+		int st;
+		if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+			char cmd[600];
+			snprintf(cmd, sizeof cmd, "cat %s >&2", p->log);
+			(void)system(cmd);
+			fail_msg("process exited while starting (log %s)", p->log);
+		}
+		usleep(50000);
+	}
+	fail_msg("%s did not come up", url);
+}
+
+void world_start_sim(struct world *w)
+{
+	char *argv[] = {(char *)bin(), "sim", "--config", w->config, NULL};
+	spawn(&w->simp, w->dir, "sim", argv);
+	char url[128];
+	snprintf(url, sizeof url, "%s/sim/stats", w->sim);
+	wait_up(&w->simp, url);
+}
+
+void world_start_serve(struct world *w)
+{
+	char *argv[] = {(char *)bin(), "serve", "--config", w->config, NULL};
+	spawn(&w->serve, w->dir, "serve", argv);
+	char url[128];
+	snprintf(url, sizeof url, "%s/healthz", w->api);
+	wait_up(&w->serve, url);
+}
+
+static void stop(struct proc *p, int sig, bool want_clean)
+{
+	if (p->pid <= 0)
+		return;
+	kill(p->pid, sig);
+	int st = 0;
+	for (int i = 0; i < 600; i++) {
+		if (waitpid(p->pid, &st, WNOHANG) == p->pid)
+			break;
+		usleep(50000);
+		if (i == 599) {
+			kill(p->pid, SIGKILL);
+			waitpid(p->pid, &st, 0);
+			fail_msg("process %d did not stop (log %s)", p->pid, p->log);
+		}
+	}
+	p->pid = 0;
+	if (want_clean && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+		char cmd[600];
+		snprintf(cmd, sizeof cmd, "tail -n 60 %s >&2", p->log);
+		(void)system(cmd);
+		fail_msg("process did not exit cleanly (status %d; log %s)", st, p->log);
+	}
+}
+
+void world_stop_serve(struct world *w) { stop(&w->serve, SIGTERM, true); }
+void world_kill9_serve(struct world *w) { stop(&w->serve, SIGKILL, false); }
+
+void world_free(struct world *w)
+{
+	stop(&w->serve, SIGTERM, true);
+	stop(&w->simp, SIGTERM, true);
+	if (!getenv("HERALD_KEEP")) {
+		char cmd[300];
+		snprintf(cmd, sizeof cmd, "rm -rf %s", w->dir);
+		(void)system(cmd);
+	}
+}
+
+/* ---- HTTP ---- */
+
+struct buf {
+	char *p;
+	size_t n;
+};
+
+static size_t on_data(char *p, size_t s, size_t n, void *arg)
+{
+	struct buf *b = arg;
+	b->p = realloc(b->p, b->n + s * n + 1);
+	memcpy(b->p + b->n, p, s * n);
+	b->n += s * n;
+	b->p[b->n] = '\0';
+	return s * n;
+}
+
+struct resp http(const char *method, const char *url, const char *key, const char *body,
+                 const char *const *extra)
+{
+	struct resp r = {0};
+	struct buf b = {0};
+	CURL *c = curl_easy_init();
+	struct curl_slist *h = NULL;
+	char auth[256];
+	if (key) {
+		snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+		h = curl_slist_append(h, auth);
+	}
+	if (body)
+		h = curl_slist_append(h, "Content-Type: application/json");
+	for (; extra && *extra; extra++)
+		h = curl_slist_append(h, *extra);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	if (body)
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(h);
+	r.body = b.p ? b.p : strdup("");
+	r.json = json_loads(r.body, JSON_DECODE_ANY, NULL);
+	return r;
+}
+
+void resp_free(struct resp *r)
+{
+	json_decref(r->json);
+	free(r->body);
+	memset(r, 0, sizeof *r);
+}
+
+struct resp api_post(struct world *w, const char *path, const char *body)
+{
+	char url[512];
+	snprintf(url, sizeof url, "%s%s", w->api, path);
+	return http("POST", url, w->key, body, NULL);
+}
+
+struct resp api_get(struct world *w, const char *path)
+{
+	char url[1024];
+	snprintf(url, sizeof url, "%s%s", w->api, path);
+	return http("GET", url, w->key, NULL, NULL);
+}
+
+bool wait_until(bool (*pred)(struct world *, void *), struct world *w, void *arg,
+                double timeout_s)
+{
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		if (pred(w, arg))
+			return true;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 > timeout_s)
+			return false;
+		usleep(100000);
+	}
+}
+
+long count_status(struct world *w, const char *status)
+{
+	char url[128];
+	snprintf(url, sizeof url, "%s/metrics", w->api);
+	struct resp r = http("GET", url, NULL, NULL, NULL);
+	char needle[96];
+	snprintf(needle, sizeof needle, "herald_queue_depth{status=\"%s\"} ", status);
+	long n = -1;
+	const char *p = r.body ? strstr(r.body, needle) : NULL;
+	if (p)
+		n = strtol(p + strlen(needle), NULL, 10);
+	resp_free(&r);
+	return n;
+}

@@ -1,0 +1,62 @@
+/*
+ * harness.h - integration test support: free loopback ports, config files,
+ * starting and killing real `herald serve` / `herald sim` processes, and
+ * HTTP requests with libcurl returning parsed JSON.
+ */
+#ifndef HR_HARNESS_H
+#define HR_HARNESS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct proc {
+	pid_t pid;
+	char log[512];
+};
+
+struct world {
+	char dir[256];        /* temp dir, removed by world_free */
+	char config[300];
+	char db[300];
+	int api_port, sim_port;
+	char api[64];         /* http://127.0.0.1:PORT */
+	char sim[64];
+	struct proc serve, simp;
+	const char *key;      /* the demo tenant's API key */
+};
+
+/* Writes a config (see harness.c for the shape) with extra YAML appended
+ * under `sim.whatsapp:` (sim_knobs, indented 4 spaces per line, may be NULL)
+ * and extra top-level YAML (extra, may be NULL), and picks free ports. */
+void world_init(struct world *w, const char *sim_knobs, const char *dispatch_extra);
+void world_start_sim(struct world *w);
+void world_start_serve(struct world *w);
+/* SIGTERM and wait; asserts a clean exit (0) so ASan leak reports fail tests. */
+void world_stop_serve(struct world *w);
+void world_kill9_serve(struct world *w);
+void world_free(struct world *w);
+
+struct resp {
+	long status;
+	json_t *json;   /* NULL if the body was not JSON */
+	char *body;
+};
+void resp_free(struct resp *r);
+
+/* method "GET"/"POST"; extra_headers NULL-terminated list or NULL. Returns
+ * status 0 on connection failure. */
+struct resp http(const char *method, const char *url, const char *key, const char *body,
+                 const char *const *extra_headers);
+/* Convenience: POST JSON to {api}/path with the world's key. */
+struct resp api_post(struct world *w, const char *path, const char *body);
+struct resp api_get(struct world *w, const char *path);
+
+/* Polls until pred(w, arg) or timeout_s; returns whether it became true. */
+bool wait_until(bool (*pred)(struct world *, void *), struct world *w, void *arg,
+                double timeout_s);
+
+/* The API's message counts by status, from GET /v1/messages?status=X paging. */
+long count_status(struct world *w, const char *status);
+
+#endif

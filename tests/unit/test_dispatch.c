@@ -1,0 +1,500 @@
+/*
+ * test_dispatch.c - the dispatcher against a real SQLite store and a fake
+ * provider (a libmicrohttpd server in this process answering like the
+ * WhatsApp Cloud API): transient errors are retried with backoff, 429 with
+ * Retry-After pauses the account, permanent errors fail at once keeping the
+ * provider's code, transactional messages go before bulk ones, two accounts
+ * are served fairly, the per-account rate limit holds, sync watchers fire,
+ * and a message whose lease expired is sent again.
+ */
+#include <microhttpd.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "channels/channel.h"
+#include "dispatch/dispatch.h"
+#include "store/store.h"
+
+/* ---- fake provider ---- */
+
+#define MAXLOG 4096
+
+struct fake {
+	struct MHD_Daemon *d;
+	int port;
+	pthread_mutex_t lock;
+	/* What to answer for a recipient: "ok", "500", "429", "perm". A script of
+	 * answers per recipient is consumed one per request; the last repeats. */
+	char script_to[8][32];
+	char script[8][8][8];
+	int script_len[8], script_pos[8];
+	int nscript;
+	/* Order in which recipients arrived, and when (monotonic us). */
+	char log_to[MAXLOG][32];
+	int64_t log_at[MAXLOG];
+	int nlog;
+	atomic_int seq;
+};
+
+static struct fake F;
+
+struct req {
+	char *body;
+	size_t len;
+};
+
+static const char *next_answer(const char *to)
+{
+	for (int i = 0; i < F.nscript; i++)
+		if (!strcmp(F.script_to[i], to)) {
+			int p = F.script_pos[i] < F.script_len[i] ? F.script_pos[i]++ : F.script_len[i] - 1;
+			return F.script[i][p];
+		}
+	return "ok";
+}
+
+static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *data,
+                              size_t *size, void **con_cls)
+{
+	(void)cls, (void)url, (void)method, (void)version;
+	struct req *r = *con_cls;
+	if (!r) {
+		*con_cls = calloc(1, sizeof *r);
+		return MHD_YES;
+	}
+	if (*size) {
+		r->body = realloc(r->body, r->len + *size + 1);
+		memcpy(r->body + r->len, data, *size);
+		r->len += *size;
+		r->body[r->len] = '\0';
+		*size = 0;
+		return MHD_YES;
+	}
+	json_t *j = json_loads(r->body ? r->body : "", 0, NULL);
+	const char *to = json_string_value(json_object_get(j, "to"));
+	pthread_mutex_lock(&F.lock);
+	const char *a = next_answer(to ? to : "");
+	if (F.nlog < MAXLOG) {
+		snprintf(F.log_to[F.nlog], 32, "%s", to ? to : "?");
+		F.log_at[F.nlog++] = hr_mono_us();
+	}
+	pthread_mutex_unlock(&F.lock);
+	json_decref(j);
+
+	char body[512];
+	int status = 200;
+	if (!strcmp(a, "500")) {
+		status = 500;
+		snprintf(body, sizeof body, "{\"error\":{\"message\":\"(#131000) Something went wrong\","
+		                            "\"type\":\"OAuthException\",\"code\":131000}}");
+	} else if (!strcmp(a, "429")) {
+		status = 429;
+		snprintf(body, sizeof body, "{\"error\":{\"message\":\"(#130429) Rate limit hit\","
+		                            "\"type\":\"OAuthException\",\"code\":130429}}");
+	} else if (!strcmp(a, "perm")) {
+		status = 400;
+		snprintf(body, sizeof body, "{\"error\":{\"message\":\"(#131026) Message undeliverable\","
+		                            "\"type\":\"OAuthException\",\"code\":131026}}");
+	} else {
+		snprintf(body, sizeof body,
+		         "{\"messaging_product\":\"whatsapp\",\"contacts\":[{\"input\":\"%s\","
+		         "\"wa_id\":\"%s\"}],\"messages\":[{\"id\":\"wamid.T%d\"}]}",
+		         to ? to : "", to ? to : "", atomic_fetch_add(&F.seq, 1));
+	}
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
+	MHD_add_response_header(resp, "Content-Type", "application/json");
+	if (status == 429)
+		MHD_add_response_header(resp, "Retry-After", "1");
+	enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+	(void)cls, (void)c, (void)toe;
+	struct req *r = *con_cls;
+	if (r) {
+		free(r->body);
+		free(r);
+	}
+}
+
+static void fake_start(void)
+{
+	memset(&F, 0, sizeof F);
+	pthread_mutex_init(&F.lock, NULL);
+	F.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL,
+	                       answer, NULL, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+	                       MHD_OPTION_THREAD_POOL_SIZE, 2, MHD_OPTION_END);
+	assert_non_null(F.d);
+	F.port = MHD_get_daemon_info(F.d, MHD_DAEMON_INFO_BIND_PORT)->port;
+}
+
+static void fake_script(const char *to, int n, const char **answers)
+{
+	int i = F.nscript++;
+	snprintf(F.script_to[i], 32, "%s", to);
+	for (int k = 0; k < n; k++)
+		snprintf(F.script[i][k], 8, "%s", answers[k]);
+	F.script_len[i] = n;
+}
+
+/* ---- world ---- */
+
+struct tw {
+	char dir[64];
+	struct store *st;
+	struct account_set accts;
+	struct dispatcher *d;
+};
+
+static void tw_open(struct tw *t, const char *rates[], int naccts)
+{
+	snprintf(t->dir, sizeof t->dir, "/tmp/herald-disp-XXXXXX");
+	assert_non_null(mkdtemp(t->dir));
+	char path[128];
+	snprintf(path, sizeof path, "%s/t.db", t->dir);
+	struct store_opts so = {0};
+	struct hr_err err = {0};
+	assert_int_equal(store_sqlite.open(path, &so, &t->st, &err), 0);
+	struct tenant_row tr = {.id = "t1", .name = "T"};
+	assert_int_equal(t->st->ops->tenant_upsert(t->st, &tr, &err), 0);
+	for (int i = 0; i < naccts; i++) {
+		struct account_row ar = {0};
+		snprintf(ar.id, sizeof ar.id, "acct%d", i);
+		snprintf(ar.tenant_id, sizeof ar.tenant_id, "t1");
+		snprintf(ar.channel, sizeof ar.channel, "whatsapp");
+		char cfg[512];
+		snprintf(cfg, sizeof cfg,
+		         "{\"base_url\":\"http://127.0.0.1:%d\",\"phone_number_id\":\"%d\","
+		         "\"access_token\":\"tok\",\"app_secret\":\"s\",\"verify_token\":\"v\","
+		         "\"rate_limit\":%s}",
+		         F.port, 1000 + i, rates[i]);
+		ar.config = cfg;
+		assert_int_equal(t->st->ops->account_upsert(t->st, &ar, &err), 0);
+	}
+	assert_int_equal(account_set_load(t->st, &t->accts, &err), 0);
+}
+
+static void tw_start(struct tw *t, int max_in_flight)
+{
+	struct dispatch_opts o;
+	dispatch_opts_default(&o);
+	o.max_in_flight = max_in_flight;
+	o.backoff_base_us = 100000;
+	o.backoff_max_us = 400000;
+	o.max_attempts = 4;
+	o.lease_us = 1000000;
+	o.reconcile_every_us = 100000;
+	struct hr_err err = {0};
+	assert_int_equal(dispatcher_start(t->st, &t->accts, &o, &t->d, &err), 0);
+}
+
+static void tw_close(struct tw *t)
+{
+	dispatcher_stop(t->d);
+	account_set_clear(&t->accts);
+	t->st->ops->close(t->st);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", t->dir);
+	(void)system(cmd);
+}
+
+static void mk(struct message *m, const char *acct, const char *to, int prio)
+{
+	memset(m, 0, sizeof *m);
+	hr_id_new(m->id);
+	snprintf(m->tenant_id, sizeof m->tenant_id, "t1");
+	snprintf(m->account_id, sizeof m->account_id, "%s", acct);
+	snprintf(m->channel, sizeof m->channel, "whatsapp");
+	snprintf(m->recipient, sizeof m->recipient, "%s", to);
+	m->content = strdup("{\"type\":\"text\",\"text\":\"hi\"}");
+	m->body = strdup("hi");
+	m->priority = prio;
+	m->max_attempts = 4;
+	m->created_at = m->updated_at = m->due_at = hr_now_us();
+}
+
+static void insert(struct tw *t, struct message *m, size_t n)
+{
+	assert_int_equal(t->st->ops->message_insert(t->st, m, n, NULL, NULL, NULL), 0);
+}
+
+static enum msg_status wait_status(struct tw *t, const char *id, enum msg_status want,
+                                   double secs)
+{
+	struct message m;
+	for (int i = 0; i < (int)(secs * 50); i++) {
+		memset(&m, 0, sizeof m);
+		assert_int_equal(t->st->ops->message_get(t->st, NULL, id, &m), 0);
+		enum msg_status s = m.status;
+		message_clear(&m);
+		if (s == want)
+			return s;
+		usleep(20000);
+	}
+	memset(&m, 0, sizeof m);
+	t->st->ops->message_get(t->st, NULL, id, &m);
+	enum msg_status s = m.status;
+	message_clear(&m);
+	return s;
+}
+
+/* ---- tests ---- */
+
+static void test_transient_then_ok(void **state)
+{
+	(void)state;
+	fake_start();
+	const char *ans[] = {"500", "500", "ok"};
+	fake_script("447000000001", 3, ans);
+	const char *perm[] = {"perm"};
+	fake_script("447000000002", 1, perm);
+	const char *always[] = {"500"};
+	fake_script("447000000003", 1, always);
+	struct tw t;
+	const char *rates[] = {"1000"};
+	tw_open(&t, rates, 1);
+	struct message m[3];
+	mk(&m[0], "acct0", "447000000001", 0);
+	mk(&m[1], "acct0", "447000000002", 0);
+	mk(&m[2], "acct0", "447000000003", 0);
+	insert(&t, m, 3);
+	tw_start(&t, 8);
+	assert_int_equal(wait_status(&t, m[0].id, MSG_SENT, 10), MSG_SENT);
+	assert_int_equal(wait_status(&t, m[1].id, MSG_FAILED, 10), MSG_FAILED);
+	assert_int_equal(wait_status(&t, m[2].id, MSG_FAILED, 10), MSG_FAILED);
+
+	struct message got = {0};
+	t.st->ops->message_get(t.st, NULL, m[0].id, &got);
+	assert_int_equal(got.attempts, 3);
+	assert_true(strncmp(got.provider_id, "wamid.T", 7) == 0);
+	message_clear(&got);
+	t.st->ops->message_get(t.st, NULL, m[1].id, &got);
+	assert_int_equal(got.attempts, 1); /* permanent: no retry */
+	assert_string_equal(got.error_code, "131026");
+	message_clear(&got);
+	t.st->ops->message_get(t.st, NULL, m[2].id, &got);
+	assert_int_equal(got.attempts, 4); /* gave up at max_attempts */
+	assert_non_null(strstr(got.error_text, "gave up after 4 attempts"));
+	message_clear(&got);
+
+	/* The audit trail has each retry with its error class. */
+	struct message_event *ev = NULL;
+	size_t nev = 0;
+	assert_int_equal(t.st->ops->message_events(t.st, m[0].id, &ev, &nev), 0);
+	int retries = 0;
+	for (size_t i = 0; i < nev; i++) {
+		if (!strcmp(ev[i].type, "retry")) {
+			retries++;
+			assert_non_null(strstr(ev[i].detail, "transient"));
+		}
+		message_event_clear(&ev[i]);
+	}
+	free(ev);
+	assert_int_equal(retries, 2);
+	/* Backoff: the three attempts of m[0] are spaced >= base/2 apart. */
+	int64_t prev = 0;
+	int seen = 0;
+	for (int i = 0; i < F.nlog; i++)
+		if (!strcmp(F.log_to[i], "447000000001")) {
+			if (seen++)
+				assert_true(F.log_at[i] - prev >= 50000);
+			prev = F.log_at[i];
+		}
+	assert_int_equal(seen, 3);
+	for (int i = 0; i < 3; i++)
+		message_clear(&m[i]);
+	tw_close(&t);
+	MHD_stop_daemon(F.d);
+}
+
+static void test_429_retry_after(void **state)
+{
+	(void)state;
+	fake_start();
+	const char *ans[] = {"429", "ok"};
+	fake_script("447000000009", 2, ans);
+	struct tw t;
+	const char *rates[] = {"1000"};
+	tw_open(&t, rates, 1);
+	struct message m;
+	mk(&m, "acct0", "447000000009", 0);
+	insert(&t, &m, 1);
+	tw_start(&t, 8);
+	assert_int_equal(wait_status(&t, m.id, MSG_SENT, 10), MSG_SENT);
+	assert_int_equal(F.nlog, 2);
+	/* Retry-After: 1 honoured (not the 100 ms backoff). */
+	assert_true(F.log_at[1] - F.log_at[0] >= 900000);
+	message_clear(&m);
+	tw_close(&t);
+	MHD_stop_daemon(F.d);
+}
+
+static void test_priority_and_fairness(void **state)
+{
+	(void)state;
+	fake_start();
+	struct tw t;
+	const char *rates[] = {"200", "200"};
+	tw_open(&t, rates, 2);
+	/* Account 0: 400 bulk messages, then one transactional. Account 1: 20. */
+	enum { NB = 400, NO = 20 };
+	struct message *bulk = calloc(NB, sizeof *bulk);
+	for (int i = 0; i < NB; i++) {
+		char to[32];
+		snprintf(to, sizeof to, "4471%08d", i);
+		mk(&bulk[i], "acct0", to, 1);
+	}
+	insert(&t, bulk, NB);
+	struct message otp;
+	mk(&otp, "acct0", "447999999999", 0);
+	insert(&t, &otp, 1);
+	struct message other[NO];
+	for (int i = 0; i < NO; i++) {
+		char to[32];
+		snprintf(to, sizeof to, "4472%08d", i);
+		mk(&other[i], "acct1", to, 1);
+	}
+	insert(&t, other, NO);
+	int64_t t0 = hr_mono_us();
+	tw_start(&t, 16);
+	assert_int_equal(wait_status(&t, other[NO - 1].id, MSG_SENT, 10), MSG_SENT);
+	assert_int_equal(wait_status(&t, bulk[NB - 1].id, MSG_SENT, 20), MSG_SENT);
+	int64_t elapsed = hr_mono_us() - t0;
+
+	pthread_mutex_lock(&F.lock);
+	int otp_pos = -1, last_other = -1;
+	for (int i = 0; i < F.nlog; i++) {
+		if (!strcmp(F.log_to[i], "447999999999"))
+			otp_pos = i;
+		if (!strncmp(F.log_to[i], "4472", 4))
+			last_other = i;
+	}
+	pthread_mutex_unlock(&F.lock);
+	/* The OTP was inserted after 400 bulk messages but went first. */
+	assert_true(otp_pos >= 0 && otp_pos < 16);
+	/* Account 1's 20 messages were not stuck behind account 0's 400. */
+	assert_true(last_other < 100);
+	/* Rate limit 200/s with a 200 burst: 401 messages need >= ~1 s. */
+	assert_true(elapsed >= 900000);
+	for (int i = 0; i < NB; i++)
+		message_clear(&bulk[i]);
+	free(bulk);
+	for (int i = 0; i < NO; i++)
+		message_clear(&other[i]);
+	message_clear(&otp);
+	tw_close(&t);
+	MHD_stop_daemon(F.d);
+}
+
+struct waited {
+	atomic_int fired;
+	struct dispatch_result r;
+};
+
+static void on_watch(void *arg, const struct dispatch_result *r)
+{
+	struct waited *w = arg;
+	w->r = *r;
+	atomic_store(&w->fired, 1);
+}
+
+static void watch_from_commit(void *arg, int rc, const struct hr_err *err)
+{
+	(void)err;
+	assert_int_equal(rc, 0);
+	void **a = arg;
+	dispatcher_watch(a[0], a[1], 5000000, on_watch, a[2]);
+	atomic_store((atomic_int *)a[3], 1);
+}
+
+static void test_sync_watch(void **state)
+{
+	(void)state;
+	fake_start();
+	struct tw t;
+	const char *rates[] = {"1000"};
+	tw_open(&t, rates, 1);
+	tw_start(&t, 8);
+	struct message m;
+	mk(&m, "acct0", "447000000077", 0);
+	struct waited w = {0};
+	atomic_int committed = 0;
+	void *args[] = {t.d, m.id, &w, &committed};
+	assert_int_equal(t.st->ops->message_insert(t.st, &m, 1, NULL, watch_from_commit, args), 0);
+	while (!atomic_load(&committed))
+		usleep(1000);
+	dispatcher_notify(t.d);
+	for (int i = 0; i < 500 && !atomic_load(&w.fired); i++)
+		usleep(10000);
+	assert_true(atomic_load(&w.fired));
+	assert_int_equal(w.r.rc, 0);
+	assert_int_equal(w.r.kind, SEND_OK);
+	assert_true(strncmp(w.r.provider_id, "wamid.T", 7) == 0);
+
+	/* A watch on a message that never gets sent times out. */
+	struct waited w2 = {0};
+	dispatcher_watch(t.d, "01ARZ3NDEKTSV4RRFFQ69G5FAV", 200000, on_watch, &w2);
+	for (int i = 0; i < 300 && !atomic_load(&w2.fired); i++)
+		usleep(10000);
+	assert_true(atomic_load(&w2.fired));
+	assert_int_equal(w2.r.rc, HR_ETIMEOUT);
+	message_clear(&m);
+	tw_close(&t);
+	MHD_stop_daemon(F.d);
+}
+
+static void test_lease_expiry_resend(void **state)
+{
+	(void)state;
+	fake_start();
+	struct tw t;
+	const char *rates[] = {"1000"};
+	tw_open(&t, rates, 1);
+	struct message m;
+	mk(&m, "acct0", "447000000055", 0);
+	insert(&t, &m, 1);
+	/* Claim it as a process that then dies: lease 200 ms, never recorded. */
+	struct message claimed[1];
+	size_t n = 0;
+	assert_int_equal(t.st->ops->claim(t.st, "acct0", hr_now_us(), 200000, 1, claimed, &n), 0);
+	assert_int_equal(n, 1);
+	message_clear(&claimed[0]);
+	tw_start(&t, 8);
+	assert_int_equal(wait_status(&t, m.id, MSG_SENT, 10), MSG_SENT);
+	struct message got = {0};
+	t.st->ops->message_get(t.st, NULL, m.id, &got);
+	assert_int_equal(got.attempts, 2);
+	message_clear(&got);
+	message_clear(&m);
+	tw_close(&t);
+	MHD_stop_daemon(F.d);
+}
+
+int main(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_transient_then_ok), cmocka_unit_test(test_429_retry_after),
+		cmocka_unit_test(test_priority_and_fairness), cmocka_unit_test(test_sync_watch),
+		cmocka_unit_test(test_lease_expiry_resend),
+	};
+	int rc = cmocka_run_group_tests_name("dispatch", tests, NULL, NULL);
+	curl_global_cleanup();
+	return rc;
+}
