@@ -412,7 +412,7 @@ static void finish_send(struct dispatcher *d, struct xfer *x, CURLcode cc)
 		if (x->attempts >= x->max_attempts) {
 			r->kind = SEND_FAILED;
 			char text[HR_ERRTEXT_MAX];
-			snprintf(text, sizeof text, "gave up after %d attempts: %s", x->attempts,
+			snprintf(text, sizeof text, "gave up after %d attempts: %.440s", x->attempts,
 			         o.error_text);
 			hr_strlcpy(r->error_text, text, sizeof r->error_text);
 			metrics_send(ch, M_SEND_FAILED, 1);

@@ -82,7 +82,12 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 		return MHD_YES;
 	}
 	json_t *j = json_loads(r->body ? r->body : "", 0, NULL);
-	const char *to = json_string_value(json_object_get(j, "to"));
+	char tobuf[32];
+	snprintf(tobuf, sizeof tobuf, "%s",
+	         json_is_string(json_object_get(j, "to")) ? json_string_value(json_object_get(j, "to"))
+	                                                  : "");
+	json_decref(j);
+	const char *to = tobuf[0] ? tobuf : NULL;
 	pthread_mutex_lock(&F.lock);
 	const char *a = next_answer(to ? to : "");
 	if (F.nlog < MAXLOG) {
@@ -90,7 +95,6 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 		F.log_at[F.nlog++] = hr_mono_us();
 	}
 	pthread_mutex_unlock(&F.lock);
-	json_decref(j);
 
 	char body[512];
 	int status = 200;

@@ -1,0 +1,901 @@
+/*
+ * sqlite.c - the SQLite store backend: connections, migrations, the
+ * group-committing writer thread, the reader pool and shared helpers. The
+ * operations themselves live in sqlite_conf.c, sqlite_msg.c and
+ * sqlite_hook.c; this file fills `store_sqlite` with them.
+ *
+ * Writer ("herald-writer" thread): every write call becomes a job on a
+ * queue. The writer takes everything queued (up to group_max jobs), runs
+ * them in one BEGIN IMMEDIATE ... COMMIT with a SAVEPOINT around each job so
+ * a failing job rolls back only itself, and reports results only after the
+ * COMMIT returned: a reported success is durable (to the level of
+ * synchronous=NORMAL or FULL). While it commits, new jobs queue up, so the
+ * group size grows with the load and one fsync serves many writers.
+ *
+ * Readers: a pool of up to rmax connections (query_only), each with its own
+ * cached statements. WAL lets them read while the writer writes.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/sqlite.h"
+#include "store/sqlite_int.h"
+
+#define SQ_BUSY_TIMEOUT_MS 5000
+#define SQ_READERS_MAX 8
+#define SQ_GROUP_MAX_DEFAULT 512
+#define SQ_QUEUE_MAX_DEFAULT 65536
+
+/* ---------------------------------------------------------------------------
+ * Small helpers shared by the backend's files.
+ * ------------------------------------------------------------------------- */
+
+int sq_fail(sqlite3 *db, int rc, struct hr_err *err, const char *field)
+{
+	int code;
+	switch (rc & 0xff) {
+	case SQLITE_CONSTRAINT: code = HR_ECONFLICT; break;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED: code = HR_EBUSY; break;
+	case SQLITE_NOMEM: code = HR_ENOMEM; break;
+	case SQLITE_TOOBIG: code = HR_ELIMIT; break;
+	default: code = HR_EIO; break;
+	}
+	return hr_fail(err, code, field ? field : "store", "sqlite: %s",
+	               db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+}
+
+int sq_bind_opt(sqlite3_stmt *st, int idx, const char *s)
+{
+	if (!s || !*s)
+		return sqlite3_bind_null(st, idx);
+	return sqlite3_bind_text(st, idx, s, -1, SQLITE_STATIC);
+}
+
+void sq_col_copy(sqlite3_stmt *st, int col, char *dst, size_t size)
+{
+	const char *t = (const char *)sqlite3_column_text(st, col);
+	hr_strlcpy(dst, t ? t : "", size);
+}
+
+char *sq_col_dup(sqlite3_stmt *st, int col, bool *oom)
+{
+	const char *t = (const char *)sqlite3_column_text(st, col);
+	if (!t)
+		return NULL;
+	size_t n = (size_t)sqlite3_column_bytes(st, col);
+	char *p = malloc(n + 1);
+	if (!p) {
+		*oom = true;
+		return NULL;
+	}
+	memcpy(p, t, n + 1);
+	return p;
+}
+
+int sq_row_message(sqlite3_stmt *st, int c, struct message *m)
+{
+	bool oom = false;
+	memset(m, 0, sizeof *m);
+	sq_col_copy(st, c + 0, m->id, sizeof m->id);
+	sq_col_copy(st, c + 1, m->tenant_id, sizeof m->tenant_id);
+	sq_col_copy(st, c + 2, m->account_id, sizeof m->account_id);
+	sq_col_copy(st, c + 3, m->channel, sizeof m->channel);
+	sq_col_copy(st, c + 4, m->recipient, sizeof m->recipient);
+	sq_col_copy(st, c + 5, m->batch_id, sizeof m->batch_id);
+	m->content = sq_col_dup(st, c + 6, &oom);
+	m->body = sq_col_dup(st, c + 7, &oom);
+	m->status = (enum msg_status)sqlite3_column_int(st, c + 8);
+	m->priority = sqlite3_column_int(st, c + 9);
+	m->attempts = sqlite3_column_int(st, c + 10);
+	m->max_attempts = sqlite3_column_int(st, c + 11);
+	m->created_at = sqlite3_column_int64(st, c + 12);
+	m->updated_at = sqlite3_column_int64(st, c + 13);
+	m->due_at = sqlite3_column_int64(st, c + 14);
+	m->lease_until = sqlite3_column_int64(st, c + 15);
+	sq_col_copy(st, c + 16, m->provider_id, sizeof m->provider_id);
+	sq_col_copy(st, c + 17, m->error_code, sizeof m->error_code);
+	sq_col_copy(st, c + 18, m->error_text, sizeof m->error_text);
+	if (oom) {
+		message_clear(m);
+		return HR_ENOMEM;
+	}
+	return 0;
+}
+
+/* ---- JSON for audit-event details, built without per-row allocations ---- */
+
+static void json_reserve(struct sq_json *j, size_t extra)
+{
+	if (j->oom || j->len + extra + 1 <= j->cap)
+		return;
+	size_t cap = j->cap ? j->cap : 512;
+	while (cap < j->len + extra + 1)
+		cap *= 2;
+	char *p = realloc(j->buf, cap);
+	if (!p) {
+		j->oom = true;
+		return;
+	}
+	j->buf = p;
+	j->cap = cap;
+}
+
+static void json_raw(struct sq_json *j, const char *s, size_t n)
+{
+	json_reserve(j, n);
+	if (j->oom)
+		return;
+	memcpy(j->buf + j->len, s, n);
+	j->len += n;
+}
+
+/* Length of the valid UTF-8 sequence at p, or 0 if it is not valid. */
+static size_t utf8_seq(const unsigned char *p)
+{
+	unsigned c = p[0];
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (c >= 0xe0 && c <= 0xef) {
+		if ((p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
+			return 0;
+		if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] >= 0xa0))
+			return 0; /* overlong or surrogate */
+		return 3;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		if ((p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
+			return 0;
+		if ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] >= 0x90))
+			return 0;
+		return 4;
+	}
+	return 0;
+}
+
+/*
+ * Writes s as a JSON string. Provider error texts and customer replies are
+ * untrusted bytes: invalid UTF-8 becomes U+FFFD so the stored detail always
+ * parses.
+ */
+static void json_string(struct sq_json *j, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = strlen(s);
+	json_reserve(j, n * 6 + 2);
+	if (j->oom)
+		return;
+	char *o = j->buf + j->len;
+	const unsigned char *p = (const unsigned char *)s;
+	*o++ = '"';
+	while (*p) {
+		unsigned c = *p;
+		if (c == '"' || c == '\\') {
+			*o++ = '\\';
+			*o++ = (char)c;
+			p++;
+		} else if (c < 0x20) {
+			*o++ = '\\';
+			switch (c) {
+			case '\n': *o++ = 'n'; break;
+			case '\r': *o++ = 'r'; break;
+			case '\t': *o++ = 't'; break;
+			default:
+				memcpy(o, "u00", 3);
+				o += 3;
+				*o++ = hex[c >> 4];
+				*o++ = hex[c & 15];
+			}
+			p++;
+		} else {
+			size_t k = utf8_seq(p);
+			if (k == 0) {
+				memcpy(o, "\\ufffd", 6);
+				o += 6;
+				p++;
+			} else {
+				memcpy(o, p, k);
+				o += k;
+				p += k;
+			}
+		}
+	}
+	*o++ = '"';
+	j->len = (size_t)(o - j->buf);
+}
+
+void sq_json_begin(struct sq_json *j)
+{
+	j->len = 0;
+	j->oom = false;
+	json_raw(j, "{", 1);
+}
+
+static void json_key(struct sq_json *j, const char *key)
+{
+	if (j->len > 1)
+		json_raw(j, ",", 1);
+	json_string(j, key);
+	json_raw(j, ":", 1);
+}
+
+void sq_json_str(struct sq_json *j, const char *key, const char *val)
+{
+	if (!val)
+		return;
+	json_key(j, key);
+	json_string(j, val);
+}
+
+void sq_json_int(struct sq_json *j, const char *key, int64_t val)
+{
+	char b[24];
+	int n = snprintf(b, sizeof b, "%lld", (long long)val);
+	json_key(j, key);
+	json_raw(j, b, (size_t)n);
+}
+
+void sq_json_bool(struct sq_json *j, const char *key, bool val)
+{
+	json_key(j, key);
+	json_raw(j, val ? "true" : "false", val ? 4 : 5);
+}
+
+const char *sq_json_end(struct sq_json *j)
+{
+	json_raw(j, "}", 1);
+	json_reserve(j, 0);
+	if (j->oom)
+		return NULL;
+	j->buf[j->len] = '\0';
+	return j->buf;
+}
+
+/* ---------------------------------------------------------------------------
+ * Statements.
+ * ------------------------------------------------------------------------- */
+
+static sqlite3_stmt *prepare_cached(sqlite3 *db, sqlite3_stmt **slot, const char *sql)
+{
+	if (!*slot) {
+		if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) !=
+		    SQLITE_OK) {
+			hr_log(HR_LOG_ERROR, "store", "prepare failed: %s: %s", sqlite3_errmsg(db),
+			       sql);
+			*slot = NULL;
+			return NULL;
+		}
+	} else {
+		sqlite3_reset(*slot);
+	}
+	return *slot;
+}
+
+sqlite3_stmt *sq_wstmt(struct sq_store *s, enum sq_wslot slot, const char *sql)
+{
+	return prepare_cached(s->wdb, &s->ws[slot], sql);
+}
+
+sqlite3_stmt *sq_rstmt(struct sq_reader *r, enum sq_rslot slot, const char *sql)
+{
+	return prepare_cached(r->db, &r->st[slot], sql);
+}
+
+int sq_step_done(struct sq_store *s, sqlite3_stmt *st, struct hr_err *err, const char *field)
+{
+	int rc = sqlite3_step(st);
+	while (rc == SQLITE_ROW)
+		rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE) {
+		int code = sq_fail(s->wdb, rc, err, field);
+		sqlite3_reset(st);
+		return code;
+	}
+	sqlite3_reset(st);
+	return 0;
+}
+
+/* Resets every statement still holding a cursor, so no read transaction or
+ * pending write outlives the call that started it. */
+static void reset_busy(sqlite3 *db)
+{
+	sqlite3_stmt *st = NULL;
+	while ((st = sqlite3_next_stmt(db, st)))
+		if (sqlite3_stmt_busy(st))
+			sqlite3_reset(st);
+}
+
+static void finalize_all(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	while ((st = sqlite3_next_stmt(db, NULL)))
+		sqlite3_finalize(st);
+}
+
+int sq_event_insert(struct sq_store *s, const char *message_id, int64_t at,
+                    int64_t provider_at, const char *type, const char *source, int status,
+                    bool applied, const char *detail, struct hr_err *err)
+{
+	sqlite3_stmt *st = sq_wstmt(s, W_EVENT_INSERT,
+		"INSERT INTO message_event(message_id, at, provider_at, type, source, status,"
+		" applied, detail) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+	if (!st)
+		return sq_fail(s->wdb, SQLITE_ERROR, err, "message_event");
+	sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, at);
+	sqlite3_bind_int64(st, 3, provider_at);
+	sqlite3_bind_text(st, 4, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, source, -1, SQLITE_STATIC);
+	if (status < 0)
+		sqlite3_bind_null(st, 6);
+	else
+		sqlite3_bind_int(st, 6, status);
+	sqlite3_bind_int(st, 7, applied ? 1 : 0);
+	if (detail)
+		sqlite3_bind_text(st, 8, detail, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 8);
+	return sq_step_done(s, st, err, "message_event");
+}
+
+/* ---------------------------------------------------------------------------
+ * Connections and migrations.
+ * ------------------------------------------------------------------------- */
+
+static int exec_sql(sqlite3 *db, const char *sql, struct hr_err *err)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+	if (rc != SQLITE_OK) {
+		int code = sq_fail(db, rc, err, "store");
+		if (msg && err)
+			snprintf(err->msg, sizeof err->msg, "sqlite: %s", msg);
+		sqlite3_free(msg);
+		return code;
+	}
+	return 0;
+}
+
+static int open_conn(const char *path, bool create, sqlite3 **out, struct hr_err *err)
+{
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+	if (create)
+		flags |= SQLITE_OPEN_CREATE;
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(path, &db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		int code = hr_fail(err, HR_EIO, "dsn", "cannot open %s: %s", path,
+		                   db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		sqlite3_close(db);
+		return code;
+	}
+	sqlite3_busy_timeout(db, SQ_BUSY_TIMEOUT_MS);
+	sqlite3_extended_result_codes(db, 1);
+	*out = db;
+	return 0;
+}
+
+/* Reads one integer from a single-row query (PRAGMA or SELECT). */
+static int query_int(sqlite3 *db, const char *sql, int64_t *out)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*out = sqlite3_column_int64(st, 0);
+		rc = SQLITE_OK;
+	} else if (rc == SQLITE_DONE) {
+		*out = 0;
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/*
+ * Applies each migration newer than the recorded version in its own
+ * transaction together with its schema_migrations row. BEGIN IMMEDIATE and
+ * the re-check inside make concurrent `herald migrate` runs safe: the second
+ * one finds the version present and skips it.
+ */
+static int migrate_conn(sqlite3 *db, int *applied, struct hr_err *err)
+{
+	int rc = exec_sql(db,
+		"CREATE TABLE IF NOT EXISTS schema_migrations("
+		" version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)", err);
+	if (rc)
+		return rc;
+	int done = 0;
+	for (size_t i = 0; i < sq_migration_count; i++) {
+		const struct sq_migration *m = &sq_migrations[i];
+		if ((rc = exec_sql(db, "BEGIN IMMEDIATE", err)))
+			return rc;
+		char q[96];
+		snprintf(q, sizeof q, "SELECT count(*) FROM schema_migrations WHERE version=%d",
+		         m->version);
+		int64_t have = 0;
+		int src = query_int(db, q, &have);
+		if (src != SQLITE_OK) {
+			rc = sq_fail(db, src, err, "schema_migrations");
+			goto rollback;
+		}
+		if (have) {
+			exec_sql(db, "ROLLBACK", NULL);
+			continue;
+		}
+		if ((rc = exec_sql(db, m->sql, err))) {
+			if (err)
+				snprintf(err->field, sizeof err->field, "migration %d", m->version);
+			goto rollback;
+		}
+		snprintf(q, sizeof q,
+		         "INSERT INTO schema_migrations(version, applied_at) VALUES(%d, %lld)",
+		         m->version, (long long)hr_now_us());
+		if ((rc = exec_sql(db, q, err)) || (rc = exec_sql(db, "COMMIT", err)))
+			goto rollback;
+		done++;
+		hr_log(HR_LOG_INFO, "store", "applied migration %d", m->version);
+	}
+	if (applied)
+		*applied = done;
+	return 0;
+rollback:
+	if (!sqlite3_get_autocommit(db))
+		exec_sql(db, "ROLLBACK", NULL);
+	if (applied)
+		*applied = done;
+	return rc;
+}
+
+static int reader_open(struct sq_store *s, struct sq_reader **out)
+{
+	struct sq_reader *r = calloc(1, sizeof *r);
+	if (!r)
+		return HR_ENOMEM;
+	int rc = open_conn(s->path, false, &r->db, NULL);
+	if (rc == 0)
+		rc = exec_sql(r->db, "PRAGMA query_only=1; PRAGMA cache_size=-8192;", NULL);
+	if (rc) {
+		sqlite3_close(r->db);
+		free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+static void reader_close(struct sq_reader *r)
+{
+	finalize_all(r->db);
+	sqlite3_close(r->db);
+	free(r);
+}
+
+int sq_reader_get(struct sq_store *s, struct sq_reader **out)
+{
+	pthread_mutex_lock(&s->rlock);
+	while (!s->rfree && s->rcount >= s->rmax)
+		pthread_cond_wait(&s->rcond, &s->rlock);
+	if (s->rfree) {
+		*out = s->rfree;
+		s->rfree = s->rfree->next;
+		pthread_mutex_unlock(&s->rlock);
+		return 0;
+	}
+	s->rcount++;
+	pthread_mutex_unlock(&s->rlock);
+	int rc = reader_open(s, out);
+	if (rc) {
+		pthread_mutex_lock(&s->rlock);
+		s->rcount--;
+		pthread_cond_signal(&s->rcond);
+		pthread_mutex_unlock(&s->rlock);
+	}
+	return rc;
+}
+
+void sq_reader_put(struct sq_store *s, struct sq_reader *r)
+{
+	reset_busy(r->db);
+	pthread_mutex_lock(&s->rlock);
+	r->next = s->rfree;
+	s->rfree = r;
+	pthread_cond_signal(&s->rcond);
+	pthread_mutex_unlock(&s->rlock);
+}
+
+/* ---------------------------------------------------------------------------
+ * The writer.
+ * ------------------------------------------------------------------------- */
+
+static int enqueue(struct sq_store *s, struct sq_job *j)
+{
+	j->next = NULL;
+	pthread_mutex_lock(&s->qlock);
+	if (s->stopping || s->qlen >= s->opts.queue_max) {
+		pthread_mutex_unlock(&s->qlock);
+		return HR_EBUSY;
+	}
+	if (s->qtail)
+		s->qtail->next = j;
+	else
+		s->qhead = j;
+	s->qtail = j;
+	s->qlen++;
+	pthread_cond_signal(&s->qcond);
+	pthread_mutex_unlock(&s->qlock);
+	return 0;
+}
+
+int sq_run_blocking(struct sq_store *s, struct sq_job *j, struct hr_err *err)
+{
+	j->cb = NULL;
+	j->arg = NULL;
+	j->heap = false;
+	j->done = false;
+	j->rc = 0;
+	j->err.code = 0;
+	pthread_cond_init(&j->cv, NULL);
+	int rc = enqueue(s, j);
+	if (rc == 0) {
+		pthread_mutex_lock(&s->dlock);
+		while (!j->done)
+			pthread_cond_wait(&j->cv, &s->dlock);
+		pthread_mutex_unlock(&s->dlock);
+		rc = j->rc;
+		if (rc < 0 && err)
+			*err = j->err;
+	} else {
+		hr_fail(err, rc, "store", "write queue full or store closing");
+	}
+	pthread_cond_destroy(&j->cv);
+	return rc;
+}
+
+int sq_run_async(struct sq_store *s, struct sq_job *j, size_t size, store_done_fn cb,
+                 void *arg)
+{
+	struct sq_job *h = malloc(size);
+	if (!h)
+		return HR_ENOMEM;
+	memcpy(h, j, size);
+	h->cb = cb;
+	h->arg = arg;
+	h->heap = true;
+	h->done = false;
+	h->rc = 0;
+	h->err.code = 0;
+	int rc = enqueue(s, h);
+	if (rc)
+		free(h);
+	return rc;
+}
+
+static int wexec(struct sq_store *s, enum sq_wslot slot, const char *sql)
+{
+	sqlite3_stmt *st = sq_wstmt(s, slot, sql);
+	if (!st)
+		return SQLITE_ERROR;
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static void fail_all(struct sq_job *list, int rc, const char *what, sqlite3 *db)
+{
+	for (struct sq_job *j = list; j; j = j->next)
+		j->rc = hr_fail(&j->err, rc, "store", "%s: %s", what, sqlite3_errmsg(db));
+}
+
+/*
+ * Runs a group of jobs in one transaction. Each job gets a savepoint unless
+ * it is alone (then a failure rolls back the whole, empty-otherwise,
+ * transaction). If SQLite itself abandoned the transaction (I/O error, disk
+ * full), every job of the group fails: none of them is durable.
+ */
+static void run_group(struct sq_store *s, struct sq_job *list, int k)
+{
+	sqlite3 *db = s->wdb;
+	if (wexec(s, W_BEGIN, "BEGIN IMMEDIATE") != SQLITE_OK) {
+		fail_all(list, HR_EIO, "begin", db);
+		return;
+	}
+	bool single = k == 1, broken = false;
+	for (struct sq_job *j = list; j; j = j->next) {
+		if (!single && wexec(s, W_SAVEPOINT, "SAVEPOINT job") != SQLITE_OK) {
+			broken = true;
+			break;
+		}
+		j->rc = j->run(s, j);
+		reset_busy(db);
+		if (sqlite3_get_autocommit(db)) {
+			broken = true;
+			break;
+		}
+		if (single)
+			break;
+		if (j->rc < 0 && wexec(s, W_ROLLBACK_TO, "ROLLBACK TO job") != SQLITE_OK) {
+			broken = true;
+			break;
+		}
+		if (wexec(s, W_RELEASE, "RELEASE job") != SQLITE_OK) {
+			broken = true;
+			break;
+		}
+	}
+	if (broken) {
+		fail_all(list, HR_EIO, "transaction aborted", db);
+		if (!sqlite3_get_autocommit(db))
+			wexec(s, W_ROLLBACK, "ROLLBACK");
+		return;
+	}
+	if (single && list->rc < 0) {
+		wexec(s, W_ROLLBACK, "ROLLBACK");
+		return;
+	}
+	if (wexec(s, W_COMMIT, "COMMIT") != SQLITE_OK) {
+		fail_all(list, HR_EIO, "commit", db);
+		if (!sqlite3_get_autocommit(db))
+			wexec(s, W_ROLLBACK, "ROLLBACK");
+		return;
+	}
+	atomic_fetch_add(&s->commits, 1);
+}
+
+/* Reports results: async callbacks in queue order, then wakes every
+ * blocking waiter under one lock. Runs before the next transaction starts. */
+static void complete(struct sq_store *s, struct sq_job *list)
+{
+	struct sq_job *waiters = NULL, **wtail = &waiters;
+	int n = 0;
+	for (struct sq_job *j = list, *next; j; j = next) {
+		next = j->next;
+		n++;
+		if (j->cb) {
+			j->cb(j->arg, j->rc, j->rc < 0 ? &j->err : NULL);
+			if (j->heap)
+				free(j);
+		} else {
+			*wtail = j;
+			wtail = &j->next;
+			j->next = NULL;
+		}
+	}
+	atomic_fetch_add(&s->jobs, (uint_fast64_t)n);
+	if (!waiters)
+		return;
+	pthread_mutex_lock(&s->dlock);
+	for (struct sq_job *j = waiters, *next; j; j = next) {
+		next = j->next; /* j may be gone once signalled and unlocked */
+		j->done = true;
+		pthread_cond_signal(&j->cv);
+	}
+	pthread_mutex_unlock(&s->dlock);
+}
+
+static void *writer_main(void *arg)
+{
+	struct sq_store *s = arg;
+	for (;;) {
+		pthread_mutex_lock(&s->qlock);
+		while (!s->qhead && !s->stopping)
+			pthread_cond_wait(&s->qcond, &s->qlock);
+		if (!s->qhead) {
+			pthread_mutex_unlock(&s->qlock);
+			break;
+		}
+		struct sq_job *first = s->qhead, *last = first;
+		int k = 1;
+		if (!first->solo)
+			while (last->next && !last->next->solo && k < s->opts.group_max) {
+				last = last->next;
+				k++;
+			}
+		s->qhead = last->next;
+		if (!s->qhead)
+			s->qtail = NULL;
+		last->next = NULL;
+		s->qlen -= k;
+		pthread_mutex_unlock(&s->qlock);
+
+		if (first->solo) {
+			first->rc = first->run(s, first);
+			reset_busy(s->wdb);
+			if (first->rc == 0)
+				atomic_fetch_add(&s->commits, 1);
+		} else {
+			run_group(s, first, k);
+		}
+		complete(s, first);
+	}
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * open / close / migrate.
+ * ------------------------------------------------------------------------- */
+
+static pthread_once_t sq_init_once = PTHREAD_ONCE_INIT;
+
+/* Without memory statistics SQLite's allocator takes no global mutex, which
+ * matters with many reader threads. Fails harmlessly if SQLite is already
+ * initialised by someone else. */
+static void sq_global_init(void)
+{
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
+static void sq_free(struct sq_store *s)
+{
+	if (s->wdb) {
+		finalize_all(s->wdb);
+		sqlite3_close(s->wdb);
+	}
+	while (s->rfree) {
+		struct sq_reader *r = s->rfree;
+		s->rfree = r->next;
+		reader_close(r);
+	}
+	pthread_mutex_destroy(&s->qlock);
+	pthread_cond_destroy(&s->qcond);
+	pthread_mutex_destroy(&s->dlock);
+	pthread_mutex_destroy(&s->rlock);
+	pthread_cond_destroy(&s->rcond);
+	free(s->json.buf);
+	free(s->path);
+	free(s);
+}
+
+static int sq_open(const char *dsn, const struct store_opts *opts, struct store **out,
+                   struct hr_err *err)
+{
+	if (!dsn || !*dsn)
+		return hr_fail(err, HR_EINVAL, "dsn", "sqlite needs a file path");
+	pthread_once(&sq_init_once, sq_global_init);
+	struct sq_store *s = calloc(1, sizeof *s);
+	if (!s || !(s->path = strdup(dsn))) {
+		free(s);
+		return hr_fail(err, HR_ENOMEM, "store", "out of memory");
+	}
+	s->base.ops = &store_sqlite;
+	if (opts)
+		s->opts = *opts;
+	if (s->opts.group_max <= 0)
+		s->opts.group_max = SQ_GROUP_MAX_DEFAULT;
+	if (s->opts.queue_max <= 0)
+		s->opts.queue_max = SQ_QUEUE_MAX_DEFAULT;
+	s->rmax = SQ_READERS_MAX;
+	pthread_mutex_init(&s->qlock, NULL);
+	pthread_cond_init(&s->qcond, NULL);
+	pthread_mutex_init(&s->dlock, NULL);
+	pthread_mutex_init(&s->rlock, NULL);
+	pthread_cond_init(&s->rcond, NULL);
+	atomic_init(&s->commits, 0);
+	atomic_init(&s->jobs, 0);
+
+	int rc = open_conn(dsn, true, &s->wdb, err);
+	if (rc)
+		goto fail;
+	int64_t ok = 0;
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->wdb, "PRAGMA journal_mode=WAL", -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			ok = sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+		sqlite3_finalize(st);
+	}
+	if (!ok) {
+		rc = hr_fail(err, HR_EIO, "dsn", "cannot enable WAL on %s: %s", dsn,
+		             sqlite3_errmsg(s->wdb));
+		goto fail;
+	}
+	rc = exec_sql(s->wdb, s->opts.sync_full
+		? "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;"
+		  "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;"
+		: "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
+		  "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;", err);
+	if (rc || (rc = migrate_conn(s->wdb, NULL, err)))
+		goto fail;
+	rc = pthread_create(&s->writer, NULL, writer_main, s);
+	if (rc) {
+		rc = hr_fail(err, HR_EIO, "store", "cannot start writer: %s", strerror(rc));
+		goto fail;
+	}
+	pthread_setname_np(s->writer, "herald-writer");
+	s->writer_running = true;
+	*out = &s->base;
+	return 0;
+fail:
+	sq_free(s);
+	return rc;
+}
+
+static void sq_close(struct store *st)
+{
+	if (!st)
+		return;
+	struct sq_store *s = (struct sq_store *)st;
+	if (s->writer_running) {
+		pthread_mutex_lock(&s->qlock);
+		s->stopping = true;
+		pthread_cond_signal(&s->qcond);
+		pthread_mutex_unlock(&s->qlock);
+		pthread_join(s->writer, NULL);
+	}
+	pthread_mutex_lock(&s->rlock);
+	while (s->rcount > 0) {
+		while (!s->rfree)
+			pthread_cond_wait(&s->rcond, &s->rlock);
+		struct sq_reader *r = s->rfree;
+		s->rfree = r->next;
+		s->rcount--;
+		reader_close(r);
+	}
+	pthread_mutex_unlock(&s->rlock);
+	sq_free(s);
+}
+
+struct job_migrate {
+	struct sq_job j;
+	int applied;
+};
+
+static int run_migrate(struct sq_store *s, struct sq_job *j)
+{
+	struct job_migrate *m = (struct job_migrate *)j;
+	return migrate_conn(s->wdb, &m->applied, &j->err);
+}
+
+/* Runs on the writer as a solo job: migrations need their own transactions. */
+static int sq_migrate(struct store *st, int *applied, struct hr_err *err)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	struct job_migrate m = {.j = {.run = run_migrate, .solo = true}};
+	int rc = sq_run_blocking(s, &m.j, err);
+	if (applied)
+		*applied = m.applied;
+	return rc;
+}
+
+void store_sqlite_stats(struct store *st, uint64_t *commits, uint64_t *jobs)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	if (commits)
+		*commits = atomic_load(&s->commits);
+	if (jobs)
+		*jobs = atomic_load(&s->jobs);
+}
+
+const struct store_ops store_sqlite = {
+	.name = "sqlite",
+	.open = sq_open,
+	.close = sq_close,
+	.migrate = sq_migrate,
+	.tenant_upsert = sq_tenant_upsert,
+	.api_key_put = sq_api_key_put,
+	.api_key_lookup = sq_api_key_lookup,
+	.account_upsert = sq_account_upsert,
+	.account_list = sq_account_list,
+	.template_upsert = sq_template_upsert,
+	.template_get = sq_template_get,
+	.message_insert = sq_message_insert,
+	.message_get = sq_message_get,
+	.message_get_by_provider_id = sq_message_get_by_provider_id,
+	.message_events = sq_message_events,
+	.message_list = sq_message_list,
+	.message_counts = sq_message_counts,
+	.claim = sq_claim,
+	.record_results = sq_record_results,
+	.requeue_expired = sq_requeue_expired,
+	.next_due = sq_next_due,
+	.idem_get = sq_idem_get,
+	.inbox_append = sq_inbox_append,
+	.inbox_fetch = sq_inbox_fetch,
+	.apply_inbox = sq_apply_inbox,
+	.inbox_pending = sq_inbox_pending,
+};

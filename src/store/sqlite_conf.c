@@ -1,0 +1,278 @@
+/*
+ * sqlite_conf.c - configuration rows synced from the config file at start
+ * (tenants, API keys, channel accounts, templates) and idempotency reads.
+ * Writes are upserts through the writer, so re-syncing the same config is
+ * harmless.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/sqlite_int.h"
+
+struct job_conf {
+	struct sq_job j;
+	const void *row;
+	const char *a, *b, *c; /* api_key_put: tenant_id, key_hash, label */
+};
+
+static int run_tenant(struct sq_store *s, struct sq_job *j)
+{
+	const struct tenant_row *t = ((struct job_conf *)j)->row;
+	sqlite3_stmt *st = sq_wstmt(s, W_TENANT_UPSERT,
+		"INSERT INTO tenant(id, name, created_at) VALUES(?1, ?2, ?3)"
+		" ON CONFLICT(id) DO UPDATE SET name = excluded.name");
+	if (!st)
+		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "tenant");
+	sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, t->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, hr_now_us());
+	return sq_step_done(s, st, &j->err, "tenant");
+}
+
+int sq_tenant_upsert(struct store *st, const struct tenant_row *t, struct hr_err *err)
+{
+	if (!t || !t->id[0])
+		return hr_fail(err, HR_EINVAL, "tenant.id", "tenant id is empty");
+	struct job_conf c = {.j = {.run = run_tenant}, .row = t};
+	return sq_run_blocking((struct sq_store *)st, &c.j, err);
+}
+
+static int run_api_key(struct sq_store *s, struct sq_job *j)
+{
+	struct job_conf *c = (struct job_conf *)j;
+	sqlite3_stmt *st = sq_wstmt(s, W_APIKEY_PUT,
+		"INSERT INTO api_key(key_hash, tenant_id, label, created_at) VALUES(?1, ?2, ?3, ?4)"
+		" ON CONFLICT(key_hash) DO UPDATE SET tenant_id = excluded.tenant_id,"
+		" label = excluded.label");
+	if (!st)
+		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "api_key");
+	sqlite3_bind_text(st, 1, c->b, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, c->a, -1, SQLITE_STATIC);
+	sq_bind_opt(st, 3, c->c);
+	sqlite3_bind_int64(st, 4, hr_now_us());
+	return sq_step_done(s, st, &j->err, "api_key");
+}
+
+int sq_api_key_put(struct store *st, const char *tenant_id, const char *key_hash,
+                   const char *label, struct hr_err *err)
+{
+	if (!tenant_id || !*tenant_id)
+		return hr_fail(err, HR_EINVAL, "tenant_id", "tenant id is empty");
+	if (!key_hash || !*key_hash)
+		return hr_fail(err, HR_EINVAL, "key_hash", "key hash is empty");
+	struct job_conf c = {.j = {.run = run_api_key}, .a = tenant_id, .b = key_hash, .c = label};
+	return sq_run_blocking((struct sq_store *)st, &c.j, err);
+}
+
+int sq_api_key_lookup(struct store *st, const char *key_hash, char tenant_id[HR_NAME_MAX])
+{
+	struct sq_store *s = (struct sq_store *)st;
+	struct sq_reader *r;
+	int rc = sq_reader_get(s, &r);
+	if (rc)
+		return rc;
+	sqlite3_stmt *q = sq_rstmt(r, R_APIKEY,
+	                           "SELECT tenant_id FROM api_key WHERE key_hash = ?1");
+	if (!q) {
+		rc = HR_EIO;
+	} else {
+		sqlite3_bind_text(q, 1, key_hash ? key_hash : "", -1, SQLITE_STATIC);
+		int src = sqlite3_step(q);
+		if (src == SQLITE_ROW)
+			sq_col_copy(q, 0, tenant_id, HR_NAME_MAX);
+		rc = src == SQLITE_ROW ? 0 : src == SQLITE_DONE ? HR_ENOTFOUND
+		                                                  : sq_fail(r->db, src, NULL, NULL);
+	}
+	sq_reader_put(s, r);
+	return rc;
+}
+
+static int run_account(struct sq_store *s, struct sq_job *j)
+{
+	const struct account_row *a = ((struct job_conf *)j)->row;
+	sqlite3_stmt *st = sq_wstmt(s, W_ACCOUNT_UPSERT,
+		"INSERT INTO channel_account(id, tenant_id, channel, config, created_at,"
+		" updated_at) VALUES(?1, ?2, ?3, ?4, ?5, ?5)"
+		" ON CONFLICT(id) DO UPDATE SET tenant_id = excluded.tenant_id,"
+		" channel = excluded.channel, config = excluded.config,"
+		" updated_at = excluded.updated_at");
+	if (!st)
+		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "channel_account");
+	sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, a->tenant_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, a->channel, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, a->config ? a->config : "{}", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, hr_now_us());
+	return sq_step_done(s, st, &j->err, "channel_account");
+}
+
+int sq_account_upsert(struct store *st, const struct account_row *a, struct hr_err *err)
+{
+	if (!a || !a->id[0])
+		return hr_fail(err, HR_EINVAL, "account.id", "account id is empty");
+	if (!a->tenant_id[0])
+		return hr_fail(err, HR_EINVAL, "account.tenant_id", "account has no tenant");
+	if (!a->channel[0])
+		return hr_fail(err, HR_EINVAL, "account.channel", "account has no channel");
+	struct job_conf c = {.j = {.run = run_account}, .row = a};
+	return sq_run_blocking((struct sq_store *)st, &c.j, err);
+}
+
+int sq_account_list(struct store *st, const char *tenant_id, struct account_row **out,
+                    size_t *n)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	*out = NULL;
+	*n = 0;
+	struct sq_reader *r;
+	int rc = sq_reader_get(s, &r);
+	if (rc)
+		return rc;
+	sqlite3_stmt *q = tenant_id
+		? sq_rstmt(r, R_ACCOUNTS_TENANT, "SELECT id, tenant_id, channel, config"
+		           " FROM channel_account WHERE tenant_id = ?1 ORDER BY id")
+		: sq_rstmt(r, R_ACCOUNTS_ALL, "SELECT id, tenant_id, channel, config"
+		           " FROM channel_account ORDER BY id");
+	if (!q) {
+		sq_reader_put(s, r);
+		return HR_EIO;
+	}
+	if (tenant_id)
+		sqlite3_bind_text(q, 1, tenant_id, -1, SQLITE_STATIC);
+	struct account_row *v = NULL;
+	size_t len = 0, cap = 0;
+	int src;
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		if (len == cap) {
+			size_t nc = cap ? cap * 2 : 8;
+			struct account_row *nv = realloc(v, nc * sizeof *v);
+			if (!nv) {
+				rc = HR_ENOMEM;
+				break;
+			}
+			v = nv;
+			cap = nc;
+		}
+		struct account_row *a = &v[len];
+		bool oom = false;
+		memset(a, 0, sizeof *a);
+		sq_col_copy(q, 0, a->id, sizeof a->id);
+		sq_col_copy(q, 1, a->tenant_id, sizeof a->tenant_id);
+		sq_col_copy(q, 2, a->channel, sizeof a->channel);
+		a->config = sq_col_dup(q, 3, &oom);
+		if (oom) {
+			rc = HR_ENOMEM;
+			break;
+		}
+		len++;
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = sq_fail(r->db, src, NULL, NULL);
+	sq_reader_put(s, r);
+	if (rc) {
+		for (size_t i = 0; i < len; i++)
+			account_row_clear(&v[i]);
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+static int run_template(struct sq_store *s, struct sq_job *j)
+{
+	const struct template_row *t = ((struct job_conf *)j)->row;
+	sqlite3_stmt *st = sq_wstmt(s, W_TEMPLATE_UPSERT,
+		"INSERT INTO template(tenant_id, channel, name, language, body, param_count)"
+		" VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
+		" ON CONFLICT(tenant_id, channel, name, language) DO UPDATE SET"
+		" body = excluded.body, param_count = excluded.param_count");
+	if (!st)
+		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "template");
+	sqlite3_bind_text(st, 1, t->tenant_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, t->channel, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, t->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, t->language, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, t->body ? t->body : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 6, t->param_count);
+	return sq_step_done(s, st, &j->err, "template");
+}
+
+int sq_template_upsert(struct store *st, const struct template_row *t, struct hr_err *err)
+{
+	if (!t || !t->tenant_id[0] || !t->channel[0] || !t->name[0])
+		return hr_fail(err, HR_EINVAL, "template",
+		               "template needs tenant, channel and name");
+	struct job_conf c = {.j = {.run = run_template}, .row = t};
+	return sq_run_blocking((struct sq_store *)st, &c.j, err);
+}
+
+int sq_template_get(struct store *st, const char *tenant_id, const char *channel,
+                    const char *name, const char *language, struct template_row *out)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	memset(out, 0, sizeof *out);
+	struct sq_reader *r;
+	int rc = sq_reader_get(s, &r);
+	if (rc)
+		return rc;
+	sqlite3_stmt *q = sq_rstmt(r, R_TEMPLATE,
+		"SELECT tenant_id, channel, name, language, body, param_count FROM template"
+		" WHERE tenant_id = ?1 AND channel = ?2 AND name = ?3 AND language = ?4");
+	if (!q) {
+		sq_reader_put(s, r);
+		return HR_EIO;
+	}
+	sqlite3_bind_text(q, 1, tenant_id ? tenant_id : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, channel ? channel : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 3, name ? name : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 4, language ? language : "", -1, SQLITE_STATIC);
+	int src = sqlite3_step(q);
+	if (src == SQLITE_ROW) {
+		bool oom = false;
+		sq_col_copy(q, 0, out->tenant_id, sizeof out->tenant_id);
+		sq_col_copy(q, 1, out->channel, sizeof out->channel);
+		sq_col_copy(q, 2, out->name, sizeof out->name);
+		sq_col_copy(q, 3, out->language, sizeof out->language);
+		out->body = sq_col_dup(q, 4, &oom);
+		out->param_count = sqlite3_column_int(q, 5);
+		rc = oom ? HR_ENOMEM : 0;
+	} else {
+		rc = src == SQLITE_DONE ? HR_ENOTFOUND : sq_fail(r->db, src, NULL, NULL);
+	}
+	sq_reader_put(s, r);
+	return rc;
+}
+
+int sq_idem_get(struct store *st, const char *tenant_id, const char *key,
+                struct idem_row *out)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	memset(out, 0, sizeof *out);
+	struct sq_reader *r;
+	int rc = sq_reader_get(s, &r);
+	if (rc)
+		return rc;
+	sqlite3_stmt *q = sq_rstmt(r, R_IDEM,
+		"SELECT request_hash, http_status, response FROM idempotency_key"
+		" WHERE tenant_id = ?1 AND key = ?2");
+	if (!q) {
+		sq_reader_put(s, r);
+		return HR_EIO;
+	}
+	sqlite3_bind_text(q, 1, tenant_id ? tenant_id : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, key ? key : "", -1, SQLITE_STATIC);
+	int src = sqlite3_step(q);
+	if (src == SQLITE_ROW) {
+		bool oom = false;
+		sq_col_copy(q, 0, out->request_hash, sizeof out->request_hash);
+		out->http_status = sqlite3_column_int(q, 1);
+		out->response = sq_col_dup(q, 2, &oom);
+		rc = oom ? HR_ENOMEM : 0;
+	} else {
+		rc = src == SQLITE_DONE ? HR_ENOTFOUND : sq_fail(r->db, src, NULL, NULL);
+	}
+	sq_reader_put(s, r);
+	return rc;
+}

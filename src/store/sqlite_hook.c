@@ -1,0 +1,444 @@
+/*
+ * sqlite_hook.c - the webhook inbox: raw events appended by the ingress,
+ * fetched by the applier, and applied in one transaction per applier batch
+ * (status precedence, audit events, inbound replies, row states).
+ *
+ * Inbox row states: 0 new, 1 done, 2 waiting for a retry (a status named a
+ * provider id we do not know yet, typically because the webhook overtook the
+ * dispatcher's record of the send), 3 failed (malformed), 4 orphan (still
+ * unmatched 24 h after it arrived).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/sqlite_int.h"
+
+enum { INBOX_NEW = 0, INBOX_DONE = 1, INBOX_RETRY = 2, INBOX_FAILED = 3, INBOX_ORPHAN = 4 };
+
+#define INBOX_ORPHAN_AFTER_US (24LL * 3600 * 1000000)
+#define INBOX_RETRY_BASE_US 200000LL
+#define INBOX_RETRY_MAX_US 60000000LL
+
+/* ---------------------------------------------------------------------------
+ * Append, fetch, count.
+ * ------------------------------------------------------------------------- */
+
+struct job_inbox {
+	struct sq_job j;
+	const char *account_id, *channel, *dedupe_key, *body;
+	size_t len;
+};
+
+static int run_inbox_append(struct sq_store *s, struct sq_job *j)
+{
+	struct job_inbox *a = (struct job_inbox *)j;
+	/* OR IGNORE: a replay of a known (account, dedupe_key) writes nothing. */
+	sqlite3_stmt *st = sq_wstmt(s, W_INBOX_INSERT,
+		"INSERT OR IGNORE INTO webhook_inbox(account_id, channel, dedupe_key, received_at,"
+		" body, state, attempts, next_try_at) VALUES(?1, ?2, ?3, ?4, ?5, 0, 0, ?4)");
+	if (!st)
+		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "webhook_inbox");
+	sqlite3_bind_text(st, 1, a->account_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, a->channel, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, a->dedupe_key ? a->dedupe_key : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, hr_now_us());
+	sqlite3_bind_blob64(st, 5, a->body ? a->body : "", a->body ? a->len : 0, SQLITE_STATIC);
+	return sq_step_done(s, st, &j->err, "webhook_inbox");
+}
+
+int sq_inbox_append(struct store *st, const char *account_id, const char *channel,
+                    const char *dedupe_key, const char *body, size_t len, store_done_fn cb,
+                    void *arg)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	if (!account_id || !*account_id || !channel || !*channel || (len && !body))
+		return HR_EINVAL;
+	struct job_inbox a = {.j = {.run = run_inbox_append}, .account_id = account_id,
+	                      .channel = channel, .dedupe_key = dedupe_key, .body = body,
+	                      .len = len};
+	if (cb)
+		return sq_run_async(s, &a.j, sizeof a, cb, arg);
+	return sq_run_blocking(s, &a.j, NULL);
+}
+
+int sq_inbox_fetch(struct store *st, int64_t now, int limit, struct inbox_row **out,
+                   size_t *n)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	*out = NULL;
+	*n = 0;
+	if (limit <= 0)
+		return limit < 0 ? HR_EINVAL : 0;
+	struct inbox_row *v = calloc((size_t)limit, sizeof *v);
+	if (!v)
+		return HR_ENOMEM;
+	struct sq_reader *r;
+	int rc = sq_reader_get(s, &r);
+	if (rc) {
+		free(v);
+		return rc;
+	}
+	/* New rows carry next_try_at = received_at, so one range condition
+	 * covers both new rows and retries that are due. */
+	sqlite3_stmt *q = sq_rstmt(r, R_INBOX_FETCH,
+		"SELECT id, account_id, channel, dedupe_key, received_at, attempts, body"
+		" FROM webhook_inbox WHERE state IN (0, 2) AND next_try_at <= ?1"
+		" ORDER BY id LIMIT ?2");
+	if (!q) {
+		sq_reader_put(s, r);
+		free(v);
+		return HR_EIO;
+	}
+	sqlite3_bind_int64(q, 1, now);
+	sqlite3_bind_int(q, 2, limit);
+	size_t len = 0;
+	int src;
+	while ((src = sqlite3_step(q)) == SQLITE_ROW && len < (size_t)limit) {
+		struct inbox_row *row = &v[len];
+		row->id = sqlite3_column_int64(q, 0);
+		sq_col_copy(q, 1, row->account_id, sizeof row->account_id);
+		sq_col_copy(q, 2, row->channel, sizeof row->channel);
+		sq_col_copy(q, 3, row->dedupe_key, sizeof row->dedupe_key);
+		row->received_at = sqlite3_column_int64(q, 4);
+		row->attempts = sqlite3_column_int(q, 5);
+		const void *b = sqlite3_column_blob(q, 6);
+		size_t blen = (size_t)sqlite3_column_bytes(q, 6);
+		row->body = malloc(blen + 1);
+		if (!row->body) {
+			rc = HR_ENOMEM;
+			break;
+		}
+		if (blen)
+			memcpy(row->body, b, blen);
+		row->body[blen] = '\0';
+		row->body_len = blen;
+		len++;
+	}
+	if (rc == 0 && src != SQLITE_DONE && src != SQLITE_ROW)
+		rc = sq_fail(r->db, src, NULL, NULL);
+	sq_reader_put(s, r);
+	if (rc) {
+		for (size_t i = 0; i < len; i++)
+			inbox_row_clear(&v[i]);
+		free(v);
+		return rc;
+	}
+	if (len == 0) {
+		free(v);
+		v = NULL;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+int sq_inbox_pending(struct store *st, int64_t *n)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	*n = 0;
+	struct sq_reader *r;
+	int rc = sq_reader_get(s, &r);
+	if (rc)
+		return rc;
+	sqlite3_stmt *q = sq_rstmt(r, R_INBOX_PENDING,
+		"SELECT count(*) FROM webhook_inbox WHERE state IN (0, 2)");
+	if (!q) {
+		sq_reader_put(s, r);
+		return HR_EIO;
+	}
+	int src = sqlite3_step(q);
+	if (src == SQLITE_ROW)
+		*n = sqlite3_column_int64(q, 0);
+	else
+		rc = sq_fail(r->db, src, NULL, NULL);
+	sq_reader_put(s, r);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------------
+ * Apply.
+ * ------------------------------------------------------------------------- */
+
+struct job_apply {
+	struct sq_job j;
+	const struct inbox_parsed *rows;
+	size_t n;
+	int64_t now;
+	struct apply_stats stats;
+};
+
+/* The message a provider id names: rowid, id, status, tenant. */
+struct target {
+	int64_t rowid;
+	char id[HR_ID_LEN + 1];
+	char tenant_id[HR_NAME_MAX];
+	enum msg_status status;
+};
+
+/* 1 found, 0 not found, or a negative HR_E* code. */
+static int find_by_provider(struct sq_store *s, struct sq_job *j, const char *provider_id,
+                            struct target *t)
+{
+	if (!provider_id[0])
+		return 0;
+	sqlite3_stmt *q = sq_wstmt(s, W_MSG_BY_PROVIDER,
+		"SELECT rowid, id, status, tenant_id FROM message WHERE provider_id = ?1 LIMIT 1");
+	if (!q)
+		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "message");
+	sqlite3_bind_text(q, 1, provider_id, -1, SQLITE_STATIC);
+	int src = sqlite3_step(q);
+	if (src == SQLITE_ROW) {
+		t->rowid = sqlite3_column_int64(q, 0);
+		sq_col_copy(q, 1, t->id, sizeof t->id);
+		t->status = (enum msg_status)sqlite3_column_int(q, 2);
+		sq_col_copy(q, 3, t->tenant_id, sizeof t->tenant_id);
+	}
+	sqlite3_reset(q);
+	if (src == SQLITE_ROW)
+		return 1;
+	return src == SQLITE_DONE ? 0 : sq_fail(s->wdb, src, &j->err, "message");
+}
+
+static int set_status(struct sq_store *s, struct sq_job *j, const struct target *t,
+                      enum msg_status status, const struct wh_status *ws, int64_t now)
+{
+	sqlite3_stmt *u = sq_wstmt(s, W_MSG_SET_STATUS,
+		"UPDATE message SET status = ?2, updated_at = ?3, lease_until = 0,"
+		" error_code = coalesce(?4, error_code), error_text = coalesce(?5, error_text)"
+		" WHERE rowid = ?1");
+	if (!u)
+		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "message");
+	bool failure = status == MSG_FAILED || status == MSG_UNDELIVERED;
+	sqlite3_bind_int64(u, 1, t->rowid);
+	sqlite3_bind_int(u, 2, status);
+	sqlite3_bind_int64(u, 3, now);
+	sq_bind_opt(u, 4, failure ? ws->error_code : NULL);
+	sq_bind_opt(u, 5, failure ? ws->error_text : NULL);
+	return sq_step_done(s, u, &j->err, "message");
+}
+
+/* The detail every webhook_status event carries; the caller may add fields
+ * and must call sq_json_end. */
+static void status_detail(struct sq_json *js, enum msg_status status,
+                          const struct wh_status *ws, int64_t inbox_id)
+{
+	sq_json_begin(js);
+	sq_json_str(js, "status", msg_status_name(status));
+	if (ws->provider_ts[0])
+		sq_json_str(js, "provider_ts", ws->provider_ts);
+	if (ws->error_code[0])
+		sq_json_str(js, "error_code", ws->error_code);
+	if (ws->error_text[0])
+		sq_json_str(js, "error_text", ws->error_text);
+	sq_json_int(js, "inbox_id", inbox_id);
+}
+
+static int status_event(struct sq_store *s, struct sq_job *j, const struct target *t,
+                        enum msg_status status, bool applied, const struct wh_status *ws,
+                        int64_t now)
+{
+	const char *detail = sq_json_end(&s->json);
+	if (!detail)
+		return hr_fail(&j->err, HR_ENOMEM, "message_event", "out of memory");
+	return sq_event_insert(s, t->id, now, ws->provider_at, "webhook_status", "webhook",
+	                       (int)status, applied, detail, &j->err);
+}
+
+/*
+ * One reported status against its message, by precedence. *found is false
+ * when the provider id is unknown (the row is then retried later).
+ */
+static int apply_status(struct sq_store *s, struct job_apply *a,
+                        const struct inbox_parsed *row, const struct wh_status *ws,
+                        bool *found)
+{
+	struct sq_job *j = &a->j;
+	struct target t = {0};
+	int rc = find_by_provider(s, j, ws->provider_id, &t);
+	if (rc <= 0) {
+		*found = false;
+		return rc;
+	}
+	*found = true;
+	enum status_verdict v = status_decide(t.status, ws->status);
+	switch (v) {
+	case STATUS_APPLY:
+		if ((rc = set_status(s, j, &t, ws->status, ws, a->now)))
+			return rc;
+		status_detail(&s->json, ws->status, ws, row->inbox_id);
+		rc = status_event(s, j, &t, ws->status, true, ws, a->now);
+		a->stats.applied++;
+		return rc;
+	case STATUS_APPLY_IMPLIED:
+		/* READ before DELIVERED: the handset must have had it. */
+		status_detail(&s->json, MSG_DELIVERED, ws, row->inbox_id);
+		sq_json_str(&s->json, "implied_by", msg_status_name(ws->status));
+		if ((rc = status_event(s, j, &t, MSG_DELIVERED, true, ws, a->now)))
+			return rc;
+		if ((rc = set_status(s, j, &t, ws->status, ws, a->now)))
+			return rc;
+		status_detail(&s->json, ws->status, ws, row->inbox_id);
+		rc = status_event(s, j, &t, ws->status, true, ws, a->now);
+		a->stats.applied++;
+		return rc;
+	case STATUS_IGNORE_DUP:
+	case STATUS_IGNORE_STALE:
+	default:
+		status_detail(&s->json, ws->status, ws, row->inbox_id);
+		sq_json_str(&s->json, "ignored", v == STATUS_IGNORE_DUP ? "duplicate" : "stale");
+		sq_json_str(&s->json, "current", msg_status_name(t.status));
+		rc = status_event(s, j, &t, ws->status, false, ws, a->now);
+		a->stats.ignored++;
+		return rc;
+	}
+}
+
+/* A reply: stored once per provider message id, linked to the message it
+ * answers when the context names one we sent. */
+static int apply_inbound(struct sq_store *s, struct job_apply *a,
+                         const struct inbox_parsed *row, const struct wh_inbound *in,
+                         int64_t received_at)
+{
+	struct sq_job *j = &a->j;
+	struct target t = {0};
+	int linked = find_by_provider(s, j, in->context_id, &t);
+	if (linked < 0)
+		return linked;
+	sqlite3_stmt *st = sq_wstmt(s, W_INBOUND_INSERT,
+		"INSERT OR IGNORE INTO inbound(tenant_id, account_id, message_id, provider_msg_id,"
+		" sender, kind, text, payload, provider_at, received_at)"
+		" VALUES(coalesce(?1, (SELECT tenant_id FROM channel_account WHERE id = ?2)),"
+		" ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+	if (!st)
+		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "inbound");
+	sq_bind_opt(st, 1, linked ? t.tenant_id : NULL);
+	sqlite3_bind_text(st, 2, row->account_id ? row->account_id : "", -1, SQLITE_STATIC);
+	sq_bind_opt(st, 3, linked ? t.id : NULL);
+	sqlite3_bind_text(st, 4, in->provider_msg_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, in->from, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, in->kind, -1, SQLITE_STATIC);
+	sq_bind_opt(st, 7, in->text);
+	sq_bind_opt(st, 8, in->payload);
+	sqlite3_bind_int64(st, 9, in->provider_at);
+	sqlite3_bind_int64(st, 10, received_at);
+	int rc = sq_step_done(s, st, &j->err, "inbound");
+	if (rc)
+		return rc;
+	if (sqlite3_changes(s->wdb) == 0)
+		return 0; /* seen before */
+	a->stats.inbound++;
+	if (!linked)
+		return 0;
+	struct sq_json *js = &s->json;
+	sq_json_begin(js);
+	sq_json_str(js, "kind", in->kind);
+	sq_json_str(js, "text", in->text);
+	sq_json_str(js, "payload", in->payload);
+	sq_json_str(js, "from", in->from);
+	sq_json_str(js, "provider_msg_id", in->provider_msg_id);
+	const char *detail = sq_json_end(js);
+	if (!detail)
+		return hr_fail(&j->err, HR_ENOMEM, "message_event", "out of memory");
+	return sq_event_insert(s, t.id, a->now, in->provider_at, "inbound", "webhook", -1, true,
+	                       detail, &j->err);
+}
+
+static int mark_row(struct sq_store *s, struct sq_job *j, int64_t id, int state, int attempts,
+                    int64_t next_try_at, const char *error)
+{
+	sqlite3_stmt *u = sq_wstmt(s, W_INBOX_MARK,
+		"UPDATE webhook_inbox SET state = ?2, attempts = ?3,"
+		" next_try_at = coalesce(?4, next_try_at), error = ?5 WHERE id = ?1");
+	if (!u)
+		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "webhook_inbox");
+	sqlite3_bind_int64(u, 1, id);
+	sqlite3_bind_int(u, 2, state);
+	sqlite3_bind_int(u, 3, attempts);
+	if (next_try_at)
+		sqlite3_bind_int64(u, 4, next_try_at);
+	else
+		sqlite3_bind_null(u, 4);
+	sq_bind_opt(u, 5, error);
+	return sq_step_done(s, u, &j->err, "webhook_inbox");
+}
+
+static int apply_row(struct sq_store *s, struct job_apply *a, const struct inbox_parsed *row)
+{
+	struct sq_job *j = &a->j;
+	int64_t received_at = a->now;
+	int attempts = 0;
+	sqlite3_stmt *q = sq_wstmt(s, W_INBOX_STATE,
+		"SELECT received_at, attempts FROM webhook_inbox WHERE id = ?1");
+	if (!q)
+		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "webhook_inbox");
+	sqlite3_bind_int64(q, 1, row->inbox_id);
+	int src = sqlite3_step(q);
+	if (src == SQLITE_ROW) {
+		received_at = sqlite3_column_int64(q, 0);
+		attempts = sqlite3_column_int(q, 1);
+	}
+	sqlite3_reset(q);
+	if (src != SQLITE_ROW && src != SQLITE_DONE)
+		return sq_fail(s->wdb, src, &j->err, "webhook_inbox");
+
+	if (row->malformed) {
+		a->stats.malformed++;
+		return mark_row(s, j, row->inbox_id, INBOX_FAILED, attempts + 1, 0,
+		                row->error[0] ? row->error : "malformed");
+	}
+	int rc, unmatched = 0;
+	const char *missing = NULL;
+	for (size_t k = 0; k < row->nstatuses; k++) {
+		bool found;
+		if ((rc = apply_status(s, a, row, &row->statuses[k], &found)))
+			return rc;
+		if (!found) {
+			unmatched++;
+			missing = row->statuses[k].provider_id;
+		}
+	}
+	for (size_t k = 0; k < row->ninbound; k++)
+		if ((rc = apply_inbound(s, a, row, &row->inbound[k], received_at)))
+			return rc;
+	if (!unmatched)
+		return mark_row(s, j, row->inbox_id, INBOX_DONE, attempts + 1, 0, NULL);
+
+	a->stats.unmatched += unmatched;
+	char why[HR_PROVIDER_ID_MAX + 64];
+	if (a->now - received_at >= INBOX_ORPHAN_AFTER_US) {
+		snprintf(why, sizeof why, "unknown provider id %s after 24 h", missing);
+		return mark_row(s, j, row->inbox_id, INBOX_ORPHAN, attempts + 1, 0, why);
+	}
+	int64_t delay = INBOX_RETRY_BASE_US << (attempts < 20 ? attempts : 20);
+	if (delay > INBOX_RETRY_MAX_US)
+		delay = INBOX_RETRY_MAX_US;
+	snprintf(why, sizeof why, "unknown provider id %s", missing);
+	return mark_row(s, j, row->inbox_id, INBOX_RETRY, attempts + 1, a->now + delay, why);
+}
+
+static int run_apply(struct sq_store *s, struct sq_job *j)
+{
+	struct job_apply *a = (struct job_apply *)j;
+	memset(&a->stats, 0, sizeof a->stats);
+	for (size_t i = 0; i < a->n; i++) {
+		int rc = apply_row(s, a, &a->rows[i]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int sq_apply_inbox(struct store *st, const struct inbox_parsed *rows, size_t n, int64_t now,
+                   struct apply_stats *stats)
+{
+	if (stats)
+		memset(stats, 0, sizeof *stats);
+	if (n && !rows)
+		return HR_EINVAL;
+	struct job_apply a = {.j = {.run = run_apply}, .rows = rows, .n = n, .now = now};
+	int rc = sq_run_blocking((struct sq_store *)st, &a.j, NULL);
+	if (rc == 0 && stats)
+		*stats = a.stats;
+	return rc;
+}

@@ -1,0 +1,207 @@
+/*
+ * sqlite_int.h - internals shared by the SQLite backend's files (sqlite.c:
+ * connections, writer and reader pool; sqlite_conf.c: tenants, keys,
+ * accounts, templates, idempotency reads; sqlite_msg.c: messages and claims;
+ * sqlite_hook.c: webhook inbox and the applier's transaction;
+ * sqlite_schema.c: migrations). Nothing outside src/store/ includes it.
+ *
+ * Threads: the writer thread owns `wdb`, its prepared statements (`ws`) and
+ * the JSON scratch buffer; nothing else touches them once it runs. Readers
+ * borrow a connection from the pool for the length of one call.
+ */
+#ifndef HR_SQLITE_INT_H
+#define HR_SQLITE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "store/store.h"
+
+/* ---- migrations (sqlite_schema.c) ---- */
+struct sq_migration {
+	int version;
+	const char *sql;
+};
+extern const struct sq_migration sq_migrations[];
+extern const size_t sq_migration_count;
+
+/* Writer-side statement slots, prepared on first use and kept. */
+enum sq_wslot {
+	W_BEGIN, W_COMMIT, W_ROLLBACK, W_SAVEPOINT, W_RELEASE, W_ROLLBACK_TO,
+	W_TENANT_UPSERT, W_APIKEY_PUT, W_ACCOUNT_UPSERT, W_TEMPLATE_UPSERT,
+	W_MSG_INSERT, W_EVENT_INSERT, W_IDEM_INSERT,
+	W_CLAIM, W_MSG_STATE, W_RESULT_OK, W_RESULT_RETRY, W_RESULT_FAILED,
+	W_REQUEUE_EVENTS, W_REQUEUE,
+	W_INBOX_INSERT, W_INBOX_STATE, W_INBOX_MARK,
+	W_MSG_BY_PROVIDER, W_MSG_SET_STATUS, W_INBOUND_INSERT,
+	W__COUNT
+};
+
+/* Reader-side statement slots, per pooled connection. */
+enum sq_rslot {
+	R_APIKEY, R_ACCOUNTS_ALL, R_ACCOUNTS_TENANT, R_TEMPLATE,
+	R_MSG_GET, R_MSG_GET_PROVIDER, R_EVENTS, R_COUNTS_ALL, R_COUNTS_TENANT,
+	R_NEXT_DUE, R_IDEM, R_INBOX_FETCH, R_INBOX_PENDING,
+	R__COUNT
+};
+
+/* message_list caches one statement per combination of optional filters. */
+#define SQ_LIST_VARIANTS 256
+
+struct sq_reader {
+	struct sq_reader *next;
+	sqlite3 *db;
+	sqlite3_stmt *st[R__COUNT];
+	sqlite3_stmt *list[SQ_LIST_VARIANTS];
+};
+
+/* A growable text buffer for audit-event JSON, owned by the writer thread. */
+struct sq_json {
+	char *buf;
+	size_t len, cap;
+	bool oom;
+};
+
+struct sq_store;
+
+/*
+ * One unit of write work. Ops embed it as the first member of their own
+ * argument struct; blocking calls keep that struct on the caller's stack,
+ * async calls copy it to the heap (`heap`) and the writer frees it after the
+ * callback. `run` executes inside the group transaction (inside its own
+ * savepoint), or alone outside any transaction when `solo` is set.
+ */
+struct sq_job {
+	struct sq_job *next;
+	int (*run)(struct sq_store *s, struct sq_job *j);
+	store_done_fn cb;
+	void *arg;
+	bool solo;
+	bool heap;
+	bool done;
+	pthread_cond_t cv;
+	int rc;
+	struct hr_err err;
+};
+
+struct sq_store {
+	struct store base;
+	struct store_opts opts;
+	char *path;
+
+	/* writer */
+	sqlite3 *wdb;
+	sqlite3_stmt *ws[W__COUNT];
+	struct sq_json json;
+	pthread_t writer;
+	bool writer_running;
+
+	pthread_mutex_t qlock;       /* guards the queue fields below */
+	pthread_cond_t qcond;        /* signalled when work arrives or on stop */
+	struct sq_job *qhead, *qtail;
+	int qlen;
+	bool stopping;
+
+	pthread_mutex_t dlock;       /* guards sq_job.done of blocking jobs */
+
+	atomic_uint_fast64_t commits;
+	atomic_uint_fast64_t jobs;
+
+	/* readers */
+	pthread_mutex_t rlock;
+	pthread_cond_t rcond;
+	struct sq_reader *rfree;
+	int rcount, rmax;
+};
+
+/* ---- sqlite.c ---- */
+/* Maps an SQLite result to an HR_E* code and fills err with the db message. */
+int sq_fail(sqlite3 *db, int rc, struct hr_err *err, const char *field);
+/* The writer's cached statement for slot (prepared from sql on first use), reset. */
+sqlite3_stmt *sq_wstmt(struct sq_store *s, enum sq_wslot slot, const char *sql);
+/* Same for a pooled reader connection. */
+sqlite3_stmt *sq_rstmt(struct sq_reader *r, enum sq_rslot slot, const char *sql);
+int sq_reader_get(struct sq_store *s, struct sq_reader **out);
+void sq_reader_put(struct sq_store *s, struct sq_reader *r);
+/* Blocks until the job is committed (or failed); returns its rc, copies err. */
+int sq_run_blocking(struct sq_store *s, struct sq_job *j, struct hr_err *err);
+/* Copies the job (size bytes, sq_job first) to the heap and queues it. */
+int sq_run_async(struct sq_store *s, struct sq_job *j, size_t size, store_done_fn cb,
+                 void *arg);
+/* Steps a write statement to completion; 0 or an HR_E* code (err filled). */
+int sq_step_done(struct sq_store *s, sqlite3_stmt *st, struct hr_err *err, const char *field);
+
+/* Binds text, or NULL when s is NULL or empty (optional columns). */
+int sq_bind_opt(sqlite3_stmt *st, int idx, const char *s);
+/* Copies column text into a fixed buffer ("" for NULL). */
+void sq_col_copy(sqlite3_stmt *st, int col, char *dst, size_t size);
+/* Heap copy of column text, NULL for SQL NULL; *oom set if allocation failed. */
+char *sq_col_dup(sqlite3_stmt *st, int col, bool *oom);
+
+/* JSON object building into s->json (escapes, replaces invalid UTF-8). */
+void sq_json_begin(struct sq_json *j);
+void sq_json_str(struct sq_json *j, const char *key, const char *val);
+void sq_json_int(struct sq_json *j, const char *key, int64_t val);
+void sq_json_bool(struct sq_json *j, const char *key, bool val);
+/* Closes the object; returns the text (valid until the next begin) or NULL on OOM. */
+const char *sq_json_end(struct sq_json *j);
+
+/* Inserts one audit event through the writer's statement. detail may be NULL. */
+int sq_event_insert(struct sq_store *s, const char *message_id, int64_t at,
+                    int64_t provider_at, const char *type, const char *source, int status,
+                    bool applied, const char *detail, struct hr_err *err);
+
+/* The message columns every read returns, in struct order, and the row reader. */
+#define SQ_MSG_COLS \
+	"id, tenant_id, account_id, channel, recipient, batch_id, content, body, status, " \
+	"priority, attempts, max_attempts, created_at, updated_at, due_at, lease_until, " \
+	"provider_id, error_code, error_text"
+int sq_row_message(sqlite3_stmt *st, int col, struct message *m);
+
+/* ---- op entry points (filled into store_sqlite by sqlite.c) ---- */
+int sq_tenant_upsert(struct store *st, const struct tenant_row *t, struct hr_err *err);
+int sq_api_key_put(struct store *st, const char *tenant_id, const char *key_hash,
+                   const char *label, struct hr_err *err);
+int sq_api_key_lookup(struct store *st, const char *key_hash, char tenant_id[HR_NAME_MAX]);
+int sq_account_upsert(struct store *st, const struct account_row *a, struct hr_err *err);
+int sq_account_list(struct store *st, const char *tenant_id, struct account_row **out,
+                    size_t *n);
+int sq_template_upsert(struct store *st, const struct template_row *t, struct hr_err *err);
+int sq_template_get(struct store *st, const char *tenant_id, const char *channel,
+                    const char *name, const char *language, struct template_row *out);
+int sq_idem_get(struct store *st, const char *tenant_id, const char *key,
+                struct idem_row *out);
+
+int sq_message_insert(struct store *st, const struct message *msgs, size_t n,
+                      const struct idem_put *idem, store_done_fn cb, void *arg);
+int sq_message_get(struct store *st, const char *tenant_id, const char *id,
+                   struct message *out);
+int sq_message_get_by_provider_id(struct store *st, const char *provider_id,
+                                  struct message *out);
+int sq_message_events(struct store *st, const char *message_id,
+                      struct message_event **out, size_t *n);
+int sq_message_list(struct store *st, const char *tenant_id, const struct msg_filter *f,
+                    struct message **out, size_t *n, bool *more);
+int sq_message_counts(struct store *st, const char *tenant_id, int64_t counts[MSG__COUNT]);
+int sq_claim(struct store *st, const char *account_id, int64_t now, int64_t lease_us,
+             int limit, struct message *out, size_t *n);
+int sq_record_results(struct store *st, const struct send_result *r, size_t n,
+                      store_done_fn cb, void *arg);
+int sq_requeue_expired(struct store *st, int64_t now, int *n);
+int sq_next_due(struct store *st, const char *account_id, int64_t *due_at);
+
+int sq_inbox_append(struct store *st, const char *account_id, const char *channel,
+                    const char *dedupe_key, const char *body, size_t len, store_done_fn cb,
+                    void *arg);
+int sq_inbox_fetch(struct store *st, int64_t now, int limit, struct inbox_row **out,
+                   size_t *n);
+int sq_apply_inbox(struct store *st, const struct inbox_parsed *rows, size_t n, int64_t now,
+                   struct apply_stats *stats);
+int sq_inbox_pending(struct store *st, int64_t *n);
+
+#endif

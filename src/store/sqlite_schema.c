@@ -1,0 +1,131 @@
+/*
+ * sqlite_schema.c - the SQLite schema as numbered migrations. Never edit a
+ * migration that has shipped: append a new one. Each runs in its own
+ * transaction together with its schema_migrations row (sqlite.c).
+ *
+ * Conventions: times are INTEGER microseconds UTC, ids TEXT, statuses the
+ * enum msg_status integers of herald.h. Optional text columns hold NULL
+ * rather than "" so partial indexes stay small. Partial index predicates use
+ * literal constants: the queries repeat them verbatim so the planner can
+ * prove the index usable (see the claim and inbox queries).
+ */
+#include "store/sqlite_int.h"
+
+static const char migration_1[] =
+	"CREATE TABLE tenant("
+	" id TEXT PRIMARY KEY,"
+	" name TEXT NOT NULL,"
+	" created_at INTEGER NOT NULL);"
+
+	"CREATE TABLE api_key("
+	" key_hash TEXT PRIMARY KEY,"
+	" tenant_id TEXT NOT NULL,"
+	" label TEXT,"
+	" created_at INTEGER NOT NULL);"
+
+	"CREATE TABLE channel_account("
+	" id TEXT PRIMARY KEY,"
+	" tenant_id TEXT NOT NULL,"
+	" channel TEXT NOT NULL,"
+	" config TEXT NOT NULL DEFAULT '{}',"
+	" created_at INTEGER NOT NULL,"
+	" updated_at INTEGER NOT NULL);"
+
+	"CREATE TABLE template("
+	" tenant_id TEXT NOT NULL,"
+	" channel TEXT NOT NULL,"
+	" name TEXT NOT NULL,"
+	" language TEXT NOT NULL,"
+	" body TEXT NOT NULL,"
+	" param_count INTEGER NOT NULL DEFAULT 0,"
+	" PRIMARY KEY(tenant_id, channel, name, language)) WITHOUT ROWID;"
+
+	/* The queue and the lead record: one row per recipient per channel. */
+	"CREATE TABLE message("
+	" id TEXT PRIMARY KEY,"
+	" tenant_id TEXT NOT NULL,"
+	" account_id TEXT NOT NULL,"
+	" channel TEXT NOT NULL,"
+	" recipient TEXT NOT NULL,"
+	" batch_id TEXT,"
+	" content TEXT NOT NULL,"
+	" body TEXT,"
+	" status INTEGER NOT NULL,"
+	" priority INTEGER NOT NULL DEFAULT 0,"
+	" attempts INTEGER NOT NULL DEFAULT 0,"
+	" max_attempts INTEGER NOT NULL DEFAULT 0,"
+	" created_at INTEGER NOT NULL,"
+	" updated_at INTEGER NOT NULL,"
+	" due_at INTEGER NOT NULL,"
+	" lease_until INTEGER NOT NULL DEFAULT 0,"
+	" provider_id TEXT,"
+	" error_code TEXT,"
+	" error_text TEXT);"
+	/* Claim: an index range scan in claim order; only QUEUED rows are in it. */
+	"CREATE INDEX message_claim ON message(account_id, priority, due_at, id)"
+	" WHERE status = 0;"
+	"CREATE INDEX message_provider ON message(provider_id)"
+	" WHERE provider_id IS NOT NULL;"
+	"CREATE INDEX message_lease ON message(lease_until) WHERE status = 1;"
+	"CREATE INDEX message_tenant ON message(tenant_id, id);"
+
+	"CREATE TABLE message_event("
+	" id INTEGER PRIMARY KEY,"
+	" message_id TEXT NOT NULL,"
+	" at INTEGER NOT NULL,"
+	" provider_at INTEGER NOT NULL DEFAULT 0,"
+	" type TEXT NOT NULL,"
+	" source TEXT NOT NULL,"
+	" status INTEGER,"
+	" applied INTEGER NOT NULL DEFAULT 1,"
+	" detail TEXT);"
+	"CREATE INDEX message_event_msg ON message_event(message_id, id);"
+
+	/* state: 0 new, 1 done, 2 retry, 3 failed, 4 orphan. */
+	"CREATE TABLE webhook_inbox("
+	" id INTEGER PRIMARY KEY,"
+	" account_id TEXT NOT NULL,"
+	" channel TEXT NOT NULL,"
+	" dedupe_key TEXT NOT NULL DEFAULT '',"
+	" received_at INTEGER NOT NULL,"
+	" body BLOB NOT NULL,"
+	" state INTEGER NOT NULL DEFAULT 0,"
+	" attempts INTEGER NOT NULL DEFAULT 0,"
+	" next_try_at INTEGER NOT NULL,"
+	" error TEXT);"
+	"CREATE UNIQUE INDEX webhook_inbox_dedupe ON webhook_inbox(account_id, dedupe_key)"
+	" WHERE dedupe_key <> '';"
+	"CREATE INDEX webhook_inbox_pending ON webhook_inbox(state, next_try_at)"
+	" WHERE state IN (0, 2);"
+
+	"CREATE TABLE idempotency_key("
+	" tenant_id TEXT NOT NULL,"
+	" key TEXT NOT NULL,"
+	" request_hash TEXT NOT NULL,"
+	" http_status INTEGER NOT NULL,"
+	" response TEXT,"
+	" created_at INTEGER NOT NULL,"
+	" PRIMARY KEY(tenant_id, key)) WITHOUT ROWID;"
+
+	/* Customer replies; provider_msg_id '' when the provider gave none. */
+	"CREATE TABLE inbound("
+	" id INTEGER PRIMARY KEY,"
+	" tenant_id TEXT,"
+	" account_id TEXT NOT NULL,"
+	" message_id TEXT,"
+	" provider_msg_id TEXT NOT NULL DEFAULT '',"
+	" sender TEXT NOT NULL,"
+	" kind TEXT NOT NULL,"
+	" text TEXT,"
+	" payload TEXT,"
+	" provider_at INTEGER NOT NULL DEFAULT 0,"
+	" received_at INTEGER NOT NULL);"
+	"CREATE UNIQUE INDEX inbound_provider ON inbound(provider_msg_id, account_id)"
+	" WHERE provider_msg_id <> '';"
+	"CREATE INDEX inbound_message ON inbound(message_id) WHERE message_id IS NOT NULL;";
+
+const struct sq_migration sq_migrations[] = {
+	{1, migration_1},
+};
+
+const size_t sq_migration_count = sizeof sq_migrations / sizeof sq_migrations[0];

@@ -1,0 +1,53 @@
+/*
+ * store.c - the backend registry and the _clear helpers of the row types
+ * declared in store.h. Adding a backend adds one line to `backends`.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store.h"
+
+static const struct store_ops *const backends[] = {
+	&store_sqlite,
+};
+
+const struct store_ops *store_backend(const char *name)
+{
+	if (!name)
+		return NULL;
+	for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
+		if (strcmp(backends[i]->name, name) == 0)
+			return backends[i];
+	return NULL;
+}
+
+void account_row_clear(struct account_row *a)
+{
+	free(a->config);
+	memset(a, 0, sizeof *a);
+}
+
+void template_row_clear(struct template_row *t)
+{
+	free(t->body);
+	memset(t, 0, sizeof *t);
+}
+
+void idem_row_clear(struct idem_row *r)
+{
+	free(r->response);
+	memset(r, 0, sizeof *r);
+}
+
+void inbox_row_clear(struct inbox_row *r)
+{
+	free(r->body);
+	memset(r, 0, sizeof *r);
+}
+
+void wh_inbound_clear(struct wh_inbound *in)
+{
+	free(in->text);
+	free(in->payload);
+	memset(in, 0, sizeof *in);
+}

@@ -1,0 +1,1397 @@
+/*
+ * test_store.c - the SQLite store backend: migrations, durable accept and
+ * idempotency, the queue (claim order, leases, send outcomes), webhook
+ * application by precedence, inbound replies, listing, and the group-commit
+ * writer under concurrency. Each test gets a fresh database in a mkdtemp()
+ * directory; a second raw SQLite connection checks what was really written.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+
+#include "herald.h"
+#include "store/sqlite.h"
+#include "store/store.h"
+
+#define SEC 1000000LL
+#define CONTENT "{\"type\":\"text\",\"text\":{\"body\":\"hello\"}}"
+
+struct fx {
+	char dir[64];
+	char path[128];
+	struct store *st;
+};
+
+static int fx_setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof *f);
+	if (!f)
+		return -1;
+	strcpy(f->dir, "/tmp/hr_store_XXXXXX");
+	if (!mkdtemp(f->dir)) {
+		free(f);
+		return -1;
+	}
+	snprintf(f->path, sizeof f->path, "%s/herald.db", f->dir);
+	struct hr_err err = {0};
+	if (store_sqlite.open(f->path, NULL, &f->st, &err) != 0) {
+		fprintf(stderr, "open: %s: %s\n", err.field, err.msg);
+		rmdir(f->dir);
+		free(f);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static void fx_rm(struct fx *f)
+{
+	static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
+	char p[160];
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(p, sizeof p, "%s%s", f->path, sfx[i]);
+		unlink(p);
+	}
+	rmdir(f->dir);
+}
+
+static int fx_teardown(void **state)
+{
+	struct fx *f = *state;
+	store_sqlite.close(f->st);
+	fx_rm(f);
+	free(f);
+	return 0;
+}
+
+/* One integer from a query on a separate raw connection. */
+static int64_t q1(struct fx *f, const char *sql)
+{
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		fprintf(stderr, "q1: %s: %s\n", sqlite3_errmsg(db), sql);
+	assert_int_equal(rc, SQLITE_OK);
+	int64_t v = -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+static void mk_msg(struct message *m, const char *tenant, const char *account, int prio,
+                   int64_t due)
+{
+	memset(m, 0, sizeof *m);
+	hr_id_new(m->id);
+	hr_strlcpy(m->tenant_id, tenant, sizeof m->tenant_id);
+	hr_strlcpy(m->account_id, account, sizeof m->account_id);
+	strcpy(m->channel, "whatsapp");
+	strcpy(m->recipient, "+447911123456");
+	m->content = (char *)CONTENT;
+	m->body = (char *)"hello";
+	m->priority = prio;
+	m->max_attempts = 5;
+	m->due_at = due;
+}
+
+static int64_t count_msgs(struct store *st, const char *tenant)
+{
+	int64_t c[MSG__COUNT], total = 0;
+	assert_int_equal(st->ops->message_counts(st, tenant, c), 0);
+	for (int i = 0; i < MSG__COUNT; i++)
+		total += c[i];
+	return total;
+}
+
+static enum msg_status status_of(struct store *st, const char *id)
+{
+	struct message m;
+	assert_int_equal(st->ops->message_get(st, NULL, id, &m), 0);
+	enum msg_status s = m.status;
+	message_clear(&m);
+	return s;
+}
+
+/* Inserts one message on its own account, claims it and records SEND_OK
+ * with provider_id: a message in SENT with a known provider id. */
+static void sent_msg(struct store *st, const char *account, const char *provider_id,
+                     char id[HR_ID_LEN + 1])
+{
+	struct message m, c;
+	mk_msg(&m, "t1", account, 0, 0);
+	assert_int_equal(st->ops->message_insert(st, &m, 1, NULL, NULL, NULL), 0);
+	size_t n;
+	assert_int_equal(st->ops->claim(st, account, hr_now_us() + SEC, 30 * SEC, 1, &c, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(c.id, m.id);
+	message_clear(&c);
+	struct send_result r = {.kind = SEND_OK, .http_status = 200, .latency_us = 1500};
+	strcpy(r.message_id, m.id);
+	hr_strlcpy(r.provider_id, provider_id, sizeof r.provider_id);
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	strcpy(id, m.id);
+}
+
+struct events {
+	struct message_event *e;
+	size_t n;
+};
+
+static struct events events_of(struct store *st, const char *id)
+{
+	struct events ev;
+	assert_int_equal(st->ops->message_events(st, id, &ev.e, &ev.n), 0);
+	return ev;
+}
+
+static void events_free(struct events *ev)
+{
+	for (size_t i = 0; i < ev->n; i++)
+		message_event_clear(&ev->e[i]);
+	free(ev->e);
+}
+
+/* The detail of an event as parsed JSON (fails the test if it does not parse). */
+static json_t *detail_of(const struct message_event *e)
+{
+	assert_non_null(e->detail);
+	json_error_t jerr;
+	json_t *j = json_loads(e->detail, 0, &jerr);
+	if (!j)
+		fprintf(stderr, "bad detail JSON: %s: %s\n", jerr.text, e->detail);
+	assert_non_null(j);
+	return j;
+}
+
+/* Appends a raw webhook and returns its inbox id (the newest pending row). */
+static int64_t inbox_add(struct store *st, const char *account)
+{
+	assert_int_equal(st->ops->inbox_append(st, account, "whatsapp", "", "{}", 2, NULL, NULL),
+	                 0);
+	struct inbox_row *rows;
+	size_t n;
+	assert_int_equal(st->ops->inbox_fetch(st, INT64_MAX, 1000, &rows, &n), 0);
+	assert_true(n > 0);
+	int64_t id = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (rows[i].id > id)
+			id = rows[i].id;
+		inbox_row_clear(&rows[i]);
+	}
+	free(rows);
+	return id;
+}
+
+/* Applies one webhook status in its own inbox row. */
+static struct apply_stats hook_status(struct store *st, const char *provider_id,
+                                      enum msg_status status, int64_t now, int64_t *inbox_id)
+{
+	struct wh_status ws = {.status = status, .provider_at = 1750263773LL * SEC};
+	hr_strlcpy(ws.provider_id, provider_id, sizeof ws.provider_id);
+	strcpy(ws.provider_ts, "1750263773");
+	if (status == MSG_FAILED) {
+		strcpy(ws.error_code, "131026");
+		strcpy(ws.error_text, "Message undeliverable");
+	}
+	struct inbox_parsed row = {.inbox_id = inbox_add(st, "acc"), .account_id = "acc",
+	                           .statuses = &ws, .nstatuses = 1};
+	if (inbox_id)
+		*inbox_id = row.inbox_id;
+	struct apply_stats stats;
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now, &stats), 0);
+	return stats;
+}
+
+/* ---------------------------------------------------------------------------
+ * Migrations and the registry.
+ * ------------------------------------------------------------------------- */
+
+static void test_migrations_idempotent(void **state)
+{
+	struct fx *f = *state;
+	assert_ptr_equal(store_backend("sqlite"), &store_sqlite);
+	assert_null(store_backend("oracle"));
+	assert_int_equal(q1(f, "SELECT count(*) FROM schema_migrations WHERE version = 1"), 1);
+	assert_int_equal(q1(f, "SELECT count(*) FROM schema_migrations"), 1);
+
+	int applied = -1;
+	struct hr_err err = {0};
+	assert_int_equal(f->st->ops->migrate(f->st, &applied, &err), 0);
+	assert_int_equal(applied, 0);
+
+	/* Close and reopen: nothing is applied twice, and a second store on the
+	 * same file (another process running `herald migrate`) is harmless. */
+	store_sqlite.close(f->st);
+	assert_int_equal(store_sqlite.open(f->path, NULL, &f->st, &err), 0);
+	struct store *other;
+	assert_int_equal(store_sqlite.open(f->path, NULL, &other, &err), 0);
+	applied = -1;
+	assert_int_equal(other->ops->migrate(other, &applied, &err), 0);
+	assert_int_equal(applied, 0);
+	store_sqlite.close(other);
+	assert_int_equal(q1(f, "SELECT count(*) FROM schema_migrations"), 1);
+	assert_int_equal(q1(f, "SELECT count(*) FROM sqlite_master WHERE name = 'message_claim'"),
+	                 1);
+
+	struct store *bad;
+	assert_int_equal(store_sqlite.open("/nonexistent-dir/x/y.db", NULL, &bad, &err), HR_EIO);
+	assert_string_equal(err.field, "dsn");
+}
+
+/* The hot queries must use their indexes (a regression here is a full scan). */
+static void test_query_plans(void **state)
+{
+	struct fx *f = *state;
+	static const struct {
+		const char *sql, *index;
+	} plans[] = {
+		{"SELECT id FROM message WHERE status = 0 AND account_id = 'a' AND due_at <= 5"
+		 " ORDER BY priority, due_at, id LIMIT 10", "message_claim"},
+		{"SELECT id FROM message WHERE provider_id = 'p'", "message_provider"},
+		{"SELECT id FROM message WHERE status = 1 AND lease_until < 5", "message_lease"},
+		{"SELECT id FROM webhook_inbox WHERE state IN (0, 2) AND next_try_at <= 5"
+		 " ORDER BY id LIMIT 5", "webhook_inbox_pending"},
+		{"SELECT id FROM message_event WHERE message_id = 'x' ORDER BY id",
+		 "message_event_msg"},
+		{"SELECT id FROM message WHERE tenant_id = 't' ORDER BY id DESC LIMIT 5",
+		 "message_tenant"},
+	};
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	for (size_t i = 0; i < sizeof plans / sizeof plans[0]; i++) {
+		char sql[512];
+		snprintf(sql, sizeof sql, "EXPLAIN QUERY PLAN %s", plans[i].sql);
+		sqlite3_stmt *st;
+		assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+		bool uses = false, sorts = false;
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			const char *d = (const char *)sqlite3_column_text(st, 3);
+			uses |= strstr(d, plans[i].index) != NULL;
+			sorts |= strstr(d, "TEMP B-TREE") != NULL;
+		}
+		sqlite3_finalize(st);
+		if (!uses)
+			fprintf(stderr, "plan %zu does not use %s\n", i, plans[i].index);
+		assert_true(uses);
+		if (i == 0)
+			assert_false(sorts); /* claim order comes straight from the index */
+	}
+	sqlite3_close(db);
+}
+
+/* ---------------------------------------------------------------------------
+ * Configuration rows.
+ * ------------------------------------------------------------------------- */
+
+static void test_config_rows(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct tenant_row t = {.id = "acme", .name = "Acme"};
+	assert_int_equal(st->ops->tenant_upsert(st, &t, &err), 0);
+	strcpy(t.name, "Acme Ltd");
+	assert_int_equal(st->ops->tenant_upsert(st, &t, &err), 0);
+	assert_int_equal(q1(f, "SELECT count(*) FROM tenant WHERE name = 'Acme Ltd'"), 1);
+
+	assert_int_equal(st->ops->api_key_put(st, "acme", "abc123", "ci", &err), 0);
+	char tenant[HR_NAME_MAX];
+	assert_int_equal(st->ops->api_key_lookup(st, "abc123", tenant), 0);
+	assert_string_equal(tenant, "acme");
+	assert_int_equal(st->ops->api_key_lookup(st, "nope", tenant), HR_ENOTFOUND);
+	assert_int_equal(st->ops->api_key_put(st, "", "k", NULL, &err), HR_EINVAL);
+	assert_string_equal(err.field, "tenant_id");
+
+	struct account_row a = {.id = "wa1", .tenant_id = "acme", .channel = "whatsapp",
+	                        .config = (char *)"{\"phone_number_id\":\"1\"}"};
+	assert_int_equal(st->ops->account_upsert(st, &a, &err), 0);
+	struct account_row b = {.id = "sms1", .tenant_id = "other", .channel = "sms"};
+	assert_int_equal(st->ops->account_upsert(st, &b, &err), 0);
+	a.config = (char *)"{\"phone_number_id\":\"2\"}";
+	assert_int_equal(st->ops->account_upsert(st, &a, &err), 0);
+	struct account_row *rows;
+	size_t n;
+	assert_int_equal(st->ops->account_list(st, NULL, &rows, &n), 0);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++)
+		account_row_clear(&rows[i]);
+	free(rows);
+	assert_int_equal(st->ops->account_list(st, "acme", &rows, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[0].id, "wa1");
+	assert_string_equal(rows[0].channel, "whatsapp");
+	assert_string_equal(rows[0].config, "{\"phone_number_id\":\"2\"}");
+	account_row_clear(&rows[0]);
+	free(rows);
+
+	struct template_row tp = {.tenant_id = "acme", .channel = "whatsapp", .name = "otp",
+	                          .language = "en", .body = (char *)"Code {{1}}",
+	                          .param_count = 1};
+	assert_int_equal(st->ops->template_upsert(st, &tp, &err), 0);
+	struct template_row got;
+	assert_int_equal(st->ops->template_get(st, "acme", "whatsapp", "otp", "en", &got), 0);
+	assert_string_equal(got.body, "Code {{1}}");
+	assert_int_equal(got.param_count, 1);
+	template_row_clear(&got);
+	assert_int_equal(st->ops->template_get(st, "acme", "whatsapp", "otp", "pt", &got),
+	                 HR_ENOTFOUND);
+	assert_int_equal(st->ops->template_get(st, "other", "whatsapp", "otp", "en", &got),
+	                 HR_ENOTFOUND);
+}
+
+/* ---------------------------------------------------------------------------
+ * Durable accept.
+ * ------------------------------------------------------------------------- */
+
+static void test_insert_get_events(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct message m;
+	mk_msg(&m, "t1", "acc", PRIO_TRANSACTIONAL, 0);
+	strcpy(m.batch_id, "01ARZ3NDEKTSV4RRFFQ69G5FAV");
+	int64_t before = hr_now_us();
+	assert_int_equal(st->ops->message_insert(st, &m, 1, NULL, NULL, NULL), 0);
+
+	struct message g;
+	assert_int_equal(st->ops->message_get(st, "t1", m.id, &g), 0);
+	assert_string_equal(g.id, m.id);
+	assert_string_equal(g.tenant_id, "t1");
+	assert_string_equal(g.account_id, "acc");
+	assert_string_equal(g.channel, "whatsapp");
+	assert_string_equal(g.recipient, "+447911123456");
+	assert_string_equal(g.batch_id, m.batch_id);
+	assert_string_equal(g.content, CONTENT);
+	assert_string_equal(g.body, "hello");
+	assert_int_equal(g.status, MSG_QUEUED);
+	assert_int_equal(g.attempts, 0);
+	assert_int_equal(g.max_attempts, 5);
+	assert_true(g.created_at >= before && g.created_at <= hr_now_us());
+	assert_int_equal(g.due_at, g.created_at); /* due_at 0 means now */
+	assert_int_equal(g.lease_until, 0);
+	assert_string_equal(g.provider_id, "");
+	message_clear(&g);
+
+	/* Tenant isolation: another tenant's id is simply not there. */
+	assert_int_equal(st->ops->message_get(st, "t2", m.id, &g), HR_ENOTFOUND);
+	assert_int_equal(st->ops->message_get(st, NULL, "01ARZ3NDEKTSV4RRFFQ69G5FAV", &g),
+	                 HR_ENOTFOUND);
+
+	struct events ev = events_of(st, m.id);
+	assert_int_equal(ev.n, 1);
+	assert_string_equal(ev.e[0].type, "accepted");
+	assert_string_equal(ev.e[0].source, "api");
+	assert_int_equal(ev.e[0].status, MSG_QUEUED);
+	assert_true(ev.e[0].applied);
+	assert_string_equal(ev.e[0].message_id, m.id);
+	events_free(&ev);
+
+	/* Same id again: conflict, nothing new. Bad input: rejected up front. */
+	assert_int_equal(st->ops->message_insert(st, &m, 1, NULL, NULL, NULL), HR_ECONFLICT);
+	assert_int_equal(q1(f, "SELECT count(*) FROM message_event"), 1);
+	struct message bad = m;
+	bad.content = NULL;
+	assert_int_equal(st->ops->message_insert(st, &bad, 1, NULL, NULL, NULL), HR_EINVAL);
+}
+
+static void test_idempotency_conflict_rolls_back(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct message a[2], b[3];
+	for (int i = 0; i < 2; i++)
+		mk_msg(&a[i], "t1", "acc", 1, 0);
+	for (int i = 0; i < 3; i++)
+		mk_msg(&b[i], "t1", "acc", 1, 0);
+	struct idem_put ip = {.tenant_id = "t1", .key = "K-1", .request_hash = "abc",
+	                      .http_status = 202, .response = "{\"ok\":true}"};
+	assert_int_equal(st->ops->message_insert(st, a, 2, &ip, NULL, NULL), 0);
+
+	struct idem_row r;
+	assert_int_equal(st->ops->idem_get(st, "t1", "K-1", &r), 0);
+	assert_string_equal(r.request_hash, "abc");
+	assert_int_equal(r.http_status, 202);
+	assert_string_equal(r.response, "{\"ok\":true}");
+	idem_row_clear(&r);
+	assert_int_equal(st->ops->idem_get(st, "t2", "K-1", &r), HR_ENOTFOUND);
+
+	ip.request_hash = "def";
+	assert_int_equal(st->ops->message_insert(st, b, 3, &ip, NULL, NULL), HR_ECONFLICT);
+	struct message g;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(st->ops->message_get(st, NULL, b[i].id, &g), HR_ENOTFOUND);
+	assert_int_equal(count_msgs(st, NULL), 2);
+	assert_int_equal(q1(f, "SELECT count(*) FROM message_event"), 2);
+	assert_int_equal(st->ops->idem_get(st, "t1", "K-1", &r), 0);
+	assert_string_equal(r.request_hash, "abc"); /* the original record stays */
+	idem_row_clear(&r);
+
+	/* The same key under another tenant is a different key. */
+	ip.tenant_id = "t2";
+	assert_int_equal(st->ops->message_insert(st, b, 3, &ip, NULL, NULL), 0);
+	assert_int_equal(count_msgs(st, NULL), 5);
+}
+
+static void test_batch_insert_10000(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	enum { N = 10000 };
+	struct message *m = calloc(N, sizeof *m);
+	assert_non_null(m);
+	for (int i = 0; i < N; i++) {
+		mk_msg(&m[i], "t1", "bulk", PRIO_BULK, 0);
+		snprintf(m[i].recipient, sizeof m[i].recipient, "+4479%08d", i);
+	}
+	int64_t t0 = hr_mono_us();
+	assert_int_equal(st->ops->message_insert(st, m, N, NULL, NULL, NULL), 0);
+	int64_t dt = hr_mono_us() - t0;
+	fprintf(stderr, "    10000-message insert: %.1f ms\n", (double)dt / 1000.0);
+	assert_int_equal(count_msgs(st, "t1"), N);
+	assert_int_equal(q1(f, "SELECT count(*) FROM message_event WHERE type = 'accepted'"), N);
+	struct message g;
+	assert_int_equal(st->ops->message_get(st, "t1", m[N - 1].id, &g), 0);
+	assert_string_equal(g.recipient, m[N - 1].recipient);
+	message_clear(&g);
+	free(m);
+}
+
+/* ---------------------------------------------------------------------------
+ * The queue.
+ * ------------------------------------------------------------------------- */
+
+static void test_claim_order_and_lease(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	struct message m[5];
+	mk_msg(&m[0], "t1", "a1", PRIO_BULK, now - 10 * SEC);          /* bulk, oldest */
+	mk_msg(&m[1], "t1", "a1", PRIO_TRANSACTIONAL, now - 5 * SEC);  /* OTP         */
+	mk_msg(&m[2], "t1", "a1", PRIO_TRANSACTIONAL, now + 3600 * SEC); /* not due  */
+	mk_msg(&m[3], "t1", "a2", PRIO_TRANSACTIONAL, now - 20 * SEC); /* other acct  */
+	mk_msg(&m[4], "t1", "a1", PRIO_TRANSACTIONAL, now - 8 * SEC);  /* older OTP   */
+	assert_int_equal(st->ops->message_insert(st, m, 5, NULL, NULL, NULL), 0);
+
+	int64_t due;
+	assert_int_equal(st->ops->next_due(st, "a1", &due), 0);
+	assert_int_equal(due, now - 10 * SEC);
+
+	struct message out[10];
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "a1", now, 30 * SEC, 10, out, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(out[0].id, m[4].id); /* priority 0, older due first */
+	assert_string_equal(out[1].id, m[1].id);
+	assert_string_equal(out[2].id, m[0].id); /* then bulk */
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(out[i].status, MSG_SENDING);
+		assert_int_equal(out[i].attempts, 1);
+		assert_int_equal(out[i].lease_until, now + 30 * SEC);
+		assert_string_equal(out[i].content, CONTENT);
+		assert_string_equal(out[i].account_id, "a1");
+		message_clear(&out[i]);
+	}
+	assert_int_equal(status_of(st, m[0].id), MSG_SENDING);
+	assert_int_equal(status_of(st, m[3].id), MSG_QUEUED);
+
+	/* Nothing else is due; the future one is what next_due reports. */
+	assert_int_equal(st->ops->claim(st, "a1", now, 30 * SEC, 10, out, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(st->ops->next_due(st, "a1", &due), 0);
+	assert_int_equal(due, now + 3600 * SEC);
+	assert_int_equal(st->ops->next_due(st, "nobody", &due), 0);
+	assert_int_equal(due, 0);
+
+	/* A limit is a limit. */
+	assert_int_equal(st->ops->claim(st, "a2", now, 30 * SEC, 1, out, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(out[0].id, m[3].id);
+	message_clear(&out[0]);
+	assert_int_equal(st->ops->claim(st, "a1", now + 7200 * SEC, SEC, 1, out, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(out[0].id, m[2].id);
+	message_clear(&out[0]);
+}
+
+struct claimer {
+	struct store *st;
+	char (*seen)[HR_ID_LEN + 1];
+	atomic_int *nseen;
+};
+
+static void *claim_thread(void *arg)
+{
+	struct claimer *c = arg;
+	struct message out[7];
+	int idle = 0;
+	while (idle < 3) {
+		size_t n = 0;
+		if (c->st->ops->claim(c->st, "shared", hr_now_us(), 60 * SEC, 7, out, &n) != 0)
+			return (void *)1;
+		idle = n ? 0 : idle + 1;
+		for (size_t i = 0; i < n; i++) {
+			int k = atomic_fetch_add(c->nseen, 1);
+			memcpy(c->seen[k], out[i].id, HR_ID_LEN + 1);
+			message_clear(&out[i]);
+		}
+	}
+	return NULL;
+}
+
+static int cmp_id(const void *a, const void *b) { return strcmp(a, b); }
+
+static void test_claim_never_twice(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	enum { N = 300, T = 4 };
+	struct message m[N];
+	for (int i = 0; i < N; i++)
+		mk_msg(&m[i], "t1", "shared", i % 2, 0);
+	assert_int_equal(st->ops->message_insert(st, m, N, NULL, NULL, NULL), 0);
+	static char seen[N + 64][HR_ID_LEN + 1];
+	atomic_int nseen = 0;
+	struct claimer c = {.st = st, .seen = seen, .nseen = &nseen};
+	pthread_t th[T];
+	for (int i = 0; i < T; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, claim_thread, &c), 0);
+	for (int i = 0; i < T; i++) {
+		void *ret;
+		pthread_join(th[i], &ret);
+		assert_null(ret);
+	}
+	assert_int_equal(atomic_load(&nseen), N);
+	qsort(seen, N, sizeof seen[0], cmp_id);
+	for (int i = 1; i < N; i++)
+		assert_true(strcmp(seen[i - 1], seen[i]) < 0);
+	assert_int_equal(q1(f, "SELECT count(*) FROM message WHERE status = 1 AND attempts = 1"),
+	                 N);
+}
+
+static void test_record_results(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	struct message m[3], out[3];
+	for (int i = 0; i < 3; i++)
+		mk_msg(&m[i], "t1", "rr", 0, now - 3 * SEC + i);
+	assert_int_equal(st->ops->message_insert(st, m, 3, NULL, NULL, NULL), 0);
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "rr", now, 30 * SEC, 3, out, &n), 0);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < n; i++)
+		message_clear(&out[i]);
+
+	struct send_result r[4] = {
+		{.kind = SEND_OK, .http_status = 200, .latency_us = 12000,
+		 .provider_id = "wamid.A"},
+		{.kind = SEND_RETRY, .http_status = 429, .latency_us = 3000,
+		 .due_at = now + 5 * SEC, .error_code = "130429", .error_text = "Rate limit hit",
+		 .error_class = "rate_limited"},
+		{.kind = SEND_FAILED, .http_status = 400, .error_code = "131026",
+		 .error_text = "Message undeliverable", .error_class = "permanent"},
+		{.kind = SEND_OK, .provider_id = "wamid.nobody"}, /* unknown id: skipped */
+	};
+	for (int i = 0; i < 3; i++)
+		strcpy(r[i].message_id, m[i].id);
+	strcpy(r[3].message_id, "01ARZ3NDEKTSV4RRFFQ69G5FAV");
+	assert_int_equal(st->ops->record_results(st, r, 4, NULL, NULL), 0);
+
+	struct message g;
+	assert_int_equal(st->ops->message_get_by_provider_id(st, "wamid.A", &g), 0);
+	assert_string_equal(g.id, m[0].id);
+	assert_int_equal(g.status, MSG_SENT);
+	assert_int_equal(g.lease_until, 0);
+	message_clear(&g);
+	assert_int_equal(st->ops->message_get_by_provider_id(st, "wamid.nobody", &g),
+	                 HR_ENOTFOUND);
+
+	assert_int_equal(st->ops->message_get(st, NULL, m[1].id, &g), 0);
+	assert_int_equal(g.status, MSG_QUEUED);
+	assert_int_equal(g.due_at, now + 5 * SEC);
+	assert_int_equal(g.lease_until, 0);
+	assert_string_equal(g.error_code, "130429");
+	assert_string_equal(g.error_text, "Rate limit hit");
+	message_clear(&g);
+
+	assert_int_equal(st->ops->message_get(st, NULL, m[2].id, &g), 0);
+	assert_int_equal(g.status, MSG_FAILED);
+	assert_string_equal(g.error_code, "131026");
+	assert_string_equal(g.error_text, "Message undeliverable");
+	message_clear(&g);
+
+	static const struct {
+		const char *type;
+		int status;
+		const char *key, *val;
+	} want[3] = {
+		{"sent", MSG_SENT, "provider_id", "wamid.A"},
+		{"retry", MSG_QUEUED, "class", "rate_limited"},
+		{"failed", MSG_FAILED, "error_code", "131026"},
+	};
+	for (int i = 0; i < 3; i++) {
+		struct events ev = events_of(st, m[i].id);
+		assert_int_equal(ev.n, 2);
+		assert_string_equal(ev.e[1].type, want[i].type);
+		assert_string_equal(ev.e[1].source, "dispatcher");
+		assert_int_equal(ev.e[1].status, want[i].status);
+		assert_true(ev.e[1].applied);
+		json_t *d = detail_of(&ev.e[1]);
+		assert_string_equal(json_string_value(json_object_get(d, want[i].key)),
+		                    want[i].val);
+		assert_int_equal(json_integer_value(json_object_get(d, "attempt")), 1);
+		assert_int_equal(json_integer_value(json_object_get(d, "http_status")),
+		                 r[i].http_status);
+		if (i == 0)
+			assert_int_equal(json_integer_value(json_object_get(d, "latency_ms")), 12);
+		json_decref(d);
+		events_free(&ev);
+	}
+
+	/* A webhook got ahead: the message is DELIVERED when a (re)send's
+	 * SEND_OK is recorded. The status stays, the provider id is stored. */
+	assert_int_equal(hook_status(st, "wamid.A", MSG_DELIVERED, now, NULL).applied, 1);
+	struct send_result again = {.kind = SEND_OK, .provider_id = "wamid.A2"};
+	strcpy(again.message_id, m[0].id);
+	assert_int_equal(st->ops->record_results(st, &again, 1, NULL, NULL), 0);
+	assert_int_equal(st->ops->message_get(st, NULL, m[0].id, &g), 0);
+	assert_int_equal(g.status, MSG_DELIVERED);
+	assert_string_equal(g.provider_id, "wamid.A2");
+	message_clear(&g);
+	struct events ev = events_of(st, m[0].id);
+	assert_string_equal(ev.e[ev.n - 1].type, "sent");
+	assert_false(ev.e[ev.n - 1].applied);
+	json_t *d = detail_of(&ev.e[ev.n - 1]);
+	assert_string_equal(json_string_value(json_object_get(d, "current")), "delivered");
+	json_decref(d);
+	events_free(&ev);
+}
+
+static atomic_int cb_calls, cb_fail;
+
+static void count_cb(void *arg, int rc, const struct hr_err *err)
+{
+	(void)arg;
+	if (rc != 0 || err != NULL)
+		atomic_fetch_add(&cb_fail, 1);
+	atomic_fetch_add(&cb_calls, 1);
+}
+
+static void wait_calls(int n)
+{
+	for (int i = 0; i < 20000 && atomic_load(&cb_calls) < n; i++)
+		usleep(1000);
+	assert_int_equal(atomic_load(&cb_calls), n);
+}
+
+/* Untrusted provider text with quotes, control bytes and broken UTF-8 must
+ * still give a detail that parses; async recording calls back once. */
+static void test_record_async_and_json(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct message m, out;
+	mk_msg(&m, "t1", "js", 0, 0);
+	assert_int_equal(st->ops->message_insert(st, &m, 1, NULL, NULL, NULL), 0);
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "js", hr_now_us(), SEC, 1, &out, &n), 0);
+	message_clear(&out);
+	struct send_result r = {.kind = SEND_FAILED, .error_code = "x\"y",
+	                        .error_text = "line1\nq\"b\\s\x01 caf\xc3\xa9 bad\xff\xc3 end"};
+	strcpy(r.message_id, m.id);
+	atomic_store(&cb_calls, 0);
+	atomic_store(&cb_fail, 0);
+	assert_int_equal(st->ops->record_results(st, &r, 1, count_cb, NULL), 0);
+	wait_calls(1);
+	assert_int_equal(atomic_load(&cb_fail), 0);
+	struct events ev = events_of(st, m.id);
+	assert_int_equal(ev.n, 2);
+	json_t *d = detail_of(&ev.e[1]);
+	assert_string_equal(json_string_value(json_object_get(d, "error_code")), "x\"y");
+	assert_string_equal(json_string_value(json_object_get(d, "error_text")),
+	                    "line1\nq\"b\\s\x01 caf\xc3\xa9 bad\xef\xbf\xbd\xef\xbf\xbd end");
+	json_decref(d);
+	events_free(&ev);
+}
+
+static void test_requeue_expired(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	struct message m[2], out[2];
+	mk_msg(&m[0], "t1", "lease", 0, now - SEC);
+	mk_msg(&m[1], "t1", "lease", 0, now - SEC);
+	assert_int_equal(st->ops->message_insert(st, m, 2, NULL, NULL, NULL), 0);
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "lease", now, SEC, 1, out, &n), 0);
+	assert_int_equal(n, 1);
+	message_clear(&out[0]);
+	assert_int_equal(st->ops->claim(st, "lease", now, 100 * SEC, 1, out, &n), 0);
+	assert_int_equal(n, 1);
+	message_clear(&out[0]);
+
+	int k = -1;
+	assert_int_equal(st->ops->requeue_expired(st, now + SEC / 2, &k), 0);
+	assert_int_equal(k, 0); /* leases still running */
+	assert_int_equal(st->ops->requeue_expired(st, now + 2 * SEC, &k), 0);
+	assert_int_equal(k, 1);
+	struct message g;
+	assert_int_equal(st->ops->message_get(st, NULL, m[0].id, &g), 0);
+	assert_int_equal(g.status, MSG_QUEUED);
+	assert_int_equal(g.due_at, now + 2 * SEC);
+	assert_int_equal(g.lease_until, 0);
+	assert_int_equal(g.attempts, 1);
+	message_clear(&g);
+	assert_int_equal(status_of(st, m[1].id), MSG_SENDING);
+	struct events ev = events_of(st, m[0].id);
+	assert_int_equal(ev.n, 2);
+	assert_string_equal(ev.e[1].type, "lease_expired");
+	assert_string_equal(ev.e[1].source, "reconciler");
+	assert_int_equal(ev.e[1].status, MSG_QUEUED);
+	json_t *d = detail_of(&ev.e[1]);
+	assert_int_equal(json_integer_value(json_object_get(d, "lease_until")), now + SEC);
+	json_decref(d);
+	events_free(&ev);
+	assert_int_equal(st->ops->requeue_expired(st, now + 2 * SEC, &k), 0);
+	assert_int_equal(k, 0);
+
+	/* Requeued means claimable again, with the attempt counted. */
+	assert_int_equal(st->ops->claim(st, "lease", now + 3 * SEC, SEC, 2, out, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(out[0].attempts, 2);
+	message_clear(&out[0]);
+}
+
+/* ---------------------------------------------------------------------------
+ * Webhooks.
+ * ------------------------------------------------------------------------- */
+
+static void test_inbox_append_dedupe(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	const char body[] = "{\"a\":1}";
+	for (int i = 0; i < 2; i++) /* the second is a replay */
+		assert_int_equal(st->ops->inbox_append(st, "acc", "whatsapp", "d1", body, 7, NULL,
+		                                       NULL), 0);
+	assert_int_equal(st->ops->inbox_append(st, "acc2", "whatsapp", "d1", body, 7, NULL, NULL),
+	                 0);
+	assert_int_equal(st->ops->inbox_append(st, "acc", "whatsapp", "", body, 7, NULL, NULL), 0);
+	assert_int_equal(st->ops->inbox_append(st, "acc", "whatsapp", "", body, 7, NULL, NULL), 0);
+	int64_t pending;
+	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
+	assert_int_equal(pending, 4);
+	struct inbox_row *rows;
+	size_t n;
+	assert_int_equal(st->ops->inbox_fetch(st, hr_now_us(), 10, &rows, &n), 0);
+	assert_int_equal(n, 4);
+	assert_true(rows[0].id < rows[1].id);
+	assert_string_equal(rows[0].account_id, "acc");
+	assert_string_equal(rows[0].dedupe_key, "d1");
+	assert_int_equal(rows[0].body_len, 7);
+	assert_string_equal(rows[0].body, body);
+	assert_int_equal(rows[0].attempts, 0);
+	for (size_t i = 0; i < n; i++)
+		inbox_row_clear(&rows[i]);
+	free(rows);
+	assert_int_equal(st->ops->inbox_fetch(st, hr_now_us(), 2, &rows, &n), 0);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++)
+		inbox_row_clear(&rows[i]);
+	free(rows);
+}
+
+static void test_apply_precedence(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	char a[27], b[27], c[27], d[27];
+	sent_msg(st, "pa", "wamid.a", a);
+	sent_msg(st, "pb", "wamid.b", b);
+	sent_msg(st, "pc", "wamid.c", c);
+	sent_msg(st, "pd", "wamid.d", d);
+
+	/* sent -> delivered -> read, each applied. */
+	int64_t inbox_id;
+	struct apply_stats s = hook_status(st, "wamid.a", MSG_DELIVERED, now, &inbox_id);
+	assert_int_equal(s.applied, 1);
+	assert_int_equal(status_of(st, a), MSG_DELIVERED);
+	s = hook_status(st, "wamid.a", MSG_READ, now, NULL);
+	assert_int_equal(s.applied, 1);
+	assert_int_equal(status_of(st, a), MSG_READ);
+	char q[128];
+	snprintf(q, sizeof q, "SELECT state FROM webhook_inbox WHERE id = %lld",
+	         (long long)inbox_id);
+	assert_int_equal(q1(f, q), 1); /* done */
+
+	/* Duplicate READ and late DELIVERED: recorded, ignored. */
+	s = hook_status(st, "wamid.a", MSG_READ, now, NULL);
+	assert_int_equal(s.applied, 0);
+	assert_int_equal(s.ignored, 1);
+	s = hook_status(st, "wamid.a", MSG_DELIVERED, now, NULL);
+	assert_int_equal(s.ignored, 1);
+	assert_int_equal(status_of(st, a), MSG_READ);
+	struct events ev = events_of(st, a);
+	/* accepted, sent, delivered, read, read (dup), delivered (stale) */
+	assert_int_equal(ev.n, 6);
+	static const struct {
+		int status;
+		bool applied;
+		const char *ignored;
+	} want[4] = {
+		{MSG_DELIVERED, true, NULL}, {MSG_READ, true, NULL},
+		{MSG_READ, false, "duplicate"}, {MSG_DELIVERED, false, "stale"},
+	};
+	for (int i = 0; i < 4; i++) {
+		const struct message_event *e = &ev.e[2 + i];
+		assert_string_equal(e->type, "webhook_status");
+		assert_string_equal(e->source, "webhook");
+		assert_int_equal(e->status, want[i].status);
+		assert_int_equal(e->applied, want[i].applied);
+		assert_int_equal(e->provider_at, 1750263773LL * SEC);
+		json_t *dj = detail_of(e);
+		assert_string_equal(json_string_value(json_object_get(dj, "status")),
+		                    msg_status_name(want[i].status));
+		assert_string_equal(json_string_value(json_object_get(dj, "provider_ts")),
+		                    "1750263773");
+		assert_true(json_integer_value(json_object_get(dj, "inbox_id")) > 0);
+		if (want[i].ignored) {
+			assert_string_equal(json_string_value(json_object_get(dj, "ignored")),
+			                    want[i].ignored);
+			assert_string_equal(json_string_value(json_object_get(dj, "current")),
+			                    "read");
+		} else {
+			assert_null(json_object_get(dj, "ignored"));
+		}
+		json_decref(dj);
+	}
+	events_free(&ev);
+
+	/* READ before DELIVERED implies DELIVERED. */
+	s = hook_status(st, "wamid.b", MSG_READ, now, NULL);
+	assert_int_equal(s.applied, 1);
+	assert_int_equal(status_of(st, b), MSG_READ);
+	ev = events_of(st, b);
+	assert_int_equal(ev.n, 4);
+	assert_int_equal(ev.e[2].status, MSG_DELIVERED);
+	assert_true(ev.e[2].applied);
+	json_t *dj = detail_of(&ev.e[2]);
+	assert_string_equal(json_string_value(json_object_get(dj, "implied_by")), "read");
+	json_decref(dj);
+	assert_int_equal(ev.e[3].status, MSG_READ);
+	assert_true(ev.e[3].applied);
+	events_free(&ev);
+
+	/* FAILED after DELIVERED: ignored; FAILED after SENT: applied with errors. */
+	hook_status(st, "wamid.c", MSG_DELIVERED, now, NULL);
+	s = hook_status(st, "wamid.c", MSG_FAILED, now, NULL);
+	assert_int_equal(s.ignored, 1);
+	assert_int_equal(status_of(st, c), MSG_DELIVERED);
+	s = hook_status(st, "wamid.d", MSG_FAILED, now, NULL);
+	assert_int_equal(s.applied, 1);
+	struct message g;
+	assert_int_equal(st->ops->message_get(st, NULL, d, &g), 0);
+	assert_int_equal(g.status, MSG_FAILED);
+	assert_string_equal(g.error_code, "131026");
+	assert_string_equal(g.error_text, "Message undeliverable");
+	message_clear(&g);
+	ev = events_of(st, d);
+	dj = detail_of(&ev.e[ev.n - 1]);
+	assert_string_equal(json_string_value(json_object_get(dj, "error_code")), "131026");
+	json_decref(dj);
+	events_free(&ev);
+}
+
+/* Several statuses in one call, one transaction: each sees the previous. */
+static void test_apply_many_in_one_call(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	char a[27];
+	sent_msg(st, "pm", "wamid.m", a);
+	struct wh_status ws[3] = {
+		{.provider_id = "wamid.m", .status = MSG_DELIVERED},
+		{.provider_id = "wamid.m", .status = MSG_READ},
+		{.provider_id = "wamid.m", .status = MSG_DELIVERED},
+	};
+	struct inbox_parsed rows[2] = {
+		{.inbox_id = inbox_add(st, "acc"), .account_id = "acc", .statuses = ws,
+		 .nstatuses = 2},
+		{.inbox_id = inbox_add(st, "acc"), .account_id = "acc", .statuses = &ws[2],
+		 .nstatuses = 1},
+	};
+	struct apply_stats s;
+	assert_int_equal(st->ops->apply_inbox(st, rows, 2, hr_now_us(), &s), 0);
+	assert_int_equal(s.applied, 2);
+	assert_int_equal(s.ignored, 1);
+	assert_int_equal(status_of(st, a), MSG_READ);
+	int64_t pending;
+	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
+	assert_int_equal(pending, 0);
+}
+
+static void test_apply_unknown_retry_then_orphan(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us(), inbox_id;
+	struct apply_stats s = hook_status(st, "wamid.late", MSG_DELIVERED, now, &inbox_id);
+	assert_int_equal(s.unmatched, 1);
+	assert_int_equal(s.applied, 0);
+	char q[160];
+	snprintf(q, sizeof q, "SELECT state * 1000 + attempts FROM webhook_inbox WHERE id = %lld",
+	         (long long)inbox_id);
+	assert_int_equal(q1(f, q), 2001); /* retry, tried once */
+	snprintf(q, sizeof q, "SELECT next_try_at FROM webhook_inbox WHERE id = %lld",
+	         (long long)inbox_id);
+	assert_int_equal(q1(f, q), now + 200000); /* 2^0 * 200 ms */
+
+	int64_t pending;
+	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
+	assert_int_equal(pending, 1);
+	struct inbox_row *rows;
+	size_t n;
+	assert_int_equal(st->ops->inbox_fetch(st, now + 100000, 10, &rows, &n), 0);
+	assert_int_equal(n, 0); /* not due yet */
+	assert_int_equal(st->ops->inbox_fetch(st, now + 200000, 10, &rows, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(rows[0].id, inbox_id);
+	assert_int_equal(rows[0].attempts, 1);
+	inbox_row_clear(&rows[0]);
+	free(rows);
+
+	/* Still unknown on the second try: backoff doubles. */
+	struct wh_status ws = {.provider_id = "wamid.late", .status = MSG_DELIVERED};
+	struct inbox_parsed row = {.inbox_id = inbox_id, .account_id = "acc", .statuses = &ws,
+	                           .nstatuses = 1};
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now + SEC, &s), 0);
+	assert_int_equal(s.unmatched, 1);
+	assert_int_equal(q1(f, q), now + SEC + 400000);
+
+	/* The send gets recorded; the retry now applies. */
+	char id[27];
+	sent_msg(st, "late", "wamid.late", id);
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now + 2 * SEC, &s), 0);
+	assert_int_equal(s.applied, 1);
+	assert_int_equal(s.unmatched, 0);
+	assert_int_equal(status_of(st, id), MSG_DELIVERED);
+	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
+	assert_int_equal(pending, 0);
+
+	/* Unknown for more than 24 h: orphan, no longer pending. */
+	int64_t later = hr_now_us() + 25LL * 3600 * SEC;
+	s = hook_status(st, "wamid.never", MSG_READ, later, &inbox_id);
+	assert_int_equal(s.unmatched, 1);
+	snprintf(q, sizeof q, "SELECT state FROM webhook_inbox WHERE id = %lld",
+	         (long long)inbox_id);
+	assert_int_equal(q1(f, q), 4);
+	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
+	assert_int_equal(pending, 0);
+}
+
+static void test_apply_inbound_and_malformed(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err;
+	struct account_row acct = {.id = "acc", .tenant_id = "t9", .channel = "whatsapp"};
+	assert_int_equal(st->ops->account_upsert(st, &acct, &err), 0);
+	char id[27];
+	sent_msg(st, "in", "wamid.orig", id);
+
+	struct wh_inbound in[2] = {
+		{.provider_msg_id = "wamid.IN1", .context_id = "wamid.orig", .from = "15550123456",
+		 .kind = "button", .text = (char *)"Pay now", .payload = (char *)"PAY_NOW",
+		 .provider_at = 5 * SEC},
+		{.provider_msg_id = "wamid.IN2", .from = "15550123456", .kind = "text",
+		 .text = (char *)"STOP"},
+	};
+	struct inbox_parsed rows[2] = {
+		{.inbox_id = inbox_add(st, "acc"), .account_id = "acc", .inbound = in,
+		 .ninbound = 2},
+		{.inbox_id = inbox_add(st, "acc"), .account_id = "acc", .malformed = true,
+		 .error = "entry[0]: missing changes"},
+	};
+	struct apply_stats s;
+	assert_int_equal(st->ops->apply_inbox(st, rows, 2, hr_now_us(), &s), 0);
+	assert_int_equal(s.inbound, 2);
+	assert_int_equal(s.malformed, 1);
+
+	char q[200];
+	snprintf(q, sizeof q, "SELECT count(*) FROM inbound WHERE provider_msg_id = 'wamid.IN1'"
+	         " AND message_id = '%s' AND tenant_id = 't1' AND payload = 'PAY_NOW'", id);
+	assert_int_equal(q1(f, q), 1);
+	assert_int_equal(q1(f, "SELECT count(*) FROM inbound WHERE provider_msg_id = 'wamid.IN2'"
+	                    " AND message_id IS NULL AND tenant_id = 't9'"), 1);
+	snprintf(q, sizeof q, "SELECT state FROM webhook_inbox WHERE id = %lld",
+	         (long long)rows[1].inbox_id);
+	assert_int_equal(q1(f, q), 3);
+	snprintf(q, sizeof q, "SELECT count(*) FROM webhook_inbox WHERE id = %lld"
+	         " AND error = 'entry[0]: missing changes'", (long long)rows[1].inbox_id);
+	assert_int_equal(q1(f, q), 1);
+
+	struct events ev = events_of(st, id);
+	assert_int_equal(ev.n, 3);
+	assert_string_equal(ev.e[2].type, "inbound");
+	assert_string_equal(ev.e[2].source, "webhook");
+	assert_true(ev.e[2].applied);
+	assert_int_equal(ev.e[2].provider_at, 5 * SEC);
+	json_t *d = detail_of(&ev.e[2]);
+	assert_string_equal(json_string_value(json_object_get(d, "kind")), "button");
+	assert_string_equal(json_string_value(json_object_get(d, "payload")), "PAY_NOW");
+	assert_string_equal(json_string_value(json_object_get(d, "from")), "15550123456");
+	assert_string_equal(json_string_value(json_object_get(d, "provider_msg_id")), "wamid.IN1");
+	json_decref(d);
+	events_free(&ev);
+
+	/* The same reply delivered again changes nothing. */
+	struct inbox_parsed again = {.inbox_id = inbox_add(st, "acc"), .account_id = "acc",
+	                             .inbound = in, .ninbound = 1};
+	assert_int_equal(st->ops->apply_inbox(st, &again, 1, hr_now_us(), &s), 0);
+	assert_int_equal(s.inbound, 0);
+	assert_int_equal(q1(f, "SELECT count(*) FROM inbound"), 2);
+	ev = events_of(st, id);
+	assert_int_equal(ev.n, 3);
+	events_free(&ev);
+}
+
+/* ---------------------------------------------------------------------------
+ * Listing.
+ * ------------------------------------------------------------------------- */
+
+static void free_list(struct message *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		message_clear(&v[i]);
+	free(v);
+}
+
+static void test_list_filters_and_paging(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	enum { N = 25 };
+	struct message m[N + 5];
+	int64_t base = 1700000000LL * SEC;
+	for (int i = 0; i < N; i++) {
+		mk_msg(&m[i], "t1", i < 20 ? "la" : "lb", 0, 0);
+		m[i].created_at = base + i * SEC;
+		if (i % 5 == 0)
+			strcpy(m[i].channel, "sms");
+		if (i >= 10 && i < 16)
+			strcpy(m[i].batch_id, "01ARZ3NDEKTSV4RRFFQ69G5FAV");
+		if (i == 7)
+			strcpy(m[i].recipient, "+15550001111");
+	}
+	for (int i = N; i < N + 5; i++)
+		mk_msg(&m[i], "t2", "lc", 0, 0);
+	assert_int_equal(st->ops->message_insert(st, m, N + 5, NULL, NULL, NULL), 0);
+	struct message out[5];
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "lb", base + 100 * SEC, SEC, 5, out, &n), 0);
+	assert_int_equal(n, 5); /* m[20..24] now SENDING */
+	for (size_t i = 0; i < n; i++)
+		message_clear(&out[i]);
+
+	/* Paging: newest first, limit+1 tells whether there is more. */
+	struct msg_filter flt = {.status = -1, .limit = 10};
+	struct message *v;
+	bool more;
+	int idx = N - 1;
+	for (int page = 0; page < 3; page++) {
+		assert_int_equal(st->ops->message_list(st, "t1", &flt, &v, &n, &more), 0);
+		assert_int_equal(n, page < 2 ? 10 : 5);
+		assert_int_equal(more, page < 2);
+		for (size_t i = 0; i < n; i++)
+			assert_string_equal(v[i].id, m[idx--].id);
+		static char cursor[HR_ID_LEN + 1];
+		strcpy(cursor, v[n - 1].id);
+		flt.before_id = cursor;
+		free_list(v, n);
+	}
+	assert_int_equal(idx, -1);
+
+	static const struct {
+		struct msg_filter f;
+		const char *tenant;
+		size_t want;
+	} cases[] = {
+		{{.status = -1, .channel = "sms", .limit = 100}, "t1", 5},
+		{{.status = -1, .batch_id = "01ARZ3NDEKTSV4RRFFQ69G5FAV", .limit = 100}, "t1", 6},
+		{{.status = -1, .recipient = "+15550001111", .limit = 100}, "t1", 1},
+		{{.status = MSG_SENDING, .limit = 100}, "t1", 5},
+		{{.status = MSG_QUEUED, .channel = "sms", .limit = 100}, "t1", 4},
+		{{.status = -1, .since_us = 1700000010LL * SEC, .limit = 100}, "t1", 15},
+		{{.status = -1, .until_us = 1700000010LL * SEC, .limit = 100}, "t1", 10},
+		{{.status = -1, .since_us = 1700000010LL * SEC, .until_us = 1700000012LL * SEC,
+		  .limit = 100}, "t1", 2},
+		{{.status = -1, .limit = 100}, "t2", 5},
+		{{.status = -1, .limit = 100}, NULL, 30},
+		{{.status = -1, .limit = 100}, "t3", 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		assert_int_equal(st->ops->message_list(st, cases[i].tenant, &cases[i].f, &v, &n,
+		                                       &more), 0);
+		if (n != cases[i].want)
+			fprintf(stderr, "list case %zu: got %zu want %zu\n", i, n, cases[i].want);
+		assert_int_equal(n, cases[i].want);
+		assert_false(more);
+		for (size_t k = 1; k < n; k++)
+			assert_true(strcmp(v[k - 1].id, v[k].id) > 0);
+		free_list(v, n);
+	}
+
+	int64_t c[MSG__COUNT];
+	assert_int_equal(st->ops->message_counts(st, "t1", c), 0);
+	assert_int_equal(c[MSG_QUEUED], 20);
+	assert_int_equal(c[MSG_SENDING], 5);
+	assert_int_equal(c[MSG_SENT], 0);
+	assert_int_equal(st->ops->message_counts(st, NULL, c), 0);
+	assert_int_equal(c[MSG_QUEUED], 25);
+}
+
+/* ---------------------------------------------------------------------------
+ * The writer: group commit, async completion, failure isolation, limits.
+ * ------------------------------------------------------------------------- */
+
+struct inserter {
+	struct store *st;
+	int n;
+	int failures;
+};
+
+static void *insert_thread(void *arg)
+{
+	struct inserter *in = arg;
+	for (int i = 0; i < in->n; i++) {
+		struct message m;
+		mk_msg(&m, "t1", "gc", 0, 0);
+		if (in->st->ops->message_insert(in->st, &m, 1, NULL, NULL, NULL) != 0)
+			in->failures++;
+	}
+	return NULL;
+}
+
+static void test_group_commit_concurrency(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	enum { T = 8, PER = 500 };
+	uint64_t c0, j0, c1, j1;
+	store_sqlite_stats(st, &c0, &j0);
+	pthread_t th[T];
+	struct inserter in[T];
+	int64_t t0 = hr_mono_us();
+	for (int i = 0; i < T; i++) {
+		in[i] = (struct inserter){.st = st, .n = PER};
+		assert_int_equal(pthread_create(&th[i], NULL, insert_thread, &in[i]), 0);
+	}
+	for (int i = 0; i < T; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(in[i].failures, 0);
+	}
+	int64_t dt = hr_mono_us() - t0;
+	store_sqlite_stats(st, &c1, &j1);
+	fprintf(stderr, "    %d blocking inserts from %d threads: %.0f/s, %llu commits\n",
+	        T * PER, T, T * PER / ((double)dt / 1e6), (unsigned long long)(c1 - c0));
+	assert_int_equal(count_msgs(st, "t1"), T * PER);
+	assert_int_equal(j1 - j0, T * PER);
+	assert_true(c1 - c0 < j1 - j0); /* the writer grouped them */
+	assert_int_equal(q1(f, "SELECT count(*) FROM message_event"), T * PER);
+}
+
+static void test_async_inserts(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	enum { N = 1000 };
+	struct message *m = calloc(N, sizeof *m); /* borrowed until each callback */
+	assert_non_null(m);
+	atomic_store(&cb_calls, 0);
+	atomic_store(&cb_fail, 0);
+	for (int i = 0; i < N; i++) {
+		mk_msg(&m[i], "t1", "async", 0, 0);
+		assert_int_equal(st->ops->message_insert(st, &m[i], 1, NULL, count_cb, NULL), 0);
+	}
+	wait_calls(N);
+	assert_int_equal(atomic_load(&cb_fail), 0);
+	assert_int_equal(count_msgs(st, "t1"), N);
+	free(m);
+}
+
+struct outcome {
+	atomic_int done;
+	int rc;
+	struct hr_err err;
+};
+
+static void outcome_cb(void *arg, int rc, const struct hr_err *err)
+{
+	struct outcome *o = arg;
+	o->rc = rc;
+	if (err)
+		o->err = *err;
+	atomic_store(&o->done, 1);
+}
+
+static void wait_outcome(struct outcome *o)
+{
+	for (int i = 0; i < 20000 && !atomic_load(&o->done); i++)
+		usleep(1000);
+	assert_true(atomic_load(&o->done));
+}
+
+/* A big job keeps the writer busy while four more queue up behind it; they
+ * commit as one group in which two fail: one on its idempotency key, one on
+ * a duplicate message id after it had already written a first message (its
+ * savepoint must undo that). The others are committed, the failing ones
+ * left nothing behind. */
+static void test_failing_job_isolated(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	enum { BIG = 5000 };
+	struct message *big = calloc(BIG, sizeof *big);
+	assert_non_null(big);
+	for (int i = 0; i < BIG; i++)
+		mk_msg(&big[i], "t1", "iso", 1, 0);
+	struct message a, b[2], c, d[2];
+	mk_msg(&a, "t1", "iso", 0, 0);
+	mk_msg(&b[0], "t1", "iso", 0, 0);
+	mk_msg(&b[1], "t1", "iso", 0, 0);
+	mk_msg(&c, "t1", "iso", 0, 0);
+	struct idem_put taken = {.tenant_id = "t1", .key = "dup", .request_hash = "h",
+	                         .http_status = 202};
+	struct message first;
+	mk_msg(&first, "t1", "iso", 0, 0);
+	assert_int_equal(st->ops->message_insert(st, &first, 1, &taken, NULL, NULL), 0);
+	mk_msg(&d[0], "t1", "iso", 0, 0);
+	d[1] = first; /* written, then the duplicate fails the job */
+
+	uint64_t c0, j0, c1, j1;
+	store_sqlite_stats(st, &c0, &j0);
+	struct outcome ob = {0}, oa = {0}, ox = {0}, oc = {0}, od = {0};
+	assert_int_equal(st->ops->message_insert(st, big, BIG, NULL, outcome_cb, &ob), 0);
+	assert_int_equal(st->ops->message_insert(st, &a, 1, NULL, outcome_cb, &oa), 0);
+	assert_int_equal(st->ops->message_insert(st, b, 2, &taken, outcome_cb, &ox), 0);
+	assert_int_equal(st->ops->message_insert(st, d, 2, NULL, outcome_cb, &od), 0);
+	assert_int_equal(st->ops->message_insert(st, &c, 1, NULL, outcome_cb, &oc), 0);
+	wait_outcome(&ob);
+	wait_outcome(&od);
+	wait_outcome(&oa);
+	wait_outcome(&ox);
+	wait_outcome(&oc);
+	store_sqlite_stats(st, &c1, &j1);
+	assert_int_equal(ob.rc, 0);
+	assert_int_equal(oa.rc, 0);
+	assert_int_equal(oc.rc, 0);
+	assert_int_equal(ox.rc, HR_ECONFLICT);
+	assert_int_equal(ox.err.code, HR_ECONFLICT);
+	assert_string_equal(ox.err.field, "Idempotency-Key");
+	assert_int_equal(od.rc, HR_ECONFLICT);
+	assert_string_equal(od.err.field, "id");
+	assert_int_equal(j1 - j0, 5);
+	assert_true(c1 - c0 <= 2); /* big alone (or with them), then one group */
+
+	assert_int_equal(status_of(st, a.id), MSG_QUEUED);
+	assert_int_equal(status_of(st, c.id), MSG_QUEUED);
+	struct message g;
+	assert_int_equal(st->ops->message_get(st, NULL, b[0].id, &g), HR_ENOTFOUND);
+	assert_int_equal(st->ops->message_get(st, NULL, b[1].id, &g), HR_ENOTFOUND);
+	assert_int_equal(st->ops->message_get(st, NULL, d[0].id, &g), HR_ENOTFOUND);
+	assert_int_equal(count_msgs(st, "t1"), BIG + 3);
+	char q[128];
+	snprintf(q, sizeof q, "SELECT count(*) FROM message_event WHERE message_id = '%s'",
+	         d[0].id);
+	assert_int_equal(q1(f, q), 0);
+	free(big);
+}
+
+static void test_queue_limit_and_close_drains(void **state)
+{
+	struct fx *f = *state;
+	store_sqlite.close(f->st);
+	struct store_opts o = {.queue_max = 2, .group_max = 4};
+	struct hr_err err;
+	assert_int_equal(store_sqlite.open(f->path, &o, &f->st, &err), 0);
+	struct store *st = f->st;
+
+	enum { BIG = 5000, SMALL = 4 };
+	struct message *big = calloc(BIG, sizeof *big);
+	assert_non_null(big);
+	for (int i = 0; i < BIG; i++)
+		mk_msg(&big[i], "t1", "ql", 1, 0);
+	struct message small[SMALL];
+	atomic_store(&cb_calls, 0);
+	atomic_store(&cb_fail, 0);
+	assert_int_equal(st->ops->message_insert(st, big, BIG, NULL, count_cb, NULL), 0);
+	int queued = 1, busy = 0;
+	for (int i = 0; i < SMALL; i++) {
+		mk_msg(&small[i], "t1", "ql", 0, 0);
+		int rc = st->ops->message_insert(st, &small[i], 1, NULL, count_cb, NULL);
+		assert_true(rc == 0 || rc == HR_EBUSY);
+		if (rc == 0)
+			queued++;
+		else
+			busy++;
+	}
+	assert_true(busy >= 1);
+	/* Close right away: everything queued is committed before it returns. */
+	store_sqlite.close(f->st);
+	f->st = NULL;
+	assert_int_equal(atomic_load(&cb_calls), queued);
+	assert_int_equal(atomic_load(&cb_fail), 0);
+	assert_int_equal(q1(f, "SELECT count(*) FROM message"), BIG + queued - 1);
+	assert_int_equal(store_sqlite.open(f->path, NULL, &f->st, &err), 0);
+	free(big);
+}
+
+int main(void)
+{
+	hr_log_set_level(HR_LOG_WARN);
+	const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+		T(test_migrations_idempotent),
+		T(test_query_plans),
+		T(test_config_rows),
+		T(test_insert_get_events),
+		T(test_idempotency_conflict_rolls_back),
+		T(test_batch_insert_10000),
+		T(test_claim_order_and_lease),
+		T(test_claim_never_twice),
+		T(test_record_results),
+		T(test_record_async_and_json),
+		T(test_requeue_expired),
+		T(test_inbox_append_dedupe),
+		T(test_apply_precedence),
+		T(test_apply_many_in_one_call),
+		T(test_apply_unknown_retry_then_orphan),
+		T(test_apply_inbound_and_malformed),
+		T(test_list_filters_and_paging),
+		T(test_group_commit_concurrency),
+		T(test_async_inserts),
+		T(test_failing_job_isolated),
+		T(test_queue_limit_and_close_drains),
+#undef T
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
