@@ -170,6 +170,14 @@ static void watch_fire(struct watch *list, const struct dispatch_result *r)
 	}
 }
 
+static bool watch_pending(struct dispatcher *d)
+{
+	pthread_mutex_lock(&d->watch_lock);
+	bool any = d->nwatches > 0;
+	pthread_mutex_unlock(&d->watch_lock);
+	return any;
+}
+
 static void watch_expire(struct dispatcher *d, int64_t now)
 {
 	struct dispatch_result r = {.rc = HR_ETIMEOUT};
@@ -551,8 +559,8 @@ static void *dispatch_main(void *arg)
 					d->accts[i].idle_until = 0;
 			}
 			d->next_reconcile = now + d->o.reconcile_every_us;
-			watch_expire(d, now);
 		}
+		watch_expire(d, now);
 		if (atomic_exchange(&d->notified, false))
 			for (size_t i = 0; i < d->naccts; i++)
 				d->accts[i].idle_until = 0;
@@ -570,6 +578,9 @@ static void *dispatch_main(void *arg)
 		int timeout_ms = wake > now ? (int)((wake - now + 999) / 1000) : 0;
 		if (timeout_ms > 1000)
 			timeout_ms = 1000;
+		/* Sync waiters time out with 20 ms precision. */
+		if (timeout_ms > 20 && watch_pending(d))
+			timeout_ms = 20;
 		if (!atomic_load(&d->notified))
 			curl_multi_poll(d->multi, NULL, 0, timeout_ms, NULL);
 		curl_multi_perform(d->multi, &running);

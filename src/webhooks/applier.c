@@ -43,14 +43,14 @@ static size_t apply_batch(struct applier *a, struct inbox_row *rows, size_t n)
 		struct channel_account *acct = account_set_find(a->accounts, rows[i].account_id);
 		if (!acct) {
 			p->malformed = true;
-			snprintf(p->error, sizeof p->error, "unknown account %s", rows[i].account_id);
+			snprintf(p->error, sizeof p->error, "unknown account %.63s", rows[i].account_id);
 			continue;
 		}
 		struct hr_err err = {0};
 		if (acct->ops->webhook_parse(acct, rows[i].body, rows[i].body_len, &events[i],
 		                             &err) != 0) {
 			p->malformed = true;
-			snprintf(p->error, sizeof p->error, "%s%s%s", err.field,
+			snprintf(p->error, sizeof p->error, "%.90s%s%.150s", err.field,
 			         err.field[0] ? ": " : "", err.msg);
 			continue;
 		}

@@ -89,12 +89,10 @@ static void test_dup_and_reorder(void **state)
 		json_t *e;
 		json_array_foreach(json_object_get(r.json, "events"), k, e) {
 			json_t *d = json_object_get(e, "detail");
-			if (d && json_dumps(d, 0)) {
-				char *s = json_dumps(d, 0);
-				if (strstr(s, "implied"))
-					implied++;
-				free(s);
-			}
+			char *s = d ? json_dumps(d, 0) : NULL;
+			if (s && strstr(s, "implied"))
+				implied++;
+			free(s);
 		}
 		resp_free(&r);
 	}

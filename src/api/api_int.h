@@ -1,0 +1,135 @@
+/*
+ * api_int.h - what the files of the HTTP server share: the server and
+ * per-request structs, the route table's handlers, the error table and the
+ * suspend/resume helpers. Not used outside src/api/.
+ *
+ * Threads: MHD's pool threads run the handlers; the store's writer thread
+ * and the dispatcher run the completion callbacks, which only fill the
+ * request's result fields and resume its connection. A request's fields are
+ * touched by one thread at a time: the suspend/resume pair hands it over.
+ */
+#ifndef HR_API_INT_H
+#define HR_API_INT_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "api/api.h"
+
+/* Direct-mapped cache of API key hash -> tenant (positive lookups only). */
+#define API_KEYCACHE_SLOTS 256
+struct api_keycache {
+	pthread_rwlock_t lock;
+	struct {
+		char hash[65];
+		char tenant[HR_NAME_MAX];
+	} slot[API_KEYCACHE_SLOTS];
+};
+
+struct api_server {
+	struct api_opts o;           /* copy; strings and pointers borrowed */
+	struct MHD_Daemon *mhd;
+	int max_attempts;            /* from the dispatcher defaults */
+	struct api_keycache keys;
+	/* Async operations in flight (a suspended connection waiting for a
+	 * callback). api_stop waits for zero so no callback outlives the server. */
+	pthread_mutex_t lock;
+	pthread_cond_t idle;
+	int pending;
+	bool stopping;
+};
+
+enum api_route {
+	ROUTE_NONE = 0,
+	ROUTE_HEALTHZ,
+	ROUTE_READYZ,
+	ROUTE_METRICS,
+	ROUTE_MESSAGES,        /* GET list, POST accept */
+	ROUTE_MESSAGES_BATCH,  /* POST */
+	ROUTE_MESSAGE,         /* GET one */
+	ROUTE_WEBHOOK,         /* GET handshake, POST event */
+};
+
+struct api_req;
+typedef enum MHD_Result (*api_handler_fn)(struct api_req *r);
+
+/* One HTTP request: created by the URI-log callback, freed when MHD says the
+ * request is complete. */
+struct api_req {
+	struct api_server *srv;
+	struct MHD_Connection *conn;
+	char *raw_uri;               /* as on the request line, query included */
+	const char *method;
+	enum api_route route;
+	api_handler_fn handler;
+	bool started, responded;
+	char tenant[HR_NAME_MAX];    /* set by auth for /v1 routes */
+	char path_id[HR_NAME_MAX];   /* {id} of /v1/messages/{id} */
+	char path_channel[16];       /* {channel} of /webhooks/{channel}/{account} */
+	struct channel_account *account; /* the webhook's account */
+
+	/* Body accumulated up to `limit`; beyond it the rest is discarded. */
+	char *body;
+	size_t len, cap, limit;
+	bool too_large, oom;
+
+	/* The handler's own state machine across suspend/resume. */
+	int stage;
+	void *priv;
+	void (*priv_free)(void *priv);
+};
+
+/* ---- server.c ---- */
+/* Queues a response (body heap, owned; may be NULL) and counts it. extra is a
+ * NULL-terminated list of header name, value pairs, or NULL. */
+enum MHD_Result api_respond(struct api_req *r, int status, char *body, size_t len,
+                            const char *ctype, const char *const *extra);
+/* Queues a JSON response: takes ownership of j (decref'd). */
+enum MHD_Result api_respond_json(struct api_req *r, int status, json_t *j,
+                                 const char *const *extra);
+/* Suspends the connection for an async operation. HR_EBUSY when stopping
+ * (nothing suspended). Call before starting the operation. */
+int api_async_begin(struct api_req *r);
+/* Resumes a connection suspended by api_async_begin; any thread, once. */
+void api_async_end(struct api_req *r);
+
+/* ---- errors.c ---- */
+enum api_errkind {
+	APIERR_INVALID_JSON,         /* 400 invalid_json */
+	APIERR_IDEM_MISMATCH,        /* 422 idempotency_mismatch */
+	APIERR_METHOD,               /* 405 method_not_allowed */
+	APIERR_ROUTE,                /* 404 not_found */
+	APIERR_BAD_SIGNATURE,        /* 401 bad_signature */
+};
+/* HTTP status and stable code for an hr code (the one table). */
+int api_http_status(int rc);
+const char *api_error_code(int rc);
+/* {"error":{"code","message","field"?}} */
+json_t *api_error_json(const char *code, const char *message, const char *field);
+/* Responds with the table's mapping of rc; err may be NULL. */
+enum MHD_Result api_fail(struct api_req *r, int rc, const struct hr_err *err);
+/* Responds with one of the errors that are not hr codes. */
+enum MHD_Result api_fail_kind(struct api_req *r, enum api_errkind kind, const char *message,
+                              const char *field, const char *const *extra);
+
+/* ---- auth.c ---- */
+void api_keycache_init(struct api_keycache *c);
+void api_keycache_destroy(struct api_keycache *c);
+/* Resolves the Bearer key of the request to its tenant (r->tenant). */
+int api_auth(struct api_req *r, struct hr_err *err);
+
+/* ---- messages.c ---- */
+enum MHD_Result api_messages_post(struct api_req *r);
+enum MHD_Result api_messages_batch(struct api_req *r);
+
+/* ---- messages_read.c ---- */
+enum MHD_Result api_message_get(struct api_req *r);
+enum MHD_Result api_messages_list(struct api_req *r);
+
+/* ---- webhooks.c ---- */
+/* Early check at the headers stage: the account exists for the channel. */
+int api_webhook_resolve(struct api_req *r, const char *channel, const char *account);
+enum MHD_Result api_webhook(struct api_req *r);
+
+#endif

@@ -1,0 +1,650 @@
+/*
+ * messages.c - accepting messages: POST /v1/messages and /v1/messages:batch.
+ *
+ * Everything in a request is validated before anything is written, and every
+ * error names its field ("to", "template.parameters[1]", "messages[17].to").
+ * The accepted messages (and the idempotency record, if the client sent an
+ * Idempotency-Key) go to the store in ONE write; the connection is suspended
+ * until the writer has committed it, so a 202 always means durable. A sync
+ * request then stays suspended until the dispatcher reports the first send
+ * attempt (or the wait times out).
+ *
+ * States of a request (r->stage): 0 validate and start the insert; 1 the
+ * insert committed or failed; 2 the sync wait ended.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api_int.h"
+#include "core/crypto.h"
+#include "core/template.h"
+#include "obs/metrics.h"
+
+#define IDEM_KEY_MAX 255
+
+enum { STAGE_START = 0, STAGE_INSERTED = 1, STAGE_WATCHED = 2 };
+
+struct accept {
+	bool batch;
+	struct message *msgs;
+	size_t n;
+	char batch_id[HR_ID_LEN + 1];
+	char *resp;                  /* the 202 body, also stored for replays */
+	bool has_idem;
+	char idem_key[IDEM_KEY_MAX + 1];
+	char hash[65];
+	struct idem_put idem;
+	bool sync;
+	int64_t timeout_us;
+	/* Filled by the completion callbacks. */
+	int rc;
+	struct hr_err err;
+	struct dispatch_result dres;
+};
+
+static void accept_free(void *p)
+{
+	struct accept *a = p;
+	if (!a)
+		return;
+	for (size_t i = 0; i < a->n; i++)
+		message_clear(&a->msgs[i]);
+	free(a->msgs);
+	free(a->resp);
+	free(a);
+}
+
+/* ---------------------------------------------------------------------------
+ * Validation of one message object.
+ * ------------------------------------------------------------------------- */
+
+static int parse_priority(json_t *v, int *out, struct hr_err *err)
+{
+	const char *s = json_string_value(v);
+	if (s && strcmp(s, "transactional") == 0)
+		*out = PRIO_TRANSACTIONAL;
+	else if (s && strcmp(s, "bulk") == 0)
+		*out = PRIO_BULK;
+	else
+		return hr_fail(err, HR_EINVAL, "priority",
+		               "priority must be \"transactional\" or \"bulk\"");
+	return 0;
+}
+
+/* The account to send from: the one named (it must be the tenant's and of
+ * the requested channel), or the tenant's first account of that channel. */
+static int resolve_account(const struct api_server *s, const char *tenant, const char *channel,
+                           const char *account, struct channel_account **out,
+                           struct hr_err *err)
+{
+	const struct account_set *set = s->o.accounts;
+	if (account) {
+		struct channel_account *a = account_set_find(set, account);
+		if (!a || strcmp(a->tenant_id, tenant) != 0)
+			return hr_fail(err, HR_EINVAL, "account", "no account '%s' for this tenant",
+			               account);
+		if (strcmp(a->ops->name, channel) != 0)
+			return hr_fail(err, HR_EINVAL, "account",
+			               "account '%s' is a %s account, not %s", account,
+			               a->ops->name, channel);
+		*out = a;
+		return 0;
+	}
+	if (!channel_find(channel))
+		return hr_fail(err, HR_EINVAL, "channel", "unknown channel '%s'", channel);
+	for (size_t i = 0; i < set->n; i++) {
+		struct channel_account *a = set->items[i];
+		if (strcmp(a->tenant_id, tenant) == 0 && strcmp(a->ops->name, channel) == 0) {
+			*out = a;
+			return 0;
+		}
+	}
+	return hr_fail(err, HR_EINVAL, "account", "this tenant has no %s account", channel);
+}
+
+/* Template content: checked by the channel, found in the tenant's templates
+ * and rendered, so a wrong parameter count is a 422 now, not a provider
+ * error later. */
+static int build_template(const struct api_server *s, const char *tenant,
+                          const struct channel_account *acct, json_t *t, json_t **content,
+                          char **body, struct hr_err *err)
+{
+	if (!json_is_object(t))
+		return hr_fail(err, HR_EINVAL, "template",
+		               "template must be an object with name, language and parameters");
+	const char *key;
+	json_t *v;
+	json_object_foreach(t, key, v) {
+		if (strcmp(key, "name") && strcmp(key, "language") && strcmp(key, "parameters")) {
+			char f[HR_NAME_MAX + 16];
+			snprintf(f, sizeof f, "template.%.*s", HR_NAME_MAX, key);
+			return hr_fail(err, HR_EINVAL, f, "unknown field");
+		}
+	}
+	const char *name = json_string_value(json_object_get(t, "name"));
+	if (!name)
+		return hr_fail(err, HR_EINVAL, "template.name", "template.name must be a string");
+	const char *lang = json_string_value(json_object_get(t, "language"));
+	if (!lang)
+		return hr_fail(err, HR_EINVAL, "template.language",
+		               "template.language must be a string");
+	json_t *params = json_object_get(t, "parameters");
+	if (params && !json_is_array(params))
+		return hr_fail(err, HR_EINVAL, "template.parameters",
+		               "template.parameters must be an array of strings");
+	size_t np = params ? json_array_size(params) : 0;
+	for (size_t i = 0; i < np; i++)
+		if (!json_is_string(json_array_get(params, i))) {
+			char f[48];
+			snprintf(f, sizeof f, "template.parameters[%zu]", i);
+			return hr_fail(err, HR_EINVAL, f, "template parameters must be strings");
+		}
+
+	json_t *c = json_pack("{s:s, s:{s:s, s:s, s:o}}", "type", "template", "template", "name",
+	                      name, "language", lang, "parameters",
+	                      params ? json_incref(params) : json_array());
+	if (!c)
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	int rc = acct->ops->validate(c, err);
+	if (rc != 0) {
+		json_decref(c);
+		return rc;
+	}
+
+	struct store *st = s->o.store;
+	struct template_row row;
+	memset(&row, 0, sizeof row);
+	rc = st->ops->template_get(st, tenant, acct->ops->name, name, lang, &row);
+	if (rc != 0) {
+		json_decref(c);
+		if (rc == HR_ENOTFOUND)
+			return hr_fail(err, HR_EINVAL, "template.name",
+			               "no %s template '%s' in language '%s'", acct->ops->name,
+			               name, lang);
+		return hr_fail(err, rc, NULL, "template lookup failed");
+	}
+	const char **pv = np ? calloc(np, sizeof *pv) : NULL;
+	if (np && !pv) {
+		template_row_clear(&row);
+		json_decref(c);
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	}
+	for (size_t i = 0; i < np; i++)
+		pv[i] = json_string_value(json_array_get(params, i));
+	*body = template_render(row.body ? row.body : "", pv, np, err);
+	free(pv);
+	template_row_clear(&row);
+	if (!*body) {
+		json_decref(c);
+		return err && err->code ? err->code : HR_EINVAL;
+	}
+	*content = c;
+	return 0;
+}
+
+struct parse_ctx {
+	const struct api_server *s;
+	const char *tenant;
+	bool batch;           /* a batch item: no mode/timeout_ms */
+	int default_prio;
+	int64_t now;
+	const char *batch_id;
+};
+
+static const char *const single_keys[] = {
+	"channel", "account", "to", "text", "template", "priority", "mode", "timeout_ms", NULL,
+};
+
+static bool key_allowed(const char *key, bool batch)
+{
+	for (const char *const *k = single_keys; *k; k++)
+		if (strcmp(key, *k) == 0)
+			return !batch || (strcmp(key, "mode") && strcmp(key, "timeout_ms"));
+	return false;
+}
+
+/* Validates one message object and fills m (content and body heap-owned).
+ * sync/timeout_us are only set for single requests. */
+static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *m, bool *sync,
+                         int64_t *timeout_us, struct hr_err *err)
+{
+	const struct api_server *s = pc->s;
+	if (!json_is_object(o))
+		return hr_fail(err, HR_EINVAL, "", "a message must be a JSON object");
+	const char *key;
+	json_t *v;
+	json_object_foreach(o, key, v) {
+		if (!key_allowed(key, pc->batch)) {
+			char f[HR_NAME_MAX];
+			hr_strlcpy(f, key, sizeof f);
+			return hr_fail(err, HR_EINVAL, f, "unknown field '%s'", f);
+		}
+	}
+
+	json_t *jch = json_object_get(o, "channel");
+	if (!jch)
+		return hr_fail(err, HR_EINVAL, "channel", "channel is required");
+	const char *channel = json_string_value(jch);
+	if (!channel || !*channel)
+		return hr_fail(err, HR_EINVAL, "channel", "channel must be a non-empty string");
+	json_t *jacc = json_object_get(o, "account");
+	if (jacc && !json_is_string(jacc))
+		return hr_fail(err, HR_EINVAL, "account", "account must be a string");
+	json_t *jto = json_object_get(o, "to");
+	if (!jto)
+		return hr_fail(err, HR_EINVAL, "to", "to is required");
+	if (!json_is_string(jto))
+		return hr_fail(err, HR_EINVAL, "to", "to must be a string");
+	json_t *jtext = json_object_get(o, "text"), *jtpl = json_object_get(o, "template");
+	if (jtext && jtpl)
+		return hr_fail(err, HR_EINVAL, "template",
+		               "give either text or template, not both");
+	if (!jtext && !jtpl)
+		return hr_fail(err, HR_EINVAL, "text", "one of text or template is required");
+	if (jtext && !json_is_string(jtext))
+		return hr_fail(err, HR_EINVAL, "text", "text must be a string");
+
+	int prio = pc->default_prio, rc;
+	json_t *jprio = json_object_get(o, "priority");
+	if (jprio && (rc = parse_priority(jprio, &prio, err)) != 0)
+		return rc;
+
+	if (!pc->batch) {
+		json_t *jmode = json_object_get(o, "mode");
+		const char *mode = jmode ? json_string_value(jmode) : "async";
+		if (!mode || (strcmp(mode, "async") && strcmp(mode, "sync")))
+			return hr_fail(err, HR_EINVAL, "mode",
+			               "mode must be \"async\" or \"sync\"");
+		*sync = strcmp(mode, "sync") == 0;
+		if (*sync && !s->o.dispatcher)
+			return hr_fail(err, HR_EINVAL, "mode",
+			               "mode sync is not available: this server does not send");
+		*timeout_us = s->o.sync_timeout_us;
+		json_t *jto_ms = json_object_get(o, "timeout_ms");
+		if (jto_ms) {
+			int64_t max_ms = s->o.sync_max_timeout_us / 1000;
+			if (!*sync)
+				return hr_fail(err, HR_EINVAL, "timeout_ms",
+				               "timeout_ms is only valid with mode sync");
+			if (!json_is_integer(jto_ms) || json_integer_value(jto_ms) < 1 ||
+			    json_integer_value(jto_ms) > max_ms)
+				return hr_fail(err, HR_EINVAL, "timeout_ms",
+				               "timeout_ms must be an integer from 1 to %lld",
+				               (long long)max_ms);
+			*timeout_us = (int64_t)json_integer_value(jto_ms) * 1000;
+		}
+	}
+
+	struct channel_account *acct = NULL;
+	rc = resolve_account(s, pc->tenant, channel, json_string_value(jacc), &acct, err);
+	if (rc != 0 || !acct)
+		return rc ? rc : HR_EINTERNAL;
+	char to[HR_ADDR_MAX];
+	rc = acct->ops->normalize_recipient(json_string_value(jto), to, err);
+	if (rc != 0)
+		return rc;
+
+	json_t *content = NULL;
+	char *body = NULL;
+	if (jtext) {
+		content = json_pack("{s:s, s:O}", "type", "text", "text", jtext);
+		if (!content)
+			return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+		if ((rc = acct->ops->validate(content, err)) != 0) {
+			json_decref(content);
+			return rc;
+		}
+		body = strdup(json_string_value(jtext));
+	} else {
+		rc = build_template(s, pc->tenant, acct, jtpl, &content, &body, err);
+		if (rc != 0)
+			return rc;
+	}
+	m->content = json_dumps(content, JSON_COMPACT);
+	json_decref(content);
+	m->body = body;
+	if (!m->content || !m->body)
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+
+	hr_id_new(m->id);
+	hr_strlcpy(m->tenant_id, pc->tenant, sizeof m->tenant_id);
+	hr_strlcpy(m->account_id, acct->id, sizeof m->account_id);
+	hr_strlcpy(m->channel, acct->ops->name, sizeof m->channel);
+	hr_strlcpy(m->recipient, to, sizeof m->recipient);
+	hr_strlcpy(m->batch_id, pc->batch_id ? pc->batch_id : "", sizeof m->batch_id);
+	m->status = MSG_QUEUED;
+	m->priority = prio;
+	m->attempts = 0;
+	m->max_attempts = s->max_attempts;
+	m->created_at = m->updated_at = m->due_at = pc->now;
+	m->lease_until = 0;
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Idempotency.
+ * ------------------------------------------------------------------------- */
+
+static int idem_key_check(const char *key, struct hr_err *err)
+{
+	size_t n = strlen(key);
+	if (n < 1 || n > IDEM_KEY_MAX)
+		return hr_fail(err, HR_EINVAL, "Idempotency-Key",
+		               "Idempotency-Key must be 1 to %d characters", IDEM_KEY_MAX);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)key[i] < 0x20 || (unsigned char)key[i] > 0x7e)
+			return hr_fail(err, HR_EINVAL, "Idempotency-Key",
+			               "Idempotency-Key must be printable ASCII");
+	return 0;
+}
+
+/* Answers from a stored idempotency record: the same response for the same
+ * request, an error for a different request under the same key. */
+static enum MHD_Result idem_answer(struct api_req *r, struct idem_row *row, const char *hash)
+{
+	if (strcmp(row->request_hash, hash) != 0) {
+		idem_row_clear(row);
+		return api_fail_kind(r, APIERR_IDEM_MISMATCH,
+		                     "this Idempotency-Key was used with a different request",
+		                     "Idempotency-Key", NULL);
+	}
+	static const char *const replayed[] = {"Idempotent-Replayed", "true", NULL};
+	char *body = row->response;
+	row->response = NULL;
+	int status = row->http_status;
+	idem_row_clear(row);
+	return api_respond(r, status, body, body ? strlen(body) : 0, "application/json",
+	                   replayed);
+}
+
+/* ---------------------------------------------------------------------------
+ * The request: validate all, one durable insert, answer (or wait, for sync).
+ * ------------------------------------------------------------------------- */
+
+static void insert_done(void *arg, int rc, const struct hr_err *err)
+{
+	struct api_req *r = arg;
+	struct accept *a = r->priv;
+	a->rc = rc;
+	if (err)
+		a->err = *err;
+	if (rc == 0) {
+		metrics_accepted((int)a->n);
+		if (r->srv->o.dispatcher)
+			dispatcher_notify(r->srv->o.dispatcher);
+	}
+	api_async_end(r);
+}
+
+static void watch_done(void *arg, const struct dispatch_result *res)
+{
+	struct api_req *r = arg;
+	struct accept *a = r->priv;
+	a->dres = *res;
+	api_async_end(r);
+}
+
+static void prefix_item_field(struct hr_err *err, size_t i)
+{
+	char f[sizeof err->field + 32];
+	if (err->field[0])
+		snprintf(f, sizeof f, "messages[%zu].%s", i, err->field);
+	else
+		snprintf(f, sizeof f, "messages[%zu]", i);
+	hr_strlcpy(err->field, f, sizeof err->field);
+}
+
+static int parse_single(struct api_req *r, struct accept *a, json_t *root, struct hr_err *err)
+{
+	struct parse_ctx pc = {
+		.s = r->srv, .tenant = r->tenant, .batch = false,
+		.default_prio = PRIO_TRANSACTIONAL, .now = hr_now_us(),
+	};
+	a->msgs = calloc(1, sizeof *a->msgs);
+	if (!a->msgs)
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	a->n = 1;
+	int rc = parse_message(&pc, root, &a->msgs[0], &a->sync, &a->timeout_us, err);
+	if (rc != 0)
+		return rc;
+	const struct message *m = &a->msgs[0];
+	json_t *resp = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", m->id, "status", "queued",
+	                         "channel", m->channel, "account", m->account_id, "to",
+	                         m->recipient);
+	a->resp = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
+	json_decref(resp);
+	return a->resp ? 0 : hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+}
+
+static int parse_batch(struct api_req *r, struct accept *a, json_t *root, struct hr_err *err)
+{
+	const struct api_server *s = r->srv;
+	const char *key;
+	json_t *v;
+	json_object_foreach(root, key, v) {
+		if (strcmp(key, "messages") && strcmp(key, "priority")) {
+			char f[HR_NAME_MAX];
+			hr_strlcpy(f, key, sizeof f);
+			return hr_fail(err, HR_EINVAL, f, "unknown field '%s'", f);
+		}
+	}
+	json_t *items = json_object_get(root, "messages");
+	if (!json_is_array(items))
+		return hr_fail(err, HR_EINVAL, "messages", "messages must be an array");
+	size_t n = json_array_size(items);
+	if (n == 0)
+		return hr_fail(err, HR_EINVAL, "messages", "a batch needs at least one message");
+	if (n > (size_t)s->o.max_batch)
+		return hr_fail(err, HR_ELIMIT, "messages",
+		               "a batch holds at most %d messages (%zu given)", s->o.max_batch, n);
+	struct parse_ctx pc = {
+		.s = s, .tenant = r->tenant, .batch = true,
+		.default_prio = PRIO_BULK, .now = hr_now_us(), .batch_id = a->batch_id,
+	};
+	json_t *jprio = json_object_get(root, "priority");
+	int rc;
+	if (jprio && (rc = parse_priority(jprio, &pc.default_prio, err)) != 0)
+		return rc;
+	hr_id_new(a->batch_id);
+
+	a->msgs = calloc(n, sizeof *a->msgs);
+	if (!a->msgs)
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		a->n = i + 1;
+		rc = parse_message(&pc, json_array_get(items, i), &a->msgs[i], NULL, NULL, err);
+		if (rc != 0) {
+			prefix_item_field(err, i);
+			return rc;
+		}
+	}
+
+	json_t *list = json_array();
+	json_t *resp = json_pack("{s:I, s:s, s:o}", "count", (json_int_t)n, "batch_id",
+	                         a->batch_id, "messages", list);
+	for (size_t i = 0; resp && i < n; i++)
+		json_array_append_new(list, json_pack("{s:s, s:s}", "id", a->msgs[i].id, "to",
+		                                      a->msgs[i].recipient));
+	a->resp = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
+	json_decref(resp);
+	return a->resp ? 0 : hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+}
+
+static enum MHD_Result accept_start(struct api_req *r, bool batch)
+{
+	struct api_server *s = r->srv;
+	struct store *st = s->o.store;
+	struct hr_err err;
+	hr_err_clear(&err);
+
+	json_error_t jerr;
+	json_t *root = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)",
+		         jerr.text, jerr.line, jerr.column);
+		return api_fail_kind(r, APIERR_INVALID_JSON, msg, NULL, NULL);
+	}
+	if (!json_is_object(root)) {
+		json_decref(root);
+		hr_fail(&err, HR_EINVAL, NULL, "the request body must be a JSON object");
+		return api_fail(r, HR_EINVAL, &err);
+	}
+
+	struct accept *a = calloc(1, sizeof *a);
+	if (!a) {
+		json_decref(root);
+		return api_fail(r, HR_ENOMEM, NULL);
+	}
+	a->batch = batch;
+	r->priv = a;
+	r->priv_free = accept_free;
+
+	int rc;
+	const char *key = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key");
+	if (key) {
+		if ((rc = idem_key_check(key, &err)) != 0) {
+			json_decref(root);
+			return api_fail(r, rc, &err);
+		}
+		a->has_idem = true;
+		hr_strlcpy(a->idem_key, key, sizeof a->idem_key);
+		hr_sha256_hex(r->body, r->len, a->hash);
+		struct idem_row row;
+		memset(&row, 0, sizeof row);
+		rc = st->ops->idem_get(st, r->tenant, a->idem_key, &row);
+		if (rc == 0) {
+			json_decref(root);
+			return idem_answer(r, &row, a->hash);
+		}
+		if (rc != HR_ENOTFOUND) {
+			json_decref(root);
+			return api_fail(r, rc, NULL);
+		}
+	}
+
+	rc = batch ? parse_batch(r, a, root, &err) : parse_single(r, a, root, &err);
+	json_decref(root);
+	if (rc != 0)
+		return api_fail(r, rc, &err);
+
+	if (a->has_idem)
+		a->idem = (struct idem_put){
+			.tenant_id = r->tenant, .key = a->idem_key, .request_hash = a->hash,
+			.http_status = 202, .response = a->resp,
+		};
+	if ((rc = api_async_begin(r)) != 0)
+		return api_fail(r, rc, NULL);
+	r->stage = STAGE_INSERTED;
+	rc = st->ops->message_insert(st, a->msgs, a->n, a->has_idem ? &a->idem : NULL,
+	                             insert_done, r);
+	if (rc != 0) {
+		/* Not queued, so no callback will come: resume ourselves. */
+		a->rc = rc;
+		hr_fail(&a->err, rc, NULL, "the write could not be queued");
+		api_async_end(r);
+	}
+	return MHD_YES;
+}
+
+static enum MHD_Result respond_accepted(struct api_req *r, struct accept *a)
+{
+	char *body = a->resp;
+	a->resp = NULL;
+	return api_respond(r, 202, body, strlen(body), "application/json", NULL);
+}
+
+static enum MHD_Result accept_inserted(struct api_req *r)
+{
+	struct api_server *s = r->srv;
+	struct accept *a = r->priv;
+	if (a->rc == HR_ECONFLICT && a->has_idem) {
+		/* A concurrent request with the same key committed first. */
+		struct idem_row row;
+		memset(&row, 0, sizeof row);
+		int rc = s->o.store->ops->idem_get(s->o.store, r->tenant, a->idem_key, &row);
+		if (rc == 0)
+			return idem_answer(r, &row, a->hash);
+		return api_fail(r, rc == HR_ENOTFOUND ? HR_ECONFLICT : rc, &a->err);
+	}
+	if (a->rc != 0)
+		return api_fail(r, a->rc, &a->err);
+	if (!a->sync)
+		return respond_accepted(r, a);
+
+	/* Sync: the message is durable; now wait for its first send attempt. */
+	if (api_async_begin(r) != 0)
+		return respond_accepted(r, a);
+	r->stage = STAGE_WATCHED;
+	int rc = dispatcher_watch(s->o.dispatcher, a->msgs[0].id, a->timeout_us, watch_done, r);
+	if (rc != 0) {
+		a->dres.rc = rc;
+		api_async_end(r);
+	}
+	return MHD_YES;
+}
+
+static enum MHD_Result accept_watched(struct api_req *r)
+{
+	struct api_server *s = r->srv;
+	struct accept *a = r->priv;
+	const struct message *m = &a->msgs[0];
+	const struct dispatch_result *d = &a->dres;
+	int status = 202;
+	const char *state = "queued";
+	json_t *extra = json_object();
+	if (d->rc == 0 && d->kind == SEND_OK) {
+		status = 200;
+		state = "sent";
+		json_object_set_new(extra, "provider_id", json_string(d->provider_id));
+	} else if (d->rc == 0) {
+		json_t *e = json_pack("{s:s, s:s}", "code", d->error_code, "message",
+		                      d->error_text);
+		if (d->kind == SEND_FAILED) {
+			status = 200;
+			state = "failed";
+		} else {
+			json_object_set_new(extra, "retrying", json_true());
+		}
+		json_object_set_new(extra, "error", e);
+	} else {
+		/* No outcome in time: report where the message is now. */
+		struct message cur;
+		memset(&cur, 0, sizeof cur);
+		if (s->o.store->ops->message_get(s->o.store, r->tenant, m->id, &cur) == 0) {
+			state = msg_status_name(cur.status);
+			if (cur.provider_id[0])
+				json_object_set_new(extra, "provider_id",
+				                    json_string(cur.provider_id));
+			message_clear(&cur);
+		}
+		json_object_set_new(extra, "sync_timeout", json_true());
+	}
+	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", m->id, "status", state, "channel",
+	                      m->channel, "account", m->account_id, "to", m->recipient);
+	if (j)
+		json_object_update(j, extra);
+	json_decref(extra);
+	return api_respond_json(r, status, j, NULL);
+}
+
+static enum MHD_Result accept_step(struct api_req *r, bool batch)
+{
+	switch (r->stage) {
+	case STAGE_START: return accept_start(r, batch);
+	case STAGE_INSERTED: return accept_inserted(r);
+	case STAGE_WATCHED: return accept_watched(r);
+	default: return api_fail(r, HR_EINTERNAL, NULL);
+	}
+}
+
+enum MHD_Result api_messages_post(struct api_req *r)
+{
+	return accept_step(r, false);
+}
+
+enum MHD_Result api_messages_batch(struct api_req *r)
+{
+	return accept_step(r, true);
+}

@@ -1,0 +1,303 @@
+/*
+ * messages_read.c - GET /v1/messages/{id} (a message and its audit trail)
+ * and GET /v1/messages (filtered, newest first, cursor paging). Every read
+ * is scoped by the caller's tenant: another tenant's message is a 404.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/api_int.h"
+
+#define LIST_LIMIT_DEFAULT 100
+#define LIST_LIMIT_MAX 1000
+
+static json_t *time_json(int64_t us)
+{
+	if (us <= 0)
+		return json_null();
+	char buf[32];
+	hr_time_format(us, buf);
+	return json_string(buf);
+}
+
+/* A stored JSON text as a value, or null when absent or not JSON. */
+static json_t *stored_json(const char *text)
+{
+	if (!text || !*text)
+		return json_null();
+	json_t *j = json_loads(text, JSON_DECODE_ANY, NULL);
+	return j ? j : json_null();
+}
+
+static json_t *nullable_str(const char *s)
+{
+	return s && *s ? json_string(s) : json_null();
+}
+
+static json_t *message_json(const struct message *m)
+{
+	json_t *err = json_null();
+	if (m->error_code[0] || m->error_text[0])
+		err = json_pack("{s:s, s:s}", "code", m->error_code, "message", m->error_text);
+	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:i, s:o, s:o, s:o, s:o}",
+	                      "id", m->id, "channel", m->channel, "account", m->account_id, "to",
+	                      m->recipient, "status", msg_status_name(m->status), "priority",
+	                      m->priority == PRIO_TRANSACTIONAL ? "transactional" : "bulk",
+	                      "content", stored_json(m->content), "body", nullable_str(m->body),
+	                      "attempts", m->attempts, "provider_id",
+	                      nullable_str(m->provider_id), "error", err, "created_at",
+	                      time_json(m->created_at), "updated_at", time_json(m->updated_at));
+	if (j && m->batch_id[0])
+		json_object_set_new(j, "batch_id", json_string(m->batch_id));
+	return j;
+}
+
+static json_t *event_json(const struct message_event *e)
+{
+	json_t *status = e->status >= 0 && e->status < MSG__COUNT
+		? json_string(msg_status_name((enum msg_status)e->status))
+		: json_null();
+	return json_pack("{s:I, s:o, s:s, s:s, s:o, s:b, s:o, s:o}", "id", (json_int_t)e->id, "at",
+	                 time_json(e->at), "type", e->type, "source", e->source, "status",
+	                 status, "applied", e->applied, "provider_at", time_json(e->provider_at),
+	                 "detail", stored_json(e->detail));
+}
+
+enum MHD_Result api_message_get(struct api_req *r)
+{
+	struct store *st = r->srv->o.store;
+	struct hr_err err;
+	if (!hr_id_valid(r->path_id)) {
+		hr_fail(&err, HR_ENOTFOUND, NULL, "no message %s", r->path_id);
+		return api_fail(r, HR_ENOTFOUND, &err);
+	}
+	struct message m;
+	memset(&m, 0, sizeof m);
+	int rc = st->ops->message_get(st, r->tenant, r->path_id, &m);
+	if (rc != 0) {
+		hr_fail(&err, rc, NULL, "no message %s", r->path_id);
+		return api_fail(r, rc, &err);
+	}
+	struct message_event *ev = NULL;
+	size_t n = 0;
+	rc = st->ops->message_events(st, m.id, &ev, &n);
+	if (rc != 0) {
+		message_clear(&m);
+		return api_fail(r, rc, NULL);
+	}
+	json_t *j = message_json(&m);
+	json_t *events = json_array();
+	for (size_t i = 0; i < n; i++) {
+		json_array_append_new(events, event_json(&ev[i]));
+		message_event_clear(&ev[i]);
+	}
+	free(ev);
+	message_clear(&m);
+	if (j)
+		json_object_set_new(j, "events", events);
+	else
+		json_decref(events);
+	return api_respond_json(r, 200, j, NULL);
+}
+
+/* ---------------------------------------------------------------------------
+ * Listing.
+ * ------------------------------------------------------------------------- */
+
+/*
+ * A time filter: unix seconds ("1767225600") or RFC 3339
+ * ("2026-01-01T00:00:00Z", fractional seconds and a +hh:mm offset allowed).
+ * strptime reads the calendar part; the fraction and offset are a few
+ * fixed-width fields it has no conversion for.
+ */
+static int parse_time(const char *s, int64_t *out)
+{
+	if (*s && strspn(s, "0123456789") == strlen(s)) {
+		errno = 0;
+		long long v = strtoll(s, NULL, 10);
+		if (errno || v > 253402300799LL) /* 9999-12-31 */
+			return HR_EINVAL;
+		*out = v * 1000000;
+		return 0;
+	}
+	struct tm tm;
+	memset(&tm, 0, sizeof tm);
+	const char *p = strptime(s, "%Y-%m-%d", &tm);
+	if (!p || (*p != 'T' && *p != 't'))
+		return HR_EINVAL;
+	p = strptime(p + 1, "%H:%M:%S", &tm);
+	if (!p)
+		return HR_EINVAL;
+	int64_t frac = 0;
+	if (*p == '.') {
+		int digits = 0;
+		for (p++; isdigit((unsigned char)*p); p++, digits++)
+			if (digits < 6)
+				frac = frac * 10 + (*p - '0');
+		if (digits == 0)
+			return HR_EINVAL;
+		for (; digits < 6; digits++)
+			frac *= 10;
+	}
+	int64_t off = 0;
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if ((*p == '+' || *p == '-') && isdigit((unsigned char)p[1]) &&
+	           isdigit((unsigned char)p[2]) && p[3] == ':' && isdigit((unsigned char)p[4]) &&
+	           isdigit((unsigned char)p[5])) {
+		int hh = (p[1] - '0') * 10 + (p[2] - '0'), mm = (p[4] - '0') * 10 + (p[5] - '0');
+		if (hh > 23 || mm > 59)
+			return HR_EINVAL;
+		off = (int64_t)(hh * 3600 + mm * 60) * (*p == '+' ? 1 : -1);
+		p += 6;
+	} else {
+		return HR_EINVAL;
+	}
+	if (*p)
+		return HR_EINVAL;
+	time_t t = timegm(&tm);
+	if (t == (time_t)-1)
+		return HR_EINVAL;
+	*out = ((int64_t)t - off) * 1000000 + frac;
+	return 0;
+}
+
+static const char *const list_params[] = {
+	"status", "channel", "to", "since", "until", "limit", "cursor", NULL,
+};
+
+struct list_unknown {
+	char name[HR_NAME_MAX];
+};
+
+static enum MHD_Result find_unknown(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+	(void)kind, (void)value;
+	struct list_unknown *u = cls;
+	for (const char *const *p = list_params; *p; p++)
+		if (strcmp(key, *p) == 0)
+			return MHD_YES;
+	hr_strlcpy(u->name, key, sizeof u->name);
+	return MHD_NO;
+}
+
+static const char *qarg(struct api_req *r, const char *name)
+{
+	const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+	return v && *v ? v : NULL;
+}
+
+/* Recipients are stored normalised: normalise the filter with the channel's
+ * rules (the given channel, or the only channel the tenant has). */
+static int normalize_filter_to(struct api_req *r, const char *channel, const char *in,
+                               char out[HR_ADDR_MAX], struct hr_err *err)
+{
+	const struct channel_ops *ops = channel ? channel_find(channel) : NULL;
+	if (!channel) {
+		const struct account_set *set = r->srv->o.accounts;
+		for (size_t i = 0; i < set->n; i++) {
+			const struct channel_account *a = set->items[i];
+			if (strcmp(a->tenant_id, r->tenant) != 0)
+				continue;
+			if (ops && ops != a->ops) {
+				ops = NULL; /* several channels: use the value as given */
+				break;
+			}
+			ops = a->ops;
+		}
+	}
+	if (!ops) {
+		if (strlen(in) >= HR_ADDR_MAX)
+			return hr_fail(err, HR_EINVAL, "to", "to is too long");
+		hr_strlcpy(out, in, HR_ADDR_MAX);
+		return 0;
+	}
+	return ops->normalize_recipient(in, out, err);
+}
+
+static int parse_list_query(struct api_req *r, struct msg_filter *f, char to[HR_ADDR_MAX],
+                            struct hr_err *err)
+{
+	struct list_unknown u = {""};
+	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, find_unknown, &u);
+	if (u.name[0])
+		return hr_fail(err, HR_EINVAL, u.name, "unknown query parameter '%s'", u.name);
+
+	memset(f, 0, sizeof *f);
+	f->status = -1;
+	f->limit = LIST_LIMIT_DEFAULT;
+	const char *v;
+	if ((v = qarg(r, "status"))) {
+		enum msg_status s;
+		if (msg_status_parse(v, &s) != 0)
+			return hr_fail(err, HR_EINVAL, "status", "unknown status '%s'", v);
+		f->status = (int)s;
+	}
+	if ((v = qarg(r, "channel"))) {
+		if (!channel_find(v))
+			return hr_fail(err, HR_EINVAL, "channel", "unknown channel '%s'", v);
+		f->channel = v;
+	}
+	if ((v = qarg(r, "to"))) {
+		int rc = normalize_filter_to(r, f->channel, v, to, err);
+		if (rc != 0)
+			return rc;
+		f->recipient = to;
+	}
+	if ((v = qarg(r, "since")) && parse_time(v, &f->since_us) != 0)
+		return hr_fail(err, HR_EINVAL, "since",
+		               "since must be RFC 3339 (2026-01-15T10:00:00Z) or unix seconds");
+	if ((v = qarg(r, "until")) && parse_time(v, &f->until_us) != 0)
+		return hr_fail(err, HR_EINVAL, "until",
+		               "until must be RFC 3339 (2026-01-15T10:00:00Z) or unix seconds");
+	if (f->since_us && f->until_us && f->until_us <= f->since_us)
+		return hr_fail(err, HR_EINVAL, "until", "until must be after since");
+	if ((v = qarg(r, "limit"))) {
+		char *end;
+		errno = 0;
+		long n = strtol(v, &end, 10);
+		if (errno || *end || n < 1 || n > LIST_LIMIT_MAX)
+			return hr_fail(err, HR_EINVAL, "limit",
+			               "limit must be an integer from 1 to %d", LIST_LIMIT_MAX);
+		f->limit = (int)n;
+	}
+	if ((v = qarg(r, "cursor"))) {
+		if (!hr_id_valid(v))
+			return hr_fail(err, HR_EINVAL, "cursor",
+			               "cursor must be the next_cursor of a previous page");
+		f->before_id = v;
+	}
+	return 0;
+}
+
+enum MHD_Result api_messages_list(struct api_req *r)
+{
+	struct store *st = r->srv->o.store;
+	struct msg_filter f;
+	char to[HR_ADDR_MAX];
+	struct hr_err err;
+	hr_err_clear(&err);
+	int rc = parse_list_query(r, &f, to, &err);
+	if (rc != 0)
+		return api_fail(r, rc, &err);
+
+	struct message *ms = NULL;
+	size_t n = 0;
+	bool more = false;
+	rc = st->ops->message_list(st, r->tenant, &f, &ms, &n, &more);
+	if (rc != 0)
+		return api_fail(r, rc, NULL);
+	json_t *data = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(data, message_json(&ms[i]));
+	json_t *next = more && n ? json_string(ms[n - 1].id) : json_null();
+	for (size_t i = 0; i < n; i++)
+		message_clear(&ms[i]);
+	free(ms);
+	return api_respond_json(r, 200, json_pack("{s:o, s:o}", "data", data, "next_cursor", next),
+	                        NULL);
+}

@@ -1,0 +1,501 @@
+/*
+ * server.c - the libmicrohttpd glue: daemon setup, routing, body limits,
+ * responses, suspend/resume bookkeeping, and the three small routes that
+ * need no file of their own (/healthz, /readyz, /metrics).
+ *
+ * Request flow: MHD calls the URI-log callback first (we create the request
+ * context there, which is also the only place that sees the raw query
+ * string), then the access handler once with the headers (routing, method,
+ * auth, Content-Length are checked then, so a refused request never sends
+ * its body), then once per body chunk, then once with no data: the route's
+ * handler runs there. A handler that needs a durable write or a provider's
+ * answer suspends the connection; the completion callback resumes it and
+ * MHD calls the handler again, which continues from r->stage.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "api/api_int.h"
+#include "obs/metrics.h"
+
+#define API_CONN_TIMEOUT_S 30
+/* MHD's per-connection pool holds the request line, the headers and their
+ * index, then the response headers. This much on top of max_header_bytes
+ * keeps requests with max_header_bytes of headers working; about 1 KiB
+ * beyond it MHD answers 431 itself (measured with MHD 0.9.75). */
+#define API_POOL_SLACK 1024
+#define API_BODY_PREALLOC (64u << 10)
+
+void api_opts_default(struct api_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->listen_addr = "127.0.0.1";
+	o->port = 8080;
+	o->public_url = "http://127.0.0.1:8080";
+	o->threads = 2;
+	o->max_connections = 1024;
+	o->max_body_bytes = 4u << 20;
+	o->max_webhook_bytes = 1u << 20;
+	o->max_header_bytes = 16u << 10;
+	o->max_batch = 10000;
+	o->sync_timeout_us = 10 * 1000000LL;
+	o->sync_max_timeout_us = 60 * 1000000LL;
+}
+
+/* ---------------------------------------------------------------------------
+ * Responses and suspend/resume.
+ * ------------------------------------------------------------------------- */
+
+enum MHD_Result api_respond(struct api_req *r, int status, char *body, size_t len,
+                            const char *ctype, const char *const *extra)
+{
+	struct MHD_Response *resp =
+		body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
+		     : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	if (!resp) {
+		free(body);
+		return MHD_NO;
+	}
+	if (ctype)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	for (; extra && extra[0]; extra += 2)
+		MHD_add_response_header(resp, extra[0], extra[1]);
+	enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	r->responded = true;
+	if (ret == MHD_YES)
+		metrics_http(status);
+	return ret;
+}
+
+enum MHD_Result api_respond_json(struct api_req *r, int status, json_t *j,
+                                 const char *const *extra)
+{
+	char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (!body) {
+		static const char oom[] =
+			"{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+		char *b = strdup(oom);
+		return api_respond(r, 500, b, b ? strlen(b) : 0, "application/json", NULL);
+	}
+	return api_respond(r, status, body, strlen(body), "application/json", extra);
+}
+
+int api_async_begin(struct api_req *r)
+{
+	struct api_server *s = r->srv;
+	pthread_mutex_lock(&s->lock);
+	if (s->stopping) {
+		pthread_mutex_unlock(&s->lock);
+		return HR_EBUSY;
+	}
+	s->pending++;
+	pthread_mutex_unlock(&s->lock);
+	/* Suspend before the operation starts, so its callback always finds a
+	 * suspended connection to resume (MHD requires that order). */
+	MHD_suspend_connection(r->conn);
+	return 0;
+}
+
+void api_async_end(struct api_req *r)
+{
+	/* r may be freed as soon as the connection is resumed: read srv first. */
+	struct api_server *s = r->srv;
+	MHD_resume_connection(r->conn);
+	pthread_mutex_lock(&s->lock);
+	if (--s->pending == 0)
+		pthread_cond_broadcast(&s->idle);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* ---------------------------------------------------------------------------
+ * Small routes.
+ * ------------------------------------------------------------------------- */
+
+static enum MHD_Result api_healthz(struct api_req *r)
+{
+	return api_respond_json(r, 200, json_pack("{s:s}", "status", "ok"), NULL);
+}
+
+/* Ready when the store answers a cheap read (the inbox backlog count is an
+ * index lookup, unlike counting all messages). */
+static enum MHD_Result api_readyz(struct api_req *r)
+{
+	struct store *st = r->srv->o.store;
+	int64_t n;
+	int rc = st->ops->inbox_pending(st, &n);
+	if (rc != 0)
+		return api_respond_json(r, 503,
+		                        json_pack("{s:s, s:s}", "status", "unavailable", "store",
+		                                  hr_code_name(rc)),
+		                        NULL);
+	return api_respond_json(r, 200, json_pack("{s:s}", "status", "ok"), NULL);
+}
+
+static enum MHD_Result api_metrics(struct api_req *r)
+{
+	char *out;
+	size_t len;
+	int rc = metrics_render(r->srv->o.store, &out, &len);
+	if (rc != 0)
+		return api_fail(r, rc, NULL);
+	return api_respond(r, 200, out, len, "text/plain; version=0.0.4; charset=utf-8", NULL);
+}
+
+/* ---------------------------------------------------------------------------
+ * Routing.
+ * ------------------------------------------------------------------------- */
+
+struct api_route_def {
+	const char *path;            /* exact path, or a pattern for the two below */
+	enum api_route route;
+	api_handler_fn get, post;
+	const char *allow;
+};
+
+static const struct api_route_def api_routes[] = {
+	{"/healthz", ROUTE_HEALTHZ, api_healthz, NULL, "GET, HEAD"},
+	{"/readyz", ROUTE_READYZ, api_readyz, NULL, "GET, HEAD"},
+	{"/metrics", ROUTE_METRICS, api_metrics, NULL, "GET, HEAD"},
+	{"/v1/messages", ROUTE_MESSAGES, api_messages_list, api_messages_post, "GET, HEAD, POST"},
+	{"/v1/messages:batch", ROUTE_MESSAGES_BATCH, NULL, api_messages_batch, "POST"},
+	{"/v1/messages/{id}", ROUTE_MESSAGE, api_message_get, NULL, "GET, HEAD"},
+	{"/webhooks/{channel}/{account}", ROUTE_WEBHOOK, api_webhook, api_webhook,
+	 "GET, HEAD, POST"},
+};
+
+/* Copies one path segment (up to '/' or the end) if it fits and is non-empty. */
+static const char *segment(const char *p, char *out, size_t size)
+{
+	size_t n = strcspn(p, "/");
+	if (n == 0 || n >= size)
+		return NULL;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return p + n;
+}
+
+static const struct api_route_def *route_def(enum api_route route)
+{
+	for (size_t i = 0; i < sizeof api_routes / sizeof *api_routes; i++)
+		if (api_routes[i].route == route)
+			return &api_routes[i];
+	return NULL;
+}
+
+/* Exact paths from the table; the two patterns by hand (one segment each). */
+static const struct api_route_def *route_match(struct api_req *r, const char *url,
+                                               char account[HR_NAME_MAX])
+{
+	for (size_t i = 0; i < sizeof api_routes / sizeof *api_routes; i++)
+		if (!strchr(api_routes[i].path, '{') && strcmp(url, api_routes[i].path) == 0)
+			return &api_routes[i];
+	const char *p;
+	if (strncmp(url, "/v1/messages/", 13) == 0) {
+		p = segment(url + 13, r->path_id, sizeof r->path_id);
+		if (p && *p == '\0')
+			return route_def(ROUTE_MESSAGE);
+	} else if (strncmp(url, "/webhooks/", 10) == 0) {
+		p = segment(url + 10, r->path_channel, sizeof r->path_channel);
+		if (p && *p == '/') {
+			p = segment(p + 1, account, HR_NAME_MAX);
+			if (p && *p == '\0')
+				return route_def(ROUTE_WEBHOOK);
+		}
+	}
+	return NULL;
+}
+
+static enum MHD_Result too_large(struct api_req *r)
+{
+	if (r->route == ROUTE_WEBHOOK)
+		metrics_webhook(r->path_channel, M_WH_REJECTED, 1);
+	struct hr_err err;
+	hr_fail(&err, HR_ELIMIT, NULL, "request body exceeds the limit of %zu bytes", r->limit);
+	return api_fail(r, HR_ELIMIT, &err);
+}
+
+/* The headers are in: route, check the method, authenticate, check the
+ * declared length. Anything refused here is answered before the body. */
+static enum MHD_Result start_request(struct api_req *r, const char *url)
+{
+	struct api_server *s = r->srv;
+	char account[HR_NAME_MAX] = "";
+	const struct api_route_def *def = route_match(r, url, account);
+	if (!def)
+		return api_fail_kind(r, APIERR_ROUTE, "no such route", NULL, NULL);
+	r->route = def->route;
+	bool get = !strcmp(r->method, MHD_HTTP_METHOD_GET) ||
+	           !strcmp(r->method, MHD_HTTP_METHOD_HEAD);
+	r->handler = get ? def->get : !strcmp(r->method, MHD_HTTP_METHOD_POST) ? def->post : NULL;
+	if (!r->handler) {
+		const char *allow[] = {"Allow", def->allow, NULL};
+		char msg[96];
+		snprintf(msg, sizeof msg, "method %.16s not allowed here (allowed: %s)", r->method,
+		         def->allow);
+		return api_fail_kind(r, APIERR_METHOD, msg, NULL, allow);
+	}
+
+	struct hr_err err;
+	hr_err_clear(&err);
+	int rc;
+	if (strncmp(url, "/v1/", 4) == 0 && (rc = api_auth(r, &err)) != 0)
+		return api_fail(r, rc, &err);
+	if (r->route == ROUTE_WEBHOOK && api_webhook_resolve(r, r->path_channel, account) != 0) {
+		metrics_webhook(r->path_channel, M_WH_REJECTED, 1);
+		return api_fail_kind(r, APIERR_ROUTE, "unknown webhook account", NULL, NULL);
+	}
+
+	r->limit = r->route == ROUTE_WEBHOOK ? s->o.max_webhook_bytes : s->o.max_body_bytes;
+	const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+	                                             MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (cl) {
+		char *end;
+		errno = 0;
+		unsigned long long n = strtoull(cl, &end, 10);
+		if (errno || *end || n > r->limit)
+			return too_large(r);
+		/* Sized from the declared length, but only up to 64 KiB before the
+		 * bytes arrive: a header alone must not reserve megabytes. */
+		if (n > 0) {
+			r->cap = n + 1 < API_BODY_PREALLOC ? (size_t)n + 1 : API_BODY_PREALLOC;
+			r->body = malloc(r->cap);
+			if (!r->body)
+				return api_fail(r, HR_ENOMEM, NULL);
+		}
+	}
+	return MHD_YES;
+}
+
+/* Appends a chunk, or drops the body once it is over the limit: the rest of
+ * an oversized upload is read and discarded, never stored. */
+static void body_append(struct api_req *r, const char *data, size_t n)
+{
+	if (r->too_large)
+		return;
+	if (n > r->limit - r->len) {
+		r->too_large = true;
+		free(r->body);
+		r->body = NULL;
+		r->len = r->cap = 0;
+		return;
+	}
+	if (r->len + n + 1 > r->cap) {
+		size_t cap = r->cap ? r->cap : 4096;
+		while (cap < r->len + n + 1)
+			cap *= 2;
+		if (cap > r->limit + 1)
+			cap = r->limit + 1;
+		char *b = realloc(r->body, cap);
+		if (!b) {
+			r->too_large = r->oom = true; /* the rest is discarded too */
+			free(r->body);
+			r->body = NULL;
+			r->len = r->cap = 0;
+			return;
+		}
+		r->body = b;
+		r->cap = cap;
+	}
+	memcpy(r->body + r->len, data, n);
+	r->len += n;
+	r->body[r->len] = '\0';
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+	(void)cls, (void)version;
+	struct api_req *r = *req_cls;
+	if (!r)
+		return MHD_NO; /* the URI-log callback ran out of memory */
+	if (!r->started) {
+		r->started = true;
+		r->conn = conn;
+		r->method = method;
+		return start_request(r, url);
+	}
+	if (*upload_data_size) {
+		if (!r->responded)
+			body_append(r, upload_data, *upload_data_size);
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (r->responded)
+		return MHD_YES;
+	if (r->oom)
+		return api_fail(r, HR_ENOMEM, NULL);
+	if (r->too_large)
+		return too_large(r);
+	if (!r->body) {
+		r->body = strdup("");
+		if (!r->body)
+			return api_fail(r, HR_ENOMEM, NULL);
+	}
+	return r->handler(r);
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	(void)conn;
+	struct api_req *r = calloc(1, sizeof *r);
+	if (!r)
+		return NULL;
+	r->srv = cls;
+	r->raw_uri = strdup(uri);
+	if (!r->raw_uri) {
+		free(r);
+		return NULL;
+	}
+	r->method = "";
+	return r;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+	(void)cls, (void)conn, (void)toe;
+	struct api_req *r = *req_cls;
+	if (!r)
+		return;
+	if (r->priv_free)
+		r->priv_free(r->priv);
+	free(r->body);
+	free(r->raw_uri);
+	free(r);
+	*req_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	char msg[512];
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	size_t n = strlen(msg);
+	while (n && msg[n - 1] == '\n')
+		msg[--n] = '\0';
+	hr_log(HR_LOG_WARN, "http", "%s", msg);
+}
+
+/* ---------------------------------------------------------------------------
+ * Start and stop.
+ * ------------------------------------------------------------------------- */
+
+int api_start(const struct api_opts *opts, struct api_server **out, struct hr_err *err)
+{
+	if (!opts->store || !opts->accounts)
+		return hr_fail(err, HR_EINVAL, "api", "store and accounts are required");
+	if (opts->max_batch < 1 || opts->max_body_bytes < 1 || opts->max_webhook_bytes < 1)
+		return hr_fail(err, HR_EINVAL, "api", "limits must be positive");
+	if (opts->port < 0 || opts->port > 65535)
+		return hr_fail(err, HR_EINVAL, "server.port", "port %d out of range", opts->port);
+
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in4;
+		struct sockaddr_in6 in6;
+	} addr;
+	memset(&addr, 0, sizeof addr);
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+	                 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+	const char *host = opts->listen_addr ? opts->listen_addr : "127.0.0.1";
+	if (inet_pton(AF_INET, host, &addr.in4.sin_addr) == 1) {
+		addr.in4.sin_family = AF_INET;
+		addr.in4.sin_port = htons((uint16_t)opts->port);
+	} else if (inet_pton(AF_INET6, host, &addr.in6.sin6_addr) == 1) {
+		addr.in6.sin6_family = AF_INET6;
+		addr.in6.sin6_port = htons((uint16_t)opts->port);
+		flags |= MHD_USE_IPv6;
+	} else {
+		return hr_fail(err, HR_EINVAL, "server.listen", "not an IP address: %s", host);
+	}
+
+	struct api_server *s = calloc(1, sizeof *s);
+	if (!s)
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	s->o = *opts;
+	if (s->o.threads < 1)
+		s->o.threads = 1;
+	if (s->o.max_connections < 1)
+		s->o.max_connections = 1024;
+	if (!s->o.public_url)
+		s->o.public_url = "";
+	if (s->o.sync_max_timeout_us <= 0)
+		s->o.sync_max_timeout_us = 60 * 1000000LL;
+	if (s->o.sync_timeout_us <= 0 || s->o.sync_timeout_us > s->o.sync_max_timeout_us)
+		s->o.sync_timeout_us = s->o.sync_max_timeout_us;
+	struct dispatch_opts dop;
+	dispatch_opts_default(&dop);
+	s->max_attempts = dop.max_attempts > 0 ? dop.max_attempts : 8;
+	api_keycache_init(&s->keys);
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->idle, NULL);
+
+	size_t pool = (s->o.max_header_bytes ? s->o.max_header_bytes : 16384) + API_POOL_SLACK;
+	struct MHD_OptionItem ops[] = {
+		{MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s}, /* first, or MHD warns */
+		{MHD_OPTION_SOCK_ADDR, 0, &addr.sa},
+		{MHD_OPTION_CONNECTION_LIMIT, (intptr_t)s->o.max_connections, NULL},
+		{MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool, NULL},
+		{MHD_OPTION_CONNECTION_TIMEOUT, API_CONN_TIMEOUT_S, NULL},
+		{MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, s},
+		{MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
+		{s->o.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
+		 (intptr_t)s->o.threads, NULL},
+		{MHD_OPTION_END, 0, NULL},
+	};
+	s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_ARRAY, ops,
+	                          MHD_OPTION_END);
+	if (!s->mhd) {
+		int e = errno;
+		api_keycache_destroy(&s->keys);
+		pthread_mutex_destroy(&s->lock);
+		pthread_cond_destroy(&s->idle);
+		free(s);
+		return hr_fail(err, HR_EIO, "server.listen", "cannot listen on %s:%d: %s", host,
+		               opts->port, e ? strerror(e) : "libmicrohttpd refused the options");
+	}
+	*out = s;
+	return 0;
+}
+
+int api_port(const struct api_server *s)
+{
+	const union MHD_DaemonInfo *info =
+		MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	return info ? (int)info->port : -1;
+}
+
+/*
+ * Stops accepting, lets every suspended request finish (durable writes
+ * complete within a group commit; sync waits end by their timeout), then
+ * stops MHD. Stop the API before the dispatcher and the store: the callbacks
+ * it waits for come from them.
+ */
+void api_stop(struct api_server *s)
+{
+	if (!s)
+		return;
+	MHD_socket fd = MHD_quiesce_daemon(s->mhd);
+	pthread_mutex_lock(&s->lock);
+	s->stopping = true;
+	while (s->pending > 0)
+		pthread_cond_wait(&s->idle, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+	MHD_stop_daemon(s->mhd);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+	api_keycache_destroy(&s->keys);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->idle);
+	free(s);
+}

@@ -1,0 +1,674 @@
+/*
+ * cli.c - `herald send` and `herald messages get|list`: a thin client of the
+ * HTTP API over libcurl's easy interface.
+ *
+ * The CLI never talks to the store: everything goes through the same API a
+ * customer uses, so what the CLI shows is what the API says. Errors are
+ * turned into one clear line on stderr, and the exit code tells scripts
+ * what happened: 0 ok, 1 the API refused or the message failed, 2 usage,
+ * 3 the server could not be reached.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "herald.h"
+
+enum { CLI_OK = 0, CLI_EAPI = 1, CLI_EUSAGE = 2, CLI_EUNREACHABLE = 3 };
+
+#define CLI_DEFAULT_URL "http://127.0.0.1:8080"
+#define CLI_MAX_PARAMS 100
+
+struct cli {
+	const char *url;
+	const char *key;
+	bool json;
+};
+
+struct cli_resp {
+	long status;
+	char *body;
+	size_t len;
+	bool replayed;
+};
+
+/* ---------------------------------------------------------------------------
+ * HTTP.
+ * ------------------------------------------------------------------------- */
+
+static size_t cli_on_body(char *p, size_t sz, size_t n, void *ud)
+{
+	struct cli_resp *r = ud;
+	size_t l = sz * n;
+	char *b = realloc(r->body, r->len + l + 1);
+	if (!b)
+		return 0;
+	memcpy(b + r->len, p, l);
+	r->len += l;
+	b[r->len] = '\0';
+	r->body = b;
+	return l;
+}
+
+static size_t cli_on_header(char *p, size_t sz, size_t n, void *ud)
+{
+	struct cli_resp *r = ud;
+	static const char name[] = "idempotent-replayed:";
+	if (sz * n > sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0)
+		r->replayed = true;
+	return sz * n;
+}
+
+/* Sends one request. Returns 0 with *out filled (any HTTP status), or
+ * CLI_EUNREACHABLE after printing why the server could not be reached. */
+static int cli_http(const struct cli *c, const char *method, const char *path,
+                    const char *body, const char *idem_key, struct cli_resp *out)
+{
+	memset(out, 0, sizeof *out);
+	CURL *h = curl_easy_init();
+	if (!h) {
+		fprintf(stderr, "herald: cannot initialise libcurl\n");
+		return CLI_EUNREACHABLE;
+	}
+	size_t ul = strlen(c->url);
+	while (ul > 0 && c->url[ul - 1] == '/')
+		ul--;
+	char *url = malloc(ul + strlen(path) + 1);
+	if (!url) {
+		curl_easy_cleanup(h);
+		return CLI_EUNREACHABLE;
+	}
+	memcpy(url, c->url, ul);
+	strcpy(url + ul, path);
+
+	char errbuf[CURL_ERROR_SIZE] = "";
+	struct curl_slist *hdrs = curl_slist_append(NULL, "Accept: application/json");
+	char *auth = NULL, *idem = NULL;
+	if (asprintf(&auth, "Authorization: Bearer %s", c->key) >= 0)
+		hdrs = curl_slist_append(hdrs, auth);
+	if (idem_key && asprintf(&idem, "Idempotency-Key: %s", idem_key) >= 0)
+		hdrs = curl_slist_append(hdrs, idem);
+	if (body)
+		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, cli_on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, cli_on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, out);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, 120L); /* sync sends wait up to 60 s */
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "herald-cli/" HERALD_VERSION);
+	if (body) {
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+	}
+	if (strcmp(method, "GET") && strcmp(method, "POST"))
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+
+	CURLcode rc = curl_easy_perform(h);
+	int ret = 0;
+	if (rc != CURLE_OK) {
+		long oserr = 0;
+		curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
+		const char *why = oserr ? strerror((int)oserr)
+		                        : errbuf[0] ? errbuf : curl_easy_strerror(rc);
+		fprintf(stderr, "herald: cannot reach %.*s: %s (is `herald serve` running?)\n",
+		        (int)ul, c->url, why);
+		free(out->body);
+		out->body = NULL;
+		ret = CLI_EUNREACHABLE;
+	} else {
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
+	}
+	curl_slist_free_all(hdrs);
+	if (auth) {
+		memset(auth, 0, strlen(auth));
+		free(auth);
+	}
+	free(idem);
+	free(url);
+	curl_easy_cleanup(h);
+	return ret;
+}
+
+/* Prints an API error in one line; returns the exit code. */
+static int cli_api_error(const struct cli_resp *r)
+{
+	if (r->status == 401) {
+		fprintf(stderr, "herald: the API key was refused (401)\n");
+		return CLI_EAPI;
+	}
+	json_t *j = r->body ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+	json_t *e = json_object_get(j, "error");
+	const char *msg = json_string_value(json_object_get(e, "message"));
+	const char *field = json_string_value(json_object_get(e, "field"));
+	if (msg && field)
+		fprintf(stderr, "herald: %s (field: %s)\n", msg, field);
+	else if (msg)
+		fprintf(stderr, "herald: %s (%ld)\n", msg, r->status);
+	else
+		fprintf(stderr, "herald: the server answered HTTP %ld\n", r->status);
+	json_decref(j);
+	return CLI_EAPI;
+}
+
+/* Common tail of every command: raw JSON on --json, errors, parsing. Returns
+ * the parsed body (caller decrefs) or NULL with *code set. */
+static json_t *cli_result(const struct cli *c, struct cli_resp *r, int *code)
+{
+	if (c->json && r->body) {
+		fwrite(r->body, 1, r->len, stdout);
+		if (r->len && r->body[r->len - 1] != '\n')
+			fputc('\n', stdout);
+	}
+	if (r->status < 200 || r->status >= 300) {
+		*code = cli_api_error(r);
+		return NULL;
+	}
+	json_t *j = r->body ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+	if (!j) {
+		fprintf(stderr, "herald: the server sent a response that is not JSON\n");
+		*code = CLI_EAPI;
+		return NULL;
+	}
+	*code = CLI_OK;
+	return j;
+}
+
+static const char *jstr(json_t *j, const char *key, const char *def)
+{
+	const char *s = json_string_value(json_object_get(j, key));
+	return s ? s : def;
+}
+
+/* ---------------------------------------------------------------------------
+ * Options.
+ * ------------------------------------------------------------------------- */
+
+enum {
+	OPT_URL = 1000, OPT_KEY, OPT_JSON, OPT_TO, OPT_TEXT, OPT_TEMPLATE, OPT_LANG, OPT_PARAM,
+	OPT_CHANNEL, OPT_ACCOUNT, OPT_SYNC, OPT_TIMEOUT, OPT_IDEM, OPT_PRIORITY, OPT_STATUS,
+	OPT_SINCE, OPT_UNTIL, OPT_LIMIT, OPT_CURSOR, OPT_HELP,
+};
+
+static const struct option cli_options[] = {
+	{"url", required_argument, NULL, OPT_URL},
+	{"key", required_argument, NULL, OPT_KEY},
+	{"json", no_argument, NULL, OPT_JSON},
+	{"to", required_argument, NULL, OPT_TO},
+	{"text", required_argument, NULL, OPT_TEXT},
+	{"template", required_argument, NULL, OPT_TEMPLATE},
+	{"lang", required_argument, NULL, OPT_LANG},
+	{"param", required_argument, NULL, OPT_PARAM},
+	{"channel", required_argument, NULL, OPT_CHANNEL},
+	{"account", required_argument, NULL, OPT_ACCOUNT},
+	{"sync", no_argument, NULL, OPT_SYNC},
+	{"timeout-ms", required_argument, NULL, OPT_TIMEOUT},
+	{"idempotency-key", required_argument, NULL, OPT_IDEM},
+	{"priority", required_argument, NULL, OPT_PRIORITY},
+	{"status", required_argument, NULL, OPT_STATUS},
+	{"since", required_argument, NULL, OPT_SINCE},
+	{"until", required_argument, NULL, OPT_UNTIL},
+	{"limit", required_argument, NULL, OPT_LIMIT},
+	{"cursor", required_argument, NULL, OPT_CURSOR},
+	{"help", no_argument, NULL, OPT_HELP},
+	{NULL, 0, NULL, 0},
+};
+
+/* Everything any subcommand accepts; each checks which ones it allows. */
+struct cli_args {
+	struct cli c;
+	const char *to, *text, *tpl, *lang, *channel, *account, *idem, *priority;
+	const char *params[CLI_MAX_PARAMS];
+	int nparams;
+	bool sync;
+	long timeout_ms;
+	const char *status, *since, *until, *limit, *cursor;
+	bool help;
+	const char *positional[4];
+	int npositional;
+};
+
+static const char usage_send[] =
+	"usage: herald send --to NUMBER (--text TEXT | --template NAME --lang LANG\n"
+	"                   [--param VALUE]...) [--channel whatsapp] [--account ID]\n"
+	"                   [--priority transactional|bulk] [--sync [--timeout-ms N]]\n"
+	"                   [--idempotency-key KEY] [--json] [--url URL] [--key KEY]\n\n"
+	"Sends one message through a running gateway. With --sync, waits for the\n"
+	"provider's answer; a failed send then exits 1.\n\n"
+	"  --url URL   gateway base URL (default $HERALD_URL or " CLI_DEFAULT_URL ")\n"
+	"  --key KEY   API key (default $HERALD_API_KEY)\n"
+	"  --json      print the API's JSON response as is\n\n"
+	"Exit codes: 0 ok, 1 API error or failed send, 2 usage, 3 server unreachable.\n";
+
+static const char usage_messages[] =
+	"usage: herald messages get ID [--json]\n"
+	"       herald messages list [--status S] [--channel C] [--to NUMBER] [--since T]\n"
+	"                            [--until T] [--limit N] [--cursor C] [--json]\n\n"
+	"get prints a message and its audit trail; list prints messages newest first.\n"
+	"Times are RFC 3339 (2026-01-15T10:00:00Z) or unix seconds.\n\n"
+	"  --url URL   gateway base URL (default $HERALD_URL or " CLI_DEFAULT_URL ")\n"
+	"  --key KEY   API key (default $HERALD_API_KEY)\n"
+	"  --json      print the API's JSON response as is\n\n"
+	"Exit codes: 0 ok, 1 API error, 2 usage, 3 server unreachable.\n";
+
+/* Parses argv (argv[0] is the subcommand word). Returns 0 or CLI_EUSAGE
+ * after printing what is wrong. */
+static int cli_parse(int argc, char **argv, const char *cmd, struct cli_args *a)
+{
+	memset(a, 0, sizeof *a);
+	a->c.url = getenv("HERALD_URL");
+	a->c.key = getenv("HERALD_API_KEY");
+	optind = 0; /* glibc: full re-initialisation, so cli_main can run twice */
+	opterr = 0;
+	int o;
+	while ((o = getopt_long(argc, argv, ":", cli_options, NULL)) != -1) {
+		char *end;
+		switch (o) {
+		case OPT_URL: a->c.url = optarg; break;
+		case OPT_KEY: a->c.key = optarg; break;
+		case OPT_JSON: a->c.json = true; break;
+		case OPT_HELP: a->help = true; break;
+		case OPT_TO: a->to = optarg; break;
+		case OPT_CHANNEL: a->channel = optarg; break;
+		case OPT_TEXT: a->text = optarg; break;
+		case OPT_TEMPLATE: a->tpl = optarg; break;
+		case OPT_LANG: a->lang = optarg; break;
+		case OPT_ACCOUNT: a->account = optarg; break;
+		case OPT_SYNC: a->sync = true; break;
+		case OPT_IDEM: a->idem = optarg; break;
+		case OPT_PRIORITY: a->priority = optarg; break;
+		case OPT_PARAM:
+			if (a->nparams == CLI_MAX_PARAMS) {
+				fprintf(stderr, "herald %s: at most %d --param\n", cmd,
+				        CLI_MAX_PARAMS);
+				return CLI_EUSAGE;
+			}
+			a->params[a->nparams++] = optarg;
+			break;
+		case OPT_TIMEOUT:
+			errno = 0;
+			a->timeout_ms = strtol(optarg, &end, 10);
+			if (errno || *end || a->timeout_ms < 1) {
+				fprintf(stderr, "herald %s: --timeout-ms needs a positive number\n",
+				        cmd);
+				return CLI_EUSAGE;
+			}
+			break;
+		case OPT_STATUS: a->status = optarg; break;
+		case OPT_SINCE: a->since = optarg; break;
+		case OPT_UNTIL: a->until = optarg; break;
+		case OPT_LIMIT: a->limit = optarg; break;
+		case OPT_CURSOR: a->cursor = optarg; break;
+		case ':':
+			fprintf(stderr, "herald %s: %s needs a value\n", cmd, argv[optind - 1]);
+			return CLI_EUSAGE;
+		default:
+			fprintf(stderr, "herald %s: unknown option '%s'\n", cmd, argv[optind - 1]);
+			return CLI_EUSAGE;
+		}
+	}
+	for (; optind < argc; optind++) {
+		if (a->npositional == (int)(sizeof a->positional / sizeof *a->positional)) {
+			fprintf(stderr, "herald %s: too many arguments\n", cmd);
+			return CLI_EUSAGE;
+		}
+		a->positional[a->npositional++] = argv[optind];
+	}
+	if (!a->c.url || !*a->c.url)
+		a->c.url = CLI_DEFAULT_URL;
+	return 0;
+}
+
+/* Options only `send` takes, and options only `messages list` takes. */
+static bool cli_has_send_opts(const struct cli_args *a)
+{
+	return a->text || a->tpl || a->lang || a->nparams || a->account || a->sync || a->idem ||
+	       a->priority || a->timeout_ms;
+}
+
+static bool cli_has_list_opts(const struct cli_args *a)
+{
+	return a->status || a->since || a->until || a->limit || a->cursor;
+}
+
+static int cli_need_key(const struct cli_args *a)
+{
+	if (a->c.key && *a->c.key)
+		return 0;
+	fprintf(stderr, "herald: no API key: set HERALD_API_KEY or pass --key\n");
+	return CLI_EUSAGE;
+}
+
+/* ---------------------------------------------------------------------------
+ * herald send
+ * ------------------------------------------------------------------------- */
+
+static int cli_send_check(const struct cli_args *a)
+{
+	const char *why = NULL;
+	if (cli_has_list_opts(a))
+		why = "--status/--since/--until/--limit/--cursor belong to 'messages list'";
+	else if (a->npositional)
+		why = "unexpected argument";
+	else if (!a->to)
+		why = "--to is required";
+	else if (!a->text == !a->tpl)
+		why = "give exactly one of --text or --template";
+	else if (a->tpl && !a->lang)
+		why = "--template needs --lang";
+	else if (a->text && (a->lang || a->nparams))
+		why = "--lang and --param go with --template";
+	else if (a->timeout_ms && !a->sync)
+		why = "--timeout-ms goes with --sync";
+	if (why) {
+		fprintf(stderr, "herald send: %s\n\n%s", why, usage_send);
+		return CLI_EUSAGE;
+	}
+	return 0;
+}
+
+static char *cli_send_body(const struct cli_args *a)
+{
+	json_t *j = json_pack("{s:s, s:s}", "channel", a->channel ? a->channel : "whatsapp",
+	                      "to", a->to);
+	if (!j)
+		return NULL;
+	if (a->account)
+		json_object_set_new(j, "account", json_string(a->account));
+	if (a->text) {
+		json_object_set_new(j, "text", json_string(a->text));
+	} else {
+		json_t *params = json_array();
+		for (int i = 0; i < a->nparams; i++)
+			json_array_append_new(params, json_string(a->params[i]));
+		json_object_set_new(j, "template",
+		                    json_pack("{s:s, s:s, s:o}", "name", a->tpl, "language",
+		                              a->lang, "parameters", params));
+	}
+	if (a->priority)
+		json_object_set_new(j, "priority", json_string(a->priority));
+	if (a->sync) {
+		json_object_set_new(j, "mode", json_string("sync"));
+		if (a->timeout_ms)
+			json_object_set_new(j, "timeout_ms", json_integer(a->timeout_ms));
+	}
+	char *s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	return s;
+}
+
+static int cli_send(int argc, char **argv)
+{
+	struct cli_args a;
+	int rc = cli_parse(argc, argv, "send", &a);
+	if (rc)
+		return rc;
+	if (a.help) {
+		fputs(usage_send, stdout);
+		return CLI_OK;
+	}
+	if ((rc = cli_send_check(&a)) || (rc = cli_need_key(&a)))
+		return rc;
+	char *body = cli_send_body(&a);
+	if (!body) {
+		fprintf(stderr, "herald: out of memory\n");
+		return CLI_EAPI;
+	}
+	struct cli_resp r;
+	rc = cli_http(&a.c, "POST", "/v1/messages", body, a.idem, &r);
+	free(body);
+	if (rc)
+		return rc;
+	json_t *j = cli_result(&a.c, &r, &rc);
+	if (j) {
+		const char *status = jstr(j, "status", "?");
+		json_t *err = json_object_get(j, "error");
+		if (!a.c.json) {
+			printf("%s %s  %s/%s -> %s", status, jstr(j, "id", "?"),
+			       jstr(j, "channel", "?"), jstr(j, "account", "?"),
+			       jstr(j, "to", "?"));
+			if (json_string_value(json_object_get(j, "provider_id")))
+				printf("  provider id %s", jstr(j, "provider_id", ""));
+			if (r.replayed)
+				printf("  (idempotent replay)");
+			printf("\n");
+			bool retrying = json_is_true(json_object_get(j, "retrying"));
+			if (json_is_object(err))
+				printf("  error %s: %s%s\n", jstr(err, "code", "?"),
+				       jstr(err, "message", ""), retrying ? " (will retry)" : "");
+			if (json_is_true(json_object_get(j, "sync_timeout")))
+				printf("  no answer from the provider yet: check with "
+				       "'herald messages get %s'\n", jstr(j, "id", "?"));
+		}
+		if (strcmp(status, "failed") == 0) {
+			if (a.c.json)
+				fprintf(stderr, "herald: the message failed\n");
+			rc = CLI_EAPI;
+		}
+		json_decref(j);
+	}
+	free(r.body);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------------
+ * herald messages get | list
+ * ------------------------------------------------------------------------- */
+
+/* Prints at most `width` bytes of s without cutting a UTF-8 sequence, with
+ * newlines shown as spaces so a table row stays one line. */
+static void print_cell(const char *s, int width)
+{
+	int n = 0;
+	const unsigned char *p = (const unsigned char *)s;
+	size_t len = strlen(s);
+	bool cut = (int)len > width;
+	int room = cut ? width - 3 : width;
+	while (*p && n < room) {
+		int l = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3 : 4;
+		if (n + l > room)
+			break;
+		for (int i = 0; i < l && p[i]; i++)
+			putchar(p[i] == '\n' || p[i] == '\r' || p[i] == '\t' ? ' ' : p[i]);
+		p += l;
+		n += l;
+	}
+	if (cut)
+		fputs("...", stdout);
+}
+
+static void print_message(json_t *m)
+{
+	printf("id         %s\n", jstr(m, "id", ""));
+	printf("status     %s\n", jstr(m, "status", ""));
+	printf("channel    %s (account %s)\n", jstr(m, "channel", ""), jstr(m, "account", ""));
+	printf("to         %s\n", jstr(m, "to", ""));
+	printf("priority   %s\n", jstr(m, "priority", ""));
+	printf("attempts   %lld\n", (long long)json_integer_value(json_object_get(m, "attempts")));
+	printf("provider   %s\n", jstr(m, "provider_id", "-"));
+	json_t *err = json_object_get(m, "error");
+	if (json_is_object(err))
+		printf("error      %s: %s\n", jstr(err, "code", ""), jstr(err, "message", ""));
+	printf("created    %s\n", jstr(m, "created_at", ""));
+	printf("updated    %s\n", jstr(m, "updated_at", ""));
+	/* A multi-line body stays in its column. */
+	fputs("body       ", stdout);
+	for (const char *p = jstr(m, "body", ""); *p; p++)
+		fputs(*p == '\n' ? "\n           " : (char[]){*p, 0}, stdout);
+	putchar('\n');
+	json_t *events = json_object_get(m, "events");
+	printf("\n%-27s  %-15s  %-11s  %-10s  %-7s  %s\n", "TIME", "TYPE", "STATUS", "SOURCE",
+	       "APPLIED", "DETAIL");
+	size_t i;
+	json_t *e;
+	json_array_foreach(events, i, e) {
+		json_t *d = json_object_get(e, "detail");
+		char *detail = json_is_null(d) || !d ? NULL : json_dumps(d, JSON_COMPACT);
+		printf("%-27s  %-15s  %-11s  %-10s  %-7s  %s\n", jstr(e, "at", ""),
+		       jstr(e, "type", ""), jstr(e, "status", "-"), jstr(e, "source", ""),
+		       json_is_true(json_object_get(e, "applied")) ? "yes" : "no",
+		       detail ? detail : "");
+		free(detail);
+	}
+}
+
+static int cli_messages_get(struct cli_args *a)
+{
+	if (a->npositional != 1 || cli_has_send_opts(a) || cli_has_list_opts(a) || a->to ||
+	    a->channel) {
+		fprintf(stderr, "herald messages get: %s\n\n%s",
+		        a->npositional != 1 ? "give one message id" : "get takes only an id",
+		        usage_messages);
+		return CLI_EUSAGE;
+	}
+	int rc = cli_need_key(a);
+	if (rc)
+		return rc;
+	CURL *h = curl_easy_init();
+	char *id = h ? curl_easy_escape(h, a->positional[0], 0) : NULL;
+	char *path = NULL;
+	if (!id || asprintf(&path, "/v1/messages/%s", id) < 0)
+		path = NULL;
+	curl_free(id);
+	curl_easy_cleanup(h);
+	if (!path) {
+		fprintf(stderr, "herald: out of memory\n");
+		return CLI_EAPI;
+	}
+	struct cli_resp r;
+	rc = cli_http(&a->c, "GET", path, NULL, NULL, &r);
+	free(path);
+	if (rc)
+		return rc;
+	json_t *j = cli_result(&a->c, &r, &rc);
+	if (j && !a->c.json)
+		print_message(j);
+	json_decref(j);
+	free(r.body);
+	return rc;
+}
+
+static int cli_messages_list(struct cli_args *a)
+{
+	if (a->npositional || cli_has_send_opts(a)) {
+		fprintf(stderr, "herald messages list: unexpected argument\n\n%s", usage_messages);
+		return CLI_EUSAGE;
+	}
+	int rc = cli_need_key(a);
+	if (rc)
+		return rc;
+	const struct {
+		const char *name, *value;
+	} q[] = {
+		{"status", a->status}, {"channel", a->channel}, {"to", a->to}, {"since", a->since},
+		{"until", a->until},   {"limit", a->limit},     {"cursor", a->cursor},
+	};
+	CURL *h = curl_easy_init();
+	if (!h)
+		return CLI_EUNREACHABLE;
+	char path[2048] = "/v1/messages";
+	size_t off = strlen(path);
+	char sep = '?';
+	for (size_t i = 0; i < sizeof q / sizeof *q; i++) {
+		if (!q[i].value)
+			continue;
+		char *v = curl_easy_escape(h, q[i].value, 0);
+		int n = v ? snprintf(path + off, sizeof path - off, "%c%s=%s", sep, q[i].name, v)
+		          : -1;
+		curl_free(v);
+		if (n < 0 || (size_t)n >= sizeof path - off) {
+			curl_easy_cleanup(h);
+			fprintf(stderr, "herald messages list: filters too long\n");
+			return CLI_EUSAGE;
+		}
+		off += (size_t)n;
+		sep = '&';
+	}
+	curl_easy_cleanup(h);
+
+	struct cli_resp r;
+	rc = cli_http(&a->c, "GET", path, NULL, NULL, &r);
+	if (rc)
+		return rc;
+	json_t *j = cli_result(&a->c, &r, &rc);
+	if (j && !a->c.json) {
+		json_t *data = json_object_get(j, "data");
+		printf("%-26s  %-27s  %-11s  %-9s  %-16s  %s\n", "ID", "CREATED", "STATUS",
+		       "CHANNEL", "TO", "BODY");
+		size_t i;
+		json_t *m;
+		json_array_foreach(data, i, m) {
+			printf("%-26s  %-27s  %-11s  %-9s  %-16s  ", jstr(m, "id", ""),
+			       jstr(m, "created_at", ""), jstr(m, "status", ""),
+			       jstr(m, "channel", ""), jstr(m, "to", ""));
+			print_cell(jstr(m, "body", ""), 40);
+			putchar('\n');
+		}
+		const char *next = jstr(j, "next_cursor", NULL);
+		size_t n = json_array_size(data);
+		printf("%zu message%s", n, n == 1 ? "" : "s");
+		if (next)
+			printf("; next page: --cursor %s", next);
+		printf("\n");
+	}
+	json_decref(j);
+	free(r.body);
+	return rc;
+}
+
+static int cli_messages(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		fputs(usage_messages, argc < 2 ? stderr : stdout);
+		return argc < 2 ? CLI_EUSAGE : CLI_OK;
+	}
+	const char *sub = argv[1];
+	if (strcmp(sub, "get") && strcmp(sub, "list")) {
+		fprintf(stderr, "herald messages: unknown subcommand '%s'\n\n%s", sub,
+		        usage_messages);
+		return CLI_EUSAGE;
+	}
+	struct cli_args a;
+	char cmd[32];
+	snprintf(cmd, sizeof cmd, "messages %s", sub);
+	int rc = cli_parse(argc - 1, argv + 1, cmd, &a);
+	if (rc)
+		return rc;
+	if (a.help) {
+		fputs(usage_messages, stdout);
+		return CLI_OK;
+	}
+	return strcmp(sub, "get") == 0 ? cli_messages_get(&a) : cli_messages_list(&a);
+}
+
+int cli_main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "herald: expected 'send' or 'messages'\n");
+		return CLI_EUSAGE;
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	int rc;
+	if (strcmp(argv[1], "send") == 0) {
+		rc = cli_send(argc - 1, argv + 1);
+	} else if (strcmp(argv[1], "messages") == 0) {
+		rc = cli_messages(argc - 1, argv + 1);
+	} else {
+		fprintf(stderr, "herald: unknown command '%s'\n", argv[1]);
+		rc = CLI_EUSAGE;
+	}
+	fflush(stdout);
+	curl_global_cleanup();
+	return rc;
+}

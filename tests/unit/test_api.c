@@ -1,0 +1,1302 @@
+/*
+ * test_api.c - the HTTP API in-process: a real SQLite store in a temp dir,
+ * real WhatsApp accounts, the server on a free loopback port, and libcurl
+ * as the client. The sync-mode test adds a real dispatcher and a fake
+ * WhatsApp provider (a tiny MHD server) so every sync outcome is real.
+ */
+#include <dirent.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "api/api.h"
+#include "core/crypto.h"
+#include "obs/metrics.h"
+
+#define KEY_ACME "key-acme-0123456789"
+#define KEY_OTHER "key-other-0123456789"
+#define APP_SECRET "app-secret-123"
+
+struct env {
+	char dir[64];
+	struct store *st;
+	struct account_set set;
+	struct api_server *srv;
+	struct dispatcher *disp;
+	char base[64];
+};
+
+static struct env E; /* the main fixture: no dispatcher */
+
+/* ---------------------------------------------------------------------------
+ * Helpers: temp dirs, fixtures, HTTP.
+ * ------------------------------------------------------------------------- */
+
+static void rm_tree(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	char p[512];
+	while ((e = readdir(d)) != NULL) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+		unlink(p);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+static void put_account(struct store *st, const char *id, const char *tenant,
+                        const char *base_url, const char *pnid)
+{
+	char cfg[512];
+	snprintf(cfg, sizeof cfg,
+	         "{\"base_url\":\"%s\",\"phone_number_id\":\"%s\",\"access_token\":\"tok\","
+	         "\"app_secret\":\"" APP_SECRET "\",\"verify_token\":\"vt-123\"}",
+	         base_url, pnid);
+	struct account_row a = {.config = cfg};
+	hr_strlcpy(a.id, id, sizeof a.id);
+	hr_strlcpy(a.tenant_id, tenant, sizeof a.tenant_id);
+	hr_strlcpy(a.channel, "whatsapp", sizeof a.channel);
+	struct hr_err err;
+	assert_int_equal(st->ops->account_upsert(st, &a, &err), 0);
+}
+
+static void put_tenant_key(struct store *st, const char *tenant, const char *key)
+{
+	struct tenant_row t;
+	memset(&t, 0, sizeof t);
+	hr_strlcpy(t.id, tenant, sizeof t.id);
+	hr_strlcpy(t.name, tenant, sizeof t.name);
+	struct hr_err err;
+	assert_int_equal(st->ops->tenant_upsert(st, &t, &err), 0);
+	char hash[65];
+	hr_sha256_hex(key, strlen(key), hash);
+	assert_int_equal(st->ops->api_key_put(st, tenant, hash, "test", &err), 0);
+}
+
+/* Store with tenants acme and other (with their keys) and one template. */
+static void env_store(struct env *e)
+{
+	strcpy(e->dir, "/tmp/herald-test-api-XXXXXX");
+	assert_non_null(mkdtemp(e->dir));
+	char path[128];
+	snprintf(path, sizeof path, "%s/herald.db", e->dir);
+	struct store_opts so = {0};
+	struct hr_err err;
+	hr_err_clear(&err);
+	int rc = store_sqlite.open(path, &so, &e->st, &err);
+	if (rc != 0)
+		fail_msg("store open: %s", err.msg);
+	put_tenant_key(e->st, "acme", KEY_ACME);
+	put_tenant_key(e->st, "other", KEY_OTHER);
+	struct template_row t = {.body = "Hi {{1}}, you owe {{2}}.", .param_count = 2};
+	hr_strlcpy(t.tenant_id, "acme", sizeof t.tenant_id);
+	hr_strlcpy(t.channel, "whatsapp", sizeof t.channel);
+	hr_strlcpy(t.name, "payment_reminder", sizeof t.name);
+	hr_strlcpy(t.language, "en_GB", sizeof t.language);
+	assert_int_equal(e->st->ops->template_upsert(e->st, &t, &err), 0);
+}
+
+static void env_load_accounts(struct env *e)
+{
+	struct hr_err err;
+	hr_err_clear(&err);
+	int rc = account_set_load(e->st, &e->set, &err);
+	if (rc != 0)
+		fail_msg("account_set_load: %s (%s)", err.msg, err.field);
+}
+
+static void env_start(struct env *e)
+{
+	struct hr_err err;
+	hr_err_clear(&err);
+	int rc;
+	struct api_opts o;
+	api_opts_default(&o);
+	o.port = 0;
+	o.public_url = "https://herald.example";
+	o.store = e->st;
+	o.accounts = &e->set;
+	o.dispatcher = e->disp;
+	rc = api_start(&o, &e->srv, &err);
+	if (rc != 0)
+		fail_msg("api_start: %s", err.msg);
+	assert_true(api_port(e->srv) > 0);
+	snprintf(e->base, sizeof e->base, "http://127.0.0.1:%d", api_port(e->srv));
+}
+
+static void env_stop(struct env *e)
+{
+	api_stop(e->srv);
+	dispatcher_stop(e->disp);
+	account_set_clear(&e->set);
+	e->st->ops->close(e->st);
+	rm_tree(e->dir);
+	memset(e, 0, sizeof *e);
+}
+
+struct resp {
+	long status;
+	char *body;
+	size_t len;
+	char hdrs[8192];
+	size_t hlen;
+};
+
+static size_t on_body(char *p, size_t sz, size_t n, void *ud)
+{
+	struct resp *r = ud;
+	char *b = realloc(r->body, r->len + sz * n + 1);
+	assert_non_null(b);
+	memcpy(b + r->len, p, sz * n);
+	r->len += sz * n;
+	b[r->len] = '\0';
+	r->body = b;
+	return sz * n;
+}
+
+static size_t on_hdr(char *p, size_t sz, size_t n, void *ud)
+{
+	struct resp *r = ud;
+	size_t l = sz * n;
+	if (r->hlen + l < sizeof r->hdrs) {
+		memcpy(r->hdrs + r->hlen, p, l);
+		r->hlen += l;
+		r->hdrs[r->hlen] = '\0';
+	}
+	return l;
+}
+
+struct upload {
+	const char *data;
+	size_t len, off;
+};
+
+static size_t on_read(char *buf, size_t sz, size_t n, void *ud)
+{
+	struct upload *u = ud;
+	size_t l = sz * n;
+	if (l > u->len - u->off)
+		l = u->len - u->off;
+	memcpy(buf, u->data + u->off, l);
+	u->off += l;
+	return l;
+}
+
+/* One request. key NULL = no Authorization; extra = NULL-terminated header
+ * lines; chunked = send the body without Content-Length. */
+static void http_ex(const char *base, const char *method, const char *path, const char *key,
+                    const char *body, size_t blen, const char *const *extra, int chunked,
+                    struct resp *out)
+{
+	memset(out, 0, sizeof *out);
+	CURL *c = curl_easy_init();
+	assert_non_null(c);
+	char url[4096];
+	snprintf(url, sizeof url, "%s%s", base, path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_hdr);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+	struct curl_slist *h = curl_slist_append(NULL, "Expect:");
+	char auth[256];
+	if (key) {
+		snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+		h = curl_slist_append(h, auth);
+	}
+	for (; extra && *extra; extra++)
+		h = curl_slist_append(h, *extra);
+	struct upload up = {body, blen, 0};
+	if (body && chunked) {
+		h = curl_slist_append(h, "Transfer-Encoding: chunked");
+		curl_easy_setopt(c, CURLOPT_POST, 1L);
+		curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+		curl_easy_setopt(c, CURLOPT_READDATA, &up);
+	} else if (body) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+	}
+	if (strcmp(method, "GET") && strcmp(method, "POST"))
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	else if (!strcmp(method, "POST") && !body)
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	CURLcode rc = curl_easy_perform(c);
+	if (rc != CURLE_OK)
+		fail_msg("%s %s: %s", method, path, curl_easy_strerror(rc));
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+}
+
+static void http(const char *method, const char *path, const char *key, const char *body,
+                 struct resp *out)
+{
+	http_ex(E.base, method, path, key, body, body ? strlen(body) : 0, NULL, 0, out);
+}
+
+static void resp_free(struct resp *r)
+{
+	free(r->body);
+	r->body = NULL;
+}
+
+/* Value of a response header (case-insensitive name), or NULL. */
+static const char *header(struct resp *r, const char *name, char *out, size_t size)
+{
+	size_t nl = strlen(name);
+	for (char *line = r->hdrs; line && *line;) {
+		char *eol = strstr(line, "\r\n");
+		if (strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
+			const char *v = line + nl + 1;
+			while (*v == ' ')
+				v++;
+			size_t l = eol ? (size_t)(eol - v) : strlen(v);
+			if (l >= size)
+				l = size - 1;
+			memcpy(out, v, l);
+			out[l] = '\0';
+			return out;
+		}
+		line = eol ? eol + 2 : NULL;
+	}
+	return NULL;
+}
+
+static json_t *body_json(struct resp *r)
+{
+	json_error_t je;
+	json_t *j = r->body ? json_loadb(r->body, r->len, 0, &je) : NULL;
+	if (!j)
+		fail_msg("response %ld is not JSON: %s", r->status, r->body ? r->body : "(empty)");
+	return j;
+}
+
+static const char *jstr(json_t *j, const char *key)
+{
+	return json_string_value(json_object_get(j, key));
+}
+
+/* The error body has the stable shape; field NULL means "no field". */
+static void check_error(struct resp *r, long status, const char *code, const char *field)
+{
+	if (r->status != status)
+		fail_msg("status %ld, want %ld: %s", r->status, status, r->body);
+	char ct[128];
+	assert_non_null(header(r, "Content-Type", ct, sizeof ct));
+	assert_string_equal(ct, "application/json");
+	json_t *j = body_json(r);
+	json_t *e = json_object_get(j, "error");
+	assert_non_null(e);
+	assert_string_equal(jstr(e, "code"), code);
+	assert_non_null(jstr(e, "message"));
+	assert_true(strlen(jstr(e, "message")) > 0);
+	if (field) {
+		if (!jstr(e, "field") || strcmp(jstr(e, "field"), field) != 0)
+			fail_msg("field %s, want %s: %s", jstr(e, "field"), field, r->body);
+	} else {
+		assert_null(json_object_get(e, "field"));
+	}
+	json_decref(j);
+}
+
+static int64_t count_messages(struct store *st, const char *tenant)
+{
+	int64_t counts[MSG__COUNT], sum = 0;
+	assert_int_equal(st->ops->message_counts(st, tenant, counts), 0);
+	for (int i = 0; i < MSG__COUNT; i++)
+		sum += counts[i];
+	return sum;
+}
+
+static int64_t inbox_pending(void)
+{
+	int64_t n = -1;
+	assert_int_equal(E.st->ops->inbox_pending(E.st, &n), 0);
+	return n;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	env_store(&E);
+	put_account(E.st, "demo-wa", "acme", "http://127.0.0.1:9", "106540352242922");
+	put_account(E.st, "second-wa", "acme", "http://127.0.0.1:9", "106540352242923");
+	put_account(E.st, "other-wa", "other", "http://127.0.0.1:9", "106540352242924");
+	env_load_accounts(&E);
+	env_start(&E);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	env_stop(&E);
+	curl_global_cleanup();
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Tests.
+ * ------------------------------------------------------------------------- */
+
+static void test_health_and_routes(void **state)
+{
+	(void)state;
+	struct resp r;
+	http("GET", "/healthz", NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	char v[256];
+	assert_string_equal(header(&r, "Content-Type", v, sizeof v), "application/json");
+	json_t *j = body_json(&r);
+	assert_string_equal(jstr(j, "status"), "ok");
+	json_decref(j);
+	resp_free(&r);
+
+	http("GET", "/readyz", NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	resp_free(&r);
+
+	http("GET", "/nope", KEY_ACME, NULL, &r);
+	check_error(&r, 404, "not_found", NULL);
+	resp_free(&r);
+	http("GET", "/v1/messages/x/y", KEY_ACME, NULL, &r);
+	check_error(&r, 404, "not_found", NULL);
+	resp_free(&r);
+
+	http("DELETE", "/v1/messages", KEY_ACME, NULL, &r);
+	check_error(&r, 405, "method_not_allowed", NULL);
+	assert_non_null(header(&r, "Allow", v, sizeof v));
+	assert_string_equal(v, "GET, HEAD, POST");
+	resp_free(&r);
+	http("GET", "/v1/messages:batch", KEY_ACME, NULL, &r);
+	check_error(&r, 405, "method_not_allowed", NULL);
+	assert_string_equal(header(&r, "Allow", v, sizeof v), "POST");
+	resp_free(&r);
+	http("POST", "/healthz", NULL, "{}", &r);
+	check_error(&r, 405, "method_not_allowed", NULL);
+	resp_free(&r);
+}
+
+static void test_auth(void **state)
+{
+	(void)state;
+	const char *body = "{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"hi\"}";
+	int64_t before = count_messages(E.st, NULL);
+	struct resp r;
+	http("POST", "/v1/messages", NULL, body, &r);
+	check_error(&r, 401, "unauthorized", "Authorization");
+	resp_free(&r);
+	http("POST", "/v1/messages", "wrong-key", body, &r);
+	check_error(&r, 401, "unauthorized", "Authorization");
+	resp_free(&r);
+	static const char *const basic[] = {"Authorization: Basic dXNlcjpwYXNz", NULL};
+	http_ex(E.base, "POST", "/v1/messages", NULL, body, strlen(body), basic, 0, &r);
+	check_error(&r, 401, "unauthorized", "Authorization");
+	resp_free(&r);
+	http("GET", "/v1/messages", NULL, NULL, &r);
+	check_error(&r, 401, "unauthorized", "Authorization");
+	resp_free(&r);
+	assert_int_equal(count_messages(E.st, NULL), before);
+	/* The right key twice: the second is served from the cache. */
+	for (int i = 0; i < 2; i++) {
+		http("GET", "/v1/messages?limit=1", KEY_ACME, NULL, &r);
+		assert_int_equal(r.status, 200);
+		resp_free(&r);
+	}
+}
+
+static void test_validation(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *body;
+		long status;
+		const char *code, *field;
+	} cases[] = {
+		{"{\"channel\":\"whatsapp\",\"text\":\"hi\"}", 422, "invalid", "to"},
+		{"{\"to\":\"+447911123456\",\"text\":\"hi\"}", 422, "invalid", "channel"},
+		{"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\"}", 422, "invalid", "text"},
+		{"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"hi\","
+		 "\"template\":{\"name\":\"payment_reminder\",\"language\":\"en_GB\"}}",
+		 422, "invalid", "template"},
+		{"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"hi\","
+		 "\"colour\":\"red\"}", 422, "invalid", "colour"},
+		{"{\"channel\":\"whatsapp\",\"to\":", 400, "invalid_json", NULL},
+		{"not json at all", 400, "invalid_json", NULL},
+		{"{\"a\":1,\"a\":2}", 400, "invalid_json", NULL},
+		{"[1,2]", 422, "invalid", NULL},
+		{"{\"channel\":\"whatsapp\",\"to\":\"abc\",\"text\":\"hi\"}", 422, "invalid", "to"},
+		{"{\"channel\":\"whatsapp\",\"to\":42,\"text\":\"hi\"}", 422, "invalid", "to"},
+		{"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"\"}", 422,
+		 "invalid", "text"},
+		{"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":7}", 422, "invalid",
+		 "text"},
+		{"{\"channel\":\"telepathy\",\"to\":\"+447911123456\",\"text\":\"hi\"}", 422,
+		 "invalid", "channel"},
+		/* The account must match the channel and belong to the tenant. */
+		{"{\"channel\":\"sms\",\"account\":\"demo-wa\",\"to\":\"+447911123456\","
+		 "\"text\":\"hi\"}", 422, "invalid", "account"},
+		{"{\"channel\":\"whatsapp\",\"account\":\"other-wa\",\"to\":\"+447911123456\","
+		 "\"text\":\"hi\"}", 422, "invalid", "account"},
+		{"{\"channel\":\"whatsapp\",\"account\":\"nope\",\"to\":\"+447911123456\","
+		 "\"text\":\"hi\"}", 422, "invalid", "account"},
+		/* Templates: exists, parameter count, shape. */
+		{"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"template\":{\"name\":"
+		 "\"no_such\",\"language\":\"en_GB\",\"parameters\":[]}}", 422, "invalid",
+		 "template.name"},
+		{"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"template\":{\"name\":"
+		 "\"payment_reminder\",\"language\":\"fr\",\"parameters\":[\"a\",\"b\"]}}", 422,
+		 "invalid", "template.name"},
+		{"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"template\":{\"name\":"
+		 "\"payment_reminder\",\"language\":\"en_GB\",\"parameters\":[\"Ana\"]}}", 422,
+		 "invalid", "template.parameters"},
+		{"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"template\":{\"name\":"
+		 "\"payment_reminder\",\"language\":\"en_GB\",\"parameters\":[\"a\",\"b\",\"c\"]}}",
+		 422, "invalid", "template.parameters[2]"},
+		{"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"template\":{\"name\":"
+		 "\"payment_reminder\",\"language\":\"en_GB\",\"parameters\":[\"a\",5]}}", 422,
+		 "invalid", "template.parameters[1]"},
+		{"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"template\":{\"name\":"
+		 "\"payment_reminder\",\"language\":\"en_GB\",\"x\":1}}", 422, "invalid",
+		 "template.x"},
+		{"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"template\":\"hi\"}", 422,
+		 "invalid", "template"},
+		/* Modes and priorities. */
+		{"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"hi\","
+		 "\"mode\":\"sync\"}", 422, "invalid", "mode"},
+		{"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"hi\","
+		 "\"mode\":\"later\"}", 422, "invalid", "mode"},
+		{"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"hi\","
+		 "\"timeout_ms\":100}", 422, "invalid", "timeout_ms"},
+		{"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"hi\","
+		 "\"priority\":\"urgent\"}", 422, "invalid", "priority"},
+	};
+	int64_t before = count_messages(E.st, NULL);
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		struct resp r;
+		http("POST", "/v1/messages", KEY_ACME, cases[i].body, &r);
+		if (r.status != cases[i].status)
+			fail_msg("case %zu: status %ld: %s", i, r.status, r.body);
+		check_error(&r, cases[i].status, cases[i].code, cases[i].field);
+		resp_free(&r);
+	}
+	assert_int_equal(count_messages(E.st, NULL), before);
+
+	/* A malformed Idempotency-Key is named as the field. */
+	char longkey[300] = "Idempotency-Key: ";
+	memset(longkey + strlen(longkey), 'k', 270);
+	longkey[sizeof longkey - 1] = '\0';
+	const char *hdr[] = {longkey, NULL};
+	const char *ok = "{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"hi\"}";
+	struct resp r;
+	http_ex(E.base, "POST", "/v1/messages", KEY_ACME, ok, strlen(ok), hdr, 0, &r);
+	check_error(&r, 422, "invalid", "Idempotency-Key");
+	resp_free(&r);
+}
+
+/* Accepts a message and returns its id (static buffer per call site). */
+static void accept_one(const char *key, const char *body, char id[HR_ID_LEN + 1])
+{
+	struct resp r;
+	http("POST", "/v1/messages", key, body, &r);
+	if (r.status != 202)
+		fail_msg("accept: %ld %s", r.status, r.body);
+	json_t *j = body_json(&r);
+	hr_strlcpy(id, jstr(j, "id"), HR_ID_LEN + 1);
+	json_decref(j);
+	resp_free(&r);
+}
+
+static void test_accept_get_isolation(void **state)
+{
+	(void)state;
+	int64_t before = count_messages(E.st, "acme");
+	struct resp r;
+	http("POST", "/v1/messages", KEY_ACME,
+	     "{\"channel\":\"whatsapp\",\"to\":\"+44 7911 123456\",\"text\":\"Hello there\"}", &r);
+	assert_int_equal(r.status, 202);
+	char v[128];
+	assert_string_equal(header(&r, "Content-Type", v, sizeof v), "application/json");
+	json_t *j = body_json(&r);
+	char id[HR_ID_LEN + 1];
+	assert_true(hr_id_valid(jstr(j, "id")));
+	hr_strlcpy(id, jstr(j, "id"), sizeof id);
+	assert_string_equal(jstr(j, "status"), "queued");
+	assert_string_equal(jstr(j, "channel"), "whatsapp");
+	assert_string_equal(jstr(j, "account"), "demo-wa"); /* the tenant's first */
+	assert_string_equal(jstr(j, "to"), "447911123456");
+	assert_int_equal(json_object_size(j), 5);
+	json_decref(j);
+	resp_free(&r);
+	assert_int_equal(count_messages(E.st, "acme"), before + 1);
+
+	char path[64];
+	snprintf(path, sizeof path, "/v1/messages/%s", id);
+	http("GET", path, KEY_ACME, NULL, &r);
+	assert_int_equal(r.status, 200);
+	j = body_json(&r);
+	assert_string_equal(jstr(j, "id"), id);
+	assert_string_equal(jstr(j, "channel"), "whatsapp");
+	assert_string_equal(jstr(j, "account"), "demo-wa");
+	assert_string_equal(jstr(j, "to"), "447911123456");
+	assert_string_equal(jstr(j, "status"), "queued");
+	assert_string_equal(jstr(j, "priority"), "transactional");
+	assert_string_equal(jstr(json_object_get(j, "content"), "type"), "text");
+	assert_string_equal(jstr(json_object_get(j, "content"), "text"), "Hello there");
+	assert_string_equal(jstr(j, "body"), "Hello there");
+	assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 0);
+	assert_true(json_is_null(json_object_get(j, "provider_id")));
+	assert_true(json_is_null(json_object_get(j, "error")));
+	const char *created = jstr(j, "created_at");
+	assert_non_null(created);
+	assert_int_equal(strlen(created), 27); /* 2026-01-15T10:00:00.123456Z */
+	assert_int_equal(created[26], 'Z');
+	assert_non_null(jstr(j, "updated_at"));
+	json_t *events = json_object_get(j, "events");
+	assert_int_equal(json_array_size(events), 1);
+	json_t *ev = json_array_get(events, 0);
+	assert_string_equal(jstr(ev, "type"), "accepted");
+	assert_string_equal(jstr(ev, "source"), "api");
+	assert_string_equal(jstr(ev, "status"), "queued");
+	assert_true(json_is_true(json_object_get(ev, "applied")));
+	assert_true(json_is_integer(json_object_get(ev, "id")));
+	assert_non_null(jstr(ev, "at"));
+	assert_true(json_is_null(json_object_get(ev, "provider_at")));
+	assert_non_null(json_object_get(ev, "detail"));
+	json_decref(j);
+	resp_free(&r);
+
+	/* Another tenant, an unknown id and a malformed id: all 404. */
+	http("GET", path, KEY_OTHER, NULL, &r);
+	check_error(&r, 404, "not_found", NULL);
+	resp_free(&r);
+	http("GET", "/v1/messages/01ARZ3NDEKTSV4RRFFQ69G5FAV", KEY_ACME, NULL, &r);
+	check_error(&r, 404, "not_found", NULL);
+	resp_free(&r);
+	http("GET", "/v1/messages/not-an-id", KEY_ACME, NULL, &r);
+	check_error(&r, 404, "not_found", NULL);
+	resp_free(&r);
+	/* Nor does the other tenant's list show it. */
+	http("GET", "/v1/messages?limit=1000", KEY_OTHER, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_null(strstr(r.body, id));
+	resp_free(&r);
+
+	/* A template message: content is canonical, body is rendered. */
+	http("POST", "/v1/messages", KEY_ACME,
+	     "{\"channel\":\"whatsapp\",\"account\":\"second-wa\",\"to\":\"447911123457\","
+	     "\"template\":{\"name\":\"payment_reminder\",\"language\":\"en_GB\","
+	     "\"parameters\":[\"Ana\",\"\xc2\xa3" "120.00\"]},\"priority\":\"bulk\"}",
+	     &r);
+	if (r.status != 202)
+		fail_msg("template accept: %ld %s", r.status, r.body);
+	j = body_json(&r);
+	assert_string_equal(jstr(j, "account"), "second-wa");
+	snprintf(path, sizeof path, "/v1/messages/%s", jstr(j, "id"));
+	json_decref(j);
+	resp_free(&r);
+	http("GET", path, KEY_ACME, NULL, &r);
+	j = body_json(&r);
+	assert_string_equal(jstr(j, "body"), "Hi Ana, you owe \xc2\xa3" "120.00.");
+	assert_string_equal(jstr(j, "priority"), "bulk");
+	json_t *c = json_object_get(j, "content");
+	assert_string_equal(jstr(c, "type"), "template");
+	json_t *t = json_object_get(c, "template");
+	assert_string_equal(jstr(t, "name"), "payment_reminder");
+	assert_string_equal(jstr(t, "language"), "en_GB");
+	assert_int_equal(json_array_size(json_object_get(t, "parameters")), 2);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(t, "parameters"), 0)),
+	                    "Ana");
+	json_decref(j);
+	resp_free(&r);
+}
+
+static void test_idempotency(void **state)
+{
+	(void)state;
+	const char *body = "{\"channel\":\"whatsapp\",\"to\":\"+447700900500\",\"text\":\"once\"}";
+	const char *hdr[] = {"Idempotency-Key: order-42", NULL};
+	int64_t before = count_messages(E.st, "acme");
+	struct resp r1, r2, r3;
+	http_ex(E.base, "POST", "/v1/messages", KEY_ACME, body, strlen(body), hdr, 0, &r1);
+	assert_int_equal(r1.status, 202);
+	char v[64];
+	assert_null(header(&r1, "Idempotent-Replayed", v, sizeof v));
+	http_ex(E.base, "POST", "/v1/messages", KEY_ACME, body, strlen(body), hdr, 0, &r2);
+	assert_int_equal(r2.status, 202);
+	assert_string_equal(r2.body, r1.body);
+	assert_string_equal(header(&r2, "Idempotent-Replayed", v, sizeof v), "true");
+	assert_int_equal(count_messages(E.st, "acme"), before + 1);
+
+	/* Same key, different request: refused, nothing written. */
+	const char *other =
+		"{\"channel\":\"whatsapp\",\"to\":\"+447700900500\",\"text\":\"twice\"}";
+	http_ex(E.base, "POST", "/v1/messages", KEY_ACME, other, strlen(other), hdr, 0, &r3);
+	check_error(&r3, 422, "idempotency_mismatch", "Idempotency-Key");
+	assert_int_equal(count_messages(E.st, "acme"), before + 1);
+	resp_free(&r1);
+	resp_free(&r2);
+	resp_free(&r3);
+
+	/* Keys are per tenant: the other tenant's same key is a new request. */
+	int64_t other_before = count_messages(E.st, "other");
+	http_ex(E.base, "POST", "/v1/messages", KEY_OTHER, body, strlen(body), hdr, 0, &r1);
+	assert_int_equal(r1.status, 202);
+	assert_null(header(&r1, "Idempotent-Replayed", v, sizeof v));
+	assert_int_equal(count_messages(E.st, "other"), other_before + 1);
+	resp_free(&r1);
+
+	/* Batch requests replay the same way. */
+	const char *batch = "{\"messages\":[{\"channel\":\"whatsapp\",\"to\":\"447700900501\","
+	                    "\"text\":\"a\"},{\"channel\":\"whatsapp\",\"to\":\"447700900502\","
+	                    "\"text\":\"b\"}]}";
+	const char *bh[] = {"Idempotency-Key: batch-7", NULL};
+	before = count_messages(E.st, "acme");
+	http_ex(E.base, "POST", "/v1/messages:batch", KEY_ACME, batch, strlen(batch), bh, 0, &r1);
+	assert_int_equal(r1.status, 202);
+	http_ex(E.base, "POST", "/v1/messages:batch", KEY_ACME, batch, strlen(batch), bh, 0, &r2);
+	assert_int_equal(r2.status, 202);
+	assert_string_equal(r1.body, r2.body);
+	assert_string_equal(header(&r2, "Idempotent-Replayed", v, sizeof v), "true");
+	assert_int_equal(count_messages(E.st, "acme"), before + 2);
+	resp_free(&r1);
+	resp_free(&r2);
+}
+
+static char *make_batch(int n, int bad_index, const char *prefix)
+{
+	size_t cap = (size_t)n * 96 + 64;
+	char *b = malloc(cap);
+	assert_non_null(b);
+	size_t off = (size_t)snprintf(b, cap, "{%s\"messages\":[", prefix ? prefix : "");
+	for (int i = 0; i < n; i++)
+		off += (size_t)snprintf(b + off, cap - off,
+		                        "%s{\"channel\":\"whatsapp\",\"to\":\"%s\","
+		                        "\"text\":\"m%d\"}",
+		                        i ? "," : "", i == bad_index ? "12" : "+447700800000", i);
+	snprintf(b + off, cap - off, "]}");
+	return b;
+}
+
+static void test_batch(void **state)
+{
+	(void)state;
+	struct resp r;
+	int64_t before = count_messages(E.st, "acme");
+	char *b = make_batch(1000, -1, NULL);
+	http("POST", "/v1/messages:batch", KEY_ACME, b, &r);
+	free(b);
+	if (r.status != 202)
+		fail_msg("batch: %ld %s", r.status, r.body);
+	json_t *j = body_json(&r);
+	assert_int_equal(json_integer_value(json_object_get(j, "count")), 1000);
+	json_t *ms = json_object_get(j, "messages");
+	assert_int_equal(json_array_size(ms), 1000);
+	assert_true(hr_id_valid(jstr(json_array_get(ms, 999), "id")));
+	assert_string_equal(jstr(json_array_get(ms, 0), "to"), "447700800000");
+	char path[64];
+	snprintf(path, sizeof path, "/v1/messages/%s", jstr(json_array_get(ms, 500), "id"));
+	json_decref(j);
+	resp_free(&r);
+	assert_int_equal(count_messages(E.st, "acme"), before + 1000);
+	/* Batch messages default to bulk priority. */
+	http("GET", path, KEY_ACME, NULL, &r);
+	j = body_json(&r);
+	assert_string_equal(jstr(j, "priority"), "bulk");
+	assert_string_equal(jstr(j, "body"), "m500");
+	json_decref(j);
+	resp_free(&r);
+
+	/* One bad row names its index and nothing is written. */
+	before = count_messages(E.st, "acme");
+	b = make_batch(50, 17, NULL);
+	http("POST", "/v1/messages:batch", KEY_ACME, b, &r);
+	free(b);
+	check_error(&r, 422, "invalid", "messages[17].to");
+	resp_free(&r);
+	/* Over the limit: refused naming the limit. */
+	b = make_batch(10001, -1, NULL);
+	http("POST", "/v1/messages:batch", KEY_ACME, b, &r);
+	free(b);
+	check_error(&r, 413, "too_large", "messages");
+	assert_non_null(strstr(r.body, "10000"));
+	resp_free(&r);
+	assert_int_equal(count_messages(E.st, "acme"), before);
+
+	static const struct {
+		const char *body, *field;
+	} bad[] = {
+		{"{\"messages\":[]}", "messages"},
+		{"{\"messages\":{}}", "messages"},
+		{"{}", "messages"},
+		{"{\"messages\":[{\"channel\":\"whatsapp\",\"to\":\"447700800000\","
+		 "\"text\":\"x\"}],\"mode\":\"sync\"}", "mode"},
+		{"{\"messages\":[{\"channel\":\"whatsapp\",\"to\":\"447700800000\",\"text\":\"x\","
+		 "\"mode\":\"async\"}]}", "messages[0].mode"},
+		{"{\"messages\":[{\"channel\":\"whatsapp\",\"to\":\"447700800000\",\"text\":\"x\"},"
+		 "7]}", "messages[1]"},
+		{"{\"messages\":[{\"channel\":\"whatsapp\",\"to\":\"447700800000\","
+		 "\"text\":\"x\"}],\"priority\":\"soon\"}", "priority"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		http("POST", "/v1/messages:batch", KEY_ACME, bad[i].body, &r);
+		check_error(&r, 422, "invalid", bad[i].field);
+		resp_free(&r);
+	}
+	assert_int_equal(count_messages(E.st, "acme"), before);
+
+	/* A top-level priority applies to the items. */
+	http("POST", "/v1/messages:batch", KEY_ACME,
+	     "{\"priority\":\"transactional\",\"messages\":[{\"channel\":\"whatsapp\","
+	     "\"to\":\"447700800001\",\"text\":\"x\"}]}", &r);
+	assert_int_equal(r.status, 202);
+	j = body_json(&r);
+	snprintf(path, sizeof path, "/v1/messages/%s",
+	         jstr(json_array_get(json_object_get(j, "messages"), 0), "id"));
+	json_decref(j);
+	resp_free(&r);
+	http("GET", path, KEY_ACME, NULL, &r);
+	j = body_json(&r);
+	assert_string_equal(jstr(j, "priority"), "transactional");
+	json_decref(j);
+	resp_free(&r);
+}
+
+static void test_list(void **state)
+{
+	(void)state;
+	char ids[5][HR_ID_LEN + 1];
+	for (int i = 0; i < 5; i++)
+		accept_one(KEY_ACME,
+		           "{\"channel\":\"whatsapp\",\"to\":\"+447700900123\",\"text\":\"list\"}",
+		           ids[i]);
+	/* Pages of two, newest first, following next_cursor. */
+	char path[256] = "/v1/messages?to=%2B447700900123&limit=2";
+	int seen = 0;
+	for (int page = 0; page < 3; page++) {
+		struct resp r;
+		http("GET", path, KEY_ACME, NULL, &r);
+		assert_int_equal(r.status, 200);
+		json_t *j = body_json(&r);
+		json_t *data = json_object_get(j, "data");
+		size_t n = json_array_size(data);
+		assert_int_equal(n, page < 2 ? 2 : 1);
+		for (size_t i = 0; i < n; i++) {
+			json_t *m = json_array_get(data, i);
+			assert_string_equal(jstr(m, "id"), ids[4 - seen]);
+			assert_string_equal(jstr(m, "to"), "447700900123");
+			assert_null(json_object_get(m, "events"));
+			seen++;
+		}
+		json_t *next = json_object_get(j, "next_cursor");
+		if (page < 2) {
+			assert_string_equal(json_string_value(next), ids[5 - seen]);
+			snprintf(path, sizeof path, "/v1/messages?to=447700900123&limit=2"
+			         "&cursor=%s", json_string_value(next));
+		} else {
+			assert_true(json_is_null(next));
+		}
+		json_decref(j);
+		resp_free(&r);
+	}
+	assert_int_equal(seen, 5);
+
+	static const struct {
+		const char *query;
+		int want; /* -1: at least one */
+	} filters[] = {
+		{"to=447700900123&status=queued&channel=whatsapp", 5},
+		{"to=447700900123&status=sent", 0},
+		{"to=447700900123&since=2000-01-01T00:00:00Z", 5},
+		{"to=447700900123&since=2000-01-01T01:00:00.5%2B01:00", 5},
+		{"to=447700900123&until=2000-01-01T00:00:00Z", 0},
+		{"to=447700900123&since=4102444800", 0}, /* 2100 */
+		{"to=447700900123&until=4102444800", 5},
+		{"status=queued&limit=3", 3},
+	};
+	for (size_t i = 0; i < sizeof filters / sizeof *filters; i++) {
+		snprintf(path, sizeof path, "/v1/messages?%s", filters[i].query);
+		struct resp r;
+		http("GET", path, KEY_ACME, NULL, &r);
+		if (r.status != 200)
+			fail_msg("%s: %ld %s", path, r.status, r.body);
+		json_t *j = body_json(&r);
+		if ((int)json_array_size(json_object_get(j, "data")) != filters[i].want)
+			fail_msg("%s: %zu results, want %d", path,
+			         json_array_size(json_object_get(j, "data")), filters[i].want);
+		json_decref(j);
+		resp_free(&r);
+	}
+
+	static const struct {
+		const char *query, *field;
+	} bad[] = {
+		{"status=bogus", "status"},   {"limit=0", "limit"},
+		{"limit=1001", "limit"},      {"limit=ten", "limit"},
+		{"since=yesterday", "since"}, {"until=2026-13-01T00:00:00Z", "until"},
+		{"cursor=zzz", "cursor"},     {"colour=red", "colour"},
+		{"channel=telepathy", "channel"},
+		{"since=4102444800&until=4102444700", "until"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		snprintf(path, sizeof path, "/v1/messages?%s", bad[i].query);
+		struct resp r;
+		http("GET", path, KEY_ACME, NULL, &r);
+		check_error(&r, 422, "invalid", bad[i].field);
+		resp_free(&r);
+	}
+}
+
+static void test_size_limits(void **state)
+{
+	(void)state;
+	size_t big = (4u << 20) + 16;
+	char *b = malloc(big);
+	assert_non_null(b);
+	memset(b, ' ', big);
+	b[0] = '{';
+	b[big - 1] = '}';
+	int64_t before = count_messages(E.st, NULL);
+	struct resp r;
+	http_ex(E.base, "POST", "/v1/messages", KEY_ACME, b, big, NULL, 0, &r);
+	check_error(&r, 413, "too_large", NULL);
+	resp_free(&r);
+	/* Without a Content-Length the server counts and stops storing. */
+	http_ex(E.base, "POST", "/v1/messages", KEY_ACME, b, big, NULL, 1, &r);
+	check_error(&r, 413, "too_large", NULL);
+	resp_free(&r);
+	/* Webhooks have their own, smaller limit. */
+	http_ex(E.base, "POST", "/webhooks/whatsapp/demo-wa", NULL, b, (1u << 20) + 1, NULL, 0,
+	        &r);
+	check_error(&r, 413, "too_large", NULL);
+	resp_free(&r);
+	free(b);
+	assert_int_equal(count_messages(E.st, NULL), before);
+
+	/* Headers: up to max_header_bytes (16 KiB) pass; beyond it MHD refuses. */
+	static const struct {
+		size_t bytes;
+		long status;
+	} hl[] = {{8192, 200}, {15 * 1024, 200}, {18 * 1024, 431}, {64 * 1024, 431}};
+	char *h = malloc(70000);
+	assert_non_null(h);
+	for (size_t i = 0; i < sizeof hl / sizeof *hl; i++) {
+		strcpy(h, "X-Padding: ");
+		memset(h + 11, 'a', hl[i].bytes - 11);
+		h[hl[i].bytes] = '\0';
+		const char *hdr[] = {h, NULL};
+		http_ex(E.base, "GET", "/healthz", NULL, NULL, 0, hdr, 0, &r);
+		if (r.status != hl[i].status)
+			fail_msg("%zu bytes of headers: %ld, want %ld", hl[i].bytes, r.status,
+			         hl[i].status);
+		resp_free(&r);
+	}
+	free(h);
+	/* The server still serves after refusing. */
+	http("GET", "/healthz", NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	resp_free(&r);
+}
+
+static const char wa_body[] =
+	"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"102290129340398\","
+	"\"changes\":[{\"value\":{\"messaging_product\":\"whatsapp\",\"metadata\":{"
+	"\"display_phone_number\":\"15550783881\",\"phone_number_id\":\"106540352242922\"},"
+	"\"statuses\":[{\"id\":\"wamid.HBgLMTU1NTAxMjM0NTYVAgARGBI3\",\"status\":\"delivered\","
+	"\"timestamp\":\"1750263773\",\"recipient_id\":\"15550123456\"}]},\"field\":"
+	"\"messages\"}]}]}";
+
+static void test_webhooks(void **state)
+{
+	(void)state;
+	struct resp r;
+	int64_t pending = inbox_pending();
+	size_t len = strlen(wa_body);
+
+	/* Unsigned and badly signed: 401, nothing stored. */
+	http_ex(E.base, "POST", "/webhooks/whatsapp/demo-wa", NULL, wa_body, len, NULL, 0, &r);
+	check_error(&r, 401, "bad_signature", "X-Hub-Signature-256");
+	resp_free(&r);
+	const char *bad[] = {"X-Hub-Signature-256: sha256=0000000000000000000000000000000000000"
+	                     "000000000000000000000000000", NULL};
+	http_ex(E.base, "POST", "/webhooks/whatsapp/demo-wa", NULL, wa_body, len, bad, 0, &r);
+	check_error(&r, 401, "bad_signature", "X-Hub-Signature-256");
+	resp_free(&r);
+	assert_int_equal(inbox_pending(), pending);
+
+	/* Correctly signed: 200 {} and one inbox row. The PROVIDERS.md vector. */
+	char hex[65], sig[128];
+	hr_hmac_sha256_hex(APP_SECRET, strlen(APP_SECRET), wa_body, len, hex);
+	assert_string_equal(hex,
+	                    "9ac0e078fe5f6fdb2e2714e0ad14573213f1d3e409c2fc04be19c6d1d0f5059f");
+	snprintf(sig, sizeof sig, "X-Hub-Signature-256: sha256=%s", hex);
+	const char *good[] = {sig, NULL};
+	http_ex(E.base, "POST", "/webhooks/whatsapp/demo-wa", NULL, wa_body, len, good, 0, &r);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "{}");
+	resp_free(&r);
+	assert_int_equal(inbox_pending(), pending + 1);
+	/* The body is verified byte for byte: one byte more fails. */
+	char *tampered = malloc(len + 2);
+	memcpy(tampered, wa_body, len);
+	tampered[len] = ' ';
+	tampered[len + 1] = '\0';
+	http_ex(E.base, "POST", "/webhooks/whatsapp/demo-wa", NULL, tampered, len + 1, good, 0, &r);
+	check_error(&r, 401, "bad_signature", "X-Hub-Signature-256");
+	resp_free(&r);
+	free(tampered);
+	/* Another account's secret is the same here, so the URL's account decides
+	 * where the row goes; an unknown account or channel is a 404. */
+	http_ex(E.base, "POST", "/webhooks/whatsapp/nope", NULL, wa_body, len, good, 0, &r);
+	check_error(&r, 404, "not_found", NULL);
+	resp_free(&r);
+	http_ex(E.base, "POST", "/webhooks/sms/demo-wa", NULL, wa_body, len, good, 0, &r);
+	check_error(&r, 404, "not_found", NULL);
+	resp_free(&r);
+	assert_int_equal(inbox_pending(), pending + 1);
+
+	/* GET handshake. */
+	http("GET",
+	     "/webhooks/whatsapp/demo-wa?hub.mode=subscribe&hub.verify_token=vt-123"
+	     "&hub.challenge=1158201444",
+	     NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "1158201444");
+	char v[128];
+	assert_non_null(header(&r, "Content-Type", v, sizeof v));
+	assert_non_null(strstr(v, "text/plain"));
+	resp_free(&r);
+	http("GET",
+	     "/webhooks/whatsapp/demo-wa?hub.mode=subscribe&hub.verify_token=wrong"
+	     "&hub.challenge=1158201444",
+	     NULL, NULL, &r);
+	assert_int_equal(r.status, 403);
+	assert_null(r.body ? strstr(r.body, "1158201444") : NULL);
+	resp_free(&r);
+}
+
+static void test_metrics_endpoint(void **state)
+{
+	(void)state;
+	struct resp r;
+	http("GET", "/metrics", NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	char v[128];
+	assert_non_null(header(&r, "Content-Type", v, sizeof v));
+	assert_non_null(strstr(v, "text/plain; version=0.0.4"));
+	assert_non_null(strstr(r.body, "# TYPE herald_http_responses_total counter"));
+	/* Earlier tests accepted messages and stored one webhook. */
+	const char *acc = strstr(r.body, "\nherald_messages_accepted_total ");
+	assert_non_null(acc);
+	assert_true(atol(acc + 32) >= 1000);
+	const char *wh = strstr(r.body, "herald_webhooks_total{channel=\"whatsapp\","
+	                                "result=\"received\"} ");
+	assert_non_null(wh);
+	assert_true(atol(strchr(wh, '}') + 2) >= 1);
+	wh = strstr(r.body, "herald_webhooks_total{channel=\"whatsapp\",result=\"rejected\"} ");
+	assert_non_null(wh);
+	assert_true(atol(strchr(wh, '}') + 2) >= 2);
+	const char *q = strstr(r.body, "herald_queue_depth{status=\"queued\"} ");
+	assert_non_null(q);
+	assert_true(atol(strchr(q, '}') + 2) >= 1000);
+	const char *h4 = strstr(r.body, "herald_http_responses_total{code=\"4xx\"} ");
+	assert_non_null(h4);
+	assert_true(atol(strchr(h4, '}') + 2) >= 10);
+	resp_free(&r);
+}
+
+/* ---------------------------------------------------------------------------
+ * Sync mode against a real dispatcher and a fake WhatsApp provider.
+ * ------------------------------------------------------------------------- */
+
+static enum MHD_Result fake_wa(void *cls, struct MHD_Connection *conn, const char *url,
+                               const char *method, const char *version,
+                               const char *upload, size_t *upload_size, void **req)
+{
+	(void)cls, (void)method, (void)version, (void)upload;
+	if (!*req) {
+		*req = conn;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	unsigned status = 200;
+	const char *body = "{\"messaging_product\":\"whatsapp\",\"contacts\":[{\"input\":"
+	                   "\"447911123456\",\"wa_id\":\"447911123456\"}],\"messages\":[{\"id\":"
+	                   "\"wamid.TEST1\"}]}";
+	if (strstr(url, "/2002/")) {
+		status = 400;
+		body = "{\"error\":{\"message\":\"(#131026) Message undeliverable\",\"type\":"
+		       "\"OAuthException\",\"code\":131026,\"fbtrace_id\":\"x\"}}";
+	} else if (strstr(url, "/2003/")) {
+		status = 500;
+		body = "{\"error\":{\"message\":\"Something went wrong\",\"code\":131000}}";
+	} else if (strstr(url, "/2004/")) {
+		usleep(1500 * 1000); /* slower than the request's timeout_ms */
+	}
+	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body,
+	                                                         MHD_RESPMEM_PERSISTENT);
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	enum MHD_Result ret = MHD_queue_response(conn, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static json_t *sync_send(struct env *e, const char *account, const char *extra, long want)
+{
+	char body[256];
+	snprintf(body, sizeof body,
+	         "{\"channel\":\"whatsapp\",\"account\":\"%s\",\"to\":\"+447911123456\","
+	         "\"text\":\"hi\",\"mode\":\"sync\"%s}",
+	         account, extra);
+	struct resp r;
+	http_ex(e->base, "POST", "/v1/messages", KEY_ACME, body, strlen(body), NULL, 0, &r);
+	if (r.status != want)
+		fail_msg("sync %s: %ld, want %ld: %s", account, r.status, want, r.body);
+	json_t *j = body_json(&r);
+	resp_free(&r);
+	return j;
+}
+
+static void test_sync_mode(void **state)
+{
+	(void)state;
+	struct MHD_Daemon *wa = MHD_start_daemon(
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL, NULL,
+		fake_wa, NULL, MHD_OPTION_SOCK_ADDR,
+		&(struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)},
+		MHD_OPTION_END);
+	assert_non_null(wa);
+	char wa_url[64];
+	snprintf(wa_url, sizeof wa_url, "http://127.0.0.1:%u",
+	         MHD_get_daemon_info(wa, MHD_DAEMON_INFO_BIND_PORT)->port);
+
+	struct env e;
+	memset(&e, 0, sizeof e);
+	env_store(&e);
+	put_account(e.st, "ok-wa", "acme", wa_url, "2001");
+	put_account(e.st, "fail-wa", "acme", wa_url, "2002");
+	put_account(e.st, "retry-wa", "acme", wa_url, "2003");
+	put_account(e.st, "slow-wa", "acme", wa_url, "2004");
+	env_load_accounts(&e);
+	struct hr_err err;
+	hr_err_clear(&err);
+	struct dispatch_opts dop;
+	dispatch_opts_default(&dop);
+	dop.backoff_base_us = 60 * 1000000LL; /* no second attempt during the test */
+	dop.backoff_max_us = 120 * 1000000LL;
+	/* Sync waits expire on the dispatcher's sweep: keep it finer than the
+	 * fake provider's 1.5 s delay so the timeout case cannot race it. */
+	dop.reconcile_every_us = 100000;
+	int rc = dispatcher_start(e.st, &e.set, &dop, &e.disp, &err);
+	if (rc != 0)
+		fail_msg("dispatcher_start: %s", err.msg);
+	env_start(&e);
+
+	json_t *j = sync_send(&e, "ok-wa", "", 200);
+	assert_string_equal(jstr(j, "status"), "sent");
+	assert_string_equal(jstr(j, "provider_id"), "wamid.TEST1");
+	assert_string_equal(jstr(j, "to"), "447911123456");
+	char path[64];
+	snprintf(path, sizeof path, "/v1/messages/%s", jstr(j, "id"));
+	json_decref(j);
+	struct resp r;
+	http_ex(e.base, "GET", path, KEY_ACME, NULL, 0, NULL, 0, &r);
+	j = body_json(&r);
+	assert_string_equal(jstr(j, "status"), "sent");
+	assert_string_equal(jstr(j, "provider_id"), "wamid.TEST1");
+	assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 1);
+	json_decref(j);
+	resp_free(&r);
+
+	j = sync_send(&e, "fail-wa", "", 200);
+	assert_string_equal(jstr(j, "status"), "failed");
+	assert_string_equal(jstr(json_object_get(j, "error"), "code"), "131026");
+	assert_non_null(strstr(jstr(json_object_get(j, "error"), "message"), "undeliverable"));
+	json_decref(j);
+
+	j = sync_send(&e, "retry-wa", "", 202);
+	assert_string_equal(jstr(j, "status"), "queued");
+	assert_true(json_is_true(json_object_get(j, "retrying")));
+	assert_string_equal(jstr(json_object_get(j, "error"), "code"), "131000");
+	json_decref(j);
+
+	int64_t t0 = hr_mono_us();
+	j = sync_send(&e, "slow-wa", ",\"timeout_ms\":300", 202);
+	int64_t took = hr_mono_us() - t0;
+	assert_true(json_is_true(json_object_get(j, "sync_timeout")));
+	assert_true(!strcmp(jstr(j, "status"), "queued") || !strcmp(jstr(j, "status"), "sending"));
+	assert_true(took >= 250000 && took < 1300000);
+	json_decref(j);
+
+	j = sync_send(&e, "ok-wa", ",\"timeout_ms\":600001", 422);
+	assert_string_equal(jstr(json_object_get(j, "error"), "field"), "timeout_ms");
+	json_decref(j);
+
+	api_stop(NULL); /* NULL is fine */
+	env_stop(&e);
+	MHD_stop_daemon(wa);
+}
+
+/* ---------------------------------------------------------------------------
+ * A store that fails on purpose: busy writer (at once and from the writer's
+ * callback), I/O errors on reads.
+ * ------------------------------------------------------------------------- */
+
+static int fs_key_lookup(struct store *st, const char *hash, char tenant[HR_NAME_MAX])
+{
+	(void)st;
+	char h[65];
+	hr_sha256_hex(KEY_ACME, strlen(KEY_ACME), h);
+	if (strcmp(hash, h) == 0) {
+		hr_strlcpy(tenant, "acme", HR_NAME_MAX);
+		return 0;
+	}
+	hr_sha256_hex("io-error", 8, h);
+	return strcmp(hash, h) == 0 ? HR_EIO : HR_ENOTFOUND;
+}
+
+static int fs_read_fail(struct store *st, int64_t *n)
+{
+	(void)st, (void)n;
+	return HR_EIO;
+}
+
+static int fs_counts_fail(struct store *st, const char *tenant, int64_t c[MSG__COUNT])
+{
+	(void)st, (void)tenant, (void)c;
+	return HR_EIO;
+}
+
+struct fs_cb {
+	store_done_fn cb;
+	void *arg;
+};
+
+static void *fs_writer(void *p)
+{
+	struct fs_cb *c = p;
+	usleep(20000);
+	struct hr_err err;
+	hr_fail(&err, HR_EBUSY, NULL, "writer queue full");
+	c->cb(c->arg, HR_EBUSY, &err);
+	free(c);
+	return NULL;
+}
+
+/* Text "now": refused when queued; anything else: refused by the writer. */
+static int fs_insert(struct store *st, const struct message *m, size_t n,
+                     const struct idem_put *idem, store_done_fn cb, void *arg)
+{
+	(void)st, (void)n, (void)idem;
+	assert_non_null(cb); /* the API never blocks on a write */
+	if (strstr(m[0].content, "\"now\""))
+		return HR_EBUSY;
+	struct fs_cb *c = malloc(sizeof *c);
+	c->cb = cb;
+	c->arg = arg;
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, fs_writer, c), 0);
+	pthread_detach(t);
+	return 0;
+}
+
+static void test_failing_store(void **state)
+{
+	(void)state;
+	static struct store_ops ops = {.name = "failing"};
+	ops.api_key_lookup = fs_key_lookup;
+	ops.inbox_pending = fs_read_fail;
+	ops.message_counts = fs_counts_fail;
+	ops.message_insert = fs_insert;
+	struct store st = {.ops = &ops};
+	char cfg[] = "{\"base_url\":\"http://127.0.0.1:9\",\"phone_number_id\":\"1\","
+	             "\"access_token\":\"t\",\"app_secret\":\"s\",\"verify_token\":\"v\"}";
+	struct account_row row = {.id = "wa", .tenant_id = "acme", .channel = "whatsapp",
+	                          .config = cfg};
+	struct channel_account *acct;
+	struct hr_err err;
+	assert_int_equal(channel_account_new(&row, &acct, &err), 0);
+	struct account_set set = {.items = &acct, .n = 1};
+	struct api_opts o;
+	api_opts_default(&o);
+	o.port = 0;
+	o.store = &st;
+	o.accounts = &set;
+	struct api_server *srv;
+	assert_int_equal(api_start(&o, &srv, &err), 0);
+	char base[64];
+	snprintf(base, sizeof base, "http://127.0.0.1:%d", api_port(srv));
+
+	struct resp r;
+	char v[32];
+	const char *now = "{\"channel\":\"whatsapp\",\"to\":\"447911123456\",\"text\":\"now\"}";
+	http_ex(base, "POST", "/v1/messages", KEY_ACME, now, strlen(now), NULL, 0, &r);
+	check_error(&r, 503, "busy", NULL);
+	assert_string_equal(header(&r, "Retry-After", v, sizeof v), "1");
+	resp_free(&r);
+	const char *later = "{\"channel\":\"whatsapp\",\"to\":\"447911123456\",\"text\":\"x\"}";
+	http_ex(base, "POST", "/v1/messages", KEY_ACME, later, strlen(later), NULL, 0, &r);
+	check_error(&r, 503, "busy", NULL);
+	assert_string_equal(header(&r, "Retry-After", v, sizeof v), "1");
+	resp_free(&r);
+	/* A store error behind auth is a 500 that leaks no detail. */
+	http_ex(base, "GET", "/v1/messages", "io-error", NULL, 0, NULL, 0, &r);
+	check_error(&r, 500, "internal", NULL);
+	assert_null(strstr(r.body, "lookup"));
+	resp_free(&r);
+	/* Not ready when the store cannot answer; metrics leave its gauges out. */
+	http_ex(base, "GET", "/readyz", NULL, NULL, 0, NULL, 0, &r);
+	assert_int_equal(r.status, 503);
+	resp_free(&r);
+	http_ex(base, "GET", "/metrics", NULL, NULL, 0, NULL, 0, &r);
+	assert_int_equal(r.status, 200);
+	assert_null(strstr(r.body, "herald_queue_depth"));
+	resp_free(&r);
+	api_stop(srv);
+	channel_account_free(acct);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_health_and_routes),
+		cmocka_unit_test(test_auth),
+		cmocka_unit_test(test_validation),
+		cmocka_unit_test(test_accept_get_isolation),
+		cmocka_unit_test(test_idempotency),
+		cmocka_unit_test(test_batch),
+		cmocka_unit_test(test_list),
+		cmocka_unit_test(test_size_limits),
+		cmocka_unit_test(test_webhooks),
+		cmocka_unit_test(test_metrics_endpoint),
+		cmocka_unit_test(test_sync_mode),
+		cmocka_unit_test(test_failing_store),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
