@@ -59,12 +59,21 @@ static bool all_final(struct world *w, void *arg)
 static void test_kill9_midway(void **state)
 {
 	(void)state;
-	world_init(&W, NULL, "dispatch:\n  lease_seconds: 2\n");
+	/* 16 transfers in flight at 20 ms each: about 800 sends/s, so the kill
+	 * lands with sends in flight and most of the first half still queued. */
+	world_init(&W, "    latency_ms: 20\n",
+	           "dispatch:\n  lease_seconds: 2\n  max_in_flight: 16\n");
 	world_start_sim(&W);
 	world_start_serve(&W);
 
 	send_batches(0, TOTAL / PER / 2);
-	usleep(300000); /* let the dispatcher get going */
+	usleep(500000);
+	long queued = count_status(&W, "queued"), sending = count_status(&W, "sending");
+	long done = count_status(&W, "sent") + count_status(&W, "delivered") +
+	            count_status(&W, "read");
+	print_message("at kill -9: %ld queued, %ld sending, %ld sent or later\n", queued, sending,
+	              done);
+	assert_true(queued > 0 && done > 0);
 	world_kill9_serve(&W);
 	world_start_serve(&W);
 	send_batches(TOTAL / PER / 2, TOTAL / PER);
