@@ -1,0 +1,260 @@
+/*
+ * registry.c - the table of channel adapters, loaded accounts and the small
+ * helpers every adapter shares (request and webhook-result memory).
+ *
+ * Adding a channel is one line in channel_table plus its adapter file.
+ *
+ * hr_channels links only hr_core, so nothing here may call into the store
+ * library: account rows and inbound replies are freed field by field.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "channels/channel.h"
+
+struct channel_entry {
+	const char *name;
+	const struct channel_ops *ops;
+	double default_rate; /* messages per second when "rate_limit" is absent */
+};
+
+static const struct channel_entry channel_table[] = {
+    {"whatsapp", &channel_whatsapp, 80.0},
+};
+
+#define CHANNEL_RATE_MAX 100000.0
+
+static const struct channel_entry *channel_entry_find(const char *name)
+{
+	if (!name)
+		return NULL;
+	for (size_t i = 0; i < sizeof channel_table / sizeof channel_table[0]; i++)
+		if (strcmp(channel_table[i].name, name) == 0)
+			return &channel_table[i];
+	return NULL;
+}
+
+const struct channel_ops *channel_find(const char *name)
+{
+	const struct channel_entry *e = channel_entry_find(name);
+	return e ? e->ops : NULL;
+}
+
+void http_req_clear(struct http_req *r)
+{
+	if (!r)
+		return;
+	free(r->url);
+	curl_slist_free_all(r->headers);
+	free(r->body);
+	free(r->userpwd);
+	memset(r, 0, sizeof *r);
+}
+
+const char *outcome_class_name(enum outcome_class c)
+{
+	switch (c) {
+	case OUTCOME_OK:
+		return "ok";
+	case OUTCOME_TRANSIENT:
+		return "transient";
+	case OUTCOME_RATE_LIMITED:
+		return "rate_limited";
+	case OUTCOME_PERMANENT:
+		return "permanent";
+	}
+	return "unknown";
+}
+
+void wh_parsed_clear(struct wh_parsed *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->ninbound; i++) {
+		free(p->inbound[i].text);
+		free(p->inbound[i].payload);
+	}
+	free(p->statuses);
+	free(p->inbound);
+	memset(p, 0, sizeof *p);
+}
+
+/* Grows *arr (elements of size sz) so one more fits; false on OOM. */
+static bool grow(void **arr, size_t n, size_t *cap, size_t sz)
+{
+	if (n < *cap)
+		return true;
+	size_t ncap = *cap ? *cap * 2 : 8;
+	void *p = realloc(*arr, ncap * sz);
+	if (!p)
+		return false;
+	*arr = p;
+	*cap = ncap;
+	return true;
+}
+
+struct wh_status *wh_parsed_add_status(struct wh_parsed *p)
+{
+	if (!grow((void **)&p->statuses, p->nstatuses, &p->capstatuses, sizeof *p->statuses))
+		return NULL;
+	struct wh_status *s = &p->statuses[p->nstatuses++];
+	memset(s, 0, sizeof *s);
+	return s;
+}
+
+struct wh_inbound *wh_parsed_add_inbound(struct wh_parsed *p)
+{
+	if (!grow((void **)&p->inbound, p->ninbound, &p->capinbound, sizeof *p->inbound))
+		return NULL;
+	struct wh_inbound *in = &p->inbound[p->ninbound++];
+	memset(in, 0, sizeof *in);
+	return in;
+}
+
+/*
+ * Reads "rate_limit" (a positive number, or a numeric string as YAML may give)
+ * from the account config; absent means the channel's default.
+ */
+static int account_rate(struct channel_account *a, double def, struct hr_err *err)
+{
+	json_t *v = json_object_get(a->config, "rate_limit");
+	char field[HR_NAME_MAX + 32];
+	snprintf(field, sizeof field, "accounts[%s].rate_limit", a->id);
+	double d = def;
+	if (v && !json_is_null(v)) {
+		char *end = NULL;
+		if (json_is_number(v)) {
+			d = json_number_value(v);
+		} else if (json_is_string(v) && *json_string_value(v)) {
+			d = strtod(json_string_value(v), &end);
+			if (*end)
+				return hr_fail(err, HR_EINVAL, field, "%s must be a number", field);
+		} else {
+			return hr_fail(err, HR_EINVAL, field, "%s must be a number", field);
+		}
+		if (!(d > 0 && d <= CHANNEL_RATE_MAX))
+			return hr_fail(err, HR_EINVAL, field, "%s must be > 0 and <= %g", field,
+			               CHANNEL_RATE_MAX);
+	}
+	a->rate_limit = d;
+	return 0;
+}
+
+int channel_account_new(const struct account_row *row, struct channel_account **out,
+                        struct hr_err *err)
+{
+	char field[HR_NAME_MAX + 32];
+	*out = NULL;
+	const struct channel_entry *e = channel_entry_find(row->channel);
+	if (!e) {
+		snprintf(field, sizeof field, "accounts[%s].channel", row->id);
+		return hr_fail(err, HR_EINVAL, field, "%s: unknown channel '%s'", field,
+		               row->channel);
+	}
+	struct channel_account *a = calloc(1, sizeof *a);
+	if (!a)
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	hr_strlcpy(a->id, row->id, sizeof a->id);
+	hr_strlcpy(a->tenant_id, row->tenant_id, sizeof a->tenant_id);
+	json_error_t je;
+	a->config = row->config ? json_loads(row->config, 0, &je) : json_object();
+	if (!a->config || !json_is_object(a->config)) {
+		snprintf(field, sizeof field, "accounts[%s]", row->id);
+		channel_account_free(a);
+		return hr_fail(err, HR_EINVAL, field, "%s: config must be a JSON object", field);
+	}
+	int rc = account_rate(a, e->default_rate, err);
+	if (rc == 0) {
+		a->ops = e->ops;
+		rc = e->ops->account_load(a, err);
+		if (rc)
+			a->ops = NULL; /* account_load cleaned up after itself */
+	}
+	if (rc) {
+		channel_account_free(a);
+		return rc;
+	}
+	*out = a;
+	return 0;
+}
+
+void channel_account_free(struct channel_account *a)
+{
+	if (!a)
+		return;
+	if (a->ops && a->ops->account_free)
+		a->ops->account_free(a);
+	json_decref(a->config);
+	free(a);
+}
+
+static int account_cmp(const void *x, const void *y)
+{
+	const struct channel_account *const *a = x, *const *b = y;
+	return strcmp((*a)->id, (*b)->id);
+}
+
+/*
+ * Loads every account in the store. All or nothing: one account that does
+ * not load fails the whole set, with the error naming it, so a typo in one
+ * account's config stops the start instead of silently dropping its sends.
+ */
+int account_set_load(struct store *st, struct account_set *out, struct hr_err *err)
+{
+	memset(out, 0, sizeof *out);
+	struct account_row *rows = NULL;
+	size_t n = 0;
+	int rc = st->ops->account_list(st, NULL, &rows, &n);
+	if (rc)
+		return hr_fail(err, rc, "accounts", "cannot list accounts: %s", hr_code_name(rc));
+	if (n && !(out->items = calloc(n, sizeof *out->items))) {
+		hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+		rc = HR_ENOMEM;
+	}
+	for (size_t i = 0; rc == 0 && out->items && i < n; i++) {
+		rc = channel_account_new(&rows[i], &out->items[i], err);
+		if (rc == 0)
+			out->n++;
+	}
+	for (size_t i = 0; i < n; i++)
+		free(rows[i].config);
+	free(rows);
+	if (rc == 0 && out->items && out->n > 1) {
+		qsort(out->items, out->n, sizeof *out->items, account_cmp);
+		for (size_t i = 1; i < out->n; i++) {
+			if (strcmp(out->items[i - 1]->id, out->items[i]->id) == 0) {
+				char field[HR_NAME_MAX + 16];
+				snprintf(field, sizeof field, "accounts[%s]", out->items[i]->id);
+				rc = hr_fail(err, HR_EINVAL, field, "%s is defined twice", field);
+				break;
+			}
+		}
+	}
+	if (rc)
+		account_set_clear(out);
+	return rc;
+}
+
+struct channel_account *account_set_find(const struct account_set *s, const char *id)
+{
+	if (!s || !id || !s->n)
+		return NULL;
+	struct channel_account key;
+	hr_strlcpy(key.id, id, sizeof key.id);
+	if (strlen(id) >= sizeof key.id)
+		return NULL;
+	const struct channel_account *kp = &key;
+	struct channel_account **hit = bsearch(&kp, s->items, s->n, sizeof *s->items, account_cmp);
+	return hit ? *hit : NULL;
+}
+
+void account_set_clear(struct account_set *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; s->items && i < s->n; i++)
+		channel_account_free(s->items[i]);
+	free(s->items);
+	memset(s, 0, sizeof *s);
+}

@@ -1,0 +1,904 @@
+/*
+ * whatsapp.c - the WhatsApp Business Cloud API (Meta Graph API) adapter.
+ *
+ * Wire formats are those in PROVIDERS.md. Confirmed against public references
+ * (docs search) while writing this file:
+ *  - the send request's optional "biz_opaque_callback_data" (a string of up
+ *    to 512 characters) is not processed by Cloud API and is echoed in the
+ *    statuses[] objects of the sent/delivered/read webhooks (Meta's "Status
+ *    messages webhook reference"; whatsapp-api-js ClientMessageRequest);
+ *  - statuses[] objects carry id, status (sent|delivered|read|failed|played),
+ *    timestamp (unix seconds as a string), recipient_id, optional
+ *    conversation{id,expiration_timestamp,origin{type}} and pricing{billable,
+ *    pricing_model,type,category}, and for failures errors[]{code (integer),
+ *    title, message, error_data{details}, href}; a message read while its chat
+ *    is open may get "read" without "delivered" first.
+ *
+ * The adapter does no I/O: build_send makes the request, parse_send
+ * classifies the answer, webhook_* verify and parse what Meta posts.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "channels/channel.h"
+#include "core/config.h"
+#include "core/crypto.h"
+
+#define WA_DEFAULT_API_VERSION "21.0"
+#define WA_TEXT_MAX 4096 /* characters (code points) in a text body */
+#define WA_TEMPLATE_NAME_MAX 512
+#define WA_PARAM_MAX 1024 /* characters per template parameter */
+#define WA_CHALLENGE_MAX 256
+#define WA_SIG_HEADER "X-Hub-Signature-256"
+
+/* Resolved per-account state, owned by acct->priv. */
+struct wa_priv {
+	char *messages_url; /* {base_url}/v{api_version}/{phone_number_id}/messages */
+	char *auth_header;  /* "Authorization: Bearer <token>" */
+	char *app_secret;
+	char *verify_token;
+};
+
+static void wa_priv_free(struct wa_priv *p)
+{
+	if (!p)
+		return;
+	free(p->messages_url);
+	if (p->auth_header) /* holds the token: wipe before freeing */
+		memset(p->auth_header, 0, strlen(p->auth_header));
+	free(p->auth_header);
+	if (p->app_secret)
+		memset(p->app_secret, 0, strlen(p->app_secret));
+	free(p->app_secret);
+	if (p->verify_token)
+		memset(p->verify_token, 0, strlen(p->verify_token));
+	free(p->verify_token);
+	free(p);
+}
+
+/* ---------------------------------------------------------------------------
+ * Account configuration
+ * ------------------------------------------------------------------------- */
+
+static void wa_field(char *out, size_t n, const struct channel_account *a, const char *key)
+{
+	snprintf(out, n, "accounts[%s].%s", a->id, key);
+}
+
+/* Reads a string key; *out is NULL when absent and not required. */
+static int wa_cfg_str(const struct channel_account *a, const char *key, bool required,
+                      const char **out, struct hr_err *err)
+{
+	char field[96];
+	wa_field(field, sizeof field, a, key);
+	json_t *v = json_object_get(a->config, key);
+	*out = NULL;
+	if (!v || json_is_null(v)) {
+		if (!required)
+			return 0;
+		hr_fail(err, HR_EINVAL, field, "%s is required", field);
+		return HR_EINVAL;
+	}
+	if (!json_is_string(v) || !*json_string_value(v)) {
+		hr_fail(err, HR_EINVAL, field, "%s must be a non-empty string", field);
+		return HR_EINVAL;
+	}
+	*out = json_string_value(v);
+	return 0;
+}
+
+/* Resolves a required secret reference ("env:X", "file:/p" or a literal). */
+static int wa_cfg_secret(const struct channel_account *a, const char *key, char **out,
+                         struct hr_err *err)
+{
+	const char *ref;
+	int rc = wa_cfg_str(a, key, true, &ref, err);
+	if (rc)
+		return rc;
+	char field[96];
+	wa_field(field, sizeof field, a, key);
+	*out = hr_secret_resolve(ref, field, err);
+	if (!*out)
+		return err && err->code ? err->code : HR_EINVAL;
+	if (!**out)
+		return hr_fail(err, HR_EINVAL, field, "%s resolves to an empty secret", field);
+	return 0;
+}
+
+static bool wa_is_version(const char *s)
+{
+	int dots = 0;
+	if (!isdigit((unsigned char)*s))
+		return false;
+	for (; *s; s++) {
+		if (*s == '.') {
+			if (++dots > 1 || !isdigit((unsigned char)s[1]))
+				return false;
+		} else if (!isdigit((unsigned char)*s)) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool wa_is_path_token(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 64)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-')
+			return false;
+	return true;
+}
+
+/* Validates the account's keys and resolves its secrets into acct->priv.
+ * Cleans up after itself on failure. */
+static int wa_account_load(struct channel_account *acct, struct hr_err *err)
+{
+	const char *base, *ver, *pnid;
+	char field[96];
+	int rc;
+	if ((rc = wa_cfg_str(acct, "base_url", true, &base, err)) ||
+	    (rc = wa_cfg_str(acct, "api_version", false, &ver, err)) ||
+	    (rc = wa_cfg_str(acct, "phone_number_id", true, &pnid, err)))
+		return rc;
+	if (strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0) {
+		wa_field(field, sizeof field, acct, "base_url");
+		return hr_fail(err, HR_EINVAL, field, "%s must start with http:// or https://",
+		               field);
+	}
+	if (!ver)
+		ver = WA_DEFAULT_API_VERSION;
+	if (*ver == 'v')
+		ver++;
+	if (!wa_is_version(ver)) {
+		wa_field(field, sizeof field, acct, "api_version");
+		return hr_fail(err, HR_EINVAL, field, "%s must look like \"21.0\"", field);
+	}
+	if (!wa_is_path_token(pnid)) {
+		wa_field(field, sizeof field, acct, "phone_number_id");
+		return hr_fail(err, HR_EINVAL, field,
+		               "%s must be 1..64 letters, digits, '_' or '-'", field);
+	}
+	struct wa_priv *p = calloc(1, sizeof *p);
+	if (!p)
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	char *token = NULL;
+	if ((rc = wa_cfg_secret(acct, "access_token", &token, err)) ||
+	    (rc = wa_cfg_secret(acct, "app_secret", &p->app_secret, err)) ||
+	    (rc = wa_cfg_secret(acct, "verify_token", &p->verify_token, err)))
+		goto fail;
+	size_t blen = strlen(base);
+	while (blen > 0 && base[blen - 1] == '/')
+		blen--;
+	if (asprintf(&p->messages_url, "%.*s/v%s/%s/messages", (int)blen, base, ver, pnid) < 0 ||
+	    asprintf(&p->auth_header, "Authorization: Bearer %s", token) < 0) {
+		p->messages_url = p->auth_header = NULL;
+		rc = hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+		goto fail;
+	}
+	memset(token, 0, strlen(token));
+	free(token);
+	acct->priv = p;
+	return 0;
+fail:
+	if (token)
+		memset(token, 0, strlen(token));
+	free(token);
+	wa_priv_free(p);
+	return rc;
+}
+
+static void wa_account_free(struct channel_account *acct)
+{
+	wa_priv_free(acct->priv);
+	acct->priv = NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * Recipients and content
+ * ------------------------------------------------------------------------- */
+
+/*
+ * WhatsApp addresses are E.164 numbers without the '+': 8..15 digits, not
+ * starting with 0. People write them with spaces, dashes, parentheses and a
+ * leading '+'; those are dropped, anything else is refused.
+ */
+static int wa_normalize(const char *in, char out[HR_ADDR_MAX], struct hr_err *err)
+{
+	char buf[16];
+	size_t n = 0;
+	bool seen_plus = false;
+	if (!in)
+		return hr_fail(err, HR_EINVAL, "to", "to is required");
+	for (const char *p = in; *p; p++) {
+		char c = *p;
+		if (c == ' ' || c == '-' || c == '(' || c == ')')
+			continue;
+		if (c == '+' && !seen_plus && n == 0) {
+			seen_plus = true;
+			continue;
+		}
+		if (c < '0' || c > '9')
+			return hr_fail(err, HR_EINVAL, "to",
+			               "to must be a phone number in international format "
+			               "(digits, spaces, dashes, parentheses, one leading '+')");
+		if (n == 15)
+			return hr_fail(err, HR_EINVAL, "to", "to has more than 15 digits");
+		buf[n++] = c;
+	}
+	if (n < 8)
+		return hr_fail(err, HR_EINVAL, "to", "to must have 8 to 15 digits");
+	if (buf[0] == '0')
+		return hr_fail(err, HR_EINVAL, "to", "to must start with a country code, not 0");
+	buf[n] = '\0';
+	hr_strlcpy(out, buf, HR_ADDR_MAX);
+	return 0;
+}
+
+/* Number of Unicode code points in valid UTF-8 (jansson guarantees validity). */
+static size_t wa_utf8_chars(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xC0) != 0x80)
+			n++;
+	return n;
+}
+
+static bool wa_template_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > WA_TEMPLATE_NAME_MAX)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+			return false;
+	return true;
+}
+
+/* "en", "fil", "en_GB", "pt_BR": 2-3 lower-case letters, optionally _ and 2 capitals. */
+static bool wa_language_ok(const char *s)
+{
+	size_t i = 0;
+	while (s[i] >= 'a' && s[i] <= 'z')
+		i++;
+	if (i < 2 || i > 3)
+		return false;
+	if (s[i] == '\0')
+		return true;
+	return s[i] == '_' && s[i + 1] >= 'A' && s[i + 1] <= 'Z' && s[i + 2] >= 'A' &&
+	       s[i + 2] <= 'Z' && s[i + 3] == '\0';
+}
+
+static int wa_validate(const json_t *content, struct hr_err *err)
+{
+	if (!json_is_object(content))
+		return hr_fail(err, HR_EINVAL, "content", "content must be a JSON object");
+	const char *type = json_string_value(json_object_get(content, "type"));
+	if (!type)
+		return hr_fail(err, HR_EINVAL, "type", "type is required");
+	if (strcmp(type, "text") == 0) {
+		const char *text = json_string_value(json_object_get(content, "text"));
+		if (!text || !*text)
+			return hr_fail(err, HR_EINVAL, "text", "text must be a non-empty string");
+		if (wa_utf8_chars(text) > WA_TEXT_MAX)
+			return hr_fail(err, HR_EINVAL, "text",
+			               "text is longer than WhatsApp's %d characters", WA_TEXT_MAX);
+		return 0;
+	}
+	if (strcmp(type, "template") != 0)
+		return hr_fail(err, HR_EINVAL, "type",
+		               "type '%s' is not supported on whatsapp (text, template)", type);
+	json_t *t = json_object_get(content, "template");
+	if (!json_is_object(t))
+		return hr_fail(err, HR_EINVAL, "template", "template must be an object");
+	const char *name = json_string_value(json_object_get(t, "name"));
+	if (!name || !wa_template_name_ok(name))
+		return hr_fail(err, HR_EINVAL, "template.name",
+		               "template.name must be 1..%d characters of a-z, 0-9 and _",
+		               WA_TEMPLATE_NAME_MAX);
+	const char *lang = json_string_value(json_object_get(t, "language"));
+	if (!lang || !wa_language_ok(lang))
+		return hr_fail(err, HR_EINVAL, "template.language",
+		               "template.language must look like \"en\" or \"en_GB\"");
+	json_t *params = json_object_get(t, "parameters");
+	if (!params || json_is_null(params))
+		return 0;
+	if (!json_is_array(params))
+		return hr_fail(err, HR_EINVAL, "template.parameters",
+		               "template.parameters must be an array of strings");
+	size_t i;
+	json_t *p;
+	json_array_foreach(params, i, p)
+	{
+		char field[48];
+		snprintf(field, sizeof field, "template.parameters[%zu]", i);
+		const char *s = json_string_value(p);
+		if (!s || !*s)
+			return hr_fail(err, HR_EINVAL, field, "%s must be a non-empty string",
+			               field);
+		if (wa_utf8_chars(s) > WA_PARAM_MAX)
+			return hr_fail(err, HR_EINVAL, field, "%s is longer than %d characters",
+			               field, WA_PARAM_MAX);
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Sending
+ * ------------------------------------------------------------------------- */
+
+/* The "template" object of a send: body parameters only when there are some. */
+static json_t *wa_template_json(const json_t *t)
+{
+	json_t *out =
+	    json_pack("{s:s, s:{s:s}}", "name", json_string_value(json_object_get(t, "name")),
+	              "language", "code", json_string_value(json_object_get(t, "language")));
+	json_t *params = json_object_get(t, "parameters");
+	if (!out || !json_is_array(params) || json_array_size(params) == 0)
+		return out;
+	json_t *plist = json_array();
+	size_t i;
+	json_t *p;
+	json_array_foreach(params, i, p)
+	    json_array_append_new(plist, json_pack("{s:s, s:O}", "type", "text", "text", p));
+	json_object_set_new(out, "components",
+	                    json_pack("[{s:s, s:o}]", "type", "body", "parameters", plist));
+	return out;
+}
+
+static int wa_build_send(const struct channel_account *acct, const struct message *m,
+                         struct http_req *out, struct hr_err *err)
+{
+	const struct wa_priv *p = acct->priv;
+	memset(out, 0, sizeof *out);
+	json_error_t je;
+	json_t *content = m->content ? json_loads(m->content, 0, &je) : NULL;
+	if (!content)
+		return hr_fail(err, HR_EINVAL, "content", "message content is not valid JSON");
+	int rc = wa_validate(content, err);
+	if (rc) {
+		json_decref(content);
+		return rc;
+	}
+	json_t *root = json_pack("{s:s, s:s, s:s}", "messaging_product", "whatsapp",
+	                         "recipient_type", "individual", "to", m->recipient);
+	const char *type = json_string_value(json_object_get(content, "type"));
+	if (root && strcmp(type, "text") == 0) {
+		json_object_set_new(root, "type", json_string("text"));
+		json_object_set_new(root, "text",
+		                    json_pack("{s:b, s:O}", "preview_url", 0, "body",
+		                              json_object_get(content, "text")));
+	} else if (root) {
+		json_object_set_new(root, "type", json_string("template"));
+		json_object_set_new(root, "template",
+		                    wa_template_json(json_object_get(content, "template")));
+	}
+	if (root && m->id[0])
+		json_object_set_new(root, "biz_opaque_callback_data", json_string(m->id));
+	json_decref(content);
+	out->body = root ? json_dumps(root, JSON_COMPACT) : NULL;
+	json_decref(root);
+	out->url = strdup(p->messages_url);
+	out->headers = curl_slist_append(NULL, p->auth_header);
+	if (out->headers)
+		out->headers = curl_slist_append(out->headers, "Content-Type: application/json");
+	/* No "Expect: 100-continue" round trip before larger bodies. */
+	if (out->headers && out->headers->next)
+		out->headers = curl_slist_append(out->headers, "Expect:");
+	if (!out->body || !out->url || !out->headers || !out->headers->next ||
+	    !out->headers->next->next) {
+		http_req_clear(out);
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	}
+	out->body_len = strlen(out->body);
+	return 0;
+}
+
+/* How each Graph API error code is handled (PROVIDERS.md's table). retry_us is a
+ * default hint when the answer carries no Retry-After. */
+struct wa_code {
+	long code;
+	enum outcome_class cls;
+	bool blocked;
+	int64_t retry_us;
+};
+
+static const struct wa_code wa_codes[] = {
+    {130429, OUTCOME_RATE_LIMITED, false, 0},        /* phone number throughput */
+    {131056, OUTCOME_RATE_LIMITED, false, 6000000},  /* pair rate: ~1 per 6 s   */
+    {80007, OUTCOME_RATE_LIMITED, false, 0},         /* account request limit   */
+    {4, OUTCOME_RATE_LIMITED, false, 0},             /* application limit       */
+    {131048, OUTCOME_RATE_LIMITED, false, 60000000}, /* spam rate limit: long   */
+    {131000, OUTCOME_TRANSIENT, false, 0},           /* something went wrong    */
+    {131016, OUTCOME_TRANSIENT, false, 0},           /* service unavailable     */
+    {1, OUTCOME_TRANSIENT, false, 0},
+    {2, OUTCOME_TRANSIENT, false, 0},
+    {131026, OUTCOME_PERMANENT, false, 0}, /* undeliverable           */
+    {131047, OUTCOME_PERMANENT, false, 0}, /* 24 h window closed      */
+    {131049, OUTCOME_PERMANENT, false, 0}, /* marketing frequency cap */
+    {131051, OUTCOME_PERMANENT, false, 0}, /* unsupported type        */
+    {132000, OUTCOME_PERMANENT, false, 0}, /* template param count    */
+    {132001, OUTCOME_PERMANENT, false, 0}, /* template missing        */
+    {132012, OUTCOME_PERMANENT, false, 0}, /* param format            */
+    {132015, OUTCOME_PERMANENT, false, 0}, /* template paused         */
+    {132016, OUTCOME_PERMANENT, false, 0}, /* template disabled       */
+    {131009, OUTCOME_PERMANENT, false, 0}, /* invalid parameter       */
+    {100, OUTCOME_PERMANENT, false, 0},    /* invalid parameter       */
+    {190, OUTCOME_PERMANENT, true, 0},     /* token expired/invalid   */
+    {368, OUTCOME_PERMANENT, true, 0},     /* account blocked         */
+    {131031, OUTCOME_PERMANENT, true, 0},  /* account locked          */
+};
+
+static const struct wa_code *wa_code_find(long code)
+{
+	for (size_t i = 0; i < sizeof wa_codes / sizeof wa_codes[0]; i++)
+		if (wa_codes[i].code == code)
+			return &wa_codes[i];
+	return NULL;
+}
+
+/* Retry-After as delta seconds or an HTTP date (curl_getdate parses those). */
+static int64_t wa_retry_after_us(const char *v)
+{
+	if (!v)
+		return 0;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	if (!*v)
+		return 0;
+	char *end;
+	long long secs = strtoll(v, &end, 10);
+	while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
+		end++;
+	if (end != v && *end == '\0')
+		return secs <= 0 ? 0 : (secs > 86400 ? 86400 : secs) * 1000000LL;
+	time_t when = curl_getdate(v, NULL);
+	if (when <= 0)
+		return 0;
+	int64_t delta = (int64_t)when * 1000000LL - hr_now_us();
+	return delta > 0 ? delta : 0;
+}
+
+/* Non-JSON answers keep a short, printable prefix of the body as the text. */
+static void wa_body_excerpt(const char *body, size_t len, char *out, size_t outsz)
+{
+	size_t n = 0;
+	for (size_t i = 0; body && i < len && n + 1 < outsz && n < 200; i++)
+		out[n++] = (body[i] >= 0x20 && body[i] < 0x7f) ? body[i] : ' ';
+	out[n] = '\0';
+}
+
+/*
+ * Classifies an answer to a send. The provider's error code decides when it
+ * is known; otherwise the HTTP status does (429 rate limited, 5xx and 408
+ * transient, other 4xx permanent). A 2xx without messages[0].id is treated as
+ * transient: the send's fate is unknown and the dispatcher's policy decides.
+ */
+static void wa_parse_send(const struct channel_account *acct, long http_status, const char *body,
+                          size_t len, const char *retry_after, struct send_outcome *out)
+{
+	(void)acct;
+	memset(out, 0, sizeof *out);
+	out->retry_after_us = wa_retry_after_us(retry_after);
+	if (http_status == 0) {
+		out->cls = OUTCOME_TRANSIENT;
+		hr_strlcpy(out->error_code, "network", sizeof out->error_code);
+		wa_body_excerpt(body, len, out->error_text, sizeof out->error_text);
+		return;
+	}
+	json_error_t je;
+	json_t *root = (body && len) ? json_loadb(body, len, 0, &je) : NULL;
+	if (http_status >= 200 && http_status < 300) {
+		json_t *msgs = json_object_get(root, "messages");
+		const char *id = json_string_value(json_object_get(json_array_get(msgs, 0), "id"));
+		if (id && *id && strlen(id) < sizeof out->provider_id) {
+			out->cls = OUTCOME_OK;
+			hr_strlcpy(out->provider_id, id, sizeof out->provider_id);
+		} else {
+			out->cls = OUTCOME_TRANSIENT;
+			snprintf(out->error_code, sizeof out->error_code, "http_%ld", http_status);
+			hr_strlcpy(out->error_text, "success answer without messages[0].id",
+			           sizeof out->error_text);
+		}
+		json_decref(root);
+		return;
+	}
+	json_t *e = json_object_get(root, "error");
+	json_t *jcode = json_object_get(e, "code");
+	const struct wa_code *known = NULL;
+	if (json_is_integer(jcode)) {
+		long code = (long)json_integer_value(jcode);
+		snprintf(out->error_code, sizeof out->error_code, "%ld", code);
+		known = wa_code_find(code);
+	} else {
+		snprintf(out->error_code, sizeof out->error_code, "http_%ld", http_status);
+	}
+	const char *msg = json_string_value(json_object_get(e, "message"));
+	if (!msg)
+		msg =
+		    json_string_value(json_object_get(json_object_get(e, "error_data"), "details"));
+	if (msg)
+		hr_strlcpy(out->error_text, msg, sizeof out->error_text);
+	else
+		wa_body_excerpt(body, len, out->error_text, sizeof out->error_text);
+	if (!out->error_text[0])
+		snprintf(out->error_text, sizeof out->error_text, "HTTP %ld", http_status);
+	json_decref(root);
+
+	if (known) {
+		out->cls = known->cls;
+		out->account_blocked = known->blocked;
+		if (!out->retry_after_us)
+			out->retry_after_us = known->retry_us;
+	} else if (http_status == 429) {
+		out->cls = OUTCOME_RATE_LIMITED;
+	} else if (http_status >= 500 || http_status == 408) {
+		out->cls = OUTCOME_TRANSIENT;
+	} else {
+		out->cls = OUTCOME_PERMANENT;
+	}
+}
+
+/* ---------------------------------------------------------------------------
+ * Webhooks
+ * ------------------------------------------------------------------------- */
+
+/* Meta's subscription check: echo hub.challenge if the verify token matches. */
+static int wa_webhook_handshake(const struct channel_account *acct, const struct wh_request *req,
+                                int *status, char **body)
+{
+	const struct wa_priv *p = acct->priv;
+	const char *mode = req->query ? req->query(req->ctx, "hub.mode") : NULL;
+	const char *token = req->query ? req->query(req->ctx, "hub.verify_token") : NULL;
+	const char *challenge = req->query ? req->query(req->ctx, "hub.challenge") : NULL;
+	bool ok = mode && strcmp(mode, "subscribe") == 0 && token &&
+	          hr_consteq(token, strlen(token), p->verify_token, strlen(p->verify_token)) &&
+	          challenge && *challenge && strlen(challenge) <= WA_CHALLENGE_MAX;
+	*status = ok ? 200 : 403;
+	*body = strdup(ok ? challenge : "verification failed");
+	return *body ? 0 : HR_ENOMEM;
+}
+
+static int wa_webhook_verify(const struct channel_account *acct, const struct wh_request *req,
+                             struct hr_err *err)
+{
+	const struct wa_priv *p = acct->priv;
+	const char *sig = req->header ? req->header(req->ctx, WA_SIG_HEADER) : NULL;
+	if (!sig || !*sig)
+		return hr_fail(err, HR_EAUTH, WA_SIG_HEADER, "missing %s header", WA_SIG_HEADER);
+	char given[65];
+	bool ok = strncasecmp(sig, "sha256=", 7) == 0 && strlen(sig + 7) == 64;
+	for (size_t i = 0; ok && i < 64; i++) {
+		unsigned char c = (unsigned char)sig[7 + i];
+		ok = isxdigit(c);
+		given[i] = (char)tolower(c);
+	}
+	if (!ok)
+		return hr_fail(err, HR_EAUTH, WA_SIG_HEADER,
+		               "malformed %s header (expected sha256=<64 hex digits>)",
+		               WA_SIG_HEADER);
+	given[64] = '\0';
+	char want[65];
+	hr_hmac_sha256_hex(p->app_secret, strlen(p->app_secret), req->body ? req->body : "",
+	                   req->body_len, want);
+	if (!hr_consteq(given, 64, want, 64))
+		return hr_fail(err, HR_EAUTH, WA_SIG_HEADER,
+		               "%s does not match the body (wrong app secret or altered body)",
+		               WA_SIG_HEADER);
+	return 0;
+}
+
+static void wa_webhook_dedupe_key(const struct wh_request *req, char out[128])
+{
+	(void)req;
+	out[0] = '\0'; /* Meta gives no event id: the applier's precedence rules dedupe */
+}
+
+static int wa_bad(struct hr_err *err, const char *path, const char *what)
+{
+	return hr_fail(err, HR_EINVAL, path, "%s %s", path, what);
+}
+
+/*
+ * Copies obj[key] (a string) into dst (size n), naming base.key on error.
+ * Absent and not required leaves dst as it is.
+ */
+static int wa_str(json_t *obj, const char *key, bool required, const char *base, char *dst,
+                  size_t n, struct hr_err *err)
+{
+	char path[96];
+	snprintf(path, sizeof path, "%s.%s", base, key);
+	json_t *v = json_object_get(obj, key);
+	if (!v)
+		return required ? wa_bad(err, path, "is missing") : 0;
+	if (!json_is_string(v) || (required && !*json_string_value(v)))
+		return wa_bad(err, path, "must be a non-empty string");
+	if (strlen(json_string_value(v)) >= n)
+		return wa_bad(err, path, "is too long");
+	hr_strlcpy(dst, json_string_value(v), n);
+	return 0;
+}
+
+/* Duplicates obj[key] (a string) into *dst (heap); absent leaves it NULL. */
+static int wa_strdup(json_t *obj, const char *key, bool required, const char *base, char **dst,
+                     struct hr_err *err)
+{
+	char path[96];
+	snprintf(path, sizeof path, "%s.%s", base, key);
+	json_t *v = json_object_get(obj, key);
+	if (!v)
+		return required ? wa_bad(err, path, "is missing") : 0;
+	if (!json_is_string(v))
+		return wa_bad(err, path, "must be a string");
+	free(*dst);
+	*dst = strdup(json_string_value(v));
+	return *dst ? 0 : hr_fail(err, HR_ENOMEM, path, "out of memory");
+}
+
+/* Unix seconds given as a string of digits (as Meta sends) or an integer. */
+static int wa_timestamp(json_t *obj, const char *base, char ts[40], int64_t *us, struct hr_err *err)
+{
+	char path[96];
+	snprintf(path, sizeof path, "%s.timestamp", base);
+	json_t *v = json_object_get(obj, "timestamp");
+	if (json_is_integer(v) && json_integer_value(v) >= 0) {
+		snprintf(ts, 40, "%lld", (long long)json_integer_value(v));
+	} else if (json_is_string(v)) {
+		const char *s = json_string_value(v);
+		size_t n = strlen(s);
+		if (n == 0 || n > 12 || strspn(s, "0123456789") != n)
+			return wa_bad(err, path, "must be unix seconds");
+		hr_strlcpy(ts, s, 40);
+	} else {
+		return wa_bad(err, path, v ? "must be unix seconds" : "is missing");
+	}
+	*us = strtoll(ts, NULL, 10) * 1000000LL;
+	return 0;
+}
+
+static int wa_parse_status(json_t *s, const char *base, struct wh_parsed *out, struct hr_err *err)
+{
+	if (!json_is_object(s))
+		return wa_bad(err, base, "must be an object");
+	char path[96];
+	snprintf(path, sizeof path, "%s.status", base);
+	const char *st = json_string_value(json_object_get(s, "status"));
+	if (!st)
+		return wa_bad(err, path, "must be a string");
+	enum msg_status status;
+	if (strcmp(st, "sent") == 0)
+		status = MSG_SENT;
+	else if (strcmp(st, "delivered") == 0)
+		status = MSG_DELIVERED;
+	else if (strcmp(st, "read") == 0)
+		status = MSG_READ;
+	else if (strcmp(st, "failed") == 0)
+		status = MSG_FAILED;
+	else
+		return 0; /* "played", "deleted", "warning", ...: nothing to apply */
+	struct wh_status tmp = {.status = status};
+	int rc;
+	if ((rc = wa_str(s, "id", true, base, tmp.provider_id, sizeof tmp.provider_id, err)) ||
+	    (rc = wa_timestamp(s, base, tmp.provider_ts, &tmp.provider_at, err)))
+		return rc;
+	json_t *errors = json_object_get(s, "errors");
+	if (errors && !json_is_array(errors)) {
+		snprintf(path, sizeof path, "%s.errors", base);
+		return wa_bad(err, path, "must be an array");
+	}
+	json_t *e0 = json_array_get(errors, 0);
+	if (e0) {
+		snprintf(path, sizeof path, "%s.errors[0]", base);
+		if (!json_is_object(e0))
+			return wa_bad(err, path, "must be an object");
+		json_t *code = json_object_get(e0, "code");
+		if (json_is_integer(code))
+			snprintf(tmp.error_code, sizeof tmp.error_code, "%lld",
+			         (long long)json_integer_value(code));
+		else if (json_is_string(code))
+			hr_strlcpy(tmp.error_code, json_string_value(code), sizeof tmp.error_code);
+		const char *text = json_string_value(json_object_get(e0, "title"));
+		if (!text)
+			text = json_string_value(json_object_get(e0, "message"));
+		if (text)
+			hr_strlcpy(tmp.error_text, text, sizeof tmp.error_text);
+	}
+	struct wh_status *dst = wh_parsed_add_status(out);
+	if (!dst)
+		return hr_fail(err, HR_ENOMEM, base, "out of memory");
+	*dst = tmp;
+	return 0;
+}
+
+/* Fills text/payload of a reply from its type-specific object. */
+static int wa_parse_reply_body(json_t *m, const char *type, const char *base, struct wh_inbound *in,
+                               struct hr_err *err)
+{
+	char sub[96];
+	json_t *o = json_object_get(m, type);
+	snprintf(sub, sizeof sub, "%s.%s", base, type);
+	if (strcmp(type, "text") == 0) {
+		if (!json_is_object(o))
+			return wa_bad(err, sub, "must be an object");
+		return wa_strdup(o, "body", true, sub, &in->text, err);
+	}
+	if (strcmp(type, "button") == 0) {
+		if (!json_is_object(o))
+			return wa_bad(err, sub, "must be an object");
+		int rc = wa_strdup(o, "payload", true, sub, &in->payload, err);
+		return rc ? rc : wa_strdup(o, "text", false, sub, &in->text, err);
+	}
+	if (strcmp(type, "interactive") == 0) {
+		if (!json_is_object(o))
+			return wa_bad(err, sub, "must be an object");
+		const char *itype = json_string_value(json_object_get(o, "type"));
+		if (!itype) {
+			snprintf(sub, sizeof sub, "%s.interactive.type", base);
+			return wa_bad(err, sub, "must be a string");
+		}
+		if (strcmp(itype, "button_reply") != 0 && strcmp(itype, "list_reply") != 0)
+			return 0; /* e.g. a flow's nfm_reply: recorded without text */
+		json_t *r = json_object_get(o, itype);
+		snprintf(sub, sizeof sub, "%s.interactive.%s", base, itype);
+		if (!json_is_object(r))
+			return wa_bad(err, sub, "must be an object");
+		int rc = wa_strdup(r, "id", true, sub, &in->payload, err);
+		return rc ? rc : wa_strdup(r, "title", false, sub, &in->text, err);
+	}
+	if (json_is_object(o) && json_is_string(json_object_get(o, "caption")))
+		return wa_strdup(o, "caption", false, sub, &in->text, err);
+	if (strcmp(type, "reaction") == 0 && json_is_object(o)) {
+		int rc = wa_strdup(o, "emoji", false, sub, &in->text, err);
+		if (rc == 0 && !in->context_id[0])
+			rc = wa_str(o, "message_id", false, sub, in->context_id,
+			            sizeof in->context_id, err);
+		return rc;
+	}
+	return 0;
+}
+
+static int wa_parse_message(json_t *m, const char *base, struct wh_parsed *out, struct hr_err *err)
+{
+	if (!json_is_object(m))
+		return wa_bad(err, base, "must be an object");
+	struct wh_inbound *in = wh_parsed_add_inbound(out);
+	if (!in)
+		return hr_fail(err, HR_ENOMEM, base, "out of memory");
+	/* `in` is now owned by out: the caller's rollback frees what we set. */
+	char type[32] = "";
+	char ts[40];
+	int rc;
+	if ((rc = wa_str(m, "id", true, base, in->provider_msg_id, sizeof in->provider_msg_id,
+	                 err)) ||
+	    (rc = wa_str(m, "from", true, base, in->from, sizeof in->from, err)) ||
+	    (rc = wa_timestamp(m, base, ts, &in->provider_at, err)) ||
+	    (rc = wa_str(m, "type", true, base, type, sizeof type, err)))
+		return rc;
+	hr_strlcpy(in->kind, type, sizeof in->kind);
+	json_t *ctx = json_object_get(m, "context");
+	if (ctx) {
+		char sub[96];
+		snprintf(sub, sizeof sub, "%s.context", base);
+		if (!json_is_object(ctx))
+			return wa_bad(err, sub, "must be an object");
+		if ((rc =
+		         wa_str(ctx, "id", false, sub, in->context_id, sizeof in->context_id, err)))
+			return rc;
+	}
+	return wa_parse_reply_body(m, type, base, in, err);
+}
+
+static int wa_parse_array(json_t *value, const char *key, const char *base, struct wh_parsed *out,
+                          struct hr_err *err)
+{
+	json_t *arr = json_object_get(value, key);
+	char path[96];
+	if (!arr)
+		return 0;
+	snprintf(path, sizeof path, "%s.%s", base, key);
+	if (!json_is_array(arr))
+		return wa_bad(err, path, "must be an array");
+	size_t i;
+	json_t *item;
+	json_array_foreach(arr, i, item)
+	{
+		snprintf(path, sizeof path, "%s.%s[%zu]", base, key, i);
+		int rc = strcmp(key, "statuses") == 0 ? wa_parse_status(item, path, out, err)
+		                                      : wa_parse_message(item, path, out, err);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int wa_parse_entries(json_t *root, struct wh_parsed *out, struct hr_err *err)
+{
+	if (!json_is_object(root))
+		return wa_bad(err, "body", "must be a JSON object");
+	const char *object = json_string_value(json_object_get(root, "object"));
+	if (!object || strcmp(object, "whatsapp_business_account") != 0)
+		return wa_bad(err, "object", "must be \"whatsapp_business_account\"");
+	json_t *entries = json_object_get(root, "entry");
+	if (!json_is_array(entries))
+		return wa_bad(err, "entry", "must be an array");
+	size_t i, j;
+	json_t *entry, *change;
+	char path[96];
+	json_array_foreach(entries, i, entry)
+	{
+		snprintf(path, sizeof path, "entry[%zu]", i);
+		if (!json_is_object(entry))
+			return wa_bad(err, path, "must be an object");
+		json_t *changes = json_object_get(entry, "changes");
+		snprintf(path, sizeof path, "entry[%zu].changes", i);
+		if (!json_is_array(changes))
+			return wa_bad(err, path, "must be an array");
+		json_array_foreach(changes, j, change)
+		{
+			snprintf(path, sizeof path, "entry[%zu].changes[%zu]", i, j);
+			if (!json_is_object(change))
+				return wa_bad(err, path, "must be an object");
+			const char *field = json_string_value(json_object_get(change, "field"));
+			if (field && strcmp(field, "messages") != 0)
+				continue; /* template or account updates: not ours to apply */
+			json_t *value = json_object_get(change, "value");
+			snprintf(path, sizeof path, "entry[%zu].changes[%zu].value", i, j);
+			if (!json_is_object(value))
+				return wa_bad(err, path, "must be an object");
+			int rc = wa_parse_array(value, "statuses", path, out, err);
+			if (!rc)
+				rc = wa_parse_array(value, "messages", path, out, err);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* Parses every status and reply in the body; on error out is left as it was. */
+static int wa_webhook_parse(const struct channel_account *acct, const char *body, size_t len,
+                            struct wh_parsed *out, struct hr_err *err)
+{
+	(void)acct;
+	json_error_t je;
+	json_t *root = json_loadb(body ? body : "", len, 0, &je);
+	if (!root) {
+		char field[32];
+		snprintf(field, sizeof field, "body[%d]", je.position);
+		return hr_fail(err, HR_EINVAL, field, "%s: body is not JSON (%s)", field, je.text);
+	}
+	size_t ns = out->nstatuses, ni = out->ninbound;
+	int rc = wa_parse_entries(root, out, err);
+	json_decref(root);
+	if (rc) {
+		for (size_t k = ni; k < out->ninbound; k++) {
+			free(out->inbound[k].text);
+			free(out->inbound[k].payload);
+		}
+		out->nstatuses = ns;
+		out->ninbound = ni;
+	}
+	return rc;
+}
+
+const struct channel_ops channel_whatsapp = {
+    .name = "whatsapp",
+    .has_receipts = true,
+    .account_load = wa_account_load,
+    .account_free = wa_account_free,
+    .normalize_recipient = wa_normalize,
+    .validate = wa_validate,
+    .build_send = wa_build_send,
+    .parse_send = wa_parse_send,
+    .webhook_handshake = wa_webhook_handshake,
+    .webhook_verify = wa_webhook_verify,
+    .webhook_dedupe_key = wa_webhook_dedupe_key,
+    .webhook_parse = wa_webhook_parse,
+};

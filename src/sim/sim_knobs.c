@@ -1,0 +1,253 @@
+/*
+ * sim_knobs.c - the simulator's knobs (error rates, delays, duplicates...)
+ * and the reproducible random stream they are drawn with.
+ *
+ * Knobs are immutable once built: POST /sim/config builds a new snapshot and
+ * swaps the pointer, so request threads read them without a lock held.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim/sim_int.h"
+
+struct sim_knobs *sim_knobs_default(void)
+{
+	struct sim_knobs *k = calloc(1, sizeof *k);
+	if (!k)
+		return NULL;
+	atomic_init(&k->refs, 1);
+	k->sent_delay_ms = 10;
+	k->delivered_delay_ms = 50;
+	k->read_delay_ms = 100;
+	k->read_rate = 1.0;
+	k->webhook_batch = 1;
+	k->webhook_retry_s = 60;
+	return k;
+}
+
+void sim_knobs_ref(struct sim_knobs *k)
+{
+	atomic_fetch_add(&k->refs, 1);
+}
+
+void sim_knobs_unref(struct sim_knobs *k)
+{
+	if (!k || atomic_fetch_sub(&k->refs, 1) != 1)
+		return;
+	for (size_t i = 0; i < k->nfail; i++)
+		free(k->fail_recipients[i]);
+	free(k->fail_recipients);
+	free(k);
+}
+
+/* The numeric knobs: name, where it lives, allowed range. */
+struct knob_num {
+	const char *name;
+	size_t off;
+	double min, max;
+};
+
+/* clang-format off */
+#define KN(f, lo, hi) {#f, offsetof(struct sim_knobs, f), lo, hi}
+/* clang-format on */
+static const struct knob_num knob_nums[] = {
+    KN(latency_ms, 0, 600000),
+    KN(latency_jitter_ms, 0, 600000),
+    KN(fail_rate, 0, 1),
+    KN(rate_429, 0, 1),
+    KN(rate_5xx, 0, 1),
+    KN(sent_delay_ms, 0, 86400000),
+    KN(delivered_delay_ms, 0, 86400000),
+    KN(read_delay_ms, 0, 86400000),
+    KN(read_rate, 0, 1),
+    KN(dup_rate, 0, 1),
+    KN(reorder_rate, 0, 1),
+    KN(failed_after_sent_rate, 0, 1),
+    KN(webhook_retry_s, 0, 7 * 86400),
+};
+#undef KN
+
+static bool as_number(json_t *v, double *out)
+{
+	if (json_is_number(v)) {
+		*out = json_number_value(v);
+		return true;
+	}
+	if (json_is_string(v) && *json_string_value(v)) {
+		char *end;
+		*out = strtod(json_string_value(v), &end);
+		return *end == '\0';
+	}
+	return false;
+}
+
+static int knobs_copy_fail(struct sim_knobs *k, char **list, size_t n)
+{
+	k->fail_recipients = n ? calloc(n, sizeof *k->fail_recipients) : NULL;
+	if (n && !k->fail_recipients)
+		return HR_ENOMEM;
+	for (k->nfail = 0; k->nfail < n; k->nfail++) {
+		k->fail_recipients[k->nfail] = strdup(list[k->nfail]);
+		if (!k->fail_recipients[k->nfail])
+			return HR_ENOMEM;
+	}
+	return 0;
+}
+
+static int knobs_set_fail(struct sim_knobs *k, json_t *v, const char *field, struct hr_err *err)
+{
+	if (!json_is_array(v))
+		return hr_fail(err, HR_EINVAL, field, "%s must be a list of phone numbers", field);
+	for (size_t i = 0; i < k->nfail; i++)
+		free(k->fail_recipients[i]);
+	free(k->fail_recipients);
+	k->fail_recipients = NULL;
+	k->nfail = 0;
+	size_t n = json_array_size(v);
+	if (n && !(k->fail_recipients = calloc(n, sizeof *k->fail_recipients)))
+		return hr_fail(err, HR_ENOMEM, field, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		json_t *e = json_array_get(v, i);
+		char digits[HR_ADDR_MAX];
+		if (json_is_integer(e))
+			snprintf(digits, sizeof digits, "%lld", (long long)json_integer_value(e));
+		else if (json_is_string(e))
+			sim_wire_digits(json_string_value(e), digits, sizeof digits);
+		else
+			digits[0] = '\0';
+		if (!digits[0])
+			return hr_fail(err, HR_EINVAL, field, "%s[%zu] must be a phone number",
+			               field, i);
+		if (!(k->fail_recipients[k->nfail] = strdup(digits)))
+			return hr_fail(err, HR_ENOMEM, field, "out of memory");
+		k->nfail++;
+	}
+	return 0;
+}
+
+int sim_knobs_apply(const struct sim_knobs *base, json_t *obj, const char *prefix,
+                    struct sim_knobs **out, struct hr_err *err)
+{
+	*out = NULL;
+	if (obj && !json_is_object(obj))
+		return hr_fail(err, HR_EINVAL, prefix, "%s must be an object", prefix);
+	struct sim_knobs *k = malloc(sizeof *k);
+	if (!k)
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	memcpy(k, base, sizeof *k);
+	atomic_init(&k->refs, 1);
+	k->fail_recipients = NULL;
+	k->nfail = 0;
+	int rc = knobs_copy_fail(k, base->fail_recipients, base->nfail);
+	if (rc) {
+		sim_knobs_unref(k);
+		return hr_fail(err, rc, NULL, "out of memory");
+	}
+	const char *key;
+	json_t *v;
+	json_object_foreach(obj, key, v)
+	{
+		char field[96];
+		snprintf(field, sizeof field, "%s%s", prefix, key);
+		size_t i;
+		for (i = 0; i < sizeof knob_nums / sizeof knob_nums[0]; i++)
+			if (strcmp(key, knob_nums[i].name) == 0)
+				break;
+		double d;
+		if (i < sizeof knob_nums / sizeof knob_nums[0]) {
+			const struct knob_num *kn = &knob_nums[i];
+			if (!as_number(v, &d) || d < kn->min || d > kn->max) {
+				rc = hr_fail(err, HR_EINVAL, field,
+				             "%s must be a number in [%g, %g]", field, kn->min,
+				             kn->max);
+				break;
+			}
+			memcpy((char *)k + kn->off, &d, sizeof d);
+		} else if (strcmp(key, "webhook_batch") == 0) {
+			if (!as_number(v, &d) || d != (int)d || d < 1 || d > 1000) {
+				rc = hr_fail(err, HR_EINVAL, field,
+				             "%s must be an integer in [1, 1000]", field);
+				break;
+			}
+			k->webhook_batch = (int)d;
+		} else if (strcmp(key, "seed") == 0) {
+			if (json_is_null(v)) {
+				k->has_seed = false;
+			} else if (as_number(v, &d) && d >= 0 && d == (double)(uint64_t)d) {
+				k->has_seed = true;
+				k->seed = json_is_integer(v) ? (uint64_t)json_integer_value(v)
+				                             : (uint64_t)d;
+			} else {
+				rc = hr_fail(err, HR_EINVAL, field,
+				             "%s must be a non-negative integer", field);
+				break;
+			}
+		} else if (strcmp(key, "fail_recipients") == 0) {
+			if ((rc = knobs_set_fail(k, v, field, err)))
+				break;
+		} else {
+			rc = hr_fail(err, HR_EINVAL, field, "%s is not a known knob", field);
+			break;
+		}
+	}
+	if (rc) {
+		sim_knobs_unref(k);
+		return rc;
+	}
+	*out = k;
+	return 0;
+}
+
+json_t *sim_knobs_json(const struct sim_knobs *k)
+{
+	json_t *o = json_object();
+	for (size_t i = 0; i < sizeof knob_nums / sizeof knob_nums[0]; i++) {
+		double v;
+		memcpy(&v, (const char *)k + knob_nums[i].off, sizeof v);
+		json_object_set_new(o, knob_nums[i].name, json_real(v));
+	}
+	json_object_set_new(o, "webhook_batch", json_integer(k->webhook_batch));
+	json_t *fr = json_array();
+	for (size_t i = 0; i < k->nfail; i++)
+		json_array_append_new(fr, json_string(k->fail_recipients[i]));
+	json_object_set_new(o, "fail_recipients", fr);
+	json_object_set_new(o, "seed",
+	                    k->has_seed ? json_integer((json_int_t)k->seed) : json_null());
+	return o;
+}
+
+bool sim_knobs_fails_recipient(const struct sim_knobs *k, const char *to)
+{
+	char digits[HR_ADDR_MAX];
+	if (!k->nfail)
+		return false;
+	sim_wire_digits(to, digits, sizeof digits);
+	for (size_t i = 0; i < k->nfail; i++)
+		if (strcmp(k->fail_recipients[i], digits) == 0)
+			return true;
+	return false;
+}
+
+/* splitmix64 (Vigna): a tiny, well-mixed generator; each send gets its own. */
+uint64_t sim_rng_next(struct sim_rng *r)
+{
+	uint64_t z = (r->s += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+double sim_rng_unit(struct sim_rng *r)
+{
+	return (double)(sim_rng_next(r) >> 11) / 9007199254740992.0;
+}
+
+void sim_rng_init(struct sim_rng *r, uint64_t seed, const unsigned char digest[32],
+                  uint64_t attempt)
+{
+	uint64_t d = 0;
+	memcpy(&d, digest, sizeof d);
+	r->s = seed ^ d ^ (attempt * 0xd1342543de82ef95ULL);
+	sim_rng_next(r); /* one step so nearby seeds diverge */
+}

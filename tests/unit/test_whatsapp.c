@@ -1,0 +1,975 @@
+/*
+ * test_whatsapp.c - the WhatsApp adapter and the channel registry: the
+ * PROVIDERS.md signature vector, handshakes, request bodies field by field,
+ * error classification, webhook parsing (and its error paths), recipient
+ * normalisation, content validation, account loading.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cmocka.h>
+
+#include "channels/channel.h"
+#include "core/crypto.h"
+#include "herald.h"
+
+#define VEC_SECRET "app-secret-123"
+#define VEC_BODY                                                                                   \
+	"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"102290129340398\","        \
+	"\"changes\":[{\"value\":{\"messaging_product\":\"whatsapp\",\"metadata\":{"               \
+	"\"display_phone_number\":\"15550783881\",\"phone_number_id\":\"106540352242922\"},"       \
+	"\"statuses\":[{\"id\":\"wamid.HBgLMTU1NTAxMjM0NTYVAgARGBI3\",\"status\":\"delivered\","   \
+	"\"timestamp\":\"1750263773\",\"recipient_id\":\"15550123456\"}]},\"field\":"              \
+	"\"messages\"}]}]}"
+#define VEC_SIG "sha256=9ac0e078fe5f6fdb2e2714e0ad14573213f1d3e409c2fc04be19c6d1d0f5059f"
+
+#define ACCT_CONFIG                                                                                \
+	"{\"base_url\":\"http://127.0.0.1:9090/\",\"phone_number_id\":\"106540352242922\","        \
+	"\"access_token\":\"tok-123\",\"app_secret\":\"" VEC_SECRET "\","                          \
+	"\"verify_token\":\"env:WA_TEST_VERIFY\"}"
+
+static struct channel_account *load(const char *id, const char *config, struct hr_err *err)
+{
+	struct account_row row = {.channel = "whatsapp", .tenant_id = "t1"};
+	hr_strlcpy(row.id, id, sizeof row.id);
+	row.config = (char *)config;
+	struct channel_account *a = NULL;
+	int rc = channel_account_new(&row, &a, err);
+	if (rc)
+		assert_null(a);
+	return a;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	setenv("WA_TEST_VERIFY", "verify-me", 1);
+	return 0;
+}
+
+/* ---- a fake wh_request: headers and query arguments from small tables ---- */
+
+struct kv {
+	const char *k, *v;
+};
+struct fake_req {
+	struct kv headers[4];
+	struct kv query[4];
+};
+
+static const char *fake_header(void *ctx, const char *name)
+{
+	struct fake_req *f = ctx;
+	for (int i = 0; i < 4 && f->headers[i].k; i++)
+		if (strcasecmp(f->headers[i].k, name) == 0)
+			return f->headers[i].v;
+	return NULL;
+}
+
+static const char *fake_query(void *ctx, const char *name)
+{
+	struct fake_req *f = ctx;
+	for (int i = 0; i < 4 && f->query[i].k; i++)
+		if (strcmp(f->query[i].k, name) == 0)
+			return f->query[i].v;
+	return NULL;
+}
+
+static struct wh_request mkreq(struct fake_req *f, const char *method, const char *body)
+{
+	struct wh_request r = {.method = method,
+	                       .url = "http://127.0.0.1/webhooks/whatsapp/wa1",
+	                       .body = body,
+	                       .body_len = body ? strlen(body) : 0,
+	                       .header = fake_header,
+	                       .query = fake_query,
+	                       .ctx = f};
+	return r;
+}
+
+/* ---- signatures ---- */
+
+static void test_signature_vector(void **state)
+{
+	(void)state;
+	char hex[65];
+	hr_hmac_sha256_hex(VEC_SECRET, strlen(VEC_SECRET), VEC_BODY, strlen(VEC_BODY), hex);
+	assert_string_equal(hex, VEC_SIG + 7);
+
+	struct hr_err err = {0};
+	struct channel_account *a = load("wa1", ACCT_CONFIG, &err);
+	assert_non_null(a);
+	struct fake_req f = {.headers = {{"x-hub-signature-256", VEC_SIG}}};
+	struct wh_request r = mkreq(&f, "POST", VEC_BODY);
+	assert_int_equal(a->ops->webhook_verify(a, &r, &err), 0);
+
+	/* Upper-case hex is the same signature. */
+	char upper[80];
+	hr_strlcpy(upper, VEC_SIG, sizeof upper);
+	for (char *p = upper + 7; *p; p++)
+		if (*p >= 'a' && *p <= 'f')
+			*p = (char)(*p - 'a' + 'A');
+	f.headers[0].v = upper;
+	assert_int_equal(a->ops->webhook_verify(a, &r, &err), 0);
+	channel_account_free(a);
+}
+
+static void test_signature_rejections(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load("wa1", ACCT_CONFIG, &err);
+	assert_non_null(a);
+	char wrong[80];
+	hr_strlcpy(wrong, VEC_SIG, sizeof wrong);
+	wrong[20] = wrong[20] == '0' ? '1' : '0';
+	struct {
+		const char *sig;
+		const char *body;
+		const char *says;
+	} cases[] = {
+	    {NULL, VEC_BODY, "missing"},
+	    {"", VEC_BODY, "missing"},
+	    {"sha1=9ac0e078fe5f6fdb2e2714e0ad14573213f1d3e409c2fc04be19c6d1d0f5059f", VEC_BODY,
+	     "malformed"},
+	    {"sha256=9ac0e078", VEC_BODY, "malformed"},
+	    {"sha256=zzc0e078fe5f6fdb2e2714e0ad14573213f1d3e409c2fc04be19c6d1d0f5059f", VEC_BODY,
+	     "malformed"},
+	    {wrong, VEC_BODY, "does not match"},
+	    {VEC_SIG, VEC_BODY " ", "does not match"}, /* one extra byte */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct fake_req f = {.headers = {{"X-Hub-Signature-256", cases[i].sig}}};
+		if (!cases[i].sig)
+			f.headers[0].k = NULL;
+		struct wh_request r = mkreq(&f, "POST", cases[i].body);
+		hr_err_clear(&err);
+		assert_int_equal(a->ops->webhook_verify(a, &r, &err), HR_EAUTH);
+		assert_string_equal(err.field, "X-Hub-Signature-256");
+		if (!strstr(err.msg, cases[i].says))
+			fail_msg("case %zu: '%s' does not say '%s'", i, err.msg, cases[i].says);
+	}
+	/* Same body, another account's secret. */
+	a = (channel_account_free(a), NULL);
+	a = load("wa2",
+	         "{\"base_url\":\"http://127.0.0.1:1\",\"phone_number_id\":\"1\","
+	         "\"access_token\":\"t\",\"app_secret\":\"other\",\"verify_token\":\"v\"}",
+	         &err);
+	assert_non_null(a);
+	struct fake_req f = {.headers = {{"X-Hub-Signature-256", VEC_SIG}}};
+	struct wh_request r = mkreq(&f, "POST", VEC_BODY);
+	assert_int_equal(a->ops->webhook_verify(a, &r, &err), HR_EAUTH);
+	channel_account_free(a);
+}
+
+static void test_handshake(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load("wa1", ACCT_CONFIG, &err);
+	assert_non_null(a);
+	struct {
+		const char *mode, *token, *challenge;
+		int status;
+	} cases[] = {
+	    {"subscribe", "verify-me", "1158201444", 200},
+	    {"subscribe", "verify-mE", "1158201444", 403},
+	    {"subscribe", "verify-me-too", "1158201444", 403},
+	    {"unsubscribe", "verify-me", "1158201444", 403},
+	    {NULL, "verify-me", "1158201444", 403},
+	    {"subscribe", NULL, "1158201444", 403},
+	    {"subscribe", "verify-me", NULL, 403},
+	    {"subscribe", "verify-me", "", 403},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct fake_req f = {.query = {{"hub.mode", cases[i].mode},
+		                               {"hub.verify_token", cases[i].token},
+		                               {"hub.challenge", cases[i].challenge}}};
+		/* A NULL value means the argument is absent. */
+		for (int k = 0; k < 3; k++)
+			if (!f.query[k].v)
+				f.query[k].k = "absent";
+		struct wh_request r = mkreq(&f, "GET", NULL);
+		int status = 0;
+		char *body = NULL;
+		assert_int_equal(a->ops->webhook_handshake(a, &r, &status, &body), 0);
+		assert_non_null(body);
+		if (status != cases[i].status)
+			fail_msg("case %zu: status %d, want %d", i, status, cases[i].status);
+		if (status == 200)
+			assert_string_equal(body, cases[i].challenge);
+		free(body);
+	}
+	char key[128] = "x";
+	struct fake_req f = {0};
+	struct wh_request r = mkreq(&f, "POST", VEC_BODY);
+	a->ops->webhook_dedupe_key(&r, key);
+	assert_string_equal(key, "");
+	channel_account_free(a);
+}
+
+/* ---- accounts and the registry ---- */
+
+static void test_account_config_errors(void **state)
+{
+	(void)state;
+	struct {
+		const char *config;
+		const char *field;
+	} cases[] = {
+	    {"[1]", "accounts[wa1]"},
+	    {"{\"phone_number_id\":\"1\",\"access_token\":\"t\",\"app_secret\":\"s\","
+	     "\"verify_token\":\"v\"}",
+	     "accounts[wa1].base_url"},
+	    {"{\"base_url\":\"ftp://x\",\"phone_number_id\":\"1\",\"access_token\":\"t\","
+	     "\"app_secret\":\"s\",\"verify_token\":\"v\"}",
+	     "accounts[wa1].base_url"},
+	    {"{\"base_url\":\"http://127.0.0.1:1\",\"access_token\":\"t\",\"app_secret\":\"s\","
+	     "\"verify_token\":\"v\"}",
+	     "accounts[wa1].phone_number_id"},
+	    {"{\"base_url\":\"http://127.0.0.1:1\",\"phone_number_id\":\"1/../2\","
+	     "\"access_token\":\"t\",\"app_secret\":\"s\",\"verify_token\":\"v\"}",
+	     "accounts[wa1].phone_number_id"},
+	    {"{\"base_url\":\"http://127.0.0.1:1\",\"phone_number_id\":\"1\","
+	     "\"api_version\":\"latest\",\"access_token\":\"t\",\"app_secret\":\"s\","
+	     "\"verify_token\":\"v\"}",
+	     "accounts[wa1].api_version"},
+	    {"{\"base_url\":\"http://127.0.0.1:1\",\"phone_number_id\":\"1\",\"app_secret\":\"s\","
+	     "\"verify_token\":\"v\"}",
+	     "accounts[wa1].access_token"},
+	    {"{\"base_url\":\"http://"
+	     "127.0.0.1:1\",\"phone_number_id\":\"1\",\"access_token\":\"t\","
+	     "\"verify_token\":\"v\"}",
+	     "accounts[wa1].app_secret"},
+	    {"{\"base_url\":\"http://"
+	     "127.0.0.1:1\",\"phone_number_id\":\"1\",\"access_token\":\"t\","
+	     "\"app_secret\":\"env:WA_TEST_SURELY_UNSET\",\"verify_token\":\"v\"}",
+	     "accounts[wa1].app_secret"},
+	    {"{\"base_url\":\"http://"
+	     "127.0.0.1:1\",\"phone_number_id\":\"1\",\"access_token\":\"t\","
+	     "\"app_secret\":\"s\"}",
+	     "accounts[wa1].verify_token"},
+	    {"{\"base_url\":\"http://"
+	     "127.0.0.1:1\",\"phone_number_id\":\"1\",\"access_token\":\"t\","
+	     "\"app_secret\":\"s\",\"verify_token\":\"v\",\"rate_limit\":\"fast\"}",
+	     "accounts[wa1].rate_limit"},
+	    {"{\"base_url\":\"http://"
+	     "127.0.0.1:1\",\"phone_number_id\":\"1\",\"access_token\":\"t\","
+	     "\"app_secret\":\"s\",\"verify_token\":\"v\",\"rate_limit\":0}",
+	     "accounts[wa1].rate_limit"},
+	};
+	unsetenv("WA_TEST_SURELY_UNSET");
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct hr_err err = {0};
+		struct channel_account *a = load("wa1", cases[i].config, &err);
+		if (a)
+			fail_msg("case %zu loaded", i);
+		assert_int_equal(err.code, HR_EINVAL);
+		if (strcmp(err.field, cases[i].field) != 0)
+			fail_msg("case %zu: field '%s', want '%s' (%s)", i, err.field,
+			         cases[i].field, err.msg);
+	}
+	struct account_row row = {.id = "x", .tenant_id = "t", .channel = "pigeon", .config = "{}"};
+	struct channel_account *a = NULL;
+	struct hr_err err = {0};
+	assert_int_equal(channel_account_new(&row, &a, &err), HR_EINVAL);
+	assert_string_equal(err.field, "accounts[x].channel");
+	assert_null(channel_find("pigeon"));
+	assert_ptr_equal(channel_find("whatsapp"), &channel_whatsapp);
+	assert_true(channel_whatsapp.has_receipts);
+}
+
+static void test_account_rate_limit(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load("wa1", ACCT_CONFIG, &err);
+	assert_non_null(a);
+	assert_true(a->rate_limit == 80.0);
+	assert_string_equal(a->tenant_id, "t1");
+	channel_account_free(a);
+	a = load("wa1",
+	         "{\"base_url\":\"http://127.0.0.1:1\",\"phone_number_id\":\"1\",\"access_token\":"
+	         "\"t\",\"app_secret\":\"s\",\"verify_token\":\"v\",\"rate_limit\":\"250\"}",
+	         &err);
+	assert_non_null(a);
+	assert_true(a->rate_limit == 250.0);
+	channel_account_free(a);
+}
+
+/* A store that only lists accounts, for account_set_load. */
+struct fake_store {
+	struct store base;
+	const char *configs[3];
+	const char *ids[3];
+	size_t n;
+};
+
+static int fake_account_list(struct store *st, const char *tenant_id, struct account_row **out,
+                             size_t *n)
+{
+	(void)tenant_id;
+	struct fake_store *fs = (struct fake_store *)st;
+	*out = calloc(fs->n, sizeof **out);
+	for (size_t i = 0; i < fs->n; i++) {
+		hr_strlcpy((*out)[i].id, fs->ids[i], sizeof(*out)[i].id);
+		hr_strlcpy((*out)[i].tenant_id, "t1", sizeof(*out)[i].tenant_id);
+		hr_strlcpy((*out)[i].channel, "whatsapp", sizeof(*out)[i].channel);
+		(*out)[i].config = strdup(fs->configs[i]);
+	}
+	*n = fs->n;
+	return 0;
+}
+
+static const struct store_ops fake_ops = {.name = "fake", .account_list = fake_account_list};
+
+static void test_account_set(void **state)
+{
+	(void)state;
+	struct fake_store fs = {.base = {&fake_ops},
+	                        .n = 3,
+	                        .ids = {"zeta", "alpha", "mid"},
+	                        .configs = {ACCT_CONFIG, ACCT_CONFIG, ACCT_CONFIG}};
+	struct account_set set;
+	struct hr_err err = {0};
+	assert_int_equal(account_set_load(&fs.base, &set, &err), 0);
+	assert_int_equal(set.n, 3);
+	assert_string_equal(account_set_find(&set, "mid")->id, "mid");
+	assert_string_equal(account_set_find(&set, "zeta")->id, "zeta");
+	assert_string_equal(account_set_find(&set, "alpha")->id, "alpha");
+	assert_null(account_set_find(&set, "beta"));
+	assert_null(account_set_find(&set, NULL));
+	account_set_clear(&set);
+	assert_int_equal(set.n, 0);
+
+	/* One bad account fails the set and is named. */
+	fs.configs[1] = "{\"base_url\":\"http://127.0.0.1:1\"}";
+	assert_int_equal(account_set_load(&fs.base, &set, &err), HR_EINVAL);
+	assert_string_equal(err.field, "accounts[alpha].phone_number_id");
+	assert_int_equal(set.n, 0);
+	assert_null(set.items);
+}
+
+/* ---- recipients and content ---- */
+
+static void test_normalize_recipient(void **state)
+{
+	(void)state;
+	struct {
+		const char *in;
+		const char *out; /* NULL: HR_EINVAL */
+	} cases[] = {
+	    {"+44 7911 123456", "447911123456"},
+	    {"447911123456", "447911123456"},
+	    {"(44) 7911-123456", "447911123456"},
+	    {"+1 (555) 012-3456", "15550123456"},
+	    {"(+44) 7911 123456", "447911123456"},
+	    {"12345678", "12345678"},
+	    {"123456789012345", "123456789012345"},
+	    {"1234567", NULL},          /* too short */
+	    {"1234567890123456", NULL}, /* 16 digits */
+	    {"++447911123456", NULL},
+	    {"44+7911123456", NULL},
+	    {"447911.123456", NULL},
+	    {"07911 123456", NULL}, /* national format */
+	    {"+44 7911 12345a", NULL},
+	    {"", NULL},
+	    {"   ", NULL},
+	    {NULL, NULL},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char out[HR_ADDR_MAX] = "";
+		struct hr_err err = {0};
+		int rc = channel_whatsapp.normalize_recipient(cases[i].in, out, &err);
+		if (cases[i].out) {
+			if (rc)
+				fail_msg("case %zu '%s': %s", i, cases[i].in, err.msg);
+			assert_string_equal(out, cases[i].out);
+		} else {
+			if (rc != HR_EINVAL)
+				fail_msg("case %zu '%s' accepted as '%s'", i, cases[i].in, out);
+			assert_string_equal(err.field, "to");
+		}
+	}
+}
+
+static char *repeat(const char *unit, size_t n)
+{
+	size_t u = strlen(unit);
+	char *s = malloc(u * n + 1);
+	for (size_t i = 0; i < n; i++)
+		memcpy(s + i * u, unit, u);
+	s[u * n] = '\0';
+	return s;
+}
+
+static void test_validate(void **state)
+{
+	(void)state;
+	char *t4096 = repeat("é", 4096); /* 8192 bytes, 4096 characters: fits */
+	char *t4097 = repeat("a", 4097);
+	char *p1025 = repeat("x", 1025);
+	char *n513 = repeat("a", 513);
+	struct {
+		json_t *content;
+		const char *field; /* NULL: valid */
+	} cases[] = {
+	    {json_pack("{s:s,s:s}", "type", "text", "text", "Hello"), NULL},
+	    {json_pack("{s:s,s:s}", "type", "text", "text", t4096), NULL},
+	    {json_pack("{s:s,s:s}", "type", "text", "text", t4097), "text"},
+	    {json_pack("{s:s,s:s}", "type", "text", "text", ""), "text"},
+	    {json_pack("{s:s,s:i}", "type", "text", "text", 5), "text"},
+	    {json_pack("{s:s}", "text", "no type"), "type"},
+	    {json_pack("{s:s}", "type", "image"), "type"},
+	    {json_pack("[]"), "content"},
+	    {json_pack("{s:s,s:{s:s,s:s,s:[s,s]}}", "type", "template", "template", "name",
+	               "payment_reminder", "language", "en_GB", "parameters", "Ana", "£120.00"),
+	     NULL},
+	    {json_pack("{s:s,s:{s:s,s:s}}", "type", "template", "template", "name", "otp",
+	               "language", "en"),
+	     NULL},
+	    {json_pack("{s:s,s:{s:s,s:s}}", "type", "template", "template", "name", "otp",
+	               "language", "fil"),
+	     NULL},
+	    {json_pack("{s:s,s:s}", "type", "template", "template", "x"), "template"},
+	    {json_pack("{s:s,s:{s:s,s:s}}", "type", "template", "template", "name", "Payment",
+	               "language", "en"),
+	     "template.name"},
+	    {json_pack("{s:s,s:{s:s,s:s}}", "type", "template", "template", "name", n513,
+	               "language", "en"),
+	     "template.name"},
+	    {json_pack("{s:s,s:{s:s}}", "type", "template", "template", "language", "en"),
+	     "template.name"},
+	    {json_pack("{s:s,s:{s:s,s:s}}", "type", "template", "template", "name", "otp",
+	               "language", "english"),
+	     "template.language"},
+	    {json_pack("{s:s,s:{s:s,s:s}}", "type", "template", "template", "name", "otp",
+	               "language", "en_gb"),
+	     "template.language"},
+	    {json_pack("{s:s,s:{s:s}}", "type", "template", "template", "name", "otp"),
+	     "template.language"},
+	    {json_pack("{s:s,s:{s:s,s:s,s:s}}", "type", "template", "template", "name", "otp",
+	               "language", "en", "parameters", "Ana"),
+	     "template.parameters"},
+	    {json_pack("{s:s,s:{s:s,s:s,s:[s,s,s]}}", "type", "template", "template", "name", "otp",
+	               "language", "en", "parameters", "a", "b", ""),
+	     "template.parameters[2]"},
+	    {json_pack("{s:s,s:{s:s,s:s,s:[s,i]}}", "type", "template", "template", "name", "otp",
+	               "language", "en", "parameters", "a", 7),
+	     "template.parameters[1]"},
+	    {json_pack("{s:s,s:{s:s,s:s,s:[s]}}", "type", "template", "template", "name", "otp",
+	               "language", "en", "parameters", p1025),
+	     "template.parameters[0]"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		assert_non_null(cases[i].content);
+		struct hr_err err = {0};
+		int rc = channel_whatsapp.validate(cases[i].content, &err);
+		if (!cases[i].field && rc)
+			fail_msg("case %zu rejected: %s", i, err.msg);
+		if (cases[i].field) {
+			if (rc != HR_EINVAL)
+				fail_msg("case %zu accepted", i);
+			if (strcmp(err.field, cases[i].field) != 0)
+				fail_msg("case %zu: field '%s', want '%s'", i, err.field,
+				         cases[i].field);
+		}
+		json_decref(cases[i].content);
+	}
+	free(t4096);
+	free(t4097);
+	free(p1025);
+	free(n513);
+}
+
+/* ---- build_send ---- */
+
+static bool has_header(const struct curl_slist *h, const char *line)
+{
+	for (; h; h = h->next)
+		if (strcmp(h->data, line) == 0)
+			return true;
+	return false;
+}
+
+static json_t *build(struct channel_account *a, const char *content, struct http_req *req)
+{
+	struct message m = {.id = "01JABCDEFGHJKMNPQRSTVWXYZ0", .recipient = "447911123456"};
+	m.content = (char *)content;
+	struct hr_err err = {0};
+	int rc = a->ops->build_send(a, &m, req, &err);
+	if (rc)
+		fail_msg("build_send: %s", err.msg);
+	assert_int_equal(req->body_len, strlen(req->body));
+	json_error_t je;
+	json_t *body = json_loads(req->body, 0, &je);
+	assert_non_null(body);
+	return body;
+}
+
+static const char *jstr(json_t *root, const char *a, const char *b, const char *c)
+{
+	json_t *v = json_object_get(root, a);
+	if (b)
+		v = json_object_get(v, b);
+	if (c)
+		v = json_object_get(v, c);
+	return json_string_value(v);
+}
+
+static void test_build_send_text(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load("wa1", ACCT_CONFIG, &err);
+	assert_non_null(a);
+	struct http_req req;
+	json_t *b = build(a, "{\"type\":\"text\",\"text\":\"Hello \\\"Ana\\\" é\"}", &req);
+	assert_string_equal(req.url, "http://127.0.0.1:9090/v21.0/106540352242922/messages");
+	assert_true(has_header(req.headers, "Authorization: Bearer tok-123"));
+	assert_true(has_header(req.headers, "Content-Type: application/json"));
+	assert_null(req.userpwd);
+	assert_int_equal(json_object_size(b), 6);
+	assert_string_equal(jstr(b, "messaging_product", NULL, NULL), "whatsapp");
+	assert_string_equal(jstr(b, "recipient_type", NULL, NULL), "individual");
+	assert_string_equal(jstr(b, "to", NULL, NULL), "447911123456");
+	assert_string_equal(jstr(b, "type", NULL, NULL), "text");
+	assert_string_equal(jstr(b, "text", "body", NULL), "Hello \"Ana\" é");
+	assert_true(json_is_false(json_object_get(json_object_get(b, "text"), "preview_url")));
+	assert_int_equal(json_object_size(json_object_get(b, "text")), 2);
+	assert_string_equal(jstr(b, "biz_opaque_callback_data", NULL, NULL),
+	                    "01JABCDEFGHJKMNPQRSTVWXYZ0");
+	json_decref(b);
+	http_req_clear(&req);
+	assert_null(req.url);
+
+	/* Bad content is refused, nothing allocated. */
+	struct message m = {.id = "x", .recipient = "447911123456", .content = "{\"type\":1"};
+	assert_int_equal(a->ops->build_send(a, &m, &req, &err), HR_EINVAL);
+	assert_null(req.body);
+	channel_account_free(a);
+}
+
+static void test_build_send_template(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a =
+	    load("wa1",
+	         "{\"base_url\":\"https://graph.example\",\"api_version\":\"v19.0\","
+	         "\"phone_number_id\":\"42\",\"access_token\":\"env:WA_TEST_VERIFY\","
+	         "\"app_secret\":\"s\",\"verify_token\":\"v\"}",
+	         &err);
+	assert_non_null(a);
+	struct http_req req;
+	json_t *b = build(a,
+	                  "{\"type\":\"template\",\"template\":{\"name\":\"payment_reminder\","
+	                  "\"language\":\"en_GB\",\"parameters\":[\"Ana\",\"£120.00\"]}}",
+	                  &req);
+	assert_string_equal(req.url, "https://graph.example/v19.0/42/messages");
+	assert_true(has_header(req.headers, "Authorization: Bearer verify-me"));
+	assert_string_equal(jstr(b, "messaging_product", NULL, NULL), "whatsapp");
+	assert_string_equal(jstr(b, "to", NULL, NULL), "447911123456");
+	assert_string_equal(jstr(b, "type", NULL, NULL), "template");
+	assert_null(json_object_get(b, "text"));
+	assert_string_equal(jstr(b, "template", "name", NULL), "payment_reminder");
+	assert_string_equal(jstr(b, "template", "language", "code"), "en_GB");
+	json_t *comps = json_object_get(json_object_get(b, "template"), "components");
+	assert_int_equal(json_array_size(comps), 1);
+	json_t *c0 = json_array_get(comps, 0);
+	assert_string_equal(jstr(c0, "type", NULL, NULL), "body");
+	json_t *params = json_object_get(c0, "parameters");
+	assert_int_equal(json_array_size(params), 2);
+	assert_string_equal(jstr(json_array_get(params, 0), "type", NULL, NULL), "text");
+	assert_string_equal(jstr(json_array_get(params, 0), "text", NULL, NULL), "Ana");
+	assert_string_equal(jstr(json_array_get(params, 1), "type", NULL, NULL), "text");
+	assert_string_equal(jstr(json_array_get(params, 1), "text", NULL, NULL), "£120.00");
+	assert_string_equal(jstr(b, "biz_opaque_callback_data", NULL, NULL),
+	                    "01JABCDEFGHJKMNPQRSTVWXYZ0");
+	json_decref(b);
+	http_req_clear(&req);
+
+	/* No parameters: no components at all. */
+	b = build(
+	    a,
+	    "{\"type\":\"template\",\"template\":{\"name\":\"hello_world\",\"language\":\"en\"}}",
+	    &req);
+	json_t *tpl = json_object_get(b, "template");
+	assert_int_equal(json_object_size(tpl), 2);
+	assert_null(json_object_get(tpl, "components"));
+	json_decref(b);
+	http_req_clear(&req);
+	channel_account_free(a);
+}
+
+/* ---- parse_send ---- */
+
+static void test_parse_send_table(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load("wa1", ACCT_CONFIG, &err);
+	assert_non_null(a);
+#define ERRBODY(code, msg)                                                                         \
+	"{\"error\":{\"message\":\"" msg "\",\"type\":\"OAuthException\","                         \
+	"\"code\":" #code ",\"error_data\":{\"messaging_product\":\"whatsapp\","                   \
+	"\"details\":\"d\"},\"fbtrace_id\":\"A1\"}}"
+	struct {
+		long status;
+		const char *body;
+		const char *retry_after;
+		enum outcome_class cls;
+		const char *code;
+		const char *text;
+		int64_t retry_us;
+		bool blocked;
+	} cases[] = {
+	    {200,
+	     "{\"messaging_product\":\"whatsapp\",\"contacts\":[{\"input\":\"447911123456\","
+	     "\"wa_id\":\"447911123456\"}],\"messages\":[{\"id\":\"wamid.HBgM123\","
+	     "\"message_status\":\"accepted\"}]}",
+	     NULL, OUTCOME_OK, "", "", 0, false},
+	    {201, "{\"messages\":[{\"id\":\"wamid.X\"}]}", NULL, OUTCOME_OK, "", "", 0, false},
+	    {200, "{\"messages\":[]}", NULL, OUTCOME_TRANSIENT, "http_200", NULL, 0, false},
+	    {200, "not json", NULL, OUTCOME_TRANSIENT, "http_200", NULL, 0, false},
+	    {429, ERRBODY(130429, "(#130429) Rate limit hit"), "1", OUTCOME_RATE_LIMITED, "130429",
+	     "(#130429) Rate limit hit", 1000000, false},
+	    {400, ERRBODY(131056, "pair"), NULL, OUTCOME_RATE_LIMITED, "131056", "pair", 6000000,
+	     false},
+	    {400, ERRBODY(131056, "pair"), "2", OUTCOME_RATE_LIMITED, "131056", "pair", 2000000,
+	     false},
+	    {400, ERRBODY(80007, "x"), NULL, OUTCOME_RATE_LIMITED, "80007", "x", 0, false},
+	    {400, ERRBODY(4, "x"), " 30 ", OUTCOME_RATE_LIMITED, "4", "x", 30000000, false},
+	    {400, ERRBODY(131048, "spam"), NULL, OUTCOME_RATE_LIMITED, "131048", "spam", 60000000,
+	     false},
+	    {500, ERRBODY(131000, "Something went wrong"), NULL, OUTCOME_TRANSIENT, "131000",
+	     "Something went wrong", 0, false},
+	    {503, ERRBODY(131016, "unavailable"), NULL, OUTCOME_TRANSIENT, "131016", "unavailable",
+	     0, false},
+	    {400, ERRBODY(1, "x"), NULL, OUTCOME_TRANSIENT, "1", "x", 0, false},
+	    {400, ERRBODY(2, "x"), NULL, OUTCOME_TRANSIENT, "2", "x", 0, false},
+	    {400, ERRBODY(131026, "Message Undeliverable."), NULL, OUTCOME_PERMANENT, "131026",
+	     "Message Undeliverable.", 0, false},
+	    {400, ERRBODY(131047, "Re-engagement message"), NULL, OUTCOME_PERMANENT, "131047",
+	     "Re-engagement message", 0, false},
+	    {400, ERRBODY(131049, "x"), NULL, OUTCOME_PERMANENT, "131049", "x", 0, false},
+	    {400, ERRBODY(131051, "x"), NULL, OUTCOME_PERMANENT, "131051", "x", 0, false},
+	    {400, ERRBODY(132000, "x"), NULL, OUTCOME_PERMANENT, "132000", "x", 0, false},
+	    {400, ERRBODY(132001, "x"), NULL, OUTCOME_PERMANENT, "132001", "x", 0, false},
+	    {400, ERRBODY(132012, "x"), NULL, OUTCOME_PERMANENT, "132012", "x", 0, false},
+	    {400, ERRBODY(132015, "x"), NULL, OUTCOME_PERMANENT, "132015", "x", 0, false},
+	    {400, ERRBODY(132016, "x"), NULL, OUTCOME_PERMANENT, "132016", "x", 0, false},
+	    {400, ERRBODY(131009, "x"), NULL, OUTCOME_PERMANENT, "131009", "x", 0, false},
+	    {400, ERRBODY(100, "(#100) Invalid parameter"), NULL, OUTCOME_PERMANENT, "100",
+	     "(#100) Invalid parameter", 0, false},
+	    {401, ERRBODY(190, "Invalid OAuth access token"), NULL, OUTCOME_PERMANENT, "190",
+	     "Invalid OAuth access token", 0, true},
+	    {400, ERRBODY(368, "blocked"), NULL, OUTCOME_PERMANENT, "368", "blocked", 0, true},
+	    {400, ERRBODY(131031, "locked"), NULL, OUTCOME_PERMANENT, "131031", "locked", 0, true},
+	    /* A known code wins over the HTTP status. */
+	    {500, ERRBODY(131026, "x"), NULL, OUTCOME_PERMANENT, "131026", "x", 0, false},
+	    {429, ERRBODY(131000, "x"), NULL, OUTCOME_TRANSIENT, "131000", "x", 0, false},
+	    /* Unknown codes: by status. */
+	    {400, ERRBODY(999999, "odd"), NULL, OUTCOME_PERMANENT, "999999", "odd", 0, false},
+	    {502, ERRBODY(999999, "odd"), NULL, OUTCOME_TRANSIENT, "999999", "odd", 0, false},
+	    {429, ERRBODY(999999, "odd"), "5", OUTCOME_RATE_LIMITED, "999999", "odd", 5000000,
+	     false},
+	    {429, "", NULL, OUTCOME_RATE_LIMITED, "http_429", "HTTP 429", 0, false},
+	    {429, "{\"error\":{\"message\":\"slow\"}}", NULL, OUTCOME_RATE_LIMITED, "http_429",
+	     "slow", 0, false},
+	    /* Unparseable bodies: by status, body kept as text. */
+	    {502, "<html>Bad Gateway</html>", NULL, OUTCOME_TRANSIENT, "http_502",
+	     "<html>Bad Gateway</html>", 0, false},
+	    {404, "Not Found", NULL, OUTCOME_PERMANENT, "http_404", "Not Found", 0, false},
+	    {408, "", NULL, OUTCOME_TRANSIENT, "http_408", "HTTP 408", 0, false},
+	    {400, "{\"error\":{\"code\":131026,\"error_data\":{\"details\":\"dd\"}}}", NULL,
+	     OUTCOME_PERMANENT, "131026", "dd", 0, false},
+	    /* No answer at all. */
+	    {0, "Connection refused", NULL, OUTCOME_TRANSIENT, "network", "Connection refused", 0,
+	     false},
+	    {0, NULL, NULL, OUTCOME_TRANSIENT, "network", "", 0, false},
+	    {503, "", "soon", OUTCOME_TRANSIENT, "http_503", "HTTP 503", 0, false},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct send_outcome o;
+		memset(&o, 0x5a, sizeof o);
+		const char *body = cases[i].body;
+		a->ops->parse_send(a, cases[i].status, body, body ? strlen(body) : 0,
+		                   cases[i].retry_after, &o);
+		if (o.cls != cases[i].cls)
+			fail_msg("case %zu: class %s, want %s", i, outcome_class_name(o.cls),
+			         outcome_class_name(cases[i].cls));
+		if (strcmp(o.error_code, cases[i].code) != 0)
+			fail_msg("case %zu: code '%s', want '%s'", i, o.error_code, cases[i].code);
+		if (cases[i].text && strcmp(o.error_text, cases[i].text) != 0)
+			fail_msg("case %zu: text '%s', want '%s'", i, o.error_text, cases[i].text);
+		if (o.retry_after_us != cases[i].retry_us)
+			fail_msg("case %zu: retry %lld, want %lld", i, (long long)o.retry_after_us,
+			         (long long)cases[i].retry_us);
+		if (o.account_blocked != cases[i].blocked)
+			fail_msg("case %zu: blocked %d", i, o.account_blocked);
+		if (cases[i].cls == OUTCOME_OK)
+			assert_true(strncmp(o.provider_id, "wamid.", 6) == 0);
+		else
+			assert_string_equal(o.provider_id, "");
+	}
+	assert_string_equal(outcome_class_name(OUTCOME_RATE_LIMITED), "rate_limited");
+
+	/* Retry-After as an HTTP date about 20 s ahead. */
+	char date[64];
+	time_t t = (time_t)(hr_now_us() / 1000000) + 20;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	struct send_outcome o;
+	a->ops->parse_send(a, 429, "", 0, date, &o);
+	assert_true(o.retry_after_us > 18000000 && o.retry_after_us <= 20000000);
+	channel_account_free(a);
+}
+
+/* ---- webhook_parse ---- */
+
+static void parse_ok(const char *body, struct wh_parsed *p)
+{
+	struct hr_err err = {0};
+	memset(p, 0, sizeof *p);
+	int rc = channel_whatsapp.webhook_parse(NULL, body, strlen(body), p, &err);
+	if (rc)
+		fail_msg("parse failed: %s (%s)", err.msg, err.field);
+}
+
+static void test_parse_vector(void **state)
+{
+	(void)state;
+	struct wh_parsed p;
+	parse_ok(VEC_BODY, &p);
+	assert_int_equal(p.nstatuses, 1);
+	assert_int_equal(p.ninbound, 0);
+	assert_string_equal(p.statuses[0].provider_id, "wamid.HBgLMTU1NTAxMjM0NTYVAgARGBI3");
+	assert_int_equal(p.statuses[0].status, MSG_DELIVERED);
+	assert_string_equal(p.statuses[0].provider_ts, "1750263773");
+	assert_true(p.statuses[0].provider_at == 1750263773LL * 1000000);
+	assert_string_equal(p.statuses[0].error_code, "");
+	wh_parsed_clear(&p);
+	assert_null(p.statuses);
+}
+
+static void test_parse_multi(void **state)
+{
+	(void)state;
+	const char *body =
+	    "{\"object\":\"whatsapp_business_account\",\"entry\":["
+	    "{\"id\":\"1\",\"changes\":["
+	    " {\"field\":\"messages\",\"value\":{\"messaging_product\":\"whatsapp\","
+	    "  \"metadata\":{\"display_phone_number\":\"15550783881\",\"phone_number_id\":\"1\"},"
+	    "  \"statuses\":["
+	    "   {\"id\":\"wamid.A\",\"status\":\"sent\",\"timestamp\":\"1750000001\","
+	    "    \"recipient_id\":\"15550123456\",\"biz_opaque_callback_data\":\"01J\","
+	    "    \"conversation\":{\"id\":\"c1\",\"origin\":{\"type\":\"utility\"}},"
+	    "    "
+	    "\"pricing\":{\"billable\":true,\"pricing_model\":\"PMP\",\"category\":\"utility\"}},"
+	    "   {\"id\":\"wamid.A\",\"status\":\"played\",\"timestamp\":\"1750000002\"},"
+	    "   {\"id\":\"wamid.B\",\"status\":\"read\",\"timestamp\":\"1750000003\"}]}},"
+	    " {\"field\":\"message_template_status_update\",\"value\":{\"event\":\"APPROVED\"}}]},"
+	    "{\"id\":\"2\",\"changes\":["
+	    " {\"field\":\"messages\",\"value\":{\"statuses\":["
+	    "   {\"id\":\"wamid.C\",\"status\":\"failed\",\"timestamp\":\"1750000004\","
+	    "    \"recipient_id\":\"15550123456\",\"errors\":[{\"code\":131026,"
+	    "    \"title\":\"Message undeliverable\",\"message\":\"Message undeliverable\","
+	    "    \"error_data\":{\"details\":\"d\"}}]},"
+	    "   {\"id\":\"wamid.D\",\"status\":\"failed\",\"timestamp\":1750000005,"
+	    "    \"errors\":[{\"code\":131049,\"message\":\"not delivered\"}]},"
+	    "   {\"id\":\"wamid.E\",\"status\":\"delivered\",\"timestamp\":\"1750000006\"}],"
+	    "  \"messages\":["
+	    "   {\"from\":\"15550123456\",\"id\":\"wamid.IN1\",\"timestamp\":\"1750000007\","
+	    "    \"type\":\"text\",\"text\":{\"body\":\"STOP\"}}]}}]}]}";
+	struct wh_parsed p;
+	parse_ok(body, &p);
+	struct {
+		const char *id;
+		enum msg_status st;
+		const char *ts;
+		const char *code, *text;
+	} want[] = {
+	    {"wamid.A", MSG_SENT, "1750000001", "", ""},
+	    {"wamid.B", MSG_READ, "1750000003", "", ""},
+	    {"wamid.C", MSG_FAILED, "1750000004", "131026", "Message undeliverable"},
+	    {"wamid.D", MSG_FAILED, "1750000005", "131049", "not delivered"},
+	    {"wamid.E", MSG_DELIVERED, "1750000006", "", ""},
+	};
+	assert_int_equal(p.nstatuses, 5);
+	for (size_t i = 0; i < 5; i++) {
+		assert_string_equal(p.statuses[i].provider_id, want[i].id);
+		assert_int_equal(p.statuses[i].status, want[i].st);
+		assert_string_equal(p.statuses[i].provider_ts, want[i].ts);
+		assert_true(p.statuses[i].provider_at == strtoll(want[i].ts, NULL, 10) * 1000000);
+		assert_string_equal(p.statuses[i].error_code, want[i].code);
+		assert_string_equal(p.statuses[i].error_text, want[i].text);
+	}
+	assert_int_equal(p.ninbound, 1);
+	assert_string_equal(p.inbound[0].kind, "text");
+	assert_string_equal(p.inbound[0].text, "STOP");
+	assert_null(p.inbound[0].payload);
+	assert_string_equal(p.inbound[0].context_id, "");
+	wh_parsed_clear(&p);
+}
+
+static void test_parse_replies(void **state)
+{
+	(void)state;
+	const char *body =
+	    "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\",\"changes\":["
+	    "{\"field\":\"messages\",\"value\":{\"messaging_product\":\"whatsapp\","
+	    "\"contacts\":[{\"profile\":{\"name\":\"Ana\"},\"wa_id\":\"447911123456\"}],"
+	    "\"messages\":["
+	    "{\"context\":{\"from\":\"15550783881\",\"id\":\"wamid.ORIG1\"},"
+	    " \"from\":\"447911123456\",\"id\":\"wamid.R1\",\"timestamp\":\"1750000100\","
+	    " \"type\":\"button\",\"button\":{\"payload\":\"PAY_NOW\",\"text\":\"Pay now\"}},"
+	    "{\"context\":{\"from\":\"15550783881\",\"id\":\"wamid.ORIG2\"},"
+	    " \"from\":\"447911123456\",\"id\":\"wamid.R2\",\"timestamp\":\"1750000101\","
+	    " \"type\":\"interactive\",\"interactive\":{\"type\":\"button_reply\","
+	    " \"button_reply\":{\"id\":\"yes\",\"title\":\"Yes\"}}},"
+	    "{\"context\":{\"id\":\"wamid.ORIG3\"},"
+	    " \"from\":\"447911123456\",\"id\":\"wamid.R3\",\"timestamp\":\"1750000102\","
+	    " \"type\":\"interactive\",\"interactive\":{\"type\":\"list_reply\","
+	    " \"list_reply\":{\"id\":\"opt2\",\"title\":\"Option 2\",\"description\":\"d\"}}},"
+	    "{\"context\":{\"from\":\"15550783881\",\"id\":\"wamid.ORIG4\"},"
+	    " \"from\":\"447911123456\",\"id\":\"wamid.R4\",\"timestamp\":\"1750000103\","
+	    " \"type\":\"text\",\"text\":{\"body\":\"Thanks!\"}},"
+	    "{\"from\":\"447911123456\",\"id\":\"wamid.R5\",\"timestamp\":\"1750000104\","
+	    " \"type\":\"reaction\",\"reaction\":{\"message_id\":\"wamid.ORIG5\",\"emoji\":\"👍\"}}"
+	    "]}}]}]}";
+	struct wh_parsed p;
+	parse_ok(body, &p);
+	struct {
+		const char *id, *kind, *ctx, *text, *payload;
+		int64_t at;
+	} want[] = {
+	    {"wamid.R1", "button", "wamid.ORIG1", "Pay now", "PAY_NOW", 1750000100},
+	    {"wamid.R2", "interactive", "wamid.ORIG2", "Yes", "yes", 1750000101},
+	    {"wamid.R3", "interactive", "wamid.ORIG3", "Option 2", "opt2", 1750000102},
+	    {"wamid.R4", "text", "wamid.ORIG4", "Thanks!", NULL, 1750000103},
+	    {"wamid.R5", "reaction", "wamid.ORIG5", "👍", NULL, 1750000104},
+	};
+	assert_int_equal(p.nstatuses, 0);
+	assert_int_equal(p.ninbound, 5);
+	for (size_t i = 0; i < 5; i++) {
+		struct wh_inbound *in = &p.inbound[i];
+		assert_string_equal(in->provider_msg_id, want[i].id);
+		assert_string_equal(in->kind, want[i].kind);
+		assert_string_equal(in->context_id, want[i].ctx);
+		assert_string_equal(in->from, "447911123456");
+		assert_string_equal(in->text, want[i].text);
+		if (want[i].payload)
+			assert_string_equal(in->payload, want[i].payload);
+		else
+			assert_null(in->payload);
+		assert_true(in->provider_at == want[i].at * 1000000);
+	}
+	wh_parsed_clear(&p);
+}
+
+static void test_parse_malformed(void **state)
+{
+	(void)state;
+#define WRAP(value)                                                                                \
+	"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\","                      \
+	"\"changes\":[{\"field\":\"messages\",\"value\":{}},{\"field\":\"messages\","              \
+	"\"value\":" value "}]}]}"
+#define ST(x) "{\"id\":\"wamid.ok\",\"status\":\"sent\",\"timestamp\":\"1\"" x "}"
+	struct {
+		const char *body;
+		const char *field;
+	} cases[] = {
+	    {"{\"object\":\"whatsapp_business_account\",\"entry\":[", "body[47]"},
+	    {"[]", "body"},
+	    {"{\"object\":\"page\",\"entry\":[]}", "object"},
+	    {"{\"object\":\"whatsapp_business_account\"}", "entry"},
+	    {"{\"object\":\"whatsapp_business_account\",\"entry\":[5]}", "entry[0]"},
+	    {"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\"}]}",
+	     "entry[0].changes"},
+	    {WRAP("[]"), "entry[0].changes[1].value"},
+	    {WRAP("{\"statuses\":{}}"), "entry[0].changes[1].value.statuses"},
+	    {WRAP("{\"statuses\":[" ST("") "," ST("") "," ST("") ",{\"status\":\"sent\","
+	                                                         "\"timestamp\":\"1\"}]}"),
+	     "entry[0].changes[1].value.statuses[3].id"},
+	    {WRAP("{\"statuses\":[{\"id\":7,\"status\":\"read\",\"timestamp\":\"1\"}]}"),
+	     "entry[0].changes[1].value.statuses[0].id"},
+	    {WRAP("{\"statuses\":[{\"id\":\"wamid.x\",\"timestamp\":\"1\"}]}"),
+	     "entry[0].changes[1].value.statuses[0].status"},
+	    {WRAP("{\"statuses\":[{\"id\":\"wamid.x\",\"status\":\"read\"}]}"),
+	     "entry[0].changes[1].value.statuses[0].timestamp"},
+	    {WRAP(
+	         "{\"statuses\":[{\"id\":\"wamid.x\",\"status\":\"read\",\"timestamp\":\"12a\"}]}"),
+	     "entry[0].changes[1].value.statuses[0].timestamp"},
+	    {WRAP("{\"statuses\":[" ST(",\"errors\":{}") "]}"),
+	     "entry[0].changes[1].value.statuses[0].errors"},
+	    {WRAP("{\"statuses\":[" ST(",\"errors\":[1]") "]}"),
+	     "entry[0].changes[1].value.statuses[0].errors[0]"},
+	    {WRAP("{\"statuses\":[\"x\"]}"), "entry[0].changes[1].value.statuses[0]"},
+	    {WRAP("{\"messages\":[{\"id\":\"wamid.i\",\"timestamp\":\"1\",\"type\":\"text\","
+	          "\"text\":{\"body\":\"x\"}}]}"),
+	     "entry[0].changes[1].value.messages[0].from"},
+	    {WRAP("{\"messages\":[{\"id\":\"wamid.i\",\"from\":\"4479\",\"timestamp\":\"1\","
+	          "\"type\":\"text\",\"text\":{}}]}"),
+	     "entry[0].changes[1].value.messages[0].text.body"},
+	    {WRAP("{\"messages\":[{\"id\":\"wamid.i\",\"from\":\"4479\",\"timestamp\":\"1\","
+	          "\"type\":\"button\",\"button\":{\"text\":\"Pay\"}}]}"),
+	     "entry[0].changes[1].value.messages[0].button.payload"},
+	    {WRAP("{\"messages\":[{\"id\":\"wamid.i\",\"from\":\"4479\",\"timestamp\":\"1\","
+	          "\"type\":\"interactive\",\"interactive\":{\"type\":\"button_reply\"}}]}"),
+	     "entry[0].changes[1].value.messages[0].interactive.button_reply"},
+	    {WRAP("{\"messages\":[{\"id\":\"wamid.i\",\"from\":\"4479\",\"timestamp\":\"1\","
+	          "\"type\":\"text\",\"text\":{\"body\":\"x\"},\"context\":\"wamid.c\"}]}"),
+	     "entry[0].changes[1].value.messages[0].context"},
+	    {WRAP("{\"messages\":[{\"id\":\"wamid.i\",\"from\":\"4479\",\"timestamp\":\"1\"}]}"),
+	     "entry[0].changes[1].value.messages[0].type"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct wh_parsed p = {0};
+		struct hr_err err = {0};
+		/* Something already parsed stays as it was. */
+		struct wh_status *keep = wh_parsed_add_status(&p);
+		hr_strlcpy(keep->provider_id, "wamid.keep", sizeof keep->provider_id);
+		int rc = channel_whatsapp.webhook_parse(NULL, cases[i].body, strlen(cases[i].body),
+		                                        &p, &err);
+		if (rc != HR_EINVAL)
+			fail_msg("case %zu: rc %d", i, rc);
+		if (strcmp(err.field, cases[i].field) != 0)
+			fail_msg("case %zu: field '%s', want '%s' (%s)", i, err.field,
+			         cases[i].field, err.msg);
+		assert_non_null(strstr(err.msg, cases[i].field));
+		assert_int_equal(p.nstatuses, 1);
+		assert_int_equal(p.ninbound, 0);
+		assert_string_equal(p.statuses[0].provider_id, "wamid.keep");
+		wh_parsed_clear(&p);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_signature_vector),
+	    cmocka_unit_test(test_signature_rejections),
+	    cmocka_unit_test(test_handshake),
+	    cmocka_unit_test(test_account_config_errors),
+	    cmocka_unit_test(test_account_rate_limit),
+	    cmocka_unit_test(test_account_set),
+	    cmocka_unit_test(test_normalize_recipient),
+	    cmocka_unit_test(test_validate),
+	    cmocka_unit_test(test_build_send_text),
+	    cmocka_unit_test(test_build_send_template),
+	    cmocka_unit_test(test_parse_send_table),
+	    cmocka_unit_test(test_parse_vector),
+	    cmocka_unit_test(test_parse_multi),
+	    cmocka_unit_test(test_parse_replies),
+	    cmocka_unit_test(test_parse_malformed),
+	};
+	return cmocka_run_group_tests(tests, setup, NULL);
+}
