@@ -178,6 +178,13 @@ void message_event_clear(struct message_event *e);
 
 /* strlcpy semantics: always NUL-terminates, returns strlen(src). */
 size_t hr_strlcpy(char *dst, const char *src, size_t size);
+/*
+ * Copies text that came from outside (provider errors, client input) into a
+ * fixed buffer as valid UTF-8: never cuts a multi-byte character in half and
+ * replaces each invalid byte with '?', so the result can always be put in
+ * JSON. Always NUL-terminates; returns the bytes written.
+ */
+size_t hr_utf8_copy(char *dst, const char *src, size_t size);
 /* Constant-time comparison of two byte strings (length leaks, content not). */
 bool hr_consteq(const void *a, size_t alen, const void *b, size_t blen);
 

@@ -210,6 +210,13 @@ static int read_dispatch_opts(json_t *cfg, struct dispatch_opts *o, struct hr_er
 	o->http_timeout_us = hr_cfg_int(cfg, "dispatch.http_timeout_ms", 15000, 100, 600000, err) * 1000;
 	o->reconcile_every_us =
 		hr_cfg_int(cfg, "dispatch.reconcile_ms", 1000, 10, 3600000, err) * 1000;
+	if (!err->code && o->lease_us <= o->http_timeout_us + 1000000)
+		return hr_fail(err, HR_EINVAL, "dispatch.lease_seconds",
+		               "dispatch.lease_seconds (%lld s) must exceed dispatch.http_timeout_ms "
+		               "(%lld ms) by more than a second: a lease that ends while its send "
+		               "is still in flight lets a second process send the message again",
+		               (long long)(o->lease_us / 1000000),
+		               (long long)(o->http_timeout_us / 1000));
 	return err->code;
 }
 

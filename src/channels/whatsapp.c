@@ -525,7 +525,7 @@ static void wa_parse_send(const struct channel_account *acct, long http_status, 
 		msg =
 		    json_string_value(json_object_get(json_object_get(e, "error_data"), "details"));
 	if (msg)
-		hr_strlcpy(out->error_text, msg, sizeof out->error_text);
+		hr_utf8_copy(out->error_text, msg, sizeof out->error_text);
 	else
 		wa_body_excerpt(body, len, out->error_text, sizeof out->error_text);
 	if (!out->error_text[0])
@@ -648,7 +648,8 @@ static int wa_timestamp(json_t *obj, const char *base, char ts[40], int64_t *us,
 	char path[96];
 	snprintf(path, sizeof path, "%s.timestamp", base);
 	json_t *v = json_object_get(obj, "timestamp");
-	if (json_is_integer(v) && json_integer_value(v) >= 0) {
+	if (json_is_integer(v) && json_integer_value(v) >= 0 &&
+	    json_integer_value(v) <= 999999999999LL) { /* 12 digits, like strings */
 		snprintf(ts, 40, "%lld", (long long)json_integer_value(v));
 	} else if (json_is_string(v)) {
 		const char *s = json_string_value(v);
@@ -703,12 +704,12 @@ static int wa_parse_status(json_t *s, const char *base, struct wh_parsed *out, s
 			snprintf(tmp.error_code, sizeof tmp.error_code, "%lld",
 			         (long long)json_integer_value(code));
 		else if (json_is_string(code))
-			hr_strlcpy(tmp.error_code, json_string_value(code), sizeof tmp.error_code);
+			hr_utf8_copy(tmp.error_code, json_string_value(code), sizeof tmp.error_code);
 		const char *text = json_string_value(json_object_get(e0, "title"));
 		if (!text)
 			text = json_string_value(json_object_get(e0, "message"));
 		if (text)
-			hr_strlcpy(tmp.error_text, text, sizeof tmp.error_text);
+			hr_utf8_copy(tmp.error_text, text, sizeof tmp.error_text);
 	}
 	struct wh_status *dst = wh_parsed_add_status(out);
 	if (!dst)

@@ -83,6 +83,58 @@ size_t hr_strlcpy(char *dst, const char *src, size_t size)
 	return n;
 }
 
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid. */
+static size_t utf8_seq(const unsigned char *p)
+{
+	unsigned c = p[0];
+	size_t n;
+	unsigned min;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2, min = 0x80;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3, min = 0x800;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4, min = 0x10000;
+	else
+		return 0;
+	unsigned cp = c & (0x3f >> (n - 1));
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+size_t hr_utf8_copy(char *dst, const char *src, size_t size)
+{
+	if (size == 0)
+		return 0;
+	const unsigned char *p = (const unsigned char *)src;
+	size_t o = 0;
+	while (*p) {
+		size_t n = utf8_seq(p);
+		if (n == 0) {
+			if (o + 1 >= size)
+				break;
+			dst[o++] = '?';
+			p++;
+			continue;
+		}
+		if (o + n >= size)
+			break;
+		memcpy(dst + o, p, n);
+		o += n;
+		p += n;
+	}
+	dst[o] = '\0';
+	return o;
+}
+
 bool hr_consteq(const void *a, size_t alen, const void *b, size_t blen)
 {
 	if (alen != blen)

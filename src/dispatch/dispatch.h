@@ -42,8 +42,10 @@ typedef void (*dispatch_watch_fn)(void *arg, const struct dispatch_result *r);
 int dispatcher_start(struct store *st, const struct account_set *accounts,
                      const struct dispatch_opts *opts, struct dispatcher **out,
                      struct hr_err *err);
-/* Stops the thread; in-flight transfers are abandoned (their leases expire
- * and they are sent again: at-least-once). NULL is fine. */
+/* Stops claiming, waits (up to the HTTP timeout) for transfers in flight to
+ * finish and be recorded, then stops the thread. Transfers still unanswered
+ * after that are abandoned: their leases expire and they are sent again
+ * (at-least-once). NULL is fine. */
 void dispatcher_stop(struct dispatcher *d);
 /* New messages were accepted: wake the dispatcher now rather than at its
  * next poll. Thread-safe, cheap. */

@@ -236,15 +236,21 @@ static void flush_results(struct dispatcher *d)
 	pthread_mutex_unlock(&d->out_lock);
 	int rc = d->st->ops->record_results(d->st, job->r, job->n, record_done, job);
 	if (rc != 0) {
-		/* Not queued (writer saturated): the leases will expire and the
-		 * messages be retried; never lose track silently. */
-		hr_log(HR_LOG_WARN, "dispatch", "could not queue %zu outcomes (%s); leases will expire",
+		/* Not queued: keep the outcomes and try again next turn. Dropping
+		 * them would leave messages the provider accepted in SENDING, to
+		 * be sent again when their lease expires. */
+		hr_log(HR_LOG_WARN, "dispatch", "could not queue %zu outcomes (%s); retrying",
 		       job->n, hr_code_name(rc));
-		record_done(job, rc, NULL);
+		d->pending = job->r;
+		d->npending = d->cappending = job->n;
+		free(job);
+		pthread_mutex_lock(&d->out_lock);
+		d->outstanding--;
+		pthread_mutex_unlock(&d->out_lock);
 	}
 }
 
-static struct send_result *result_add(struct dispatcher *d, const char *message_id)
+static struct send_result *result_add(struct dispatcher *d, const char *message_id, int attempt)
 {
 	if (d->npending == d->cappending) {
 		size_t cap = d->cappending ? d->cappending * 2 : 64;
@@ -257,6 +263,7 @@ static struct send_result *result_add(struct dispatcher *d, const char *message_
 	struct send_result *r = &d->pending[d->npending++];
 	memset(r, 0, sizeof *r);
 	hr_strlcpy(r->message_id, message_id, sizeof r->message_id);
+	r->attempt = attempt;
 	return r;
 }
 
@@ -318,7 +325,7 @@ static void xfer_unlink(struct dispatcher *d, struct xfer *x)
 static void fail_now(struct dispatcher *d, const struct message *m, const char *code,
                      const char *text)
 {
-	struct send_result *r = result_add(d, m->id);
+	struct send_result *r = result_add(d, m->id, m->attempts);
 	r->kind = SEND_FAILED;
 	hr_strlcpy(r->error_code, code, sizeof r->error_code);
 	hr_strlcpy(r->error_text, text, sizeof r->error_text);
@@ -361,7 +368,8 @@ static void start_send(struct dispatcher *d, struct acct_state *as, const struct
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->curl_err);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(d->o.http_timeout_us / 1000));
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+	long connect_ms = (long)(d->o.http_timeout_us / 1000);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms < 5000 ? connect_ms : 5000L);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	x->started = hr_mono_us();
@@ -401,12 +409,12 @@ static void finish_send(struct dispatcher *d, struct xfer *x, CURLcode cc)
 	as->acct->ops->parse_send(as->acct, status, body, len,
 	                          x->retry_after[0] ? x->retry_after : NULL, &o);
 
-	struct send_result *r = result_add(d, x->message_id);
+	struct send_result *r = result_add(d, x->message_id, x->attempts);
 	r->http_status = (int)status;
 	r->latency_us = latency;
 	hr_strlcpy(r->provider_id, o.provider_id, sizeof r->provider_id);
 	hr_strlcpy(r->error_code, o.error_code, sizeof r->error_code);
-	hr_strlcpy(r->error_text, o.error_text, sizeof r->error_text);
+	hr_utf8_copy(r->error_text, o.error_text, sizeof r->error_text);
 	switch (o.cls) {
 	case OUTCOME_OK:
 		r->kind = SEND_OK;
@@ -549,9 +557,20 @@ static int64_t fill(struct dispatcher *d)
 static void *dispatch_main(void *arg)
 {
 	struct dispatcher *d = arg;
-	while (!atomic_load(&d->stop)) {
+	int64_t drain_until = 0;
+	for (;;) {
 		int64_t now = hr_mono_us();
-		if (now >= d->next_reconcile) {
+		bool stopping = atomic_load(&d->stop);
+		if (stopping) {
+			/* Stop claiming, but let transfers in flight finish and be
+			 * recorded: abandoning them would send each one again when
+			 * its lease expired (a duplicate on every restart). */
+			if (!drain_until)
+				drain_until = now + d->o.http_timeout_us + 1000000;
+			if (d->inflight == 0 || now >= drain_until)
+				break;
+		}
+		if (!stopping && now >= d->next_reconcile) {
 			int n = 0;
 			if (d->st->ops->requeue_expired(d->st, hr_now_us(), &n) == 0 && n > 0) {
 				hr_log(HR_LOG_WARN, "dispatch", "requeued %d messages whose lease expired", n);
@@ -565,7 +584,7 @@ static void *dispatch_main(void *arg)
 			for (size_t i = 0; i < d->naccts; i++)
 				d->accts[i].idle_until = 0;
 
-		int64_t wake = fill(d);
+		int64_t wake = stopping ? now + 50000 : fill(d);
 		if (wake > d->next_reconcile)
 			wake = d->next_reconcile;
 
@@ -587,6 +606,7 @@ static void *dispatch_main(void *arg)
 		reap(d);
 		flush_results(d);
 	}
+	flush_results(d);
 	return NULL;
 }
 
@@ -646,7 +666,8 @@ void dispatcher_stop(struct dispatcher *d)
 	curl_multi_wakeup(d->multi);
 	pthread_join(d->thread, NULL);
 
-	/* Abandon in-flight transfers: their leases expire and they are resent. */
+	/* Transfers still in flight after the drain deadline are abandoned:
+	 * their leases expire and they are sent again (at-least-once). */
 	while (d->xfers) {
 		struct xfer *x = d->xfers;
 		xfer_unlink(d, x);

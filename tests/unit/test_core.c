@@ -306,6 +306,29 @@ static void test_secrets(void **state)
 	assert_null(hr_secret_resolve(NULL, "x", &err));
 }
 
+static void test_utf8_copy(void **state)
+{
+	(void)state;
+	char out[8];
+	/* "aé€" = 1 + 2 + 3 bytes; a 6-byte buffer holds "aé" + NUL, not half of €. */
+	assert_int_equal(hr_utf8_copy(out, "a\xc3\xa9\xe2\x82\xac", 6), 3);
+	assert_string_equal(out, "a\xc3\xa9");
+	assert_int_equal(hr_utf8_copy(out, "a\xc3\xa9\xe2\x82\xac", 7), 6);
+	/* Invalid bytes become '?': a lone continuation, an overlong, a surrogate. */
+	hr_utf8_copy(out, "x\x80y\xc0\xaf", sizeof out);
+	assert_string_equal(out, "x?y??");
+	hr_utf8_copy(out, "\xed\xa0\x80z", sizeof out);
+	assert_string_equal(out, "???z");
+	/* A truncated sequence at the end of the input. */
+	hr_utf8_copy(out, "ab\xe2\x82", sizeof out);
+	assert_string_equal(out, "ab??");
+	/* Emoji (4 bytes) fits exactly or not at all. */
+	assert_int_equal(hr_utf8_copy(out, "\xf0\x9f\x98\x80\xf0\x9f\x98\x80", 8), 4);
+	json_t *j = json_string(out);
+	assert_non_null(j);
+	json_decref(j);
+}
+
 static void test_time_format(void **state)
 {
 	(void)state;
@@ -324,7 +347,7 @@ int main(void)
 		cmocka_unit_test(test_rbm_vector),        cmocka_unit_test(test_sha256_and_consteq),
 		cmocka_unit_test(test_ratelimit),         cmocka_unit_test(test_backoff),
 		cmocka_unit_test(test_config_yaml),       cmocka_unit_test(test_secrets),
-		cmocka_unit_test(test_time_format),
+		cmocka_unit_test(test_time_format),       cmocka_unit_test(test_utf8_copy),
 	};
 	return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }

@@ -203,6 +203,7 @@ static void tw_start(struct tw *t, int max_in_flight)
 	o.backoff_max_us = 400000;
 	o.max_attempts = 4;
 	o.lease_us = 1000000;
+	o.http_timeout_us = 500000;
 	o.reconcile_every_us = 100000;
 	struct hr_err err = {0};
 	assert_int_equal(dispatcher_start(t->st, &t->accts, &o, &t->d, &err), 0);

@@ -930,6 +930,10 @@ static void test_parse_malformed(void **state)
 	     "entry[0].changes[1].value.messages[0].context"},
 	    {WRAP("{\"messages\":[{\"id\":\"wamid.i\",\"from\":\"4479\",\"timestamp\":\"1\"}]}"),
 	     "entry[0].changes[1].value.messages[0].type"},
+	    /* An integer timestamp that would overflow microseconds. */
+	    {WRAP("{\"statuses\":[{\"id\":\"wamid.x\",\"status\":\"read\","
+	          "\"timestamp\":9223372036854775807}]}"),
+	     "entry[0].changes[1].value.statuses[0].timestamp"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct wh_parsed p = {0};
@@ -952,6 +956,29 @@ static void test_parse_malformed(void **state)
 	}
 }
 
+/* Provider error text longer than the field, with multi-byte characters at the
+ * cut, is stored as valid UTF-8 (it goes into JSON later). */
+static void test_parse_send_utf8_error(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load("wa1", ACCT_CONFIG, &err);
+	assert_non_null(a);
+	char body[2048];
+	int n = snprintf(body, sizeof body, "{\"error\":{\"code\":131026,\"message\":\"");
+	for (int i = 0; i < 300; i++)
+		n += snprintf(body + n, sizeof body - (size_t)n, "\xc3\xa9"); /* é: 600 bytes */
+	snprintf(body + n, sizeof body - (size_t)n, "\"}}");
+	struct send_outcome o;
+	channel_whatsapp.parse_send(a, 400, body, strlen(body), NULL, &o);
+	assert_int_equal(o.cls, OUTCOME_PERMANENT);
+	assert_true(strlen(o.error_text) > 400);
+	json_t *j = json_string(o.error_text); /* NULL if not valid UTF-8 */
+	assert_non_null(j);
+	json_decref(j);
+	channel_account_free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -970,6 +997,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_multi),
 	    cmocka_unit_test(test_parse_replies),
 	    cmocka_unit_test(test_parse_malformed),
+	    cmocka_unit_test(test_parse_send_utf8_error),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
