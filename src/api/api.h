@@ -28,8 +28,14 @@ struct api_opts {
 	size_t max_webhook_bytes;    /* webhook bodies (default 1 MiB) */
 	size_t max_header_bytes;     /* all request headers together (default 16 KiB) */
 	int max_batch;               /* messages per batch request (default 10000) */
-	int64_t sync_timeout_us;     /* mode=sync wait bound (default 10 s) */
-	int64_t sync_max_timeout_us; /* per-request override cap (default 60 s) */
+	/* mode=sync: the wait when a request gives no timeout_ms (default 10 s)
+	 * and the largest timeout_ms a request may ask for (default 60 s); <= 0
+	 * means the default. A configured wait is never cut down: api_start
+	 * raises the cap to sync_timeout_us when that is larger. */
+	int64_t sync_timeout_us;
+	int64_t sync_max_timeout_us;
+	int max_attempts;            /* dispatch.max_attempts, stored on each accepted
+	                              * message (0 = the dispatcher's default, 8) */
 	struct store *store;
 	const struct account_set *accounts;
 	struct dispatcher *dispatcher; /* may be NULL (api-only role) */

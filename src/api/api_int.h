@@ -5,8 +5,10 @@
  *
  * Threads: MHD's pool threads run the handlers; the store's writer thread
  * and the dispatcher run the completion callbacks, which only fill the
- * request's result fields and resume its connection. A request's fields are
- * touched by one thread at a time: the suspend/resume pair hands it over.
+ * request's result fields (the insert's also registers a sync request's
+ * dispatcher watch) and resume its connection. A request's fields are
+ * touched by one thread at a time: the suspend/resume pair, or the watch
+ * registration, hands it over.
  */
 #ifndef HR_API_INT_H
 #define HR_API_INT_H
@@ -30,7 +32,7 @@ struct api_keycache {
 struct api_server {
 	struct api_opts o;           /* copy; strings and pointers borrowed */
 	struct MHD_Daemon *mhd;
-	int max_attempts;            /* from the dispatcher defaults */
+	int max_attempts;            /* o.max_attempts, or the dispatcher's default */
 	struct api_keycache keys;
 	/* Async operations in flight (a suspended connection waiting for a
 	 * callback). api_stop waits for zero so no callback outlives the server. */
@@ -105,8 +107,13 @@ enum api_errkind {
 /* HTTP status and stable code for an hr code (the one table). */
 int api_http_status(int rc);
 const char *api_error_code(int rc);
-/* {"error":{"code","message","field"?}} */
+/* {"error":{"code","message","field"?}}; message and field are made valid
+ * UTF-8 here, so an error that echoes client bytes is never a 500. */
 json_t *api_error_json(const char *code, const char *message, const char *field);
+/* Copies outside text (a JSON key, a query value, a provider's error) into
+ * buf as valid UTF-8, cut on a character boundary (hr_utf8_copy); returns
+ * buf, so it can stand in an argument list. */
+const char *api_clip(char *buf, size_t size, const char *s);
 /* Responds with the table's mapping of rc; err may be NULL. */
 enum MHD_Result api_fail(struct api_req *r, int rc, const struct hr_err *err);
 /* Responds with one of the errors that are not hr codes. */

@@ -55,11 +55,26 @@ const char *api_error_code(int rc)
 	return m ? m->code : "internal";
 }
 
+const char *api_clip(char *buf, size_t size, const char *s)
+{
+	hr_utf8_copy(buf, s ? s : "", size);
+	return buf;
+}
+
+/* Messages and fields often quote what the client sent, already cut to fit
+ * a fixed buffer by a printf: both go through hr_utf8_copy once more here,
+ * the one place every error body is built. */
 json_t *api_error_json(const char *code, const char *message, const char *field)
 {
-	json_t *e = json_pack("{s:s, s:s}", "code", code, "message", message ? message : code);
-	if (e && field && *field)
-		json_object_set_new(e, "field", json_string(field));
+	char msg[sizeof ((struct hr_err *)0)->msg + 128];
+	char fld[sizeof ((struct hr_err *)0)->field];
+	api_clip(msg, sizeof msg, message ? message : code);
+	json_t *e = json_pack("{s:s, s:s}", "code", code, "message", msg);
+	if (e && field && *field &&
+	    json_object_set_new(e, "field", json_string(api_clip(fld, sizeof fld, field))) != 0) {
+		json_decref(e);
+		return NULL;
+	}
 	return e ? json_pack("{s:o}", "error", e) : NULL;
 }
 

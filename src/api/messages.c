@@ -6,11 +6,13 @@
  * The accepted messages (and the idempotency record, if the client sent an
  * Idempotency-Key) go to the store in ONE write; the connection is suspended
  * until the writer has committed it, so a 202 always means durable. A sync
- * request then stays suspended until the dispatcher reports the first send
- * attempt (or the wait times out).
+ * request stays suspended through both stages (one pending count): the
+ * insert's completion callback registers the dispatcher watch before the
+ * writer can run a claim, and the watch's callback resumes the connection.
  *
  * States of a request (r->stage): 0 validate and start the insert; 1 the
- * insert committed or failed; 2 the sync wait ended.
+ * insert failed, or committed for an async request; 2 a sync request's wait
+ * ended (an outcome, or the timeout).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,20 +81,24 @@ static int resolve_account(const struct api_server *s, const char *tenant, const
                            struct hr_err *err)
 {
 	const struct account_set *set = s->o.accounts;
+	char cc[32];
 	if (account) {
 		struct channel_account *a = account_set_find(set, account);
-		if (!a || strcmp(a->tenant_id, tenant) != 0)
+		if (!a || strcmp(a->tenant_id, tenant) != 0) {
+			char ca[HR_NAME_MAX];
 			return hr_fail(err, HR_EINVAL, "account", "no account '%s' for this tenant",
-			               account);
+			               api_clip(ca, sizeof ca, account));
+		}
 		if (strcmp(a->ops->name, channel) != 0)
 			return hr_fail(err, HR_EINVAL, "account",
-			               "account '%s' is a %s account, not %s", account,
-			               a->ops->name, channel);
+			               "account '%s' is a %s account, not %s", a->id, a->ops->name,
+			               api_clip(cc, sizeof cc, channel));
 		*out = a;
 		return 0;
 	}
 	if (!channel_find(channel))
-		return hr_fail(err, HR_EINVAL, "channel", "unknown channel '%s'", channel);
+		return hr_fail(err, HR_EINVAL, "channel", "unknown channel '%s'",
+		               api_clip(cc, sizeof cc, channel));
 	for (size_t i = 0; i < set->n; i++) {
 		struct channel_account *a = set->items[i];
 		if (strcmp(a->tenant_id, tenant) == 0 && strcmp(a->ops->name, channel) == 0) {
@@ -117,8 +123,8 @@ static int build_template(const struct api_server *s, const char *tenant,
 	json_t *v;
 	json_object_foreach(t, key, v) {
 		if (strcmp(key, "name") && strcmp(key, "language") && strcmp(key, "parameters")) {
-			char f[HR_NAME_MAX + 16];
-			snprintf(f, sizeof f, "template.%.*s", HR_NAME_MAX, key);
+			char k[HR_NAME_MAX], f[HR_NAME_MAX + 16];
+			snprintf(f, sizeof f, "template.%s", api_clip(k, sizeof k, key));
 			return hr_fail(err, HR_EINVAL, f, "unknown field");
 		}
 	}
@@ -158,10 +164,14 @@ static int build_template(const struct api_server *s, const char *tenant,
 	rc = st->ops->template_get(st, tenant, acct->ops->name, name, lang, &row);
 	if (rc != 0) {
 		json_decref(c);
-		if (rc == HR_ENOTFOUND)
+		if (rc == HR_ENOTFOUND) {
+			char cn[HR_NAME_MAX], cl[32];
+			api_clip(cn, sizeof cn, name);
+			api_clip(cl, sizeof cl, lang);
 			return hr_fail(err, HR_EINVAL, "template.name",
-			               "no %s template '%s' in language '%s'", acct->ops->name,
-			               name, lang);
+			               "no %s template '%s' in language '%s'", acct->ops->name, cn,
+			               cl);
+		}
 		return hr_fail(err, rc, NULL, "template lookup failed");
 	}
 	const char **pv = np ? calloc(np, sizeof *pv) : NULL;
@@ -217,7 +227,7 @@ static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *
 	json_object_foreach(o, key, v) {
 		if (!key_allowed(key, pc->batch)) {
 			char f[HR_NAME_MAX];
-			hr_strlcpy(f, key, sizeof f);
+			api_clip(f, sizeof f, key);
 			return hr_fail(err, HR_EINVAL, f, "unknown field '%s'", f);
 		}
 	}
@@ -362,27 +372,50 @@ static enum MHD_Result idem_answer(struct api_req *r, struct idem_row *row, cons
  * The request: validate all, one durable insert, answer (or wait, for sync).
  * ------------------------------------------------------------------------- */
 
-static void insert_done(void *arg, int rc, const struct hr_err *err)
-{
-	struct api_req *r = arg;
-	struct accept *a = r->priv;
-	a->rc = rc;
-	if (err)
-		a->err = *err;
-	if (rc == 0) {
-		metrics_accepted((int)a->n);
-		if (r->srv->o.dispatcher)
-			dispatcher_notify(r->srv->o.dispatcher);
-	}
-	api_async_end(r);
-}
-
 static void watch_done(void *arg, const struct dispatch_result *res)
 {
 	struct api_req *r = arg;
 	struct accept *a = r->priv;
 	a->dres = *res;
 	api_async_end(r);
+}
+
+/*
+ * The writer thread, once the insert committed or failed. A sync request's
+ * watch is registered here, not by the handler after the resume: this runs
+ * before the writer starts its next transaction and a claim is a writer
+ * transaction, so the message cannot be claimed, sent and recorded before
+ * the watch exists (however late MHD gets round to the connection). The
+ * connection stays suspended, on the same pending count, until the watch
+ * fires.
+ */
+static void insert_done(void *arg, int rc, const struct hr_err *err)
+{
+	struct api_req *r = arg;
+	struct accept *a = r->priv;
+	struct dispatcher *d = r->srv->o.dispatcher;
+	a->rc = rc;
+	if (err)
+		a->err = *err;
+	if (rc != 0) {
+		api_async_end(r);
+		return;
+	}
+	metrics_accepted((int)a->n);
+	if (d)
+		dispatcher_notify(d);
+	if (!a->sync || !d) {
+		api_async_end(r);
+		return;
+	}
+	r->stage = STAGE_WATCHED;
+	/* Once registered, the watch may fire (on another thread) at any moment
+	 * and r then belongs to it: nothing here touches r or a afterwards. */
+	int wrc = dispatcher_watch(d, a->msgs[0].id, a->timeout_us, watch_done, r);
+	if (wrc != 0) {
+		a->dres.rc = wrc;
+		api_async_end(r);
+	}
 }
 
 static void prefix_item_field(struct hr_err *err, size_t i)
@@ -392,7 +425,7 @@ static void prefix_item_field(struct hr_err *err, size_t i)
 		snprintf(f, sizeof f, "messages[%zu].%s", i, err->field);
 	else
 		snprintf(f, sizeof f, "messages[%zu]", i);
-	hr_strlcpy(err->field, f, sizeof err->field);
+	api_clip(err->field, sizeof err->field, f);
 }
 
 static int parse_single(struct api_req *r, struct accept *a, json_t *root, struct hr_err *err)
@@ -425,7 +458,7 @@ static int parse_batch(struct api_req *r, struct accept *a, json_t *root, struct
 	json_object_foreach(root, key, v) {
 		if (strcmp(key, "messages") && strcmp(key, "priority")) {
 			char f[HR_NAME_MAX];
-			hr_strlcpy(f, key, sizeof f);
+			api_clip(f, sizeof f, key);
 			return hr_fail(err, HR_EINVAL, f, "unknown field '%s'", f);
 		}
 	}
@@ -460,12 +493,18 @@ static int parse_batch(struct api_req *r, struct accept *a, json_t *root, struct
 		}
 	}
 
+	/* Every item or none: a 202 that lists fewer ids than it accepted would
+	 * be stored for replays too. */
 	json_t *list = json_array();
 	json_t *resp = json_pack("{s:I, s:s, s:o}", "count", (json_int_t)n, "batch_id",
 	                         a->batch_id, "messages", list);
 	for (size_t i = 0; resp && i < n; i++)
-		json_array_append_new(list, json_pack("{s:s, s:s}", "id", a->msgs[i].id, "to",
-		                                      a->msgs[i].recipient));
+		if (json_array_append_new(list, json_pack("{s:s, s:s}", "id", a->msgs[i].id, "to",
+		                                          a->msgs[i].recipient)) != 0) {
+			json_decref(resp);
+			return hr_fail(err, HR_ENOMEM, NULL, "cannot build the answer for item %zu",
+			               i);
+		}
 	a->resp = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
 	json_decref(resp);
 	return a->resp ? 0 : hr_fail(err, HR_ENOMEM, NULL, "out of memory");
@@ -481,9 +520,10 @@ static enum MHD_Result accept_start(struct api_req *r, bool batch)
 	json_error_t jerr;
 	json_t *root = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
-		char msg[256];
+		/* jansson's text can quote the offending bytes ("near '...'"). */
+		char text[sizeof jerr.text], msg[256];
 		snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)",
-		         jerr.text, jerr.line, jerr.column);
+		         api_clip(text, sizeof text, jerr.text), jerr.line, jerr.column);
 		return api_fail_kind(r, APIERR_INVALID_JSON, msg, NULL, NULL);
 	}
 	if (!json_is_object(root)) {
@@ -570,62 +610,67 @@ static enum MHD_Result accept_inserted(struct api_req *r)
 	}
 	if (a->rc != 0)
 		return api_fail(r, a->rc, &a->err);
-	if (!a->sync)
-		return respond_accepted(r, a);
-
-	/* Sync: the message is durable; now wait for its first send attempt. */
-	if (api_async_begin(r) != 0)
-		return respond_accepted(r, a);
-	r->stage = STAGE_WATCHED;
-	int rc = dispatcher_watch(s->o.dispatcher, a->msgs[0].id, a->timeout_us, watch_done, r);
-	if (rc != 0) {
-		a->dres.rc = rc;
-		api_async_end(r);
-	}
-	return MHD_YES;
+	/* Committed: a sync request went on to STAGE_WATCHED in insert_done. */
+	return respond_accepted(r, a);
 }
 
+/* The provider's words (ids, error codes and texts) are echoed to the
+ * client: each goes through hr_utf8_copy, so a provider that answers in
+ * broken UTF-8 cannot turn an outcome into a 500. */
 static enum MHD_Result accept_watched(struct api_req *r)
 {
 	struct api_server *s = r->srv;
 	struct accept *a = r->priv;
 	const struct message *m = &a->msgs[0];
 	const struct dispatch_result *d = &a->dres;
+	char pid[HR_PROVIDER_ID_MAX], code[HR_ERRCODE_MAX], text[HR_ERRTEXT_MAX];
 	int status = 202;
 	const char *state = "queued";
 	json_t *extra = json_object();
+	bool ok = extra != NULL;
 	if (d->rc == 0 && d->kind == SEND_OK) {
 		status = 200;
 		state = "sent";
-		json_object_set_new(extra, "provider_id", json_string(d->provider_id));
+		api_clip(pid, sizeof pid, d->provider_id);
+		ok = ok && !json_object_set_new(extra, "provider_id", json_string(pid));
 	} else if (d->rc == 0) {
-		json_t *e = json_pack("{s:s, s:s}", "code", d->error_code, "message",
-		                      d->error_text);
+		api_clip(code, sizeof code, d->error_code);
+		api_clip(text, sizeof text, d->error_text);
+		json_t *e = json_pack("{s:s, s:s}", "code", code, "message", text);
 		if (d->kind == SEND_FAILED) {
 			status = 200;
 			state = "failed";
 		} else {
-			json_object_set_new(extra, "retrying", json_true());
+			ok = ok && !json_object_set_new(extra, "retrying", json_true());
 		}
-		json_object_set_new(extra, "error", e);
+		if (!ok)
+			json_decref(e);
+		else if (json_object_set_new(extra, "error", e) != 0)
+			ok = false; /* e was consumed */
 	} else {
 		/* No outcome in time: report where the message is now. */
 		struct message cur;
 		memset(&cur, 0, sizeof cur);
 		if (s->o.store->ops->message_get(s->o.store, r->tenant, m->id, &cur) == 0) {
 			state = msg_status_name(cur.status);
-			if (cur.provider_id[0])
-				json_object_set_new(extra, "provider_id",
-				                    json_string(cur.provider_id));
+			api_clip(pid, sizeof pid, cur.provider_id);
+			if (pid[0])
+				ok = ok && !json_object_set_new(extra, "provider_id",
+				                                json_string(pid));
 			message_clear(&cur);
 		}
-		json_object_set_new(extra, "sync_timeout", json_true());
+		ok = ok && !json_object_set_new(extra, "sync_timeout", json_true());
 	}
-	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", m->id, "status", state, "channel",
-	                      m->channel, "account", m->account_id, "to", m->recipient);
-	if (j)
-		json_object_update(j, extra);
+	json_t *j = ok ? json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", m->id, "status", state,
+	                           "channel", m->channel, "account", m->account_id, "to",
+	                           m->recipient)
+	               : NULL;
+	if (j && json_object_update(j, extra) != 0) {
+		json_decref(j);
+		j = NULL;
+	}
 	json_decref(extra);
+	/* j NULL: api_respond_json logs it and answers 500, never a partial body. */
 	return api_respond_json(r, status, j, NULL);
 }
 

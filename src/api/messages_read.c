@@ -32,26 +32,55 @@ static json_t *stored_json(const char *text)
 	return j ? j : json_null();
 }
 
-static json_t *nullable_str(const char *s)
+/*
+ * Stored text as a JSON string. Much of it came from outside (message
+ * bodies, provider ids and error texts) and is stored as given, so it may
+ * not be valid UTF-8: then each invalid byte is shown as '?' (hr_utf8_copy
+ * writes at most as many bytes as it reads, so nothing is cut). NULL only
+ * when out of memory.
+ */
+static json_t *text_json(const char *s)
 {
-	return s && *s ? json_string(s) : json_null();
+	json_t *j = json_string(s);
+	if (j)
+		return j;
+	size_t n = strlen(s) + 1;
+	char *t = malloc(n);
+	if (!t)
+		return NULL;
+	hr_utf8_copy(t, s, n);
+	j = json_string(t);
+	free(t);
+	return j;
 }
 
+static json_t *nullable_str(const char *s)
+{
+	return s && *s ? text_json(s) : json_null();
+}
+
+/* NULL when it cannot be built (out of memory): callers answer 500 rather
+ * than leave the message out. */
 static json_t *message_json(const struct message *m)
 {
 	json_t *err = json_null();
 	if (m->error_code[0] || m->error_text[0])
-		err = json_pack("{s:s, s:s}", "code", m->error_code, "message", m->error_text);
-	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:i, s:o, s:o, s:o, s:o}",
-	                      "id", m->id, "channel", m->channel, "account", m->account_id, "to",
-	                      m->recipient, "status", msg_status_name(m->status), "priority",
+		err = json_pack("{s:o, s:o}", "code", text_json(m->error_code), "message",
+		                text_json(m->error_text));
+	json_t *j = json_pack("{s:o, s:o, s:o, s:o, s:s, s:s, s:o, s:o, s:i, s:o, s:o, s:o, s:o}",
+	                      "id", text_json(m->id), "channel", text_json(m->channel),
+	                      "account", text_json(m->account_id), "to", text_json(m->recipient),
+	                      "status", msg_status_name(m->status), "priority",
 	                      m->priority == PRIO_TRANSACTIONAL ? "transactional" : "bulk",
 	                      "content", stored_json(m->content), "body", nullable_str(m->body),
 	                      "attempts", m->attempts, "provider_id",
 	                      nullable_str(m->provider_id), "error", err, "created_at",
 	                      time_json(m->created_at), "updated_at", time_json(m->updated_at));
-	if (j && m->batch_id[0])
-		json_object_set_new(j, "batch_id", json_string(m->batch_id));
+	if (j && m->batch_id[0] &&
+	    json_object_set_new(j, "batch_id", text_json(m->batch_id)) != 0) {
+		json_decref(j);
+		return NULL;
+	}
 	return j;
 }
 
@@ -60,10 +89,22 @@ static json_t *event_json(const struct message_event *e)
 	json_t *status = e->status >= 0 && e->status < MSG__COUNT
 		? json_string(msg_status_name((enum msg_status)e->status))
 		: json_null();
-	return json_pack("{s:I, s:o, s:s, s:s, s:o, s:b, s:o, s:o}", "id", (json_int_t)e->id, "at",
-	                 time_json(e->at), "type", e->type, "source", e->source, "status",
-	                 status, "applied", e->applied, "provider_at", time_json(e->provider_at),
-	                 "detail", stored_json(e->detail));
+	return json_pack("{s:I, s:o, s:o, s:o, s:o, s:b, s:o, s:o}", "id", (json_int_t)e->id, "at",
+	                 time_json(e->at), "type", text_json(e->type), "source",
+	                 text_json(e->source), "status", status, "applied", e->applied,
+	                 "provider_at", time_json(e->provider_at), "detail",
+	                 stored_json(e->detail));
+}
+
+/* A message (or event) that cannot be rendered is a 500 logged with the
+ * message's id (api_fail logs every 500), never a silently shorter answer. */
+static enum MHD_Result render_failed(struct api_req *r, const char *what, const char *id)
+{
+	struct hr_err err;
+	char cid[HR_ID_LEN + 1];
+	hr_fail(&err, HR_EINTERNAL, NULL, "cannot render %s as JSON (message %s)", what,
+	        id ? api_clip(cid, sizeof cid, id) : "-");
+	return api_fail(r, HR_EINTERNAL, &err);
 }
 
 enum MHD_Result api_message_get(struct api_req *r)
@@ -71,7 +112,9 @@ enum MHD_Result api_message_get(struct api_req *r)
 	struct store *st = r->srv->o.store;
 	struct hr_err err;
 	if (!hr_id_valid(r->path_id)) {
-		hr_fail(&err, HR_ENOTFOUND, NULL, "no message %s", r->path_id);
+		char id[sizeof r->path_id];
+		hr_fail(&err, HR_ENOTFOUND, NULL, "no message %s",
+		        api_clip(id, sizeof id, r->path_id));
 		return api_fail(r, HR_ENOTFOUND, &err);
 	}
 	struct message m;
@@ -90,16 +133,25 @@ enum MHD_Result api_message_get(struct api_req *r)
 	}
 	json_t *j = message_json(&m);
 	json_t *events = json_array();
+	const char *bad = !j ? "the message" : !events ? "the events" : NULL;
 	for (size_t i = 0; i < n; i++) {
-		json_array_append_new(events, event_json(&ev[i]));
+		if (!bad && json_array_append_new(events, event_json(&ev[i])) != 0)
+			bad = "an event";
 		message_event_clear(&ev[i]);
 	}
 	free(ev);
-	message_clear(&m);
-	if (j)
-		json_object_set_new(j, "events", events);
-	else
+	if (!bad && json_object_set_new(j, "events", events) != 0) {
+		events = NULL; /* consumed even on failure */
+		bad = "the events";
+	}
+	if (bad) {
 		json_decref(events);
+		json_decref(j);
+		enum MHD_Result ret = render_failed(r, bad, m.id);
+		message_clear(&m);
+		return ret;
+	}
+	message_clear(&m);
 	return api_respond_json(r, 200, j, NULL);
 }
 
@@ -181,7 +233,7 @@ static enum MHD_Result find_unknown(void *cls, enum MHD_ValueKind kind, const ch
 	for (const char *const *p = list_params; *p; p++)
 		if (strcmp(key, *p) == 0)
 			return MHD_YES;
-	hr_strlcpy(u->name, key, sizeof u->name);
+	api_clip(u->name, sizeof u->name, key); /* MHD has decoded %XX: any bytes */
 	return MHD_NO;
 }
 
@@ -233,13 +285,19 @@ static int parse_list_query(struct api_req *r, struct msg_filter *f, char to[HR_
 	const char *v;
 	if ((v = qarg(r, "status"))) {
 		enum msg_status s;
-		if (msg_status_parse(v, &s) != 0)
-			return hr_fail(err, HR_EINVAL, "status", "unknown status '%s'", v);
+		if (msg_status_parse(v, &s) != 0) {
+			char cv[32];
+			return hr_fail(err, HR_EINVAL, "status", "unknown status '%s'",
+			               api_clip(cv, sizeof cv, v));
+		}
 		f->status = (int)s;
 	}
 	if ((v = qarg(r, "channel"))) {
-		if (!channel_find(v))
-			return hr_fail(err, HR_EINVAL, "channel", "unknown channel '%s'", v);
+		if (!channel_find(v)) {
+			char cv[32];
+			return hr_fail(err, HR_EINVAL, "channel", "unknown channel '%s'",
+			               api_clip(cv, sizeof cv, v));
+		}
 		f->channel = v;
 	}
 	if ((v = qarg(r, "to"))) {
@@ -291,13 +349,24 @@ enum MHD_Result api_messages_list(struct api_req *r)
 	rc = st->ops->message_list(st, r->tenant, &f, &ms, &n, &more);
 	if (rc != 0)
 		return api_fail(r, rc, NULL);
+	/* All of the page or a 500: a page silently missing a message would
+	 * also move the cursor past it. */
 	json_t *data = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(data, message_json(&ms[i]));
-	json_t *next = more && n ? json_string(ms[n - 1].id) : json_null();
-	for (size_t i = 0; i < n; i++)
-		message_clear(&ms[i]);
+	size_t i = 0;
+	while (data && i < n && json_array_append_new(data, message_json(&ms[i])) == 0)
+		i++;
+	enum MHD_Result ret;
+	if (!data || i < n) {
+		json_decref(data);
+		ret = render_failed(r, "the listing", i < n ? ms[i].id : NULL);
+	} else {
+		json_t *next = more && n ? json_string(ms[n - 1].id) : json_null();
+		ret = api_respond_json(r, 200,
+		                       json_pack("{s:o, s:o}", "data", data, "next_cursor", next),
+		                       NULL);
+	}
+	for (size_t k = 0; k < n; k++)
+		message_clear(&ms[k]);
 	free(ms);
-	return api_respond_json(r, 200, json_pack("{s:o, s:o}", "data", data, "next_cursor", next),
-	                        NULL);
+	return ret;
 }

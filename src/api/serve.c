@@ -297,6 +297,7 @@ int serve_main(int argc, char **argv)
 	    applier_start(st, &accounts, (int)hr_cfg_int(cfg, "webhooks.apply_batch", 500, 1,
 	                                                   10000, &err), &app, &err))
 		goto out;
+	aopts.max_attempts = dopts.max_attempts;
 	aopts.store = st;
 	aopts.accounts = &accounts;
 	aopts.dispatcher = disp;

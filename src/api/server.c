@@ -31,6 +31,8 @@
  * beyond it MHD answers 431 itself (measured with MHD 0.9.75). */
 #define API_POOL_SLACK 1024
 #define API_BODY_PREALLOC (64u << 10)
+#define API_SYNC_TIMEOUT_US (10 * 1000000LL)
+#define API_SYNC_MAX_TIMEOUT_US (60 * 1000000LL)
 
 void api_opts_default(struct api_opts *o)
 {
@@ -44,8 +46,9 @@ void api_opts_default(struct api_opts *o)
 	o->max_webhook_bytes = 1u << 20;
 	o->max_header_bytes = 16u << 10;
 	o->max_batch = 10000;
-	o->sync_timeout_us = 10 * 1000000LL;
-	o->sync_max_timeout_us = 60 * 1000000LL;
+	o->sync_timeout_us = API_SYNC_TIMEOUT_US;
+	o->sync_max_timeout_us = API_SYNC_MAX_TIMEOUT_US;
+	o->max_attempts = 0; /* the dispatcher's default */
 }
 
 /* ---------------------------------------------------------------------------
@@ -74,12 +77,16 @@ enum MHD_Result api_respond(struct api_req *r, int status, char *body, size_t le
 	return ret;
 }
 
+/* A NULL j means building the response failed (out of memory, or text that
+ * is not UTF-8 slipped through): never a partial answer, a logged 500. */
 enum MHD_Result api_respond_json(struct api_req *r, int status, json_t *j,
                                  const char *const *extra)
 {
 	char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (!body) {
+		hr_log(HR_LOG_ERROR, "api", "%s %.*s: cannot build the JSON response (status %d)",
+		       r->method, (int)strcspn(r->raw_uri, "?"), r->raw_uri, status);
 		static const char oom[] =
 			"{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
 		char *b = strdup(oom);
@@ -237,9 +244,9 @@ static enum MHD_Result start_request(struct api_req *r, const char *url)
 	r->handler = get ? def->get : !strcmp(r->method, MHD_HTTP_METHOD_POST) ? def->post : NULL;
 	if (!r->handler) {
 		const char *allow[] = {"Allow", def->allow, NULL};
-		char msg[96];
-		snprintf(msg, sizeof msg, "method %.16s not allowed here (allowed: %s)", r->method,
-		         def->allow);
+		char msg[96], method[17];
+		snprintf(msg, sizeof msg, "method %s not allowed here (allowed: %s)",
+		         api_clip(method, sizeof method, r->method), def->allow);
 		return api_fail_kind(r, APIERR_METHOD, msg, NULL, allow);
 	}
 
@@ -398,6 +405,9 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 		return hr_fail(err, HR_EINVAL, "api", "limits must be positive");
 	if (opts->port < 0 || opts->port > 65535)
 		return hr_fail(err, HR_EINVAL, "server.port", "port %d out of range", opts->port);
+	if (opts->max_attempts < 0)
+		return hr_fail(err, HR_EINVAL, "dispatch.max_attempts",
+		               "max_attempts must be positive (or 0 for the default)");
 
 	union {
 		struct sockaddr sa;
@@ -429,13 +439,21 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 		s->o.max_connections = 1024;
 	if (!s->o.public_url)
 		s->o.public_url = "";
+	/* A configured default wait is honoured as given: the cap on per-request
+	 * waits grows to it rather than cutting it down. */
+	if (s->o.sync_timeout_us <= 0)
+		s->o.sync_timeout_us = API_SYNC_TIMEOUT_US;
 	if (s->o.sync_max_timeout_us <= 0)
-		s->o.sync_max_timeout_us = 60 * 1000000LL;
-	if (s->o.sync_timeout_us <= 0 || s->o.sync_timeout_us > s->o.sync_max_timeout_us)
-		s->o.sync_timeout_us = s->o.sync_max_timeout_us;
-	struct dispatch_opts dop;
-	dispatch_opts_default(&dop);
-	s->max_attempts = dop.max_attempts > 0 ? dop.max_attempts : 8;
+		s->o.sync_max_timeout_us = API_SYNC_MAX_TIMEOUT_US;
+	if (s->o.sync_max_timeout_us < s->o.sync_timeout_us)
+		s->o.sync_max_timeout_us = s->o.sync_timeout_us;
+	if (s->o.max_attempts > 0) {
+		s->max_attempts = s->o.max_attempts;
+	} else {
+		struct dispatch_opts dop;
+		dispatch_opts_default(&dop);
+		s->max_attempts = dop.max_attempts;
+	}
 	api_keycache_init(&s->keys);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->idle, NULL);

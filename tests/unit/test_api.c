@@ -1,12 +1,14 @@
 /*
  * test_api.c - the HTTP API in-process: a real SQLite store in a temp dir,
  * real WhatsApp accounts, the server on a free loopback port, and libcurl
- * as the client. The sync-mode test adds a real dispatcher and a fake
+ * as the client. The sync-mode tests add a real dispatcher and a fake
  * WhatsApp provider (a tiny MHD server) so every sync outcome is real.
  */
 #include <dirent.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -125,7 +128,8 @@ static void env_load_accounts(struct env *e)
 		fail_msg("account_set_load: %s (%s)", err.msg, err.field);
 }
 
-static void env_start(struct env *e)
+/* Starts the API on a free port; tweak (may be NULL) adjusts the options. */
+static void env_start_with(struct env *e, void (*tweak)(struct api_opts *o))
 {
 	struct hr_err err;
 	hr_err_clear(&err);
@@ -137,11 +141,18 @@ static void env_start(struct env *e)
 	o.store = e->st;
 	o.accounts = &e->set;
 	o.dispatcher = e->disp;
+	if (tweak)
+		tweak(&o);
 	rc = api_start(&o, &e->srv, &err);
 	if (rc != 0)
 		fail_msg("api_start: %s", err.msg);
 	assert_true(api_port(e->srv) > 0);
 	snprintf(e->base, sizeof e->base, "http://127.0.0.1:%d", api_port(e->srv));
+}
+
+static void env_start(struct env *e)
+{
+	env_start_with(e, NULL);
 }
 
 static void env_stop(struct env *e)
@@ -1029,6 +1040,234 @@ static void test_metrics_endpoint(void **state)
 }
 
 /* ---------------------------------------------------------------------------
+ * Outside text echoed back stays valid UTF-8; stored text never drops a
+ * message from an answer.
+ * ------------------------------------------------------------------------- */
+
+static void test_utf8_echo(void **state)
+{
+	(void)state;
+	/* Unknown keys are named as the field, cut to the 63 bytes that fit on
+	 * a character boundary: never half a character, never a 500. */
+	static const struct {
+		size_t ks;
+		const char *tail, *kept;
+	} keys[] = {
+		{62, "\xc3\xa9", ""},                        /* é would need 64 bytes */
+		{61, "\xc3\xa9", "\xc3\xa9"},                /* exactly 63 */
+		{61, "\xe2\x82\xac", ""},                    /* € */
+		{60, "\xe2\x82\xac", "\xe2\x82\xac"},
+		{60, "\xf0\x9f\x98\x80", ""},                /* U+1F600 */
+		{59, "\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80"},
+	};
+	static const struct {
+		const char *path, *fmt, *field_prefix;
+	} where[] = {
+		{"/v1/messages",
+		 "{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"hi\",\"%s\":1}",
+		 ""},
+		{"/v1/messages:batch", "{\"%s\":1,\"messages\":[{\"channel\":\"whatsapp\",\"to\":"
+		 "\"+447911123456\",\"text\":\"hi\"}]}", ""},
+		{"/v1/messages:batch", "{\"messages\":[{\"channel\":\"whatsapp\",\"to\":"
+		 "\"+447911123456\",\"text\":\"hi\",\"%s\":1}]}", "messages[0]."},
+		{"/v1/messages", "{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"template\":{"
+		 "\"name\":\"payment_reminder\",\"language\":\"en_GB\",\"%s\":1}}", "template."},
+	};
+	int64_t before = count_messages(E.st, NULL);
+	for (size_t w = 0; w < sizeof where / sizeof *where; w++)
+		for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+			char key[80], body[512], field[128];
+			memset(key, 'k', keys[i].ks);
+			snprintf(key + keys[i].ks, sizeof key - keys[i].ks, "%s", keys[i].tail);
+			snprintf(body, sizeof body, where[w].fmt, key);
+			snprintf(field, sizeof field, "%s%.*s%s", where[w].field_prefix,
+			         (int)keys[i].ks, key, keys[i].kept);
+			struct resp r;
+			http("POST", where[w].path, KEY_ACME, body, &r);
+			if (r.status != 422)
+				fail_msg("%s key %zu: status %ld: %s", where[w].path, i, r.status,
+				         r.body);
+			check_error(&r, 422, "invalid", field);
+			resp_free(&r);
+		}
+	assert_int_equal(count_messages(E.st, NULL), before);
+
+	/* Query parameters arrive %-decoded: any bytes at all. */
+	static const struct {
+		const char *query, *field;
+	} q[] = {
+		{"%FF%FEx=1", "??x"},
+		{"x%C3=1", "x?"},
+		{"status=%FF%C3%A9", "status"},
+		{"channel=%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9"
+		 "%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9", "channel"},
+	};
+	for (size_t i = 0; i < sizeof q / sizeof *q; i++) {
+		char path[512];
+		snprintf(path, sizeof path, "/v1/messages?%s", q[i].query);
+		struct resp r;
+		http("GET", path, KEY_ACME, NULL, &r);
+		check_error(&r, 422, "invalid", q[i].field);
+		resp_free(&r);
+	}
+	/* So do path segments. */
+	struct resp r;
+	http("GET", "/v1/messages/%FF%C3", KEY_ACME, NULL, &r);
+	check_error(&r, 404, "not_found", NULL);
+	resp_free(&r);
+
+	/* A parse error inside multi-byte text is a clean 400 (jansson's error
+	 * text can quote the input). */
+	char bad[1024] = "{\"a\":\"";
+	for (int i = 0; i < 150; i++)
+		strcat(bad, "\xc3\xa9");
+	strcat(bad, "\x01\"}");
+	http("POST", "/v1/messages", KEY_ACME, bad, &r);
+	check_error(&r, 400, "invalid_json", NULL);
+	resp_free(&r);
+}
+
+/* Stored text that is not UTF-8 (as a provider or an old client gave it)
+ * is shown with '?' for each bad byte; the message is never left out. */
+static void test_stored_text(void **state)
+{
+	(void)state;
+	struct env e;
+	memset(&e, 0, sizeof e);
+	env_store(&e);
+	put_account(e.st, "demo-wa", "acme", "http://127.0.0.1:9", "106540352242922");
+	env_load_accounts(&e);
+	env_start(&e);
+
+	struct message m[2];
+	memset(m, 0, sizeof m);
+	int64_t now = hr_now_us();
+	for (int i = 0; i < 2; i++) {
+		hr_id_new(m[i].id);
+		hr_strlcpy(m[i].tenant_id, "acme", sizeof m[i].tenant_id);
+		hr_strlcpy(m[i].account_id, "demo-wa", sizeof m[i].account_id);
+		hr_strlcpy(m[i].channel, "whatsapp", sizeof m[i].channel);
+		hr_strlcpy(m[i].recipient, "447700900777", sizeof m[i].recipient);
+		m[i].content = i ? "{\"type\":\"text\",\"text\":\"fine\"}"
+		                 : "{\"type\":\"text\",\"text\":\"caf\\u00e9\"}";
+		m[i].body = i ? "fine" : "caf\xe9 \xff!";
+		m[i].status = MSG_QUEUED;
+		m[i].max_attempts = 8;
+		m[i].created_at = m[i].updated_at = m[i].due_at = now + i;
+	}
+	struct store *st = e.st;
+	assert_int_equal(st->ops->message_insert(st, m, 2, NULL, NULL, NULL), 0);
+	/* The first fails at the provider with an error text in Latin-1. */
+	struct message claimed[2];
+	size_t n = 0;
+	assert_int_equal(st->ops->claim(st, "demo-wa", hr_now_us() + 1000, 30000000, 1, claimed,
+	                                &n),
+	                 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(claimed[0].id, m[0].id);
+	message_clear(&claimed[0]);
+	struct send_result res = {.attempt = 1, .kind = SEND_FAILED, .http_status = 400};
+	hr_strlcpy(res.message_id, m[0].id, sizeof res.message_id);
+	hr_strlcpy(res.error_code, "13\xff", sizeof res.error_code);
+	hr_strlcpy(res.error_text, "r\xe9sum\xe9 refus\xe9", sizeof res.error_text);
+	hr_strlcpy(res.provider_id, "wamid.\xc3", sizeof res.provider_id);
+	assert_int_equal(st->ops->record_results(st, &res, 1, NULL, NULL), 0);
+
+	struct resp r;
+	http_ex(e.base, "GET", "/v1/messages?to=447700900777", KEY_ACME, NULL, 0, NULL, 0, &r);
+	if (r.status != 200)
+		fail_msg("list: %ld %s", r.status, r.body);
+	json_t *j = body_json(&r);
+	json_t *data = json_object_get(j, "data");
+	assert_int_equal(json_array_size(data), 2);
+	json_t *bad = json_array_get(data, 1); /* newest first */
+	assert_string_equal(jstr(bad, "id"), m[0].id);
+	assert_string_equal(jstr(bad, "body"), "caf? ?!");
+	assert_string_equal(jstr(json_object_get(bad, "content"), "text"), "caf\xc3\xa9");
+	assert_string_equal(jstr(bad, "status"), "failed");
+	assert_string_equal(jstr(json_object_get(bad, "error"), "code"), "13?");
+	assert_string_equal(jstr(json_object_get(bad, "error"), "message"), "r?sum? refus?");
+	assert_string_equal(jstr(json_array_get(data, 0), "body"), "fine");
+	json_decref(j);
+	resp_free(&r);
+
+	char path[64];
+	snprintf(path, sizeof path, "/v1/messages/%s", m[0].id);
+	http_ex(e.base, "GET", path, KEY_ACME, NULL, 0, NULL, 0, &r);
+	if (r.status != 200)
+		fail_msg("get: %ld %s", r.status, r.body);
+	j = body_json(&r);
+	assert_string_equal(jstr(j, "body"), "caf? ?!");
+	assert_string_equal(jstr(json_object_get(j, "error"), "message"), "r?sum? refus?");
+	assert_true(json_array_size(json_object_get(j, "events")) >= 2);
+	json_decref(j);
+	resp_free(&r);
+	env_stop(&e);
+}
+
+/* ---------------------------------------------------------------------------
+ * dispatch.max_attempts reaches the messages the API accepts.
+ * ------------------------------------------------------------------------- */
+
+static void three_attempts(struct api_opts *o)
+{
+	o->max_attempts = 3;
+}
+
+static int stored_max_attempts(struct env *e)
+{
+	static const char body[] =
+		"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"tries\"}";
+	char id[HR_ID_LEN + 1];
+	struct resp r;
+	http_ex(e->base, "POST", "/v1/messages", KEY_ACME, body, strlen(body), NULL, 0, &r);
+	if (r.status != 202)
+		fail_msg("accept: %ld %s", r.status, r.body);
+	json_t *j = body_json(&r);
+	hr_strlcpy(id, jstr(j, "id"), sizeof id);
+	json_decref(j);
+	resp_free(&r);
+	struct message m;
+	memset(&m, 0, sizeof m);
+	assert_int_equal(e->st->ops->message_get(e->st, "acme", id, &m), 0);
+	int n = m.max_attempts;
+	message_clear(&m);
+	return n;
+}
+
+static void test_max_attempts(void **state)
+{
+	(void)state;
+	struct env e;
+	memset(&e, 0, sizeof e);
+	env_store(&e);
+	put_account(e.st, "demo-wa", "acme", "http://127.0.0.1:9", "106540352242922");
+	env_load_accounts(&e);
+	env_start_with(&e, three_attempts);
+	assert_int_equal(stored_max_attempts(&e), 3);
+	api_stop(e.srv);
+	/* 0 is the dispatcher's default. */
+	env_start(&e);
+	struct dispatch_opts dop;
+	dispatch_opts_default(&dop);
+	assert_int_equal(stored_max_attempts(&e), dop.max_attempts);
+	/* A negative count is refused, naming the config key. */
+	struct api_opts o;
+	api_opts_default(&o);
+	o.port = 0;
+	o.store = e.st;
+	o.accounts = &e.set;
+	o.max_attempts = -1;
+	struct api_server *srv = NULL;
+	struct hr_err err;
+	hr_err_clear(&err);
+	assert_int_equal(api_start(&o, &srv, &err), HR_EINVAL);
+	assert_null(srv);
+	assert_string_equal(err.field, "dispatch.max_attempts");
+	env_stop(&e);
+}
+
+/* ---------------------------------------------------------------------------
  * Sync mode against a real dispatcher and a fake WhatsApp provider.
  * ------------------------------------------------------------------------- */
 
@@ -1083,27 +1322,35 @@ static json_t *sync_send(struct env *e, const char *account, const char *extra, 
 	return j;
 }
 
-static void test_sync_mode(void **state)
+/* The fake provider on a free loopback port; its base URL goes to url. */
+static struct MHD_Daemon *fake_wa_start(char url[64])
 {
-	(void)state;
 	struct MHD_Daemon *wa = MHD_start_daemon(
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL, NULL,
 		fake_wa, NULL, MHD_OPTION_SOCK_ADDR,
 		&(struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)},
 		MHD_OPTION_END);
 	assert_non_null(wa);
-	char wa_url[64];
-	snprintf(wa_url, sizeof wa_url, "http://127.0.0.1:%u",
+	snprintf(url, 64, "http://127.0.0.1:%u",
 	         MHD_get_daemon_info(wa, MHD_DAEMON_INFO_BIND_PORT)->port);
+	return wa;
+}
 
-	struct env e;
-	memset(&e, 0, sizeof e);
-	env_store(&e);
-	put_account(e.st, "ok-wa", "acme", wa_url, "2001");
-	put_account(e.st, "fail-wa", "acme", wa_url, "2002");
-	put_account(e.st, "retry-wa", "acme", wa_url, "2003");
-	put_account(e.st, "slow-wa", "acme", wa_url, "2004");
-	env_load_accounts(&e);
+/* A store with accounts at the fake provider (ok, fail, retry, slow), a real
+ * dispatcher and the API. ops (may be NULL) replaces the store's functions
+ * before anything runs; tweak (may be NULL) adjusts the API's options. */
+static void sync_env(struct env *e, const char *wa_url, const struct store_ops *ops,
+                     void (*tweak)(struct api_opts *o))
+{
+	memset(e, 0, sizeof *e);
+	env_store(e);
+	if (ops)
+		e->st->ops = ops;
+	put_account(e->st, "ok-wa", "acme", wa_url, "2001");
+	put_account(e->st, "fail-wa", "acme", wa_url, "2002");
+	put_account(e->st, "retry-wa", "acme", wa_url, "2003");
+	put_account(e->st, "slow-wa", "acme", wa_url, "2004");
+	env_load_accounts(e);
 	struct hr_err err;
 	hr_err_clear(&err);
 	struct dispatch_opts dop;
@@ -1113,10 +1360,19 @@ static void test_sync_mode(void **state)
 	/* Sync waits expire on the dispatcher's sweep: keep it finer than the
 	 * fake provider's 1.5 s delay so the timeout case cannot race it. */
 	dop.reconcile_every_us = 100000;
-	int rc = dispatcher_start(e.st, &e.set, &dop, &e.disp, &err);
+	int rc = dispatcher_start(e->st, &e->set, &dop, &e->disp, &err);
 	if (rc != 0)
 		fail_msg("dispatcher_start: %s", err.msg);
-	env_start(&e);
+	env_start_with(e, tweak);
+}
+
+static void test_sync_mode(void **state)
+{
+	(void)state;
+	char wa_url[64];
+	struct MHD_Daemon *wa = fake_wa_start(wa_url);
+	struct env e;
+	sync_env(&e, wa_url, NULL, NULL);
 
 	json_t *j = sync_send(&e, "ok-wa", "", 200);
 	assert_string_equal(jstr(j, "status"), "sent");
@@ -1158,7 +1414,259 @@ static void test_sync_mode(void **state)
 	assert_string_equal(jstr(json_object_get(j, "error"), "field"), "timeout_ms");
 	json_decref(j);
 
-	api_stop(NULL); /* NULL is fine */
+	env_stop(&e);
+	MHD_stop_daemon(wa);
+}
+
+/* ---------------------------------------------------------------------------
+ * Sync mode under load and with a slow server: the watch must exist before
+ * the message can be claimed, whenever MHD gets round to the connection.
+ * ------------------------------------------------------------------------- */
+
+/* A request from a plain thread: no cmocka calls here (they may not fail
+ * off the main thread). Returns the curl code. */
+static CURLcode post_raw(const char *base, const char *path, const char *key,
+                         const char *body, long *status, struct resp *out)
+{
+	memset(out, 0, sizeof *out);
+	CURL *c = curl_easy_init();
+	if (!c)
+		return CURLE_FAILED_INIT;
+	char url[256], auth[128];
+	snprintf(url, sizeof url, "%s%s", base, path);
+	snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+	struct curl_slist *h = curl_slist_append(NULL, auth);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+	CURLcode rc = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	return rc;
+}
+
+struct sync_call {
+	const char *base;
+	const char *body;
+	CURLcode rc;
+	long status;
+	struct resp r;
+	int64_t took_us;
+};
+
+static void *sync_call_run(void *p)
+{
+	struct sync_call *c = p;
+	int64_t t0 = hr_mono_us();
+	c->rc = post_raw(c->base, "/v1/messages", KEY_ACME, c->body, &c->status, &c->r);
+	c->took_us = hr_mono_us() - t0;
+	return NULL;
+}
+
+/* A sync answer that reports the send: 200, "sent", no sync_timeout. */
+static void check_sync_sent(struct sync_call *c, const char *what)
+{
+	if (c->rc != CURLE_OK)
+		fail_msg("%s: %s", what, curl_easy_strerror(c->rc));
+	if (c->status != 200)
+		fail_msg("%s: status %ld: %s", what, c->status, c->r.body);
+	json_t *j = body_json(&c->r);
+	assert_string_equal(jstr(j, "status"), "sent");
+	assert_string_equal(jstr(j, "provider_id"), "wamid.TEST1");
+	assert_null(json_object_get(j, "sync_timeout"));
+	json_decref(j);
+}
+
+#define SYNC_CONCURRENT 20
+
+static void test_sync_concurrent(void **state)
+{
+	(void)state;
+	char wa_url[64];
+	struct MHD_Daemon *wa = fake_wa_start(wa_url);
+	struct env e;
+	sync_env(&e, wa_url, NULL, NULL);
+
+	static const char body[] = "{\"channel\":\"whatsapp\",\"account\":\"ok-wa\",\"to\":"
+	                           "\"+447911123456\",\"text\":\"hi\",\"mode\":\"sync\","
+	                           "\"timeout_ms\":8000}";
+	struct sync_call calls[SYNC_CONCURRENT];
+	pthread_t th[SYNC_CONCURRENT];
+	for (int i = 0; i < SYNC_CONCURRENT; i++) {
+		calls[i] = (struct sync_call){.base = e.base, .body = body};
+		assert_int_equal(pthread_create(&th[i], NULL, sync_call_run, &calls[i]), 0);
+	}
+	for (int i = 0; i < SYNC_CONCURRENT; i++)
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+	for (int i = 0; i < SYNC_CONCURRENT; i++) {
+		char what[32];
+		snprintf(what, sizeof what, "sync request %d", i);
+		check_sync_sent(&calls[i], what);
+		/* Well within the 8 s timeout: the provider answers at once. */
+		if (calls[i].took_us > 4000000)
+			fail_msg("%s took %lld us", what, (long long)calls[i].took_us);
+		resp_free(&calls[i].r);
+	}
+	env_stop(&e);
+	MHD_stop_daemon(wa);
+}
+
+/*
+ * The gate: a store whose insert completion waits (on the writer thread)
+ * until a "blocker" request holds the API's only MHD thread, and whose key
+ * lookup for the blocker holds that thread until the gated message has been
+ * sent and recorded. The connection is resumed while MHD cannot run it, and
+ * the dispatcher claims, sends and records in the meantime: a watch
+ * registered by the handler after the resume would come too late.
+ */
+#define BLOCKER_KEY "blocker-key"
+
+static struct gate {
+	atomic_bool armed;
+	sem_t inserted;       /* the gated insert was queued */
+	sem_t blocked;        /* the blocker holds the MHD thread */
+	char id[HR_ID_LEN + 1];
+	store_done_fn cb;
+	void *arg;
+	atomic_bool saw_sent; /* the blocker saw the message sent while holding */
+} G;
+
+static struct store_ops gate_ops;
+
+static void sem_wait_s(sem_t *s, int secs, int *rc)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += secs;
+	*rc = sem_timedwait(s, &ts);
+}
+
+static void gate_done(void *arg, int rc, const struct hr_err *err)
+{
+	(void)arg;
+	int w;
+	sem_wait_s(&G.blocked, 10, &w);
+	G.cb(G.arg, rc, err);
+}
+
+static int gate_insert(struct store *st, const struct message *m, size_t n,
+                       const struct idem_put *idem, store_done_fn cb, void *arg)
+{
+	bool armed = true;
+	if (!cb || !atomic_compare_exchange_strong(&G.armed, &armed, false))
+		return store_sqlite.message_insert(st, m, n, idem, cb, arg);
+	hr_strlcpy(G.id, m[0].id, sizeof G.id);
+	G.cb = cb;
+	G.arg = arg;
+	int rc = store_sqlite.message_insert(st, m, n, idem, gate_done, NULL);
+	sem_post(&G.inserted);
+	return rc;
+}
+
+static int gate_key_lookup(struct store *st, const char *hash, char tenant[HR_NAME_MAX])
+{
+	char h[65];
+	hr_sha256_hex(BLOCKER_KEY, strlen(BLOCKER_KEY), h);
+	if (strcmp(hash, h) != 0)
+		return store_sqlite.api_key_lookup(st, hash, tenant);
+	sem_post(&G.blocked);
+	for (int i = 0; i < 500; i++) {
+		struct message m;
+		memset(&m, 0, sizeof m);
+		int rc = store_sqlite.message_get(st, NULL, G.id, &m);
+		enum msg_status s = m.status;
+		message_clear(&m);
+		if (rc == 0 && s == MSG_SENT) {
+			atomic_store(&G.saw_sent, true);
+			break;
+		}
+		usleep(10000);
+	}
+	/* The outcome is committed; give the writer time to run its callbacks
+	 * (where the dispatcher fires watches) while this thread is still held. */
+	usleep(300000);
+	return HR_ENOTFOUND;
+}
+
+static void one_thread(struct api_opts *o)
+{
+	o->threads = 1;
+}
+
+static void test_sync_watch_before_claim(void **state)
+{
+	(void)state;
+	gate_ops = store_sqlite;
+	gate_ops.message_insert = gate_insert;
+	gate_ops.api_key_lookup = gate_key_lookup;
+	assert_int_equal(sem_init(&G.inserted, 0, 0), 0);
+	assert_int_equal(sem_init(&G.blocked, 0, 0), 0);
+	atomic_store(&G.saw_sent, false);
+	char wa_url[64];
+	struct MHD_Daemon *wa = fake_wa_start(wa_url);
+	struct env e;
+	sync_env(&e, wa_url, &gate_ops, one_thread);
+
+	atomic_store(&G.armed, true);
+	struct sync_call c = {
+		.base = e.base,
+		.body = "{\"channel\":\"whatsapp\",\"account\":\"ok-wa\",\"to\":\"+447911123456\","
+		        "\"text\":\"gated\",\"mode\":\"sync\",\"timeout_ms\":3000}",
+	};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, sync_call_run, &c), 0);
+	int rc;
+	sem_wait_s(&G.inserted, 10, &rc);
+	assert_int_equal(rc, 0);
+	/* Holds the MHD thread from before the insert's callback until the send
+	 * is recorded; refused in the end (an unknown key). */
+	struct resp r;
+	http_ex(e.base, "GET", "/v1/messages", BLOCKER_KEY, NULL, 0, NULL, 0, &r);
+	check_error(&r, 401, "unauthorized", "Authorization");
+	resp_free(&r);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_true(atomic_load(&G.saw_sent)); /* the window was really exercised */
+	check_sync_sent(&c, "gated sync request");
+	/* Answered by the watch, not by the 3 s timeout. */
+	assert_true(c.took_us < 2500000);
+	resp_free(&c.r);
+
+	env_stop(&e);
+	MHD_stop_daemon(wa);
+	sem_destroy(&G.inserted);
+	sem_destroy(&G.blocked);
+}
+
+/* server.sync_timeout_ms above the per-request cap raises the cap. */
+static void long_sync_timeout(struct api_opts *o)
+{
+	o->sync_timeout_us = 90 * 1000000LL;
+}
+
+static void test_sync_timeout_config(void **state)
+{
+	(void)state;
+	struct api_opts o;
+	api_opts_default(&o);
+	assert_true(o.sync_timeout_us < 90 * 1000000LL);
+	assert_true(o.sync_max_timeout_us < 90 * 1000000LL);
+	char wa_url[64];
+	struct MHD_Daemon *wa = fake_wa_start(wa_url);
+	struct env e;
+	sync_env(&e, wa_url, NULL, long_sync_timeout);
+
+	json_t *j = sync_send(&e, "ok-wa", ",\"timeout_ms\":90000", 200);
+	assert_string_equal(jstr(j, "status"), "sent");
+	json_decref(j);
+	j = sync_send(&e, "ok-wa", ",\"timeout_ms\":90001", 422);
+	json_t *err = json_object_get(j, "error");
+	assert_string_equal(jstr(err, "field"), "timeout_ms");
+	assert_non_null(strstr(jstr(err, "message"), "90000"));
+	json_decref(j);
 	env_stop(&e);
 	MHD_stop_daemon(wa);
 }
@@ -1295,7 +1803,13 @@ int main(void)
 		cmocka_unit_test(test_size_limits),
 		cmocka_unit_test(test_webhooks),
 		cmocka_unit_test(test_metrics_endpoint),
+		cmocka_unit_test(test_utf8_echo),
+		cmocka_unit_test(test_stored_text),
+		cmocka_unit_test(test_max_attempts),
 		cmocka_unit_test(test_sync_mode),
+		cmocka_unit_test(test_sync_concurrent),
+		cmocka_unit_test(test_sync_watch_before_claim),
+		cmocka_unit_test(test_sync_timeout_config),
 		cmocka_unit_test(test_failing_store),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
