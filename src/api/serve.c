@@ -128,22 +128,39 @@ static int sync_config(json_t *cfg, struct store *st, struct hr_err *err)
 		json_t *keys = json_object_get(t, "api_keys");
 		size_t ki;
 		json_t *k;
+		/* Keys removed from the config are revoked: the config is the
+		 * source of truth for the keys of the tenants it defines. */
+		size_t nkeys = json_array_size(keys);
+		char (*hashes)[65] = calloc(nkeys ? nkeys : 1, sizeof *hashes);
+		const char **keep = calloc(nkeys ? nkeys : 1, sizeof *keep);
+		if (!hashes || !keep) {
+			free(hashes);
+			free(keep);
+			return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+		}
 		json_array_foreach(keys, ki, k) {
 			snprintf(f, sizeof f, "tenants[%zu].api_keys[%zu]", ti, ki);
 			char *key = hr_secret_resolve(json_string_value(k), f, err);
-			if (!key)
-				return err->code;
-			if (strlen(key) < 16) {
+			if (!key || strlen(key) < 16) {
+				if (key)
+					hr_fail(err, HR_EINVAL, f, "%s is too short (16 chars at least)", f);
 				free(key);
-				return hr_fail(err, HR_EINVAL, f, "%s is too short (16 chars at least)", f);
+				rc = err->code;
+				break;
 			}
-			char hash[65];
-			hr_sha256_hex(key, strlen(key), hash);
+			hr_sha256_hex(key, strlen(key), hashes[ki]);
+			keep[ki] = hashes[ki];
 			free(key);
-			rc = st->ops->api_key_put(st, tr.id, hash, f, err);
+			rc = st->ops->api_key_put(st, tr.id, hashes[ki], f, err);
 			if (rc)
-				return rc;
+				break;
 		}
+		if (rc == 0)
+			rc = st->ops->api_key_prune(st, tr.id, keep, nkeys, err);
+		free(hashes);
+		free(keep);
+		if (rc)
+			return rc;
 
 		json_t *accts = json_object_get(t, "accounts");
 		size_t ai;

@@ -57,7 +57,21 @@ int sq_bind_opt(sqlite3_stmt *st, int idx, const char *s)
 void sq_col_copy(sqlite3_stmt *st, int col, char *dst, size_t size)
 {
 	const char *t = (const char *)sqlite3_column_text(st, col);
-	hr_strlcpy(dst, t ? t : "", size);
+	hr_utf8_copy(dst, t ? t : "", size);
+}
+
+char *sq_utf8_dup(const char *s, bool *oom)
+{
+	if (!s)
+		return NULL;
+	size_t n = strlen(s) + 1; /* the copy is never longer: one '?' per bad byte */
+	char *p = malloc(n);
+	if (!p) {
+		*oom = true;
+		return NULL;
+	}
+	hr_utf8_copy(p, s, n);
+	return p;
 }
 
 char *sq_col_dup(sqlite3_stmt *st, int col, bool *oom)
@@ -318,11 +332,11 @@ static void finalize_all(sqlite3 *db)
 
 int sq_event_insert(struct sq_store *s, const char *message_id, int64_t at,
                     int64_t provider_at, const char *type, const char *source, int status,
-                    bool applied, const char *detail, struct hr_err *err)
+                    bool applied, const char *detail, int64_t inbox_id, struct hr_err *err)
 {
 	sqlite3_stmt *st = sq_wstmt(s, W_EVENT_INSERT,
 		"INSERT INTO message_event(message_id, at, provider_at, type, source, status,"
-		" applied, detail) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+		" applied, detail, inbox_id) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
 	if (!st)
 		return sq_fail(s->wdb, SQLITE_ERROR, err, "message_event");
 	sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
@@ -339,6 +353,10 @@ int sq_event_insert(struct sq_store *s, const char *message_id, int64_t at,
 		sqlite3_bind_text(st, 8, detail, -1, SQLITE_STATIC);
 	else
 		sqlite3_bind_null(st, 8);
+	if (inbox_id)
+		sqlite3_bind_int64(st, 9, inbox_id);
+	else
+		sqlite3_bind_null(st, 9);
 	return sq_step_done(s, st, err, "message_event");
 }
 
@@ -518,7 +536,7 @@ static int enqueue(struct sq_store *s, struct sq_job *j)
 {
 	j->next = NULL;
 	pthread_mutex_lock(&s->qlock);
-	if (s->stopping || s->qlen >= s->opts.queue_max) {
+	if (s->stopping || (j->limited && s->qlen >= s->opts.queue_max)) {
 		pthread_mutex_unlock(&s->qlock);
 		return HR_EBUSY;
 	}
@@ -577,7 +595,7 @@ int sq_run_async(struct sq_store *s, struct sq_job *j, size_t size, store_done_f
 	return rc;
 }
 
-static int wexec(struct sq_store *s, enum sq_wslot slot, const char *sql)
+int sq_wexec(struct sq_store *s, enum sq_wslot slot, const char *sql)
 {
 	sqlite3_stmt *st = sq_wstmt(s, slot, sql);
 	if (!st)
@@ -602,13 +620,13 @@ static void fail_all(struct sq_job *list, int rc, const char *what, sqlite3 *db)
 static void run_group(struct sq_store *s, struct sq_job *list, int k)
 {
 	sqlite3 *db = s->wdb;
-	if (wexec(s, W_BEGIN, "BEGIN IMMEDIATE") != SQLITE_OK) {
+	if (sq_wexec(s, W_BEGIN, "BEGIN IMMEDIATE") != SQLITE_OK) {
 		fail_all(list, HR_EIO, "begin", db);
 		return;
 	}
 	bool single = k == 1, broken = false;
 	for (struct sq_job *j = list; j; j = j->next) {
-		if (!single && wexec(s, W_SAVEPOINT, "SAVEPOINT job") != SQLITE_OK) {
+		if (!single && sq_wexec(s, W_SAVEPOINT, "SAVEPOINT job") != SQLITE_OK) {
 			broken = true;
 			break;
 		}
@@ -620,11 +638,11 @@ static void run_group(struct sq_store *s, struct sq_job *list, int k)
 		}
 		if (single)
 			break;
-		if (j->rc < 0 && wexec(s, W_ROLLBACK_TO, "ROLLBACK TO job") != SQLITE_OK) {
+		if (j->rc < 0 && sq_wexec(s, W_ROLLBACK_TO, "ROLLBACK TO job") != SQLITE_OK) {
 			broken = true;
 			break;
 		}
-		if (wexec(s, W_RELEASE, "RELEASE job") != SQLITE_OK) {
+		if (sq_wexec(s, W_RELEASE, "RELEASE job") != SQLITE_OK) {
 			broken = true;
 			break;
 		}
@@ -632,17 +650,17 @@ static void run_group(struct sq_store *s, struct sq_job *list, int k)
 	if (broken) {
 		fail_all(list, HR_EIO, "transaction aborted", db);
 		if (!sqlite3_get_autocommit(db))
-			wexec(s, W_ROLLBACK, "ROLLBACK");
+			sq_wexec(s, W_ROLLBACK, "ROLLBACK");
 		return;
 	}
 	if (single && list->rc < 0) {
-		wexec(s, W_ROLLBACK, "ROLLBACK");
+		sq_wexec(s, W_ROLLBACK, "ROLLBACK");
 		return;
 	}
-	if (wexec(s, W_COMMIT, "COMMIT") != SQLITE_OK) {
+	if (sq_wexec(s, W_COMMIT, "COMMIT") != SQLITE_OK) {
 		fail_all(list, HR_EIO, "commit", db);
 		if (!sqlite3_get_autocommit(db))
-			wexec(s, W_ROLLBACK, "ROLLBACK");
+			sq_wexec(s, W_ROLLBACK, "ROLLBACK");
 		return;
 	}
 	atomic_fetch_add(&s->commits, 1);
@@ -871,6 +889,15 @@ void store_sqlite_stats(struct store *st, uint64_t *commits, uint64_t *jobs)
 		*jobs = atomic_load(&s->jobs);
 }
 
+int store_sqlite_queued(struct store *st)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	pthread_mutex_lock(&s->qlock);
+	int n = s->qlen;
+	pthread_mutex_unlock(&s->qlock);
+	return n;
+}
+
 const struct store_ops store_sqlite = {
 	.name = "sqlite",
 	.open = sq_open,
@@ -879,6 +906,7 @@ const struct store_ops store_sqlite = {
 	.tenant_upsert = sq_tenant_upsert,
 	.api_key_put = sq_api_key_put,
 	.api_key_lookup = sq_api_key_lookup,
+	.api_key_prune = sq_api_key_prune,
 	.account_upsert = sq_account_upsert,
 	.account_list = sq_account_list,
 	.template_upsert = sq_template_upsert,

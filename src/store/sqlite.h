@@ -16,4 +16,8 @@
  */
 void store_sqlite_stats(struct store *st, uint64_t *commits, uint64_t *jobs);
 
+/* Write jobs queued and not yet taken by the writer (tests use it to know
+ * the queue is full without racing the writer). */
+int store_sqlite_queued(struct store *st);
+
 #endif

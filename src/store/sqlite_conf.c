@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "store/sqlite_int.h"
 
 struct job_conf {
@@ -62,6 +64,69 @@ int sq_api_key_put(struct store *st, const char *tenant_id, const char *key_hash
 		return hr_fail(err, HR_EINVAL, "key_hash", "key hash is empty");
 	struct job_conf c = {.j = {.run = run_api_key}, .a = tenant_id, .b = key_hash, .c = label};
 	return sq_run_blocking((struct sq_store *)st, &c.j, err);
+}
+
+struct job_prune {
+	struct sq_job j;
+	const char *tenant_id;
+	const char *keep; /* JSON array of the hashes to keep */
+	int deleted;
+};
+
+static int run_api_key_prune(struct sq_store *s, struct sq_job *j)
+{
+	struct job_prune *p = (struct job_prune *)j;
+	sqlite3_stmt *st = sq_wstmt(s, W_APIKEY_PRUNE,
+		"DELETE FROM api_key WHERE tenant_id = ?1"
+		" AND key_hash NOT IN (SELECT value FROM json_each(?2))");
+	if (!st)
+		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "api_key");
+	sqlite3_bind_text(st, 1, p->tenant_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, p->keep, -1, SQLITE_STATIC);
+	int rc = sq_step_done(s, st, &j->err, "api_key");
+	if (rc == 0)
+		p->deleted = sqlite3_changes(s->wdb);
+	return rc;
+}
+
+/*
+ * Revokes keys removed from the config: one DELETE (so one transaction) of
+ * the tenant's keys outside the keep list. The list travels as a JSON array
+ * (json_each) so any number of hashes is one bound parameter.
+ */
+int sq_api_key_prune(struct store *st, const char *tenant_id, const char *const *keep_hashes,
+                     size_t n, struct hr_err *err)
+{
+	if (!tenant_id || !*tenant_id)
+		return hr_fail(err, HR_EINVAL, "tenant_id", "tenant id is empty");
+	if (n && !keep_hashes)
+		return hr_fail(err, HR_EINVAL, "keep_hashes", "no list for %zu hashes", n);
+	json_t *arr = json_array();
+	if (!arr)
+		return hr_fail(err, HR_ENOMEM, "keep_hashes", "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		if (!keep_hashes[i] || !*keep_hashes[i]) {
+			json_decref(arr);
+			return hr_fail(err, HR_EINVAL, "keep_hashes", "hash %zu is empty", i);
+		}
+		json_t *h = json_string(keep_hashes[i]);
+		if (!h || json_array_append_new(arr, h)) {
+			json_decref(arr);
+			return hr_fail(err, HR_EINVAL, "keep_hashes", "hash %zu is not UTF-8", i);
+		}
+	}
+	char *keep = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	if (!keep)
+		return hr_fail(err, HR_ENOMEM, "keep_hashes", "out of memory");
+	struct job_prune p = {.j = {.run = run_api_key_prune}, .tenant_id = tenant_id,
+	                      .keep = keep};
+	int rc = sq_run_blocking((struct sq_store *)st, &p.j, err);
+	free(keep);
+	if (rc == 0 && p.deleted > 0)
+		hr_log(HR_LOG_INFO, "store", "revoked %d API key(s) of tenant %s", p.deleted,
+		       tenant_id);
+	return rc;
 }
 
 int sq_api_key_lookup(struct store *st, const char *key_hash, char tenant_id[HR_NAME_MAX])

@@ -7,6 +7,12 @@
  * provider id we do not know yet, typically because the webhook overtook the
  * dispatcher's record of the send), 3 failed (malformed), 4 orphan (still
  * unmatched 24 h after it arrived).
+ *
+ * A webhook only ever touches messages of the account it arrived on:
+ * provider ids are unique per account at best (Telegram's per chat), so
+ * every lookup is by (account_id, provider_id). Text from providers and
+ * customers is stored as valid UTF-8 (hr_utf8_copy), so reads never return
+ * broken characters.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,9 +60,9 @@ int sq_inbox_append(struct store *st, const char *account_id, const char *channe
 	struct sq_store *s = (struct sq_store *)st;
 	if (!account_id || !*account_id || !channel || !*channel || (len && !body))
 		return HR_EINVAL;
-	struct job_inbox a = {.j = {.run = run_inbox_append}, .account_id = account_id,
-	                      .channel = channel, .dedupe_key = dedupe_key, .body = body,
-	                      .len = len};
+	struct job_inbox a = {.j = {.run = run_inbox_append, .limited = true},
+	                      .account_id = account_id, .channel = channel,
+	                      .dedupe_key = dedupe_key, .body = body, .len = len};
 	if (cb)
 		return sq_run_async(s, &a.j, sizeof a, cb, arg);
 	return sq_run_blocking(s, &a.j, NULL);
@@ -176,17 +182,20 @@ struct target {
 	enum msg_status status;
 };
 
-/* 1 found, 0 not found, or a negative HR_E* code. */
-static int find_by_provider(struct sq_store *s, struct sq_job *j, const char *provider_id,
-                            struct target *t)
+/* The message of `account_id` that the provider calls provider_id: 1 found,
+ * 0 not found, or a negative HR_E* code. */
+static int find_by_provider(struct sq_store *s, struct sq_job *j, const char *account_id,
+                            const char *provider_id, struct target *t)
 {
-	if (!provider_id[0])
+	if (!provider_id[0] || !account_id || !account_id[0])
 		return 0;
 	sqlite3_stmt *q = sq_wstmt(s, W_MSG_BY_PROVIDER,
-		"SELECT rowid, id, status, tenant_id FROM message WHERE provider_id = ?1 LIMIT 1");
+		"SELECT rowid, id, status, tenant_id FROM message"
+		" WHERE account_id = ?1 AND provider_id = ?2 LIMIT 1");
 	if (!q)
 		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "message");
-	sqlite3_bind_text(q, 1, provider_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 1, account_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, provider_id, -1, SQLITE_STATIC);
 	int src = sqlite3_step(q);
 	if (src == SQLITE_ROW) {
 		t->rowid = sqlite3_column_int64(q, 0);
@@ -236,50 +245,87 @@ static void status_detail(struct sq_json *js, enum msg_status status,
 
 static int status_event(struct sq_store *s, struct sq_job *j, const struct target *t,
                         enum msg_status status, bool applied, const struct wh_status *ws,
-                        int64_t now)
+                        int64_t now, int64_t inbox_id)
 {
 	const char *detail = sq_json_end(&s->json);
 	if (!detail)
 		return hr_fail(&j->err, HR_ENOMEM, "message_event", "out of memory");
 	return sq_event_insert(s, t->id, now, ws->provider_at, "webhook_status", "webhook",
-	                       (int)status, applied, detail, &j->err);
+	                       (int)status, applied, detail, inbox_id, &j->err);
+}
+
+/* 1 if this inbox row already recorded `status` for the message (on an
+ * earlier attempt), 0 if not, or a negative HR_E* code. */
+static int status_seen(struct sq_store *s, struct sq_job *j, const struct target *t,
+                       int64_t inbox_id, enum msg_status status)
+{
+	sqlite3_stmt *q = sq_wstmt(s, W_EVENT_SEEN,
+		"SELECT 1 FROM message_event WHERE message_id = ?1 AND inbox_id = ?2"
+		" AND status = ?3 AND type = 'webhook_status' LIMIT 1");
+	if (!q)
+		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "message_event");
+	sqlite3_bind_text(q, 1, t->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, inbox_id);
+	sqlite3_bind_int(q, 3, (int)status);
+	int src = sqlite3_step(q);
+	sqlite3_reset(q);
+	if (src == SQLITE_ROW)
+		return 1;
+	return src == SQLITE_DONE ? 0 : sq_fail(s->wdb, src, &j->err, "message_event");
+}
+
+/* The status with its provider texts made valid UTF-8 before they are stored. */
+static void status_clean(struct wh_status *dst, const struct wh_status *src)
+{
+	*dst = *src;
+	hr_utf8_copy(dst->provider_ts, src->provider_ts, sizeof dst->provider_ts);
+	hr_utf8_copy(dst->error_code, src->error_code, sizeof dst->error_code);
+	hr_utf8_copy(dst->error_text, src->error_text, sizeof dst->error_text);
 }
 
 /*
  * One reported status against its message, by precedence. *found is false
- * when the provider id is unknown (the row is then retried later).
+ * when the provider id is unknown on this account (the row is then retried
+ * later). On a retry of the row (retried: it was applied before, with some
+ * status unmatched), a status this row already recorded for the message is
+ * skipped, so retries never duplicate audit events.
  */
 static int apply_status(struct sq_store *s, struct job_apply *a,
-                        const struct inbox_parsed *row, const struct wh_status *ws,
-                        bool *found)
+                        const struct inbox_parsed *row, const struct wh_status *raw,
+                        bool retried, bool *found)
 {
 	struct sq_job *j = &a->j;
 	struct target t = {0};
-	int rc = find_by_provider(s, j, ws->provider_id, &t);
+	int rc = find_by_provider(s, j, row->account_id, raw->provider_id, &t);
 	if (rc <= 0) {
 		*found = false;
 		return rc;
 	}
 	*found = true;
+	if (retried && (rc = status_seen(s, j, &t, row->inbox_id, raw->status)) != 0)
+		return rc < 0 ? rc : 0;
+	struct wh_status clean;
+	const struct wh_status *ws = &clean;
+	status_clean(&clean, raw);
 	enum status_verdict v = status_decide(t.status, ws->status);
 	switch (v) {
 	case STATUS_APPLY:
 		if ((rc = set_status(s, j, &t, ws->status, ws, a->now)))
 			return rc;
 		status_detail(&s->json, ws->status, ws, row->inbox_id);
-		rc = status_event(s, j, &t, ws->status, true, ws, a->now);
+		rc = status_event(s, j, &t, ws->status, true, ws, a->now, row->inbox_id);
 		a->stats.applied++;
 		return rc;
 	case STATUS_APPLY_IMPLIED:
 		/* READ before DELIVERED: the handset must have had it. */
 		status_detail(&s->json, MSG_DELIVERED, ws, row->inbox_id);
 		sq_json_str(&s->json, "implied_by", msg_status_name(ws->status));
-		if ((rc = status_event(s, j, &t, MSG_DELIVERED, true, ws, a->now)))
+		if ((rc = status_event(s, j, &t, MSG_DELIVERED, true, ws, a->now, row->inbox_id)))
 			return rc;
 		if ((rc = set_status(s, j, &t, ws->status, ws, a->now)))
 			return rc;
 		status_detail(&s->json, ws->status, ws, row->inbox_id);
-		rc = status_event(s, j, &t, ws->status, true, ws, a->now);
+		rc = status_event(s, j, &t, ws->status, true, ws, a->now, row->inbox_id);
 		a->stats.applied++;
 		return rc;
 	case STATUS_IGNORE_DUP:
@@ -288,21 +334,40 @@ static int apply_status(struct sq_store *s, struct job_apply *a,
 		status_detail(&s->json, ws->status, ws, row->inbox_id);
 		sq_json_str(&s->json, "ignored", v == STATUS_IGNORE_DUP ? "duplicate" : "stale");
 		sq_json_str(&s->json, "current", msg_status_name(t.status));
-		rc = status_event(s, j, &t, ws->status, false, ws, a->now);
+		rc = status_event(s, j, &t, ws->status, false, ws, a->now, row->inbox_id);
 		a->stats.ignored++;
 		return rc;
 	}
 }
 
+/* An inbound reply's texts as valid UTF-8; text/payload are heap copies. */
+struct inbound_clean {
+	char provider_msg_id[HR_PROVIDER_ID_MAX];
+	char from[HR_ADDR_MAX];
+	char kind[16];
+	char *text, *payload;
+};
+
+static int inbound_clean(struct inbound_clean *c, const struct wh_inbound *in)
+{
+	bool oom = false;
+	hr_utf8_copy(c->provider_msg_id, in->provider_msg_id, sizeof c->provider_msg_id);
+	hr_utf8_copy(c->from, in->from, sizeof c->from);
+	hr_utf8_copy(c->kind, in->kind, sizeof c->kind);
+	c->text = sq_utf8_dup(in->text, &oom);
+	c->payload = sq_utf8_dup(in->payload, &oom);
+	return oom ? HR_ENOMEM : 0;
+}
+
 /* A reply: stored once per provider message id, linked to the message it
- * answers when the context names one we sent. */
-static int apply_inbound(struct sq_store *s, struct job_apply *a,
+ * answers when the context names one we sent from the same account. */
+static int store_inbound(struct sq_store *s, struct job_apply *a,
                          const struct inbox_parsed *row, const struct wh_inbound *in,
-                         int64_t received_at)
+                         const struct inbound_clean *c, int64_t received_at)
 {
 	struct sq_job *j = &a->j;
 	struct target t = {0};
-	int linked = find_by_provider(s, j, in->context_id, &t);
+	int linked = find_by_provider(s, j, row->account_id, in->context_id, &t);
 	if (linked < 0)
 		return linked;
 	sqlite3_stmt *st = sq_wstmt(s, W_INBOUND_INSERT,
@@ -315,11 +380,11 @@ static int apply_inbound(struct sq_store *s, struct job_apply *a,
 	sq_bind_opt(st, 1, linked ? t.tenant_id : NULL);
 	sqlite3_bind_text(st, 2, row->account_id ? row->account_id : "", -1, SQLITE_STATIC);
 	sq_bind_opt(st, 3, linked ? t.id : NULL);
-	sqlite3_bind_text(st, 4, in->provider_msg_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, in->from, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, in->kind, -1, SQLITE_STATIC);
-	sq_bind_opt(st, 7, in->text);
-	sq_bind_opt(st, 8, in->payload);
+	sqlite3_bind_text(st, 4, c->provider_msg_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, c->from, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, c->kind, -1, SQLITE_STATIC);
+	sq_bind_opt(st, 7, c->text);
+	sq_bind_opt(st, 8, c->payload);
 	sqlite3_bind_int64(st, 9, in->provider_at);
 	sqlite3_bind_int64(st, 10, received_at);
 	int rc = sq_step_done(s, st, &j->err, "inbound");
@@ -332,16 +397,31 @@ static int apply_inbound(struct sq_store *s, struct job_apply *a,
 		return 0;
 	struct sq_json *js = &s->json;
 	sq_json_begin(js);
-	sq_json_str(js, "kind", in->kind);
-	sq_json_str(js, "text", in->text);
-	sq_json_str(js, "payload", in->payload);
-	sq_json_str(js, "from", in->from);
-	sq_json_str(js, "provider_msg_id", in->provider_msg_id);
+	sq_json_str(js, "kind", c->kind);
+	sq_json_str(js, "text", c->text);
+	sq_json_str(js, "payload", c->payload);
+	sq_json_str(js, "from", c->from);
+	sq_json_str(js, "provider_msg_id", c->provider_msg_id);
 	const char *detail = sq_json_end(js);
 	if (!detail)
 		return hr_fail(&j->err, HR_ENOMEM, "message_event", "out of memory");
 	return sq_event_insert(s, t.id, a->now, in->provider_at, "inbound", "webhook", -1, true,
-	                       detail, &j->err);
+	                       detail, row->inbox_id, &j->err);
+}
+
+static int apply_inbound(struct sq_store *s, struct job_apply *a,
+                         const struct inbox_parsed *row, const struct wh_inbound *in,
+                         int64_t received_at)
+{
+	struct inbound_clean c = {0};
+	int rc = inbound_clean(&c, in);
+	if (rc)
+		rc = hr_fail(&a->j.err, rc, "inbound", "out of memory");
+	else
+		rc = store_inbound(s, a, row, in, &c, received_at);
+	free(c.text);
+	free(c.payload);
+	return rc;
 }
 
 static int mark_row(struct sq_store *s, struct sq_job *j, int64_t id, int state, int attempts,
@@ -352,6 +432,9 @@ static int mark_row(struct sq_store *s, struct sq_job *j, int64_t id, int state,
 		" next_try_at = coalesce(?4, next_try_at), error = ?5 WHERE id = ?1");
 	if (!u)
 		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "webhook_inbox");
+	char clean[512]; /* adapter errors and provider ids may quote the raw body */
+	if (error)
+		hr_utf8_copy(clean, error, sizeof clean);
 	sqlite3_bind_int64(u, 1, id);
 	sqlite3_bind_int(u, 2, state);
 	sqlite3_bind_int(u, 3, attempts);
@@ -359,7 +442,7 @@ static int mark_row(struct sq_store *s, struct sq_job *j, int64_t id, int state,
 		sqlite3_bind_int64(u, 4, next_try_at);
 	else
 		sqlite3_bind_null(u, 4);
-	sq_bind_opt(u, 5, error);
+	sq_bind_opt(u, 5, error ? clean : NULL);
 	return sq_step_done(s, u, &j->err, "webhook_inbox");
 }
 
@@ -387,18 +470,21 @@ static int apply_row(struct sq_store *s, struct job_apply *a, const struct inbox
 		return mark_row(s, j, row->inbox_id, INBOX_FAILED, attempts + 1, 0,
 		                row->error[0] ? row->error : "malformed");
 	}
+	/* attempts > 0: an earlier attempt committed this row's effects but left
+	 * some status unmatched. Its inbound replies were all stored then. */
+	bool retried = attempts > 0;
 	int rc, unmatched = 0;
 	const char *missing = NULL;
 	for (size_t k = 0; k < row->nstatuses; k++) {
 		bool found;
-		if ((rc = apply_status(s, a, row, &row->statuses[k], &found)))
+		if ((rc = apply_status(s, a, row, &row->statuses[k], retried, &found)))
 			return rc;
 		if (!found) {
 			unmatched++;
 			missing = row->statuses[k].provider_id;
 		}
 	}
-	for (size_t k = 0; k < row->ninbound; k++)
+	for (size_t k = 0; k < row->ninbound && !retried; k++)
 		if ((rc = apply_inbound(s, a, row, &row->inbound[k], received_at)))
 			return rc;
 	if (!unmatched)

@@ -33,12 +33,13 @@ extern const size_t sq_migration_count;
 /* Writer-side statement slots, prepared on first use and kept. */
 enum sq_wslot {
 	W_BEGIN, W_COMMIT, W_ROLLBACK, W_SAVEPOINT, W_RELEASE, W_ROLLBACK_TO,
-	W_TENANT_UPSERT, W_APIKEY_PUT, W_ACCOUNT_UPSERT, W_TEMPLATE_UPSERT,
+	W_ITEM_SAVEPOINT, W_ITEM_RELEASE, W_ITEM_ROLLBACK_TO,
+	W_TENANT_UPSERT, W_APIKEY_PUT, W_APIKEY_PRUNE, W_ACCOUNT_UPSERT, W_TEMPLATE_UPSERT,
 	W_MSG_INSERT, W_EVENT_INSERT, W_IDEM_INSERT,
-	W_CLAIM, W_MSG_STATE, W_RESULT_OK, W_RESULT_RETRY, W_RESULT_FAILED,
+	W_CLAIM, W_MSG_STATE, W_RESULT_OK, W_RESULT_RETRY, W_RESULT_FAILED, W_RESULT_STALE,
 	W_REQUEUE_EVENTS, W_REQUEUE,
 	W_INBOX_INSERT, W_INBOX_STATE, W_INBOX_MARK,
-	W_MSG_BY_PROVIDER, W_MSG_SET_STATUS, W_INBOUND_INSERT,
+	W_MSG_BY_PROVIDER, W_MSG_SET_STATUS, W_INBOUND_INSERT, W_EVENT_SEEN,
 	W__COUNT
 };
 
@@ -75,6 +76,11 @@ struct sq_store;
  * async calls copy it to the heap (`heap`) and the writer frees it after the
  * callback. `run` executes inside the group transaction (inside its own
  * savepoint), or alone outside any transaction when `solo` is set.
+ * `limited` marks writes that come from clients (message_insert,
+ * inbox_append): only they are refused with HR_EBUSY once queue_max jobs
+ * wait. Internal writes (send outcomes, claims, lease expiry, the applier,
+ * config) are always queued: refusing them would only strand work the
+ * process already holds, and they are what drains the queue.
  */
 struct sq_job {
 	struct sq_job *next;
@@ -82,6 +88,7 @@ struct sq_job {
 	store_done_fn cb;
 	void *arg;
 	bool solo;
+	bool limited;
 	bool heap;
 	bool done;
 	pthread_cond_t cv;
@@ -133,15 +140,25 @@ int sq_run_blocking(struct sq_store *s, struct sq_job *j, struct hr_err *err);
 /* Copies the job (size bytes, sq_job first) to the heap and queues it. */
 int sq_run_async(struct sq_store *s, struct sq_job *j, size_t size, store_done_fn cb,
                  void *arg);
+/* Runs a parameterless writer statement (BEGIN, SAVEPOINT, ...); an SQLite code. */
+int sq_wexec(struct sq_store *s, enum sq_wslot slot, const char *sql);
 /* Steps a write statement to completion; 0 or an HR_E* code (err filled). */
 int sq_step_done(struct sq_store *s, sqlite3_stmt *st, struct hr_err *err, const char *field);
 
 /* Binds text, or NULL when s is NULL or empty (optional columns). */
 int sq_bind_opt(sqlite3_stmt *st, int idx, const char *s);
-/* Copies column text into a fixed buffer ("" for NULL). */
+/* Copies column text into a fixed buffer ("" for NULL), as valid UTF-8 that is
+ * never cut inside a character. */
 void sq_col_copy(sqlite3_stmt *st, int col, char *dst, size_t size);
 /* Heap copy of column text, NULL for SQL NULL; *oom set if allocation failed. */
 char *sq_col_dup(sqlite3_stmt *st, int col, bool *oom);
+
+/*
+ * Heap copy of text that came from outside (provider, customer) as valid
+ * UTF-8 (hr_utf8_copy: invalid bytes become '?'); NULL for NULL. *oom set if
+ * allocation failed. Caller frees.
+ */
+char *sq_utf8_dup(const char *s, bool *oom);
 
 /* JSON object building into s->json (escapes, replaces invalid UTF-8). */
 void sq_json_begin(struct sq_json *j);
@@ -151,10 +168,11 @@ void sq_json_bool(struct sq_json *j, const char *key, bool val);
 /* Closes the object; returns the text (valid until the next begin) or NULL on OOM. */
 const char *sq_json_end(struct sq_json *j);
 
-/* Inserts one audit event through the writer's statement. detail may be NULL. */
+/* Inserts one audit event through the writer's statement. detail may be NULL;
+ * inbox_id is the webhook_inbox row a webhook event came from, 0 for none. */
 int sq_event_insert(struct sq_store *s, const char *message_id, int64_t at,
                     int64_t provider_at, const char *type, const char *source, int status,
-                    bool applied, const char *detail, struct hr_err *err);
+                    bool applied, const char *detail, int64_t inbox_id, struct hr_err *err);
 
 /* The message columns every read returns, in struct order, and the row reader. */
 #define SQ_MSG_COLS \
@@ -168,6 +186,8 @@ int sq_tenant_upsert(struct store *st, const struct tenant_row *t, struct hr_err
 int sq_api_key_put(struct store *st, const char *tenant_id, const char *key_hash,
                    const char *label, struct hr_err *err);
 int sq_api_key_lookup(struct store *st, const char *key_hash, char tenant_id[HR_NAME_MAX]);
+int sq_api_key_prune(struct store *st, const char *tenant_id, const char *const *keep_hashes,
+                     size_t n, struct hr_err *err);
 int sq_account_upsert(struct store *st, const struct account_row *a, struct hr_err *err);
 int sq_account_list(struct store *st, const char *tenant_id, struct account_row **out,
                     size_t *n);
@@ -181,8 +201,8 @@ int sq_message_insert(struct store *st, const struct message *msgs, size_t n,
                       const struct idem_put *idem, store_done_fn cb, void *arg);
 int sq_message_get(struct store *st, const char *tenant_id, const char *id,
                    struct message *out);
-int sq_message_get_by_provider_id(struct store *st, const char *provider_id,
-                                  struct message *out);
+int sq_message_get_by_provider_id(struct store *st, const char *account_id,
+                                  const char *provider_id, struct message *out);
 int sq_message_events(struct store *st, const char *message_id,
                       struct message_event **out, size_t *n);
 int sq_message_list(struct store *st, const char *tenant_id, const struct msg_filter *f,

@@ -83,7 +83,7 @@ static int run_insert(struct sq_store *s, struct sq_job *j)
 				hr_fail(&j->err, rc, "id", "message id %s already exists", m->id);
 			return rc;
 		}
-		rc = sq_event_insert(s, m->id, now, 0, "accepted", "api", MSG_QUEUED, true, NULL,
+		rc = sq_event_insert(s, m->id, now, 0, "accepted", "api", MSG_QUEUED, true, NULL, 0,
 		                     &j->err);
 		if (rc)
 			return rc;
@@ -105,7 +105,8 @@ int sq_message_insert(struct store *st, const struct message *msgs, size_t n,
 	}
 	if (idem && (!idem->tenant_id || !idem->key || !*idem->key))
 		return HR_EINVAL;
-	struct job_insert a = {.j = {.run = run_insert}, .msgs = msgs, .n = n, .idem = idem};
+	struct job_insert a = {.j = {.run = run_insert, .limited = true}, .msgs = msgs, .n = n,
+	                       .idem = idem};
 	if (cb)
 		return sq_run_async(s, &a.j, sizeof a, cb, arg);
 	return sq_run_blocking(s, &a.j, NULL);
@@ -151,16 +152,17 @@ int sq_message_get(struct store *st, const char *tenant_id, const char *id,
 	               id, tenant_id, out);
 }
 
-int sq_message_get_by_provider_id(struct store *st, const char *provider_id,
-                                  struct message *out)
+int sq_message_get_by_provider_id(struct store *st, const char *account_id,
+                                  const char *provider_id, struct message *out)
 {
-	if (!provider_id || !*provider_id) {
+	if (!account_id || !*account_id || !provider_id || !*provider_id) {
 		memset(out, 0, sizeof *out);
 		return HR_ENOTFOUND;
 	}
 	return get_one((struct sq_store *)st, R_MSG_GET_PROVIDER,
-	               "SELECT " SQ_MSG_COLS " FROM message WHERE provider_id = ?1 LIMIT 1",
-	               provider_id, NULL, out);
+	               "SELECT " SQ_MSG_COLS " FROM message"
+	               " WHERE account_id = ?1 AND provider_id = ?2 LIMIT 1",
+	               account_id, provider_id, out);
 }
 
 int sq_message_events(struct store *st, const char *message_id,
@@ -503,73 +505,80 @@ struct job_results {
 	size_t n;
 };
 
-static void detail_verdict(struct sq_json *js, enum status_verdict v, enum msg_status cur)
+/* Lease expiry with no attempt left: the default of max_attempts = 0 rows. */
+#define SQ_MAX_ATTEMPTS_DEFAULT 8
+
+/*
+ * Whether an outcome may change its message. Only the claim that is still
+ * current may: the message is SENDING with the attempt number the claim
+ * gave it. A result for an older attempt (its lease expired, the message
+ * was claimed again) is stale: applying it would overwrite the newer
+ * attempt's state. The one exception is a message that lease expiry gave up
+ * on as UNKNOWN: a late SENT or FAILED for that same last attempt is exactly
+ * the answer that was missing (no claim can have happened since).
+ */
+static bool result_current(const struct send_result *r, enum msg_status cur, int attempts)
 {
-	if (v == STATUS_APPLY || v == STATUS_APPLY_IMPLIED)
-		return;
-	sq_json_str(js, "ignored", v == STATUS_IGNORE_DUP ? "duplicate" : "stale");
-	sq_json_str(js, "current", msg_status_name(cur));
+	if (attempts != r->attempt)
+		return false;
+	return cur == MSG_SENDING || (cur == MSG_UNKNOWN && r->kind != SEND_RETRY);
 }
 
 /*
- * One outcome: the status move (decided by status_decide, so a webhook that
- * already advanced the message wins) and its audit event. A message id that
- * does not exist is skipped: the outcome of one unknown id must not cost
- * the others of the batch their record.
+ * One outcome: the status move if the result is current (result_current)
+ * and its audit event either way. A stale SEND_OK still stores its provider
+ * id when the message has none: the provider did accept that copy, and its
+ * receipts must find the message. Texts from the provider are stored as
+ * valid UTF-8. HR_ENOTFOUND for a message id that does not exist.
  */
 static int record_one(struct sq_store *s, struct sq_job *j, const struct send_result *r,
                       int64_t now)
 {
+	char pid[HR_PROVIDER_ID_MAX], code[HR_ERRCODE_MAX], text[HR_ERRTEXT_MAX];
+	hr_utf8_copy(pid, r->provider_id, sizeof pid);
+	hr_utf8_copy(code, r->error_code, sizeof code);
+	hr_utf8_copy(text, r->error_text, sizeof text);
+
+	enum msg_status next;
+	const char *type;
+	switch (r->kind) {
+	case SEND_OK: next = MSG_SENT; type = "sent"; break;
+	case SEND_RETRY: next = MSG_QUEUED; type = "retry"; break;
+	case SEND_FAILED: next = MSG_FAILED; type = "failed"; break;
+	default:
+		return hr_fail(&j->err, HR_EINVAL, "kind", "unknown send result kind %d", r->kind);
+	}
+
 	sqlite3_stmt *q = sq_wstmt(s, W_MSG_STATE,
-		"SELECT rowid, status, attempts FROM message WHERE id = ?1");
+		"SELECT rowid, status, attempts, provider_id IS NULL FROM message WHERE id = ?1");
 	if (!q)
 		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "message");
 	sqlite3_bind_text(q, 1, r->message_id, -1, SQLITE_STATIC);
 	int src = sqlite3_step(q);
 	if (src != SQLITE_ROW) {
 		sqlite3_reset(q);
-		return src == SQLITE_DONE ? 0 : sq_fail(s->wdb, src, &j->err, "message");
+		if (src == SQLITE_DONE)
+			return hr_fail(&j->err, HR_ENOTFOUND, "message_id", "no message %s",
+			               r->message_id);
+		return sq_fail(s->wdb, src, &j->err, "message");
 	}
 	int64_t rowid = sqlite3_column_int64(q, 0);
 	enum msg_status cur = (enum msg_status)sqlite3_column_int(q, 1);
-	int attempt = sqlite3_column_int(q, 2);
+	int attempts = sqlite3_column_int(q, 2);
+	bool no_pid = sqlite3_column_int(q, 3) != 0;
 	sqlite3_reset(q);
 
-	enum msg_status next;
-	const char *type;
+	bool apply = result_current(r, cur, attempts);
+	bool pid_stored = false;
 	sqlite3_stmt *u = NULL;
-	switch (r->kind) {
-	case SEND_OK:
-		next = MSG_SENT;
-		type = "sent";
-		break;
-	case SEND_RETRY:
-		next = MSG_QUEUED;
-		type = "retry";
-		break;
-	case SEND_FAILED:
-		next = MSG_FAILED;
-		type = "failed";
-		break;
-	default:
-		return hr_fail(&j->err, HR_EINVAL, "kind", "unknown send result kind %d", r->kind);
-	}
-	enum status_verdict v = status_decide(cur, next);
-	bool apply = v == STATUS_APPLY;
-
-	if (r->kind == SEND_OK) {
-		/* The provider id is stored even when a webhook got here first. */
+	if (apply && r->kind == SEND_OK) {
 		u = sq_wstmt(s, W_RESULT_OK,
-			"UPDATE message SET status = ?2, provider_id = coalesce(?3, provider_id),"
-			" lease_until = 0, updated_at = ?4,"
-			" error_code = iif(?5, NULL, error_code),"
-			" error_text = iif(?5, NULL, error_text)"
+			"UPDATE message SET status = 2, provider_id = coalesce(?2, provider_id),"
+			" lease_until = 0, updated_at = ?3, error_code = NULL, error_text = NULL"
 			" WHERE rowid = ?1");
 		if (u) {
-			sqlite3_bind_int(u, 2, apply ? MSG_SENT : (int)cur);
-			sq_bind_opt(u, 3, r->provider_id);
-			sqlite3_bind_int64(u, 4, now);
-			sqlite3_bind_int(u, 5, apply);
+			sq_bind_opt(u, 2, pid);
+			sqlite3_bind_int64(u, 3, now);
 		}
 	} else if (apply && r->kind == SEND_RETRY) {
 		u = sq_wstmt(s, W_RESULT_RETRY,
@@ -577,8 +586,8 @@ static int record_one(struct sq_store *s, struct sq_job *j, const struct send_re
 			" error_code = ?3, error_text = ?4, updated_at = ?5 WHERE rowid = ?1");
 		if (u) {
 			sqlite3_bind_int64(u, 2, r->due_at);
-			sq_bind_opt(u, 3, r->error_code);
-			sq_bind_opt(u, 4, r->error_text);
+			sq_bind_opt(u, 3, code);
+			sq_bind_opt(u, 4, text);
 			sqlite3_bind_int64(u, 5, now);
 		}
 	} else if (apply) {
@@ -586,12 +595,21 @@ static int record_one(struct sq_store *s, struct sq_job *j, const struct send_re
 			"UPDATE message SET status = 5, lease_until = 0, error_code = ?2,"
 			" error_text = ?3, updated_at = ?4 WHERE rowid = ?1");
 		if (u) {
-			sq_bind_opt(u, 2, r->error_code);
-			sq_bind_opt(u, 3, r->error_text);
+			sq_bind_opt(u, 2, code);
+			sq_bind_opt(u, 3, text);
 			sqlite3_bind_int64(u, 4, now);
 		}
+	} else if (r->kind == SEND_OK && pid[0] && no_pid) {
+		u = sq_wstmt(s, W_RESULT_STALE,
+			"UPDATE message SET provider_id = ?2, updated_at = ?3"
+			" WHERE rowid = ?1 AND provider_id IS NULL");
+		if (u) {
+			sqlite3_bind_text(u, 2, pid, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(u, 3, now);
+		}
+		pid_stored = true;
 	}
-	if (r->kind == SEND_OK || apply) {
+	if (apply || pid_stored) {
 		if (!u)
 			return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "message");
 		sqlite3_bind_int64(u, 1, rowid);
@@ -605,33 +623,56 @@ static int record_one(struct sq_store *s, struct sq_job *j, const struct send_re
 	if (r->http_status)
 		sq_json_int(js, "http_status", r->http_status);
 	sq_json_int(js, "latency_ms", r->latency_us / 1000);
-	sq_json_int(js, "attempt", attempt);
-	if (r->provider_id[0])
-		sq_json_str(js, "provider_id", r->provider_id);
-	if (r->error_code[0])
-		sq_json_str(js, "error_code", r->error_code);
-	if (r->error_text[0])
-		sq_json_str(js, "error_text", r->error_text);
+	sq_json_int(js, "attempt", r->attempt);
+	if (pid[0])
+		sq_json_str(js, "provider_id", pid);
+	if (code[0])
+		sq_json_str(js, "error_code", code);
+	if (text[0])
+		sq_json_str(js, "error_text", text);
 	if (r->error_class)
 		sq_json_str(js, "class", r->error_class);
 	if (r->kind == SEND_RETRY)
 		sq_json_int(js, "due_at", r->due_at);
-	detail_verdict(js, v, cur);
+	if (!apply) {
+		sq_json_str(js, "ignored", "stale_attempt");
+		sq_json_int(js, "current_attempt", attempts);
+		sq_json_str(js, "current", msg_status_name(cur));
+		if (pid_stored)
+			sq_json_bool(js, "provider_id_stored", true);
+	}
 	const char *detail = sq_json_end(js);
 	if (!detail)
 		return hr_fail(&j->err, HR_ENOMEM, "message_event", "out of memory");
 	return sq_event_insert(s, r->message_id, now, 0, type, "dispatcher", next, apply, detail,
-	                       &j->err);
+	                       0, &j->err);
 }
 
+/*
+ * Each outcome in its own savepoint: one that fails is rolled back alone and
+ * logged, the others stay, and the job succeeds. Only losing the whole
+ * transaction (SQLite rolled it back: disk full, I/O error) fails the job.
+ */
 static int run_results(struct sq_store *s, struct sq_job *j)
 {
 	struct job_results *a = (struct job_results *)j;
 	int64_t now = hr_now_us();
 	for (size_t i = 0; i < a->n; i++) {
+		if (sq_wexec(s, W_ITEM_SAVEPOINT, "SAVEPOINT item") != SQLITE_OK)
+			return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "record_results");
 		int rc = record_one(s, j, &a->r[i], now);
-		if (rc)
-			return rc;
+		if (sqlite3_get_autocommit(s->wdb))
+			return rc ? rc : hr_fail(&j->err, HR_EIO, "record_results",
+			                         "transaction aborted");
+		if (rc) {
+			hr_log(HR_LOG_WARN, "store", "send outcome for %s not recorded: %s",
+			       a->r[i].message_id, j->err.msg);
+			hr_err_clear(&j->err);
+			if (sq_wexec(s, W_ITEM_ROLLBACK_TO, "ROLLBACK TO item") != SQLITE_OK)
+				return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "record_results");
+		}
+		if (sq_wexec(s, W_ITEM_RELEASE, "RELEASE item") != SQLITE_OK)
+			return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "record_results");
 	}
 	return 0;
 }
@@ -654,29 +695,48 @@ struct job_requeue {
 	int n;
 };
 
-/* The events first (they read the rows about to change), then the update;
- * both walk the partial index of SENDING rows by lease_until. */
+/*
+ * The events first (they read the rows about to change), then the update;
+ * both walk the partial index of SENDING rows by lease_until. A message
+ * whose lease ran out on its last allowed attempt goes to UNKNOWN, not
+ * back to the queue: the provider may well have accepted it (the process
+ * stopped between the send and recording the answer), and another attempt
+ * beyond the limit would be a duplicate nobody allowed.
+ */
 static int run_requeue(struct sq_store *s, struct sq_job *j)
 {
 	struct job_requeue *a = (struct job_requeue *)j;
 	sqlite3_stmt *e = sq_wstmt(s, W_REQUEUE_EVENTS,
 		"INSERT INTO message_event(message_id, at, provider_at, type, source, status,"
 		" applied, detail)"
-		" SELECT id, ?1, 0, 'lease_expired', 'reconciler', 0, 1,"
-		"  '{\"lease_until\":' || lease_until || ',\"attempt\":' || attempts || '}'"
-		" FROM message WHERE status = 1 AND lease_until < ?1");
+		" SELECT id, ?1, 0, 'lease_expired', 'reconciler', iif(spent, 10, 0), 1,"
+		"  '{\"lease_until\":' || lease_until || ',\"attempt\":' || attempts"
+		"  || ',\"max_attempts\":' || lim || iif(spent,"
+		"   ',\"outcome\":\"unknown\",\"reason\":\"lease expired on the last attempt:"
+		" the process stopped between handing the message to the provider and"
+		" recording the answer\"}',"
+		"   ',\"outcome\":\"requeued\"}')"
+		" FROM (SELECT id, lease_until, attempts, lim, attempts >= lim AS spent"
+		"  FROM (SELECT id, lease_until, attempts,"
+		"   iif(max_attempts > 0, max_attempts, ?2) AS lim"
+		"   FROM message WHERE status = 1 AND lease_until < ?1))");
 	if (!e)
 		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "message_event");
 	sqlite3_bind_int64(e, 1, a->now);
+	sqlite3_bind_int(e, 2, SQ_MAX_ATTEMPTS_DEFAULT);
 	int rc = sq_step_done(s, e, &j->err, "message_event");
 	if (rc)
 		return rc;
 	sqlite3_stmt *u = sq_wstmt(s, W_REQUEUE,
-		"UPDATE message SET status = 0, due_at = ?1, lease_until = 0, updated_at = ?1"
+		"UPDATE message SET"
+		" status = iif(attempts >= iif(max_attempts > 0, max_attempts, ?2), 10, 0),"
+		" due_at = iif(attempts >= iif(max_attempts > 0, max_attempts, ?2), due_at, ?1),"
+		" lease_until = 0, updated_at = ?1"
 		" WHERE status = 1 AND lease_until < ?1");
 	if (!u)
 		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "message");
 	sqlite3_bind_int64(u, 1, a->now);
+	sqlite3_bind_int(u, 2, SQ_MAX_ATTEMPTS_DEFAULT);
 	if ((rc = sq_step_done(s, u, &j->err, "message")))
 		return rc;
 	a->n = sqlite3_changes(s->wdb);

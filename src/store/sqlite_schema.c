@@ -64,7 +64,9 @@ static const char migration_1[] =
 	/* Claim: an index range scan in claim order; only QUEUED rows are in it. */
 	"CREATE INDEX message_claim ON message(account_id, priority, due_at, id)"
 	" WHERE status = 0;"
-	"CREATE INDEX message_provider ON message(provider_id)"
+	/* Webhooks: provider ids are unique only within an account (Telegram's
+	 * are per chat), so every lookup names the account too. */
+	"CREATE INDEX message_provider ON message(account_id, provider_id)"
 	" WHERE provider_id IS NOT NULL;"
 	"CREATE INDEX message_lease ON message(lease_until) WHERE status = 1;"
 	"CREATE INDEX message_tenant ON message(tenant_id, id);"
@@ -78,7 +80,8 @@ static const char migration_1[] =
 	" source TEXT NOT NULL,"
 	" status INTEGER,"
 	" applied INTEGER NOT NULL DEFAULT 1,"
-	" detail TEXT);"
+	" detail TEXT,"
+	" inbox_id INTEGER);" /* the webhook_inbox row a webhook event came from */
 	"CREATE INDEX message_event_msg ON message_event(message_id, id);"
 
 	/* state: 0 new, 1 done, 2 retry, 3 failed, 4 orphan. */

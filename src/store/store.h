@@ -36,7 +36,9 @@ typedef void (*store_done_fn)(void *arg, int rc, const struct hr_err *err);
 struct store_opts {
 	bool sync_full;          /* synchronous=FULL (power loss) vs NORMAL (process crash) */
 	int group_max;           /* max writes per group commit (default 512) */
-	int queue_max;           /* max writes queued before new ones get HR_EBUSY (default 65536) */
+	int queue_max;           /* max writes queued before new client writes (message_insert,
+	                          * inbox_append) get HR_EBUSY; internal writes are always
+	                          * queued (default 65536) */
 };
 
 struct tenant_row {
@@ -98,6 +100,10 @@ enum send_kind {
 
 struct send_result {
 	char message_id[HR_ID_LEN + 1];
+	int attempt;                 /* the claim's attempt number: a result applies only
+	                              * while the message is still SENDING with this
+	                              * attempt (a late answer to an attempt whose lease
+	                              * expired is recorded as ignored) */
 	enum send_kind kind;
 	int64_t due_at;              /* SEND_RETRY: next attempt time (us) */
 	int http_status;             /* 0 if no HTTP answer (network error) */
@@ -183,6 +189,10 @@ struct store_ops {
 	/* HR_ENOTFOUND if no such key. */
 	int (*api_key_lookup)(struct store *st, const char *key_hash,
 	                      char tenant_id[HR_NAME_MAX]);
+	/* Revocation: deletes the tenant's API keys whose hash is not one of
+	 * keep_hashes[0..n) (n = 0: all of them), in one transaction. */
+	int (*api_key_prune)(struct store *st, const char *tenant_id,
+	                     const char *const *keep_hashes, size_t n, struct hr_err *err);
 	int (*account_upsert)(struct store *st, const struct account_row *a, struct hr_err *err);
 	/* All accounts (tenant_id NULL) or one tenant's. *out is a heap array. */
 	int (*account_list)(struct store *st, const char *tenant_id, struct account_row **out,
@@ -203,9 +213,10 @@ struct store_ops {
 	/* tenant_id NULL = any tenant (internal use). HR_ENOTFOUND if absent. */
 	int (*message_get)(struct store *st, const char *tenant_id, const char *id,
 	                   struct message *out);
-	/* Same, by the provider's message id (e.g. a wamid). */
-	int (*message_get_by_provider_id)(struct store *st, const char *provider_id,
-	                                  struct message *out);
+	/* Same, by the provider's message id (e.g. a wamid) on one channel account:
+	 * provider ids are unique only within an account (Telegram's are per chat). */
+	int (*message_get_by_provider_id)(struct store *st, const char *account_id,
+	                                  const char *provider_id, struct message *out);
 	/* The audit trail in order. *out is a heap array of n events. */
 	int (*message_events)(struct store *st, const char *message_id,
 	                      struct message_event **out, size_t *n);
@@ -224,11 +235,19 @@ struct store_ops {
 	 */
 	int (*claim)(struct store *st, const char *account_id, int64_t now, int64_t lease_us,
 	             int limit, struct message *out, size_t *n);
-	/* Records n send outcomes, each with an audit event, in one transaction. */
+	/*
+	 * Records n send outcomes, each with an audit event, in one transaction;
+	 * each outcome in its own savepoint, so one that fails (unknown message
+	 * id, ...) is skipped and logged without costing the others. An outcome
+	 * applies only while its message is SENDING with attempts == r.attempt;
+	 * otherwise (a late answer to an expired lease) it is recorded as ignored
+	 * ("stale_attempt") and changes nothing but a missing provider_id.
+	 */
 	int (*record_results)(struct store *st, const struct send_result *r, size_t n,
 	                      store_done_fn cb, void *arg);
-	/* SENDING messages whose lease ended before now go back to QUEUED (with a
-	 * "lease_expired" event). *n gets how many. */
+	/* SENDING messages whose lease ended before now go back to QUEUED, or to
+	 * UNKNOWN once attempts >= max_attempts (0 = 8), each with a
+	 * "lease_expired" event. *n gets how many. */
 	int (*requeue_expired)(struct store *st, int64_t now, int *n);
 	/* Earliest due_at among QUEUED messages of the account, or 0 if none. */
 	int (*next_due)(struct store *st, const char *account_id, int64_t *due_at);

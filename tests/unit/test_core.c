@@ -16,6 +16,7 @@
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/ratelimit.h"
+#include "core/segments.h"
 #include "core/template.h"
 #include "herald.h"
 
@@ -329,6 +330,69 @@ static void test_utf8_copy(void **state)
 	json_decref(j);
 }
 
+/* Builds a string of n copies of unit followed by tail. */
+static char *rep(const char *unit, int n, const char *tail)
+{
+	size_t ul = strlen(unit), tl = strlen(tail);
+	char *s = malloc(ul * (size_t)n + tl + 1), *p = s;
+	for (int i = 0; i < n; i++, p += ul)
+		memcpy(p, unit, ul);
+	memcpy(p, tail, tl + 1);
+	return s;
+}
+
+static void test_sms_segments(void **state)
+{
+	(void)state;
+	const char *euro = "\xe2\x82\xac", *zhe = "\xd0\xb6", *smile = "\xf0\x9f\x98\x80";
+	struct {
+		const char *unit;
+		int n;
+		const char *tail;
+		enum sms_encoding enc;
+		int units, segments;
+	} cases[] = {
+		{"a", 0, "", SMS_GSM7, 0, 1},
+		{"a", 160, "", SMS_GSM7, 160, 1},
+		{"a", 161, "", SMS_GSM7, 161, 2},
+		{"a", 306, "", SMS_GSM7, 306, 2},
+		{"a", 307, "", SMS_GSM7, 307, 3},
+		{"\xc3\xa9", 160, "", SMS_GSM7, 160, 1},      /* é is in the basic set */
+		{euro, 80, "", SMS_GSM7, 160, 1},              /* € costs two septets */
+		{euro, 81, "", SMS_GSM7, 162, 2},
+		{"a", 152, "\xe2\x82\xac", SMS_GSM7, 154, 1},
+		/* The escape pair does not straddle: 152 + [€] moves € to segment 2. */
+		{"a", 152, "\xe2\x82\xac" "aaaaaaaaaa", SMS_GSM7, 164, 2},
+		{"a", 159, "{", SMS_GSM7, 161, 2},
+		{zhe, 70, "", SMS_UCS2, 70, 1},
+		{zhe, 71, "", SMS_UCS2, 71, 2},
+		{zhe, 134, "", SMS_UCS2, 134, 2},
+		{zhe, 135, "", SMS_UCS2, 135, 3},
+		{smile, 35, "", SMS_UCS2, 70, 1},              /* emoji: two UTF-16 units */
+		{smile, 36, "", SMS_UCS2, 72, 2},
+		/* 66 units then an emoji: the pair is not split, it starts segment 2. */
+		{"a", 66, "\xf0\x9f\x98\x80\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6", SMS_UCS2, 72, 2},
+		{"a", 10, "\xd0\xb6", SMS_UCS2, 11, 1},        /* one non-GSM char makes it all UCS-2 */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *s = rep(cases[i].unit, cases[i].n, cases[i].tail);
+		struct sms_info info;
+		struct hr_err err = {0};
+		assert_int_equal(sms_segments(s, &info, &err), 0);
+		if (info.encoding != cases[i].enc || info.units != cases[i].units ||
+		    info.segments != cases[i].segments)
+			fail_msg("case %zu: got enc %d units %d segs %d, want %d %d %d", i, info.encoding,
+			         info.units, info.segments, cases[i].enc, cases[i].units,
+			         cases[i].segments);
+		free(s);
+	}
+	struct sms_info info;
+	struct hr_err err = {0};
+	assert_int_equal(sms_segments("ok\xff", &info, &err), HR_EINVAL);
+	assert_string_equal(err.field, "text");
+	(void)euro;
+}
+
 static void test_time_format(void **state)
 {
 	(void)state;
@@ -348,6 +412,7 @@ int main(void)
 		cmocka_unit_test(test_ratelimit),         cmocka_unit_test(test_backoff),
 		cmocka_unit_test(test_config_yaml),       cmocka_unit_test(test_secrets),
 		cmocka_unit_test(test_time_format),       cmocka_unit_test(test_utf8_copy),
+		cmocka_unit_test(test_sms_segments),
 	};
 	return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }

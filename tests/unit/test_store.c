@@ -139,8 +139,10 @@ static void sent_msg(struct store *st, const char *account, const char *provider
 	assert_int_equal(st->ops->claim(st, account, hr_now_us() + SEC, 30 * SEC, 1, &c, &n), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(c.id, m.id);
+	int attempt = c.attempts;
 	message_clear(&c);
-	struct send_result r = {.kind = SEND_OK, .http_status = 200, .latency_us = 1500};
+	struct send_result r = {.kind = SEND_OK, .attempt = attempt, .http_status = 200,
+	                        .latency_us = 1500};
 	strcpy(r.message_id, m.id);
 	hr_strlcpy(r.provider_id, provider_id, sizeof r.provider_id);
 	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
@@ -178,6 +180,30 @@ static json_t *detail_of(const struct message_event *e)
 	return j;
 }
 
+/* Inserts one message and claims it: a SENDING message, attempt 1. */
+static void claimed_msg(struct store *st, const char *account, int max_attempts,
+                        int64_t now, int64_t lease_us, char id[HR_ID_LEN + 1])
+{
+	struct message m, c;
+	mk_msg(&m, "t1", account, 0, now - SEC);
+	m.max_attempts = max_attempts;
+	assert_int_equal(st->ops->message_insert(st, &m, 1, NULL, NULL, NULL), 0);
+	size_t n;
+	assert_int_equal(st->ops->claim(st, account, now, lease_us, 1, &c, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(c.id, m.id);
+	assert_int_equal(c.attempts, 1);
+	message_clear(&c);
+	strcpy(id, m.id);
+}
+
+static struct message msg_of(struct store *st, const char *id)
+{
+	struct message m;
+	assert_int_equal(st->ops->message_get(st, NULL, id, &m), 0);
+	return m;
+}
+
 /* Appends a raw webhook and returns its inbox id (the newest pending row). */
 static int64_t inbox_add(struct store *st, const char *account)
 {
@@ -197,9 +223,10 @@ static int64_t inbox_add(struct store *st, const char *account)
 	return id;
 }
 
-/* Applies one webhook status in its own inbox row. */
-static struct apply_stats hook_status(struct store *st, const char *provider_id,
-                                      enum msg_status status, int64_t now, int64_t *inbox_id)
+/* Applies one webhook status, arrived on `account`, in its own inbox row. */
+static struct apply_stats hook_status(struct store *st, const char *account,
+                                      const char *provider_id, enum msg_status status,
+                                      int64_t now, int64_t *inbox_id)
 {
 	struct wh_status ws = {.status = status, .provider_at = 1750263773LL * SEC};
 	hr_strlcpy(ws.provider_id, provider_id, sizeof ws.provider_id);
@@ -208,7 +235,7 @@ static struct apply_stats hook_status(struct store *st, const char *provider_id,
 		strcpy(ws.error_code, "131026");
 		strcpy(ws.error_text, "Message undeliverable");
 	}
-	struct inbox_parsed row = {.inbox_id = inbox_add(st, "acc"), .account_id = "acc",
+	struct inbox_parsed row = {.inbox_id = inbox_add(st, account), .account_id = account,
 	                           .statuses = &ws, .nstatuses = 1};
 	if (inbox_id)
 		*inbox_id = row.inbox_id;
@@ -262,12 +289,15 @@ static void test_query_plans(void **state)
 	} plans[] = {
 		{"SELECT id FROM message WHERE status = 0 AND account_id = 'a' AND due_at <= 5"
 		 " ORDER BY priority, due_at, id LIMIT 10", "message_claim"},
-		{"SELECT id FROM message WHERE provider_id = 'p'", "message_provider"},
+		{"SELECT id FROM message WHERE account_id = 'a' AND provider_id = 'p'",
+		 "message_provider"},
 		{"SELECT id FROM message WHERE status = 1 AND lease_until < 5", "message_lease"},
 		{"SELECT id FROM webhook_inbox WHERE state IN (0, 2) AND next_try_at <= 5"
 		 " ORDER BY id LIMIT 5", "webhook_inbox_pending"},
 		{"SELECT id FROM message_event WHERE message_id = 'x' ORDER BY id",
 		 "message_event_msg"},
+		{"SELECT 1 FROM message_event WHERE message_id = 'x' AND inbox_id = 5"
+		 " AND status = 3 AND type = 'webhook_status' LIMIT 1", "message_event_msg"},
 		{"SELECT id FROM message WHERE tenant_id = 't' ORDER BY id DESC LIMIT 5",
 		 "message_tenant"},
 	};
@@ -600,14 +630,14 @@ static void test_record_results(void **state)
 		message_clear(&out[i]);
 
 	struct send_result r[4] = {
-		{.kind = SEND_OK, .http_status = 200, .latency_us = 12000,
+		{.kind = SEND_OK, .attempt = 1, .http_status = 200, .latency_us = 12000,
 		 .provider_id = "wamid.A"},
-		{.kind = SEND_RETRY, .http_status = 429, .latency_us = 3000,
+		{.kind = SEND_RETRY, .attempt = 1, .http_status = 429, .latency_us = 3000,
 		 .due_at = now + 5 * SEC, .error_code = "130429", .error_text = "Rate limit hit",
 		 .error_class = "rate_limited"},
-		{.kind = SEND_FAILED, .http_status = 400, .error_code = "131026",
+		{.kind = SEND_FAILED, .attempt = 1, .http_status = 400, .error_code = "131026",
 		 .error_text = "Message undeliverable", .error_class = "permanent"},
-		{.kind = SEND_OK, .provider_id = "wamid.nobody"}, /* unknown id: skipped */
+		{.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.nobody"}, /* unknown id */
 	};
 	for (int i = 0; i < 3; i++)
 		strcpy(r[i].message_id, m[i].id);
@@ -615,12 +645,14 @@ static void test_record_results(void **state)
 	assert_int_equal(st->ops->record_results(st, r, 4, NULL, NULL), 0);
 
 	struct message g;
-	assert_int_equal(st->ops->message_get_by_provider_id(st, "wamid.A", &g), 0);
+	assert_int_equal(st->ops->message_get_by_provider_id(st, "rr", "wamid.A", &g), 0);
 	assert_string_equal(g.id, m[0].id);
 	assert_int_equal(g.status, MSG_SENT);
 	assert_int_equal(g.lease_until, 0);
 	message_clear(&g);
-	assert_int_equal(st->ops->message_get_by_provider_id(st, "wamid.nobody", &g),
+	assert_int_equal(st->ops->message_get_by_provider_id(st, "other", "wamid.A", &g),
+	                 HR_ENOTFOUND);
+	assert_int_equal(st->ops->message_get_by_provider_id(st, "rr", "wamid.nobody", &g),
 	                 HR_ENOTFOUND);
 
 	assert_int_equal(st->ops->message_get(st, NULL, m[1].id, &g), 0);
@@ -665,21 +697,23 @@ static void test_record_results(void **state)
 		events_free(&ev);
 	}
 
-	/* A webhook got ahead: the message is DELIVERED when a (re)send's
-	 * SEND_OK is recorded. The status stays, the provider id is stored. */
-	assert_int_equal(hook_status(st, "wamid.A", MSG_DELIVERED, now, NULL).applied, 1);
-	struct send_result again = {.kind = SEND_OK, .provider_id = "wamid.A2"};
+	/* A webhook moved it on: the same outcome recorded again (a replayed
+	 * record) changes nothing, the provider id it had stays. */
+	assert_int_equal(hook_status(st, "rr", "wamid.A", MSG_DELIVERED, now, NULL).applied, 1);
+	struct send_result again = {.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.A2"};
 	strcpy(again.message_id, m[0].id);
 	assert_int_equal(st->ops->record_results(st, &again, 1, NULL, NULL), 0);
 	assert_int_equal(st->ops->message_get(st, NULL, m[0].id, &g), 0);
 	assert_int_equal(g.status, MSG_DELIVERED);
-	assert_string_equal(g.provider_id, "wamid.A2");
+	assert_string_equal(g.provider_id, "wamid.A");
 	message_clear(&g);
 	struct events ev = events_of(st, m[0].id);
 	assert_string_equal(ev.e[ev.n - 1].type, "sent");
 	assert_false(ev.e[ev.n - 1].applied);
 	json_t *d = detail_of(&ev.e[ev.n - 1]);
+	assert_string_equal(json_string_value(json_object_get(d, "ignored")), "stale_attempt");
 	assert_string_equal(json_string_value(json_object_get(d, "current")), "delivered");
+	assert_null(json_object_get(d, "provider_id_stored"));
 	json_decref(d);
 	events_free(&ev);
 }
@@ -713,7 +747,7 @@ static void test_record_async_and_json(void **state)
 	size_t n;
 	assert_int_equal(st->ops->claim(st, "js", hr_now_us(), SEC, 1, &out, &n), 0);
 	message_clear(&out);
-	struct send_result r = {.kind = SEND_FAILED, .error_code = "x\"y",
+	struct send_result r = {.kind = SEND_FAILED, .attempt = 1, .error_code = "x\"y",
 	                        .error_text = "line1\nq\"b\\s\x01 caf\xc3\xa9 bad\xff\xc3 end"};
 	strcpy(r.message_id, m.id);
 	atomic_store(&cb_calls, 0);
@@ -726,7 +760,7 @@ static void test_record_async_and_json(void **state)
 	json_t *d = detail_of(&ev.e[1]);
 	assert_string_equal(json_string_value(json_object_get(d, "error_code")), "x\"y");
 	assert_string_equal(json_string_value(json_object_get(d, "error_text")),
-	                    "line1\nq\"b\\s\x01 caf\xc3\xa9 bad\xef\xbf\xbd\xef\xbf\xbd end");
+	                    "line1\nq\"b\\s\x01 caf\xc3\xa9 bad?? end");
 	json_decref(d);
 	events_free(&ev);
 }
@@ -832,10 +866,10 @@ static void test_apply_precedence(void **state)
 
 	/* sent -> delivered -> read, each applied. */
 	int64_t inbox_id;
-	struct apply_stats s = hook_status(st, "wamid.a", MSG_DELIVERED, now, &inbox_id);
+	struct apply_stats s = hook_status(st, "pa", "wamid.a", MSG_DELIVERED, now, &inbox_id);
 	assert_int_equal(s.applied, 1);
 	assert_int_equal(status_of(st, a), MSG_DELIVERED);
-	s = hook_status(st, "wamid.a", MSG_READ, now, NULL);
+	s = hook_status(st, "pa", "wamid.a", MSG_READ, now, NULL);
 	assert_int_equal(s.applied, 1);
 	assert_int_equal(status_of(st, a), MSG_READ);
 	char q[128];
@@ -844,10 +878,10 @@ static void test_apply_precedence(void **state)
 	assert_int_equal(q1(f, q), 1); /* done */
 
 	/* Duplicate READ and late DELIVERED: recorded, ignored. */
-	s = hook_status(st, "wamid.a", MSG_READ, now, NULL);
+	s = hook_status(st, "pa", "wamid.a", MSG_READ, now, NULL);
 	assert_int_equal(s.applied, 0);
 	assert_int_equal(s.ignored, 1);
-	s = hook_status(st, "wamid.a", MSG_DELIVERED, now, NULL);
+	s = hook_status(st, "pa", "wamid.a", MSG_DELIVERED, now, NULL);
 	assert_int_equal(s.ignored, 1);
 	assert_int_equal(status_of(st, a), MSG_READ);
 	struct events ev = events_of(st, a);
@@ -887,7 +921,7 @@ static void test_apply_precedence(void **state)
 	events_free(&ev);
 
 	/* READ before DELIVERED implies DELIVERED. */
-	s = hook_status(st, "wamid.b", MSG_READ, now, NULL);
+	s = hook_status(st, "pb", "wamid.b", MSG_READ, now, NULL);
 	assert_int_equal(s.applied, 1);
 	assert_int_equal(status_of(st, b), MSG_READ);
 	ev = events_of(st, b);
@@ -902,11 +936,11 @@ static void test_apply_precedence(void **state)
 	events_free(&ev);
 
 	/* FAILED after DELIVERED: ignored; FAILED after SENT: applied with errors. */
-	hook_status(st, "wamid.c", MSG_DELIVERED, now, NULL);
-	s = hook_status(st, "wamid.c", MSG_FAILED, now, NULL);
+	hook_status(st, "pc", "wamid.c", MSG_DELIVERED, now, NULL);
+	s = hook_status(st, "pc", "wamid.c", MSG_FAILED, now, NULL);
 	assert_int_equal(s.ignored, 1);
 	assert_int_equal(status_of(st, c), MSG_DELIVERED);
-	s = hook_status(st, "wamid.d", MSG_FAILED, now, NULL);
+	s = hook_status(st, "pd", "wamid.d", MSG_FAILED, now, NULL);
 	assert_int_equal(s.applied, 1);
 	struct message g;
 	assert_int_equal(st->ops->message_get(st, NULL, d, &g), 0);
@@ -934,9 +968,9 @@ static void test_apply_many_in_one_call(void **state)
 		{.provider_id = "wamid.m", .status = MSG_DELIVERED},
 	};
 	struct inbox_parsed rows[2] = {
-		{.inbox_id = inbox_add(st, "acc"), .account_id = "acc", .statuses = ws,
+		{.inbox_id = inbox_add(st, "pm"), .account_id = "pm", .statuses = ws,
 		 .nstatuses = 2},
-		{.inbox_id = inbox_add(st, "acc"), .account_id = "acc", .statuses = &ws[2],
+		{.inbox_id = inbox_add(st, "pm"), .account_id = "pm", .statuses = &ws[2],
 		 .nstatuses = 1},
 	};
 	struct apply_stats s;
@@ -954,7 +988,8 @@ static void test_apply_unknown_retry_then_orphan(void **state)
 	struct fx *f = *state;
 	struct store *st = f->st;
 	int64_t now = hr_now_us(), inbox_id;
-	struct apply_stats s = hook_status(st, "wamid.late", MSG_DELIVERED, now, &inbox_id);
+	struct apply_stats s = hook_status(st, "late", "wamid.late", MSG_DELIVERED, now,
+	                                   &inbox_id);
 	assert_int_equal(s.unmatched, 1);
 	assert_int_equal(s.applied, 0);
 	char q[160];
@@ -981,7 +1016,7 @@ static void test_apply_unknown_retry_then_orphan(void **state)
 
 	/* Still unknown on the second try: backoff doubles. */
 	struct wh_status ws = {.provider_id = "wamid.late", .status = MSG_DELIVERED};
-	struct inbox_parsed row = {.inbox_id = inbox_id, .account_id = "acc", .statuses = &ws,
+	struct inbox_parsed row = {.inbox_id = inbox_id, .account_id = "late", .statuses = &ws,
 	                           .nstatuses = 1};
 	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now + SEC, &s), 0);
 	assert_int_equal(s.unmatched, 1);
@@ -999,7 +1034,7 @@ static void test_apply_unknown_retry_then_orphan(void **state)
 
 	/* Unknown for more than 24 h: orphan, no longer pending. */
 	int64_t later = hr_now_us() + 25LL * 3600 * SEC;
-	s = hook_status(st, "wamid.never", MSG_READ, later, &inbox_id);
+	s = hook_status(st, "late", "wamid.never", MSG_READ, later, &inbox_id);
 	assert_int_equal(s.unmatched, 1);
 	snprintf(q, sizeof q, "SELECT state FROM webhook_inbox WHERE id = %lld",
 	         (long long)inbox_id);
@@ -1016,7 +1051,7 @@ static void test_apply_inbound_and_malformed(void **state)
 	struct account_row acct = {.id = "acc", .tenant_id = "t9", .channel = "whatsapp"};
 	assert_int_equal(st->ops->account_upsert(st, &acct, &err), 0);
 	char id[27];
-	sent_msg(st, "in", "wamid.orig", id);
+	sent_msg(st, "acc", "wamid.orig", id);
 
 	struct wh_inbound in[2] = {
 		{.provider_msg_id = "wamid.IN1", .context_id = "wamid.orig", .from = "15550123456",
@@ -1365,6 +1400,601 @@ static void test_queue_limit_and_close_drains(void **state)
 	free(big);
 }
 
+/* ---------------------------------------------------------------------------
+ * Review fixes: account scoping, fencing, isolation, queue limits, attempt
+ * limit on lease expiry, retried inbox rows, UTF-8, key revocation.
+ * ------------------------------------------------------------------------- */
+
+static int64_t count_events(struct fx *f, const char *id, const char *type)
+{
+	char q[200];
+	snprintf(q, sizeof q, "SELECT count(*) FROM message_event WHERE message_id = '%s'"
+	         " AND type = '%s'", id, type);
+	return q1(f, q);
+}
+
+/* Provider ids are unique per account at most: a webhook on account A that
+ * names B's provider id must not touch B's message (it stays unmatched and
+ * is retried), and the same id on two accounts resolves per account. */
+static void test_webhook_scoped_to_account(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us(), inbox_id;
+	char b[27], a7[27], b7[27];
+	sent_msg(st, "accB", "wamid.B", b);
+	sent_msg(st, "accA", "7", a7); /* Telegram-style ids: per chat, they repeat */
+	sent_msg(st, "accB", "7", b7);
+
+	struct apply_stats s = hook_status(st, "accA", "wamid.B", MSG_DELIVERED, now, &inbox_id);
+	assert_int_equal(s.unmatched, 1);
+	assert_int_equal(s.applied, 0);
+	assert_int_equal(status_of(st, b), MSG_SENT);
+	assert_int_equal(count_events(f, b, "webhook_status"), 0);
+	char q[160];
+	snprintf(q, sizeof q, "SELECT state FROM webhook_inbox WHERE id = %lld",
+	         (long long)inbox_id);
+	assert_int_equal(q1(f, q), 2); /* retried later */
+
+	s = hook_status(st, "accA", "7", MSG_READ, now, NULL);
+	assert_int_equal(s.applied, 1);
+	assert_int_equal(status_of(st, a7), MSG_READ);
+	assert_int_equal(status_of(st, b7), MSG_SENT);
+	s = hook_status(st, "accB", "7", MSG_DELIVERED, now, NULL);
+	assert_int_equal(s.applied, 1);
+	assert_int_equal(status_of(st, b7), MSG_DELIVERED);
+	assert_int_equal(status_of(st, a7), MSG_READ);
+
+	/* A reply on A quoting B's message is stored but not linked to it. */
+	struct wh_inbound in = {.provider_msg_id = "wamid.R1", .context_id = "wamid.B",
+	                        .from = "15550123456", .kind = "text", .text = (char *)"hi"};
+	struct inbox_parsed row = {.inbox_id = inbox_add(st, "accA"), .account_id = "accA",
+	                           .inbound = &in, .ninbound = 1};
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now, &s), 0);
+	assert_int_equal(s.inbound, 1);
+	assert_int_equal(q1(f, "SELECT count(*) FROM inbound WHERE provider_msg_id = 'wamid.R1'"
+	                    " AND account_id = 'accA' AND message_id IS NULL"), 1);
+	assert_int_equal(count_events(f, b, "inbound"), 0);
+	/* The same quote on B's own account links. */
+	strcpy(in.provider_msg_id, "wamid.R2");
+	row = (struct inbox_parsed){.inbox_id = inbox_add(st, "accB"), .account_id = "accB",
+	                            .inbound = &in, .ninbound = 1};
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now, &s), 0);
+	snprintf(q, sizeof q, "SELECT count(*) FROM inbound WHERE provider_msg_id = 'wamid.R2'"
+	         " AND message_id = '%s'", b);
+	assert_int_equal(q1(f, q), 1);
+	assert_int_equal(count_events(f, b, "inbound"), 1);
+
+	struct message g;
+	assert_int_equal(st->ops->message_get_by_provider_id(st, "accB", "wamid.B", &g), 0);
+	assert_string_equal(g.id, b);
+	message_clear(&g);
+	assert_int_equal(st->ops->message_get_by_provider_id(st, "accA", "wamid.B", &g),
+	                 HR_ENOTFOUND);
+	assert_int_equal(st->ops->message_get_by_provider_id(st, "accA", "7", &g), 0);
+	assert_string_equal(g.id, a7);
+	message_clear(&g);
+	assert_int_equal(st->ops->message_get_by_provider_id(st, "accB", "7", &g), 0);
+	assert_string_equal(g.id, b7);
+	message_clear(&g);
+}
+
+/* A late answer to an attempt whose lease expired must not undo the newer
+ * attempt; it is recorded as ignored and only fills a missing provider id. */
+static void test_record_stale_attempt_fenced(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	char id[27];
+	claimed_msg(st, "fence", 5, now, SEC, id);
+	int k;
+	assert_int_equal(st->ops->requeue_expired(st, now + 2 * SEC, &k), 0);
+	assert_int_equal(k, 1);
+	struct message c;
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "fence", now + 3 * SEC, 30 * SEC, 1, &c, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(c.attempts, 2);
+	message_clear(&c);
+
+	struct send_result r = {.kind = SEND_RETRY, .attempt = 1, .http_status = 503,
+	                        .due_at = now + 60 * SEC, .error_code = "503",
+	                        .error_text = "busy", .error_class = "transient"};
+	strcpy(r.message_id, id);
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	struct message g = msg_of(st, id);
+	assert_int_equal(g.status, MSG_SENDING);
+	assert_int_equal(g.attempts, 2);
+	assert_int_equal(g.lease_until, now + 33 * SEC);
+	assert_int_equal(g.due_at, now + 2 * SEC); /* as the lease expiry left it */
+	assert_string_equal(g.error_code, "");
+	assert_string_equal(g.error_text, "");
+	message_clear(&g);
+	struct events ev = events_of(st, id);
+	const struct message_event *e = &ev.e[ev.n - 1];
+	assert_string_equal(e->type, "retry");
+	assert_false(e->applied);
+	json_t *d = detail_of(e);
+	assert_string_equal(json_string_value(json_object_get(d, "ignored")), "stale_attempt");
+	assert_int_equal(json_integer_value(json_object_get(d, "attempt")), 1);
+	assert_int_equal(json_integer_value(json_object_get(d, "current_attempt")), 2);
+	assert_string_equal(json_string_value(json_object_get(d, "current")), "sending");
+	json_decref(d);
+	events_free(&ev);
+
+	/* Attempt 1's copy was accepted after all: its id is kept (the message
+	 * had none), nothing else moves. */
+	struct send_result ok1 = {.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.old"};
+	strcpy(ok1.message_id, id);
+	assert_int_equal(st->ops->record_results(st, &ok1, 1, NULL, NULL), 0);
+	g = msg_of(st, id);
+	assert_int_equal(g.status, MSG_SENDING);
+	assert_string_equal(g.provider_id, "wamid.old");
+	message_clear(&g);
+	ev = events_of(st, id);
+	assert_false(ev.e[ev.n - 1].applied);
+	d = detail_of(&ev.e[ev.n - 1]);
+	assert_true(json_is_true(json_object_get(d, "provider_id_stored")));
+	json_decref(d);
+	events_free(&ev);
+
+	struct send_result ok2 = {.kind = SEND_OK, .attempt = 2, .http_status = 200,
+	                          .provider_id = "wamid.new"};
+	strcpy(ok2.message_id, id);
+	assert_int_equal(st->ops->record_results(st, &ok2, 1, NULL, NULL), 0);
+	g = msg_of(st, id);
+	assert_int_equal(g.status, MSG_SENT);
+	assert_int_equal(g.lease_until, 0);
+	assert_string_equal(g.provider_id, "wamid.new");
+	message_clear(&g);
+	ev = events_of(st, id);
+	assert_true(ev.e[ev.n - 1].applied);
+	assert_string_equal(ev.e[ev.n - 1].type, "sent");
+	events_free(&ev);
+
+	/* Too late for anything now: the other stale answers change nothing. */
+	r.kind = SEND_FAILED;
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	assert_int_equal(status_of(st, id), MSG_SENT);
+}
+
+/* One outcome failing inside record_results (its audit event refused by a
+ * trigger, after its message row was already updated; an invalid kind; an
+ * unknown id) is rolled back alone: the rest of the batch is recorded. */
+static void test_record_outcome_isolated(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	char a[27], b[27], c[27], d[27];
+	claimed_msg(st, "iso1", 5, now, 30 * SEC, a);
+	claimed_msg(st, "iso2", 5, now, 30 * SEC, b);
+	claimed_msg(st, "iso3", 5, now, 30 * SEC, c);
+	claimed_msg(st, "iso4", 5, now, 30 * SEC, d);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	char sql[256];
+	snprintf(sql, sizeof sql, "CREATE TRIGGER boom BEFORE INSERT ON message_event"
+	         " WHEN NEW.message_id = '%s' BEGIN SELECT RAISE(ABORT, 'boom'); END", b);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	struct send_result r[5] = {
+		{.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.a"},
+		{.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.x"},
+		{.kind = SEND_FAILED, .attempt = 1, .error_code = "1", .error_text = "no"},
+		{.kind = (enum send_kind)9, .attempt = 1},
+		{.kind = SEND_RETRY, .attempt = 1, .due_at = now + 9 * SEC},
+	};
+	strcpy(r[0].message_id, a);
+	strcpy(r[1].message_id, "01ARZ3NDEKTSV4RRFFQ69G5FAV");
+	strcpy(r[2].message_id, b);
+	strcpy(r[3].message_id, d);
+	strcpy(r[4].message_id, c);
+	assert_int_equal(st->ops->record_results(st, r, 5, NULL, NULL), 0);
+	assert_int_equal(status_of(st, a), MSG_SENT);
+	assert_int_equal(status_of(st, c), MSG_QUEUED);
+	struct message g = msg_of(st, b); /* its UPDATE was undone with its event */
+	assert_int_equal(g.status, MSG_SENDING);
+	assert_string_equal(g.error_code, "");
+	message_clear(&g);
+	assert_int_equal(status_of(st, d), MSG_SENDING);
+	assert_int_equal(count_events(f, a, "sent"), 1);
+	assert_int_equal(count_events(f, c, "retry"), 1);
+	assert_int_equal(q1(f, "SELECT count(*) FROM message_event WHERE type IN"
+	                    " ('sent', 'retry', 'failed')"), 2);
+}
+
+struct call {
+	pthread_t th;
+	struct store *st;
+	int which, rc;
+	size_t n;
+	char id[27];
+	int64_t inbox_id, now;
+};
+
+enum { CALL_CLAIM, CALL_REQUEUE, CALL_APPLY, CALL_TENANT, CALL__COUNT };
+
+static void *call_thread(void *arg)
+{
+	struct call *c = arg;
+	struct store *st = c->st;
+	switch (c->which) {
+	case CALL_CLAIM: {
+		struct message m;
+		c->rc = st->ops->claim(st, "qm", c->now, 30 * SEC, 1, &m, &c->n);
+		if (c->rc == 0 && c->n == 1) {
+			strcpy(c->id, m.id);
+			message_clear(&m);
+		}
+		break;
+	}
+	case CALL_REQUEUE: {
+		int k = 0;
+		c->rc = st->ops->requeue_expired(st, c->now, &k);
+		c->n = (size_t)k;
+		break;
+	}
+	case CALL_APPLY: {
+		struct wh_status ws = {.provider_id = "wamid.qm", .status = MSG_DELIVERED};
+		struct inbox_parsed row = {.inbox_id = c->inbox_id, .account_id = "qm",
+		                           .statuses = &ws, .nstatuses = 1};
+		struct apply_stats s;
+		c->rc = st->ops->apply_inbox(st, &row, 1, c->now, &s);
+		c->n = (size_t)s.applied;
+		break;
+	}
+	default: {
+		struct tenant_row t = {.id = "qm", .name = "Queue Max"};
+		c->rc = st->ops->tenant_upsert(st, &t, NULL);
+	}
+	}
+	return NULL;
+}
+
+static void wait_queued(struct store *st, int n)
+{
+	for (int i = 0; i < 3000 && store_sqlite_queued(st) != n; i++)
+		usleep(1000);
+	assert_int_equal(store_sqlite_queued(st), n);
+}
+
+/* With the queue full (queue_max 1, the writer held up by another
+ * connection's write lock), client writes get HR_EBUSY but send outcomes,
+ * claims, lease expiry, the applier and config writes are still queued. */
+static void test_queue_max_spares_internal_writes(void **state)
+{
+	struct fx *f = *state;
+	store_sqlite.close(f->st);
+	struct store_opts o = {.queue_max = 1, .group_max = 4};
+	struct hr_err err;
+	assert_int_equal(store_sqlite.open(f->path, &o, &f->st, &err), 0);
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	char sent[27], rec[27], exp[27];
+	sent_msg(st, "qm", "wamid.qm", sent);
+	claimed_msg(st, "qm", 5, now, 30 * SEC, rec);
+	claimed_msg(st, "qm", 5, now, SEC, exp);
+	struct message queued;
+	mk_msg(&queued, "t1", "qm", 0, now - SEC);
+	assert_int_equal(st->ops->message_insert(st, &queued, 1, NULL, NULL, NULL), 0);
+	int64_t inbox_id = inbox_add(st, "qm");
+
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	struct message x, y, z;
+	mk_msg(&x, "t1", "other", 0, 0);
+	mk_msg(&y, "t1", "other", 0, 0);
+	mk_msg(&z, "t1", "other", 0, 0);
+	struct outcome ox = {0}, oy = {0}, orec = {0};
+	assert_int_equal(st->ops->message_insert(st, &x, 1, NULL, outcome_cb, &ox), 0);
+	wait_queued(st, 0); /* the writer took x and waits for the lock */
+	assert_int_equal(st->ops->message_insert(st, &y, 1, NULL, outcome_cb, &oy), 0);
+	assert_int_equal(store_sqlite_queued(st), 1);
+	assert_int_equal(st->ops->message_insert(st, &z, 1, NULL, NULL, NULL), HR_EBUSY);
+	assert_int_equal(st->ops->inbox_append(st, "qm", "whatsapp", "", "{}", 2, NULL, NULL),
+	                 HR_EBUSY);
+
+	struct send_result r = {.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.rec"};
+	strcpy(r.message_id, rec);
+	assert_int_equal(st->ops->record_results(st, &r, 1, outcome_cb, &orec), 0);
+	struct call calls[CALL__COUNT];
+	for (int i = 0; i < CALL__COUNT; i++) {
+		calls[i] = (struct call){.st = st, .which = i, .now = now + 2 * SEC,
+		                         .inbox_id = inbox_id, .rc = 1};
+		assert_int_equal(pthread_create(&calls[i].th, NULL, call_thread, &calls[i]), 0);
+	}
+	wait_queued(st, 2 + CALL__COUNT);
+	assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	for (int i = 0; i < CALL__COUNT; i++) {
+		pthread_join(calls[i].th, NULL);
+		assert_int_equal(calls[i].rc, 0);
+	}
+	wait_outcome(&ox);
+	wait_outcome(&oy);
+	wait_outcome(&orec);
+	assert_int_equal(ox.rc, 0);
+	assert_int_equal(oy.rc, 0);
+	assert_int_equal(orec.rc, 0);
+	assert_int_equal(status_of(st, rec), MSG_SENT);
+	assert_int_equal(calls[CALL_CLAIM].n, 1);
+	assert_string_equal(calls[CALL_CLAIM].id, queued.id);
+	assert_int_equal(calls[CALL_REQUEUE].n, 1);
+	assert_int_equal(status_of(st, exp), MSG_QUEUED);
+	assert_int_equal(calls[CALL_APPLY].n, 1);
+	assert_int_equal(status_of(st, sent), MSG_DELIVERED);
+	assert_int_equal(q1(f, "SELECT count(*) FROM tenant WHERE id = 'qm'"), 1);
+	struct message g;
+	assert_int_equal(st->ops->message_get(st, NULL, z.id, &g), HR_ENOTFOUND);
+}
+
+/* A lease that runs out on the last allowed attempt ends in UNKNOWN, not in
+ * another attempt; max_attempts 0 means 8. A late answer to that same last
+ * attempt still resolves it; one to an older attempt does not. */
+static void test_requeue_attempt_limit(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t t = hr_now_us();
+	struct message m[2];
+	mk_msg(&m[0], "t1", "ua", 0, t - SEC);
+	m[0].max_attempts = 2;
+	mk_msg(&m[1], "t1", "ub", 0, t - SEC);
+	m[1].max_attempts = 0;
+	assert_int_equal(st->ops->message_insert(st, m, 2, NULL, NULL, NULL), 0);
+	for (int round = 1; round <= 8; round++) {
+		struct message c;
+		size_t n;
+		assert_int_equal(st->ops->claim(st, "ua", t, SEC, 1, &c, &n), 0);
+		assert_int_equal(n, round <= 2 ? 1 : 0);
+		if (n)
+			message_clear(&c);
+		assert_int_equal(st->ops->claim(st, "ub", t, SEC, 1, &c, &n), 0);
+		assert_int_equal(n, 1);
+		assert_int_equal(c.attempts, round);
+		message_clear(&c);
+		int k;
+		assert_int_equal(st->ops->requeue_expired(st, t + 2 * SEC, &k), 0);
+		assert_int_equal(k, round <= 2 ? 2 : 1);
+		assert_int_equal(status_of(st, m[0].id), round < 2 ? MSG_QUEUED : MSG_UNKNOWN);
+		assert_int_equal(status_of(st, m[1].id), round < 8 ? MSG_QUEUED : MSG_UNKNOWN);
+		t += 3 * SEC;
+	}
+	static const struct {
+		int msg, max;
+	} want[2] = {{0, 2}, {1, 8}};
+	for (int i = 0; i < 2; i++) {
+		struct events ev = events_of(st, m[want[i].msg].id);
+		const struct message_event *e = &ev.e[ev.n - 1];
+		assert_string_equal(e->type, "lease_expired");
+		assert_string_equal(e->source, "reconciler");
+		assert_int_equal(e->status, MSG_UNKNOWN);
+		json_t *d = detail_of(e);
+		assert_string_equal(json_string_value(json_object_get(d, "outcome")), "unknown");
+		assert_int_equal(json_integer_value(json_object_get(d, "attempt")), want[i].max);
+		assert_int_equal(json_integer_value(json_object_get(d, "max_attempts")),
+		                 want[i].max);
+		assert_non_null(strstr(json_string_value(json_object_get(d, "reason")),
+		                       "recording the answer"));
+		json_decref(d);
+		d = detail_of(&ev.e[ev.n - 2]); /* the lease expiry before: requeued */
+		assert_string_equal(json_string_value(json_object_get(d, "outcome")), "requeued");
+		json_decref(d);
+		events_free(&ev);
+		struct message g = msg_of(st, m[want[i].msg].id);
+		assert_int_equal(g.lease_until, 0);
+		message_clear(&g);
+	}
+	int k;
+	assert_int_equal(st->ops->requeue_expired(st, t + 100 * SEC, &k), 0);
+	assert_int_equal(k, 0);
+
+	struct send_result r = {.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.u1"};
+	strcpy(r.message_id, m[0].id);
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	assert_int_equal(status_of(st, m[0].id), MSG_UNKNOWN);
+	r = (struct send_result){.kind = SEND_RETRY, .attempt = 2, .due_at = t};
+	strcpy(r.message_id, m[0].id);
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	assert_int_equal(status_of(st, m[0].id), MSG_UNKNOWN);
+	r = (struct send_result){.kind = SEND_OK, .attempt = 2, .provider_id = "wamid.u2"};
+	strcpy(r.message_id, m[0].id);
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	struct message g = msg_of(st, m[0].id);
+	assert_int_equal(g.status, MSG_SENT);
+	assert_string_equal(g.provider_id, "wamid.u2");
+	message_clear(&g);
+}
+
+/* An inbox row retried because one status was unmatched must not record
+ * its other (matched) status again on every retry, nor store its reply
+ * twice; the unmatched status is recorded once when its id appears. */
+static void test_apply_retry_no_duplicate_events(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	char known[27], later[27];
+	sent_msg(st, "rx", "wamid.known", known);
+	struct wh_status ws[2] = {
+		{.provider_id = "wamid.known", .status = MSG_DELIVERED},
+		{.provider_id = "wamid.later", .status = MSG_DELIVERED},
+	};
+	struct wh_inbound in = {.from = "15550123456", .kind = "text", .text = (char *)"ok"};
+	struct inbox_parsed row = {.inbox_id = inbox_add(st, "rx"), .account_id = "rx",
+	                           .statuses = ws, .nstatuses = 2, .inbound = &in,
+	                           .ninbound = 1};
+	int64_t now = hr_now_us();
+	struct apply_stats s;
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(st->ops->apply_inbox(st, &row, 1, now + i * SEC, &s), 0);
+		assert_int_equal(s.unmatched, 1);
+		assert_int_equal(s.applied, i == 0 ? 1 : 0);
+		assert_int_equal(s.ignored, 0);
+		assert_int_equal(s.inbound, i == 0 ? 1 : 0);
+	}
+	assert_int_equal(count_events(f, known, "webhook_status"), 1);
+	assert_int_equal(q1(f, "SELECT count(*) FROM inbound WHERE account_id = 'rx'"), 1);
+	char q[200];
+	snprintf(q, sizeof q, "SELECT count(*) FROM message_event WHERE message_id = '%s'"
+	         " AND inbox_id = %lld", known, (long long)row.inbox_id);
+	assert_int_equal(q1(f, q), 1);
+	snprintf(q, sizeof q, "SELECT attempts FROM webhook_inbox WHERE id = %lld",
+	         (long long)row.inbox_id);
+	assert_int_equal(q1(f, q), 6);
+
+	sent_msg(st, "rx", "wamid.later", later);
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now + 10 * SEC, &s), 0);
+	assert_int_equal(s.unmatched, 0);
+	assert_int_equal(s.applied, 1);
+	assert_int_equal(status_of(st, later), MSG_DELIVERED);
+	assert_int_equal(count_events(f, later, "webhook_status"), 1);
+	assert_int_equal(count_events(f, known, "webhook_status"), 1);
+	snprintf(q, sizeof q, "SELECT state FROM webhook_inbox WHERE id = %lld",
+	         (long long)row.inbox_id);
+	assert_int_equal(q1(f, q), 1);
+}
+
+/* True if s is valid UTF-8 (jansson refuses anything else). */
+static bool utf8_ok(const char *s)
+{
+	json_t *j = json_string(s);
+	json_decref(j);
+	return j != NULL;
+}
+
+/* Text from providers and customers is stored as valid UTF-8: a multi-byte
+ * character cut by truncation and stray invalid bytes become '?', in the
+ * message columns, the audit details and the inbound table alike. */
+static void test_outside_text_stored_as_utf8(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	char id[27];
+	claimed_msg(st, "u8", 5, now, 30 * SEC, id);
+	struct send_result r = {.kind = SEND_FAILED, .attempt = 1, .error_code = "E\xff" "1"};
+	/* A text filled to the brim with 2-byte characters, cut in the middle of
+	 * the last one as a byte-wise copy into the fixed buffer would. */
+	memset(r.error_text, 0, sizeof r.error_text);
+	for (size_t i = 0; i + 1 < sizeof r.error_text; i += 2) {
+		r.error_text[i] = (char)0xc3;
+		if (i + 2 < sizeof r.error_text)
+			r.error_text[i + 1] = (char)0xa9;
+	}
+	strcpy(r.message_id, id);
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	struct message g = msg_of(st, id);
+	assert_int_equal(g.status, MSG_FAILED);
+	assert_string_equal(g.error_code, "E?1");
+	assert_true(utf8_ok(g.error_text));
+	size_t len = strlen(g.error_text);
+	assert_int_equal(len, sizeof r.error_text - 1);
+	assert_int_equal(g.error_text[len - 1], '?');
+	assert_memory_equal(g.error_text, r.error_text, len - 1);
+	message_clear(&g);
+	struct events ev = events_of(st, id);
+	json_t *d = detail_of(&ev.e[ev.n - 1]);
+	assert_string_equal(json_string_value(json_object_get(d, "error_code")), "E?1");
+	assert_int_equal(strlen(json_string_value(json_object_get(d, "error_text"))), len);
+	json_decref(d);
+	events_free(&ev);
+
+	/* A webhook failure with the same kinds of damage. */
+	char wid[27];
+	sent_msg(st, "u8w", "wamid.u8", wid);
+	struct wh_status ws = {.provider_id = "wamid.u8", .status = MSG_FAILED,
+	                       .provider_ts = "17502\xe2\x82", .error_code = "13\xc3",
+	                       .error_text = "caf\xc3\xa9 \xfe"};
+	struct inbox_parsed row = {.inbox_id = inbox_add(st, "u8w"), .account_id = "u8w",
+	                           .statuses = &ws, .nstatuses = 1};
+	struct apply_stats s;
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now, &s), 0);
+	assert_int_equal(s.applied, 1);
+	g = msg_of(st, wid);
+	assert_string_equal(g.error_code, "13?");
+	assert_string_equal(g.error_text, "caf\xc3\xa9 ?");
+	message_clear(&g);
+	ev = events_of(st, wid);
+	d = detail_of(&ev.e[ev.n - 1]);
+	assert_string_equal(json_string_value(json_object_get(d, "provider_ts")), "17502?\?");
+	assert_string_equal(json_string_value(json_object_get(d, "error_text")),
+	                    "caf\xc3\xa9 ?");
+	json_decref(d);
+	events_free(&ev);
+
+	/* An inbound reply: text, payload and sender. */
+	struct wh_inbound in = {.provider_msg_id = "wamid.in\xff", .context_id = "wamid.u8",
+	                        .from = "+1555\xc3", .kind = "button",
+	                        .text = (char *)"pay \xe2\x82", .payload = (char *)"\xfe" "X"};
+	row = (struct inbox_parsed){.inbox_id = inbox_add(st, "u8w"), .account_id = "u8w",
+	                            .inbound = &in, .ninbound = 1};
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now, &s), 0);
+	assert_int_equal(s.inbound, 1);
+	assert_int_equal(q1(f, "SELECT count(*) FROM inbound WHERE text = 'pay ?\?'"
+	                    " AND payload = '?X' AND sender = '+1555?'"
+	                    " AND provider_msg_id = 'wamid.in?'"), 1);
+	ev = events_of(st, wid);
+	d = detail_of(&ev.e[ev.n - 1]);
+	assert_string_equal(json_string_value(json_object_get(d, "text")), "pay ?\?");
+	json_decref(d);
+	events_free(&ev);
+
+	/* An adapter's parse error quoting raw bytes. */
+	row = (struct inbox_parsed){.inbox_id = inbox_add(st, "u8w"), .account_id = "u8w",
+	                            .malformed = true, .error = "bad byte \xff at 3"};
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now, &s), 0);
+	assert_int_equal(q1(f, "SELECT count(*) FROM webhook_inbox"
+	                    " WHERE error = 'bad byte ? at 3'"), 1);
+}
+
+static bool key_present(struct store *st, const char *hash)
+{
+	char tenant[HR_NAME_MAX];
+	int rc = st->ops->api_key_lookup(st, hash, tenant);
+	assert_true(rc == 0 || rc == HR_ENOTFOUND);
+	return rc == 0;
+}
+
+/* Keys removed from the config are revoked: the tenant's keys outside the
+ * keep list go, other tenants' stay. */
+static void test_api_key_prune(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	static const char *const acme[] = {"k1", "k2", "k3", "q\"uote"};
+	for (size_t i = 0; i < 4; i++)
+		assert_int_equal(st->ops->api_key_put(st, "acme", acme[i], NULL, &err), 0);
+	assert_int_equal(st->ops->api_key_put(st, "other", "o1", NULL, &err), 0);
+
+	const char *keep[] = {"k1", "q\"uote", "o1", "absent"};
+	assert_int_equal(st->ops->api_key_prune(st, "acme", keep, 4, &err), 0);
+	assert_true(key_present(st, "k1"));
+	assert_false(key_present(st, "k2"));
+	assert_false(key_present(st, "k3"));
+	assert_true(key_present(st, "q\"uote"));
+	assert_true(key_present(st, "o1"));
+
+	/* Bad input changes nothing. */
+	const char *bad[] = {"k1", NULL};
+	assert_int_equal(st->ops->api_key_prune(st, "acme", bad, 2, &err), HR_EINVAL);
+	assert_string_equal(err.field, "keep_hashes");
+	assert_int_equal(st->ops->api_key_prune(st, "", keep, 1, &err), HR_EINVAL);
+	assert_string_equal(err.field, "tenant_id");
+	assert_int_equal(st->ops->api_key_prune(st, "acme", NULL, 1, &err), HR_EINVAL);
+	assert_true(key_present(st, "k1"));
+
+	assert_int_equal(st->ops->api_key_prune(st, "acme", NULL, 0, &err), 0);
+	assert_int_equal(q1(f, "SELECT count(*) FROM api_key WHERE tenant_id = 'acme'"), 0);
+	assert_true(key_present(st, "o1"));
+	assert_int_equal(st->ops->api_key_prune(st, "nobody", NULL, 0, &err), 0);
+	assert_true(key_present(st, "o1"));
+}
+
 int main(void)
 {
 	hr_log_set_level(HR_LOG_WARN);
@@ -1391,6 +2021,14 @@ int main(void)
 		T(test_async_inserts),
 		T(test_failing_job_isolated),
 		T(test_queue_limit_and_close_drains),
+		T(test_webhook_scoped_to_account),
+		T(test_record_stale_attempt_fenced),
+		T(test_record_outcome_isolated),
+		T(test_queue_max_spares_internal_writes),
+		T(test_requeue_attempt_limit),
+		T(test_apply_retry_no_duplicate_events),
+		T(test_outside_text_stored_as_utf8),
+		T(test_api_key_prune),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
