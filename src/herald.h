@@ -148,6 +148,7 @@ struct message {
 	char provider_id[HR_PROVIDER_ID_MAX];
 	char error_code[HR_ERRCODE_MAX];
 	char error_text[HR_ERRTEXT_MAX];
+	int segments;         /* SMS segments (core/segments.h); 0 on other channels */
 };
 
 void message_clear(struct message *m); /* frees content/body, zeroes */

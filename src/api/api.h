@@ -37,7 +37,7 @@ struct api_opts {
 	int max_attempts;            /* dispatch.max_attempts, stored on each accepted
 	                              * message (0 = the dispatcher's default, 8) */
 	struct store *store;
-	const struct account_set *accounts;
+	struct account_set *accounts;
 	struct dispatcher *dispatcher; /* may be NULL (api-only role) */
 	struct applier *applier;       /* may be NULL */
 };

@@ -80,7 +80,7 @@ static int resolve_account(const struct api_server *s, const char *tenant, const
                            const char *account, struct channel_account **out,
                            struct hr_err *err)
 {
-	const struct account_set *set = s->o.accounts;
+	struct account_set *set = s->o.accounts;
 	char cc[32];
 	if (account) {
 		struct channel_account *a = account_set_find(set, account);
@@ -99,8 +99,8 @@ static int resolve_account(const struct api_server *s, const char *tenant, const
 	if (!channel_find(channel))
 		return hr_fail(err, HR_EINVAL, "channel", "unknown channel '%s'",
 		               api_clip(cc, sizeof cc, channel));
-	for (size_t i = 0; i < set->n; i++) {
-		struct channel_account *a = set->items[i];
+	struct channel_account *a;
+	for (size_t i = 0; (a = account_set_at(set, i)) != NULL; i++) {
 		if (strcmp(a->tenant_id, tenant) == 0 && strcmp(a->ops->name, channel) == 0) {
 			*out = a;
 			return 0;

@@ -250,9 +250,9 @@ static int normalize_filter_to(struct api_req *r, const char *channel, const cha
 {
 	const struct channel_ops *ops = channel ? channel_find(channel) : NULL;
 	if (!channel) {
-		const struct account_set *set = r->srv->o.accounts;
-		for (size_t i = 0; i < set->n; i++) {
-			const struct channel_account *a = set->items[i];
+		struct account_set *set = r->srv->o.accounts;
+		const struct channel_account *a;
+		for (size_t i = 0; (a = account_set_at(set, i)) != NULL; i++) {
 			if (strcmp(a->tenant_id, r->tenant) != 0)
 				continue;
 			if (ops && ops != a->ops) {

@@ -310,6 +310,7 @@ int serve_main(int argc, char **argv)
 	if (open_store(cfg, &a, &st, &err) || sync_config(cfg, st, &err) ||
 	    account_set_load(st, &accounts, &err))
 		goto out;
+	account_set_public_url(&accounts, aopts.public_url);
 	if (dispatcher_start(st, &accounts, &dopts, &disp, &err) ||
 	    applier_start(st, &accounts, (int)hr_cfg_int(cfg, "webhooks.apply_batch", 500, 1,
 	                                                   10000, &err), &app, &err))

@@ -86,19 +86,24 @@ static enum MHD_Result webhook_start(struct api_req *r)
 	struct hr_err err;
 	hr_err_clear(&err);
 
-	if (strcmp(r->method, MHD_HTTP_METHOD_POST) != 0) {
-		if (!acct->ops->webhook_handshake) {
-			static const char *const allow[] = {"Allow", "POST", NULL};
-			return api_fail_kind(r, APIERR_METHOD, "this channel has no GET handshake",
-			                     NULL, allow);
-		}
+	/* Set-up handshakes first (WhatsApp's GET, RBM's POST {clientToken,
+	 * secret}); they carry no signature by the providers' design. */
+	if (acct->ops->webhook_handshake) {
 		int status = 500;
 		char *body = NULL;
 		int rc = acct->ops->webhook_handshake(acct, &req, &status, &body);
-		if (rc != 0 && !body)
+		if (rc < 0) {
+			free(body);
 			return api_fail(r, rc, NULL);
-		return api_respond(r, status, body, body ? strlen(body) : 0,
-		                   "text/plain; charset=utf-8", NULL);
+		}
+		if (rc == 1)
+			return api_respond(r, status, body, body ? strlen(body) : 0,
+			                   "text/plain; charset=utf-8", NULL);
+		free(body);
+	}
+	if (strcmp(r->method, MHD_HTTP_METHOD_POST) != 0) {
+		static const char *const allow[] = {"Allow", "POST", NULL};
+		return api_fail_kind(r, APIERR_METHOD, "webhook events are POSTed", NULL, allow);
 	}
 
 	int rc = acct->ops->webhook_verify(acct, &req, &err);

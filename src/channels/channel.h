@@ -5,17 +5,36 @@
  * The dispatcher does the sending (curl multi); the ingress and applier do
  * the storing.
  *
- * Canonical message content (the JSON the API stores in message.content):
- *   {"type":"text","text":"Hello"}
+ * Canonical message content (the JSON the API stores in message.content).
+ * The API copies these from the request as given and renders templates; each
+ * adapter's validate() decides what its channel supports and names the field.
+ *   {"type":"text","text":"Hello",
+ *    "buttons":[{"id":"yes","title":"Yes"},...],          optional reply buttons
+ *    "actions":[{"title":"Call us","dial":"+1555..."}|{"title":..,"url":..}],
+ *    "options":{...}}                                      channel-specific knobs
  *   {"type":"template","template":{"name":"payment_reminder","language":"en_GB",
- *                                  "parameters":["Ana","£120.00"]}}
- * (later issues add media, interactive and per-component parameters).
+ *      "parameters":["Ana","£120.00"],                     body {{n}} values
+ *      "header":{"type":"text","text":".."}|{"type":"image","url":".."}|
+ *               {"type":"document","url":"..","filename":".."},
+ *      "buttons":[{"index":0,"payload":"PAY_NOW"}|{"index":1,"text":"url-suffix"}],
+ *      "regulatory":{...}}}   copied by the API from the template's config
+ *   {"type":"document","document":{"url":"..","filename":"..","caption":".."}}
+ *   {"type":"image","image":{"url":"..","caption":".."}}
+ *   {"type":"card","card":{"title":"..","description":"..","media_url":"..",
+ *      "buttons":[..],"actions":[..]}}                      RCS rich card
+ *   {"type":"carousel","cards":[<card>,...]}                RCS carousel
+ * "options" keys by channel: whatsapp {"preview_url":bool}; sms
+ * {"validity_period":secs}; rcs {"ttl":"86400s"}; telegram
+ * {"parse_mode":"HTML"|"MarkdownV2"}. Reply-button presses come back as
+ * inbound events linked to the message; adapters that must put a reference to
+ * the message in the button (RBM postbackData, Telegram callback_data) do so.
  */
 #ifndef HR_CHANNEL_H
 #define HR_CHANNEL_H
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,6 +48,10 @@ struct channel_ops;
 struct channel_account {
 	char id[HR_NAME_MAX];
 	char tenant_id[HR_NAME_MAX];
+	/* Where this account's provider webhooks/callbacks reach Herald:
+	 * {server.public_url}/webhooks/{channel}/{id}; "" until
+	 * account_set_public_url() (Twilio's StatusCallback uses it). */
+	char webhook_url[256];
 	const struct channel_ops *ops;
 	double rate_limit;   /* messages per second ("rate_limit" in config) */
 	json_t *config;      /* the account's config object, owned */
@@ -61,6 +84,11 @@ struct send_outcome {
 	char error_text[HR_ERRTEXT_MAX];   /* provider's text */
 	int64_t retry_after_us;            /* hint from Retry-After or the body, 0 if none */
 	bool account_blocked;              /* stop this account's sends (token expired...) */
+	/* The recipient moved (Telegram migrate_to_chat_id): resend there at
+	 * once (cls TRANSIENT, retry_after 0) and remember it. "" otherwise. */
+	char new_recipient[HR_ADDR_MAX];
+	/* The recipient opted out at the provider (Twilio 21610): suppress. */
+	bool suppress_recipient;
 };
 
 /* An incoming webhook request, as the ingress received it. Borrowed. */
@@ -82,11 +110,17 @@ struct wh_parsed {
 	size_t nstatuses, capstatuses;
 	struct wh_inbound *inbound;
 	size_t ninbound, capinbound;
+	/* Requests to make to the provider once the events are committed, e.g.
+	 * Telegram's answerCallbackQuery (without it the button keeps spinning).
+	 * The applier sends them (bounded timeout) and logs failures. */
+	struct http_req *followups;
+	size_t nfollowups, capfollowups;
 };
 void wh_parsed_clear(struct wh_parsed *p);
 /* Appends a zeroed entry and returns it (NULL on OOM). */
 struct wh_status *wh_parsed_add_status(struct wh_parsed *p);
 struct wh_inbound *wh_parsed_add_inbound(struct wh_parsed *p);
+struct http_req *wh_parsed_add_followup(struct wh_parsed *p);
 
 struct channel_ops {
 	const char *name;          /* "whatsapp" */
@@ -113,8 +147,11 @@ struct channel_ops {
 	                   const char *body, size_t len, const char *retry_after,
 	                   struct send_outcome *out);
 
-	/* GET handshakes (WhatsApp hub.challenge). Sets *status and *body (heap,
-	 * text/plain). NULL if the channel has none. */
+	/* Set-up handshakes, tried on every webhook request before the signature
+	 * check (WhatsApp: GET hub.challenge; RBM: POST with clientToken and secret).
+	 * Returns 1 if this request was a handshake and *status and *body (heap,
+	 * text/plain) are the answer; 0 if it is not one (go on to verify and
+	 * store it). NULL if the channel has none. */
 	int (*webhook_handshake)(const struct channel_account *acct, const struct wh_request *req,
 	                         int *status, char **body);
 	/* Verifies the signature over the raw body: 0 or HR_EAUTH (err says why). */
@@ -129,6 +166,9 @@ struct channel_ops {
 };
 
 extern const struct channel_ops channel_whatsapp;
+extern const struct channel_ops channel_sms;       /* twilio.c, name "sms"   */
+extern const struct channel_ops channel_rcs;       /* rbm.c, name "rcs"      */
+extern const struct channel_ops channel_telegram;  /* telegram.c             */
 
 /* The registry (registry.c): one line per channel. NULL if unknown. */
 const struct channel_ops *channel_find(const char *name);
@@ -139,14 +179,30 @@ int channel_account_new(const struct account_row *row, struct channel_account **
                         struct hr_err *err);
 void channel_account_free(struct channel_account *a);
 
-/* The set of all loaded accounts, looked up by id. Built once at start; read-
- * only afterwards, so any thread may look up without locking. */
+/* The set of all loaded accounts, looked up by id. Loaded at start; accounts
+ * added or changed later through the API are put in with account_set_put.
+ * Lookups take a read lock; a looked-up account stays valid until
+ * account_set_clear (a replaced account is retired, not freed), so callers
+ * may keep the pointer. `generation` changes on every put, so the
+ * dispatcher can notice new accounts. */
 struct account_set {
 	struct channel_account **items;
-	size_t n;
+	size_t n, cap;
+	struct channel_account **retired;
+	size_t nretired;
+	char public_url[192];
+	unsigned generation;
+	pthread_rwlock_t lock;
 };
 int account_set_load(struct store *st, struct account_set *out, struct hr_err *err);
-struct channel_account *account_set_find(const struct account_set *s, const char *id);
+/* Sets server.public_url and fills every account's webhook_url. */
+void account_set_public_url(struct account_set *s, const char *public_url);
+/* Adds a loaded account, or replaces the one with the same id. Takes ownership. */
+int account_set_put(struct account_set *s, struct channel_account *a);
+struct channel_account *account_set_find(struct account_set *s, const char *id);
+/* The i-th account (sorted by id) or NULL past the end; for iteration. */
+struct channel_account *account_set_at(struct account_set *s, size_t i);
+unsigned account_set_generation(struct account_set *s);
 void account_set_clear(struct account_set *s);
 
 #endif

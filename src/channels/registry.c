@@ -74,9 +74,13 @@ void wh_parsed_clear(struct wh_parsed *p)
 	for (size_t i = 0; i < p->ninbound; i++) {
 		free(p->inbound[i].text);
 		free(p->inbound[i].payload);
+		free(p->inbound[i].auto_reply);
 	}
+	for (size_t i = 0; i < p->nfollowups; i++)
+		http_req_clear(&p->followups[i]);
 	free(p->statuses);
 	free(p->inbound);
+	free(p->followups);
 	memset(p, 0, sizeof *p);
 }
 
@@ -101,6 +105,15 @@ struct wh_status *wh_parsed_add_status(struct wh_parsed *p)
 	struct wh_status *s = &p->statuses[p->nstatuses++];
 	memset(s, 0, sizeof *s);
 	return s;
+}
+
+struct http_req *wh_parsed_add_followup(struct wh_parsed *p)
+{
+	if (!grow((void **)&p->followups, p->nfollowups, &p->capfollowups, sizeof *p->followups))
+		return NULL;
+	struct http_req *r = &p->followups[p->nfollowups++];
+	memset(r, 0, sizeof *r);
+	return r;
 }
 
 struct wh_inbound *wh_parsed_add_inbound(struct wh_parsed *p)
@@ -203,15 +216,19 @@ static int account_cmp(const void *x, const void *y)
 int account_set_load(struct store *st, struct account_set *out, struct hr_err *err)
 {
 	memset(out, 0, sizeof *out);
+	pthread_rwlock_init(&out->lock, NULL);
 	struct account_row *rows = NULL;
 	size_t n = 0;
 	int rc = st->ops->account_list(st, NULL, &rows, &n);
-	if (rc)
+	if (rc) {
+		pthread_rwlock_destroy(&out->lock);
 		return hr_fail(err, rc, "accounts", "cannot list accounts: %s", hr_code_name(rc));
+	}
 	if (n && !(out->items = calloc(n, sizeof *out->items))) {
 		hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 		rc = HR_ENOMEM;
 	}
+	out->cap = n;
 	for (size_t i = 0; rc == 0 && out->items && i < n; i++) {
 		rc = channel_account_new(&rows[i], &out->items[i], err);
 		if (rc == 0)
@@ -236,25 +253,121 @@ int account_set_load(struct store *st, struct account_set *out, struct hr_err *e
 	return rc;
 }
 
-struct channel_account *account_set_find(const struct account_set *s, const char *id)
+static void fill_webhook_url(const struct account_set *s, struct channel_account *a)
 {
-	if (!s || !id || !s->n)
+	if (s->public_url[0])
+		snprintf(a->webhook_url, sizeof a->webhook_url, "%.150s/webhooks/%s/%s",
+		         s->public_url, a->ops->name, a->id);
+}
+
+void account_set_public_url(struct account_set *s, const char *public_url)
+{
+	pthread_rwlock_wrlock(&s->lock);
+	hr_strlcpy(s->public_url, public_url ? public_url : "", sizeof s->public_url);
+	size_t l = strlen(s->public_url);
+	while (l > 0 && s->public_url[l - 1] == '/')
+		s->public_url[--l] = '\0';
+	for (size_t i = 0; i < s->n; i++)
+		fill_webhook_url(s, s->items[i]);
+	pthread_rwlock_unlock(&s->lock);
+}
+
+/* Index of id in the sorted items, or where it would go (*found false). */
+static size_t locate(const struct account_set *s, const char *id, bool *found)
+{
+	size_t lo = 0, hi = s->n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(s->items[mid]->id, id);
+		if (c == 0) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = false;
+	return lo;
+}
+
+int account_set_put(struct account_set *s, struct channel_account *a)
+{
+	pthread_rwlock_wrlock(&s->lock);
+	fill_webhook_url(s, a);
+	bool found;
+	size_t i = locate(s, a->id, &found);
+	int rc = 0;
+	if (found) {
+		/* Retire, don't free: another thread may hold the old pointer. */
+		struct channel_account **r = realloc(s->retired, (s->nretired + 1) * sizeof *r);
+		if (!r) {
+			rc = HR_ENOMEM;
+		} else {
+			s->retired = r;
+			s->retired[s->nretired++] = s->items[i];
+			s->items[i] = a;
+		}
+	} else {
+		if (s->n == s->cap) {
+			size_t cap = s->cap ? s->cap * 2 : 8;
+			struct channel_account **it = realloc(s->items, cap * sizeof *it);
+			if (!it)
+				rc = HR_ENOMEM;
+			else
+				s->items = it, s->cap = cap;
+		}
+		if (rc == 0) {
+			memmove(&s->items[i + 1], &s->items[i], (s->n - i) * sizeof *s->items);
+			s->items[i] = a;
+			s->n++;
+		}
+	}
+	if (rc == 0)
+		s->generation++;
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
+struct channel_account *account_set_find(struct account_set *s, const char *id)
+{
+	if (!s || !id)
 		return NULL;
-	struct channel_account key;
-	hr_strlcpy(key.id, id, sizeof key.id);
-	if (strlen(id) >= sizeof key.id)
-		return NULL;
-	const struct channel_account *kp = &key;
-	struct channel_account **hit = bsearch(&kp, s->items, s->n, sizeof *s->items, account_cmp);
-	return hit ? *hit : NULL;
+	pthread_rwlock_rdlock(&s->lock);
+	bool found = false;
+	size_t i = s->n ? locate(s, id, &found) : 0;
+	struct channel_account *a = found ? s->items[i] : NULL;
+	pthread_rwlock_unlock(&s->lock);
+	return a;
+}
+
+struct channel_account *account_set_at(struct account_set *s, size_t i)
+{
+	pthread_rwlock_rdlock(&s->lock);
+	struct channel_account *a = i < s->n ? s->items[i] : NULL;
+	pthread_rwlock_unlock(&s->lock);
+	return a;
+}
+
+unsigned account_set_generation(struct account_set *s)
+{
+	pthread_rwlock_rdlock(&s->lock);
+	unsigned g = s->generation;
+	pthread_rwlock_unlock(&s->lock);
+	return g;
 }
 
 void account_set_clear(struct account_set *s)
 {
-	if (!s)
+	if (!s || (!s->items && !s->retired && !s->n && !s->cap))
 		return;
 	for (size_t i = 0; s->items && i < s->n; i++)
 		channel_account_free(s->items[i]);
+	for (size_t i = 0; i < s->nretired; i++)
+		channel_account_free(s->retired[i]);
 	free(s->items);
+	free(s->retired);
+	pthread_rwlock_destroy(&s->lock);
 	memset(s, 0, sizeof *s);
 }

@@ -555,6 +555,8 @@ static int wa_webhook_handshake(const struct channel_account *acct, const struct
                                 int *status, char **body)
 {
 	const struct wa_priv *p = acct->priv;
+	if (strcmp(req->method, "GET") != 0)
+		return 0; /* events are POSTs: not a handshake */
 	const char *mode = req->query ? req->query(req->ctx, "hub.mode") : NULL;
 	const char *token = req->query ? req->query(req->ctx, "hub.verify_token") : NULL;
 	const char *challenge = req->query ? req->query(req->ctx, "hub.challenge") : NULL;
@@ -563,7 +565,7 @@ static int wa_webhook_handshake(const struct channel_account *acct, const struct
 	          challenge && *challenge && strlen(challenge) <= WA_CHALLENGE_MAX;
 	*status = ok ? 200 : 403;
 	*body = strdup(ok ? challenge : "verification failed");
-	return *body ? 0 : HR_ENOMEM;
+	return *body ? 1 : HR_ENOMEM;
 }
 
 static int wa_webhook_verify(const struct channel_account *acct, const struct wh_request *req,

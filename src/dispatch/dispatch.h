@@ -39,7 +39,7 @@ struct dispatch_result {
 typedef void (*dispatch_watch_fn)(void *arg, const struct dispatch_result *r);
 
 /* Starts the dispatcher thread. accounts is borrowed for the dispatcher's life. */
-int dispatcher_start(struct store *st, const struct account_set *accounts,
+int dispatcher_start(struct store *st, struct account_set *accounts,
                      const struct dispatch_opts *opts, struct dispatcher **out,
                      struct hr_err *err);
 /* Stops claiming, waits (up to the HTTP timeout) for transfers in flight to

@@ -66,6 +66,8 @@ struct watch {
 struct dispatcher {
 	struct store *st;
 	struct dispatch_opts o;
+	struct account_set *set;
+	unsigned set_gen;
 	struct acct_state *accts;
 	size_t naccts, rr;
 	CURLM *multi;
@@ -98,6 +100,8 @@ void dispatch_opts_default(struct dispatch_opts *o)
 	o->http_timeout_us = 15 * 1000000LL;
 	o->reconcile_every_us = 1000000;
 }
+
+static int sync_accounts(struct dispatcher *d, bool force);
 
 /* ---- sync-mode watchers ------------------------------------------------ */
 
@@ -580,9 +584,11 @@ static void *dispatch_main(void *arg)
 			d->next_reconcile = now + d->o.reconcile_every_us;
 		}
 		watch_expire(d, now);
-		if (atomic_exchange(&d->notified, false))
+		if (atomic_exchange(&d->notified, false)) {
+			sync_accounts(d, false);
 			for (size_t i = 0; i < d->naccts; i++)
 				d->accts[i].idle_until = 0;
+		}
 
 		int64_t wake = stopping ? now + 50000 : fill(d);
 		if (wake > d->next_reconcile)
@@ -610,9 +616,61 @@ static void *dispatch_main(void *arg)
 	return NULL;
 }
 
+/* ---- accounts ------------------------------------------------------------- */
+
+/*
+ * Brings the per-account state in line with the account set when accounts
+ * were added or changed (through the API). State of accounts that remain
+ * (token bucket, pauses, blocked) is kept; a changed rate limit restarts the
+ * bucket. Runs on the dispatcher thread, or before it starts.
+ */
+static int sync_accounts(struct dispatcher *d, bool force)
+{
+	unsigned gen = account_set_generation(d->set);
+	if (!force && gen == d->set_gen)
+		return 0;
+	size_t n = 0;
+	while (account_set_at(d->set, n))
+		n++;
+	struct acct_state *na = calloc(n ? n : 1, sizeof *na);
+	if (!na)
+		return HR_ENOMEM;
+	int64_t now = hr_mono_us();
+	for (size_t i = 0; i < n; i++) {
+		struct channel_account *a = account_set_at(d->set, i);
+		if (!a) { /* the set cannot shrink; defensive */
+			n = i;
+			break;
+		}
+		struct acct_state *old = NULL;
+		for (size_t k = 0; k < d->naccts; k++)
+			if (strcmp(d->accts[k].acct->id, a->id) == 0)
+				old = &d->accts[k];
+		if (old && old->rl.rate == (a->rate_limit > 0 ? a->rate_limit : 1)) {
+			na[i] = *old;
+		} else {
+			double rate = a->rate_limit;
+			ratelimit_init(&na[i].rl, rate, rate < 1 ? 1 : rate, now);
+		}
+		na[i].acct = a;
+		if (old && old->acct != a)
+			na[i].blocked = false; /* new credentials: try again */
+	}
+	/* In-flight transfers point at states: remap them. */
+	for (struct xfer *x = d->xfers; x; x = x->next)
+		for (size_t i = 0; i < n; i++)
+			if (strcmp(na[i].acct->id, x->as->acct->id) == 0)
+				x->as = &na[i];
+	free(d->accts);
+	d->accts = na;
+	d->naccts = n;
+	d->set_gen = gen;
+	return 0;
+}
+
 /* ---- lifecycle ------------------------------------------------------------ */
 
-int dispatcher_start(struct store *st, const struct account_set *accounts,
+int dispatcher_start(struct store *st, struct account_set *accounts,
                      const struct dispatch_opts *opts, struct dispatcher **out,
                      struct hr_err *err)
 {
@@ -626,13 +684,10 @@ int dispatcher_start(struct store *st, const struct account_set *accounts,
 		dispatch_opts_default(&d->o);
 	if (d->o.max_in_flight < 1)
 		d->o.max_in_flight = 1;
-	d->naccts = accounts->n;
-	d->accts = calloc(d->naccts ? d->naccts : 1, sizeof *d->accts);
-	int64_t now = hr_mono_us();
-	for (size_t i = 0; i < d->naccts; i++) {
-		d->accts[i].acct = accounts->items[i];
-		double rate = accounts->items[i]->rate_limit;
-		ratelimit_init(&d->accts[i].rl, rate, rate < 1 ? 1 : rate, now);
+	d->set = accounts;
+	if (sync_accounts(d, true) != 0) {
+		free(d);
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	}
 	pthread_mutex_init(&d->watch_lock, NULL);
 	pthread_mutex_init(&d->out_lock, NULL);

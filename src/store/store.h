@@ -61,6 +61,12 @@ struct template_row {
 	char language[16];
 	char *body;                  /* "Hi {{1}}, ..." heap */
 	int param_count;
+	/* JSON object text or NULL, heap: what else the template declares,
+	 * {"header":{"type":"text"|"image"|"document","params":N},
+	 *  "buttons":[{"type":"quick_reply"|"url","params":N},...],
+	 *  "regulatory":{...provider fields carried with every send, e.g. India's
+	 *                DLT "dlt_entity_id","dlt_template_id"...}} */
+	char *config;
 };
 void template_row_clear(struct template_row *t);
 
@@ -106,6 +112,14 @@ struct send_result {
 	                              * expired is recorded as ignored) */
 	enum send_kind kind;
 	int64_t due_at;              /* SEND_RETRY: next attempt time (us) */
+	/* SEND_RETRY with a new address: the recipient moved (a Telegram group
+	 * migrated to a supergroup). The message's recipient becomes this, the
+	 * account remembers old -> new (claims map the old address from then
+	 * on) and a "recipient_migrated" event is recorded. "" otherwise. */
+	char new_recipient[HR_ADDR_MAX];
+	/* The provider says the recipient opted out (Twilio 21610): add them to
+	 * the tenant's suppression list for this channel, reason = error. */
+	bool suppress;
 	int http_status;             /* 0 if no HTTP answer (network error) */
 	int64_t latency_us;
 	char provider_id[HR_PROVIDER_ID_MAX];
@@ -140,6 +154,13 @@ struct wh_status {
 /* A customer reply or button press, parsed by the channel adapter. */
 struct wh_inbound {
 	char provider_msg_id[HR_PROVIDER_ID_MAX]; /* the inbound message's own id */
+	/* +1: an opt-out keyword (STOP...): add `from` to the tenant's suppression
+	 * list for this channel; -1: opt back in (START...): remove it; 0: none. */
+	int optout;
+	/* Text to send back to `from` from the same account (HELP answers), heap
+	 * or NULL. The store queues it as a new message in the same transaction,
+	 * only when this inbound is new (a replayed webhook answers nothing). */
+	char *auto_reply;
 	char context_id[HR_PROVIDER_ID_MAX];      /* provider id of the message replied to, "" if none */
 	char from[HR_ADDR_MAX];
 	char kind[16];                /* "text", "button", "interactive" */
@@ -159,6 +180,14 @@ struct inbox_parsed {
 	size_t nstatuses;
 	struct wh_inbound *inbound;
 	size_t ninbound;
+};
+
+struct suppression_row {
+	char tenant_id[HR_NAME_MAX];
+	char channel[16];
+	char recipient[HR_ADDR_MAX];
+	char reason[256];            /* "inbound STOP", "twilio 21610: ..." */
+	int64_t created_at;
 };
 
 /* Per-call figures from apply_inbox. */
@@ -232,6 +261,11 @@ struct store_ops {
 	 * lease_until = now + lease_us. Claimed messages are returned in out[]
 	 * (caller allocates limit entries, message_clear()s each). Goes through
 	 * the writer (a claim is a write) but blocks.
+	 * A claimed message whose recipient is on the tenant's suppression list
+	 * for its channel is not returned: it becomes SUPPRESSED with an event
+	 * "suppressed" (detail: the reason) in the same transaction. A recipient
+	 * the account has an alias for (see send_result.new_recipient) is
+	 * rewritten to the new address (event "recipient_migrated").
 	 */
 	int (*claim)(struct store *st, const char *account_id, int64_t now, int64_t lease_us,
 	             int limit, struct message *out, size_t *n);
@@ -251,6 +285,16 @@ struct store_ops {
 	int (*requeue_expired)(struct store *st, int64_t now, int *n);
 	/* Earliest due_at among QUEUED messages of the account, or 0 if none. */
 	int (*next_due)(struct store *st, const char *account_id, int64_t *due_at);
+
+	/* ---- suppression (opt-outs), per tenant and channel ---- */
+	int (*suppression_put)(struct store *st, const char *tenant_id, const char *channel,
+	                       const char *recipient, const char *reason, struct hr_err *err);
+	/* HR_ENOTFOUND if the recipient was not suppressed. */
+	int (*suppression_delete)(struct store *st, const char *tenant_id, const char *channel,
+	                          const char *recipient, struct hr_err *err);
+	/* Rows as a heap array; channel NULL = all channels. */
+	int (*suppression_list)(struct store *st, const char *tenant_id, const char *channel,
+	                        struct suppression_row **out, size_t *n);
 
 	/* ---- idempotency ---- */
 	int (*idem_get)(struct store *st, const char *tenant_id, const char *key,

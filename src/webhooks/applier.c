@@ -20,7 +20,7 @@
 
 struct applier {
 	struct store *st;
-	const struct account_set *accounts;
+	struct account_set *accounts;
 	int batch;
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -115,7 +115,7 @@ static void *applier_main(void *arg)
 	return NULL;
 }
 
-int applier_start(struct store *st, const struct account_set *accounts, int batch,
+int applier_start(struct store *st, struct account_set *accounts, int batch,
                   struct applier **out, struct hr_err *err)
 {
 	struct applier *a = calloc(1, sizeof *a);

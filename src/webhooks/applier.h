@@ -12,7 +12,7 @@
 
 struct applier;
 
-int applier_start(struct store *st, const struct account_set *accounts, int batch,
+int applier_start(struct store *st, struct account_set *accounts, int batch,
                   struct applier **out, struct hr_err *err);
 void applier_stop(struct applier *a);
 /* New inbox rows were committed: wake the applier. Thread-safe, cheap. */
