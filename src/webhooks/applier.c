@@ -6,6 +6,7 @@
  *
  * Thread "applier" owns everything here except `wake` (notify from any thread).
  */
+#include <curl/curl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -28,6 +29,44 @@ struct applier {
 	bool wake;
 	atomic_bool stop;
 };
+
+static size_t discard(char *p, size_t size, size_t nmemb, void *arg)
+{
+	(void)p, (void)arg;
+	return size * nmemb;
+}
+
+/*
+ * Makes one follow-up request an adapter asked for (Telegram's
+ * answerCallbackQuery), after its events are committed. Bounded: a provider
+ * that does not answer within 5 s costs one log line, never the inbox. A
+ * follow-up is a courtesy to the user's client (a spinner stops); losing one
+ * on a crash is acceptable, so it is not queued durably.
+ */
+static void followup(const struct http_req *r)
+{
+	CURL *c = curl_easy_init();
+	if (!c)
+		return;
+	curl_easy_setopt(c, CURLOPT_URL, r->url);
+	curl_easy_setopt(c, CURLOPT_POST, 1L);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, r->body ? r->body : "");
+	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, r->headers);
+	if (r->userpwd)
+		curl_easy_setopt(c, CURLOPT_USERPWD, r->userpwd);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	CURLcode cc = curl_easy_perform(c);
+	long status = 0;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	if (cc != CURLE_OK || status < 200 || status >= 300)
+		hr_log(HR_LOG_WARN, "applier", "follow-up request failed: %s (HTTP %ld)",
+		       curl_easy_strerror(cc), status);
+	curl_easy_cleanup(c);
+}
 
 /* Parses and applies one fetched batch; returns how many rows it handled. */
 static size_t apply_batch(struct applier *a, struct inbox_row *rows, size_t n)
@@ -76,6 +115,10 @@ static size_t apply_batch(struct applier *a, struct inbox_row *rows, size_t n)
 			hr_log(HR_LOG_WARN, "applier", "%d malformed webhook rows marked failed",
 			       stats.malformed);
 	}
+	if (rc == 0)
+		for (size_t i = 0; i < n; i++)
+			for (size_t k = 0; k < events[i].nfollowups; k++)
+				followup(&events[i].followups[k]);
 	for (size_t i = 0; i < n; i++)
 		wh_parsed_clear(&events[i]);
 	free(events);

@@ -35,7 +35,29 @@ static int free_port(void)
 	return ntohs(a.sin_port);
 }
 
+/* Writes s to f with @API@ and @SIM@ replaced. */
+static void put_subst(FILE *f, const struct world *w, const char *s)
+{
+	while (s && *s) {
+		if (!strncmp(s, "@API@", 5)) {
+			fputs(w->api, f);
+			s += 5;
+		} else if (!strncmp(s, "@SIM@", 5)) {
+			fputs(w->sim, f);
+			s += 5;
+		} else {
+			fputc(*s++, f);
+		}
+	}
+}
+
 void world_init(struct world *w, const char *sim_knobs, const char *extra)
+{
+	world_init2(w, NULL, NULL, NULL, sim_knobs, extra);
+}
+
+void world_init2(struct world *w, const char *accounts, const char *templates,
+                 const char *sim_sections, const char *sim_knobs, const char *extra)
 {
 	memset(w, 0, sizeof *w);
 	snprintf(w->dir, sizeof w->dir, "/tmp/herald-it-XXXXXX");
@@ -61,19 +83,23 @@ void world_init(struct world *w, const char *sim_knobs, const char *extra)
 	        "      - id: acme-wa\n        channel: whatsapp\n        base_url: %s\n"
 	        "        api_version: \"21.0\"\n        phone_number_id: \"106540352242922\"\n"
 	        "        access_token: test-token\n        app_secret: app-secret-123\n"
-	        "        verify_token: verify-me\n        rate_limit: 5000\n"
-	        "    templates:\n"
-	        "      - {name: payment_reminder, channel: whatsapp, language: en_GB,"
-	        " body: \"Hi {{1}}, pay {{2}}\"}\n"
+	        "        verify_token: verify-me\n        rate_limit: 5000\n",
+	        w->api_port, w->api, w->db, w->sim);
+	put_subst(f, w, accounts);
+	fprintf(f, "    templates:\n"
+	           "      - {name: payment_reminder, channel: whatsapp, language: en_GB,"
+	           " body: \"Hi {{1}}, pay {{2}}\"}\n");
+	put_subst(f, w, templates);
+	fprintf(f,
 	        "  - id: other\n    name: Other\n    api_keys: [hk_other_0123456789abcdef]\n"
-	        "sim:\n  listen: 127.0.0.1:%d\n  whatsapp:\n"
-	        "    seed: 42\n    sent_delay_ms: 5\n    delivered_delay_ms: 20\n"
-	        "    read_delay_ms: 40\n    webhook_retry_s: 120\n",
-	        w->api_port, w->api, w->db, w->sim, w->sim_port);
-	if (sim_knobs)
-		fputs(sim_knobs, f);
-	if (extra)
-		fputs(extra, f);
+	        "sim:\n  listen: 127.0.0.1:%d\n",
+	        w->sim_port);
+	put_subst(f, w, sim_sections);
+	fprintf(f, "  whatsapp:\n"
+	           "    seed: 42\n    sent_delay_ms: 5\n    delivered_delay_ms: 20\n"
+	           "    read_delay_ms: 40\n    webhook_retry_s: 120\n");
+	put_subst(f, w, sim_knobs);
+	put_subst(f, w, extra);
 	fclose(f);
 }
 

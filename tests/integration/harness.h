@@ -30,6 +30,14 @@ struct world {
  * under `sim.whatsapp:` (sim_knobs, indented 4 spaces per line, may be NULL)
  * and extra top-level YAML (extra, may be NULL), and picks free ports. */
 void world_init(struct world *w, const char *sim_knobs, const char *dispatch_extra);
+/* Like world_init, plus YAML inserted into tenant acme's `accounts:` list
+ * (items indented 6 spaces: "      - id: acme-sms\n        channel: sms\n...")
+ * and into acme's `templates:` list (6 spaces), and sections inserted under
+ * `sim:` (indented 2 spaces: "  sms:\n    seed: 1\n"). Any may be NULL. In
+ * the YAML, the strings @API@ and @SIM@ are replaced by the gateway's and the
+ * simulator's base URLs. */
+void world_init2(struct world *w, const char *accounts, const char *templates,
+                 const char *sim_sections, const char *sim_knobs, const char *extra);
 void world_start_sim(struct world *w);
 void world_start_serve(struct world *w);
 /* SIGTERM and wait; asserts a clean exit (0) so ASan leak reports fail tests. */
