@@ -22,17 +22,17 @@
  * ------------------------------------------------------------------------- */
 enum hr_code {
 	HR_OK = 0,
-	HR_EINVAL = -1,       /* bad input: 400/422, names the field          */
-	HR_ENOTFOUND = -2,    /* 404                                          */
-	HR_ECONFLICT = -3,    /* unique key taken, idempotency mismatch: 409/422 */
-	HR_EAUTH = -4,        /* missing/bad credentials or signature: 401    */
-	HR_ENOMEM = -5,       /* allocation failed                            */
-	HR_EIO = -6,          /* store or file I/O failed: 500/503            */
-	HR_ELIMIT = -7,       /* a size or count limit was exceeded: 413      */
-	HR_EBUSY = -8,        /* try again later: 503                         */
-	HR_ETIMEOUT = -9,     /* a bounded wait ran out                       */
-	HR_EINTERNAL = -10,   /* a bug: 500                                   */
-	HR_EFORBIDDEN = -11,  /* authenticated but not allowed: 403           */
+	HR_EINVAL = -1,      /* bad input: 400/422, names the field          */
+	HR_ENOTFOUND = -2,   /* 404                                          */
+	HR_ECONFLICT = -3,   /* unique key taken, idempotency mismatch: 409/422 */
+	HR_EAUTH = -4,       /* missing/bad credentials or signature: 401    */
+	HR_ENOMEM = -5,      /* allocation failed                            */
+	HR_EIO = -6,         /* store or file I/O failed: 500/503            */
+	HR_ELIMIT = -7,      /* a size or count limit was exceeded: 413      */
+	HR_EBUSY = -8,       /* try again later: 503                         */
+	HR_ETIMEOUT = -9,    /* a bounded wait ran out                       */
+	HR_EINTERNAL = -10,  /* a bug: 500                                   */
+	HR_EFORBIDDEN = -11, /* authenticated but not allowed: 403           */
 };
 
 const char *hr_code_name(int code); /* "invalid", "not_found", ... */
@@ -49,7 +49,7 @@ struct hr_err {
 
 /* Sets err (if not NULL) and returns code, so callers can `return hr_fail(...)`. */
 int hr_fail(struct hr_err *err, int code, const char *field, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 void hr_err_clear(struct hr_err *err);
 
 /* ---------------------------------------------------------------------------
@@ -92,7 +92,7 @@ enum msg_status {
 	MSG__COUNT
 };
 
-const char *msg_status_name(enum msg_status s);       /* "queued", ...  */
+const char *msg_status_name(enum msg_status s);               /* "queued", ...  */
 int msg_status_parse(const char *name, enum msg_status *out); /* 0 or HR_EINVAL */
 /* True for a status after which nothing more is expected on this channel. */
 bool msg_status_final(enum msg_status s, bool channel_has_receipts);
@@ -102,10 +102,10 @@ bool msg_status_final(enum msg_status s, bool channel_has_receipts);
  * status `cur` (status/status.c holds the table and its reasons).
  */
 enum status_verdict {
-	STATUS_APPLY = 0,          /* move to next                             */
-	STATUS_APPLY_IMPLIED = 1,  /* READ over SENT: record DELIVERED, then READ */
-	STATUS_IGNORE_DUP = 2,     /* same status again: change nothing        */
-	STATUS_IGNORE_STALE = 3,   /* ranks at or below cur: record as ignored */
+	STATUS_APPLY = 0,         /* move to next                             */
+	STATUS_APPLY_IMPLIED = 1, /* READ over SENT: record DELIVERED, then READ */
+	STATUS_IGNORE_DUP = 2,    /* same status again: change nothing        */
+	STATUS_IGNORE_STALE = 3,  /* ranks at or below cur: record as ignored */
 };
 enum status_verdict status_decide(enum msg_status cur, enum msg_status next);
 const char *status_verdict_name(enum status_verdict v);
@@ -117,8 +117,8 @@ enum msg_priority {
 };
 
 /* Sizes of the fixed string fields below (including the terminating NUL). */
-#define HR_NAME_MAX 64      /* tenant, account, channel, template names   */
-#define HR_ADDR_MAX 64      /* recipient address: E.164 or chat id        */
+#define HR_NAME_MAX 64 /* tenant, account, channel, template names   */
+#define HR_ADDR_MAX 64 /* recipient address: E.164 or chat id        */
 #define HR_PROVIDER_ID_MAX 160
 #define HR_ERRCODE_MAX 32
 #define HR_ERRTEXT_MAX 512
@@ -141,14 +141,14 @@ struct message {
 	int priority;
 	int attempts;
 	int max_attempts;
-	int64_t created_at;   /* us */
-	int64_t updated_at;   /* us */
-	int64_t due_at;       /* us: not claimed before this */
-	int64_t lease_until;  /* us: 0 unless SENDING */
+	int64_t created_at;  /* us */
+	int64_t updated_at;  /* us */
+	int64_t due_at;      /* us: not claimed before this */
+	int64_t lease_until; /* us: 0 unless SENDING */
 	char provider_id[HR_PROVIDER_ID_MAX];
 	char error_code[HR_ERRCODE_MAX];
 	char error_text[HR_ERRTEXT_MAX];
-	int segments;         /* SMS segments (core/segments.h); 0 on other channels */
+	int segments; /* SMS segments (core/segments.h); 0 on other channels */
 };
 
 void message_clear(struct message *m); /* frees content/body, zeroes */
@@ -165,10 +165,10 @@ struct message_event {
 	int64_t at;          /* us, when Herald recorded it   */
 	int64_t provider_at; /* us, provider's timestamp or 0 */
 	char type[32];
-	char source[16];     /* "api", "dispatcher", "webhook", "reconciler" */
-	int status;          /* resulting/reported status or -1 */
+	char source[16]; /* "api", "dispatcher", "webhook", "reconciler" */
+	int status;      /* resulting/reported status or -1 */
 	bool applied;
-	char *detail;        /* JSON object text, heap, may be NULL */
+	char *detail; /* JSON object text, heap, may be NULL */
 };
 
 void message_event_clear(struct message_event *e);
@@ -193,6 +193,6 @@ bool hr_consteq(const void *a, size_t alen, const void *b, size_t blen);
 enum hr_log_level { HR_LOG_DEBUG, HR_LOG_INFO, HR_LOG_WARN, HR_LOG_ERROR };
 void hr_log_set_level(enum hr_log_level lvl);
 void hr_log(enum hr_log_level lvl, const char *module, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #endif /* HERALD_H */

@@ -25,38 +25,55 @@ struct serve_args {
 
 static int parse_args(int argc, char **argv, struct serve_args *a, const char *cmd)
 {
-	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
-		{"db", required_argument, NULL, 'd'},     {"port-file", required_argument, NULL, 'p'},
-		{"synchronous", required_argument, NULL, 's'},
-		{"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0}};
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+	                                     {"listen", required_argument, NULL, 'l'},
+	                                     {"db", required_argument, NULL, 'd'},
+	                                     {"port-file", required_argument, NULL, 'p'},
+	                                     {"synchronous", required_argument, NULL, 's'},
+	                                     {"verbose", no_argument, NULL, 'v'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
 	memset(a, 0, sizeof *a);
 	a->config = getenv("HERALD_CONFIG");
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:l:d:p:s:vh", opts, NULL)) != -1) {
 		switch (c) {
-		case 'c': a->config = optarg; break;
-		case 'l': a->listen = optarg; break;
-		case 'd': a->db = optarg; break;
-		case 'p': a->port_file = optarg; break;
-		case 's': a->sync = optarg; break;
-		case 'v': hr_log_set_level(HR_LOG_DEBUG); break;
+		case 'c':
+			a->config = optarg;
+			break;
+		case 'l':
+			a->listen = optarg;
+			break;
+		case 'd':
+			a->db = optarg;
+			break;
+		case 'p':
+			a->port_file = optarg;
+			break;
+		case 's':
+			a->sync = optarg;
+			break;
+		case 'v':
+			hr_log_set_level(HR_LOG_DEBUG);
+			break;
 		case 'h':
-			printf("usage: herald %s --config FILE [--listen HOST:PORT] [--db PATH]\n"
-			       "       [--synchronous normal|full] [--port-file PATH] [--verbose]\n\n"
-			       "  --config     YAML config (default $HERALD_CONFIG)\n"
-			       "  --listen     override server.listen (port 0 picks a free port)\n"
-			       "  --db         override store.path\n"
-			       "  --port-file  write the bound port here once listening\n",
-			       cmd);
+			printf(
+			    "usage: herald %s --config FILE [--listen HOST:PORT] [--db PATH]\n"
+			    "       [--synchronous normal|full] [--port-file PATH] [--verbose]\n\n"
+			    "  --config     YAML config (default $HERALD_CONFIG)\n"
+			    "  --listen     override server.listen (port 0 picks a free port)\n"
+			    "  --db         override store.path\n"
+			    "  --port-file  write the bound port here once listening\n",
+			    cmd);
 			return 1;
-		default: return 2;
+		default:
+			return 2;
 		}
 	}
 	if (!a->config) {
-		fprintf(stderr, "herald %s: --config FILE is required (or set HERALD_CONFIG)\n", cmd);
+		fprintf(stderr, "herald %s: --config FILE is required (or set HERALD_CONFIG)\n",
+		        cmd);
 		return 2;
 	}
 	return 0;
@@ -89,7 +106,8 @@ static int open_store(json_t *cfg, const struct serve_args *a, struct store **st
 		return err->code;
 	const struct store_ops *ops = store_backend(driver);
 	if (!ops)
-		return hr_fail(err, HR_EINVAL, "store.driver", "unknown store driver \"%s\"", driver);
+		return hr_fail(err, HR_EINVAL, "store.driver", "unknown store driver \"%s\"",
+		               driver);
 	struct store_opts so = {0};
 	if (!strcmp(sync, "full"))
 		so.sync_full = true;
@@ -113,7 +131,8 @@ static int sync_config(json_t *cfg, struct store *st, struct hr_err *err)
 	size_t ti;
 	json_t *t;
 	char f[160];
-	json_array_foreach(tenants, ti, t) {
+	json_array_foreach(tenants, ti, t)
+	{
 		struct tenant_row tr = {0};
 		snprintf(f, sizeof f, "tenants[%zu].id", ti);
 		const char *id = hr_cfg_str(t, "id", NULL, err);
@@ -131,19 +150,21 @@ static int sync_config(json_t *cfg, struct store *st, struct hr_err *err)
 		/* Keys removed from the config are revoked: the config is the
 		 * source of truth for the keys of the tenants it defines. */
 		size_t nkeys = json_array_size(keys);
-		char (*hashes)[65] = calloc(nkeys ? nkeys : 1, sizeof *hashes);
+		char(*hashes)[65] = calloc(nkeys ? nkeys : 1, sizeof *hashes);
 		const char **keep = calloc(nkeys ? nkeys : 1, sizeof *keep);
 		if (!hashes || !keep) {
 			free(hashes);
 			free(keep);
 			return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 		}
-		json_array_foreach(keys, ki, k) {
+		json_array_foreach(keys, ki, k)
+		{
 			snprintf(f, sizeof f, "tenants[%zu].api_keys[%zu]", ti, ki);
 			char *key = hr_secret_resolve(json_string_value(k), f, err);
 			if (!key || strlen(key) < 16) {
 				if (key)
-					hr_fail(err, HR_EINVAL, f, "%s is too short (16 chars at least)", f);
+					hr_fail(err, HR_EINVAL, f,
+					        "%s is too short (16 chars at least)", f);
 				free(key);
 				rc = err->code;
 				break;
@@ -165,15 +186,18 @@ static int sync_config(json_t *cfg, struct store *st, struct hr_err *err)
 		json_t *accts = json_object_get(t, "accounts");
 		size_t ai;
 		json_t *ac;
-		json_array_foreach(accts, ai, ac) {
+		json_array_foreach(accts, ai, ac)
+		{
 			struct account_row ar = {0};
 			snprintf(f, sizeof f, "tenants[%zu].accounts[%zu]", ti, ai);
 			const char *aid = hr_cfg_str(ac, "id", NULL, err);
 			const char *ch = hr_cfg_str(ac, "channel", NULL, err);
 			if (!aid || !*aid || strlen(aid) >= sizeof ar.id)
-				return hr_fail(err, HR_EINVAL, f, "%s.id is required (1..63 chars)", f);
+				return hr_fail(err, HR_EINVAL, f, "%s.id is required (1..63 chars)",
+				               f);
 			if (!ch || !channel_find(ch))
-				return hr_fail(err, HR_EINVAL, f, "%s.channel must be a known channel", f);
+				return hr_fail(err, HR_EINVAL, f,
+				               "%s.channel must be a known channel", f);
 			hr_strlcpy(ar.id, aid, sizeof ar.id);
 			hr_strlcpy(ar.tenant_id, tr.id, sizeof ar.tenant_id);
 			hr_strlcpy(ar.channel, ch, sizeof ar.channel);
@@ -187,7 +211,8 @@ static int sync_config(json_t *cfg, struct store *st, struct hr_err *err)
 		json_t *tpls = json_object_get(t, "templates");
 		size_t pi;
 		json_t *tp;
-		json_array_foreach(tpls, pi, tp) {
+		json_array_foreach(tpls, pi, tp)
+		{
 			struct template_row row = {0};
 			snprintf(f, sizeof f, "tenants[%zu].templates[%zu]", ti, pi);
 			const char *name = hr_cfg_str(tp, "name", NULL, err);
@@ -218,31 +243,35 @@ static int sync_config(json_t *cfg, struct store *st, struct hr_err *err)
 static int read_dispatch_opts(json_t *cfg, struct dispatch_opts *o, struct hr_err *err)
 {
 	dispatch_opts_default(o);
-	o->max_in_flight = (int)hr_cfg_int(cfg, "dispatch.max_in_flight", o->max_in_flight, 1,
-	                                   100000, err);
+	o->max_in_flight =
+	    (int)hr_cfg_int(cfg, "dispatch.max_in_flight", o->max_in_flight, 1, 100000, err);
 	o->lease_us = hr_cfg_int(cfg, "dispatch.lease_seconds", 30, 1, 86400, err) * 1000000;
-	o->max_attempts = (int)hr_cfg_int(cfg, "dispatch.max_attempts", o->max_attempts, 1, 100, err);
-	o->backoff_base_us = hr_cfg_int(cfg, "dispatch.backoff_base_ms", 500, 1, 3600000, err) * 1000;
-	o->backoff_max_us = hr_cfg_int(cfg, "dispatch.backoff_max_ms", 300000, 1, 86400000, err) * 1000;
-	o->http_timeout_us = hr_cfg_int(cfg, "dispatch.http_timeout_ms", 15000, 100, 600000, err) * 1000;
+	o->max_attempts =
+	    (int)hr_cfg_int(cfg, "dispatch.max_attempts", o->max_attempts, 1, 100, err);
+	o->backoff_base_us =
+	    hr_cfg_int(cfg, "dispatch.backoff_base_ms", 500, 1, 3600000, err) * 1000;
+	o->backoff_max_us =
+	    hr_cfg_int(cfg, "dispatch.backoff_max_ms", 300000, 1, 86400000, err) * 1000;
+	o->http_timeout_us =
+	    hr_cfg_int(cfg, "dispatch.http_timeout_ms", 15000, 100, 600000, err) * 1000;
 	o->reconcile_every_us =
-		hr_cfg_int(cfg, "dispatch.reconcile_ms", 1000, 10, 3600000, err) * 1000;
+	    hr_cfg_int(cfg, "dispatch.reconcile_ms", 1000, 10, 3600000, err) * 1000;
 	if (!err->code && o->lease_us <= o->http_timeout_us + 1000000)
-		return hr_fail(err, HR_EINVAL, "dispatch.lease_seconds",
-		               "dispatch.lease_seconds (%lld s) must exceed dispatch.http_timeout_ms "
-		               "(%lld ms) by more than a second: a lease that ends while its send "
-		               "is still in flight lets a second process send the message again",
-		               (long long)(o->lease_us / 1000000),
-		               (long long)(o->http_timeout_us / 1000));
+		return hr_fail(
+		    err, HR_EINVAL, "dispatch.lease_seconds",
+		    "dispatch.lease_seconds (%lld s) must exceed dispatch.http_timeout_ms "
+		    "(%lld ms) by more than a second: a lease that ends while its send "
+		    "is still in flight lets a second process send the message again",
+		    (long long)(o->lease_us / 1000000), (long long)(o->http_timeout_us / 1000));
 	return err->code;
 }
 
-static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opts *o,
-                         char *host, size_t hostlen, struct hr_err *err)
+static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opts *o, char *host,
+                         size_t hostlen, struct hr_err *err)
 {
 	api_opts_default(o);
-	const char *listen = a->listen ? a->listen : hr_cfg_str(cfg, "server.listen",
-	                                                        "127.0.0.1:8080", err);
+	const char *listen =
+	    a->listen ? a->listen : hr_cfg_str(cfg, "server.listen", "127.0.0.1:8080", err);
 	if (err->code)
 		return err->code;
 	if (split_listen(listen, host, hostlen, &o->port, a->listen ? "--listen" : "server.listen",
@@ -251,18 +280,18 @@ static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opt
 	o->listen_addr = host;
 	o->public_url = hr_cfg_str(cfg, "server.public_url", NULL, err);
 	o->threads = (int)hr_cfg_int(cfg, "server.threads", o->threads, 1, 64, err);
-	o->max_connections = (int)hr_cfg_int(cfg, "server.max_connections", o->max_connections,
-	                                     1, 100000, err);
+	o->max_connections =
+	    (int)hr_cfg_int(cfg, "server.max_connections", o->max_connections, 1, 100000, err);
 	o->max_body_bytes = (size_t)hr_cfg_int(cfg, "server.max_body_bytes",
 	                                       (int64_t)o->max_body_bytes, 1024, 1 << 30, err);
-	o->max_webhook_bytes = (size_t)hr_cfg_int(cfg, "server.max_webhook_bytes",
-	                                          (int64_t)o->max_webhook_bytes, 1024, 1 << 30, err);
+	o->max_webhook_bytes = (size_t)hr_cfg_int(
+	    cfg, "server.max_webhook_bytes", (int64_t)o->max_webhook_bytes, 1024, 1 << 30, err);
 	o->max_header_bytes = (size_t)hr_cfg_int(cfg, "server.max_header_bytes",
 	                                         (int64_t)o->max_header_bytes, 1024, 1 << 20, err);
 	o->max_batch = (int)hr_cfg_int(cfg, "server.max_batch", o->max_batch, 1, 100000, err);
 	o->sync_timeout_us =
-		hr_cfg_int(cfg, "server.sync_timeout_ms", o->sync_timeout_us / 1000, 1, 600000, err) *
-		1000;
+	    hr_cfg_int(cfg, "server.sync_timeout_ms", o->sync_timeout_us / 1000, 1, 600000, err) *
+	    1000;
 	return err->code;
 }
 
@@ -304,16 +333,17 @@ int serve_main(int argc, char **argv)
 		goto out;
 	struct dispatch_opts dopts;
 	struct api_opts aopts;
-	if (read_dispatch_opts(cfg, &dopts, &err) || read_api_opts(cfg, &a, &aopts, host,
-	                                                           sizeof host, &err))
+	if (read_dispatch_opts(cfg, &dopts, &err) ||
+	    read_api_opts(cfg, &a, &aopts, host, sizeof host, &err))
 		goto out;
 	if (open_store(cfg, &a, &st, &err) || sync_config(cfg, st, &err) ||
 	    account_set_load(st, &accounts, &err))
 		goto out;
 	account_set_public_url(&accounts, aopts.public_url);
 	if (dispatcher_start(st, &accounts, &dopts, &disp, &err) ||
-	    applier_start(st, &accounts, (int)hr_cfg_int(cfg, "webhooks.apply_batch", 500, 1,
-	                                                   10000, &err), &app, &err))
+	    applier_start(st, &accounts,
+	                  (int)hr_cfg_int(cfg, "webhooks.apply_batch", 500, 1, 10000, &err), &app,
+	                  &err))
 		goto out;
 	aopts.max_attempts = dopts.max_attempts;
 	aopts.store = st;

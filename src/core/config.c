@@ -161,8 +161,8 @@ char *hr_secret_resolve(const char *ref, const char *field, struct hr_err *err)
 	if (strncmp(ref, "env:", 4) == 0) {
 		const char *v = getenv(ref + 4);
 		if (!v || !*v) {
-			hr_fail(err, HR_EINVAL, field, "%s: environment variable %s is not set", field,
-			        ref + 4);
+			hr_fail(err, HR_EINVAL, field, "%s: environment variable %s is not set",
+			        field, ref + 4);
 			return NULL;
 		}
 		return strdup(v);

@@ -28,8 +28,8 @@ void hr_sha256_hex(const void *data, size_t len, char out[65])
 	to_hex(md, 32, out);
 }
 
-static size_t hmac(const char *digest, const void *key, size_t keylen, const void *data,
-                   size_t len, unsigned char *md, size_t mdsize)
+static size_t hmac(const char *digest, const void *key, size_t keylen, const void *data, size_t len,
+                   unsigned char *md, size_t mdsize)
 {
 	size_t outlen = 0;
 	if (!EVP_Q_mac(NULL, "HMAC", NULL, digest, NULL, key, keylen, data, len, md, mdsize,
@@ -38,24 +38,21 @@ static size_t hmac(const char *digest, const void *key, size_t keylen, const voi
 	return outlen;
 }
 
-void hr_hmac_sha256_hex(const void *key, size_t keylen, const void *data, size_t len,
-                        char out[65])
+void hr_hmac_sha256_hex(const void *key, size_t keylen, const void *data, size_t len, char out[65])
 {
 	unsigned char md[32];
 	hmac("SHA256", key, keylen, data, len, md, sizeof md);
 	to_hex(md, 32, out);
 }
 
-void hr_hmac_sha1_b64(const void *key, size_t keylen, const void *data, size_t len,
-                      char out[29])
+void hr_hmac_sha1_b64(const void *key, size_t keylen, const void *data, size_t len, char out[29])
 {
 	unsigned char md[20];
 	hmac("SHA1", key, keylen, data, len, md, sizeof md);
 	EVP_EncodeBlock((unsigned char *)out, md, 20);
 }
 
-void hr_hmac_sha512_b64(const void *key, size_t keylen, const void *data, size_t len,
-                        char out[89])
+void hr_hmac_sha512_b64(const void *key, size_t keylen, const void *data, size_t len, char out[89])
 {
 	unsigned char md[64];
 	hmac("SHA512", key, keylen, data, len, md, sizeof md);

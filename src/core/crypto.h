@@ -12,14 +12,11 @@
 /* out gets 64 hex chars + NUL. */
 void hr_sha256_hex(const void *data, size_t len, char out[65]);
 /* HMAC-SHA256(key, data) as lowercase hex (64 chars + NUL). */
-void hr_hmac_sha256_hex(const void *key, size_t keylen, const void *data, size_t len,
-                        char out[65]);
+void hr_hmac_sha256_hex(const void *key, size_t keylen, const void *data, size_t len, char out[65]);
 /* HMAC-SHA1(key, data) as standard base64 (28 chars + NUL). */
-void hr_hmac_sha1_b64(const void *key, size_t keylen, const void *data, size_t len,
-                      char out[29]);
+void hr_hmac_sha1_b64(const void *key, size_t keylen, const void *data, size_t len, char out[29]);
 /* HMAC-SHA512(key, data) as standard base64 (88 chars + NUL). */
-void hr_hmac_sha512_b64(const void *key, size_t keylen, const void *data, size_t len,
-                        char out[89]);
+void hr_hmac_sha512_b64(const void *key, size_t keylen, const void *data, size_t len, char out[89]);
 
 /* Standard base64 with padding. Returns a heap string (caller frees) or NULL. */
 char *hr_b64_encode(const void *data, size_t len);

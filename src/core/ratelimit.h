@@ -8,10 +8,10 @@
 #include <stdint.h>
 
 struct ratelimit {
-	double rate;      /* tokens per second (messages per second) */
-	double burst;     /* bucket capacity */
+	double rate;  /* tokens per second (messages per second) */
+	double burst; /* bucket capacity */
 	double tokens;
-	int64_t last_us;  /* monotonic us of the last refill */
+	int64_t last_us;         /* monotonic us of the last refill */
 	int64_t paused_until_us; /* set by a provider 429: no tokens before this */
 };
 

@@ -17,8 +17,8 @@ enum sms_encoding { SMS_GSM7 = 0, SMS_UCS2 = 1 };
 
 struct sms_info {
 	enum sms_encoding encoding;
-	int units;      /* septets (GSM-7) or UTF-16 code units (UCS-2) */
-	int segments;   /* 1 for an empty message */
+	int units;    /* septets (GSM-7) or UTF-16 code units (UCS-2) */
+	int segments; /* 1 for an empty message */
 };
 
 /* HR_EINVAL (field "text") if text is not valid UTF-8. */

@@ -17,12 +17,10 @@
 #include "herald.h"
 
 static const char *const names[MSG__COUNT] = {
-	[MSG_QUEUED] = "queued",       [MSG_SENDING] = "sending",
-	[MSG_SENT] = "sent",           [MSG_DELIVERED] = "delivered",
-	[MSG_READ] = "read",           [MSG_FAILED] = "failed",
-	[MSG_UNDELIVERED] = "undelivered", [MSG_CANCELLED] = "cancelled",
-	[MSG_EXPIRED] = "expired",     [MSG_SUPPRESSED] = "suppressed",
-	[MSG_UNKNOWN] = "unknown",
+    [MSG_QUEUED] = "queued",           [MSG_SENDING] = "sending",     [MSG_SENT] = "sent",
+    [MSG_DELIVERED] = "delivered",     [MSG_READ] = "read",           [MSG_FAILED] = "failed",
+    [MSG_UNDELIVERED] = "undelivered", [MSG_CANCELLED] = "cancelled", [MSG_EXPIRED] = "expired",
+    [MSG_SUPPRESSED] = "suppressed",   [MSG_UNKNOWN] = "unknown",
 };
 
 const char *msg_status_name(enum msg_status s)
@@ -43,15 +41,26 @@ int msg_status_parse(const char *name, enum msg_status *out)
 bool msg_status_final(enum msg_status s, bool channel_has_receipts)
 {
 	switch (s) {
-	case MSG_SENT: return !channel_has_receipts;
-	case MSG_DELIVERED: return false; /* READ may still come; not a failure */
-	case MSG_READ: case MSG_FAILED: case MSG_UNDELIVERED: case MSG_CANCELLED:
-	case MSG_EXPIRED: case MSG_SUPPRESSED: return true;
-	default: return false;
+	case MSG_SENT:
+		return !channel_has_receipts;
+	case MSG_DELIVERED:
+		return false; /* READ may still come; not a failure */
+	case MSG_READ:
+	case MSG_FAILED:
+	case MSG_UNDELIVERED:
+	case MSG_CANCELLED:
+	case MSG_EXPIRED:
+	case MSG_SUPPRESSED:
+		return true;
+	default:
+		return false;
 	}
 }
 
-static bool in_chain(enum msg_status s) { return s <= MSG_READ; }
+static bool in_chain(enum msg_status s)
+{
+	return s <= MSG_READ;
+}
 
 enum status_verdict status_decide(enum msg_status cur, enum msg_status next)
 {
@@ -68,11 +77,13 @@ enum status_verdict status_decide(enum msg_status cur, enum msg_status next)
 		if (in_chain(cur))
 			return cur < MSG_DELIVERED ? STATUS_APPLY : STATUS_IGNORE_STALE;
 		return (cur == MSG_FAILED || cur == MSG_UNDELIVERED || cur == MSG_UNKNOWN)
-			   ? STATUS_APPLY : STATUS_IGNORE_STALE;
+		           ? STATUS_APPLY
+		           : STATUS_IGNORE_STALE;
 	case MSG_READ:
 		if (cur == MSG_DELIVERED)
 			return STATUS_APPLY;
-		if (in_chain(cur) || cur == MSG_FAILED || cur == MSG_UNDELIVERED || cur == MSG_UNKNOWN)
+		if (in_chain(cur) || cur == MSG_FAILED || cur == MSG_UNDELIVERED ||
+		    cur == MSG_UNKNOWN)
 			return STATUS_APPLY_IMPLIED;
 		return STATUS_IGNORE_STALE;
 	case MSG_FAILED:
@@ -92,9 +103,13 @@ enum status_verdict status_decide(enum msg_status cur, enum msg_status next)
 const char *status_verdict_name(enum status_verdict v)
 {
 	switch (v) {
-	case STATUS_APPLY: return "applied";
-	case STATUS_APPLY_IMPLIED: return "applied_implied";
-	case STATUS_IGNORE_DUP: return "ignored_duplicate";
-	default: return "ignored_stale";
+	case STATUS_APPLY:
+		return "applied";
+	case STATUS_APPLY_IMPLIED:
+		return "applied_implied";
+	case STATUS_IGNORE_DUP:
+		return "ignored_duplicate";
+	default:
+		return "ignored_stale";
 	}
 }

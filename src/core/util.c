@@ -14,18 +14,30 @@
 const char *hr_code_name(int code)
 {
 	switch (code) {
-	case HR_OK: return "ok";
-	case HR_EINVAL: return "invalid";
-	case HR_ENOTFOUND: return "not_found";
-	case HR_ECONFLICT: return "conflict";
-	case HR_EAUTH: return "unauthorized";
-	case HR_ENOMEM: return "out_of_memory";
-	case HR_EIO: return "storage_error";
-	case HR_ELIMIT: return "too_large";
-	case HR_EBUSY: return "busy";
-	case HR_ETIMEOUT: return "timeout";
-	case HR_EFORBIDDEN: return "forbidden";
-	default: return "internal";
+	case HR_OK:
+		return "ok";
+	case HR_EINVAL:
+		return "invalid";
+	case HR_ENOTFOUND:
+		return "not_found";
+	case HR_ECONFLICT:
+		return "conflict";
+	case HR_EAUTH:
+		return "unauthorized";
+	case HR_ENOMEM:
+		return "out_of_memory";
+	case HR_EIO:
+		return "storage_error";
+	case HR_ELIMIT:
+		return "too_large";
+	case HR_EBUSY:
+		return "busy";
+	case HR_ETIMEOUT:
+		return "timeout";
+	case HR_EFORBIDDEN:
+		return "forbidden";
+	default:
+		return "internal";
 	}
 }
 
@@ -158,7 +170,10 @@ void message_event_clear(struct message_event *e)
 static enum hr_log_level log_level = HR_LOG_INFO;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
-void hr_log_set_level(enum hr_log_level lvl) { log_level = lvl; }
+void hr_log_set_level(enum hr_log_level lvl)
+{
+	log_level = lvl;
+}
 
 void hr_log(enum hr_log_level lvl, const char *module, const char *fmt, ...)
 {

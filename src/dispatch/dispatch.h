@@ -16,19 +16,19 @@
 struct dispatcher;
 
 struct dispatch_opts {
-	int max_in_flight;        /* concurrent HTTP transfers (default 256) */
-	int64_t lease_us;         /* visibility timeout of a claim (default 30 s) */
-	int max_attempts;         /* attempts before a transient error fails (default 8) */
-	int64_t backoff_base_us;  /* first retry delay (default 500 ms) */
-	int64_t backoff_max_us;   /* cap (default 5 min) */
-	int64_t http_timeout_us;  /* per request (default 15 s) */
+	int max_in_flight;          /* concurrent HTTP transfers (default 256) */
+	int64_t lease_us;           /* visibility timeout of a claim (default 30 s) */
+	int max_attempts;           /* attempts before a transient error fails (default 8) */
+	int64_t backoff_base_us;    /* first retry delay (default 500 ms) */
+	int64_t backoff_max_us;     /* cap (default 5 min) */
+	int64_t http_timeout_us;    /* per request (default 15 s) */
 	int64_t reconcile_every_us; /* lease-expiry sweep period (default 1 s) */
 };
 void dispatch_opts_default(struct dispatch_opts *o);
 
 /* What a sync-mode waiter learns about its message's first outcome. */
 struct dispatch_result {
-	int rc;                   /* 0 when an outcome arrived, HR_ETIMEOUT otherwise */
+	int rc; /* 0 when an outcome arrived, HR_ETIMEOUT otherwise */
 	enum send_kind kind;
 	int http_status;
 	char provider_id[HR_PROVIDER_ID_MAX];
@@ -40,8 +40,7 @@ typedef void (*dispatch_watch_fn)(void *arg, const struct dispatch_result *r);
 
 /* Starts the dispatcher thread. accounts is borrowed for the dispatcher's life. */
 int dispatcher_start(struct store *st, struct account_set *accounts,
-                     const struct dispatch_opts *opts, struct dispatcher **out,
-                     struct hr_err *err);
+                     const struct dispatch_opts *opts, struct dispatcher **out, struct hr_err *err);
 /* Stops claiming, waits (up to the HTTP timeout) for transfers in flight to
  * finish and be recorded, then stops the thread. Transfers still unanswered
  * after that are abandoned: their leases expire and they are sent again

@@ -29,16 +29,16 @@
 #include "dispatch/dispatch.h"
 #include "obs/metrics.h"
 
-#define CLAIM_MAX 256            /* messages per claim call */
-#define RESP_MAX (64 * 1024)     /* provider answers are small; cap what we keep */
-#define IDLE_POLL_US 200000      /* re-check the store this often when idle */
+#define CLAIM_MAX 256        /* messages per claim call */
+#define RESP_MAX (64 * 1024) /* provider answers are small; cap what we keep */
+#define IDLE_POLL_US 200000  /* re-check the store this often when idle */
 #define WATCH_BUCKETS 256
 
 struct acct_state {
 	struct channel_account *acct;
 	struct ratelimit rl;
-	int64_t idle_until;  /* monotonic us: nothing due before this (0 = check now) */
-	bool blocked;        /* provider said the account cannot send (token, ban) */
+	int64_t idle_until; /* monotonic us: nothing due before this (0 = check now) */
+	bool blocked;       /* provider said the account cannot send (token, ban) */
 };
 
 struct xfer {
@@ -85,7 +85,7 @@ struct dispatcher {
 	struct watch *watches[WATCH_BUCKETS];
 	int nwatches;
 
-	pthread_mutex_t out_lock;  /* outstanding async record_results */
+	pthread_mutex_t out_lock; /* outstanding async record_results */
 	pthread_cond_t out_cond;
 	int outstanding;
 };
@@ -147,7 +147,8 @@ static struct watch *watch_take(struct dispatcher *d, const char *id, int64_t no
 	for (unsigned b = id ? watch_hash(id) : 0; b < WATCH_BUCKETS; b++) {
 		for (struct watch **pp = &d->watches[b]; *pp;) {
 			struct watch *w = *pp;
-			bool take = id ? strcmp(w->message_id, id) == 0 : (now < 0 || w->deadline <= now);
+			bool take =
+			    id ? strcmp(w->message_id, id) == 0 : (now < 0 || w->deadline <= now);
 			if (take) {
 				*pp = w->next;
 				w->next = out;
@@ -209,7 +210,8 @@ static void record_done(void *arg, int rc, const struct hr_err *err)
 		struct watch *w = watch_take(d, s->message_id, 0);
 		if (!w)
 			continue;
-		struct dispatch_result dr = {.rc = rc, .kind = s->kind, .http_status = s->http_status};
+		struct dispatch_result dr = {
+		    .rc = rc, .kind = s->kind, .http_status = s->http_status};
 		hr_strlcpy(dr.provider_id, s->provider_id, sizeof dr.provider_id);
 		hr_strlcpy(dr.error_code, s->error_code, sizeof dr.error_code);
 		hr_strlcpy(dr.error_text, s->error_text, sizeof dr.error_text);
@@ -299,7 +301,8 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
 		while (*v == ' ')
 			v++;
 		size_t l = 0;
-		while (l < sizeof x->retry_after - 1 && v + l < p + n && v[l] != '\r' && v[l] != '\n')
+		while (l < sizeof x->retry_after - 1 && v + l < p + n && v[l] != '\r' &&
+		       v[l] != '\n')
 			l++;
 		memcpy(x->retry_after, v, l);
 		x->retry_after[l] = '\0';
@@ -428,12 +431,13 @@ static void finish_send(struct dispatcher *d, struct xfer *x, CURLcode cc)
 	case OUTCOME_TRANSIENT: {
 		r->error_class = o.cls == OUTCOME_RATE_LIMITED ? "rate_limited" : "transient";
 		if (o.cls == OUTCOME_RATE_LIMITED)
-			ratelimit_pause(&as->rl, o.retry_after_us > 0 ? o.retry_after_us : 1000000, now);
+			ratelimit_pause(&as->rl, o.retry_after_us > 0 ? o.retry_after_us : 1000000,
+			                now);
 		if (x->attempts >= x->max_attempts) {
 			r->kind = SEND_FAILED;
 			char text[HR_ERRTEXT_MAX];
-			snprintf(text, sizeof text, "gave up after %d attempts: %.440s", x->attempts,
-			         o.error_text);
+			snprintf(text, sizeof text, "gave up after %d attempts: %.440s",
+			         x->attempts, o.error_text);
 			hr_strlcpy(r->error_text, text, sizeof r->error_text);
 			metrics_send(ch, M_SEND_FAILED, 1);
 			break;
@@ -524,8 +528,8 @@ static int64_t fill(struct dispatcher *d)
 			int rc = d->st->ops->claim(d->st, as->acct->id, hr_now_us(), d->o.lease_us,
 			                           tokens, batch, &n);
 			if (rc != 0) {
-				hr_log(HR_LOG_WARN, "dispatch", "claim for %s failed: %s", as->acct->id,
-				       hr_code_name(rc));
+				hr_log(HR_LOG_WARN, "dispatch", "claim for %s failed: %s",
+				       as->acct->id, hr_code_name(rc));
 				n = 0;
 			}
 			/* Give back tokens we did not use. */
@@ -577,7 +581,8 @@ static void *dispatch_main(void *arg)
 		if (!stopping && now >= d->next_reconcile) {
 			int n = 0;
 			if (d->st->ops->requeue_expired(d->st, hr_now_us(), &n) == 0 && n > 0) {
-				hr_log(HR_LOG_WARN, "dispatch", "requeued %d messages whose lease expired", n);
+				hr_log(HR_LOG_WARN, "dispatch",
+				       "requeued %d messages whose lease expired", n);
 				for (size_t i = 0; i < d->naccts; i++)
 					d->accts[i].idle_until = 0;
 			}
@@ -671,8 +676,7 @@ static int sync_accounts(struct dispatcher *d, bool force)
 /* ---- lifecycle ------------------------------------------------------------ */
 
 int dispatcher_start(struct store *st, struct account_set *accounts,
-                     const struct dispatch_opts *opts, struct dispatcher **out,
-                     struct hr_err *err)
+                     const struct dispatch_opts *opts, struct dispatcher **out, struct hr_err *err)
 {
 	struct dispatcher *d = calloc(1, sizeof *d);
 	if (!d)

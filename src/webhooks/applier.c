@@ -82,7 +82,8 @@ static size_t apply_batch(struct applier *a, struct inbox_row *rows, size_t n)
 		struct channel_account *acct = account_set_find(a->accounts, rows[i].account_id);
 		if (!acct) {
 			p->malformed = true;
-			snprintf(p->error, sizeof p->error, "unknown account %.63s", rows[i].account_id);
+			snprintf(p->error, sizeof p->error, "unknown account %.63s",
+			         rows[i].account_id);
 			continue;
 		}
 		struct hr_err err = {0};
@@ -147,7 +148,8 @@ static void *applier_main(void *arg)
 		if (!a->wake && !atomic_load(&a->stop)) {
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
-			int64_t ns = ts.tv_nsec + (int64_t)(rc == 0 ? RETRY_POLL_US : 1000000) * 1000;
+			int64_t ns =
+			    ts.tv_nsec + (int64_t)(rc == 0 ? RETRY_POLL_US : 1000000) * 1000;
 			ts.tv_sec += ns / 1000000000;
 			ts.tv_nsec = ns % 1000000000;
 			pthread_cond_timedwait(&a->cond, &a->lock, &ts);
@@ -158,8 +160,8 @@ static void *applier_main(void *arg)
 	return NULL;
 }
 
-int applier_start(struct store *st, struct account_set *accounts, int batch,
-                  struct applier **out, struct hr_err *err)
+int applier_start(struct store *st, struct account_set *accounts, int batch, struct applier **out,
+                  struct hr_err *err)
 {
 	struct applier *a = calloc(1, sizeof *a);
 	if (!a)

@@ -12,8 +12,8 @@
 
 struct applier;
 
-int applier_start(struct store *st, struct account_set *accounts, int batch,
-                  struct applier **out, struct hr_err *err);
+int applier_start(struct store *st, struct account_set *accounts, int batch, struct applier **out,
+                  struct hr_err *err);
 void applier_stop(struct applier *a);
 /* New inbox rows were committed: wake the applier. Thread-safe, cheap. */
 void applier_notify(struct applier *a);

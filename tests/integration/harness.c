@@ -192,8 +192,14 @@ static void stop(struct proc *p, int sig, bool want_clean)
 	}
 }
 
-void world_stop_serve(struct world *w) { stop(&w->serve, SIGTERM, true); }
-void world_kill9_serve(struct world *w) { stop(&w->serve, SIGKILL, false); }
+void world_stop_serve(struct world *w)
+{
+	stop(&w->serve, SIGTERM, true);
+}
+void world_kill9_serve(struct world *w)
+{
+	stop(&w->serve, SIGKILL, false);
+}
 
 void world_free(struct world *w)
 {
@@ -278,8 +284,7 @@ struct resp api_get(struct world *w, const char *path)
 	return http("GET", url, w->key, NULL, NULL);
 }
 
-bool wait_until(bool (*pred)(struct world *, void *), struct world *w, void *arg,
-                double timeout_s)
+bool wait_until(bool (*pred)(struct world *, void *), struct world *w, void *arg, double timeout_s)
 {
 	struct timespec t0, t;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -287,7 +292,8 @@ bool wait_until(bool (*pred)(struct world *, void *), struct world *w, void *arg
 		if (pred(w, arg))
 			return true;
 		clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 > timeout_s)
+		if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 >
+		    timeout_s)
 			return false;
 		usleep(100000);
 	}

@@ -16,14 +16,14 @@ struct proc {
 };
 
 struct world {
-	char dir[256];        /* temp dir, removed by world_free */
+	char dir[256]; /* temp dir, removed by world_free */
 	char config[300];
 	char db[300];
 	int api_port, sim_port;
-	char api[64];         /* http://127.0.0.1:PORT */
+	char api[64]; /* http://127.0.0.1:PORT */
 	char sim[64];
 	struct proc serve, simp;
-	const char *key;      /* the demo tenant's API key */
+	const char *key; /* the demo tenant's API key */
 };
 
 /* Writes a config (see harness.c for the shape) with extra YAML appended
@@ -47,7 +47,7 @@ void world_free(struct world *w);
 
 struct resp {
 	long status;
-	json_t *json;   /* NULL if the body was not JSON */
+	json_t *json; /* NULL if the body was not JSON */
 	char *body;
 };
 void resp_free(struct resp *r);
@@ -61,8 +61,7 @@ struct resp api_post(struct world *w, const char *path, const char *body);
 struct resp api_get(struct world *w, const char *path);
 
 /* Polls until pred(w, arg) or timeout_s; returns whether it became true. */
-bool wait_until(bool (*pred)(struct world *, void *), struct world *w, void *arg,
-                double timeout_s);
+bool wait_until(bool (*pred)(struct world *, void *), struct world *w, void *arg, double timeout_s);
 
 /* The API's message counts by status, from GET /v1/messages?status=X paging. */
 long count_status(struct world *w, const char *status);

@@ -30,10 +30,12 @@ static int count(json_t *m, const char *status, int applied)
 	int n = 0;
 	size_t i;
 	json_t *e;
-	json_array_foreach(json_object_get(m, "events"), i, e) {
+	json_array_foreach(json_object_get(m, "events"), i, e)
+	{
 		const char *st = json_string_value(json_object_get(e, "status"));
-		if (strcmp(json_string_value(json_object_get(e, "type")), "webhook_status") == 0 && st &&
-		    strcmp(st, status) == 0 && json_is_true(json_object_get(e, "applied")) == applied)
+		if (strcmp(json_string_value(json_object_get(e, "type")), "webhook_status") == 0 &&
+		    st && strcmp(st, status) == 0 &&
+		    json_is_true(json_object_get(e, "applied")) == applied)
 			n++;
 	}
 	return n;
@@ -54,8 +56,8 @@ static void test_dup_and_reorder(void **state)
 	for (int i = 0; i < N; i++) {
 		char to[32];
 		snprintf(to, sizeof to, "4479%08d", i);
-		json_array_append_new(msgs, json_pack("{s:s,s:s,s:s}", "channel", "whatsapp", "to", to,
-		                                      "text", "chaos"));
+		json_array_append_new(msgs, json_pack("{s:s,s:s,s:s}", "channel", "whatsapp", "to",
+		                                      to, "text", "chaos"));
 	}
 	json_t *req = json_pack("{s:o}", "messages", msgs);
 	char *js = json_dumps(req, JSON_COMPACT);
@@ -65,9 +67,8 @@ static void test_dup_and_reorder(void **state)
 	assert_int_equal(r.status, 202);
 	for (int i = 0; i < N; i++)
 		snprintf(ids[i], 32, "%s",
-		         json_string_value(json_object_get(json_array_get(json_object_get(r.json,
-		                                                                            "messages"), i),
-		                                           "id")));
+		         json_string_value(json_object_get(
+		             json_array_get(json_object_get(r.json, "messages"), i), "id")));
 	resp_free(&r);
 
 	long want = N;
@@ -87,7 +88,8 @@ static void test_dup_and_reorder(void **state)
 		           count(r.json, "sent", 0);
 		size_t k;
 		json_t *e;
-		json_array_foreach(json_object_get(r.json, "events"), k, e) {
+		json_array_foreach(json_object_get(r.json, "events"), k, e)
+		{
 			json_t *d = json_object_get(e, "detail");
 			char *s = d ? json_dumps(d, 0) : NULL;
 			if (s && strstr(s, "implied"))

@@ -32,8 +32,9 @@ static void send_batches(int from, int to)
 		for (int i = 0; i < PER; i++) {
 			char to_[32];
 			snprintf(to_, sizeof to_, "4479%08d", b * PER + i);
-			json_array_append_new(msgs, json_pack("{s:s,s:s,s:s}", "channel", "whatsapp",
-			                                      "to", to_, "text", "crash test"));
+			json_array_append_new(msgs,
+			                      json_pack("{s:s,s:s,s:s}", "channel", "whatsapp",
+			                                "to", to_, "text", "crash test"));
 		}
 		json_t *req = json_pack("{s:o}", "messages", msgs);
 		char *js = json_dumps(req, JSON_COMPACT);
@@ -44,7 +45,7 @@ static void send_batches(int from, int to)
 		size_t i;
 		json_t *m;
 		json_array_foreach(json_object_get(r.json, "messages"), i, m)
-			snprintf(ids[nids++], 32, "%s", json_string_value(json_object_get(m, "id")));
+		    snprintf(ids[nids++], 32, "%s", json_string_value(json_object_get(m, "id")));
 		resp_free(&r);
 	}
 }
@@ -73,8 +74,8 @@ static long run(bool graceful)
 	send_batches(0, TOTAL / PER / 2);
 	usleep(500000);
 	long queued = count_status(&W, "queued"), sending = count_status(&W, "sending");
-	long done = count_status(&W, "sent") + count_status(&W, "delivered") +
-	            count_status(&W, "read");
+	long done =
+	    count_status(&W, "sent") + count_status(&W, "delivered") + count_status(&W, "read");
 	print_message("at %s: %ld queued, %ld sending, %ld sent or later\n",
 	              graceful ? "SIGTERM" : "kill -9", queued, sending, done);
 	assert_true(queued > 0 && done > 0);

@@ -64,11 +64,13 @@ static int events(json_t *m, const char *type, const char *status, int applied)
 	int n = 0;
 	size_t i;
 	json_t *e;
-	json_array_foreach(json_object_get(m, "events"), i, e) {
+	json_array_foreach(json_object_get(m, "events"), i, e)
+	{
 		if (strcmp(json_string_value(json_object_get(e, "type")), type) != 0)
 			continue;
-		if (status && (!json_is_string(json_object_get(e, "status")) ||
-		               strcmp(json_string_value(json_object_get(e, "status")), status) != 0))
+		if (status &&
+		    (!json_is_string(json_object_get(e, "status")) ||
+		     strcmp(json_string_value(json_object_get(e, "status")), status) != 0))
 			continue;
 		if (applied >= 0 && json_is_true(json_object_get(e, "applied")) != applied)
 			continue;
@@ -85,8 +87,10 @@ static void test_thousand_reach_read(void **state)
 	char body[512];
 	/* 500 single sends. */
 	for (int i = 0; i < 500; i++) {
-		snprintf(body, sizeof body,
-		         "{\"channel\":\"whatsapp\",\"to\":\"+44 7911 %06d\",\"text\":\"hello %d\"}", i, i);
+		snprintf(
+		    body, sizeof body,
+		    "{\"channel\":\"whatsapp\",\"to\":\"+44 7911 %06d\",\"text\":\"hello %d\"}", i,
+		    i);
 		struct resp r = api_post(&W, "/v1/messages", body);
 		assert_int_equal(r.status, 202);
 		assert_string_equal(json_string_value(json_object_get(r.json, "status")), "queued");
@@ -100,9 +104,9 @@ static void test_thousand_reach_read(void **state)
 			char to[32];
 			snprintf(to, sizeof to, "4479%08d", 500 + b * 100 + i);
 			json_array_append_new(
-				msgs, json_pack("{s:s,s:s,s:{s:s,s:s,s:[s,s]}}", "channel", "whatsapp", "to",
-			                    to, "template", "name", "payment_reminder", "language",
-			                    "en_GB", "parameters", "Ana", "£1.00"));
+			    msgs, json_pack("{s:s,s:s,s:{s:s,s:s,s:[s,s]}}", "channel", "whatsapp",
+			                    "to", to, "template", "name", "payment_reminder",
+			                    "language", "en_GB", "parameters", "Ana", "£1.00"));
 		}
 		json_t *req = json_pack("{s:o}", "messages", msgs);
 		char *js = json_dumps(req, JSON_COMPACT);
@@ -115,7 +119,7 @@ static void test_thousand_reach_read(void **state)
 		size_t i;
 		json_t *m;
 		json_array_foreach(arr, i, m)
-			snprintf(ids[n++], 32, "%s", json_string_value(json_object_get(m, "id")));
+		    snprintf(ids[n++], 32, "%s", json_string_value(json_object_get(m, "id")));
 		resp_free(&r);
 	}
 	long want = 1000;
@@ -129,9 +133,11 @@ static void test_thousand_reach_read(void **state)
 		assert_int_equal(events(m, "webhook_status", "read", 1), 1);
 		/* delivered was applied once, reported or implied by read */
 		assert_int_equal(events(m, "webhook_status", "delivered", 1), 1);
-		assert_true(strncmp(json_string_value(json_object_get(m, "provider_id")), "wamid.", 6) == 0);
+		assert_true(strncmp(json_string_value(json_object_get(m, "provider_id")), "wamid.",
+		                    6) == 0);
 		if (i >= 500)
-			assert_string_equal(json_string_value(json_object_get(m, "body")), "Hi Ana, pay £1.00");
+			assert_string_equal(json_string_value(json_object_get(m, "body")),
+			                    "Hi Ana, pay £1.00");
 		json_decref(m);
 	}
 
@@ -155,12 +161,14 @@ static void test_thousand_reach_read(void **state)
 static void test_sync_mode(void **state)
 {
 	(void)state;
-	struct resp r = api_post(&W, "/v1/messages",
-	                         "{\"channel\":\"whatsapp\",\"to\":\"447911000001\",\"text\":\"otp 1234\","
-	                         "\"mode\":\"sync\"}");
+	struct resp r =
+	    api_post(&W, "/v1/messages",
+	             "{\"channel\":\"whatsapp\",\"to\":\"447911000001\",\"text\":\"otp 1234\","
+	             "\"mode\":\"sync\"}");
 	assert_int_equal(r.status, 200);
 	assert_string_equal(json_string_value(json_object_get(r.json, "status")), "sent");
-	assert_true(strncmp(json_string_value(json_object_get(r.json, "provider_id")), "wamid.", 6) == 0);
+	assert_true(
+	    strncmp(json_string_value(json_object_get(r.json, "provider_id")), "wamid.", 6) == 0);
 	resp_free(&r);
 }
 
@@ -177,8 +185,8 @@ static bool is_status(struct world *w, void *arg)
 static void test_permanent_failure(void **state)
 {
 	(void)state;
-	struct resp r = api_post(&W, "/v1/messages",
-	                         "{\"channel\":\"whatsapp\",\"to\":\"15550000001\",\"text\":\"x\"}");
+	struct resp r = api_post(
+	    &W, "/v1/messages", "{\"channel\":\"whatsapp\",\"to\":\"15550000001\",\"text\":\"x\"}");
 	assert_int_equal(r.status, 202);
 	char id[32];
 	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(r.json, "id")));
@@ -206,8 +214,9 @@ static void test_rate_limited_retry(void **state)
 {
 	(void)state;
 	sim_config("{\"rate_429\":1.0}");
-	struct resp r = api_post(&W, "/v1/messages",
-	                         "{\"channel\":\"whatsapp\",\"to\":\"447911000002\",\"text\":\"retry me\"}");
+	struct resp r =
+	    api_post(&W, "/v1/messages",
+	             "{\"channel\":\"whatsapp\",\"to\":\"447911000002\",\"text\":\"retry me\"}");
 	assert_int_equal(r.status, 202);
 	char id[32];
 	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(r.json, "id")));
@@ -234,8 +243,9 @@ static bool has_ignored_failed(struct world *w, void *arg)
 static void test_bad_signature_refused(void **state)
 {
 	(void)state;
-	struct resp r = api_post(&W, "/v1/messages",
-	                         "{\"channel\":\"whatsapp\",\"to\":\"447911000003\",\"text\":\"x\"}");
+	struct resp r =
+	    api_post(&W, "/v1/messages",
+	             "{\"channel\":\"whatsapp\",\"to\":\"447911000003\",\"text\":\"x\"}");
 	char id[32];
 	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(r.json, "id")));
 	resp_free(&r);
@@ -248,12 +258,13 @@ static void test_bad_signature_refused(void **state)
 	json_decref(m);
 
 	char body[1024];
-	snprintf(body, sizeof body,
-	         "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\",\"changes\":[{"
-	         "\"field\":\"messages\",\"value\":{\"messaging_product\":\"whatsapp\",\"statuses\":"
-	         "[{\"id\":\"%s\",\"status\":\"failed\",\"timestamp\":\"1750263773\","
-	         "\"recipient_id\":\"447911000003\"}]}}]}]}",
-	         wamid);
+	snprintf(
+	    body, sizeof body,
+	    "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\",\"changes\":[{"
+	    "\"field\":\"messages\",\"value\":{\"messaging_product\":\"whatsapp\",\"statuses\":"
+	    "[{\"id\":\"%s\",\"status\":\"failed\",\"timestamp\":\"1750263773\","
+	    "\"recipient_id\":\"447911000003\"}]}}]}]}",
+	    wamid);
 	char url[256], sig[128];
 	snprintf(url, sizeof url, "%s/webhooks/whatsapp/acme-wa", W.api);
 	char hex[65];
@@ -311,10 +322,11 @@ static void test_button_reply_linked(void **state)
 	assert_true(wait_until(is_status, &W, want, 30));
 	json_t *m = get_message(id);
 	char body[512];
-	snprintf(body, sizeof body,
-	         "{\"account\":\"acme-wa\",\"from\":\"447911000004\",\"button_payload\":\"PAY_NOW\","
-	         "\"button_text\":\"Pay now\",\"context_id\":\"%s\"}",
-	         json_string_value(json_object_get(m, "provider_id")));
+	snprintf(
+	    body, sizeof body,
+	    "{\"account\":\"acme-wa\",\"from\":\"447911000004\",\"button_payload\":\"PAY_NOW\","
+	    "\"button_text\":\"Pay now\",\"context_id\":\"%s\"}",
+	    json_string_value(json_object_get(m, "provider_id")));
 	json_decref(m);
 	char url[128];
 	snprintf(url, sizeof url, "%s/sim/whatsapp/inbound", W.sim);
@@ -326,10 +338,12 @@ static void test_button_reply_linked(void **state)
 	size_t i;
 	json_t *e;
 	bool found = false;
-	json_array_foreach(json_object_get(m, "events"), i, e) {
+	json_array_foreach(json_object_get(m, "events"), i, e)
+	{
 		if (strcmp(json_string_value(json_object_get(e, "type")), "inbound") == 0) {
 			json_t *d = json_object_get(e, "detail");
-			assert_string_equal(json_string_value(json_object_get(d, "payload")), "PAY_NOW");
+			assert_string_equal(json_string_value(json_object_get(d, "payload")),
+			                    "PAY_NOW");
 			found = true;
 		}
 	}
@@ -343,9 +357,10 @@ static void test_cli(void **state)
 	(void)state;
 	char cmd[1024];
 	const char *bin = getenv("HERALD_BIN");
-	snprintf(cmd, sizeof cmd,
-	         "HERALD_URL=%s HERALD_API_KEY=%s %s send --to +447911000005 --text 'from cli' --json",
-	         W.api, W.key, bin);
+	snprintf(
+	    cmd, sizeof cmd,
+	    "HERALD_URL=%s HERALD_API_KEY=%s %s send --to +447911000005 --text 'from cli' --json",
+	    W.api, W.key, bin);
 	FILE *p = popen(cmd, "r");
 	char out[4096] = {0};
 	size_t n = fread(out, 1, sizeof out - 1, p);
@@ -358,8 +373,8 @@ static void test_cli(void **state)
 	json_decref(j);
 	const char *want[] = {id, "read"};
 	assert_true(wait_until(is_status, &W, want, 30));
-	snprintf(cmd, sizeof cmd, "HERALD_URL=%s HERALD_API_KEY=%s %s messages get %s", W.api, W.key,
-	         bin, id);
+	snprintf(cmd, sizeof cmd, "HERALD_URL=%s HERALD_API_KEY=%s %s messages get %s", W.api,
+	         W.key, bin, id);
 	p = popen(cmd, "r");
 	n = fread(out, 1, sizeof out - 1, p);
 	assert_int_equal(pclose(p), 0);
@@ -376,8 +391,8 @@ static void test_cli(void **state)
 	assert_int_equal(WEXITSTATUS(st), 1);
 	assert_non_null(strstr(out, "401"));
 	/* Unreachable: exit code 3. */
-	snprintf(cmd, sizeof cmd, "HERALD_URL=http://127.0.0.1:1 HERALD_API_KEY=x %s messages list 2>&1",
-	         bin);
+	snprintf(cmd, sizeof cmd,
+	         "HERALD_URL=http://127.0.0.1:1 HERALD_API_KEY=x %s messages list 2>&1", bin);
 	p = popen(cmd, "r");
 	n = fread(out, 1, sizeof out - 1, p);
 	st = pclose(p);
@@ -387,10 +402,13 @@ static void test_cli(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_thousand_reach_read), cmocka_unit_test(test_sync_mode),
-		cmocka_unit_test(test_permanent_failure),   cmocka_unit_test(test_rate_limited_retry),
-		cmocka_unit_test(test_bad_signature_refused), cmocka_unit_test(test_button_reply_linked),
-		cmocka_unit_test(test_cli),
+	    cmocka_unit_test(test_thousand_reach_read),
+	    cmocka_unit_test(test_sync_mode),
+	    cmocka_unit_test(test_permanent_failure),
+	    cmocka_unit_test(test_rate_limited_retry),
+	    cmocka_unit_test(test_bad_signature_refused),
+	    cmocka_unit_test(test_button_reply_linked),
+	    cmocka_unit_test(test_cli),
 	};
 	return cmocka_run_group_tests_name("e2e", tests, setup, teardown);
 }

@@ -62,17 +62,17 @@ static void test_id_time_prefix(void **state)
 /* rows: current status; columns: incoming status, in enum order:
  * queued sending sent delivered read failed undelivered cancelled expired suppressed unknown */
 static const enum status_verdict table[MSG__COUNT][MSG__COUNT] = {
-	/* queued      */ {D, A, A, A, I, A, A, A, A, A, S},
-	/* sending     */ {A, D, A, A, I, A, A, S, S, S, A},
-	/* sent        */ {S, S, D, A, I, A, A, S, S, S, S},
-	/* delivered   */ {S, S, S, D, A, S, S, S, S, S, S},
-	/* read        */ {S, S, S, S, D, S, S, S, S, S, S},
-	/* failed      */ {S, S, S, A, I, D, S, S, S, S, S},
-	/* undelivered */ {S, S, S, A, I, S, D, S, S, S, S},
-	/* cancelled   */ {S, S, S, S, S, S, S, D, S, S, S},
-	/* expired     */ {S, S, S, S, S, S, S, S, D, S, S},
-	/* suppressed  */ {S, S, S, S, S, S, S, S, S, D, S},
-	/* unknown     */ {S, S, A, A, I, A, A, S, S, S, D},
+    /* queued      */ {D, A, A, A, I, A, A, A, A, A, S},
+    /* sending     */ {A, D, A, A, I, A, A, S, S, S, A},
+    /* sent        */ {S, S, D, A, I, A, A, S, S, S, S},
+    /* delivered   */ {S, S, S, D, A, S, S, S, S, S, S},
+    /* read        */ {S, S, S, S, D, S, S, S, S, S, S},
+    /* failed      */ {S, S, S, A, I, D, S, S, S, S, S},
+    /* undelivered */ {S, S, S, A, I, S, D, S, S, S, S},
+    /* cancelled   */ {S, S, S, S, S, S, S, D, S, S, S},
+    /* expired     */ {S, S, S, S, S, S, S, S, D, S, S},
+    /* suppressed  */ {S, S, S, S, S, S, S, S, S, D, S},
+    /* unknown     */ {S, S, A, A, I, A, A, S, S, S, D},
 };
 
 static void test_status_table(void **state)
@@ -146,15 +146,16 @@ static void test_whatsapp_vector(void **state)
 {
 	(void)state;
 	const char *body =
-		"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"102290129340398\","
-		"\"changes\":[{\"value\":{\"messaging_product\":\"whatsapp\",\"metadata\":{"
-		"\"display_phone_number\":\"15550783881\",\"phone_number_id\":\"106540352242922\"},"
-		"\"statuses\":[{\"id\":\"wamid.HBgLMTU1NTAxMjM0NTYVAgARGBI3\",\"status\":"
-		"\"delivered\",\"timestamp\":\"1750263773\",\"recipient_id\":\"15550123456\"}]},"
-		"\"field\":\"messages\"}]}]}";
+	    "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"102290129340398\","
+	    "\"changes\":[{\"value\":{\"messaging_product\":\"whatsapp\",\"metadata\":{"
+	    "\"display_phone_number\":\"15550783881\",\"phone_number_id\":\"106540352242922\"},"
+	    "\"statuses\":[{\"id\":\"wamid.HBgLMTU1NTAxMjM0NTYVAgARGBI3\",\"status\":"
+	    "\"delivered\",\"timestamp\":\"1750263773\",\"recipient_id\":\"15550123456\"}]},"
+	    "\"field\":\"messages\"}]}]}";
 	char hex[65];
 	hr_hmac_sha256_hex("app-secret-123", 14, body, strlen(body), hex);
-	assert_string_equal(hex, "9ac0e078fe5f6fdb2e2714e0ad14573213f1d3e409c2fc04be19c6d1d0f5059f");
+	assert_string_equal(hex,
+	                    "9ac0e078fe5f6fdb2e2714e0ad14573213f1d3e409c2fc04be19c6d1d0f5059f");
 }
 
 static void test_twilio_vector(void **state)
@@ -172,10 +173,10 @@ static void test_rbm_vector(void **state)
 {
 	(void)state;
 	const char *data =
-		"eyJzZW5kZXJQaG9uZU51bWJlciI6IisxNTU1MDEyMzQ1NiIsImV2ZW50VHlwZSI6IkRFTElWRVJFRCIsImV2"
-		"ZW50SWQiOiJNeEFCQyIsIm1lc3NhZ2VJZCI6IjBmOWE2YzFlLTRjNzctNGE0ZS05ZDNlLTJiMWY3YTVkNmUw"
-		"MSIsInNlbmRUaW1lIjoiMjAyNi0wMS0xNVQxMDowMDowMC4xMjM0NTZaIiwiYWdlbnRJZCI6ImhlcmFsZF9k"
-		"ZW1vX2FnZW50In0=";
+	    "eyJzZW5kZXJQaG9uZU51bWJlciI6IisxNTU1MDEyMzQ1NiIsImV2ZW50VHlwZSI6IkRFTElWRVJFRCIsImV2"
+	    "ZW50SWQiOiJNeEFCQyIsIm1lc3NhZ2VJZCI6IjBmOWE2YzFlLTRjNzctNGE0ZS05ZDNlLTJiMWY3YTVkNmUw"
+	    "MSIsInNlbmRUaW1lIjoiMjAyNi0wMS0xNVQxMDowMDowMC4xMjM0NTZaIiwiYWdlbnRJZCI6ImhlcmFsZF9k"
+	    "ZW1vX2FnZW50In0=";
 	size_t len;
 	unsigned char *raw = hr_b64_decode(data, strlen(data), &len);
 	assert_non_null(raw);
@@ -198,7 +199,8 @@ static void test_sha256_and_consteq(void **state)
 	(void)state;
 	char hex[65];
 	hr_sha256_hex("abc", 3, hex);
-	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	assert_string_equal(hex,
+	                    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 	assert_true(hr_consteq("abc", 3, "abc", 3));
 	assert_false(hr_consteq("abc", 3, "abd", 3));
 	assert_false(hr_consteq("abc", 3, "abcd", 4));
@@ -252,8 +254,9 @@ static void test_backoff(void **state)
 static void test_config_yaml(void **state)
 {
 	(void)state;
-	const char *y = "server:\n  listen: 127.0.0.1:8080\n  threads: 4\n  flag: yes\n"
-	                "tenants:\n  - id: demo\n    accounts:\n      - id: a\n        rate_limit: \"80\"\n";
+	const char *y =
+	    "server:\n  listen: 127.0.0.1:8080\n  threads: 4\n  flag: yes\n"
+	    "tenants:\n  - id: demo\n    accounts:\n      - id: a\n        rate_limit: \"80\"\n";
 	struct hr_err err = {0};
 	json_t *c = hr_config_parse(y, strlen(y), &err);
 	assert_non_null(c);
@@ -262,8 +265,8 @@ static void test_config_yaml(void **state)
 	assert_int_equal(hr_cfg_int(c, "server.missing", 7, 1, 64, &err), 7);
 	assert_true(hr_cfg_bool(c, "server.flag", false, &err));
 	assert_int_equal(err.code, 0);
-	json_t *acct = json_array_get(json_object_get(json_array_get(
-		json_object_get(c, "tenants"), 0), "accounts"), 0);
+	json_t *acct = json_array_get(
+	    json_object_get(json_array_get(json_object_get(c, "tenants"), 0), "accounts"), 0);
 	assert_int_equal((int)hr_cfg_num(acct, "rate_limit", 1, 0, 1e6, &err), 80);
 	/* Errors name the key. */
 	hr_cfg_int(c, "server.threads", 2, 1, 3, &err);
@@ -352,27 +355,30 @@ static void test_sms_segments(void **state)
 		enum sms_encoding enc;
 		int units, segments;
 	} cases[] = {
-		{"a", 0, "", SMS_GSM7, 0, 1},
-		{"a", 160, "", SMS_GSM7, 160, 1},
-		{"a", 161, "", SMS_GSM7, 161, 2},
-		{"a", 306, "", SMS_GSM7, 306, 2},
-		{"a", 307, "", SMS_GSM7, 307, 3},
-		{"\xc3\xa9", 160, "", SMS_GSM7, 160, 1},      /* é is in the basic set */
-		{euro, 80, "", SMS_GSM7, 160, 1},              /* € costs two septets */
-		{euro, 81, "", SMS_GSM7, 162, 2},
-		{"a", 152, "\xe2\x82\xac", SMS_GSM7, 154, 1},
-		/* The escape pair does not straddle: 152 + [€] moves € to segment 2. */
-		{"a", 152, "\xe2\x82\xac" "aaaaaaaaaa", SMS_GSM7, 164, 2},
-		{"a", 159, "{", SMS_GSM7, 161, 2},
-		{zhe, 70, "", SMS_UCS2, 70, 1},
-		{zhe, 71, "", SMS_UCS2, 71, 2},
-		{zhe, 134, "", SMS_UCS2, 134, 2},
-		{zhe, 135, "", SMS_UCS2, 135, 3},
-		{smile, 35, "", SMS_UCS2, 70, 1},              /* emoji: two UTF-16 units */
-		{smile, 36, "", SMS_UCS2, 72, 2},
-		/* 66 units then an emoji: the pair is not split, it starts segment 2. */
-		{"a", 66, "\xf0\x9f\x98\x80\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6", SMS_UCS2, 72, 2},
-		{"a", 10, "\xd0\xb6", SMS_UCS2, 11, 1},        /* one non-GSM char makes it all UCS-2 */
+	    {"a", 0, "", SMS_GSM7, 0, 1},
+	    {"a", 160, "", SMS_GSM7, 160, 1},
+	    {"a", 161, "", SMS_GSM7, 161, 2},
+	    {"a", 306, "", SMS_GSM7, 306, 2},
+	    {"a", 307, "", SMS_GSM7, 307, 3},
+	    {"\xc3\xa9", 160, "", SMS_GSM7, 160, 1}, /* é is in the basic set */
+	    {euro, 80, "", SMS_GSM7, 160, 1},        /* € costs two septets */
+	    {euro, 81, "", SMS_GSM7, 162, 2},
+	    {"a", 152, "\xe2\x82\xac", SMS_GSM7, 154, 1},
+	    /* The escape pair does not straddle: 152 + [€] moves € to segment 2. */
+	    {"a", 152,
+	     "\xe2\x82\xac"
+	     "aaaaaaaaaa",
+	     SMS_GSM7, 164, 2},
+	    {"a", 159, "{", SMS_GSM7, 161, 2},
+	    {zhe, 70, "", SMS_UCS2, 70, 1},
+	    {zhe, 71, "", SMS_UCS2, 71, 2},
+	    {zhe, 134, "", SMS_UCS2, 134, 2},
+	    {zhe, 135, "", SMS_UCS2, 135, 3},
+	    {smile, 35, "", SMS_UCS2, 70, 1}, /* emoji: two UTF-16 units */
+	    {smile, 36, "", SMS_UCS2, 72, 2},
+	    /* 66 units then an emoji: the pair is not split, it starts segment 2. */
+	    {"a", 66, "\xf0\x9f\x98\x80\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6", SMS_UCS2, 72, 2},
+	    {"a", 10, "\xd0\xb6", SMS_UCS2, 11, 1}, /* one non-GSM char makes it all UCS-2 */
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char *s = rep(cases[i].unit, cases[i].n, cases[i].tail);
@@ -381,9 +387,9 @@ static void test_sms_segments(void **state)
 		assert_int_equal(sms_segments(s, &info, &err), 0);
 		if (info.encoding != cases[i].enc || info.units != cases[i].units ||
 		    info.segments != cases[i].segments)
-			fail_msg("case %zu: got enc %d units %d segs %d, want %d %d %d", i, info.encoding,
-			         info.units, info.segments, cases[i].enc, cases[i].units,
-			         cases[i].segments);
+			fail_msg("case %zu: got enc %d units %d segs %d, want %d %d %d", i,
+			         info.encoding, info.units, info.segments, cases[i].enc,
+			         cases[i].units, cases[i].segments);
 		free(s);
 	}
 	struct sms_info info;
@@ -404,15 +410,15 @@ static void test_time_format(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ids_sorted_unique), cmocka_unit_test(test_id_time_prefix),
-		cmocka_unit_test(test_status_table),      cmocka_unit_test(test_status_names),
-		cmocka_unit_test(test_template_render),   cmocka_unit_test(test_template_errors),
-		cmocka_unit_test(test_whatsapp_vector),   cmocka_unit_test(test_twilio_vector),
-		cmocka_unit_test(test_rbm_vector),        cmocka_unit_test(test_sha256_and_consteq),
-		cmocka_unit_test(test_ratelimit),         cmocka_unit_test(test_backoff),
-		cmocka_unit_test(test_config_yaml),       cmocka_unit_test(test_secrets),
-		cmocka_unit_test(test_time_format),       cmocka_unit_test(test_utf8_copy),
-		cmocka_unit_test(test_sms_segments),
+	    cmocka_unit_test(test_ids_sorted_unique), cmocka_unit_test(test_id_time_prefix),
+	    cmocka_unit_test(test_status_table),      cmocka_unit_test(test_status_names),
+	    cmocka_unit_test(test_template_render),   cmocka_unit_test(test_template_errors),
+	    cmocka_unit_test(test_whatsapp_vector),   cmocka_unit_test(test_twilio_vector),
+	    cmocka_unit_test(test_rbm_vector),        cmocka_unit_test(test_sha256_and_consteq),
+	    cmocka_unit_test(test_ratelimit),         cmocka_unit_test(test_backoff),
+	    cmocka_unit_test(test_config_yaml),       cmocka_unit_test(test_secrets),
+	    cmocka_unit_test(test_time_format),       cmocka_unit_test(test_utf8_copy),
+	    cmocka_unit_test(test_sms_segments),
 	};
 	return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }

@@ -57,7 +57,8 @@ static const char *next_answer(const char *to)
 {
 	for (int i = 0; i < F.nscript; i++)
 		if (!strcmp(F.script_to[i], to)) {
-			int p = F.script_pos[i] < F.script_len[i] ? F.script_pos[i]++ : F.script_len[i] - 1;
+			int p = F.script_pos[i] < F.script_len[i] ? F.script_pos[i]++
+			                                          : F.script_len[i] - 1;
 			return F.script[i][p];
 		}
 	return "ok";
@@ -84,8 +85,9 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 	json_t *j = json_loads(r->body ? r->body : "", 0, NULL);
 	char tobuf[32];
 	snprintf(tobuf, sizeof tobuf, "%s",
-	         json_is_string(json_object_get(j, "to")) ? json_string_value(json_object_get(j, "to"))
-	                                                  : "");
+	         json_is_string(json_object_get(j, "to"))
+	             ? json_string_value(json_object_get(j, "to"))
+	             : "");
 	json_decref(j);
 	const char *to = tobuf[0] ? tobuf : NULL;
 	pthread_mutex_lock(&F.lock);
@@ -100,16 +102,19 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 	int status = 200;
 	if (!strcmp(a, "500")) {
 		status = 500;
-		snprintf(body, sizeof body, "{\"error\":{\"message\":\"(#131000) Something went wrong\","
-		                            "\"type\":\"OAuthException\",\"code\":131000}}");
+		snprintf(body, sizeof body,
+		         "{\"error\":{\"message\":\"(#131000) Something went wrong\","
+		         "\"type\":\"OAuthException\",\"code\":131000}}");
 	} else if (!strcmp(a, "429")) {
 		status = 429;
-		snprintf(body, sizeof body, "{\"error\":{\"message\":\"(#130429) Rate limit hit\","
-		                            "\"type\":\"OAuthException\",\"code\":130429}}");
+		snprintf(body, sizeof body,
+		         "{\"error\":{\"message\":\"(#130429) Rate limit hit\","
+		         "\"type\":\"OAuthException\",\"code\":130429}}");
 	} else if (!strcmp(a, "perm")) {
 		status = 400;
-		snprintf(body, sizeof body, "{\"error\":{\"message\":\"(#131026) Message undeliverable\","
-		                            "\"type\":\"OAuthException\",\"code\":131026}}");
+		snprintf(body, sizeof body,
+		         "{\"error\":{\"message\":\"(#131026) Message undeliverable\","
+		         "\"type\":\"OAuthException\",\"code\":131026}}");
 	} else {
 		snprintf(body, sizeof body,
 		         "{\"messaging_product\":\"whatsapp\",\"contacts\":[{\"input\":\"%s\","
@@ -117,7 +122,7 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 		         to ? to : "", to ? to : "", atomic_fetch_add(&F.seq, 1));
 	}
 	struct MHD_Response *resp =
-		MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
+	    MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
 	MHD_add_response_header(resp, "Content-Type", "application/json");
 	if (status == 429)
 		MHD_add_response_header(resp, "Retry-After", "1");
@@ -239,8 +244,7 @@ static void insert(struct tw *t, struct message *m, size_t n)
 	assert_int_equal(t->st->ops->message_insert(t->st, m, n, NULL, NULL, NULL), 0);
 }
 
-static enum msg_status wait_status(struct tw *t, const char *id, enum msg_status want,
-                                   double secs)
+static enum msg_status wait_status(struct tw *t, const char *id, enum msg_status want, double secs)
 {
 	struct message m;
 	for (int i = 0; i < (int)(secs * 50); i++) {
@@ -495,9 +499,9 @@ int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_transient_then_ok), cmocka_unit_test(test_429_retry_after),
-		cmocka_unit_test(test_priority_and_fairness), cmocka_unit_test(test_sync_watch),
-		cmocka_unit_test(test_lease_expiry_resend),
+	    cmocka_unit_test(test_transient_then_ok),     cmocka_unit_test(test_429_retry_after),
+	    cmocka_unit_test(test_priority_and_fairness), cmocka_unit_test(test_sync_watch),
+	    cmocka_unit_test(test_lease_expiry_resend),
 	};
 	int rc = cmocka_run_group_tests_name("dispatch", tests, NULL, NULL);
 	curl_global_cleanup();
