@@ -78,6 +78,7 @@ struct dispatcher {
 	atomic_bool notified;
 	int64_t next_reconcile;
 
+	struct message *claim_buf;   /* CLAIM_MAX zeroed entries, reused by every claim */
 	struct send_result *pending; /* outcomes not yet handed to the store */
 	size_t npending, cappending;
 
@@ -492,9 +493,7 @@ static int64_t fill(struct dispatcher *d)
 {
 	int64_t now = hr_mono_us();
 	int64_t wake = now + IDLE_POLL_US;
-	struct message *batch = calloc(CLAIM_MAX, sizeof *batch);
-	if (!batch)
-		abort();
+	struct message *batch = d->claim_buf; /* message_clear() leaves entries zeroed */
 	bool progress = true;
 	while (progress && d->inflight < d->o.max_in_flight) {
 		progress = false;
@@ -558,7 +557,6 @@ static int64_t fill(struct dispatcher *d)
 		d->rr = (d->rr + 1) % (d->naccts ? d->naccts : 1);
 		now = hr_mono_us();
 	}
-	free(batch);
 	return wake;
 }
 
@@ -689,7 +687,9 @@ int dispatcher_start(struct store *st, struct account_set *accounts,
 	if (d->o.max_in_flight < 1)
 		d->o.max_in_flight = 1;
 	d->set = accounts;
-	if (sync_accounts(d, true) != 0) {
+	d->claim_buf = calloc(CLAIM_MAX, sizeof *d->claim_buf);
+	if (!d->claim_buf || sync_accounts(d, true) != 0) {
+		free(d->claim_buf);
 		free(d);
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	}
@@ -701,6 +701,7 @@ int dispatcher_start(struct store *st, struct account_set *accounts,
 	curl_multi_setopt(d->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
 	if (pthread_create(&d->thread, NULL, dispatch_main, d) != 0) {
 		curl_multi_cleanup(d->multi);
+		free(d->claim_buf);
 		free(d->accts);
 		free(d);
 		return hr_fail(err, HR_EINTERNAL, NULL, "cannot start the dispatcher thread");
@@ -747,6 +748,7 @@ void dispatcher_stop(struct dispatcher *d)
 	pthread_mutex_destroy(&d->out_lock);
 	pthread_cond_destroy(&d->out_cond);
 	free(d->pending);
+	free(d->claim_buf);
 	free(d->accts);
 	free(d);
 }

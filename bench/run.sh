@@ -1,0 +1,638 @@
+#!/usr/bin/env bash
+# bench/run.sh - Herald's benchmark, run by `make bench`. In one run it measures
+# the raw limits of this machine (nginx answering a fixed 202, SQLite inserting
+# the rows of a batch accept directly) and Herald's figures against them:
+# durable accepts over HTTP (single and batch endpoint, synchronous normal and
+# full), p99 accept latency at half the maximum load, end-to-end messages/s
+# from accept to `delivered` through `herald sim`, webhook events applied/s,
+# and the server's RSS. It prints a table (figure, value, baseline, ratio,
+# target) and a summary block to paste into the README.
+#
+# Everything runs on 127.0.0.1 on free ports, in a temp dir removed at the end;
+# every process started here is stopped at the end (trap). Environment:
+#   BENCH_SECONDS       seconds per measured phase (default 10)
+#   BENCH_E2E_MESSAGES  messages pushed end to end (default 100000)
+#   BENCH_E2E_TIMEOUT   give up waiting for `delivered` after this (default 180 s)
+#   BENCH_BUILD         build dir holding herald and sqlite_baseline
+#                       (default build-release)
+#   BENCH_KEEP=1        keep the temp dir (logs, configs) for a post-mortem
+#   BENCH_PHASES        which phases to run (default all: "nginx sqlite single
+#                       batch e2e webhooks"; webhooks needs e2e)
+set -euo pipefail
+export LC_ALL=C
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+BUILD=${BENCH_BUILD:-$ROOT/build-release}
+HERALD=$BUILD/herald
+BASELINE=$BUILD/sqlite_baseline
+SECS=${BENCH_SECONDS:-10}
+E2E_N=${BENCH_E2E_MESSAGES:-100000}
+E2E_TIMEOUT=${BENCH_E2E_TIMEOUT:-180}
+CONNS=64             # wrk connections for single POSTs, nginx and webhooks
+BATCH_CONNS=8        # wrk connections for the batch endpoint (8,000 messages in flight)
+BATCH=1000           # messages per batch request
+E2E_PAR=4            # parallel curl uploads in the end-to-end phase
+KEY=hk_bench_0123456789abcdef
+APP_SECRET=bench-app-secret-123
+ACCOUNT=bench-wa
+PHASES=" ${BENCH_PHASES:-nginx sqlite single batch e2e webhooks} "
+CMDLINE="BENCH_SECONDS=$SECS make bench"
+[[ -n ${BENCH_E2E_MESSAGES:-} ]] && CMDLINE="BENCH_E2E_MESSAGES=$E2E_N $CMDLINE"
+[[ -n ${BENCH_PHASES:-} ]] && CMDLINE="BENCH_PHASES='$BENCH_PHASES' $CMDLINE"
+
+die() { echo "bench: $*" >&2; exit 1; }
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+[[ $SECS =~ ^[0-9]+$ && $SECS -ge 1 && $SECS -le 600 ]] ||
+	die "BENCH_SECONDS must be a whole number of seconds in 1..600, got '$SECS'"
+[[ $E2E_N =~ ^[0-9]+$ && $E2E_N -ge $BATCH ]] ||
+	die "BENCH_E2E_MESSAGES must be a number >= $BATCH"
+for tool in wrk nginx curl openssl awk; do
+	command -v "$tool" >/dev/null || die "$tool is missing (scripts/deps.sh bench installs it)"
+done
+[[ -x $HERALD ]] || die "$HERALD not built (make release)"
+[[ -x $BASELINE ]] || die "$BASELINE not built (make -C build-release sqlite_baseline)"
+
+TMP=$(mktemp -d /tmp/herald-bench.XXXXXX)
+PIDS=()
+
+# Stops one process we started (it leads its own process group, see start_bg,
+# so helpers it spawned go too): TERM, then KILL if still there after 10 s.
+stop_pid() {
+	local pid=$1 i
+	if ! kill -0 "$pid" 2>/dev/null; then
+		kill -TERM -- "-$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+		forget_pid "$pid"
+		return 0
+	fi
+	kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		log "process $pid ignored SIGTERM for 10 s: killing it"
+		kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+	forget_pid "$pid"
+}
+forget_pid() {
+	local i
+	for i in "${!PIDS[@]}"; do
+		[[ ${PIDS[$i]} == "$1" ]] && unset 'PIDS[i]'
+	done
+	return 0
+}
+
+cleanup() {
+	local rc=$? pid
+	trap - EXIT INT TERM
+	for pid in "${PIDS[@]}"; do
+		stop_pid "$pid"
+	done
+	if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+		log "kept $TMP"
+	else
+		rm -rf "$TMP"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Starts a command in the background, in a process group of its own, with its
+# output in $TMP/NAME.log, and remembers it for the trap; the pid is left in
+# $BG_PID.
+start_bg() {
+	local name=$1
+	shift
+	setsid "$@" >"$TMP/$name.log" 2>&1 </dev/null &
+	BG_PID=$!
+	PIDS+=("$BG_PID")
+}
+
+# Picks a port nobody listens on, below the ephemeral range that wrk's many
+# connections use, and not handed out before in this run. Sets the named var.
+USED_PORTS=" "
+free_port() {
+	local -n out=$1
+	local busy p i
+	busy=$(awk 'NR > 1 { split($2, a, ":"); print a[2] }' /proc/net/tcp /proc/net/tcp6 \
+		2>/dev/null | sort -u)
+	for ((i = 0; i < 500; i++)); do
+		p=$((20000 + RANDOM % 12000))
+		if ! grep -qx "$(printf '%04X' "$p")" <<<"$busy" && [[ $USED_PORTS != *" $p "* ]]; then
+			USED_PORTS+="$p "
+			out=$p
+			return 0
+		fi
+	done
+	die "no free port found"
+}
+
+# Polls URL until it answers 200, the process PID dies, or 20 s pass.
+wait_http() {
+	local url=$1 pid=$2 what=$3 i code
+	for ((i = 0; i < 200; i++)); do
+		code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
+		[[ $code == 200 ]] && return 0
+		kill -0 "$pid" 2>/dev/null || { log "$what exited; its log:"; tail -n 20 "$TMP/$what.log" >&2; return 1; }
+		sleep 0.1
+	done
+	log "$what did not answer $url within 20 s"
+	return 1
+}
+
+fnum() { # number [decimals]; anything else (n/a) passes through
+	if [[ $1 =~ ^-?[0-9]+(\.[0-9]+)?$ ]]; then
+		awk -v x="$1" -v d="${2:-0}" 'BEGIN { printf "%.*f", d, x }'
+	else
+		echo "${1:-n/a}"
+	fi
+}
+calc() { awk "BEGIN { x = $1; printf \"%.${2:-0}f\", x }"; }
+
+# ---- wrk output ------------------------------------------------------------
+wrk_rps() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
+wrk_reqs() { awk '/ requests in / { print $1 }' "$1"; }
+# A latency as wrk prints it (635.00us, 1.20ms, 2.00s, 1.50m) in milliseconds.
+to_ms() {
+	awk -v v="$1" 'BEGIN {
+		n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+		if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+		printf "%.2f", n }'
+}
+wrk_pct() { to_ms "$(awk -v p="$2%" '$1 == p { print $2; exit }' "$1")"; }
+# Requests that did not get a 2xx/3xx, plus socket errors of any kind.
+wrk_bad() {
+	awk '/Non-2xx or 3xx responses:/ { n += $NF }
+	     /Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 }
+	     END { print n + 0 }' "$1"
+}
+run_wrk() { # out connections script url [extra wrk args]
+	local out=$1 c=$2 script=$3 url=$4
+	shift 4
+	wrk -t2 -c"$c" -d"${SECS}s" --timeout 10s --latency -s "$script" "$@" "$url" >"$out" 2>&1 ||
+		{ log "wrk failed:"; cat "$out" >&2; return 1; }
+	local bad
+	bad=$(wrk_bad "$out")
+	if ((bad > 0)); then
+		log "wrk: $bad requests failed or got a non-2xx answer"
+		WARNINGS+=("$(basename "$out" .txt): $bad requests failed or got a non-2xx answer")
+	fi
+}
+
+# ---- Herald ------------------------------------------------------------------
+HPORT=0
+SPORT=0
+free_port HPORT
+free_port SPORT
+HURL=http://127.0.0.1:$HPORT
+SURL=http://127.0.0.1:$SPORT
+WARNINGS=()
+
+# Writes a config: the account's rate limit is the only difference between
+# the accept phases (1/s: the dispatcher stays out of the way) and end to end.
+write_config() { # file rate_limit
+	sed -e "s|@HPORT@|$HPORT|g" -e "s|@SPORT@|$SPORT|g" -e "s|@DB@|$TMP/herald.db|g" \
+	    -e "s|@KEY@|$KEY|g" -e "s|@SECRET@|$APP_SECRET|g" -e "s|@ACCOUNT@|$ACCOUNT|g" \
+	    -e "s|@RATE@|$2|g" "$HERE/herald.conf" >"$1"
+}
+write_config "$TMP/accept.yaml" 1
+write_config "$TMP/e2e.yaml" 100000
+
+SERVE_PID=
+SIM_PID=
+start_serve() { # config sync
+	local db=$TMP/herald-$2.db
+	rm -f "$db" "$db-wal" "$db-shm"
+	start_bg serve "$HERALD" serve --config "$1" --db "$db" --synchronous "$2"
+	SERVE_PID=$BG_PID
+	wait_http "$HURL/healthz" "$SERVE_PID" serve
+}
+stop_serve() {
+	[[ -n $SERVE_PID ]] && stop_pid "$SERVE_PID"
+	SERVE_PID=
+	rm -f "$TMP"/herald-*.db*
+}
+start_sim() {
+	start_bg sim "$HERALD" sim --config "$TMP/e2e.yaml" --listen "127.0.0.1:$SPORT" \
+		--herald-url "$HURL"
+	SIM_PID=$BG_PID
+	wait_http "$SURL/sim/stats" "$SIM_PID" sim
+}
+
+metrics() { curl -s --max-time 10 "$HURL/metrics"; }
+# Sum of a metric's samples whose line contains FILTER (e.g. status="sent").
+msum() { # metrics_text name [filter]
+	awk -v n="$2" -v f="${3:-}" '
+		$1 == n || index($1, n "{") == 1 { if (f == "" || index($0, f)) s += $NF }
+		END { printf "%.0f", s }' <<<"$1"
+}
+rss_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# Checks that the store holds as many messages as the API acknowledged: at
+# least every answered request's, at most those plus what was still in flight
+# when wrk stopped (wrk counts answered requests only).
+check_rows() { # label acknowledged-messages in-flight-allowance
+	local m total
+	m=$(metrics) || { log "$1: GET /metrics failed"; return 1; }
+	total=$(msum "$m" herald_queue_depth)
+	if ((total < $2 || total > $2 + $3)); then
+		log "$1: the store holds $total messages but $2 were acknowledged"
+		WARNINGS+=("$1: the store holds $total messages but $2 were acknowledged")
+	fi
+}
+
+post() { # path body-file expected-status
+	local code
+	code=$(curl -s -o "$TMP/post.out" -w '%{http_code}' --max-time 30 -X POST \
+		-H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+		--data-binary "@$2" "$HURL$1") || true
+	if [[ $code != "$3" ]]; then
+		log "POST $1 answered $code, expected $3: $(head -c 400 "$TMP/post.out")"
+		return 1
+	fi
+}
+
+# The single-message body, read out of bench/post.lua so the two never differ.
+SINGLE_BODY=$TMP/single.json
+sed -n "s/^wrk.body = '\(.*\)'\$/\1/p" "$HERE/post.lua" | tr -d '\n' >"$SINGLE_BODY"
+grep -q '"to":"+447911123456"' "$SINGLE_BODY" || die "could not extract the body from post.lua"
+
+declare -A R   # results by key
+v() { echo "${R[$1]:-n/a}"; }
+mib() { [[ -n ${R[$1]:-} ]] && calc "${R[$1]} / 1024" 1 || echo n/a; }
+
+# ---- 1. nginx ------------------------------------------------------------------
+phase_nginx() {
+	local port=0
+	free_port port
+	mkdir -p "$TMP/nginx"
+	sed -e "s|@DIR@|$TMP/nginx|g" -e "s|@PORT@|$port|g" "$HERE/nginx.conf" >"$TMP/nginx/nginx.conf"
+	start_bg nginx nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/nginx-error.log"
+	local pid=$BG_PID i code=
+	for ((i = 0; i < 100; i++)); do
+		code=$(curl -s -o /dev/null -w '%{http_code}' -X POST --data-binary "@$SINGLE_BODY" \
+			"http://127.0.0.1:$port/v1/messages" || true)
+		[[ $code == 202 ]] && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	[[ $code == 202 ]] || { log "nginx did not start:"; cat "$TMP/nginx.log" "$TMP/nginx/nginx-error.log" >&2 2>/dev/null; return 1; }
+	log "1/6 nginx fixed 202: wrk -t2 -c$CONNS ${SECS}s"
+	BENCH_KEY=$KEY run_wrk "$TMP/wrk-nginx.txt" "$CONNS" "$HERE/post.lua" \
+		"http://127.0.0.1:$port/v1/messages" || return 1
+	R[nginx]=$(wrk_rps "$TMP/wrk-nginx.txt")
+	R[nginx_p99]=$(wrk_pct "$TMP/wrk-nginx.txt" 99)
+	stop_pid "$pid"
+	log "    nginx: ${R[nginx]} req/s, p99 ${R[nginx_p99]} ms"
+}
+
+# ---- 2. SQLite ---------------------------------------------------------------
+phase_sqlite() {
+	log "3/6 SQLite direct inserts: $BATCH messages per transaction, ${SECS}s per mode"
+	"$BASELINE" --dir "$TMP" --seconds "$SECS" --per-tx "$BATCH" --synchronous both \
+		>"$TMP/sqlite.txt" 2>&1 || { cat "$TMP/sqlite.txt" >&2; return 1; }
+	R[sqlite_normal]=$(awk '/synchronous=normal/ { sub("messages_per_s=", "", $NF); print $NF }' "$TMP/sqlite.txt")
+	R[sqlite_full]=$(awk '/synchronous=full/ { sub("messages_per_s=", "", $NF); print $NF }' "$TMP/sqlite.txt")
+	log "    SQLite: normal ${R[sqlite_normal]} msg/s, full ${R[sqlite_full]} msg/s"
+}
+
+# ---- 3. single accepts -----------------------------------------------------------
+phase_single() { # sync
+	local s=$1
+	start_serve "$TMP/accept.yaml" "$s" || return 1
+	post /v1/messages "$SINGLE_BODY" 202 || return 1
+	log "2/6 single accepts ($s): wrk -t2 -c$CONNS ${SECS}s at full speed"
+	BENCH_KEY=$KEY run_wrk "$TMP/wrk-single-$s.txt" "$CONNS" "$HERE/post.lua" \
+		"$HURL/v1/messages" || return 1
+	R[single_$s]=$(wrk_rps "$TMP/wrk-single-$s.txt")
+	R[single_p99_$s]=$(wrk_pct "$TMP/wrk-single-$s.txt" 99)
+	local half
+	half=$(calc "${R[single_$s]} / 2")
+	log "    ${R[single_$s]} req/s, p99 ${R[single_p99_$s]} ms; now paced to $half req/s"
+	BENCH_KEY=$KEY BENCH_RATE=$half BENCH_THREADS=2 run_wrk "$TMP/wrk-half-$s.txt" \
+		"$CONNS" "$HERE/post.lua" "$HURL/v1/messages" || return 1
+	R[half_rps_$s]=$(wrk_rps "$TMP/wrk-half-$s.txt")
+	R[half_p50_$s]=$(wrk_pct "$TMP/wrk-half-$s.txt" 50)
+	R[half_p99_$s]=$(wrk_pct "$TMP/wrk-half-$s.txt" 99)
+	log "    at ${R[half_rps_$s]} req/s: p50 ${R[half_p50_$s]} ms, p99 ${R[half_p99_$s]} ms"
+	check_rows "single $s" $(($(wrk_reqs "$TMP/wrk-single-$s.txt") + \
+		$(wrk_reqs "$TMP/wrk-half-$s.txt") + 1)) $((2 * CONNS))
+	stop_serve
+}
+
+# ---- 4. batch accepts ----------------------------------------------------------
+phase_batch() { # sync
+	local s=$1
+	start_serve "$TMP/accept.yaml" "$s" || return 1
+	awk -v n="$BATCH" 'BEGIN {
+		printf "{\"messages\":["
+		for (i = 1; i <= n; i++)
+			printf "%s{\"channel\":\"whatsapp\",\"account\":\"bench-wa\",\"to\":\"+4479%08d\",\"text\":\"Your Herald verification code is 482913. It expires in 10 minutes.\"}", (i > 1 ? "," : ""), i
+		printf "]}" }' >"$TMP/batch1.json"
+	post /v1/messages:batch "$TMP/batch1.json" 202 || return 1
+	grep -q "\"count\":$BATCH" "$TMP/post.out" || { log "batch answer lacks count $BATCH"; return 1; }
+	log "4/6 batch accepts ($s): wrk -t2 -c$BATCH_CONNS ${SECS}s, $BATCH messages per request"
+	BENCH_KEY=$KEY BENCH_BATCH=$BATCH run_wrk "$TMP/wrk-batch-$s.txt" "$BATCH_CONNS" \
+		"$HERE/batch.lua" "$HURL/v1/messages:batch" || return 1
+	R[batch_rps_$s]=$(wrk_rps "$TMP/wrk-batch-$s.txt")
+	R[batch_$s]=$(calc "${R[batch_rps_$s]} * $BATCH")
+	R[batch_p99_$s]=$(wrk_pct "$TMP/wrk-batch-$s.txt" 99)
+	log "    ${R[batch_rps_$s]} req/s = ${R[batch_$s]} msg/s, p99 ${R[batch_p99_$s]} ms"
+	check_rows "batch $s" $((($(wrk_reqs "$TMP/wrk-batch-$s.txt") + 1) * BATCH)) \
+		$((BATCH_CONNS * BATCH))
+	stop_serve
+}
+
+# ---- 5. end to end -------------------------------------------------------------
+phase_e2e() {
+	local nfiles=$((E2E_N / BATCH))
+	mkdir -p "$TMP/e2e"
+	awk -v n="$BATCH" -v files="$nfiles" -v dir="$TMP/e2e" 'BEGIN {
+		for (f = 0; f < files; f++) {
+			out = sprintf("%s/b%04d.json", dir, f)
+			printf "{\"messages\":[" >out
+			for (i = 1; i <= n; i++)
+				printf "%s{\"channel\":\"whatsapp\",\"account\":\"bench-wa\",\"to\":\"+4479%08d\",\"text\":\"Your Herald verification code is 482913. It expires in 10 minutes.\"}", (i > 1 ? "," : ""), f * n + i >out
+			printf "]}" >out
+			close(out)
+		} }'
+	E2E_N=$((nfiles * BATCH))
+	curl -s -X POST "$SURL/sim/reset" >/dev/null || true
+	start_serve "$TMP/e2e.yaml" normal || return 1
+	sleep 1
+	R[rss_idle]=$(rss_kb "$SERVE_PID" VmRSS)
+	log "5/6 end to end: $E2E_N messages in $nfiles batch requests, $E2E_PAR at a time"
+
+	local t0 t_done='' m q sd st dl rss now
+	: >"$TMP/e2e-samples.txt"
+	t0=$EPOCHREALTIME
+	# The uploads: $E2E_PAR curls at a time, in their own process group.
+	# shellcheck disable=SC2016 # expanded by the inner bash
+	start_bg e2e-submit bash -c 'ls "$1"/e2e/b*.json | xargs -P "$2" -I{} curl -s \
+		-o /dev/null -w "%{http_code}\n" --max-time 120 -H "Authorization: Bearer $3" \
+		-H "Content-Type: application/json" --data-binary @{} "$4/v1/messages:batch" \
+		>"$1/e2e-codes.txt"; echo "$EPOCHREALTIME" >"$1/e2e-submitted.txt"' \
+		bench "$TMP" "$E2E_PAR" "$KEY" "$HURL"
+	local sub_pid=$BG_PID
+	# /metrics counts messages by status with a scan of the message table:
+	# poll it closely while the table is small and until 10,000 messages are
+	# in flight (queued+sending+sent; the RSS there is the "10k in flight"
+	# figure: later samples would also hold what the 100k peak left behind),
+	# gently in the middle, closely again once the end is near.
+	local gap=0.1
+	while :; do
+		sleep "$gap"
+		m=$(metrics) || true
+		now=$EPOCHREALTIME
+		rss=$(rss_kb "$SERVE_PID" VmRSS)
+		q=$(msum "$m" herald_queue_depth 'status="queued"')
+		sd=$(msum "$m" herald_queue_depth 'status="sending"')
+		st=$(msum "$m" herald_queue_depth 'status="sent"')
+		dl=$(msum "$m" herald_queue_depth 'status="delivered"')
+		echo "$(calc "$now - $t0" 2) $rss $q $sd $st $dl" >>"$TMP/e2e-samples.txt"
+		if [[ -z ${R[rss_10k]:-} ]] && ((q + sd + st >= 10000)); then
+			R[rss_10k]=$rss
+			R[rss_10k_inflight]=$((q + sd + st))
+			gap=0.5
+		fi
+		if ((dl >= E2E_N)); then
+			t_done=$now
+			break
+		fi
+		((dl * 10 >= E2E_N * 8)) && gap=0.1
+		kill -0 "$SERVE_PID" 2>/dev/null || { log "herald serve died:"; tail -n 20 "$TMP/serve.log" >&2; return 1; }
+		if (($(calc "$now - $t0 > $E2E_TIMEOUT"))); then
+			log "gave up after ${E2E_TIMEOUT}s: $dl of $E2E_N delivered ($q queued, $sd sending, $st sent)"
+			break
+		fi
+	done
+	wait "$sub_pid" || true
+	forget_pid "$sub_pid"
+	local ok
+	ok=$(grep -c '^202$' "$TMP/e2e-codes.txt" || true)
+	if ((ok != nfiles)); then
+		log "only $ok of $nfiles batch requests got 202: $(sort "$TMP/e2e-codes.txt" | uniq -c | tr '\n' ' ')"
+		return 1
+	fi
+	R[e2e_submit]=$(calc "$E2E_N / ($(cat "$TMP/e2e-submitted.txt") - $t0)")
+	R[rss_peak]=$(rss_kb "$SERVE_PID" VmHWM)
+	R[e2e_inflight_max]=$(awk '{ f = $3 + $4 + $5; if (f > m) m = f } END { print m + 0 }' "$TMP/e2e-samples.txt")
+	[[ -n $t_done ]] || return 1
+	R[e2e]=$(calc "$E2E_N / ($t_done - $t0)")
+	R[e2e_secs]=$(calc "$t_done - $t0" 2)
+	local stats
+	stats=$(curl -s "$SURL/sim/stats" || true)
+	R[sim_unique]=$(grep -o '"unique_messages":[0-9]*' <<<"$stats" | cut -d: -f2)
+	R[sim_dups]=$(grep -o '"duplicates":[0-9]*' <<<"$stats" | head -n 1 | cut -d: -f2)
+	if [[ -n ${R[sim_dups]} && ${R[sim_dups]} != 0 ]]; then
+		WARNINGS+=("end to end: the sim received ${R[sim_dups]} duplicate sends (retried after a" \
+			"send timeout; see herald_sends_total{outcome=\"retried\"})")
+	fi
+	log "    $E2E_N delivered in ${R[e2e_secs]} s = ${R[e2e]} msg/s (accepted at ${R[e2e_submit]} msg/s);" \
+		"sim: ${R[sim_unique]:-?} unique, ${R[sim_dups]:-?} duplicates"
+	log "    RSS idle $(mib rss_idle) MiB, at 10k in flight $(mib rss_10k) MiB" \
+		"($(v rss_10k_inflight) in flight), peak $(mib rss_peak) MiB"
+}
+
+# ---- 6. webhooks -------------------------------------------------------------
+phase_webhooks() {
+	local m i pending ids base
+	# Let the end-to-end phase's last webhooks drain (up to 10 s). Rows that
+	# stay are waiting for a provider id Herald never recorded (a send that
+	# was retried after a timeout): they are the baseline the backlog must
+	# return to.
+	for ((i = 0; i < 100; i++)); do
+		m=$(metrics) || true
+		pending=$(msum "$m" herald_webhook_inbox_pending)
+		((pending == 0)) && break
+		sleep 0.1
+	done
+	base=$pending
+	((base == 0)) || log "    $base webhook rows stay pending from the end-to-end phase"
+
+	ids=$(curl -s -H "Authorization: Bearer $KEY" \
+		"$HURL/v1/messages?status=delivered&limit=10" |
+		grep -o '"provider_id":"[^"]*"' | cut -d'"' -f4 | head -n 10)
+	if (($(grep -c . <<<"$ids") < 10)); then
+		log "could not get 10 delivered messages with provider ids from GET /v1/messages"
+		return 1
+	fi
+	local ts statuses='' id
+	ts=$(date +%s)
+	for id in $ids; do
+		statuses+="${statuses:+,}{\"id\":\"$id\",\"status\":\"read\",\"timestamp\":\"$ts\",\"recipient_id\":\"447911123456\"}"
+	done
+	printf '%s' "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"102290129340398\",\"changes\":[{\"field\":\"messages\",\"value\":{\"messaging_product\":\"whatsapp\",\"metadata\":{\"display_phone_number\":\"15550783881\",\"phone_number_id\":\"106540352242922\"},\"statuses\":[$statuses]}}]}]}" \
+		>"$TMP/webhook.json"
+	local sig
+	sig="sha256=$(openssl dgst -sha256 -hmac "$APP_SECRET" -r "$TMP/webhook.json" | cut -d' ' -f1)"
+	local url=$HURL/webhooks/whatsapp/$ACCOUNT before t0 code
+	m=$(metrics)
+	before=$(($(msum "$m" herald_webhooks_total 'result="applied"') + $(msum "$m" herald_webhooks_total 'result="ignored"')))
+	t0=$EPOCHREALTIME
+	code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+		-H "X-Hub-Signature-256: $sig" --data-binary "@$TMP/webhook.json" "$url" || true)
+	[[ $code == 200 ]] || { log "signed webhook answered $code, expected 200"; return 1; }
+	log "6/6 webhooks: wrk -t2 -c$CONNS ${SECS}s, 10 read statuses per POST"
+	BENCH_WEBHOOK_BODY=$TMP/webhook.json BENCH_WEBHOOK_SIG=$sig run_wrk "$TMP/wrk-webhook.txt" \
+		"$CONNS" "$HERE/webhook.lua" "$url" || return 1
+	R[wh_rps]=$(wrk_rps "$TMP/wrk-webhook.txt")
+	R[wh_p99]=$(wrk_pct "$TMP/wrk-webhook.txt" 99)
+	local t1='' deadline
+	deadline=$(calc "${EPOCHREALTIME} + $E2E_TIMEOUT" 2)
+	while :; do
+		m=$(metrics) || true
+		pending=$(msum "$m" herald_webhook_inbox_pending)
+		if ((pending <= base)); then
+			t1=$EPOCHREALTIME
+			break
+		fi
+		(($(calc "$EPOCHREALTIME > $deadline"))) && break
+		sleep 0.1
+	done
+	[[ -n $t1 ]] || { log "webhook inbox still has $pending pending after ${E2E_TIMEOUT}s"; return 1; }
+	# The applier counts its events just after its commit empties the inbox:
+	# read the counters until they stop moving (at most 2 s).
+	local after=-1 prev
+	for ((i = 0; i < 10; i++)); do
+		prev=$after
+		after=$(($(msum "$m" herald_webhooks_total 'result="applied"') + \
+			$(msum "$m" herald_webhooks_total 'result="ignored"')))
+		((after == prev)) && break
+		sleep 0.2
+		m=$(metrics) || true
+	done
+	local requests
+	requests=$(awk '/requests in/ { print $1 }' "$TMP/wrk-webhook.txt")
+	R[wh_events]=$((after - before))
+	R[wh_expected]=$(((requests + 1) * 10))
+	R[wh_applied]=$(calc "${R[wh_events]} / ($t1 - $t0)")
+	R[wh_drain]=$(calc "$t1 - $t0" 2)
+	log "    ingress ${R[wh_rps]} req/s (p99 ${R[wh_p99]} ms); ${R[wh_events]} events" \
+		"(expected ${R[wh_expected]}) applied in ${R[wh_drain]} s = ${R[wh_applied]} events/s"
+	# wrk counts completed requests only: up to $CONNS more may have been taken.
+	if ((R[wh_events] < R[wh_expected] || R[wh_events] > R[wh_expected] + CONNS * 10)); then
+		WARNINGS+=("webhooks: ${R[wh_events]} events applied or ignored, expected ${R[wh_expected]}")
+	fi
+}
+
+FAILED=()
+run_phase() { # label function args...
+	local label=$1
+	shift
+	if ! "$@"; then
+		log "phase '$label' failed (see above); going on"
+		FAILED+=("$label")
+		[[ -n $SERVE_PID ]] && stop_serve
+	fi
+	return 0
+}
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+log "Herald benchmark: ${SECS}s per phase, temp dir $TMP, herald on :$HPORT, sim on :$SPORT"
+# Each baseline runs just before the Herald phases compared with it, so both
+# see the same background load on a shared machine.
+want() { [[ $PHASES == *" $1 "* ]]; }
+SIM_OK=1
+if want single || want batch || want e2e; then
+	start_sim || { SIM_OK=0; FAILED+=("herald sim"); }
+fi
+want nginx && run_phase nginx phase_nginx
+if ((SIM_OK)); then
+	for s in normal full; do
+		want single && run_phase "single $s" phase_single "$s"
+	done
+fi
+want sqlite && run_phase sqlite phase_sqlite
+if ((SIM_OK)); then
+	for s in normal full; do
+		want batch && run_phase "batch $s" phase_batch "$s"
+	done
+	if want e2e; then
+		run_phase "end to end" phase_e2e
+		if ! want webhooks; then
+			:
+		elif [[ -n $SERVE_PID ]]; then
+			run_phase webhooks phase_webhooks
+		else
+			FAILED+=(webhooks)
+		fi
+		[[ -n $SERVE_PID ]] && stop_serve
+	fi
+fi
+
+# ---- the table ---------------------------------------------------------------
+ratio() { # value baseline -> "0.87" or "-"
+	[[ -n $1 && -n $2 && $1 != n/a && $2 != n/a ]] && calc "$1 / $2" 2 || echo "-"
+}
+# met: yes/no for a figure with a target; "" when there is none.
+met() { # value op limit
+	[[ -z $1 || $1 == n/a || $1 == - ]] && { echo "n/a"; return; }
+	(($(calc "$1 $2 $3"))) && echo yes || echo NO
+}
+ROWS=()
+row() { ROWS+=("$(printf '| %s | %s | %s | %s | %s | %s |' "$@")"); }
+
+n=$(v nginx)
+row "nginx fixed 202, req/s (wrk -t2 -c$CONNS)" "$(fnum "$n")" "" "" "raw limit" ""
+row "SQLite direct insert, msg/s, sync normal" "$(fnum "$(v sqlite_normal)")" "" "" "raw limit" ""
+row "SQLite direct insert, msg/s, sync full" "$(fnum "$(v sqlite_full)")" "" "" "raw limit" ""
+for s in normal full; do
+	r=$(ratio "$(v single_$s)" "$n")
+	row "single durable accept, req/s, sync $s" "$(fnum "$(v single_$s)")" \
+		"nginx $(fnum "$n")" "$r" ">= 0.50" "$(met "$r" '>=' 0.5)"
+done
+for s in normal full; do
+	row "p99 accept at half load, ms, sync $s ($(fnum "$(v half_rps_$s)") req/s)" \
+		"$(v half_p99_$s)" "" "" "< 5" "$(met "$(v half_p99_$s)" '<' 5)"
+done
+for s in normal full; do
+	r=$(ratio "$(v batch_$s)" "$(v sqlite_$s)")
+	row "batch durable accept, msg/s, sync $s" "$(fnum "$(v batch_$s)")" \
+		"SQLite $(fnum "$(v sqlite_$s)")" "$r" ">= 0.50" "$(met "$r" '>=' 0.5)"
+done
+row "end to end accept -> delivered, msg/s ($E2E_N msgs)" "$(fnum "$(v e2e)")" "" "" \
+	">= 15000" "$(met "$(v e2e)" '>=' 15000)"
+r=$(ratio "$(v wh_rps)" "$n")
+row "webhook ingress, req/s (10 statuses each)" "$(fnum "$(v wh_rps)")" "nginx $(fnum "$n")" "$r" "" ""
+row "webhook events applied, events/s" "$(fnum "$(v wh_applied)")" "" "" ">= 25000" \
+	"$(met "$(v wh_applied)" '>=' 25000)"
+row "server RSS idle, MiB" "$(mib rss_idle)" "" "" "< 20" "$(met "$(mib rss_idle)" '<' 20)"
+row "server RSS at 10k in flight, MiB ($(v rss_10k_inflight) in flight)" "$(mib rss_10k)" "" "" \
+	"< 64" "$(met "$(mib rss_10k)" '<' 64)"
+row "server peak RSS (VmHWM), MiB (max $(v e2e_inflight_max) in flight)" "$(mib rss_peak)" "" "" "" ""
+
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+echo
+echo "===== Herald benchmark summary (paste into the README) ====="
+echo
+echo "Command: \`$CMDLINE\` ($(date -u +%Y-%m-%d), $(nproc) cores: ${cpu:-unknown CPU}," \
+	"wrk and the servers share them; ${SECS}s per phase; load average $LOAD_START at the" \
+	"start, $(cut -d' ' -f1-3 /proc/loadavg) at the end)"
+echo
+echo "| figure | value | baseline | ratio | target | met |"
+echo "|---|---:|---|---:|---|---|"
+printf '%s\n' "${ROWS[@]}"
+echo
+echo "Also measured: single accept p99 at full load $(v single_p99_normal) ms (normal)," \
+	"$(v single_p99_full) ms (full); batch request p99 $(v batch_p99_normal) ms (normal)," \
+	"$(v batch_p99_full) ms (full); end-to-end run $(v e2e_secs) s, accepts of that phase" \
+	"$(fnum "$(v e2e_submit)") msg/s; sim counted $(v sim_unique) unique sends," \
+	"$(v sim_dups) duplicates; webhook events $(v wh_events) (expected $(v wh_expected))" \
+	"drained in $(v wh_drain) s; nginx p99 $(v nginx_p99) ms."
+for w in "${WARNINGS[@]}"; do
+	echo "Warning: $w"
+done
+echo
+echo "============================================================="
+if ((${#FAILED[@]})); then
+	echo "bench: failed phases: ${FAILED[*]}" >&2
+	exit 1
+fi
