@@ -1,8 +1,8 @@
 /*
  * sqlite.c - the SQLite store backend: connections, migrations, the
  * group-committing writer thread, the reader pool and shared helpers. The
- * operations themselves live in sqlite_conf.c, sqlite_msg.c and
- * sqlite_hook.c; this file fills `store_sqlite` with them.
+ * operations themselves live in sqlite_conf.c, sqlite_msg.c, sqlite_hook.c
+ * and sqlite_supp.c; this file fills `store_sqlite` with them.
  *
  * Writer ("herald-writer" thread): every write call becomes a job on a
  * queue. The writer takes everything queued (up to group_max jobs), runs
@@ -112,6 +112,7 @@ int sq_row_message(sqlite3_stmt *st, int c, struct message *m)
 	sq_col_copy(st, c + 16, m->provider_id, sizeof m->provider_id);
 	sq_col_copy(st, c + 17, m->error_code, sizeof m->error_code);
 	sq_col_copy(st, c + 18, m->error_text, sizeof m->error_text);
+	m->segments = sqlite3_column_int(st, c + 19);
 	if (oom) {
 		message_clear(m);
 		return HR_ENOMEM;
@@ -921,6 +922,9 @@ const struct store_ops store_sqlite = {
 	.record_results = sq_record_results,
 	.requeue_expired = sq_requeue_expired,
 	.next_due = sq_next_due,
+	.suppression_put = sq_suppression_put,
+	.suppression_delete = sq_suppression_delete,
+	.suppression_list = sq_suppression_list,
 	.idem_get = sq_idem_get,
 	.inbox_append = sq_inbox_append,
 	.inbox_fetch = sq_inbox_fetch,

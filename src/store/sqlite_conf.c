@@ -249,10 +249,11 @@ static int run_template(struct sq_store *s, struct sq_job *j)
 {
 	const struct template_row *t = ((struct job_conf *)j)->row;
 	sqlite3_stmt *st = sq_wstmt(s, W_TEMPLATE_UPSERT,
-		"INSERT INTO template(tenant_id, channel, name, language, body, param_count)"
-		" VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
+		"INSERT INTO template(tenant_id, channel, name, language, body, param_count,"
+		" config) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"
 		" ON CONFLICT(tenant_id, channel, name, language) DO UPDATE SET"
-		" body = excluded.body, param_count = excluded.param_count");
+		" body = excluded.body, param_count = excluded.param_count,"
+		" config = excluded.config");
 	if (!st)
 		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "template");
 	sqlite3_bind_text(st, 1, t->tenant_id, -1, SQLITE_STATIC);
@@ -261,14 +262,27 @@ static int run_template(struct sq_store *s, struct sq_job *j)
 	sqlite3_bind_text(st, 4, t->language, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 5, t->body ? t->body : "", -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 6, t->param_count);
+	sq_bind_opt(st, 7, t->config);
 	return sq_step_done(s, st, &j->err, "template");
 }
 
+/* The config is stored as given, but only if it is a JSON object: adapters
+ * parse it at send time, where a broken one could only fail every message. */
 int sq_template_upsert(struct store *st, const struct template_row *t, struct hr_err *err)
 {
 	if (!t || !t->tenant_id[0] || !t->channel[0] || !t->name[0])
 		return hr_fail(err, HR_EINVAL, "template",
 		               "template needs tenant, channel and name");
+	if (t->config && *t->config) {
+		json_error_t jerr;
+		json_t *cfg = json_loads(t->config, JSON_REJECT_DUPLICATES, &jerr);
+		bool parsed = cfg != NULL, object = json_is_object(cfg);
+		json_decref(cfg);
+		if (!object)
+			return hr_fail(err, HR_EINVAL, "template.config",
+			               "template config is not a JSON object%s%s",
+			               parsed ? "" : ": ", parsed ? "" : jerr.text);
+	}
 	struct job_conf c = {.j = {.run = run_template}, .row = t};
 	return sq_run_blocking((struct sq_store *)st, &c.j, err);
 }
@@ -283,7 +297,7 @@ int sq_template_get(struct store *st, const char *tenant_id, const char *channel
 	if (rc)
 		return rc;
 	sqlite3_stmt *q = sq_rstmt(r, R_TEMPLATE,
-		"SELECT tenant_id, channel, name, language, body, param_count FROM template"
+		"SELECT tenant_id, channel, name, language, body, param_count, config FROM template"
 		" WHERE tenant_id = ?1 AND channel = ?2 AND name = ?3 AND language = ?4");
 	if (!q) {
 		sq_reader_put(s, r);
@@ -302,6 +316,9 @@ int sq_template_get(struct store *st, const char *tenant_id, const char *channel
 		sq_col_copy(q, 3, out->language, sizeof out->language);
 		out->body = sq_col_dup(q, 4, &oom);
 		out->param_count = sqlite3_column_int(q, 5);
+		out->config = sq_col_dup(q, 6, &oom);
+		if (oom)
+			template_row_clear(out);
 		rc = oom ? HR_ENOMEM : 0;
 	} else {
 		rc = src == SQLITE_DONE ? HR_ENOTFOUND : sq_fail(r->db, src, NULL, NULL);

@@ -1,7 +1,8 @@
 /*
  * sqlite_hook.c - the webhook inbox: raw events appended by the ingress,
  * fetched by the applier, and applied in one transaction per applier batch
- * (status precedence, audit events, inbound replies, row states).
+ * (status precedence, audit events, inbound replies and what they ask for:
+ * opt-out, opt-in, an automatic answer; row states).
  *
  * Inbox row states: 0 new, 1 done, 2 waiting for a retry (a status named a
  * provider id we do not know yet, typically because the webhook overtook the
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/segments.h"
 #include "store/sqlite_int.h"
 
 enum { INBOX_NEW = 0, INBOX_DONE = 1, INBOX_RETRY = 2, INBOX_FAILED = 3, INBOX_ORPHAN = 4 };
@@ -359,11 +361,150 @@ static int inbound_clean(struct inbound_clean *c, const struct wh_inbound *in)
 	return oom ? HR_ENOMEM : 0;
 }
 
+/* The tenant and channel an account belongs to: 1 found, 0 unknown account,
+ * or a negative HR_E* code. */
+static int account_of(struct sq_store *s, struct sq_job *j, const char *account_id,
+                      char tenant[HR_NAME_MAX], char channel[16])
+{
+	sqlite3_stmt *q = sq_wstmt(s, W_ACCOUNT_TENANT,
+		"SELECT tenant_id, channel FROM channel_account WHERE id = ?1");
+	if (!q)
+		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "channel_account");
+	sqlite3_bind_text(q, 1, account_id ? account_id : "", -1, SQLITE_STATIC);
+	int src = sqlite3_step(q);
+	if (src == SQLITE_ROW) {
+		sq_col_copy(q, 0, tenant, HR_NAME_MAX);
+		sq_col_copy(q, 1, channel, 16);
+	}
+	sqlite3_reset(q);
+	if (src == SQLITE_ROW)
+		return 1;
+	return src == SQLITE_DONE ? 0 : sq_fail(s->wdb, src, &j->err, "channel_account");
+}
+
+/* "inbound STOP": the keyword as the customer sent it, trimmed, upper-cased
+ * (ASCII) and clipped, so the list shows which word opted them out. */
+static void optout_reason(char *dst, size_t size, const struct inbound_clean *c)
+{
+	const char *t = c->text && *c->text ? c->text : c->payload ? c->payload : "";
+	while (*t == ' ' || *t == '\t' || *t == '\r' || *t == '\n')
+		t++;
+	char kw[33];
+	hr_utf8_copy(kw, t, sizeof kw);
+	size_t n = strlen(kw);
+	while (n && (kw[n - 1] == ' ' || kw[n - 1] == '\t' || kw[n - 1] == '\r' ||
+	             kw[n - 1] == '\n'))
+		kw[--n] = '\0';
+	for (size_t i = 0; i < n; i++)
+		if (kw[i] >= 'a' && kw[i] <= 'z')
+			kw[i] = (char)(kw[i] - 'a' + 'A');
+	snprintf(dst, size, "inbound %s", n ? kw : "opt-out");
+}
+
+/*
+ * The answer to an inbound (a HELP text): a new QUEUED text message from the
+ * same account back to the sender, with an "accepted" event naming the
+ * inbound it answers; the dispatcher sends it like any other. *id gets its
+ * id. Sender addresses and texts are stored as valid UTF-8.
+ */
+static int queue_auto_reply(struct sq_store *s, struct sq_job *j, const char *tenant,
+                            const char *account_id, const char *channel,
+                            const struct inbound_clean *c, const char *reply_raw,
+                            char id[HR_ID_LEN + 1])
+{
+	bool oom = false;
+	char *reply = sq_utf8_dup(reply_raw, &oom);
+	if (oom)
+		return hr_fail(&j->err, HR_ENOMEM, "auto_reply", "out of memory");
+	struct message m = {.priority = PRIO_TRANSACTIONAL, .body = reply};
+	hr_id_new(m.id);
+	hr_strlcpy(m.tenant_id, tenant, sizeof m.tenant_id);
+	hr_strlcpy(m.account_id, account_id, sizeof m.account_id);
+	hr_strlcpy(m.channel, channel, sizeof m.channel);
+	hr_strlcpy(m.recipient, c->from, sizeof m.recipient);
+	if (strcmp(channel, "sms") == 0) {
+		struct sms_info info;
+		if (sms_segments(reply, &info, NULL) == 0)
+			m.segments = info.segments;
+	}
+	int64_t now = hr_now_us();
+	m.created_at = m.due_at = m.updated_at = now;
+	struct sq_json *js = &s->json;
+	sq_json_begin(js);
+	sq_json_str(js, "type", "text");
+	sq_json_str(js, "text", reply);
+	m.content = (char *)sq_json_end(js);
+	int rc = m.content ? sq_message_row_insert(s, &m, now, &j->err)
+	                   : hr_fail(&j->err, HR_ENOMEM, "auto_reply", "out of memory");
+	free(reply);
+	if (rc)
+		return rc;
+	sq_json_begin(js);
+	sq_json_str(js, "auto_reply_to", c->provider_msg_id);
+	const char *detail = sq_json_end(js);
+	if (!detail)
+		return hr_fail(&j->err, HR_ENOMEM, "message_event", "out of memory");
+	rc = sq_event_insert(s, m.id, now, 0, "accepted", "webhook", MSG_QUEUED, true, detail, 0,
+	                     &j->err);
+	if (rc == 0)
+		memcpy(id, m.id, sizeof m.id);
+	return rc;
+}
+
+/*
+ * What a new inbound asks of the account's tenant: an opt-out keyword puts
+ * the sender on the suppression list for the row's channel (reason
+ * "inbound <KEYWORD>"), an opt-in takes them off (absent is fine), and an
+ * auto_reply is queued back to them. The tenant is the account's
+ * (channel_account), or failing that the linked message's; with neither the
+ * request is logged and skipped rather than failing the applier's whole
+ * batch over a row it can never apply.
+ */
+static int inbound_effects(struct sq_store *s, struct job_apply *a,
+                           const struct inbox_parsed *row, const char *row_channel,
+                           const struct wh_inbound *in, const struct inbound_clean *c,
+                           const struct target *linked, char reply_id[HR_ID_LEN + 1])
+{
+	struct sq_job *j = &a->j;
+	if (!in->optout && !in->auto_reply)
+		return 0;
+	char tenant[HR_NAME_MAX] = "", channel[16] = "";
+	int rc = account_of(s, j, row->account_id, tenant, channel);
+	if (rc < 0)
+		return rc;
+	rc = 0;
+	if (!tenant[0] && linked)
+		hr_strlcpy(tenant, linked->tenant_id, sizeof tenant);
+	if (row_channel[0])
+		hr_strlcpy(channel, row_channel, sizeof channel);
+	if (!tenant[0] || !channel[0] || !c->from[0]) {
+		hr_log(HR_LOG_WARN, "store",
+		       "inbound %s on account %s: no tenant, channel or sender; opt-out and"
+		       " auto-reply skipped", c->provider_msg_id, row->account_id);
+		return 0;
+	}
+	if (in->optout > 0) {
+		char reason[SQ_REASON_MAX];
+		optout_reason(reason, sizeof reason, c);
+		rc = sq_supp_put(s, tenant, channel, c->from, reason, a->now, &j->err);
+	} else if (in->optout < 0) {
+		rc = sq_supp_delete(s, tenant, channel, c->from, NULL, &j->err);
+	}
+	if (rc == 0 && in->auto_reply)
+		rc = queue_auto_reply(s, j, tenant, row->account_id, channel, c, in->auto_reply,
+		                      reply_id);
+	return rc;
+}
+
 /* A reply: stored once per provider message id, linked to the message it
- * answers when the context names one we sent from the same account. */
+ * answers when the context names one we sent from the same account. Only a
+ * reply stored now (not a replay of one already stored) has effects
+ * (inbound_effects): a replayed STOP after a START must not opt out again,
+ * and a replayed HELP must not answer twice. */
 static int store_inbound(struct sq_store *s, struct job_apply *a,
-                         const struct inbox_parsed *row, const struct wh_inbound *in,
-                         const struct inbound_clean *c, int64_t received_at)
+                         const struct inbox_parsed *row, const char *row_channel,
+                         const struct wh_inbound *in, const struct inbound_clean *c,
+                         int64_t received_at)
 {
 	struct sq_job *j = &a->j;
 	struct target t = {0};
@@ -393,6 +534,9 @@ static int store_inbound(struct sq_store *s, struct job_apply *a,
 	if (sqlite3_changes(s->wdb) == 0)
 		return 0; /* seen before */
 	a->stats.inbound++;
+	char reply_id[HR_ID_LEN + 1] = "";
+	if ((rc = inbound_effects(s, a, row, row_channel, in, c, linked ? &t : NULL, reply_id)))
+		return rc;
 	if (!linked)
 		return 0;
 	struct sq_json *js = &s->json;
@@ -402,6 +546,10 @@ static int store_inbound(struct sq_store *s, struct job_apply *a,
 	sq_json_str(js, "payload", c->payload);
 	sq_json_str(js, "from", c->from);
 	sq_json_str(js, "provider_msg_id", c->provider_msg_id);
+	if (in->optout)
+		sq_json_str(js, "optout", in->optout > 0 ? "stop" : "start");
+	if (reply_id[0])
+		sq_json_str(js, "auto_reply_id", reply_id);
 	const char *detail = sq_json_end(js);
 	if (!detail)
 		return hr_fail(&j->err, HR_ENOMEM, "message_event", "out of memory");
@@ -410,15 +558,15 @@ static int store_inbound(struct sq_store *s, struct job_apply *a,
 }
 
 static int apply_inbound(struct sq_store *s, struct job_apply *a,
-                         const struct inbox_parsed *row, const struct wh_inbound *in,
-                         int64_t received_at)
+                         const struct inbox_parsed *row, const char *row_channel,
+                         const struct wh_inbound *in, int64_t received_at)
 {
 	struct inbound_clean c = {0};
 	int rc = inbound_clean(&c, in);
 	if (rc)
 		rc = hr_fail(&a->j.err, rc, "inbound", "out of memory");
 	else
-		rc = store_inbound(s, a, row, in, &c, received_at);
+		rc = store_inbound(s, a, row, row_channel, in, &c, received_at);
 	free(c.text);
 	free(c.payload);
 	return rc;
@@ -451,8 +599,9 @@ static int apply_row(struct sq_store *s, struct job_apply *a, const struct inbox
 	struct sq_job *j = &a->j;
 	int64_t received_at = a->now;
 	int attempts = 0;
+	char channel[16] = "";
 	sqlite3_stmt *q = sq_wstmt(s, W_INBOX_STATE,
-		"SELECT received_at, attempts FROM webhook_inbox WHERE id = ?1");
+		"SELECT received_at, attempts, channel FROM webhook_inbox WHERE id = ?1");
 	if (!q)
 		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "webhook_inbox");
 	sqlite3_bind_int64(q, 1, row->inbox_id);
@@ -460,6 +609,7 @@ static int apply_row(struct sq_store *s, struct job_apply *a, const struct inbox
 	if (src == SQLITE_ROW) {
 		received_at = sqlite3_column_int64(q, 0);
 		attempts = sqlite3_column_int(q, 1);
+		sq_col_copy(q, 2, channel, sizeof channel);
 	}
 	sqlite3_reset(q);
 	if (src != SQLITE_ROW && src != SQLITE_DONE)
@@ -485,7 +635,7 @@ static int apply_row(struct sq_store *s, struct job_apply *a, const struct inbox
 		}
 	}
 	for (size_t k = 0; k < row->ninbound && !retried; k++)
-		if ((rc = apply_inbound(s, a, row, &row->inbound[k], received_at)))
+		if ((rc = apply_inbound(s, a, row, channel, &row->inbound[k], received_at)))
 			return rc;
 	if (!unmatched)
 		return mark_row(s, j, row->inbox_id, INBOX_DONE, attempts + 1, 0, NULL);

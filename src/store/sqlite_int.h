@@ -3,6 +3,7 @@
  * connections, writer and reader pool; sqlite_conf.c: tenants, keys,
  * accounts, templates, idempotency reads; sqlite_msg.c: messages and claims;
  * sqlite_hook.c: webhook inbox and the applier's transaction;
+ * sqlite_supp.c: suppression list and recipient aliases;
  * sqlite_schema.c: migrations). Nothing outside src/store/ includes it.
  *
  * Threads: the writer thread owns `wdb`, its prepared statements (`ws`) and
@@ -40,6 +41,9 @@ enum sq_wslot {
 	W_REQUEUE_EVENTS, W_REQUEUE,
 	W_INBOX_INSERT, W_INBOX_STATE, W_INBOX_MARK,
 	W_MSG_BY_PROVIDER, W_MSG_SET_STATUS, W_INBOUND_INSERT, W_EVENT_SEEN,
+	W_SUPP_PUT, W_SUPP_DELETE, W_SUPP_GET, W_SUPP_ANY,
+	W_ALIAS_PUT, W_ALIAS_REPOINT, W_ALIAS_GET, W_ALIAS_ANY, W_ALIAS_DELETE,
+	W_MSG_SUPPRESSED, W_MSG_RECIPIENT, W_ACCOUNT_TENANT,
 	W__COUNT
 };
 
@@ -47,7 +51,7 @@ enum sq_wslot {
 enum sq_rslot {
 	R_APIKEY, R_ACCOUNTS_ALL, R_ACCOUNTS_TENANT, R_TEMPLATE,
 	R_MSG_GET, R_MSG_GET_PROVIDER, R_EVENTS, R_COUNTS_ALL, R_COUNTS_TENANT,
-	R_NEXT_DUE, R_IDEM, R_INBOX_FETCH, R_INBOX_PENDING,
+	R_NEXT_DUE, R_IDEM, R_INBOX_FETCH, R_INBOX_PENDING, R_SUPP_ALL, R_SUPP_CHANNEL,
 	R__COUNT
 };
 
@@ -178,8 +182,38 @@ int sq_event_insert(struct sq_store *s, const char *message_id, int64_t at,
 #define SQ_MSG_COLS \
 	"id, tenant_id, account_id, channel, recipient, batch_id, content, body, status, " \
 	"priority, attempts, max_attempts, created_at, updated_at, due_at, lease_until, " \
-	"provider_id, error_code, error_text"
+	"provider_id, error_code, error_text, segments"
 int sq_row_message(sqlite3_stmt *st, int col, struct message *m);
+
+/* ---- sqlite_msg.c: shared with the applier (auto-replies) ---- */
+/* Inserts one message row, status QUEUED, without its "accepted" event (the
+ * caller records that with its own source). Times of 0 default to now. */
+int sq_message_row_insert(struct sq_store *s, const struct message *m, int64_t now,
+                          struct hr_err *err);
+
+/* ---- sqlite_supp.c: writer-side helpers (run inside a writer job) ---- */
+#define SQ_REASON_MAX sizeof(((struct suppression_row *)0)->reason)
+/* Upserts (tenant, channel, recipient): a known entry gets the new reason
+ * and keeps its created_at (when the recipient first opted out). */
+int sq_supp_put(struct sq_store *s, const char *tenant_id, const char *channel,
+                const char *recipient, const char *reason, int64_t now, struct hr_err *err);
+/* Deletes the entry; *deleted (may be NULL) gets 1 or 0. */
+int sq_supp_delete(struct sq_store *s, const char *tenant_id, const char *channel,
+                   const char *recipient, int *deleted, struct hr_err *err);
+/* 1 and the reason if suppressed, 0 if not, or a negative HR_E* code. */
+int sq_supp_reason(struct sq_store *s, const char *tenant_id, const char *channel,
+                   const char *recipient, char reason[SQ_REASON_MAX], struct hr_err *err);
+/* 1 if the tenant has any suppressed recipient on channel, 0 if none, or < 0. */
+int sq_supp_any(struct sq_store *s, const char *tenant_id, const char *channel,
+                struct hr_err *err);
+/* Records old -> new for the account and repoints aliases that led to old. */
+int sq_alias_put(struct sq_store *s, const char *account_id, const char *old,
+                 const char *new_addr, int64_t now, struct hr_err *err);
+/* 1 and the new address if old has moved, 0 if not, or a negative HR_E* code. */
+int sq_alias_get(struct sq_store *s, const char *account_id, const char *old,
+                 char new_addr[HR_ADDR_MAX], struct hr_err *err);
+/* 1 if the account has any alias, 0 if none, or < 0. */
+int sq_alias_any(struct sq_store *s, const char *account_id, struct hr_err *err);
 
 /* ---- op entry points (filled into store_sqlite by sqlite.c) ---- */
 int sq_tenant_upsert(struct store *st, const struct tenant_row *t, struct hr_err *err);
@@ -214,6 +248,13 @@ int sq_record_results(struct store *st, const struct send_result *r, size_t n,
                       store_done_fn cb, void *arg);
 int sq_requeue_expired(struct store *st, int64_t now, int *n);
 int sq_next_due(struct store *st, const char *account_id, int64_t *due_at);
+
+int sq_suppression_put(struct store *st, const char *tenant_id, const char *channel,
+                       const char *recipient, const char *reason, struct hr_err *err);
+int sq_suppression_delete(struct store *st, const char *tenant_id, const char *channel,
+                          const char *recipient, struct hr_err *err);
+int sq_suppression_list(struct store *st, const char *tenant_id, const char *channel,
+                        struct suppression_row **out, size_t *n);
 
 int sq_inbox_append(struct store *st, const char *account_id, const char *channel,
                     const char *dedupe_key, const char *body, size_t len, store_done_fn cb,

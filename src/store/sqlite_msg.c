@@ -1,6 +1,7 @@
 /*
  * sqlite_msg.c - messages: the durable accept, reads for the API, and the
- * queue side (claim with a lease, send outcomes, lease expiry).
+ * queue side (claim with a lease, screened against opt-outs and moved
+ * addresses; send outcomes; lease expiry).
  *
  * The message table is the queue. A claim is one UPDATE ... RETURNING over
  * the partial index of QUEUED rows, so claiming costs an index range scan no
@@ -43,6 +44,40 @@ static int insert_idem(struct sq_store *s, struct sq_job *j, const struct idem_p
 	return rc;
 }
 
+int sq_message_row_insert(struct sq_store *s, const struct message *m, int64_t now,
+                          struct hr_err *err)
+{
+	sqlite3_stmt *st = sq_wstmt(s, W_MSG_INSERT,
+		"INSERT INTO message(id, tenant_id, account_id, channel, recipient,"
+		" batch_id, content, body, status, priority, attempts, max_attempts,"
+		" created_at, updated_at, due_at, lease_until, segments)"
+		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, 0, ?10, ?11, ?12, ?13, 0, ?14)");
+	if (!st)
+		return sq_fail(s->wdb, SQLITE_ERROR, err, "message");
+	int64_t created = m->created_at ? m->created_at : now;
+	sqlite3_bind_text(st, 1, m->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, m->tenant_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, m->account_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, m->channel, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, m->recipient, -1, SQLITE_STATIC);
+	sq_bind_opt(st, 6, m->batch_id);
+	sqlite3_bind_text(st, 7, m->content, -1, SQLITE_STATIC);
+	if (m->body)
+		sqlite3_bind_text(st, 8, m->body, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 8);
+	sqlite3_bind_int(st, 9, m->priority);
+	sqlite3_bind_int(st, 10, m->max_attempts);
+	sqlite3_bind_int64(st, 11, created);
+	sqlite3_bind_int64(st, 12, m->updated_at ? m->updated_at : created);
+	sqlite3_bind_int64(st, 13, m->due_at ? m->due_at : created);
+	sqlite3_bind_int(st, 14, m->segments);
+	int rc = sq_step_done(s, st, err, "message");
+	if (rc == HR_ECONFLICT)
+		hr_fail(err, rc, "id", "message id %s already exists", m->id);
+	return rc;
+}
+
 /* All messages of the call, each with its "accepted" event, and the
  * idempotency row first (so a replayed key costs nothing before failing). */
 static int run_insert(struct sq_store *s, struct sq_job *j)
@@ -54,35 +89,8 @@ static int run_insert(struct sq_store *s, struct sq_job *j)
 		return rc;
 	for (size_t i = 0; i < a->n; i++) {
 		const struct message *m = &a->msgs[i];
-		sqlite3_stmt *st = sq_wstmt(s, W_MSG_INSERT,
-			"INSERT INTO message(id, tenant_id, account_id, channel, recipient,"
-			" batch_id, content, body, status, priority, attempts, max_attempts,"
-			" created_at, updated_at, due_at, lease_until)"
-			" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, 0, ?10, ?11, ?12, ?13, 0)");
-		if (!st)
-			return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "message");
-		int64_t created = m->created_at ? m->created_at : now;
-		sqlite3_bind_text(st, 1, m->id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, m->tenant_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, m->account_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, m->channel, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 5, m->recipient, -1, SQLITE_STATIC);
-		sq_bind_opt(st, 6, m->batch_id);
-		sqlite3_bind_text(st, 7, m->content, -1, SQLITE_STATIC);
-		if (m->body)
-			sqlite3_bind_text(st, 8, m->body, -1, SQLITE_STATIC);
-		else
-			sqlite3_bind_null(st, 8);
-		sqlite3_bind_int(st, 9, m->priority);
-		sqlite3_bind_int(st, 10, m->max_attempts);
-		sqlite3_bind_int64(st, 11, created);
-		sqlite3_bind_int64(st, 12, m->updated_at ? m->updated_at : created);
-		sqlite3_bind_int64(st, 13, m->due_at ? m->due_at : created);
-		if ((rc = sq_step_done(s, st, &j->err, "message"))) {
-			if (rc == HR_ECONFLICT)
-				hr_fail(&j->err, rc, "id", "message id %s already exists", m->id);
+		if ((rc = sq_message_row_insert(s, m, now, &j->err)))
 			return rc;
-		}
 		rc = sq_event_insert(s, m->id, now, 0, "accepted", "api", MSG_QUEUED, true, NULL, 0,
 		                     &j->err);
 		if (rc)
@@ -431,6 +439,123 @@ struct job_claim {
 	size_t n;
 };
 
+/* The message's recipient moved (old -> to): rewritten, with its event. */
+static int migrate_recipient(struct sq_store *s, struct sq_job *j, const char *id,
+                             const char *from, const char *to, int64_t now)
+{
+	sqlite3_stmt *u = sq_wstmt(s, W_MSG_RECIPIENT,
+		"UPDATE message SET recipient = ?2, updated_at = ?3 WHERE id = ?1");
+	if (!u)
+		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "message");
+	sqlite3_bind_text(u, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(u, 2, to, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(u, 3, now);
+	int rc = sq_step_done(s, u, &j->err, "message");
+	if (rc)
+		return rc;
+	sq_json_begin(&s->json);
+	sq_json_str(&s->json, "from", from);
+	sq_json_str(&s->json, "to", to);
+	const char *detail = sq_json_end(&s->json);
+	if (!detail)
+		return hr_fail(&j->err, HR_ENOMEM, "message_event", "out of memory");
+	return sq_event_insert(s, id, now, 0, "recipient_migrated", "dispatcher", -1, true, detail,
+	                       0, &j->err);
+}
+
+/* A claimed message whose recipient opted out: SUPPRESSED instead of
+ * SENDING, with the attempt the claim counted given back (nothing was
+ * attempted), the reason as its error text, and a "suppressed" event. */
+static int suppress_claimed(struct sq_store *s, struct sq_job *j, const char *id,
+                            const char *reason, int64_t now)
+{
+	sqlite3_stmt *u = sq_wstmt(s, W_MSG_SUPPRESSED,
+		"UPDATE message SET status = 9, attempts = max(attempts - 1, 0), lease_until = 0,"
+		" error_code = NULL, error_text = ?2, updated_at = ?3 WHERE id = ?1");
+	if (!u)
+		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "message");
+	sqlite3_bind_text(u, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(u, 2, reason, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(u, 3, now);
+	int rc = sq_step_done(s, u, &j->err, "message");
+	if (rc)
+		return rc;
+	sq_json_begin(&s->json);
+	sq_json_str(&s->json, "reason", reason);
+	const char *detail = sq_json_end(&s->json);
+	if (!detail)
+		return hr_fail(&j->err, HR_ENOMEM, "message_event", "out of memory");
+	return sq_event_insert(s, id, now, 0, "suppressed", "dispatcher", MSG_SUPPRESSED, true,
+	                       detail, 0, &j->err);
+}
+
+/*
+ * Screens the claimed rows: an address the account knows has moved is
+ * rewritten (and returned rewritten), then a recipient on the tenant's
+ * suppression list for the channel (under its old or new address) becomes
+ * SUPPRESSED and is dropped from out[] (its slot zeroed, compacted at the
+ * end). One probe per claim for aliases and one per (tenant, channel) for
+ * suppressions decide whether any per-message lookup is needed, so the
+ * common case costs two index seeks per claim.
+ */
+static int claim_screen(struct sq_store *s, struct job_claim *c)
+{
+	struct sq_job *j = &c->j;
+	int alias = sq_alias_any(s, c->account_id, &j->err);
+	if (alias < 0)
+		return alias;
+	char tenant[HR_NAME_MAX] = "", channel[16] = "";
+	int supp = -1, rc;
+	for (size_t i = 0; i < c->n; i++) {
+		struct message *m = &c->out[i];
+		char orig[HR_ADDR_MAX], to[HR_ADDR_MAX];
+		bool moved = false;
+		hr_strlcpy(orig, m->recipient, sizeof orig);
+		if (alias && (rc = sq_alias_get(s, c->account_id, orig, to, &j->err)) != 0) {
+			if (rc < 0)
+				return rc;
+			if (strcmp(to, orig) != 0) {
+				if ((rc = migrate_recipient(s, j, m->id, orig, to, c->now)))
+					return rc;
+				hr_strlcpy(m->recipient, to, sizeof m->recipient);
+				moved = true;
+			}
+		}
+		if (supp < 0 || strcmp(tenant, m->tenant_id) != 0 ||
+		    strcmp(channel, m->channel) != 0) {
+			hr_strlcpy(tenant, m->tenant_id, sizeof tenant);
+			hr_strlcpy(channel, m->channel, sizeof channel);
+			if ((supp = sq_supp_any(s, tenant, channel, &j->err)) < 0)
+				return supp;
+		}
+		if (!supp)
+			continue;
+		char reason[SQ_REASON_MAX];
+		rc = sq_supp_reason(s, tenant, channel, m->recipient, reason, &j->err);
+		if (rc == 0 && moved)
+			rc = sq_supp_reason(s, tenant, channel, orig, reason, &j->err);
+		if (rc < 0)
+			return rc;
+		if (rc == 1) {
+			if ((rc = suppress_claimed(s, j, m->id, reason, c->now)))
+				return rc;
+			message_clear(m); /* id "" marks the slot as dropped */
+		}
+	}
+	size_t keep = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		if (!c->out[i].id[0])
+			continue;
+		if (keep != i) {
+			c->out[keep] = c->out[i];
+			memset(&c->out[i], 0, sizeof c->out[i]);
+		}
+		keep++;
+	}
+	c->n = keep;
+	return 0;
+}
+
 static int run_claim(struct sq_store *s, struct sq_job *j)
 {
 	struct job_claim *c = (struct job_claim *)j;
@@ -459,6 +584,8 @@ static int run_claim(struct sq_store *s, struct sq_job *j)
 	else if (rc)
 		hr_fail(&j->err, rc, "claim", "out of memory");
 	sqlite3_reset(st);
+	if (rc == 0 && c->n)
+		rc = claim_screen(s, c);
 	return rc;
 }
 
@@ -525,11 +652,51 @@ static bool result_current(const struct send_result *r, enum msg_status cur, int
 }
 
 /*
+ * The provider said the recipient opted out (Twilio 21610): a fact about the
+ * address, not about this attempt, so it is recorded even for a stale
+ * outcome. Reason "<error_code>: <error_text>".
+ */
+static int suppress_from_result(struct sq_store *s, struct sq_job *j, const char *tenant,
+                                const char *channel, const char *recipient, const char *code,
+                                const char *text, int64_t now)
+{
+	char reason[SQ_REASON_MAX];
+	const char *one = code[0] ? code : text[0] ? text : "provider reported an opt-out";
+	if (code[0] && text[0])
+		snprintf(reason, sizeof reason, "%s: %s", code, text);
+	else
+		snprintf(reason, sizeof reason, "%s", one);
+	return sq_supp_put(s, tenant, channel, recipient, reason, now, &j->err);
+}
+
+/*
+ * The recipient moved (new_recipient): the message follows it, and the
+ * account remembers old -> new so later claims of messages still addressed
+ * to the old address send them to the new one. Only for a current outcome:
+ * a stale one must not rewrite a message a newer attempt owns (that attempt
+ * will meet the same answer).
+ */
+static int move_from_result(struct sq_store *s, struct sq_job *j, const struct send_result *r,
+                            const char *account, const char *recipient, int64_t now)
+{
+	char to[HR_ADDR_MAX];
+	hr_utf8_copy(to, r->new_recipient, sizeof to);
+	if (!to[0] || strcmp(to, recipient) == 0)
+		return 0;
+	int rc = migrate_recipient(s, j, r->message_id, recipient, to, now);
+	if (rc == 0)
+		rc = sq_alias_put(s, account, recipient, to, now, &j->err);
+	return rc;
+}
+
+/*
  * One outcome: the status move if the result is current (result_current)
  * and its audit event either way. A stale SEND_OK still stores its provider
  * id when the message has none: the provider did accept that copy, and its
- * receipts must find the message. Texts from the provider are stored as
- * valid UTF-8. HR_ENOTFOUND for a message id that does not exist.
+ * receipts must find the message. Then what the outcome says about the
+ * recipient: an opt-out (suppress) and a new address (new_recipient). Texts
+ * from the provider are stored as valid UTF-8. HR_ENOTFOUND for a message
+ * id that does not exist.
  */
 static int record_one(struct sq_store *s, struct sq_job *j, const struct send_result *r,
                       int64_t now)
@@ -550,7 +717,8 @@ static int record_one(struct sq_store *s, struct sq_job *j, const struct send_re
 	}
 
 	sqlite3_stmt *q = sq_wstmt(s, W_MSG_STATE,
-		"SELECT rowid, status, attempts, provider_id IS NULL FROM message WHERE id = ?1");
+		"SELECT rowid, status, attempts, provider_id IS NULL, tenant_id, account_id,"
+		" channel, recipient FROM message WHERE id = ?1");
 	if (!q)
 		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "message");
 	sqlite3_bind_text(q, 1, r->message_id, -1, SQLITE_STATIC);
@@ -566,6 +734,11 @@ static int record_one(struct sq_store *s, struct sq_job *j, const struct send_re
 	enum msg_status cur = (enum msg_status)sqlite3_column_int(q, 1);
 	int attempts = sqlite3_column_int(q, 2);
 	bool no_pid = sqlite3_column_int(q, 3) != 0;
+	char tenant[HR_NAME_MAX], account[HR_NAME_MAX], channel[16], recipient[HR_ADDR_MAX];
+	sq_col_copy(q, 4, tenant, sizeof tenant);
+	sq_col_copy(q, 5, account, sizeof account);
+	sq_col_copy(q, 6, channel, sizeof channel);
+	sq_col_copy(q, 7, recipient, sizeof recipient);
 	sqlite3_reset(q);
 
 	bool apply = result_current(r, cur, attempts);
@@ -634,6 +807,8 @@ static int record_one(struct sq_store *s, struct sq_job *j, const struct send_re
 		sq_json_str(js, "class", r->error_class);
 	if (r->kind == SEND_RETRY)
 		sq_json_int(js, "due_at", r->due_at);
+	if (r->suppress)
+		sq_json_bool(js, "recipient_suppressed", true);
 	if (!apply) {
 		sq_json_str(js, "ignored", "stale_attempt");
 		sq_json_int(js, "current_attempt", attempts);
@@ -644,8 +819,14 @@ static int record_one(struct sq_store *s, struct sq_job *j, const struct send_re
 	const char *detail = sq_json_end(js);
 	if (!detail)
 		return hr_fail(&j->err, HR_ENOMEM, "message_event", "out of memory");
-	return sq_event_insert(s, r->message_id, now, 0, type, "dispatcher", next, apply, detail,
-	                       0, &j->err);
+	int rc = sq_event_insert(s, r->message_id, now, 0, type, "dispatcher", next, apply,
+	                         detail, 0, &j->err);
+	if (rc)
+		return rc;
+	if (r->suppress && (rc = suppress_from_result(s, j, tenant, channel, recipient, code,
+	                                               text, now)))
+		return rc;
+	return apply ? move_from_result(s, j, r, account, recipient, now) : 0;
 }
 
 /*

@@ -38,6 +38,7 @@ static const char migration_1[] =
 	" language TEXT NOT NULL,"
 	" body TEXT NOT NULL,"
 	" param_count INTEGER NOT NULL DEFAULT 0,"
+	" config TEXT," /* JSON object: header, buttons, regulatory fields */
 	" PRIMARY KEY(tenant_id, channel, name, language)) WITHOUT ROWID;"
 
 	/* The queue and the lead record: one row per recipient per channel. */
@@ -60,7 +61,8 @@ static const char migration_1[] =
 	" lease_until INTEGER NOT NULL DEFAULT 0,"
 	" provider_id TEXT,"
 	" error_code TEXT,"
-	" error_text TEXT);"
+	" error_text TEXT,"
+	" segments INTEGER NOT NULL DEFAULT 0);" /* SMS segments, 0 elsewhere */
 	/* Claim: an index range scan in claim order; only QUEUED rows are in it. */
 	"CREATE INDEX message_claim ON message(account_id, priority, due_at, id)"
 	" WHERE status = 0;"
@@ -125,7 +127,27 @@ static const char migration_1[] =
 	" received_at INTEGER NOT NULL);"
 	"CREATE UNIQUE INDEX inbound_provider ON inbound(provider_msg_id, account_id)"
 	" WHERE provider_msg_id <> '';"
-	"CREATE INDEX inbound_message ON inbound(message_id) WHERE message_id IS NOT NULL;";
+	"CREATE INDEX inbound_message ON inbound(message_id) WHERE message_id IS NOT NULL;"
+
+	/* Opt-outs: a recipient here is never sent to on that tenant's channel.
+	 * Claims look each message up by the primary key. */
+	"CREATE TABLE suppression("
+	" tenant_id TEXT NOT NULL,"
+	" channel TEXT NOT NULL,"
+	" recipient TEXT NOT NULL,"
+	" reason TEXT NOT NULL,"
+	" created_at INTEGER NOT NULL,"
+	" PRIMARY KEY(tenant_id, channel, recipient)) WITHOUT ROWID;"
+
+	/* Addresses that moved (a Telegram group became a supergroup): claims
+	 * send what is queued for `old` to `new`. One hop: recording old -> new
+	 * also repoints every alias that led to old. */
+	"CREATE TABLE recipient_alias("
+	" account_id TEXT NOT NULL,"
+	" old TEXT NOT NULL,"
+	" new TEXT NOT NULL,"
+	" created_at INTEGER NOT NULL,"
+	" PRIMARY KEY(account_id, old)) WITHOUT ROWID;";
 
 const struct sq_migration sq_migrations[] = {
 	{1, migration_1},

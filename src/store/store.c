@@ -30,6 +30,7 @@ void account_row_clear(struct account_row *a)
 void template_row_clear(struct template_row *t)
 {
 	free(t->body);
+	free(t->config);
 	memset(t, 0, sizeof *t);
 }
 
@@ -49,5 +50,6 @@ void wh_inbound_clear(struct wh_inbound *in)
 {
 	free(in->text);
 	free(in->payload);
+	free(in->auto_reply);
 	memset(in, 0, sizeof *in);
 }

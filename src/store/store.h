@@ -287,12 +287,16 @@ struct store_ops {
 	int (*next_due)(struct store *st, const char *account_id, int64_t *due_at);
 
 	/* ---- suppression (opt-outs), per tenant and channel ---- */
+	/* Upsert: an entry already there takes the new reason and keeps its
+	 * created_at. Client writes: HR_EBUSY when the write queue is full;
+	 * HR_EINVAL (field named) for an empty or oversized key part. */
 	int (*suppression_put)(struct store *st, const char *tenant_id, const char *channel,
 	                       const char *recipient, const char *reason, struct hr_err *err);
 	/* HR_ENOTFOUND if the recipient was not suppressed. */
 	int (*suppression_delete)(struct store *st, const char *tenant_id, const char *channel,
 	                          const char *recipient, struct hr_err *err);
-	/* Rows as a heap array; channel NULL = all channels. */
+	/* Rows as a heap array, by channel then recipient; channel NULL = all
+	 * channels. tenant_id is required. */
 	int (*suppression_list)(struct store *st, const char *tenant_id, const char *channel,
 	                        struct suppression_row **out, size_t *n);
 

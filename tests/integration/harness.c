@@ -35,6 +35,13 @@ static int free_port(void)
 	return ntohs(a.sin_port);
 }
 
+static const char *server_extra;
+
+void harness_server_extra(const char *yaml)
+{
+	server_extra = yaml;
+}
+
 /* Writes s to f with @API@ and @SIM@ replaced. */
 static void put_subst(FILE *f, const struct world *w, const char *s)
 {
@@ -74,8 +81,11 @@ void world_init2(struct world *w, const char *accounts, const char *templates,
 
 	FILE *f = fopen(w->config, "w");
 	assert_non_null(f);
+	fprintf(f, "server:\n  listen: 127.0.0.1:%d\n  public_url: %s\n", w->api_port, w->api);
+	if (!server_extra || !strstr(server_extra, "threads:"))
+		fprintf(f, "  threads: 2\n");
+	put_subst(f, w, server_extra);
 	fprintf(f,
-	        "server:\n  listen: 127.0.0.1:%d\n  public_url: %s\n  threads: 2\n"
 	        "store:\n  driver: sqlite\n  path: %s\n  synchronous: normal\n"
 	        "tenants:\n"
 	        "  - id: acme\n    name: Acme\n    api_keys: [" DEMO_KEY "]\n"
@@ -84,7 +94,7 @@ void world_init2(struct world *w, const char *accounts, const char *templates,
 	        "        api_version: \"21.0\"\n        phone_number_id: \"106540352242922\"\n"
 	        "        access_token: test-token\n        app_secret: app-secret-123\n"
 	        "        verify_token: verify-me\n        rate_limit: 5000\n",
-	        w->api_port, w->api, w->db, w->sim);
+	        w->db, w->sim);
 	put_subst(f, w, accounts);
 	fprintf(f, "    templates:\n"
 	           "      - {name: payment_reminder, channel: whatsapp, language: en_GB,"
@@ -232,6 +242,12 @@ static size_t on_data(char *p, size_t s, size_t n, void *arg)
 struct resp http(const char *method, const char *url, const char *key, const char *body,
                  const char *const *extra)
 {
+	return http_t(method, url, key, body, extra, 60000);
+}
+
+struct resp http_t(const char *method, const char *url, const char *key, const char *body,
+                   const char *const *extra, long timeout_ms)
+{
 	struct resp r = {0};
 	struct buf b = {0};
 	CURL *c = curl_easy_init();
@@ -252,7 +268,7 @@ struct resp http(const char *method, const char *url, const char *key, const cha
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	if (curl_easy_perform(c) == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);

@@ -38,6 +38,9 @@ void world_init(struct world *w, const char *sim_knobs, const char *dispatch_ext
  * simulator's base URLs. */
 void world_init2(struct world *w, const char *accounts, const char *templates,
                  const char *sim_sections, const char *sim_knobs, const char *extra);
+/* YAML inserted under `server:` by the next world_init/world_init2 (indented
+ * 2 spaces, e.g. "  max_connections: 4\n"); NULL for none. */
+void harness_server_extra(const char *yaml);
 void world_start_sim(struct world *w);
 void world_start_serve(struct world *w);
 /* SIGTERM and wait; asserts a clean exit (0) so ASan leak reports fail tests. */
@@ -56,6 +59,9 @@ void resp_free(struct resp *r);
  * status 0 on connection failure. */
 struct resp http(const char *method, const char *url, const char *key, const char *body,
                  const char *const *extra_headers);
+/* Same with a whole-request timeout in milliseconds (http() uses 60 s). */
+struct resp http_t(const char *method, const char *url, const char *key, const char *body,
+                   const char *const *extra_headers, long timeout_ms);
 /* Convenience: POST JSON to {api}/path with the world's key. */
 struct resp api_post(struct world *w, const char *path, const char *body);
 struct resp api_get(struct world *w, const char *path);

@@ -204,11 +204,11 @@ static struct message msg_of(struct store *st, const char *id)
 	return m;
 }
 
-/* Appends a raw webhook and returns its inbox id (the newest pending row). */
-static int64_t inbox_add(struct store *st, const char *account)
+/* Appends a raw webhook on a channel and returns its inbox id (the newest
+ * pending row). */
+static int64_t inbox_add_on(struct store *st, const char *account, const char *channel)
 {
-	assert_int_equal(st->ops->inbox_append(st, account, "whatsapp", "", "{}", 2, NULL, NULL),
-	                 0);
+	assert_int_equal(st->ops->inbox_append(st, account, channel, "", "{}", 2, NULL, NULL), 0);
 	struct inbox_row *rows;
 	size_t n;
 	assert_int_equal(st->ops->inbox_fetch(st, INT64_MAX, 1000, &rows, &n), 0);
@@ -221,6 +221,11 @@ static int64_t inbox_add(struct store *st, const char *account)
 	}
 	free(rows);
 	return id;
+}
+
+static int64_t inbox_add(struct store *st, const char *account)
+{
+	return inbox_add_on(st, account, "whatsapp");
 }
 
 /* Applies one webhook status, arrived on `account`, in its own inbox row. */
@@ -300,6 +305,14 @@ static void test_query_plans(void **state)
 		 " AND status = 3 AND type = 'webhook_status' LIMIT 1", "message_event_msg"},
 		{"SELECT id FROM message WHERE tenant_id = 't' ORDER BY id DESC LIMIT 5",
 		 "message_tenant"},
+		/* The claim's screening: probes and per-message lookups by key. */
+		{"SELECT 1 FROM suppression WHERE tenant_id = 't' AND channel = 'sms' LIMIT 1",
+		 "PRIMARY KEY"},
+		{"SELECT reason FROM suppression WHERE tenant_id = 't' AND channel = 'sms'"
+		 " AND recipient = '+1'", "PRIMARY KEY"},
+		{"SELECT 1 FROM recipient_alias WHERE account_id = 'a' LIMIT 1", "PRIMARY KEY"},
+		{"SELECT new FROM recipient_alias WHERE account_id = 'a' AND old = 'x'",
+		 "PRIMARY KEY"},
 	};
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
@@ -1995,6 +2008,703 @@ static void test_api_key_prune(void **state)
 	assert_true(key_present(st, "o1"));
 }
 
+/* ---------------------------------------------------------------------------
+ * Issue 4: suppression, recipient aliases, opt-out keywords, auto-replies,
+ * template config and SMS segments.
+ * ------------------------------------------------------------------------- */
+
+static void free_supp(struct suppression_row *v)
+{
+	free(v);
+}
+
+static void test_suppression_ops(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	assert_int_equal(st->ops->suppression_put(st, "t1", "sms", "+15550001", "inbound STOP",
+	                                          &err), 0);
+	assert_int_equal(st->ops->suppression_put(st, "t1", "whatsapp", "15550001", "manual",
+	                                          &err), 0);
+	assert_int_equal(st->ops->suppression_put(st, "t2", "sms", "+15550001", "other tenant",
+	                                          &err), 0);
+	int64_t first = q1(f, "SELECT created_at FROM suppression WHERE tenant_id = 't1'"
+	                      " AND channel = 'sms' AND recipient = '+15550001'");
+	assert_true(first > 0);
+
+	/* Again: the reason changes, the row and its created_at stay. */
+	usleep(2000);
+	assert_int_equal(st->ops->suppression_put(st, "t1", "sms", "+15550001",
+	                                          "21610: unsubscribed", &err), 0);
+	assert_int_equal(q1(f, "SELECT count(*) FROM suppression"), 3);
+
+	struct suppression_row *v;
+	size_t n;
+	assert_int_equal(st->ops->suppression_list(st, "t1", NULL, &v, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].channel, "sms");
+	assert_string_equal(v[0].tenant_id, "t1");
+	assert_string_equal(v[0].recipient, "+15550001");
+	assert_string_equal(v[0].reason, "21610: unsubscribed");
+	assert_int_equal(v[0].created_at, first);
+	assert_string_equal(v[1].channel, "whatsapp");
+	assert_string_equal(v[1].reason, "manual");
+	free_supp(v);
+	assert_int_equal(st->ops->suppression_list(st, "t1", "whatsapp", &v, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].recipient, "15550001");
+	free_supp(v);
+	assert_int_equal(st->ops->suppression_list(st, "t3", NULL, &v, &n), 0);
+	assert_int_equal(n, 0);
+	assert_null(v);
+
+	/* Delete: present once, then not found (naming the recipient). */
+	assert_int_equal(st->ops->suppression_delete(st, "t1", "sms", "+15550001", &err), 0);
+	err = (struct hr_err){0};
+	assert_int_equal(st->ops->suppression_delete(st, "t1", "sms", "+15550001", &err),
+	                 HR_ENOTFOUND);
+	assert_string_equal(err.field, "recipient");
+	assert_int_equal(q1(f, "SELECT count(*) FROM suppression WHERE tenant_id = 't2'"), 1);
+
+	/* Bad keys are refused before anything is queued, naming the field. */
+	static const struct {
+		const char *tenant, *channel, *recipient, *field;
+	} bad[] = {
+		{"", "sms", "+1", "tenant_id"},
+		{"t1", NULL, "+1", "channel"},
+		{"t1", "a-channel-name-too-long", "+1", "channel"},
+		{"t1", "sms", "", "recipient"},
+		{"t1", "sms", "+1555\xff", "recipient"},
+		{"t1", "sms",
+		 "+1234567890123456789012345678901234567890123456789012345678901234567890",
+		 "recipient"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		err = (struct hr_err){0};
+		assert_int_equal(st->ops->suppression_put(st, bad[i].tenant, bad[i].channel,
+		                                          bad[i].recipient, "x", &err), HR_EINVAL);
+		assert_string_equal(err.field, bad[i].field);
+		err = (struct hr_err){0};
+		assert_int_equal(st->ops->suppression_delete(st, bad[i].tenant, bad[i].channel,
+		                                             bad[i].recipient, &err), HR_EINVAL);
+		assert_string_equal(err.field, bad[i].field);
+	}
+	assert_int_equal(q1(f, "SELECT count(*) FROM suppression"), 2);
+	assert_int_equal(st->ops->suppression_list(st, NULL, NULL, &v, &n), HR_EINVAL);
+}
+
+/* A message for account/channel/recipient, inserted QUEUED and due now. */
+static void queue_to(struct store *st, const char *tenant, const char *account,
+                     const char *channel, const char *recipient, int64_t due,
+                     char id[HR_ID_LEN + 1])
+{
+	struct message m;
+	mk_msg(&m, tenant, account, 0, due);
+	hr_strlcpy(m.channel, channel, sizeof m.channel);
+	hr_strlcpy(m.recipient, recipient, sizeof m.recipient);
+	assert_int_equal(st->ops->message_insert(st, &m, 1, NULL, NULL, NULL), 0);
+	strcpy(id, m.id);
+}
+
+/* The last event of a message (its type and parsed detail checked by callers). */
+static struct message_event last_event(struct store *st, const char *id)
+{
+	struct events ev = events_of(st, id);
+	assert_true(ev.n > 0);
+	struct message_event e = ev.e[ev.n - 1];
+	ev.e[ev.n - 1].detail = NULL; /* moved to the caller */
+	events_free(&ev);
+	return e;
+}
+
+static void test_claim_suppressed(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	int64_t now = hr_now_us();
+	assert_int_equal(st->ops->suppression_put(st, "t1", "sms", "+15550001", "inbound STOP",
+	                                          &err), 0);
+	char stop1[27], stop2[27], ok1[27], wa[27], other[27];
+	queue_to(st, "t1", "sms1", "sms", "+15550001", now - 5 * SEC, stop1);
+	queue_to(st, "t1", "sms1", "sms", "+15550002", now - 4 * SEC, ok1);
+	queue_to(st, "t1", "sms1", "sms", "+15550001", now - 3 * SEC, stop2);
+	/* The same number on another channel or for another tenant is not suppressed. */
+	queue_to(st, "t1", "wa1", "whatsapp", "+15550001", now - 3 * SEC, wa);
+	queue_to(st, "t2", "sms2", "sms", "+15550001", now - 3 * SEC, other);
+
+	struct message out[8];
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "sms1", now, 30 * SEC, 8, out, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(out[0].id, ok1);
+	assert_int_equal(out[0].status, MSG_SENDING);
+	assert_string_equal(out[0].recipient, "+15550002");
+	message_clear(&out[0]);
+
+	const char *gone[] = {stop1, stop2};
+	for (size_t i = 0; i < 2; i++) {
+		struct message g = msg_of(st, gone[i]);
+		assert_int_equal(g.status, MSG_SUPPRESSED);
+		assert_string_equal(g.error_text, "inbound STOP");
+		assert_string_equal(g.error_code, "");
+		assert_int_equal(g.attempts, 0); /* nothing was attempted */
+		assert_int_equal(g.lease_until, 0);
+		message_clear(&g);
+		struct message_event e = last_event(st, gone[i]);
+		assert_string_equal(e.type, "suppressed");
+		assert_string_equal(e.source, "dispatcher");
+		assert_int_equal(e.status, MSG_SUPPRESSED);
+		assert_true(e.applied);
+		json_t *d = detail_of(&e);
+		assert_string_equal(json_string_value(json_object_get(d, "reason")),
+		                    "inbound STOP");
+		json_decref(d);
+		message_event_clear(&e);
+	}
+	/* Suppressed messages are final: never claimed again. */
+	assert_int_equal(st->ops->claim(st, "sms1", now + 60 * SEC, 30 * SEC, 8, out, &n), 0);
+	assert_int_equal(n, 0);
+
+	assert_int_equal(st->ops->claim(st, "wa1", now, 30 * SEC, 8, out, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(out[0].id, wa);
+	message_clear(&out[0]);
+	assert_int_equal(st->ops->claim(st, "sms2", now, 30 * SEC, 8, out, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(out[0].id, other);
+	message_clear(&out[0]);
+
+	/* Opted back in: sent again. */
+	assert_int_equal(st->ops->suppression_delete(st, "t1", "sms", "+15550001", &err), 0);
+	char later[27];
+	queue_to(st, "t1", "sms1", "sms", "+15550001", now - SEC, later);
+	assert_int_equal(st->ops->claim(st, "sms1", now, 30 * SEC, 8, out, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(out[0].id, later);
+	message_clear(&out[0]);
+}
+
+/* Claims one message of the account (the only one due) and returns its attempt. */
+static int claim_one(struct store *st, const char *account, int64_t now, const char *id,
+                     char recipient[HR_ADDR_MAX])
+{
+	struct message c;
+	size_t n;
+	assert_int_equal(st->ops->claim(st, account, now, 30 * SEC, 1, &c, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(c.id, id);
+	int attempt = c.attempts;
+	if (recipient)
+		strcpy(recipient, c.recipient);
+	message_clear(&c);
+	return attempt;
+}
+
+static void assert_migrated(struct store *st, const char *id, const char *from, const char *to)
+{
+	struct message_event e = last_event(st, id);
+	assert_string_equal(e.type, "recipient_migrated");
+	assert_string_equal(e.source, "dispatcher");
+	assert_int_equal(e.status, -1);
+	json_t *d = detail_of(&e);
+	assert_string_equal(json_string_value(json_object_get(d, "from")), from);
+	assert_string_equal(json_string_value(json_object_get(d, "to")), to);
+	json_decref(d);
+	message_event_clear(&e);
+}
+
+static void test_new_recipient_alias(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	char a[27], b[27], c[27], rcpt[HR_ADDR_MAX];
+	queue_to(st, "t1", "tg1", "telegram", "-100123", now - SEC, a);
+	int attempt = claim_one(st, "tg1", now, a, NULL);
+
+	/* The group became a supergroup: retry at the new address. */
+	struct send_result r = {.kind = SEND_RETRY, .attempt = attempt, .due_at = now,
+	                        .http_status = 400, .new_recipient = "-100999",
+	                        .error_code = "400",
+	                        .error_text = "group chat was upgraded to a supergroup chat",
+	                        .error_class = "transient"};
+	strcpy(r.message_id, a);
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	struct message g = msg_of(st, a);
+	assert_int_equal(g.status, MSG_QUEUED);
+	assert_string_equal(g.recipient, "-100999");
+	message_clear(&g);
+	assert_migrated(st, a, "-100123", "-100999");
+	assert_int_equal(q1(f, "SELECT count(*) FROM recipient_alias WHERE account_id = 'tg1'"
+	                    " AND old = '-100123' AND new = '-100999'"), 1);
+
+	/* The retry goes to the new address, with no second migration. */
+	attempt = claim_one(st, "tg1", now + SEC, a, rcpt);
+	assert_string_equal(rcpt, "-100999");
+	struct events ev = events_of(st, a);
+	size_t migrations = 0;
+	for (size_t i = 0; i < ev.n; i++)
+		migrations += strcmp(ev.e[i].type, "recipient_migrated") == 0;
+	events_free(&ev);
+	assert_int_equal(migrations, 1);
+
+	/* A message queued later for the old address is rewritten by the claim. */
+	queue_to(st, "t1", "tg1", "telegram", "-100123", now - SEC, b);
+	claim_one(st, "tg1", now + SEC, b, rcpt);
+	assert_string_equal(rcpt, "-100999");
+	g = msg_of(st, b);
+	assert_string_equal(g.recipient, "-100999");
+	assert_int_equal(g.status, MSG_SENDING);
+	message_clear(&g);
+	assert_migrated(st, b, "-100123", "-100999");
+
+	/* The alias is per account: another account's -100123 is left alone. */
+	char other[27];
+	queue_to(st, "t1", "tg2", "telegram", "-100123", now - SEC, other);
+	claim_one(st, "tg2", now + SEC, other, rcpt);
+	assert_string_equal(rcpt, "-100123");
+
+	/* It moved again: both old addresses now lead straight to the newest. */
+	r.attempt = attempt;
+	strcpy(r.new_recipient, "-100777");
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	assert_migrated(st, a, "-100999", "-100777");
+	assert_int_equal(q1(f, "SELECT count(*) FROM recipient_alias WHERE account_id = 'tg1'"
+	                    " AND new = '-100777'"), 2);
+	queue_to(st, "t1", "tg1", "telegram", "-100123", now - SEC, c);
+	struct message out[4];
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "tg1", now + 2 * SEC, 30 * SEC, 4, out, &n), 0);
+	assert_int_equal(n, 2); /* a (retry, already moved) and c */
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(out[i].recipient, "-100777");
+		message_clear(&out[i]);
+	}
+	assert_migrated(st, c, "-100123", "-100777");
+
+	/* A stale outcome (its attempt is over) moves nothing. */
+	char d[27];
+	queue_to(st, "t1", "tg3", "telegram", "-5", now - SEC, d);
+	attempt = claim_one(st, "tg3", now, d, NULL);
+	r.attempt = attempt + 1;
+	strcpy(r.message_id, d);
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	g = msg_of(st, d);
+	assert_string_equal(g.recipient, "-5");
+	message_clear(&g);
+	assert_int_equal(q1(f, "SELECT count(*) FROM recipient_alias WHERE account_id = 'tg3'"),
+	                 0);
+}
+
+/* Text from a query on a raw connection ("" for NULL or no row), into buf. */
+static const char *qtext(struct fx *f, const char *sql, char *buf, size_t size)
+{
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	buf[0] = '\0';
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+		snprintf(buf, size, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return buf;
+}
+
+/* Aliases stay one hop deep and never loop, whatever order moves arrive in. */
+static void test_alias_table_one_hop(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	static const struct {
+		const char *to, *moved_to, *table; /* table: old>new rows by old */
+	} steps[] = {
+		{"B", "A", "B>A"},
+		{"C", "B", "B>A;C>A"},       /* B had moved on to A: C goes straight there */
+		{"A", "B", "A>B;C>B"},       /* reversal: B>A dropped, C repointed to B */
+		{"D", "D", "A>B;C>B"},       /* "moved" to itself: nothing */
+		{"B", "E", "A>E;B>E;C>E"},   /* B moved: everything that led to B follows */
+	};
+	int64_t now = hr_now_us();
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		char id[27], buf[256];
+		queue_to(st, "t1", "tg4", "telegram", steps[i].to, now - SEC, id);
+		struct message c;
+		size_t n;
+		assert_int_equal(st->ops->claim(st, "tg4", now, 30 * SEC, 1, &c, &n), 0);
+		assert_int_equal(n, 1);
+		assert_string_equal(c.id, id);
+		struct send_result r = {.kind = SEND_RETRY, .attempt = c.attempts,
+		                        .due_at = now + 3600 * SEC};
+		hr_strlcpy(r.new_recipient, steps[i].moved_to, sizeof r.new_recipient);
+		strcpy(r.message_id, id);
+		message_clear(&c);
+		assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+		qtext(f, "SELECT group_concat(old || '>' || new, ';') FROM (SELECT old, new"
+		         " FROM recipient_alias WHERE account_id = 'tg4' ORDER BY old)",
+		      buf, sizeof buf);
+		if (strcmp(buf, steps[i].table) != 0)
+			fprintf(stderr, "step %zu: aliases %s, want %s\n", i, buf, steps[i].table);
+		assert_string_equal(buf, steps[i].table);
+	}
+}
+
+/* A moved address that then opted out: the old address is suppressed too. */
+static void test_alias_then_suppressed(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	int64_t now = hr_now_us();
+	char a[27], b[27];
+	queue_to(st, "t1", "tg1", "telegram", "-1", now - SEC, a);
+	int attempt = claim_one(st, "tg1", now, a, NULL);
+	struct send_result r = {.kind = SEND_RETRY, .attempt = attempt, .due_at = now,
+	                        .new_recipient = "-2"};
+	strcpy(r.message_id, a);
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	assert_int_equal(st->ops->suppression_put(st, "t1", "telegram", "-2", "blocked", &err), 0);
+	queue_to(st, "t1", "tg1", "telegram", "-1", now - SEC, b);
+	struct message out[4];
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "tg1", now + SEC, 30 * SEC, 4, out, &n), 0);
+	assert_int_equal(n, 0);
+	struct message g = msg_of(st, b);
+	assert_int_equal(g.status, MSG_SUPPRESSED);
+	assert_string_equal(g.recipient, "-2");
+	assert_string_equal(g.error_text, "blocked");
+	message_clear(&g);
+	struct events ev = events_of(st, b);
+	assert_int_equal(ev.n, 3);
+	assert_string_equal(ev.e[1].type, "recipient_migrated");
+	assert_string_equal(ev.e[2].type, "suppressed");
+	events_free(&ev);
+	assert_int_equal(status_of(st, a), MSG_SUPPRESSED);
+}
+
+static void test_record_suppress_flag(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	char a[27], b[27], c[27];
+	queue_to(st, "t1", "sms1", "sms", "+15557654321", now - SEC, a);
+	int attempt = claim_one(st, "sms1", now, a, NULL);
+	struct send_result r = {.kind = SEND_FAILED, .attempt = attempt, .http_status = 400,
+	                        .suppress = true, .error_code = "21610",
+	                        .error_text = "Attempt to send to unsubscribed recipient",
+	                        .error_class = "permanent"};
+	strcpy(r.message_id, a);
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	assert_int_equal(status_of(st, a), MSG_FAILED);
+	struct suppression_row *v;
+	size_t n;
+	assert_int_equal(st->ops->suppression_list(st, "t1", "sms", &v, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].recipient, "+15557654321");
+	assert_string_equal(v[0].reason, "21610: Attempt to send to unsubscribed recipient");
+	free_supp(v);
+	struct message_event e = last_event(st, a);
+	assert_string_equal(e.type, "failed");
+	json_t *d = detail_of(&e);
+	assert_true(json_is_true(json_object_get(d, "recipient_suppressed")));
+	json_decref(d);
+	message_event_clear(&e);
+
+	/* The next message to that number is suppressed, not sent. */
+	queue_to(st, "t1", "sms1", "sms", "+15557654321", now - SEC, b);
+	struct message out[2];
+	assert_int_equal(st->ops->claim(st, "sms1", now + SEC, 30 * SEC, 2, out, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(status_of(st, b), MSG_SUPPRESSED);
+
+	/* Without the flag nothing is suppressed; a stale outcome with it still
+	 * records the opt-out (a fact about the number, not about the attempt). */
+	queue_to(st, "t1", "sms1", "sms", "+15550000", now - SEC, c);
+	attempt = claim_one(st, "sms1", now + SEC, c, NULL);
+	r.suppress = false;
+	r.attempt = attempt;
+	strcpy(r.message_id, c);
+	strcpy(r.error_code, "30003");
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	assert_int_equal(q1(f, "SELECT count(*) FROM suppression"), 1);
+	r.suppress = true;
+	r.attempt = attempt + 7;
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	assert_int_equal(q1(f, "SELECT count(*) FROM suppression WHERE recipient = '+15550000'"
+	                    " AND channel = 'sms' AND tenant_id = 't1'"), 1);
+}
+
+/* One inbound text on an sms account, in its own inbox row. */
+static struct apply_stats inbound_sms(struct store *st, const char *account,
+                                      struct wh_inbound *in, int64_t *inbox_id)
+{
+	struct inbox_parsed row = {.inbox_id = inbox_add_on(st, account, "sms"),
+	                           .account_id = account, .inbound = in, .ninbound = 1};
+	if (inbox_id)
+		*inbox_id = row.inbox_id;
+	struct apply_stats s;
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, hr_now_us(), &s), 0);
+	return s;
+}
+
+static void test_inbound_stop_start(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err;
+	struct account_row acct = {.id = "sms1", .tenant_id = "t9", .channel = "sms"};
+	assert_int_equal(st->ops->account_upsert(st, &acct, &err), 0);
+	char orig[27];
+	sent_msg(st, "sms1", "SM0001", orig); /* tenant t1 message, linked below */
+
+	/* Table: what each inbound leaves on the list (reason or NULL). */
+	static const struct {
+		const char *id, *text, *context;
+		int optout;
+		const char *reason; /* NULL: not suppressed afterwards */
+	} steps[] = {
+		{"SMin1", "  stop \n", "SM0001", 1, "inbound STOP"},
+		{"SMin2", "Unsubscribe", "", 1, "inbound UNSUBSCRIBE"},
+		{"SMin3", "start", "", -1, NULL},
+		{"SMin4", "START", "", -1, NULL}, /* not on the list: fine */
+		{"SMin5", "stopall please, all of my numbers, right now, thanks", "", 1,
+		 "inbound STOPALL PLEASE, ALL OF MY NUMBER"},
+		{"SMin6", "Hello there", "", 0, "inbound STOPALL PLEASE, ALL OF MY NUMBER"},
+		{"SMin7", "unstop", "", -1, NULL},
+	};
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		struct wh_inbound in = {.optout = steps[i].optout, .from = "+15550123",
+		                        .kind = "text", .text = (char *)steps[i].text};
+		strcpy(in.provider_msg_id, steps[i].id);
+		strcpy(in.context_id, steps[i].context);
+		struct apply_stats s = inbound_sms(st, "sms1", &in, NULL);
+		assert_int_equal(s.inbound, 1);
+		struct suppression_row *v;
+		size_t n;
+		assert_int_equal(st->ops->suppression_list(st, "t9", "sms", &v, &n), 0);
+		if (!steps[i].reason) {
+			assert_int_equal(n, 0);
+		} else {
+			assert_int_equal(n, 1);
+			assert_string_equal(v[0].recipient, "+15550123");
+			assert_string_equal(v[0].reason, steps[i].reason);
+		}
+		free_supp(v);
+		/* Each is still recorded as an inbound. */
+		char q[128];
+		snprintf(q, sizeof q, "SELECT count(*) FROM inbound WHERE provider_msg_id = '%s'"
+		         " AND tenant_id IS NOT NULL", steps[i].id);
+		assert_int_equal(q1(f, q), 1);
+	}
+	/* The tenant is the account's (t9), not the message's (t1). */
+	assert_int_equal(q1(f, "SELECT count(*) FROM suppression WHERE tenant_id = 't1'"), 0);
+
+	/* The STOP linked to the message shows in its audit trail. */
+	struct message_event e = last_event(st, orig);
+	assert_string_equal(e.type, "inbound");
+	json_t *d = detail_of(&e);
+	assert_string_equal(json_string_value(json_object_get(d, "optout")), "stop");
+	assert_string_equal(json_string_value(json_object_get(d, "text")), "  stop \n");
+	json_decref(d);
+	message_event_clear(&e);
+
+	/* A replayed STOP (same provider id) after the START changes nothing. */
+	struct wh_inbound again = {.provider_msg_id = "SMin2", .optout = 1, .from = "+15550123",
+	                           .kind = "text", .text = (char *)"UNSUBSCRIBE"};
+	struct apply_stats s = inbound_sms(st, "sms1", &again, NULL);
+	assert_int_equal(s.inbound, 0);
+	assert_int_equal(q1(f, "SELECT count(*) FROM suppression"), 0);
+
+	/* Opt-out on one channel leaves the tenant's other channels alone. */
+	struct wh_inbound stop = {.provider_msg_id = "SMin8", .optout = 1, .from = "+15550123",
+	                          .kind = "text", .text = (char *)"STOP"};
+	inbound_sms(st, "sms1", &stop, NULL);
+	assert_int_equal(q1(f, "SELECT count(*) FROM suppression WHERE channel = 'sms'"), 1);
+	char wa[27];
+	queue_to(st, "t9", "wa9", "whatsapp", "+15550123", hr_now_us() - SEC, wa);
+	claim_one(st, "wa9", hr_now_us(), wa, NULL);
+}
+
+static void test_auto_reply_once(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err;
+	struct account_row acct = {.id = "sms1", .tenant_id = "t9", .channel = "sms"};
+	assert_int_equal(st->ops->account_upsert(st, &acct, &err), 0);
+
+	/* 161 GSM-7 characters (quotes and a newline among them): two segments. */
+	char reply[200];
+	int len = snprintf(reply, sizeof reply, "Acme: \"help\" line\nReply STOP to opt out. ");
+	while (len < 161)
+		reply[len++] = 'x';
+	reply[len] = '\0';
+	struct wh_inbound in = {.provider_msg_id = "SMhelp1", .from = "+15550123", .kind = "text",
+	                        .text = (char *)"HELP", .auto_reply = reply};
+	int64_t inbox_id;
+	struct apply_stats s = inbound_sms(st, "sms1", &in, &inbox_id);
+	assert_int_equal(s.inbound, 1);
+
+	struct message *v;
+	size_t n;
+	bool more;
+	struct msg_filter flt = {.status = -1, .limit = 10};
+	assert_int_equal(st->ops->message_list(st, "t9", &flt, &v, &n, &more), 0);
+	assert_int_equal(n, 1);
+	struct message *m = &v[0];
+	assert_true(hr_id_valid(m->id));
+	assert_string_equal(m->tenant_id, "t9");
+	assert_string_equal(m->account_id, "sms1");
+	assert_string_equal(m->channel, "sms");
+	assert_string_equal(m->recipient, "+15550123");
+	assert_int_equal(m->status, MSG_QUEUED);
+	assert_int_equal(m->priority, 0);
+	assert_int_equal(m->max_attempts, 0);
+	assert_int_equal(m->attempts, 0);
+	assert_int_equal(m->segments, 2);
+	assert_string_equal(m->body, reply);
+	json_error_t jerr;
+	json_t *c = json_loads(m->content, 0, &jerr);
+	assert_non_null(c);
+	assert_int_equal(json_object_size(c), 2);
+	assert_string_equal(json_string_value(json_object_get(c, "type")), "text");
+	assert_string_equal(json_string_value(json_object_get(c, "text")), reply);
+	json_decref(c);
+	char id[27];
+	strcpy(id, m->id);
+	free_list(v, n);
+
+	struct events ev = events_of(st, id);
+	assert_int_equal(ev.n, 1);
+	assert_string_equal(ev.e[0].type, "accepted");
+	assert_string_equal(ev.e[0].source, "webhook");
+	assert_int_equal(ev.e[0].status, MSG_QUEUED);
+	json_t *d = detail_of(&ev.e[0]);
+	assert_string_equal(json_string_value(json_object_get(d, "auto_reply_to")), "SMhelp1");
+	json_decref(d);
+	events_free(&ev);
+
+	/* The same inbox row applied twice, and the same inbound redelivered in
+	 * a new row: no second answer. */
+	struct inbox_parsed row = {.inbox_id = inbox_id, .account_id = "sms1", .inbound = &in,
+	                           .ninbound = 1};
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, hr_now_us(), &s), 0);
+	assert_int_equal(s.inbound, 0);
+	s = inbound_sms(st, "sms1", &in, NULL);
+	assert_int_equal(s.inbound, 0);
+	assert_int_equal(count_msgs(st, "t9"), 1);
+
+	/* The dispatcher sends it like any message (due now). */
+	claim_one(st, "sms1", hr_now_us() + SEC, id, NULL);
+
+	/* A HELP on another channel: no segments, the sender's address as given. */
+	struct account_row wa = {.id = "wa9", .tenant_id = "t9", .channel = "whatsapp"};
+	assert_int_equal(st->ops->account_upsert(st, &wa, &err), 0);
+	struct wh_inbound in2 = {.provider_msg_id = "wamid.help", .from = "15550123",
+	                         .kind = "text", .text = (char *)"help",
+	                         .auto_reply = (char *)"See acme.example/help"};
+	struct inbox_parsed row2 = {.inbox_id = inbox_add_on(st, "wa9", "whatsapp"),
+	                            .account_id = "wa9", .inbound = &in2, .ninbound = 1};
+	assert_int_equal(st->ops->apply_inbox(st, &row2, 1, hr_now_us(), &s), 0);
+	flt.channel = "whatsapp";
+	assert_int_equal(st->ops->message_list(st, "t9", &flt, &v, &n, &more), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(v[0].segments, 0);
+	assert_string_equal(v[0].recipient, "15550123");
+	free_list(v, n);
+}
+
+static void test_template_config_roundtrip(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	const char *cfg = "{\"header\":{\"type\":\"document\",\"params\":1},"
+	                  "\"buttons\":[{\"type\":\"quick_reply\",\"params\":1}],"
+	                  "\"regulatory\":{\"dlt_entity_id\":\"1101\","
+	                  "\"dlt_template_id\":\"1107\"}}";
+	struct template_row t = {.tenant_id = "acme", .channel = "sms", .name = "otp",
+	                         .language = "en", .body = (char *)"Code {{1}}",
+	                         .param_count = 1, .config = (char *)cfg};
+	assert_int_equal(st->ops->template_upsert(st, &t, &err), 0);
+	struct template_row got;
+	assert_int_equal(st->ops->template_get(st, "acme", "sms", "otp", "en", &got), 0);
+	assert_non_null(got.config);
+	assert_string_equal(got.config, cfg);
+	assert_string_equal(got.body, "Code {{1}}");
+	template_row_clear(&got);
+	assert_null(got.config);
+
+	/* Re-synced without config: the column follows (NULL). */
+	t.config = NULL;
+	assert_int_equal(st->ops->template_upsert(st, &t, &err), 0);
+	assert_int_equal(st->ops->template_get(st, "acme", "sms", "otp", "en", &got), 0);
+	assert_null(got.config);
+	template_row_clear(&got);
+
+	/* Not an object: refused, naming the field, nothing changed. */
+	static const char *const bad[] = {"[1,2]", "{\"header\":", "\"x\"",
+	                                  "{\"a\":1,\"a\":2}"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		t.config = (char *)bad[i];
+		err = (struct hr_err){0};
+		assert_int_equal(st->ops->template_upsert(st, &t, &err), HR_EINVAL);
+		assert_string_equal(err.field, "template.config");
+	}
+	assert_int_equal(q1(f, "SELECT count(*) FROM template WHERE config IS NULL"), 1);
+}
+
+static void test_segments_roundtrip(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	struct message m[2];
+	mk_msg(&m[0], "t1", "sms1", 0, now - SEC);
+	strcpy(m[0].channel, "sms");
+	m[0].segments = 3;
+	mk_msg(&m[1], "t1", "sms1", 0, now - SEC + 1);
+	assert_int_equal(st->ops->message_insert(st, m, 2, NULL, NULL, NULL), 0);
+	char q[128];
+	snprintf(q, sizeof q, "SELECT segments FROM message WHERE id = '%s'", m[0].id);
+	assert_int_equal(q1(f, q), 3);
+
+	struct message g = msg_of(st, m[0].id);
+	assert_int_equal(g.segments, 3);
+	message_clear(&g);
+	g = msg_of(st, m[1].id);
+	assert_int_equal(g.segments, 0);
+	message_clear(&g);
+
+	struct message *v;
+	size_t n;
+	struct msg_filter flt = {.status = -1, .channel = "sms", .limit = 10};
+	assert_int_equal(st->ops->message_list(st, "t1", &flt, &v, &n, NULL), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(v[0].segments, 3);
+	free_list(v, n);
+
+	struct message out[2];
+	assert_int_equal(st->ops->claim(st, "sms1", now, 30 * SEC, 2, out, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(out[0].segments, 3);
+	assert_int_equal(out[1].segments, 0);
+	int attempt = out[0].attempts;
+	message_clear(&out[0]);
+	message_clear(&out[1]);
+
+	/* Stored per message: outcomes and receipts leave it alone. */
+	struct send_result r = {.kind = SEND_OK, .attempt = attempt, .provider_id = "SMseg"};
+	strcpy(r.message_id, m[0].id);
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	assert_int_equal(st->ops->message_get_by_provider_id(st, "sms1", "SMseg", &g), 0);
+	assert_int_equal(g.segments, 3);
+	message_clear(&g);
+}
+
 int main(void)
 {
 	hr_log_set_level(HR_LOG_WARN);
@@ -2029,6 +2739,16 @@ int main(void)
 		T(test_apply_retry_no_duplicate_events),
 		T(test_outside_text_stored_as_utf8),
 		T(test_api_key_prune),
+		T(test_suppression_ops),
+		T(test_claim_suppressed),
+		T(test_new_recipient_alias),
+		T(test_alias_table_one_hop),
+		T(test_alias_then_suppressed),
+		T(test_record_suppress_flag),
+		T(test_inbound_stop_start),
+		T(test_auto_reply_once),
+		T(test_template_config_roundtrip),
+		T(test_segments_roundtrip),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
