@@ -40,6 +40,10 @@ struct api_server {
 	pthread_cond_t idle;
 	int pending;
 	bool stopping;
+	/* Serialises POST /v1/channels (check owner, write, put in the set), so
+	 * two tenants racing for one account id cannot both pass the check.
+	 * Only that handler takes it. */
+	pthread_mutex_t channels_lock;
 };
 
 enum api_route {
@@ -51,6 +55,11 @@ enum api_route {
 	ROUTE_MESSAGES_BATCH,  /* POST */
 	ROUTE_MESSAGE,         /* GET one */
 	ROUTE_WEBHOOK,         /* GET handshake, POST event */
+	ROUTE_SUPPRESSIONS,    /* GET list, POST add */
+	ROUTE_SUPPRESSION,     /* DELETE /v1/suppressions/{channel}/{to} */
+	ROUTE_CHANNELS,        /* GET list, POST create or update */
+	ROUTE_CHANNEL,         /* GET one */
+	ROUTE_CAPABILITIES,    /* GET /v1/channels/{id}/capabilities */
 };
 
 struct api_req;
@@ -67,8 +76,10 @@ struct api_req {
 	api_handler_fn handler;
 	bool started, responded;
 	char tenant[HR_NAME_MAX];    /* set by auth for /v1 routes */
-	char path_id[HR_NAME_MAX];   /* {id} of /v1/messages/{id} */
-	char path_channel[16];       /* {channel} of /webhooks/{channel}/{account} */
+	char path_id[HR_NAME_MAX];   /* {id} of /v1/messages/{id}, /v1/channels/{id};
+	                              * {to} of /v1/suppressions/{channel}/{to} */
+	char path_channel[16];       /* {channel} of /webhooks/{channel}/{account} and
+	                              * /v1/suppressions/{channel}/{to} */
 	struct channel_account *account; /* the webhook's account */
 
 	/* Body accumulated up to `limit`; beyond it the rest is discarded. */
@@ -95,6 +106,14 @@ enum MHD_Result api_respond_json(struct api_req *r, int status, json_t *j,
 int api_async_begin(struct api_req *r);
 /* Resumes a connection suspended by api_async_begin; any thread, once. */
 void api_async_end(struct api_req *r);
+/* The request body as a JSON object (caller decrefs), or NULL after
+ * answering 400 (not JSON) or 422 (not an object) with *ret the result. */
+json_t *api_body_object(struct api_req *r, enum MHD_Result *ret);
+/* A query argument's value, or NULL when absent or empty. */
+const char *api_query(struct api_req *r, const char *name);
+/* 422 naming the first query argument not in allowed (NULL-terminated);
+ * 0 when all are known. */
+int api_query_check(struct api_req *r, const char *const *allowed, struct hr_err *err);
 
 /* ---- errors.c ---- */
 enum api_errkind {
@@ -126,6 +145,20 @@ void api_keycache_destroy(struct api_keycache *c);
 /* Resolves the Bearer key of the request to its tenant (r->tenant). */
 int api_auth(struct api_req *r, struct hr_err *err);
 
+/* ---- content.c ---- */
+/* Builds a message's canonical content (channels/channel.h) from a request
+ * object o: exactly one of text, template, document, image, card, carousel,
+ * plus buttons/actions (with text) and options; templates are looked up,
+ * rendered and checked against their declared header and buttons. Then the
+ * account's adapter validates it. *content (caller decrefs) and *body (the
+ * display text, heap, may be NULL) are set on success; errors name the
+ * request's field. */
+int api_content_build(const struct api_server *s, const char *tenant,
+                      const struct channel_account *acct, json_t *o, json_t **content,
+                      char **body, struct hr_err *err);
+/* True for the request keys api_content_build reads. */
+bool api_content_key(const char *key);
+
 /* ---- messages.c ---- */
 enum MHD_Result api_messages_post(struct api_req *r);
 enum MHD_Result api_messages_batch(struct api_req *r);
@@ -133,6 +166,24 @@ enum MHD_Result api_messages_batch(struct api_req *r);
 /* ---- messages_read.c ---- */
 enum MHD_Result api_message_get(struct api_req *r);
 enum MHD_Result api_messages_list(struct api_req *r);
+
+/* ---- suppressions.c ---- */
+enum MHD_Result api_suppressions_list(struct api_req *r);
+enum MHD_Result api_suppressions_post(struct api_req *r);
+enum MHD_Result api_suppression_delete(struct api_req *r);
+
+/* ---- channels.c ---- */
+enum MHD_Result api_channels_list(struct api_req *r);
+enum MHD_Result api_channels_post(struct api_req *r);
+enum MHD_Result api_channel_get(struct api_req *r);
+
+/* ---- capabilities.c ---- */
+enum MHD_Result api_channel_capabilities(struct api_req *r);
+
+/* ---- serve.c ---- */
+/* Copies the config's tenants, API keys, accounts and templates (with
+ * their header/buttons/regulatory declarations) into the store. */
+int serve_sync_config(json_t *cfg, struct store *st, struct hr_err *err);
 
 /* ---- webhooks.c ---- */
 /* Early check at the headers stage: the account exists for the channel. */

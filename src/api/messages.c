@@ -20,7 +20,7 @@
 
 #include "api/api_int.h"
 #include "core/crypto.h"
-#include "core/template.h"
+#include "core/segments.h"
 #include "obs/metrics.h"
 
 #define IDEM_KEY_MAX 255
@@ -109,90 +109,6 @@ static int resolve_account(const struct api_server *s, const char *tenant, const
 	return hr_fail(err, HR_EINVAL, "account", "this tenant has no %s account", channel);
 }
 
-/* Template content: checked by the channel, found in the tenant's templates
- * and rendered, so a wrong parameter count is a 422 now, not a provider
- * error later. */
-static int build_template(const struct api_server *s, const char *tenant,
-                          const struct channel_account *acct, json_t *t, json_t **content,
-                          char **body, struct hr_err *err)
-{
-	if (!json_is_object(t))
-		return hr_fail(err, HR_EINVAL, "template",
-		               "template must be an object with name, language and parameters");
-	const char *key;
-	json_t *v;
-	json_object_foreach(t, key, v) {
-		if (strcmp(key, "name") && strcmp(key, "language") && strcmp(key, "parameters")) {
-			char k[HR_NAME_MAX], f[HR_NAME_MAX + 16];
-			snprintf(f, sizeof f, "template.%s", api_clip(k, sizeof k, key));
-			return hr_fail(err, HR_EINVAL, f, "unknown field");
-		}
-	}
-	const char *name = json_string_value(json_object_get(t, "name"));
-	if (!name)
-		return hr_fail(err, HR_EINVAL, "template.name", "template.name must be a string");
-	const char *lang = json_string_value(json_object_get(t, "language"));
-	if (!lang)
-		return hr_fail(err, HR_EINVAL, "template.language",
-		               "template.language must be a string");
-	json_t *params = json_object_get(t, "parameters");
-	if (params && !json_is_array(params))
-		return hr_fail(err, HR_EINVAL, "template.parameters",
-		               "template.parameters must be an array of strings");
-	size_t np = params ? json_array_size(params) : 0;
-	for (size_t i = 0; i < np; i++)
-		if (!json_is_string(json_array_get(params, i))) {
-			char f[48];
-			snprintf(f, sizeof f, "template.parameters[%zu]", i);
-			return hr_fail(err, HR_EINVAL, f, "template parameters must be strings");
-		}
-
-	json_t *c = json_pack("{s:s, s:{s:s, s:s, s:o}}", "type", "template", "template", "name",
-	                      name, "language", lang, "parameters",
-	                      params ? json_incref(params) : json_array());
-	if (!c)
-		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
-	int rc = acct->ops->validate(c, err);
-	if (rc != 0) {
-		json_decref(c);
-		return rc;
-	}
-
-	struct store *st = s->o.store;
-	struct template_row row;
-	memset(&row, 0, sizeof row);
-	rc = st->ops->template_get(st, tenant, acct->ops->name, name, lang, &row);
-	if (rc != 0) {
-		json_decref(c);
-		if (rc == HR_ENOTFOUND) {
-			char cn[HR_NAME_MAX], cl[32];
-			api_clip(cn, sizeof cn, name);
-			api_clip(cl, sizeof cl, lang);
-			return hr_fail(err, HR_EINVAL, "template.name",
-			               "no %s template '%s' in language '%s'", acct->ops->name, cn,
-			               cl);
-		}
-		return hr_fail(err, rc, NULL, "template lookup failed");
-	}
-	const char **pv = np ? calloc(np, sizeof *pv) : NULL;
-	if (np && !pv) {
-		template_row_clear(&row);
-		json_decref(c);
-		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
-	}
-	for (size_t i = 0; i < np; i++)
-		pv[i] = json_string_value(json_array_get(params, i));
-	*body = template_render(row.body ? row.body : "", pv, np, err);
-	free(pv);
-	template_row_clear(&row);
-	if (!*body) {
-		json_decref(c);
-		return err && err->code ? err->code : HR_EINVAL;
-	}
-	*content = c;
-	return 0;
-}
-
 struct parse_ctx {
 	const struct api_server *s;
 	const char *tenant;
@@ -203,11 +119,15 @@ struct parse_ctx {
 };
 
 static const char *const single_keys[] = {
-	"channel", "account", "to", "text", "template", "priority", "mode", "timeout_ms", NULL,
+	"channel", "account", "to", "priority", "mode", "timeout_ms", NULL,
 };
 
+/* The request keys of a message: its envelope here, its content in
+ * content.c; a batch item has no mode or timeout_ms. */
 static bool key_allowed(const char *key, bool batch)
 {
+	if (api_content_key(key))
+		return true;
 	for (const char *const *k = single_keys; *k; k++)
 		if (strcmp(key, *k) == 0)
 			return !batch || (strcmp(key, "mode") && strcmp(key, "timeout_ms"));
@@ -246,15 +166,6 @@ static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *
 		return hr_fail(err, HR_EINVAL, "to", "to is required");
 	if (!json_is_string(jto))
 		return hr_fail(err, HR_EINVAL, "to", "to must be a string");
-	json_t *jtext = json_object_get(o, "text"), *jtpl = json_object_get(o, "template");
-	if (jtext && jtpl)
-		return hr_fail(err, HR_EINVAL, "template",
-		               "give either text or template, not both");
-	if (!jtext && !jtpl)
-		return hr_fail(err, HR_EINVAL, "text", "one of text or template is required");
-	if (jtext && !json_is_string(jtext))
-		return hr_fail(err, HR_EINVAL, "text", "text must be a string");
-
 	int prio = pc->default_prio, rc;
 	json_t *jprio = json_object_get(o, "priority");
 	if (jprio && (rc = parse_priority(jprio, &prio, err)) != 0)
@@ -297,25 +208,21 @@ static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *
 
 	json_t *content = NULL;
 	char *body = NULL;
-	if (jtext) {
-		content = json_pack("{s:s, s:O}", "type", "text", "text", jtext);
-		if (!content)
-			return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
-		if ((rc = acct->ops->validate(content, err)) != 0) {
-			json_decref(content);
-			return rc;
-		}
-		body = strdup(json_string_value(jtext));
-	} else {
-		rc = build_template(s, pc->tenant, acct, jtpl, &content, &body, err);
-		if (rc != 0)
-			return rc;
-	}
+	rc = api_content_build(s, pc->tenant, acct, o, &content, &body, err);
+	if (rc != 0)
+		return rc;
 	m->content = json_dumps(content, JSON_COMPACT);
 	json_decref(content);
 	m->body = body;
-	if (!m->content || !m->body)
+	if (!m->content)
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	/* SMS is billed per segment: count them once, here, for the record. */
+	if (strcmp(acct->ops->name, "sms") == 0 && body) {
+		struct sms_info si;
+		if ((rc = sms_segments(body, &si, err)) != 0)
+			return rc;
+		m->segments = si.segments;
+	}
 
 	hr_id_new(m->id);
 	hr_strlcpy(m->tenant_id, pc->tenant, sizeof m->tenant_id);
@@ -445,6 +352,11 @@ static int parse_single(struct api_req *r, struct accept *a, json_t *root, struc
 	json_t *resp = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", m->id, "status", "queued",
 	                         "channel", m->channel, "account", m->account_id, "to",
 	                         m->recipient);
+	if (resp && strcmp(m->channel, "sms") == 0 &&
+	    json_object_set_new(resp, "segments", json_integer(m->segments)) != 0) {
+		json_decref(resp);
+		resp = NULL;
+	}
 	a->resp = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
 	json_decref(resp);
 	return a->resp ? 0 : hr_fail(err, HR_ENOMEM, NULL, "out of memory");
@@ -517,20 +429,10 @@ static enum MHD_Result accept_start(struct api_req *r, bool batch)
 	struct hr_err err;
 	hr_err_clear(&err);
 
-	json_error_t jerr;
-	json_t *root = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root) {
-		/* jansson's text can quote the offending bytes ("near '...'"). */
-		char text[sizeof jerr.text], msg[256];
-		snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)",
-		         api_clip(text, sizeof text, jerr.text), jerr.line, jerr.column);
-		return api_fail_kind(r, APIERR_INVALID_JSON, msg, NULL, NULL);
-	}
-	if (!json_is_object(root)) {
-		json_decref(root);
-		hr_fail(&err, HR_EINVAL, NULL, "the request body must be a JSON object");
-		return api_fail(r, HR_EINVAL, &err);
-	}
+	enum MHD_Result ret;
+	json_t *root = api_body_object(r, &ret);
+	if (!root)
+		return ret;
 
 	struct accept *a = calloc(1, sizeof *a);
 	if (!a) {
@@ -665,7 +567,9 @@ static enum MHD_Result accept_watched(struct api_req *r)
 	                           "channel", m->channel, "account", m->account_id, "to",
 	                           m->recipient)
 	               : NULL;
-	if (j && json_object_update(j, extra) != 0) {
+	if (j && strcmp(m->channel, "sms") == 0)
+		ok = !json_object_set_new(extra, "segments", json_integer(m->segments));
+	if (j && (!ok || json_object_update(j, extra) != 0)) {
 		json_decref(j);
 		j = NULL;
 	}

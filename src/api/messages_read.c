@@ -81,6 +81,12 @@ static json_t *message_json(const struct message *m)
 		json_decref(j);
 		return NULL;
 	}
+	/* Segments are what SMS is billed by; other channels have none. */
+	if (j && strcmp(m->channel, "sms") == 0 &&
+	    json_object_set_new(j, "segments", json_integer(m->segments)) != 0) {
+		json_decref(j);
+		return NULL;
+	}
 	return j;
 }
 

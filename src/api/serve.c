@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/api.h"
+#include "api/api_int.h"
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/template.h"
@@ -121,9 +121,98 @@ static int open_store(json_t *cfg, const struct serve_args *a, struct store **st
 	return ops->open(path, &so, st, err);
 }
 
+/*
+ * What a template declares beyond its body, as template_row.config JSON
+ * (store.h): `header: {type: text|image|document, params: N}` (a text
+ * header has 0 or 1 parameter, WhatsApp's limit; a media header always
+ * takes its link, whatever params says), `buttons: [{type:
+ * quick_reply|url, params: 0|1}]` (a quick reply's payload, a URL button's
+ * suffix) and `regulatory: {...}` (provider fields carried with every send).
+ * *out is NULL when the template declares none of them; errors name the key
+ * under f ("tenants[0].templates[2]").
+ */
+static int template_config(json_t *tp, const char *f, char **out, struct hr_err *err)
+{
+	*out = NULL;
+	json_t *header = json_object_get(tp, "header"), *buttons = json_object_get(tp, "buttons");
+	json_t *reg = json_object_get(tp, "regulatory");
+	if (!header && !buttons && !reg)
+		return 0;
+	json_t *cfg = json_object();
+	if (!cfg)
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	char k[224];
+	int rc = 0;
+	if (header) {
+		snprintf(k, sizeof k, "%s.header", f);
+		const char *type =
+		    json_is_object(header) ? hr_cfg_str(header, "type", NULL, err) : NULL;
+		bool text = type && !strcmp(type, "text");
+		if (!type || (!text && strcmp(type, "image") && strcmp(type, "document")))
+			rc = hr_fail(err, HR_EINVAL, k, "%s needs type text, image or document", k);
+		json_int_t n = 0;
+		if (rc == 0) {
+			snprintf(k, sizeof k, "%s.header.params", f);
+			n = (json_int_t)hr_cfg_int(header, "params", 0, 0, 1, err);
+			if (err->code)
+				rc = hr_fail(err, HR_EINVAL, k, "%s must be 0 or 1", k);
+		}
+		if (rc == 0 &&
+		    json_object_set_new(cfg, "header",
+		                        json_pack("{s:s, s:I}", "type", type, "params", n)))
+			rc = hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	}
+	if (rc == 0 && buttons) {
+		snprintf(k, sizeof k, "%s.buttons", f);
+		json_t *list = json_array();
+		if (!json_is_array(buttons) || json_array_size(buttons) > 10)
+			rc = hr_fail(err, HR_EINVAL, k, "%s must be a list of at most 10 buttons",
+			             k);
+		size_t i;
+		json_t *b;
+		json_array_foreach(buttons, i, b)
+		{
+			if (rc)
+				break;
+			snprintf(k, sizeof k, "%s.buttons[%zu]", f, i);
+			const char *type =
+			    json_is_object(b) ? hr_cfg_str(b, "type", NULL, err) : NULL;
+			if (!type || (strcmp(type, "quick_reply") && strcmp(type, "url"))) {
+				rc = hr_fail(err, HR_EINVAL, k, "%s needs type quick_reply or url",
+				             k);
+				break;
+			}
+			json_int_t n = (json_int_t)hr_cfg_int(b, "params", 0, 0, 1, err);
+			if (err->code) {
+				snprintf(k, sizeof k, "%s.buttons[%zu].params", f, i);
+				rc = hr_fail(err, HR_EINVAL, k, "%s must be 0 or 1", k);
+				break;
+			}
+			if (!list || json_array_append_new(
+			                 list, json_pack("{s:s, s:I}", "type", type, "params", n)))
+				rc = hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+		}
+		if (rc == 0 && json_object_set(cfg, "buttons", list))
+			rc = hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+		json_decref(list);
+	}
+	if (rc == 0 && reg) {
+		snprintf(k, sizeof k, "%s.regulatory", f);
+		if (!json_is_object(reg))
+			rc = hr_fail(err, HR_EINVAL, k, "%s must be a mapping of provider fields",
+			             k);
+		else if (json_object_set(cfg, "regulatory", reg))
+			rc = hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	}
+	if (rc == 0 && !(*out = json_dumps(cfg, JSON_COMPACT)))
+		rc = hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	json_decref(cfg);
+	return rc;
+}
+
 /* Copies tenants, API keys (hashed), accounts and templates from the config
  * into the store, so the config file is the source of truth at start. */
-static int sync_config(json_t *cfg, struct store *st, struct hr_err *err)
+int serve_sync_config(json_t *cfg, struct store *st, struct hr_err *err)
 {
 	json_t *tenants = hr_cfg_get(cfg, "tenants");
 	if (tenants && !json_is_array(tenants))
@@ -231,8 +320,11 @@ static int sync_config(json_t *cfg, struct store *st, struct hr_err *err)
 				hr_strlcpy(err->field, f, sizeof err->field);
 				return err->code;
 			}
+			if ((rc = template_config(tp, f, &row.config, err)))
+				return rc;
 			row.body = (char *)body;
 			rc = st->ops->template_upsert(st, &row, err);
+			free(row.config);
 			if (rc)
 				return rc;
 		}
@@ -289,6 +381,9 @@ static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opt
 	o->max_header_bytes = (size_t)hr_cfg_int(cfg, "server.max_header_bytes",
 	                                         (int64_t)o->max_header_bytes, 1024, 1 << 20, err);
 	o->max_batch = (int)hr_cfg_int(cfg, "server.max_batch", o->max_batch, 1, 100000, err);
+	o->secret_env_prefix =
+	    hr_cfg_str(cfg, "server.secret_env_prefix", o->secret_env_prefix, err);
+	o->secret_file_dir = hr_cfg_str(cfg, "server.secret_file_dir", o->secret_file_dir, err);
 	o->sync_timeout_us =
 	    hr_cfg_int(cfg, "server.sync_timeout_ms", o->sync_timeout_us / 1000, 1, 600000, err) *
 	    1000;
@@ -336,7 +431,7 @@ int serve_main(int argc, char **argv)
 	if (read_dispatch_opts(cfg, &dopts, &err) ||
 	    read_api_opts(cfg, &a, &aopts, host, sizeof host, &err))
 		goto out;
-	if (open_store(cfg, &a, &st, &err) || sync_config(cfg, st, &err) ||
+	if (open_store(cfg, &a, &st, &err) || serve_sync_config(cfg, st, &err) ||
 	    account_set_load(st, &accounts, &err))
 		goto out;
 	account_set_public_url(&accounts, aopts.public_url);

@@ -49,6 +49,8 @@ void api_opts_default(struct api_opts *o)
 	o->sync_timeout_us = API_SYNC_TIMEOUT_US;
 	o->sync_max_timeout_us = API_SYNC_MAX_TIMEOUT_US;
 	o->max_attempts = 0; /* the dispatcher's default */
+	o->secret_env_prefix = "HERALD_SECRET_";
+	o->secret_file_dir = "/etc/herald/secrets/";
 }
 
 /* ---------------------------------------------------------------------------
@@ -122,6 +124,60 @@ void api_async_end(struct api_req *r)
 	pthread_mutex_unlock(&s->lock);
 }
 
+json_t *api_body_object(struct api_req *r, enum MHD_Result *ret)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		/* jansson's text can quote the offending bytes ("near '...'"). */
+		char text[sizeof jerr.text], msg[256];
+		snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)",
+		         api_clip(text, sizeof text, jerr.text), jerr.line, jerr.column);
+		*ret = api_fail_kind(r, APIERR_INVALID_JSON, msg, NULL, NULL);
+		return NULL;
+	}
+	if (!json_is_object(root)) {
+		json_decref(root);
+		struct hr_err err;
+		hr_fail(&err, HR_EINVAL, NULL, "the request body must be a JSON object");
+		*ret = api_fail(r, HR_EINVAL, &err);
+		return NULL;
+	}
+	return root;
+}
+
+const char *api_query(struct api_req *r, const char *name)
+{
+	const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+	return v && *v ? v : NULL;
+}
+
+struct query_unknown {
+	const char *const *allowed;
+	char name[HR_NAME_MAX];
+};
+
+static enum MHD_Result query_find_unknown(void *cls, enum MHD_ValueKind kind, const char *key,
+                                          const char *value)
+{
+	(void)kind, (void)value;
+	struct query_unknown *u = cls;
+	for (const char *const *p = u->allowed; *p; p++)
+		if (strcmp(key, *p) == 0)
+			return MHD_YES;
+	api_clip(u->name, sizeof u->name, key); /* MHD has decoded %XX: any bytes */
+	return MHD_NO;
+}
+
+int api_query_check(struct api_req *r, const char *const *allowed, struct hr_err *err)
+{
+	struct query_unknown u = {allowed, ""};
+	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, query_find_unknown, &u);
+	if (u.name[0])
+		return hr_fail(err, HR_EINVAL, u.name, "unknown query parameter '%s'", u.name);
+	return 0;
+}
+
 /* ---------------------------------------------------------------------------
  * Small routes.
  * ------------------------------------------------------------------------- */
@@ -161,20 +217,30 @@ static enum MHD_Result api_metrics(struct api_req *r)
  * ------------------------------------------------------------------------- */
 
 struct api_route_def {
-	const char *path;            /* exact path, or a pattern for the two below */
+	const char *path;            /* exact path, or a pattern matched in route_match */
 	enum api_route route;
-	api_handler_fn get, post;
+	api_handler_fn get, post, del;
 	const char *allow;
 };
 
 static const struct api_route_def api_routes[] = {
-	{"/healthz", ROUTE_HEALTHZ, api_healthz, NULL, "GET, HEAD"},
-	{"/readyz", ROUTE_READYZ, api_readyz, NULL, "GET, HEAD"},
-	{"/metrics", ROUTE_METRICS, api_metrics, NULL, "GET, HEAD"},
-	{"/v1/messages", ROUTE_MESSAGES, api_messages_list, api_messages_post, "GET, HEAD, POST"},
-	{"/v1/messages:batch", ROUTE_MESSAGES_BATCH, NULL, api_messages_batch, "POST"},
-	{"/v1/messages/{id}", ROUTE_MESSAGE, api_message_get, NULL, "GET, HEAD"},
-	{"/webhooks/{channel}/{account}", ROUTE_WEBHOOK, api_webhook, api_webhook,
+	{"/healthz", ROUTE_HEALTHZ, api_healthz, NULL, NULL, "GET, HEAD"},
+	{"/readyz", ROUTE_READYZ, api_readyz, NULL, NULL, "GET, HEAD"},
+	{"/metrics", ROUTE_METRICS, api_metrics, NULL, NULL, "GET, HEAD"},
+	{"/v1/messages", ROUTE_MESSAGES, api_messages_list, api_messages_post, NULL,
+	 "GET, HEAD, POST"},
+	{"/v1/messages:batch", ROUTE_MESSAGES_BATCH, NULL, api_messages_batch, NULL, "POST"},
+	{"/v1/messages/{id}", ROUTE_MESSAGE, api_message_get, NULL, NULL, "GET, HEAD"},
+	{"/v1/suppressions", ROUTE_SUPPRESSIONS, api_suppressions_list, api_suppressions_post,
+	 NULL, "GET, HEAD, POST"},
+	{"/v1/suppressions/{channel}/{to}", ROUTE_SUPPRESSION, NULL, NULL,
+	 api_suppression_delete, "DELETE"},
+	{"/v1/channels", ROUTE_CHANNELS, api_channels_list, api_channels_post, NULL,
+	 "GET, HEAD, POST"},
+	{"/v1/channels/{id}", ROUTE_CHANNEL, api_channel_get, NULL, NULL, "GET, HEAD"},
+	{"/v1/channels/{id}/capabilities", ROUTE_CAPABILITIES, api_channel_capabilities, NULL, NULL,
+	 "GET, HEAD"},
+	{"/webhooks/{channel}/{account}", ROUTE_WEBHOOK, api_webhook, api_webhook, NULL,
 	 "GET, HEAD, POST"},
 };
 
@@ -197,7 +263,8 @@ static const struct api_route_def *route_def(enum api_route route)
 	return NULL;
 }
 
-/* Exact paths from the table; the two patterns by hand (one segment each). */
+/* Exact paths from the table; the patterns by hand (one segment each). MHD
+ * has already %-decoded the path, so a segment may hold any byte but '/'. */
 static const struct api_route_def *route_match(struct api_req *r, const char *url,
                                                char account[HR_NAME_MAX])
 {
@@ -209,6 +276,19 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 		p = segment(url + 13, r->path_id, sizeof r->path_id);
 		if (p && *p == '\0')
 			return route_def(ROUTE_MESSAGE);
+	} else if (strncmp(url, "/v1/channels/", 13) == 0) {
+		p = segment(url + 13, r->path_id, sizeof r->path_id);
+		if (p && *p == '\0')
+			return route_def(ROUTE_CHANNEL);
+		if (p && strcmp(p, "/capabilities") == 0)
+			return route_def(ROUTE_CAPABILITIES);
+	} else if (strncmp(url, "/v1/suppressions/", 17) == 0) {
+		p = segment(url + 17, r->path_channel, sizeof r->path_channel);
+		if (p && *p == '/') {
+			p = segment(p + 1, r->path_id, sizeof r->path_id);
+			if (p && *p == '\0')
+				return route_def(ROUTE_SUPPRESSION);
+		}
 	} else if (strncmp(url, "/webhooks/", 10) == 0) {
 		p = segment(url + 10, r->path_channel, sizeof r->path_channel);
 		if (p && *p == '/') {
@@ -241,7 +321,10 @@ static enum MHD_Result start_request(struct api_req *r, const char *url)
 	r->route = def->route;
 	bool get = !strcmp(r->method, MHD_HTTP_METHOD_GET) ||
 	           !strcmp(r->method, MHD_HTTP_METHOD_HEAD);
-	r->handler = get ? def->get : !strcmp(r->method, MHD_HTTP_METHOD_POST) ? def->post : NULL;
+	r->handler = get ? def->get
+	             : !strcmp(r->method, MHD_HTTP_METHOD_POST) ? def->post
+	             : !strcmp(r->method, MHD_HTTP_METHOD_DELETE) ? def->del
+	                                                         : NULL;
 	if (!r->handler) {
 		const char *allow[] = {"Allow", def->allow, NULL};
 		char msg[96], method[17];
@@ -457,6 +540,7 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 	api_keycache_init(&s->keys);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->idle, NULL);
+	pthread_mutex_init(&s->channels_lock, NULL);
 
 	size_t pool = (s->o.max_header_bytes ? s->o.max_header_bytes : 16384) + API_POOL_SLACK;
 	struct MHD_OptionItem ops[] = {
@@ -478,6 +562,7 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 		api_keycache_destroy(&s->keys);
 		pthread_mutex_destroy(&s->lock);
 		pthread_cond_destroy(&s->idle);
+		pthread_mutex_destroy(&s->channels_lock);
 		free(s);
 		return hr_fail(err, HR_EIO, "server.listen", "cannot listen on %s:%d: %s", host,
 		               opts->port, e ? strerror(e) : "libmicrohttpd refused the options");
@@ -515,5 +600,6 @@ void api_stop(struct api_server *s)
 	api_keycache_destroy(&s->keys);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->idle);
+	pthread_mutex_destroy(&s->channels_lock);
 	free(s);
 }

@@ -65,6 +65,10 @@ struct http_req {
 	char *body;
 	size_t body_len;
 	char *userpwd;       /* "user:password" for Basic auth, or NULL */
+	/* The provider id this send will have when the sender chooses it (RBM's
+	 * messageId), or "". Used when the provider accepts without echoing an
+	 * id, e.g. RBM's 409 ALREADY_EXISTS for a retry of an accepted send. */
+	char provider_id[HR_PROVIDER_ID_MAX];
 };
 void http_req_clear(struct http_req *r);
 
@@ -138,7 +142,9 @@ struct channel_ops {
 	 * errors name the JSON field ("text", "template.name"). */
 	int (*validate)(const json_t *content, struct hr_err *err);
 
-	/* Builds the provider request for one message. */
+	/* Builds the provider request for one message. HR_EBUSY: not now (e.g.
+	 * no access token could be had): retried with backoff; any other error
+	 * fails the message. */
 	int (*build_send)(const struct channel_account *acct, const struct message *m,
 	                  struct http_req *out, struct hr_err *err);
 	/* Classifies the provider's answer. http_status 0 means no answer
@@ -163,6 +169,15 @@ struct channel_ops {
 	 * (err naming the JSON path) if malformed. */
 	int (*webhook_parse)(const struct channel_account *acct, const char *body, size_t len,
 	                     struct wh_parsed *out, struct hr_err *err);
+
+	/* Optional (NULL if the channel has none): asks the provider whether a
+	 * recipient can receive this channel (RBM's capability check). Blocking
+	 * network I/O with a bounded timeout: never from the dispatcher. 0 and
+	 * *features (a JSON array, caller decrefs); HR_ENOTFOUND when the
+	 * recipient is not capable; HR_EBUSY when the provider did not answer
+	 * usefully; HR_EINVAL for a bad recipient. err says which. */
+	int (*capability)(const struct channel_account *acct, const char *recipient,
+	                  json_t **features, struct hr_err *err);
 };
 
 extern const struct channel_ops channel_whatsapp;

@@ -21,6 +21,9 @@ struct channel_entry {
 
 static const struct channel_entry channel_table[] = {
     {"whatsapp", &channel_whatsapp, 80.0},
+    {"telegram", &channel_telegram, 30.0},
+    {"sms", &channel_sms, 10.0},
+    {"rcs", &channel_rcs, 50.0},
 };
 
 #define CHANNEL_RATE_MAX 100000.0

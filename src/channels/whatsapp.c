@@ -12,7 +12,27 @@
  *    conversation{id,expiration_timestamp,origin{type}} and pricing{billable,
  *    pricing_model,type,category}, and for failures errors[]{code (integer),
  *    title, message, error_data{details}, href}; a message read while its chat
- *    is open may get "read" without "delivered" first.
+ *    is open may get "read" without "delivered" first;
+ *  - message types (Meta's "Messages" reference pages for text, interactive
+ *    reply buttons, document and image messages, and the template
+ *    components reference): text {body, preview_url}; interactive {type
+ *    "button", body{text} (at most 1024 characters), action{buttons[1..3]
+ *    {type "reply", reply{id (at most 256 characters, no leading or trailing
+ *    space), title (1..20 characters, unique within the message)}}}};
+ *    document {link, filename, caption}; image {link, caption}; captions at
+ *    most 1024 characters;
+ *  - template components, in the order header, body, button: header
+ *    parameters [{type text, text} | {type image, image{link}} | {type
+ *    document, document{link, filename}}] (a text header has one variable
+ *    and at most 60 characters); body parameters [{type text, text}];
+ *    buttons one component each {type "button", sub_type "quick_reply" |
+ *    "url", index (a string, the button's position in the template),
+ *    parameters [{type payload, payload} | {type text, text (URL suffix)}]};
+ *  - inbound replies carry context{from, id}: a quick-reply press arrives as
+ *    type "button" {payload, text}, a reply-button press as "interactive"
+ *    {type "button_reply", button_reply{id, title}} (list_reply likewise).
+ * WhatsApp has no regulatory fields: content.template.regulatory is accepted
+ * and not sent.
  *
  * The adapter does no I/O: build_send makes the request, parse_send
  * classifies the answer, webhook_* verify and parse what Meta posts.
@@ -31,7 +51,16 @@
 #define WA_DEFAULT_API_VERSION "21.0"
 #define WA_TEXT_MAX 4096 /* characters (code points) in a text body */
 #define WA_TEMPLATE_NAME_MAX 512
-#define WA_PARAM_MAX 1024 /* characters per template parameter */
+#define WA_PARAM_MAX 1024     /* characters per template parameter (Herald's bound) */
+#define WA_HEADER_TEXT_MAX 60 /* a text header is at most 60 characters */
+#define WA_INTERACTIVE_BODY_MAX 1024
+#define WA_REPLY_BUTTONS_MAX 3
+#define WA_BUTTON_ID_MAX 256
+#define WA_BUTTON_TITLE_MAX 20
+#define WA_TEMPLATE_BUTTONS_MAX 10
+#define WA_CAPTION_MAX 1024
+#define WA_FILENAME_MAX 240 /* Herald's bound: Meta documents none */
+#define WA_URL_MAX 2048
 #define WA_CHALLENGE_MAX 256
 #define WA_SIG_HEADER "X-Hub-Signature-256"
 
@@ -276,25 +305,261 @@ static bool wa_language_ok(const char *s)
 	       s[i + 2] <= 'Z' && s[i + 3] == '\0';
 }
 
-static int wa_validate(const json_t *content, struct hr_err *err)
+/* "base.key", or "key" alone at the top level. */
+static void wa_path(char *out, size_t n, const char *base, const char *key)
 {
-	if (!json_is_object(content))
-		return hr_fail(err, HR_EINVAL, "content", "content must be a JSON object");
-	const char *type = json_string_value(json_object_get(content, "type"));
-	if (!type)
-		return hr_fail(err, HR_EINVAL, "type", "type is required");
+	if (base && *base)
+		snprintf(out, n, "%s.%s", base, key);
+	else
+		snprintf(out, n, "%s", key);
+}
+
+/*
+ * Reads obj[key] as a string of 1..max characters into *out. Absent (or
+ * JSON null) leaves *out NULL and is an error only when required. Errors
+ * name the JSON path.
+ */
+static int wa_vstr(const json_t *obj, const char *key, const char *base, bool required, size_t max,
+                   const char **out, struct hr_err *err)
+{
+	char path[96];
+	wa_path(path, sizeof path, base, key);
+	json_t *v = json_object_get(obj, key);
+	*out = NULL;
+	if (!v || json_is_null(v)) {
+		if (!required)
+			return 0;
+		hr_fail(err, HR_EINVAL, path, "%s is required", path);
+		return HR_EINVAL;
+	}
+	const char *s = json_string_value(v);
+	if (!s || !*s) {
+		hr_fail(err, HR_EINVAL, path, "%s must be a non-empty string", path);
+		return HR_EINVAL;
+	}
+	if (wa_utf8_chars(s) > max) {
+		hr_fail(err, HR_EINVAL, path, "%s is longer than %zu characters on whatsapp", path,
+		        max);
+		return HR_EINVAL;
+	}
+	*out = s;
+	return 0;
+}
+
+/* Refuses keys of obj not in allowed (NULL-terminated), naming the first. */
+static int wa_only_keys(const json_t *obj, const char *const *allowed, const char *base,
+                        struct hr_err *err)
+{
+	const char *key;
+	json_t *v;
+	json_object_foreach((json_t *)obj, key, v)
+	{
+		const char *const *a = allowed;
+		while (*a && strcmp(*a, key) != 0)
+			a++;
+		if (*a)
+			continue;
+		char k[48], path[96], list[160] = "";
+		hr_utf8_copy(k, key, sizeof k);
+		wa_path(path, sizeof path, base, k);
+		for (a = allowed; *a; a++)
+			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+			         a == allowed ? "" : ", ", *a);
+		return hr_fail(err, HR_EINVAL, path, "%s is not supported on whatsapp (%s: %s)",
+		               path, base && *base ? base : "content", list);
+	}
+	return 0;
+}
+
+/*
+ * A media link: Cloud API fetches it itself, so it must be an absolute
+ * http(s) URL with a host and no spaces or control characters.
+ */
+static int wa_vurl(const json_t *obj, const char *base, struct hr_err *err)
+{
+	const char *url;
+	int rc = wa_vstr(obj, "url", base, true, WA_URL_MAX, &url, err);
+	if (rc)
+		return rc;
+	char path[96];
+	wa_path(path, sizeof path, base, "url");
+	size_t skip = strncmp(url, "https://", 8) == 0  ? 8
+	              : strncmp(url, "http://", 7) == 0 ? 7
+	                                                : 0;
+	bool ok = skip && url[skip] && url[skip] != '/';
+	for (const unsigned char *p = (const unsigned char *)url; ok && *p; p++)
+		ok = *p > 0x20 && *p != 0x7f;
+	if (!ok)
+		return hr_fail(err, HR_EINVAL, path,
+		               "%s must be an absolute http:// or https:// URL without spaces",
+		               path);
+	return 0;
+}
+
+/*
+ * Reply buttons of an interactive message: 1..3, each {"id","title"}, the
+ * id at most 256 characters without surrounding spaces, the title 1..20
+ * characters; ids and titles unique within the message (Meta requires unique
+ * titles; unique ids are what lets a press be told apart).
+ */
+static int wa_validate_reply_buttons(const json_t *buttons, struct hr_err *err)
+{
+	static const char *const keys[] = {"id", "title", NULL};
+	size_t n = json_array_size(buttons);
+	if (!json_is_array(buttons) || n < 1 || n > WA_REPLY_BUTTONS_MAX)
+		return hr_fail(err, HR_EINVAL, "buttons",
+		               "buttons must be a list of 1 to %d reply buttons on whatsapp",
+		               WA_REPLY_BUTTONS_MAX);
+	const char *ids[WA_REPLY_BUTTONS_MAX], *titles[WA_REPLY_BUTTONS_MAX];
+	for (size_t i = 0; i < n; i++) {
+		json_t *b = json_array_get(buttons, i);
+		char base[32], path[64];
+		snprintf(base, sizeof base, "buttons[%zu]", i);
+		if (!json_is_object(b))
+			return hr_fail(err, HR_EINVAL, base,
+			               "%s must be an object with id and title", base);
+		int rc;
+		if ((rc = wa_only_keys(b, keys, base, err)) ||
+		    (rc = wa_vstr(b, "id", base, true, WA_BUTTON_ID_MAX, &ids[i], err)) ||
+		    (rc = wa_vstr(b, "title", base, true, WA_BUTTON_TITLE_MAX, &titles[i], err)))
+			return rc;
+		size_t il = strlen(ids[i]);
+		snprintf(path, sizeof path, "%s.id", base);
+		if (isspace((unsigned char)ids[i][0]) || isspace((unsigned char)ids[i][il - 1]))
+			return hr_fail(err, HR_EINVAL, path,
+			               "%s must not start or end with a space", path);
+		for (size_t j = 0; j < i; j++) {
+			if (strcmp(ids[j], ids[i]) == 0)
+				return hr_fail(err, HR_EINVAL, path, "%s repeats buttons[%zu].id",
+				               path, j);
+			if (strcmp(titles[j], titles[i]) == 0) {
+				snprintf(path, sizeof path, "%s.title", base);
+				return hr_fail(err, HR_EINVAL, path,
+				               "%s repeats buttons[%zu].title", path, j);
+			}
+		}
+	}
+	return 0;
+}
+
+/*
+ * A template's header values: {"type":"text","text":".."} or
+ * {"type":"text","parameters":[".."]} (a text header has at most one
+ * variable), {"type":"image","url":".."}, {"type":"document","url":"..",
+ * "filename":".."}.
+ */
+static int wa_validate_header(const json_t *h, struct hr_err *err)
+{
+	static const char *const text_keys[] = {"type", "text", "parameters", NULL};
+	static const char *const image_keys[] = {"type", "url", NULL};
+	static const char *const doc_keys[] = {"type", "url", "filename", NULL};
+	const char *base = "template.header", *type, *s;
+	if (!json_is_object(h))
+		return hr_fail(err, HR_EINVAL, base, "%s must be an object", base);
+	int rc = wa_vstr(h, "type", base, true, 16, &type, err);
+	if (rc)
+		return rc;
 	if (strcmp(type, "text") == 0) {
-		const char *text = json_string_value(json_object_get(content, "text"));
-		if (!text || !*text)
-			return hr_fail(err, HR_EINVAL, "text", "text must be a non-empty string");
-		if (wa_utf8_chars(text) > WA_TEXT_MAX)
-			return hr_fail(err, HR_EINVAL, "text",
-			               "text is longer than WhatsApp's %d characters", WA_TEXT_MAX);
+		json_t *params = json_object_get(h, "parameters");
+		bool has_text = json_object_get(h, "text") != NULL;
+		if ((rc = wa_only_keys(h, text_keys, base, err)))
+			return rc;
+		if (has_text == (params != NULL))
+			return hr_fail(err, HR_EINVAL, "template.header.text",
+			               "a text header needs its one value as template.header.text "
+			               "or template.header.parameters[0]");
+		if (has_text)
+			return wa_vstr(h, "text", base, true, WA_HEADER_TEXT_MAX, &s, err);
+		if (!json_is_array(params) || json_array_size(params) != 1)
+			return hr_fail(err, HR_EINVAL, "template.header.parameters",
+			               "template.header.parameters must hold exactly 1 string: a "
+			               "whatsapp text header has one variable");
+		const char *v = json_string_value(json_array_get(params, 0));
+		if (!v || !*v)
+			return hr_fail(err, HR_EINVAL, "template.header.parameters[0]",
+			               "template.header.parameters[0] must be a non-empty string");
+		if (wa_utf8_chars(v) > WA_HEADER_TEXT_MAX)
+			return hr_fail(err, HR_EINVAL, "template.header.parameters[0]",
+			               "template.header.parameters[0] is longer than WhatsApp's %d "
+			               "characters",
+			               WA_HEADER_TEXT_MAX);
 		return 0;
 	}
-	if (strcmp(type, "template") != 0)
-		return hr_fail(err, HR_EINVAL, "type",
-		               "type '%s' is not supported on whatsapp (text, template)", type);
+	if (strcmp(type, "image") == 0) {
+		if ((rc = wa_only_keys(h, image_keys, base, err)))
+			return rc;
+		return wa_vurl(h, base, err);
+	}
+	if (strcmp(type, "document") == 0) {
+		if ((rc = wa_only_keys(h, doc_keys, base, err)) || (rc = wa_vurl(h, base, err)))
+			return rc;
+		return wa_vstr(h, "filename", base, false, WA_FILENAME_MAX, &s, err);
+	}
+	return hr_fail(err, HR_EINVAL, "template.header.type",
+	               "template.header.type must be text, image or document on whatsapp");
+}
+
+/*
+ * A template's button values, by the button's position in the template:
+ * {"index":0,"payload":".."} for a quick reply (the payload comes back when
+ * it is pressed), {"index":1,"text":".."} for a URL button's suffix. An
+ * optional "type" (quick_reply or url) must agree with the value given.
+ */
+static int wa_validate_template_buttons(const json_t *buttons, struct hr_err *err)
+{
+	static const char *const keys[] = {"index", "payload", "text", "type", NULL};
+	size_t n = json_array_size(buttons);
+	if (!json_is_array(buttons) || n > WA_TEMPLATE_BUTTONS_MAX)
+		return hr_fail(err, HR_EINVAL, "template.buttons",
+		               "template.buttons must be a list of at most %d buttons",
+		               WA_TEMPLATE_BUTTONS_MAX);
+	bool seen[WA_TEMPLATE_BUTTONS_MAX] = {false};
+	for (size_t i = 0; i < n; i++) {
+		json_t *b = json_array_get(buttons, i);
+		char base[48], path[80];
+		snprintf(base, sizeof base, "template.buttons[%zu]", i);
+		if (!json_is_object(b))
+			return hr_fail(err, HR_EINVAL, base, "%s must be an object", base);
+		int rc = wa_only_keys(b, keys, base, err);
+		if (rc)
+			return rc;
+		json_t *idx = json_object_get(b, "index");
+		snprintf(path, sizeof path, "%s.index", base);
+		if (!json_is_integer(idx) || json_integer_value(idx) < 0 ||
+		    json_integer_value(idx) >= WA_TEMPLATE_BUTTONS_MAX)
+			return hr_fail(err, HR_EINVAL, path, "%s must be an integer from 0 to %d",
+			               path, WA_TEMPLATE_BUTTONS_MAX - 1);
+		int k = (int)json_integer_value(idx);
+		if (seen[k])
+			return hr_fail(err, HR_EINVAL, path, "%s: button %d is given twice", path,
+			               k);
+		seen[k] = true;
+		const char *payload, *text, *type;
+		if ((rc = wa_vstr(b, "payload", base, false, WA_PARAM_MAX, &payload, err)) ||
+		    (rc = wa_vstr(b, "text", base, false, WA_PARAM_MAX, &text, err)) ||
+		    (rc = wa_vstr(b, "type", base, false, 16, &type, err)))
+			return rc;
+		if (!payload == !text) {
+			snprintf(path, sizeof path, "%s.payload", base);
+			return hr_fail(err, HR_EINVAL, path,
+			               "%s: give either %s.payload (quick reply) or %s.text (URL "
+			               "suffix)",
+			               path, base, base);
+		}
+		if (type && strcmp(type, payload ? "quick_reply" : "url") != 0) {
+			snprintf(path, sizeof path, "%s.type", base);
+			return hr_fail(err, HR_EINVAL, path,
+			               "%s must be quick_reply with a payload or url with a text",
+			               path);
+		}
+	}
+	return 0;
+}
+
+static int wa_validate_template(const json_t *content, struct hr_err *err)
+{
+	static const char *const keys[] = {"name",    "language",   "parameters", "header",
+	                                   "buttons", "regulatory", NULL};
 	json_t *t = json_object_get(content, "template");
 	if (!json_is_object(t))
 		return hr_fail(err, HR_EINVAL, "template", "template must be an object");
@@ -307,10 +572,11 @@ static int wa_validate(const json_t *content, struct hr_err *err)
 	if (!lang || !wa_language_ok(lang))
 		return hr_fail(err, HR_EINVAL, "template.language",
 		               "template.language must look like \"en\" or \"en_GB\"");
+	int rc = wa_only_keys(t, keys, "template", err);
+	if (rc)
+		return rc;
 	json_t *params = json_object_get(t, "parameters");
-	if (!params || json_is_null(params))
-		return 0;
-	if (!json_is_array(params))
+	if (params && !json_is_null(params) && !json_is_array(params))
 		return hr_fail(err, HR_EINVAL, "template.parameters",
 		               "template.parameters must be an array of strings");
 	size_t i;
@@ -327,30 +593,262 @@ static int wa_validate(const json_t *content, struct hr_err *err)
 			return hr_fail(err, HR_EINVAL, field, "%s is longer than %d characters",
 			               field, WA_PARAM_MAX);
 	}
+	json_t *h = json_object_get(t, "header");
+	if (h && !json_is_null(h) && (rc = wa_validate_header(h, err)))
+		return rc;
+	json_t *b = json_object_get(t, "buttons");
+	if (b && !json_is_null(b) && (rc = wa_validate_template_buttons(b, err)))
+		return rc;
+	json_t *reg = json_object_get(t, "regulatory");
+	if (reg && !json_is_null(reg) && !json_is_object(reg))
+		return hr_fail(err, HR_EINVAL, "template.regulatory",
+		               "template.regulatory must be an object");
 	return 0;
+}
+
+/* {"document":{"url","filename","caption"}} or {"image":{"url","caption"}}. */
+static int wa_validate_media(const json_t *content, const char *type, struct hr_err *err)
+{
+	static const char *const doc_keys[] = {"url", "filename", "caption", NULL};
+	static const char *const image_keys[] = {"url", "caption", NULL};
+	bool doc = strcmp(type, "document") == 0;
+	json_t *o = json_object_get(content, type);
+	if (!json_is_object(o))
+		return hr_fail(err, HR_EINVAL, type, "%s must be an object with a url", type);
+	const char *s;
+	int rc;
+	if ((rc = wa_only_keys(o, doc ? doc_keys : image_keys, type, err)) ||
+	    (rc = wa_vurl(o, type, err)) ||
+	    (rc = wa_vstr(o, "caption", type, false, WA_CAPTION_MAX, &s, err)))
+		return rc;
+	return doc ? wa_vstr(o, "filename", type, false, WA_FILENAME_MAX, &s, err) : 0;
+}
+
+/* options: whatsapp knows {"preview_url": bool} (used by text messages). */
+static int wa_validate_options(const json_t *content, struct hr_err *err)
+{
+	static const char *const keys[] = {"preview_url", NULL};
+	json_t *o = json_object_get(content, "options");
+	if (!o || json_is_null(o))
+		return 0;
+	if (!json_is_object(o))
+		return hr_fail(err, HR_EINVAL, "options", "options must be an object");
+	int rc = wa_only_keys(o, keys, "options", err);
+	if (rc)
+		return rc;
+	json_t *pu = json_object_get(o, "preview_url");
+	if (pu && !json_is_boolean(pu))
+		return hr_fail(err, HR_EINVAL, "options.preview_url",
+		               "options.preview_url must be true or false");
+	return 0;
+}
+
+/*
+ * What WhatsApp can carry: text (with 1..3 reply buttons it becomes an
+ * interactive message), template (body, header and button values), document
+ * and image. RCS cards and carousels and call/URL actions have no WhatsApp
+ * form here: refused naming the field, so the API answers 422.
+ */
+static int wa_validate(const json_t *content, struct hr_err *err)
+{
+	if (!json_is_object(content))
+		return hr_fail(err, HR_EINVAL, "content", "content must be a JSON object");
+	const char *type = json_string_value(json_object_get(content, "type"));
+	if (!type)
+		return hr_fail(err, HR_EINVAL, "type", "type is required");
+	bool text = strcmp(type, "text") == 0;
+	if (!text && strcmp(type, "template") != 0 && strcmp(type, "document") != 0 &&
+	    strcmp(type, "image") != 0) {
+		char t[32];
+		hr_utf8_copy(t, type, sizeof t);
+		return hr_fail(err, HR_EINVAL, "type",
+		               "type '%s' is not supported on whatsapp (text, template, document, "
+		               "image)",
+		               t);
+	}
+	if (json_object_get(content, "actions"))
+		return hr_fail(err, HR_EINVAL, "actions",
+		               "actions (call or link suggestions) are not supported on whatsapp; "
+		               "use reply buttons");
+	json_t *buttons = json_object_get(content, "buttons");
+	if (buttons && !text)
+		return hr_fail(err, HR_EINVAL, "buttons",
+		               "buttons go with a text message on whatsapp (template buttons "
+		               "are template.buttons)");
+	int rc = wa_validate_options(content, err);
+	if (rc)
+		return rc;
+	if (text) {
+		const char *s;
+		size_t max = buttons ? WA_INTERACTIVE_BODY_MAX : WA_TEXT_MAX;
+		if ((rc = wa_vstr(content, "text", "", true, max, &s, err)))
+			return rc;
+		return buttons ? wa_validate_reply_buttons(buttons, err) : 0;
+	}
+	if (strcmp(type, "template") == 0)
+		return wa_validate_template(content, err);
+	return wa_validate_media(content, type, err);
 }
 
 /* ---------------------------------------------------------------------------
  * Sending
  * ------------------------------------------------------------------------- */
 
-/* The "template" object of a send: body parameters only when there are some. */
+/* Sets o[key] = v (stealing v); false if v is NULL or the set failed. */
+static bool wa_set(json_t *o, const char *key, json_t *v)
+{
+	return v && json_object_set_new(o, key, v) == 0;
+}
+
+static bool wa_append(json_t *arr, json_t *v)
+{
+	return v && json_array_append_new(arr, v) == 0;
+}
+
+/* Copies src[from] (a string, if present) into dst[to]. */
+static bool wa_copy_opt(json_t *dst, const char *to, const json_t *src, const char *from)
+{
+	json_t *v = json_object_get(src, from);
+	return !json_is_string(v) || wa_set(dst, to, json_incref(v));
+}
+
+/* A media object: {"link", "filename"?, "caption"?} from {"url", ...}. */
+static json_t *wa_media_json(const json_t *src, bool filename, bool caption)
+{
+	json_t *o = json_object();
+	if (o && wa_set(o, "link", json_incref(json_object_get(src, "url"))) &&
+	    (!filename || wa_copy_opt(o, "filename", src, "filename")) &&
+	    (!caption || wa_copy_opt(o, "caption", src, "caption")))
+		return o;
+	json_decref(o);
+	return NULL;
+}
+
+/* An interactive reply-button message from text + buttons. */
+static json_t *wa_interactive_json(const json_t *content)
+{
+	json_t *list = json_array();
+	size_t i;
+	json_t *b;
+	json_array_foreach(json_object_get(content, "buttons"), i, b)
+	{
+		if (!list || !wa_append(list, json_pack("{s:s, s:{s:O, s:O}}", "type", "reply",
+		                                        "reply", "id", json_object_get(b, "id"),
+		                                        "title", json_object_get(b, "title")))) {
+			json_decref(list);
+			return NULL;
+		}
+	}
+	return list ? json_pack("{s:s, s:{s:O}, s:{s:o}}", "type", "button", "body", "text",
+	                        json_object_get(content, "text"), "action", "buttons", list)
+	            : NULL;
+}
+
+/* The header component: one parameter of the header's type. */
+static json_t *wa_header_component(const json_t *h)
+{
+	const char *type = json_string_value(json_object_get(h, "type"));
+	json_t *param;
+	if (strcmp(type, "text") == 0) {
+		json_t *v = json_object_get(h, "text");
+		if (!v)
+			v = json_array_get(json_object_get(h, "parameters"), 0);
+		param = json_pack("{s:s, s:O}", "type", "text", "text", v);
+	} else {
+		bool doc = strcmp(type, "document") == 0;
+		json_t *media = wa_media_json(h, doc, false);
+		param = media ? json_pack("{s:s, s:o}", "type", type, type, media) : NULL;
+	}
+	return param ? json_pack("{s:s, s:[o]}", "type", "header", "parameters", param) : NULL;
+}
+
+/* One button component: quick_reply with a payload or url with a suffix. */
+static json_t *wa_button_component(const json_t *b)
+{
+	char index[8];
+	snprintf(index, sizeof index, "%lld",
+	         (long long)json_integer_value(json_object_get(b, "index")));
+	json_t *payload = json_object_get(b, "payload");
+	json_t *param =
+	    payload ? json_pack("{s:s, s:O}", "type", "payload", "payload", payload)
+	            : json_pack("{s:s, s:O}", "type", "text", "text", json_object_get(b, "text"));
+	if (!param)
+		return NULL;
+	return json_pack("{s:s, s:s, s:s, s:[o]}", "type", "button", "sub_type",
+	                 payload ? "quick_reply" : "url", "index", index, "parameters", param);
+}
+
+/*
+ * The "template" object of a send: components header, body, buttons in
+ * that order, each only when it has values (a template without variables
+ * is sent with no components at all).
+ */
 static json_t *wa_template_json(const json_t *t)
 {
-	json_t *out =
-	    json_pack("{s:s, s:{s:s}}", "name", json_string_value(json_object_get(t, "name")),
-	              "language", "code", json_string_value(json_object_get(t, "language")));
+	json_t *out = json_pack("{s:O, s:{s:O}}", "name", json_object_get(t, "name"), "language",
+	                        "code", json_object_get(t, "language"));
+	json_t *comps = json_array();
+	if (!out || !comps)
+		goto fail;
+	json_t *h = json_object_get(t, "header");
+	if (json_is_object(h) && !wa_append(comps, wa_header_component(h)))
+		goto fail;
 	json_t *params = json_object_get(t, "parameters");
-	if (!out || !json_is_array(params) || json_array_size(params) == 0)
-		return out;
-	json_t *plist = json_array();
+	if (json_array_size(params) > 0) {
+		json_t *plist = json_array();
+		size_t i;
+		json_t *p;
+		json_array_foreach(params, i, p)
+		{
+			if (!plist ||
+			    !wa_append(plist, json_pack("{s:s, s:O}", "type", "text", "text", p))) {
+				json_decref(plist);
+				goto fail;
+			}
+		}
+		if (!wa_append(comps, json_pack("{s:s, s:o}", "type", "body", "parameters", plist)))
+			goto fail;
+	}
 	size_t i;
-	json_t *p;
-	json_array_foreach(params, i, p)
-	    json_array_append_new(plist, json_pack("{s:s, s:O}", "type", "text", "text", p));
-	json_object_set_new(out, "components",
-	                    json_pack("[{s:s, s:o}]", "type", "body", "parameters", plist));
-	return out;
+	json_t *b;
+	json_array_foreach(json_object_get(t, "buttons"), i, b)
+	{
+		if (!wa_append(comps, wa_button_component(b)))
+			goto fail;
+	}
+	if (json_array_size(comps) == 0) {
+		json_decref(comps);
+		return out;
+	}
+	if (wa_set(out, "components", comps))
+		return out;
+	comps = NULL;
+fail:
+	json_decref(comps);
+	json_decref(out);
+	return NULL;
+}
+
+/* The type-specific part of a send: sets root's "type" and its object. */
+static bool wa_body_json(json_t *root, const json_t *content)
+{
+	const char *type = json_string_value(json_object_get(content, "type"));
+	if (strcmp(type, "text") == 0 && json_object_get(content, "buttons"))
+		return wa_set(root, "type", json_string("interactive")) &&
+		       wa_set(root, "interactive", wa_interactive_json(content));
+	if (!wa_set(root, "type", json_string(type)))
+		return false;
+	if (strcmp(type, "text") == 0) {
+		json_t *pu = json_object_get(json_object_get(content, "options"), "preview_url");
+		return wa_set(root, "text",
+		              json_pack("{s:b, s:O}", "preview_url", json_is_true(pu), "body",
+		                        json_object_get(content, "text")));
+	}
+	if (strcmp(type, "template") == 0)
+		return wa_set(root, "template",
+		              wa_template_json(json_object_get(content, "template")));
+	bool doc = strcmp(type, "document") == 0;
+	return wa_set(root, type, wa_media_json(json_object_get(content, type), doc, true));
 }
 
 static int wa_build_send(const struct channel_account *acct, const struct message *m,
@@ -369,21 +867,10 @@ static int wa_build_send(const struct channel_account *acct, const struct messag
 	}
 	json_t *root = json_pack("{s:s, s:s, s:s}", "messaging_product", "whatsapp",
 	                         "recipient_type", "individual", "to", m->recipient);
-	const char *type = json_string_value(json_object_get(content, "type"));
-	if (root && strcmp(type, "text") == 0) {
-		json_object_set_new(root, "type", json_string("text"));
-		json_object_set_new(root, "text",
-		                    json_pack("{s:b, s:O}", "preview_url", 0, "body",
-		                              json_object_get(content, "text")));
-	} else if (root) {
-		json_object_set_new(root, "type", json_string("template"));
-		json_object_set_new(root, "template",
-		                    wa_template_json(json_object_get(content, "template")));
-	}
-	if (root && m->id[0])
-		json_object_set_new(root, "biz_opaque_callback_data", json_string(m->id));
+	bool ok = root && wa_body_json(root, content) &&
+	          (!m->id[0] || wa_set(root, "biz_opaque_callback_data", json_string(m->id)));
 	json_decref(content);
-	out->body = root ? json_dumps(root, JSON_COMPACT) : NULL;
+	out->body = ok ? json_dumps(root, JSON_COMPACT) : NULL;
 	json_decref(root);
 	out->url = strdup(p->messages_url);
 	out->headers = curl_slist_append(NULL, p->auth_header);
@@ -706,7 +1193,8 @@ static int wa_parse_status(json_t *s, const char *base, struct wh_parsed *out, s
 			snprintf(tmp.error_code, sizeof tmp.error_code, "%lld",
 			         (long long)json_integer_value(code));
 		else if (json_is_string(code))
-			hr_utf8_copy(tmp.error_code, json_string_value(code), sizeof tmp.error_code);
+			hr_utf8_copy(tmp.error_code, json_string_value(code),
+			             sizeof tmp.error_code);
 		const char *text = json_string_value(json_object_get(e0, "title"));
 		if (!text)
 			text = json_string_value(json_object_get(e0, "message"));

@@ -25,6 +25,8 @@ enum { CLI_OK = 0, CLI_EAPI = 1, CLI_EUSAGE = 2, CLI_EUNREACHABLE = 3 };
 
 #define CLI_DEFAULT_URL "http://127.0.0.1:8080"
 #define CLI_MAX_PARAMS 100
+#define CLI_MAX_BUTTONS 10
+#define CLI_MAX_OPTIONS 20
 
 struct cli {
 	const char *url;
@@ -198,7 +200,9 @@ static const char *jstr(json_t *j, const char *key, const char *def)
 enum {
 	OPT_URL = 1000, OPT_KEY, OPT_JSON, OPT_TO, OPT_TEXT, OPT_TEMPLATE, OPT_LANG, OPT_PARAM,
 	OPT_CHANNEL, OPT_ACCOUNT, OPT_SYNC, OPT_TIMEOUT, OPT_IDEM, OPT_PRIORITY, OPT_STATUS,
-	OPT_SINCE, OPT_UNTIL, OPT_LIMIT, OPT_CURSOR, OPT_HELP,
+	OPT_SINCE, OPT_UNTIL, OPT_LIMIT, OPT_CURSOR, OPT_HELP, OPT_DOCUMENT, OPT_IMAGE,
+	OPT_FILENAME, OPT_CAPTION, OPT_BUTTON, OPT_HEADER_TEXT, OPT_HEADER_IMAGE,
+	OPT_HEADER_DOCUMENT, OPT_OPTION,
 };
 
 static const struct option cli_options[] = {
@@ -222,6 +226,15 @@ static const struct option cli_options[] = {
 	{"limit", required_argument, NULL, OPT_LIMIT},
 	{"cursor", required_argument, NULL, OPT_CURSOR},
 	{"help", no_argument, NULL, OPT_HELP},
+	{"document", required_argument, NULL, OPT_DOCUMENT},
+	{"image", required_argument, NULL, OPT_IMAGE},
+	{"filename", required_argument, NULL, OPT_FILENAME},
+	{"caption", required_argument, NULL, OPT_CAPTION},
+	{"button", required_argument, NULL, OPT_BUTTON},
+	{"header-text", required_argument, NULL, OPT_HEADER_TEXT},
+	{"header-image", required_argument, NULL, OPT_HEADER_IMAGE},
+	{"header-document", required_argument, NULL, OPT_HEADER_DOCUMENT},
+	{"option", required_argument, NULL, OPT_OPTION},
 	{NULL, 0, NULL, 0},
 };
 
@@ -231,6 +244,12 @@ struct cli_args {
 	const char *to, *text, *tpl, *lang, *channel, *account, *idem, *priority;
 	const char *params[CLI_MAX_PARAMS];
 	int nparams;
+	const char *document, *image, *filename, *caption;
+	const char *header_text, *header_image, *header_document;
+	const char *buttons[CLI_MAX_BUTTONS]; /* "ID:TITLE" */
+	int nbuttons;
+	const char *options[CLI_MAX_OPTIONS]; /* "KEY=VALUE" */
+	int noptions;
 	bool sync;
 	long timeout_ms;
 	const char *status, *since, *until, *limit, *cursor;
@@ -240,12 +259,21 @@ struct cli_args {
 };
 
 static const char usage_send[] =
-	"usage: herald send --to NUMBER (--text TEXT | --template NAME --lang LANG\n"
-	"                   [--param VALUE]...) [--channel whatsapp] [--account ID]\n"
+	"usage: herald send --to RECIPIENT CONTENT [--channel whatsapp|sms|rcs|telegram]\n"
+	"                   [--account ID] [--option KEY=VALUE]...\n"
 	"                   [--priority transactional|bulk] [--sync [--timeout-ms N]]\n"
-	"                   [--idempotency-key KEY] [--json] [--url URL] [--key KEY]\n\n"
+	"                   [--idempotency-key KEY] [--json] [--url URL] [--key KEY]\n"
+	"CONTENT is one of:\n"
+	"  --text TEXT [--button ID:TITLE]...\n"
+	"  --template NAME --lang LANG [--param VALUE]...\n"
+	"             [--header-text VALUE | --header-image URL |\n"
+	"              --header-document URL [--filename F]]\n"
+	"  --document URL [--filename F] [--caption C]\n"
+	"  --image URL [--caption C]\n\n"
 	"Sends one message through a running gateway. With --sync, waits for the\n"
-	"provider's answer; a failed send then exits 1.\n\n"
+	"provider's answer; a failed send then exits 1. --option sets a channel\n"
+	"option (preview_url=true, validity_period=600, ttl=86400s, parse_mode=HTML);\n"
+	"a VALUE that reads as JSON (true, 600) is sent as such, anything else as text.\n\n"
 	"  --url URL   gateway base URL (default $HERALD_URL or " CLI_DEFAULT_URL ")\n"
 	"  --key KEY   API key (default $HERALD_API_KEY)\n"
 	"  --json      print the API's JSON response as is\n\n"
@@ -310,6 +338,29 @@ static int cli_parse(int argc, char **argv, const char *cmd, struct cli_args *a)
 		case OPT_UNTIL: a->until = optarg; break;
 		case OPT_LIMIT: a->limit = optarg; break;
 		case OPT_CURSOR: a->cursor = optarg; break;
+		case OPT_DOCUMENT: a->document = optarg; break;
+		case OPT_IMAGE: a->image = optarg; break;
+		case OPT_FILENAME: a->filename = optarg; break;
+		case OPT_CAPTION: a->caption = optarg; break;
+		case OPT_HEADER_TEXT: a->header_text = optarg; break;
+		case OPT_HEADER_IMAGE: a->header_image = optarg; break;
+		case OPT_HEADER_DOCUMENT: a->header_document = optarg; break;
+		case OPT_BUTTON:
+			if (a->nbuttons == CLI_MAX_BUTTONS) {
+				fprintf(stderr, "herald %s: at most %d --button\n", cmd,
+				        CLI_MAX_BUTTONS);
+				return CLI_EUSAGE;
+			}
+			a->buttons[a->nbuttons++] = optarg;
+			break;
+		case OPT_OPTION:
+			if (a->noptions == CLI_MAX_OPTIONS) {
+				fprintf(stderr, "herald %s: at most %d --option\n", cmd,
+				        CLI_MAX_OPTIONS);
+				return CLI_EUSAGE;
+			}
+			a->options[a->noptions++] = optarg;
+			break;
 		case ':':
 			fprintf(stderr, "herald %s: %s needs a value\n", cmd, argv[optind - 1]);
 			return CLI_EUSAGE;
@@ -334,7 +385,9 @@ static int cli_parse(int argc, char **argv, const char *cmd, struct cli_args *a)
 static bool cli_has_send_opts(const struct cli_args *a)
 {
 	return a->text || a->tpl || a->lang || a->nparams || a->account || a->sync || a->idem ||
-	       a->priority || a->timeout_ms;
+	       a->priority || a->timeout_ms || a->document || a->image || a->filename ||
+	       a->caption || a->header_text || a->header_image || a->header_document ||
+	       a->nbuttons || a->noptions;
 }
 
 static bool cli_has_list_opts(const struct cli_args *a)
@@ -354,23 +407,54 @@ static int cli_need_key(const struct cli_args *a)
  * herald send
  * ------------------------------------------------------------------------- */
 
+/* "ID:TITLE" or "KEY=VALUE": both sides non-empty. */
+static bool cli_pair_ok(const char *s, char sep)
+{
+	const char *p = strchr(s, sep);
+	return p && p != s && p[1];
+}
+
 static int cli_send_check(const struct cli_args *a)
 {
-	const char *why = NULL;
+	const char *why = NULL, *bad_button = NULL, *bad_option = NULL;
+	int kinds = !!a->text + !!a->tpl + !!a->document + !!a->image;
+	int headers = !!a->header_text + !!a->header_image + !!a->header_document;
+	for (int i = 0; !bad_button && i < a->nbuttons; i++)
+		if (!cli_pair_ok(a->buttons[i], ':'))
+			bad_button = a->buttons[i];
+	for (int i = 0; !bad_option && i < a->noptions; i++)
+		if (!cli_pair_ok(a->options[i], '='))
+			bad_option = a->options[i];
 	if (cli_has_list_opts(a))
 		why = "--status/--since/--until/--limit/--cursor belong to 'messages list'";
 	else if (a->npositional)
 		why = "unexpected argument";
 	else if (!a->to)
 		why = "--to is required";
-	else if (!a->text == !a->tpl)
-		why = "give exactly one of --text or --template";
+	else if (kinds != 1)
+		why = "give exactly one of --text, --template, --document or --image";
 	else if (a->tpl && !a->lang)
 		why = "--template needs --lang";
-	else if (a->text && (a->lang || a->nparams))
+	else if (!a->tpl && (a->lang || a->nparams))
 		why = "--lang and --param go with --template";
+	else if (!a->tpl && headers)
+		why = "--header-text/--header-image/--header-document go with --template";
+	else if (headers > 1)
+		why = "give at most one of --header-text, --header-image or --header-document";
+	else if (a->filename && !a->document && !a->header_document)
+		why = "--filename goes with --document or --header-document";
+	else if (a->caption && !a->document && !a->image)
+		why = "--caption goes with --document or --image";
+	else if (a->nbuttons && !a->text)
+		why = "--button goes with --text (reply buttons on a text message)";
 	else if (a->timeout_ms && !a->sync)
 		why = "--timeout-ms goes with --sync";
+	if (!why && (bad_button || bad_option)) {
+		fprintf(stderr, "herald send: %s needs %s, got '%s'\n\n%s",
+		        bad_button ? "--button" : "--option", bad_button ? "ID:TITLE" : "KEY=VALUE",
+		        bad_button ? bad_button : bad_option, usage_send);
+		return CLI_EUSAGE;
+	}
 	if (why) {
 		fprintf(stderr, "herald send: %s\n\n%s", why, usage_send);
 		return CLI_EUSAGE;
@@ -378,23 +462,95 @@ static int cli_send_check(const struct cli_args *a)
 	return 0;
 }
 
+/* An --option value: JSON when it reads as JSON (true, 600, "x"), else text. */
+static json_t *cli_option_value(const char *v)
+{
+	json_t *j = json_loads(v, JSON_DECODE_ANY, NULL);
+	return j ? j : json_string(v);
+}
+
+/* Adds a new empty object or array under key of parent and returns it
+ * (borrowed: the parent owns it from the start, so nothing leaks when a
+ * later step fails). NULL when out of memory. */
+static json_t *cli_child(json_t *parent, const char *key, bool array)
+{
+	json_t *c = array ? json_array() : json_object();
+	return c && json_object_set_new(parent, key, c) == 0 ? c : NULL;
+}
+
+static bool cli_set_str(json_t *o, const char *key, const char *v)
+{
+	return !v || json_object_set_new(o, key, json_string(v)) == 0;
+}
+
+/* The request's content keys; false when out of memory. */
+static bool cli_send_content(const struct cli_args *a, json_t *j)
+{
+	bool ok = true;
+	if (a->text) {
+		ok = cli_set_str(j, "text", a->text);
+		json_t *buttons = ok && a->nbuttons ? cli_child(j, "buttons", true) : NULL;
+		ok = ok && (buttons || !a->nbuttons);
+		for (int i = 0; ok && i < a->nbuttons; i++) {
+			const char *colon = strchr(a->buttons[i], ':');
+			ok = !json_array_append_new(buttons,
+			                            json_pack("{s:s%, s:s}", "id", a->buttons[i],
+			                                      (size_t)(colon - a->buttons[i]),
+			                                      "title", colon + 1));
+		}
+	} else if (a->document || a->image) {
+		json_t *m = cli_child(j, a->document ? "document" : "image", false);
+		ok = m && cli_set_str(m, "url", a->document ? a->document : a->image) &&
+		     cli_set_str(m, "filename", a->filename) &&
+		     cli_set_str(m, "caption", a->caption);
+	} else {
+		json_t *t = cli_child(j, "template", false);
+		ok = t && cli_set_str(t, "name", a->tpl) && cli_set_str(t, "language", a->lang);
+		json_t *params = ok ? cli_child(t, "parameters", true) : NULL;
+		ok = ok && params;
+		for (int i = 0; ok && i < a->nparams; i++)
+			ok = !json_array_append_new(params, json_string(a->params[i]));
+		const char *type = a->header_text       ? "text"
+		                   : a->header_image    ? "image"
+		                   : a->header_document ? "document"
+		                                        : NULL;
+		json_t *h = ok && type ? cli_child(t, "header", false) : NULL;
+		ok = ok && (h || !type);
+		if (ok && h) {
+			ok = cli_set_str(h, "type", type);
+			if (ok && a->header_text)
+				ok = !json_object_set_new(h, "parameters",
+				                          json_pack("[s]", a->header_text));
+			else if (ok)
+				ok = cli_set_str(h, "url",
+				                 a->header_image ? a->header_image
+				                                 : a->header_document) &&
+				     (!a->header_document ||
+				      cli_set_str(h, "filename", a->filename));
+		}
+	}
+	json_t *o = ok && a->noptions ? cli_child(j, "options", false) : NULL;
+	ok = ok && (o || !a->noptions);
+	for (int i = 0; ok && i < a->noptions; i++) {
+		const char *eq = strchr(a->options[i], '=');
+		char key[128];
+		snprintf(key, sizeof key, "%.*s", (int)(eq - a->options[i]), a->options[i]);
+		ok = !json_object_set_new(o, key, cli_option_value(eq + 1));
+	}
+	return ok;
+}
+
 static char *cli_send_body(const struct cli_args *a)
 {
-	json_t *j = json_pack("{s:s, s:s}", "channel", a->channel ? a->channel : "whatsapp",
-	                      "to", a->to);
+	json_t *j =
+	    json_pack("{s:s, s:s}", "channel", a->channel ? a->channel : "whatsapp", "to", a->to);
 	if (!j)
 		return NULL;
 	if (a->account)
 		json_object_set_new(j, "account", json_string(a->account));
-	if (a->text) {
-		json_object_set_new(j, "text", json_string(a->text));
-	} else {
-		json_t *params = json_array();
-		for (int i = 0; i < a->nparams; i++)
-			json_array_append_new(params, json_string(a->params[i]));
-		json_object_set_new(j, "template",
-		                    json_pack("{s:s, s:s, s:o}", "name", a->tpl, "language",
-		                              a->lang, "parameters", params));
+	if (!cli_send_content(a, j)) {
+		json_decref(j);
+		return NULL;
 	}
 	if (a->priority)
 		json_object_set_new(j, "priority", json_string(a->priority));

@@ -341,6 +341,19 @@ static void fail_now(struct dispatcher *d, const struct message *m, const char *
 	metrics_send(m->channel, M_SEND_FAILED, 1);
 }
 
+/* The store found the recipient opted out while claiming: nothing is sent
+ * and the status is already recorded; answer a sync waiter now. */
+static void suppressed(struct dispatcher *d, const struct message *m)
+{
+	struct watch *w = watch_take(d, m->id, 0);
+	if (!w)
+		return;
+	struct dispatch_result r = {.rc = 0, .kind = SEND_FAILED};
+	hr_strlcpy(r.error_code, m->error_code, sizeof r.error_code);
+	hr_strlcpy(r.error_text, m->error_text, sizeof r.error_text);
+	watch_fire(w, &r);
+}
+
 /* Starts one transfer for a claimed message. */
 static void start_send(struct dispatcher *d, struct acct_state *as, const struct message *m)
 {
@@ -352,7 +365,20 @@ static void start_send(struct dispatcher *d, struct acct_state *as, const struct
 	hr_strlcpy(x->message_id, m->id, sizeof x->message_id);
 	x->attempts = m->attempts;
 	x->max_attempts = m->max_attempts > 0 ? m->max_attempts : d->o.max_attempts;
-	if (as->acct->ops->build_send(as->acct, m, &x->req, &err) != 0) {
+	int brc = as->acct->ops->build_send(as->acct, m, &x->req, &err);
+	if (brc == HR_EBUSY && x->attempts < x->max_attempts) {
+		struct send_result *r = result_add(d, m->id, m->attempts);
+		r->kind = SEND_RETRY;
+		r->due_at = hr_now_us() + backoff_delay_us(x->attempts, d->o.backoff_base_us,
+		                                            d->o.backoff_max_us, hr_random_unit());
+		hr_strlcpy(r->error_code, "not_ready", sizeof r->error_code);
+		hr_utf8_copy(r->error_text, err.msg, sizeof r->error_text);
+		r->error_class = "transient";
+		metrics_send(m->channel, M_SEND_RETRIED, 1);
+		xfer_free(x);
+		return;
+	}
+	if (brc != 0) {
 		fail_now(d, m, "build_failed", err.msg);
 		xfer_free(x);
 		return;
@@ -417,12 +443,25 @@ static void finish_send(struct dispatcher *d, struct xfer *x, CURLcode cc)
 	as->acct->ops->parse_send(as->acct, status, body, len,
 	                          x->retry_after[0] ? x->retry_after : NULL, &o);
 
+	if (o.cls == OUTCOME_OK && !o.provider_id[0] && x->req.provider_id[0])
+		hr_strlcpy(o.provider_id, x->req.provider_id, sizeof o.provider_id);
 	struct send_result *r = result_add(d, x->message_id, x->attempts);
 	r->http_status = (int)status;
 	r->latency_us = latency;
 	hr_strlcpy(r->provider_id, o.provider_id, sizeof r->provider_id);
 	hr_strlcpy(r->error_code, o.error_code, sizeof r->error_code);
 	hr_utf8_copy(r->error_text, o.error_text, sizeof r->error_text);
+	r->suppress = o.suppress_recipient;
+	if (o.new_recipient[0]) {
+		/* The recipient moved (Telegram group -> supergroup): resend there
+		 * at once; the store rewrites and remembers the address. */
+		hr_strlcpy(r->new_recipient, o.new_recipient, sizeof r->new_recipient);
+		r->kind = SEND_RETRY;
+		r->due_at = hr_now_us();
+		r->error_class = "transient";
+		metrics_send(ch, M_SEND_RETRIED, 1);
+		return;
+	}
 	switch (o.cls) {
 	case OUTCOME_OK:
 		r->kind = SEND_OK;
@@ -531,12 +570,16 @@ static int64_t fill(struct dispatcher *d)
 				       as->acct->id, hr_code_name(rc));
 				n = 0;
 			}
-			/* Give back tokens we did not use. */
-			as->rl.tokens += tokens - (int)n;
+			int sent = 0;
 			for (size_t i = 0; i < n; i++) {
-				start_send(d, as, &batch[i]);
+				if (batch[i].status == MSG_SUPPRESSED)
+					suppressed(d, &batch[i]);
+				else
+					start_send(d, as, &batch[i]), sent++;
 				message_clear(&batch[i]);
 			}
+			/* Give back tokens we did not use. */
+			as->rl.tokens += tokens - sent;
 			if ((int)n < tokens) {
 				/* Drained: sleep until the next due message or a notify. */
 				int64_t due = 0;

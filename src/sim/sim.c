@@ -14,6 +14,9 @@
 #include "core/config.h"
 #include "core/crypto.h"
 #include "sim/sim_int.h"
+#include "sim/sim_rcs.h"
+#include "sim/sim_sms.h"
+#include "sim/sim_telegram.h"
 
 #define SIM_DEFAULT_LISTEN "127.0.0.1:9090"
 #define SIM_DEFAULT_HERALD "http://127.0.0.1:8080"
@@ -318,6 +321,12 @@ int sim_start(json_t *config, const struct sim_overrides *o, struct sim **out, s
 	if (!rc)
 		rc = load_knobs(s, config, err);
 	if (!rc)
+		rc = sim_tg_start(s, config, err);
+	if (!rc)
+		rc = sim_sms_start(s, config, err);
+	if (!rc)
+		rc = sim_rcs_start(s, config, err);
+	if (!rc)
 		rc = sim_webhook_start(s, err);
 	if (!rc)
 		rc = sim_http_start(s, host, port, threads, err);
@@ -355,6 +364,9 @@ void sim_stop(struct sim *s)
 		s->daemon = NULL;
 	}
 	sim_webhook_stop(s);
+	sim_tg_stop(s);
+	sim_sms_stop(s);
+	sim_rcs_stop(s);
 	for (size_t i = 0; i < s->naccounts; i++)
 		account_free(&s->accounts[i]);
 	free(s->accounts);

@@ -25,14 +25,23 @@
  * Knobs (sim.whatsapp.* in the config, or POST /sim/config): latency_ms,
  * latency_jitter_ms, fail_rate, rate_429, rate_5xx, sent_delay_ms,
  * delivered_delay_ms, read_delay_ms, read_rate, dup_rate, reorder_rate,
- * failed_after_sent_rate, webhook_batch, fail_recipients, seed, and
- * webhook_retry_s (also sim.webhook_retry_s). With a seed, a message's fate
- * depends only on (seed, recipient and body, how often that body was sent),
- * not on thread timing. Each message's webhooks are posted one after the
- * other (the next waits for the previous POST to finish), so they arrive in
- * the planned order; reorder_rate swaps delivered and read on purpose. At
- * high send rates use webhook_batch > 1, as Meta does: one webhook thread
- * posted about 13,000 single-status POSTs/s in a 2-core in-process test.
+ * failed_after_sent_rate, webhook_batch, fail_recipients, seed,
+ * webhook_retry_s (also sim.webhook_retry_s), and recipients: per-recipient
+ * scripts {"<wa id>": {"error": 131047, "reply": "text", "press": "PAY_NOW"}}
+ * (error: every send to it gets that Graph error; reply: once the POST
+ * carrying "read" is done, an inbound text with context = the message;
+ * press: likewise a button press, the template quick reply "button" with
+ * that payload, or the interactive button_reply whose id is the value, else
+ * the first button; POST /sim/config {"recipients":...} replaces the whole
+ * map, null clears it). Sends are checked like Graph does for text, template
+ * (header/body/button components), interactive reply buttons, document and
+ * image. With a seed, a message's fate depends only on (seed, recipient and
+ * body, how often that body was sent), not on thread timing. Each message's
+ * webhooks are posted one after the other (the next waits for the previous
+ * POST to finish), so they arrive in the planned order; reorder_rate swaps
+ * delivered and read on purpose. At high send rates use webhook_batch > 1, as
+ * Meta does: one webhook thread posted about 13,000 single-status POSTs/s in
+ * a 2-core in-process test.
  *
  * Threads: the MHD pool (sim.threads, default 2, epoll) answers requests and
  * never sleeps: a latency knob suspends the connection and the webhook

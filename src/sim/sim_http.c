@@ -16,6 +16,9 @@
 #include <openssl/evp.h>
 
 #include "sim/sim_int.h"
+#include "sim/sim_rcs.h"
+#include "sim/sim_sms.h"
+#include "sim/sim_telegram.h"
 
 /* Per-request state, freed in sim_completed. */
 struct sim_req {
@@ -80,11 +83,13 @@ static const char *bearer(struct MHD_Connection *c)
  */
 static void schedule_statuses(struct sim *s, int acct, const struct sim_send *snd,
                               const char *wamid, const struct sim_knobs *k, struct sim_rng *rng,
-                              int64_t delay_us)
+                              int64_t delay_us, const struct sim_wa_recipient *who)
 {
-	bool failed = sim_rng_unit(rng) < k->failed_after_sent_rate;
+	/* A recipient scripted to reply or press reads the message first. */
+	bool answers = who && (who->reply || who->press);
+	bool failed = sim_rng_unit(rng) < k->failed_after_sent_rate && !answers;
 	bool reorder = sim_rng_unit(rng) < k->reorder_rate;
-	bool read = sim_rng_unit(rng) < k->read_rate;
+	bool read = sim_rng_unit(rng) < k->read_rate || answers;
 	bool dup[3];
 	int64_t dup_off[3];
 	for (int i = 0; i < 3; i++) {
@@ -99,6 +104,9 @@ static void schedule_statuses(struct sim *s, int acct, const struct sim_send *sn
 	int64_t d_sent = (int64_t)(k->sent_delay_ms * 1000);
 	int64_t d_del = (int64_t)(k->delivered_delay_ms * 1000);
 	int64_t d_read = (int64_t)(k->read_delay_ms * 1000);
+	if (answers)
+		m->after_read =
+		    sim_wire_answer_post(s, acct, snd, wamid, who, wall + d_read + 1000000);
 	struct sim_event ev[6];
 	int n = 0;
 	/* (status, when it is posted, when it happened) in posting order. */
@@ -182,7 +190,7 @@ static void handle_send(struct sim *s, struct MHD_Connection *c, const char *pni
 			         r->too_large ? "The request body is too large"
 			                      : "The request body is not valid JSON");
 		sim_stats_reject(&s->stats, SIM_REJ_INVALID);
-		reply_graph(rep, 400, 100, msg, NULL, "OAuthException", 0);
+		reply_graph(rep, 400, body ? snd.error_code : 100, msg, NULL, "OAuthException", 0);
 		json_decref(body);
 		goto out;
 	}
@@ -196,7 +204,17 @@ static void handle_send(struct sim *s, struct MHD_Connection *c, const char *pni
 	double ufail = sim_rng_unit(&rng), ulat = sim_rng_unit(&rng);
 	rep->delay_us += (int64_t)(k->latency_jitter_ms * 1000 * ulat);
 	bool undeliverable = sim_knobs_fails_recipient(k, snd.to);
-	if (!undeliverable && u429 < k->rate_429) {
+	const struct sim_wa_recipient *who = sim_knobs_recipient(k, snd.to);
+	if (who && who->error) {
+		const char *details, *etype;
+		unsigned int st = sim_wire_error_for(who->error, msg, sizeof msg, &details, &etype);
+		sim_stats_reject(&s->stats, st == 429   ? SIM_REJ_429
+		                            : st >= 500 ? SIM_REJ_5XX
+		                            : st == 401 ? SIM_REJ_AUTH
+		                                        : SIM_REJ_PERMANENT);
+		reply_graph(rep, st, who->error, msg, details, etype, 0);
+		rep->retry_after = st == 429;
+	} else if (!undeliverable && u429 < k->rate_429) {
 		sim_stats_reject(&s->stats, SIM_REJ_429);
 		reply_graph(rep, 429, 130429, "(#130429) Rate limit hit",
 		            "Cloud API message throughput has been reached.", "OAuthException", 0);
@@ -213,7 +231,7 @@ static void handle_send(struct sim *s, struct MHD_Connection *c, const char *pni
 		char wamid[128];
 		sim_wamid_new(s, snd.to, false, wamid, sizeof wamid);
 		sim_stats_accept(&s->stats, snd.to, digest, snd.cb, wamid);
-		schedule_statuses(s, acct, &snd, wamid, k, &rng, rep->delay_us);
+		schedule_statuses(s, acct, &snd, wamid, k, &rng, rep->delay_us, who);
 		rep->status = 200;
 		rep->body = sim_wire_success(snd.to, wamid);
 	}
@@ -371,6 +389,19 @@ static void route(struct sim *s, struct MHD_Connection *c, const char *url, cons
 {
 	bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
 	char pnid[128];
+	if (sim_tg_route(s, url, method, r->body, r->len, r->too_large, &rep->status, &rep->body,
+	                 &rep->delay_us))
+		return;
+	if (sim_rcs_route(s, c, url, method, r->body, r->len, r->too_large, &rep->status,
+	                  &rep->body, &rep->delay_us))
+		return;
+	struct sim_sms_reply sr;
+	if (sim_sms_route(s, c, url, method, r->body, r->len, r->too_large, &sr)) {
+		rep->status = sr.status;
+		rep->body = sr.body;
+		rep->delay_us = sr.delay_us;
+		return;
+	}
 	if (match_send(url, pnid, sizeof pnid)) {
 		if (post)
 			handle_send(s, c, pnid, r, rep);
@@ -378,7 +409,10 @@ static void route(struct sim *s, struct MHD_Connection *c, const char *url, cons
 			reply_graph(rep, 400, 100, "Unsupported get request.", NULL,
 			            "GraphMethodException", 0);
 	} else if (get && strcmp(url, "/sim/stats") == 0) {
-		reply_json(rep, 200, sim_stats_json(&s->stats));
+		json_t *st = sim_stats_json(&s->stats);
+		sim_tg_stats_add(s, st);
+		sim_rcs_stats_add(s, st);
+		reply_json(rep, 200, st);
 	} else if (get && strncmp(url, "/sim/messages/", 14) == 0 && url[14]) {
 		json_t *m = sim_stats_message_json(&s->stats, url + 14);
 		if (m)
@@ -389,6 +423,8 @@ static void route(struct sim *s, struct MHD_Connection *c, const char *url, cons
 		reply_json(rep, 200, sim_stats_duplicates_json(&s->stats));
 	} else if (post && strcmp(url, "/sim/reset") == 0) {
 		sim_stats_reset(&s->stats);
+		sim_tg_reset(s);
+		sim_rcs_reset(s);
 		reply_json(rep, 200, json_pack("{s:b}", "reset", 1));
 	} else if (strcmp(url, "/sim/config") == 0 && (get || post)) {
 		if (post)

@@ -38,6 +38,16 @@ struct sim_account {
  * Knobs: an immutable, refcounted snapshot. /sim/config swaps in a new one;
  * a request holds a reference for as long as it reads it.
  * ------------------------------------------------------------------------- */
+/* One recipient's scripted behaviour (sim.whatsapp.recipients."<wa id>"):
+ * error != 0 answers every send with that Graph error; reply/press (heap or
+ * NULL) make the recipient read the message and then answer it. */
+struct sim_wa_recipient {
+	char to[HR_ADDR_MAX]; /* digits only */
+	int error;
+	char *reply; /* an inbound text with context = the message */
+	char *press; /* a button press: template quick reply payload, or a reply id */
+};
+
 struct sim_knobs {
 	atomic_int refs;
 	double latency_ms, latency_jitter_ms;
@@ -48,6 +58,8 @@ struct sim_knobs {
 	double webhook_retry_s;
 	char **fail_recipients; /* digits only */
 	size_t nfail;
+	struct sim_wa_recipient *recipients; /* sim.whatsapp.recipients, by wa id */
+	size_t nrecipients;
 	bool has_seed;
 	uint64_t seed;
 };
@@ -60,6 +72,8 @@ json_t *sim_knobs_json(const struct sim_knobs *k);
 void sim_knobs_ref(struct sim_knobs *k);
 void sim_knobs_unref(struct sim_knobs *k);
 bool sim_knobs_fails_recipient(const struct sim_knobs *k, const char *to);
+/* The scripted behaviour for a recipient (any spelling of the number), or NULL. */
+const struct sim_wa_recipient *sim_knobs_recipient(const struct sim_knobs *k, const char *to);
 
 /* ---------------------------------------------------------------------------
  * A reproducible random stream per send: seeded from (seed, body digest,
@@ -131,6 +145,10 @@ struct sim_msg {
 	char conv_id[33];
 	int busy; /* its statuses in POSTs not yet finished */
 	struct sim_deferred *deferred, **deferred_tail;
+	/* The recipient's scripted answer (reply, press), posted once the POST
+	 * carrying this message's "read" has finished; owned, NULL if none. */
+	struct sim_post *after_read;
+	bool read_packed; /* a "read" status of it went into a POST */
 	char buf[];
 };
 struct sim_msg *sim_msg_new(int acct, const char *wamid, const char *to, const char *cb,
@@ -166,6 +184,9 @@ struct sim_post {
 };
 
 struct wh_thread;
+struct sim_tg;
+struct sim_sms;
+struct sim_rcs;
 
 /* ---------------------------------------------------------------------------
  * The simulator.
@@ -200,6 +221,9 @@ struct sim {
 	pthread_t thread;
 	bool thread_started;
 	int webhook_concurrency;
+	struct sim_tg *tg; /* the Telegram side (sim_telegram.c) */
+	struct sim_sms *sms; /* the SMS (Twilio) side (sim_sms.c) */
+	struct sim_rcs *rcs; /* the RCS (Google RBM) side (sim_rcs.c) */
 };
 
 struct sim_knobs *sim_knobs_get(struct sim *s); /* caller unrefs */
@@ -225,14 +249,25 @@ void sim_post_free(struct sim_post *p);
  * ------------------------------------------------------------------------- */
 struct sim_send {
 	const char *to;
-	const char *type; /* "text" or "template" */
-	const char *cb;   /* biz_opaque_callback_data or NULL */
+	const char *type;      /* "text", "template", "interactive", "document", "image" */
+	const char *cb;        /* biz_opaque_callback_data or NULL */
+	json_t *reply_buttons; /* interactive: action.buttons (borrowed from the body) */
+	int error_code;        /* when the check fails: Graph's code (100, 131009...) */
 };
 /* Checks a send body like Graph does; on failure *msg names the field. */
 bool sim_wire_check_send(json_t *body, struct sim_send *out, char *msg, size_t msgsz);
 char *sim_wire_error(int code, const char *message, const char *details, const char *type,
                      int subcode);
 char *sim_wire_success(const char *to, const char *wamid);
+/* The HTTP status, message and details (may be NULL) Graph answers an error
+ * code with; msg is filled for codes the table does not know. */
+unsigned int sim_wire_error_for(int code, char *msg, size_t msgsz, const char **details,
+                                const char **type);
+/* A recipient's scripted answer to an accepted message (a signed messages[]
+ * POST with context = wamid, timestamped at_us), or NULL if it has none. */
+struct sim_post *sim_wire_answer_post(struct sim *s, int acct, const struct sim_send *snd,
+                                      const char *wamid, const struct sim_wa_recipient *r,
+                                      int64_t at_us);
 /* The value object shared by status and message webhooks. */
 json_t *sim_wire_envelope(const struct sim_account *a, json_t *value);
 json_t *sim_wire_status(const struct sim_msg *m, int status, int64_t wall_us);

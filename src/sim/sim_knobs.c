@@ -31,6 +31,15 @@ void sim_knobs_ref(struct sim_knobs *k)
 	atomic_fetch_add(&k->refs, 1);
 }
 
+static void recipients_free(struct sim_wa_recipient *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(r[i].reply);
+		free(r[i].press);
+	}
+	free(r);
+}
+
 void sim_knobs_unref(struct sim_knobs *k)
 {
 	if (!k || atomic_fetch_sub(&k->refs, 1) != 1)
@@ -38,6 +47,7 @@ void sim_knobs_unref(struct sim_knobs *k)
 	for (size_t i = 0; i < k->nfail; i++)
 		free(k->fail_recipients[i]);
 	free(k->fail_recipients);
+	recipients_free(k->recipients, k->nrecipients);
 	free(k);
 }
 
@@ -126,6 +136,97 @@ static int knobs_set_fail(struct sim_knobs *k, json_t *v, const char *field, str
 	return 0;
 }
 
+/* Deep-copies base's recipient overrides into k (which has none yet). */
+static int recipients_copy(struct sim_knobs *k, const struct sim_knobs *base)
+{
+	if (!base->nrecipients)
+		return 0;
+	k->recipients = calloc(base->nrecipients, sizeof *k->recipients);
+	if (!k->recipients)
+		return HR_ENOMEM;
+	for (; k->nrecipients < base->nrecipients; k->nrecipients++) {
+		const struct sim_wa_recipient *from = &base->recipients[k->nrecipients];
+		struct sim_wa_recipient *to = &k->recipients[k->nrecipients];
+		*to = *from;
+		to->reply = from->reply ? strdup(from->reply) : NULL;
+		to->press = from->press ? strdup(from->press) : NULL;
+		if ((from->reply && !to->reply) || (from->press && !to->press)) {
+			k->nrecipients++;
+			return HR_ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* One "<wa id>": {"error": N, "reply": "...", "press": "..."} entry. */
+static int recipient_parse(struct sim_wa_recipient *r, const char *addr, json_t *v,
+                           const char *field, struct hr_err *err)
+{
+	char f[160];
+	memset(r, 0, sizeof *r);
+	sim_wire_digits(addr, r->to, sizeof r->to);
+	if (strlen(r->to) < 5)
+		return hr_fail(err, HR_EINVAL, field, "%s: '%s' is not a phone number", field,
+		               addr);
+	if (!json_is_object(v))
+		return hr_fail(err, HR_EINVAL, field,
+		               "%s.%s must be an object with error, reply or press", field, r->to);
+	const char *key;
+	json_t *x;
+	json_object_foreach(v, key, x)
+	{
+		snprintf(f, sizeof f, "%s.%s.%s", field, r->to, key);
+		if (strcmp(key, "error") == 0) {
+			if (!json_is_integer(x) || json_integer_value(x) <= 0 ||
+			    json_integer_value(x) > 9999999)
+				return hr_fail(err, HR_EINVAL, f,
+				               "%s must be a Graph error code (a positive integer)",
+				               f);
+			r->error = (int)json_integer_value(x);
+		} else if (strcmp(key, "reply") == 0 || strcmp(key, "press") == 0) {
+			const char *t = json_string_value(x);
+			if (!t || !*t)
+				return hr_fail(err, HR_EINVAL, f, "%s must be a non-empty string",
+				               f);
+			char **dst = key[0] == 'r' ? &r->reply : &r->press;
+			if (!(*dst = strdup(t)))
+				return hr_fail(err, HR_ENOMEM, f, "out of memory");
+		} else {
+			return hr_fail(err, HR_EINVAL, f, "%s is not known (error, reply, press)",
+			               f);
+		}
+	}
+	return 0;
+}
+
+/* Replaces k's recipient overrides with those of the object v (null clears). */
+static int recipients_set(struct sim_knobs *k, json_t *v, const char *field, struct hr_err *err)
+{
+	recipients_free(k->recipients, k->nrecipients);
+	k->recipients = NULL;
+	k->nrecipients = 0;
+	if (json_is_null(v))
+		return 0;
+	if (!json_is_object(v))
+		return hr_fail(err, HR_EINVAL, field,
+		               "%s must map phone numbers to {error, reply, press}", field);
+	size_t n = json_object_size(v);
+	if (n == 0)
+		return 0;
+	if (!(k->recipients = calloc(n, sizeof *k->recipients)))
+		return hr_fail(err, HR_ENOMEM, field, "out of memory");
+	const char *addr;
+	json_t *x;
+	json_object_foreach(v, addr, x)
+	{
+		int rc = recipient_parse(&k->recipients[k->nrecipients], addr, x, field, err);
+		k->nrecipients++; /* counted even on failure: its strings are freed with k */
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 int sim_knobs_apply(const struct sim_knobs *base, json_t *obj, const char *prefix,
                     struct sim_knobs **out, struct hr_err *err)
 {
@@ -139,7 +240,11 @@ int sim_knobs_apply(const struct sim_knobs *base, json_t *obj, const char *prefi
 	atomic_init(&k->refs, 1);
 	k->fail_recipients = NULL;
 	k->nfail = 0;
+	k->recipients = NULL;
+	k->nrecipients = 0;
 	int rc = knobs_copy_fail(k, base->fail_recipients, base->nfail);
+	if (rc == 0)
+		rc = recipients_copy(k, base);
 	if (rc) {
 		sim_knobs_unref(k);
 		return hr_fail(err, rc, NULL, "out of memory");
@@ -186,6 +291,9 @@ int sim_knobs_apply(const struct sim_knobs *base, json_t *obj, const char *prefi
 		} else if (strcmp(key, "fail_recipients") == 0) {
 			if ((rc = knobs_set_fail(k, v, field, err)))
 				break;
+		} else if (strcmp(key, "recipients") == 0) {
+			if ((rc = recipients_set(k, v, field, err)))
+				break;
 		} else {
 			rc = hr_fail(err, HR_EINVAL, field, "%s is not a known knob", field);
 			break;
@@ -212,6 +320,19 @@ json_t *sim_knobs_json(const struct sim_knobs *k)
 	for (size_t i = 0; i < k->nfail; i++)
 		json_array_append_new(fr, json_string(k->fail_recipients[i]));
 	json_object_set_new(o, "fail_recipients", fr);
+	json_t *rs = json_object();
+	for (size_t i = 0; i < k->nrecipients; i++) {
+		const struct sim_wa_recipient *r = &k->recipients[i];
+		json_t *e = json_object();
+		if (r->error)
+			json_object_set_new(e, "error", json_integer(r->error));
+		if (r->reply)
+			json_object_set_new(e, "reply", json_string(r->reply));
+		if (r->press)
+			json_object_set_new(e, "press", json_string(r->press));
+		json_object_set_new(rs, r->to, e);
+	}
+	json_object_set_new(o, "recipients", rs);
 	json_object_set_new(o, "seed",
 	                    k->has_seed ? json_integer((json_int_t)k->seed) : json_null());
 	return o;
@@ -227,6 +348,18 @@ bool sim_knobs_fails_recipient(const struct sim_knobs *k, const char *to)
 		if (strcmp(k->fail_recipients[i], digits) == 0)
 			return true;
 	return false;
+}
+
+const struct sim_wa_recipient *sim_knobs_recipient(const struct sim_knobs *k, const char *to)
+{
+	char digits[HR_ADDR_MAX];
+	if (!k->nrecipients)
+		return NULL;
+	sim_wire_digits(to, digits, sizeof digits);
+	for (size_t i = 0; i < k->nrecipients; i++)
+		if (strcmp(k->recipients[i].to, digits) == 0)
+			return &k->recipients[i];
+	return NULL;
 }
 
 /* splitmix64 (Vigna): a tiny, well-mixed generator; each send gets its own. */

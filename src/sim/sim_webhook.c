@@ -49,6 +49,8 @@ struct sim_msg *sim_msg_new(int acct, const char *wamid, const char *to, const c
 	m->busy = 0;
 	m->deferred = NULL;
 	m->deferred_tail = &m->deferred;
+	m->after_read = NULL;
+	m->read_packed = false;
 	snprintf(m->conv_id, sizeof m->conv_id, "%016llx%016llx",
 	         (unsigned long long)sim_rng_next(rng), (unsigned long long)sim_rng_next(rng));
 	return m;
@@ -70,6 +72,7 @@ void sim_msg_unref(struct sim_msg *m)
 		m->deferred = d->next;
 		free(d);
 	}
+	sim_post_free(m->after_read); /* never read: the answer is never sent */
 	free(m);
 }
 
@@ -328,6 +331,8 @@ static void add_status(struct wh_thread *t, const struct sim_event *ev)
 	json_array_append_new(pk->arr, st);
 	pk->msgs[n] = m;
 	m->busy++;
+	if (ev->status == SIM_ST_READ)
+		m->read_packed = true;
 	if (n + 1 >= t->batch_max)
 		pack_flush(t, m->acct);
 }
@@ -412,6 +417,24 @@ static void start_transfers(struct wh_thread *t)
 	}
 }
 
+/*
+ * A POST finished for good: a message whose "read" it carried now lets its
+ * recipient's scripted answer go. Called before release_msgs, so a "read"
+ * packed only now (released by this very POST) does not count yet.
+ */
+static void release_answers(struct wh_thread *t, struct sim_post *p)
+{
+	for (int i = 0; p->msgs && i < p->nitems; i++) {
+		struct sim_msg *m = p->msgs[i];
+		if (!m->read_packed || !m->after_read)
+			continue;
+		struct sim_post *a = m->after_read;
+		m->after_read = NULL;
+		atomic_fetch_add(&t->s->stats.wh_pending, a->nitems);
+		ready_append(t, a);
+	}
+}
+
 static void post_done(struct wh_thread *t, struct sim_post *p, bool ok, const char *why,
                       double retry_s)
 {
@@ -422,6 +445,7 @@ static void post_done(struct wh_thread *t, struct sim_post *p, bool ok, const ch
 		atomic_fetch_add(p->inbound ? &s->stats.wh_inbound : &s->stats.wh_statuses,
 		                 (uint_fast64_t)p->nitems);
 		atomic_fetch_sub(&s->stats.wh_pending, p->nitems);
+		release_answers(t, p);
 		release_msgs(t, p);
 		sim_post_free(p);
 		return;
@@ -442,6 +466,7 @@ static void post_done(struct wh_thread *t, struct sim_post *p, bool ok, const ch
 	       s->accounts[p->acct].webhook_url, p->attempts, why);
 	atomic_fetch_add(&s->stats.wh_dropped, (uint_fast64_t)p->nitems);
 	atomic_fetch_sub(&s->stats.wh_pending, p->nitems);
+	release_answers(t, p);
 	release_msgs(t, p);
 	sim_post_free(p);
 }

@@ -493,8 +493,8 @@ static int suppress_claimed(struct sq_store *s, struct sq_job *j, const char *id
  * Screens the claimed rows: an address the account knows has moved is
  * rewritten (and returned rewritten), then a recipient on the tenant's
  * suppression list for the channel (under its old or new address) becomes
- * SUPPRESSED and is dropped from out[] (its slot zeroed, compacted at the
- * end). One probe per claim for aliases and one per (tenant, channel) for
+ * SUPPRESSED and is returned with that status (the caller must not send
+ * it). One probe per claim for aliases and one per (tenant, channel) for
  * suppressions decide whether any per-message lookup is needed, so the
  * common case costs two index seeks per claim.
  */
@@ -539,20 +539,13 @@ static int claim_screen(struct sq_store *s, struct job_claim *c)
 		if (rc == 1) {
 			if ((rc = suppress_claimed(s, j, m->id, reason, c->now)))
 				return rc;
-			message_clear(m); /* id "" marks the slot as dropped */
+			/* Returned marked, not sent: the dispatcher tells a sync
+			 * waiter at once instead of letting it time out. */
+			m->status = MSG_SUPPRESSED;
+			hr_utf8_copy(m->error_text, reason, sizeof m->error_text);
+			hr_strlcpy(m->error_code, "suppressed", sizeof m->error_code);
 		}
 	}
-	size_t keep = 0;
-	for (size_t i = 0; i < c->n; i++) {
-		if (!c->out[i].id[0])
-			continue;
-		if (keep != i) {
-			c->out[keep] = c->out[i];
-			memset(&c->out[i], 0, sizeof c->out[i]);
-		}
-		keep++;
-	}
-	c->n = keep;
 	return 0;
 }
 

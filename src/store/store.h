@@ -262,8 +262,10 @@ struct store_ops {
 	 * (caller allocates limit entries, message_clear()s each). Goes through
 	 * the writer (a claim is a write) but blocks.
 	 * A claimed message whose recipient is on the tenant's suppression list
-	 * for its channel is not returned: it becomes SUPPRESSED with an event
-	 * "suppressed" (detail: the reason) in the same transaction. A recipient
+	 * for its channel becomes SUPPRESSED with an event "suppressed" (detail:
+	 * the reason) in the same transaction and is returned with status
+	 * MSG_SUPPRESSED, error_code "suppressed" and the reason as error_text:
+	 * the caller must not send it (the dispatcher answers sync waiters). A recipient
 	 * the account has an alias for (see send_result.new_recipient) is
 	 * rewritten to the new address (event "recipient_migrated").
 	 */

@@ -26,8 +26,12 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
 
-#include "api/api.h"
+#include "api/api_int.h"
+#include "core/config.h"
 #include "core/crypto.h"
 #include "obs/metrics.h"
 
@@ -96,7 +100,24 @@ static void put_tenant_key(struct store *st, const char *tenant, const char *key
 	assert_int_equal(st->ops->api_key_put(st, tenant, hash, "test", &err), 0);
 }
 
-/* Store with tenants acme and other (with their keys) and one template. */
+static void put_template(struct store *st, const char *name, const char *lang,
+                         const char *body, int nparams, const char *config)
+{
+	struct template_row t = {.body = (char *)body, .param_count = nparams,
+	                         .config = (char *)config};
+	hr_strlcpy(t.tenant_id, "acme", sizeof t.tenant_id);
+	hr_strlcpy(t.channel, "whatsapp", sizeof t.channel);
+	hr_strlcpy(t.name, name, sizeof t.name);
+	hr_strlcpy(t.language, lang, sizeof t.language);
+	struct hr_err err;
+	assert_int_equal(st->ops->template_upsert(st, &t, &err), 0);
+}
+
+/* Store with tenants acme and other (with their keys) and acme's templates:
+ * payment_reminder (body only), statement (document header, a quick reply
+ * and a URL button with parameters), welcome (a text header parameter, a
+ * static URL button, a quick reply, regulatory fields) and promo (image
+ * header). */
 static void env_store(struct env *e)
 {
 	strcpy(e->dir, "/tmp/herald-test-api-XXXXXX");
@@ -117,6 +138,15 @@ static void env_store(struct env *e)
 	hr_strlcpy(t.name, "payment_reminder", sizeof t.name);
 	hr_strlcpy(t.language, "en_GB", sizeof t.language);
 	assert_int_equal(e->st->ops->template_upsert(e->st, &t, &err), 0);
+	put_template(e->st, "statement", "en", "Your statement for {{1}} is ready.", 1,
+	             "{\"header\":{\"type\":\"document\",\"params\":0},\"buttons\":["
+	             "{\"type\":\"quick_reply\",\"params\":1},{\"type\":\"url\",\"params\":1}]}");
+	put_template(e->st, "welcome", "en", "Welcome {{1}}!", 1,
+	             "{\"header\":{\"type\":\"text\",\"params\":1},\"buttons\":["
+	             "{\"type\":\"url\",\"params\":0},{\"type\":\"quick_reply\",\"params\":1}],"
+	             "\"regulatory\":{\"dlt_entity_id\":\"1101\",\"dlt_template_id\":\"1107\"}}");
+	put_template(e->st, "promo", "en", "New in store", 0,
+	             "{\"header\":{\"type\":\"image\",\"params\":0}}");
 }
 
 static void env_load_accounts(struct env *e)
@@ -138,6 +168,8 @@ static void env_start_with(struct env *e, void (*tweak)(struct api_opts *o))
 	api_opts_default(&o);
 	o.port = 0;
 	o.public_url = "https://herald.example";
+	o.secret_env_prefix = "HERALD_TEST_";
+	o.secret_file_dir = "/tmp/";
 	o.store = e->st;
 	o.accounts = &e->set;
 	o.dispatcher = e->disp;
@@ -230,7 +262,11 @@ static void http_ex(const char *base, const char *method, const char *path, cons
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_hdr);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-	struct curl_slist *h = curl_slist_append(NULL, "Expect:");
+	/* No "Expect: 100-continue" unless the caller asks for it. */
+	bool expect = false;
+	for (const char *const *x = extra; x && *x; x++)
+		expect = expect || strncasecmp(*x, "Expect:", 7) == 0;
+	struct curl_slist *h = expect ? NULL : curl_slist_append(NULL, "Expect:");
 	char auth[256];
 	if (key) {
 		snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
@@ -892,7 +928,11 @@ static void test_size_limits(void **state)
 	b[big - 1] = '}';
 	int64_t before = count_messages(E.st, NULL);
 	struct resp r;
-	http_ex(E.base, "POST", "/v1/messages", KEY_ACME, b, big, NULL, 0, &r);
+	/* The declared length is refused before the body: the client waits for
+	 * that answer (100-continue) instead of writing 4 MiB into a connection
+	 * the server closes, which fails the send now and then. */
+	static const char *const expect[] = {"Expect: 100-continue", NULL};
+	http_ex(E.base, "POST", "/v1/messages", KEY_ACME, b, big, expect, 0, &r);
 	check_error(&r, 413, "too_large", NULL);
 	resp_free(&r);
 	/* Without a Content-Length the server counts and stops storing. */
@@ -900,7 +940,7 @@ static void test_size_limits(void **state)
 	check_error(&r, 413, "too_large", NULL);
 	resp_free(&r);
 	/* Webhooks have their own, smaller limit. */
-	http_ex(E.base, "POST", "/webhooks/whatsapp/demo-wa", NULL, b, (1u << 20) + 1, NULL, 0,
+	http_ex(E.base, "POST", "/webhooks/whatsapp/demo-wa", NULL, b, (1u << 20) + 1, expect, 0,
 	        &r);
 	check_error(&r, 413, "too_large", NULL);
 	resp_free(&r);
@@ -1268,6 +1308,1002 @@ static void test_max_attempts(void **state)
 }
 
 /* ---------------------------------------------------------------------------
+ * Content model: every content kind, shapes, templates' declarations.
+ * ------------------------------------------------------------------------- */
+
+#define MSG_TO "\"channel\":\"whatsapp\",\"to\":\"+447911123456\","
+#define STMT "\"template\":{\"name\":\"statement\",\"language\":\"en\",\"parameters\":[\"May\"],"
+#define STMT_DOC "\"header\":{\"type\":\"document\",\"url\":\"https://x.test/s.pdf\"}"
+#define WELCOME "\"template\":{\"name\":\"welcome\",\"language\":\"en\",\"parameters\":[\"Ana\"],"
+
+static void test_content_validation(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *body, *field;
+	} cases[] = {
+		/* One content kind, named by the second one given. */
+		{"{" MSG_TO "\"text\":\"hi\",\"document\":{\"url\":\"https://x.test/a.pdf\"}}",
+		 "document"},
+		{"{" MSG_TO "\"image\":{\"url\":\"https://x.test/a.png\"},"
+		 "\"card\":{\"title\":\"t\"}}",
+		 "card"},
+		{"{" MSG_TO "\"options\":{}}", "text"},
+		/* Buttons and actions go with text; options is an object. */
+		{"{" MSG_TO "\"document\":{\"url\":\"https://x.test/a.pdf\"},\"buttons\":[]}",
+		 "buttons"},
+		{"{" MSG_TO "\"image\":{\"url\":\"https://x.test/a.png\"},\"actions\":[]}",
+		 "actions"},
+		{"{" MSG_TO "\"text\":\"hi\",\"buttons\":{\"id\":\"y\"}}", "buttons"},
+		{"{" MSG_TO "\"text\":\"hi\",\"actions\":\"call\"}", "actions"},
+		{"{" MSG_TO "\"text\":\"hi\",\"options\":[1]}", "options"},
+		/* Documents and images: an object with a url and known keys. */
+		{"{" MSG_TO "\"document\":\"https://x.test/a.pdf\"}", "document"},
+		{"{" MSG_TO "\"document\":{\"filename\":\"a.pdf\"}}", "document.url"},
+		{"{" MSG_TO "\"document\":{\"url\":\"\"}}", "document.url"},
+		{"{" MSG_TO "\"document\":{\"link\":\"https://x.test/a.pdf\"}}", "document.link"},
+		{"{" MSG_TO "\"document\":{\"url\":\"https://x.test/a.pdf\",\"caption\":5}}",
+		 "document.caption"},
+		{"{" MSG_TO "\"image\":{\"url\":\"https://x.test/a.png\",\"filename\":\"a.png\"}}",
+		 "image.filename"},
+		/* Cards and carousels. */
+		{"{" MSG_TO "\"card\":{}}", "card"},
+		{"{" MSG_TO "\"card\":{\"title\":\"t\",\"image_url\":\"u\"}}", "card.image_url"},
+		{"{" MSG_TO "\"card\":{\"title\":\"t\",\"buttons\":{}}}", "card.buttons"},
+		{"{" MSG_TO "\"carousel\":[]}", "carousel"},
+		{"{" MSG_TO "\"carousel\":[{\"title\":\"a\"},{\"foo\":1}]}", "carousel[1].foo"},
+		{"{" MSG_TO "\"carousel\":{\"cards\":[{\"title\":5}]}}", "carousel.cards[0].title"},
+		{"{" MSG_TO "\"carousel\":{\"items\":[]}}", "carousel.items"},
+		/* Valid content the channel does not support: named by its key. */
+		{"{" MSG_TO "\"card\":{\"title\":\"Offer\",\"description\":\"d\"}}", "card"},
+		{"{" MSG_TO "\"carousel\":[{\"title\":\"A\"},{\"title\":\"B\"}]}", "carousel"},
+		/* Template header, as the template declares it. */
+		{"{" MSG_TO STMT "\"buttons\":[{\"payload\":\"P\"},{\"text\":\"x\"}]}}",
+		 "template.header"},
+		{"{" MSG_TO STMT "\"header\":{\"type\":\"image\","
+		 "\"url\":\"https://x.test/a.png\"}}}",
+		 "template.header.type"},
+		{"{" MSG_TO STMT "\"header\":{\"type\":\"document\"}}}", "template.header.url"},
+		{"{" MSG_TO STMT "\"header\":{\"type\":\"document\",\"url\":\"u\","
+		 "\"caption\":\"c\"}}}",
+		 "template.header.caption"},
+		{"{" MSG_TO STMT "\"header\":[]}}", "template.header"},
+		{"{" MSG_TO "\"template\":{\"name\":\"payment_reminder\",\"language\":\"en_GB\","
+		 "\"parameters\":[\"a\",\"b\"],"
+		 "\"header\":{\"type\":\"text\",\"parameters\":[\"x\"]}}}",
+		 "template.header"},
+		{"{" MSG_TO WELCOME "\"buttons\":[{\"index\":1,\"payload\":\"GO\"}]}}",
+		 "template.header"},
+		{"{" MSG_TO WELCOME "\"header\":{\"type\":\"text\",\"parameters\":[]},"
+		 "\"buttons\":[{\"index\":1,\"payload\":\"GO\"}]}}", "template.header.parameters"},
+		{"{" MSG_TO WELCOME "\"header\":{\"type\":\"text\",\"parameters\":[\"a\",\"b\"]},"
+		 "\"buttons\":[{\"index\":1,\"payload\":\"GO\"}]}}",
+		 "template.header.parameters[1]"},
+		{"{" MSG_TO WELCOME "\"header\":{\"type\":\"text\",\"parameters\":[7]},"
+		 "\"buttons\":[{\"index\":1,\"payload\":\"GO\"}]}}",
+		 "template.header.parameters[0]"},
+		{"{" MSG_TO WELCOME "\"header\":{\"type\":\"text\",\"text\":\"a\","
+		 "\"parameters\":[\"a\"]},"
+		 "\"buttons\":[{\"index\":1,\"payload\":\"GO\"}]}}", "template.header.text"},
+		/* Template buttons: one entry per declared button with a parameter. */
+		{"{" MSG_TO STMT STMT_DOC "}}", "template.buttons[0].payload"},
+		{"{" MSG_TO STMT STMT_DOC ",\"buttons\":[{\"index\":0,\"payload\":\"P\"}]}}",
+		 "template.buttons[1].text"},
+		{"{" MSG_TO STMT STMT_DOC ",\"buttons\":[{\"index\":0,\"payload\":\"P\"},"
+		 "{\"index\":1,\"payload\":\"x\"}]}}", "template.buttons[1].payload"},
+		{"{" MSG_TO STMT STMT_DOC ",\"buttons\":[{\"index\":0,\"text\":\"P\"},"
+		 "{\"index\":1,\"text\":\"x\"}]}}", "template.buttons[0].text"},
+		{"{" MSG_TO STMT STMT_DOC ",\"buttons\":[{\"index\":0,\"payload\":\"\"},"
+		 "{\"index\":1,\"text\":\"x\"}]}}", "template.buttons[0].payload"},
+		{"{" MSG_TO STMT STMT_DOC ",\"buttons\":[{\"index\":5,\"payload\":\"P\"}]}}",
+		 "template.buttons[0].index"},
+		{"{" MSG_TO STMT STMT_DOC ",\"buttons\":[{\"index\":-1,\"payload\":\"P\"}]}}",
+		 "template.buttons[0].index"},
+		{"{" MSG_TO STMT STMT_DOC ",\"buttons\":[{\"index\":0,\"payload\":\"a\"},"
+		 "{\"index\":0,\"payload\":\"b\"}]}}", "template.buttons[1].index"},
+		{"{" MSG_TO STMT STMT_DOC ",\"buttons\":[{\"index\":0,\"payload\":\"a\","
+		 "\"label\":\"b\"}]}}", "template.buttons[0].label"},
+		{"{" MSG_TO STMT STMT_DOC ",\"buttons\":[\"a\"]}}", "template.buttons[0]"},
+		{"{" MSG_TO STMT STMT_DOC ",\"buttons\":{}}}", "template.buttons"},
+		{"{" MSG_TO WELCOME "\"header\":{\"type\":\"text\",\"text\":\"Ana\"},"
+		 "\"buttons\":[{\"text\":\"x\"}]}}", "template.buttons[0]"},
+		{"{" MSG_TO "\"template\":{\"name\":\"payment_reminder\",\"language\":\"en_GB\","
+		 "\"parameters\":[\"a\",\"b\"],\"buttons\":[{\"payload\":\"x\"}]}}",
+		 "template.buttons[0]"},
+		/* Body parameters are still counted. */
+		{"{" MSG_TO "\"template\":{\"name\":\"statement\",\"language\":\"en\","
+		 "\"parameters\":[]," STMT_DOC "}}", "template.parameters"},
+	};
+	int64_t before = count_messages(E.st, NULL);
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		struct resp r;
+		http("POST", "/v1/messages", KEY_ACME, cases[i].body, &r);
+		if (r.status != 422 || !strstr(r.body, cases[i].field))
+			fail_msg("case %zu: %ld %s (want field %s)", i, r.status, r.body,
+			         cases[i].field);
+		check_error(&r, 422, "invalid", cases[i].field);
+		resp_free(&r);
+	}
+	/* In a batch, the field carries the item's index. */
+	struct resp r;
+	http("POST", "/v1/messages:batch", KEY_ACME,
+	     "{\"messages\":[{" MSG_TO "\"text\":\"ok\"},{" MSG_TO
+	     "\"document\":{\"caption\":\"c\"}}]}",
+	     &r);
+	check_error(&r, 422, "invalid", "messages[1].document.url");
+	resp_free(&r);
+	assert_int_equal(count_messages(E.st, NULL), before);
+}
+
+/* Accepts body as acme and returns the stored message (GET /v1/messages/{id}). */
+static json_t *accept_and_get(const char *body)
+{
+	char id[HR_ID_LEN + 1], path[64];
+	accept_one(KEY_ACME, body, id);
+	snprintf(path, sizeof path, "/v1/messages/%s", id);
+	struct resp r;
+	http("GET", path, KEY_ACME, NULL, &r);
+	assert_int_equal(r.status, 200);
+	json_t *j = body_json(&r);
+	resp_free(&r);
+	return j;
+}
+
+static void test_content_accept(void **state)
+{
+	(void)state;
+	/* Text with reply buttons and options: copied as given. */
+	json_t *j = accept_and_get("{" MSG_TO "\"text\":\"Pay now?\",\"buttons\":[{\"id\":\"yes\","
+	                           "\"title\":\"Yes\"},{\"id\":\"no\",\"title\":\"No\"}],"
+	                           "\"options\":{\"preview_url\":true}}");
+	json_t *c = json_object_get(j, "content");
+	assert_string_equal(jstr(c, "type"), "text");
+	assert_string_equal(jstr(c, "text"), "Pay now?");
+	json_t *b = json_object_get(c, "buttons");
+	assert_int_equal(json_array_size(b), 2);
+	assert_string_equal(jstr(json_array_get(b, 1), "id"), "no");
+	assert_string_equal(jstr(json_array_get(b, 1), "title"), "No");
+	assert_true(json_is_true(json_object_get(json_object_get(c, "options"), "preview_url")));
+	assert_string_equal(jstr(j, "body"), "Pay now?");
+	assert_null(json_object_get(j, "segments"));
+	json_decref(j);
+
+	/* A template with a document header and both buttons, given out of
+	 * order: canonical content lists them by index. */
+	j = accept_and_get("{" MSG_TO STMT "\"header\":{\"type\":\"document\",\"url\":"
+	                   "\"https://x.test/s.pdf\",\"filename\":\"May.pdf\"},\"buttons\":["
+	                   "{\"index\":1,\"text\":\"acc/42\"},"
+	                   "{\"index\":0,\"payload\":\"PAY\"}]}}");
+	assert_string_equal(jstr(j, "body"), "Your statement for May is ready.");
+	c = json_object_get(j, "content");
+	assert_string_equal(jstr(c, "type"), "template");
+	json_t *t = json_object_get(c, "template");
+	assert_string_equal(jstr(t, "name"), "statement");
+	assert_string_equal(jstr(t, "language"), "en");
+	json_t *h = json_object_get(t, "header");
+	assert_int_equal(json_object_size(h), 3);
+	assert_string_equal(jstr(h, "type"), "document");
+	assert_string_equal(jstr(h, "url"), "https://x.test/s.pdf");
+	assert_string_equal(jstr(h, "filename"), "May.pdf");
+	b = json_object_get(t, "buttons");
+	assert_int_equal(json_array_size(b), 2);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(b, 0), "index")), 0);
+	assert_string_equal(jstr(json_array_get(b, 0), "payload"), "PAY");
+	assert_int_equal(json_object_size(json_array_get(b, 0)), 2);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(b, 1), "index")), 1);
+	assert_string_equal(jstr(json_array_get(b, 1), "text"), "acc/42");
+	assert_null(json_object_get(t, "regulatory"));
+	json_decref(j);
+
+	/* A text header parameter becomes the header's text; the template's
+	 * regulatory fields are carried; the static URL button takes nothing. */
+	j = accept_and_get("{" MSG_TO WELCOME "\"header\":{\"type\":\"text\",\"parameters\":"
+	                   "[\"Ana\"]},\"buttons\":[{\"index\":1,\"payload\":\"START\"}]}}");
+	t = json_object_get(json_object_get(j, "content"), "template");
+	h = json_object_get(t, "header");
+	assert_int_equal(json_object_size(h), 2);
+	assert_string_equal(jstr(h, "type"), "text");
+	assert_string_equal(jstr(h, "text"), "Ana");
+	b = json_object_get(t, "buttons");
+	assert_int_equal(json_array_size(b), 1);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(b, 0), "index")), 1);
+	assert_string_equal(jstr(json_array_get(b, 0), "payload"), "START");
+	json_t *reg = json_object_get(t, "regulatory");
+	assert_int_equal(json_object_size(reg), 2);
+	assert_string_equal(jstr(reg, "dlt_entity_id"), "1101");
+	assert_string_equal(jstr(reg, "dlt_template_id"), "1107");
+	json_decref(j);
+	/* ... and its single value may be given as "text". */
+	j = accept_and_get("{" MSG_TO WELCOME "\"header\":{\"type\":\"text\",\"text\":\"Bo\"},"
+	                   "\"buttons\":[{\"index\":1,\"payload\":\"S\"}]}}");
+	h = json_object_get(json_object_get(json_object_get(j, "content"), "template"), "header");
+	assert_string_equal(jstr(h, "text"), "Bo");
+	json_decref(j);
+
+	/* An image header; no buttons declared, none sent. */
+	j = accept_and_get("{" MSG_TO "\"template\":{\"name\":\"promo\",\"language\":\"en\","
+	                   "\"header\":{\"type\":\"image\",\"url\":\"https://x.test/p.png\"}}}");
+	t = json_object_get(json_object_get(j, "content"), "template");
+	assert_string_equal(jstr(json_object_get(t, "header"), "url"), "https://x.test/p.png");
+	assert_null(json_object_get(t, "buttons"));
+	assert_int_equal(json_array_size(json_object_get(t, "parameters")), 0);
+	assert_string_equal(jstr(j, "body"), "New in store");
+	json_decref(j);
+
+	/* Documents and images: the body is the caption, else the filename. */
+	j = accept_and_get("{" MSG_TO "\"document\":{\"url\":\"https://x.test/s.pdf\","
+	                   "\"filename\":\"statement.pdf\",\"caption\":\"Your May statement\"}}");
+	c = json_object_get(j, "content");
+	assert_string_equal(jstr(c, "type"), "document");
+	json_t *d = json_object_get(c, "document");
+	assert_int_equal(json_object_size(d), 3);
+	assert_string_equal(jstr(d, "url"), "https://x.test/s.pdf");
+	assert_string_equal(jstr(d, "filename"), "statement.pdf");
+	assert_string_equal(jstr(j, "body"), "Your May statement");
+	json_decref(j);
+	j = accept_and_get("{" MSG_TO "\"document\":{\"url\":\"https://x.test/s.pdf\","
+	                   "\"filename\":\"statement.pdf\"}}");
+	assert_string_equal(jstr(j, "body"), "statement.pdf");
+	json_decref(j);
+	j = accept_and_get("{" MSG_TO "\"image\":{\"url\":\"https://x.test/a.png\"}}");
+	c = json_object_get(j, "content");
+	assert_string_equal(jstr(c, "type"), "image");
+	assert_string_equal(jstr(json_object_get(c, "image"), "url"), "https://x.test/a.png");
+	assert_true(json_is_null(json_object_get(j, "body")));
+	json_decref(j);
+}
+
+/* ---------------------------------------------------------------------------
+ * Suppressions.
+ * ------------------------------------------------------------------------- */
+
+/* The "to" values of a suppression listing, comma-joined. */
+static void supp_list(const char *key, const char *query, char *out, size_t size)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/v1/suppressions%s", query);
+	struct resp r;
+	http("GET", path, key, NULL, &r);
+	if (r.status != 200)
+		fail_msg("list: %ld %s", r.status, r.body);
+	json_t *j = body_json(&r);
+	json_t *data = json_object_get(j, "data");
+	assert_true(json_is_array(data));
+	out[0] = '\0';
+	size_t i;
+	json_t *row;
+	json_array_foreach(data, i, row) {
+		assert_non_null(jstr(row, "channel"));
+		assert_non_null(jstr(row, "reason"));
+		const char *at = jstr(row, "created_at");
+		assert_non_null(at);
+		assert_int_equal(strlen(at), 27);
+		size_t l = strlen(out);
+		snprintf(out + l, size - l, "%s%s", l ? "," : "", jstr(row, "to"));
+	}
+	json_decref(j);
+	resp_free(&r);
+}
+
+static void test_suppressions(void **state)
+{
+	(void)state;
+	struct resp r;
+	http("POST", "/v1/suppressions", KEY_ACME,
+	     "{\"channel\":\"whatsapp\",\"to\":\"+44 7911 000001\",\"reason\":\"asked by phone\"}",
+	     &r);
+	assert_int_equal(r.status, 201);
+	json_t *j = body_json(&r);
+	assert_string_equal(jstr(j, "channel"), "whatsapp");
+	assert_string_equal(jstr(j, "to"), "447911000001"); /* normalised */
+	assert_string_equal(jstr(j, "reason"), "asked by phone");
+	json_decref(j);
+	resp_free(&r);
+	http("POST", "/v1/suppressions", KEY_ACME,
+	     "{\"channel\":\"whatsapp\",\"to\":\"447911000002\"}", &r);
+	assert_int_equal(r.status, 201);
+	j = body_json(&r);
+	assert_string_equal(jstr(j, "reason"), "api");
+	json_decref(j);
+	resp_free(&r);
+
+	static const struct {
+		const char *body;
+		long status;
+		const char *field;
+	} bad[] = {
+		{"{\"channel\":\"pigeon\",\"to\":\"447911000003\"}", 422, "channel"},
+		{"{\"to\":\"447911000003\"}", 422, "channel"},
+		{"{\"channel\":\"whatsapp\"}", 422, "to"},
+		{"{\"channel\":\"whatsapp\",\"to\":\"call me\"}", 422, "to"},
+		{"{\"channel\":\"whatsapp\",\"to\":\"447911000003\",\"reason\":7}", 422, "reason"},
+		{"{\"channel\":\"whatsapp\",\"to\":\"447911000003\",\"colour\":\"red\"}", 422,
+		 "colour"},
+		{"[]", 422, NULL},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		http("POST", "/v1/suppressions", KEY_ACME, bad[i].body, &r);
+		check_error(&r, bad[i].status, "invalid", bad[i].field);
+		resp_free(&r);
+	}
+	char longreason[400];
+	snprintf(longreason, sizeof longreason,
+	         "{\"channel\":\"whatsapp\",\"to\":\"447911000003\",\"reason\":\"%0300d\"}", 0);
+	http("POST", "/v1/suppressions", KEY_ACME, longreason, &r);
+	check_error(&r, 422, "invalid", "reason");
+	resp_free(&r);
+	http("POST", "/v1/suppressions", KEY_ACME, "{\"channel\":", &r);
+	check_error(&r, 400, "invalid_json", NULL);
+	resp_free(&r);
+
+	char list[512];
+	supp_list(KEY_ACME, "?channel=whatsapp", list, sizeof list);
+	assert_string_equal(list, "447911000001,447911000002");
+	supp_list(KEY_ACME, "", list, sizeof list);
+	assert_string_equal(list, "447911000001,447911000002");
+	supp_list(KEY_OTHER, "", list, sizeof list); /* per tenant */
+	assert_string_equal(list, "");
+	http("GET", "/v1/suppressions?channel=pigeon", KEY_ACME, NULL, &r);
+	check_error(&r, 422, "invalid", "channel");
+	resp_free(&r);
+	http("GET", "/v1/suppressions?to=1", KEY_ACME, NULL, &r);
+	check_error(&r, 422, "invalid", "to");
+	resp_free(&r);
+	http("GET", "/v1/suppressions", NULL, NULL, &r);
+	check_error(&r, 401, "unauthorized", "Authorization");
+	resp_free(&r);
+
+	/* Deleting: another tenant cannot; the owner can, once; the path's
+	 * recipient is normalised like the body's ("%2B" is '+'). */
+	http("DELETE", "/v1/suppressions/whatsapp/447911000001", KEY_OTHER, NULL, &r);
+	check_error(&r, 404, "not_found", NULL);
+	resp_free(&r);
+	http("DELETE", "/v1/suppressions/whatsapp/%2B447911000001", KEY_ACME, NULL, &r);
+	assert_int_equal(r.status, 204);
+	assert_int_equal(r.len, 0);
+	resp_free(&r);
+	http("DELETE", "/v1/suppressions/whatsapp/447911000001", KEY_ACME, NULL, &r);
+	check_error(&r, 404, "not_found", NULL);
+	resp_free(&r);
+	http("DELETE", "/v1/suppressions/pigeon/447911000002", KEY_ACME, NULL, &r);
+	check_error(&r, 404, "not_found", NULL);
+	resp_free(&r);
+	http("DELETE", "/v1/suppressions/whatsapp/abc", KEY_ACME, NULL, &r);
+	check_error(&r, 422, "invalid", "to");
+	resp_free(&r);
+	http("GET", "/v1/suppressions/whatsapp/447911000002", KEY_ACME, NULL, &r);
+	check_error(&r, 405, "method_not_allowed", NULL);
+	char v[64];
+	assert_string_equal(header(&r, "Allow", v, sizeof v), "DELETE");
+	resp_free(&r);
+	http("DELETE", "/v1/suppressions", KEY_ACME, NULL, &r);
+	check_error(&r, 405, "method_not_allowed", NULL);
+	resp_free(&r);
+	supp_list(KEY_ACME, "?channel=whatsapp", list, sizeof list);
+	assert_string_equal(list, "447911000002");
+	http("DELETE", "/v1/suppressions/whatsapp/447911000002", KEY_ACME, NULL, &r);
+	assert_int_equal(r.status, 204);
+	resp_free(&r);
+	supp_list(KEY_ACME, "", list, sizeof list);
+	assert_string_equal(list, "");
+}
+
+/* ---------------------------------------------------------------------------
+ * Channel accounts through the API.
+ * ------------------------------------------------------------------------- */
+
+#define NEW_SECRET "api-app-secret-456"
+
+/* A WhatsApp account body; secrets by reference (env and a file). */
+static void wa_account_body(char *out, size_t size, const char *id, const char *base_url,
+                            const char *pnid, const char *extra)
+{
+	snprintf(out, size,
+	         "{\"id\":\"%s\",\"channel\":\"whatsapp\",\"base_url\":\"%s\",\"phone_number_id\":"
+	         "\"%s\",\"access_token\":\"env:HERALD_TEST_WA_TOKEN\",\"app_secret\":"
+	         "\"env:HERALD_TEST_WA_SECRET\",\"verify_token\":\"file:%s/vt\","
+	         "\"rate_limit\":5%s}",
+	         id, base_url, pnid, E.dir, extra ? extra : "");
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static json_t *find_account(json_t *list, const char *id)
+{
+	size_t i;
+	json_t *a;
+	json_array_foreach(list, i, a)
+		if (!strcmp(jstr(a, "id"), id))
+			return a;
+	return NULL;
+}
+
+static void test_channels_api(void **state)
+{
+	(void)state;
+	setenv("HERALD_TEST_WA_TOKEN", "api-token-1", 1);
+	setenv("HERALD_TEST_WA_SECRET", NEW_SECRET, 1);
+	char vt[128];
+	snprintf(vt, sizeof vt, "%s/vt", E.dir);
+	write_file(vt, "api-verify-1\n");
+	account_set_public_url(&E.set, "https://herald.example/");
+
+	char body[1024];
+	struct resp r;
+	wa_account_body(body, sizeof body, "api-wa", "http://127.0.0.1:9", "555000111", NULL);
+	http("POST", "/v1/channels", KEY_ACME, body, &r);
+	if (r.status != 201)
+		fail_msg("create: %ld %s", r.status, r.body);
+	json_t *j = body_json(&r);
+	assert_string_equal(jstr(j, "id"), "api-wa");
+	assert_string_equal(jstr(j, "channel"), "whatsapp");
+	assert_true(json_number_value(json_object_get(j, "rate_limit")) == 5.0);
+	assert_string_equal(jstr(j, "webhook_url"),
+	                    "https://herald.example/webhooks/whatsapp/api-wa");
+	json_t *cfg = json_object_get(j, "config");
+	assert_string_equal(jstr(cfg, "access_token"), "env:HERALD_TEST_WA_TOKEN");
+	assert_string_equal(jstr(cfg, "app_secret"), "env:HERALD_TEST_WA_SECRET");
+	char vtref[160];
+	snprintf(vtref, sizeof vtref, "file:%s", vt);
+	assert_string_equal(jstr(cfg, "verify_token"), vtref);
+	assert_string_equal(jstr(cfg, "phone_number_id"), "555000111");
+	assert_null(json_object_get(cfg, "id"));
+	assert_null(json_object_get(cfg, "channel"));
+	assert_null(strstr(r.body, "api-token-1"));
+	assert_null(strstr(r.body, NEW_SECRET));
+	json_decref(j);
+	resp_free(&r);
+
+	/* The tenant's list: config-file accounts show literal secrets as ***. */
+	http("GET", "/v1/channels", KEY_ACME, NULL, &r);
+	assert_int_equal(r.status, 200);
+	j = body_json(&r);
+	json_t *data = json_object_get(j, "data");
+	assert_int_equal(json_array_size(data), 3);
+	assert_non_null(find_account(data, "api-wa"));
+	assert_null(find_account(data, "other-wa"));
+	json_t *demo = find_account(data, "demo-wa");
+	assert_non_null(demo);
+	cfg = json_object_get(demo, "config");
+	assert_string_equal(jstr(cfg, "access_token"), "***");
+	assert_string_equal(jstr(cfg, "app_secret"), "***");
+	assert_string_equal(jstr(cfg, "verify_token"), "***");
+	assert_string_equal(jstr(cfg, "base_url"), "http://127.0.0.1:9");
+	assert_true(json_number_value(json_object_get(demo, "rate_limit")) == 80.0);
+	assert_null(strstr(r.body, APP_SECRET));
+	assert_null(strstr(r.body, "\"tok\""));
+	json_decref(j);
+	resp_free(&r);
+	http("GET", "/v1/channels", KEY_OTHER, NULL, &r);
+	j = body_json(&r);
+	assert_int_equal(json_array_size(json_object_get(j, "data")), 1);
+	assert_non_null(find_account(json_object_get(j, "data"), "other-wa"));
+	json_decref(j);
+	resp_free(&r);
+	http("GET", "/v1/channels?x=1", KEY_ACME, NULL, &r);
+	check_error(&r, 422, "invalid", "x");
+	resp_free(&r);
+
+	/* One account: the owner sees it, another tenant gets a 404. */
+	http("GET", "/v1/channels/api-wa", KEY_ACME, NULL, &r);
+	assert_int_equal(r.status, 200);
+	j = body_json(&r);
+	assert_string_equal(jstr(j, "id"), "api-wa");
+	json_decref(j);
+	resp_free(&r);
+	http("GET", "/v1/channels/api-wa", KEY_OTHER, NULL, &r);
+	check_error(&r, 404, "not_found", NULL);
+	resp_free(&r);
+	http("GET", "/v1/channels/nope", KEY_ACME, NULL, &r);
+	check_error(&r, 404, "not_found", NULL);
+	resp_free(&r);
+
+	/* Refusals: literal secrets, another tenant's id, bad config. */
+	static const struct {
+		const char *body;
+		long status;
+		const char *code, *field;
+	} bad[] = {
+		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"base_url\":\"http://127.0.0.1:9\","
+		 "\"phone_number_id\":\"1\",\"access_token\":\"literal-token\",\"app_secret\":"
+		 "\"env:HERALD_TEST_WA_SECRET\",\"verify_token\":\"env:HERALD_TEST_WA_SECRET\"}",
+		 422, "invalid", "access_token"},
+		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"access_token\":\"env:HERALD_TEST_A\","
+		 "\"extra\":{\"Api_Password\":\"hunter2\"}}", 422, "invalid", "extra.Api_Password"},
+		/* References outside the operator's allow-list: the server would read
+		 * and send any variable or file otherwise. */
+		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"access_token\":\"env:PATH\"}", 403,
+		 "forbidden", "access_token"},
+		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"access_token\":\"file:/etc/passwd\"}",
+		 403, "forbidden", "access_token"},
+		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"access_token\":"
+		 "\"file:/tmp/../etc/passwd\"}", 403, "forbidden", "access_token"},
+		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"webhook_secret\":\"env:\"}", 422,
+		 "invalid", "webhook_secret"},
+		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"client_token\":"
+		 "\"file:relative\"}", 422, "invalid", "client_token"},
+		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"auth\":[\"env:HERALD_TEST_A\",\"b\"]}",
+		 422, "invalid", "auth[1]"},
+		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"signing_key\":42}", 422, "invalid",
+		 "signing_key"},
+		{"{\"id\":\"other-wa\",\"channel\":\"whatsapp\"}", 409, "conflict", "id"},
+		{"{\"id\":\"a/b\",\"channel\":\"whatsapp\"}", 422, "invalid", "id"},
+		{"{\"id\":\"\",\"channel\":\"whatsapp\"}", 422, "invalid", "id"},
+		{"{\"channel\":\"whatsapp\"}", 422, "invalid", "id"},
+		{"{\"id\":\"x-wa\"}", 422, "invalid", "channel"},
+		{"{\"id\":\"x-wa\",\"channel\":\"pigeon\"}", 422, "invalid", "channel"},
+		/* The adapter's own checks, named by the request's key. */
+		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"base_url\":\"http://127.0.0.1:9\","
+		 "\"access_token\":\"env:HERALD_TEST_WA_TOKEN\"}", 422, "invalid",
+		 "phone_number_id"},
+		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"base_url\":\"http://127.0.0.1:9\","
+		 "\"phone_number_id\":\"1\",\"access_token\":\"env:HERALD_TEST_UNSET_VAR\","
+		 "\"app_secret\":\"env:HERALD_TEST_WA_SECRET\",\"verify_token\":"
+		 "\"env:HERALD_TEST_WA_SECRET\"}", 422, "invalid", "access_token"},
+		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"base_url\":\"http://127.0.0.1:9\","
+		 "\"phone_number_id\":\"1\",\"access_token\":\"env:HERALD_TEST_WA_TOKEN\","
+		 "\"app_secret\":\"env:HERALD_TEST_WA_SECRET\",\"verify_token\":"
+		 "\"env:HERALD_TEST_WA_SECRET\",\"rate_limit\":-1}", 422, "invalid", "rate_limit"},
+	};
+	unsetenv("HERALD_TEST_UNSET_VAR");
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		http("POST", "/v1/channels", KEY_ACME, bad[i].body, &r);
+		if (r.status != bad[i].status)
+			fail_msg("case %zu: %ld %s", i, r.status, r.body);
+		check_error(&r, bad[i].status, bad[i].code, bad[i].field);
+		assert_null(strstr(r.body, "hunter2"));
+		assert_null(strstr(r.body, "literal-token"));
+		resp_free(&r);
+	}
+	/* None of them exists now; other-wa is still the other tenant's. */
+	assert_null(account_set_find(&E.set, "x-wa"));
+	assert_string_equal(account_set_find(&E.set, "other-wa")->tenant_id, "other");
+
+	/* An update by the owner: 200, and the new config is in force. */
+	wa_account_body(body, sizeof body, "api-wa", "http://127.0.0.1:9", "555000222", NULL);
+	http("POST", "/v1/channels", KEY_ACME, body, &r);
+	assert_int_equal(r.status, 200);
+	resp_free(&r);
+	http("GET", "/v1/channels/api-wa", KEY_ACME, NULL, &r);
+	j = body_json(&r);
+	assert_string_equal(jstr(json_object_get(j, "config"), "phone_number_id"), "555000222");
+	json_decref(j);
+	resp_free(&r);
+	/* ... and another tenant cannot take the id over. */
+	http("POST", "/v1/channels", KEY_OTHER, body, &r);
+	check_error(&r, 409, "conflict", "id");
+	resp_free(&r);
+	assert_string_equal(account_set_find(&E.set, "api-wa")->tenant_id, "acme");
+
+	/* It is in the store too (a restart loads it). */
+	struct account_row *rows = NULL;
+	size_t n = 0;
+	assert_int_equal(E.st->ops->account_list(E.st, "acme", &rows, &n), 0);
+	bool stored = false;
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(rows[i].id, "api-wa")) {
+			stored = true;
+			assert_non_null(strstr(rows[i].config, "555000222"));
+			assert_non_null(strstr(rows[i].config, "env:HERALD_TEST_WA_TOKEN"));
+			assert_null(strstr(rows[i].config, "api-token-1"));
+		}
+		free(rows[i].config);
+	}
+	free(rows);
+	assert_true(stored);
+
+	/* Webhooks for it are verified with its own secret, and it sends. */
+	size_t len = strlen(wa_body);
+	char hex[65], sig[128];
+	hr_hmac_sha256_hex(NEW_SECRET, strlen(NEW_SECRET), wa_body, len, hex);
+	snprintf(sig, sizeof sig, "X-Hub-Signature-256: sha256=%s", hex);
+	const char *good[] = {sig, NULL};
+	int64_t pending = inbox_pending();
+	http_ex(E.base, "POST", "/webhooks/whatsapp/api-wa", NULL, wa_body, len, good, 0, &r);
+	assert_int_equal(r.status, 200);
+	resp_free(&r);
+	assert_int_equal(inbox_pending(), pending + 1);
+	hr_hmac_sha256_hex(APP_SECRET, strlen(APP_SECRET), wa_body, len, hex);
+	snprintf(sig, sizeof sig, "X-Hub-Signature-256: sha256=%s", hex);
+	http_ex(E.base, "POST", "/webhooks/whatsapp/api-wa", NULL, wa_body, len, good, 0, &r);
+	check_error(&r, 401, "bad_signature", "X-Hub-Signature-256");
+	resp_free(&r);
+	http("GET",
+	     "/webhooks/whatsapp/api-wa?hub.mode=subscribe&hub.verify_token=api-verify-1"
+	     "&hub.challenge=77",
+	     NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "77");
+	resp_free(&r);
+	char id[HR_ID_LEN + 1];
+	accept_one(KEY_ACME,
+	           "{\"channel\":\"whatsapp\",\"account\":\"api-wa\",\"to\":\"447911123456\","
+	           "\"text\":\"from the new account\"}",
+	           id);
+	struct message m;
+	memset(&m, 0, sizeof m);
+	assert_int_equal(E.st->ops->message_get(E.st, "acme", id, &m), 0);
+	assert_string_equal(m.account_id, "api-wa");
+	message_clear(&m);
+	unlink(vt);
+}
+
+/* The config file's template declarations reach the store as
+ * template_row.config, checked with errors naming the key. */
+static void test_template_config_sync(void **state)
+{
+	(void)state;
+	static const char good[] =
+		"tenants:\n"
+		"  - id: acme\n"
+		"    templates:\n"
+		"      - name: invoice\n"
+		"        channel: whatsapp\n"
+		"        language: en\n"
+		"        body: \"Invoice {{1}}\"\n"
+		"        header: {type: document}\n"
+		"        buttons: [{type: quick_reply, params: 1}, {type: url, params: \"0\"}]\n"
+		"        regulatory: {dlt_entity_id: \"1101\", dlt_template_id: \"1107\"}\n"
+		"      - name: plain\n"
+		"        channel: whatsapp\n"
+		"        language: en\n"
+		"        body: \"Hello\"\n";
+	struct hr_err err;
+	hr_err_clear(&err);
+	json_t *cfg = hr_config_parse(good, strlen(good), &err);
+	assert_non_null(cfg);
+	int rc = serve_sync_config(cfg, E.st, &err);
+	json_decref(cfg);
+	if (rc)
+		fail_msg("sync: %s (%s)", err.msg, err.field);
+	struct template_row t;
+	memset(&t, 0, sizeof t);
+	assert_int_equal(E.st->ops->template_get(E.st, "acme", "whatsapp", "invoice", "en", &t), 0);
+	assert_int_equal(t.param_count, 1);
+	assert_non_null(t.config);
+	json_t *c = json_loads(t.config, 0, NULL);
+	assert_non_null(c);
+	json_t *h = json_object_get(c, "header");
+	assert_string_equal(jstr(h, "type"), "document");
+	assert_int_equal(json_integer_value(json_object_get(h, "params")), 0);
+	json_t *b = json_object_get(c, "buttons");
+	assert_int_equal(json_array_size(b), 2);
+	assert_string_equal(jstr(json_array_get(b, 0), "type"), "quick_reply");
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(b, 0), "params")), 1);
+	assert_string_equal(jstr(json_array_get(b, 1), "type"), "url");
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(b, 1), "params")), 0);
+	assert_string_equal(jstr(json_object_get(c, "regulatory"), "dlt_template_id"), "1107");
+	json_decref(c);
+	template_row_clear(&t);
+	assert_int_equal(E.st->ops->template_get(E.st, "acme", "whatsapp", "plain", "en", &t), 0);
+	assert_null(t.config);
+	template_row_clear(&t);
+
+	/* The synced template is what the API checks against. */
+	struct resp r;
+	http("POST", "/v1/messages", KEY_ACME,
+	     "{" MSG_TO "\"template\":{\"name\":\"invoice\",\"language\":\"en\",\"parameters\":"
+	     "[\"42\"],\"header\":{\"type\":\"document\",\"url\":\"https://x.test/i.pdf\"}}}",
+	     &r);
+	check_error(&r, 422, "invalid", "template.buttons[0].payload");
+	resp_free(&r);
+
+	static const struct {
+		const char *decl, *field;
+	} bad[] = {
+		{"header: {type: video}", "tenants[0].templates[0].header"},
+		{"header: text", "tenants[0].templates[0].header"},
+		{"header: {type: text, params: 2}", "tenants[0].templates[0].header.params"},
+		{"buttons: [{type: url}, {type: call}]", "tenants[0].templates[0].buttons[1]"},
+		{"buttons: [{type: url, params: 3}]", "tenants[0].templates[0].buttons[0].params"},
+		{"buttons: {type: url}", "tenants[0].templates[0].buttons"},
+		{"regulatory: [1]", "tenants[0].templates[0].regulatory"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		char text[512];
+		snprintf(text, sizeof text,
+		         "tenants:\n  - id: acme\n    templates:\n      - name: broken\n"
+		         "        channel: whatsapp\n        language: en\n        body: \"x\"\n"
+		         "        %s\n",
+		         bad[i].decl);
+		hr_err_clear(&err);
+		cfg = hr_config_parse(text, strlen(text), &err);
+		assert_non_null(cfg);
+		rc = serve_sync_config(cfg, E.st, &err);
+		json_decref(cfg);
+		if (rc != HR_EINVAL || strcmp(err.field, bad[i].field) != 0)
+			fail_msg("case %zu: rc %d field '%s' (%s), want %s", i, rc, err.field,
+			         err.msg, bad[i].field);
+	}
+}
+
+/* ---------------------------------------------------------------------------
+ * SMS: segments, suppressions and templates on a second channel.
+ * ------------------------------------------------------------------------- */
+
+#define SMS_SID "AC0123456789abcdef0123456789abcdef"
+
+static void put_sms_account(struct store *st, const char *id, const char *tenant)
+{
+	char cfg[512];
+	snprintf(cfg, sizeof cfg,
+	         "{\"base_url\":\"http://127.0.0.1:9\",\"account_sid\":\"" SMS_SID "\","
+	         "\"auth_token\":\"sms-auth-token\",\"from\":\"+15005550006\"}");
+	struct account_row a = {.config = cfg};
+	hr_strlcpy(a.id, id, sizeof a.id);
+	hr_strlcpy(a.tenant_id, tenant, sizeof a.tenant_id);
+	hr_strlcpy(a.channel, "sms", sizeof a.channel);
+	struct hr_err err;
+	assert_int_equal(st->ops->account_upsert(st, &a, &err), 0);
+}
+
+/* Sends one SMS text as acme on e; checks the 202's and the stored
+ * message's segment count. */
+static void sms_segments_case(struct env *e, const char *text, int want)
+{
+	json_t *req = json_pack("{s:s, s:s, s:s}", "channel", "sms", "to", "+1 555 010 0001",
+	                        "text", text);
+	char *body = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	struct resp r;
+	http_ex(e->base, "POST", "/v1/messages", KEY_ACME, body, strlen(body), NULL, 0, &r);
+	free(body);
+	if (r.status != 202)
+		fail_msg("sms accept: %ld %s", r.status, r.body);
+	json_t *j = body_json(&r);
+	resp_free(&r);
+	assert_string_equal(jstr(j, "to"), "+15550100001");
+	if (json_integer_value(json_object_get(j, "segments")) != want)
+		fail_msg("%zu bytes: segments %lld in the 202, want %d", strlen(text),
+		         (long long)json_integer_value(json_object_get(j, "segments")), want);
+	char path[64];
+	snprintf(path, sizeof path, "/v1/messages/%s", jstr(j, "id"));
+	json_decref(j);
+	http_ex(e->base, "GET", path, KEY_ACME, NULL, 0, NULL, 0, &r);
+	j = body_json(&r);
+	assert_int_equal(json_integer_value(json_object_get(j, "segments")), want);
+	assert_string_equal(jstr(j, "body"), text);
+	json_decref(j);
+	resp_free(&r);
+}
+
+/* n copies of the UTF-8 character c. */
+static char *repeat(const char *c, int n)
+{
+	size_t l = strlen(c);
+	char *s = malloc(l * (size_t)n + 1);
+	assert_non_null(s);
+	for (int i = 0; i < n; i++)
+		memcpy(s + l * (size_t)i, c, l);
+	s[l * (size_t)n] = '\0';
+	return s;
+}
+
+static void test_sms(void **state)
+{
+	(void)state;
+	struct env e;
+	memset(&e, 0, sizeof e);
+	env_store(&e);
+	put_account(e.st, "demo-wa", "acme", "http://127.0.0.1:9", "106540352242922");
+	put_sms_account(e.st, "demo-sms", "acme");
+	struct template_row t = {.body = "Your OTP is {{1}}", .param_count = 1,
+	                         .config = "{\"regulatory\":{\"dlt_entity_id\":\"1101\","
+	                                   "\"dlt_template_id\":\"1107\"}}"};
+	hr_strlcpy(t.tenant_id, "acme", sizeof t.tenant_id);
+	hr_strlcpy(t.channel, "sms", sizeof t.channel);
+	hr_strlcpy(t.name, "otp", sizeof t.name);
+	hr_strlcpy(t.language, "en", sizeof t.language);
+	struct hr_err err;
+	assert_int_equal(e.st->ops->template_upsert(e.st, &t, &err), 0);
+	env_load_accounts(&e);
+	env_start(&e);
+
+	/* Segments: GSM-7 160/153, extension characters count 2, UCS-2 70/67. */
+	static const struct {
+		const char *ch;
+		int n, want;
+	} seg[] = {
+		{"a", 1, 1},         {"a", 160, 1},     {"a", 161, 2},   {"a", 306, 2},
+		{"a", 307, 3},       {"\xe2\x82\xac", 80, 1}, /* € */ {"\xe2\x82\xac", 81, 2},
+		{"\xd0\x96", 70, 1}, /* Ж */ {"\xd0\x96", 71, 2}, {"\xd0\x96", 134, 2},
+		{"\xd0\x96", 135, 3},
+	};
+	for (size_t i = 0; i < sizeof seg / sizeof *seg; i++) {
+		char *text = repeat(seg[i].ch, seg[i].n);
+		sms_segments_case(&e, text, seg[i].want);
+		free(text);
+	}
+
+	/* A template on SMS: rendered, counted, regulatory fields carried. */
+	struct resp r;
+	const char *tb = "{\"channel\":\"sms\",\"to\":\"+15550100002\",\"template\":{\"name\":"
+	                 "\"otp\",\"language\":\"en\",\"parameters\":[\"123456\"]}}";
+	http_ex(e.base, "POST", "/v1/messages", KEY_ACME, tb, strlen(tb), NULL, 0, &r);
+	if (r.status != 202)
+		fail_msg("sms template: %ld %s", r.status, r.body);
+	json_t *j = body_json(&r);
+	resp_free(&r);
+	assert_int_equal(json_integer_value(json_object_get(j, "segments")), 1);
+	char path[64];
+	snprintf(path, sizeof path, "/v1/messages/%s", jstr(j, "id"));
+	json_decref(j);
+	http_ex(e.base, "GET", path, KEY_ACME, NULL, 0, NULL, 0, &r);
+	j = body_json(&r);
+	assert_string_equal(jstr(j, "body"), "Your OTP is 123456");
+	json_t *reg = json_object_get(json_object_get(json_object_get(j, "content"), "template"),
+	                              "regulatory");
+	assert_string_equal(jstr(reg, "dlt_entity_id"), "1101");
+	assert_string_equal(jstr(reg, "dlt_template_id"), "1107");
+	json_decref(j);
+	resp_free(&r);
+
+	/* Suppressions are per channel, in the channel's normal form. */
+	const char *sb = "{\"channel\":\"sms\",\"to\":\"+1 (555) 010-0009\",\"reason\":\"STOP\"}";
+	http_ex(e.base, "POST", "/v1/suppressions", KEY_ACME, sb, strlen(sb), NULL, 0, &r);
+	assert_int_equal(r.status, 201);
+	j = body_json(&r);
+	assert_string_equal(jstr(j, "to"), "+15550100009");
+	json_decref(j);
+	resp_free(&r);
+	http_ex(e.base, "GET", "/v1/suppressions?channel=whatsapp", KEY_ACME, NULL, 0, NULL, 0, &r);
+	j = body_json(&r);
+	assert_int_equal(json_array_size(json_object_get(j, "data")), 0);
+	json_decref(j);
+	resp_free(&r);
+	http_ex(e.base, "GET", "/v1/suppressions?channel=sms", KEY_ACME, NULL, 0, NULL, 0, &r);
+	j = body_json(&r);
+	json_t *row = json_array_get(json_object_get(j, "data"), 0);
+	assert_string_equal(jstr(row, "channel"), "sms");
+	assert_string_equal(jstr(row, "to"), "+15550100009");
+	assert_string_equal(jstr(row, "reason"), "STOP");
+	json_decref(j);
+	resp_free(&r);
+	struct suppression_row *rows = NULL;
+	size_t n = 0;
+	assert_int_equal(e.st->ops->suppression_list(e.st, "acme", "sms", &rows, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[0].recipient, "+15550100009");
+	free(rows);
+	http_ex(e.base, "DELETE", "/v1/suppressions/whatsapp/15550100009", KEY_ACME, NULL, 0, NULL,
+	        0, &r);
+	check_error(&r, 404, "not_found", NULL);
+	resp_free(&r);
+	http_ex(e.base, "DELETE", "/v1/suppressions/sms/15550100009", KEY_ACME, NULL, 0, NULL, 0,
+	        &r);
+	assert_int_equal(r.status, 204);
+	resp_free(&r);
+
+	/* An account keeps its channel; the SMS account's sids are shown, its
+	 * literal auth token is not. */
+	const char *cb = "{\"id\":\"demo-sms\",\"channel\":\"whatsapp\"}";
+	http_ex(e.base, "POST", "/v1/channels", KEY_ACME, cb, strlen(cb), NULL, 0, &r);
+	check_error(&r, 409, "conflict", "channel");
+	resp_free(&r);
+	http_ex(e.base, "GET", "/v1/channels/demo-sms", KEY_ACME, NULL, 0, NULL, 0, &r);
+	assert_int_equal(r.status, 200);
+	j = body_json(&r);
+	assert_string_equal(jstr(j, "channel"), "sms");
+	assert_string_equal(jstr(json_object_get(j, "config"), "account_sid"), SMS_SID);
+	assert_string_equal(jstr(json_object_get(j, "config"), "auth_token"), "***");
+	assert_null(strstr(r.body, "sms-auth-token"));
+	json_decref(j);
+	resp_free(&r);
+	env_stop(&e);
+}
+
+/* ---------------------------------------------------------------------------
+ * RCS: an account made through the API (service account by file reference),
+ * cards and carousels, and the adapter's errors named as the request's.
+ * ------------------------------------------------------------------------- */
+
+/* Writes a service-account JSON with a fresh RSA key to path. */
+static void write_service_account(const char *path)
+{
+	EVP_PKEY *key = EVP_RSA_gen(2048);
+	assert_non_null(key);
+	BIO *bio = BIO_new(BIO_s_mem());
+	assert_non_null(bio);
+	assert_int_equal(PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL), 1);
+	char *pem = NULL;
+	long n = BIO_get_mem_data(bio, &pem);
+	char *pemz = strndup(pem, (size_t)n);
+	json_t *sa = json_pack("{s:s, s:s, s:s, s:s}", "type", "service_account", "client_email",
+	                       "herald@test.iam.gserviceaccount.com", "private_key", pemz,
+	                       "token_uri", "http://127.0.0.1:9/token");
+	assert_int_equal(json_dump_file(sa, path, 0), 0);
+	json_decref(sa);
+	free(pemz);
+	BIO_free(bio);
+	EVP_PKEY_free(key);
+}
+
+static void test_rcs_content(void **state)
+{
+	(void)state;
+	struct env e;
+	memset(&e, 0, sizeof e);
+	env_store(&e);
+	env_load_accounts(&e);
+	env_start(&e);
+	char sa[128], body[512];
+	snprintf(sa, sizeof sa, "%s/sa.json", e.dir);
+	write_service_account(sa);
+	setenv("HERALD_TEST_RBM_CLIENT_TOKEN", "rbm-client-token", 1);
+	snprintf(body, sizeof body,
+	         "{\"id\":\"api-rcs\",\"channel\":\"rcs\",\"base_url\":\"http://127.0.0.1:9\","
+	         "\"agent_id\":\"herald-test\",\"service_account\":\"file:%s\","
+	         "\"client_token\":\"env:HERALD_TEST_RBM_CLIENT_TOKEN\"}",
+	         sa);
+	struct resp r;
+	http_ex(e.base, "POST", "/v1/channels", KEY_ACME, body, strlen(body), NULL, 0, &r);
+	if (r.status != 201)
+		fail_msg("create rcs: %ld %s", r.status, r.body);
+	assert_null(strstr(r.body, "PRIVATE KEY"));
+	resp_free(&r);
+
+	static const struct {
+		const char *content;
+		long status;
+		const char *field;
+	} cases[] = {
+		{"\"carousel\":[{\"title\":\"A\",\"media_url\":\"https://x.test/a.png\"},"
+		 "{\"title\":\"B\",\"description\":\"b\"}]", 202, NULL},
+		{"\"carousel\":{\"cards\":[{\"title\":\"A\"},{\"title\":\"B\"}]}", 202, NULL},
+		{"\"card\":{\"title\":\"Offer\",\"description\":\"d\",\"buttons\":[{\"id\":\"y\","
+		 "\"title\":\"Yes\"}]}", 202, NULL},
+		/* The adapter's limits, named by the request's keys. */
+		{"\"carousel\":[{\"title\":\"only one\"}]", 422, "carousel"},
+		{"\"carousel\":{\"cards\":[{\"title\":\"only one\"}]}", 422, "carousel.cards"},
+		{"\"carousel\":[{\"title\":\"A\"},{\"title\":\"B\",\"media_url\":\"not a url\"}]", 422,
+		 "carousel[1].media_url"},
+		{"\"template\":{\"name\":\"t\",\"language\":\"en\"}", 422, "template.name"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		snprintf(body, sizeof body, "{\"channel\":\"rcs\",\"to\":\"+447911123456\",%s}",
+		         cases[i].content);
+		http_ex(e.base, "POST", "/v1/messages", KEY_ACME, body, strlen(body), NULL, 0, &r);
+		if (r.status != cases[i].status)
+			fail_msg("case %zu: %ld %s", i, r.status, r.body);
+		if (cases[i].field)
+			check_error(&r, 422, "invalid", cases[i].field);
+		resp_free(&r);
+	}
+
+	/* The carousel as stored: canonical "cards", body = the titles. */
+	snprintf(body, sizeof body,
+	         "{\"channel\":\"rcs\",\"to\":\"+447911123456\",\"carousel\":[{\"title\":\"Gold\"},"
+	         "{\"title\":\"Silver\"},{\"description\":\"no title\"}],\"options\":{\"ttl\":"
+	         "\"86400s\"}}");
+	http_ex(e.base, "POST", "/v1/messages", KEY_ACME, body, strlen(body), NULL, 0, &r);
+	assert_int_equal(r.status, 202);
+	json_t *j = body_json(&r);
+	assert_string_equal(jstr(j, "account"), "api-rcs");
+	char path[64];
+	snprintf(path, sizeof path, "/v1/messages/%s", jstr(j, "id"));
+	json_decref(j);
+	resp_free(&r);
+	http_ex(e.base, "GET", path, KEY_ACME, NULL, 0, NULL, 0, &r);
+	j = body_json(&r);
+	json_t *c = json_object_get(j, "content");
+	assert_string_equal(jstr(c, "type"), "carousel");
+	assert_int_equal(json_array_size(json_object_get(c, "cards")), 3);
+	assert_string_equal(jstr(json_array_get(json_object_get(c, "cards"), 1), "title"),
+	                    "Silver");
+	assert_string_equal(jstr(json_object_get(c, "options"), "ttl"), "86400s");
+	assert_string_equal(jstr(j, "body"), "Gold\nSilver");
+	json_decref(j);
+	resp_free(&r);
+	env_stop(&e);
+}
+
+/* ---------------------------------------------------------------------------
  * Sync mode against a real dispatcher and a fake WhatsApp provider.
  * ------------------------------------------------------------------------- */
 
@@ -1414,6 +2450,37 @@ static void test_sync_mode(void **state)
 	assert_string_equal(jstr(json_object_get(j, "error"), "field"), "timeout_ms");
 	json_decref(j);
 
+	env_stop(&e);
+	MHD_stop_daemon(wa);
+}
+
+/* An account created through the API is sent through at once. */
+static void test_channel_api_send(void **state)
+{
+	(void)state;
+	char wa_url[64];
+	struct MHD_Daemon *wa = fake_wa_start(wa_url);
+	struct env e;
+	sync_env(&e, wa_url, NULL, NULL);
+	setenv("HERALD_TEST_WA_TOKEN", "api-token-1", 1);
+	setenv("HERALD_TEST_WA_SECRET", NEW_SECRET, 1);
+	char body[1024];
+	snprintf(body, sizeof body,
+	         "{\"id\":\"new-wa\",\"channel\":\"whatsapp\",\"base_url\":\"%s\","
+	         "\"phone_number_id\":\"2001\",\"access_token\":\"env:HERALD_TEST_WA_TOKEN\","
+	         "\"app_secret\":\"env:HERALD_TEST_WA_SECRET\","
+	         "\"verify_token\":\"env:HERALD_TEST_WA_SECRET\"}",
+	         wa_url);
+	struct resp r;
+	http_ex(e.base, "POST", "/v1/channels", KEY_ACME, body, strlen(body), NULL, 0, &r);
+	if (r.status != 201)
+		fail_msg("create: %ld %s", r.status, r.body);
+	resp_free(&r);
+	json_t *j = sync_send(&e, "new-wa", "", 200);
+	assert_string_equal(jstr(j, "status"), "sent");
+	assert_string_equal(jstr(j, "account"), "new-wa");
+	assert_string_equal(jstr(j, "provider_id"), "wamid.TEST1");
+	json_decref(j);
 	env_stop(&e);
 	MHD_stop_daemon(wa);
 }
@@ -1806,7 +2873,15 @@ int main(void)
 		cmocka_unit_test(test_utf8_echo),
 		cmocka_unit_test(test_stored_text),
 		cmocka_unit_test(test_max_attempts),
+		cmocka_unit_test(test_content_validation),
+		cmocka_unit_test(test_content_accept),
+		cmocka_unit_test(test_suppressions),
+		cmocka_unit_test(test_channels_api),
+		cmocka_unit_test(test_template_config_sync),
+		cmocka_unit_test(test_sms),
+		cmocka_unit_test(test_rcs_content),
 		cmocka_unit_test(test_sync_mode),
+		cmocka_unit_test(test_channel_api_send),
 		cmocka_unit_test(test_sync_concurrent),
 		cmocka_unit_test(test_sync_watch_before_claim),
 		cmocka_unit_test(test_sync_timeout_config),

@@ -225,32 +225,53 @@ static void test_usage_errors(void **state)
 {
 	(void)state;
 	static const struct {
-		const char *args[10];
+		const char *args[12];
 		const char *err;
 	} cases[] = {
-		{{"send", "--text", "hi"}, "--to is required"},
-		{{"send", "--to", "1", "--text", "hi", "--template", "t", "--lang", "en"},
-		 "exactly one of --text or --template"},
-		{{"send", "--to", "1"}, "exactly one of --text or --template"},
-		{{"send", "--to", "1", "--template", "t"}, "--template needs --lang"},
-		{{"send", "--to", "1", "--text", "hi", "--param", "x"}, "go with --template"},
-		{{"send", "--to", "1", "--text", "hi", "--timeout-ms", "5"}, "goes with --sync"},
-		{{"send", "--to", "1", "--text", "hi", "--colour", "red"},
-		 "unknown option '--colour'"},
-		{{"send", "--to"}, "--to needs a value"},
-		{{"send", "--to", "1", "--text", "hi", "--limit", "3"},
-		 "belong to 'messages list'"},
-		{{"messages"}, "usage: herald messages"},
-		{{"messages", "delete", "X"}, "unknown subcommand 'delete'"},
-		{{"messages", "get"}, "give one message id"},
-		{{"messages", "get", "A", "B"}, "give one message id"},
-		{{"messages", "list", "--text", "x"}, "unexpected argument"},
-		{{"bogus"}, "unknown command 'bogus'"},
+	    {{"send", "--text", "hi"}, "--to is required"},
+	    {{"send", "--to", "1", "--text", "hi", "--template", "t", "--lang", "en"},
+	     "exactly one of --text, --template, --document or --image"},
+	    {{"send", "--to", "1"}, "exactly one of --text, --template, --document or --image"},
+	    {{"send", "--to", "1", "--image", "u", "--document", "v"},
+	     "exactly one of --text, --template, --document or --image"},
+	    {{"send", "--to", "1", "--text", "hi", "--lang", "en"}, "go with --template"},
+	    {{"send", "--to", "1", "--text", "hi", "--header-text", "x"},
+	     "--header-text/--header-image/--header-document go with --template"},
+	    {{"send", "--to", "1", "--template", "t", "--lang", "en", "--header-text", "x",
+	      "--header-image", "u"},
+	     "at most one of --header-text, --header-image or --header-document"},
+	    {{"send", "--to", "1", "--image", "u", "--filename", "f"},
+	     "--filename goes with --document or --header-document"},
+	    {{"send", "--to", "1", "--text", "hi", "--caption", "c"},
+	     "--caption goes with --document or --image"},
+	    {{"send", "--to", "1", "--image", "u", "--button", "a:b"}, "--button goes with --text"},
+	    {{"send", "--to", "1", "--text", "hi", "--button", "yes"},
+	     "--button needs ID:TITLE, got 'yes'"},
+	    {{"send", "--to", "1", "--text", "hi", "--button", ":Yes"},
+	     "--button needs ID:TITLE, got ':Yes'"},
+	    {{"send", "--to", "1", "--text", "hi", "--option", "=1"},
+	     "--option needs KEY=VALUE, got '=1'"},
+	    {{"send", "--to", "1", "--text", "hi", "--option", "ttl"},
+	     "--option needs KEY=VALUE, got 'ttl'"},
+	    {{"messages", "list", "--document", "u"}, "unexpected argument"},
+	    {{"send", "--to", "1", "--template", "t"}, "--template needs --lang"},
+	    {{"send", "--to", "1", "--text", "hi", "--param", "x"}, "go with --template"},
+	    {{"send", "--to", "1", "--text", "hi", "--timeout-ms", "5"}, "goes with --sync"},
+	    {{"send", "--to", "1", "--text", "hi", "--colour", "red"}, "unknown option '--colour'"},
+	    {{"send", "--to"}, "--to needs a value"},
+	    {{"send", "--to", "1", "--text", "hi", "--limit", "3"}, "belong to 'messages list'"},
+	    {{"messages"}, "usage: herald messages"},
+	    {{"messages", "delete", "X"}, "unknown subcommand 'delete'"},
+	    {{"messages", "get"}, "give one message id"},
+	    {{"messages", "get", "A", "B"}, "give one message id"},
+	    {{"messages", "list", "--text", "x"}, "unexpected argument"},
+	    {{"bogus"}, "unknown command 'bogus'"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
 		struct run r;
 		const char *const *a = cases[i].args;
-		run_cli(&r, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], NULL);
+		run_cli(&r, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10],
+		        a[11], NULL);
 		if (r.rc != 2)
 			fail_msg("case %zu: rc %d, stderr: %s", i, r.rc, r.err);
 		assert_contains(r.err, cases[i].err);
@@ -372,6 +393,99 @@ static void test_send_template_sync(void **state)
 	assert_contains(r.out, "error 131026: Message undeliverable");
 }
 
+/* Each content option becomes the request's canonical shape. */
+static void test_send_content(void **state)
+{
+	(void)state;
+	fake_answer(202, "{\"id\":\"01JABCDEFGHJKMNPQRSTVWXYZ6\",\"status\":\"queued\",\"channel\":"
+	                 "\"telegram\",\"account\":\"tg\",\"to\":\"42\"}", false);
+	struct run r;
+	run_cli(&r, "send", "--channel", "telegram", "--to", "42", "--text", "Pay now?", "--button",
+	        "yes:Yes, pay", "--button", "no:Not now: later", "--option", "parse_mode=HTML",
+	        "--option", "disable=true", "--option", "n=600", NULL);
+	assert_int_equal(r.rc, 0);
+	json_t *j = json_loads(F.body, 0, NULL);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "channel")), "telegram");
+	assert_string_equal(json_string_value(json_object_get(j, "text")), "Pay now?");
+	json_t *b = json_object_get(j, "buttons");
+	assert_int_equal(json_array_size(b), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(b, 0), "id")), "yes");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(b, 0), "title")),
+	                    "Yes, pay");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(b, 1), "id")), "no");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(b, 1), "title")),
+	                    "Not now: later");
+	json_t *o = json_object_get(j, "options");
+	assert_int_equal(json_object_size(o), 3);
+	assert_string_equal(json_string_value(json_object_get(o, "parse_mode")), "HTML");
+	assert_true(json_is_true(json_object_get(o, "disable")));
+	assert_int_equal(json_integer_value(json_object_get(o, "n")), 600);
+	json_decref(j);
+
+	run_cli(&r, "send", "--to", "1", "--document", "https://x.test/s.pdf", "--filename",
+	        "s.pdf", "--caption", "Your statement", NULL);
+	assert_int_equal(r.rc, 0);
+	j = json_loads(F.body, 0, NULL);
+	json_t *d = json_object_get(j, "document");
+	assert_int_equal(json_object_size(d), 3);
+	assert_string_equal(json_string_value(json_object_get(d, "url")), "https://x.test/s.pdf");
+	assert_string_equal(json_string_value(json_object_get(d, "filename")), "s.pdf");
+	assert_string_equal(json_string_value(json_object_get(d, "caption")), "Your statement");
+	assert_null(json_object_get(j, "text"));
+	assert_null(json_object_get(j, "options"));
+	json_decref(j);
+
+	run_cli(&r, "send", "--to", "1", "--image", "https://x.test/a.png", "--option",
+	        "ttl=86400s", NULL);
+	assert_int_equal(r.rc, 0);
+	j = json_loads(F.body, 0, NULL);
+	json_t *im = json_object_get(j, "image");
+	assert_int_equal(json_object_size(im), 1);
+	assert_string_equal(json_string_value(json_object_get(im, "url")), "https://x.test/a.png");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(j, "options"),
+	                                                      "ttl")),
+	                    "86400s");
+	json_decref(j);
+
+	/* Template headers: text (its parameter), image, document (+ filename). */
+	static const struct {
+		const char *opt, *val, *type, *key;
+	} hdrs[] = {
+		{"--header-text", "Ana", "text", NULL},
+		{"--header-image", "https://x.test/h.png", "image", "url"},
+		{"--header-document", "https://x.test/h.pdf", "document", "url"},
+	};
+	for (size_t i = 0; i < sizeof hdrs / sizeof *hdrs; i++) {
+		bool doc = !strcmp(hdrs[i].type, "document");
+		run_cli(&r, "send", "--to", "1", "--template", "statement", "--lang", "en",
+		        "--param", "May", hdrs[i].opt, hdrs[i].val, doc ? "--filename" : NULL,
+		        "may.pdf", NULL);
+		if (r.rc != 0)
+			fail_msg("%s: rc %d: %s", hdrs[i].opt, r.rc, r.err);
+		j = json_loads(F.body, 0, NULL);
+		json_t *t = json_object_get(j, "template");
+		assert_string_equal(json_string_value(json_object_get(t, "name")), "statement");
+		assert_int_equal(json_array_size(json_object_get(t, "parameters")), 1);
+		json_t *h = json_object_get(t, "header");
+		assert_string_equal(json_string_value(json_object_get(h, "type")), hdrs[i].type);
+		if (hdrs[i].key) {
+			assert_string_equal(json_string_value(json_object_get(h, hdrs[i].key)),
+			                    hdrs[i].val);
+		} else {
+			json_t *p = json_object_get(h, "parameters");
+			assert_int_equal(json_array_size(p), 1);
+			assert_string_equal(json_string_value(json_array_get(p, 0)), hdrs[i].val);
+		}
+		if (doc)
+			assert_string_equal(json_string_value(json_object_get(h, "filename")),
+			                    "may.pdf");
+		else
+			assert_null(json_object_get(h, "filename"));
+		json_decref(j);
+	}
+}
+
 static void test_api_errors(void **state)
 {
 	(void)state;
@@ -465,6 +579,7 @@ int main(void)
 		cmocka_unit_test(test_unreachable),
 		cmocka_unit_test(test_send_text),
 		cmocka_unit_test(test_send_template_sync),
+		cmocka_unit_test(test_send_content),
 		cmocka_unit_test(test_api_errors),
 		cmocka_unit_test(test_messages_get),
 		cmocka_unit_test(test_messages_list),

@@ -1127,6 +1127,162 @@ static void test_latency_and_stop_while_suspended(void **state)
 	env_stop(e);
 }
 
+/* Finds the index of the first POST carrying an inbound message; -1 if none. */
+static int first_inbound_post(struct env *e, struct wh_parsed *out)
+{
+	int found = -1;
+	pthread_mutex_lock(&e->rv.lock);
+	for (size_t i = 0; i < e->rv.n && found < 0; i++) {
+		struct wh_parsed p;
+		check_and_parse(e->acct, &e->rv.hooks[i], &p);
+		if (p.ninbound) {
+			found = (int)i;
+			*out = p;
+		} else {
+			wh_parsed_clear(&p);
+		}
+	}
+	pthread_mutex_unlock(&e->rv.lock);
+	return found;
+}
+
+/* The index of the POST carrying wamid's "read"; -1 if none. */
+static int read_post(struct env *e, const char *wamid)
+{
+	int found = -1;
+	pthread_mutex_lock(&e->rv.lock);
+	for (size_t i = 0; i < e->rv.n && found < 0; i++) {
+		struct wh_parsed p;
+		check_and_parse(e->acct, &e->rv.hooks[i], &p);
+		for (size_t k = 0; k < p.nstatuses; k++)
+			if (p.statuses[k].status == MSG_READ &&
+			    strcmp(p.statuses[k].provider_id, wamid) == 0)
+				found = (int)i;
+		wh_parsed_clear(&p);
+	}
+	pthread_mutex_unlock(&e->rv.lock);
+	return found;
+}
+
+/*
+ * sim.whatsapp.recipients: a scripted error refuses every send; a scripted
+ * press or reply makes the recipient read (even with read_rate 0) and then,
+ * after the POST carrying "read" is done, answer with context = the message.
+ */
+static void test_scripted_recipients(void **state)
+{
+	(void)state;
+	struct env *e =
+	    env_start("    read_rate: 0\n"
+	              "    recipients:\n"
+	              "      \"+44 7911 000001\": {press: \"no\"}\n"
+	              "      \"447911000002\": {reply: \"ok, thanks\", press: PAY_NOW}\n"
+	              "      \"447911000003\": {error: 131047}\n");
+	struct send_outcome o;
+	struct resp r;
+
+	/* The scripted error, every time, classified as Herald classifies it. */
+	for (int i = 0; i < 2; i++) {
+		json_t *j = send_msg(e, e->acct, "01JCCCCCCCCCCCCCCCCCCCCCC1", "447911000003",
+		                     "{\"type\":\"text\",\"text\":\"hi\"}", &o, &r);
+		assert_int_equal(r.status, 400);
+		json_t *err = json_object_get(j, "error");
+		assert_int_equal(json_integer_value(json_object_get(err, "code")), 131047);
+		assert_non_null(
+		    strstr(json_string_value(json_object_get(err, "message")), "Re-engagement"));
+		assert_int_equal(o.cls, OUTCOME_PERMANENT);
+		assert_string_equal(o.error_code, "131047");
+		json_decref(j);
+		free(r.body);
+	}
+	assert_int_equal(stat(e, "rejected", "permanent"), 2);
+
+	/* An interactive message: the press picks the button named "no". */
+	json_t *j = send_msg(e, e->acct, "01JCCCCCCCCCCCCCCCCCCCCCC2", "447911000001",
+	                     "{\"type\":\"text\",\"text\":\"Pay?\",\"buttons\":[{\"id\":\"yes\","
+	                     "\"title\":\"Yes\"},{\"id\":\"no\",\"title\":\"No\"}]}",
+	                     &o, &r);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(o.cls, OUTCOME_OK);
+	char wamid1[HR_PROVIDER_ID_MAX];
+	hr_strlcpy(wamid1, o.provider_id, sizeof wamid1);
+	json_decref(j);
+	free(r.body);
+	assert_true(recv_wait(&e->rv, 4, 5000) >= 4); /* sent, delivered, read, the press */
+	wait_idle(e, 5000);
+	struct wh_parsed p;
+	int at = first_inbound_post(e, &p);
+	assert_true(at >= 0);
+	assert_true(at > read_post(e, wamid1)); /* read first, then the press */
+	assert_true(read_post(e, wamid1) >= 0);
+	assert_int_equal(p.ninbound, 1);
+	assert_string_equal(p.inbound[0].kind, "interactive");
+	assert_string_equal(p.inbound[0].payload, "no");
+	assert_string_equal(p.inbound[0].text, "No");
+	assert_string_equal(p.inbound[0].context_id, wamid1);
+	assert_string_equal(p.inbound[0].from, "447911000001");
+	wh_parsed_clear(&p);
+	recv_clear(&e->rv);
+
+	/* A template: a text reply and the quick-reply press, in one POST. */
+	j = send_msg(e, e->acct, "01JCCCCCCCCCCCCCCCCCCCCCC3", "447911000002",
+	             "{\"type\":\"template\",\"template\":{\"name\":\"payment_reminder\","
+	             "\"language\":\"en_GB\",\"parameters\":[\"Ana\"],\"buttons\":[{\"index\":0,"
+	             "\"payload\":\"PAY_NOW\"}]}}",
+	             &o, &r);
+	assert_int_equal(r.status, 200);
+	char wamid2[HR_PROVIDER_ID_MAX];
+	hr_strlcpy(wamid2, o.provider_id, sizeof wamid2);
+	json_decref(j);
+	free(r.body);
+	assert_true(recv_wait(&e->rv, 4, 5000) >= 4);
+	wait_idle(e, 5000);
+	at = first_inbound_post(e, &p);
+	assert_true(at > read_post(e, wamid2) && read_post(e, wamid2) >= 0);
+	assert_int_equal(p.ninbound, 2);
+	assert_string_equal(p.inbound[0].kind, "text");
+	assert_string_equal(p.inbound[0].text, "ok, thanks");
+	assert_string_equal(p.inbound[0].context_id, wamid2);
+	assert_string_equal(p.inbound[1].kind, "button");
+	assert_string_equal(p.inbound[1].payload, "PAY_NOW");
+	assert_string_equal(p.inbound[1].context_id, wamid2);
+	assert_string_not_equal(p.inbound[0].provider_msg_id, p.inbound[1].provider_msg_id);
+	wh_parsed_clear(&p);
+	recv_clear(&e->rv);
+
+	/* A plain text has no button to press: read, and nothing more. */
+	j = send_text(e, "01JCCCCCCCCCCCCCCCCCCCCCC4", "447911000001", "plain", &o);
+	json_decref(j);
+	assert_true(recv_wait(&e->rv, 3, 5000) >= 3);
+	wait_idle(e, 5000);
+	usleep(100000);
+	assert_true(read_post(e, o.provider_id) >= 0);
+	assert_int_equal(first_inbound_post(e, &p), -1);
+	assert_int_equal(e->rv.n, 3);
+	recv_clear(&e->rv);
+
+	/* /sim/config shows the scripts and can drop them. */
+	json_t *cfg = sim_get(e, "/sim/config", NULL);
+	json_t *rs = json_object_get(cfg, "recipients");
+	assert_int_equal(json_object_size(rs), 3);
+	assert_int_equal(
+	    json_integer_value(json_object_get(json_object_get(rs, "447911000003"), "error")),
+	    131047);
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(rs, "447911000001"), "press")), "no");
+	json_decref(cfg);
+	long status;
+	j = sim_post(e, "/sim/config", "{\"recipients\":{\"447911000003\":{\"bogus\":1}}}",
+	             &status);
+	assert_int_equal(status, 400);
+	json_decref(j);
+	set_knobs(e, "{\"recipients\":null}");
+	j = send_text(e, "01JCCCCCCCCCCCCCCCCCCCCCC5", "447911000003", "now?", &o);
+	assert_int_equal(o.cls, OUTCOME_OK);
+	json_decref(j);
+	env_stop(e);
+}
+
 static void test_config_errors_and_port_file(void **state)
 {
 	(void)state;
@@ -1138,6 +1294,19 @@ static void test_config_errors_and_port_file(void **state)
 	    {"sim:\n  whatsapp:\n    bogus: 1\n", "sim.whatsapp.bogus"},
 	    {"sim:\n  whatsapp:\n    webhook_batch: 0\n", "sim.whatsapp.webhook_batch"},
 	    {"sim:\n  webhook_retry_s: -1\n", "sim.webhook_retry_s"},
+	    {"sim:\n  whatsapp:\n    recipients: [1]\n", "sim.whatsapp.recipients"},
+	    {"sim:\n  whatsapp:\n    recipients:\n      abc: {reply: hi}\n",
+	     "sim.whatsapp.recipients"},
+	    {"sim:\n  whatsapp:\n    recipients:\n      \"+44 7911 000001\": 5\n",
+	     "sim.whatsapp.recipients"},
+	    {"sim:\n  whatsapp:\n    recipients:\n      \"+44 7911 000001\": {error: x}\n",
+	     "sim.whatsapp.recipients.447911000001.error"},
+	    {"sim:\n  whatsapp:\n    recipients:\n      \"447911000001\": {error: 0}\n",
+	     "sim.whatsapp.recipients.447911000001.error"},
+	    {"sim:\n  whatsapp:\n    recipients:\n      \"447911000001\": {reply: \"\"}\n",
+	     "sim.whatsapp.recipients.447911000001.reply"},
+	    {"sim:\n  whatsapp:\n    recipients:\n      \"447911000001\": {shout: hi}\n",
+	     "sim.whatsapp.recipients.447911000001.shout"},
 	    {"sim:\n  listen: nonsense\n", "sim.listen"},
 	    {"sim:\n  listen: localhost:0\n", "sim.listen"},
 	    {"tenants:\n  - id: t\n    accounts:\n      - id: a\n        channel: whatsapp\n"
@@ -1211,6 +1380,7 @@ int main(void)
 	    cmocka_unit_test(test_inbound),
 	    cmocka_unit_test(test_webhook_retry_and_give_up),
 	    cmocka_unit_test(test_latency_and_stop_while_suspended),
+	    cmocka_unit_test(test_scripted_recipients),
 	    cmocka_unit_test(test_config_errors_and_port_file),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

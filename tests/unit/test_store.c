@@ -2137,11 +2137,20 @@ static void test_claim_suppressed(void **state)
 	struct message out[8];
 	size_t n;
 	assert_int_equal(st->ops->claim(st, "sms1", now, 30 * SEC, 8, out, &n), 0);
-	assert_int_equal(n, 1);
-	assert_string_equal(out[0].id, ok1);
-	assert_int_equal(out[0].status, MSG_SENDING);
-	assert_string_equal(out[0].recipient, "+15550002");
-	message_clear(&out[0]);
+	/* The two opted-out ones come back marked SUPPRESSED (not to be sent),
+	 * in claim order; only ok1 is SENDING. */
+	assert_int_equal(n, 3);
+	assert_string_equal(out[0].id, stop1);
+	assert_int_equal(out[0].status, MSG_SUPPRESSED);
+	assert_string_equal(out[0].error_code, "suppressed");
+	assert_string_equal(out[0].error_text, "inbound STOP");
+	assert_string_equal(out[1].id, ok1);
+	assert_int_equal(out[1].status, MSG_SENDING);
+	assert_string_equal(out[1].recipient, "+15550002");
+	assert_string_equal(out[2].id, stop2);
+	assert_int_equal(out[2].status, MSG_SUPPRESSED);
+	for (size_t i = 0; i < n; i++)
+		message_clear(&out[i]);
 
 	const char *gone[] = {stop1, stop2};
 	for (size_t i = 0; i < 2; i++) {
@@ -2370,7 +2379,11 @@ static void test_alias_then_suppressed(void **state)
 	struct message out[4];
 	size_t n;
 	assert_int_equal(st->ops->claim(st, "tg1", now + SEC, 30 * SEC, 4, out, &n), 0);
-	assert_int_equal(n, 0);
+	assert_int_equal(n, 2); /* a (retried) and b: both marked, neither to send */
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(out[i].status, MSG_SUPPRESSED);
+		message_clear(&out[i]);
+	}
 	struct message g = msg_of(st, b);
 	assert_int_equal(g.status, MSG_SUPPRESSED);
 	assert_string_equal(g.recipient, "-2");
@@ -2417,7 +2430,9 @@ static void test_record_suppress_flag(void **state)
 	queue_to(st, "t1", "sms1", "sms", "+15557654321", now - SEC, b);
 	struct message out[2];
 	assert_int_equal(st->ops->claim(st, "sms1", now + SEC, 30 * SEC, 2, out, &n), 0);
-	assert_int_equal(n, 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(out[0].status, MSG_SUPPRESSED);
+	message_clear(&out[0]);
 	assert_int_equal(status_of(st, b), MSG_SUPPRESSED);
 
 	/* Without the flag nothing is suppressed; a stale outcome with it still

@@ -431,7 +431,8 @@ static void test_validate(void **state)
 	    {json_pack("{s:s,s:s}", "type", "text", "text", ""), "text"},
 	    {json_pack("{s:s,s:i}", "type", "text", "text", 5), "text"},
 	    {json_pack("{s:s}", "text", "no type"), "type"},
-	    {json_pack("{s:s}", "type", "image"), "type"},
+	    {json_pack("{s:s}", "type", "card"), "type"},
+	    {json_pack("{s:s}", "type", "image"), "image"},
 	    {json_pack("[]"), "content"},
 	    {json_pack("{s:s,s:{s:s,s:s,s:[s,s]}}", "type", "template", "template", "name",
 	               "payment_reminder", "language", "en_GB", "parameters", "Ana", "£120.00"),
@@ -491,6 +492,197 @@ static void test_validate(void **state)
 	free(t4097);
 	free(p1025);
 	free(n513);
+}
+
+/*
+ * Every content shape of channel.h against WhatsApp's rules, as JSON text:
+ * NULL field means valid, otherwise the field the error must name.
+ */
+static void test_validate_types(void **state)
+{
+	(void)state;
+#define TPL(extra)                                                                                 \
+	"{\"type\":\"template\",\"template\":{\"name\":\"statement\",\"language\":\"en_GB\"" extra \
+	"}}"
+	char *t1024 = repeat("b", 1024), *t1025 = repeat("b", 1025), *id256 = repeat("i", 256);
+	char *id257 = repeat("i", 257), *t61 = repeat("h", 61), *c1025 = repeat("ç", 1025);
+	char long_body[1200], long_id[400], long_id2[400], head61[200], cap[2200], okbody[1200];
+	snprintf(okbody, sizeof okbody,
+	         "{\"type\":\"text\",\"text\":\"%s\",\"buttons\":[{\"id\":\"a\",\"title\":\"A\"}]}",
+	         t1024);
+	snprintf(long_body, sizeof long_body,
+	         "{\"type\":\"text\",\"text\":\"%s\",\"buttons\":[{\"id\":\"a\",\"title\":\"A\"}]}",
+	         t1025);
+	snprintf(long_id, sizeof long_id,
+	         "{\"type\":\"text\",\"text\":\"x\",\"buttons\":[{\"id\":\"%s\",\"title\":\"A\"}]}",
+	         id256);
+	snprintf(long_id2, sizeof long_id2,
+	         "{\"type\":\"text\",\"text\":\"x\",\"buttons\":[{\"id\":\"%s\",\"title\":\"A\"}]}",
+	         id257);
+	snprintf(head61, sizeof head61, TPL(",\"header\":{\"type\":\"text\",\"text\":\"%s\"}"),
+	         t61);
+	snprintf(
+	    cap, sizeof cap,
+	    "{\"type\":\"image\",\"image\":{\"url\":\"https://x.test/a.png\",\"caption\":\"%s\"}}",
+	    c1025);
+	struct {
+		const char *content;
+		const char *field;
+	} cases[] = {
+	    /* text + reply buttons (interactive) */
+	    {"{\"type\":\"text\",\"text\":\"Pay?\",\"buttons\":[{\"id\":\"yes\",\"title\":\"Yes\"},"
+	     "{\"id\":\"no\",\"title\":\"No\"},{\"id\":\"later\",\"title\":\"Ask me later!\"}]}",
+	     NULL},
+	    {okbody, NULL},
+	    {long_body, "text"},
+	    {long_id, NULL},
+	    {long_id2, "buttons[0].id"},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"buttons\":[]}", "buttons"},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"buttons\":{}}", "buttons"},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"buttons\":[{\"id\":\"a\",\"title\":\"A\"},{"
+	     "\"id\":"
+	     "\"b\",\"title\":\"B\"},{\"id\":\"c\",\"title\":\"C\"},{\"id\":\"d\",\"title\":\"D\"}]"
+	     "}",
+	     "buttons"},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"buttons\":[\"yes\"]}", "buttons[0]"},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"buttons\":[{\"title\":\"A\"}]}", "buttons[0].id"},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"buttons\":[{\"id\":\"a\"}]}", "buttons[0].title"},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"buttons\":[{\"id\":\"a\",\"title\":\"\"}]}",
+	     "buttons[0].title"},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"buttons\":[{\"id\":\"a\",\"title\":"
+	     "\"123456789012345678901\"}]}",
+	     "buttons[0].title"},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"buttons\":[{\"id\":\"a\",\"title\":"
+	     "\"ééééééééééééééééééé👍\"}]}",
+	     NULL}, /* 20 characters, 42 bytes */
+	    {"{\"type\":\"text\",\"text\":\"x\",\"buttons\":[{\"id\":\" a\",\"title\":\"A\"}]}",
+	     "buttons[0].id"},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"buttons\":[{\"id\":\"a\",\"title\":\"A\"},{"
+	     "\"id\":\"a\","
+	     "\"title\":\"B\"}]}",
+	     "buttons[1].id"},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"buttons\":[{\"id\":\"a\",\"title\":\"A\"},{"
+	     "\"id\":\"b\","
+	     "\"title\":\"A\"}]}",
+	     "buttons[1].title"},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"buttons\":[{\"id\":\"a\",\"title\":\"A\","
+	     "\"url\":\"https://x\"}]}",
+	     "buttons[0].url"},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"actions\":[{\"title\":\"Call\",\"dial\":\"+"
+	     "1555\"}]}",
+	     "actions"},
+	    /* options */
+	    {"{\"type\":\"text\",\"text\":\"see "
+	     "https://x.test\",\"options\":{\"preview_url\":true}}",
+	     NULL},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"options\":{\"preview_url\":\"yes\"}}",
+	     "options.preview_url"},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"options\":{\"parse_mode\":\"HTML\"}}",
+	     "options.parse_mode"},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"options\":[]}", "options"},
+	    /* document and image */
+	    {"{\"type\":\"document\",\"document\":{\"url\":\"https://x.test/s.pdf\","
+	     "\"filename\":\"statement.pdf\",\"caption\":\"Your statement\"}}",
+	     NULL},
+	    {"{\"type\":\"document\",\"document\":{\"url\":\"http://127.0.0.1:1/s.pdf\"}}", NULL},
+	    {"{\"type\":\"document\",\"document\":{\"filename\":\"s.pdf\"}}", "document.url"},
+	    {"{\"type\":\"document\",\"document\":{\"url\":\"ftp://x.test/s.pdf\"}}",
+	     "document.url"},
+	    {"{\"type\":\"document\",\"document\":{\"url\":\"https://\"}}", "document.url"},
+	    {"{\"type\":\"document\",\"document\":{\"url\":\"https://x.test/a b.pdf\"}}",
+	     "document.url"},
+	    {"{\"type\":\"document\",\"document\":{\"url\":\"https://x.test/"
+	     "s.pdf\",\"filename\":7}}",
+	     "document.filename"},
+	    {"{\"type\":\"document\",\"document\":{\"url\":\"https://x.test/"
+	     "s.pdf\",\"name\":\"s\"}}",
+	     "document.name"},
+	    {"{\"type\":\"document\",\"document\":\"https://x.test/s.pdf\"}", "document"},
+	    {"{\"type\":\"document\"}", "document"},
+	    {"{\"type\":\"document\",\"document\":{\"url\":\"https://x.test/s.pdf\"},"
+	     "\"buttons\":[{\"id\":\"a\",\"title\":\"A\"}]}",
+	     "buttons"},
+	    {"{\"type\":\"image\",\"image\":{\"url\":\"https://x.test/"
+	     "a.png\",\"caption\":\"Look\"}}",
+	     NULL},
+	    {"{\"type\":\"image\",\"image\":{\"url\":\"https://x.test/a.png\",\"filename\":\"a\"}}",
+	     "image.filename"},
+	    {"{\"type\":\"image\",\"image\":{\"url\":\"https://x.test/a.png\",\"caption\":\"\"}}",
+	     "image.caption"},
+	    {cap, "image.caption"},
+	    /* templates with header and buttons */
+	    {TPL(",\"parameters\":[\"Ana\"],\"header\":{\"type\":\"document\",\"url\":"
+	         "\"https://x.test/s.pdf\",\"filename\":\"s.pdf\"},\"buttons\":[{\"index\":0,"
+	         "\"payload\":\"PAY_NOW\"},{\"index\":1,\"text\":\"inv/42\",\"type\":\"url\"}],"
+	         "\"regulatory\":{\"dlt_entity_id\":\"1\"}"),
+	     NULL},
+	    {TPL(",\"header\":{\"type\":\"text\",\"text\":\"Order 42\"}"), NULL},
+	    {TPL(",\"header\":{\"type\":\"text\",\"parameters\":[\"Order 42\"]}"), NULL},
+	    {TPL(",\"header\":{\"type\":\"image\",\"url\":\"https://x.test/a.png\"}"), NULL},
+	    {head61, "template.header.text"},
+	    {TPL(",\"header\":{\"type\":\"text\"}"), "template.header.text"},
+	    {TPL(",\"header\":{\"type\":\"text\",\"text\":\"a\",\"parameters\":[\"a\"]}"),
+	     "template.header.text"},
+	    {TPL(",\"header\":{\"type\":\"text\",\"parameters\":[\"a\",\"b\"]}"),
+	     "template.header.parameters"},
+	    {TPL(",\"header\":{\"type\":\"text\",\"parameters\":[5]}"),
+	     "template.header.parameters[0]"},
+	    {TPL(",\"header\":{\"type\":\"video\",\"url\":\"https://x.test/v.mp4\"}"),
+	     "template.header.type"},
+	    {TPL(",\"header\":{\"url\":\"https://x.test/v.mp4\"}"), "template.header.type"},
+	    {TPL(",\"header\":\"Order 42\""), "template.header"},
+	    {TPL(",\"header\":{\"type\":\"document\"}"), "template.header.url"},
+	    {TPL(",\"header\":{\"type\":\"image\",\"url\":\"https://x.test/a.png\",\"filename\":"
+	         "\"a.png\"}"),
+	     "template.header.filename"},
+	    {TPL(",\"buttons\":{}"), "template.buttons"},
+	    {TPL(",\"buttons\":[{\"payload\":\"P\"}]"), "template.buttons[0].index"},
+	    {TPL(",\"buttons\":[{\"index\":10,\"payload\":\"P\"}]"), "template.buttons[0].index"},
+	    {TPL(",\"buttons\":[{\"index\":\"0\",\"payload\":\"P\"}]"),
+	     "template.buttons[0].index"},
+	    {TPL(",\"buttons\":[{\"index\":0,\"payload\":\"P\"},{\"index\":0,\"payload\":\"Q\"}]"),
+	     "template.buttons[1].index"},
+	    {TPL(",\"buttons\":[{\"index\":0}]"), "template.buttons[0].payload"},
+	    {TPL(",\"buttons\":[{\"index\":0,\"payload\":\"P\",\"text\":\"t\"}]"),
+	     "template.buttons[0].payload"},
+	    {TPL(",\"buttons\":[{\"index\":0,\"payload\":\"\"}]"), "template.buttons[0].payload"},
+	    {TPL(",\"buttons\":[{\"index\":0,\"payload\":\"P\",\"type\":\"url\"}]"),
+	     "template.buttons[0].type"},
+	    {TPL(",\"buttons\":[{\"index\":0,\"payload\":\"P\",\"title\":\"Pay\"}]"),
+	     "template.buttons[0].title"},
+	    {TPL(",\"regulatory\":\"x\""), "template.regulatory"},
+	    {TPL(",\"category\":\"utility\""), "template.category"},
+	    /* RCS-only shapes */
+	    {"{\"type\":\"card\",\"card\":{\"title\":\"t\"}}", "type"},
+	    {"{\"type\":\"carousel\",\"cards\":[{\"title\":\"t\"}]}", "type"},
+	    {"{\"type\":\"sticker\"}", "type"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		json_error_t je;
+		json_t *c = json_loads(cases[i].content, 0, &je);
+		if (!c)
+			fail_msg("case %zu: bad JSON in the test: %s", i, je.text);
+		struct hr_err err = {0};
+		int rc = channel_whatsapp.validate(c, &err);
+		json_decref(c);
+		if (!cases[i].field && rc)
+			fail_msg("case %zu rejected: %s (%s)", i, err.msg, err.field);
+		if (cases[i].field) {
+			if (rc != HR_EINVAL)
+				fail_msg("case %zu accepted", i);
+			if (strcmp(err.field, cases[i].field) != 0)
+				fail_msg("case %zu: field '%s', want '%s' (%s)", i, err.field,
+				         cases[i].field, err.msg);
+			assert_non_null(strstr(err.msg, cases[i].field));
+		}
+	}
+#undef TPL
+	free(t1024);
+	free(t1025);
+	free(id256);
+	free(id257);
+	free(t61);
+	free(c1025);
 }
 
 /* ---- build_send ---- */
@@ -608,6 +800,240 @@ static void test_build_send_template(void **state)
 	json_t *tpl = json_object_get(b, "template");
 	assert_int_equal(json_object_size(tpl), 2);
 	assert_null(json_object_get(tpl, "components"));
+	json_decref(b);
+	http_req_clear(&req);
+	channel_account_free(a);
+}
+
+/* Asserts obj has exactly the given keys (NULL-terminated). */
+static void keys_are(json_t *obj, ...)
+{
+	va_list ap;
+	va_start(ap, obj);
+	size_t n = 0;
+	for (const char *k = va_arg(ap, const char *); k; k = va_arg(ap, const char *), n++)
+		if (!json_object_get(obj, k))
+			fail_msg("key '%s' missing in %s", k, json_dumps(obj, JSON_COMPACT));
+	va_end(ap);
+	if (json_object_size(obj) != n)
+		fail_msg("%zu keys, want %zu: %s", json_object_size(obj), n,
+		         json_dumps(obj, JSON_COMPACT));
+}
+
+/* The fields every send carries, whatever its type. */
+static void check_envelope(json_t *b, const char *type)
+{
+	assert_string_equal(jstr(b, "messaging_product", NULL, NULL), "whatsapp");
+	assert_string_equal(jstr(b, "recipient_type", NULL, NULL), "individual");
+	assert_string_equal(jstr(b, "to", NULL, NULL), "447911123456");
+	assert_string_equal(jstr(b, "type", NULL, NULL), type);
+	assert_string_equal(jstr(b, "biz_opaque_callback_data", NULL, NULL),
+	                    "01JABCDEFGHJKMNPQRSTVWXYZ0");
+	keys_are(b, "messaging_product", "recipient_type", "to", "type", "biz_opaque_callback_data",
+	         type, NULL);
+}
+
+static void test_build_send_interactive(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load("wa1", ACCT_CONFIG, &err);
+	assert_non_null(a);
+	struct http_req req;
+	json_t *b = build(a,
+	                  "{\"type\":\"text\",\"text\":\"Pay £120 now?\",\"buttons\":["
+	                  "{\"id\":\"pay\",\"title\":\"Pay now\"},{\"id\":\"later\",\"title\":"
+	                  "\"Later\"}],\"options\":{\"preview_url\":true}}",
+	                  &req);
+	assert_string_equal(req.url, "http://127.0.0.1:9090/v21.0/106540352242922/messages");
+	assert_true(has_header(req.headers, "Authorization: Bearer tok-123"));
+	check_envelope(b, "interactive");
+	json_t *it = json_object_get(b, "interactive");
+	keys_are(it, "type", "body", "action", NULL);
+	assert_string_equal(jstr(it, "type", NULL, NULL), "button");
+	keys_are(json_object_get(it, "body"), "text", NULL);
+	assert_string_equal(jstr(it, "body", "text", NULL), "Pay £120 now?");
+	json_t *action = json_object_get(it, "action");
+	keys_are(action, "buttons", NULL);
+	json_t *btns = json_object_get(action, "buttons");
+	assert_int_equal(json_array_size(btns), 2);
+	const char *want[2][2] = {{"pay", "Pay now"}, {"later", "Later"}};
+	for (size_t i = 0; i < 2; i++) {
+		json_t *bt = json_array_get(btns, i);
+		keys_are(bt, "type", "reply", NULL);
+		assert_string_equal(jstr(bt, "type", NULL, NULL), "reply");
+		keys_are(json_object_get(bt, "reply"), "id", "title", NULL);
+		assert_string_equal(jstr(bt, "reply", "id", NULL), want[i][0]);
+		assert_string_equal(jstr(bt, "reply", "title", NULL), want[i][1]);
+	}
+	json_decref(b);
+	http_req_clear(&req);
+
+	/* preview_url from options on a plain text. */
+	b = build(
+	    a, "{\"type\":\"text\",\"text\":\"https://x.test\",\"options\":{\"preview_url\":true}}",
+	    &req);
+	check_envelope(b, "text");
+	keys_are(json_object_get(b, "text"), "preview_url", "body", NULL);
+	assert_true(json_is_true(json_object_get(json_object_get(b, "text"), "preview_url")));
+	json_decref(b);
+	http_req_clear(&req);
+
+	/* Actions are refused before anything is built. */
+	struct message m = {.id = "x", .recipient = "447911123456"};
+	m.content = "{\"type\":\"text\",\"text\":\"x\",\"actions\":[{\"title\":\"t\",\"url\":"
+	            "\"https://x\"}]}";
+	assert_int_equal(a->ops->build_send(a, &m, &req, &err), HR_EINVAL);
+	assert_string_equal(err.field, "actions");
+	assert_null(req.body);
+	m.content = "{\"type\":\"card\",\"card\":{\"title\":\"t\"}}";
+	assert_int_equal(a->ops->build_send(a, &m, &req, &err), HR_EINVAL);
+	assert_string_equal(err.field, "type");
+	channel_account_free(a);
+}
+
+static void test_build_send_media(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load("wa1", ACCT_CONFIG, &err);
+	assert_non_null(a);
+	struct http_req req;
+	json_t *b =
+	    build(a,
+	          "{\"type\":\"document\",\"document\":{\"url\":\"https://files.test/s.pdf\","
+	          "\"filename\":\"statement.pdf\",\"caption\":\"Your statement\"}}",
+	          &req);
+	check_envelope(b, "document");
+	json_t *d = json_object_get(b, "document");
+	keys_are(d, "link", "filename", "caption", NULL);
+	assert_string_equal(jstr(d, "link", NULL, NULL), "https://files.test/s.pdf");
+	assert_string_equal(jstr(d, "filename", NULL, NULL), "statement.pdf");
+	assert_string_equal(jstr(d, "caption", NULL, NULL), "Your statement");
+	json_decref(b);
+	http_req_clear(&req);
+
+	/* Only what was given. */
+	b = build(a, "{\"type\":\"document\",\"document\":{\"url\":\"https://files.test/s.pdf\"}}",
+	          &req);
+	check_envelope(b, "document");
+	keys_are(json_object_get(b, "document"), "link", NULL);
+	json_decref(b);
+	http_req_clear(&req);
+
+	b = build(a,
+	          "{\"type\":\"image\",\"image\":{\"url\":\"https://files.test/a.png\","
+	          "\"caption\":\"Look é\"}}",
+	          &req);
+	check_envelope(b, "image");
+	keys_are(json_object_get(b, "image"), "link", "caption", NULL);
+	assert_string_equal(jstr(b, "image", "link", NULL), "https://files.test/a.png");
+	assert_string_equal(jstr(b, "image", "caption", NULL), "Look é");
+	json_decref(b);
+	http_req_clear(&req);
+	channel_account_free(a);
+}
+
+/* The PROVIDERS.md example, field by field: document header, body, quick reply. */
+static void test_build_send_template_components(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load("wa1", ACCT_CONFIG, &err);
+	assert_non_null(a);
+	struct http_req req;
+	json_t *b = build(a,
+	                  "{\"type\":\"template\",\"template\":{\"name\":\"payment_reminder\","
+	                  "\"language\":\"en_GB\",\"parameters\":[\"Ana\",\"£120.00\"],"
+	                  "\"header\":{\"type\":\"document\",\"url\":\"https://files.test/s.pdf\","
+	                  "\"filename\":\"statement.pdf\"},"
+	                  "\"buttons\":[{\"index\":0,\"payload\":\"PAY_NOW\"},"
+	                  "{\"index\":2,\"text\":\"inv/42\",\"type\":\"url\"}],"
+	                  "\"regulatory\":{\"dlt_template_id\":\"1107\"}}}",
+	                  &req);
+	check_envelope(b, "template");
+	json_t *t = json_object_get(b, "template");
+	keys_are(t, "name", "language", "components", NULL);
+	assert_string_equal(jstr(t, "name", NULL, NULL), "payment_reminder");
+	keys_are(json_object_get(t, "language"), "code", NULL);
+	assert_string_equal(jstr(t, "language", "code", NULL), "en_GB");
+	json_t *comps = json_object_get(t, "components");
+	assert_int_equal(json_array_size(comps), 4);
+
+	json_t *h = json_array_get(comps, 0);
+	keys_are(h, "type", "parameters", NULL);
+	assert_string_equal(jstr(h, "type", NULL, NULL), "header");
+	assert_int_equal(json_array_size(json_object_get(h, "parameters")), 1);
+	json_t *hp = json_array_get(json_object_get(h, "parameters"), 0);
+	keys_are(hp, "type", "document", NULL);
+	assert_string_equal(jstr(hp, "type", NULL, NULL), "document");
+	keys_are(json_object_get(hp, "document"), "link", "filename", NULL);
+	assert_string_equal(jstr(hp, "document", "link", NULL), "https://files.test/s.pdf");
+	assert_string_equal(jstr(hp, "document", "filename", NULL), "statement.pdf");
+
+	json_t *body = json_array_get(comps, 1);
+	keys_are(body, "type", "parameters", NULL);
+	assert_string_equal(jstr(body, "type", NULL, NULL), "body");
+	json_t *bp = json_object_get(body, "parameters");
+	assert_int_equal(json_array_size(bp), 2);
+	keys_are(json_array_get(bp, 0), "type", "text", NULL);
+	assert_string_equal(jstr(json_array_get(bp, 0), "text", NULL, NULL), "Ana");
+	assert_string_equal(jstr(json_array_get(bp, 1), "text", NULL, NULL), "£120.00");
+
+	json_t *qr = json_array_get(comps, 2);
+	keys_are(qr, "type", "sub_type", "index", "parameters", NULL);
+	assert_string_equal(jstr(qr, "type", NULL, NULL), "button");
+	assert_string_equal(jstr(qr, "sub_type", NULL, NULL), "quick_reply");
+	assert_string_equal(jstr(qr, "index", NULL, NULL), "0"); /* a string, as Meta wants */
+	json_t *qp = json_array_get(json_object_get(qr, "parameters"), 0);
+	keys_are(qp, "type", "payload", NULL);
+	assert_string_equal(jstr(qp, "type", NULL, NULL), "payload");
+	assert_string_equal(jstr(qp, "payload", NULL, NULL), "PAY_NOW");
+
+	json_t *url = json_array_get(comps, 3);
+	keys_are(url, "type", "sub_type", "index", "parameters", NULL);
+	assert_string_equal(jstr(url, "sub_type", NULL, NULL), "url");
+	assert_string_equal(jstr(url, "index", NULL, NULL), "2");
+	json_t *up = json_array_get(json_object_get(url, "parameters"), 0);
+	keys_are(up, "type", "text", NULL);
+	assert_string_equal(jstr(up, "type", NULL, NULL), "text");
+	assert_string_equal(jstr(up, "text", NULL, NULL), "inv/42");
+	json_decref(b);
+	http_req_clear(&req);
+
+	/* Text header (both spellings) and image header; no body parameters. */
+	const char *text_headers[] = {"{\"type\":\"text\",\"text\":\"Order 42\"}",
+	                              "{\"type\":\"text\",\"parameters\":[\"Order 42\"]}"};
+	for (size_t i = 0; i < 2; i++) {
+		char c[256];
+		snprintf(c, sizeof c,
+		         "{\"type\":\"template\",\"template\":{\"name\":\"shipped\",\"language\":"
+		         "\"en\",\"header\":%s}}",
+		         text_headers[i]);
+		b = build(a, c, &req);
+		comps = json_object_get(json_object_get(b, "template"), "components");
+		assert_int_equal(json_array_size(comps), 1);
+		hp = json_array_get(json_object_get(json_array_get(comps, 0), "parameters"), 0);
+		keys_are(hp, "type", "text", NULL);
+		assert_string_equal(jstr(hp, "type", NULL, NULL), "text");
+		assert_string_equal(jstr(hp, "text", NULL, NULL), "Order 42");
+		json_decref(b);
+		http_req_clear(&req);
+	}
+	b = build(a,
+	          "{\"type\":\"template\",\"template\":{\"name\":\"promo\",\"language\":\"en\","
+	          "\"header\":{\"type\":\"image\",\"url\":\"https://files.test/p.png\"},"
+	          "\"buttons\":[{\"index\":1,\"payload\":\"STOP_PROMOS\"}]}}",
+	          &req);
+	comps = json_object_get(json_object_get(b, "template"), "components");
+	assert_int_equal(json_array_size(comps), 2);
+	hp = json_array_get(json_object_get(json_array_get(comps, 0), "parameters"), 0);
+	keys_are(hp, "type", "image", NULL);
+	assert_string_equal(jstr(hp, "type", NULL, NULL), "image");
+	keys_are(json_object_get(hp, "image"), "link", NULL);
+	assert_string_equal(jstr(hp, "image", "link", NULL), "https://files.test/p.png");
+	assert_string_equal(jstr(json_array_get(comps, 1), "sub_type", NULL, NULL), "quick_reply");
+	assert_string_equal(jstr(json_array_get(comps, 1), "index", NULL, NULL), "1");
 	json_decref(b);
 	http_req_clear(&req);
 	channel_account_free(a);
@@ -880,6 +1306,94 @@ static void test_parse_replies(void **state)
 	wh_parsed_clear(&p);
 }
 
+/* Media replies keep their caption; unknown interactive kinds are recorded
+ * bare; a press without context links nothing; errors name the path. */
+static void test_parse_more_inbound(void **state)
+{
+	(void)state;
+#define ONE(msg)                                                                                   \
+	"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\",\"changes\":[{"        \
+	"\"field\":\"messages\",\"value\":{\"messaging_product\":\"whatsapp\",\"messages\":[" msg  \
+	"]}}]}]}"
+	struct {
+		const char *body;
+		const char *kind, *ctx, *text, *payload; /* kind NULL: malformed, ctx = field */
+	} cases[] = {
+	    {ONE("{\"context\":{\"from\":\"15550783881\",\"id\":\"wamid.O1\"},\"from\":\"4479\","
+	         "\"id\":\"wamid.I1\",\"timestamp\":\"1750000200\",\"type\":\"image\",\"image\":{"
+	         "\"id\":\"media1\",\"mime_type\":\"image/jpeg\",\"sha256\":\"x\",\"caption\":"
+	         "\"my receipt\"}}"),
+	     "image", "wamid.O1", "my receipt", NULL},
+	    {ONE("{\"from\":\"4479\",\"id\":\"wamid.I2\",\"timestamp\":\"1750000201\",\"type\":"
+	         "\"document\",\"document\":{\"id\":\"media2\",\"filename\":\"id.pdf\","
+	         "\"mime_type\":\"application/pdf\"}}"),
+	     "document", "", NULL, NULL},
+	    {ONE("{\"context\":{\"id\":\"wamid.O3\"},\"from\":\"4479\",\"id\":\"wamid.I3\","
+	         "\"timestamp\":\"1750000202\",\"type\":\"interactive\",\"interactive\":{\"type\":"
+	         "\"nfm_reply\",\"nfm_reply\":{\"response_json\":\"{}\",\"body\":\"Sent\"}}}"),
+	     "interactive", "wamid.O3", NULL, NULL},
+	    {ONE("{\"from\":\"4479\",\"id\":\"wamid.I4\",\"timestamp\":\"1750000203\",\"type\":"
+	         "\"interactive\",\"interactive\":{\"type\":\"button_reply\",\"button_reply\":{"
+	         "\"id\":\"yes\",\"title\":\"Yes\"}}}"),
+	     "interactive", "", "Yes", "yes"},
+	    {ONE("{\"context\":{\"id\":\"wamid.O5\"},\"from\":\"4479\",\"id\":\"wamid.I5\","
+	         "\"timestamp\":\"1750000204\",\"type\":\"button\",\"button\":{\"payload\":"
+	         "\"PAY_NOW\"}}"),
+	     "button", "wamid.O5", NULL, "PAY_NOW"},
+	    {ONE("{\"from\":\"4479\",\"id\":\"wamid.I6\",\"timestamp\":\"1750000205\",\"type\":"
+	         "\"interactive\",\"interactive\":{\"type\":\"list_reply\",\"list_reply\":{"
+	         "\"title\":\"x\"}}}"),
+	     NULL, "entry[0].changes[0].value.messages[0].interactive.list_reply.id", NULL, NULL},
+	    {ONE("{\"from\":\"4479\",\"id\":\"wamid.I7\",\"timestamp\":\"1750000206\",\"type\":"
+	         "\"interactive\",\"interactive\":{}}"),
+	     NULL, "entry[0].changes[0].value.messages[0].interactive.type", NULL, NULL},
+	    {ONE("{\"from\":\"4479\",\"id\":\"wamid.I8\",\"timestamp\":\"1750000207\",\"type\":"
+	         "\"button\",\"button\":{\"payload\":7}}"),
+	     NULL, "entry[0].changes[0].value.messages[0].button.payload", NULL, NULL},
+	    {ONE("{\"from\":\"4479\",\"id\":\"wamid.I9\",\"timestamp\":\"1750000208\",\"type\":"
+	         "\"interactive\",\"interactive\":\"yes\"}"),
+	     NULL, "entry[0].changes[0].value.messages[0].interactive", NULL, NULL},
+	    {ONE("{\"context\":{\"id\":5},\"from\":\"4479\",\"id\":\"wamid.I10\",\"timestamp\":"
+	         "\"1750000209\",\"type\":\"text\",\"text\":{\"body\":\"x\"}}"),
+	     NULL, "entry[0].changes[0].value.messages[0].context.id", NULL, NULL},
+	};
+#undef ONE
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct wh_parsed p = {0};
+		struct hr_err err = {0};
+		int rc = channel_whatsapp.webhook_parse(NULL, cases[i].body, strlen(cases[i].body),
+		                                        &p, &err);
+		if (!cases[i].kind) {
+			if (rc != HR_EINVAL)
+				fail_msg("case %zu: rc %d", i, rc);
+			if (strcmp(err.field, cases[i].ctx) != 0)
+				fail_msg("case %zu: field '%s', want '%s'", i, err.field,
+				         cases[i].ctx);
+			assert_int_equal(p.ninbound, 0);
+			wh_parsed_clear(&p);
+			continue;
+		}
+		if (rc)
+			fail_msg("case %zu: %s", i, err.msg);
+		assert_int_equal(p.ninbound, 1);
+		struct wh_inbound *in = &p.inbound[0];
+		assert_string_equal(in->kind, cases[i].kind);
+		assert_string_equal(in->context_id, cases[i].ctx);
+		assert_string_equal(in->from, "4479");
+		if (cases[i].text)
+			assert_string_equal(in->text, cases[i].text);
+		else
+			assert_null(in->text);
+		if (cases[i].payload)
+			assert_string_equal(in->payload, cases[i].payload);
+		else
+			assert_null(in->payload);
+		assert_int_equal(in->optout, 0);
+		assert_null(in->auto_reply);
+		wh_parsed_clear(&p);
+	}
+}
+
 static void test_parse_malformed(void **state)
 {
 	(void)state;
@@ -995,12 +1509,17 @@ int main(void)
 	    cmocka_unit_test(test_account_set),
 	    cmocka_unit_test(test_normalize_recipient),
 	    cmocka_unit_test(test_validate),
+	    cmocka_unit_test(test_validate_types),
 	    cmocka_unit_test(test_build_send_text),
 	    cmocka_unit_test(test_build_send_template),
+	    cmocka_unit_test(test_build_send_interactive),
+	    cmocka_unit_test(test_build_send_media),
+	    cmocka_unit_test(test_build_send_template_components),
 	    cmocka_unit_test(test_parse_send_table),
 	    cmocka_unit_test(test_parse_vector),
 	    cmocka_unit_test(test_parse_multi),
 	    cmocka_unit_test(test_parse_replies),
+	    cmocka_unit_test(test_parse_more_inbound),
 	    cmocka_unit_test(test_parse_malformed),
 	    cmocka_unit_test(test_parse_send_utf8_error),
 	};
