@@ -7,6 +7,16 @@ bin="$top/build-release/herald"
 cfg="${HERALD_CONFIG:-$top/config/herald.yaml}"
 mkdir -p "$top/.herald"
 cd "$top/.herald"
+# The RCS demo account signs its token requests with a service-account key;
+# make one for the simulator to check (production uses Google's JSON file).
+if [ ! -f rbm-service-account.json ]; then
+  key=$(openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 2>/dev/null |
+        awk '{printf "%s\\n", $0}')
+  printf '{"type":"service_account","project_id":"herald-demo","private_key_id":"demo",'\
+'"private_key":"%s","client_email":"demo@herald-demo.iam.gserviceaccount.com",'\
+'"token_uri":"http://127.0.0.1:9090/token"}\n' "$key" > rbm-service-account.json
+  chmod 600 rbm-service-account.json
+fi
 "$bin" sim --config "$cfg" &
 sim=$!
 trap 'kill $sim 2>/dev/null; wait $sim 2>/dev/null || true' EXIT
@@ -21,6 +31,9 @@ cat <<TXT
     $bin send --to +447911123456 --text "Hello from Herald"
     $bin send --to +447911123456 --template payment_reminder --lang en_GB \\
         --param Ana --param "£120.00" --param Friday --sync
+    $bin send --channel sms --to +447911123456 --text "Your code is 1234"
+    $bin send --channel rcs --to +447911123456 --text "Pay now?" --button yes:Yes --button no:No
+    $bin send --channel telegram --to 123456789 --text "Hello <b>there</b>" --option parse_mode=HTML
   Watch it get delivered and read:
     $bin messages get <id>
     $bin messages list

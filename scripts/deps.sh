@@ -3,7 +3,8 @@
 # missing. Usage: scripts/deps.sh [build|test|bench]
 set -euo pipefail
 want=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev
-      libsqlite3-dev libjansson-dev libssl-dev libfyaml-dev libjwt-dev libcmocka-dev curl)
+      libsqlite3-dev libjansson-dev libssl-dev libfyaml-dev libjwt-dev libcmocka-dev curl
+      openssl)
 case "${1:-build}" in
   bench) want+=(wrk nginx-light sqlite3) ;;
 esac
