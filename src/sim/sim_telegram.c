@@ -28,6 +28,14 @@
 #include "sim/sim_int.h"
 #include "sim/sim_telegram_int.h"
 
+#define TG_TEXT_MAX 4096
+#define TG_CAPTION_MAX 1024
+#define TG_CB_DATA_MAX 64
+#define TG_BUTTONS_MAX 100
+#define TG_GROUP_USER 100000001LL /* who presses buttons in groups */
+#define TG_QUERY_INVALID                                                                           \
+	"Bad Request: query is too old and response timeout expired or query ID is invalid"
+
 /* ---------------------------------------------------------------------------
  * Small tables
  * ------------------------------------------------------------------------- */

@@ -30,7 +30,9 @@
  *
  * Threads: request threads use the tables under one mutex (never held for
  * I/O); one poster thread sends updates, retrying with backoff until
- * webhook_retry_s has passed.
+ * webhook_retry_s has passed. Files: sim_telegram.c (the Bot API, control
+ * endpoints, start/stop), sim_telegram_knobs.c, sim_telegram_post.c (the
+ * poster), sim_telegram_int.h (what they share).
  */
 #ifndef HR_SIM_TELEGRAM_H
 #define HR_SIM_TELEGRAM_H

@@ -17,17 +17,6 @@
 #include "herald.h"
 #include "sim/sim_telegram.h"
 
-#define TG_TEXT_MAX 4096
-#define TG_CAPTION_MAX 1024
-#define TG_CB_DATA_MAX 64
-#define TG_BUTTONS_MAX 100
-#define TG_POST_TIMEOUT_MS 10000L
-#define TG_RETRY_BASE_US 250000
-#define TG_RETRY_MAX_US 8000000
-#define TG_GROUP_USER 100000001LL /* who presses buttons in groups */
-#define TG_QUERY_INVALID                                                                           \
-	"Bad Request: query is too old and response timeout expired or query ID is invalid"
-
 struct tg_account {
 	char id[HR_NAME_MAX];
 	char *token;

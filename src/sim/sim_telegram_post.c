@@ -10,9 +10,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/crypto.h"
 #include "core/ratelimit.h"
 #include "sim/sim_int.h"
 #include "sim/sim_telegram_int.h"
+
+#define TG_POST_TIMEOUT_MS 10000L
+#define TG_RETRY_BASE_US 250000
+#define TG_RETRY_MAX_US 8000000
 
 void sim_tg_post_free(struct tg_post *p)
 {
