@@ -185,6 +185,13 @@ extern const struct channel_ops channel_sms;       /* twilio.c, name "sms"   */
 extern const struct channel_ops channel_rcs;       /* rbm.c, name "rcs"      */
 extern const struct channel_ops channel_telegram;  /* telegram.c             */
 
+/* Helpers every adapter uses (registry.c). */
+/* Retry-After as delta seconds or an HTTP date, in microseconds from now,
+ * capped at a day; 0 when absent or unparseable. */
+int64_t channel_retry_after_us(const char *value);
+/* A short printable excerpt of a non-JSON answer, for error texts. */
+void channel_body_excerpt(const char *body, size_t len, char *out, size_t outsz);
+
 /* The registry (registry.c): one line per channel. NULL if unknown. */
 const struct channel_ops *channel_find(const char *name);
 

@@ -404,15 +404,6 @@ static int rbm_http(const char *url, struct curl_slist *headers, const char *bod
 	return *resp ? 0 : HR_ENOMEM;
 }
 
-/* A printable excerpt of an answer for error texts. */
-static void rbm_excerpt(const char *body, size_t len, char *out, size_t outsz)
-{
-	size_t n = 0;
-	for (size_t i = 0; body && i < len && n + 1 < outsz && n < 200; i++)
-		out[n++] = (body[i] >= 0x20 && body[i] < 0x7f) ? body[i] : ' ';
-	out[n] = '\0';
-}
-
 /* ---------------------------------------------------------------------------
  * Access tokens
  * ------------------------------------------------------------------------- */
@@ -491,7 +482,7 @@ static int rbm_fetch_token(const struct rbm_priv *p, char **token, int64_t *ttl_
 		const char *e = json_string_value(json_object_get(root, "error"));
 		const char *d = json_string_value(json_object_get(root, "error_description"));
 		char ex[208];
-		rbm_excerpt(resp, strlen(resp), ex, sizeof ex);
+		channel_body_excerpt(resp, strlen(resp), ex, sizeof ex);
 		if (e)
 			snprintf(why, whysz, "token endpoint answered HTTP %ld: %.60s%s%.150s",
 			         status, e, d ? ": " : "", d ? d : "");
@@ -1208,28 +1199,6 @@ static int rbm_build_send(const struct channel_account *acct, const struct messa
 	return 0;
 }
 
-/* Retry-After as delta seconds or an HTTP date (curl_getdate parses those). */
-static int64_t rbm_retry_after_us(const char *v)
-{
-	if (!v)
-		return 0;
-	while (*v == ' ' || *v == '\t')
-		v++;
-	if (!*v)
-		return 0;
-	char *end;
-	long long secs = strtoll(v, &end, 10);
-	while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
-		end++;
-	if (end != v && *end == '\0')
-		return secs <= 0 ? 0 : (secs > 86400 ? 86400 : secs) * 1000000LL;
-	time_t when = curl_getdate(v, NULL);
-	if (when <= 0)
-		return 0;
-	int64_t delta = (int64_t)when * 1000000LL - hr_now_us();
-	return delta > 0 ? delta : 0;
-}
-
 /* The last path segment of "phones/+1.../agentMessages/{id}", if it fits. */
 static bool rbm_name_id(const char *name, char *out, size_t n)
 {
@@ -1272,11 +1241,11 @@ static void rbm_parse_send(const struct channel_account *acct, long http_status,
 {
 	struct rbm_priv *p = acct->priv;
 	memset(out, 0, sizeof *out);
-	out->retry_after_us = rbm_retry_after_us(retry_after);
+	out->retry_after_us = channel_retry_after_us(retry_after);
 	if (http_status == 0) {
 		out->cls = OUTCOME_TRANSIENT;
 		hr_strlcpy(out->error_code, "network", sizeof out->error_code);
-		rbm_excerpt(body, len, out->error_text, sizeof out->error_text);
+		channel_body_excerpt(body, len, out->error_text, sizeof out->error_text);
 		return;
 	}
 	json_error_t je;
@@ -1304,7 +1273,7 @@ static void rbm_parse_send(const struct channel_account *acct, long http_status,
 	if (msg)
 		hr_utf8_copy(out->error_text, msg, sizeof out->error_text);
 	else
-		rbm_excerpt(body, len, out->error_text, sizeof out->error_text);
+		channel_body_excerpt(body, len, out->error_text, sizeof out->error_text);
 	if (!out->error_text[0])
 		snprintf(out->error_text, sizeof out->error_text, "HTTP %ld", http_status);
 
@@ -1388,7 +1357,7 @@ static int rbm_capability(const struct channel_account *acct, const char *recipi
 	const char *gstatus = json_string_value(json_object_get(e, "status"));
 	const char *msg = json_string_value(json_object_get(e, "message"));
 	char ex[208];
-	rbm_excerpt(resp, strlen(resp), ex, sizeof ex);
+	channel_body_excerpt(resp, strlen(resp), ex, sizeof ex);
 	free(resp);
 	json_t *f = json_object_get(root, "features");
 	if (status == 200 && (!f || json_is_array(f))) {

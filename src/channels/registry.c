@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "channels/channel.h"
 
@@ -373,4 +374,36 @@ void account_set_clear(struct account_set *s)
 	free(s->retired);
 	pthread_rwlock_destroy(&s->lock);
 	memset(s, 0, sizeof *s);
+}
+
+int64_t channel_retry_after_us(const char *v)
+{
+	if (!v)
+		return 0;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	if (!*v)
+		return 0;
+	char *end;
+	long long secs = strtoll(v, &end, 10);
+	while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
+		end++;
+	if (end != v && *end == '\0')
+		return secs <= 0 ? 0 : (secs > 86400 ? 86400 : secs) * 1000000LL;
+	time_t when = curl_getdate(v, NULL);
+	if (when <= 0)
+		return 0;
+	int64_t delta = (int64_t)when * 1000000LL - hr_now_us();
+	if (delta > 86400 * 1000000LL)
+		delta = 86400 * 1000000LL;
+	return delta > 0 ? delta : 0;
+}
+
+void channel_body_excerpt(const char *body, size_t len, char *out, size_t outsz)
+{
+	size_t n = 0;
+	for (size_t i = 0; body && i < len && n + 1 < outsz && n < 200; i++)
+		out[n++] = (body[i] >= 0x20 && body[i] < 0x7f) ? body[i] : ' ';
+	if (outsz)
+		out[n] = '\0';
 }

@@ -689,15 +689,6 @@ static int64_t tg_retry_header_us(const char *v)
 	return (secs > 86400 ? 86400 : secs) * 1000000LL;
 }
 
-/* Non-JSON answers keep a short, printable prefix of the body as the text. */
-static void tg_body_excerpt(const char *body, size_t len, char *out, size_t outsz)
-{
-	size_t n = 0;
-	for (size_t i = 0; body && i < len && n + 1 < outsz && n < 200; i++)
-		out[n++] = (body[i] >= 0x20 && body[i] < 0x7f) ? body[i] : ' ';
-	out[n] = '\0';
-}
-
 /* "<chat id>:<message id>" from a sent Message, or false. */
 static bool tg_provider_id(json_t *msg, char *out, size_t n)
 {
@@ -725,7 +716,7 @@ static void tg_parse_send(const struct channel_account *acct, long http_status, 
 	if (http_status == 0) {
 		out->cls = OUTCOME_TRANSIENT;
 		hr_strlcpy(out->error_code, "network", sizeof out->error_code);
-		tg_body_excerpt(body, len, out->error_text, sizeof out->error_text);
+		channel_body_excerpt(body, len, out->error_text, sizeof out->error_text);
 		return;
 	}
 	json_error_t je;
@@ -754,7 +745,7 @@ static void tg_parse_send(const struct channel_account *acct, long http_status, 
 	if (desc)
 		hr_utf8_copy(out->error_text, desc, sizeof out->error_text);
 	else
-		tg_body_excerpt(body, len, out->error_text, sizeof out->error_text);
+		channel_body_excerpt(body, len, out->error_text, sizeof out->error_text);
 	if (!out->error_text[0])
 		snprintf(out->error_text, sizeof out->error_text, "HTTP %ld", http_status);
 

@@ -819,37 +819,6 @@ static const struct tw_code *tw_code_find(long code)
 	return NULL;
 }
 
-/* Retry-After as delta seconds or an HTTP date (curl_getdate parses those). */
-static int64_t tw_retry_after_us(const char *v)
-{
-	if (!v)
-		return 0;
-	while (*v == ' ' || *v == '\t')
-		v++;
-	if (!*v)
-		return 0;
-	char *end;
-	long long secs = strtoll(v, &end, 10);
-	while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
-		end++;
-	if (end != v && *end == '\0')
-		return secs <= 0 ? 0 : (secs > 86400 ? 86400 : secs) * 1000000LL;
-	time_t when = curl_getdate(v, NULL);
-	if (when <= 0)
-		return 0;
-	int64_t delta = (int64_t)when * 1000000LL - hr_now_us();
-	return delta > 0 ? delta : 0;
-}
-
-/* Non-JSON answers keep a short, printable prefix of the body as the text. */
-static void tw_body_excerpt(const char *body, size_t len, char *out, size_t outsz)
-{
-	size_t n = 0;
-	for (size_t i = 0; body && i < len && n + 1 < outsz && n < 200; i++)
-		out[n++] = (body[i] >= 0x20 && body[i] < 0x7f) ? body[i] : ' ';
-	out[n] = '\0';
-}
-
 /*
  * Classifies an answer to a send. A 2xx with a "sid" is accepted; a 2xx
  * without one is transient (the send's fate is unknown; the dispatcher's
@@ -862,11 +831,11 @@ static void tw_parse_send(const struct channel_account *acct, long http_status, 
 {
 	(void)acct;
 	memset(out, 0, sizeof *out);
-	out->retry_after_us = tw_retry_after_us(retry_after);
+	out->retry_after_us = channel_retry_after_us(retry_after);
 	if (http_status == 0) {
 		out->cls = OUTCOME_TRANSIENT;
 		hr_strlcpy(out->error_code, "network", sizeof out->error_code);
-		tw_body_excerpt(body, len, out->error_text, sizeof out->error_text);
+		channel_body_excerpt(body, len, out->error_text, sizeof out->error_text);
 		return;
 	}
 	json_error_t je;
@@ -904,7 +873,7 @@ static void tw_parse_send(const struct channel_account *acct, long http_status, 
 	else if (known)
 		hr_strlcpy(out->error_text, known->text, sizeof out->error_text);
 	else
-		tw_body_excerpt(body, len, out->error_text, sizeof out->error_text);
+		channel_body_excerpt(body, len, out->error_text, sizeof out->error_text);
 	if (!out->error_text[0])
 		snprintf(out->error_text, sizeof out->error_text, "HTTP %ld", http_status);
 	json_decref(root);

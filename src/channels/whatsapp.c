@@ -931,37 +931,6 @@ static const struct wa_code *wa_code_find(long code)
 	return NULL;
 }
 
-/* Retry-After as delta seconds or an HTTP date (curl_getdate parses those). */
-static int64_t wa_retry_after_us(const char *v)
-{
-	if (!v)
-		return 0;
-	while (*v == ' ' || *v == '\t')
-		v++;
-	if (!*v)
-		return 0;
-	char *end;
-	long long secs = strtoll(v, &end, 10);
-	while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
-		end++;
-	if (end != v && *end == '\0')
-		return secs <= 0 ? 0 : (secs > 86400 ? 86400 : secs) * 1000000LL;
-	time_t when = curl_getdate(v, NULL);
-	if (when <= 0)
-		return 0;
-	int64_t delta = (int64_t)when * 1000000LL - hr_now_us();
-	return delta > 0 ? delta : 0;
-}
-
-/* Non-JSON answers keep a short, printable prefix of the body as the text. */
-static void wa_body_excerpt(const char *body, size_t len, char *out, size_t outsz)
-{
-	size_t n = 0;
-	for (size_t i = 0; body && i < len && n + 1 < outsz && n < 200; i++)
-		out[n++] = (body[i] >= 0x20 && body[i] < 0x7f) ? body[i] : ' ';
-	out[n] = '\0';
-}
-
 /*
  * Classifies an answer to a send. The provider's error code decides when it
  * is known; otherwise the HTTP status does (429 rate limited, 5xx and 408
@@ -973,11 +942,11 @@ static void wa_parse_send(const struct channel_account *acct, long http_status, 
 {
 	(void)acct;
 	memset(out, 0, sizeof *out);
-	out->retry_after_us = wa_retry_after_us(retry_after);
+	out->retry_after_us = channel_retry_after_us(retry_after);
 	if (http_status == 0) {
 		out->cls = OUTCOME_TRANSIENT;
 		hr_strlcpy(out->error_code, "network", sizeof out->error_code);
-		wa_body_excerpt(body, len, out->error_text, sizeof out->error_text);
+		channel_body_excerpt(body, len, out->error_text, sizeof out->error_text);
 		return;
 	}
 	json_error_t je;
@@ -1014,7 +983,7 @@ static void wa_parse_send(const struct channel_account *acct, long http_status, 
 	if (msg)
 		hr_utf8_copy(out->error_text, msg, sizeof out->error_text);
 	else
-		wa_body_excerpt(body, len, out->error_text, sizeof out->error_text);
+		channel_body_excerpt(body, len, out->error_text, sizeof out->error_text);
 	if (!out->error_text[0])
 		snprintf(out->error_text, sizeof out->error_text, "HTTP %ld", http_status);
 	json_decref(root);
