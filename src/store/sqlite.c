@@ -750,8 +750,76 @@ static void sq_global_init(void)
 	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* WAL pages after which a commit asks the checkpointer to run (SQLite's own
+ * automatic checkpoint uses the same threshold, but inside the commit). */
+#define SQ_CKPT_PAGES 1000
+#define SQ_CKPT_IDLE_MS 1000
+
+/* Called by SQLite on the writer thread after each commit. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	(void)db, (void)name;
+	struct sq_store *s = arg;
+	if (pages >= SQ_CKPT_PAGES) {
+		pthread_mutex_lock(&s->clock);
+		if (!s->ckpt_wanted) {
+			s->ckpt_wanted = true;
+			pthread_cond_signal(&s->ccond);
+		}
+		pthread_mutex_unlock(&s->clock);
+	}
+	return SQLITE_OK;
+}
+
+/*
+ * Thread "herald-ckpt": PASSIVE checkpoints on its own connection, when the
+ * writer reports a big WAL and at least once a second. PASSIVE never blocks
+ * the writer or readers; a checkpoint that cannot finish (a reader holds an
+ * old snapshot) simply copies what it can and the next one continues.
+ */
+static void *ckpt_main(void *arg)
+{
+	struct sq_store *s = arg;
+	pthread_mutex_lock(&s->clock);
+	while (!s->ckpt_stop) {
+		if (!s->ckpt_wanted) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += SQ_CKPT_IDLE_MS / 1000;
+			pthread_cond_timedwait(&s->ccond, &s->clock, &ts);
+			if (s->ckpt_stop)
+				break;
+		}
+		s->ckpt_wanted = false;
+		pthread_mutex_unlock(&s->clock);
+		int log = 0, done = 0;
+		int rc = sqlite3_wal_checkpoint_v2(s->cdb, NULL, SQLITE_CHECKPOINT_PASSIVE, &log,
+		                                   &done);
+		if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
+			hr_log(HR_LOG_WARN, "store", "checkpoint failed: %s", sqlite3_errmsg(s->cdb));
+		pthread_mutex_lock(&s->clock);
+	}
+	pthread_mutex_unlock(&s->clock);
+	return NULL;
+}
+
+static void ckpt_stop(struct sq_store *s)
+{
+	if (!s->ckpt_running)
+		return;
+	pthread_mutex_lock(&s->clock);
+	s->ckpt_stop = true;
+	pthread_cond_signal(&s->ccond);
+	pthread_mutex_unlock(&s->clock);
+	pthread_join(s->ckpt, NULL);
+	s->ckpt_running = false;
+}
+
 static void sq_free(struct sq_store *s)
 {
+	ckpt_stop(s);
+	if (s->cdb)
+		sqlite3_close(s->cdb);
 	if (s->wdb) {
 		finalize_all(s->wdb);
 		sqlite3_close(s->wdb);
@@ -766,6 +834,8 @@ static void sq_free(struct sq_store *s)
 	pthread_mutex_destroy(&s->dlock);
 	pthread_mutex_destroy(&s->rlock);
 	pthread_cond_destroy(&s->rcond);
+	pthread_mutex_destroy(&s->clock);
+	pthread_cond_destroy(&s->ccond);
 	free(s->json.buf);
 	free(s->path);
 	free(s);
@@ -795,6 +865,8 @@ static int sq_open(const char *dsn, const struct store_opts *opts, struct store 
 	pthread_mutex_init(&s->dlock, NULL);
 	pthread_mutex_init(&s->rlock, NULL);
 	pthread_cond_init(&s->rcond, NULL);
+	pthread_mutex_init(&s->clock, NULL);
+	pthread_cond_init(&s->ccond, NULL);
 	atomic_init(&s->commits, 0);
 	atomic_init(&s->jobs, 0);
 
@@ -820,6 +892,19 @@ static int sq_open(const char *dsn, const struct store_opts *opts, struct store 
 		  "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;", err);
 	if (rc || (rc = migrate_conn(s->wdb, NULL, err)))
 		goto fail;
+	/* Checkpoints move off the writer (the hook replaces SQLite's automatic
+	 * checkpoint, which would run inside a commit and stall every caller
+	 * grouped into it behind its fsync). */
+	if ((rc = open_conn(dsn, false, &s->cdb, err)))
+		goto fail;
+	sqlite3_wal_hook(s->wdb, wal_hook, s);
+	rc = pthread_create(&s->ckpt, NULL, ckpt_main, s);
+	if (rc) {
+		rc = hr_fail(err, HR_EIO, "store", "cannot start checkpointer: %s", strerror(rc));
+		goto fail;
+	}
+	pthread_setname_np(s->ckpt, "herald-ckpt");
+	s->ckpt_running = true;
 	rc = pthread_create(&s->writer, NULL, writer_main, s);
 	if (rc) {
 		rc = hr_fail(err, HR_EIO, "store", "cannot start writer: %s", strerror(rc));

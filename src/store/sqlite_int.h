@@ -123,6 +123,15 @@ struct sq_store {
 	atomic_uint_fast64_t commits;
 	atomic_uint_fast64_t jobs;
 
+	/* checkpointer: WAL checkpoints (and their fsyncs) run on their own
+	 * connection and thread, so no commit waits behind one. */
+	sqlite3 *cdb;
+	pthread_t ckpt;
+	bool ckpt_running;
+	pthread_mutex_t clock;       /* guards the two fields below */
+	pthread_cond_t ccond;
+	bool ckpt_wanted, ckpt_stop;
+
 	/* readers */
 	pthread_mutex_t rlock;
 	pthread_cond_t rcond;
