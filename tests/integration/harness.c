@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -119,6 +120,9 @@ static void spawn(struct proc *p, const char *dir, const char *name, char *const
 	p->pid = fork();
 	assert_true(p->pid >= 0);
 	if (p->pid == 0) {
+		/* A test that fails an assertion skips its cleanup: make sure the
+		 * servers it started do not outlive it. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
 		dup2(fd, 1);
 		dup2(fd, 2);
