@@ -742,7 +742,9 @@ int dispatcher_start(struct store *st, struct account_set *accounts,
 	d->multi = curl_multi_init();
 	curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, (long)d->o.max_in_flight);
 	curl_multi_setopt(d->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-	if (pthread_create(&d->thread, NULL, dispatch_main, d) != 0) {
+	if (pthread_create(&d->thread, NULL, dispatch_main, d) == 0) {
+		pthread_setname_np(d->thread, "herald-dispatch");
+	} else {
 		curl_multi_cleanup(d->multi);
 		free(d->claim_buf);
 		free(d->accts);

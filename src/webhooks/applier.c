@@ -171,7 +171,9 @@ int applier_start(struct store *st, struct account_set *accounts, int batch, str
 	a->batch = batch > 0 ? batch : 500;
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->cond, NULL);
-	if (pthread_create(&a->thread, NULL, applier_main, a) != 0) {
+	if (pthread_create(&a->thread, NULL, applier_main, a) == 0) {
+		pthread_setname_np(a->thread, "herald-applier");
+	} else {
 		free(a);
 		return hr_fail(err, HR_EINTERNAL, NULL, "cannot start the applier thread");
 	}
