@@ -62,6 +62,9 @@ int64_t hr_now_us(void);
 int64_t hr_mono_us(void);
 /* Formats micros as RFC 3339 UTC with microseconds: 2026-01-15T10:00:00.123456Z */
 void hr_time_format(int64_t us, char out[32]);
+/* Parses RFC 3339 (fraction and +hh:mm offset allowed) into UTC microseconds;
+ * HR_EINVAL if it is not one. */
+int hr_time_parse(const char *s, int64_t *out);
 
 /*
  * Time-ordered ids (ULID: 48-bit millisecond time + 80 bits of randomness,

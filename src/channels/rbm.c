@@ -1493,54 +1493,6 @@ static void rbm_webhook_dedupe_key(const struct wh_request *req, char out[128])
 	json_decref(root);
 }
 
-/*
- * RFC 3339 ("2026-01-15T10:00:00.123456Z", a fraction and a +hh:mm offset
- * allowed) to UTC microseconds. strptime reads the calendar part.
- */
-static int rbm_time(const char *s, int64_t *out)
-{
-	struct tm tm;
-	memset(&tm, 0, sizeof tm);
-	const char *p = strptime(s, "%Y-%m-%d", &tm);
-	if (!p || (*p != 'T' && *p != 't'))
-		return HR_EINVAL;
-	p = strptime(p + 1, "%H:%M:%S", &tm);
-	if (!p)
-		return HR_EINVAL;
-	int64_t frac = 0;
-	if (*p == '.') {
-		int digits = 0;
-		for (p++; isdigit((unsigned char)*p); p++, digits++)
-			if (digits < 6)
-				frac = frac * 10 + (*p - '0');
-		if (digits == 0)
-			return HR_EINVAL;
-		for (; digits < 6; digits++)
-			frac *= 10;
-	}
-	int64_t off = 0;
-	if (*p == 'Z' || *p == 'z') {
-		p++;
-	} else if ((*p == '+' || *p == '-') && isdigit((unsigned char)p[1]) &&
-	           isdigit((unsigned char)p[2]) && p[3] == ':' && isdigit((unsigned char)p[4]) &&
-	           isdigit((unsigned char)p[5])) {
-		int hh = (p[1] - '0') * 10 + (p[2] - '0'), mm = (p[4] - '0') * 10 + (p[5] - '0');
-		if (hh > 23 || mm > 59)
-			return HR_EINVAL;
-		off = (int64_t)(hh * 3600 + mm * 60) * (*p == '+' ? 1 : -1);
-		p += 6;
-	} else {
-		return HR_EINVAL;
-	}
-	if (*p)
-		return HR_EINVAL;
-	time_t t = timegm(&tm);
-	if (t == (time_t)-1)
-		return HR_EINVAL;
-	*out = ((int64_t)t - off) * 1000000 + frac;
-	return 0;
-}
-
 /* Copies ev[key] (a non-empty string that fits) into dst; names data.key. */
 static int rbm_str(json_t *ev, const char *key, bool required, char *dst, size_t n,
                    struct hr_err *err)
@@ -1565,7 +1517,7 @@ static int rbm_send_time(json_t *ev, char *ts, size_t tsn, int64_t *us, struct h
 	if (!v)
 		return 0;
 	const char *s = json_string_value(v);
-	if (!s || strlen(s) >= tsn || rbm_time(s, us) != 0)
+	if (!s || strlen(s) >= tsn || hr_time_parse(s, us) != 0)
 		return hr_fail(err, HR_EINVAL, "data.sendTime",
 		               "data.sendTime must be an RFC 3339 time");
 	if (ts)

@@ -405,6 +405,17 @@ static void test_time_format(void **state)
 	char out[32];
 	hr_time_format(1768471200123456LL, out);
 	assert_string_equal(out, "2026-01-15T10:00:00.123456Z");
+	int64_t us = 0;
+	assert_int_equal(hr_time_parse(out, &us), 0);
+	assert_int_equal(us, 1768471200123456LL);
+	assert_int_equal(hr_time_parse("2026-01-15T12:30:00.5+02:30", &us), 0);
+	assert_int_equal(us, 1768471200500000LL);
+	assert_int_equal(hr_time_parse("2026-01-15T10:00:00Z", &us), 0);
+	assert_int_equal(us, 1768471200000000LL);
+	const char *bad[] = {"2026-01-15", "2026-01-15T10:00:00", "2026-01-15T10:00:00.Z",
+	                     "2026-01-15T10:00:00+2:00", "2026-01-15T10:00:00Zx", "yesterday"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_int_equal(hr_time_parse(bad[i], &us), HR_EINVAL);
 }
 
 int main(void)
