@@ -192,6 +192,17 @@ int64_t channel_retry_after_us(const char *value);
 /* A short printable excerpt of a non-JSON answer, for error texts. */
 void channel_body_excerpt(const char *body, size_t len, char *out, size_t outsz);
 
+/* Account config readers for adapters' account_load. Errors name the key as
+ * "accounts[<id>].<key>". */
+void channel_cfg_field(char *out, size_t n, const struct channel_account *a, const char *key);
+/* A non-empty string; *out NULL when absent and not required. */
+int channel_cfg_str(const struct channel_account *a, const char *key, bool required,
+                    const char **out, struct hr_err *err);
+/* A secret reference ("env:X", "file:/p" or a literal) resolved into *out
+ * (heap, caller frees); NULL when absent and not required. */
+int channel_cfg_secret(const struct channel_account *a, const char *key, bool required,
+                       char **out, struct hr_err *err);
+
 /* The registry (registry.c): one line per channel. NULL if unknown. */
 const struct channel_ops *channel_find(const char *name);
 

@@ -156,48 +156,6 @@ static bool rbm_is_http_url(const char *s)
  * Account configuration
  * ------------------------------------------------------------------------- */
 
-static void rbm_field(char *out, size_t n, const struct channel_account *a, const char *key)
-{
-	snprintf(out, n, "accounts[%s].%s", a->id, key);
-}
-
-static int rbm_cfg_str(const struct channel_account *a, const char *key, const char **out,
-                       struct hr_err *err)
-{
-	char field[96];
-	rbm_field(field, sizeof field, a, key);
-	json_t *v = json_object_get(a->config, key);
-	*out = NULL;
-	if (!v || json_is_null(v)) {
-		hr_fail(err, HR_EINVAL, field, "%s is required", field);
-		return HR_EINVAL;
-	}
-	if (!json_is_string(v) || !*json_string_value(v)) {
-		hr_fail(err, HR_EINVAL, field, "%s must be a non-empty string", field);
-		return HR_EINVAL;
-	}
-	*out = json_string_value(v);
-	return 0;
-}
-
-/* Resolves a required secret reference ("env:X", "file:/p" or a literal). */
-static int rbm_cfg_secret(const struct channel_account *a, const char *key, char **out,
-                          struct hr_err *err)
-{
-	const char *ref;
-	int rc = rbm_cfg_str(a, key, &ref, err);
-	if (rc)
-		return rc;
-	char field[96];
-	rbm_field(field, sizeof field, a, key);
-	*out = hr_secret_resolve(ref, field, err);
-	if (!*out)
-		return err && err->code ? err->code : HR_EINVAL;
-	if (!**out)
-		return hr_fail(err, HR_EINVAL, field, "%s resolves to an empty secret", field);
-	return 0;
-}
-
 /* Copies sa[key] (a non-empty string) to *out; errors name field.key. */
 static int rbm_sa_str(json_t *sa, const char *key, const char *field, bool required, char **out,
                       struct hr_err *err)
@@ -220,11 +178,11 @@ static int rbm_load_service_account(const struct channel_account *acct, struct r
                                     struct hr_err *err)
 {
 	char field[96];
-	rbm_field(field, sizeof field, acct, "service_account");
+	channel_cfg_field(field, sizeof field, acct, "service_account");
 	/* The JSON holds a private key: it stays in a file or the environment,
 	 * never in the config (which the store keeps and the API shows). */
 	const char *ref;
-	int rc = rbm_cfg_str(acct, "service_account", &ref, err);
+	int rc = channel_cfg_str(acct, "service_account", true, &ref, err);
 	if (rc)
 		return rc;
 	if (strncmp(ref, "file:", 5) != 0 && strncmp(ref, "env:", 4) != 0)
@@ -233,7 +191,7 @@ static int rbm_load_service_account(const struct channel_account *acct, struct r
 		               "env:NAME), not the JSON itself",
 		               field);
 	char *text = NULL;
-	if ((rc = rbm_cfg_secret(acct, "service_account", &text, err)))
+	if ((rc = channel_cfg_secret(acct, "service_account", true, &text, err)))
 		return rc;
 	json_error_t je;
 	json_t *sa = json_loads(text, 0, &je);
@@ -286,16 +244,16 @@ static int rbm_account_load(struct channel_account *acct, struct hr_err *err)
 	const char *base, *agent;
 	char field[96];
 	int rc;
-	if ((rc = rbm_cfg_str(acct, "base_url", &base, err)) ||
-	    (rc = rbm_cfg_str(acct, "agent_id", &agent, err)))
+	if ((rc = channel_cfg_str(acct, "base_url", true, &base, err)) ||
+	    (rc = channel_cfg_str(acct, "agent_id", true, &agent, err)))
 		return rc;
 	if (!rbm_is_http_url(base)) {
-		rbm_field(field, sizeof field, acct, "base_url");
+		channel_cfg_field(field, sizeof field, acct, "base_url");
 		return hr_fail(err, HR_EINVAL, field, "%s must start with http:// or https://",
 		               field);
 	}
 	if (!rbm_agent_ok(agent)) {
-		rbm_field(field, sizeof field, acct, "agent_id");
+		channel_cfg_field(field, sizeof field, acct, "agent_id");
 		return hr_fail(err, HR_EINVAL, field,
 		               "%s must be 1..128 letters, digits, '_', '-' or '.'", field);
 	}
@@ -316,7 +274,7 @@ static int rbm_account_load(struct channel_account *acct, struct hr_err *err)
 		goto fail;
 	}
 	if ((rc = rbm_load_service_account(acct, p, err)) ||
-	    (rc = rbm_cfg_secret(acct, "client_token", &p->client_token, err)))
+	    (rc = channel_cfg_secret(acct, "client_token", true, &p->client_token, err)))
 		goto fail;
 	acct->priv = p;
 	return 0;

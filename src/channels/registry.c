@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "channels/channel.h"
+#include "core/config.h"
 
 struct channel_entry {
 	const char *name;
@@ -406,4 +407,48 @@ void channel_body_excerpt(const char *body, size_t len, char *out, size_t outsz)
 		out[n++] = (body[i] >= 0x20 && body[i] < 0x7f) ? body[i] : ' ';
 	if (outsz)
 		out[n] = '\0';
+}
+
+void channel_cfg_field(char *out, size_t n, const struct channel_account *a, const char *key)
+{
+	snprintf(out, n, "accounts[%s].%s", a->id, key);
+}
+
+int channel_cfg_str(const struct channel_account *a, const char *key, bool required,
+                    const char **out, struct hr_err *err)
+{
+	char field[96];
+	channel_cfg_field(field, sizeof field, a, key);
+	json_t *v = json_object_get(a->config, key);
+	*out = NULL;
+	if (!v || json_is_null(v)) {
+		if (!required)
+			return 0;
+		return hr_fail(err, HR_EINVAL, field, "%s is required", field);
+	}
+	if (!json_is_string(v) || !*json_string_value(v))
+		return hr_fail(err, HR_EINVAL, field, "%s must be a non-empty string", field);
+	*out = json_string_value(v);
+	return 0;
+}
+
+int channel_cfg_secret(const struct channel_account *a, const char *key, bool required,
+                       char **out, struct hr_err *err)
+{
+	const char *ref;
+	*out = NULL;
+	int rc = channel_cfg_str(a, key, required, &ref, err);
+	if (rc || !ref)
+		return rc;
+	char field[96];
+	channel_cfg_field(field, sizeof field, a, key);
+	*out = hr_secret_resolve(ref, field, err);
+	if (!*out)
+		return err && err->code ? err->code : HR_EINVAL;
+	if (!**out) {
+		free(*out);
+		*out = NULL;
+		return hr_fail(err, HR_EINVAL, field, "%s resolves to an empty secret", field);
+	}
+	return 0;
 }

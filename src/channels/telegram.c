@@ -88,50 +88,6 @@ static void tg_priv_free(struct tg_priv *p)
  * Account configuration
  * ------------------------------------------------------------------------- */
 
-static void tg_field(char *out, size_t n, const struct channel_account *a, const char *key)
-{
-	snprintf(out, n, "accounts[%s].%s", a->id, key);
-}
-
-/* Reads a string key; *out is NULL when absent. */
-static int tg_cfg_str(const struct channel_account *a, const char *key, const char **out,
-                      struct hr_err *err)
-{
-	char field[96];
-	json_t *v = json_object_get(a->config, key);
-	*out = NULL;
-	if (!v || json_is_null(v))
-		return 0;
-	if (!json_is_string(v) || !*json_string_value(v)) {
-		tg_field(field, sizeof field, a, key);
-		return hr_fail(err, HR_EINVAL, field, "%s must be a non-empty string", field);
-	}
-	*out = json_string_value(v);
-	return 0;
-}
-
-/* Resolves a required secret reference into *out (heap). */
-static int tg_cfg_secret(const struct channel_account *a, const char *key, char **out,
-                         struct hr_err *err)
-{
-	char field[96];
-	const char *ref;
-	int rc = tg_cfg_str(a, key, &ref, err);
-	if (rc)
-		return rc;
-	tg_field(field, sizeof field, a, key);
-	if (!ref) {
-		hr_fail(err, HR_EINVAL, field, "%s is required", field);
-		return HR_EINVAL;
-	}
-	*out = hr_secret_resolve(ref, field, err);
-	if (!*out)
-		return err && err->code ? err->code : HR_EINVAL;
-	if (!**out)
-		return hr_fail(err, HR_EINVAL, field, "%s resolves to an empty secret", field);
-	return 0;
-}
-
 static bool tg_token_char(char c, bool colon_ok)
 {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
@@ -168,13 +124,13 @@ static int tg_account_load(struct channel_account *acct, struct hr_err *err)
 {
 	const char *base;
 	char field[96];
-	int rc = tg_cfg_str(acct, "base_url", &base, err);
+	int rc = channel_cfg_str(acct, "base_url", false, &base, err);
 	if (rc)
 		return rc;
 	if (!base)
 		base = TG_DEFAULT_BASE;
 	if (strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0) {
-		tg_field(field, sizeof field, acct, "base_url");
+		channel_cfg_field(field, sizeof field, acct, "base_url");
 		return hr_fail(err, HR_EINVAL, field, "%s must start with http:// or https://",
 		               field);
 	}
@@ -182,11 +138,11 @@ static int tg_account_load(struct channel_account *acct, struct hr_err *err)
 	if (!p)
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	char *token = NULL;
-	if ((rc = tg_cfg_secret(acct, "bot_token", &token, err)) ||
-	    (rc = tg_cfg_secret(acct, "webhook_secret", &p->webhook_secret, err)))
+	if ((rc = channel_cfg_secret(acct, "bot_token", true, &token, err)) ||
+	    (rc = channel_cfg_secret(acct, "webhook_secret", true, &p->webhook_secret, err)))
 		goto fail;
 	if (!tg_bot_token_ok(token)) {
-		tg_field(field, sizeof field, acct, "bot_token");
+		channel_cfg_field(field, sizeof field, acct, "bot_token");
 		rc = hr_fail(err, HR_EINVAL, field,
 		             "%s must look like \"123456:ABC-def_1\" (digits, ':', letters, "
 		             "digits, '_' or '-')",
@@ -194,7 +150,7 @@ static int tg_account_load(struct channel_account *acct, struct hr_err *err)
 		goto fail;
 	}
 	if (!tg_secret_token_ok(p->webhook_secret)) {
-		tg_field(field, sizeof field, acct, "webhook_secret");
+		channel_cfg_field(field, sizeof field, acct, "webhook_secret");
 		rc = hr_fail(err, HR_EINVAL, field,
 		             "%s must be 1..%d characters of A-Z, a-z, 0-9, '_' or '-' "
 		             "(Telegram's secret_token alphabet)",

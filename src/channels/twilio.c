@@ -232,52 +232,6 @@ static const char *tw_form_get(const struct tw_form *f, const char *name)
  * Account configuration
  * ------------------------------------------------------------------------- */
 
-static void tw_field(char *out, size_t n, const struct channel_account *a, const char *key)
-{
-	snprintf(out, n, "accounts[%s].%s", a->id, key);
-}
-
-/* Reads a string key; *out is NULL when absent and not required. */
-static int tw_cfg_str(const struct channel_account *a, const char *key, bool required,
-                      const char **out, struct hr_err *err)
-{
-	char field[96];
-	tw_field(field, sizeof field, a, key);
-	json_t *v = json_object_get(a->config, key);
-	*out = NULL;
-	if (!v || json_is_null(v)) {
-		if (!required)
-			return 0;
-		hr_fail(err, HR_EINVAL, field, "%s is required", field);
-		return HR_EINVAL;
-	}
-	if (!json_is_string(v) || !*json_string_value(v)) {
-		hr_fail(err, HR_EINVAL, field, "%s must be a non-empty string", field);
-		return HR_EINVAL;
-	}
-	*out = json_string_value(v);
-	return 0;
-}
-
-/* Resolves a secret reference ("env:X", "file:/p" or a literal). */
-static int tw_cfg_secret(const struct channel_account *a, const char *key, bool required,
-                         char **out, struct hr_err *err)
-{
-	const char *ref;
-	*out = NULL;
-	int rc = tw_cfg_str(a, key, required, &ref, err);
-	if (rc || !ref)
-		return rc;
-	char field[96];
-	tw_field(field, sizeof field, a, key);
-	*out = hr_secret_resolve(ref, field, err);
-	if (!*out)
-		return err && err->code ? err->code : HR_EINVAL;
-	if (!**out)
-		return hr_fail(err, HR_EINVAL, field, "%s resolves to an empty secret", field);
-	return 0;
-}
-
 /* A Twilio SID: two given capital letters and 32 hex digits. */
 static bool tw_is_sid(const char *s, const char *prefix)
 {
@@ -331,45 +285,45 @@ static int tw_check_keys(struct channel_account *acct, const char *base, const c
 {
 	char field[96];
 	if (!tw_is_http_url(base)) {
-		tw_field(field, sizeof field, acct, "base_url");
+		channel_cfg_field(field, sizeof field, acct, "base_url");
 		return hr_fail(err, HR_EINVAL, field, "%s must start with http:// or https://",
 		               field);
 	}
 	if (!tw_is_sid(sid, "AC")) {
-		tw_field(field, sizeof field, acct, "account_sid");
+		channel_cfg_field(field, sizeof field, acct, "account_sid");
 		return hr_fail(err, HR_EINVAL, field, "%s must be AC followed by 32 hex digits",
 		               field);
 	}
 	if (ksid && !tw_is_sid(ksid, "SK")) {
-		tw_field(field, sizeof field, acct, "api_key_sid");
+		channel_cfg_field(field, sizeof field, acct, "api_key_sid");
 		return hr_fail(err, HR_EINVAL, field, "%s must be SK followed by 32 hex digits",
 		               field);
 	}
 	if (!from == !mssid) {
-		tw_field(field, sizeof field, acct, from ? "messaging_service_sid" : "from");
+		channel_cfg_field(field, sizeof field, acct, from ? "messaging_service_sid" : "from");
 		return hr_fail(err, HR_EINVAL, field,
 		               "accounts[%s]: give exactly one of from and messaging_service_sid",
 		               acct->id);
 	}
 	if (from && !tw_is_sender(from)) {
-		tw_field(field, sizeof field, acct, "from");
+		channel_cfg_field(field, sizeof field, acct, "from");
 		return hr_fail(err, HR_EINVAL, field,
 		               "%s must be an E.164 number (+...), a short code or an "
 		               "alphanumeric sender id of up to 11 characters",
 		               field);
 	}
 	if (mssid && !tw_is_sid(mssid, "MG")) {
-		tw_field(field, sizeof field, acct, "messaging_service_sid");
+		channel_cfg_field(field, sizeof field, acct, "messaging_service_sid");
 		return hr_fail(err, HR_EINVAL, field, "%s must be MG followed by 32 hex digits",
 		               field);
 	}
 	if (cb && !tw_is_http_url(cb)) {
-		tw_field(field, sizeof field, acct, "status_callback");
+		channel_cfg_field(field, sizeof field, acct, "status_callback");
 		return hr_fail(err, HR_EINVAL, field, "%s must start with http:// or https://",
 		               field);
 	}
 	if (help && tw_utf8_chars(help) > TW_BODY_MAX) {
-		tw_field(field, sizeof field, acct, "help_text");
+		channel_cfg_field(field, sizeof field, acct, "help_text");
 		return hr_fail(err, HR_EINVAL, field, "%s is longer than %d characters", field,
 		               TW_BODY_MAX);
 	}
@@ -382,25 +336,25 @@ static int tw_account_load(struct channel_account *acct, struct hr_err *err)
 {
 	const char *base, *sid, *ksid, *from, *mssid, *cb, *help;
 	int rc;
-	if ((rc = tw_cfg_str(acct, "base_url", true, &base, err)) ||
-	    (rc = tw_cfg_str(acct, "account_sid", true, &sid, err)) ||
-	    (rc = tw_cfg_str(acct, "api_key_sid", false, &ksid, err)) ||
-	    (rc = tw_cfg_str(acct, "from", false, &from, err)) ||
-	    (rc = tw_cfg_str(acct, "messaging_service_sid", false, &mssid, err)) ||
-	    (rc = tw_cfg_str(acct, "status_callback", false, &cb, err)) ||
-	    (rc = tw_cfg_str(acct, "help_text", false, &help, err)) ||
+	if ((rc = channel_cfg_str(acct, "base_url", true, &base, err)) ||
+	    (rc = channel_cfg_str(acct, "account_sid", true, &sid, err)) ||
+	    (rc = channel_cfg_str(acct, "api_key_sid", false, &ksid, err)) ||
+	    (rc = channel_cfg_str(acct, "from", false, &from, err)) ||
+	    (rc = channel_cfg_str(acct, "messaging_service_sid", false, &mssid, err)) ||
+	    (rc = channel_cfg_str(acct, "status_callback", false, &cb, err)) ||
+	    (rc = channel_cfg_str(acct, "help_text", false, &help, err)) ||
 	    (rc = tw_check_keys(acct, base, sid, ksid, from, mssid, cb, help, err)))
 		return rc;
 	struct tw_priv *p = calloc(1, sizeof *p);
 	if (!p)
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	char *key_secret = NULL;
-	if ((rc = tw_cfg_secret(acct, "auth_token", true, &p->auth_token, err)) ||
-	    (rc = tw_cfg_secret(acct, "api_key_secret", ksid != NULL, &key_secret, err)))
+	if ((rc = channel_cfg_secret(acct, "auth_token", true, &p->auth_token, err)) ||
+	    (rc = channel_cfg_secret(acct, "api_key_secret", ksid != NULL, &key_secret, err)))
 		goto fail;
 	if (key_secret && !ksid) {
 		char field[96];
-		tw_field(field, sizeof field, acct, "api_key_secret");
+		channel_cfg_field(field, sizeof field, acct, "api_key_secret");
 		rc = hr_fail(err, HR_EINVAL, field, "%s is given without api_key_sid", field);
 		goto fail;
 	}

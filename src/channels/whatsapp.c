@@ -93,51 +93,6 @@ static void wa_priv_free(struct wa_priv *p)
  * Account configuration
  * ------------------------------------------------------------------------- */
 
-static void wa_field(char *out, size_t n, const struct channel_account *a, const char *key)
-{
-	snprintf(out, n, "accounts[%s].%s", a->id, key);
-}
-
-/* Reads a string key; *out is NULL when absent and not required. */
-static int wa_cfg_str(const struct channel_account *a, const char *key, bool required,
-                      const char **out, struct hr_err *err)
-{
-	char field[96];
-	wa_field(field, sizeof field, a, key);
-	json_t *v = json_object_get(a->config, key);
-	*out = NULL;
-	if (!v || json_is_null(v)) {
-		if (!required)
-			return 0;
-		hr_fail(err, HR_EINVAL, field, "%s is required", field);
-		return HR_EINVAL;
-	}
-	if (!json_is_string(v) || !*json_string_value(v)) {
-		hr_fail(err, HR_EINVAL, field, "%s must be a non-empty string", field);
-		return HR_EINVAL;
-	}
-	*out = json_string_value(v);
-	return 0;
-}
-
-/* Resolves a required secret reference ("env:X", "file:/p" or a literal). */
-static int wa_cfg_secret(const struct channel_account *a, const char *key, char **out,
-                         struct hr_err *err)
-{
-	const char *ref;
-	int rc = wa_cfg_str(a, key, true, &ref, err);
-	if (rc)
-		return rc;
-	char field[96];
-	wa_field(field, sizeof field, a, key);
-	*out = hr_secret_resolve(ref, field, err);
-	if (!*out)
-		return err && err->code ? err->code : HR_EINVAL;
-	if (!**out)
-		return hr_fail(err, HR_EINVAL, field, "%s resolves to an empty secret", field);
-	return 0;
-}
-
 static bool wa_is_version(const char *s)
 {
 	int dots = 0;
@@ -172,12 +127,12 @@ static int wa_account_load(struct channel_account *acct, struct hr_err *err)
 	const char *base, *ver, *pnid;
 	char field[96];
 	int rc;
-	if ((rc = wa_cfg_str(acct, "base_url", true, &base, err)) ||
-	    (rc = wa_cfg_str(acct, "api_version", false, &ver, err)) ||
-	    (rc = wa_cfg_str(acct, "phone_number_id", true, &pnid, err)))
+	if ((rc = channel_cfg_str(acct, "base_url", true, &base, err)) ||
+	    (rc = channel_cfg_str(acct, "api_version", false, &ver, err)) ||
+	    (rc = channel_cfg_str(acct, "phone_number_id", true, &pnid, err)))
 		return rc;
 	if (strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0) {
-		wa_field(field, sizeof field, acct, "base_url");
+		channel_cfg_field(field, sizeof field, acct, "base_url");
 		return hr_fail(err, HR_EINVAL, field, "%s must start with http:// or https://",
 		               field);
 	}
@@ -186,11 +141,11 @@ static int wa_account_load(struct channel_account *acct, struct hr_err *err)
 	if (*ver == 'v')
 		ver++;
 	if (!wa_is_version(ver)) {
-		wa_field(field, sizeof field, acct, "api_version");
+		channel_cfg_field(field, sizeof field, acct, "api_version");
 		return hr_fail(err, HR_EINVAL, field, "%s must look like \"21.0\"", field);
 	}
 	if (!wa_is_path_token(pnid)) {
-		wa_field(field, sizeof field, acct, "phone_number_id");
+		channel_cfg_field(field, sizeof field, acct, "phone_number_id");
 		return hr_fail(err, HR_EINVAL, field,
 		               "%s must be 1..64 letters, digits, '_' or '-'", field);
 	}
@@ -198,9 +153,9 @@ static int wa_account_load(struct channel_account *acct, struct hr_err *err)
 	if (!p)
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	char *token = NULL;
-	if ((rc = wa_cfg_secret(acct, "access_token", &token, err)) ||
-	    (rc = wa_cfg_secret(acct, "app_secret", &p->app_secret, err)) ||
-	    (rc = wa_cfg_secret(acct, "verify_token", &p->verify_token, err)))
+	if ((rc = channel_cfg_secret(acct, "access_token", true, &token, err)) ||
+	    (rc = channel_cfg_secret(acct, "app_secret", true, &p->app_secret, err)) ||
+	    (rc = channel_cfg_secret(acct, "verify_token", true, &p->verify_token, err)))
 		goto fail;
 	size_t blen = strlen(base);
 	while (blen > 0 && base[blen - 1] == '/')
