@@ -389,10 +389,13 @@ static void sim_usage(FILE *f)
 	    f,
 	    "usage: herald sim --config FILE [--listen HOST:PORT] [--herald-url URL]\n"
 	    "                  [--port-file PATH]\n\n"
-	    "Simulates the WhatsApp Cloud API on HOST:PORT (default sim.listen, " SIM_DEFAULT_LISTEN
-	    ")\n"
-	    "and posts signed status webhooks to URL/webhooks/whatsapp/{account}\n"
-	    "(default server.public_url). Knobs: sim.whatsapp.* or POST /sim/config.\n");
+	    "Simulates the WhatsApp Cloud API, Twilio Messaging, Google RBM (with its\n"
+	    "token endpoint) and the Telegram Bot API on HOST:PORT (default sim.listen, "
+	    SIM_DEFAULT_LISTEN ")\n"
+	    "for the accounts in the config, and posts signed webhooks to\n"
+	    "URL/webhooks/{whatsapp|sms|rcs|telegram}/{account} (default server.public_url).\n"
+	    "Knobs: sim.<channel>.* in the config, or POST /sim/config, /sim/sms/config,\n"
+	    "/sim/rcs/config, /sim/telegram/config. Counts: GET /sim/stats, /sim/duplicates.\n");
 }
 
 int sim_main(int argc, char **argv)
