@@ -468,6 +468,47 @@ static void test_sync_watch(void **state)
 	MHD_stop_daemon(F.d);
 }
 
+/* An opted-out recipient is never sent to, and a sync waiter hears about it
+ * at once rather than at its timeout. */
+static void test_suppressed_not_sent(void **state)
+{
+	(void)state;
+	fake_start();
+	struct tw t;
+	const char *rates[] = {"1000"};
+	tw_open(&t, rates, 1);
+	struct hr_err err = {0};
+	assert_int_equal(t.st->ops->suppression_put(t.st, "t1", "whatsapp", "447000000066",
+	                                            "inbound STOP", &err), 0);
+	tw_start(&t, 8);
+	struct message m;
+	mk(&m, "acct0", "447000000066", 0);
+	struct waited w = {0};
+	atomic_int committed = 0;
+	void *args[] = {t.d, m.id, &w, &committed};
+	int64_t t0 = hr_mono_us();
+	assert_int_equal(t.st->ops->message_insert(t.st, &m, 1, NULL, watch_from_commit, args), 0);
+	while (!atomic_load(&committed))
+		usleep(1000);
+	dispatcher_notify(t.d);
+	for (int i = 0; i < 500 && !atomic_load(&w.fired); i++)
+		usleep(10000);
+	assert_true(atomic_load(&w.fired));
+	assert_true(hr_mono_us() - t0 < 2000000); /* the watch's timeout is 5 s */
+	assert_int_equal(w.r.rc, 0);
+	assert_int_equal(w.r.kind, SEND_FAILED);
+	assert_string_equal(w.r.error_code, "suppressed");
+	assert_string_equal(w.r.error_text, "inbound STOP");
+	assert_int_equal(wait_status(&t, m.id, MSG_SUPPRESSED, 5), MSG_SUPPRESSED);
+	pthread_mutex_lock(&F.lock);
+	int seen = F.nlog;
+	pthread_mutex_unlock(&F.lock);
+	assert_int_equal(seen, 0); /* the provider never saw it */
+	message_clear(&m);
+	tw_close(&t);
+	MHD_stop_daemon(F.d);
+}
+
 static void test_lease_expiry_resend(void **state)
 {
 	(void)state;
@@ -502,6 +543,7 @@ int main(void)
 	    cmocka_unit_test(test_transient_then_ok),     cmocka_unit_test(test_429_retry_after),
 	    cmocka_unit_test(test_priority_and_fairness), cmocka_unit_test(test_sync_watch),
 	    cmocka_unit_test(test_lease_expiry_resend),
+	    cmocka_unit_test(test_suppressed_not_sent),
 	};
 	int rc = cmocka_run_group_tests_name("dispatch", tests, NULL, NULL);
 	curl_global_cleanup();
