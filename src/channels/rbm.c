@@ -69,8 +69,15 @@
 #include <jwt.h>
 
 #include "channels/channel.h"
+#include "core/phone.h"
 #include "core/config.h"
 #include "core/crypto.h"
+
+/* Recipients are E.164 numbers. */
+static int rbm_normalize(const char *in, char out[HR_ADDR_MAX], struct hr_err *err)
+{
+	return phone_e164(in, true, out, err);
+}
 
 #define RBM_SCOPE "https://www.googleapis.com/auth/rcsbusinessmessaging"
 #define RBM_GRANT "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -567,43 +574,6 @@ oom:
 /* ---------------------------------------------------------------------------
  * Recipients and ids
  * ------------------------------------------------------------------------- */
-
-/*
- * RBM addresses are E.164 numbers with the '+': 8..15 digits, not starting
- * with 0. Spaces, dashes, dots and parentheses are dropped; a missing '+' is
- * added; anything else is refused.
- */
-static int rbm_normalize(const char *in, char out[HR_ADDR_MAX], struct hr_err *err)
-{
-	char buf[17];
-	size_t n = 0;
-	bool seen_plus = false;
-	if (!in)
-		return hr_fail(err, HR_EINVAL, "to", "to is required");
-	buf[n++] = '+';
-	for (const char *p = in; *p; p++) {
-		char c = *p;
-		if (c == ' ' || c == '-' || c == '(' || c == ')' || c == '.')
-			continue;
-		if (c == '+' && !seen_plus && n == 1) {
-			seen_plus = true;
-			continue;
-		}
-		if (c < '0' || c > '9')
-			return hr_fail(err, HR_EINVAL, "to",
-			               "to must be a phone number in E.164 format (+ and digits)");
-		if (n == 16)
-			return hr_fail(err, HR_EINVAL, "to", "to has more than 15 digits");
-		buf[n++] = c;
-	}
-	if (n < 9)
-		return hr_fail(err, HR_EINVAL, "to", "to must have 8 to 15 digits");
-	if (buf[1] == '0')
-		return hr_fail(err, HR_EINVAL, "to", "to must start with a country code, not 0");
-	buf[n] = '\0';
-	hr_strlcpy(out, buf, HR_ADDR_MAX);
-	return 0;
-}
 
 /*
  * A Herald id (ULID: 128 bits in 26 Crockford base32 digits, the first holding

@@ -40,8 +40,15 @@
 #include <time.h>
 
 #include "channels/channel.h"
+#include "core/phone.h"
 #include "core/config.h"
 #include "core/crypto.h"
+
+/* Recipients are E.164 numbers. */
+static int tw_normalize(const char *in, char out[HR_ADDR_MAX], struct hr_err *err)
+{
+	return phone_e164(in, true, out, err);
+}
 
 #define TW_API_VERSION "2010-04-01"
 #define TW_BODY_MAX 1600      /* characters, Twilio's 21617 limit */
@@ -394,46 +401,6 @@ static void tw_account_free(struct channel_account *acct)
 /* ---------------------------------------------------------------------------
  * Recipients and content
  * ------------------------------------------------------------------------- */
-
-/*
- * SMS recipients are E.164 numbers with the '+': 8..15 digits, not starting
- * with 0. Spaces, dashes, dots and parentheses are dropped and a missing '+'
- * is added (the digits must then already start with the country code), so
- * "+44 7911 123456" and "447911123456" are both "+447911123456" - the form
- * Twilio uses in From, which is what suppression lists are keyed by.
- */
-static int tw_normalize(const char *in, char out[HR_ADDR_MAX], struct hr_err *err)
-{
-	char buf[17];
-	size_t n = 0;
-	bool seen_plus = false;
-	if (!in)
-		return hr_fail(err, HR_EINVAL, "to", "to is required");
-	buf[n++] = '+';
-	for (const char *p = in; *p; p++) {
-		char c = *p;
-		if (c == ' ' || c == '-' || c == '(' || c == ')' || c == '.')
-			continue;
-		if (c == '+' && !seen_plus && n == 1) {
-			seen_plus = true;
-			continue;
-		}
-		if (c < '0' || c > '9')
-			return hr_fail(err, HR_EINVAL, "to",
-			               "to must be a phone number in E.164 format (+ and 8 to 15 "
-			               "digits; spaces, dashes, dots and parentheses are ignored)");
-		if (n == 16)
-			return hr_fail(err, HR_EINVAL, "to", "to has more than 15 digits");
-		buf[n++] = c;
-	}
-	if (n < 9)
-		return hr_fail(err, HR_EINVAL, "to", "to must have 8 to 15 digits");
-	if (buf[1] == '0')
-		return hr_fail(err, HR_EINVAL, "to", "to must start with a country code, not 0");
-	buf[n] = '\0';
-	hr_strlcpy(out, buf, HR_ADDR_MAX);
-	return 0;
-}
 
 /* Twilio parameters a regulatory key may not set: Herald sets these itself. */
 static const char *const tw_reserved[] = {

@@ -45,8 +45,15 @@
 #include <time.h>
 
 #include "channels/channel.h"
+#include "core/phone.h"
 #include "core/config.h"
 #include "core/crypto.h"
+
+/* Recipients are E.164 numbers without the '+' (WhatsApp's wa_id form). */
+static int wa_normalize(const char *in, char out[HR_ADDR_MAX], struct hr_err *err)
+{
+	return phone_e164(in, false, out, err);
+}
 
 #define WA_DEFAULT_API_VERSION "21.0"
 #define WA_TEXT_MAX 4096 /* characters (code points) in a text body */
@@ -187,43 +194,6 @@ static void wa_account_free(struct channel_account *acct)
 /* ---------------------------------------------------------------------------
  * Recipients and content
  * ------------------------------------------------------------------------- */
-
-/*
- * WhatsApp addresses are E.164 numbers without the '+': 8..15 digits, not
- * starting with 0. People write them with spaces, dashes, parentheses and a
- * leading '+'; those are dropped, anything else is refused.
- */
-static int wa_normalize(const char *in, char out[HR_ADDR_MAX], struct hr_err *err)
-{
-	char buf[16];
-	size_t n = 0;
-	bool seen_plus = false;
-	if (!in)
-		return hr_fail(err, HR_EINVAL, "to", "to is required");
-	for (const char *p = in; *p; p++) {
-		char c = *p;
-		if (c == ' ' || c == '-' || c == '(' || c == ')')
-			continue;
-		if (c == '+' && !seen_plus && n == 0) {
-			seen_plus = true;
-			continue;
-		}
-		if (c < '0' || c > '9')
-			return hr_fail(err, HR_EINVAL, "to",
-			               "to must be a phone number in international format "
-			               "(digits, spaces, dashes, parentheses, one leading '+')");
-		if (n == 15)
-			return hr_fail(err, HR_EINVAL, "to", "to has more than 15 digits");
-		buf[n++] = c;
-	}
-	if (n < 8)
-		return hr_fail(err, HR_EINVAL, "to", "to must have 8 to 15 digits");
-	if (buf[0] == '0')
-		return hr_fail(err, HR_EINVAL, "to", "to must start with a country code, not 0");
-	buf[n] = '\0';
-	hr_strlcpy(out, buf, HR_ADDR_MAX);
-	return 0;
-}
 
 /* Number of Unicode code points in valid UTF-8 (jansson guarantees validity). */
 static size_t wa_utf8_chars(const char *s)

@@ -381,7 +381,7 @@ static void test_normalize_recipient(void **state)
 	    {"1234567890123456", NULL}, /* 16 digits */
 	    {"++447911123456", NULL},
 	    {"44+7911123456", NULL},
-	    {"447911.123456", NULL},
+	    {"447911.123456", "447911123456"}, /* dots are separators, as for SMS and RCS */
 	    {"07911 123456", NULL}, /* national format */
 	    {"+44 7911 12345a", NULL},
 	    {"", NULL},
