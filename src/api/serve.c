@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api/api_int.h"
 #include "core/config.h"
@@ -460,8 +461,31 @@ int serve_main(int argc, char **argv)
 	       st->ops->name, accounts.n);
 	fflush(stdout);
 
+	/* The main thread waits for a stop signal and, once a minute, applies
+	 * retention: finished webhook rows and idempotency records expire, in
+	 * short transactions, so the database does not grow without bound. */
+	int64_t inbox_keep =
+	    hr_cfg_int(cfg, "store.inbox_retention_hours", 72, 1, 24 * 3650, &err) * 3600000000LL;
+	int64_t idem_keep =
+	    hr_cfg_int(cfg, "store.idempotency_ttl_hours", 24, 1, 24 * 3650, &err) * 3600000000LL;
+	if (err.code)
+		goto out;
 	int sig = 0;
-	sigwait(&stopset, &sig);
+	for (;;) {
+		struct timespec tick = {.tv_sec = 60};
+		sig = sigtimedwait(&stopset, NULL, &tick);
+		if (sig > 0)
+			break;
+		int64_t now = hr_now_us(), n = 0, total = 0;
+		for (int i = 0; i < 100; i++) {
+			if (st->ops->prune(st, now - inbox_keep, now - idem_keep, 5000, &n) || n == 0)
+				break;
+			total += n;
+		}
+		if (total)
+			hr_log(HR_LOG_INFO, "serve", "retention: %lld expired rows deleted",
+			       (long long)total);
+	}
 	hr_log(HR_LOG_INFO, "serve", "signal %d: stopping", sig);
 	status = 0;
 out:

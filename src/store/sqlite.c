@@ -993,6 +993,7 @@ const struct store_ops store_sqlite = {
 	.api_key_put = sq_api_key_put,
 	.api_key_lookup = sq_api_key_lookup,
 	.api_key_prune = sq_api_key_prune,
+	.prune = sq_prune,
 	.account_upsert = sq_account_upsert,
 	.account_list = sq_account_list,
 	.template_upsert = sq_template_upsert,

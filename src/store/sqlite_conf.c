@@ -358,3 +358,50 @@ int sq_idem_get(struct store *st, const char *tenant_id, const char *key,
 	sq_reader_put(s, r);
 	return rc;
 }
+
+struct job_retention {
+	struct sq_job j;
+	int64_t inbox_before, idem_before;
+	int limit;
+	int64_t deleted;
+};
+
+static int run_retention(struct sq_store *s, struct sq_job *j)
+{
+	struct job_retention *p = (struct job_retention *)j;
+	/* Inbox ids grow with received_at, so scanning from the oldest id finds
+	 * the expired rows first and the LIMIT ends the scan early. */
+	sqlite3_stmt *st = sq_wstmt(s, W_INBOX_PRUNE,
+		"DELETE FROM webhook_inbox WHERE id IN (SELECT id FROM webhook_inbox"
+		" WHERE received_at < ?1 AND state IN (1, 3, 4) ORDER BY id LIMIT ?2)");
+	if (!st)
+		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "webhook_inbox");
+	sqlite3_bind_int64(st, 1, p->inbox_before);
+	sqlite3_bind_int(st, 2, p->limit);
+	int rc = sq_step_done(s, st, &j->err, "webhook_inbox");
+	if (rc)
+		return rc;
+	p->deleted += sqlite3_changes(s->wdb);
+	st = sq_wstmt(s, W_IDEM_PRUNE,
+		"DELETE FROM idempotency_key WHERE (tenant_id, key) IN (SELECT tenant_id, key"
+		" FROM idempotency_key WHERE created_at < ?1 LIMIT ?2)");
+	if (!st)
+		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "idempotency_key");
+	sqlite3_bind_int64(st, 1, p->idem_before);
+	sqlite3_bind_int(st, 2, p->limit);
+	rc = sq_step_done(s, st, &j->err, "idempotency_key");
+	if (rc == 0)
+		p->deleted += sqlite3_changes(s->wdb);
+	return rc;
+}
+
+int sq_prune(struct store *st, int64_t inbox_before, int64_t idem_before, int limit,
+             int64_t *n)
+{
+	struct job_retention p = {.j = {.run = run_retention}, .inbox_before = inbox_before,
+	                          .idem_before = idem_before, .limit = limit > 0 ? limit : 10000};
+	int rc = sq_run_blocking((struct sq_store *)st, &p.j, NULL);
+	if (n)
+		*n = rc == 0 ? p.deleted : 0;
+	return rc;
+}

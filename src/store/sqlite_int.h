@@ -35,7 +35,7 @@ extern const size_t sq_migration_count;
 enum sq_wslot {
 	W_BEGIN, W_COMMIT, W_ROLLBACK, W_SAVEPOINT, W_RELEASE, W_ROLLBACK_TO,
 	W_ITEM_SAVEPOINT, W_ITEM_RELEASE, W_ITEM_ROLLBACK_TO,
-	W_TENANT_UPSERT, W_APIKEY_PUT, W_APIKEY_PRUNE, W_ACCOUNT_UPSERT, W_TEMPLATE_UPSERT,
+	W_TENANT_UPSERT, W_APIKEY_PUT, W_APIKEY_PRUNE, W_INBOX_PRUNE, W_IDEM_PRUNE, W_ACCOUNT_UPSERT, W_TEMPLATE_UPSERT,
 	W_MSG_INSERT, W_EVENT_INSERT, W_IDEM_INSERT,
 	W_CLAIM, W_MSG_STATE, W_RESULT_OK, W_RESULT_RETRY, W_RESULT_FAILED, W_RESULT_STALE,
 	W_REQUEUE_EVENTS, W_REQUEUE,
@@ -229,6 +229,8 @@ int sq_tenant_upsert(struct store *st, const struct tenant_row *t, struct hr_err
 int sq_api_key_put(struct store *st, const char *tenant_id, const char *key_hash,
                    const char *label, struct hr_err *err);
 int sq_api_key_lookup(struct store *st, const char *key_hash, char tenant_id[HR_NAME_MAX]);
+int sq_prune(struct store *st, int64_t inbox_before, int64_t idem_before, int limit,
+             int64_t *n);
 int sq_api_key_prune(struct store *st, const char *tenant_id, const char *const *keep_hashes,
                      size_t n, struct hr_err *err);
 int sq_account_upsert(struct store *st, const struct account_row *a, struct hr_err *err);

@@ -328,6 +328,15 @@ struct store_ops {
 	 */
 	int (*apply_inbox)(struct store *st, const struct inbox_parsed *rows, size_t n,
 	                   int64_t now, struct apply_stats *stats);
+	/*
+	 * Retention: deletes webhook inbox rows that are finished (applied,
+	 * failed or orphaned) and were received before inbox_before, and
+	 * idempotency records created before idem_before — at most `limit` of
+	 * each per call, so each call is one short transaction; *n gets how many
+	 * rows went. Pending inbox rows are never deleted.
+	 */
+	int (*prune)(struct store *st, int64_t inbox_before, int64_t idem_before, int limit,
+	             int64_t *n);
 	/* Number of inbox rows not yet done (for /metrics). */
 	int (*inbox_pending)(struct store *st, int64_t *n);
 };

@@ -1974,6 +1974,42 @@ static bool key_present(struct store *st, const char *hash)
 
 /* Keys removed from the config are revoked: the tenant's keys outside the
  * keep list go, other tenants' stay. */
+/* Retention: finished inbox rows and old idempotency records go, a few per
+ * call; pending inbox rows stay whatever their age. */
+static void test_prune_retention(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t done_id = inbox_add_on(st, "acc", "whatsapp");
+	int64_t bad_id = inbox_add_on(st, "acc", "whatsapp");
+	inbox_add_on(st, "acc", "whatsapp"); /* stays pending */
+	struct inbox_parsed rows[2] = {{.inbox_id = done_id, .account_id = "acc"},
+	                               {.inbox_id = bad_id, .account_id = "acc", .malformed = true,
+	                                .error = "bad"}};
+	struct apply_stats stats = {0};
+	assert_int_equal(st->ops->apply_inbox(st, rows, 2, hr_now_us(), &stats), 0);
+	struct message m[1];
+	mk_msg(&m[0], "t1", "acc", 1, 0);
+	struct idem_put ip = {.tenant_id = "t1", .key = "old", .request_hash = "h",
+	                      .http_status = 202, .response = "{}"};
+	assert_int_equal(st->ops->message_insert(st, m, 1, &ip, NULL, NULL), 0);
+
+	int64_t n = -1, pending = 0;
+	assert_int_equal(st->ops->prune(st, 0, 0, 100, &n), 0); /* nothing is that old */
+	assert_int_equal(n, 0);
+	int64_t later = hr_now_us() + SEC;
+	assert_int_equal(st->ops->prune(st, later, later, 1, &n), 0); /* limit 1 each */
+	assert_int_equal(n, 2);
+	assert_int_equal(st->ops->prune(st, later, later, 100, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(st->ops->prune(st, later, later, 100, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
+	assert_int_equal(pending, 1);
+	struct idem_row r;
+	assert_int_equal(st->ops->idem_get(st, "t1", "old", &r), HR_ENOTFOUND);
+}
+
 static void test_api_key_prune(void **state)
 {
 	struct fx *f = *state;
@@ -2754,6 +2790,7 @@ int main(void)
 		T(test_apply_retry_no_duplicate_events),
 		T(test_outside_text_stored_as_utf8),
 		T(test_api_key_prune),
+		T(test_prune_retention),
 		T(test_suppression_ops),
 		T(test_claim_suppressed),
 		T(test_new_recipient_alias),
