@@ -478,7 +478,8 @@ int serve_main(int argc, char **argv)
 			break;
 		int64_t now = hr_now_us(), n = 0, total = 0;
 		for (int i = 0; i < 100; i++) {
-			if (st->ops->prune(st, now - inbox_keep, now - idem_keep, 5000, &n) || n == 0)
+			if (st->ops->prune(st, now - inbox_keep, now - idem_keep, 5000, &n) ||
+			    n == 0)
 				break;
 			total += n;
 		}
