@@ -392,7 +392,6 @@ static void test_bad_signature_refused(void **state)
 	json_t *m = get_message(id);
 	char sid[64];
 	snprintf(sid, sizeof sid, "%s", str(m, "provider_id"));
-	int nevents = (int)json_array_size(json_object_get(m, "events"));
 	json_decref(m);
 
 	/* A "failed" callback for the delivered message, parameters sorted. */
@@ -428,8 +427,10 @@ static void test_bad_signature_refused(void **state)
 	assert_int_equal(r.status, 401);
 	resp_free(&r);
 	sleep(1);
+	/* None of them reached the audit trail (the sim's own late callbacks
+	 * may still add events: count only the forged status). */
 	m = get_message(id);
-	assert_int_equal((int)json_array_size(json_object_get(m, "events")), nevents);
+	assert_int_equal(events(m, "webhook_status", "failed", -1), 0);
 	json_decref(m);
 
 	/* The correctly signed copy is accepted, and (failed after delivered)
@@ -440,7 +441,8 @@ static void test_bad_signature_refused(void **state)
 	assert_true(wait_until(has_ignored_failed, &W, id, 30));
 	m = get_message(id);
 	assert_string_equal(str(m, "status"), "delivered");
-	assert_int_equal((int)json_array_size(json_object_get(m, "events")), nevents + 1);
+	assert_int_equal(events(m, "webhook_status", "failed", -1), 1);
+	assert_int_equal(events(m, "webhook_status", "failed", 0), 1);
 	json_decref(m);
 }
 
