@@ -190,19 +190,25 @@ static int load_account(struct sim *s, json_t *entry, const char *base, struct h
 }
 
 /* Every tenants[].accounts[] entry with channel whatsapp. */
-static int load_accounts(struct sim *s, json_t *config, struct hr_err *err)
+size_t sim_config_account_slots(json_t *config)
+{
+	size_t total = 0, ti;
+	json_t *t;
+	json_array_foreach(json_object_get(config, "tenants"), ti, t) total +=
+	    json_array_size(json_object_get(t, "accounts"));
+	return total;
+}
+
+int sim_config_each_account(struct sim *s, json_t *config, const char *channel, sim_account_fn fn,
+                            struct hr_err *err)
 {
 	json_t *tenants = json_object_get(config, "tenants");
 	if (!tenants)
 		return 0;
 	if (!json_is_array(tenants))
 		return hr_fail(err, HR_EINVAL, "tenants", "tenants must be a list");
-	size_t total = 0, ti, ai;
+	size_t ti, ai;
 	json_t *t, *acc;
-	json_array_foreach(tenants, ti, t) total += json_array_size(json_object_get(t, "accounts"));
-	s->accounts = calloc(total ? total : 1, sizeof *s->accounts);
-	if (!s->accounts)
-		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	json_array_foreach(tenants, ti, t)
 	{
 		json_t *accounts = json_object_get(t, "accounts");
@@ -213,16 +219,24 @@ static int load_accounts(struct sim *s, json_t *config, struct hr_err *err)
 		}
 		json_array_foreach(accounts, ai, acc)
 		{
-			snprintf(base, sizeof base, "tenants[%zu].accounts[%zu]", ti, ai);
 			const char *ch = json_string_value(json_object_get(acc, "channel"));
-			if (!ch || strcmp(ch, "whatsapp") != 0)
+			if (!ch || strcmp(ch, channel) != 0)
 				continue;
-			int rc = load_account(s, acc, base, err);
+			snprintf(base, sizeof base, "tenants[%zu].accounts[%zu]", ti, ai);
+			int rc = fn(s, acc, base, err);
 			if (rc)
 				return rc;
 		}
 	}
 	return 0;
+}
+
+static int load_accounts(struct sim *s, json_t *config, struct hr_err *err)
+{
+	s->accounts = calloc(sim_config_account_slots(config) + 1, sizeof *s->accounts);
+	if (!s->accounts)
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	return sim_config_each_account(s, config, "whatsapp", load_account, err);
 }
 
 static int load_knobs(struct sim *s, json_t *config, struct hr_err *err)
@@ -386,16 +400,15 @@ void sim_stop(struct sim *s)
 static void sim_usage(FILE *f)
 {
 	fprintf(
-	    f,
-	    "usage: herald sim --config FILE [--listen HOST:PORT] [--herald-url URL]\n"
-	    "                  [--port-file PATH]\n\n"
-	    "Simulates the WhatsApp Cloud API, Twilio Messaging, Google RBM (with its\n"
-	    "token endpoint) and the Telegram Bot API on HOST:PORT (default sim.listen, "
-	    SIM_DEFAULT_LISTEN ")\n"
-	    "for the accounts in the config, and posts signed webhooks to\n"
-	    "URL/webhooks/{whatsapp|sms|rcs|telegram}/{account} (default server.public_url).\n"
-	    "Knobs: sim.<channel>.* in the config, or POST /sim/config, /sim/sms/config,\n"
-	    "/sim/rcs/config, /sim/telegram/config. Counts: GET /sim/stats, /sim/duplicates.\n");
+	    f, "usage: herald sim --config FILE [--listen HOST:PORT] [--herald-url URL]\n"
+	       "                  [--port-file PATH]\n\n"
+	       "Simulates the WhatsApp Cloud API, Twilio Messaging, Google RBM (with its\n"
+	       "token endpoint) and the Telegram Bot API on HOST:PORT (default "
+	       "sim.listen, " SIM_DEFAULT_LISTEN ")\n"
+	       "for the accounts in the config, and posts signed webhooks to\n"
+	       "URL/webhooks/{whatsapp|sms|rcs|telegram}/{account} (default server.public_url).\n"
+	       "Knobs: sim.<channel>.* in the config, or POST /sim/config, /sim/sms/config,\n"
+	       "/sim/rcs/config, /sim/telegram/config. Counts: GET /sim/stats, /sim/duplicates.\n");
 }
 
 int sim_main(int argc, char **argv)

@@ -64,6 +64,16 @@ struct sim_knobs {
 	uint64_t seed;
 };
 
+/* The config's accounts: how many tenants[].accounts[] entries there are (an
+ * upper bound for one channel's table), and a walk calling fn for each entry
+ * of one channel with its config path ("tenants[0].accounts[2]") for errors.
+ * Stops at, and returns, the first non-zero rc. */
+typedef int (*sim_account_fn)(struct sim *s, json_t *entry, const char *base,
+                              struct hr_err *err);
+size_t sim_config_account_slots(json_t *config);
+int sim_config_each_account(struct sim *s, json_t *config, const char *channel,
+                            sim_account_fn fn, struct hr_err *err);
+
 struct sim_knobs *sim_knobs_default(void);
 /* A copy of base with obj's keys applied; errors name "<prefix><key>". */
 int sim_knobs_apply(const struct sim_knobs *base, json_t *obj, const char *prefix,

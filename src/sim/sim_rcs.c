@@ -1653,31 +1653,10 @@ static int rcs_load_account(struct sim *s, json_t *entry, const char *base, stru
 static int rcs_load_accounts(struct sim *s, json_t *config, struct hr_err *err)
 {
 	struct sim_rcs *t = s->rcs;
-	json_t *tenants = json_object_get(config, "tenants");
-	size_t total = 0, ti, ai;
-	json_t *tn, *acc;
-	json_array_foreach(tenants, ti, tn)
-	{
-		total += json_array_size(json_object_get(tn, "accounts"));
-	}
-	t->accounts = calloc(total ? total : 1, sizeof *t->accounts);
+	t->accounts = calloc(sim_config_account_slots(config) + 1, sizeof *t->accounts);
 	if (!t->accounts)
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
-	json_array_foreach(tenants, ti, tn)
-	{
-		json_array_foreach(json_object_get(tn, "accounts"), ai, acc)
-		{
-			const char *ch = json_string_value(json_object_get(acc, "channel"));
-			if (!ch || strcmp(ch, "rcs") != 0)
-				continue;
-			char base[96];
-			snprintf(base, sizeof base, "tenants[%zu].accounts[%zu]", ti, ai);
-			int rc = rcs_load_account(s, acc, base, err);
-			if (rc)
-				return rc;
-		}
-	}
-	return 0;
+	return sim_config_each_account(s, config, "rcs", rcs_load_account, err);
 }
 
 int sim_rcs_start(struct sim *s, json_t *config, struct hr_err *err)

@@ -450,28 +450,10 @@ static int load_account(struct sim *s, json_t *entry, const char *base, struct h
 /* Every tenants[].accounts[] entry with channel sms. */
 static int load_accounts(struct sim *s, json_t *config, struct hr_err *err)
 {
-	json_t *tenants = json_object_get(config, "tenants");
-	size_t total = 0, ti, ai;
-	json_t *t, *acc;
-	json_array_foreach(tenants, ti, t) total += json_array_size(json_object_get(t, "accounts"));
-	s->sms->accounts = calloc(total ? total : 1, sizeof *s->sms->accounts);
+	s->sms->accounts = calloc(sim_config_account_slots(config) + 1, sizeof *s->sms->accounts);
 	if (!s->sms->accounts)
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
-	json_array_foreach(tenants, ti, t)
-	{
-		json_array_foreach(json_object_get(t, "accounts"), ai, acc)
-		{
-			const char *ch = json_string_value(json_object_get(acc, "channel"));
-			if (!ch || strcmp(ch, "sms") != 0)
-				continue;
-			char base[96];
-			snprintf(base, sizeof base, "tenants[%zu].accounts[%zu]", ti, ai);
-			int rc = load_account(s, acc, base, err);
-			if (rc)
-				return rc;
-		}
-	}
-	return 0;
+	return sim_config_each_account(s, config, "sms", load_account, err);
 }
 
 /* ---------------------------------------------------------------------------
