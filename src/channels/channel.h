@@ -191,6 +191,13 @@ extern const struct channel_ops channel_telegram;  /* telegram.c             */
 int64_t channel_retry_after_us(const char *value);
 /* A short printable excerpt of a non-JSON answer, for error texts. */
 void channel_body_excerpt(const char *body, size_t len, char *out, size_t outsz);
+/* For parse_send: when there was no HTTP answer (http_status 0), fills out as
+ * a transient "network" failure with curl's text and returns true. */
+bool channel_network_outcome(long http_status, const char *body, size_t len,
+                             struct send_outcome *out);
+/* The class of an HTTP error status with no better information (PROVIDERS.md):
+ * 429 rate limited, 5xx and 408 transient, any other status permanent. */
+enum outcome_class channel_http_class(long http_status);
 
 /* Account config readers for adapters' account_load. Errors name the key as
  * "accounts[<id>].<key>". */

@@ -1170,12 +1170,8 @@ static void rbm_parse_send(const struct channel_account *acct, long http_status,
 	struct rbm_priv *p = acct->priv;
 	memset(out, 0, sizeof *out);
 	out->retry_after_us = channel_retry_after_us(retry_after);
-	if (http_status == 0) {
-		out->cls = OUTCOME_TRANSIENT;
-		hr_strlcpy(out->error_code, "network", sizeof out->error_code);
-		channel_body_excerpt(body, len, out->error_text, sizeof out->error_text);
+	if (channel_network_outcome(http_status, body, len, out))
 		return;
-	}
 	json_error_t je;
 	json_t *root = (body && len) ? json_loadb(body, len, 0, &je) : NULL;
 	json_t *e = json_object_get(root, "error");
@@ -1229,10 +1225,9 @@ static void rbm_parse_send(const struct channel_account *acct, long http_status,
 		}
 	} else if (http_status == 429 || (gstatus && strcmp(gstatus, "RESOURCE_EXHAUSTED") == 0)) {
 		out->cls = OUTCOME_RATE_LIMITED;
-	} else if (http_status >= 500 || http_status == 408) {
-		out->cls = OUTCOME_TRANSIENT;
 	} else {
-		out->cls = OUTCOME_PERMANENT; /* 400 INVALID_ARGUMENT, 403 PERMISSION_DENIED */
+		/* 400 INVALID_ARGUMENT, 403 PERMISSION_DENIED: permanent; 5xx transient */
+		out->cls = channel_http_class(http_status);
 	}
 	json_decref(root);
 }

@@ -452,3 +452,23 @@ int channel_cfg_secret(const struct channel_account *a, const char *key, bool re
 	}
 	return 0;
 }
+
+bool channel_network_outcome(long http_status, const char *body, size_t len,
+                             struct send_outcome *out)
+{
+	if (http_status != 0)
+		return false;
+	out->cls = OUTCOME_TRANSIENT;
+	hr_strlcpy(out->error_code, "network", sizeof out->error_code);
+	channel_body_excerpt(body, len, out->error_text, sizeof out->error_text);
+	return true;
+}
+
+enum outcome_class channel_http_class(long http_status)
+{
+	if (http_status == 429)
+		return OUTCOME_RATE_LIMITED;
+	if (http_status >= 500 || http_status == 408)
+		return OUTCOME_TRANSIENT;
+	return OUTCOME_PERMANENT;
+}

@@ -669,12 +669,8 @@ static void tg_parse_send(const struct channel_account *acct, long http_status, 
 {
 	(void)acct;
 	memset(out, 0, sizeof *out);
-	if (http_status == 0) {
-		out->cls = OUTCOME_TRANSIENT;
-		hr_strlcpy(out->error_code, "network", sizeof out->error_code);
-		channel_body_excerpt(body, len, out->error_text, sizeof out->error_text);
+	if (channel_network_outcome(http_status, body, len, out))
 		return;
-	}
 	json_error_t je;
 	json_t *root = (body && len) ? json_loadb(body, len, 0, &je) : NULL;
 	if (http_status >= 200 && http_status < 300 && json_is_true(json_object_get(root, "ok"))) {
@@ -722,10 +718,8 @@ static void tg_parse_send(const struct channel_account *acct, long http_status, 
 	} else if (code == 401 || code == 404) {
 		out->cls = OUTCOME_PERMANENT;
 		out->account_blocked = true;
-	} else if (http_status >= 500 || code >= 500 || http_status == 408) {
-		out->cls = OUTCOME_TRANSIENT;
 	} else {
-		out->cls = OUTCOME_PERMANENT;
+		out->cls = channel_http_class(code >= 500 ? code : http_status);
 	}
 	json_decref(root);
 }

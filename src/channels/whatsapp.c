@@ -868,12 +868,8 @@ static void wa_parse_send(const struct channel_account *acct, long http_status, 
 	(void)acct;
 	memset(out, 0, sizeof *out);
 	out->retry_after_us = channel_retry_after_us(retry_after);
-	if (http_status == 0) {
-		out->cls = OUTCOME_TRANSIENT;
-		hr_strlcpy(out->error_code, "network", sizeof out->error_code);
-		channel_body_excerpt(body, len, out->error_text, sizeof out->error_text);
+	if (channel_network_outcome(http_status, body, len, out))
 		return;
-	}
 	json_error_t je;
 	json_t *root = (body && len) ? json_loadb(body, len, 0, &je) : NULL;
 	if (http_status >= 200 && http_status < 300) {
@@ -918,12 +914,8 @@ static void wa_parse_send(const struct channel_account *acct, long http_status, 
 		out->account_blocked = known->blocked;
 		if (!out->retry_after_us)
 			out->retry_after_us = known->retry_us;
-	} else if (http_status == 429) {
-		out->cls = OUTCOME_RATE_LIMITED;
-	} else if (http_status >= 500 || http_status == 408) {
-		out->cls = OUTCOME_TRANSIENT;
 	} else {
-		out->cls = OUTCOME_PERMANENT;
+		out->cls = channel_http_class(http_status);
 	}
 }
 
