@@ -189,6 +189,9 @@ size_t hr_strlcpy(char *dst, const char *src, size_t size);
  * JSON. Always NUL-terminates; returns the bytes written.
  */
 size_t hr_utf8_copy(char *dst, const char *src, size_t size);
+/* Wipes a NUL-terminated secret with explicit_bzero (a memset before free
+ * may be optimised away) and frees it. NULL is fine. */
+void hr_secret_free(char *s);
 /* Constant-time comparison of two byte strings (length leaks, content not). */
 bool hr_consteq(const void *a, size_t alen, const void *b, size_t blen);
 

@@ -34,16 +34,12 @@ struct api_opts {
 	 * raises the cap to sync_timeout_us when that is larger. */
 	int64_t sync_timeout_us;
 	int64_t sync_max_timeout_us;
-	/* Which secret references accounts created through /v1/channels may use:
-	 * "env:<secret_env_prefix>..." and "file:<secret_file_dir>..." only (no
-	 * ".."), so an API key cannot make the server read any environment
-	 * variable or file and send it to a base_url of the caller's choosing.
-	 * Defaults "HERALD_SECRET_" and "/etc/herald/secrets/". */
-	const char *secret_env_prefix;
-	const char *secret_file_dir;
 	int max_attempts;            /* dispatch.max_attempts, stored on each accepted
 	                              * message (0 = the dispatcher's default, 8) */
 	struct store *store;
+	/* Accounts tenants create through /v1/channels are loaded under
+	 * accounts->policy (channel.h): secrets from the tenant's own namespace,
+	 * provider origins only. */
 	struct account_set *accounts;
 	struct dispatcher *dispatcher; /* may be NULL (api-only role) */
 	struct applier *applier;       /* may be NULL */

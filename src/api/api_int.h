@@ -133,6 +133,12 @@ json_t *api_error_json(const char *code, const char *message, const char *field)
  * buf as valid UTF-8, cut on a character boundary (hr_utf8_copy); returns
  * buf, so it can stand in an argument list. */
 const char *api_clip(char *buf, size_t size, const char *s);
+/* Account ids as tenants see them (channels.c): the tenant's account called
+ * name (its own config account, or one it created, stored as
+ * "<tenant>~<name>"), or NULL; and the name a tenant sees for a global id. */
+struct channel_account *api_account_lookup(const struct api_server *s, const char *tenant,
+                                           const char *name);
+const char *api_account_name(const char *tenant, const char *global_id);
 /* Responds with the table's mapping of rc; err may be NULL. */
 enum MHD_Result api_fail(struct api_req *r, int rc, const struct hr_err *err);
 /* Responds with one of the errors that are not hr codes. */

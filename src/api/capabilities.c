@@ -12,15 +12,24 @@
  *
  * The provider call blocks up to ~10 s, so it runs on a short-lived thread of
  * its own while the connection is suspended: the server's few MHD threads
- * keep serving. Accounts are never freed while the server runs (a replaced
- * one is retired), so the thread may use the pointer it was given.
+ * keep serving. At most CAPS_MAX_THREADS checks run at once (503 beyond), so
+ * clients cannot make the server start threads without bound. Accounts are
+ * never freed while the server runs (a replaced one is retired), so the
+ * thread may use the pointer it was given.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/api_int.h"
+
+#define CAPS_MAX_THREADS 16
+
+/* Checks in progress, over all servers of the process (a thread is a
+ * process resource). */
+static atomic_int caps_running;
 
 struct caps_ctx {
 	struct api_req *r;
@@ -45,6 +54,12 @@ static void *caps_main(void *arg)
 	struct caps_ctx *c = arg;
 	hr_err_clear(&c->err);
 	c->rc = c->acct->ops->capability(c->acct, c->to, &c->features, &c->err);
+	if (c->rc == HR_EBUSY && c->acct->mask_answers)
+		/* Not a provider's host: what it answered stays with us. */
+		hr_fail(&c->err, HR_EBUSY, "to",
+		        "the capability check got no usable answer (details withheld: not a "
+		        "provider's host)");
+	atomic_fetch_sub(&caps_running, 1);
 	api_async_end(c->r); /* c may be freed from here on */
 	return NULL;
 }
@@ -57,8 +72,8 @@ static enum MHD_Result caps_start(struct api_req *r)
 	int rc = api_query_check(r, params, &err);
 	if (rc)
 		return api_fail(r, rc, &err);
-	const struct channel_account *a = account_set_find(r->srv->o.accounts, r->path_id);
-	if (!a || strcmp(a->tenant_id, r->tenant) != 0) {
+	const struct channel_account *a = api_account_lookup(r->srv, r->tenant, r->path_id);
+	if (!a) {
 		char id[sizeof r->path_id];
 		hr_fail(&err, HR_ENOTFOUND, NULL, "no channel account '%s'",
 		        api_clip(id, sizeof id, r->path_id));
@@ -83,18 +98,29 @@ static enum MHD_Result caps_start(struct api_req *r)
 	c->acct = a;
 	if ((rc = a->ops->normalize_recipient(to, c->to, &err)) != 0)
 		return api_fail(r, rc, &err);
-	if ((rc = api_async_begin(r)) != 0)
+	if (atomic_fetch_add(&caps_running, 1) >= CAPS_MAX_THREADS) {
+		atomic_fetch_sub(&caps_running, 1);
+		hr_fail(&err, HR_EBUSY, NULL,
+		        "too many capability checks in progress (at most %d); try again",
+		        CAPS_MAX_THREADS);
+		return api_fail(r, HR_EBUSY, &err);
+	}
+	if ((rc = api_async_begin(r)) != 0) {
+		atomic_fetch_sub(&caps_running, 1);
 		return api_fail(r, rc, NULL);
+	}
 	r->stage = 1;
 	pthread_attr_t attr;
 	pthread_t th;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&th, &attr, caps_main, c) != 0) {
+	bool attr_ok = pthread_attr_init(&attr) == 0;
+	if (!attr_ok || pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) != 0 ||
+	    pthread_create(&th, &attr, caps_main, c) != 0) {
+		atomic_fetch_sub(&caps_running, 1);
 		c->rc = hr_fail(&c->err, HR_EBUSY, NULL, "cannot start the capability check");
 		api_async_end(r);
 	}
-	pthread_attr_destroy(&attr);
+	if (attr_ok)
+		pthread_attr_destroy(&attr);
 	return MHD_YES;
 }
 
@@ -104,16 +130,17 @@ enum MHD_Result api_channel_capabilities(struct api_req *r)
 		return caps_start(r);
 	struct caps_ctx *c = r->priv;
 	const char *chan = c->acct->ops->name;
+	const char *name = api_account_name(c->acct->tenant_id, c->acct->id);
 	if (c->rc == 0) {
 		json_t *j =
-		    json_pack("{s:s, s:s, s:s, s:b, s:O}", "account", c->acct->id, "channel", chan,
+		    json_pack("{s:s, s:s, s:s, s:b, s:O}", "account", name, "channel", chan,
 		              "to", c->to, "capable", 1, "features", c->features);
 		return api_respond_json(r, 200, j, NULL);
 	}
 	if (c->rc == HR_ENOTFOUND) {
 		char reason[HR_NAME_MAX + 16], detail[sizeof c->err.msg];
 		snprintf(reason, sizeof reason, "not_%s_capable", chan);
-		json_t *j = json_pack("{s:s, s:s, s:s, s:b, s:s, s:s}", "account", c->acct->id,
+		json_t *j = json_pack("{s:s, s:s, s:s, s:b, s:s, s:s}", "account", name,
 		                      "channel", chan, "to", c->to, "capable", 0, "reason", reason,
 		                      "detail", api_clip(detail, sizeof detail, c->err.msg));
 		return api_respond_json(r, 200, j, NULL);

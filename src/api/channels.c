@@ -3,16 +3,24 @@
  * /v1/channels/{id}, and POST /v1/channels {"id","channel",...config...}
  * to create one or update the tenant's own.
  *
- * Secrets never travel through the API: a config key that names a secret
- * (it contains "token", "secret", "password", "key" or "auth") must hold a
- * reference, "env:NAME" or "file:/absolute/path", which the server resolves;
- * a literal is refused naming the key. Reading, a reference is shown as
- * given and a literal (possible in the config file) as "***".
+ * Secrets never travel through the API: each adapter declares which of its
+ * config keys hold secrets (channel_ops.secret_fields), and for those the
+ * API takes only a reference, "env:NAME" or "file:/absolute/path"; a literal
+ * is refused naming the key. The reference must lie in the tenant's own
+ * namespace (channel.h, struct channel_policy), which the adapter's
+ * channel_cfg_secret enforces when it loads the account; what a reference
+ * holds, or whether a file exists, is never said. Reading, a reference is
+ * shown as given and a literal (possible in the config file) as "***".
  *
- * A POST goes: check owner (another tenant's id is 409) and references ->
- * channel_account_new (the adapter validates and resolves; errors name the
- * key) -> store account_upsert -> account_set_put (webhooks and sends find
- * it from then on) -> dispatcher_notify.
+ * Account ids are per tenant. An account a tenant creates is stored under
+ * "<tenant>~<id>" (its webhook URL shows that), so two tenants may use the
+ * same id and no answer tells one tenant which ids another has; config-file
+ * accounts keep the id the operator gave them ('~' is not allowed there).
+ *
+ * A POST goes: validate -> channel_account_new_policy (the adapter validates
+ * and resolves under the policy; errors name the key) -> store
+ * account_upsert -> account_set_put (webhooks and sends find it from then
+ * on) -> dispatcher_notify.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -22,15 +30,27 @@
 
 #include "api/api_int.h"
 
-static const char *const secret_words[] = {"token", "secret", "password", "key", "auth", NULL};
+#define ACCOUNT_SEP '~'
 
-/* Whether a config key names a secret (case-insensitive substring). */
-static bool secret_key(const char *k)
+const char *api_account_name(const char *tenant, const char *global_id)
 {
-	for (const char *const *w = secret_words; *w; w++)
-		if (strcasestr(k, *w))
-			return true;
-	return false;
+	size_t tl = strlen(tenant);
+	if (strncmp(global_id, tenant, tl) == 0 && global_id[tl] == ACCOUNT_SEP)
+		return global_id + tl + 1;
+	return global_id;
+}
+
+struct channel_account *api_account_lookup(const struct api_server *s, const char *tenant,
+                                           const char *name)
+{
+	char gid[HR_NAME_MAX];
+	struct channel_account *a = NULL;
+	int n = snprintf(gid, sizeof gid, "%s%c%s", tenant, ACCOUNT_SEP, name);
+	if (n > 0 && (size_t)n < sizeof gid && !strchr(name, ACCOUNT_SEP))
+		a = account_set_find(s->o.accounts, gid);
+	if (!a)
+		a = account_set_find(s->o.accounts, name);
+	return a && strcmp(a->tenant_id, tenant) == 0 ? a : NULL;
 }
 
 /* "env:NAME" (a valid variable name) or "file:/absolute/path". */
@@ -48,110 +68,48 @@ static bool secret_ref(const char *v)
 	return strncmp(v, "file:/", 6) == 0 && v[6] != '\0';
 }
 
-/* A copy of a config value with every secret that is not a reference shown
- * as "***". Anything under a secret key counts as secret. */
-static json_t *mask(json_t *v, bool secret)
+/* A copy of an account's config with each declared secret that is not a
+ * reference shown as "***". NULL when out of memory. */
+static json_t *mask(const struct channel_ops *ops, json_t *cfg)
 {
-	if (json_is_object(v)) {
-		json_t *o = json_object();
-		const char *k;
-		json_t *c;
-		json_object_foreach(v, k, c)
-		{
-			if (!o ||
-			    json_object_set_new(o, k, mask(c, secret || secret_key(k))) != 0) {
-				json_decref(o);
-				return NULL;
-			}
+	json_t *o = json_deep_copy(cfg);
+	for (const char *const *f = ops->secret_fields; o && f && *f; f++) {
+		json_t *v = json_object_get(o, *f);
+		if (v && !json_is_null(v) && !(json_is_string(v) && secret_ref(json_string_value(v))) &&
+		    json_object_set_new(o, *f, json_string("***")) != 0) {
+			json_decref(o);
+			return NULL;
 		}
-		return o;
 	}
-	if (json_is_array(v)) {
-		json_t *a = json_array();
-		size_t i;
-		json_t *c;
-		json_array_foreach(v, i, c)
-		{
-			if (!a || json_array_append_new(a, mask(c, secret)) != 0) {
-				json_decref(a);
-				return NULL;
-			}
-		}
-		return a;
-	}
-	if (!secret || json_is_null(v) || (json_is_string(v) && secret_ref(json_string_value(v))))
-		return json_deep_copy(v);
-	return json_string("***");
+	return o;
 }
 
-/* Whether a reference points where the operator allows API-created
- * accounts to read secrets from (api.h, secret_env_prefix/secret_file_dir). */
-static bool ref_allowed(const struct api_opts *o, const char *v)
+/* Each declared secret the client sent must be a reference, not the value. */
+static int check_refs(const struct channel_ops *ops, json_t *root, struct hr_err *err)
 {
-	if (strncmp(v, "env:", 4) == 0)
-		return o->secret_env_prefix && *o->secret_env_prefix &&
-		       strncmp(v + 4, o->secret_env_prefix, strlen(o->secret_env_prefix)) == 0;
-	return o->secret_file_dir && *o->secret_file_dir &&
-	       strncmp(v + 5, o->secret_file_dir, strlen(o->secret_file_dir)) == 0 &&
-	       !strstr(v, "/../") && !strstr(v, "/./");
-}
-
-/* Finds the first secret that is not an allowed reference, naming its path. */
-static int check_refs(const struct api_opts *o, json_t *v, const char *path, bool secret,
-                      struct hr_err *err)
-{
-	char p[sizeof err->field];
-	if (json_is_object(v)) {
-		const char *k;
-		json_t *c;
-		json_object_foreach(v, k, c)
-		{
-			char ck[HR_NAME_MAX];
-			api_clip(ck, sizeof ck, k);
-			snprintf(p, sizeof p, "%s%s%s", path, *path ? "." : "", ck);
-			int rc = check_refs(o, c, p, secret || secret_key(k), err);
-			if (rc)
-				return rc;
-		}
-		return 0;
+	for (const char *const *f = ops->secret_fields; f && *f; f++) {
+		json_t *v = json_object_get(root, *f);
+		if (!v || json_is_null(v))
+			continue;
+		if (!json_is_string(v) || !secret_ref(json_string_value(v)))
+			return hr_fail(err, HR_EINVAL, *f,
+			               "%s is a secret: give a reference, \"env:NAME\" or "
+			               "\"file:/path\", not the value",
+			               *f);
 	}
-	if (json_is_array(v)) {
-		size_t i;
-		json_t *c;
-		json_array_foreach(v, i, c)
-		{
-			snprintf(p, sizeof p, "%s[%zu]", path, i);
-			int rc = check_refs(o, c, p, secret, err);
-			if (rc)
-				return rc;
-		}
-		return 0;
-	}
-	if (!secret || json_is_null(v))
-		return 0;
-	if (!json_is_string(v) || !secret_ref(json_string_value(v)))
-		return hr_fail(err, HR_EINVAL, path,
-		               "%s is a secret: give a reference, \"env:NAME\" or \"file:/path\", "
-		               "not the value",
-		               path);
-	if (!ref_allowed(o, json_string_value(v)))
-		return hr_fail(err, HR_EFORBIDDEN, path,
-		               "%s: accounts created through the API may only reference "
-		               "env:%s* or file:%s*",
-		               path, o->secret_env_prefix ? o->secret_env_prefix : "",
-		               o->secret_file_dir ? o->secret_file_dir : "");
 	return 0;
 }
 
 /* The API's view of an account. NULL when out of memory. */
 static json_t *account_json(const struct channel_account *a)
 {
-	json_t *cfg = mask(a->config, false);
+	json_t *cfg = mask(a->ops, a->config);
 	if (!cfg)
 		return NULL;
 	json_object_del(cfg, "id");
 	json_object_del(cfg, "channel");
-	return json_pack("{s:s, s:s, s:f, s:o, s:o}", "id", a->id, "channel", a->ops->name,
+	return json_pack("{s:s, s:s, s:f, s:o, s:o}", "id", api_account_name(a->tenant_id, a->id),
+	                 "channel", a->ops->name,
 	                 "rate_limit", a->rate_limit, "webhook_url",
 	                 a->webhook_url[0] ? json_string(a->webhook_url) : json_null(), "config",
 	                 cfg);
@@ -180,8 +138,8 @@ enum MHD_Result api_channels_list(struct api_req *r)
 
 enum MHD_Result api_channel_get(struct api_req *r)
 {
-	const struct channel_account *a = account_set_find(r->srv->o.accounts, r->path_id);
-	if (!a || strcmp(a->tenant_id, r->tenant) != 0) {
+	const struct channel_account *a = api_account_lookup(r->srv, r->tenant, r->path_id);
+	if (!a) {
 		/* Another tenant's account is as absent as one that does not exist. */
 		struct hr_err err;
 		char id[sizeof r->path_id];
@@ -237,30 +195,45 @@ static int channel_put(struct api_req *r, json_t *root, struct channel_account *
 		return hr_fail(err, HR_EINVAL, "channel", "unknown channel '%s'",
 		               api_clip(cv, sizeof cv, channel));
 	}
-	const struct channel_account *old = account_set_find(s->o.accounts, id);
-	if (old && strcmp(old->tenant_id, r->tenant) != 0)
-		return hr_fail(err, HR_ECONFLICT, "id", "account id '%s' is taken", id);
-	if (old && strcmp(old->ops->name, channel) != 0)
+	const struct channel_ops *ops = channel_find(channel);
+	/* The tenant's own account of that id (config or API), else a new one
+	 * in the tenant's id space: another tenant's ids are invisible here. */
+	const struct channel_account *old = api_account_lookup(s, r->tenant, id);
+	char gid[HR_NAME_MAX];
+	if (old) {
+		hr_strlcpy(gid, old->id, sizeof gid);
+	} else {
+		int n = snprintf(gid, sizeof gid, "%s%c%s", r->tenant, ACCOUNT_SEP, id);
+		if (n < 0 || (size_t)n >= sizeof gid)
+			return hr_fail(err, HR_EINVAL, "id",
+			               "id is too long: at most %zu characters for this tenant",
+			               sizeof gid - 2 - strlen(r->tenant));
+	}
+	if (old && old->ops != ops)
 		return hr_fail(err, HR_ECONFLICT, "channel",
 		               "account '%s' is a %s account; its channel cannot change", id,
 		               old->ops->name);
 	*created = old == NULL;
-	int rc = check_refs(&s->o, root, "", false, err);
+	int rc = check_refs(ops, root, err);
 	if (rc)
 		return rc;
 
 	struct account_row row;
 	memset(&row, 0, sizeof row);
-	hr_strlcpy(row.id, id, sizeof row.id);
+	hr_strlcpy(row.id, gid, sizeof row.id);
 	hr_strlcpy(row.tenant_id, r->tenant, sizeof row.tenant_id);
 	hr_strlcpy(row.channel, channel, sizeof row.channel);
+	/* Whatever a tenant writes is loaded under the policy, now and after a
+	 * restart, including its update of an account from the config file
+	 * (the config puts the operator's version back at the next start). */
+	row.api_created = true;
 	row.config = json_dumps(root, JSON_COMPACT);
 	if (!row.config)
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	struct channel_account *a = NULL;
-	rc = channel_account_new(&row, &a, err);
+	rc = channel_account_new_policy(&row, s->o.accounts->policy, &a, err);
 	if (rc) {
-		strip_account_prefix(err, id);
+		strip_account_prefix(err, gid);
 		free(row.config);
 		return rc;
 	}

@@ -83,15 +83,16 @@ static int resolve_account(const struct api_server *s, const char *tenant, const
 	struct account_set *set = s->o.accounts;
 	char cc[32];
 	if (account) {
-		struct channel_account *a = account_set_find(set, account);
-		if (!a || strcmp(a->tenant_id, tenant) != 0) {
+		struct channel_account *a = api_account_lookup(s, tenant, account);
+		if (!a) {
 			char ca[HR_NAME_MAX];
 			return hr_fail(err, HR_EINVAL, "account", "no account '%s' for this tenant",
 			               api_clip(ca, sizeof ca, account));
 		}
 		if (strcmp(a->ops->name, channel) != 0)
 			return hr_fail(err, HR_EINVAL, "account",
-			               "account '%s' is a %s account, not %s", a->id, a->ops->name,
+			               "account '%s' is a %s account, not %s",
+			               api_account_name(tenant, a->id), a->ops->name,
 			               api_clip(cc, sizeof cc, channel));
 		*out = a;
 		return 0;
@@ -350,7 +351,8 @@ static int parse_single(struct api_req *r, struct accept *a, json_t *root, struc
 		return rc;
 	const struct message *m = &a->msgs[0];
 	json_t *resp = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", m->id, "status", "queued",
-	                         "channel", m->channel, "account", m->account_id, "to",
+	                         "channel", m->channel, "account",
+	                         api_account_name(m->tenant_id, m->account_id), "to",
 	                         m->recipient);
 	if (resp && strcmp(m->channel, "sms") == 0 &&
 	    json_object_set_new(resp, "segments", json_integer(m->segments)) != 0) {
@@ -564,7 +566,8 @@ static enum MHD_Result accept_watched(struct api_req *r)
 		ok = ok && !json_object_set_new(extra, "sync_timeout", json_true());
 	}
 	json_t *j = ok ? json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", m->id, "status", state,
-	                           "channel", m->channel, "account", m->account_id, "to",
+	                           "channel", m->channel, "account",
+	                           api_account_name(m->tenant_id, m->account_id), "to",
 	                           m->recipient)
 	               : NULL;
 	if (j && strcmp(m->channel, "sms") == 0)

@@ -69,7 +69,8 @@ static json_t *message_json(const struct message *m)
 		                text_json(m->error_text));
 	json_t *j = json_pack("{s:o, s:o, s:o, s:o, s:s, s:s, s:o, s:o, s:i, s:o, s:o, s:o, s:o}",
 	                      "id", text_json(m->id), "channel", text_json(m->channel),
-	                      "account", text_json(m->account_id), "to", text_json(m->recipient),
+	                      "account", text_json(api_account_name(m->tenant_id, m->account_id)),
+	                      "to", text_json(m->recipient),
 	                      "status", msg_status_name(m->status), "priority",
 	                      m->priority == PRIO_TRANSACTIONAL ? "transactional" : "bulk",
 	                      "content", stored_json(m->content), "body", nullable_str(m->body),

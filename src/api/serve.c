@@ -282,8 +282,10 @@ int serve_sync_config(json_t *cfg, struct store *st, struct hr_err *err)
 			snprintf(f, sizeof f, "tenants[%zu].accounts[%zu]", ti, ai);
 			const char *aid = hr_cfg_str(ac, "id", NULL, err);
 			const char *ch = hr_cfg_str(ac, "channel", NULL, err);
-			if (!aid || !*aid || strlen(aid) >= sizeof ar.id)
-				return hr_fail(err, HR_EINVAL, f, "%s.id is required (1..63 chars)",
+			if (!aid || !*aid || strlen(aid) >= sizeof ar.id || strchr(aid, '~'))
+				return hr_fail(err, HR_EINVAL, f,
+				               "%s.id is required (1..63 chars, no '~': ids with '~' "
+				               "are those tenants create)",
 				               f);
 			if (!ch || !channel_find(ch))
 				return hr_fail(err, HR_EINVAL, f,
@@ -382,9 +384,6 @@ static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opt
 	o->max_header_bytes = (size_t)hr_cfg_int(cfg, "server.max_header_bytes",
 	                                         (int64_t)o->max_header_bytes, 1024, 1 << 20, err);
 	o->max_batch = (int)hr_cfg_int(cfg, "server.max_batch", o->max_batch, 1, 100000, err);
-	o->secret_env_prefix =
-	    hr_cfg_str(cfg, "server.secret_env_prefix", o->secret_env_prefix, err);
-	o->secret_file_dir = hr_cfg_str(cfg, "server.secret_file_dir", o->secret_file_dir, err);
 	o->sync_timeout_us =
 	    hr_cfg_int(cfg, "server.sync_timeout_ms", o->sync_timeout_us / 1000, 1, 600000, err) *
 	    1000;
@@ -418,6 +417,7 @@ int serve_main(int argc, char **argv)
 	struct hr_err err = {0};
 	struct store *st = NULL;
 	struct account_set accounts = {0};
+	struct channel_policy policy = {0};
 	struct dispatcher *disp = NULL;
 	struct applier *app = NULL;
 	struct api_server *srv = NULL;
@@ -432,8 +432,9 @@ int serve_main(int argc, char **argv)
 	if (read_dispatch_opts(cfg, &dopts, &err) ||
 	    read_api_opts(cfg, &a, &aopts, host, sizeof host, &err))
 		goto out;
-	if (open_store(cfg, &a, &st, &err) || serve_sync_config(cfg, st, &err) ||
-	    account_set_load(st, &accounts, &err))
+	if (channel_policy_init(&policy, cfg, &err) || open_store(cfg, &a, &st, &err) ||
+	    serve_sync_config(cfg, st, &err) ||
+	    account_set_load_policy(st, &policy, &accounts, &err))
 		goto out;
 	account_set_public_url(&accounts, aopts.public_url);
 	if (dispatcher_start(st, &accounts, &dopts, &disp, &err) ||
@@ -496,6 +497,7 @@ out:
 	dispatcher_stop(disp);
 	applier_stop(app);
 	account_set_clear(&accounts);
+	channel_policy_clear(&policy);
 	if (st)
 		st->ops->close(st);
 	json_decref(cfg);

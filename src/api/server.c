@@ -49,8 +49,6 @@ void api_opts_default(struct api_opts *o)
 	o->sync_timeout_us = API_SYNC_TIMEOUT_US;
 	o->sync_max_timeout_us = API_SYNC_MAX_TIMEOUT_US;
 	o->max_attempts = 0; /* the dispatcher's default */
-	o->secret_env_prefix = "HERALD_SECRET_";
-	o->secret_file_dir = "/etc/herald/secrets/";
 }
 
 /* ---------------------------------------------------------------------------

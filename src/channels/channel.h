@@ -44,10 +44,58 @@
 
 struct channel_ops;
 
+/*
+ * What the operator lets tenants do with the accounts they create through the
+ * API (accounts in the config file are the operator's own and unrestricted).
+ * A tenant-created account:
+ *  - reads secrets only from its tenant's own namespace: environment
+ *    variables "<env_prefix>..." and files under "<file_dir>" (regular files
+ *    inside that directory after resolving symlinks). By default the prefix
+ *    is server.secret_env_prefix + the tenant id in upper case (runs of other
+ *    characters as one '_') + "__", and the directory server.secret_file_dir
+ *    + the tenant id + "/"; both may be set per tenant. The namespaces are
+ *    checked at start to be prefix-free, so no tenant's can reach into
+ *    another's. Errors never say what a reference holds or whether it exists.
+ *  - sends only to https and its provider's public origin(s) (each adapter's
+ *    provider_origins), or to an origin the operator lists in
+ *    server.allowed_origins ("http://127.0.0.1:9090" for the simulator or a
+ *    proxy); never to a URL with userinfo.
+ */
+struct channel_tenant_ns {
+	char tenant_id[HR_NAME_MAX];
+	char env_prefix[160];
+	char file_dir[256]; /* ends with '/' */
+};
+struct channel_policy {
+	char (*origins)[160]; /* "scheme://host:port", lower case, port explicit */
+	size_t norigins;
+	struct channel_tenant_ns *ns;
+	size_t nns;
+};
+/* Reads server.secret_env_prefix, server.secret_file_dir, server.allowed_origins
+ * and tenants[].{id, secret_env_prefix, secret_file_dir} from the config.
+ * HR_EINVAL naming the key when namespaces overlap or an origin is bad. */
+int channel_policy_init(struct channel_policy *p, json_t *config, struct hr_err *err);
+void channel_policy_clear(struct channel_policy *p);
+/* The tenant's namespace, or NULL when it has none (no references allowed). */
+const struct channel_tenant_ns *channel_policy_ns(const struct channel_policy *p,
+                                                  const char *tenant_id);
+/* Canonical "scheme://host:port" of an absolute http(s) URL into out, or
+ * HR_EINVAL (userinfo, other schemes, no host, unparsable). */
+int channel_url_origin(const char *url, char *out, size_t outsz);
+
 /* A sender account (e.g. one WhatsApp phone number) with resolved secrets. */
 struct channel_account {
 	char id[HR_NAME_MAX];
 	char tenant_id[HR_NAME_MAX];
+	/* Created by a tenant through the API: the policy applies (secrets from
+	 * the tenant's namespace only, provider origins only). */
+	bool restricted;
+	/* The account sends to a host that is not its provider's public origin
+	 * and was created by a tenant: what such a host answers (raw bodies,
+	 * network errors) is never echoed back (channel_outcome_sanitize). */
+	bool mask_answers;
+	const struct channel_policy *policy; /* borrowed; NULL = no tenant namespaces */
 	/* Where this account's provider webhooks/callbacks reach Herald:
 	 * {server.public_url}/webhooks/{channel}/{id}; "" until
 	 * account_set_public_url() (Twilio's StatusCallback uses it). */
@@ -129,6 +177,14 @@ struct http_req *wh_parsed_add_followup(struct wh_parsed *p);
 struct channel_ops {
 	const char *name;          /* "whatsapp" */
 	bool has_receipts;         /* false: messages are final at SENT (Telegram) */
+	/* The config keys that hold secrets (NULL-terminated), by declaration:
+	 * channel_cfg_secret reads only these, and the API takes only
+	 * references for them. */
+	const char *const *secret_fields;
+	/* The provider's public origins ("https://graph.facebook.com"), the
+	 * only ones a tenant-created account may send to unless the operator
+	 * allows more (NULL-terminated). */
+	const char *const *provider_origins;
 
 	/* Validates acct->config and resolves secrets into acct->priv. The error
 	 * names the config key ("accounts[demo-wa].app_secret"). */
@@ -206,9 +262,31 @@ void channel_cfg_field(char *out, size_t n, const struct channel_account *a, con
 int channel_cfg_str(const struct channel_account *a, const char *key, bool required,
                     const char **out, struct hr_err *err);
 /* A secret reference ("env:X", "file:/p" or a literal) resolved into *out
- * (heap, caller frees); NULL when absent and not required. */
+ * (heap, caller frees with hr_secret_free); NULL when absent and not
+ * required. key must be one of ops->secret_fields (HR_EINTERNAL otherwise).
+ * For a restricted account the reference must lie in its tenant's namespace
+ * (HR_EFORBIDDEN), and errors never quote what it holds. */
 int channel_cfg_secret(const struct channel_account *a, const char *key, bool required,
                        char **out, struct hr_err *err);
+/* Whether key is one of ops' declared secret fields. */
+bool channel_secret_field(const struct channel_ops *ops, const char *key);
+/* An absolute http(s) URL without userinfo (config key `key`, or def when
+ * absent and def != NULL). A restricted account's URL must be https on one
+ * of the provider's origins or an operator-allowed origin (HR_EFORBIDDEN).
+ * Sets a->mask_answers when a restricted account's URL is not a provider
+ * origin. *out borrowed from the config (or def). */
+int channel_cfg_url(struct channel_account *a, const char *key, const char *def,
+                    const char **out, struct hr_err *err);
+/* The same check for a URL found elsewhere (e.g. a service account's
+ * token_uri); field names it in errors. */
+int channel_url_check(struct channel_account *a, const char *url, const char *field,
+                      struct hr_err *err);
+/* After parse_send: for accounts with mask_answers, replaces the error text
+ * (which may quote what the host answered, or curl's text on which ports
+ * are open) with a neutral one, so a tenant cannot use Herald to read what
+ * an address answers. */
+void channel_outcome_sanitize(const struct channel_account *a, long http_status,
+                              struct send_outcome *out);
 
 /* The registry (registry.c): one line per channel. NULL if unknown. */
 const struct channel_ops *channel_find(const char *name);
@@ -217,6 +295,10 @@ const struct channel_ops *channel_find(const char *name);
  * Caller frees with channel_account_free. */
 int channel_account_new(const struct account_row *row, struct channel_account **out,
                         struct hr_err *err);
+/* The same under a policy (borrowed, outlives the account): a row with
+ * api_created set is loaded restricted. */
+int channel_account_new_policy(const struct account_row *row, const struct channel_policy *policy,
+                               struct channel_account **out, struct hr_err *err);
 void channel_account_free(struct channel_account *a);
 
 /* The set of all loaded accounts, looked up by id. Loaded at start; accounts
@@ -231,10 +313,16 @@ struct account_set {
 	struct channel_account **retired;
 	size_t nretired;
 	char public_url[192];
+	const struct channel_policy *policy; /* borrowed, may be NULL */
 	unsigned generation;
 	pthread_rwlock_t lock;
 };
 int account_set_load(struct store *st, struct account_set *out, struct hr_err *err);
+/* The same under a policy (kept in the set, borrowed). A tenant-created
+ * account that no longer loads under it (the operator narrowed the policy)
+ * is left out with a warning instead of stopping the start. */
+int account_set_load_policy(struct store *st, const struct channel_policy *policy,
+                            struct account_set *out, struct hr_err *err);
 /* Sets server.public_url and fills every account's webhook_url. */
 void account_set_public_url(struct account_set *s, const char *public_url);
 /* Adds a loaded account, or replaces the one with the same id. Takes ownership. */

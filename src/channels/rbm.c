@@ -114,6 +114,7 @@ struct rbm_priv {
 
 	pthread_mutex_t lock; /* guards the token cache below */
 	char *token;          /* cached access token, or NULL */
+	bool mask;            /* acct->mask_answers: never quote the endpoints */
 	int64_t refresh_at;   /* monotonic us: fetch a new token from here on */
 	int64_t expires_at;   /* monotonic us: the token is no longer valid */
 	int64_t fetch_after;  /* monotonic us: no fetch before (failed or in progress) */
@@ -122,9 +123,7 @@ struct rbm_priv {
 
 static void rbm_wipe_free(char *s)
 {
-	if (s)
-		memset(s, 0, strlen(s));
-	free(s);
+	hr_secret_free(s);
 }
 
 static void rbm_priv_free(struct rbm_priv *p)
@@ -181,7 +180,7 @@ static int rbm_sa_str(json_t *sa, const char *key, const char *field, bool requi
 
 /* Reads the service-account JSON (client_email, private_key, token_uri). The
  * key is checked here, by signing a JWT, so a bad key stops the start. */
-static int rbm_load_service_account(const struct channel_account *acct, struct rbm_priv *p,
+static int rbm_load_service_account(struct channel_account *acct, struct rbm_priv *p,
                                     struct hr_err *err)
 {
 	char field[96];
@@ -204,10 +203,12 @@ static int rbm_load_service_account(const struct channel_account *acct, struct r
 	json_t *sa = json_loads(text, 0, &je);
 	rbm_wipe_free(text);
 	if (!json_is_object(sa)) {
+		/* Never quote the parser's text: it shows what the file holds
+		 * ("near 'root'"), and the reference may point at anything. */
 		json_decref(sa);
-		return hr_fail(err, HR_EINVAL, field,
-		               "%s is not a service-account JSON object (line %d: %s)", field,
-		               je.line, je.text);
+		explicit_bzero(&je, sizeof je);
+		return hr_fail(err, HR_EINVAL, field, "%s is not a service-account JSON object",
+		               field);
 	}
 	if ((rc = rbm_sa_str(sa, "client_email", field, true, &p->client_email, err)) ||
 	    (rc = rbm_sa_str(sa, "private_key", field, true, &p->private_key, err)) ||
@@ -217,9 +218,10 @@ static int rbm_load_service_account(const struct channel_account *acct, struct r
 		return rc;
 	}
 	json_decref(sa);
-	if (!rbm_is_http_url(p->token_uri))
-		return hr_fail(err, HR_EINVAL, field, "%s: token_uri must be an http(s) URL",
-		               field);
+	char tfield[128];
+	snprintf(tfield, sizeof tfield, "%s.token_uri", field);
+	if ((rc = channel_url_check(acct, p->token_uri, tfield, err)))
+		return rc;
 	jwt_t *jwt = NULL;
 	bool ok = jwt_new(&jwt) == 0 &&
 	          jwt_set_alg(jwt, JWT_ALG_RS256, (const unsigned char *)p->private_key,
@@ -251,14 +253,9 @@ static int rbm_account_load(struct channel_account *acct, struct hr_err *err)
 	const char *base, *agent;
 	char field[96];
 	int rc;
-	if ((rc = channel_cfg_str(acct, "base_url", true, &base, err)) ||
+	if ((rc = channel_cfg_url(acct, "base_url", NULL, &base, err)) ||
 	    (rc = channel_cfg_str(acct, "agent_id", true, &agent, err)))
 		return rc;
-	if (!rbm_is_http_url(base)) {
-		channel_cfg_field(field, sizeof field, acct, "base_url");
-		return hr_fail(err, HR_EINVAL, field, "%s must start with http:// or https://",
-		               field);
-	}
 	if (!rbm_agent_ok(agent)) {
 		channel_cfg_field(field, sizeof field, acct, "agent_id");
 		return hr_fail(err, HR_EINVAL, field,
@@ -283,6 +280,8 @@ static int rbm_account_load(struct channel_account *acct, struct hr_err *err)
 	if ((rc = rbm_load_service_account(acct, p, err)) ||
 	    (rc = channel_cfg_secret(acct, "client_token", true, &p->client_token, err)))
 		goto fail;
+	/* channel_cfg_url and the token_uri check set it. */
+	p->mask = acct->mask_answers;
 	acct->priv = p;
 	return 0;
 fail:
@@ -341,27 +340,49 @@ static int rbm_http(const char *url, struct curl_slist *headers, const char *bod
 	}
 	char errbuf[CURL_ERROR_SIZE] = "";
 	struct rbm_buf b = {0};
-	curl_easy_setopt(e, CURLOPT_URL, url);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+	/* Every option is checked: a transfer that silently lacks its timeout
+	 * or its protocol restriction is worse than no transfer. */
+	CURLcode cc = CURLE_OK;
+#define RBM_OPT(o, v)                                                                            \
+	do {                                                                                     \
+		if (cc == CURLE_OK)                                                              \
+			cc = curl_easy_setopt(e, o, v);                                          \
+	} while (0)
+	RBM_OPT(CURLOPT_URL, url);
+	RBM_OPT(CURLOPT_HTTPHEADER, headers);
 	if (body) {
-		curl_easy_setopt(e, CURLOPT_POST, 1L);
-		curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+		RBM_OPT(CURLOPT_POST, 1L);
+		RBM_OPT(CURLOPT_POSTFIELDS, body);
+		RBM_OPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
 	}
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, rbm_on_body);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, RBM_HTTP_TIMEOUT_MS);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	CURLcode cc = curl_easy_perform(e);
+	RBM_OPT(CURLOPT_WRITEFUNCTION, rbm_on_body);
+	RBM_OPT(CURLOPT_WRITEDATA, &b);
+	RBM_OPT(CURLOPT_ERRORBUFFER, errbuf);
+	RBM_OPT(CURLOPT_NOSIGNAL, 1L);
+	RBM_OPT(CURLOPT_TIMEOUT_MS, RBM_HTTP_TIMEOUT_MS);
+	RBM_OPT(CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+	RBM_OPT(CURLOPT_PROTOCOLS_STR, "http,https");
+	RBM_OPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	RBM_OPT(CURLOPT_FOLLOWLOCATION, 0L);
+#undef RBM_OPT
+	if (cc != CURLE_OK) {
+		snprintf(why, whysz, "cannot set up the HTTP transfer: %s", curl_easy_strerror(cc));
+		curl_easy_cleanup(e);
+		return HR_EINTERNAL;
+	}
+	cc = curl_easy_perform(e);
 	if (cc == CURLE_OK)
 		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
 	else
 		snprintf(why, whysz, "%s", errbuf[0] ? errbuf : curl_easy_strerror(cc));
 	curl_easy_cleanup(e);
 	if (cc != CURLE_OK) {
+		free(b.data);
+		return HR_EIO;
+	}
+	if (b.truncated) { /* never act on half an answer */
+		snprintf(why, whysz, "the answer was larger than %d bytes", RBM_RESP_MAX);
+		*status = 0;
 		free(b.data);
 		return HR_EIO;
 	}
@@ -429,6 +450,8 @@ static int rbm_fetch_token(const struct rbm_priv *p, char **token, int64_t *ttl_
 	if (rc) {
 		if (rc == HR_ENOMEM)
 			snprintf(why, whysz, "out of memory");
+		else if (p->mask)
+			snprintf(why, whysz, "the token endpoint did not answer");
 		return rc;
 	}
 	json_error_t je;
@@ -455,9 +478,12 @@ static int rbm_fetch_token(const struct rbm_priv *p, char **token, int64_t *ttl_
 			snprintf(why, whysz, "token endpoint answered HTTP %ld without a token: %s",
 			         status, ex);
 		rc = HR_EAUTH;
+		if (p->mask)
+			snprintf(why, whysz, "token endpoint answered HTTP %ld without a token",
+			         status);
 	}
 	json_decref(root);
-	free(resp);
+	hr_secret_free(resp); /* it holds the access token */
 	return rc;
 }
 
@@ -1604,9 +1630,16 @@ static int rbm_webhook_parse(const struct channel_account *acct, const char *bod
 	return rc;
 }
 
+static const char *const rbm_secrets[] = {"service_account", "client_token", NULL};
+/* The API and the token endpoint a service account names. */
+static const char *const rbm_origins[] = {"https://rcsbusinessmessaging.googleapis.com",
+                                          "https://oauth2.googleapis.com", NULL};
+
 const struct channel_ops channel_rcs = {
     .name = "rcs",
     .has_receipts = true,
+    .secret_fields = rbm_secrets,
+    .provider_origins = rbm_origins,
     .account_load = rbm_account_load,
     .account_free = rbm_account_free,
     .normalize_recipient = rbm_normalize,

@@ -7,9 +7,11 @@
  * hr_channels links only hr_core, so nothing here may call into the store
  * library: account rows and inbound replies are freed field by field.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "channels/channel.h"
@@ -162,6 +164,12 @@ static int account_rate(struct channel_account *a, double def, struct hr_err *er
 int channel_account_new(const struct account_row *row, struct channel_account **out,
                         struct hr_err *err)
 {
+	return channel_account_new_policy(row, NULL, out, err);
+}
+
+int channel_account_new_policy(const struct account_row *row, const struct channel_policy *policy,
+                               struct channel_account **out, struct hr_err *err)
+{
 	char field[HR_NAME_MAX + 32];
 	*out = NULL;
 	const struct channel_entry *e = channel_entry_find(row->channel);
@@ -175,6 +183,8 @@ int channel_account_new(const struct account_row *row, struct channel_account **
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	hr_strlcpy(a->id, row->id, sizeof a->id);
 	hr_strlcpy(a->tenant_id, row->tenant_id, sizeof a->tenant_id);
+	a->restricted = row->api_created;
+	a->policy = policy;
 	json_error_t je;
 	a->config = row->config ? json_loads(row->config, 0, &je) : json_object();
 	if (!a->config || !json_is_object(a->config)) {
@@ -220,8 +230,15 @@ static int account_cmp(const void *x, const void *y)
  */
 int account_set_load(struct store *st, struct account_set *out, struct hr_err *err)
 {
+	return account_set_load_policy(st, NULL, out, err);
+}
+
+int account_set_load_policy(struct store *st, const struct channel_policy *policy,
+                            struct account_set *out, struct hr_err *err)
+{
 	memset(out, 0, sizeof *out);
 	pthread_rwlock_init(&out->lock, NULL);
+	out->policy = policy;
 	struct account_row *rows = NULL;
 	size_t n = 0;
 	int rc = st->ops->account_list(st, NULL, &rows, &n);
@@ -235,9 +252,18 @@ int account_set_load(struct store *st, struct account_set *out, struct hr_err *e
 	}
 	out->cap = n;
 	for (size_t i = 0; rc == 0 && out->items && i < n; i++) {
-		rc = channel_account_new(&rows[i], &out->items[i], err);
-		if (rc == 0)
+		rc = channel_account_new_policy(&rows[i], policy, &out->items[out->n], err);
+		if (rc == 0) {
 			out->n++;
+		} else if (rows[i].api_created && rc != HR_ENOMEM) {
+			/* A tenant's account the operator's policy no longer allows:
+			 * its sends wait; the operator's own accounts still start. */
+			hr_log(HR_LOG_WARN, "channels",
+			       "tenant %s's account %s is not loaded: %s", rows[i].tenant_id,
+			       rows[i].id, err->msg);
+			hr_err_clear(err);
+			rc = 0;
+		}
 	}
 	for (size_t i = 0; i < n; i++)
 		free(rows[i].config);
@@ -432,17 +458,37 @@ int channel_cfg_str(const struct channel_account *a, const char *key, bool requi
 	return 0;
 }
 
+bool channel_secret_field(const struct channel_ops *ops, const char *key)
+{
+	for (const char *const *f = ops && ops->secret_fields ? ops->secret_fields : NULL; f && *f;
+	     f++)
+		if (strcmp(*f, key) == 0)
+			return true;
+	return false;
+}
+
 int channel_cfg_secret(const struct channel_account *a, const char *key, bool required,
                        char **out, struct hr_err *err)
 {
 	const char *ref;
 	*out = NULL;
+	char field[96];
+	channel_cfg_field(field, sizeof field, a, key);
+	/* Secrets are declared, not guessed from names: an adapter reading an
+	 * undeclared key as a secret would escape the API's reference check. */
+	if (!channel_secret_field(a->ops, key))
+		return hr_fail(err, HR_EINTERNAL, field, "%s is not a declared secret of %s",
+		               field, a->ops ? a->ops->name : "?");
 	int rc = channel_cfg_str(a, key, required, &ref, err);
 	if (rc || !ref)
 		return rc;
-	char field[96];
-	channel_cfg_field(field, sizeof field, a, key);
-	*out = hr_secret_resolve(ref, field, err);
+	if (a->restricted) {
+		const struct channel_tenant_ns *ns = channel_policy_ns(a->policy, a->tenant_id);
+		*out = hr_secret_resolve_ns(ref, ns ? ns->env_prefix : NULL,
+		                            ns ? ns->file_dir : NULL, field, err);
+	} else {
+		*out = hr_secret_resolve(ref, field, err);
+	}
 	if (!*out)
 		return err && err->code ? err->code : HR_EINVAL;
 	if (!**out) {
@@ -451,6 +497,107 @@ int channel_cfg_secret(const struct channel_account *a, const char *key, bool re
 		return hr_fail(err, HR_EINVAL, field, "%s resolves to an empty secret", field);
 	}
 	return 0;
+}
+
+int channel_url_origin(const char *url, char *out, size_t outsz)
+{
+	CURLU *u = curl_url();
+	if (!u)
+		return HR_ENOMEM;
+	char *scheme = NULL, *host = NULL, *port = NULL, *user = NULL, *pw = NULL;
+	int rc = HR_EINVAL;
+	if (url && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	    (strcasecmp(scheme, "http") == 0 || strcasecmp(scheme, "https") == 0) &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && *host &&
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_NO_USER &&
+	    curl_url_get(u, CURLUPART_PASSWORD, &pw, 0) == CURLUE_NO_PASSWORD) {
+		int n = snprintf(out, outsz, "%s://%s:%s", scheme, host, port);
+		if (n > 0 && (size_t)n < outsz) {
+			for (char *c = out; *c; c++)
+				*c = (char)tolower((unsigned char)*c);
+			rc = 0;
+		}
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_free(user);
+	curl_free(pw);
+	curl_url_cleanup(u);
+	return rc;
+}
+
+/* Whether origin (canonical) is one of the NULL-terminated URLs in list. */
+static bool origin_listed(const char *origin, const char *const *list)
+{
+	char o[160];
+	for (; list && *list; list++)
+		if (channel_url_origin(*list, o, sizeof o) == 0 && strcmp(o, origin) == 0)
+			return true;
+	return false;
+}
+
+int channel_url_check(struct channel_account *a, const char *url, const char *field,
+                      struct hr_err *err)
+{
+	char origin[160];
+	if (channel_url_origin(url, origin, sizeof origin) != 0 || strchr(url, '#') ||
+	    strchr(url, ' '))
+		return hr_fail(err, HR_EINVAL, field,
+		               "%s must be an absolute http:// or https:// URL with a host and "
+		               "without user:password@",
+		               field);
+	if (!a->restricted)
+		return 0;
+	bool provider = origin_listed(origin, a->ops->provider_origins);
+	bool allowed = provider;
+	for (size_t i = 0; !allowed && a->policy && i < a->policy->norigins; i++)
+		allowed = strcmp(a->policy->origins[i], origin) == 0;
+	if (!allowed) {
+		char list[256] = "";
+		for (const char *const *o = a->ops->provider_origins; o && *o; o++)
+			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+			         list[0] ? ", " : "", *o);
+		return hr_fail(err, HR_EFORBIDDEN, field,
+		               "%s: accounts created through the API may only send to %s (or to "
+		               "an origin the operator allows)",
+		               field, list[0] ? list : "their provider");
+	}
+	if (!provider)
+		a->mask_answers = true;
+	return 0;
+}
+
+int channel_cfg_url(struct channel_account *a, const char *key, const char *def,
+                    const char **out, struct hr_err *err)
+{
+	int rc = channel_cfg_str(a, key, def == NULL, out, err);
+	if (rc)
+		return rc;
+	if (!*out)
+		*out = def;
+	char field[96];
+	channel_cfg_field(field, sizeof field, a, key);
+	if (strchr(*out, '?'))
+		return hr_fail(err, HR_EINVAL, field, "%s must not have a query string", field);
+	return channel_url_check(a, *out, field, err);
+}
+
+void channel_outcome_sanitize(const struct channel_account *a, long http_status,
+                              struct send_outcome *out)
+{
+	if (!a || !a->mask_answers || out->cls == OUTCOME_OK)
+		return;
+	/* The class and the provider's error code still drive retries and
+	 * show in the API; the free text could carry anything the host said. */
+	if (http_status == 0)
+		hr_strlcpy(out->error_text, "no answer (details withheld: not a provider's host)",
+		           sizeof out->error_text);
+	else
+		snprintf(out->error_text, sizeof out->error_text,
+		         "HTTP %ld (answer withheld: not a provider's host)", http_status);
 }
 
 bool channel_network_outcome(long http_status, const char *body, size_t len,
@@ -471,4 +618,196 @@ enum outcome_class channel_http_class(long http_status)
 	if (http_status >= 500 || http_status == 408)
 		return OUTCOME_TRANSIENT;
 	return OUTCOME_PERMANENT;
+}
+
+/* ---------------------------------------------------------------------------
+ * The operator's policy for tenant-created accounts (channel.h).
+ * ------------------------------------------------------------------------- */
+
+#define POLICY_ENV_BASE "HERALD_SECRET_"
+#define POLICY_DIR_BASE "/etc/herald/secrets/"
+
+/* The tenant id as an environment-name part: letters and digits upper-cased,
+ * every run of other characters one '_', none at either end. With "__" after
+ * it, two different encodings never make one prefix of the other. */
+static void env_encode(const char *tenant, char *out, size_t outsz)
+{
+	size_t n = 0;
+	bool sep = false;
+	for (const char *c = tenant; *c && n + 2 < outsz; c++) {
+		if (isalnum((unsigned char)*c)) {
+			if (sep && n > 0)
+				out[n++] = '_';
+			sep = false;
+			out[n++] = (char)toupper((unsigned char)*c);
+		} else {
+			sep = true;
+		}
+	}
+	out[n] = '\0';
+}
+
+static bool env_name_ok(const char *s)
+{
+	if (!*s || isdigit((unsigned char)*s))
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '_')
+			return false;
+	return true;
+}
+
+/* A single path component a tenant id may be used as. */
+static bool dir_component_ok(const char *s)
+{
+	if (!*s || *s == '.')
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '.' && *s != '_' && *s != '-')
+			return false;
+	return true;
+}
+
+void channel_policy_clear(struct channel_policy *p)
+{
+	if (!p)
+		return;
+	free(p->origins);
+	free(p->ns);
+	memset(p, 0, sizeof *p);
+}
+
+const struct channel_tenant_ns *channel_policy_ns(const struct channel_policy *p,
+                                                  const char *tenant_id)
+{
+	for (size_t i = 0; p && tenant_id && i < p->nns; i++)
+		if (strcmp(p->ns[i].tenant_id, tenant_id) == 0)
+			return &p->ns[i];
+	return NULL;
+}
+
+/* One tenant's namespace from its config entry t (index ti) and the bases. */
+static int policy_tenant(struct channel_tenant_ns *ns, json_t *t, size_t ti, const char *env_base,
+                         const char *dir_base, struct hr_err *err)
+{
+	char f[96];
+	const char *id = json_string_value(json_object_get(t, "id"));
+	snprintf(f, sizeof f, "tenants[%zu].id", ti);
+	if (!id || !*id || strlen(id) >= sizeof ns->tenant_id)
+		return hr_fail(err, HR_EINVAL, f, "%s is required (1..63 chars)", f);
+	hr_strlcpy(ns->tenant_id, id, sizeof ns->tenant_id);
+	snprintf(f, sizeof f, "tenants[%zu].secret_env_prefix", ti);
+	const char *ep = hr_cfg_str(t, "secret_env_prefix", NULL, err);
+	if (err && err->code)
+		return err->code;
+	if (ep) {
+		if (!env_name_ok(ep) || strlen(ep) >= sizeof ns->env_prefix)
+			return hr_fail(err, HR_EINVAL, f,
+			               "%s must be a variable-name prefix (letters, digits, '_')", f);
+		hr_strlcpy(ns->env_prefix, ep, sizeof ns->env_prefix);
+	} else if (*env_base) {
+		char enc[HR_NAME_MAX];
+		env_encode(id, enc, sizeof enc);
+		if (*enc)
+			snprintf(ns->env_prefix, sizeof ns->env_prefix, "%s%s__", env_base, enc);
+	}
+	snprintf(f, sizeof f, "tenants[%zu].secret_file_dir", ti);
+	const char *fd = hr_cfg_str(t, "secret_file_dir", NULL, err);
+	if (err && err->code)
+		return err->code;
+	if (fd) {
+		size_t l = strlen(fd);
+		if (fd[0] != '/' || l + 2 >= sizeof ns->file_dir || strstr(fd, "/.") ||
+		    strstr(fd, "//"))
+			return hr_fail(err, HR_EINVAL, f,
+			               "%s must be an absolute directory without '.' components", f);
+		snprintf(ns->file_dir, sizeof ns->file_dir, "%s%s", fd, fd[l - 1] == '/' ? "" : "/");
+	} else if (*dir_base && dir_component_ok(id)) {
+		snprintf(ns->file_dir, sizeof ns->file_dir, "%s%s%s/", dir_base,
+		         dir_base[strlen(dir_base) - 1] == '/' ? "" : "/", id);
+	}
+	return 0;
+}
+
+static bool is_prefix(const char *a, const char *b)
+{
+	return *a && *b && strncmp(a, b, strlen(a)) == 0;
+}
+
+int channel_policy_init(struct channel_policy *p, json_t *cfg, struct hr_err *err)
+{
+	memset(p, 0, sizeof *p);
+	const char *env_base =
+	    hr_cfg_str(cfg, "server.secret_env_prefix", POLICY_ENV_BASE, err);
+	const char *dir_base = hr_cfg_str(cfg, "server.secret_file_dir", POLICY_DIR_BASE, err);
+	if (err && err->code)
+		return err->code;
+	if (*env_base && !env_name_ok(env_base))
+		return hr_fail(err, HR_EINVAL, "server.secret_env_prefix",
+		               "server.secret_env_prefix must be letters, digits and '_'");
+	if (*dir_base && (dir_base[0] != '/' || strstr(dir_base, "/.")))
+		return hr_fail(err, HR_EINVAL, "server.secret_file_dir",
+		               "server.secret_file_dir must be an absolute directory");
+
+	json_t *origins = hr_cfg_get(cfg, "server.allowed_origins");
+	if (origins && !json_is_array(origins) && !json_is_null(origins))
+		return hr_fail(err, HR_EINVAL, "server.allowed_origins",
+		               "server.allowed_origins must be a list of URLs");
+	size_t no = json_array_size(origins);
+	if (no && !(p->origins = calloc(no, sizeof *p->origins)))
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	for (size_t i = 0; i < no; i++) {
+		const char *u = json_string_value(json_array_get(origins, i));
+		if (!u || channel_url_origin(u, p->origins[i], sizeof p->origins[i]) != 0) {
+			char f[64];
+			snprintf(f, sizeof f, "server.allowed_origins[%zu]", i);
+			channel_policy_clear(p);
+			return hr_fail(err, HR_EINVAL, f,
+			               "%s must be an http(s) origin such as "
+			               "\"http://127.0.0.1:9090\"",
+			               f);
+		}
+		p->norigins++;
+	}
+
+	json_t *tenants = json_object_get(cfg, "tenants");
+	size_t nt = json_array_size(tenants);
+	if (nt && !(p->ns = calloc(nt, sizeof *p->ns))) {
+		channel_policy_clear(p);
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	}
+	for (size_t i = 0; i < nt; i++) {
+		int rc = policy_tenant(&p->ns[i], json_array_get(tenants, i), i, env_base, dir_base,
+		                       err);
+		if (rc) {
+			channel_policy_clear(p);
+			return rc;
+		}
+		p->nns++;
+	}
+	/* No namespace may contain another's: tenant "acme" must not read
+	 * "acme_uk"'s variables or files. */
+	for (size_t i = 0; i < p->nns; i++) {
+		for (size_t j = 0; j < p->nns; j++) {
+			if (i == j)
+				continue;
+			const struct channel_tenant_ns *a = &p->ns[i], *b = &p->ns[j];
+			bool env = is_prefix(a->env_prefix, b->env_prefix);
+			if (env || is_prefix(a->file_dir, b->file_dir)) {
+				char f[64];
+				snprintf(f, sizeof f, "tenants[%zu].%s", j,
+				         env ? "secret_env_prefix" : "secret_file_dir");
+				int rc = hr_fail(err, HR_EINVAL, f,
+				                 "tenants '%s' and '%s' have overlapping secret "
+				                 "namespaces (%s, %s): set %s for one of them",
+				                 a->tenant_id, b->tenant_id,
+				                 env ? a->env_prefix : a->file_dir,
+				                 env ? b->env_prefix : b->file_dir,
+				                 env ? "secret_env_prefix" : "secret_file_dir");
+				channel_policy_clear(p);
+				return rc;
+			}
+		}
+	}
+	return 0;
 }

@@ -70,9 +70,7 @@ struct tg_priv {
 
 static void tg_wipe_free(char *s)
 {
-	if (s)
-		memset(s, 0, strlen(s));
-	free(s);
+	hr_secret_free(s);
 }
 
 static void tg_priv_free(struct tg_priv *p)
@@ -124,16 +122,9 @@ static int tg_account_load(struct channel_account *acct, struct hr_err *err)
 {
 	const char *base;
 	char field[96];
-	int rc = channel_cfg_str(acct, "base_url", false, &base, err);
+	int rc = channel_cfg_url(acct, "base_url", TG_DEFAULT_BASE, &base, err);
 	if (rc)
 		return rc;
-	if (!base)
-		base = TG_DEFAULT_BASE;
-	if (strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0) {
-		channel_cfg_field(field, sizeof field, acct, "base_url");
-		return hr_fail(err, HR_EINVAL, field, "%s must start with http:// or https://",
-		               field);
-	}
 	struct tg_priv *p = calloc(1, sizeof *p);
 	if (!p)
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
@@ -967,9 +958,14 @@ static int tg_webhook_parse(const struct channel_account *acct, const char *body
 	return rc;
 }
 
+static const char *const tg_secrets[] = {"bot_token", "webhook_secret", NULL};
+static const char *const tg_origins[] = {TG_DEFAULT_BASE, NULL};
+
 const struct channel_ops channel_telegram = {
     .name = "telegram",
     .has_receipts = false,
+    .secret_fields = tg_secrets,
+    .provider_origins = tg_origins,
     .account_load = tg_account_load,
     .account_free = tg_account_free,
     .normalize_recipient = tg_normalize,

@@ -70,9 +70,7 @@ struct tw_priv {
 
 static void tw_wipe_free(char *s)
 {
-	if (s)
-		memset(s, 0, strlen(s));
-	free(s);
+	hr_secret_free(s);
 }
 
 static void tw_priv_free(struct tw_priv *p)
@@ -291,11 +289,7 @@ static int tw_check_keys(struct channel_account *acct, const char *base, const c
                          const char *help, struct hr_err *err)
 {
 	char field[96];
-	if (!tw_is_http_url(base)) {
-		channel_cfg_field(field, sizeof field, acct, "base_url");
-		return hr_fail(err, HR_EINVAL, field, "%s must start with http:// or https://",
-		               field);
-	}
+	(void)base; /* checked by channel_cfg_url */
 	if (!tw_is_sid(sid, "AC")) {
 		channel_cfg_field(field, sizeof field, acct, "account_sid");
 		return hr_fail(err, HR_EINVAL, field, "%s must be AC followed by 32 hex digits",
@@ -343,7 +337,7 @@ static int tw_account_load(struct channel_account *acct, struct hr_err *err)
 {
 	const char *base, *sid, *ksid, *from, *mssid, *cb, *help;
 	int rc;
-	if ((rc = channel_cfg_str(acct, "base_url", true, &base, err)) ||
+	if ((rc = channel_cfg_url(acct, "base_url", NULL, &base, err)) ||
 	    (rc = channel_cfg_str(acct, "account_sid", true, &sid, err)) ||
 	    (rc = channel_cfg_str(acct, "api_key_sid", false, &ksid, err)) ||
 	    (rc = channel_cfg_str(acct, "from", false, &from, err)) ||
@@ -1088,9 +1082,14 @@ static int tw_webhook_parse(const struct channel_account *acct, const char *body
 	return rc;
 }
 
+static const char *const tw_secrets[] = {"auth_token", "api_key_secret", NULL};
+static const char *const tw_origins[] = {"https://api.twilio.com", NULL};
+
 const struct channel_ops channel_sms = {
     .name = "sms",
     .has_receipts = true,
+    .secret_fields = tw_secrets,
+    .provider_origins = tw_origins,
     .account_load = tw_account_load,
     .account_free = tw_account_free,
     .normalize_recipient = tw_normalize,

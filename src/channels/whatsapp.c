@@ -84,15 +84,9 @@ static void wa_priv_free(struct wa_priv *p)
 	if (!p)
 		return;
 	free(p->messages_url);
-	if (p->auth_header) /* holds the token: wipe before freeing */
-		memset(p->auth_header, 0, strlen(p->auth_header));
-	free(p->auth_header);
-	if (p->app_secret)
-		memset(p->app_secret, 0, strlen(p->app_secret));
-	free(p->app_secret);
-	if (p->verify_token)
-		memset(p->verify_token, 0, strlen(p->verify_token));
-	free(p->verify_token);
+	hr_secret_free(p->auth_header); /* holds the token */
+	hr_secret_free(p->app_secret);
+	hr_secret_free(p->verify_token);
 	free(p);
 }
 
@@ -134,15 +128,10 @@ static int wa_account_load(struct channel_account *acct, struct hr_err *err)
 	const char *base, *ver, *pnid;
 	char field[96];
 	int rc;
-	if ((rc = channel_cfg_str(acct, "base_url", true, &base, err)) ||
+	if ((rc = channel_cfg_url(acct, "base_url", NULL, &base, err)) ||
 	    (rc = channel_cfg_str(acct, "api_version", false, &ver, err)) ||
 	    (rc = channel_cfg_str(acct, "phone_number_id", true, &pnid, err)))
 		return rc;
-	if (strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0) {
-		channel_cfg_field(field, sizeof field, acct, "base_url");
-		return hr_fail(err, HR_EINVAL, field, "%s must start with http:// or https://",
-		               field);
-	}
 	if (!ver)
 		ver = WA_DEFAULT_API_VERSION;
 	if (*ver == 'v')
@@ -173,14 +162,11 @@ static int wa_account_load(struct channel_account *acct, struct hr_err *err)
 		rc = hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 		goto fail;
 	}
-	memset(token, 0, strlen(token));
-	free(token);
+	hr_secret_free(token);
 	acct->priv = p;
 	return 0;
 fail:
-	if (token)
-		memset(token, 0, strlen(token));
-	free(token);
+	hr_secret_free(token);
 	wa_priv_free(p);
 	return rc;
 }
@@ -1265,9 +1251,14 @@ static int wa_webhook_parse(const struct channel_account *acct, const char *body
 	return rc;
 }
 
+static const char *const wa_secrets[] = {"access_token", "app_secret", "verify_token", NULL};
+static const char *const wa_origins[] = {"https://graph.facebook.com", NULL};
+
 const struct channel_ops channel_whatsapp = {
     .name = "whatsapp",
     .has_receipts = true,
+    .secret_fields = wa_secrets,
+    .provider_origins = wa_origins,
     .account_load = wa_account_load,
     .account_free = wa_account_free,
     .normalize_recipient = wa_normalize,

@@ -3,9 +3,14 @@
  * jansson tree: one parser for the file format, one data model for readers.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <libfyaml.h>
 
@@ -180,7 +185,114 @@ char *hr_secret_resolve(const char *ref, const char *field, struct hr_err *err)
 		buf[n] = '\0';
 		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 			buf[--n] = '\0';
-		return strdup(buf);
+		char *out = strdup(buf);
+		explicit_bzero(buf, sizeof buf);
+		return out;
 	}
 	return strdup(ref);
+}
+
+#define SECRET_FILE_MAX (64 * 1024)
+
+/* A path below dir made only of plain components ([A-Za-z0-9._-], none
+ * starting with '.'), so "..", "//" and hidden files never get that far. */
+static bool plain_path_below(const char *path, const char *dir)
+{
+	size_t dl = strlen(dir);
+	if (dl == 0 || dir[dl - 1] != '/' || strncmp(path, dir, dl) != 0)
+		return false;
+	const char *p = path + dl;
+	if (!*p)
+		return false;
+	bool start = true;
+	for (; *p; p++) {
+		if (*p == '/') {
+			if (start)
+				return false;
+			start = true;
+			continue;
+		}
+		if (start && *p == '.')
+			return false;
+		start = false;
+		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+		      (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
+			return false;
+	}
+	return !start;
+}
+
+/* Reads a regular file of at most SECRET_FILE_MAX bytes whose real path is
+ * inside dir. NULL for anything else. Never blocks on a FIFO or device. */
+static char *read_secret_file(const char *path, const char *dir)
+{
+	char real[PATH_MAX], realdir[PATH_MAX];
+	if (!realpath(path, real) || !realpath(dir, realdir))
+		return NULL;
+	size_t rl = strlen(realdir);
+	if (strncmp(real, realdir, rl) != 0 || real[rl] != '/')
+		return NULL;
+	int fd = open(real, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	char *buf = NULL;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+	    st.st_size <= SECRET_FILE_MAX && (buf = malloc((size_t)st.st_size + 1)) != NULL) {
+		size_t n = 0;
+		while (n < (size_t)st.st_size) {
+			ssize_t r = read(fd, buf + n, (size_t)st.st_size - n);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				break;
+			n += (size_t)r;
+		}
+		buf[n] = '\0';
+		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+			buf[--n] = '\0';
+		if (n == 0 || strlen(buf) != n) { /* empty, or NUL inside */
+			explicit_bzero(buf, (size_t)st.st_size + 1);
+			free(buf);
+			buf = NULL;
+		}
+	}
+	close(fd);
+	return buf;
+}
+
+char *hr_secret_resolve_ns(const char *ref, const char *env_prefix, const char *file_dir,
+                           const char *field, struct hr_err *err)
+{
+	bool allowed = false;
+	if (ref && strncmp(ref, "env:", 4) == 0) {
+		const char *name = ref + 4;
+		size_t pl = env_prefix ? strlen(env_prefix) : 0;
+		allowed = pl > 0 && strncmp(name, env_prefix, pl) == 0 && name[pl] != '\0';
+		for (const char *c = name; allowed && *c; c++)
+			allowed = (*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+			          (*c >= '0' && *c <= '9') || *c == '_';
+	} else if (ref && strncmp(ref, "file:", 5) == 0) {
+		allowed = file_dir && plain_path_below(ref + 5, file_dir);
+	}
+	if (!allowed) {
+		hr_fail(err, HR_EFORBIDDEN, field,
+		        "%s: this secret reference is not allowed for this tenant (use env:%s... "
+		        "or file:%s...)",
+		        field, env_prefix ? env_prefix : "(none)", file_dir ? file_dir : "(none)");
+		return NULL;
+	}
+	char *out = NULL;
+	if (ref[0] == 'e') {
+		const char *v = getenv(ref + 4);
+		out = v && *v && strlen(v) <= SECRET_FILE_MAX ? strdup(v) : NULL;
+	} else {
+		out = read_secret_file(ref + 5, file_dir);
+	}
+	if (!out)
+		hr_fail(err, HR_EINVAL, field,
+		        "%s: this secret reference cannot be used (it must name a non-empty "
+		        "variable or a readable regular file)",
+		        field);
+	return out;
 }

@@ -37,5 +37,17 @@ bool hr_cfg_bool(json_t *root, const char *path, bool def, struct hr_err *err);
 /* Resolves a secret reference ("env:X", "file:/p", or a literal). Returns a
  * heap string (caller frees) or NULL with err naming `field`. */
 char *hr_secret_resolve(const char *ref, const char *field, struct hr_err *err);
+/*
+ * Resolves a reference that must lie in one namespace: "env:NAME" with NAME
+ * starting with env_prefix, or "file:PATH" naming a regular file whose real
+ * path (symlinks resolved) is inside file_dir (which ends with '/'); either
+ * may be NULL to allow none. For references a client supplied: HR_EFORBIDDEN
+ * "not allowed" when outside the namespace, HR_EINVAL "cannot be used" when
+ * inside but unset, unreadable, not a regular file, empty or larger than
+ * 64 KiB; neither error says which, what the reference holds, or whether a
+ * file exists. Caller frees the result with hr_secret_free.
+ */
+char *hr_secret_resolve_ns(const char *ref, const char *env_prefix, const char *file_dir,
+                           const char *field, struct hr_err *err);
 
 #endif

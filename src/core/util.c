@@ -148,6 +148,13 @@ size_t hr_utf8_copy(char *dst, const char *src, size_t size)
 	return o;
 }
 
+void hr_secret_free(char *s)
+{
+	if (s)
+		explicit_bzero(s, strlen(s));
+	free(s);
+}
+
 bool hr_consteq(const void *a, size_t alen, const void *b, size_t blen)
 {
 	if (alen != blen)

@@ -442,6 +442,7 @@ static void finish_send(struct dispatcher *d, struct xfer *x, CURLcode cc)
 	}
 	as->acct->ops->parse_send(as->acct, status, body, len,
 	                          x->retry_after[0] ? x->retry_after : NULL, &o);
+	channel_outcome_sanitize(as->acct, status, &o);
 
 	if (o.cls == OUTCOME_OK && !o.provider_id[0] && x->req.provider_id[0])
 		hr_strlcpy(o.provider_id, x->req.provider_id, sizeof o.provider_id);

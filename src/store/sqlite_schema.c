@@ -149,8 +149,14 @@ static const char migration_1[] =
 	" created_at INTEGER NOT NULL,"
 	" PRIMARY KEY(account_id, old)) WITHOUT ROWID;";
 
+/* Accounts a tenant created through the API are loaded under the operator's
+ * policy (channel.h: struct channel_policy); config accounts are not. */
+static const char migration_2[] =
+	"ALTER TABLE channel_account ADD COLUMN api_created INTEGER NOT NULL DEFAULT 0;";
+
 const struct sq_migration sq_migrations[] = {
 	{1, migration_1},
+	{2, migration_2},
 };
 
 const size_t sq_migration_count = sizeof sq_migrations / sizeof sq_migrations[0];

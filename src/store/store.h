@@ -51,6 +51,7 @@ struct account_row {
 	char tenant_id[HR_NAME_MAX];
 	char channel[16];            /* "whatsapp", ... */
 	char *config;                /* JSON object text (secrets as references), heap */
+	bool api_created;            /* a tenant made it through the API: restricted */
 };
 void account_row_clear(struct account_row *a);
 

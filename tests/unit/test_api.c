@@ -42,6 +42,8 @@
 struct env {
 	char dir[64];
 	struct store *st;
+	struct channel_policy policy;
+	char origin[64]; /* an extra origin tenant accounts may use, or "" */
 	struct account_set set;
 	struct api_server *srv;
 	struct dispatcher *disp;
@@ -149,11 +151,33 @@ static void env_store(struct env *e)
 	             "{\"header\":{\"type\":\"image\",\"params\":0}}");
 }
 
+/* The operator's policy for tenant-created accounts: acme reads secrets from
+ * HERALD_TEST_* and the fixture's directory, "other" from HERALD_OTHER_*;
+ * they may send to http://127.0.0.1:9 (nothing listens) and e->origin. */
+static void env_policy(struct env *e)
+{
+	char cfg[1024];
+	snprintf(cfg, sizeof cfg,
+	         "{\"server\":{\"allowed_origins\":[\"http://127.0.0.1:9\"%s%s%s]},"
+	         "\"tenants\":[{\"id\":\"acme\",\"secret_env_prefix\":\"HERALD_TEST_\","
+	         "\"secret_file_dir\":\"%s/\"},{\"id\":\"other\",\"secret_env_prefix\":"
+	         "\"HERALD_OTHER_\"}]}",
+	         e->origin[0] ? ",\"" : "", e->origin, e->origin[0] ? "\"" : "", e->dir);
+	json_t *j = json_loads(cfg, 0, NULL);
+	assert_non_null(j);
+	struct hr_err err;
+	hr_err_clear(&err);
+	if (channel_policy_init(&e->policy, j, &err) != 0)
+		fail_msg("policy: %s", err.msg);
+	json_decref(j);
+}
+
 static void env_load_accounts(struct env *e)
 {
 	struct hr_err err;
 	hr_err_clear(&err);
-	int rc = account_set_load(e->st, &e->set, &err);
+	env_policy(e);
+	int rc = account_set_load_policy(e->st, &e->policy, &e->set, &err);
 	if (rc != 0)
 		fail_msg("account_set_load: %s (%s)", err.msg, err.field);
 }
@@ -168,8 +192,6 @@ static void env_start_with(struct env *e, void (*tweak)(struct api_opts *o))
 	api_opts_default(&o);
 	o.port = 0;
 	o.public_url = "https://herald.example";
-	o.secret_env_prefix = "HERALD_TEST_";
-	o.secret_file_dir = "/tmp/";
 	o.store = e->st;
 	o.accounts = &e->set;
 	o.dispatcher = e->disp;
@@ -192,6 +214,7 @@ static void env_stop(struct env *e)
 	api_stop(e->srv);
 	dispatcher_stop(e->disp);
 	account_set_clear(&e->set);
+	channel_policy_clear(&e->policy);
 	e->st->ops->close(e->st);
 	rm_tree(e->dir);
 	memset(e, 0, sizeof *e);
@@ -1744,8 +1767,9 @@ static void test_channels_api(void **state)
 	assert_string_equal(jstr(j, "id"), "api-wa");
 	assert_string_equal(jstr(j, "channel"), "whatsapp");
 	assert_true(json_number_value(json_object_get(j, "rate_limit")) == 5.0);
+	/* The tenant's ids are its own: stored as acme~api-wa. */
 	assert_string_equal(jstr(j, "webhook_url"),
-	                    "https://herald.example/webhooks/whatsapp/api-wa");
+	                    "https://herald.example/webhooks/whatsapp/acme~api-wa");
 	json_t *cfg = json_object_get(j, "config");
 	assert_string_equal(jstr(cfg, "access_token"), "env:HERALD_TEST_WA_TOKEN");
 	assert_string_equal(jstr(cfg, "app_secret"), "env:HERALD_TEST_WA_SECRET");
@@ -1805,35 +1829,41 @@ static void test_channels_api(void **state)
 	resp_free(&r);
 
 	/* Refusals: literal secrets, another tenant's id, bad config. */
+#define WA_BASE "{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"base_url\":\"http://127.0.0.1:9\"," \
+                "\"phone_number_id\":\"1\","
+#define WA_OKS "\"app_secret\":\"env:HERALD_TEST_WA_SECRET\",\"verify_token\":" \
+               "\"env:HERALD_TEST_WA_SECRET\""
 	static const struct {
 		const char *body;
 		long status;
 		const char *code, *field;
 	} bad[] = {
-		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"base_url\":\"http://127.0.0.1:9\","
-		 "\"phone_number_id\":\"1\",\"access_token\":\"literal-token\",\"app_secret\":"
-		 "\"env:HERALD_TEST_WA_SECRET\",\"verify_token\":\"env:HERALD_TEST_WA_SECRET\"}",
-		 422, "invalid", "access_token"},
-		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"access_token\":\"env:HERALD_TEST_A\","
-		 "\"extra\":{\"Api_Password\":\"hunter2\"}}", 422, "invalid", "extra.Api_Password"},
-		/* References outside the operator's allow-list: the server would read
+		{WA_BASE "\"access_token\":\"literal-token\"," WA_OKS "}", 422, "invalid",
+		 "access_token"},
+		{WA_BASE "\"access_token\":\"env:HERALD_TEST_WA_TOKEN\",\"app_secret\":42,"
+		 "\"verify_token\":\"env:HERALD_TEST_WA_SECRET\"}", 422, "invalid", "app_secret"},
+		/* References outside the tenant's namespace: the server would read
 		 * and send any variable or file otherwise. */
-		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"access_token\":\"env:PATH\"}", 403,
+		{WA_BASE "\"access_token\":\"env:PATH\"," WA_OKS "}", 403, "forbidden",
+		 "access_token"},
+		{WA_BASE "\"access_token\":\"env:HERALD_OTHER_WA\"," WA_OKS "}", 403, "forbidden",
+		 "access_token"},
+		{WA_BASE "\"access_token\":\"file:/etc/passwd\"," WA_OKS "}", 403, "forbidden",
+		 "access_token"},
+		{WA_BASE "\"access_token\":\"file:/tmp/../etc/passwd\"," WA_OKS "}", 403,
 		 "forbidden", "access_token"},
-		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"access_token\":\"file:/etc/passwd\"}",
-		 403, "forbidden", "access_token"},
-		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"access_token\":"
-		 "\"file:/tmp/../etc/passwd\"}", 403, "forbidden", "access_token"},
-		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"webhook_secret\":\"env:\"}", 422,
-		 "invalid", "webhook_secret"},
-		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"client_token\":"
-		 "\"file:relative\"}", 422, "invalid", "client_token"},
-		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"auth\":[\"env:HERALD_TEST_A\",\"b\"]}",
-		 422, "invalid", "auth[1]"},
-		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"signing_key\":42}", 422, "invalid",
-		 "signing_key"},
-		{"{\"id\":\"other-wa\",\"channel\":\"whatsapp\"}", 409, "conflict", "id"},
+		{WA_BASE "\"access_token\":\"env:\"," WA_OKS "}", 422, "invalid", "access_token"},
+		{WA_BASE "\"access_token\":\"env:HERALD_TEST_WA_TOKEN\",\"app_secret\":"
+		 "\"file:relative\",\"verify_token\":\"env:HERALD_TEST_WA_SECRET\"}", 422, "invalid",
+		 "app_secret"},
+		{WA_BASE "\"access_token\":\"env:HERALD_TEST_WA_TOKEN\",\"app_secret\":"
+		 "\"env:HERALD_TEST_WA_SECRET\",\"verify_token\":[\"env:HERALD_TEST_A\",\"b\"]}", 422,
+		 "invalid", "verify_token"},
+		/* Another tenant's id is simply free in this tenant's space: the
+		 * answer is the one any new id gets (here: the config is incomplete). */
+		{"{\"id\":\"other-wa\",\"channel\":\"whatsapp\"}", 422, "invalid", "base_url"},
 		{"{\"id\":\"a/b\",\"channel\":\"whatsapp\"}", 422, "invalid", "id"},
+		{"{\"id\":\"a~b\",\"channel\":\"whatsapp\"}", 422, "invalid", "id"},
 		{"{\"id\":\"\",\"channel\":\"whatsapp\"}", 422, "invalid", "id"},
 		{"{\"channel\":\"whatsapp\"}", 422, "invalid", "id"},
 		{"{\"id\":\"x-wa\"}", 422, "invalid", "channel"},
@@ -1842,27 +1872,33 @@ static void test_channels_api(void **state)
 		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"base_url\":\"http://127.0.0.1:9\","
 		 "\"access_token\":\"env:HERALD_TEST_WA_TOKEN\"}", 422, "invalid",
 		 "phone_number_id"},
-		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"base_url\":\"http://127.0.0.1:9\","
-		 "\"phone_number_id\":\"1\",\"access_token\":\"env:HERALD_TEST_UNSET_VAR\","
-		 "\"app_secret\":\"env:HERALD_TEST_WA_SECRET\",\"verify_token\":"
-		 "\"env:HERALD_TEST_WA_SECRET\"}", 422, "invalid", "access_token"},
-		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"base_url\":\"http://127.0.0.1:9\","
-		 "\"phone_number_id\":\"1\",\"access_token\":\"env:HERALD_TEST_WA_TOKEN\","
-		 "\"app_secret\":\"env:HERALD_TEST_WA_SECRET\",\"verify_token\":"
-		 "\"env:HERALD_TEST_WA_SECRET\",\"rate_limit\":-1}", 422, "invalid", "rate_limit"},
+		{WA_BASE "\"access_token\":\"env:HERALD_TEST_UNSET_VAR\"," WA_OKS "}", 422, "invalid",
+		 "access_token"},
+		{WA_BASE "\"access_token\":\"env:HERALD_TEST_WA_TOKEN\"," WA_OKS ",\"rate_limit\":-1}",
+		 422, "invalid", "rate_limit"},
+		/* Only the provider's origin, or one the operator allows. */
+		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"base_url\":\"http://169.254.169.254/\","
+		 "\"phone_number_id\":\"1\",\"access_token\":\"env:HERALD_TEST_WA_TOKEN\"," WA_OKS "}",
+		 403, "forbidden", "base_url"},
+		{"{\"id\":\"x-wa\",\"channel\":\"whatsapp\",\"base_url\":\"http://u:p@127.0.0.1:9\","
+		 "\"phone_number_id\":\"1\",\"access_token\":\"env:HERALD_TEST_WA_TOKEN\"," WA_OKS "}",
+		 422, "invalid", "base_url"},
 	};
+#undef WA_BASE
+#undef WA_OKS
 	unsetenv("HERALD_TEST_UNSET_VAR");
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		http("POST", "/v1/channels", KEY_ACME, bad[i].body, &r);
 		if (r.status != bad[i].status)
 			fail_msg("case %zu: %ld %s", i, r.status, r.body);
 		check_error(&r, bad[i].status, bad[i].code, bad[i].field);
-		assert_null(strstr(r.body, "hunter2"));
 		assert_null(strstr(r.body, "literal-token"));
+		assert_null(strstr(r.body, "root"));
 		resp_free(&r);
 	}
 	/* None of them exists now; other-wa is still the other tenant's. */
-	assert_null(account_set_find(&E.set, "x-wa"));
+	assert_null(account_set_find(&E.set, "acme~x-wa"));
+	assert_null(account_set_find(&E.set, "acme~other-wa"));
 	assert_string_equal(account_set_find(&E.set, "other-wa")->tenant_id, "other");
 
 	/* An update by the owner: 200, and the new config is in force. */
@@ -1875,11 +1911,13 @@ static void test_channels_api(void **state)
 	assert_string_equal(jstr(json_object_get(j, "config"), "phone_number_id"), "555000222");
 	json_decref(j);
 	resp_free(&r);
-	/* ... and another tenant cannot take the id over. */
+	/* ... and another tenant neither takes the id over nor uses acme's
+	 * secrets: the same body from "other" names acme's variables. */
 	http("POST", "/v1/channels", KEY_OTHER, body, &r);
-	check_error(&r, 409, "conflict", "id");
+	check_error(&r, 403, "forbidden", "access_token");
 	resp_free(&r);
-	assert_string_equal(account_set_find(&E.set, "api-wa")->tenant_id, "acme");
+	assert_string_equal(account_set_find(&E.set, "acme~api-wa")->tenant_id, "acme");
+	assert_null(account_set_find(&E.set, "other~api-wa"));
 
 	/* It is in the store too (a restart loads it). */
 	struct account_row *rows = NULL;
@@ -1887,8 +1925,9 @@ static void test_channels_api(void **state)
 	assert_int_equal(E.st->ops->account_list(E.st, "acme", &rows, &n), 0);
 	bool stored = false;
 	for (size_t i = 0; i < n; i++) {
-		if (!strcmp(rows[i].id, "api-wa")) {
+		if (!strcmp(rows[i].id, "acme~api-wa")) {
 			stored = true;
+			assert_true(rows[i].api_created);
 			assert_non_null(strstr(rows[i].config, "555000222"));
 			assert_non_null(strstr(rows[i].config, "env:HERALD_TEST_WA_TOKEN"));
 			assert_null(strstr(rows[i].config, "api-token-1"));
@@ -1905,17 +1944,17 @@ static void test_channels_api(void **state)
 	snprintf(sig, sizeof sig, "X-Hub-Signature-256: sha256=%s", hex);
 	const char *good[] = {sig, NULL};
 	int64_t pending = inbox_pending();
-	http_ex(E.base, "POST", "/webhooks/whatsapp/api-wa", NULL, wa_body, len, good, 0, &r);
+	http_ex(E.base, "POST", "/webhooks/whatsapp/acme~api-wa", NULL, wa_body, len, good, 0, &r);
 	assert_int_equal(r.status, 200);
 	resp_free(&r);
 	assert_int_equal(inbox_pending(), pending + 1);
 	hr_hmac_sha256_hex(APP_SECRET, strlen(APP_SECRET), wa_body, len, hex);
 	snprintf(sig, sizeof sig, "X-Hub-Signature-256: sha256=%s", hex);
-	http_ex(E.base, "POST", "/webhooks/whatsapp/api-wa", NULL, wa_body, len, good, 0, &r);
+	http_ex(E.base, "POST", "/webhooks/whatsapp/acme~api-wa", NULL, wa_body, len, good, 0, &r);
 	check_error(&r, 401, "bad_signature", "X-Hub-Signature-256");
 	resp_free(&r);
 	http("GET",
-	     "/webhooks/whatsapp/api-wa?hub.mode=subscribe&hub.verify_token=api-verify-1"
+	     "/webhooks/whatsapp/acme~api-wa?hub.mode=subscribe&hub.verify_token=api-verify-1"
 	     "&hub.challenge=77",
 	     NULL, NULL, &r);
 	assert_int_equal(r.status, 200);
@@ -1929,7 +1968,7 @@ static void test_channels_api(void **state)
 	struct message m;
 	memset(&m, 0, sizeof m);
 	assert_int_equal(E.st->ops->message_get(E.st, "acme", id, &m), 0);
-	assert_string_equal(m.account_id, "api-wa");
+	assert_string_equal(m.account_id, "acme~api-wa");
 	message_clear(&m);
 	unlink(vt);
 }
@@ -2380,6 +2419,7 @@ static void sync_env(struct env *e, const char *wa_url, const struct store_ops *
 {
 	memset(e, 0, sizeof *e);
 	env_store(e);
+	hr_strlcpy(e->origin, wa_url, sizeof e->origin);
 	if (ops)
 		e->st->ops = ops;
 	put_account(e->st, "ok-wa", "acme", wa_url, "2001");

@@ -496,7 +496,7 @@ static void test_account_config_errors(void **state)
 	    /* no private_key */
 	    {"https://rcs", "a", "env:RBM_TEST_SA_NOKEY", "t", "accounts[r1].service_account"},
 	    {"https://rcs", "a", bad_key, "t", "accounts[r1].service_account"},
-	    {"https://rcs", "a", no_uri, "t", "accounts[r1].service_account"},
+	    {"https://rcs", "a", no_uri, "t", "accounts[r1].service_account.token_uri"},
 	    {"https://rcs", "a", sa_ref, NULL, "accounts[r1].client_token"},
 	    {"https://rcs", "a", sa_ref, "env:RBM_TEST_UNSET_VAR", "accounts[r1].client_token"},
 	};
