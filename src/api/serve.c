@@ -255,13 +255,13 @@ int serve_sync_config(json_t *cfg, struct store *st, struct hr_err *err)
 				if (key)
 					hr_fail(err, HR_EINVAL, f,
 					        "%s is too short (16 chars at least)", f);
-				free(key);
+				hr_secret_free(key);
 				rc = err->code;
 				break;
 			}
 			hr_sha256_hex(key, strlen(key), hashes[ki]);
 			keep[ki] = hashes[ki];
-			free(key);
+			hr_secret_free(key);
 			rc = st->ops->api_key_put(st, tr.id, hashes[ki], f, err);
 			if (rc)
 				break;

@@ -134,7 +134,7 @@ static int cli_http(const struct cli *c, const char *method, const char *path,
 	}
 	curl_slist_free_all(hdrs);
 	if (auth) {
-		memset(auth, 0, strlen(auth));
+		explicit_bzero(auth, strlen(auth));
 		free(auth);
 	}
 	free(idem);

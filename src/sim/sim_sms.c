@@ -351,11 +351,11 @@ static void account_free(struct sms_account *a)
 {
 	free(a->account_sid);
 	if (a->auth_token)
-		memset(a->auth_token, 0, strlen(a->auth_token));
+		explicit_bzero(a->auth_token, strlen(a->auth_token));
 	free(a->auth_token);
 	free(a->api_key_sid);
 	if (a->api_key_secret)
-		memset(a->api_key_secret, 0, strlen(a->api_key_secret));
+		explicit_bzero(a->api_key_secret, strlen(a->api_key_secret));
 	free(a->api_key_secret);
 	free(a->from);
 	free(a->service_sid);
