@@ -68,8 +68,23 @@ static size_t cli_on_header(char *p, size_t sz, size_t n, void *ud)
 	return sz * n;
 }
 
+/* Appends line (NULL: allocation failed) to *l; false, with *l freed, if
+ * that fails, so a request never goes out with a header missing. */
+static bool cli_header(struct curl_slist **l, const char *line)
+{
+	struct curl_slist *n = line ? curl_slist_append(*l, line) : NULL;
+	if (!n) {
+		curl_slist_free_all(*l);
+		*l = NULL;
+		return false;
+	}
+	*l = n;
+	return true;
+}
+
 /* Sends one request. Returns 0 with *out filled (any HTTP status), or
- * CLI_EUNREACHABLE after printing why the server could not be reached. */
+ * CLI_EUNREACHABLE after printing why the server could not be reached (or
+ * the request could not be set up). */
 static int cli_http(const struct cli *c, const char *method, const char *path,
                     const char *body, const char *idem_key, struct cli_resp *out)
 {
@@ -91,39 +106,55 @@ static int cli_http(const struct cli *c, const char *method, const char *path,
 	strcpy(url + ul, path);
 
 	char errbuf[CURL_ERROR_SIZE] = "";
-	struct curl_slist *hdrs = curl_slist_append(NULL, "Accept: application/json");
+	struct curl_slist *hdrs = NULL;
 	char *auth = NULL, *idem = NULL;
-	if (asprintf(&auth, "Authorization: Bearer %s", c->key) >= 0)
-		hdrs = curl_slist_append(hdrs, auth);
-	if (idem_key && asprintf(&idem, "Idempotency-Key: %s", idem_key) >= 0)
-		hdrs = curl_slist_append(hdrs, idem);
-	if (body)
-		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, cli_on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, cli_on_header);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, out);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT, 120L); /* sync sends wait up to 60 s */
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "herald-cli/" HERALD_VERSION);
+	if (asprintf(&auth, "Authorization: Bearer %s", c->key) < 0)
+		auth = NULL;
+	if (idem_key && asprintf(&idem, "Idempotency-Key: %s", idem_key) < 0)
+		idem = NULL;
+	bool hdrs_ok = cli_header(&hdrs, "Accept: application/json") && cli_header(&hdrs, auth) &&
+	               (!idem_key || cli_header(&hdrs, idem)) &&
+	               (!body || cli_header(&hdrs, "Content-Type: application/json"));
+	/* Every header and option is checked: a request never goes out
+	 * half-configured. rc keeps the first failure. */
+	CURLcode rc = hdrs_ok ? CURLE_OK : CURLE_OUT_OF_MEMORY;
+#define CLI_OPT(o, v)                                                                              \
+	do {                                                                                       \
+		if (rc == CURLE_OK)                                                                \
+			rc = curl_easy_setopt(h, o, v);                                            \
+	} while (0)
+	CLI_OPT(CURLOPT_URL, url);
+	CLI_OPT(CURLOPT_HTTPHEADER, hdrs);
+	CLI_OPT(CURLOPT_ERRORBUFFER, errbuf);
+	CLI_OPT(CURLOPT_WRITEFUNCTION, cli_on_body);
+	CLI_OPT(CURLOPT_WRITEDATA, out);
+	CLI_OPT(CURLOPT_HEADERFUNCTION, cli_on_header);
+	CLI_OPT(CURLOPT_HEADERDATA, out);
+	CLI_OPT(CURLOPT_CONNECTTIMEOUT, 10L);
+	CLI_OPT(CURLOPT_TIMEOUT, 120L); /* sync sends wait up to 60 s */
+	CLI_OPT(CURLOPT_NOSIGNAL, 1L);
+	CLI_OPT(CURLOPT_USERAGENT, "herald-cli/" HERALD_VERSION);
+	CLI_OPT(CURLOPT_PROTOCOLS_STR, "http,https");
+	CLI_OPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	if (body) {
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+		CLI_OPT(CURLOPT_POSTFIELDS, body);
+		CLI_OPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
 	}
 	if (strcmp(method, "GET") && strcmp(method, "POST"))
-		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+		CLI_OPT(CURLOPT_CUSTOMREQUEST, method);
+#undef CLI_OPT
 
-	CURLcode rc = curl_easy_perform(h);
 	int ret = 0;
 	if (rc != CURLE_OK) {
+		fprintf(stderr, "herald: cannot set up the request to %.*s: %s\n", (int)ul, c->url,
+		        curl_easy_strerror(rc));
+		ret = CLI_EUNREACHABLE;
+	} else if ((rc = curl_easy_perform(h)) != CURLE_OK) {
 		long oserr = 0;
 		curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
-		const char *why = oserr ? strerror((int)oserr)
-		                        : errbuf[0] ? errbuf : curl_easy_strerror(rc);
+		const char *why = oserr       ? strerror((int)oserr)
+		                  : errbuf[0] ? errbuf
+		                              : curl_easy_strerror(rc);
 		fprintf(stderr, "herald: cannot reach %.*s: %s (is `herald serve` running?)\n",
 		        (int)ul, c->url, why);
 		free(out->body);
