@@ -112,11 +112,10 @@ struct sim_knobs {
  * upper bound for one channel's table), and a walk calling fn for each entry
  * of one channel with its config path ("tenants[0].accounts[2]") for errors.
  * Stops at, and returns, the first non-zero rc. */
-typedef int (*sim_account_fn)(struct sim *s, json_t *entry, const char *base,
-                              struct hr_err *err);
+typedef int (*sim_account_fn)(struct sim *s, json_t *entry, const char *base, struct hr_err *err);
 size_t sim_config_account_slots(json_t *config);
-int sim_config_each_account(struct sim *s, json_t *config, const char *channel,
-                            sim_account_fn fn, struct hr_err *err);
+int sim_config_each_account(struct sim *s, json_t *config, const char *channel, sim_account_fn fn,
+                            struct hr_err *err);
 
 struct sim_knobs *sim_knobs_default(void);
 /* A copy of base with obj's keys applied; errors name "<prefix><key>". */
@@ -275,7 +274,7 @@ struct sim {
 	pthread_t thread;
 	bool thread_started;
 	int webhook_concurrency;
-	struct sim_tg *tg; /* the Telegram side (sim_telegram.c) */
+	struct sim_tg *tg;   /* the Telegram side (sim_telegram.c) */
 	struct sim_sms *sms; /* the SMS (Twilio) side (sim_sms.c) */
 	struct sim_rcs *rcs; /* the RCS (Google RBM) side (sim_rcs.c) */
 };
