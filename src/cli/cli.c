@@ -68,10 +68,25 @@ static size_t cli_on_header(char *p, size_t sz, size_t n, void *ud)
 	return sz * n;
 }
 
+/* Appends line (NULL: allocation failed) to *l; false, with *l freed, if
+ * that fails, so a request never goes out with a header missing. */
+static bool cli_header(struct curl_slist **l, const char *line)
+{
+	struct curl_slist *n = line ? curl_slist_append(*l, line) : NULL;
+	if (!n) {
+		curl_slist_free_all(*l);
+		*l = NULL;
+		return false;
+	}
+	*l = n;
+	return true;
+}
+
 /* Sends one request. Returns 0 with *out filled (any HTTP status), or
- * CLI_EUNREACHABLE after printing why the server could not be reached. */
-static int cli_http(const struct cli *c, const char *method, const char *path,
-                    const char *body, const char *idem_key, struct cli_resp *out)
+ * CLI_EUNREACHABLE after printing why the server could not be reached (or
+ * the request could not be set up). */
+static int cli_http(const struct cli *c, const char *method, const char *path, const char *body,
+                    const char *idem_key, struct cli_resp *out)
 {
 	memset(out, 0, sizeof *out);
 	CURL *h = curl_easy_init();
@@ -91,39 +106,55 @@ static int cli_http(const struct cli *c, const char *method, const char *path,
 	strcpy(url + ul, path);
 
 	char errbuf[CURL_ERROR_SIZE] = "";
-	struct curl_slist *hdrs = curl_slist_append(NULL, "Accept: application/json");
+	struct curl_slist *hdrs = NULL;
 	char *auth = NULL, *idem = NULL;
-	if (asprintf(&auth, "Authorization: Bearer %s", c->key) >= 0)
-		hdrs = curl_slist_append(hdrs, auth);
-	if (idem_key && asprintf(&idem, "Idempotency-Key: %s", idem_key) >= 0)
-		hdrs = curl_slist_append(hdrs, idem);
-	if (body)
-		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, cli_on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, cli_on_header);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, out);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT, 120L); /* sync sends wait up to 60 s */
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "herald-cli/" HERALD_VERSION);
+	if (asprintf(&auth, "Authorization: Bearer %s", c->key) < 0)
+		auth = NULL;
+	if (idem_key && asprintf(&idem, "Idempotency-Key: %s", idem_key) < 0)
+		idem = NULL;
+	bool hdrs_ok = cli_header(&hdrs, "Accept: application/json") && cli_header(&hdrs, auth) &&
+	               (!idem_key || cli_header(&hdrs, idem)) &&
+	               (!body || cli_header(&hdrs, "Content-Type: application/json"));
+	/* Every header and option is checked: a request never goes out
+	 * half-configured. rc keeps the first failure. */
+	CURLcode rc = hdrs_ok ? CURLE_OK : CURLE_OUT_OF_MEMORY;
+#define CLI_OPT(o, v)                                                                              \
+	do {                                                                                       \
+		if (rc == CURLE_OK)                                                                \
+			rc = curl_easy_setopt(h, o, v);                                            \
+	} while (0)
+	CLI_OPT(CURLOPT_URL, url);
+	CLI_OPT(CURLOPT_HTTPHEADER, hdrs);
+	CLI_OPT(CURLOPT_ERRORBUFFER, errbuf);
+	CLI_OPT(CURLOPT_WRITEFUNCTION, cli_on_body);
+	CLI_OPT(CURLOPT_WRITEDATA, out);
+	CLI_OPT(CURLOPT_HEADERFUNCTION, cli_on_header);
+	CLI_OPT(CURLOPT_HEADERDATA, out);
+	CLI_OPT(CURLOPT_CONNECTTIMEOUT, 10L);
+	CLI_OPT(CURLOPT_TIMEOUT, 120L); /* sync sends wait up to 60 s */
+	CLI_OPT(CURLOPT_NOSIGNAL, 1L);
+	CLI_OPT(CURLOPT_USERAGENT, "herald-cli/" HERALD_VERSION);
+	CLI_OPT(CURLOPT_PROTOCOLS_STR, "http,https");
+	CLI_OPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	if (body) {
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+		CLI_OPT(CURLOPT_POSTFIELDS, body);
+		CLI_OPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
 	}
 	if (strcmp(method, "GET") && strcmp(method, "POST"))
-		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+		CLI_OPT(CURLOPT_CUSTOMREQUEST, method);
+#undef CLI_OPT
 
-	CURLcode rc = curl_easy_perform(h);
 	int ret = 0;
 	if (rc != CURLE_OK) {
+		fprintf(stderr, "herald: cannot set up the request to %.*s: %s\n", (int)ul, c->url,
+		        curl_easy_strerror(rc));
+		ret = CLI_EUNREACHABLE;
+	} else if ((rc = curl_easy_perform(h)) != CURLE_OK) {
 		long oserr = 0;
 		curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
-		const char *why = oserr ? strerror((int)oserr)
-		                        : errbuf[0] ? errbuf : curl_easy_strerror(rc);
+		const char *why = oserr       ? strerror((int)oserr)
+		                  : errbuf[0] ? errbuf
+		                              : curl_easy_strerror(rc);
 		fprintf(stderr, "herald: cannot reach %.*s: %s (is `herald serve` running?)\n",
 		        (int)ul, c->url, why);
 		free(out->body);
@@ -198,44 +229,68 @@ static const char *jstr(json_t *j, const char *key, const char *def)
  * ------------------------------------------------------------------------- */
 
 enum {
-	OPT_URL = 1000, OPT_KEY, OPT_JSON, OPT_TO, OPT_TEXT, OPT_TEMPLATE, OPT_LANG, OPT_PARAM,
-	OPT_CHANNEL, OPT_ACCOUNT, OPT_SYNC, OPT_TIMEOUT, OPT_IDEM, OPT_PRIORITY, OPT_STATUS,
-	OPT_SINCE, OPT_UNTIL, OPT_LIMIT, OPT_CURSOR, OPT_HELP, OPT_DOCUMENT, OPT_IMAGE,
-	OPT_FILENAME, OPT_CAPTION, OPT_BUTTON, OPT_HEADER_TEXT, OPT_HEADER_IMAGE,
-	OPT_HEADER_DOCUMENT, OPT_OPTION,
+	OPT_URL = 1000,
+	OPT_KEY,
+	OPT_JSON,
+	OPT_TO,
+	OPT_TEXT,
+	OPT_TEMPLATE,
+	OPT_LANG,
+	OPT_PARAM,
+	OPT_CHANNEL,
+	OPT_ACCOUNT,
+	OPT_SYNC,
+	OPT_TIMEOUT,
+	OPT_IDEM,
+	OPT_PRIORITY,
+	OPT_STATUS,
+	OPT_SINCE,
+	OPT_UNTIL,
+	OPT_LIMIT,
+	OPT_CURSOR,
+	OPT_HELP,
+	OPT_DOCUMENT,
+	OPT_IMAGE,
+	OPT_FILENAME,
+	OPT_CAPTION,
+	OPT_BUTTON,
+	OPT_HEADER_TEXT,
+	OPT_HEADER_IMAGE,
+	OPT_HEADER_DOCUMENT,
+	OPT_OPTION,
 };
 
 static const struct option cli_options[] = {
-	{"url", required_argument, NULL, OPT_URL},
-	{"key", required_argument, NULL, OPT_KEY},
-	{"json", no_argument, NULL, OPT_JSON},
-	{"to", required_argument, NULL, OPT_TO},
-	{"text", required_argument, NULL, OPT_TEXT},
-	{"template", required_argument, NULL, OPT_TEMPLATE},
-	{"lang", required_argument, NULL, OPT_LANG},
-	{"param", required_argument, NULL, OPT_PARAM},
-	{"channel", required_argument, NULL, OPT_CHANNEL},
-	{"account", required_argument, NULL, OPT_ACCOUNT},
-	{"sync", no_argument, NULL, OPT_SYNC},
-	{"timeout-ms", required_argument, NULL, OPT_TIMEOUT},
-	{"idempotency-key", required_argument, NULL, OPT_IDEM},
-	{"priority", required_argument, NULL, OPT_PRIORITY},
-	{"status", required_argument, NULL, OPT_STATUS},
-	{"since", required_argument, NULL, OPT_SINCE},
-	{"until", required_argument, NULL, OPT_UNTIL},
-	{"limit", required_argument, NULL, OPT_LIMIT},
-	{"cursor", required_argument, NULL, OPT_CURSOR},
-	{"help", no_argument, NULL, OPT_HELP},
-	{"document", required_argument, NULL, OPT_DOCUMENT},
-	{"image", required_argument, NULL, OPT_IMAGE},
-	{"filename", required_argument, NULL, OPT_FILENAME},
-	{"caption", required_argument, NULL, OPT_CAPTION},
-	{"button", required_argument, NULL, OPT_BUTTON},
-	{"header-text", required_argument, NULL, OPT_HEADER_TEXT},
-	{"header-image", required_argument, NULL, OPT_HEADER_IMAGE},
-	{"header-document", required_argument, NULL, OPT_HEADER_DOCUMENT},
-	{"option", required_argument, NULL, OPT_OPTION},
-	{NULL, 0, NULL, 0},
+    {"url", required_argument, NULL, OPT_URL},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"to", required_argument, NULL, OPT_TO},
+    {"text", required_argument, NULL, OPT_TEXT},
+    {"template", required_argument, NULL, OPT_TEMPLATE},
+    {"lang", required_argument, NULL, OPT_LANG},
+    {"param", required_argument, NULL, OPT_PARAM},
+    {"channel", required_argument, NULL, OPT_CHANNEL},
+    {"account", required_argument, NULL, OPT_ACCOUNT},
+    {"sync", no_argument, NULL, OPT_SYNC},
+    {"timeout-ms", required_argument, NULL, OPT_TIMEOUT},
+    {"idempotency-key", required_argument, NULL, OPT_IDEM},
+    {"priority", required_argument, NULL, OPT_PRIORITY},
+    {"status", required_argument, NULL, OPT_STATUS},
+    {"since", required_argument, NULL, OPT_SINCE},
+    {"until", required_argument, NULL, OPT_UNTIL},
+    {"limit", required_argument, NULL, OPT_LIMIT},
+    {"cursor", required_argument, NULL, OPT_CURSOR},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"document", required_argument, NULL, OPT_DOCUMENT},
+    {"image", required_argument, NULL, OPT_IMAGE},
+    {"filename", required_argument, NULL, OPT_FILENAME},
+    {"caption", required_argument, NULL, OPT_CAPTION},
+    {"button", required_argument, NULL, OPT_BUTTON},
+    {"header-text", required_argument, NULL, OPT_HEADER_TEXT},
+    {"header-image", required_argument, NULL, OPT_HEADER_IMAGE},
+    {"header-document", required_argument, NULL, OPT_HEADER_DOCUMENT},
+    {"option", required_argument, NULL, OPT_OPTION},
+    {NULL, 0, NULL, 0},
 };
 
 /* Everything any subcommand accepts; each checks which ones it allows. */
@@ -259,36 +314,36 @@ struct cli_args {
 };
 
 static const char usage_send[] =
-	"usage: herald send --to RECIPIENT CONTENT [--channel whatsapp|sms|rcs|telegram]\n"
-	"                   [--account ID] [--option KEY=VALUE]...\n"
-	"                   [--priority transactional|bulk] [--sync [--timeout-ms N]]\n"
-	"                   [--idempotency-key KEY] [--json] [--url URL] [--key KEY]\n"
-	"CONTENT is one of:\n"
-	"  --text TEXT [--button ID:TITLE]...\n"
-	"  --template NAME --lang LANG [--param VALUE]...\n"
-	"             [--header-text VALUE | --header-image URL |\n"
-	"              --header-document URL [--filename F]]\n"
-	"  --document URL [--filename F] [--caption C]\n"
-	"  --image URL [--caption C]\n\n"
-	"Sends one message through a running gateway. With --sync, waits for the\n"
-	"provider's answer; a failed send then exits 1. --option sets a channel\n"
-	"option (preview_url=true, validity_period=600, ttl=86400s, parse_mode=HTML);\n"
-	"a VALUE that reads as JSON (true, 600) is sent as such, anything else as text.\n\n"
-	"  --url URL   gateway base URL (default $HERALD_URL or " CLI_DEFAULT_URL ")\n"
-	"  --key KEY   API key (default $HERALD_API_KEY)\n"
-	"  --json      print the API's JSON response as is\n\n"
-	"Exit codes: 0 ok, 1 API error or failed send, 2 usage, 3 server unreachable.\n";
+    "usage: herald send --to RECIPIENT CONTENT [--channel whatsapp|sms|rcs|telegram]\n"
+    "                   [--account ID] [--option KEY=VALUE]...\n"
+    "                   [--priority transactional|bulk] [--sync [--timeout-ms N]]\n"
+    "                   [--idempotency-key KEY] [--json] [--url URL] [--key KEY]\n"
+    "CONTENT is one of:\n"
+    "  --text TEXT [--button ID:TITLE]...\n"
+    "  --template NAME --lang LANG [--param VALUE]...\n"
+    "             [--header-text VALUE | --header-image URL |\n"
+    "              --header-document URL [--filename F]]\n"
+    "  --document URL [--filename F] [--caption C]\n"
+    "  --image URL [--caption C]\n\n"
+    "Sends one message through a running gateway. With --sync, waits for the\n"
+    "provider's answer; a failed send then exits 1. --option sets a channel\n"
+    "option (preview_url=true, validity_period=600, ttl=86400s, parse_mode=HTML);\n"
+    "a VALUE that reads as JSON (true, 600) is sent as such, anything else as text.\n\n"
+    "  --url URL   gateway base URL (default $HERALD_URL or " CLI_DEFAULT_URL ")\n"
+    "  --key KEY   API key (default $HERALD_API_KEY)\n"
+    "  --json      print the API's JSON response as is\n\n"
+    "Exit codes: 0 ok, 1 API error or failed send, 2 usage, 3 server unreachable.\n";
 
 static const char usage_messages[] =
-	"usage: herald messages get ID [--json]\n"
-	"       herald messages list [--status S] [--channel C] [--to NUMBER] [--since T]\n"
-	"                            [--until T] [--limit N] [--cursor C] [--json]\n\n"
-	"get prints a message and its audit trail; list prints messages newest first.\n"
-	"Times are RFC 3339 (2026-01-15T10:00:00Z) or unix seconds.\n\n"
-	"  --url URL   gateway base URL (default $HERALD_URL or " CLI_DEFAULT_URL ")\n"
-	"  --key KEY   API key (default $HERALD_API_KEY)\n"
-	"  --json      print the API's JSON response as is\n\n"
-	"Exit codes: 0 ok, 1 API error, 2 usage, 3 server unreachable.\n";
+    "usage: herald messages get ID [--json]\n"
+    "       herald messages list [--status S] [--channel C] [--to NUMBER] [--since T]\n"
+    "                            [--until T] [--limit N] [--cursor C] [--json]\n\n"
+    "get prints a message and its audit trail; list prints messages newest first.\n"
+    "Times are RFC 3339 (2026-01-15T10:00:00Z) or unix seconds.\n\n"
+    "  --url URL   gateway base URL (default $HERALD_URL or " CLI_DEFAULT_URL ")\n"
+    "  --key KEY   API key (default $HERALD_API_KEY)\n"
+    "  --json      print the API's JSON response as is\n\n"
+    "Exit codes: 0 ok, 1 API error, 2 usage, 3 server unreachable.\n";
 
 /* Parses argv (argv[0] is the subcommand word). Returns 0 or CLI_EUSAGE
  * after printing what is wrong. */
@@ -303,19 +358,45 @@ static int cli_parse(int argc, char **argv, const char *cmd, struct cli_args *a)
 	while ((o = getopt_long(argc, argv, ":", cli_options, NULL)) != -1) {
 		char *end;
 		switch (o) {
-		case OPT_URL: a->c.url = optarg; break;
-		case OPT_KEY: a->c.key = optarg; break;
-		case OPT_JSON: a->c.json = true; break;
-		case OPT_HELP: a->help = true; break;
-		case OPT_TO: a->to = optarg; break;
-		case OPT_CHANNEL: a->channel = optarg; break;
-		case OPT_TEXT: a->text = optarg; break;
-		case OPT_TEMPLATE: a->tpl = optarg; break;
-		case OPT_LANG: a->lang = optarg; break;
-		case OPT_ACCOUNT: a->account = optarg; break;
-		case OPT_SYNC: a->sync = true; break;
-		case OPT_IDEM: a->idem = optarg; break;
-		case OPT_PRIORITY: a->priority = optarg; break;
+		case OPT_URL:
+			a->c.url = optarg;
+			break;
+		case OPT_KEY:
+			a->c.key = optarg;
+			break;
+		case OPT_JSON:
+			a->c.json = true;
+			break;
+		case OPT_HELP:
+			a->help = true;
+			break;
+		case OPT_TO:
+			a->to = optarg;
+			break;
+		case OPT_CHANNEL:
+			a->channel = optarg;
+			break;
+		case OPT_TEXT:
+			a->text = optarg;
+			break;
+		case OPT_TEMPLATE:
+			a->tpl = optarg;
+			break;
+		case OPT_LANG:
+			a->lang = optarg;
+			break;
+		case OPT_ACCOUNT:
+			a->account = optarg;
+			break;
+		case OPT_SYNC:
+			a->sync = true;
+			break;
+		case OPT_IDEM:
+			a->idem = optarg;
+			break;
+		case OPT_PRIORITY:
+			a->priority = optarg;
+			break;
 		case OPT_PARAM:
 			if (a->nparams == CLI_MAX_PARAMS) {
 				fprintf(stderr, "herald %s: at most %d --param\n", cmd,
@@ -333,18 +414,42 @@ static int cli_parse(int argc, char **argv, const char *cmd, struct cli_args *a)
 				return CLI_EUSAGE;
 			}
 			break;
-		case OPT_STATUS: a->status = optarg; break;
-		case OPT_SINCE: a->since = optarg; break;
-		case OPT_UNTIL: a->until = optarg; break;
-		case OPT_LIMIT: a->limit = optarg; break;
-		case OPT_CURSOR: a->cursor = optarg; break;
-		case OPT_DOCUMENT: a->document = optarg; break;
-		case OPT_IMAGE: a->image = optarg; break;
-		case OPT_FILENAME: a->filename = optarg; break;
-		case OPT_CAPTION: a->caption = optarg; break;
-		case OPT_HEADER_TEXT: a->header_text = optarg; break;
-		case OPT_HEADER_IMAGE: a->header_image = optarg; break;
-		case OPT_HEADER_DOCUMENT: a->header_document = optarg; break;
+		case OPT_STATUS:
+			a->status = optarg;
+			break;
+		case OPT_SINCE:
+			a->since = optarg;
+			break;
+		case OPT_UNTIL:
+			a->until = optarg;
+			break;
+		case OPT_LIMIT:
+			a->limit = optarg;
+			break;
+		case OPT_CURSOR:
+			a->cursor = optarg;
+			break;
+		case OPT_DOCUMENT:
+			a->document = optarg;
+			break;
+		case OPT_IMAGE:
+			a->image = optarg;
+			break;
+		case OPT_FILENAME:
+			a->filename = optarg;
+			break;
+		case OPT_CAPTION:
+			a->caption = optarg;
+			break;
+		case OPT_HEADER_TEXT:
+			a->header_text = optarg;
+			break;
+		case OPT_HEADER_IMAGE:
+			a->header_image = optarg;
+			break;
+		case OPT_HEADER_DOCUMENT:
+			a->header_document = optarg;
+			break;
 		case OPT_BUTTON:
 			if (a->nbuttons == CLI_MAX_BUTTONS) {
 				fprintf(stderr, "herald %s: at most %d --button\n", cmd,
@@ -605,7 +710,8 @@ static int cli_send(int argc, char **argv)
 				       jstr(err, "message", ""), retrying ? " (will retry)" : "");
 			if (json_is_true(json_object_get(j, "sync_timeout")))
 				printf("  no answer from the provider yet: check with "
-				       "'herald messages get %s'\n", jstr(j, "id", "?"));
+				       "'herald messages get %s'\n",
+				       jstr(j, "id", "?"));
 		}
 		if (strcmp(status, "failed") == 0) {
 			if (a.c.json)
@@ -668,7 +774,8 @@ static void print_message(json_t *m)
 	       "APPLIED", "DETAIL");
 	size_t i;
 	json_t *e;
-	json_array_foreach(events, i, e) {
+	json_array_foreach(events, i, e)
+	{
 		json_t *d = json_object_get(e, "detail");
 		char *detail = json_is_null(d) || !d ? NULL : json_dumps(d, JSON_COMPACT);
 		printf("%-27s  %-15s  %-11s  %-10s  %-7s  %s\n", jstr(e, "at", ""),
@@ -727,8 +834,9 @@ static int cli_messages_list(struct cli_args *a)
 	const struct {
 		const char *name, *value;
 	} q[] = {
-		{"status", a->status}, {"channel", a->channel}, {"to", a->to}, {"since", a->since},
-		{"until", a->until},   {"limit", a->limit},     {"cursor", a->cursor},
+	    {"status", a->status}, {"channel", a->channel}, {"to", a->to},
+	    {"since", a->since},   {"until", a->until},     {"limit", a->limit},
+	    {"cursor", a->cursor},
 	};
 	CURL *h = curl_easy_init();
 	if (!h)
@@ -740,8 +848,8 @@ static int cli_messages_list(struct cli_args *a)
 		if (!q[i].value)
 			continue;
 		char *v = curl_easy_escape(h, q[i].value, 0);
-		int n = v ? snprintf(path + off, sizeof path - off, "%c%s=%s", sep, q[i].name, v)
-		          : -1;
+		int n =
+		    v ? snprintf(path + off, sizeof path - off, "%c%s=%s", sep, q[i].name, v) : -1;
 		curl_free(v);
 		if (n < 0 || (size_t)n >= sizeof path - off) {
 			curl_easy_cleanup(h);
@@ -764,7 +872,8 @@ static int cli_messages_list(struct cli_args *a)
 		       "CHANNEL", "TO", "BODY");
 		size_t i;
 		json_t *m;
-		json_array_foreach(data, i, m) {
+		json_array_foreach(data, i, m)
+		{
 			printf("%-26s  %-27s  %-11s  %-9s  %-16s  ", jstr(m, "id", ""),
 			       jstr(m, "created_at", ""), jstr(m, "status", ""),
 			       jstr(m, "channel", ""), jstr(m, "to", ""));

@@ -22,6 +22,50 @@
 #define SIM_BODY_MAX ((size_t)1 << 20) /* request bodies larger than this are refused */
 
 /* ---------------------------------------------------------------------------
+ * Outgoing webhook POSTs (every poster: WhatsApp, Telegram, SMS, RCS).
+ * ------------------------------------------------------------------------- */
+static inline size_t sim_discard(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+	(void)ptr;
+	(void)ud;
+	return size * nmemb;
+}
+
+/*
+ * Sets e up for one POST of body (len bytes) to url with headers, the answer
+ * discarded, http(s) only. ua (User-Agent) may be NULL; connect_ms 0 leaves
+ * curl's connect timeout. Every option is checked: returns the first that
+ * failed (stopping there), CURLE_OK when all took; a caller never performs a
+ * half-configured transfer.
+ */
+static inline CURLcode sim_post_setup(CURL *e, const char *url, const char *body, size_t len,
+                                      struct curl_slist *headers, const char *ua, long timeout_ms,
+                                      long connect_ms)
+{
+	CURLcode cc = CURLE_OK;
+#define SIM_OPT(o, v)                                                                              \
+	do {                                                                                       \
+		if (cc == CURLE_OK)                                                                \
+			cc = curl_easy_setopt(e, o, v);                                            \
+	} while (0)
+	SIM_OPT(CURLOPT_URL, url);
+	SIM_OPT(CURLOPT_POSTFIELDS, body);
+	SIM_OPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	SIM_OPT(CURLOPT_HTTPHEADER, headers);
+	if (ua)
+		SIM_OPT(CURLOPT_USERAGENT, ua);
+	SIM_OPT(CURLOPT_WRITEFUNCTION, sim_discard);
+	SIM_OPT(CURLOPT_NOSIGNAL, 1L);
+	SIM_OPT(CURLOPT_TIMEOUT_MS, timeout_ms);
+	if (connect_ms)
+		SIM_OPT(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+	SIM_OPT(CURLOPT_PROTOCOLS_STR, "http,https");
+	SIM_OPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#undef SIM_OPT
+	return cc;
+}
+
+/* ---------------------------------------------------------------------------
  * Accounts (read-only after start).
  * ------------------------------------------------------------------------- */
 struct sim_account {
@@ -68,11 +112,10 @@ struct sim_knobs {
  * upper bound for one channel's table), and a walk calling fn for each entry
  * of one channel with its config path ("tenants[0].accounts[2]") for errors.
  * Stops at, and returns, the first non-zero rc. */
-typedef int (*sim_account_fn)(struct sim *s, json_t *entry, const char *base,
-                              struct hr_err *err);
+typedef int (*sim_account_fn)(struct sim *s, json_t *entry, const char *base, struct hr_err *err);
 size_t sim_config_account_slots(json_t *config);
-int sim_config_each_account(struct sim *s, json_t *config, const char *channel,
-                            sim_account_fn fn, struct hr_err *err);
+int sim_config_each_account(struct sim *s, json_t *config, const char *channel, sim_account_fn fn,
+                            struct hr_err *err);
 
 struct sim_knobs *sim_knobs_default(void);
 /* A copy of base with obj's keys applied; errors name "<prefix><key>". */
@@ -231,7 +274,7 @@ struct sim {
 	pthread_t thread;
 	bool thread_started;
 	int webhook_concurrency;
-	struct sim_tg *tg; /* the Telegram side (sim_telegram.c) */
+	struct sim_tg *tg;   /* the Telegram side (sim_telegram.c) */
 	struct sim_sms *sms; /* the SMS (Twilio) side (sim_sms.c) */
 	struct sim_rcs *rcs; /* the RCS (Google RBM) side (sim_rcs.c) */
 };

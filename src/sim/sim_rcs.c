@@ -455,15 +455,10 @@ static struct rcs_post *rcs_heap_pop(struct sim_rcs *t)
 	return top;
 }
 
-static size_t rcs_discard(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-	(void)ptr, (void)ud;
-	return size * nmemb;
-}
-
 static bool rcs_post_once(CURL *e, const struct rcs_account *a, const struct rcs_post *p,
                           long *status)
 {
+	*status = 0;
 	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
 	struct curl_slist *h2 = h ? curl_slist_append(h, p->sig) : NULL;
 	struct curl_slist *h3 = h2 ? curl_slist_append(h2, "Expect:") : NULL;
@@ -471,16 +466,15 @@ static bool rcs_post_once(CURL *e, const struct rcs_account *a, const struct rcs
 		curl_slist_free_all(h);
 		return false;
 	}
-	curl_easy_setopt(e, CURLOPT_URL, a->webhook_url);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, p->body);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)p->len);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, rcs_discard);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, RCS_POST_TIMEOUT_MS);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	*status = 0;
-	CURLcode cc = curl_easy_perform(e);
+	CURLcode cc =
+	    sim_post_setup(e, a->webhook_url, p->body, p->len, h, NULL, RCS_POST_TIMEOUT_MS, 0);
+	if (cc != CURLE_OK) {
+		hr_log(HR_LOG_WARN, "sim", "rcs webhook to %s: cannot set up the transfer: %s",
+		       a->id, curl_easy_strerror(cc));
+		curl_slist_free_all(h);
+		return false;
+	}
+	cc = curl_easy_perform(e);
 	if (cc == CURLE_OK)
 		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
 	curl_slist_free_all(h);

@@ -312,28 +312,18 @@ void sms_sched_push(struct sim *s, struct sms_post *p, int64_t due)
 	}
 }
 
-static size_t discard(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-	(void)ptr;
-	(void)ud;
-	return size * nmemb;
-}
-
 /* Sends one POST; true on a 2xx. */
 static bool post_once(struct sms_sched *q, const struct sms_post *p, char *why, size_t whyn)
 {
 	CURL *e = q->easy;
 	curl_easy_reset(e);
-	curl_easy_setopt(e, CURLOPT_URL, p->url);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, p->body);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)p->len);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, p->headers);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "TwilioProxy/1.1");
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, SMS_POST_TIMEOUT_MS);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
-	CURLcode rc = curl_easy_perform(e);
+	CURLcode rc = sim_post_setup(e, p->url, p->body, p->len, p->headers, "TwilioProxy/1.1",
+	                             SMS_POST_TIMEOUT_MS, 3000L);
+	if (rc != CURLE_OK) {
+		snprintf(why, whyn, "cannot set up the transfer: %s", curl_easy_strerror(rc));
+		return false;
+	}
+	rc = curl_easy_perform(e);
 	long status = 0;
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);

@@ -62,13 +62,6 @@ bool sim_tg_post_submit(struct sim *s, int acct, char *body, int64_t delay_us)
 	return ok;
 }
 
-static size_t tg_discard(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-	(void)ptr;
-	(void)ud;
-	return size * nmemb;
-}
-
 /* One POST of an update, as Telegram makes it: JSON and the secret token. */
 static bool tg_post_once(CURL *e, const struct tg_account *a, const struct tg_post *p, char *why,
                          size_t whysz)
@@ -84,15 +77,14 @@ static bool tg_post_once(CURL *e, const struct tg_account *a, const struct tg_po
 		return false;
 	}
 	curl_easy_reset(e);
-	curl_easy_setopt(e, CURLOPT_URL, a->webhook_url);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, p->body);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(p->body));
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, tg_discard);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, TG_POST_TIMEOUT_MS);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
-	CURLcode cc = curl_easy_perform(e);
+	CURLcode cc = sim_post_setup(e, a->webhook_url, p->body, strlen(p->body), h, NULL,
+	                             TG_POST_TIMEOUT_MS, 3000L);
+	if (cc != CURLE_OK) {
+		curl_slist_free_all(h);
+		snprintf(why, whysz, "cannot set up the transfer: %s", curl_easy_strerror(cc));
+		return false;
+	}
+	cc = curl_easy_perform(e);
 	long status = 0;
 	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
 	curl_slist_free_all(h);

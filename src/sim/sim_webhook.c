@@ -237,13 +237,6 @@ struct wh_thread {
 	int npool, inflight;
 };
 
-static size_t discard(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-	(void)ptr;
-	(void)ud;
-	return size * nmemb;
-}
-
 static void ready_append(struct wh_thread *t, struct sim_post *p)
 {
 	p->next = NULL;
@@ -380,7 +373,10 @@ static size_t pop_due(struct wh_thread *t, int64_t now, int64_t window, int64_t 
 	return n;
 }
 
-static void start_transfers(struct wh_thread *t)
+static void post_done(struct wh_thread *t, struct sim_post *p, bool ok, const char *why,
+                      double retry_s);
+
+static void start_transfers(struct wh_thread *t, double retry_s)
 {
 	struct sim *s = t->s;
 	while (t->ready && t->inflight < s->webhook_concurrency) {
@@ -393,26 +389,30 @@ static void start_transfers(struct wh_thread *t)
 			ready_append(t, p); /* try again next turn */
 			return;
 		}
-		curl_easy_reset(e);
-		curl_easy_setopt(e, CURLOPT_URL, s->accounts[p->acct].webhook_url);
-		curl_easy_setopt(e, CURLOPT_POSTFIELDS, p->body);
-		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)p->len);
-		curl_easy_setopt(e, CURLOPT_HTTPHEADER, p->headers);
-		curl_easy_setopt(e, CURLOPT_USERAGENT, "facebookexternalua");
-		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
-		curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, SIM_POST_TIMEOUT_MS);
-		curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
-		curl_easy_setopt(e, CURLOPT_PRIVATE, p);
 		if (!p->first_at)
 			p->first_at = hr_mono_us();
+		curl_easy_reset(e);
+		CURLcode cc =
+		    sim_post_setup(e, s->accounts[p->acct].webhook_url, p->body, p->len, p->headers,
+		                   "facebookexternalua", SIM_POST_TIMEOUT_MS, 3000L);
+		if (cc == CURLE_OK)
+			cc = curl_easy_setopt(e, CURLOPT_PRIVATE, p);
+		CURLMcode mc = cc == CURLE_OK ? curl_multi_add_handle(s->multi, e) : CURLM_OK;
+		if (cc != CURLE_OK || mc != CURLM_OK) {
+			/* Never sent: a failed attempt, retried like any other. */
+			char why[96];
+			snprintf(why, sizeof why, "cannot set up the transfer: %s",
+			         cc != CURLE_OK ? curl_easy_strerror(cc) : curl_multi_strerror(mc));
+			t->pool[t->npool++] = e;
+			post_done(t, p, false, why, retry_s);
+			continue;
+		}
 		int slot = 0;
 		while (t->slots[slot])
 			slot++;
 		t->slots[slot] = p;
 		p->slot = slot;
 		p->easy = e;
-		curl_multi_add_handle(s->multi, e);
 		t->inflight++;
 	}
 }
@@ -521,7 +521,7 @@ static void *webhook_main(void *arg)
 		reap(t, retry_s); /* finished POSTs may release deferred statuses */
 		for (size_t a = 0; a < s->naccounts; a++)
 			pack_flush(t, (int)a);
-		start_transfers(t);
+		start_transfers(t, retry_s);
 
 		long timeout_ms = 1000;
 		if (n == SIM_POP_MAX || (t->ready && t->inflight < s->webhook_concurrency)) {
@@ -569,9 +569,16 @@ int sim_webhook_start(struct sim *s, struct hr_err *err)
 	s->multi = curl_multi_init();
 	if (!s->multi)
 		return hr_fail(err, HR_EINTERNAL, NULL, "curl_multi_init failed");
-	curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)s->webhook_concurrency);
-	curl_multi_setopt(s->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)s->webhook_concurrency);
-	curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)s->webhook_concurrency);
+	long n = s->webhook_concurrency;
+	CURLMcode mc = curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, n);
+	if (mc == CURLM_OK)
+		mc = curl_multi_setopt(s->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, n);
+	if (mc == CURLM_OK)
+		mc = curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, n);
+	if (mc != CURLM_OK) /* sim_webhook_stop frees the multi handle */
+		return hr_fail(err, HR_EINTERNAL, NULL,
+		               "cannot configure the webhook transfers: %s",
+		               curl_multi_strerror(mc));
 	struct wh_thread *t = wh_thread_new(s);
 	if (!t)
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");

@@ -257,24 +257,49 @@ struct resp http_t(const char *method, const char *url, const char *key, const c
 	CURL *c = curl_easy_init();
 	struct curl_slist *h = NULL;
 	char auth[256];
+	/* Every header and option is checked (status 0 if one fails): a test
+	 * never sends a request that lacks part of what it asked for. */
+	CURLcode cc = c ? CURLE_OK : CURLE_FAILED_INIT;
+#define HDR(line)                                                                                  \
+	do {                                                                                       \
+		if (cc == CURLE_OK) {                                                              \
+			struct curl_slist *n_ = curl_slist_append(h, line);                        \
+			if (n_)                                                                    \
+				h = n_;                                                            \
+			else                                                                       \
+				cc = CURLE_OUT_OF_MEMORY;                                          \
+		}                                                                                  \
+	} while (0)
+#define OPT(o, v)                                                                                  \
+	do {                                                                                       \
+		if (cc == CURLE_OK)                                                                \
+			cc = curl_easy_setopt(c, o, v);                                            \
+	} while (0)
 	if (key) {
 		snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
-		h = curl_slist_append(h, auth);
+		HDR(auth);
 	}
 	if (body)
-		h = curl_slist_append(h, "Content-Type: application/json");
+		HDR("Content-Type: application/json");
 	for (; extra && *extra; extra++)
-		h = curl_slist_append(h, *extra);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+		HDR(*extra);
+	OPT(CURLOPT_URL, url);
+	OPT(CURLOPT_CUSTOMREQUEST, method);
 	if (body)
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	if (curl_easy_perform(c) == CURLE_OK)
+		OPT(CURLOPT_POSTFIELDS, body);
+	OPT(CURLOPT_HTTPHEADER, h);
+	OPT(CURLOPT_WRITEFUNCTION, on_data);
+	OPT(CURLOPT_WRITEDATA, &b);
+	OPT(CURLOPT_TIMEOUT_MS, timeout_ms);
+	OPT(CURLOPT_NOSIGNAL, 1L);
+	OPT(CURLOPT_PROTOCOLS_STR, "http,https");
+	OPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#undef OPT
+#undef HDR
+	if (cc != CURLE_OK)
+		fprintf(stderr, "harness: cannot set up %s %s: %s\n", method, url,
+		        curl_easy_strerror(cc));
+	else if (curl_easy_perform(c) == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
 	curl_easy_cleanup(c);
 	curl_slist_free_all(h);
