@@ -29,7 +29,7 @@ if ! grep -qF "\"token_uri\":\"http://$sim_at/token\"" rbm-service-account.json 
 fi
 "$bin" sim --config "$cfg" &
 sim=$!
-trap 'kill $sim 2>/dev/null; wait $sim 2>/dev/null || true' EXIT
+trap 'kill $sim 2>/dev/null || true; wait $sim 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -fs "http://$sim_at/sim/stats" >/dev/null 2>&1 && break; sleep 0.1; done
 cat <<TXT
 
