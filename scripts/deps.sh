@@ -4,7 +4,7 @@
 set -euo pipefail
 want=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev
       libsqlite3-dev libjansson-dev libssl-dev libfyaml-dev libjwt-dev libcmocka-dev curl
-      openssl)
+      openssl ca-certificates)
 case "${1:-build}" in
   bench) want+=(wrk nginx-light sqlite3) ;;
 esac
