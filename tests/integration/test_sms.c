@@ -279,6 +279,7 @@ static void test_stop_reply_suppresses_until_start(void **state)
 	assert_int_equal(events(m, "suppressed", NULL, -1), 1);
 	assert_int_equal(events(m, "sent", NULL, -1), 0);
 	json_t *err = json_object_get(m, "error");
+	assert_string_equal(str(err, "code"), "suppressed");
 	assert_non_null(strstr(str(err, "message"), "STOP"));
 	json_decref(m);
 	sleep(1);
