@@ -88,6 +88,10 @@ struct send_outcome {
 	char error_text[HR_ERRTEXT_MAX];   /* provider's text */
 	int64_t retry_after_us;            /* hint from Retry-After or the body, 0 if none */
 	bool account_blocked;              /* stop this account's sends (token expired...) */
+	/* cls RATE_LIMITED for this recipient only (WhatsApp 131056, the pair
+	 * rate limit): retry this message after retry_after_us, but do not
+	 * pause the account; its other recipients are not limited. */
+	bool recipient_rate_limited;
 	/* The recipient moved (Telegram migrate_to_chat_id): resend there at
 	 * once (cls TRANSIENT, retry_after 0) and remember it. "" otherwise. */
 	char new_recipient[HR_ADDR_MAX];

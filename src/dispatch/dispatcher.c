@@ -370,7 +370,7 @@ static void start_send(struct dispatcher *d, struct acct_state *as, const struct
 		struct send_result *r = result_add(d, m->id, m->attempts);
 		r->kind = SEND_RETRY;
 		r->due_at = hr_now_us() + backoff_delay_us(x->attempts, d->o.backoff_base_us,
-		                                            d->o.backoff_max_us, hr_random_unit());
+		                                           d->o.backoff_max_us, hr_random_unit());
 		hr_strlcpy(r->error_code, "not_ready", sizeof r->error_code);
 		hr_utf8_copy(r->error_text, err.msg, sizeof r->error_text);
 		r->error_class = "transient";
@@ -470,7 +470,10 @@ static void finish_send(struct dispatcher *d, struct xfer *x, CURLcode cc)
 	case OUTCOME_RATE_LIMITED:
 	case OUTCOME_TRANSIENT: {
 		r->error_class = o.cls == OUTCOME_RATE_LIMITED ? "rate_limited" : "transient";
-		if (o.cls == OUTCOME_RATE_LIMITED)
+		/* A limit on the sender pauses the whole account; a limit on one
+		 * recipient (WhatsApp's pair rate) only delays this message below,
+		 * so the account's other recipients keep their full rate. */
+		if (o.cls == OUTCOME_RATE_LIMITED && !o.recipient_rate_limited)
 			ratelimit_pause(&as->rl, o.retry_after_us > 0 ? o.retry_after_us : 1000000,
 			                now);
 		if (x->attempts >= x->max_attempts) {

@@ -33,7 +33,8 @@ struct fake {
 	struct MHD_Daemon *d;
 	int port;
 	pthread_mutex_t lock;
-	/* What to answer for a recipient: "ok", "500", "429", "perm". A script of
+	/* What to answer for a recipient: "ok", "500", "429", "perm", "pair"
+	 * (WhatsApp's 131056 pair rate limit, Retry-After: 2). A script of
 	 * answers per recipient is consumed one per request; the last repeats. */
 	char script_to[8][32];
 	char script[8][8][8];
@@ -110,6 +111,11 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 		snprintf(body, sizeof body,
 		         "{\"error\":{\"message\":\"(#130429) Rate limit hit\","
 		         "\"type\":\"OAuthException\",\"code\":130429}}");
+	} else if (!strcmp(a, "pair")) {
+		status = 400;
+		snprintf(body, sizeof body,
+		         "{\"error\":{\"message\":\"(#131056) (Business Account, Consumer Account)"
+		         " pair rate limit hit\",\"type\":\"OAuthException\",\"code\":131056}}");
 	} else if (!strcmp(a, "perm")) {
 		status = 400;
 		snprintf(body, sizeof body,
@@ -126,6 +132,8 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 	MHD_add_response_header(resp, "Content-Type", "application/json");
 	if (status == 429)
 		MHD_add_response_header(resp, "Retry-After", "1");
+	if (!strcmp(a, "pair"))
+		MHD_add_response_header(resp, "Retry-After", "2");
 	enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -411,6 +419,72 @@ static void test_priority_and_fairness(void **state)
 	MHD_stop_daemon(F.d);
 }
 
+/* WhatsApp's pair rate limit (131056) is about one recipient: that message
+ * waits for its Retry-After, the account's other recipients do not. */
+static void test_pair_rate_limit_one_recipient(void **state)
+{
+	(void)state;
+	fake_start();
+	const char *ans[] = {"pair", "ok"};
+	fake_script("447000000100", 2, ans);
+	struct tw t;
+	const char *rates[] = {"1000"};
+	tw_open(&t, rates, 1);
+	enum { NO = 40 };
+	struct message pair, other[NO];
+	mk(&pair, "acct0", "447000000100", 0);
+	insert(&t, &pair, 1);
+	for (int i = 0; i < NO; i++) {
+		char to[32];
+		snprintf(to, sizeof to, "4473%08d", i);
+		mk(&other[i], "acct0", to, 0);
+	}
+	insert(&t, other, NO);
+	/* Few slots, so most of the others are claimed after the pair's
+	 * answer: an account pause (Retry-After 2 s) would hold them back. */
+	tw_start(&t, 4);
+	for (int i = 0; i < NO; i++)
+		assert_int_equal(wait_status(&t, other[i].id, MSG_SENT, 10), MSG_SENT);
+	assert_int_equal(wait_status(&t, pair.id, MSG_SENT, 10), MSG_SENT);
+
+	pthread_mutex_lock(&F.lock);
+	int pair_n = 0, other_n = 0;
+	int64_t first = F.nlog ? F.log_at[0] : 0, pair_at[2] = {0, 0}, last_other = 0;
+	for (int i = 0; i < F.nlog; i++) {
+		if (!strcmp(F.log_to[i], "447000000100")) {
+			if (pair_n < 2)
+				pair_at[pair_n] = F.log_at[i];
+			pair_n++;
+		} else if (!strncmp(F.log_to[i], "4473", 4)) {
+			other_n++;
+			last_other = F.log_at[i];
+		}
+	}
+	pthread_mutex_unlock(&F.lock);
+	assert_int_equal(pair_n, 2);
+	assert_int_equal(other_n, NO); /* each other recipient exactly once */
+	/* The pair-limited message waited for its Retry-After ... */
+	assert_true(pair_at[1] - pair_at[0] >= 1900000);
+	/* ... and nobody else did: all 40 went out well inside those 2 s. */
+	if (last_other - first >= 1000000)
+		fail_msg("the other recipients took %lld us", (long long)(last_other - first));
+	assert_true(last_other < pair_at[1]);
+
+	struct message got = {0};
+	assert_int_equal(t.st->ops->message_get(t.st, NULL, pair.id, &got), 0);
+	assert_int_equal(got.attempts, 2);
+	message_clear(&got);
+	for (int i = 0; i < NO; i++) {
+		assert_int_equal(t.st->ops->message_get(t.st, NULL, other[i].id, &got), 0);
+		assert_int_equal(got.attempts, 1);
+		message_clear(&got);
+		message_clear(&other[i]);
+	}
+	message_clear(&pair);
+	tw_close(&t);
+	MHD_stop_daemon(F.d);
+}
+
 struct waited {
 	atomic_int fired;
 	struct dispatch_result r;
@@ -479,7 +553,8 @@ static void test_suppressed_not_sent(void **state)
 	tw_open(&t, rates, 1);
 	struct hr_err err = {0};
 	assert_int_equal(t.st->ops->suppression_put(t.st, "t1", "whatsapp", "447000000066",
-	                                            "inbound STOP", &err), 0);
+	                                            "inbound STOP", &err),
+	                 0);
 	tw_start(&t, 8);
 	struct message m;
 	mk(&m, "acct0", "447000000066", 0);
@@ -540,10 +615,13 @@ int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_transient_then_ok),     cmocka_unit_test(test_429_retry_after),
-	    cmocka_unit_test(test_priority_and_fairness), cmocka_unit_test(test_sync_watch),
+	    cmocka_unit_test(test_transient_then_ok),
+	    cmocka_unit_test(test_429_retry_after),
+	    cmocka_unit_test(test_priority_and_fairness),
+	    cmocka_unit_test(test_sync_watch),
 	    cmocka_unit_test(test_lease_expiry_resend),
 	    cmocka_unit_test(test_suppressed_not_sent),
+	    cmocka_unit_test(test_pair_rate_limit_one_recipient),
 	};
 	int rc = cmocka_run_group_tests_name("dispatch", tests, NULL, NULL);
 	curl_global_cleanup();
