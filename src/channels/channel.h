@@ -130,6 +130,12 @@ struct wh_status *wh_parsed_add_status(struct wh_parsed *p);
 struct wh_inbound *wh_parsed_add_inbound(struct wh_parsed *p);
 struct http_req *wh_parsed_add_followup(struct wh_parsed *p);
 
+/* What Herald answers to a webhook POST it accepted (stored), with status 200. */
+struct wh_answer {
+	const char *content_type;
+	const char *body;
+};
+
 struct channel_ops {
 	const char *name;          /* "whatsapp" */
 	bool has_receipts;         /* false: messages are final at SENT (Telegram) */
@@ -173,6 +179,11 @@ struct channel_ops {
 	 * (err naming the JSON path) if malformed. */
 	int (*webhook_parse)(const struct channel_account *acct, const char *body, size_t len,
 	                     struct wh_parsed *out, struct hr_err *err);
+	/* The answer to an accepted webhook POST, or NULL for the default ("{}"
+	 * as application/json). Providers that read the answer as instructions
+	 * need their own: Twilio takes it as TwiML and logs an error for
+	 * anything else. Static, never freed. */
+	const struct wh_answer *webhook_answer;
 
 	/* Optional (NULL if the channel has none): asks the provider whether a
 	 * recipient can receive this channel (RBM's capability check). Blocking
