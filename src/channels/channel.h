@@ -71,6 +71,13 @@ struct http_req {
 	char provider_id[HR_PROVIDER_ID_MAX];
 };
 void http_req_clear(struct http_req *r);
+/* Sets the options every request to a provider carries (http_opts.c): r's
+ * URL, POST body, headers and Basic auth (borrowed: r must outlive the
+ * transfer), a whole-request timeout, http(s) only and no redirects
+ * followed. 0; HR_ENOMEM when libcurl ran out of memory (may pass: retry
+ * later); HR_EINTERNAL when it refused an option (will recur). err names
+ * the option. The caller sets the rest (write callbacks, keep-alive). */
+int http_req_setopts(CURL *e, const struct http_req *r, long timeout_ms, struct hr_err *err);
 
 enum outcome_class {
 	OUTCOME_OK = 0,

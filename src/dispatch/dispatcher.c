@@ -354,7 +354,57 @@ static void suppressed(struct dispatcher *d, const struct message *m)
 	watch_fire(w, &r);
 }
 
-/* Starts one transfer for a claimed message. */
+/* A transient failure before anything reached the provider: the message
+ * goes back to the queue for another attempt after a backoff. */
+static void retry_later(struct dispatcher *d, const struct message *m, const char *code,
+                        const char *text)
+{
+	struct send_result *r = result_add(d, m->id, m->attempts);
+	r->kind = SEND_RETRY;
+	r->due_at = hr_now_us() + backoff_delay_us(m->attempts, d->o.backoff_base_us,
+	                                           d->o.backoff_max_us, hr_random_unit());
+	hr_strlcpy(r->error_code, code, sizeof r->error_code);
+	hr_utf8_copy(r->error_text, text, sizeof r->error_text);
+	r->error_class = "transient";
+	metrics_send(m->channel, M_SEND_RETRIED, 1);
+}
+
+/* Sets a send's libcurl options: the common ones (http_req_setopts) and
+ * this transfer's callbacks. 0, or HR_ENOMEM / HR_EINTERNAL with err naming
+ * the option libcurl refused. */
+static int xfer_setopts(struct dispatcher *d, struct xfer *x, struct hr_err *err)
+{
+	CURL *e = x->easy;
+	int rc = http_req_setopts(e, &x->req, (long)(d->o.http_timeout_us / 1000), err);
+	if (rc)
+		return rc;
+	CURLcode cc;
+	const char *what = NULL;
+#define XFER_SET(opt, val)                                                                         \
+	do {                                                                                       \
+		if ((cc = curl_easy_setopt(e, opt, val)) != CURLE_OK) {                            \
+			what = #opt;                                                               \
+			goto fail;                                                                 \
+		}                                                                                  \
+	} while (0)
+	XFER_SET(CURLOPT_ERRORBUFFER, x->curl_err);
+	XFER_SET(CURLOPT_WRITEFUNCTION, on_body);
+	XFER_SET(CURLOPT_WRITEDATA, x);
+	XFER_SET(CURLOPT_HEADERFUNCTION, on_header);
+	XFER_SET(CURLOPT_HEADERDATA, x);
+	XFER_SET(CURLOPT_PRIVATE, x);
+	XFER_SET(CURLOPT_TCP_KEEPALIVE, 1L);
+#undef XFER_SET
+	return 0;
+fail:
+	return hr_fail(err, cc == CURLE_OUT_OF_MEMORY ? HR_ENOMEM : HR_EINTERNAL, NULL,
+	               "libcurl refused %s: %s", what, curl_easy_strerror(cc));
+}
+
+/* Starts one transfer for a claimed message. A message that cannot be
+ * started is never left in SENDING: it is retried later (a passing
+ * condition: the adapter not ready, libcurl out of memory) or failed with
+ * the reason (anything that would recur on every attempt). */
 static void start_send(struct dispatcher *d, struct acct_state *as, const struct message *m)
 {
 	struct hr_err err = {0};
@@ -365,49 +415,36 @@ static void start_send(struct dispatcher *d, struct acct_state *as, const struct
 	hr_strlcpy(x->message_id, m->id, sizeof x->message_id);
 	x->attempts = m->attempts;
 	x->max_attempts = m->max_attempts > 0 ? m->max_attempts : d->o.max_attempts;
-	int brc = as->acct->ops->build_send(as->acct, m, &x->req, &err);
-	if (brc == HR_EBUSY && x->attempts < x->max_attempts) {
-		struct send_result *r = result_add(d, m->id, m->attempts);
-		r->kind = SEND_RETRY;
-		r->due_at = hr_now_us() + backoff_delay_us(x->attempts, d->o.backoff_base_us,
-		                                           d->o.backoff_max_us, hr_random_unit());
-		hr_strlcpy(r->error_code, "not_ready", sizeof r->error_code);
-		hr_utf8_copy(r->error_text, err.msg, sizeof r->error_text);
-		r->error_class = "transient";
-		metrics_send(m->channel, M_SEND_RETRIED, 1);
+	bool retryable = x->attempts < x->max_attempts;
+	int rc = as->acct->ops->build_send(as->acct, m, &x->req, &err);
+	if (rc == HR_EBUSY && retryable) {
+		retry_later(d, m, "not_ready", err.msg);
 		xfer_free(x);
 		return;
 	}
-	if (brc != 0) {
+	if (rc != 0) {
 		fail_now(d, m, "build_failed", err.msg);
 		xfer_free(x);
 		return;
 	}
 	x->easy = curl_easy_init();
 	if (!x->easy)
-		abort();
-	CURL *e = x->easy;
-	curl_easy_setopt(e, CURLOPT_URL, x->req.url);
-	curl_easy_setopt(e, CURLOPT_POST, 1L);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->req.body ? x->req.body : "");
-	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req.body_len);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->req.headers);
-	if (x->req.userpwd)
-		curl_easy_setopt(e, CURLOPT_USERPWD, x->req.userpwd);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->curl_err);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(d->o.http_timeout_us / 1000));
-	long connect_ms = (long)(d->o.http_timeout_us / 1000);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms < 5000 ? connect_ms : 5000L);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+		rc = hr_fail(&err, HR_ENOMEM, NULL, "libcurl could not make a transfer handle");
+	else
+		rc = xfer_setopts(d, x, &err);
+	if (rc == HR_ENOMEM && retryable) {
+		retry_later(d, m, "internal", err.msg);
+		xfer_free(x);
+		return;
+	}
+	if (rc != 0) {
+		hr_log(HR_LOG_ERROR, "dispatch", "message %s not sent: %s", m->id, err.msg);
+		fail_now(d, m, "internal", err.msg);
+		xfer_free(x);
+		return;
+	}
 	x->started = hr_mono_us();
-	if (curl_multi_add_handle(d->multi, e) != CURLM_OK) {
+	if (curl_multi_add_handle(d->multi, x->easy) != CURLM_OK) {
 		fail_now(d, m, "internal", "could not start the HTTP transfer");
 		xfer_free(x);
 		return;
@@ -742,18 +779,35 @@ int dispatcher_start(struct store *st, struct account_set *accounts,
 	pthread_mutex_init(&d->watch_lock, NULL);
 	pthread_mutex_init(&d->out_lock, NULL);
 	pthread_cond_init(&d->out_cond, NULL);
+	int rc = 0;
 	d->multi = curl_multi_init();
-	curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, (long)d->o.max_in_flight);
-	curl_multi_setopt(d->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-	if (pthread_create(&d->thread, NULL, dispatch_main, d) == 0) {
-		pthread_setname_np(d->thread, "herald-dispatch");
-	} else {
-		curl_multi_cleanup(d->multi);
+	CURLMcode mc =
+	    d->multi ? curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, (long)d->o.max_in_flight)
+	             : CURLM_OUT_OF_MEMORY;
+	const char *what = "CURLMOPT_MAXCONNECTS";
+	if (mc == CURLM_OK) {
+		mc = curl_multi_setopt(d->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+		what = "CURLMOPT_PIPELINING";
+	}
+	if (!d->multi)
+		rc = hr_fail(err, HR_ENOMEM, NULL, "libcurl could not make a multi handle");
+	else if (mc != CURLM_OK)
+		rc = hr_fail(err, HR_EINTERNAL, NULL, "libcurl refused %s: %s", what,
+		             curl_multi_strerror(mc));
+	else if (pthread_create(&d->thread, NULL, dispatch_main, d) != 0)
+		rc = hr_fail(err, HR_EINTERNAL, NULL, "cannot start the dispatcher thread");
+	if (rc) {
+		if (d->multi)
+			curl_multi_cleanup(d->multi);
+		pthread_mutex_destroy(&d->watch_lock);
+		pthread_mutex_destroy(&d->out_lock);
+		pthread_cond_destroy(&d->out_cond);
 		free(d->claim_buf);
 		free(d->accts);
 		free(d);
-		return hr_fail(err, HR_EINTERNAL, NULL, "cannot start the dispatcher thread");
+		return rc;
 	}
+	pthread_setname_np(d->thread, "herald-dispatch");
 	*out = d;
 	return 0;
 }

@@ -34,7 +34,8 @@ struct fake {
 	int port;
 	pthread_mutex_t lock;
 	/* What to answer for a recipient: "ok", "500", "429", "perm", "pair"
-	 * (WhatsApp's 131056 pair rate limit, Retry-After: 2). A script of
+	 * (WhatsApp's 131056 pair rate limit, Retry-After: 2), "302" (a
+	 * redirect back to this server). A script of
 	 * answers per recipient is consumed one per request; the last repeats. */
 	char script_to[8][32];
 	char script[8][8][8];
@@ -111,6 +112,9 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 		snprintf(body, sizeof body,
 		         "{\"error\":{\"message\":\"(#130429) Rate limit hit\","
 		         "\"type\":\"OAuthException\",\"code\":130429}}");
+	} else if (!strcmp(a, "302")) {
+		status = 302;
+		snprintf(body, sizeof body, "{\"moved\":true}");
 	} else if (!strcmp(a, "pair")) {
 		status = 400;
 		snprintf(body, sizeof body,
@@ -134,6 +138,11 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 		MHD_add_response_header(resp, "Retry-After", "1");
 	if (!strcmp(a, "pair"))
 		MHD_add_response_header(resp, "Retry-After", "2");
+	if (status == 302) {
+		char loc[96];
+		snprintf(loc, sizeof loc, "http://127.0.0.1:%d/elsewhere", F.port);
+		MHD_add_response_header(resp, "Location", loc);
+	}
 	enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -485,6 +494,92 @@ static void test_pair_rate_limit_one_recipient(void **state)
 	MHD_stop_daemon(F.d);
 }
 
+/* An account whose adapter builds a URL libcurl refuses (over its 8 MB
+ * limit): the real way to make curl_easy_setopt fail. */
+static struct channel_ops huge_ops;
+
+static int huge_build_send(const struct channel_account *acct, const struct message *m,
+                           struct http_req *out, struct hr_err *err)
+{
+	int rc = channel_whatsapp.build_send(acct, m, out, err);
+	if (rc)
+		return rc;
+	size_t n = 8u * 1024 * 1024 + 16;
+	char *url = malloc(n + 1);
+	if (!url)
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	int p = snprintf(url, n + 1, "http://127.0.0.1:%d/", F.port);
+	memset(url + p, 'a', n - (size_t)p);
+	url[n] = '\0';
+	free(out->url);
+	out->url = url;
+	return 0;
+}
+
+/* The options every provider request carries are each checked: libcurl
+ * refusing one fails the send at once with the option named (it would
+ * recur on every attempt), never sends it half-configured. A provider's
+ * redirect is its answer, never followed. */
+static void test_setopt_failure_and_no_redirects(void **state)
+{
+	(void)state;
+	/* The shared setter on its own. */
+	struct http_req ok = {.url = "http://127.0.0.1:9/x", .body = "{}", .body_len = 2};
+	struct hr_err err = {0};
+	CURL *e = curl_easy_init();
+	assert_non_null(e);
+	assert_int_equal(http_req_setopts(e, &ok, 1000, &err), 0);
+	struct http_req bad = ok;
+	size_t n = 8u * 1024 * 1024 + 16;
+	bad.url = malloc(n + 1);
+	assert_non_null(bad.url);
+	memset(bad.url, 'a', n);
+	bad.url[n] = '\0';
+	assert_int_equal(http_req_setopts(e, &bad, 1000, &err), HR_EINTERNAL);
+	assert_non_null(strstr(err.msg, "libcurl refused CURLOPT_URL: "));
+	free(bad.url);
+	curl_easy_cleanup(e);
+
+	fake_start();
+	const char *moved[] = {"302"};
+	fake_script("447000000302", 1, moved);
+	struct tw t;
+	const char *rates[] = {"1000", "1000"};
+	tw_open(&t, rates, 2);
+	huge_ops = channel_whatsapp;
+	huge_ops.build_send = huge_build_send;
+	struct channel_account *huge = account_set_find(&t.accts, "acct1");
+	assert_non_null(huge);
+	huge->ops = &huge_ops;
+	struct message m[2];
+	mk(&m[0], "acct1", "447000000301", 0);
+	mk(&m[1], "acct0", "447000000302", 0);
+	insert(&t, m, 2);
+	tw_start(&t, 8);
+	assert_int_equal(wait_status(&t, m[0].id, MSG_FAILED, 10), MSG_FAILED);
+	assert_int_equal(wait_status(&t, m[1].id, MSG_FAILED, 10), MSG_FAILED);
+	struct message got = {0};
+	assert_int_equal(t.st->ops->message_get(t.st, NULL, m[0].id, &got), 0);
+	assert_int_equal(got.attempts, 1); /* not retried: it would fail again */
+	assert_string_equal(got.error_code, "internal");
+	assert_non_null(strstr(got.error_text, "libcurl refused CURLOPT_URL"));
+	message_clear(&got);
+	assert_int_equal(t.st->ops->message_get(t.st, NULL, m[1].id, &got), 0);
+	assert_int_equal(got.attempts, 1);
+	assert_string_equal(got.error_code, "http_302");
+	message_clear(&got);
+	pthread_mutex_lock(&F.lock);
+	int seen = F.nlog;
+	pthread_mutex_unlock(&F.lock);
+	/* The 302 was answered once and not followed; the huge URL never went. */
+	assert_int_equal(seen, 1);
+	assert_string_equal(F.log_to[0], "447000000302");
+	for (int i = 0; i < 2; i++)
+		message_clear(&m[i]);
+	tw_close(&t);
+	MHD_stop_daemon(F.d);
+}
+
 struct waited {
 	atomic_int fired;
 	struct dispatch_result r;
@@ -622,6 +717,7 @@ int main(void)
 	    cmocka_unit_test(test_lease_expiry_resend),
 	    cmocka_unit_test(test_suppressed_not_sent),
 	    cmocka_unit_test(test_pair_rate_limit_one_recipient),
+	    cmocka_unit_test(test_setopt_failure_and_no_redirects),
 	};
 	int rc = cmocka_run_group_tests_name("dispatch", tests, NULL, NULL);
 	curl_global_cleanup();
