@@ -8,10 +8,12 @@
  *   1. every reconcile period: requeue messages whose lease expired
  *      (the process that held them died): at-least-once delivery;
  *   2. fill free transfer slots: accounts are served round-robin, each
- *      getting at most an equal share of the free slots and no more than its
- *      token bucket allows, so one account's 100,000-message batch cannot
- *      starve another's OTP; within an account the store claims priority 0
- *      (transactional) before 1 (bulk);
+ *      within its fair share of the in-flight slots (per tenant, then per
+ *      account: see acct_room) and no more than its token bucket allows, so
+ *      neither one account's 100,000-message batch nor a provider that
+ *      answers slowly or not at all can starve another account's OTP; an
+ *      account at its share is skipped, never waited for; within an
+ *      account the store claims priority 0 (transactional) before 1 (bulk);
  *   3. curl_multi_poll until a transfer finishes, a claim is due, or
  *      dispatcher_notify wakes it;
  *   4. classify finished transfers with the channel adapter and record them
@@ -39,6 +41,21 @@ struct acct_state {
 	struct ratelimit rl;
 	int64_t idle_until; /* monotonic us: nothing due before this (0 = check now) */
 	bool blocked;       /* provider said the account cannot send (token, ban) */
+	int inflight;       /* transfers of this account in flight */
+	size_t tenant;      /* index in dispatcher.tenants */
+};
+
+/* A tenant's part of the in-flight slots (its accounts' transfers summed). */
+struct tenant_state {
+	char id[HR_NAME_MAX];
+	int inflight;
+	int wanting; /* accounts of the tenant that could use a slot this round */
+};
+
+/* How many accounts and tenants want slots in one round of fill(). */
+struct shares {
+	int accounts;
+	int tenants;
 };
 
 struct xfer {
@@ -70,6 +87,12 @@ struct dispatcher {
 	unsigned set_gen;
 	struct acct_state *accts;
 	size_t naccts, rr;
+	struct tenant_state *tenants;
+	size_t ntenants;
+	/* In-flight shares, from the options (see acct_room). */
+	int acct_floor, tenant_floor; /* always allowed, whatever the split */
+	int reserve;                  /* last free slots kept for newcomers */
+	int reserve_quota;            /* what one newcomer may take of them */
 	CURLM *multi;
 	struct xfer *xfers; /* in flight */
 	int inflight;
@@ -94,6 +117,8 @@ struct dispatcher {
 void dispatch_opts_default(struct dispatch_opts *o)
 {
 	o->max_in_flight = 256;
+	o->max_in_flight_per_account = 0; /* max_in_flight / 4 */
+	o->max_in_flight_per_tenant = 0;  /* max_in_flight / 2 */
 	o->lease_us = 30 * 1000000LL;
 	o->max_attempts = 8;
 	o->backoff_base_us = 500000;
@@ -454,6 +479,8 @@ static void start_send(struct dispatcher *d, struct acct_state *as, const struct
 		d->xfers->prev = x;
 	d->xfers = x;
 	d->inflight++;
+	as->inflight++;
+	d->tenants[as->tenant].inflight++;
 	metrics_inflight_add(1);
 	metrics_send(m->channel, M_SEND_ATTEMPTED, 1);
 }
@@ -553,11 +580,18 @@ static void reap(struct dispatcher *d)
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		struct xfer *x = NULL;
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+		CURL *e = msg->easy_handle;
 		CURLcode cc = msg->data.result;
-		curl_multi_remove_handle(d->multi, msg->easy_handle);
+		if (curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x) != CURLE_OK || !x) {
+			/* Every handle we add carries its xfer: a bug. */
+			hr_log(HR_LOG_ERROR, "dispatch", "finished transfer without its state");
+			abort();
+		}
+		curl_multi_remove_handle(d->multi, e);
 		xfer_unlink(d, x);
 		finish_send(d, x, cc);
+		x->as->inflight--;
+		d->tenants[x->as->tenant].inflight--;
 		xfer_free(x);
 		d->inflight--;
 		metrics_inflight_add(-1);
@@ -566,77 +600,170 @@ static void reap(struct dispatcher *d)
 
 /* ---- claiming ----------------------------------------------------------- */
 
-/* Fills free transfer slots fairly across accounts. Returns the monotonic
- * time at which claiming should be tried again if nothing wakes us. */
+static int imin(int a, int b)
+{
+	return a < b ? a : b;
+}
+
+static int imax(int a, int b)
+{
+	return a > b ? a : b;
+}
+
+/* Whether an account could use a slot now: not stopped, not known to have
+ * nothing due, and with a token to send. */
+static bool acct_wants(const struct acct_state *as, int64_t now)
+{
+	return !as->blocked && as->idle_until <= now && ratelimit_wait_us(&as->rl, now) == 0;
+}
+
+/* Counts the accounts, and per tenant, that want slots this round. */
+static struct shares shares_count(struct dispatcher *d, int64_t now)
+{
+	struct shares sh = {0, 0};
+	for (size_t i = 0; i < d->ntenants; i++)
+		d->tenants[i].wanting = 0;
+	for (size_t i = 0; i < d->naccts; i++) {
+		if (!acct_wants(&d->accts[i], now))
+			continue;
+		sh.accounts++;
+		if (d->tenants[d->accts[i].tenant].wanting++ == 0)
+			sh.tenants++;
+	}
+	return sh;
+}
+
+/*
+ * How many more transfers an account may start now; 0 means skip it this
+ * turn (it keeps its place, nothing waits). A slow or dead provider holds
+ * its slots for seconds, so slots are shared by who holds them, not by who
+ * sends the most:
+ *  - the pool is split evenly among the tenants that want slots, and a
+ *    tenant's part evenly among its accounts that want slots, so a tenant
+ *    with many accounts gets no more than one with a single account;
+ *  - whatever the split, an account may reach max_in_flight_per_account and
+ *    a tenant max_in_flight_per_tenant (floors), so a share is never uselessly
+ *    small; and an account alone uses the whole pool (work-conserving) ...
+ *  - ... except the last `reserve` free slots, which only an account and
+ *    tenant with fewer than `reserve_quota` transfers in flight may take: a
+ *    newcomer's send starts at once even while slow providers hold all the
+ *    rest. Transfers are never taken back: an account above its share
+ *    (because others arrived) gets none of the slots that free up until it
+ *    is back under it, so shares converge as the slow transfers end;
+ *  - in one round an account takes at most its share of the free slots, so
+ *    one claim never takes what the next account in the round is due.
+ */
+static int acct_room(const struct dispatcher *d, const struct acct_state *as,
+                     const struct shares *sh)
+{
+	const struct tenant_state *t = &d->tenants[as->tenant];
+	int pool = d->o.max_in_flight;
+	int tenants = imax(sh->tenants, 1), accounts = imax(t->wanting, 1);
+	int tenant_cap = imax(d->tenant_floor, (pool + tenants - 1) / tenants);
+	int acct_cap = imax(d->acct_floor, (tenant_cap + accounts - 1) / accounts);
+	int free_slots = pool - d->inflight;
+	int open = imax(free_slots - d->reserve, 0);
+	int held = imax(as->inflight, t->inflight);
+	if (held < d->reserve_quota)
+		open += imin(d->reserve_quota - held, imin(free_slots, d->reserve));
+	int room = imin(acct_cap - as->inflight, tenant_cap - t->inflight);
+	room = imin(room, open);
+	room = imin(room, imax(free_slots / tenants / accounts, 1));
+	return imax(imin(room, CLAIM_MAX), 0);
+}
+
+/* Claims up to `want` (tokens already taken) of the account's due messages
+ * and starts them. Returns how many the store gave (fewer: drained). */
+static size_t claim_and_start(struct dispatcher *d, struct acct_state *as, int want)
+{
+	struct message *batch = d->claim_buf; /* message_clear() leaves entries zeroed */
+	size_t n = 0;
+	int rc =
+	    d->st->ops->claim(d->st, as->acct->id, hr_now_us(), d->o.lease_us, want, batch, &n);
+	if (rc != 0) {
+		hr_log(HR_LOG_WARN, "dispatch", "claim for %s failed: %s", as->acct->id,
+		       hr_code_name(rc));
+		n = 0;
+	}
+	int sent = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (batch[i].status == MSG_SUPPRESSED)
+			suppressed(d, &batch[i]);
+		else
+			start_send(d, as, &batch[i]), sent++;
+		message_clear(&batch[i]);
+	}
+	/* Give back tokens we did not use. */
+	as->rl.tokens += want - sent;
+	return n;
+}
+
+/* The account had nothing more due: it sleeps until its next due message
+ * (or a notify). Returns when to look again. */
+static int64_t acct_idle(struct dispatcher *d, struct acct_state *as, int64_t now)
+{
+	int64_t due = 0;
+	int rc = d->st->ops->next_due(d->st, as->acct->id, &due);
+	if (rc != 0) {
+		hr_log(HR_LOG_WARN, "dispatch", "next due time for %s failed: %s", as->acct->id,
+		       hr_code_name(rc));
+		due = 0; /* look again after the idle poll */
+	}
+	int64_t until = now + IDLE_POLL_US;
+	if (due > 0) {
+		int64_t delta = due - hr_now_us();
+		if (delta < IDLE_POLL_US)
+			until = now + (delta > 0 ? delta : 0);
+	}
+	as->idle_until = until > now ? until : now + 1000;
+	return as->idle_until;
+}
+
+/* Fills free transfer slots fairly across tenants and accounts (acct_room).
+ * Returns the monotonic time at which claiming should be tried again if
+ * nothing wakes us. Never waits for a slot: an account at its share is
+ * skipped until a transfer ends (which wakes the loop). */
 static int64_t fill(struct dispatcher *d)
 {
 	int64_t now = hr_mono_us();
 	int64_t wake = now + IDLE_POLL_US;
-	struct message *batch = d->claim_buf; /* message_clear() leaves entries zeroed */
-	bool progress = true;
-	while (progress && d->inflight < d->o.max_in_flight) {
-		progress = false;
-		size_t active = 0;
-		for (size_t i = 0; i < d->naccts; i++)
-			if (!d->accts[i].blocked && d->accts[i].idle_until <= now)
-				active++;
-		if (active == 0)
-			break;
-		int free_slots = d->o.max_in_flight - d->inflight;
-		int share = (int)((size_t)free_slots / active);
-		if (share < 1)
-			share = 1;
-		if (share > CLAIM_MAX)
-			share = CLAIM_MAX;
+	bool again = true, recounted = false;
+	while (again && d->inflight < d->o.max_in_flight) {
+		again = false;
+		struct shares sh = shares_count(d, now);
+		bool capped = false, drained = false;
 		for (size_t k = 0; k < d->naccts && d->inflight < d->o.max_in_flight; k++) {
 			struct acct_state *as = &d->accts[(d->rr + k) % d->naccts];
 			if (as->blocked || as->idle_until > now)
 				continue;
-			int want = share;
-			if (want > d->o.max_in_flight - d->inflight)
-				want = d->o.max_in_flight - d->inflight;
-			int tokens = ratelimit_take(&as->rl, want, now);
-			if (tokens == 0) {
+			if (!acct_wants(as, now)) { /* no token yet */
 				int64_t w = ratelimit_wait_us(&as->rl, now);
 				if (now + w < wake)
 					wake = now + w;
 				continue;
 			}
-			size_t n = 0;
-			int rc = d->st->ops->claim(d->st, as->acct->id, hr_now_us(), d->o.lease_us,
-			                           tokens, batch, &n);
-			if (rc != 0) {
-				hr_log(HR_LOG_WARN, "dispatch", "claim for %s failed: %s",
-				       as->acct->id, hr_code_name(rc));
-				n = 0;
+			int want = acct_room(d, as, &sh);
+			if (want == 0) {
+				capped = true;
+				continue;
 			}
-			int sent = 0;
-			for (size_t i = 0; i < n; i++) {
-				if (batch[i].status == MSG_SUPPRESSED)
-					suppressed(d, &batch[i]);
-				else
-					start_send(d, as, &batch[i]), sent++;
-				message_clear(&batch[i]);
-			}
-			/* Give back tokens we did not use. */
-			as->rl.tokens += tokens - sent;
-			if ((int)n < tokens) {
-				/* Drained: sleep until the next due message or a notify. */
-				int64_t due = 0;
-				d->st->ops->next_due(d->st, as->acct->id, &due);
-				int64_t until = now + IDLE_POLL_US;
-				if (due > 0) {
-					int64_t delta = due - hr_now_us();
-					if (delta < IDLE_POLL_US)
-						until = now + (delta > 0 ? delta : 0);
-				}
-				as->idle_until = until > now ? until : now + 1000;
-				if (as->idle_until < wake)
-					wake = as->idle_until;
+			int tokens = ratelimit_take(&as->rl, want, now);
+			if (tokens == 0)
+				continue; /* acct_wants saw a token: cannot happen */
+			if ((int)claim_and_start(d, as, tokens) < tokens) {
+				int64_t until = acct_idle(d, as, now);
+				if (until < wake)
+					wake = until;
+				drained = true;
 			} else {
-				progress = true;
+				again = true;
 			}
 		}
+		/* An account that drained leaves a bigger share to those held at
+		 * theirs: count again, once per fill so a store that keeps saying
+		 * "due now" cannot spin the loop. */
+		if (capped && drained && !recounted)
+			again = recounted = true;
 		d->rr = (d->rr + 1) % (d->naccts ? d->naccts : 1);
 		now = hr_mono_us();
 	}
@@ -742,14 +869,37 @@ static int sync_accounts(struct dispatcher *d, bool force)
 		if (old && old->acct != a)
 			na[i].blocked = false; /* new credentials: try again */
 	}
-	/* In-flight transfers point at states: remap them. */
+	/* Tenants, in order of first appearance. */
+	struct tenant_state *nt = calloc(n ? n : 1, sizeof *nt);
+	if (!nt) {
+		free(na);
+		return HR_ENOMEM;
+	}
+	size_t ntenants = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t k = 0;
+		while (k < ntenants && strcmp(nt[k].id, na[i].acct->tenant_id) != 0)
+			k++;
+		if (k == ntenants)
+			hr_strlcpy(nt[ntenants++].id, na[i].acct->tenant_id, sizeof nt[0].id);
+		na[i].tenant = k;
+		na[i].inflight = 0;
+	}
+	/* In-flight transfers point at states: remap them, and count them
+	 * again (an account may have moved to another tenant). */
 	for (struct xfer *x = d->xfers; x; x = x->next)
 		for (size_t i = 0; i < n; i++)
-			if (strcmp(na[i].acct->id, x->as->acct->id) == 0)
+			if (strcmp(na[i].acct->id, x->as->acct->id) == 0) {
 				x->as = &na[i];
+				na[i].inflight++;
+				nt[na[i].tenant].inflight++;
+			}
 	free(d->accts);
+	free(d->tenants);
 	d->accts = na;
 	d->naccts = n;
+	d->tenants = nt;
+	d->ntenants = ntenants;
 	d->set_gen = gen;
 	return 0;
 }
@@ -769,6 +919,18 @@ int dispatcher_start(struct store *st, struct account_set *accounts,
 		dispatch_opts_default(&d->o);
 	if (d->o.max_in_flight < 1)
 		d->o.max_in_flight = 1;
+	int pool = d->o.max_in_flight;
+	d->acct_floor =
+	    d->o.max_in_flight_per_account > 0 ? d->o.max_in_flight_per_account : imax(pool / 4, 1);
+	d->tenant_floor =
+	    d->o.max_in_flight_per_tenant > 0 ? d->o.max_in_flight_per_tenant : imax(pool / 2, 1);
+	d->acct_floor = imin(d->acct_floor, pool);
+	d->tenant_floor = imin(d->tenant_floor, pool);
+	/* 1/16 of the pool (4 of 64, 16 of 256) kept for newcomers, a quarter
+	 * of that for each: a few accounts can start at once, and an account
+	 * alone still gets 15/16 of the pool. */
+	d->reserve = imax(pool / 16, 1);
+	d->reserve_quota = imax(d->reserve / 4, 1);
 	d->set = accounts;
 	d->claim_buf = calloc(CLAIM_MAX, sizeof *d->claim_buf);
 	if (!d->claim_buf || sync_accounts(d, true) != 0) {
@@ -804,6 +966,7 @@ int dispatcher_start(struct store *st, struct account_set *accounts,
 		pthread_cond_destroy(&d->out_cond);
 		free(d->claim_buf);
 		free(d->accts);
+		free(d->tenants);
 		free(d);
 		return rc;
 	}
@@ -852,5 +1015,6 @@ void dispatcher_stop(struct dispatcher *d)
 	free(d->pending);
 	free(d->claim_buf);
 	free(d->accts);
+	free(d->tenants);
 	free(d);
 }
