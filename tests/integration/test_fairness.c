@@ -157,10 +157,41 @@ static void test_slow_tenant_does_not_starve_acme(void **state)
 	assert_true(most <= POOL - POOL / 16 + 1);
 }
 
+/* The shares are parts of max_in_flight: a bigger one is refused at start,
+ * naming the key. */
+static void test_share_over_pool_refused(void **state)
+{
+	(void)state;
+	const char *bin = getenv("HERALD_BIN");
+	assert_non_null(bin);
+	const char *keys[] = {"max_in_flight_per_account", "max_in_flight_per_tenant"};
+	for (size_t i = 0; i < 2; i++) {
+		char path[320], cmd[800];
+		snprintf(path, sizeof path, "%s/share-%zu.yaml", W.dir, i);
+		FILE *f = fopen(path, "w");
+		assert_non_null(f);
+		fprintf(f,
+		        "server:\n  listen: 127.0.0.1:1\nstore:\n  path: %s/share.db\n"
+		        "dispatch:\n  max_in_flight: 8\n  %s: 9\n",
+		        W.dir, keys[i]);
+		assert_int_equal(fclose(f), 0);
+		snprintf(cmd, sizeof cmd, "%s serve --config %s 2>&1", bin, path);
+		FILE *p = popen(cmd, "r");
+		assert_non_null(p);
+		char out[4096];
+		size_t n = fread(out, 1, sizeof out - 1, p);
+		out[n] = '\0';
+		int st = pclose(p);
+		if (st == 0 || !strstr(out, keys[i]) || !strstr(out, "cannot exceed"))
+			fail_msg("%s: exit %d, output: %s", keys[i], st, out);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_slow_tenant_does_not_starve_acme),
+	    cmocka_unit_test(test_share_over_pool_refused),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
