@@ -351,6 +351,20 @@ static int read_dispatch_opts(json_t *cfg, struct dispatch_opts *o, struct hr_er
 	    hr_cfg_int(cfg, "dispatch.http_timeout_ms", 15000, 100, 600000, err) * 1000;
 	o->reconcile_every_us =
 	    hr_cfg_int(cfg, "dispatch.reconcile_ms", 1000, 10, 3600000, err) * 1000;
+	/* Absent: 0, the dispatcher's default (a fraction of max_in_flight). */
+	o->max_in_flight_per_account =
+	    (int)hr_cfg_int(cfg, "dispatch.max_in_flight_per_account", 0, 1, 100000, err);
+	o->max_in_flight_per_tenant =
+	    (int)hr_cfg_int(cfg, "dispatch.max_in_flight_per_tenant", 0, 1, 100000, err);
+	const char *over =
+	    o->max_in_flight_per_account > o->max_in_flight  ? "dispatch.max_in_flight_per_account"
+	    : o->max_in_flight_per_tenant > o->max_in_flight ? "dispatch.max_in_flight_per_tenant"
+	                                                     : NULL;
+	if (!err->code && over)
+		return hr_fail(err, HR_EINVAL, over,
+		               "%s cannot exceed dispatch.max_in_flight (%d): it is a share of "
+		               "those slots",
+		               over, o->max_in_flight);
 	if (!err->code && o->lease_us <= o->http_timeout_us + 1000000)
 		return hr_fail(
 		    err, HR_EINVAL, "dispatch.lease_seconds",

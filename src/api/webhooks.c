@@ -3,9 +3,10 @@
  *
  * GET is the provider's subscription handshake. POST is an event: its
  * signature is checked over the exact raw bytes, then the raw body is
- * appended to the inbox in one durable write and answered 200 at once. No
- * parsing or applying happens here (the applier does that from the inbox),
- * so a burst of webhooks never makes a provider time out and retry.
+ * appended to the inbox in one durable write and answered 200 at once (with
+ * the channel's webhook_answer, "{}" by default). No parsing or applying
+ * happens here (the applier does that from the inbox), so a burst of
+ * webhooks never makes a provider time out and retry.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,7 @@
 #include "obs/metrics.h"
 
 struct wh_ctx {
-	char *url;                /* public URL of this request, query included */
+	char *url; /* public URL of this request, query included */
 	char dedupe[128];
 	int rc;
 	struct hr_err err;
@@ -80,8 +81,13 @@ static enum MHD_Result webhook_start(struct api_req *r)
 	snprintf(w->url, ul, "%s%s", s->o.public_url, r->raw_uri);
 
 	struct wh_request req = {
-		.method = r->method, .url = w->url, .body = r->body, .body_len = r->len,
-		.header = wh_header, .query = wh_query, .ctx = r->conn,
+	    .method = r->method,
+	    .url = w->url,
+	    .body = r->body,
+	    .body_len = r->len,
+	    .header = wh_header,
+	    .query = wh_query,
+	    .ctx = r->conn,
 	};
 	struct hr_err err;
 	hr_err_clear(&err);
@@ -136,6 +142,11 @@ enum MHD_Result api_webhook(struct api_req *r)
 	struct wh_ctx *w = r->priv;
 	if (w->rc != 0)
 		return api_fail(r, w->rc, &w->err);
-	char *ok = strdup("{}");
-	return api_respond(r, 200, ok, ok ? 2 : 0, "application/json", NULL);
+	/* The channel's own answer (Twilio: TwiML), else "{}". Should the copy
+	 * fail the answer is an empty 200: the event is stored, and an empty
+	 * 200 means "received" to every provider. */
+	const struct wh_answer *a = r->account->ops->webhook_answer;
+	char *ok = strdup(a ? a->body : "{}");
+	return api_respond(r, 200, ok, ok ? strlen(ok) : 0,
+	                   a ? a->content_type : "application/json", NULL);
 }

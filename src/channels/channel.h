@@ -119,6 +119,13 @@ struct http_req {
 	char provider_id[HR_PROVIDER_ID_MAX];
 };
 void http_req_clear(struct http_req *r);
+/* Sets the options every request to a provider carries (http_opts.c): r's
+ * URL, POST body, headers and Basic auth (borrowed: r must outlive the
+ * transfer), a whole-request timeout, http(s) only and no redirects
+ * followed. 0; HR_ENOMEM when libcurl ran out of memory (may pass: retry
+ * later); HR_EINTERNAL when it refused an option (will recur). err names
+ * the option. The caller sets the rest (write callbacks, keep-alive). */
+int http_req_setopts(CURL *e, const struct http_req *r, long timeout_ms, struct hr_err *err);
 
 enum outcome_class {
 	OUTCOME_OK = 0,
@@ -136,6 +143,10 @@ struct send_outcome {
 	char error_text[HR_ERRTEXT_MAX];   /* provider's text */
 	int64_t retry_after_us;            /* hint from Retry-After or the body, 0 if none */
 	bool account_blocked;              /* stop this account's sends (token expired...) */
+	/* cls RATE_LIMITED for this recipient only (WhatsApp 131056, the pair
+	 * rate limit): retry this message after retry_after_us, but do not
+	 * pause the account; its other recipients are not limited. */
+	bool recipient_rate_limited;
 	/* The recipient moved (Telegram migrate_to_chat_id): resend there at
 	 * once (cls TRANSIENT, retry_after 0) and remember it. "" otherwise. */
 	char new_recipient[HR_ADDR_MAX];
@@ -173,6 +184,12 @@ void wh_parsed_clear(struct wh_parsed *p);
 struct wh_status *wh_parsed_add_status(struct wh_parsed *p);
 struct wh_inbound *wh_parsed_add_inbound(struct wh_parsed *p);
 struct http_req *wh_parsed_add_followup(struct wh_parsed *p);
+
+/* What Herald answers to a webhook POST it accepted (stored), with status 200. */
+struct wh_answer {
+	const char *content_type;
+	const char *body;
+};
 
 struct channel_ops {
 	const char *name;          /* "whatsapp" */
@@ -225,6 +242,11 @@ struct channel_ops {
 	 * (err naming the JSON path) if malformed. */
 	int (*webhook_parse)(const struct channel_account *acct, const char *body, size_t len,
 	                     struct wh_parsed *out, struct hr_err *err);
+	/* The answer to an accepted webhook POST, or NULL for the default ("{}"
+	 * as application/json). Providers that read the answer as instructions
+	 * need their own: Twilio takes it as TwiML and logs an error for
+	 * anything else. Static, never freed. */
+	const struct wh_answer *webhook_answer;
 
 	/* Optional (NULL if the channel has none): asks the provider whether a
 	 * recipient can receive this channel (RBM's capability check). Blocking

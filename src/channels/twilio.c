@@ -1085,6 +1085,15 @@ static int tw_webhook_parse(const struct channel_account *acct, const char *body
 static const char *const tw_secrets[] = {"auth_token", "api_key_secret", NULL};
 static const char *const tw_origins[] = {"https://api.twilio.com", NULL};
 
+/* Twilio reads the answer to every webhook (status callbacks and inbound
+ * messages alike) as TwiML instructions, and logs error 12300 on the
+ * account for any other content type. The empty <Response/> says "nothing
+ * to do": replies such as HELP's go out as ordinary sends. */
+static const struct wh_answer tw_webhook_answer = {
+    .content_type = "text/xml",
+    .body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>",
+};
+
 const struct channel_ops channel_sms = {
     .name = "sms",
     .has_receipts = true,
@@ -1100,4 +1109,5 @@ const struct channel_ops channel_sms = {
     .webhook_verify = tw_webhook_verify,
     .webhook_dedupe_key = tw_webhook_dedupe_key,
     .webhook_parse = tw_webhook_parse,
+    .webhook_answer = &tw_webhook_answer,
 };

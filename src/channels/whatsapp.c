@@ -800,38 +800,42 @@ static int wa_build_send(const struct channel_account *acct, const struct messag
 }
 
 /* How each Graph API error code is handled (PROVIDERS.md's table). retry_us is a
- * default hint when the answer carries no Retry-After. */
+ * default hint when the answer carries no Retry-After. `recipient`: the limit
+ * is on this business number and one recipient (the pair rate limit), so only
+ * this message waits; pausing the whole account would delay every other
+ * recipient for a limit they are not under. */
 struct wa_code {
 	long code;
 	enum outcome_class cls;
 	bool blocked;
 	int64_t retry_us;
+	bool recipient;
 };
 
 static const struct wa_code wa_codes[] = {
-    {130429, OUTCOME_RATE_LIMITED, false, 0},        /* phone number throughput */
-    {131056, OUTCOME_RATE_LIMITED, false, 6000000},  /* pair rate: ~1 per 6 s   */
-    {80007, OUTCOME_RATE_LIMITED, false, 0},         /* account request limit   */
-    {4, OUTCOME_RATE_LIMITED, false, 0},             /* application limit       */
-    {131048, OUTCOME_RATE_LIMITED, false, 60000000}, /* spam rate limit: long   */
-    {131000, OUTCOME_TRANSIENT, false, 0},           /* something went wrong    */
-    {131016, OUTCOME_TRANSIENT, false, 0},           /* service unavailable     */
-    {1, OUTCOME_TRANSIENT, false, 0},
-    {2, OUTCOME_TRANSIENT, false, 0},
-    {131026, OUTCOME_PERMANENT, false, 0}, /* undeliverable           */
-    {131047, OUTCOME_PERMANENT, false, 0}, /* 24 h window closed      */
-    {131049, OUTCOME_PERMANENT, false, 0}, /* marketing frequency cap */
-    {131051, OUTCOME_PERMANENT, false, 0}, /* unsupported type        */
-    {132000, OUTCOME_PERMANENT, false, 0}, /* template param count    */
-    {132001, OUTCOME_PERMANENT, false, 0}, /* template missing        */
-    {132012, OUTCOME_PERMANENT, false, 0}, /* param format            */
-    {132015, OUTCOME_PERMANENT, false, 0}, /* template paused         */
-    {132016, OUTCOME_PERMANENT, false, 0}, /* template disabled       */
-    {131009, OUTCOME_PERMANENT, false, 0}, /* invalid parameter       */
-    {100, OUTCOME_PERMANENT, false, 0},    /* invalid parameter       */
-    {190, OUTCOME_PERMANENT, true, 0},     /* token expired/invalid   */
-    {368, OUTCOME_PERMANENT, true, 0},     /* account blocked         */
-    {131031, OUTCOME_PERMANENT, true, 0},  /* account locked          */
+    {130429, OUTCOME_RATE_LIMITED, false, 0, false},        /* phone number throughput */
+    {131056, OUTCOME_RATE_LIMITED, false, 6000000, true},   /* pair rate: ~1 per 6 s   */
+    {80007, OUTCOME_RATE_LIMITED, false, 0, false},         /* account request limit   */
+    {4, OUTCOME_RATE_LIMITED, false, 0, false},             /* application limit       */
+    {131048, OUTCOME_RATE_LIMITED, false, 60000000, false}, /* spam rate limit: long   */
+    {131000, OUTCOME_TRANSIENT, false, 0, false},           /* something went wrong    */
+    {131016, OUTCOME_TRANSIENT, false, 0, false},           /* service unavailable     */
+    {1, OUTCOME_TRANSIENT, false, 0, false},
+    {2, OUTCOME_TRANSIENT, false, 0, false},
+    {131026, OUTCOME_PERMANENT, false, 0, false}, /* undeliverable           */
+    {131047, OUTCOME_PERMANENT, false, 0, false}, /* 24 h window closed      */
+    {131049, OUTCOME_PERMANENT, false, 0, false}, /* marketing frequency cap */
+    {131051, OUTCOME_PERMANENT, false, 0, false}, /* unsupported type        */
+    {132000, OUTCOME_PERMANENT, false, 0, false}, /* template param count    */
+    {132001, OUTCOME_PERMANENT, false, 0, false}, /* template missing        */
+    {132012, OUTCOME_PERMANENT, false, 0, false}, /* param format            */
+    {132015, OUTCOME_PERMANENT, false, 0, false}, /* template paused         */
+    {132016, OUTCOME_PERMANENT, false, 0, false}, /* template disabled       */
+    {131009, OUTCOME_PERMANENT, false, 0, false}, /* invalid parameter       */
+    {100, OUTCOME_PERMANENT, false, 0, false},    /* invalid parameter       */
+    {190, OUTCOME_PERMANENT, true, 0, false},     /* token expired/invalid   */
+    {368, OUTCOME_PERMANENT, true, 0, false},     /* account blocked         */
+    {131031, OUTCOME_PERMANENT, true, 0, false},  /* account locked          */
 };
 
 static const struct wa_code *wa_code_find(long code)
@@ -898,6 +902,7 @@ static void wa_parse_send(const struct channel_account *acct, long http_status, 
 	if (known) {
 		out->cls = known->cls;
 		out->account_blocked = known->blocked;
+		out->recipient_rate_limited = known->recipient;
 		if (!out->retry_after_us)
 			out->retry_after_us = known->retry_us;
 	} else {

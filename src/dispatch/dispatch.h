@@ -23,6 +23,14 @@ struct dispatch_opts {
 	int64_t backoff_max_us;     /* cap (default 5 min) */
 	int64_t http_timeout_us;    /* per request (default 15 s) */
 	int64_t reconcile_every_us; /* lease-expiry sweep period (default 1 s) */
+	/* Fair shares of those transfers (dispatcher.c acct_room): the most an
+	 * account (a tenant) holds while others have work waiting, unless its
+	 * even share of the pool is larger; alone it may use the pool less a
+	 * small reserve kept so that another account's send starts at once even
+	 * while a slow or dead provider holds the rest. 0: max_in_flight / 4
+	 * (per tenant: / 2). */
+	int max_in_flight_per_account;
+	int max_in_flight_per_tenant;
 };
 void dispatch_opts_default(struct dispatch_opts *o);
 

@@ -8,10 +8,12 @@
  *   1. every reconcile period: requeue messages whose lease expired
  *      (the process that held them died): at-least-once delivery;
  *   2. fill free transfer slots: accounts are served round-robin, each
- *      getting at most an equal share of the free slots and no more than its
- *      token bucket allows, so one account's 100,000-message batch cannot
- *      starve another's OTP; within an account the store claims priority 0
- *      (transactional) before 1 (bulk);
+ *      within its fair share of the in-flight slots (per tenant, then per
+ *      account: see acct_room) and no more than its token bucket allows, so
+ *      neither one account's 100,000-message batch nor a provider that
+ *      answers slowly or not at all can starve another account's OTP; an
+ *      account at its share is skipped, never waited for; within an
+ *      account the store claims priority 0 (transactional) before 1 (bulk);
  *   3. curl_multi_poll until a transfer finishes, a claim is due, or
  *      dispatcher_notify wakes it;
  *   4. classify finished transfers with the channel adapter and record them
@@ -39,6 +41,21 @@ struct acct_state {
 	struct ratelimit rl;
 	int64_t idle_until; /* monotonic us: nothing due before this (0 = check now) */
 	bool blocked;       /* provider said the account cannot send (token, ban) */
+	int inflight;       /* transfers of this account in flight */
+	size_t tenant;      /* index in dispatcher.tenants */
+};
+
+/* A tenant's part of the in-flight slots (its accounts' transfers summed). */
+struct tenant_state {
+	char id[HR_NAME_MAX];
+	int inflight;
+	int wanting; /* accounts of the tenant that could use a slot this round */
+};
+
+/* How many accounts and tenants want slots in one round of fill(). */
+struct shares {
+	int accounts;
+	int tenants;
 };
 
 struct xfer {
@@ -70,6 +87,12 @@ struct dispatcher {
 	unsigned set_gen;
 	struct acct_state *accts;
 	size_t naccts, rr;
+	struct tenant_state *tenants;
+	size_t ntenants;
+	/* In-flight shares, from the options (see acct_room). */
+	int acct_floor, tenant_floor; /* always allowed, whatever the split */
+	int reserve;                  /* last free slots kept for newcomers */
+	int reserve_quota;            /* what one newcomer may take of them */
 	CURLM *multi;
 	struct xfer *xfers; /* in flight */
 	int inflight;
@@ -94,6 +117,8 @@ struct dispatcher {
 void dispatch_opts_default(struct dispatch_opts *o)
 {
 	o->max_in_flight = 256;
+	o->max_in_flight_per_account = 0; /* max_in_flight / 4 */
+	o->max_in_flight_per_tenant = 0;  /* max_in_flight / 2 */
 	o->lease_us = 30 * 1000000LL;
 	o->max_attempts = 8;
 	o->backoff_base_us = 500000;
@@ -354,7 +379,57 @@ static void suppressed(struct dispatcher *d, const struct message *m)
 	watch_fire(w, &r);
 }
 
-/* Starts one transfer for a claimed message. */
+/* A transient failure before anything reached the provider: the message
+ * goes back to the queue for another attempt after a backoff. */
+static void retry_later(struct dispatcher *d, const struct message *m, const char *code,
+                        const char *text)
+{
+	struct send_result *r = result_add(d, m->id, m->attempts);
+	r->kind = SEND_RETRY;
+	r->due_at = hr_now_us() + backoff_delay_us(m->attempts, d->o.backoff_base_us,
+	                                           d->o.backoff_max_us, hr_random_unit());
+	hr_strlcpy(r->error_code, code, sizeof r->error_code);
+	hr_utf8_copy(r->error_text, text, sizeof r->error_text);
+	r->error_class = "transient";
+	metrics_send(m->channel, M_SEND_RETRIED, 1);
+}
+
+/* Sets a send's libcurl options: the common ones (http_req_setopts) and
+ * this transfer's callbacks. 0, or HR_ENOMEM / HR_EINTERNAL with err naming
+ * the option libcurl refused. */
+static int xfer_setopts(struct dispatcher *d, struct xfer *x, struct hr_err *err)
+{
+	CURL *e = x->easy;
+	int rc = http_req_setopts(e, &x->req, (long)(d->o.http_timeout_us / 1000), err);
+	if (rc)
+		return rc;
+	CURLcode cc;
+	const char *what = NULL;
+#define XFER_SET(opt, val)                                                                         \
+	do {                                                                                       \
+		if ((cc = curl_easy_setopt(e, opt, val)) != CURLE_OK) {                            \
+			what = #opt;                                                               \
+			goto fail;                                                                 \
+		}                                                                                  \
+	} while (0)
+	XFER_SET(CURLOPT_ERRORBUFFER, x->curl_err);
+	XFER_SET(CURLOPT_WRITEFUNCTION, on_body);
+	XFER_SET(CURLOPT_WRITEDATA, x);
+	XFER_SET(CURLOPT_HEADERFUNCTION, on_header);
+	XFER_SET(CURLOPT_HEADERDATA, x);
+	XFER_SET(CURLOPT_PRIVATE, x);
+	XFER_SET(CURLOPT_TCP_KEEPALIVE, 1L);
+#undef XFER_SET
+	return 0;
+fail:
+	return hr_fail(err, cc == CURLE_OUT_OF_MEMORY ? HR_ENOMEM : HR_EINTERNAL, NULL,
+	               "libcurl refused %s: %s", what, curl_easy_strerror(cc));
+}
+
+/* Starts one transfer for a claimed message. A message that cannot be
+ * started is never left in SENDING: it is retried later (a passing
+ * condition: the adapter not ready, libcurl out of memory) or failed with
+ * the reason (anything that would recur on every attempt). */
 static void start_send(struct dispatcher *d, struct acct_state *as, const struct message *m)
 {
 	struct hr_err err = {0};
@@ -365,49 +440,36 @@ static void start_send(struct dispatcher *d, struct acct_state *as, const struct
 	hr_strlcpy(x->message_id, m->id, sizeof x->message_id);
 	x->attempts = m->attempts;
 	x->max_attempts = m->max_attempts > 0 ? m->max_attempts : d->o.max_attempts;
-	int brc = as->acct->ops->build_send(as->acct, m, &x->req, &err);
-	if (brc == HR_EBUSY && x->attempts < x->max_attempts) {
-		struct send_result *r = result_add(d, m->id, m->attempts);
-		r->kind = SEND_RETRY;
-		r->due_at = hr_now_us() + backoff_delay_us(x->attempts, d->o.backoff_base_us,
-		                                            d->o.backoff_max_us, hr_random_unit());
-		hr_strlcpy(r->error_code, "not_ready", sizeof r->error_code);
-		hr_utf8_copy(r->error_text, err.msg, sizeof r->error_text);
-		r->error_class = "transient";
-		metrics_send(m->channel, M_SEND_RETRIED, 1);
+	bool retryable = x->attempts < x->max_attempts;
+	int rc = as->acct->ops->build_send(as->acct, m, &x->req, &err);
+	if (rc == HR_EBUSY && retryable) {
+		retry_later(d, m, "not_ready", err.msg);
 		xfer_free(x);
 		return;
 	}
-	if (brc != 0) {
+	if (rc != 0) {
 		fail_now(d, m, "build_failed", err.msg);
 		xfer_free(x);
 		return;
 	}
 	x->easy = curl_easy_init();
 	if (!x->easy)
-		abort();
-	CURL *e = x->easy;
-	curl_easy_setopt(e, CURLOPT_URL, x->req.url);
-	curl_easy_setopt(e, CURLOPT_POST, 1L);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->req.body ? x->req.body : "");
-	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req.body_len);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->req.headers);
-	if (x->req.userpwd)
-		curl_easy_setopt(e, CURLOPT_USERPWD, x->req.userpwd);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->curl_err);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(d->o.http_timeout_us / 1000));
-	long connect_ms = (long)(d->o.http_timeout_us / 1000);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms < 5000 ? connect_ms : 5000L);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+		rc = hr_fail(&err, HR_ENOMEM, NULL, "libcurl could not make a transfer handle");
+	else
+		rc = xfer_setopts(d, x, &err);
+	if (rc == HR_ENOMEM && retryable) {
+		retry_later(d, m, "internal", err.msg);
+		xfer_free(x);
+		return;
+	}
+	if (rc != 0) {
+		hr_log(HR_LOG_ERROR, "dispatch", "message %s not sent: %s", m->id, err.msg);
+		fail_now(d, m, "internal", err.msg);
+		xfer_free(x);
+		return;
+	}
 	x->started = hr_mono_us();
-	if (curl_multi_add_handle(d->multi, e) != CURLM_OK) {
+	if (curl_multi_add_handle(d->multi, x->easy) != CURLM_OK) {
 		fail_now(d, m, "internal", "could not start the HTTP transfer");
 		xfer_free(x);
 		return;
@@ -417,6 +479,8 @@ static void start_send(struct dispatcher *d, struct acct_state *as, const struct
 		d->xfers->prev = x;
 	d->xfers = x;
 	d->inflight++;
+	as->inflight++;
+	d->tenants[as->tenant].inflight++;
 	metrics_inflight_add(1);
 	metrics_send(m->channel, M_SEND_ATTEMPTED, 1);
 }
@@ -471,7 +535,10 @@ static void finish_send(struct dispatcher *d, struct xfer *x, CURLcode cc)
 	case OUTCOME_RATE_LIMITED:
 	case OUTCOME_TRANSIENT: {
 		r->error_class = o.cls == OUTCOME_RATE_LIMITED ? "rate_limited" : "transient";
-		if (o.cls == OUTCOME_RATE_LIMITED)
+		/* A limit on the sender pauses the whole account; a limit on one
+		 * recipient (WhatsApp's pair rate) only delays this message below,
+		 * so the account's other recipients keep their full rate. */
+		if (o.cls == OUTCOME_RATE_LIMITED && !o.recipient_rate_limited)
 			ratelimit_pause(&as->rl, o.retry_after_us > 0 ? o.retry_after_us : 1000000,
 			                now);
 		if (x->attempts >= x->max_attempts) {
@@ -514,11 +581,18 @@ static void reap(struct dispatcher *d)
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		struct xfer *x = NULL;
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+		CURL *e = msg->easy_handle;
 		CURLcode cc = msg->data.result;
-		curl_multi_remove_handle(d->multi, msg->easy_handle);
+		if (curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x) != CURLE_OK || !x) {
+			/* Every handle we add carries its xfer: a bug. */
+			hr_log(HR_LOG_ERROR, "dispatch", "finished transfer without its state");
+			abort();
+		}
+		curl_multi_remove_handle(d->multi, e);
 		xfer_unlink(d, x);
 		finish_send(d, x, cc);
+		x->as->inflight--;
+		d->tenants[x->as->tenant].inflight--;
 		xfer_free(x);
 		d->inflight--;
 		metrics_inflight_add(-1);
@@ -527,77 +601,170 @@ static void reap(struct dispatcher *d)
 
 /* ---- claiming ----------------------------------------------------------- */
 
-/* Fills free transfer slots fairly across accounts. Returns the monotonic
- * time at which claiming should be tried again if nothing wakes us. */
+static int imin(int a, int b)
+{
+	return a < b ? a : b;
+}
+
+static int imax(int a, int b)
+{
+	return a > b ? a : b;
+}
+
+/* Whether an account could use a slot now: not stopped, not known to have
+ * nothing due, and with a token to send. */
+static bool acct_wants(const struct acct_state *as, int64_t now)
+{
+	return !as->blocked && as->idle_until <= now && ratelimit_wait_us(&as->rl, now) == 0;
+}
+
+/* Counts the accounts, and per tenant, that want slots this round. */
+static struct shares shares_count(struct dispatcher *d, int64_t now)
+{
+	struct shares sh = {0, 0};
+	for (size_t i = 0; i < d->ntenants; i++)
+		d->tenants[i].wanting = 0;
+	for (size_t i = 0; i < d->naccts; i++) {
+		if (!acct_wants(&d->accts[i], now))
+			continue;
+		sh.accounts++;
+		if (d->tenants[d->accts[i].tenant].wanting++ == 0)
+			sh.tenants++;
+	}
+	return sh;
+}
+
+/*
+ * How many more transfers an account may start now; 0 means skip it this
+ * turn (it keeps its place, nothing waits). A slow or dead provider holds
+ * its slots for seconds, so slots are shared by who holds them, not by who
+ * sends the most:
+ *  - the pool is split evenly among the tenants that want slots, and a
+ *    tenant's part evenly among its accounts that want slots, so a tenant
+ *    with many accounts gets no more than one with a single account;
+ *  - whatever the split, an account may reach max_in_flight_per_account and
+ *    a tenant max_in_flight_per_tenant (floors), so a share is never uselessly
+ *    small; and an account alone uses the whole pool (work-conserving) ...
+ *  - ... except the last `reserve` free slots, which only an account and
+ *    tenant with fewer than `reserve_quota` transfers in flight may take: a
+ *    newcomer's send starts at once even while slow providers hold all the
+ *    rest. Transfers are never taken back: an account above its share
+ *    (because others arrived) gets none of the slots that free up until it
+ *    is back under it, so shares converge as the slow transfers end;
+ *  - in one round an account takes at most its share of the free slots, so
+ *    one claim never takes what the next account in the round is due.
+ */
+static int acct_room(const struct dispatcher *d, const struct acct_state *as,
+                     const struct shares *sh)
+{
+	const struct tenant_state *t = &d->tenants[as->tenant];
+	int pool = d->o.max_in_flight;
+	int tenants = imax(sh->tenants, 1), accounts = imax(t->wanting, 1);
+	int tenant_cap = imax(d->tenant_floor, (pool + tenants - 1) / tenants);
+	int acct_cap = imax(d->acct_floor, (tenant_cap + accounts - 1) / accounts);
+	int free_slots = pool - d->inflight;
+	int open = imax(free_slots - d->reserve, 0);
+	int held = imax(as->inflight, t->inflight);
+	if (held < d->reserve_quota)
+		open += imin(d->reserve_quota - held, imin(free_slots, d->reserve));
+	int room = imin(acct_cap - as->inflight, tenant_cap - t->inflight);
+	room = imin(room, open);
+	room = imin(room, imax(free_slots / tenants / accounts, 1));
+	return imax(imin(room, CLAIM_MAX), 0);
+}
+
+/* Claims up to `want` (tokens already taken) of the account's due messages
+ * and starts them. Returns how many the store gave (fewer: drained). */
+static size_t claim_and_start(struct dispatcher *d, struct acct_state *as, int want)
+{
+	struct message *batch = d->claim_buf; /* message_clear() leaves entries zeroed */
+	size_t n = 0;
+	int rc =
+	    d->st->ops->claim(d->st, as->acct->id, hr_now_us(), d->o.lease_us, want, batch, &n);
+	if (rc != 0) {
+		hr_log(HR_LOG_WARN, "dispatch", "claim for %s failed: %s", as->acct->id,
+		       hr_code_name(rc));
+		n = 0;
+	}
+	int sent = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (batch[i].status == MSG_SUPPRESSED)
+			suppressed(d, &batch[i]);
+		else
+			start_send(d, as, &batch[i]), sent++;
+		message_clear(&batch[i]);
+	}
+	/* Give back tokens we did not use. */
+	as->rl.tokens += want - sent;
+	return n;
+}
+
+/* The account had nothing more due: it sleeps until its next due message
+ * (or a notify). Returns when to look again. */
+static int64_t acct_idle(struct dispatcher *d, struct acct_state *as, int64_t now)
+{
+	int64_t due = 0;
+	int rc = d->st->ops->next_due(d->st, as->acct->id, &due);
+	if (rc != 0) {
+		hr_log(HR_LOG_WARN, "dispatch", "next due time for %s failed: %s", as->acct->id,
+		       hr_code_name(rc));
+		due = 0; /* look again after the idle poll */
+	}
+	int64_t until = now + IDLE_POLL_US;
+	if (due > 0) {
+		int64_t delta = due - hr_now_us();
+		if (delta < IDLE_POLL_US)
+			until = now + (delta > 0 ? delta : 0);
+	}
+	as->idle_until = until > now ? until : now + 1000;
+	return as->idle_until;
+}
+
+/* Fills free transfer slots fairly across tenants and accounts (acct_room).
+ * Returns the monotonic time at which claiming should be tried again if
+ * nothing wakes us. Never waits for a slot: an account at its share is
+ * skipped until a transfer ends (which wakes the loop). */
 static int64_t fill(struct dispatcher *d)
 {
 	int64_t now = hr_mono_us();
 	int64_t wake = now + IDLE_POLL_US;
-	struct message *batch = d->claim_buf; /* message_clear() leaves entries zeroed */
-	bool progress = true;
-	while (progress && d->inflight < d->o.max_in_flight) {
-		progress = false;
-		size_t active = 0;
-		for (size_t i = 0; i < d->naccts; i++)
-			if (!d->accts[i].blocked && d->accts[i].idle_until <= now)
-				active++;
-		if (active == 0)
-			break;
-		int free_slots = d->o.max_in_flight - d->inflight;
-		int share = (int)((size_t)free_slots / active);
-		if (share < 1)
-			share = 1;
-		if (share > CLAIM_MAX)
-			share = CLAIM_MAX;
+	bool again = true, recounted = false;
+	while (again && d->inflight < d->o.max_in_flight) {
+		again = false;
+		struct shares sh = shares_count(d, now);
+		bool capped = false, drained = false;
 		for (size_t k = 0; k < d->naccts && d->inflight < d->o.max_in_flight; k++) {
 			struct acct_state *as = &d->accts[(d->rr + k) % d->naccts];
 			if (as->blocked || as->idle_until > now)
 				continue;
-			int want = share;
-			if (want > d->o.max_in_flight - d->inflight)
-				want = d->o.max_in_flight - d->inflight;
-			int tokens = ratelimit_take(&as->rl, want, now);
-			if (tokens == 0) {
+			if (!acct_wants(as, now)) { /* no token yet */
 				int64_t w = ratelimit_wait_us(&as->rl, now);
 				if (now + w < wake)
 					wake = now + w;
 				continue;
 			}
-			size_t n = 0;
-			int rc = d->st->ops->claim(d->st, as->acct->id, hr_now_us(), d->o.lease_us,
-			                           tokens, batch, &n);
-			if (rc != 0) {
-				hr_log(HR_LOG_WARN, "dispatch", "claim for %s failed: %s",
-				       as->acct->id, hr_code_name(rc));
-				n = 0;
+			int want = acct_room(d, as, &sh);
+			if (want == 0) {
+				capped = true;
+				continue;
 			}
-			int sent = 0;
-			for (size_t i = 0; i < n; i++) {
-				if (batch[i].status == MSG_SUPPRESSED)
-					suppressed(d, &batch[i]);
-				else
-					start_send(d, as, &batch[i]), sent++;
-				message_clear(&batch[i]);
-			}
-			/* Give back tokens we did not use. */
-			as->rl.tokens += tokens - sent;
-			if ((int)n < tokens) {
-				/* Drained: sleep until the next due message or a notify. */
-				int64_t due = 0;
-				d->st->ops->next_due(d->st, as->acct->id, &due);
-				int64_t until = now + IDLE_POLL_US;
-				if (due > 0) {
-					int64_t delta = due - hr_now_us();
-					if (delta < IDLE_POLL_US)
-						until = now + (delta > 0 ? delta : 0);
-				}
-				as->idle_until = until > now ? until : now + 1000;
-				if (as->idle_until < wake)
-					wake = as->idle_until;
+			int tokens = ratelimit_take(&as->rl, want, now);
+			if (tokens == 0)
+				continue; /* acct_wants saw a token: cannot happen */
+			if ((int)claim_and_start(d, as, tokens) < tokens) {
+				int64_t until = acct_idle(d, as, now);
+				if (until < wake)
+					wake = until;
+				drained = true;
 			} else {
-				progress = true;
+				again = true;
 			}
 		}
+		/* An account that drained leaves a bigger share to those held at
+		 * theirs: count again, once per fill so a store that keeps saying
+		 * "due now" cannot spin the loop. */
+		if (capped && drained && !recounted)
+			again = recounted = true;
 		d->rr = (d->rr + 1) % (d->naccts ? d->naccts : 1);
 		now = hr_mono_us();
 	}
@@ -703,14 +870,37 @@ static int sync_accounts(struct dispatcher *d, bool force)
 		if (old && old->acct != a)
 			na[i].blocked = false; /* new credentials: try again */
 	}
-	/* In-flight transfers point at states: remap them. */
+	/* Tenants, in order of first appearance. */
+	struct tenant_state *nt = calloc(n ? n : 1, sizeof *nt);
+	if (!nt) {
+		free(na);
+		return HR_ENOMEM;
+	}
+	size_t ntenants = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t k = 0;
+		while (k < ntenants && strcmp(nt[k].id, na[i].acct->tenant_id) != 0)
+			k++;
+		if (k == ntenants)
+			hr_strlcpy(nt[ntenants++].id, na[i].acct->tenant_id, sizeof nt[0].id);
+		na[i].tenant = k;
+		na[i].inflight = 0;
+	}
+	/* In-flight transfers point at states: remap them, and count them
+	 * again (an account may have moved to another tenant). */
 	for (struct xfer *x = d->xfers; x; x = x->next)
 		for (size_t i = 0; i < n; i++)
-			if (strcmp(na[i].acct->id, x->as->acct->id) == 0)
+			if (strcmp(na[i].acct->id, x->as->acct->id) == 0) {
 				x->as = &na[i];
+				na[i].inflight++;
+				nt[na[i].tenant].inflight++;
+			}
 	free(d->accts);
+	free(d->tenants);
 	d->accts = na;
 	d->naccts = n;
+	d->tenants = nt;
+	d->ntenants = ntenants;
 	d->set_gen = gen;
 	return 0;
 }
@@ -730,6 +920,18 @@ int dispatcher_start(struct store *st, struct account_set *accounts,
 		dispatch_opts_default(&d->o);
 	if (d->o.max_in_flight < 1)
 		d->o.max_in_flight = 1;
+	int pool = d->o.max_in_flight;
+	d->acct_floor =
+	    d->o.max_in_flight_per_account > 0 ? d->o.max_in_flight_per_account : imax(pool / 4, 1);
+	d->tenant_floor =
+	    d->o.max_in_flight_per_tenant > 0 ? d->o.max_in_flight_per_tenant : imax(pool / 2, 1);
+	d->acct_floor = imin(d->acct_floor, pool);
+	d->tenant_floor = imin(d->tenant_floor, pool);
+	/* 1/16 of the pool (4 of 64, 16 of 256) kept for newcomers, a quarter
+	 * of that for each: a few accounts can start at once, and an account
+	 * alone still gets 15/16 of the pool. */
+	d->reserve = imax(pool / 16, 1);
+	d->reserve_quota = imax(d->reserve / 4, 1);
 	d->set = accounts;
 	d->claim_buf = calloc(CLAIM_MAX, sizeof *d->claim_buf);
 	if (!d->claim_buf || sync_accounts(d, true) != 0) {
@@ -740,18 +942,36 @@ int dispatcher_start(struct store *st, struct account_set *accounts,
 	pthread_mutex_init(&d->watch_lock, NULL);
 	pthread_mutex_init(&d->out_lock, NULL);
 	pthread_cond_init(&d->out_cond, NULL);
+	int rc = 0;
 	d->multi = curl_multi_init();
-	curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, (long)d->o.max_in_flight);
-	curl_multi_setopt(d->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-	if (pthread_create(&d->thread, NULL, dispatch_main, d) == 0) {
-		pthread_setname_np(d->thread, "herald-dispatch");
-	} else {
-		curl_multi_cleanup(d->multi);
+	CURLMcode mc =
+	    d->multi ? curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, (long)d->o.max_in_flight)
+	             : CURLM_OUT_OF_MEMORY;
+	const char *what = "CURLMOPT_MAXCONNECTS";
+	if (mc == CURLM_OK) {
+		mc = curl_multi_setopt(d->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+		what = "CURLMOPT_PIPELINING";
+	}
+	if (!d->multi)
+		rc = hr_fail(err, HR_ENOMEM, NULL, "libcurl could not make a multi handle");
+	else if (mc != CURLM_OK)
+		rc = hr_fail(err, HR_EINTERNAL, NULL, "libcurl refused %s: %s", what,
+		             curl_multi_strerror(mc));
+	else if (pthread_create(&d->thread, NULL, dispatch_main, d) != 0)
+		rc = hr_fail(err, HR_EINTERNAL, NULL, "cannot start the dispatcher thread");
+	if (rc) {
+		if (d->multi)
+			curl_multi_cleanup(d->multi);
+		pthread_mutex_destroy(&d->watch_lock);
+		pthread_mutex_destroy(&d->out_lock);
+		pthread_cond_destroy(&d->out_cond);
 		free(d->claim_buf);
 		free(d->accts);
+		free(d->tenants);
 		free(d);
-		return hr_fail(err, HR_EINTERNAL, NULL, "cannot start the dispatcher thread");
+		return rc;
 	}
+	pthread_setname_np(d->thread, "herald-dispatch");
 	*out = d;
 	return 0;
 }
@@ -796,5 +1016,6 @@ void dispatcher_stop(struct dispatcher *d)
 	free(d->pending);
 	free(d->claim_buf);
 	free(d->accts);
+	free(d->tenants);
 	free(d);
 }

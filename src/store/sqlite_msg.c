@@ -463,20 +463,26 @@ static int migrate_recipient(struct sq_store *s, struct sq_job *j, const char *i
 	                       0, &j->err);
 }
 
+/* The error text of a suppressed message whose suppression has no reason. */
+#define SQ_SUPPRESSED_TEXT "the recipient opted out"
+
 /* A claimed message whose recipient opted out: SUPPRESSED instead of
  * SENDING, with the attempt the claim counted given back (nothing was
- * attempted), the reason as its error text, and a "suppressed" event. */
+ * attempted), error code "suppressed" (the API shows it; clients match on
+ * it), the reason as its error text, and a "suppressed" event. */
 static int suppress_claimed(struct sq_store *s, struct sq_job *j, const char *id,
                             const char *reason, int64_t now)
 {
 	sqlite3_stmt *u = sq_wstmt(s, W_MSG_SUPPRESSED,
 		"UPDATE message SET status = 9, attempts = max(attempts - 1, 0), lease_until = 0,"
-		" error_code = NULL, error_text = ?2, updated_at = ?3 WHERE id = ?1");
+		" error_code = 'suppressed', error_text = coalesce(nullif(?2, ''), ?4),"
+		" updated_at = ?3 WHERE id = ?1");
 	if (!u)
 		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "message");
 	sqlite3_bind_text(u, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(u, 2, reason, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(u, 3, now);
+	sqlite3_bind_text(u, 4, SQ_SUPPRESSED_TEXT, -1, SQLITE_STATIC);
 	int rc = sq_step_done(s, u, &j->err, "message");
 	if (rc)
 		return rc;
@@ -542,7 +548,8 @@ static int claim_screen(struct sq_store *s, struct job_claim *c)
 			/* Returned marked, not sent: the dispatcher tells a sync
 			 * waiter at once instead of letting it time out. */
 			m->status = MSG_SUPPRESSED;
-			hr_utf8_copy(m->error_text, reason, sizeof m->error_text);
+			hr_utf8_copy(m->error_text, reason[0] ? reason : SQ_SUPPRESSED_TEXT,
+			             sizeof m->error_text);
 			hr_strlcpy(m->error_code, "suppressed", sizeof m->error_code);
 		}
 	}

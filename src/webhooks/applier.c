@@ -17,7 +17,8 @@
 #include "obs/metrics.h"
 #include "webhooks/applier.h"
 
-#define RETRY_POLL_US 200000 /* rows waiting for a retry are re-checked this often */
+#define RETRY_POLL_US 200000      /* rows waiting for a retry are re-checked this often */
+#define FOLLOWUP_TIMEOUT_MS 5000L /* a follow-up request's whole time */
 
 struct applier {
 	struct store *st;
@@ -41,27 +42,29 @@ static size_t discard(char *p, size_t size, size_t nmemb, void *arg)
  * answerCallbackQuery), after its events are committed. Bounded: a provider
  * that does not answer within 5 s costs one log line, never the inbox. A
  * follow-up is a courtesy to the user's client (a spinner stops); losing one
- * on a crash is acceptable, so it is not queued durably.
+ * on a crash is acceptable, so it is not queued durably, and one libcurl
+ * refused to set up is logged and dropped, never sent half-configured. The
+ * log never shows the URL: Telegram's carries the bot token.
  */
 static void followup(const struct http_req *r)
 {
+	struct hr_err err = {0};
 	CURL *c = curl_easy_init();
-	if (!c)
+	int rc = c ? http_req_setopts(c, r, FOLLOWUP_TIMEOUT_MS, &err)
+	           : hr_fail(&err, HR_ENOMEM, NULL, "libcurl could not make a handle");
+	CURLcode cc = CURLE_OK;
+	if (rc == 0 && (cc = curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard)) != CURLE_OK)
+		rc = hr_fail(&err, HR_EINTERNAL, NULL, "libcurl refused CURLOPT_WRITEFUNCTION: %s",
+		             curl_easy_strerror(cc));
+	if (rc) {
+		hr_log(HR_LOG_WARN, "applier", "follow-up request not sent: %s", err.msg);
+		curl_easy_cleanup(c);
 		return;
-	curl_easy_setopt(c, CURLOPT_URL, r->url);
-	curl_easy_setopt(c, CURLOPT_POST, 1L);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, r->body ? r->body : "");
-	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, r->headers);
-	if (r->userpwd)
-		curl_easy_setopt(c, CURLOPT_USERPWD, r->userpwd);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	CURLcode cc = curl_easy_perform(c);
+	}
+	cc = curl_easy_perform(c);
 	long status = 0;
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	if (cc == CURLE_OK && curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+		status = 0;
 	if (cc != CURLE_OK || status < 200 || status >= 300)
 		hr_log(HR_LOG_WARN, "applier", "follow-up request failed: %s (HTTP %ld)",
 		       curl_easy_strerror(cc), status);

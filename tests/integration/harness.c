@@ -36,11 +36,16 @@ static int free_port(void)
 	return ntohs(a.sin_port);
 }
 
-static const char *server_extra;
+static const char *server_extra, *tenants_extra;
 
 void harness_server_extra(const char *yaml)
 {
 	server_extra = yaml;
+}
+
+void harness_tenants_extra(const char *yaml)
+{
+	tenants_extra = yaml;
 }
 
 /* Writes s to f with @API@ and @SIM@ replaced. */
@@ -101,6 +106,7 @@ void world_init2(struct world *w, const char *accounts, const char *templates,
 	           "      - {name: payment_reminder, channel: whatsapp, language: en_GB,"
 	           " body: \"Hi {{1}}, pay {{2}}\"}\n");
 	put_subst(f, w, templates);
+	put_subst(f, w, tenants_extra);
 	fprintf(f,
 	        "  - id: other\n    name: Other\n    api_keys: [hk_other_0123456789abcdef]\n"
 	        "sim:\n  listen: 127.0.0.1:%d\n",

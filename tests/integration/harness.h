@@ -41,6 +41,10 @@ void world_init2(struct world *w, const char *accounts, const char *templates,
 /* YAML inserted under `server:` by the next world_init/world_init2 (indented
  * 2 spaces, e.g. "  max_connections: 4\n"); NULL for none. */
 void harness_server_extra(const char *yaml);
+/* YAML inserted into the `tenants:` list by the next world_init/world_init2,
+ * after acme (items indented 2 spaces: "  - id: beta\n    name: Beta\n...");
+ * NULL for none. @API@ and @SIM@ are replaced as above. */
+void harness_tenants_extra(const char *yaml);
 void world_start_sim(struct world *w);
 void world_start_serve(struct world *w);
 /* SIGTERM and wait; asserts a clean exit (0) so ASan leak reports fail tests. */

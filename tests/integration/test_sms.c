@@ -25,6 +25,7 @@
 #define SID "AC0123456789abcdef0123456789abcdef"
 #define TOKEN "tw-token-123"
 #define HELP_TEXT "Acme alerts: reply STOP to opt out."
+#define TWIML_EMPTY "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>"
 
 #define TO_OK "+15550001001"
 #define TO_STOP "+15550001002"
@@ -279,6 +280,7 @@ static void test_stop_reply_suppresses_until_start(void **state)
 	assert_int_equal(events(m, "suppressed", NULL, -1), 1);
 	assert_int_equal(events(m, "sent", NULL, -1), 0);
 	json_t *err = json_object_get(m, "error");
+	assert_string_equal(str(err, "code"), "suppressed");
 	assert_non_null(strstr(str(err, "message"), "STOP"));
 	json_decref(m);
 	sleep(1);
@@ -437,6 +439,8 @@ static void test_bad_signature_refused(void **state)
 	 * recorded as ignored. */
 	r = http("POST", url, NULL, body, good_h);
 	assert_int_equal(r.status, 200);
+	/* Answered with TwiML, as Twilio expects of every webhook. */
+	assert_string_equal(r.body, TWIML_EMPTY);
 	resp_free(&r);
 	assert_true(wait_until(has_ignored_failed, &W, id, 30));
 	m = get_message(id);

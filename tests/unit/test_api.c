@@ -2082,6 +2082,57 @@ static void put_sms_account(struct store *st, const char *id, const char *tenant
 	assert_int_equal(st->ops->account_upsert(st, &a, &err), 0);
 }
 
+/* POSTs a Twilio webhook form to path, signed as Twilio signs it: over
+ * server.public_url + path + signed_text, the parameters' decoded names and
+ * values concatenated in name order (the caller writes it out). */
+static void twilio_post(struct env *e, const char *path, const char *form, const char *signed_text,
+                        struct resp *r)
+{
+	char url[256], sig[29], hdr[80];
+	snprintf(url, sizeof url, "https://herald.example%s%s", path, signed_text);
+	hr_hmac_sha1_b64("sms-auth-token", 14, url, strlen(url), sig);
+	snprintf(hdr, sizeof hdr, "X-Twilio-Signature: %s", sig);
+	const char *h[] = {hdr, "Content-Type: application/x-www-form-urlencoded", NULL};
+	http_ex(e->base, "POST", path, NULL, form, strlen(form), h, 0, r);
+}
+
+/* Twilio takes a webhook's answer as TwiML: status callbacks and inbound
+ * messages are both answered 200 with the empty <Response/> as text/xml,
+ * while a bad signature keeps the JSON error. */
+static void twilio_webhook_answers(struct env *e)
+{
+	static const char twiml[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>";
+	const char *path = "/webhooks/sms/demo-sms";
+	struct resp r;
+	char ct[64];
+	twilio_post(e, path,
+	            "AccountSid=" SMS_SID "&Body=STOP&From=%2B15550100007&MessageSid=SM01"
+	            "&NumMedia=0&To=%2B15005550006",
+	            "AccountSid" SMS_SID "BodySTOPFrom+15550100007MessageSidSM01NumMedia0"
+	            "To+15005550006",
+	            &r);
+	if (r.status != 200)
+		fail_msg("inbound: %ld %s", r.status, r.body);
+	assert_string_equal(r.body, twiml);
+	assert_non_null(header(&r, "Content-Type", ct, sizeof ct));
+	assert_string_equal(ct, "text/xml");
+	resp_free(&r);
+	twilio_post(e, path,
+	            "AccountSid=" SMS_SID "&MessageSid=SM02&MessageStatus=delivered"
+	            "&To=%2B15550100001",
+	            "AccountSid" SMS_SID "MessageSidSM02MessageStatusdeliveredTo+15550100001", &r);
+	if (r.status != 200)
+		fail_msg("status callback: %ld %s", r.status, r.body);
+	assert_string_equal(r.body, twiml);
+	assert_non_null(header(&r, "Content-Type", ct, sizeof ct));
+	assert_string_equal(ct, "text/xml");
+	resp_free(&r);
+	const char *bad[] = {"X-Twilio-Signature: AAAAAAAAAAAAAAAAAAAAAAAAAAA=", NULL};
+	http_ex(e->base, "POST", path, NULL, "MessageSid=SM03", 15, bad, 0, &r);
+	check_error(&r, 401, "bad_signature", "X-Twilio-Signature");
+	resp_free(&r);
+}
+
 /* Sends one SMS text as acme on e; checks the 202's and the stored
  * message's segment count. */
 static void sms_segments_case(struct env *e, const char *text, int want)
@@ -2234,6 +2285,8 @@ static void test_sms(void **state)
 	assert_null(strstr(r.body, "sms-auth-token"));
 	json_decref(j);
 	resp_free(&r);
+
+	twilio_webhook_answers(&e);
 	env_stop(&e);
 }
 

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -33,7 +34,9 @@ struct fake {
 	struct MHD_Daemon *d;
 	int port;
 	pthread_mutex_t lock;
-	/* What to answer for a recipient: "ok", "500", "429", "perm". A script of
+	/* What to answer for a recipient: "ok", "500", "429", "perm", "pair"
+	 * (WhatsApp's 131056 pair rate limit, Retry-After: 2), "302" (a
+	 * redirect back to this server). A script of
 	 * answers per recipient is consumed one per request; the last repeats. */
 	char script_to[8][32];
 	char script[8][8][8];
@@ -110,6 +113,14 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 		snprintf(body, sizeof body,
 		         "{\"error\":{\"message\":\"(#130429) Rate limit hit\","
 		         "\"type\":\"OAuthException\",\"code\":130429}}");
+	} else if (!strcmp(a, "302")) {
+		status = 302;
+		snprintf(body, sizeof body, "{\"moved\":true}");
+	} else if (!strcmp(a, "pair")) {
+		status = 400;
+		snprintf(body, sizeof body,
+		         "{\"error\":{\"message\":\"(#131056) (Business Account, Consumer Account)"
+		         " pair rate limit hit\",\"type\":\"OAuthException\",\"code\":131056}}");
 	} else if (!strcmp(a, "perm")) {
 		status = 400;
 		snprintf(body, sizeof body,
@@ -126,6 +137,13 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 	MHD_add_response_header(resp, "Content-Type", "application/json");
 	if (status == 429)
 		MHD_add_response_header(resp, "Retry-After", "1");
+	if (!strcmp(a, "pair"))
+		MHD_add_response_header(resp, "Retry-After", "2");
+	if (status == 302) {
+		char loc[96];
+		snprintf(loc, sizeof loc, "http://127.0.0.1:%d/elsewhere", F.port);
+		MHD_add_response_header(resp, "Location", loc);
+	}
 	enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -214,6 +232,184 @@ static void tw_start(struct tw *t, int max_in_flight)
 	assert_int_equal(dispatcher_start(t->st, &t->accts, &o, &t->d, &err), 0);
 }
 
+/* ---- a slow provider: holds every request until released ---- */
+
+/*
+ * Answers like the fake above, but only once slow_release() is called: a
+ * provider that takes seconds (or never answers). One thread per
+ * connection, so held requests cost nothing but a thread. Counts requests
+ * per phone number id (the account) as they arrive.
+ */
+#define SLOW_IDS 8
+
+static struct {
+	struct MHD_Daemon *d;
+	int port;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool released;
+	int total;
+	char ids[SLOW_IDS][16];
+	int per_id[SLOW_IDS];
+	int nids;
+} S;
+
+static enum MHD_Result slow_answer(void *cls, struct MHD_Connection *c, const char *url,
+                                   const char *method, const char *version, const char *data,
+                                   size_t *size, void **con_cls)
+{
+	(void)cls, (void)method, (void)version, (void)data;
+	if (!*con_cls) {
+		*con_cls = &S;
+		return MHD_YES;
+	}
+	if (*size) {
+		*size = 0;
+		return MHD_YES;
+	}
+	/* url: /v21.0/{phone_number_id}/messages */
+	char id[16] = "?";
+	const char *p = strchr(url + 1, '/');
+	if (p)
+		snprintf(id, sizeof id, "%.*s", (int)strcspn(p + 1, "/"), p + 1);
+	pthread_mutex_lock(&S.lock);
+	S.total++;
+	int k = 0;
+	while (k < S.nids && strcmp(S.ids[k], id) != 0)
+		k++;
+	if (k == S.nids && S.nids < SLOW_IDS)
+		snprintf(S.ids[S.nids++], sizeof S.ids[0], "%s", id);
+	if (k < SLOW_IDS)
+		S.per_id[k]++;
+	/* Held until released (a deadline in case a test fails first). */
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 60;
+	while (!S.released && pthread_cond_timedwait(&S.cond, &S.lock, &until) == 0)
+		;
+	int n = S.total;
+	pthread_mutex_unlock(&S.lock);
+	char body[160];
+	snprintf(body, sizeof body, "{\"messages\":[{\"id\":\"wamid.S%d\"}]}", n);
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
+	if (!r)
+		return MHD_NO;
+	enum MHD_Result ret = MHD_queue_response(c, 200, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static void slow_start(void)
+{
+	memset(&S, 0, sizeof S);
+	pthread_mutex_init(&S.lock, NULL);
+	pthread_cond_init(&S.cond, NULL);
+	S.d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+	                           MHD_USE_POLL,
+	                       0, NULL, NULL, slow_answer, NULL, MHD_OPTION_END);
+	assert_non_null(S.d);
+	S.port = MHD_get_daemon_info(S.d, MHD_DAEMON_INFO_BIND_PORT)->port;
+}
+
+static void slow_release(void)
+{
+	pthread_mutex_lock(&S.lock);
+	S.released = true;
+	pthread_cond_broadcast(&S.cond);
+	pthread_mutex_unlock(&S.lock);
+}
+
+static void slow_stop(void)
+{
+	slow_release();
+	MHD_stop_daemon(S.d);
+	pthread_cond_destroy(&S.cond);
+	pthread_mutex_destroy(&S.lock);
+}
+
+static int slow_total(void)
+{
+	pthread_mutex_lock(&S.lock);
+	int n = S.total;
+	pthread_mutex_unlock(&S.lock);
+	return n;
+}
+
+/* Requests the slow provider got for one phone number id (account). */
+static int slow_count(const char *id)
+{
+	int n = 0;
+	pthread_mutex_lock(&S.lock);
+	for (int k = 0; k < S.nids; k++)
+		if (!strcmp(S.ids[k], id))
+			n = S.per_id[k];
+	pthread_mutex_unlock(&S.lock);
+	return n;
+}
+
+/* Waits (deadline secs) until the slow provider holds at least n requests. */
+static bool slow_wait(int n, double secs)
+{
+	int64_t end = hr_mono_us() + (int64_t)(secs * 1e6);
+	while (slow_total() < n) {
+		if (hr_mono_us() > end)
+			return false;
+		usleep(5000);
+	}
+	return true;
+}
+
+/* An account of a world with several tenants: id, tenant, provider port,
+ * phone number id. */
+struct acct_spec {
+	const char *id, *tenant;
+	int port;
+	const char *pnid;
+};
+
+static void tw_open_specs(struct tw *t, const struct acct_spec *a, int n)
+{
+	snprintf(t->dir, sizeof t->dir, "/tmp/herald-disp-XXXXXX");
+	assert_non_null(mkdtemp(t->dir));
+	char path[128];
+	snprintf(path, sizeof path, "%s/t.db", t->dir);
+	struct store_opts so = {0};
+	struct hr_err err = {0};
+	assert_int_equal(store_sqlite.open(path, &so, &t->st, &err), 0);
+	for (int i = 0; i < n; i++) {
+		struct tenant_row tr = {0};
+		snprintf(tr.id, sizeof tr.id, "%s", a[i].tenant);
+		snprintf(tr.name, sizeof tr.name, "%s", a[i].tenant);
+		assert_int_equal(t->st->ops->tenant_upsert(t->st, &tr, &err), 0);
+		struct account_row ar = {0};
+		snprintf(ar.id, sizeof ar.id, "%s", a[i].id);
+		snprintf(ar.tenant_id, sizeof ar.tenant_id, "%s", a[i].tenant);
+		snprintf(ar.channel, sizeof ar.channel, "whatsapp");
+		char cfg[512];
+		snprintf(cfg, sizeof cfg,
+		         "{\"base_url\":\"http://127.0.0.1:%d\",\"phone_number_id\":\"%s\","
+		         "\"access_token\":\"tok\",\"app_secret\":\"s\",\"verify_token\":\"v\","
+		         "\"rate_limit\":100000}",
+		         a[i].port, a[i].pnid);
+		ar.config = cfg;
+		assert_int_equal(t->st->ops->account_upsert(t->st, &ar, &err), 0);
+	}
+	assert_int_equal(account_set_load(t->st, &t->accts, &err), 0);
+}
+
+/* Starts a dispatcher whose transfers outlive the slow provider's hold. */
+static void tw_start_slow(struct tw *t, int max_in_flight)
+{
+	struct dispatch_opts o;
+	dispatch_opts_default(&o);
+	o.max_in_flight = max_in_flight;
+	o.http_timeout_us = 30 * 1000000LL;
+	o.lease_us = 40 * 1000000LL;
+	struct hr_err err = {0};
+	assert_int_equal(dispatcher_start(t->st, &t->accts, &o, &t->d, &err), 0);
+}
+
 static void tw_close(struct tw *t)
 {
 	dispatcher_stop(t->d);
@@ -224,11 +420,12 @@ static void tw_close(struct tw *t)
 	(void)system(cmd);
 }
 
-static void mk(struct message *m, const char *acct, const char *to, int prio)
+static void mk_for(struct message *m, const char *tenant, const char *acct, const char *to,
+                   int prio)
 {
 	memset(m, 0, sizeof *m);
 	hr_id_new(m->id);
-	snprintf(m->tenant_id, sizeof m->tenant_id, "t1");
+	snprintf(m->tenant_id, sizeof m->tenant_id, "%s", tenant);
 	snprintf(m->account_id, sizeof m->account_id, "%s", acct);
 	snprintf(m->channel, sizeof m->channel, "whatsapp");
 	snprintf(m->recipient, sizeof m->recipient, "%s", to);
@@ -239,9 +436,31 @@ static void mk(struct message *m, const char *acct, const char *to, int prio)
 	m->created_at = m->updated_at = m->due_at = hr_now_us();
 }
 
+static void mk(struct message *m, const char *acct, const char *to, int prio)
+{
+	mk_for(m, "t1", acct, to, prio);
+}
+
 static void insert(struct tw *t, struct message *m, size_t n)
 {
 	assert_int_equal(t->st->ops->message_insert(t->st, m, n, NULL, NULL, NULL), 0);
+}
+
+/* Queues n bulk messages for an account (recipients prefix + index). */
+static void queue_many(struct tw *t, const char *tenant, const char *acct, const char *prefix,
+                       int n)
+{
+	struct message *m = calloc((size_t)n, sizeof *m);
+	assert_non_null(m);
+	for (int i = 0; i < n; i++) {
+		char to[32];
+		snprintf(to, sizeof to, "%s%08d", prefix, i);
+		mk_for(&m[i], tenant, acct, to, 1);
+	}
+	insert(t, m, (size_t)n);
+	for (int i = 0; i < n; i++)
+		message_clear(&m[i]);
+	free(m);
 }
 
 static enum msg_status wait_status(struct tw *t, const char *id, enum msg_status want, double secs)
@@ -411,6 +630,317 @@ static void test_priority_and_fairness(void **state)
 	MHD_stop_daemon(F.d);
 }
 
+/* WhatsApp's pair rate limit (131056) is about one recipient: that message
+ * waits for its Retry-After, the account's other recipients do not. */
+static void test_pair_rate_limit_one_recipient(void **state)
+{
+	(void)state;
+	fake_start();
+	const char *ans[] = {"pair", "ok"};
+	fake_script("447000000100", 2, ans);
+	struct tw t;
+	const char *rates[] = {"1000"};
+	tw_open(&t, rates, 1);
+	enum { NO = 40 };
+	struct message pair, other[NO];
+	mk(&pair, "acct0", "447000000100", 0);
+	insert(&t, &pair, 1);
+	for (int i = 0; i < NO; i++) {
+		char to[32];
+		snprintf(to, sizeof to, "4473%08d", i);
+		mk(&other[i], "acct0", to, 0);
+	}
+	insert(&t, other, NO);
+	/* Few slots, so most of the others are claimed after the pair's
+	 * answer: an account pause (Retry-After 2 s) would hold them back. */
+	tw_start(&t, 4);
+	for (int i = 0; i < NO; i++)
+		assert_int_equal(wait_status(&t, other[i].id, MSG_SENT, 10), MSG_SENT);
+	assert_int_equal(wait_status(&t, pair.id, MSG_SENT, 10), MSG_SENT);
+
+	pthread_mutex_lock(&F.lock);
+	int pair_n = 0, other_n = 0;
+	int64_t first = F.nlog ? F.log_at[0] : 0, pair_at[2] = {0, 0}, last_other = 0;
+	for (int i = 0; i < F.nlog; i++) {
+		if (!strcmp(F.log_to[i], "447000000100")) {
+			if (pair_n < 2)
+				pair_at[pair_n] = F.log_at[i];
+			pair_n++;
+		} else if (!strncmp(F.log_to[i], "4473", 4)) {
+			other_n++;
+			last_other = F.log_at[i];
+		}
+	}
+	pthread_mutex_unlock(&F.lock);
+	assert_int_equal(pair_n, 2);
+	assert_int_equal(other_n, NO); /* each other recipient exactly once */
+	/* The pair-limited message waited for its Retry-After ... */
+	assert_true(pair_at[1] - pair_at[0] >= 1900000);
+	/* ... and nobody else did: all 40 went out well inside those 2 s. */
+	if (last_other - first >= 1000000)
+		fail_msg("the other recipients took %lld us", (long long)(last_other - first));
+	assert_true(last_other < pair_at[1]);
+
+	struct message got = {0};
+	assert_int_equal(t.st->ops->message_get(t.st, NULL, pair.id, &got), 0);
+	assert_int_equal(got.attempts, 2);
+	message_clear(&got);
+	for (int i = 0; i < NO; i++) {
+		assert_int_equal(t.st->ops->message_get(t.st, NULL, other[i].id, &got), 0);
+		assert_int_equal(got.attempts, 1);
+		message_clear(&got);
+		message_clear(&other[i]);
+	}
+	message_clear(&pair);
+	tw_close(&t);
+	MHD_stop_daemon(F.d);
+}
+
+struct timed {
+	atomic_int fired;
+	int64_t at; /* monotonic us when the watch fired */
+	struct dispatch_result r;
+};
+
+static void on_timed(void *arg, const struct dispatch_result *r)
+{
+	struct timed *w = arg;
+	w->r = *r;
+	w->at = hr_mono_us();
+	atomic_store(&w->fired, 1);
+}
+
+static void timed_from_commit(void *arg, int rc, const struct hr_err *err)
+{
+	(void)err;
+	assert_int_equal(rc, 0);
+	void **a = arg;
+	assert_int_equal(dispatcher_watch(a[0], a[1], 3000000, on_timed, a[2]), 0);
+	atomic_store((atomic_int *)a[3], 1);
+}
+
+/* Queues one transactional message the way a sync API send does (the watch
+ * registered in the insert's commit callback) and returns how long it took
+ * from the insert to its first outcome, in us. */
+static int64_t sync_send(struct tw *t, const char *tenant, const char *acct, const char *to,
+                         struct dispatch_result *out)
+{
+	struct message m;
+	mk_for(&m, tenant, acct, to, 0);
+	struct timed w = {0};
+	atomic_int committed = 0;
+	void *args[] = {t->d, m.id, &w, &committed};
+	int64_t t0 = hr_mono_us();
+	assert_int_equal(t->st->ops->message_insert(t->st, &m, 1, NULL, timed_from_commit, args),
+	                 0);
+	while (!atomic_load(&committed))
+		usleep(1000);
+	dispatcher_notify(t->d);
+	/* The watch fires by its own 3 s deadline at the latest. */
+	for (int i = 0; i < 500 && !atomic_load(&w.fired); i++)
+		usleep(10000);
+	assert_true(atomic_load(&w.fired));
+	*out = w.r;
+	message_clear(&m);
+	return w.at - t0;
+}
+
+/*
+ * Issue 6: tenant beta's provider answers slowly (here: not until the test
+ * ends) and beta has 3,000 messages queued. Alone, beta may use the pool
+ * (less the small reserve: 64 / 16 = 4 slots), but tenant alpha's sends must
+ * not wait for beta's provider: each of alpha's sync sends is answered
+ * within 200 ms. Before the fix beta held all 64 slots and alpha's sends
+ * waited for a slot (here: timed out).
+ */
+static void test_slow_tenant_does_not_starve_another(void **state)
+{
+	(void)state;
+	fake_start();
+	slow_start();
+	struct tw t;
+	const struct acct_spec accts[] = {
+	    {"alpha-wa", "alpha", F.port, "1001"},
+	    {"beta-wa", "beta", S.port, "2001"},
+	};
+	tw_open_specs(&t, accts, 2);
+	queue_many(&t, "beta", "beta-wa", "4478", 3000);
+	tw_start_slow(&t, 64);
+	/* Beta alone: the whole pool less the reserve, far beyond its
+	 * per-account (16) and per-tenant (32) floors: work-conserving. */
+	assert_true(slow_wait(60, 20));
+
+	for (int i = 0; i < 5; i++) {
+		char to[32];
+		snprintf(to, sizeof to, "4479000000%02d", i);
+		struct dispatch_result r;
+		int64_t us = sync_send(&t, "alpha", "alpha-wa", to, &r);
+		if (r.rc != 0 || us >= 200000)
+			fail_msg("alpha's send %d: rc %d after %lld us (beta holds %d requests)", i,
+			         r.rc, (long long)us, slow_total());
+		assert_int_equal(r.kind, SEND_OK);
+		print_message("alpha sync send %d: %lld us\n", i, (long long)us);
+	}
+	pthread_mutex_lock(&F.lock);
+	int alpha_seen = F.nlog;
+	pthread_mutex_unlock(&F.lock);
+	assert_int_equal(alpha_seen, 5);
+	/* Beta never got past 60: the reserve stayed for others. */
+	assert_int_equal(slow_total(), 60);
+	assert_int_equal(slow_count("2001"), 60);
+
+	slow_release(); /* beta's provider answers: the dispatcher can drain */
+	tw_close(&t);
+	slow_stop();
+	MHD_stop_daemon(F.d);
+}
+
+/*
+ * Per-tenant shares: tenant beta has four accounts on a slow provider,
+ * tenant alpha one; all have hundreds queued. Per-account shares alone
+ * would give beta 4/5 of the pool; per tenant, beta gets at most half (32
+ * of 64) and alpha the rest but the reserve. Nobody is starved: each of
+ * beta's accounts gets slots, and a third tenant's send still goes at once.
+ */
+static void test_tenant_share(void **state)
+{
+	(void)state;
+	fake_start();
+	slow_start();
+	struct tw t;
+	const struct acct_spec accts[] = {
+	    {"alpha-wa", "alpha", S.port, "1001"}, {"beta-wa1", "beta", S.port, "2001"},
+	    {"beta-wa2", "beta", S.port, "2002"},  {"beta-wa3", "beta", S.port, "2003"},
+	    {"beta-wa4", "beta", S.port, "2004"},  {"gamma-wa", "gamma", F.port, "3001"},
+	};
+	tw_open_specs(&t, accts, 6);
+	queue_many(&t, "alpha", "alpha-wa", "4471", 300);
+	for (int i = 1; i <= 4; i++) {
+		char acct[16], prefix[8];
+		snprintf(acct, sizeof acct, "beta-wa%d", i);
+		snprintf(prefix, sizeof prefix, "447%d", 5 + i);
+		queue_many(&t, "beta", acct, prefix, 300);
+	}
+	tw_start_slow(&t, 64);
+	assert_true(slow_wait(60, 20));
+	/* A send of a third tenant: it must not wait either, and once it is
+	 * answered the dispatcher has had turns enough to claim anything the
+	 * shares allowed, so the counts below are final. */
+	struct dispatch_result r;
+	int64_t us = sync_send(&t, "gamma", "gamma-wa", "447900000099", &r);
+	if (r.rc != 0 || us >= 200000)
+		fail_msg("gamma's send: rc %d after %lld us", r.rc, (long long)us);
+	int alpha = slow_count("1001");
+	int beta = 0, least = 1000;
+	for (int i = 1; i <= 4; i++) {
+		char id[8];
+		snprintf(id, sizeof id, "200%d", i);
+		int n = slow_count(id);
+		beta += n;
+		if (n < least)
+			least = n;
+	}
+	print_message("alpha %d, beta %d (least of its accounts %d), gamma %lld us\n", alpha, beta,
+	              least, (long long)us);
+	assert_int_equal(slow_total(), 60);
+	assert_int_equal(alpha + beta, 60);
+	if (beta > 32 || alpha > 32)
+		fail_msg("tenant shares broken: alpha %d, beta %d of 64", alpha, beta);
+	assert_true(alpha >= 28);
+	assert_true(least >= 1);
+
+	slow_release();
+	tw_close(&t);
+	slow_stop();
+	MHD_stop_daemon(F.d);
+}
+
+/* An account whose adapter builds a URL libcurl refuses (over its 8 MB
+ * limit): the real way to make curl_easy_setopt fail. */
+static struct channel_ops huge_ops;
+
+static int huge_build_send(const struct channel_account *acct, const struct message *m,
+                           struct http_req *out, struct hr_err *err)
+{
+	int rc = channel_whatsapp.build_send(acct, m, out, err);
+	if (rc)
+		return rc;
+	size_t n = 8u * 1024 * 1024 + 16;
+	char *url = malloc(n + 1);
+	if (!url)
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	int p = snprintf(url, n + 1, "http://127.0.0.1:%d/", F.port);
+	memset(url + p, 'a', n - (size_t)p);
+	url[n] = '\0';
+	free(out->url);
+	out->url = url;
+	return 0;
+}
+
+/* The options every provider request carries are each checked: libcurl
+ * refusing one fails the send at once with the option named (it would
+ * recur on every attempt), never sends it half-configured. A provider's
+ * redirect is its answer, never followed. */
+static void test_setopt_failure_and_no_redirects(void **state)
+{
+	(void)state;
+	/* The shared setter on its own. */
+	struct http_req ok = {.url = "http://127.0.0.1:9/x", .body = "{}", .body_len = 2};
+	struct hr_err err = {0};
+	CURL *e = curl_easy_init();
+	assert_non_null(e);
+	assert_int_equal(http_req_setopts(e, &ok, 1000, &err), 0);
+	struct http_req bad = ok;
+	size_t n = 8u * 1024 * 1024 + 16;
+	bad.url = malloc(n + 1);
+	assert_non_null(bad.url);
+	memset(bad.url, 'a', n);
+	bad.url[n] = '\0';
+	assert_int_equal(http_req_setopts(e, &bad, 1000, &err), HR_EINTERNAL);
+	assert_non_null(strstr(err.msg, "libcurl refused CURLOPT_URL: "));
+	free(bad.url);
+	curl_easy_cleanup(e);
+
+	fake_start();
+	const char *moved[] = {"302"};
+	fake_script("447000000302", 1, moved);
+	struct tw t;
+	const char *rates[] = {"1000", "1000"};
+	tw_open(&t, rates, 2);
+	huge_ops = channel_whatsapp;
+	huge_ops.build_send = huge_build_send;
+	struct channel_account *huge = account_set_find(&t.accts, "acct1");
+	assert_non_null(huge);
+	huge->ops = &huge_ops;
+	struct message m[2];
+	mk(&m[0], "acct1", "447000000301", 0);
+	mk(&m[1], "acct0", "447000000302", 0);
+	insert(&t, m, 2);
+	tw_start(&t, 8);
+	assert_int_equal(wait_status(&t, m[0].id, MSG_FAILED, 10), MSG_FAILED);
+	assert_int_equal(wait_status(&t, m[1].id, MSG_FAILED, 10), MSG_FAILED);
+	struct message got = {0};
+	assert_int_equal(t.st->ops->message_get(t.st, NULL, m[0].id, &got), 0);
+	assert_int_equal(got.attempts, 1); /* not retried: it would fail again */
+	assert_string_equal(got.error_code, "internal");
+	assert_non_null(strstr(got.error_text, "libcurl refused CURLOPT_URL"));
+	message_clear(&got);
+	assert_int_equal(t.st->ops->message_get(t.st, NULL, m[1].id, &got), 0);
+	assert_int_equal(got.attempts, 1);
+	assert_string_equal(got.error_code, "http_302");
+	message_clear(&got);
+	pthread_mutex_lock(&F.lock);
+	int seen = F.nlog;
+	pthread_mutex_unlock(&F.lock);
+	/* The 302 was answered once and not followed; the huge URL never went. */
+	assert_int_equal(seen, 1);
+	assert_string_equal(F.log_to[0], "447000000302");
+	for (int i = 0; i < 2; i++)
+		message_clear(&m[i]);
+	tw_close(&t);
+	MHD_stop_daemon(F.d);
+}
+
 struct waited {
 	atomic_int fired;
 	struct dispatch_result r;
@@ -479,7 +1009,8 @@ static void test_suppressed_not_sent(void **state)
 	tw_open(&t, rates, 1);
 	struct hr_err err = {0};
 	assert_int_equal(t.st->ops->suppression_put(t.st, "t1", "whatsapp", "447000000066",
-	                                            "inbound STOP", &err), 0);
+	                                            "inbound STOP", &err),
+	                 0);
 	tw_start(&t, 8);
 	struct message m;
 	mk(&m, "acct0", "447000000066", 0);
@@ -540,10 +1071,16 @@ int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_transient_then_ok),     cmocka_unit_test(test_429_retry_after),
-	    cmocka_unit_test(test_priority_and_fairness), cmocka_unit_test(test_sync_watch),
+	    cmocka_unit_test(test_transient_then_ok),
+	    cmocka_unit_test(test_429_retry_after),
+	    cmocka_unit_test(test_priority_and_fairness),
+	    cmocka_unit_test(test_sync_watch),
 	    cmocka_unit_test(test_lease_expiry_resend),
 	    cmocka_unit_test(test_suppressed_not_sent),
+	    cmocka_unit_test(test_pair_rate_limit_one_recipient),
+	    cmocka_unit_test(test_setopt_failure_and_no_redirects),
+	    cmocka_unit_test(test_slow_tenant_does_not_starve_another),
+	    cmocka_unit_test(test_tenant_share),
 	};
 	int rc = cmocka_run_group_tests_name("dispatch", tests, NULL, NULL);
 	curl_global_cleanup();

@@ -2194,7 +2194,8 @@ static void test_claim_suppressed(void **state)
 		struct message g = msg_of(st, gone[i]);
 		assert_int_equal(g.status, MSG_SUPPRESSED);
 		assert_string_equal(g.error_text, "inbound STOP");
-		assert_string_equal(g.error_code, "");
+		/* The API shows this code: a stable one, never "" (issue 8c). */
+		assert_string_equal(g.error_code, "suppressed");
 		assert_int_equal(g.attempts, 0); /* nothing was attempted */
 		assert_int_equal(g.lease_until, 0);
 		message_clear(&g);
@@ -2230,6 +2231,23 @@ static void test_claim_suppressed(void **state)
 	assert_int_equal(n, 1);
 	assert_string_equal(out[0].id, later);
 	message_clear(&out[0]);
+
+	/* A suppression without a reason (the API allows "") still gives the
+	 * message a code and a message to show, stored and returned alike. */
+	assert_int_equal(st->ops->suppression_put(st, "t1", "sms", "+15550003", "", &err), 0);
+	char quiet[27];
+	queue_to(st, "t1", "sms1", "sms", "+15550003", now - SEC, quiet);
+	assert_int_equal(st->ops->claim(st, "sms1", now, 30 * SEC, 8, out, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(out[0].status, MSG_SUPPRESSED);
+	assert_string_equal(out[0].error_code, "suppressed");
+	assert_string_equal(out[0].error_text, "the recipient opted out");
+	message_clear(&out[0]);
+	struct message g = msg_of(st, quiet);
+	assert_int_equal(g.status, MSG_SUPPRESSED);
+	assert_string_equal(g.error_code, "suppressed");
+	assert_string_equal(g.error_text, "the recipient opted out");
+	message_clear(&g);
 }
 
 /* Claims one message of the account (the only one due) and returns its attempt. */

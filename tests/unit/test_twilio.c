@@ -898,6 +898,27 @@ static void test_parse_malformed(void **state)
 	channel_account_free(a);
 }
 
+/* Twilio reads a webhook's answer as TwiML: every accepted callback and
+ * inbound message is answered with the empty <Response/> as text/xml (JSON
+ * makes Twilio log error 12300 per request). The other channels keep the
+ * default answer (NULL: "{}" as application/json). */
+static void test_webhook_answer(void **state)
+{
+	(void)state;
+	const struct channel_ops *ops = channel_find("sms");
+	assert_non_null(ops);
+	assert_non_null(ops->webhook_answer);
+	assert_string_equal(ops->webhook_answer->content_type, "text/xml");
+	assert_string_equal(ops->webhook_answer->body,
+	                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>");
+	const char *others[] = {"whatsapp", "rcs", "telegram"};
+	for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+		const struct channel_ops *o = channel_find(others[i]);
+		assert_non_null(o);
+		assert_null(o->webhook_answer);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -915,6 +936,7 @@ int main(void)
 	    cmocka_unit_test(test_optout_keywords),
 	    cmocka_unit_test(test_parse_inbound_mms_and_shortcode),
 	    cmocka_unit_test(test_parse_malformed),
+	    cmocka_unit_test(test_webhook_answer),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -1145,6 +1145,12 @@ static void test_parse_send_table(void **state)
 			         (long long)cases[i].retry_us);
 		if (o.account_blocked != cases[i].blocked)
 			fail_msg("case %zu: blocked %d", i, o.account_blocked);
+		/* Only the pair rate limit (131056) is about one recipient: the
+		 * account's other recipients must keep sending. */
+		bool pair = strcmp(cases[i].code, "131056") == 0;
+		if (o.recipient_rate_limited != pair)
+			fail_msg("case %zu: recipient_rate_limited %d, want %d", i,
+			         o.recipient_rate_limited, pair);
 		if (cases[i].cls == OUTCOME_OK)
 			assert_true(strncmp(o.provider_id, "wamid.", 6) == 0);
 		else
