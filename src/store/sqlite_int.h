@@ -21,6 +21,7 @@
 
 #include <sqlite3.h>
 
+#include "store/lifecycle.h"
 #include "store/store.h"
 
 /* ---- migrations (sqlite_schema.c) ---- */
@@ -37,13 +38,12 @@ enum sq_wslot {
 	W_ITEM_SAVEPOINT, W_ITEM_RELEASE, W_ITEM_ROLLBACK_TO,
 	W_TENANT_UPSERT, W_APIKEY_PUT, W_APIKEY_PRUNE, W_INBOX_PRUNE, W_IDEM_PRUNE, W_ACCOUNT_UPSERT, W_TEMPLATE_UPSERT,
 	W_MSG_INSERT, W_EVENT_INSERT, W_IDEM_INSERT,
-	W_CLAIM, W_MSG_STATE, W_RESULT_OK, W_RESULT_RETRY, W_RESULT_FAILED, W_RESULT_STALE,
-	W_REQUEUE_EVENTS, W_REQUEUE,
+	W_CLAIM, W_MSG_STATE, W_LC_UPDATE_ROWID, W_LC_UPDATE_ID, W_LEASE_EXPIRED,
 	W_INBOX_INSERT, W_INBOX_STATE, W_INBOX_MARK,
-	W_MSG_BY_PROVIDER, W_MSG_SET_STATUS, W_INBOUND_INSERT, W_EVENT_SEEN,
+	W_MSG_BY_PROVIDER, W_INBOUND_INSERT, W_EVENT_SEEN,
 	W_SUPP_PUT, W_SUPP_DELETE, W_SUPP_GET, W_SUPP_ANY,
 	W_ALIAS_PUT, W_ALIAS_REPOINT, W_ALIAS_GET, W_ALIAS_ANY, W_ALIAS_DELETE,
-	W_MSG_SUPPRESSED, W_MSG_RECIPIENT, W_ACCOUNT_TENANT,
+	W_ACCOUNT_TENANT,
 	W__COUNT
 };
 
@@ -63,13 +63,6 @@ struct sq_reader {
 	sqlite3 *db;
 	sqlite3_stmt *st[R__COUNT];
 	sqlite3_stmt *list[SQ_LIST_VARIANTS];
-};
-
-/* A growable text buffer for audit-event JSON, owned by the writer thread. */
-struct sq_json {
-	char *buf;
-	size_t len, cap;
-	bool oom;
 };
 
 struct sq_store;
@@ -108,7 +101,7 @@ struct sq_store {
 	/* writer */
 	sqlite3 *wdb;
 	sqlite3_stmt *ws[W__COUNT];
-	struct sq_json json;
+	struct ev_json json;
 	pthread_t writer;
 	bool writer_running;
 
@@ -173,13 +166,6 @@ char *sq_col_dup(sqlite3_stmt *st, int col, bool *oom);
  */
 char *sq_utf8_dup(const char *s, bool *oom);
 
-/* JSON object building into s->json (escapes, replaces invalid UTF-8). */
-void sq_json_begin(struct sq_json *j);
-void sq_json_str(struct sq_json *j, const char *key, const char *val);
-void sq_json_int(struct sq_json *j, const char *key, int64_t val);
-void sq_json_bool(struct sq_json *j, const char *key, bool val);
-/* Closes the object; returns the text (valid until the next begin) or NULL on OOM. */
-const char *sq_json_end(struct sq_json *j);
 
 /* Inserts one audit event through the writer's statement. detail may be NULL;
  * inbox_id is the webhook_inbox row a webhook event came from, 0 for none. */

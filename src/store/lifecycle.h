@@ -1,0 +1,226 @@
+/*
+ * lifecycle.h - the rules of a message's life, written once above every
+ * store backend, and the small transaction interface a backend fills for
+ * them (the shape of sqlite3_io_methods: a struct of functions over an
+ * opaque handle).
+ *
+ * What lives in lifecycle.c, whatever the database: attempt fencing of send
+ * outcomes, the status precedence of webhooks (status_decide), READ implying
+ * DELIVERED, suppression screening and alias rewriting at claim, lease
+ * expiry (requeue, or UNKNOWN on the last attempt), opt-out/opt-in and
+ * auto-replies from inbound messages, the inbox's retry schedule, and the
+ * audit event that goes with every change. Every status change of a message
+ * goes through lc_transition (claims, whose QUEUED -> SENDING is one
+ * statement in the backend, report theirs through lc_claimed), so counters
+ * and hooks added later have exactly one place to live.
+ *
+ * What a backend does: run a function inside one transaction (grouping as
+ * it likes, each run in its own savepoint so one failing run costs only
+ * itself), and store, find and claim rows through struct store_tx_ops. It
+ * decides nothing.
+ *
+ * Nothing outside src/store/ includes this.
+ */
+#ifndef HR_STORE_LIFECYCLE_H
+#define HR_STORE_LIFECYCLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "herald.h"
+#include "store/store.h"
+
+/* ---- audit-event details (evjson.c) ---- */
+
+/* A growable text buffer for one JSON object at a time. */
+struct ev_json {
+	char *buf;
+	size_t len, cap;
+	bool oom;
+};
+/* Object building: keys and values escaped, invalid UTF-8 as U+FFFD. */
+void ev_json_begin(struct ev_json *j);
+void ev_json_str(struct ev_json *j, const char *key, const char *val);
+void ev_json_int(struct ev_json *j, const char *key, int64_t val);
+void ev_json_bool(struct ev_json *j, const char *key, bool val);
+/* Closes the object; the text (valid until the next begin) or NULL on OOM. */
+const char *ev_json_end(struct ev_json *j);
+
+/* ---- what the rules see of a message ---- */
+
+struct lc_msg {
+	int64_t key; /* the backend's handle for the row (SQLite's rowid) */
+	char id[HR_ID_LEN + 1];
+	char tenant_id[HR_NAME_MAX];
+	char account_id[HR_NAME_MAX];
+	char channel[16];
+	char recipient[HR_ADDR_MAX];
+	enum msg_status status;
+	int attempts;
+	int max_attempts; /* 0 = the default (LC_MAX_ATTEMPTS_DEFAULT) */
+	bool has_provider_id;
+	int64_t lease_until;
+};
+
+#define LC_MAX_ATTEMPTS_DEFAULT 8
+
+/* Which fields an update writes (lc_update.set). */
+enum {
+	LC_SET_STATUS = 1 << 0,          /* status; lease_until becomes 0 */
+	LC_SET_PROVIDER_ID = 1 << 1,     /* provider_id when given ("" keeps it) */
+	LC_SET_ERROR = 1 << 2,           /* error_code/error_text ("" -> NULL) */
+	LC_KEEP_ERROR = 1 << 3,          /* with LC_SET_ERROR: "" keeps the old value */
+	LC_SET_DUE = 1 << 4,             /* due_at */
+	LC_SET_RECIPIENT = 1 << 5,       /* recipient */
+	LC_GIVE_BACK_ATTEMPT = 1 << 6,   /* attempts - 1 (never below 0) */
+	LC_PROVIDER_ID_IF_NONE = 1 << 7, /* provider_id only where it is NULL */
+};
+
+struct lc_update {
+	unsigned set;
+	enum msg_status status;
+	const char *provider_id;
+	const char *error_code, *error_text;
+	int64_t due_at;
+	const char *recipient;
+};
+
+/* One audit-trail entry for a message. */
+struct lc_event {
+	const char *type;   /* "sent", "retry", "webhook_status", ... */
+	const char *source; /* "dispatcher", "webhook", "reconciler", "api" */
+	int status;         /* resulting or reported status, -1 for none */
+	bool applied;
+	int64_t provider_at;
+	const char *detail; /* JSON object text or NULL */
+	int64_t inbox_id;   /* the webhook row it came from, 0 for none */
+};
+
+/* An inbound reply as stored (texts already valid UTF-8). */
+struct lc_inbound {
+	const char *tenant_id; /* NULL: the account's tenant */
+	const char *account_id;
+	const char *message_id; /* the message it answers, NULL if none */
+	const char *provider_msg_id, *from, *kind, *text, *payload;
+	int64_t provider_at, received_at;
+};
+
+/* ---- the backend's side: one open transaction ---- */
+
+struct store_tx;
+
+struct store_tx_ops {
+	/* The clock of this transaction (us): what leases, due times and
+	 * event times are measured against. */
+	int64_t (*now)(struct store_tx *tx);
+	/* The transaction's error slot, named and filled by every call that
+	 * fails; callers read it for the message. */
+	struct hr_err *(*err)(struct store_tx *tx);
+	/* A scratch JSON builder for event details, owned by the transaction. */
+	struct ev_json *(*json)(struct store_tx *tx);
+
+	/* Per-item isolation inside the transaction: mark, then keep or undo
+	 * what was written since. */
+	int (*item_begin)(struct store_tx *tx);
+	int (*item_end)(struct store_tx *tx, bool keep);
+	/* False once the backend lost the whole transaction (only aborting
+	 * is left). */
+	bool (*alive)(struct store_tx *tx);
+
+	/* Messages. HR_ENOTFOUND when absent. */
+	int (*msg_get)(struct store_tx *tx, const char *id, struct lc_msg *out);
+	/* The account's message the provider calls provider_id: 1 found, 0 not. */
+	int (*msg_by_provider)(struct store_tx *tx, const char *account_id, const char *provider_id,
+	                       struct lc_msg *out);
+	int (*msg_update)(struct store_tx *tx, const struct lc_msg *m, const struct lc_update *u);
+	/* One row, status QUEUED (no event: the caller records it). */
+	int (*msg_insert)(struct store_tx *tx, const struct message *m);
+	/* Up to limit QUEUED messages of the account due by now, lowest
+	 * priority value, then due_at, then id first: set SENDING, attempts + 1,
+	 * lease_until given, returned whole in out[] (caller's limit entries). */
+	int (*claim)(struct store_tx *tx, const char *account_id, int64_t now, int64_t lease_until,
+	             int limit, struct message *out, size_t *n);
+	/* Up to limit SENDING messages whose lease ended before now. */
+	int (*lease_expired)(struct store_tx *tx, int64_t now, int limit, struct lc_msg *out,
+	                     size_t *n);
+	int (*event_insert)(struct store_tx *tx, const char *message_id, const struct lc_event *e);
+	/* 1 if the inbox row already recorded this webhook status for the
+	 * message, 0 if not. */
+	int (*event_seen)(struct store_tx *tx, const char *message_id, int64_t inbox_id,
+	                  enum msg_status status);
+
+	/* Suppression list and recipient aliases. */
+	int (*supp_any)(struct store_tx *tx, const char *tenant_id, const char *channel);
+	/* 1 and the reason (reason_size bytes) if suppressed, 0 if not. */
+	int (*supp_reason)(struct store_tx *tx, const char *tenant_id, const char *channel,
+	                   const char *recipient, char *reason, size_t reason_size);
+	int (*supp_put)(struct store_tx *tx, const char *tenant_id, const char *channel,
+	                const char *recipient, const char *reason);
+	int (*supp_delete)(struct store_tx *tx, const char *tenant_id, const char *channel,
+	                   const char *recipient);
+	int (*alias_any)(struct store_tx *tx, const char *account_id);
+	/* 1 and the new address if old moved, 0 if not. */
+	int (*alias_get)(struct store_tx *tx, const char *account_id, const char *old,
+	                 char new_addr[HR_ADDR_MAX]);
+	int (*alias_put)(struct store_tx *tx, const char *account_id, const char *old,
+	                 const char *new_addr);
+
+	/* Webhooks. The account's tenant and channel: 1 found, 0 unknown. */
+	int (*account_of)(struct store_tx *tx, const char *account_id, char tenant[HR_NAME_MAX],
+	                  char channel[16]);
+	/* 1 stored now, 0 already stored (same account and provider id). */
+	int (*inbound_insert)(struct store_tx *tx, const struct lc_inbound *in);
+	/* The inbox row's receipt time, attempts so far and channel: 1, or 0
+	 * when the row is gone. */
+	int (*inbox_state)(struct store_tx *tx, int64_t id, int64_t *received_at, int *attempts,
+	                   char channel[16]);
+	/* next_try_at 0 keeps the old value; error NULL clears it. */
+	int (*inbox_mark)(struct store_tx *tx, int64_t id, int state, int attempts,
+	                  int64_t next_try_at, const char *error);
+};
+
+struct store_tx {
+	const struct store_tx_ops *ops;
+};
+
+/* A function run inside one backend transaction; 0 commits it (with the
+ * others of its group), an HR_E* code rolls back what it wrote. */
+typedef int (*lc_tx_fn)(struct store_tx *tx, void *ctx);
+
+/* What a backend gives the rules: a way to run a function in a
+ * transaction. ctx (ctx_size bytes) is borrowed when cb is NULL (the call
+ * blocks until committed); with cb it is copied and cb(arg, rc, err) is
+ * called after the commit, as for every store write (store.h). */
+struct lc_backend {
+	int (*run)(struct store *st, lc_tx_fn fn, void *ctx, size_t ctx_size, store_done_fn cb,
+	           void *arg, struct hr_err *err);
+};
+
+/* ---- the rules: store_ops entries every backend shares ---- */
+
+/* The one place a message's status changes: writes u (which must set
+ * LC_SET_STATUS) and the event that says why, and keeps *m current. */
+int lc_transition(struct store_tx *tx, struct lc_msg *m, const struct lc_update *u,
+                  const struct lc_event *ev);
+/* The backend's claim statement moved these from QUEUED to SENDING. */
+void lc_claimed(struct store_tx *tx, const struct message *msgs, size_t n);
+
+int lc_claim(const struct lc_backend *b, struct store *st, const char *account_id, int64_t now,
+             int64_t lease_us, int limit, struct message *out, size_t *n);
+int lc_record_results(const struct lc_backend *b, struct store *st, const struct send_result *r,
+                      size_t n, store_done_fn cb, void *arg);
+int lc_requeue_expired(const struct lc_backend *b, struct store *st, int64_t now, int *n);
+int lc_apply_inbox(const struct lc_backend *b, struct store *st, const struct inbox_parsed *rows,
+                   size_t n, int64_t now, struct apply_stats *stats);
+
+/* Inbox row states (webhook_inbox.state). */
+enum {
+	INBOX_NEW = 0,
+	INBOX_DONE = 1,
+	INBOX_RETRY = 2,
+	INBOX_FAILED = 3,
+	INBOX_ORPHAN = 4,
+};
+
+#endif

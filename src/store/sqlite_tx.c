@@ -1,0 +1,483 @@
+/*
+ * sqlite_tx.c - the SQLite backend's side of lifecycle.h: lifecycle
+ * functions run as writer jobs (inside the group transaction, each in its
+ * own savepoint), and struct store_tx_ops over the writer's connection and
+ * cached statements. Storage only: every decision is lifecycle.c's.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/sqlite_int.h"
+
+/* A lifecycle function as a writer job. The context follows the struct for
+ * async jobs (copied with it); blocking jobs point at the caller's. */
+struct job_lc {
+	struct sq_job j;
+	lc_tx_fn fn;
+	void *ctx;
+	bool ctx_inline;
+};
+
+/* The transaction handle lifecycle sees: the store and the running job. */
+struct sq_tx {
+	struct store_tx base;
+	struct sq_store *s;
+	struct sq_job *j;
+	int64_t now;
+};
+
+static const struct store_tx_ops sq_tx_ops;
+
+static int run_lc(struct sq_store *s, struct sq_job *j)
+{
+	struct job_lc *l = (struct job_lc *)j;
+	struct sq_tx tx = {.base = {.ops = &sq_tx_ops}, .s = s, .j = j, .now = hr_now_us()};
+	void *ctx = l->ctx_inline ? (void *)(l + 1) : l->ctx;
+	return l->fn(&tx.base, ctx);
+}
+
+static int sq_lc_run(struct store *st, lc_tx_fn fn, void *ctx, size_t ctx_size, store_done_fn cb,
+                     void *arg, struct hr_err *err)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	if (!cb) {
+		struct job_lc l = {.j = {.run = run_lc}, .fn = fn, .ctx = ctx};
+		return sq_run_blocking(s, &l.j, err);
+	}
+	size_t size = sizeof(struct job_lc) + ctx_size;
+	struct job_lc *l = calloc(1, size);
+	if (!l)
+		return HR_ENOMEM;
+	l->j.run = run_lc;
+	l->fn = fn;
+	l->ctx_inline = true;
+	memcpy(l + 1, ctx, ctx_size);
+	int rc = sq_run_async(s, &l->j, size, cb, arg);
+	free(l);
+	return rc;
+}
+
+const struct lc_backend sq_lc_backend = {.run = sq_lc_run};
+
+/* ---------------------------------------------------------------------------
+ * The transaction's primitives.
+ * ------------------------------------------------------------------------- */
+
+#define TX(t) ((struct sq_tx *)(t))
+#define S(t) (TX(t)->s)
+#define E(t) (&TX(t)->j->err)
+
+static int64_t tx_now(struct store_tx *t)
+{
+	return TX(t)->now;
+}
+
+static struct hr_err *tx_err(struct store_tx *t)
+{
+	return E(t);
+}
+
+static struct ev_json *tx_json(struct store_tx *t)
+{
+	return &S(t)->json;
+}
+
+static int tx_item_begin(struct store_tx *t)
+{
+	if (sq_wexec(S(t), W_ITEM_SAVEPOINT, "SAVEPOINT item") != SQLITE_OK)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "savepoint");
+	return 0;
+}
+
+static int tx_item_end(struct store_tx *t, bool keep)
+{
+	if (!keep && sq_wexec(S(t), W_ITEM_ROLLBACK_TO, "ROLLBACK TO item") != SQLITE_OK)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "savepoint");
+	if (sq_wexec(S(t), W_ITEM_RELEASE, "RELEASE item") != SQLITE_OK)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "savepoint");
+	return 0;
+}
+
+static bool tx_alive(struct store_tx *t)
+{
+	/* Autocommit again inside a job: SQLite rolled the transaction back. */
+	return !sqlite3_get_autocommit(S(t)->wdb);
+}
+
+/* Reads the lc_msg columns (rowid first) of a statement's current row. */
+#define LC_MSG_COLS                                                                                \
+	"rowid, id, tenant_id, account_id, channel, recipient, status, attempts, max_attempts,"    \
+	" provider_id IS NOT NULL, lease_until"
+
+static void row_lc_msg(sqlite3_stmt *q, struct lc_msg *m)
+{
+	memset(m, 0, sizeof *m);
+	m->key = sqlite3_column_int64(q, 0);
+	sq_col_copy(q, 1, m->id, sizeof m->id);
+	sq_col_copy(q, 2, m->tenant_id, sizeof m->tenant_id);
+	sq_col_copy(q, 3, m->account_id, sizeof m->account_id);
+	sq_col_copy(q, 4, m->channel, sizeof m->channel);
+	sq_col_copy(q, 5, m->recipient, sizeof m->recipient);
+	m->status = (enum msg_status)sqlite3_column_int(q, 6);
+	m->attempts = sqlite3_column_int(q, 7);
+	m->max_attempts = sqlite3_column_int(q, 8);
+	m->has_provider_id = sqlite3_column_int(q, 9) != 0;
+	m->lease_until = sqlite3_column_int64(q, 10);
+}
+
+static int tx_msg_get(struct store_tx *t, const char *id, struct lc_msg *out)
+{
+	sqlite3_stmt *q =
+	    sq_wstmt(S(t), W_MSG_STATE, "SELECT " LC_MSG_COLS " FROM message WHERE id = ?1");
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "message");
+	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+	int src = sqlite3_step(q);
+	if (src == SQLITE_ROW)
+		row_lc_msg(q, out);
+	sqlite3_reset(q);
+	if (src == SQLITE_ROW)
+		return 0;
+	if (src == SQLITE_DONE)
+		return hr_fail(E(t), HR_ENOTFOUND, "message_id", "no message %s", id);
+	return sq_fail(S(t)->wdb, src, E(t), "message");
+}
+
+static int tx_msg_by_provider(struct store_tx *t, const char *account_id, const char *provider_id,
+                              struct lc_msg *out)
+{
+	sqlite3_stmt *q = sq_wstmt(S(t), W_MSG_BY_PROVIDER,
+	                           "SELECT " LC_MSG_COLS " FROM message"
+	                           " WHERE account_id = ?1 AND provider_id = ?2 LIMIT 1");
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "message");
+	sqlite3_bind_text(q, 1, account_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, provider_id, -1, SQLITE_STATIC);
+	int src = sqlite3_step(q);
+	if (src == SQLITE_ROW)
+		row_lc_msg(q, out);
+	sqlite3_reset(q);
+	if (src == SQLITE_ROW)
+		return 1;
+	return src == SQLITE_DONE ? 0 : sq_fail(S(t)->wdb, src, E(t), "message");
+}
+
+/*
+ * One statement for every update lifecycle makes: each optional part is
+ * switched by a flag parameter, so the statement is prepared once. The row
+ * is found by rowid when lifecycle read it through this backend, else by id.
+ */
+static int tx_msg_update(struct store_tx *t, const struct lc_msg *m, const struct lc_update *u)
+{
+#define SQ_UPDATE_SET                                                                              \
+	"UPDATE message SET"                                                                       \
+	" status = iif(?2, ?3, status),"                                                           \
+	" lease_until = iif(?2, 0, lease_until),"                                                  \
+	" provider_id = CASE WHEN ?4 = 1 THEN coalesce(?5, provider_id)"                           \
+	"  WHEN ?4 = 2 THEN coalesce(provider_id, ?5) ELSE provider_id END,"                       \
+	" error_code = CASE WHEN ?6 = 1 THEN ?7 WHEN ?6 = 2 THEN coalesce(?7, error_code)"         \
+	"  ELSE error_code END,"                                                                   \
+	" error_text = CASE WHEN ?6 = 1 THEN ?8 WHEN ?6 = 2 THEN coalesce(?8, error_text)"         \
+	"  ELSE error_text END,"                                                                   \
+	" due_at = iif(?9, ?10, due_at),"                                                          \
+	" recipient = coalesce(?11, recipient),"                                                   \
+	" attempts = iif(?12, max(attempts - 1, 0), attempts),"                                    \
+	" updated_at = ?13"
+	/* By rowid when lifecycle read the row through this backend, else by id;
+	 * each optional part is switched by a flag parameter, so there are two
+	 * prepared statements in all. */
+	sqlite3_stmt *st =
+	    m->key >= 0 ? sq_wstmt(S(t), W_LC_UPDATE_ROWID, SQ_UPDATE_SET " WHERE rowid = ?1")
+	                : sq_wstmt(S(t), W_LC_UPDATE_ID, SQ_UPDATE_SET " WHERE id = ?14");
+#undef SQ_UPDATE_SET
+	if (!st)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "message");
+	unsigned f = u->set;
+	if (m->key >= 0)
+		sqlite3_bind_int64(st, 1, m->key);
+	else
+		sqlite3_bind_text(st, 14, m->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, (f & LC_SET_STATUS) != 0);
+	sqlite3_bind_int(st, 3, (int)u->status);
+	sqlite3_bind_int(st, 4,
+	                 (f & LC_PROVIDER_ID_IF_NONE) ? 2
+	                 : (f & LC_SET_PROVIDER_ID)   ? 1
+	                                              : 0);
+	sq_bind_opt(st, 5, u->provider_id);
+	sqlite3_bind_int(st, 6, !(f & LC_SET_ERROR) ? 0 : (f & LC_KEEP_ERROR) ? 2 : 1);
+	sq_bind_opt(st, 7, u->error_code);
+	sq_bind_opt(st, 8, u->error_text);
+	sqlite3_bind_int(st, 9, (f & LC_SET_DUE) != 0);
+	sqlite3_bind_int64(st, 10, u->due_at);
+	sq_bind_opt(st, 11, (f & LC_SET_RECIPIENT) ? u->recipient : NULL);
+	sqlite3_bind_int(st, 12, (f & LC_GIVE_BACK_ATTEMPT) != 0);
+	sqlite3_bind_int64(st, 13, TX(t)->now);
+	return sq_step_done(S(t), st, E(t), "message");
+}
+
+static int tx_msg_insert(struct store_tx *t, const struct message *m)
+{
+	return sq_message_row_insert(S(t), m, TX(t)->now, E(t));
+}
+
+static int tx_claim(struct store_tx *t, const char *account_id, int64_t now, int64_t lease_until,
+                    int limit, struct message *out, size_t *n)
+{
+	*n = 0;
+	sqlite3_stmt *st = sq_wstmt(S(t), W_CLAIM,
+	                            "UPDATE message SET status = 1, attempts = attempts + 1,"
+	                            " lease_until = ?3, updated_at = ?2"
+	                            " WHERE id IN (SELECT id FROM message WHERE status = 0"
+	                            "  AND account_id = ?1 AND due_at <= ?2"
+	                            "  ORDER BY priority, due_at, id LIMIT ?4)"
+	                            " RETURNING " SQ_MSG_COLS);
+	if (!st)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "claim");
+	sqlite3_bind_text(st, 1, account_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_int64(st, 3, lease_until);
+	sqlite3_bind_int(st, 4, limit);
+	int src, rc = 0;
+	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n >= (size_t)limit)
+			continue; /* cannot happen: LIMIT bounds the update */
+		if ((rc = sq_row_message(st, 0, &out[*n])))
+			break;
+		(*n)++;
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = sq_fail(S(t)->wdb, src, E(t), "claim");
+	else if (rc)
+		hr_fail(E(t), rc, "claim", "out of memory");
+	sqlite3_reset(st);
+	return rc;
+}
+
+static int tx_lease_expired(struct store_tx *t, int64_t now, int limit, struct lc_msg *out,
+                            size_t *n)
+{
+	*n = 0;
+	/* Walks the partial index of SENDING rows by lease_until. */
+	sqlite3_stmt *q = sq_wstmt(S(t), W_LEASE_EXPIRED,
+	                           "SELECT " LC_MSG_COLS " FROM message"
+	                           " WHERE status = 1 AND lease_until < ?1 LIMIT ?2");
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "message");
+	sqlite3_bind_int64(q, 1, now);
+	sqlite3_bind_int(q, 2, limit);
+	int src;
+	while ((src = sqlite3_step(q)) == SQLITE_ROW && *n < (size_t)limit)
+		row_lc_msg(q, &out[(*n)++]);
+	sqlite3_reset(q);
+	if (src != SQLITE_ROW && src != SQLITE_DONE)
+		return sq_fail(S(t)->wdb, src, E(t), "message");
+	return 0;
+}
+
+static int tx_event_insert(struct store_tx *t, const char *message_id, const struct lc_event *e)
+{
+	return sq_event_insert(S(t), message_id, TX(t)->now, e->provider_at, e->type, e->source,
+	                       e->status, e->applied, e->detail, e->inbox_id, E(t));
+}
+
+static int tx_event_seen(struct store_tx *t, const char *message_id, int64_t inbox_id,
+                         enum msg_status status)
+{
+	sqlite3_stmt *q = sq_wstmt(S(t), W_EVENT_SEEN,
+	                           "SELECT 1 FROM message_event WHERE message_id = ?1"
+	                           " AND inbox_id = ?2 AND status = ?3"
+	                           " AND type = 'webhook_status' LIMIT 1");
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "message_event");
+	sqlite3_bind_text(q, 1, message_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, inbox_id);
+	sqlite3_bind_int(q, 3, (int)status);
+	int src = sqlite3_step(q);
+	sqlite3_reset(q);
+	if (src == SQLITE_ROW)
+		return 1;
+	return src == SQLITE_DONE ? 0 : sq_fail(S(t)->wdb, src, E(t), "message_event");
+}
+
+static int tx_supp_any(struct store_tx *t, const char *tenant_id, const char *channel)
+{
+	return sq_supp_any(S(t), tenant_id, channel, E(t));
+}
+
+static int tx_supp_reason(struct store_tx *t, const char *tenant_id, const char *channel,
+                          const char *recipient, char *reason, size_t reason_size)
+{
+	char r[SQ_REASON_MAX];
+	int rc = sq_supp_reason(S(t), tenant_id, channel, recipient, r, E(t));
+	if (rc == 1)
+		hr_strlcpy(reason, r, reason_size);
+	return rc;
+}
+
+static int tx_supp_put(struct store_tx *t, const char *tenant_id, const char *channel,
+                       const char *recipient, const char *reason)
+{
+	return sq_supp_put(S(t), tenant_id, channel, recipient, reason, TX(t)->now, E(t));
+}
+
+static int tx_supp_delete(struct store_tx *t, const char *tenant_id, const char *channel,
+                          const char *recipient)
+{
+	return sq_supp_delete(S(t), tenant_id, channel, recipient, NULL, E(t));
+}
+
+static int tx_alias_any(struct store_tx *t, const char *account_id)
+{
+	return sq_alias_any(S(t), account_id, E(t));
+}
+
+static int tx_alias_get(struct store_tx *t, const char *account_id, const char *old,
+                        char new_addr[HR_ADDR_MAX])
+{
+	return sq_alias_get(S(t), account_id, old, new_addr, E(t));
+}
+
+static int tx_alias_put(struct store_tx *t, const char *account_id, const char *old,
+                        const char *new_addr)
+{
+	return sq_alias_put(S(t), account_id, old, new_addr, TX(t)->now, E(t));
+}
+
+static int tx_account_of(struct store_tx *t, const char *account_id, char tenant[HR_NAME_MAX],
+                         char channel[16])
+{
+	sqlite3_stmt *q = sq_wstmt(S(t), W_ACCOUNT_TENANT,
+	                           "SELECT tenant_id, channel FROM channel_account WHERE id = ?1");
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "channel_account");
+	sqlite3_bind_text(q, 1, account_id, -1, SQLITE_STATIC);
+	int src = sqlite3_step(q);
+	if (src == SQLITE_ROW) {
+		sq_col_copy(q, 0, tenant, HR_NAME_MAX);
+		sq_col_copy(q, 1, channel, 16);
+	}
+	sqlite3_reset(q);
+	if (src == SQLITE_ROW)
+		return 1;
+	return src == SQLITE_DONE ? 0 : sq_fail(S(t)->wdb, src, E(t), "channel_account");
+}
+
+static int tx_inbound_insert(struct store_tx *t, const struct lc_inbound *in)
+{
+	sqlite3_stmt *st = sq_wstmt(
+	    S(t), W_INBOUND_INSERT,
+	    "INSERT OR IGNORE INTO inbound(tenant_id, account_id, message_id, provider_msg_id,"
+	    " sender, kind, text, payload, provider_at, received_at)"
+	    " VALUES(coalesce(?1, (SELECT tenant_id FROM channel_account WHERE id = ?2)),"
+	    " ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+	if (!st)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "inbound");
+	sq_bind_opt(st, 1, in->tenant_id);
+	sqlite3_bind_text(st, 2, in->account_id, -1, SQLITE_STATIC);
+	sq_bind_opt(st, 3, in->message_id);
+	sqlite3_bind_text(st, 4, in->provider_msg_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, in->from, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, in->kind, -1, SQLITE_STATIC);
+	sq_bind_opt(st, 7, in->text);
+	sq_bind_opt(st, 8, in->payload);
+	sqlite3_bind_int64(st, 9, in->provider_at);
+	sqlite3_bind_int64(st, 10, in->received_at);
+	int rc = sq_step_done(S(t), st, E(t), "inbound");
+	if (rc)
+		return rc;
+	return sqlite3_changes(S(t)->wdb) > 0 ? 1 : 0;
+}
+
+static int tx_inbox_state(struct store_tx *t, int64_t id, int64_t *received_at, int *attempts,
+                          char channel[16])
+{
+	sqlite3_stmt *q = sq_wstmt(S(t), W_INBOX_STATE,
+	                           "SELECT received_at, attempts, channel FROM webhook_inbox"
+	                           " WHERE id = ?1");
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "webhook_inbox");
+	sqlite3_bind_int64(q, 1, id);
+	int src = sqlite3_step(q);
+	if (src == SQLITE_ROW) {
+		*received_at = sqlite3_column_int64(q, 0);
+		*attempts = sqlite3_column_int(q, 1);
+		sq_col_copy(q, 2, channel, 16);
+	}
+	sqlite3_reset(q);
+	if (src == SQLITE_ROW)
+		return 1;
+	return src == SQLITE_DONE ? 0 : sq_fail(S(t)->wdb, src, E(t), "webhook_inbox");
+}
+
+static int tx_inbox_mark(struct store_tx *t, int64_t id, int state, int attempts,
+                         int64_t next_try_at, const char *error)
+{
+	sqlite3_stmt *u = sq_wstmt(S(t), W_INBOX_MARK,
+	                           "UPDATE webhook_inbox SET state = ?2, attempts = ?3,"
+	                           " next_try_at = coalesce(?4, next_try_at), error = ?5"
+	                           " WHERE id = ?1");
+	if (!u)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "webhook_inbox");
+	sqlite3_bind_int64(u, 1, id);
+	sqlite3_bind_int(u, 2, state);
+	sqlite3_bind_int(u, 3, attempts);
+	if (next_try_at)
+		sqlite3_bind_int64(u, 4, next_try_at);
+	else
+		sqlite3_bind_null(u, 4);
+	sq_bind_opt(u, 5, error);
+	return sq_step_done(S(t), u, E(t), "webhook_inbox");
+}
+
+static const struct store_tx_ops sq_tx_ops = {
+    .now = tx_now,
+    .err = tx_err,
+    .json = tx_json,
+    .item_begin = tx_item_begin,
+    .item_end = tx_item_end,
+    .alive = tx_alive,
+    .msg_get = tx_msg_get,
+    .msg_by_provider = tx_msg_by_provider,
+    .msg_update = tx_msg_update,
+    .msg_insert = tx_msg_insert,
+    .claim = tx_claim,
+    .lease_expired = tx_lease_expired,
+    .event_insert = tx_event_insert,
+    .event_seen = tx_event_seen,
+    .supp_any = tx_supp_any,
+    .supp_reason = tx_supp_reason,
+    .supp_put = tx_supp_put,
+    .supp_delete = tx_supp_delete,
+    .alias_any = tx_alias_any,
+    .alias_get = tx_alias_get,
+    .alias_put = tx_alias_put,
+    .account_of = tx_account_of,
+    .inbound_insert = tx_inbound_insert,
+    .inbox_state = tx_inbox_state,
+    .inbox_mark = tx_inbox_mark,
+};
+
+/* ---- the shared rules, bound to this backend (filled into store_sqlite) ---- */
+
+int sq_claim(struct store *st, const char *account_id, int64_t now, int64_t lease_us, int limit,
+             struct message *out, size_t *n)
+{
+	return lc_claim(&sq_lc_backend, st, account_id, now, lease_us, limit, out, n);
+}
+
+int sq_record_results(struct store *st, const struct send_result *r, size_t n, store_done_fn cb,
+                      void *arg)
+{
+	return lc_record_results(&sq_lc_backend, st, r, n, cb, arg);
+}
+
+int sq_requeue_expired(struct store *st, int64_t now, int *n)
+{
+	return lc_requeue_expired(&sq_lc_backend, st, now, n);
+}
+
+int sq_apply_inbox(struct store *st, const struct inbox_parsed *rows, size_t n, int64_t now,
+                   struct apply_stats *stats)
+{
+	return lc_apply_inbox(&sq_lc_backend, st, rows, n, now, stats);
+}
