@@ -527,6 +527,54 @@ int lc_requeue_expired(const struct lc_backend *b, struct store *st, int64_t now
 }
 
 /* ---------------------------------------------------------------------------
+ * Webhook inbox claims: the row's next try time is its lease.
+ * ------------------------------------------------------------------------- */
+
+struct inbox_claim_ctx {
+	int64_t now, until;
+	int limit;
+	struct inbox_row *out;
+	size_t n;
+};
+
+static int inbox_claim_run(struct store_tx *tx, void *arg)
+{
+	struct inbox_claim_ctx *c = arg;
+	return tx->ops->inbox_claim(tx, c->now, c->until, c->limit, c->out, &c->n);
+}
+
+static int inbox_order(const void *a, const void *b)
+{
+	const struct inbox_row *x = a, *y = b;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int lc_inbox_claim(const struct lc_backend *b, struct store *st, int64_t now, int64_t lease_us,
+                   int limit, struct inbox_row **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (limit <= 0 || lease_us <= 0)
+		return limit < 0 || lease_us <= 0 ? HR_EINVAL : 0;
+	struct inbox_claim_ctx c = {.now = now, .limit = limit};
+	/* A lease past the end of time is the end of time. */
+	c.until = now > INT64_MAX - lease_us ? INT64_MAX : now + lease_us;
+	if (!(c.out = calloc((size_t)limit, sizeof *c.out)))
+		return HR_ENOMEM;
+	int rc = b->run(st, inbox_claim_run, &c, sizeof c, NULL, NULL, NULL);
+	if (rc || c.n == 0) {
+		for (size_t i = 0; i < c.n; i++)
+			inbox_row_clear(&c.out[i]);
+		free(c.out);
+		return rc;
+	}
+	qsort(c.out, c.n, sizeof *c.out, inbox_order);
+	*out = c.out;
+	*n = c.n;
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------
  * Webhooks: statuses by precedence, inbound replies and what they ask for.
  * ------------------------------------------------------------------------- */
 

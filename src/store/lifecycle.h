@@ -175,6 +175,11 @@ struct store_tx_ops {
 	 * when the row is gone. */
 	int (*inbox_state)(struct store_tx *tx, int64_t id, int64_t *received_at, int *attempts,
 	                   char channel[16]);
+	/* Up to limit rows due by now (state new or retry, next_try_at <= now),
+	 * oldest first: their next_try_at becomes until; returned whole in
+	 * out[] (caller's limit entries). */
+	int (*inbox_claim)(struct store_tx *tx, int64_t now, int64_t until, int limit,
+	                   struct inbox_row *out, size_t *n);
 	/* next_try_at 0 keeps the old value; error NULL clears it. */
 	int (*inbox_mark)(struct store_tx *tx, int64_t id, int state, int attempts,
 	                  int64_t next_try_at, const char *error);
@@ -211,6 +216,8 @@ int lc_claim(const struct lc_backend *b, struct store *st, const char *account_i
 int lc_record_results(const struct lc_backend *b, struct store *st, const struct send_result *r,
                       size_t n, store_done_fn cb, void *arg);
 int lc_requeue_expired(const struct lc_backend *b, struct store *st, int64_t now, int *n);
+int lc_inbox_claim(const struct lc_backend *b, struct store *st, int64_t now, int64_t lease_us,
+                   int limit, struct inbox_row **out, size_t *n);
 int lc_apply_inbox(const struct lc_backend *b, struct store *st, const struct inbox_parsed *rows,
                    size_t n, int64_t now, struct apply_stats *stats);
 

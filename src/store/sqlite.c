@@ -864,6 +864,7 @@ const struct store_ops store_sqlite = {
 	.idem_get = sq_idem_get,
 	.inbox_append = sq_inbox_append,
 	.inbox_fetch = sq_inbox_fetch,
+	.inbox_claim = sq_inbox_claim,
 	.apply_inbox = sq_apply_inbox,
 	.inbox_pending = sq_inbox_pending,
 };

@@ -39,7 +39,7 @@ enum sq_wslot {
 	W_TENANT_UPSERT, W_APIKEY_PUT, W_APIKEY_PRUNE, W_INBOX_PRUNE, W_IDEM_PRUNE, W_ACCOUNT_UPSERT, W_TEMPLATE_UPSERT,
 	W_MSG_INSERT, W_EVENT_INSERT, W_IDEM_INSERT,
 	W_CLAIM, W_MSG_STATE, W_LC_UPDATE_ROWID, W_LC_UPDATE_ID, W_LEASE_EXPIRED,
-	W_INBOX_INSERT, W_INBOX_STATE, W_INBOX_MARK,
+	W_INBOX_INSERT, W_INBOX_STATE, W_INBOX_MARK, W_INBOX_CLAIM,
 	W_MSG_BY_PROVIDER, W_INBOUND_INSERT, W_EVENT_SEEN,
 	W_SUPP_PUT, W_SUPP_DELETE, W_SUPP_GET, W_SUPP_ANY,
 	W_ALIAS_PUT, W_ALIAS_REPOINT, W_ALIAS_GET, W_ALIAS_ANY, W_ALIAS_DELETE,
@@ -258,6 +258,8 @@ int sq_inbox_append(struct store *st, const char *account_id, const char *channe
                     void *arg);
 int sq_inbox_fetch(struct store *st, int64_t now, int limit, struct inbox_row **out,
                    size_t *n);
+int sq_inbox_claim(struct store *st, int64_t now, int64_t lease_us, int limit,
+                   struct inbox_row **out, size_t *n);
 int sq_apply_inbox(struct store *st, const struct inbox_parsed *rows, size_t n, int64_t now,
                    struct apply_stats *stats);
 int sq_inbox_pending(struct store *st, int64_t *n);

@@ -409,6 +409,53 @@ static int tx_inbox_state(struct store_tx *t, int64_t id, int64_t *received_at, 
 	return src == SQLITE_DONE ? 0 : sq_fail(S(t)->wdb, src, E(t), "webhook_inbox");
 }
 
+static int tx_inbox_claim(struct store_tx *t, int64_t now, int64_t until, int limit,
+                          struct inbox_row *out, size_t *n)
+{
+	*n = 0;
+	/* New rows carry next_try_at = received_at, so one range condition on
+	 * the partial index covers new rows and retries that are due. */
+	sqlite3_stmt *st = sq_wstmt(S(t), W_INBOX_CLAIM,
+	                            "UPDATE webhook_inbox SET next_try_at = ?2"
+	                            " WHERE id IN (SELECT id FROM webhook_inbox"
+	                            "  WHERE state IN (0, 2) AND next_try_at <= ?1"
+	                            "  ORDER BY id LIMIT ?3)"
+	                            " RETURNING id, account_id, channel, dedupe_key, received_at,"
+	                            " attempts, body");
+	if (!st)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "webhook_inbox");
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_int64(st, 2, until);
+	sqlite3_bind_int(st, 3, limit);
+	int src, rc = 0;
+	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n >= (size_t)limit)
+			continue; /* cannot happen: LIMIT bounds the update */
+		struct inbox_row *row = &out[*n];
+		row->id = sqlite3_column_int64(st, 0);
+		sq_col_copy(st, 1, row->account_id, sizeof row->account_id);
+		sq_col_copy(st, 2, row->channel, sizeof row->channel);
+		sq_col_copy(st, 3, row->dedupe_key, sizeof row->dedupe_key);
+		row->received_at = sqlite3_column_int64(st, 4);
+		row->attempts = sqlite3_column_int(st, 5);
+		const void *b = sqlite3_column_blob(st, 6);
+		size_t blen = (size_t)sqlite3_column_bytes(st, 6);
+		if (!(row->body = malloc(blen + 1))) {
+			rc = hr_fail(E(t), HR_ENOMEM, "webhook_inbox", "out of memory");
+			break;
+		}
+		if (blen)
+			memcpy(row->body, b, blen);
+		row->body[blen] = '\0';
+		row->body_len = blen;
+		(*n)++;
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = sq_fail(S(t)->wdb, src, E(t), "webhook_inbox");
+	sqlite3_reset(st);
+	return rc;
+}
+
 static int tx_inbox_mark(struct store_tx *t, int64_t id, int state, int attempts,
                          int64_t next_try_at, const char *error)
 {
@@ -454,6 +501,7 @@ static const struct store_tx_ops sq_tx_ops = {
     .account_of = tx_account_of,
     .inbound_insert = tx_inbound_insert,
     .inbox_state = tx_inbox_state,
+    .inbox_claim = tx_inbox_claim,
     .inbox_mark = tx_inbox_mark,
 };
 
@@ -474,6 +522,12 @@ int sq_record_results(struct store *st, const struct send_result *r, size_t n, s
 int sq_requeue_expired(struct store *st, int64_t now, int *n)
 {
 	return lc_requeue_expired(&sq_lc_backend, st, now, n);
+}
+
+int sq_inbox_claim(struct store *st, int64_t now, int64_t lease_us, int limit,
+                   struct inbox_row **out, size_t *n)
+{
+	return lc_inbox_claim(&sq_lc_backend, st, now, lease_us, limit, out, n);
 }
 
 int sq_apply_inbox(struct store *st, const struct inbox_parsed *rows, size_t n, int64_t now,

@@ -316,9 +316,17 @@ struct store_ops {
 	                    const char *dedupe_key, const char *body, size_t len,
 	                    store_done_fn cb, void *arg);
 	/* Up to limit rows that are new, or waiting for a retry due before now,
-	 * oldest first. *out heap array. */
+	 * oldest first. *out heap array. A read: the same rows come back until
+	 * they are applied (for inspection; appliers use inbox_claim). */
 	int (*inbox_fetch)(struct store *st, int64_t now, int limit, struct inbox_row **out,
 	                   size_t *n);
+	/* The same rows, claimed: none of them is returned by another claim
+	 * until now + lease_us, unless apply_inbox gave it a new time first
+	 * (a retry) — so several appliers, in one process or many, never apply
+	 * one row at the same time, and the rows of an applier that died come
+	 * back when its lease ends. Oldest first. *out heap array. */
+	int (*inbox_claim)(struct store *st, int64_t now, int64_t lease_us, int limit,
+	                   struct inbox_row **out, size_t *n);
 	/*
 	 * Applies parsed webhooks in one transaction: each status by precedence
 	 * (status_decide) with an audit event (applied or ignored); each inbound

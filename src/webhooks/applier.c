@@ -18,6 +18,9 @@
 #include "webhooks/applier.h"
 
 #define RETRY_POLL_US 200000      /* rows waiting for a retry are re-checked this often */
+/* How long a claimed inbox row stays out of other appliers' reach; applying
+ * takes milliseconds, so this only matters when an applier died. */
+#define APPLIER_LEASE_US (30 * 1000000LL)
 #define FOLLOWUP_TIMEOUT_MS 5000L /* a follow-up request's whole time */
 
 struct applier {
@@ -136,7 +139,11 @@ static void *applier_main(void *arg)
 	while (!atomic_load(&a->stop)) {
 		struct inbox_row *rows = NULL;
 		size_t n = 0;
-		int rc = a->st->ops->inbox_fetch(a->st, hr_now_us(), a->batch, &rows, &n);
+		/* Claimed, not just read: another applier (a second process on a
+		 * shared database) skips these rows until the lease ends, and if
+		 * this process dies they come back to someone else then. */
+		int rc = a->st->ops->inbox_claim(a->st, hr_now_us(), APPLIER_LEASE_US, a->batch,
+		                                 &rows, &n);
 		size_t done = 0;
 		if (rc == 0 && n > 0)
 			done = apply_batch(a, rows, n);
