@@ -6,14 +6,16 @@
  * The accepted messages (and the idempotency record, if the client sent an
  * Idempotency-Key) go to the store in ONE write; the connection is suspended
  * until the writer has committed it, so a 202 always means durable. A sync
- * request stays suspended through both stages (one pending count): the
- * insert's completion callback registers the dispatcher watch before the
- * writer can run a claim, and the watch's callback resumes the connection.
+ * request registers its dispatcher watch before the insert (so no backend's
+ * ordering of writes and callbacks can let the send finish unwatched) and
+ * stays suspended (one pending count) until both the insert's callback and
+ * the watch's have come, in whichever order.
  *
  * States of a request (r->stage): 0 validate and start the insert; 1 the
- * insert failed, or committed for an async request; 2 a sync request's wait
- * ended (an outcome, or the timeout).
+ * insert failed, or committed (and, for a sync request, its wait ended: an
+ * outcome, or the timeout).
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +27,7 @@
 
 #define IDEM_KEY_MAX 255
 
-enum { STAGE_START = 0, STAGE_INSERTED = 1, STAGE_WATCHED = 2 };
+enum { STAGE_START = 0, STAGE_INSERTED = 1 };
 
 struct accept {
 	bool batch;
@@ -39,6 +41,9 @@ struct accept {
 	struct idem_put idem;
 	bool sync;
 	int64_t timeout_us;
+	/* Callbacks still to come before the connection is resumed: the
+	 * insert's, and a sync request's watch (in either order). */
+	atomic_int left;
 	/* Filled by the completion callbacks. */
 	int rc;
 	struct hr_err err;
@@ -280,22 +285,28 @@ static enum MHD_Result idem_answer(struct api_req *r, struct idem_row *row, cons
  * The request: validate all, one durable insert, answer (or wait, for sync).
  * ------------------------------------------------------------------------- */
 
+/* One of the callbacks the suspended request waits for has come; the last
+ * resumes it. Nothing may touch r or a after its own call here. */
+static void accept_arrived(struct api_req *r, struct accept *a, int k)
+{
+	if (atomic_fetch_sub(&a->left, k) == k)
+		api_async_end(r);
+}
+
 static void watch_done(void *arg, const struct dispatch_result *res)
 {
 	struct api_req *r = arg;
 	struct accept *a = r->priv;
 	a->dres = *res;
-	api_async_end(r);
+	accept_arrived(r, a, 1);
 }
 
 /*
- * The writer thread, once the insert committed or failed. A sync request's
- * watch is registered here, not by the handler after the resume: this runs
- * before the writer starts its next transaction and a claim is a writer
- * transaction, so the message cannot be claimed, sent and recorded before
- * the watch exists (however late MHD gets round to the connection). The
- * connection stays suspended, on the same pending count, until the watch
- * fires.
+ * Once the insert committed or failed (on the writer's thread). A sync
+ * request's watch was registered before the insert, so it may already have
+ * fired (a backend may call this after other transactions ran); if the
+ * insert failed, the watch can never fire for a message that does not
+ * exist and is taken back, unless it is firing already (its timeout).
  */
 static void insert_done(void *arg, int rc, const struct hr_err *err)
 {
@@ -305,25 +316,15 @@ static void insert_done(void *arg, int rc, const struct hr_err *err)
 	a->rc = rc;
 	if (err)
 		a->err = *err;
-	if (rc != 0) {
-		api_async_end(r);
-		return;
+	int k = 1;
+	if (rc == 0) {
+		metrics_accepted((int)a->n);
+		if (d)
+			dispatcher_notify(d);
+	} else if (a->sync && d && dispatcher_unwatch(d, a->msgs[0].id, r)) {
+		k = 2;
 	}
-	metrics_accepted((int)a->n);
-	if (d)
-		dispatcher_notify(d);
-	if (!a->sync || !d) {
-		api_async_end(r);
-		return;
-	}
-	r->stage = STAGE_WATCHED;
-	/* Once registered, the watch may fire (on another thread) at any moment
-	 * and r then belongs to it: nothing here touches r or a afterwards. */
-	int wrc = dispatcher_watch(d, a->msgs[0].id, a->timeout_us, watch_done, r);
-	if (wrc != 0) {
-		a->dres.rc = wrc;
-		api_async_end(r);
-	}
+	accept_arrived(r, a, k);
 }
 
 static void prefix_item_field(struct hr_err *err, size_t i)
@@ -478,16 +479,27 @@ static enum MHD_Result accept_start(struct api_req *r, bool batch)
 			.tenant_id = r->tenant, .key = a->idem_key, .request_hash = a->hash,
 			.http_status = 202, .response = a->resp,
 		};
+	struct dispatcher *d = s->o.dispatcher;
+	if (!d)
+		a->sync = false; /* an API-only role: the 202 is all there is */
 	if ((rc = api_async_begin(r)) != 0)
 		return api_fail(r, rc, NULL);
 	r->stage = STAGE_INSERTED;
+	atomic_init(&a->left, a->sync ? 2 : 1);
+	/* The watch first: see insert_done. */
+	if (a->sync && (rc = dispatcher_watch(d, a->msgs[0].id, a->timeout_us, watch_done, r))) {
+		a->rc = rc;
+		hr_fail(&a->err, rc, NULL, "cannot wait for the send");
+		accept_arrived(r, a, 2);
+		return MHD_YES;
+	}
 	rc = st->ops->message_insert(st, a->msgs, a->n, a->has_idem ? &a->idem : NULL,
 	                             insert_done, r);
 	if (rc != 0) {
-		/* Not queued, so no callback will come: resume ourselves. */
+		/* Not queued, so no callback will come: stand in for it. */
 		a->rc = rc;
 		hr_fail(&a->err, rc, NULL, "the write could not be queued");
-		api_async_end(r);
+		insert_done(r, rc, NULL);
 	}
 	return MHD_YES;
 }
@@ -498,6 +510,8 @@ static enum MHD_Result respond_accepted(struct api_req *r, struct accept *a)
 	a->resp = NULL;
 	return api_respond(r, 202, body, strlen(body), "application/json", NULL);
 }
+
+static enum MHD_Result accept_watched(struct api_req *r);
 
 static enum MHD_Result accept_inserted(struct api_req *r)
 {
@@ -514,8 +528,8 @@ static enum MHD_Result accept_inserted(struct api_req *r)
 	}
 	if (a->rc != 0)
 		return api_fail(r, a->rc, &a->err);
-	/* Committed: a sync request went on to STAGE_WATCHED in insert_done. */
-	return respond_accepted(r, a);
+	/* Committed; a sync request's watch has fired too. */
+	return a->sync ? accept_watched(r) : respond_accepted(r, a);
 }
 
 /* The provider's words (ids, error codes and texts) are echoed to the
@@ -586,7 +600,6 @@ static enum MHD_Result accept_step(struct api_req *r, bool batch)
 	switch (r->stage) {
 	case STAGE_START: return accept_start(r, batch);
 	case STAGE_INSERTED: return accept_inserted(r);
-	case STAGE_WATCHED: return accept_watched(r);
 	default: return api_fail(r, HR_EINTERNAL, NULL);
 	}
 }

@@ -58,11 +58,14 @@ void dispatcher_stop(struct dispatcher *d);
  * next poll. Thread-safe, cheap. */
 void dispatcher_notify(struct dispatcher *d);
 /* Calls cb once the message's next send attempt has been recorded, or with
- * rc HR_ETIMEOUT after timeout_us. Register from the store's completion
- * callback of the insert (it runs on the writer thread before the writer
- * starts its next transaction, and a claim is a writer transaction), so the
- * message cannot be claimed, sent and recorded before the watch exists. */
+ * rc HR_ETIMEOUT after timeout_us. Register before the message is inserted:
+ * then no backend, however it orders its writes and callbacks, can claim,
+ * send and record the message before the watch exists. */
 int dispatcher_watch(struct dispatcher *d, const char *message_id, int64_t timeout_us,
                      dispatch_watch_fn cb, void *arg);
+/* Removes the watch of message_id registered with arg, if it has not fired:
+ * true when removed (its cb will never be called), false when it already
+ * fired or is firing (its cb has been or is being called). */
+bool dispatcher_unwatch(struct dispatcher *d, const char *message_id, void *arg);
 
 #endif

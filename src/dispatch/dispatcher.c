@@ -191,6 +191,23 @@ static struct watch *watch_take(struct dispatcher *d, const char *id, int64_t no
 	return out;
 }
 
+bool dispatcher_unwatch(struct dispatcher *d, const char *message_id, void *arg)
+{
+	struct watch *found = NULL;
+	pthread_mutex_lock(&d->watch_lock);
+	for (struct watch **pp = &d->watches[watch_hash(message_id)]; *pp; pp = &(*pp)->next) {
+		if ((*pp)->arg == arg && strcmp((*pp)->message_id, message_id) == 0) {
+			found = *pp;
+			*pp = found->next;
+			d->nwatches--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&d->watch_lock);
+	free(found);
+	return found != NULL;
+}
+
 static void watch_fire(struct watch *list, const struct dispatch_result *r)
 {
 	while (list) {

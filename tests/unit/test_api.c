@@ -2801,6 +2801,100 @@ static void test_sync_watch_before_claim(void **state)
 	sem_destroy(&G.blocked);
 }
 
+/*
+ * A backend may call an insert's callback late: after the message was
+ * claimed, sent and recorded (another node's dispatcher on a shared
+ * database; here a wrapper that holds the callback back until the message
+ * is SENT). The sync request must still get the send's outcome: its watch
+ * exists from before the insert.
+ */
+static struct late {
+	atomic_bool armed;
+	char id[HR_ID_LEN + 1];
+	store_done_fn cb;
+	void *arg;
+	int rc;
+	struct hr_err err;
+	sem_t committed;
+	struct store *st;
+	atomic_bool saw_sent;
+} L;
+
+static struct store_ops late_ops;
+
+static void *late_deliver(void *p)
+{
+	(void)p;
+	int w;
+	sem_wait_s(&L.committed, 10, &w);
+	for (int i = 0; i < 500 && L.rc == 0; i++) {
+		struct message m;
+		memset(&m, 0, sizeof m);
+		int rc = store_sqlite.message_get(L.st, NULL, L.id, &m);
+		enum msg_status st = m.status;
+		message_clear(&m);
+		if (rc == 0 && st == MSG_SENT) {
+			atomic_store(&L.saw_sent, true);
+			break;
+		}
+		usleep(10000);
+	}
+	L.cb(L.arg, L.rc, L.rc ? &L.err : NULL);
+	return NULL;
+}
+
+static void late_done(void *arg, int rc, const struct hr_err *err)
+{
+	(void)arg;
+	L.rc = rc;
+	if (err)
+		L.err = *err;
+	sem_post(&L.committed);
+}
+
+static int late_insert(struct store *st, const struct message *m, size_t n,
+                       const struct idem_put *idem, store_done_fn cb, void *arg)
+{
+	bool armed = true;
+	if (!cb || !atomic_compare_exchange_strong(&L.armed, &armed, false))
+		return store_sqlite.message_insert(st, m, n, idem, cb, arg);
+	hr_strlcpy(L.id, m[0].id, sizeof L.id);
+	L.cb = cb;
+	L.arg = arg;
+	L.st = st;
+	pthread_t t;
+	if (pthread_create(&t, NULL, late_deliver, NULL) != 0 || pthread_detach(t) != 0)
+		return HR_ENOMEM;
+	return store_sqlite.message_insert(st, m, n, idem, late_done, NULL);
+}
+
+static void test_sync_insert_callback_late(void **state)
+{
+	(void)state;
+	late_ops = store_sqlite;
+	late_ops.message_insert = late_insert;
+	assert_int_equal(sem_init(&L.committed, 0, 0), 0);
+	atomic_store(&L.saw_sent, false);
+	char wa_url[64];
+	struct MHD_Daemon *wa = fake_wa_start(wa_url);
+	struct env e;
+	sync_env(&e, wa_url, &late_ops, NULL);
+	atomic_store(&L.armed, true);
+	struct sync_call c = {
+		.base = e.base,
+		.body = "{\"channel\":\"whatsapp\",\"account\":\"ok-wa\",\"to\":\"+447911123456\","
+		        "\"text\":\"late\",\"mode\":\"sync\",\"timeout_ms\":3000}",
+	};
+	sync_call_run(&c);
+	assert_true(atomic_load(&L.saw_sent)); /* the callback really came after the send */
+	check_sync_sent(&c, "sync request with a late insert callback");
+	assert_true(c.took_us < 2500000); /* by the watch, not the timeout */
+	resp_free(&c.r);
+	env_stop(&e);
+	MHD_stop_daemon(wa);
+	sem_destroy(&L.committed);
+}
+
 /* server.sync_timeout_ms above the per-request cap raises the cap. */
 static void long_sync_timeout(struct api_opts *o)
 {
@@ -2977,6 +3071,7 @@ int main(void)
 		cmocka_unit_test(test_channel_api_send),
 		cmocka_unit_test(test_sync_concurrent),
 		cmocka_unit_test(test_sync_watch_before_claim),
+		cmocka_unit_test(test_sync_insert_callback_late),
 		cmocka_unit_test(test_sync_timeout_config),
 		cmocka_unit_test(test_failing_store),
 	};
