@@ -697,7 +697,7 @@ static size_t claim_and_start(struct dispatcher *d, struct acct_state *as, int w
 	struct message *batch = d->claim_buf; /* message_clear() leaves entries zeroed */
 	size_t n = 0;
 	int rc =
-	    d->st->ops->claim(d->st, as->acct->id, hr_now_us(), d->o.lease_us, want, batch, &n);
+	    d->st->ops->claim(d->st, as->acct->id, 0, d->o.lease_us, want, batch, &n);
 	if (rc != 0) {
 		hr_log(HR_LOG_WARN, "dispatch", "claim for %s failed: %s", as->acct->id,
 		       hr_code_name(rc));
@@ -806,7 +806,7 @@ static void *dispatch_main(void *arg)
 		}
 		if (!stopping && now >= d->next_reconcile) {
 			int n = 0;
-			if (d->st->ops->requeue_expired(d->st, hr_now_us(), &n) == 0 && n > 0) {
+			if (d->st->ops->requeue_expired(d->st, 0, &n) == 0 && n > 0) {
 				hr_log(HR_LOG_WARN, "dispatch",
 				       "requeued %d messages whose lease expired", n);
 				for (size_t i = 0; i < d->naccts; i++)

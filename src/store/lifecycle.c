@@ -206,9 +206,16 @@ static int claim_screen(struct store_tx *tx, struct claim_ctx *c)
 	return 0;
 }
 
+/* The caller's time when it gave one (tests), else the database's. */
+static int64_t tx_time(struct store_tx *tx, int64_t given)
+{
+	return given ? given : tx->ops->now(tx);
+}
+
 static int claim_run(struct store_tx *tx, void *arg)
 {
 	struct claim_ctx *c = arg;
+	c->now = tx_time(tx, c->now);
 	int rc = tx->ops->claim(tx, c->account_id, c->now, c->now + c->lease_us, c->limit, c->out,
 	                        &c->n);
 	if (rc)
@@ -471,6 +478,7 @@ struct requeue_ctx {
 static int requeue_run(struct store_tx *tx, void *arg)
 {
 	struct requeue_ctx *c = arg;
+	c->now = tx_time(tx, c->now);
 	struct lc_msg *rows = calloc(REQUEUE_BATCH, sizeof *rows);
 	if (!rows)
 		return hr_fail(TX_ERR(tx), HR_ENOMEM, "requeue", "out of memory");
@@ -531,7 +539,7 @@ int lc_requeue_expired(const struct lc_backend *b, struct store *st, int64_t now
  * ------------------------------------------------------------------------- */
 
 struct inbox_claim_ctx {
-	int64_t now, until;
+	int64_t now, until, lease_us;
 	int limit;
 	struct inbox_row *out;
 	size_t n;
@@ -540,6 +548,10 @@ struct inbox_claim_ctx {
 static int inbox_claim_run(struct store_tx *tx, void *arg)
 {
 	struct inbox_claim_ctx *c = arg;
+	if (!c->now) {
+		c->now = tx->ops->now(tx);
+		c->until = c->now > INT64_MAX - c->lease_us ? INT64_MAX : c->now + c->lease_us;
+	}
 	return tx->ops->inbox_claim(tx, c->now, c->until, c->limit, c->out, &c->n);
 }
 
@@ -556,7 +568,7 @@ int lc_inbox_claim(const struct lc_backend *b, struct store *st, int64_t now, in
 	*n = 0;
 	if (limit <= 0 || lease_us <= 0)
 		return limit < 0 || lease_us <= 0 ? HR_EINVAL : 0;
-	struct inbox_claim_ctx c = {.now = now, .limit = limit};
+	struct inbox_claim_ctx c = {.now = now, .lease_us = lease_us, .limit = limit};
 	/* A lease past the end of time is the end of time. */
 	c.until = now > INT64_MAX - lease_us ? INT64_MAX : now + lease_us;
 	if (!(c.out = calloc((size_t)limit, sizeof *c.out)))
@@ -967,6 +979,7 @@ static int apply_row(struct store_tx *tx, struct apply_ctx *a, const struct inbo
 static int apply_run(struct store_tx *tx, void *arg)
 {
 	struct apply_ctx *a = arg;
+	a->now = tx_time(tx, a->now);
 	memset(&a->stats, 0, sizeof a->stats);
 	for (size_t i = 0; i < a->n; i++) {
 		int rc = apply_row(tx, a, &a->rows[i]);

@@ -12,6 +12,10 @@
  * call returns (cb == NULL) or until cb has been called. A callback must be
  * quick and must not call back into the store synchronously.
  *
+ * Times (`now`) that decide leases and due rows are the database's clock:
+ * callers pass 0, and a backend shared by several processes reads one clock
+ * for all of them. A non-zero `now` replaces it (tests travel in time).
+ *
  * Reads may run on any thread concurrently with the writer (WAL readers).
  * Read results are owned by the caller: free with the matching _clear/_free.
  */

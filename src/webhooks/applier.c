@@ -106,7 +106,7 @@ static size_t apply_batch(struct applier *a, struct inbox_row *rows, size_t n)
 		p->ninbound = events[i].ninbound;
 	}
 	struct apply_stats stats = {0};
-	int rc = a->st->ops->apply_inbox(a->st, parsed, n, hr_now_us(), &stats);
+	int rc = a->st->ops->apply_inbox(a->st, parsed, n, 0, &stats);
 	if (rc != 0) {
 		hr_log(HR_LOG_ERROR, "applier", "applying %zu inbox rows failed: %s", n,
 		       hr_code_name(rc));
@@ -142,7 +142,7 @@ static void *applier_main(void *arg)
 		/* Claimed, not just read: another applier (a second process on a
 		 * shared database) skips these rows until the lease ends, and if
 		 * this process dies they come back to someone else then. */
-		int rc = a->st->ops->inbox_claim(a->st, hr_now_us(), APPLIER_LEASE_US, a->batch,
+		int rc = a->st->ops->inbox_claim(a->st, 0, APPLIER_LEASE_US, a->batch,
 		                                 &rows, &n);
 		size_t done = 0;
 		if (rc == 0 && n > 0)
