@@ -12,7 +12,8 @@
  * webhook inbox and its application by precedence, inbound replies and what
  * they ask for (opt-out, opt-in, auto-replies), suppression, recipient
  * aliases, listing, the writer's contract (async completion, failure
- * isolation, queue limits), and claimers racing each other. Each test gets a fresh, empty database.
+ * isolation, queue limits), and concurrency: claimers, late outcomes and
+ * appliers racing each other. Each test gets a fresh, empty database.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -504,74 +505,6 @@ static void test_claim_order_and_lease(void **state)
 	assert_int_equal(n, 1);
 	assert_string_equal(out[0].id, m[2].id);
 	message_clear(&out[0]);
-}
-
-struct claimer {
-	struct store *st;
-	char (*seen)[HR_ID_LEN + 1];
-	atomic_int *nseen;
-};
-
-static void *claim_thread(void *arg)
-{
-	struct claimer *c = arg;
-	struct message out[7];
-	int idle = 0;
-	while (idle < 3) {
-		size_t n = 0;
-		if (c->st->ops->claim(c->st, "shared", hr_now_us(), 60 * SEC, 7, out, &n) != 0)
-			return (void *)1;
-		idle = n ? 0 : idle + 1;
-		for (size_t i = 0; i < n; i++) {
-			int k = atomic_fetch_add(c->nseen, 1);
-			memcpy(c->seen[k], out[i].id, HR_ID_LEN + 1);
-			message_clear(&out[i]);
-		}
-	}
-	return NULL;
-}
-
-static int cmp_id(const void *a, const void *b)
-{
-	return strcmp(a, b);
-}
-
-static void test_claim_never_twice(void **state)
-{
-	struct fx *f = *state;
-	struct store *st = f->st;
-	enum { N = 300, T = 4 };
-	struct message m[N];
-	for (int i = 0; i < N; i++)
-		mk_msg(&m[i], "t1", "shared", i % 2, 0);
-	assert_int_equal(st->ops->message_insert(st, m, N, NULL, NULL, NULL), 0);
-	static char seen[N + 64][HR_ID_LEN + 1];
-	atomic_int nseen = 0;
-	struct claimer c = {.st = st, .seen = seen, .nseen = &nseen};
-	pthread_t th[T];
-	for (int i = 0; i < T; i++)
-		assert_int_equal(pthread_create(&th[i], NULL, claim_thread, &c), 0);
-	for (int i = 0; i < T; i++) {
-		void *ret;
-		pthread_join(th[i], &ret);
-		assert_null(ret);
-	}
-	assert_int_equal(atomic_load(&nseen), N);
-	qsort(seen, N, sizeof seen[0], cmp_id);
-	for (int i = 1; i < N; i++)
-		assert_true(strcmp(seen[i - 1], seen[i]) < 0);
-	int64_t counts[MSG__COUNT];
-	assert_int_equal(st->ops->message_counts(st, "t1", counts), 0);
-	assert_int_equal(counts[MSG_SENDING], N);
-	struct msg_filter flt = {.status = MSG_SENDING, .limit = 1000};
-	struct message *v;
-	size_t n;
-	bool more;
-	assert_int_equal(st->ops->message_list(st, "t1", &flt, &v, &n, &more), 0);
-	assert_int_equal(n, N);
-	for (size_t i = 0; i < n; i++)
-		assert_int_equal(v[i].attempts, 1);
-	free_list(v, n);
 }
 
 static void test_record_results(void **state)
@@ -2544,6 +2477,514 @@ static void test_segments_roundtrip(void **state)
 	message_clear(&g);
 }
 
+/* ---------------------------------------------------------------------------
+ * Concurrency: what must hold when several workers share one store (on a
+ * shared backend, several processes). Worker threads only record what they
+ * saw; the test's thread asserts, with exact counts, after joining them.
+ * ------------------------------------------------------------------------- */
+
+enum { CC_N = 300, CC_T = 4, CC_LIMIT = 7 };
+
+struct claim_race {
+	struct store *st;
+	pthread_barrier_t start;
+	atomic_int total;            /* messages handed out, all claimers */
+	char (*seen)[HR_ID_LEN + 1]; /* CC_N + CC_T * CC_LIMIT slots, in hand-out order */
+	int64_t deadline;            /* hr_mono_us() */
+};
+
+struct claimer {
+	pthread_t th;
+	struct claim_race *race;
+	int rc, got;
+	int odd; /* handed out but not SENDING on attempt 1 */
+};
+
+/* Claims from the shared account until every message is handed out (or the
+ * deadline passes). A claim that finds nothing does not end a claimer while
+ * messages are unclaimed: on a backend that skips rows another claim has
+ * locked, it may find nothing for a moment. */
+static void *claim_thread(void *arg)
+{
+	struct claimer *c = arg;
+	struct claim_race *r = c->race;
+	pthread_barrier_wait(&r->start);
+	struct message out[CC_LIMIT];
+	while (atomic_load(&r->total) < CC_N && hr_mono_us() < r->deadline) {
+		size_t n = 0;
+		c->rc =
+		    r->st->ops->claim(r->st, "shared", hr_now_us(), 60 * SEC, CC_LIMIT, out, &n);
+		if (c->rc != 0)
+			break;
+		for (size_t i = 0; i < n; i++) {
+			int k = atomic_fetch_add(&r->total, 1);
+			if (k < CC_N + CC_T * CC_LIMIT)
+				memcpy(r->seen[k], out[i].id, HR_ID_LEN + 1);
+			c->odd += out[i].status != MSG_SENDING || out[i].attempts != 1;
+			message_clear(&out[i]);
+		}
+		c->got += (int)n;
+	}
+	return NULL;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* Claimers started together on one account never get the same message, and
+ * together get each queued message exactly once. */
+static void test_concurrent_claimers_exactly_once(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct message *m = calloc(CC_N, sizeof *m);
+	char(*want)[HR_ID_LEN + 1] = calloc(CC_N, sizeof *want);
+	struct claim_race r = {.st = st, .deadline = hr_mono_us() + WAIT_US};
+	r.seen = calloc(CC_N + CC_T * CC_LIMIT, sizeof *r.seen);
+	assert_non_null(m);
+	assert_non_null(want);
+	assert_non_null(r.seen);
+	for (int i = 0; i < CC_N; i++) {
+		mk_msg(&m[i], "t1", "shared", i % 2, 0);
+		memcpy(want[i], m[i].id, sizeof want[i]);
+	}
+	assert_int_equal(st->ops->message_insert(st, m, CC_N, NULL, NULL, NULL), 0);
+	free(m);
+
+	struct claimer c[CC_T];
+	assert_int_equal(pthread_barrier_init(&r.start, NULL, CC_T), 0);
+	for (int i = 0; i < CC_T; i++) {
+		c[i] = (struct claimer){.race = &r};
+		assert_int_equal(pthread_create(&c[i].th, NULL, claim_thread, &c[i]), 0);
+	}
+	int sum = 0;
+	for (int i = 0; i < CC_T; i++) {
+		pthread_join(c[i].th, NULL);
+		fprintf(stderr, "    claimer %d: %d messages\n", i, c[i].got);
+		assert_int_equal(c[i].rc, 0);
+		assert_int_equal(c[i].odd, 0);
+		sum += c[i].got;
+	}
+	pthread_barrier_destroy(&r.start);
+	assert_int_equal(sum, CC_N);
+	assert_int_equal(atomic_load(&r.total), CC_N);
+
+	/* Handed out: exactly the inserted ids, each once. */
+	qsort(r.seen, CC_N, sizeof r.seen[0], cmp_id);
+	qsort(want, CC_N, sizeof want[0], cmp_id);
+	for (int i = 0; i < CC_N; i++)
+		assert_string_equal(r.seen[i], want[i]);
+
+	struct message out[1];
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "shared", hr_now_us(), 60 * SEC, 1, out, &n), 0);
+	assert_int_equal(n, 0);
+	int64_t counts[MSG__COUNT];
+	assert_int_equal(st->ops->message_counts(st, "t1", counts), 0);
+	assert_int_equal(counts[MSG_QUEUED], 0);
+	assert_int_equal(counts[MSG_SENDING], CC_N);
+	struct msg_filter flt = {.status = MSG_SENDING, .limit = 1000};
+	struct message *v;
+	bool more;
+	assert_int_equal(st->ops->message_list(st, "t1", &flt, &v, &n, &more), 0);
+	assert_int_equal(n, CC_N);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(v[i].attempts, 1); /* nobody claimed one twice */
+	free_list(v, n);
+	free(want);
+	free(r.seen);
+}
+
+/* Records a list of send outcomes a few at a time, after a shared start. */
+struct recorder {
+	pthread_t th;
+	struct store *st;
+	pthread_barrier_t *start;
+	const struct send_result *r;
+	size_t n;
+	int rc;
+};
+
+static void *record_thread(void *arg)
+{
+	struct recorder *w = arg;
+	pthread_barrier_wait(w->start);
+	for (size_t i = 0; i < w->n && w->rc == 0; i += 3) {
+		size_t k = w->n - i < 3 ? w->n - i : 3;
+		w->rc = w->st->ops->record_results(w->st, w->r + i, k, NULL, NULL);
+	}
+	return NULL;
+}
+
+/* Claims every due message of the account at `now` (expecting exactly n),
+ * checking each is on attempt `attempt`. */
+static void claim_all(struct store *st, const char *account, int64_t now, int64_t lease_us,
+                      size_t n, int attempt)
+{
+	struct message out[64];
+	size_t total = 0, k;
+	do {
+		assert_int_equal(st->ops->claim(st, account, now, lease_us, 64, out, &k), 0);
+		for (size_t i = 0; i < k; i++) {
+			assert_int_equal(out[i].status, MSG_SENDING);
+			assert_int_equal(out[i].attempts, attempt);
+			message_clear(&out[i]);
+		}
+		total += k;
+	} while (k > 0);
+	assert_int_equal(total, n);
+}
+
+/*
+ * Every message's attempt 1 lost its lease and the message was claimed
+ * again (attempt 2). Attempt 2's outcomes and attempt 1's late ones (a
+ * failure, a retry or a success, in the opposite order) are then recorded
+ * at the same time from two threads. Whatever the interleaving, the late
+ * ones change nothing: every message ends SENT on attempt 2 with attempt
+ * 2's provider id, and each late outcome is in its audit trail as ignored.
+ */
+static void test_concurrent_late_outcomes_fenced(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	enum { N = 120 };
+	static const char *const late_type[] = {
+	    [SEND_OK] = "sent", [SEND_RETRY] = "retry", [SEND_FAILED] = "failed"};
+	int64_t now = hr_now_us(), later = now + 3600 * SEC;
+	struct message *m = calloc(N, sizeof *m);
+	struct send_result *cur = calloc(N, sizeof *cur), *late = calloc(N, sizeof *late);
+	assert_non_null(m);
+	assert_non_null(cur);
+	assert_non_null(late);
+	for (int i = 0; i < N; i++)
+		mk_msg(&m[i], "t1", "fence2", 0, now - SEC);
+	assert_int_equal(st->ops->message_insert(st, m, N, NULL, NULL, NULL), 0);
+	claim_all(st, "fence2", now, SEC, N, 1);
+	int k = -1;
+	assert_int_equal(st->ops->requeue_expired(st, later, &k), 0);
+	assert_int_equal(k, N);
+	claim_all(st, "fence2", later + 1, 60 * SEC, N, 2);
+
+	for (int i = 0; i < N; i++) {
+		cur[i] = (struct send_result){.kind = SEND_OK, .attempt = 2, .http_status = 200};
+		strcpy(cur[i].message_id, m[i].id);
+		snprintf(cur[i].provider_id, sizeof cur[i].provider_id, "p2-%d", i);
+		int j = N - 1 - i; /* late answers come in the other order */
+		late[j] = (struct send_result){.kind = (enum send_kind)(i % 3), .attempt = 1};
+		strcpy(late[j].message_id, m[i].id);
+		if (late[j].kind == SEND_OK) {
+			snprintf(late[j].provider_id, sizeof late[j].provider_id, "p1-%d", i);
+		} else {
+			strcpy(late[j].error_code, "late");
+			strcpy(late[j].error_text, "an answer to attempt 1");
+			late[j].due_at = now;
+		}
+	}
+	pthread_barrier_t start;
+	assert_int_equal(pthread_barrier_init(&start, NULL, 2), 0);
+	struct recorder w[2] = {
+	    {.st = st, .start = &start, .r = cur, .n = N},
+	    {.st = st, .start = &start, .r = late, .n = N},
+	};
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&w[i].th, NULL, record_thread, &w[i]), 0);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(w[i].th, NULL);
+		assert_int_equal(w[i].rc, 0);
+	}
+	pthread_barrier_destroy(&start);
+
+	int64_t counts[MSG__COUNT];
+	assert_int_equal(st->ops->message_counts(st, "t1", counts), 0);
+	for (int s = 0; s < MSG__COUNT; s++)
+		assert_int_equal(counts[s], s == MSG_SENT ? N : 0);
+	for (int i = 0; i < N; i++) {
+		struct message g = msg_of(st, m[i].id);
+		char pid[32];
+		snprintf(pid, sizeof pid, "p2-%d", i);
+		assert_int_equal(g.status, MSG_SENT);
+		assert_int_equal(g.attempts, 2);
+		assert_string_equal(g.provider_id, pid);
+		assert_int_equal(g.lease_until, 0);
+		assert_string_equal(g.error_code, "");
+		assert_string_equal(g.error_text, "");
+		message_clear(&g);
+
+		/* accepted, lease_expired, then attempt 2's and the late one's. */
+		struct events ev = events_of(st, m[i].id);
+		assert_int_equal(ev.n, 4);
+		assert_string_equal(ev.e[0].type, "accepted");
+		assert_string_equal(ev.e[1].type, "lease_expired");
+		int applied = 0, ignored = 0;
+		for (size_t e = 2; e < 4; e++) {
+			json_t *d = detail_of(&ev.e[e]);
+			if (ev.e[e].applied) {
+				applied++;
+				assert_string_equal(ev.e[e].type, "sent");
+				assert_int_equal(json_integer_value(json_object_get(d, "attempt")),
+				                 2);
+			} else {
+				ignored++;
+				assert_string_equal(ev.e[e].type, late_type[i % 3]);
+				assert_int_equal(json_integer_value(json_object_get(d, "attempt")),
+				                 1);
+				assert_int_equal(
+				    json_integer_value(json_object_get(d, "current_attempt")), 2);
+				assert_string_equal(
+				    json_string_value(json_object_get(d, "ignored")),
+				    "stale_attempt");
+			}
+			json_decref(d);
+		}
+		events_free(&ev);
+		assert_int_equal(applied, 1);
+		assert_int_equal(ignored, 1);
+	}
+	free(m);
+	free(cur);
+	free(late);
+}
+
+/*
+ * Two appliers working through the same inbox at the same time, in lock
+ * step so that the race happens every round: both fetch, then both apply
+ * what they fetched, until a round where neither got a row. The rows are
+ * made from a script: row i reports DELIVERED for the message sent as
+ * "wamid.ap<i>"; every third row also carries a reply quoting it, asking
+ * for an auto-reply; with `odd_rows`, one more row is malformed and one
+ * names a provider id nobody knows.
+ */
+enum { AP_ROWS = 24, AP_LIMIT = 4, AP_ROUNDS = 2 * AP_ROWS };
+
+struct appliers {
+	struct store *st;
+	int64_t now;
+	pthread_barrier_t step;
+	atomic_int got[AP_ROUNDS]; /* rows fetched in each round, both appliers */
+};
+
+struct applier {
+	pthread_t th;
+	struct appliers *race;
+	int rc;
+	int64_t ids[AP_ROUNDS * AP_LIMIT]; /* the rows it was handed */
+	size_t nids;
+	struct apply_stats sum;
+};
+
+/* Parses one row as the script says (body "<i>", "malformed" or "unknown"). */
+static void ap_parse(const struct inbox_row *row, struct inbox_parsed *p, struct wh_status *ws,
+                     struct wh_inbound *in)
+{
+	*p = (struct inbox_parsed){.inbox_id = row->id, .account_id = row->account_id};
+	if (strcmp(row->body, "malformed") == 0) {
+		p->malformed = true;
+		strcpy(p->error, "not a webhook");
+		return;
+	}
+	*ws = (struct wh_status){.status = MSG_DELIVERED};
+	p->statuses = ws;
+	p->nstatuses = 1;
+	if (strcmp(row->body, "unknown") == 0) {
+		strcpy(ws->provider_id, "wamid.nobody");
+		return;
+	}
+	int i = atoi(row->body);
+	snprintf(ws->provider_id, sizeof ws->provider_id, "wamid.ap%d", i);
+	if (i % 3 == 0) {
+		*in = (struct wh_inbound){.kind = "text",
+		                          .text = (char *)"HELP",
+		                          .auto_reply = (char *)"Reply STOP to opt out."};
+		snprintf(in->provider_msg_id, sizeof in->provider_msg_id, "wamid.in%d", i);
+		snprintf(in->from, sizeof in->from, "+1555000%04d", i);
+		hr_strlcpy(in->context_id, ws->provider_id, sizeof in->context_id);
+		p->inbound = in;
+		p->ninbound = 1;
+	}
+}
+
+static void *applier_thread(void *arg)
+{
+	struct applier *a = arg;
+	struct appliers *r = a->race;
+	for (int round = 0; round < AP_ROUNDS; round++) {
+		pthread_barrier_wait(&r->step); /* the round starts together */
+		struct inbox_row *rows = NULL;
+		size_t n = 0;
+		int rc = r->st->ops->inbox_fetch(r->st, r->now, AP_LIMIT, &rows, &n);
+		pthread_barrier_wait(&r->step); /* both fetched before either applies */
+		struct inbox_parsed p[AP_LIMIT];
+		struct wh_status ws[AP_LIMIT];
+		struct wh_inbound in[AP_LIMIT];
+		for (size_t i = 0; i < n; i++) {
+			ap_parse(&rows[i], &p[i], &ws[i], &in[i]);
+			a->ids[a->nids++] = rows[i].id;
+		}
+		struct apply_stats s = {0};
+		if (rc == 0 && n > 0)
+			rc = r->st->ops->apply_inbox(r->st, p, n, r->now, &s);
+		if (rc && !a->rc)
+			a->rc = rc;
+		a->sum.applied += s.applied;
+		a->sum.ignored += s.ignored;
+		a->sum.unmatched += s.unmatched;
+		a->sum.inbound += s.inbound;
+		a->sum.malformed += s.malformed;
+		for (size_t i = 0; i < n; i++)
+			inbox_row_clear(&rows[i]);
+		free(rows);
+		atomic_fetch_add(&r->got[round], (int)n);
+		pthread_barrier_wait(&r->step); /* both applied: was there anything? */
+		if (atomic_load(&r->got[round]) == 0)
+			break;
+	}
+	return NULL;
+}
+
+/* What two appliers did with the script's rows. */
+struct ap_result {
+	char ids[AP_ROWS][HR_ID_LEN + 1]; /* message i: sent as "wamid.ap<i>" */
+	int64_t rows[AP_ROWS + 2];        /* inbox row ids, in script order */
+	size_t nrows;
+	int64_t now;            /* the appliers' clock */
+	size_t handed[2];       /* rows fetched by each applier */
+	size_t handed_twice;    /* rows fetched by both */
+	struct apply_stats sum; /* both appliers' apply_stats added up */
+};
+
+static void two_appliers_run(struct store *st, bool odd_rows, struct ap_result *res)
+{
+	memset(res, 0, sizeof *res);
+	struct hr_err err;
+	struct account_row acct = {.id = "ap", .tenant_id = "t9", .channel = "whatsapp"};
+	assert_int_equal(st->ops->account_upsert(st, &acct, &err), 0);
+	for (int i = 0; i < AP_ROWS; i++) {
+		char pid[32];
+		snprintf(pid, sizeof pid, "wamid.ap%d", i);
+		sent_msg(st, "ap", pid, res->ids[i]);
+	}
+	char body[16], key[16];
+	for (int i = 0; i < AP_ROWS + (odd_rows ? 2 : 0); i++) {
+		if (i < AP_ROWS)
+			snprintf(body, sizeof body, "%d", i);
+		else
+			strcpy(body, i == AP_ROWS ? "malformed" : "unknown");
+		snprintf(key, sizeof key, "d%d", i);
+		assert_int_equal(st->ops->inbox_append(st, "ap", "whatsapp", key, body,
+		                                       strlen(body), NULL, NULL),
+		                 0);
+	}
+	struct appliers r = {.st = st, .now = hr_now_us()};
+	res->now = r.now;
+	struct inbox_row *rows;
+	assert_int_equal(st->ops->inbox_fetch(st, r.now, 1000, &rows, &res->nrows), 0);
+	assert_int_equal(res->nrows, AP_ROWS + (odd_rows ? 2 : 0));
+	for (size_t i = 0; i < res->nrows; i++) {
+		res->rows[i] = rows[i].id;
+		inbox_row_clear(&rows[i]);
+	}
+	free(rows);
+
+	struct applier *a = calloc(2, sizeof *a);
+	assert_non_null(a);
+	assert_int_equal(pthread_barrier_init(&r.step, NULL, 2), 0);
+	for (int i = 0; i < 2; i++) {
+		a[i].race = &r;
+		assert_int_equal(pthread_create(&a[i].th, NULL, applier_thread, &a[i]), 0);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(a[i].th, NULL);
+	pthread_barrier_destroy(&r.step);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(a[i].rc, 0);
+		res->handed[i] = a[i].nids;
+		res->sum.applied += a[i].sum.applied;
+		res->sum.ignored += a[i].sum.ignored;
+		res->sum.unmatched += a[i].sum.unmatched;
+		res->sum.inbound += a[i].sum.inbound;
+		res->sum.malformed += a[i].sum.malformed;
+	}
+	for (size_t i = 0; i < a[0].nids; i++)
+		for (size_t j = 0; j < a[1].nids; j++)
+			res->handed_twice += a[0].ids[i] == a[1].ids[j];
+	free(a);
+	fprintf(stderr,
+	        "    two appliers, %zu rows: handed out %zu + %zu (%zu to both); applied %d,"
+	        " ignored %d, unmatched %d, inbound %d, malformed %d\n",
+	        res->nrows, res->handed[0], res->handed[1], res->handed_twice, res->sum.applied,
+	        res->sum.ignored, res->sum.unmatched, res->sum.inbound, res->sum.malformed);
+}
+
+/* Every effect of the script's status and reply rows, once. */
+static void assert_ap_effects_once(struct store *st, const struct ap_result *res)
+{
+	enum { REPLIES = (AP_ROWS + 2) / 3 };
+	assert_int_equal(res->sum.applied, AP_ROWS);
+	assert_int_equal(res->sum.ignored, 0);
+	assert_int_equal(res->sum.inbound, REPLIES);
+	for (int i = 0; i < AP_ROWS; i++) {
+		assert_int_equal(status_of(st, res->ids[i]), MSG_DELIVERED);
+		assert_int_equal(count_events(st, res->ids[i], "webhook_status"), 1);
+		assert_int_equal(count_events(st, res->ids[i], "inbound"), i % 3 == 0);
+	}
+	/* One auto-reply per reply, queued to its sender. */
+	struct msg_filter flt = {.status = -1, .limit = 100};
+	struct message *v;
+	size_t n;
+	bool more;
+	assert_int_equal(st->ops->message_list(st, "t9", &flt, &v, &n, &more), 0);
+	assert_int_equal(n, REPLIES);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(count_events(st, v[i].id, "accepted"), 1);
+	free_list(v, n);
+}
+
+/* Whatever rows two racing appliers are handed, what the rows ask for is
+ * done once: each status applied and audited once, each reply stored once
+ * and answered once, nothing left pending. */
+static void test_two_appliers_effects_once(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct ap_result res;
+	two_appliers_run(st, false, &res);
+	assert_ap_effects_once(st, &res);
+	int64_t pending = -1;
+	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
+	assert_int_equal(pending, 0);
+}
+
+/* Each inbox row goes to one applier only, so the row's own bookkeeping is
+ * done once too: a malformed row counted once, an unmatched row's retry
+ * scheduled once (attempts 1, back after the first backoff step). */
+static void test_two_appliers_rows_claimed_once(void **state)
+{
+	/* enable when the inbox is claimed with a lease (store-foundation part 2):
+	 * inbox_fetch has no claim yet, so in every round both appliers are
+	 * handed the same rows and apply them (see the report of the
+	 * store-conformance branch for what this observes today). */
+	skip();
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct ap_result res;
+	two_appliers_run(st, true, &res);
+	assert_int_equal(res.handed_twice, 0);
+	assert_int_equal(res.handed[0] + res.handed[1], res.nrows);
+	assert_ap_effects_once(st, &res);
+	assert_int_equal(res.sum.malformed, 1);
+	assert_int_equal(res.sum.unmatched, 1);
+	int64_t pending = -1;
+	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
+	assert_int_equal(pending, 1); /* the unmatched row, waiting for its retry */
+	int64_t unknown = res.rows[AP_ROWS + 1];
+	int attempts = -1;
+	assert_false(inbox_has(st, res.now + 199999, unknown, NULL));
+	assert_true(inbox_has(st, res.now + 200000, unknown, &attempts));
+	assert_int_equal(attempts, 1);
+}
+
 int main(void)
 {
 	hr_log_set_level(HR_LOG_WARN);
@@ -2570,7 +3011,6 @@ int main(void)
 	    T(test_idempotency_conflict_rolls_back),
 	    T(test_batch_insert_10000),
 	    T(test_claim_order_and_lease),
-	    T(test_claim_never_twice),
 	    T(test_record_results),
 	    T(test_record_async_and_json),
 	    T(test_requeue_expired),
@@ -2602,6 +3042,10 @@ int main(void)
 	    T(test_inbound_stop_start),
 	    T(test_auto_reply_once),
 	    T(test_segments_roundtrip),
+	    T(test_concurrent_claimers_exactly_once),
+	    T(test_concurrent_late_outcomes_fenced),
+	    T(test_two_appliers_effects_once),
+	    T(test_two_appliers_rows_claimed_once),
 #undef T
 	};
 	char group[80];
