@@ -1,9 +1,19 @@
 /*
- * test_store.c - the SQLite store backend: migrations, durable accept and
- * idempotency, the queue (claim order, leases, send outcomes), webhook
- * application by precedence, inbound replies, listing, and the group-commit
- * writer under concurrency. Each test gets a fresh database in a mkdtemp()
- * directory; a second raw SQLite connection checks what was really written.
+ * test_store.c - the store conformance suite: every behaviour of a store
+ * backend, checked only through struct store_ops (and the public _clear
+ * helpers), so that every backend runs the same suite. HERALD_TEST_STORE
+ * picks the backend ("sqlite" by default); CMakeLists.txt registers the suite
+ * once per backend (unit/test_store_<backend>). What only one backend has
+ * (SQLite's query plans, pragmas, schema rows, its writer's grouping) is
+ * tested in that backend's own file (test_sqlite.c).
+ *
+ * Covered: opening and migrations, configuration rows, durable accept and
+ * idempotency, the queue (claim order, leases, send outcomes, fencing), the
+ * webhook inbox and its application by precedence, inbound replies and what
+ * they ask for (opt-out, opt-in, auto-replies), suppression, recipient
+ * aliases, listing, the writer's contract (async completion, failure
+ * isolation, queue limits), and concurrency: claimers, late outcomes and
+ * appliers racing each other. Each test gets a fresh, empty database.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,19 +27,66 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdatomic.h>
 
 #include "herald.h"
-#include "store/sqlite.h"
 #include "store/store.h"
+#include "store_test.h"
 
-#define SEC 1000000LL
-#define CONTENT "{\"type\":\"text\",\"text\":{\"body\":\"hello\"}}"
+/* ---------------------------------------------------------------------------
+ * Backends under test.
+ * ------------------------------------------------------------------------- */
+
+/*
+ * How to give one test an empty database of a backend. The suite opens,
+ * reopens and closes stores through the backend's own store_ops (found by
+ * name with store_backend(), as the server does); a fixture only makes the
+ * database and removes it. Adding a backend is one entry in `fixtures` and
+ * one herald_store_conformance() line in CMakeLists.txt.
+ */
+struct store_fixture {
+	const char *name; /* HERALD_TEST_STORE value and store_backend() name */
+	/* Makes an empty database for one test and writes its dsn: 0, or -1. */
+	int (*create)(char *dsn, size_t size);
+	/* Removes what create made; every store on it is closed by then. */
+	void (*destroy)(const char *dsn);
+};
+
+/* SQLite: a file in a fresh mkdtemp() directory. */
+static int sqlite_create(char *dsn, size_t size)
+{
+	char dir[] = "/tmp/hr_store_XXXXXX";
+	if (!mkdtemp(dir))
+		return -1;
+	snprintf(dsn, size, "%s/herald.db", dir);
+	return 0;
+}
+
+static void sqlite_destroy(const char *dsn)
+{
+	static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
+	char p[300];
+	for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
+		snprintf(p, sizeof p, "%s%s", dsn, sfx[i]);
+		unlink(p);
+	}
+	snprintf(p, sizeof p, "%s", dsn);
+	char *slash = strrchr(p, '/');
+	if (slash) {
+		*slash = '\0';
+		rmdir(p);
+	}
+}
+
+static const struct store_fixture fixtures[] = {
+    {"sqlite", sqlite_create, sqlite_destroy},
+};
+
+static const struct store_fixture *fixture; /* chosen in main() */
+static const struct store_ops *backend;     /* store_backend(fixture->name) */
 
 struct fx {
-	char dir[64];
-	char path[128];
+	char dsn[256];
 	struct store *st;
 };
 
@@ -38,16 +95,15 @@ static int fx_setup(void **state)
 	struct fx *f = calloc(1, sizeof *f);
 	if (!f)
 		return -1;
-	strcpy(f->dir, "/tmp/hr_store_XXXXXX");
-	if (!mkdtemp(f->dir)) {
+	if (fixture->create(f->dsn, sizeof f->dsn) != 0) {
+		fprintf(stderr, "%s: cannot create a database\n", fixture->name);
 		free(f);
 		return -1;
 	}
-	snprintf(f->path, sizeof f->path, "%s/herald.db", f->dir);
 	struct hr_err err = {0};
-	if (store_sqlite.open(f->path, NULL, &f->st, &err) != 0) {
-		fprintf(stderr, "open: %s: %s\n", err.field, err.msg);
-		rmdir(f->dir);
+	if (backend->open(f->dsn, NULL, &f->st, &err) != 0) {
+		fprintf(stderr, "open %s: %s: %s\n", f->dsn, err.field, err.msg);
+		fixture->destroy(f->dsn);
 		free(f);
 		return -1;
 	}
@@ -55,183 +111,54 @@ static int fx_setup(void **state)
 	return 0;
 }
 
-static void fx_rm(struct fx *f)
-{
-	static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
-	char p[160];
-	for (size_t i = 0; i < 4; i++) {
-		snprintf(p, sizeof p, "%s%s", f->path, sfx[i]);
-		unlink(p);
-	}
-	rmdir(f->dir);
-}
-
 static int fx_teardown(void **state)
 {
 	struct fx *f = *state;
-	store_sqlite.close(f->st);
-	fx_rm(f);
+	if (f->st)
+		backend->close(f->st);
+	fixture->destroy(f->dsn);
 	free(f);
 	return 0;
 }
 
-/* One integer from a query on a separate raw connection. */
-static int64_t q1(struct fx *f, const char *sql)
+/* Closes the test's store and opens the same database again with opts. */
+static void fx_reopen(struct fx *f, const struct store_opts *opts)
 {
-	sqlite3 *db;
-	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		fprintf(stderr, "q1: %s: %s\n", sqlite3_errmsg(db), sql);
-	assert_int_equal(rc, SQLITE_OK);
-	int64_t v = -1;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
+	if (f->st)
+		backend->close(f->st);
+	f->st = NULL;
+	struct hr_err err = {0};
+	assert_int_equal(backend->open(f->dsn, opts, &f->st, &err), 0);
 }
 
-static void mk_msg(struct message *m, const char *tenant, const char *account, int prio,
-                   int64_t due)
-{
-	memset(m, 0, sizeof *m);
-	hr_id_new(m->id);
-	hr_strlcpy(m->tenant_id, tenant, sizeof m->tenant_id);
-	hr_strlcpy(m->account_id, account, sizeof m->account_id);
-	strcpy(m->channel, "whatsapp");
-	strcpy(m->recipient, "+447911123456");
-	m->content = (char *)CONTENT;
-	m->body = (char *)"hello";
-	m->priority = prio;
-	m->max_attempts = 5;
-	m->due_at = due;
-}
+/* ---------------------------------------------------------------------------
+ * Helpers of this suite (the shared ones are in store_test.h).
+ * ------------------------------------------------------------------------- */
 
-static int64_t count_msgs(struct store *st, const char *tenant)
+/* True if inbox_fetch at `now` hands out row id; *attempts (if not NULL)
+ * gets how often the applier already tried it. */
+static bool inbox_has(struct store *st, int64_t now, int64_t id, int *attempts)
 {
-	int64_t c[MSG__COUNT], total = 0;
-	assert_int_equal(st->ops->message_counts(st, tenant, c), 0);
-	for (int i = 0; i < MSG__COUNT; i++)
-		total += c[i];
-	return total;
-}
-
-static enum msg_status status_of(struct store *st, const char *id)
-{
-	struct message m;
-	assert_int_equal(st->ops->message_get(st, NULL, id, &m), 0);
-	enum msg_status s = m.status;
-	message_clear(&m);
-	return s;
-}
-
-/* Inserts one message on its own account, claims it and records SEND_OK
- * with provider_id: a message in SENT with a known provider id. */
-static void sent_msg(struct store *st, const char *account, const char *provider_id,
-                     char id[HR_ID_LEN + 1])
-{
-	struct message m, c;
-	mk_msg(&m, "t1", account, 0, 0);
-	assert_int_equal(st->ops->message_insert(st, &m, 1, NULL, NULL, NULL), 0);
-	size_t n;
-	assert_int_equal(st->ops->claim(st, account, hr_now_us() + SEC, 30 * SEC, 1, &c, &n), 0);
-	assert_int_equal(n, 1);
-	assert_string_equal(c.id, m.id);
-	int attempt = c.attempts;
-	message_clear(&c);
-	struct send_result r = {.kind = SEND_OK, .attempt = attempt, .http_status = 200,
-	                        .latency_us = 1500};
-	strcpy(r.message_id, m.id);
-	hr_strlcpy(r.provider_id, provider_id, sizeof r.provider_id);
-	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
-	strcpy(id, m.id);
-}
-
-struct events {
-	struct message_event *e;
-	size_t n;
-};
-
-static struct events events_of(struct store *st, const char *id)
-{
-	struct events ev;
-	assert_int_equal(st->ops->message_events(st, id, &ev.e, &ev.n), 0);
-	return ev;
-}
-
-static void events_free(struct events *ev)
-{
-	for (size_t i = 0; i < ev->n; i++)
-		message_event_clear(&ev->e[i]);
-	free(ev->e);
-}
-
-/* The detail of an event as parsed JSON (fails the test if it does not parse). */
-static json_t *detail_of(const struct message_event *e)
-{
-	assert_non_null(e->detail);
-	json_error_t jerr;
-	json_t *j = json_loads(e->detail, 0, &jerr);
-	if (!j)
-		fprintf(stderr, "bad detail JSON: %s: %s\n", jerr.text, e->detail);
-	assert_non_null(j);
-	return j;
-}
-
-/* Inserts one message and claims it: a SENDING message, attempt 1. */
-static void claimed_msg(struct store *st, const char *account, int max_attempts,
-                        int64_t now, int64_t lease_us, char id[HR_ID_LEN + 1])
-{
-	struct message m, c;
-	mk_msg(&m, "t1", account, 0, now - SEC);
-	m.max_attempts = max_attempts;
-	assert_int_equal(st->ops->message_insert(st, &m, 1, NULL, NULL, NULL), 0);
-	size_t n;
-	assert_int_equal(st->ops->claim(st, account, now, lease_us, 1, &c, &n), 0);
-	assert_int_equal(n, 1);
-	assert_string_equal(c.id, m.id);
-	assert_int_equal(c.attempts, 1);
-	message_clear(&c);
-	strcpy(id, m.id);
-}
-
-static struct message msg_of(struct store *st, const char *id)
-{
-	struct message m;
-	assert_int_equal(st->ops->message_get(st, NULL, id, &m), 0);
-	return m;
-}
-
-/* Appends a raw webhook on a channel and returns its inbox id (the newest
- * pending row). */
-static int64_t inbox_add_on(struct store *st, const char *account, const char *channel)
-{
-	assert_int_equal(st->ops->inbox_append(st, account, channel, "", "{}", 2, NULL, NULL), 0);
 	struct inbox_row *rows;
 	size_t n;
-	assert_int_equal(st->ops->inbox_fetch(st, INT64_MAX, 1000, &rows, &n), 0);
-	assert_true(n > 0);
-	int64_t id = 0;
+	assert_int_equal(st->ops->inbox_fetch(st, now, 1000, &rows, &n), 0);
+	bool found = false;
 	for (size_t i = 0; i < n; i++) {
-		if (rows[i].id > id)
-			id = rows[i].id;
+		if (rows[i].id == id) {
+			found = true;
+			if (attempts)
+				*attempts = rows[i].attempts;
+		}
 		inbox_row_clear(&rows[i]);
 	}
 	free(rows);
-	return id;
-}
-
-static int64_t inbox_add(struct store *st, const char *account)
-{
-	return inbox_add_on(st, account, "whatsapp");
+	return found;
 }
 
 /* Applies one webhook status, arrived on `account`, in its own inbox row. */
 static struct apply_stats hook_status(struct store *st, const char *account,
-                                      const char *provider_id, enum msg_status status,
-                                      int64_t now, int64_t *inbox_id)
+                                      const char *provider_id, enum msg_status status, int64_t now,
+                                      int64_t *inbox_id)
 {
 	struct wh_status ws = {.status = status, .provider_at = 1750263773LL * SEC};
 	hr_strlcpy(ws.provider_id, provider_id, sizeof ws.provider_id);
@@ -240,8 +167,10 @@ static struct apply_stats hook_status(struct store *st, const char *account,
 		strcpy(ws.error_code, "131026");
 		strcpy(ws.error_text, "Message undeliverable");
 	}
-	struct inbox_parsed row = {.inbox_id = inbox_add(st, account), .account_id = account,
-	                           .statuses = &ws, .nstatuses = 1};
+	struct inbox_parsed row = {.inbox_id = inbox_add(st, account),
+	                           .account_id = account,
+	                           .statuses = &ws,
+	                           .nstatuses = 1};
 	if (inbox_id)
 		*inbox_id = row.inbox_id;
 	struct apply_stats stats;
@@ -249,93 +178,82 @@ static struct apply_stats hook_status(struct store *st, const char *account,
 	return stats;
 }
 
+static void free_list(struct message *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		message_clear(&v[i]);
+	free(v);
+}
+
+static void free_supp(struct suppression_row *v)
+{
+	free(v);
+}
+
+/* Number of suppressed recipients of a tenant (channel NULL: all channels). */
+static size_t supp_count(struct store *st, const char *tenant, const char *channel)
+{
+	struct suppression_row *v;
+	size_t n;
+	assert_int_equal(st->ops->suppression_list(st, tenant, channel, &v, &n), 0);
+	free_supp(v);
+	return n;
+}
+
+/* Completion counting for asynchronous writes. */
+static atomic_int cb_calls, cb_fail;
+
+static void count_cb(void *arg, int rc, const struct hr_err *err)
+{
+	(void)arg;
+	if (rc != 0 || err != NULL)
+		atomic_fetch_add(&cb_fail, 1);
+	atomic_fetch_add(&cb_calls, 1);
+}
+
+static void wait_calls(int n)
+{
+	wait_int(&cb_calls, n, WAIT_US);
+	assert_int_equal(atomic_load(&cb_calls), n);
+}
+
 /* ---------------------------------------------------------------------------
- * Migrations and the registry.
+ * Opening, migrations and the registry.
  * ------------------------------------------------------------------------- */
 
-static void test_migrations_idempotent(void **state)
+/* The registry finds the backend by its name. Migrations are idempotent:
+ * nothing is applied twice on reopening, and a second store on the same
+ * database (another process running `herald migrate`) is harmless and sees
+ * what the first wrote. */
+static void test_open_migrate_idempotent(void **state)
 {
 	struct fx *f = *state;
-	assert_ptr_equal(store_backend("sqlite"), &store_sqlite);
+	assert_ptr_equal(store_backend(fixture->name), backend);
+	assert_string_equal(backend->name, fixture->name);
 	assert_null(store_backend("oracle"));
-	assert_int_equal(q1(f, "SELECT count(*) FROM schema_migrations WHERE version = 1"), 1);
-	assert_int_equal(q1(f, "SELECT count(*) FROM schema_migrations WHERE version = 2"), 1);
-	assert_int_equal(q1(f, "SELECT count(*) FROM schema_migrations"), 2);
+	assert_null(store_backend(NULL));
 
 	int applied = -1;
 	struct hr_err err = {0};
 	assert_int_equal(f->st->ops->migrate(f->st, &applied, &err), 0);
 	assert_int_equal(applied, 0);
+	struct message m;
+	mk_msg(&m, "t1", "acc", 0, 0);
+	assert_int_equal(f->st->ops->message_insert(f->st, &m, 1, NULL, NULL, NULL), 0);
 
-	/* Close and reopen: nothing is applied twice, and a second store on the
-	 * same file (another process running `herald migrate`) is harmless. */
-	store_sqlite.close(f->st);
-	assert_int_equal(store_sqlite.open(f->path, NULL, &f->st, &err), 0);
+	fx_reopen(f, NULL);
 	struct store *other;
-	assert_int_equal(store_sqlite.open(f->path, NULL, &other, &err), 0);
+	assert_int_equal(backend->open(f->dsn, NULL, &other, &err), 0);
 	applied = -1;
 	assert_int_equal(other->ops->migrate(other, &applied, &err), 0);
 	assert_int_equal(applied, 0);
-	store_sqlite.close(other);
-	assert_int_equal(q1(f, "SELECT count(*) FROM schema_migrations"), 2);
-	assert_int_equal(q1(f, "SELECT count(*) FROM sqlite_master WHERE name = 'message_claim'"),
-	                 1);
-
-	struct store *bad;
-	assert_int_equal(store_sqlite.open("/nonexistent-dir/x/y.db", NULL, &bad, &err), HR_EIO);
-	assert_string_equal(err.field, "dsn");
-}
-
-/* The hot queries must use their indexes (a regression here is a full scan). */
-static void test_query_plans(void **state)
-{
-	struct fx *f = *state;
-	static const struct {
-		const char *sql, *index;
-	} plans[] = {
-		{"SELECT id FROM message WHERE status = 0 AND account_id = 'a' AND due_at <= 5"
-		 " ORDER BY priority, due_at, id LIMIT 10", "message_claim"},
-		{"SELECT id FROM message WHERE account_id = 'a' AND provider_id = 'p'",
-		 "message_provider"},
-		{"SELECT id FROM message WHERE status = 1 AND lease_until < 5", "message_lease"},
-		{"SELECT id FROM webhook_inbox WHERE state IN (0, 2) AND next_try_at <= 5"
-		 " ORDER BY id LIMIT 5", "webhook_inbox_pending"},
-		{"SELECT id FROM message_event WHERE message_id = 'x' ORDER BY id",
-		 "message_event_msg"},
-		{"SELECT 1 FROM message_event WHERE message_id = 'x' AND inbox_id = 5"
-		 " AND status = 3 AND type = 'webhook_status' LIMIT 1", "message_event_msg"},
-		{"SELECT id FROM message WHERE tenant_id = 't' ORDER BY id DESC LIMIT 5",
-		 "message_tenant"},
-		/* The claim's screening: probes and per-message lookups by key. */
-		{"SELECT 1 FROM suppression WHERE tenant_id = 't' AND channel = 'sms' LIMIT 1",
-		 "PRIMARY KEY"},
-		{"SELECT reason FROM suppression WHERE tenant_id = 't' AND channel = 'sms'"
-		 " AND recipient = '+1'", "PRIMARY KEY"},
-		{"SELECT 1 FROM recipient_alias WHERE account_id = 'a' LIMIT 1", "PRIMARY KEY"},
-		{"SELECT new FROM recipient_alias WHERE account_id = 'a' AND old = 'x'",
-		 "PRIMARY KEY"},
-	};
-	sqlite3 *db;
-	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	for (size_t i = 0; i < sizeof plans / sizeof plans[0]; i++) {
-		char sql[512];
-		snprintf(sql, sizeof sql, "EXPLAIN QUERY PLAN %s", plans[i].sql);
-		sqlite3_stmt *st;
-		assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-		bool uses = false, sorts = false;
-		while (sqlite3_step(st) == SQLITE_ROW) {
-			const char *d = (const char *)sqlite3_column_text(st, 3);
-			uses |= strstr(d, plans[i].index) != NULL;
-			sorts |= strstr(d, "TEMP B-TREE") != NULL;
-		}
-		sqlite3_finalize(st);
-		if (!uses)
-			fprintf(stderr, "plan %zu does not use %s\n", i, plans[i].index);
-		assert_true(uses);
-		if (i == 0)
-			assert_false(sorts); /* claim order comes straight from the index */
-	}
-	sqlite3_close(db);
+	assert_int_equal(status_of(other, m.id), MSG_QUEUED);
+	backend->close(other);
+	applied = -1;
+	assert_int_equal(f->st->ops->migrate(f->st, &applied, &err), 0);
+	assert_int_equal(applied, 0);
+	assert_int_equal(status_of(f->st, m.id), MSG_QUEUED);
+	assert_int_equal(count_msgs(f->st, NULL), 1);
 }
 
 /* ---------------------------------------------------------------------------
@@ -347,12 +265,12 @@ static void test_config_rows(void **state)
 	struct fx *f = *state;
 	struct store *st = f->st;
 	struct hr_err err = {0};
+	/* Upserting a tenant twice is fine (no read op returns tenants; the
+	 * stored name is checked in the backends' own tests). */
 	struct tenant_row t = {.id = "acme", .name = "Acme"};
 	assert_int_equal(st->ops->tenant_upsert(st, &t, &err), 0);
 	strcpy(t.name, "Acme Ltd");
 	assert_int_equal(st->ops->tenant_upsert(st, &t, &err), 0);
-	assert_int_equal(q1(f, "SELECT count(*) FROM tenant WHERE name = 'Acme Ltd'"), 1);
-
 	assert_int_equal(st->ops->api_key_put(st, "acme", "abc123", "ci", &err), 0);
 	char tenant[HR_NAME_MAX];
 	assert_int_equal(st->ops->api_key_lookup(st, "abc123", tenant), 0);
@@ -361,7 +279,9 @@ static void test_config_rows(void **state)
 	assert_int_equal(st->ops->api_key_put(st, "", "k", NULL, &err), HR_EINVAL);
 	assert_string_equal(err.field, "tenant_id");
 
-	struct account_row a = {.id = "wa1", .tenant_id = "acme", .channel = "whatsapp",
+	struct account_row a = {.id = "wa1",
+	                        .tenant_id = "acme",
+	                        .channel = "whatsapp",
 	                        .config = (char *)"{\"phone_number_id\":\"1\"}"};
 	assert_int_equal(st->ops->account_upsert(st, &a, &err), 0);
 	struct account_row b = {.id = "sms1", .tenant_id = "other", .channel = "sms"};
@@ -383,8 +303,11 @@ static void test_config_rows(void **state)
 	account_row_clear(&rows[0]);
 	free(rows);
 
-	struct template_row tp = {.tenant_id = "acme", .channel = "whatsapp", .name = "otp",
-	                          .language = "en", .body = (char *)"Code {{1}}",
+	struct template_row tp = {.tenant_id = "acme",
+	                          .channel = "whatsapp",
+	                          .name = "otp",
+	                          .language = "en",
+	                          .body = (char *)"Code {{1}}",
 	                          .param_count = 1};
 	assert_int_equal(st->ops->template_upsert(st, &tp, &err), 0);
 	struct template_row got;
@@ -447,7 +370,7 @@ static void test_insert_get_events(void **state)
 
 	/* Same id again: conflict, nothing new. Bad input: rejected up front. */
 	assert_int_equal(st->ops->message_insert(st, &m, 1, NULL, NULL, NULL), HR_ECONFLICT);
-	assert_int_equal(q1(f, "SELECT count(*) FROM message_event"), 1);
+	assert_int_equal(count_events(st, m.id, NULL), 1);
 	struct message bad = m;
 	bad.content = NULL;
 	assert_int_equal(st->ops->message_insert(st, &bad, 1, NULL, NULL, NULL), HR_EINVAL);
@@ -462,8 +385,11 @@ static void test_idempotency_conflict_rolls_back(void **state)
 		mk_msg(&a[i], "t1", "acc", 1, 0);
 	for (int i = 0; i < 3; i++)
 		mk_msg(&b[i], "t1", "acc", 1, 0);
-	struct idem_put ip = {.tenant_id = "t1", .key = "K-1", .request_hash = "abc",
-	                      .http_status = 202, .response = "{\"ok\":true}"};
+	struct idem_put ip = {.tenant_id = "t1",
+	                      .key = "K-1",
+	                      .request_hash = "abc",
+	                      .http_status = 202,
+	                      .response = "{\"ok\":true}"};
 	assert_int_equal(st->ops->message_insert(st, a, 2, &ip, NULL, NULL), 0);
 
 	struct idem_row r;
@@ -480,7 +406,10 @@ static void test_idempotency_conflict_rolls_back(void **state)
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(st->ops->message_get(st, NULL, b[i].id, &g), HR_ENOTFOUND);
 	assert_int_equal(count_msgs(st, NULL), 2);
-	assert_int_equal(q1(f, "SELECT count(*) FROM message_event"), 2);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(count_events(st, b[i].id, NULL), 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(count_events(st, a[i].id, "accepted"), 1);
 	assert_int_equal(st->ops->idem_get(st, "t1", "K-1", &r), 0);
 	assert_string_equal(r.request_hash, "abc"); /* the original record stays */
 	idem_row_clear(&r);
@@ -507,7 +436,12 @@ static void test_batch_insert_10000(void **state)
 	int64_t dt = hr_mono_us() - t0;
 	fprintf(stderr, "    10000-message insert: %.1f ms\n", (double)dt / 1000.0);
 	assert_int_equal(count_msgs(st, "t1"), N);
-	assert_int_equal(q1(f, "SELECT count(*) FROM message_event WHERE type = 'accepted'"), N);
+	for (int i = 0; i < N; i++) {
+		struct events ev = events_of(st, m[i].id);
+		assert_int_equal(ev.n, 1);
+		assert_string_equal(ev.e[0].type, "accepted");
+		events_free(&ev);
+	}
 	struct message g;
 	assert_int_equal(st->ops->message_get(st, "t1", m[N - 1].id, &g), 0);
 	assert_string_equal(g.recipient, m[N - 1].recipient);
@@ -525,11 +459,11 @@ static void test_claim_order_and_lease(void **state)
 	struct store *st = f->st;
 	int64_t now = hr_now_us();
 	struct message m[5];
-	mk_msg(&m[0], "t1", "a1", PRIO_BULK, now - 10 * SEC);          /* bulk, oldest */
-	mk_msg(&m[1], "t1", "a1", PRIO_TRANSACTIONAL, now - 5 * SEC);  /* OTP         */
+	mk_msg(&m[0], "t1", "a1", PRIO_BULK, now - 10 * SEC);            /* bulk, oldest */
+	mk_msg(&m[1], "t1", "a1", PRIO_TRANSACTIONAL, now - 5 * SEC);    /* OTP         */
 	mk_msg(&m[2], "t1", "a1", PRIO_TRANSACTIONAL, now + 3600 * SEC); /* not due  */
-	mk_msg(&m[3], "t1", "a2", PRIO_TRANSACTIONAL, now - 20 * SEC); /* other acct  */
-	mk_msg(&m[4], "t1", "a1", PRIO_TRANSACTIONAL, now - 8 * SEC);  /* older OTP   */
+	mk_msg(&m[3], "t1", "a2", PRIO_TRANSACTIONAL, now - 20 * SEC);   /* other acct  */
+	mk_msg(&m[4], "t1", "a1", PRIO_TRANSACTIONAL, now - 8 * SEC);    /* older OTP   */
 	assert_int_equal(st->ops->message_insert(st, m, 5, NULL, NULL, NULL), 0);
 
 	int64_t due;
@@ -573,61 +507,6 @@ static void test_claim_order_and_lease(void **state)
 	message_clear(&out[0]);
 }
 
-struct claimer {
-	struct store *st;
-	char (*seen)[HR_ID_LEN + 1];
-	atomic_int *nseen;
-};
-
-static void *claim_thread(void *arg)
-{
-	struct claimer *c = arg;
-	struct message out[7];
-	int idle = 0;
-	while (idle < 3) {
-		size_t n = 0;
-		if (c->st->ops->claim(c->st, "shared", hr_now_us(), 60 * SEC, 7, out, &n) != 0)
-			return (void *)1;
-		idle = n ? 0 : idle + 1;
-		for (size_t i = 0; i < n; i++) {
-			int k = atomic_fetch_add(c->nseen, 1);
-			memcpy(c->seen[k], out[i].id, HR_ID_LEN + 1);
-			message_clear(&out[i]);
-		}
-	}
-	return NULL;
-}
-
-static int cmp_id(const void *a, const void *b) { return strcmp(a, b); }
-
-static void test_claim_never_twice(void **state)
-{
-	struct fx *f = *state;
-	struct store *st = f->st;
-	enum { N = 300, T = 4 };
-	struct message m[N];
-	for (int i = 0; i < N; i++)
-		mk_msg(&m[i], "t1", "shared", i % 2, 0);
-	assert_int_equal(st->ops->message_insert(st, m, N, NULL, NULL, NULL), 0);
-	static char seen[N + 64][HR_ID_LEN + 1];
-	atomic_int nseen = 0;
-	struct claimer c = {.st = st, .seen = seen, .nseen = &nseen};
-	pthread_t th[T];
-	for (int i = 0; i < T; i++)
-		assert_int_equal(pthread_create(&th[i], NULL, claim_thread, &c), 0);
-	for (int i = 0; i < T; i++) {
-		void *ret;
-		pthread_join(th[i], &ret);
-		assert_null(ret);
-	}
-	assert_int_equal(atomic_load(&nseen), N);
-	qsort(seen, N, sizeof seen[0], cmp_id);
-	for (int i = 1; i < N; i++)
-		assert_true(strcmp(seen[i - 1], seen[i]) < 0);
-	assert_int_equal(q1(f, "SELECT count(*) FROM message WHERE status = 1 AND attempts = 1"),
-	                 N);
-}
-
 static void test_record_results(void **state)
 {
 	struct fx *f = *state;
@@ -644,14 +523,26 @@ static void test_record_results(void **state)
 		message_clear(&out[i]);
 
 	struct send_result r[4] = {
-		{.kind = SEND_OK, .attempt = 1, .http_status = 200, .latency_us = 12000,
-		 .provider_id = "wamid.A"},
-		{.kind = SEND_RETRY, .attempt = 1, .http_status = 429, .latency_us = 3000,
-		 .due_at = now + 5 * SEC, .error_code = "130429", .error_text = "Rate limit hit",
-		 .error_class = "rate_limited"},
-		{.kind = SEND_FAILED, .attempt = 1, .http_status = 400, .error_code = "131026",
-		 .error_text = "Message undeliverable", .error_class = "permanent"},
-		{.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.nobody"}, /* unknown id */
+	    {.kind = SEND_OK,
+	     .attempt = 1,
+	     .http_status = 200,
+	     .latency_us = 12000,
+	     .provider_id = "wamid.A"},
+	    {.kind = SEND_RETRY,
+	     .attempt = 1,
+	     .http_status = 429,
+	     .latency_us = 3000,
+	     .due_at = now + 5 * SEC,
+	     .error_code = "130429",
+	     .error_text = "Rate limit hit",
+	     .error_class = "rate_limited"},
+	    {.kind = SEND_FAILED,
+	     .attempt = 1,
+	     .http_status = 400,
+	     .error_code = "131026",
+	     .error_text = "Message undeliverable",
+	     .error_class = "permanent"},
+	    {.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.nobody"}, /* unknown id */
 	};
 	for (int i = 0; i < 3; i++)
 		strcpy(r[i].message_id, m[i].id);
@@ -688,9 +579,9 @@ static void test_record_results(void **state)
 		int status;
 		const char *key, *val;
 	} want[3] = {
-		{"sent", MSG_SENT, "provider_id", "wamid.A"},
-		{"retry", MSG_QUEUED, "class", "rate_limited"},
-		{"failed", MSG_FAILED, "error_code", "131026"},
+	    {"sent", MSG_SENT, "provider_id", "wamid.A"},
+	    {"retry", MSG_QUEUED, "class", "rate_limited"},
+	    {"failed", MSG_FAILED, "error_code", "131026"},
 	};
 	for (int i = 0; i < 3; i++) {
 		struct events ev = events_of(st, m[i].id);
@@ -732,23 +623,6 @@ static void test_record_results(void **state)
 	events_free(&ev);
 }
 
-static atomic_int cb_calls, cb_fail;
-
-static void count_cb(void *arg, int rc, const struct hr_err *err)
-{
-	(void)arg;
-	if (rc != 0 || err != NULL)
-		atomic_fetch_add(&cb_fail, 1);
-	atomic_fetch_add(&cb_calls, 1);
-}
-
-static void wait_calls(int n)
-{
-	for (int i = 0; i < 20000 && atomic_load(&cb_calls) < n; i++)
-		usleep(1000);
-	assert_int_equal(atomic_load(&cb_calls), n);
-}
-
 /* Untrusted provider text with quotes, control bytes and broken UTF-8 must
  * still give a detail that parses; async recording calls back once. */
 static void test_record_async_and_json(void **state)
@@ -761,7 +635,9 @@ static void test_record_async_and_json(void **state)
 	size_t n;
 	assert_int_equal(st->ops->claim(st, "js", hr_now_us(), SEC, 1, &out, &n), 0);
 	message_clear(&out);
-	struct send_result r = {.kind = SEND_FAILED, .attempt = 1, .error_code = "x\"y",
+	struct send_result r = {.kind = SEND_FAILED,
+	                        .attempt = 1,
+	                        .error_code = "x\"y",
 	                        .error_text = "line1\nq\"b\\s\x01 caf\xc3\xa9 bad\xff\xc3 end"};
 	strcpy(r.message_id, m.id);
 	atomic_store(&cb_calls, 0);
@@ -828,671 +704,6 @@ static void test_requeue_expired(void **state)
 	message_clear(&out[0]);
 }
 
-/* ---------------------------------------------------------------------------
- * Webhooks.
- * ------------------------------------------------------------------------- */
-
-static void test_inbox_append_dedupe(void **state)
-{
-	struct fx *f = *state;
-	struct store *st = f->st;
-	const char body[] = "{\"a\":1}";
-	for (int i = 0; i < 2; i++) /* the second is a replay */
-		assert_int_equal(st->ops->inbox_append(st, "acc", "whatsapp", "d1", body, 7, NULL,
-		                                       NULL), 0);
-	assert_int_equal(st->ops->inbox_append(st, "acc2", "whatsapp", "d1", body, 7, NULL, NULL),
-	                 0);
-	assert_int_equal(st->ops->inbox_append(st, "acc", "whatsapp", "", body, 7, NULL, NULL), 0);
-	assert_int_equal(st->ops->inbox_append(st, "acc", "whatsapp", "", body, 7, NULL, NULL), 0);
-	int64_t pending;
-	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
-	assert_int_equal(pending, 4);
-	struct inbox_row *rows;
-	size_t n;
-	assert_int_equal(st->ops->inbox_fetch(st, hr_now_us(), 10, &rows, &n), 0);
-	assert_int_equal(n, 4);
-	assert_true(rows[0].id < rows[1].id);
-	assert_string_equal(rows[0].account_id, "acc");
-	assert_string_equal(rows[0].dedupe_key, "d1");
-	assert_int_equal(rows[0].body_len, 7);
-	assert_string_equal(rows[0].body, body);
-	assert_int_equal(rows[0].attempts, 0);
-	for (size_t i = 0; i < n; i++)
-		inbox_row_clear(&rows[i]);
-	free(rows);
-	assert_int_equal(st->ops->inbox_fetch(st, hr_now_us(), 2, &rows, &n), 0);
-	assert_int_equal(n, 2);
-	for (size_t i = 0; i < n; i++)
-		inbox_row_clear(&rows[i]);
-	free(rows);
-}
-
-static void test_apply_precedence(void **state)
-{
-	struct fx *f = *state;
-	struct store *st = f->st;
-	int64_t now = hr_now_us();
-	char a[27], b[27], c[27], d[27];
-	sent_msg(st, "pa", "wamid.a", a);
-	sent_msg(st, "pb", "wamid.b", b);
-	sent_msg(st, "pc", "wamid.c", c);
-	sent_msg(st, "pd", "wamid.d", d);
-
-	/* sent -> delivered -> read, each applied. */
-	int64_t inbox_id;
-	struct apply_stats s = hook_status(st, "pa", "wamid.a", MSG_DELIVERED, now, &inbox_id);
-	assert_int_equal(s.applied, 1);
-	assert_int_equal(status_of(st, a), MSG_DELIVERED);
-	s = hook_status(st, "pa", "wamid.a", MSG_READ, now, NULL);
-	assert_int_equal(s.applied, 1);
-	assert_int_equal(status_of(st, a), MSG_READ);
-	char q[128];
-	snprintf(q, sizeof q, "SELECT state FROM webhook_inbox WHERE id = %lld",
-	         (long long)inbox_id);
-	assert_int_equal(q1(f, q), 1); /* done */
-
-	/* Duplicate READ and late DELIVERED: recorded, ignored. */
-	s = hook_status(st, "pa", "wamid.a", MSG_READ, now, NULL);
-	assert_int_equal(s.applied, 0);
-	assert_int_equal(s.ignored, 1);
-	s = hook_status(st, "pa", "wamid.a", MSG_DELIVERED, now, NULL);
-	assert_int_equal(s.ignored, 1);
-	assert_int_equal(status_of(st, a), MSG_READ);
-	struct events ev = events_of(st, a);
-	/* accepted, sent, delivered, read, read (dup), delivered (stale) */
-	assert_int_equal(ev.n, 6);
-	static const struct {
-		int status;
-		bool applied;
-		const char *ignored;
-	} want[4] = {
-		{MSG_DELIVERED, true, NULL}, {MSG_READ, true, NULL},
-		{MSG_READ, false, "duplicate"}, {MSG_DELIVERED, false, "stale"},
-	};
-	for (int i = 0; i < 4; i++) {
-		const struct message_event *e = &ev.e[2 + i];
-		assert_string_equal(e->type, "webhook_status");
-		assert_string_equal(e->source, "webhook");
-		assert_int_equal(e->status, want[i].status);
-		assert_int_equal(e->applied, want[i].applied);
-		assert_int_equal(e->provider_at, 1750263773LL * SEC);
-		json_t *dj = detail_of(e);
-		assert_string_equal(json_string_value(json_object_get(dj, "status")),
-		                    msg_status_name(want[i].status));
-		assert_string_equal(json_string_value(json_object_get(dj, "provider_ts")),
-		                    "1750263773");
-		assert_true(json_integer_value(json_object_get(dj, "inbox_id")) > 0);
-		if (want[i].ignored) {
-			assert_string_equal(json_string_value(json_object_get(dj, "ignored")),
-			                    want[i].ignored);
-			assert_string_equal(json_string_value(json_object_get(dj, "current")),
-			                    "read");
-		} else {
-			assert_null(json_object_get(dj, "ignored"));
-		}
-		json_decref(dj);
-	}
-	events_free(&ev);
-
-	/* READ before DELIVERED implies DELIVERED. */
-	s = hook_status(st, "pb", "wamid.b", MSG_READ, now, NULL);
-	assert_int_equal(s.applied, 1);
-	assert_int_equal(status_of(st, b), MSG_READ);
-	ev = events_of(st, b);
-	assert_int_equal(ev.n, 4);
-	assert_int_equal(ev.e[2].status, MSG_DELIVERED);
-	assert_true(ev.e[2].applied);
-	json_t *dj = detail_of(&ev.e[2]);
-	assert_string_equal(json_string_value(json_object_get(dj, "implied_by")), "read");
-	json_decref(dj);
-	assert_int_equal(ev.e[3].status, MSG_READ);
-	assert_true(ev.e[3].applied);
-	events_free(&ev);
-
-	/* FAILED after DELIVERED: ignored; FAILED after SENT: applied with errors. */
-	hook_status(st, "pc", "wamid.c", MSG_DELIVERED, now, NULL);
-	s = hook_status(st, "pc", "wamid.c", MSG_FAILED, now, NULL);
-	assert_int_equal(s.ignored, 1);
-	assert_int_equal(status_of(st, c), MSG_DELIVERED);
-	s = hook_status(st, "pd", "wamid.d", MSG_FAILED, now, NULL);
-	assert_int_equal(s.applied, 1);
-	struct message g;
-	assert_int_equal(st->ops->message_get(st, NULL, d, &g), 0);
-	assert_int_equal(g.status, MSG_FAILED);
-	assert_string_equal(g.error_code, "131026");
-	assert_string_equal(g.error_text, "Message undeliverable");
-	message_clear(&g);
-	ev = events_of(st, d);
-	dj = detail_of(&ev.e[ev.n - 1]);
-	assert_string_equal(json_string_value(json_object_get(dj, "error_code")), "131026");
-	json_decref(dj);
-	events_free(&ev);
-}
-
-/* Several statuses in one call, one transaction: each sees the previous. */
-static void test_apply_many_in_one_call(void **state)
-{
-	struct fx *f = *state;
-	struct store *st = f->st;
-	char a[27];
-	sent_msg(st, "pm", "wamid.m", a);
-	struct wh_status ws[3] = {
-		{.provider_id = "wamid.m", .status = MSG_DELIVERED},
-		{.provider_id = "wamid.m", .status = MSG_READ},
-		{.provider_id = "wamid.m", .status = MSG_DELIVERED},
-	};
-	struct inbox_parsed rows[2] = {
-		{.inbox_id = inbox_add(st, "pm"), .account_id = "pm", .statuses = ws,
-		 .nstatuses = 2},
-		{.inbox_id = inbox_add(st, "pm"), .account_id = "pm", .statuses = &ws[2],
-		 .nstatuses = 1},
-	};
-	struct apply_stats s;
-	assert_int_equal(st->ops->apply_inbox(st, rows, 2, hr_now_us(), &s), 0);
-	assert_int_equal(s.applied, 2);
-	assert_int_equal(s.ignored, 1);
-	assert_int_equal(status_of(st, a), MSG_READ);
-	int64_t pending;
-	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
-	assert_int_equal(pending, 0);
-}
-
-static void test_apply_unknown_retry_then_orphan(void **state)
-{
-	struct fx *f = *state;
-	struct store *st = f->st;
-	int64_t now = hr_now_us(), inbox_id;
-	struct apply_stats s = hook_status(st, "late", "wamid.late", MSG_DELIVERED, now,
-	                                   &inbox_id);
-	assert_int_equal(s.unmatched, 1);
-	assert_int_equal(s.applied, 0);
-	char q[160];
-	snprintf(q, sizeof q, "SELECT state * 1000 + attempts FROM webhook_inbox WHERE id = %lld",
-	         (long long)inbox_id);
-	assert_int_equal(q1(f, q), 2001); /* retry, tried once */
-	snprintf(q, sizeof q, "SELECT next_try_at FROM webhook_inbox WHERE id = %lld",
-	         (long long)inbox_id);
-	assert_int_equal(q1(f, q), now + 200000); /* 2^0 * 200 ms */
-
-	int64_t pending;
-	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
-	assert_int_equal(pending, 1);
-	struct inbox_row *rows;
-	size_t n;
-	assert_int_equal(st->ops->inbox_fetch(st, now + 100000, 10, &rows, &n), 0);
-	assert_int_equal(n, 0); /* not due yet */
-	assert_int_equal(st->ops->inbox_fetch(st, now + 200000, 10, &rows, &n), 0);
-	assert_int_equal(n, 1);
-	assert_int_equal(rows[0].id, inbox_id);
-	assert_int_equal(rows[0].attempts, 1);
-	inbox_row_clear(&rows[0]);
-	free(rows);
-
-	/* Still unknown on the second try: backoff doubles. */
-	struct wh_status ws = {.provider_id = "wamid.late", .status = MSG_DELIVERED};
-	struct inbox_parsed row = {.inbox_id = inbox_id, .account_id = "late", .statuses = &ws,
-	                           .nstatuses = 1};
-	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now + SEC, &s), 0);
-	assert_int_equal(s.unmatched, 1);
-	assert_int_equal(q1(f, q), now + SEC + 400000);
-
-	/* The send gets recorded; the retry now applies. */
-	char id[27];
-	sent_msg(st, "late", "wamid.late", id);
-	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now + 2 * SEC, &s), 0);
-	assert_int_equal(s.applied, 1);
-	assert_int_equal(s.unmatched, 0);
-	assert_int_equal(status_of(st, id), MSG_DELIVERED);
-	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
-	assert_int_equal(pending, 0);
-
-	/* Unknown for more than 24 h: orphan, no longer pending. */
-	int64_t later = hr_now_us() + 25LL * 3600 * SEC;
-	s = hook_status(st, "late", "wamid.never", MSG_READ, later, &inbox_id);
-	assert_int_equal(s.unmatched, 1);
-	snprintf(q, sizeof q, "SELECT state FROM webhook_inbox WHERE id = %lld",
-	         (long long)inbox_id);
-	assert_int_equal(q1(f, q), 4);
-	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
-	assert_int_equal(pending, 0);
-}
-
-static void test_apply_inbound_and_malformed(void **state)
-{
-	struct fx *f = *state;
-	struct store *st = f->st;
-	struct hr_err err;
-	struct account_row acct = {.id = "acc", .tenant_id = "t9", .channel = "whatsapp"};
-	assert_int_equal(st->ops->account_upsert(st, &acct, &err), 0);
-	char id[27];
-	sent_msg(st, "acc", "wamid.orig", id);
-
-	struct wh_inbound in[2] = {
-		{.provider_msg_id = "wamid.IN1", .context_id = "wamid.orig", .from = "15550123456",
-		 .kind = "button", .text = (char *)"Pay now", .payload = (char *)"PAY_NOW",
-		 .provider_at = 5 * SEC},
-		{.provider_msg_id = "wamid.IN2", .from = "15550123456", .kind = "text",
-		 .text = (char *)"STOP"},
-	};
-	struct inbox_parsed rows[2] = {
-		{.inbox_id = inbox_add(st, "acc"), .account_id = "acc", .inbound = in,
-		 .ninbound = 2},
-		{.inbox_id = inbox_add(st, "acc"), .account_id = "acc", .malformed = true,
-		 .error = "entry[0]: missing changes"},
-	};
-	struct apply_stats s;
-	assert_int_equal(st->ops->apply_inbox(st, rows, 2, hr_now_us(), &s), 0);
-	assert_int_equal(s.inbound, 2);
-	assert_int_equal(s.malformed, 1);
-
-	char q[200];
-	snprintf(q, sizeof q, "SELECT count(*) FROM inbound WHERE provider_msg_id = 'wamid.IN1'"
-	         " AND message_id = '%s' AND tenant_id = 't1' AND payload = 'PAY_NOW'", id);
-	assert_int_equal(q1(f, q), 1);
-	assert_int_equal(q1(f, "SELECT count(*) FROM inbound WHERE provider_msg_id = 'wamid.IN2'"
-	                    " AND message_id IS NULL AND tenant_id = 't9'"), 1);
-	snprintf(q, sizeof q, "SELECT state FROM webhook_inbox WHERE id = %lld",
-	         (long long)rows[1].inbox_id);
-	assert_int_equal(q1(f, q), 3);
-	snprintf(q, sizeof q, "SELECT count(*) FROM webhook_inbox WHERE id = %lld"
-	         " AND error = 'entry[0]: missing changes'", (long long)rows[1].inbox_id);
-	assert_int_equal(q1(f, q), 1);
-
-	struct events ev = events_of(st, id);
-	assert_int_equal(ev.n, 3);
-	assert_string_equal(ev.e[2].type, "inbound");
-	assert_string_equal(ev.e[2].source, "webhook");
-	assert_true(ev.e[2].applied);
-	assert_int_equal(ev.e[2].provider_at, 5 * SEC);
-	json_t *d = detail_of(&ev.e[2]);
-	assert_string_equal(json_string_value(json_object_get(d, "kind")), "button");
-	assert_string_equal(json_string_value(json_object_get(d, "payload")), "PAY_NOW");
-	assert_string_equal(json_string_value(json_object_get(d, "from")), "15550123456");
-	assert_string_equal(json_string_value(json_object_get(d, "provider_msg_id")), "wamid.IN1");
-	json_decref(d);
-	events_free(&ev);
-
-	/* The same reply delivered again changes nothing. */
-	struct inbox_parsed again = {.inbox_id = inbox_add(st, "acc"), .account_id = "acc",
-	                             .inbound = in, .ninbound = 1};
-	assert_int_equal(st->ops->apply_inbox(st, &again, 1, hr_now_us(), &s), 0);
-	assert_int_equal(s.inbound, 0);
-	assert_int_equal(q1(f, "SELECT count(*) FROM inbound"), 2);
-	ev = events_of(st, id);
-	assert_int_equal(ev.n, 3);
-	events_free(&ev);
-}
-
-/* ---------------------------------------------------------------------------
- * Listing.
- * ------------------------------------------------------------------------- */
-
-static void free_list(struct message *v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		message_clear(&v[i]);
-	free(v);
-}
-
-static void test_list_filters_and_paging(void **state)
-{
-	struct fx *f = *state;
-	struct store *st = f->st;
-	enum { N = 25 };
-	struct message m[N + 5];
-	int64_t base = 1700000000LL * SEC;
-	for (int i = 0; i < N; i++) {
-		mk_msg(&m[i], "t1", i < 20 ? "la" : "lb", 0, 0);
-		m[i].created_at = base + i * SEC;
-		if (i % 5 == 0)
-			strcpy(m[i].channel, "sms");
-		if (i >= 10 && i < 16)
-			strcpy(m[i].batch_id, "01ARZ3NDEKTSV4RRFFQ69G5FAV");
-		if (i == 7)
-			strcpy(m[i].recipient, "+15550001111");
-	}
-	for (int i = N; i < N + 5; i++)
-		mk_msg(&m[i], "t2", "lc", 0, 0);
-	assert_int_equal(st->ops->message_insert(st, m, N + 5, NULL, NULL, NULL), 0);
-	struct message out[5];
-	size_t n;
-	assert_int_equal(st->ops->claim(st, "lb", base + 100 * SEC, SEC, 5, out, &n), 0);
-	assert_int_equal(n, 5); /* m[20..24] now SENDING */
-	for (size_t i = 0; i < n; i++)
-		message_clear(&out[i]);
-
-	/* Paging: newest first, limit+1 tells whether there is more. */
-	struct msg_filter flt = {.status = -1, .limit = 10};
-	struct message *v;
-	bool more;
-	int idx = N - 1;
-	for (int page = 0; page < 3; page++) {
-		assert_int_equal(st->ops->message_list(st, "t1", &flt, &v, &n, &more), 0);
-		assert_int_equal(n, page < 2 ? 10 : 5);
-		assert_int_equal(more, page < 2);
-		for (size_t i = 0; i < n; i++)
-			assert_string_equal(v[i].id, m[idx--].id);
-		static char cursor[HR_ID_LEN + 1];
-		strcpy(cursor, v[n - 1].id);
-		flt.before_id = cursor;
-		free_list(v, n);
-	}
-	assert_int_equal(idx, -1);
-
-	static const struct {
-		struct msg_filter f;
-		const char *tenant;
-		size_t want;
-	} cases[] = {
-		{{.status = -1, .channel = "sms", .limit = 100}, "t1", 5},
-		{{.status = -1, .batch_id = "01ARZ3NDEKTSV4RRFFQ69G5FAV", .limit = 100}, "t1", 6},
-		{{.status = -1, .recipient = "+15550001111", .limit = 100}, "t1", 1},
-		{{.status = MSG_SENDING, .limit = 100}, "t1", 5},
-		{{.status = MSG_QUEUED, .channel = "sms", .limit = 100}, "t1", 4},
-		{{.status = -1, .since_us = 1700000010LL * SEC, .limit = 100}, "t1", 15},
-		{{.status = -1, .until_us = 1700000010LL * SEC, .limit = 100}, "t1", 10},
-		{{.status = -1, .since_us = 1700000010LL * SEC, .until_us = 1700000012LL * SEC,
-		  .limit = 100}, "t1", 2},
-		{{.status = -1, .limit = 100}, "t2", 5},
-		{{.status = -1, .limit = 100}, NULL, 30},
-		{{.status = -1, .limit = 100}, "t3", 0},
-	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		assert_int_equal(st->ops->message_list(st, cases[i].tenant, &cases[i].f, &v, &n,
-		                                       &more), 0);
-		if (n != cases[i].want)
-			fprintf(stderr, "list case %zu: got %zu want %zu\n", i, n, cases[i].want);
-		assert_int_equal(n, cases[i].want);
-		assert_false(more);
-		for (size_t k = 1; k < n; k++)
-			assert_true(strcmp(v[k - 1].id, v[k].id) > 0);
-		free_list(v, n);
-	}
-
-	int64_t c[MSG__COUNT];
-	assert_int_equal(st->ops->message_counts(st, "t1", c), 0);
-	assert_int_equal(c[MSG_QUEUED], 20);
-	assert_int_equal(c[MSG_SENDING], 5);
-	assert_int_equal(c[MSG_SENT], 0);
-	assert_int_equal(st->ops->message_counts(st, NULL, c), 0);
-	assert_int_equal(c[MSG_QUEUED], 25);
-}
-
-/* ---------------------------------------------------------------------------
- * The writer: group commit, async completion, failure isolation, limits.
- * ------------------------------------------------------------------------- */
-
-struct inserter {
-	struct store *st;
-	int n;
-	int failures;
-};
-
-static void *insert_thread(void *arg)
-{
-	struct inserter *in = arg;
-	for (int i = 0; i < in->n; i++) {
-		struct message m;
-		mk_msg(&m, "t1", "gc", 0, 0);
-		if (in->st->ops->message_insert(in->st, &m, 1, NULL, NULL, NULL) != 0)
-			in->failures++;
-	}
-	return NULL;
-}
-
-static void test_group_commit_concurrency(void **state)
-{
-	struct fx *f = *state;
-	struct store *st = f->st;
-	enum { T = 8, PER = 500 };
-	uint64_t c0, j0, c1, j1;
-	store_sqlite_stats(st, &c0, &j0);
-	pthread_t th[T];
-	struct inserter in[T];
-	int64_t t0 = hr_mono_us();
-	for (int i = 0; i < T; i++) {
-		in[i] = (struct inserter){.st = st, .n = PER};
-		assert_int_equal(pthread_create(&th[i], NULL, insert_thread, &in[i]), 0);
-	}
-	for (int i = 0; i < T; i++) {
-		pthread_join(th[i], NULL);
-		assert_int_equal(in[i].failures, 0);
-	}
-	int64_t dt = hr_mono_us() - t0;
-	store_sqlite_stats(st, &c1, &j1);
-	fprintf(stderr, "    %d blocking inserts from %d threads: %.0f/s, %llu commits\n",
-	        T * PER, T, T * PER / ((double)dt / 1e6), (unsigned long long)(c1 - c0));
-	assert_int_equal(count_msgs(st, "t1"), T * PER);
-	assert_int_equal(j1 - j0, T * PER);
-	assert_true(c1 - c0 < j1 - j0); /* the writer grouped them */
-	assert_int_equal(q1(f, "SELECT count(*) FROM message_event"), T * PER);
-}
-
-static void test_async_inserts(void **state)
-{
-	struct fx *f = *state;
-	struct store *st = f->st;
-	enum { N = 1000 };
-	struct message *m = calloc(N, sizeof *m); /* borrowed until each callback */
-	assert_non_null(m);
-	atomic_store(&cb_calls, 0);
-	atomic_store(&cb_fail, 0);
-	for (int i = 0; i < N; i++) {
-		mk_msg(&m[i], "t1", "async", 0, 0);
-		assert_int_equal(st->ops->message_insert(st, &m[i], 1, NULL, count_cb, NULL), 0);
-	}
-	wait_calls(N);
-	assert_int_equal(atomic_load(&cb_fail), 0);
-	assert_int_equal(count_msgs(st, "t1"), N);
-	free(m);
-}
-
-struct outcome {
-	atomic_int done;
-	int rc;
-	struct hr_err err;
-};
-
-static void outcome_cb(void *arg, int rc, const struct hr_err *err)
-{
-	struct outcome *o = arg;
-	o->rc = rc;
-	if (err)
-		o->err = *err;
-	atomic_store(&o->done, 1);
-}
-
-static void wait_outcome(struct outcome *o)
-{
-	for (int i = 0; i < 20000 && !atomic_load(&o->done); i++)
-		usleep(1000);
-	assert_true(atomic_load(&o->done));
-}
-
-/* A big job keeps the writer busy while four more queue up behind it; they
- * commit as one group in which two fail: one on its idempotency key, one on
- * a duplicate message id after it had already written a first message (its
- * savepoint must undo that). The others are committed, the failing ones
- * left nothing behind. */
-static void test_failing_job_isolated(void **state)
-{
-	struct fx *f = *state;
-	struct store *st = f->st;
-	enum { BIG = 5000 };
-	struct message *big = calloc(BIG, sizeof *big);
-	assert_non_null(big);
-	for (int i = 0; i < BIG; i++)
-		mk_msg(&big[i], "t1", "iso", 1, 0);
-	struct message a, b[2], c, d[2];
-	mk_msg(&a, "t1", "iso", 0, 0);
-	mk_msg(&b[0], "t1", "iso", 0, 0);
-	mk_msg(&b[1], "t1", "iso", 0, 0);
-	mk_msg(&c, "t1", "iso", 0, 0);
-	struct idem_put taken = {.tenant_id = "t1", .key = "dup", .request_hash = "h",
-	                         .http_status = 202};
-	struct message first;
-	mk_msg(&first, "t1", "iso", 0, 0);
-	assert_int_equal(st->ops->message_insert(st, &first, 1, &taken, NULL, NULL), 0);
-	mk_msg(&d[0], "t1", "iso", 0, 0);
-	d[1] = first; /* written, then the duplicate fails the job */
-
-	uint64_t c0, j0, c1, j1;
-	store_sqlite_stats(st, &c0, &j0);
-	struct outcome ob = {0}, oa = {0}, ox = {0}, oc = {0}, od = {0};
-	assert_int_equal(st->ops->message_insert(st, big, BIG, NULL, outcome_cb, &ob), 0);
-	assert_int_equal(st->ops->message_insert(st, &a, 1, NULL, outcome_cb, &oa), 0);
-	assert_int_equal(st->ops->message_insert(st, b, 2, &taken, outcome_cb, &ox), 0);
-	assert_int_equal(st->ops->message_insert(st, d, 2, NULL, outcome_cb, &od), 0);
-	assert_int_equal(st->ops->message_insert(st, &c, 1, NULL, outcome_cb, &oc), 0);
-	wait_outcome(&ob);
-	wait_outcome(&od);
-	wait_outcome(&oa);
-	wait_outcome(&ox);
-	wait_outcome(&oc);
-	store_sqlite_stats(st, &c1, &j1);
-	assert_int_equal(ob.rc, 0);
-	assert_int_equal(oa.rc, 0);
-	assert_int_equal(oc.rc, 0);
-	assert_int_equal(ox.rc, HR_ECONFLICT);
-	assert_int_equal(ox.err.code, HR_ECONFLICT);
-	assert_string_equal(ox.err.field, "Idempotency-Key");
-	assert_int_equal(od.rc, HR_ECONFLICT);
-	assert_string_equal(od.err.field, "id");
-	assert_int_equal(j1 - j0, 5);
-	assert_true(c1 - c0 <= 2); /* big alone (or with them), then one group */
-
-	assert_int_equal(status_of(st, a.id), MSG_QUEUED);
-	assert_int_equal(status_of(st, c.id), MSG_QUEUED);
-	struct message g;
-	assert_int_equal(st->ops->message_get(st, NULL, b[0].id, &g), HR_ENOTFOUND);
-	assert_int_equal(st->ops->message_get(st, NULL, b[1].id, &g), HR_ENOTFOUND);
-	assert_int_equal(st->ops->message_get(st, NULL, d[0].id, &g), HR_ENOTFOUND);
-	assert_int_equal(count_msgs(st, "t1"), BIG + 3);
-	char q[128];
-	snprintf(q, sizeof q, "SELECT count(*) FROM message_event WHERE message_id = '%s'",
-	         d[0].id);
-	assert_int_equal(q1(f, q), 0);
-	free(big);
-}
-
-static void test_queue_limit_and_close_drains(void **state)
-{
-	struct fx *f = *state;
-	store_sqlite.close(f->st);
-	struct store_opts o = {.queue_max = 2, .group_max = 4};
-	struct hr_err err;
-	assert_int_equal(store_sqlite.open(f->path, &o, &f->st, &err), 0);
-	struct store *st = f->st;
-
-	enum { BIG = 5000, SMALL = 4 };
-	struct message *big = calloc(BIG, sizeof *big);
-	assert_non_null(big);
-	for (int i = 0; i < BIG; i++)
-		mk_msg(&big[i], "t1", "ql", 1, 0);
-	struct message small[SMALL];
-	atomic_store(&cb_calls, 0);
-	atomic_store(&cb_fail, 0);
-	assert_int_equal(st->ops->message_insert(st, big, BIG, NULL, count_cb, NULL), 0);
-	int queued = 1, busy = 0;
-	for (int i = 0; i < SMALL; i++) {
-		mk_msg(&small[i], "t1", "ql", 0, 0);
-		int rc = st->ops->message_insert(st, &small[i], 1, NULL, count_cb, NULL);
-		assert_true(rc == 0 || rc == HR_EBUSY);
-		if (rc == 0)
-			queued++;
-		else
-			busy++;
-	}
-	assert_true(busy >= 1);
-	/* Close right away: everything queued is committed before it returns. */
-	store_sqlite.close(f->st);
-	f->st = NULL;
-	assert_int_equal(atomic_load(&cb_calls), queued);
-	assert_int_equal(atomic_load(&cb_fail), 0);
-	assert_int_equal(q1(f, "SELECT count(*) FROM message"), BIG + queued - 1);
-	assert_int_equal(store_sqlite.open(f->path, NULL, &f->st, &err), 0);
-	free(big);
-}
-
-/* ---------------------------------------------------------------------------
- * Review fixes: account scoping, fencing, isolation, queue limits, attempt
- * limit on lease expiry, retried inbox rows, UTF-8, key revocation.
- * ------------------------------------------------------------------------- */
-
-static int64_t count_events(struct fx *f, const char *id, const char *type)
-{
-	char q[200];
-	snprintf(q, sizeof q, "SELECT count(*) FROM message_event WHERE message_id = '%s'"
-	         " AND type = '%s'", id, type);
-	return q1(f, q);
-}
-
-/* Provider ids are unique per account at most: a webhook on account A that
- * names B's provider id must not touch B's message (it stays unmatched and
- * is retried), and the same id on two accounts resolves per account. */
-static void test_webhook_scoped_to_account(void **state)
-{
-	struct fx *f = *state;
-	struct store *st = f->st;
-	int64_t now = hr_now_us(), inbox_id;
-	char b[27], a7[27], b7[27];
-	sent_msg(st, "accB", "wamid.B", b);
-	sent_msg(st, "accA", "7", a7); /* Telegram-style ids: per chat, they repeat */
-	sent_msg(st, "accB", "7", b7);
-
-	struct apply_stats s = hook_status(st, "accA", "wamid.B", MSG_DELIVERED, now, &inbox_id);
-	assert_int_equal(s.unmatched, 1);
-	assert_int_equal(s.applied, 0);
-	assert_int_equal(status_of(st, b), MSG_SENT);
-	assert_int_equal(count_events(f, b, "webhook_status"), 0);
-	char q[160];
-	snprintf(q, sizeof q, "SELECT state FROM webhook_inbox WHERE id = %lld",
-	         (long long)inbox_id);
-	assert_int_equal(q1(f, q), 2); /* retried later */
-
-	s = hook_status(st, "accA", "7", MSG_READ, now, NULL);
-	assert_int_equal(s.applied, 1);
-	assert_int_equal(status_of(st, a7), MSG_READ);
-	assert_int_equal(status_of(st, b7), MSG_SENT);
-	s = hook_status(st, "accB", "7", MSG_DELIVERED, now, NULL);
-	assert_int_equal(s.applied, 1);
-	assert_int_equal(status_of(st, b7), MSG_DELIVERED);
-	assert_int_equal(status_of(st, a7), MSG_READ);
-
-	/* A reply on A quoting B's message is stored but not linked to it. */
-	struct wh_inbound in = {.provider_msg_id = "wamid.R1", .context_id = "wamid.B",
-	                        .from = "15550123456", .kind = "text", .text = (char *)"hi"};
-	struct inbox_parsed row = {.inbox_id = inbox_add(st, "accA"), .account_id = "accA",
-	                           .inbound = &in, .ninbound = 1};
-	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now, &s), 0);
-	assert_int_equal(s.inbound, 1);
-	assert_int_equal(q1(f, "SELECT count(*) FROM inbound WHERE provider_msg_id = 'wamid.R1'"
-	                    " AND account_id = 'accA' AND message_id IS NULL"), 1);
-	assert_int_equal(count_events(f, b, "inbound"), 0);
-	/* The same quote on B's own account links. */
-	strcpy(in.provider_msg_id, "wamid.R2");
-	row = (struct inbox_parsed){.inbox_id = inbox_add(st, "accB"), .account_id = "accB",
-	                            .inbound = &in, .ninbound = 1};
-	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now, &s), 0);
-	snprintf(q, sizeof q, "SELECT count(*) FROM inbound WHERE provider_msg_id = 'wamid.R2'"
-	         " AND message_id = '%s'", b);
-	assert_int_equal(q1(f, q), 1);
-	assert_int_equal(count_events(f, b, "inbound"), 1);
-
-	struct message g;
-	assert_int_equal(st->ops->message_get_by_provider_id(st, "accB", "wamid.B", &g), 0);
-	assert_string_equal(g.id, b);
-	message_clear(&g);
-	assert_int_equal(st->ops->message_get_by_provider_id(st, "accA", "wamid.B", &g),
-	                 HR_ENOTFOUND);
-	assert_int_equal(st->ops->message_get_by_provider_id(st, "accA", "7", &g), 0);
-	assert_string_equal(g.id, a7);
-	message_clear(&g);
-	assert_int_equal(st->ops->message_get_by_provider_id(st, "accB", "7", &g), 0);
-	assert_string_equal(g.id, b7);
-	message_clear(&g);
-}
-
 /* A late answer to an attempt whose lease expired must not undo the newer
  * attempt; it is recorded as ignored and only fills a missing provider id. */
 static void test_record_stale_attempt_fenced(void **state)
@@ -1512,9 +723,13 @@ static void test_record_stale_attempt_fenced(void **state)
 	assert_int_equal(c.attempts, 2);
 	message_clear(&c);
 
-	struct send_result r = {.kind = SEND_RETRY, .attempt = 1, .http_status = 503,
-	                        .due_at = now + 60 * SEC, .error_code = "503",
-	                        .error_text = "busy", .error_class = "transient"};
+	struct send_result r = {.kind = SEND_RETRY,
+	                        .attempt = 1,
+	                        .http_status = 503,
+	                        .due_at = now + 60 * SEC,
+	                        .error_code = "503",
+	                        .error_text = "busy",
+	                        .error_class = "transient"};
 	strcpy(r.message_id, id);
 	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
 	struct message g = msg_of(st, id);
@@ -1553,8 +768,8 @@ static void test_record_stale_attempt_fenced(void **state)
 	json_decref(d);
 	events_free(&ev);
 
-	struct send_result ok2 = {.kind = SEND_OK, .attempt = 2, .http_status = 200,
-	                          .provider_id = "wamid.new"};
+	struct send_result ok2 = {
+	    .kind = SEND_OK, .attempt = 2, .http_status = 200, .provider_id = "wamid.new"};
 	strcpy(ok2.message_id, id);
 	assert_int_equal(st->ops->record_results(st, &ok2, 1, NULL, NULL), 0);
 	g = msg_of(st, id);
@@ -1573,177 +788,35 @@ static void test_record_stale_attempt_fenced(void **state)
 	assert_int_equal(status_of(st, id), MSG_SENT);
 }
 
-/* One outcome failing inside record_results (its audit event refused by a
- * trigger, after its message row was already updated; an invalid kind; an
- * unknown id) is rolled back alone: the rest of the batch is recorded. */
+/* One outcome failing inside record_results (an invalid kind, an unknown
+ * message id) is skipped alone: the rest of the batch is recorded. */
 static void test_record_outcome_isolated(void **state)
 {
 	struct fx *f = *state;
 	struct store *st = f->st;
 	int64_t now = hr_now_us();
-	char a[27], b[27], c[27], d[27];
+	char a[27], c[27], d[27];
 	claimed_msg(st, "iso1", 5, now, 30 * SEC, a);
-	claimed_msg(st, "iso2", 5, now, 30 * SEC, b);
 	claimed_msg(st, "iso3", 5, now, 30 * SEC, c);
 	claimed_msg(st, "iso4", 5, now, 30 * SEC, d);
-	sqlite3 *db;
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	char sql[256];
-	snprintf(sql, sizeof sql, "CREATE TRIGGER boom BEFORE INSERT ON message_event"
-	         " WHEN NEW.message_id = '%s' BEGIN SELECT RAISE(ABORT, 'boom'); END", b);
-	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
 
-	struct send_result r[5] = {
-		{.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.a"},
-		{.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.x"},
-		{.kind = SEND_FAILED, .attempt = 1, .error_code = "1", .error_text = "no"},
-		{.kind = (enum send_kind)9, .attempt = 1},
-		{.kind = SEND_RETRY, .attempt = 1, .due_at = now + 9 * SEC},
+	struct send_result r[4] = {
+	    {.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.a"},
+	    {.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.x"},
+	    {.kind = (enum send_kind)9, .attempt = 1},
+	    {.kind = SEND_RETRY, .attempt = 1, .due_at = now + 9 * SEC},
 	};
 	strcpy(r[0].message_id, a);
 	strcpy(r[1].message_id, "01ARZ3NDEKTSV4RRFFQ69G5FAV");
-	strcpy(r[2].message_id, b);
-	strcpy(r[3].message_id, d);
-	strcpy(r[4].message_id, c);
-	assert_int_equal(st->ops->record_results(st, r, 5, NULL, NULL), 0);
+	strcpy(r[2].message_id, d);
+	strcpy(r[3].message_id, c);
+	assert_int_equal(st->ops->record_results(st, r, 4, NULL, NULL), 0);
 	assert_int_equal(status_of(st, a), MSG_SENT);
 	assert_int_equal(status_of(st, c), MSG_QUEUED);
-	struct message g = msg_of(st, b); /* its UPDATE was undone with its event */
-	assert_int_equal(g.status, MSG_SENDING);
-	assert_string_equal(g.error_code, "");
-	message_clear(&g);
 	assert_int_equal(status_of(st, d), MSG_SENDING);
-	assert_int_equal(count_events(f, a, "sent"), 1);
-	assert_int_equal(count_events(f, c, "retry"), 1);
-	assert_int_equal(q1(f, "SELECT count(*) FROM message_event WHERE type IN"
-	                    " ('sent', 'retry', 'failed')"), 2);
-}
-
-struct call {
-	pthread_t th;
-	struct store *st;
-	int which, rc;
-	size_t n;
-	char id[27];
-	int64_t inbox_id, now;
-};
-
-enum { CALL_CLAIM, CALL_REQUEUE, CALL_APPLY, CALL_TENANT, CALL__COUNT };
-
-static void *call_thread(void *arg)
-{
-	struct call *c = arg;
-	struct store *st = c->st;
-	switch (c->which) {
-	case CALL_CLAIM: {
-		struct message m;
-		c->rc = st->ops->claim(st, "qm", c->now, 30 * SEC, 1, &m, &c->n);
-		if (c->rc == 0 && c->n == 1) {
-			strcpy(c->id, m.id);
-			message_clear(&m);
-		}
-		break;
-	}
-	case CALL_REQUEUE: {
-		int k = 0;
-		c->rc = st->ops->requeue_expired(st, c->now, &k);
-		c->n = (size_t)k;
-		break;
-	}
-	case CALL_APPLY: {
-		struct wh_status ws = {.provider_id = "wamid.qm", .status = MSG_DELIVERED};
-		struct inbox_parsed row = {.inbox_id = c->inbox_id, .account_id = "qm",
-		                           .statuses = &ws, .nstatuses = 1};
-		struct apply_stats s;
-		c->rc = st->ops->apply_inbox(st, &row, 1, c->now, &s);
-		c->n = (size_t)s.applied;
-		break;
-	}
-	default: {
-		struct tenant_row t = {.id = "qm", .name = "Queue Max"};
-		c->rc = st->ops->tenant_upsert(st, &t, NULL);
-	}
-	}
-	return NULL;
-}
-
-static void wait_queued(struct store *st, int n)
-{
-	for (int i = 0; i < 3000 && store_sqlite_queued(st) != n; i++)
-		usleep(1000);
-	assert_int_equal(store_sqlite_queued(st), n);
-}
-
-/* With the queue full (queue_max 1, the writer held up by another
- * connection's write lock), client writes get HR_EBUSY but send outcomes,
- * claims, lease expiry, the applier and config writes are still queued. */
-static void test_queue_max_spares_internal_writes(void **state)
-{
-	struct fx *f = *state;
-	store_sqlite.close(f->st);
-	struct store_opts o = {.queue_max = 1, .group_max = 4};
-	struct hr_err err;
-	assert_int_equal(store_sqlite.open(f->path, &o, &f->st, &err), 0);
-	struct store *st = f->st;
-	int64_t now = hr_now_us();
-	char sent[27], rec[27], exp[27];
-	sent_msg(st, "qm", "wamid.qm", sent);
-	claimed_msg(st, "qm", 5, now, 30 * SEC, rec);
-	claimed_msg(st, "qm", 5, now, SEC, exp);
-	struct message queued;
-	mk_msg(&queued, "t1", "qm", 0, now - SEC);
-	assert_int_equal(st->ops->message_insert(st, &queued, 1, NULL, NULL, NULL), 0);
-	int64_t inbox_id = inbox_add(st, "qm");
-
-	sqlite3 *db;
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-	struct message x, y, z;
-	mk_msg(&x, "t1", "other", 0, 0);
-	mk_msg(&y, "t1", "other", 0, 0);
-	mk_msg(&z, "t1", "other", 0, 0);
-	struct outcome ox = {0}, oy = {0}, orec = {0};
-	assert_int_equal(st->ops->message_insert(st, &x, 1, NULL, outcome_cb, &ox), 0);
-	wait_queued(st, 0); /* the writer took x and waits for the lock */
-	assert_int_equal(st->ops->message_insert(st, &y, 1, NULL, outcome_cb, &oy), 0);
-	assert_int_equal(store_sqlite_queued(st), 1);
-	assert_int_equal(st->ops->message_insert(st, &z, 1, NULL, NULL, NULL), HR_EBUSY);
-	assert_int_equal(st->ops->inbox_append(st, "qm", "whatsapp", "", "{}", 2, NULL, NULL),
-	                 HR_EBUSY);
-
-	struct send_result r = {.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.rec"};
-	strcpy(r.message_id, rec);
-	assert_int_equal(st->ops->record_results(st, &r, 1, outcome_cb, &orec), 0);
-	struct call calls[CALL__COUNT];
-	for (int i = 0; i < CALL__COUNT; i++) {
-		calls[i] = (struct call){.st = st, .which = i, .now = now + 2 * SEC,
-		                         .inbox_id = inbox_id, .rc = 1};
-		assert_int_equal(pthread_create(&calls[i].th, NULL, call_thread, &calls[i]), 0);
-	}
-	wait_queued(st, 2 + CALL__COUNT);
-	assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
-	for (int i = 0; i < CALL__COUNT; i++) {
-		pthread_join(calls[i].th, NULL);
-		assert_int_equal(calls[i].rc, 0);
-	}
-	wait_outcome(&ox);
-	wait_outcome(&oy);
-	wait_outcome(&orec);
-	assert_int_equal(ox.rc, 0);
-	assert_int_equal(oy.rc, 0);
-	assert_int_equal(orec.rc, 0);
-	assert_int_equal(status_of(st, rec), MSG_SENT);
-	assert_int_equal(calls[CALL_CLAIM].n, 1);
-	assert_string_equal(calls[CALL_CLAIM].id, queued.id);
-	assert_int_equal(calls[CALL_REQUEUE].n, 1);
-	assert_int_equal(status_of(st, exp), MSG_QUEUED);
-	assert_int_equal(calls[CALL_APPLY].n, 1);
-	assert_int_equal(status_of(st, sent), MSG_DELIVERED);
-	assert_int_equal(q1(f, "SELECT count(*) FROM tenant WHERE id = 'qm'"), 1);
-	struct message g;
-	assert_int_equal(st->ops->message_get(st, NULL, z.id, &g), HR_ENOTFOUND);
+	assert_int_equal(count_events(st, a, "sent"), 1);
+	assert_int_equal(count_events(st, c, "retry"), 1);
+	assert_int_equal(count_events(st, d, NULL), 1); /* "accepted" only */
 }
 
 /* A lease that runs out on the last allowed attempt ends in UNKNOWN, not in
@@ -1824,6 +897,369 @@ static void test_requeue_attempt_limit(void **state)
 	message_clear(&g);
 }
 
+/* ---------------------------------------------------------------------------
+ * Webhooks.
+ * ------------------------------------------------------------------------- */
+
+static void test_inbox_append_dedupe(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	const char body[] = "{\"a\":1}";
+	for (int i = 0; i < 2; i++) /* the second is a replay */
+		assert_int_equal(
+		    st->ops->inbox_append(st, "acc", "whatsapp", "d1", body, 7, NULL, NULL), 0);
+	assert_int_equal(st->ops->inbox_append(st, "acc2", "whatsapp", "d1", body, 7, NULL, NULL),
+	                 0);
+	assert_int_equal(st->ops->inbox_append(st, "acc", "whatsapp", "", body, 7, NULL, NULL), 0);
+	assert_int_equal(st->ops->inbox_append(st, "acc", "whatsapp", "", body, 7, NULL, NULL), 0);
+	int64_t pending;
+	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
+	assert_int_equal(pending, 4);
+	struct inbox_row *rows;
+	size_t n;
+	assert_int_equal(st->ops->inbox_fetch(st, hr_now_us(), 10, &rows, &n), 0);
+	assert_int_equal(n, 4);
+	assert_true(rows[0].id < rows[1].id);
+	assert_string_equal(rows[0].account_id, "acc");
+	assert_string_equal(rows[0].dedupe_key, "d1");
+	assert_int_equal(rows[0].body_len, 7);
+	assert_string_equal(rows[0].body, body);
+	assert_int_equal(rows[0].attempts, 0);
+	for (size_t i = 0; i < n; i++)
+		inbox_row_clear(&rows[i]);
+	free(rows);
+	assert_int_equal(st->ops->inbox_fetch(st, hr_now_us(), 2, &rows, &n), 0);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++)
+		inbox_row_clear(&rows[i]);
+	free(rows);
+}
+
+static void test_apply_precedence(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	char a[27], b[27], c[27], d[27];
+	sent_msg(st, "pa", "wamid.a", a);
+	sent_msg(st, "pb", "wamid.b", b);
+	sent_msg(st, "pc", "wamid.c", c);
+	sent_msg(st, "pd", "wamid.d", d);
+
+	/* sent -> delivered -> read, each applied. */
+	int64_t inbox_id;
+	struct apply_stats s = hook_status(st, "pa", "wamid.a", MSG_DELIVERED, now, &inbox_id);
+	assert_int_equal(s.applied, 1);
+	assert_int_equal(status_of(st, a), MSG_DELIVERED);
+	s = hook_status(st, "pa", "wamid.a", MSG_READ, now, NULL);
+	assert_int_equal(s.applied, 1);
+	assert_int_equal(status_of(st, a), MSG_READ);
+	assert_false(inbox_has(st, INT64_MAX, inbox_id, NULL)); /* done */
+
+	/* Duplicate READ and late DELIVERED: recorded, ignored. */
+	s = hook_status(st, "pa", "wamid.a", MSG_READ, now, NULL);
+	assert_int_equal(s.applied, 0);
+	assert_int_equal(s.ignored, 1);
+	s = hook_status(st, "pa", "wamid.a", MSG_DELIVERED, now, NULL);
+	assert_int_equal(s.ignored, 1);
+	assert_int_equal(status_of(st, a), MSG_READ);
+	struct events ev = events_of(st, a);
+	/* accepted, sent, delivered, read, read (dup), delivered (stale) */
+	assert_int_equal(ev.n, 6);
+	static const struct {
+		int status;
+		bool applied;
+		const char *ignored;
+	} want[4] = {
+	    {MSG_DELIVERED, true, NULL},
+	    {MSG_READ, true, NULL},
+	    {MSG_READ, false, "duplicate"},
+	    {MSG_DELIVERED, false, "stale"},
+	};
+	for (int i = 0; i < 4; i++) {
+		const struct message_event *e = &ev.e[2 + i];
+		assert_string_equal(e->type, "webhook_status");
+		assert_string_equal(e->source, "webhook");
+		assert_int_equal(e->status, want[i].status);
+		assert_int_equal(e->applied, want[i].applied);
+		assert_int_equal(e->provider_at, 1750263773LL * SEC);
+		json_t *dj = detail_of(e);
+		assert_string_equal(json_string_value(json_object_get(dj, "status")),
+		                    msg_status_name(want[i].status));
+		assert_string_equal(json_string_value(json_object_get(dj, "provider_ts")),
+		                    "1750263773");
+		assert_true(json_integer_value(json_object_get(dj, "inbox_id")) > 0);
+		if (want[i].ignored) {
+			assert_string_equal(json_string_value(json_object_get(dj, "ignored")),
+			                    want[i].ignored);
+			assert_string_equal(json_string_value(json_object_get(dj, "current")),
+			                    "read");
+		} else {
+			assert_null(json_object_get(dj, "ignored"));
+		}
+		json_decref(dj);
+	}
+	events_free(&ev);
+
+	/* READ before DELIVERED implies DELIVERED. */
+	s = hook_status(st, "pb", "wamid.b", MSG_READ, now, NULL);
+	assert_int_equal(s.applied, 1);
+	assert_int_equal(status_of(st, b), MSG_READ);
+	ev = events_of(st, b);
+	assert_int_equal(ev.n, 4);
+	assert_int_equal(ev.e[2].status, MSG_DELIVERED);
+	assert_true(ev.e[2].applied);
+	json_t *dj = detail_of(&ev.e[2]);
+	assert_string_equal(json_string_value(json_object_get(dj, "implied_by")), "read");
+	json_decref(dj);
+	assert_int_equal(ev.e[3].status, MSG_READ);
+	assert_true(ev.e[3].applied);
+	events_free(&ev);
+
+	/* FAILED after DELIVERED: ignored; FAILED after SENT: applied with errors. */
+	hook_status(st, "pc", "wamid.c", MSG_DELIVERED, now, NULL);
+	s = hook_status(st, "pc", "wamid.c", MSG_FAILED, now, NULL);
+	assert_int_equal(s.ignored, 1);
+	assert_int_equal(status_of(st, c), MSG_DELIVERED);
+	s = hook_status(st, "pd", "wamid.d", MSG_FAILED, now, NULL);
+	assert_int_equal(s.applied, 1);
+	struct message g;
+	assert_int_equal(st->ops->message_get(st, NULL, d, &g), 0);
+	assert_int_equal(g.status, MSG_FAILED);
+	assert_string_equal(g.error_code, "131026");
+	assert_string_equal(g.error_text, "Message undeliverable");
+	message_clear(&g);
+	ev = events_of(st, d);
+	dj = detail_of(&ev.e[ev.n - 1]);
+	assert_string_equal(json_string_value(json_object_get(dj, "error_code")), "131026");
+	json_decref(dj);
+	events_free(&ev);
+}
+
+/* Several statuses in one call, one transaction: each sees the previous. */
+static void test_apply_many_in_one_call(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	char a[27];
+	sent_msg(st, "pm", "wamid.m", a);
+	struct wh_status ws[3] = {
+	    {.provider_id = "wamid.m", .status = MSG_DELIVERED},
+	    {.provider_id = "wamid.m", .status = MSG_READ},
+	    {.provider_id = "wamid.m", .status = MSG_DELIVERED},
+	};
+	struct inbox_parsed rows[2] = {
+	    {.inbox_id = inbox_add(st, "pm"), .account_id = "pm", .statuses = ws, .nstatuses = 2},
+	    {.inbox_id = inbox_add(st, "pm"),
+	     .account_id = "pm",
+	     .statuses = &ws[2],
+	     .nstatuses = 1},
+	};
+	struct apply_stats s;
+	assert_int_equal(st->ops->apply_inbox(st, rows, 2, hr_now_us(), &s), 0);
+	assert_int_equal(s.applied, 2);
+	assert_int_equal(s.ignored, 1);
+	assert_int_equal(status_of(st, a), MSG_READ);
+	int64_t pending;
+	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
+	assert_int_equal(pending, 0);
+}
+
+static void test_apply_unknown_retry_then_orphan(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us(), inbox_id;
+	struct apply_stats s = hook_status(st, "late", "wamid.late", MSG_DELIVERED, now, &inbox_id);
+	assert_int_equal(s.unmatched, 1);
+	assert_int_equal(s.applied, 0);
+	/* Kept for a retry in 2^0 * 200 ms, tried once. */
+	int attempts = -1;
+	assert_false(inbox_has(st, now + 199999, inbox_id, NULL));
+	assert_true(inbox_has(st, now + 200000, inbox_id, &attempts));
+	assert_int_equal(attempts, 1);
+
+	int64_t pending;
+	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
+	assert_int_equal(pending, 1);
+	struct inbox_row *rows;
+	size_t n;
+	assert_int_equal(st->ops->inbox_fetch(st, now + 100000, 10, &rows, &n), 0);
+	assert_int_equal(n, 0); /* not due yet */
+	assert_int_equal(st->ops->inbox_fetch(st, now + 200000, 10, &rows, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(rows[0].id, inbox_id);
+	assert_int_equal(rows[0].attempts, 1);
+	inbox_row_clear(&rows[0]);
+	free(rows);
+
+	/* Still unknown on the second try: backoff doubles. */
+	struct wh_status ws = {.provider_id = "wamid.late", .status = MSG_DELIVERED};
+	struct inbox_parsed row = {
+	    .inbox_id = inbox_id, .account_id = "late", .statuses = &ws, .nstatuses = 1};
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now + SEC, &s), 0);
+	assert_int_equal(s.unmatched, 1);
+	assert_false(inbox_has(st, now + SEC + 399999, inbox_id, NULL));
+	assert_true(inbox_has(st, now + SEC + 400000, inbox_id, &attempts));
+	assert_int_equal(attempts, 2);
+
+	/* The send gets recorded; the retry now applies. */
+	char id[27];
+	sent_msg(st, "late", "wamid.late", id);
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now + 2 * SEC, &s), 0);
+	assert_int_equal(s.applied, 1);
+	assert_int_equal(s.unmatched, 0);
+	assert_int_equal(status_of(st, id), MSG_DELIVERED);
+	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
+	assert_int_equal(pending, 0);
+
+	/* Unknown for more than 24 h: orphan, no longer pending. */
+	int64_t later = hr_now_us() + 25LL * 3600 * SEC;
+	s = hook_status(st, "late", "wamid.never", MSG_READ, later, &inbox_id);
+	assert_int_equal(s.unmatched, 1);
+	assert_false(inbox_has(st, INT64_MAX, inbox_id, NULL));
+	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
+	assert_int_equal(pending, 0);
+}
+
+static void test_apply_inbound_and_malformed(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err;
+	struct account_row acct = {.id = "acc", .tenant_id = "t9", .channel = "whatsapp"};
+	assert_int_equal(st->ops->account_upsert(st, &acct, &err), 0);
+	char id[27];
+	sent_msg(st, "acc", "wamid.orig", id);
+
+	struct wh_inbound in[2] = {
+	    {.provider_msg_id = "wamid.IN1",
+	     .context_id = "wamid.orig",
+	     .from = "15550123456",
+	     .kind = "button",
+	     .text = (char *)"Pay now",
+	     .payload = (char *)"PAY_NOW",
+	     .provider_at = 5 * SEC},
+	    {.provider_msg_id = "wamid.IN2",
+	     .from = "15550123456",
+	     .kind = "text",
+	     .text = (char *)"STOP"},
+	};
+	struct inbox_parsed rows[2] = {
+	    {.inbox_id = inbox_add(st, "acc"), .account_id = "acc", .inbound = in, .ninbound = 2},
+	    {.inbox_id = inbox_add(st, "acc"),
+	     .account_id = "acc",
+	     .malformed = true,
+	     .error = "entry[0]: missing changes"},
+	};
+	struct apply_stats s;
+	assert_int_equal(st->ops->apply_inbox(st, rows, 2, hr_now_us(), &s), 0);
+	assert_int_equal(s.inbound, 2);
+	assert_int_equal(s.malformed, 1);
+
+	/* Both rows are finished: the malformed one is never handed out again. */
+	int64_t pending = -1;
+	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
+	assert_int_equal(pending, 0);
+	assert_false(inbox_has(st, INT64_MAX, rows[1].inbox_id, NULL));
+
+	/* IN1 quoted our message: linked to it in its audit trail. IN2 quoted
+	 * nothing: stored (counted above), linked to nothing. */
+
+	struct events ev = events_of(st, id);
+	assert_int_equal(ev.n, 3);
+	assert_string_equal(ev.e[2].type, "inbound");
+	assert_string_equal(ev.e[2].source, "webhook");
+	assert_true(ev.e[2].applied);
+	assert_int_equal(ev.e[2].provider_at, 5 * SEC);
+	json_t *d = detail_of(&ev.e[2]);
+	assert_string_equal(json_string_value(json_object_get(d, "kind")), "button");
+	assert_string_equal(json_string_value(json_object_get(d, "payload")), "PAY_NOW");
+	assert_string_equal(json_string_value(json_object_get(d, "from")), "15550123456");
+	assert_string_equal(json_string_value(json_object_get(d, "provider_msg_id")), "wamid.IN1");
+	json_decref(d);
+	events_free(&ev);
+
+	/* The same reply delivered again changes nothing. */
+	struct inbox_parsed again = {
+	    .inbox_id = inbox_add(st, "acc"), .account_id = "acc", .inbound = in, .ninbound = 1};
+	assert_int_equal(st->ops->apply_inbox(st, &again, 1, hr_now_us(), &s), 0);
+	assert_int_equal(s.inbound, 0);
+	ev = events_of(st, id);
+	assert_int_equal(ev.n, 3);
+	events_free(&ev);
+}
+
+/* Provider ids are unique per account at most: a webhook on account A that
+ * names B's provider id must not touch B's message (it stays unmatched and
+ * is retried), and the same id on two accounts resolves per account. */
+static void test_webhook_scoped_to_account(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us(), inbox_id;
+	char b[27], a7[27], b7[27];
+	sent_msg(st, "accB", "wamid.B", b);
+	sent_msg(st, "accA", "7", a7); /* Telegram-style ids: per chat, they repeat */
+	sent_msg(st, "accB", "7", b7);
+
+	struct apply_stats s = hook_status(st, "accA", "wamid.B", MSG_DELIVERED, now, &inbox_id);
+	assert_int_equal(s.unmatched, 1);
+	assert_int_equal(s.applied, 0);
+	assert_int_equal(status_of(st, b), MSG_SENT);
+	assert_int_equal(count_events(st, b, "webhook_status"), 0);
+	int attempts = -1;
+	assert_true(inbox_has(st, now + 200000, inbox_id, &attempts)); /* retried later */
+	assert_int_equal(attempts, 1);
+
+	s = hook_status(st, "accA", "7", MSG_READ, now, NULL);
+	assert_int_equal(s.applied, 1);
+	assert_int_equal(status_of(st, a7), MSG_READ);
+	assert_int_equal(status_of(st, b7), MSG_SENT);
+	s = hook_status(st, "accB", "7", MSG_DELIVERED, now, NULL);
+	assert_int_equal(s.applied, 1);
+	assert_int_equal(status_of(st, b7), MSG_DELIVERED);
+	assert_int_equal(status_of(st, a7), MSG_READ);
+
+	/* A reply on A quoting B's message is stored but not linked to it. */
+	struct wh_inbound in = {.provider_msg_id = "wamid.R1",
+	                        .context_id = "wamid.B",
+	                        .from = "15550123456",
+	                        .kind = "text",
+	                        .text = (char *)"hi"};
+	struct inbox_parsed row = {
+	    .inbox_id = inbox_add(st, "accA"), .account_id = "accA", .inbound = &in, .ninbound = 1};
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now, &s), 0);
+	assert_int_equal(s.inbound, 1);
+	assert_int_equal(count_events(st, b, "inbound"), 0);
+	/* The same quote on B's own account links. */
+	strcpy(in.provider_msg_id, "wamid.R2");
+	row = (struct inbox_parsed){
+	    .inbox_id = inbox_add(st, "accB"), .account_id = "accB", .inbound = &in, .ninbound = 1};
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now, &s), 0);
+	assert_int_equal(s.inbound, 1);
+	assert_int_equal(count_events(st, b, "inbound"), 1);
+	struct events ev = events_of(st, b);
+	json_t *d = detail_of(&ev.e[ev.n - 1]);
+	assert_string_equal(json_string_value(json_object_get(d, "provider_msg_id")), "wamid.R2");
+	json_decref(d);
+	events_free(&ev);
+
+	struct message g;
+	assert_int_equal(st->ops->message_get_by_provider_id(st, "accB", "wamid.B", &g), 0);
+	assert_string_equal(g.id, b);
+	message_clear(&g);
+	assert_int_equal(st->ops->message_get_by_provider_id(st, "accA", "wamid.B", &g),
+	                 HR_ENOTFOUND);
+	assert_int_equal(st->ops->message_get_by_provider_id(st, "accA", "7", &g), 0);
+	assert_string_equal(g.id, a7);
+	message_clear(&g);
+	assert_int_equal(st->ops->message_get_by_provider_id(st, "accB", "7", &g), 0);
+	assert_string_equal(g.id, b7);
+	message_clear(&g);
+}
+
 /* An inbox row retried because one status was unmatched must not record
  * its other (matched) status again on every retry, nor store its reply
  * twice; the unmatched status is recorded once when its id appears. */
@@ -1834,12 +1270,15 @@ static void test_apply_retry_no_duplicate_events(void **state)
 	char known[27], later[27];
 	sent_msg(st, "rx", "wamid.known", known);
 	struct wh_status ws[2] = {
-		{.provider_id = "wamid.known", .status = MSG_DELIVERED},
-		{.provider_id = "wamid.later", .status = MSG_DELIVERED},
+	    {.provider_id = "wamid.known", .status = MSG_DELIVERED},
+	    {.provider_id = "wamid.later", .status = MSG_DELIVERED},
 	};
 	struct wh_inbound in = {.from = "15550123456", .kind = "text", .text = (char *)"ok"};
-	struct inbox_parsed row = {.inbox_id = inbox_add(st, "rx"), .account_id = "rx",
-	                           .statuses = ws, .nstatuses = 2, .inbound = &in,
+	struct inbox_parsed row = {.inbox_id = inbox_add(st, "rx"),
+	                           .account_id = "rx",
+	                           .statuses = ws,
+	                           .nstatuses = 2,
+	                           .inbound = &in,
 	                           .ninbound = 1};
 	int64_t now = hr_now_us();
 	struct apply_stats s;
@@ -1850,26 +1289,29 @@ static void test_apply_retry_no_duplicate_events(void **state)
 		assert_int_equal(s.ignored, 0);
 		assert_int_equal(s.inbound, i == 0 ? 1 : 0);
 	}
-	assert_int_equal(count_events(f, known, "webhook_status"), 1);
-	assert_int_equal(q1(f, "SELECT count(*) FROM inbound WHERE account_id = 'rx'"), 1);
-	char q[200];
-	snprintf(q, sizeof q, "SELECT count(*) FROM message_event WHERE message_id = '%s'"
-	         " AND inbox_id = %lld", known, (long long)row.inbox_id);
-	assert_int_equal(q1(f, q), 1);
-	snprintf(q, sizeof q, "SELECT attempts FROM webhook_inbox WHERE id = %lld",
-	         (long long)row.inbox_id);
-	assert_int_equal(q1(f, q), 6);
+	assert_int_equal(count_events(st, known, "webhook_status"), 1);
+	/* Of the known message's events, one names this inbox row. */
+	struct events ev = events_of(st, known);
+	size_t from_row = 0;
+	for (size_t i = 0; i < ev.n; i++) {
+		json_t *d = ev.e[i].detail ? detail_of(&ev.e[i]) : NULL;
+		from_row += json_integer_value(json_object_get(d, "inbox_id")) == row.inbox_id;
+		json_decref(d);
+	}
+	events_free(&ev);
+	assert_int_equal(from_row, 1);
+	int attempts = -1;
+	assert_true(inbox_has(st, INT64_MAX, row.inbox_id, &attempts));
+	assert_int_equal(attempts, 6);
 
 	sent_msg(st, "rx", "wamid.later", later);
 	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now + 10 * SEC, &s), 0);
 	assert_int_equal(s.unmatched, 0);
 	assert_int_equal(s.applied, 1);
 	assert_int_equal(status_of(st, later), MSG_DELIVERED);
-	assert_int_equal(count_events(f, later, "webhook_status"), 1);
-	assert_int_equal(count_events(f, known, "webhook_status"), 1);
-	snprintf(q, sizeof q, "SELECT state FROM webhook_inbox WHERE id = %lld",
-	         (long long)row.inbox_id);
-	assert_int_equal(q1(f, q), 1);
+	assert_int_equal(count_events(st, later, "webhook_status"), 1);
+	assert_int_equal(count_events(st, known, "webhook_status"), 1);
+	assert_false(inbox_has(st, INT64_MAX, row.inbox_id, NULL)); /* done */
 }
 
 /* True if s is valid UTF-8 (jansson refuses anything else). */
@@ -1890,7 +1332,10 @@ static void test_outside_text_stored_as_utf8(void **state)
 	int64_t now = hr_now_us();
 	char id[27];
 	claimed_msg(st, "u8", 5, now, 30 * SEC, id);
-	struct send_result r = {.kind = SEND_FAILED, .attempt = 1, .error_code = "E\xff" "1"};
+	struct send_result r = {.kind = SEND_FAILED,
+	                        .attempt = 1,
+	                        .error_code = "E\xff"
+	                                      "1"};
 	/* A text filled to the brim with 2-byte characters, cut in the middle of
 	 * the last one as a byte-wise copy into the fixed buffer would. */
 	memset(r.error_text, 0, sizeof r.error_text);
@@ -1920,11 +1365,13 @@ static void test_outside_text_stored_as_utf8(void **state)
 	/* A webhook failure with the same kinds of damage. */
 	char wid[27];
 	sent_msg(st, "u8w", "wamid.u8", wid);
-	struct wh_status ws = {.provider_id = "wamid.u8", .status = MSG_FAILED,
-	                       .provider_ts = "17502\xe2\x82", .error_code = "13\xc3",
+	struct wh_status ws = {.provider_id = "wamid.u8",
+	                       .status = MSG_FAILED,
+	                       .provider_ts = "17502\xe2\x82",
+	                       .error_code = "13\xc3",
 	                       .error_text = "caf\xc3\xa9 \xfe"};
-	struct inbox_parsed row = {.inbox_id = inbox_add(st, "u8w"), .account_id = "u8w",
-	                           .statuses = &ws, .nstatuses = 1};
+	struct inbox_parsed row = {
+	    .inbox_id = inbox_add(st, "u8w"), .account_id = "u8w", .statuses = &ws, .nstatuses = 1};
 	struct apply_stats s;
 	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now, &s), 0);
 	assert_int_equal(s.applied, 1);
@@ -1935,46 +1382,43 @@ static void test_outside_text_stored_as_utf8(void **state)
 	ev = events_of(st, wid);
 	d = detail_of(&ev.e[ev.n - 1]);
 	assert_string_equal(json_string_value(json_object_get(d, "provider_ts")), "17502?\?");
-	assert_string_equal(json_string_value(json_object_get(d, "error_text")),
-	                    "caf\xc3\xa9 ?");
+	assert_string_equal(json_string_value(json_object_get(d, "error_text")), "caf\xc3\xa9 ?");
 	json_decref(d);
 	events_free(&ev);
 
 	/* An inbound reply: text, payload and sender. */
-	struct wh_inbound in = {.provider_msg_id = "wamid.in\xff", .context_id = "wamid.u8",
-	                        .from = "+1555\xc3", .kind = "button",
-	                        .text = (char *)"pay \xe2\x82", .payload = (char *)"\xfe" "X"};
-	row = (struct inbox_parsed){.inbox_id = inbox_add(st, "u8w"), .account_id = "u8w",
-	                            .inbound = &in, .ninbound = 1};
+	struct wh_inbound in = {.provider_msg_id = "wamid.in\xff",
+	                        .context_id = "wamid.u8",
+	                        .from = "+1555\xc3",
+	                        .kind = "button",
+	                        .text = (char *)"pay \xe2\x82",
+	                        .payload = (char *)"\xfe"
+	                                           "X"};
+	row = (struct inbox_parsed){
+	    .inbox_id = inbox_add(st, "u8w"), .account_id = "u8w", .inbound = &in, .ninbound = 1};
 	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now, &s), 0);
 	assert_int_equal(s.inbound, 1);
-	assert_int_equal(q1(f, "SELECT count(*) FROM inbound WHERE text = 'pay ?\?'"
-	                    " AND payload = '?X' AND sender = '+1555?'"
-	                    " AND provider_msg_id = 'wamid.in?'"), 1);
 	ev = events_of(st, wid);
+	assert_string_equal(ev.e[ev.n - 1].type, "inbound");
 	d = detail_of(&ev.e[ev.n - 1]);
 	assert_string_equal(json_string_value(json_object_get(d, "text")), "pay ?\?");
+	assert_string_equal(json_string_value(json_object_get(d, "payload")), "?X");
+	assert_string_equal(json_string_value(json_object_get(d, "from")), "+1555?");
+	assert_string_equal(json_string_value(json_object_get(d, "provider_msg_id")), "wamid.in?");
 	json_decref(d);
 	events_free(&ev);
 
-	/* An adapter's parse error quoting raw bytes. */
-	row = (struct inbox_parsed){.inbox_id = inbox_add(st, "u8w"), .account_id = "u8w",
-	                            .malformed = true, .error = "bad byte \xff at 3"};
+	/* An adapter's parse error quoting raw bytes is taken (the stored text
+	 * has no read op: test_sqlite.c checks it). */
+	row = (struct inbox_parsed){.inbox_id = inbox_add(st, "u8w"),
+	                            .account_id = "u8w",
+	                            .malformed = true,
+	                            .error = "bad byte \xff at 3"};
 	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now, &s), 0);
-	assert_int_equal(q1(f, "SELECT count(*) FROM webhook_inbox"
-	                    " WHERE error = 'bad byte ? at 3'"), 1);
+	assert_int_equal(s.malformed, 1);
+	assert_false(inbox_has(st, INT64_MAX, row.inbox_id, NULL));
 }
 
-static bool key_present(struct store *st, const char *hash)
-{
-	char tenant[HR_NAME_MAX];
-	int rc = st->ops->api_key_lookup(st, hash, tenant);
-	assert_true(rc == 0 || rc == HR_ENOTFOUND);
-	return rc == 0;
-}
-
-/* Keys removed from the config are revoked: the tenant's keys outside the
- * keep list go, other tenants' stay. */
 /* Retention: finished inbox rows and old idempotency records go, a few per
  * call; pending inbox rows stay whatever their age. */
 static void test_prune_retention(void **state)
@@ -1984,15 +1428,18 @@ static void test_prune_retention(void **state)
 	int64_t done_id = inbox_add_on(st, "acc", "whatsapp");
 	int64_t bad_id = inbox_add_on(st, "acc", "whatsapp");
 	inbox_add_on(st, "acc", "whatsapp"); /* stays pending */
-	struct inbox_parsed rows[2] = {{.inbox_id = done_id, .account_id = "acc"},
-	                               {.inbox_id = bad_id, .account_id = "acc", .malformed = true,
-	                                .error = "bad"}};
+	struct inbox_parsed rows[2] = {
+	    {.inbox_id = done_id, .account_id = "acc"},
+	    {.inbox_id = bad_id, .account_id = "acc", .malformed = true, .error = "bad"}};
 	struct apply_stats stats = {0};
 	assert_int_equal(st->ops->apply_inbox(st, rows, 2, hr_now_us(), &stats), 0);
 	struct message m[1];
 	mk_msg(&m[0], "t1", "acc", 1, 0);
-	struct idem_put ip = {.tenant_id = "t1", .key = "old", .request_hash = "h",
-	                      .http_status = 202, .response = "{}"};
+	struct idem_put ip = {.tenant_id = "t1",
+	                      .key = "old",
+	                      .request_hash = "h",
+	                      .http_status = 202,
+	                      .response = "{}"};
 	assert_int_equal(st->ops->message_insert(st, m, 1, &ip, NULL, NULL), 0);
 
 	int64_t n = -1, pending = 0;
@@ -2011,6 +1458,218 @@ static void test_prune_retention(void **state)
 	assert_int_equal(st->ops->idem_get(st, "t1", "old", &r), HR_ENOTFOUND);
 }
 
+/* ---------------------------------------------------------------------------
+ * Listing.
+ * ------------------------------------------------------------------------- */
+
+static void test_list_filters_and_paging(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	enum { N = 25 };
+	struct message m[N + 5];
+	int64_t base = 1700000000LL * SEC;
+	for (int i = 0; i < N; i++) {
+		mk_msg(&m[i], "t1", i < 20 ? "la" : "lb", 0, 0);
+		m[i].created_at = base + i * SEC;
+		if (i % 5 == 0)
+			strcpy(m[i].channel, "sms");
+		if (i >= 10 && i < 16)
+			strcpy(m[i].batch_id, "01ARZ3NDEKTSV4RRFFQ69G5FAV");
+		if (i == 7)
+			strcpy(m[i].recipient, "+15550001111");
+	}
+	for (int i = N; i < N + 5; i++)
+		mk_msg(&m[i], "t2", "lc", 0, 0);
+	assert_int_equal(st->ops->message_insert(st, m, N + 5, NULL, NULL, NULL), 0);
+	struct message out[5];
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "lb", base + 100 * SEC, SEC, 5, out, &n), 0);
+	assert_int_equal(n, 5); /* m[20..24] now SENDING */
+	for (size_t i = 0; i < n; i++)
+		message_clear(&out[i]);
+
+	/* Paging: newest first, limit+1 tells whether there is more. */
+	struct msg_filter flt = {.status = -1, .limit = 10};
+	struct message *v;
+	bool more;
+	int idx = N - 1;
+	for (int page = 0; page < 3; page++) {
+		assert_int_equal(st->ops->message_list(st, "t1", &flt, &v, &n, &more), 0);
+		assert_int_equal(n, page < 2 ? 10 : 5);
+		assert_int_equal(more, page < 2);
+		for (size_t i = 0; i < n; i++)
+			assert_string_equal(v[i].id, m[idx--].id);
+		static char cursor[HR_ID_LEN + 1];
+		strcpy(cursor, v[n - 1].id);
+		flt.before_id = cursor;
+		free_list(v, n);
+	}
+	assert_int_equal(idx, -1);
+
+	static const struct {
+		struct msg_filter f;
+		const char *tenant;
+		size_t want;
+	} cases[] = {
+	    {{.status = -1, .channel = "sms", .limit = 100}, "t1", 5},
+	    {{.status = -1, .batch_id = "01ARZ3NDEKTSV4RRFFQ69G5FAV", .limit = 100}, "t1", 6},
+	    {{.status = -1, .recipient = "+15550001111", .limit = 100}, "t1", 1},
+	    {{.status = MSG_SENDING, .limit = 100}, "t1", 5},
+	    {{.status = MSG_QUEUED, .channel = "sms", .limit = 100}, "t1", 4},
+	    {{.status = -1, .since_us = 1700000010LL * SEC, .limit = 100}, "t1", 15},
+	    {{.status = -1, .until_us = 1700000010LL * SEC, .limit = 100}, "t1", 10},
+	    {{.status = -1,
+	      .since_us = 1700000010LL * SEC,
+	      .until_us = 1700000012LL * SEC,
+	      .limit = 100},
+	     "t1",
+	     2},
+	    {{.status = -1, .limit = 100}, "t2", 5},
+	    {{.status = -1, .limit = 100}, NULL, 30},
+	    {{.status = -1, .limit = 100}, "t3", 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		assert_int_equal(
+		    st->ops->message_list(st, cases[i].tenant, &cases[i].f, &v, &n, &more), 0);
+		if (n != cases[i].want)
+			fprintf(stderr, "list case %zu: got %zu want %zu\n", i, n, cases[i].want);
+		assert_int_equal(n, cases[i].want);
+		assert_false(more);
+		for (size_t k = 1; k < n; k++)
+			assert_true(strcmp(v[k - 1].id, v[k].id) > 0);
+		free_list(v, n);
+	}
+
+	int64_t c[MSG__COUNT];
+	assert_int_equal(st->ops->message_counts(st, "t1", c), 0);
+	assert_int_equal(c[MSG_QUEUED], 20);
+	assert_int_equal(c[MSG_SENDING], 5);
+	assert_int_equal(c[MSG_SENT], 0);
+	assert_int_equal(st->ops->message_counts(st, NULL, c), 0);
+	assert_int_equal(c[MSG_QUEUED], 25);
+}
+
+/* ---------------------------------------------------------------------------
+ * The writer's contract: concurrent and async writes, failure isolation,
+ * queue limits, draining on close.
+ * ------------------------------------------------------------------------- */
+
+/* Blocking inserts from many threads at once all commit, each with its
+ * "accepted" event (how the writer groups them is a backend matter). */
+static void test_concurrent_inserts(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	enum { T = 8, PER = 500 };
+	char(*ids)[HR_ID_LEN + 1] = calloc(T * PER, sizeof *ids);
+	assert_non_null(ids);
+	concurrent_inserts(st, T, PER, ids);
+	assert_int_equal(count_msgs(st, "t1"), T * PER);
+	for (int i = 0; i < T * PER; i++) {
+		struct events ev = events_of(st, ids[i]);
+		assert_int_equal(ev.n, 1);
+		assert_string_equal(ev.e[0].type, "accepted");
+		events_free(&ev);
+	}
+	free(ids);
+}
+
+static void test_async_inserts(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	enum { N = 1000 };
+	struct message *m = calloc(N, sizeof *m); /* borrowed until each callback */
+	assert_non_null(m);
+	atomic_store(&cb_calls, 0);
+	atomic_store(&cb_fail, 0);
+	for (int i = 0; i < N; i++) {
+		mk_msg(&m[i], "t1", "async", 0, 0);
+		assert_int_equal(st->ops->message_insert(st, &m[i], 1, NULL, count_cb, NULL), 0);
+	}
+	wait_calls(N);
+	assert_int_equal(atomic_load(&cb_fail), 0);
+	assert_int_equal(count_msgs(st, "t1"), N);
+	free(m);
+}
+
+/* Writes queued together, two of which fail (see failing_jobs_prepare): the
+ * others are committed, the failing ones left nothing behind and say why. */
+static void test_failing_job_isolated(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct failing_jobs fj;
+	failing_jobs_prepare(st, &fj);
+	failing_jobs_run(st, &fj);
+	assert_int_equal(fj.ox.err.code, HR_ECONFLICT);
+	assert_string_equal(fj.ox.err.field, "Idempotency-Key");
+	assert_string_equal(fj.od.err.field, "id");
+
+	assert_int_equal(status_of(st, fj.a.id), MSG_QUEUED);
+	assert_int_equal(status_of(st, fj.c.id), MSG_QUEUED);
+	struct message g;
+	assert_int_equal(st->ops->message_get(st, NULL, fj.b[0].id, &g), HR_ENOTFOUND);
+	assert_int_equal(st->ops->message_get(st, NULL, fj.b[1].id, &g), HR_ENOTFOUND);
+	assert_int_equal(st->ops->message_get(st, NULL, fj.d[0].id, &g), HR_ENOTFOUND);
+	assert_int_equal(count_events(st, fj.d[0].id, NULL), 0);
+	assert_int_equal(count_events(st, fj.d[1].id, NULL), 1); /* the first one's */
+	assert_int_equal(count_msgs(st, "t1"), FJ_BIG + 3);
+	free(fj.big);
+}
+
+static void test_queue_limit_and_close_drains(void **state)
+{
+	struct fx *f = *state;
+	struct store_opts o = {.queue_max = 2, .group_max = 4};
+	fx_reopen(f, &o);
+	struct store *st = f->st;
+
+	enum { BIG = 5000, SMALL = 4 };
+	struct message *big = calloc(BIG, sizeof *big);
+	assert_non_null(big);
+	for (int i = 0; i < BIG; i++)
+		mk_msg(&big[i], "t1", "ql", 1, 0);
+	struct message small[SMALL];
+	atomic_store(&cb_calls, 0);
+	atomic_store(&cb_fail, 0);
+	assert_int_equal(st->ops->message_insert(st, big, BIG, NULL, count_cb, NULL), 0);
+	int queued = 1, busy = 0;
+	for (int i = 0; i < SMALL; i++) {
+		mk_msg(&small[i], "t1", "ql", 0, 0);
+		int rc = st->ops->message_insert(st, &small[i], 1, NULL, count_cb, NULL);
+		assert_true(rc == 0 || rc == HR_EBUSY);
+		if (rc == 0)
+			queued++;
+		else
+			busy++;
+	}
+	assert_true(busy >= 1);
+	/* Close right away: everything queued is committed before it returns. */
+	backend->close(f->st);
+	f->st = NULL;
+	assert_int_equal(atomic_load(&cb_calls), queued);
+	assert_int_equal(atomic_load(&cb_fail), 0);
+	fx_reopen(f, NULL);
+	assert_int_equal(count_msgs(f->st, NULL), BIG + queued - 1);
+	free(big);
+}
+
+/* ---------------------------------------------------------------------------
+ * Configuration sync: API keys, templates.
+ * ------------------------------------------------------------------------- */
+
+static bool key_present(struct store *st, const char *hash)
+{
+	char tenant[HR_NAME_MAX];
+	int rc = st->ops->api_key_lookup(st, hash, tenant);
+	assert_true(rc == 0 || rc == HR_ENOTFOUND);
+	return rc == 0;
+}
+
+/* Keys removed from the config are revoked: the tenant's keys outside the
+ * keep list go, other tenants' stay. */
 static void test_api_key_prune(void **state)
 {
 	struct fx *f = *state;
@@ -2039,45 +1698,91 @@ static void test_api_key_prune(void **state)
 	assert_true(key_present(st, "k1"));
 
 	assert_int_equal(st->ops->api_key_prune(st, "acme", NULL, 0, &err), 0);
-	assert_int_equal(q1(f, "SELECT count(*) FROM api_key WHERE tenant_id = 'acme'"), 0);
+	assert_false(key_present(st, "k1"));
+	assert_false(key_present(st, "q\"uote"));
 	assert_true(key_present(st, "o1"));
 	assert_int_equal(st->ops->api_key_prune(st, "nobody", NULL, 0, &err), 0);
 	assert_true(key_present(st, "o1"));
 }
 
-/* ---------------------------------------------------------------------------
- * Issue 4: suppression, recipient aliases, opt-out keywords, auto-replies,
- * template config and SMS segments.
- * ------------------------------------------------------------------------- */
-
-static void free_supp(struct suppression_row *v)
+static void test_template_config_roundtrip(void **state)
 {
-	free(v);
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	const char *cfg = "{\"header\":{\"type\":\"document\",\"params\":1},"
+	                  "\"buttons\":[{\"type\":\"quick_reply\",\"params\":1}],"
+	                  "\"regulatory\":{\"dlt_entity_id\":\"1101\","
+	                  "\"dlt_template_id\":\"1107\"}}";
+	struct template_row t = {.tenant_id = "acme",
+	                         .channel = "sms",
+	                         .name = "otp",
+	                         .language = "en",
+	                         .body = (char *)"Code {{1}}",
+	                         .param_count = 1,
+	                         .config = (char *)cfg};
+	assert_int_equal(st->ops->template_upsert(st, &t, &err), 0);
+	struct template_row got;
+	assert_int_equal(st->ops->template_get(st, "acme", "sms", "otp", "en", &got), 0);
+	assert_non_null(got.config);
+	assert_string_equal(got.config, cfg);
+	assert_string_equal(got.body, "Code {{1}}");
+	template_row_clear(&got);
+	assert_null(got.config);
+
+	/* Re-synced without config: the column follows (NULL). */
+	t.config = NULL;
+	assert_int_equal(st->ops->template_upsert(st, &t, &err), 0);
+	assert_int_equal(st->ops->template_get(st, "acme", "sms", "otp", "en", &got), 0);
+	assert_null(got.config);
+	template_row_clear(&got);
+
+	/* Not an object: refused, naming the field, nothing changed. */
+	static const char *const bad[] = {"[1,2]", "{\"header\":", "\"x\"", "{\"a\":1,\"a\":2}"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		t.config = (char *)bad[i];
+		err = (struct hr_err){0};
+		assert_int_equal(st->ops->template_upsert(st, &t, &err), HR_EINVAL);
+		assert_string_equal(err.field, "template.config");
+	}
+	assert_int_equal(st->ops->template_get(st, "acme", "sms", "otp", "en", &got), 0);
+	assert_null(got.config);
+	assert_string_equal(got.body, "Code {{1}}");
+	template_row_clear(&got);
 }
+
+/* ---------------------------------------------------------------------------
+ * Suppression, recipient aliases, opt-out keywords, auto-replies, SMS
+ * segments.
+ * ------------------------------------------------------------------------- */
 
 static void test_suppression_ops(void **state)
 {
 	struct fx *f = *state;
 	struct store *st = f->st;
 	struct hr_err err = {0};
-	assert_int_equal(st->ops->suppression_put(st, "t1", "sms", "+15550001", "inbound STOP",
-	                                          &err), 0);
-	assert_int_equal(st->ops->suppression_put(st, "t1", "whatsapp", "15550001", "manual",
-	                                          &err), 0);
-	assert_int_equal(st->ops->suppression_put(st, "t2", "sms", "+15550001", "other tenant",
-	                                          &err), 0);
-	int64_t first = q1(f, "SELECT created_at FROM suppression WHERE tenant_id = 't1'"
-	                      " AND channel = 'sms' AND recipient = '+15550001'");
-	assert_true(first > 0);
-
-	/* Again: the reason changes, the row and its created_at stay. */
-	usleep(2000);
-	assert_int_equal(st->ops->suppression_put(st, "t1", "sms", "+15550001",
-	                                          "21610: unsubscribed", &err), 0);
-	assert_int_equal(q1(f, "SELECT count(*) FROM suppression"), 3);
-
+	assert_int_equal(
+	    st->ops->suppression_put(st, "t1", "sms", "+15550001", "inbound STOP", &err), 0);
+	assert_int_equal(st->ops->suppression_put(st, "t1", "whatsapp", "15550001", "manual", &err),
+	                 0);
+	assert_int_equal(
+	    st->ops->suppression_put(st, "t2", "sms", "+15550001", "other tenant", &err), 0);
 	struct suppression_row *v;
 	size_t n;
+	assert_int_equal(st->ops->suppression_list(st, "t1", "sms", &v, &n), 0);
+	assert_int_equal(n, 1);
+	int64_t first = v[0].created_at;
+	assert_true(first > 0);
+	free_supp(v);
+
+	/* Again, once the clock has moved on: the reason changes, the row and
+	 * its created_at stay. */
+	while (hr_now_us() <= first + 1000)
+		usleep(200);
+	assert_int_equal(
+	    st->ops->suppression_put(st, "t1", "sms", "+15550001", "21610: unsubscribed", &err), 0);
+	assert_int_equal(supp_count(st, "t2", NULL), 1);
+
 	assert_int_equal(st->ops->suppression_list(st, "t1", NULL, &v, &n), 0);
 	assert_int_equal(n, 2);
 	assert_string_equal(v[0].channel, "sms");
@@ -2102,39 +1807,40 @@ static void test_suppression_ops(void **state)
 	assert_int_equal(st->ops->suppression_delete(st, "t1", "sms", "+15550001", &err),
 	                 HR_ENOTFOUND);
 	assert_string_equal(err.field, "recipient");
-	assert_int_equal(q1(f, "SELECT count(*) FROM suppression WHERE tenant_id = 't2'"), 1);
+	assert_int_equal(supp_count(st, "t2", NULL), 1);
 
 	/* Bad keys are refused before anything is queued, naming the field. */
 	static const struct {
 		const char *tenant, *channel, *recipient, *field;
 	} bad[] = {
-		{"", "sms", "+1", "tenant_id"},
-		{"t1", NULL, "+1", "channel"},
-		{"t1", "a-channel-name-too-long", "+1", "channel"},
-		{"t1", "sms", "", "recipient"},
-		{"t1", "sms", "+1555\xff", "recipient"},
-		{"t1", "sms",
-		 "+1234567890123456789012345678901234567890123456789012345678901234567890",
-		 "recipient"},
+	    {"", "sms", "+1", "tenant_id"},
+	    {"t1", NULL, "+1", "channel"},
+	    {"t1", "a-channel-name-too-long", "+1", "channel"},
+	    {"t1", "sms", "", "recipient"},
+	    {"t1", "sms", "+1555\xff", "recipient"},
+	    {"t1", "sms", "+1234567890123456789012345678901234567890123456789012345678901234567890",
+	     "recipient"},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		err = (struct hr_err){0};
 		assert_int_equal(st->ops->suppression_put(st, bad[i].tenant, bad[i].channel,
-		                                          bad[i].recipient, "x", &err), HR_EINVAL);
+		                                          bad[i].recipient, "x", &err),
+		                 HR_EINVAL);
 		assert_string_equal(err.field, bad[i].field);
 		err = (struct hr_err){0};
 		assert_int_equal(st->ops->suppression_delete(st, bad[i].tenant, bad[i].channel,
-		                                             bad[i].recipient, &err), HR_EINVAL);
+		                                             bad[i].recipient, &err),
+		                 HR_EINVAL);
 		assert_string_equal(err.field, bad[i].field);
 	}
-	assert_int_equal(q1(f, "SELECT count(*) FROM suppression"), 2);
+	assert_int_equal(supp_count(st, "t1", NULL), 1);
+	assert_int_equal(supp_count(st, "t2", NULL), 1);
 	assert_int_equal(st->ops->suppression_list(st, NULL, NULL, &v, &n), HR_EINVAL);
 }
 
 /* A message for account/channel/recipient, inserted QUEUED and due now. */
-static void queue_to(struct store *st, const char *tenant, const char *account,
-                     const char *channel, const char *recipient, int64_t due,
-                     char id[HR_ID_LEN + 1])
+static void queue_to(struct store *st, const char *tenant, const char *account, const char *channel,
+                     const char *recipient, int64_t due, char id[HR_ID_LEN + 1])
 {
 	struct message m;
 	mk_msg(&m, tenant, account, 0, due);
@@ -2161,8 +1867,8 @@ static void test_claim_suppressed(void **state)
 	struct store *st = f->st;
 	struct hr_err err = {0};
 	int64_t now = hr_now_us();
-	assert_int_equal(st->ops->suppression_put(st, "t1", "sms", "+15550001", "inbound STOP",
-	                                          &err), 0);
+	assert_int_equal(
+	    st->ops->suppression_put(st, "t1", "sms", "+15550001", "inbound STOP", &err), 0);
 	char stop1[27], stop2[27], ok1[27], wa[27], other[27];
 	queue_to(st, "t1", "sms1", "sms", "+15550001", now - 5 * SEC, stop1);
 	queue_to(st, "t1", "sms1", "sms", "+15550002", now - 4 * SEC, ok1);
@@ -2250,7 +1956,8 @@ static void test_claim_suppressed(void **state)
 	message_clear(&g);
 }
 
-/* Claims one message of the account (the only one due) and returns its attempt. */
+/* Claims one message of the account (the only one due), which must be sent
+ * (not suppressed), and returns its attempt. */
 static int claim_one(struct store *st, const char *account, int64_t now, const char *id,
                      char recipient[HR_ADDR_MAX])
 {
@@ -2259,11 +1966,23 @@ static int claim_one(struct store *st, const char *account, int64_t now, const c
 	assert_int_equal(st->ops->claim(st, account, now, 30 * SEC, 1, &c, &n), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(c.id, id);
+	assert_int_equal(c.status, MSG_SENDING);
 	int attempt = c.attempts;
 	if (recipient)
 		strcpy(recipient, c.recipient);
 	message_clear(&c);
 	return attempt;
+}
+
+/* Where the account's claims now send a message queued for `addr`: queues
+ * one on tenant t1's telegram account, claims it and gives the recipient the
+ * claim returned (the alias table, seen through the claim that uses it). */
+static void claimed_address(struct store *st, const char *account, const char *addr, int64_t now,
+                            char rcpt[HR_ADDR_MAX])
+{
+	char id[27];
+	queue_to(st, "t1", account, "telegram", addr, now - SEC, id);
+	claim_one(st, account, now, id, rcpt);
 }
 
 static void assert_migrated(struct store *st, const char *id, const char *from, const char *to)
@@ -2289,8 +2008,11 @@ static void test_new_recipient_alias(void **state)
 	int attempt = claim_one(st, "tg1", now, a, NULL);
 
 	/* The group became a supergroup: retry at the new address. */
-	struct send_result r = {.kind = SEND_RETRY, .attempt = attempt, .due_at = now,
-	                        .http_status = 400, .new_recipient = "-100999",
+	struct send_result r = {.kind = SEND_RETRY,
+	                        .attempt = attempt,
+	                        .due_at = now,
+	                        .http_status = 400,
+	                        .new_recipient = "-100999",
 	                        .error_code = "400",
 	                        .error_text = "group chat was upgraded to a supergroup chat",
 	                        .error_class = "transient"};
@@ -2301,8 +2023,6 @@ static void test_new_recipient_alias(void **state)
 	assert_string_equal(g.recipient, "-100999");
 	message_clear(&g);
 	assert_migrated(st, a, "-100123", "-100999");
-	assert_int_equal(q1(f, "SELECT count(*) FROM recipient_alias WHERE account_id = 'tg1'"
-	                    " AND old = '-100123' AND new = '-100999'"), 1);
 
 	/* The retry goes to the new address, with no second migration. */
 	attempt = claim_one(st, "tg1", now + SEC, a, rcpt);
@@ -2335,8 +2055,6 @@ static void test_new_recipient_alias(void **state)
 	strcpy(r.new_recipient, "-100777");
 	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
 	assert_migrated(st, a, "-100999", "-100777");
-	assert_int_equal(q1(f, "SELECT count(*) FROM recipient_alias WHERE account_id = 'tg1'"
-	                    " AND new = '-100777'"), 2);
 	queue_to(st, "t1", "tg1", "telegram", "-100123", now - SEC, c);
 	struct message out[4];
 	size_t n;
@@ -2347,6 +2065,8 @@ static void test_new_recipient_alias(void **state)
 		message_clear(&out[i]);
 	}
 	assert_migrated(st, c, "-100123", "-100777");
+	claimed_address(st, "tg1", "-100999", now + 2 * SEC, rcpt);
+	assert_string_equal(rcpt, "-100777");
 
 	/* A stale outcome (its attempt is over) moves nothing. */
 	char d[27];
@@ -2358,60 +2078,65 @@ static void test_new_recipient_alias(void **state)
 	g = msg_of(st, d);
 	assert_string_equal(g.recipient, "-5");
 	message_clear(&g);
-	assert_int_equal(q1(f, "SELECT count(*) FROM recipient_alias WHERE account_id = 'tg3'"),
-	                 0);
+	claimed_address(st, "tg3", "-5", now, rcpt);
+	assert_string_equal(rcpt, "-5");
 }
 
-/* Text from a query on a raw connection ("" for NULL or no row), into buf. */
-static const char *qtext(struct fx *f, const char *sql, char *buf, size_t size)
+/* The address `addr` leads to in an alias table written "old>new;...". */
+static void alias_in(const char *table, const char *addr, char out[HR_ADDR_MAX])
 {
-	sqlite3 *db;
-	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	sqlite3_stmt *st;
-	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-	buf[0] = '\0';
-	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-		snprintf(buf, size, "%s", (const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return buf;
+	hr_strlcpy(out, addr, HR_ADDR_MAX);
+	size_t len = strlen(addr);
+	for (const char *p = table; *p;) {
+		const char *end = p + strcspn(p, ";");
+		if ((size_t)(end - p) > len + 1 && strncmp(p, addr, len) == 0 && p[len] == '>')
+			snprintf(out, HR_ADDR_MAX, "%.*s", (int)(end - p - (ptrdiff_t)len - 1),
+			         p + len + 1);
+		p = *end ? end + 1 : end;
+	}
 }
 
-/* Aliases stay one hop deep and never loop, whatever order moves arrive in. */
+/* Aliases stay one hop deep and never loop, whatever order moves arrive in.
+ * After each move, a message queued for each address shows where the
+ * account's claims send it. */
 static void test_alias_table_one_hop(void **state)
 {
 	struct fx *f = *state;
 	struct store *st = f->st;
 	static const struct {
-		const char *to, *moved_to, *table; /* table: old>new rows by old */
+		const char *to, *moved_to, *table; /* table: old>new, every alias there is */
 	} steps[] = {
-		{"B", "A", "B>A"},
-		{"C", "B", "B>A;C>A"},       /* B had moved on to A: C goes straight there */
-		{"A", "B", "A>B;C>B"},       /* reversal: B>A dropped, C repointed to B */
-		{"D", "D", "A>B;C>B"},       /* "moved" to itself: nothing */
-		{"B", "E", "A>E;B>E;C>E"},   /* B moved: everything that led to B follows */
+	    {"B", "A", "B>A"},
+	    {"C", "B", "B>A;C>A"},     /* B had moved on to A: C goes straight there */
+	    {"A", "B", "A>B;C>B"},     /* reversal: B>A dropped, C repointed to B */
+	    {"D", "D", "A>B;C>B"},     /* "moved" to itself: nothing */
+	    {"B", "E", "A>E;B>E;C>E"}, /* B moved: everything that led to B follows */
 	};
 	int64_t now = hr_now_us();
 	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
-		char id[27], buf[256];
+		char id[27];
 		queue_to(st, "t1", "tg4", "telegram", steps[i].to, now - SEC, id);
 		struct message c;
 		size_t n;
 		assert_int_equal(st->ops->claim(st, "tg4", now, 30 * SEC, 1, &c, &n), 0);
 		assert_int_equal(n, 1);
 		assert_string_equal(c.id, id);
-		struct send_result r = {.kind = SEND_RETRY, .attempt = c.attempts,
-		                        .due_at = now + 3600 * SEC};
+		struct send_result r = {
+		    .kind = SEND_RETRY, .attempt = c.attempts, .due_at = now + 3600 * SEC};
 		hr_strlcpy(r.new_recipient, steps[i].moved_to, sizeof r.new_recipient);
 		strcpy(r.message_id, id);
 		message_clear(&c);
 		assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
-		qtext(f, "SELECT group_concat(old || '>' || new, ';') FROM (SELECT old, new"
-		         " FROM recipient_alias WHERE account_id = 'tg4' ORDER BY old)",
-		      buf, sizeof buf);
-		if (strcmp(buf, steps[i].table) != 0)
-			fprintf(stderr, "step %zu: aliases %s, want %s\n", i, buf, steps[i].table);
-		assert_string_equal(buf, steps[i].table);
+		static const char *const addrs[] = {"A", "B", "C", "D", "E"};
+		for (size_t k = 0; k < sizeof addrs / sizeof addrs[0]; k++) {
+			char want[HR_ADDR_MAX], got[HR_ADDR_MAX];
+			alias_in(steps[i].table, addrs[k], want);
+			claimed_address(st, "tg4", addrs[k], now, got);
+			if (strcmp(got, want) != 0)
+				fprintf(stderr, "step %zu: %s leads to %s, want %s\n", i, addrs[k],
+				        got, want);
+			assert_string_equal(got, want);
+		}
 	}
 }
 
@@ -2425,8 +2150,8 @@ static void test_alias_then_suppressed(void **state)
 	char a[27], b[27];
 	queue_to(st, "t1", "tg1", "telegram", "-1", now - SEC, a);
 	int attempt = claim_one(st, "tg1", now, a, NULL);
-	struct send_result r = {.kind = SEND_RETRY, .attempt = attempt, .due_at = now,
-	                        .new_recipient = "-2"};
+	struct send_result r = {
+	    .kind = SEND_RETRY, .attempt = attempt, .due_at = now, .new_recipient = "-2"};
 	strcpy(r.message_id, a);
 	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
 	assert_int_equal(st->ops->suppression_put(st, "t1", "telegram", "-2", "blocked", &err), 0);
@@ -2460,8 +2185,11 @@ static void test_record_suppress_flag(void **state)
 	char a[27], b[27], c[27];
 	queue_to(st, "t1", "sms1", "sms", "+15557654321", now - SEC, a);
 	int attempt = claim_one(st, "sms1", now, a, NULL);
-	struct send_result r = {.kind = SEND_FAILED, .attempt = attempt, .http_status = 400,
-	                        .suppress = true, .error_code = "21610",
+	struct send_result r = {.kind = SEND_FAILED,
+	                        .attempt = attempt,
+	                        .http_status = 400,
+	                        .suppress = true,
+	                        .error_code = "21610",
 	                        .error_text = "Attempt to send to unsubscribed recipient",
 	                        .error_class = "permanent"};
 	strcpy(r.message_id, a);
@@ -2499,20 +2227,25 @@ static void test_record_suppress_flag(void **state)
 	strcpy(r.message_id, c);
 	strcpy(r.error_code, "30003");
 	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
-	assert_int_equal(q1(f, "SELECT count(*) FROM suppression"), 1);
+	assert_int_equal(supp_count(st, "t1", NULL), 1);
 	r.suppress = true;
 	r.attempt = attempt + 7;
 	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
-	assert_int_equal(q1(f, "SELECT count(*) FROM suppression WHERE recipient = '+15550000'"
-	                    " AND channel = 'sms' AND tenant_id = 't1'"), 1);
+	assert_int_equal(st->ops->suppression_list(st, "t1", "sms", &v, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].recipient, "+15550000");
+	assert_string_equal(v[0].reason, "30003: Attempt to send to unsubscribed recipient");
+	free_supp(v);
 }
 
 /* One inbound text on an sms account, in its own inbox row. */
-static struct apply_stats inbound_sms(struct store *st, const char *account,
-                                      struct wh_inbound *in, int64_t *inbox_id)
+static struct apply_stats inbound_sms(struct store *st, const char *account, struct wh_inbound *in,
+                                      int64_t *inbox_id)
 {
 	struct inbox_parsed row = {.inbox_id = inbox_add_on(st, account, "sms"),
-	                           .account_id = account, .inbound = in, .ninbound = 1};
+	                           .account_id = account,
+	                           .inbound = in,
+	                           .ninbound = 1};
 	if (inbox_id)
 		*inbox_id = row.inbox_id;
 	struct apply_stats s;
@@ -2536,18 +2269,20 @@ static void test_inbound_stop_start(void **state)
 		int optout;
 		const char *reason; /* NULL: not suppressed afterwards */
 	} steps[] = {
-		{"SMin1", "  stop \n", "SM0001", 1, "inbound STOP"},
-		{"SMin2", "Unsubscribe", "", 1, "inbound UNSUBSCRIBE"},
-		{"SMin3", "start", "", -1, NULL},
-		{"SMin4", "START", "", -1, NULL}, /* not on the list: fine */
-		{"SMin5", "stopall please, all of my numbers, right now, thanks", "", 1,
-		 "inbound STOPALL PLEASE, ALL OF MY NUMBER"},
-		{"SMin6", "Hello there", "", 0, "inbound STOPALL PLEASE, ALL OF MY NUMBER"},
-		{"SMin7", "unstop", "", -1, NULL},
+	    {"SMin1", "  stop \n", "SM0001", 1, "inbound STOP"},
+	    {"SMin2", "Unsubscribe", "", 1, "inbound UNSUBSCRIBE"},
+	    {"SMin3", "start", "", -1, NULL},
+	    {"SMin4", "START", "", -1, NULL}, /* not on the list: fine */
+	    {"SMin5", "stopall please, all of my numbers, right now, thanks", "", 1,
+	     "inbound STOPALL PLEASE, ALL OF MY NUMBER"},
+	    {"SMin6", "Hello there", "", 0, "inbound STOPALL PLEASE, ALL OF MY NUMBER"},
+	    {"SMin7", "unstop", "", -1, NULL},
 	};
 	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
-		struct wh_inbound in = {.optout = steps[i].optout, .from = "+15550123",
-		                        .kind = "text", .text = (char *)steps[i].text};
+		struct wh_inbound in = {.optout = steps[i].optout,
+		                        .from = "+15550123",
+		                        .kind = "text",
+		                        .text = (char *)steps[i].text};
 		strcpy(in.provider_msg_id, steps[i].id);
 		strcpy(in.context_id, steps[i].context);
 		struct apply_stats s = inbound_sms(st, "sms1", &in, NULL);
@@ -2563,14 +2298,9 @@ static void test_inbound_stop_start(void **state)
 			assert_string_equal(v[0].reason, steps[i].reason);
 		}
 		free_supp(v);
-		/* Each is still recorded as an inbound. */
-		char q[128];
-		snprintf(q, sizeof q, "SELECT count(*) FROM inbound WHERE provider_msg_id = '%s'"
-		         " AND tenant_id IS NOT NULL", steps[i].id);
-		assert_int_equal(q1(f, q), 1);
 	}
 	/* The tenant is the account's (t9), not the message's (t1). */
-	assert_int_equal(q1(f, "SELECT count(*) FROM suppression WHERE tenant_id = 't1'"), 0);
+	assert_int_equal(supp_count(st, "t1", NULL), 0);
 
 	/* The STOP linked to the message shows in its audit trail. */
 	struct message_event e = last_event(st, orig);
@@ -2582,17 +2312,25 @@ static void test_inbound_stop_start(void **state)
 	message_event_clear(&e);
 
 	/* A replayed STOP (same provider id) after the START changes nothing. */
-	struct wh_inbound again = {.provider_msg_id = "SMin2", .optout = 1, .from = "+15550123",
-	                           .kind = "text", .text = (char *)"UNSUBSCRIBE"};
+	struct wh_inbound again = {.provider_msg_id = "SMin2",
+	                           .optout = 1,
+	                           .from = "+15550123",
+	                           .kind = "text",
+	                           .text = (char *)"UNSUBSCRIBE"};
 	struct apply_stats s = inbound_sms(st, "sms1", &again, NULL);
 	assert_int_equal(s.inbound, 0);
-	assert_int_equal(q1(f, "SELECT count(*) FROM suppression"), 0);
+	assert_int_equal(supp_count(st, "t9", NULL), 0);
+	assert_int_equal(supp_count(st, "t1", NULL), 0);
 
 	/* Opt-out on one channel leaves the tenant's other channels alone. */
-	struct wh_inbound stop = {.provider_msg_id = "SMin8", .optout = 1, .from = "+15550123",
-	                          .kind = "text", .text = (char *)"STOP"};
-	inbound_sms(st, "sms1", &stop, NULL);
-	assert_int_equal(q1(f, "SELECT count(*) FROM suppression WHERE channel = 'sms'"), 1);
+	struct wh_inbound stop = {.provider_msg_id = "SMin8",
+	                          .optout = 1,
+	                          .from = "+15550123",
+	                          .kind = "text",
+	                          .text = (char *)"STOP"};
+	assert_int_equal(inbound_sms(st, "sms1", &stop, NULL).inbound, 1);
+	assert_int_equal(supp_count(st, "t9", "sms"), 1);
+	assert_int_equal(supp_count(st, "t9", NULL), 1);
 	char wa[27];
 	queue_to(st, "t9", "wa9", "whatsapp", "+15550123", hr_now_us() - SEC, wa);
 	claim_one(st, "wa9", hr_now_us(), wa, NULL);
@@ -2612,8 +2350,11 @@ static void test_auto_reply_once(void **state)
 	while (len < 161)
 		reply[len++] = 'x';
 	reply[len] = '\0';
-	struct wh_inbound in = {.provider_msg_id = "SMhelp1", .from = "+15550123", .kind = "text",
-	                        .text = (char *)"HELP", .auto_reply = reply};
+	struct wh_inbound in = {.provider_msg_id = "SMhelp1",
+	                        .from = "+15550123",
+	                        .kind = "text",
+	                        .text = (char *)"HELP",
+	                        .auto_reply = reply};
 	int64_t inbox_id;
 	struct apply_stats s = inbound_sms(st, "sms1", &in, &inbox_id);
 	assert_int_equal(s.inbound, 1);
@@ -2659,8 +2400,8 @@ static void test_auto_reply_once(void **state)
 
 	/* The same inbox row applied twice, and the same inbound redelivered in
 	 * a new row: no second answer. */
-	struct inbox_parsed row = {.inbox_id = inbox_id, .account_id = "sms1", .inbound = &in,
-	                           .ninbound = 1};
+	struct inbox_parsed row = {
+	    .inbox_id = inbox_id, .account_id = "sms1", .inbound = &in, .ninbound = 1};
 	assert_int_equal(st->ops->apply_inbox(st, &row, 1, hr_now_us(), &s), 0);
 	assert_int_equal(s.inbound, 0);
 	s = inbound_sms(st, "sms1", &in, NULL);
@@ -2673,11 +2414,15 @@ static void test_auto_reply_once(void **state)
 	/* A HELP on another channel: no segments, the sender's address as given. */
 	struct account_row wa = {.id = "wa9", .tenant_id = "t9", .channel = "whatsapp"};
 	assert_int_equal(st->ops->account_upsert(st, &wa, &err), 0);
-	struct wh_inbound in2 = {.provider_msg_id = "wamid.help", .from = "15550123",
-	                         .kind = "text", .text = (char *)"help",
+	struct wh_inbound in2 = {.provider_msg_id = "wamid.help",
+	                         .from = "15550123",
+	                         .kind = "text",
+	                         .text = (char *)"help",
 	                         .auto_reply = (char *)"See acme.example/help"};
 	struct inbox_parsed row2 = {.inbox_id = inbox_add_on(st, "wa9", "whatsapp"),
-	                            .account_id = "wa9", .inbound = &in2, .ninbound = 1};
+	                            .account_id = "wa9",
+	                            .inbound = &in2,
+	                            .ninbound = 1};
 	assert_int_equal(st->ops->apply_inbox(st, &row2, 1, hr_now_us(), &s), 0);
 	flt.channel = "whatsapp";
 	assert_int_equal(st->ops->message_list(st, "t9", &flt, &v, &n, &more), 0);
@@ -2685,46 +2430,6 @@ static void test_auto_reply_once(void **state)
 	assert_int_equal(v[0].segments, 0);
 	assert_string_equal(v[0].recipient, "15550123");
 	free_list(v, n);
-}
-
-static void test_template_config_roundtrip(void **state)
-{
-	struct fx *f = *state;
-	struct store *st = f->st;
-	struct hr_err err = {0};
-	const char *cfg = "{\"header\":{\"type\":\"document\",\"params\":1},"
-	                  "\"buttons\":[{\"type\":\"quick_reply\",\"params\":1}],"
-	                  "\"regulatory\":{\"dlt_entity_id\":\"1101\","
-	                  "\"dlt_template_id\":\"1107\"}}";
-	struct template_row t = {.tenant_id = "acme", .channel = "sms", .name = "otp",
-	                         .language = "en", .body = (char *)"Code {{1}}",
-	                         .param_count = 1, .config = (char *)cfg};
-	assert_int_equal(st->ops->template_upsert(st, &t, &err), 0);
-	struct template_row got;
-	assert_int_equal(st->ops->template_get(st, "acme", "sms", "otp", "en", &got), 0);
-	assert_non_null(got.config);
-	assert_string_equal(got.config, cfg);
-	assert_string_equal(got.body, "Code {{1}}");
-	template_row_clear(&got);
-	assert_null(got.config);
-
-	/* Re-synced without config: the column follows (NULL). */
-	t.config = NULL;
-	assert_int_equal(st->ops->template_upsert(st, &t, &err), 0);
-	assert_int_equal(st->ops->template_get(st, "acme", "sms", "otp", "en", &got), 0);
-	assert_null(got.config);
-	template_row_clear(&got);
-
-	/* Not an object: refused, naming the field, nothing changed. */
-	static const char *const bad[] = {"[1,2]", "{\"header\":", "\"x\"",
-	                                  "{\"a\":1,\"a\":2}"};
-	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		t.config = (char *)bad[i];
-		err = (struct hr_err){0};
-		assert_int_equal(st->ops->template_upsert(st, &t, &err), HR_EINVAL);
-		assert_string_equal(err.field, "template.config");
-	}
-	assert_int_equal(q1(f, "SELECT count(*) FROM template WHERE config IS NULL"), 1);
 }
 
 static void test_segments_roundtrip(void **state)
@@ -2738,9 +2443,6 @@ static void test_segments_roundtrip(void **state)
 	m[0].segments = 3;
 	mk_msg(&m[1], "t1", "sms1", 0, now - SEC + 1);
 	assert_int_equal(st->ops->message_insert(st, m, 2, NULL, NULL, NULL), 0);
-	char q[128];
-	snprintf(q, sizeof q, "SELECT segments FROM message WHERE id = '%s'", m[0].id);
-	assert_int_equal(q1(f, q), 3);
 
 	struct message g = msg_of(st, m[0].id);
 	assert_int_equal(g.segments, 3);
@@ -2775,52 +2477,578 @@ static void test_segments_roundtrip(void **state)
 	message_clear(&g);
 }
 
+/* ---------------------------------------------------------------------------
+ * Concurrency: what must hold when several workers share one store (on a
+ * shared backend, several processes). Worker threads only record what they
+ * saw; the test's thread asserts, with exact counts, after joining them.
+ * ------------------------------------------------------------------------- */
+
+enum { CC_N = 300, CC_T = 4, CC_LIMIT = 7 };
+
+struct claim_race {
+	struct store *st;
+	pthread_barrier_t start;
+	atomic_int total;            /* messages handed out, all claimers */
+	char (*seen)[HR_ID_LEN + 1]; /* CC_N + CC_T * CC_LIMIT slots, in hand-out order */
+	int64_t deadline;            /* hr_mono_us() */
+};
+
+struct claimer {
+	pthread_t th;
+	struct claim_race *race;
+	int rc, got;
+	int odd; /* handed out but not SENDING on attempt 1 */
+};
+
+/* Claims from the shared account until every message is handed out (or the
+ * deadline passes). A claim that finds nothing does not end a claimer while
+ * messages are unclaimed: on a backend that skips rows another claim has
+ * locked, it may find nothing for a moment. */
+static void *claim_thread(void *arg)
+{
+	struct claimer *c = arg;
+	struct claim_race *r = c->race;
+	pthread_barrier_wait(&r->start);
+	struct message out[CC_LIMIT];
+	while (atomic_load(&r->total) < CC_N && hr_mono_us() < r->deadline) {
+		size_t n = 0;
+		c->rc =
+		    r->st->ops->claim(r->st, "shared", hr_now_us(), 60 * SEC, CC_LIMIT, out, &n);
+		if (c->rc != 0)
+			break;
+		for (size_t i = 0; i < n; i++) {
+			int k = atomic_fetch_add(&r->total, 1);
+			if (k < CC_N + CC_T * CC_LIMIT)
+				memcpy(r->seen[k], out[i].id, HR_ID_LEN + 1);
+			c->odd += out[i].status != MSG_SENDING || out[i].attempts != 1;
+			message_clear(&out[i]);
+		}
+		c->got += (int)n;
+	}
+	return NULL;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* Claimers started together on one account never get the same message, and
+ * together get each queued message exactly once. */
+static void test_concurrent_claimers_exactly_once(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct message *m = calloc(CC_N, sizeof *m);
+	char(*want)[HR_ID_LEN + 1] = calloc(CC_N, sizeof *want);
+	struct claim_race r = {.st = st, .deadline = hr_mono_us() + WAIT_US};
+	r.seen = calloc(CC_N + CC_T * CC_LIMIT, sizeof *r.seen);
+	assert_non_null(m);
+	assert_non_null(want);
+	assert_non_null(r.seen);
+	for (int i = 0; i < CC_N; i++) {
+		mk_msg(&m[i], "t1", "shared", i % 2, 0);
+		memcpy(want[i], m[i].id, sizeof want[i]);
+	}
+	assert_int_equal(st->ops->message_insert(st, m, CC_N, NULL, NULL, NULL), 0);
+	free(m);
+
+	struct claimer c[CC_T];
+	assert_int_equal(pthread_barrier_init(&r.start, NULL, CC_T), 0);
+	for (int i = 0; i < CC_T; i++) {
+		c[i] = (struct claimer){.race = &r};
+		assert_int_equal(pthread_create(&c[i].th, NULL, claim_thread, &c[i]), 0);
+	}
+	int sum = 0;
+	for (int i = 0; i < CC_T; i++) {
+		pthread_join(c[i].th, NULL);
+		fprintf(stderr, "    claimer %d: %d messages\n", i, c[i].got);
+		assert_int_equal(c[i].rc, 0);
+		assert_int_equal(c[i].odd, 0);
+		sum += c[i].got;
+	}
+	pthread_barrier_destroy(&r.start);
+	assert_int_equal(sum, CC_N);
+	assert_int_equal(atomic_load(&r.total), CC_N);
+
+	/* Handed out: exactly the inserted ids, each once. */
+	qsort(r.seen, CC_N, sizeof r.seen[0], cmp_id);
+	qsort(want, CC_N, sizeof want[0], cmp_id);
+	for (int i = 0; i < CC_N; i++)
+		assert_string_equal(r.seen[i], want[i]);
+
+	struct message out[1];
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "shared", hr_now_us(), 60 * SEC, 1, out, &n), 0);
+	assert_int_equal(n, 0);
+	int64_t counts[MSG__COUNT];
+	assert_int_equal(st->ops->message_counts(st, "t1", counts), 0);
+	assert_int_equal(counts[MSG_QUEUED], 0);
+	assert_int_equal(counts[MSG_SENDING], CC_N);
+	struct msg_filter flt = {.status = MSG_SENDING, .limit = 1000};
+	struct message *v;
+	bool more;
+	assert_int_equal(st->ops->message_list(st, "t1", &flt, &v, &n, &more), 0);
+	assert_int_equal(n, CC_N);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(v[i].attempts, 1); /* nobody claimed one twice */
+	free_list(v, n);
+	free(want);
+	free(r.seen);
+}
+
+/* Records a list of send outcomes a few at a time, after a shared start. */
+struct recorder {
+	pthread_t th;
+	struct store *st;
+	pthread_barrier_t *start;
+	const struct send_result *r;
+	size_t n;
+	int rc;
+};
+
+static void *record_thread(void *arg)
+{
+	struct recorder *w = arg;
+	pthread_barrier_wait(w->start);
+	for (size_t i = 0; i < w->n && w->rc == 0; i += 3) {
+		size_t k = w->n - i < 3 ? w->n - i : 3;
+		w->rc = w->st->ops->record_results(w->st, w->r + i, k, NULL, NULL);
+	}
+	return NULL;
+}
+
+/* Claims every due message of the account at `now` (expecting exactly n),
+ * checking each is on attempt `attempt`. */
+static void claim_all(struct store *st, const char *account, int64_t now, int64_t lease_us,
+                      size_t n, int attempt)
+{
+	struct message out[64];
+	size_t total = 0, k;
+	do {
+		assert_int_equal(st->ops->claim(st, account, now, lease_us, 64, out, &k), 0);
+		for (size_t i = 0; i < k; i++) {
+			assert_int_equal(out[i].status, MSG_SENDING);
+			assert_int_equal(out[i].attempts, attempt);
+			message_clear(&out[i]);
+		}
+		total += k;
+	} while (k > 0);
+	assert_int_equal(total, n);
+}
+
+/*
+ * Every message's attempt 1 lost its lease and the message was claimed
+ * again (attempt 2). Attempt 2's outcomes and attempt 1's late ones (a
+ * failure, a retry or a success, in the opposite order) are then recorded
+ * at the same time from two threads. Whatever the interleaving, the late
+ * ones change nothing: every message ends SENT on attempt 2 with attempt
+ * 2's provider id, and each late outcome is in its audit trail as ignored.
+ */
+static void test_concurrent_late_outcomes_fenced(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	enum { N = 120 };
+	static const char *const late_type[] = {
+	    [SEND_OK] = "sent", [SEND_RETRY] = "retry", [SEND_FAILED] = "failed"};
+	int64_t now = hr_now_us(), later = now + 3600 * SEC;
+	struct message *m = calloc(N, sizeof *m);
+	struct send_result *cur = calloc(N, sizeof *cur), *late = calloc(N, sizeof *late);
+	assert_non_null(m);
+	assert_non_null(cur);
+	assert_non_null(late);
+	for (int i = 0; i < N; i++)
+		mk_msg(&m[i], "t1", "fence2", 0, now - SEC);
+	assert_int_equal(st->ops->message_insert(st, m, N, NULL, NULL, NULL), 0);
+	claim_all(st, "fence2", now, SEC, N, 1);
+	int k = -1;
+	assert_int_equal(st->ops->requeue_expired(st, later, &k), 0);
+	assert_int_equal(k, N);
+	claim_all(st, "fence2", later + 1, 60 * SEC, N, 2);
+
+	for (int i = 0; i < N; i++) {
+		cur[i] = (struct send_result){.kind = SEND_OK, .attempt = 2, .http_status = 200};
+		strcpy(cur[i].message_id, m[i].id);
+		snprintf(cur[i].provider_id, sizeof cur[i].provider_id, "p2-%d", i);
+		int j = N - 1 - i; /* late answers come in the other order */
+		late[j] = (struct send_result){.kind = (enum send_kind)(i % 3), .attempt = 1};
+		strcpy(late[j].message_id, m[i].id);
+		if (late[j].kind == SEND_OK) {
+			snprintf(late[j].provider_id, sizeof late[j].provider_id, "p1-%d", i);
+		} else {
+			strcpy(late[j].error_code, "late");
+			strcpy(late[j].error_text, "an answer to attempt 1");
+			late[j].due_at = now;
+		}
+	}
+	pthread_barrier_t start;
+	assert_int_equal(pthread_barrier_init(&start, NULL, 2), 0);
+	struct recorder w[2] = {
+	    {.st = st, .start = &start, .r = cur, .n = N},
+	    {.st = st, .start = &start, .r = late, .n = N},
+	};
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&w[i].th, NULL, record_thread, &w[i]), 0);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(w[i].th, NULL);
+		assert_int_equal(w[i].rc, 0);
+	}
+	pthread_barrier_destroy(&start);
+
+	int64_t counts[MSG__COUNT];
+	assert_int_equal(st->ops->message_counts(st, "t1", counts), 0);
+	for (int s = 0; s < MSG__COUNT; s++)
+		assert_int_equal(counts[s], s == MSG_SENT ? N : 0);
+	for (int i = 0; i < N; i++) {
+		struct message g = msg_of(st, m[i].id);
+		char pid[32];
+		snprintf(pid, sizeof pid, "p2-%d", i);
+		assert_int_equal(g.status, MSG_SENT);
+		assert_int_equal(g.attempts, 2);
+		assert_string_equal(g.provider_id, pid);
+		assert_int_equal(g.lease_until, 0);
+		assert_string_equal(g.error_code, "");
+		assert_string_equal(g.error_text, "");
+		message_clear(&g);
+
+		/* accepted, lease_expired, then attempt 2's and the late one's. */
+		struct events ev = events_of(st, m[i].id);
+		assert_int_equal(ev.n, 4);
+		assert_string_equal(ev.e[0].type, "accepted");
+		assert_string_equal(ev.e[1].type, "lease_expired");
+		int applied = 0, ignored = 0;
+		for (size_t e = 2; e < 4; e++) {
+			json_t *d = detail_of(&ev.e[e]);
+			if (ev.e[e].applied) {
+				applied++;
+				assert_string_equal(ev.e[e].type, "sent");
+				assert_int_equal(json_integer_value(json_object_get(d, "attempt")),
+				                 2);
+			} else {
+				ignored++;
+				assert_string_equal(ev.e[e].type, late_type[i % 3]);
+				assert_int_equal(json_integer_value(json_object_get(d, "attempt")),
+				                 1);
+				assert_int_equal(
+				    json_integer_value(json_object_get(d, "current_attempt")), 2);
+				assert_string_equal(
+				    json_string_value(json_object_get(d, "ignored")),
+				    "stale_attempt");
+			}
+			json_decref(d);
+		}
+		events_free(&ev);
+		assert_int_equal(applied, 1);
+		assert_int_equal(ignored, 1);
+	}
+	free(m);
+	free(cur);
+	free(late);
+}
+
+/*
+ * Two appliers working through the same inbox at the same time, in lock
+ * step so that the race happens every round: both fetch, then both apply
+ * what they fetched, until a round where neither got a row. The rows are
+ * made from a script: row i reports DELIVERED for the message sent as
+ * "wamid.ap<i>"; every third row also carries a reply quoting it, asking
+ * for an auto-reply; with `odd_rows`, one more row is malformed and one
+ * names a provider id nobody knows.
+ */
+enum { AP_ROWS = 24, AP_LIMIT = 4, AP_ROUNDS = 2 * AP_ROWS };
+
+struct appliers {
+	struct store *st;
+	int64_t now;
+	pthread_barrier_t step;
+	atomic_int got[AP_ROUNDS]; /* rows fetched in each round, both appliers */
+};
+
+struct applier {
+	pthread_t th;
+	struct appliers *race;
+	int rc;
+	int64_t ids[AP_ROUNDS * AP_LIMIT]; /* the rows it was handed */
+	size_t nids;
+	struct apply_stats sum;
+};
+
+/* Parses one row as the script says (body "<i>", "malformed" or "unknown"). */
+static void ap_parse(const struct inbox_row *row, struct inbox_parsed *p, struct wh_status *ws,
+                     struct wh_inbound *in)
+{
+	*p = (struct inbox_parsed){.inbox_id = row->id, .account_id = row->account_id};
+	if (strcmp(row->body, "malformed") == 0) {
+		p->malformed = true;
+		strcpy(p->error, "not a webhook");
+		return;
+	}
+	*ws = (struct wh_status){.status = MSG_DELIVERED};
+	p->statuses = ws;
+	p->nstatuses = 1;
+	if (strcmp(row->body, "unknown") == 0) {
+		strcpy(ws->provider_id, "wamid.nobody");
+		return;
+	}
+	int i = atoi(row->body);
+	snprintf(ws->provider_id, sizeof ws->provider_id, "wamid.ap%d", i);
+	if (i % 3 == 0) {
+		*in = (struct wh_inbound){.kind = "text",
+		                          .text = (char *)"HELP",
+		                          .auto_reply = (char *)"Reply STOP to opt out."};
+		snprintf(in->provider_msg_id, sizeof in->provider_msg_id, "wamid.in%d", i);
+		snprintf(in->from, sizeof in->from, "+1555000%04d", i);
+		hr_strlcpy(in->context_id, ws->provider_id, sizeof in->context_id);
+		p->inbound = in;
+		p->ninbound = 1;
+	}
+}
+
+static void *applier_thread(void *arg)
+{
+	struct applier *a = arg;
+	struct appliers *r = a->race;
+	for (int round = 0; round < AP_ROUNDS; round++) {
+		pthread_barrier_wait(&r->step); /* the round starts together */
+		struct inbox_row *rows = NULL;
+		size_t n = 0;
+		int rc = r->st->ops->inbox_fetch(r->st, r->now, AP_LIMIT, &rows, &n);
+		pthread_barrier_wait(&r->step); /* both fetched before either applies */
+		struct inbox_parsed p[AP_LIMIT];
+		struct wh_status ws[AP_LIMIT];
+		struct wh_inbound in[AP_LIMIT];
+		for (size_t i = 0; i < n; i++) {
+			ap_parse(&rows[i], &p[i], &ws[i], &in[i]);
+			a->ids[a->nids++] = rows[i].id;
+		}
+		struct apply_stats s = {0};
+		if (rc == 0 && n > 0)
+			rc = r->st->ops->apply_inbox(r->st, p, n, r->now, &s);
+		if (rc && !a->rc)
+			a->rc = rc;
+		a->sum.applied += s.applied;
+		a->sum.ignored += s.ignored;
+		a->sum.unmatched += s.unmatched;
+		a->sum.inbound += s.inbound;
+		a->sum.malformed += s.malformed;
+		for (size_t i = 0; i < n; i++)
+			inbox_row_clear(&rows[i]);
+		free(rows);
+		atomic_fetch_add(&r->got[round], (int)n);
+		pthread_barrier_wait(&r->step); /* both applied: was there anything? */
+		if (atomic_load(&r->got[round]) == 0)
+			break;
+	}
+	return NULL;
+}
+
+/* What two appliers did with the script's rows. */
+struct ap_result {
+	char ids[AP_ROWS][HR_ID_LEN + 1]; /* message i: sent as "wamid.ap<i>" */
+	int64_t rows[AP_ROWS + 2];        /* inbox row ids, in script order */
+	size_t nrows;
+	int64_t now;            /* the appliers' clock */
+	size_t handed[2];       /* rows fetched by each applier */
+	size_t handed_twice;    /* rows fetched by both */
+	struct apply_stats sum; /* both appliers' apply_stats added up */
+};
+
+static void two_appliers_run(struct store *st, bool odd_rows, struct ap_result *res)
+{
+	memset(res, 0, sizeof *res);
+	struct hr_err err;
+	struct account_row acct = {.id = "ap", .tenant_id = "t9", .channel = "whatsapp"};
+	assert_int_equal(st->ops->account_upsert(st, &acct, &err), 0);
+	for (int i = 0; i < AP_ROWS; i++) {
+		char pid[32];
+		snprintf(pid, sizeof pid, "wamid.ap%d", i);
+		sent_msg(st, "ap", pid, res->ids[i]);
+	}
+	char body[16], key[16];
+	for (int i = 0; i < AP_ROWS + (odd_rows ? 2 : 0); i++) {
+		if (i < AP_ROWS)
+			snprintf(body, sizeof body, "%d", i);
+		else
+			strcpy(body, i == AP_ROWS ? "malformed" : "unknown");
+		snprintf(key, sizeof key, "d%d", i);
+		assert_int_equal(st->ops->inbox_append(st, "ap", "whatsapp", key, body,
+		                                       strlen(body), NULL, NULL),
+		                 0);
+	}
+	struct appliers r = {.st = st, .now = hr_now_us()};
+	res->now = r.now;
+	struct inbox_row *rows;
+	assert_int_equal(st->ops->inbox_fetch(st, r.now, 1000, &rows, &res->nrows), 0);
+	assert_int_equal(res->nrows, AP_ROWS + (odd_rows ? 2 : 0));
+	for (size_t i = 0; i < res->nrows; i++) {
+		res->rows[i] = rows[i].id;
+		inbox_row_clear(&rows[i]);
+	}
+	free(rows);
+
+	struct applier *a = calloc(2, sizeof *a);
+	assert_non_null(a);
+	assert_int_equal(pthread_barrier_init(&r.step, NULL, 2), 0);
+	for (int i = 0; i < 2; i++) {
+		a[i].race = &r;
+		assert_int_equal(pthread_create(&a[i].th, NULL, applier_thread, &a[i]), 0);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(a[i].th, NULL);
+	pthread_barrier_destroy(&r.step);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(a[i].rc, 0);
+		res->handed[i] = a[i].nids;
+		res->sum.applied += a[i].sum.applied;
+		res->sum.ignored += a[i].sum.ignored;
+		res->sum.unmatched += a[i].sum.unmatched;
+		res->sum.inbound += a[i].sum.inbound;
+		res->sum.malformed += a[i].sum.malformed;
+	}
+	for (size_t i = 0; i < a[0].nids; i++)
+		for (size_t j = 0; j < a[1].nids; j++)
+			res->handed_twice += a[0].ids[i] == a[1].ids[j];
+	free(a);
+	fprintf(stderr,
+	        "    two appliers, %zu rows: handed out %zu + %zu (%zu to both); applied %d,"
+	        " ignored %d, unmatched %d, inbound %d, malformed %d\n",
+	        res->nrows, res->handed[0], res->handed[1], res->handed_twice, res->sum.applied,
+	        res->sum.ignored, res->sum.unmatched, res->sum.inbound, res->sum.malformed);
+}
+
+/* Every effect of the script's status and reply rows, once. */
+static void assert_ap_effects_once(struct store *st, const struct ap_result *res)
+{
+	enum { REPLIES = (AP_ROWS + 2) / 3 };
+	assert_int_equal(res->sum.applied, AP_ROWS);
+	assert_int_equal(res->sum.ignored, 0);
+	assert_int_equal(res->sum.inbound, REPLIES);
+	for (int i = 0; i < AP_ROWS; i++) {
+		assert_int_equal(status_of(st, res->ids[i]), MSG_DELIVERED);
+		assert_int_equal(count_events(st, res->ids[i], "webhook_status"), 1);
+		assert_int_equal(count_events(st, res->ids[i], "inbound"), i % 3 == 0);
+	}
+	/* One auto-reply per reply, queued to its sender. */
+	struct msg_filter flt = {.status = -1, .limit = 100};
+	struct message *v;
+	size_t n;
+	bool more;
+	assert_int_equal(st->ops->message_list(st, "t9", &flt, &v, &n, &more), 0);
+	assert_int_equal(n, REPLIES);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(count_events(st, v[i].id, "accepted"), 1);
+	free_list(v, n);
+}
+
+/* Whatever rows two racing appliers are handed, what the rows ask for is
+ * done once: each status applied and audited once, each reply stored once
+ * and answered once, nothing left pending. */
+static void test_two_appliers_effects_once(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct ap_result res;
+	two_appliers_run(st, false, &res);
+	assert_ap_effects_once(st, &res);
+	int64_t pending = -1;
+	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
+	assert_int_equal(pending, 0);
+}
+
+/* Each inbox row goes to one applier only, so the row's own bookkeeping is
+ * done once too: a malformed row counted once, an unmatched row's retry
+ * scheduled once (attempts 1, back after the first backoff step). */
+static void test_two_appliers_rows_claimed_once(void **state)
+{
+	/* enable when the inbox is claimed with a lease (store-foundation part 2):
+	 * inbox_fetch has no claim yet, so in every round both appliers are
+	 * handed the same rows and apply them (see the report of the
+	 * store-conformance branch for what this observes today). */
+	skip();
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct ap_result res;
+	two_appliers_run(st, true, &res);
+	assert_int_equal(res.handed_twice, 0);
+	assert_int_equal(res.handed[0] + res.handed[1], res.nrows);
+	assert_ap_effects_once(st, &res);
+	assert_int_equal(res.sum.malformed, 1);
+	assert_int_equal(res.sum.unmatched, 1);
+	int64_t pending = -1;
+	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
+	assert_int_equal(pending, 1); /* the unmatched row, waiting for its retry */
+	int64_t unknown = res.rows[AP_ROWS + 1];
+	int attempts = -1;
+	assert_false(inbox_has(st, res.now + 199999, unknown, NULL));
+	assert_true(inbox_has(st, res.now + 200000, unknown, &attempts));
+	assert_int_equal(attempts, 1);
+}
+
 int main(void)
 {
 	hr_log_set_level(HR_LOG_WARN);
+	const char *name = getenv("HERALD_TEST_STORE");
+	if (!name || !*name)
+		name = "sqlite";
+	for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++)
+		if (strcmp(fixtures[i].name, name) == 0)
+			fixture = &fixtures[i];
+	if (!fixture) {
+		fprintf(stderr, "HERALD_TEST_STORE=%s: no fixture for that backend\n", name);
+		return 1;
+	}
+	backend = store_backend(fixture->name);
+	if (!backend) {
+		fprintf(stderr, "HERALD_TEST_STORE=%s: no such backend built in\n", name);
+		return 1;
+	}
 	const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
-		T(test_migrations_idempotent),
-		T(test_query_plans),
-		T(test_config_rows),
-		T(test_insert_get_events),
-		T(test_idempotency_conflict_rolls_back),
-		T(test_batch_insert_10000),
-		T(test_claim_order_and_lease),
-		T(test_claim_never_twice),
-		T(test_record_results),
-		T(test_record_async_and_json),
-		T(test_requeue_expired),
-		T(test_inbox_append_dedupe),
-		T(test_apply_precedence),
-		T(test_apply_many_in_one_call),
-		T(test_apply_unknown_retry_then_orphan),
-		T(test_apply_inbound_and_malformed),
-		T(test_list_filters_and_paging),
-		T(test_group_commit_concurrency),
-		T(test_async_inserts),
-		T(test_failing_job_isolated),
-		T(test_queue_limit_and_close_drains),
-		T(test_webhook_scoped_to_account),
-		T(test_record_stale_attempt_fenced),
-		T(test_record_outcome_isolated),
-		T(test_queue_max_spares_internal_writes),
-		T(test_requeue_attempt_limit),
-		T(test_apply_retry_no_duplicate_events),
-		T(test_outside_text_stored_as_utf8),
-		T(test_api_key_prune),
-		T(test_prune_retention),
-		T(test_suppression_ops),
-		T(test_claim_suppressed),
-		T(test_new_recipient_alias),
-		T(test_alias_table_one_hop),
-		T(test_alias_then_suppressed),
-		T(test_record_suppress_flag),
-		T(test_inbound_stop_start),
-		T(test_auto_reply_once),
-		T(test_template_config_roundtrip),
-		T(test_segments_roundtrip),
+	    T(test_open_migrate_idempotent),
+	    T(test_config_rows),
+	    T(test_insert_get_events),
+	    T(test_idempotency_conflict_rolls_back),
+	    T(test_batch_insert_10000),
+	    T(test_claim_order_and_lease),
+	    T(test_record_results),
+	    T(test_record_async_and_json),
+	    T(test_requeue_expired),
+	    T(test_record_stale_attempt_fenced),
+	    T(test_record_outcome_isolated),
+	    T(test_requeue_attempt_limit),
+	    T(test_inbox_append_dedupe),
+	    T(test_apply_precedence),
+	    T(test_apply_many_in_one_call),
+	    T(test_apply_unknown_retry_then_orphan),
+	    T(test_apply_inbound_and_malformed),
+	    T(test_webhook_scoped_to_account),
+	    T(test_apply_retry_no_duplicate_events),
+	    T(test_outside_text_stored_as_utf8),
+	    T(test_prune_retention),
+	    T(test_list_filters_and_paging),
+	    T(test_concurrent_inserts),
+	    T(test_async_inserts),
+	    T(test_failing_job_isolated),
+	    T(test_queue_limit_and_close_drains),
+	    T(test_api_key_prune),
+	    T(test_template_config_roundtrip),
+	    T(test_suppression_ops),
+	    T(test_claim_suppressed),
+	    T(test_new_recipient_alias),
+	    T(test_alias_table_one_hop),
+	    T(test_alias_then_suppressed),
+	    T(test_record_suppress_flag),
+	    T(test_inbound_stop_start),
+	    T(test_auto_reply_once),
+	    T(test_segments_roundtrip),
+	    T(test_concurrent_claimers_exactly_once),
+	    T(test_concurrent_late_outcomes_fenced),
+	    T(test_two_appliers_effects_once),
+	    T(test_two_appliers_rows_claimed_once),
 #undef T
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	char group[80];
+	snprintf(group, sizeof group, "store conformance (%s)", fixture->name);
+	return cmocka_run_group_tests_name(group, tests, NULL, NULL);
 }
