@@ -19,15 +19,15 @@
 struct api_server;
 
 struct api_opts {
-	const char *listen_addr;     /* "127.0.0.1" */
-	int port;                    /* 0 = any free port (see api_port) */
-	const char *public_url;      /* "http://127.0.0.1:8080", for signature URLs */
-	int threads;                 /* MHD thread pool size (default 2) */
-	int max_connections;         /* default 1024 */
-	size_t max_body_bytes;       /* API bodies (default 4 MiB, batch requests) */
-	size_t max_webhook_bytes;    /* webhook bodies (default 1 MiB) */
-	size_t max_header_bytes;     /* all request headers together (default 16 KiB) */
-	int max_batch;               /* messages per batch request (default 10000) */
+	const char *listen_addr;  /* "127.0.0.1" */
+	int port;                 /* 0 = any free port (see api_port) */
+	const char *public_url;   /* "http://127.0.0.1:8080", for signature URLs */
+	int threads;              /* MHD thread pool size (default 2) */
+	int max_connections;      /* default 1024 */
+	size_t max_body_bytes;    /* API bodies (default 4 MiB, batch requests) */
+	size_t max_webhook_bytes; /* webhook bodies (default 1 MiB) */
+	size_t max_header_bytes;  /* all request headers together (default 16 KiB) */
+	int max_batch;            /* messages per batch request (default 10000) */
 	/* mode=sync: the wait when a request gives no timeout_ms (default 10 s)
 	 * and the largest timeout_ms a request may ask for (default 60 s); <= 0
 	 * means the default. A configured wait is never cut down: api_start
@@ -41,8 +41,8 @@ struct api_opts {
 	 * Defaults "HERALD_SECRET_" and "/etc/herald/secrets/". */
 	const char *secret_env_prefix;
 	const char *secret_file_dir;
-	int max_attempts;            /* dispatch.max_attempts, stored on each accepted
-	                              * message (0 = the dispatcher's default, 8) */
+	int max_attempts; /* dispatch.max_attempts, stored on each accepted
+	                   * message (0 = the dispatcher's default, 8) */
 	struct store *store;
 	struct account_set *accounts;
 	struct dispatcher *dispatcher; /* may be NULL (api-only role) */

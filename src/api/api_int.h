@@ -30,9 +30,9 @@ struct api_keycache {
 };
 
 struct api_server {
-	struct api_opts o;           /* copy; strings and pointers borrowed */
+	struct api_opts o; /* copy; strings and pointers borrowed */
 	struct MHD_Daemon *mhd;
-	int max_attempts;            /* o.max_attempts, or the dispatcher's default */
+	int max_attempts; /* o.max_attempts, or the dispatcher's default */
 	struct api_keycache keys;
 	/* Async operations in flight (a suspended connection waiting for a
 	 * callback). api_stop waits for zero so no callback outlives the server. */
@@ -51,15 +51,15 @@ enum api_route {
 	ROUTE_HEALTHZ,
 	ROUTE_READYZ,
 	ROUTE_METRICS,
-	ROUTE_MESSAGES,        /* GET list, POST accept */
-	ROUTE_MESSAGES_BATCH,  /* POST */
-	ROUTE_MESSAGE,         /* GET one */
-	ROUTE_WEBHOOK,         /* GET handshake, POST event */
-	ROUTE_SUPPRESSIONS,    /* GET list, POST add */
-	ROUTE_SUPPRESSION,     /* DELETE /v1/suppressions/{channel}/{to} */
-	ROUTE_CHANNELS,        /* GET list, POST create or update */
-	ROUTE_CHANNEL,         /* GET one */
-	ROUTE_CAPABILITIES,    /* GET /v1/channels/{id}/capabilities */
+	ROUTE_MESSAGES,       /* GET list, POST accept */
+	ROUTE_MESSAGES_BATCH, /* POST */
+	ROUTE_MESSAGE,        /* GET one */
+	ROUTE_WEBHOOK,        /* GET handshake, POST event */
+	ROUTE_SUPPRESSIONS,   /* GET list, POST add */
+	ROUTE_SUPPRESSION,    /* DELETE /v1/suppressions/{channel}/{to} */
+	ROUTE_CHANNELS,       /* GET list, POST create or update */
+	ROUTE_CHANNEL,        /* GET one */
+	ROUTE_CAPABILITIES,   /* GET /v1/channels/{id}/capabilities */
 };
 
 struct api_req;
@@ -70,16 +70,16 @@ typedef enum MHD_Result (*api_handler_fn)(struct api_req *r);
 struct api_req {
 	struct api_server *srv;
 	struct MHD_Connection *conn;
-	char *raw_uri;               /* as on the request line, query included */
+	char *raw_uri; /* as on the request line, query included */
 	const char *method;
 	enum api_route route;
 	api_handler_fn handler;
 	bool started, responded;
-	char tenant[HR_NAME_MAX];    /* set by auth for /v1 routes */
-	char path_id[HR_NAME_MAX];   /* {id} of /v1/messages/{id}, /v1/channels/{id};
-	                              * {to} of /v1/suppressions/{channel}/{to} */
-	char path_channel[16];       /* {channel} of /webhooks/{channel}/{account} and
-	                              * /v1/suppressions/{channel}/{to} */
+	char tenant[HR_NAME_MAX];        /* set by auth for /v1 routes */
+	char path_id[HR_NAME_MAX];       /* {id} of /v1/messages/{id}, /v1/channels/{id};
+	                                  * {to} of /v1/suppressions/{channel}/{to} */
+	char path_channel[16];           /* {channel} of /webhooks/{channel}/{account} and
+	                                  * /v1/suppressions/{channel}/{to} */
 	struct channel_account *account; /* the webhook's account */
 
 	/* Body accumulated up to `limit`; beyond it the rest is discarded. */
@@ -117,11 +117,11 @@ int api_query_check(struct api_req *r, const char *const *allowed, struct hr_err
 
 /* ---- errors.c ---- */
 enum api_errkind {
-	APIERR_INVALID_JSON,         /* 400 invalid_json */
-	APIERR_IDEM_MISMATCH,        /* 422 idempotency_mismatch */
-	APIERR_METHOD,               /* 405 method_not_allowed */
-	APIERR_ROUTE,                /* 404 not_found */
-	APIERR_BAD_SIGNATURE,        /* 401 bad_signature */
+	APIERR_INVALID_JSON,  /* 400 invalid_json */
+	APIERR_IDEM_MISMATCH, /* 422 idempotency_mismatch */
+	APIERR_METHOD,        /* 405 method_not_allowed */
+	APIERR_ROUTE,         /* 404 not_found */
+	APIERR_BAD_SIGNATURE, /* 401 bad_signature */
 };
 /* HTTP status and stable code for an hr code (the one table). */
 int api_http_status(int rc);
@@ -154,8 +154,8 @@ int api_auth(struct api_req *r, struct hr_err *err);
  * display text, heap, may be NULL) are set on success; errors name the
  * request's field. */
 int api_content_build(const struct api_server *s, const char *tenant,
-                      const struct channel_account *acct, json_t *o, json_t **content,
-                      char **body, struct hr_err *err);
+                      const struct channel_account *acct, json_t *o, json_t **content, char **body,
+                      struct hr_err *err);
 /* True for the request keys api_content_build reads. */
 bool api_content_key(const char *key);
 

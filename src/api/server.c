@@ -61,8 +61,8 @@ enum MHD_Result api_respond(struct api_req *r, int status, char *body, size_t le
                             const char *ctype, const char *const *extra)
 {
 	struct MHD_Response *resp =
-		body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
-		     : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	    body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
+	         : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 	if (!resp) {
 		free(body);
 		return MHD_NO;
@@ -81,8 +81,7 @@ enum MHD_Result api_respond(struct api_req *r, int status, char *body, size_t le
 
 /* A NULL j means building the response failed (out of memory, or text that
  * is not UTF-8 slipped through): never a partial answer, a logged 500. */
-enum MHD_Result api_respond_json(struct api_req *r, int status, json_t *j,
-                                 const char *const *extra)
+enum MHD_Result api_respond_json(struct api_req *r, int status, json_t *j, const char *const *extra)
 {
 	char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
@@ -90,7 +89,7 @@ enum MHD_Result api_respond_json(struct api_req *r, int status, json_t *j,
 		hr_log(HR_LOG_ERROR, "api", "%s %.*s: cannot build the JSON response (status %d)",
 		       r->method, (int)strcspn(r->raw_uri, "?"), r->raw_uri, status);
 		static const char oom[] =
-			"{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+		    "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
 		char *b = strdup(oom);
 		return api_respond(r, 500, b, b ? strlen(b) : 0, "application/json", NULL);
 	}
@@ -195,10 +194,10 @@ static enum MHD_Result api_readyz(struct api_req *r)
 	int64_t n;
 	int rc = st->ops->inbox_pending(st, &n);
 	if (rc != 0)
-		return api_respond_json(r, 503,
-		                        json_pack("{s:s, s:s}", "status", "unavailable", "store",
-		                                  hr_code_name(rc)),
-		                        NULL);
+		return api_respond_json(
+		    r, 503,
+		    json_pack("{s:s, s:s}", "status", "unavailable", "store", hr_code_name(rc)),
+		    NULL);
 	return api_respond_json(r, 200, json_pack("{s:s}", "status", "ok"), NULL);
 }
 
@@ -217,31 +216,29 @@ static enum MHD_Result api_metrics(struct api_req *r)
  * ------------------------------------------------------------------------- */
 
 struct api_route_def {
-	const char *path;            /* exact path, or a pattern matched in route_match */
+	const char *path; /* exact path, or a pattern matched in route_match */
 	enum api_route route;
 	api_handler_fn get, post, del;
 	const char *allow;
 };
 
 static const struct api_route_def api_routes[] = {
-	{"/healthz", ROUTE_HEALTHZ, api_healthz, NULL, NULL, "GET, HEAD"},
-	{"/readyz", ROUTE_READYZ, api_readyz, NULL, NULL, "GET, HEAD"},
-	{"/metrics", ROUTE_METRICS, api_metrics, NULL, NULL, "GET, HEAD"},
-	{"/v1/messages", ROUTE_MESSAGES, api_messages_list, api_messages_post, NULL,
-	 "GET, HEAD, POST"},
-	{"/v1/messages:batch", ROUTE_MESSAGES_BATCH, NULL, api_messages_batch, NULL, "POST"},
-	{"/v1/messages/{id}", ROUTE_MESSAGE, api_message_get, NULL, NULL, "GET, HEAD"},
-	{"/v1/suppressions", ROUTE_SUPPRESSIONS, api_suppressions_list, api_suppressions_post,
-	 NULL, "GET, HEAD, POST"},
-	{"/v1/suppressions/{channel}/{to}", ROUTE_SUPPRESSION, NULL, NULL,
-	 api_suppression_delete, "DELETE"},
-	{"/v1/channels", ROUTE_CHANNELS, api_channels_list, api_channels_post, NULL,
-	 "GET, HEAD, POST"},
-	{"/v1/channels/{id}", ROUTE_CHANNEL, api_channel_get, NULL, NULL, "GET, HEAD"},
-	{"/v1/channels/{id}/capabilities", ROUTE_CAPABILITIES, api_channel_capabilities, NULL, NULL,
-	 "GET, HEAD"},
-	{"/webhooks/{channel}/{account}", ROUTE_WEBHOOK, api_webhook, api_webhook, NULL,
-	 "GET, HEAD, POST"},
+    {"/healthz", ROUTE_HEALTHZ, api_healthz, NULL, NULL, "GET, HEAD"},
+    {"/readyz", ROUTE_READYZ, api_readyz, NULL, NULL, "GET, HEAD"},
+    {"/metrics", ROUTE_METRICS, api_metrics, NULL, NULL, "GET, HEAD"},
+    {"/v1/messages", ROUTE_MESSAGES, api_messages_list, api_messages_post, NULL, "GET, HEAD, POST"},
+    {"/v1/messages:batch", ROUTE_MESSAGES_BATCH, NULL, api_messages_batch, NULL, "POST"},
+    {"/v1/messages/{id}", ROUTE_MESSAGE, api_message_get, NULL, NULL, "GET, HEAD"},
+    {"/v1/suppressions", ROUTE_SUPPRESSIONS, api_suppressions_list, api_suppressions_post, NULL,
+     "GET, HEAD, POST"},
+    {"/v1/suppressions/{channel}/{to}", ROUTE_SUPPRESSION, NULL, NULL, api_suppression_delete,
+     "DELETE"},
+    {"/v1/channels", ROUTE_CHANNELS, api_channels_list, api_channels_post, NULL, "GET, HEAD, POST"},
+    {"/v1/channels/{id}", ROUTE_CHANNEL, api_channel_get, NULL, NULL, "GET, HEAD"},
+    {"/v1/channels/{id}/capabilities", ROUTE_CAPABILITIES, api_channel_capabilities, NULL, NULL,
+     "GET, HEAD"},
+    {"/webhooks/{channel}/{account}", ROUTE_WEBHOOK, api_webhook, api_webhook, NULL,
+     "GET, HEAD, POST"},
 };
 
 /* Copies one path segment (up to '/' or the end) if it fits and is non-empty. */
@@ -319,12 +316,12 @@ static enum MHD_Result start_request(struct api_req *r, const char *url)
 	if (!def)
 		return api_fail_kind(r, APIERR_ROUTE, "no such route", NULL, NULL);
 	r->route = def->route;
-	bool get = !strcmp(r->method, MHD_HTTP_METHOD_GET) ||
-	           !strcmp(r->method, MHD_HTTP_METHOD_HEAD);
-	r->handler = get ? def->get
-	             : !strcmp(r->method, MHD_HTTP_METHOD_POST) ? def->post
+	bool get =
+	    !strcmp(r->method, MHD_HTTP_METHOD_GET) || !strcmp(r->method, MHD_HTTP_METHOD_HEAD);
+	r->handler = get                                          ? def->get
+	             : !strcmp(r->method, MHD_HTTP_METHOD_POST)   ? def->post
 	             : !strcmp(r->method, MHD_HTTP_METHOD_DELETE) ? def->del
-	                                                         : NULL;
+	                                                          : NULL;
 	if (!r->handler) {
 		const char *allow[] = {"Allow", def->allow, NULL};
 		char msg[96], method[17];
@@ -344,8 +341,8 @@ static enum MHD_Result start_request(struct api_req *r, const char *url)
 	}
 
 	r->limit = r->route == ROUTE_WEBHOOK ? s->o.max_webhook_bytes : s->o.max_body_bytes;
-	const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-	                                             MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *cl =
+	    MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (cl) {
 		char *end;
 		errno = 0;
@@ -400,9 +397,8 @@ static void body_append(struct api_req *r, const char *data, size_t n)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
 {
 	(void)cls, (void)version;
 	struct api_req *r = *req_cls;
@@ -544,16 +540,16 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 
 	size_t pool = (s->o.max_header_bytes ? s->o.max_header_bytes : 16384) + API_POOL_SLACK;
 	struct MHD_OptionItem ops[] = {
-		{MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s}, /* first, or MHD warns */
-		{MHD_OPTION_SOCK_ADDR, 0, &addr.sa},
-		{MHD_OPTION_CONNECTION_LIMIT, (intptr_t)s->o.max_connections, NULL},
-		{MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool, NULL},
-		{MHD_OPTION_CONNECTION_TIMEOUT, API_CONN_TIMEOUT_S, NULL},
-		{MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, s},
-		{MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
-		{s->o.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
-		 (intptr_t)s->o.threads, NULL},
-		{MHD_OPTION_END, 0, NULL},
+	    {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s}, /* first, or MHD warns */
+	    {MHD_OPTION_SOCK_ADDR, 0, &addr.sa},
+	    {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)s->o.max_connections, NULL},
+	    {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool, NULL},
+	    {MHD_OPTION_CONNECTION_TIMEOUT, API_CONN_TIMEOUT_S, NULL},
+	    {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, s},
+	    {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
+	    {s->o.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
+	     (intptr_t)s->o.threads, NULL},
+	    {MHD_OPTION_END, 0, NULL},
 	};
 	s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_ARRAY, ops,
 	                          MHD_OPTION_END);
@@ -573,8 +569,7 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 
 int api_port(const struct api_server *s)
 {
-	const union MHD_DaemonInfo *info =
-		MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	return info ? (int)info->port : -1;
 }
 

@@ -21,28 +21,30 @@
 enum { M_CH_WHATSAPP, M_CH_SMS, M_CH_RCS, M_CH_TELEGRAM, M_CH_OTHER, M_CH__COUNT };
 
 static const char *const metrics_channels[M_CH__COUNT] = {
-	"whatsapp", "sms", "rcs", "telegram", "other",
+    "whatsapp", "sms", "rcs", "telegram", "other",
 };
 
 static const char *const metrics_send_names[M_SEND__COUNT] = {
-	[M_SEND_ATTEMPTED] = "attempted", [M_SEND_SUCCEEDED] = "succeeded",
-	[M_SEND_FAILED] = "failed",       [M_SEND_RETRIED] = "retried",
+    [M_SEND_ATTEMPTED] = "attempted",
+    [M_SEND_SUCCEEDED] = "succeeded",
+    [M_SEND_FAILED] = "failed",
+    [M_SEND_RETRIED] = "retried",
 };
 
 static const char *const metrics_wh_names[M_WH__COUNT] = {
-	[M_WH_RECEIVED] = "received", [M_WH_REJECTED] = "rejected", [M_WH_APPLIED] = "applied",
-	[M_WH_IGNORED] = "ignored",   [M_WH_INBOUND] = "inbound",
+    [M_WH_RECEIVED] = "received", [M_WH_REJECTED] = "rejected", [M_WH_APPLIED] = "applied",
+    [M_WH_IGNORED] = "ignored",   [M_WH_INBOUND] = "inbound",
 };
 
 /* Latency bucket upper bounds in microseconds and as Prometheus "le" labels. */
 #define M_BUCKETS 13
 static const int64_t metrics_bucket_us[M_BUCKETS] = {
-	1000, 2500, 5000, 10000, 25000, 50000, 100000,
-	250000, 500000, 1000000, 2500000, 5000000, 10000000,
+    1000,   2500,   5000,    10000,   25000,   50000,    100000,
+    250000, 500000, 1000000, 2500000, 5000000, 10000000,
 };
 static const char *const metrics_bucket_le[M_BUCKETS] = {
-	"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
-	"0.25",  "0.5",    "1",     "2.5",  "5",     "10",
+    "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
+    "0.25",  "0.5",    "1",     "2.5",  "5",     "10",
 };
 
 /* HTTP status classes rendered: 2xx, 4xx, 5xx (others are not produced). */

@@ -17,8 +17,8 @@ struct store;
 enum metric_send {
 	M_SEND_ATTEMPTED = 0,
 	M_SEND_SUCCEEDED,
-	M_SEND_FAILED,     /* permanent failure */
-	M_SEND_RETRIED,    /* transient / rate limited, will retry */
+	M_SEND_FAILED,  /* permanent failure */
+	M_SEND_RETRIED, /* transient / rate limited, will retry */
 	M_SEND__COUNT
 };
 

@@ -1,8 +1,8 @@
 /*
  * test_limits.c - limits and config changes on a real server: the connection
  * limit holds (a connection beyond it is not served while the others are
- * open, and service resumes when they leave), and an API key removed from the config stops working after
- * a restart.
+ * open, and service resumes when they leave), and an API key removed from the config stops working
+ * after a restart.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -23,7 +23,8 @@
 static int connect_to(int port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_port = htons((uint16_t)port),
 	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
 	return fd;

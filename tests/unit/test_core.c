@@ -412,8 +412,12 @@ static void test_time_format(void **state)
 	assert_int_equal(us, 1768471200500000LL);
 	assert_int_equal(hr_time_parse("2026-01-15T10:00:00Z", &us), 0);
 	assert_int_equal(us, 1768471200000000LL);
-	const char *bad[] = {"2026-01-15", "2026-01-15T10:00:00", "2026-01-15T10:00:00.Z",
-	                     "2026-01-15T10:00:00+2:00", "2026-01-15T10:00:00Zx", "yesterday"};
+	const char *bad[] = {"2026-01-15",
+	                     "2026-01-15T10:00:00",
+	                     "2026-01-15T10:00:00.Z",
+	                     "2026-01-15T10:00:00+2:00",
+	                     "2026-01-15T10:00:00Zx",
+	                     "yesterday"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		assert_int_equal(hr_time_parse(bad[i], &us), HR_EINVAL);
 }
