@@ -275,7 +275,7 @@ int hr_time_parse(const char *s, int64_t *out)
 	}
 	if (*p)
 		return HR_EINVAL;
-	int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+	int64_t t = days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + sec;
 	*out = (t - off) * 1000000 + frac;
 	return 0;
 }
