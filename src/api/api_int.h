@@ -29,10 +29,14 @@ struct api_keycache {
 	} slot[API_KEYCACHE_SLOTS];
 };
 
+struct api_guard;
+struct guard_conn;
+
 struct api_server {
 	struct api_opts o; /* copy; strings and pointers borrowed */
 	struct MHD_Daemon *mhd;
-	int max_attempts; /* o.max_attempts, or the dispatcher's default */
+	struct api_guard *guard; /* connection limits and request deadlines */
+	int max_attempts;        /* o.max_attempts, or the dispatcher's default */
 	struct api_keycache keys;
 	/* Async operations in flight (a suspended connection waiting for a
 	 * callback). api_stop waits for zero so no callback outlives the server. */
@@ -70,11 +74,13 @@ typedef enum MHD_Result (*api_handler_fn)(struct api_req *r);
 struct api_req {
 	struct api_server *srv;
 	struct MHD_Connection *conn;
-	char *raw_uri; /* as on the request line, query included */
+	struct guard_conn *gconn; /* the connection's deadline record (guard.c) */
+	char *raw_uri;            /* as on the request line, query included */
 	const char *method;
 	enum api_route route;
 	api_handler_fn handler;
 	bool started, responded;
+	bool complete;                   /* the whole body has arrived */
 	char tenant[HR_NAME_MAX];        /* set by auth for /v1 routes */
 	char path_id[HR_NAME_MAX];       /* {id} of /v1/messages/{id}, /v1/channels/{id};
 	                                  * {to} of /v1/suppressions/{channel}/{to} */
@@ -138,6 +144,37 @@ enum MHD_Result api_fail(struct api_req *r, int rc, const struct hr_err *err);
 /* Responds with one of the errors that are not hr codes. */
 enum MHD_Result api_fail_kind(struct api_req *r, enum api_errkind kind, const char *message,
                               const char *field, const char *const *extra);
+
+/* ---- guard.c ---- */
+struct api_guard_limits {
+	int max_connections;
+	int max_per_addr; /* 0 = none */
+	int64_t head_us, body_us;
+	int min_rate; /* body bytes per second */
+};
+/* Starts the reaper thread. */
+int api_guard_new(const struct api_guard_limits *lim, struct api_guard **out, struct hr_err *err);
+/* After MHD_stop_daemon (every connection notified closed). NULL is a no-op. */
+void api_guard_free(struct api_guard *g);
+/* MHD_start_daemon's accept policy and MHD_OPTION_NOTIFY_CONNECTION's
+ * callback; cls is the guard. */
+enum MHD_Result api_guard_accept(void *cls, const struct sockaddr *sa, socklen_t len);
+void api_guard_notify(void *cls, struct MHD_Connection *c, void **ctx,
+                      enum MHD_ConnectionNotificationCode code);
+/* MHD's own connection limit: above the guard's, so MHD always accepts and
+ * the guard refuses the surplus at once. */
+unsigned api_guard_mhd_limit(const struct api_guard *g);
+/* Connections held now (for tests). */
+int api_guard_open(struct api_guard *g);
+/* The connection's record (NULL if untracked; every call takes NULL). The
+ * request's progress, from the thread serving it: head complete, body bytes
+ * arrived, complete or answered (no deadline until the next request), and
+ * the response sent (the next request's head deadline starts). */
+struct guard_conn *api_guard_conn(struct MHD_Connection *c);
+void api_guard_head_done(struct api_guard *g, struct guard_conn *gc);
+void api_guard_body(struct api_guard *g, struct guard_conn *gc, size_t n);
+void api_guard_ready(struct api_guard *g, struct guard_conn *gc);
+void api_guard_request_done(struct api_guard *g, struct guard_conn *gc);
 
 /* ---- auth.c ---- */
 void api_keycache_init(struct api_keycache *c);

@@ -24,6 +24,9 @@
 #include "api/api_int.h"
 #include "obs/metrics.h"
 
+/* MHD's own timeout: silence on a connection that has no guard deadline (a
+ * response the client stops reading). The request's head and body have
+ * their own deadlines (guard.c). */
 #define API_CONN_TIMEOUT_S 30
 /* MHD's per-connection pool holds the request line, the headers and their
  * index, then the response headers. This much on top of max_header_bytes
@@ -45,6 +48,10 @@ void api_opts_default(struct api_opts *o)
 	o->max_body_bytes = 4u << 20;
 	o->max_webhook_bytes = 1u << 20;
 	o->max_header_bytes = 16u << 10;
+	o->max_connections_per_ip = 128;
+	o->request_head_timeout_us = 10 * 1000000LL;
+	o->request_body_timeout_us = 10 * 1000000LL;
+	o->min_body_rate = 1024;
 	o->max_batch = 10000;
 	o->sync_timeout_us = API_SYNC_TIMEOUT_US;
 	o->sync_max_timeout_us = API_SYNC_MAX_TIMEOUT_US;
@@ -400,7 +407,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls)
 {
-	(void)cls, (void)version;
+	(void)version;
+	struct api_server *s = cls;
 	struct api_req *r = *req_cls;
 	if (!r)
 		return MHD_NO; /* the URI-log callback ran out of memory */
@@ -408,13 +416,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		r->started = true;
 		r->conn = conn;
 		r->method = method;
-		return start_request(r, url);
+		r->gconn = api_guard_conn(conn);
+		api_guard_head_done(s->guard, r->gconn);
+		enum MHD_Result ret = start_request(r, url);
+		if (r->responded) /* answered early: no body deadline while it is sent */
+			api_guard_ready(s->guard, r->gconn);
+		return ret;
 	}
 	if (*upload_data_size) {
+		api_guard_body(s->guard, r->gconn, *upload_data_size);
 		if (!r->responded)
 			body_append(r, upload_data, *upload_data_size);
 		*upload_data_size = 0;
 		return MHD_YES;
+	}
+	if (!r->complete) {
+		/* The whole request is in: from here it may wait (suspended) for
+		 * the writer or a provider as long as its handler says. */
+		r->complete = true;
+		api_guard_ready(s->guard, r->gconn);
 	}
 	if (r->responded)
 		return MHD_YES;
@@ -449,7 +469,11 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-	(void)cls, (void)conn, (void)toe;
+	(void)toe;
+	struct api_server *s = cls;
+	/* The response is out (or the connection is closing): a kept-alive
+	 * connection's next request starts its head deadline now. */
+	api_guard_request_done(s->guard, api_guard_conn(conn));
 	struct api_req *r = *req_cls;
 	if (!r)
 		return;
@@ -514,8 +538,20 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 	s->o = *opts;
 	if (s->o.threads < 1)
 		s->o.threads = 1;
+	struct api_opts def;
+	api_opts_default(&def);
 	if (s->o.max_connections < 1)
-		s->o.max_connections = 1024;
+		s->o.max_connections = def.max_connections;
+	if (s->o.max_connections_per_ip < 0)
+		s->o.max_connections_per_ip = 0;
+	if (s->o.max_header_bytes < 1)
+		s->o.max_header_bytes = def.max_header_bytes;
+	if (s->o.request_head_timeout_us <= 0)
+		s->o.request_head_timeout_us = def.request_head_timeout_us;
+	if (s->o.request_body_timeout_us <= 0)
+		s->o.request_body_timeout_us = def.request_body_timeout_us;
+	if (s->o.min_body_rate < 1)
+		s->o.min_body_rate = def.min_body_rate;
 	if (!s->o.public_url)
 		s->o.public_url = "";
 	/* A configured default wait is honoured as given: the cap on per-request
@@ -533,17 +569,30 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 		dispatch_opts_default(&dop);
 		s->max_attempts = dop.max_attempts;
 	}
+	struct api_guard_limits lim = {
+	    .max_connections = s->o.max_connections,
+	    .max_per_addr = s->o.max_connections_per_ip,
+	    .head_us = s->o.request_head_timeout_us,
+	    .body_us = s->o.request_body_timeout_us,
+	    .min_rate = s->o.min_body_rate,
+	};
+	int rc = api_guard_new(&lim, &s->guard, err);
+	if (rc != 0) {
+		free(s);
+		return rc;
+	}
 	api_keycache_init(&s->keys);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->idle, NULL);
 	pthread_mutex_init(&s->channels_lock, NULL);
 
-	size_t pool = (s->o.max_header_bytes ? s->o.max_header_bytes : 16384) + API_POOL_SLACK;
 	struct MHD_OptionItem ops[] = {
 	    {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s}, /* first, or MHD warns */
 	    {MHD_OPTION_SOCK_ADDR, 0, &addr.sa},
-	    {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)s->o.max_connections, NULL},
-	    {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool, NULL},
+	    {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)api_guard_mhd_limit(s->guard), NULL},
+	    {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)api_guard_notify, s->guard},
+	    {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(s->o.max_header_bytes + API_POOL_SLACK),
+	     NULL},
 	    {MHD_OPTION_CONNECTION_TIMEOUT, API_CONN_TIMEOUT_S, NULL},
 	    {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, s},
 	    {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
@@ -551,10 +600,11 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 	     (intptr_t)s->o.threads, NULL},
 	    {MHD_OPTION_END, 0, NULL},
 	};
-	s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_ARRAY, ops,
-	                          MHD_OPTION_END);
+	s->mhd = MHD_start_daemon(flags, 0, api_guard_accept, s->guard, on_request, s,
+	                          MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
 	if (!s->mhd) {
 		int e = errno;
+		api_guard_free(s->guard);
 		api_keycache_destroy(&s->keys);
 		pthread_mutex_destroy(&s->lock);
 		pthread_cond_destroy(&s->idle);
@@ -592,6 +642,7 @@ void api_stop(struct api_server *s)
 	MHD_stop_daemon(s->mhd);
 	if (fd != MHD_INVALID_SOCKET)
 		close(fd);
+	api_guard_free(s->guard); /* after MHD: every connection is closed */
 	api_keycache_destroy(&s->keys);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->idle);

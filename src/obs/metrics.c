@@ -60,6 +60,7 @@ static _Atomic uint64_t m_lat_count[M_CH__COUNT];
 static _Atomic int64_t m_inflight;
 static _Atomic uint64_t m_http[M_HTTP__COUNT];
 static _Atomic uint64_t m_accepted;
+static _Atomic uint64_t m_guard[M_GUARD__COUNT];
 
 static int metrics_slot(const char *channel)
 {
@@ -116,6 +117,12 @@ void metrics_http(int status)
 	else
 		return;
 	atomic_fetch_add_explicit(&m_http[cls], 1, memory_order_relaxed);
+}
+
+void metrics_http_guard(enum metric_http_guard what)
+{
+	if ((unsigned)what < M_GUARD__COUNT)
+		atomic_fetch_add_explicit(&m_guard[what], 1, memory_order_relaxed);
 }
 
 void metrics_accepted(int n)
@@ -213,6 +220,19 @@ int metrics_render(struct store *st, char **out, size_t *len)
 	for (int c = 0; c < M_HTTP__COUNT; c++)
 		fprintf(f, "herald_http_responses_total{code=\"%s\"} %llu\n", metrics_http_names[c],
 		        (unsigned long long)ld(&m_http[c]));
+
+	render_header(f, "herald_http_connections_refused_total", "counter",
+	              "Connections closed at accept: over the total or the per-address limit.");
+	fprintf(f, "herald_http_connections_refused_total{reason=\"limit\"} %llu\n",
+	        (unsigned long long)ld(&m_guard[M_GUARD_REFUSED_LIMIT]));
+	fprintf(f, "herald_http_connections_refused_total{reason=\"per_ip\"} %llu\n",
+	        (unsigned long long)ld(&m_guard[M_GUARD_REFUSED_ADDR]));
+	render_header(f, "herald_http_requests_cut_total", "counter",
+	              "Connections closed because a request's head or body came too slowly.");
+	fprintf(f, "herald_http_requests_cut_total{phase=\"head\"} %llu\n",
+	        (unsigned long long)ld(&m_guard[M_GUARD_CUT_HEAD]));
+	fprintf(f, "herald_http_requests_cut_total{phase=\"body\"} %llu\n",
+	        (unsigned long long)ld(&m_guard[M_GUARD_CUT_BODY]));
 
 	if (st)
 		render_store(f, st);
