@@ -26,7 +26,12 @@ struct api_opts {
 	int max_connections;        /* default 1024 */
 	size_t max_body_bytes;      /* API bodies (default 4 MiB, batch requests) */
 	size_t max_webhook_bytes;   /* webhook bodies (default 1 MiB) */
-	size_t max_header_bytes;    /* all request headers together (default 16 KiB) */
+	size_t max_header_bytes;    /* the request head: request line and headers
+	                             * (default 16 KiB; 431 beyond) */
+	size_t max_url_bytes;       /* the request target, query included (default
+	                             * 8 KiB; 414 beyond) */
+	int max_header_fields;      /* header fields, cookies and query parameters
+	                             * together (default 128; 431 beyond) */
 	int max_connections_per_ip; /* per IPv4 address or IPv6 /64 (default 128;
 	                             * 0 = no per-address limit) */
 	/* A request's head must be complete within request_head_timeout_us of

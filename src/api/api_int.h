@@ -100,6 +100,9 @@ struct api_req {
 };
 
 /* ---- server.c ---- */
+/* MHD's per-connection memory pool for these options: room for a head of
+ * max_header_bytes with max_header_fields fields, and the reply. */
+size_t api_pool_bytes(const struct api_opts *o);
 /* Queues a response (body heap, owned; may be NULL) and counts it. extra is a
  * NULL-terminated list of header name, value pairs, or NULL. */
 enum MHD_Result api_respond(struct api_req *r, int status, char *body, size_t len,
@@ -123,11 +126,13 @@ int api_query_check(struct api_req *r, const char *const *allowed, struct hr_err
 
 /* ---- errors.c ---- */
 enum api_errkind {
-	APIERR_INVALID_JSON,  /* 400 invalid_json */
-	APIERR_IDEM_MISMATCH, /* 422 idempotency_mismatch */
-	APIERR_METHOD,        /* 405 method_not_allowed */
-	APIERR_ROUTE,         /* 404 not_found */
-	APIERR_BAD_SIGNATURE, /* 401 bad_signature */
+	APIERR_INVALID_JSON,   /* 400 invalid_json */
+	APIERR_IDEM_MISMATCH,  /* 422 idempotency_mismatch */
+	APIERR_METHOD,         /* 405 method_not_allowed */
+	APIERR_ROUTE,          /* 404 not_found */
+	APIERR_BAD_SIGNATURE,  /* 401 bad_signature */
+	APIERR_URI_TOO_LONG,   /* 414 uri_too_long */
+	APIERR_HEAD_TOO_LARGE, /* 431 header_too_large */
 };
 /* HTTP status and stable code for an hr code (the one table). */
 int api_http_status(int rc);
@@ -141,6 +146,9 @@ json_t *api_error_json(const char *code, const char *message, const char *field)
 const char *api_clip(char *buf, size_t size, const char *s);
 /* Responds with the table's mapping of rc; err may be NULL. */
 enum MHD_Result api_fail(struct api_req *r, int rc, const struct hr_err *err);
+/* The HTTP status and stable code of one of the errors that are not hr codes. */
+int api_errkind_status(enum api_errkind kind);
+const char *api_errkind_code(enum api_errkind kind);
 /* Responds with one of the errors that are not hr codes. */
 enum MHD_Result api_fail_kind(struct api_req *r, enum api_errkind kind, const char *message,
                               const char *field, const char *const *extra);

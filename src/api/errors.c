@@ -30,6 +30,8 @@ static const struct api_errkind_map {
     [APIERR_METHOD] = {405, "method_not_allowed"},
     [APIERR_ROUTE] = {404, "not_found"},
     [APIERR_BAD_SIGNATURE] = {401, "bad_signature"},
+    [APIERR_URI_TOO_LONG] = {414, "uri_too_long"},
+    [APIERR_HEAD_TOO_LARGE] = {431, "header_too_large"},
 };
 
 static const struct api_errmap *api_errmap_find(int rc)
@@ -108,6 +110,16 @@ enum MHD_Result api_fail(struct api_req *r, int rc, const struct hr_err *err)
 	static const char *const retry[] = {"Retry-After", "1", NULL};
 	return api_respond_json(r, http, api_error_json(api_error_code(rc), msg, field),
 	                        rc == HR_EBUSY ? retry : NULL);
+}
+
+int api_errkind_status(enum api_errkind kind)
+{
+	return api_errkinds[kind].http;
+}
+
+const char *api_errkind_code(enum api_errkind kind)
+{
+	return api_errkinds[kind].code;
 }
 
 enum MHD_Result api_fail_kind(struct api_req *r, enum api_errkind kind, const char *message,

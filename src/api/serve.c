@@ -382,6 +382,10 @@ static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opt
 	    cfg, "server.max_webhook_bytes", (int64_t)o->max_webhook_bytes, 1024, 1 << 30, err);
 	o->max_header_bytes = (size_t)hr_cfg_int(cfg, "server.max_header_bytes",
 	                                         (int64_t)o->max_header_bytes, 1024, 1 << 20, err);
+	o->max_url_bytes = (size_t)hr_cfg_int(cfg, "server.max_url_bytes",
+	                                      (int64_t)o->max_url_bytes, 256, 1 << 20, err);
+	o->max_header_fields =
+	    (int)hr_cfg_int(cfg, "server.max_header_fields", o->max_header_fields, 16, 10000, err);
 	o->max_connections_per_ip = (int)hr_cfg_int(cfg, "server.max_connections_per_ip",
 	                                            o->max_connections_per_ip, 0, 100000, err);
 	o->request_head_timeout_us =

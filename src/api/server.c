@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "api/api_int.h"
@@ -28,11 +29,12 @@
  * response the client stops reading). The request's head and body have
  * their own deadlines (guard.c). */
 #define API_CONN_TIMEOUT_S 30
-/* MHD's per-connection pool holds the request line, the headers and their
- * index, then the response headers. This much on top of max_header_bytes
- * keeps requests with max_header_bytes of headers working; about 1 KiB
- * beyond it MHD answers 431 itself (measured with MHD 0.9.75). */
-#define API_POOL_SLACK 1024
+/* What MHD keeps in a connection's memory pool per header field, cookie or
+ * query parameter (struct MHD_HTTP_Header, 56 bytes rounded up to the pool's
+ * 16-byte alignment; libmicrohttpd 0.9.75). */
+#define API_POOL_FIELD_BYTES 64
+/* Room left in the pool for the response's status line and headers. */
+#define API_POOL_REPLY_BYTES 4096
 #define API_BODY_PREALLOC (64u << 10)
 #define API_SYNC_TIMEOUT_US (10 * 1000000LL)
 #define API_SYNC_MAX_TIMEOUT_US (60 * 1000000LL)
@@ -48,6 +50,8 @@ void api_opts_default(struct api_opts *o)
 	o->max_body_bytes = 4u << 20;
 	o->max_webhook_bytes = 1u << 20;
 	o->max_header_bytes = 16u << 10;
+	o->max_url_bytes = 8u << 10;
+	o->max_header_fields = 128;
 	o->max_connections_per_ip = 128;
 	o->request_head_timeout_us = 10 * 1000000LL;
 	o->request_body_timeout_us = 10 * 1000000LL;
@@ -58,6 +62,23 @@ void api_opts_default(struct api_opts *o)
 	o->max_attempts = 0; /* the dispatcher's default */
 	o->secret_env_prefix = "HERALD_SECRET_";
 	o->secret_file_dir = "/etc/herald/secrets/";
+}
+
+/*
+ * The size of MHD's per-connection memory pool. It holds the whole request
+ * head (MHD parses it in place), an index entry per header field, cookie and
+ * query parameter, a copy of the Cookie header, then the response's status
+ * line and headers. MHD gives half of it to the read buffer at the start of
+ * every request, and the index, the cookie copy and the reply come out of
+ * the other half; so a head of up to max_header_bytes with up to
+ * max_header_fields fields always reaches Herald's checks, with room left to
+ * answer. Pools over 32 KiB are mmap()ed, so an idle connection costs only
+ * the pages it touched (MHD zeroes the pool between kept-alive requests).
+ */
+size_t api_pool_bytes(const struct api_opts *o)
+{
+	return 2 * (o->max_header_bytes + (size_t)o->max_header_fields * API_POOL_FIELD_BYTES +
+	            API_POOL_REPLY_BYTES);
 }
 
 /* ---------------------------------------------------------------------------
@@ -304,6 +325,94 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 	return NULL;
 }
 
+/* ---------------------------------------------------------------------------
+ * The request head's limits, checked first, before routing and
+ * authentication.
+ * ------------------------------------------------------------------------- */
+
+/*
+ * Answers an over-long URL (414) or an oversized head (431) by writing the
+ * response straight to the socket, then has MHD close the connection.
+ *
+ * Why not MHD_queue_response: MHD builds the status line and headers in the
+ * connection's pool, which still holds the whole head. A head that nearly
+ * fills the pool leaves no room for them and MHD closes without a word (with
+ * the old 17 KiB pool, heads of 17,058-17,133 bytes got no answer at all).
+ * Here nothing has been written for this request yet (MHD reads a request
+ * only once the previous response is out), the answer is a few hundred
+ * bytes, and the connection is closed anyway, so one non-blocking send into
+ * the socket's send buffer is enough. Plain TCP only: Herald starts MHD
+ * without TLS.
+ */
+static enum MHD_Result respond_and_close(struct api_req *r, enum api_errkind kind, const char *msg)
+{
+	r->responded = true;
+	int status = api_errkind_status(kind);
+	json_t *j = api_error_json(api_errkind_code(kind), msg, NULL);
+	char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	const union MHD_ConnectionInfo *fdi =
+	    MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	char head[256];
+	int hn =
+	    snprintf(head, sizeof head,
+	             "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+	             "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+	             status, MHD_get_reason_phrase_for((unsigned)status), body ? strlen(body) : 0);
+	bool sent = false;
+	if (body && fdi && hn > 0 && (size_t)hn < sizeof head) {
+		struct iovec iov[2] = {{head, (size_t)hn}, {body, strlen(body)}};
+		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+		size_t want = iov[0].iov_len + iov[1].iov_len;
+		ssize_t n;
+		do
+			n = sendmsg(fdi->connect_fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		while (n < 0 && errno == EINTR);
+		sent = n == (ssize_t)want;
+		if (!sent)
+			hr_log(HR_LOG_DEBUG, "api", "%d answer not sent whole (%zd of %zu bytes)",
+			       status, n, want);
+	}
+	free(body);
+	if (sent)
+		metrics_http(status);
+	return MHD_NO; /* MHD closes the connection: the rest of it is not read */
+}
+
+/*
+ * The head's limits: 414 for a long URL, 431 for a long head or too many
+ * fields (both written by respond_and_close). Returns MHD_YES with nothing
+ * answered when the head is within them.
+ */
+static enum MHD_Result check_head(struct api_req *r)
+{
+	const struct api_opts *o = &r->srv->o;
+	char msg[160];
+	size_t ulen = strlen(r->raw_uri);
+	if (ulen > o->max_url_bytes) {
+		snprintf(msg, sizeof msg, "the URL is %zu bytes, over the limit of %zu", ulen,
+		         o->max_url_bytes);
+		return respond_and_close(r, APIERR_URI_TOO_LONG, msg);
+	}
+	const union MHD_ConnectionInfo *hs =
+	    MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+	if (hs && hs->header_size > o->max_header_bytes) {
+		snprintf(msg, sizeof msg, "the request head is %zu bytes, over the limit of %zu",
+		         hs->header_size, o->max_header_bytes);
+		return respond_and_close(r, APIERR_HEAD_TOO_LARGE, msg);
+	}
+	int fields = MHD_get_connection_values_n(
+	    r->conn, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND, NULL, NULL);
+	if (fields > o->max_header_fields) {
+		snprintf(msg, sizeof msg,
+		         "the request has %d header fields, cookies and query parameters, over "
+		         "the limit of %d",
+		         fields, o->max_header_fields);
+		return respond_and_close(r, APIERR_HEAD_TOO_LARGE, msg);
+	}
+	return MHD_YES;
+}
+
 static enum MHD_Result too_large(struct api_req *r)
 {
 	if (r->route == ROUTE_WEBHOOK)
@@ -318,6 +427,9 @@ static enum MHD_Result too_large(struct api_req *r)
 static enum MHD_Result start_request(struct api_req *r, const char *url)
 {
 	struct api_server *s = r->srv;
+	enum MHD_Result hret = check_head(r);
+	if (r->responded || hret != MHD_YES)
+		return hret;
 	char account[HR_NAME_MAX] = "";
 	const struct api_route_def *def = route_match(r, url, account);
 	if (!def)
@@ -546,6 +658,10 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 		s->o.max_connections_per_ip = 0;
 	if (s->o.max_header_bytes < 1)
 		s->o.max_header_bytes = def.max_header_bytes;
+	if (s->o.max_url_bytes < 1)
+		s->o.max_url_bytes = def.max_url_bytes;
+	if (s->o.max_header_fields < 1)
+		s->o.max_header_fields = def.max_header_fields;
 	if (s->o.request_head_timeout_us <= 0)
 		s->o.request_head_timeout_us = def.request_head_timeout_us;
 	if (s->o.request_body_timeout_us <= 0)
@@ -591,8 +707,7 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 	    {MHD_OPTION_SOCK_ADDR, 0, &addr.sa},
 	    {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)api_guard_mhd_limit(s->guard), NULL},
 	    {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)api_guard_notify, s->guard},
-	    {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(s->o.max_header_bytes + API_POOL_SLACK),
-	     NULL},
+	    {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)api_pool_bytes(&s->o), NULL},
 	    {MHD_OPTION_CONNECTION_TIMEOUT, API_CONN_TIMEOUT_S, NULL},
 	    {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, s},
 	    {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},

@@ -3,7 +3,8 @@
  * loopback port with raw sockets as the client (libcurl cannot send a NUL
  * byte in a header, a head of an exact size, or one byte at a time):
  * connection limits (total and per address, refused at once), the request
- * head and body deadlines, and a suspended request outliving them.
+ * head and body deadlines, a suspended request outliving them, and the
+ * head's size limits answered at every size.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -616,13 +617,145 @@ static void test_suspended_not_cut(void **state)
 	MHD_stop_daemon(wa);
 }
 
+/* ---------------------------------------------------------------------------
+ * The head's size: every size gets an answer with the right status.
+ * ------------------------------------------------------------------------- */
+
+/* A GET /healthz whose head (request line to the blank line) is exactly
+ * `bytes` long, with `fields` headers (Host and fields - 1 X-Pad-i headers
+ * sharing the padding). Returns the length; buf must hold bytes + 1. */
+static size_t head_of(char *buf, size_t bytes, int fields)
+{
+	size_t n = (size_t)sprintf(buf, "GET /healthz HTTP/1.1\r\nHost: x\r\n");
+	for (int i = 1; i < fields; i++) {
+		/* This header's share of what is left, less the final CRLF. */
+		size_t left = bytes - n - 2;
+		size_t share = i == fields - 1 ? left : left / (size_t)(fields - i);
+		int k = sprintf(buf + n, "X-Pad-%d: ", i);
+		assert_true(share >= (size_t)k + 3);
+		memset(buf + n + k, 'a', share - (size_t)k - 2);
+		memcpy(buf + n + share - 2, "\r\n", 2);
+		n += share;
+	}
+	memcpy(buf + n, "\r\n", 2);
+	n += 2;
+	buf[n] = '\0';
+	assert_int_equal(n, bytes);
+	return n;
+}
+
+static void limits_default_one_thread(struct api_opts *o)
+{
+	o->threads = 1;
+}
+
+/* Heads of every size from 1 KiB to four times the limit, and byte by byte
+ * across the limit, the old silent band (17,058-17,133 bytes with the old
+ * 17 KiB pool) and where MHD's pool runs out (for f fields, about
+ * pool - 64 f bytes: each field costs MHD a 64-byte index entry), with 2, 40
+ * and 120 fields: each gets an HTTP answer, 200 up to max_header_bytes and
+ * 431 beyond; Herald's JSON up to twice the limit (past its pool,
+ * libmicrohttpd answers 431 itself). */
+static void test_head_size_sweep(void **state)
+{
+	(void)state;
+	struct env e;
+	env_start(&e, NULL, false, limits_default_one_thread);
+	const size_t max = e.o.max_header_bytes, pool = api_pool_bytes(&e.o);
+	char *buf = malloc(4 * max + 1);
+	assert_non_null(buf);
+	static const int fields[] = {2, 40, 120};
+	int checked = 0;
+	for (size_t f = 0; f < sizeof fields / sizeof *fields; f++) {
+		size_t end = pool - 64 * (size_t)fields[f];
+		for (size_t bytes = 1024 + 16 * (size_t)fields[f]; bytes <= 4 * max; bytes++) {
+			bool fine = (bytes >= max - 8 && bytes <= max + 8) ||
+			            (bytes >= 17040 && bytes <= 17150) ||
+			            (bytes + 384 >= end && bytes <= end + 128);
+			if (!fine && bytes % 197 != 0)
+				continue;
+			size_t n = head_of(buf, bytes, fields[f]);
+			struct raw r;
+			request_from(e.port, NULL, buf, n, &r);
+			long want = bytes <= max ? 200 : 431;
+			if (r.status != want)
+				fail_msg("%zu-byte head in %d fields: status %ld, want %ld", bytes,
+				         fields[f], r.status, want);
+			if (want == 431 && bytes <= 2 * max)
+				check_error(&r, 431, "header_too_large", NULL);
+			raw_free(&r);
+			checked++;
+		}
+	}
+	assert_true(checked > 2500);
+	free(buf);
+	/* Still serving. */
+	struct raw r;
+	request(e.port, healthz, &r);
+	assert_int_equal(r.status, 200);
+	raw_free(&r);
+	env_stop(&e);
+}
+
+/* 100 headers totalling 11 KB pass (MHD's own pool used to refuse them);
+ * max_header_fields fields pass and one more is 431; a URL over
+ * max_url_bytes is 414 in Herald's JSON, and one too long even for MHD's
+ * pool still gets a 414. */
+static void test_head_fields_and_url(void **state)
+{
+	(void)state;
+	struct env e;
+	env_start(&e, NULL, false, limits_default_one_thread);
+	char *buf = malloc(200000);
+	assert_non_null(buf);
+	struct raw r;
+	size_t n = head_of(buf, 11000, 100);
+	request_from(e.port, NULL, buf, n, &r);
+	assert_int_equal(r.status, 200);
+	raw_free(&r);
+	n = head_of(buf, 12000, e.o.max_header_fields);
+	request_from(e.port, NULL, buf, n, &r);
+	assert_int_equal(r.status, 200);
+	raw_free(&r);
+	n = head_of(buf, 12000, e.o.max_header_fields + 1);
+	request_from(e.port, NULL, buf, n, &r);
+	check_error(&r, 431, "header_too_large", NULL);
+	raw_free(&r);
+	/* Query parameters count as fields too. */
+	n = (size_t)sprintf(buf, "GET /healthz?");
+	for (int i = 0; i < e.o.max_header_fields; i++)
+		n += (size_t)sprintf(buf + n, "p%d=1&", i);
+	n = n - 1 + (size_t)sprintf(buf + n - 1, " HTTP/1.1\r\nHost: x\r\n\r\n");
+	request_from(e.port, NULL, buf, n, &r);
+	check_error(&r, 431, "header_too_large", NULL);
+	raw_free(&r);
+
+	static const size_t urls[] = {8192, 8193, 16000, 120000};
+	for (size_t i = 0; i < sizeof urls / sizeof *urls; i++) {
+		/* "/healthz?x=aaa..." of exactly urls[i] bytes */
+		n = (size_t)sprintf(buf, "GET /healthz?x=");
+		memset(buf + n, 'a', urls[i] - 11);
+		n += urls[i] - 11;
+		n += (size_t)sprintf(buf + n, " HTTP/1.1\r\nHost: x\r\n\r\n");
+		request_from(e.port, NULL, buf, n, &r);
+		if (urls[i] <= e.o.max_url_bytes)
+			assert_int_equal(r.status, 200);
+		else if (urls[i] < api_pool_bytes(&e.o) / 2)
+			check_error(&r, 414, "uri_too_long", NULL);
+		else
+			assert_int_equal(r.status, 414);
+		raw_free(&r);
+	}
+	free(buf);
+	env_stop(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_connection_limits),
-	    cmocka_unit_test(test_head_deadline),
-	    cmocka_unit_test(test_body_rate),
-	    cmocka_unit_test(test_suspended_not_cut),
+	    cmocka_unit_test(test_connection_limits), cmocka_unit_test(test_head_deadline),
+	    cmocka_unit_test(test_body_rate),         cmocka_unit_test(test_suspended_not_cut),
+	    cmocka_unit_test(test_head_size_sweep),   cmocka_unit_test(test_head_fields_and_url),
 	};
 	return cmocka_run_group_tests_name("server", tests, NULL, NULL);
 }
