@@ -76,6 +76,7 @@ struct api_req {
 	struct MHD_Connection *conn;
 	struct guard_conn *gconn; /* the connection's deadline record (guard.c) */
 	char *raw_uri;            /* as on the request line, query included */
+	const char *uri_at;       /* where MHD had it: compared, never read (hidden_bytes) */
 	const char *method;
 	enum api_route route;
 	api_handler_fn handler;
@@ -131,6 +132,7 @@ enum api_errkind {
 	APIERR_METHOD,         /* 405 method_not_allowed */
 	APIERR_ROUTE,          /* 404 not_found */
 	APIERR_BAD_SIGNATURE,  /* 401 bad_signature */
+	APIERR_BAD_REQUEST,    /* 400 bad_request: malformed at the HTTP level */
 	APIERR_URI_TOO_LONG,   /* 414 uri_too_long */
 	APIERR_HEAD_TOO_LARGE, /* 431 header_too_large */
 };

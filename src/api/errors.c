@@ -30,6 +30,7 @@ static const struct api_errkind_map {
     [APIERR_METHOD] = {405, "method_not_allowed"},
     [APIERR_ROUTE] = {404, "not_found"},
     [APIERR_BAD_SIGNATURE] = {401, "bad_signature"},
+    [APIERR_BAD_REQUEST] = {400, "bad_request"},
     [APIERR_URI_TOO_LONG] = {414, "uri_too_long"},
     [APIERR_HEAD_TOO_LARGE] = {431, "header_too_large"},
 };

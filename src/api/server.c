@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -326,8 +327,8 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 }
 
 /* ---------------------------------------------------------------------------
- * The request head's limits, checked first, before routing and
- * authentication.
+ * The request head: Herald's limits, and what MHD lets through that Herald
+ * refuses. Checked first, before routing and authentication.
  * ------------------------------------------------------------------------- */
 
 /*
@@ -379,12 +380,155 @@ static enum MHD_Result respond_and_close(struct api_req *r, enum api_errkind kin
 	return MHD_NO; /* MHD closes the connection: the rest of it is not read */
 }
 
+/* Headers Herald reads (authentication, body framing, idempotency, the
+ * providers' webhook signatures, named as in src/channels/): with two copies
+ * it is ambiguous which one was checked (MHD returns the first, a proxy in
+ * front may have used the last), so a second copy is refused. */
+static const char *const api_single_headers[] = {
+    "Authorization",
+    "Content-Length",
+    "Content-Type",
+    "Transfer-Encoding",
+    "Host",
+    "Expect",
+    "Idempotency-Key",
+    "X-Hub-Signature-256",
+    "X-Twilio-Signature",
+    "I-Twilio-Idempotency-Token",
+    "X-Goog-Signature",
+    "X-Telegram-Bot-Api-Secret-Token",
+};
+#define API_SINGLE_HEADERS (sizeof api_single_headers / sizeof *api_single_headers)
+
+struct head_scan {
+	int seen[API_SINGLE_HEADERS];
+	/* Query parameter names so far (at most max_header_fields of them). */
+	const char **args;
+	size_t *arg_len;
+	int nargs;
+	/* The first problem found. */
+	char field[HR_NAME_MAX];
+	const char *why;
+};
+
+static void head_scan_fail(struct head_scan *h, const char *name, const char *why)
+{
+	api_clip(h->field, sizeof h->field, name);
+	h->why = why;
+}
+
+/* A query parameter's name and value come with their decoded lengths: a
+ * shorter C string means %00, which every later strcmp and strlen would
+ * silently cut at. (MHD measures header values with strlen itself, so a NUL
+ * there is found by hidden_bytes instead.) */
+static enum MHD_Result head_scan_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     size_t key_size, const char *value, size_t value_size)
+{
+	struct head_scan *h = cls;
+	if (kind == MHD_COOKIE_KIND)
+		return MHD_YES; /* counted, never read */
+	bool arg = kind == MHD_GET_ARGUMENT_KIND;
+	if (arg && (strlen(key) != key_size || (value && strlen(value) != value_size))) {
+		head_scan_fail(h, key, "query parameter '%s' contains a NUL byte (%%00)");
+		return MHD_NO;
+	}
+	if (!arg) {
+		for (size_t i = 0; i < API_SINGLE_HEADERS; i++)
+			if (strcasecmp(key, api_single_headers[i]) == 0 && ++h->seen[i] > 1) {
+				head_scan_fail(h, api_single_headers[i],
+				               "header '%s' is repeated: send it once");
+				return MHD_NO;
+			}
+		return MHD_YES;
+	}
+	for (int i = 0; i < h->nargs; i++)
+		if (h->arg_len[i] == key_size && memcmp(h->args[i], key, key_size) == 0) {
+			head_scan_fail(h, key, "query parameter '%s' is repeated: send it once");
+			return MHD_NO;
+		}
+	h->args[h->nargs] = key;
+	h->arg_len[h->nargs++] = key_size;
+	return MHD_YES;
+}
+
+/* Where a raw NUL byte hid part of the head (see hidden_bytes). */
+struct head_layout {
+	const char *start, *end; /* the raw head in MHD's pool */
+	const char *prev_key, *prev_end;
+	const char *hid; /* the header whose value ends early */
+	bool foreign;    /* not laid out as expected: no verdict */
+};
+
+static bool all_nul(const char *p, const char *q)
+{
+	for (; p < q; p++)
+		if (*p)
+			return false;
+	return true;
+}
+
+static enum MHD_Result layout_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  size_t key_size, const char *value, size_t value_size)
+{
+	(void)kind, (void)key_size;
+	struct head_layout *l = cls;
+	if (!value || key < l->start || value < key || value + value_size >= l->end) {
+		l->foreign = true;
+		return MHD_NO;
+	}
+	/* Between a value's end and the next line: its CRLF (or LF) as NULs. */
+	if (l->prev_end &&
+	    (key - l->prev_end < 1 || key - l->prev_end > 2 || !all_nul(l->prev_end, key))) {
+		l->hid = l->prev_key;
+		return MHD_NO;
+	}
+	l->prev_key = key;
+	l->prev_end = value + value_size;
+	return MHD_YES;
+}
+
 /*
- * The head's limits: 414 for a long URL, 431 for a long head or too many
- * fields (both written by respond_and_close). Returns MHD_YES with nothing
- * answered when the head is within them.
+ * MHD hands header values and the request line over as C strings, so a raw
+ * NUL byte ends them early: "Authorization: Bearer <key>\0junk" would read as
+ * the key alone. MHD 0.9.75 parses the head in place in its pool (each line's
+ * CRLF or LF becomes NULs, the colon a NUL, the value starts after the
+ * spaces), so the strings lie end to end in the raw head and any bytes
+ * between one value's end and the next line are what a NUL hid; likewise the
+ * URI as the URI-log callback saw it must reach the space before the HTTP
+ * version. Returns the header hiding bytes ("path" for the request line), or
+ * NULL. If the pointers are not laid out like that (another MHD), no verdict:
+ * test_server's NUL cases would then fail, not pass silently.
  */
-static enum MHD_Result check_head(struct api_req *r)
+static const char *hidden_bytes(struct api_req *r, const char *version, char name[HR_NAME_MAX])
+{
+	const union MHD_ConnectionInfo *hs =
+	    MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+	if (!hs || !r->uri_at || !version || !*version)
+		return NULL;
+	struct head_layout l = {.start = r->method, .end = r->method + hs->header_size};
+	if (version < l.start || version >= l.end)
+		return NULL;
+	if (r->uri_at + strlen(r->raw_uri) + 1 != version)
+		return "path";
+	MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, layout_one, &l);
+	if (l.foreign)
+		return NULL;
+	/* The last value, its line end and the blank line end the head. */
+	if (!l.hid && l.prev_end &&
+	    (l.end - l.prev_end < 2 || l.end - l.prev_end > 4 || !all_nul(l.prev_end, l.end)))
+		l.hid = l.prev_key;
+	return l.hid ? api_clip(name, HR_NAME_MAX, l.hid) : NULL;
+}
+
+/*
+ * The head's limits and well-formedness: 414 for a long URL, 431 for a long
+ * head or too many fields (both written by respond_and_close), 400 for a NUL
+ * byte in a header or query parameter, a repeated header that Herald reads
+ * or a repeated query parameter (which would otherwise silently take the
+ * first), %00 in the path, and ambiguous body framing. Returns MHD_YES with
+ * nothing answered when the head is fine.
+ */
+static enum MHD_Result check_head(struct api_req *r, const char *version)
 {
 	const struct api_opts *o = &r->srv->o;
 	char msg[160];
@@ -410,6 +554,49 @@ static enum MHD_Result check_head(struct api_req *r)
 		         fields, o->max_header_fields);
 		return respond_and_close(r, APIERR_HEAD_TOO_LARGE, msg);
 	}
+
+	struct head_scan h = {.field = ""};
+	h.args = malloc((size_t)(fields + 1) * sizeof *h.args);
+	h.arg_len = malloc((size_t)(fields + 1) * sizeof *h.arg_len);
+	if (!h.args || !h.arg_len) {
+		free(h.args);
+		free(h.arg_len);
+		return api_fail(r, HR_ENOMEM, NULL);
+	}
+	MHD_get_connection_values_n(
+	    r->conn, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND, head_scan_one, &h);
+	free(h.args);
+	free(h.arg_len);
+	if (h.why) {
+		snprintf(msg, sizeof msg, h.why, h.field);
+		return api_fail_kind(r, APIERR_BAD_REQUEST, msg, h.field, NULL);
+	}
+	char hid[HR_NAME_MAX];
+	const char *hider = hidden_bytes(r, version, hid);
+	if (hider) {
+		snprintf(msg, sizeof msg, "%s '%s' contains a NUL byte",
+		         strcmp(hider, "path") ? "header" : "the request line's", hider);
+		return api_fail_kind(r, APIERR_BAD_REQUEST, msg, hider, NULL);
+	}
+	/* MHD has decoded the path before Herald sees it: %00 would end the
+	 * route's strings early ("/v1/messages/a%00b" read as message "a"). */
+	const char *nul = strstr(r->raw_uri, "%00");
+	if (nul && (size_t)(nul - r->raw_uri) < strcspn(r->raw_uri, "?"))
+		return api_fail_kind(r, APIERR_BAD_REQUEST, "the path contains %00", "path", NULL);
+	/* Body framing: a Content-Length beside a Transfer-Encoding (MHD would
+	 * silently use the latter), or a coding other than chunked (which MHD
+	 * cannot frame at all), is how request smuggling starts. */
+	const char *te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+	                                             MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	if (te && strcasecmp(te, "chunked") != 0)
+		return api_fail_kind(r, APIERR_BAD_REQUEST,
+		                     "Transfer-Encoding must be chunked (or absent)",
+		                     MHD_HTTP_HEADER_TRANSFER_ENCODING, NULL);
+	if (te &&
+	    MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH))
+		return api_fail_kind(r, APIERR_BAD_REQUEST,
+		                     "send either Content-Length or Transfer-Encoding, not both",
+		                     MHD_HTTP_HEADER_CONTENT_LENGTH, NULL);
 	return MHD_YES;
 }
 
@@ -424,10 +611,10 @@ static enum MHD_Result too_large(struct api_req *r)
 
 /* The headers are in: route, check the method, authenticate, check the
  * declared length. Anything refused here is answered before the body. */
-static enum MHD_Result start_request(struct api_req *r, const char *url)
+static enum MHD_Result start_request(struct api_req *r, const char *url, const char *version)
 {
 	struct api_server *s = r->srv;
-	enum MHD_Result hret = check_head(r);
+	enum MHD_Result hret = check_head(r, version);
 	if (r->responded || hret != MHD_YES)
 		return hret;
 	char account[HR_NAME_MAX] = "";
@@ -519,7 +706,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls)
 {
-	(void)version;
 	struct api_server *s = cls;
 	struct api_req *r = *req_cls;
 	if (!r)
@@ -530,7 +716,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		r->method = method;
 		r->gconn = api_guard_conn(conn);
 		api_guard_head_done(s->guard, r->gconn);
-		enum MHD_Result ret = start_request(r, url);
+		enum MHD_Result ret = start_request(r, url, version);
 		if (r->responded) /* answered early: no body deadline while it is sent */
 			api_guard_ready(s->guard, r->gconn);
 		return ret;
@@ -562,6 +748,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	return r->handler(r);
 }
 
+/* Runs when MHD has the request line, before it splits off the query and
+ * decodes the path in place: raw_uri is the target as sent. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
 	(void)conn;
@@ -569,6 +757,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 	if (!r)
 		return NULL;
 	r->srv = cls;
+	r->uri_at = uri;
 	r->raw_uri = strdup(uri);
 	if (!r->raw_uri) {
 		free(r);

@@ -3,8 +3,8 @@
  * loopback port with raw sockets as the client (libcurl cannot send a NUL
  * byte in a header, a head of an exact size, or one byte at a time):
  * connection limits (total and per address, refused at once), the request
- * head and body deadlines, a suspended request outliving them, and the
- * head's size limits answered at every size.
+ * head and body deadlines, a suspended request outliving them, the head's
+ * size limits answered at every size, and malformed heads answered 400.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -750,12 +750,167 @@ static void test_head_fields_and_url(void **state)
 	env_stop(&e);
 }
 
+/* ---------------------------------------------------------------------------
+ * Malformed heads.
+ * ------------------------------------------------------------------------- */
+
+/* A second Authorization header, a NUL byte inside the key, a repeated
+ * Content-Length and other repeated headers Herald reads, a NUL in any
+ * header, and ambiguous body framing: all 400 naming the header. */
+static void test_header_smuggling(void **state)
+{
+	(void)state;
+	struct env e;
+	env_start(&e, NULL, false, NULL);
+	static const struct {
+		const char *req;
+		size_t len; /* 0: strlen */
+		const char *field;
+	} cases[] = {
+	    {"GET /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " KEY
+	     "\r\nAuthorization: Bearer " KEY "\r\n\r\n",
+	     0, "Authorization"},
+	    {"GET /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+	     "nope\r\n"
+	     "authorization: Bearer " KEY "\r\n\r\n",
+	     0, "Authorization"},
+	    {"GET /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " KEY
+	     "\0trailing\r\n\r\n",
+	     sizeof("GET /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: "
+	            "Bearer " KEY "\0trailing\r\n\r\n") -
+	         1,
+	     "Authorization"},
+	    {"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Note: a\0b\r\n\r\n",
+	     sizeof("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Note: a\0b\r\n\r\n") - 1, "X-Note"},
+	    {"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " KEY
+	     "\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+	     0, "Content-Length"},
+	    {"POST /webhooks/whatsapp/acme-wa HTTP/1.1\r\nHost: "
+	     "x\r\nX-Hub-Signature-256: a\r\n"
+	     "X-Hub-Signature-256: b\r\nContent-Length: 2\r\n\r\n{}",
+	     0, "X-Hub-Signature-256"},
+	    {"GET /healthz HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 0, "Host"},
+	    {"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " KEY
+	     "\r\nTransfer-Encoding: gzip\r\n\r\n",
+	     0, "Transfer-Encoding"},
+	    {"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " KEY
+	     "\r\nTransfer-Encoding: chunked\r\nContent-Length: "
+	     "2\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+	     0, "Content-Length"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		struct raw r;
+		size_t len = cases[i].len ? cases[i].len : strlen(cases[i].req);
+		request_from(e.port, NULL, cases[i].req, len, &r);
+		check_error(&r, 400, "bad_request", cases[i].field);
+		raw_free(&r);
+	}
+	/* The same requests without the duplicate pass. */
+	struct raw r;
+	request(e.port,
+	        "GET /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " KEY
+	        "\r\nX-Note: a\r\nX-Note: b\r\n\r\n",
+	        &r);
+	assert_int_equal(r.status, 200);
+	raw_free(&r);
+	env_stop(&e);
+}
+
+/* %00 in a query value or the path, and a repeated query parameter: 400
+ * naming it; an impossible date in since/until: 422 naming it. */
+static void test_query_checks(void **state)
+{
+	(void)state;
+	struct env e;
+	env_start(&e, NULL, false, NULL);
+	static const struct {
+		const char *target;
+		long status;
+		const char *code, *field;
+	} cases[] = {
+	    {"/v1/messages?limit=1&limit=500", 400, "bad_request", "limit"},
+	    {"/v1/messages?status=queued&to=1&status=sent", 400, "bad_request", "status"},
+	    {"/v1/messages?to=%2B447911123456%00junk", 400, "bad_request", "to"},
+	    {"/v1/messages?li%00mit=1", 400, "bad_request", "li"},
+	    {"/v1/messages/abc%00def", 400, "bad_request", "path"},
+	    {"/v1/messages?since=2026-02-30T00:00:00Z", 422, "invalid", "since"},
+	    {"/v1/messages?until=2026-02-29T00:00:00Z", 422, "invalid", "until"},
+	    {"/v1/suppressions?channel=whatsapp&channel=sms", 400, "bad_request", "channel"},
+	};
+	char req[512];
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		snprintf(req, sizeof req,
+		         "GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " KEY "\r\n\r\n",
+		         cases[i].target);
+		struct raw r;
+		request(e.port, req, &r);
+		check_error(&r, cases[i].status, cases[i].code, cases[i].field);
+		raw_free(&r);
+	}
+	snprintf(req, sizeof req,
+	         "GET /v1/messages?since=2024-02-29T00:00:00Z&limit=5 "
+	         "HTTP/1.1\r\nHost: x\r\n"
+	         "Authorization: Bearer " KEY "\r\n\r\n");
+	struct raw r;
+	request(e.port, req, &r);
+	assert_int_equal(r.status, 200);
+	raw_free(&r);
+	env_stop(&e);
+}
+
+/* What libmicrohttpd answers before Herald sees the request: a malformed or
+ * overflowing Content-Length. Herald cannot shape these (no hook); they must
+ * still be answered with the right status, and the server must go on. A
+ * length that parses but is over the limit is Herald's 413. */
+static void test_content_length(void **state)
+{
+	(void)state;
+	struct env e;
+	env_start(&e, NULL, false, NULL);
+	static const struct {
+		const char *value;
+		long status;
+	} cases[] = {
+	    {"abc", 400},
+	    {"12abc", 400},
+	    {"-1", 400},
+	    {"99999999999999999999999", 413},
+	};
+	char req[512];
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		snprintf(req, sizeof req,
+		         "POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: "
+		         "Bearer " KEY "\r\n"
+		         "Content-Length: %s\r\n\r\n{}",
+		         cases[i].value);
+		struct raw r;
+		request(e.port, req, &r);
+		if (r.status != cases[i].status)
+			fail_msg("Content-Length: %s: %ld, want %ld", cases[i].value, r.status,
+			         cases[i].status);
+		raw_free(&r);
+	}
+	snprintf(req, sizeof req,
+	         "POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " KEY "\r\n"
+	         "Content-Length: 5000000\r\n\r\n");
+	struct raw r;
+	request(e.port, req, &r);
+	check_error(&r, 413, "too_large", NULL);
+	raw_free(&r);
+	request(e.port, healthz, &r);
+	assert_int_equal(r.status, 200);
+	raw_free(&r);
+	env_stop(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_connection_limits), cmocka_unit_test(test_head_deadline),
 	    cmocka_unit_test(test_body_rate),         cmocka_unit_test(test_suspended_not_cut),
 	    cmocka_unit_test(test_head_size_sweep),   cmocka_unit_test(test_head_fields_and_url),
+	    cmocka_unit_test(test_header_smuggling),  cmocka_unit_test(test_query_checks),
+	    cmocka_unit_test(test_content_length),
 	};
 	return cmocka_run_group_tests_name("server", tests, NULL, NULL);
 }
