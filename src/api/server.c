@@ -786,6 +786,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	*req_cls = NULL;
 }
 
+/* MHD's messages about one client's bad request (a malformed or oversized
+ * head, a connection the client dropped, one Herald closed on purpose) go
+ * to the debug level: any client can trigger them at will, and they must
+ * not flood the log. The rest (sockets, threads, memory) are warnings. */
+static const char *const mhd_client_noise[] = {
+    "Error processing request",         "Application reported internal error",
+    "Failed to parse `Content-Length'", "Too large value of 'Content-Length'",
+    "Not enough memory in pool",        "Socket has been disconnected",
+    "Connection socket is closed",      "Received HTTP/1.1 request without `Host'",
+};
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	(void)cls;
@@ -794,7 +805,11 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	size_t n = strlen(msg);
 	while (n && msg[n - 1] == '\n')
 		msg[--n] = '\0';
-	hr_log(HR_LOG_WARN, "http", "%s", msg);
+	enum hr_log_level lvl = HR_LOG_WARN;
+	for (size_t i = 0; i < sizeof mhd_client_noise / sizeof *mhd_client_noise; i++)
+		if (strncmp(msg, mhd_client_noise[i], strlen(mhd_client_noise[i])) == 0)
+			lvl = HR_LOG_DEBUG;
+	hr_log(lvl, "http", "%s", msg);
 }
 
 /* ---------------------------------------------------------------------------
