@@ -96,7 +96,7 @@ struct api_guard {
 	struct guard_addr **buckets;
 	size_t nbuckets; /* a power of two */
 	/* Since the last summary log line. */
-	int refused_total, refused_addr, cut_head, cut_body;
+	int refused_total, refused_addr, cut_head, cut_body, shutdown_errno;
 	int64_t logged_us;
 };
 
@@ -323,8 +323,10 @@ static int64_t guard_deadline(const struct api_guard *g, const struct guard_conn
 	       (int64_t)(gc->body_bytes * 1000000 / (uint64_t)g->lim.min_rate);
 }
 
-/* Shuts down every connection past its deadline; caller holds g->lock. */
-static void guard_sweep(struct api_guard *g, int64_t now)
+/* Shuts down every connection past its deadline. Caller holds g->lock.
+ * Returns true, with a summary of what was refused and cut since the last
+ * one in msg, at most once every GUARD_LOG_EVERY_US. */
+static bool guard_sweep(struct api_guard *g, int64_t now, char *msg, size_t size)
 {
 	for (struct guard_conn *gc = g->conns; gc; gc = gc->next) {
 		if (gc->cut || gc->phase == GUARD_READY || now < guard_deadline(g, gc))
@@ -332,8 +334,7 @@ static void guard_sweep(struct api_guard *g, int64_t now)
 		/* MHD reads the end of the stream and closes the connection on
 		 * its own thread; the descriptor stays ours until CLOSED. */
 		if (shutdown(gc->fd, SHUT_RDWR) != 0 && errno != ENOTCONN)
-			hr_log(HR_LOG_WARN, "http", "shutdown of a slow connection: %s",
-			       strerror(errno));
+			g->shutdown_errno = errno;
 		gc->cut = true;
 		if (gc->phase == GUARD_HEAD) {
 			g->cut_head++;
@@ -344,42 +345,56 @@ static void guard_sweep(struct api_guard *g, int64_t now)
 		}
 	}
 	if (now - g->logged_us < GUARD_LOG_EVERY_US ||
-	    !(g->refused_total | g->refused_addr | g->cut_head | g->cut_body))
-		return;
-	char msg[512];
-	size_t n = 0;
-	if (g->refused_total)
-		n += (size_t)snprintf(msg + n, sizeof msg - n, "; refused %d over the limit of %d",
+	    !(g->refused_total | g->refused_addr | g->cut_head | g->cut_body | g->shutdown_errno))
+		return false;
+	size_t n = (size_t)snprintf(msg, size, "connections (%d open now):", g->total);
+	if (g->refused_total && n < size)
+		n += (size_t)snprintf(msg + n, size - n, " refused %d over the limit of %d;",
 		                      g->refused_total, g->lim.max_connections);
-	if (g->refused_addr && n < sizeof msg)
-		n += (size_t)snprintf(msg + n, sizeof msg - n, "; refused %d over %d per address",
+	if (g->refused_addr && n < size)
+		n += (size_t)snprintf(msg + n, size - n, " refused %d over %d per address;",
 		                      g->refused_addr, g->lim.max_per_addr);
-	if (g->cut_head && n < sizeof msg)
-		n += (size_t)snprintf(msg + n, sizeof msg - n,
-		                      "; closed %d whose request head took over %lld ms",
+	if (g->cut_head && n < size)
+		n += (size_t)snprintf(msg + n, size - n,
+		                      " closed %d whose request head took over %lld ms;",
 		                      g->cut_head, (long long)(g->lim.head_us / 1000));
-	if (g->cut_body && n < sizeof msg)
-		snprintf(msg + n, sizeof msg - n, "; closed %d whose body came slower than %d B/s",
-		         g->cut_body, g->lim.min_rate);
-	hr_log(HR_LOG_WARN, "http", "connections: %s (%d open)", msg + 2, g->total);
-	g->refused_total = g->refused_addr = g->cut_head = g->cut_body = 0;
+	if (g->cut_body && n < size)
+		n += (size_t)snprintf(msg + n, size - n,
+		                      " closed %d whose body came slower than %d B/s;", g->cut_body,
+		                      g->lim.min_rate);
+	if (g->shutdown_errno && n < size)
+		snprintf(msg + n, size - n, " shutdown failed: %s;", strerror(g->shutdown_errno));
+	n = strlen(msg);
+	if (n && msg[n - 1] == ';')
+		msg[n - 1] = '\0';
+	g->refused_total = g->refused_addr = g->cut_head = g->cut_body = g->shutdown_errno = 0;
 	g->logged_us = now;
+	return true;
 }
 
 static void *guard_reaper(void *arg)
 {
 	struct api_guard *g = arg;
+	char msg[512];
 	pthread_mutex_lock(&g->lock);
 	while (!g->stop) {
-		guard_sweep(g, hr_mono_us());
+		if (guard_sweep(g, hr_mono_us(), msg, sizeof msg)) {
+			/* The log writes to stderr: never under the lock that every
+			 * accept and every request's progress takes. */
+			pthread_mutex_unlock(&g->lock);
+			hr_log(HR_LOG_WARN, "http", "%s", msg);
+			pthread_mutex_lock(&g->lock);
+			if (g->stop)
+				break;
+		}
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		int64_t ns = ts.tv_nsec + (g->tick_us % 1000000) * 1000;
 		ts.tv_sec += (time_t)(g->tick_us / 1000000 + ns / 1000000000);
 		ts.tv_nsec = (long)(ns % 1000000000);
 		int rc = pthread_cond_timedwait(&g->wake, &g->lock, &ts);
-		if (rc != 0 && rc != ETIMEDOUT)
-			hr_log(HR_LOG_ERROR, "http", "reaper wait: %s", strerror(rc));
+		assert(rc == 0 || rc == ETIMEDOUT);
+		(void)rc;
 	}
 	pthread_mutex_unlock(&g->lock);
 	return NULL;
