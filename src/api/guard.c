@@ -101,12 +101,9 @@ struct api_guard {
 };
 
 /* The reservation api_guard_accept hands to the STARTED notification that follows
- * on the same MHD thread. */
-struct guard_reservation {
-	struct api_guard *g;
-	struct guard_addr *a;
-};
-static _Thread_local struct guard_reservation guard_reserved;
+ * on the same MHD thread: the address's slot, taken for guard reserved_for. */
+static _Thread_local struct api_guard *reserved_for;
+static _Thread_local struct guard_addr *reserved_addr;
 
 static void guard_addr_key(const struct sockaddr *sa, socklen_t len, uint8_t key[16])
 {
@@ -177,9 +174,9 @@ enum MHD_Result api_guard_accept(void *cls, const struct sockaddr *sa, socklen_t
 	uint8_t key[16];
 	guard_addr_key(sa, len, key);
 	pthread_mutex_lock(&g->lock);
-	if (guard_reserved.g == g && guard_reserved.a) {
-		guard_release(g, guard_reserved.a); /* MHD dropped the last one */
-		guard_reserved.a = NULL;
+	if (reserved_for == g && reserved_addr) {
+		guard_release(g, reserved_addr); /* MHD dropped the last one */
+		reserved_addr = NULL;
 	}
 	enum MHD_Result ok = MHD_NO;
 	struct guard_addr *a = NULL;
@@ -193,8 +190,8 @@ enum MHD_Result api_guard_accept(void *cls, const struct sockaddr *sa, socklen_t
 	} else {
 		a->count++;
 		g->total++;
-		guard_reserved.g = g;
-		guard_reserved.a = a;
+		reserved_for = g;
+		reserved_addr = a;
 		ok = MHD_YES;
 	}
 	if (a && a->count == 0)
@@ -211,8 +208,8 @@ static void guard_started(struct api_guard *g, struct MHD_Connection *c, void **
 	pthread_mutex_lock(&g->lock);
 	/* Always set: every socket comes through api_guard_accept on this
 	 * thread just before (Herald never calls MHD_add_connection). */
-	struct guard_addr *a = guard_reserved.g == g ? guard_reserved.a : NULL;
-	guard_reserved.a = NULL;
+	struct guard_addr *a = reserved_for == g ? reserved_addr : NULL;
+	reserved_addr = NULL;
 	assert(a);
 	if (!gc || !a || !fdi) {
 		/* Cannot track it, so cannot bound it: close it now. */
