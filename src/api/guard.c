@@ -52,7 +52,9 @@
 #include "obs/metrics.h"
 
 /* Connections MHD may hold beyond ours, so it keeps accepting (and we keep
- * refusing) at our limit. A few per thread are enough; see the file note. */
+ * refusing) at our limit. MHD splits its limit among its threads and a
+ * thread at its share stops accepting, but they cannot all be at their
+ * share while the guard holds fewer than MHD's total: one always accepts. */
 #define GUARD_MHD_SLACK 64
 /* The reaper's period bounds how late a deadline is enforced. */
 #define GUARD_TICK_MAX_US 250000
