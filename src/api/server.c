@@ -380,23 +380,17 @@ static enum MHD_Result respond_and_close(struct api_req *r, enum api_errkind kin
 	return MHD_NO; /* MHD closes the connection: the rest of it is not read */
 }
 
-/* Headers Herald reads (authentication, body framing, idempotency, the
- * providers' webhook signatures, named as in src/channels/): with two copies
- * it is ambiguous which one was checked (MHD returns the first, a proxy in
- * front may have used the last), so a second copy is refused. */
+/* Headers Herald or MHD act on (authentication, body framing, idempotency,
+ * the providers' webhook signatures, named as in src/channels/): with two
+ * copies it is ambiguous which one was checked (MHD returns the first, a
+ * proxy in front may have used the last), so a second copy is refused; and
+ * Host, for which RFC 7230 section 5.4 requires it. Others may repeat. */
 static const char *const api_single_headers[] = {
-    "Authorization",
-    "Content-Length",
-    "Content-Type",
-    "Transfer-Encoding",
-    "Host",
-    "Expect",
-    "Idempotency-Key",
-    "X-Hub-Signature-256",
-    "X-Twilio-Signature",
-    "I-Twilio-Idempotency-Token",
-    "X-Goog-Signature",
-    "X-Telegram-Bot-Api-Secret-Token",
+    "Authorization",      "Content-Length",
+    "Transfer-Encoding",  "Host",
+    "Idempotency-Key",    "X-Hub-Signature-256",
+    "X-Twilio-Signature", "I-Twilio-Idempotency-Token",
+    "X-Goog-Signature",   "X-Telegram-Bot-Api-Secret-Token",
 };
 #define API_SINGLE_HEADERS (sizeof api_single_headers / sizeof *api_single_headers)
 

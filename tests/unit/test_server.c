@@ -805,11 +805,12 @@ static void test_header_smuggling(void **state)
 		check_error(&r, 400, "bad_request", cases[i].field);
 		raw_free(&r);
 	}
-	/* The same requests without the duplicate pass. */
+	/* Other headers may repeat (curl sends two Content-Types when asked to). */
 	struct raw r;
 	request(e.port,
 	        "GET /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " KEY
-	        "\r\nX-Note: a\r\nX-Note: b\r\n\r\n",
+	        "\r\nX-Note: a\r\nX-Note: b\r\nContent-Type: text/plain\r\n"
+	        "Content-Type: application/json\r\n\r\n",
 	        &r);
 	assert_int_equal(r.status, 200);
 	raw_free(&r);
