@@ -568,8 +568,10 @@ static enum MHD_Result check_head(struct api_req *r, const char *version)
 	char hid[HR_NAME_MAX];
 	const char *hider = hidden_bytes(r, version, hid);
 	if (hider) {
-		snprintf(msg, sizeof msg, "%s '%s' contains a NUL byte",
-		         strcmp(hider, "path") ? "header" : "the request line's", hider);
+		if (strcmp(hider, "path") == 0)
+			snprintf(msg, sizeof msg, "the request line contains a NUL byte");
+		else
+			snprintf(msg, sizeof msg, "header '%s' contains a NUL byte", hider);
 		return api_fail_kind(r, APIERR_BAD_REQUEST, msg, hider, NULL);
 	}
 	/* MHD has decoded the path before Herald sees it: %00 would end the

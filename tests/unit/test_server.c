@@ -756,7 +756,8 @@ static void test_head_fields_and_url(void **state)
 
 /* A second Authorization header, a NUL byte inside the key, a repeated
  * Content-Length and other repeated headers Herald reads, a NUL in any
- * header, and ambiguous body framing: all 400 naming the header. */
+ * header or in the request line, and ambiguous body framing: all 400 naming
+ * the header (or "path"). */
 static void test_header_smuggling(void **state)
 {
 	(void)state;
@@ -782,6 +783,12 @@ static void test_header_smuggling(void **state)
 	     "Authorization"},
 	    {"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Note: a\0b\r\n\r\n",
 	     sizeof("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Note: a\0b\r\n\r\n") - 1, "X-Note"},
+	    {"GET /v1/messages?limit=1\0&limit=x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " KEY
+	     "\r\n\r\n",
+	     sizeof("GET /v1/messages?limit=1\0&limit=x HTTP/1.1\r\nHost: x\r\nAuthorization: "
+	            "Bearer " KEY "\r\n\r\n") -
+	         1,
+	     "path"},
 	    {"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " KEY
 	     "\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
 	     0, "Content-Length"},
