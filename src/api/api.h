@@ -32,8 +32,9 @@ struct api_opts {
 	                             * 8 KiB; 414 beyond) */
 	int max_header_fields;      /* header fields, cookies and query parameters
 	                             * together (default 128; 431 beyond) */
-	int max_connections_per_ip; /* per IPv4 address or IPv6 /64 (default 128;
-	                             * 0 = no per-address limit) */
+	int max_connections_per_ip; /* per IPv4 address or IPv6 /64 (0 = no
+	                             * per-address limit; default -1: an eighth of
+	                             * max_connections, at least 1) */
 	/* A request's head must be complete within request_head_timeout_us of
 	 * its start (the connection's start, or the previous response's end);
 	 * its body within request_body_timeout_us of the head plus one second

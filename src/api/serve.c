@@ -386,6 +386,7 @@ static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opt
 	                                      (int64_t)o->max_url_bytes, 256, 1 << 20, err);
 	o->max_header_fields =
 	    (int)hr_cfg_int(cfg, "server.max_header_fields", o->max_header_fields, 16, 10000, err);
+	/* Absent: -1, an eighth of max_connections (api_start). */
 	o->max_connections_per_ip = (int)hr_cfg_int(cfg, "server.max_connections_per_ip",
 	                                            o->max_connections_per_ip, 0, 100000, err);
 	o->request_head_timeout_us =

@@ -53,7 +53,7 @@ void api_opts_default(struct api_opts *o)
 	o->max_header_bytes = 16u << 10;
 	o->max_url_bytes = 8u << 10;
 	o->max_header_fields = 128;
-	o->max_connections_per_ip = 128;
+	o->max_connections_per_ip = -1; /* max_connections / 8 */
 	o->request_head_timeout_us = 10 * 1000000LL;
 	o->request_body_timeout_us = 10 * 1000000LL;
 	o->min_body_rate = 1024;
@@ -854,8 +854,12 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 	api_opts_default(&def);
 	if (s->o.max_connections < 1)
 		s->o.max_connections = def.max_connections;
+	/* By default one address may hold an eighth of the server: a single
+	 * source cannot take it all, and a client's pool of a dozen or more
+	 * kept-alive connections still fits at the default 1024 (128). */
 	if (s->o.max_connections_per_ip < 0)
-		s->o.max_connections_per_ip = 0;
+		s->o.max_connections_per_ip =
+		    s->o.max_connections >= 8 ? s->o.max_connections / 8 : 1;
 	if (s->o.max_header_bytes < 1)
 		s->o.max_header_bytes = def.max_header_bytes;
 	if (s->o.max_url_bytes < 1)

@@ -91,8 +91,9 @@ static void test_connection_limit(void **state)
 {
 	(void)state;
 	struct world w;
-	harness_server_extra(
-	    "  max_connections: 4\n  threads: 1\n  request_head_timeout_ms: 1500\n");
+	/* All four from 127.0.0.1: no per-address limit, the total is tested. */
+	harness_server_extra("  max_connections: 4\n  max_connections_per_ip: 0\n  threads: 1\n"
+	                     "  request_head_timeout_ms: 1500\n");
 	world_init(&w, NULL, NULL);
 	harness_server_extra(NULL);
 	world_start_sim(&w);

@@ -386,6 +386,33 @@ static void test_connection_limits(void **state)
 	env_stop(&e);
 }
 
+static void limits_16(struct api_opts *o)
+{
+	o->max_connections = 16; /* max_connections_per_ip left at its default */
+}
+
+/* By default one address may hold an eighth of the server (2 of 16): the
+ * 150-idle-sockets-against-100 attack now holds 12 slots, not all of them. */
+static void test_default_per_address(void **state)
+{
+	(void)state;
+	struct env e;
+	env_start(&e, NULL, false, limits_16);
+	int a = dial(e.port, "127.0.0.7"), b = dial(e.port, "127.0.0.7");
+	wait_open(&e, 2);
+	int c = dial(e.port, "127.0.0.7");
+	if (closed_within(c, 2000) < 0)
+		fail_msg("a third connection from one address was left open");
+	struct raw r;
+	request_from(e.port, "127.0.0.8", healthz, strlen(healthz), &r);
+	assert_int_equal(r.status, 200);
+	raw_free(&r);
+	close(a);
+	close(b);
+	close(c);
+	env_stop(&e);
+}
+
 /* ---------------------------------------------------------------------------
  * Deadlines.
  * ------------------------------------------------------------------------- */
@@ -914,11 +941,11 @@ static void test_content_length(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_connection_limits), cmocka_unit_test(test_head_deadline),
-	    cmocka_unit_test(test_body_rate),         cmocka_unit_test(test_suspended_not_cut),
-	    cmocka_unit_test(test_head_size_sweep),   cmocka_unit_test(test_head_fields_and_url),
-	    cmocka_unit_test(test_header_smuggling),  cmocka_unit_test(test_query_checks),
-	    cmocka_unit_test(test_content_length),
+	    cmocka_unit_test(test_connection_limits),   cmocka_unit_test(test_default_per_address),
+	    cmocka_unit_test(test_head_deadline),       cmocka_unit_test(test_body_rate),
+	    cmocka_unit_test(test_suspended_not_cut),   cmocka_unit_test(test_head_size_sweep),
+	    cmocka_unit_test(test_head_fields_and_url), cmocka_unit_test(test_header_smuggling),
+	    cmocka_unit_test(test_query_checks),        cmocka_unit_test(test_content_length),
 	};
 	return cmocka_run_group_tests_name("server", tests, NULL, NULL);
 }
