@@ -19,15 +19,31 @@
 struct api_server;
 
 struct api_opts {
-	const char *listen_addr;     /* "127.0.0.1" */
-	int port;                    /* 0 = any free port (see api_port) */
-	const char *public_url;      /* "http://127.0.0.1:8080", for signature URLs */
-	int threads;                 /* MHD thread pool size (default 2) */
-	int max_connections;         /* default 1024 */
-	size_t max_body_bytes;       /* API bodies (default 4 MiB, batch requests) */
-	size_t max_webhook_bytes;    /* webhook bodies (default 1 MiB) */
-	size_t max_header_bytes;     /* all request headers together (default 16 KiB) */
-	int max_batch;               /* messages per batch request (default 10000) */
+	const char *listen_addr;    /* "127.0.0.1" */
+	int port;                   /* 0 = any free port (see api_port) */
+	const char *public_url;     /* "http://127.0.0.1:8080", for signature URLs */
+	int threads;                /* MHD thread pool size (default 2) */
+	int max_connections;        /* default 1024 */
+	size_t max_body_bytes;      /* API bodies (default 4 MiB, batch requests) */
+	size_t max_webhook_bytes;   /* webhook bodies (default 1 MiB) */
+	size_t max_header_bytes;    /* the request head: request line and headers
+	                             * (default 16 KiB; 431 beyond) */
+	size_t max_url_bytes;       /* the request target, query included (default
+	                             * 8 KiB; 414 beyond) */
+	int max_header_fields;      /* header fields, cookies and query parameters
+	                             * together (default 128; 431 beyond) */
+	int max_connections_per_ip; /* per IPv4 address or IPv6 /64 (0 = no
+	                             * per-address limit; default -1: an eighth of
+	                             * max_connections, at least 1) */
+	/* A request's head must be complete within request_head_timeout_us of
+	 * its start (the connection's start, or the previous response's end);
+	 * its body within request_body_timeout_us of the head plus one second
+	 * for every min_body_rate bytes received. Defaults 10 s, 10 s,
+	 * 1024 B/s. */
+	int64_t request_head_timeout_us;
+	int64_t request_body_timeout_us;
+	int min_body_rate;
+	int max_batch; /* messages per batch request (default 10000) */
 	/* mode=sync: the wait when a request gives no timeout_ms (default 10 s)
 	 * and the largest timeout_ms a request may ask for (default 60 s); <= 0
 	 * means the default. A configured wait is never cut down: api_start

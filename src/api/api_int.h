@@ -29,10 +29,14 @@ struct api_keycache {
 	} slot[API_KEYCACHE_SLOTS];
 };
 
+struct api_guard;
+struct guard_conn;
+
 struct api_server {
-	struct api_opts o;           /* copy; strings and pointers borrowed */
+	struct api_opts o; /* copy; strings and pointers borrowed */
 	struct MHD_Daemon *mhd;
-	int max_attempts;            /* o.max_attempts, or the dispatcher's default */
+	struct api_guard *guard; /* connection limits and request deadlines */
+	int max_attempts;        /* o.max_attempts, or the dispatcher's default */
 	struct api_keycache keys;
 	/* Async operations in flight (a suspended connection waiting for a
 	 * callback). api_stop waits for zero so no callback outlives the server. */
@@ -51,15 +55,15 @@ enum api_route {
 	ROUTE_HEALTHZ,
 	ROUTE_READYZ,
 	ROUTE_METRICS,
-	ROUTE_MESSAGES,        /* GET list, POST accept */
-	ROUTE_MESSAGES_BATCH,  /* POST */
-	ROUTE_MESSAGE,         /* GET one */
-	ROUTE_WEBHOOK,         /* GET handshake, POST event */
-	ROUTE_SUPPRESSIONS,    /* GET list, POST add */
-	ROUTE_SUPPRESSION,     /* DELETE /v1/suppressions/{channel}/{to} */
-	ROUTE_CHANNELS,        /* GET list, POST create or update */
-	ROUTE_CHANNEL,         /* GET one */
-	ROUTE_CAPABILITIES,    /* GET /v1/channels/{id}/capabilities */
+	ROUTE_MESSAGES,       /* GET list, POST accept */
+	ROUTE_MESSAGES_BATCH, /* POST */
+	ROUTE_MESSAGE,        /* GET one */
+	ROUTE_WEBHOOK,        /* GET handshake, POST event */
+	ROUTE_SUPPRESSIONS,   /* GET list, POST add */
+	ROUTE_SUPPRESSION,    /* DELETE /v1/suppressions/{channel}/{to} */
+	ROUTE_CHANNELS,       /* GET list, POST create or update */
+	ROUTE_CHANNEL,        /* GET one */
+	ROUTE_CAPABILITIES,   /* GET /v1/channels/{id}/capabilities */
 };
 
 struct api_req;
@@ -70,16 +74,19 @@ typedef enum MHD_Result (*api_handler_fn)(struct api_req *r);
 struct api_req {
 	struct api_server *srv;
 	struct MHD_Connection *conn;
-	char *raw_uri;               /* as on the request line, query included */
+	struct guard_conn *gconn; /* the connection's deadline record (guard.c) */
+	char *raw_uri;            /* as on the request line, query included */
+	const char *uri_at;       /* where MHD had it: compared, never read (hidden_bytes) */
 	const char *method;
 	enum api_route route;
 	api_handler_fn handler;
 	bool started, responded;
-	char tenant[HR_NAME_MAX];    /* set by auth for /v1 routes */
-	char path_id[HR_NAME_MAX];   /* {id} of /v1/messages/{id}, /v1/channels/{id};
-	                              * {to} of /v1/suppressions/{channel}/{to} */
-	char path_channel[16];       /* {channel} of /webhooks/{channel}/{account} and
-	                              * /v1/suppressions/{channel}/{to} */
+	bool complete;                   /* the whole body has arrived */
+	char tenant[HR_NAME_MAX];        /* set by auth for /v1 routes */
+	char path_id[HR_NAME_MAX];       /* {id} of /v1/messages/{id}, /v1/channels/{id};
+	                                  * {to} of /v1/suppressions/{channel}/{to} */
+	char path_channel[16];           /* {channel} of /webhooks/{channel}/{account} and
+	                                  * /v1/suppressions/{channel}/{to} */
 	struct channel_account *account; /* the webhook's account */
 
 	/* Body accumulated up to `limit`; beyond it the rest is discarded. */
@@ -94,6 +101,9 @@ struct api_req {
 };
 
 /* ---- server.c ---- */
+/* MHD's per-connection memory pool for these options: room for a head of
+ * max_header_bytes with max_header_fields fields, and the reply. */
+size_t api_pool_bytes(const struct api_opts *o);
 /* Queues a response (body heap, owned; may be NULL) and counts it. extra is a
  * NULL-terminated list of header name, value pairs, or NULL. */
 enum MHD_Result api_respond(struct api_req *r, int status, char *body, size_t len,
@@ -117,11 +127,14 @@ int api_query_check(struct api_req *r, const char *const *allowed, struct hr_err
 
 /* ---- errors.c ---- */
 enum api_errkind {
-	APIERR_INVALID_JSON,         /* 400 invalid_json */
-	APIERR_IDEM_MISMATCH,        /* 422 idempotency_mismatch */
-	APIERR_METHOD,               /* 405 method_not_allowed */
-	APIERR_ROUTE,                /* 404 not_found */
-	APIERR_BAD_SIGNATURE,        /* 401 bad_signature */
+	APIERR_INVALID_JSON,   /* 400 invalid_json */
+	APIERR_IDEM_MISMATCH,  /* 422 idempotency_mismatch */
+	APIERR_METHOD,         /* 405 method_not_allowed */
+	APIERR_ROUTE,          /* 404 not_found */
+	APIERR_BAD_SIGNATURE,  /* 401 bad_signature */
+	APIERR_BAD_REQUEST,    /* 400 bad_request: malformed at the HTTP level */
+	APIERR_URI_TOO_LONG,   /* 414 uri_too_long */
+	APIERR_HEAD_TOO_LARGE, /* 431 header_too_large */
 };
 /* HTTP status and stable code for an hr code (the one table). */
 int api_http_status(int rc);
@@ -141,9 +154,43 @@ struct channel_account *api_account_lookup(const struct api_server *s, const cha
 const char *api_account_name(const char *tenant, const char *global_id);
 /* Responds with the table's mapping of rc; err may be NULL. */
 enum MHD_Result api_fail(struct api_req *r, int rc, const struct hr_err *err);
+/* The HTTP status and stable code of one of the errors that are not hr codes. */
+int api_errkind_status(enum api_errkind kind);
+const char *api_errkind_code(enum api_errkind kind);
 /* Responds with one of the errors that are not hr codes. */
 enum MHD_Result api_fail_kind(struct api_req *r, enum api_errkind kind, const char *message,
                               const char *field, const char *const *extra);
+
+/* ---- guard.c ---- */
+struct api_guard_limits {
+	int max_connections;
+	int max_per_addr; /* 0 = none */
+	int64_t head_us, body_us;
+	int min_rate; /* body bytes per second */
+};
+/* Starts the reaper thread. */
+int api_guard_new(const struct api_guard_limits *lim, struct api_guard **out, struct hr_err *err);
+/* After MHD_stop_daemon (every connection notified closed). NULL is a no-op. */
+void api_guard_free(struct api_guard *g);
+/* MHD_start_daemon's accept policy and MHD_OPTION_NOTIFY_CONNECTION's
+ * callback; cls is the guard. */
+enum MHD_Result api_guard_accept(void *cls, const struct sockaddr *sa, socklen_t len);
+void api_guard_notify(void *cls, struct MHD_Connection *c, void **ctx,
+                      enum MHD_ConnectionNotificationCode code);
+/* MHD's own connection limit: above the guard's, so MHD always accepts and
+ * the guard refuses the surplus at once. */
+unsigned api_guard_mhd_limit(const struct api_guard *g);
+/* Connections held now (for tests). */
+int api_guard_open(struct api_guard *g);
+/* The connection's record (NULL if untracked; every call takes NULL). The
+ * request's progress, from the thread serving it: head complete, body bytes
+ * arrived, complete or answered (no deadline until the next request), and
+ * the response sent (the next request's head deadline starts). */
+struct guard_conn *api_guard_conn(struct MHD_Connection *c);
+void api_guard_head_done(struct api_guard *g, struct guard_conn *gc);
+void api_guard_body(struct api_guard *g, struct guard_conn *gc, size_t n);
+void api_guard_ready(struct api_guard *g, struct guard_conn *gc);
+void api_guard_request_done(struct api_guard *g, struct guard_conn *gc);
 
 /* ---- auth.c ---- */
 void api_keycache_init(struct api_keycache *c);
@@ -160,8 +207,8 @@ int api_auth(struct api_req *r, struct hr_err *err);
  * display text, heap, may be NULL) are set on success; errors name the
  * request's field. */
 int api_content_build(const struct api_server *s, const char *tenant,
-                      const struct channel_account *acct, json_t *o, json_t **content,
-                      char **body, struct hr_err *err);
+                      const struct channel_account *acct, json_t *o, json_t **content, char **body,
+                      struct hr_err *err);
 /* True for the request keys api_content_build reads. */
 bool api_content_key(const char *key);
 

@@ -13,13 +13,10 @@ static const struct api_errmap {
 	int http;
 	const char *code;
 } api_errmap[] = {
-	{HR_EINVAL, 422, "invalid"},
-	{HR_ENOTFOUND, 404, "not_found"},
-	{HR_EAUTH, 401, "unauthorized"},
-	{HR_EFORBIDDEN, 403, "forbidden"},
-	{HR_ELIMIT, 413, "too_large"},
-	{HR_EBUSY, 503, "busy"},
-	{HR_ECONFLICT, 409, "conflict"},
+    {HR_EINVAL, 422, "invalid"},     {HR_ENOTFOUND, 404, "not_found"},
+    {HR_EAUTH, 401, "unauthorized"}, {HR_EFORBIDDEN, 403, "forbidden"},
+    {HR_ELIMIT, 413, "too_large"},   {HR_EBUSY, 503, "busy"},
+    {HR_ECONFLICT, 409, "conflict"},
 };
 
 /* Errors that are not a result code: how the request was malformed at the
@@ -28,11 +25,14 @@ static const struct api_errkind_map {
 	int http;
 	const char *code;
 } api_errkinds[] = {
-	[APIERR_INVALID_JSON] = {400, "invalid_json"},
-	[APIERR_IDEM_MISMATCH] = {422, "idempotency_mismatch"},
-	[APIERR_METHOD] = {405, "method_not_allowed"},
-	[APIERR_ROUTE] = {404, "not_found"},
-	[APIERR_BAD_SIGNATURE] = {401, "bad_signature"},
+    [APIERR_INVALID_JSON] = {400, "invalid_json"},
+    [APIERR_IDEM_MISMATCH] = {422, "idempotency_mismatch"},
+    [APIERR_METHOD] = {405, "method_not_allowed"},
+    [APIERR_ROUTE] = {404, "not_found"},
+    [APIERR_BAD_SIGNATURE] = {401, "bad_signature"},
+    [APIERR_BAD_REQUEST] = {400, "bad_request"},
+    [APIERR_URI_TOO_LONG] = {414, "uri_too_long"},
+    [APIERR_HEAD_TOO_LARGE] = {431, "header_too_large"},
 };
 
 static const struct api_errmap *api_errmap_find(int rc)
@@ -66,8 +66,8 @@ const char *api_clip(char *buf, size_t size, const char *s)
  * the one place every error body is built. */
 json_t *api_error_json(const char *code, const char *message, const char *field)
 {
-	char msg[sizeof ((struct hr_err *)0)->msg + 128];
-	char fld[sizeof ((struct hr_err *)0)->field];
+	char msg[sizeof((struct hr_err *)0)->msg + 128];
+	char fld[sizeof((struct hr_err *)0)->field];
 	api_clip(msg, sizeof msg, message ? message : code);
 	json_t *e = json_pack("{s:s, s:s}", "code", code, "message", msg);
 	if (e && field && *field &&
@@ -94,15 +94,33 @@ enum MHD_Result api_fail(struct api_req *r, int rc, const struct hr_err *err)
 	}
 	if (!msg) {
 		switch (rc) {
-		case HR_ENOTFOUND: msg = "not found"; break;
-		case HR_EAUTH: msg = "unauthorized"; break;
-		case HR_EBUSY: msg = "busy, try again"; break;
-		default: msg = hr_code_name(rc); break;
+		case HR_ENOTFOUND:
+			msg = "not found";
+			break;
+		case HR_EAUTH:
+			msg = "unauthorized";
+			break;
+		case HR_EBUSY:
+			msg = "busy, try again";
+			break;
+		default:
+			msg = hr_code_name(rc);
+			break;
 		}
 	}
 	static const char *const retry[] = {"Retry-After", "1", NULL};
 	return api_respond_json(r, http, api_error_json(api_error_code(rc), msg, field),
 	                        rc == HR_EBUSY ? retry : NULL);
+}
+
+int api_errkind_status(enum api_errkind kind)
+{
+	return api_errkinds[kind].http;
+}
+
+const char *api_errkind_code(enum api_errkind kind)
+{
+	return api_errkinds[kind].code;
 }
 
 enum MHD_Result api_fail_kind(struct api_req *r, enum api_errkind kind, const char *message,

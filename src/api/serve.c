@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "api/api_int.h"
@@ -397,11 +398,53 @@ static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opt
 	    cfg, "server.max_webhook_bytes", (int64_t)o->max_webhook_bytes, 1024, 1 << 30, err);
 	o->max_header_bytes = (size_t)hr_cfg_int(cfg, "server.max_header_bytes",
 	                                         (int64_t)o->max_header_bytes, 1024, 1 << 20, err);
+	o->max_url_bytes = (size_t)hr_cfg_int(cfg, "server.max_url_bytes",
+	                                      (int64_t)o->max_url_bytes, 256, 1 << 20, err);
+	o->max_header_fields =
+	    (int)hr_cfg_int(cfg, "server.max_header_fields", o->max_header_fields, 16, 10000, err);
+	/* Absent: -1, an eighth of max_connections (api_start). */
+	o->max_connections_per_ip = (int)hr_cfg_int(cfg, "server.max_connections_per_ip",
+	                                            o->max_connections_per_ip, 0, 100000, err);
+	o->request_head_timeout_us =
+	    hr_cfg_int(cfg, "server.request_head_timeout_ms", o->request_head_timeout_us / 1000,
+	               100, 600000, err) *
+	    1000;
+	o->request_body_timeout_us =
+	    hr_cfg_int(cfg, "server.request_body_timeout_ms", o->request_body_timeout_us / 1000,
+	               100, 600000, err) *
+	    1000;
+	o->min_body_rate = (int)hr_cfg_int(cfg, "server.min_body_rate_bytes_per_s",
+	                                   o->min_body_rate, 1, 1 << 30, err);
 	o->max_batch = (int)hr_cfg_int(cfg, "server.max_batch", o->max_batch, 1, 100000, err);
 	o->sync_timeout_us =
 	    hr_cfg_int(cfg, "server.sync_timeout_ms", o->sync_timeout_us / 1000, 1, 600000, err) *
 	    1000;
 	return err->code;
+}
+
+/* Each connection is a descriptor: raise the soft limit to the hard one, and
+ * say so when even that cannot hold max_connections (MHD would stop
+ * accepting at EMFILE, leaving new clients in the listen backlog, the very
+ * stall the connection guard exists to prevent). 256 covers the store, the
+ * dispatcher's connections to providers and the rest. */
+static void raise_fd_limit(const struct api_opts *o)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t cur = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			rl.rlim_cur = cur;
+	}
+	rlim_t need = (rlim_t)o->max_connections + 256;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+		hr_log(HR_LOG_WARN, "serve",
+		       "server.max_connections is %d but only %llu files may be open "
+		       "(raise `ulimit -n` to %llu or more)",
+		       o->max_connections, (unsigned long long)rl.rlim_cur,
+		       (unsigned long long)need);
 }
 
 static void report(const char *cmd, const struct hr_err *err)
@@ -446,6 +489,7 @@ int serve_main(int argc, char **argv)
 	if (read_dispatch_opts(cfg, &dopts, &err) ||
 	    read_api_opts(cfg, &a, &aopts, host, sizeof host, &err))
 		goto out;
+	raise_fd_limit(&aopts);
 	if (channel_policy_init(&policy, cfg, &err) || open_store(cfg, &a, &st, &err) ||
 	    serve_sync_config(cfg, st, &err) ||
 	    account_set_load_policy(st, &policy, &accounts, &err))

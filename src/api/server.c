@@ -18,18 +18,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "api/api_int.h"
 #include "obs/metrics.h"
 
+/* MHD's own timeout: silence on a connection that has no guard deadline (a
+ * response the client stops reading). The request's head and body have
+ * their own deadlines (guard.c). */
 #define API_CONN_TIMEOUT_S 30
-/* MHD's per-connection pool holds the request line, the headers and their
- * index, then the response headers. This much on top of max_header_bytes
- * keeps requests with max_header_bytes of headers working; about 1 KiB
- * beyond it MHD answers 431 itself (measured with MHD 0.9.75). */
-#define API_POOL_SLACK 1024
+/* What MHD keeps in a connection's memory pool per header field, cookie or
+ * query parameter (struct MHD_HTTP_Header, 56 bytes rounded up to the pool's
+ * 16-byte alignment; libmicrohttpd 0.9.75). */
+#define API_POOL_FIELD_BYTES 64
+/* Room left in the pool for the response's status line and headers. */
+#define API_POOL_REPLY_BYTES 4096
 #define API_BODY_PREALLOC (64u << 10)
 #define API_SYNC_TIMEOUT_US (10 * 1000000LL)
 #define API_SYNC_MAX_TIMEOUT_US (60 * 1000000LL)
@@ -45,10 +51,33 @@ void api_opts_default(struct api_opts *o)
 	o->max_body_bytes = 4u << 20;
 	o->max_webhook_bytes = 1u << 20;
 	o->max_header_bytes = 16u << 10;
+	o->max_url_bytes = 8u << 10;
+	o->max_header_fields = 128;
+	o->max_connections_per_ip = -1; /* max_connections / 8 */
+	o->request_head_timeout_us = 10 * 1000000LL;
+	o->request_body_timeout_us = 10 * 1000000LL;
+	o->min_body_rate = 1024;
 	o->max_batch = 10000;
 	o->sync_timeout_us = API_SYNC_TIMEOUT_US;
 	o->sync_max_timeout_us = API_SYNC_MAX_TIMEOUT_US;
 	o->max_attempts = 0; /* the dispatcher's default */
+}
+
+/*
+ * The size of MHD's per-connection memory pool. It holds the whole request
+ * head (MHD parses it in place), an index entry per header field, cookie and
+ * query parameter, a copy of the Cookie header, then the response's status
+ * line and headers. MHD gives half of it to the read buffer at the start of
+ * every request, and the index, the cookie copy and the reply come out of
+ * the other half; so a head of up to max_header_bytes with up to
+ * max_header_fields fields always reaches Herald's checks, with room left to
+ * answer. Pools over 32 KiB are mmap()ed, so an idle connection costs only
+ * the pages it touched (MHD zeroes the pool between kept-alive requests).
+ */
+size_t api_pool_bytes(const struct api_opts *o)
+{
+	return 2 * (o->max_header_bytes + (size_t)o->max_header_fields * API_POOL_FIELD_BYTES +
+	            API_POOL_REPLY_BYTES);
 }
 
 /* ---------------------------------------------------------------------------
@@ -59,8 +88,8 @@ enum MHD_Result api_respond(struct api_req *r, int status, char *body, size_t le
                             const char *ctype, const char *const *extra)
 {
 	struct MHD_Response *resp =
-		body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
-		     : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	    body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
+	         : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 	if (!resp) {
 		free(body);
 		return MHD_NO;
@@ -79,8 +108,7 @@ enum MHD_Result api_respond(struct api_req *r, int status, char *body, size_t le
 
 /* A NULL j means building the response failed (out of memory, or text that
  * is not UTF-8 slipped through): never a partial answer, a logged 500. */
-enum MHD_Result api_respond_json(struct api_req *r, int status, json_t *j,
-                                 const char *const *extra)
+enum MHD_Result api_respond_json(struct api_req *r, int status, json_t *j, const char *const *extra)
 {
 	char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
@@ -88,7 +116,7 @@ enum MHD_Result api_respond_json(struct api_req *r, int status, json_t *j,
 		hr_log(HR_LOG_ERROR, "api", "%s %.*s: cannot build the JSON response (status %d)",
 		       r->method, (int)strcspn(r->raw_uri, "?"), r->raw_uri, status);
 		static const char oom[] =
-			"{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+		    "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
 		char *b = strdup(oom);
 		return api_respond(r, 500, b, b ? strlen(b) : 0, "application/json", NULL);
 	}
@@ -193,10 +221,10 @@ static enum MHD_Result api_readyz(struct api_req *r)
 	int64_t n;
 	int rc = st->ops->inbox_pending(st, &n);
 	if (rc != 0)
-		return api_respond_json(r, 503,
-		                        json_pack("{s:s, s:s}", "status", "unavailable", "store",
-		                                  hr_code_name(rc)),
-		                        NULL);
+		return api_respond_json(
+		    r, 503,
+		    json_pack("{s:s, s:s}", "status", "unavailable", "store", hr_code_name(rc)),
+		    NULL);
 	return api_respond_json(r, 200, json_pack("{s:s}", "status", "ok"), NULL);
 }
 
@@ -215,31 +243,29 @@ static enum MHD_Result api_metrics(struct api_req *r)
  * ------------------------------------------------------------------------- */
 
 struct api_route_def {
-	const char *path;            /* exact path, or a pattern matched in route_match */
+	const char *path; /* exact path, or a pattern matched in route_match */
 	enum api_route route;
 	api_handler_fn get, post, del;
 	const char *allow;
 };
 
 static const struct api_route_def api_routes[] = {
-	{"/healthz", ROUTE_HEALTHZ, api_healthz, NULL, NULL, "GET, HEAD"},
-	{"/readyz", ROUTE_READYZ, api_readyz, NULL, NULL, "GET, HEAD"},
-	{"/metrics", ROUTE_METRICS, api_metrics, NULL, NULL, "GET, HEAD"},
-	{"/v1/messages", ROUTE_MESSAGES, api_messages_list, api_messages_post, NULL,
-	 "GET, HEAD, POST"},
-	{"/v1/messages:batch", ROUTE_MESSAGES_BATCH, NULL, api_messages_batch, NULL, "POST"},
-	{"/v1/messages/{id}", ROUTE_MESSAGE, api_message_get, NULL, NULL, "GET, HEAD"},
-	{"/v1/suppressions", ROUTE_SUPPRESSIONS, api_suppressions_list, api_suppressions_post,
-	 NULL, "GET, HEAD, POST"},
-	{"/v1/suppressions/{channel}/{to}", ROUTE_SUPPRESSION, NULL, NULL,
-	 api_suppression_delete, "DELETE"},
-	{"/v1/channels", ROUTE_CHANNELS, api_channels_list, api_channels_post, NULL,
-	 "GET, HEAD, POST"},
-	{"/v1/channels/{id}", ROUTE_CHANNEL, api_channel_get, NULL, NULL, "GET, HEAD"},
-	{"/v1/channels/{id}/capabilities", ROUTE_CAPABILITIES, api_channel_capabilities, NULL, NULL,
-	 "GET, HEAD"},
-	{"/webhooks/{channel}/{account}", ROUTE_WEBHOOK, api_webhook, api_webhook, NULL,
-	 "GET, HEAD, POST"},
+    {"/healthz", ROUTE_HEALTHZ, api_healthz, NULL, NULL, "GET, HEAD"},
+    {"/readyz", ROUTE_READYZ, api_readyz, NULL, NULL, "GET, HEAD"},
+    {"/metrics", ROUTE_METRICS, api_metrics, NULL, NULL, "GET, HEAD"},
+    {"/v1/messages", ROUTE_MESSAGES, api_messages_list, api_messages_post, NULL, "GET, HEAD, POST"},
+    {"/v1/messages:batch", ROUTE_MESSAGES_BATCH, NULL, api_messages_batch, NULL, "POST"},
+    {"/v1/messages/{id}", ROUTE_MESSAGE, api_message_get, NULL, NULL, "GET, HEAD"},
+    {"/v1/suppressions", ROUTE_SUPPRESSIONS, api_suppressions_list, api_suppressions_post, NULL,
+     "GET, HEAD, POST"},
+    {"/v1/suppressions/{channel}/{to}", ROUTE_SUPPRESSION, NULL, NULL, api_suppression_delete,
+     "DELETE"},
+    {"/v1/channels", ROUTE_CHANNELS, api_channels_list, api_channels_post, NULL, "GET, HEAD, POST"},
+    {"/v1/channels/{id}", ROUTE_CHANNEL, api_channel_get, NULL, NULL, "GET, HEAD"},
+    {"/v1/channels/{id}/capabilities", ROUTE_CAPABILITIES, api_channel_capabilities, NULL, NULL,
+     "GET, HEAD"},
+    {"/webhooks/{channel}/{account}", ROUTE_WEBHOOK, api_webhook, api_webhook, NULL,
+     "GET, HEAD, POST"},
 };
 
 /* Copies one path segment (up to '/' or the end) if it fits and is non-empty. */
@@ -298,6 +324,276 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 	return NULL;
 }
 
+/* ---------------------------------------------------------------------------
+ * The request head: Herald's limits, and what MHD lets through that Herald
+ * refuses. Checked first, before routing and authentication.
+ * ------------------------------------------------------------------------- */
+
+/*
+ * Answers an over-long URL (414) or an oversized head (431) by writing the
+ * response straight to the socket, then has MHD close the connection.
+ *
+ * Why not MHD_queue_response: MHD builds the status line and headers in the
+ * connection's pool, which still holds the whole head. A head that nearly
+ * fills the pool leaves no room for them and MHD closes without a word (with
+ * the old 17 KiB pool, heads of 17,058-17,133 bytes got no answer at all).
+ * Here nothing has been written for this request yet (MHD reads a request
+ * only once the previous response is out), the answer is a few hundred
+ * bytes, and the connection is closed anyway, so one non-blocking send into
+ * the socket's send buffer is enough. Plain TCP only: Herald starts MHD
+ * without TLS.
+ */
+static enum MHD_Result respond_and_close(struct api_req *r, enum api_errkind kind, const char *msg)
+{
+	r->responded = true;
+	int status = api_errkind_status(kind);
+	json_t *j = api_error_json(api_errkind_code(kind), msg, NULL);
+	char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	const union MHD_ConnectionInfo *fdi =
+	    MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	char head[256];
+	int hn =
+	    snprintf(head, sizeof head,
+	             "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+	             "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+	             status, MHD_get_reason_phrase_for((unsigned)status), body ? strlen(body) : 0);
+	bool sent = false;
+	if (body && fdi && hn > 0 && (size_t)hn < sizeof head) {
+		struct iovec iov[2] = {{head, (size_t)hn}, {body, strlen(body)}};
+		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+		size_t want = iov[0].iov_len + iov[1].iov_len;
+		ssize_t n;
+		do
+			n = sendmsg(fdi->connect_fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		while (n < 0 && errno == EINTR);
+		sent = n == (ssize_t)want;
+		if (!sent)
+			hr_log(HR_LOG_DEBUG, "api", "%d answer not sent whole (%zd of %zu bytes)",
+			       status, n, want);
+	}
+	free(body);
+	if (sent)
+		metrics_http(status);
+	return MHD_NO; /* MHD closes the connection: the rest of it is not read */
+}
+
+/* Headers Herald or MHD act on (authentication, body framing, idempotency,
+ * the providers' webhook signatures, named as in src/channels/): with two
+ * copies it is ambiguous which one was checked (MHD returns the first, a
+ * proxy in front may have used the last), so a second copy is refused; and
+ * Host, for which RFC 7230 section 5.4 requires it. Others may repeat. */
+static const char *const api_single_headers[] = {
+    "Authorization",      "Content-Length",
+    "Transfer-Encoding",  "Host",
+    "Idempotency-Key",    "X-Hub-Signature-256",
+    "X-Twilio-Signature", "I-Twilio-Idempotency-Token",
+    "X-Goog-Signature",   "X-Telegram-Bot-Api-Secret-Token",
+};
+#define API_SINGLE_HEADERS (sizeof api_single_headers / sizeof *api_single_headers)
+
+struct head_scan {
+	int seen[API_SINGLE_HEADERS];
+	/* Query parameter names so far (at most max_header_fields of them). */
+	const char **args;
+	size_t *arg_len;
+	int nargs;
+	/* The first problem found. */
+	char field[HR_NAME_MAX];
+	const char *why;
+};
+
+static void head_scan_fail(struct head_scan *h, const char *name, const char *why)
+{
+	api_clip(h->field, sizeof h->field, name);
+	h->why = why;
+}
+
+/* A query parameter's name and value come with their decoded lengths: a
+ * shorter C string means %00, which every later strcmp and strlen would
+ * silently cut at. (MHD measures header values with strlen itself, so a NUL
+ * there is found by hidden_bytes instead.) */
+static enum MHD_Result head_scan_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     size_t key_size, const char *value, size_t value_size)
+{
+	struct head_scan *h = cls;
+	if (kind == MHD_COOKIE_KIND)
+		return MHD_YES; /* counted, never read */
+	bool arg = kind == MHD_GET_ARGUMENT_KIND;
+	if (arg && (strlen(key) != key_size || (value && strlen(value) != value_size))) {
+		head_scan_fail(h, key, "query parameter '%s' contains a NUL byte (%%00)");
+		return MHD_NO;
+	}
+	if (!arg) {
+		for (size_t i = 0; i < API_SINGLE_HEADERS; i++)
+			if (strcasecmp(key, api_single_headers[i]) == 0 && ++h->seen[i] > 1) {
+				head_scan_fail(h, api_single_headers[i],
+				               "header '%s' is repeated: send it once");
+				return MHD_NO;
+			}
+		return MHD_YES;
+	}
+	for (int i = 0; i < h->nargs; i++)
+		if (h->arg_len[i] == key_size && memcmp(h->args[i], key, key_size) == 0) {
+			head_scan_fail(h, key, "query parameter '%s' is repeated: send it once");
+			return MHD_NO;
+		}
+	h->args[h->nargs] = key;
+	h->arg_len[h->nargs++] = key_size;
+	return MHD_YES;
+}
+
+/* Where a raw NUL byte hid part of the head (see hidden_bytes). */
+struct head_layout {
+	const char *start, *end; /* the raw head in MHD's pool */
+	const char *prev_key, *prev_end;
+	const char *hid; /* the header whose value ends early */
+	bool foreign;    /* not laid out as expected: no verdict */
+};
+
+static bool all_nul(const char *p, const char *q)
+{
+	for (; p < q; p++)
+		if (*p)
+			return false;
+	return true;
+}
+
+static enum MHD_Result layout_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  size_t key_size, const char *value, size_t value_size)
+{
+	(void)kind, (void)key_size;
+	struct head_layout *l = cls;
+	if (!value || key < l->start || value < key || value + value_size >= l->end) {
+		l->foreign = true;
+		return MHD_NO;
+	}
+	/* Between a value's end and the next line: its CRLF (or LF) as NULs. */
+	if (l->prev_end &&
+	    (key - l->prev_end < 1 || key - l->prev_end > 2 || !all_nul(l->prev_end, key))) {
+		l->hid = l->prev_key;
+		return MHD_NO;
+	}
+	l->prev_key = key;
+	l->prev_end = value + value_size;
+	return MHD_YES;
+}
+
+/*
+ * MHD hands header values and the request line over as C strings, so a raw
+ * NUL byte ends them early: "Authorization: Bearer <key>\0junk" would read as
+ * the key alone. MHD 0.9.75 parses the head in place in its pool (each line's
+ * CRLF or LF becomes NULs, the colon a NUL, the value starts after the
+ * spaces), so the strings lie end to end in the raw head and any bytes
+ * between one value's end and the next line are what a NUL hid; likewise the
+ * URI as the URI-log callback saw it must reach the space before the HTTP
+ * version. Returns the header hiding bytes ("path" for the request line), or
+ * NULL. If the pointers are not laid out like that (another MHD), no verdict:
+ * test_server's NUL cases would then fail, not pass silently.
+ */
+static const char *hidden_bytes(struct api_req *r, const char *version, char name[HR_NAME_MAX])
+{
+	const union MHD_ConnectionInfo *hs =
+	    MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+	if (!hs || !r->uri_at || !version || !*version)
+		return NULL;
+	struct head_layout l = {.start = r->method, .end = r->method + hs->header_size};
+	if (version < l.start || version >= l.end)
+		return NULL;
+	if (r->uri_at + strlen(r->raw_uri) + 1 != version)
+		return "path";
+	MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, layout_one, &l);
+	if (l.foreign)
+		return NULL;
+	/* The last value, its line end and the blank line end the head. */
+	if (!l.hid && l.prev_end &&
+	    (l.end - l.prev_end < 2 || l.end - l.prev_end > 4 || !all_nul(l.prev_end, l.end)))
+		l.hid = l.prev_key;
+	return l.hid ? api_clip(name, HR_NAME_MAX, l.hid) : NULL;
+}
+
+/*
+ * The head's limits and well-formedness: 414 for a long URL, 431 for a long
+ * head or too many fields (both written by respond_and_close), 400 for a NUL
+ * byte in a header or query parameter, a repeated header that Herald reads
+ * or a repeated query parameter (which would otherwise silently take the
+ * first), %00 in the path, and ambiguous body framing. Returns MHD_YES with
+ * nothing answered when the head is fine.
+ */
+static enum MHD_Result check_head(struct api_req *r, const char *version)
+{
+	const struct api_opts *o = &r->srv->o;
+	char msg[160];
+	size_t ulen = strlen(r->raw_uri);
+	if (ulen > o->max_url_bytes) {
+		snprintf(msg, sizeof msg, "the URL is %zu bytes, over the limit of %zu", ulen,
+		         o->max_url_bytes);
+		return respond_and_close(r, APIERR_URI_TOO_LONG, msg);
+	}
+	const union MHD_ConnectionInfo *hs =
+	    MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+	if (hs && hs->header_size > o->max_header_bytes) {
+		snprintf(msg, sizeof msg, "the request head is %zu bytes, over the limit of %zu",
+		         hs->header_size, o->max_header_bytes);
+		return respond_and_close(r, APIERR_HEAD_TOO_LARGE, msg);
+	}
+	int fields = MHD_get_connection_values_n(
+	    r->conn, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND, NULL, NULL);
+	if (fields > o->max_header_fields) {
+		snprintf(msg, sizeof msg,
+		         "the request has %d header fields, cookies and query parameters, over "
+		         "the limit of %d",
+		         fields, o->max_header_fields);
+		return respond_and_close(r, APIERR_HEAD_TOO_LARGE, msg);
+	}
+
+	struct head_scan h = {.field = ""};
+	h.args = malloc((size_t)(fields + 1) * sizeof *h.args);
+	h.arg_len = malloc((size_t)(fields + 1) * sizeof *h.arg_len);
+	if (!h.args || !h.arg_len) {
+		free(h.args);
+		free(h.arg_len);
+		return api_fail(r, HR_ENOMEM, NULL);
+	}
+	MHD_get_connection_values_n(
+	    r->conn, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND, head_scan_one, &h);
+	free(h.args);
+	free(h.arg_len);
+	if (h.why) {
+		snprintf(msg, sizeof msg, h.why, h.field);
+		return api_fail_kind(r, APIERR_BAD_REQUEST, msg, h.field, NULL);
+	}
+	char hid[HR_NAME_MAX];
+	const char *hider = hidden_bytes(r, version, hid);
+	if (hider) {
+		if (strcmp(hider, "path") == 0)
+			snprintf(msg, sizeof msg, "the request line contains a NUL byte");
+		else
+			snprintf(msg, sizeof msg, "header '%s' contains a NUL byte", hider);
+		return api_fail_kind(r, APIERR_BAD_REQUEST, msg, hider, NULL);
+	}
+	/* MHD has decoded the path before Herald sees it: %00 would end the
+	 * route's strings early ("/v1/messages/a%00b" read as message "a"). */
+	const char *nul = strstr(r->raw_uri, "%00");
+	if (nul && (size_t)(nul - r->raw_uri) < strcspn(r->raw_uri, "?"))
+		return api_fail_kind(r, APIERR_BAD_REQUEST, "the path contains %00", "path", NULL);
+	/* Body framing: a Content-Length beside a Transfer-Encoding (MHD would
+	 * silently use the latter), or a coding other than chunked (which MHD
+	 * cannot frame at all), is how request smuggling starts. */
+	const char *te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+	                                             MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	if (te && strcasecmp(te, "chunked") != 0)
+		return api_fail_kind(r, APIERR_BAD_REQUEST,
+		                     "Transfer-Encoding must be chunked (or absent)",
+		                     MHD_HTTP_HEADER_TRANSFER_ENCODING, NULL);
+	if (te &&
+	    MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH))
+		return api_fail_kind(r, APIERR_BAD_REQUEST,
+		                     "send either Content-Length or Transfer-Encoding, not both",
+		                     MHD_HTTP_HEADER_CONTENT_LENGTH, NULL);
+	return MHD_YES;
+}
+
 static enum MHD_Result too_large(struct api_req *r)
 {
 	if (r->route == ROUTE_WEBHOOK)
@@ -309,20 +605,23 @@ static enum MHD_Result too_large(struct api_req *r)
 
 /* The headers are in: route, check the method, authenticate, check the
  * declared length. Anything refused here is answered before the body. */
-static enum MHD_Result start_request(struct api_req *r, const char *url)
+static enum MHD_Result start_request(struct api_req *r, const char *url, const char *version)
 {
 	struct api_server *s = r->srv;
+	enum MHD_Result hret = check_head(r, version);
+	if (r->responded || hret != MHD_YES)
+		return hret;
 	char account[HR_NAME_MAX] = "";
 	const struct api_route_def *def = route_match(r, url, account);
 	if (!def)
 		return api_fail_kind(r, APIERR_ROUTE, "no such route", NULL, NULL);
 	r->route = def->route;
-	bool get = !strcmp(r->method, MHD_HTTP_METHOD_GET) ||
-	           !strcmp(r->method, MHD_HTTP_METHOD_HEAD);
-	r->handler = get ? def->get
-	             : !strcmp(r->method, MHD_HTTP_METHOD_POST) ? def->post
+	bool get =
+	    !strcmp(r->method, MHD_HTTP_METHOD_GET) || !strcmp(r->method, MHD_HTTP_METHOD_HEAD);
+	r->handler = get                                          ? def->get
+	             : !strcmp(r->method, MHD_HTTP_METHOD_POST)   ? def->post
 	             : !strcmp(r->method, MHD_HTTP_METHOD_DELETE) ? def->del
-	                                                         : NULL;
+	                                                          : NULL;
 	if (!r->handler) {
 		const char *allow[] = {"Allow", def->allow, NULL};
 		char msg[96], method[17];
@@ -342,8 +641,8 @@ static enum MHD_Result start_request(struct api_req *r, const char *url)
 	}
 
 	r->limit = r->route == ROUTE_WEBHOOK ? s->o.max_webhook_bytes : s->o.max_body_bytes;
-	const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-	                                             MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *cl =
+	    MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (cl) {
 		char *end;
 		errno = 0;
@@ -398,11 +697,10 @@ static void body_append(struct api_req *r, const char *data, size_t n)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
 {
-	(void)cls, (void)version;
+	struct api_server *s = cls;
 	struct api_req *r = *req_cls;
 	if (!r)
 		return MHD_NO; /* the URI-log callback ran out of memory */
@@ -410,13 +708,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		r->started = true;
 		r->conn = conn;
 		r->method = method;
-		return start_request(r, url);
+		r->gconn = api_guard_conn(conn);
+		api_guard_head_done(s->guard, r->gconn);
+		enum MHD_Result ret = start_request(r, url, version);
+		if (r->responded) /* answered early: no body deadline while it is sent */
+			api_guard_ready(s->guard, r->gconn);
+		return ret;
 	}
 	if (*upload_data_size) {
+		api_guard_body(s->guard, r->gconn, *upload_data_size);
 		if (!r->responded)
 			body_append(r, upload_data, *upload_data_size);
 		*upload_data_size = 0;
 		return MHD_YES;
+	}
+	if (!r->complete) {
+		/* The whole request is in: from here it may wait (suspended) for
+		 * the writer or a provider as long as its handler says. */
+		r->complete = true;
+		api_guard_ready(s->guard, r->gconn);
 	}
 	if (r->responded)
 		return MHD_YES;
@@ -432,6 +742,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	return r->handler(r);
 }
 
+/* Runs when MHD has the request line, before it splits off the query and
+ * decodes the path in place: raw_uri is the target as sent. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
 	(void)conn;
@@ -439,6 +751,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 	if (!r)
 		return NULL;
 	r->srv = cls;
+	r->uri_at = uri;
 	r->raw_uri = strdup(uri);
 	if (!r->raw_uri) {
 		free(r);
@@ -451,7 +764,11 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-	(void)cls, (void)conn, (void)toe;
+	(void)toe;
+	struct api_server *s = cls;
+	/* The response is out (or the connection is closing): a kept-alive
+	 * connection's next request starts its head deadline now. */
+	api_guard_request_done(s->guard, api_guard_conn(conn));
 	struct api_req *r = *req_cls;
 	if (!r)
 		return;
@@ -463,6 +780,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	*req_cls = NULL;
 }
 
+/* MHD's messages about one client's bad request (a malformed or oversized
+ * head, a connection the client dropped, one Herald closed on purpose) go
+ * to the debug level: any client can trigger them at will, and they must
+ * not flood the log. The rest (sockets, threads, memory) are warnings. */
+static const char *const mhd_client_noise[] = {
+    "Error processing request",         "Application reported internal error",
+    "Failed to parse `Content-Length'", "Too large value of 'Content-Length'",
+    "Not enough memory in pool",        "Socket has been disconnected",
+    "Connection socket is closed",      "Received HTTP/1.1 request without `Host'",
+};
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	(void)cls;
@@ -471,7 +799,11 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	size_t n = strlen(msg);
 	while (n && msg[n - 1] == '\n')
 		msg[--n] = '\0';
-	hr_log(HR_LOG_WARN, "http", "%s", msg);
+	enum hr_log_level lvl = HR_LOG_WARN;
+	for (size_t i = 0; i < sizeof mhd_client_noise / sizeof *mhd_client_noise; i++)
+		if (strncmp(msg, mhd_client_noise[i], strlen(mhd_client_noise[i])) == 0)
+			lvl = HR_LOG_DEBUG;
+	hr_log(lvl, "http", "%s", msg);
 }
 
 /* ---------------------------------------------------------------------------
@@ -516,8 +848,28 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 	s->o = *opts;
 	if (s->o.threads < 1)
 		s->o.threads = 1;
+	struct api_opts def;
+	api_opts_default(&def);
 	if (s->o.max_connections < 1)
-		s->o.max_connections = 1024;
+		s->o.max_connections = def.max_connections;
+	/* By default one address may hold an eighth of the server: a single
+	 * source cannot take it all, and a client's pool of a dozen or more
+	 * kept-alive connections still fits at the default 1024 (128). */
+	if (s->o.max_connections_per_ip < 0)
+		s->o.max_connections_per_ip =
+		    s->o.max_connections >= 8 ? s->o.max_connections / 8 : 1;
+	if (s->o.max_header_bytes < 1)
+		s->o.max_header_bytes = def.max_header_bytes;
+	if (s->o.max_url_bytes < 1)
+		s->o.max_url_bytes = def.max_url_bytes;
+	if (s->o.max_header_fields < 1)
+		s->o.max_header_fields = def.max_header_fields;
+	if (s->o.request_head_timeout_us <= 0)
+		s->o.request_head_timeout_us = def.request_head_timeout_us;
+	if (s->o.request_body_timeout_us <= 0)
+		s->o.request_body_timeout_us = def.request_body_timeout_us;
+	if (s->o.min_body_rate < 1)
+		s->o.min_body_rate = def.min_body_rate;
 	if (!s->o.public_url)
 		s->o.public_url = "";
 	/* A configured default wait is honoured as given: the cap on per-request
@@ -535,28 +887,41 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 		dispatch_opts_default(&dop);
 		s->max_attempts = dop.max_attempts;
 	}
+	struct api_guard_limits lim = {
+	    .max_connections = s->o.max_connections,
+	    .max_per_addr = s->o.max_connections_per_ip,
+	    .head_us = s->o.request_head_timeout_us,
+	    .body_us = s->o.request_body_timeout_us,
+	    .min_rate = s->o.min_body_rate,
+	};
+	int rc = api_guard_new(&lim, &s->guard, err);
+	if (rc != 0) {
+		free(s);
+		return rc;
+	}
 	api_keycache_init(&s->keys);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->idle, NULL);
 	pthread_mutex_init(&s->channels_lock, NULL);
 
-	size_t pool = (s->o.max_header_bytes ? s->o.max_header_bytes : 16384) + API_POOL_SLACK;
 	struct MHD_OptionItem ops[] = {
-		{MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s}, /* first, or MHD warns */
-		{MHD_OPTION_SOCK_ADDR, 0, &addr.sa},
-		{MHD_OPTION_CONNECTION_LIMIT, (intptr_t)s->o.max_connections, NULL},
-		{MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool, NULL},
-		{MHD_OPTION_CONNECTION_TIMEOUT, API_CONN_TIMEOUT_S, NULL},
-		{MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, s},
-		{MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
-		{s->o.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
-		 (intptr_t)s->o.threads, NULL},
-		{MHD_OPTION_END, 0, NULL},
+	    {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s}, /* first, or MHD warns */
+	    {MHD_OPTION_SOCK_ADDR, 0, &addr.sa},
+	    {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)api_guard_mhd_limit(s->guard), NULL},
+	    {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)api_guard_notify, s->guard},
+	    {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)api_pool_bytes(&s->o), NULL},
+	    {MHD_OPTION_CONNECTION_TIMEOUT, API_CONN_TIMEOUT_S, NULL},
+	    {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, s},
+	    {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
+	    {s->o.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
+	     (intptr_t)s->o.threads, NULL},
+	    {MHD_OPTION_END, 0, NULL},
 	};
-	s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_ARRAY, ops,
-	                          MHD_OPTION_END);
+	s->mhd = MHD_start_daemon(flags, 0, api_guard_accept, s->guard, on_request, s,
+	                          MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
 	if (!s->mhd) {
 		int e = errno;
+		api_guard_free(s->guard);
 		api_keycache_destroy(&s->keys);
 		pthread_mutex_destroy(&s->lock);
 		pthread_cond_destroy(&s->idle);
@@ -571,8 +936,7 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 
 int api_port(const struct api_server *s)
 {
-	const union MHD_DaemonInfo *info =
-		MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	return info ? (int)info->port : -1;
 }
 
@@ -595,6 +959,7 @@ void api_stop(struct api_server *s)
 	MHD_stop_daemon(s->mhd);
 	if (fd != MHD_INVALID_SOCKET)
 		close(fd);
+	api_guard_free(s->guard); /* after MHD: every connection is closed */
 	api_keycache_destroy(&s->keys);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->idle);

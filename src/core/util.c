@@ -3,6 +3,7 @@
  */
 #include <pthread.h>
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,21 +201,61 @@ void hr_log(enum hr_log_level lvl, const char *module, const char *fmt, ...)
 	pthread_mutex_unlock(&log_lock);
 }
 
+/* Reads exactly n digits at *p into *v and advances *p; false if any is not
+ * a digit (so " 5", "+5" and short fields never pass). */
+static bool fixed_digits(const char **p, int n, int *v)
+{
+	*v = 0;
+	for (int i = 0; i < n; i++) {
+		char c = (*p)[i];
+		if (c < '0' || c > '9')
+			return false;
+		*v = *v * 10 + (c - '0');
+	}
+	*p += n;
+	return true;
+}
+
+static bool leap_year(int y)
+{
+	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (the
+ * civil-from-days inverse by eras of 400 years, exact for every year). */
+static int64_t days_from_civil(int y, int m, int d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
 /*
- * RFC 3339 ("2026-01-15T10:00:00.123456Z"; a fraction of up to 6 digits and
- * a +hh:mm offset allowed) to UTC microseconds. strptime reads the calendar
- * part; the fraction and offset are fixed-width fields it has no conversion
- * for. HR_EINVAL if s is not one.
+ * RFC 3339 ("2026-01-15T10:00:00.123456Z"; any number of fraction digits,
+ * the first 6 kept, and a +hh:mm offset allowed) to UTC microseconds.
+ * Every field is fixed-width and range-checked against the calendar: a date
+ * that does not exist (February 30th, February 29th of a common year) is
+ * HR_EINVAL, never rolled over into the next month as timegm() would. A
+ * leap second (:60) is refused too: nothing Herald reads sends one, and
+ * accepting it would mean inventing where it lands.
  */
 int hr_time_parse(const char *s, int64_t *out)
 {
-	struct tm tm;
-	memset(&tm, 0, sizeof tm);
-	const char *p = strptime(s, "%Y-%m-%d", &tm);
-	if (!p || (*p != 'T' && *p != 't'))
+	static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	const char *p = s;
+	int y, mo, d, h, mi, sec;
+	if (!fixed_digits(&p, 4, &y) || *p++ != '-' || !fixed_digits(&p, 2, &mo) || *p++ != '-' ||
+	    !fixed_digits(&p, 2, &d) || (*p != 'T' && *p != 't'))
 		return HR_EINVAL;
-	p = strptime(p + 1, "%H:%M:%S", &tm);
-	if (!p)
+	p++;
+	if (!fixed_digits(&p, 2, &h) || *p++ != ':' || !fixed_digits(&p, 2, &mi) || *p++ != ':' ||
+	    !fixed_digits(&p, 2, &sec))
+		return HR_EINVAL;
+	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap_year(y)) || h > 23 ||
+	    mi > 59 || sec > 59)
 		return HR_EINVAL;
 	int64_t frac = 0;
 	if (*p == '.') {
@@ -230,22 +271,18 @@ int hr_time_parse(const char *s, int64_t *out)
 	int64_t off = 0;
 	if (*p == 'Z' || *p == 'z') {
 		p++;
-	} else if ((*p == '+' || *p == '-') && isdigit((unsigned char)p[1]) &&
-	           isdigit((unsigned char)p[2]) && p[3] == ':' && isdigit((unsigned char)p[4]) &&
-	           isdigit((unsigned char)p[5])) {
-		int hh = (p[1] - '0') * 10 + (p[2] - '0'), mm = (p[4] - '0') * 10 + (p[5] - '0');
-		if (hh > 23 || mm > 59)
+	} else if (*p == '+' || *p == '-') {
+		int sign = *p++ == '+' ? 1 : -1, oh, om;
+		if (!fixed_digits(&p, 2, &oh) || *p++ != ':' || !fixed_digits(&p, 2, &om) ||
+		    oh > 23 || om > 59)
 			return HR_EINVAL;
-		off = (int64_t)(hh * 3600 + mm * 60) * (*p == '+' ? 1 : -1);
-		p += 6;
+		off = (int64_t)(oh * 3600 + om * 60) * sign;
 	} else {
 		return HR_EINVAL;
 	}
 	if (*p)
 		return HR_EINVAL;
-	time_t t = timegm(&tm);
-	if (t == (time_t)-1)
-		return HR_EINVAL;
-	*out = ((int64_t)t - off) * 1000000 + frac;
+	int64_t t = days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + sec;
+	*out = (t - off) * 1000000 + frac;
 	return 0;
 }

@@ -21,28 +21,30 @@
 enum { M_CH_WHATSAPP, M_CH_SMS, M_CH_RCS, M_CH_TELEGRAM, M_CH_OTHER, M_CH__COUNT };
 
 static const char *const metrics_channels[M_CH__COUNT] = {
-	"whatsapp", "sms", "rcs", "telegram", "other",
+    "whatsapp", "sms", "rcs", "telegram", "other",
 };
 
 static const char *const metrics_send_names[M_SEND__COUNT] = {
-	[M_SEND_ATTEMPTED] = "attempted", [M_SEND_SUCCEEDED] = "succeeded",
-	[M_SEND_FAILED] = "failed",       [M_SEND_RETRIED] = "retried",
+    [M_SEND_ATTEMPTED] = "attempted",
+    [M_SEND_SUCCEEDED] = "succeeded",
+    [M_SEND_FAILED] = "failed",
+    [M_SEND_RETRIED] = "retried",
 };
 
 static const char *const metrics_wh_names[M_WH__COUNT] = {
-	[M_WH_RECEIVED] = "received", [M_WH_REJECTED] = "rejected", [M_WH_APPLIED] = "applied",
-	[M_WH_IGNORED] = "ignored",   [M_WH_INBOUND] = "inbound",
+    [M_WH_RECEIVED] = "received", [M_WH_REJECTED] = "rejected", [M_WH_APPLIED] = "applied",
+    [M_WH_IGNORED] = "ignored",   [M_WH_INBOUND] = "inbound",
 };
 
 /* Latency bucket upper bounds in microseconds and as Prometheus "le" labels. */
 #define M_BUCKETS 13
 static const int64_t metrics_bucket_us[M_BUCKETS] = {
-	1000, 2500, 5000, 10000, 25000, 50000, 100000,
-	250000, 500000, 1000000, 2500000, 5000000, 10000000,
+    1000,   2500,   5000,    10000,   25000,   50000,    100000,
+    250000, 500000, 1000000, 2500000, 5000000, 10000000,
 };
 static const char *const metrics_bucket_le[M_BUCKETS] = {
-	"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
-	"0.25",  "0.5",    "1",     "2.5",  "5",     "10",
+    "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
+    "0.25",  "0.5",    "1",     "2.5",  "5",     "10",
 };
 
 /* HTTP status classes rendered: 2xx, 4xx, 5xx (others are not produced). */
@@ -58,6 +60,7 @@ static _Atomic uint64_t m_lat_count[M_CH__COUNT];
 static _Atomic int64_t m_inflight;
 static _Atomic uint64_t m_http[M_HTTP__COUNT];
 static _Atomic uint64_t m_accepted;
+static _Atomic uint64_t m_guard[M_GUARD__COUNT];
 
 static int metrics_slot(const char *channel)
 {
@@ -114,6 +117,12 @@ void metrics_http(int status)
 	else
 		return;
 	atomic_fetch_add_explicit(&m_http[cls], 1, memory_order_relaxed);
+}
+
+void metrics_http_guard(enum metric_http_guard what)
+{
+	if ((unsigned)what < M_GUARD__COUNT)
+		atomic_fetch_add_explicit(&m_guard[what], 1, memory_order_relaxed);
 }
 
 void metrics_accepted(int n)
@@ -211,6 +220,19 @@ int metrics_render(struct store *st, char **out, size_t *len)
 	for (int c = 0; c < M_HTTP__COUNT; c++)
 		fprintf(f, "herald_http_responses_total{code=\"%s\"} %llu\n", metrics_http_names[c],
 		        (unsigned long long)ld(&m_http[c]));
+
+	render_header(f, "herald_http_connections_refused_total", "counter",
+	              "Connections closed at accept: over the total or the per-address limit.");
+	fprintf(f, "herald_http_connections_refused_total{reason=\"limit\"} %llu\n",
+	        (unsigned long long)ld(&m_guard[M_GUARD_REFUSED_LIMIT]));
+	fprintf(f, "herald_http_connections_refused_total{reason=\"per_ip\"} %llu\n",
+	        (unsigned long long)ld(&m_guard[M_GUARD_REFUSED_ADDR]));
+	render_header(f, "herald_http_requests_cut_total", "counter",
+	              "Connections closed because a request's head or body came too slowly.");
+	fprintf(f, "herald_http_requests_cut_total{phase=\"head\"} %llu\n",
+	        (unsigned long long)ld(&m_guard[M_GUARD_CUT_HEAD]));
+	fprintf(f, "herald_http_requests_cut_total{phase=\"body\"} %llu\n",
+	        (unsigned long long)ld(&m_guard[M_GUARD_CUT_BODY]));
 
 	if (st)
 		render_store(f, st);

@@ -17,8 +17,8 @@ struct store;
 enum metric_send {
 	M_SEND_ATTEMPTED = 0,
 	M_SEND_SUCCEEDED,
-	M_SEND_FAILED,     /* permanent failure */
-	M_SEND_RETRIED,    /* transient / rate limited, will retry */
+	M_SEND_FAILED,  /* permanent failure */
+	M_SEND_RETRIED, /* transient / rate limited, will retry */
 	M_SEND__COUNT
 };
 
@@ -37,6 +37,15 @@ void metrics_send_latency(const char *channel, int64_t us);
 void metrics_inflight_add(int delta);
 void metrics_webhook(const char *channel, enum metric_webhook what, int n);
 void metrics_http(int status);
+/* What the HTTP server's connection guard did (src/api/guard.c). */
+enum metric_http_guard {
+	M_GUARD_REFUSED_LIMIT = 0, /* accept refused: server.max_connections */
+	M_GUARD_REFUSED_ADDR,      /* accept refused: server.max_connections_per_ip */
+	M_GUARD_CUT_HEAD,          /* closed: request head not in by its deadline */
+	M_GUARD_CUT_BODY,          /* closed: request body slower than the minimum rate */
+	M_GUARD__COUNT
+};
+void metrics_http_guard(enum metric_http_guard what);
 void metrics_accepted(int n); /* messages durably accepted by the API */
 
 /* Renders all metrics (plus store gauges when st != NULL) into a heap buffer. */

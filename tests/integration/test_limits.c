@@ -1,11 +1,14 @@
 /*
- * test_limits.c - limits and config changes on a real server: the connection
- * limit holds (a connection beyond it is not served while the others are
- * open, and service resumes when they leave), and an API key removed from the config stops working after
- * a restart.
+ * test_limits.c - limits and config changes on a real server: a connection
+ * beyond the connection limit is refused at once (not left waiting in the
+ * listen backlog), idle connections holding the limit are cut at the request
+ * head deadline so service resumes by itself, and an API key removed from the
+ * config stops working after a restart.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,26 +17,83 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "harness.h"
 
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int connect_to(int port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	assert_true(fd >= 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_port = htons((uint16_t)port),
 	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
 	return fd;
+}
+
+/* A kept-alive connection the server has certainly taken: one request
+ * answered 200 on it. -1 if the server refused it (a slot was still held
+ * by a connection of the harness's that the server had not closed yet). */
+static int held_connection(int port)
+{
+	static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+	int fd = connect_to(port);
+	if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof req - 1)) {
+		close(fd);
+		return -1;
+	}
+	char buf[1024];
+	size_t n = 0;
+	while (n < sizeof buf - 1) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		assert_int_equal(poll(&p, 1, 5000), 1);
+		ssize_t k = recv(fd, buf + n, sizeof buf - 1 - n, 0);
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+		buf[n] = '\0';
+		const char *end = strstr(buf, "\r\n\r\n");
+		const char *cl = strstr(buf, "Content-Length: ");
+		if (end && cl && n >= (size_t)(end + 4 - buf) + strtoul(cl + 16, NULL, 10))
+			break;
+	}
+	buf[n] = '\0';
+	if (strncmp(buf, "HTTP/1.1 200", 12) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static bool healthy(struct world *w, void *arg)
+{
+	(void)arg;
+	char url[128];
+	snprintf(url, sizeof url, "%s/healthz", w->api);
+	struct resp r = http_t("GET", url, NULL, NULL, NULL, 1000);
+	bool ok = r.status == 200;
+	resp_free(&r);
+	return ok;
 }
 
 static void test_connection_limit(void **state)
 {
 	(void)state;
 	struct world w;
-	harness_server_extra("  max_connections: 4\n  threads: 1\n");
+	/* All four from 127.0.0.1: no per-address limit, the total is tested. */
+	harness_server_extra("  max_connections: 4\n  max_connections_per_ip: 0\n  threads: 1\n"
+	                     "  request_head_timeout_ms: 1500\n");
 	world_init(&w, NULL, NULL);
 	harness_server_extra(NULL);
 	world_start_sim(&w);
@@ -42,21 +102,25 @@ static void test_connection_limit(void **state)
 	snprintf(url, sizeof url, "%s/healthz", w.api);
 
 	int fds[4];
+	int64_t t_end = now_ms() + 5000;
 	for (int i = 0; i < 4; i++)
-		fds[i] = connect_to(w.api_port);
-	usleep(200000); /* let the server accept them */
-	/* Over the limit the server does not take the connection: it waits in
-	 * the listen backlog and gets no answer while the four are open. */
-	struct resp r = http_t("GET", url, NULL, NULL, NULL, 1500);
+		while ((fds[i] = held_connection(w.api_port)) < 0)
+			assert_true(now_ms() < t_end);
+	/* Over the limit the connection is closed at once: the client learns
+	 * it now instead of waiting in the listen backlog for its timeout. */
+	int64_t t0 = now_ms();
+	struct resp r = http_t("GET", url, NULL, NULL, NULL, 5000);
+	int64_t took = now_ms() - t0;
 	assert_int_equal(r.status, 0);
 	resp_free(&r);
+	if (took > 500)
+		fail_msg("a connection over the limit took %lld ms to be refused", (long long)took);
 
+	/* The four stay idle: they are cut 1.5 s after their responses and
+	 * service resumes without their clients doing anything. */
+	assert_true(wait_until(healthy, &w, NULL, 5.0));
 	for (int i = 0; i < 4; i++)
 		close(fds[i]);
-	usleep(300000);
-	r = http("GET", url, NULL, NULL, NULL);
-	assert_int_equal(r.status, 200);
-	resp_free(&r);
 	world_free(&w);
 }
 

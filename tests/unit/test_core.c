@@ -412,10 +412,64 @@ static void test_time_format(void **state)
 	assert_int_equal(us, 1768471200500000LL);
 	assert_int_equal(hr_time_parse("2026-01-15T10:00:00Z", &us), 0);
 	assert_int_equal(us, 1768471200000000LL);
-	const char *bad[] = {"2026-01-15", "2026-01-15T10:00:00", "2026-01-15T10:00:00.Z",
-	                     "2026-01-15T10:00:00+2:00", "2026-01-15T10:00:00Zx", "yesterday"};
+	const char *bad[] = {"2026-01-15",
+	                     "2026-01-15T10:00:00",
+	                     "2026-01-15T10:00:00.Z",
+	                     "2026-01-15T10:00:00+2:00",
+	                     "2026-01-15T10:00:00Zx",
+	                     "yesterday"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		assert_int_equal(hr_time_parse(bad[i], &us), HR_EINVAL);
+}
+
+/* Impossible calendar dates are refused, not rolled over (February 30th
+ * used to become March 2nd); leap years follow the Gregorian rule; every
+ * field is fixed-width as RFC 3339 says. */
+static void test_time_parse_calendar(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *s;
+		int64_t secs; /* -1: HR_EINVAL */
+	} cases[] = {
+	    {"2024-02-29T00:00:00Z", 1709164800}, /* divisible by 4 */
+	    {"2000-02-29T00:00:00Z", 951782400},  /* divisible by 400 */
+	    {"2026-12-31T23:59:59Z", 1798761599},
+	    {"2026-04-30T00:00:00Z", 1777507200},
+	    {"1970-01-01T00:00:00Z", 0},
+	    {"2026-03-01T01:00:00+01:00", 1772323200},
+	    {"2026-02-30T00:00:00Z", -1},
+	    {"2026-02-29T00:00:00Z", -1}, /* 2026 is not a leap year */
+	    {"1900-02-29T00:00:00Z", -1}, /* divisible by 100, not 400 */
+	    {"2026-04-31T00:00:00Z", -1},
+	    {"2026-06-31T00:00:00Z", -1},
+	    {"2026-13-01T00:00:00Z", -1},
+	    {"2026-00-10T00:00:00Z", -1},
+	    {"2026-01-00T00:00:00Z", -1},
+	    {"2026-01-32T00:00:00Z", -1},
+	    {"2026-01-15T24:00:00Z", -1},
+	    {"2026-01-15T10:60:00Z", -1},
+	    {"2026-01-15T10:00:60Z", -1},
+	    {"2026-1-15T10:00:00Z", -1}, /* fields are fixed-width */
+	    {"2026-01-5T10:00:00Z", -1},
+	    {"2026-01-15T1:00:00Z", -1},
+	    {" 2026-01-15T10:00:00Z", -1},
+	    {"2026-01-15T10:00:00+24:00", -1},
+	    {"+2026-01-15T10:00:00Z", -1},
+	    {"", -1},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int64_t us = 12345;
+		int rc = hr_time_parse(cases[i].s, &us);
+		if (cases[i].secs < 0) {
+			if (rc != HR_EINVAL)
+				fail_msg("'%s' accepted as %lld", cases[i].s, (long long)us);
+			continue;
+		}
+		if (rc != 0)
+			fail_msg("'%s' refused", cases[i].s);
+		assert_int_equal(us, cases[i].secs * 1000000);
+	}
 }
 
 int main(void)
@@ -429,7 +483,7 @@ int main(void)
 	    cmocka_unit_test(test_ratelimit),         cmocka_unit_test(test_backoff),
 	    cmocka_unit_test(test_config_yaml),       cmocka_unit_test(test_secrets),
 	    cmocka_unit_test(test_time_format),       cmocka_unit_test(test_utf8_copy),
-	    cmocka_unit_test(test_sms_segments),
+	    cmocka_unit_test(test_sms_segments),      cmocka_unit_test(test_time_parse_calendar),
 	};
 	return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }
