@@ -65,6 +65,26 @@ int sq_inbox_append(struct store *st, const char *account_id, const char *channe
 	return sq_run_blocking(s, &a.j, NULL);
 }
 
+int sq_row_inbox(sqlite3_stmt *q, struct inbox_row *row)
+{
+	row->id = sqlite3_column_int64(q, 0);
+	sq_col_copy(q, 1, row->account_id, sizeof row->account_id);
+	sq_col_copy(q, 2, row->channel, sizeof row->channel);
+	sq_col_copy(q, 3, row->dedupe_key, sizeof row->dedupe_key);
+	row->received_at = sqlite3_column_int64(q, 4);
+	row->attempts = sqlite3_column_int(q, 5);
+	const void *b = sqlite3_column_blob(q, 6);
+	size_t blen = (size_t)sqlite3_column_bytes(q, 6);
+	row->body = malloc(blen + 1);
+	if (!row->body)
+		return HR_ENOMEM;
+	if (blen)
+		memcpy(row->body, b, blen);
+	row->body[blen] = '\0';
+	row->body_len = blen;
+	return 0;
+}
+
 int sq_inbox_fetch(struct store *st, int64_t now, int limit, struct inbox_row **out,
                    size_t *n)
 {
@@ -98,24 +118,8 @@ int sq_inbox_fetch(struct store *st, int64_t now, int limit, struct inbox_row **
 	size_t len = 0;
 	int src;
 	while ((src = sqlite3_step(q)) == SQLITE_ROW && len < (size_t)limit) {
-		struct inbox_row *row = &v[len];
-		row->id = sqlite3_column_int64(q, 0);
-		sq_col_copy(q, 1, row->account_id, sizeof row->account_id);
-		sq_col_copy(q, 2, row->channel, sizeof row->channel);
-		sq_col_copy(q, 3, row->dedupe_key, sizeof row->dedupe_key);
-		row->received_at = sqlite3_column_int64(q, 4);
-		row->attempts = sqlite3_column_int(q, 5);
-		const void *b = sqlite3_column_blob(q, 6);
-		size_t blen = (size_t)sqlite3_column_bytes(q, 6);
-		row->body = malloc(blen + 1);
-		if (!row->body) {
-			rc = HR_ENOMEM;
+		if ((rc = sq_row_inbox(q, &v[len])) != 0)
 			break;
-		}
-		if (blen)
-			memcpy(row->body, b, blen);
-		row->body[blen] = '\0';
-		row->body_len = blen;
 		len++;
 	}
 	if (rc == 0 && src != SQLITE_DONE && src != SQLITE_ROW)

@@ -179,6 +179,9 @@ int sq_event_insert(struct sq_store *s, const char *message_id, int64_t at,
 	"priority, attempts, max_attempts, created_at, updated_at, due_at, lease_until, " \
 	"provider_id, error_code, error_text, segments"
 int sq_row_message(sqlite3_stmt *st, int col, struct message *m);
+/* An inbox row from columns id, account_id, channel, dedupe_key, received_at,
+ * attempts, body (in that order); HR_ENOMEM if the body cannot be copied. */
+int sq_row_inbox(sqlite3_stmt *st, struct inbox_row *row);
 
 /* ---- sqlite_msg.c: shared with the applier (auto-replies) ---- */
 /* Inserts one message row, status QUEUED, without its "accepted" event (the

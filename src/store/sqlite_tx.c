@@ -431,23 +431,10 @@ static int tx_inbox_claim(struct store_tx *t, int64_t now, int64_t until, int li
 	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
 		if (*n >= (size_t)limit)
 			continue; /* cannot happen: LIMIT bounds the update */
-		struct inbox_row *row = &out[*n];
-		row->id = sqlite3_column_int64(st, 0);
-		sq_col_copy(st, 1, row->account_id, sizeof row->account_id);
-		sq_col_copy(st, 2, row->channel, sizeof row->channel);
-		sq_col_copy(st, 3, row->dedupe_key, sizeof row->dedupe_key);
-		row->received_at = sqlite3_column_int64(st, 4);
-		row->attempts = sqlite3_column_int(st, 5);
-		const void *b = sqlite3_column_blob(st, 6);
-		size_t blen = (size_t)sqlite3_column_bytes(st, 6);
-		if (!(row->body = malloc(blen + 1))) {
+		if (sq_row_inbox(st, &out[*n]) != 0) {
 			rc = hr_fail(E(t), HR_ENOMEM, "webhook_inbox", "out of memory");
 			break;
 		}
-		if (blen)
-			memcpy(row->body, b, blen);
-		row->body[blen] = '\0';
-		row->body_len = blen;
 		(*n)++;
 	}
 	if (rc == 0 && src != SQLITE_DONE)
