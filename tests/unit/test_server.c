@@ -824,6 +824,16 @@ static void test_header_smuggling(void **state)
 	     "X-Hub-Signature-256: b\r\nContent-Length: 2\r\n\r\n{}",
 	     0, "X-Hub-Signature-256"},
 	    {"GET /healthz HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 0, "Host"},
+	    /* A header folded over two lines (obs-fold): MHD 0.9.75 moves its
+	     * name out of the head, which must not switch the NUL check off
+	     * for every other header. */
+	    {"GET /v1/messages HTTP/1.1\r\nHost: x\r\nX-Note: a\r\n b\r\nAuthorization: Bearer " KEY
+	     "\0trailing\r\n\r\n",
+	     sizeof("GET /v1/messages HTTP/1.1\r\nHost: x\r\nX-Note: a\r\n b\r\nAuthorization: "
+	            "Bearer " KEY "\0trailing\r\n\r\n") -
+	         1,
+	     "X-Note"},
+	    {"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Note: a\r\n\tb\r\n\r\n", 0, "X-Note"},
 	    {"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " KEY
 	     "\r\nTransfer-Encoding: gzip\r\n\r\n",
 	     0, "Transfer-Encoding"},
