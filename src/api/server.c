@@ -762,9 +762,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return ret;
 	}
 	if (*upload_data_size) {
-		api_guard_body(s->guard, r->gconn, *upload_data_size);
 		if (!r->responded)
 			body_append(r, upload_data, *upload_data_size);
+		/* Only bytes kept earn body time: the discarded rest of a body over
+		 * the limit must come within what the kept part earned, or a steady
+		 * stream of it would hold the connection forever. */
+		if (!r->too_large)
+			api_guard_body(s->guard, r->gconn, *upload_data_size);
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
