@@ -520,11 +520,12 @@ static enum MHD_Result layout_one(void *cls, enum MHD_ValueKind kind, const char
  * spaces), so the strings lie end to end in the raw head and any bytes
  * between one value's end and the next line are what a NUL hid; likewise the
  * URI as the URI-log callback saw it must reach the space before the HTTP
- * version. Returns the header hiding bytes ("path" for the request line), or
- * the one folded over lines (*folded: RFC 7230 3.2.4 lets a server refuse
- * obs-fold, and MHD 0.9.75 mangles its name), or NULL. If the pointers are
- * not laid out like that (another MHD), no verdict: test_server's NUL cases
- * would then fail, not pass silently.
+ * version, and the method the space before the URI. Returns the header
+ * hiding bytes ("path" for the request line), or the one folded over lines
+ * (*folded: RFC 7230 3.2.4 lets a server refuse obs-fold, and MHD 0.9.75
+ * mangles its name), or NULL. If the pointers are not laid out like that
+ * (another MHD), no verdict: test_server's NUL cases would then fail, not
+ * pass silently.
  */
 static const char *hidden_bytes(struct api_req *r, const char *version, char name[HR_NAME_MAX],
                                 bool *folded)
@@ -539,6 +540,12 @@ static const char *hidden_bytes(struct api_req *r, const char *version, char nam
 		return NULL;
 	if (r->uri_at + strlen(r->raw_uri) + 1 != version)
 		return "path";
+	/* The method ends at the first space (now a NUL); only more spaces may
+	 * come before the URI ("GET\0junk /x" would read as GET). */
+	const char *m_end = r->method + strlen(r->method);
+	for (const char *p = m_end + 1; p < r->uri_at; p++)
+		if (*p != ' ')
+			return "path";
 	MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, layout_one, &l);
 	if (l.fold) {
 		*folded = true;

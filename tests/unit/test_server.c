@@ -898,6 +898,9 @@ static void test_header_smuggling(void **state)
 	     "x\r\nX-Hub-Signature-256: a\r\n"
 	     "X-Hub-Signature-256: b\r\nContent-Length: 2\r\n\r\n{}",
 	     0, "X-Hub-Signature-256"},
+	    /* A NUL in the method: read as "GET" alone. */
+	    {"GET\0junk /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+	     sizeof("GET\0junk /healthz HTTP/1.1\r\nHost: x\r\n\r\n") - 1, "path"},
 	    {"GET /healthz HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 0, "Host"},
 	    /* A header folded over two lines (obs-fold): MHD 0.9.75 moves its
 	     * name out of the head, which must not switch the NUL check off
