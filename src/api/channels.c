@@ -209,10 +209,11 @@ static int channel_put(struct api_req *r, json_t *root, struct channel_account *
 		hr_strlcpy(gid, old->id, sizeof gid);
 	} else {
 		int n = snprintf(gid, sizeof gid, "%s%c%s", r->tenant, ACCOUNT_SEP, id);
+		size_t tl = strlen(r->tenant);
 		if (n < 0 || (size_t)n >= sizeof gid)
 			return hr_fail(err, HR_EINVAL, "id",
 			               "id is too long: at most %zu characters for this tenant",
-			               sizeof gid - 2 - strlen(r->tenant));
+			               tl + 2 < sizeof gid ? sizeof gid - 2 - tl : 0);
 	}
 	if (old && old->ops != ops)
 		return hr_fail(err, HR_ECONFLICT, "channel",

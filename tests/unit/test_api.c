@@ -1778,6 +1778,25 @@ static void test_channel_config_size(void **state)
 	free(pad);
 }
 
+/* A tenant whose own id leaves no room for "~<id>" is told so, with the room
+ * it has (none), not a wrapped-around size_t. */
+static void test_channel_id_room(void **state)
+{
+	(void)state;
+	struct resp r;
+	char tenant[HR_NAME_MAX];
+	memset(tenant, 't', sizeof tenant - 1);
+	tenant[sizeof tenant - 1] = '\0';
+	put_tenant_key(E.st, tenant, "key-long-tenant-0123456789");
+	http_ex(E.base, "POST", "/v1/channels", "key-long-tenant-0123456789",
+	        "{\"id\":\"a\",\"channel\":\"whatsapp\"}",
+	        strlen("{\"id\":\"a\",\"channel\":\"whatsapp\"}"), NULL, 0, &r);
+	check_error(&r, 422, "invalid", "id");
+	if (!strstr(r.body, "at most 0 characters"))
+		fail_msg("%s", r.body);
+	resp_free(&r);
+}
+
 static void test_channels_api(void **state)
 {
 	(void)state;
@@ -3095,6 +3114,7 @@ int main(void)
 		cmocka_unit_test(test_content_accept),
 		cmocka_unit_test(test_suppressions),
 		cmocka_unit_test(test_channels_api), cmocka_unit_test(test_channel_config_size),
+		cmocka_unit_test(test_channel_id_room),
 		cmocka_unit_test(test_template_config_sync),
 		cmocka_unit_test(test_sms),
 		cmocka_unit_test(test_rcs_content),
