@@ -31,6 +31,11 @@
 #include "api/api_int.h"
 
 #define ACCOUNT_SEP '~'
+/* An account's config as stored: every adapter's keys fit in a few KiB (the
+ * longest, Twilio's help_text, is 1600 characters). The config stays in
+ * memory while the server runs, also after an update (the replaced account
+ * is retired, not freed), so a tenant must not pad it to the body limit. */
+#define ACCOUNT_CONFIG_MAX (16u << 10)
 
 const char *api_account_name(const char *tenant, const char *global_id)
 {
@@ -204,10 +209,11 @@ static int channel_put(struct api_req *r, json_t *root, struct channel_account *
 		hr_strlcpy(gid, old->id, sizeof gid);
 	} else {
 		int n = snprintf(gid, sizeof gid, "%s%c%s", r->tenant, ACCOUNT_SEP, id);
+		size_t tl = strlen(r->tenant);
 		if (n < 0 || (size_t)n >= sizeof gid)
 			return hr_fail(err, HR_EINVAL, "id",
 			               "id is too long: at most %zu characters for this tenant",
-			               sizeof gid - 2 - strlen(r->tenant));
+			               tl + 2 < sizeof gid ? sizeof gid - 2 - tl : 0);
 	}
 	if (old && old->ops != ops)
 		return hr_fail(err, HR_ECONFLICT, "channel",
@@ -230,6 +236,11 @@ static int channel_put(struct api_req *r, json_t *root, struct channel_account *
 	row.config = json_dumps(root, JSON_COMPACT);
 	if (!row.config)
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	if (strlen(row.config) > ACCOUNT_CONFIG_MAX) {
+		free(row.config);
+		return hr_fail(err, HR_ELIMIT, NULL, "the account's config is over %u bytes",
+		               ACCOUNT_CONFIG_MAX);
+	}
 	struct channel_account *a = NULL;
 	rc = channel_account_new_policy(&row, s->o.accounts->policy, &a, err);
 	if (rc) {

@@ -504,15 +504,19 @@ int channel_url_origin(const char *url, char *out, size_t outsz)
 	CURLU *u = curl_url();
 	if (!u)
 		return HR_ENOMEM;
-	char *scheme = NULL, *host = NULL, *port = NULL, *user = NULL, *pw = NULL;
+	char *scheme = NULL, *host = NULL, *port = NULL, *user = NULL, *pw = NULL, *zone = NULL;
 	int rc = HR_EINVAL;
+	/* No IPv6 zone id: it picks the interface, so which host answers, and
+	 * CURLUPART_HOST leaves it out ("[fe80::1%25eth1]" would pass as an
+	 * allowed "[fe80::1]" on another link). */
 	if (url && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
 	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
 	    (strcasecmp(scheme, "http") == 0 || strcasecmp(scheme, "https") == 0) &&
 	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && *host &&
 	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK &&
 	    curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_NO_USER &&
-	    curl_url_get(u, CURLUPART_PASSWORD, &pw, 0) == CURLUE_NO_PASSWORD) {
+	    curl_url_get(u, CURLUPART_PASSWORD, &pw, 0) == CURLUE_NO_PASSWORD &&
+	    curl_url_get(u, CURLUPART_ZONEID, &zone, 0) == CURLUE_NO_ZONEID) {
 		int n = snprintf(out, outsz, "%s://%s:%s", scheme, host, port);
 		if (n > 0 && (size_t)n < outsz) {
 			for (char *c = out; *c; c++)
@@ -525,6 +529,7 @@ int channel_url_origin(const char *url, char *out, size_t outsz)
 	curl_free(port);
 	curl_free(user);
 	curl_free(pw);
+	curl_free(zone);
 	curl_url_cleanup(u);
 	return rc;
 }
@@ -547,7 +552,7 @@ int channel_url_check(struct channel_account *a, const char *url, const char *fi
 	    strchr(url, ' '))
 		return hr_fail(err, HR_EINVAL, field,
 		               "%s must be an absolute http:// or https:// URL with a host and "
-		               "without user:password@",
+		               "without user:password@ or an IPv6 zone id",
 		               field);
 	if (!a->restricted)
 		return 0;

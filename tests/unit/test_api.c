@@ -1747,6 +1747,56 @@ static json_t *find_account(json_t *list, const char *id)
 	return NULL;
 }
 
+/* An account's config is kept in memory for as long as the server runs (a
+ * replaced one is retired, not freed) and in the store: a tenant may not make
+ * it megabytes of padding, 4 MiB a request. */
+static void test_channel_config_size(void **state)
+{
+	(void)state;
+	setenv("HERALD_TEST_WA_TOKEN", "api-token-1", 1);
+	setenv("HERALD_TEST_WA_SECRET", NEW_SECRET, 1);
+	char vt[128];
+	snprintf(vt, sizeof vt, "%s/vt", E.dir);
+	write_file(vt, "api-verify-1\n");
+	enum { PAD = 64 * 1024 };
+	char *pad = malloc(PAD + 32);
+	assert_non_null(pad);
+	strcpy(pad, ",\"note\":\"");
+	size_t l = strlen(pad);
+	memset(pad + l, 'x', PAD);
+	strcpy(pad + l + PAD, "\"");
+	size_t size = PAD + 1024;
+	char *body = malloc(size);
+	assert_non_null(body);
+	wa_account_body(body, size, "big-wa", "http://127.0.0.1:9", "555000999", pad);
+	struct resp r;
+	http("POST", "/v1/channels", KEY_ACME, body, &r);
+	check_error(&r, 413, "too_large", NULL);
+	resp_free(&r);
+	assert_null(account_set_find(&E.set, "acme~big-wa"));
+	free(body);
+	free(pad);
+}
+
+/* A tenant whose own id leaves no room for "~<id>" is told so, with the room
+ * it has (none), not a wrapped-around size_t. */
+static void test_channel_id_room(void **state)
+{
+	(void)state;
+	struct resp r;
+	char tenant[HR_NAME_MAX];
+	memset(tenant, 't', sizeof tenant - 1);
+	tenant[sizeof tenant - 1] = '\0';
+	put_tenant_key(E.st, tenant, "key-long-tenant-0123456789");
+	http_ex(E.base, "POST", "/v1/channels", "key-long-tenant-0123456789",
+	        "{\"id\":\"a\",\"channel\":\"whatsapp\"}",
+	        strlen("{\"id\":\"a\",\"channel\":\"whatsapp\"}"), NULL, 0, &r);
+	check_error(&r, 422, "invalid", "id");
+	if (!strstr(r.body, "at most 0 characters"))
+		fail_msg("%s", r.body);
+	resp_free(&r);
+}
+
 static void test_channels_api(void **state)
 {
 	(void)state;
@@ -3063,7 +3113,8 @@ int main(void)
 		cmocka_unit_test(test_content_validation),
 		cmocka_unit_test(test_content_accept),
 		cmocka_unit_test(test_suppressions),
-		cmocka_unit_test(test_channels_api),
+		cmocka_unit_test(test_channels_api), cmocka_unit_test(test_channel_config_size),
+		cmocka_unit_test(test_channel_id_room),
 		cmocka_unit_test(test_template_config_sync),
 		cmocka_unit_test(test_sms),
 		cmocka_unit_test(test_rcs_content),

@@ -466,6 +466,36 @@ static void test_origins(void **state)
 	assert_int_equal(channel_url_origin("ftp://host/", o, sizeof o), HR_EINVAL);
 	assert_int_equal(channel_url_origin("file:///etc/passwd", o, sizeof o), HR_EINVAL);
 	assert_int_equal(channel_url_origin("graph.facebook.com", o, sizeof o), HR_EINVAL);
+	/* An IPv6 zone id picks the interface, so the host it names: an origin
+	 * without it would let "[fe80::1%25eth1]" pass as an allowed
+	 * "[fe80::1]" on another link. */
+	assert_int_equal(channel_url_origin("http://[fe80::1%25eth1]:9090/", o, sizeof o),
+	                 HR_EINVAL);
+	assert_int_equal(channel_url_origin("http://[fe80::1%eth1]:9090/", o, sizeof o), HR_EINVAL);
+	{
+		struct channel_policy p;
+		policy_from(&p,
+		            "{\"server\":{\"allowed_origins\":[\"http://[fe80::1]:9090\"]},"
+		            "\"tenants\":[{\"id\":\"beta\"}]}",
+		            0, NULL);
+		json_t *cfg = good_config("whatsapp");
+		json_object_set_new(cfg, "base_url", json_string("http://[fe80::1%25eth1]:9090"));
+		struct account_row row = {.id = "acct1", .api_created = true};
+		hr_strlcpy(row.tenant_id, "beta", sizeof row.tenant_id);
+		hr_strlcpy(row.channel, "whatsapp", sizeof row.channel);
+		row.config = json_dumps(cfg, JSON_COMPACT);
+		json_decref(cfg);
+		struct channel_account *a = NULL;
+		struct hr_err err;
+		hr_err_clear(&err);
+		int rc = channel_account_new_policy(&row, &p, &a, &err);
+		free(row.config);
+		channel_account_free(a);
+		channel_policy_clear(&p);
+		if (rc == 0)
+			fail_msg("a zone id passed as the allowed [fe80::1]");
+		assert_string_equal(err.field, "accounts[acct1].base_url");
+	}
 
 	static const struct {
 		const char *url;

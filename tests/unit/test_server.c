@@ -573,6 +573,81 @@ static void test_body_rate(void **state)
 	env_stop(&e);
 }
 
+static void deadlines_short_small_body(struct api_opts *o)
+{
+	deadlines_short(o);
+	o->max_body_bytes = 1000;
+}
+
+struct chunker {
+	int fd;
+	int ms;   /* how long to keep sending */
+	int sent; /* out: body bytes sent before the server closed */
+};
+
+/* Sends 200-byte chunks every 50 ms (4000 B/s, twice the minimum rate) for
+ * c->ms or until the server closes. */
+static void *chunker_run(void *arg)
+{
+	struct chunker *c = arg;
+	char chunk[256] = "c8\r\n";
+	memset(chunk + 4, ' ', 200);
+	memcpy(chunk + 204, "\r\n", 2);
+	int64_t t0 = hr_mono_us();
+	while (ms_since(t0) < c->ms) {
+		if (send(c->fd, chunk, 206, MSG_NOSIGNAL) != 206)
+			break;
+		c->sent += 200;
+		usleep(50000);
+	}
+	return NULL;
+}
+
+/* Only the bytes Herald keeps earn the body time: the discarded rest of a
+ * body over the limit must come within what the kept part earned, or a
+ * client streaming garbage at the minimum rate holds its connection (and
+ * the server's reading) forever. */
+static void test_oversized_body_cut(void **state)
+{
+	(void)state;
+	struct env e;
+	env_start(&e, NULL, false, deadlines_short_small_body);
+	int64_t cut0 = metric(&e, "herald_http_requests_cut_total{phase=\"body\"}");
+	static const char head[] =
+	    "POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " KEY
+	    "\r\nContent-Type: application/json\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n";
+	int fd = dial(e.port, NULL);
+	send_all(fd, head, strlen(head));
+	int64_t t0 = hr_mono_us();
+	struct chunker c = {fd, 4000, 0};
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, chunker_run, &c), 0);
+	int ms = closed_within(fd, 5000);
+	int64_t took = ms_since(t0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	close(fd);
+	/* 600 ms plus 1000 bytes at 2000 B/s: about 1100 ms, reaped within 150. */
+	if (ms < 0 || took > 2000)
+		fail_msg("an endless body over the limit was cut after %lld ms (%d bytes sent)",
+		         (long long)took, c.sent);
+	assert_int_equal(metric(&e, "herald_http_requests_cut_total{phase=\"body\"}"), cut0 + 1);
+
+	/* A body over the limit that ends in time is still answered 413. */
+	fd = dial(e.port, NULL);
+	send_all(fd, head, strlen(head));
+	char chunk[1300] = "4b0\r\n";
+	memset(chunk + 5, ' ', 1200);
+	memcpy(chunk + 1205, "\r\n0\r\n\r\n", 7);
+	send_all(fd, chunk, 1212);
+	struct raw r;
+	read_response(fd, 3000, &r);
+	check_error(&r, 413, "too_large", NULL);
+	raw_free(&r);
+	close(fd);
+	env_stop(&e);
+}
+
 /* The fake provider answers after FAKE_DELAY_MS: longer than every deadline
  * of deadlines_short, so a sync request is suspended past them. */
 #define FAKE_DELAY_MS 1500
@@ -823,7 +898,20 @@ static void test_header_smuggling(void **state)
 	     "x\r\nX-Hub-Signature-256: a\r\n"
 	     "X-Hub-Signature-256: b\r\nContent-Length: 2\r\n\r\n{}",
 	     0, "X-Hub-Signature-256"},
+	    /* A NUL in the method: read as "GET" alone. */
+	    {"GET\0junk /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+	     sizeof("GET\0junk /healthz HTTP/1.1\r\nHost: x\r\n\r\n") - 1, "path"},
 	    {"GET /healthz HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 0, "Host"},
+	    /* A header folded over two lines (obs-fold): MHD 0.9.75 moves its
+	     * name out of the head, which must not switch the NUL check off
+	     * for every other header. */
+	    {"GET /v1/messages HTTP/1.1\r\nHost: x\r\nX-Note: a\r\n b\r\nAuthorization: Bearer " KEY
+	     "\0trailing\r\n\r\n",
+	     sizeof("GET /v1/messages HTTP/1.1\r\nHost: x\r\nX-Note: a\r\n b\r\nAuthorization: "
+	            "Bearer " KEY "\0trailing\r\n\r\n") -
+	         1,
+	     "X-Note"},
+	    {"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Note: a\r\n\tb\r\n\r\n", 0, "X-Note"},
 	    {"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " KEY
 	     "\r\nTransfer-Encoding: gzip\r\n\r\n",
 	     0, "Transfer-Encoding"},
@@ -941,11 +1029,12 @@ static void test_content_length(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_connection_limits),   cmocka_unit_test(test_default_per_address),
-	    cmocka_unit_test(test_head_deadline),       cmocka_unit_test(test_body_rate),
-	    cmocka_unit_test(test_suspended_not_cut),   cmocka_unit_test(test_head_size_sweep),
-	    cmocka_unit_test(test_head_fields_and_url), cmocka_unit_test(test_header_smuggling),
-	    cmocka_unit_test(test_query_checks),        cmocka_unit_test(test_content_length),
+	    cmocka_unit_test(test_connection_limits),  cmocka_unit_test(test_default_per_address),
+	    cmocka_unit_test(test_head_deadline),      cmocka_unit_test(test_body_rate),
+	    cmocka_unit_test(test_oversized_body_cut), cmocka_unit_test(test_suspended_not_cut),
+	    cmocka_unit_test(test_head_size_sweep),    cmocka_unit_test(test_head_fields_and_url),
+	    cmocka_unit_test(test_header_smuggling),   cmocka_unit_test(test_query_checks),
+	    cmocka_unit_test(test_content_length),
 	};
 	return cmocka_run_group_tests_name("server", tests, NULL, NULL);
 }
