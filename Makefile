@@ -1,6 +1,7 @@
 # The README's two commands:
 #   make demo   - install what is missing, build, start `herald sim` + `herald serve`
-#   make test   - install what is missing, build with ASan/UBSan, run the whole suite
+#   make test   - install what is missing (PostgreSQL's server too), build with
+#                 ASan/UBSan, run the whole suite
 JOBS ?= 2
 
 .PHONY: demo test build release bench clean
@@ -19,6 +20,7 @@ build:
 	$(MAKE) -C build -j$(JOBS)
 
 test: build
+	scripts/deps.sh test
 	cd build && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j$(JOBS)

@@ -4,8 +4,11 @@
 set -euo pipefail
 want=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev
       libsqlite3-dev libjansson-dev libssl-dev libfyaml-dev libjwt-dev libcmocka-dev curl
-      openssl ca-certificates)
+      openssl ca-certificates libpq-dev)
 case "${1:-build}" in
+  # The tests start their own PostgreSQL servers from the server package's
+  # binaries (tests/pgtest.c: /usr/lib/postgresql/N/bin, off the PATH).
+  test) want+=(postgresql) ;;
   bench) want+=(wrk nginx-light sqlite3) ;;
 esac
 missing=()
@@ -17,5 +20,18 @@ if ((${#missing[@]})); then
   SUDO=""
   if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  apt_install() {
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@"
+  }
+  if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+    # Installed for the first time, the server package creates a "main"
+    # cluster and (where systemd or an init script may start it) runs it on
+    # port 5432. Nothing here uses it, so ask for none: postgresql-common
+    # reads create_main_cluster from createcluster.conf when the server
+    # package is configured, so install it first and turn that off.
+    dpkg-query -W -f='${Status}' postgresql-common 2>/dev/null | grep -q "install ok installed" ||
+      apt_install postgresql-common
+    $SUDO pg_conftool /etc/postgresql-common/createcluster.conf set create_main_cluster false
+  fi
+  apt_install "${missing[@]}"
 fi
