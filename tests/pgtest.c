@@ -397,13 +397,40 @@ static _Noreturn void supervise(const struct pgtest *pg, const struct runas *ra,
 			ssize_t n = read(lifeline, buf, sizeof buf);
 			if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
 				break; /* pgtest_stop, or the test process is gone */
+			/* pgtest_server_down / _up: 'D' stops the server (fast
+			 * shutdown, the data stays), 'U' starts it again. */
+			for (ssize_t i = 0; i < n; i++) {
+				if (buf[i] == 'D' && ppid > 0) {
+					kill(ppid, SIGINT);
+					if (!reap_within(ppid, &st, FAST_STOP_MS)) {
+						kill(ppid, SIGQUIT);
+						if (!reap_within(ppid, &st, QUIT_STOP_MS)) {
+							kill(ppid, SIGKILL);
+							waitpid(ppid, &st, 0);
+						}
+					}
+					ppid = 0;
+				} else if (buf[i] == 'U' && ppid <= 0) {
+					ppid = spawn(ra, plog, SIGQUIT, pargv);
+					if (ppid < 0) {
+						rm_tree(pg->dir);
+						_exit(SUP_SETUP);
+					}
+				}
+			}
 		}
+		if (ppid <= 0)
+			continue;
 		if (waitpid(ppid, &st, WNOHANG) == ppid) {
 			dprintf(2, "pgtest: postgres exited by itself (status %d)\n", st);
 			dump_tail("postgres log", plog);
 			rm_tree(pg->dir);
 			_exit(SUP_EXITED);
 		}
+	}
+	if (ppid <= 0) {
+		rm_tree(pg->dir); /* down (pgtest_server_down) when stopped */
+		_exit(SUP_CLEAN);
 	}
 	kill(ppid, SIGINT);
 	if (!reap_within(ppid, &st, FAST_STOP_MS)) {
@@ -660,4 +687,54 @@ int pgtest_createdb(struct pgtest *pg, const char *name)
 	PQclear(res);
 	PQfinish(c);
 	return rc;
+}
+
+/* Tells the supervisor c ('D' or 'U') and waits until a ping of the server
+ * answers `want` (NO_RESPONSE once down, OK once up), up to the start
+ * timeout. */
+static int server_cmd(struct pgtest *pg, char c, PGPing want)
+{
+	if (pg->supervisor <= 0 || pg->lifeline < 0) {
+		seterr(pg, "no server");
+		return -1;
+	}
+	if (write(pg->lifeline, &c, 1) != 1) {
+		seterr(pg, "lifeline: %s", strerror(errno));
+		return -1;
+	}
+	char ping[400];
+	pgtest_conninfo(pg, "postgres", ping, sizeof ping);
+	strncat(ping, " connect_timeout=5", sizeof ping - strlen(ping) - 1);
+	double deadline = now_ms() + START_TIMEOUT_MS;
+	while (PQping(ping) != want) {
+		if (now_ms() > deadline) {
+			seterr(pg, "PostgreSQL not %s within %d ms", c == 'D' ? "down" : "up",
+			       START_TIMEOUT_MS);
+			return -1;
+		}
+		sleep_ms(10);
+	}
+	return 0;
+}
+
+int pgtest_server_down(struct pgtest *pg)
+{
+	return server_cmd(pg, 'D', PQPING_NO_RESPONSE);
+}
+
+int pgtest_server_up(struct pgtest *pg)
+{
+	if (server_cmd(pg, 'U', PQPING_OK) != 0)
+		return -1;
+	char pidfile[200];
+	snprintf(pidfile, sizeof pidfile, "%s/data/postmaster.pid", pg->dir);
+	FILE *f = fopen(pidfile, "r");
+	long pid = 0;
+	if (f) {
+		if (fscanf(f, "%ld", &pid) != 1)
+			pid = 0;
+		fclose(f);
+	}
+	pg->server_pid = (pid_t)pid;
+	return 0;
 }

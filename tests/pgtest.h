@@ -70,6 +70,14 @@ int pgtest_start(struct pgtest *pg);
  * call twice. */
 int pgtest_stop(struct pgtest *pg);
 
+/* Stops the server (fast shutdown: every connection is closed) and keeps
+ * its data; returns once it no longer answers. 0 or -1 (pg->err). */
+int pgtest_server_down(struct pgtest *pg);
+
+/* Starts a server stopped by pgtest_server_down again, on the same port,
+ * socket and data; returns once it accepts connections. 0 or -1. */
+int pgtest_server_up(struct pgtest *pg);
+
 /* A new connection to database dbname (NULL: pg->dbname) over the unix
  * socket; NULL with pg->err set on failure. PQfinish it. */
 PGconn *pgtest_connect(struct pgtest *pg, const char *dbname);

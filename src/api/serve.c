@@ -65,7 +65,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a, const char *c
 			    "       [--synchronous normal|full] [--port-file PATH] [--verbose]\n\n"
 			    "  --config     YAML config (default $HERALD_CONFIG)\n"
 			    "  --listen     override server.listen (port 0 picks a free port)\n"
-			    "  --db         override store.path\n"
+			    "  --db         override store.path (store.url with store.driver postgres)\n"
 			    "  --port-file  write the bound port here once listening\n",
 			    cmd);
 			return 1;
@@ -120,7 +120,26 @@ static int open_store(json_t *cfg, const struct serve_args *a, struct store **st
 	so.queue_max = (int)hr_cfg_int(cfg, "store.queue_max", 65536, 1, 10000000, err);
 	if (err->code)
 		return err->code;
-	return ops->open(path, &so, st, err);
+	if (strcmp(ops->name, "postgres") != 0)
+		return ops->open(path, &so, st, err);
+	/* PostgreSQL: store.url is a libpq conninfo or URI (no password in it,
+	 * ideally); store.password an env:/file: reference resolved here, held
+	 * only for the open and by the store for reconnecting. */
+	const char *url = a->db ? a->db : hr_cfg_str(cfg, "store.url", NULL, err);
+	const char *pref = hr_cfg_str(cfg, "store.password", NULL, err);
+	if (err->code)
+		return err->code;
+	if (!url || !*url)
+		return hr_fail(err, HR_EINVAL, "store.url",
+		               "store.driver postgres needs store.url (a libpq conninfo or URI)");
+	char *pw = NULL;
+	if (pref && !(pw = hr_secret_resolve(pref, "store.password", err)))
+		return err->code ? err->code : HR_EINVAL;
+	so.password = pw;
+	int rc = ops->open(url, &so, st, err);
+	if (pw)
+		hr_secret_free(pw);
+	return rc;
 }
 
 /*

@@ -9,6 +9,7 @@
 
 static const struct store_ops *const backends[] = {
 	&store_sqlite,
+	&store_postgres,
 };
 
 const struct store_ops *store_backend(const char *name)

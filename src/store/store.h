@@ -43,6 +43,8 @@ struct store_opts {
 	int queue_max;           /* max writes queued before new client writes (message_insert,
 	                          * inbox_append) get HR_EBUSY; internal writes are always
 	                          * queued (default 65536) */
+	const char *password;    /* postgres: the resolved store.password (overrides the
+	                          * url's); borrowed until open returns. NULL: none */
 };
 
 struct tenant_row {
@@ -207,7 +209,7 @@ struct apply_stats {
 struct store_ops {
 	const char *name;            /* "sqlite" */
 
-	/* dsn: for sqlite, a file path. Applies migrations and starts the writer. */
+	/* dsn: for sqlite, a file path; for postgres, a libpq conninfo or URI. Applies migrations and starts the writer. */
 	int (*open)(const char *dsn, const struct store_opts *opts, struct store **out,
 	            struct hr_err *err);
 	/* Drains queued writes, stops the writer, closes everything. NULL is fine. */
@@ -355,6 +357,7 @@ struct store_ops {
 };
 
 extern const struct store_ops store_sqlite;
+extern const struct store_ops store_postgres;
 
 /* Finds a backend by name ("sqlite"); NULL if unknown. */
 const struct store_ops *store_backend(const char *name);

@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "pgtest.h"
 
 #define DEMO_KEY "hk_test_0123456789abcdef"
 
@@ -64,6 +65,47 @@ static void put_subst(FILE *f, const struct world *w, const char *s)
 	}
 }
 
+/*
+ * HERALD_IT_STORE=postgres: the worlds of this test process keep their data
+ * in PostgreSQL instead of a SQLite file: one real server (tests/pgtest.h),
+ * started by the first world and stopped at exit, and a fresh database per
+ * world. The password goes through an env: reference as in production
+ * (the test server trusts local connections, so its value is not checked).
+ */
+static struct pgtest it_pg;
+static bool it_pg_started;
+static int it_pg_seq;
+
+static void it_pg_stop(void)
+{
+	if (it_pg_started && pgtest_stop(&it_pg) != 0)
+		fprintf(stderr, "pgtest: %s\n", it_pg.err);
+	it_pg_started = false;
+}
+
+bool harness_postgres(void)
+{
+	const char *v = getenv("HERALD_IT_STORE");
+	return v && strcmp(v, "postgres") == 0;
+}
+
+/* A fresh database for one world; its conninfo goes into w->db. */
+static void it_pg_db(struct world *w)
+{
+	if (!it_pg_started) {
+		if (pgtest_start(&it_pg) != 0)
+			fail_msg("pgtest: %s", it_pg.err);
+		it_pg_started = true;
+		atexit(it_pg_stop);
+	}
+	char name[32];
+	snprintf(name, sizeof name, "w%d_%d", (int)getpid(), ++it_pg_seq);
+	if (pgtest_createdb(&it_pg, name) != 0)
+		fail_msg("pgtest: %s", it_pg.err);
+	pgtest_conninfo(&it_pg, name, w->db, sizeof w->db);
+	assert_int_equal(setenv("HERALD_IT_PGPASS", "unused-by-trust-auth", 1), 0);
+}
+
 void world_init(struct world *w, const char *sim_knobs, const char *extra)
 {
 	world_init2(w, NULL, NULL, NULL, sim_knobs, extra);
@@ -91,8 +133,14 @@ void world_init2(struct world *w, const char *accounts, const char *templates,
 	if (!server_extra || !strstr(server_extra, "threads:"))
 		fprintf(f, "  threads: 2\n");
 	put_subst(f, w, server_extra);
+	if (harness_postgres()) {
+		it_pg_db(w);
+		fprintf(f, "store:\n  driver: postgres\n  url: \"%s\"\n"
+		           "  password: env:HERALD_IT_PGPASS\n", w->db);
+	} else {
+		fprintf(f, "store:\n  driver: sqlite\n  path: %s\n  synchronous: normal\n", w->db);
+	}
 	fprintf(f,
-	        "store:\n  driver: sqlite\n  path: %s\n  synchronous: normal\n"
 	        "tenants:\n"
 	        "  - id: acme\n    name: Acme\n    api_keys: [" DEMO_KEY "]\n"
 	        "    accounts:\n"
@@ -100,7 +148,7 @@ void world_init2(struct world *w, const char *accounts, const char *templates,
 	        "        api_version: \"21.0\"\n        phone_number_id: \"106540352242922\"\n"
 	        "        access_token: test-token\n        app_secret: app-secret-123\n"
 	        "        verify_token: verify-me\n        rate_limit: 5000\n",
-	        w->db, w->sim);
+	        w->sim);
 	put_subst(f, w, accounts);
 	fprintf(f, "    templates:\n"
 	           "      - {name: payment_reminder, channel: whatsapp, language: en_GB,"

@@ -45,6 +45,9 @@ void harness_server_extra(const char *yaml);
  * after acme (items indented 2 spaces: "  - id: beta\n    name: Beta\n...");
  * NULL for none. @API@ and @SIM@ are replaced as above. */
 void harness_tenants_extra(const char *yaml);
+/* True when HERALD_IT_STORE=postgres: worlds store in a fresh PostgreSQL
+ * database each (w->db is then its conninfo), on one server per process. */
+bool harness_postgres(void);
 void world_start_sim(struct world *w);
 void world_start_serve(struct world *w);
 /* SIGTERM and wait; asserts a clean exit (0) so ASan leak reports fail tests. */

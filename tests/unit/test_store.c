@@ -31,6 +31,7 @@
 
 #include "herald.h"
 #include "store/store.h"
+#include "pgtest.h"
 #include "store_test.h"
 
 /* ---------------------------------------------------------------------------
@@ -50,6 +51,8 @@ struct store_fixture {
 	int (*create)(char *dsn, size_t size);
 	/* Removes what create made; every store on it is closed by then. */
 	void (*destroy)(const char *dsn);
+	/* Releases what the fixture holds for the whole run (NULL: nothing). */
+	void (*finish)(void);
 };
 
 /* SQLite: a file in a fresh mkdtemp() directory. */
@@ -78,8 +81,60 @@ static void sqlite_destroy(const char *dsn)
 	}
 }
 
+/* PostgreSQL: one real server (tests/pgtest.h) for the whole run, started
+ * by the first test, and a fresh database per test on it. */
+static struct pgtest pg_server;
+static bool pg_started;
+static int pg_seq;
+
+static int postgres_create(char *dsn, size_t size)
+{
+	if (!pg_started) {
+		if (pgtest_start(&pg_server) != 0) {
+			fprintf(stderr, "pgtest: %s\n", pg_server.err);
+			return -1;
+		}
+		pg_started = true;
+	}
+	char name[32];
+	snprintf(name, sizeof name, "t%d_%d", (int)getpid(), ++pg_seq);
+	if (pgtest_createdb(&pg_server, name) != 0) {
+		fprintf(stderr, "pgtest: %s\n", pg_server.err);
+		return -1;
+	}
+	pgtest_conninfo(&pg_server, name, dsn, size);
+	return 0;
+}
+
+static void postgres_destroy(const char *dsn)
+{
+	const char *db = strstr(dsn, "dbname=");
+	if (!db)
+		return;
+	char name[32];
+	snprintf(name, sizeof name, "%.*s", (int)strcspn(db + 7, " "), db + 7);
+	PGconn *c = pgtest_connect(&pg_server, NULL);
+	if (!c)
+		return;
+	char sql[96];
+	snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+	PGresult *r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		fprintf(stderr, "drop %s: %s", name, PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+}
+
+static void postgres_finish(void)
+{
+	if (pg_started && pgtest_stop(&pg_server) != 0)
+		fprintf(stderr, "pgtest: %s\n", pg_server.err);
+	pg_started = false;
+}
+
 static const struct store_fixture fixtures[] = {
-    {"sqlite", sqlite_create, sqlite_destroy},
+    {"sqlite", sqlite_create, sqlite_destroy, NULL},
+    {"postgres", postgres_create, postgres_destroy, postgres_finish},
 };
 
 static const struct store_fixture *fixture; /* chosen in main() */
@@ -2496,6 +2551,7 @@ struct claim_race {
 struct claimer {
 	pthread_t th;
 	struct claim_race *race;
+	struct store *st; /* its own store (another node), or NULL: the race's */
 	int rc, got;
 	int odd; /* handed out but not SENDING on attempt 1 */
 };
@@ -2508,12 +2564,12 @@ static void *claim_thread(void *arg)
 {
 	struct claimer *c = arg;
 	struct claim_race *r = c->race;
+	struct store *st = c->st ? c->st : r->st;
 	pthread_barrier_wait(&r->start);
 	struct message out[CC_LIMIT];
 	while (atomic_load(&r->total) < CC_N && hr_mono_us() < r->deadline) {
 		size_t n = 0;
-		c->rc =
-		    r->st->ops->claim(r->st, "shared", hr_now_us(), 60 * SEC, CC_LIMIT, out, &n);
+		c->rc = st->ops->claim(st, "shared", hr_now_us(), 60 * SEC, CC_LIMIT, out, &n);
 		if (c->rc != 0)
 			break;
 		for (size_t i = 0; i < n; i++) {
@@ -2534,10 +2590,12 @@ static int cmp_id(const void *a, const void *b)
 }
 
 /* Claimers started together on one account never get the same message, and
- * together get each queued message exactly once. */
-static void test_concurrent_claimers_exactly_once(void **state)
+ * together get each queued message exactly once. With `separate`, each
+ * claimer has its own store opened on the same database, as several nodes
+ * (processes) would: on a shared backend their claims really run at once,
+ * in separate transactions. */
+static void claimers_run(struct fx *f, bool separate)
 {
-	struct fx *f = *state;
 	struct store *st = f->st;
 	struct message *m = calloc(CC_N, sizeof *m);
 	char(*want)[HR_ID_LEN + 1] = calloc(CC_N, sizeof *want);
@@ -2557,11 +2615,17 @@ static void test_concurrent_claimers_exactly_once(void **state)
 	assert_int_equal(pthread_barrier_init(&r.start, NULL, CC_T), 0);
 	for (int i = 0; i < CC_T; i++) {
 		c[i] = (struct claimer){.race = &r};
-		assert_int_equal(pthread_create(&c[i].th, NULL, claim_thread, &c[i]), 0);
+		struct hr_err err = {0};
+		if (separate)
+			assert_int_equal(backend->open(f->dsn, NULL, &c[i].st, &err), 0);
 	}
+	for (int i = 0; i < CC_T; i++)
+		assert_int_equal(pthread_create(&c[i].th, NULL, claim_thread, &c[i]), 0);
 	int sum = 0;
 	for (int i = 0; i < CC_T; i++) {
 		pthread_join(c[i].th, NULL);
+		if (c[i].st)
+			backend->close(c[i].st);
 		fprintf(stderr, "    claimer %d: %d messages\n", i, c[i].got);
 		assert_int_equal(c[i].rc, 0);
 		assert_int_equal(c[i].odd, 0);
@@ -2595,6 +2659,16 @@ static void test_concurrent_claimers_exactly_once(void **state)
 	free_list(v, n);
 	free(want);
 	free(r.seen);
+}
+
+static void test_concurrent_claimers_exactly_once(void **state)
+{
+	claimers_run(*state, false);
+}
+
+static void test_claimers_on_separate_stores_exactly_once(void **state)
+{
+	claimers_run(*state, true);
 }
 
 /* Records a list of send outcomes a few at a time, after a shared start. */
@@ -3044,6 +3118,7 @@ int main(void)
 	    T(test_auto_reply_once),
 	    T(test_segments_roundtrip),
 	    T(test_concurrent_claimers_exactly_once),
+	    T(test_claimers_on_separate_stores_exactly_once),
 	    T(test_concurrent_late_outcomes_fenced),
 	    T(test_two_appliers_effects_once),
 	    T(test_two_appliers_rows_claimed_once),
@@ -3051,5 +3126,8 @@ int main(void)
 	};
 	char group[80];
 	snprintf(group, sizeof group, "store conformance (%s)", fixture->name);
-	return cmocka_run_group_tests_name(group, tests, NULL, NULL);
+	int failed = cmocka_run_group_tests_name(group, tests, NULL, NULL);
+	if (fixture->finish)
+		fixture->finish();
+	return failed;
 }

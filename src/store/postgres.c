@@ -1,0 +1,1000 @@
+/*
+ * postgres.c - the PostgreSQL store backend: connections, the
+ * group-committing writer thread, the reader pool, shared helpers and
+ * open/close/migrate. The operations live in postgres_conf.c,
+ * postgres_msg.c, postgres_hook.c, postgres_supp.c and postgres_tx.c; this
+ * file fills `store_postgres` with them.
+ *
+ * The writer ("herald-pgwrite") is sqlite.c's writer over one libpq
+ * connection: it takes everything queued (up to group_max jobs), runs it in
+ * one BEGIN ... COMMIT with a SAVEPOINT around each job (a failing job rolls
+ * back only itself), and reports results only after COMMIT returned. The
+ * BEGIN also reads the database's clock (now(), the same for the whole
+ * group), which is the `now` of every job in it, so every node sharing the
+ * database measures leases and due times by one clock.
+ *
+ * Readers: a pool of up to rmax connections, each with its own prepared
+ * statements. A read that finds its connection broken (the server
+ * restarted) is retried once on a new connection: reads are idempotent.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/postgres.h"
+#include "store/postgres_int.h"
+
+#define PG_READERS_MAX 8
+#define PG_GROUP_MAX_DEFAULT 512
+#define PG_QUEUE_MAX_DEFAULT 65536
+
+/* ---------------------------------------------------------------------------
+ * Parameters and columns.
+ * ------------------------------------------------------------------------- */
+
+static int pp_slot(struct pg_params *p)
+{
+	/* The statements are fixed and have at most PG_PARAMS_MAX parameters. */
+	if (p->n >= PG_PARAMS_MAX)
+		abort();
+	return p->n++;
+}
+
+void pp_text(struct pg_params *p, const char *s)
+{
+	int i = pp_slot(p);
+	p->v[i] = s;
+	p->len[i] = 0;
+	p->fmt[i] = 0;
+}
+
+void pp_opt(struct pg_params *p, const char *s)
+{
+	pp_text(p, s && *s ? s : NULL);
+}
+
+void pp_i64(struct pg_params *p, int64_t v)
+{
+	int i = pp_slot(p);
+	snprintf(p->num[i], sizeof p->num[i], "%lld", (long long)v);
+	p->v[i] = p->num[i];
+	p->len[i] = 0;
+	p->fmt[i] = 0;
+}
+
+void pp_bool(struct pg_params *p, bool v)
+{
+	pp_text(p, v ? "t" : "f");
+}
+
+void pp_bytes(struct pg_params *p, const void *b, size_t len)
+{
+	int i = pp_slot(p);
+	p->v[i] = b ? b : "";
+	p->len[i] = (int)len;
+	p->fmt[i] = 1;
+}
+
+void pg_col_copy(const PGresult *r, int row, int col, char *dst, size_t size)
+{
+	hr_utf8_copy(dst, PQgetvalue(r, row, col), size);
+}
+
+char *pg_col_dup(const PGresult *r, int row, int col, bool *oom)
+{
+	if (PQgetisnull(r, row, col))
+		return NULL;
+	char *p = strdup(PQgetvalue(r, row, col));
+	if (!p)
+		*oom = true;
+	return p;
+}
+
+int64_t pg_col_i64(const PGresult *r, int row, int col)
+{
+	if (PQgetisnull(r, row, col))
+		return 0;
+	return strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+bool pg_col_bool(const PGresult *r, int row, int col)
+{
+	const char *v = PQgetvalue(r, row, col);
+	return v[0] == 't' || v[0] == '1';
+}
+
+int pg_col_bytea(const PGresult *r, int row, int col, char **out, size_t *len)
+{
+	size_t n = 0;
+	unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, col), &n);
+	if (!raw)
+		return HR_ENOMEM;
+	char *p = malloc(n + 1);
+	if (!p) {
+		PQfreemem(raw);
+		return HR_ENOMEM;
+	}
+	if (n)
+		memcpy(p, raw, n);
+	p[n] = '\0';
+	PQfreemem(raw);
+	*out = p;
+	*len = n;
+	return 0;
+}
+
+int pg_row_message(const PGresult *r, int row, int c, struct message *m)
+{
+	bool oom = false;
+	memset(m, 0, sizeof *m);
+	pg_col_copy(r, row, c + 0, m->id, sizeof m->id);
+	pg_col_copy(r, row, c + 1, m->tenant_id, sizeof m->tenant_id);
+	pg_col_copy(r, row, c + 2, m->account_id, sizeof m->account_id);
+	pg_col_copy(r, row, c + 3, m->channel, sizeof m->channel);
+	pg_col_copy(r, row, c + 4, m->recipient, sizeof m->recipient);
+	pg_col_copy(r, row, c + 5, m->batch_id, sizeof m->batch_id);
+	m->content = pg_col_dup(r, row, c + 6, &oom);
+	m->body = pg_col_dup(r, row, c + 7, &oom);
+	m->status = (enum msg_status)pg_col_i64(r, row, c + 8);
+	m->priority = (int)pg_col_i64(r, row, c + 9);
+	m->attempts = (int)pg_col_i64(r, row, c + 10);
+	m->max_attempts = (int)pg_col_i64(r, row, c + 11);
+	m->created_at = pg_col_i64(r, row, c + 12);
+	m->updated_at = pg_col_i64(r, row, c + 13);
+	m->due_at = pg_col_i64(r, row, c + 14);
+	m->lease_until = pg_col_i64(r, row, c + 15);
+	pg_col_copy(r, row, c + 16, m->provider_id, sizeof m->provider_id);
+	pg_col_copy(r, row, c + 17, m->error_code, sizeof m->error_code);
+	pg_col_copy(r, row, c + 18, m->error_text, sizeof m->error_text);
+	m->segments = (int)pg_col_i64(r, row, c + 19);
+	if (oom) {
+		message_clear(m);
+		return HR_ENOMEM;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Connections and statements.
+ * ------------------------------------------------------------------------- */
+
+static bool conn_ok(const struct pg_conn *c)
+{
+	return c->c && PQstatus(c->c) == CONNECTION_OK;
+}
+
+/*
+ * SQLSTATE classes that mean "try again" (the API answers 503): a lost or
+ * refused connection (08), a server shutting down or restarting (57P0x),
+ * lock and serialisation conflicts (40001, 40P01, 55P03), exhausted
+ * resources (53).
+ */
+int pg_fail(struct pg_conn *c, const PGresult *res, struct hr_err *err, const char *field)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *msg = res ? PQresultErrorMessage(res) : NULL;
+	if (!msg || !*msg)
+		msg = c->c ? PQerrorMessage(c->c) : "not connected";
+	int code = HR_EIO;
+	if (!conn_ok(c))
+		code = HR_EBUSY;
+	else if (state && strncmp(state, "23", 2) == 0)
+		code = HR_ECONFLICT;
+	else if (state && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0 ||
+	                   strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
+	                   strcmp(state, "55P03") == 0 || strncmp(state, "53", 2) == 0))
+		code = HR_EBUSY;
+	else if (state && strcmp(state, "22001") == 0)
+		code = HR_ELIMIT;
+	char clean[200];
+	hr_strlcpy(clean, msg, sizeof clean);
+	size_t n = strlen(clean);
+	while (n && (clean[n - 1] == '\n' || clean[n - 1] == ' '))
+		clean[--n] = '\0';
+	return hr_fail(err, code, field ? field : "store", "postgres: %s", clean);
+}
+
+int pg_connect(struct pg_store *s, struct pg_conn *c, struct hr_err *err)
+{
+	memset(c->prep, 0, sizeof c->prep);
+	memset(c->list_prep, 0, sizeof c->list_prep);
+	/* Keywords before dbname are defaults the dsn may override; password
+	 * after it overrides the dsn's (it comes resolved from a secret). */
+	const char *kw[8], *val[8];
+	int k = 0;
+	kw[k] = "connect_timeout", val[k++] = "5";
+	kw[k] = "application_name", val[k++] = "herald";
+	kw[k] = "keepalives_idle", val[k++] = "30";
+	kw[k] = "dbname", val[k++] = s->dsn;
+	if (s->password)
+		kw[k] = "password", val[k++] = s->password;
+	kw[k] = NULL, val[k] = NULL;
+	c->c = PQconnectdbParams(kw, val, 1);
+	if (!c->c)
+		return hr_fail(err, HR_ENOMEM, "store.url", "out of memory");
+	if (PQstatus(c->c) != CONNECTION_OK) {
+		int rc = pg_fail(c, NULL, err, "store.url");
+		PQfinish(c->c);
+		c->c = NULL;
+		return rc == HR_EIO ? HR_EBUSY : rc;
+	}
+	/* Times are stored as bigint microseconds; the session's zone only
+	 * matters to the partition function (UTC months). */
+	int rc = pg_simple(c, "SET TIME ZONE 'UTC'; SET client_min_messages = warning", err,
+	                   "store.url");
+	if (rc)
+		pg_disconnect(c);
+	return rc;
+}
+
+void pg_disconnect(struct pg_conn *c)
+{
+	if (c->c)
+		PQfinish(c->c);
+	c->c = NULL;
+	memset(c->prep, 0, sizeof c->prep);
+	memset(c->list_prep, 0, sizeof c->list_prep);
+}
+
+int pg_simple(struct pg_conn *c, const char *sql, struct hr_err *err, const char *field)
+{
+	if (!c->c)
+		return hr_fail(err, HR_EBUSY, field ? field : "store", "postgres: not connected");
+	PGresult *r = PQexec(c->c, sql);
+	ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+	int rc = 0;
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+		rc = pg_fail(c, r, err, field);
+	PQclear(r);
+	return rc;
+}
+
+int pg_exec_named(struct pg_conn *c, const char *name, bool *prepared, const char *sql,
+                  const struct pg_params *p, PGresult **out, struct hr_err *err, const char *field)
+{
+	if (out)
+		*out = NULL;
+	if (!c->c)
+		return hr_fail(err, HR_EBUSY, field ? field : "store", "postgres: not connected");
+	if (!*prepared) {
+		PGresult *r = PQprepare(c->c, name, sql, 0, NULL);
+		if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+			int rc = pg_fail(c, r, err, field);
+			if (rc == HR_EIO)
+				hr_log(HR_LOG_ERROR, "store", "prepare failed: %s: %s",
+				       err ? err->msg : "", sql);
+			PQclear(r);
+			return rc;
+		}
+		PQclear(r);
+		*prepared = true;
+	}
+	static const struct pg_params none;
+	if (!p)
+		p = &none;
+	PGresult *r = PQexecPrepared(c->c, name, p->n, p->v, p->len, p->fmt, 0);
+	ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		int rc = pg_fail(c, r, err, field);
+		PQclear(r);
+		return rc;
+	}
+	if (out)
+		*out = r;
+	else
+		PQclear(r);
+	return 0;
+}
+
+int pg_exec(struct pg_conn *c, enum pg_slot slot, const char *sql, const struct pg_params *p,
+            PGresult **out, struct hr_err *err, const char *field)
+{
+	char name[16];
+	snprintf(name, sizeof name, "h%d", (int)slot);
+	return pg_exec_named(c, name, &c->prep[slot], sql, p, out, err, field);
+}
+
+static bool pcmd_push(struct pg_store *s, struct pg_job *j, int kind, enum pg_slot slot,
+                      const char *field, const char *conflict)
+{
+	if (s->npcmd == s->pcap) {
+		size_t nc = s->pcap ? s->pcap * 2 : 256;
+		struct pg_pcmd *n = realloc(s->pcmd, nc * sizeof *n);
+		if (!n)
+			return false;
+		s->pcmd = n;
+		s->pcap = nc;
+	}
+	struct pg_pcmd *c = &s->pcmd[s->npcmd++];
+	c->job = j;
+	c->kind = kind;
+	c->slot = slot;
+	c->field = field;
+	hr_strlcpy(c->conflict, conflict ? conflict : "", sizeof c->conflict);
+	return true;
+}
+
+int pg_wdo(struct pg_store *s, struct pg_job *j, enum pg_slot slot, const char *sql,
+           const struct pg_params *p, const char *field, const char *conflict)
+{
+	if (!s->piping) {
+		int rc = pg_exec(&s->w, slot, sql, p, NULL, &j->err, field);
+		if (rc == HR_ECONFLICT && conflict)
+			hr_fail(&j->err, rc, field, "%s", conflict);
+		return rc;
+	}
+	char name[16];
+	snprintf(name, sizeof name, "h%d", (int)slot);
+	PGconn *c = s->w.c;
+	if (!s->w.prep[slot]) {
+		if (!PQsendPrepare(c, name, sql, 0, NULL) ||
+		    !pcmd_push(s, j, PC_PREPARE, slot, field, NULL))
+			return hr_fail(&j->err, HR_EBUSY, field, "postgres: cannot send: %s",
+			               PQerrorMessage(c));
+		s->w.prep[slot] = true; /* taken back if the prepare fails */
+	}
+	if (!PQsendQueryPrepared(c, name, p->n, p->v, p->len, p->fmt, 0) ||
+	    !pcmd_push(s, j, PC_STMT, slot, field, conflict))
+		return hr_fail(&j->err, HR_EBUSY, field, "postgres: cannot send: %s",
+		               PQerrorMessage(c));
+	return 0;
+}
+
+int pg_event_insert(struct pg_store *s, const char *message_id, int64_t at, int64_t provider_at,
+                    const char *type, const char *source, int status, bool applied,
+                    const char *detail, int64_t inbox_id, struct hr_err *err)
+{
+	struct pg_params p = {0};
+	pp_text(&p, message_id);
+	pp_i64(&p, at);
+	pp_i64(&p, provider_at);
+	pp_text(&p, type);
+	pp_text(&p, source);
+	if (status < 0)
+		pp_text(&p, NULL);
+	else
+		pp_i64(&p, status);
+	pp_bool(&p, applied);
+	pp_text(&p, detail);
+	if (inbox_id)
+		pp_i64(&p, inbox_id);
+	else
+		pp_text(&p, NULL);
+	return pg_exec(
+	    &s->w, P_EVENT_INSERT,
+	    "INSERT INTO message_event(message_id, at, provider_at, type, source, status,"
+	    " applied, detail, inbox_id)"
+	    " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+	    &p, NULL, err, "message_event");
+}
+
+/* ---------------------------------------------------------------------------
+ * The reader pool.
+ * ------------------------------------------------------------------------- */
+
+int pg_reader_get(struct pg_store *s, struct pg_conn **out)
+{
+	pthread_mutex_lock(&s->rlock);
+	while (!s->rfree && s->rcount >= s->rmax)
+		pthread_cond_wait(&s->rcond, &s->rlock);
+	struct pg_conn *c = s->rfree;
+	if (c)
+		s->rfree = c->next;
+	else
+		s->rcount++;
+	pthread_mutex_unlock(&s->rlock);
+	if (!c && !(c = calloc(1, sizeof *c))) {
+		pg_reader_put(s, NULL);
+		return HR_ENOMEM;
+	}
+	if (conn_ok(c)) {
+		*out = c;
+		return 0;
+	}
+	pg_disconnect(c);
+	int rc = pg_connect(s, c, NULL);
+	if (rc) {
+		free(c);
+		pg_reader_put(s, NULL);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+/* Returns c to the pool; a broken connection (or NULL: a slot whose
+ * connection could not be made) gives its slot back instead. */
+void pg_reader_put(struct pg_store *s, struct pg_conn *c)
+{
+	bool keep = c && conn_ok(c) && PQtransactionStatus(c->c) == PQTRANS_IDLE;
+	if (c && !keep) {
+		pg_disconnect(c);
+		free(c);
+	}
+	pthread_mutex_lock(&s->rlock);
+	if (keep) {
+		c->next = s->rfree;
+		s->rfree = c;
+	} else {
+		s->rcount--;
+	}
+	pthread_cond_signal(&s->rcond);
+	pthread_mutex_unlock(&s->rlock);
+}
+
+/*
+ * One read on a pooled connection, retried once on a fresh connection when
+ * the pooled one turned out broken (a server restart closes idle
+ * connections, which libpq notices only on their next use). list_mask >= 0
+ * selects a message_list variant instead of slot.
+ */
+int pg_read(struct pg_store *s, enum pg_slot slot, int list_mask, const char *sql,
+            const struct pg_params *p, PGresult **out)
+{
+	*out = NULL;
+	int rc = HR_EBUSY;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		struct pg_conn *c;
+		if ((rc = pg_reader_get(s, &c)))
+			return rc;
+		if (list_mask >= 0) {
+			char name[16];
+			snprintf(name, sizeof name, "l%d", list_mask);
+			rc = pg_exec_named(c, name, &c->list_prep[list_mask], sql, p, out, NULL,
+			                   NULL);
+		} else {
+			rc = pg_exec(c, slot, sql, p, out, NULL, NULL);
+		}
+		bool broken = !conn_ok(c);
+		pg_reader_put(s, c);
+		if (!(rc && broken))
+			break;
+	}
+	return rc;
+}
+
+/* ---------------------------------------------------------------------------
+ * The writer.
+ * ------------------------------------------------------------------------- */
+
+static int enqueue(struct pg_store *s, struct pg_job *j)
+{
+	j->next = NULL;
+	pthread_mutex_lock(&s->qlock);
+	if (s->stopping || (j->limited && s->qlen >= s->opts.queue_max)) {
+		pthread_mutex_unlock(&s->qlock);
+		return HR_EBUSY;
+	}
+	if (s->qtail)
+		s->qtail->next = j;
+	else
+		s->qhead = j;
+	s->qtail = j;
+	s->qlen++;
+	pthread_cond_signal(&s->qcond);
+	pthread_mutex_unlock(&s->qlock);
+	return 0;
+}
+
+int pg_run_blocking(struct pg_store *s, struct pg_job *j, struct hr_err *err)
+{
+	j->cb = NULL;
+	j->arg = NULL;
+	j->heap = false;
+	j->done = false;
+	j->rc = 0;
+	j->err.code = 0;
+	pthread_cond_init(&j->cv, NULL);
+	int rc = enqueue(s, j);
+	if (rc == 0) {
+		pthread_mutex_lock(&s->dlock);
+		while (!j->done)
+			pthread_cond_wait(&j->cv, &s->dlock);
+		pthread_mutex_unlock(&s->dlock);
+		rc = j->rc;
+		if (rc < 0 && err)
+			*err = j->err;
+	} else {
+		hr_fail(err, rc, "store", "write queue full or store closing");
+	}
+	pthread_cond_destroy(&j->cv);
+	return rc;
+}
+
+int pg_run_async(struct pg_store *s, struct pg_job *j, size_t size, store_done_fn cb, void *arg)
+{
+	struct pg_job *h = malloc(size);
+	if (!h)
+		return HR_ENOMEM;
+	memcpy(h, j, size);
+	h->cb = cb;
+	h->arg = arg;
+	h->heap = true;
+	h->done = false;
+	h->rc = 0;
+	h->err.code = 0;
+	int rc = enqueue(s, h);
+	if (rc)
+		free(h);
+	return rc;
+}
+
+static void fail_all(struct pg_job *list, int rc, const char *what)
+{
+	for (struct pg_job *j = list; j; j = j->next)
+		j->rc = hr_fail(&j->err, rc, "store", "postgres: %s", what);
+}
+
+/* The writer's connection, made again if it broke; false if the server
+ * cannot be reached now. */
+static bool writer_ready(struct pg_store *s)
+{
+	if (conn_ok(&s->w))
+		return true;
+	bool had = s->w.c != NULL;
+	pg_disconnect(&s->w);
+	struct hr_err err = {0};
+	if (pg_connect(s, &s->w, &err)) {
+		if (had)
+			hr_log(HR_LOG_WARN, "store", "writer cannot reconnect: %s", err.msg);
+		return false;
+	}
+	if (had)
+		hr_log(HR_LOG_INFO, "store", "writer reconnected to PostgreSQL");
+	return true;
+}
+
+/* BEGIN, reading the database's clock in the same round trip. A connection
+ * found broken here (the server restarted while the writer was idle) is
+ * made again once: nothing of the group has been sent yet. */
+static int group_begin(struct pg_store *s)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (!writer_ready(s))
+			return HR_EBUSY;
+		PGresult *r =
+		    PQexec(s->w.c, "BEGIN; SELECT (extract(epoch FROM now()) * 1000000)::bigint");
+		if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+			s->gnow = pg_col_i64(r, 0, 0);
+			PQclear(r);
+			return 0;
+		}
+		PQclear(r);
+		if (conn_ok(&s->w)) {
+			PQclear(PQexec(s->w.c, "ROLLBACK"));
+			return HR_EIO;
+		}
+	}
+	return HR_EBUSY;
+}
+
+static bool simple_ok(struct pg_store *s, const char *sql)
+{
+	PGresult *r = PQexec(s->w.c, sql);
+	bool ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+	PQclear(r);
+	return ok;
+}
+
+/* Jobs sent in one pipeline at most (each job's savepoint takes one of the
+ * 64 subtransaction ids a backend caches: see PG_GROUP_CAP). */
+#define PG_PIPE_MAX 64
+
+/*
+ * Reads the results of the pipeline just sent (s->pcmd) and its sync.
+ * *failed gets the index of the first command that failed (its job's rc
+ * and err set), or -1. 0, or HR_EBUSY if the connection broke or the
+ * results were not what was sent (the transaction is then lost).
+ */
+static int pipe_read(struct pg_store *s, long *failed)
+{
+	PGconn *c = s->w.c;
+	*failed = -1;
+	for (size_t i = 0; i < s->npcmd; i++) {
+		struct pg_pcmd *d = &s->pcmd[i];
+		PGresult *r = PQgetResult(c);
+		if (!r)
+			return HR_EBUSY;
+		ExecStatusType st = PQresultStatus(r);
+		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+			if (d->kind == PC_PREPARE)
+				s->w.prep[d->slot] = false;
+			if (st != PGRES_PIPELINE_ABORTED && *failed < 0) {
+				*failed = (long)i;
+				int rc = pg_fail(&s->w, r, &d->job->err, d->field);
+				if (rc == HR_ECONFLICT && d->conflict[0])
+					hr_fail(&d->job->err, rc, d->field, "%s", d->conflict);
+				d->job->rc = rc;
+			}
+		}
+		PQclear(r);
+		if ((r = PQgetResult(c))) { /* each command's results end with NULL */
+			PQclear(r);
+			return HR_EBUSY;
+		}
+	}
+	PGresult *r = PQgetResult(c);
+	bool synced = r && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+	PQclear(r);
+	if (!synced || !PQexitPipelineMode(c))
+		return HR_EBUSY;
+	return conn_ok(&s->w) ? 0 : HR_EBUSY;
+}
+
+/*
+ * Runs the pipeable jobs [first, end) of a group with one round trip: each
+ * job's SAVEPOINT, statements and RELEASE are sent back to back, then one
+ * sync, then the results are read. A statement that fails makes the server
+ * skip the rest until the sync: that job is rolled back to its savepoint
+ * and marked failed, the jobs before it stand, and the jobs after it are
+ * sent again. 0, or non-zero if the transaction is lost.
+ */
+static int pipe_run(struct pg_store *s, struct pg_job *first, struct pg_job *end)
+{
+	PGconn *c = s->w.c;
+	while (first != end) {
+		if (!PQenterPipelineMode(c))
+			return HR_EBUSY;
+		s->piping = true;
+		s->npcmd = 0;
+		bool sent = true;
+		for (struct pg_job *j = first; j != end && sent; j = j->next) {
+			sent =
+			    PQsendQueryParams(c, "SAVEPOINT job", 0, NULL, NULL, NULL, NULL, 0) &&
+			    pcmd_push(s, j, PC_SAVEPOINT, P__COUNT, "store", NULL);
+			if (sent) {
+				j->err.code = 0;
+				j->rc = j->run(s, j); /* queues its statements (pg_wdo) */
+				if (j->rc == HR_EBUSY && !conn_ok(&s->w))
+					sent = false;
+			}
+			/* A job that failed before sending all it meant to (out of
+			 * memory) is undone in the same pipeline. */
+			if (sent && j->rc < 0)
+				sent = PQsendQueryParams(c, "ROLLBACK TO SAVEPOINT job", 0, NULL,
+				                         NULL, NULL, NULL, 0) &&
+				       pcmd_push(s, j, PC_RELEASE, P__COUNT, "store", NULL);
+			sent = sent &&
+			       PQsendQueryParams(c, "RELEASE SAVEPOINT job", 0, NULL, NULL, NULL,
+			                         NULL, 0) &&
+			       pcmd_push(s, j, PC_RELEASE, P__COUNT, "store", NULL);
+		}
+		s->piping = false;
+		if (!sent || !PQpipelineSync(c))
+			return HR_EBUSY;
+		long failed;
+		if (pipe_read(s, &failed))
+			return HR_EBUSY;
+		if (failed < 0)
+			return 0;
+		struct pg_pcmd *d = &s->pcmd[failed];
+		if (d->kind == PC_SAVEPOINT || d->kind == PC_RELEASE)
+			return HR_EIO;
+		if (!simple_ok(s, "ROLLBACK TO SAVEPOINT job") ||
+		    !simple_ok(s, "RELEASE SAVEPOINT job"))
+			return HR_EIO;
+		first = d->job->next; /* the ones after it were skipped: again */
+	}
+	return 0;
+}
+
+/*
+ * Runs a group of jobs in one transaction, each in its own savepoint unless
+ * it is alone. A job that reports success but left the transaction in the
+ * aborted state (a statement failed and it did not notice) counts as failed.
+ * COMMIT is checked by its command tag: PostgreSQL answers COMMIT on an
+ * aborted transaction with a successful ROLLBACK.
+ */
+static void run_group(struct pg_store *s, struct pg_job *list, int k)
+{
+	int brc = group_begin(s);
+	if (brc) {
+		fail_all(list, brc, brc == HR_EBUSY ? "database unavailable" : "cannot begin");
+		return;
+	}
+	bool single = k == 1, broken = false;
+	for (struct pg_job *j = list; j; j = j->next) {
+		if (!single && j->pipeable && j->next && j->next->pipeable) {
+			struct pg_job *last = j;
+			for (int n = 1; n < PG_PIPE_MAX && last->next && last->next->pipeable; n++)
+				last = last->next;
+			int prc = pipe_run(s, j, last->next);
+			if (prc) {
+				broken = true;
+				break;
+			}
+			j = last;
+			continue;
+		}
+		if (!single && !simple_ok(s, "SAVEPOINT job")) {
+			broken = true;
+			break;
+		}
+		j->rc = j->run(s, j);
+		if (!conn_ok(&s->w)) {
+			broken = true;
+			break;
+		}
+		if (j->rc == 0 && PQtransactionStatus(s->w.c) == PQTRANS_INERROR)
+			j->rc = hr_fail(&j->err, HR_EIO, "store", "postgres: statement failed");
+		if (single)
+			break;
+		if (j->rc < 0 && !simple_ok(s, "ROLLBACK TO SAVEPOINT job")) {
+			broken = true;
+			break;
+		}
+		if (!simple_ok(s, "RELEASE SAVEPOINT job")) {
+			broken = true;
+			break;
+		}
+	}
+	if (broken) {
+		/* A pipeline left half-read cannot be rolled back in place: the
+		 * connection goes (the server rolls back), the next group makes
+		 * a new one. */
+		if (s->w.c && PQpipelineStatus(s->w.c) != PQ_PIPELINE_OFF)
+			pg_disconnect(&s->w);
+		bool lost = !conn_ok(&s->w);
+		fail_all(list, lost ? HR_EBUSY : HR_EIO,
+		         lost ? "connection lost, transaction rolled back" : "transaction aborted");
+		if (!lost)
+			PQclear(PQexec(s->w.c, "ROLLBACK"));
+		return;
+	}
+	if (single && list->rc < 0) {
+		PQclear(PQexec(s->w.c, "ROLLBACK"));
+		return;
+	}
+	PGresult *r = PQexec(s->w.c, "COMMIT");
+	bool ok =
+	    r && PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
+	PQclear(r);
+	if (!ok) {
+		/* A connection lost during COMMIT leaves the outcome unknown to us,
+		 * but whole either way: the group committed entirely or not at all. */
+		bool lost = !conn_ok(&s->w);
+		fail_all(list, lost ? HR_EBUSY : HR_EIO,
+		         lost ? "connection lost at commit" : "commit");
+		if (!lost && PQtransactionStatus(s->w.c) != PQTRANS_IDLE)
+			PQclear(PQexec(s->w.c, "ROLLBACK"));
+		return;
+	}
+	atomic_fetch_add(&s->commits, 1);
+}
+
+static void complete(struct pg_store *s, struct pg_job *list)
+{
+	struct pg_job *waiters = NULL, **wtail = &waiters;
+	int n = 0;
+	for (struct pg_job *j = list, *next; j; j = next) {
+		next = j->next;
+		n++;
+		if (j->cb) {
+			j->cb(j->arg, j->rc, j->rc < 0 ? &j->err : NULL);
+			if (j->heap)
+				free(j);
+		} else {
+			*wtail = j;
+			wtail = &j->next;
+			j->next = NULL;
+		}
+	}
+	atomic_fetch_add(&s->jobs, (uint_fast64_t)n);
+	if (!waiters)
+		return;
+	pthread_mutex_lock(&s->dlock);
+	for (struct pg_job *j = waiters, *next; j; j = next) {
+		next = j->next; /* j may be gone once signalled and unlocked */
+		j->done = true;
+		pthread_cond_signal(&j->cv);
+	}
+	pthread_mutex_unlock(&s->dlock);
+}
+
+static void *writer_main(void *arg)
+{
+	struct pg_store *s = arg;
+	for (;;) {
+		pthread_mutex_lock(&s->qlock);
+		while (!s->qhead && !s->stopping)
+			pthread_cond_wait(&s->qcond, &s->qlock);
+		if (!s->qhead) {
+			pthread_mutex_unlock(&s->qlock);
+			break;
+		}
+		struct pg_job *first = s->qhead, *last = first;
+		int k = 1;
+		if (!first->solo)
+			while (last->next && !last->next->solo && k < s->opts.group_max) {
+				last = last->next;
+				k++;
+			}
+		s->qhead = last->next;
+		if (!s->qhead)
+			s->qtail = NULL;
+		last->next = NULL;
+		s->qlen -= k;
+		pthread_mutex_unlock(&s->qlock);
+
+		if (first->solo) {
+			if (!writer_ready(s)) {
+				fail_all(first, HR_EBUSY, "database unavailable");
+			} else {
+				s->gnow = hr_now_us();
+				first->rc = first->run(s, first);
+				if (first->rc == 0)
+					atomic_fetch_add(&s->commits, 1);
+			}
+		} else {
+			run_group(s, first, k);
+		}
+		complete(s, first);
+	}
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * open / close / migrate.
+ * ------------------------------------------------------------------------- */
+
+static void pg_free(struct pg_store *s)
+{
+	pg_disconnect(&s->w);
+	while (s->rfree) {
+		struct pg_conn *c = s->rfree;
+		s->rfree = c->next;
+		pg_disconnect(c);
+		free(c);
+	}
+	pthread_mutex_destroy(&s->qlock);
+	pthread_cond_destroy(&s->qcond);
+	pthread_mutex_destroy(&s->dlock);
+	pthread_mutex_destroy(&s->rlock);
+	pthread_cond_destroy(&s->rcond);
+	free(s->json.buf);
+	free(s->pcmd);
+	free(s->dsn);
+	if (s->password) {
+		explicit_bzero(s->password, strlen(s->password));
+		free(s->password);
+	}
+	free(s);
+}
+
+static int pg_open(const char *dsn, const struct store_opts *opts, struct store **out,
+                   struct hr_err *err)
+{
+	if (!dsn || !*dsn)
+		return hr_fail(err, HR_EINVAL, "store.url", "postgres needs a connection string");
+	struct pg_store *s = calloc(1, sizeof *s);
+	if (!s || !(s->dsn = strdup(dsn))) {
+		free(s);
+		return hr_fail(err, HR_ENOMEM, "store", "out of memory");
+	}
+	s->base.ops = &store_postgres;
+	if (opts)
+		s->opts = *opts;
+	if (s->opts.group_max <= 0)
+		s->opts.group_max = PG_GROUP_MAX_DEFAULT;
+	if (s->opts.queue_max <= 0)
+		s->opts.queue_max = PG_QUEUE_MAX_DEFAULT;
+	s->rmax = PG_READERS_MAX;
+	pthread_mutex_init(&s->qlock, NULL);
+	pthread_cond_init(&s->qcond, NULL);
+	pthread_mutex_init(&s->dlock, NULL);
+	pthread_mutex_init(&s->rlock, NULL);
+	pthread_cond_init(&s->rcond, NULL);
+	atomic_init(&s->commits, 0);
+	atomic_init(&s->jobs, 0);
+	if (opts && opts->password && !(s->password = strdup(opts->password))) {
+		pg_free(s);
+		return hr_fail(err, HR_ENOMEM, "store", "out of memory");
+	}
+	int rc = pg_connect(s, &s->w, err);
+	if (rc || (rc = pg_migrate_conn(&s->w, NULL, err)))
+		goto fail;
+	rc = pthread_create(&s->writer, NULL, writer_main, s);
+	if (rc) {
+		rc = hr_fail(err, HR_EIO, "store", "cannot start writer: %s", strerror(rc));
+		goto fail;
+	}
+	pthread_setname_np(s->writer, "herald-pgwrite");
+	s->writer_running = true;
+	*out = &s->base;
+	return 0;
+fail:
+	pg_free(s);
+	return rc;
+}
+
+static void pg_close(struct store *st)
+{
+	if (!st)
+		return;
+	struct pg_store *s = (struct pg_store *)st;
+	if (s->writer_running) {
+		pthread_mutex_lock(&s->qlock);
+		s->stopping = true;
+		pthread_cond_signal(&s->qcond);
+		pthread_mutex_unlock(&s->qlock);
+		pthread_join(s->writer, NULL);
+	}
+	pthread_mutex_lock(&s->rlock);
+	while (s->rcount > 0) {
+		while (!s->rfree)
+			pthread_cond_wait(&s->rcond, &s->rlock);
+		struct pg_conn *c = s->rfree;
+		s->rfree = c->next;
+		s->rcount--;
+		pg_disconnect(c);
+		free(c);
+	}
+	pthread_mutex_unlock(&s->rlock);
+	pg_free(s);
+}
+
+struct job_migrate {
+	struct pg_job j;
+	int applied;
+};
+
+static int run_migrate(struct pg_store *s, struct pg_job *j)
+{
+	struct job_migrate *m = (struct job_migrate *)j;
+	return pg_migrate_conn(&s->w, &m->applied, &j->err);
+}
+
+/* A solo job on the writer: migrations need their own transactions. */
+static int pg_migrate(struct store *st, int *applied, struct hr_err *err)
+{
+	struct job_migrate m = {.j = {.run = run_migrate, .solo = true}};
+	int rc = pg_run_blocking((struct pg_store *)st, &m.j, err);
+	if (applied)
+		*applied = m.applied;
+	return rc;
+}
+
+void store_postgres_stats(struct store *st, uint64_t *commits, uint64_t *jobs)
+{
+	struct pg_store *s = (struct pg_store *)st;
+	if (commits)
+		*commits = atomic_load(&s->commits);
+	if (jobs)
+		*jobs = atomic_load(&s->jobs);
+}
+
+const struct store_ops store_postgres = {
+    .name = "postgres",
+    .open = pg_open,
+    .close = pg_close,
+    .migrate = pg_migrate,
+    .tenant_upsert = pg_tenant_upsert,
+    .api_key_put = pg_api_key_put,
+    .api_key_lookup = pg_api_key_lookup,
+    .api_key_prune = pg_api_key_prune,
+    .prune = pg_prune,
+    .account_upsert = pg_account_upsert,
+    .account_list = pg_account_list,
+    .template_upsert = pg_template_upsert,
+    .template_get = pg_template_get,
+    .message_insert = pg_message_insert,
+    .message_get = pg_message_get,
+    .message_get_by_provider_id = pg_message_get_by_provider_id,
+    .message_events = pg_message_events,
+    .message_list = pg_message_list,
+    .message_counts = pg_message_counts,
+    .claim = pg_claim,
+    .record_results = pg_record_results,
+    .requeue_expired = pg_requeue_expired,
+    .next_due = pg_next_due,
+    .suppression_put = pg_suppression_put,
+    .suppression_delete = pg_suppression_delete,
+    .suppression_list = pg_suppression_list,
+    .idem_get = pg_idem_get,
+    .inbox_append = pg_inbox_append,
+    .inbox_fetch = pg_inbox_fetch,
+    .inbox_claim = pg_inbox_claim,
+    .apply_inbox = pg_apply_inbox,
+    .inbox_pending = pg_inbox_pending,
+};

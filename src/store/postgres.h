@@ -1,0 +1,17 @@
+/*
+ * postgres.h - extras of the PostgreSQL store backend beyond struct
+ * store_ops, for tests and benchmarks. `st` must come from
+ * store_postgres.open.
+ */
+#ifndef HR_STORE_POSTGRES_H
+#define HR_STORE_POSTGRES_H
+
+#include <stdint.h>
+
+#include "store/store.h"
+
+/* Writer figures since open: transactions committed and write jobs
+ * completed (jobs / commits is the mean group size). Either may be NULL. */
+void store_postgres_stats(struct store *st, uint64_t *commits, uint64_t *jobs);
+
+#endif

@@ -1,0 +1,330 @@
+/*
+ * postgres_int.h - internals shared by the PostgreSQL backend's files
+ * (postgres.c: connections, the writer, the reader pool, helpers;
+ * postgres_schema.c: migrations and partitions; postgres_conf.c: tenants,
+ * keys, accounts, templates, idempotency, retention; postgres_msg.c:
+ * messages; postgres_hook.c: the webhook inbox; postgres_supp.c: the
+ * suppression list and recipient aliases; postgres_tx.c: lifecycle.h's
+ * transaction interface). Nothing outside src/store/ includes it.
+ *
+ * Threads: the writer thread ("herald-pgwrite") owns `w`, the writer's
+ * connection, and its prepared statements; nothing else touches them once it
+ * runs. Readers borrow a connection from the pool for one call.
+ *
+ * Connections that break (the server restarted, the network dropped) are
+ * dropped and opened again on next use: the writer before its next group,
+ * readers when they are next borrowed. A write that was in the transaction
+ * that broke fails with HR_EBUSY (the API answers 503): PostgreSQL rolled it
+ * back, or, if the break came during COMMIT itself, it may have committed
+ * whole; it is never half-written.
+ */
+#ifndef HR_POSTGRES_INT_H
+#define HR_POSTGRES_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "store/lifecycle.h"
+#include "store/store.h"
+
+/* ---- migrations (postgres_schema.c) ---- */
+struct pg_migration {
+	int version;
+	const char *sql;
+};
+extern const struct pg_migration pg_migrations[];
+extern const size_t pg_migration_count;
+/* Months of message partitions made ahead of (and behind) the current one. */
+#define PG_PARTITION_MONTHS_AHEAD 3
+#define PG_PARTITION_MONTHS_BACK 1
+
+/* Prepared statements, one name per slot on every connection ("h<slot>"),
+ * prepared on a connection the first time it runs the slot. */
+enum pg_slot {
+	/* writer */
+	P_TENANT_UPSERT,
+	P_APIKEY_PUT,
+	P_APIKEY_PRUNE,
+	P_INBOX_PRUNE,
+	P_IDEM_PRUNE,
+	P_ACCOUNT_UPSERT,
+	P_TEMPLATE_UPSERT,
+	P_MSG_INSERT,
+	P_MSG_ACCEPT,
+	P_MSG_ACCEPT_MANY,
+	P_EVENT_INSERT,
+	P_IDEM_INSERT,
+	P_CLAIM,
+	P_MSG_STATE,
+	P_LC_UPDATE,
+	P_LEASE_EXPIRED,
+	P_INBOX_INSERT,
+	P_INBOX_STATE,
+	P_INBOX_MARK,
+	P_INBOX_CLAIM,
+	P_MSG_BY_PROVIDER,
+	P_INBOUND_INSERT,
+	P_EVENT_SEEN,
+	P_SUPP_PUT,
+	P_SUPP_DELETE,
+	P_SUPP_GET,
+	P_SUPP_ANY,
+	P_ALIAS_PUT,
+	P_ALIAS_REPOINT,
+	P_ALIAS_GET,
+	P_ALIAS_ANY,
+	P_ALIAS_DELETE,
+	P_ACCOUNT_TENANT,
+	/* readers */
+	P_APIKEY,
+	P_ACCOUNTS_ALL,
+	P_ACCOUNTS_TENANT,
+	P_TEMPLATE,
+	P_MSG_GET,
+	P_MSG_GET_PROVIDER,
+	P_EVENTS,
+	P_COUNTS_ALL,
+	P_COUNTS_TENANT,
+	P_NEXT_DUE,
+	P_IDEM,
+	P_INBOX_FETCH,
+	P_INBOX_PENDING,
+	P_SUPP_ALL,
+	P_SUPP_CHANNEL,
+	P_LIST,
+	P__COUNT
+};
+
+/* message_list: one prepared statement per combination of optional filters. */
+#define PG_LIST_VARIANTS 256
+
+/* One connection and what has been prepared on it. */
+struct pg_conn {
+	struct pg_conn *next; /* the reader pool's free list */
+	PGconn *c;
+	bool prep[P__COUNT];
+	bool list_prep[PG_LIST_VARIANTS];
+};
+
+/* Parameters of one statement, all sent as text except bytea (binary). */
+#define PG_PARAMS_MAX 16
+struct pg_params {
+	int n;
+	const char *v[PG_PARAMS_MAX];
+	int len[PG_PARAMS_MAX];
+	int fmt[PG_PARAMS_MAX];
+	char num[PG_PARAMS_MAX][24];
+};
+void pp_text(struct pg_params *p, const char *s); /* NULL -> SQL NULL */
+void pp_opt(struct pg_params *p, const char *s);  /* NULL or "" -> SQL NULL */
+void pp_i64(struct pg_params *p, int64_t v);
+void pp_bool(struct pg_params *p, bool v);
+void pp_bytes(struct pg_params *p, const void *b, size_t len);
+
+struct pg_store;
+
+/* One unit of write work; the same contract as sqlite_int.h's sq_job. */
+struct pg_job {
+	struct pg_job *next;
+	int (*run)(struct pg_store *s, struct pg_job *j);
+	store_done_fn cb;
+	void *arg;
+	bool solo;
+	/* Its statements only write and need no result back (pg_wdo for all of
+	 * them): several such jobs in a group are sent in one pipeline. */
+	bool pipeable;
+	bool limited;
+	bool heap;
+	bool done;
+	pthread_cond_t cv;
+	int rc;
+	struct hr_err err;
+};
+
+/* One command sent in the writer's pipeline, and whose result it is. */
+struct pg_pcmd {
+	struct pg_job *job;
+	enum pg_slot slot;
+	enum { PC_SAVEPOINT, PC_RELEASE, PC_PREPARE, PC_STMT } kind;
+	const char *field;
+	char conflict[160]; /* the message for a unique violation, "" for pg_fail's */
+};
+
+struct pg_store {
+	struct store base;
+	struct store_opts opts;
+	char *dsn;
+	char *password;
+
+	/* writer */
+	struct pg_conn w;
+	int64_t gnow;         /* the database's clock at the group's BEGIN (us) */
+	bool piping;          /* the writer's connection is in pipeline mode */
+	struct pg_pcmd *pcmd; /* the commands sent in the current pipeline */
+	size_t npcmd, pcap;
+	struct pg_job *pjob; /* the job whose statements are being sent */
+	struct ev_json json;
+	pthread_t writer;
+	bool writer_running;
+
+	pthread_mutex_t qlock; /* guards the queue fields below */
+	pthread_cond_t qcond;
+	struct pg_job *qhead, *qtail;
+	int qlen;
+	bool stopping;
+
+	pthread_mutex_t dlock; /* guards pg_job.done of blocking jobs */
+
+	atomic_uint_fast64_t commits;
+	atomic_uint_fast64_t jobs;
+
+	/* readers */
+	pthread_mutex_t rlock;
+	pthread_cond_t rcond;
+	struct pg_conn *rfree;
+	int rcount, rmax;
+};
+
+/* ---- postgres.c ---- */
+/* Opens a connection with the store's dsn and password; 0 or HR_EBUSY. */
+int pg_connect(struct pg_store *s, struct pg_conn *c, struct hr_err *err);
+void pg_disconnect(struct pg_conn *c);
+/*
+ * Runs slot's statement (prepared from sql on first use on this connection)
+ * with p. 0 and *out (PQclear it; out may be NULL) when it succeeded, else
+ * an HR_E* code with err filled: HR_ECONFLICT for a constraint, HR_EBUSY for
+ * a lost connection or a serialisation failure, HR_EIO otherwise.
+ */
+int pg_exec(struct pg_conn *c, enum pg_slot slot, const char *sql, const struct pg_params *p,
+            PGresult **out, struct hr_err *err, const char *field);
+/*
+ * A write statement of a writer job that needs no result: run now (0 or an
+ * HR_E* code in j->err), or, while the writer pipelines (s->piping), sent
+ * and its result read later by the writer (0, or HR_EBUSY if it could not
+ * be sent). conflict (may be NULL) replaces the message of a unique
+ * violation, which then names `field`.
+ */
+int pg_wdo(struct pg_store *s, struct pg_job *j, enum pg_slot slot, const char *sql,
+           const struct pg_params *p, const char *field, const char *conflict);
+/* Same for an ad hoc name (message_list variants): prepared flag given. */
+int pg_exec_named(struct pg_conn *c, const char *name, bool *prepared, const char *sql,
+                  const struct pg_params *p, PGresult **out, struct hr_err *err, const char *field);
+/* Runs sql (no parameters, may hold several statements) as a simple query. */
+int pg_simple(struct pg_conn *c, const char *sql, struct hr_err *err, const char *field);
+/* Maps a failed result (or a NULL one) to an HR_E* code and fills err. */
+int pg_fail(struct pg_conn *c, const PGresult *res, struct hr_err *err, const char *field);
+
+int pg_reader_get(struct pg_store *s, struct pg_conn **out);
+/* One read on a pooled connection (retried once on a fresh one if the
+ * pooled one broke): 0 and *out (PQclear it) or an HR_E* code.
+ * list_mask >= 0 runs message_list variant list_mask instead of slot. */
+int pg_read(struct pg_store *s, enum pg_slot slot, int list_mask, const char *sql,
+            const struct pg_params *p, PGresult **out);
+void pg_reader_put(struct pg_store *s, struct pg_conn *c);
+
+int pg_run_blocking(struct pg_store *s, struct pg_job *j, struct hr_err *err);
+int pg_run_async(struct pg_store *s, struct pg_job *j, size_t size, store_done_fn cb, void *arg);
+
+/* Column readers: "" / 0 for NULL. */
+void pg_col_copy(const PGresult *r, int row, int col, char *dst, size_t size);
+char *pg_col_dup(const PGresult *r, int row, int col, bool *oom);
+int64_t pg_col_i64(const PGresult *r, int row, int col);
+bool pg_col_bool(const PGresult *r, int row, int col);
+
+/* The message columns every read returns, in struct order. */
+#define PG_MSG_COLS                                                                                \
+	"id, tenant_id, account_id, channel, recipient, batch_id, content, body, status, "         \
+	"priority, attempts, max_attempts, created_at, updated_at, due_at, lease_until, "          \
+	"provider_id, error_code, error_text, segments"
+int pg_row_message(const PGresult *r, int row, int col, struct message *m);
+
+int pg_event_insert(struct pg_store *s, const char *message_id, int64_t at, int64_t provider_at,
+                    const char *type, const char *source, int status, bool applied,
+                    const char *detail, int64_t inbox_id, struct hr_err *err);
+
+/* ---- postgres_schema.c ---- */
+/* Applies pending migrations (each in its own transaction) and makes the
+ * partitions of the coming months. */
+int pg_migrate_conn(struct pg_conn *c, int *applied, struct hr_err *err);
+
+/* ---- postgres_msg.c ---- */
+int pg_message_row_insert(struct pg_store *s, const struct message *m, int64_t now,
+                          struct hr_err *err);
+
+/* ---- postgres_supp.c: writer-side helpers ---- */
+#define PG_REASON_MAX sizeof(((struct suppression_row *)0)->reason)
+int pg_supp_put(struct pg_store *s, const char *tenant_id, const char *channel,
+                const char *recipient, const char *reason, int64_t now, struct hr_err *err);
+int pg_supp_delete(struct pg_store *s, const char *tenant_id, const char *channel,
+                   const char *recipient, int *deleted, struct hr_err *err);
+int pg_supp_reason(struct pg_store *s, const char *tenant_id, const char *channel,
+                   const char *recipient, char reason[PG_REASON_MAX], struct hr_err *err);
+int pg_supp_any(struct pg_store *s, const char *tenant_id, const char *channel, struct hr_err *err);
+int pg_alias_put(struct pg_store *s, const char *account_id, const char *old, const char *new_addr,
+                 int64_t now, struct hr_err *err);
+int pg_alias_get(struct pg_store *s, const char *account_id, const char *old,
+                 char new_addr[HR_ADDR_MAX], struct hr_err *err);
+int pg_alias_any(struct pg_store *s, const char *account_id, struct hr_err *err);
+
+/* ---- op entry points (filled into store_postgres by postgres.c) ---- */
+int pg_tenant_upsert(struct store *st, const struct tenant_row *t, struct hr_err *err);
+int pg_api_key_put(struct store *st, const char *tenant_id, const char *key_hash, const char *label,
+                   struct hr_err *err);
+int pg_api_key_lookup(struct store *st, const char *key_hash, char tenant_id[HR_NAME_MAX]);
+int pg_prune(struct store *st, int64_t inbox_before, int64_t idem_before, int limit, int64_t *n);
+int pg_api_key_prune(struct store *st, const char *tenant_id, const char *const *keep_hashes,
+                     size_t n, struct hr_err *err);
+int pg_account_upsert(struct store *st, const struct account_row *a, struct hr_err *err);
+int pg_account_list(struct store *st, const char *tenant_id, struct account_row **out, size_t *n);
+int pg_template_upsert(struct store *st, const struct template_row *t, struct hr_err *err);
+int pg_template_get(struct store *st, const char *tenant_id, const char *channel, const char *name,
+                    const char *language, struct template_row *out);
+int pg_idem_get(struct store *st, const char *tenant_id, const char *key, struct idem_row *out);
+
+int pg_message_insert(struct store *st, const struct message *msgs, size_t n,
+                      const struct idem_put *idem, store_done_fn cb, void *arg);
+int pg_message_get(struct store *st, const char *tenant_id, const char *id, struct message *out);
+int pg_message_get_by_provider_id(struct store *st, const char *account_id, const char *provider_id,
+                                  struct message *out);
+int pg_message_events(struct store *st, const char *message_id, struct message_event **out,
+                      size_t *n);
+int pg_message_list(struct store *st, const char *tenant_id, const struct msg_filter *f,
+                    struct message **out, size_t *n, bool *more);
+int pg_message_counts(struct store *st, const char *tenant_id, int64_t counts[MSG__COUNT]);
+int pg_claim(struct store *st, const char *account_id, int64_t now, int64_t lease_us, int limit,
+             struct message *out, size_t *n);
+int pg_record_results(struct store *st, const struct send_result *r, size_t n, store_done_fn cb,
+                      void *arg);
+int pg_requeue_expired(struct store *st, int64_t now, int *n);
+int pg_next_due(struct store *st, const char *account_id, int64_t *due_at);
+
+int pg_suppression_put(struct store *st, const char *tenant_id, const char *channel,
+                       const char *recipient, const char *reason, struct hr_err *err);
+int pg_suppression_delete(struct store *st, const char *tenant_id, const char *channel,
+                          const char *recipient, struct hr_err *err);
+int pg_suppression_list(struct store *st, const char *tenant_id, const char *channel,
+                        struct suppression_row **out, size_t *n);
+
+int pg_inbox_append(struct store *st, const char *account_id, const char *channel,
+                    const char *dedupe_key, const char *body, size_t len, store_done_fn cb,
+                    void *arg);
+int pg_inbox_fetch(struct store *st, int64_t now, int limit, struct inbox_row **out, size_t *n);
+int pg_inbox_claim(struct store *st, int64_t now, int64_t lease_us, int limit,
+                   struct inbox_row **out, size_t *n);
+int pg_apply_inbox(struct store *st, const struct inbox_parsed *rows, size_t n, int64_t now,
+                   struct apply_stats *stats);
+int pg_inbox_pending(struct store *st, int64_t *n);
+
+/* Fills v[] (PQntuples(r) entries) from inbox rows selected or returned
+ * as id, account_id, channel, dedupe_key, received_at, attempts, body. */
+int pg_inbox_rows(PGresult *r, struct inbox_row *v, size_t *n);
+
+/* Reads a bytea column (text format) into a NUL-terminated heap copy. */
+int pg_col_bytea(const PGresult *r, int row, int col, char **out, size_t *len);
+
+#endif

@@ -1,0 +1,457 @@
+/*
+ * postgres_msg.c - messages: the durable accept and the reads of the API
+ * and the dispatcher. The queue's writes (claims, outcomes, lease expiry)
+ * are lifecycle.c's, over postgres_tx.c.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/postgres_int.h"
+
+/* ---------------------------------------------------------------------------
+ * Durable accept.
+ * ------------------------------------------------------------------------- */
+
+struct job_insert {
+	struct pg_job j;
+	const struct message *msgs;
+	size_t n;
+	const struct idem_put *idem;
+};
+
+static int insert_idem(struct pg_store *s, struct pg_job *j, const struct idem_put *ip)
+{
+	struct pg_params p = {0};
+	pp_text(&p, ip->tenant_id);
+	pp_text(&p, ip->key);
+	pp_text(&p, ip->request_hash ? ip->request_hash : "");
+	pp_i64(&p, ip->http_status);
+	pp_opt(&p, ip->response);
+	pp_i64(&p, s->gnow);
+	return pg_wdo(s, j, P_IDEM_INSERT,
+	              "INSERT INTO idempotency_key(tenant_id, key, request_hash, http_status,"
+	              " response, created_at) VALUES($1, $2, $3, $4, $5, $6)",
+	              &p, "Idempotency-Key", "idempotency key already used");
+}
+
+/* The message's columns as parameters $1..$13, in the order both insert
+ * statements name them. */
+static void msg_params(struct pg_params *p, const struct message *m, int64_t now)
+{
+	int64_t created = m->created_at ? m->created_at : now;
+	pp_text(p, m->id);
+	pp_text(p, m->tenant_id);
+	pp_text(p, m->account_id);
+	pp_text(p, m->channel);
+	pp_text(p, m->recipient);
+	pp_opt(p, m->batch_id);
+	pp_text(p, m->content);
+	pp_text(p, m->body);
+	pp_i64(p, m->priority);
+	pp_i64(p, m->max_attempts);
+	pp_i64(p, created);
+	pp_i64(p, m->updated_at ? m->updated_at : created);
+	pp_i64(p, m->due_at ? m->due_at : created);
+	pp_i64(p, m->segments);
+}
+
+#define PG_MSG_INSERT                                                                              \
+	"INSERT INTO message(id, tenant_id, account_id, channel, recipient, batch_id, content,"    \
+	" body, status, priority, attempts, max_attempts, created_at, updated_at, due_at,"         \
+	" lease_until, segments)"                                                                  \
+	" VALUES($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, 0, $10, $11, $12, $13, 0, $14)"
+
+int pg_message_row_insert(struct pg_store *s, const struct message *m, int64_t now,
+                          struct hr_err *err)
+{
+	struct pg_params p = {0};
+	msg_params(&p, m, now);
+	int rc = pg_exec(&s->w, P_MSG_INSERT, PG_MSG_INSERT, &p, NULL, err, "message");
+	if (rc == HR_ECONFLICT)
+		hr_fail(err, rc, "id", "message id %s already exists", m->id);
+	return rc;
+}
+
+/* ---- text[] literals, so a whole batch travels as one parameter per column ---- */
+
+struct pg_arr {
+	char *buf;
+	size_t len, cap;
+	bool oom;
+};
+
+static void arr_put(struct pg_arr *a, const char *s, size_t n)
+{
+	if (a->oom)
+		return;
+	if (a->len + n + 1 > a->cap) {
+		size_t nc = a->cap ? a->cap : 256;
+		while (nc < a->len + n + 1)
+			nc *= 2;
+		char *nb = realloc(a->buf, nc);
+		if (!nb) {
+			a->oom = true;
+			return;
+		}
+		a->buf = nb;
+		a->cap = nc;
+	}
+	memcpy(a->buf + a->len, s, n);
+	a->len += n;
+	a->buf[a->len] = '\0';
+}
+
+/* Appends one element (NULL for SQL NULL) to an array literal being built:
+ * quoted, with " and \ escaped, so any text survives. */
+static void arr_text(struct pg_arr *a, const char *v)
+{
+	arr_put(a, a->len ? "," : "{", 1);
+	if (!v) {
+		arr_put(a, "NULL", 4);
+		return;
+	}
+	arr_put(a, "\"", 1);
+	for (const char *p = v; *p;) {
+		size_t run = strcspn(p, "\"\\");
+		arr_put(a, p, run);
+		p += run;
+		if (*p) {
+			char esc[2] = {'\\', *p++};
+			arr_put(a, esc, 2);
+		}
+	}
+	arr_put(a, "\"", 1);
+}
+
+static void arr_i64(struct pg_arr *a, int64_t v)
+{
+	char num[24];
+	int n = snprintf(num, sizeof num, "%lld", (long long)v);
+	arr_put(a, a->len ? "," : "{", 1);
+	arr_put(a, num, (size_t)n);
+}
+
+static const char *arr_end(struct pg_arr *a)
+{
+	arr_put(a, a->len ? "}" : "{}", a->len ? 1 : 2);
+	return a->oom ? NULL : a->buf;
+}
+
+enum { IC_COLS = 14 };
+
+/*
+ * Every message of the call with its "accepted" event in one statement,
+ * whatever the count: each column travels as one array and unnest() turns
+ * them back into rows (one round trip for a 10,000-message batch, not
+ * 10,000). The idempotency row goes first, so a replayed key costs nothing
+ * before failing.
+ */
+static int run_insert(struct pg_store *s, struct pg_job *j)
+{
+	struct job_insert *a = (struct job_insert *)j;
+	int rc;
+	if (a->idem && (rc = insert_idem(s, j, a->idem)))
+		return rc;
+	if (a->n == 0)
+		return 0;
+	if (a->n == 1) { /* the API's single send: a plain VALUES plans cheaper */
+		const struct message *m = &a->msgs[0];
+		struct pg_params p = {0};
+		msg_params(&p, m, s->gnow);
+		pp_i64(&p, s->gnow);
+		char conflict[80];
+		snprintf(conflict, sizeof conflict, "message id %s already exists", m->id);
+		return pg_wdo(
+		    s, j, P_MSG_ACCEPT,
+		    "WITH m AS (" PG_MSG_INSERT " RETURNING id)"
+		    " INSERT INTO message_event(message_id, at, provider_at, type, source,"
+		    " status, applied) SELECT id, $15, 0, 'accepted', 'api', 0, true FROM m",
+		    &p, "id", conflict);
+	}
+	struct pg_arr col[IC_COLS] = {0};
+	for (size_t i = 0; i < a->n; i++) {
+		const struct message *m = &a->msgs[i];
+		int64_t created = m->created_at ? m->created_at : s->gnow;
+		arr_text(&col[0], m->id);
+		arr_text(&col[1], m->tenant_id);
+		arr_text(&col[2], m->account_id);
+		arr_text(&col[3], m->channel);
+		arr_text(&col[4], m->recipient);
+		arr_text(&col[5], m->batch_id[0] ? m->batch_id : NULL);
+		arr_text(&col[6], m->content);
+		arr_text(&col[7], m->body);
+		arr_i64(&col[8], m->priority);
+		arr_i64(&col[9], m->max_attempts);
+		arr_i64(&col[10], created);
+		arr_i64(&col[11], m->updated_at ? m->updated_at : created);
+		arr_i64(&col[12], m->due_at ? m->due_at : created);
+		arr_i64(&col[13], m->segments);
+	}
+	struct pg_params p = {0};
+	bool oom = false;
+	for (int c = 0; c < IC_COLS; c++) {
+		const char *v = arr_end(&col[c]);
+		oom |= v == NULL;
+		pp_text(&p, v ? v : "{}");
+	}
+	pp_i64(&p, s->gnow);
+	if (oom)
+		rc = hr_fail(&j->err, HR_ENOMEM, "message", "out of memory");
+	else
+		rc = pg_wdo(
+		    s, j, P_MSG_ACCEPT_MANY,
+		    "WITH m AS (INSERT INTO message(id, tenant_id, account_id, channel,"
+		    " recipient, batch_id, content, body, status, priority, attempts,"
+		    " max_attempts, created_at, updated_at, due_at, lease_until, segments)"
+		    " SELECT id, tenant_id, account_id, channel, recipient, batch_id, content,"
+		    " body, 0, priority, 0, max_attempts, created_at, updated_at, due_at, 0,"
+		    " segments FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+		    " $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::int[],"
+		    " $11::bigint[], $12::bigint[], $13::bigint[], $14::int[])"
+		    " AS u(id, tenant_id, account_id, channel, recipient, batch_id, content,"
+		    " body, priority, max_attempts, created_at, updated_at, due_at, segments)"
+		    " RETURNING id)"
+		    " INSERT INTO message_event(message_id, at, provider_at, type, source,"
+		    " status, applied) SELECT id, $15, 0, 'accepted', 'api', 0, true FROM m",
+		    &p, "id", "a message id of the batch already exists");
+	for (int c = 0; c < IC_COLS; c++)
+		free(col[c].buf);
+	return rc;
+}
+
+int pg_message_insert(struct store *st, const struct message *msgs, size_t n,
+                      const struct idem_put *idem, store_done_fn cb, void *arg)
+{
+	struct pg_store *s = (struct pg_store *)st;
+	if (n && !msgs)
+		return HR_EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		const struct message *m = &msgs[i];
+		if (!m->id[0] || !m->tenant_id[0] || !m->account_id[0] || !m->channel[0] ||
+		    !m->recipient[0] || !m->content)
+			return HR_EINVAL;
+	}
+	if (idem && (!idem->tenant_id || !idem->key || !*idem->key))
+		return HR_EINVAL;
+	struct job_insert a = {.j = {.run = run_insert, .limited = true, .pipeable = true},
+	                       .msgs = msgs,
+	                       .n = n,
+	                       .idem = idem};
+	if (cb)
+		return pg_run_async(s, &a.j, sizeof a, cb, arg);
+	return pg_run_blocking(s, &a.j, NULL);
+}
+
+/* ---------------------------------------------------------------------------
+ * Reads.
+ * ------------------------------------------------------------------------- */
+
+static int get_one(struct pg_store *s, enum pg_slot slot, const char *sql, const char *p1,
+                   const char *p2, struct message *out)
+{
+	memset(out, 0, sizeof *out);
+	struct pg_params p = {0};
+	pp_text(&p, p1 ? p1 : "");
+	pp_text(&p, p2);
+	PGresult *r;
+	int rc = pg_read(s, slot, -1, sql, &p, &r);
+	if (rc)
+		return rc;
+	rc = PQntuples(r) ? pg_row_message(r, 0, 0, out) : HR_ENOTFOUND;
+	PQclear(r);
+	return rc;
+}
+
+int pg_message_get(struct store *st, const char *tenant_id, const char *id, struct message *out)
+{
+	return get_one((struct pg_store *)st, P_MSG_GET,
+	               "SELECT " PG_MSG_COLS " FROM message"
+	               " WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2)",
+	               id, tenant_id, out);
+}
+
+int pg_message_get_by_provider_id(struct store *st, const char *account_id, const char *provider_id,
+                                  struct message *out)
+{
+	if (!account_id || !*account_id || !provider_id || !*provider_id) {
+		memset(out, 0, sizeof *out);
+		return HR_ENOTFOUND;
+	}
+	return get_one((struct pg_store *)st, P_MSG_GET_PROVIDER,
+	               "SELECT " PG_MSG_COLS " FROM message"
+	               " WHERE account_id = $1 AND provider_id = $2 LIMIT 1",
+	               account_id, provider_id, out);
+}
+
+int pg_message_events(struct store *st, const char *message_id, struct message_event **out,
+                      size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	struct pg_params p = {0};
+	pp_text(&p, message_id ? message_id : "");
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, P_EVENTS, -1,
+	                 "SELECT id, message_id, at, provider_at, type, source, status, applied,"
+	                 " detail FROM message_event WHERE message_id = $1 ORDER BY id",
+	                 &p, &r);
+	if (rc)
+		return rc;
+	int rows = PQntuples(r);
+	struct message_event *v = rows ? calloc((size_t)rows, sizeof *v) : NULL;
+	if (rows && !v) {
+		PQclear(r);
+		return HR_ENOMEM;
+	}
+	bool oom = false;
+	for (int i = 0; i < rows; i++) {
+		struct message_event *e = &v[i];
+		e->id = pg_col_i64(r, i, 0);
+		pg_col_copy(r, i, 1, e->message_id, sizeof e->message_id);
+		e->at = pg_col_i64(r, i, 2);
+		e->provider_at = pg_col_i64(r, i, 3);
+		pg_col_copy(r, i, 4, e->type, sizeof e->type);
+		pg_col_copy(r, i, 5, e->source, sizeof e->source);
+		e->status = PQgetisnull(r, i, 6) ? -1 : (int)pg_col_i64(r, i, 6);
+		e->applied = pg_col_bool(r, i, 7);
+		e->detail = pg_col_dup(r, i, 8, &oom);
+	}
+	PQclear(r);
+	if (oom) {
+		for (int i = 0; i < rows; i++)
+			message_event_clear(&v[i]);
+		free(v);
+		return HR_ENOMEM;
+	}
+	*out = v;
+	*n = (size_t)rows;
+	return 0;
+}
+
+/* Optional filters of message_list, one bit each; each combination is its
+ * own prepared statement (PostgreSQL plans it for exactly those terms). */
+enum {
+	LF_TENANT = 1 << 0,
+	LF_STATUS = 1 << 1,
+	LF_CHANNEL = 1 << 2,
+	LF_RECIPIENT = 1 << 3,
+	LF_BATCH = 1 << 4,
+	LF_SINCE = 1 << 5,
+	LF_UNTIL = 1 << 6,
+	LF_BEFORE = 1 << 7,
+};
+
+int pg_message_list(struct store *st, const char *tenant_id, const struct msg_filter *f,
+                    struct message **out, size_t *n, bool *more)
+{
+	*out = NULL;
+	*n = 0;
+	if (more)
+		*more = false;
+	struct msg_filter none = {.status = -1, .limit = 100};
+	if (!f)
+		f = &none;
+	int limit = f->limit < 1 ? 100 : f->limit > 1000 ? 1000 : f->limit;
+	unsigned mask = 0;
+	struct pg_params p = {0};
+	char sql[1024];
+	size_t len =
+	    (size_t)snprintf(sql, sizeof sql, "SELECT " PG_MSG_COLS " FROM message WHERE true");
+#define TERM(bit, cond, fmt, bind)                                                                 \
+	if (cond) {                                                                                \
+		mask |= bit;                                                                       \
+		bind;                                                                              \
+		len += (size_t)snprintf(sql + len, sizeof sql - len, fmt, p.n);                    \
+	}
+	TERM(LF_TENANT, tenant_id, " AND tenant_id = $%d", pp_text(&p, tenant_id));
+	TERM(LF_STATUS, f->status >= 0, " AND status = $%d", pp_i64(&p, f->status));
+	TERM(LF_CHANNEL, f->channel, " AND channel = $%d", pp_text(&p, f->channel));
+	TERM(LF_RECIPIENT, f->recipient, " AND recipient = $%d", pp_text(&p, f->recipient));
+	TERM(LF_BATCH, f->batch_id, " AND batch_id = $%d", pp_text(&p, f->batch_id));
+	TERM(LF_SINCE, f->since_us, " AND created_at >= $%d", pp_i64(&p, f->since_us));
+	TERM(LF_UNTIL, f->until_us, " AND created_at < $%d", pp_i64(&p, f->until_us));
+	TERM(LF_BEFORE, f->before_id, " AND id < $%d", pp_text(&p, f->before_id));
+#undef TERM
+	pp_i64(&p, limit + 1);
+	snprintf(sql + len, sizeof sql - len, " ORDER BY id DESC LIMIT $%d", p.n);
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, P_LIST, (int)mask, sql, &p, &r);
+	if (rc)
+		return rc;
+	int rows = PQntuples(r);
+	if (rows > limit) {
+		rows = limit;
+		if (more)
+			*more = true;
+	}
+	struct message *v = rows ? calloc((size_t)rows, sizeof *v) : NULL;
+	if (rows && !v) {
+		PQclear(r);
+		return HR_ENOMEM;
+	}
+	for (int i = 0; i < rows && rc == 0; i++)
+		if ((rc = pg_row_message(r, i, 0, &v[i])))
+			for (int k = 0; k < i; k++)
+				message_clear(&v[k]);
+	PQclear(r);
+	if (rc) {
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*n = (size_t)rows;
+	return 0;
+}
+
+int pg_message_counts(struct store *st, const char *tenant_id, int64_t counts[MSG__COUNT])
+{
+	memset(counts, 0, sizeof(int64_t) * MSG__COUNT);
+	struct pg_params p = {0};
+	PGresult *r;
+	int rc;
+	if (tenant_id) {
+		pp_text(&p, tenant_id);
+		rc = pg_read((struct pg_store *)st, P_COUNTS_TENANT, -1,
+		             "SELECT status, count(*) FROM message WHERE tenant_id = $1"
+		             " GROUP BY status",
+		             &p, &r);
+	} else {
+		rc = pg_read((struct pg_store *)st, P_COUNTS_ALL, -1,
+		             "SELECT status, count(*) FROM message GROUP BY status", &p, &r);
+	}
+	if (rc)
+		return rc;
+	for (int i = 0; i < PQntuples(r); i++) {
+		int64_t status = pg_col_i64(r, i, 0);
+		if (status >= 0 && status < MSG__COUNT)
+			counts[status] = pg_col_i64(r, i, 1);
+	}
+	PQclear(r);
+	return 0;
+}
+
+int pg_next_due(struct store *st, const char *account_id, int64_t *due_at)
+{
+	*due_at = 0;
+	struct pg_params p = {0};
+	pp_text(&p, account_id ? account_id : "");
+	PGresult *r;
+	/* One min() per priority class, each a single seek in message_claim. */
+	int rc = pg_read((struct pg_store *)st, P_NEXT_DUE, -1,
+	                 "SELECT min(d) FROM ("
+	                 " SELECT min(due_at) AS d FROM message"
+	                 "  WHERE status = 0 AND account_id = $1 AND priority = 0"
+	                 " UNION ALL SELECT min(due_at) FROM message"
+	                 "  WHERE status = 0 AND account_id = $1 AND priority = 1"
+	                 " UNION ALL SELECT min(due_at) FROM message"
+	                 "  WHERE status = 0 AND account_id = $1 AND (priority < 0 OR priority > 1)"
+	                 ") AS q",
+	                 &p, &r);
+	if (rc)
+		return rc;
+	if (PQntuples(r))
+		*due_at = pg_col_i64(r, 0, 0);
+	PQclear(r);
+	return 0;
+}

@@ -1,0 +1,300 @@
+/*
+ * postgres_schema.c - the PostgreSQL schema as numbered migrations, and the
+ * monthly partitions of the message tables. Never edit a migration that has
+ * shipped: append a new one. Each runs in its own transaction with its
+ * schema_migrations row, under an advisory lock so that several nodes
+ * starting at once (or `herald migrate` beside a running server) apply each
+ * migration exactly once.
+ *
+ * The same conventions as SQLite (sqlite_schema.c): times are bigint
+ * microseconds UTC, statuses the enum msg_status integers, optional text
+ * NULL rather than "". Ids are ULIDs (26 Crockford base32 characters, the
+ * first 10 the creation time in ms), compared byte-wise (COLLATE "C"
+ * whatever the database's locale), so an id range is a time range.
+ *
+ * Why the shape (README, "PostgreSQL store"):
+ * - message and message_event are RANGE-partitioned by message id, one
+ *   partition per UTC month, made PG_PARTITION_MONTHS_AHEAD months ahead by
+ *   herald_ensure_partitions() (at every open and migrate). An event lives
+ *   in the partition of its message's month, so retention can drop a
+ *   month of messages and their audit trail as two tables instead of
+ *   deleting rows (no dead tuples, no vacuum debt). A DEFAULT partition
+ *   catches ids outside the prepared months (clock skew, foreign ids), so
+ *   an insert never fails for want of a partition.
+ * - Claims read a partial index of QUEUED rows per account in claim order
+ *   (message_claim): its size is the backlog, not the table, and a claim
+ *   is one statement (a MATERIALIZED CTE with FOR UPDATE SKIP LOCKED, then
+ *   the UPDATE) per account and batch, so claimers on many nodes never
+ *   wait for each other's rows.
+ * - Hot tables (each message partition, webhook_inbox) vacuum early: the
+ *   queue rewrites rows as they move QUEUED -> SENDING -> SENT, and dead
+ *   tuples in the claim index are what slow such queues down. fillfactor
+ *   leaves room on each page for those updates.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "store/postgres_int.h"
+
+static const char migration_1[] =
+    "CREATE TABLE tenant("
+    " id text COLLATE \"C\" PRIMARY KEY,"
+    " name text NOT NULL,"
+    " created_at bigint NOT NULL);"
+
+    "CREATE TABLE api_key("
+    " key_hash text COLLATE \"C\" PRIMARY KEY,"
+    " tenant_id text COLLATE \"C\" NOT NULL,"
+    " label text,"
+    " created_at bigint NOT NULL);"
+    "CREATE INDEX api_key_tenant ON api_key(tenant_id);"
+
+    "CREATE TABLE channel_account("
+    " id text COLLATE \"C\" PRIMARY KEY,"
+    " tenant_id text COLLATE \"C\" NOT NULL,"
+    " channel text NOT NULL,"
+    " config text NOT NULL DEFAULT '{}',"
+    " created_at bigint NOT NULL,"
+    " updated_at bigint NOT NULL,"
+    " api_created boolean NOT NULL DEFAULT false);"
+
+    "CREATE TABLE template("
+    " tenant_id text COLLATE \"C\" NOT NULL,"
+    " channel text COLLATE \"C\" NOT NULL,"
+    " name text COLLATE \"C\" NOT NULL,"
+    " language text COLLATE \"C\" NOT NULL,"
+    " body text NOT NULL,"
+    " param_count integer NOT NULL DEFAULT 0,"
+    " config text,"
+    " PRIMARY KEY(tenant_id, channel, name, language));"
+
+    /* The queue and the lead record: one row per recipient per channel. */
+    "CREATE TABLE message("
+    " id text COLLATE \"C\" NOT NULL,"
+    " tenant_id text COLLATE \"C\" NOT NULL,"
+    " account_id text COLLATE \"C\" NOT NULL,"
+    " channel text NOT NULL,"
+    " recipient text COLLATE \"C\" NOT NULL,"
+    " batch_id text COLLATE \"C\","
+    " content text NOT NULL,"
+    " body text,"
+    " status smallint NOT NULL,"
+    " priority integer NOT NULL DEFAULT 0,"
+    " attempts integer NOT NULL DEFAULT 0,"
+    " max_attempts integer NOT NULL DEFAULT 0,"
+    " created_at bigint NOT NULL,"
+    " updated_at bigint NOT NULL,"
+    " due_at bigint NOT NULL,"
+    " lease_until bigint NOT NULL DEFAULT 0,"
+    " provider_id text COLLATE \"C\","
+    " error_code text,"
+    " error_text text,"
+    " segments integer NOT NULL DEFAULT 0,"
+    " PRIMARY KEY(id)) PARTITION BY RANGE (id);"
+    /* Claim: an index range scan in claim order over QUEUED rows only. */
+    "CREATE INDEX message_claim ON message(account_id, priority, due_at, id)"
+    " WHERE status = 0;"
+    "CREATE INDEX message_provider ON message(account_id, provider_id)"
+    " WHERE provider_id IS NOT NULL;"
+    "CREATE INDEX message_lease ON message(lease_until) WHERE status = 1;"
+    "CREATE INDEX message_tenant ON message(tenant_id, id);"
+    "CREATE INDEX message_batch ON message(batch_id, id) WHERE batch_id IS NOT NULL;"
+    "CREATE TABLE message_default PARTITION OF message DEFAULT;"
+
+    /* The audit trail, partitioned like its messages (by message_id). */
+    "CREATE TABLE message_event("
+    " id bigserial,"
+    " message_id text COLLATE \"C\" NOT NULL,"
+    " at bigint NOT NULL,"
+    " provider_at bigint NOT NULL DEFAULT 0,"
+    " type text NOT NULL,"
+    " source text NOT NULL,"
+    " status smallint,"
+    " applied boolean NOT NULL DEFAULT true,"
+    " detail text,"
+    " inbox_id bigint,"
+    " PRIMARY KEY(message_id, id)) PARTITION BY RANGE (message_id);"
+    "CREATE TABLE message_event_default PARTITION OF message_event DEFAULT;"
+
+    /* state: 0 new, 1 done, 2 retry, 3 failed, 4 orphan. Short-lived rows
+     * (pruned after store.inbox_retention_hours), so not partitioned. */
+    "CREATE TABLE webhook_inbox("
+    " id bigserial PRIMARY KEY,"
+    " account_id text COLLATE \"C\" NOT NULL,"
+    " channel text NOT NULL,"
+    " dedupe_key text COLLATE \"C\" NOT NULL DEFAULT '',"
+    " received_at bigint NOT NULL,"
+    " body bytea NOT NULL,"
+    " state smallint NOT NULL DEFAULT 0,"
+    " attempts integer NOT NULL DEFAULT 0,"
+    " next_try_at bigint NOT NULL,"
+    " error text)"
+    " WITH (fillfactor = 90, autovacuum_vacuum_scale_factor = 0.01,"
+    " autovacuum_vacuum_insert_scale_factor = 0.05, autovacuum_analyze_scale_factor = 0.02);"
+    "CREATE UNIQUE INDEX webhook_inbox_dedupe ON webhook_inbox(account_id, dedupe_key)"
+    " WHERE dedupe_key <> '';"
+    "CREATE INDEX webhook_inbox_pending ON webhook_inbox(next_try_at, id)"
+    " WHERE state IN (0, 2);"
+    "CREATE INDEX webhook_inbox_received ON webhook_inbox(received_at)"
+    " WHERE state IN (1, 3, 4);"
+
+    "CREATE TABLE idempotency_key("
+    " tenant_id text COLLATE \"C\" NOT NULL,"
+    " key text COLLATE \"C\" NOT NULL,"
+    " request_hash text NOT NULL,"
+    " http_status integer NOT NULL,"
+    " response text,"
+    " created_at bigint NOT NULL,"
+    " PRIMARY KEY(tenant_id, key));"
+    "CREATE INDEX idempotency_key_created ON idempotency_key(created_at);"
+
+    "CREATE TABLE inbound("
+    " id bigserial PRIMARY KEY,"
+    " tenant_id text COLLATE \"C\","
+    " account_id text COLLATE \"C\" NOT NULL,"
+    " message_id text COLLATE \"C\","
+    " provider_msg_id text COLLATE \"C\" NOT NULL DEFAULT '',"
+    " sender text NOT NULL,"
+    " kind text NOT NULL,"
+    " text text,"
+    " payload text,"
+    " provider_at bigint NOT NULL DEFAULT 0,"
+    " received_at bigint NOT NULL);"
+    "CREATE UNIQUE INDEX inbound_provider ON inbound(provider_msg_id, account_id)"
+    " WHERE provider_msg_id <> '';"
+    "CREATE INDEX inbound_message ON inbound(message_id) WHERE message_id IS NOT NULL;"
+
+    "CREATE TABLE suppression("
+    " tenant_id text COLLATE \"C\" NOT NULL,"
+    " channel text COLLATE \"C\" NOT NULL,"
+    " recipient text COLLATE \"C\" NOT NULL,"
+    " reason text NOT NULL,"
+    " created_at bigint NOT NULL,"
+    " PRIMARY KEY(tenant_id, channel, recipient));"
+
+    "CREATE TABLE recipient_alias("
+    " account_id text COLLATE \"C\" NOT NULL,"
+    " old text COLLATE \"C\" NOT NULL,"
+    " new text COLLATE \"C\" NOT NULL,"
+    " created_at bigint NOT NULL,"
+    " PRIMARY KEY(account_id, old));"
+    "CREATE INDEX recipient_alias_new ON recipient_alias(account_id, new);"
+
+    /* The first 10 characters of the ULIDs made at ts: the lower bound of
+     * the ids of that instant. */
+    "CREATE FUNCTION herald_ulid_prefix(ts timestamptz) RETURNS text"
+    " LANGUAGE plpgsql IMMUTABLE AS $f$"
+    " DECLARE ms bigint := floor(extract(epoch FROM ts) * 1000);"
+    "  digits text := '0123456789ABCDEFGHJKMNPQRSTVWXYZ'; out text := '';"
+    " BEGIN"
+    "  FOR i IN 1..10 LOOP"
+    "   out := substr(digits, (ms % 32)::int + 1, 1) || out; ms := ms / 32;"
+    "  END LOOP;"
+    "  RETURN out;"
+    " END $f$;"
+
+    /* Makes the monthly partitions of message and message_event from
+     * `back` months before the current UTC month to `ahead` months after
+     * it; returns how many it made. Serialised by an advisory lock; a month
+     * whose rows already sit in the DEFAULT partition cannot be made (the
+     * rows stay where they are) and is skipped with a warning. */
+    "CREATE FUNCTION herald_ensure_partitions(back int, ahead int) RETURNS int"
+    " LANGUAGE plpgsql AS $f$"
+    " DECLARE m timestamptz; t text; name text; made int := 0;"
+    " BEGIN"
+    "  PERFORM pg_advisory_xact_lock(7226401);"
+    "  FOR k IN -back..ahead LOOP"
+    "   m := date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+    "        + make_interval(months => k);"
+    "   FOREACH t IN ARRAY ARRAY['message', 'message_event'] LOOP"
+    "    name := t || '_' || to_char(m AT TIME ZONE 'UTC', 'YYYYMM');"
+    "    CONTINUE WHEN to_regclass(name) IS NOT NULL;"
+    "    BEGIN"
+    "     EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)"
+    " WITH (fillfactor = 85, autovacuum_vacuum_scale_factor = 0.02,"
+    " autovacuum_vacuum_insert_scale_factor = 0.05, autovacuum_analyze_scale_factor = 0.02)',"
+    "      name, t, herald_ulid_prefix(m),"
+    "      herald_ulid_prefix(m + interval '1 month'));"
+    "     made := made + 1;"
+    "    EXCEPTION WHEN check_violation OR invalid_object_definition THEN"
+    "     RAISE WARNING 'partition % not made: %', name, SQLERRM;"
+    "    END;"
+    "   END LOOP;"
+    "  END LOOP;"
+    "  RETURN made;"
+    " END $f$;";
+
+const struct pg_migration pg_migrations[] = {
+    {1, migration_1},
+};
+
+const size_t pg_migration_count = sizeof pg_migrations / sizeof pg_migrations[0];
+
+/* Reads one integer from a one-row query; 0 if no row. */
+static int query_int(struct pg_conn *c, const char *sql, int64_t *out, struct hr_err *err)
+{
+	PGresult *r = PQexec(c->c, sql);
+	if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) {
+		int rc = pg_fail(c, r, err, "schema_migrations");
+		PQclear(r);
+		return rc;
+	}
+	*out = PQntuples(r) ? pg_col_i64(r, 0, 0) : 0;
+	PQclear(r);
+	return 0;
+}
+
+/*
+ * Applies each migration newer than the recorded version in its own
+ * transaction with its schema_migrations row, all under a session advisory
+ * lock (two nodes migrating at once: the second waits, then finds every
+ * version present). Then makes the coming months' partitions.
+ */
+int pg_migrate_conn(struct pg_conn *c, int *applied, struct hr_err *err)
+{
+	int done = 0;
+	int rc = pg_simple(c, "SELECT pg_advisory_lock(7226400)", err, "schema_migrations");
+	if (rc)
+		return rc;
+	rc = pg_simple(c,
+	               "CREATE TABLE IF NOT EXISTS schema_migrations("
+	               " version integer PRIMARY KEY, applied_at bigint NOT NULL)",
+	               err, "schema_migrations");
+	for (size_t i = 0; rc == 0 && i < pg_migration_count; i++) {
+		const struct pg_migration *m = &pg_migrations[i];
+		char q[160];
+		snprintf(q, sizeof q, "SELECT count(*) FROM schema_migrations WHERE version = %d",
+		         m->version);
+		int64_t have = 0;
+		if ((rc = query_int(c, q, &have, err)) || have)
+			continue;
+		if ((rc = pg_simple(c, "BEGIN", err, "schema_migrations")))
+			break;
+		char field[32];
+		snprintf(field, sizeof field, "migration %d", m->version);
+		snprintf(q, sizeof q,
+		         "INSERT INTO schema_migrations(version, applied_at)"
+		         " VALUES(%d, (extract(epoch FROM now()) * 1000000)::bigint)",
+		         m->version);
+		if ((rc = pg_simple(c, m->sql, err, field)) ||
+		    (rc = pg_simple(c, q, err, "schema_migrations")) ||
+		    (rc = pg_simple(c, "COMMIT", err, "schema_migrations"))) {
+			if (c->c && PQtransactionStatus(c->c) != PQTRANS_IDLE)
+				pg_simple(c, "ROLLBACK", NULL, NULL);
+			break;
+		}
+		done++;
+		hr_log(HR_LOG_INFO, "store", "applied postgres migration %d", m->version);
+	}
+	if (rc == 0) {
+		char q[96];
+		snprintf(q, sizeof q, "SELECT herald_ensure_partitions(%d, %d)",
+		         PG_PARTITION_MONTHS_BACK, PG_PARTITION_MONTHS_AHEAD);
+		rc = pg_simple(c, q, err, "partitions");
+	}
+	if (c->c && PQstatus(c->c) == CONNECTION_OK)
+		pg_simple(c, "SELECT pg_advisory_unlock(7226400)", NULL, NULL);
+	if (applied)
+		*applied = done;
+	return rc;
+}

@@ -1,0 +1,547 @@
+/*
+ * postgres_tx.c - the PostgreSQL backend's side of lifecycle.h: lifecycle
+ * functions run as writer jobs (inside the group transaction, each in its
+ * own savepoint), and struct store_tx_ops over the writer's connection and
+ * prepared statements. Storage only: every decision is lifecycle.c's.
+ *
+ * Several nodes may run these transactions on one database at once, so the
+ * rows a decision reads are locked as they are read: claims take QUEUED rows
+ * with FOR UPDATE SKIP LOCKED (a row being claimed elsewhere is skipped, not
+ * waited for), lease expiry likewise, and a single message read to decide
+ * its next status (a send outcome, a webhook) with FOR UPDATE, so a lease
+ * expiring on one node and a late outcome arriving on another are applied
+ * one after the other, each seeing the other's result.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/postgres_int.h"
+
+struct job_lc {
+	struct pg_job j;
+	lc_tx_fn fn;
+	void *ctx;
+	bool ctx_inline;
+};
+
+struct pg_tx {
+	struct store_tx base;
+	struct pg_store *s;
+	struct pg_job *j;
+};
+
+static const struct store_tx_ops pg_tx_ops;
+
+static int run_lc(struct pg_store *s, struct pg_job *j)
+{
+	struct job_lc *l = (struct job_lc *)j;
+	struct pg_tx tx = {.base = {.ops = &pg_tx_ops}, .s = s, .j = j};
+	void *ctx = l->ctx_inline ? (void *)(l + 1) : l->ctx;
+	return l->fn(&tx.base, ctx);
+}
+
+static int pg_lc_run(struct store *st, lc_tx_fn fn, void *ctx, size_t ctx_size, store_done_fn cb,
+                     void *arg, struct hr_err *err)
+{
+	struct pg_store *s = (struct pg_store *)st;
+	if (!cb) {
+		struct job_lc l = {.j = {.run = run_lc}, .fn = fn, .ctx = ctx};
+		return pg_run_blocking(s, &l.j, err);
+	}
+	size_t size = sizeof(struct job_lc) + ctx_size;
+	struct job_lc *l = calloc(1, size);
+	if (!l)
+		return HR_ENOMEM;
+	l->j.run = run_lc;
+	l->fn = fn;
+	l->ctx_inline = true;
+	memcpy(l + 1, ctx, ctx_size);
+	int rc = pg_run_async(s, &l->j, size, cb, arg);
+	free(l);
+	return rc;
+}
+
+const struct lc_backend pg_lc_backend = {.run = pg_lc_run};
+
+#define TX(t) ((struct pg_tx *)(t))
+#define S(t) (TX(t)->s)
+#define W(t) (&TX(t)->s->w)
+#define E(t) (&TX(t)->j->err)
+
+/* The database's clock when the group began (now()): one time for every
+ * job of the transaction, from the one clock all nodes share. */
+static int64_t tx_now(struct store_tx *t)
+{
+	return S(t)->gnow;
+}
+
+static struct hr_err *tx_err(struct store_tx *t)
+{
+	return E(t);
+}
+
+static struct ev_json *tx_json(struct store_tx *t)
+{
+	return &S(t)->json;
+}
+
+static int tx_item_begin(struct store_tx *t)
+{
+	return pg_simple(W(t), "SAVEPOINT item", E(t), "savepoint");
+}
+
+static int tx_item_end(struct store_tx *t, bool keep)
+{
+	int rc = 0;
+	if (!keep && (rc = pg_simple(W(t), "ROLLBACK TO SAVEPOINT item", E(t), "savepoint")))
+		return rc;
+	return pg_simple(W(t), "RELEASE SAVEPOINT item", E(t), "savepoint");
+}
+
+/* A failed statement leaves the transaction aborted but recoverable (the
+ * item's savepoint undoes it); only a lost connection, or a transaction
+ * that is gone, is not. */
+static bool tx_alive(struct store_tx *t)
+{
+	PGconn *c = W(t)->c;
+	if (!c || PQstatus(c) != CONNECTION_OK)
+		return false;
+	PGTransactionStatusType ts = PQtransactionStatus(c);
+	return ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR;
+}
+
+#define LC_MSG_COLS                                                                                \
+	"id, tenant_id, account_id, channel, recipient, status, attempts, max_attempts,"           \
+	" provider_id IS NOT NULL, lease_until"
+
+static void row_lc_msg(const PGresult *r, int i, struct lc_msg *m)
+{
+	memset(m, 0, sizeof *m);
+	m->key = -1; /* rows are found again by id */
+	pg_col_copy(r, i, 0, m->id, sizeof m->id);
+	pg_col_copy(r, i, 1, m->tenant_id, sizeof m->tenant_id);
+	pg_col_copy(r, i, 2, m->account_id, sizeof m->account_id);
+	pg_col_copy(r, i, 3, m->channel, sizeof m->channel);
+	pg_col_copy(r, i, 4, m->recipient, sizeof m->recipient);
+	m->status = (enum msg_status)pg_col_i64(r, i, 5);
+	m->attempts = (int)pg_col_i64(r, i, 6);
+	m->max_attempts = (int)pg_col_i64(r, i, 7);
+	m->has_provider_id = pg_col_bool(r, i, 8);
+	m->lease_until = pg_col_i64(r, i, 9);
+}
+
+static int tx_msg_get(struct store_tx *t, const char *id, struct lc_msg *out)
+{
+	struct pg_params p = {0};
+	pp_text(&p, id);
+	PGresult *r;
+	int rc = pg_exec(W(t), P_MSG_STATE,
+	                 "SELECT " LC_MSG_COLS " FROM message WHERE id = $1 FOR UPDATE", &p, &r,
+	                 E(t), "message");
+	if (rc)
+		return rc;
+	int found = PQntuples(r) > 0;
+	if (found)
+		row_lc_msg(r, 0, out);
+	PQclear(r);
+	return found ? 0 : hr_fail(E(t), HR_ENOTFOUND, "message_id", "no message %s", id);
+}
+
+static int tx_msg_by_provider(struct store_tx *t, const char *account_id, const char *provider_id,
+                              struct lc_msg *out)
+{
+	struct pg_params p = {0};
+	pp_text(&p, account_id);
+	pp_text(&p, provider_id);
+	PGresult *r;
+	int rc = pg_exec(W(t), P_MSG_BY_PROVIDER,
+	                 "SELECT " LC_MSG_COLS " FROM message WHERE account_id = $1"
+	                 " AND provider_id = $2 LIMIT 1 FOR UPDATE",
+	                 &p, &r, E(t), "message");
+	if (rc)
+		return rc;
+	int found = PQntuples(r) > 0;
+	if (found)
+		row_lc_msg(r, 0, out);
+	PQclear(r);
+	return found;
+}
+
+/* One statement for every update lifecycle makes: each optional part is
+ * switched by a flag parameter, so it is prepared once. */
+static int tx_msg_update(struct store_tx *t, const struct lc_msg *m, const struct lc_update *u)
+{
+	unsigned f = u->set;
+	struct pg_params p = {0};
+	pp_text(&p, m->id);
+	pp_bool(&p, (f & LC_SET_STATUS) != 0);
+	pp_i64(&p, (int)u->status);
+	pp_i64(&p, (f & LC_PROVIDER_ID_IF_NONE) ? 2 : (f & LC_SET_PROVIDER_ID) ? 1 : 0);
+	pp_opt(&p, u->provider_id);
+	pp_i64(&p, !(f & LC_SET_ERROR) ? 0 : (f & LC_KEEP_ERROR) ? 2 : 1);
+	pp_opt(&p, u->error_code);
+	pp_opt(&p, u->error_text);
+	pp_bool(&p, (f & LC_SET_DUE) != 0);
+	pp_i64(&p, u->due_at);
+	pp_opt(&p, (f & LC_SET_RECIPIENT) ? u->recipient : NULL);
+	pp_bool(&p, (f & LC_GIVE_BACK_ATTEMPT) != 0);
+	pp_i64(&p, S(t)->gnow);
+	return pg_exec(
+	    W(t), P_LC_UPDATE,
+	    "UPDATE message SET"
+	    " status = CASE WHEN $2::boolean THEN $3::smallint ELSE status END,"
+	    " lease_until = CASE WHEN $2::boolean THEN 0 ELSE lease_until END,"
+	    " provider_id = CASE WHEN $4::int = 1 THEN coalesce($5::text, provider_id)"
+	    "  WHEN $4::int = 2 THEN coalesce(provider_id, $5::text) ELSE provider_id END,"
+	    " error_code = CASE WHEN $6::int = 1 THEN $7::text"
+	    "  WHEN $6::int = 2 THEN coalesce($7::text, error_code) ELSE error_code END,"
+	    " error_text = CASE WHEN $6::int = 1 THEN $8::text"
+	    "  WHEN $6::int = 2 THEN coalesce($8::text, error_text) ELSE error_text END,"
+	    " due_at = CASE WHEN $9::boolean THEN $10::bigint ELSE due_at END,"
+	    " recipient = coalesce($11::text, recipient),"
+	    " attempts = CASE WHEN $12::boolean THEN greatest(attempts - 1, 0) ELSE attempts END,"
+	    " updated_at = $13::bigint"
+	    " WHERE id = $1",
+	    &p, NULL, E(t), "message");
+}
+
+static int tx_msg_insert(struct store_tx *t, const struct message *m)
+{
+	return pg_message_row_insert(S(t), m, S(t)->gnow, E(t));
+}
+
+/* Claim order, which UPDATE ... RETURNING does not keep. */
+static int claim_cmp(const void *a, const void *b)
+{
+	const struct message *x = a, *y = b;
+	if (x->priority != y->priority)
+		return x->priority < y->priority ? -1 : 1;
+	if (x->due_at != y->due_at)
+		return x->due_at < y->due_at ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+/*
+ * One statement per account and batch: the MATERIALIZED CTE walks the
+ * partial index of QUEUED rows in claim order and locks up to limit of
+ * them, skipping rows another claimer holds, then the UPDATE moves exactly
+ * those. (Without MATERIALIZED the planner may inline the subquery and run
+ * the LIMIT more than once.)
+ */
+static int tx_claim(struct store_tx *t, const char *account_id, int64_t now, int64_t lease_until,
+                    int limit, struct message *out, size_t *n)
+{
+	*n = 0;
+	struct pg_params p = {0};
+	pp_text(&p, account_id);
+	pp_i64(&p, now);
+	pp_i64(&p, lease_until);
+	pp_i64(&p, limit);
+	PGresult *r;
+	int rc = pg_exec(
+	    W(t), P_CLAIM,
+	    "WITH c AS MATERIALIZED (SELECT id FROM message WHERE status = 0"
+	    "  AND account_id = $1 AND due_at <= $2 ORDER BY priority, due_at, id LIMIT $4"
+	    "  FOR UPDATE SKIP LOCKED)"
+	    " UPDATE message m SET status = 1, attempts = m.attempts + 1, lease_until = $3,"
+	    " updated_at = $2 FROM c WHERE m.id = c.id"
+	    " RETURNING m.id, m.tenant_id, m.account_id, m.channel, m.recipient, m.batch_id,"
+	    " m.content, m.body, m.status, m.priority, m.attempts, m.max_attempts, m.created_at,"
+	    " m.updated_at, m.due_at, m.lease_until, m.provider_id, m.error_code, m.error_text,"
+	    " m.segments",
+	    &p, &r, E(t), "claim");
+	if (rc)
+		return rc;
+	int rows = PQntuples(r);
+	for (int i = 0; i < rows && i < limit; i++) {
+		if ((rc = pg_row_message(r, i, 0, &out[*n]))) {
+			hr_fail(E(t), rc, "claim", "out of memory");
+			break;
+		}
+		(*n)++;
+	}
+	PQclear(r);
+	if (rc) {
+		for (size_t i = 0; i < *n; i++)
+			message_clear(&out[i]);
+		*n = 0;
+		return rc;
+	}
+	qsort(out, *n, sizeof *out, claim_cmp);
+	return 0;
+}
+
+static int tx_lease_expired(struct store_tx *t, int64_t now, int limit, struct lc_msg *out,
+                            size_t *n)
+{
+	*n = 0;
+	struct pg_params p = {0};
+	pp_i64(&p, now);
+	pp_i64(&p, limit);
+	PGresult *r;
+	/* Walks the partial index of SENDING rows by lease_until. */
+	int rc = pg_exec(W(t), P_LEASE_EXPIRED,
+	                 "SELECT " LC_MSG_COLS " FROM message WHERE status = 1 AND lease_until < $1"
+	                 " LIMIT $2 FOR UPDATE SKIP LOCKED",
+	                 &p, &r, E(t), "message");
+	if (rc)
+		return rc;
+	for (int i = 0; i < PQntuples(r) && i < limit; i++)
+		row_lc_msg(r, i, &out[(*n)++]);
+	PQclear(r);
+	return 0;
+}
+
+static int tx_event_insert(struct store_tx *t, const char *message_id, const struct lc_event *e)
+{
+	return pg_event_insert(S(t), message_id, S(t)->gnow, e->provider_at, e->type, e->source,
+	                       e->status, e->applied, e->detail, e->inbox_id, E(t));
+}
+
+static int tx_event_seen(struct store_tx *t, const char *message_id, int64_t inbox_id,
+                         enum msg_status status)
+{
+	struct pg_params p = {0};
+	pp_text(&p, message_id);
+	pp_i64(&p, inbox_id);
+	pp_i64(&p, (int)status);
+	PGresult *r;
+	int rc = pg_exec(W(t), P_EVENT_SEEN,
+	                 "SELECT 1 FROM message_event WHERE message_id = $1 AND inbox_id = $2"
+	                 " AND status = $3 AND type = 'webhook_status' LIMIT 1",
+	                 &p, &r, E(t), "message_event");
+	if (rc)
+		return rc;
+	int found = PQntuples(r) > 0;
+	PQclear(r);
+	return found;
+}
+
+static int tx_supp_any(struct store_tx *t, const char *tenant_id, const char *channel)
+{
+	return pg_supp_any(S(t), tenant_id, channel, E(t));
+}
+
+static int tx_supp_reason(struct store_tx *t, const char *tenant_id, const char *channel,
+                          const char *recipient, char *reason, size_t reason_size)
+{
+	char r[PG_REASON_MAX];
+	int rc = pg_supp_reason(S(t), tenant_id, channel, recipient, r, E(t));
+	if (rc == 1)
+		hr_strlcpy(reason, r, reason_size);
+	return rc;
+}
+
+static int tx_supp_put(struct store_tx *t, const char *tenant_id, const char *channel,
+                       const char *recipient, const char *reason)
+{
+	return pg_supp_put(S(t), tenant_id, channel, recipient, reason, S(t)->gnow, E(t));
+}
+
+static int tx_supp_delete(struct store_tx *t, const char *tenant_id, const char *channel,
+                          const char *recipient)
+{
+	return pg_supp_delete(S(t), tenant_id, channel, recipient, NULL, E(t));
+}
+
+static int tx_alias_any(struct store_tx *t, const char *account_id)
+{
+	return pg_alias_any(S(t), account_id, E(t));
+}
+
+static int tx_alias_get(struct store_tx *t, const char *account_id, const char *old,
+                        char new_addr[HR_ADDR_MAX])
+{
+	return pg_alias_get(S(t), account_id, old, new_addr, E(t));
+}
+
+static int tx_alias_put(struct store_tx *t, const char *account_id, const char *old,
+                        const char *new_addr)
+{
+	return pg_alias_put(S(t), account_id, old, new_addr, S(t)->gnow, E(t));
+}
+
+static int tx_account_of(struct store_tx *t, const char *account_id, char tenant[HR_NAME_MAX],
+                         char channel[16])
+{
+	struct pg_params p = {0};
+	pp_text(&p, account_id);
+	PGresult *r;
+	int rc = pg_exec(W(t), P_ACCOUNT_TENANT,
+	                 "SELECT tenant_id, channel FROM channel_account WHERE id = $1", &p, &r,
+	                 E(t), "channel_account");
+	if (rc)
+		return rc;
+	int found = PQntuples(r) > 0;
+	if (found) {
+		pg_col_copy(r, 0, 0, tenant, HR_NAME_MAX);
+		pg_col_copy(r, 0, 1, channel, 16);
+	}
+	PQclear(r);
+	return found;
+}
+
+static int tx_inbound_insert(struct store_tx *t, const struct lc_inbound *in)
+{
+	struct pg_params p = {0};
+	pp_opt(&p, in->tenant_id);
+	pp_text(&p, in->account_id);
+	pp_opt(&p, in->message_id);
+	pp_text(&p, in->provider_msg_id ? in->provider_msg_id : "");
+	pp_text(&p, in->from);
+	pp_text(&p, in->kind);
+	pp_opt(&p, in->text);
+	pp_opt(&p, in->payload);
+	pp_i64(&p, in->provider_at);
+	pp_i64(&p, in->received_at);
+	PGresult *r;
+	int rc = pg_exec(
+	    W(t), P_INBOUND_INSERT,
+	    "INSERT INTO inbound(tenant_id, account_id, message_id, provider_msg_id, sender, kind,"
+	    " text, payload, provider_at, received_at)"
+	    " VALUES(coalesce($1::text, (SELECT tenant_id FROM channel_account WHERE id = $2)),"
+	    " $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+	    " ON CONFLICT (provider_msg_id, account_id) WHERE provider_msg_id <> '' DO NOTHING",
+	    &p, &r, E(t), "inbound");
+	if (rc)
+		return rc;
+	int stored = atoi(PQcmdTuples(r)) > 0;
+	PQclear(r);
+	return stored;
+}
+
+static int tx_inbox_state(struct store_tx *t, int64_t id, int64_t *received_at, int *attempts,
+                          char channel[16])
+{
+	struct pg_params p = {0};
+	pp_i64(&p, id);
+	PGresult *r;
+	int rc = pg_exec(W(t), P_INBOX_STATE,
+	                 "SELECT received_at, attempts, channel FROM webhook_inbox WHERE id = $1",
+	                 &p, &r, E(t), "webhook_inbox");
+	if (rc)
+		return rc;
+	int found = PQntuples(r) > 0;
+	if (found) {
+		*received_at = pg_col_i64(r, 0, 0);
+		*attempts = (int)pg_col_i64(r, 0, 1);
+		pg_col_copy(r, 0, 2, channel, 16);
+	}
+	PQclear(r);
+	return found;
+}
+
+static int inbox_cmp(const void *a, const void *b)
+{
+	const struct inbox_row *x = a, *y = b;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int tx_inbox_claim(struct store_tx *t, int64_t now, int64_t until, int limit,
+                          struct inbox_row *out, size_t *n)
+{
+	*n = 0;
+	struct pg_params p = {0};
+	pp_i64(&p, now);
+	pp_i64(&p, until);
+	pp_i64(&p, limit);
+	PGresult *r;
+	int rc = pg_exec(W(t), P_INBOX_CLAIM,
+	                 "WITH c AS MATERIALIZED (SELECT id FROM webhook_inbox"
+	                 "  WHERE state IN (0, 2) AND next_try_at <= $1 ORDER BY id LIMIT $3"
+	                 "  FOR UPDATE SKIP LOCKED)"
+	                 " UPDATE webhook_inbox w SET next_try_at = $2 FROM c WHERE w.id = c.id"
+	                 " RETURNING w.id, w.account_id, w.channel, w.dedupe_key, w.received_at,"
+	                 " w.attempts, w.body",
+	                 &p, &r, E(t), "webhook_inbox");
+	if (rc)
+		return rc;
+	if (PQntuples(r) > limit) {
+		PQclear(r);
+		return hr_fail(E(t), HR_EINTERNAL, "webhook_inbox", "claim returned too many rows");
+	}
+	rc = pg_inbox_rows(r, out, n);
+	PQclear(r);
+	if (rc)
+		return hr_fail(E(t), rc, "webhook_inbox", "out of memory");
+	qsort(out, *n, sizeof *out, inbox_cmp);
+	return 0;
+}
+
+static int tx_inbox_mark(struct store_tx *t, int64_t id, int state, int attempts,
+                         int64_t next_try_at, const char *error)
+{
+	struct pg_params p = {0};
+	pp_i64(&p, id);
+	pp_i64(&p, state);
+	pp_i64(&p, attempts);
+	if (next_try_at)
+		pp_i64(&p, next_try_at);
+	else
+		pp_text(&p, NULL);
+	pp_opt(&p, error);
+	return pg_exec(W(t), P_INBOX_MARK,
+	               "UPDATE webhook_inbox SET state = $2, attempts = $3,"
+	               " next_try_at = coalesce($4, next_try_at), error = $5 WHERE id = $1",
+	               &p, NULL, E(t), "webhook_inbox");
+}
+
+static const struct store_tx_ops pg_tx_ops = {
+    .now = tx_now,
+    .err = tx_err,
+    .json = tx_json,
+    .item_begin = tx_item_begin,
+    .item_end = tx_item_end,
+    .alive = tx_alive,
+    .msg_get = tx_msg_get,
+    .msg_by_provider = tx_msg_by_provider,
+    .msg_update = tx_msg_update,
+    .msg_insert = tx_msg_insert,
+    .claim = tx_claim,
+    .lease_expired = tx_lease_expired,
+    .event_insert = tx_event_insert,
+    .event_seen = tx_event_seen,
+    .supp_any = tx_supp_any,
+    .supp_reason = tx_supp_reason,
+    .supp_put = tx_supp_put,
+    .supp_delete = tx_supp_delete,
+    .alias_any = tx_alias_any,
+    .alias_get = tx_alias_get,
+    .alias_put = tx_alias_put,
+    .account_of = tx_account_of,
+    .inbound_insert = tx_inbound_insert,
+    .inbox_state = tx_inbox_state,
+    .inbox_claim = tx_inbox_claim,
+    .inbox_mark = tx_inbox_mark,
+};
+
+/* ---- the shared rules, bound to this backend (filled into store_postgres) ---- */
+
+int pg_claim(struct store *st, const char *account_id, int64_t now, int64_t lease_us, int limit,
+             struct message *out, size_t *n)
+{
+	return lc_claim(&pg_lc_backend, st, account_id, now, lease_us, limit, out, n);
+}
+
+int pg_record_results(struct store *st, const struct send_result *r, size_t n, store_done_fn cb,
+                      void *arg)
+{
+	return lc_record_results(&pg_lc_backend, st, r, n, cb, arg);
+}
+
+int pg_requeue_expired(struct store *st, int64_t now, int *n)
+{
+	return lc_requeue_expired(&pg_lc_backend, st, now, n);
+}
+
+int pg_inbox_claim(struct store *st, int64_t now, int64_t lease_us, int limit,
+                   struct inbox_row **out, size_t *n)
+{
+	return lc_inbox_claim(&pg_lc_backend, st, now, lease_us, limit, out, n);
+}
+
+int pg_apply_inbox(struct store *st, const struct inbox_parsed *rows, size_t n, int64_t now,
+                   struct apply_stats *stats)
+{
+	return lc_apply_inbox(&pg_lc_backend, st, rows, n, now, stats);
+}

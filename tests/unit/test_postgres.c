@@ -1,0 +1,357 @@
+/*
+ * test_postgres.c - what only the PostgreSQL backend has (the conformance
+ * suite, test_store.c, covers everything store_ops promises): the schema's
+ * monthly partitions, losing the server and getting it back (writes fail
+ * cleanly with HR_EBUSY meanwhile, nothing is half-written, and the store
+ * reconnects by itself), and two stores (nodes) migrating at once. One real
+ * server (tests/pgtest.h) for the file, a fresh database per test.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "herald.h"
+#include "pgtest.h"
+#include "store/postgres.h"
+#include "store/store.h"
+#include "store_test.h"
+
+static struct pgtest pg;
+static int seq;
+
+struct fx {
+	char name[32];
+	char dsn[400];
+	struct store *st;
+};
+
+static int group_setup(void **state)
+{
+	(void)state;
+	if (pgtest_start(&pg) != 0) {
+		fprintf(stderr, "pgtest: %s\n", pg.err);
+		return -1;
+	}
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	return pgtest_stop(&pg) == 0 ? 0 : -1;
+}
+
+static int fx_setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof *f);
+	if (!f)
+		return -1;
+	snprintf(f->name, sizeof f->name, "p%d", ++seq);
+	if (pgtest_createdb(&pg, f->name) != 0) {
+		fprintf(stderr, "pgtest: %s\n", pg.err);
+		free(f);
+		return -1;
+	}
+	pgtest_conninfo(&pg, f->name, f->dsn, sizeof f->dsn);
+	struct hr_err err = {0};
+	if (store_postgres.open(f->dsn, NULL, &f->st, &err) != 0) {
+		fprintf(stderr, "open: %s: %s\n", err.field, err.msg);
+		free(f);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int fx_teardown(void **state)
+{
+	struct fx *f = *state;
+	store_postgres.close(f->st);
+	free(f);
+	return 0;
+}
+
+/* One text value from a query on the test's database (a side connection,
+ * as an operator's psql would be). Caller frees. */
+static char *query1(struct fx *f, const char *sql)
+{
+	PGconn *c = pgtest_connect(&pg, f->name);
+	assert_non_null(c);
+	PGresult *r = PQexec(c, sql);
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	assert_int_equal(PQntuples(r), 1);
+	char *v = strdup(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	PQfinish(c);
+	assert_non_null(v);
+	return v;
+}
+
+/* Messages land in the partition of their id's month, made ahead by open;
+ * events in their message's month too, so retention drops both together. */
+static void test_partitions(void **state)
+{
+	struct fx *f = *state;
+	struct message m;
+	mk_msg(&m, "t1", "acc", 0, 0);
+	assert_int_equal(f->st->ops->message_insert(f->st, &m, 1, NULL, NULL, NULL), 0);
+
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	char want[32], sql[200];
+	snprintf(want, sizeof want, "message_%04d%02d", tm.tm_year + 1900, tm.tm_mon + 1);
+	snprintf(sql, sizeof sql, "SELECT tableoid::regclass::text FROM message WHERE id = '%s'",
+	         m.id);
+	char *part = query1(f, sql);
+	assert_string_equal(part, want);
+	free(part);
+	snprintf(want, sizeof want, "message_event_%04d%02d", tm.tm_year + 1900, tm.tm_mon + 1);
+	snprintf(sql, sizeof sql,
+	         "SELECT tableoid::regclass::text FROM message_event WHERE message_id = '%s'",
+	         m.id);
+	part = query1(f, sql);
+	assert_string_equal(part, want);
+	free(part);
+
+	/* The current month, one behind and three ahead, for both tables. */
+	char *n =
+	    query1(f, "SELECT count(*) FROM pg_inherits i JOIN pg_class c"
+	              " ON c.oid = i.inhrelid WHERE c.relname ~ '^message(_event)?_[0-9]{6}$'");
+	assert_string_equal(n, "10");
+	free(n);
+	/* Each partition vacuums early (the queue rewrites its rows). */
+	snprintf(sql, sizeof sql,
+	         "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = '%s'",
+	         want);
+	char *opts = query1(f, sql);
+	assert_non_null(strstr(opts, "autovacuum_vacuum_scale_factor=0.02"));
+	free(opts);
+
+	/* An id outside every month (a foreign one) still has a home. */
+	struct message odd;
+	mk_msg(&odd, "t1", "acc", 0, 0);
+	strcpy(odd.id, "00000000000000000000000001");
+	assert_int_equal(f->st->ops->message_insert(f->st, &odd, 1, NULL, NULL, NULL), 0);
+	part = query1(f, "SELECT tableoid::regclass::text FROM message"
+	                 " WHERE id = '00000000000000000000000001'");
+	assert_string_equal(part, "message_default");
+	free(part);
+
+	/* migrate (and every later open) finds the partitions there. */
+	int applied = -1;
+	struct hr_err err = {0};
+	assert_int_equal(f->st->ops->migrate(f->st, &applied, &err), 0);
+	assert_int_equal(applied, 0);
+}
+
+struct async_rc {
+	atomic_int calls, rc;
+};
+
+static void async_cb(void *arg, int rc, const struct hr_err *err)
+{
+	(void)err;
+	struct async_rc *a = arg;
+	atomic_store(&a->rc, rc);
+	atomic_fetch_add(&a->calls, 1);
+}
+
+/*
+ * The server goes away and comes back: meanwhile every write and read
+ * answers HR_EBUSY (the API's 503) and leaves nothing behind; afterwards
+ * the same store works again without being reopened. A big write in flight
+ * when the server went down is all there or not there at all.
+ */
+static void test_server_restart(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct message a, b, c;
+	mk_msg(&a, "t1", "acc", 0, 0);
+	assert_int_equal(st->ops->message_insert(st, &a, 1, NULL, NULL, NULL), 0);
+
+	/* A large insert queued, then the server stopped under it. */
+	enum { BIG = 3000 };
+	struct message *big = calloc(BIG, sizeof *big);
+	assert_non_null(big);
+	for (int i = 0; i < BIG; i++)
+		mk_msg(&big[i], "t1", "big", 1, 0);
+	struct async_rc ar;
+	atomic_store(&ar.calls, 0);
+	atomic_store(&ar.rc, 1);
+	assert_int_equal(st->ops->message_insert(st, big, BIG, NULL, async_cb, &ar), 0);
+	assert_int_equal(pgtest_server_down(&pg), 0);
+	assert_true(wait_int(&ar.calls, 1, WAIT_US));
+	int big_rc = atomic_load(&ar.rc);
+	assert_true(big_rc == 0 || big_rc == HR_EBUSY);
+
+	/* Down: writes and reads fail cleanly, with the code the API maps to 503. */
+	mk_msg(&b, "t1", "acc", 0, 0);
+	assert_int_equal(st->ops->message_insert(st, &b, 1, NULL, NULL, NULL), HR_EBUSY);
+	struct message g;
+	assert_int_equal(st->ops->message_get(st, NULL, a.id, &g), HR_EBUSY);
+	struct message out[4];
+	size_t n = 9;
+	assert_int_equal(st->ops->claim(st, "acc", 0, 30 * SEC, 4, out, &n), HR_EBUSY);
+	assert_int_equal(n, 0);
+	assert_int_equal(st->ops->inbox_append(st, "acc", "whatsapp", "", "{}", 2, NULL, NULL),
+	                 HR_EBUSY);
+	struct hr_err err = {0};
+	struct tenant_row t = {.id = "t1", .name = "T"};
+	assert_int_equal(st->ops->tenant_upsert(st, &t, &err), HR_EBUSY);
+	assert_non_null(strstr(err.msg, "postgres"));
+
+	/* Up again: the same store reconnects on its next call. */
+	assert_int_equal(pgtest_server_up(&pg), 0);
+	mk_msg(&c, "t1", "acc", 0, 0);
+	assert_int_equal(st->ops->message_insert(st, &c, 1, NULL, NULL, NULL), 0);
+	assert_int_equal(status_of(st, a.id), MSG_QUEUED);
+	assert_int_equal(status_of(st, c.id), MSG_QUEUED);
+	assert_int_equal(st->ops->message_get(st, NULL, b.id, &g), HR_ENOTFOUND);
+	assert_int_equal(count_events(st, b.id, NULL), 0);
+
+	/* The big insert: whole or absent, never part (and whole if it said 0). */
+	int64_t big_n = count_msgs(st, NULL) - 2;
+	fprintf(stderr, "    insert in flight at the stop: rc %d, %lld of %d rows\n", big_rc,
+	        (long long)big_n, BIG);
+	assert_true(big_n == 0 || big_n == BIG);
+	if (big_rc == 0)
+		assert_int_equal(big_n, BIG);
+	int64_t counts[MSG__COUNT];
+	assert_int_equal(st->ops->message_counts(st, "t1", counts), 0);
+	assert_int_equal(counts[MSG_QUEUED], 2 + big_n);
+
+	/* Claims, outcomes and the inbox work again too. */
+	assert_int_equal(st->ops->claim(st, "acc", 0, 30 * SEC, 4, out, &n), 0);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++)
+		message_clear(&out[i]);
+	assert_int_equal(st->ops->inbox_append(st, "acc", "whatsapp", "", "{}", 2, NULL, NULL), 0);
+	int64_t pending = -1;
+	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
+	assert_int_equal(pending, 1);
+	free(big);
+}
+
+/* Several nodes starting at once on an empty database: each migration is
+ * applied once (the advisory lock), every node opens. */
+struct opener {
+	pthread_t th;
+	const char *dsn;
+	struct store *st;
+	int rc;
+};
+
+static void *open_thread(void *arg)
+{
+	struct opener *o = arg;
+	struct hr_err err = {0};
+	o->rc = store_postgres.open(o->dsn, NULL, &o->st, &err);
+	return NULL;
+}
+
+static void test_concurrent_open_migrates_once(void **state)
+{
+	(void)state;
+	char name[32], dsn[400];
+	snprintf(name, sizeof name, "p%d", ++seq);
+	assert_int_equal(pgtest_createdb(&pg, name), 0);
+	pgtest_conninfo(&pg, name, dsn, sizeof dsn);
+	enum { K = 4 };
+	struct opener o[K];
+	for (int i = 0; i < K; i++) {
+		o[i] = (struct opener){.dsn = dsn};
+		assert_int_equal(pthread_create(&o[i].th, NULL, open_thread, &o[i]), 0);
+	}
+	for (int i = 0; i < K; i++) {
+		pthread_join(o[i].th, NULL);
+		assert_int_equal(o[i].rc, 0);
+	}
+	struct fx f = {0};
+	snprintf(f.name, sizeof f.name, "%s", name);
+	char *v = query1(&f, "SELECT count(*) FROM schema_migrations");
+	assert_string_equal(v, "1");
+	free(v);
+	for (int i = 0; i < K; i++)
+		store_postgres.close(o[i].st);
+}
+
+/* Runs `herald migrate` with a config naming this database; its exit
+ * status, and its output in out (size bytes). */
+static int herald_migrate(const char *yaml, char *out, size_t size)
+{
+	const char *bin = getenv("HERALD_BIN");
+	assert_non_null(bin);
+	char dir[] = "/tmp/hr_pgmig_XXXXXX", path[64], cmd[600];
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/herald.yaml", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(yaml, f);
+	assert_int_equal(fclose(f), 0);
+	snprintf(cmd, sizeof cmd, "%s migrate --config %s 2>&1", bin, path);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t n = fread(out, 1, size - 1, p);
+	out[n] = '\0';
+	int st = pclose(p);
+	unlink(path);
+	rmdir(dir);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* `herald migrate` on store.driver postgres: store.url, the password as
+ * an env: reference; a reference that does not resolve stops it, naming
+ * the key and not the secret. */
+static void test_herald_migrate(void **state)
+{
+	(void)state;
+	char name[32], dsn[400], yaml[800], out[2048];
+	snprintf(name, sizeof name, "p%d", ++seq);
+	assert_int_equal(pgtest_createdb(&pg, name), 0);
+	pgtest_conninfo(&pg, name, dsn, sizeof dsn);
+	assert_int_equal(setenv("HR_TEST_PGPASS", "s3cret-not-checked", 1), 0);
+	snprintf(yaml, sizeof yaml,
+	         "store:\n  driver: postgres\n  url: \"%s\"\n  password: env:HR_TEST_PGPASS\n",
+	         dsn);
+	assert_int_equal(herald_migrate(yaml, out, sizeof out), 0);
+	assert_non_null(strstr(out, "schema up to date (postgres)"));
+	struct fx f = {0};
+	snprintf(f.name, sizeof f.name, "%s", name);
+	char *v = query1(&f, "SELECT count(*) FROM schema_migrations");
+	assert_string_equal(v, "1");
+	free(v);
+
+	snprintf(
+	    yaml, sizeof yaml,
+	    "store:\n  driver: postgres\n  url: \"%s\"\n  password: env:HR_TEST_PGPASS_UNSET\n",
+	    dsn);
+	unsetenv("HR_TEST_PGPASS_UNSET");
+	assert_int_equal(herald_migrate(yaml, out, sizeof out), 1);
+	assert_non_null(strstr(out, "store.password"));
+	assert_null(strstr(out, "s3cret"));
+	assert_int_equal(herald_migrate("store:\n  driver: postgres\n", out, sizeof out), 1);
+	assert_non_null(strstr(out, "store.url"));
+}
+
+int main(void)
+{
+	hr_log_set_level(HR_LOG_ERROR);
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_partitions, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_server_restart, fx_setup, fx_teardown),
+	    cmocka_unit_test(test_concurrent_open_migrates_once),
+	    cmocka_unit_test(test_herald_migrate),
+	};
+	return cmocka_run_group_tests_name("postgres backend", tests, group_setup, group_teardown);
+}
