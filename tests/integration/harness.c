@@ -89,6 +89,20 @@ bool harness_postgres(void)
 	return v && strcmp(v, "postgres") == 0;
 }
 
+void harness_pg_down(void)
+{
+	assert_true(it_pg_started);
+	if (pgtest_server_down(&it_pg) != 0)
+		fail_msg("pgtest: %s", it_pg.err);
+}
+
+void harness_pg_up(void)
+{
+	assert_true(it_pg_started);
+	if (pgtest_server_up(&it_pg) != 0)
+		fail_msg("pgtest: %s", it_pg.err);
+}
+
 /* A fresh database for one world; its conninfo goes into w->db. */
 static void it_pg_db(struct world *w)
 {
@@ -135,8 +149,10 @@ void world_init2(struct world *w, const char *accounts, const char *templates,
 	put_subst(f, w, server_extra);
 	if (harness_postgres()) {
 		it_pg_db(w);
-		fprintf(f, "store:\n  driver: postgres\n  url: \"%s\"\n"
-		           "  password: env:HERALD_IT_PGPASS\n", w->db);
+		fprintf(f,
+		        "store:\n  driver: postgres\n  url: \"%s\"\n"
+		        "  password: env:HERALD_IT_PGPASS\n",
+		        w->db);
 	} else {
 		fprintf(f, "store:\n  driver: sqlite\n  path: %s\n  synchronous: normal\n", w->db);
 	}
