@@ -71,15 +71,13 @@ static const struct cp_table cp_tables[] = {
       {"body", CT_TEXT},
       {"param_count", CT_INT},
       {"config", CT_TEXT}}},
-    {"message",
-     NULL,
-     {{"id", CT_TEXT},          {"tenant_id", CT_TEXT},   {"account_id", CT_TEXT},
-      {"channel", CT_TEXT},     {"recipient", CT_TEXT},   {"batch_id", CT_TEXT},
-      {"content", CT_TEXT},     {"body", CT_TEXT},        {"status", CT_INT},
-      {"priority", CT_INT},     {"attempts", CT_INT},     {"max_attempts", CT_INT},
-      {"created_at", CT_INT},   {"updated_at", CT_INT},   {"due_at", CT_INT},
-      {"lease_until", CT_INT},  {"provider_id", CT_TEXT}, {"error_code", CT_TEXT},
-      {"error_text", CT_TEXT},  {"segments", CT_INT}}},
+    {"message", NULL, {{"id", CT_TEXT},         {"tenant_id", CT_TEXT},   {"account_id", CT_TEXT},
+                       {"channel", CT_TEXT},    {"recipient", CT_TEXT},   {"batch_id", CT_TEXT},
+                       {"content", CT_TEXT},    {"body", CT_TEXT},        {"status", CT_INT},
+                       {"priority", CT_INT},    {"attempts", CT_INT},     {"max_attempts", CT_INT},
+                       {"created_at", CT_INT},  {"updated_at", CT_INT},   {"due_at", CT_INT},
+                       {"lease_until", CT_INT}, {"provider_id", CT_TEXT}, {"error_code", CT_TEXT},
+                       {"error_text", CT_TEXT}, {"segments", CT_INT}}},
     {"message_event",
      "id",
      {{"id", CT_INT},
@@ -154,8 +152,8 @@ static void cp_col_list(const struct cp_table *t, char *buf, size_t size)
 	size_t len = 0;
 	buf[0] = '\0';
 	for (size_t i = 0; i < cp_ncols(t) && len < size; i++)
-		len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? ", " : "",
-		                        t->cols[i].name);
+		len +=
+		    (size_t)snprintf(buf + len, size - len, "%s%s", i ? ", " : "", t->cols[i].name);
 }
 
 static double cp_now_s(void)
@@ -367,20 +365,21 @@ static int cp_open_source(const char *path, sqlite3 **out, struct hr_err *err)
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_OK) {
-		int code = hr_fail(err, HR_EINVAL, "--from",
-		                   "%s is not a herald SQLite database (%s)", path,
-		                   sqlite3_errmsg(db));
+		int code =
+		    hr_fail(err, HR_EINVAL, "--from", "%s is not a herald SQLite database (%s)",
+		            path, sqlite3_errmsg(db));
 		sqlite3_close(db);
 		return code;
 	}
 	if (version != COPY_SQLITE_VERSION) {
-		int code = hr_fail(err, HR_EINVAL, "--from",
-		                   "%s has SQLite schema version %lld; this copier knows version "
-		                   "%d%s",
-		                   path, (long long)version, COPY_SQLITE_VERSION,
-		                   version < COPY_SQLITE_VERSION
-		                       ? " (run `herald migrate --config FILE --db PATH` on it first)"
-		                       : " (use the herald that wrote it)");
+		int code =
+		    hr_fail(err, HR_EINVAL, "--from",
+		            "%s has SQLite schema version %lld; this copier knows version "
+		            "%d%s",
+		            path, (long long)version, COPY_SQLITE_VERSION,
+		            version < COPY_SQLITE_VERSION
+		                ? " (run `herald migrate --config FILE --db PATH` on it first)"
+		                : " (use the herald that wrote it)");
 		sqlite3_close(db);
 		return code;
 	}
@@ -516,8 +515,7 @@ static bool cp_ulid_ms(const char *id, int64_t *ms)
  * the months back to the source's oldest message first (at most ten
  * years; ids that are not ULIDs change nothing).
  */
-static int cp_partitions(sqlite3 *db, PGconn *c, struct store_copy_report *rep,
-                         struct hr_err *err)
+static int cp_partitions(sqlite3 *db, PGconn *c, struct store_copy_report *rep, struct hr_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(db, "SELECT min(id) FROM message", -1, &st, NULL);
@@ -739,8 +737,9 @@ static int cp_verify_table(PGconn *c, const struct cp_table *t, struct store_cop
 				case CT_BYTES:
 					/* hex output: "\x" then lowercase digits */
 					if (n < 2 || p[0] != '\\' || p[1] != 'x') {
-						rc = hr_fail(err, HR_EIO, t->name,
-						             "%s: bytea not in hex output", t->name);
+						rc =
+						    hr_fail(err, HR_EIO, t->name,
+						            "%s: bytea not in hex output", t->name);
 						break;
 					}
 					v[i].p = p + 2;
@@ -832,10 +831,11 @@ int store_copy_sqlite_to_postgres(const struct store_copy_opts *o, struct store_
 			             "%lld in the target",
 			             t->name, (long long)t->rows, (long long)t->target_rows);
 		else if (rc == 0 && strcmp(t->source_sum, t->target_sum) != 0)
-			rc = hr_fail(err, HR_EIO, t->name,
-			             "verification failed for table %s: checksum %.16s in the source, "
-			             "%.16s in the target",
-			             t->name, t->source_sum, t->target_sum);
+			rc = hr_fail(
+			    err, HR_EIO, t->name,
+			    "verification failed for table %s: checksum %.16s in the source, "
+			    "%.16s in the target",
+			    t->name, t->source_sum, t->target_sum);
 	}
 	/* Fresh statistics, so the first queries on the copy plan well. */
 	if (rc == 0)

@@ -41,11 +41,11 @@ struct store_copy_opts {
 
 /* What happened to one table. */
 struct store_copy_table {
-	const char *name;       /* static */
-	int64_t rows;           /* copied from the source */
-	int64_t target_rows;    /* counted in the target after the copy */
-	int64_t cleared;        /* rows --force removed from the target first */
-	char source_sum[65];    /* hex SHA-256, see store_copy_sum */
+	const char *name;    /* static */
+	int64_t rows;        /* copied from the source */
+	int64_t target_rows; /* counted in the target after the copy */
+	int64_t cleared;     /* rows --force removed from the target first */
+	char source_sum[65]; /* hex SHA-256, see store_copy_sum */
 	char target_sum[65];
 	double copy_s, verify_s;
 };
@@ -55,9 +55,9 @@ struct store_copy_table {
 struct store_copy_report {
 	struct store_copy_table t[STORE_COPY_TABLES_MAX];
 	size_t n;
-	int64_t rows;          /* all tables */
-	int partitions_made;   /* monthly partitions made for the source's months */
-	double seconds;        /* open to commit */
+	int64_t rows;        /* all tables */
+	int partitions_made; /* monthly partitions made for the source's months */
+	double seconds;      /* open to commit */
 };
 
 /*

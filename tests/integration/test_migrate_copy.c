@@ -132,8 +132,8 @@ static bool has_inbound(struct world *w, void *arg)
 	size_t i;
 	json_t *e;
 	bool ok = false;
-	json_array_foreach(json_object_get(m, "events"), i, e)
-	    ok |= strcmp(json_string_value(json_object_get(e, "type")), "inbound") == 0;
+	json_array_foreach(json_object_get(m, "events"), i, e) ok |=
+	    strcmp(json_string_value(json_object_get(e, "type")), "inbound") == 0;
 	json_decref(m);
 	return ok;
 }
@@ -205,11 +205,12 @@ static char *pg_fingerprint(void)
 	PGconn *c = pgtest_connect(&PG, "copy");
 	assert_non_null(c);
 	PGresult *r = PQexec(
-	    c, "SELECT (SELECT count(*) FROM tenant) || '/' || (SELECT count(*) FROM message) || '/'"
-	       " || (SELECT count(*) FROM message_event) || '/' || (SELECT count(*) FROM suppression)"
-	       " || '/' || (SELECT md5(string_agg(id || ':' || status || ':' || updated_at, ','"
-	       " ORDER BY id)) FROM message) || '/' || (SELECT md5(string_agg(id::text || type,"
-	       " ',' ORDER BY id)) FROM message_event)");
+	    c,
+	    "SELECT (SELECT count(*) FROM tenant) || '/' || (SELECT count(*) FROM message) || '/'"
+	    " || (SELECT count(*) FROM message_event) || '/' || (SELECT count(*) FROM suppression)"
+	    " || '/' || (SELECT md5(string_agg(id || ':' || status || ':' || updated_at, ','"
+	    " ORDER BY id)) FROM message) || '/' || (SELECT md5(string_agg(id::text || type,"
+	    " ',' ORDER BY id)) FROM message_event)");
 	if (PQresultStatus(r) != PGRES_TUPLES_OK)
 		fail_msg("fingerprint: %s", PQresultErrorMessage(r));
 	char *s = strdup(PQgetvalue(r, 0, 0));
@@ -236,12 +237,12 @@ static void test_fill_sqlite(void **state)
 	for (int i = 0; i < N_TEMPLATE; i++) {
 		char to[32];
 		snprintf(to, sizeof to, "4479%08d", 500 + i);
-		assert_int_equal(json_array_append_new(
-		                     msgs, json_pack("{s:s,s:s,s:{s:s,s:s,s:[s,s]}}", "channel",
-		                                     "whatsapp", "to", to, "template", "name",
-		                                     "payment_reminder", "language", "en_GB",
-		                                     "parameters", "Ana", "£1.00")),
-		                 0);
+		assert_int_equal(
+		    json_array_append_new(
+		        msgs, json_pack("{s:s,s:s,s:{s:s,s:s,s:[s,s]}}", "channel", "whatsapp",
+		                        "to", to, "template", "name", "payment_reminder",
+		                        "language", "en_GB", "parameters", "Ana", "£1.00")),
+		    0);
 	}
 	json_t *req = json_pack("{s:o}", "messages", msgs);
 	char *js = json_dumps(req, JSON_COMPACT);
@@ -258,7 +259,8 @@ static void test_fill_sqlite(void **state)
 
 	send_one(IDEM_BODY, IDEM_KEY, g_idem_id);
 	snprintf(g_ids[g_nids++], 32, "%s", g_idem_id);
-	send_one("{\"channel\":\"whatsapp\",\"to\":\"" TO_FAIL "\",\"text\":\"x\"}", NULL, g_fail_id);
+	send_one("{\"channel\":\"whatsapp\",\"to\":\"" TO_FAIL "\",\"text\":\"x\"}", NULL,
+	         g_fail_id);
 	snprintf(g_ids[g_nids++], 32, "%s", g_fail_id);
 
 	r = api_post(&W, "/v1/suppressions",
@@ -346,9 +348,10 @@ static void test_copy(void **state)
 	         getenv("HERALD_BIN"), g_sqlite_db);
 	assert_int_equal(run(cmd, out, sizeof out), 2);
 	assert_non_null(strstr(out, "--to"));
-	snprintf(cmd, sizeof cmd,
-	         "%s migrate --from sqlite:%s --to 'postgres:%s' --password-env HERALD_IT_NOPE 2>&1",
-	         getenv("HERALD_BIN"), g_sqlite_db, g_dsn);
+	snprintf(
+	    cmd, sizeof cmd,
+	    "%s migrate --from sqlite:%s --to 'postgres:%s' --password-env HERALD_IT_NOPE 2>&1",
+	    getenv("HERALD_BIN"), g_sqlite_db, g_dsn);
 	assert_int_equal(run(cmd, out, sizeof out), 2);
 	assert_non_null(strstr(out, "--password-env"));
 	/* A source that does not exist: exit 1, the target untouched. */
@@ -454,8 +457,8 @@ static void test_serve_on_copy(void **state)
 	char body[256], ids[20][32];
 	for (int i = 0; i < 20; i++) {
 		snprintf(body, sizeof body,
-		         "{\"channel\":\"whatsapp\",\"to\":\"4479770%05d\",\"text\":\"after %d\"}", i,
-		         i);
+		         "{\"channel\":\"whatsapp\",\"to\":\"4479770%05d\",\"text\":\"after %d\"}",
+		         i, i);
 		send_one(body, NULL, ids[i]);
 	}
 	char supp2[32];
