@@ -295,6 +295,52 @@ int pg_exec(struct pg_conn *c, enum pg_slot slot, const char *sql, const struct 
 	return pg_exec_named(c, name, &c->prep[slot], sql, p, out, err, field);
 }
 
+static bool pcmd_push(struct pg_store *s, struct pg_job *j, int kind, enum pg_slot slot,
+                      const char *field, const char *conflict)
+{
+	if (s->npcmd == s->pcap) {
+		size_t nc = s->pcap ? s->pcap * 2 : 256;
+		struct pg_pcmd *n = realloc(s->pcmd, nc * sizeof *n);
+		if (!n)
+			return false;
+		s->pcmd = n;
+		s->pcap = nc;
+	}
+	struct pg_pcmd *c = &s->pcmd[s->npcmd++];
+	c->job = j;
+	c->kind = kind;
+	c->slot = slot;
+	c->field = field;
+	hr_strlcpy(c->conflict, conflict ? conflict : "", sizeof c->conflict);
+	return true;
+}
+
+int pg_wdo(struct pg_store *s, struct pg_job *j, enum pg_slot slot, const char *sql,
+           const struct pg_params *p, const char *field, const char *conflict)
+{
+	if (!s->piping) {
+		int rc = pg_exec(&s->w, slot, sql, p, NULL, &j->err, field);
+		if (rc == HR_ECONFLICT && conflict)
+			hr_fail(&j->err, rc, field, "%s", conflict);
+		return rc;
+	}
+	char name[16];
+	snprintf(name, sizeof name, "h%d", (int)slot);
+	PGconn *c = s->w.c;
+	if (!s->w.prep[slot]) {
+		if (!PQsendPrepare(c, name, sql, 0, NULL) ||
+		    !pcmd_push(s, j, PC_PREPARE, slot, field, NULL))
+			return hr_fail(&j->err, HR_EBUSY, field, "postgres: cannot send: %s",
+			               PQerrorMessage(c));
+		s->w.prep[slot] = true; /* taken back if the prepare fails */
+	}
+	if (!PQsendQueryPrepared(c, name, p->n, p->v, p->len, p->fmt, 0) ||
+	    !pcmd_push(s, j, PC_STMT, slot, field, conflict))
+		return hr_fail(&j->err, HR_EBUSY, field, "postgres: cannot send: %s",
+		               PQerrorMessage(c));
+	return 0;
+}
+
 int pg_event_insert(struct pg_store *s, const char *message_id, int64_t at, int64_t provider_at,
                     const char *type, const char *source, int status, bool applied,
                     const char *detail, int64_t inbox_id, struct hr_err *err)
@@ -531,6 +577,108 @@ static bool simple_ok(struct pg_store *s, const char *sql)
 	return ok;
 }
 
+/* Jobs sent in one pipeline at most (each job's savepoint takes one of the
+ * 64 subtransaction ids a backend caches: see PG_GROUP_CAP). */
+#define PG_PIPE_MAX 64
+
+/*
+ * Reads the results of the pipeline just sent (s->pcmd) and its sync.
+ * *failed gets the index of the first command that failed (its job's rc
+ * and err set), or -1. 0, or HR_EBUSY if the connection broke or the
+ * results were not what was sent (the transaction is then lost).
+ */
+static int pipe_read(struct pg_store *s, long *failed)
+{
+	PGconn *c = s->w.c;
+	*failed = -1;
+	for (size_t i = 0; i < s->npcmd; i++) {
+		struct pg_pcmd *d = &s->pcmd[i];
+		PGresult *r = PQgetResult(c);
+		if (!r)
+			return HR_EBUSY;
+		ExecStatusType st = PQresultStatus(r);
+		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+			if (d->kind == PC_PREPARE)
+				s->w.prep[d->slot] = false;
+			if (st != PGRES_PIPELINE_ABORTED && *failed < 0) {
+				*failed = (long)i;
+				int rc = pg_fail(&s->w, r, &d->job->err, d->field);
+				if (rc == HR_ECONFLICT && d->conflict[0])
+					hr_fail(&d->job->err, rc, d->field, "%s", d->conflict);
+				d->job->rc = rc;
+			}
+		}
+		PQclear(r);
+		if ((r = PQgetResult(c))) { /* each command's results end with NULL */
+			PQclear(r);
+			return HR_EBUSY;
+		}
+	}
+	PGresult *r = PQgetResult(c);
+	bool synced = r && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+	PQclear(r);
+	if (!synced || !PQexitPipelineMode(c))
+		return HR_EBUSY;
+	return conn_ok(&s->w) ? 0 : HR_EBUSY;
+}
+
+/*
+ * Runs the pipeable jobs [first, end) of a group with one round trip: each
+ * job's SAVEPOINT, statements and RELEASE are sent back to back, then one
+ * sync, then the results are read. A statement that fails makes the server
+ * skip the rest until the sync: that job is rolled back to its savepoint
+ * and marked failed, the jobs before it stand, and the jobs after it are
+ * sent again. 0, or non-zero if the transaction is lost.
+ */
+static int pipe_run(struct pg_store *s, struct pg_job *first, struct pg_job *end)
+{
+	PGconn *c = s->w.c;
+	while (first != end) {
+		if (!PQenterPipelineMode(c))
+			return HR_EBUSY;
+		s->piping = true;
+		s->npcmd = 0;
+		bool sent = true;
+		for (struct pg_job *j = first; j != end && sent; j = j->next) {
+			sent =
+			    PQsendQueryParams(c, "SAVEPOINT job", 0, NULL, NULL, NULL, NULL, 0) &&
+			    pcmd_push(s, j, PC_SAVEPOINT, P__COUNT, "store", NULL);
+			if (sent) {
+				j->err.code = 0;
+				j->rc = j->run(s, j); /* queues its statements (pg_wdo) */
+				if (j->rc == HR_EBUSY && !conn_ok(&s->w))
+					sent = false;
+			}
+			/* A job that failed before sending all it meant to (out of
+			 * memory) is undone in the same pipeline. */
+			if (sent && j->rc < 0)
+				sent = PQsendQueryParams(c, "ROLLBACK TO SAVEPOINT job", 0, NULL,
+				                         NULL, NULL, NULL, 0) &&
+				       pcmd_push(s, j, PC_RELEASE, P__COUNT, "store", NULL);
+			sent = sent &&
+			       PQsendQueryParams(c, "RELEASE SAVEPOINT job", 0, NULL, NULL, NULL,
+			                         NULL, 0) &&
+			       pcmd_push(s, j, PC_RELEASE, P__COUNT, "store", NULL);
+		}
+		s->piping = false;
+		if (!sent || !PQpipelineSync(c))
+			return HR_EBUSY;
+		long failed;
+		if (pipe_read(s, &failed))
+			return HR_EBUSY;
+		if (failed < 0)
+			return 0;
+		struct pg_pcmd *d = &s->pcmd[failed];
+		if (d->kind == PC_SAVEPOINT || d->kind == PC_RELEASE)
+			return HR_EIO;
+		if (!simple_ok(s, "ROLLBACK TO SAVEPOINT job") ||
+		    !simple_ok(s, "RELEASE SAVEPOINT job"))
+			return HR_EIO;
+		first = d->job->next; /* the ones after it were skipped: again */
+	}
+	return 0;
+}
+
 /*
  * Runs a group of jobs in one transaction, each in its own savepoint unless
  * it is alone. A job that reports success but left the transaction in the
@@ -547,6 +695,18 @@ static void run_group(struct pg_store *s, struct pg_job *list, int k)
 	}
 	bool single = k == 1, broken = false;
 	for (struct pg_job *j = list; j; j = j->next) {
+		if (!single && j->pipeable && j->next && j->next->pipeable) {
+			struct pg_job *last = j;
+			for (int n = 1; n < PG_PIPE_MAX && last->next && last->next->pipeable; n++)
+				last = last->next;
+			int prc = pipe_run(s, j, last->next);
+			if (prc) {
+				broken = true;
+				break;
+			}
+			j = last;
+			continue;
+		}
 		if (!single && !simple_ok(s, "SAVEPOINT job")) {
 			broken = true;
 			break;
@@ -570,6 +730,11 @@ static void run_group(struct pg_store *s, struct pg_job *list, int k)
 		}
 	}
 	if (broken) {
+		/* A pipeline left half-read cannot be rolled back in place: the
+		 * connection goes (the server rolls back), the next group makes
+		 * a new one. */
+		if (s->w.c && PQpipelineStatus(s->w.c) != PQ_PIPELINE_OFF)
+			pg_disconnect(&s->w);
 		bool lost = !conn_ok(&s->w);
 		fail_all(list, lost ? HR_EBUSY : HR_EIO,
 		         lost ? "connection lost, transaction rolled back" : "transaction aborted");
@@ -688,6 +853,7 @@ static void pg_free(struct pg_store *s)
 	pthread_mutex_destroy(&s->rlock);
 	pthread_cond_destroy(&s->rcond);
 	free(s->json.buf);
+	free(s->pcmd);
 	free(s->dsn);
 	if (s->password) {
 		explicit_bzero(s->password, strlen(s->password));

@@ -26,11 +26,11 @@ static int run_inbox_append(struct pg_store *s, struct pg_job *j)
 	pp_i64(&p, s->gnow);
 	pp_bytes(&p, a->body, a->body ? a->len : 0);
 	/* A replay of a known (account, dedupe_key) writes nothing. */
-	return pg_exec(&s->w, P_INBOX_INSERT,
-	               "INSERT INTO webhook_inbox(account_id, channel, dedupe_key, received_at,"
-	               " body, state, attempts, next_try_at) VALUES($1, $2, $3, $4, $5, 0, 0, $4)"
-	               " ON CONFLICT (account_id, dedupe_key) WHERE dedupe_key <> '' DO NOTHING",
-	               &p, NULL, &j->err, "webhook_inbox");
+	return pg_wdo(s, j, P_INBOX_INSERT,
+	              "INSERT INTO webhook_inbox(account_id, channel, dedupe_key, received_at,"
+	              " body, state, attempts, next_try_at) VALUES($1, $2, $3, $4, $5, 0, 0, $4)"
+	              " ON CONFLICT (account_id, dedupe_key) WHERE dedupe_key <> '' DO NOTHING",
+	              &p, "webhook_inbox", NULL);
 }
 
 int pg_inbox_append(struct store *st, const char *account_id, const char *channel,
@@ -42,7 +42,7 @@ int pg_inbox_append(struct store *st, const char *account_id, const char *channe
 		return HR_EINVAL;
 	if (len > INT32_MAX)
 		return HR_ELIMIT;
-	struct job_inbox a = {.j = {.run = run_inbox_append, .limited = true},
+	struct job_inbox a = {.j = {.run = run_inbox_append, .limited = true, .pipeable = true},
 	                      .account_id = account_id,
 	                      .channel = channel,
 	                      .dedupe_key = dedupe_key,

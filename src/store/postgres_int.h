@@ -56,6 +56,7 @@ enum pg_slot {
 	P_TEMPLATE_UPSERT,
 	P_MSG_INSERT,
 	P_MSG_ACCEPT,
+	P_MSG_ACCEPT_MANY,
 	P_EVENT_INSERT,
 	P_IDEM_INSERT,
 	P_CLAIM,
@@ -134,12 +135,24 @@ struct pg_job {
 	store_done_fn cb;
 	void *arg;
 	bool solo;
+	/* Its statements only write and need no result back (pg_wdo for all of
+	 * them): several such jobs in a group are sent in one pipeline. */
+	bool pipeable;
 	bool limited;
 	bool heap;
 	bool done;
 	pthread_cond_t cv;
 	int rc;
 	struct hr_err err;
+};
+
+/* One command sent in the writer's pipeline, and whose result it is. */
+struct pg_pcmd {
+	struct pg_job *job;
+	enum pg_slot slot;
+	enum { PC_SAVEPOINT, PC_RELEASE, PC_PREPARE, PC_STMT } kind;
+	const char *field;
+	char conflict[160]; /* the message for a unique violation, "" for pg_fail's */
 };
 
 struct pg_store {
@@ -150,7 +163,11 @@ struct pg_store {
 
 	/* writer */
 	struct pg_conn w;
-	int64_t gnow; /* the database's clock at the group's BEGIN (us) */
+	int64_t gnow;         /* the database's clock at the group's BEGIN (us) */
+	bool piping;          /* the writer's connection is in pipeline mode */
+	struct pg_pcmd *pcmd; /* the commands sent in the current pipeline */
+	size_t npcmd, pcap;
+	struct pg_job *pjob; /* the job whose statements are being sent */
 	struct ev_json json;
 	pthread_t writer;
 	bool writer_running;
@@ -185,6 +202,15 @@ void pg_disconnect(struct pg_conn *c);
  */
 int pg_exec(struct pg_conn *c, enum pg_slot slot, const char *sql, const struct pg_params *p,
             PGresult **out, struct hr_err *err, const char *field);
+/*
+ * A write statement of a writer job that needs no result: run now (0 or an
+ * HR_E* code in j->err), or, while the writer pipelines (s->piping), sent
+ * and its result read later by the writer (0, or HR_EBUSY if it could not
+ * be sent). conflict (may be NULL) replaces the message of a unique
+ * violation, which then names `field`.
+ */
+int pg_wdo(struct pg_store *s, struct pg_job *j, enum pg_slot slot, const char *sql,
+           const struct pg_params *p, const char *field, const char *conflict);
 /* Same for an ad hoc name (message_list variants): prepared flag given. */
 int pg_exec_named(struct pg_conn *c, const char *name, bool *prepared, const char *sql,
                   const struct pg_params *p, PGresult **out, struct hr_err *err, const char *field);

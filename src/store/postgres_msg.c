@@ -29,13 +29,10 @@ static int insert_idem(struct pg_store *s, struct pg_job *j, const struct idem_p
 	pp_i64(&p, ip->http_status);
 	pp_opt(&p, ip->response);
 	pp_i64(&p, s->gnow);
-	int rc = pg_exec(&s->w, P_IDEM_INSERT,
-	                 "INSERT INTO idempotency_key(tenant_id, key, request_hash, http_status,"
-	                 " response, created_at) VALUES($1, $2, $3, $4, $5, $6)",
-	                 &p, NULL, &j->err, "Idempotency-Key");
-	if (rc == HR_ECONFLICT)
-		hr_fail(&j->err, rc, "Idempotency-Key", "idempotency key already used");
-	return rc;
+	return pg_wdo(s, j, P_IDEM_INSERT,
+	              "INSERT INTO idempotency_key(tenant_id, key, request_hash, http_status,"
+	              " response, created_at) VALUES($1, $2, $3, $4, $5, $6)",
+	              &p, "Idempotency-Key", "idempotency key already used");
 }
 
 /* The message's columns as parameters $1..$13, in the order both insert
@@ -76,32 +73,151 @@ int pg_message_row_insert(struct pg_store *s, const struct message *m, int64_t n
 	return rc;
 }
 
-/* Every message of the call with its "accepted" event, one statement (one
- * round trip) per message; the idempotency row first, so a replayed key
- * costs nothing before failing. */
+/* ---- text[] literals, so a whole batch travels as one parameter per column ---- */
+
+struct pg_arr {
+	char *buf;
+	size_t len, cap;
+	bool oom;
+};
+
+static void arr_put(struct pg_arr *a, const char *s, size_t n)
+{
+	if (a->oom)
+		return;
+	if (a->len + n + 1 > a->cap) {
+		size_t nc = a->cap ? a->cap : 256;
+		while (nc < a->len + n + 1)
+			nc *= 2;
+		char *nb = realloc(a->buf, nc);
+		if (!nb) {
+			a->oom = true;
+			return;
+		}
+		a->buf = nb;
+		a->cap = nc;
+	}
+	memcpy(a->buf + a->len, s, n);
+	a->len += n;
+	a->buf[a->len] = '\0';
+}
+
+/* Appends one element (NULL for SQL NULL) to an array literal being built:
+ * quoted, with " and \ escaped, so any text survives. */
+static void arr_text(struct pg_arr *a, const char *v)
+{
+	arr_put(a, a->len ? "," : "{", 1);
+	if (!v) {
+		arr_put(a, "NULL", 4);
+		return;
+	}
+	arr_put(a, "\"", 1);
+	for (const char *p = v; *p;) {
+		size_t run = strcspn(p, "\"\\");
+		arr_put(a, p, run);
+		p += run;
+		if (*p) {
+			char esc[2] = {'\\', *p++};
+			arr_put(a, esc, 2);
+		}
+	}
+	arr_put(a, "\"", 1);
+}
+
+static void arr_i64(struct pg_arr *a, int64_t v)
+{
+	char num[24];
+	int n = snprintf(num, sizeof num, "%lld", (long long)v);
+	arr_put(a, a->len ? "," : "{", 1);
+	arr_put(a, num, (size_t)n);
+}
+
+static const char *arr_end(struct pg_arr *a)
+{
+	arr_put(a, a->len ? "}" : "{}", a->len ? 1 : 2);
+	return a->oom ? NULL : a->buf;
+}
+
+enum { IC_COLS = 14 };
+
+/*
+ * Every message of the call with its "accepted" event in one statement,
+ * whatever the count: each column travels as one array and unnest() turns
+ * them back into rows (one round trip for a 10,000-message batch, not
+ * 10,000). The idempotency row goes first, so a replayed key costs nothing
+ * before failing.
+ */
 static int run_insert(struct pg_store *s, struct pg_job *j)
 {
 	struct job_insert *a = (struct job_insert *)j;
 	int rc;
 	if (a->idem && (rc = insert_idem(s, j, a->idem)))
 		return rc;
-	for (size_t i = 0; i < a->n; i++) {
-		const struct message *m = &a->msgs[i];
+	if (a->n == 0)
+		return 0;
+	if (a->n == 1) { /* the API's single send: a plain VALUES plans cheaper */
+		const struct message *m = &a->msgs[0];
 		struct pg_params p = {0};
 		msg_params(&p, m, s->gnow);
 		pp_i64(&p, s->gnow);
-		rc = pg_exec(
-		    &s->w, P_MSG_ACCEPT,
+		char conflict[80];
+		snprintf(conflict, sizeof conflict, "message id %s already exists", m->id);
+		return pg_wdo(
+		    s, j, P_MSG_ACCEPT,
 		    "WITH m AS (" PG_MSG_INSERT " RETURNING id)"
 		    " INSERT INTO message_event(message_id, at, provider_at, type, source,"
 		    " status, applied) SELECT id, $15, 0, 'accepted', 'api', 0, true FROM m",
-		    &p, NULL, &j->err, "message");
-		if (rc == HR_ECONFLICT)
-			hr_fail(&j->err, rc, "id", "message id %s already exists", m->id);
-		if (rc)
-			return rc;
+		    &p, "id", conflict);
 	}
-	return 0;
+	struct pg_arr col[IC_COLS] = {0};
+	for (size_t i = 0; i < a->n; i++) {
+		const struct message *m = &a->msgs[i];
+		int64_t created = m->created_at ? m->created_at : s->gnow;
+		arr_text(&col[0], m->id);
+		arr_text(&col[1], m->tenant_id);
+		arr_text(&col[2], m->account_id);
+		arr_text(&col[3], m->channel);
+		arr_text(&col[4], m->recipient);
+		arr_text(&col[5], m->batch_id[0] ? m->batch_id : NULL);
+		arr_text(&col[6], m->content);
+		arr_text(&col[7], m->body);
+		arr_i64(&col[8], m->priority);
+		arr_i64(&col[9], m->max_attempts);
+		arr_i64(&col[10], created);
+		arr_i64(&col[11], m->updated_at ? m->updated_at : created);
+		arr_i64(&col[12], m->due_at ? m->due_at : created);
+		arr_i64(&col[13], m->segments);
+	}
+	struct pg_params p = {0};
+	bool oom = false;
+	for (int c = 0; c < IC_COLS; c++) {
+		const char *v = arr_end(&col[c]);
+		oom |= v == NULL;
+		pp_text(&p, v ? v : "{}");
+	}
+	pp_i64(&p, s->gnow);
+	if (oom)
+		rc = hr_fail(&j->err, HR_ENOMEM, "message", "out of memory");
+	else
+		rc = pg_wdo(
+		    s, j, P_MSG_ACCEPT_MANY,
+		    "WITH m AS (INSERT INTO message(id, tenant_id, account_id, channel,"
+		    " recipient, batch_id, content, body, status, priority, attempts,"
+		    " max_attempts, created_at, updated_at, due_at, lease_until, segments)"
+		    " SELECT id, tenant_id, account_id, channel, recipient, batch_id, content,"
+		    " body, 0, priority, 0, max_attempts, created_at, updated_at, due_at, 0,"
+		    " segments FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+		    " $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::int[],"
+		    " $11::bigint[], $12::bigint[], $13::bigint[], $14::int[])"
+		    " AS u(id, tenant_id, account_id, channel, recipient, batch_id, content,"
+		    " body, priority, max_attempts, created_at, updated_at, due_at, segments)"
+		    " RETURNING id)"
+		    " INSERT INTO message_event(message_id, at, provider_at, type, source,"
+		    " status, applied) SELECT id, $15, 0, 'accepted', 'api', 0, true FROM m",
+		    &p, "id", "a message id of the batch already exists");
+	for (int c = 0; c < IC_COLS; c++)
+		free(col[c].buf);
+	return rc;
 }
 
 int pg_message_insert(struct store *st, const struct message *msgs, size_t n,
@@ -118,8 +234,10 @@ int pg_message_insert(struct store *st, const struct message *msgs, size_t n,
 	}
 	if (idem && (!idem->tenant_id || !idem->key || !*idem->key))
 		return HR_EINVAL;
-	struct job_insert a = {
-	    .j = {.run = run_insert, .limited = true}, .msgs = msgs, .n = n, .idem = idem};
+	struct job_insert a = {.j = {.run = run_insert, .limited = true, .pipeable = true},
+	                       .msgs = msgs,
+	                       .n = n,
+	                       .idem = idem};
 	if (cb)
 		return pg_run_async(s, &a.j, sizeof a, cb, arg);
 	return pg_run_blocking(s, &a.j, NULL);

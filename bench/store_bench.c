@@ -1,0 +1,259 @@
+/*
+ * store_bench.c - single accepts and claims per second through struct
+ * store_ops, on SQLite or PostgreSQL, so the two backends are compared by
+ * the same code doing what the API and the dispatcher do.
+ *
+ * Phases (each `--seconds` long):
+ *   insert-1:  one thread, blocking message_insert of one message at a time
+ *              (latency-bound: one commit per message).
+ *   insert-N:  --threads threads doing the same at once (what many API
+ *              requests look like: the writer groups them into one commit).
+ *   batch-1000: one thread inserting 1,000 messages per call (a campaign
+ *              upload), 200,000 in all: the rows the claim phase takes.
+ *   claim:     --accounts accounts, --threads claimers each taking --batch
+ *              messages per claim from its own account (lease 60 s), on
+ *              rows inserted beforehand; claims/s and messages/s.
+ *
+ * PostgreSQL runs on a throwaway server started here (tests/pgtest.h: the
+ * Debian server binaries, no fsync, unix socket), so its figures are the
+ * backend's round trips and CPU, not a disk's; SQLite runs with
+ * synchronous=NORMAL on a file in --dir (default /tmp).
+ *
+ * usage: store_bench --backend sqlite|postgres [--seconds S] [--threads T]
+ *                    [--accounts A] [--batch B] [--dir DIR]
+ * Prints one line per phase: store_bench backend=B phase=P ops=N seconds=S
+ * ops_per_s=X [messages_per_s=Y].
+ */
+#include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "herald.h"
+#include "pgtest.h"
+#include "store/store.h"
+
+struct args {
+	const char *backend, *dir;
+	double seconds;
+	int threads, accounts, batch;
+};
+
+static struct store *st;
+static atomic_int stop_flag;
+static atomic_long ops, msgs;
+static struct args A;
+
+static void mk(struct message *m, const char *account)
+{
+	memset(m, 0, sizeof *m);
+	hr_id_new(m->id);
+	strcpy(m->tenant_id, "bench");
+	hr_strlcpy(m->account_id, account, sizeof m->account_id);
+	strcpy(m->channel, "whatsapp");
+	strcpy(m->recipient, "+447911123456");
+	m->content = (char *)"{\"type\":\"text\",\"text\":{\"body\":\"Your code is 482913\"}}";
+	m->body = (char *)"Your code is 482913";
+	m->max_attempts = 8;
+}
+
+static void *insert_thread(void *arg)
+{
+	(void)arg;
+	struct message m;
+	while (!atomic_load(&stop_flag)) {
+		mk(&m, "bench-wa");
+		int rc = st->ops->message_insert(st, &m, 1, NULL, NULL, NULL);
+		if (rc) {
+			fprintf(stderr, "insert: %d\n", rc);
+			exit(1);
+		}
+		atomic_fetch_add(&ops, 1);
+	}
+	return NULL;
+}
+
+struct claimer {
+	pthread_t th;
+	char account[32];
+};
+
+static void *claim_thread(void *arg)
+{
+	struct claimer *c = arg;
+	struct message *out = calloc((size_t)A.batch, sizeof *out);
+	if (!out)
+		exit(1);
+	while (!atomic_load(&stop_flag)) {
+		size_t n = 0;
+		int rc = st->ops->claim(st, c->account, 0, 60000000LL, A.batch, out, &n);
+		if (rc) {
+			fprintf(stderr, "claim: %d\n", rc);
+			exit(1);
+		}
+		for (size_t i = 0; i < n; i++)
+			message_clear(&out[i]);
+		atomic_fetch_add(&ops, 1);
+		atomic_fetch_add(&msgs, (long)n);
+		if (n == 0)
+			break; /* the account ran dry: the phase was too long for its rows */
+	}
+	free(out);
+	return NULL;
+}
+
+/* Runs nthreads of fn for A.seconds; returns the elapsed seconds. */
+static double run_phase(void *(*fn)(void *), int nthreads, void *args, size_t arg_size)
+{
+	pthread_t *th = calloc((size_t)nthreads, sizeof *th);
+	if (!th)
+		exit(1);
+	atomic_store(&stop_flag, 0);
+	atomic_store(&ops, 0);
+	atomic_store(&msgs, 0);
+	int64_t t0 = hr_mono_us();
+	for (int i = 0; i < nthreads; i++)
+		if (pthread_create(&th[i], NULL, fn,
+		                   args ? (char *)args + (size_t)i * arg_size : NULL))
+			exit(1);
+	usleep((useconds_t)(A.seconds * 1e6));
+	atomic_store(&stop_flag, 1);
+	for (int i = 0; i < nthreads; i++)
+		pthread_join(th[i], NULL);
+	free(th);
+	return (double)(hr_mono_us() - t0) / 1e6;
+}
+
+static void report(const char *phase, double secs, bool with_msgs)
+{
+	long n = atomic_load(&ops);
+	printf("store_bench backend=%s phase=%s ops=%ld seconds=%.2f ops_per_s=%.0f", A.backend,
+	       phase, n, secs, (double)n / secs);
+	if (with_msgs)
+		printf(" messages_per_s=%.0f", (double)atomic_load(&msgs) / secs);
+	printf("\n");
+	fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+	A = (struct args){.backend = "sqlite",
+	                  .dir = "/tmp",
+	                  .seconds = 5,
+	                  .threads = 16,
+	                  .accounts = 4,
+	                  .batch = 50};
+	static const struct option lo[] = {{"backend", 1, 0, 'b'},
+	                                   {"seconds", 1, 0, 's'},
+	                                   {"threads", 1, 0, 't'},
+	                                   {"accounts", 1, 0, 'a'},
+	                                   {"batch", 1, 0, 'n'},
+	                                   {"dir", 1, 0, 'd'},
+	                                   {0, 0, 0, 0}};
+	int c;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case 'b':
+			A.backend = optarg;
+			break;
+		case 's':
+			A.seconds = atof(optarg);
+			break;
+		case 't':
+			A.threads = atoi(optarg);
+			break;
+		case 'a':
+			A.accounts = atoi(optarg);
+			break;
+		case 'n':
+			A.batch = atoi(optarg);
+			break;
+		case 'd':
+			A.dir = optarg;
+			break;
+		default:
+			return 2;
+		}
+	}
+	if (A.seconds <= 0 || A.threads < 1 || A.accounts < 1 || A.batch < 1)
+		return 2;
+	hr_log_set_level(HR_LOG_WARN);
+	const struct store_ops *ops_ = store_backend(A.backend);
+	if (!ops_) {
+		fprintf(stderr, "unknown backend %s\n", A.backend);
+		return 2;
+	}
+	char dsn[400], dir[300] = "";
+	struct pgtest pg;
+	bool postgres = strcmp(A.backend, "postgres") == 0;
+	if (postgres) {
+		if (pgtest_start(&pg) != 0) {
+			fprintf(stderr, "pgtest: %s\n", pg.err);
+			return 1;
+		}
+		pgtest_conninfo(&pg, NULL, dsn, sizeof dsn);
+	} else {
+		snprintf(dir, sizeof dir, "%s/store_bench_XXXXXX", A.dir);
+		if (!mkdtemp(dir))
+			return 1;
+		snprintf(dsn, sizeof dsn, "%s/herald.db", dir);
+	}
+	struct hr_err err = {0};
+	if (ops_->open(dsn, NULL, &st, &err) != 0) {
+		fprintf(stderr, "open: %s\n", err.msg);
+		return 1;
+	}
+
+	run_phase(insert_thread, 1, NULL, 0);
+	report("insert-1", A.seconds, false);
+	double secs = run_phase(insert_thread, A.threads, NULL, 0);
+	report("insert-N", secs, false);
+
+	/* Rows for the claim phase: enough for every claimer to stay busy. */
+	struct claimer *cl = calloc((size_t)A.threads, sizeof *cl);
+	enum { CHUNK = 1000 };
+	struct message *m = calloc(CHUNK, sizeof *m);
+	if (!cl || !m)
+		return 1;
+	long per_account = 200000 / A.accounts;
+	int64_t t0 = hr_mono_us();
+	for (int a = 0; a < A.accounts; a++) {
+		char acc[32];
+		snprintf(acc, sizeof acc, "bench-%d", a);
+		for (long done = 0; done < per_account; done += CHUNK) {
+			for (int i = 0; i < CHUNK; i++)
+				mk(&m[i], acc);
+			if (st->ops->message_insert(st, m, CHUNK, NULL, NULL, NULL) != 0)
+				return 1;
+		}
+	}
+	free(m);
+	secs = (double)(hr_mono_us() - t0) / 1e6;
+	long total = per_account / CHUNK * CHUNK * A.accounts;
+	printf("store_bench backend=%s phase=batch-%d ops=%ld seconds=%.2f ops_per_s=%.0f"
+	       " messages_per_s=%.0f\n",
+	       A.backend, CHUNK, total / CHUNK, secs, (double)(total / CHUNK) / secs,
+	       (double)total / secs);
+	for (int i = 0; i < A.threads; i++)
+		snprintf(cl[i].account, sizeof cl[i].account, "bench-%d", i % A.accounts);
+	secs = run_phase(claim_thread, A.threads, cl, sizeof *cl);
+	report("claim", secs, true);
+	free(cl);
+
+	ops_->close(st);
+	if (postgres) {
+		pgtest_stop(&pg);
+	} else {
+		char p[400];
+		static const char *const sfx[] = {"", "-wal", "-shm"};
+		for (int i = 0; i < 3; i++) {
+			snprintf(p, sizeof p, "%s%s", dsn, sfx[i]);
+			unlink(p);
+		}
+		rmdir(dir);
+	}
+	return 0;
+}
