@@ -30,10 +30,6 @@
 #include "store/copy.h"
 #include "store/store.h"
 
-/* The schema versions this copier knows (sqlite_schema.c, postgres_schema.c). */
-#define COPY_SQLITE_VERSION 2
-#define COPY_PG_VERSION 1
-
 enum cp_type { CT_TEXT, CT_INT, CT_BOOL, CT_BYTES };
 
 struct cp_col {
@@ -371,13 +367,13 @@ static int cp_open_source(const char *path, sqlite3 **out, struct hr_err *err)
 		sqlite3_close(db);
 		return code;
 	}
-	if (version != COPY_SQLITE_VERSION) {
+	if (version != STORE_COPY_SQLITE_VERSION) {
 		int code =
 		    hr_fail(err, HR_EINVAL, "--from",
 		            "%s has SQLite schema version %lld; this copier knows version "
 		            "%d%s",
-		            path, (long long)version, COPY_SQLITE_VERSION,
-		            version < COPY_SQLITE_VERSION
+		            path, (long long)version, STORE_COPY_SQLITE_VERSION,
+		            version < STORE_COPY_SQLITE_VERSION
 		                ? " (run `herald migrate --config FILE --db PATH` on it first)"
 		                : " (use the herald that wrote it)");
 		sqlite3_close(db);
@@ -415,11 +411,11 @@ static int cp_connect(const struct store_copy_opts *o, PGconn **out, struct hr_e
 	if (rc == 0)
 		rc = cp_query_i64(c, "SELECT max(version) FROM schema_migrations", &version, err,
 		                  "--to");
-	if (rc == 0 && version != COPY_PG_VERSION)
+	if (rc == 0 && version != STORE_COPY_PG_VERSION)
 		rc = hr_fail(err, HR_EINVAL, "--to",
 		             "the target has PostgreSQL schema version %lld; this copier knows "
 		             "version %d (use the herald that migrated it)",
-		             (long long)version, COPY_PG_VERSION);
+		             (long long)version, STORE_COPY_PG_VERSION);
 	if (rc) {
 		PQfinish(c);
 		return rc;

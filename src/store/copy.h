@@ -32,6 +32,13 @@
 
 #include "herald.h"
 
+/* The schema versions the copier knows (sqlite_schema.c, postgres_schema.c):
+ * a database at another version is refused. A new migration on either side
+ * means teaching copy.c its columns and raising these (test_copy checks
+ * they match the backends' migration lists). */
+#define STORE_COPY_SQLITE_VERSION 2
+#define STORE_COPY_PG_VERSION 1
+
 struct store_copy_opts {
 	const char *sqlite_path; /* the source database file */
 	const char *pg_dsn;      /* libpq conninfo or URI */

@@ -24,6 +24,8 @@
 
 #include "pgtest.h"
 #include "store/copy.h"
+#include "store/postgres_int.h"
+#include "store/sqlite_int.h"
 #include "store/store.h"
 
 static struct pgtest pg;
@@ -126,6 +128,15 @@ static void test_sum_canonical(void **state)
 		if ((strcmp(a, b) == 0) != cases[i].same)
 			fail_msg("%s: %s vs %s", cases[i].what, a, b);
 	}
+}
+
+/* The copier knows the newest schema of both backends: a migration added
+ * to either fails here until copy.c learns it. */
+static void test_knows_both_schemas(void **state)
+{
+	(void)state;
+	assert_int_equal(sq_migrations[sq_migration_count - 1].version, STORE_COPY_SQLITE_VERSION);
+	assert_int_equal(pg_migrations[pg_migration_count - 1].version, STORE_COPY_PG_VERSION);
 }
 
 /* ---- the copier ---- */
@@ -323,6 +334,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_sum_canonical),
+	    cmocka_unit_test(test_knows_both_schemas),
 	    cmocka_unit_test(test_old_months_partitioned),
 	    cmocka_unit_test(test_failed_copy_leaves_target),
 	    cmocka_unit_test(test_sources_refused),
