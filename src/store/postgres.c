@@ -666,8 +666,10 @@ static int pipe_run(struct pg_store *s, struct pg_job *first, struct pg_job *end
 		long failed;
 		if (pipe_read(s, &failed))
 			return HR_EBUSY;
+		atomic_fetch_add(&s->pipelines, 1);
 		if (failed < 0)
 			return 0;
+		atomic_fetch_add(&s->pipe_failed, 1);
 		struct pg_pcmd *d = &s->pcmd[failed];
 		if (d->kind == PC_SAVEPOINT || d->kind == PC_RELEASE)
 			return HR_EIO;
@@ -887,6 +889,8 @@ static int pg_open(const char *dsn, const struct store_opts *opts, struct store 
 	pthread_cond_init(&s->rcond, NULL);
 	atomic_init(&s->commits, 0);
 	atomic_init(&s->jobs, 0);
+	atomic_init(&s->pipelines, 0);
+	atomic_init(&s->pipe_failed, 0);
 	if (opts && opts->password && !(s->password = strdup(opts->password))) {
 		pg_free(s);
 		return hr_fail(err, HR_ENOMEM, "store", "out of memory");
@@ -962,6 +966,15 @@ void store_postgres_stats(struct store *st, uint64_t *commits, uint64_t *jobs)
 		*commits = atomic_load(&s->commits);
 	if (jobs)
 		*jobs = atomic_load(&s->jobs);
+}
+
+void store_postgres_pipe_stats(struct store *st, uint64_t *pipelines, uint64_t *failed_jobs)
+{
+	struct pg_store *s = (struct pg_store *)st;
+	if (pipelines)
+		*pipelines = atomic_load(&s->pipelines);
+	if (failed_jobs)
+		*failed_jobs = atomic_load(&s->pipe_failed);
 }
 
 const struct store_ops store_postgres = {

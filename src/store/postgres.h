@@ -14,4 +14,8 @@
  * completed (jobs / commits is the mean group size). Either may be NULL. */
 void store_postgres_stats(struct store *st, uint64_t *commits, uint64_t *jobs);
 
+/* Pipelines sent by the writer (round trips carrying several jobs) and
+ * jobs that failed inside one (each costs a resend of the jobs after it). */
+void store_postgres_pipe_stats(struct store *st, uint64_t *pipelines, uint64_t *failed_jobs);
+
 #endif

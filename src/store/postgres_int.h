@@ -182,6 +182,8 @@ struct pg_store {
 
 	atomic_uint_fast64_t commits;
 	atomic_uint_fast64_t jobs;
+	atomic_uint_fast64_t pipelines;   /* pipeline round trips */
+	atomic_uint_fast64_t pipe_failed; /* jobs that failed inside one */
 
 	/* readers */
 	pthread_mutex_t rlock;

@@ -89,6 +89,20 @@ bool harness_postgres(void)
 	return v && strcmp(v, "postgres") == 0;
 }
 
+void harness_pg_down(void)
+{
+	assert_true(it_pg_started);
+	if (pgtest_server_down(&it_pg) != 0)
+		fail_msg("pgtest: %s", it_pg.err);
+}
+
+void harness_pg_up(void)
+{
+	assert_true(it_pg_started);
+	if (pgtest_server_up(&it_pg) != 0)
+		fail_msg("pgtest: %s", it_pg.err);
+}
+
 /* A fresh database for one world; its conninfo goes into w->db. */
 static void it_pg_db(struct world *w)
 {

@@ -48,6 +48,10 @@ void harness_tenants_extra(const char *yaml);
 /* True when HERALD_IT_STORE=postgres: worlds store in a fresh PostgreSQL
  * database each (w->db is then its conninfo), on one server per process. */
 bool harness_postgres(void);
+/* With harness_postgres(): stop the worlds' PostgreSQL server (data kept)
+ * and start it again (tests/pgtest.h pgtest_server_down/_up). */
+void harness_pg_down(void);
+void harness_pg_up(void);
 void world_start_sim(struct world *w);
 void world_start_serve(struct world *w);
 /* SIGTERM and wait; asserts a clean exit (0) so ASan leak reports fail tests. */

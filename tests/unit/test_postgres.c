@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -286,6 +287,84 @@ static void test_concurrent_open_migrates_once(void **state)
 		store_postgres.close(o[i].st);
 }
 
+struct pj_outcome {
+	atomic_int done;
+	int rc;
+	struct hr_err err;
+};
+
+static void pj_cb(void *arg, int rc, const struct hr_err *err)
+{
+	struct pj_outcome *o = arg;
+	o->rc = rc;
+	if (err)
+		o->err = *err;
+	atomic_store(&o->done, 1);
+}
+
+/*
+ * Accepts queued together go in one pipeline; two of them fail there (a
+ * message id already taken, an idempotency key already used): each fails
+ * alone with its own field, nothing of it stays, and every other accept,
+ * before and after the failing ones, is committed. The writer is held on a
+ * table lock while the jobs queue, so they are one group for certain.
+ */
+static void test_pipeline_failures_isolated(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	PGconn *lock = pgtest_connect(&pg, f->name);
+	assert_non_null(lock);
+	PGresult *r = PQexec(lock, "BEGIN; LOCK TABLE idempotency_key IN SHARE ROW EXCLUSIVE MODE");
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+
+	enum { J = 21 };
+	static struct message m[J];
+	static struct pj_outcome o[J];
+	struct idem_put k0 = {
+	    .tenant_id = "t1", .key = "k0", .request_hash = "h", .http_status = 202};
+	for (int i = 0; i < J; i++) {
+		mk_msg(&m[i], "t1", "pipe", 0, 0);
+		memset(&o[i], 0, sizeof o[i]);
+	}
+	memcpy(m[7].id, m[3].id, sizeof m[7].id); /* taken by job 3 */
+	/* Job 0 (with a key) blocks the writer on the lock; the rest queue. */
+	assert_int_equal(st->ops->message_insert(st, &m[0], 1, &k0, pj_cb, &o[0]), 0);
+	for (int i = 1; i < J; i++)
+		assert_int_equal(
+		    st->ops->message_insert(st, &m[i], 1, i == 13 ? &k0 : NULL, pj_cb, &o[i]), 0);
+	r = PQexec(lock, "COMMIT");
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	PQfinish(lock);
+	for (int i = 0; i < J; i++)
+		assert_true(wait_int(&o[i].done, 1, WAIT_US));
+
+	for (int i = 0; i < J; i++) {
+		if (i == 7) {
+			assert_int_equal(o[i].rc, HR_ECONFLICT);
+			assert_string_equal(o[i].err.field, "id");
+		} else if (i == 13) {
+			assert_int_equal(o[i].rc, HR_ECONFLICT);
+			assert_string_equal(o[i].err.field, "Idempotency-Key");
+			struct message g;
+			assert_int_equal(st->ops->message_get(st, NULL, m[i].id, &g), HR_ENOTFOUND);
+		} else {
+			assert_int_equal(o[i].rc, 0);
+			assert_int_equal(status_of(st, m[i].id), MSG_QUEUED);
+			assert_int_equal(count_events(st, m[i].id, "accepted"), 1);
+		}
+	}
+	assert_int_equal(count_msgs(st, "t1"), J - 2);
+	uint64_t pipes = 0, failed = 0;
+	store_postgres_pipe_stats(st, &pipes, &failed);
+	fprintf(stderr, "    %llu pipeline round trips, %llu failed jobs in them\n",
+	        (unsigned long long)pipes, (unsigned long long)failed);
+	assert_int_equal(failed, 2);
+	assert_true(pipes >= 3); /* the first, then a resend after each failure */
+}
+
 /* Runs `herald migrate` with a config naming this database; its exit
  * status, and its output in out (size bytes). */
 static int herald_migrate(const char *yaml, char *out, size_t size)
@@ -350,6 +429,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_partitions, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_server_restart, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_pipeline_failures_isolated, fx_setup, fx_teardown),
 	    cmocka_unit_test(test_concurrent_open_migrates_once),
 	    cmocka_unit_test(test_herald_migrate),
 	};
