@@ -65,13 +65,13 @@ static int parse_args(int argc, char **argv, struct serve_args *a, const char *c
 			    "       [--synchronous normal|full] [--port-file PATH] [--verbose]\n\n"
 			    "  --config     YAML config (default $HERALD_CONFIG)\n"
 			    "  --listen     override server.listen (port 0 picks a free port)\n"
-			    "  --db         override store.path (store.url with store.driver postgres)\n"
+			    "  --db         override store.path (store.url for postgres)\n"
 			    "  --port-file  write the bound port here once listening\n%s",
 			    cmd,
 			    strcmp(cmd, "migrate") == 0
 			        ? "\nusage: herald migrate --from sqlite:PATH --to postgres:URL\n"
 			          "       [--password-env NAME | --password-file PATH] [--force]\n"
-			          "  copies a SQLite installation into PostgreSQL, verified (README)\n"
+			          "  copies a SQLite installation into PostgreSQL, verified\n"
 			        : "");
 			return 1;
 		default:

@@ -630,7 +630,7 @@ static int pipe_read(struct pg_store *s, long *failed)
  * and marked failed, the jobs before it stand, and the jobs after it are
  * sent again. 0, or non-zero if the transaction is lost.
  */
-static int pipe_run(struct pg_store *s, struct pg_job *first, struct pg_job *end)
+static int pipe_run(struct pg_store *s, struct pg_job *first, const struct pg_job *end)
 {
 	PGconn *c = s->w.c;
 	while (first != end) {

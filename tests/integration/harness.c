@@ -149,8 +149,10 @@ void world_init2(struct world *w, const char *accounts, const char *templates,
 	put_subst(f, w, server_extra);
 	if (harness_postgres()) {
 		it_pg_db(w);
-		fprintf(f, "store:\n  driver: postgres\n  url: \"%s\"\n"
-		           "  password: env:HERALD_IT_PGPASS\n", w->db);
+		fprintf(f,
+		        "store:\n  driver: postgres\n  url: \"%s\"\n"
+		        "  password: env:HERALD_IT_PGPASS\n",
+		        w->db);
 	} else {
 		fprintf(f, "store:\n  driver: sqlite\n  path: %s\n  synchronous: normal\n", w->db);
 	}
