@@ -56,6 +56,9 @@ int pg_inbox_append(struct store *st, const char *account_id, const char *channe
 int pg_inbox_rows(PGresult *r, struct inbox_row *v, size_t *n)
 {
 	int rows = PQntuples(r);
+	*n = 0;
+	if (!v)
+		return rows ? HR_ENOMEM : 0;
 	for (int i = 0; i < rows; i++) {
 		struct inbox_row *row = &v[i];
 		row->id = pg_col_i64(r, i, 0);

@@ -400,9 +400,12 @@ static void test_herald_migrate(void **state)
 	assert_int_equal(pgtest_createdb(&pg, name), 0);
 	pgtest_conninfo(&pg, name, dsn, sizeof dsn);
 	assert_int_equal(setenv("HR_TEST_PGPASS", "s3cret-not-checked", 1), 0);
+	/* A URI over TCP this time (the store tests use conninfo over the socket). */
 	snprintf(yaml, sizeof yaml,
-	         "store:\n  driver: postgres\n  url: \"%s\"\n  password: env:HR_TEST_PGPASS\n",
-	         dsn);
+	         "store:\n  driver: postgres\n"
+	         "  url: \"postgresql://%s@127.0.0.1:%d/%s?application_name=migrate\"\n"
+	         "  password: env:HR_TEST_PGPASS\n",
+	         pg.user, pg.port, name);
 	assert_int_equal(herald_migrate(yaml, out, sizeof out), 0);
 	assert_non_null(strstr(out, "schema up to date (postgres)"));
 	struct fx f = {0};
