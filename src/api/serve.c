@@ -66,8 +66,13 @@ static int parse_args(int argc, char **argv, struct serve_args *a, const char *c
 			    "  --config     YAML config (default $HERALD_CONFIG)\n"
 			    "  --listen     override server.listen (port 0 picks a free port)\n"
 			    "  --db         override store.path (store.url for postgres)\n"
-			    "  --port-file  write the bound port here once listening\n",
-			    cmd);
+			    "  --port-file  write the bound port here once listening\n%s",
+			    cmd,
+			    strcmp(cmd, "migrate") == 0
+			        ? "\nusage: herald migrate --from sqlite:PATH --to postgres:URL\n"
+			          "       [--password-env NAME | --password-file PATH] [--force]\n"
+			          "  copies a SQLite installation into PostgreSQL, verified\n"
+			        : "");
 			return 1;
 		default:
 			return 2;
@@ -582,8 +587,15 @@ out:
 	return status;
 }
 
+int migrate_copy_main(int argc, char **argv); /* api/migrate_copy.c */
+
 int migrate_main(int argc, char **argv)
 {
+	/* --from/--to: copy an installation between stores (migrate_copy.c);
+	 * otherwise apply the configured store's schema migrations. */
+	for (int i = 1; i < argc; i++)
+		if (!strncmp(argv[i], "--from", 6) || !strncmp(argv[i], "--to", 4))
+			return migrate_copy_main(argc, argv);
 	struct serve_args a;
 	int rc = parse_args(argc, argv, &a, "migrate");
 	if (rc)

@@ -201,11 +201,15 @@ int pg_connect(struct pg_store *s, struct pg_conn *c, struct hr_err *err)
 	memset(c->list_prep, 0, sizeof c->list_prep);
 	/* Keywords before dbname are defaults the dsn may override; password
 	 * after it overrides the dsn's (it comes resolved from a secret). */
-	const char *kw[8], *val[8];
+	const char *kw[10], *val[10];
 	int k = 0;
 	kw[k] = "connect_timeout", val[k++] = "5";
 	kw[k] = "application_name", val[k++] = "herald";
+	/* A server that vanished without closing (a dead host) is noticed by
+	 * TCP keepalives within about a minute, not the kernel's two hours. */
 	kw[k] = "keepalives_idle", val[k++] = "30";
+	kw[k] = "keepalives_interval", val[k++] = "10";
+	kw[k] = "keepalives_count", val[k++] = "3";
 	kw[k] = "dbname", val[k++] = s->dsn;
 	if (s->password)
 		kw[k] = "password", val[k++] = s->password;

@@ -234,7 +234,9 @@ int pg_message_insert(struct store *st, const struct message *msgs, size_t n,
 	}
 	if (idem && (!idem->tenant_id || !idem->key || !*idem->key))
 		return HR_EINVAL;
-	struct job_insert a = {.j = {.run = run_insert, .limited = true, .pipeable = true},
+	/* Large batches are one statement already and run alone: a pipeline
+	 * of them would hold every one's arrays in libpq's buffer at once. */
+	struct job_insert a = {.j = {.run = run_insert, .limited = true, .pipeable = n <= 64},
 	                       .msgs = msgs,
 	                       .n = n,
 	                       .idem = idem};

@@ -24,10 +24,25 @@ struct job_lc {
 	bool ctx_inline;
 };
 
+/* What the claim statement found out beside the rows (see tx_claim). */
+#define PG_CLAIM_SUPP_MAX 8
+struct pg_claim_probe {
+	bool valid;
+	char account[HR_NAME_MAX];
+	int alias_any;
+	int nsupp;
+	struct {
+		char tenant[HR_NAME_MAX];
+		char channel[16];
+		int any;
+	} supp[PG_CLAIM_SUPP_MAX];
+};
+
 struct pg_tx {
 	struct store_tx base;
 	struct pg_store *s;
 	struct pg_job *j;
+	struct pg_claim_probe probe;
 };
 
 static const struct store_tx_ops pg_tx_ops;
@@ -226,7 +241,11 @@ static int claim_cmp(const void *a, const void *b)
  * partial index of QUEUED rows in claim order and locks up to limit of
  * them, skipping rows another claimer holds, then the UPDATE moves exactly
  * those. (Without MATERIALIZED the planner may inline the subquery and run
- * the LIMIT more than once.)
+ * the LIMIT more than once.) Each returned row also says whether the
+ * account has any recipient alias and whether its tenant has any
+ * suppressed recipient on its channel: the two probes lifecycle's screening
+ * asks next, answered from here (tx_alias_any, tx_supp_any) instead of two
+ * more round trips.
  */
 static int tx_claim(struct store_tx *t, const char *account_id, int64_t now, int64_t lease_until,
                     int limit, struct message *out, size_t *n)
@@ -248,18 +267,39 @@ static int tx_claim(struct store_tx *t, const char *account_id, int64_t now, int
 	    " RETURNING m.id, m.tenant_id, m.account_id, m.channel, m.recipient, m.batch_id,"
 	    " m.content, m.body, m.status, m.priority, m.attempts, m.max_attempts, m.created_at,"
 	    " m.updated_at, m.due_at, m.lease_until, m.provider_id, m.error_code, m.error_text,"
-	    " m.segments",
+	    " m.segments,"
+	    " EXISTS(SELECT 1 FROM recipient_alias WHERE account_id = $1),"
+	    " EXISTS(SELECT 1 FROM suppression s WHERE s.tenant_id = m.tenant_id"
+	    "  AND s.channel = m.channel)",
 	    &p, &r, E(t), "claim");
 	if (rc)
 		return rc;
 	int rows = PQntuples(r);
+	struct pg_claim_probe *pr = &TX(t)->probe;
+	memset(pr, 0, sizeof *pr);
+	pr->valid = rows > 0;
+	hr_strlcpy(pr->account, account_id, sizeof pr->account);
 	for (int i = 0; i < rows && i < limit; i++) {
 		if ((rc = pg_row_message(r, i, 0, &out[*n]))) {
 			hr_fail(E(t), rc, "claim", "out of memory");
 			break;
 		}
+		const struct message *m = &out[*n];
+		pr->alias_any = pg_col_bool(r, i, 20);
+		int k = 0;
+		while (k < pr->nsupp && (strcmp(pr->supp[k].tenant, m->tenant_id) != 0 ||
+		                         strcmp(pr->supp[k].channel, m->channel) != 0))
+			k++;
+		if (k == pr->nsupp && k < PG_CLAIM_SUPP_MAX) {
+			hr_strlcpy(pr->supp[k].tenant, m->tenant_id, sizeof pr->supp[k].tenant);
+			hr_strlcpy(pr->supp[k].channel, m->channel, sizeof pr->supp[k].channel);
+			pr->supp[k].any = pg_col_bool(r, i, 21);
+			pr->nsupp++;
+		}
 		(*n)++;
 	}
+	if (rc)
+		pr->valid = false;
 	PQclear(r);
 	if (rc) {
 		for (size_t i = 0; i < *n; i++)
@@ -319,6 +359,11 @@ static int tx_event_seen(struct store_tx *t, const char *message_id, int64_t inb
 
 static int tx_supp_any(struct store_tx *t, const char *tenant_id, const char *channel)
 {
+	const struct pg_claim_probe *pr = &TX(t)->probe;
+	for (int k = 0; pr->valid && k < pr->nsupp; k++)
+		if (strcmp(pr->supp[k].tenant, tenant_id) == 0 &&
+		    strcmp(pr->supp[k].channel, channel) == 0)
+			return pr->supp[k].any;
 	return pg_supp_any(S(t), tenant_id, channel, E(t));
 }
 
@@ -335,17 +380,22 @@ static int tx_supp_reason(struct store_tx *t, const char *tenant_id, const char 
 static int tx_supp_put(struct store_tx *t, const char *tenant_id, const char *channel,
                        const char *recipient, const char *reason)
 {
+	TX(t)->probe.valid = false; /* the claim's probes no longer hold */
 	return pg_supp_put(S(t), tenant_id, channel, recipient, reason, S(t)->gnow, E(t));
 }
 
 static int tx_supp_delete(struct store_tx *t, const char *tenant_id, const char *channel,
                           const char *recipient)
 {
+	TX(t)->probe.valid = false; /* the claim's probes no longer hold */
 	return pg_supp_delete(S(t), tenant_id, channel, recipient, NULL, E(t));
 }
 
 static int tx_alias_any(struct store_tx *t, const char *account_id)
 {
+	const struct pg_claim_probe *pr = &TX(t)->probe;
+	if (pr->valid && strcmp(pr->account, account_id) == 0)
+		return pr->alias_any;
 	return pg_alias_any(S(t), account_id, E(t));
 }
 
@@ -358,6 +408,7 @@ static int tx_alias_get(struct store_tx *t, const char *account_id, const char *
 static int tx_alias_put(struct store_tx *t, const char *account_id, const char *old,
                         const char *new_addr)
 {
+	TX(t)->probe.valid = false; /* the claim's probes no longer hold */
 	return pg_alias_put(S(t), account_id, old, new_addr, S(t)->gnow, E(t));
 }
 
