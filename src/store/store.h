@@ -207,9 +207,10 @@ struct apply_stats {
 };
 
 struct store_ops {
-	const char *name;            /* "sqlite" */
+	const char *name;            /* "sqlite", "postgres" */
 
-	/* dsn: for sqlite, a file path; for postgres, a libpq conninfo or URI. Applies migrations and starts the writer. */
+	/* dsn: for sqlite, a file path; for postgres, a libpq conninfo or URI.
+	 * Applies migrations and starts the writer. */
 	int (*open)(const char *dsn, const struct store_opts *opts, struct store **out,
 	            struct hr_err *err);
 	/* Drains queued writes, stops the writer, closes everything. NULL is fine. */
@@ -359,7 +360,7 @@ struct store_ops {
 extern const struct store_ops store_sqlite;
 extern const struct store_ops store_postgres;
 
-/* Finds a backend by name ("sqlite"); NULL if unknown. */
+/* Finds a backend by name ("sqlite", "postgres"); NULL if unknown. */
 const struct store_ops *store_backend(const char *name);
 
 #endif
