@@ -27,6 +27,36 @@
 #define REQUEUE_BATCH 1000
 
 /* ---------------------------------------------------------------------------
+ * Argument checks every backend shares.
+ * ------------------------------------------------------------------------- */
+
+static int check_key(const char *v, size_t max, const char *field, struct hr_err *err)
+{
+	if (!v || !*v)
+		return hr_fail(err, HR_EINVAL, field, "%s is empty", field);
+	size_t n = strlen(v);
+	if (n >= max)
+		return hr_fail(err, HR_EINVAL, field, "%s is longer than %zu bytes", field,
+		               max - 1);
+	char copy[HR_ADDR_MAX > HR_NAME_MAX ? HR_ADDR_MAX : HR_NAME_MAX];
+	if (hr_utf8_copy(copy, v, sizeof copy) != n || memcmp(copy, v, n) != 0)
+		return hr_fail(err, HR_EINVAL, field, "%s is not valid UTF-8", field);
+	return 0;
+}
+
+int lc_check_supp_keys(const char *tenant_id, const char *channel, const char *recipient,
+                       struct hr_err *err)
+{
+	int rc = check_key(tenant_id, HR_NAME_MAX, "tenant_id", err);
+	if (rc == 0)
+		rc = check_key(channel, sizeof(((struct suppression_row *)0)->channel), "channel",
+		               err);
+	if (rc == 0)
+		rc = check_key(recipient, HR_ADDR_MAX, "recipient", err);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------------
  * The one transition.
  * ------------------------------------------------------------------------- */
 

@@ -221,6 +221,12 @@ int lc_inbox_claim(const struct lc_backend *b, struct store *st, int64_t now, in
 int lc_apply_inbox(const struct lc_backend *b, struct store *st, const struct inbox_parsed *rows,
                    size_t n, int64_t now, struct apply_stats *stats);
 
+/* The key of a suppression entry a client gives (API writes): each part
+ * non-empty, fitting its field, valid UTF-8 (lists return it as JSON).
+ * HR_EINVAL naming tenant_id, channel or recipient. */
+int lc_check_supp_keys(const char *tenant_id, const char *channel, const char *recipient,
+                       struct hr_err *err);
+
 /* Inbox row states (webhook_inbox.state). */
 enum {
 	INBOX_NEW = 0,

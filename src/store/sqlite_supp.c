@@ -176,34 +176,6 @@ int sq_alias_any(struct sq_store *s, const char *account_id, struct hr_err *err)
  * The API-facing operations.
  * ------------------------------------------------------------------------- */
 
-/* A key part from the API: non-empty, fits its column's struct field, valid
- * UTF-8 (the list returns it as JSON). */
-static int check_key(const char *v, size_t max, const char *field, struct hr_err *err)
-{
-	if (!v || !*v)
-		return hr_fail(err, HR_EINVAL, field, "%s is empty", field);
-	size_t n = strlen(v);
-	if (n >= max)
-		return hr_fail(err, HR_EINVAL, field, "%s is longer than %zu bytes", field,
-		               max - 1);
-	char copy[HR_ADDR_MAX > HR_NAME_MAX ? HR_ADDR_MAX : HR_NAME_MAX];
-	if (hr_utf8_copy(copy, v, sizeof copy) != n || memcmp(copy, v, n) != 0)
-		return hr_fail(err, HR_EINVAL, field, "%s is not valid UTF-8", field);
-	return 0;
-}
-
-static int check_keys(const char *tenant_id, const char *channel, const char *recipient,
-                      struct hr_err *err)
-{
-	int rc = check_key(tenant_id, HR_NAME_MAX, "tenant_id", err);
-	if (rc == 0)
-		rc = check_key(channel, sizeof(((struct suppression_row *)0)->channel), "channel",
-		               err);
-	if (rc == 0)
-		rc = check_key(recipient, HR_ADDR_MAX, "recipient", err);
-	return rc;
-}
-
 struct job_supp {
 	struct sq_job j;
 	const char *tenant_id, *channel, *recipient, *reason;
@@ -222,7 +194,7 @@ static int run_supp_put(struct sq_store *s, struct sq_job *j)
 int sq_suppression_put(struct store *st, const char *tenant_id, const char *channel,
                        const char *recipient, const char *reason, struct hr_err *err)
 {
-	int rc = check_keys(tenant_id, channel, recipient, err);
+	int rc = lc_check_supp_keys(tenant_id, channel, recipient, err);
 	if (rc)
 		return rc;
 	struct job_supp a = {.j = {.run = run_supp_put, .limited = true}, .tenant_id = tenant_id,
@@ -243,7 +215,7 @@ static int run_supp_delete(struct sq_store *s, struct sq_job *j)
 int sq_suppression_delete(struct store *st, const char *tenant_id, const char *channel,
                           const char *recipient, struct hr_err *err)
 {
-	int rc = check_keys(tenant_id, channel, recipient, err);
+	int rc = lc_check_supp_keys(tenant_id, channel, recipient, err);
 	if (rc)
 		return rc;
 	struct job_supp a = {.j = {.run = run_supp_delete, .limited = true},
