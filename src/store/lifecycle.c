@@ -21,6 +21,9 @@
 #define INBOX_ORPHAN_AFTER_US (24LL * 3600 * 1000000)
 #define INBOX_RETRY_BASE_US 200000LL
 #define INBOX_RETRY_MAX_US 60000000LL
+/* How long a reply may wait for the message it quotes: a provider's reply
+ * webhook can overtake the dispatcher's record of the send it answers. */
+#define INBOUND_LINK_WAIT_US (30 * 1000000LL)
 
 /* Lease expiry handles this many messages per transaction, so one call with
  * a huge backlog never holds the writer for long. */
@@ -883,17 +886,27 @@ static int inbound_effects(struct store_tx *tx, const struct inbox_parsed *row,
  * answers when the context names one we sent from the same account. Only a
  * reply stored now (not a replay) has effects (inbound_effects): a replayed
  * STOP after a START must not opt out again, and a replayed HELP must not
- * answer twice. */
+ * answer twice. A reply quoting a message not known (yet) on the account
+ * waits (*deferred, the row is retried) up to INBOUND_LINK_WAIT_US for the
+ * send's record, then is stored unlinked — except one that asks for
+ * something (an opt-out, an answer), which never waits. */
 static int store_inbound(struct store_tx *tx, struct apply_ctx *a, const struct inbox_parsed *row,
                          const char *row_channel, const struct wh_inbound *in,
-                         const struct inbound_clean *c, int64_t received_at)
+                         const struct inbound_clean *c, int64_t received_at, bool *deferred)
 {
 	struct lc_msg t;
 	int linked = 0;
+	*deferred = false;
 	if (in->context_id[0] && row->account_id && row->account_id[0])
 		linked = tx->ops->msg_by_provider(tx, row->account_id, in->context_id, &t);
 	if (linked < 0)
 		return linked;
+	/* Only a reply with its own id can wait: a retry must recognise it. */
+	if (!linked && in->context_id[0] && c->provider_msg_id[0] && !in->optout &&
+	    !in->auto_reply && a->now - received_at < INBOUND_LINK_WAIT_US) {
+		*deferred = true;
+		return 0;
+	}
 	struct lc_inbound li = {.tenant_id = linked ? t.tenant_id : NULL,
 	                        .account_id = row->account_id ? row->account_id : "",
 	                        .message_id = linked ? t.id : NULL,
@@ -936,14 +949,15 @@ static int store_inbound(struct store_tx *tx, struct apply_ctx *a, const struct 
 }
 
 static int apply_inbound(struct store_tx *tx, struct apply_ctx *a, const struct inbox_parsed *row,
-                         const char *row_channel, const struct wh_inbound *in, int64_t received_at)
+                         const char *row_channel, const struct wh_inbound *in, int64_t received_at,
+                         bool *deferred)
 {
 	struct inbound_clean c = {0};
 	int rc = inbound_clean(&c, in);
 	if (rc)
 		rc = hr_fail(TX_ERR(tx), rc, "inbound", "out of memory");
 	else
-		rc = store_inbound(tx, a, row, row_channel, in, &c, received_at);
+		rc = store_inbound(tx, a, row, row_channel, in, &c, received_at, deferred);
 	free(c.text);
 	free(c.payload);
 	return rc;
@@ -974,7 +988,10 @@ static int apply_row(struct store_tx *tx, struct apply_ctx *a, const struct inbo
 		                row->error[0] ? row->error : "malformed");
 	}
 	/* attempts > 0: an earlier attempt committed this row's effects but left
-	 * some status unmatched. Its inbound replies were all stored then. */
+	 * something unmatched. Statuses it recorded are skipped (event_seen);
+	 * replies with an id it stored are seen again by inbound_insert and do
+	 * nothing; a reply without an id was stored then (it never waits) and is
+	 * skipped. */
 	bool retried = attempts > 0;
 	int unmatched = 0;
 	const char *missing = NULL;
@@ -987,9 +1004,18 @@ static int apply_row(struct store_tx *tx, struct apply_ctx *a, const struct inbo
 			missing = row->statuses[k].provider_id;
 		}
 	}
-	for (size_t k = 0; k < row->ninbound && !retried; k++)
-		if ((rc = apply_inbound(tx, a, row, channel, &row->inbound[k], received_at)))
+	for (size_t k = 0; k < row->ninbound; k++) {
+		bool deferred;
+		if (retried && !row->inbound[k].provider_msg_id[0])
+			continue;
+		if ((rc = apply_inbound(tx, a, row, channel, &row->inbound[k], received_at,
+		                        &deferred)))
 			return rc;
+		if (deferred) {
+			unmatched++;
+			missing = row->inbound[k].context_id;
+		}
+	}
 	if (!unmatched)
 		return mark_row(tx, row->inbox_id, INBOX_DONE, attempts + 1, 0, NULL);
 

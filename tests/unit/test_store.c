@@ -1277,7 +1277,9 @@ static void test_webhook_scoped_to_account(void **state)
 	assert_int_equal(status_of(st, b7), MSG_DELIVERED);
 	assert_int_equal(status_of(st, a7), MSG_READ);
 
-	/* A reply on A quoting B's message is stored but not linked to it. */
+	/* A reply on A quoting B's message: A knows no such message, so the
+	 * reply waits for it (its send may not be recorded yet), then is stored
+	 * unlinked once it has waited 30 s; never linked to B's. */
 	struct wh_inbound in = {.provider_msg_id = "wamid.R1",
 	                        .context_id = "wamid.B",
 	                        .from = "15550123456",
@@ -1285,9 +1287,35 @@ static void test_webhook_scoped_to_account(void **state)
 	                        .text = (char *)"hi"};
 	struct inbox_parsed row = {
 	    .inbox_id = inbox_add(st, "accA"), .account_id = "accA", .inbound = &in, .ninbound = 1};
-	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now, &s), 0);
+	int64_t arrived = hr_now_us();
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, arrived, &s), 0);
+	assert_int_equal(s.inbound, 0);
+	assert_int_equal(s.unmatched, 1);
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, arrived + 31 * SEC, &s), 0);
 	assert_int_equal(s.inbound, 1);
+	assert_int_equal(s.unmatched, 0);
 	assert_int_equal(count_events(st, b, "inbound"), 0);
+	assert_false(inbox_has(st, INT64_MAX, row.inbox_id, NULL)); /* done */
+
+	/* A reply that overtakes the record of the send it quotes is linked
+	 * once the send is recorded. */
+	struct wh_inbound early = {.provider_msg_id = "wamid.R3",
+	                           .context_id = "wamid.C",
+	                           .from = "15550123456",
+	                           .kind = "text",
+	                           .text = (char *)"quick"};
+	struct inbox_parsed erow = {
+	    .inbox_id = inbox_add(st, "accB"), .account_id = "accB", .inbound = &early, .ninbound = 1};
+	arrived = hr_now_us();
+	assert_int_equal(st->ops->apply_inbox(st, &erow, 1, arrived, &s), 0);
+	assert_int_equal(s.inbound, 0);
+	assert_int_equal(s.unmatched, 1);
+	char c_id[27];
+	sent_msg(st, "accB", "wamid.C", c_id);
+	assert_int_equal(st->ops->apply_inbox(st, &erow, 1, arrived + SEC, &s), 0);
+	assert_int_equal(s.inbound, 1);
+	assert_int_equal(s.unmatched, 0);
+	assert_int_equal(count_events(st, c_id, "inbound"), 1);
 	/* The same quote on B's own account links. */
 	strcpy(in.provider_msg_id, "wamid.R2");
 	row = (struct inbox_parsed){
