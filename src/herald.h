@@ -189,6 +189,16 @@ size_t hr_strlcpy(char *dst, const char *src, size_t size);
  * JSON. Always NUL-terminates; returns the bytes written.
  */
 size_t hr_utf8_copy(char *dst, const char *src, size_t size);
+/* A growable byte string: NUL-terminated once anything was put; `oom`
+ * sticks after a failed allocation, so callers check it once at the end.
+ * Start zeroed; the caller frees p. */
+struct hr_buf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+void hr_buf_put(struct hr_buf *b, const void *p, size_t n);
+
 /* Wipes a NUL-terminated secret with explicit_bzero (a memset before free
  * may be optimised away) and frees it. NULL is fine. */
 void hr_secret_free(char *s);

@@ -91,37 +91,9 @@ static void tw_priv_free(struct tw_priv *p)
  * Form encoding (application/x-www-form-urlencoded)
  * ------------------------------------------------------------------------- */
 
-/* A growing string; `oom` sticks once an allocation failed. */
-struct tw_buf {
-	char *p;
-	size_t n, cap;
-	bool oom;
-};
-
-static void tw_buf_put(struct tw_buf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->n + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->n + n + 1)
-			cap *= 2;
-		char *q = realloc(b->p, cap);
-		if (!q) {
-			b->oom = true;
-			return;
-		}
-		b->p = q;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	b->p[b->n] = '\0';
-}
-
 /* Appends name=value, the value percent-encoded by curl (RFC 3986: all but
  * unreserved characters), which Twilio decodes like any form. */
-static void tw_form_add(struct tw_buf *b, const char *name, const char *value)
+static void tw_form_add(struct hr_buf *b, const char *name, const char *value)
 {
 	if (b->oom)
 		return;
@@ -130,11 +102,11 @@ static void tw_form_add(struct tw_buf *b, const char *name, const char *value)
 		b->oom = true;
 		return;
 	}
-	if (b->n)
-		tw_buf_put(b, "&", 1);
-	tw_buf_put(b, name, strlen(name));
-	tw_buf_put(b, "=", 1);
-	tw_buf_put(b, enc, strlen(enc));
+	if (b->len)
+		hr_buf_put(b, "&", 1);
+	hr_buf_put(b, name, strlen(name));
+	hr_buf_put(b, "=", 1);
+	hr_buf_put(b, enc, strlen(enc));
 	curl_free(enc);
 }
 
@@ -301,7 +273,8 @@ static int tw_check_keys(struct channel_account *acct, const char *base, const c
 		               field);
 	}
 	if (!from == !mssid) {
-		channel_cfg_field(field, sizeof field, acct, from ? "messaging_service_sid" : "from");
+		channel_cfg_field(field, sizeof field, acct,
+		                  from ? "messaging_service_sid" : "from");
 		return hr_fail(err, HR_EINVAL, field,
 		               "accounts[%s]: give exactly one of from and messaging_service_sid",
 		               acct->id);
@@ -593,7 +566,7 @@ static int tw_validate(const json_t *content, struct hr_err *err)
  * ------------------------------------------------------------------------- */
 
 /* Adds the template's regulatory fields (validated) under Twilio's names. */
-static void tw_form_regulatory(struct tw_buf *b, json_t *reg)
+static void tw_form_regulatory(struct hr_buf *b, json_t *reg)
 {
 	const char *key;
 	json_t *v;
@@ -637,7 +610,7 @@ static int tw_build_send(const struct channel_account *acct, const struct messag
 			               TW_BODY_MAX);
 		}
 	}
-	struct tw_buf b = {0};
+	struct hr_buf b = {0};
 	tw_form_add(&b, "To", m->recipient);
 	if (p->service_sid)
 		tw_form_add(&b, "MessagingServiceSid", p->service_sid);
@@ -668,7 +641,7 @@ static int tw_build_send(const struct channel_account *acct, const struct messag
 	if (h && (h = curl_slist_append(h, "Accept: application/json")))
 		h = curl_slist_append(h, "Expect:"); /* no 100-continue round trip */
 	out->body = b.p;
-	out->body_len = b.n;
+	out->body_len = b.len;
 	if (b.oom || !out->body || !out->url || !out->userpwd || !h) {
 		if (b.oom) {
 			free(b.p);
@@ -828,18 +801,18 @@ static int tw_signature(const char *token, const char *url, const struct tw_form
 		sorted[i] = &f->p[i];
 	if (f->n > 1)
 		qsort(sorted, f->n, sizeof *sorted, tw_param_cmp);
-	struct tw_buf b = {0};
-	tw_buf_put(&b, url, strlen(url));
+	struct hr_buf b = {0};
+	hr_buf_put(&b, url, strlen(url));
 	for (size_t i = 0; i < f->n; i++) {
-		tw_buf_put(&b, sorted[i]->name, strlen(sorted[i]->name));
-		tw_buf_put(&b, sorted[i]->value, sorted[i]->vlen);
+		hr_buf_put(&b, sorted[i]->name, strlen(sorted[i]->name));
+		hr_buf_put(&b, sorted[i]->value, sorted[i]->vlen);
 	}
 	free(sorted);
 	if (b.oom) {
 		free(b.p);
 		return HR_ENOMEM;
 	}
-	hr_hmac_sha1_b64(token, strlen(token), b.p, b.n, out);
+	hr_hmac_sha1_b64(token, strlen(token), b.p, b.len, out);
 	free(b.p);
 	return 0;
 }

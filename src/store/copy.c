@@ -224,52 +224,25 @@ void store_copy_sum_final(struct store_copy_sum *s, char hex[65])
 	memset(s, 0, sizeof *s);
 }
 
-/* ---- a growable byte buffer (COPY data, canonical values) ---- */
+/* ---- COPY data and canonical values, built in struct hr_buf ---- */
 
-struct cp_buf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void cp_put(struct cp_buf *b, const void *p, size_t n)
+static void cp_putc(struct hr_buf *b, char c)
 {
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *q = realloc(b->p, cap);
-		if (!q) {
-			b->oom = true;
-			return;
-		}
-		b->p = q;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void cp_putc(struct cp_buf *b, char c)
-{
-	cp_put(b, &c, 1);
+	hr_buf_put(b, &c, 1);
 }
 
 static const char cp_hexdig[] = "0123456789abcdef";
 
-static void cp_put_hex(struct cp_buf *b, const unsigned char *p, size_t n)
+static void cp_put_hex(struct hr_buf *b, const unsigned char *p, size_t n)
 {
 	for (size_t i = 0; i < n && !b->oom; i++) {
 		char two[2] = {cp_hexdig[p[i] >> 4], cp_hexdig[p[i] & 15]};
-		cp_put(b, two, 2);
+		hr_buf_put(b, two, 2);
 	}
 }
 
 /* Text as COPY's text format wants it: backslash, tab, newline, CR escaped. */
-static void cp_put_copy_text(struct cp_buf *b, const char *p, size_t n)
+static void cp_put_copy_text(struct hr_buf *b, const char *p, size_t n)
 {
 	size_t run = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -280,11 +253,11 @@ static void cp_put_copy_text(struct cp_buf *b, const char *p, size_t n)
 		                                 : NULL;
 		if (!esc)
 			continue;
-		cp_put(b, p + run, i - run);
-		cp_put(b, esc, 2);
+		hr_buf_put(b, p + run, i - run);
+		hr_buf_put(b, esc, 2);
 		run = i + 1;
 	}
-	cp_put(b, p + run, n - run);
+	hr_buf_put(b, p + run, n - run);
 }
 
 /* ---- errors ---- */
@@ -429,16 +402,16 @@ static int cp_connect(const struct store_copy_opts *o, PGconn **out, struct hr_e
 static int cp_prepare_target(PGconn *c, const struct store_copy_opts *o,
                              struct store_copy_report *rep, struct hr_err *err)
 {
-	struct cp_buf q = {0};
-	cp_put(&q, "LOCK TABLE ", 11);
+	struct hr_buf q = {0};
+	hr_buf_put(&q, "LOCK TABLE ", 11);
 	for (size_t i = 0; i < CP_NTABLES; i++) {
 		if (i)
-			cp_put(&q, ", ", 2);
-		cp_put(&q, cp_tables[i].name, strlen(cp_tables[i].name));
+			hr_buf_put(&q, ", ", 2);
+		hr_buf_put(&q, cp_tables[i].name, strlen(cp_tables[i].name));
 	}
 	/* --force truncates, which takes ACCESS EXCLUSIVE anyway. */
 	const char *mode = o->force ? " IN ACCESS EXCLUSIVE MODE" : " IN EXCLUSIVE MODE";
-	cp_put(&q, mode, strlen(mode));
+	hr_buf_put(&q, mode, strlen(mode));
 	if (q.oom) {
 		free(q.p);
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
@@ -473,12 +446,12 @@ static int cp_prepare_target(PGconn *c, const struct store_copy_opts *o,
 		               "(--force empties these tables first)",
 		               msg);
 	}
-	q = (struct cp_buf){0};
-	cp_put(&q, "TRUNCATE ", 9);
+	q = (struct hr_buf){0};
+	hr_buf_put(&q, "TRUNCATE ", 9);
 	for (size_t i = 0; i < CP_NTABLES; i++) {
 		if (i)
-			cp_put(&q, ", ", 2);
-		cp_put(&q, cp_tables[i].name, strlen(cp_tables[i].name));
+			hr_buf_put(&q, ", ", 2);
+		hr_buf_put(&q, cp_tables[i].name, strlen(cp_tables[i].name));
 	}
 	if (q.oom) {
 		free(q.p);
@@ -546,7 +519,7 @@ static int cp_partitions(sqlite3 *db, PGconn *c, struct store_copy_report *rep, 
 }
 
 /* Sends what buf holds as COPY data. */
-static int cp_flush(PGconn *c, struct cp_buf *b, const char *table, struct hr_err *err)
+static int cp_flush(PGconn *c, struct hr_buf *b, const char *table, struct hr_err *err)
 {
 	if (b->oom)
 		return hr_fail(err, HR_ENOMEM, table, "out of memory");
@@ -583,7 +556,7 @@ static int cp_copy_table(sqlite3 *db, PGconn *c, const struct cp_table *t,
 	}
 	PQclear(r);
 
-	struct cp_buf data = {0}, canon = {0};
+	struct hr_buf data = {0}, canon = {0};
 	struct store_copy_sum sum = {0};
 	struct store_copy_val v[21];
 	size_t off[21], len[21];
@@ -598,7 +571,7 @@ static int cp_copy_table(sqlite3 *db, PGconn *c, const struct cp_table *t,
 			off[i] = canon.len;
 			null[i] = sqlite3_column_type(st, (int)i) == SQLITE_NULL;
 			if (null[i]) {
-				cp_put(&data, "\\N", 2);
+				hr_buf_put(&data, "\\N", 2);
 				len[i] = 0;
 				continue;
 			}
@@ -608,8 +581,8 @@ static int cp_copy_table(sqlite3 *db, PGconn *c, const struct cp_table *t,
 			case CT_INT:
 				x = sqlite3_column_int64(st, (int)i);
 				snprintf(num, sizeof num, "%lld", (long long)x);
-				cp_put(&data, num, strlen(num));
-				cp_put(&canon, num, strlen(num));
+				hr_buf_put(&data, num, strlen(num));
+				hr_buf_put(&canon, num, strlen(num));
 				break;
 			case CT_BOOL:
 				x = sqlite3_column_int64(st, (int)i);
@@ -619,11 +592,11 @@ static int cp_copy_table(sqlite3 *db, PGconn *c, const struct cp_table *t,
 			case CT_BYTES: {
 				const unsigned char *p = sqlite3_column_blob(st, (int)i);
 				size_t n = (size_t)sqlite3_column_bytes(st, (int)i);
-				cp_put(&data, "\\\\x", 3);
+				hr_buf_put(&data, "\\\\x", 3);
 				size_t at = data.len;
 				cp_put_hex(&data, p, n);
 				if (!data.oom)
-					cp_put(&canon, data.p + at, data.len - at);
+					hr_buf_put(&canon, data.p + at, data.len - at);
 				break;
 			}
 			case CT_TEXT: {
@@ -634,7 +607,7 @@ static int cp_copy_table(sqlite3 *db, PGconn *c, const struct cp_table *t,
 					break;
 				}
 				cp_put_copy_text(&data, p, n);
-				cp_put(&canon, p, n);
+				hr_buf_put(&canon, p, n);
 				break;
 			}
 			}
