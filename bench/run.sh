@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
 # bench/run.sh - Herald's benchmark, run by `make bench`. In one run it measures
-# the raw limits of this machine (nginx answering a fixed 202, SQLite inserting
-# the rows of a batch accept directly) and Herald's figures against them:
-# durable accepts over HTTP (single and batch endpoint, synchronous normal and
-# full), p99 accept latency at half the maximum load, end-to-end messages/s
-# from accept to `delivered` through `herald sim`, webhook events applied/s,
-# and the server's RSS. It prints a table (figure, value, baseline, ratio,
-# target) and a summary block to paste into the README.
+# the raw limits of this machine (nginx answering a fixed 202, SQLite and
+# PostgreSQL inserting the rows of a batch accept directly) and Herald's
+# figures against them: durable accepts over HTTP (single and batch endpoint;
+# SQLite with synchronous normal and full, PostgreSQL with its durable
+# defaults), p99 accept latency at half the maximum load, end-to-end
+# messages/s from accept to `delivered` through `herald sim` (both stores),
+# webhook events applied/s, and the server's RSS. For each PostgreSQL phase it
+# also reports where the time goes: CPU of Herald and of the PostgreSQL
+# processes, commits and messages per commit, WAL bytes and flushes, and the
+# statements that took the most server time (pg_stat_statements). It prints a
+# table (figure, value, baseline, ratio, target) and a summary block to paste
+# into the README.
 #
 # Everything runs on 127.0.0.1 on free ports, in a temp dir removed at the end;
 # every process started here is stopped at the end (trap). Environment:
 #   BENCH_SECONDS       seconds per measured phase (default 10)
 #   BENCH_E2E_MESSAGES  messages pushed end to end (default 100000)
 #   BENCH_E2E_TIMEOUT   give up waiting for `delivered` after this (default 180 s)
-#   BENCH_BUILD         build dir holding herald and sqlite_baseline
-#                       (default build-release)
+#   BENCH_BUILD         build dir holding herald, sqlite_baseline and
+#                       pg_baseline (default build-release)
 #   BENCH_KEEP=1        keep the temp dir (logs, configs) for a post-mortem
 #   BENCH_PHASES        which phases to run (default all: "nginx sqlite single
-#                       batch e2e webhooks"; webhooks needs e2e)
+#                       batch e2e webhooks pg-baseline pg-single pg-batch
+#                       pg-e2e"; webhooks needs e2e)
+# PostgreSQL runs on a throwaway server started here (bench/pg_baseline.c
+# server: Debian's server binaries, initdb into a temp dir, durable defaults).
 set -euo pipefail
 export LC_ALL=C
 
@@ -26,6 +34,7 @@ ROOT=$(dirname "$HERE")
 BUILD=${BENCH_BUILD:-$ROOT/build-release}
 HERALD=$BUILD/herald
 BASELINE=$BUILD/sqlite_baseline
+PGBASE=$BUILD/pg_baseline
 SECS=${BENCH_SECONDS:-10}
 E2E_N=${BENCH_E2E_MESSAGES:-100000}
 E2E_TIMEOUT=${BENCH_E2E_TIMEOUT:-180}
@@ -36,7 +45,7 @@ E2E_PAR=4            # parallel curl uploads in the end-to-end phase
 KEY=hk_bench_0123456789abcdef
 APP_SECRET=bench-app-secret-123
 ACCOUNT=bench-wa
-PHASES=" ${BENCH_PHASES:-nginx sqlite single batch e2e webhooks} "
+PHASES=" ${BENCH_PHASES:-nginx sqlite single batch e2e webhooks pg-baseline pg-single pg-batch pg-e2e} "
 CMDLINE="BENCH_SECONDS=$SECS make bench"
 [[ -n ${BENCH_E2E_MESSAGES:-} ]] && CMDLINE="BENCH_E2E_MESSAGES=$E2E_N $CMDLINE"
 [[ -n ${BENCH_PHASES:-} ]] && CMDLINE="BENCH_PHASES='$BENCH_PHASES' $CMDLINE"
@@ -53,6 +62,10 @@ for tool in wrk nginx curl openssl awk; do
 done
 [[ -x $HERALD ]] || die "$HERALD not built (make release)"
 [[ -x $BASELINE ]] || die "$BASELINE not built (make -C build-release sqlite_baseline)"
+if [[ $PHASES == *" pg-"* ]]; then
+	[[ -x $PGBASE ]] || die "$PGBASE not built (make -C build-release pg_baseline)"
+	command -v psql >/dev/null || die "psql is missing (scripts/deps.sh bench installs postgresql)"
+fi
 
 TMP=$(mktemp -d /tmp/herald-bench.XXXXXX)
 PIDS=()
@@ -197,20 +210,109 @@ WARNINGS=()
 
 # Writes a config: the account's rate limit is the only difference between
 # the accept phases (1/s: the dispatcher stays out of the way) and end to end.
-write_config() { # file rate_limit
+write_config() { # file rate_limit [driver]
 	sed -e "s|@HPORT@|$HPORT|g" -e "s|@SPORT@|$SPORT|g" -e "s|@DB@|$TMP/herald.db|g" \
+	    -e "s|@DRIVER@|${3:-sqlite}|g" \
 	    -e "s|@KEY@|$KEY|g" -e "s|@SECRET@|$APP_SECRET|g" -e "s|@ACCOUNT@|$ACCOUNT|g" \
 	    -e "s|@RATE@|$2|g" "$HERE/herald.conf" >"$1"
 }
 write_config "$TMP/accept.yaml" 1
 write_config "$TMP/e2e.yaml" 100000
+write_config "$TMP/accept-pg.yaml" 1 postgres
+write_config "$TMP/e2e-pg.yaml" 100000 postgres
+
+# ---- PostgreSQL ------------------------------------------------------------
+PG_PID=
+PG_POSTMASTER=
+PGCI=
+start_pg() {
+	start_bg pgserver "$PGBASE" server
+	PG_PID=$BG_PID
+	local i
+	for ((i = 0; i < 600; i++)); do
+		PGCI=$(sed -n 's/^conninfo=//p' "$TMP/pgserver.log")
+		PG_POSTMASTER=$(sed -n 's/^pid=//p' "$TMP/pgserver.log")
+		[[ -n $PGCI && -n $PG_POSTMASTER ]] && return 0
+		kill -0 "$PG_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	log "PostgreSQL did not start:"
+	tail -n 30 "$TMP/pgserver.log" >&2
+	return 1
+}
+pgq() { # sql [database] -> rows, fields separated by |
+	psql "$PGCI dbname=${2:-herald}" -XAtq -v ON_ERROR_STOP=1 -c "$1"
+}
+# Each Herald phase on PostgreSQL gets a fresh database (as each SQLite phase
+# gets a fresh file); the server's migrations make the schema.
+pg_fresh_db() {
+	pgq "DROP DATABASE IF EXISTS herald WITH (FORCE)" postgres >/dev/null &&
+		pgq "CREATE DATABASE herald" postgres >/dev/null
+}
+# Clock ticks (user + system) used so far by a process, or with -PID by it
+# and its children (the postmaster and its backends, which live for the
+# phase: Herald's connections are opened at its start; a child that exits
+# during the phase, e.g. an autovacuum worker, takes its time with it).
+cpu_ticks() { # pid|-pid
+	cat /proc/[0-9]*/stat 2>/dev/null | awk -v want="$1" '{
+		pid = $1; s = $0; sub(/^.*\) /, "", s); split(s, a, " ")
+		if (pid == want || (want < 0 && (pid == -want || a[2] == -want))) t += a[12] + a[13]
+	} END { print t + 0 }'
+}
+CLK_TCK=$(getconf CLK_TCK)
+# Statistics of one PostgreSQL phase: pg_snap_begin just before the load,
+# pg_snap_end LABEL MESSAGES just after it; the findings go into R[pgwhy_LABEL].
+pg_snap_begin() {
+	pgq "SELECT pg_stat_statements_reset()" postgres >/dev/null
+	pgq "SELECT pg_stat_reset_shared('wal')" postgres >/dev/null
+	PGS_X0=$(pgq "SELECT xact_commit FROM pg_stat_database WHERE datname = 'herald'" postgres)
+	PGS_PG0=$(cpu_ticks "-$PG_POSTMASTER")
+	PGS_H0=$(cpu_ticks "$SERVE_PID")
+	PGS_T0=$EPOCHREALTIME
+}
+pg_snap_end() { # label messages
+	local label=$1 n=$2 wall pg h x wal top busy
+	wall=$(calc "$EPOCHREALTIME - $PGS_T0" 2)
+	pg=$(calc "($(cpu_ticks "-$PG_POSTMASTER") - $PGS_PG0) / $CLK_TCK" 1)
+	h=$(calc "($(cpu_ticks "$SERVE_PID") - $PGS_H0) / $CLK_TCK" 1)
+	# The statistics collector's counters reach the shared views when a
+	# backend reports, at most once a second: let them arrive.
+	sleep 1.2
+	x=$(pgq "SELECT xact_commit FROM pg_stat_database WHERE datname = 'herald'" postgres)
+	x=$((x - PGS_X0))
+	wal=$(pgq "SELECT wal_bytes, wal_sync, round(wal_sync_time), round(wal_write_time)
+		FROM pg_stat_wal" postgres)
+	local wbytes wsync wsync_ms wwrite_ms
+	IFS='|' read -r wbytes wsync wsync_ms wwrite_ms <<<"$wal"
+	busy=$(pgq "SELECT round(sum(total_exec_time)) FROM pg_stat_statements
+		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'herald')" postgres)
+	top=$(pgq "SELECT round(100 * total_exec_time / NULLIF(sum(total_exec_time) OVER (), 0))
+		|| '% ' || calls || 'x ' || round(mean_exec_time::numeric, 3) || ' ms: '
+		|| left(regexp_replace(query, '\s+', ' ', 'g'), 70)
+		FROM pg_stat_statements
+		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'herald')
+		ORDER BY total_exec_time DESC LIMIT 4" postgres | sed 's/|/ /g' | paste -sd ';' |
+		sed 's/;/; /g')
+	R[pgwhy_$label]="$label on PostgreSQL, $n messages in $wall s: CPU Herald $h s, PostgreSQL $pg s\
+ (2 cores = $(calc "2 * $wall" 1) s); $x commits ($(calc "$n / ($x > 0 ? $x : 1)" 1)\
+ messages each); WAL $(calc "${wbytes:-0} / 1048576" 0) MiB\
+ ($(calc "${wbytes:-0} / ($n > 0 ? $n : 1)" 0) bytes/message), ${wsync:-?} flushes taking\
+ ${wsync_ms:-?} ms, writes ${wwrite_ms:-?} ms; statements ran ${busy:-?} ms in all;\
+ top: $top"
+	log "    ${R[pgwhy_$label]}"
+}
 
 SERVE_PID=
 SIM_PID=
-start_serve() { # config sync
-	local db=$TMP/herald-$2.db
-	rm -f "$db" "$db-wal" "$db-shm"
-	start_bg serve "$HERALD" serve --config "$1" --db "$db" --synchronous "$2"
+start_serve() { # config normal|full|pg
+	if [[ $2 == pg ]]; then
+		pg_fresh_db || return 1
+		start_bg serve "$HERALD" serve --config "${1%.yaml}-pg.yaml" --db "$PGCI"
+	else
+		local db=$TMP/herald-$2.db
+		rm -f "$db" "$db-wal" "$db-shm"
+		start_bg serve "$HERALD" serve --config "$1" --db "$db" --synchronous "$2"
+	fi
 	SERVE_PID=$BG_PID
 	wait_http "$HURL/healthz" "$SERVE_PID" serve
 }
@@ -284,7 +386,7 @@ phase_nginx() {
 		sleep 0.1
 	done
 	[[ $code == 202 ]] || { log "nginx did not start:"; cat "$TMP/nginx.log" "$TMP/nginx/nginx-error.log" >&2 2>/dev/null; return 1; }
-	log "1/6 nginx fixed 202: wrk -t2 -c$CONNS ${SECS}s"
+	log "nginx fixed 202: wrk -t2 -c$CONNS ${SECS}s"
 	BENCH_KEY=$KEY run_wrk "$TMP/wrk-nginx.txt" "$CONNS" "$HERE/post.lua" \
 		"http://127.0.0.1:$port/v1/messages" || return 1
 	R[nginx]=$(wrk_rps "$TMP/wrk-nginx.txt")
@@ -295,7 +397,7 @@ phase_nginx() {
 
 # ---- 2. SQLite ---------------------------------------------------------------
 phase_sqlite() {
-	log "3/6 SQLite direct inserts: $BATCH messages per transaction, ${SECS}s per mode"
+	log "SQLite direct inserts: $BATCH messages per transaction, ${SECS}s per mode"
 	"$BASELINE" --dir "$TMP" --seconds "$SECS" --per-tx "$BATCH" --synchronous both \
 		>"$TMP/sqlite.txt" 2>&1 || { cat "$TMP/sqlite.txt" >&2; return 1; }
 	R[sqlite_normal]=$(awk '/synchronous=normal/ { sub("messages_per_s=", "", $NF); print $NF }' "$TMP/sqlite.txt")
@@ -303,14 +405,28 @@ phase_sqlite() {
 	log "    SQLite: normal ${R[sqlite_normal]} msg/s, full ${R[sqlite_full]} msg/s"
 }
 
+# ---- 2b. PostgreSQL ------------------------------------------------------------
+phase_pg_baseline() {
+	log "PostgreSQL direct inserts: $BATCH messages per transaction, COPY and multi-row INSERT, ${SECS}s each"
+	"$PGBASE" insert --conninfo "$PGCI" --seconds "$SECS" --per-tx "$BATCH" \
+		>"$TMP/pgbase.txt" 2>&1 || { cat "$TMP/pgbase.txt" >&2; return 1; }
+	R[pg_copy]=$(awk '/method=copy/ { sub("messages_per_s=", "", $NF); print $NF }' "$TMP/pgbase.txt")
+	R[pg_values]=$(awk '/method=values/ { sub("messages_per_s=", "", $NF); print $NF }' "$TMP/pgbase.txt")
+	R[pg_best]=$(awk '/best=/ { sub("messages_per_s=", "", $NF); print $NF }' "$TMP/pgbase.txt")
+	R[pg_best_name]=$(awk '/best=/ { sub("best=", "", $2); print $2 }' "$TMP/pgbase.txt")
+	log "    PostgreSQL: COPY ${R[pg_copy]} msg/s, multi-row INSERT ${R[pg_values]} msg/s"
+}
+
 # ---- 3. single accepts -----------------------------------------------------------
 phase_single() { # sync
 	local s=$1
 	start_serve "$TMP/accept.yaml" "$s" || return 1
 	post /v1/messages "$SINGLE_BODY" 202 || return 1
-	log "2/6 single accepts ($s): wrk -t2 -c$CONNS ${SECS}s at full speed"
+	log "single accepts ($s): wrk -t2 -c$CONNS ${SECS}s at full speed"
+	[[ $s == pg ]] && pg_snap_begin
 	BENCH_KEY=$KEY run_wrk "$TMP/wrk-single-$s.txt" "$CONNS" "$HERE/post.lua" \
 		"$HURL/v1/messages" || return 1
+	[[ $s == pg ]] && pg_snap_end single "$(wrk_reqs "$TMP/wrk-single-$s.txt")"
 	R[single_$s]=$(wrk_rps "$TMP/wrk-single-$s.txt")
 	R[single_p99_$s]=$(wrk_pct "$TMP/wrk-single-$s.txt" 99)
 	local half
@@ -338,9 +454,11 @@ phase_batch() { # sync
 		printf "]}" }' >"$TMP/batch1.json"
 	post /v1/messages:batch "$TMP/batch1.json" 202 || return 1
 	grep -q "\"count\":$BATCH" "$TMP/post.out" || { log "batch answer lacks count $BATCH"; return 1; }
-	log "4/6 batch accepts ($s): wrk -t2 -c$BATCH_CONNS ${SECS}s, $BATCH messages per request"
+	log "batch accepts ($s): wrk -t2 -c$BATCH_CONNS ${SECS}s, $BATCH messages per request"
+	[[ $s == pg ]] && pg_snap_begin
 	BENCH_KEY=$KEY BENCH_BATCH=$BATCH run_wrk "$TMP/wrk-batch-$s.txt" "$BATCH_CONNS" \
 		"$HERE/batch.lua" "$HURL/v1/messages:batch" || return 1
+	[[ $s == pg ]] && pg_snap_end batch "$(($(wrk_reqs "$TMP/wrk-batch-$s.txt") * BATCH))"
 	R[batch_rps_$s]=$(wrk_rps "$TMP/wrk-batch-$s.txt")
 	R[batch_$s]=$(calc "${R[batch_rps_$s]} * $BATCH")
 	R[batch_p99_$s]=$(wrk_pct "$TMP/wrk-batch-$s.txt" 99)
@@ -351,10 +469,12 @@ phase_batch() { # sync
 }
 
 # ---- 5. end to end -------------------------------------------------------------
-phase_e2e() {
+phase_e2e() { # normal|pg
+	local s=$1 x=
+	[[ $s == pg ]] && x=_pg
 	local nfiles=$((E2E_N / BATCH))
 	mkdir -p "$TMP/e2e"
-	awk -v n="$BATCH" -v files="$nfiles" -v dir="$TMP/e2e" 'BEGIN {
+	[[ -e $TMP/e2e/b0000.json ]] || awk -v n="$BATCH" -v files="$nfiles" -v dir="$TMP/e2e" 'BEGIN {
 		for (f = 0; f < files; f++) {
 			out = sprintf("%s/b%04d.json", dir, f)
 			printf "{\"messages\":[" >out
@@ -365,10 +485,11 @@ phase_e2e() {
 		} }'
 	E2E_N=$((nfiles * BATCH))
 	curl -s -X POST "$SURL/sim/reset" >/dev/null || true
-	start_serve "$TMP/e2e.yaml" normal || return 1
+	start_serve "$TMP/e2e.yaml" "$s" || return 1
 	sleep 1
-	R[rss_idle]=$(rss_kb "$SERVE_PID" VmRSS)
-	log "5/6 end to end: $E2E_N messages in $nfiles batch requests, $E2E_PAR at a time"
+	R[rss_idle$x]=$(rss_kb "$SERVE_PID" VmRSS)
+	log "end to end ($s): $E2E_N messages in $nfiles batch requests, $E2E_PAR at a time"
+	[[ $s == pg ]] && pg_snap_begin
 
 	local t0 t_done='' m q sd st dl rss now
 	: >"$TMP/e2e-samples.txt"
@@ -397,9 +518,9 @@ phase_e2e() {
 		st=$(msum "$m" herald_queue_depth 'status="sent"')
 		dl=$(msum "$m" herald_queue_depth 'status="delivered"')
 		echo "$(calc "$now - $t0" 2) $rss $q $sd $st $dl" >>"$TMP/e2e-samples.txt"
-		if [[ -z ${R[rss_10k]:-} ]] && ((q + sd + st >= 10000)); then
-			R[rss_10k]=$rss
-			R[rss_10k_inflight]=$((q + sd + st))
+		if [[ -z ${R[rss_10k$x]:-} ]] && ((q + sd + st >= 10000)); then
+			R[rss_10k$x]=$rss
+			R[rss_10k_inflight$x]=$((q + sd + st))
 			gap=0.5
 		fi
 		if ((dl >= E2E_N)); then
@@ -421,24 +542,25 @@ phase_e2e() {
 		log "only $ok of $nfiles batch requests got 202: $(sort "$TMP/e2e-codes.txt" | uniq -c | tr '\n' ' ')"
 		return 1
 	fi
-	R[e2e_submit]=$(calc "$E2E_N / ($(cat "$TMP/e2e-submitted.txt") - $t0)")
-	R[rss_peak]=$(rss_kb "$SERVE_PID" VmHWM)
-	R[e2e_inflight_max]=$(awk '{ f = $3 + $4 + $5; if (f > m) m = f } END { print m + 0 }' "$TMP/e2e-samples.txt")
+	R[e2e_submit$x]=$(calc "$E2E_N / ($(cat "$TMP/e2e-submitted.txt") - $t0)")
+	R[rss_peak$x]=$(rss_kb "$SERVE_PID" VmHWM)
+	R[e2e_inflight_max$x]=$(awk '{ f = $3 + $4 + $5; if (f > m) m = f } END { print m + 0 }' "$TMP/e2e-samples.txt")
 	[[ -n $t_done ]] || return 1
-	R[e2e]=$(calc "$E2E_N / ($t_done - $t0)")
-	R[e2e_secs]=$(calc "$t_done - $t0" 2)
+	[[ $s == pg ]] && pg_snap_end "end to end" "$E2E_N"
+	R[e2e$x]=$(calc "$E2E_N / ($t_done - $t0)")
+	R[e2e_secs$x]=$(calc "$t_done - $t0" 2)
 	local stats
 	stats=$(curl -s "$SURL/sim/stats" || true)
-	R[sim_unique]=$(grep -o '"unique_messages":[0-9]*' <<<"$stats" | cut -d: -f2)
-	R[sim_dups]=$(grep -o '"duplicates":[0-9]*' <<<"$stats" | head -n 1 | cut -d: -f2)
-	if [[ -n ${R[sim_dups]} && ${R[sim_dups]} != 0 ]]; then
-		WARNINGS+=("end to end: the sim received ${R[sim_dups]} duplicate sends (retried after a" \
-			"send timeout; see herald_sends_total{outcome=\"retried\"})")
+	R[sim_unique$x]=$(grep -o '"unique_messages":[0-9]*' <<<"$stats" | head -n 1 | cut -d: -f2)
+	R[sim_dups$x]=$(grep -o '"duplicates":[0-9]*' <<<"$stats" | head -n 1 | cut -d: -f2)
+	if [[ -n ${R[sim_dups$x]} && ${R[sim_dups$x]} != 0 ]]; then
+		WARNINGS+=("end to end ($s): the sim received ${R[sim_dups$x]} duplicate sends (retried" \
+			"after a send timeout; see herald_sends_total{outcome=\"retried\"})")
 	fi
-	log "    $E2E_N delivered in ${R[e2e_secs]} s = ${R[e2e]} msg/s (accepted at ${R[e2e_submit]} msg/s);" \
-		"sim: ${R[sim_unique]:-?} unique, ${R[sim_dups]:-?} duplicates"
-	log "    RSS idle $(mib rss_idle) MiB, at 10k in flight $(mib rss_10k) MiB" \
-		"($(v rss_10k_inflight) in flight), peak $(mib rss_peak) MiB"
+	log "    $E2E_N delivered in ${R[e2e_secs$x]} s = ${R[e2e$x]} msg/s (accepted at ${R[e2e_submit$x]} msg/s);" \
+		"sim: ${R[sim_unique$x]:-?} unique, ${R[sim_dups$x]:-?} duplicates"
+	log "    RSS idle $(mib rss_idle$x) MiB, at 10k in flight $(mib rss_10k$x) MiB" \
+		"($(v rss_10k_inflight$x) in flight), peak $(mib rss_peak$x) MiB"
 }
 
 # ---- 6. webhooks -------------------------------------------------------------
@@ -480,7 +602,7 @@ phase_webhooks() {
 	code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
 		-H "X-Hub-Signature-256: $sig" --data-binary "@$TMP/webhook.json" "$url" || true)
 	[[ $code == 200 ]] || { log "signed webhook answered $code, expected 200"; return 1; }
-	log "6/6 webhooks: wrk -t2 -c$CONNS ${SECS}s, 10 read statuses per POST"
+	log "webhooks: wrk -t2 -c$CONNS ${SECS}s, 10 read statuses per POST"
 	BENCH_WEBHOOK_BODY=$TMP/webhook.json BENCH_WEBHOOK_SIG=$sig run_wrk "$TMP/wrk-webhook.txt" \
 		"$CONNS" "$HERE/webhook.lua" "$url" || return 1
 	R[wh_rps]=$(wrk_rps "$TMP/wrk-webhook.txt")
@@ -541,7 +663,7 @@ log "Herald benchmark: ${SECS}s per phase, temp dir $TMP, herald on :$HPORT, sim
 # see the same background load on a shared machine.
 want() { [[ $PHASES == *" $1 "* ]]; }
 SIM_OK=1
-if want single || want batch || want e2e; then
+if want single || want batch || want e2e || want pg-single || want pg-batch || want pg-e2e; then
 	start_sim || { SIM_OK=0; FAILED+=("herald sim"); }
 fi
 want nginx && run_phase nginx phase_nginx
@@ -556,7 +678,7 @@ if ((SIM_OK)); then
 		want batch && run_phase "batch $s" phase_batch "$s"
 	done
 	if want e2e; then
-		run_phase "end to end" phase_e2e
+		run_phase "end to end" phase_e2e normal
 		if ! want webhooks; then
 			:
 		elif [[ -n $SERVE_PID ]]; then
@@ -565,6 +687,23 @@ if ((SIM_OK)); then
 			FAILED+=(webhooks)
 		fi
 		[[ -n $SERVE_PID ]] && stop_serve
+	fi
+fi
+# PostgreSQL: its baseline, then Herald's phases on it.
+if want pg-baseline || want pg-single || want pg-batch || want pg-e2e; then
+	if start_pg; then
+		want pg-baseline && run_phase "PostgreSQL baseline" phase_pg_baseline
+		if ((SIM_OK)); then
+			want pg-single && run_phase "single pg" phase_single pg
+			want pg-batch && run_phase "batch pg" phase_batch pg
+			if want pg-e2e; then
+				run_phase "end to end pg" phase_e2e pg
+				[[ -n $SERVE_PID ]] && stop_serve
+			fi
+		fi
+		stop_pid "$PG_PID"
+	else
+		FAILED+=(PostgreSQL)
 	fi
 fi
 
@@ -600,6 +739,20 @@ for s in normal full; do
 done
 row "end to end accept -> delivered, msg/s ($E2E_N msgs)" "$(fnum "$(v e2e)")" "" "" \
 	">= 15000" "$(met "$(v e2e)" '>=' 15000)"
+p=$(v pg_best)
+row "PostgreSQL direct COPY, msg/s (durable commit)" "$(fnum "$(v pg_copy)")" "" "" "raw limit" ""
+row "PostgreSQL direct multi-row INSERT, msg/s" "$(fnum "$(v pg_values)")" "" "" "raw limit" ""
+r=$(ratio "$(v single_pg)" "$n")
+row "PostgreSQL: single durable accept, req/s" "$(fnum "$(v single_pg)")" "nginx $(fnum "$n")" \
+	"$r" ">= 0.50" "$(met "$r" '>=' 0.5)"
+row "PostgreSQL: p99 accept at half load, ms ($(fnum "$(v half_rps_pg)") req/s)" \
+	"$(v half_p99_pg)" "" "" "< 5" "$(met "$(v half_p99_pg)" '<' 5)"
+r=$(ratio "$(v batch_pg)" "$p")
+row "PostgreSQL: batch durable accept, msg/s" "$(fnum "$(v batch_pg)")" \
+	"PG $(v pg_best_name) $(fnum "$p")" "$r" ">= 0.50" "$(met "$r" '>=' 0.5)"
+r=$(ratio "$(v e2e_pg)" "$(v e2e)")
+row "PostgreSQL: end to end accept -> delivered, msg/s" "$(fnum "$(v e2e_pg)")" \
+	"SQLite $(fnum "$(v e2e)")" "$r" ">= 15000" "$(met "$(v e2e_pg)" '>=' 15000)"
 r=$(ratio "$(v wh_rps)" "$n")
 row "webhook ingress, req/s (10 statuses each)" "$(fnum "$(v wh_rps)")" "nginx $(fnum "$n")" "$r" "" ""
 row "webhook events applied, events/s" "$(fnum "$(v wh_applied)")" "" "" ">= 25000" \
@@ -626,7 +779,19 @@ echo "Also measured: single accept p99 at full load $(v single_p99_normal) ms (n
 	"$(v batch_p99_full) ms (full); end-to-end run $(v e2e_secs) s, accepts of that phase" \
 	"$(fnum "$(v e2e_submit)") msg/s; sim counted $(v sim_unique) unique sends," \
 	"$(v sim_dups) duplicates; webhook events $(v wh_events) (expected $(v wh_expected))" \
-	"drained in $(v wh_drain) s; nginx p99 $(v nginx_p99) ms."
+	"drained in $(v wh_drain) s; nginx p99 $(v nginx_p99) ms. PostgreSQL: single accept" \
+	"p99 at full load $(v single_p99_pg) ms, batch request p99 $(v batch_p99_pg) ms, end to" \
+	"end run $(v e2e_secs_pg) s (accepts $(fnum "$(v e2e_submit_pg)") msg/s), sim counted" \
+	"$(v sim_unique_pg) unique sends, $(v sim_dups_pg) duplicates; server RSS idle" \
+	"$(mib rss_idle_pg) MiB, at 10k in flight $(mib rss_10k_pg) MiB, peak $(mib rss_peak_pg) MiB."
+if [[ -n ${R[pgwhy_single]:-}${R[pgwhy_batch]:-}${R[pgwhy_end to end]:-} ]]; then
+	echo
+	echo "Where PostgreSQL's time goes (per phase; CPU from /proc, the rest from"
+	echo "pg_stat_database, pg_stat_wal and pg_stat_statements, reset at the phase's start):"
+	for k in single batch "end to end"; do
+		[[ -n ${R[pgwhy_$k]:-} ]] && echo "- ${R[pgwhy_$k]}"
+	done
+fi
 for w in "${WARNINGS[@]}"; do
 	echo "Warning: $w"
 done

@@ -9,7 +9,7 @@ case "${1:-build}" in
   # The tests start their own PostgreSQL servers from the server package's
   # binaries (tests/pgtest.c: /usr/lib/postgresql/N/bin, off the PATH).
   test) want+=(postgresql) ;;
-  bench) want+=(wrk nginx-light sqlite3) ;;
+  bench) want+=(wrk nginx-light sqlite3 postgresql) ;;
 esac
 missing=()
 for p in "${want[@]}"; do

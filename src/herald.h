@@ -198,6 +198,9 @@ struct hr_buf {
 	bool oom;
 };
 void hr_buf_put(struct hr_buf *b, const void *p, size_t n);
+/* Appends printf-formatted text (oom as for hr_buf_put). */
+void hr_buf_printf(struct hr_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Wipes a NUL-terminated secret with explicit_bzero (a memset before free
  * may be optimised away) and frees it. NULL is fine. */

@@ -352,6 +352,8 @@ static _Noreturn void supervise(const struct pgtest *pg, const struct runas *ra,
 		                 user,   "-A",         "trust",     "-E",
 		                 "UTF8", "--locale=C", "--no-sync", "--wal-segsize=1",
 		                 NULL};
+		if (pg->durable)
+			iargv[11] = NULL; /* initdb's default WAL segments (16 MB) */
 		pid_t ipid = spawn(ra, ilog, SIGKILL, iargv);
 		if (ipid < 0 || waitpid(ipid, &st, 0) != ipid || !WIFEXITED(st) ||
 		    WEXITSTATUS(st) != 0) {
@@ -366,24 +368,29 @@ static _Noreturn void supervise(const struct pgtest *pg, const struct runas *ra,
 
 	/* In the foreground, as our child: no pg_ctl, whose server daemonises
 	 * away from any parent-death signal. Durability off: a test server. */
-	char *pargv[] = {postgres,
-	                 "-D",
-	                 data,
-	                 "-p",
-	                 port,
-	                 "-k",
-	                 (char *)pg->dir,
-	                 "-c",
-	                 "listen_addresses=127.0.0.1",
-	                 "-c",
-	                 "fsync=off",
-	                 "-c",
-	                 "synchronous_commit=off",
-	                 "-c",
-	                 "full_page_writes=off",
-	                 "-c",
-	                 "logging_collector=off",
-	                 NULL};
+	char *pargv[13 + 6 + 2 * 8 + 1] = {postgres,
+	                                   "-D",
+	                                   data,
+	                                   "-p",
+	                                   port,
+	                                   "-k",
+	                                   (char *)pg->dir,
+	                                   "-c",
+	                                   "listen_addresses=127.0.0.1",
+	                                   "-c",
+	                                   "logging_collector=off"};
+	int na = 11;
+	if (!pg->durable) {
+		char *fast[] = {"-c", "fsync=off", "-c", "synchronous_commit=off",
+		                "-c", "full_page_writes=off"};
+		for (size_t i = 0; i < sizeof fast / sizeof *fast; i++)
+			pargv[na++] = fast[i];
+	}
+	for (int i = 0; i < 8 && pg->settings[i]; i++) {
+		pargv[na++] = "-c";
+		pargv[na++] = (char *)pg->settings[i];
+	}
+	pargv[na] = NULL;
 	pid_t ppid = spawn(ra, plog, SIGQUIT, pargv);
 	if (ppid < 0) {
 		rm_tree(pg->dir);
@@ -593,9 +600,17 @@ static int start_once(struct pgtest *pg, const struct runas *ra, const char *tmp
 
 int pgtest_start(struct pgtest *pg)
 {
+	return pgtest_start_with(pg, false, NULL);
+}
+
+int pgtest_start_with(struct pgtest *pg, bool durable, const char *const *settings)
+{
 	double t0 = now_ms();
 	memset(pg, 0, sizeof *pg);
 	pg->lifeline = -1;
+	pg->durable = durable;
+	for (int i = 0; settings && i < 8 && settings[i]; i++)
+		pg->settings[i] = settings[i];
 	snprintf(pg->dbname, sizeof pg->dbname, "herald");
 	snprintf(pg->user, sizeof pg->user, "herald");
 	struct runas ra;
@@ -603,6 +618,8 @@ int pgtest_start(struct pgtest *pg)
 		return -1;
 	char tmpl[300];
 	template_path(pg, &ra, tmpl, sizeof tmpl);
+	if (durable)
+		tmpl[0] = 0; /* the cache holds the tests' initdb, made with other options */
 	for (int attempt = 1;; attempt++) {
 		int r = start_once(pg, &ra, tmpl, t0 + START_TIMEOUT_MS);
 		if (r == 0)

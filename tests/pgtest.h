@@ -44,6 +44,7 @@
 #define HR_PGTEST_H
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <sys/types.h>
 
 struct pgtest {
@@ -58,12 +59,21 @@ struct pgtest {
 	pid_t supervisor;      /* 0 once stopped */
 	int lifeline;          /* write end of the supervisor's pipe; -1 once stopped */
 	double start_ms;       /* how long pgtest_start took */
+	bool durable;          /* pgtest_start_with: fsync, default WAL segments */
+	const char *settings[8]; /* pgtest_start_with: extra "name=value" (-c) */
 	char err[1024];        /* why start/stop/createdb failed */
 };
 
 /* Starts a server as described above. Returns 0, or -1 with pg->err set
  * (and the server's or initdb's log on stderr). */
 int pgtest_start(struct pgtest *pg);
+
+/* The same, for a benchmark: with durable, the server runs with PostgreSQL's
+ * defaults for durability (fsync, synchronous_commit and full_page_writes
+ * on, initdb's default 16 MB WAL segments, no cached initdb result), and
+ * settings (up to 8 "name=value" strings, NULL-terminated if fewer; may be
+ * NULL) are passed to the server with -c, after the built-in ones. */
+int pgtest_start_with(struct pgtest *pg, bool durable, const char *const *settings);
 
 /* Stops the server (fast shutdown) and removes the directory; waits for both.
  * Returns 0 if the server shut down cleanly, -1 otherwise (pg->err). Safe to

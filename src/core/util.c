@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <ctype.h>
 #include <stdbool.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +170,38 @@ void hr_buf_put(struct hr_buf *b, const void *p, size_t n)
 		memcpy(b->p + b->len, p, n);
 	b->len += n;
 	b->p[b->len] = '\0';
+}
+
+void hr_buf_printf(struct hr_buf *b, const char *fmt, ...)
+{
+	if (b->oom)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		b->oom = true;
+		return;
+	}
+	if (!b->p || b->len + (size_t)n + 1 > b->cap) {
+		size_t len = b->len;
+		hr_buf_put(b, NULL, 0); /* makes b->p */
+		size_t cap = b->cap;
+		while (cap < len + (size_t)n + 1)
+			cap *= 2;
+		char *q = cap == b->cap ? b->p : realloc(b->p, cap);
+		if (!q) {
+			b->oom = true;
+			return;
+		}
+		b->p = q;
+		b->cap = cap;
+		va_start(ap, fmt);
+		vsnprintf(b->p + len, (size_t)n + 1, fmt, ap);
+		va_end(ap);
+	}
+	b->len += (size_t)n;
 }
 
 void hr_secret_free(char *s)

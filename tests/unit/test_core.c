@@ -472,6 +472,34 @@ static void test_time_parse_calendar(void **state)
 	}
 }
 
+/* hr_buf_put/hr_buf_printf: appends across the first buffer's size and
+ * several doublings, always NUL-terminated, exact contents. */
+static void test_buf(void **state)
+{
+	(void)state;
+	struct hr_buf b = {0};
+	hr_buf_printf(&b, "%s=%d", "a", 1);
+	assert_string_equal(b.p, "a=1");
+	assert_int_equal(b.len, 3);
+	char big[1000];
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = 0;
+	hr_buf_printf(&b, "[%s]", big); /* grows past 256 in one append */
+	assert_int_equal(b.len, 3 + 1001);
+	assert_int_equal(b.p[3], '[');
+	assert_int_equal(b.p[b.len - 1], ']');
+	assert_int_equal(b.p[b.len], 0);
+	for (int i = 0; i < 1000; i++)
+		hr_buf_printf(&b, "%04d", i);
+	assert_int_equal(b.len, 1004 + 4000);
+	assert_memory_equal(b.p + 1004, "00000001", 8);
+	assert_memory_equal(b.p + b.len - 4, "0999", 4);
+	hr_buf_put(&b, "!", 1);
+	assert_string_equal(b.p + b.len - 5, "0999!");
+	assert_false(b.oom);
+	free(b.p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -484,6 +512,7 @@ int main(void)
 	    cmocka_unit_test(test_config_yaml),       cmocka_unit_test(test_secrets),
 	    cmocka_unit_test(test_time_format),       cmocka_unit_test(test_utf8_copy),
 	    cmocka_unit_test(test_sms_segments),      cmocka_unit_test(test_time_parse_calendar),
+	    cmocka_unit_test(test_buf),
 	};
 	return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }
