@@ -113,6 +113,33 @@ enum status_verdict {
 enum status_verdict status_decide(enum msg_status cur, enum msg_status next);
 const char *status_verdict_name(enum status_verdict v);
 
+/*
+ * A campaign (batch) of messages from one upload: PENDING (created, rows
+ * being read) -> VALIDATED (every row checked, report ready) -> PROCESSING
+ * (started: valid rows becoming messages, messages being sent) ->
+ * COMPLETED (every message settled, see batch_msg_settled); or CANCELLED,
+ * or FAILED (with a reason) from any state before COMPLETED. Stored
+ * numbers: never renumber, only append.
+ */
+enum batch_status {
+	BATCH_PENDING = 0,
+	BATCH_VALIDATED = 1,
+	BATCH_PROCESSING = 2,
+	BATCH_COMPLETED = 3,
+	BATCH_CANCELLED = 4,
+	BATCH_FAILED = 5,
+	BATCH__COUNT
+};
+const char *batch_status_name(enum batch_status s);               /* "pending", ... */
+int batch_status_parse(const char *name, enum batch_status *out); /* 0 or HR_EINVAL */
+/* Whether a batch may move from cur to next (the table in status.c). */
+bool batch_status_allowed(enum batch_status cur, enum batch_status next);
+/* True once a message of a batch needs nothing more for the batch to be
+ * done: a final status, DELIVERED (READ may follow, but nobody waits for
+ * it), UNKNOWN (never sent again by itself), or SENT on a channel that
+ * reports no receipts. */
+bool batch_msg_settled(enum msg_status s, bool channel_has_receipts);
+
 /* Message priority classes: lower is claimed first. */
 enum msg_priority {
 	PRIO_TRANSACTIONAL = 0, /* single API sends, OTPs */

@@ -72,8 +72,11 @@ int lc_transition(struct store_tx *tx, struct lc_msg *m, const struct lc_update 
 	int rc = tx->ops->msg_update(tx, m, u);
 	if (rc)
 		return rc;
-	/* Counters and hooks (campaigns, delivery policies) go here: every
-	 * change of m->status passes this point once. */
+	/* Counters and hooks go here: every change of m->status passes this
+	 * point once. Campaign counters (lc_batch.c) are written when the run
+	 * ends, in the same transaction. */
+	if (m->status != u->status)
+		lc_count(tx, m->batch_id, (int)m->status, (int)u->status, false);
 	m->status = u->status;
 	m->lease_until = 0;
 	if ((u->set & LC_SET_PROVIDER_ID) && u->provider_id && u->provider_id[0])
@@ -86,9 +89,8 @@ int lc_transition(struct store_tx *tx, struct lc_msg *m, const struct lc_update 
 void lc_claimed(struct store_tx *tx, const struct message *msgs, size_t n)
 {
 	/* QUEUED -> SENDING for each: the hook point for claims. */
-	(void)tx;
-	(void)msgs;
-	(void)n;
+	for (size_t i = 0; i < n; i++)
+		lc_count(tx, msgs[i].batch_id, MSG_QUEUED, MSG_SENDING, false);
 }
 
 /* An event on a message whose status does not change (inbound replies,
@@ -173,6 +175,7 @@ static void lc_msg_from(struct lc_msg *l, const struct message *m)
 	l->max_attempts = m->max_attempts;
 	l->has_provider_id = m->provider_id[0] != '\0';
 	l->lease_until = m->lease_until;
+	hr_strlcpy(l->batch_id, m->batch_id, sizeof l->batch_id);
 	l->key = -1; /* by id */
 }
 
@@ -192,10 +195,16 @@ static int claim_screen(struct store_tx *tx, struct claim_ctx *c)
 		return alias;
 	char tenant[HR_NAME_MAX] = "", channel[16] = "";
 	int supp = -1, rc;
+	struct lc_screen_cache bc = {.status = -1};
 	for (size_t i = 0; i < c->n; i++) {
 		struct message *m = &c->out[i];
 		struct lc_msg lm;
 		lc_msg_from(&lm, m);
+		/* A message of a cancelled campaign is cancelled, not sent. */
+		if ((rc = lc_batch_screen(tx, &bc, m, &lm)))
+			return rc;
+		if (m->status != MSG_SENDING)
+			continue;
 		char orig[HR_ADDR_MAX], to[HR_ADDR_MAX];
 		bool moved = false;
 		hr_strlcpy(orig, m->recipient, sizeof orig);
@@ -277,7 +286,7 @@ int lc_claim(const struct lc_backend *b, struct store *st, const char *account_i
 		return 0;
 	struct claim_ctx c = {
 	    .account_id = account_id, .now = now, .lease_us = lease_us, .limit = limit, .out = out};
-	int rc = b->run(st, claim_run, &c, sizeof c, NULL, NULL, NULL);
+	int rc = lc_run(b, st, claim_run, &c, sizeof c, NULL, NULL, NULL);
 	if (rc) {
 		/* Rolled back: the rows read into out[] were never claimed. */
 		for (size_t i = 0; i < c.n; i++)
@@ -464,7 +473,7 @@ static int results_run(struct store_tx *tx, void *arg)
 {
 	struct results_ctx *a = arg;
 	for (size_t i = 0; i < a->n; i++) {
-		int rc = tx->ops->item_begin(tx);
+		int rc = lc_item_begin(tx);
 		if (rc)
 			return rc;
 		rc = record_one(tx, &a->r[i]);
@@ -477,7 +486,7 @@ static int results_run(struct store_tx *tx, void *arg)
 			       a->r[i].message_id, TX_ERR(tx)->msg);
 			hr_err_clear(TX_ERR(tx));
 		}
-		if ((rc = tx->ops->item_end(tx, rc == 0 ? true : false)))
+		if ((rc = lc_item_end(tx, rc == 0 ? true : false)))
 			return rc;
 	}
 	return 0;
@@ -489,7 +498,7 @@ int lc_record_results(const struct lc_backend *b, struct store *st, const struct
 	if (n && !r)
 		return HR_EINVAL;
 	struct results_ctx c = {.r = r, .n = n};
-	return b->run(st, results_run, &c, sizeof c, cb, arg, NULL);
+	return lc_run(b, st, results_run, &c, sizeof c, cb, arg, NULL);
 }
 
 /* ---------------------------------------------------------------------------
@@ -560,7 +569,7 @@ int lc_requeue_expired(const struct lc_backend *b, struct store *st, int64_t now
 	int rc;
 	do {
 		c.more = false;
-		rc = b->run(st, requeue_run, &c, sizeof c, NULL, NULL, NULL);
+		rc = lc_run(b, st, requeue_run, &c, sizeof c, NULL, NULL, NULL);
 	} while (rc == 0 && c.more);
 	if (n)
 		*n = rc ? 0 : c.n;
@@ -606,7 +615,7 @@ int lc_inbox_claim(const struct lc_backend *b, struct store *st, int64_t now, in
 	c.until = now > INT64_MAX - lease_us ? INT64_MAX : now + lease_us;
 	if (!(c.out = calloc((size_t)limit, sizeof *c.out)))
 		return HR_ENOMEM;
-	int rc = b->run(st, inbox_claim_run, &c, sizeof c, NULL, NULL, NULL);
+	int rc = lc_run(b, st, inbox_claim_run, &c, sizeof c, NULL, NULL, NULL);
 	if (rc || c.n == 0) {
 		for (size_t i = 0; i < c.n; i++)
 			inbox_row_clear(&c.out[i]);
@@ -907,6 +916,10 @@ static int store_inbound(struct store_tx *tx, struct apply_ctx *a, const struct 
 		*deferred = true;
 		return 0;
 	}
+	/* A campaign counts the messages answered, not the answers. */
+	int answered = linked && t.batch_id[0] ? tx->ops->inbound_exists(tx, t.id) : 1;
+	if (answered < 0)
+		return answered;
 	struct lc_inbound li = {.tenant_id = linked ? t.tenant_id : NULL,
 	                        .account_id = row->account_id ? row->account_id : "",
 	                        .message_id = linked ? t.id : NULL,
@@ -921,6 +934,8 @@ static int store_inbound(struct store_tx *tx, struct apply_ctx *a, const struct 
 	if (rc <= 0)
 		return rc; /* an error, or seen before */
 	a->stats.inbound++;
+	if (!answered)
+		lc_count(tx, t.batch_id, -1, -1, true);
 	char reply_id[HR_ID_LEN + 1] = "";
 	if ((rc = inbound_effects(tx, row, row_channel, in, c, linked ? &t : NULL, reply_id)))
 		return rc;
@@ -1053,7 +1068,7 @@ int lc_apply_inbox(const struct lc_backend *b, struct store *st, const struct in
 	if (n && !rows)
 		return HR_EINVAL;
 	struct apply_ctx a = {.rows = rows, .n = n, .now = now};
-	int rc = b->run(st, apply_run, &a, sizeof a, NULL, NULL, NULL);
+	int rc = lc_run(b, st, apply_run, &a, sizeof a, NULL, NULL, NULL);
 	if (rc == 0 && stats)
 		*stats = a.stats;
 	return rc;

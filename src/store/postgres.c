@@ -319,6 +319,50 @@ static bool pcmd_push(struct pg_store *s, struct pg_job *j, int kind, enum pg_sl
 	return true;
 }
 
+/* ---- array literals, so a whole batch travels as one parameter per column ---- */
+
+/* Appends one element (NULL for SQL NULL) to an array literal being built:
+ * quoted, with " and \ escaped, so any text survives. */
+void pg_arr_text(struct hr_buf *a, const char *v)
+{
+	hr_buf_put(a, a->len ? "," : "{", 1);
+	if (!v) {
+		hr_buf_put(a, "NULL", 4);
+		return;
+	}
+	hr_buf_put(a, "\"", 1);
+	for (const char *p = v; *p;) {
+		size_t run = strcspn(p, "\"\\");
+		hr_buf_put(a, p, run);
+		p += run;
+		if (*p) {
+			char esc[2] = {'\\', *p++};
+			hr_buf_put(a, esc, 2);
+		}
+	}
+	hr_buf_put(a, "\"", 1);
+}
+
+void pg_arr_i64(struct hr_buf *a, int64_t v)
+{
+	char num[24];
+	int n = snprintf(num, sizeof num, "%lld", (long long)v);
+	hr_buf_put(a, a->len ? "," : "{", 1);
+	hr_buf_put(a, num, (size_t)n);
+}
+
+void pg_arr_bool(struct hr_buf *a, bool v)
+{
+	hr_buf_put(a, a->len ? "," : "{", 1);
+	hr_buf_put(a, v ? "t" : "f", 1);
+}
+
+const char *pg_arr_end(struct hr_buf *a)
+{
+	hr_buf_put(a, a->len ? "}" : "{}", a->len ? 1 : 2);
+	return a->oom ? NULL : a->p;
+}
+
 int pg_wdo(struct pg_store *s, struct pg_job *j, enum pg_slot slot, const char *sql,
            const struct pg_params *p, const char *field, const char *conflict)
 {
@@ -1014,4 +1058,13 @@ const struct store_ops store_postgres = {
     .inbox_claim = pg_inbox_claim,
     .apply_inbox = pg_apply_inbox,
     .inbox_pending = pg_inbox_pending,
+    .batch_create = pg_batch_create,
+    .batch_get = pg_batch_get,
+    .batch_list = pg_batch_list,
+    .batch_items_put = pg_batch_items_put,
+    .batch_items = pg_batch_items,
+    .batch_set_status = pg_batch_set_status,
+    .batch_enqueue = pg_batch_enqueue,
+    .batch_cancel_step = pg_batch_cancel_step,
+    .batch_recount = pg_batch_recount,
 };

@@ -96,6 +96,21 @@ enum pg_slot {
 	P_INBOX_PENDING,
 	P_SUPP_ALL,
 	P_SUPP_CHANNEL,
+	P_BATCH_STATE,
+	P_BATCH_ADD,
+	P_BATCH_ROWS_ADD,
+	P_BATCH_SET,
+	P_ITEM_INSERT,
+	P_ITEM_DUP_INSERT,
+	P_ITEM_TAKE,
+	P_BATCH_QUEUED,
+	P_INBOUND_EXISTS,
+	P_BATCH_GET,
+	P_BATCH_LIST,
+	P_BATCH_ITEMS,
+	P_BATCH_RECOUNT,
+	P_BATCH_REPLIED,
+	P_BATCH_CREATE,
 	P_LIST,
 	P__COUNT
 };
@@ -125,6 +140,13 @@ void pp_opt(struct pg_params *p, const char *s);  /* NULL or "" -> SQL NULL */
 void pp_i64(struct pg_params *p, int64_t v);
 void pp_bool(struct pg_params *p, bool v);
 void pp_bytes(struct pg_params *p, const void *b, size_t len);
+/* Array literals ('{"a","b"}') built element by element in an hr_buf, so a
+ * batch of rows travels as one parameter per column (unnest on the server).
+ * pg_arr_end closes the literal: its text, or NULL if memory ran out. */
+void pg_arr_text(struct hr_buf *a, const char *v); /* NULL -> NULL element */
+void pg_arr_i64(struct hr_buf *a, int64_t v);
+void pg_arr_bool(struct hr_buf *a, bool v);
+const char *pg_arr_end(struct hr_buf *a);
 
 struct pg_store;
 
@@ -320,6 +342,22 @@ int pg_inbox_claim(struct store *st, int64_t now, int64_t lease_us, int limit,
                    struct inbox_row **out, size_t *n);
 int pg_apply_inbox(struct store *st, const struct inbox_parsed *rows, size_t n, int64_t now,
                    struct apply_stats *stats);
+int pg_batch_create(struct store *st, const struct batch *b, struct hr_err *err);
+int pg_batch_get(struct store *st, const char *tenant_id, const char *id, struct batch *out);
+int pg_batch_list(struct store *st, const char *tenant_id, const struct batch_filter *f,
+                  struct batch **out, size_t *n, bool *more);
+int pg_batch_items_put(struct store *st, const char *batch_id, const struct batch_item *items,
+                       size_t n, struct hr_err *err);
+int pg_batch_items(struct store *st, const char *batch_id, enum batch_items_which which,
+                   int64_t after_row, int limit, struct batch_item **out, size_t *n);
+int pg_batch_set_status(struct store *st, const char *tenant_id, const char *id,
+                        enum batch_status to, const char *error, struct hr_err *err);
+int pg_batch_enqueue(struct store *st, const char *batch_id, const int64_t *rows,
+                     const struct message *msgs, size_t n, bool last, size_t *made,
+                     struct hr_err *err);
+int pg_batch_cancel_step(struct store *st, const char *batch_id, int limit, int64_t *n);
+int pg_batch_recount(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
+                     int64_t *replied);
 int pg_inbox_pending(struct store *st, int64_t *n);
 
 /* Fills v[] (PQntuples(r) entries) from inbox rows selected or returned

@@ -867,4 +867,13 @@ const struct store_ops store_sqlite = {
 	.inbox_claim = sq_inbox_claim,
 	.apply_inbox = sq_apply_inbox,
 	.inbox_pending = sq_inbox_pending,
+	.batch_create = sq_batch_create,
+	.batch_get = sq_batch_get,
+	.batch_list = sq_batch_list,
+	.batch_items_put = sq_batch_items_put,
+	.batch_items = sq_batch_items,
+	.batch_set_status = sq_batch_set_status,
+	.batch_enqueue = sq_batch_enqueue,
+	.batch_cancel_step = sq_batch_cancel_step,
+	.batch_recount = sq_batch_recount,
 };

@@ -44,6 +44,8 @@ enum sq_wslot {
 	W_SUPP_PUT, W_SUPP_DELETE, W_SUPP_GET, W_SUPP_ANY,
 	W_ALIAS_PUT, W_ALIAS_REPOINT, W_ALIAS_GET, W_ALIAS_ANY, W_ALIAS_DELETE,
 	W_ACCOUNT_TENANT,
+	W_BATCH_STATE, W_BATCH_ADD, W_BATCH_ROWS_ADD, W_BATCH_SET, W_ITEM_INSERT, W_ITEM_TAKE,
+	W_BATCH_QUEUED, W_INBOUND_EXISTS,
 	W__COUNT
 };
 
@@ -265,6 +267,22 @@ int sq_inbox_claim(struct store *st, int64_t now, int64_t lease_us, int limit,
                    struct inbox_row **out, size_t *n);
 int sq_apply_inbox(struct store *st, const struct inbox_parsed *rows, size_t n, int64_t now,
                    struct apply_stats *stats);
+int sq_batch_create(struct store *st, const struct batch *b, struct hr_err *err);
+int sq_batch_get(struct store *st, const char *tenant_id, const char *id, struct batch *out);
+int sq_batch_list(struct store *st, const char *tenant_id, const struct batch_filter *f,
+                  struct batch **out, size_t *n, bool *more);
+int sq_batch_items_put(struct store *st, const char *batch_id, const struct batch_item *items,
+                       size_t n, struct hr_err *err);
+int sq_batch_items(struct store *st, const char *batch_id, enum batch_items_which which,
+                   int64_t after_row, int limit, struct batch_item **out, size_t *n);
+int sq_batch_set_status(struct store *st, const char *tenant_id, const char *id,
+                        enum batch_status to, const char *error, struct hr_err *err);
+int sq_batch_enqueue(struct store *st, const char *batch_id, const int64_t *rows,
+                     const struct message *msgs, size_t n, bool last, size_t *made,
+                     struct hr_err *err);
+int sq_batch_cancel_step(struct store *st, const char *batch_id, int limit, int64_t *n);
+int sq_batch_recount(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
+                     int64_t *replied);
 int sq_inbox_pending(struct store *st, int64_t *n);
 
 #endif

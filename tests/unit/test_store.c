@@ -2689,6 +2689,457 @@ static void claimers_run(struct fx *f, bool separate)
 	free(r.seen);
 }
 
+/* ---------------------------------------------------------------------------
+ * Campaigns (batches): counters kept with every change, equal to a recount.
+ * ------------------------------------------------------------------------- */
+
+static void mk_batch(struct batch *b, const char *tenant, const char *account)
+{
+	memset(b, 0, sizeof *b);
+	hr_id_new(b->id);
+	hr_strlcpy(b->tenant_id, tenant, sizeof b->tenant_id);
+	strcpy(b->name, "December promo");
+	strcpy(b->channel, "whatsapp");
+	hr_strlcpy(b->account_id, account, sizeof b->account_id);
+	b->receipts = true;
+}
+
+static struct batch batch_of(struct store *st, const char *id)
+{
+	struct batch b;
+	assert_int_equal(st->ops->batch_get(st, NULL, id, &b), 0);
+	return b;
+}
+
+/* The kept counters equal a recount of the message table, exactly. */
+static void assert_counters_true(struct store *st, const char *id)
+{
+	struct batch b = batch_of(st, id);
+	int64_t rc[MSG__COUNT], replied;
+	assert_int_equal(st->ops->batch_recount(st, id, rc, &replied), 0);
+	for (int i = 0; i < MSG__COUNT; i++)
+		if (b.by_status[i] != rc[i])
+			fail_msg("batch %s: %s kept %lld, recount %lld", id,
+			         msg_status_name((enum msg_status)i), (long long)b.by_status[i],
+			         (long long)rc[i]);
+	assert_int_equal(b.replied, replied);
+	batch_clear(&b);
+}
+
+static void mk_item(struct batch_item *it, int64_t row, const char *to, bool valid)
+{
+	memset(it, 0, sizeof *it);
+	it->row = row;
+	hr_strlcpy(it->recipient, to, sizeof it->recipient);
+	it->valid = valid;
+	if (!valid) {
+		strcpy(it->error_column, "phone");
+		strcpy(it->error, "not a phone number");
+	}
+}
+
+/* The batch's message for a row, as the campaign worker makes it. */
+static void mk_row_msg(struct message *m, const struct batch *b, const char *to)
+{
+	mk_msg(m, b->tenant_id, b->account_id, PRIO_BULK, hr_now_us() - SEC);
+	hr_strlcpy(m->recipient, to, sizeof m->recipient);
+	strcpy(m->batch_id, b->id);
+}
+
+/* Rows 1..n valid (+4479000000<row>), validated, started and all queued. */
+static void running_batch(struct store *st, struct batch *b, const char *account, int n)
+{
+	struct hr_err err = {0};
+	mk_batch(b, "t1", account);
+	assert_int_equal(st->ops->batch_create(st, b, &err), 0);
+	struct batch_item it[16];
+	struct message m[16];
+	int64_t rows[16];
+	char to[16][32];
+	assert_true(n <= 16);
+	for (int i = 0; i < n; i++) {
+		snprintf(to[i], sizeof to[i], "+4479000000%02d", i + 1);
+		mk_item(&it[i], i + 1, to[i], true);
+		mk_row_msg(&m[i], b, to[i]);
+		rows[i] = i + 1;
+	}
+	assert_int_equal(st->ops->batch_items_put(st, b->id, it, (size_t)n, &err), 0);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b->id, BATCH_VALIDATED, NULL, &err), 0);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b->id, BATCH_PROCESSING, NULL, &err),
+	                 0);
+	size_t made;
+	assert_int_equal(st->ops->batch_enqueue(st, b->id, rows, m, (size_t)n, true, &made, &err), 0);
+	assert_int_equal(made, (size_t)n);
+}
+
+static void result(struct store *st, const char *id, enum send_kind kind, int attempt,
+                   const char *pid)
+{
+	struct send_result r = {.kind = kind, .attempt = attempt, .http_status = 200};
+	strcpy(r.message_id, id);
+	if (pid)
+		hr_strlcpy(r.provider_id, pid, sizeof r.provider_id);
+	if (kind == SEND_FAILED) {
+		r.http_status = 400;
+		strcpy(r.error_code, "131026");
+		strcpy(r.error_text, "Message undeliverable");
+	}
+	if (kind == SEND_RETRY)
+		r.due_at = hr_now_us() - SEC;
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+}
+
+/* The whole life of a campaign: rows (one invalid, one repeating an
+ * earlier recipient, caught by the store's unique key), validation, a start
+ * that is repeated (nothing made twice), claims, outcomes, receipts,
+ * replies (counted once per message), completion by itself. After every
+ * step the counters equal a recount. */
+static void test_batch_life_and_counters(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct batch b;
+	mk_batch(&b, "t1", "cA");
+	assert_int_equal(st->ops->batch_create(st, &b, &err), 0);
+	assert_int_equal(st->ops->batch_create(st, &b, &err), HR_ECONFLICT);
+
+	struct batch_item it[5];
+	mk_item(&it[0], 1, "+447900000001", true);
+	mk_item(&it[1], 2, "+447900000002", true);
+	mk_item(&it[2], 3, "+447900000003", true);
+	mk_item(&it[3], 4, "", false);
+	mk_item(&it[4], 5, "+447900000001", true); /* row 1's recipient again */
+	it[0].params = (char *)"{\"name\":\"Ann\"}";
+	assert_int_equal(st->ops->batch_items_put(st, b.id, it, 5, &err), 0);
+	struct batch g = batch_of(st, b.id);
+	assert_int_equal(g.status, BATCH_PENDING);
+	assert_int_equal(g.total, 5);
+	assert_int_equal(g.valid, 3);
+	assert_int_equal(g.invalid, 1);
+	assert_int_equal(g.duplicates, 1);
+	assert_true(g.created_at > 0);
+	assert_int_equal(g.validated_at, 0);
+	batch_clear(&g);
+
+	/* The report: the invalid row with its column and reason; the rows to send. */
+	struct batch_item *v;
+	size_t n;
+	assert_int_equal(st->ops->batch_items(st, b.id, BATCH_ITEMS_INVALID, 0, 100, &v, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(v[0].row, 4);
+	assert_string_equal(v[0].error_column, "phone");
+	assert_string_equal(v[0].error, "not a phone number");
+	batch_item_clear(&v[0]);
+	free(v);
+	assert_int_equal(st->ops->batch_items(st, b.id, BATCH_ITEMS_PENDING, 0, 100, &v, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(v[0].row, 1);
+	assert_string_equal(v[0].params, "{\"name\":\"Ann\"}");
+	assert_int_equal(v[2].row, 3);
+	for (size_t i = 0; i < n; i++)
+		batch_item_clear(&v[i]);
+	free(v);
+	assert_int_equal(st->ops->batch_items(st, b.id, BATCH_ITEMS_ALL, 2, 100, &v, &n), 0);
+	assert_int_equal(n, 3); /* rows 3, 4, 5 */
+	assert_int_equal(v[2].row, 5);
+	assert_true(v[2].valid);
+	assert_true(v[2].duplicate);
+	for (size_t i = 0; i < n; i++)
+		batch_item_clear(&v[i]);
+	free(v);
+
+	/* Status rules: no skipping validation, no messages before the start. */
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_PROCESSING, NULL, &err),
+	                 HR_EINVAL);
+	assert_string_equal(err.field, "status");
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_VALIDATED, NULL, &err), 0);
+	assert_int_equal(st->ops->batch_items_put(st, b.id, it, 1, &err), HR_EINVAL);
+	struct message m[3];
+	int64_t rows[3] = {1, 2, 3};
+	const char *to[3] = {"+447900000001", "+447900000002", "+447900000003"};
+	for (int i = 0; i < 3; i++)
+		mk_row_msg(&m[i], &b, to[i]);
+	size_t made = 99;
+	assert_int_equal(st->ops->batch_enqueue(st, b.id, rows, m, 3, true, &made, &err), HR_EINVAL);
+	assert_int_equal(made, 0);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_PROCESSING, NULL, &err), 0);
+
+	/* Rows 1-2, then the same again with fresh ids (a resumed start), then
+	 * row 3 (last), then row 5 (a duplicate: never a message). */
+	assert_int_equal(st->ops->batch_enqueue(st, b.id, rows, m, 2, false, &made, &err), 0);
+	assert_int_equal(made, 2);
+	struct message again[2];
+	for (int i = 0; i < 2; i++)
+		mk_row_msg(&again[i], &b, to[i]);
+	assert_int_equal(st->ops->batch_enqueue(st, b.id, rows, again, 2, false, &made, &err), 0);
+	assert_int_equal(made, 0);
+	int64_t five = 5;
+	struct message dup;
+	mk_row_msg(&dup, &b, to[0]);
+	assert_int_equal(st->ops->batch_enqueue(st, b.id, &five, &dup, 1, false, &made, &err), 0);
+	assert_int_equal(made, 0);
+	assert_int_equal(st->ops->batch_enqueue(st, b.id, rows + 2, m + 2, 1, true, &made, &err), 0);
+	assert_int_equal(made, 1);
+	g = batch_of(st, b.id);
+	assert_int_equal(g.by_status[MSG_QUEUED], 3);
+	assert_true(g.ingested);
+	assert_true(g.started_at > 0);
+	assert_int_equal(g.status, BATCH_PROCESSING);
+	batch_clear(&g);
+	assert_counters_true(st, b.id);
+	assert_int_equal(count_msgs(st, "t1"), 3);
+
+	/* Two claimed, one sent and one failed; the third sent later. */
+	struct message c[3];
+	assert_int_equal(st->ops->claim(st, "cA", hr_now_us(), 30 * SEC, 2, c, &n), 0);
+	assert_int_equal(n, 2);
+	g = batch_of(st, b.id);
+	assert_int_equal(g.by_status[MSG_SENDING], 2);
+	assert_int_equal(g.by_status[MSG_QUEUED], 1);
+	batch_clear(&g);
+	assert_counters_true(st, b.id);
+	result(st, c[0].id, SEND_OK, 1, "wamid.c0");
+	result(st, c[1].id, SEND_FAILED, 1, NULL);
+	assert_counters_true(st, b.id);
+	char c0[27], c1[27];
+	strcpy(c0, c[0].id);
+	strcpy(c1, c[1].id);
+	message_clear(&c[0]);
+	message_clear(&c[1]);
+	assert_int_equal(st->ops->claim(st, "cA", hr_now_us(), 30 * SEC, 2, c, &n), 0);
+	assert_int_equal(n, 1);
+	result(st, c[0].id, SEND_RETRY, 1, NULL); /* back to the queue */
+	assert_counters_true(st, b.id);
+	message_clear(&c[0]);
+	assert_int_equal(st->ops->claim(st, "cA", hr_now_us(), 30 * SEC, 2, c, &n), 0);
+	assert_int_equal(n, 1);
+	char c2[27];
+	strcpy(c2, c[0].id);
+	result(st, c2, SEND_OK, 2, "wamid.c2");
+	message_clear(&c[0]);
+	g = batch_of(st, b.id);
+	assert_int_equal(g.by_status[MSG_SENT], 2);
+	assert_int_equal(g.by_status[MSG_FAILED], 1);
+	assert_int_equal(g.status, BATCH_PROCESSING); /* SENT waits for receipts */
+	batch_clear(&g);
+
+	/* Receipts: DELIVERED for one, READ (DELIVERED implied) for the other. */
+	hook_status(st, "cA", "wamid.c0", MSG_DELIVERED, hr_now_us(), NULL);
+	assert_counters_true(st, b.id);
+	g = batch_of(st, b.id);
+	assert_int_equal(g.status, BATCH_PROCESSING);
+	batch_clear(&g);
+	hook_status(st, "cA", "wamid.c2", MSG_READ, hr_now_us(), NULL);
+	g = batch_of(st, b.id);
+	assert_int_equal(g.by_status[MSG_DELIVERED], 1);
+	assert_int_equal(g.by_status[MSG_READ], 1);
+	assert_int_equal(g.by_status[MSG_FAILED], 1);
+	assert_int_equal(g.status, BATCH_COMPLETED); /* every message settled */
+	assert_true(g.completed_at >= g.started_at);
+	batch_clear(&g);
+	assert_counters_true(st, b.id);
+
+	/* Replies: two to one message count it once; a READ after completion
+	 * still moves the counters. */
+	for (int k = 0; k < 2; k++) {
+		struct wh_inbound in = {0};
+		snprintf(in.provider_msg_id, sizeof in.provider_msg_id, "wamid.in%d", k);
+		strcpy(in.context_id, "wamid.c0");
+		strcpy(in.from, "447900000001");
+		strcpy(in.kind, "text");
+		in.text = (char *)"thanks";
+		struct inbox_parsed row = {.inbox_id = inbox_add(st, "cA"),
+		                           .account_id = "cA",
+		                           .inbound = &in,
+		                           .ninbound = 1};
+		struct apply_stats as;
+		assert_int_equal(st->ops->apply_inbox(st, &row, 1, hr_now_us(), &as), 0);
+		assert_int_equal(as.inbound, 1);
+	}
+	hook_status(st, "cA", "wamid.c0", MSG_READ, hr_now_us(), NULL);
+	g = batch_of(st, b.id);
+	assert_int_equal(g.replied, 1);
+	assert_int_equal(g.by_status[MSG_READ], 2);
+	assert_int_equal(g.by_status[MSG_DELIVERED], 0);
+	assert_int_equal(g.status, BATCH_COMPLETED);
+	batch_clear(&g);
+	assert_counters_true(st, b.id);
+	(void)c1;
+}
+
+/* Cancel: the batch stops; every queued message is cancelled by the steps
+ * (exact count), what was in flight finishes and is recorded; a message
+ * claimed after the cancel but before the steps reach it is cancelled at
+ * claim, not sent. */
+static void test_batch_cancel(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct batch b;
+	running_batch(st, &b, "cB", 8);
+	struct message c[8];
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "cB", hr_now_us(), 30 * SEC, 1, c, &n), 0);
+	assert_int_equal(n, 1); /* in flight */
+	assert_int_equal(st->ops->batch_set_status(st, "t2", b.id, BATCH_CANCELLED, NULL, &err),
+	                 HR_ENOTFOUND); /* another tenant's */
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_CANCELLED, NULL, &err), 0);
+	/* A claim before the steps: cancelled at claim, returned so, not sent. */
+	struct message s[2];
+	size_t sn;
+	assert_int_equal(st->ops->claim(st, "cB", hr_now_us(), 30 * SEC, 2, s, &sn), 0);
+	assert_int_equal(sn, 2);
+	for (size_t i = 0; i < sn; i++) {
+		assert_int_equal(s[i].status, MSG_CANCELLED);
+		assert_string_equal(s[i].error_code, "cancelled");
+		assert_int_equal(status_of(st, s[i].id), MSG_CANCELLED);
+		message_clear(&s[i]);
+	}
+	assert_counters_true(st, b.id);
+	int64_t total = 0, step;
+	do {
+		assert_int_equal(st->ops->batch_cancel_step(st, b.id, 2, &step), 0);
+		total += step;
+	} while (step > 0);
+	assert_int_equal(total, 5);
+	assert_int_equal(st->ops->claim(st, "cB", hr_now_us(), 30 * SEC, 8, s, &sn), 0);
+	assert_int_equal(sn, 0);
+	result(st, c[0].id, SEND_OK, 1, "wamid.cb0");
+	message_clear(&c[0]);
+	struct batch g = batch_of(st, b.id);
+	assert_int_equal(g.status, BATCH_CANCELLED);
+	assert_true(g.cancelled_at > 0);
+	assert_int_equal(g.by_status[MSG_CANCELLED], 7);
+	assert_int_equal(g.by_status[MSG_SENT], 1);
+	assert_int_equal(g.by_status[MSG_QUEUED], 0);
+	batch_clear(&g);
+	assert_counters_true(st, b.id);
+	/* Cancelled is final. */
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_PROCESSING, NULL, &err),
+	                 HR_EINVAL);
+}
+
+/* Lease expiry and suppression at claim move the counters too; an empty
+ * batch completes as soon as it is ingested; a row number stored twice
+ * fails the whole call with nothing written; tenants see only their own;
+ * lists filter and page. */
+static void test_batch_rules_and_lists(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct batch b;
+	running_batch(st, &b, "cC", 3);
+	assert_int_equal(st->ops->suppression_put(st, "t1", "whatsapp", "+447900000003", "STOP",
+	                                          &err), 0);
+	struct message c[3];
+	size_t n;
+	int64_t now = hr_now_us();
+	assert_int_equal(st->ops->claim(st, "cC", now, SEC, 3, c, &n), 0);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < n; i++)
+		message_clear(&c[i]);
+	int requeued = 0;
+	assert_int_equal(st->ops->requeue_expired(st, now + 2 * SEC, &requeued), 0);
+	assert_int_equal(requeued, 2);
+	struct batch g = batch_of(st, b.id);
+	assert_int_equal(g.by_status[MSG_QUEUED], 2);
+	assert_int_equal(g.by_status[MSG_SUPPRESSED], 1);
+	assert_int_equal(g.by_status[MSG_SENDING], 0);
+	batch_clear(&g);
+	assert_counters_true(st, b.id);
+
+	/* Empty: no valid rows; completes on the ingest that finds none. */
+	struct batch e;
+	mk_batch(&e, "t1", "cC");
+	strcpy(e.name, "empty list");
+	assert_int_equal(st->ops->batch_create(st, &e, &err), 0);
+	struct batch_item bad;
+	mk_item(&bad, 1, "", false);
+	assert_int_equal(st->ops->batch_items_put(st, e.id, &bad, 1, &err), 0);
+	assert_int_equal(st->ops->batch_items_put(st, e.id, &bad, 1, &err), HR_ECONFLICT);
+	assert_string_equal(err.field, "row");
+	assert_int_equal(st->ops->batch_set_status(st, "t1", e.id, BATCH_VALIDATED, NULL, &err), 0);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", e.id, BATCH_PROCESSING, NULL, &err), 0);
+	size_t made;
+	assert_int_equal(st->ops->batch_enqueue(st, e.id, NULL, NULL, 0, true, &made, &err), 0);
+	g = batch_of(st, e.id);
+	assert_int_equal(g.status, BATCH_COMPLETED);
+	assert_int_equal(g.total, 1);
+	assert_int_equal(g.invalid, 1);
+	batch_clear(&g);
+
+	/* A call with a row number already stored writes nothing at all. */
+	struct batch p;
+	mk_batch(&p, "t1", "cC");
+	strcpy(p.name, "partial");
+	assert_int_equal(st->ops->batch_create(st, &p, &err), 0);
+	struct batch_item two[2];
+	mk_item(&two[0], 1, "+447900000101", true);
+	assert_int_equal(st->ops->batch_items_put(st, p.id, two, 1, &err), 0);
+	mk_item(&two[0], 2, "+447900000102", true);
+	mk_item(&two[1], 1, "+447900000103", true);
+	assert_int_equal(st->ops->batch_items_put(st, p.id, two, 2, &err), HR_ECONFLICT);
+	g = batch_of(st, p.id);
+	assert_int_equal(g.total, 1);
+	batch_clear(&g);
+	struct batch_item *v;
+	assert_int_equal(st->ops->batch_items(st, p.id, BATCH_ITEMS_ALL, 0, 10, &v, &n), 0);
+	assert_int_equal(n, 1);
+	batch_item_clear(&v[0]);
+	free(v);
+
+	/* Another tenant sees none of it. */
+	assert_int_equal(st->ops->batch_get(st, "t2", b.id, &g), HR_ENOTFOUND);
+	struct batch *list;
+	bool more;
+	struct batch_filter flt = {.status = -1, .limit = 10};
+	assert_int_equal(st->ops->batch_list(st, "t2", &flt, &list, &n, &more), 0);
+	assert_int_equal(n, 0);
+	free(list);
+	/* Lists: newest first, by status, by name, in pages. */
+	assert_int_equal(st->ops->batch_list(st, "t1", &flt, &list, &n, &more), 0);
+	assert_int_equal(n, 3);
+	assert_false(more);
+	assert_string_equal(list[0].id, p.id);
+	assert_string_equal(list[2].id, b.id);
+	for (size_t i = 0; i < n; i++)
+		batch_clear(&list[i]);
+	free(list);
+	flt.status = BATCH_COMPLETED;
+	assert_int_equal(st->ops->batch_list(st, "t1", &flt, &list, &n, &more), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].id, e.id);
+	batch_clear(&list[0]);
+	free(list);
+	flt.status = -1;
+	flt.name_like = "promo";
+	assert_int_equal(st->ops->batch_list(st, "t1", &flt, &list, &n, &more), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].id, b.id);
+	batch_clear(&list[0]);
+	free(list);
+	flt.name_like = NULL;
+	flt.limit = 2;
+	assert_int_equal(st->ops->batch_list(st, "t1", &flt, &list, &n, &more), 0);
+	assert_int_equal(n, 2);
+	assert_true(more);
+	char cursor[27];
+	strcpy(cursor, list[1].id);
+	for (size_t i = 0; i < n; i++)
+		batch_clear(&list[i]);
+	free(list);
+	flt.before_id = cursor;
+	assert_int_equal(st->ops->batch_list(st, "t1", &flt, &list, &n, &more), 0);
+	assert_int_equal(n, 1);
+	assert_false(more);
+	assert_string_equal(list[0].id, b.id);
+	batch_clear(&list[0]);
+	free(list);
+}
+
 static void test_concurrent_claimers_exactly_once(void **state)
 {
 	claimers_run(*state, false);
@@ -3150,6 +3601,9 @@ int main(void)
 	    T(test_concurrent_late_outcomes_fenced),
 	    T(test_two_appliers_effects_once),
 	    T(test_two_appliers_rows_claimed_once),
+	    T(test_batch_life_and_counters),
+	    T(test_batch_cancel),
+	    T(test_batch_rules_and_lists),
 #undef T
 	};
 	char group[80];
