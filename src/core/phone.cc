@@ -418,15 +418,21 @@ int normalize(const unsigned char *in, size_t len, const char *default_region, c
 	    pe == PhoneNumberUtil::NO_PARSING_ERROR ? u->GetNumberType(pn) : unknown;
 	enum hr_phone_source source =
 	    idd_rule ? HR_PHONE_SRC_IDD : source_of(pn.country_code_source());
-	if (type == unknown && region && !s.plus && s.digits[0] != '0') {
+	/* The second reading (phone.h): the digits as country code and number,
+	 * or after "00" where that is not the region's own prefix. */
+	const char *intl = nullptr;
+	if (type == unknown && region && !s.plus)
+		intl = s.digits[0] != '0' ? s.digits
+		       : s.digits[1] == '0' ? s.digits + 2
+		                            : nullptr;
+	if (intl && *intl) {
 		PhoneNumber alt;
-		if (u->Parse("+" + std::string(s.digits), "ZZ", &alt) ==
-		    PhoneNumberUtil::NO_PARSING_ERROR) {
+		if (u->Parse("+" + std::string(intl), "ZZ", &alt) == PhoneNumberUtil::NO_PARSING_ERROR) {
 			PhoneNumberUtil::PhoneNumberType t = u->GetNumberType(alt);
 			if (t != unknown) {
 				pn = alt;
 				type = t;
-				source = HR_PHONE_SRC_DIGITS_PLUS;
+				source = intl == s.digits ? HR_PHONE_SRC_DIGITS_PLUS : HR_PHONE_SRC_IDD;
 			}
 		}
 	}

@@ -177,8 +177,12 @@ bool hr_phone_region_known(const char *region);
  *     would otherwise be refused, and such a row's source is
  *     HR_PHONE_SRC_DIGITS_PLUS so an upload can report it. A national
  *     number starts with 0 in most countries that have a trunk prefix, so
- *     "0..." is never retried. If both readings fail, the reason given is
- *     the national reading's;
+ *     "0..." is not read this way; but "00..." that the region did not take
+ *     as its international prefix ("00 44 ..." in US, whose prefix is 011)
+ *     is read once more as "+" and what follows: no country's area codes
+ *     begin with 0, so "00" never starts a national number. "011" gets no
+ *     such second reading (Sheffield's 0114 is a national number in GB). If
+ *     both readings fail, the reason given is the national reading's;
  *   - without '+' and without a default region, "00" is taken as the
  *     international prefix (ITU's recommended one, used in most of the
  *     world); anything else is HR_PHONE_NEED_REGION.

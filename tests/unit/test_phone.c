@@ -92,6 +92,10 @@ static const struct pcase cases[] = {
     OK_("0049 151 23456789", "GB", "+4915123456789", MOBILE, IDD, 49, "DE"),
     OK_("0044 7400 123456", NULL, "+447400123456", MOBILE, IDD, 44, "GB"),
     OK_("011 44 7400 123456", "US", "+447400123456", MOBILE, IDD, 44, "GB"),
+    /* 00 where the region's prefix is another: the second reading. */
+    OK_("00 44 7400 123456", "US", "+447400123456", MOBILE, IDD, 44, "GB"),
+    OK_("0049 151 23456789", "BR", "+4915123456789", MOBILE, IDD, 49, "DE"),
+    NO_("00 1234", "US", TOO_SHORT, "too short", 1),
     /* 011 is not GB's international prefix: a 14-digit national number. */
     NO_("011 44 7400 123456", "GB", TOO_LONG, "too long", 44),
     NO_("011 44 7400 123456", NULL, NEED_REGION, T_REGION, 0),
