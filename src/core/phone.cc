@@ -24,9 +24,11 @@
  */
 #include "core/phone.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <mutex>
 #include <new>
 #include <set>
@@ -38,7 +40,8 @@
 using i18n::phonenumbers::PhoneNumber;
 using i18n::phonenumbers::PhoneNumberUtil;
 
-namespace {
+namespace
+{
 
 /* More digits than any number with an international prefix and a national
  * prefix can have (3 + 1 + 17); a longer run is refused without parsing. */
@@ -98,7 +101,8 @@ int refuse(struct hr_phone_result *res, enum hr_phone_reason r, const char *text
 	    "not a valid number",
 	    "internal error",
 	};
-	static_assert(sizeof fixed / sizeof fixed[0] == HR_PHONE_INTERNAL + 1, "one text per reason");
+	static_assert(sizeof fixed / sizeof fixed[0] == HR_PHONE_INTERNAL + 1,
+	              "one text per reason");
 	res->reason = r;
 	set_text(res, text ? text : fixed[r]);
 	return r == HR_PHONE_INTERNAL ? HR_EINTERNAL : HR_EINVAL;
@@ -168,14 +172,11 @@ bool is_extension(const unsigned char *p, const unsigned char *e)
 {
 	/* Longest first, so "extension" is not read as "ext" + "ension". */
 	static const char *const markers[] = {";ext=", "extension", "extn", "ext", "x"};
-	const unsigned char *q = nullptr;
-	for (const char *m : markers)
-		if (starts_nocase(p, e, m)) {
-			q = p + strlen(m);
-			break;
-		}
-	if (!q)
+	const char *const *m = std::find_if(std::begin(markers), std::end(markers),
+	                                    [&](const char *w) { return starts_nocase(p, e, w); });
+	if (m == std::end(markers))
 		return false;
+	const unsigned char *q = p + strlen(*m);
 	while (q < e && (*q == '.' || *q == ':' || *q == ' ' || *q == '\t'))
 		q++;
 	size_t digits = 0;
@@ -422,17 +423,17 @@ int normalize(const unsigned char *in, size_t len, const char *default_region, c
 	 * or after "00" where that is not the region's own prefix. */
 	const char *intl = nullptr;
 	if (type == unknown && region && !s.plus)
-		intl = s.digits[0] != '0' ? s.digits
-		       : s.digits[1] == '0' ? s.digits + 2
-		                            : nullptr;
+		intl = s.digits[0] != '0' ? s.digits : s.digits[1] == '0' ? s.digits + 2 : nullptr;
 	if (intl && *intl) {
 		PhoneNumber alt;
-		if (u->Parse("+" + std::string(intl), "ZZ", &alt) == PhoneNumberUtil::NO_PARSING_ERROR) {
+		if (u->Parse("+" + std::string(intl), "ZZ", &alt) ==
+		    PhoneNumberUtil::NO_PARSING_ERROR) {
 			PhoneNumberUtil::PhoneNumberType t = u->GetNumberType(alt);
 			if (t != unknown) {
 				pn = alt;
 				type = t;
-				source = intl == s.digits ? HR_PHONE_SRC_DIGITS_PLUS : HR_PHONE_SRC_IDD;
+				source =
+				    intl == s.digits ? HR_PHONE_SRC_DIGITS_PLUS : HR_PHONE_SRC_IDD;
 			}
 		}
 	}
@@ -501,7 +502,8 @@ extern "C" int hr_phone_normalize(const char *input, size_t len, const char *def
 		return rc;
 	}
 	try {
-		rc = normalize((const unsigned char *)input, len, default_region, e164, res);
+		rc = normalize(reinterpret_cast<const unsigned char *>(input), len, default_region,
+		               e164, res);
 	} catch (const std::bad_alloc &) {
 		rc = HR_ENOMEM;
 	} catch (...) {
@@ -525,7 +527,8 @@ extern "C" int hr_phone_normalize(const char *input, size_t len, const char *def
 static int enum_value(const void *e)
 {
 	int v;
-	static_assert(sizeof(enum hr_phone_reason) == sizeof v && sizeof(enum hr_phone_type) == sizeof v,
+	static_assert(sizeof(enum hr_phone_reason) == sizeof v &&
+	                  sizeof(enum hr_phone_type) == sizeof v,
 	              "C enums are ints here");
 	memcpy(&v, e, sizeof v);
 	return v;

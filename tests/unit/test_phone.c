@@ -37,6 +37,8 @@ struct pcase {
 	const char *found; /* res.region */
 };
 
+/* One case a line (clang-format would split them). */
+/* clang-format off */
 #define OK_(in, reg, e, ty, src, cc, found)                                                        \
 	{in, LEN_STRLEN, reg, e, HR_PHONE_OK, "", HR_PHONE_TYPE_##ty, HR_PHONE_SRC_##src, cc, found}
 #define NO_(in, reg, why, text, cc)                                                                \
@@ -169,6 +171,7 @@ static const struct pcase cases[] = {
     NO_("07400 123456", "UK", UNKNOWN_REGION, "unknown default region 'UK'", 0),
     NO_("07400 123456", "United Kingdom", UNKNOWN_REGION, "unknown default region", 0),
 };
+/* clang-format on */
 #define NCASES (sizeof cases / sizeof cases[0])
 
 static size_t case_len(const struct pcase *c)
@@ -197,11 +200,12 @@ static void test_cases(void **state)
 		memset(e164, 'Z', sizeof e164);
 		int rc = hr_phone_normalize(c->in, case_len(c), c->region, e164, sizeof e164, &r);
 		if (check_case(c, rc, e164, &r)) {
-			print_error("case %zu '%s' [%s]: rc=%d e164='%s' reason=%s text='%s' type=%s "
-			            "source=%d cc=%d region='%s'\n",
-			            i, c->in, c->region ? c->region : "NULL", rc, e164,
-			            hr_phone_reason_name(r.reason), r.text, hr_phone_type_name(r.type),
-			            (int)r.source, r.country_code, r.region);
+			print_error(
+			    "case %zu '%s' [%s]: rc=%d e164='%s' reason=%s text='%s' type=%s "
+			    "source=%d cc=%d region='%s'\n",
+			    i, c->in, c->region ? c->region : "NULL", rc, e164,
+			    hr_phone_reason_name(r.reason), r.text, hr_phone_type_name(r.type),
+			    (int)r.source, r.country_code, r.region);
 			fail();
 		}
 	}
@@ -245,14 +249,12 @@ static void test_bad_arguments(void **state)
 	char e164[HR_PHONE_E164_SIZE];
 	struct hr_phone_result r;
 
-	assert_int_equal(hr_phone_normalize("+447400123456", 13, NULL, NULL, 17, &r),
-	                 HR_EINTERNAL);
+	assert_int_equal(hr_phone_normalize("+447400123456", 13, NULL, NULL, 17, &r), HR_EINTERNAL);
 	assert_int_equal(r.reason, HR_PHONE_INTERNAL);
 	assert_string_equal(r.text, "internal error");
 
 	memset(e164, 'Z', sizeof e164);
-	assert_int_equal(hr_phone_normalize("+447400123456", 13, NULL, e164, 16, &r),
-	                 HR_EINTERNAL);
+	assert_int_equal(hr_phone_normalize("+447400123456", 13, NULL, e164, 16, &r), HR_EINTERNAL);
 	assert_int_equal(e164[0], '\0');
 	assert_int_equal(r.reason, HR_PHONE_INTERNAL);
 
@@ -263,8 +265,7 @@ static void test_bad_arguments(void **state)
 
 	assert_int_equal(hr_phone_normalize("07400123456", 11, "GB", e164, sizeof e164, NULL), 0);
 	assert_string_equal(e164, "+447400123456");
-	assert_int_equal(hr_phone_normalize("07400", 5, "GB", e164, sizeof e164, NULL),
-	                 HR_EINVAL);
+	assert_int_equal(hr_phone_normalize("07400", 5, "GB", e164, sizeof e164, NULL), HR_EINVAL);
 	assert_string_equal(e164, "");
 }
 
@@ -302,7 +303,7 @@ static void test_names(void **state)
 	assert_string_equal(hr_phone_type_name(HR_PHONE_TYPE_FIXED_LINE_OR_MOBILE),
 	                    "fixed_line_or_mobile");
 	assert_string_equal(hr_phone_type_name(HR_PHONE_TYPE_VOICEMAIL), "voicemail");
-	assert_string_equal(hr_phone_type_name((enum hr_phone_type)-1), "?");
+	assert_string_equal(hr_phone_type_name((enum hr_phone_type) - 1), "?");
 	/* Every reason has a distinct name. */
 	for (int a = HR_PHONE_OK; a <= HR_PHONE_INTERNAL; a++)
 		for (int b = a + 1; b <= HR_PHONE_INTERNAL; b++)
@@ -350,7 +351,8 @@ static void test_concurrent(void **state)
 	for (int i = 0; i < THREADS; i++) {
 		w[i] = (struct worker){.id = i};
 		for (int j = 0; j < PER_THREAD; j++)
-			want_valid += cases[((size_t)i * 7 + (size_t)j) % NCASES].reason == HR_PHONE_OK;
+			want_valid +=
+			    cases[((size_t)i * 7 + (size_t)j) % NCASES].reason == HR_PHONE_OK;
 	}
 	for (int i = 0; i < THREADS; i++)
 		assert_int_equal(pthread_create(&th[i], NULL, worker_run, &w[i]), 0);
@@ -369,7 +371,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_concurrent), /* first: see its comment */
-	    cmocka_unit_test(test_cases),      cmocka_unit_test(test_input_bound),
+	    cmocka_unit_test(test_cases),         cmocka_unit_test(test_input_bound),
 	    cmocka_unit_test(test_bad_arguments), cmocka_unit_test(test_region_known),
 	    cmocka_unit_test(test_names),
 	};
