@@ -447,8 +447,14 @@ int normalize(const unsigned char *in, size_t len, const char *default_region, c
 
 	std::string out, found;
 	u->Format(pn, PhoneNumberUtil::E164, &out);
-	if (out.size() >= HR_PHONE_E164_SIZE)
-		return refuse(res, HR_PHONE_INTERNAL);
+	if (out.size() >= HR_PHONE_E164_SIZE) {
+		/* libphonenumber's metadata accepts some national numbers longer
+		 * than E.164 allows (German fixed lines with the extension dialled
+		 * straight on: +49 89 3713647685492); no provider takes them. */
+		res->country_code = pn.country_code();
+		return refuse(res, HR_PHONE_TOO_LONG,
+		              "too long (more than 15 digits with the country code)");
+	}
 	u->GetRegionCodeForNumber(pn, &found);
 	res->type = type_of(type);
 	res->source = source;

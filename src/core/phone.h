@@ -187,7 +187,8 @@ bool hr_phone_region_known(const char *region);
  *     international prefix (ITU's recommended one, used in most of the
  *     world); anything else is HR_PHONE_NEED_REGION.
  * The result must be a valid number by libphonenumber's metadata (not only
- * a plausible length), of any type: whether a fixed line or premium number
+ * a plausible length) with at most 15 digits (E.164's limit, which the
+ * metadata exceeds for some German lines), of any type: whether a fixed line or premium number
  * may receive a message is the caller's decision (res->type).
  */
 int hr_phone_normalize(const char *input, size_t len, const char *default_region, char *e164,

@@ -130,6 +130,14 @@ static const struct pcase cases[] = {
     NO_("+1234567890123456789012345", NULL, TOO_LONG, "too long", 0),
     NO_("1234567890123456789012345678901234567890123456789012345678901234", "GB", TOO_LONG,
         "too long", 0),
+    /* Valid by libphonenumber's metadata (a German line with its
+     * extension dialled straight on), but 17 and 16 digits: over E.164's
+     * 15. */
+    NO_("089 3713647685492", "DE", TOO_LONG,
+        "too long (more than 15 digits with the country code)", 49),
+    NO_("089 371364768549", "DE", TOO_LONG,
+        "too long (more than 15 digits with the country code)", 49),
+    OK_("089 37136476854", "DE", "+498937136476854", FIXED_LINE, NATIONAL, 49, "DE"),
     NO_("+234 802 123 456", NULL, WRONG_LENGTH, "wrong number of digits for region NG", 234),
     NO_("555 0123", "US", LOCAL_ONLY, "local number: the area code is missing (region US)", 1),
     NO_("+999 123 456 789", NULL, INVALID_COUNTRY_CODE, "invalid country code", 0),
