@@ -14,6 +14,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* C linkage for the C++ shims that include this header (core/phone.cc). */
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define HERALD_VERSION "0.1.0"
 
 /* ---------------------------------------------------------------------------
@@ -240,5 +245,9 @@ enum hr_log_level { HR_LOG_DEBUG, HR_LOG_INFO, HR_LOG_WARN, HR_LOG_ERROR };
 void hr_log_set_level(enum hr_log_level lvl);
 void hr_log(enum hr_log_level lvl, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HERALD_H */
