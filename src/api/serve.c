@@ -440,6 +440,8 @@ static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opt
 	o->min_body_rate = (int)hr_cfg_int(cfg, "server.min_body_rate_bytes_per_s",
 	                                   o->min_body_rate, 1, 1 << 30, err);
 	o->max_batch = (int)hr_cfg_int(cfg, "server.max_batch", o->max_batch, 1, 100000, err);
+	o->max_batch_rows =
+	    (int)hr_cfg_int(cfg, "batches.max_rows", o->max_batch_rows, 1, 10000000, err);
 	o->sync_timeout_us =
 	    hr_cfg_int(cfg, "server.sync_timeout_ms", o->sync_timeout_us / 1000, 1, 600000, err) *
 	    1000;

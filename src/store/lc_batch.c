@@ -305,6 +305,34 @@ int lc_batch_set_status(const struct lc_backend *b, struct store *st, const char
 	return lc_run(b, st, status_run, &c, sizeof c, NULL, NULL, err);
 }
 
+static int discard_run(struct store_tx *tx, void *arg)
+{
+	struct status_ctx *c = arg;
+	struct lc_batch_state s;
+	int rc = get_state(tx, c->tenant_id, c->id, &s);
+	if (rc)
+		return rc;
+	int64_t made = 0;
+	for (int i = 0; i < MSG__COUNT; i++)
+		made += s.by_status[i];
+	bool before_start = s.status == BATCH_PENDING || s.status == BATCH_VALIDATED ||
+	                    (s.status == BATCH_FAILED && made == 0);
+	if (!before_start || made)
+		return hr_fail(TX_ERR(tx), HR_EINVAL, "status",
+		               "a %s batch with messages cannot be discarded (cancel it)",
+		               batch_status_name(s.status));
+	return tx->ops->batch_delete(tx, c->id);
+}
+
+int lc_batch_discard(const struct lc_backend *b, struct store *st, const char *tenant_id,
+                     const char *id, struct hr_err *err)
+{
+	if (!id || !hr_id_valid(id))
+		return hr_fail(err, HR_ENOTFOUND, "batch_id", "no batch %s", id ? id : "");
+	struct status_ctx c = {.tenant_id = tenant_id, .id = id};
+	return lc_run(b, st, discard_run, &c, sizeof c, NULL, NULL, err);
+}
+
 struct enqueue_ctx {
 	const char *batch_id;
 	const int64_t *rows;

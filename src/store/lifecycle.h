@@ -225,6 +225,8 @@ struct store_tx_ops {
 	/* Up to limit QUEUED messages of the batch. */
 	int (*batch_queued)(struct store_tx *tx, const char *batch_id, int limit,
 	                    struct lc_msg *out, size_t *n);
+	/* Deletes the batch row and its rows (batch_item). */
+	int (*batch_delete)(struct store_tx *tx, const char *batch_id);
 	/* 1 if the message already has a stored reply, 0 if not. */
 	int (*inbound_exists)(struct store_tx *tx, const char *message_id);
 };
@@ -288,6 +290,8 @@ int lc_batch_set_status(const struct lc_backend *b, struct store *st, const char
 int lc_batch_enqueue(const struct lc_backend *b, struct store *st, const char *batch_id,
                      const int64_t *rows, const struct message *msgs, size_t n, bool last,
                      size_t *made, struct hr_err *err);
+int lc_batch_discard(const struct lc_backend *b, struct store *st, const char *tenant_id,
+                     const char *id, struct hr_err *err);
 int lc_batch_cancel_step(const struct lc_backend *b, struct store *st, const char *batch_id,
                          int limit, int64_t *n);
 /* Claims: a claimed message of a cancelled or failed batch is cancelled

@@ -1067,4 +1067,5 @@ const struct store_ops store_postgres = {
     .batch_enqueue = pg_batch_enqueue,
     .batch_cancel_step = pg_batch_cancel_step,
     .batch_recount = pg_batch_recount,
+    .batch_discard = pg_batch_discard,
 };

@@ -119,7 +119,7 @@ int pg_batch_list(struct store *st, const char *tenant_id, const struct batch_fi
 		f = &none;
 	int limit = f->limit < 1 ? 100 : f->limit > 1000 ? 1000 : f->limit;
 	struct pg_params p = {0};
-	pp_text(&p, tenant_id ? tenant_id : "");
+	pp_text(&p, tenant_id);
 	pp_i64(&p, f->status);
 	pp_text(&p, f->unit);
 	pp_text(&p, f->name_like && *f->name_like ? f->name_like : NULL);
@@ -127,14 +127,17 @@ int pg_batch_list(struct store *st, const char *tenant_id, const struct batch_fi
 	pp_i64(&p, f->until_us);
 	pp_text(&p, f->before_id);
 	pp_i64(&p, limit + 1);
+	pp_bool(&p, f->not_ingested);
+	pp_bool(&p, f->has_queued);
 	PGresult *r;
 	/* strpos(): a plain substring test, with no LIKE wildcards to escape. */
 	int rc = pg_read((struct pg_store *)st, P_BATCH_LIST, -1,
-	                 "SELECT " PG_BATCH_COLS " FROM batch WHERE tenant_id = $1"
+	                 "SELECT " PG_BATCH_COLS " FROM batch WHERE ($1::text IS NULL OR tenant_id = $1)"
 	                 " AND ($2 < 0 OR status = $2) AND ($3::text IS NULL OR unit = $3)"
 	                 " AND ($4::text IS NULL OR strpos(name, $4) > 0)"
 	                 " AND ($5 = 0 OR created_at >= $5) AND ($6 = 0 OR created_at < $6)"
-	                 " AND ($7::text IS NULL OR id < $7) ORDER BY id DESC LIMIT $8",
+	                 " AND ($7::text IS NULL OR id < $7) AND (NOT $9 OR NOT ingested)"
+	                 " AND (NOT $10 OR n_queued > 0) ORDER BY id DESC LIMIT $8",
 	                 &p, &r);
 	if (rc)
 		return rc;

@@ -111,6 +111,8 @@ enum pg_slot {
 	P_BATCH_RECOUNT,
 	P_BATCH_REPLIED,
 	P_BATCH_CREATE,
+	P_BATCH_DELETE,
+	P_BATCH_DELETE_ITEMS,
 	P_LIST,
 	P__COUNT
 };
@@ -354,6 +356,8 @@ int pg_batch_set_status(struct store *st, const char *tenant_id, const char *id,
                         enum batch_status to, const char *error, struct hr_err *err);
 int pg_batch_enqueue(struct store *st, const char *batch_id, const int64_t *rows,
                      const struct message *msgs, size_t n, bool last, size_t *made,
+                     struct hr_err *err);
+int pg_batch_discard(struct store *st, const char *tenant_id, const char *id,
                      struct hr_err *err);
 int pg_batch_cancel_step(struct store *st, const char *batch_id, int limit, int64_t *n);
 int pg_batch_recount(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],

@@ -784,6 +784,17 @@ static int tx_batch_queued(struct store_tx *t, const char *batch_id, int limit,
 	return 0;
 }
 
+static int tx_batch_delete(struct store_tx *t, const char *batch_id)
+{
+	struct pg_params p = {0};
+	pp_text(&p, batch_id);
+	int rc = pg_exec(W(t), P_BATCH_DELETE_ITEMS, "DELETE FROM batch_item WHERE batch_id = $1",
+	                 &p, NULL, E(t), "batch");
+	return rc ? rc
+	          : pg_exec(W(t), P_BATCH_DELETE, "DELETE FROM batch WHERE id = $1", &p, NULL, E(t),
+	                    "batch");
+}
+
 static int tx_inbound_exists(struct store_tx *t, const char *message_id)
 {
 	struct pg_params p = {0};
@@ -833,6 +844,7 @@ static const struct store_tx_ops pg_tx_ops = {
     .item_take = tx_item_take,
     .batch_queued = tx_batch_queued,
     .inbound_exists = tx_inbound_exists,
+    .batch_delete = tx_batch_delete,
 };
 
 /* ---- the shared rules, bound to this backend (filled into store_postgres) ---- */
@@ -883,6 +895,12 @@ int pg_batch_enqueue(struct store *st, const char *batch_id, const int64_t *rows
                      struct hr_err *err)
 {
 	return lc_batch_enqueue(&pg_lc_backend, st, batch_id, rows, msgs, n, last, made, err);
+}
+
+int pg_batch_discard(struct store *st, const char *tenant_id, const char *id,
+                     struct hr_err *err)
+{
+	return lc_batch_discard(&pg_lc_backend, st, tenant_id, id, err);
 }
 
 int pg_batch_cancel_step(struct store *st, const char *batch_id, int limit, int64_t *n)

@@ -156,14 +156,15 @@ int sq_batch_list(struct store *st, const char *tenant_id, const struct batch_fi
 	sqlite3_stmt *q;
 	/* instr(): a plain substring test, with no LIKE wildcards to escape. */
 	int rc = read_prepare(s, &r, &q,
-	                      "SELECT " SQ_BATCH_COLS " FROM batch WHERE tenant_id = ?1"
+	                      "SELECT " SQ_BATCH_COLS " FROM batch WHERE (?1 IS NULL OR tenant_id = ?1)"
 	                      " AND (?2 < 0 OR status = ?2) AND (?3 IS NULL OR unit = ?3)"
 	                      " AND (?4 IS NULL OR instr(name, ?4) > 0)"
 	                      " AND (?5 = 0 OR created_at >= ?5) AND (?6 = 0 OR created_at < ?6)"
-	                      " AND (?7 IS NULL OR id < ?7) ORDER BY id DESC LIMIT ?8");
+	                      " AND (?7 IS NULL OR id < ?7) AND (?9 = 0 OR NOT ingested)"
+	                      " AND (?10 = 0 OR n_queued > 0) ORDER BY id DESC LIMIT ?8");
 	if (rc)
 		return rc;
-	sqlite3_bind_text(q, 1, tenant_id ? tenant_id : "", -1, SQLITE_STATIC);
+	sq_bind_opt(q, 1, tenant_id);
 	sqlite3_bind_int(q, 2, f->status);
 	sq_bind_opt(q, 3, f->unit);
 	sq_bind_opt(q, 4, f->name_like && *f->name_like ? f->name_like : NULL);
@@ -171,6 +172,8 @@ int sq_batch_list(struct store *st, const char *tenant_id, const struct batch_fi
 	sqlite3_bind_int64(q, 6, f->until_us);
 	sq_bind_opt(q, 7, f->before_id);
 	sqlite3_bind_int(q, 8, limit + 1);
+	sqlite3_bind_int(q, 9, f->not_ingested);
+	sqlite3_bind_int(q, 10, f->has_queued);
 	struct batch *v = calloc((size_t)limit + 1, sizeof *v);
 	if (!v) {
 		read_done(s, r, q);

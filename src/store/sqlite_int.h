@@ -280,6 +280,8 @@ int sq_batch_set_status(struct store *st, const char *tenant_id, const char *id,
 int sq_batch_enqueue(struct store *st, const char *batch_id, const int64_t *rows,
                      const struct message *msgs, size_t n, bool last, size_t *made,
                      struct hr_err *err);
+int sq_batch_discard(struct store *st, const char *tenant_id, const char *id,
+                     struct hr_err *err);
 int sq_batch_cancel_step(struct store *st, const char *batch_id, int limit, int64_t *n);
 int sq_batch_recount(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
                      int64_t *replied);

@@ -649,6 +649,24 @@ static int tx_batch_queued(struct store_tx *t, const char *batch_id, int limit,
 	return src == SQLITE_DONE || src == SQLITE_ROW ? 0 : sq_fail(S(t)->wdb, src, E(t), "message");
 }
 
+static int tx_batch_delete(struct store_tx *t, const char *batch_id)
+{
+	static const char *const sql[] = {"DELETE FROM batch_item WHERE batch_id = ?1",
+	                                  "DELETE FROM batch WHERE id = ?1"};
+	for (int i = 0; i < 2; i++) {
+		sqlite3_stmt *q = NULL;
+		int src = sqlite3_prepare_v2(S(t)->wdb, sql[i], -1, &q, NULL);
+		if (src == SQLITE_OK) {
+			sqlite3_bind_text(q, 1, batch_id, -1, SQLITE_STATIC);
+			src = sqlite3_step(q);
+		}
+		sqlite3_finalize(q);
+		if (src != SQLITE_DONE)
+			return sq_fail(S(t)->wdb, src, E(t), "batch");
+	}
+	return 0;
+}
+
 static int tx_inbound_exists(struct store_tx *t, const char *message_id)
 {
 	sqlite3_stmt *q = sq_wstmt(S(t), W_INBOUND_EXISTS,
@@ -698,6 +716,7 @@ static const struct store_tx_ops sq_tx_ops = {
     .item_take = tx_item_take,
     .batch_queued = tx_batch_queued,
     .inbound_exists = tx_inbound_exists,
+    .batch_delete = tx_batch_delete,
 };
 
 /* ---- the shared rules, bound to this backend (filled into store_sqlite) ---- */
@@ -748,6 +767,12 @@ int sq_batch_enqueue(struct store *st, const char *batch_id, const int64_t *rows
                      struct hr_err *err)
 {
 	return lc_batch_enqueue(&sq_lc_backend, st, batch_id, rows, msgs, n, last, made, err);
+}
+
+int sq_batch_discard(struct store *st, const char *tenant_id, const char *id,
+                     struct hr_err *err)
+{
+	return lc_batch_discard(&sq_lc_backend, st, tenant_id, id, err);
 }
 
 int sq_batch_cancel_step(struct store *st, const char *batch_id, int limit, int64_t *n)

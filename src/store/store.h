@@ -256,6 +256,11 @@ struct batch_filter {
 	int64_t since_us, until_us;  /* created_at range, 0 = unbounded */
 	const char *before_id;       /* cursor: ids strictly less; NULL = start */
 	int limit;                   /* 1..1000 */
+	/* Internal scans (the campaign runner, with tenant_id NULL = every
+	 * tenant): processing batches not yet ingested; batches with queued
+	 * messages. */
+	bool not_ingested;
+	bool has_queued;
 };
 
 /* Which rows batch_items returns. */
@@ -423,8 +428,8 @@ struct store_ops {
 	/* tenant_id NULL = any tenant (internal use). HR_ENOTFOUND if absent.
 	 * batch_clear() it. */
 	int (*batch_get)(struct store *st, const char *tenant_id, const char *id, struct batch *out);
-	/* Newest first. *out heap array (batch_clear each); *more if another
-	 * page exists. */
+	/* Newest first; tenant_id NULL = every tenant (internal use). *out
+	 * heap array (batch_clear each); *more if another page exists. */
 	int (*batch_list)(struct store *st, const char *tenant_id, const struct batch_filter *f,
 	                  struct batch **out, size_t *n, bool *more);
 	/* Stores validated rows (row numbers unique within the batch) while it
@@ -462,6 +467,12 @@ struct store_ops {
 	 * Callers repeat until 0. Claims of a cancelled batch's messages cancel
 	 * them too, so nothing is sent meanwhile. */
 	int (*batch_cancel_step)(struct store *st, const char *batch_id, int limit, int64_t *n);
+	/* Removes a batch that has no messages (PENDING, VALIDATED, or FAILED
+	 * before its start) with its rows: an upload given up, or a report the
+	 * user discards. HR_EINVAL naming "status" for a batch with messages
+	 * (cancel it instead), HR_ENOTFOUND if not the tenant's (NULL: any). */
+	int (*batch_discard)(struct store *st, const char *tenant_id, const char *id,
+	                     struct hr_err *err);
 	/* Counts the batch's messages by status from the message table (for
 	 * tests and audits: must equal the kept counters) and those with at
 	 * least one reply. */

@@ -3091,6 +3091,21 @@ static void test_batch_rules_and_lists(void **state)
 	batch_item_clear(&v[0]);
 	free(v);
 
+	/* Discard: only before any message; then it is gone with its rows. */
+	assert_int_equal(st->ops->batch_discard(st, "t1", b.id, &err), HR_EINVAL);
+	assert_string_equal(err.field, "status");
+	assert_int_equal(st->ops->batch_discard(st, "t2", p.id, &err), HR_ENOTFOUND);
+	assert_int_equal(st->ops->batch_discard(st, "t1", p.id, &err), 0);
+	assert_int_equal(st->ops->batch_get(st, NULL, p.id, &g), HR_ENOTFOUND);
+	assert_int_equal(st->ops->batch_items(st, p.id, BATCH_ITEMS_ALL, 0, 10, &v, &n), 0);
+	assert_int_equal(n, 0);
+	free(v);
+	struct batch p2;
+	mk_batch(&p2, "t1", "cC");
+	strcpy(p2.name, "partial");
+	assert_int_equal(st->ops->batch_create(st, &p2, &err), 0);
+	p = p2; /* the list below expects three batches */
+
 	/* Another tenant sees none of it. */
 	assert_int_equal(st->ops->batch_get(st, "t2", b.id, &g), HR_ENOTFOUND);
 	struct batch *list;
