@@ -1157,6 +1157,12 @@ static void xl_cell_end(struct xl_part *pt)
 	enum sheet_type type;
 	unsigned flags = 0;
 	char num[SHEET_NUM_MAX];
+	/* Values other than text may be pretty-printed: <v>\n  12\n</v>. */
+	if (x->has_v && x->ctype != 'S' && x->ctype != 'i' && len &&
+	    (xml_space(text[0]) || xml_space(text[len - 1]))) {
+		xl_text_finish(v, 0, false);
+		len = v->len;
+	}
 	/* An empty <v> is no value (openpyxl writes <f>..</f><v></v> for a
 	 * formula it never computed), except for a text result: "" is "". */
 	if (x->has_v && len == 0 && x->ctype != 'S' && x->ctype != 'i')

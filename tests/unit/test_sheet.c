@@ -155,6 +155,8 @@ static void err_is(const struct got *g, int rc, enum sheet_errc code, const char
 	assert_non_null(strstr(g->err.msg, needle));
 }
 
+static void zip_add_text(zip_t *z, const char *name, const char *text);
+
 static const char *write_tmp(const char *name, const void *data, size_t n)
 {
 	static char path[256];
@@ -359,7 +361,10 @@ static void test_xlsx_strings(void **state)
 
 	row_is(&g, 4, 6, 2);
 	cell_is(&g, 4, 1, SHEET_DATE, "2024-03-05T10:00:00", 0); /* t="d" */
-	strings_are(&g, 5, 7, 1, "x\ry");
+	row_is(&g, 5, 7, 3);
+	cell_is(&g, 5, 0, SHEET_STRING, "x\ry", 0);
+	cell_is(&g, 5, 1, SHEET_NUMBER, "12.5", 0); /* <v>\n 12.5 </v> */
+	cell_is(&g, 5, 2, SHEET_BOOL, "TRUE", 0);
 	strings_are(&g, 6, 9, 1, "plain"); /* row 8 held only "": skipped */
 
 	struct sheet_opts o = {.sheet = "Empty"};
@@ -423,6 +428,67 @@ static void test_xlsx_libreoffice(void **state)
 	cell_is(&g, 3, 2, SHEET_STRING, "New\nYork", 0);
 }
 
+/* Rows of one XML chunk that expand past the row queue's bound (short
+ * references to a 2,000-byte shared string): the parser pauses and resumes
+ * with not a row lost. */
+static void test_xlsx_queue_full(void **state)
+{
+	(void)state;
+	static char sst[3000], sheet[200000];
+	char longtext[2001];
+	memset(longtext, 'L', 2000);
+	longtext[2000] = '\0';
+	snprintf(sst, sizeof sst,
+	         "<sst xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\"><si>"
+	         "<t>%s</t></si></sst>",
+	         longtext);
+	size_t n = (size_t)snprintf(sheet, sizeof sheet,
+	                            "<worksheet xmlns=\"http://schemas.openxmlformats.org/"
+	                            "spreadsheetml/2006/main\"><sheetData>");
+	for (int r = 1; r <= 3000; r++)
+		n += (size_t)snprintf(sheet + n, sizeof sheet - n,
+		                      "<row><c t=\"s\"><v>0</v></c><c><v>%d</v></c></row>", r);
+	n += (size_t)snprintf(sheet + n, sizeof sheet - n, "</sheetData></worksheet>");
+	assert_true(n < sizeof sheet - 1);
+
+	char path[256];
+	snprintf(path, sizeof path, "%s/queue.xlsx", g_tmp);
+	int ze;
+	zip_t *z = zip_open(path, ZIP_CREATE | ZIP_TRUNCATE, &ze);
+	assert_non_null(z);
+	zip_add_text(z, "xl/workbook.xml",
+	             "<workbook xmlns:r=\"http://schemas.openxmlformats.org/officeDocument/2006/"
+	             "relationships\"><sheets><sheet name=\"Q\" r:id=\"a\"/></sheets></workbook>");
+	zip_add_text(z, "xl/_rels/workbook.xml.rels",
+	             "<Relationships><Relationship Id=\"a\" Type=\"x/worksheet\" "
+	             "Target=\"q.xml\"/><Relationship Id=\"b\" Type=\"x/sharedStrings\" "
+	             "Target=\"s.xml\"/></Relationships>");
+	zip_add_text(z, "xl/s.xml", sst);
+	zip_add_text(z, "xl/q.xml", sheet);
+	assert_int_equal(zip_close(z), 0); /* copies the buffers before they go */
+
+	struct sheet *s;
+	struct sheet_err err;
+	assert_int_equal(sheet_open(&s, path, NULL, &err), 0);
+	struct sheet_row row;
+	uint32_t rows = 0;
+	int rc;
+	char want[16];
+	while ((rc = sheet_next(s, &row, &err)) == 1) {
+		rows++;
+		assert_int_equal(row.num, rows);
+		assert_int_equal(row.ncols, 2);
+		assert_int_equal(row.cells[0].len, 2000);
+		assert_string_equal(row.cells[0].text, longtext);
+		snprintf(want, sizeof want, "%u", rows);
+		assert_string_equal(row.cells[1].text, want);
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(rows, 3000);
+	sheet_close(s);
+	assert_int_equal(unlink(path), 0);
+}
+
 /* ---- xlsx: hostile and damaged files ---- */
 
 static void test_xlsx_not_a_workbook(void **state)
@@ -435,6 +501,18 @@ static void test_xlsx_not_a_workbook(void **state)
 	err_is(&g, HR_EINVAL, SHEET_E_FORMAT, "", 0, "", "old Excel 97-2003 workbook (.xls)");
 	read_all(fixture("truncated.xlsx"), NULL, &g);
 	err_is(&g, HR_EINVAL, SHEET_E_DAMAGED, "", 0, "", "upload may have been cut short");
+	read_all(fixture("encrypted.xlsx"), NULL, &g);
+	err_is(&g, HR_EINVAL, SHEET_E_ENCRYPTED, "xl/worksheets/sheet1.xml", 0, "",
+	       "The workbook is password-protected");
+	/* Empty files: no workbook; a csv of no rows. */
+	read_all(write_tmp("empty.xlsx", "", 0), NULL, &g);
+	err_is(&g, HR_EINVAL, SHEET_E_FORMAT, "", 0, "", "not an Excel .xlsx workbook");
+	read_all(write_tmp("empty.csv", "", 0), NULL, &g);
+	assert_int_equal(g.rc, 0);
+	assert_int_equal(g.n, 0);
+	read_all(write_tmp("empty.csv", "\xef\xbb\xbf\r\n\n", 5), NULL, &g);
+	assert_int_equal(g.rc, 0);
+	assert_int_equal(g.n, 0);
 	/* A workbook named .csv is caught on the csv side too. */
 	const char *p = write_tmp("book.csv", "PK\3\4rest", 8);
 	read_all(p, NULL, &g);
@@ -1272,42 +1350,36 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	(void)state;
-	/* Only files this test made, by name. */
-	static const char *const names[] = {"book.csv",  "upload.bin", "sep1.csv", "sep2.txt",
-	                                    "sep3.csv",  "bad.csv",    "wide.csv", "edge1.csv",
-	                                    "edge2.csv", "many.xlsx",  "big.csv",  "big.xlsx"};
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-		char p[256];
-		snprintf(p, sizeof p, "%s/%s", g_tmp, names[i]);
+	/* g_tmp is this test's own mkdtemp directory: all in it is ours. */
+	DIR *d = opendir(g_tmp);
+	if (!d)
+		return -1;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		char p[512];
+		snprintf(p, sizeof p, "%s/%s", g_tmp, e->d_name);
 		unlink(p);
 	}
+	closedir(d);
 	return rmdir(g_tmp);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_xlsx_values),
-	    cmocka_unit_test(test_xlsx_sheets),
-	    cmocka_unit_test(test_xlsx_list),
-	    cmocka_unit_test(test_xlsx_epochs),
-	    cmocka_unit_test(test_xlsx_strings),
-	    cmocka_unit_test(test_xlsx_libreoffice),
-	    cmocka_unit_test(test_xlsx_not_a_workbook),
-	    cmocka_unit_test(test_xlsx_missing_parts),
-	    cmocka_unit_test(test_xlsx_bombs),
-	    cmocka_unit_test(test_xlsx_malformed),
-	    cmocka_unit_test(test_xlsx_limits),
-	    cmocka_unit_test(test_xlsx_zip_members),
-	    cmocka_unit_test(test_csv_values),
-	    cmocka_unit_test(test_csv_separators),
-	    cmocka_unit_test(test_csv_errors),
-	    cmocka_unit_test(test_csv_limits),
-	    cmocka_unit_test(test_csv_buffer_edges),
-	    cmocka_unit_test(test_fmt_number),
-	    cmocka_unit_test(test_numfmt_kind),
-	    cmocka_unit_test(test_fmt_serial),
-	    cmocka_unit_test(test_col_name),
+	    cmocka_unit_test(test_xlsx_values),        cmocka_unit_test(test_xlsx_sheets),
+	    cmocka_unit_test(test_xlsx_list),          cmocka_unit_test(test_xlsx_epochs),
+	    cmocka_unit_test(test_xlsx_strings),       cmocka_unit_test(test_xlsx_libreoffice),
+	    cmocka_unit_test(test_xlsx_queue_full),    cmocka_unit_test(test_xlsx_not_a_workbook),
+	    cmocka_unit_test(test_xlsx_missing_parts), cmocka_unit_test(test_xlsx_bombs),
+	    cmocka_unit_test(test_xlsx_malformed),     cmocka_unit_test(test_xlsx_limits),
+	    cmocka_unit_test(test_xlsx_zip_members),   cmocka_unit_test(test_csv_values),
+	    cmocka_unit_test(test_csv_separators),     cmocka_unit_test(test_csv_errors),
+	    cmocka_unit_test(test_csv_limits),         cmocka_unit_test(test_csv_buffer_edges),
+	    cmocka_unit_test(test_fmt_number),         cmocka_unit_test(test_numfmt_kind),
+	    cmocka_unit_test(test_fmt_serial),         cmocka_unit_test(test_col_name),
 	    cmocka_unit_test(test_big_files),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
