@@ -181,15 +181,8 @@ int sst_load(struct sheet *s, const char *part)
 	 * that is over the cell limit for sure and is not kept. */
 	t->si.max = (size_t)s->lim.max_cell_bytes * 7 + 64;
 	x->has_sst = true;
-	int rc = 0;
-	{
-		struct xl_part pt;
-		rc = xl_part_open(s, &pt, part, false, "the table of texts", sst_start, sst_end,
-		                  sst_text, NULL);
-		if (rc == 0)
-			rc = xl_pump(&pt);
-		xl_part_close(&pt);
-	}
+	int rc =
+	    xl_parse_part(s, part, false, "the table of texts", sst_start, sst_end, sst_text, NULL);
 	if (rc < 0)
 		return rc;
 	if (rc == 1) /* listed in the rels but absent: a cell using it will say so */

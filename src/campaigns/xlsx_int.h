@@ -1,6 +1,7 @@
 /*
  * xlsx_int.h - the insides of the xlsx reader: zip members read as XML
- * streams (sheet_xlsx.c) and the shared-strings store (sheet_sst.c).
+ * streams (sheet_xlpart.c), the shared-strings store (sheet_sst.c), and the
+ * workbook, styles and worksheet (sheet_xlsx.c).
  */
 #ifndef HR_XLSX_INT_H
 #define HR_XLSX_INT_H
@@ -67,6 +68,14 @@ int xl_part_open(struct sheet *s, struct xl_part *pt, const char *name, bool req
 int xl_step(struct xl_part *pt);
 /* Steps to the end of the part: 0 or an error (no handler may pause). */
 int xl_pump(struct xl_part *pt);
+/* Opens, parses to the end and closes a part: 0, 1 when it is missing and
+ * not required, or an error. */
+int xl_parse_part(struct sheet *s, const char *name, bool required, const char *what,
+                  XML_StartElementHandler start, XML_EndElementHandler end,
+                  XML_CharacterDataHandler text, void *ctx);
+/* Errors every part can meet: out of memory, a zip member unreadable. */
+int xl_nomem(struct sheet *s);
+int xl_zip_fail(struct sheet *s, const char *part, zip_error_t *ze);
 void xl_part_close(struct xl_part *pt);
 /* Stops the parse from inside a handler after an error was filled in. */
 void xl_abort(struct xl_part *pt);
@@ -79,6 +88,10 @@ static inline const char *xl_local(const char *name)
 		if (*p == ':')
 			c = p + 1;
 	return c;
+}
+static inline bool xml_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 /* An attribute's value by local name, or NULL. */
 const char *xl_attr(const char **attrs, const char *local);
