@@ -125,6 +125,11 @@ int csv_open(struct sheet *s, const char *path, char sep)
 	if (rc < 0)
 		return rc;
 	const unsigned char *b = c->buf;
+	if (c->len >= 38 && memcmp(b, "PK\3\4", 4) == 0 && memcmp(b + 30, "mimetype", 8) == 0)
+		return sheet_fail(
+		    s, HR_EINVAL, SHEET_E_FORMAT, NULL, 0, 0, 0,
+		    "This file is an OpenDocument spreadsheet (.ods), not a CSV file: "
+		    "save it as \"CSV UTF-8\" or as .xlsx.");
 	if (c->len >= 4 && memcmp(b, "PK\3\4", 4) == 0)
 		return sheet_fail(
 		    s, HR_EINVAL, SHEET_E_FORMAT, NULL, 0, 0, 0,

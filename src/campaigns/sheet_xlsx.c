@@ -97,6 +97,19 @@ static void XMLCALL xl_wb_start(void *ud, const XML_Char *name, const XML_Char *
 	if (pt->halt)
 		return;
 	const char *n = xl_local(name);
+	if (!x->wb_root) {
+		/* A Word or PowerPoint file has the same package, another root. */
+		x->wb_root = true;
+		if (strcmp(n, "workbook") != 0) {
+			sheet_fail(
+			    s, HR_EINVAL, SHEET_E_FORMAT, pt->name, 0, 0, 0,
+			    "This file is an Office document but not an Excel workbook (its "
+			    "main part %s is a \"%.40s\"): save the data from Excel as .xlsx.",
+			    pt->name, n);
+			xl_abort(pt);
+		}
+		return;
+	}
 	if (strcmp(n, "workbookPr") == 0) {
 		const char *v = xl_attr(attrs, "date1904");
 		x->date1904 = v && (strcmp(v, "1") == 0 || strcmp(v, "true") == 0);
@@ -441,8 +454,15 @@ static int xl_open_workbook(struct sheet *s, const char *path)
 	                   xl_ignore_end, NULL, NULL);
 	if (rc < 0)
 		return rc;
-	if (!x->wb_part[0]) /* no _rels/.rels, or it names no workbook: the usual place */
+	if (!x->wb_part[0]) { /* no _rels/.rels, or it names no workbook: the usual place */
+		/* An OpenDocument file starts with a "mimetype" member instead. */
+		if (zip_name_locate(x->zip, "mimetype", 0) >= 0 &&
+		    zip_name_locate(x->zip, "xl/workbook.xml", ZIP_FL_NOCASE) < 0)
+			return sheet_fail(s, HR_EINVAL, SHEET_E_FORMAT, NULL, 0, 0, -1,
+			                  "This file is an OpenDocument spreadsheet (.ods), not an "
+			                  "Excel workbook: save it as .xlsx or as CSV UTF-8.");
 		snprintf(x->wb_part, sizeof x->wb_part, "xl/workbook.xml");
+	}
 	rc = xl_parse_part(s, x->wb_part, true, "the workbook part", xl_wb_start, xl_wb_end, NULL,
 	                   NULL);
 	if (rc < 0)
@@ -925,6 +945,17 @@ static void XMLCALL xl_ws_start(void *ud, const XML_Char *name, const XML_Char *
 	if (x->in_sd) {
 		if (strcmp(n, "row") == 0)
 			xl_row_start(pt, attrs);
+		return;
+	}
+	if (!x->ws_root) {
+		x->ws_root = true;
+		if (strcmp(n, "worksheet") != 0) { /* a chartsheet or a dialogsheet */
+			sheet_fail(pt->s, HR_EINVAL, SHEET_E_NO_SHEET, pt->name, 0, 0, 0,
+			           "Sheet \"%s\" is not a table of rows (its part %s is a "
+			           "\"%.40s\"): choose another sheet.",
+			           pt->s->name, pt->name, n);
+			xl_abort(pt);
+		}
 		return;
 	}
 	if (strcmp(n, "sheetData") == 0)

@@ -150,6 +150,7 @@ struct xlsx {
 	char wb_part[XL_PATH_MAX], styles_part[XL_PATH_MAX], sst_part[XL_PATH_MAX];
 	bool date1904;
 	bool in_sheets;
+	bool wb_root, ws_root; /* the root element of the workbook, the worksheet seen */
 	struct xl_sheetinfo *sheets;
 	struct xl_sheetinfo **by_rid; /* the sheets sorted by relationship id */
 	uint32_t nsheets;

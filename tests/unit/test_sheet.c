@@ -501,6 +501,29 @@ static void test_xlsx_not_a_workbook(void **state)
 	err_is(&g, HR_EINVAL, SHEET_E_FORMAT, "", 0, "", "old Excel 97-2003 workbook (.xls)");
 	read_all(fixture("truncated.xlsx"), NULL, &g);
 	err_is(&g, HR_EINVAL, SHEET_E_DAMAGED, "", 0, "", "upload may have been cut short");
+	/* Other packages and sheets that are no table. */
+	read_all(fixture("ods.xlsx"), NULL, &g);
+	err_is(&g, HR_EINVAL, SHEET_E_FORMAT, "", 0, "", "OpenDocument spreadsheet (.ods)");
+	read_all(fixture("docx.xlsx"), NULL, &g);
+	err_is(&g, HR_EINVAL, SHEET_E_FORMAT, "word/document.xml", 0, "",
+	       "an Office document but not an Excel workbook");
+	read_all(fixture("chart.xlsx"), NULL, &g);
+	err_is(&g, HR_EINVAL, SHEET_E_NO_SHEET, "xl/workbook.xml", 0, "",
+	       "no worksheet with rows to read");
+	read_all(fixture("chart.xlsx"), &(struct sheet_opts){.sheet = "Chart1"}, &g);
+	err_is(&g, HR_EINVAL, SHEET_E_NO_SHEET, "xl/workbook.xml", 0, "",
+	       "Sheet \"Chart1\" is a chart, not a table of rows");
+	read_all(fixture("not_worksheet.xlsx"), NULL, &g);
+	err_is(&g, HR_EINVAL, SHEET_E_NO_SHEET, "xl/worksheets/sheet1.xml", 0, "",
+	       "is not a table of rows");
+	FILE *ods = fopen(fixture("ods.xlsx"), "rb");
+	assert_non_null(ods);
+	static char obuf[4096];
+	size_t on = fread(obuf, 1, sizeof obuf, ods);
+	fclose(ods);
+	read_all(write_tmp("sheet.csv", obuf, on), NULL, &g);
+	err_is(&g, HR_EINVAL, SHEET_E_FORMAT, "", 0, "",
+	       "OpenDocument spreadsheet (.ods), not a CSV");
 	read_all(fixture("encrypted.xlsx"), NULL, &g);
 	err_is(&g, HR_EINVAL, SHEET_E_ENCRYPTED, "xl/worksheets/sheet1.xml", 0, "",
 	       "The workbook is password-protected");
