@@ -34,10 +34,10 @@
  * mkstemp+unlink, in opts.tmpdir). Memory keeps only an array of 4-byte
  * offsets, one per string (the file is kept under 2 GiB). The bytes of the
  * file plus the 4 bytes per string held in memory count against
- * limits.max_sst_bytes. Lookups go through 32
- * read windows of 16 KiB (least recently used replaced): workbooks list
- * their strings in order of first use, so reading rows in order mostly hits
- * the window read last, and repeated values (a country column) stay cached.
+ * limits.max_sst_bytes. Lookups go through 32 read windows of 16 KiB (least
+ * recently used replaced): workbooks list their strings in order of first
+ * use, so reading rows in order mostly hits the window read last, and
+ * repeated values (a country column) stay cached.
  *
  * Cell text is what the user means, as UTF-8 and NUL-terminated:
  *  - numbers: a value stored as a number is printed from its double. An
@@ -55,11 +55,15 @@
  *    elapsed formats ([h]:mm) "36:00:00". 1900 dates keep Excel's fake
  *    1900-02-29 (serial 60); workbookPr date1904 switches to the 1904 epoch.
  *    Milliseconds appear only when not zero. A date-formatted number outside
- *    year 1900..9999 (or negative) stays a NUMBER.
+ *    year 1900..9999 (or negative) stays a NUMBER. A t="d" cell (an ISO
+ *    date written as text, as some producers do) is a DATE as written.
  *  - booleans: "TRUE" / "FALSE"; errors: the error text ("#N/A").
- *  - strings from xlsx: rich-text runs joined, _x000D_ escapes decoded, and
- *    leading/trailing white space of a <t> dropped unless it carries
- *    xml:space="preserve" (as Excel does). An empty string is an EMPTY cell.
+ *  - strings from xlsx (shared, inline, or a formula's cached text result):
+ *    rich-text runs joined, _x000D_ escapes decoded, and leading/trailing
+ *    white space of a <t> dropped unless it carries xml:space="preserve", as
+ *    Excel reads it (LibreOffice and openpyxl write the attribute whenever it
+ *    matters). An empty string is an EMPTY cell. A formula is read through
+ *    its cached value; without one it is a FORMULA_NO_VALUE cell.
  *  - csv: every non-empty field is a STRING as written; SHEET_LOSSY_NUMBER is
  *    set on a field that looks like Excel's display of a long number
  *    (4.47911E+11): the digits were lost before the file was saved.
@@ -70,7 +74,8 @@
  * Errors. Every failure returns a negative HR_E code (herald.h) and fills a
  * struct sheet_err: a code, the part, row, column and byte offset, and a
  * message a business user can act on. After an error the reader is dead:
- * sheet_next() returns the same error again.
+ * sheet_next() returns the same error again. (The xlsx reader finds an error
+ * a chunk ahead; the rows before it are handed out first.)
  *
  * Not thread-safe per sheet: one struct sheet belongs to one thread at a time.
  * Numbers are parsed and printed with strtod/snprintf; Herald never calls
@@ -90,7 +95,7 @@ enum sheet_type {
 	SHEET_STRING,
 	SHEET_NUMBER,
 	SHEET_BOOL,
-	SHEET_DATE,
+	SHEET_DATE,             /* a date, a time of day or a duration, ISO 8601 */
 	SHEET_ERROR,            /* an Excel error value: text is "#N/A", "#DIV/0!", ... */
 	SHEET_FORMULA_NO_VALUE, /* a formula saved without its result (text "") */
 };
