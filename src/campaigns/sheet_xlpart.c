@@ -308,7 +308,7 @@ void xl_part_close(struct xl_part *pt)
 	if (pt->p) {
 		xl_mem_cur = &pt->mem;
 		XML_ParserFree(pt->p);
-		xl_mem_cur = NULL; /* pt may be on the caller's stack */
+		xl_mem_cur = NULL;
 		pt->p = NULL;
 	}
 	if (pt->zf) {
@@ -344,46 +344,43 @@ int xl_step(struct xl_part *pt)
 {
 	struct sheet *s = pt->s;
 	char a[32];
-	{
-		enum XML_Status st;
-		xl_mem_cur = &pt->mem;
-		if (pt->suspended) {
-			pt->suspended = false;
-			pt->halt = false;
-			st = XML_ResumeParser(pt->p);
-		} else if (pt->final_fed) {
-			return 0;
-		} else {
-			void *buf = XML_GetBuffer(pt->p, SHEET_CHUNK);
-			if (!buf)
-				return xl_xml_error(pt);
-			zip_int64_t n = zip_fread(pt->zf, buf, SHEET_CHUNK);
-			if (n < 0)
-				return xl_zip_fail(s, pt->name, zip_file_get_error(pt->zf));
-			pt->inflated += (uint64_t)n;
-			if (pt->inflated > s->lim.max_member_bytes)
-				return sheet_fail(
-				    s, HR_ELIMIT, SHEET_E_INFLATE, pt->name, 0, 0,
-				    (int64_t)pt->inflated,
-				    "The workbook part %s unpacks to more than %s, over "
-				    "the limit: split the data into smaller files.",
-				    pt->name, sheet_fmt_bytes(s->lim.max_member_bytes, a));
-			pt->final_fed = n == 0;
-			st = XML_ParseBuffer(pt->p, (int)n, n == 0);
-		}
-		if (st == XML_STATUS_SUSPENDED) {
-			pt->suspended = true;
-			return 1;
-		}
-		if (st == XML_STATUS_ERROR) {
-			if (s->failed)
-				return s->failed;
-			if (pt->finished)
-				return 0;
+	enum XML_Status st;
+	xl_mem_cur = &pt->mem;
+	if (pt->suspended) {
+		pt->suspended = false;
+		pt->halt = false;
+		st = XML_ResumeParser(pt->p);
+	} else if (pt->final_fed) {
+		return 0;
+	} else {
+		void *buf = XML_GetBuffer(pt->p, SHEET_CHUNK);
+		if (!buf)
 			return xl_xml_error(pt);
-		}
-		return pt->final_fed ? 0 : 2;
+		zip_int64_t n = zip_fread(pt->zf, buf, SHEET_CHUNK);
+		if (n < 0)
+			return xl_zip_fail(s, pt->name, zip_file_get_error(pt->zf));
+		pt->inflated += (uint64_t)n;
+		if (pt->inflated > s->lim.max_member_bytes)
+			return sheet_fail(s, HR_ELIMIT, SHEET_E_INFLATE, pt->name, 0, 0,
+			                  (int64_t)pt->inflated,
+			                  "The workbook part %s unpacks to more than %s, over the "
+			                  "limit: split the data into smaller files.",
+			                  pt->name, sheet_fmt_bytes(s->lim.max_member_bytes, a));
+		pt->final_fed = n == 0;
+		st = XML_ParseBuffer(pt->p, (int)n, n == 0);
 	}
+	if (st == XML_STATUS_SUSPENDED) {
+		pt->suspended = true;
+		return 1;
+	}
+	if (st == XML_STATUS_ERROR) {
+		if (s->failed)
+			return s->failed;
+		if (pt->finished)
+			return 0;
+		return xl_xml_error(pt);
+	}
+	return pt->final_fed ? 0 : 2;
 }
 
 int xl_pump(struct xl_part *pt)
@@ -398,10 +395,15 @@ int xl_parse_part(struct sheet *s, const char *name, bool required, const char *
                   XML_StartElementHandler start, XML_EndElementHandler end,
                   XML_CharacterDataHandler text, void *ctx)
 {
-	struct xl_part pt;
-	int rc = xl_part_open(s, &pt, name, required, what, start, end, text, ctx);
+	/* On the heap: expat's allocator reaches pt->mem through a
+	 * thread-local pointer, which must not point into a stack frame. */
+	struct xl_part *pt = malloc(sizeof *pt);
+	if (!pt)
+		return xl_nomem(s);
+	int rc = xl_part_open(s, pt, name, required, what, start, end, text, ctx);
 	if (rc == 0)
-		rc = xl_pump(&pt);
-	xl_part_close(&pt);
+		rc = xl_pump(pt);
+	xl_part_close(pt);
+	free(pt);
 	return rc;
 }
