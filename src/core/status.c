@@ -57,6 +57,20 @@ bool msg_status_final(enum msg_status s, bool channel_has_receipts)
 	}
 }
 
+/*
+ * Settled is final, and DELIVERED too: the only thing that can still happen
+ * to a delivered message is a READ receipt, which many never send (SMS has
+ * no read receipts at all; WhatsApp users turn them off). Treating DELIVERED
+ * as open would keep most successful messages forever. The set is closed
+ * under status_decide (nothing moves a settled message back to an open
+ * status: a late DELIVERED after FAILED stays settled), which is what lets
+ * retention check a month once and then drop it.
+ */
+bool msg_status_settled(enum msg_status s, bool channel_has_receipts)
+{
+	return s == MSG_DELIVERED || msg_status_final(s, channel_has_receipts);
+}
+
 static bool in_chain(enum msg_status s)
 {
 	return s <= MSG_READ;

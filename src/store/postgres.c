@@ -1014,4 +1014,5 @@ const struct store_ops store_postgres = {
     .inbox_claim = pg_inbox_claim,
     .apply_inbox = pg_apply_inbox,
     .inbox_pending = pg_inbox_pending,
+    .message_prune = pg_message_prune,
 };

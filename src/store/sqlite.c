@@ -867,4 +867,5 @@ const struct store_ops store_sqlite = {
 	.inbox_claim = sq_inbox_claim,
 	.apply_inbox = sq_apply_inbox,
 	.inbox_pending = sq_inbox_pending,
+	.message_prune = sq_message_prune,
 };

@@ -4,7 +4,8 @@
  * accounts, templates, idempotency reads; sqlite_msg.c: messages and claims;
  * sqlite_hook.c: webhook inbox and the applier's transaction;
  * sqlite_supp.c: suppression list and recipient aliases;
- * sqlite_schema.c: migrations). Nothing outside src/store/ includes it.
+ * sqlite_retain.c: message retention; sqlite_schema.c: migrations).
+ * Nothing outside src/store/ includes it.
  *
  * Threads: the writer thread owns `wdb`, its prepared statements (`ws`) and
  * the JSON scratch buffer; nothing else touches them once it runs. Readers
@@ -44,6 +45,7 @@ enum sq_wslot {
 	W_SUPP_PUT, W_SUPP_DELETE, W_SUPP_GET, W_SUPP_ANY,
 	W_ALIAS_PUT, W_ALIAS_REPOINT, W_ALIAS_GET, W_ALIAS_ANY, W_ALIAS_DELETE,
 	W_ACCOUNT_TENANT,
+	W_RETAIN_PICK, W_RETAIN_EVENTS, W_RETAIN_MSG,
 	W__COUNT
 };
 
@@ -266,5 +268,9 @@ int sq_inbox_claim(struct store *st, int64_t now, int64_t lease_us, int limit,
 int sq_apply_inbox(struct store *st, const struct inbox_parsed *rows, size_t n, int64_t now,
                    struct apply_stats *stats);
 int sq_inbox_pending(struct store *st, int64_t *n);
+
+/* sqlite_retain.c */
+int sq_message_prune(struct store *st, const struct msg_retention *r,
+                     struct msg_retention_stats *stats, struct hr_err *err);
 
 #endif
