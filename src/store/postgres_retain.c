@@ -240,10 +240,15 @@ static int count_rows(struct pg_conn *c, const char *table, const struct lc_rete
  * FINALIZE). The locks each way takes are in the comment at the top.
  */
 static int drop_partition(struct pg_conn *c, const char *parent, const char *table,
-                          const struct pg_part *part, bool concurrent, struct hr_err *err)
+                          const struct pg_part *part, bool concurrent, const char **how,
+                          struct hr_err *err)
 {
 	char sql[300];
 	int rc = 0;
+	*how = part->pending     ? "a pending detach finalised"
+	       : !part->attached ? "left detached earlier"
+	       : concurrent      ? "detached concurrently"
+	                         : "detached";
 	if (part->pending) {
 		if ((rc = mc_exec(c,
 		                  "SET lock_timeout = '" PG_RETAIN_LOCK_TIMEOUT_CONCURRENT "'",
@@ -286,9 +291,11 @@ struct pass {
 	const struct lc_retention *lr;
 	bool concurrent_msg, concurrent_ev; /* the parent has no DEFAULT partition */
 	struct msg_retention_stats *stats;
-	/* A month whose message partition could not be dropped this time:
-	 * its ids [lo, hi) are left out of the row deletes, so it is dropped
-	 * whole next time rather than emptied row by row. */
+	/* A month whose message partition could not be dropped this time
+	 * (the months after it are not looked at either): ids from its start
+	 * to the start of the cutoff's month [lo, hi) are left out of the row
+	 * deletes, so those months are dropped whole next time rather than
+	 * emptied row by row now. */
 	bool deferred;
 	char lo[HR_ID_TIME_LEN + 1], hi[HR_ID_TIME_LEN + 1];
 };
@@ -331,6 +338,7 @@ static int month_pass(struct pass *p, const struct pg_month *m, struct hr_err *e
 	hr_id_time_prefix(month_start_us(m->ym, 0), lo);
 	hr_id_time_prefix(month_start_us(m->ym, 1), hi);
 	struct hr_err e = {0};
+	const char *how = "";
 	int rc;
 
 	if (m->msg.exists && !part_ours(&m->msg))
@@ -345,18 +353,18 @@ static int month_pass(struct pass *p, const struct pg_month *m, struct hr_err *e
 		if (rc == 0 && open)
 			return 0; /* row deletes take its settled messages */
 		if (rc == 0)
-			rc = drop_partition(p->c, "message", msg, &m->msg, p->concurrent_msg, &e);
+			rc = drop_partition(p->c, "message", msg, &m->msg, p->concurrent_msg, &how,
+			                    &e);
 		if (rc) {
-			/* Left out of the row deletes: dropped whole next time. */
 			p->deferred = true;
 			memcpy(p->lo, lo, sizeof lo);
-			memcpy(p->hi, hi, sizeof hi);
+			hr_id_time_prefix(month_start_us(ym_of(p->lr->before), 0), p->hi);
 			return month_failed(p, msg, rc, &e, err);
 		}
 		p->stats->messages += rows;
 		p->stats->months++;
-		hr_log(HR_LOG_INFO, "store", "retention: dropped %s (%lld messages)", msg,
-		       (long long)rows);
+		hr_log(HR_LOG_INFO, "store", "retention: dropped %s (%lld messages; %s)", msg,
+		       (long long)rows, how);
 	}
 	if (!part_ours(&m->ev))
 		return 0;
@@ -376,9 +384,11 @@ static int month_pass(struct pass *p, const struct pg_month *m, struct hr_err *e
 		return 0;
 	int64_t rows = 0;
 	if ((rc = count_rows(p->c, ev, NULL, &rows, NULL, &e)) ||
-	    (rc = drop_partition(p->c, "message_event", ev, &m->ev, p->concurrent_ev, &e)))
+	    (rc = drop_partition(p->c, "message_event", ev, &m->ev, p->concurrent_ev, &how, &e)))
 		return month_failed(p, ev, rc, &e, err);
 	p->stats->events += rows;
+	hr_log(HR_LOG_INFO, "store", "retention: dropped %s (%lld events; %s)", ev,
+	       (long long)rows, how);
 	return 0;
 }
 
@@ -466,6 +476,7 @@ static int run_pass(struct pg_store *s, struct pass *p, struct hr_err *err)
 		return rc;
 	if (!p->deferred)
 		return delete_rows(s, p->lr, "", p->lr->before_id, p->stats, err);
+	/* hi is a time prefix: "id > hi" takes every id of hi's millisecond on. */
 	if ((rc = delete_rows(s, p->lr, "", p->lo, p->stats, err)))
 		return rc;
 	return delete_rows(s, p->lr, p->hi, p->lr->before_id, p->stats, err);
