@@ -439,11 +439,11 @@ void serve_retention_tick(struct store *st, const struct retention_opts *ro)
 	if (!ro->message_keep_us)
 		return;
 	const char *at_sent[RETENTION_CHANNELS_MAX];
-	struct msg_retention mr = {
-	    .before = now - ro->message_keep_us,
-	    .final_at_sent = at_sent,
-	    .nfinal_at_sent = channel_final_at_sent(at_sent, RETENTION_CHANNELS_MAX),
-	    .max_batches = RETENTION_BATCHES_PER_TICK};
+	struct msg_retention mr = {.before = now - ro->message_keep_us,
+	                           .final_at_sent = at_sent,
+	                           .nfinal_at_sent =
+	                               channel_final_at_sent(at_sent, RETENTION_CHANNELS_MAX),
+	                           .max_batches = RETENTION_BATCHES_PER_TICK};
 	struct msg_retention_stats rs;
 	struct hr_err err = {0};
 	if (st->ops->message_prune(st, &mr, &rs, &err)) {
@@ -451,11 +451,13 @@ void serve_retention_tick(struct store *st, const struct retention_opts *ro)
 		return;
 	}
 	metrics_retention(rs.messages, rs.events, rs.months);
+	char months[48] = "";
+	if (rs.months)
+		snprintf(months, sizeof months, " (%d months dropped whole)", rs.months);
 	if (rs.messages || rs.events || rs.months)
 		hr_log(HR_LOG_INFO, "serve",
-		       "message retention: %lld messages and %lld events removed (%d months "
-		       "dropped whole)%s",
-		       (long long)rs.messages, (long long)rs.events, rs.months,
+		       "message retention: %lld messages and %lld events removed%s%s",
+		       (long long)rs.messages, (long long)rs.events, months,
 		       rs.more ? ", more next time" : "");
 }
 

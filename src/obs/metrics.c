@@ -135,11 +135,14 @@ void metrics_accepted(int n)
 void metrics_retention(int64_t messages, int64_t events, int months)
 {
 	if (messages > 0)
-		atomic_fetch_add_explicit(&m_retained_msgs, (uint64_t)messages, memory_order_relaxed);
+		atomic_fetch_add_explicit(&m_retained_msgs, (uint64_t)messages,
+		                          memory_order_relaxed);
 	if (events > 0)
-		atomic_fetch_add_explicit(&m_retained_events, (uint64_t)events, memory_order_relaxed);
+		atomic_fetch_add_explicit(&m_retained_events, (uint64_t)events,
+		                          memory_order_relaxed);
 	if (months > 0)
-		atomic_fetch_add_explicit(&m_retained_months, (uint64_t)months, memory_order_relaxed);
+		atomic_fetch_add_explicit(&m_retained_months, (uint64_t)months,
+		                          memory_order_relaxed);
 }
 
 static uint64_t ld(_Atomic uint64_t *v)

@@ -243,10 +243,10 @@ int lc_check_supp_keys(const char *tenant_id, const char *channel, const char *r
  * (SQLite with json_each, PostgreSQL with jsonb_array_elements_text).
  */
 struct lc_retention {
-	char before_id[HR_ID_TIME_LEN + 1]; /* hr_id_time_prefix(before) */
-	int64_t before;                     /* us */
-	int64_t settled;                    /* bit s: settled on every channel */
-	int64_t settled_at_sent;            /* bit s: settled on `channels` only */
+	char before_id[HR_ID_TIME_LEN + 1];                /* hr_id_time_prefix(before) */
+	int64_t before;                                    /* us */
+	int64_t settled;                                   /* bit s: settled on every channel */
+	int64_t settled_at_sent;                           /* bit s: settled on `channels` only */
 	char channels[LC_RETENTION_CHANNELS_MAX * 20 + 3]; /* JSON array of names */
 	int batch;
 	int max_batches; /* 0 = no limit */

@@ -22,7 +22,7 @@
  *    message another node is updating right now is left for the next run,
  *    never waited for), deleted with their events in one statement.
  *
- * Locks, and why inserts and claims are not held up:
+ * Locks, and how long inserts and claims can be held up:
  *  - Inserts and claims take ROW EXCLUSIVE on message (and on every
  *    partition a claim's plan reads: claims are not pruned by id, so they
  *    touch every month); reads take ACCESS SHARE.
@@ -31,14 +31,20 @@
  *  - With a DEFAULT partition (the schema has one, so that an insert never
  *    fails for want of a month), PostgreSQL refuses DETACH ... CONCURRENTLY
  *    ("cannot detach partitions concurrently when a default partition
- *    exists"). The month then goes by a plain DETACH and DROP in one short
- *    transaction: ACCESS EXCLUSIVE on the parent, the month's partition and
- *    the DEFAULT partition, held for the catalog change only (milliseconds)
- *    and committed at once. While it waits for that lock, statements on the
- *    table queue behind it, so the wait is bounded by lock_timeout
- *    (PG_RETAIN_LOCK_TIMEOUT): a month that cannot be had that fast is left
- *    for the next run (stats.more), and writers are held up by at most that
- *    much, once per month and table. Atomic, so no half-done state exists.
+ *    exists"). The month then goes by a plain DETACH in a transaction of its
+ *    own: ACCESS EXCLUSIVE on the parent, the month's partition and the
+ *    DEFAULT partition, held for the catalog change and the commit only
+ *    (milliseconds), so inserts and claims ARE held up, that long. While
+ *    it waits for that lock, statements on the table queue behind it, so
+ *    the wait is bounded by lock_timeout (PG_RETAIN_LOCK_TIMEOUT): a month
+ *    that cannot be had that fast is left for the next run (stats.more).
+ *    Writers are thus held up by at most about that much, once per month
+ *    and table (measured in test_postgres.c: the slowest insert during a
+ *    detach that timed out took the 200 ms). The DROP (file unlinks, the
+ *    slow part) comes after, in its own transaction, holding nothing but
+ *    the detached table. The same transaction as the DETACH marks the
+ *    table (PG_RETAIN_MARK, below), so a crash between the two leaves a
+ *    table the next run recognises and drops.
  *  - Without a DEFAULT partition, DETACH ... CONCURRENTLY (autocommit, no
  *    transaction block): its first transaction takes SHARE UPDATE EXCLUSIVE
  *    on the parent and the partition (conflicts with neither ROW EXCLUSIVE
@@ -53,7 +59,9 @@
  *    dropped, while a table an operator detached on purpose (to archive it)
  *    is never touched.
  *  - DROP TABLE of a detached partition: ACCESS EXCLUSIVE on that table
- *    only.
+ *    only (nobody else uses it any more).
+ *  - COMMENT ON TABLE (the mark): SHARE UPDATE EXCLUSIVE on the partition,
+ *    which conflicts with neither ROW EXCLUSIVE nor ACCESS SHARE.
  *  - Row deletes: ROW EXCLUSIVE on the tables and row locks on the rows
  *    deleted, which only the applier (a late webhook for the same message)
  *    could want.
@@ -61,13 +69,15 @@
  * Several nodes: a pass holds a session advisory lock (PG_RETAIN_LOCK) on
  * its own connection for its whole length; a runner that finds it taken
  * does nothing (stats.skipped). A runner that dies loses its connection and
- * with it the lock. Months made later by herald_ensure_partitions (its own
- * advisory lock) are never older than the cutoff.
+ * with it the lock. herald_ensure_partitions (every open makes the previous
+ * month) may make again a month a run dropped: it is empty, and goes again.
  *
  * The race that would matter, a message in a checked month becoming open
  * again before its partition goes, cannot happen: nothing moves a settled
  * status back to an open one (status.c, msg_status_settled), and new ids
- * are made at the current time, never in an old month.
+ * are made at the current time, never in an old month (only a copy of old
+ * rows into a live database, `herald migrate --to`, could put one there
+ * between the check and the detach).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,8 +123,8 @@ static int mc_exec(struct pg_conn *c, const char *sql, const struct pg_params *p
 {
 	if (out)
 		*out = NULL;
-	PGresult *r = p ? PQexecParams(c->c, sql, p->n, NULL, p->v, p->len, p->fmt, 0)
-	                : PQexec(c->c, sql);
+	PGresult *r =
+	    p ? PQexecParams(c->c, sql, p->n, NULL, p->v, p->len, p->fmt, 0) : PQexec(c->c, sql);
 	ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
 		int rc = pg_fail(c, r, err, field);
@@ -164,16 +174,17 @@ static int list_months(struct pg_conn *c, int before_ym, struct pg_month **out, 
 	*out = NULL;
 	*n = 0;
 	PGresult *r;
-	int rc = mc_exec(
-	    c,
-	    "SELECT c.relname, i.inhrelid IS NOT NULL, coalesce(i.inhdetachpending, false),"
-	    " coalesce(obj_description(c.oid, 'pg_class') = '" PG_RETAIN_MARK "', false)"
-	    " FROM pg_class c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid"
-	    "  AND i.inhparent IN ('message'::regclass, 'message_event'::regclass)"
-	    " WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())"
-	    "  AND c.relkind = 'r' AND c.relname ~ '^message(_event)?_[0-9]{6}$'"
-	    " ORDER BY right(c.relname, 6), c.relname",
-	    NULL, &r, err, "partitions");
+	int rc =
+	    mc_exec(c,
+	            "SELECT c.relname, i.inhrelid IS NOT NULL, coalesce(i.inhdetachpending, false),"
+	            " coalesce(obj_description(c.oid, 'pg_class') = '" PG_RETAIN_MARK "', false)"
+	            " FROM pg_class c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid"
+	            "  AND i.inhparent IN ('message'::regclass, 'message_event'::regclass)"
+	            " WHERE c.relnamespace ="
+	            "  (SELECT oid FROM pg_namespace WHERE nspname = current_schema())"
+	            "  AND c.relkind = 'r' AND c.relname ~ '^message(_event)?_[0-9]{6}$'"
+	            " ORDER BY right(c.relname, 6), c.relname",
+	            NULL, &r, err, "partitions");
 	if (rc)
 		return rc;
 	struct pg_month *v = NULL;
@@ -195,8 +206,8 @@ static int list_months(struct pg_conn *c, int before_ym, struct pg_month **out, 
 			memset(&v[len], 0, sizeof v[len]);
 			v[len++].ym = ym;
 		}
-		struct pg_part *p = strncmp(name, "message_event_", 14) == 0 ? &v[len - 1].ev
-		                                                              : &v[len - 1].msg;
+		struct pg_part *p =
+		    strncmp(name, "message_event_", 14) == 0 ? &v[len - 1].ev : &v[len - 1].msg;
 		p->exists = true;
 		p->attached = pg_col_bool(r, i, 1);
 		p->pending = pg_col_bool(r, i, 2);
@@ -250,8 +261,7 @@ static int drop_partition(struct pg_conn *c, const char *parent, const char *tab
 	       : concurrent      ? "detached concurrently"
 	                         : "detached";
 	if (part->pending) {
-		if ((rc = mc_exec(c,
-		                  "SET lock_timeout = '" PG_RETAIN_LOCK_TIMEOUT_CONCURRENT "'",
+		if ((rc = mc_exec(c, "SET lock_timeout = '" PG_RETAIN_LOCK_TIMEOUT_CONCURRENT "'",
 		                  NULL, NULL, err, table)))
 			return rc;
 		snprintf(sql, sizeof sql, "ALTER TABLE %s DETACH PARTITION %s FINALIZE", parent,
@@ -261,20 +271,21 @@ static int drop_partition(struct pg_conn *c, const char *parent, const char *tab
 	} else if (part->attached && !concurrent) {
 		snprintf(sql, sizeof sql,
 		         "BEGIN; SET LOCAL lock_timeout = '" PG_RETAIN_LOCK_TIMEOUT "';"
-		         "ALTER TABLE %s DETACH PARTITION %s; DROP TABLE %s; COMMIT",
-		         parent, table, table);
+		         "COMMENT ON TABLE %s IS '" PG_RETAIN_MARK "';"
+		         "ALTER TABLE %s DETACH PARTITION %s; COMMIT",
+		         table, parent, table);
 		rc = mc_exec(c, sql, NULL, NULL, err, table);
 		if (rc && c->c && PQtransactionStatus(c->c) != PQTRANS_IDLE)
 			PQclear(PQexec(c->c, "ROLLBACK"));
-		return rc;
+		if (rc)
+			return rc;
 	} else if (part->attached) {
 		snprintf(sql, sizeof sql, "COMMENT ON TABLE %s IS '" PG_RETAIN_MARK "'", table);
 		if ((rc = mc_exec(c, sql, NULL, NULL, err, table)))
 			return rc;
 		/* One statement per call: CONCURRENTLY refuses a multi-statement
 		 * string (an implicit transaction block). */
-		if ((rc = mc_exec(c,
-		                  "SET lock_timeout = '" PG_RETAIN_LOCK_TIMEOUT_CONCURRENT "'",
+		if ((rc = mc_exec(c, "SET lock_timeout = '" PG_RETAIN_LOCK_TIMEOUT_CONCURRENT "'",
 		                  NULL, NULL, err, table)))
 			return rc;
 		snprintf(sql, sizeof sql, "ALTER TABLE %s DETACH PARTITION %s CONCURRENTLY", parent,
@@ -348,8 +359,8 @@ static int month_pass(struct pass *p, const struct pg_month *m, struct hr_err *e
 		rc = count_rows(p->c, msg, p->lr, &rows, &open, &e);
 		if (rc == 0 && open && !m->msg.attached)
 			hr_log(HR_LOG_ERROR, "store",
-			       "retention: %s, detached, holds %lld open messages: not dropped", msg,
-			       (long long)open);
+			       "retention: %s, detached, holds %lld open messages: not dropped",
+			       msg, (long long)open);
 		if (rc == 0 && open)
 			return 0; /* row deletes take its settled messages */
 		if (rc == 0)
@@ -387,8 +398,8 @@ static int month_pass(struct pass *p, const struct pg_month *m, struct hr_err *e
 	    (rc = drop_partition(p->c, "message_event", ev, &m->ev, p->concurrent_ev, &how, &e)))
 		return month_failed(p, ev, rc, &e, err);
 	p->stats->events += rows;
-	hr_log(HR_LOG_INFO, "store", "retention: dropped %s (%lld events; %s)", ev,
-	       (long long)rows, how);
+	hr_log(HR_LOG_INFO, "store", "retention: dropped %s (%lld events; %s)", ev, (long long)rows,
+	       how);
 	return 0;
 }
 

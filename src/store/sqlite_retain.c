@@ -22,7 +22,7 @@
 struct job_retain {
 	struct sq_job j;
 	const struct lc_retention *lr;
-	char after[HR_ID_LEN + 1]; /* the cursor: ids above it ("" = from the start) */
+	char after[HR_ID_LEN + 1];  /* the cursor: ids above it ("" = from the start) */
 	char (*ids)[HR_ID_LEN + 1]; /* lr->batch entries, the caller's */
 	int picked;                 /* messages this batch found */
 	int64_t messages, events;   /* what this batch removed */
@@ -35,11 +35,12 @@ static int run_retain(struct sq_store *s, struct sq_job *j)
 	a->picked = 0;
 	a->messages = a->events = 0;
 	/* The predicate of lifecycle.h's struct lc_retention, verbatim. */
-	sqlite3_stmt *st = sq_wstmt(s, W_RETAIN_PICK,
-		"SELECT id FROM message WHERE id > ?1 AND id < ?2"
-		" AND (((?3 >> status) & 1) = 1"
-		"  OR (((?4 >> status) & 1) = 1 AND channel IN (SELECT value FROM json_each(?5))))"
-		" ORDER BY id LIMIT ?6");
+	sqlite3_stmt *st = sq_wstmt(
+	    s, W_RETAIN_PICK,
+	    "SELECT id FROM message WHERE id > ?1 AND id < ?2"
+	    " AND (((?3 >> status) & 1) = 1"
+	    "  OR (((?4 >> status) & 1) = 1 AND channel IN (SELECT value FROM json_each(?5))))"
+	    " ORDER BY id LIMIT ?6");
 	if (!st)
 		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "message");
 	sqlite3_bind_text(st, 1, a->after, -1, SQLITE_STATIC);
@@ -59,7 +60,8 @@ static int run_retain(struct sq_store *s, struct sq_job *j)
 	sqlite3_reset(st); /* no cursor open on message while deleting from it */
 
 	for (int i = 0; i < a->picked; i++) {
-		st = sq_wstmt(s, W_RETAIN_EVENTS, "DELETE FROM message_event WHERE message_id = ?1");
+		st =
+		    sq_wstmt(s, W_RETAIN_EVENTS, "DELETE FROM message_event WHERE message_id = ?1");
 		if (!st)
 			return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "message_event");
 		sqlite3_bind_text(st, 1, a->ids[i], -1, SQLITE_STATIC);

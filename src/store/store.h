@@ -217,7 +217,7 @@ struct apply_stats {
  * channel with receipts stays whatever its age.
  */
 struct msg_retention {
-	int64_t before;                  /* us, UTC; > 0 */
+	int64_t before; /* us, UTC; > 0 */
 	/* The channels without delivery receipts (channel_ops.has_receipts
 	 * false: "telegram"), whose messages are final at SENT; names
 	 * borrowed, at most 16, each [a-z0-9_-]{1,15}. */

@@ -198,8 +198,8 @@ static inline void msg_at_status(struct store *st, const char *account, const ch
 	struct hr_err err = {0};
 	if (status == MSG_SUPPRESSED) {
 		snprintf(m.recipient, sizeof m.recipient, "+1555%zu", strlen(account));
-		assert_int_equal(st->ops->suppression_put(st, "t1", channel, m.recipient, "test", &err),
-		                 0);
+		assert_int_equal(
+		    st->ops->suppression_put(st, "t1", channel, m.recipient, "test", &err), 0);
 	}
 	assert_int_equal(st->ops->message_insert(st, &m, 1, NULL, NULL, NULL), 0);
 	strcpy(id, m.id);

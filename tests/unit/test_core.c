@@ -69,7 +69,7 @@ static void test_id_at_and_prefix(void **state)
 	assert_true(hr_id_valid(id));
 	assert_memory_equal(id, "01HK153X00", HR_ID_TIME_LEN);
 	assert_true(strcmp(id, p) > 0); /* at the instant: not below it */
-	hr_id_at(jan - 1000, prev);      /* the millisecond before */
+	hr_id_at(jan - 1000, prev);     /* the millisecond before */
 	assert_true(hr_id_valid(prev));
 	assert_true(strcmp(prev, p) < 0);
 	/* Random tails: two ids of one instant differ. */
@@ -147,11 +147,11 @@ static void test_status_settled(void **state)
 	(void)state;
 	static const bool want[MSG__COUNT][2] = {
 	    /* [status] = {with receipts, without (Telegram)} */
-	    [MSG_QUEUED] = {false, false},     [MSG_SENDING] = {false, false},
-	    [MSG_SENT] = {false, true},        [MSG_DELIVERED] = {true, true},
-	    [MSG_READ] = {true, true},         [MSG_FAILED] = {true, true},
-	    [MSG_UNDELIVERED] = {true, true},  [MSG_CANCELLED] = {true, true},
-	    [MSG_EXPIRED] = {true, true},      [MSG_SUPPRESSED] = {true, true},
+	    [MSG_QUEUED] = {false, false},    [MSG_SENDING] = {false, false},
+	    [MSG_SENT] = {false, true},       [MSG_DELIVERED] = {true, true},
+	    [MSG_READ] = {true, true},        [MSG_FAILED] = {true, true},
+	    [MSG_UNDELIVERED] = {true, true}, [MSG_CANCELLED] = {true, true},
+	    [MSG_EXPIRED] = {true, true},     [MSG_SUPPRESSED] = {true, true},
 	    [MSG_UNKNOWN] = {false, false},
 	};
 	for (int r = 0; r < 2; r++)

@@ -251,15 +251,17 @@ static int retain(struct store *st, int64_t before, struct msg_retention_stats *
 struct old_case {
 	const char *account, *channel;
 	enum msg_status status;
-	int back;   /* months; -1: two years ago (no partition: DEFAULT) */
-	int day;    /* day of that month */
+	int back; /* months; -1: two years ago (no partition: DEFAULT) */
+	int day;  /* day of that month */
 	bool goes;
 	char id[HR_ID_LEN + 1];
 	size_t events;
 };
 
 #define OC(account, channel, status, back, day, goes)                                              \
-	{account, channel, status, back, day, goes, "", 0}
+	{                                                                                          \
+		account, channel, status, back, day, goes, "", 0                                   \
+	}
 
 static void make_cases(struct store *st, struct old_case *c, size_t n)
 {
@@ -486,7 +488,8 @@ static void test_retention_detach_concurrently(void **state)
 	assert_int_equal(table_exists(f, m4), 0);
 	assert_int_equal(table_exists(f, m3), 0);
 	assert_int_equal(table_exists(f, e3), 0);
-	assert_int_equal(query_int(f, "SELECT count(*) FROM pg_inherits WHERE inhdetachpending"), 0);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM pg_inherits WHERE inhdetachpending"),
+	                 0);
 	assert_int_equal(retain(st, month_start(2), &rs), 0);
 	assert_int_equal(rs.months, 0);
 	assert_int_equal(rs.messages, 0);
@@ -504,7 +507,7 @@ struct writer {
 static void *writer_main(void *arg)
 {
 	struct writer *w = arg;
-	while (!atomic_load(&w->stop)) {
+	do {
 		struct message m;
 		mk_msg(&m, "t1", "lw", 0, 0);
 		int64_t t0 = hr_mono_us();
@@ -515,7 +518,7 @@ static void *writer_main(void *arg)
 			w->max_us = dt;
 		w->n++;
 		usleep(5000);
-	}
+	} while (!atomic_load(&w->stop));
 	return NULL;
 }
 
@@ -609,7 +612,8 @@ static void test_retention_two_nodes(void **state)
 	struct message m[N];
 	for (int i = 0; i < N; i++) {
 		/* Half in month -4 (dropped whole), half in DEFAULT (row deletes). */
-		int64_t at = i % 2 ? month_start(4) + DAY + i * SEC : hr_now_us() - 800 * DAY + i * SEC;
+		int64_t at =
+		    i % 2 ? month_start(4) + DAY + i * SEC : hr_now_us() - 800 * DAY + i * SEC;
 		mk_msg(&m[i], "t1", "n2", 0, at);
 		hr_id_at(at, m[i].id);
 		m[i].created_at = at;

@@ -1780,10 +1780,8 @@ static void test_message_retention_args(void **state)
 	     "final_at_sent"},
 	    {{.before = hr_now_us(), .final_at_sent = empty_names, .nfinal_at_sent = 1},
 	     "final_at_sent"},
-	    {{.before = hr_now_us(), .final_at_sent = many, .nfinal_at_sent = 17},
-	     "final_at_sent"},
-	    {{.before = hr_now_us(), .final_at_sent = NULL, .nfinal_at_sent = 1},
-	     "final_at_sent"},
+	    {{.before = hr_now_us(), .final_at_sent = many, .nfinal_at_sent = 17}, "final_at_sent"},
+	    {{.before = hr_now_us(), .final_at_sent = NULL, .nfinal_at_sent = 1}, "final_at_sent"},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		struct hr_err err = {0};
