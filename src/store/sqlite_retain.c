@@ -8,8 +8,10 @@
  * stay are read once per call, not once per batch), then deletes their
  * events (message_event_msg index) and the messages by id. The job commits
  * with whatever else the writer grouped with it, so a client write waits
- * for one batch at most (about 10 ms for 1,000 messages with five events
- * each), never for the whole pass.
+ * for one batch at most, never for the whole pass (test_sqlite.c: 20,000
+ * messages with three events each went in 20 batches of about 36 ms in the
+ * sanitizer build on a busy 2-core machine; the slowest insert meanwhile
+ * took 97 ms).
  *
  * Inbound replies keep their message_id (nothing reads them through it);
  * suppressions, aliases and configuration are untouched.
