@@ -80,6 +80,14 @@ int hr_time_parse(const char *s, int64_t *out);
 #define HR_ID_LEN 26
 void hr_id_new(char out[HR_ID_LEN + 1]);
 bool hr_id_valid(const char *s);
+/* An id as if made at time us (random tail, no monotonic guarantee): for
+ * tests and for rows that carry an old time. */
+void hr_id_at(int64_t us, char out[HR_ID_LEN + 1]);
+/* The first HR_ID_TIME_LEN characters of every id made in the millisecond
+ * of us: ids made before us sort (byte-wise) below it, ids made at or after
+ * it at or above it. The same as PostgreSQL's herald_ulid_prefix(). */
+#define HR_ID_TIME_LEN 10
+void hr_id_time_prefix(int64_t us, char out[HR_ID_TIME_LEN + 1]);
 
 /* ---------------------------------------------------------------------------
  * Message lifecycle (see DESIGN.md "Message lifecycle"). The numeric values
@@ -104,6 +112,10 @@ const char *msg_status_name(enum msg_status s);               /* "queued", ...  
 int msg_status_parse(const char *name, enum msg_status *out); /* 0 or HR_EINVAL */
 /* True for a status after which nothing more is expected on this channel. */
 bool msg_status_final(enum msg_status s, bool channel_has_receipts);
+/* True for a status that retention may remove (store.message_retention_days):
+ * final, or DELIVERED (only a READ receipt can still come). QUEUED, SENDING,
+ * UNKNOWN and SENT on a channel with receipts are never settled. */
+bool msg_status_settled(enum msg_status s, bool channel_has_receipts);
 
 /*
  * What happens when an event reporting status `next` meets a message in

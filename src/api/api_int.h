@@ -275,6 +275,17 @@ enum MHD_Result api_channel_capabilities(struct api_req *r);
 /* Copies the config's tenants, API keys, accounts and templates (with
  * their header/buttons/regulatory declarations) into the store. */
 int serve_sync_config(json_t *cfg, struct store *st, struct hr_err *err);
+/* What expires (read at start, so a bad value stops the server before it
+ * listens). */
+struct retention_opts {
+	int64_t inbox_keep_us;   /* store.inbox_retention_hours */
+	int64_t idem_keep_us;    /* store.idempotency_ttl_hours */
+	int64_t message_keep_us; /* store.message_retention_days (0..3650); 0 = forever */
+};
+int serve_retention_opts(json_t *cfg, struct retention_opts *o, struct hr_err *err);
+/* One pass of retention, as the server runs it once a minute: expired
+ * webhook rows and idempotency records, then old settled messages. */
+void serve_retention_tick(struct store *st, const struct retention_opts *ro);
 
 /* ---- webhooks.c ---- */
 /* Early check at the headers stage: the account exists for the channel. */

@@ -93,17 +93,25 @@ bool batch_status_allowed(enum batch_status cur, enum batch_status next)
 	}
 }
 
+/* Settled for retention (below), and UNKNOWN: never sent again by itself,
+ * so a campaign does not wait for it (a late receipt still moves it). */
 bool batch_msg_settled(enum msg_status s, bool channel_has_receipts)
 {
-	switch (s) {
-	case MSG_QUEUED:
-	case MSG_SENDING:
-		return false;
-	case MSG_SENT:
-		return !channel_has_receipts;
-	default:
-		return (unsigned)s < MSG__COUNT;
-	}
+	return s == MSG_UNKNOWN || msg_status_settled(s, channel_has_receipts);
+}
+
+/*
+ * Settled is final, and DELIVERED too: the only thing that can still happen
+ * to a delivered message is a READ receipt, which many never send (SMS has
+ * no read receipts at all; WhatsApp users turn them off). Treating DELIVERED
+ * as open would keep most successful messages forever. The set is closed
+ * under status_decide (nothing moves a settled message back to an open
+ * status: a late DELIVERED after FAILED stays settled), which is what lets
+ * retention check a month once and then drop it.
+ */
+bool msg_status_settled(enum msg_status s, bool channel_has_receipts)
+{
+	return s == MSG_DELIVERED || msg_status_final(s, channel_has_receipts);
 }
 
 static bool in_chain(enum msg_status s)

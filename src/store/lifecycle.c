@@ -60,6 +60,64 @@ int lc_check_supp_keys(const char *tenant_id, const char *channel, const char *r
 }
 
 /* ---------------------------------------------------------------------------
+ * Message retention: the rule (store.h, struct msg_retention), stated here
+ * for every backend as three values their SQL binds.
+ * ------------------------------------------------------------------------- */
+
+static bool retention_channel_ok(const char *c)
+{
+	size_t n = c ? strlen(c) : 0;
+	if (n == 0 || n >= sizeof(((struct message *)0)->channel))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((c[i] >= 'a' && c[i] <= 'z') || (c[i] >= '0' && c[i] <= '9') || c[i] == '_' ||
+		      c[i] == '-'))
+			return false;
+	return true;
+}
+
+int lc_retention_prepare(const struct msg_retention *r, struct lc_retention *out,
+                         struct hr_err *err)
+{
+	memset(out, 0, sizeof *out);
+	if (!r || r->before <= 0)
+		return hr_fail(err, HR_EINVAL, "before", "retention needs a cutoff time");
+	if (r->batch < 0 || r->batch > LC_RETENTION_BATCH_MAX)
+		return hr_fail(err, HR_EINVAL, "batch", "batch must be between 1 and %d",
+		               LC_RETENTION_BATCH_MAX);
+	if (r->max_batches < 0)
+		return hr_fail(err, HR_EINVAL, "max_batches", "max_batches must be 0 or more");
+	if (r->nfinal_at_sent > LC_RETENTION_CHANNELS_MAX ||
+	    (r->nfinal_at_sent && !r->final_at_sent))
+		return hr_fail(err, HR_EINVAL, "final_at_sent", "at most %d channels",
+		               LC_RETENTION_CHANNELS_MAX);
+	out->before = r->before;
+	hr_id_time_prefix(r->before, out->before_id);
+	out->batch = r->batch ? r->batch : LC_RETENTION_BATCH_DEFAULT;
+	out->max_batches = r->max_batches;
+	/* The names are checked to [a-z0-9_-], so the array needs no escaping. */
+	size_t len = 0;
+	out->channels[len++] = '[';
+	for (size_t i = 0; i < r->nfinal_at_sent; i++) {
+		const char *c = r->final_at_sent[i];
+		if (!retention_channel_ok(c))
+			return hr_fail(err, HR_EINVAL, "final_at_sent",
+			               "channel name %zu is empty, too long or not [a-z0-9_-]", i);
+		len += (size_t)snprintf(out->channels + len, sizeof out->channels - len, "%s\"%s\"",
+		                        i ? "," : "", c);
+	}
+	out->channels[len++] = ']';
+	out->channels[len] = '\0';
+	for (int st = 0; st < MSG__COUNT; st++) {
+		if (msg_status_settled((enum msg_status)st, true))
+			out->settled |= (int64_t)1 << st;
+		else if (msg_status_settled((enum msg_status)st, false))
+			out->settled_at_sent |= (int64_t)1 << st;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------
  * The one transition.
  * ------------------------------------------------------------------------- */
 

@@ -311,6 +311,35 @@ int lc_batch_screen(struct store_tx *tx, struct lc_screen_cache *c, struct messa
 int lc_check_supp_keys(const char *tenant_id, const char *channel, const char *recipient,
                        struct hr_err *err);
 
+/* ---- message retention: the rule, once (store.h: struct msg_retention) ---- */
+
+#define LC_RETENTION_BATCH_DEFAULT 1000
+#define LC_RETENTION_BATCH_MAX 10000
+#define LC_RETENTION_CHANNELS_MAX 16
+
+/*
+ * A checked msg_retention as a backend's SQL takes it. A message is
+ * removable when
+ *   id < before_id
+ *   AND ((settled >> status) & 1 = 1
+ *        OR ((settled_at_sent >> status) & 1 = 1 AND channel IN channels))
+ * Backends bind these three values and repeat that predicate verbatim
+ * (SQLite with json_each, PostgreSQL with jsonb_array_elements_text).
+ */
+struct lc_retention {
+	char before_id[HR_ID_TIME_LEN + 1];                /* hr_id_time_prefix(before) */
+	int64_t before;                                    /* us */
+	int64_t settled;                                   /* bit s: settled on every channel */
+	int64_t settled_at_sent;                           /* bit s: settled on `channels` only */
+	char channels[LC_RETENTION_CHANNELS_MAX * 20 + 3]; /* JSON array of names */
+	int batch;
+	int max_batches; /* 0 = no limit */
+};
+
+/* Checks r and fills out; HR_EINVAL naming the field otherwise. */
+int lc_retention_prepare(const struct msg_retention *r, struct lc_retention *out,
+                         struct hr_err *err);
+
 /* Inbox row states (webhook_inbox.state). */
 enum {
 	INBOX_NEW = 0,

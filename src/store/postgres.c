@@ -1068,4 +1068,5 @@ const struct store_ops store_postgres = {
     .batch_cancel_step = pg_batch_cancel_step,
     .batch_recount = pg_batch_recount,
     .batch_discard = pg_batch_discard,
+    .message_prune = pg_message_prune,
 };

@@ -5,7 +5,8 @@
  * keys, accounts, templates, idempotency, retention; postgres_msg.c:
  * messages; postgres_hook.c: the webhook inbox; postgres_supp.c: the
  * suppression list and recipient aliases; postgres_tx.c: lifecycle.h's
- * transaction interface). Nothing outside src/store/ includes it.
+ * transaction interface; postgres_retain.c: message retention). Nothing
+ * outside src/store/ includes it.
  *
  * Threads: the writer thread ("herald-pgwrite") owns `w`, the writer's
  * connection, and its prepared statements; nothing else touches them once it
@@ -80,6 +81,7 @@ enum pg_slot {
 	P_ALIAS_ANY,
 	P_ALIAS_DELETE,
 	P_ACCOUNT_TENANT,
+	P_RETAIN,
 	/* readers */
 	P_APIKEY,
 	P_ACCOUNTS_ALL,
@@ -363,6 +365,10 @@ int pg_batch_cancel_step(struct store *st, const char *batch_id, int limit, int6
 int pg_batch_recount(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
                      int64_t *replied);
 int pg_inbox_pending(struct store *st, int64_t *n);
+
+/* postgres_retain.c */
+int pg_message_prune(struct store *st, const struct msg_retention *r,
+                     struct msg_retention_stats *stats, struct hr_err *err);
 
 /* Fills v[] (PQntuples(r) entries) from inbox rows selected or returned
  * as id, account_id, channel, dedupe_key, received_at, attempts, body. */

@@ -16,11 +16,13 @@
  * - message and message_event are RANGE-partitioned by message id, one
  *   partition per UTC month, made PG_PARTITION_MONTHS_AHEAD months ahead by
  *   herald_ensure_partitions() (at every open and migrate). An event lives
- *   in the partition of its message's month, so retention can drop a
- *   month of messages and their audit trail as two tables instead of
- *   deleting rows (no dead tuples, no vacuum debt). A DEFAULT partition
- *   catches ids outside the prepared months (clock skew, foreign ids), so
- *   an insert never fails for want of a partition.
+ *   in the partition of its message's month, so retention drops a month
+ *   of messages and their audit trail as two tables instead of deleting
+ *   rows (no dead tuples, no vacuum debt; postgres_retain.c, which also
+ *   says why the DEFAULT partition makes that a plain, not a CONCURRENTLY,
+ *   detach). A DEFAULT partition catches ids outside the prepared months
+ *   (clock skew, foreign ids), so an insert never fails for want of a
+ *   partition.
  * - Claims read a partial index of QUEUED rows per account in claim order
  *   (message_claim): its size is the backlog, not the table, and a claim
  *   is one statement (a MATERIALIZED CTE with FOR UPDATE SKIP LOCKED, then

@@ -877,4 +877,5 @@ const struct store_ops store_sqlite = {
 	.batch_cancel_step = sq_batch_cancel_step,
 	.batch_recount = sq_batch_recount,
 	.batch_discard = sq_batch_discard,
+	.message_prune = sq_message_prune,
 };

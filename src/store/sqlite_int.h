@@ -4,7 +4,8 @@
  * accounts, templates, idempotency reads; sqlite_msg.c: messages and claims;
  * sqlite_hook.c: webhook inbox and the applier's transaction;
  * sqlite_supp.c: suppression list and recipient aliases;
- * sqlite_schema.c: migrations). Nothing outside src/store/ includes it.
+ * sqlite_retain.c: message retention; sqlite_schema.c: migrations).
+ * Nothing outside src/store/ includes it.
  *
  * Threads: the writer thread owns `wdb`, its prepared statements (`ws`) and
  * the JSON scratch buffer; nothing else touches them once it runs. Readers
@@ -46,6 +47,7 @@ enum sq_wslot {
 	W_ACCOUNT_TENANT,
 	W_BATCH_STATE, W_BATCH_ADD, W_BATCH_ROWS_ADD, W_BATCH_SET, W_ITEM_INSERT, W_ITEM_TAKE,
 	W_BATCH_QUEUED, W_INBOUND_EXISTS,
+	W_RETAIN_PICK, W_RETAIN_EVENTS, W_RETAIN_MSG,
 	W__COUNT
 };
 
@@ -286,5 +288,9 @@ int sq_batch_cancel_step(struct store *st, const char *batch_id, int limit, int6
 int sq_batch_recount(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
                      int64_t *replied);
 int sq_inbox_pending(struct store *st, int64_t *n);
+
+/* sqlite_retain.c */
+int sq_message_prune(struct store *st, const struct msg_retention *r,
+                     struct msg_retention_stats *stats, struct hr_err *err);
 
 #endif

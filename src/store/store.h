@@ -268,6 +268,33 @@ enum batch_items_which {
 	BATCH_ITEMS_ALL = 0,
 	BATCH_ITEMS_INVALID = 1,     /* the validation report */
 	BATCH_ITEMS_PENDING = 2,     /* valid, not a duplicate, no message yet */
+ * Message retention (store.message_retention_days): what message_prune
+ * removes and how much per call. The rule, the same on every backend
+ * (lifecycle.c, lc_retention_prepare): a message goes, with its whole audit
+ * trail, when its id was made before `before` (an id's first characters are
+ * its creation time; created_at for every message Herald made) and its
+ * status is settled (msg_status_settled: final, or DELIVERED). A message
+ * that is queued (scheduled ones too), sending, unknown, or SENT on a
+ * channel with receipts stays whatever its age.
+ */
+struct msg_retention {
+	int64_t before; /* us, UTC; > 0 */
+	/* The channels without delivery receipts (channel_ops.has_receipts
+	 * false: "telegram"), whose messages are final at SENT; names
+	 * borrowed, at most 16, each [a-z0-9_-]{1,15}. */
+	const char *const *final_at_sent;
+	size_t nfinal_at_sent;
+	int batch;       /* messages per transaction, 1..10000; 0 = 1000 */
+	int max_batches; /* row-delete transactions per call; 0 = until none is left */
+};
+
+struct msg_retention_stats {
+	int64_t messages; /* messages removed (row deletes and dropped months) */
+	int64_t events;   /* their audit events removed */
+	int months;       /* postgres: months whose partitions were dropped */
+	int batches;      /* row-delete transactions that removed something */
+	bool more;        /* stopped early (max_batches, a month's drop deferred) */
+	bool skipped;     /* postgres: another runner held the retention lock */
 };
 
 struct store_ops {
@@ -417,6 +444,21 @@ struct store_ops {
 	 */
 	int (*prune)(struct store *st, int64_t inbox_before, int64_t idem_before, int limit,
 	             int64_t *n);
+	/*
+	 * Message retention by the rule of struct msg_retention. Nothing else
+	 * goes: an inbound reply linked to a removed message keeps its
+	 * message_id (it then finds nothing, as a reply quoting an unknown
+	 * message does), suppressions, aliases, accounts and tenants stay; a
+	 * webhook for a removed message is unmatched like one for a message
+	 * never seen. Row deletes run through the writer in transactions of at
+	 * most r->batch messages each, so writers wait for one short batch at
+	 * most. PostgreSQL first drops whole months of partitions where it can
+	 * (postgres_retain.c). Runs on several nodes at once are safe (the
+	 * second skips: stats->skipped). stats may be NULL. HR_EINVAL (field
+	 * named) for a bad r.
+	 */
+	int (*message_prune)(struct store *st, const struct msg_retention *r,
+	                     struct msg_retention_stats *stats, struct hr_err *err);
 	/* Number of inbox rows not yet done (for /metrics). */
 	int (*inbox_pending)(struct store *st, int64_t *n);
 

@@ -1542,6 +1542,263 @@ static void test_prune_retention(void **state)
 }
 
 /* ---------------------------------------------------------------------------
+ * Message retention.
+ * ------------------------------------------------------------------------- */
+
+#define DAY (86400 * SEC)
+
+static const char *const no_receipts[] = {"telegram"};
+
+static struct msg_retention_stats retain(struct store *st, int64_t before, int batch,
+                                         int max_batches)
+{
+	struct msg_retention r = {.before = before,
+	                          .final_at_sent = no_receipts,
+	                          .nfinal_at_sent = 1,
+	                          .batch = batch,
+	                          .max_batches = max_batches};
+	struct msg_retention_stats out;
+	struct hr_err err = {0};
+	int rc = st->ops->message_prune(st, &r, &out, &err);
+	if (rc)
+		fail_msg("message_prune: %d %s: %s", rc, err.field, err.msg);
+	assert_false(out.skipped);
+	return out;
+}
+
+/*
+ * Old settled messages go with their whole audit trail, whatever tenant;
+ * old open ones (scheduled, sending, SENT awaiting a receipt, unknown) and
+ * recent settled ones stay untouched. Counts are exact, batches are
+ * `batch` messages, and a second run finds nothing. What referred to a
+ * removed message still works: its suppression stays, a late webhook for
+ * it is unmatched like one for a message never seen, a get is not found.
+ */
+static void test_message_retention(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us(), old = now - 400 * DAY, cutoff = now - 30 * DAY;
+	static const struct {
+		const char *account, *channel;
+		enum msg_status status;
+		bool old, goes;
+	} cases[] = {
+	    {"r-failed", "whatsapp", MSG_FAILED, true, true},
+	    {"r-deliv", "whatsapp", MSG_DELIVERED, true, true},
+	    {"r-read", "whatsapp", MSG_READ, true, true},
+	    {"r-tgsent", "telegram", MSG_SENT, true, true}, /* final at SENT */
+	    {"r-supp", "sms", MSG_SUPPRESSED, true, true},
+	    {"r-sched", "whatsapp", MSG_QUEUED, true, false},
+	    {"r-sending", "whatsapp", MSG_SENDING, true, false},
+	    {"r-wasent", "whatsapp", MSG_SENT, true, false}, /* a receipt may come */
+	    {"r-unknown", "sms", MSG_UNKNOWN, true, false},
+	    {"r-recent", "whatsapp", MSG_FAILED, false, false},
+	    {"r-recent2", "telegram", MSG_SENT, false, false},
+	};
+	enum { N = sizeof cases / sizeof cases[0] };
+	char ids[N][HR_ID_LEN + 1];
+	size_t events[N];
+	int64_t want_msgs = 0, want_events = 0;
+	for (int i = 0; i < N; i++) {
+		msg_at_status(st, cases[i].account, cases[i].channel,
+		              cases[i].old ? old + i * SEC : now - 3600 * SEC + i * SEC,
+		              cases[i].status, ids[i]);
+		events[i] = count_events(st, ids[i], NULL);
+		assert_true(events[i] >= 1);
+		if (cases[i].goes) {
+			want_msgs++;
+			want_events += (int64_t)events[i];
+		}
+	}
+	/* A second tenant's old failed message goes too. */
+	struct message t2;
+	mk_msg(&t2, "t2", "r-t2", 0, old);
+	hr_id_at(old, t2.id);
+	t2.created_at = old;
+	assert_int_equal(st->ops->message_insert(st, &t2, 1, NULL, NULL, NULL), 0);
+	size_t n;
+	struct message c;
+	assert_int_equal(st->ops->claim(st, "r-t2", now, 30 * SEC, 1, &c, &n), 0);
+	assert_int_equal(n, 1);
+	message_clear(&c);
+	struct send_result fr = {.kind = SEND_FAILED, .attempt = 1, .http_status = 400};
+	strcpy(fr.message_id, t2.id);
+	assert_int_equal(st->ops->record_results(st, &fr, 1, NULL, NULL), 0);
+	int64_t t2_events = (int64_t)count_events(st, t2.id, NULL);
+	want_msgs++;
+	want_events += t2_events;
+	/* A STOP that quoted one of them: its suppression outlives the message. */
+	struct hr_err err = {0};
+	struct account_row acct = {.id = "r-read", .tenant_id = "t1", .channel = "whatsapp"};
+	assert_int_equal(st->ops->account_upsert(st, &acct, &err), 0);
+	struct wh_inbound in = {.optout = 1, .from = "+15550777", .kind = "text", .text = "STOP"};
+	strcpy(in.provider_msg_id, "in-stop-1");
+	strcpy(in.context_id, "p-r-read");
+	struct inbox_parsed row = {.inbox_id = inbox_add(st, "r-read"),
+	                           .account_id = "r-read",
+	                           .inbound = &in,
+	                           .ninbound = 1};
+	struct apply_stats as;
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, hr_now_us(), &as), 0);
+	assert_int_equal(as.inbound, 1);
+	want_events++; /* the "inbound" event on the read message */
+	int64_t total = count_msgs(st, NULL);
+	assert_int_equal(total, N + 1);
+
+	/* Nothing is older than a cutoff before everything. */
+	struct msg_retention_stats rs = retain(st, old - DAY, 2, 0);
+	assert_int_equal(rs.messages, 0);
+	assert_int_equal(rs.events, 0);
+	assert_int_equal(rs.batches, 0);
+	assert_false(rs.more);
+
+	rs = retain(st, cutoff, 2, 0);
+	assert_int_equal(rs.messages, want_msgs);
+	assert_int_equal(rs.events, want_events);
+	assert_int_equal(rs.batches, 3); /* 6 messages, 2 a batch */
+	assert_false(rs.more);
+	assert_int_equal(count_msgs(st, NULL), total - want_msgs);
+	for (int i = 0; i < N; i++) {
+		struct message m;
+		if (cases[i].goes) {
+			assert_int_equal(st->ops->message_get(st, NULL, ids[i], &m), HR_ENOTFOUND);
+			assert_int_equal(count_events(st, ids[i], NULL), 0);
+		} else {
+			assert_int_equal(status_of(st, ids[i]), cases[i].status);
+			assert_int_equal(count_events(st, ids[i], NULL), events[i]);
+		}
+	}
+	struct message m;
+	assert_int_equal(st->ops->message_get(st, "t2", t2.id, &m), HR_ENOTFOUND);
+	assert_int_equal(count_events(st, t2.id, NULL), 0);
+	assert_int_equal(st->ops->message_get_by_provider_id(st, "r-read", "p-r-read", &m),
+	                 HR_ENOTFOUND);
+	struct suppression_row *sv;
+	assert_int_equal(st->ops->suppression_list(st, "t1", "whatsapp", &sv, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(sv[0].recipient, "+15550777");
+	free(sv);
+	assert_int_equal(st->ops->suppression_list(st, "t1", "sms", &sv, &n), 0);
+	assert_int_equal(n, 1); /* the suppressed message's recipient */
+	free(sv);
+
+	/* A late receipt for a removed message: unmatched, kept for a retry. */
+	struct apply_stats hs = hook_status(st, "r-deliv", "p-r-deliv", MSG_READ, now, NULL);
+	assert_int_equal(hs.unmatched, 1);
+	assert_int_equal(hs.applied, 0);
+
+	/* A second run removes nothing. */
+	rs = retain(st, cutoff, 2, 0);
+	assert_int_equal(rs.messages, 0);
+	assert_int_equal(rs.events, 0);
+	assert_int_equal(rs.batches, 0);
+	assert_false(rs.more);
+	assert_int_equal(count_msgs(st, NULL), total - want_msgs);
+
+	/* The scheduled one becomes due and is sent and fails: now it goes. */
+	assert_int_equal(st->ops->claim(st, "r-sched", now + 7200 * SEC, 30 * SEC, 1, &c, &n), 0);
+	assert_int_equal(n, 1);
+	message_clear(&c);
+	strcpy(fr.message_id, ids[5]);
+	assert_int_equal(st->ops->record_results(st, &fr, 1, NULL, NULL), 0);
+	rs = retain(st, cutoff, 2, 0);
+	assert_int_equal(rs.messages, 1);
+	assert_int_equal(rs.batches, 1);
+	assert_int_equal(st->ops->message_get(st, NULL, ids[5], &m), HR_ENOTFOUND);
+}
+
+/* max_batches bounds one call; the next carries on where it stopped. */
+static void test_message_retention_bounded(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t old = hr_now_us() - 100 * DAY;
+	enum { N = 7 };
+	struct message m[N];
+	for (int i = 0; i < N; i++) {
+		mk_msg(&m[i], "t1", "rb", 0, old);
+		hr_id_at(old + i * SEC, m[i].id);
+		m[i].created_at = old + i * SEC;
+	}
+	assert_int_equal(st->ops->message_insert(st, m, N, NULL, NULL, NULL), 0);
+	size_t n;
+	struct message c[N];
+	assert_int_equal(st->ops->claim(st, "rb", hr_now_us(), 30 * SEC, N, c, &n), 0);
+	assert_int_equal(n, N);
+	struct send_result r[N];
+	for (int i = 0; i < N; i++) {
+		r[i] = (struct send_result){.kind = SEND_FAILED, .attempt = 1, .http_status = 400};
+		strcpy(r[i].message_id, c[i].id);
+		message_clear(&c[i]);
+	}
+	assert_int_equal(st->ops->record_results(st, r, N, NULL, NULL), 0);
+	int64_t cutoff = hr_now_us() - DAY;
+	struct msg_retention_stats rs = retain(st, cutoff, 2, 2);
+	assert_int_equal(rs.messages, 4);
+	assert_int_equal(rs.batches, 2);
+	assert_true(rs.more);
+	/* The oldest went first. */
+	struct message got;
+	assert_int_equal(st->ops->message_get(st, NULL, m[3].id, &got), HR_ENOTFOUND);
+	assert_int_equal(status_of(st, m[4].id), MSG_FAILED);
+	rs = retain(st, cutoff, 2, 2);
+	assert_int_equal(rs.messages, 3);
+	assert_int_equal(rs.batches, 2);
+	assert_false(rs.more); /* its second batch was short: nothing left */
+	rs = retain(st, cutoff, 2, 2);
+	assert_int_equal(rs.messages, 0);
+	assert_false(rs.more);
+	assert_int_equal(count_msgs(st, NULL), 0);
+}
+
+/* Bad arguments are refused before anything is touched, naming the field. */
+static void test_message_retention_args(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	char id[HR_ID_LEN + 1];
+	msg_at_status(st, "ra", "whatsapp", hr_now_us() - 10 * DAY, MSG_FAILED, id);
+	const char *bad_names[] = {"Tele gram"};
+	const char *long_names[] = {"averyveryverylongchannel"};
+	const char *empty_names[] = {""};
+	static const char *many[17];
+	for (int i = 0; i < 17; i++)
+		many[i] = "telegram";
+	const struct {
+		struct msg_retention r;
+		const char *field;
+	} bad[] = {
+	    {{.before = 0}, "before"},
+	    {{.before = -5}, "before"},
+	    {{.before = hr_now_us(), .batch = 10001}, "batch"},
+	    {{.before = hr_now_us(), .batch = -1}, "batch"},
+	    {{.before = hr_now_us(), .max_batches = -1}, "max_batches"},
+	    {{.before = hr_now_us(), .final_at_sent = bad_names, .nfinal_at_sent = 1},
+	     "final_at_sent"},
+	    {{.before = hr_now_us(), .final_at_sent = long_names, .nfinal_at_sent = 1},
+	     "final_at_sent"},
+	    {{.before = hr_now_us(), .final_at_sent = empty_names, .nfinal_at_sent = 1},
+	     "final_at_sent"},
+	    {{.before = hr_now_us(), .final_at_sent = many, .nfinal_at_sent = 17}, "final_at_sent"},
+	    {{.before = hr_now_us(), .final_at_sent = NULL, .nfinal_at_sent = 1}, "final_at_sent"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct hr_err err = {0};
+		struct msg_retention_stats rs = {.messages = 99};
+		assert_int_equal(st->ops->message_prune(st, &bad[i].r, &rs, &err), HR_EINVAL);
+		assert_string_equal(err.field, bad[i].field);
+		assert_int_equal(rs.messages, 0);
+	}
+	assert_int_equal(status_of(st, id), MSG_FAILED);
+	/* No stats wanted: fine. */
+	struct msg_retention ok = {.before = hr_now_us()};
+	assert_int_equal(st->ops->message_prune(st, &ok, NULL, NULL), 0);
+	struct message m;
+	assert_int_equal(st->ops->message_get(st, NULL, id, &m), HR_ENOTFOUND);
+}
+
+/* ---------------------------------------------------------------------------
  * Listing.
  * ------------------------------------------------------------------------- */
 
@@ -3595,6 +3852,9 @@ int main(void)
 	    T(test_apply_retry_no_duplicate_events),
 	    T(test_outside_text_stored_as_utf8),
 	    T(test_prune_retention),
+	    T(test_message_retention),
+	    T(test_message_retention_bounded),
+	    T(test_message_retention_args),
 	    T(test_list_filters_and_paging),
 	    T(test_concurrent_inserts),
 	    T(test_async_inserts),
