@@ -268,6 +268,9 @@ enum batch_items_which {
 	BATCH_ITEMS_ALL = 0,
 	BATCH_ITEMS_INVALID = 1,     /* the validation report */
 	BATCH_ITEMS_PENDING = 2,     /* valid, not a duplicate, no message yet */
+};
+
+/*
  * Message retention (store.message_retention_days): what message_prune
  * removes and how much per call. The rule, the same on every backend
  * (lifecycle.c, lc_retention_prepare): a message goes, with its whole audit
