@@ -395,11 +395,25 @@ int sq_wexec(struct sq_store *s, enum sq_wslot slot, const char *sql)
  * (I/O error, disk full: autocommit is back on), every job of the group
  * fails: none of them is durable.
  */
+static void w_rollback(void *be)
+{
+	sq_wexec(be, W_ROLLBACK, "ROLLBACK");
+}
+
+/* HR_EIO naming the step that failed with SQLite's message; a transaction
+ * still open is rolled back. */
+static int w_fail(struct sq_store *s, const char *step, struct hr_err *e)
+{
+	int rc = hr_fail(e, HR_EIO, "store", "%s: %s", step, sqlite3_errmsg(s->wdb));
+	if (!sqlite3_get_autocommit(s->wdb))
+		w_rollback(s);
+	return rc;
+}
+
 static int w_begin(void *be, struct hr_err *e)
 {
-	struct sq_store *s = be;
-	if (sq_wexec(s, W_BEGIN, "BEGIN IMMEDIATE") != SQLITE_OK)
-		return hr_fail(e, HR_EIO, "store", "begin: %s", sqlite3_errmsg(s->wdb));
+	if (sq_wexec(be, W_BEGIN, "BEGIN IMMEDIATE") != SQLITE_OK)
+		return w_fail(be, "begin", e);
 	return 0;
 }
 
@@ -428,29 +442,16 @@ static int w_check(void *be, struct wr_job *j)
 	return sqlite3_get_autocommit(s->wdb) ? HR_EIO : 0;
 }
 
-static void w_rollback(void *be)
-{
-	sq_wexec(be, W_ROLLBACK, "ROLLBACK");
-}
-
 static int w_abort(void *be, struct hr_err *e)
 {
-	struct sq_store *s = be;
-	int rc = hr_fail(e, HR_EIO, "store", "transaction aborted: %s", sqlite3_errmsg(s->wdb));
-	if (!sqlite3_get_autocommit(s->wdb))
-		w_rollback(s);
-	return rc;
+	return w_fail(be, "transaction aborted", e);
 }
 
 static int w_commit(void *be, struct hr_err *e)
 {
-	struct sq_store *s = be;
-	if (sq_wexec(s, W_COMMIT, "COMMIT") == SQLITE_OK)
-		return 0;
-	int rc = hr_fail(e, HR_EIO, "store", "commit: %s", sqlite3_errmsg(s->wdb));
-	if (!sqlite3_get_autocommit(s->wdb))
-		w_rollback(s);
-	return rc;
+	if (sq_wexec(be, W_COMMIT, "COMMIT") != SQLITE_OK)
+		return w_fail(be, "commit", e);
+	return 0;
 }
 
 static int w_solo(void *be, struct wr_job *j)

@@ -30,9 +30,17 @@ void wr_destroy(struct wr *w)
 	pthread_mutex_destroy(&w->dlock);
 }
 
-static int enqueue(struct wr *w, struct wr_job *j)
+/* Queues j with its answer (cb, or a blocking waiter when NULL); HR_EBUSY
+ * if the writer is stopping or a limited job finds the queue full. */
+static int enqueue(struct wr *w, struct wr_job *j, store_done_fn cb, void *arg, bool heap)
 {
 	j->next = NULL;
+	j->cb = cb;
+	j->arg = arg;
+	j->heap = heap;
+	j->done = false;
+	j->rc = 0;
+	j->err.code = 0;
 	pthread_mutex_lock(&w->qlock);
 	if (w->stopping || (j->limited && w->qlen >= w->queue_max)) {
 		pthread_mutex_unlock(&w->qlock);
@@ -51,14 +59,8 @@ static int enqueue(struct wr *w, struct wr_job *j)
 
 int wr_run_blocking(struct wr *w, struct wr_job *j, struct hr_err *err)
 {
-	j->cb = NULL;
-	j->arg = NULL;
-	j->heap = false;
-	j->done = false;
-	j->rc = 0;
-	j->err.code = 0;
 	pthread_cond_init(&j->cv, NULL);
-	int rc = enqueue(w, j);
+	int rc = enqueue(w, j, NULL, NULL, false);
 	if (rc == 0) {
 		pthread_mutex_lock(&w->dlock);
 		while (!j->done)
@@ -81,13 +83,7 @@ int wr_run_async(struct wr *w, struct wr_job *j, size_t size, store_done_fn cb, 
 	if (!h)
 		return HR_ENOMEM;
 	memcpy(h, j, size);
-	h->cb = cb;
-	h->arg = arg;
-	h->heap = true;
-	h->done = false;
-	h->rc = 0;
-	h->err.code = 0;
-	int rc = enqueue(w, h);
+	int rc = enqueue(w, h, cb, arg, true);
 	if (rc)
 		free(h);
 	return rc;

@@ -303,6 +303,28 @@ static void mk(struct tjob *t, int id, int rc)
 	t->rc = rc;
 }
 
+/* n jobs that succeed, numbered from id. */
+static void mk_jobs(struct tjob *t, int n, int id)
+{
+	for (int i = 0; i < n; i++)
+		mk(&t[i], id + i, 0);
+}
+
+static void queue_jobs(struct tjob *t, struct answer *a, int n)
+{
+	memset(a, 0, (size_t)n * sizeof *a);
+	for (int i = 0; i < n; i++)
+		queue_async(&t[i], &a[i]);
+}
+
+/* Lets the writer go on past the gate; waits for `answered` callbacks in
+ * all (the gate's included). */
+static void release(int answered)
+{
+	open_gate();
+	wait_answered(answered);
+}
+
 /* Five queued jobs make one transaction: a savepoint around each, the
  * failing one rolled back to its savepoint alone, one commit; every caller
  * answered after the commit, in queue order, with its own result. */
@@ -312,14 +334,12 @@ static void test_group_savepoints(void **state)
 	start(&fake_ops, 0, 0);
 	close_gate();
 	struct tjob t[5];
-	struct answer a[5] = {0};
-	for (int i = 0; i < 5; i++) {
-		mk(&t[i], i + 1, i == 2 ? HR_ECONFLICT : 0);
-		queue_async(&t[i], &a[i]);
-	}
+	struct answer a[5];
+	mk_jobs(t, 5, 1);
+	t[2].rc = HR_ECONFLICT;
+	queue_jobs(t, a, 5);
 	assert_int_equal(wr_queued(&W), 5);
-	open_gate();
-	wait_answered(6);
+	release(6);
 	assert_string_equal(F.trace, "O j0 B S j1 R S j2 R S j3 T R S j4 R S j5 R C ");
 	size_t committed = strlen(F.trace);
 	for (int i = 0; i < 5; i++) {
@@ -346,14 +366,11 @@ static void test_group_max_and_solo(void **state)
 	start(&fake_ops, 2, 0);
 	close_gate();
 	struct tjob t[6];
-	struct answer a[6] = {0};
-	for (int i = 0; i < 6; i++) {
-		mk(&t[i], i + 1, 0);
-		t[i].j.solo = i == 3;
-		queue_async(&t[i], &a[i]);
-	}
-	open_gate();
-	wait_answered(7);
+	struct answer a[6];
+	mk_jobs(t, 6, 1);
+	t[3].j.solo = true;
+	queue_jobs(t, a, 6);
+	release(7);
 	assert_string_equal(F.trace, "O j0 "
 	                             "B S j1 R S j2 R C "
 	                             "B j3 C "
@@ -408,8 +425,7 @@ static void test_queue_max_limited_only(void **state)
 	mk(&t3, 3, 0);
 	queue_async(&t3, &a3);
 	assert_int_equal(wr_queued(&W), 2);
-	open_gate();
-	wait_answered(3);
+	release(3);
 	assert_int_equal(a1.rc, 0);
 	assert_int_equal(a3.rc, 0);
 	assert_string_equal(F.trace, "O j0 B S j1 R S j3 R C ");
@@ -429,14 +445,11 @@ static void test_unavailable_and_begin_failure(void **state)
 	close_gate();
 	F.ready_rc = HR_EBUSY;
 	struct tjob t[3];
-	struct answer a[3] = {0};
-	for (int i = 0; i < 3; i++) {
-		mk(&t[i], i + 1, 0);
-		t[i].j.solo = i == 2;
-		queue_async(&t[i], &a[i]);
-	}
-	open_gate();
-	wait_answered(4);
+	struct answer a[3];
+	mk_jobs(t, 3, 1);
+	t[2].j.solo = true;
+	queue_jobs(t, a, 3);
+	release(4);
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(a[i].rc, HR_EBUSY);
 		assert_string_equal(a[i].msg, "fake: unavailable");
@@ -468,13 +481,10 @@ static void test_lost_transaction_fails_group(void **state)
 	close_gate();
 	F.break_id = 2;
 	struct tjob t[3];
-	struct answer a[3] = {0};
-	for (int i = 0; i < 3; i++) {
-		mk(&t[i], i + 1, 0);
-		queue_async(&t[i], &a[i]);
-	}
-	open_gate();
-	wait_answered(4);
+	struct answer a[3];
+	mk_jobs(t, 3, 1);
+	queue_jobs(t, a, 3);
+	release(4);
 	assert_string_equal(F.trace, "O j0 B S j1 R S j2 A ");
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(a[i].rc, HR_EIO);
@@ -509,14 +519,13 @@ static void test_run_many(void **state)
 	close_gate();
 	static const bool pipe[6] = {true, true, false, true, false, true};
 	struct tjob t[6];
-	struct answer a[6] = {0};
-	for (int i = 0; i < 6; i++) {
-		mk(&t[i], i + 1, i == 1 ? HR_ECONFLICT : 0);
+	struct answer a[6];
+	mk_jobs(t, 6, 1);
+	for (int i = 0; i < 6; i++)
 		t[i].j.pipeable = pipe[i];
-		queue_async(&t[i], &a[i]);
-	}
-	open_gate();
-	wait_answered(7);
+	t[1].rc = HR_ECONFLICT;
+	queue_jobs(t, a, 6);
+	release(7);
 	assert_string_equal(F.trace, "O j0 B M[ j1 j2 ] S j3 R S j4 R S j5 R S j6 R C ");
 	for (int i = 0; i < 6; i++)
 		assert_int_equal(a[i].rc, i == 1 ? HR_ECONFLICT : 0);
@@ -534,14 +543,11 @@ static void test_run_many(void **state)
 	F.gate_entered = false;
 	close_gate();
 	struct tjob p[2];
-	struct answer pa[2] = {0};
-	for (int i = 0; i < 2; i++) {
-		mk(&p[i], 8 + i, 0);
-		p[i].j.pipeable = true;
-		queue_async(&p[i], &pa[i]);
-	}
-	open_gate();
-	wait_answered(10);
+	struct answer pa[2];
+	mk_jobs(p, 2, 8);
+	p[0].j.pipeable = p[1].j.pipeable = true;
+	queue_jobs(p, pa, 2);
+	release(10);
 	assert_string_equal(F.trace, "O j0 B M[ j8 j9 ] A ");
 	assert_int_equal(pa[0].rc, HR_EIO);
 	assert_int_equal(pa[1].rc, HR_EIO);
@@ -563,11 +569,9 @@ static void test_stop_drains(void **state)
 	start(&fake_ops, 0, 0);
 	close_gate();
 	struct tjob t[3];
-	struct answer a[3] = {0};
-	for (int i = 0; i < 3; i++) {
-		mk(&t[i], i + 1, 0);
-		queue_async(&t[i], &a[i]);
-	}
+	struct answer a[3];
+	mk_jobs(t, 3, 1);
+	queue_jobs(t, a, 3);
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, stop_thread, NULL), 0);
 	/* Wait until the stop is under way: new jobs are refused. */
