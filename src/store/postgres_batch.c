@@ -45,12 +45,13 @@ static int row_batch(const PGresult *r, int i, struct batch *b)
 }
 
 struct job_batch {
-	struct pg_job j;
+	struct wr_job j;
 	const struct batch *b;
 };
 
-static int run_create(struct pg_store *s, struct pg_job *j)
+static int run_create(void *be, struct wr_job *j)
 {
+	struct pg_store *s = be;
 	const struct batch *b = ((struct job_batch *)j)->b;
 	struct pg_params p = {0};
 	pp_text(&p, b->id);
@@ -84,7 +85,7 @@ int pg_batch_create(struct store *st, const struct batch *b, struct hr_err *err)
 		return hr_fail(err, HR_EINVAL, "batch",
 		               "a batch needs an id, tenant, name, channel and account");
 	struct job_batch c = {.j = {.run = run_create}, .b = b};
-	return pg_run_blocking((struct pg_store *)st, &c.j, err);
+	return wr_run_blocking(&((struct pg_store *)st)->wr, &c.j, err);
 }
 
 int pg_batch_get(struct store *st, const char *tenant_id, const char *id, struct batch *out)

@@ -8,9 +8,9 @@
  * transaction interface; postgres_retain.c: message retention). Nothing
  * outside src/store/ includes it.
  *
- * Threads: the writer thread ("herald-pgwrite") owns `w`, the writer's
- * connection, and its prepared statements; nothing else touches them once it
- * runs. Readers borrow a connection from the pool for one call.
+ * Threads: the writer thread ("herald-pgwrite", writer.h) owns `w`, the
+ * writer's connection, and its prepared statements; nothing else touches
+ * them once it runs. Readers borrow a connection from the pool for one call.
  *
  * Connections that break (the server restarted, the network dropped) are
  * dropped and opened again on next use: the writer before its next group,
@@ -32,6 +32,7 @@
 
 #include "store/lifecycle.h"
 #include "store/store.h"
+#include "store/writer.h"
 
 /* ---- migrations (postgres_schema.c) ---- */
 struct pg_migration {
@@ -152,29 +153,9 @@ void pg_arr_i64(struct hr_buf *a, int64_t v);
 void pg_arr_bool(struct hr_buf *a, bool v);
 const char *pg_arr_end(struct hr_buf *a);
 
-struct pg_store;
-
-/* One unit of write work; the same contract as sqlite_int.h's sq_job. */
-struct pg_job {
-	struct pg_job *next;
-	int (*run)(struct pg_store *s, struct pg_job *j);
-	store_done_fn cb;
-	void *arg;
-	bool solo;
-	/* Its statements only write and need no result back (pg_wdo for all of
-	 * them): several such jobs in a group are sent in one pipeline. */
-	bool pipeable;
-	bool limited;
-	bool heap;
-	bool done;
-	pthread_cond_t cv;
-	int rc;
-	struct hr_err err;
-};
-
 /* One command sent in the writer's pipeline, and whose result it is. */
 struct pg_pcmd {
-	struct pg_job *job;
+	struct wr_job *job;
 	enum pg_slot slot;
 	enum { PC_SAVEPOINT, PC_RELEASE, PC_PREPARE, PC_STMT } kind;
 	const char *field;
@@ -187,27 +168,17 @@ struct pg_store {
 	char *dsn;
 	char *password;
 
-	/* writer */
+	/* writer: the thread and queue (writer.c) and what it owns here. A job
+	 * marked `pipeable` only writes and needs no result back (pg_wdo for
+	 * all its statements): several such jobs in a group are sent in one
+	 * pipeline. */
+	struct wr wr;
 	struct pg_conn w;
 	int64_t gnow;         /* the database's clock at the group's BEGIN (us) */
 	bool piping;          /* the writer's connection is in pipeline mode */
 	struct pg_pcmd *pcmd; /* the commands sent in the current pipeline */
 	size_t npcmd, pcap;
-	struct pg_job *pjob; /* the job whose statements are being sent */
 	struct ev_json json;
-	pthread_t writer;
-	bool writer_running;
-
-	pthread_mutex_t qlock; /* guards the queue fields below */
-	pthread_cond_t qcond;
-	struct pg_job *qhead, *qtail;
-	int qlen;
-	bool stopping;
-
-	pthread_mutex_t dlock; /* guards pg_job.done of blocking jobs */
-
-	atomic_uint_fast64_t commits;
-	atomic_uint_fast64_t jobs;
 	atomic_uint_fast64_t pipelines;   /* pipeline round trips */
 	atomic_uint_fast64_t pipe_failed; /* jobs that failed inside one */
 
@@ -237,7 +208,7 @@ int pg_exec(struct pg_conn *c, enum pg_slot slot, const char *sql, const struct 
  * be sent). conflict (may be NULL) replaces the message of a unique
  * violation, which then names `field`.
  */
-int pg_wdo(struct pg_store *s, struct pg_job *j, enum pg_slot slot, const char *sql,
+int pg_wdo(struct pg_store *s, struct wr_job *j, enum pg_slot slot, const char *sql,
            const struct pg_params *p, const char *field, const char *conflict);
 /* Same for an ad hoc name (message_list variants): prepared flag given. */
 int pg_exec_named(struct pg_conn *c, const char *name, bool *prepared, const char *sql,
@@ -254,9 +225,6 @@ int pg_reader_get(struct pg_store *s, struct pg_conn **out);
 int pg_read(struct pg_store *s, enum pg_slot slot, int list_mask, const char *sql,
             const struct pg_params *p, PGresult **out);
 void pg_reader_put(struct pg_store *s, struct pg_conn *c);
-
-int pg_run_blocking(struct pg_store *s, struct pg_job *j, struct hr_err *err);
-int pg_run_async(struct pg_store *s, struct pg_job *j, size_t size, store_done_fn cb, void *arg);
 
 /* Column readers: "" / 0 for NULL. */
 void pg_col_copy(const PGresult *r, int row, int col, char *dst, size_t size);

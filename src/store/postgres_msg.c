@@ -14,13 +14,13 @@
  * ------------------------------------------------------------------------- */
 
 struct job_insert {
-	struct pg_job j;
+	struct wr_job j;
 	const struct message *msgs;
 	size_t n;
 	const struct idem_put *idem;
 };
 
-static int insert_idem(struct pg_store *s, struct pg_job *j, const struct idem_put *ip)
+static int insert_idem(struct pg_store *s, struct wr_job *j, const struct idem_put *ip)
 {
 	struct pg_params p = {0};
 	pp_text(&p, ip->tenant_id);
@@ -83,8 +83,9 @@ enum { IC_COLS = 14 };
  * 10,000). The idempotency row goes first, so a replayed key costs nothing
  * before failing.
  */
-static int run_insert(struct pg_store *s, struct pg_job *j)
+static int run_insert(void *be, struct wr_job *j)
 {
+	struct pg_store *s = be;
 	struct job_insert *a = (struct job_insert *)j;
 	int rc;
 	if (a->idem && (rc = insert_idem(s, j, a->idem)))
@@ -177,8 +178,8 @@ int pg_message_insert(struct store *st, const struct message *msgs, size_t n,
 	                       .n = n,
 	                       .idem = idem};
 	if (cb)
-		return pg_run_async(s, &a.j, sizeof a, cb, arg);
-	return pg_run_blocking(s, &a.j, NULL);
+		return wr_run_async(&s->wr, &a.j, sizeof a, cb, arg);
+	return wr_run_blocking(&s->wr, &a.j, NULL);
 }
 
 /* ---------------------------------------------------------------------------

@@ -408,15 +408,16 @@ static int month_pass(struct pass *p, const struct pg_month *m, struct hr_err *e
  * ------------------------------------------------------------------------- */
 
 struct job_retain {
-	struct pg_job j;
+	struct wr_job j;
 	const struct lc_retention *lr;
 	char after[HR_ID_LEN + 1]; /* ids above this... */
 	const char *upto;          /* ...and below this */
 	int64_t picked, messages, events;
 };
 
-static int run_retain(struct pg_store *s, struct pg_job *j)
+static int run_retain(void *be, struct wr_job *j)
 {
+	struct pg_store *s = be;
 	struct job_retain *a = (struct job_retain *)j;
 	a->picked = a->messages = a->events = 0;
 	struct pg_params p = {0};
@@ -457,7 +458,7 @@ static int delete_rows(struct pg_store *s, const struct lc_retention *lr, const 
 			stats->more = true;
 			return 0;
 		}
-		int rc = pg_run_blocking(s, &a.j, err);
+		int rc = wr_run_blocking(&s->wr, &a.j, err);
 		if (rc)
 			return rc;
 		if (a.picked == 0)

@@ -18,7 +18,7 @@
 #include "store/postgres_int.h"
 
 struct job_lc {
-	struct pg_job j;
+	struct wr_job j;
 	lc_tx_fn fn;
 	void *ctx;
 	bool ctx_inline;
@@ -41,14 +41,15 @@ struct pg_claim_probe {
 struct pg_tx {
 	struct store_tx base;
 	struct pg_store *s;
-	struct pg_job *j;
+	struct wr_job *j;
 	struct pg_claim_probe probe;
 };
 
 static const struct store_tx_ops pg_tx_ops;
 
-static int run_lc(struct pg_store *s, struct pg_job *j)
+static int run_lc(void *be, struct wr_job *j)
 {
+	struct pg_store *s = be;
 	struct job_lc *l = (struct job_lc *)j;
 	struct pg_tx tx = {.base = {.ops = &pg_tx_ops}, .s = s, .j = j};
 	void *ctx = l->ctx_inline ? (void *)(l + 1) : l->ctx;
@@ -61,7 +62,7 @@ static int pg_lc_run(struct store *st, lc_tx_fn fn, void *ctx, size_t ctx_size, 
 	struct pg_store *s = (struct pg_store *)st;
 	if (!cb) {
 		struct job_lc l = {.j = {.run = run_lc}, .fn = fn, .ctx = ctx};
-		return pg_run_blocking(s, &l.j, err);
+		return wr_run_blocking(&s->wr, &l.j, err);
 	}
 	size_t size = sizeof(struct job_lc) + ctx_size;
 	struct job_lc *l = calloc(1, size);
@@ -71,7 +72,7 @@ static int pg_lc_run(struct store *st, lc_tx_fn fn, void *ctx, size_t ctx_size, 
 	l->fn = fn;
 	l->ctx_inline = true;
 	memcpy(l + 1, ctx, ctx_size);
-	int rc = pg_run_async(s, &l->j, size, cb, arg);
+	int rc = wr_run_async(&s->wr, &l->j, size, cb, arg);
 	free(l);
 	return rc;
 }

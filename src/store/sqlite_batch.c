@@ -45,12 +45,13 @@ static int row_batch(sqlite3_stmt *q, struct batch *b)
 }
 
 struct job_batch {
-	struct sq_job j;
+	struct wr_job j;
 	const struct batch *b;
 };
 
-static int run_create(struct sq_store *s, struct sq_job *j)
+static int run_create(void *be, struct wr_job *j)
 {
+	struct sq_store *s = be;
 	const struct batch *b = ((struct job_batch *)j)->b;
 	sqlite3_stmt *q = NULL;
 	int src = sqlite3_prepare_v2(
@@ -91,7 +92,7 @@ int sq_batch_create(struct store *st, const struct batch *b, struct hr_err *err)
 		return hr_fail(err, HR_EINVAL, "batch",
 		               "a batch needs an id, tenant, name, channel and account");
 	struct job_batch c = {.j = {.run = run_create}, .b = b};
-	return sq_run_blocking((struct sq_store *)st, &c.j, err);
+	return wr_run_blocking(&((struct sq_store *)st)->wr, &c.j, err);
 }
 
 /* Runs a read on a pooled reader: prepared here (batches are read far less

@@ -22,7 +22,7 @@
 #include "store/sqlite_int.h"
 
 struct job_retain {
-	struct sq_job j;
+	struct wr_job j;
 	const struct lc_retention *lr;
 	char after[HR_ID_LEN + 1];  /* the cursor: ids above it ("" = from the start) */
 	char (*ids)[HR_ID_LEN + 1]; /* lr->batch entries, the caller's */
@@ -30,8 +30,9 @@ struct job_retain {
 	int64_t messages, events;   /* what this batch removed */
 };
 
-static int run_retain(struct sq_store *s, struct sq_job *j)
+static int run_retain(void *be, struct wr_job *j)
 {
+	struct sq_store *s = be;
 	struct job_retain *a = (struct job_retain *)j;
 	const struct lc_retention *lr = a->lr;
 	a->picked = 0;
@@ -102,7 +103,7 @@ int sq_message_prune(struct store *st, const struct msg_retention *r,
 			sum.more = true;
 			break;
 		}
-		if ((rc = sq_run_blocking(s, &a.j, err)))
+		if ((rc = wr_run_blocking(&s->wr, &a.j, err)))
 			break;
 		if (a.picked == 0)
 			break;

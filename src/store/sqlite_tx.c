@@ -12,7 +12,7 @@
 /* A lifecycle function as a writer job. The context follows the struct for
  * async jobs (copied with it); blocking jobs point at the caller's. */
 struct job_lc {
-	struct sq_job j;
+	struct wr_job j;
 	lc_tx_fn fn;
 	void *ctx;
 	bool ctx_inline;
@@ -22,14 +22,15 @@ struct job_lc {
 struct sq_tx {
 	struct store_tx base;
 	struct sq_store *s;
-	struct sq_job *j;
+	struct wr_job *j;
 	int64_t now;
 };
 
 static const struct store_tx_ops sq_tx_ops;
 
-static int run_lc(struct sq_store *s, struct sq_job *j)
+static int run_lc(void *be, struct wr_job *j)
 {
+	struct sq_store *s = be;
 	struct job_lc *l = (struct job_lc *)j;
 	struct sq_tx tx = {.base = {.ops = &sq_tx_ops}, .s = s, .j = j, .now = hr_now_us()};
 	void *ctx = l->ctx_inline ? (void *)(l + 1) : l->ctx;
@@ -42,7 +43,7 @@ static int sq_lc_run(struct store *st, lc_tx_fn fn, void *ctx, size_t ctx_size, 
 	struct sq_store *s = (struct sq_store *)st;
 	if (!cb) {
 		struct job_lc l = {.j = {.run = run_lc}, .fn = fn, .ctx = ctx};
-		return sq_run_blocking(s, &l.j, err);
+		return wr_run_blocking(&s->wr, &l.j, err);
 	}
 	size_t size = sizeof(struct job_lc) + ctx_size;
 	struct job_lc *l = calloc(1, size);
@@ -52,7 +53,7 @@ static int sq_lc_run(struct store *st, lc_tx_fn fn, void *ctx, size_t ctx_size, 
 	l->fn = fn;
 	l->ctx_inline = true;
 	memcpy(l + 1, ctx, ctx_size);
-	int rc = sq_run_async(s, &l->j, size, cb, arg);
+	int rc = wr_run_async(&s->wr, &l->j, size, cb, arg);
 	free(l);
 	return rc;
 }
