@@ -101,6 +101,10 @@ struct api_req {
 	size_t len, cap, limit;
 	bool too_large, oom;
 
+	/* A multipart/form-data upload (POST /v1/batches), streamed to a temp
+	 * file instead of into body (upload.c). */
+	struct api_upload *upload;
+
 	/* The handler's own state machine across suspend/resume. */
 	int stage;
 	void *priv;
@@ -131,6 +135,21 @@ const char *api_query(struct api_req *r, const char *name);
 /* 422 naming the first query argument not in allowed (NULL-terminated);
  * 0 when all are known. */
 int api_query_check(struct api_req *r, const char *const *allowed, struct hr_err *err);
+
+/* ---- upload.c ---- */
+struct api_upload;
+/* Starts streaming a multipart/form-data body of r (r->upload). */
+int api_upload_begin(struct api_req *r, struct hr_err *err);
+/* Feeds body bytes; 0, or the first problem's code (kept for finish). */
+int api_upload_feed(struct api_req *r, const char *data, size_t n);
+/* The body is complete: 0 with the file and fields ready, or the problem. */
+int api_upload_finish(struct api_req *r, struct hr_err *err);
+void api_upload_free(struct api_upload *u);
+/* The file part as a readable path (/proc/self/fd/N), the client's file
+ * name (a label; its extension tells the format), the other fields. */
+const char *api_upload_path(const struct api_upload *u);
+const char *api_upload_filename(const struct api_upload *u);
+json_t *api_upload_fields(const struct api_upload *u);
 
 /* ---- errors.c ---- */
 enum api_errkind {

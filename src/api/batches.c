@@ -31,6 +31,7 @@
 #include <strings.h>
 
 #include "api/api_int.h"
+#include "campaigns/sheet.h"
 #include "channels/channel.h"
 #include "core/phone.h"
 #include "core/template.h"
@@ -41,6 +42,9 @@
 #define BATCH_ERRORS_INLINE 100   /* invalid rows listed in the answer */
 #define BATCH_NAME_MAX 127
 #define BATCH_COLS_MAX 256
+
+/* A spreadsheet cell that cannot be used as it is. */
+enum { CELL_OK = 0, CELL_LOSSY = 1, CELL_NO_VALUE = 2, CELL_ERROR = 3 };
 
 /* ---------------------------------------------------------------------------
  * A set of recipients seen (64-bit hashes, open addressing): the duplicate
@@ -229,6 +233,14 @@ static int row_recipient(const struct vctx *v, const char *raw, char out[HR_ADDR
 		struct hr_phone_result res;
 		int rc = hr_phone_normalize(raw, strlen(raw), v->b.region[0] ? v->b.region : NULL,
 		                            e164, sizeof e164, &res);
+		/* No default region: digits alone (a number a spreadsheet stored as
+		 * a number, its '+' gone) are read as country code and number. */
+		if (rc == HR_EINVAL && res.reason == HR_PHONE_NEED_REGION && raw[0] != '0' &&
+		    strspn(raw, "0123456789") == strlen(raw) && strlen(raw) < HR_PHONE_INPUT_MAX) {
+			char plus[HR_PHONE_INPUT_MAX + 1];
+			snprintf(plus, sizeof plus, "+%s", raw);
+			rc = hr_phone_normalize(plus, strlen(plus), NULL, e164, sizeof e164, &res);
+		}
 		if (rc == HR_EINVAL) {
 			snprintf(why, why_size, "%s", res.text);
 			return rc;
@@ -263,8 +275,25 @@ static const char *field_column(const struct vctx *v, const char *field)
  * valid, or the column at fault and why. Parameter values are kept as a
  * JSON array (it->params, heap).
  */
+/* Why a spreadsheet cell cannot be used as it is, or NULL. */
+static const char *cell_problem(unsigned char bad, bool recipient)
+{
+	switch (bad) {
+	case CELL_LOSSY:
+		return recipient ? "stored as a number whose digits Excel rounded off: format the "
+		                   "column as text and type the numbers again"
+		                 : NULL;
+	case CELL_NO_VALUE:
+		return "a formula saved without its value: open the file, recalculate and save it";
+	case CELL_ERROR:
+		return "an Excel error value (such as #N/A)";
+	default:
+		return NULL;
+	}
+}
+
 static int validate_row(struct vctx *v, int64_t row, const char *const *vals, size_t nvals,
-                        struct batch_item *it)
+                        const unsigned char *bad, struct batch_item *it)
 {
 	memset(it, 0, sizeof *it);
 	it->row = row;
@@ -273,6 +302,11 @@ static int validate_row(struct vctx *v, int64_t row, const char *const *vals, si
 	const char *raw = (size_t)v->rcol < nvals ? vals[v->rcol] : "";
 	char to[HR_ADDR_MAX] = "";
 	int rc;
+	const char *problem = bad && (size_t)v->rcol < nvals ? cell_problem(bad[v->rcol], true) : NULL;
+	if (problem) {
+		snprintf(why, sizeof why, "%s", problem);
+		goto invalid_recipient;
+	}
 	if (!*raw) {
 		snprintf(why, sizeof why, "the recipient is empty");
 		goto invalid_recipient;
@@ -285,6 +319,11 @@ static int validate_row(struct vctx *v, int64_t row, const char *const *vals, si
 	for (int i = 0; i < v->b.nparams; i++) {
 		int c = v->pcols[i];
 		params[i] = (size_t)c < nvals ? vals[c] : "";
+		if (bad && (size_t)c < nvals && (problem = cell_problem(bad[c], false))) {
+			hr_strlcpy(it->error_column, v->headers[c], sizeof it->error_column);
+			hr_strlcpy(it->error, problem, sizeof it->error);
+			return 0;
+		}
 		if (strlen(params[i]) > BATCH_PARAM_MAX) {
 			hr_strlcpy(it->error_column, v->headers[c], sizeof it->error_column);
 			snprintf(it->error, sizeof it->error, "longer than %d bytes", BATCH_PARAM_MAX);
@@ -426,7 +465,8 @@ static enum MHD_Result respond_batch(struct api_req *r, int status, const char *
 
 static const char *const post_keys[] = {
 	"name", "channel", "account", "template", "text", "recipient_column", "params",
-	"default_region", "unit", "schedule_at", "dry_run", "start", "rows", NULL,
+	"default_region", "unit", "schedule_at", "dry_run", "start", "rows", "sheet", "separator",
+	NULL,
 };
 
 static int need_string(json_t *root, const char *key, size_t max, const char **out,
@@ -688,26 +728,205 @@ static void items_free(struct batch_item *items, size_t n)
 		free(items[i].params);
 }
 
+/* ---------------------------------------------------------------------------
+ * Where the rows come from: a JSON array, or an uploaded .xlsx/.csv read as
+ * a stream (the first row with a value holds the column names).
+ * ------------------------------------------------------------------------- */
+
+struct rowsrc {
+	json_t *rows; /* JSON */
+	size_t next;
+	struct sheet *sh; /* upload */
+	char hbuf[BATCH_COLS_MAX][64];
+	const char *headers[BATCH_COLS_MAX];
+	size_t nh;
+	const char *vals[BATCH_COLS_MAX];
+	unsigned char bad[BATCH_COLS_MAX];
+	char nums[BATCH_COLS_MAX][32];
+};
+
+/* A sheet reader's error as the API's: what, where, in words. */
+static int sheet_fail(const struct sheet_err *se, struct hr_err *err)
+{
+	int code = se->code == SHEET_E_NOMEM ? HR_ENOMEM
+	           : se->code == SHEET_E_IO  ? HR_EIO
+	           : se->code == SHEET_E_ROWS || se->code == SHEET_E_COLS ||
+	                   se->code == SHEET_E_FILE_SIZE || se->code == SHEET_E_CELL_SIZE ||
+	                   se->code == SHEET_E_INFLATE || se->code == SHEET_E_SST_SIZE
+	               ? HR_ELIMIT
+	               : HR_EINVAL;
+	char field[32] = "file";
+	if (se->row && se->col)
+		snprintf(field, sizeof field, "file:%s%u", se->col_name, se->row);
+	else if (se->row)
+		snprintf(field, sizeof field, "file:row %u", se->row);
+	return hr_fail(err, code, field, "%s", se->msg);
+}
+
+static int src_open_sheet(struct rowsrc *rs, struct api_req *r, json_t *root, struct hr_err *err)
+{
+	const struct api_upload *u = r->upload;
+	const char *fname = api_upload_filename(u), *dot = strrchr(fname, '.');
+	struct sheet_opts o = {.tmpdir = r->srv->o.upload_dir};
+	if (dot && (!strcasecmp(dot, ".xlsx") || !strcasecmp(dot, ".xlsm")))
+		o.format = SHEET_FMT_XLSX;
+	else if (dot && (!strcasecmp(dot, ".csv") || !strcasecmp(dot, ".txt")))
+		o.format = SHEET_FMT_CSV;
+	else
+		return hr_fail(err, HR_EINVAL, "file",
+		               "upload an .xlsx or .csv file (got '%s')", fname[0] ? fname : "no name");
+	o.sheet = json_string_value(json_object_get(root, "sheet"));
+	const char *sep = json_string_value(json_object_get(root, "separator"));
+	if (sep && (strlen(sep) != 1 || (sep[0] != ',' && sep[0] != ';' && sep[0] != '\t')))
+		return hr_fail(err, HR_EINVAL, "separator", "separator must be , or ; or a tab");
+	o.csv_sep = sep ? sep[0] : 0;
+	o.limits.max_rows = (uint32_t)r->srv->o.max_batch_rows + 1;
+	o.limits.max_cols = BATCH_COLS_MAX;
+	o.limits.max_file_bytes = r->srv->o.max_upload_bytes;
+	struct sheet_err se = {0};
+	if (sheet_open(&rs->sh, api_upload_path(u), &o, &se) != 0)
+		return sheet_fail(&se, err);
+	struct sheet_row row;
+	int k = sheet_next(rs->sh, &row, &se);
+	if (k < 0)
+		return sheet_fail(&se, err);
+	if (k == 0)
+		return hr_fail(err, HR_EINVAL, "file", "the sheet is empty: no column names, no rows");
+	for (uint32_t c = 0; c < row.ncols; c++) {
+		const char *t = row.cells[c].text;
+		char letter[4];
+		if (!*t)
+			t = sheet_col_name(c + 1, letter);
+		if (strlen(t) >= sizeof rs->hbuf[0])
+			return hr_fail(err, HR_EINVAL, "file",
+			               "the column name in %s%u is over 63 bytes",
+			               sheet_col_name(c + 1, letter), row.num);
+		hr_strlcpy(rs->hbuf[c], t, sizeof rs->hbuf[c]);
+		for (size_t p = 0; p < c; p++)
+			if (!strcasecmp(rs->hbuf[p], rs->hbuf[c]))
+				return hr_fail(err, HR_EINVAL, "file", "two columns are called '%s'",
+				               rs->hbuf[c]);
+		rs->headers[c] = rs->hbuf[c];
+	}
+	rs->nh = row.ncols;
+	return 0;
+}
+
+/* The next row: 1 (*rowno, rs->vals/bad filled), 0 at the end, or an error. */
+static int src_next(struct rowsrc *rs, int64_t *rowno, struct hr_err *err)
+{
+	if (rs->rows) {
+		if (rs->next >= json_array_size(rs->rows))
+			return 0;
+		size_t i = rs->next++;
+		*rowno = (int64_t)i + 1;
+		memset(rs->bad, 0, rs->nh);
+		int rc = json_row(json_array_get(rs->rows, i), rs->headers, rs->nh, rs->vals, rs->nums,
+		                  i, err);
+		return rc ? rc : 1;
+	}
+	struct sheet_row row;
+	struct sheet_err se = {0};
+	int k = sheet_next(rs->sh, &row, &se);
+	if (k < 0)
+		return sheet_fail(&se, err);
+	if (k == 0)
+		return 0;
+	*rowno = row.num;
+	for (size_t c = 0; c < rs->nh; c++) {
+		const struct sheet_cell *cell = c < row.ncols ? &row.cells[c] : NULL;
+		rs->vals[c] = cell ? cell->text : "";
+		rs->bad[c] = !cell ? CELL_OK
+		             : cell->type == SHEET_FORMULA_NO_VALUE ? CELL_NO_VALUE
+		             : cell->type == SHEET_ERROR ? CELL_ERROR
+		             : (cell->type == SHEET_NUMBER && (cell->flags & SHEET_LOSSY_NUMBER))
+		                 ? CELL_LOSSY
+		                 : CELL_OK;
+	}
+	/* Cells right of the last named column are notes, like any column the
+	 * mapping does not use: not read. */
+	return 1;
+}
+
+/* The form fields of an upload as the JSON body's keys. */
+static json_t *fields_spec(const struct api_upload *u, struct hr_err *err)
+{
+	json_t *f = api_upload_fields(u), *o = json_object(), *v;
+	const char *key;
+	const char *tname = NULL, *tlang = NULL;
+	if (!o) {
+		hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+		return NULL;
+	}
+	json_object_foreach(f, key, v) {
+		const char *t = json_string_value(v);
+		int rc = 0;
+		if (!strcmp(key, "template_name"))
+			tname = t;
+		else if (!strcmp(key, "template_language"))
+			tlang = t;
+		else if (!strcmp(key, "dry_run") || !strcmp(key, "start")) {
+			bool yes = !strcmp(t, "true") || !strcmp(t, "1"),
+			     no = !strcmp(t, "false") || !strcmp(t, "0");
+			if (!strcmp(key, "start") && !strcmp(t, "auto"))
+				rc = json_object_set_new(o, key, json_string("auto"));
+			else if (yes || no)
+				rc = json_object_set_new(o, key, json_boolean(yes));
+			else {
+				hr_fail(err, HR_EINVAL, key, "%s must be true or false", key);
+				json_decref(o);
+				return NULL;
+			}
+		} else if (!strcmp(key, "params")) {
+			json_t *a = json_array();
+			for (const char *p = t; a && *p;) {
+				size_t n = strcspn(p, ",");
+				while (n && (p[n - 1] == ' '))
+					n--;
+				json_array_append_new(a, json_stringn(p, n));
+				p += strcspn(p, ",");
+				if (*p == ',')
+					p++;
+				while (*p == ' ')
+					p++;
+			}
+			rc = json_object_set_new(o, key, a);
+		} else if (!strcmp(key, "rows")) {
+			hr_fail(err, HR_EINVAL, "rows", "send the rows in the file, not as a field");
+			json_decref(o);
+			return NULL;
+		} else
+			rc = json_object_set(o, key, v);
+		if (rc) {
+			hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+			json_decref(o);
+			return NULL;
+		}
+	}
+	if (tname || tlang)
+		json_object_set_new(o, "template", json_pack("{s:s?, s:s?}", "name", tname, "language",
+		                                             tlang));
+	return o;
+}
+
 enum MHD_Result api_batches_post(struct api_req *r)
 {
 	struct api_server *s = r->srv;
 	struct store *st = s->o.store;
-	enum MHD_Result ret;
-	json_t *root = api_body_object(r, &ret);
-	if (!root)
-		return ret;
 	struct hr_err err;
 	hr_err_clear(&err);
+	enum MHD_Result ret;
+	json_t *root = r->upload ? fields_spec(r->upload, &err) : api_body_object(r, &ret);
+	if (!root)
+		return r->upload ? api_fail(r, err.code, &err) : ret;
 	struct vctx *v = calloc(1, sizeof *v);
+	struct rowsrc *rs = calloc(1, sizeof *rs);
 	struct batch_item *items = calloc(BATCH_CHUNK, sizeof *items);
-	const char **vals = calloc(BATCH_COLS_MAX, sizeof *vals);
-	char(*nums)[32] = calloc(BATCH_COLS_MAX, 32);
-	const char *headers[BATCH_COLS_MAX];
 	struct upload up = {.errors = json_array()};
 	struct batch b = {0};
 	size_t nit = 0;
 	bool created = false;
-	int rc = v && items && vals && nums && up.errors ? 0 : HR_ENOMEM;
+	int rc = v && rs && items && up.errors ? 0 : HR_ENOMEM;
 	const char *key, *name = NULL, *unit = NULL;
 	json_t *x;
 	if (rc == 0)
@@ -743,23 +962,30 @@ enum MHD_Result api_batches_post(struct api_req *r)
 	    (!json_is_string(jsched) || hr_time_parse(json_string_value(jsched), &schedule_at)))
 		rc = hr_fail(&err, HR_EINVAL, "schedule_at",
 		             "schedule_at must be an RFC 3339 time such as 2026-12-24T09:00:00Z");
-	if (rc == 0 && (!json_is_array(rows) || json_array_size(rows) == 0))
-		rc = hr_fail(&err, HR_EINVAL, "rows", "rows must be a non-empty array of objects");
-	if (rc == 0 && json_array_size(rows) > (size_t)s->o.max_batch_rows)
-		rc = hr_fail(&err, HR_ELIMIT, "rows", "a batch holds at most %d rows (%zu given)",
-		             s->o.max_batch_rows, json_array_size(rows));
-	if (rc == 0)
-		rc = json_headers(rows, headers, &v->nh, &err);
-	v->headers = headers;
+	if (rc == 0 && r->upload) {
+		rc = src_open_sheet(rs, r, root, &err);
+	} else if (rc == 0) {
+		if (!json_is_array(rows) || json_array_size(rows) == 0)
+			rc = hr_fail(&err, HR_EINVAL, "rows", "rows must be a non-empty array of objects");
+		else if (json_array_size(rows) > (size_t)s->o.max_batch_rows)
+			rc = hr_fail(&err, HR_ELIMIT, "rows", "a batch holds at most %d rows (%zu given)",
+			             s->o.max_batch_rows, json_array_size(rows));
+		if (rc == 0)
+			rc = json_headers(rows, rs->headers, &rs->nh, &err);
+		/* The rows' shape first: a malformed row refuses the upload before
+		 * anything is created. */
+		for (size_t i = 0; rc == 0 && i < json_array_size(rows); i++)
+			rc = json_row(json_array_get(rows, i), rs->headers, rs->nh, rs->vals, rs->nums, i,
+			              &err);
+		rs->rows = rows;
+	}
+	v->headers = rs->headers;
+	v->nh = rs->nh;
 	if (rc == 0)
 		rc = map_columns(v, root, &err);
 	if (rc == 0)
 		rc = load_suppressions(r, v);
 	v->now = hr_now_us();
-	/* The rows' shape first: a malformed row refuses the upload before
-	 * anything is created. */
-	for (size_t i = 0; rc == 0 && i < json_array_size(rows); i++)
-		rc = json_row(json_array_get(rows, i), headers, v->nh, vals, nums, i, &err);
 
 	/* The batch first (PENDING): rows go in as they are checked. */
 	if (rc == 0 && !dry) {
@@ -774,30 +1000,39 @@ enum MHD_Result api_batches_post(struct api_req *r)
 		b.receipts = v->b.acct->ops->has_receipts;
 		b.schedule_at = schedule_at;
 		json_t *spec = json_pack("{s:i, s:s, s:s}", "nparams", v->b.nparams, "region",
-		                         v->b.region, "source", "json");
+		                         v->b.region, "source", r->upload ? "file" : "json");
 		if (spec && v->b.text)
 			json_object_set_new(spec, "text", json_string(v->b.text));
+		if (spec && r->upload)
+			json_object_set_new(spec, "file", json_string(api_upload_filename(r->upload)));
 		b.spec = spec ? json_dumps(spec, JSON_COMPACT) : NULL;
 		json_decref(spec);
 		rc = b.spec ? st->ops->batch_create(st, &b, &err) : HR_ENOMEM;
 		created = rc == 0;
 	}
-	size_t nrows = json_array_size(rows);
-	for (size_t i = 0; rc == 0 && i < nrows; i++) {
-		rc = json_row(json_array_get(rows, i), headers, v->nh, vals, nums, i, &err);
-		if (rc == 0)
-			rc = validate_row(v, (int64_t)i + 1, vals, v->nh, &items[nit]);
-		if (rc)
+	int64_t rowno;
+	int k;
+	while (rc == 0 && (k = src_next(rs, &rowno, &err)) != 0) {
+		if (k < 0) {
+			rc = k;
+			break;
+		}
+		if ((rc = validate_row(v, rowno, rs->vals, rs->nh, rs->bad, &items[nit])))
 			break;
 		upload_note(&up, &items[nit]);
-		if (++nit == BATCH_CHUNK || i + 1 == nrows) {
+		if (++nit == BATCH_CHUNK) {
 			if (!dry)
 				rc = st->ops->batch_items_put(st, b.id, items, nit, &err);
 			items_free(items, nit);
 			nit = 0;
 		}
 	}
+	if (rc == 0 && nit && !dry)
+		rc = st->ops->batch_items_put(st, b.id, items, nit, &err);
 	items_free(items, nit);
+	if (rc == 0 && up.total == 0)
+		rc = hr_fail(&err, HR_EINVAL, r->upload ? "file" : "rows",
+		             "there are no rows under the column names");
 	if (rc == 0 && !dry)
 		rc = st->ops->batch_set_status(st, r->tenant, b.id, BATCH_VALIDATED, NULL, &err);
 	bool go = rc == 0 && !dry && (start == 1 || (start < 0 && up.invalid == 0));
@@ -818,11 +1053,12 @@ enum MHD_Result api_batches_post(struct api_req *r)
 			st->ops->batch_set_status(st, r->tenant, b.id, BATCH_FAILED, why, &e2);
 		}
 	}
+	if (rs)
+		sheet_close(rs->sh);
 	vctx_free(v);
 	free(v);
+	free(rs);
 	free(items);
-	free(vals);
-	free(nums);
 	json_decref(root);
 	char id[HR_ID_LEN + 1];
 	hr_strlcpy(id, b.id, sizeof id);

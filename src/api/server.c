@@ -59,6 +59,7 @@ void api_opts_default(struct api_opts *o)
 	o->min_body_rate = 1024;
 	o->max_batch = 10000;
 	o->max_batch_rows = 1000000;
+	o->max_upload_bytes = 200u << 20;
 	o->sync_timeout_us = API_SYNC_TIMEOUT_US;
 	o->sync_max_timeout_us = API_SYNC_MAX_TIMEOUT_US;
 	o->max_attempts = 0; /* the dispatcher's default */
@@ -715,6 +716,15 @@ static enum MHD_Result start_request(struct api_req *r, const char *url, const c
 	}
 
 	r->limit = r->route == ROUTE_WEBHOOK ? s->o.max_webhook_bytes : s->o.max_body_bytes;
+	/* A campaign file: streamed to disk, under its own, larger limit. */
+	const char *ctype =
+	    MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	if (r->route == ROUTE_BATCHES && r->handler == def->post && ctype &&
+	    strncasecmp(ctype, "multipart/form-data", 19) == 0) {
+		if ((rc = api_upload_begin(r, &err)) != 0)
+			return api_fail(r, rc, &err);
+		r->limit = s->o.max_upload_bytes;
+	}
 	const char *cl =
 	    MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (cl) {
@@ -725,7 +735,7 @@ static enum MHD_Result start_request(struct api_req *r, const char *url, const c
 			return too_large(r);
 		/* Sized from the declared length, but only up to 64 KiB before the
 		 * bytes arrive: a header alone must not reserve megabytes. */
-		if (n > 0) {
+		if (n > 0 && !r->upload) {
 			r->cap = n + 1 < API_BODY_PREALLOC ? (size_t)n + 1 : API_BODY_PREALLOC;
 			r->body = malloc(r->cap);
 			if (!r->body)
@@ -790,7 +800,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return ret;
 	}
 	if (*upload_data_size) {
-		if (!r->responded)
+		if (r->upload && !r->responded && !r->too_large) {
+			if (*upload_data_size > r->limit - r->len)
+				r->too_large = true; /* the rest is read and discarded */
+			else {
+				r->len += *upload_data_size;
+				api_upload_feed(r, upload_data, *upload_data_size);
+			}
+		} else if (!r->responded)
 			body_append(r, upload_data, *upload_data_size);
 		/* Only bytes kept earn body time: the discarded rest of a body over
 		 * the limit must come within what the kept part earned, or a steady
@@ -812,6 +829,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return api_fail(r, HR_ENOMEM, NULL);
 	if (r->too_large)
 		return too_large(r);
+	if (r->upload) {
+		struct hr_err err;
+		hr_err_clear(&err);
+		int rc = api_upload_finish(r, &err);
+		if (rc)
+			return api_fail(r, rc, &err);
+	}
 	if (!r->body) {
 		r->body = strdup("");
 		if (!r->body)
@@ -852,6 +876,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		return;
 	if (r->priv_free)
 		r->priv_free(r->priv);
+	api_upload_free(r->upload);
 	free(r->body);
 	free(r->raw_uri);
 	free(r);
