@@ -71,6 +71,7 @@ enum api_route {
 	ROUTE_BATCH_CANCEL,   /* POST /v1/batches/{id}/cancel */
 	ROUTE_BATCH_ERRORS,   /* GET /v1/batches/{id}/errors: the validation report */
 	ROUTE_BATCH_MESSAGES, /* GET /v1/batches/{id}/messages */
+	ROUTE_BATCH_RETRY,    /* POST /v1/batches/{id}/retry */
 };
 
 struct api_req;
@@ -269,6 +270,7 @@ enum MHD_Result api_batches_list(struct api_req *r);
 enum MHD_Result api_batches_post(struct api_req *r);
 enum MHD_Result api_batch_get(struct api_req *r);
 enum MHD_Result api_batch_delete(struct api_req *r);
+enum MHD_Result api_batch_retry(struct api_req *r);
 enum MHD_Result api_batch_start(struct api_req *r);
 enum MHD_Result api_batch_cancel(struct api_req *r);
 enum MHD_Result api_batch_errors(struct api_req *r);

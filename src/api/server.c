@@ -272,6 +272,7 @@ static const struct api_route_def api_routes[] = {
     {"/v1/batches/{id}", ROUTE_BATCH, api_batch_get, NULL, api_batch_delete, "GET, HEAD, DELETE"},
     {"/v1/batches/{id}/start", ROUTE_BATCH_START, NULL, api_batch_start, NULL, "POST"},
     {"/v1/batches/{id}/cancel", ROUTE_BATCH_CANCEL, NULL, api_batch_cancel, NULL, "POST"},
+    {"/v1/batches/{id}/retry", ROUTE_BATCH_RETRY, NULL, api_batch_retry, NULL, "POST"},
     {"/v1/batches/{id}/errors", ROUTE_BATCH_ERRORS, api_batch_errors, NULL, NULL, "GET, HEAD"},
     {"/v1/batches/{id}/messages", ROUTE_BATCH_MESSAGES, api_batch_messages, NULL, NULL,
      "GET, HEAD"},
@@ -322,6 +323,7 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 		} sub[] = {{"", ROUTE_BATCH},
 		           {"/start", ROUTE_BATCH_START},
 		           {"/cancel", ROUTE_BATCH_CANCEL},
+		           {"/retry", ROUTE_BATCH_RETRY},
 		           {"/errors", ROUTE_BATCH_ERRORS},
 		           {"/messages", ROUTE_BATCH_MESSAGES}};
 		p = segment(url + 12, r->path_id, sizeof r->path_id);

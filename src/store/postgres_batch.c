@@ -130,6 +130,7 @@ int pg_batch_list(struct store *st, const char *tenant_id, const struct batch_fi
 	pp_i64(&p, limit + 1);
 	pp_bool(&p, f->not_ingested);
 	pp_bool(&p, f->has_queued);
+	pp_text(&p, f->retry_of);
 	PGresult *r;
 	/* strpos(): a plain substring test, with no LIKE wildcards to escape. */
 	int rc = pg_read((struct pg_store *)st, P_BATCH_LIST, -1,
@@ -138,7 +139,8 @@ int pg_batch_list(struct store *st, const char *tenant_id, const struct batch_fi
 	                 " AND ($4::text IS NULL OR strpos(name, $4) > 0)"
 	                 " AND ($5 = 0 OR created_at >= $5) AND ($6 = 0 OR created_at < $6)"
 	                 " AND ($7::text IS NULL OR id < $7) AND (NOT $9 OR NOT ingested)"
-	                 " AND (NOT $10 OR n_queued > 0) ORDER BY id DESC LIMIT $8",
+	                 " AND (NOT $10 OR n_queued > 0) AND ($11::text IS NULL OR retry_of = $11)"
+	                 " ORDER BY id DESC LIMIT $8",
 	                 &p, &r);
 	if (rc)
 		return rc;
@@ -205,6 +207,53 @@ int pg_batch_items(struct store *st, const char *batch_id, enum batch_items_whic
 		pg_col_copy(r, i, 5, it->error_column, sizeof it->error_column);
 		pg_col_copy(r, i, 6, it->error, sizeof it->error);
 		pg_col_copy(r, i, 7, it->message_id, sizeof it->message_id);
+	}
+	PQclear(r);
+	if (oom) {
+		for (int i = 0; i < nr; i++)
+			batch_item_clear(&v[i]);
+		free(v);
+		return HR_ENOMEM;
+	}
+	*out = v;
+	*n = (size_t)nr;
+	return 0;
+}
+
+int pg_batch_items_by_status(struct store *st, const char *batch_id, unsigned status_mask,
+                             int64_t after_row, int limit, struct batch_item **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (limit < 1 || limit > 100000)
+		return HR_EINVAL;
+	struct pg_params p = {0};
+	pp_text(&p, batch_id ? batch_id : "");
+	pp_i64(&p, after_row);
+	pp_i64(&p, status_mask);
+	pp_i64(&p, limit);
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, P_BATCH_ITEMS_STATUS, -1,
+	                 "SELECT i.row_no, i.recipient, i.params, i.message_id"
+	                 " FROM batch_item i JOIN message m ON m.id = i.message_id"
+	                 " WHERE i.batch_id = $1 AND i.row_no > $2"
+	                 " AND (($3::bigint >> m.status) & 1) = 1 ORDER BY i.row_no LIMIT $4",
+	                 &p, &r);
+	if (rc)
+		return rc;
+	int nr = PQntuples(r);
+	struct batch_item *v = calloc(nr ? (size_t)nr : 1, sizeof *v);
+	if (!v) {
+		PQclear(r);
+		return HR_ENOMEM;
+	}
+	bool oom = false;
+	for (int i = 0; i < nr; i++) {
+		v[i].row = pg_col_i64(r, i, 0);
+		pg_col_copy(r, i, 1, v[i].recipient, sizeof v[i].recipient);
+		v[i].params = pg_col_dup(r, i, 2, &oom);
+		v[i].valid = true;
+		pg_col_copy(r, i, 3, v[i].message_id, sizeof v[i].message_id);
 	}
 	PQclear(r);
 	if (oom) {

@@ -261,6 +261,7 @@ struct batch_filter {
 	 * messages. */
 	bool not_ingested;
 	bool has_queued;
+	const char *retry_of;        /* batches made by a retry of this one; NULL = any */
 };
 
 /* Which rows batch_items returns. */
@@ -512,6 +513,12 @@ struct store_ops {
 	 * Callers repeat until 0. Claims of a cancelled batch's messages cancel
 	 * them too, so nothing is sent meanwhile. */
 	int (*batch_cancel_step)(struct store *st, const char *batch_id, int limit, int64_t *n);
+	/* Rows whose message's status is in status_mask (1 << msg_status), in
+	 * row order after after_row, at most limit: what a retry re-sends. *out
+	 * heap array (batch_item_clear each). */
+	int (*batch_items_by_status)(struct store *st, const char *batch_id, unsigned status_mask,
+	                             int64_t after_row, int limit, struct batch_item **out,
+	                             size_t *n);
 	/* Removes a batch that has no messages (PENDING, VALIDATED, or FAILED
 	 * before its start) with its rows: an upload given up, or a report the
 	 * user discards. HR_EINVAL naming "status" for a batch with messages

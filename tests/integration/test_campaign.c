@@ -251,6 +251,35 @@ static void test_ten_thousand_rows(void **state)
 	assert_int_equal(sim_int(sim, "unique_messages") - unique0, 9990);
 	assert_int_equal(sim_int(sim, "duplicates"), 0);
 	json_decref(sim);
+
+	/* Resend the failed only: a new batch of exactly those two rows, linked
+	 * both ways; they fail again (the simulator refuses them). */
+	char path[160];
+	snprintf(path, sizeof path, "/v1/batches/%s/retry", id);
+	r = api_post(&W, path, "{\"statuses\":[\"failed\"]}");
+	if (r.status != 201)
+		fail_msg("retry answered %ld: %s", r.status, r.body);
+	char rid[64];
+	snprintf(rid, sizeof rid, "%s", json_string_value(json_object_get(r.json, "id")));
+	assert_string_equal(json_string_value(json_object_get(r.json, "retry_of")), id);
+	assert_int_equal(rows_of(r.json, "total"), 2);
+	assert_int_equal(rows_of(r.json, "valid"), 2);
+	resp_free(&r);
+	struct want_status rdone = {rid, "completed"};
+	assert_true(wait_until(batch_is, &W, &rdone, 60));
+	b = get_batch(rid);
+	assert_int_equal(counter(b, "failed"), 2);
+	json_decref(b);
+	assert_counters_equal_recount(rid);
+	b = get_batch(id);
+	json_t *retries = json_object_get(b, "retries");
+	assert_int_equal(json_array_size(retries), 1);
+	assert_string_equal(json_string_value(json_array_get(retries, 0)), rid);
+	json_decref(b);
+	/* Nothing read has failed: a retry of read-only statuses finds none. */
+	r = api_post(&W, path, "{\"statuses\":[\"undelivered\"]}");
+	assert_int_equal(r.status, 422);
+	resp_free(&r);
 }
 
 /* The report: a dry run creates nothing; a batch with errors waits; the
