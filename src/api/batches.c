@@ -389,7 +389,7 @@ static json_t *time_json(int64_t us)
 	return json_string(t);
 }
 
-static json_t *batch_json(const struct batch *b)
+json_t *api_batch_json(const struct batch *b)
 {
 	json_t *msgs = json_object();
 	int64_t made = 0, settled = 0;
@@ -449,7 +449,7 @@ static enum MHD_Result respond_batch(struct api_req *r, int status, const char *
 		json_decref(extra);
 		return api_fail(r, rc, NULL);
 	}
-	json_t *j = batch_json(&b);
+	json_t *j = api_batch_json(&b);
 	batch_clear(&b);
 	/* The link back from a batch to the retries made of it. */
 	struct batch_filter rf = {.status = -1, .limit = 100, .retry_of = id};
@@ -1154,7 +1154,7 @@ enum MHD_Result api_batches_list(struct api_req *r)
 		return api_fail(r, rc, NULL);
 	json_t *data = json_array();
 	for (size_t i = 0; i < n; i++) {
-		if (data && json_array_append_new(data, batch_json(&list[i])) != 0) {
+		if (data && json_array_append_new(data, api_batch_json(&list[i])) != 0) {
 			json_decref(data);
 			data = NULL;
 		}
