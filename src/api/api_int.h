@@ -74,6 +74,8 @@ enum api_route {
 	ROUTE_BATCH_MESSAGES, /* GET /v1/batches/{id}/messages */
 	ROUTE_BATCH_RETRY,    /* POST /v1/batches/{id}/retry */
 	ROUTE_BATCH_EVENTS,   /* GET /v1/batches/{id}/events: Server-Sent Events */
+	ROUTE_BATCH_EXPORT_CSV,  /* GET /v1/batches/{id}/export.csv */
+	ROUTE_BATCH_EXPORT_XLSX, /* GET /v1/batches/{id}/export.xlsx */
 };
 
 struct api_req;
@@ -286,6 +288,11 @@ enum MHD_Result api_batch_start(struct api_req *r);
 enum MHD_Result api_batch_cancel(struct api_req *r);
 enum MHD_Result api_batch_errors(struct api_req *r);
 enum MHD_Result api_batch_messages(struct api_req *r);
+/* ---- batch_export.c ---- */
+/* The campaign export, one line per uploaded row (streamed CSV; XLSX with a
+ * Summary sheet, built in a temp file and sent from its fd). */
+enum MHD_Result api_batch_export_csv(struct api_req *r);
+enum MHD_Result api_batch_export_xlsx(struct api_req *r);
 /* A started batch's messages from its stored rows (made as validation made
  * them, due at the batch's schedule): out[i] and rows[i] for items[i].
  * Errors name the row. */

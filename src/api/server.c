@@ -277,6 +277,10 @@ static const struct api_route_def api_routes[] = {
     {"/v1/batches/{id}/errors", ROUTE_BATCH_ERRORS, api_batch_errors, NULL, NULL, "GET, HEAD"},
     {"/v1/batches/{id}/messages", ROUTE_BATCH_MESSAGES, api_batch_messages, NULL, NULL,
      "GET, HEAD"},
+    {"/v1/batches/{id}/export.csv", ROUTE_BATCH_EXPORT_CSV, api_batch_export_csv, NULL, NULL,
+     "GET, HEAD"},
+    {"/v1/batches/{id}/export.xlsx", ROUTE_BATCH_EXPORT_XLSX, api_batch_export_xlsx, NULL, NULL,
+     "GET, HEAD"},
 };
 
 /* Copies one path segment (up to '/' or the end) if it fits and is non-empty. */
@@ -327,7 +331,9 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 		           {"/retry", ROUTE_BATCH_RETRY},
 		           {"/events", ROUTE_BATCH_EVENTS},
 		           {"/errors", ROUTE_BATCH_ERRORS},
-		           {"/messages", ROUTE_BATCH_MESSAGES}};
+		           {"/messages", ROUTE_BATCH_MESSAGES},
+		           {"/export.csv", ROUTE_BATCH_EXPORT_CSV},
+		           {"/export.xlsx", ROUTE_BATCH_EXPORT_XLSX}};
 		p = segment(url + 12, r->path_id, sizeof r->path_id);
 		for (size_t i = 0; p && i < sizeof sub / sizeof *sub; i++)
 			if (strcmp(p, sub[i].tail) == 0)

@@ -112,6 +112,7 @@ enum pg_slot {
 	P_BATCH_LIST,
 	P_BATCH_ITEMS,
 	P_BATCH_RECOUNT,
+	P_BATCH_EXPORT,
 	P_BATCH_REPLIED,
 	P_BATCH_CREATE,
 	P_BATCH_DELETE,
@@ -336,6 +337,8 @@ int pg_batch_items_by_status(struct store *st, const char *batch_id, unsigned st
                              size_t *n);
 int pg_batch_recount(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
                      int64_t *replied);
+int pg_batch_export_rows(struct store *st, const char *batch_id, int64_t after_row,
+                         int limit, struct batch_export_row **out, size_t *n);
 int pg_inbox_pending(struct store *st, int64_t *n);
 
 /* postgres_retain.c */

@@ -247,6 +247,8 @@ int sq_batch_items_by_status(struct store *st, const char *batch_id, unsigned st
                              size_t *n);
 int sq_batch_recount(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
                      int64_t *replied);
+int sq_batch_export_rows(struct store *st, const char *batch_id, int64_t after_row,
+                         int limit, struct batch_export_row **out, size_t *n);
 int sq_inbox_pending(struct store *st, int64_t *n);
 
 /* sqlite_retain.c */
