@@ -35,6 +35,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -577,63 +579,64 @@ static int xlsx_build(struct store *st, const struct batch *b, const char *path,
 	return rc;
 }
 
-enum MHD_Result api_batch_export_xlsx(struct api_req *r)
-{
-	struct hr_err err;
-	hr_err_clear(&err);
+/*
+ * The workbook is built on a thread of its own while the request waits
+ * suspended (a million rows take a minute: no HTTP thread is held for it),
+ * at most XLSX_BUILDERS at a time (beyond: 503, try again). Then the
+ * handler runs again and sends the finished file from its descriptor.
+ */
+#define XLSX_BUILDERS 2
+static atomic_int xlsx_building;
+
+struct xlsx_job {
+	struct api_req *r;
 	struct batch b;
-	int rc = export_batch(r, &b, &err);
-	if (rc)
-		return api_fail(r, rc, &err);
-	if (b.total >= XLSX_MAX_ROWS) {
-		batch_clear(&b);
-		return api_fail(r, hr_fail(&err, HR_ELIMIT, "format",
-		                           "more rows than a worksheet holds (%d): export as csv",
-		                           XLSX_MAX_ROWS - 1),
-		                &err);
-	}
-	const char *tmpdir = getenv("TMPDIR");
-	if (!tmpdir || !*tmpdir)
-		tmpdir = "/tmp";
-	char path[512];
-	snprintf(path, sizeof path, "%s/herald-export-XXXXXX", tmpdir);
-	/* mkstemp makes the name ours (O_EXCL); libxlsxwriter then rewrites it. */
-	int fd = mkstemp(path);
-	if (fd < 0) {
-		hr_log(HR_LOG_ERROR, "api", "export: cannot create a temp file in %s: %s", tmpdir,
-		       strerror(errno));
-		batch_clear(&b);
-		return api_fail(r, HR_EIO, NULL);
-	}
-	close(fd);
-	rc = xlsx_build(r->srv->o.store, &b, path, tmpdir, &err);
-	char disp[96];
-	disposition(&b, "xlsx", disp, sizeof disp);
-	batch_clear(&b);
-	fd = rc == 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
-	if (rc == 0 && fd < 0)
-		rc = hr_fail(&err, HR_EIO, NULL, "cannot reopen the workbook");
-	unlink(path); /* the fd (if any) is now the file's only reference */
+	char path[512], tmpdir[256], disp[96];
+	int rc, fd;
+	struct hr_err err;
+};
+
+static void xlsx_job_free(void *p)
+{
+	struct xlsx_job *j = p;
+	if (j->fd >= 0)
+		close(j->fd);
+	batch_clear(&j->b);
+	free(j);
+}
+
+static void *xlsx_worker(void *arg)
+{
+	struct xlsx_job *j = arg;
+	j->rc = xlsx_build(j->r->srv->o.store, &j->b, j->path, j->tmpdir, &j->err);
+	j->fd = j->rc == 0 ? open(j->path, O_RDONLY | O_CLOEXEC) : -1;
+	if (j->rc == 0 && j->fd < 0)
+		j->rc = hr_fail(&j->err, HR_EIO, NULL, "cannot reopen the workbook");
+	unlink(j->path); /* the fd (if any) is now the file's only reference */
+	atomic_fetch_sub(&xlsx_building, 1);
+	api_async_end(j->r); /* the handler runs again and answers */
+	return NULL;
+}
+
+static enum MHD_Result xlsx_answer(struct api_req *r, struct xlsx_job *j)
+{
 	struct stat sb;
-	if (rc == 0 && fstat(fd, &sb) != 0)
-		rc = hr_fail(&err, HR_EIO, NULL, "cannot read the workbook's size");
+	int rc = j->rc;
+	if (rc == 0 && fstat(j->fd, &sb) != 0)
+		rc = hr_fail(&j->err, HR_EIO, NULL, "cannot read the workbook's size");
 	if (rc) {
-		if (fd >= 0)
-			close(fd);
 		if (rc == HR_EIO || rc == HR_ENOMEM)
-			hr_log(HR_LOG_ERROR, "api", "export of batch %s: %s", r->path_id, err.msg);
-		return api_fail(r, rc, rc == HR_ELIMIT ? &err : NULL);
+			hr_log(HR_LOG_ERROR, "api", "export of batch %s: %s", r->path_id, j->err.msg);
+		return api_fail(r, rc, rc == HR_ELIMIT || rc == HR_EBUSY ? &j->err : NULL);
 	}
-	struct MHD_Response *resp = MHD_create_response_from_fd64((uint64_t)sb.st_size, fd);
-	if (!resp) {
-		close(fd);
+	struct MHD_Response *resp = MHD_create_response_from_fd64((uint64_t)sb.st_size, j->fd);
+	if (!resp)
 		return api_fail(r, HR_ENOMEM, NULL);
-	}
-	/* From here the response owns fd (closed when MHD destroys it). */
+	j->fd = -1; /* the response owns it now (closed when MHD destroys it) */
 	if (MHD_add_response_header(
 	        resp, MHD_HTTP_HEADER_CONTENT_TYPE,
 	        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet") != MHD_YES ||
-	    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, disp) != MHD_YES) {
+	    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, j->disp) != MHD_YES) {
 		MHD_destroy_response(resp);
 		return api_fail(r, HR_ENOMEM, NULL);
 	}
@@ -643,4 +646,69 @@ enum MHD_Result api_batch_export_xlsx(struct api_req *r)
 	if (ret == MHD_YES)
 		metrics_http(200);
 	return ret;
+}
+
+enum MHD_Result api_batch_export_xlsx(struct api_req *r)
+{
+	if (r->stage == 1)
+		return xlsx_answer(r, r->priv);
+	struct hr_err err;
+	hr_err_clear(&err);
+	struct xlsx_job *j = calloc(1, sizeof *j);
+	if (!j)
+		return api_fail(r, HR_ENOMEM, NULL);
+	j->fd = -1;
+	j->r = r;
+	int rc = export_batch(r, &j->b, &err);
+	if (rc) {
+		free(j);
+		return api_fail(r, rc, &err);
+	}
+	r->priv = j;
+	r->priv_free = xlsx_job_free;
+	if (j->b.total >= XLSX_MAX_ROWS)
+		return api_fail(r, hr_fail(&err, HR_ELIMIT, "format",
+		                           "more rows than a worksheet holds (%d): export as csv",
+		                           XLSX_MAX_ROWS - 1),
+		                &err);
+	const char *tmpdir = getenv("TMPDIR");
+	if (!tmpdir || !*tmpdir || strlen(tmpdir) >= sizeof j->tmpdir)
+		tmpdir = "/tmp";
+	hr_strlcpy(j->tmpdir, tmpdir, sizeof j->tmpdir);
+	snprintf(j->path, sizeof j->path, "%s/herald-export-XXXXXX", tmpdir);
+	/* mkstemp makes the name ours (O_EXCL); libxlsxwriter then rewrites it. */
+	int fd = mkstemp(j->path);
+	if (fd < 0) {
+		hr_log(HR_LOG_ERROR, "api", "export: cannot create a temp file in %s: %s", tmpdir,
+		       strerror(errno));
+		return api_fail(r, HR_EIO, NULL);
+	}
+	close(fd);
+	disposition(&j->b, "xlsx", j->disp, sizeof j->disp);
+	if (atomic_fetch_add(&xlsx_building, 1) >= XLSX_BUILDERS) {
+		atomic_fetch_sub(&xlsx_building, 1);
+		unlink(j->path);
+		hr_fail(&err, HR_EBUSY, NULL,
+		        "%d spreadsheet exports are being built: try again shortly", XLSX_BUILDERS);
+		return api_fail(r, HR_EBUSY, &err);
+	}
+	if (api_async_begin(r) != 0) {
+		atomic_fetch_sub(&xlsx_building, 1);
+		unlink(j->path);
+		return api_fail(r, HR_EBUSY, NULL);
+	}
+	r->stage = 1;
+	pthread_t th;
+	pthread_attr_t at;
+	bool started = pthread_attr_init(&at) == 0 &&
+	               pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED) == 0 &&
+	               pthread_create(&th, &at, xlsx_worker, j) == 0;
+	pthread_attr_destroy(&at);
+	if (!started) {
+		atomic_fetch_sub(&xlsx_building, 1);
+		unlink(j->path);
+		j->rc = hr_fail(&j->err, HR_EBUSY, NULL, "cannot start the export: try again");
+		api_async_end(r); /* answered by stage 1 */
+	}
+	return MHD_YES;
 }
