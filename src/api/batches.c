@@ -1026,7 +1026,7 @@ enum MHD_Result api_batches_post(struct api_req *r)
 		rc = b.spec ? st->ops->batch_create(st, &b, &err) : HR_ENOMEM;
 		created = rc == 0;
 	}
-	int64_t rowno;
+	int64_t rowno = 0;
 	int k;
 	while (rc == 0 && (k = src_next(rs, &rowno, &err)) != 0) {
 		if (k < 0) {
