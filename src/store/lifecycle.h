@@ -110,6 +110,23 @@ struct lc_inbound {
 
 struct store_tx;
 
+/* A message the run will look up by its provider id (msg_by_provider). */
+struct lc_pkey {
+	const char *account_id;
+	const char *provider_id;
+};
+
+/* What a run is about to read, told to a backend that can read it all at
+ * once (store_tx_ops.prefetch). Borrowed for the call; entries may repeat. */
+struct lc_want {
+	const char *const *msg_ids; /* msg_get */
+	size_t nmsg_ids;
+	const struct lc_pkey *pkeys; /* msg_by_provider */
+	size_t npkeys;
+	const int64_t *inbox_ids; /* inbox_state */
+	size_t ninbox;
+};
+
 struct store_tx_ops {
 	/* The clock of this transaction (us): what leases, due times and
 	 * event times are measured against. */
@@ -121,12 +138,24 @@ struct store_tx_ops {
 	struct ev_json *(*json)(struct store_tx *tx);
 
 	/* Per-item isolation inside the transaction: mark, then keep or undo
-	 * what was written since. */
+	 * what was written since. item_end returns 0 when done as asked, < 0
+	 * when the transaction is lost, and 1 when keep was asked but a write
+	 * of the item failed as the backend sent it (a backend may send writes
+	 * ahead of their results, so a write's failure can show only here):
+	 * the item is undone and err says why, as if a call inside it had
+	 * failed. */
 	int (*item_begin)(struct store_tx *tx);
 	int (*item_end)(struct store_tx *tx, bool keep);
 	/* False once the backend lost the whole transaction (only aborting
 	 * is left). */
 	bool (*alive)(struct store_tx *tx);
+
+	/* Optional (NULL: every read is cheap). What the run reads next, so a
+	 * backend for which each read is a network round trip can read it all
+	 * in one; the reads that follow must answer exactly as they would
+	 * have without it (writes of the run included). 0, or an error that
+	 * fails the run. */
+	int (*prefetch)(struct store_tx *tx, const struct lc_want *want);
 
 	/* Messages. HR_ENOTFOUND when absent. */
 	int (*msg_get)(struct store_tx *tx, const char *id, struct lc_msg *out);
@@ -189,8 +218,17 @@ struct store_tx {
 	const struct store_tx_ops *ops;
 };
 
-/* A function run inside one backend transaction; 0 commits it (with the
- * others of its group), an HR_E* code rolls back what it wrote. */
+/*
+ * A function run inside one backend transaction; 0 commits it (with the
+ * others of its group), an HR_E* code rolls back what it wrote.
+ *
+ * A backend that sends writes ahead of their results may find, after an
+ * item ended, that one of its writes failed. It then undoes everything the
+ * function did and runs it again from the start, that item then checked
+ * at its own item_end (which returns 1 if it fails again). So a function
+ * with items must not carry state from one call to the next in ctx: it
+ * sets what it reports, never adds to it.
+ */
 typedef int (*lc_tx_fn)(struct store_tx *tx, void *ctx);
 
 /* What a backend gives the rules: a way to run a function in a
