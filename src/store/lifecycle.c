@@ -461,7 +461,7 @@ static int record_one(struct store_tx *tx, const struct send_result *r)
  * the list cannot be made, each is read as it comes). */
 static int results_prefetch(struct store_tx *tx, const struct results_ctx *a)
 {
-	if (!tx->ops->prefetch || a->n < 2)
+	if (!tx->ops->prefetch || a->n == 0)
 		return 0;
 	const char **ids = malloc(a->n * sizeof *ids);
 	if (!ids)

@@ -34,10 +34,11 @@
  * ("promoted") and sends what it holds. A write of an item that fails when
  * its results are read after the item ended cannot be undone alone: the
  * whole run is undone to the savepoint taken at its first item, and run
- * again (tx_run) with that item "strict" (its own savepoint, its results
- * read at its end, where item_end reports a failure as 1). A run whose
- * writes began before its first item cannot be undone that way, so all its
- * items are strict, as are all after TX_REPLAYS_MAX replays.
+ * again (tx_run, once) with every item "strict": its own savepoint, its
+ * results read at its end, where item_end reports a failure as 1 (a round
+ * trip per item, on this rare path only; outcomes that failed before the
+ * rerun are logged twice). A run whose writes began before its first item
+ * cannot be undone that way, so all its items are strict from the start.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,8 +72,6 @@ struct pg_claim_probe {
  * wait in socket buffers, which must not fill (the server would stop
  * reading while we still send). */
 #define TX_PIPE_MAX 512
-/* Runs of one job undone and run again before every item is strict. */
-#define TX_REPLAYS_MAX 3
 /* The item tag of commands sent outside any item. */
 #define TX_OUTSIDE (-1)
 /* tx_sync's `own` when no item's failure is expected. */
@@ -160,9 +159,7 @@ struct pg_tx {
 	bool drain_only; /* fn failed: failures found now change nothing */
 	struct tx_held **held;
 	size_t nheld, capheld;
-	int *strict_items; /* items found failing by an earlier run */
-	size_t nstrict, capstrict;
-	int replays;
+	bool rerun;      /* this is the run again: every item is strict */
 
 	/* The cache (see tx_prefetch). */
 	bool cache_off;
@@ -327,7 +324,7 @@ static int tx_sync(struct pg_tx *t, int own)
 		return 0;
 	if (item == own || item == TX_OUTSIDE || t->drain_only)
 		return frc;
-	if (!t->run_sp) /* cannot happen: such items are strict */
+	if (!t->run_sp || t->rerun) /* cannot happen: such items are strict */
 		return tx_lose(t, "a write failed with nothing to roll back to");
 	t->replay = true;
 	t->replay_item = item;
@@ -701,7 +698,6 @@ static void tx_free(struct pg_tx *t)
 	free(t->held);
 	free(t->undo);
 	free(t->cmds);
-	free(t->strict_items);
 }
 
 /* After fn returned rc: the run savepoint goes and every result still
@@ -726,28 +722,19 @@ static int tx_finish(struct pg_tx *t, int rc)
 }
 
 /* Undoes the run (to the savepoint of its first item) so that it can run
- * again with the item that failed made strict. */
+ * again, every item checked alone. */
 static int tx_rewind(struct pg_tx *t)
 {
 	int item = t->replay_item;
 	hr_log(HR_LOG_WARN, "store",
 	       "a write of item %d failed after the item ended (%s); undoing the run and"
-	       " running it again with that item checked alone",
+	       " running it again with each item checked alone",
 	       item, E(t)->msg);
 	trip(t);
 	int rc = pg_simple(W(t), "ROLLBACK TO SAVEPOINT lc", E(t), "savepoint");
 	if (rc)
 		return rc;
-	if (t->nstrict == t->capstrict) {
-		size_t nc = t->capstrict ? t->capstrict * 2 : 8;
-		int *v = realloc(t->strict_items, nc * sizeof *v);
-		if (!v)
-			return hr_fail(E(t), HR_ENOMEM, "store", "out of memory");
-		t->strict_items = v;
-		t->capstrict = nc;
-	}
-	t->strict_items[t->nstrict++] = item;
-	t->replays++;
+	t->rerun = true;
 	atomic_fetch_add(&t->s->tx_replays, 1);
 	cache_reset(t);
 	held_drop(t);
@@ -843,16 +830,6 @@ static int tx_direct(struct pg_tx *t, bool writes)
 	return rc;
 }
 
-static bool is_strict(const struct pg_tx *t, int item)
-{
-	if (t->no_replay || t->replays >= TX_REPLAYS_MAX)
-		return true;
-	for (size_t i = 0; i < t->nstrict; i++)
-		if (t->strict_items[i] == item)
-			return true;
-	return false;
-}
-
 /* An item: its writes are held until it ends (no statement); a strict one
  * gets its savepoint now. The first item of a run that wrote nothing yet
  * also marks where a rerun starts (SAVEPOINT lc). */
@@ -874,7 +851,7 @@ static int tx_item_begin(struct store_tx *st)
 	}
 	t->cur = t->items++;
 	t->promoted = false;
-	t->strict = is_strict(t, t->cur);
+	t->strict = t->no_replay || t->rerun;
 	undo_drop(t);
 	held_drop(t);
 	return t->strict ? tx_promote(t) : 0;
