@@ -1078,12 +1078,12 @@ static int apply_prefetch(struct store_tx *tx, const struct apply_ctx *a)
 			continue;
 		for (size_t k = 0; k < row->nstatuses; k++)
 			if (row->statuses[k].provider_id[0])
-				keys[w.npkeys++] = (struct lc_pkey){row->account_id,
-				                                    row->statuses[k].provider_id};
+				keys[w.npkeys++] = (struct lc_pkey){
+				    row->account_id, row->statuses[k].provider_id, row->inbox_id};
 		for (size_t k = 0; k < row->ninbound; k++)
 			if (row->inbound[k].context_id[0])
-				keys[w.npkeys++] = (struct lc_pkey){row->account_id,
-				                                    row->inbound[k].context_id};
+				keys[w.npkeys++] =
+				    (struct lc_pkey){row->account_id, row->inbound[k].context_id, 0};
 	}
 	int rc = inbox && keys ? tx->ops->prefetch(tx, &w) : 0;
 	free(inbox);

@@ -110,14 +110,19 @@ struct lc_inbound {
 
 struct store_tx;
 
-/* A message the run will look up by its provider id (msg_by_provider). */
+/* A message the run will look up by its provider id (msg_by_provider),
+ * for a status of webhook row inbox_id (0: for a reply's context): on a
+ * retried row the run asks event_seen about it too. */
 struct lc_pkey {
 	const char *account_id;
 	const char *provider_id;
+	int64_t inbox_id;
 };
 
 /* What a run is about to read, told to a backend that can read it all at
- * once (store_tx_ops.prefetch). Borrowed for the call; entries may repeat. */
+ * once (store_tx_ops.prefetch): messages by id and by provider id, inbox
+ * rows, and (pkeys' inbox_id) what event_seen will ask of retried rows.
+ * Borrowed for the call; entries may repeat. */
 struct lc_want {
 	const char *const *msg_ids; /* msg_get */
 	size_t nmsg_ids;

@@ -83,6 +83,7 @@ enum pg_slot {
 	P_PREFETCH_MSG,
 	P_PREFETCH_PAIRS,
 	P_PREFETCH_INBOX,
+	P_PREFETCH_SEEN,
 	/* readers */
 	P_APIKEY,
 	P_ACCOUNTS_ALL,

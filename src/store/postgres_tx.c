@@ -168,6 +168,9 @@ struct pg_tx {
 	struct tx_inbox *inbox;
 	size_t ninbox, capinbox;
 	struct tx_map ids, pairs, inboxes;
+	/* Webhook statuses recorded per (message, inbox row): complete for
+	 * every message in seen_msgs with every row in seen_rows (pf_seen). */
+	struct tx_map seen, seen_msgs, seen_rows;
 	struct tx_undo *undo;
 	size_t nundo, capundo;
 };
@@ -584,6 +587,9 @@ static void cache_reset(struct pg_tx *t)
 	map_free(&t->ids);
 	map_free(&t->pairs);
 	map_free(&t->inboxes);
+	map_free(&t->seen);
+	map_free(&t->seen_msgs);
+	map_free(&t->seen_rows);
 	free(t->rows);
 	free(t->inbox);
 	t->rows = NULL;
@@ -1019,6 +1025,13 @@ static const char SQL_PF_PAIRS[] =
     "  WHERE account_id = $1 AND provider_id = ANY($2::text[])"
     "  AND id NOT IN (SELECT id FROM l)";
 
+/* The webhook statuses recorded for some messages by some inbox rows: what
+ * event_seen asks, for all of them at once. */
+static const char SQL_PF_SEEN[] =
+    "SELECT message_id, inbox_id, status FROM message_event"
+    " WHERE message_id = ANY($1::text[]) AND inbox_id = ANY($2::bigint[])"
+    " AND type = 'webhook_status' AND status IS NOT NULL";
+
 static const char SQL_PF_INBOX[] = "SELECT id, received_at, attempts, channel FROM webhook_inbox"
                                    " WHERE id = ANY($1::bigint[])";
 
@@ -1211,6 +1224,79 @@ static int pf_send(struct pg_tx *t, const struct lc_want *w, struct pf_sent *ps)
 	return rc;
 }
 
+static void seen_key(char *k, size_t size, const char *message_id, int64_t inbox_id, int status)
+{
+	snprintf(k, size, "%s:%lld:%d", message_id, (long long)inbox_id, status);
+}
+
+/* Whether seen holds every status recorded for (message, inbox row). */
+static bool seen_known(const struct pg_tx *t, const char *message_id, int64_t inbox_id)
+{
+	char k[24];
+	snprintf(k, sizeof k, "%lld", (long long)inbox_id);
+	return !t->cache_off && map_get(&t->seen_msgs, message_id) >= 0 &&
+	       map_get(&t->seen_rows, k) >= 0;
+}
+
+/*
+ * For the statuses of retried inbox rows (attempts > 0) whose message the
+ * prefetch found: which statuses those rows already recorded for those
+ * messages, read in one more round trip (only when there are such rows),
+ * so event_seen need not ask one by one. 0, or the error of the statement.
+ */
+static int pf_seen(struct pg_tx *t, const struct lc_want *w)
+{
+	struct hr_buf ms = {0}, rs = {0};
+	hr_buf_put(&ms, "{", 1);
+	hr_buf_put(&rs, "{", 1);
+	bool ok = true;
+	char k[24];
+	for (size_t i = 0; ok && i < w->npkeys; i++) {
+		const struct lc_pkey *pk = &w->pkeys[i];
+		snprintf(k, sizeof k, "%lld", (long long)pk->inbox_id);
+		int ib = pk->inbox_id ? map_get(&t->inboxes, k) : TX_MISS;
+		if (ib < 0 || t->inbox[ib].attempts == 0)
+			continue;
+		char *key = pair_key(pk->account_id, pk->provider_id);
+		int idx = key ? map_get(&t->pairs, key) : TX_MISS;
+		free(key);
+		if (idx < 0)
+			continue; /* event_seen will ask */
+		const char *id = t->rows[idx].m.id;
+		if (map_get(&t->seen_msgs, id) == TX_MISS) {
+			arr_add(&ms, id);
+			ok = map_set(&t->seen_msgs, id, 1);
+		}
+		if (ok && map_get(&t->seen_rows, k) == TX_MISS) {
+			hr_buf_printf(&rs, "%s%s", rs.len > 1 ? "," : "", k);
+			ok = map_set(&t->seen_rows, k, 1);
+		}
+	}
+	hr_buf_put(&ms, "}", 1);
+	hr_buf_put(&rs, "}", 1);
+	int rc = 0;
+	PGresult *r = NULL;
+	if (!ok || ms.oom || rs.oom) {
+		cache_off(t);
+	} else if (ms.len > 2) {
+		const char *v[2] = {ms.p, rs.p};
+		rc = tx_send(t, TX_OUTSIDE, P_PREFETCH_SEEN, SQL_PF_SEEN, 2, v, "message_event", &r);
+		if (rc == 0)
+			rc = tx_sync(t, TX_OUTSIDE);
+	}
+	free(ms.p);
+	free(rs.p);
+	for (int i = 0; r && i < PQntuples(r); i++) {
+		char sk[HR_ID_LEN + 64];
+		seen_key(sk, sizeof sk, PQgetvalue(r, i, 0), pg_col_i64(r, i, 1),
+		         (int)pg_col_i64(r, i, 2));
+		if (!map_set(&t->seen, sk, 1))
+			cache_off(t);
+	}
+	PQclear(r);
+	return rc;
+}
+
 /*
  * Reads what the run announced with one statement per kind (per account
  * for messages by provider id), all in one round trip, into the cache. A
@@ -1240,6 +1326,8 @@ static int tx_prefetch(struct store_tx *st, const struct lc_want *w)
 		kept = pf_keep_absent(t, w);
 	if (rc == 0 && !kept)
 		cache_off(t); /* out of memory: the server answers instead */
+	if (rc == 0 && !t->cache_off)
+		rc = pf_seen(t, w);
 	for (size_t i = 0; i < ps.n; i++)
 		PQclear(ps.r[i]);
 	free(ps.r);
@@ -1494,17 +1582,44 @@ static int tx_event_insert(struct store_tx *st, const char *message_id, const st
 		pp_i64(&p, e->inbox_id);
 	else
 		pp_text(&p, NULL);
-	return tx_write(t, P_EVENT_INSERT,
-	                "INSERT INTO message_event(message_id, at, provider_at, type, source, status,"
-	                " applied, detail, inbox_id)"
-	                " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-	                &p, "message_event");
+	int rc = tx_write(t, P_EVENT_INSERT,
+	                  "INSERT INTO message_event(message_id, at, provider_at, type, source,"
+	                  " status, applied, detail, inbox_id)"
+	                  " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+	                  &p, "message_event");
+	/* What event_seen answers from includes it now. */
+	if (rc == 0 && e->inbox_id && e->status >= 0 && strcmp(e->type, "webhook_status") == 0 &&
+	    seen_known(t, message_id, e->inbox_id)) {
+		char k[HR_ID_LEN + 64];
+		seen_key(k, sizeof k, message_id, e->inbox_id, e->status);
+		int old = map_get(&t->seen, k);
+		if (old != 1) {
+			struct tx_undo *u = undo_new(t, TU_MAP);
+			if (u && !(u->key = strdup(k))) {
+				t->nundo--;
+				cache_off(t);
+			} else if (u) {
+				u->map = &t->seen;
+				u->val = old == TX_MISS ? TX_ABSENT : old;
+			}
+			if (!t->cache_off && !map_set(&t->seen, k, 1))
+				cache_off(t);
+		}
+	}
+	return rc;
 }
 
 static int tx_event_seen(struct store_tx *st, const char *message_id, int64_t inbox_id,
                          enum msg_status status)
 {
 	struct pg_tx *t = TX(st);
+	if (t->lost || t->replay)
+		return tx_dead(t);
+	if (seen_known(t, message_id, inbox_id)) {
+		char k[HR_ID_LEN + 64];
+		seen_key(k, sizeof k, message_id, inbox_id, (int)status);
+		return map_get(&t->seen, k) == 1;
+	}
 	struct pg_params p = {0};
 	pp_text(&p, message_id);
 	pp_i64(&p, inbox_id);

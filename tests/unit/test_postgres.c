@@ -628,6 +628,33 @@ static void test_lifecycle_round_trips(void **state)
 	assert_int_equal(t1 - t0, 2);
 	for (int i = 0; i < N; i++)
 		assert_int_equal(status_of(st, m[i].id), MSG_DELIVERED);
+
+	/* Retried rows: which of their statuses they recorded before is one
+	 * more round trip for the batch, not one per status. */
+	struct wh_status rs[6];
+	for (int i = 0; i < 6; i++) {
+		rs[i] = (struct wh_status){.status = i < 5 ? MSG_READ : MSG_DELIVERED};
+		if (i < 5)
+			hr_strlcpy(rs[i].provider_id, ws[i].provider_id, sizeof rs[i].provider_id);
+		else
+			strcpy(rs[i].provider_id, "wamid.rt-unknown");
+	}
+	struct inbox_parsed rr = {
+	    .inbox_id = inbox_add(st, "rt"), .account_id = "rt", .statuses = rs, .nstatuses = 6};
+	assert_int_equal(st->ops->apply_inbox(st, &rr, 1, hr_now_us(), &s), 0);
+	assert_int_equal(s.applied, 5);
+	assert_int_equal(s.unmatched, 1);
+	t0 = trips_of(st);
+	assert_int_equal(st->ops->apply_inbox(st, &rr, 1, hr_now_us(), &s), 0);
+	t1 = trips_of(st);
+	fprintf(stderr, "    apply_inbox: a retried row of 6 statuses %llu round trips\n",
+	        (unsigned long long)(t1 - t0));
+	assert_int_equal(s.applied, 0);
+	assert_int_equal(s.ignored, 0);
+	assert_int_equal(s.unmatched, 1);
+	assert_int_equal(t1 - t0, 3);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(count_events(st, m[i].id, "webhook_status"), 2);
 	assert_int_equal(replays_of(st), 0);
 }
 

@@ -1699,6 +1699,37 @@ static void test_apply_retried_row_in_batch(void **state)
 	assert_int_equal(pending, 0);
 }
 
+/*
+ * A retried row that names one message several times: the first status
+ * applies (READ, implying DELIVERED), and the later ones find what it just
+ * recorded for this row and are skipped, as on any retry; nothing is
+ * recorded twice.
+ */
+static void test_apply_retried_row_repeats_status(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	struct wh_status ws[3] = {{.provider_id = "wamid.rep", .status = MSG_READ},
+	                          {.provider_id = "wamid.rep", .status = MSG_DELIVERED},
+	                          {.provider_id = "wamid.rep", .status = MSG_READ}};
+	struct inbox_parsed row = {
+	    .inbox_id = inbox_add(st, "rr2"), .account_id = "rr2", .statuses = ws, .nstatuses = 3};
+	apply_rows(st, &row, 1, now, 0, 0, 3); /* not known yet: retried */
+	char x[27];
+	sent_msg(st, "rr2", "wamid.rep", x);
+	apply_rows(st, &row, 1, now + SEC, 1, 0, 0);
+	static const struct ev_want w[] = {
+	    EV_ACCEPTED,
+	    {"sent", MSG_SENT, true, NULL},
+	    {"webhook_status", MSG_DELIVERED, true, NULL},
+	    {"webhook_status", MSG_READ, true, NULL},
+	};
+	want_events(st, x, w, 4);
+	assert_int_equal(status_of(st, x), MSG_READ);
+	assert_false(inbox_has(st, INT64_MAX, row.inbox_id, NULL));
+}
+
 /* True if s is valid UTF-8 (jansson refuses anything else). */
 static bool utf8_ok(const char *s)
 {
@@ -3433,6 +3464,7 @@ int main(void)
 	    T(test_apply_retry_no_duplicate_events),
 	    T(test_apply_one_message_statuses_in_batch),
 	    T(test_apply_retried_row_in_batch),
+	    T(test_apply_retried_row_repeats_status),
 	    T(test_outside_text_stored_as_utf8),
 	    T(test_prune_retention),
 	    T(test_list_filters_and_paging),
