@@ -156,8 +156,8 @@ static void *deliver_thread(void *arg)
 		if (n == 0)
 			break; /* ran dry: the phase was too long for its rows */
 		for (size_t i = 0; i < n; i++) {
-			r[i] = (struct send_result){.kind = SEND_OK, .attempt = out[i].attempts,
-			                            .http_status = 200};
+			r[i] = (struct send_result){
+			    .kind = SEND_OK, .attempt = out[i].attempts, .http_status = 200};
 			hr_strlcpy(r[i].message_id, out[i].id, sizeof r[i].message_id);
 			snprintf(r[i].provider_id, sizeof r[i].provider_id, "wamid.%s", out[i].id);
 			ws[i] = (struct wh_status){.status = MSG_DELIVERED};
@@ -170,7 +170,8 @@ static void *deliver_thread(void *arg)
 		int64_t t1 = hr_mono_us();
 		size_t k = (n + DL_PER_ROW - 1) / DL_PER_ROW;
 		for (size_t i = 0; i < k; i++)
-			if (st->ops->inbox_append(st, "bench-dl", "whatsapp", "", "{}", 2, NULL, NULL))
+			if (st->ops->inbox_append(st, "bench-dl", "whatsapp", "", "{}", 2, NULL,
+			                          NULL))
 				exit(1);
 		struct inbox_row *ir = NULL;
 		size_t got = 0;

@@ -1031,7 +1031,7 @@ static int apply_row(struct store_tx *tx, struct apply_ctx *a, const struct inbo
 		}
 	}
 	for (size_t k = 0; k < row->ninbound; k++) {
-		bool deferred;
+		bool deferred = false;
 		if (retried && !row->inbound[k].provider_msg_id[0])
 			continue;
 		if ((rc = apply_inbound(tx, a, row, channel, &row->inbound[k], received_at,
@@ -1082,8 +1082,8 @@ static int apply_prefetch(struct store_tx *tx, const struct apply_ctx *a)
 				    row->account_id, row->statuses[k].provider_id, row->inbox_id};
 		for (size_t k = 0; k < row->ninbound; k++)
 			if (row->inbound[k].context_id[0])
-				keys[w.npkeys++] =
-				    (struct lc_pkey){row->account_id, row->inbound[k].context_id, 0};
+				keys[w.npkeys++] = (struct lc_pkey){row->account_id,
+				                                    row->inbound[k].context_id, 0};
 	}
 	int rc = inbox && keys ? tx->ops->prefetch(tx, &w) : 0;
 	free(inbox);

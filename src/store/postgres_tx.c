@@ -68,9 +68,10 @@ struct pg_claim_probe {
 	} supp[PG_CLAIM_SUPP_MAX];
 };
 
-/* Unread commands in the pipeline before a sync is forced: their results
- * wait in socket buffers, which must not fill (the server would stop
- * reading while we still send). */
+/* Unread writes in the pipeline before a sync is forced: their results
+ * wait in socket buffers and libpq's input buffer meanwhile (libpq reads
+ * them in while a send would block, so this bounds memory, not a
+ * deadlock), and a failure is found this much later. */
 #define TX_PIPE_MAX 512
 /* The item tag of commands sent outside any item. */
 #define TX_OUTSIDE (-1)
@@ -119,7 +120,7 @@ struct tx_map {
 	struct tx_slot {
 		char *key;
 		int val;
-	} *v;
+	} * v;
 	size_t cap, n;
 };
 
@@ -159,7 +160,7 @@ struct pg_tx {
 	bool drain_only; /* fn failed: failures found now change nothing */
 	struct tx_held **held;
 	size_t nheld, capheld;
-	bool rerun;      /* this is the run again: every item is strict */
+	bool rerun; /* this is the run again: every item is strict */
 
 	/* The cache (see tx_prefetch). */
 	bool cache_off;
@@ -665,7 +666,8 @@ static void cache_update(struct pg_tx *t, const struct lc_msg *m, const struct l
 	const char *pid = u->provider_id && u->provider_id[0] ? u->provider_id : NULL;
 	int idx = map_get(&t->ids, m->id);
 	struct tx_row *row = idx >= 0 ? &t->rows[idx] : NULL;
-	bool sets_pid = pmode && pid && (!row || (pmode == 1 ? strcmp(row->pid, pid) != 0 : !row->pid[0]));
+	bool sets_pid =
+	    pmode && pid && (!row || (pmode == 1 ? strcmp(row->pid, pid) != 0 : !row->pid[0]));
 	if (sets_pid) {
 		/* Its key is built from the account as read, which a name that
 		 * long may have lost the end of. */
@@ -959,9 +961,9 @@ static void row_lc_msg(const PGresult *r, int i, struct lc_msg *m)
  * Prefetch: the batch's rows in one round trip.
  * ------------------------------------------------------------------------- */
 
-/* Keys that go into a prefetch array: ASCII without control bytes that
- * need care, so no key can make the one statement fail for all (one that
- * could, e.g. invalid UTF-8, is read alone, failing alone as before). */
+/* Keys that go into a prefetch array: printable ASCII only, so no key can
+ * make the one statement fail for all (one that could, e.g. invalid UTF-8,
+ * is read alone, failing alone as before). */
 static bool key_ok(const char *s)
 {
 	if (!*s)
@@ -1280,7 +1282,8 @@ static int pf_seen(struct pg_tx *t, const struct lc_want *w)
 		cache_off(t);
 	} else if (ms.len > 2) {
 		const char *v[2] = {ms.p, rs.p};
-		rc = tx_send(t, TX_OUTSIDE, P_PREFETCH_SEEN, SQL_PF_SEEN, 2, v, "message_event", &r);
+		rc =
+		    tx_send(t, TX_OUTSIDE, P_PREFETCH_SEEN, SQL_PF_SEEN, 2, v, "message_event", &r);
 		if (rc == 0)
 			rc = tx_sync(t, TX_OUTSIDE);
 	}
@@ -1354,8 +1357,9 @@ static int tx_msg_get(struct store_tx *st, const char *id, struct lc_msg *out)
 	struct pg_params p = {0};
 	pp_text(&p, id);
 	PGresult *r;
-	int rc = tx_read(t, P_MSG_STATE, "SELECT " LC_MSG_COLS " FROM message WHERE id = $1 FOR UPDATE",
-	                 &p, &r, "message", false);
+	int rc =
+	    tx_read(t, P_MSG_STATE, "SELECT " LC_MSG_COLS " FROM message WHERE id = $1 FOR UPDATE",
+	            &p, &r, "message", false);
 	if (rc)
 		return rc;
 	int found = PQntuples(r) > 0;
@@ -1377,7 +1381,8 @@ static int tx_msg_by_provider(struct store_tx *st, const char *account_id, const
 	if (idx >= 0) {
 		/* The row may have taken another provider id since (cache_update). */
 		const struct tx_row *row = &t->rows[idx];
-		if (strcmp(row->pid, provider_id) == 0 && strcmp(row->m.account_id, account_id) == 0) {
+		if (strcmp(row->pid, provider_id) == 0 &&
+		    strcmp(row->m.account_id, account_id) == 0) {
 			*out = row->m;
 			return 1;
 		}

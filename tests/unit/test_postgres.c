@@ -436,8 +436,8 @@ static void test_outcome_fails_after_item_ended(void **state)
 	fail_events_like(f, "%boom%");
 	uint64_t replays = replays_of(st);
 	struct send_result r[6] = {
-	    outcome(m[0], SEND_OK, "wamid.0", ""),   outcome(m[1], SEND_FAILED, "", "boom one"),
-	    outcome(m[1], SEND_OK, "wamid.1", ""),   outcome(m[2], SEND_OK, "wamid.2", ""),
+	    outcome(m[0], SEND_OK, "wamid.0", ""),     outcome(m[1], SEND_FAILED, "", "boom one"),
+	    outcome(m[1], SEND_OK, "wamid.1", ""),     outcome(m[2], SEND_OK, "wamid.2", ""),
 	    outcome(m[3], SEND_RETRY, "", "boom two"), outcome(m[4], SEND_OK, "wamid.4", ""),
 	};
 	assert_int_equal(st->ops->record_results(st, r, 6, NULL, NULL), 0);
@@ -494,7 +494,8 @@ static void test_webhook_write_fails_whole_batch(void **state)
 	sent_msg(st, "wf", "wamid.y", y);
 	fail_events_like(f, "%boom%");
 	struct wh_status sx = {.provider_id = "wamid.x", .status = MSG_DELIVERED};
-	struct wh_status sy = {.provider_id = "wamid.y", .status = MSG_FAILED, .error_text = "boom"};
+	struct wh_status sy = {
+	    .provider_id = "wamid.y", .status = MSG_FAILED, .error_text = "boom"};
 	struct inbox_parsed rows[2] = {
 	    {.inbox_id = inbox_add(st, "wf"), .account_id = "wf", .statuses = &sx, .nstatuses = 1},
 	    {.inbox_id = inbox_add(st, "wf"), .account_id = "wf", .statuses = &sy, .nstatuses = 1},
@@ -556,7 +557,8 @@ static void test_prefetch_leaves_locked_row(void **state)
 	                           outcome(y, SEND_OK, "wamid.y", "")};
 	struct outcome o = {0};
 	assert_int_equal(st->ops->record_results(st, r, 2, outcome_cb, &o), 0);
-	assert_true(herald_waits_in(f, "SELECT id, tenant_id, %FROM message WHERE id = $1 FOR UPDATE"));
+	assert_true(
+	    herald_waits_in(f, "SELECT id, tenant_id, %FROM message WHERE id = $1 FOR UPDATE"));
 	assert_int_equal(atomic_load(&o.done), 0);
 	side_exec(side, "COMMIT");
 	PQfinish(side);

@@ -888,8 +888,9 @@ static void want_events(struct store *st, const char *id, const struct ev_want *
 	struct events ev = events_of(st, id);
 	if (ev.n != n) {
 		for (size_t i = 0; i < ev.n; i++)
-			fprintf(stderr, "    event %zu: %s %d %d %s\n", i, ev.e[i].type, ev.e[i].status,
-			        ev.e[i].applied, ev.e[i].detail ? ev.e[i].detail : "");
+			fprintf(stderr, "    event %zu: %s %d %d %s\n", i, ev.e[i].type,
+			        ev.e[i].status, ev.e[i].applied,
+			        ev.e[i].detail ? ev.e[i].detail : "");
 	}
 	assert_int_equal(ev.n, n);
 	for (size_t i = 0; i < n; i++) {
@@ -907,7 +908,7 @@ static void want_events(struct store *st, const char *id, const struct ev_want *
 	events_free(&ev);
 }
 
-#define EV_ACCEPTED {"accepted", MSG_QUEUED, true, NULL}
+static const struct ev_want ev_accepted = {"accepted", MSG_QUEUED, true, NULL};
 
 /*
  * A batch of outcomes failing in the middle, in every way one can fail
@@ -941,10 +942,10 @@ static void test_record_batch_fails_in_middle(void **state)
 	strcpy(r[6].message_id, m[4]);
 	assert_int_equal(st->ops->record_results(st, r, 7, NULL, NULL), 0);
 
-	static const struct ev_want sent[] = {EV_ACCEPTED, {"sent", MSG_SENT, true, NULL}};
-	static const struct ev_want retry[] = {EV_ACCEPTED, {"retry", MSG_QUEUED, true, NULL}};
-	static const struct ev_want failed[] = {EV_ACCEPTED, {"failed", MSG_FAILED, true, NULL}};
-	static const struct ev_want none[] = {EV_ACCEPTED};
+	const struct ev_want sent[] = {ev_accepted, {"sent", MSG_SENT, true, NULL}};
+	const struct ev_want retry[] = {ev_accepted, {"retry", MSG_QUEUED, true, NULL}};
+	const struct ev_want failed[] = {ev_accepted, {"failed", MSG_FAILED, true, NULL}};
+	const struct ev_want none[] = {ev_accepted};
 	want_events(st, m[0], sent, 2);
 	want_events(st, m[1], retry, 2);
 	want_events(st, m[2], failed, 2);
@@ -1001,9 +1002,9 @@ static void test_record_same_message_twice(void **state)
 	assert_string_equal(g.error_code, "429");
 	assert_string_equal(g.provider_id, "wamid.x");
 	message_clear(&g);
-	static const struct ev_want wx[] = {EV_ACCEPTED,
-	                                    {"retry", MSG_QUEUED, true, NULL},
-	                                    {"sent", MSG_SENT, false, "stale_attempt"}};
+	const struct ev_want wx[] = {ev_accepted,
+	                             {"retry", MSG_QUEUED, true, NULL},
+	                             {"sent", MSG_SENT, false, "stale_attempt"}};
 	want_events(st, x, wx, 3);
 	struct events ev = events_of(st, x);
 	json_t *d = detail_of(&ev.e[2]);
@@ -1016,9 +1017,9 @@ static void test_record_same_message_twice(void **state)
 	assert_int_equal(g.status, MSG_SENT);
 	assert_string_equal(g.provider_id, "wamid.y1");
 	message_clear(&g);
-	static const struct ev_want wy[] = {EV_ACCEPTED,
-	                                    {"sent", MSG_SENT, true, NULL},
-	                                    {"sent", MSG_SENT, false, "stale_attempt"}};
+	const struct ev_want wy[] = {ev_accepted,
+	                             {"sent", MSG_SENT, true, NULL},
+	                             {"sent", MSG_SENT, false, "stale_attempt"}};
 	want_events(st, y, wy, 3);
 	ev = events_of(st, y);
 	d = detail_of(&ev.e[2]);
@@ -1033,13 +1034,14 @@ static void test_record_same_message_twice(void **state)
 	assert_int_equal(g.status, MSG_SENT);
 	assert_string_equal(g.provider_id, "wamid.z");
 	message_clear(&g);
-	static const struct ev_want wz[] = {EV_ACCEPTED, {"sent", MSG_SENT, true, NULL}};
+	const struct ev_want wz[] = {ev_accepted, {"sent", MSG_SENT, true, NULL}};
 	want_events(st, z, wz, 2);
 
 	/* Receipts find each message by the provider id its record left. */
 	assert_int_equal(hook_status(st, "twice", "wamid.x", MSG_DELIVERED, now, NULL).applied, 1);
 	assert_int_equal(hook_status(st, "twice", "wamid.y1", MSG_DELIVERED, now, NULL).applied, 1);
-	assert_int_equal(hook_status(st, "twice", "wamid.y2", MSG_DELIVERED, now, NULL).unmatched, 1);
+	assert_int_equal(hook_status(st, "twice", "wamid.y2", MSG_DELIVERED, now, NULL).unmatched,
+	                 1);
 	assert_int_equal(status_of(st, x), MSG_DELIVERED);
 	assert_int_equal(status_of(st, y), MSG_DELIVERED);
 }
@@ -1600,8 +1602,8 @@ static void test_apply_one_message_statuses_in_batch(void **state)
 	struct inbox_parsed r1 = {
 	    .inbox_id = inbox_add(st, "sb"), .account_id = "sb", .statuses = one, .nstatuses = 3};
 	apply_rows(st, &r1, 1, now, 2, 1, 0);
-	static const struct ev_want w[] = {
-	    EV_ACCEPTED,
+	const struct ev_want w[] = {
+	    ev_accepted,
 	    {"sent", MSG_SENT, true, NULL},
 	    {"webhook_status", MSG_SENT, false, "duplicate"},
 	    {"webhook_status", MSG_DELIVERED, true, NULL},
@@ -1616,9 +1618,18 @@ static void test_apply_one_message_statuses_in_batch(void **state)
 	                              {.provider_id = "wamid.b", .status = MSG_READ},
 	                              {.provider_id = "wamid.b", .status = MSG_DELIVERED}};
 	struct inbox_parsed rows[3] = {
-	    {.inbox_id = inbox_add(st, "sb"), .account_id = "sb", .statuses = spread, .nstatuses = 2},
-	    {.inbox_id = inbox_add(st, "sb"), .account_id = "sb", .statuses = &spread[2], .nstatuses = 1},
-	    {.inbox_id = inbox_add(st, "sb"), .account_id = "sb", .statuses = &spread[3], .nstatuses = 1},
+	    {.inbox_id = inbox_add(st, "sb"),
+	     .account_id = "sb",
+	     .statuses = spread,
+	     .nstatuses = 2},
+	    {.inbox_id = inbox_add(st, "sb"),
+	     .account_id = "sb",
+	     .statuses = &spread[2],
+	     .nstatuses = 1},
+	    {.inbox_id = inbox_add(st, "sb"),
+	     .account_id = "sb",
+	     .statuses = &spread[3],
+	     .nstatuses = 1},
 	};
 	apply_rows(st, rows, 3, now, 2, 2, 0);
 	want_events(st, b, w, 6);
@@ -1629,8 +1640,8 @@ static void test_apply_one_message_statuses_in_batch(void **state)
 	struct inbox_parsed r3 = {
 	    .inbox_id = inbox_add(st, "sb"), .account_id = "sb", .statuses = rd, .nstatuses = 2};
 	apply_rows(st, &r3, 1, now, 1, 1, 0);
-	static const struct ev_want wc[] = {
-	    EV_ACCEPTED,
+	const struct ev_want wc[] = {
+	    ev_accepted,
 	    {"sent", MSG_SENT, true, NULL},
 	    {"webhook_status", MSG_DELIVERED, true, NULL},
 	    {"webhook_status", MSG_READ, true, NULL},
@@ -1672,10 +1683,11 @@ static void test_apply_retried_row_in_batch(void **state)
 
 	struct wh_status sb = {.provider_id = "wamid.k", .status = MSG_READ};
 	struct inbox_parsed two[2] = {
-	    ra, {.inbox_id = inbox_add(st, "rb"), .account_id = "rb", .statuses = &sb, .nstatuses = 1}};
+	    ra,
+	    {.inbox_id = inbox_add(st, "rb"), .account_id = "rb", .statuses = &sb, .nstatuses = 1}};
 	apply_rows(st, two, 2, now + SEC, 1, 0, 1);
-	static const struct ev_want wk[] = {
-	    EV_ACCEPTED,
+	const struct ev_want wk[] = {
+	    ev_accepted,
 	    {"sent", MSG_SENT, true, NULL},
 	    {"webhook_status", MSG_DELIVERED, true, NULL},
 	    {"webhook_status", MSG_READ, true, NULL},
@@ -1719,8 +1731,8 @@ static void test_apply_retried_row_repeats_status(void **state)
 	char x[27];
 	sent_msg(st, "rr2", "wamid.rep", x);
 	apply_rows(st, &row, 1, now + SEC, 1, 0, 0);
-	static const struct ev_want w[] = {
-	    EV_ACCEPTED,
+	const struct ev_want w[] = {
+	    ev_accepted,
 	    {"sent", MSG_SENT, true, NULL},
 	    {"webhook_status", MSG_DELIVERED, true, NULL},
 	    {"webhook_status", MSG_READ, true, NULL},
