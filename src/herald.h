@@ -14,6 +14,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* C linkage for the C++ shims that include this header (core/phone.cc). */
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define HERALD_VERSION "0.1.0"
 
 /* ---------------------------------------------------------------------------
@@ -75,6 +80,14 @@ int hr_time_parse(const char *s, int64_t *out);
 #define HR_ID_LEN 26
 void hr_id_new(char out[HR_ID_LEN + 1]);
 bool hr_id_valid(const char *s);
+/* An id as if made at time us (random tail, no monotonic guarantee): for
+ * tests and for rows that carry an old time. */
+void hr_id_at(int64_t us, char out[HR_ID_LEN + 1]);
+/* The first HR_ID_TIME_LEN characters of every id made in the millisecond
+ * of us: ids made before us sort (byte-wise) below it, ids made at or after
+ * it at or above it. The same as PostgreSQL's herald_ulid_prefix(). */
+#define HR_ID_TIME_LEN 10
+void hr_id_time_prefix(int64_t us, char out[HR_ID_TIME_LEN + 1]);
 
 /* ---------------------------------------------------------------------------
  * Message lifecycle (see DESIGN.md "Message lifecycle"). The numeric values
@@ -99,6 +112,10 @@ const char *msg_status_name(enum msg_status s);               /* "queued", ...  
 int msg_status_parse(const char *name, enum msg_status *out); /* 0 or HR_EINVAL */
 /* True for a status after which nothing more is expected on this channel. */
 bool msg_status_final(enum msg_status s, bool channel_has_receipts);
+/* True for a status that retention may remove (store.message_retention_days):
+ * final, or DELIVERED (only a READ receipt can still come). QUEUED, SENDING,
+ * UNKNOWN and SENT on a channel with receipts are never settled. */
+bool msg_status_settled(enum msg_status s, bool channel_has_receipts);
 
 /*
  * What happens when an event reporting status `next` meets a message in
@@ -112,6 +129,33 @@ enum status_verdict {
 };
 enum status_verdict status_decide(enum msg_status cur, enum msg_status next);
 const char *status_verdict_name(enum status_verdict v);
+
+/*
+ * A campaign (batch) of messages from one upload: PENDING (created, rows
+ * being read) -> VALIDATED (every row checked, report ready) -> PROCESSING
+ * (started: valid rows becoming messages, messages being sent) ->
+ * COMPLETED (every message settled, see batch_msg_settled); or CANCELLED,
+ * or FAILED (with a reason) from any state before COMPLETED. Stored
+ * numbers: never renumber, only append.
+ */
+enum batch_status {
+	BATCH_PENDING = 0,
+	BATCH_VALIDATED = 1,
+	BATCH_PROCESSING = 2,
+	BATCH_COMPLETED = 3,
+	BATCH_CANCELLED = 4,
+	BATCH_FAILED = 5,
+	BATCH__COUNT
+};
+const char *batch_status_name(enum batch_status s);               /* "pending", ... */
+int batch_status_parse(const char *name, enum batch_status *out); /* 0 or HR_EINVAL */
+/* Whether a batch may move from cur to next (the table in status.c). */
+bool batch_status_allowed(enum batch_status cur, enum batch_status next);
+/* True once a message of a batch needs nothing more for the batch to be
+ * done: a final status, DELIVERED (READ may follow, but nobody waits for
+ * it), UNKNOWN (never sent again by itself), or SENT on a channel that
+ * reports no receipts. */
+bool batch_msg_settled(enum msg_status s, bool channel_has_receipts);
 
 /* Message priority classes: lower is claimed first. */
 enum msg_priority {
@@ -213,5 +257,9 @@ enum hr_log_level { HR_LOG_DEBUG, HR_LOG_INFO, HR_LOG_WARN, HR_LOG_ERROR };
 void hr_log_set_level(enum hr_log_level lvl);
 void hr_log(enum hr_log_level lvl, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HERALD_H */

@@ -44,6 +44,9 @@ struct api_opts {
 	int64_t request_body_timeout_us;
 	int min_body_rate;
 	int max_batch; /* messages per batch request (default 10000) */
+	int max_batch_rows; /* rows per campaign upload (default 1,000,000) */
+	size_t max_upload_bytes; /* a multipart campaign upload (default 200 MiB) */
+	const char *upload_dir;  /* where uploads are spooled (default /tmp) */
 	/* mode=sync: the wait when a request gives no timeout_ms (default 10 s)
 	 * and the largest timeout_ms a request may ask for (default 60 s); <= 0
 	 * means the default. A configured wait is never cut down: api_start

@@ -48,6 +48,7 @@ struct api_server {
 	 * two tenants racing for one account id cannot both pass the check.
 	 * Only that handler takes it. */
 	pthread_mutex_t channels_lock;
+	struct batch_runner *runner; /* NULL when this server does not send */
 };
 
 enum api_route {
@@ -64,6 +65,12 @@ enum api_route {
 	ROUTE_CHANNELS,       /* GET list, POST create or update */
 	ROUTE_CHANNEL,        /* GET one */
 	ROUTE_CAPABILITIES,   /* GET /v1/channels/{id}/capabilities */
+	ROUTE_BATCHES,        /* GET list, POST create (upload) */
+	ROUTE_BATCH,          /* GET one */
+	ROUTE_BATCH_START,    /* POST /v1/batches/{id}/start */
+	ROUTE_BATCH_CANCEL,   /* POST /v1/batches/{id}/cancel */
+	ROUTE_BATCH_ERRORS,   /* GET /v1/batches/{id}/errors: the validation report */
+	ROUTE_BATCH_MESSAGES, /* GET /v1/batches/{id}/messages */
 };
 
 struct api_req;
@@ -93,6 +100,10 @@ struct api_req {
 	char *body;
 	size_t len, cap, limit;
 	bool too_large, oom;
+
+	/* A multipart/form-data upload (POST /v1/batches), streamed to a temp
+	 * file instead of into body (upload.c). */
+	struct api_upload *upload;
 
 	/* The handler's own state machine across suspend/resume. */
 	int stage;
@@ -124,6 +135,21 @@ const char *api_query(struct api_req *r, const char *name);
 /* 422 naming the first query argument not in allowed (NULL-terminated);
  * 0 when all are known. */
 int api_query_check(struct api_req *r, const char *const *allowed, struct hr_err *err);
+
+/* ---- upload.c ---- */
+struct api_upload;
+/* Starts streaming a multipart/form-data body of r (r->upload). */
+int api_upload_begin(struct api_req *r, struct hr_err *err);
+/* Feeds body bytes; 0, or the first problem's code (kept for finish). */
+int api_upload_feed(struct api_req *r, const char *data, size_t n);
+/* The body is complete: 0 with the file and fields ready, or the problem. */
+int api_upload_finish(struct api_req *r, struct hr_err *err);
+void api_upload_free(struct api_upload *u);
+/* The file part as a readable path (/proc/self/fd/N), the client's file
+ * name (a label; its extension tells the format), the other fields. */
+const char *api_upload_path(const struct api_upload *u);
+const char *api_upload_filename(const struct api_upload *u);
+json_t *api_upload_fields(const struct api_upload *u);
 
 /* ---- errors.c ---- */
 enum api_errkind {
@@ -214,11 +240,19 @@ bool api_content_key(const char *key);
 
 /* ---- messages.c ---- */
 enum MHD_Result api_messages_post(struct api_req *r);
+/* One message from a request object as a batch item would carry it
+ * (channel, account, to, content; bulk priority), due at now, part of
+ * batch_id: the same checks as POST /v1/messages:batch. m's content and body
+ * are heap (message_clear). Errors name the object's field. */
+int api_message_build(const struct api_server *s, const char *tenant, json_t *o,
+                      const char *batch_id, int64_t now, struct message *m, struct hr_err *err);
 enum MHD_Result api_messages_batch(struct api_req *r);
 
 /* ---- messages_read.c ---- */
 enum MHD_Result api_message_get(struct api_req *r);
 enum MHD_Result api_messages_list(struct api_req *r);
+/* The same listing, of one batch's messages only (batch_id NULL: all). */
+enum MHD_Result api_messages_list_in(struct api_req *r, const char *batch_id);
 
 /* ---- suppressions.c ---- */
 enum MHD_Result api_suppressions_list(struct api_req *r);
@@ -230,6 +264,29 @@ enum MHD_Result api_channels_list(struct api_req *r);
 enum MHD_Result api_channels_post(struct api_req *r);
 enum MHD_Result api_channel_get(struct api_req *r);
 
+/* ---- batches.c: campaigns ---- */
+enum MHD_Result api_batches_list(struct api_req *r);
+enum MHD_Result api_batches_post(struct api_req *r);
+enum MHD_Result api_batch_get(struct api_req *r);
+enum MHD_Result api_batch_delete(struct api_req *r);
+enum MHD_Result api_batch_start(struct api_req *r);
+enum MHD_Result api_batch_cancel(struct api_req *r);
+enum MHD_Result api_batch_errors(struct api_req *r);
+enum MHD_Result api_batch_messages(struct api_req *r);
+/* A started batch's messages from its stored rows (made as validation made
+ * them, due at the batch's schedule): out[i] and rows[i] for items[i].
+ * Errors name the row. */
+int api_batch_messages_of(const struct api_server *s, const struct batch *bt,
+                          const struct batch_item *items, size_t n, struct message *out,
+                          int64_t *rows, struct hr_err *err);
+/* The campaign runner (batch_runner.c): a thread that turns started
+ * batches' rows into messages in chunks and cancels stopped batches'
+ * queued messages; resumes both after a restart. */
+struct batch_runner;
+int batch_runner_start(struct api_server *s, struct batch_runner **out, struct hr_err *err);
+void batch_runner_wake(struct batch_runner *br);
+void batch_runner_stop(struct batch_runner *br);
+
 /* ---- capabilities.c ---- */
 enum MHD_Result api_channel_capabilities(struct api_req *r);
 
@@ -237,6 +294,17 @@ enum MHD_Result api_channel_capabilities(struct api_req *r);
 /* Copies the config's tenants, API keys, accounts and templates (with
  * their header/buttons/regulatory declarations) into the store. */
 int serve_sync_config(json_t *cfg, struct store *st, struct hr_err *err);
+/* What expires (read at start, so a bad value stops the server before it
+ * listens). */
+struct retention_opts {
+	int64_t inbox_keep_us;   /* store.inbox_retention_hours */
+	int64_t idem_keep_us;    /* store.idempotency_ttl_hours */
+	int64_t message_keep_us; /* store.message_retention_days (0..3650); 0 = forever */
+};
+int serve_retention_opts(json_t *cfg, struct retention_opts *o, struct hr_err *err);
+/* One pass of retention, as the server runs it once a minute: expired
+ * webhook rows and idempotency records, then old settled messages. */
+void serve_retention_tick(struct store *st, const struct retention_opts *ro);
 
 /* ---- webhooks.c ---- */
 /* Early check at the headers stage: the account exists for the channel. */

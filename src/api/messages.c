@@ -245,6 +245,14 @@ static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *
 	return 0;
 }
 
+int api_message_build(const struct api_server *s, const char *tenant, json_t *o,
+                      const char *batch_id, int64_t now, struct message *m, struct hr_err *err)
+{
+	struct parse_ctx pc = {.s = s, .tenant = tenant, .batch = true,
+	                       .default_prio = PRIO_BULK, .now = now, .batch_id = batch_id};
+	return parse_message(&pc, o, m, NULL, NULL, err);
+}
+
 /* ---------------------------------------------------------------------------
  * Idempotency.
  * ------------------------------------------------------------------------- */

@@ -302,6 +302,11 @@ static int parse_list_query(struct api_req *r, struct msg_filter *f, char to[HR_
 
 enum MHD_Result api_messages_list(struct api_req *r)
 {
+	return api_messages_list_in(r, NULL);
+}
+
+enum MHD_Result api_messages_list_in(struct api_req *r, const char *batch_id)
+{
 	struct store *st = r->srv->o.store;
 	struct msg_filter f;
 	char to[HR_ADDR_MAX];
@@ -310,6 +315,7 @@ enum MHD_Result api_messages_list(struct api_req *r)
 	int rc = parse_list_query(r, &f, to, &err);
 	if (rc != 0)
 		return api_fail(r, rc, &err);
+	f.batch_id = batch_id;
 
 	struct message *ms = NULL;
 	size_t n = 0;

@@ -16,6 +16,7 @@
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/template.h"
+#include "obs/metrics.h"
 
 struct serve_args {
 	const char *config;
@@ -400,6 +401,66 @@ static int read_dispatch_opts(json_t *cfg, struct dispatch_opts *o, struct hr_er
 	return err->code;
 }
 
+int serve_retention_opts(json_t *cfg, struct retention_opts *o, struct hr_err *err)
+{
+	o->inbox_keep_us =
+	    hr_cfg_int(cfg, "store.inbox_retention_hours", 72, 1, 24 * 3650, err) * 3600000000LL;
+	o->idem_keep_us =
+	    hr_cfg_int(cfg, "store.idempotency_ttl_hours", 24, 1, 24 * 3650, err) * 3600000000LL;
+	o->message_keep_us =
+	    hr_cfg_int(cfg, "store.message_retention_days", 0, 0, 3650, err) * 86400000000LL;
+	return err->code;
+}
+
+/* Transactions of message retention per tick (of 1,000 messages each): a
+ * backlog (retention just turned on) drains over several minutes rather
+ * than in one long pass. */
+#define RETENTION_BATCHES_PER_TICK 100
+#define RETENTION_CHANNELS_MAX 16 /* store.h: struct msg_retention */
+
+/*
+ * One retention tick: finished webhook rows and idempotency records expire,
+ * then (if store.message_retention_days is set) settled messages older than
+ * that with their events, all in short transactions, so the database does
+ * not grow without bound. Failures are logged and retried next tick.
+ */
+void serve_retention_tick(struct store *st, const struct retention_opts *ro)
+{
+	int64_t now = hr_now_us(), n = 0, total = 0;
+	for (int i = 0; i < 100; i++) {
+		if (st->ops->prune(st, now - ro->inbox_keep_us, now - ro->idem_keep_us, 5000, &n) ||
+		    n == 0)
+			break;
+		total += n;
+	}
+	if (total)
+		hr_log(HR_LOG_INFO, "serve", "retention: %lld expired rows deleted",
+		       (long long)total);
+	if (!ro->message_keep_us)
+		return;
+	const char *at_sent[RETENTION_CHANNELS_MAX];
+	struct msg_retention mr = {.before = now - ro->message_keep_us,
+	                           .final_at_sent = at_sent,
+	                           .nfinal_at_sent =
+	                               channel_final_at_sent(at_sent, RETENTION_CHANNELS_MAX),
+	                           .max_batches = RETENTION_BATCHES_PER_TICK};
+	struct msg_retention_stats rs;
+	struct hr_err err = {0};
+	if (st->ops->message_prune(st, &mr, &rs, &err)) {
+		hr_log(HR_LOG_WARN, "serve", "message retention: %s", err.msg);
+		return;
+	}
+	metrics_retention(rs.messages, rs.events, rs.months);
+	char months[48] = "";
+	if (rs.months)
+		snprintf(months, sizeof months, " (%d months dropped whole)", rs.months);
+	if (rs.messages || rs.events || rs.months)
+		hr_log(HR_LOG_INFO, "serve",
+		       "message retention: %lld messages and %lld events removed%s%s",
+		       (long long)rs.messages, (long long)rs.events, months,
+		       rs.more ? ", more next time" : "");
+}
+
 static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opts *o, char *host,
                          size_t hostlen, struct hr_err *err)
 {
@@ -440,6 +501,12 @@ static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opt
 	o->min_body_rate = (int)hr_cfg_int(cfg, "server.min_body_rate_bytes_per_s",
 	                                   o->min_body_rate, 1, 1 << 30, err);
 	o->max_batch = (int)hr_cfg_int(cfg, "server.max_batch", o->max_batch, 1, 100000, err);
+	o->max_batch_rows =
+	    (int)hr_cfg_int(cfg, "batches.max_rows", o->max_batch_rows, 1, 10000000, err);
+	o->max_upload_bytes = (size_t)hr_cfg_int(cfg, "batches.max_upload_bytes",
+	                                         (int64_t)o->max_upload_bytes, 1024,
+	                                         (int64_t)4 << 30, err);
+	o->upload_dir = hr_cfg_str(cfg, "batches.upload_dir", NULL, err);
 	o->sync_timeout_us =
 	    hr_cfg_int(cfg, "server.sync_timeout_ms", o->sync_timeout_us / 1000, 1, 600000, err) *
 	    1000;
@@ -510,8 +577,10 @@ int serve_main(int argc, char **argv)
 		goto out;
 	struct dispatch_opts dopts;
 	struct api_opts aopts;
+	struct retention_opts ropts;
 	if (read_dispatch_opts(cfg, &dopts, &err) ||
-	    read_api_opts(cfg, &a, &aopts, host, sizeof host, &err))
+	    read_api_opts(cfg, &a, &aopts, host, sizeof host, &err) ||
+	    serve_retention_opts(cfg, &ropts, &err))
 		goto out;
 	raise_fd_limit(&aopts);
 	if (channel_policy_init(&policy, cfg, &err) || open_store(cfg, &a, &st, &err) ||
@@ -545,30 +614,14 @@ int serve_main(int argc, char **argv)
 	fflush(stdout);
 
 	/* The main thread waits for a stop signal and, once a minute, applies
-	 * retention: finished webhook rows and idempotency records expire, in
-	 * short transactions, so the database does not grow without bound. */
-	int64_t inbox_keep =
-	    hr_cfg_int(cfg, "store.inbox_retention_hours", 72, 1, 24 * 3650, &err) * 3600000000LL;
-	int64_t idem_keep =
-	    hr_cfg_int(cfg, "store.idempotency_ttl_hours", 24, 1, 24 * 3650, &err) * 3600000000LL;
-	if (err.code)
-		goto out;
+	 * retention (serve_retention_tick). */
 	int sig = 0;
 	for (;;) {
 		struct timespec tick = {.tv_sec = 60};
 		sig = sigtimedwait(&stopset, NULL, &tick);
 		if (sig > 0)
 			break;
-		int64_t now = hr_now_us(), n = 0, total = 0;
-		for (int i = 0; i < 100; i++) {
-			if (st->ops->prune(st, now - inbox_keep, now - idem_keep, 5000, &n) ||
-			    n == 0)
-				break;
-			total += n;
-		}
-		if (total)
-			hr_log(HR_LOG_INFO, "serve", "retention: %lld expired rows deleted",
-			       (long long)total);
+		serve_retention_tick(st, &ropts);
 	}
 	hr_log(HR_LOG_INFO, "serve", "signal %d: stopping", sig);
 	status = 0;

@@ -58,6 +58,8 @@ void api_opts_default(struct api_opts *o)
 	o->request_body_timeout_us = 10 * 1000000LL;
 	o->min_body_rate = 1024;
 	o->max_batch = 10000;
+	o->max_batch_rows = 1000000;
+	o->max_upload_bytes = 200u << 20;
 	o->sync_timeout_us = API_SYNC_TIMEOUT_US;
 	o->sync_max_timeout_us = API_SYNC_MAX_TIMEOUT_US;
 	o->max_attempts = 0; /* the dispatcher's default */
@@ -266,6 +268,13 @@ static const struct api_route_def api_routes[] = {
      "GET, HEAD"},
     {"/webhooks/{channel}/{account}", ROUTE_WEBHOOK, api_webhook, api_webhook, NULL,
      "GET, HEAD, POST"},
+    {"/v1/batches", ROUTE_BATCHES, api_batches_list, api_batches_post, NULL, "GET, HEAD, POST"},
+    {"/v1/batches/{id}", ROUTE_BATCH, api_batch_get, NULL, api_batch_delete, "GET, HEAD, DELETE"},
+    {"/v1/batches/{id}/start", ROUTE_BATCH_START, NULL, api_batch_start, NULL, "POST"},
+    {"/v1/batches/{id}/cancel", ROUTE_BATCH_CANCEL, NULL, api_batch_cancel, NULL, "POST"},
+    {"/v1/batches/{id}/errors", ROUTE_BATCH_ERRORS, api_batch_errors, NULL, NULL, "GET, HEAD"},
+    {"/v1/batches/{id}/messages", ROUTE_BATCH_MESSAGES, api_batch_messages, NULL, NULL,
+     "GET, HEAD"},
 };
 
 /* Copies one path segment (up to '/' or the end) if it fits and is non-empty. */
@@ -306,6 +315,19 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 			return route_def(ROUTE_CHANNEL);
 		if (p && strcmp(p, "/capabilities") == 0)
 			return route_def(ROUTE_CAPABILITIES);
+	} else if (strncmp(url, "/v1/batches/", 12) == 0) {
+		static const struct {
+			const char *tail;
+			enum api_route route;
+		} sub[] = {{"", ROUTE_BATCH},
+		           {"/start", ROUTE_BATCH_START},
+		           {"/cancel", ROUTE_BATCH_CANCEL},
+		           {"/errors", ROUTE_BATCH_ERRORS},
+		           {"/messages", ROUTE_BATCH_MESSAGES}};
+		p = segment(url + 12, r->path_id, sizeof r->path_id);
+		for (size_t i = 0; p && i < sizeof sub / sizeof *sub; i++)
+			if (strcmp(p, sub[i].tail) == 0)
+				return route_def(sub[i].route);
 	} else if (strncmp(url, "/v1/suppressions/", 17) == 0) {
 		p = segment(url + 17, r->path_channel, sizeof r->path_channel);
 		if (p && *p == '/') {
@@ -694,6 +716,15 @@ static enum MHD_Result start_request(struct api_req *r, const char *url, const c
 	}
 
 	r->limit = r->route == ROUTE_WEBHOOK ? s->o.max_webhook_bytes : s->o.max_body_bytes;
+	/* A campaign file: streamed to disk, under its own, larger limit. */
+	const char *ctype =
+	    MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	if (r->route == ROUTE_BATCHES && r->handler == def->post && ctype &&
+	    strncasecmp(ctype, "multipart/form-data", 19) == 0) {
+		if ((rc = api_upload_begin(r, &err)) != 0)
+			return api_fail(r, rc, &err);
+		r->limit = s->o.max_upload_bytes;
+	}
 	const char *cl =
 	    MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (cl) {
@@ -704,7 +735,7 @@ static enum MHD_Result start_request(struct api_req *r, const char *url, const c
 			return too_large(r);
 		/* Sized from the declared length, but only up to 64 KiB before the
 		 * bytes arrive: a header alone must not reserve megabytes. */
-		if (n > 0) {
+		if (n > 0 && !r->upload) {
 			r->cap = n + 1 < API_BODY_PREALLOC ? (size_t)n + 1 : API_BODY_PREALLOC;
 			r->body = malloc(r->cap);
 			if (!r->body)
@@ -769,7 +800,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return ret;
 	}
 	if (*upload_data_size) {
-		if (!r->responded)
+		if (r->upload && !r->responded && !r->too_large) {
+			if (*upload_data_size > r->limit - r->len)
+				r->too_large = true; /* the rest is read and discarded */
+			else {
+				r->len += *upload_data_size;
+				api_upload_feed(r, upload_data, *upload_data_size);
+			}
+		} else if (!r->responded)
 			body_append(r, upload_data, *upload_data_size);
 		/* Only bytes kept earn body time: the discarded rest of a body over
 		 * the limit must come within what the kept part earned, or a steady
@@ -791,6 +829,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return api_fail(r, HR_ENOMEM, NULL);
 	if (r->too_large)
 		return too_large(r);
+	if (r->upload) {
+		struct hr_err err;
+		hr_err_clear(&err);
+		int rc = api_upload_finish(r, &err);
+		if (rc)
+			return api_fail(r, rc, &err);
+	}
 	if (!r->body) {
 		r->body = strdup("");
 		if (!r->body)
@@ -831,6 +876,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		return;
 	if (r->priv_free)
 		r->priv_free(r->priv);
+	api_upload_free(r->upload);
 	free(r->body);
 	free(r->raw_uri);
 	free(r);
@@ -987,6 +1033,11 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 		return hr_fail(err, HR_EIO, "server.listen", "cannot listen on %s:%d: %s", host,
 		               opts->port, e ? strerror(e) : "libmicrohttpd refused the options");
 	}
+	/* Campaigns are turned into messages only where messages are sent. */
+	if (s->o.dispatcher && (rc = batch_runner_start(s, &s->runner, err)) != 0) {
+		api_stop(s);
+		return rc;
+	}
 	*out = s;
 	return 0;
 }
@@ -1016,6 +1067,7 @@ void api_stop(struct api_server *s)
 	MHD_stop_daemon(s->mhd);
 	if (fd != MHD_INVALID_SOCKET)
 		close(fd);
+	batch_runner_stop(s->runner); /* after the requests that may wake it */
 	api_guard_free(s->guard); /* after MHD: every connection is closed */
 	api_keycache_destroy(&s->keys);
 	pthread_mutex_destroy(&s->lock);

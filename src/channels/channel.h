@@ -312,6 +312,10 @@ void channel_outcome_sanitize(const struct channel_account *a, long http_status,
 
 /* The registry (registry.c): one line per channel. NULL if unknown. */
 const struct channel_ops *channel_find(const char *name);
+/* The names of the channels without delivery receipts (has_receipts
+ * false), whose messages are final at SENT: up to max into names[]
+ * (static strings); returns how many. */
+size_t channel_final_at_sent(const char **names, size_t max);
 
 /* Makes a loaded account from a store row (config parsed, secrets resolved).
  * Caller frees with channel_account_free. */

@@ -48,6 +48,15 @@ const struct channel_ops *channel_find(const char *name)
 	return e ? e->ops : NULL;
 }
 
+size_t channel_final_at_sent(const char **names, size_t max)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < sizeof channel_table / sizeof channel_table[0]; i++)
+		if (!channel_table[i].ops->has_receipts && n < max)
+			names[n++] = channel_table[i].name;
+	return n;
+}
+
 void http_req_clear(struct http_req *r)
 {
 	if (!r)

@@ -17,9 +17,30 @@ static pthread_mutex_t id_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t last_ms;
 static unsigned char last_rand[10];
 
-void hr_id_new(char out[HR_ID_LEN + 1])
+/* 48 bits of milliseconds then 80 random bits, as 26 base32 digits (the
+ * first holds only 3 bits: 130 bits of output, the top 2 zero). */
+static void id_encode(uint64_t ms, const unsigned char rnd[10], char out[HR_ID_LEN + 1])
 {
 	unsigned char b[16];
+	for (int i = 0; i < 6; i++)
+		b[i] = (unsigned char)(ms >> (8 * (5 - i)));
+	memcpy(b + 6, rnd, 10);
+	int bit = -2;
+	for (int i = 0; i < HR_ID_LEN; i++) {
+		int v = 0;
+		for (int k = 0; k < 5; k++, bit++) {
+			v <<= 1;
+			if (bit >= 0 && (b[bit / 8] >> (7 - bit % 8)) & 1)
+				v |= 1;
+		}
+		out[i] = b32[v];
+	}
+	out[HR_ID_LEN] = '\0';
+}
+
+void hr_id_new(char out[HR_ID_LEN + 1])
+{
+	unsigned char rnd[10];
 	uint64_t ms = (uint64_t)(hr_now_us() / 1000);
 
 	pthread_mutex_lock(&id_lock);
@@ -34,24 +55,35 @@ void hr_id_new(char out[HR_ID_LEN + 1])
 		hr_random_bytes(last_rand, sizeof last_rand);
 		last_rand[0] &= 0x7f; /* headroom so increments never overflow */
 	}
-	memcpy(b + 6, last_rand, 10);
+	memcpy(rnd, last_rand, 10);
 	pthread_mutex_unlock(&id_lock);
+	id_encode(ms, rnd, out);
+}
 
-	for (int i = 0; i < 6; i++)
-		b[i] = (unsigned char)(ms >> (8 * (5 - i)));
+/* Times before the epoch or past the 48 bits of milliseconds a ULID holds
+ * (year 10889) are clamped to its ends. */
+static uint64_t id_ms(int64_t us)
+{
+	if (us <= 0)
+		return 0;
+	uint64_t ms = (uint64_t)us / 1000;
+	return ms > 0xFFFFFFFFFFFFull ? 0xFFFFFFFFFFFFull : ms;
+}
 
-	/* 128 bits -> 26 base32 digits (the first holds only 3 bits). */
-	int bit = -2; /* 130 bits of output, top 2 are zero */
-	for (int i = 0; i < HR_ID_LEN; i++) {
-		int v = 0;
-		for (int k = 0; k < 5; k++, bit++) {
-			v <<= 1;
-			if (bit >= 0 && (b[bit / 8] >> (7 - bit % 8)) & 1)
-				v |= 1;
-		}
-		out[i] = b32[v];
-	}
-	out[HR_ID_LEN] = '\0';
+void hr_id_at(int64_t us, char out[HR_ID_LEN + 1])
+{
+	unsigned char rnd[10];
+	hr_random_bytes(rnd, sizeof rnd);
+	id_encode(id_ms(us), rnd, out);
+}
+
+void hr_id_time_prefix(int64_t us, char out[HR_ID_TIME_LEN + 1])
+{
+	static const unsigned char zero[10];
+	char id[HR_ID_LEN + 1];
+	id_encode(id_ms(us), zero, id);
+	memcpy(out, id, HR_ID_TIME_LEN);
+	out[HR_ID_TIME_LEN] = '\0';
 }
 
 bool hr_id_valid(const char *s)

@@ -57,6 +57,63 @@ bool msg_status_final(enum msg_status s, bool channel_has_receipts)
 	}
 }
 
+static const char *const batch_names[BATCH__COUNT] = {
+    [BATCH_PENDING] = "pending",       [BATCH_VALIDATED] = "validated",
+    [BATCH_PROCESSING] = "processing", [BATCH_COMPLETED] = "completed",
+    [BATCH_CANCELLED] = "cancelled",   [BATCH_FAILED] = "failed",
+};
+
+const char *batch_status_name(enum batch_status s)
+{
+	return (unsigned)s < BATCH__COUNT ? batch_names[s] : "invalid";
+}
+
+int batch_status_parse(const char *name, enum batch_status *out)
+{
+	for (int i = 0; i < BATCH__COUNT; i++)
+		if (name && strcmp(name, batch_names[i]) == 0) {
+			*out = (enum batch_status)i;
+			return 0;
+		}
+	return HR_EINVAL;
+}
+
+/* Forward only, never skipping validation; the three end states are final. */
+bool batch_status_allowed(enum batch_status cur, enum batch_status next)
+{
+	switch (cur) {
+	case BATCH_PENDING:
+		return next == BATCH_VALIDATED || next == BATCH_CANCELLED || next == BATCH_FAILED;
+	case BATCH_VALIDATED:
+		return next == BATCH_PROCESSING || next == BATCH_CANCELLED || next == BATCH_FAILED;
+	case BATCH_PROCESSING:
+		return next == BATCH_COMPLETED || next == BATCH_CANCELLED || next == BATCH_FAILED;
+	default:
+		return false;
+	}
+}
+
+/* Settled for retention (below), and UNKNOWN: never sent again by itself,
+ * so a campaign does not wait for it (a late receipt still moves it). */
+bool batch_msg_settled(enum msg_status s, bool channel_has_receipts)
+{
+	return s == MSG_UNKNOWN || msg_status_settled(s, channel_has_receipts);
+}
+
+/*
+ * Settled is final, and DELIVERED too: the only thing that can still happen
+ * to a delivered message is a READ receipt, which many never send (SMS has
+ * no read receipts at all; WhatsApp users turn them off). Treating DELIVERED
+ * as open would keep most successful messages forever. The set is closed
+ * under status_decide (nothing moves a settled message back to an open
+ * status: a late DELIVERED after FAILED stays settled), which is what lets
+ * retention check a month once and then drop it.
+ */
+bool msg_status_settled(enum msg_status s, bool channel_has_receipts)
+{
+	return s == MSG_DELIVERED || msg_status_final(s, channel_has_receipts);
+}
+
 static bool in_chain(enum msg_status s)
 {
 	return s <= MSG_READ;

@@ -707,8 +707,9 @@ static size_t claim_and_start(struct dispatcher *d, struct acct_state *as, int w
 	for (size_t i = 0; i < n; i++) {
 		if (batch[i].status == MSG_SUPPRESSED)
 			suppressed(d, &batch[i]);
-		else
+		else if (batch[i].status == MSG_SENDING)
 			start_send(d, as, &batch[i]), sent++;
+		/* else: screened at claim (a cancelled campaign's): not sent */
 		message_clear(&batch[i]);
 	}
 	/* Give back tokens we did not use. */

@@ -61,6 +61,7 @@ static _Atomic int64_t m_inflight;
 static _Atomic uint64_t m_http[M_HTTP__COUNT];
 static _Atomic uint64_t m_accepted;
 static _Atomic uint64_t m_guard[M_GUARD__COUNT];
+static _Atomic uint64_t m_retained_msgs, m_retained_events, m_retained_months;
 
 static int metrics_slot(const char *channel)
 {
@@ -129,6 +130,19 @@ void metrics_accepted(int n)
 {
 	if (n > 0)
 		atomic_fetch_add_explicit(&m_accepted, (uint64_t)n, memory_order_relaxed);
+}
+
+void metrics_retention(int64_t messages, int64_t events, int months)
+{
+	if (messages > 0)
+		atomic_fetch_add_explicit(&m_retained_msgs, (uint64_t)messages,
+		                          memory_order_relaxed);
+	if (events > 0)
+		atomic_fetch_add_explicit(&m_retained_events, (uint64_t)events,
+		                          memory_order_relaxed);
+	if (months > 0)
+		atomic_fetch_add_explicit(&m_retained_months, (uint64_t)months,
+		                          memory_order_relaxed);
 }
 
 static uint64_t ld(_Atomic uint64_t *v)
@@ -233,6 +247,17 @@ int metrics_render(struct store *st, char **out, size_t *len)
 	        (unsigned long long)ld(&m_guard[M_GUARD_CUT_HEAD]));
 	fprintf(f, "herald_http_requests_cut_total{phase=\"body\"} %llu\n",
 	        (unsigned long long)ld(&m_guard[M_GUARD_CUT_BODY]));
+
+	render_header(f, "herald_retention_removed_total", "counter",
+	              "Rows message retention removed (store.message_retention_days).");
+	fprintf(f, "herald_retention_removed_total{what=\"messages\"} %llu\n",
+	        (unsigned long long)ld(&m_retained_msgs));
+	fprintf(f, "herald_retention_removed_total{what=\"events\"} %llu\n",
+	        (unsigned long long)ld(&m_retained_events));
+	render_header(f, "herald_retention_months_dropped_total", "counter",
+	              "Months of message partitions retention dropped whole (PostgreSQL).");
+	fprintf(f, "herald_retention_months_dropped_total %llu\n",
+	        (unsigned long long)ld(&m_retained_months));
 
 	if (st)
 		render_store(f, st);

@@ -47,6 +47,8 @@ enum metric_http_guard {
 };
 void metrics_http_guard(enum metric_http_guard what);
 void metrics_accepted(int n); /* messages durably accepted by the API */
+/* What message retention removed (store.message_retention_days). */
+void metrics_retention(int64_t messages, int64_t events, int months);
 
 /* Renders all metrics (plus store gauges when st != NULL) into a heap buffer. */
 int metrics_render(struct store *st, char **out, size_t *len);

@@ -60,6 +60,64 @@ int lc_check_supp_keys(const char *tenant_id, const char *channel, const char *r
 }
 
 /* ---------------------------------------------------------------------------
+ * Message retention: the rule (store.h, struct msg_retention), stated here
+ * for every backend as three values their SQL binds.
+ * ------------------------------------------------------------------------- */
+
+static bool retention_channel_ok(const char *c)
+{
+	size_t n = c ? strlen(c) : 0;
+	if (n == 0 || n >= sizeof(((struct message *)0)->channel))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((c[i] >= 'a' && c[i] <= 'z') || (c[i] >= '0' && c[i] <= '9') || c[i] == '_' ||
+		      c[i] == '-'))
+			return false;
+	return true;
+}
+
+int lc_retention_prepare(const struct msg_retention *r, struct lc_retention *out,
+                         struct hr_err *err)
+{
+	memset(out, 0, sizeof *out);
+	if (!r || r->before <= 0)
+		return hr_fail(err, HR_EINVAL, "before", "retention needs a cutoff time");
+	if (r->batch < 0 || r->batch > LC_RETENTION_BATCH_MAX)
+		return hr_fail(err, HR_EINVAL, "batch", "batch must be between 1 and %d",
+		               LC_RETENTION_BATCH_MAX);
+	if (r->max_batches < 0)
+		return hr_fail(err, HR_EINVAL, "max_batches", "max_batches must be 0 or more");
+	if (r->nfinal_at_sent > LC_RETENTION_CHANNELS_MAX ||
+	    (r->nfinal_at_sent && !r->final_at_sent))
+		return hr_fail(err, HR_EINVAL, "final_at_sent", "at most %d channels",
+		               LC_RETENTION_CHANNELS_MAX);
+	out->before = r->before;
+	hr_id_time_prefix(r->before, out->before_id);
+	out->batch = r->batch ? r->batch : LC_RETENTION_BATCH_DEFAULT;
+	out->max_batches = r->max_batches;
+	/* The names are checked to [a-z0-9_-], so the array needs no escaping. */
+	size_t len = 0;
+	out->channels[len++] = '[';
+	for (size_t i = 0; i < r->nfinal_at_sent; i++) {
+		const char *c = r->final_at_sent[i];
+		if (!retention_channel_ok(c))
+			return hr_fail(err, HR_EINVAL, "final_at_sent",
+			               "channel name %zu is empty, too long or not [a-z0-9_-]", i);
+		len += (size_t)snprintf(out->channels + len, sizeof out->channels - len, "%s\"%s\"",
+		                        i ? "," : "", c);
+	}
+	out->channels[len++] = ']';
+	out->channels[len] = '\0';
+	for (int st = 0; st < MSG__COUNT; st++) {
+		if (msg_status_settled((enum msg_status)st, true))
+			out->settled |= (int64_t)1 << st;
+		else if (msg_status_settled((enum msg_status)st, false))
+			out->settled_at_sent |= (int64_t)1 << st;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------
  * The one transition.
  * ------------------------------------------------------------------------- */
 
@@ -72,8 +130,11 @@ int lc_transition(struct store_tx *tx, struct lc_msg *m, const struct lc_update 
 	int rc = tx->ops->msg_update(tx, m, u);
 	if (rc)
 		return rc;
-	/* Counters and hooks (campaigns, delivery policies) go here: every
-	 * change of m->status passes this point once. */
+	/* Counters and hooks go here: every change of m->status passes this
+	 * point once. Campaign counters (lc_batch.c) are written when the run
+	 * ends, in the same transaction. */
+	if (m->status != u->status)
+		lc_count(tx, m->batch_id, (int)m->status, (int)u->status, false);
 	m->status = u->status;
 	m->lease_until = 0;
 	if ((u->set & LC_SET_PROVIDER_ID) && u->provider_id && u->provider_id[0])
@@ -86,9 +147,8 @@ int lc_transition(struct store_tx *tx, struct lc_msg *m, const struct lc_update 
 void lc_claimed(struct store_tx *tx, const struct message *msgs, size_t n)
 {
 	/* QUEUED -> SENDING for each: the hook point for claims. */
-	(void)tx;
-	(void)msgs;
-	(void)n;
+	for (size_t i = 0; i < n; i++)
+		lc_count(tx, msgs[i].batch_id, MSG_QUEUED, MSG_SENDING, false);
 }
 
 /* An event on a message whose status does not change (inbound replies,
@@ -173,6 +233,7 @@ static void lc_msg_from(struct lc_msg *l, const struct message *m)
 	l->max_attempts = m->max_attempts;
 	l->has_provider_id = m->provider_id[0] != '\0';
 	l->lease_until = m->lease_until;
+	hr_strlcpy(l->batch_id, m->batch_id, sizeof l->batch_id);
 	l->key = -1; /* by id */
 }
 
@@ -192,10 +253,16 @@ static int claim_screen(struct store_tx *tx, struct claim_ctx *c)
 		return alias;
 	char tenant[HR_NAME_MAX] = "", channel[16] = "";
 	int supp = -1, rc;
+	struct lc_screen_cache bc = {.status = -1};
 	for (size_t i = 0; i < c->n; i++) {
 		struct message *m = &c->out[i];
 		struct lc_msg lm;
 		lc_msg_from(&lm, m);
+		/* A message of a cancelled campaign is cancelled, not sent. */
+		if ((rc = lc_batch_screen(tx, &bc, m, &lm)))
+			return rc;
+		if (m->status != MSG_SENDING)
+			continue;
 		char orig[HR_ADDR_MAX], to[HR_ADDR_MAX];
 		bool moved = false;
 		hr_strlcpy(orig, m->recipient, sizeof orig);
@@ -277,7 +344,7 @@ int lc_claim(const struct lc_backend *b, struct store *st, const char *account_i
 		return 0;
 	struct claim_ctx c = {
 	    .account_id = account_id, .now = now, .lease_us = lease_us, .limit = limit, .out = out};
-	int rc = b->run(st, claim_run, &c, sizeof c, NULL, NULL, NULL);
+	int rc = lc_run(b, st, claim_run, &c, sizeof c, NULL, NULL, NULL);
 	if (rc) {
 		/* Rolled back: the rows read into out[] were never claimed. */
 		for (size_t i = 0; i < c.n; i++)
@@ -491,7 +558,7 @@ static int results_run(struct store_tx *tx, void *arg)
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < a->n; i++) {
-		if ((rc = tx->ops->item_begin(tx)))
+		if ((rc = lc_item_begin(tx)))
 			return rc;
 		rc = record_one(tx, &a->r[i]);
 		if (!tx->ops->alive(tx))
@@ -500,7 +567,7 @@ static int results_run(struct store_tx *tx, void *arg)
 			                    "transaction aborted");
 		if (rc)
 			result_not_recorded(tx, &a->r[i]);
-		int end = tx->ops->item_end(tx, rc == 0 ? true : false);
+		int end = lc_item_end(tx, rc == 0 ? true : false);
 		if (end < 0)
 			return end;
 		if (end > 0)
@@ -515,7 +582,7 @@ int lc_record_results(const struct lc_backend *b, struct store *st, const struct
 	if (n && !r)
 		return HR_EINVAL;
 	struct results_ctx c = {.r = r, .n = n};
-	return b->run(st, results_run, &c, sizeof c, cb, arg, NULL);
+	return lc_run(b, st, results_run, &c, sizeof c, cb, arg, NULL);
 }
 
 /* ---------------------------------------------------------------------------
@@ -586,7 +653,7 @@ int lc_requeue_expired(const struct lc_backend *b, struct store *st, int64_t now
 	int rc;
 	do {
 		c.more = false;
-		rc = b->run(st, requeue_run, &c, sizeof c, NULL, NULL, NULL);
+		rc = lc_run(b, st, requeue_run, &c, sizeof c, NULL, NULL, NULL);
 	} while (rc == 0 && c.more);
 	if (n)
 		*n = rc ? 0 : c.n;
@@ -632,7 +699,7 @@ int lc_inbox_claim(const struct lc_backend *b, struct store *st, int64_t now, in
 	c.until = now > INT64_MAX - lease_us ? INT64_MAX : now + lease_us;
 	if (!(c.out = calloc((size_t)limit, sizeof *c.out)))
 		return HR_ENOMEM;
-	int rc = b->run(st, inbox_claim_run, &c, sizeof c, NULL, NULL, NULL);
+	int rc = lc_run(b, st, inbox_claim_run, &c, sizeof c, NULL, NULL, NULL);
 	if (rc || c.n == 0) {
 		for (size_t i = 0; i < c.n; i++)
 			inbox_row_clear(&c.out[i]);
@@ -933,6 +1000,10 @@ static int store_inbound(struct store_tx *tx, struct apply_ctx *a, const struct 
 		*deferred = true;
 		return 0;
 	}
+	/* A campaign counts the messages answered, not the answers. */
+	int answered = linked && t.batch_id[0] ? tx->ops->inbound_exists(tx, t.id) : 1;
+	if (answered < 0)
+		return answered;
 	struct lc_inbound li = {.tenant_id = linked ? t.tenant_id : NULL,
 	                        .account_id = row->account_id ? row->account_id : "",
 	                        .message_id = linked ? t.id : NULL,
@@ -947,6 +1018,8 @@ static int store_inbound(struct store_tx *tx, struct apply_ctx *a, const struct 
 	if (rc <= 0)
 		return rc; /* an error, or seen before */
 	a->stats.inbound++;
+	if (!answered)
+		lc_count(tx, t.batch_id, -1, -1, true);
 	char reply_id[HR_ID_LEN + 1] = "";
 	if ((rc = inbound_effects(tx, row, row_channel, in, c, linked ? &t : NULL, reply_id)))
 		return rc;
@@ -1110,7 +1183,7 @@ int lc_apply_inbox(const struct lc_backend *b, struct store *st, const struct in
 	if (n && !rows)
 		return HR_EINVAL;
 	struct apply_ctx a = {.rows = rows, .n = n, .now = now};
-	int rc = b->run(st, apply_run, &a, sizeof a, NULL, NULL, NULL);
+	int rc = lc_run(b, st, apply_run, &a, sizeof a, NULL, NULL, NULL);
 	if (rc == 0 && stats)
 		*stats = a.stats;
 	return rc;

@@ -61,6 +61,7 @@ struct lc_msg {
 	int max_attempts; /* 0 = the default (LC_MAX_ATTEMPTS_DEFAULT) */
 	bool has_provider_id;
 	int64_t lease_until;
+	char batch_id[HR_ID_LEN + 1]; /* "" when not part of a batch */
 };
 
 #define LC_MAX_ATTEMPTS_DEFAULT 8
@@ -105,6 +106,19 @@ struct lc_inbound {
 	const char *provider_msg_id, *from, *kind, *text, *payload;
 	int64_t provider_at, received_at;
 };
+
+/* What the rules see of a campaign (batch) in a transaction. */
+struct lc_batch_state {
+	char tenant_id[HR_NAME_MAX];
+	enum batch_status status;
+	bool ingested;
+	bool receipts;
+	int64_t by_status[MSG__COUNT];
+};
+
+/* The batch counters a run has moved so far (lc_batch.c); flushed into the
+ * batch rows once, when the run's function returns. */
+struct lc_acc;
 
 /* ---- the backend's side: one open transaction ---- */
 
@@ -217,10 +231,43 @@ struct store_tx_ops {
 	/* next_try_at 0 keeps the old value; error NULL clears it. */
 	int (*inbox_mark)(struct store_tx *tx, int64_t id, int state, int attempts,
 	                  int64_t next_try_at, const char *error);
+
+	/* Campaigns. The batch's state: 1 found, 0 no such batch. */
+	int (*batch_state)(struct store_tx *tx, const char *batch_id, struct lc_batch_state *out);
+	/* Adds delta[s] to the batch's count of messages in status s and
+	 * replied to its replied count, and returns the state after: 1, or 0
+	 * when there is no such batch (messages of a JSON batch request). */
+	int (*batch_add)(struct store_tx *tx, const char *batch_id, const int64_t delta[MSG__COUNT],
+	                 int64_t replied, struct lc_batch_state *after);
+	/* Adds to the row counts (batch_items_put). */
+	int (*batch_rows_add)(struct store_tx *tx, const char *batch_id, int64_t total,
+	                      int64_t valid, int64_t invalid, int64_t duplicates);
+	/* Sets status `to` stamped with at (its timestamp column), error (NULL
+	 * keeps it) and, when ingested is 1, the ingested mark (-1 keeps it). */
+	int (*batch_set)(struct store_tx *tx, const char *batch_id, enum batch_status to, int64_t at,
+	                 const char *error, int ingested);
+	/* Stores rows; HR_ECONFLICT (field "row") if a row number exists. A
+	 * valid row whose recipient an earlier valid row of the batch already
+	 * has is stored as a duplicate (the store's unique key decides, not a
+	 * lookup first): *dups gets how many were. */
+	int (*items_insert)(struct store_tx *tx, const char *batch_id, const struct batch_item *items,
+	                    size_t n, int64_t *dups);
+	/* The row takes message_id if it has none and is valid and not a
+	 * duplicate: 1 taken, 0 not (already has one, or not sendable). */
+	int (*item_take)(struct store_tx *tx, const char *batch_id, int64_t row,
+	                 const char *message_id);
+	/* Up to limit QUEUED messages of the batch. */
+	int (*batch_queued)(struct store_tx *tx, const char *batch_id, int limit,
+	                    struct lc_msg *out, size_t *n);
+	/* Deletes the batch row and its rows (batch_item). */
+	int (*batch_delete)(struct store_tx *tx, const char *batch_id);
+	/* 1 if the message already has a stored reply, 0 if not. */
+	int (*inbound_exists)(struct store_tx *tx, const char *message_id);
 };
 
 struct store_tx {
 	const struct store_tx_ops *ops;
+	struct lc_acc *acc; /* set by lifecycle.c while one of its runs is on */
 };
 
 /*
@@ -229,10 +276,11 @@ struct store_tx {
  *
  * A backend that sends writes ahead of their results may find, after an
  * item ended, that one of its writes failed. It then undoes everything the
- * function did and runs it again from the start, that item then checked
+ * function did and runs it again from the start, each item then checked
  * at its own item_end (which returns 1 if it fails again). So a function
  * with items must not carry state from one call to the next in ctx: it
- * sets what it reports, never adds to it.
+ * sets what it reports, never adds to it (lc_run's counters start afresh
+ * with each call).
  */
 typedef int (*lc_tx_fn)(struct store_tx *tx, void *ctx);
 
@@ -264,11 +312,78 @@ int lc_inbox_claim(const struct lc_backend *b, struct store *st, int64_t now, in
 int lc_apply_inbox(const struct lc_backend *b, struct store *st, const struct inbox_parsed *rows,
                    size_t n, int64_t now, struct apply_stats *stats);
 
+/* Runs fn in one backend transaction with the batch counters it moves
+ * (lc_count, lc_batch_touch) written, and finished batches completed,
+ * before it commits. Every lifecycle entry point runs through this. */
+int lc_run(const struct lc_backend *b, struct store *st, lc_tx_fn fn, void *ctx,
+           size_t ctx_size, store_done_fn cb, void *arg, struct hr_err *err);
+/* Per-item isolation with the counters kept in step: what an item undone
+ * (lc_item_end(tx, false), or the backend's item_end answering 1) counted
+ * is forgotten. lc_item_end returns what item_end does. */
+int lc_item_begin(struct store_tx *tx);
+int lc_item_end(struct store_tx *tx, bool keep);
+/* Counts a message of batch_id leaving status `from` (-1: new) for `to`
+ * (-1: none), or a first reply (replied). No-op for batch_id "". */
+void lc_count(struct store_tx *tx, const char *batch_id, int from, int to, bool replied);
+
+/* ---- campaigns (lc_batch.c): store_ops entries every backend shares ---- */
+int lc_batch_items_put(const struct lc_backend *b, struct store *st, const char *batch_id,
+                       const struct batch_item *items, size_t n, struct hr_err *err);
+int lc_batch_set_status(const struct lc_backend *b, struct store *st, const char *tenant_id,
+                        const char *id, enum batch_status to, const char *error,
+                        struct hr_err *err);
+int lc_batch_enqueue(const struct lc_backend *b, struct store *st, const char *batch_id,
+                     const int64_t *rows, const struct message *msgs, size_t n, bool last,
+                     size_t *made, struct hr_err *err);
+int lc_batch_discard(const struct lc_backend *b, struct store *st, const char *tenant_id,
+                     const char *id, struct hr_err *err);
+int lc_batch_cancel_step(const struct lc_backend *b, struct store *st, const char *batch_id,
+                         int limit, int64_t *n);
+/* Claims: a claimed message of a cancelled or failed batch is cancelled
+ * instead of sent (returned with status CANCELLED). The cache (start it
+ * {.status = -1}) remembers the last batch looked up, as a claim's
+ * messages are mostly of one batch. 0 or an error. */
+struct lc_screen_cache {
+	char batch_id[HR_ID_LEN + 1];
+	int status; /* of batch_id; -1: none looked up */
+};
+int lc_batch_screen(struct store_tx *tx, struct lc_screen_cache *c, struct message *m,
+                    struct lc_msg *lm);
+
 /* The key of a suppression entry a client gives (API writes): each part
  * non-empty, fitting its field, valid UTF-8 (lists return it as JSON).
  * HR_EINVAL naming tenant_id, channel or recipient. */
 int lc_check_supp_keys(const char *tenant_id, const char *channel, const char *recipient,
                        struct hr_err *err);
+
+/* ---- message retention: the rule, once (store.h: struct msg_retention) ---- */
+
+#define LC_RETENTION_BATCH_DEFAULT 1000
+#define LC_RETENTION_BATCH_MAX 10000
+#define LC_RETENTION_CHANNELS_MAX 16
+
+/*
+ * A checked msg_retention as a backend's SQL takes it. A message is
+ * removable when
+ *   id < before_id
+ *   AND ((settled >> status) & 1 = 1
+ *        OR ((settled_at_sent >> status) & 1 = 1 AND channel IN channels))
+ * Backends bind these three values and repeat that predicate verbatim
+ * (SQLite with json_each, PostgreSQL with jsonb_array_elements_text).
+ */
+struct lc_retention {
+	char before_id[HR_ID_TIME_LEN + 1];                /* hr_id_time_prefix(before) */
+	int64_t before;                                    /* us */
+	int64_t settled;                                   /* bit s: settled on every channel */
+	int64_t settled_at_sent;                           /* bit s: settled on `channels` only */
+	char channels[LC_RETENTION_CHANNELS_MAX * 20 + 3]; /* JSON array of names */
+	int batch;
+	int max_batches; /* 0 = no limit */
+};
+
+/* Checks r and fills out; HR_EINVAL naming the field otherwise. */
+int lc_retention_prepare(const struct msg_retention *r, struct lc_retention *out,
+                         struct hr_err *err);
 
 /* Inbox row states (webhook_inbox.state). */
 enum {

@@ -5,13 +5,14 @@
  * postgres_msg.c, postgres_hook.c, postgres_supp.c and postgres_tx.c; this
  * file fills `store_postgres` with them.
  *
- * The writer ("herald-pgwrite") is sqlite.c's writer over one libpq
- * connection: it takes everything queued (up to group_max jobs), runs it in
- * one BEGIN ... COMMIT with a SAVEPOINT around each job (a failing job rolls
- * back only itself), and reports results only after COMMIT returned. The
- * BEGIN also reads the database's clock (now(), the same for the whole
- * group), which is the `now` of every job in it, so every node sharing the
- * database measures leases and due times by one clock.
+ * The writer ("herald-pgwrite") is writer.c's over one libpq connection:
+ * it takes everything queued (up to group_max jobs), runs it in one BEGIN
+ * ... COMMIT with a SAVEPOINT around each job (a failing job rolls back only
+ * itself), and reports results only after COMMIT returned; this file gives
+ * it those statements and the reconnection. The BEGIN also reads the
+ * database's clock (now(), the same for the whole group), which is the
+ * `now` of every job in it, so every node sharing the database measures
+ * leases and due times by one clock.
  *
  * Readers: a pool of up to rmax connections, each with its own prepared
  * statements. A read that finds its connection broken (the server
@@ -26,8 +27,6 @@
 #include "store/postgres_int.h"
 
 #define PG_READERS_MAX 8
-#define PG_GROUP_MAX_DEFAULT 512
-#define PG_QUEUE_MAX_DEFAULT 65536
 
 /* ---------------------------------------------------------------------------
  * Parameters and columns.
@@ -299,7 +298,7 @@ int pg_exec(struct pg_conn *c, enum pg_slot slot, const char *sql, const struct 
 	return pg_exec_named(c, name, &c->prep[slot], sql, p, out, err, field);
 }
 
-static bool pcmd_push(struct pg_store *s, struct pg_job *j, int kind, enum pg_slot slot,
+static bool pcmd_push(struct pg_store *s, struct wr_job *j, int kind, enum pg_slot slot,
                       const char *field, const char *conflict)
 {
 	if (s->npcmd == s->pcap) {
@@ -319,7 +318,51 @@ static bool pcmd_push(struct pg_store *s, struct pg_job *j, int kind, enum pg_sl
 	return true;
 }
 
-int pg_wdo(struct pg_store *s, struct pg_job *j, enum pg_slot slot, const char *sql,
+/* ---- array literals, so a whole batch travels as one parameter per column ---- */
+
+/* Appends one element (NULL for SQL NULL) to an array literal being built:
+ * quoted, with " and \ escaped, so any text survives. */
+void pg_arr_text(struct hr_buf *a, const char *v)
+{
+	hr_buf_put(a, a->len ? "," : "{", 1);
+	if (!v) {
+		hr_buf_put(a, "NULL", 4);
+		return;
+	}
+	hr_buf_put(a, "\"", 1);
+	for (const char *p = v; *p;) {
+		size_t run = strcspn(p, "\"\\");
+		hr_buf_put(a, p, run);
+		p += run;
+		if (*p) {
+			char esc[2] = {'\\', *p++};
+			hr_buf_put(a, esc, 2);
+		}
+	}
+	hr_buf_put(a, "\"", 1);
+}
+
+void pg_arr_i64(struct hr_buf *a, int64_t v)
+{
+	char num[24];
+	int n = snprintf(num, sizeof num, "%lld", (long long)v);
+	hr_buf_put(a, a->len ? "," : "{", 1);
+	hr_buf_put(a, num, (size_t)n);
+}
+
+void pg_arr_bool(struct hr_buf *a, bool v)
+{
+	hr_buf_put(a, a->len ? "," : "{", 1);
+	hr_buf_put(a, v ? "t" : "f", 1);
+}
+
+const char *pg_arr_end(struct hr_buf *a)
+{
+	hr_buf_put(a, a->len ? "}" : "{}", a->len ? 1 : 2);
+	return a->oom ? NULL : a->p;
+}
+
+int pg_wdo(struct pg_store *s, struct wr_job *j, enum pg_slot slot, const char *sql,
            const struct pg_params *p, const char *field, const char *conflict)
 {
 	if (!s->piping) {
@@ -434,101 +477,38 @@ int pg_read(struct pg_store *s, enum pg_slot slot, int list_mask, const char *sq
  * The writer.
  * ------------------------------------------------------------------------- */
 
-static int enqueue(struct pg_store *s, struct pg_job *j)
+/*
+ * The writer's transaction (struct wr_ops for writer.c). Before each group
+ * and solo job the writer's connection is made again if it broke; while the
+ * server cannot be reached, every write answers HR_EBUSY (the API: 503).
+ */
+static int w_ready(void *be, struct hr_err *e)
 {
-	j->next = NULL;
-	pthread_mutex_lock(&s->qlock);
-	if (s->stopping || (j->limited && s->qlen >= s->opts.queue_max)) {
-		pthread_mutex_unlock(&s->qlock);
-		return HR_EBUSY;
-	}
-	if (s->qtail)
-		s->qtail->next = j;
-	else
-		s->qhead = j;
-	s->qtail = j;
-	s->qlen++;
-	pthread_cond_signal(&s->qcond);
-	pthread_mutex_unlock(&s->qlock);
-	return 0;
-}
-
-int pg_run_blocking(struct pg_store *s, struct pg_job *j, struct hr_err *err)
-{
-	j->cb = NULL;
-	j->arg = NULL;
-	j->heap = false;
-	j->done = false;
-	j->rc = 0;
-	j->err.code = 0;
-	pthread_cond_init(&j->cv, NULL);
-	int rc = enqueue(s, j);
-	if (rc == 0) {
-		pthread_mutex_lock(&s->dlock);
-		while (!j->done)
-			pthread_cond_wait(&j->cv, &s->dlock);
-		pthread_mutex_unlock(&s->dlock);
-		rc = j->rc;
-		if (rc < 0 && err)
-			*err = j->err;
-	} else {
-		hr_fail(err, rc, "store", "write queue full or store closing");
-	}
-	pthread_cond_destroy(&j->cv);
-	return rc;
-}
-
-int pg_run_async(struct pg_store *s, struct pg_job *j, size_t size, store_done_fn cb, void *arg)
-{
-	struct pg_job *h = malloc(size);
-	if (!h)
-		return HR_ENOMEM;
-	memcpy(h, j, size);
-	h->cb = cb;
-	h->arg = arg;
-	h->heap = true;
-	h->done = false;
-	h->rc = 0;
-	h->err.code = 0;
-	int rc = enqueue(s, h);
-	if (rc)
-		free(h);
-	return rc;
-}
-
-static void fail_all(struct pg_job *list, int rc, const char *what)
-{
-	for (struct pg_job *j = list; j; j = j->next)
-		j->rc = hr_fail(&j->err, rc, "store", "postgres: %s", what);
-}
-
-/* The writer's connection, made again if it broke; false if the server
- * cannot be reached now. */
-static bool writer_ready(struct pg_store *s)
-{
+	struct pg_store *s = be;
 	if (conn_ok(&s->w))
-		return true;
+		return 0;
 	bool had = s->w.c != NULL;
 	pg_disconnect(&s->w);
 	struct hr_err err = {0};
 	if (pg_connect(s, &s->w, &err)) {
 		if (had)
 			hr_log(HR_LOG_WARN, "store", "writer cannot reconnect: %s", err.msg);
-		return false;
+		return hr_fail(e, HR_EBUSY, "store", "postgres: database unavailable");
 	}
 	if (had)
 		hr_log(HR_LOG_INFO, "store", "writer reconnected to PostgreSQL");
-	return true;
+	return 0;
 }
 
 /* BEGIN, reading the database's clock in the same round trip. A connection
  * found broken here (the server restarted while the writer was idle) is
  * made again once: nothing of the group has been sent yet. */
-static int group_begin(struct pg_store *s)
+static int w_begin(void *be, struct hr_err *e)
 {
+	struct pg_store *s = be;
 	for (int attempt = 0; attempt < 2; attempt++) {
-		if (!writer_ready(s))
-			return HR_EBUSY;
+		if (attempt && w_ready(s, e))
+			return e->code;
 		PGresult *r =
 		    PQexec(s->w.c, "BEGIN; SELECT (extract(epoch FROM now()) * 1000000)::bigint");
 		if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
@@ -539,10 +519,10 @@ static int group_begin(struct pg_store *s)
 		PQclear(r);
 		if (conn_ok(&s->w)) {
 			PQclear(PQexec(s->w.c, "ROLLBACK"));
-			return HR_EIO;
+			return hr_fail(e, HR_EIO, "store", "postgres: cannot begin");
 		}
 	}
-	return HR_EBUSY;
+	return hr_fail(e, HR_EBUSY, "store", "postgres: database unavailable");
 }
 
 static bool simple_ok(struct pg_store *s, const char *sql)
@@ -554,7 +534,7 @@ static bool simple_ok(struct pg_store *s, const char *sql)
 }
 
 /* Jobs sent in one pipeline at most (each job's savepoint takes one of the
- * 64 subtransaction ids a backend caches: see PG_GROUP_CAP). */
+ * 64 subtransaction ids a backend caches). */
 #define PG_PIPE_MAX 64
 
 /*
@@ -606,7 +586,7 @@ static int pipe_read(struct pg_store *s, long *failed)
  * and marked failed, the jobs before it stand, and the jobs after it are
  * sent again. 0, or non-zero if the transaction is lost.
  */
-static int pipe_run(struct pg_store *s, struct pg_job *first, const struct pg_job *end)
+static int pipe_run(struct pg_store *s, struct wr_job *first, const struct wr_job *end)
 {
 	PGconn *c = s->w.c;
 	while (first != end) {
@@ -615,7 +595,7 @@ static int pipe_run(struct pg_store *s, struct pg_job *first, const struct pg_jo
 		s->piping = true;
 		s->npcmd = 0;
 		bool sent = true;
-		for (struct pg_job *j = first; j != end && sent; j = j->next) {
+		for (struct wr_job *j = first; j != end && sent; j = j->next) {
 			sent =
 			    PQsendQueryParams(c, "SAVEPOINT job", 0, NULL, NULL, NULL, NULL, 0) &&
 			    pcmd_push(s, j, PC_SAVEPOINT, P__COUNT, "store", NULL);
@@ -657,160 +637,109 @@ static int pipe_run(struct pg_store *s, struct pg_job *first, const struct pg_jo
 	return 0;
 }
 
-/*
- * Runs a group of jobs in one transaction, each in its own savepoint unless
- * it is alone. A job that reports success but left the transaction in the
- * aborted state (a statement failed and it did not notice) counts as failed.
- * COMMIT is checked by its command tag: PostgreSQL answers COMMIT on an
- * aborted transaction with a successful ROLLBACK.
- */
-static void run_group(struct pg_store *s, struct pg_job *list, int k)
+/* Sends a group's runs of pipeable jobs (two or more in a row) in one
+ * pipeline each; the writer runs every other job alone. */
+static int w_run_many(void *be, struct wr_job *j, struct wr_job **last)
 {
-	int brc = group_begin(s);
-	if (brc) {
-		fail_all(list, brc, brc == HR_EBUSY ? "database unavailable" : "cannot begin");
-		return;
-	}
-	bool single = k == 1, broken = false;
-	for (struct pg_job *j = list; j; j = j->next) {
-		if (!single && j->pipeable && j->next && j->next->pipeable) {
-			struct pg_job *last = j;
-			for (int n = 1; n < PG_PIPE_MAX && last->next && last->next->pipeable; n++)
-				last = last->next;
-			int prc = pipe_run(s, j, last->next);
-			if (prc) {
-				broken = true;
-				break;
-			}
-			j = last;
-			continue;
-		}
-		if (!single && !simple_ok(s, "SAVEPOINT job")) {
-			broken = true;
-			break;
-		}
-		j->rc = j->run(s, j);
-		if (!conn_ok(&s->w)) {
-			broken = true;
-			break;
-		}
-		if (j->rc == 0 && PQtransactionStatus(s->w.c) == PQTRANS_INERROR)
-			j->rc = hr_fail(&j->err, HR_EIO, "store", "postgres: statement failed");
-		if (single)
-			break;
-		if (j->rc < 0 && !simple_ok(s, "ROLLBACK TO SAVEPOINT job")) {
-			broken = true;
-			break;
-		}
-		if (!simple_ok(s, "RELEASE SAVEPOINT job")) {
-			broken = true;
-			break;
-		}
-	}
-	if (broken) {
-		/* A pipeline left half-read cannot be rolled back in place: the
-		 * connection goes (the server rolls back), the next group makes
-		 * a new one. */
-		if (s->w.c && PQpipelineStatus(s->w.c) != PQ_PIPELINE_OFF)
-			pg_disconnect(&s->w);
-		bool lost = !conn_ok(&s->w);
-		fail_all(list, lost ? HR_EBUSY : HR_EIO,
-		         lost ? "connection lost, transaction rolled back" : "transaction aborted");
-		if (!lost)
-			PQclear(PQexec(s->w.c, "ROLLBACK"));
-		return;
-	}
-	if (single && list->rc < 0) {
-		PQclear(PQexec(s->w.c, "ROLLBACK"));
-		return;
-	}
+	if (!j->pipeable || !j->next || !j->next->pipeable)
+		return WR_NOT_MINE;
+	struct wr_job *l = j;
+	for (int n = 1; n < PG_PIPE_MAX && l->next && l->next->pipeable; n++)
+		l = l->next;
+	*last = l;
+	return pipe_run(be, j, l->next);
+}
+
+static int w_savepoint(void *be)
+{
+	return simple_ok(be, "SAVEPOINT job") ? 0 : HR_EIO;
+}
+
+static int w_rollback_to(void *be)
+{
+	return simple_ok(be, "ROLLBACK TO SAVEPOINT job") ? 0 : HR_EIO;
+}
+
+static int w_release(void *be)
+{
+	return simple_ok(be, "RELEASE SAVEPOINT job") ? 0 : HR_EIO;
+}
+
+/* A job that reports success but left the transaction in the aborted state
+ * (a statement failed and it did not notice) counts as failed. */
+static int w_check(void *be, struct wr_job *j)
+{
+	struct pg_store *s = be;
+	if (!conn_ok(&s->w))
+		return HR_EBUSY;
+	if (j->rc == 0 && PQtransactionStatus(s->w.c) == PQTRANS_INERROR)
+		j->rc = hr_fail(&j->err, HR_EIO, "store", "postgres: statement failed");
+	return 0;
+}
+
+static void w_rollback(void *be)
+{
+	struct pg_store *s = be;
+	PQclear(PQexec(s->w.c, "ROLLBACK"));
+}
+
+static int w_abort(void *be, struct hr_err *e)
+{
+	struct pg_store *s = be;
+	/* A pipeline left half-read cannot be rolled back in place: the
+	 * connection goes (the server rolls back), the next group makes a new
+	 * one. */
+	if (s->w.c && PQpipelineStatus(s->w.c) != PQ_PIPELINE_OFF)
+		pg_disconnect(&s->w);
+	if (!conn_ok(&s->w))
+		return hr_fail(e, HR_EBUSY, "store",
+		               "postgres: connection lost, transaction rolled back");
+	w_rollback(s);
+	return hr_fail(e, HR_EIO, "store", "postgres: transaction aborted");
+}
+
+/* COMMIT is checked by its command tag: PostgreSQL answers COMMIT on an
+ * aborted transaction with a successful ROLLBACK. */
+static int w_commit(void *be, struct hr_err *e)
+{
+	struct pg_store *s = be;
 	PGresult *r = PQexec(s->w.c, "COMMIT");
 	bool ok =
 	    r && PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
 	PQclear(r);
-	if (!ok) {
-		/* A connection lost during COMMIT leaves the outcome unknown to us,
-		 * but whole either way: the group committed entirely or not at all. */
-		bool lost = !conn_ok(&s->w);
-		fail_all(list, lost ? HR_EBUSY : HR_EIO,
-		         lost ? "connection lost at commit" : "commit");
-		if (!lost && PQtransactionStatus(s->w.c) != PQTRANS_IDLE)
-			PQclear(PQexec(s->w.c, "ROLLBACK"));
-		return;
-	}
-	atomic_fetch_add(&s->commits, 1);
+	if (ok)
+		return 0;
+	/* A connection lost during COMMIT leaves the outcome unknown to us, but
+	 * whole either way: the group committed entirely or not at all. */
+	if (!conn_ok(&s->w))
+		return hr_fail(e, HR_EBUSY, "store", "postgres: connection lost at commit");
+	if (PQtransactionStatus(s->w.c) != PQTRANS_IDLE)
+		w_rollback(s);
+	return hr_fail(e, HR_EIO, "store", "postgres: commit");
 }
 
-static void complete(struct pg_store *s, struct pg_job *list)
+/* A solo job (migrations) runs outside any transaction: no BEGIN reads the
+ * database's clock, so its `now` is this host's. */
+static int w_solo(void *be, struct wr_job *j)
 {
-	struct pg_job *waiters = NULL, **wtail = &waiters;
-	int n = 0;
-	for (struct pg_job *j = list, *next; j; j = next) {
-		next = j->next;
-		n++;
-		if (j->cb) {
-			j->cb(j->arg, j->rc, j->rc < 0 ? &j->err : NULL);
-			if (j->heap)
-				free(j);
-		} else {
-			*wtail = j;
-			wtail = &j->next;
-			j->next = NULL;
-		}
-	}
-	atomic_fetch_add(&s->jobs, (uint_fast64_t)n);
-	if (!waiters)
-		return;
-	pthread_mutex_lock(&s->dlock);
-	for (struct pg_job *j = waiters, *next; j; j = next) {
-		next = j->next; /* j may be gone once signalled and unlocked */
-		j->done = true;
-		pthread_cond_signal(&j->cv);
-	}
-	pthread_mutex_unlock(&s->dlock);
+	struct pg_store *s = be;
+	s->gnow = hr_now_us();
+	return j->run(s, j);
 }
 
-static void *writer_main(void *arg)
-{
-	struct pg_store *s = arg;
-	for (;;) {
-		pthread_mutex_lock(&s->qlock);
-		while (!s->qhead && !s->stopping)
-			pthread_cond_wait(&s->qcond, &s->qlock);
-		if (!s->qhead) {
-			pthread_mutex_unlock(&s->qlock);
-			break;
-		}
-		struct pg_job *first = s->qhead, *last = first;
-		int k = 1;
-		if (!first->solo)
-			while (last->next && !last->next->solo && k < s->opts.group_max) {
-				last = last->next;
-				k++;
-			}
-		s->qhead = last->next;
-		if (!s->qhead)
-			s->qtail = NULL;
-		last->next = NULL;
-		s->qlen -= k;
-		pthread_mutex_unlock(&s->qlock);
-
-		if (first->solo) {
-			if (!writer_ready(s)) {
-				fail_all(first, HR_EBUSY, "database unavailable");
-			} else {
-				s->gnow = hr_now_us();
-				first->rc = first->run(s, first);
-				if (first->rc == 0)
-					atomic_fetch_add(&s->commits, 1);
-			}
-		} else {
-			run_group(s, first, k);
-		}
-		complete(s, first);
-	}
-	return NULL;
-}
+static const struct wr_ops pg_wr_ops = {
+    .ready = w_ready,
+    .begin = w_begin,
+    .savepoint = w_savepoint,
+    .rollback_to = w_rollback_to,
+    .release = w_release,
+    .check = w_check,
+    .run_many = w_run_many,
+    .abort = w_abort,
+    .rollback = w_rollback,
+    .commit = w_commit,
+    .solo = w_solo,
+};
 
 /* ---------------------------------------------------------------------------
  * open / close / migrate.
@@ -825,9 +754,7 @@ static void pg_free(struct pg_store *s)
 		pg_disconnect(c);
 		free(c);
 	}
-	pthread_mutex_destroy(&s->qlock);
-	pthread_cond_destroy(&s->qcond);
-	pthread_mutex_destroy(&s->dlock);
+	wr_destroy(&s->wr);
 	pthread_mutex_destroy(&s->rlock);
 	pthread_cond_destroy(&s->rcond);
 	free(s->json.buf);
@@ -853,18 +780,10 @@ static int pg_open(const char *dsn, const struct store_opts *opts, struct store 
 	s->base.ops = &store_postgres;
 	if (opts)
 		s->opts = *opts;
-	if (s->opts.group_max <= 0)
-		s->opts.group_max = PG_GROUP_MAX_DEFAULT;
-	if (s->opts.queue_max <= 0)
-		s->opts.queue_max = PG_QUEUE_MAX_DEFAULT;
 	s->rmax = PG_READERS_MAX;
-	pthread_mutex_init(&s->qlock, NULL);
-	pthread_cond_init(&s->qcond, NULL);
-	pthread_mutex_init(&s->dlock, NULL);
+	wr_init(&s->wr, &pg_wr_ops, s, s->opts.group_max, s->opts.queue_max);
 	pthread_mutex_init(&s->rlock, NULL);
 	pthread_cond_init(&s->rcond, NULL);
-	atomic_init(&s->commits, 0);
-	atomic_init(&s->jobs, 0);
 	atomic_init(&s->pipelines, 0);
 	atomic_init(&s->pipe_failed, 0);
 	if (opts && opts->password && !(s->password = strdup(opts->password))) {
@@ -874,13 +793,8 @@ static int pg_open(const char *dsn, const struct store_opts *opts, struct store 
 	int rc = pg_connect(s, &s->w, err);
 	if (rc || (rc = pg_migrate_conn(&s->w, NULL, err)))
 		goto fail;
-	rc = pthread_create(&s->writer, NULL, writer_main, s);
-	if (rc) {
-		rc = hr_fail(err, HR_EIO, "store", "cannot start writer: %s", strerror(rc));
+	if ((rc = wr_start(&s->wr, "herald-pgwrite", err)))
 		goto fail;
-	}
-	pthread_setname_np(s->writer, "herald-pgwrite");
-	s->writer_running = true;
 	*out = &s->base;
 	return 0;
 fail:
@@ -893,13 +807,7 @@ static void pg_close(struct store *st)
 	if (!st)
 		return;
 	struct pg_store *s = (struct pg_store *)st;
-	if (s->writer_running) {
-		pthread_mutex_lock(&s->qlock);
-		s->stopping = true;
-		pthread_cond_signal(&s->qcond);
-		pthread_mutex_unlock(&s->qlock);
-		pthread_join(s->writer, NULL);
-	}
+	wr_stop(&s->wr);
 	pthread_mutex_lock(&s->rlock);
 	while (s->rcount > 0) {
 		while (!s->rfree)
@@ -915,12 +823,13 @@ static void pg_close(struct store *st)
 }
 
 struct job_migrate {
-	struct pg_job j;
+	struct wr_job j;
 	int applied;
 };
 
-static int run_migrate(struct pg_store *s, struct pg_job *j)
+static int run_migrate(void *be, struct wr_job *j)
 {
+	struct pg_store *s = be;
 	struct job_migrate *m = (struct job_migrate *)j;
 	return pg_migrate_conn(&s->w, &m->applied, &j->err);
 }
@@ -929,7 +838,7 @@ static int run_migrate(struct pg_store *s, struct pg_job *j)
 static int pg_migrate(struct store *st, int *applied, struct hr_err *err)
 {
 	struct job_migrate m = {.j = {.run = run_migrate, .solo = true}};
-	int rc = pg_run_blocking((struct pg_store *)st, &m.j, err);
+	int rc = wr_run_blocking(&((struct pg_store *)st)->wr, &m.j, err);
 	if (applied)
 		*applied = m.applied;
 	return rc;
@@ -937,11 +846,7 @@ static int pg_migrate(struct store *st, int *applied, struct hr_err *err)
 
 void store_postgres_stats(struct store *st, uint64_t *commits, uint64_t *jobs)
 {
-	struct pg_store *s = (struct pg_store *)st;
-	if (commits)
-		*commits = atomic_load(&s->commits);
-	if (jobs)
-		*jobs = atomic_load(&s->jobs);
+	wr_stats(&((struct pg_store *)st)->wr, commits, jobs);
 }
 
 void store_postgres_pipe_stats(struct store *st, uint64_t *pipelines, uint64_t *failed_jobs)
@@ -986,4 +891,15 @@ const struct store_ops store_postgres = {
     .inbox_claim = pg_inbox_claim,
     .apply_inbox = pg_apply_inbox,
     .inbox_pending = pg_inbox_pending,
+    .batch_create = pg_batch_create,
+    .batch_get = pg_batch_get,
+    .batch_list = pg_batch_list,
+    .batch_items_put = pg_batch_items_put,
+    .batch_items = pg_batch_items,
+    .batch_set_status = pg_batch_set_status,
+    .batch_enqueue = pg_batch_enqueue,
+    .batch_cancel_step = pg_batch_cancel_step,
+    .batch_recount = pg_batch_recount,
+    .batch_discard = pg_batch_discard,
+    .message_prune = pg_message_prune,
 };

@@ -12,13 +12,14 @@
 #include "store/postgres_int.h"
 
 struct job_conf {
-	struct pg_job j;
+	struct wr_job j;
 	const void *row;
 	const char *a, *b, *c; /* api_key_put: tenant_id, key_hash, label */
 };
 
-static int run_tenant(struct pg_store *s, struct pg_job *j)
+static int run_tenant(void *be, struct wr_job *j)
 {
+	struct pg_store *s = be;
 	const struct tenant_row *t = ((struct job_conf *)j)->row;
 	struct pg_params p = {0};
 	pp_text(&p, t->id);
@@ -35,11 +36,12 @@ int pg_tenant_upsert(struct store *st, const struct tenant_row *t, struct hr_err
 	if (!t || !t->id[0])
 		return hr_fail(err, HR_EINVAL, "tenant.id", "tenant id is empty");
 	struct job_conf c = {.j = {.run = run_tenant}, .row = t};
-	return pg_run_blocking((struct pg_store *)st, &c.j, err);
+	return wr_run_blocking(&((struct pg_store *)st)->wr, &c.j, err);
 }
 
-static int run_api_key(struct pg_store *s, struct pg_job *j)
+static int run_api_key(void *be, struct wr_job *j)
 {
+	struct pg_store *s = be;
 	struct job_conf *c = (struct job_conf *)j;
 	struct pg_params p = {0};
 	pp_text(&p, c->b);
@@ -61,18 +63,19 @@ int pg_api_key_put(struct store *st, const char *tenant_id, const char *key_hash
 	if (!key_hash || !*key_hash)
 		return hr_fail(err, HR_EINVAL, "key_hash", "key hash is empty");
 	struct job_conf c = {.j = {.run = run_api_key}, .a = tenant_id, .b = key_hash, .c = label};
-	return pg_run_blocking((struct pg_store *)st, &c.j, err);
+	return wr_run_blocking(&((struct pg_store *)st)->wr, &c.j, err);
 }
 
 struct job_prune {
-	struct pg_job j;
+	struct wr_job j;
 	const char *tenant_id;
 	const char *keep; /* JSON array of the hashes to keep */
 	int deleted;
 };
 
-static int run_api_key_prune(struct pg_store *s, struct pg_job *j)
+static int run_api_key_prune(void *be, struct wr_job *j)
 {
+	struct pg_store *s = be;
 	struct job_prune *a = (struct job_prune *)j;
 	struct pg_params p = {0};
 	pp_text(&p, a->tenant_id);
@@ -118,7 +121,7 @@ int pg_api_key_prune(struct store *st, const char *tenant_id, const char *const 
 		return hr_fail(err, HR_ENOMEM, "keep_hashes", "out of memory");
 	struct job_prune p = {
 	    .j = {.run = run_api_key_prune}, .tenant_id = tenant_id, .keep = keep};
-	int rc = pg_run_blocking((struct pg_store *)st, &p.j, err);
+	int rc = wr_run_blocking(&((struct pg_store *)st)->wr, &p.j, err);
 	free(keep);
 	if (rc == 0 && p.deleted > 0)
 		hr_log(HR_LOG_INFO, "store", "revoked %d API key(s) of tenant %s", p.deleted,
@@ -143,8 +146,9 @@ int pg_api_key_lookup(struct store *st, const char *key_hash, char tenant_id[HR_
 	return rc;
 }
 
-static int run_account(struct pg_store *s, struct pg_job *j)
+static int run_account(void *be, struct wr_job *j)
 {
+	struct pg_store *s = be;
 	const struct account_row *a = ((struct job_conf *)j)->row;
 	struct pg_params p = {0};
 	pp_text(&p, a->id);
@@ -171,7 +175,7 @@ int pg_account_upsert(struct store *st, const struct account_row *a, struct hr_e
 	if (!a->channel[0])
 		return hr_fail(err, HR_EINVAL, "account.channel", "account has no channel");
 	struct job_conf c = {.j = {.run = run_account}, .row = a};
-	return pg_run_blocking((struct pg_store *)st, &c.j, err);
+	return wr_run_blocking(&((struct pg_store *)st)->wr, &c.j, err);
 }
 
 int pg_account_list(struct store *st, const char *tenant_id, struct account_row **out, size_t *n)
@@ -222,8 +226,9 @@ int pg_account_list(struct store *st, const char *tenant_id, struct account_row 
 	return 0;
 }
 
-static int run_template(struct pg_store *s, struct pg_job *j)
+static int run_template(void *be, struct wr_job *j)
 {
+	struct pg_store *s = be;
 	const struct template_row *t = ((struct job_conf *)j)->row;
 	struct pg_params p = {0};
 	pp_text(&p, t->tenant_id);
@@ -259,7 +264,7 @@ int pg_template_upsert(struct store *st, const struct template_row *t, struct hr
 			               parsed ? "" : ": ", parsed ? "" : jerr.text);
 	}
 	struct job_conf c = {.j = {.run = run_template}, .row = t};
-	return pg_run_blocking((struct pg_store *)st, &c.j, err);
+	return wr_run_blocking(&((struct pg_store *)st)->wr, &c.j, err);
 }
 
 int pg_template_get(struct store *st, const char *tenant_id, const char *channel, const char *name,
@@ -325,14 +330,15 @@ int pg_idem_get(struct store *st, const char *tenant_id, const char *key, struct
 }
 
 struct job_retention {
-	struct pg_job j;
+	struct wr_job j;
 	int64_t inbox_before, idem_before;
 	int limit;
 	int64_t deleted;
 };
 
-static int run_retention(struct pg_store *s, struct pg_job *j)
+static int run_retention(void *be, struct wr_job *j)
 {
+	struct pg_store *s = be;
 	struct job_retention *a = (struct job_retention *)j;
 	struct pg_params p = {0};
 	pp_i64(&p, a->inbox_before);
@@ -366,7 +372,7 @@ int pg_prune(struct store *st, int64_t inbox_before, int64_t idem_before, int li
 	                          .inbox_before = inbox_before,
 	                          .idem_before = idem_before,
 	                          .limit = limit > 0 ? limit : 10000};
-	int rc = pg_run_blocking((struct pg_store *)st, &p.j, NULL);
+	int rc = wr_run_blocking(&((struct pg_store *)st)->wr, &p.j, NULL);
 	if (n)
 		*n = rc == 0 ? p.deleted : 0;
 	return rc;

@@ -11,13 +11,14 @@
 #include "store/postgres_int.h"
 
 struct job_inbox {
-	struct pg_job j;
+	struct wr_job j;
 	const char *account_id, *channel, *dedupe_key, *body;
 	size_t len;
 };
 
-static int run_inbox_append(struct pg_store *s, struct pg_job *j)
+static int run_inbox_append(void *be, struct wr_job *j)
 {
+	struct pg_store *s = be;
 	struct job_inbox *a = (struct job_inbox *)j;
 	struct pg_params p = {0};
 	pp_text(&p, a->account_id);
@@ -49,8 +50,8 @@ int pg_inbox_append(struct store *st, const char *account_id, const char *channe
 	                      .body = body,
 	                      .len = len};
 	if (cb)
-		return pg_run_async(s, &a.j, sizeof a, cb, arg);
-	return pg_run_blocking(s, &a.j, NULL);
+		return wr_run_async(&s->wr, &a.j, sizeof a, cb, arg);
+	return wr_run_blocking(&s->wr, &a.j, NULL);
 }
 
 int pg_inbox_rows(PGresult *r, struct inbox_row *v, size_t *n)

@@ -5,11 +5,12 @@
  * keys, accounts, templates, idempotency, retention; postgres_msg.c:
  * messages; postgres_hook.c: the webhook inbox; postgres_supp.c: the
  * suppression list and recipient aliases; postgres_tx.c: lifecycle.h's
- * transaction interface). Nothing outside src/store/ includes it.
+ * transaction interface; postgres_retain.c: message retention). Nothing
+ * outside src/store/ includes it.
  *
- * Threads: the writer thread ("herald-pgwrite") owns `w`, the writer's
- * connection, and its prepared statements; nothing else touches them once it
- * runs. Readers borrow a connection from the pool for one call.
+ * Threads: the writer thread ("herald-pgwrite", writer.h) owns `w`, the
+ * writer's connection, and its prepared statements; nothing else touches
+ * them once it runs. Readers borrow a connection from the pool for one call.
  *
  * Connections that break (the server restarted, the network dropped) are
  * dropped and opened again on next use: the writer before its next group,
@@ -31,6 +32,7 @@
 
 #include "store/lifecycle.h"
 #include "store/store.h"
+#include "store/writer.h"
 
 /* ---- migrations (postgres_schema.c) ---- */
 struct pg_migration {
@@ -84,6 +86,7 @@ enum pg_slot {
 	P_PREFETCH_PAIRS,
 	P_PREFETCH_INBOX,
 	P_PREFETCH_SEEN,
+	P_RETAIN,
 	/* readers */
 	P_APIKEY,
 	P_ACCOUNTS_ALL,
@@ -100,6 +103,23 @@ enum pg_slot {
 	P_INBOX_PENDING,
 	P_SUPP_ALL,
 	P_SUPP_CHANNEL,
+	P_BATCH_STATE,
+	P_BATCH_ADD,
+	P_BATCH_ROWS_ADD,
+	P_BATCH_SET,
+	P_ITEM_INSERT,
+	P_ITEM_DUP_INSERT,
+	P_ITEM_TAKE,
+	P_BATCH_QUEUED,
+	P_INBOUND_EXISTS,
+	P_BATCH_GET,
+	P_BATCH_LIST,
+	P_BATCH_ITEMS,
+	P_BATCH_RECOUNT,
+	P_BATCH_REPLIED,
+	P_BATCH_CREATE,
+	P_BATCH_DELETE,
+	P_BATCH_DELETE_ITEMS,
 	P_LIST,
 	P__COUNT
 };
@@ -129,30 +149,17 @@ void pp_opt(struct pg_params *p, const char *s);  /* NULL or "" -> SQL NULL */
 void pp_i64(struct pg_params *p, int64_t v);
 void pp_bool(struct pg_params *p, bool v);
 void pp_bytes(struct pg_params *p, const void *b, size_t len);
-
-struct pg_store;
-
-/* One unit of write work; the same contract as sqlite_int.h's sq_job. */
-struct pg_job {
-	struct pg_job *next;
-	int (*run)(struct pg_store *s, struct pg_job *j);
-	store_done_fn cb;
-	void *arg;
-	bool solo;
-	/* Its statements only write and need no result back (pg_wdo for all of
-	 * them): several such jobs in a group are sent in one pipeline. */
-	bool pipeable;
-	bool limited;
-	bool heap;
-	bool done;
-	pthread_cond_t cv;
-	int rc;
-	struct hr_err err;
-};
+/* Array literals ('{"a","b"}') built element by element in an hr_buf, so a
+ * batch of rows travels as one parameter per column (unnest on the server).
+ * pg_arr_end closes the literal: its text, or NULL if memory ran out. */
+void pg_arr_text(struct hr_buf *a, const char *v); /* NULL -> NULL element */
+void pg_arr_i64(struct hr_buf *a, int64_t v);
+void pg_arr_bool(struct hr_buf *a, bool v);
+const char *pg_arr_end(struct hr_buf *a);
 
 /* One command sent in the writer's pipeline, and whose result it is. */
 struct pg_pcmd {
-	struct pg_job *job;
+	struct wr_job *job;
 	enum pg_slot slot;
 	enum { PC_SAVEPOINT, PC_RELEASE, PC_PREPARE, PC_STMT } kind;
 	const char *field;
@@ -165,27 +172,17 @@ struct pg_store {
 	char *dsn;
 	char *password;
 
-	/* writer */
+	/* writer: the thread and queue (writer.c) and what it owns here. A job
+	 * marked `pipeable` only writes and needs no result back (pg_wdo for
+	 * all its statements): several such jobs in a group are sent in one
+	 * pipeline. */
+	struct wr wr;
 	struct pg_conn w;
 	int64_t gnow;         /* the database's clock at the group's BEGIN (us) */
 	bool piping;          /* the writer's connection is in pipeline mode */
 	struct pg_pcmd *pcmd; /* the commands sent in the current pipeline */
 	size_t npcmd, pcap;
-	struct pg_job *pjob; /* the job whose statements are being sent */
 	struct ev_json json;
-	pthread_t writer;
-	bool writer_running;
-
-	pthread_mutex_t qlock; /* guards the queue fields below */
-	pthread_cond_t qcond;
-	struct pg_job *qhead, *qtail;
-	int qlen;
-	bool stopping;
-
-	pthread_mutex_t dlock; /* guards pg_job.done of blocking jobs */
-
-	atomic_uint_fast64_t commits;
-	atomic_uint_fast64_t jobs;
 	atomic_uint_fast64_t pipelines;   /* pipeline round trips */
 	atomic_uint_fast64_t pipe_failed; /* jobs that failed inside one */
 	atomic_uint_fast64_t tx_trips;    /* round trips of lifecycle runs (postgres_tx.c) */
@@ -217,7 +214,7 @@ int pg_exec(struct pg_conn *c, enum pg_slot slot, const char *sql, const struct 
  * be sent). conflict (may be NULL) replaces the message of a unique
  * violation, which then names `field`.
  */
-int pg_wdo(struct pg_store *s, struct pg_job *j, enum pg_slot slot, const char *sql,
+int pg_wdo(struct pg_store *s, struct wr_job *j, enum pg_slot slot, const char *sql,
            const struct pg_params *p, const char *field, const char *conflict);
 /* Same for an ad hoc name (message_list variants): prepared flag given. */
 int pg_exec_named(struct pg_conn *c, const char *name, bool *prepared, const char *sql,
@@ -234,9 +231,6 @@ int pg_reader_get(struct pg_store *s, struct pg_conn **out);
 int pg_read(struct pg_store *s, enum pg_slot slot, int list_mask, const char *sql,
             const struct pg_params *p, PGresult **out);
 void pg_reader_put(struct pg_store *s, struct pg_conn *c);
-
-int pg_run_blocking(struct pg_store *s, struct pg_job *j, struct hr_err *err);
-int pg_run_async(struct pg_store *s, struct pg_job *j, size_t size, store_done_fn cb, void *arg);
 
 /* Column readers: "" / 0 for NULL. */
 void pg_col_copy(const PGresult *r, int row, int col, char *dst, size_t size);
@@ -322,7 +316,29 @@ int pg_inbox_claim(struct store *st, int64_t now, int64_t lease_us, int limit,
                    struct inbox_row **out, size_t *n);
 int pg_apply_inbox(struct store *st, const struct inbox_parsed *rows, size_t n, int64_t now,
                    struct apply_stats *stats);
+int pg_batch_create(struct store *st, const struct batch *b, struct hr_err *err);
+int pg_batch_get(struct store *st, const char *tenant_id, const char *id, struct batch *out);
+int pg_batch_list(struct store *st, const char *tenant_id, const struct batch_filter *f,
+                  struct batch **out, size_t *n, bool *more);
+int pg_batch_items_put(struct store *st, const char *batch_id, const struct batch_item *items,
+                       size_t n, struct hr_err *err);
+int pg_batch_items(struct store *st, const char *batch_id, enum batch_items_which which,
+                   int64_t after_row, int limit, struct batch_item **out, size_t *n);
+int pg_batch_set_status(struct store *st, const char *tenant_id, const char *id,
+                        enum batch_status to, const char *error, struct hr_err *err);
+int pg_batch_enqueue(struct store *st, const char *batch_id, const int64_t *rows,
+                     const struct message *msgs, size_t n, bool last, size_t *made,
+                     struct hr_err *err);
+int pg_batch_discard(struct store *st, const char *tenant_id, const char *id,
+                     struct hr_err *err);
+int pg_batch_cancel_step(struct store *st, const char *batch_id, int limit, int64_t *n);
+int pg_batch_recount(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
+                     int64_t *replied);
 int pg_inbox_pending(struct store *st, int64_t *n);
+
+/* postgres_retain.c */
+int pg_message_prune(struct store *st, const struct msg_retention *r,
+                     struct msg_retention_stats *stats, struct hr_err *err);
 
 /* Fills v[] (PQntuples(r) entries) from inbox rows selected or returned
  * as id, account_id, channel, dedupe_key, received_at, attempts, body. */

@@ -14,13 +14,13 @@
  * ------------------------------------------------------------------------- */
 
 struct job_insert {
-	struct pg_job j;
+	struct wr_job j;
 	const struct message *msgs;
 	size_t n;
 	const struct idem_put *idem;
 };
 
-static int insert_idem(struct pg_store *s, struct pg_job *j, const struct idem_put *ip)
+static int insert_idem(struct pg_store *s, struct wr_job *j, const struct idem_put *ip)
 {
 	struct pg_params p = {0};
 	pp_text(&p, ip->tenant_id);
@@ -73,70 +73,6 @@ int pg_message_row_insert(struct pg_store *s, const struct message *m, int64_t n
 	return rc;
 }
 
-/* ---- text[] literals, so a whole batch travels as one parameter per column ---- */
-
-struct pg_arr {
-	char *buf;
-	size_t len, cap;
-	bool oom;
-};
-
-static void arr_put(struct pg_arr *a, const char *s, size_t n)
-{
-	if (a->oom)
-		return;
-	if (a->len + n + 1 > a->cap) {
-		size_t nc = a->cap ? a->cap : 256;
-		while (nc < a->len + n + 1)
-			nc *= 2;
-		char *nb = realloc(a->buf, nc);
-		if (!nb) {
-			a->oom = true;
-			return;
-		}
-		a->buf = nb;
-		a->cap = nc;
-	}
-	memcpy(a->buf + a->len, s, n);
-	a->len += n;
-	a->buf[a->len] = '\0';
-}
-
-/* Appends one element (NULL for SQL NULL) to an array literal being built:
- * quoted, with " and \ escaped, so any text survives. */
-static void arr_text(struct pg_arr *a, const char *v)
-{
-	arr_put(a, a->len ? "," : "{", 1);
-	if (!v) {
-		arr_put(a, "NULL", 4);
-		return;
-	}
-	arr_put(a, "\"", 1);
-	for (const char *p = v; *p;) {
-		size_t run = strcspn(p, "\"\\");
-		arr_put(a, p, run);
-		p += run;
-		if (*p) {
-			char esc[2] = {'\\', *p++};
-			arr_put(a, esc, 2);
-		}
-	}
-	arr_put(a, "\"", 1);
-}
-
-static void arr_i64(struct pg_arr *a, int64_t v)
-{
-	char num[24];
-	int n = snprintf(num, sizeof num, "%lld", (long long)v);
-	arr_put(a, a->len ? "," : "{", 1);
-	arr_put(a, num, (size_t)n);
-}
-
-static const char *arr_end(struct pg_arr *a)
-{
-	arr_put(a, a->len ? "}" : "{}", a->len ? 1 : 2);
-	return a->oom ? NULL : a->buf;
-}
 
 enum { IC_COLS = 14 };
 
@@ -147,8 +83,9 @@ enum { IC_COLS = 14 };
  * 10,000). The idempotency row goes first, so a replayed key costs nothing
  * before failing.
  */
-static int run_insert(struct pg_store *s, struct pg_job *j)
+static int run_insert(void *be, struct wr_job *j)
 {
+	struct pg_store *s = be;
 	struct job_insert *a = (struct job_insert *)j;
 	int rc;
 	if (a->idem && (rc = insert_idem(s, j, a->idem)))
@@ -169,29 +106,29 @@ static int run_insert(struct pg_store *s, struct pg_job *j)
 		    " status, applied) SELECT id, $15, 0, 'accepted', 'api', 0, true FROM m",
 		    &p, "id", conflict);
 	}
-	struct pg_arr col[IC_COLS] = {0};
+	struct hr_buf col[IC_COLS] = {0};
 	for (size_t i = 0; i < a->n; i++) {
 		const struct message *m = &a->msgs[i];
 		int64_t created = m->created_at ? m->created_at : s->gnow;
-		arr_text(&col[0], m->id);
-		arr_text(&col[1], m->tenant_id);
-		arr_text(&col[2], m->account_id);
-		arr_text(&col[3], m->channel);
-		arr_text(&col[4], m->recipient);
-		arr_text(&col[5], m->batch_id[0] ? m->batch_id : NULL);
-		arr_text(&col[6], m->content);
-		arr_text(&col[7], m->body);
-		arr_i64(&col[8], m->priority);
-		arr_i64(&col[9], m->max_attempts);
-		arr_i64(&col[10], created);
-		arr_i64(&col[11], m->updated_at ? m->updated_at : created);
-		arr_i64(&col[12], m->due_at ? m->due_at : created);
-		arr_i64(&col[13], m->segments);
+		pg_arr_text(&col[0], m->id);
+		pg_arr_text(&col[1], m->tenant_id);
+		pg_arr_text(&col[2], m->account_id);
+		pg_arr_text(&col[3], m->channel);
+		pg_arr_text(&col[4], m->recipient);
+		pg_arr_text(&col[5], m->batch_id[0] ? m->batch_id : NULL);
+		pg_arr_text(&col[6], m->content);
+		pg_arr_text(&col[7], m->body);
+		pg_arr_i64(&col[8], m->priority);
+		pg_arr_i64(&col[9], m->max_attempts);
+		pg_arr_i64(&col[10], created);
+		pg_arr_i64(&col[11], m->updated_at ? m->updated_at : created);
+		pg_arr_i64(&col[12], m->due_at ? m->due_at : created);
+		pg_arr_i64(&col[13], m->segments);
 	}
 	struct pg_params p = {0};
 	bool oom = false;
 	for (int c = 0; c < IC_COLS; c++) {
-		const char *v = arr_end(&col[c]);
+		const char *v = pg_arr_end(&col[c]);
 		oom |= v == NULL;
 		pp_text(&p, v ? v : "{}");
 	}
@@ -216,7 +153,7 @@ static int run_insert(struct pg_store *s, struct pg_job *j)
 		    " status, applied) SELECT id, $15, 0, 'accepted', 'api', 0, true FROM m",
 		    &p, "id", "a message id of the batch already exists");
 	for (int c = 0; c < IC_COLS; c++)
-		free(col[c].buf);
+		free(col[c].p);
 	return rc;
 }
 
@@ -241,8 +178,8 @@ int pg_message_insert(struct store *st, const struct message *msgs, size_t n,
 	                       .n = n,
 	                       .idem = idem};
 	if (cb)
-		return pg_run_async(s, &a.j, sizeof a, cb, arg);
-	return pg_run_blocking(s, &a.j, NULL);
+		return wr_run_async(&s->wr, &a.j, sizeof a, cb, arg);
+	return wr_run_blocking(&s->wr, &a.j, NULL);
 }
 
 /* ---------------------------------------------------------------------------

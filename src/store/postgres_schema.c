@@ -16,11 +16,13 @@
  * - message and message_event are RANGE-partitioned by message id, one
  *   partition per UTC month, made PG_PARTITION_MONTHS_AHEAD months ahead by
  *   herald_ensure_partitions() (at every open and migrate). An event lives
- *   in the partition of its message's month, so retention can drop a
- *   month of messages and their audit trail as two tables instead of
- *   deleting rows (no dead tuples, no vacuum debt). A DEFAULT partition
- *   catches ids outside the prepared months (clock skew, foreign ids), so
- *   an insert never fails for want of a partition.
+ *   in the partition of its message's month, so retention drops a month
+ *   of messages and their audit trail as two tables instead of deleting
+ *   rows (no dead tuples, no vacuum debt; postgres_retain.c, which also
+ *   says why the DEFAULT partition makes that a plain, not a CONCURRENTLY,
+ *   detach). A DEFAULT partition catches ids outside the prepared months
+ *   (clock skew, foreign ids), so an insert never fails for want of a
+ *   partition.
  * - Claims read a partial index of QUEUED rows per account in claim order
  *   (message_claim): its size is the backlog, not the table, and a claim
  *   is one statement (a MATERIALIZED CTE with FOR UPDATE SKIP LOCKED, then
@@ -224,8 +226,74 @@ static const char migration_1[] =
     "  RETURN made;"
     " END $f$;";
 
+/*
+ * Campaigns (batches): see the SQLite schema's migration 3 for what the
+ * tables mean. batch_item is not partitioned (a unique key over (batch,
+ * recipient) must not include a time column, and its rows go with their
+ * batch); it vacuums early like the other hot tables.
+ */
+static const char migration_2[] =
+    "CREATE TABLE batch("
+    " id text COLLATE \"C\" PRIMARY KEY,"
+    " tenant_id text COLLATE \"C\" NOT NULL,"
+    " unit text COLLATE \"C\","
+    " name text NOT NULL,"
+    " channel text NOT NULL,"
+    " account_id text COLLATE \"C\" NOT NULL,"
+    " template_name text,"
+    " language text,"
+    " receipts boolean NOT NULL DEFAULT true,"
+    " spec text,"
+    " status smallint NOT NULL DEFAULT 0,"
+    " error text,"
+    " retry_of text COLLATE \"C\","
+    " ingested boolean NOT NULL DEFAULT false,"
+    " schedule_at bigint NOT NULL DEFAULT 0,"
+    " created_at bigint NOT NULL DEFAULT 0,"
+    " validated_at bigint NOT NULL DEFAULT 0,"
+    " started_at bigint NOT NULL DEFAULT 0,"
+    " completed_at bigint NOT NULL DEFAULT 0,"
+    " cancelled_at bigint NOT NULL DEFAULT 0,"
+    " failed_at bigint NOT NULL DEFAULT 0,"
+    " total bigint NOT NULL DEFAULT 0,"
+    " valid bigint NOT NULL DEFAULT 0,"
+    " invalid bigint NOT NULL DEFAULT 0,"
+    " duplicates bigint NOT NULL DEFAULT 0,"
+    " replied bigint NOT NULL DEFAULT 0,"
+    " n_queued bigint NOT NULL DEFAULT 0,"
+    " n_sending bigint NOT NULL DEFAULT 0,"
+    " n_sent bigint NOT NULL DEFAULT 0,"
+    " n_delivered bigint NOT NULL DEFAULT 0,"
+    " n_read bigint NOT NULL DEFAULT 0,"
+    " n_failed bigint NOT NULL DEFAULT 0,"
+    " n_undelivered bigint NOT NULL DEFAULT 0,"
+    " n_cancelled bigint NOT NULL DEFAULT 0,"
+    " n_expired bigint NOT NULL DEFAULT 0,"
+    " n_suppressed bigint NOT NULL DEFAULT 0,"
+    " n_unknown bigint NOT NULL DEFAULT 0);"
+    "CREATE INDEX batch_tenant ON batch(tenant_id, id);"
+    "CREATE INDEX batch_retry ON batch(retry_of) WHERE retry_of IS NOT NULL;"
+    "ALTER TABLE batch SET (autovacuum_vacuum_scale_factor = 0.01,"
+    " autovacuum_vacuum_cost_delay = 1);"
+    "CREATE TABLE batch_item("
+    " batch_id text COLLATE \"C\" NOT NULL,"
+    " row_no bigint NOT NULL,"
+    " recipient text COLLATE \"C\" NOT NULL,"
+    " params text,"
+    " valid boolean NOT NULL,"
+    " duplicate boolean NOT NULL DEFAULT false,"
+    " error_column text,"
+    " error text,"
+    " message_id text COLLATE \"C\","
+    " PRIMARY KEY(batch_id, row_no));"
+    "CREATE UNIQUE INDEX batch_item_recipient ON batch_item(batch_id, recipient)"
+    " WHERE valid AND NOT duplicate;"
+    "ALTER TABLE batch_item SET (autovacuum_vacuum_scale_factor = 0.02);"
+    "CREATE INDEX message_batch_status ON message(batch_id, status) WHERE batch_id IS NOT NULL;";
+
 const struct pg_migration pg_migrations[] = {
     {1, migration_1},
+    {2, migration_2},
 };
 
 const size_t pg_migration_count = sizeof pg_migrations / sizeof pg_migrations[0];

@@ -149,13 +149,14 @@ int pg_alias_any(struct pg_store *s, const char *account_id, struct hr_err *err)
  * ------------------------------------------------------------------------- */
 
 struct job_supp {
-	struct pg_job j;
+	struct wr_job j;
 	const char *tenant_id, *channel, *recipient, *reason;
 	int deleted;
 };
 
-static int run_supp_put(struct pg_store *s, struct pg_job *j)
+static int run_supp_put(void *be, struct wr_job *j)
 {
+	struct pg_store *s = be;
 	struct job_supp *a = (struct job_supp *)j;
 	return pg_supp_put(s, a->tenant_id, a->channel, a->recipient, a->reason, s->gnow, &j->err);
 }
@@ -171,11 +172,12 @@ int pg_suppression_put(struct store *st, const char *tenant_id, const char *chan
 	                     .channel = channel,
 	                     .recipient = recipient,
 	                     .reason = reason};
-	return pg_run_blocking((struct pg_store *)st, &a.j, err);
+	return wr_run_blocking(&((struct pg_store *)st)->wr, &a.j, err);
 }
 
-static int run_supp_delete(struct pg_store *s, struct pg_job *j)
+static int run_supp_delete(void *be, struct wr_job *j)
 {
+	struct pg_store *s = be;
 	struct job_supp *a = (struct job_supp *)j;
 	int rc = pg_supp_delete(s, a->tenant_id, a->channel, a->recipient, &a->deleted, &j->err);
 	if (rc == 0 && !a->deleted)
@@ -194,7 +196,7 @@ int pg_suppression_delete(struct store *st, const char *tenant_id, const char *c
 	                     .tenant_id = tenant_id,
 	                     .channel = channel,
 	                     .recipient = recipient};
-	return pg_run_blocking((struct pg_store *)st, &a.j, err);
+	return wr_run_blocking(&((struct pg_store *)st)->wr, &a.j, err);
 }
 
 int pg_suppression_list(struct store *st, const char *tenant_id, const char *channel,

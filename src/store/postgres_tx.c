@@ -48,7 +48,7 @@
 #include "store/postgres_int.h"
 
 struct job_lc {
-	struct pg_job j;
+	struct wr_job j;
 	lc_tx_fn fn;
 	void *ctx;
 	bool ctx_inline;
@@ -139,7 +139,7 @@ struct tx_undo {
 struct pg_tx {
 	struct store_tx base;
 	struct pg_store *s;
-	struct pg_job *j;
+	struct wr_job *j;
 	struct pg_claim_probe probe;
 
 	/* The pipeline: commands sent and not read. */
@@ -179,8 +179,9 @@ struct pg_tx {
 static const struct store_tx_ops pg_tx_ops;
 static int tx_run(struct pg_tx *t, lc_tx_fn fn, void *ctx);
 
-static int run_lc(struct pg_store *s, struct pg_job *j)
+static int run_lc(void *be, struct wr_job *j)
 {
+	struct pg_store *s = be;
 	struct job_lc *l = (struct job_lc *)j;
 	struct pg_tx tx = {.base = {.ops = &pg_tx_ops}, .s = s, .j = j};
 	void *ctx = l->ctx_inline ? (void *)(l + 1) : l->ctx;
@@ -192,7 +193,7 @@ static int pg_lc_run(struct store *st, lc_tx_fn fn, void *ctx, size_t ctx_size, 
 	struct pg_store *s = (struct pg_store *)st;
 	if (!cb) {
 		struct job_lc l = {.j = {.run = run_lc}, .fn = fn, .ctx = ctx};
-		return pg_run_blocking(s, &l.j, err);
+		return wr_run_blocking(&s->wr, &l.j, err);
 	}
 	size_t size = sizeof(struct job_lc) + ctx_size;
 	struct job_lc *l = calloc(1, size);
@@ -202,7 +203,7 @@ static int pg_lc_run(struct store *st, lc_tx_fn fn, void *ctx, size_t ctx_size, 
 	l->fn = fn;
 	l->ctx_inline = true;
 	memcpy(l + 1, ctx, ctx_size);
-	int rc = pg_run_async(s, &l->j, size, cb, arg);
+	int rc = wr_run_async(&s->wr, &l->j, size, cb, arg);
 	free(l);
 	return rc;
 }
@@ -939,7 +940,8 @@ static bool tx_alive(struct store_tx *st)
 
 #define LC_MSG_COLS                                                                                \
 	"id, tenant_id, account_id, channel, recipient, status, attempts, max_attempts,"           \
-	" provider_id IS NOT NULL, lease_until"
+	" provider_id IS NOT NULL, lease_until, batch_id"
+#define LC_MSG_NCOLS 11 /* the columns row_lc_msg reads */
 
 static void row_lc_msg(const PGresult *r, int i, struct lc_msg *m)
 {
@@ -955,6 +957,7 @@ static void row_lc_msg(const PGresult *r, int i, struct lc_msg *m)
 	m->max_attempts = (int)pg_col_i64(r, i, 7);
 	m->has_provider_id = pg_col_bool(r, i, 8);
 	m->lease_until = pg_col_i64(r, i, 9);
+	pg_col_copy(r, i, 10, m->batch_id, sizeof m->batch_id);
 }
 
 /* ---------------------------------------------------------------------------
@@ -992,7 +995,8 @@ static void arr_add(struct hr_buf *b, const char *s)
 /* The columns of a prefetched message: the row as LC_MSG_COLS, its provider
  * id, and whether this transaction holds its lock. */
 #define PF_COLS LC_MSG_COLS ", coalesce(provider_id, '')"
-#define PF_LOCKED 11
+#define PF_PID LC_MSG_NCOLS
+#define PF_LOCKED (LC_MSG_NCOLS + 1)
 
 /*
  * Locking. Like the single reads, a prefetch locks each message it returns
@@ -1046,7 +1050,7 @@ static bool pf_keep_rows(struct pg_tx *t, const PGresult *r, bool pairs)
 	for (int i = 0; i < PQntuples(r); i++) {
 		const char *id = PQgetvalue(r, i, 0);
 		char *pk = NULL;
-		if (pairs && !(pk = pair_key(PQgetvalue(r, i, 2), PQgetvalue(r, i, 10))))
+		if (pairs && !(pk = pair_key(PQgetvalue(r, i, 2), PQgetvalue(r, i, PF_PID))))
 			return false;
 		bool ok = true;
 		if (!pg_col_bool(r, i, PF_LOCKED)) {
@@ -1061,7 +1065,7 @@ static bool pf_keep_rows(struct pg_tx *t, const PGresult *r, bool pairs)
 		}
 		struct tx_row row;
 		row_lc_msg(r, i, &row.m);
-		pg_col_copy(r, i, 10, row.pid, sizeof row.pid);
+		pg_col_copy(r, i, PF_PID, row.pid, sizeof row.pid);
 		int idx = map_get(&t->ids, id);
 		if (idx < 0) {
 			if (t->nrows == t->caprows) {
@@ -1867,6 +1871,282 @@ static int tx_inbox_mark(struct store_tx *st, int64_t id, int state, int attempt
 	return rc;
 }
 
+/* ---------------------------------------------------------------------------
+ * Campaigns.
+ * ------------------------------------------------------------------------- */
+
+_Static_assert(MSG__COUNT == 11, "one n_<status> column per message status");
+#define PG_BATCH_STATE                                                                             \
+	"tenant_id, status, ingested, receipts, n_queued, n_sending, n_sent, n_delivered, n_read," \
+	" n_failed, n_undelivered, n_cancelled, n_expired, n_suppressed, n_unknown"
+
+static int state_result(PGresult *r, struct lc_batch_state *out)
+{
+	int found = PQntuples(r) > 0;
+	if (found) {
+		memset(out, 0, sizeof *out);
+		pg_col_copy(r, 0, 0, out->tenant_id, sizeof out->tenant_id);
+		out->status = (enum batch_status)pg_col_i64(r, 0, 1);
+		out->ingested = pg_col_bool(r, 0, 2);
+		out->receipts = pg_col_bool(r, 0, 3);
+		for (int i = 0; i < MSG__COUNT; i++)
+			out->by_status[i] = pg_col_i64(r, 0, 4 + i);
+	}
+	PQclear(r);
+	return found;
+}
+
+/* A plain read, no FOR SHARE: the run usually updates the same row at its
+ * end (batch_add), and two runs holding SHARE locks and then both asking
+ * for the row's update lock would deadlock. A claim racing a cancel that
+ * commits at the same moment may still send what it claimed: in flight,
+ * as the cancel's answer says. */
+static int tx_batch_state(struct store_tx *t, const char *batch_id, struct lc_batch_state *out)
+{
+	struct pg_params p = {0};
+	pp_text(&p, batch_id);
+	PGresult *r;
+	int rc = tx_read(TX(t), P_BATCH_STATE, "SELECT " PG_BATCH_STATE " FROM batch WHERE id = $1",
+	                 &p, &r, "batch", false);
+	return rc ? rc : state_result(r, out);
+}
+
+static int tx_batch_add(struct store_tx *t, const char *batch_id, const int64_t delta[MSG__COUNT],
+                        int64_t replied, struct lc_batch_state *after)
+{
+	struct pg_params p = {0};
+	pp_text(&p, batch_id);
+	for (int i = 0; i < MSG__COUNT; i++)
+		pp_i64(&p, delta[i]);
+	pp_i64(&p, replied);
+	PGresult *r;
+	int rc =
+	    tx_read(TX(t), P_BATCH_ADD,
+	            "UPDATE batch SET n_queued = n_queued + $2, n_sending = n_sending + $3,"
+	            " n_sent = n_sent + $4, n_delivered = n_delivered + $5, n_read = n_read + $6,"
+	            " n_failed = n_failed + $7, n_undelivered = n_undelivered + $8,"
+	            " n_cancelled = n_cancelled + $9, n_expired = n_expired + $10,"
+	            " n_suppressed = n_suppressed + $11, n_unknown = n_unknown + $12,"
+	            " replied = replied + $13 WHERE id = $1 RETURNING " PG_BATCH_STATE,
+	            &p, &r, "batch", true);
+	return rc ? rc : state_result(r, after);
+}
+
+static int tx_batch_rows_add(struct store_tx *t, const char *batch_id, int64_t total, int64_t valid,
+                             int64_t invalid, int64_t duplicates)
+{
+	struct pg_params p = {0};
+	pp_text(&p, batch_id);
+	pp_i64(&p, total);
+	pp_i64(&p, valid);
+	pp_i64(&p, invalid);
+	pp_i64(&p, duplicates);
+	return tx_write(TX(t), P_BATCH_ROWS_ADD,
+	                "UPDATE batch SET total = total + $2, valid = valid + $3,"
+	                " invalid = invalid + $4, duplicates = duplicates + $5 WHERE id = $1",
+	                &p, "batch");
+}
+
+static int tx_batch_set(struct store_tx *t, const char *batch_id, enum batch_status to, int64_t at,
+                        const char *error, int ingested)
+{
+	struct pg_params p = {0};
+	pp_text(&p, batch_id);
+	pp_i64(&p, (int)to);
+	pp_i64(&p, at);
+	pp_text(&p, error);
+	pp_i64(&p, ingested);
+	return tx_write(
+	    TX(t), P_BATCH_SET,
+	    "UPDATE batch SET status = $2::smallint,"
+	    " validated_at = CASE WHEN $2 = 1 AND $3::bigint > 0 THEN $3::bigint ELSE validated_at "
+	    "END,"
+	    " started_at = CASE WHEN $2 = 2 AND $3::bigint > 0 THEN $3::bigint ELSE started_at END,"
+	    " completed_at = CASE WHEN $2 = 3 AND $3::bigint > 0 THEN $3::bigint ELSE completed_at "
+	    "END,"
+	    " cancelled_at = CASE WHEN $2 = 4 AND $3::bigint > 0 THEN $3::bigint ELSE cancelled_at "
+	    "END,"
+	    " failed_at = CASE WHEN $2 = 5 AND $3::bigint > 0 THEN $3::bigint ELSE failed_at END,"
+	    " error = coalesce($4, error),"
+	    " ingested = CASE WHEN $5::int >= 0 THEN $5::int > 0 ELSE ingested END WHERE id = $1",
+	    &p, "batch");
+}
+
+enum { ITEM_COLS = 7 };
+
+/* Rows [0, n) of items whose take[] is set, as unnest arrays in p. */
+static int item_arrays(struct store_tx *t, struct pg_params *p, struct hr_buf col[ITEM_COLS],
+                       const struct batch_item *items, size_t n, const bool *take, bool dup)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct batch_item *it = &items[i];
+		if (!take[i])
+			continue;
+		pg_arr_i64(&col[0], it->row);
+		pg_arr_text(&col[1], it->recipient);
+		pg_arr_text(&col[2], it->params);
+		pg_arr_bool(&col[3], it->valid);
+		pg_arr_bool(&col[4], dup || (it->valid && it->duplicate));
+		pg_arr_text(&col[5], it->valid ? NULL : it->error_column);
+		pg_arr_text(&col[6], it->valid ? NULL : it->error);
+	}
+	for (int c = 0; c < ITEM_COLS; c++) {
+		const char *v = pg_arr_end(&col[c]);
+		if (!v)
+			return hr_fail(E(t), HR_ENOMEM, "batch_item", "out of memory");
+		pp_text(p, v);
+	}
+	return 0;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+#define PG_ITEM_INSERT                                                                             \
+	"INSERT INTO batch_item(batch_id, row_no, recipient, params, valid, duplicate,"            \
+	" error_column, error) SELECT $1, r, rc, pa, v, d, ec, e FROM unnest($2::bigint[],"        \
+	" $3::text[], $4::text[], $5::boolean[], $6::boolean[], $7::text[], $8::text[])"           \
+	" AS u(r, rc, pa, v, d, ec, e)"
+
+/*
+ * All the rows in one statement; the unique key over (batch, recipient) of
+ * the valid rows turns a repeated recipient into nothing inserted (ON
+ * CONFLICT DO NOTHING also covers two such rows within the statement), and
+ * those rows go in again, as duplicates, with a second statement. A row
+ * number stored before fails the whole call (primary key).
+ */
+static int tx_items_insert(struct store_tx *t, const char *batch_id, const struct batch_item *items,
+                           size_t n, int64_t *dups)
+{
+	*dups = 0;
+	if (n == 0)
+		return 0;
+	bool *take = malloc(n * sizeof *take);
+	if (!take)
+		return hr_fail(E(t), HR_ENOMEM, "batch_item", "out of memory");
+	for (size_t i = 0; i < n; i++)
+		take[i] = true;
+	struct hr_buf col[ITEM_COLS] = {0};
+	struct pg_params p = {0};
+	pp_text(&p, batch_id);
+	PGresult *r = NULL;
+	int rc = tx_direct(TX(t), true); /* both statements below run directly */
+	if (!rc)
+		rc = item_arrays(t, &p, col, items, n, take, false);
+	if (!rc)
+		rc = pg_exec(W(t), P_ITEM_INSERT,
+		             PG_ITEM_INSERT
+		             " ON CONFLICT (batch_id, recipient)"
+		             " WHERE valid AND NOT duplicate DO NOTHING RETURNING row_no",
+		             &p, &r, E(t), "batch_item");
+	for (int c = 0; c < ITEM_COLS; c++)
+		free(col[c].p), col[c] = (struct hr_buf){0};
+	if (rc == HR_ECONFLICT)
+		rc = hr_fail(E(t), rc, "row", "a row number of these rows is already stored");
+	if (rc) {
+		free(take);
+		return rc;
+	}
+	/* Inserted rows come back (row numbers are unique within the call,
+	 * else the statement failed); the others repeat a recipient. */
+	int nr = PQntuples(r);
+	int64_t *got = malloc(((size_t)nr + 1) * sizeof *got);
+	if (!got) {
+		PQclear(r);
+		free(take);
+		return hr_fail(E(t), HR_ENOMEM, "batch_item", "out of memory");
+	}
+	for (int k = 0; k < nr; k++)
+		got[k] = pg_col_i64(r, k, 0);
+	PQclear(r);
+	qsort(got, (size_t)nr, sizeof *got, cmp_i64);
+	for (size_t i = 0; i < n; i++)
+		take[i] = !bsearch(&items[i].row, got, (size_t)nr, sizeof *got, cmp_i64);
+	free(got);
+	size_t left = n - (size_t)nr;
+	if (left) {
+		struct pg_params q = {0};
+		pp_text(&q, batch_id);
+		rc = item_arrays(t, &q, col, items, n, take, true);
+		if (!rc)
+			rc = pg_exec(W(t), P_ITEM_DUP_INSERT, PG_ITEM_INSERT, &q, NULL, E(t),
+			             "batch_item");
+		for (int c = 0; c < ITEM_COLS; c++)
+			free(col[c].p);
+		*dups = (int64_t)left;
+	}
+	free(take);
+	return rc;
+}
+
+static int tx_item_take(struct store_tx *t, const char *batch_id, int64_t row,
+                        const char *message_id)
+{
+	struct pg_params p = {0};
+	pp_text(&p, batch_id);
+	pp_i64(&p, row);
+	pp_text(&p, message_id);
+	PGresult *r;
+	int rc = tx_read(TX(t), P_ITEM_TAKE,
+	                 "UPDATE batch_item SET message_id = $3 WHERE batch_id = $1 AND row_no = $2"
+	                 " AND message_id IS NULL AND valid AND NOT duplicate RETURNING 1",
+	                 &p, &r, "batch_item", true);
+	if (rc)
+		return rc;
+	int taken = PQntuples(r) > 0;
+	PQclear(r);
+	return taken;
+}
+
+static int tx_batch_queued(struct store_tx *t, const char *batch_id, int limit, struct lc_msg *out,
+                           size_t *n)
+{
+	*n = 0;
+	struct pg_params p = {0};
+	pp_text(&p, batch_id);
+	pp_i64(&p, limit);
+	PGresult *r;
+	int rc = tx_read(TX(t), P_BATCH_QUEUED,
+	                 "SELECT " LC_MSG_COLS " FROM message WHERE batch_id = $1 AND status = 0"
+	                 " LIMIT $2 FOR UPDATE SKIP LOCKED",
+	                 &p, &r, "message", false);
+	if (rc)
+		return rc;
+	int nr = PQntuples(r);
+	for (int i = 0; i < nr && i < limit; i++)
+		row_lc_msg(r, i, &out[(*n)++]);
+	PQclear(r);
+	return 0;
+}
+
+static int tx_batch_delete(struct store_tx *t, const char *batch_id)
+{
+	struct pg_params p = {0};
+	pp_text(&p, batch_id);
+	int rc = tx_write(TX(t), P_BATCH_DELETE_ITEMS, "DELETE FROM batch_item WHERE batch_id = $1",
+	                  &p, "batch");
+	return rc ? rc
+	          : tx_write(TX(t), P_BATCH_DELETE, "DELETE FROM batch WHERE id = $1", &p, "batch");
+}
+
+static int tx_inbound_exists(struct store_tx *t, const char *message_id)
+{
+	struct pg_params p = {0};
+	pp_text(&p, message_id);
+	PGresult *r;
+	int rc =
+	    tx_read(TX(t), P_INBOUND_EXISTS, "SELECT 1 FROM inbound WHERE message_id = $1 LIMIT 1",
+	            &p, &r, "inbound", false);
+	if (rc)
+		return rc;
+	int found = PQntuples(r) > 0;
+	PQclear(r);
+	return found;
+}
+
 static const struct store_tx_ops pg_tx_ops = {
     .now = tx_now,
     .err = tx_err,
@@ -1895,6 +2175,15 @@ static const struct store_tx_ops pg_tx_ops = {
     .inbox_state = tx_inbox_state,
     .inbox_claim = tx_inbox_claim,
     .inbox_mark = tx_inbox_mark,
+    .batch_state = tx_batch_state,
+    .batch_add = tx_batch_add,
+    .batch_rows_add = tx_batch_rows_add,
+    .batch_set = tx_batch_set,
+    .items_insert = tx_items_insert,
+    .item_take = tx_item_take,
+    .batch_queued = tx_batch_queued,
+    .inbound_exists = tx_inbound_exists,
+    .batch_delete = tx_batch_delete,
 };
 
 /* ---- the shared rules, bound to this backend (filled into store_postgres) ---- */
@@ -1926,6 +2215,35 @@ int pg_apply_inbox(struct store *st, const struct inbox_parsed *rows, size_t n, 
                    struct apply_stats *stats)
 {
 	return lc_apply_inbox(&pg_lc_backend, st, rows, n, now, stats);
+}
+
+int pg_batch_items_put(struct store *st, const char *batch_id, const struct batch_item *items,
+                       size_t n, struct hr_err *err)
+{
+	return lc_batch_items_put(&pg_lc_backend, st, batch_id, items, n, err);
+}
+
+int pg_batch_set_status(struct store *st, const char *tenant_id, const char *id,
+                        enum batch_status to, const char *error, struct hr_err *err)
+{
+	return lc_batch_set_status(&pg_lc_backend, st, tenant_id, id, to, error, err);
+}
+
+int pg_batch_enqueue(struct store *st, const char *batch_id, const int64_t *rows,
+                     const struct message *msgs, size_t n, bool last, size_t *made,
+                     struct hr_err *err)
+{
+	return lc_batch_enqueue(&pg_lc_backend, st, batch_id, rows, msgs, n, last, made, err);
+}
+
+int pg_batch_discard(struct store *st, const char *tenant_id, const char *id, struct hr_err *err)
+{
+	return lc_batch_discard(&pg_lc_backend, st, tenant_id, id, err);
+}
+
+int pg_batch_cancel_step(struct store *st, const char *batch_id, int limit, int64_t *n)
+{
+	return lc_batch_cancel_step(&pg_lc_backend, st, batch_id, limit, n);
 }
 
 void store_postgres_tx_stats(struct store *st, uint64_t *round_trips, uint64_t *replays)

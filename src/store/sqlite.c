@@ -4,13 +4,11 @@
  * operations themselves live in sqlite_conf.c, sqlite_msg.c, sqlite_hook.c
  * and sqlite_supp.c; this file fills `store_sqlite` with them.
  *
- * Writer ("herald-writer" thread): every write call becomes a job on a
- * queue. The writer takes everything queued (up to group_max jobs), runs
- * them in one BEGIN IMMEDIATE ... COMMIT with a SAVEPOINT around each job so
- * a failing job rolls back only itself, and reports results only after the
+ * Writer ("herald-writer" thread, writer.c): every write call becomes a job
+ * on its queue; it runs them in groups in one BEGIN IMMEDIATE ... COMMIT
+ * with a SAVEPOINT around each job, and reports results only after the
  * COMMIT returned: a reported success is durable (to the level of
- * synchronous=NORMAL or FULL). While it commits, new jobs queue up, so the
- * group size grows with the load and one fsync serves many writers.
+ * synchronous=NORMAL or FULL). This file gives it those statements.
  *
  * Readers: a pool of up to rmax connections (query_only), each with its own
  * cached statements. WAL lets them read while the writer writes.
@@ -25,8 +23,6 @@
 
 #define SQ_BUSY_TIMEOUT_MS 5000
 #define SQ_READERS_MAX 8
-#define SQ_GROUP_MAX_DEFAULT 512
-#define SQ_QUEUE_MAX_DEFAULT 65536
 
 /* ---------------------------------------------------------------------------
  * Small helpers shared by the backend's files.
@@ -383,69 +379,6 @@ void sq_reader_put(struct sq_store *s, struct sq_reader *r)
  * The writer.
  * ------------------------------------------------------------------------- */
 
-static int enqueue(struct sq_store *s, struct sq_job *j)
-{
-	j->next = NULL;
-	pthread_mutex_lock(&s->qlock);
-	if (s->stopping || (j->limited && s->qlen >= s->opts.queue_max)) {
-		pthread_mutex_unlock(&s->qlock);
-		return HR_EBUSY;
-	}
-	if (s->qtail)
-		s->qtail->next = j;
-	else
-		s->qhead = j;
-	s->qtail = j;
-	s->qlen++;
-	pthread_cond_signal(&s->qcond);
-	pthread_mutex_unlock(&s->qlock);
-	return 0;
-}
-
-int sq_run_blocking(struct sq_store *s, struct sq_job *j, struct hr_err *err)
-{
-	j->cb = NULL;
-	j->arg = NULL;
-	j->heap = false;
-	j->done = false;
-	j->rc = 0;
-	j->err.code = 0;
-	pthread_cond_init(&j->cv, NULL);
-	int rc = enqueue(s, j);
-	if (rc == 0) {
-		pthread_mutex_lock(&s->dlock);
-		while (!j->done)
-			pthread_cond_wait(&j->cv, &s->dlock);
-		pthread_mutex_unlock(&s->dlock);
-		rc = j->rc;
-		if (rc < 0 && err)
-			*err = j->err;
-	} else {
-		hr_fail(err, rc, "store", "write queue full or store closing");
-	}
-	pthread_cond_destroy(&j->cv);
-	return rc;
-}
-
-int sq_run_async(struct sq_store *s, struct sq_job *j, size_t size, store_done_fn cb,
-                 void *arg)
-{
-	struct sq_job *h = malloc(size);
-	if (!h)
-		return HR_ENOMEM;
-	memcpy(h, j, size);
-	h->cb = cb;
-	h->arg = arg;
-	h->heap = true;
-	h->done = false;
-	h->rc = 0;
-	h->err.code = 0;
-	int rc = enqueue(s, h);
-	if (rc)
-		free(h);
-	return rc;
-}
-
 int sq_wexec(struct sq_store *s, enum sq_wslot slot, const char *sql)
 {
 	sqlite3_stmt *st = sq_wstmt(s, slot, sql);
@@ -456,135 +389,90 @@ int sq_wexec(struct sq_store *s, enum sq_wslot slot, const char *sql)
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static void fail_all(struct sq_job *list, int rc, const char *what, sqlite3 *db)
-{
-	for (struct sq_job *j = list; j; j = j->next)
-		j->rc = hr_fail(&j->err, rc, "store", "%s: %s", what, sqlite3_errmsg(db));
-}
-
 /*
- * Runs a group of jobs in one transaction. Each job gets a savepoint unless
- * it is alone (then a failure rolls back the whole, empty-otherwise,
- * transaction). If SQLite itself abandoned the transaction (I/O error, disk
- * full), every job of the group fails: none of them is durable.
+ * The writer's transaction (struct wr_ops for writer.c): BEGIN IMMEDIATE,
+ * a SAVEPOINT per job, COMMIT. If SQLite itself abandoned the transaction
+ * (I/O error, disk full: autocommit is back on), every job of the group
+ * fails: none of them is durable.
  */
-static void run_group(struct sq_store *s, struct sq_job *list, int k)
+static void w_rollback(void *be)
 {
-	sqlite3 *db = s->wdb;
-	if (sq_wexec(s, W_BEGIN, "BEGIN IMMEDIATE") != SQLITE_OK) {
-		fail_all(list, HR_EIO, "begin", db);
-		return;
-	}
-	bool single = k == 1, broken = false;
-	for (struct sq_job *j = list; j; j = j->next) {
-		if (!single && sq_wexec(s, W_SAVEPOINT, "SAVEPOINT job") != SQLITE_OK) {
-			broken = true;
-			break;
-		}
-		j->rc = j->run(s, j);
-		reset_busy(db);
-		if (sqlite3_get_autocommit(db)) {
-			broken = true;
-			break;
-		}
-		if (single)
-			break;
-		if (j->rc < 0 && sq_wexec(s, W_ROLLBACK_TO, "ROLLBACK TO job") != SQLITE_OK) {
-			broken = true;
-			break;
-		}
-		if (sq_wexec(s, W_RELEASE, "RELEASE job") != SQLITE_OK) {
-			broken = true;
-			break;
-		}
-	}
-	if (broken) {
-		fail_all(list, HR_EIO, "transaction aborted", db);
-		if (!sqlite3_get_autocommit(db))
-			sq_wexec(s, W_ROLLBACK, "ROLLBACK");
-		return;
-	}
-	if (single && list->rc < 0) {
-		sq_wexec(s, W_ROLLBACK, "ROLLBACK");
-		return;
-	}
-	if (sq_wexec(s, W_COMMIT, "COMMIT") != SQLITE_OK) {
-		fail_all(list, HR_EIO, "commit", db);
-		if (!sqlite3_get_autocommit(db))
-			sq_wexec(s, W_ROLLBACK, "ROLLBACK");
-		return;
-	}
-	atomic_fetch_add(&s->commits, 1);
+	sq_wexec(be, W_ROLLBACK, "ROLLBACK");
 }
 
-/* Reports results: async callbacks in queue order, then wakes every
- * blocking waiter under one lock. Runs before the next transaction starts. */
-static void complete(struct sq_store *s, struct sq_job *list)
+/* HR_EIO naming the step that failed with SQLite's message; a transaction
+ * still open is rolled back. */
+static int w_fail(struct sq_store *s, const char *step, struct hr_err *e)
 {
-	struct sq_job *waiters = NULL, **wtail = &waiters;
-	int n = 0;
-	for (struct sq_job *j = list, *next; j; j = next) {
-		next = j->next;
-		n++;
-		if (j->cb) {
-			j->cb(j->arg, j->rc, j->rc < 0 ? &j->err : NULL);
-			if (j->heap)
-				free(j);
-		} else {
-			*wtail = j;
-			wtail = &j->next;
-			j->next = NULL;
-		}
-	}
-	atomic_fetch_add(&s->jobs, (uint_fast64_t)n);
-	if (!waiters)
-		return;
-	pthread_mutex_lock(&s->dlock);
-	for (struct sq_job *j = waiters, *next; j; j = next) {
-		next = j->next; /* j may be gone once signalled and unlocked */
-		j->done = true;
-		pthread_cond_signal(&j->cv);
-	}
-	pthread_mutex_unlock(&s->dlock);
+	int rc = hr_fail(e, HR_EIO, "store", "%s: %s", step, sqlite3_errmsg(s->wdb));
+	if (!sqlite3_get_autocommit(s->wdb))
+		w_rollback(s);
+	return rc;
 }
 
-static void *writer_main(void *arg)
+static int w_begin(void *be, struct hr_err *e)
 {
-	struct sq_store *s = arg;
-	for (;;) {
-		pthread_mutex_lock(&s->qlock);
-		while (!s->qhead && !s->stopping)
-			pthread_cond_wait(&s->qcond, &s->qlock);
-		if (!s->qhead) {
-			pthread_mutex_unlock(&s->qlock);
-			break;
-		}
-		struct sq_job *first = s->qhead, *last = first;
-		int k = 1;
-		if (!first->solo)
-			while (last->next && !last->next->solo && k < s->opts.group_max) {
-				last = last->next;
-				k++;
-			}
-		s->qhead = last->next;
-		if (!s->qhead)
-			s->qtail = NULL;
-		last->next = NULL;
-		s->qlen -= k;
-		pthread_mutex_unlock(&s->qlock);
-
-		if (first->solo) {
-			first->rc = first->run(s, first);
-			reset_busy(s->wdb);
-			if (first->rc == 0)
-				atomic_fetch_add(&s->commits, 1);
-		} else {
-			run_group(s, first, k);
-		}
-		complete(s, first);
-	}
-	return NULL;
+	if (sq_wexec(be, W_BEGIN, "BEGIN IMMEDIATE") != SQLITE_OK)
+		return w_fail(be, "begin", e);
+	return 0;
 }
+
+static int w_savepoint(void *be)
+{
+	return sq_wexec(be, W_SAVEPOINT, "SAVEPOINT job") != SQLITE_OK ? HR_EIO : 0;
+}
+
+static int w_rollback_to(void *be)
+{
+	return sq_wexec(be, W_ROLLBACK_TO, "ROLLBACK TO job") != SQLITE_OK ? HR_EIO : 0;
+}
+
+static int w_release(void *be)
+{
+	return sq_wexec(be, W_RELEASE, "RELEASE job") != SQLITE_OK ? HR_EIO : 0;
+}
+
+/* No statement of a job keeps its cursor past the job; a transaction SQLite
+ * abandoned during it is lost. */
+static int w_check(void *be, struct wr_job *j)
+{
+	(void)j;
+	struct sq_store *s = be;
+	reset_busy(s->wdb);
+	return sqlite3_get_autocommit(s->wdb) ? HR_EIO : 0;
+}
+
+static int w_abort(void *be, struct hr_err *e)
+{
+	return w_fail(be, "transaction aborted", e);
+}
+
+static int w_commit(void *be, struct hr_err *e)
+{
+	if (sq_wexec(be, W_COMMIT, "COMMIT") != SQLITE_OK)
+		return w_fail(be, "commit", e);
+	return 0;
+}
+
+static int w_solo(void *be, struct wr_job *j)
+{
+	struct sq_store *s = be;
+	int rc = j->run(s, j);
+	reset_busy(s->wdb);
+	return rc;
+}
+
+static const struct wr_ops sq_wr_ops = {
+	.begin = w_begin,
+	.savepoint = w_savepoint,
+	.rollback_to = w_rollback_to,
+	.release = w_release,
+	.check = w_check,
+	.abort = w_abort,
+	.rollback = w_rollback,
+	.commit = w_commit,
+	.solo = w_solo,
+};
 
 /* ---------------------------------------------------------------------------
  * open / close / migrate.
@@ -679,9 +567,7 @@ static void sq_free(struct sq_store *s)
 		s->rfree = r->next;
 		reader_close(r);
 	}
-	pthread_mutex_destroy(&s->qlock);
-	pthread_cond_destroy(&s->qcond);
-	pthread_mutex_destroy(&s->dlock);
+	wr_destroy(&s->wr);
 	pthread_mutex_destroy(&s->rlock);
 	pthread_cond_destroy(&s->rcond);
 	pthread_mutex_destroy(&s->clock);
@@ -705,20 +591,12 @@ static int sq_open(const char *dsn, const struct store_opts *opts, struct store 
 	s->base.ops = &store_sqlite;
 	if (opts)
 		s->opts = *opts;
-	if (s->opts.group_max <= 0)
-		s->opts.group_max = SQ_GROUP_MAX_DEFAULT;
-	if (s->opts.queue_max <= 0)
-		s->opts.queue_max = SQ_QUEUE_MAX_DEFAULT;
 	s->rmax = SQ_READERS_MAX;
-	pthread_mutex_init(&s->qlock, NULL);
-	pthread_cond_init(&s->qcond, NULL);
-	pthread_mutex_init(&s->dlock, NULL);
+	wr_init(&s->wr, &sq_wr_ops, s, s->opts.group_max, s->opts.queue_max);
 	pthread_mutex_init(&s->rlock, NULL);
 	pthread_cond_init(&s->rcond, NULL);
 	pthread_mutex_init(&s->clock, NULL);
 	pthread_cond_init(&s->ccond, NULL);
-	atomic_init(&s->commits, 0);
-	atomic_init(&s->jobs, 0);
 
 	int rc = open_conn(dsn, true, &s->wdb, err);
 	if (rc)
@@ -755,13 +633,8 @@ static int sq_open(const char *dsn, const struct store_opts *opts, struct store 
 	}
 	pthread_setname_np(s->ckpt, "herald-ckpt");
 	s->ckpt_running = true;
-	rc = pthread_create(&s->writer, NULL, writer_main, s);
-	if (rc) {
-		rc = hr_fail(err, HR_EIO, "store", "cannot start writer: %s", strerror(rc));
+	if ((rc = wr_start(&s->wr, "herald-writer", err)))
 		goto fail;
-	}
-	pthread_setname_np(s->writer, "herald-writer");
-	s->writer_running = true;
 	*out = &s->base;
 	return 0;
 fail:
@@ -774,13 +647,7 @@ static void sq_close(struct store *st)
 	if (!st)
 		return;
 	struct sq_store *s = (struct sq_store *)st;
-	if (s->writer_running) {
-		pthread_mutex_lock(&s->qlock);
-		s->stopping = true;
-		pthread_cond_signal(&s->qcond);
-		pthread_mutex_unlock(&s->qlock);
-		pthread_join(s->writer, NULL);
-	}
+	wr_stop(&s->wr);
 	pthread_mutex_lock(&s->rlock);
 	while (s->rcount > 0) {
 		while (!s->rfree)
@@ -795,12 +662,13 @@ static void sq_close(struct store *st)
 }
 
 struct job_migrate {
-	struct sq_job j;
+	struct wr_job j;
 	int applied;
 };
 
-static int run_migrate(struct sq_store *s, struct sq_job *j)
+static int run_migrate(void *be, struct wr_job *j)
 {
+	struct sq_store *s = be;
 	struct job_migrate *m = (struct job_migrate *)j;
 	return migrate_conn(s->wdb, &m->applied, &j->err);
 }
@@ -810,7 +678,7 @@ static int sq_migrate(struct store *st, int *applied, struct hr_err *err)
 {
 	struct sq_store *s = (struct sq_store *)st;
 	struct job_migrate m = {.j = {.run = run_migrate, .solo = true}};
-	int rc = sq_run_blocking(s, &m.j, err);
+	int rc = wr_run_blocking(&s->wr, &m.j, err);
 	if (applied)
 		*applied = m.applied;
 	return rc;
@@ -818,20 +686,12 @@ static int sq_migrate(struct store *st, int *applied, struct hr_err *err)
 
 void store_sqlite_stats(struct store *st, uint64_t *commits, uint64_t *jobs)
 {
-	struct sq_store *s = (struct sq_store *)st;
-	if (commits)
-		*commits = atomic_load(&s->commits);
-	if (jobs)
-		*jobs = atomic_load(&s->jobs);
+	wr_stats(&((struct sq_store *)st)->wr, commits, jobs);
 }
 
 int store_sqlite_queued(struct store *st)
 {
-	struct sq_store *s = (struct sq_store *)st;
-	pthread_mutex_lock(&s->qlock);
-	int n = s->qlen;
-	pthread_mutex_unlock(&s->qlock);
-	return n;
+	return wr_queued(&((struct sq_store *)st)->wr);
 }
 
 const struct store_ops store_sqlite = {
@@ -867,4 +727,15 @@ const struct store_ops store_sqlite = {
 	.inbox_claim = sq_inbox_claim,
 	.apply_inbox = sq_apply_inbox,
 	.inbox_pending = sq_inbox_pending,
+	.batch_create = sq_batch_create,
+	.batch_get = sq_batch_get,
+	.batch_list = sq_batch_list,
+	.batch_items_put = sq_batch_items_put,
+	.batch_items = sq_batch_items,
+	.batch_set_status = sq_batch_set_status,
+	.batch_enqueue = sq_batch_enqueue,
+	.batch_cancel_step = sq_batch_cancel_step,
+	.batch_recount = sq_batch_recount,
+	.batch_discard = sq_batch_discard,
+	.message_prune = sq_message_prune,
 };

@@ -12,13 +12,14 @@
 #include "store/sqlite_int.h"
 
 struct job_conf {
-	struct sq_job j;
+	struct wr_job j;
 	const void *row;
 	const char *a, *b, *c; /* api_key_put: tenant_id, key_hash, label */
 };
 
-static int run_tenant(struct sq_store *s, struct sq_job *j)
+static int run_tenant(void *be, struct wr_job *j)
 {
+	struct sq_store *s = be;
 	const struct tenant_row *t = ((struct job_conf *)j)->row;
 	sqlite3_stmt *st = sq_wstmt(s, W_TENANT_UPSERT,
 		"INSERT INTO tenant(id, name, created_at) VALUES(?1, ?2, ?3)"
@@ -36,11 +37,12 @@ int sq_tenant_upsert(struct store *st, const struct tenant_row *t, struct hr_err
 	if (!t || !t->id[0])
 		return hr_fail(err, HR_EINVAL, "tenant.id", "tenant id is empty");
 	struct job_conf c = {.j = {.run = run_tenant}, .row = t};
-	return sq_run_blocking((struct sq_store *)st, &c.j, err);
+	return wr_run_blocking(&((struct sq_store *)st)->wr, &c.j, err);
 }
 
-static int run_api_key(struct sq_store *s, struct sq_job *j)
+static int run_api_key(void *be, struct wr_job *j)
 {
+	struct sq_store *s = be;
 	struct job_conf *c = (struct job_conf *)j;
 	sqlite3_stmt *st = sq_wstmt(s, W_APIKEY_PUT,
 		"INSERT INTO api_key(key_hash, tenant_id, label, created_at) VALUES(?1, ?2, ?3, ?4)"
@@ -63,18 +65,19 @@ int sq_api_key_put(struct store *st, const char *tenant_id, const char *key_hash
 	if (!key_hash || !*key_hash)
 		return hr_fail(err, HR_EINVAL, "key_hash", "key hash is empty");
 	struct job_conf c = {.j = {.run = run_api_key}, .a = tenant_id, .b = key_hash, .c = label};
-	return sq_run_blocking((struct sq_store *)st, &c.j, err);
+	return wr_run_blocking(&((struct sq_store *)st)->wr, &c.j, err);
 }
 
 struct job_prune {
-	struct sq_job j;
+	struct wr_job j;
 	const char *tenant_id;
 	const char *keep; /* JSON array of the hashes to keep */
 	int deleted;
 };
 
-static int run_api_key_prune(struct sq_store *s, struct sq_job *j)
+static int run_api_key_prune(void *be, struct wr_job *j)
 {
+	struct sq_store *s = be;
 	struct job_prune *p = (struct job_prune *)j;
 	sqlite3_stmt *st = sq_wstmt(s, W_APIKEY_PRUNE,
 		"DELETE FROM api_key WHERE tenant_id = ?1"
@@ -121,7 +124,7 @@ int sq_api_key_prune(struct store *st, const char *tenant_id, const char *const 
 		return hr_fail(err, HR_ENOMEM, "keep_hashes", "out of memory");
 	struct job_prune p = {.j = {.run = run_api_key_prune}, .tenant_id = tenant_id,
 	                      .keep = keep};
-	int rc = sq_run_blocking((struct sq_store *)st, &p.j, err);
+	int rc = wr_run_blocking(&((struct sq_store *)st)->wr, &p.j, err);
 	free(keep);
 	if (rc == 0 && p.deleted > 0)
 		hr_log(HR_LOG_INFO, "store", "revoked %d API key(s) of tenant %s", p.deleted,
@@ -152,8 +155,9 @@ int sq_api_key_lookup(struct store *st, const char *key_hash, char tenant_id[HR_
 	return rc;
 }
 
-static int run_account(struct sq_store *s, struct sq_job *j)
+static int run_account(void *be, struct wr_job *j)
 {
+	struct sq_store *s = be;
 	const struct account_row *a = ((struct job_conf *)j)->row;
 	sqlite3_stmt *st = sq_wstmt(s, W_ACCOUNT_UPSERT,
 		"INSERT INTO channel_account(id, tenant_id, channel, config, created_at,"
@@ -181,7 +185,7 @@ int sq_account_upsert(struct store *st, const struct account_row *a, struct hr_e
 	if (!a->channel[0])
 		return hr_fail(err, HR_EINVAL, "account.channel", "account has no channel");
 	struct job_conf c = {.j = {.run = run_account}, .row = a};
-	return sq_run_blocking((struct sq_store *)st, &c.j, err);
+	return wr_run_blocking(&((struct sq_store *)st)->wr, &c.j, err);
 }
 
 int sq_account_list(struct store *st, const char *tenant_id, struct account_row **out,
@@ -247,8 +251,9 @@ int sq_account_list(struct store *st, const char *tenant_id, struct account_row 
 	return 0;
 }
 
-static int run_template(struct sq_store *s, struct sq_job *j)
+static int run_template(void *be, struct wr_job *j)
 {
+	struct sq_store *s = be;
 	const struct template_row *t = ((struct job_conf *)j)->row;
 	sqlite3_stmt *st = sq_wstmt(s, W_TEMPLATE_UPSERT,
 		"INSERT INTO template(tenant_id, channel, name, language, body, param_count,"
@@ -286,7 +291,7 @@ int sq_template_upsert(struct store *st, const struct template_row *t, struct hr
 			               parsed ? "" : ": ", parsed ? "" : jerr.text);
 	}
 	struct job_conf c = {.j = {.run = run_template}, .row = t};
-	return sq_run_blocking((struct sq_store *)st, &c.j, err);
+	return wr_run_blocking(&((struct sq_store *)st)->wr, &c.j, err);
 }
 
 int sq_template_get(struct store *st, const char *tenant_id, const char *channel,
@@ -362,14 +367,15 @@ int sq_idem_get(struct store *st, const char *tenant_id, const char *key,
 }
 
 struct job_retention {
-	struct sq_job j;
+	struct wr_job j;
 	int64_t inbox_before, idem_before;
 	int limit;
 	int64_t deleted;
 };
 
-static int run_retention(struct sq_store *s, struct sq_job *j)
+static int run_retention(void *be, struct wr_job *j)
 {
+	struct sq_store *s = be;
 	struct job_retention *p = (struct job_retention *)j;
 	/* Inbox ids grow with received_at, so scanning from the oldest id finds
 	 * the expired rows first and the LIMIT ends the scan early. */
@@ -402,7 +408,7 @@ int sq_prune(struct store *st, int64_t inbox_before, int64_t idem_before, int li
 {
 	struct job_retention p = {.j = {.run = run_retention}, .inbox_before = inbox_before,
 	                          .idem_before = idem_before, .limit = limit > 0 ? limit : 10000};
-	int rc = sq_run_blocking((struct sq_store *)st, &p.j, NULL);
+	int rc = wr_run_blocking(&((struct sq_store *)st)->wr, &p.j, NULL);
 	if (n)
 		*n = rc == 0 ? p.deleted : 0;
 	return rc;

@@ -28,13 +28,14 @@
  * ------------------------------------------------------------------------- */
 
 struct job_inbox {
-	struct sq_job j;
+	struct wr_job j;
 	const char *account_id, *channel, *dedupe_key, *body;
 	size_t len;
 };
 
-static int run_inbox_append(struct sq_store *s, struct sq_job *j)
+static int run_inbox_append(void *be, struct wr_job *j)
 {
+	struct sq_store *s = be;
 	struct job_inbox *a = (struct job_inbox *)j;
 	/* OR IGNORE: a replay of a known (account, dedupe_key) writes nothing. */
 	sqlite3_stmt *st = sq_wstmt(s, W_INBOX_INSERT,
@@ -61,8 +62,8 @@ int sq_inbox_append(struct store *st, const char *account_id, const char *channe
 	                      .account_id = account_id, .channel = channel,
 	                      .dedupe_key = dedupe_key, .body = body, .len = len};
 	if (cb)
-		return sq_run_async(s, &a.j, sizeof a, cb, arg);
-	return sq_run_blocking(s, &a.j, NULL);
+		return wr_run_async(&s->wr, &a.j, sizeof a, cb, arg);
+	return wr_run_blocking(&s->wr, &a.j, NULL);
 }
 
 int sq_row_inbox(sqlite3_stmt *q, struct inbox_row *row)

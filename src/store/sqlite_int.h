@@ -4,11 +4,13 @@
  * accounts, templates, idempotency reads; sqlite_msg.c: messages and claims;
  * sqlite_hook.c: webhook inbox and the applier's transaction;
  * sqlite_supp.c: suppression list and recipient aliases;
- * sqlite_schema.c: migrations). Nothing outside src/store/ includes it.
+ * sqlite_retain.c: message retention; sqlite_schema.c: migrations).
+ * Nothing outside src/store/ includes it.
  *
- * Threads: the writer thread owns `wdb`, its prepared statements (`ws`) and
- * the JSON scratch buffer; nothing else touches them once it runs. Readers
- * borrow a connection from the pool for the length of one call.
+ * Threads: the writer thread (writer.h) owns `wdb`, its prepared statements
+ * (`ws`) and the JSON scratch buffer; nothing else touches them once it
+ * runs. Readers borrow a connection from the pool for the length of one
+ * call.
  */
 #ifndef HR_SQLITE_INT_H
 #define HR_SQLITE_INT_H
@@ -23,6 +25,7 @@
 
 #include "store/lifecycle.h"
 #include "store/store.h"
+#include "store/writer.h"
 
 /* ---- migrations (sqlite_schema.c) ---- */
 struct sq_migration {
@@ -44,6 +47,9 @@ enum sq_wslot {
 	W_SUPP_PUT, W_SUPP_DELETE, W_SUPP_GET, W_SUPP_ANY,
 	W_ALIAS_PUT, W_ALIAS_REPOINT, W_ALIAS_GET, W_ALIAS_ANY, W_ALIAS_DELETE,
 	W_ACCOUNT_TENANT,
+	W_BATCH_STATE, W_BATCH_ADD, W_BATCH_ROWS_ADD, W_BATCH_SET, W_ITEM_INSERT, W_ITEM_TAKE,
+	W_BATCH_QUEUED, W_INBOUND_EXISTS,
+	W_RETAIN_PICK, W_RETAIN_EVENTS, W_RETAIN_MSG,
 	W__COUNT
 };
 
@@ -65,56 +71,16 @@ struct sq_reader {
 	sqlite3_stmt *list[SQ_LIST_VARIANTS];
 };
 
-struct sq_store;
-
-/*
- * One unit of write work. Ops embed it as the first member of their own
- * argument struct; blocking calls keep that struct on the caller's stack,
- * async calls copy it to the heap (`heap`) and the writer frees it after the
- * callback. `run` executes inside the group transaction (inside its own
- * savepoint), or alone outside any transaction when `solo` is set.
- * `limited` marks writes that come from clients (message_insert,
- * inbox_append): only they are refused with HR_EBUSY once queue_max jobs
- * wait. Internal writes (send outcomes, claims, lease expiry, the applier,
- * config) are always queued: refusing them would only strand work the
- * process already holds, and they are what drains the queue.
- */
-struct sq_job {
-	struct sq_job *next;
-	int (*run)(struct sq_store *s, struct sq_job *j);
-	store_done_fn cb;
-	void *arg;
-	bool solo;
-	bool limited;
-	bool heap;
-	bool done;
-	pthread_cond_t cv;
-	int rc;
-	struct hr_err err;
-};
-
 struct sq_store {
 	struct store base;
 	struct store_opts opts;
 	char *path;
 
-	/* writer */
+	/* writer: the thread and queue (writer.c) and what it owns here */
+	struct wr wr;
 	sqlite3 *wdb;
 	sqlite3_stmt *ws[W__COUNT];
 	struct ev_json json;
-	pthread_t writer;
-	bool writer_running;
-
-	pthread_mutex_t qlock;       /* guards the queue fields below */
-	pthread_cond_t qcond;        /* signalled when work arrives or on stop */
-	struct sq_job *qhead, *qtail;
-	int qlen;
-	bool stopping;
-
-	pthread_mutex_t dlock;       /* guards sq_job.done of blocking jobs */
-
-	atomic_uint_fast64_t commits;
-	atomic_uint_fast64_t jobs;
 
 	/* checkpointer: WAL checkpoints (and their fsyncs) run on their own
 	 * connection and thread, so no commit waits behind one. */
@@ -141,11 +107,6 @@ sqlite3_stmt *sq_wstmt(struct sq_store *s, enum sq_wslot slot, const char *sql);
 sqlite3_stmt *sq_rstmt(struct sq_reader *r, enum sq_rslot slot, const char *sql);
 int sq_reader_get(struct sq_store *s, struct sq_reader **out);
 void sq_reader_put(struct sq_store *s, struct sq_reader *r);
-/* Blocks until the job is committed (or failed); returns its rc, copies err. */
-int sq_run_blocking(struct sq_store *s, struct sq_job *j, struct hr_err *err);
-/* Copies the job (size bytes, sq_job first) to the heap and queues it. */
-int sq_run_async(struct sq_store *s, struct sq_job *j, size_t size, store_done_fn cb,
-                 void *arg);
 /* Runs a parameterless writer statement (BEGIN, SAVEPOINT, ...); an SQLite code. */
 int sq_wexec(struct sq_store *s, enum sq_wslot slot, const char *sql);
 /* Steps a write statement to completion; 0 or an HR_E* code (err filled). */
@@ -265,6 +226,28 @@ int sq_inbox_claim(struct store *st, int64_t now, int64_t lease_us, int limit,
                    struct inbox_row **out, size_t *n);
 int sq_apply_inbox(struct store *st, const struct inbox_parsed *rows, size_t n, int64_t now,
                    struct apply_stats *stats);
+int sq_batch_create(struct store *st, const struct batch *b, struct hr_err *err);
+int sq_batch_get(struct store *st, const char *tenant_id, const char *id, struct batch *out);
+int sq_batch_list(struct store *st, const char *tenant_id, const struct batch_filter *f,
+                  struct batch **out, size_t *n, bool *more);
+int sq_batch_items_put(struct store *st, const char *batch_id, const struct batch_item *items,
+                       size_t n, struct hr_err *err);
+int sq_batch_items(struct store *st, const char *batch_id, enum batch_items_which which,
+                   int64_t after_row, int limit, struct batch_item **out, size_t *n);
+int sq_batch_set_status(struct store *st, const char *tenant_id, const char *id,
+                        enum batch_status to, const char *error, struct hr_err *err);
+int sq_batch_enqueue(struct store *st, const char *batch_id, const int64_t *rows,
+                     const struct message *msgs, size_t n, bool last, size_t *made,
+                     struct hr_err *err);
+int sq_batch_discard(struct store *st, const char *tenant_id, const char *id,
+                     struct hr_err *err);
+int sq_batch_cancel_step(struct store *st, const char *batch_id, int limit, int64_t *n);
+int sq_batch_recount(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
+                     int64_t *replied);
 int sq_inbox_pending(struct store *st, int64_t *n);
+
+/* sqlite_retain.c */
+int sq_message_prune(struct store *st, const struct msg_retention *r,
+                     struct msg_retention_stats *stats, struct hr_err *err);
 
 #endif

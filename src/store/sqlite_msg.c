@@ -18,13 +18,13 @@
  * ------------------------------------------------------------------------- */
 
 struct job_insert {
-	struct sq_job j;
+	struct wr_job j;
 	const struct message *msgs;
 	size_t n;
 	const struct idem_put *idem;
 };
 
-static int insert_idem(struct sq_store *s, struct sq_job *j, const struct idem_put *p,
+static int insert_idem(struct sq_store *s, struct wr_job *j, const struct idem_put *p,
                        int64_t now)
 {
 	sqlite3_stmt *st = sq_wstmt(s, W_IDEM_INSERT,
@@ -80,8 +80,9 @@ int sq_message_row_insert(struct sq_store *s, const struct message *m, int64_t n
 
 /* All messages of the call, each with its "accepted" event, and the
  * idempotency row first (so a replayed key costs nothing before failing). */
-static int run_insert(struct sq_store *s, struct sq_job *j)
+static int run_insert(void *be, struct wr_job *j)
 {
+	struct sq_store *s = be;
 	struct job_insert *a = (struct job_insert *)j;
 	int64_t now = hr_now_us();
 	int rc;
@@ -116,8 +117,8 @@ int sq_message_insert(struct store *st, const struct message *msgs, size_t n,
 	struct job_insert a = {.j = {.run = run_insert, .limited = true}, .msgs = msgs, .n = n,
 	                       .idem = idem};
 	if (cb)
-		return sq_run_async(s, &a.j, sizeof a, cb, arg);
-	return sq_run_blocking(s, &a.j, NULL);
+		return wr_run_async(&s->wr, &a.j, sizeof a, cb, arg);
+	return wr_run_blocking(&s->wr, &a.j, NULL);
 }
 
 /* ---------------------------------------------------------------------------

@@ -154,9 +154,74 @@ static const char migration_1[] =
 static const char migration_2[] =
 	"ALTER TABLE channel_account ADD COLUMN api_created INTEGER NOT NULL DEFAULT 0;";
 
+/*
+ * Campaigns (batches). A batch row carries its counters: n_<status> is how
+ * many of its messages are in that status now, changed in the same
+ * transaction as the messages (lc_batch.c), never recounted. batch_item is
+ * the recipient record of each uploaded row as validated; the partial
+ * unique index makes one message per (batch, recipient) a property of the
+ * store, not of a check-then-insert (a batch has one channel).
+ */
+static const char migration_3[] =
+	"CREATE TABLE batch("
+	" id TEXT PRIMARY KEY,"
+	" tenant_id TEXT NOT NULL,"
+	" unit TEXT,"
+	" name TEXT NOT NULL,"
+	" channel TEXT NOT NULL,"
+	" account_id TEXT NOT NULL,"
+	" template_name TEXT,"
+	" language TEXT,"
+	" receipts INTEGER NOT NULL DEFAULT 1,"
+	" spec TEXT,"
+	" status INTEGER NOT NULL DEFAULT 0,"
+	" error TEXT,"
+	" retry_of TEXT,"
+	" ingested INTEGER NOT NULL DEFAULT 0,"
+	" schedule_at INTEGER NOT NULL DEFAULT 0,"
+	" created_at INTEGER NOT NULL DEFAULT 0,"
+	" validated_at INTEGER NOT NULL DEFAULT 0,"
+	" started_at INTEGER NOT NULL DEFAULT 0,"
+	" completed_at INTEGER NOT NULL DEFAULT 0,"
+	" cancelled_at INTEGER NOT NULL DEFAULT 0,"
+	" failed_at INTEGER NOT NULL DEFAULT 0,"
+	" total INTEGER NOT NULL DEFAULT 0,"
+	" valid INTEGER NOT NULL DEFAULT 0,"
+	" invalid INTEGER NOT NULL DEFAULT 0,"
+	" duplicates INTEGER NOT NULL DEFAULT 0,"
+	" replied INTEGER NOT NULL DEFAULT 0,"
+	" n_queued INTEGER NOT NULL DEFAULT 0,"
+	" n_sending INTEGER NOT NULL DEFAULT 0,"
+	" n_sent INTEGER NOT NULL DEFAULT 0,"
+	" n_delivered INTEGER NOT NULL DEFAULT 0,"
+	" n_read INTEGER NOT NULL DEFAULT 0,"
+	" n_failed INTEGER NOT NULL DEFAULT 0,"
+	" n_undelivered INTEGER NOT NULL DEFAULT 0,"
+	" n_cancelled INTEGER NOT NULL DEFAULT 0,"
+	" n_expired INTEGER NOT NULL DEFAULT 0,"
+	" n_suppressed INTEGER NOT NULL DEFAULT 0,"
+	" n_unknown INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX batch_tenant ON batch(tenant_id, id);"
+	"CREATE INDEX batch_retry ON batch(retry_of) WHERE retry_of IS NOT NULL;"
+	"CREATE TABLE batch_item("
+	" batch_id TEXT NOT NULL,"
+	" row_no INTEGER NOT NULL,"
+	" recipient TEXT NOT NULL,"
+	" params TEXT,"
+	" valid INTEGER NOT NULL,"
+	" duplicate INTEGER NOT NULL DEFAULT 0,"
+	" error_column TEXT,"
+	" error TEXT,"
+	" message_id TEXT,"
+	" PRIMARY KEY(batch_id, row_no)) WITHOUT ROWID;"
+	"CREATE UNIQUE INDEX batch_item_recipient ON batch_item(batch_id, recipient)"
+	" WHERE valid = 1 AND duplicate = 0;"
+	"CREATE INDEX message_batch ON message(batch_id, status) WHERE batch_id IS NOT NULL;";
+
 const struct sq_migration sq_migrations[] = {
 	{1, migration_1},
 	{2, migration_2},
+	{3, migration_3},
 };
 
 const size_t sq_migration_count = sizeof sq_migrations / sizeof sq_migrations[0];

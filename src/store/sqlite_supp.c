@@ -177,13 +177,14 @@ int sq_alias_any(struct sq_store *s, const char *account_id, struct hr_err *err)
  * ------------------------------------------------------------------------- */
 
 struct job_supp {
-	struct sq_job j;
+	struct wr_job j;
 	const char *tenant_id, *channel, *recipient, *reason;
 	int deleted;
 };
 
-static int run_supp_put(struct sq_store *s, struct sq_job *j)
+static int run_supp_put(void *be, struct wr_job *j)
 {
+	struct sq_store *s = be;
 	struct job_supp *a = (struct job_supp *)j;
 	return sq_supp_put(s, a->tenant_id, a->channel, a->recipient, a->reason, hr_now_us(),
 	                   &j->err);
@@ -199,11 +200,12 @@ int sq_suppression_put(struct store *st, const char *tenant_id, const char *chan
 		return rc;
 	struct job_supp a = {.j = {.run = run_supp_put, .limited = true}, .tenant_id = tenant_id,
 	                     .channel = channel, .recipient = recipient, .reason = reason};
-	return sq_run_blocking((struct sq_store *)st, &a.j, err);
+	return wr_run_blocking(&((struct sq_store *)st)->wr, &a.j, err);
 }
 
-static int run_supp_delete(struct sq_store *s, struct sq_job *j)
+static int run_supp_delete(void *be, struct wr_job *j)
 {
+	struct sq_store *s = be;
 	struct job_supp *a = (struct job_supp *)j;
 	int rc = sq_supp_delete(s, a->tenant_id, a->channel, a->recipient, &a->deleted, &j->err);
 	if (rc == 0 && !a->deleted)
@@ -220,7 +222,7 @@ int sq_suppression_delete(struct store *st, const char *tenant_id, const char *c
 		return rc;
 	struct job_supp a = {.j = {.run = run_supp_delete, .limited = true},
 	                     .tenant_id = tenant_id, .channel = channel, .recipient = recipient};
-	return sq_run_blocking((struct sq_store *)st, &a.j, err);
+	return wr_run_blocking(&((struct sq_store *)st)->wr, &a.j, err);
 }
 
 int sq_suppression_list(struct store *st, const char *tenant_id, const char *channel,

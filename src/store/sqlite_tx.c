@@ -12,7 +12,7 @@
 /* A lifecycle function as a writer job. The context follows the struct for
  * async jobs (copied with it); blocking jobs point at the caller's. */
 struct job_lc {
-	struct sq_job j;
+	struct wr_job j;
 	lc_tx_fn fn;
 	void *ctx;
 	bool ctx_inline;
@@ -22,14 +22,15 @@ struct job_lc {
 struct sq_tx {
 	struct store_tx base;
 	struct sq_store *s;
-	struct sq_job *j;
+	struct wr_job *j;
 	int64_t now;
 };
 
 static const struct store_tx_ops sq_tx_ops;
 
-static int run_lc(struct sq_store *s, struct sq_job *j)
+static int run_lc(void *be, struct wr_job *j)
 {
+	struct sq_store *s = be;
 	struct job_lc *l = (struct job_lc *)j;
 	struct sq_tx tx = {.base = {.ops = &sq_tx_ops}, .s = s, .j = j, .now = hr_now_us()};
 	void *ctx = l->ctx_inline ? (void *)(l + 1) : l->ctx;
@@ -42,7 +43,7 @@ static int sq_lc_run(struct store *st, lc_tx_fn fn, void *ctx, size_t ctx_size, 
 	struct sq_store *s = (struct sq_store *)st;
 	if (!cb) {
 		struct job_lc l = {.j = {.run = run_lc}, .fn = fn, .ctx = ctx};
-		return sq_run_blocking(s, &l.j, err);
+		return wr_run_blocking(&s->wr, &l.j, err);
 	}
 	size_t size = sizeof(struct job_lc) + ctx_size;
 	struct job_lc *l = calloc(1, size);
@@ -52,7 +53,7 @@ static int sq_lc_run(struct store *st, lc_tx_fn fn, void *ctx, size_t ctx_size, 
 	l->fn = fn;
 	l->ctx_inline = true;
 	memcpy(l + 1, ctx, ctx_size);
-	int rc = sq_run_async(s, &l->j, size, cb, arg);
+	int rc = wr_run_async(&s->wr, &l->j, size, cb, arg);
 	free(l);
 	return rc;
 }
@@ -107,7 +108,7 @@ static bool tx_alive(struct store_tx *t)
 /* Reads the lc_msg columns (rowid first) of a statement's current row. */
 #define LC_MSG_COLS                                                                                \
 	"rowid, id, tenant_id, account_id, channel, recipient, status, attempts, max_attempts,"    \
-	" provider_id IS NOT NULL, lease_until"
+	" provider_id IS NOT NULL, lease_until, batch_id"
 
 static void row_lc_msg(sqlite3_stmt *q, struct lc_msg *m)
 {
@@ -123,6 +124,7 @@ static void row_lc_msg(sqlite3_stmt *q, struct lc_msg *m)
 	m->max_attempts = sqlite3_column_int(q, 8);
 	m->has_provider_id = sqlite3_column_int(q, 9) != 0;
 	m->lease_until = sqlite3_column_int64(q, 10);
+	sq_col_copy(q, 11, m->batch_id, sizeof m->batch_id);
 }
 
 static int tx_msg_get(struct store_tx *t, const char *id, struct lc_msg *out)
@@ -463,6 +465,223 @@ static int tx_inbox_mark(struct store_tx *t, int64_t id, int state, int attempts
 	return sq_step_done(S(t), u, E(t), "webhook_inbox");
 }
 
+/* ---------------------------------------------------------------------------
+ * Campaigns.
+ * ------------------------------------------------------------------------- */
+
+_Static_assert(MSG__COUNT == 11, "one n_<status> column per message status");
+#define SQ_BATCH_N                                                                                 \
+	"n_queued, n_sending, n_sent, n_delivered, n_read, n_failed, n_undelivered, n_cancelled,"  \
+	" n_expired, n_suppressed, n_unknown"
+#define SQ_BATCH_STATE "tenant_id, status, ingested, receipts, " SQ_BATCH_N
+
+static void row_batch_state(sqlite3_stmt *q, struct lc_batch_state *s)
+{
+	memset(s, 0, sizeof *s);
+	sq_col_copy(q, 0, s->tenant_id, sizeof s->tenant_id);
+	s->status = (enum batch_status)sqlite3_column_int(q, 1);
+	s->ingested = sqlite3_column_int(q, 2) != 0;
+	s->receipts = sqlite3_column_int(q, 3) != 0;
+	for (int i = 0; i < MSG__COUNT; i++)
+		s->by_status[i] = sqlite3_column_int64(q, 4 + i);
+}
+
+/* Steps a statement that returns the batch state or nothing: 1, 0 or an error. */
+static int step_state(struct store_tx *t, sqlite3_stmt *q, struct lc_batch_state *out)
+{
+	int src = sqlite3_step(q);
+	if (src == SQLITE_ROW)
+		row_batch_state(q, out);
+	if (src == SQLITE_ROW && sqlite3_step(q) != SQLITE_DONE)
+		src = SQLITE_ERROR;
+	sqlite3_reset(q);
+	if (src == SQLITE_ROW)
+		return 1;
+	return src == SQLITE_DONE ? 0 : sq_fail(S(t)->wdb, src, E(t), "batch");
+}
+
+static int tx_batch_state(struct store_tx *t, const char *batch_id, struct lc_batch_state *out)
+{
+	sqlite3_stmt *q = sq_wstmt(S(t), W_BATCH_STATE,
+	                           "SELECT " SQ_BATCH_STATE " FROM batch WHERE id = ?1");
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "batch");
+	sqlite3_bind_text(q, 1, batch_id, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		row_batch_state(q, out);
+	sqlite3_reset(q);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : sq_fail(S(t)->wdb, rc, E(t), "batch");
+}
+
+static int tx_batch_add(struct store_tx *t, const char *batch_id, const int64_t delta[MSG__COUNT],
+                        int64_t replied, struct lc_batch_state *after)
+{
+	sqlite3_stmt *q = sq_wstmt(
+	    S(t), W_BATCH_ADD,
+	    "UPDATE batch SET n_queued = n_queued + ?2, n_sending = n_sending + ?3,"
+	    " n_sent = n_sent + ?4, n_delivered = n_delivered + ?5, n_read = n_read + ?6,"
+	    " n_failed = n_failed + ?7, n_undelivered = n_undelivered + ?8,"
+	    " n_cancelled = n_cancelled + ?9, n_expired = n_expired + ?10,"
+	    " n_suppressed = n_suppressed + ?11, n_unknown = n_unknown + ?12,"
+	    " replied = replied + ?13 WHERE id = ?1 RETURNING " SQ_BATCH_STATE);
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "batch");
+	sqlite3_bind_text(q, 1, batch_id, -1, SQLITE_STATIC);
+	for (int i = 0; i < MSG__COUNT; i++)
+		sqlite3_bind_int64(q, 2 + i, delta[i]);
+	sqlite3_bind_int64(q, 13, replied);
+	return step_state(t, q, after);
+}
+
+static int tx_batch_rows_add(struct store_tx *t, const char *batch_id, int64_t total,
+                             int64_t valid, int64_t invalid, int64_t duplicates)
+{
+	sqlite3_stmt *q =
+	    sq_wstmt(S(t), W_BATCH_ROWS_ADD,
+	             "UPDATE batch SET total = total + ?2, valid = valid + ?3,"
+	             " invalid = invalid + ?4, duplicates = duplicates + ?5 WHERE id = ?1");
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "batch");
+	sqlite3_bind_text(q, 1, batch_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, total);
+	sqlite3_bind_int64(q, 3, valid);
+	sqlite3_bind_int64(q, 4, invalid);
+	sqlite3_bind_int64(q, 5, duplicates);
+	return sq_step_done(S(t), q, E(t), "batch");
+}
+
+static int tx_batch_set(struct store_tx *t, const char *batch_id, enum batch_status to, int64_t at,
+                        const char *error, int ingested)
+{
+	sqlite3_stmt *q = sq_wstmt(
+	    S(t), W_BATCH_SET,
+	    "UPDATE batch SET status = ?2,"
+	    " validated_at = iif(?2 = 1 AND ?3 > 0, ?3, validated_at),"
+	    " started_at = iif(?2 = 2 AND ?3 > 0, ?3, started_at),"
+	    " completed_at = iif(?2 = 3 AND ?3 > 0, ?3, completed_at),"
+	    " cancelled_at = iif(?2 = 4 AND ?3 > 0, ?3, cancelled_at),"
+	    " failed_at = iif(?2 = 5 AND ?3 > 0, ?3, failed_at),"
+	    " error = coalesce(?4, error), ingested = iif(?5 >= 0, ?5, ingested) WHERE id = ?1");
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "batch");
+	sqlite3_bind_text(q, 1, batch_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 2, (int)to);
+	sqlite3_bind_int64(q, 3, at);
+	sq_bind_opt(q, 4, error);
+	sqlite3_bind_int(q, 5, ingested);
+	return sq_step_done(S(t), q, E(t), "batch");
+}
+
+static int tx_items_insert(struct store_tx *t, const char *batch_id,
+                           const struct batch_item *items, size_t n, int64_t *dups)
+{
+	*dups = 0;
+	sqlite3_stmt *q = sq_wstmt(
+	    S(t), W_ITEM_INSERT,
+	    "INSERT INTO batch_item(batch_id, row_no, recipient, params, valid, duplicate,"
+	    " error_column, error) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "batch_item");
+	for (size_t i = 0; i < n; i++) {
+		const struct batch_item *it = &items[i];
+		bool dup = it->valid && it->duplicate;
+		for (int attempt = 0; attempt < 2; attempt++) {
+			sqlite3_bind_text(q, 1, batch_id, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(q, 2, it->row);
+			sqlite3_bind_text(q, 3, it->recipient, -1, SQLITE_STATIC);
+			sq_bind_opt(q, 4, it->params);
+			sqlite3_bind_int(q, 5, it->valid);
+			sqlite3_bind_int(q, 6, dup);
+			sq_bind_opt(q, 7, it->valid ? NULL : it->error_column);
+			sq_bind_opt(q, 8, it->valid ? NULL : it->error);
+			int src = sqlite3_step(q);
+			int ext = sqlite3_extended_errcode(S(t)->wdb);
+			sqlite3_reset(q);
+			if (src == SQLITE_DONE)
+				break;
+			if (ext == SQLITE_CONSTRAINT_UNIQUE && it->valid && !dup) {
+				dup = true; /* the recipient is an earlier row's */
+				(*dups)++;
+				continue;
+			}
+			if (ext == SQLITE_CONSTRAINT_PRIMARYKEY)
+				return hr_fail(E(t), HR_ECONFLICT, "row", "row %lld is already stored",
+				               (long long)it->row);
+			return sq_fail(S(t)->wdb, src, E(t), "batch_item");
+		}
+	}
+	return 0;
+}
+
+static int tx_item_take(struct store_tx *t, const char *batch_id, int64_t row,
+                        const char *message_id)
+{
+	sqlite3_stmt *q = sq_wstmt(S(t), W_ITEM_TAKE,
+	                           "UPDATE batch_item SET message_id = ?3 WHERE batch_id = ?1"
+	                           " AND row_no = ?2 AND message_id IS NULL AND valid = 1"
+	                           " AND duplicate = 0");
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "batch_item");
+	sqlite3_bind_text(q, 1, batch_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, row);
+	sqlite3_bind_text(q, 3, message_id, -1, SQLITE_STATIC);
+	int rc = sq_step_done(S(t), q, E(t), "batch_item");
+	return rc ? rc : sqlite3_changes(S(t)->wdb) > 0;
+}
+
+static int tx_batch_queued(struct store_tx *t, const char *batch_id, int limit,
+                           struct lc_msg *out, size_t *n)
+{
+	*n = 0;
+	sqlite3_stmt *q = sq_wstmt(S(t), W_BATCH_QUEUED,
+	                           "SELECT " LC_MSG_COLS " FROM message"
+	                           " WHERE batch_id = ?1 AND status = 0 LIMIT ?2");
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "message");
+	sqlite3_bind_text(q, 1, batch_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 2, limit);
+	int src;
+	while ((src = sqlite3_step(q)) == SQLITE_ROW && *n < (size_t)limit)
+		row_lc_msg(q, &out[(*n)++]);
+	sqlite3_reset(q);
+	return src == SQLITE_DONE || src == SQLITE_ROW ? 0 : sq_fail(S(t)->wdb, src, E(t), "message");
+}
+
+static int tx_batch_delete(struct store_tx *t, const char *batch_id)
+{
+	static const char *const sql[] = {"DELETE FROM batch_item WHERE batch_id = ?1",
+	                                  "DELETE FROM batch WHERE id = ?1"};
+	for (int i = 0; i < 2; i++) {
+		sqlite3_stmt *q = NULL;
+		int src = sqlite3_prepare_v2(S(t)->wdb, sql[i], -1, &q, NULL);
+		if (src == SQLITE_OK) {
+			sqlite3_bind_text(q, 1, batch_id, -1, SQLITE_STATIC);
+			src = sqlite3_step(q);
+		}
+		sqlite3_finalize(q);
+		if (src != SQLITE_DONE)
+			return sq_fail(S(t)->wdb, src, E(t), "batch");
+	}
+	return 0;
+}
+
+static int tx_inbound_exists(struct store_tx *t, const char *message_id)
+{
+	sqlite3_stmt *q = sq_wstmt(S(t), W_INBOUND_EXISTS,
+	                           "SELECT 1 FROM inbound WHERE message_id = ?1 LIMIT 1");
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "inbound");
+	sqlite3_bind_text(q, 1, message_id, -1, SQLITE_STATIC);
+	int src = sqlite3_step(q);
+	sqlite3_reset(q);
+	if (src == SQLITE_ROW)
+		return 1;
+	return src == SQLITE_DONE ? 0 : sq_fail(S(t)->wdb, src, E(t), "inbound");
+}
+
 static const struct store_tx_ops sq_tx_ops = {
     .now = tx_now,
     .err = tx_err,
@@ -491,6 +710,15 @@ static const struct store_tx_ops sq_tx_ops = {
     .inbox_state = tx_inbox_state,
     .inbox_claim = tx_inbox_claim,
     .inbox_mark = tx_inbox_mark,
+    .batch_state = tx_batch_state,
+    .batch_add = tx_batch_add,
+    .batch_rows_add = tx_batch_rows_add,
+    .batch_set = tx_batch_set,
+    .items_insert = tx_items_insert,
+    .item_take = tx_item_take,
+    .batch_queued = tx_batch_queued,
+    .inbound_exists = tx_inbound_exists,
+    .batch_delete = tx_batch_delete,
 };
 
 /* ---- the shared rules, bound to this backend (filled into store_sqlite) ---- */
@@ -522,4 +750,34 @@ int sq_apply_inbox(struct store *st, const struct inbox_parsed *rows, size_t n, 
                    struct apply_stats *stats)
 {
 	return lc_apply_inbox(&sq_lc_backend, st, rows, n, now, stats);
+}
+
+int sq_batch_items_put(struct store *st, const char *batch_id, const struct batch_item *items,
+                       size_t n, struct hr_err *err)
+{
+	return lc_batch_items_put(&sq_lc_backend, st, batch_id, items, n, err);
+}
+
+int sq_batch_set_status(struct store *st, const char *tenant_id, const char *id,
+                        enum batch_status to, const char *error, struct hr_err *err)
+{
+	return lc_batch_set_status(&sq_lc_backend, st, tenant_id, id, to, error, err);
+}
+
+int sq_batch_enqueue(struct store *st, const char *batch_id, const int64_t *rows,
+                     const struct message *msgs, size_t n, bool last, size_t *made,
+                     struct hr_err *err)
+{
+	return lc_batch_enqueue(&sq_lc_backend, st, batch_id, rows, msgs, n, last, made, err);
+}
+
+int sq_batch_discard(struct store *st, const char *tenant_id, const char *id,
+                     struct hr_err *err)
+{
+	return lc_batch_discard(&sq_lc_backend, st, tenant_id, id, err);
+}
+
+int sq_batch_cancel_step(struct store *st, const char *batch_id, int limit, int64_t *n)
+{
+	return lc_batch_cancel_step(&sq_lc_backend, st, batch_id, limit, n);
 }

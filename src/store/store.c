@@ -22,6 +22,18 @@ const struct store_ops *store_backend(const char *name)
 	return NULL;
 }
 
+void batch_clear(struct batch *b)
+{
+	free(b->spec);
+	memset(b, 0, sizeof *b);
+}
+
+void batch_item_clear(struct batch_item *it)
+{
+	free(it->params);
+	memset(it, 0, sizeof *it);
+}
+
 void account_row_clear(struct account_row *a)
 {
 	free(a->config);

@@ -206,6 +206,100 @@ struct apply_stats {
 	int malformed;
 };
 
+/*
+ * A campaign (batch). Counters are kept by the store in the same
+ * transaction as every change that moves them (lifecycle.c), never
+ * recomputed: by_status[s] is how many of the batch's messages are in
+ * status s now (their sum is how many messages the batch has); total, valid,
+ * invalid and duplicates are the upload's rows as validated; replied counts
+ * messages with at least one reply.
+ */
+struct batch {
+	char id[HR_ID_LEN + 1];
+	char tenant_id[HR_NAME_MAX];
+	char unit[HR_NAME_MAX];      /* business unit label, "" for none */
+	char name[128];
+	char channel[16];
+	char account_id[HR_NAME_MAX];
+	char template_name[HR_NAME_MAX]; /* "" when rows carry their own text */
+	char language[16];
+	bool receipts;               /* the channel reports delivery (batch_msg_settled) */
+	char *spec;                  /* JSON: mapping, source file, options; heap, may be NULL */
+	enum batch_status status;
+	char error[256];             /* why FAILED, "" otherwise */
+	char retry_of[HR_ID_LEN + 1]; /* the batch this one re-sends rows of, "" if none */
+	bool ingested;               /* every valid row has its message */
+	int64_t schedule_at;         /* 0: at once */
+	int64_t created_at, validated_at, started_at, completed_at, cancelled_at, failed_at;
+	int64_t total, valid, invalid, duplicates, replied;
+	int64_t by_status[MSG__COUNT];
+};
+void batch_clear(struct batch *b);
+
+/* One row of an upload as validated: the recipient record. */
+struct batch_item {
+	int64_t row;                 /* row number in the file (1 = first data row) */
+	char recipient[HR_ADDR_MAX]; /* normalised (E.164, chat id); "" if unusable */
+	char *params;                /* JSON object of template parameters, heap, may be NULL */
+	bool valid;
+	bool duplicate;              /* valid, but a later copy of an earlier row's recipient */
+	char error_column[64];       /* for an invalid row: the column (header) at fault */
+	char error[256];             /* for an invalid row: why */
+	char message_id[HR_ID_LEN + 1]; /* once queued, "" before */
+};
+void batch_item_clear(struct batch_item *it);
+
+struct batch_filter {
+	int status;                  /* -1 = any */
+	const char *unit;            /* NULL = any */
+	const char *name_like;       /* substring of the name, NULL = any */
+	int64_t since_us, until_us;  /* created_at range, 0 = unbounded */
+	const char *before_id;       /* cursor: ids strictly less; NULL = start */
+	int limit;                   /* 1..1000 */
+	/* Internal scans (the campaign runner, with tenant_id NULL = every
+	 * tenant): processing batches not yet ingested; batches with queued
+	 * messages. */
+	bool not_ingested;
+	bool has_queued;
+};
+
+/* Which rows batch_items returns. */
+enum batch_items_which {
+	BATCH_ITEMS_ALL = 0,
+	BATCH_ITEMS_INVALID = 1,     /* the validation report */
+	BATCH_ITEMS_PENDING = 2,     /* valid, not a duplicate, no message yet */
+};
+
+/*
+ * Message retention (store.message_retention_days): what message_prune
+ * removes and how much per call. The rule, the same on every backend
+ * (lifecycle.c, lc_retention_prepare): a message goes, with its whole audit
+ * trail, when its id was made before `before` (an id's first characters are
+ * its creation time; created_at for every message Herald made) and its
+ * status is settled (msg_status_settled: final, or DELIVERED). A message
+ * that is queued (scheduled ones too), sending, unknown, or SENT on a
+ * channel with receipts stays whatever its age.
+ */
+struct msg_retention {
+	int64_t before; /* us, UTC; > 0 */
+	/* The channels without delivery receipts (channel_ops.has_receipts
+	 * false: "telegram"), whose messages are final at SENT; names
+	 * borrowed, at most 16, each [a-z0-9_-]{1,15}. */
+	const char *const *final_at_sent;
+	size_t nfinal_at_sent;
+	int batch;       /* messages per transaction, 1..10000; 0 = 1000 */
+	int max_batches; /* row-delete transactions per call; 0 = until none is left */
+};
+
+struct msg_retention_stats {
+	int64_t messages; /* messages removed (row deletes and dropped months) */
+	int64_t events;   /* their audit events removed */
+	int months;       /* postgres: months whose partitions were dropped */
+	int batches;      /* row-delete transactions that removed something */
+	bool more;        /* stopped early (max_batches, a month's drop deferred) */
+	bool skipped;     /* postgres: another runner held the retention lock */
+};
+
 struct store_ops {
 	const char *name;            /* "sqlite", "postgres" */
 
@@ -353,8 +447,82 @@ struct store_ops {
 	 */
 	int (*prune)(struct store *st, int64_t inbox_before, int64_t idem_before, int limit,
 	             int64_t *n);
+	/*
+	 * Message retention by the rule of struct msg_retention. Nothing else
+	 * goes: an inbound reply linked to a removed message keeps its
+	 * message_id (it then finds nothing, as a reply quoting an unknown
+	 * message does), suppressions, aliases, accounts and tenants stay; a
+	 * webhook for a removed message is unmatched like one for a message
+	 * never seen. Row deletes run through the writer in transactions of at
+	 * most r->batch messages each, so writers wait for one short batch at
+	 * most. PostgreSQL first drops whole months of partitions where it can
+	 * (postgres_retain.c). Runs on several nodes at once are safe (the
+	 * second skips: stats->skipped). stats may be NULL. HR_EINVAL (field
+	 * named) for a bad r.
+	 */
+	int (*message_prune)(struct store *st, const struct msg_retention *r,
+	                     struct msg_retention_stats *stats, struct hr_err *err);
 	/* Number of inbox rows not yet done (for /metrics). */
 	int (*inbox_pending)(struct store *st, int64_t *n);
+
+	/* ---- campaigns (batches) ---- */
+	/* Stores a new batch as given (status PENDING, counters zero; id,
+	 * tenant_id, name, channel and account_id required). HR_ECONFLICT if
+	 * the id exists. */
+	int (*batch_create)(struct store *st, const struct batch *b, struct hr_err *err);
+	/* tenant_id NULL = any tenant (internal use). HR_ENOTFOUND if absent.
+	 * batch_clear() it. */
+	int (*batch_get)(struct store *st, const char *tenant_id, const char *id, struct batch *out);
+	/* Newest first; tenant_id NULL = every tenant (internal use). *out
+	 * heap array (batch_clear each); *more if another page exists. */
+	int (*batch_list)(struct store *st, const char *tenant_id, const struct batch_filter *f,
+	                  struct batch **out, size_t *n, bool *more);
+	/* Stores validated rows (row numbers unique within the batch) while it
+	 * is PENDING, adding them to total/valid/invalid/duplicates, in one
+	 * transaction. HR_ECONFLICT if a row number is already stored (nothing
+	 * written); HR_EINVAL if the batch is no longer PENDING. */
+	int (*batch_items_put)(struct store *st, const char *batch_id, const struct batch_item *items,
+	                       size_t n, struct hr_err *err);
+	/* Rows with row number > after_row, in row order, at most limit. *out
+	 * heap array (batch_item_clear each). */
+	int (*batch_items)(struct store *st, const char *batch_id, enum batch_items_which which,
+	                   int64_t after_row, int limit, struct batch_item **out, size_t *n);
+	/* Moves the batch to status `to` if batch_status_allowed (HR_EINVAL
+	 * naming "status" if not, HR_ENOTFOUND if no such batch of the tenant),
+	 * stamping the transition's time; error is the reason for FAILED.
+	 * Cancelling also cancels every message of the batch not yet claimed
+	 * (see batch_cancel_step). */
+	int (*batch_set_status)(struct store *st, const char *tenant_id, const char *id,
+	                        enum batch_status to, const char *error, struct hr_err *err);
+	/*
+	 * Makes messages of PENDING rows while the batch is PROCESSING: for each
+	 * msgs[i] (built by the caller from rows[i], QUEUED, batch_id set), the
+	 * row takes the message id and the message is inserted with its
+	 * "accepted" event, in one transaction; a row that already has a
+	 * message is skipped (a retried or resumed start never makes two).
+	 * With last set, the batch is marked ingested (and may complete at
+	 * once). *made gets how many messages were made. HR_EINVAL naming
+	 * "status" if the batch is not PROCESSING (nothing written).
+	 */
+	int (*batch_enqueue)(struct store *st, const char *batch_id, const int64_t *rows,
+	                     const struct message *msgs, size_t n, bool last, size_t *made,
+	                     struct hr_err *err);
+	/* Cancels up to limit QUEUED messages of a CANCELLED batch (each with
+	 * an event "cancelled"), in one short transaction; *n gets how many.
+	 * Callers repeat until 0. Claims of a cancelled batch's messages cancel
+	 * them too, so nothing is sent meanwhile. */
+	int (*batch_cancel_step)(struct store *st, const char *batch_id, int limit, int64_t *n);
+	/* Removes a batch that has no messages (PENDING, VALIDATED, or FAILED
+	 * before its start) with its rows: an upload given up, or a report the
+	 * user discards. HR_EINVAL naming "status" for a batch with messages
+	 * (cancel it instead), HR_ENOTFOUND if not the tenant's (NULL: any). */
+	int (*batch_discard)(struct store *st, const char *tenant_id, const char *id,
+	                     struct hr_err *err);
+	/* Counts the batch's messages by status from the message table (for
+	 * tests and audits: must equal the kept counters) and those with at
+	 * least one reply. */
+	int (*batch_recount)(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
+	                     int64_t *replied);
 };
 
 extern const struct store_ops store_sqlite;

@@ -176,6 +176,76 @@ static inline int64_t inbox_add(struct store *st, const char *account)
 	return inbox_add_on(st, account, "whatsapp");
 }
 
+/*
+ * A message of tenant t1 made at `at` (its id's time and its created_at),
+ * alone on `account` (which must have no other due message), brought to
+ * `status` through the store's own operations: QUEUED (due in an hour: a
+ * scheduled message), SENDING (claimed, lease one hour), SENT (provider id
+ * "p-<account>"), DELIVERED or READ (a webhook after SENT), FAILED (a
+ * permanent send failure), UNKNOWN (its only attempt's lease ran out),
+ * SUPPRESSED (its recipient, "+1555<account's length>", opted out first).
+ */
+static inline void msg_at_status(struct store *st, const char *account, const char *channel,
+                                 int64_t at, enum msg_status status, char id[HR_ID_LEN + 1])
+{
+	int64_t now = hr_now_us();
+	struct message m, c;
+	mk_msg(&m, "t1", account, 0, status == MSG_QUEUED ? now + 3600 * SEC : at);
+	hr_id_at(at, m.id);
+	hr_strlcpy(m.channel, channel, sizeof m.channel);
+	m.created_at = at;
+	m.max_attempts = status == MSG_UNKNOWN ? 1 : 5;
+	struct hr_err err = {0};
+	if (status == MSG_SUPPRESSED) {
+		snprintf(m.recipient, sizeof m.recipient, "+1555%zu", strlen(account));
+		assert_int_equal(
+		    st->ops->suppression_put(st, "t1", channel, m.recipient, "test", &err), 0);
+	}
+	assert_int_equal(st->ops->message_insert(st, &m, 1, NULL, NULL, NULL), 0);
+	strcpy(id, m.id);
+	if (status != MSG_QUEUED) {
+		size_t n;
+		int64_t lease = status == MSG_UNKNOWN ? SEC : 3600 * SEC;
+		assert_int_equal(st->ops->claim(st, account, now, lease, 1, &c, &n), 0);
+		assert_int_equal(n, 1);
+		assert_string_equal(c.id, m.id);
+		message_clear(&c);
+	}
+	if (status == MSG_UNKNOWN) {
+		int k = 0;
+		assert_int_equal(st->ops->requeue_expired(st, now + 2 * SEC, &k), 0);
+		assert_true(k >= 1);
+	}
+	if (status == MSG_SENT || status == MSG_DELIVERED || status == MSG_READ ||
+	    status == MSG_FAILED) {
+		struct send_result r = {.attempt = 1, .http_status = 200, .latency_us = 1000};
+		strcpy(r.message_id, m.id);
+		if (status == MSG_FAILED) {
+			r.kind = SEND_FAILED;
+			r.http_status = 400;
+			strcpy(r.error_code, "131026");
+			strcpy(r.error_text, "undeliverable");
+			r.error_class = "permanent";
+		} else {
+			r.kind = SEND_OK;
+			snprintf(r.provider_id, sizeof r.provider_id, "p-%s", account);
+		}
+		assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	}
+	if (status == MSG_DELIVERED || status == MSG_READ) {
+		struct wh_status ws = {.status = status, .provider_at = now};
+		snprintf(ws.provider_id, sizeof ws.provider_id, "p-%s", account);
+		struct inbox_parsed row = {.inbox_id = inbox_add_on(st, account, channel),
+		                           .account_id = account,
+		                           .statuses = &ws,
+		                           .nstatuses = 1};
+		struct apply_stats stats;
+		assert_int_equal(st->ops->apply_inbox(st, &row, 1, now, &stats), 0);
+		assert_int_equal(stats.applied, 1);
+	}
+	assert_int_equal(status_of(st, m.id), status);
+}
+
 /* The result of one asynchronous write, filled by outcome_cb. */
 struct outcome {
 	atomic_int done;

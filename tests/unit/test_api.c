@@ -3094,6 +3094,110 @@ static void test_failing_store(void **state)
 	channel_account_free(acct);
 }
 
+/* store.message_retention_days: 0 (forever) by default, 1..3650 else,
+ * refused by name otherwise; the tick the server runs once a minute then
+ * removes an old failed message (GET answers a plain 404) and keeps an old
+ * scheduled one, and counts it in /metrics. */
+static void test_message_retention_tick(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *yaml;
+		int64_t days; /* -1: refused */
+	} cases[] = {
+	    {"store: {}\n", 0},
+	    {"store: {message_retention_days: 0}\n", 0},
+	    {"store: {message_retention_days: 30}\n", 30},
+	    {"store: {message_retention_days: \"3650\"}\n", 3650},
+	    {"store: {message_retention_days: 3651}\n", -1},
+	    {"store: {message_retention_days: -1}\n", -1},
+	    {"store: {message_retention_days: 2.5}\n", -1},
+	    {"store: {message_retention_days: forever}\n", -1},
+	};
+	struct retention_opts o;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct hr_err err;
+		hr_err_clear(&err);
+		json_t *cfg = hr_config_parse(cases[i].yaml, strlen(cases[i].yaml), &err);
+		assert_non_null(cfg);
+		int rc = serve_retention_opts(cfg, &o, &err);
+		json_decref(cfg);
+		if (cases[i].days < 0) {
+			assert_int_equal(rc, HR_EINVAL);
+			assert_string_equal(err.field, "store.message_retention_days");
+			assert_non_null(strstr(err.msg, "store.message_retention_days"));
+		} else {
+			assert_int_equal(rc, 0);
+			assert_int_equal(o.message_keep_us, cases[i].days * 86400 * 1000000LL);
+			assert_int_equal(o.inbox_keep_us, 72 * 3600 * 1000000LL);
+			assert_int_equal(o.idem_keep_us, 24 * 3600 * 1000000LL);
+		}
+	}
+
+	struct hr_err err;
+	hr_err_clear(&err);
+	static const char yaml[] = "store: {message_retention_days: 30}\n";
+	json_t *cfg = hr_config_parse(yaml, sizeof yaml - 1, &err);
+	assert_non_null(cfg);
+	assert_int_equal(serve_retention_opts(cfg, &o, &err), 0);
+	json_decref(cfg);
+	int64_t old = hr_now_us() - 40 * 86400 * 1000000LL;
+	struct message m[2];
+	for (int i = 0; i < 2; i++) {
+		memset(&m[i], 0, sizeof m[i]);
+		hr_id_at(old + i * 1000, m[i].id);
+		strcpy(m[i].tenant_id, "acme");
+		strcpy(m[i].account_id, "retention-wa");
+		strcpy(m[i].channel, "whatsapp");
+		strcpy(m[i].recipient, "447911123456");
+		m[i].content = (char *)"{\"type\":\"text\",\"text\":\"old\"}";
+		m[i].created_at = old + i * 1000;
+		/* The second is scheduled a day ahead: queued, however old. */
+		m[i].due_at = i ? hr_now_us() + 86400 * 1000000LL : old;
+	}
+	assert_int_equal(E.st->ops->message_insert(E.st, m, 2, NULL, NULL, NULL), 0);
+	struct message c;
+	size_t n;
+	assert_int_equal(
+	    E.st->ops->claim(E.st, "retention-wa", hr_now_us(), 30 * 1000000LL, 1, &c, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(c.id, m[0].id);
+	message_clear(&c);
+	struct send_result fr = {.kind = SEND_FAILED, .attempt = 1, .http_status = 400};
+	strcpy(fr.message_id, m[0].id);
+	assert_int_equal(E.st->ops->record_results(E.st, &fr, 1, NULL, NULL), 0);
+
+	char path[2][64];
+	struct resp r;
+	for (int i = 0; i < 2; i++) {
+		snprintf(path[i], sizeof path[i], "/v1/messages/%s", m[i].id);
+		http("GET", path[i], KEY_ACME, NULL, &r);
+		assert_int_equal(r.status, 200);
+		resp_free(&r);
+	}
+	serve_retention_tick(E.st, &o);
+	http("GET", path[0], KEY_ACME, NULL, &r);
+	assert_int_equal(r.status, 404);
+	resp_free(&r);
+	http("GET", path[1], KEY_ACME, NULL, &r);
+	assert_int_equal(r.status, 200);
+	json_t *j = body_json(&r);
+	assert_string_equal(jstr(j, "status"), "queued");
+	json_decref(j);
+	resp_free(&r);
+	http("GET", "/metrics", NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\nherald_retention_removed_total{what=\"messages\"} 1\n"));
+	assert_non_null(strstr(r.body, "\nherald_retention_removed_total{what=\"events\"} 2\n"));
+	resp_free(&r);
+	/* accepted and failed: its events went with it. A second tick finds
+	 * nothing more. */
+	serve_retention_tick(E.st, &o);
+	http("GET", "/metrics", NULL, NULL, &r);
+	assert_non_null(strstr(r.body, "\nherald_retention_removed_total{what=\"messages\"} 1\n"));
+	resp_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -3107,6 +3211,7 @@ int main(void)
 		cmocka_unit_test(test_size_limits),
 		cmocka_unit_test(test_webhooks),
 		cmocka_unit_test(test_metrics_endpoint),
+		cmocka_unit_test(test_message_retention_tick),
 		cmocka_unit_test(test_utf8_echo),
 		cmocka_unit_test(test_stored_text),
 		cmocka_unit_test(test_max_attempts),

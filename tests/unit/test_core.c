@@ -52,6 +52,41 @@ static void test_id_time_prefix(void **state)
 	assert_true((int64_t)ms >= before && (int64_t)ms <= before + 1000);
 }
 
+/* An id made for a time carries that time; the time prefix of an instant
+ * sorts between the ids of the millisecond before and those made at it. */
+static void test_id_at_and_prefix(void **state)
+{
+	(void)state;
+	/* 2024-01-01T00:00:00Z = 1704067200000 ms: the prefix PostgreSQL's
+	 * herald_ulid_prefix('2024-01-01') gives (checked in test_postgres). */
+	const int64_t jan = 1704067200000LL * 1000;
+	char p[HR_ID_TIME_LEN + 1], id[HR_ID_LEN + 1], prev[HR_ID_LEN + 1];
+	hr_id_time_prefix(jan, p);
+	assert_string_equal(p, "01HK153X00");
+	hr_id_time_prefix(jan + 999, p); /* same millisecond */
+	assert_string_equal(p, "01HK153X00");
+	hr_id_at(jan, id);
+	assert_true(hr_id_valid(id));
+	assert_memory_equal(id, "01HK153X00", HR_ID_TIME_LEN);
+	assert_true(strcmp(id, p) > 0); /* at the instant: not below it */
+	hr_id_at(jan - 1000, prev);     /* the millisecond before */
+	assert_true(hr_id_valid(prev));
+	assert_true(strcmp(prev, p) < 0);
+	/* Random tails: two ids of one instant differ. */
+	hr_id_at(jan, prev);
+	assert_string_not_equal(id, prev);
+	/* The ends of the 48-bit range are clamped, never wrapped. */
+	hr_id_time_prefix(-5, p);
+	assert_string_equal(p, "0000000000");
+	hr_id_time_prefix(INT64_MAX, p);
+	assert_string_equal(p, "7ZZZZZZZZZ");
+	/* Now: the prefix of a fresh id. */
+	int64_t now = hr_now_us();
+	hr_id_new(id);
+	hr_id_time_prefix(now - 1000, p);
+	assert_true(strcmp(id, p) > 0);
+}
+
 /* ---- status precedence: the whole table ---- */
 
 #define A STATUS_APPLY
@@ -102,6 +137,38 @@ static void test_status_names(void **state)
 	assert_false(msg_status_final(MSG_SENT, true));
 	assert_true(msg_status_final(MSG_SENT, false)); /* Telegram */
 	assert_false(msg_status_final(MSG_QUEUED, false));
+}
+
+/* What retention may remove: final, and DELIVERED. Closed under the status
+ * table: no event moves a settled message back to an open status (so a
+ * month found all settled stays so until it is dropped). */
+static void test_status_settled(void **state)
+{
+	(void)state;
+	static const bool want[MSG__COUNT][2] = {
+	    /* [status] = {with receipts, without (Telegram)} */
+	    [MSG_QUEUED] = {false, false},    [MSG_SENDING] = {false, false},
+	    [MSG_SENT] = {false, true},       [MSG_DELIVERED] = {true, true},
+	    [MSG_READ] = {true, true},        [MSG_FAILED] = {true, true},
+	    [MSG_UNDELIVERED] = {true, true}, [MSG_CANCELLED] = {true, true},
+	    [MSG_EXPIRED] = {true, true},     [MSG_SUPPRESSED] = {true, true},
+	    [MSG_UNKNOWN] = {false, false},
+	};
+	for (int r = 0; r < 2; r++)
+		for (int s = 0; s < MSG__COUNT; s++) {
+			bool receipts = r == 0;
+			if (msg_status_settled(s, receipts) != want[s][r])
+				fail_msg("settled(%s, receipts %d)", msg_status_name(s), receipts);
+			if (!msg_status_settled(s, receipts))
+				continue;
+			for (int next = 0; next < MSG__COUNT; next++) {
+				enum status_verdict v = status_decide(s, next);
+				if ((v == STATUS_APPLY || v == STATUS_APPLY_IMPLIED) &&
+				    !msg_status_settled(next, receipts))
+					fail_msg("%s -> %s reopens a settled message",
+					         msg_status_name(s), msg_status_name(next));
+			}
+		}
 }
 
 /* ---- templates ---- */
@@ -504,6 +571,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ids_sorted_unique), cmocka_unit_test(test_id_time_prefix),
+	    cmocka_unit_test(test_id_at_and_prefix),  cmocka_unit_test(test_status_settled),
 	    cmocka_unit_test(test_status_table),      cmocka_unit_test(test_status_names),
 	    cmocka_unit_test(test_template_render),   cmocka_unit_test(test_template_errors),
 	    cmocka_unit_test(test_whatsapp_vector),   cmocka_unit_test(test_twilio_vector),

@@ -148,6 +148,24 @@ static void test_gauges_http_accepted_webhooks(void **state)
 	free(t);
 }
 
+/* Message retention adds what each pass removed; nothing and negative
+ * figures add nothing. */
+static void test_retention_counters(void **state)
+{
+	(void)state;
+	metrics_retention(7, 30, 1);
+	metrics_retention(0, 0, 0);
+	metrics_retention(-1, -1, -1);
+	metrics_retention(3, 9, 0);
+	char *t = render(NULL);
+	assert_line(t, "# TYPE herald_retention_removed_total counter");
+	assert_line(t, "herald_retention_removed_total{what=\"messages\"} 10");
+	assert_line(t, "herald_retention_removed_total{what=\"events\"} 39");
+	assert_line(t, "# TYPE herald_retention_months_dropped_total counter");
+	assert_line(t, "herald_retention_months_dropped_total 1");
+	free(t);
+}
+
 /* A store that answers only the two reads metrics_render makes. */
 struct fake_store {
 	struct store base;
@@ -252,6 +270,7 @@ int main(void)
 		cmocka_unit_test(test_send_counters),
 		cmocka_unit_test(test_histogram_buckets),
 		cmocka_unit_test(test_gauges_http_accepted_webhooks),
+		cmocka_unit_test(test_retention_counters),
 		cmocka_unit_test(test_store_gauges),
 		cmocka_unit_test(test_format_valid),
 	};

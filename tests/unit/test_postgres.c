@@ -155,6 +155,502 @@ static void test_partitions(void **state)
 	assert_int_equal(applied, 0);
 }
 
+/* ---------------------------------------------------------------------------
+ * Message retention: months dropped whole, row deletes for the rest.
+ * ------------------------------------------------------------------------- */
+
+#define DAY (86400 * SEC)
+
+/* A side connection for commands (an operator's psql). */
+static PGconn *side(struct fx *f)
+{
+	PGconn *c = pgtest_connect(&pg, f->name);
+	assert_non_null(c);
+	return c;
+}
+
+static void side_exec(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	ExecStatusType st = PQresultStatus(r);
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(c));
+	PQclear(r);
+}
+
+static void exec1(struct fx *f, const char *sql)
+{
+	PGconn *c = side(f);
+	side_exec(c, sql);
+	PQfinish(c);
+}
+
+static int64_t query_int(struct fx *f, const char *sql)
+{
+	char *v = query1(f, sql);
+	int64_t n = strtoll(v, NULL, 10);
+	free(v);
+	return n;
+}
+
+/* The first instant of the UTC month `back` months before the current one. */
+static int64_t month_start(int back)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	tm.tm_mday = 1;
+	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+	tm.tm_mon -= back;
+	return (int64_t)timegm(&tm) * SEC;
+}
+
+/* "message_YYYYMM" (or another table's) of the month `back` months ago. */
+static void month_table(const char *table, int back, char *out, size_t size)
+{
+	time_t t = (time_t)(month_start(back) / SEC);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	snprintf(out, size, "%s_%04d%02d", table, tm.tm_year + 1900, tm.tm_mon + 1);
+}
+
+/* 1 if the table exists, 0 if not. */
+static int64_t table_exists(struct fx *f, const char *table)
+{
+	char sql[160];
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_class WHERE relname = '%s'", table);
+	return query_int(f, sql);
+}
+
+/* 1 if the table is a partition (attached, or still being detached). */
+static int64_t is_partition(struct fx *f, const char *table)
+{
+	char sql[200];
+	snprintf(sql, sizeof sql,
+	         "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+	         " WHERE c.relname = '%s'",
+	         table);
+	return query_int(f, sql);
+}
+
+static const char *const no_receipts[] = {"telegram"};
+
+static int retain(struct store *st, int64_t before, struct msg_retention_stats *rs)
+{
+	struct msg_retention r = {
+	    .before = before, .final_at_sent = no_receipts, .nfinal_at_sent = 1, .batch = 2};
+	struct hr_err err = {0};
+	int rc = st->ops->message_prune(st, &r, rs, &err);
+	if (rc)
+		fprintf(stderr, "message_prune: %d %s: %s\n", rc, err.field, err.msg);
+	return rc;
+}
+
+/* One message per case, made in a month `back` months ago (day `day`), on
+ * its own account. *events gets the sum of their audit events. */
+struct old_case {
+	const char *account, *channel;
+	enum msg_status status;
+	int back; /* months; -1: two years ago (no partition: DEFAULT) */
+	int day;  /* day of that month */
+	bool goes;
+	char id[HR_ID_LEN + 1];
+	size_t events;
+};
+
+#define OC(account, channel, status, back, day, goes)                                              \
+	{                                                                                          \
+		account, channel, status, back, day, goes, "", 0                                   \
+	}
+
+static void make_cases(struct store *st, struct old_case *c, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int64_t at = c[i].back < 0 ? hr_now_us() - 730 * DAY
+		                           : month_start(c[i].back) + (c[i].day - 1) * DAY;
+		msg_at_status(st, c[i].account, c[i].channel, at + (int64_t)i * SEC, c[i].status,
+		              c[i].id);
+		c[i].events = count_events(st, c[i].id, NULL);
+	}
+}
+
+/*
+ * A month whose messages are all settled loses its two partitions (gone
+ * from pg_inherits and from the catalog), empty months too; a month with
+ * one open message keeps its partitions and loses its settled rows; old
+ * rows in the DEFAULT partition are deleted row by row, open ones kept.
+ * Replies linked to a dropped message stay. Counts are exact; a second run
+ * finds nothing.
+ */
+static void test_retention_months(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	/* The SQL and C time prefixes agree (core's test pins the C one). */
+	char *pfx = query1(f, "SELECT herald_ulid_prefix('2024-01-01 00:00:00+00')");
+	assert_string_equal(pfx, "01HK153X00");
+	free(pfx);
+	int64_t made = query_int(f, "SELECT herald_ensure_partitions(6, 3)");
+	assert_int_equal(made, 10); /* months -6..-2, two tables each */
+
+	struct old_case c[] = {
+	    OC("m4-failed", "whatsapp", MSG_FAILED, 4, 3, true),
+	    OC("m4-read", "whatsapp", MSG_READ, 4, 10, true),
+	    OC("m4-tg", "telegram", MSG_SENT, 4, 27, true),
+	    OC("m3-failed", "whatsapp", MSG_FAILED, 3, 2, true),
+	    OC("m3-deliv", "sms", MSG_DELIVERED, 3, 5, true),
+	    OC("m3-sending", "whatsapp", MSG_SENDING, 3, 20, false),
+	    OC("d-failed", "whatsapp", MSG_FAILED, -1, 0, true),
+	    OC("d-sched", "whatsapp", MSG_QUEUED, -1, 0, false),
+	    OC("m1-failed", "whatsapp", MSG_FAILED, 1, 1, false), /* after the cutoff */
+	};
+	enum { N = sizeof c / sizeof c[0] };
+	make_cases(st, c, N);
+	/* A reply quoting the read message of month -4. */
+	struct hr_err err = {0};
+	struct account_row acct = {.id = "m4-read", .tenant_id = "t1", .channel = "whatsapp"};
+	assert_int_equal(st->ops->account_upsert(st, &acct, &err), 0);
+	struct wh_inbound in = {.from = "+15550777", .kind = "text", .text = "thanks"};
+	strcpy(in.provider_msg_id, "in-1");
+	strcpy(in.context_id, "p-m4-read");
+	struct inbox_parsed row = {.inbox_id = inbox_add(st, "m4-read"),
+	                           .account_id = "m4-read",
+	                           .inbound = &in,
+	                           .ninbound = 1};
+	struct apply_stats as;
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, hr_now_us(), &as), 0);
+	assert_int_equal(as.inbound, 1);
+	c[1].events = count_events(st, c[1].id, NULL);
+
+	char sql[300], m4[32], e4[32], m3[32], e3[32], m5[32], m6[32], e6[32];
+	month_table("message", 4, m4, sizeof m4);
+	month_table("message_event", 4, e4, sizeof e4);
+	month_table("message", 3, m3, sizeof m3);
+	month_table("message_event", 3, e3, sizeof e3);
+	month_table("message", 5, m5, sizeof m5);
+	month_table("message", 6, m6, sizeof m6);
+	month_table("message_event", 6, e6, sizeof e6);
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", m4);
+	assert_int_equal(query_int(f, sql), 3);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM message_default"), 2);
+
+	int64_t want_msgs = 0, want_events = 0, total = count_msgs(st, NULL);
+	for (int i = 0; i < N; i++)
+		if (c[i].goes) {
+			want_msgs++;
+			want_events += (int64_t)c[i].events;
+		}
+	/* The cutoff: the first of the month two months ago, so months -6 to -3
+	 * are wholly older; -6 and -5 are empty. */
+	struct msg_retention_stats rs;
+	assert_int_equal(retain(st, month_start(2), &rs), 0);
+	assert_int_equal(rs.months, 3); /* -6, -5, -4 */
+	assert_int_equal(rs.messages, want_msgs);
+	assert_int_equal(rs.events, want_events);
+	assert_int_equal(rs.batches, 2); /* three rows (DEFAULT's, month -3's), two a batch */
+	assert_false(rs.more);
+	assert_false(rs.skipped);
+
+	assert_int_equal(is_partition(f, m4), 0);
+	assert_int_equal(is_partition(f, e4), 0);
+	assert_int_equal(table_exists(f, m4), 0);
+	assert_int_equal(table_exists(f, e4), 0);
+	assert_int_equal(table_exists(f, m5), 0);
+	assert_int_equal(table_exists(f, m6), 0);
+	assert_int_equal(table_exists(f, e6), 0);
+	assert_int_equal(is_partition(f, m3), 1); /* its sending message holds it */
+	assert_int_equal(is_partition(f, e3), 1);
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", m3);
+	assert_int_equal(query_int(f, sql), 1);
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", e3);
+	assert_int_equal(query_int(f, sql), (int64_t)c[5].events);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM message_default"), 1);
+	for (int i = 0; i < N; i++) {
+		struct message m;
+		if (c[i].goes) {
+			assert_int_equal(st->ops->message_get(st, NULL, c[i].id, &m), HR_ENOTFOUND);
+			assert_int_equal(count_events(st, c[i].id, NULL), 0);
+		} else {
+			assert_int_equal(status_of(st, c[i].id), c[i].status);
+			assert_int_equal(count_events(st, c[i].id, NULL), c[i].events);
+		}
+	}
+	assert_int_equal(count_msgs(st, NULL), total - want_msgs);
+	/* The reply stays, still naming the message it answered. */
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM inbound WHERE message_id = '%s'", c[1].id);
+	assert_int_equal(query_int(f, sql), 1);
+	/* The months still there: -3 to +3 (ensure_partitions keeps -1..+3). */
+	assert_int_equal(query_int(f, "SELECT count(*) FROM pg_inherits i JOIN pg_class c"
+	                              " ON c.oid = i.inhrelid"
+	                              " WHERE c.relname ~ '^message(_event)?_[0-9]{6}$'"),
+	                 14);
+
+	assert_int_equal(retain(st, month_start(2), &rs), 0);
+	assert_int_equal(rs.months, 0);
+	assert_int_equal(rs.messages, 0);
+	assert_int_equal(rs.events, 0);
+	assert_int_equal(rs.batches, 0);
+
+	/* The sending message settles: now its month goes whole. */
+	struct send_result fr = {.kind = SEND_FAILED, .attempt = 1, .http_status = 400};
+	strcpy(fr.message_id, c[5].id);
+	assert_int_equal(st->ops->record_results(st, &fr, 1, NULL, NULL), 0);
+	size_t ev5 = count_events(st, c[5].id, NULL);
+	assert_int_equal(retain(st, month_start(2), &rs), 0);
+	assert_int_equal(rs.months, 1);
+	assert_int_equal(rs.messages, 1);
+	assert_int_equal(rs.events, (int64_t)ev5);
+	assert_int_equal(rs.batches, 0);
+	assert_int_equal(table_exists(f, m3), 0);
+	assert_int_equal(table_exists(f, e3), 0);
+}
+
+/*
+ * Without a DEFAULT partition retention detaches CONCURRENTLY: a detach
+ * left half-done (here: cut off by a statement timeout while an old
+ * transaction still saw the partition; in life, a crash) is finalised and
+ * dropped; a table detached by retention but not dropped is dropped; a
+ * table an operator detached (to archive it) is left alone.
+ */
+static void test_retention_detach_concurrently(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	exec1(f, "ALTER TABLE message DETACH PARTITION message_default;"
+	         " DROP TABLE message_default;"
+	         " ALTER TABLE message_event DETACH PARTITION message_event_default;"
+	         " DROP TABLE message_event_default");
+	assert_int_equal(query_int(f, "SELECT herald_ensure_partitions(6, 3)"), 10);
+	struct old_case c[] = {
+	    OC("c6", "whatsapp", MSG_FAILED, 6, 2, true), /* its month: archived by hand */
+	    OC("c5", "whatsapp", MSG_FAILED, 5, 2, true), /* half-done detach */
+	    OC("c4a", "whatsapp", MSG_READ, 4, 2, true),  /* detached, not dropped */
+	    OC("c3", "telegram", MSG_SENT, 3, 2, true),   /* detached concurrently now */
+	};
+	enum { N = sizeof c / sizeof c[0] };
+	make_cases(st, c, N);
+	char m6[32], m5[32], e5[32], m4[32], m3[32], e3[32], sql[300];
+	month_table("message", 6, m6, sizeof m6);
+	month_table("message", 5, m5, sizeof m5);
+	month_table("message_event", 5, e5, sizeof e5);
+	month_table("message", 4, m4, sizeof m4);
+	month_table("message", 3, m3, sizeof m3);
+	month_table("message_event", 3, e3, sizeof e3);
+
+	/* An operator archived month -6's messages: not retention's to drop. */
+	snprintf(sql, sizeof sql, "ALTER TABLE message DETACH PARTITION %s", m6);
+	exec1(f, sql);
+	/* Month -4: detached by retention (marked), then the process died. */
+	snprintf(sql, sizeof sql,
+	         "COMMENT ON TABLE %s IS 'herald retention: dropping';"
+	         " ALTER TABLE message DETACH PARTITION %s",
+	         m4, m4);
+	exec1(f, sql);
+	/* Month -5: DETACH CONCURRENTLY cut off in its second transaction,
+	 * which waits for an old transaction that still uses the table. */
+	PGconn *old = side(f);
+	side_exec(old, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+	side_exec(old, "SELECT count(*) FROM message");
+	PGconn *d = side(f);
+	snprintf(sql, sizeof sql, "COMMENT ON TABLE %s IS 'herald retention: dropping'", m5);
+	side_exec(d, sql);
+	side_exec(d, "SET statement_timeout = '500ms'");
+	snprintf(sql, sizeof sql, "ALTER TABLE message DETACH PARTITION %s CONCURRENTLY", m5);
+	PGresult *r = PQexec(d, sql);
+	assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+	PQclear(r);
+	PQfinish(d);
+	side_exec(old, "COMMIT");
+	PQfinish(old);
+	snprintf(sql, sizeof sql,
+	         "SELECT inhdetachpending::text FROM pg_inherits WHERE inhrelid = '%s'::regclass",
+	         m5);
+	char *pending = query1(f, sql);
+	assert_string_equal(pending, "true");
+	free(pending);
+
+	int64_t want_events = (int64_t)(c[1].events + c[2].events + c[3].events);
+	struct msg_retention_stats rs;
+	assert_int_equal(retain(st, month_start(2), &rs), 0);
+	assert_int_equal(rs.months, 3);   /* -5 (finalised), -4 (leftover), -3 */
+	assert_int_equal(rs.messages, 3); /* not the archived one */
+	assert_int_equal(rs.events, want_events);
+	assert_false(rs.more);
+	/* The operator's archive, and the events of its month, untouched. */
+	char e6[32];
+	month_table("message_event", 6, e6, sizeof e6);
+	assert_int_equal(table_exists(f, m6), 1);
+	assert_int_equal(is_partition(f, e6), 1);
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", m6);
+	assert_int_equal(query_int(f, sql), 1);
+	assert_int_equal(table_exists(f, m5), 0);
+	assert_int_equal(table_exists(f, e5), 0);
+	assert_int_equal(table_exists(f, m4), 0);
+	assert_int_equal(table_exists(f, m3), 0);
+	assert_int_equal(table_exists(f, e3), 0);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM pg_inherits WHERE inhdetachpending"),
+	                 0);
+	assert_int_equal(retain(st, month_start(2), &rs), 0);
+	assert_int_equal(rs.months, 0);
+	assert_int_equal(rs.messages, 0);
+}
+
+/* Inserts one message at a time until told to stop, timing each. */
+struct writer {
+	pthread_t th;
+	struct store *st;
+	atomic_int stop;
+	int n, failed;
+	int64_t max_us;
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	do {
+		struct message m;
+		mk_msg(&m, "t1", "lw", 0, 0);
+		int64_t t0 = hr_mono_us();
+		if (w->st->ops->message_insert(w->st, &m, 1, NULL, NULL, NULL))
+			w->failed++;
+		int64_t dt = hr_mono_us() - t0;
+		if (dt > w->max_us)
+			w->max_us = dt;
+		w->n++;
+		usleep(5000);
+	} while (!atomic_load(&w->stop));
+	return NULL;
+}
+
+/*
+ * A plain DETACH that cannot have its lock within lock_timeout (a long
+ * transaction reads the table) gives up at once: the month waits for the
+ * next run (stats.more) and is not emptied row by row meanwhile, while
+ * rows below it and in the cutoff's month are still deleted. Another
+ * runner holding the retention lock makes a run skip.
+ */
+static void test_retention_lock_timeout_and_runners(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	assert_int_equal(query_int(f, "SELECT herald_ensure_partitions(4, 3)"), 6);
+	int64_t cutoff = month_start(2) + 5 * DAY;
+	struct old_case c[] = {
+	    OC("l4", "whatsapp", MSG_FAILED, 4, 2, true),
+	    OC("l3", "whatsapp", MSG_FAILED, 3, 2, true),
+	    OC("ld", "whatsapp", MSG_FAILED, -1, 0, true), /* DEFAULT, below month -4 */
+	    OC("l2", "whatsapp", MSG_FAILED, 2, 2, true),  /* the cutoff's month */
+	};
+	enum { N = sizeof c / sizeof c[0] };
+	make_cases(st, c, N);
+
+	PGconn *reader = side(f);
+	side_exec(reader, "BEGIN");
+	side_exec(reader, "SELECT count(*) FROM message");
+	/* Inserts go on meanwhile; the slowest shows how long the DETACH's
+	 * queued lock held writers up. */
+	struct writer w = {.st = st};
+	assert_int_equal(pthread_create(&w.th, NULL, writer_main, &w), 0);
+	struct msg_retention_stats rs;
+	int64_t t0 = hr_mono_us();
+	assert_int_equal(retain(st, cutoff, &rs), 0);
+	int64_t took = hr_mono_us() - t0;
+	atomic_store(&w.stop, 1);
+	pthread_join(w.th, NULL);
+	fprintf(stderr,
+	        "    retention deferred by a held lock after %lld ms; %d inserts meanwhile,"
+	        " slowest %lld ms\n",
+	        (long long)took / 1000, w.n, (long long)w.max_us / 1000);
+	assert_int_equal(w.failed, 0);
+	assert_true(w.n > 0);
+	assert_true(w.max_us < 2 * SEC); /* the lock_timeout is 200 ms */
+	assert_int_equal(rs.months, 0);
+	assert_true(rs.more);
+	assert_int_equal(rs.messages, 2); /* the DEFAULT's and month -2's */
+	assert_int_equal(status_of(st, c[0].id), MSG_FAILED);
+	assert_int_equal(status_of(st, c[1].id), MSG_FAILED);
+	side_exec(reader, "COMMIT");
+
+	/* Another node's pass holds the lock: this one does nothing. */
+	side_exec(reader, "SELECT pg_advisory_lock(7226402)");
+	assert_int_equal(retain(st, cutoff, &rs), 0);
+	assert_true(rs.skipped);
+	assert_int_equal(rs.messages, 0);
+	assert_int_equal(rs.months, 0);
+	side_exec(reader, "SELECT pg_advisory_unlock(7226402)");
+
+	assert_int_equal(retain(st, cutoff, &rs), 0);
+	assert_false(rs.skipped);
+	assert_int_equal(rs.months, 2);
+	assert_int_equal(rs.messages, 2);
+	assert_false(rs.more);
+	PQfinish(reader);
+}
+
+struct runner {
+	pthread_t th;
+	struct store *st;
+	int64_t before;
+	int rc;
+	struct msg_retention_stats rs;
+};
+
+static void *runner_main(void *arg)
+{
+	struct runner *r = arg;
+	r->rc = retain(r->st, r->before, &r->rs);
+	return NULL;
+}
+
+/* Two nodes run retention at once on the same database: no error, and
+ * between them every old settled message goes exactly once. */
+static void test_retention_two_nodes(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(query_int(f, "SELECT herald_ensure_partitions(4, 3)"), 6);
+	enum { N = 40 };
+	struct message m[N];
+	for (int i = 0; i < N; i++) {
+		/* Half in month -4 (dropped whole), half in DEFAULT (row deletes). */
+		int64_t at =
+		    i % 2 ? month_start(4) + DAY + i * SEC : hr_now_us() - 800 * DAY + i * SEC;
+		mk_msg(&m[i], "t1", "n2", 0, at);
+		hr_id_at(at, m[i].id);
+		m[i].created_at = at;
+	}
+	assert_int_equal(f->st->ops->message_insert(f->st, m, N, NULL, NULL, NULL), 0);
+	struct message cl[N];
+	size_t n;
+	assert_int_equal(f->st->ops->claim(f->st, "n2", hr_now_us(), 30 * SEC, N, cl, &n), 0);
+	assert_int_equal(n, N);
+	struct send_result r[N];
+	for (int i = 0; i < N; i++) {
+		r[i] = (struct send_result){.kind = SEND_FAILED, .attempt = 1, .http_status = 400};
+		strcpy(r[i].message_id, cl[i].id);
+		message_clear(&cl[i]);
+	}
+	assert_int_equal(f->st->ops->record_results(f->st, r, N, NULL, NULL), 0);
+	struct store *other;
+	struct hr_err err = {0};
+	assert_int_equal(store_postgres.open(f->dsn, NULL, &other, &err), 0);
+	struct runner a = {.st = f->st, .before = month_start(2)},
+	              b = {.st = other, .before = month_start(2)};
+	assert_int_equal(pthread_create(&a.th, NULL, runner_main, &a), 0);
+	assert_int_equal(pthread_create(&b.th, NULL, runner_main, &b), 0);
+	pthread_join(a.th, NULL);
+	pthread_join(b.th, NULL);
+	assert_int_equal(a.rc, 0);
+	assert_int_equal(b.rc, 0);
+	fprintf(stderr, "    two runners: %lld + %lld messages, skipped %d/%d\n",
+	        (long long)a.rs.messages, (long long)b.rs.messages, a.rs.skipped, b.rs.skipped);
+	/* One ran while the other skipped, or they ran one after the other. */
+	assert_false(a.rs.skipped && b.rs.skipped);
+	assert_int_equal(a.rs.messages + b.rs.messages, N);
+	assert_int_equal(a.rs.months + b.rs.months, 2); /* -4, and -3 (empty) */
+	assert_int_equal(count_msgs(f->st, NULL), 0);
+	store_postgres.close(other);
+}
+
 struct async_rc {
 	atomic_int calls, rc;
 };
@@ -281,7 +777,7 @@ static void test_concurrent_open_migrates_once(void **state)
 	struct fx f = {0};
 	snprintf(f.name, sizeof f.name, "%s", name);
 	char *v = query1(&f, "SELECT count(*) FROM schema_migrations");
-	assert_string_equal(v, "1");
+	assert_string_equal(v, "2");
 	free(v);
 	for (int i = 0; i < K; i++)
 		store_postgres.close(o[i].st);
@@ -365,22 +861,10 @@ static void test_pipeline_failures_isolated(void **state)
 	assert_true(pipes >= 3); /* the first, then a resend after each failure */
 }
 
-/* Runs sql (no rows back) on a side connection. */
-static void side_exec(PGconn *c, const char *sql)
-{
-	PGresult *r = PQexec(c, sql);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK)
-		fprintf(stderr, "side: %s: %s", sql, PQerrorMessage(c));
-	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
-	PQclear(r);
-}
-
 /* A trigger that makes every audit event whose detail matches `like` fail
  * on the server: the failure of a write sent ahead of its result. */
 static void fail_events_like(struct fx *f, const char *like)
 {
-	PGconn *c = pgtest_connect(&pg, f->name);
-	assert_non_null(c);
 	char sql[600];
 	snprintf(sql, sizeof sql,
 	         "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
@@ -389,8 +873,7 @@ static void fail_events_like(struct fx *f, const char *like)
 	         "CREATE TRIGGER boom BEFORE INSERT ON message_event"
 	         " FOR EACH ROW EXECUTE FUNCTION boom()",
 	         like);
-	side_exec(c, sql);
-	PQfinish(c);
+	exec1(f, sql);
 }
 
 static uint64_t replays_of(struct store *st)
@@ -483,6 +966,73 @@ static void test_outcomes_all_fail(void **state)
 	}
 }
 
+/*
+ * Campaign counters through a rerun: a batch's outcomes, one refused on the
+ * server after its item ended. The run is undone and run again; the
+ * refused outcome's counter moves are forgotten with it, the others' are
+ * counted once: the kept counters equal a recount of the messages.
+ */
+static void test_counters_through_rerun(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct batch b;
+	memset(&b, 0, sizeof b);
+	hr_id_new(b.id);
+	strcpy(b.tenant_id, "t1");
+	strcpy(b.name, "rerun");
+	strcpy(b.channel, "whatsapp");
+	strcpy(b.account_id, "camp");
+	b.receipts = true;
+	assert_int_equal(st->ops->batch_create(st, &b, &err), 0);
+	enum { N = 4 };
+	struct batch_item it[N];
+	struct message m[N], out[N];
+	int64_t rows[N];
+	for (int i = 0; i < N; i++) {
+		memset(&it[i], 0, sizeof it[i]);
+		it[i].row = rows[i] = i + 1;
+		it[i].valid = true;
+		snprintf(it[i].recipient, sizeof it[i].recipient, "+44790000001%d", i);
+		mk_msg(&m[i], "t1", "camp", PRIO_BULK, hr_now_us() - SEC);
+		strcpy(m[i].recipient, it[i].recipient);
+		strcpy(m[i].batch_id, b.id);
+	}
+	assert_int_equal(st->ops->batch_items_put(st, b.id, it, N, &err), 0);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_VALIDATED, NULL, &err), 0);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_PROCESSING, NULL, &err),
+	                 0);
+	size_t made = 0, n = 0;
+	assert_int_equal(st->ops->batch_enqueue(st, b.id, rows, m, N, true, &made, &err), 0);
+	assert_int_equal(made, N);
+	assert_int_equal(st->ops->claim(st, "camp", 0, 30 * SEC, N, out, &n), 0);
+	assert_int_equal(n, N);
+	fail_events_like(f, "%boom%");
+	struct send_result r[N];
+	for (int i = 0; i < N; i++) {
+		char pid[16];
+		snprintf(pid, sizeof pid, "wamid.c%d", i);
+		r[i] =
+		    outcome(out[i].id, i == 1 ? SEND_FAILED : SEND_OK, pid, i == 1 ? "boom" : "");
+		message_clear(&out[i]);
+	}
+	uint64_t replays = replays_of(st);
+	assert_int_equal(st->ops->record_results(st, r, N, NULL, NULL), 0);
+	assert_int_equal(replays_of(st) - replays, 1);
+
+	struct batch g;
+	assert_int_equal(st->ops->batch_get(st, NULL, b.id, &g), 0);
+	int64_t rc[MSG__COUNT], replied;
+	assert_int_equal(st->ops->batch_recount(st, b.id, rc, &replied), 0);
+	for (int i = 0; i < MSG__COUNT; i++)
+		assert_int_equal(g.by_status[i], rc[i]);
+	assert_int_equal(g.by_status[MSG_SENT], N - 1);
+	assert_int_equal(g.by_status[MSG_SENDING], 1);
+	assert_int_equal(g.by_status[MSG_FAILED], 0);
+	batch_clear(&g);
+}
+
 /* A webhook batch has no items: one refused write fails the whole call,
  * and nothing of it stays (statuses, events, inbox marks). */
 static void test_webhook_write_fails_whole_batch(void **state)
@@ -548,10 +1098,9 @@ static void test_prefetch_leaves_locked_row(void **state)
 	char x[27], y[27], sql[200];
 	claimed_msg(st, "lk", 5, now, 30 * SEC, x);
 	claimed_msg(st, "lk", 5, now, 30 * SEC, y);
-	PGconn *side = pgtest_connect(&pg, f->name);
-	assert_non_null(side);
+	PGconn *holder = side(f);
 	snprintf(sql, sizeof sql, "BEGIN; UPDATE message SET status = 0 WHERE id = '%s'", x);
-	side_exec(side, sql);
+	side_exec(holder, sql);
 
 	struct send_result r[2] = {outcome(x, SEND_OK, "wamid.x", ""),
 	                           outcome(y, SEND_OK, "wamid.y", "")};
@@ -560,8 +1109,8 @@ static void test_prefetch_leaves_locked_row(void **state)
 	assert_true(
 	    herald_waits_in(f, "SELECT id, tenant_id, %FROM message WHERE id = $1 FOR UPDATE"));
 	assert_int_equal(atomic_load(&o.done), 0);
-	side_exec(side, "COMMIT");
-	PQfinish(side);
+	side_exec(holder, "COMMIT");
+	PQfinish(holder);
 	wait_outcome(&o);
 	assert_int_equal(o.rc, 0);
 
@@ -706,7 +1255,7 @@ static void test_herald_migrate(void **state)
 	struct fx f = {0};
 	snprintf(f.name, sizeof f.name, "%s", name);
 	char *v = query1(&f, "SELECT count(*) FROM schema_migrations");
-	assert_string_equal(v, "1");
+	assert_string_equal(v, "2");
 	free(v);
 
 	snprintf(
@@ -723,7 +1272,7 @@ static void test_herald_migrate(void **state)
 
 int main(void)
 {
-	hr_log_set_level(HR_LOG_ERROR);
+	hr_log_set_level(getenv("TEST_LOG_INFO") ? HR_LOG_INFO : HR_LOG_ERROR);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_partitions, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_server_restart, fx_setup, fx_teardown),
@@ -731,10 +1280,17 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_outcome_fails_after_item_ended, fx_setup,
 	                                    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_outcomes_all_fail, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_counters_through_rerun, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_webhook_write_fails_whole_batch, fx_setup,
 	                                    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_prefetch_leaves_locked_row, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_lifecycle_round_trips, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_retention_months, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_retention_detach_concurrently, fx_setup,
+	                                    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_retention_lock_timeout_and_runners, fx_setup,
+	                                    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_retention_two_nodes, fx_setup, fx_teardown),
 	    cmocka_unit_test(test_concurrent_open_migrates_once),
 	    cmocka_unit_test(test_herald_migrate),
 	};

@@ -1887,6 +1887,263 @@ static void test_prune_retention(void **state)
 }
 
 /* ---------------------------------------------------------------------------
+ * Message retention.
+ * ------------------------------------------------------------------------- */
+
+#define DAY (86400 * SEC)
+
+static const char *const no_receipts[] = {"telegram"};
+
+static struct msg_retention_stats retain(struct store *st, int64_t before, int batch,
+                                         int max_batches)
+{
+	struct msg_retention r = {.before = before,
+	                          .final_at_sent = no_receipts,
+	                          .nfinal_at_sent = 1,
+	                          .batch = batch,
+	                          .max_batches = max_batches};
+	struct msg_retention_stats out;
+	struct hr_err err = {0};
+	int rc = st->ops->message_prune(st, &r, &out, &err);
+	if (rc)
+		fail_msg("message_prune: %d %s: %s", rc, err.field, err.msg);
+	assert_false(out.skipped);
+	return out;
+}
+
+/*
+ * Old settled messages go with their whole audit trail, whatever tenant;
+ * old open ones (scheduled, sending, SENT awaiting a receipt, unknown) and
+ * recent settled ones stay untouched. Counts are exact, batches are
+ * `batch` messages, and a second run finds nothing. What referred to a
+ * removed message still works: its suppression stays, a late webhook for
+ * it is unmatched like one for a message never seen, a get is not found.
+ */
+static void test_message_retention(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us(), old = now - 400 * DAY, cutoff = now - 30 * DAY;
+	static const struct {
+		const char *account, *channel;
+		enum msg_status status;
+		bool old, goes;
+	} cases[] = {
+	    {"r-failed", "whatsapp", MSG_FAILED, true, true},
+	    {"r-deliv", "whatsapp", MSG_DELIVERED, true, true},
+	    {"r-read", "whatsapp", MSG_READ, true, true},
+	    {"r-tgsent", "telegram", MSG_SENT, true, true}, /* final at SENT */
+	    {"r-supp", "sms", MSG_SUPPRESSED, true, true},
+	    {"r-sched", "whatsapp", MSG_QUEUED, true, false},
+	    {"r-sending", "whatsapp", MSG_SENDING, true, false},
+	    {"r-wasent", "whatsapp", MSG_SENT, true, false}, /* a receipt may come */
+	    {"r-unknown", "sms", MSG_UNKNOWN, true, false},
+	    {"r-recent", "whatsapp", MSG_FAILED, false, false},
+	    {"r-recent2", "telegram", MSG_SENT, false, false},
+	};
+	enum { N = sizeof cases / sizeof cases[0] };
+	char ids[N][HR_ID_LEN + 1];
+	size_t events[N];
+	int64_t want_msgs = 0, want_events = 0;
+	for (int i = 0; i < N; i++) {
+		msg_at_status(st, cases[i].account, cases[i].channel,
+		              cases[i].old ? old + i * SEC : now - 3600 * SEC + i * SEC,
+		              cases[i].status, ids[i]);
+		events[i] = count_events(st, ids[i], NULL);
+		assert_true(events[i] >= 1);
+		if (cases[i].goes) {
+			want_msgs++;
+			want_events += (int64_t)events[i];
+		}
+	}
+	/* A second tenant's old failed message goes too. */
+	struct message t2;
+	mk_msg(&t2, "t2", "r-t2", 0, old);
+	hr_id_at(old, t2.id);
+	t2.created_at = old;
+	assert_int_equal(st->ops->message_insert(st, &t2, 1, NULL, NULL, NULL), 0);
+	size_t n;
+	struct message c;
+	assert_int_equal(st->ops->claim(st, "r-t2", now, 30 * SEC, 1, &c, &n), 0);
+	assert_int_equal(n, 1);
+	message_clear(&c);
+	struct send_result fr = {.kind = SEND_FAILED, .attempt = 1, .http_status = 400};
+	strcpy(fr.message_id, t2.id);
+	assert_int_equal(st->ops->record_results(st, &fr, 1, NULL, NULL), 0);
+	int64_t t2_events = (int64_t)count_events(st, t2.id, NULL);
+	want_msgs++;
+	want_events += t2_events;
+	/* A STOP that quoted one of them: its suppression outlives the message. */
+	struct hr_err err = {0};
+	struct account_row acct = {.id = "r-read", .tenant_id = "t1", .channel = "whatsapp"};
+	assert_int_equal(st->ops->account_upsert(st, &acct, &err), 0);
+	struct wh_inbound in = {.optout = 1, .from = "+15550777", .kind = "text", .text = "STOP"};
+	strcpy(in.provider_msg_id, "in-stop-1");
+	strcpy(in.context_id, "p-r-read");
+	struct inbox_parsed row = {.inbox_id = inbox_add(st, "r-read"),
+	                           .account_id = "r-read",
+	                           .inbound = &in,
+	                           .ninbound = 1};
+	struct apply_stats as;
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, hr_now_us(), &as), 0);
+	assert_int_equal(as.inbound, 1);
+	want_events++; /* the "inbound" event on the read message */
+	int64_t total = count_msgs(st, NULL);
+	assert_int_equal(total, N + 1);
+
+	/* Nothing is older than a cutoff before everything. */
+	struct msg_retention_stats rs = retain(st, old - DAY, 2, 0);
+	assert_int_equal(rs.messages, 0);
+	assert_int_equal(rs.events, 0);
+	assert_int_equal(rs.batches, 0);
+	assert_false(rs.more);
+
+	rs = retain(st, cutoff, 2, 0);
+	assert_int_equal(rs.messages, want_msgs);
+	assert_int_equal(rs.events, want_events);
+	assert_int_equal(rs.batches, 3); /* 6 messages, 2 a batch */
+	assert_false(rs.more);
+	assert_int_equal(count_msgs(st, NULL), total - want_msgs);
+	for (int i = 0; i < N; i++) {
+		struct message m;
+		if (cases[i].goes) {
+			assert_int_equal(st->ops->message_get(st, NULL, ids[i], &m), HR_ENOTFOUND);
+			assert_int_equal(count_events(st, ids[i], NULL), 0);
+		} else {
+			assert_int_equal(status_of(st, ids[i]), cases[i].status);
+			assert_int_equal(count_events(st, ids[i], NULL), events[i]);
+		}
+	}
+	struct message m;
+	assert_int_equal(st->ops->message_get(st, "t2", t2.id, &m), HR_ENOTFOUND);
+	assert_int_equal(count_events(st, t2.id, NULL), 0);
+	assert_int_equal(st->ops->message_get_by_provider_id(st, "r-read", "p-r-read", &m),
+	                 HR_ENOTFOUND);
+	struct suppression_row *sv;
+	assert_int_equal(st->ops->suppression_list(st, "t1", "whatsapp", &sv, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(sv[0].recipient, "+15550777");
+	free(sv);
+	assert_int_equal(st->ops->suppression_list(st, "t1", "sms", &sv, &n), 0);
+	assert_int_equal(n, 1); /* the suppressed message's recipient */
+	free(sv);
+
+	/* A late receipt for a removed message: unmatched, kept for a retry. */
+	struct apply_stats hs = hook_status(st, "r-deliv", "p-r-deliv", MSG_READ, now, NULL);
+	assert_int_equal(hs.unmatched, 1);
+	assert_int_equal(hs.applied, 0);
+
+	/* A second run removes nothing. */
+	rs = retain(st, cutoff, 2, 0);
+	assert_int_equal(rs.messages, 0);
+	assert_int_equal(rs.events, 0);
+	assert_int_equal(rs.batches, 0);
+	assert_false(rs.more);
+	assert_int_equal(count_msgs(st, NULL), total - want_msgs);
+
+	/* The scheduled one becomes due and is sent and fails: now it goes. */
+	assert_int_equal(st->ops->claim(st, "r-sched", now + 7200 * SEC, 30 * SEC, 1, &c, &n), 0);
+	assert_int_equal(n, 1);
+	message_clear(&c);
+	strcpy(fr.message_id, ids[5]);
+	assert_int_equal(st->ops->record_results(st, &fr, 1, NULL, NULL), 0);
+	rs = retain(st, cutoff, 2, 0);
+	assert_int_equal(rs.messages, 1);
+	assert_int_equal(rs.batches, 1);
+	assert_int_equal(st->ops->message_get(st, NULL, ids[5], &m), HR_ENOTFOUND);
+}
+
+/* max_batches bounds one call; the next carries on where it stopped. */
+static void test_message_retention_bounded(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t old = hr_now_us() - 100 * DAY;
+	enum { N = 7 };
+	struct message m[N];
+	for (int i = 0; i < N; i++) {
+		mk_msg(&m[i], "t1", "rb", 0, old);
+		hr_id_at(old + i * SEC, m[i].id);
+		m[i].created_at = old + i * SEC;
+	}
+	assert_int_equal(st->ops->message_insert(st, m, N, NULL, NULL, NULL), 0);
+	size_t n;
+	struct message c[N];
+	assert_int_equal(st->ops->claim(st, "rb", hr_now_us(), 30 * SEC, N, c, &n), 0);
+	assert_int_equal(n, N);
+	struct send_result r[N];
+	for (int i = 0; i < N; i++) {
+		r[i] = (struct send_result){.kind = SEND_FAILED, .attempt = 1, .http_status = 400};
+		strcpy(r[i].message_id, c[i].id);
+		message_clear(&c[i]);
+	}
+	assert_int_equal(st->ops->record_results(st, r, N, NULL, NULL), 0);
+	int64_t cutoff = hr_now_us() - DAY;
+	struct msg_retention_stats rs = retain(st, cutoff, 2, 2);
+	assert_int_equal(rs.messages, 4);
+	assert_int_equal(rs.batches, 2);
+	assert_true(rs.more);
+	/* The oldest went first. */
+	struct message got;
+	assert_int_equal(st->ops->message_get(st, NULL, m[3].id, &got), HR_ENOTFOUND);
+	assert_int_equal(status_of(st, m[4].id), MSG_FAILED);
+	rs = retain(st, cutoff, 2, 2);
+	assert_int_equal(rs.messages, 3);
+	assert_int_equal(rs.batches, 2);
+	assert_false(rs.more); /* its second batch was short: nothing left */
+	rs = retain(st, cutoff, 2, 2);
+	assert_int_equal(rs.messages, 0);
+	assert_false(rs.more);
+	assert_int_equal(count_msgs(st, NULL), 0);
+}
+
+/* Bad arguments are refused before anything is touched, naming the field. */
+static void test_message_retention_args(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	char id[HR_ID_LEN + 1];
+	msg_at_status(st, "ra", "whatsapp", hr_now_us() - 10 * DAY, MSG_FAILED, id);
+	const char *bad_names[] = {"Tele gram"};
+	const char *long_names[] = {"averyveryverylongchannel"};
+	const char *empty_names[] = {""};
+	static const char *many[17];
+	for (int i = 0; i < 17; i++)
+		many[i] = "telegram";
+	const struct {
+		struct msg_retention r;
+		const char *field;
+	} bad[] = {
+	    {{.before = 0}, "before"},
+	    {{.before = -5}, "before"},
+	    {{.before = hr_now_us(), .batch = 10001}, "batch"},
+	    {{.before = hr_now_us(), .batch = -1}, "batch"},
+	    {{.before = hr_now_us(), .max_batches = -1}, "max_batches"},
+	    {{.before = hr_now_us(), .final_at_sent = bad_names, .nfinal_at_sent = 1},
+	     "final_at_sent"},
+	    {{.before = hr_now_us(), .final_at_sent = long_names, .nfinal_at_sent = 1},
+	     "final_at_sent"},
+	    {{.before = hr_now_us(), .final_at_sent = empty_names, .nfinal_at_sent = 1},
+	     "final_at_sent"},
+	    {{.before = hr_now_us(), .final_at_sent = many, .nfinal_at_sent = 17}, "final_at_sent"},
+	    {{.before = hr_now_us(), .final_at_sent = NULL, .nfinal_at_sent = 1}, "final_at_sent"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct hr_err err = {0};
+		struct msg_retention_stats rs = {.messages = 99};
+		assert_int_equal(st->ops->message_prune(st, &bad[i].r, &rs, &err), HR_EINVAL);
+		assert_string_equal(err.field, bad[i].field);
+		assert_int_equal(rs.messages, 0);
+	}
+	assert_int_equal(status_of(st, id), MSG_FAILED);
+	/* No stats wanted: fine. */
+	struct msg_retention ok = {.before = hr_now_us()};
+	assert_int_equal(st->ops->message_prune(st, &ok, NULL, NULL), 0);
+	struct message m;
+	assert_int_equal(st->ops->message_get(st, NULL, id, &m), HR_ENOTFOUND);
+}
+
+/* ---------------------------------------------------------------------------
  * Listing.
  * ------------------------------------------------------------------------- */
 
@@ -3034,6 +3291,472 @@ static void claimers_run(struct fx *f, bool separate)
 	free(r.seen);
 }
 
+/* ---------------------------------------------------------------------------
+ * Campaigns (batches): counters kept with every change, equal to a recount.
+ * ------------------------------------------------------------------------- */
+
+static void mk_batch(struct batch *b, const char *tenant, const char *account)
+{
+	memset(b, 0, sizeof *b);
+	hr_id_new(b->id);
+	hr_strlcpy(b->tenant_id, tenant, sizeof b->tenant_id);
+	strcpy(b->name, "December promo");
+	strcpy(b->channel, "whatsapp");
+	hr_strlcpy(b->account_id, account, sizeof b->account_id);
+	b->receipts = true;
+}
+
+static struct batch batch_of(struct store *st, const char *id)
+{
+	struct batch b;
+	assert_int_equal(st->ops->batch_get(st, NULL, id, &b), 0);
+	return b;
+}
+
+/* The kept counters equal a recount of the message table, exactly. */
+static void assert_counters_true(struct store *st, const char *id)
+{
+	struct batch b = batch_of(st, id);
+	int64_t rc[MSG__COUNT], replied;
+	assert_int_equal(st->ops->batch_recount(st, id, rc, &replied), 0);
+	for (int i = 0; i < MSG__COUNT; i++)
+		if (b.by_status[i] != rc[i])
+			fail_msg("batch %s: %s kept %lld, recount %lld", id,
+			         msg_status_name((enum msg_status)i), (long long)b.by_status[i],
+			         (long long)rc[i]);
+	assert_int_equal(b.replied, replied);
+	batch_clear(&b);
+}
+
+static void mk_item(struct batch_item *it, int64_t row, const char *to, bool valid)
+{
+	memset(it, 0, sizeof *it);
+	it->row = row;
+	hr_strlcpy(it->recipient, to, sizeof it->recipient);
+	it->valid = valid;
+	if (!valid) {
+		strcpy(it->error_column, "phone");
+		strcpy(it->error, "not a phone number");
+	}
+}
+
+/* The batch's message for a row, as the campaign worker makes it. */
+static void mk_row_msg(struct message *m, const struct batch *b, const char *to)
+{
+	mk_msg(m, b->tenant_id, b->account_id, PRIO_BULK, hr_now_us() - SEC);
+	hr_strlcpy(m->recipient, to, sizeof m->recipient);
+	strcpy(m->batch_id, b->id);
+}
+
+/* Rows 1..n valid (+4479000000<row>), validated, started and all queued. */
+static void running_batch(struct store *st, struct batch *b, const char *account, int n)
+{
+	struct hr_err err = {0};
+	mk_batch(b, "t1", account);
+	assert_int_equal(st->ops->batch_create(st, b, &err), 0);
+	struct batch_item it[16];
+	struct message m[16];
+	int64_t rows[16];
+	char to[16][32];
+	assert_true(n <= 16);
+	for (int i = 0; i < n; i++) {
+		snprintf(to[i], sizeof to[i], "+4479000000%02d", i + 1);
+		mk_item(&it[i], i + 1, to[i], true);
+		mk_row_msg(&m[i], b, to[i]);
+		rows[i] = i + 1;
+	}
+	assert_int_equal(st->ops->batch_items_put(st, b->id, it, (size_t)n, &err), 0);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b->id, BATCH_VALIDATED, NULL, &err), 0);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b->id, BATCH_PROCESSING, NULL, &err),
+	                 0);
+	size_t made;
+	assert_int_equal(st->ops->batch_enqueue(st, b->id, rows, m, (size_t)n, true, &made, &err), 0);
+	assert_int_equal(made, (size_t)n);
+}
+
+static void result(struct store *st, const char *id, enum send_kind kind, int attempt,
+                   const char *pid)
+{
+	struct send_result r = {.kind = kind, .attempt = attempt, .http_status = 200};
+	strcpy(r.message_id, id);
+	if (pid)
+		hr_strlcpy(r.provider_id, pid, sizeof r.provider_id);
+	if (kind == SEND_FAILED) {
+		r.http_status = 400;
+		strcpy(r.error_code, "131026");
+		strcpy(r.error_text, "Message undeliverable");
+	}
+	if (kind == SEND_RETRY)
+		r.due_at = hr_now_us() - SEC;
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+}
+
+/* The whole life of a campaign: rows (one invalid, one repeating an
+ * earlier recipient, caught by the store's unique key), validation, a start
+ * that is repeated (nothing made twice), claims, outcomes, receipts,
+ * replies (counted once per message), completion by itself. After every
+ * step the counters equal a recount. */
+static void test_batch_life_and_counters(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct batch b;
+	mk_batch(&b, "t1", "cA");
+	assert_int_equal(st->ops->batch_create(st, &b, &err), 0);
+	assert_int_equal(st->ops->batch_create(st, &b, &err), HR_ECONFLICT);
+
+	struct batch_item it[5];
+	mk_item(&it[0], 1, "+447900000001", true);
+	mk_item(&it[1], 2, "+447900000002", true);
+	mk_item(&it[2], 3, "+447900000003", true);
+	mk_item(&it[3], 4, "", false);
+	mk_item(&it[4], 5, "+447900000001", true); /* row 1's recipient again */
+	it[0].params = (char *)"{\"name\":\"Ann\"}";
+	assert_int_equal(st->ops->batch_items_put(st, b.id, it, 5, &err), 0);
+	struct batch g = batch_of(st, b.id);
+	assert_int_equal(g.status, BATCH_PENDING);
+	assert_int_equal(g.total, 5);
+	assert_int_equal(g.valid, 3);
+	assert_int_equal(g.invalid, 1);
+	assert_int_equal(g.duplicates, 1);
+	assert_true(g.created_at > 0);
+	assert_int_equal(g.validated_at, 0);
+	batch_clear(&g);
+
+	/* The report: the invalid row with its column and reason; the rows to send. */
+	struct batch_item *v;
+	size_t n;
+	assert_int_equal(st->ops->batch_items(st, b.id, BATCH_ITEMS_INVALID, 0, 100, &v, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(v[0].row, 4);
+	assert_string_equal(v[0].error_column, "phone");
+	assert_string_equal(v[0].error, "not a phone number");
+	batch_item_clear(&v[0]);
+	free(v);
+	assert_int_equal(st->ops->batch_items(st, b.id, BATCH_ITEMS_PENDING, 0, 100, &v, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(v[0].row, 1);
+	assert_string_equal(v[0].params, "{\"name\":\"Ann\"}");
+	assert_int_equal(v[2].row, 3);
+	for (size_t i = 0; i < n; i++)
+		batch_item_clear(&v[i]);
+	free(v);
+	assert_int_equal(st->ops->batch_items(st, b.id, BATCH_ITEMS_ALL, 2, 100, &v, &n), 0);
+	assert_int_equal(n, 3); /* rows 3, 4, 5 */
+	assert_int_equal(v[2].row, 5);
+	assert_true(v[2].valid);
+	assert_true(v[2].duplicate);
+	for (size_t i = 0; i < n; i++)
+		batch_item_clear(&v[i]);
+	free(v);
+
+	/* Status rules: no skipping validation, no messages before the start. */
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_PROCESSING, NULL, &err),
+	                 HR_EINVAL);
+	assert_string_equal(err.field, "status");
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_VALIDATED, NULL, &err), 0);
+	assert_int_equal(st->ops->batch_items_put(st, b.id, it, 1, &err), HR_EINVAL);
+	struct message m[3];
+	int64_t rows[3] = {1, 2, 3};
+	const char *to[3] = {"+447900000001", "+447900000002", "+447900000003"};
+	for (int i = 0; i < 3; i++)
+		mk_row_msg(&m[i], &b, to[i]);
+	size_t made = 99;
+	assert_int_equal(st->ops->batch_enqueue(st, b.id, rows, m, 3, true, &made, &err), HR_EINVAL);
+	assert_int_equal(made, 0);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_PROCESSING, NULL, &err), 0);
+
+	/* Rows 1-2, then the same again with fresh ids (a resumed start), then
+	 * row 3 (last), then row 5 (a duplicate: never a message). */
+	assert_int_equal(st->ops->batch_enqueue(st, b.id, rows, m, 2, false, &made, &err), 0);
+	assert_int_equal(made, 2);
+	struct message again[2];
+	for (int i = 0; i < 2; i++)
+		mk_row_msg(&again[i], &b, to[i]);
+	assert_int_equal(st->ops->batch_enqueue(st, b.id, rows, again, 2, false, &made, &err), 0);
+	assert_int_equal(made, 0);
+	int64_t five = 5;
+	struct message dup;
+	mk_row_msg(&dup, &b, to[0]);
+	assert_int_equal(st->ops->batch_enqueue(st, b.id, &five, &dup, 1, false, &made, &err), 0);
+	assert_int_equal(made, 0);
+	assert_int_equal(st->ops->batch_enqueue(st, b.id, rows + 2, m + 2, 1, true, &made, &err), 0);
+	assert_int_equal(made, 1);
+	g = batch_of(st, b.id);
+	assert_int_equal(g.by_status[MSG_QUEUED], 3);
+	assert_true(g.ingested);
+	assert_true(g.started_at > 0);
+	assert_int_equal(g.status, BATCH_PROCESSING);
+	batch_clear(&g);
+	assert_counters_true(st, b.id);
+	assert_int_equal(count_msgs(st, "t1"), 3);
+
+	/* Two claimed, one sent and one failed; the third sent later. */
+	struct message c[3];
+	assert_int_equal(st->ops->claim(st, "cA", hr_now_us(), 30 * SEC, 2, c, &n), 0);
+	assert_int_equal(n, 2);
+	g = batch_of(st, b.id);
+	assert_int_equal(g.by_status[MSG_SENDING], 2);
+	assert_int_equal(g.by_status[MSG_QUEUED], 1);
+	batch_clear(&g);
+	assert_counters_true(st, b.id);
+	result(st, c[0].id, SEND_OK, 1, "wamid.c0");
+	result(st, c[1].id, SEND_FAILED, 1, NULL);
+	assert_counters_true(st, b.id);
+	char c0[27], c1[27];
+	strcpy(c0, c[0].id);
+	strcpy(c1, c[1].id);
+	message_clear(&c[0]);
+	message_clear(&c[1]);
+	assert_int_equal(st->ops->claim(st, "cA", hr_now_us(), 30 * SEC, 2, c, &n), 0);
+	assert_int_equal(n, 1);
+	result(st, c[0].id, SEND_RETRY, 1, NULL); /* back to the queue */
+	assert_counters_true(st, b.id);
+	message_clear(&c[0]);
+	assert_int_equal(st->ops->claim(st, "cA", hr_now_us(), 30 * SEC, 2, c, &n), 0);
+	assert_int_equal(n, 1);
+	char c2[27];
+	strcpy(c2, c[0].id);
+	result(st, c2, SEND_OK, 2, "wamid.c2");
+	message_clear(&c[0]);
+	g = batch_of(st, b.id);
+	assert_int_equal(g.by_status[MSG_SENT], 2);
+	assert_int_equal(g.by_status[MSG_FAILED], 1);
+	assert_int_equal(g.status, BATCH_PROCESSING); /* SENT waits for receipts */
+	batch_clear(&g);
+
+	/* Receipts: DELIVERED for one, READ (DELIVERED implied) for the other. */
+	hook_status(st, "cA", "wamid.c0", MSG_DELIVERED, hr_now_us(), NULL);
+	assert_counters_true(st, b.id);
+	g = batch_of(st, b.id);
+	assert_int_equal(g.status, BATCH_PROCESSING);
+	batch_clear(&g);
+	hook_status(st, "cA", "wamid.c2", MSG_READ, hr_now_us(), NULL);
+	g = batch_of(st, b.id);
+	assert_int_equal(g.by_status[MSG_DELIVERED], 1);
+	assert_int_equal(g.by_status[MSG_READ], 1);
+	assert_int_equal(g.by_status[MSG_FAILED], 1);
+	assert_int_equal(g.status, BATCH_COMPLETED); /* every message settled */
+	assert_true(g.completed_at >= g.started_at);
+	batch_clear(&g);
+	assert_counters_true(st, b.id);
+
+	/* Replies: two to one message count it once; a READ after completion
+	 * still moves the counters. */
+	for (int k = 0; k < 2; k++) {
+		struct wh_inbound in = {0};
+		snprintf(in.provider_msg_id, sizeof in.provider_msg_id, "wamid.in%d", k);
+		strcpy(in.context_id, "wamid.c0");
+		strcpy(in.from, "447900000001");
+		strcpy(in.kind, "text");
+		in.text = (char *)"thanks";
+		struct inbox_parsed row = {.inbox_id = inbox_add(st, "cA"),
+		                           .account_id = "cA",
+		                           .inbound = &in,
+		                           .ninbound = 1};
+		struct apply_stats as;
+		assert_int_equal(st->ops->apply_inbox(st, &row, 1, hr_now_us(), &as), 0);
+		assert_int_equal(as.inbound, 1);
+	}
+	hook_status(st, "cA", "wamid.c0", MSG_READ, hr_now_us(), NULL);
+	g = batch_of(st, b.id);
+	assert_int_equal(g.replied, 1);
+	assert_int_equal(g.by_status[MSG_READ], 2);
+	assert_int_equal(g.by_status[MSG_DELIVERED], 0);
+	assert_int_equal(g.status, BATCH_COMPLETED);
+	batch_clear(&g);
+	assert_counters_true(st, b.id);
+	(void)c1;
+}
+
+/* Cancel: the batch stops; every queued message is cancelled by the steps
+ * (exact count), what was in flight finishes and is recorded; a message
+ * claimed after the cancel but before the steps reach it is cancelled at
+ * claim, not sent. */
+static void test_batch_cancel(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct batch b;
+	running_batch(st, &b, "cB", 8);
+	struct message c[8];
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "cB", hr_now_us(), 30 * SEC, 1, c, &n), 0);
+	assert_int_equal(n, 1); /* in flight */
+	assert_int_equal(st->ops->batch_set_status(st, "t2", b.id, BATCH_CANCELLED, NULL, &err),
+	                 HR_ENOTFOUND); /* another tenant's */
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_CANCELLED, NULL, &err), 0);
+	/* A claim before the steps: cancelled at claim, returned so, not sent. */
+	struct message s[2];
+	size_t sn;
+	assert_int_equal(st->ops->claim(st, "cB", hr_now_us(), 30 * SEC, 2, s, &sn), 0);
+	assert_int_equal(sn, 2);
+	for (size_t i = 0; i < sn; i++) {
+		assert_int_equal(s[i].status, MSG_CANCELLED);
+		assert_string_equal(s[i].error_code, "cancelled");
+		assert_int_equal(status_of(st, s[i].id), MSG_CANCELLED);
+		message_clear(&s[i]);
+	}
+	assert_counters_true(st, b.id);
+	int64_t total = 0, step;
+	do {
+		assert_int_equal(st->ops->batch_cancel_step(st, b.id, 2, &step), 0);
+		total += step;
+	} while (step > 0);
+	assert_int_equal(total, 5);
+	assert_int_equal(st->ops->claim(st, "cB", hr_now_us(), 30 * SEC, 8, s, &sn), 0);
+	assert_int_equal(sn, 0);
+	result(st, c[0].id, SEND_OK, 1, "wamid.cb0");
+	message_clear(&c[0]);
+	struct batch g = batch_of(st, b.id);
+	assert_int_equal(g.status, BATCH_CANCELLED);
+	assert_true(g.cancelled_at > 0);
+	assert_int_equal(g.by_status[MSG_CANCELLED], 7);
+	assert_int_equal(g.by_status[MSG_SENT], 1);
+	assert_int_equal(g.by_status[MSG_QUEUED], 0);
+	batch_clear(&g);
+	assert_counters_true(st, b.id);
+	/* Cancelled is final. */
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_PROCESSING, NULL, &err),
+	                 HR_EINVAL);
+}
+
+/* Lease expiry and suppression at claim move the counters too; an empty
+ * batch completes as soon as it is ingested; a row number stored twice
+ * fails the whole call with nothing written; tenants see only their own;
+ * lists filter and page. */
+static void test_batch_rules_and_lists(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct batch b;
+	running_batch(st, &b, "cC", 3);
+	assert_int_equal(st->ops->suppression_put(st, "t1", "whatsapp", "+447900000003", "STOP",
+	                                          &err), 0);
+	struct message c[3];
+	size_t n;
+	int64_t now = hr_now_us();
+	assert_int_equal(st->ops->claim(st, "cC", now, SEC, 3, c, &n), 0);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < n; i++)
+		message_clear(&c[i]);
+	int requeued = 0;
+	assert_int_equal(st->ops->requeue_expired(st, now + 2 * SEC, &requeued), 0);
+	assert_int_equal(requeued, 2);
+	struct batch g = batch_of(st, b.id);
+	assert_int_equal(g.by_status[MSG_QUEUED], 2);
+	assert_int_equal(g.by_status[MSG_SUPPRESSED], 1);
+	assert_int_equal(g.by_status[MSG_SENDING], 0);
+	batch_clear(&g);
+	assert_counters_true(st, b.id);
+
+	/* Empty: no valid rows; completes on the ingest that finds none. */
+	struct batch e;
+	mk_batch(&e, "t1", "cC");
+	strcpy(e.name, "empty list");
+	assert_int_equal(st->ops->batch_create(st, &e, &err), 0);
+	struct batch_item bad;
+	mk_item(&bad, 1, "", false);
+	assert_int_equal(st->ops->batch_items_put(st, e.id, &bad, 1, &err), 0);
+	assert_int_equal(st->ops->batch_items_put(st, e.id, &bad, 1, &err), HR_ECONFLICT);
+	assert_string_equal(err.field, "row");
+	assert_int_equal(st->ops->batch_set_status(st, "t1", e.id, BATCH_VALIDATED, NULL, &err), 0);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", e.id, BATCH_PROCESSING, NULL, &err), 0);
+	size_t made;
+	assert_int_equal(st->ops->batch_enqueue(st, e.id, NULL, NULL, 0, true, &made, &err), 0);
+	g = batch_of(st, e.id);
+	assert_int_equal(g.status, BATCH_COMPLETED);
+	assert_int_equal(g.total, 1);
+	assert_int_equal(g.invalid, 1);
+	batch_clear(&g);
+
+	/* A call with a row number already stored writes nothing at all. */
+	struct batch p;
+	mk_batch(&p, "t1", "cC");
+	strcpy(p.name, "partial");
+	assert_int_equal(st->ops->batch_create(st, &p, &err), 0);
+	struct batch_item two[2];
+	mk_item(&two[0], 1, "+447900000101", true);
+	assert_int_equal(st->ops->batch_items_put(st, p.id, two, 1, &err), 0);
+	mk_item(&two[0], 2, "+447900000102", true);
+	mk_item(&two[1], 1, "+447900000103", true);
+	assert_int_equal(st->ops->batch_items_put(st, p.id, two, 2, &err), HR_ECONFLICT);
+	g = batch_of(st, p.id);
+	assert_int_equal(g.total, 1);
+	batch_clear(&g);
+	struct batch_item *v;
+	assert_int_equal(st->ops->batch_items(st, p.id, BATCH_ITEMS_ALL, 0, 10, &v, &n), 0);
+	assert_int_equal(n, 1);
+	batch_item_clear(&v[0]);
+	free(v);
+
+	/* Discard: only before any message; then it is gone with its rows. */
+	assert_int_equal(st->ops->batch_discard(st, "t1", b.id, &err), HR_EINVAL);
+	assert_string_equal(err.field, "status");
+	assert_int_equal(st->ops->batch_discard(st, "t2", p.id, &err), HR_ENOTFOUND);
+	assert_int_equal(st->ops->batch_discard(st, "t1", p.id, &err), 0);
+	assert_int_equal(st->ops->batch_get(st, NULL, p.id, &g), HR_ENOTFOUND);
+	assert_int_equal(st->ops->batch_items(st, p.id, BATCH_ITEMS_ALL, 0, 10, &v, &n), 0);
+	assert_int_equal(n, 0);
+	free(v);
+	struct batch p2;
+	mk_batch(&p2, "t1", "cC");
+	strcpy(p2.name, "partial");
+	assert_int_equal(st->ops->batch_create(st, &p2, &err), 0);
+	p = p2; /* the list below expects three batches */
+
+	/* Another tenant sees none of it. */
+	assert_int_equal(st->ops->batch_get(st, "t2", b.id, &g), HR_ENOTFOUND);
+	struct batch *list;
+	bool more;
+	struct batch_filter flt = {.status = -1, .limit = 10};
+	assert_int_equal(st->ops->batch_list(st, "t2", &flt, &list, &n, &more), 0);
+	assert_int_equal(n, 0);
+	free(list);
+	/* Lists: newest first, by status, by name, in pages. */
+	assert_int_equal(st->ops->batch_list(st, "t1", &flt, &list, &n, &more), 0);
+	assert_int_equal(n, 3);
+	assert_false(more);
+	assert_string_equal(list[0].id, p.id);
+	assert_string_equal(list[2].id, b.id);
+	for (size_t i = 0; i < n; i++)
+		batch_clear(&list[i]);
+	free(list);
+	flt.status = BATCH_COMPLETED;
+	assert_int_equal(st->ops->batch_list(st, "t1", &flt, &list, &n, &more), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].id, e.id);
+	batch_clear(&list[0]);
+	free(list);
+	flt.status = -1;
+	flt.name_like = "promo";
+	assert_int_equal(st->ops->batch_list(st, "t1", &flt, &list, &n, &more), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].id, b.id);
+	batch_clear(&list[0]);
+	free(list);
+	flt.name_like = NULL;
+	flt.limit = 2;
+	assert_int_equal(st->ops->batch_list(st, "t1", &flt, &list, &n, &more), 0);
+	assert_int_equal(n, 2);
+	assert_true(more);
+	char cursor[27];
+	strcpy(cursor, list[1].id);
+	for (size_t i = 0; i < n; i++)
+		batch_clear(&list[i]);
+	free(list);
+	flt.before_id = cursor;
+	assert_int_equal(st->ops->batch_list(st, "t1", &flt, &list, &n, &more), 0);
+	assert_int_equal(n, 1);
+	assert_false(more);
+	assert_string_equal(list[0].id, b.id);
+	batch_clear(&list[0]);
+	free(list);
+}
+
 static void test_concurrent_claimers_exactly_once(void **state)
 {
 	claimers_run(*state, false);
@@ -3479,6 +4202,9 @@ int main(void)
 	    T(test_apply_retried_row_repeats_status),
 	    T(test_outside_text_stored_as_utf8),
 	    T(test_prune_retention),
+	    T(test_message_retention),
+	    T(test_message_retention_bounded),
+	    T(test_message_retention_args),
 	    T(test_list_filters_and_paging),
 	    T(test_concurrent_inserts),
 	    T(test_async_inserts),
@@ -3500,6 +4226,9 @@ int main(void)
 	    T(test_concurrent_late_outcomes_fenced),
 	    T(test_two_appliers_effects_once),
 	    T(test_two_appliers_rows_claimed_once),
+	    T(test_batch_life_and_counters),
+	    T(test_batch_cancel),
+	    T(test_batch_rules_and_lists),
 #undef T
 	};
 	char group[80];

@@ -1,0 +1,230 @@
+/*
+ * batch_runner.c - the campaign runner: one thread that turns the rows of
+ * started batches into messages and cancels the queued messages of stopped
+ * ones, a chunk (one short transaction) at a time, so a million-row start
+ * never holds the store's writer for long and single sends keep their
+ * latency meanwhile.
+ *
+ * Everything it does is resumable from the store alone: a started batch not
+ * yet ingested still has rows without a message (the store never makes two
+ * messages for a row), a stopped batch still has queued messages. So after
+ * a crash the runner simply finds them again. A batch left PENDING by an
+ * upload the process died in cannot be finished (the file went with the
+ * request): it is marked FAILED at start, with the reason.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api_int.h"
+#include "dispatch/dispatch.h"
+
+#define RUN_CHUNK 1000             /* rows per enqueue transaction */
+#define RUN_POLL_US (1000 * 1000)  /* look again this often without a wake-up */
+#define RUN_SCAN 100               /* batches per scan */
+
+struct batch_runner {
+	struct api_server *s;
+	pthread_t th;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop, woken;
+};
+
+void batch_runner_wake(struct batch_runner *br)
+{
+	if (!br)
+		return;
+	pthread_mutex_lock(&br->lock);
+	br->woken = true;
+	pthread_cond_signal(&br->cond);
+	pthread_mutex_unlock(&br->lock);
+}
+
+static bool stopping(struct batch_runner *br)
+{
+	pthread_mutex_lock(&br->lock);
+	bool s = br->stop;
+	pthread_mutex_unlock(&br->lock);
+	return s;
+}
+
+/* One chunk of a started batch's rows into messages. 1 if more rows are
+ * left, 0 when the batch is ingested, or an error. */
+static int ingest_chunk(struct batch_runner *br, const struct batch *b)
+{
+	struct store *st = br->s->o.store;
+	struct batch_item *items = NULL;
+	size_t n = 0;
+	int rc = st->ops->batch_items(st, b->id, BATCH_ITEMS_PENDING, 0, RUN_CHUNK, &items, &n);
+	if (rc)
+		return rc;
+	struct message *msgs = calloc(n ? n : 1, sizeof *msgs);
+	int64_t *rows = calloc(n ? n : 1, sizeof *rows);
+	struct hr_err err = {0};
+	rc = msgs && rows ? api_batch_messages_of(br->s, b, items, n, msgs, rows, &err) : HR_ENOMEM;
+	size_t made = 0;
+	bool last = n < RUN_CHUNK;
+	if (rc == 0)
+		rc = st->ops->batch_enqueue(st, b->id, rows, msgs, n, last, &made, &err);
+	if (rc && rc != HR_EBUSY && rc != HR_EIO) {
+		/* A row that cannot be made now (its account or template went away
+		 * since validation): the batch stops with the reason, rather than
+		 * the runner trying it for ever. */
+		char why[300];
+		snprintf(why, sizeof why, "cannot make the messages: %s", err.msg);
+		struct hr_err e2 = {0};
+		if (st->ops->batch_set_status(st, NULL, b->id, BATCH_FAILED, why, &e2) == 0)
+			hr_log(HR_LOG_WARN, "batch", "batch %s failed: %s", b->id, why);
+	} else if (rc) {
+		hr_log(HR_LOG_WARN, "batch", "batch %s: enqueue failed (%s), trying again", b->id,
+		       err.msg);
+	}
+	for (size_t i = 0; i < n; i++) {
+		batch_item_clear(&items[i]);
+		if (msgs)
+			message_clear(&msgs[i]);
+	}
+	free(items);
+	free(msgs);
+	free(rows);
+	if (rc)
+		return rc;
+	if (made && br->s->o.dispatcher)
+		dispatcher_notify(br->s->o.dispatcher);
+	return last ? 0 : 1;
+}
+
+/* Every batch the scan finds, one chunk each in turn, so one large start
+ * does not keep a small one waiting. */
+static void ingest_all(struct batch_runner *br)
+{
+	struct store *st = br->s->o.store;
+	struct batch_filter f = {.status = BATCH_PROCESSING, .limit = RUN_SCAN,
+	                         .not_ingested = true};
+	struct batch *list;
+	size_t n;
+	bool more;
+	if (st->ops->batch_list(st, NULL, &f, &list, &n, &more))
+		return;
+	bool any = n > 0;
+	while (any && !stopping(br)) {
+		any = false;
+		for (size_t i = 0; i < n && !stopping(br); i++) {
+			if (list[i].ingested)
+				continue;
+			int rc = ingest_chunk(br, &list[i]);
+			if (rc == 1)
+				any = true;
+			else
+				list[i].ingested = true; /* done, failed, or next scan */
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		batch_clear(&list[i]);
+	free(list);
+}
+
+/* Cancels the queued messages of stopped batches. */
+static void cancel_all(struct batch_runner *br)
+{
+	struct store *st = br->s->o.store;
+	for (int which = 0; which < 2; which++) {
+		struct batch_filter f = {.status = which ? BATCH_FAILED : BATCH_CANCELLED,
+		                         .limit = RUN_SCAN, .has_queued = true};
+		struct batch *list;
+		size_t n;
+		bool more;
+		if (st->ops->batch_list(st, NULL, &f, &list, &n, &more))
+			continue;
+		for (size_t i = 0; i < n; i++) {
+			int64_t k;
+			while (!stopping(br) &&
+			       st->ops->batch_cancel_step(st, list[i].id, RUN_CHUNK, &k) == 0 && k > 0)
+				;
+			batch_clear(&list[i]);
+		}
+		free(list);
+	}
+}
+
+/* Uploads that were in progress when the process stopped. */
+static void fail_interrupted(struct api_server *s)
+{
+	struct store *st = s->o.store;
+	struct batch_filter f = {.status = BATCH_PENDING, .limit = 1000};
+	struct batch *list;
+	size_t n;
+	bool more;
+	if (st->ops->batch_list(st, NULL, &f, &list, &n, &more))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct hr_err err = {0};
+		if (st->ops->batch_set_status(st, NULL, list[i].id, BATCH_FAILED,
+		                              "the upload was interrupted (the server stopped while "
+		                              "reading it): upload the file again",
+		                              &err) == 0)
+			hr_log(HR_LOG_WARN, "batch", "batch %s: upload interrupted, marked failed",
+			       list[i].id);
+		batch_clear(&list[i]);
+	}
+	free(list);
+}
+
+static void *runner_main(void *arg)
+{
+	struct batch_runner *br = arg;
+	for (;;) {
+		ingest_all(br);
+		cancel_all(br);
+		pthread_mutex_lock(&br->lock);
+		if (!br->woken && !br->stop) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			int64_t ns = ts.tv_nsec + (RUN_POLL_US % 1000000) * 1000;
+			ts.tv_sec += RUN_POLL_US / 1000000 + ns / 1000000000;
+			ts.tv_nsec = ns % 1000000000;
+			pthread_cond_timedwait(&br->cond, &br->lock, &ts);
+		}
+		br->woken = false;
+		bool stop = br->stop;
+		pthread_mutex_unlock(&br->lock);
+		if (stop)
+			break;
+	}
+	return NULL;
+}
+
+int batch_runner_start(struct api_server *s, struct batch_runner **out, struct hr_err *err)
+{
+	*out = NULL;
+	struct batch_runner *br = calloc(1, sizeof *br);
+	if (!br)
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	br->s = s;
+	pthread_mutex_init(&br->lock, NULL);
+	pthread_cond_init(&br->cond, NULL);
+	fail_interrupted(s);
+	if (pthread_create(&br->th, NULL, runner_main, br) != 0) {
+		pthread_mutex_destroy(&br->lock);
+		pthread_cond_destroy(&br->cond);
+		free(br);
+		return hr_fail(err, HR_EINTERNAL, NULL, "cannot start the campaign runner");
+	}
+	*out = br;
+	return 0;
+}
+
+void batch_runner_stop(struct batch_runner *br)
+{
+	if (!br)
+		return;
+	pthread_mutex_lock(&br->lock);
+	br->stop = true;
+	pthread_cond_signal(&br->cond);
+	pthread_mutex_unlock(&br->lock);
+	pthread_join(br->th, NULL);
+	pthread_mutex_destroy(&br->lock);
+	pthread_cond_destroy(&br->cond);
+	free(br);
+}

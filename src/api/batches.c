@@ -1,0 +1,1346 @@
+/*
+ * batches.c - campaigns over HTTP: POST /v1/batches (rows in a JSON body,
+ * validated before anything is sent), GET one and the list, start, cancel,
+ * the validation report and the batch's messages.
+ *
+ * Validation is the sending code itself: each row becomes the request
+ * object a single send would be ({"channel", "account", "to", "template" or
+ * "text"}) and goes through api_message_build, so a row that passes here
+ * cannot fail later for a reason the upload could have told. What sending
+ * cannot know is checked first: the recipient read as a person typed it
+ * (libphonenumber with a default region for phone channels, an integer or
+ * @name for Telegram), a parameter's size, a recipient already opted out,
+ * and the same recipient twice (the later rows are kept as duplicates and
+ * never sent; the store's unique key is what guarantees it).
+ *
+ * Request body:
+ *   {"name", "channel", "account"?, "template": {"name", "language"} | "text",
+ *    "recipient_column"?, "params"?: [column, ...], "default_region"?,
+ *    "unit"?, "schedule_at"?, "dry_run"?, "start"?: "auto"|true|false,
+ *    "rows": [{column: value, ...}, ...]}
+ * Defaults: the recipient column is the first of phone, to, recipient,
+ * mobile, msisdn, chat_id (any case) present; the parameters are the
+ * columns named 1..n when the template or text has n placeholders; start
+ * "auto" starts a batch with no invalid row at once and leaves one with
+ * errors VALIDATED until POST /v1/batches/{id}/start.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/api_int.h"
+#include "campaigns/sheet.h"
+#include "channels/channel.h"
+#include "core/phone.h"
+#include "core/template.h"
+#include "dispatch/dispatch.h"
+
+#define BATCH_CHUNK 1000          /* rows per store write */
+#define BATCH_PARAM_MAX 1024      /* bytes per parameter value */
+#define BATCH_ERRORS_INLINE 100   /* invalid rows listed in the answer */
+#define BATCH_NAME_MAX 127
+#define BATCH_COLS_MAX 256
+
+/* A spreadsheet cell that cannot be used as it is. */
+enum { CELL_OK = 0, CELL_LOSSY = 1, CELL_NO_VALUE = 2, CELL_ERROR = 3 };
+
+/* ---------------------------------------------------------------------------
+ * A set of recipients seen (64-bit hashes, open addressing): the duplicate
+ * check of one upload and the tenant's opt-outs. 8 bytes a row.
+ * ------------------------------------------------------------------------- */
+
+struct hset {
+	uint64_t *slot;
+	size_t cap, n;
+};
+
+static uint64_t fnv64(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h ? h : 1; /* 0 marks an empty slot */
+}
+
+/* Adds s; true if it was there already. *oom on allocation failure. */
+static bool hset_add(struct hset *h, const char *s, bool *oom)
+{
+	if ((h->n + 1) * 2 > h->cap) {
+		size_t cap = h->cap ? h->cap * 2 : 1024;
+		uint64_t *v = calloc(cap, sizeof *v);
+		if (!v) {
+			*oom = true;
+			return false;
+		}
+		for (size_t i = 0; i < h->cap; i++)
+			if (h->slot[i])
+				for (size_t j = h->slot[i] & (cap - 1);; j = (j + 1) & (cap - 1))
+					if (!v[j]) {
+						v[j] = h->slot[i];
+						break;
+					}
+		free(h->slot);
+		h->slot = v;
+		h->cap = cap;
+	}
+	uint64_t k = fnv64(s);
+	for (size_t j = k & (h->cap - 1);; j = (j + 1) & (h->cap - 1)) {
+		if (h->slot[j] == k)
+			return true;
+		if (!h->slot[j]) {
+			h->slot[j] = k;
+			h->n++;
+			return false;
+		}
+	}
+}
+
+static bool hset_has(const struct hset *h, const char *s)
+{
+	if (!h->cap)
+		return false;
+	uint64_t k = fnv64(s);
+	for (size_t j = k & (h->cap - 1);; j = (j + 1) & (h->cap - 1)) {
+		if (h->slot[j] == k)
+			return true;
+		if (!h->slot[j])
+			return false;
+	}
+}
+
+/* ---------------------------------------------------------------------------
+ * The spec of a batch: how a row becomes a message (shared with the runner).
+ * ------------------------------------------------------------------------- */
+
+struct bspec {
+	const struct api_server *s;
+	char tenant[HR_NAME_MAX];
+	const struct channel_account *acct;
+	char tname[HR_NAME_MAX], lang[16];
+	char *text;        /* a text campaign's body with {{n}}, heap; NULL for templates */
+	int nparams;       /* placeholders of the template or text */
+	char region[3];    /* default region for national numbers, "" for none */
+	bool phone;        /* the channel's recipients are phone numbers */
+};
+
+static void bspec_free(struct bspec *b)
+{
+	free(b->text);
+	b->text = NULL;
+}
+
+/* The request object of one message of the batch (caller decrefs). */
+static json_t *row_request(const struct bspec *b, const char *to, const char *const *params,
+                           char **rendered, struct hr_err *err)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s}", "channel", b->acct->ops->name, "account",
+	                      api_account_name(b->tenant, b->acct->id), "to", to);
+	if (!o) {
+		hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+		return NULL;
+	}
+	int rc = 0;
+	if (b->text) {
+		*rendered = template_render(b->text, params, (size_t)b->nparams, err);
+		if (!*rendered) {
+			json_decref(o);
+			return NULL;
+		}
+		rc = json_object_set_new(o, "text", json_string(*rendered));
+	} else {
+		json_t *ps = json_array();
+		for (int i = 0; ps && i < b->nparams; i++)
+			if (json_array_append_new(ps, json_string(params[i])) != 0) {
+				json_decref(ps);
+				ps = NULL;
+			}
+		json_t *t = ps ? json_pack("{s:s, s:s, s:o}", "name", b->tname, "language", b->lang,
+		                           "parameters", ps)
+		               : NULL;
+		rc = t ? json_object_set_new(o, "template", t) : -1;
+	}
+	if (rc != 0) {
+		json_decref(o);
+		hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+		return NULL;
+	}
+	return o;
+}
+
+/* One message of the batch from a stored row: recipient (normalised) and
+ * parameter values. */
+static int row_message(const struct bspec *b, const char *batch_id, const char *to,
+                       const char *const *params, int64_t now, struct message *m,
+                       struct hr_err *err)
+{
+	char *rendered = NULL;
+	json_t *o = row_request(b, to, params, &rendered, err);
+	free(rendered);
+	if (!o)
+		return err->code ? err->code : HR_ENOMEM;
+	int rc = api_message_build(b->s, b->tenant, o, batch_id, now, m, err);
+	json_decref(o);
+	return rc;
+}
+
+/* Reads a batch's spec back from the store (the runner, a start). */
+static int bspec_of(const struct api_server *s, const struct batch *bt, struct bspec *b,
+                    struct hr_err *err)
+{
+	memset(b, 0, sizeof *b);
+	b->s = s;
+	hr_strlcpy(b->tenant, bt->tenant_id, sizeof b->tenant);
+	b->acct = account_set_find(s->o.accounts, bt->account_id);
+	if (!b->acct)
+		return hr_fail(err, HR_EINVAL, "account", "the batch's account %s is gone",
+		               api_account_name(bt->tenant_id, bt->account_id));
+	hr_strlcpy(b->tname, bt->template_name, sizeof b->tname);
+	hr_strlcpy(b->lang, bt->language, sizeof b->lang);
+	json_t *spec = bt->spec ? json_loads(bt->spec, 0, NULL) : NULL;
+	const char *text = json_string_value(json_object_get(spec, "text"));
+	b->nparams = (int)json_integer_value(json_object_get(spec, "nparams"));
+	if (text && !(b->text = strdup(text))) {
+		json_decref(spec);
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	}
+	json_decref(spec);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Validation of one row.
+ * ------------------------------------------------------------------------- */
+
+struct vctx {
+	struct bspec b;
+	const char *const *headers; /* column names, in order */
+	size_t nh;
+	int rcol;                   /* the recipient's column */
+	int pcols[BATCH_COLS_MAX];  /* each parameter's column */
+	struct hset seen, supp;
+	int64_t now;
+	bool oom;
+};
+
+/* The recipient as the channel stores it. */
+static int row_recipient(const struct vctx *v, const char *raw, char out[HR_ADDR_MAX],
+                         char *why, size_t why_size)
+{
+	char e164[HR_PHONE_E164_SIZE];
+	if (v->b.phone) {
+		struct hr_phone_result res;
+		int rc = hr_phone_normalize(raw, strlen(raw), v->b.region[0] ? v->b.region : NULL,
+		                            e164, sizeof e164, &res);
+		/* No default region: digits alone (a number a spreadsheet stored as
+		 * a number, its '+' gone) are read as country code and number. */
+		if (rc == HR_EINVAL && res.reason == HR_PHONE_NEED_REGION && raw[0] != '0' &&
+		    strspn(raw, "0123456789") == strlen(raw) && strlen(raw) < HR_PHONE_INPUT_MAX) {
+			char plus[HR_PHONE_INPUT_MAX + 1];
+			snprintf(plus, sizeof plus, "+%s", raw);
+			rc = hr_phone_normalize(plus, strlen(plus), NULL, e164, sizeof e164, &res);
+		}
+		if (rc == HR_EINVAL) {
+			snprintf(why, why_size, "%s", res.text);
+			return rc;
+		}
+		if (rc)
+			return rc;
+		raw = e164; /* then the channel's own form of it (WhatsApp: no '+') */
+	}
+	/* The channel's own form: WhatsApp's wa_id, Telegram's chat id (an
+	 * integer, negative for groups) or @channel. */
+	struct hr_err e = {0};
+	if (v->b.acct->ops->normalize_recipient(raw, out, &e) != 0) {
+		snprintf(why, why_size, "%s", e.msg);
+		return HR_EINVAL;
+	}
+	return 0;
+}
+
+/* The column an error of api_message_build is about, from its field. */
+static const char *field_column(const struct vctx *v, const char *field)
+{
+	if (!strcmp(field, "to"))
+		return v->headers[v->rcol];
+	unsigned idx;
+	if (sscanf(field, "template.parameters[%u]", &idx) == 1 && idx < (unsigned)v->b.nparams)
+		return v->headers[v->pcols[idx]];
+	return "";
+}
+
+/*
+ * Validates one row (vals[i] is column i's text, "" when empty) into it:
+ * valid, or the column at fault and why. Parameter values are kept as a
+ * JSON array (it->params, heap).
+ */
+/* Why a spreadsheet cell cannot be used as it is, or NULL. */
+static const char *cell_problem(unsigned char bad, bool recipient)
+{
+	switch (bad) {
+	case CELL_LOSSY:
+		return recipient ? "stored as a number whose digits Excel rounded off: format the "
+		                   "column as text and type the numbers again"
+		                 : NULL;
+	case CELL_NO_VALUE:
+		return "a formula saved without its value: open the file, recalculate and save it";
+	case CELL_ERROR:
+		return "an Excel error value (such as #N/A)";
+	default:
+		return NULL;
+	}
+}
+
+static int validate_row(struct vctx *v, int64_t row, const char *const *vals, size_t nvals,
+                        const unsigned char *bad, struct batch_item *it)
+{
+	memset(it, 0, sizeof *it);
+	it->row = row;
+	const char *params[BATCH_COLS_MAX];
+	char why[256] = "";
+	const char *raw = (size_t)v->rcol < nvals ? vals[v->rcol] : "";
+	char to[HR_ADDR_MAX] = "";
+	int rc;
+	const char *problem = bad && (size_t)v->rcol < nvals ? cell_problem(bad[v->rcol], true) : NULL;
+	if (problem) {
+		snprintf(why, sizeof why, "%s", problem);
+		goto invalid_recipient;
+	}
+	if (!*raw) {
+		snprintf(why, sizeof why, "the recipient is empty");
+		goto invalid_recipient;
+	}
+	if ((rc = row_recipient(v, raw, to, why, sizeof why)) == HR_EINVAL)
+		goto invalid_recipient;
+	if (rc)
+		return rc;
+	hr_strlcpy(it->recipient, to, sizeof it->recipient);
+	for (int i = 0; i < v->b.nparams; i++) {
+		int c = v->pcols[i];
+		params[i] = (size_t)c < nvals ? vals[c] : "";
+		if (bad && (size_t)c < nvals && (problem = cell_problem(bad[c], false))) {
+			hr_strlcpy(it->error_column, v->headers[c], sizeof it->error_column);
+			hr_strlcpy(it->error, problem, sizeof it->error);
+			return 0;
+		}
+		if (strlen(params[i]) > BATCH_PARAM_MAX) {
+			hr_strlcpy(it->error_column, v->headers[c], sizeof it->error_column);
+			snprintf(it->error, sizeof it->error, "longer than %d bytes", BATCH_PARAM_MAX);
+			return 0;
+		}
+	}
+	json_t *pj = json_array();
+	for (int i = 0; pj && i < v->b.nparams; i++)
+		if (json_array_append_new(pj, json_string(params[i])) != 0) {
+			json_decref(pj);
+			pj = NULL;
+		}
+	it->params = pj ? json_dumps(pj, JSON_COMPACT) : NULL;
+	json_decref(pj);
+	if (!it->params)
+		return HR_ENOMEM;
+
+	/* The message exactly as the start will make it. */
+	struct message m = {0};
+	struct hr_err err = {0};
+	rc = row_message(&v->b, "", to, params, v->now, &m, &err);
+	message_clear(&m);
+	if (rc == HR_ENOMEM || rc == HR_EINTERNAL)
+		return rc;
+	if (rc) {
+		hr_strlcpy(it->error_column, field_column(v, err.field), sizeof it->error_column);
+		hr_strlcpy(it->error, err.msg, sizeof it->error);
+		return 0;
+	}
+	if (hset_has(&v->supp, to)) {
+		hr_strlcpy(it->error_column, v->headers[v->rcol], sizeof it->error_column);
+		snprintf(it->error, sizeof it->error, "the recipient opted out (suppressed)");
+		return 0;
+	}
+	it->valid = true;
+	it->duplicate = hset_add(&v->seen, to, &v->oom);
+	return v->oom ? HR_ENOMEM : 0;
+
+invalid_recipient:
+	hr_strlcpy(it->recipient, raw, sizeof it->recipient);
+	hr_strlcpy(it->error_column, v->headers[v->rcol], sizeof it->error_column);
+	hr_strlcpy(it->error, why, sizeof it->error);
+	return 0;
+}
+
+static void vctx_free(struct vctx *v)
+{
+	bspec_free(&v->b);
+	free(v->seen.slot);
+	free(v->supp.slot);
+}
+
+/* ---------------------------------------------------------------------------
+ * JSON of a batch.
+ * ------------------------------------------------------------------------- */
+
+static json_t *time_json(int64_t us)
+{
+	if (!us)
+		return json_null();
+	char t[32];
+	hr_time_format(us, t);
+	return json_string(t);
+}
+
+static json_t *batch_json(const struct batch *b)
+{
+	json_t *msgs = json_object();
+	int64_t made = 0, settled = 0;
+	for (int i = 0; msgs && i < MSG__COUNT; i++) {
+		json_object_set_new(msgs, msg_status_name((enum msg_status)i),
+		                    json_integer(b->by_status[i]));
+		made += b->by_status[i];
+		if (batch_msg_settled((enum msg_status)i, b->receipts))
+			settled += b->by_status[i];
+	}
+	/* Progress: settled messages over the rows that will be sent; the rate
+	 * and the time left from the pace since the start. */
+	int64_t sendable = b->valid;
+	double rate = 0;
+	json_t *eta = json_null();
+	int64_t now = hr_now_us();
+	if (b->started_at && settled > 0 && now > b->started_at) {
+		rate = (double)settled / ((double)(now - b->started_at) / 1e6);
+		if (b->status == BATCH_PROCESSING && rate > 0 && sendable > settled)
+			eta = json_integer((json_int_t)((double)(sendable - settled) / rate));
+	}
+	int64_t delivered = b->by_status[MSG_DELIVERED] + b->by_status[MSG_READ];
+	json_t *j = json_pack(
+	    "{s:s, s:s, s:s, s:o, s:s, s:s, s:o, s:o, s:o, s:o,"
+	    " s:{s:I, s:I, s:I, s:I}, s:o, s:I, s:I,"
+	    " s:{s:I, s:I, s:f, s:o},"
+	    " s:{s:o, s:o, s:o, s:o, s:o, s:o, s:o}}",
+	    "id", b->id, "name", b->name, "status", batch_status_name(b->status), "unit",
+	    b->unit[0] ? json_string(b->unit) : json_null(), "channel", b->channel, "account",
+	    api_account_name(b->tenant_id, b->account_id), "template",
+	    b->template_name[0] ? json_pack("{s:s, s:s}", "name", b->template_name, "language",
+	                                    b->language)
+	                        : json_null(),
+	    "error", b->error[0] ? json_string(b->error) : json_null(), "retry_of",
+	    b->retry_of[0] ? json_string(b->retry_of) : json_null(), "schedule_at",
+	    time_json(b->schedule_at),
+	    "rows", "total", (json_int_t)b->total, "valid", (json_int_t)b->valid, "invalid",
+	    (json_int_t)b->invalid, "duplicates", (json_int_t)b->duplicates,
+	    "messages", msgs, "replied", (json_int_t)b->replied, "delivered_or_read",
+	    (json_int_t)delivered,
+	    "progress", "made", (json_int_t)made, "settled", (json_int_t)settled,
+	    "per_second", rate, "eta_seconds", eta,
+	    "times", "created_at", time_json(b->created_at), "validated_at",
+	    time_json(b->validated_at), "started_at", time_json(b->started_at), "completed_at",
+	    time_json(b->completed_at), "cancelled_at", time_json(b->cancelled_at), "failed_at",
+	    time_json(b->failed_at), "ingested", json_boolean(b->ingested));
+	return j;
+}
+
+static enum MHD_Result respond_batch(struct api_req *r, int status, const char *id,
+                                     json_t *extra)
+{
+	struct store *st = r->srv->o.store;
+	struct batch b;
+	int rc = st->ops->batch_get(st, r->tenant, id, &b);
+	if (rc) {
+		json_decref(extra);
+		return api_fail(r, rc, NULL);
+	}
+	json_t *j = batch_json(&b);
+	batch_clear(&b);
+	if (j && extra)
+		json_object_update(j, extra);
+	json_decref(extra);
+	if (!j)
+		return api_fail(r, HR_ENOMEM, NULL);
+	return api_respond_json(r, status, j, NULL);
+}
+
+/* ---------------------------------------------------------------------------
+ * POST /v1/batches
+ * ------------------------------------------------------------------------- */
+
+static const char *const post_keys[] = {
+	"name", "channel", "account", "template", "text", "recipient_column", "params",
+	"default_region", "unit", "schedule_at", "dry_run", "start", "rows", "sheet", "separator",
+	NULL,
+};
+
+static int need_string(json_t *root, const char *key, size_t max, const char **out,
+                       bool required, struct hr_err *err)
+{
+	json_t *v = json_object_get(root, key);
+	*out = NULL;
+	if (!v)
+		return required ? hr_fail(err, HR_EINVAL, key, "%s is required", key) : 0;
+	if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > max)
+		return hr_fail(err, HR_EINVAL, key, "%s must be a string of 1 to %zu bytes", key, max);
+	*out = json_string_value(v);
+	return 0;
+}
+
+static int find_header(const char *const *headers, size_t nh, const char *name)
+{
+	for (size_t i = 0; i < nh; i++)
+		if (!strcasecmp(headers[i], name))
+			return (int)i;
+	return -1;
+}
+
+/* "phone, name, amount" for an error that lists the file's columns. */
+static void list_headers(const char *const *headers, size_t nh, char *out, size_t size)
+{
+	size_t o = 0;
+	out[0] = 0;
+	for (size_t i = 0; i < nh && o + 1 < size; i++)
+		o += (size_t)snprintf(out + o, size - o, "%s%s", i ? ", " : "", headers[i]);
+}
+
+/* Resolves the mapping: recipient column and parameter columns. */
+static int map_columns(struct vctx *v, json_t *root, struct hr_err *err)
+{
+	char cols[512];
+	list_headers(v->headers, v->nh, cols, sizeof cols);
+	const char *rc_name;
+	int rc = need_string(root, "recipient_column", 64, &rc_name, false, err);
+	if (rc)
+		return rc;
+	v->rcol = -1;
+	if (rc_name) {
+		if ((v->rcol = find_header(v->headers, v->nh, rc_name)) < 0)
+			return hr_fail(err, HR_EINVAL, "recipient_column",
+			               "no column '%s' (the columns are: %s)", rc_name, cols);
+	} else {
+		static const char *const guess[] = {"phone", "to", "recipient", "mobile", "msisdn",
+		                                    "chat_id", NULL};
+		for (const char *const *g = guess; *g && v->rcol < 0; g++)
+			v->rcol = find_header(v->headers, v->nh, *g);
+		if (v->rcol < 0)
+			return hr_fail(err, HR_EINVAL, "recipient_column",
+			               "say which column holds the recipients (the columns are: %s)",
+			               cols);
+	}
+	json_t *jp = json_object_get(root, "params");
+	if (jp) {
+		if (!json_is_array(jp) || json_array_size(jp) != (size_t)v->b.nparams)
+			return hr_fail(err, HR_EINVAL, "params",
+			               "params must list %d column name%s, one per placeholder",
+			               v->b.nparams, v->b.nparams == 1 ? "" : "s");
+		for (int i = 0; i < v->b.nparams; i++) {
+			const char *name = json_string_value(json_array_get(jp, (size_t)i));
+			char f[32];
+			snprintf(f, sizeof f, "params[%d]", i);
+			if (!name)
+				return hr_fail(err, HR_EINVAL, f, "%s must be a column name", f);
+			if ((v->pcols[i] = find_header(v->headers, v->nh, name)) < 0) {
+				char cn[64];
+				return hr_fail(err, HR_EINVAL, f, "no column '%s' (the columns are: %s)",
+				               api_clip(cn, sizeof cn, name), cols);
+			}
+		}
+		return 0;
+	}
+	for (int i = 0; i < v->b.nparams; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "%d", i + 1);
+		if ((v->pcols[i] = find_header(v->headers, v->nh, name)) < 0)
+			return hr_fail(err, HR_EINVAL, "params",
+			               "the message has %d placeholder%s: name the columns in params, "
+			               "or call them 1..%d (the columns are: %s)",
+			               v->b.nparams, v->b.nparams == 1 ? "" : "s", v->b.nparams, cols);
+	}
+	return 0;
+}
+
+/* The spec from the request: account, content, region. */
+static int parse_spec(struct api_req *r, json_t *root, struct vctx *v, const char **name,
+                      struct hr_err *err)
+{
+	const struct api_server *s = r->srv;
+	const char *channel, *account, *region, *text;
+	int rc;
+	if ((rc = need_string(root, "name", BATCH_NAME_MAX, name, true, err)) ||
+	    (rc = need_string(root, "channel", 15, &channel, true, err)) ||
+	    (rc = need_string(root, "account", HR_NAME_MAX - 1, &account, false, err)) ||
+	    (rc = need_string(root, "default_region", 2, &region, false, err)) ||
+	    (rc = need_string(root, "text", 4096, &text, false, err)))
+		return rc;
+	v->b.s = s;
+	hr_strlcpy(v->b.tenant, r->tenant, sizeof v->b.tenant);
+	const struct channel_account *acct = NULL;
+	struct channel_account *a;
+	for (size_t i = 0; (a = account_set_at(s->o.accounts, i)) != NULL && !acct; i++) {
+		if (strcmp(a->tenant_id, r->tenant) != 0 || strcmp(a->ops->name, channel) != 0)
+			continue;
+		if (!account || !strcmp(api_account_name(r->tenant, a->id), account))
+			acct = a;
+	}
+	if (!acct) {
+		char c1[32], c2[HR_NAME_MAX];
+		return account ? hr_fail(err, HR_EINVAL, "account", "no %s account '%s' for this tenant",
+		                         api_clip(c1, sizeof c1, channel),
+		                         api_clip(c2, sizeof c2, account))
+		               : hr_fail(err, HR_EINVAL, "channel", "this tenant has no %s account",
+		                         api_clip(c1, sizeof c1, channel));
+	}
+	v->b.acct = acct;
+	v->b.phone = strcmp(acct->ops->name, "telegram") != 0;
+	if (region) {
+		if (!hr_phone_region_known(region))
+			return hr_fail(err, HR_EINVAL, "default_region",
+			               "default_region must be an ISO 3166 country code such as GB");
+		hr_strlcpy(v->b.region, region, sizeof v->b.region);
+	}
+	json_t *jt = json_object_get(root, "template");
+	if ((jt != NULL) == (text != NULL))
+		return hr_fail(err, HR_EINVAL, jt ? "text" : "template",
+		               "give either template or text");
+	if (text) {
+		if ((rc = template_param_count(text, &v->b.nparams, err)))
+			return rc;
+		if (!(v->b.text = strdup(text)))
+			return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	} else {
+		const char *tn = json_string_value(json_object_get(jt, "name"));
+		const char *tl = json_string_value(json_object_get(jt, "language"));
+		if (!json_is_object(jt) || !tn || !tl || json_object_size(jt) != 2 ||
+		    strlen(tn) >= sizeof v->b.tname || strlen(tl) >= sizeof v->b.lang)
+			return hr_fail(err, HR_EINVAL, "template",
+			               "template must be {\"name\", \"language\"}");
+		struct template_row t;
+		rc = s->o.store->ops->template_get(s->o.store, r->tenant, acct->ops->name, tn, tl, &t);
+		if (rc == HR_ENOTFOUND) {
+			char c1[HR_NAME_MAX], c2[16];
+			return hr_fail(err, HR_EINVAL, "template.name", "no template '%s' (%s) for %s",
+			               api_clip(c1, sizeof c1, tn), api_clip(c2, sizeof c2, tl),
+			               acct->ops->name);
+		}
+		if (rc)
+			return rc;
+		v->b.nparams = t.param_count;
+		template_row_clear(&t);
+		hr_strlcpy(v->b.tname, tn, sizeof v->b.tname);
+		hr_strlcpy(v->b.lang, tl, sizeof v->b.lang);
+	}
+	if (v->b.nparams > BATCH_COLS_MAX)
+		return hr_fail(err, HR_ELIMIT, text ? "text" : "template",
+		               "at most %d placeholders", BATCH_COLS_MAX);
+	return 0;
+}
+
+/* Columns of a JSON upload: the first row's keys, in order. */
+static int json_headers(json_t *rows, const char **headers, size_t *nh, struct hr_err *err)
+{
+	json_t *first = json_array_get(rows, 0);
+	if (!json_is_object(first))
+		return hr_fail(err, HR_EINVAL, "rows[0]", "each row must be an object");
+	const char *key;
+	json_t *val;
+	*nh = 0;
+	json_object_foreach(first, key, val) {
+		if (*nh == BATCH_COLS_MAX)
+			return hr_fail(err, HR_ELIMIT, "rows[0]", "at most %d columns", BATCH_COLS_MAX);
+		headers[(*nh)++] = key;
+	}
+	return 0;
+}
+
+/* A JSON row's values by column: strings as they are, numbers as their
+ * digits, true/false, null as empty. */
+static int json_row(json_t *o, const char *const *headers, size_t nh, const char **vals,
+                    char numbuf[][32], size_t row, struct hr_err *err)
+{
+	char f[48];
+	snprintf(f, sizeof f, "rows[%zu]", row);
+	if (!json_is_object(o))
+		return hr_fail(err, HR_EINVAL, f, "each row must be an object");
+	const char *key;
+	json_t *val;
+	json_object_foreach(o, key, val) {
+		if (find_header(headers, nh, key) < 0) {
+			char k[64];
+			return hr_fail(err, HR_EINVAL, f, "%s has a column '%s' the first row lacks", f,
+			               api_clip(k, sizeof k, key));
+		}
+	}
+	for (size_t c = 0; c < nh; c++) {
+		json_t *x = json_object_get(o, headers[c]);
+		if (!x || json_is_null(x))
+			vals[c] = "";
+		else if (json_is_string(x))
+			vals[c] = json_string_value(x);
+		else if (json_is_integer(x)) {
+			snprintf(numbuf[c], 32, "%lld", (long long)json_integer_value(x));
+			vals[c] = numbuf[c];
+		} else if (json_is_boolean(x))
+			vals[c] = json_is_true(x) ? "true" : "false";
+		else {
+			snprintf(f, sizeof f, "rows[%zu].%s", row, headers[c]);
+			return hr_fail(err, HR_EINVAL, f, "a cell must be a string, an integer, a "
+			                                  "boolean or null");
+		}
+	}
+	return 0;
+}
+
+/* Loads the tenant's opt-outs for the channel into v->supp. */
+static int load_suppressions(struct api_req *r, struct vctx *v)
+{
+	struct store *st = r->srv->o.store;
+	struct suppression_row *rows;
+	size_t n;
+	int rc = st->ops->suppression_list(st, r->tenant, v->b.acct->ops->name, &rows, &n);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < n && !v->oom; i++)
+		hset_add(&v->supp, rows[i].recipient, &v->oom);
+	free(rows);
+	return v->oom ? HR_ENOMEM : 0;
+}
+
+struct upload {
+	json_t *errors; /* the first invalid rows, for the answer */
+	int64_t total, valid, invalid, duplicates;
+};
+
+/* Counts an item and keeps the first invalid ones for the answer. */
+static void upload_note(struct upload *u, const struct batch_item *it)
+{
+	u->total++;
+	if (!it->valid) {
+		u->invalid++;
+		if (json_array_size(u->errors) < BATCH_ERRORS_INLINE)
+			json_array_append_new(u->errors,
+			                      json_pack("{s:I, s:s, s:s}", "row", (json_int_t)it->row,
+			                                "column", it->error_column, "reason", it->error));
+	} else if (it->duplicate)
+		u->duplicates++;
+	else
+		u->valid++;
+}
+
+static void items_free(struct batch_item *items, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(items[i].params);
+}
+
+/* ---------------------------------------------------------------------------
+ * Where the rows come from: a JSON array, or an uploaded .xlsx/.csv read as
+ * a stream (the first row with a value holds the column names).
+ * ------------------------------------------------------------------------- */
+
+struct rowsrc {
+	json_t *rows; /* JSON */
+	size_t next;
+	struct sheet *sh; /* upload */
+	char hbuf[BATCH_COLS_MAX][64];
+	const char *headers[BATCH_COLS_MAX];
+	size_t nh;
+	const char *vals[BATCH_COLS_MAX];
+	unsigned char bad[BATCH_COLS_MAX];
+	char nums[BATCH_COLS_MAX][32];
+};
+
+/* A sheet reader's error as the API's: what, where, in words. */
+static int sheet_fail(const struct sheet_err *se, struct hr_err *err)
+{
+	int code = se->code == SHEET_E_NOMEM ? HR_ENOMEM
+	           : se->code == SHEET_E_IO  ? HR_EIO
+	           : se->code == SHEET_E_ROWS || se->code == SHEET_E_COLS ||
+	                   se->code == SHEET_E_FILE_SIZE || se->code == SHEET_E_CELL_SIZE ||
+	                   se->code == SHEET_E_INFLATE || se->code == SHEET_E_SST_SIZE
+	               ? HR_ELIMIT
+	               : HR_EINVAL;
+	char field[32] = "file";
+	if (se->row && se->col)
+		snprintf(field, sizeof field, "file:%s%u", se->col_name, se->row);
+	else if (se->row)
+		snprintf(field, sizeof field, "file:row %u", se->row);
+	return hr_fail(err, code, field, "%s", se->msg);
+}
+
+static int src_open_sheet(struct rowsrc *rs, struct api_req *r, json_t *root, struct hr_err *err)
+{
+	const struct api_upload *u = r->upload;
+	const char *fname = api_upload_filename(u), *dot = strrchr(fname, '.');
+	struct sheet_opts o = {.tmpdir = r->srv->o.upload_dir};
+	if (dot && (!strcasecmp(dot, ".xlsx") || !strcasecmp(dot, ".xlsm")))
+		o.format = SHEET_FMT_XLSX;
+	else if (dot && (!strcasecmp(dot, ".csv") || !strcasecmp(dot, ".txt")))
+		o.format = SHEET_FMT_CSV;
+	else
+		return hr_fail(err, HR_EINVAL, "file",
+		               "upload an .xlsx or .csv file (got '%s')", fname[0] ? fname : "no name");
+	o.sheet = json_string_value(json_object_get(root, "sheet"));
+	const char *sep = json_string_value(json_object_get(root, "separator"));
+	if (sep && (strlen(sep) != 1 || (sep[0] != ',' && sep[0] != ';' && sep[0] != '\t')))
+		return hr_fail(err, HR_EINVAL, "separator", "separator must be , or ; or a tab");
+	o.csv_sep = sep ? sep[0] : 0;
+	o.limits.max_rows = (uint32_t)r->srv->o.max_batch_rows + 1;
+	o.limits.max_cols = BATCH_COLS_MAX;
+	o.limits.max_file_bytes = r->srv->o.max_upload_bytes;
+	struct sheet_err se = {0};
+	if (sheet_open(&rs->sh, api_upload_path(u), &o, &se) != 0)
+		return sheet_fail(&se, err);
+	struct sheet_row row;
+	int k = sheet_next(rs->sh, &row, &se);
+	if (k < 0)
+		return sheet_fail(&se, err);
+	if (k == 0)
+		return hr_fail(err, HR_EINVAL, "file", "the sheet is empty: no column names, no rows");
+	for (uint32_t c = 0; c < row.ncols; c++) {
+		const char *t = row.cells[c].text;
+		char letter[4];
+		if (!*t)
+			t = sheet_col_name(c + 1, letter);
+		if (strlen(t) >= sizeof rs->hbuf[0])
+			return hr_fail(err, HR_EINVAL, "file",
+			               "the column name in %s%u is over 63 bytes",
+			               sheet_col_name(c + 1, letter), row.num);
+		hr_strlcpy(rs->hbuf[c], t, sizeof rs->hbuf[c]);
+		for (size_t p = 0; p < c; p++)
+			if (!strcasecmp(rs->hbuf[p], rs->hbuf[c]))
+				return hr_fail(err, HR_EINVAL, "file", "two columns are called '%s'",
+				               rs->hbuf[c]);
+		rs->headers[c] = rs->hbuf[c];
+	}
+	rs->nh = row.ncols;
+	return 0;
+}
+
+/* The next row: 1 (*rowno, rs->vals/bad filled), 0 at the end, or an error. */
+static int src_next(struct rowsrc *rs, int64_t *rowno, struct hr_err *err)
+{
+	if (rs->rows) {
+		if (rs->next >= json_array_size(rs->rows))
+			return 0;
+		size_t i = rs->next++;
+		*rowno = (int64_t)i + 1;
+		memset(rs->bad, 0, rs->nh);
+		int rc = json_row(json_array_get(rs->rows, i), rs->headers, rs->nh, rs->vals, rs->nums,
+		                  i, err);
+		return rc ? rc : 1;
+	}
+	struct sheet_row row;
+	struct sheet_err se = {0};
+	int k = sheet_next(rs->sh, &row, &se);
+	if (k < 0)
+		return sheet_fail(&se, err);
+	if (k == 0)
+		return 0;
+	*rowno = row.num;
+	for (size_t c = 0; c < rs->nh; c++) {
+		const struct sheet_cell *cell = c < row.ncols ? &row.cells[c] : NULL;
+		rs->vals[c] = cell ? cell->text : "";
+		rs->bad[c] = !cell ? CELL_OK
+		             : cell->type == SHEET_FORMULA_NO_VALUE ? CELL_NO_VALUE
+		             : cell->type == SHEET_ERROR ? CELL_ERROR
+		             : (cell->type == SHEET_NUMBER && (cell->flags & SHEET_LOSSY_NUMBER))
+		                 ? CELL_LOSSY
+		                 : CELL_OK;
+	}
+	/* Cells right of the last named column are notes, like any column the
+	 * mapping does not use: not read. */
+	return 1;
+}
+
+/* The form fields of an upload as the JSON body's keys. */
+static json_t *fields_spec(const struct api_upload *u, struct hr_err *err)
+{
+	json_t *f = api_upload_fields(u), *o = json_object(), *v;
+	const char *key;
+	const char *tname = NULL, *tlang = NULL;
+	if (!o) {
+		hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+		return NULL;
+	}
+	json_object_foreach(f, key, v) {
+		const char *t = json_string_value(v);
+		int rc = 0;
+		if (!strcmp(key, "template_name"))
+			tname = t;
+		else if (!strcmp(key, "template_language"))
+			tlang = t;
+		else if (!strcmp(key, "dry_run") || !strcmp(key, "start")) {
+			bool yes = !strcmp(t, "true") || !strcmp(t, "1"),
+			     no = !strcmp(t, "false") || !strcmp(t, "0");
+			if (!strcmp(key, "start") && !strcmp(t, "auto"))
+				rc = json_object_set_new(o, key, json_string("auto"));
+			else if (yes || no)
+				rc = json_object_set_new(o, key, json_boolean(yes));
+			else {
+				hr_fail(err, HR_EINVAL, key, "%s must be true or false", key);
+				json_decref(o);
+				return NULL;
+			}
+		} else if (!strcmp(key, "params")) {
+			json_t *a = json_array();
+			for (const char *p = t; a && *p;) {
+				size_t n = strcspn(p, ",");
+				while (n && (p[n - 1] == ' '))
+					n--;
+				json_array_append_new(a, json_stringn(p, n));
+				p += strcspn(p, ",");
+				if (*p == ',')
+					p++;
+				while (*p == ' ')
+					p++;
+			}
+			rc = json_object_set_new(o, key, a);
+		} else if (!strcmp(key, "rows")) {
+			hr_fail(err, HR_EINVAL, "rows", "send the rows in the file, not as a field");
+			json_decref(o);
+			return NULL;
+		} else
+			rc = json_object_set(o, key, v);
+		if (rc) {
+			hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+			json_decref(o);
+			return NULL;
+		}
+	}
+	if (tname || tlang)
+		json_object_set_new(o, "template", json_pack("{s:s?, s:s?}", "name", tname, "language",
+		                                             tlang));
+	return o;
+}
+
+enum MHD_Result api_batches_post(struct api_req *r)
+{
+	struct api_server *s = r->srv;
+	struct store *st = s->o.store;
+	struct hr_err err;
+	hr_err_clear(&err);
+	enum MHD_Result ret;
+	json_t *root = r->upload ? fields_spec(r->upload, &err) : api_body_object(r, &ret);
+	if (!root)
+		return r->upload ? api_fail(r, err.code, &err) : ret;
+	struct vctx *v = calloc(1, sizeof *v);
+	struct rowsrc *rs = calloc(1, sizeof *rs);
+	struct batch_item *items = calloc(BATCH_CHUNK, sizeof *items);
+	struct upload up = {.errors = json_array()};
+	struct batch b = {0};
+	size_t nit = 0;
+	bool created = false;
+	int rc = v && rs && items && up.errors ? 0 : HR_ENOMEM;
+	const char *key, *name = NULL, *unit = NULL;
+	json_t *x;
+	if (rc == 0)
+		json_object_foreach(root, key, x) {
+			bool known = false;
+			for (const char *const *k = post_keys; *k && !known; k++)
+				known = !strcmp(key, *k);
+			if (!known) {
+				char f[HR_NAME_MAX];
+				rc = hr_fail(&err, HR_EINVAL, api_clip(f, sizeof f, key),
+				             "unknown field '%s'", f);
+				break;
+			}
+		}
+	if (rc == 0)
+		rc = parse_spec(r, root, v, &name, &err);
+	if (rc == 0)
+		rc = need_string(root, "unit", HR_NAME_MAX - 1, &unit, false, &err);
+	json_t *jdry = json_object_get(root, "dry_run"), *jstart = json_object_get(root, "start");
+	json_t *jsched = json_object_get(root, "schedule_at"), *rows = json_object_get(root, "rows");
+	bool dry = json_is_true(jdry);
+	int start = -1; /* auto */
+	int64_t schedule_at = 0;
+	if (rc == 0 && jdry && !json_is_boolean(jdry))
+		rc = hr_fail(&err, HR_EINVAL, "dry_run", "dry_run must be true or false");
+	if (rc == 0 && jstart) {
+		if (json_is_boolean(jstart))
+			start = json_is_true(jstart);
+		else if (!json_is_string(jstart) || strcmp(json_string_value(jstart), "auto"))
+			rc = hr_fail(&err, HR_EINVAL, "start", "start must be true, false or \"auto\"");
+	}
+	if (rc == 0 && jsched &&
+	    (!json_is_string(jsched) || hr_time_parse(json_string_value(jsched), &schedule_at)))
+		rc = hr_fail(&err, HR_EINVAL, "schedule_at",
+		             "schedule_at must be an RFC 3339 time such as 2026-12-24T09:00:00Z");
+	if (rc == 0 && r->upload) {
+		rc = src_open_sheet(rs, r, root, &err);
+	} else if (rc == 0) {
+		if (!json_is_array(rows) || json_array_size(rows) == 0)
+			rc = hr_fail(&err, HR_EINVAL, "rows", "rows must be a non-empty array of objects");
+		else if (json_array_size(rows) > (size_t)s->o.max_batch_rows)
+			rc = hr_fail(&err, HR_ELIMIT, "rows", "a batch holds at most %d rows (%zu given)",
+			             s->o.max_batch_rows, json_array_size(rows));
+		if (rc == 0)
+			rc = json_headers(rows, rs->headers, &rs->nh, &err);
+		/* The rows' shape first: a malformed row refuses the upload before
+		 * anything is created. */
+		for (size_t i = 0; rc == 0 && i < json_array_size(rows); i++)
+			rc = json_row(json_array_get(rows, i), rs->headers, rs->nh, rs->vals, rs->nums, i,
+			              &err);
+		rs->rows = rows;
+	}
+	v->headers = rs->headers;
+	v->nh = rs->nh;
+	if (rc == 0)
+		rc = map_columns(v, root, &err);
+	if (rc == 0)
+		rc = load_suppressions(r, v);
+	v->now = hr_now_us();
+
+	/* The batch first (PENDING): rows go in as they are checked. */
+	if (rc == 0 && !dry) {
+		hr_id_new(b.id);
+		hr_strlcpy(b.tenant_id, r->tenant, sizeof b.tenant_id);
+		hr_strlcpy(b.unit, unit ? unit : "", sizeof b.unit);
+		hr_strlcpy(b.name, name, sizeof b.name);
+		hr_strlcpy(b.channel, v->b.acct->ops->name, sizeof b.channel);
+		hr_strlcpy(b.account_id, v->b.acct->id, sizeof b.account_id);
+		hr_strlcpy(b.template_name, v->b.tname, sizeof b.template_name);
+		hr_strlcpy(b.language, v->b.lang, sizeof b.language);
+		b.receipts = v->b.acct->ops->has_receipts;
+		b.schedule_at = schedule_at;
+		json_t *spec = json_pack("{s:i, s:s, s:s}", "nparams", v->b.nparams, "region",
+		                         v->b.region, "source", r->upload ? "file" : "json");
+		if (spec && v->b.text)
+			json_object_set_new(spec, "text", json_string(v->b.text));
+		if (spec && r->upload)
+			json_object_set_new(spec, "file", json_string(api_upload_filename(r->upload)));
+		b.spec = spec ? json_dumps(spec, JSON_COMPACT) : NULL;
+		json_decref(spec);
+		rc = b.spec ? st->ops->batch_create(st, &b, &err) : HR_ENOMEM;
+		created = rc == 0;
+	}
+	int64_t rowno;
+	int k;
+	while (rc == 0 && (k = src_next(rs, &rowno, &err)) != 0) {
+		if (k < 0) {
+			rc = k;
+			break;
+		}
+		if ((rc = validate_row(v, rowno, rs->vals, rs->nh, rs->bad, &items[nit])))
+			break;
+		upload_note(&up, &items[nit]);
+		if (++nit == BATCH_CHUNK) {
+			if (!dry)
+				rc = st->ops->batch_items_put(st, b.id, items, nit, &err);
+			items_free(items, nit);
+			nit = 0;
+		}
+	}
+	if (rc == 0 && nit && !dry)
+		rc = st->ops->batch_items_put(st, b.id, items, nit, &err);
+	items_free(items, nit);
+	if (rc == 0 && up.total == 0)
+		rc = hr_fail(&err, HR_EINVAL, r->upload ? "file" : "rows",
+		             "there are no rows under the column names");
+	if (rc == 0 && !dry)
+		rc = st->ops->batch_set_status(st, r->tenant, b.id, BATCH_VALIDATED, NULL, &err);
+	bool go = rc == 0 && !dry && (start == 1 || (start < 0 && up.invalid == 0));
+	if (go && up.valid + up.duplicates == 0 && start < 0)
+		go = false;
+	if (go && (rc = st->ops->batch_set_status(st, r->tenant, b.id, BATCH_PROCESSING, NULL,
+	                                          &err)) == 0)
+		batch_runner_wake(s->runner);
+	/* An upload that failed half-way leaves nothing behind (no message is
+	 * made before a start); if even that fails, the batch is marked failed
+	 * with the reason rather than left pending. */
+	if (rc != 0 && created) {
+		struct hr_err e2 = {0};
+		if (st->ops->batch_discard(st, r->tenant, b.id, &e2) != 0) {
+			char why[300];
+			snprintf(why, sizeof why, "upload failed: %s",
+			         err.msg[0] ? err.msg : hr_code_name(rc));
+			st->ops->batch_set_status(st, r->tenant, b.id, BATCH_FAILED, why, &e2);
+		}
+	}
+	if (rs)
+		sheet_close(rs->sh);
+	vctx_free(v);
+	free(v);
+	free(rs);
+	free(items);
+	json_decref(root);
+	char id[HR_ID_LEN + 1];
+	hr_strlcpy(id, b.id, sizeof id);
+	batch_clear(&b);
+	if (rc != 0) {
+		json_decref(up.errors);
+		return api_fail(r, rc, &err);
+	}
+	json_t *report = json_pack("{s:o, s:b}", "errors", up.errors, "errors_truncated",
+	                           up.invalid > BATCH_ERRORS_INLINE);
+	if (dry) {
+		json_t *j = json_pack("{s:b, s:{s:I, s:I, s:I, s:I}}", "dry_run", 1, "rows", "total",
+		                      (json_int_t)up.total, "valid", (json_int_t)up.valid,
+		                      "invalid", (json_int_t)up.invalid, "duplicates",
+		                      (json_int_t)up.duplicates);
+		if (j && report)
+			json_object_update(j, report);
+		json_decref(report);
+		return j ? api_respond_json(r, 200, j, NULL) : api_fail(r, HR_ENOMEM, NULL);
+	}
+	return respond_batch(r, 201, id, report);
+}
+
+/* ---------------------------------------------------------------------------
+ * Reading, starting, cancelling.
+ * ------------------------------------------------------------------------- */
+
+enum MHD_Result api_batch_get(struct api_req *r)
+{
+	return respond_batch(r, 200, r->path_id, NULL);
+}
+
+static const char *qarg(struct api_req *r, const char *name)
+{
+	const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+	return v && *v ? v : NULL;
+}
+
+enum MHD_Result api_batches_list(struct api_req *r)
+{
+	struct store *st = r->srv->o.store;
+	struct hr_err err;
+	hr_err_clear(&err);
+	static const char *const allowed[] = {"status", "unit", "name", "since", "until",
+	                                      "limit", "cursor", NULL};
+	int rc = api_query_check(r, allowed, &err);
+	struct batch_filter f = {.status = -1, .limit = 50};
+	const char *v;
+	if (rc == 0 && (v = qarg(r, "status"))) {
+		enum batch_status bs;
+		char c[32];
+		if (batch_status_parse(v, &bs))
+			rc = hr_fail(&err, HR_EINVAL, "status", "unknown batch status '%s'",
+			             api_clip(c, sizeof c, v));
+		f.status = (int)bs;
+	}
+	f.unit = qarg(r, "unit");
+	f.name_like = qarg(r, "name");
+	f.before_id = qarg(r, "cursor");
+	if (rc == 0 && (v = qarg(r, "since")) && hr_time_parse(v, &f.since_us))
+		rc = hr_fail(&err, HR_EINVAL, "since", "since must be an RFC 3339 time");
+	if (rc == 0 && (v = qarg(r, "until")) && hr_time_parse(v, &f.until_us))
+		rc = hr_fail(&err, HR_EINVAL, "until", "until must be an RFC 3339 time");
+	if (rc == 0 && (v = qarg(r, "limit"))) {
+		char *end;
+		long n = strtol(v, &end, 10);
+		if (*end || n < 1 || n > 1000)
+			rc = hr_fail(&err, HR_EINVAL, "limit", "limit must be 1 to 1000");
+		f.limit = (int)n;
+	}
+	if (rc)
+		return api_fail(r, rc, &err);
+	struct batch *list;
+	size_t n;
+	bool more;
+	if ((rc = st->ops->batch_list(st, r->tenant, &f, &list, &n, &more)))
+		return api_fail(r, rc, NULL);
+	json_t *data = json_array();
+	for (size_t i = 0; i < n; i++) {
+		if (data && json_array_append_new(data, batch_json(&list[i])) != 0) {
+			json_decref(data);
+			data = NULL;
+		}
+		batch_clear(&list[i]);
+	}
+	json_t *next = more && n ? json_string(list[n - 1].id) : json_null();
+	free(list);
+	if (!data) {
+		json_decref(next);
+		return api_fail(r, HR_ENOMEM, NULL);
+	}
+	return api_respond_json(r, 200, json_pack("{s:o, s:o}", "data", data, "next_cursor", next),
+	                        NULL);
+}
+
+enum MHD_Result api_batch_start(struct api_req *r)
+{
+	struct store *st = r->srv->o.store;
+	struct hr_err err;
+	hr_err_clear(&err);
+	if (!r->srv->runner) {
+		hr_fail(&err, HR_EINVAL, "", "this server does not send: start the batch on one that does");
+		return api_fail(r, HR_EINVAL, &err);
+	}
+	int rc = st->ops->batch_set_status(st, r->tenant, r->path_id, BATCH_PROCESSING, NULL, &err);
+	if (rc)
+		return api_fail(r, rc, &err);
+	batch_runner_wake(r->srv->runner);
+	return respond_batch(r, 200, r->path_id, NULL);
+}
+
+/*
+ * Stops the batch and answers how many messages it stopped: those queued
+ * when the cancel committed and the valid rows not yet made into messages
+ * (none of them will be sent: the runner cancels the queued ones, and a
+ * claim of one cancels it instead of sending). What is in flight finishes.
+ */
+enum MHD_Result api_batch_cancel(struct api_req *r)
+{
+	struct store *st = r->srv->o.store;
+	struct hr_err err;
+	hr_err_clear(&err);
+	int rc = st->ops->batch_set_status(st, r->tenant, r->path_id, BATCH_CANCELLED, NULL, &err);
+	if (rc)
+		return api_fail(r, rc, &err);
+	struct batch b;
+	if ((rc = st->ops->batch_get(st, r->tenant, r->path_id, &b)))
+		return api_fail(r, rc, NULL);
+	int64_t made = 0;
+	for (int i = 0; i < MSG__COUNT; i++)
+		made += b.by_status[i];
+	int64_t stopped = b.by_status[MSG_QUEUED] + b.by_status[MSG_CANCELLED] +
+	                  (b.valid > made ? b.valid - made : 0);
+	batch_clear(&b);
+	if (r->srv->runner)
+		batch_runner_wake(r->srv->runner);
+	return respond_batch(r, 200, r->path_id,
+	                     json_pack("{s:I}", "stopped", (json_int_t)stopped));
+}
+
+/* The validation report: invalid rows in row order, as JSON pages or a CSV
+ * download (format=csv, every invalid row). */
+enum MHD_Result api_batch_errors(struct api_req *r)
+{
+	struct store *st = r->srv->o.store;
+	struct hr_err err;
+	hr_err_clear(&err);
+	static const char *const allowed[] = {"after", "limit", "format", NULL};
+	int rc = api_query_check(r, allowed, &err);
+	const char *fmt = qarg(r, "format"), *v;
+	bool csv = fmt && !strcmp(fmt, "csv");
+	int64_t after = 0;
+	int limit = csv ? 100000 : 100;
+	if (rc == 0 && fmt && !csv && strcmp(fmt, "json"))
+		rc = hr_fail(&err, HR_EINVAL, "format", "format must be json or csv");
+	if (rc == 0 && (v = qarg(r, "after"))) {
+		char *end;
+		after = strtoll(v, &end, 10);
+		if (*end || after < 0)
+			rc = hr_fail(&err, HR_EINVAL, "after", "after must be a row number");
+	}
+	if (rc == 0 && !csv && (v = qarg(r, "limit"))) {
+		char *end;
+		long n = strtol(v, &end, 10);
+		if (*end || n < 1 || n > 1000)
+			rc = hr_fail(&err, HR_EINVAL, "limit", "limit must be 1 to 1000");
+		limit = (int)n;
+	}
+	struct batch b;
+	if (rc == 0 && (rc = st->ops->batch_get(st, r->tenant, r->path_id, &b)) == 0)
+		batch_clear(&b);
+	if (rc)
+		return api_fail(r, rc, &err);
+	struct batch_item *items;
+	size_t n;
+	if ((rc = st->ops->batch_items(st, r->path_id, BATCH_ITEMS_INVALID, after, limit, &items,
+	                               &n)))
+		return api_fail(r, rc, NULL);
+	enum MHD_Result ret;
+	if (csv) {
+		struct hr_buf out = {0};
+		hr_buf_printf(&out, "row,column,recipient,reason\r\n");
+		for (size_t i = 0; i < n; i++) {
+			const char *f[3] = {items[i].error_column, items[i].recipient, items[i].error};
+			hr_buf_printf(&out, "%lld", (long long)items[i].row);
+			for (int k = 0; k < 3; k++) { /* RFC 4180: quoted, quotes doubled */
+				hr_buf_put(&out, ",\"", 2);
+				for (const char *p = f[k]; *p; p++) {
+					hr_buf_put(&out, p, 1);
+					if (*p == '"')
+						hr_buf_put(&out, "\"", 1);
+				}
+				hr_buf_put(&out, "\"", 1);
+			}
+			hr_buf_put(&out, "\r\n", 2);
+		}
+		static const char *const hdr[] = {"Content-Disposition",
+		                                  "attachment; filename=\"errors.csv\"", NULL};
+		ret = out.oom ? api_fail(r, HR_ENOMEM, NULL)
+		              : api_respond(r, 200, out.p, out.len, "text/csv; charset=utf-8", hdr);
+		if (out.oom)
+			free(out.p);
+	} else {
+		json_t *data = json_array();
+		for (size_t i = 0; data && i < n; i++)
+			if (json_array_append_new(
+			        data, json_pack("{s:I, s:s, s:s, s:s}", "row", (json_int_t)items[i].row,
+			                        "column", items[i].error_column, "recipient",
+			                        items[i].recipient, "reason", items[i].error)) != 0) {
+				json_decref(data);
+				data = NULL;
+			}
+		json_t *next = data && n == (size_t)limit ? json_integer(items[n - 1].row) : json_null();
+		ret = data ? api_respond_json(r, 200,
+		                              json_pack("{s:o, s:o}", "data", data, "next_after", next),
+		                              NULL)
+		           : api_fail(r, HR_ENOMEM, NULL);
+	}
+	for (size_t i = 0; i < n; i++)
+		batch_item_clear(&items[i]);
+	free(items);
+	return ret;
+}
+
+/* Discards a batch that sent nothing (a report not wanted): 204. */
+enum MHD_Result api_batch_delete(struct api_req *r)
+{
+	struct store *st = r->srv->o.store;
+	struct hr_err err;
+	hr_err_clear(&err);
+	int rc = st->ops->batch_discard(st, r->tenant, r->path_id, &err);
+	if (rc)
+		return api_fail(r, rc, &err);
+	return api_respond(r, 204, NULL, 0, NULL, NULL);
+}
+
+enum MHD_Result api_batch_messages(struct api_req *r)
+{
+	struct store *st = r->srv->o.store;
+	struct batch b;
+	int rc = st->ops->batch_get(st, r->tenant, r->path_id, &b);
+	if (rc)
+		return api_fail(r, rc, NULL);
+	batch_clear(&b);
+	return api_messages_list_in(r, r->path_id);
+}
+
+/* ---------------------------------------------------------------------------
+ * For the runner: a batch's messages from its stored rows.
+ * ------------------------------------------------------------------------- */
+
+int api_batch_messages_of(const struct api_server *s, const struct batch *bt,
+                          const struct batch_item *items, size_t n, struct message *out,
+                          int64_t *rows, struct hr_err *err)
+{
+	struct bspec b;
+	int rc = bspec_of(s, bt, &b, err);
+	int64_t now = hr_now_us();
+	int64_t due = bt->schedule_at > now ? bt->schedule_at : now;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		json_t *pj = items[i].params ? json_loads(items[i].params, 0, NULL) : json_array();
+		const char *params[BATCH_COLS_MAX];
+		size_t np = json_array_size(pj);
+		if (!pj || np != (size_t)b.nparams || np > BATCH_COLS_MAX) {
+			json_decref(pj);
+			rc = hr_fail(err, HR_EINTERNAL, "params", "row %lld: stored parameters unreadable",
+			             (long long)items[i].row);
+			break;
+		}
+		for (size_t k = 0; k < np; k++)
+			params[k] = json_string_value(json_array_get(pj, k));
+		rc = row_message(&b, bt->id, items[i].recipient, params, now, &out[i], err);
+		json_decref(pj);
+		if (rc) {
+			char why[sizeof err->msg];
+			hr_strlcpy(why, err->msg, sizeof why);
+			hr_fail(err, rc, "row", "row %lld: %s", (long long)items[i].row, why);
+			break;
+		}
+		out[i].due_at = due;
+		rows[i] = items[i].row;
+	}
+	bspec_free(&b);
+	return rc;
+}

@@ -1,0 +1,497 @@
+/*
+ * lc_batch.c - campaign (batch) rules above every store backend: the
+ * counters each message change moves, kept in the same transaction as the
+ * change; completion when every message of a batch has settled; the batch's
+ * status table; its rows becoming messages exactly once; cancellation.
+ *
+ * Counters are not written per message. A run (one lifecycle function in
+ * one transaction) accumulates the deltas it causes per batch in a small
+ * table, and lc_run writes each touched batch once, with one statement,
+ * before the transaction commits - so a claim of 100 messages of one
+ * campaign costs one counter update, not 100, and never a recount. An item
+ * rolled back (lc_item_end(tx, false)) takes its deltas back through an
+ * undo log, so the counters always say what the committed rows say.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/lifecycle.h"
+
+#define TX_ERR(tx) ((tx)->ops->err(tx))
+#define TX_JSON(tx) ((tx)->ops->json(tx))
+
+struct acc_entry {
+	char batch_id[HR_ID_LEN + 1];
+	int64_t d[MSG__COUNT];
+	int64_t replied;
+};
+
+struct acc_undo {
+	uint32_t entry;
+	int8_t status; /* -1: replied */
+	int8_t amount;
+};
+
+struct lc_acc {
+	struct acc_entry *e;
+	size_t n, cap;
+	struct acc_undo *undo; /* since the current item began */
+	size_t nundo, capundo;
+	bool in_item;
+	bool oom;
+};
+
+static struct acc_entry *acc_entry(struct lc_acc *a, const char *batch_id, uint32_t *idx)
+{
+	for (size_t i = a->n; i-- > 0;) /* the latest is the likeliest */
+		if (strcmp(a->e[i].batch_id, batch_id) == 0) {
+			*idx = (uint32_t)i;
+			return &a->e[i];
+		}
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 8;
+		struct acc_entry *e = realloc(a->e, cap * sizeof *e);
+		if (!e)
+			return NULL;
+		a->e = e;
+		a->cap = cap;
+	}
+	struct acc_entry *e = &a->e[a->n];
+	memset(e, 0, sizeof *e);
+	hr_strlcpy(e->batch_id, batch_id, sizeof e->batch_id);
+	*idx = (uint32_t)a->n++;
+	return e;
+}
+
+static void acc_add(struct lc_acc *a, const char *batch_id, int status, int amount)
+{
+	uint32_t idx;
+	struct acc_entry *e = acc_entry(a, batch_id, &idx);
+	if (!e) {
+		a->oom = true;
+		return;
+	}
+	if (status < 0)
+		e->replied += amount;
+	else
+		e->d[status] += amount;
+	if (!a->in_item || !amount)
+		return;
+	if (a->nundo == a->capundo) {
+		size_t cap = a->capundo ? a->capundo * 2 : 16;
+		struct acc_undo *u = realloc(a->undo, cap * sizeof *u);
+		if (!u) {
+			a->oom = true;
+			return;
+		}
+		a->undo = u;
+		a->capundo = cap;
+	}
+	a->undo[a->nundo++] = (struct acc_undo){idx, (int8_t)status, (int8_t)amount};
+}
+
+void lc_count(struct store_tx *tx, const char *batch_id, int from, int to, bool replied)
+{
+	struct lc_acc *a = tx->acc;
+	if (!a || !batch_id || !batch_id[0])
+		return;
+	if (from >= 0 && from < MSG__COUNT)
+		acc_add(a, batch_id, from, -1);
+	if (to >= 0 && to < MSG__COUNT)
+		acc_add(a, batch_id, to, +1);
+	if (replied)
+		acc_add(a, batch_id, -1, +1);
+}
+
+/* A batch the run changed in a way that may complete it without moving a
+ * message (its last rows were ingested). */
+static void lc_batch_touch(struct store_tx *tx, const char *batch_id)
+{
+	uint32_t idx;
+	if (tx->acc && !acc_entry(tx->acc, batch_id, &idx))
+		tx->acc->oom = true;
+}
+
+int lc_item_begin(struct store_tx *tx)
+{
+	if (tx->acc) {
+		tx->acc->in_item = true;
+		tx->acc->nundo = 0;
+	}
+	return tx->ops->item_begin(tx);
+}
+
+/* The backend first: an item kept can still come back undone (1: a write
+ * of it failed as it was sent), and then its deltas go too. */
+int lc_item_end(struct store_tx *tx, bool keep)
+{
+	int rc = tx->ops->item_end(tx, keep);
+	struct lc_acc *a = tx->acc;
+	if (a) {
+		bool undone = !keep || rc != 0;
+		for (size_t i = a->nundo; undone && i-- > 0;) {
+			struct acc_undo *u = &a->undo[i];
+			if (u->status < 0)
+				a->e[u->entry].replied -= u->amount;
+			else
+				a->e[u->entry].d[u->status] -= u->amount;
+		}
+		a->nundo = 0;
+		a->in_item = false;
+	}
+	return rc;
+}
+
+static bool batch_done(const struct lc_batch_state *s)
+{
+	if (s->status != BATCH_PROCESSING || !s->ingested)
+		return false;
+	for (int st = 0; st < MSG__COUNT; st++)
+		if (s->by_status[st] && !batch_msg_settled((enum msg_status)st, s->receipts))
+			return false;
+	return true;
+}
+
+/* Writes every touched batch's deltas (one statement each) and completes
+ * the batches that have nothing left to wait for. */
+static int acc_flush(struct store_tx *tx, struct lc_acc *a)
+{
+	if (a->oom)
+		return hr_fail(TX_ERR(tx), HR_ENOMEM, "batch", "out of memory");
+	for (size_t i = 0; i < a->n; i++) {
+		struct acc_entry *e = &a->e[i];
+		struct lc_batch_state after;
+		int rc = tx->ops->batch_add(tx, e->batch_id, e->d, e->replied, &after);
+		if (rc < 0)
+			return rc;
+		if (rc == 0 || !batch_done(&after))
+			continue;
+		if ((rc = tx->ops->batch_set(tx, e->batch_id, BATCH_COMPLETED, tx->ops->now(tx), NULL,
+		                             -1)))
+			return rc;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Every lifecycle run: the function, then its counters, in one transaction.
+ * ------------------------------------------------------------------------- */
+
+struct lc_wrap {
+	lc_tx_fn fn;
+	void *ctx;   /* the caller's (blocking runs) */
+	bool inline_ctx; /* async runs: the context follows, copied by the backend */
+};
+
+static int wrap_run(struct store_tx *tx, void *arg)
+{
+	struct lc_wrap *w = arg;
+	struct lc_acc acc = {0};
+	tx->acc = &acc;
+	int rc = w->fn(tx, w->inline_ctx ? (void *)(w + 1) : w->ctx);
+	if (rc == 0)
+		rc = acc_flush(tx, &acc);
+	tx->acc = NULL;
+	free(acc.e);
+	free(acc.undo);
+	return rc;
+}
+
+int lc_run(const struct lc_backend *b, struct store *st, lc_tx_fn fn, void *ctx,
+           size_t ctx_size, store_done_fn cb, void *arg, struct hr_err *err)
+{
+	if (!cb) {
+		struct lc_wrap w = {.fn = fn, .ctx = ctx};
+		return b->run(st, wrap_run, &w, sizeof w, NULL, NULL, err);
+	}
+	size_t size = sizeof(struct lc_wrap) + ctx_size;
+	struct lc_wrap *w = malloc(size);
+	if (!w)
+		return HR_ENOMEM;
+	*w = (struct lc_wrap){.fn = fn, .inline_ctx = true};
+	memcpy(w + 1, ctx, ctx_size);
+	int rc = b->run(st, wrap_run, w, size, cb, arg, err);
+	free(w);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------------
+ * Rows, status, ingestion, cancellation.
+ * ------------------------------------------------------------------------- */
+
+/* The batch, or HR_ENOTFOUND naming it; with tenant_id, only the tenant's. */
+static int get_state(struct store_tx *tx, const char *tenant_id, const char *id,
+                     struct lc_batch_state *s)
+{
+	int rc = tx->ops->batch_state(tx, id, s);
+	if (rc < 0)
+		return rc;
+	if (rc == 0 || (tenant_id && strcmp(tenant_id, s->tenant_id) != 0))
+		return hr_fail(TX_ERR(tx), HR_ENOTFOUND, "batch_id", "no batch %s", id);
+	return 0;
+}
+
+struct items_ctx {
+	const char *batch_id;
+	const struct batch_item *items;
+	size_t n;
+};
+
+static int items_run(struct store_tx *tx, void *arg)
+{
+	struct items_ctx *c = arg;
+	struct lc_batch_state s;
+	int rc = get_state(tx, NULL, c->batch_id, &s);
+	if (rc)
+		return rc;
+	if (s.status != BATCH_PENDING)
+		return hr_fail(TX_ERR(tx), HR_EINVAL, "status",
+		               "rows can be added only while the batch is pending (it is %s)",
+		               batch_status_name(s.status));
+	int64_t valid = 0, invalid = 0, dup = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		const struct batch_item *it = &c->items[i];
+		if (it->row < 1)
+			return hr_fail(TX_ERR(tx), HR_EINVAL, "row", "row numbers start at 1, got %lld",
+			               (long long)it->row);
+		if (!it->valid)
+			invalid++;
+		else if (it->duplicate)
+			dup++;
+		else
+			valid++;
+	}
+	int64_t found = 0;
+	if ((rc = tx->ops->items_insert(tx, c->batch_id, c->items, c->n, &found)))
+		return rc;
+	return tx->ops->batch_rows_add(tx, c->batch_id, (int64_t)c->n, valid - found, invalid,
+	                               dup + found);
+}
+
+int lc_batch_items_put(const struct lc_backend *b, struct store *st, const char *batch_id,
+                       const struct batch_item *items, size_t n, struct hr_err *err)
+{
+	if (!batch_id || !hr_id_valid(batch_id) || (n && !items))
+		return hr_fail(err, HR_EINVAL, "batch_id", "a batch id and rows are required");
+	struct items_ctx c = {.batch_id = batch_id, .items = items, .n = n};
+	return lc_run(b, st, items_run, &c, sizeof c, NULL, NULL, err);
+}
+
+struct status_ctx {
+	const char *tenant_id, *id, *error;
+	enum batch_status to;
+};
+
+static int status_run(struct store_tx *tx, void *arg)
+{
+	struct status_ctx *c = arg;
+	struct lc_batch_state s;
+	int rc = get_state(tx, c->tenant_id, c->id, &s);
+	if (rc)
+		return rc;
+	if (!batch_status_allowed(s.status, c->to))
+		return hr_fail(TX_ERR(tx), HR_EINVAL, "status", "a %s batch cannot become %s",
+		               batch_status_name(s.status), batch_status_name(c->to));
+	return tx->ops->batch_set(tx, c->id, c->to, tx->ops->now(tx),
+	                          c->to == BATCH_FAILED ? (c->error ? c->error : "failed") : NULL,
+	                          -1);
+}
+
+int lc_batch_set_status(const struct lc_backend *b, struct store *st, const char *tenant_id,
+                        const char *id, enum batch_status to, const char *error,
+                        struct hr_err *err)
+{
+	if (!id || !hr_id_valid(id))
+		return hr_fail(err, HR_ENOTFOUND, "batch_id", "no batch %s", id ? id : "");
+	if ((unsigned)to >= BATCH__COUNT)
+		return hr_fail(err, HR_EINVAL, "status", "unknown batch status %d", (int)to);
+	struct status_ctx c = {.tenant_id = tenant_id, .id = id, .error = error, .to = to};
+	return lc_run(b, st, status_run, &c, sizeof c, NULL, NULL, err);
+}
+
+static int discard_run(struct store_tx *tx, void *arg)
+{
+	struct status_ctx *c = arg;
+	struct lc_batch_state s;
+	int rc = get_state(tx, c->tenant_id, c->id, &s);
+	if (rc)
+		return rc;
+	int64_t made = 0;
+	for (int i = 0; i < MSG__COUNT; i++)
+		made += s.by_status[i];
+	bool before_start = s.status == BATCH_PENDING || s.status == BATCH_VALIDATED ||
+	                    (s.status == BATCH_FAILED && made == 0);
+	if (!before_start || made)
+		return hr_fail(TX_ERR(tx), HR_EINVAL, "status",
+		               "a %s batch with messages cannot be discarded (cancel it)",
+		               batch_status_name(s.status));
+	return tx->ops->batch_delete(tx, c->id);
+}
+
+int lc_batch_discard(const struct lc_backend *b, struct store *st, const char *tenant_id,
+                     const char *id, struct hr_err *err)
+{
+	if (!id || !hr_id_valid(id))
+		return hr_fail(err, HR_ENOTFOUND, "batch_id", "no batch %s", id ? id : "");
+	struct status_ctx c = {.tenant_id = tenant_id, .id = id};
+	return lc_run(b, st, discard_run, &c, sizeof c, NULL, NULL, err);
+}
+
+struct enqueue_ctx {
+	const char *batch_id;
+	const int64_t *rows;
+	const struct message *msgs;
+	size_t n;
+	bool last;
+	size_t made;
+};
+
+static int enqueue_run(struct store_tx *tx, void *arg)
+{
+	struct enqueue_ctx *c = arg;
+	c->made = 0;
+	struct lc_batch_state s;
+	int rc = get_state(tx, NULL, c->batch_id, &s);
+	if (rc)
+		return rc;
+	if (s.status != BATCH_PROCESSING)
+		return hr_fail(TX_ERR(tx), HR_EINVAL, "status",
+		               "messages are made only while the batch is processing (it is %s)",
+		               batch_status_name(s.status));
+	for (size_t i = 0; i < c->n; i++) {
+		const struct message *m = &c->msgs[i];
+		if (strcmp(m->batch_id, c->batch_id) != 0)
+			return hr_fail(TX_ERR(tx), HR_EINVAL, "batch_id",
+			               "message %s is not of batch %s", m->id, c->batch_id);
+		if ((rc = tx->ops->item_take(tx, c->batch_id, c->rows[i], m->id)) < 0)
+			return rc;
+		if (rc == 0)
+			continue; /* made before (a resumed start), or not sendable */
+		if ((rc = tx->ops->msg_insert(tx, m)))
+			return rc;
+		struct lc_event ev = {.type = "accepted",
+		                      .source = "batch",
+		                      .status = MSG_QUEUED,
+		                      .applied = true};
+		if ((rc = tx->ops->event_insert(tx, m->id, &ev)))
+			return rc;
+		lc_count(tx, c->batch_id, -1, MSG_QUEUED, false);
+		c->made++;
+	}
+	if (c->last) {
+		if ((rc = tx->ops->batch_set(tx, c->batch_id, BATCH_PROCESSING, 0, NULL, 1)))
+			return rc;
+		lc_batch_touch(tx, c->batch_id); /* an empty batch completes now */
+	}
+	return 0;
+}
+
+int lc_batch_enqueue(const struct lc_backend *b, struct store *st, const char *batch_id,
+                     const int64_t *rows, const struct message *msgs, size_t n, bool last,
+                     size_t *made, struct hr_err *err)
+{
+	if (made)
+		*made = 0;
+	if (!batch_id || !hr_id_valid(batch_id) || (n && (!rows || !msgs)))
+		return hr_fail(err, HR_EINVAL, "batch_id", "a batch id, rows and messages are required");
+	struct enqueue_ctx c = {.batch_id = batch_id, .rows = rows, .msgs = msgs, .n = n,
+	                        .last = last};
+	int rc = lc_run(b, st, enqueue_run, &c, sizeof c, NULL, NULL, err);
+	if (rc == 0 && made)
+		*made = c.made;
+	return rc;
+}
+
+/* The message of a stopped batch, claimed or still queued: cancelled with
+ * its event (the status change goes through lc_transition like any). */
+static int cancel_msg(struct store_tx *tx, struct lc_msg *m, enum batch_status why, bool claimed)
+{
+	struct ev_json *js = TX_JSON(tx);
+	ev_json_begin(js);
+	ev_json_str(js, "batch_id", m->batch_id);
+	ev_json_str(js, "reason", why == BATCH_FAILED ? "batch failed" : "batch cancelled");
+	struct lc_event ev = {.type = "cancelled",
+	                      .source = "batch",
+	                      .status = MSG_CANCELLED,
+	                      .applied = true};
+	if (!(ev.detail = ev_json_end(js)))
+		return hr_fail(TX_ERR(tx), HR_ENOMEM, "message_event", "out of memory");
+	struct lc_update u = {.set = LC_SET_STATUS | LC_SET_ERROR,
+	                      .status = MSG_CANCELLED,
+	                      .error_code = "cancelled",
+	                      .error_text = why == BATCH_FAILED ? "the batch failed"
+	                                                        : "the batch was cancelled"};
+	if (claimed)
+		u.set |= LC_GIVE_BACK_ATTEMPT;
+	return lc_transition(tx, m, &u, &ev);
+}
+
+struct cancel_ctx {
+	const char *batch_id;
+	int limit;
+	int64_t n;
+};
+
+static int cancel_run(struct store_tx *tx, void *arg)
+{
+	struct cancel_ctx *c = arg;
+	c->n = 0;
+	struct lc_batch_state s;
+	int rc = get_state(tx, NULL, c->batch_id, &s);
+	if (rc)
+		return rc;
+	if (s.status != BATCH_CANCELLED && s.status != BATCH_FAILED)
+		return 0;
+	struct lc_msg *rows = calloc((size_t)c->limit, sizeof *rows);
+	if (!rows)
+		return hr_fail(TX_ERR(tx), HR_ENOMEM, "batch", "out of memory");
+	size_t n = 0;
+	rc = tx->ops->batch_queued(tx, c->batch_id, c->limit, rows, &n);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = cancel_msg(tx, &rows[i], s.status, false);
+	free(rows);
+	if (rc == 0)
+		c->n = (int64_t)n;
+	return rc;
+}
+
+int lc_batch_cancel_step(const struct lc_backend *b, struct store *st, const char *batch_id,
+                         int limit, int64_t *n)
+{
+	*n = 0;
+	if (!batch_id || !hr_id_valid(batch_id) || limit < 1 || limit > 100000)
+		return HR_EINVAL;
+	struct cancel_ctx c = {.batch_id = batch_id, .limit = limit};
+	int rc = lc_run(b, st, cancel_run, &c, sizeof c, NULL, NULL, NULL);
+	if (rc == 0)
+		*n = c.n;
+	return rc;
+}
+
+int lc_batch_screen(struct store_tx *tx, struct lc_screen_cache *c, struct message *m,
+                    struct lc_msg *lm)
+{
+	if (!m->batch_id[0])
+		return 0;
+	if (c->status < 0 || strcmp(c->batch_id, m->batch_id) != 0) {
+		struct lc_batch_state s;
+		int rc = tx->ops->batch_state(tx, m->batch_id, &s);
+		if (rc < 0)
+			return rc;
+		hr_strlcpy(c->batch_id, m->batch_id, sizeof c->batch_id);
+		c->status = rc ? (int)s.status : BATCH_PROCESSING; /* a JSON batch: no row */
+	}
+	if (c->status != BATCH_CANCELLED && c->status != BATCH_FAILED)
+		return 0;
+	enum batch_status why = (enum batch_status)c->status;
+	int rc = cancel_msg(tx, lm, why, true);
+	if (rc)
+		return rc;
+	m->status = MSG_CANCELLED;
+	m->attempts = lm->attempts;
+	hr_strlcpy(m->error_code, "cancelled", sizeof m->error_code);
+	hr_strlcpy(m->error_text,
+	           why == BATCH_FAILED ? "the batch failed" : "the batch was cancelled",
+	           sizeof m->error_text);
+	return 0;
+}

@@ -1,0 +1,249 @@
+/*
+ * postgres_batch.c - the PostgreSQL backend's campaign (batch) rows: create,
+ * read, list, the validated rows and the recount (sqlite_batch.c's twin).
+ * What changes a batch after its creation is lifecycle code (lc_batch.c)
+ * over postgres_tx.c's primitives.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/postgres_int.h"
+
+#define PG_BATCH_COLS                                                                              \
+	"id, tenant_id, unit, name, channel, account_id, template_name, language, receipts, spec," \
+	" status, error, retry_of, ingested, schedule_at, created_at, validated_at, started_at,"   \
+	" completed_at, cancelled_at, failed_at, total, valid, invalid, duplicates, replied,"     \
+	" n_queued, n_sending, n_sent, n_delivered, n_read, n_failed, n_undelivered,"             \
+	" n_cancelled, n_expired, n_suppressed, n_unknown"
+
+static int row_batch(const PGresult *r, int i, struct batch *b)
+{
+	bool oom = false;
+	memset(b, 0, sizeof *b);
+	pg_col_copy(r, i, 0, b->id, sizeof b->id);
+	pg_col_copy(r, i, 1, b->tenant_id, sizeof b->tenant_id);
+	pg_col_copy(r, i, 2, b->unit, sizeof b->unit);
+	pg_col_copy(r, i, 3, b->name, sizeof b->name);
+	pg_col_copy(r, i, 4, b->channel, sizeof b->channel);
+	pg_col_copy(r, i, 5, b->account_id, sizeof b->account_id);
+	pg_col_copy(r, i, 6, b->template_name, sizeof b->template_name);
+	pg_col_copy(r, i, 7, b->language, sizeof b->language);
+	b->receipts = pg_col_bool(r, i, 8);
+	b->spec = pg_col_dup(r, i, 9, &oom);
+	b->status = (enum batch_status)pg_col_i64(r, i, 10);
+	pg_col_copy(r, i, 11, b->error, sizeof b->error);
+	pg_col_copy(r, i, 12, b->retry_of, sizeof b->retry_of);
+	b->ingested = pg_col_bool(r, i, 13);
+	int64_t *t[] = {&b->schedule_at,  &b->created_at,   &b->validated_at, &b->started_at,
+	                &b->completed_at, &b->cancelled_at, &b->failed_at,    &b->total,
+	                &b->valid,        &b->invalid,      &b->duplicates,   &b->replied};
+	for (size_t k = 0; k < sizeof t / sizeof *t; k++)
+		*t[k] = pg_col_i64(r, i, 14 + (int)k);
+	for (int k = 0; k < MSG__COUNT; k++)
+		b->by_status[k] = pg_col_i64(r, i, 26 + k);
+	return oom ? HR_ENOMEM : 0;
+}
+
+struct job_batch {
+	struct wr_job j;
+	const struct batch *b;
+};
+
+static int run_create(void *be, struct wr_job *j)
+{
+	struct pg_store *s = be;
+	const struct batch *b = ((struct job_batch *)j)->b;
+	struct pg_params p = {0};
+	pp_text(&p, b->id);
+	pp_text(&p, b->tenant_id);
+	pp_opt(&p, b->unit);
+	pp_text(&p, b->name);
+	pp_text(&p, b->channel);
+	pp_text(&p, b->account_id);
+	pp_opt(&p, b->template_name);
+	pp_opt(&p, b->language);
+	pp_bool(&p, b->receipts);
+	pp_text(&p, b->spec);
+	pp_opt(&p, b->retry_of);
+	pp_i64(&p, b->schedule_at);
+	pp_i64(&p, b->created_at ? b->created_at : s->gnow);
+	int rc = pg_exec(&s->w, P_BATCH_CREATE,
+	                 "INSERT INTO batch(id, tenant_id, unit, name, channel, account_id,"
+	                 " template_name, language, receipts, spec, status, retry_of, schedule_at,"
+	                 " created_at) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12,"
+	                 " $13)",
+	                 &p, NULL, &j->err, "batch");
+	if (rc == HR_ECONFLICT)
+		hr_fail(&j->err, rc, "id", "batch %s already exists", b->id);
+	return rc;
+}
+
+int pg_batch_create(struct store *st, const struct batch *b, struct hr_err *err)
+{
+	if (!b || !hr_id_valid(b->id) || !b->tenant_id[0] || !b->name[0] || !b->channel[0] ||
+	    !b->account_id[0])
+		return hr_fail(err, HR_EINVAL, "batch",
+		               "a batch needs an id, tenant, name, channel and account");
+	struct job_batch c = {.j = {.run = run_create}, .b = b};
+	return wr_run_blocking(&((struct pg_store *)st)->wr, &c.j, err);
+}
+
+int pg_batch_get(struct store *st, const char *tenant_id, const char *id, struct batch *out)
+{
+	memset(out, 0, sizeof *out);
+	struct pg_params p = {0};
+	pp_text(&p, id ? id : "");
+	pp_text(&p, tenant_id);
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, P_BATCH_GET, -1,
+	                 "SELECT " PG_BATCH_COLS " FROM batch WHERE id = $1"
+	                 " AND ($2::text IS NULL OR tenant_id = $2)",
+	                 &p, &r);
+	if (rc)
+		return rc;
+	rc = PQntuples(r) ? row_batch(r, 0, out) : HR_ENOTFOUND;
+	PQclear(r);
+	if (rc)
+		batch_clear(out);
+	return rc;
+}
+
+int pg_batch_list(struct store *st, const char *tenant_id, const struct batch_filter *f,
+                  struct batch **out, size_t *n, bool *more)
+{
+	*out = NULL;
+	*n = 0;
+	if (more)
+		*more = false;
+	struct batch_filter none = {.status = -1, .limit = 100};
+	if (!f)
+		f = &none;
+	int limit = f->limit < 1 ? 100 : f->limit > 1000 ? 1000 : f->limit;
+	struct pg_params p = {0};
+	pp_text(&p, tenant_id);
+	pp_i64(&p, f->status);
+	pp_text(&p, f->unit);
+	pp_text(&p, f->name_like && *f->name_like ? f->name_like : NULL);
+	pp_i64(&p, f->since_us);
+	pp_i64(&p, f->until_us);
+	pp_text(&p, f->before_id);
+	pp_i64(&p, limit + 1);
+	pp_bool(&p, f->not_ingested);
+	pp_bool(&p, f->has_queued);
+	PGresult *r;
+	/* strpos(): a plain substring test, with no LIKE wildcards to escape. */
+	int rc = pg_read((struct pg_store *)st, P_BATCH_LIST, -1,
+	                 "SELECT " PG_BATCH_COLS " FROM batch WHERE ($1::text IS NULL OR tenant_id = $1)"
+	                 " AND ($2 < 0 OR status = $2) AND ($3::text IS NULL OR unit = $3)"
+	                 " AND ($4::text IS NULL OR strpos(name, $4) > 0)"
+	                 " AND ($5 = 0 OR created_at >= $5) AND ($6 = 0 OR created_at < $6)"
+	                 " AND ($7::text IS NULL OR id < $7) AND (NOT $9 OR NOT ingested)"
+	                 " AND (NOT $10 OR n_queued > 0) ORDER BY id DESC LIMIT $8",
+	                 &p, &r);
+	if (rc)
+		return rc;
+	int nr = PQntuples(r);
+	size_t len = nr > limit ? (size_t)limit : (size_t)nr;
+	struct batch *v = calloc(len ? len : 1, sizeof *v);
+	if (!v) {
+		PQclear(r);
+		return HR_ENOMEM;
+	}
+	for (size_t i = 0; rc == 0 && i < len; i++)
+		rc = row_batch(r, (int)i, &v[i]);
+	PQclear(r);
+	if (rc) {
+		for (size_t i = 0; i < len; i++)
+			batch_clear(&v[i]);
+		free(v);
+		return rc;
+	}
+	if (more)
+		*more = nr > limit;
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+int pg_batch_items(struct store *st, const char *batch_id, enum batch_items_which which,
+                   int64_t after_row, int limit, struct batch_item **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (limit < 1 || limit > 100000)
+		return HR_EINVAL;
+	struct pg_params p = {0};
+	pp_text(&p, batch_id ? batch_id : "");
+	pp_i64(&p, after_row);
+	pp_i64(&p, (int)which);
+	pp_i64(&p, limit);
+	PGresult *r;
+	int rc = pg_read(
+	    (struct pg_store *)st, P_BATCH_ITEMS, -1,
+	    "SELECT row_no, recipient, params, valid, duplicate, error_column, error, message_id"
+	    " FROM batch_item WHERE batch_id = $1 AND row_no > $2"
+	    " AND ($3 = 0 OR ($3 = 1 AND NOT valid)"
+	    "  OR ($3 = 2 AND valid AND NOT duplicate AND message_id IS NULL))"
+	    " ORDER BY row_no LIMIT $4",
+	    &p, &r);
+	if (rc)
+		return rc;
+	int nr = PQntuples(r);
+	struct batch_item *v = calloc(nr ? (size_t)nr : 1, sizeof *v);
+	if (!v) {
+		PQclear(r);
+		return HR_ENOMEM;
+	}
+	bool oom = false;
+	for (int i = 0; i < nr; i++) {
+		struct batch_item *it = &v[i];
+		it->row = pg_col_i64(r, i, 0);
+		pg_col_copy(r, i, 1, it->recipient, sizeof it->recipient);
+		it->params = pg_col_dup(r, i, 2, &oom);
+		it->valid = pg_col_bool(r, i, 3);
+		it->duplicate = pg_col_bool(r, i, 4);
+		pg_col_copy(r, i, 5, it->error_column, sizeof it->error_column);
+		pg_col_copy(r, i, 6, it->error, sizeof it->error);
+		pg_col_copy(r, i, 7, it->message_id, sizeof it->message_id);
+	}
+	PQclear(r);
+	if (oom) {
+		for (int i = 0; i < nr; i++)
+			batch_item_clear(&v[i]);
+		free(v);
+		return HR_ENOMEM;
+	}
+	*out = v;
+	*n = (size_t)nr;
+	return 0;
+}
+
+int pg_batch_recount(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
+                     int64_t *replied)
+{
+	memset(by_status, 0, sizeof(int64_t) * MSG__COUNT);
+	*replied = 0;
+	struct pg_params p = {0};
+	pp_text(&p, batch_id ? batch_id : "");
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, P_BATCH_RECOUNT, -1,
+	                 "SELECT status, count(*) FROM message WHERE batch_id = $1 GROUP BY status",
+	                 &p, &r);
+	if (rc)
+		return rc;
+	for (int i = 0; i < PQntuples(r); i++) {
+		int64_t s = pg_col_i64(r, i, 0);
+		if (s >= 0 && s < MSG__COUNT)
+			by_status[s] = pg_col_i64(r, i, 1);
+	}
+	PQclear(r);
+	rc = pg_read((struct pg_store *)st, P_BATCH_REPLIED, -1,
+	             "SELECT count(DISTINCT i.message_id) FROM inbound i"
+	             " JOIN message m ON m.id = i.message_id WHERE m.batch_id = $1",
+	             &p, &r);
+	if (rc)
+		return rc;
+	*replied = PQntuples(r) ? pg_col_i64(r, 0, 0) : 0;
+	PQclear(r);
+	return 0;
+}

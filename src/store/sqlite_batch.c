@@ -1,0 +1,300 @@
+/*
+ * sqlite_batch.c - the SQLite backend's campaign (batch) rows: create, read,
+ * list, the validated rows and the recount. What changes a batch after its
+ * creation (rows, status, ingestion, counters, cancellation) is lifecycle
+ * code (lc_batch.c) over sqlite_tx.c's primitives.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/sqlite_int.h"
+
+#define SQ_BATCH_COLS                                                                              \
+	"id, tenant_id, unit, name, channel, account_id, template_name, language, receipts, spec," \
+	" status, error, retry_of, ingested, schedule_at, created_at, validated_at, started_at,"   \
+	" completed_at, cancelled_at, failed_at, total, valid, invalid, duplicates, replied,"     \
+	" n_queued, n_sending, n_sent, n_delivered, n_read, n_failed, n_undelivered,"             \
+	" n_cancelled, n_expired, n_suppressed, n_unknown"
+
+static int row_batch(sqlite3_stmt *q, struct batch *b)
+{
+	bool oom = false;
+	memset(b, 0, sizeof *b);
+	sq_col_copy(q, 0, b->id, sizeof b->id);
+	sq_col_copy(q, 1, b->tenant_id, sizeof b->tenant_id);
+	sq_col_copy(q, 2, b->unit, sizeof b->unit);
+	sq_col_copy(q, 3, b->name, sizeof b->name);
+	sq_col_copy(q, 4, b->channel, sizeof b->channel);
+	sq_col_copy(q, 5, b->account_id, sizeof b->account_id);
+	sq_col_copy(q, 6, b->template_name, sizeof b->template_name);
+	sq_col_copy(q, 7, b->language, sizeof b->language);
+	b->receipts = sqlite3_column_int(q, 8) != 0;
+	b->spec = sq_col_dup(q, 9, &oom);
+	b->status = (enum batch_status)sqlite3_column_int(q, 10);
+	sq_col_copy(q, 11, b->error, sizeof b->error);
+	sq_col_copy(q, 12, b->retry_of, sizeof b->retry_of);
+	b->ingested = sqlite3_column_int(q, 13) != 0;
+	int64_t *t[] = {&b->schedule_at,  &b->created_at,   &b->validated_at, &b->started_at,
+	                &b->completed_at, &b->cancelled_at, &b->failed_at,    &b->total,
+	                &b->valid,        &b->invalid,      &b->duplicates,   &b->replied};
+	for (size_t i = 0; i < sizeof t / sizeof *t; i++)
+		*t[i] = sqlite3_column_int64(q, 14 + (int)i);
+	for (int i = 0; i < MSG__COUNT; i++)
+		b->by_status[i] = sqlite3_column_int64(q, 26 + i);
+	return oom ? HR_ENOMEM : 0;
+}
+
+struct job_batch {
+	struct wr_job j;
+	const struct batch *b;
+};
+
+static int run_create(void *be, struct wr_job *j)
+{
+	struct sq_store *s = be;
+	const struct batch *b = ((struct job_batch *)j)->b;
+	sqlite3_stmt *q = NULL;
+	int src = sqlite3_prepare_v2(
+	    s->wdb,
+	    "INSERT INTO batch(id, tenant_id, unit, name, channel, account_id, template_name,"
+	    " language, receipts, spec, status, retry_of, schedule_at, created_at)"
+	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12, ?13)",
+	    -1, &q, NULL);
+	if (src != SQLITE_OK)
+		return sq_fail(s->wdb, src, &j->err, "batch");
+	sqlite3_bind_text(q, 1, b->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, b->tenant_id, -1, SQLITE_STATIC);
+	sq_bind_opt(q, 3, b->unit[0] ? b->unit : NULL);
+	sqlite3_bind_text(q, 4, b->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 5, b->channel, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 6, b->account_id, -1, SQLITE_STATIC);
+	sq_bind_opt(q, 7, b->template_name[0] ? b->template_name : NULL);
+	sq_bind_opt(q, 8, b->language[0] ? b->language : NULL);
+	sqlite3_bind_int(q, 9, b->receipts);
+	sq_bind_opt(q, 10, b->spec);
+	sq_bind_opt(q, 11, b->retry_of[0] ? b->retry_of : NULL);
+	sqlite3_bind_int64(q, 12, b->schedule_at);
+	sqlite3_bind_int64(q, 13, b->created_at ? b->created_at : hr_now_us());
+	src = sqlite3_step(q);
+	sqlite3_finalize(q);
+	if (src == SQLITE_DONE)
+		return 0;
+	int rc = sq_fail(s->wdb, src, &j->err, "batch");
+	if (rc == HR_ECONFLICT)
+		hr_fail(&j->err, rc, "id", "batch %s already exists", b->id);
+	return rc;
+}
+
+int sq_batch_create(struct store *st, const struct batch *b, struct hr_err *err)
+{
+	if (!b || !hr_id_valid(b->id) || !b->tenant_id[0] || !b->name[0] || !b->channel[0] ||
+	    !b->account_id[0])
+		return hr_fail(err, HR_EINVAL, "batch",
+		               "a batch needs an id, tenant, name, channel and account");
+	struct job_batch c = {.j = {.run = run_create}, .b = b};
+	return wr_run_blocking(&((struct sq_store *)st)->wr, &c.j, err);
+}
+
+/* Runs a read on a pooled reader: prepared here (batches are read far less
+ * often than messages), finalized after. */
+static int read_prepare(struct sq_store *s, struct sq_reader **r, sqlite3_stmt **q,
+                        const char *sql)
+{
+	int rc = sq_reader_get(s, r);
+	if (rc)
+		return rc;
+	if (sqlite3_prepare_v2((*r)->db, sql, -1, q, NULL) != SQLITE_OK) {
+		hr_log(HR_LOG_ERROR, "store", "prepare failed: %s", sqlite3_errmsg((*r)->db));
+		sq_reader_put(s, *r);
+		return HR_EIO;
+	}
+	return 0;
+}
+
+static void read_done(struct sq_store *s, struct sq_reader *r, sqlite3_stmt *q)
+{
+	sqlite3_finalize(q);
+	sq_reader_put(s, r);
+}
+
+int sq_batch_get(struct store *st, const char *tenant_id, const char *id, struct batch *out)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	memset(out, 0, sizeof *out);
+	struct sq_reader *r;
+	sqlite3_stmt *q;
+	int rc = read_prepare(s, &r, &q,
+	                      "SELECT " SQ_BATCH_COLS " FROM batch"
+	                      " WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)");
+	if (rc)
+		return rc;
+	sqlite3_bind_text(q, 1, id ? id : "", -1, SQLITE_STATIC);
+	sq_bind_opt(q, 2, tenant_id);
+	int src = sqlite3_step(q);
+	if (src == SQLITE_ROW)
+		rc = row_batch(q, out);
+	else
+		rc = src == SQLITE_DONE ? HR_ENOTFOUND : HR_EIO;
+	read_done(s, r, q);
+	if (rc)
+		batch_clear(out);
+	return rc;
+}
+
+int sq_batch_list(struct store *st, const char *tenant_id, const struct batch_filter *f,
+                  struct batch **out, size_t *n, bool *more)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	*out = NULL;
+	*n = 0;
+	if (more)
+		*more = false;
+	struct batch_filter none = {.status = -1, .limit = 100};
+	if (!f)
+		f = &none;
+	int limit = f->limit < 1 ? 100 : f->limit > 1000 ? 1000 : f->limit;
+	struct sq_reader *r;
+	sqlite3_stmt *q;
+	/* instr(): a plain substring test, with no LIKE wildcards to escape. */
+	int rc = read_prepare(s, &r, &q,
+	                      "SELECT " SQ_BATCH_COLS " FROM batch WHERE (?1 IS NULL OR tenant_id = ?1)"
+	                      " AND (?2 < 0 OR status = ?2) AND (?3 IS NULL OR unit = ?3)"
+	                      " AND (?4 IS NULL OR instr(name, ?4) > 0)"
+	                      " AND (?5 = 0 OR created_at >= ?5) AND (?6 = 0 OR created_at < ?6)"
+	                      " AND (?7 IS NULL OR id < ?7) AND (?9 = 0 OR NOT ingested)"
+	                      " AND (?10 = 0 OR n_queued > 0) ORDER BY id DESC LIMIT ?8");
+	if (rc)
+		return rc;
+	sq_bind_opt(q, 1, tenant_id);
+	sqlite3_bind_int(q, 2, f->status);
+	sq_bind_opt(q, 3, f->unit);
+	sq_bind_opt(q, 4, f->name_like && *f->name_like ? f->name_like : NULL);
+	sqlite3_bind_int64(q, 5, f->since_us);
+	sqlite3_bind_int64(q, 6, f->until_us);
+	sq_bind_opt(q, 7, f->before_id);
+	sqlite3_bind_int(q, 8, limit + 1);
+	sqlite3_bind_int(q, 9, f->not_ingested);
+	sqlite3_bind_int(q, 10, f->has_queued);
+	struct batch *v = calloc((size_t)limit + 1, sizeof *v);
+	if (!v) {
+		read_done(s, r, q);
+		return HR_ENOMEM;
+	}
+	size_t len = 0;
+	int src;
+	while (rc == 0 && (src = sqlite3_step(q)) == SQLITE_ROW && len <= (size_t)limit)
+		rc = row_batch(q, &v[len++]);
+	if (rc == 0 && src != SQLITE_ROW && src != SQLITE_DONE)
+		rc = HR_EIO;
+	read_done(s, r, q);
+	if (rc) {
+		for (size_t i = 0; i < len; i++)
+			batch_clear(&v[i]);
+		free(v);
+		return rc;
+	}
+	if (len > (size_t)limit) {
+		batch_clear(&v[limit]);
+		len = (size_t)limit;
+		if (more)
+			*more = true;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+int sq_batch_items(struct store *st, const char *batch_id, enum batch_items_which which,
+                   int64_t after_row, int limit, struct batch_item **out, size_t *n)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	*out = NULL;
+	*n = 0;
+	if (limit < 1 || limit > 100000)
+		return HR_EINVAL;
+	struct sq_reader *r;
+	sqlite3_stmt *q;
+	int rc = read_prepare(
+	    s, &r, &q,
+	    "SELECT row_no, recipient, params, valid, duplicate, error_column, error, message_id"
+	    " FROM batch_item WHERE batch_id = ?1 AND row_no > ?2"
+	    " AND (?3 = 0 OR (?3 = 1 AND valid = 0)"
+	    "  OR (?3 = 2 AND valid = 1 AND duplicate = 0 AND message_id IS NULL))"
+	    " ORDER BY row_no LIMIT ?4");
+	if (rc)
+		return rc;
+	sqlite3_bind_text(q, 1, batch_id ? batch_id : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, after_row);
+	sqlite3_bind_int(q, 3, (int)which);
+	sqlite3_bind_int(q, 4, limit);
+	struct batch_item *v = calloc((size_t)limit, sizeof *v);
+	if (!v) {
+		read_done(s, r, q);
+		return HR_ENOMEM;
+	}
+	size_t len = 0;
+	int src;
+	bool oom = false;
+	while ((src = sqlite3_step(q)) == SQLITE_ROW && len < (size_t)limit) {
+		struct batch_item *it = &v[len++];
+		it->row = sqlite3_column_int64(q, 0);
+		sq_col_copy(q, 1, it->recipient, sizeof it->recipient);
+		it->params = sq_col_dup(q, 2, &oom);
+		it->valid = sqlite3_column_int(q, 3) != 0;
+		it->duplicate = sqlite3_column_int(q, 4) != 0;
+		sq_col_copy(q, 5, it->error_column, sizeof it->error_column);
+		sq_col_copy(q, 6, it->error, sizeof it->error);
+		sq_col_copy(q, 7, it->message_id, sizeof it->message_id);
+	}
+	rc = oom ? HR_ENOMEM : src == SQLITE_DONE || src == SQLITE_ROW ? 0 : HR_EIO;
+	read_done(s, r, q);
+	if (rc) {
+		for (size_t i = 0; i < len; i++)
+			batch_item_clear(&v[i]);
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+int sq_batch_recount(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
+                     int64_t *replied)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	memset(by_status, 0, sizeof(int64_t) * MSG__COUNT);
+	*replied = 0;
+	struct sq_reader *r;
+	sqlite3_stmt *q;
+	int rc = read_prepare(s, &r, &q,
+	                      "SELECT status, count(*) FROM message WHERE batch_id = ?1"
+	                      " GROUP BY status");
+	if (rc)
+		return rc;
+	sqlite3_bind_text(q, 1, batch_id ? batch_id : "", -1, SQLITE_STATIC);
+	int src;
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		int st_ = sqlite3_column_int(q, 0);
+		if (st_ >= 0 && st_ < MSG__COUNT)
+			by_status[st_] = sqlite3_column_int64(q, 1);
+	}
+	sqlite3_finalize(q);
+	if (src != SQLITE_DONE) {
+		sq_reader_put(s, r);
+		return HR_EIO;
+	}
+	if (sqlite3_prepare_v2(r->db,
+	                       "SELECT count(DISTINCT i.message_id) FROM inbound i"
+	                       " JOIN message m ON m.id = i.message_id WHERE m.batch_id = ?1",
+	                       -1, &q, NULL) != SQLITE_OK) {
+		sq_reader_put(s, r);
+		return HR_EIO;
+	}
+	sqlite3_bind_text(q, 1, batch_id ? batch_id : "", -1, SQLITE_STATIC);
+	src = sqlite3_step(q);
+	if (src == SQLITE_ROW)
+		*replied = sqlite3_column_int64(q, 0);
+	read_done(s, r, q);
+	return src == SQLITE_ROW ? 0 : HR_EIO;
+}

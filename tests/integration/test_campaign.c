@@ -1,0 +1,481 @@
+/*
+ * test_campaign.c - campaigns (POST /v1/batches) against real `herald serve`
+ * and `herald sim` processes: a 10,000-row campaign reaches final states
+ * with exact counters that equal a recount of its messages and every
+ * recipient reached once; the validation report (dry run creates nothing;
+ * a batch with errors waits for its start and sends only valid rows);
+ * cancel stops exactly what was not sent; tenants see only their own.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "herald.h"
+
+static struct world W;
+
+/* Recipients the simulator fails permanently (131026). */
+#define FAIL_A "447400100007"
+#define FAIL_B "447400100013"
+
+static int setup(void **state)
+{
+	(void)state;
+	world_init(&W, "    fail_recipients: [\"" FAIL_A "\", \"" FAIL_B "\"]\n", NULL);
+	world_start_sim(&W);
+	world_start_serve(&W);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	world_free(&W);
+	return 0;
+}
+
+static json_t *get_batch(const char *id)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/v1/batches/%s", id);
+	struct resp r = api_get(&W, path);
+	assert_int_equal(r.status, 200);
+	json_t *j = json_incref(r.json);
+	resp_free(&r);
+	return j;
+}
+
+static long counter(json_t *b, const char *status)
+{
+	return (long)json_integer_value(json_object_get(json_object_get(b, "messages"), status));
+}
+
+static long rows_of(json_t *b, const char *what)
+{
+	return (long)json_integer_value(json_object_get(json_object_get(b, "rows"), what));
+}
+
+static const char *bstatus(json_t *b)
+{
+	return json_string_value(json_object_get(b, "status"));
+}
+
+struct want_status {
+	const char *id, *status;
+};
+
+static bool batch_is(struct world *w, void *arg)
+{
+	(void)w;
+	struct want_status *ws = arg;
+	json_t *b = get_batch(ws->id);
+	bool ok = strcmp(bstatus(b), ws->status) == 0;
+	json_decref(b);
+	return ok;
+}
+
+struct want_read {
+	const char *id;
+	long read;
+};
+
+static bool read_count_is(struct world *w, void *arg)
+{
+	(void)w;
+	struct want_read *wr = arg;
+	json_t *b = get_batch(wr->id);
+	bool ok = counter(b, "read") == wr->read;
+	json_decref(b);
+	return ok;
+}
+
+/* Every message of the batch through the API, counted by status. */
+static void recount(const char *id, long counts[16], long *total)
+{
+	static const char *const names[] = {"queued", "sending", "sent", "delivered",
+	                                    "read", "failed", "undelivered", "cancelled",
+	                                    "expired", "suppressed", "unknown"};
+	memset(counts, 0, 16 * sizeof *counts);
+	*total = 0;
+	char cursor[64] = "";
+	for (;;) {
+		char path[256];
+		snprintf(path, sizeof path, "/v1/batches/%s/messages?limit=1000%s%s", id,
+		         cursor[0] ? "&cursor=" : "", cursor);
+		struct resp r = api_get(&W, path);
+		assert_int_equal(r.status, 200);
+		size_t i;
+		json_t *m;
+		json_array_foreach(json_object_get(r.json, "data"), i, m) {
+			const char *s = json_string_value(json_object_get(m, "status"));
+			for (int k = 0; k < 11; k++)
+				if (!strcmp(s, names[k]))
+					counts[k]++;
+			(*total)++;
+		}
+		json_t *next = json_object_get(r.json, "next_cursor");
+		bool more = json_is_string(next);
+		if (more)
+			snprintf(cursor, sizeof cursor, "%s", json_string_value(next));
+		resp_free(&r);
+		if (!more)
+			break;
+	}
+}
+
+static void assert_counters_equal_recount(const char *id)
+{
+	static const char *const names[] = {"queued", "sending", "sent", "delivered",
+	                                    "read", "failed", "undelivered", "cancelled",
+	                                    "expired", "suppressed", "unknown"};
+	long counts[16], total;
+	recount(id, counts, &total);
+	json_t *b = get_batch(id);
+	long sum = 0;
+	bool same = true;
+	for (int k = 0; k < 11; k++) {
+		same &= counter(b, names[k]) == counts[k];
+		sum += counts[k];
+	}
+	if (!same) {
+		for (int k = 0; k < 11; k++)
+			print_error("  %-11s kept %6ld recounted %6ld\n", names[k], counter(b, names[k]),
+			            counts[k]);
+		fail_msg("batch %s: the kept counters differ from a recount", id);
+	}
+	assert_int_equal(sum, total);
+	json_decref(b);
+}
+
+static json_t *sim_stats(void)
+{
+	char url[128];
+	snprintf(url, sizeof url, "%s/sim/stats", W.sim);
+	struct resp r = http("GET", url, NULL, NULL, NULL);
+	assert_int_equal(r.status, 200);
+	json_t *j = json_incref(r.json);
+	resp_free(&r);
+	return j;
+}
+
+static long sim_int(json_t *s, const char *key)
+{
+	json_t *v = json_object_get(s, key);
+	if (!v) /* per channel */
+		v = json_object_get(json_object_get(s, "whatsapp"), key);
+	return (long)json_integer_value(v);
+}
+
+static struct resp post_json(const char *path, json_t *req)
+{
+	char *js = json_dumps(req, JSON_COMPACT);
+	struct resp r = api_post(&W, path, js);
+	free(js);
+	json_decref(req);
+	return r;
+}
+
+/*
+ * 10,000 rows with national numbers (default region GB), 3 of them
+ * invalid and 5 repeating an earlier recipient; two recipients fail at the
+ * provider. Started with start=true (the invalid rows are left out). The
+ * batch completes by itself; counters equal a recount; the provider got
+ * each valid recipient exactly once.
+ */
+static void test_ten_thousand_rows(void **state)
+{
+	(void)state;
+	json_t *sim0 = sim_stats();
+	long unique0 = sim_int(sim0, "unique_messages");
+	json_decref(sim0);
+	json_t *rows = json_array();
+	for (int i = 1; i <= 10000; i++) {
+		char phone[32];
+		snprintf(phone, sizeof phone, "07400 1%05d", i);
+		if (i == 17 || i == 4242 || i == 9999)
+			snprintf(phone, sizeof phone, i == 4242 ? "not a number" : "12%d", i);
+		if (i % 2000 == 0) /* rows 2000, 4000, ... repeat row 1's recipient */
+			snprintf(phone, sizeof phone, "+44 7400 100001");
+		char amount[16];
+		snprintf(amount, sizeof amount, "£%d.00", i % 97);
+		json_array_append_new(rows, json_pack("{s:s, s:s, s:s}", "phone", phone, "name",
+		                                      "Ana", "amount", amount));
+	}
+	json_t *req = json_pack("{s:s, s:s, s:{s:s, s:s}, s:[s, s], s:s, s:b, s:o}", "name",
+	                        "December reminders", "channel", "whatsapp", "template", "name",
+	                        "payment_reminder", "language", "en_GB", "params", "name",
+	                        "amount", "default_region", "GB", "start", 1, "rows", rows);
+	struct resp r = post_json("/v1/batches", req);
+	if (r.status != 201)
+		fail_msg("upload answered %ld: %s", r.status, r.body);
+	char id[64];
+	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(r.json, "id")));
+	assert_int_equal(rows_of(r.json, "total"), 10000);
+	assert_int_equal(rows_of(r.json, "invalid"), 3);
+	assert_int_equal(rows_of(r.json, "duplicates"), 5);
+	assert_int_equal(rows_of(r.json, "valid"), 9992);
+	json_t *errs = json_object_get(r.json, "errors");
+	assert_int_equal(json_array_size(errs), 3);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(errs, 0), "row")), 17);
+	assert_string_equal(
+	    json_string_value(json_object_get(json_array_get(errs, 0), "column")), "phone");
+	resp_free(&r);
+
+	struct want_status done = {id, "completed"};
+	if (!wait_until(batch_is, &W, &done, 240)) {
+		json_t *b = get_batch(id);
+		char *d = json_dumps(b, JSON_INDENT(1));
+		fail_msg("batch did not complete: %s", d);
+	}
+	/* Completed once every message was delivered (or failed); the READ
+	 * receipts the simulator sends later still move the counters. */
+	struct want_read all_read = {id, 9990};
+	assert_true(wait_until(read_count_is, &W, &all_read, 120));
+	json_t *b = get_batch(id);
+	assert_int_equal(counter(b, "failed"), 2);
+	assert_int_equal(counter(b, "read"), 9990);
+	assert_int_equal(counter(b, "queued") + counter(b, "sending") + counter(b, "sent"), 0);
+	assert_true(json_is_string(json_object_get(json_object_get(b, "times"), "completed_at")));
+	json_decref(b);
+	assert_counters_equal_recount(id);
+	json_t *sim = sim_stats();
+	/* The two failures were refused: no provider message for them. */
+	assert_int_equal(sim_int(sim, "unique_messages") - unique0, 9990);
+	assert_int_equal(sim_int(sim, "duplicates"), 0);
+	json_decref(sim);
+}
+
+/* The report: a dry run creates nothing; a batch with errors waits; the
+ * report lists each bad row with its column and reason, as JSON and CSV;
+ * the start sends only the valid rows. */
+static void test_validation_report(void **state)
+{
+	(void)state;
+	struct resp r = api_post(&W, "/v1/suppressions",
+	                         "{\"channel\":\"whatsapp\",\"to\":\"+447400200003\"}");
+	assert_int_equal(r.status, 201);
+	resp_free(&r);
+	char longp[1100];
+	memset(longp, 'x', sizeof longp - 1);
+	longp[sizeof longp - 1] = 0;
+	const char *phones[6] = {"07400 200001", "", "07400 200003", "+44 7400 200004",
+	                         "0740020000", "07400 200001"};
+	json_t *rows = json_array();
+	for (int i = 0; i < 6; i++)
+		json_array_append_new(rows, json_pack("{s:s, s:s, s:s}", "Phone", phones[i], "1",
+		                                      "Bo", "2", i == 3 ? longp : "£5"));
+	json_t *req = json_pack("{s:s, s:s, s:{s:s, s:s}, s:s, s:b, s:O}", "name", "report",
+	                        "channel", "whatsapp", "template", "name", "payment_reminder",
+	                        "language", "en_GB", "default_region", "GB", "dry_run", 1,
+	                        "rows", rows);
+	r = post_json("/v1/batches", req);
+	if (r.status != 200)
+		fail_msg("dry run answered %ld: %s", r.status, r.body);
+	assert_true(json_is_true(json_object_get(r.json, "dry_run")));
+	assert_int_equal(rows_of(r.json, "total"), 6);
+	if (rows_of(r.json, "invalid") != 4)
+		fail_msg("dry run: %s", r.body);
+	assert_int_equal(rows_of(r.json, "duplicates"), 1);
+	assert_int_equal(rows_of(r.json, "valid"), 1);
+	static const struct {
+		int row;
+		const char *column, *reason;
+	} want[4] = {{2, "Phone", "the recipient is empty"},
+	             {3, "Phone", "the recipient opted out (suppressed)"},
+	             {4, "2", "longer than 1024 bytes"},
+	             {5, "Phone", NULL}};
+	json_t *errs = json_object_get(r.json, "errors");
+	assert_int_equal(json_array_size(errs), 4);
+	for (int i = 0; i < 4; i++) {
+		json_t *e = json_array_get(errs, (size_t)i);
+		assert_int_equal(json_integer_value(json_object_get(e, "row")), want[i].row);
+		assert_string_equal(json_string_value(json_object_get(e, "column")), want[i].column);
+		if (want[i].reason)
+			assert_string_equal(json_string_value(json_object_get(e, "reason")),
+			                    want[i].reason);
+		else
+			assert_true(json_string_length(json_object_get(e, "reason")) > 0);
+	}
+	resp_free(&r);
+	r = api_get(&W, "/v1/batches?name=report");
+	assert_int_equal(r.status, 200);
+	assert_int_equal(json_array_size(json_object_get(r.json, "data")), 0);
+	resp_free(&r);
+
+	/* For real: errors, so it waits VALIDATED. */
+	req = json_pack("{s:s, s:s, s:{s:s, s:s}, s:s, s:o}", "name", "report", "channel",
+	                "whatsapp", "template", "name", "payment_reminder", "language", "en_GB",
+	                "default_region", "GB", "rows", rows);
+	r = post_json("/v1/batches", req);
+	assert_int_equal(r.status, 201);
+	char id[64];
+	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(r.json, "id")));
+	assert_string_equal(bstatus(r.json), "validated");
+	resp_free(&r);
+	char path[160];
+	snprintf(path, sizeof path, "/v1/batches/%s/errors?limit=2", id);
+	r = api_get(&W, path);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(json_array_size(json_object_get(r.json, "data")), 2);
+	assert_int_equal(json_integer_value(json_object_get(r.json, "next_after")), 3);
+	resp_free(&r);
+	snprintf(path, sizeof path, "/v1/batches/%s/errors?format=csv", id);
+	r = api_get(&W, path);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "row,column,recipient,reason\r\n2,\"Phone\",\"\","
+	                               "\"the recipient is empty\"\r\n"));
+	resp_free(&r);
+	/* Nothing was sent before the start. */
+	snprintf(path, sizeof path, "/v1/batches/%s/messages", id);
+	r = api_get(&W, path);
+	assert_int_equal(json_array_size(json_object_get(r.json, "data")), 0);
+	resp_free(&r);
+	snprintf(path, sizeof path, "/v1/batches/%s/start", id);
+	r = api_post(&W, path, "");
+	assert_int_equal(r.status, 200);
+	resp_free(&r);
+	struct want_status done = {id, "completed"};
+	assert_true(wait_until(batch_is, &W, &done, 60));
+	struct want_read one_read = {id, 1};
+	assert_true(wait_until(read_count_is, &W, &one_read, 60));
+	json_t *b = get_batch(id);
+	assert_int_equal(counter(b, "read"), 1);
+	json_decref(b);
+	assert_counters_equal_recount(id);
+	/* Another tenant sees none of it. */
+	snprintf(path, sizeof path, "%s/v1/batches/%s", W.api, id);
+	r = http("GET", path, "hk_other_0123456789abcdef", NULL, NULL);
+	assert_int_equal(r.status, 404);
+	resp_free(&r);
+	/* A started batch cannot start again. */
+	snprintf(path, sizeof path, "/v1/batches/%s/start", id);
+	r = api_post(&W, path, "");
+	assert_int_equal(r.status, 422);
+	resp_free(&r);
+}
+
+/* Cancel: scheduled for tomorrow, so nothing is due; the cancel answers how
+ * many it stopped, and every one of them ends cancelled, none sent. */
+static void test_cancel_scheduled(void **state)
+{
+	(void)state;
+	json_t *sim0 = sim_stats();
+	long unique0 = sim_int(sim0, "unique_messages");
+	json_decref(sim0);
+	json_t *rows = json_array();
+	for (int i = 1; i <= 300; i++) {
+		char phone[32];
+		snprintf(phone, sizeof phone, "+4474003%05d", i);
+		json_array_append_new(rows, json_pack("{s:s, s:s}", "to", phone, "1", "hi"));
+	}
+	char when[40];
+	hr_time_format(hr_now_us() + 24LL * 3600 * 1000000, when);
+	json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:o}", "name", "tomorrow", "channel",
+	                        "whatsapp", "text", "Hello {{1}}", "schedule_at", when, "rows",
+	                        rows);
+	struct resp r = post_json("/v1/batches", req);
+	if (r.status != 201)
+		fail_msg("upload answered %ld: %s", r.status, r.body);
+	char id[64];
+	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(r.json, "id")));
+	resp_free(&r);
+	/* All 300 made (queued, not due). */
+	for (int k = 0; k < 400; k++) {
+		json_t *b = get_batch(id);
+		bool in = counter(b, "queued") == 300;
+		json_decref(b);
+		if (in)
+			break;
+		usleep(50000);
+	}
+	json_t *b = get_batch(id);
+	assert_int_equal(counter(b, "queued"), 300);
+	json_decref(b);
+	char path[160];
+	snprintf(path, sizeof path, "/v1/batches/%s/cancel", id);
+	r = api_post(&W, path, "");
+	assert_int_equal(r.status, 200);
+	assert_int_equal(json_integer_value(json_object_get(r.json, "stopped")), 300);
+	assert_string_equal(bstatus(r.json), "cancelled");
+	resp_free(&r);
+	for (int k = 0; k < 400; k++) {
+		b = get_batch(id);
+		bool all = counter(b, "cancelled") == 300;
+		json_decref(b);
+		if (all)
+			break;
+		usleep(50000);
+	}
+	b = get_batch(id);
+	assert_int_equal(counter(b, "cancelled"), 300);
+	assert_int_equal(counter(b, "queued"), 0);
+	json_decref(b);
+	assert_counters_equal_recount(id);
+	json_t *sim = sim_stats();
+	assert_int_equal(sim_int(sim, "unique_messages"), unique0);
+	json_decref(sim);
+	r = api_post(&W, path, "");
+	assert_int_equal(r.status, 422); /* cancelled is final */
+	resp_free(&r);
+}
+
+/* Clear errors naming the field or column, nothing created. */
+static void test_bad_uploads(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *body, *field;
+		long status;
+	} cases[] = {
+	    {"{\"channel\":\"whatsapp\",\"text\":\"x\",\"rows\":[{\"to\":\"+447400100001\"}]}",
+	     "name", 422},
+	    {"{\"name\":\"a\",\"channel\":\"fax\",\"text\":\"x\",\"rows\":[{\"to\":\"1\"}]}",
+	     "channel", 422},
+	    {"{\"name\":\"a\",\"channel\":\"whatsapp\",\"rows\":[{\"to\":\"1\"}]}", "template",
+	     422},
+	    {"{\"name\":\"a\",\"channel\":\"whatsapp\",\"text\":\"x\",\"rows\":[{\"cell\":\"1\"}]}",
+	     "recipient_column", 422},
+	    {"{\"name\":\"a\",\"channel\":\"whatsapp\",\"text\":\"Hi {{1}}\","
+	     "\"rows\":[{\"to\":\"+447400100001\"}]}",
+	     "params", 422},
+	    {"{\"name\":\"a\",\"channel\":\"whatsapp\",\"text\":\"x\",\"rows\":[{\"to\":\"1\"},"
+	     "{\"to\":\"2\",\"extra\":\"3\"}]}",
+	     "rows[1]", 422},
+	    {"{\"name\":\"a\",\"channel\":\"whatsapp\",\"text\":\"x\",\"default_region\":\"XX\","
+	     "\"rows\":[{\"to\":\"1\"}]}",
+	     "default_region", 422},
+	    {"{\"name\":\"a\",\"channel\":\"whatsapp\",\"text\":\"x\",\"bogus\":1,"
+	     "\"rows\":[{\"to\":\"1\"}]}",
+	     "bogus", 422},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		struct resp r = api_post(&W, "/v1/batches", cases[i].body);
+		if (r.status != cases[i].status)
+			fail_msg("case %zu answered %ld: %s", i, r.status, r.body);
+		json_t *e = json_object_get(r.json, "error");
+		assert_string_equal(json_string_value(json_object_get(e, "field")), cases[i].field);
+		resp_free(&r);
+	}
+	struct resp r = api_get(&W, "/v1/batches?name=a");
+	assert_int_equal(json_array_size(json_object_get(r.json, "data")), 0);
+	resp_free(&r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_bad_uploads),
+	    cmocka_unit_test(test_validation_report),
+	    cmocka_unit_test(test_cancel_scheduled),
+	    cmocka_unit_test(test_ten_thousand_rows),
+	};
+	return cmocka_run_group_tests_name("campaign", tests, setup, teardown);
+}
