@@ -9,7 +9,7 @@
 int serve_main(int argc, char **argv);   /* api/serve.c   */
 int migrate_main(int argc, char **argv); /* api/serve.c   */
 int sim_main(int argc, char **argv);     /* sim/sim.c     */
-int cli_main(int argc, char **argv);     /* cli/cli.c: send, messages */
+int cli_main(int argc, char **argv);     /* cli/cli.c: send, messages, batch */
 
 static void usage(FILE *f)
 {
@@ -21,6 +21,8 @@ static void usage(FILE *f)
 	        "  migrate   apply database migrations and exit\n"
 	        "  send      send a message through a running gateway\n"
 	        "  messages  get or list messages (messages get ID | messages list)\n"
+	        "  batch     campaigns: upload a file, watch, list, status, start, cancel,\n"
+	        "            retry, discard, report, export\n"
 	        "  version   print the version\n\n"
 	        "Run 'herald <command> --help' for a command's options.\n",
 	        HERALD_VERSION);
@@ -39,7 +41,7 @@ int main(int argc, char **argv)
 		return sim_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "migrate"))
 		return migrate_main(argc - 1, argv + 1);
-	if (!strcmp(cmd, "send") || !strcmp(cmd, "messages"))
+	if (!strcmp(cmd, "send") || !strcmp(cmd, "messages") || !strcmp(cmd, "batch"))
 		return cli_main(argc, argv);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("herald %s\n", HERALD_VERSION);

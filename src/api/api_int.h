@@ -49,6 +49,7 @@ struct api_server {
 	 * Only that handler takes it. */
 	pthread_mutex_t channels_lock;
 	struct batch_runner *runner; /* NULL when this server does not send */
+	struct sse_hub *sse;         /* campaign event streams (batch_events.c) */
 };
 
 enum api_route {
@@ -71,6 +72,10 @@ enum api_route {
 	ROUTE_BATCH_CANCEL,   /* POST /v1/batches/{id}/cancel */
 	ROUTE_BATCH_ERRORS,   /* GET /v1/batches/{id}/errors: the validation report */
 	ROUTE_BATCH_MESSAGES, /* GET /v1/batches/{id}/messages */
+	ROUTE_BATCH_RETRY,    /* POST /v1/batches/{id}/retry */
+	ROUTE_BATCH_EVENTS,   /* GET /v1/batches/{id}/events: Server-Sent Events */
+	ROUTE_BATCH_EXPORT_CSV,  /* GET /v1/batches/{id}/export.csv */
+	ROUTE_BATCH_EXPORT_XLSX, /* GET /v1/batches/{id}/export.xlsx */
 };
 
 struct api_req;
@@ -269,10 +274,25 @@ enum MHD_Result api_batches_list(struct api_req *r);
 enum MHD_Result api_batches_post(struct api_req *r);
 enum MHD_Result api_batch_get(struct api_req *r);
 enum MHD_Result api_batch_delete(struct api_req *r);
+enum MHD_Result api_batch_retry(struct api_req *r);
+enum MHD_Result api_batch_events(struct api_req *r);
+/* The JSON of a batch as GET /v1/batches/{id} shows it (caller decrefs). */
+json_t *api_batch_json(const struct batch *b);
+/* Campaign event streams (batch_events.c): the ticker that wakes them,
+ * ending every stream before the server stops. */
+struct sse_hub;
+int api_sse_start(struct sse_hub **out, struct hr_err *err);
+void api_sse_quiesce(struct sse_hub *h);
+void api_sse_free(struct sse_hub *h);
 enum MHD_Result api_batch_start(struct api_req *r);
 enum MHD_Result api_batch_cancel(struct api_req *r);
 enum MHD_Result api_batch_errors(struct api_req *r);
 enum MHD_Result api_batch_messages(struct api_req *r);
+/* ---- batch_export.c ---- */
+/* The campaign export, one line per uploaded row (streamed CSV; XLSX with a
+ * Summary sheet, built in a temp file and sent from its fd). */
+enum MHD_Result api_batch_export_csv(struct api_req *r);
+enum MHD_Result api_batch_export_xlsx(struct api_req *r);
 /* A started batch's messages from its stored rows (made as validation made
  * them, due at the batch's schedule): out[i] and rows[i] for items[i].
  * Errors name the row. */

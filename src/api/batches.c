@@ -389,7 +389,7 @@ static json_t *time_json(int64_t us)
 	return json_string(t);
 }
 
-static json_t *batch_json(const struct batch *b)
+json_t *api_batch_json(const struct batch *b)
 {
 	json_t *msgs = json_object();
 	int64_t made = 0, settled = 0;
@@ -449,8 +449,24 @@ static enum MHD_Result respond_batch(struct api_req *r, int status, const char *
 		json_decref(extra);
 		return api_fail(r, rc, NULL);
 	}
-	json_t *j = batch_json(&b);
+	json_t *j = api_batch_json(&b);
 	batch_clear(&b);
+	/* The link back from a batch to the retries made of it. */
+	struct batch_filter rf = {.status = -1, .limit = 100, .retry_of = id};
+	struct batch *rl;
+	size_t rn;
+	bool more;
+	json_t *retries = json_array();
+	if (j && retries && st->ops->batch_list(st, r->tenant, &rf, &rl, &rn, &more) == 0) {
+		for (size_t i = 0; i < rn; i++) {
+			json_array_append_new(retries, json_string(rl[i].id));
+			batch_clear(&rl[i]);
+		}
+		free(rl);
+	}
+	if (j)
+		json_object_set(j, "retries", retries);
+	json_decref(retries);
 	if (j && extra)
 		json_object_update(j, extra);
 	json_decref(extra);
@@ -1138,7 +1154,7 @@ enum MHD_Result api_batches_list(struct api_req *r)
 		return api_fail(r, rc, NULL);
 	json_t *data = json_array();
 	for (size_t i = 0; i < n; i++) {
-		if (data && json_array_append_new(data, batch_json(&list[i])) != 0) {
+		if (data && json_array_append_new(data, api_batch_json(&list[i])) != 0) {
 			json_decref(data);
 			data = NULL;
 		}
@@ -1281,6 +1297,106 @@ enum MHD_Result api_batch_errors(struct api_req *r)
 		batch_item_clear(&items[i]);
 	free(items);
 	return ret;
+}
+
+/*
+ * POST /v1/batches/{id}/retry {"statuses": ["failed", ...], "start": true}:
+ * a new batch of exactly the rows whose message ended in one of the
+ * statuses (default: failed), linked both ways (retry_of; the old one lists
+ * it under retries), with the same content, account and schedule, started
+ * at once unless start is false.
+ */
+enum MHD_Result api_batch_retry(struct api_req *r)
+{
+	struct api_server *s = r->srv;
+	struct store *st = s->o.store;
+	enum MHD_Result ret;
+	json_t *root = r->len ? api_body_object(r, &ret) : json_object();
+	if (!root)
+		return r->len ? ret : api_fail(r, HR_ENOMEM, NULL);
+	struct hr_err err;
+	hr_err_clear(&err);
+	int rc = 0;
+	const char *key;
+	json_t *x;
+	json_object_foreach(root, key, x) {
+		if (strcmp(key, "statuses") && strcmp(key, "start")) {
+			char f[HR_NAME_MAX];
+			rc = hr_fail(&err, HR_EINVAL, api_clip(f, sizeof f, key), "unknown field '%s'", f);
+			break;
+		}
+	}
+	unsigned mask = 1u << MSG_FAILED;
+	json_t *js = json_object_get(root, "statuses"), *jstart = json_object_get(root, "start");
+	if (rc == 0 && js) {
+		mask = 0;
+		size_t i;
+		json_t *e;
+		if (!json_is_array(js) || json_array_size(js) == 0)
+			rc = hr_fail(&err, HR_EINVAL, "statuses",
+			             "statuses must be a non-empty array of message statuses");
+		json_array_foreach(js, i, e) {
+			enum msg_status ms;
+			if (rc == 0 && msg_status_parse(json_string_value(e), &ms) != 0) {
+				char f[32];
+				snprintf(f, sizeof f, "statuses[%zu]", i);
+				rc = hr_fail(&err, HR_EINVAL, f, "%s is not a message status", f);
+			}
+			if (rc == 0)
+				mask |= 1u << ms;
+		}
+	}
+	if (rc == 0 && jstart && !json_is_boolean(jstart))
+		rc = hr_fail(&err, HR_EINVAL, "start", "start must be true or false");
+	bool start = !jstart || json_is_true(jstart);
+	json_decref(root);
+	struct batch old = {0}, nb = {0};
+	if (rc == 0)
+		rc = st->ops->batch_get(st, r->tenant, r->path_id, &old);
+	if (rc)
+		return api_fail(r, rc, &err);
+	nb = old;
+	nb.spec = old.spec; /* borrowed: the same content and options */
+	hr_id_new(nb.id);
+	snprintf(nb.name, sizeof nb.name, "%.*s (retry)", (int)sizeof nb.name - 10, old.name);
+	hr_strlcpy(nb.retry_of, old.id, sizeof nb.retry_of);
+	nb.created_at = 0;
+	rc = st->ops->batch_create(st, &nb, &err);
+	int64_t after = 0, total = 0;
+	while (rc == 0) {
+		struct batch_item *items;
+		size_t n;
+		if ((rc = st->ops->batch_items_by_status(st, old.id, mask, after, BATCH_CHUNK, &items,
+		                                         &n)))
+			break;
+		if (n)
+			rc = st->ops->batch_items_put(st, nb.id, items, n, &err);
+		after = n ? items[n - 1].row : after;
+		total += (int64_t)n;
+		for (size_t i = 0; i < n; i++)
+			batch_item_clear(&items[i]);
+		free(items);
+		if (n < BATCH_CHUNK)
+			break;
+	}
+	if (rc == 0 && total == 0)
+		rc = hr_fail(&err, HR_EINVAL, "statuses",
+		             "no message of batch %s has one of those statuses", old.id);
+	if (rc == 0)
+		rc = st->ops->batch_set_status(st, r->tenant, nb.id, BATCH_VALIDATED, NULL, &err);
+	if (rc == 0 && start &&
+	    (rc = st->ops->batch_set_status(st, r->tenant, nb.id, BATCH_PROCESSING, NULL, &err)) == 0)
+		batch_runner_wake(s->runner);
+	char id[HR_ID_LEN + 1];
+	hr_strlcpy(id, nb.id, sizeof id);
+	if (rc) {
+		struct hr_err e2 = {0};
+		st->ops->batch_discard(st, r->tenant, id, &e2);
+	}
+	batch_clear(&old);
+	if (rc)
+		return api_fail(r, rc, &err);
+	return respond_batch(r, 201, id, NULL);
 }
 
 /* Discards a batch that sent nothing (a report not wanted): 204. */

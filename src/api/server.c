@@ -272,8 +272,14 @@ static const struct api_route_def api_routes[] = {
     {"/v1/batches/{id}", ROUTE_BATCH, api_batch_get, NULL, api_batch_delete, "GET, HEAD, DELETE"},
     {"/v1/batches/{id}/start", ROUTE_BATCH_START, NULL, api_batch_start, NULL, "POST"},
     {"/v1/batches/{id}/cancel", ROUTE_BATCH_CANCEL, NULL, api_batch_cancel, NULL, "POST"},
+    {"/v1/batches/{id}/retry", ROUTE_BATCH_RETRY, NULL, api_batch_retry, NULL, "POST"},
+    {"/v1/batches/{id}/events", ROUTE_BATCH_EVENTS, api_batch_events, NULL, NULL, "GET"},
     {"/v1/batches/{id}/errors", ROUTE_BATCH_ERRORS, api_batch_errors, NULL, NULL, "GET, HEAD"},
     {"/v1/batches/{id}/messages", ROUTE_BATCH_MESSAGES, api_batch_messages, NULL, NULL,
+     "GET, HEAD"},
+    {"/v1/batches/{id}/export.csv", ROUTE_BATCH_EXPORT_CSV, api_batch_export_csv, NULL, NULL,
+     "GET, HEAD"},
+    {"/v1/batches/{id}/export.xlsx", ROUTE_BATCH_EXPORT_XLSX, api_batch_export_xlsx, NULL, NULL,
      "GET, HEAD"},
 };
 
@@ -322,8 +328,12 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 		} sub[] = {{"", ROUTE_BATCH},
 		           {"/start", ROUTE_BATCH_START},
 		           {"/cancel", ROUTE_BATCH_CANCEL},
+		           {"/retry", ROUTE_BATCH_RETRY},
+		           {"/events", ROUTE_BATCH_EVENTS},
 		           {"/errors", ROUTE_BATCH_ERRORS},
-		           {"/messages", ROUTE_BATCH_MESSAGES}};
+		           {"/messages", ROUTE_BATCH_MESSAGES},
+		           {"/export.csv", ROUTE_BATCH_EXPORT_CSV},
+		           {"/export.xlsx", ROUTE_BATCH_EXPORT_XLSX}};
 		p = segment(url + 12, r->path_id, sizeof r->path_id);
 		for (size_t i = 0; p && i < sizeof sub / sizeof *sub; i++)
 			if (strcmp(p, sub[i].tail) == 0)
@@ -1034,7 +1044,8 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 		               opts->port, e ? strerror(e) : "libmicrohttpd refused the options");
 	}
 	/* Campaigns are turned into messages only where messages are sent. */
-	if (s->o.dispatcher && (rc = batch_runner_start(s, &s->runner, err)) != 0) {
+	if ((rc = api_sse_start(&s->sse, err)) != 0 ||
+	    (s->o.dispatcher && (rc = batch_runner_start(s, &s->runner, err)) != 0)) {
 		api_stop(s);
 		return rc;
 	}
@@ -1058,13 +1069,15 @@ void api_stop(struct api_server *s)
 {
 	if (!s)
 		return;
-	MHD_socket fd = MHD_quiesce_daemon(s->mhd);
+	MHD_socket fd = s->mhd ? MHD_quiesce_daemon(s->mhd) : MHD_INVALID_SOCKET;
 	pthread_mutex_lock(&s->lock);
 	s->stopping = true;
 	while (s->pending > 0)
 		pthread_cond_wait(&s->idle, &s->lock);
 	pthread_mutex_unlock(&s->lock);
+	api_sse_quiesce(s->sse); /* no stream left suspended */
 	MHD_stop_daemon(s->mhd);
+	api_sse_free(s->sse);
 	if (fd != MHD_INVALID_SOCKET)
 		close(fd);
 	batch_runner_stop(s->runner); /* after the requests that may wake it */

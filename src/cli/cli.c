@@ -1,6 +1,7 @@
 /*
  * cli.c - `herald send` and `herald messages get|list`: a thin client of the
- * HTTP API over libcurl's easy interface.
+ * HTTP API over libcurl's easy interface (`herald batch` is in batch.c and
+ * shares the HTTP helpers through cli_int.h).
  *
  * The CLI never talks to the store: everything goes through the same API a
  * customer uses, so what the CLI shows is what the API says. Errors are
@@ -19,33 +20,18 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "cli/cli_int.h"
 #include "herald.h"
 
-enum { CLI_OK = 0, CLI_EAPI = 1, CLI_EUSAGE = 2, CLI_EUNREACHABLE = 3 };
-
-#define CLI_DEFAULT_URL "http://127.0.0.1:8080"
 #define CLI_MAX_PARAMS 100
 #define CLI_MAX_BUTTONS 10
 #define CLI_MAX_OPTIONS 20
-
-struct cli {
-	const char *url;
-	const char *key;
-	bool json;
-};
-
-struct cli_resp {
-	long status;
-	char *body;
-	size_t len;
-	bool replayed;
-};
 
 /* ---------------------------------------------------------------------------
  * HTTP.
  * ------------------------------------------------------------------------- */
 
-static size_t cli_on_body(char *p, size_t sz, size_t n, void *ud)
+size_t cli_on_body(char *p, size_t sz, size_t n, void *ud)
 {
 	struct cli_resp *r = ud;
 	size_t l = sz * n;
@@ -82,11 +68,14 @@ static bool cli_header(struct curl_slist **l, const char *line)
 	return true;
 }
 
-/* Sends one request. Returns 0 with *out filled (any HTTP status), or
- * CLI_EUNREACHABLE after printing why the server could not be reached (or
- * the request could not be set up). */
-static int cli_http(const struct cli *c, const char *method, const char *path, const char *body,
-                    const char *idem_key, struct cli_resp *out)
+int cli_http(const struct cli *c, const char *method, const char *path, const char *body,
+             const char *idem_key, struct cli_resp *out)
+{
+	return cli_http_x(c, method, path, body, idem_key, NULL, NULL, out);
+}
+
+int cli_http_x(const struct cli *c, const char *method, const char *path, const char *body,
+               const char *idem_key, cli_setup_fn setup, void *ud, struct cli_resp *out)
 {
 	memset(out, 0, sizeof *out);
 	CURL *h = curl_easy_init();
@@ -136,20 +125,32 @@ static int cli_http(const struct cli *c, const char *method, const char *path, c
 	CLI_OPT(CURLOPT_USERAGENT, "herald-cli/" HERALD_VERSION);
 	CLI_OPT(CURLOPT_PROTOCOLS_STR, "http,https");
 	CLI_OPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	if (body) {
-		CLI_OPT(CURLOPT_POSTFIELDS, body);
-		CLI_OPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+	if (body || !strcmp(method, "POST")) {
+		/* A POST without a body (start, cancel) is still a POST. */
+		CLI_OPT(CURLOPT_POSTFIELDS, body ? body : "");
+		CLI_OPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? strlen(body) : 0));
 	}
 	if (strcmp(method, "GET") && strcmp(method, "POST"))
 		CLI_OPT(CURLOPT_CUSTOMREQUEST, method);
 #undef CLI_OPT
+	/* The caller's options last, so they may replace the defaults above
+	 * (a file upload's timeout, a download's write function). */
+	if (rc == CURLE_OK && setup)
+		rc = setup(h, ud);
 
 	int ret = 0;
 	if (rc != CURLE_OK) {
 		fprintf(stderr, "herald: cannot set up the request to %.*s: %s\n", (int)ul, c->url,
 		        curl_easy_strerror(rc));
 		ret = CLI_EUNREACHABLE;
-	} else if ((rc = curl_easy_perform(h)) != CURLE_OK) {
+	} else if ((rc = curl_easy_perform(h)) != CURLE_OK &&
+	           (rc == CURLE_WRITE_ERROR || rc == CURLE_READ_ERROR)) {
+		/* A local file could not be read or written: not the server's
+		 * fault, and the caller's callback knows why (it prints it). */
+		free(out->body);
+		out->body = NULL;
+		ret = CLI_EAPI;
+	} else if (rc != CURLE_OK) {
 		long oserr = 0;
 		curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
 		const char *why = oserr       ? strerror((int)oserr)
@@ -174,8 +175,7 @@ static int cli_http(const struct cli *c, const char *method, const char *path, c
 	return ret;
 }
 
-/* Prints an API error in one line; returns the exit code. */
-static int cli_api_error(const struct cli_resp *r)
+int cli_api_error(const struct cli_resp *r)
 {
 	if (r->status == 401) {
 		fprintf(stderr, "herald: the API key was refused (401)\n");
@@ -195,9 +195,7 @@ static int cli_api_error(const struct cli_resp *r)
 	return CLI_EAPI;
 }
 
-/* Common tail of every command: raw JSON on --json, errors, parsing. Returns
- * the parsed body (caller decrefs) or NULL with *code set. */
-static json_t *cli_result(const struct cli *c, struct cli_resp *r, int *code)
+json_t *cli_result(const struct cli *c, struct cli_resp *r, int *code)
 {
 	if (c->json && r->body) {
 		fwrite(r->body, 1, r->len, stdout);
@@ -218,7 +216,7 @@ static json_t *cli_result(const struct cli *c, struct cli_resp *r, int *code)
 	return j;
 }
 
-static const char *jstr(json_t *j, const char *key, const char *def)
+const char *jstr(json_t *j, const char *key, const char *def)
 {
 	const char *s = json_string_value(json_object_get(j, key));
 	return s ? s : def;
@@ -728,9 +726,7 @@ static int cli_send(int argc, char **argv)
  * herald messages get | list
  * ------------------------------------------------------------------------- */
 
-/* Prints at most `width` bytes of s without cutting a UTF-8 sequence, with
- * newlines shown as spaces so a table row stays one line. */
-static void print_cell(const char *s, int width)
+void print_cell(const char *s, int width)
 {
 	int n = 0;
 	const unsigned char *p = (const unsigned char *)s;
@@ -920,7 +916,7 @@ static int cli_messages(int argc, char **argv)
 int cli_main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "herald: expected 'send' or 'messages'\n");
+		fprintf(stderr, "herald: expected 'send', 'messages' or 'batch'\n");
 		return CLI_EUSAGE;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -929,6 +925,8 @@ int cli_main(int argc, char **argv)
 		rc = cli_send(argc - 1, argv + 1);
 	} else if (strcmp(argv[1], "messages") == 0) {
 		rc = cli_messages(argc - 1, argv + 1);
+	} else if (strcmp(argv[1], "batch") == 0) {
+		rc = cli_batch(argc - 1, argv + 1);
 	} else {
 		fprintf(stderr, "herald: unknown command '%s'\n", argv[1]);
 		rc = CLI_EUSAGE;

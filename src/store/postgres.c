@@ -900,6 +900,8 @@ const struct store_ops store_postgres = {
     .batch_enqueue = pg_batch_enqueue,
     .batch_cancel_step = pg_batch_cancel_step,
     .batch_recount = pg_batch_recount,
+    .batch_export_rows = pg_batch_export_rows,
     .batch_discard = pg_batch_discard,
+    .batch_items_by_status = pg_batch_items_by_status,
     .message_prune = pg_message_prune,
 };

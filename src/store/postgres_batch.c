@@ -130,6 +130,7 @@ int pg_batch_list(struct store *st, const char *tenant_id, const struct batch_fi
 	pp_i64(&p, limit + 1);
 	pp_bool(&p, f->not_ingested);
 	pp_bool(&p, f->has_queued);
+	pp_text(&p, f->retry_of);
 	PGresult *r;
 	/* strpos(): a plain substring test, with no LIKE wildcards to escape. */
 	int rc = pg_read((struct pg_store *)st, P_BATCH_LIST, -1,
@@ -138,7 +139,8 @@ int pg_batch_list(struct store *st, const char *tenant_id, const struct batch_fi
 	                 " AND ($4::text IS NULL OR strpos(name, $4) > 0)"
 	                 " AND ($5 = 0 OR created_at >= $5) AND ($6 = 0 OR created_at < $6)"
 	                 " AND ($7::text IS NULL OR id < $7) AND (NOT $9 OR NOT ingested)"
-	                 " AND (NOT $10 OR n_queued > 0) ORDER BY id DESC LIMIT $8",
+	                 " AND (NOT $10 OR n_queued > 0) AND ($11::text IS NULL OR retry_of = $11)"
+	                 " ORDER BY id DESC LIMIT $8",
 	                 &p, &r);
 	if (rc)
 		return rc;
@@ -218,6 +220,53 @@ int pg_batch_items(struct store *st, const char *batch_id, enum batch_items_whic
 	return 0;
 }
 
+int pg_batch_items_by_status(struct store *st, const char *batch_id, unsigned status_mask,
+                             int64_t after_row, int limit, struct batch_item **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (limit < 1 || limit > 100000)
+		return HR_EINVAL;
+	struct pg_params p = {0};
+	pp_text(&p, batch_id ? batch_id : "");
+	pp_i64(&p, after_row);
+	pp_i64(&p, status_mask);
+	pp_i64(&p, limit);
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, P_BATCH_ITEMS_STATUS, -1,
+	                 "SELECT i.row_no, i.recipient, i.params, i.message_id"
+	                 " FROM batch_item i JOIN message m ON m.id = i.message_id"
+	                 " WHERE i.batch_id = $1 AND i.row_no > $2"
+	                 " AND (($3::bigint >> m.status) & 1) = 1 ORDER BY i.row_no LIMIT $4",
+	                 &p, &r);
+	if (rc)
+		return rc;
+	int nr = PQntuples(r);
+	struct batch_item *v = calloc(nr ? (size_t)nr : 1, sizeof *v);
+	if (!v) {
+		PQclear(r);
+		return HR_ENOMEM;
+	}
+	bool oom = false;
+	for (int i = 0; i < nr; i++) {
+		v[i].row = pg_col_i64(r, i, 0);
+		pg_col_copy(r, i, 1, v[i].recipient, sizeof v[i].recipient);
+		v[i].params = pg_col_dup(r, i, 2, &oom);
+		v[i].valid = true;
+		pg_col_copy(r, i, 3, v[i].message_id, sizeof v[i].message_id);
+	}
+	PQclear(r);
+	if (oom) {
+		for (int i = 0; i < nr; i++)
+			batch_item_clear(&v[i]);
+		free(v);
+		return HR_ENOMEM;
+	}
+	*out = v;
+	*n = (size_t)nr;
+	return 0;
+}
+
 int pg_batch_recount(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
                      int64_t *replied)
 {
@@ -245,5 +294,83 @@ int pg_batch_recount(struct store *st, const char *batch_id, int64_t by_status[M
 		return rc;
 	*replied = PQntuples(r) ? pg_col_i64(r, 0, 0) : 0;
 	PQclear(r);
+	return 0;
+}
+
+/* The export's page in one statement (sqlite_batch.c's twin, which says
+ * why it is shaped so). */
+int pg_batch_export_rows(struct store *st, const char *batch_id, int64_t after_row, int limit,
+                         struct batch_export_row **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (limit < 1 || limit > 10000)
+		return HR_EINVAL;
+	struct pg_params p = {0};
+	pp_text(&p, batch_id ? batch_id : "");
+	pp_i64(&p, after_row);
+	pp_i64(&p, limit);
+	PGresult *r;
+	int rc = pg_read(
+	    (struct pg_store *)st, P_BATCH_EXPORT, -1,
+	    "SELECT bi.row_no, bi.recipient, bi.params, bi.valid, bi.duplicate, bi.error_column,"
+	    " bi.error, bi.message_id, m.id IS NOT NULL, m.status, m.provider_id, m.error_code,"
+	    " m.error_text, m.created_at, m.updated_at,"
+	    " (SELECT min(e.at) FROM message_event e WHERE e.message_id = m.id AND e.type = 'sent'),"
+	    " (SELECT min(e.at) FROM message_event e WHERE e.message_id = m.id"
+	    "   AND e.type = 'webhook_status' AND e.applied AND e.status = 3),"
+	    " (SELECT min(e.at) FROM message_event e WHERE e.message_id = m.id"
+	    "   AND e.type = 'webhook_status' AND e.applied AND e.status = 4),"
+	    " i.kind, i.text, i.payload, i.received_at"
+	    " FROM batch_item bi LEFT JOIN message m ON m.id = bi.message_id"
+	    " LEFT JOIN inbound i ON i.id = (SELECT max(i2.id) FROM inbound i2"
+	    "   WHERE i2.message_id = bi.message_id)"
+	    " WHERE bi.batch_id = $1 AND bi.row_no > $2 ORDER BY bi.row_no LIMIT $3",
+	    &p, &r);
+	if (rc)
+		return rc;
+	int nr = PQntuples(r);
+	struct batch_export_row *v = calloc(nr ? (size_t)nr : 1, sizeof *v);
+	if (!v) {
+		PQclear(r);
+		return HR_ENOMEM;
+	}
+	bool oom = false;
+	for (int i = 0; i < nr; i++) {
+		struct batch_export_row *x = &v[i];
+		struct batch_item *it = &x->item;
+		it->row = pg_col_i64(r, i, 0);
+		pg_col_copy(r, i, 1, it->recipient, sizeof it->recipient);
+		it->params = pg_col_dup(r, i, 2, &oom);
+		it->valid = pg_col_bool(r, i, 3);
+		it->duplicate = pg_col_bool(r, i, 4);
+		pg_col_copy(r, i, 5, it->error_column, sizeof it->error_column);
+		pg_col_copy(r, i, 6, it->error, sizeof it->error);
+		pg_col_copy(r, i, 7, it->message_id, sizeof it->message_id);
+		x->has_message = pg_col_bool(r, i, 8);
+		int64_t status = pg_col_i64(r, i, 9);
+		x->status = status >= 0 && status < MSG__COUNT ? (enum msg_status)status : MSG_UNKNOWN;
+		pg_col_copy(r, i, 10, x->provider_id, sizeof x->provider_id);
+		pg_col_copy(r, i, 11, x->error_code, sizeof x->error_code);
+		pg_col_copy(r, i, 12, x->error_text, sizeof x->error_text);
+		x->created_at = pg_col_i64(r, i, 13);
+		x->updated_at = pg_col_i64(r, i, 14);
+		x->sent_at = pg_col_i64(r, i, 15);
+		x->delivered_at = pg_col_i64(r, i, 16);
+		x->read_at = pg_col_i64(r, i, 17);
+		pg_col_copy(r, i, 18, x->reply_kind, sizeof x->reply_kind);
+		x->reply_text = pg_col_dup(r, i, 19, &oom);
+		x->reply_payload = pg_col_dup(r, i, 20, &oom);
+		x->replied_at = pg_col_i64(r, i, 21);
+	}
+	PQclear(r);
+	if (oom) {
+		for (int i = 0; i < nr; i++)
+			batch_export_row_clear(&v[i]);
+		free(v);
+		return HR_ENOMEM;
+	}
+	*out = v;
+	*n = (size_t)nr;
 	return 0;
 }

@@ -116,9 +116,11 @@ enum pg_slot {
 	P_BATCH_LIST,
 	P_BATCH_ITEMS,
 	P_BATCH_RECOUNT,
+	P_BATCH_EXPORT,
 	P_BATCH_REPLIED,
 	P_BATCH_CREATE,
 	P_BATCH_DELETE,
+	P_BATCH_ITEMS_STATUS,
 	P_BATCH_DELETE_ITEMS,
 	P_LIST,
 	P__COUNT
@@ -332,8 +334,13 @@ int pg_batch_enqueue(struct store *st, const char *batch_id, const int64_t *rows
 int pg_batch_discard(struct store *st, const char *tenant_id, const char *id,
                      struct hr_err *err);
 int pg_batch_cancel_step(struct store *st, const char *batch_id, int limit, int64_t *n);
+int pg_batch_items_by_status(struct store *st, const char *batch_id, unsigned status_mask,
+                             int64_t after_row, int limit, struct batch_item **out,
+                             size_t *n);
 int pg_batch_recount(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
                      int64_t *replied);
+int pg_batch_export_rows(struct store *st, const char *batch_id, int64_t after_row,
+                         int limit, struct batch_export_row **out, size_t *n);
 int pg_inbox_pending(struct store *st, int64_t *n);
 
 /* postgres_retain.c */

@@ -736,6 +736,8 @@ const struct store_ops store_sqlite = {
 	.batch_enqueue = sq_batch_enqueue,
 	.batch_cancel_step = sq_batch_cancel_step,
 	.batch_recount = sq_batch_recount,
+	.batch_export_rows = sq_batch_export_rows,
 	.batch_discard = sq_batch_discard,
+	.batch_items_by_status = sq_batch_items_by_status,
 	.message_prune = sq_message_prune,
 };

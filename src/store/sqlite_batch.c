@@ -162,7 +162,8 @@ int sq_batch_list(struct store *st, const char *tenant_id, const struct batch_fi
 	                      " AND (?4 IS NULL OR instr(name, ?4) > 0)"
 	                      " AND (?5 = 0 OR created_at >= ?5) AND (?6 = 0 OR created_at < ?6)"
 	                      " AND (?7 IS NULL OR id < ?7) AND (?9 = 0 OR NOT ingested)"
-	                      " AND (?10 = 0 OR n_queued > 0) ORDER BY id DESC LIMIT ?8");
+	                      " AND (?10 = 0 OR n_queued > 0) AND (?11 IS NULL OR retry_of = ?11)"
+	                      " ORDER BY id DESC LIMIT ?8");
 	if (rc)
 		return rc;
 	sq_bind_opt(q, 1, tenant_id);
@@ -175,6 +176,7 @@ int sq_batch_list(struct store *st, const char *tenant_id, const struct batch_fi
 	sqlite3_bind_int(q, 8, limit + 1);
 	sqlite3_bind_int(q, 9, f->not_ingested);
 	sqlite3_bind_int(q, 10, f->has_queued);
+	sq_bind_opt(q, 11, f->retry_of);
 	struct batch *v = calloc((size_t)limit + 1, sizeof *v);
 	if (!v) {
 		read_done(s, r, q);
@@ -259,6 +261,56 @@ int sq_batch_items(struct store *st, const char *batch_id, enum batch_items_whic
 	return 0;
 }
 
+int sq_batch_items_by_status(struct store *st, const char *batch_id, unsigned status_mask,
+                             int64_t after_row, int limit, struct batch_item **out, size_t *n)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	*out = NULL;
+	*n = 0;
+	if (limit < 1 || limit > 100000)
+		return HR_EINVAL;
+	struct sq_reader *r;
+	sqlite3_stmt *q;
+	int rc = read_prepare(s, &r, &q,
+	                      "SELECT i.row_no, i.recipient, i.params, i.message_id"
+	                      " FROM batch_item i JOIN message m ON m.id = i.message_id"
+	                      " WHERE i.batch_id = ?1 AND i.row_no > ?2"
+	                      " AND ((?3 >> m.status) & 1) = 1 ORDER BY i.row_no LIMIT ?4");
+	if (rc)
+		return rc;
+	sqlite3_bind_text(q, 1, batch_id ? batch_id : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, after_row);
+	sqlite3_bind_int64(q, 3, status_mask);
+	sqlite3_bind_int(q, 4, limit);
+	struct batch_item *v = calloc((size_t)limit, sizeof *v);
+	if (!v) {
+		read_done(s, r, q);
+		return HR_ENOMEM;
+	}
+	size_t len = 0;
+	int src;
+	bool oom = false;
+	while ((src = sqlite3_step(q)) == SQLITE_ROW && len < (size_t)limit) {
+		struct batch_item *it = &v[len++];
+		it->row = sqlite3_column_int64(q, 0);
+		sq_col_copy(q, 1, it->recipient, sizeof it->recipient);
+		it->params = sq_col_dup(q, 2, &oom);
+		it->valid = true;
+		sq_col_copy(q, 3, it->message_id, sizeof it->message_id);
+	}
+	rc = oom ? HR_ENOMEM : src == SQLITE_DONE || src == SQLITE_ROW ? 0 : HR_EIO;
+	read_done(s, r, q);
+	if (rc) {
+		for (size_t i = 0; i < len; i++)
+			batch_item_clear(&v[i]);
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
 int sq_batch_recount(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
                      int64_t *replied)
 {
@@ -297,4 +349,89 @@ int sq_batch_recount(struct store *st, const char *batch_id, int64_t by_status[M
 		*replied = sqlite3_column_int64(q, 0);
 	read_done(s, r, q);
 	return src == SQLITE_ROW ? 0 : HR_EIO;
+}
+
+/*
+ * The export's page in one statement: each row LEFT JOINed with its message
+ * (none for rows never queued, or whose message retention removed) and its
+ * latest reply; the three event times are correlated subqueries over
+ * message_event(message_id, id), a few events per message, so a page costs
+ * a handful of index probes a row and nothing grows with the batch.
+ */
+int sq_batch_export_rows(struct store *st, const char *batch_id, int64_t after_row, int limit,
+                         struct batch_export_row **out, size_t *n)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	*out = NULL;
+	*n = 0;
+	if (limit < 1 || limit > 10000)
+		return HR_EINVAL;
+	struct sq_reader *r;
+	sqlite3_stmt *q;
+	int rc = read_prepare(
+	    s, &r, &q,
+	    "SELECT bi.row_no, bi.recipient, bi.params, bi.valid, bi.duplicate, bi.error_column,"
+	    " bi.error, bi.message_id, m.id IS NOT NULL, m.status, m.provider_id, m.error_code,"
+	    " m.error_text, m.created_at, m.updated_at,"
+	    " (SELECT min(e.at) FROM message_event e WHERE e.message_id = m.id AND e.type = 'sent'),"
+	    " (SELECT min(e.at) FROM message_event e WHERE e.message_id = m.id"
+	    "   AND e.type = 'webhook_status' AND e.applied <> 0 AND e.status = 3),"
+	    " (SELECT min(e.at) FROM message_event e WHERE e.message_id = m.id"
+	    "   AND e.type = 'webhook_status' AND e.applied <> 0 AND e.status = 4),"
+	    " i.kind, i.text, i.payload, i.received_at"
+	    " FROM batch_item bi LEFT JOIN message m ON m.id = bi.message_id"
+	    " LEFT JOIN inbound i ON i.id = (SELECT max(i2.id) FROM inbound i2"
+	    "   WHERE i2.message_id = bi.message_id)"
+	    " WHERE bi.batch_id = ?1 AND bi.row_no > ?2 ORDER BY bi.row_no LIMIT ?3");
+	if (rc)
+		return rc;
+	sqlite3_bind_text(q, 1, batch_id ? batch_id : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, after_row);
+	sqlite3_bind_int(q, 3, limit);
+	struct batch_export_row *v = calloc((size_t)limit, sizeof *v);
+	if (!v) {
+		read_done(s, r, q);
+		return HR_ENOMEM;
+	}
+	size_t len = 0;
+	int src;
+	bool oom = false;
+	while ((src = sqlite3_step(q)) == SQLITE_ROW && len < (size_t)limit) {
+		struct batch_export_row *x = &v[len++];
+		struct batch_item *it = &x->item;
+		it->row = sqlite3_column_int64(q, 0);
+		sq_col_copy(q, 1, it->recipient, sizeof it->recipient);
+		it->params = sq_col_dup(q, 2, &oom);
+		it->valid = sqlite3_column_int(q, 3) != 0;
+		it->duplicate = sqlite3_column_int(q, 4) != 0;
+		sq_col_copy(q, 5, it->error_column, sizeof it->error_column);
+		sq_col_copy(q, 6, it->error, sizeof it->error);
+		sq_col_copy(q, 7, it->message_id, sizeof it->message_id);
+		x->has_message = sqlite3_column_int(q, 8) != 0;
+		int status = sqlite3_column_int(q, 9);
+		x->status = status >= 0 && status < MSG__COUNT ? (enum msg_status)status : MSG_UNKNOWN;
+		sq_col_copy(q, 10, x->provider_id, sizeof x->provider_id);
+		sq_col_copy(q, 11, x->error_code, sizeof x->error_code);
+		sq_col_copy(q, 12, x->error_text, sizeof x->error_text);
+		x->created_at = sqlite3_column_int64(q, 13);
+		x->updated_at = sqlite3_column_int64(q, 14);
+		x->sent_at = sqlite3_column_int64(q, 15);
+		x->delivered_at = sqlite3_column_int64(q, 16);
+		x->read_at = sqlite3_column_int64(q, 17);
+		sq_col_copy(q, 18, x->reply_kind, sizeof x->reply_kind);
+		x->reply_text = sq_col_dup(q, 19, &oom);
+		x->reply_payload = sq_col_dup(q, 20, &oom);
+		x->replied_at = sqlite3_column_int64(q, 21);
+	}
+	rc = oom ? HR_ENOMEM : src == SQLITE_DONE || src == SQLITE_ROW ? 0 : HR_EIO;
+	read_done(s, r, q);
+	if (rc) {
+		for (size_t i = 0; i < len; i++)
+			batch_export_row_clear(&v[i]);
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*n = len;
+	return 0;
 }

@@ -242,8 +242,13 @@ int sq_batch_enqueue(struct store *st, const char *batch_id, const int64_t *rows
 int sq_batch_discard(struct store *st, const char *tenant_id, const char *id,
                      struct hr_err *err);
 int sq_batch_cancel_step(struct store *st, const char *batch_id, int limit, int64_t *n);
+int sq_batch_items_by_status(struct store *st, const char *batch_id, unsigned status_mask,
+                             int64_t after_row, int limit, struct batch_item **out,
+                             size_t *n);
 int sq_batch_recount(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
                      int64_t *replied);
+int sq_batch_export_rows(struct store *st, const char *batch_id, int64_t after_row,
+                         int limit, struct batch_export_row **out, size_t *n);
 int sq_inbox_pending(struct store *st, int64_t *n);
 
 /* sqlite_retain.c */

@@ -34,6 +34,14 @@ void batch_item_clear(struct batch_item *it)
 	memset(it, 0, sizeof *it);
 }
 
+void batch_export_row_clear(struct batch_export_row *r)
+{
+	batch_item_clear(&r->item);
+	free(r->reply_text);
+	free(r->reply_payload);
+	memset(r, 0, sizeof *r);
+}
+
 void account_row_clear(struct account_row *a)
 {
 	free(a->config);

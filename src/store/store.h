@@ -249,6 +249,33 @@ struct batch_item {
 };
 void batch_item_clear(struct batch_item *it);
 
+/*
+ * One row of a campaign export (batch_export_rows): the uploaded row as
+ * validated, and the outcome of its message. has_message is false for a row
+ * that never had a message (invalid, duplicate, not yet queued) and for one
+ * whose message retention has removed; the message fields are then empty.
+ * Times are Herald's clock when it recorded the event (message_event.at, not
+ * the provider's own timestamp), 0 when it never happened: sent_at the first
+ * "sent" event; delivered_at / read_at the first applied "webhook_status"
+ * event to DELIVERED / READ (a READ that implied DELIVERED records both).
+ * The reply is the latest inbound message linked to this message.
+ */
+struct batch_export_row {
+	struct batch_item item;
+	bool has_message;
+	enum msg_status status;
+	char provider_id[HR_PROVIDER_ID_MAX];
+	char error_code[HR_ERRCODE_MAX];
+	char error_text[HR_ERRTEXT_MAX];
+	int64_t created_at, updated_at;
+	int64_t sent_at, delivered_at, read_at;
+	char reply_kind[16];   /* "text", "button", ...; "" when no reply */
+	char *reply_text;      /* heap, may be NULL */
+	char *reply_payload;   /* heap, may be NULL (a button's payload) */
+	int64_t replied_at;    /* the reply's received_at, 0 when none */
+};
+void batch_export_row_clear(struct batch_export_row *r);
+
 struct batch_filter {
 	int status;                  /* -1 = any */
 	const char *unit;            /* NULL = any */
@@ -261,6 +288,7 @@ struct batch_filter {
 	 * messages. */
 	bool not_ingested;
 	bool has_queued;
+	const char *retry_of;        /* batches made by a retry of this one; NULL = any */
 };
 
 /* Which rows batch_items returns. */
@@ -512,6 +540,12 @@ struct store_ops {
 	 * Callers repeat until 0. Claims of a cancelled batch's messages cancel
 	 * them too, so nothing is sent meanwhile. */
 	int (*batch_cancel_step)(struct store *st, const char *batch_id, int limit, int64_t *n);
+	/* Rows whose message's status is in status_mask (1 << msg_status), in
+	 * row order after after_row, at most limit: what a retry re-sends. *out
+	 * heap array (batch_item_clear each). */
+	int (*batch_items_by_status)(struct store *st, const char *batch_id, unsigned status_mask,
+	                             int64_t after_row, int limit, struct batch_item **out,
+	                             size_t *n);
 	/* Removes a batch that has no messages (PENDING, VALIDATED, or FAILED
 	 * before its start) with its rows: an upload given up, or a report the
 	 * user discards. HR_EINVAL naming "status" for a batch with messages
@@ -523,6 +557,13 @@ struct store_ops {
 	 * least one reply. */
 	int (*batch_recount)(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
 	                     int64_t *replied);
+	/* The export's page: rows with row number > after_row, in row order, at
+	 * most limit (1..10000, else HR_EINVAL), each joined with its message,
+	 * its event times and its latest reply (struct batch_export_row), in one
+	 * query. *out heap array (batch_export_row_clear each). The caller has
+	 * checked the batch's tenant. */
+	int (*batch_export_rows)(struct store *st, const char *batch_id, int64_t after_row,
+	                         int limit, struct batch_export_row **out, size_t *n);
 };
 
 extern const struct store_ops store_sqlite;

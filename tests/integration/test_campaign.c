@@ -251,6 +251,35 @@ static void test_ten_thousand_rows(void **state)
 	assert_int_equal(sim_int(sim, "unique_messages") - unique0, 9990);
 	assert_int_equal(sim_int(sim, "duplicates"), 0);
 	json_decref(sim);
+
+	/* Resend the failed only: a new batch of exactly those two rows, linked
+	 * both ways; they fail again (the simulator refuses them). */
+	char path[160];
+	snprintf(path, sizeof path, "/v1/batches/%s/retry", id);
+	r = api_post(&W, path, "{\"statuses\":[\"failed\"]}");
+	if (r.status != 201)
+		fail_msg("retry answered %ld: %s", r.status, r.body);
+	char rid[64];
+	snprintf(rid, sizeof rid, "%s", json_string_value(json_object_get(r.json, "id")));
+	assert_string_equal(json_string_value(json_object_get(r.json, "retry_of")), id);
+	assert_int_equal(rows_of(r.json, "total"), 2);
+	assert_int_equal(rows_of(r.json, "valid"), 2);
+	resp_free(&r);
+	struct want_status rdone = {rid, "completed"};
+	assert_true(wait_until(batch_is, &W, &rdone, 60));
+	b = get_batch(rid);
+	assert_int_equal(counter(b, "failed"), 2);
+	json_decref(b);
+	assert_counters_equal_recount(rid);
+	b = get_batch(id);
+	json_t *retries = json_object_get(b, "retries");
+	assert_int_equal(json_array_size(retries), 1);
+	assert_string_equal(json_string_value(json_array_get(retries, 0)), rid);
+	json_decref(b);
+	/* Nothing read has failed: a retry of read-only statuses finds none. */
+	r = api_post(&W, path, "{\"statuses\":[\"undelivered\"]}");
+	assert_int_equal(r.status, 422);
+	resp_free(&r);
 }
 
 /* The report: a dry run creates nothing; a batch with errors waits; the
@@ -469,12 +498,65 @@ static void test_bad_uploads(void **state)
 	resp_free(&r);
 }
 
+/* Server-Sent Events: progress while it runs, one final "end" event with
+ * the completed counters, then the server closes the stream. */
+static void test_events_stream(void **state)
+{
+	(void)state;
+	json_t *rows = json_array();
+	for (int i = 1; i <= 200; i++) {
+		char phone[32];
+		snprintf(phone, sizeof phone, "+4474004%05d", i);
+		json_array_append_new(rows, json_pack("{s:s}", "to", phone));
+	}
+	json_t *req = json_pack("{s:s, s:s, s:s, s:o}", "name", "streamed", "channel", "whatsapp",
+	                        "text", "Hello", "rows", rows);
+	struct resp r = post_json("/v1/batches", req);
+	assert_int_equal(r.status, 201);
+	char id[64], url[256];
+	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(r.json, "id")));
+	resp_free(&r);
+	snprintf(url, sizeof url, "%s/v1/batches/%s/events", W.api, id);
+	r = http_t("GET", url, W.key, NULL, NULL, 120000);
+	assert_int_equal(r.status, 200);
+	/* Events in order; the last is "end" with the batch completed. */
+	int progress = 0, ends = 0;
+	const char *last_data = NULL;
+	for (const char *p = r.body; (p = strstr(p, "event: ")); p++) {
+		if (!strncmp(p, "event: progress\n", 16))
+			progress++;
+		else if (!strncmp(p, "event: end\n", 11))
+			ends++;
+		last_data = strstr(p, "data: ");
+	}
+	assert_int_equal(ends, 1);
+	assert_true(progress >= 1);
+	assert_non_null(last_data);
+	json_t *fin = json_loadb(last_data + 6, strcspn(last_data + 6, "\n"), 0, NULL);
+	assert_non_null(fin);
+	assert_string_equal(bstatus(fin), "completed");
+	assert_int_equal(counter(fin, "delivered") + counter(fin, "read"), 200);
+	json_decref(fin);
+	resp_free(&r);
+	/* A finished batch: one end event at once. */
+	r = http_t("GET", url, W.key, NULL, NULL, 30000);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "event: end\n"));
+	assert_null(strstr(r.body, "event: progress"));
+	resp_free(&r);
+	/* Another tenant's: 404. */
+	r = http("GET", url, "hk_other_0123456789abcdef", NULL, NULL);
+	assert_int_equal(r.status, 404);
+	resp_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_bad_uploads),
 	    cmocka_unit_test(test_validation_report),
 	    cmocka_unit_test(test_cancel_scheduled),
+	    cmocka_unit_test(test_events_stream),
 	    cmocka_unit_test(test_ten_thousand_rows),
 	};
 	return cmocka_run_group_tests_name("campaign", tests, setup, teardown);

@@ -3570,6 +3570,152 @@ static void test_batch_life_and_counters(void **state)
 	(void)c1;
 }
 
+/* Applies one inbound reply to the message with provider id ctx. */
+static void reply_to(struct store *st, const char *account, const char *ctx, const char *pmid,
+                     const char *kind, const char *text, const char *payload, int64_t now)
+{
+	struct wh_inbound in = {0};
+	hr_strlcpy(in.provider_msg_id, pmid, sizeof in.provider_msg_id);
+	hr_strlcpy(in.context_id, ctx, sizeof in.context_id);
+	strcpy(in.from, "447900000001");
+	hr_strlcpy(in.kind, kind, sizeof in.kind);
+	in.text = (char *)text;
+	in.payload = (char *)payload;
+	struct inbox_parsed row = {
+	    .inbox_id = inbox_add(st, account), .account_id = account, .inbound = &in, .ninbound = 1};
+	struct apply_stats as;
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, now, &as), 0);
+	assert_int_equal(as.inbound, 1);
+}
+
+/* The export's page: every uploaded row in row order (invalid and
+ * duplicate rows with no message), each message's status, provider id,
+ * error, the times of its first sent / delivered / read events (a READ
+ * that implied DELIVERED gives both) and its latest reply; paging by row
+ * number; the limit's bounds. */
+static void test_batch_export_rows(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct batch b;
+	mk_batch(&b, "t1", "cX");
+	assert_int_equal(st->ops->batch_create(st, &b, &err), 0);
+	struct batch_item it[5];
+	mk_item(&it[0], 1, "+447900000001", true);
+	mk_item(&it[1], 2, "+447900000002", true);
+	mk_item(&it[2], 3, "", false);
+	mk_item(&it[3], 4, "+447900000001", true); /* row 1's recipient again */
+	mk_item(&it[4], 5, "+447900000005", true);
+	it[0].params = (char *)"[\"Ann\",\"5\"]";
+	assert_int_equal(st->ops->batch_items_put(st, b.id, it, 5, &err), 0);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_VALIDATED, NULL, &err), 0);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_PROCESSING, NULL, &err), 0);
+	struct message m[3];
+	int64_t rows[3] = {1, 2, 5};
+	const char *to[3] = {"+447900000001", "+447900000002", "+447900000005"};
+	for (int i = 0; i < 3; i++)
+		mk_row_msg(&m[i], &b, to[i]);
+	size_t made;
+	assert_int_equal(st->ops->batch_enqueue(st, b.id, rows, m, 3, true, &made, &err), 0);
+	assert_int_equal(made, 3);
+
+	/* Rows 1 and 2 claimed: row 1 sent, then read (delivered implied), then
+	 * two replies (the later, a button, is the one exported); row 2 failed.
+	 * Row 5 stays queued. */
+	int64_t t0 = hr_now_us();
+	struct message c[2];
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "cX", hr_now_us(), 30 * SEC, 2, c, &n), 0);
+	assert_int_equal(n, 2);
+	char id1[HR_ID_LEN + 1] = "", id2[HR_ID_LEN + 1] = "";
+	for (size_t i = 0; i < n; i++) {
+		bool first = strcmp(c[i].recipient, to[0]) == 0;
+		hr_strlcpy(first ? id1 : id2, c[i].id, HR_ID_LEN + 1);
+		result(st, c[i].id, first ? SEND_OK : SEND_FAILED, 1, first ? "wamid.x1" : NULL);
+		message_clear(&c[i]);
+	}
+	int64_t t1 = hr_now_us();
+	hook_status(st, "cX", "wamid.x1", MSG_READ, hr_now_us(), NULL);
+	int64_t t2 = hr_now_us();
+	reply_to(st, "cX", "wamid.x1", "wamid.r1", "text", "hello", NULL, hr_now_us());
+	reply_to(st, "cX", "wamid.x1", "wamid.r2", "button", "Pay now", "PAY_NOW", hr_now_us());
+
+	struct batch_export_row *v;
+	assert_int_equal(st->ops->batch_export_rows(st, b.id, 0, 100, &v, &n), 0);
+	assert_int_equal(n, 5);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(v[i].item.row, (int64_t)i + 1);
+	/* Row 1: read, with every time and the latest reply. */
+	assert_true(v[0].has_message);
+	assert_string_equal(v[0].item.message_id, id1);
+	assert_string_equal(v[0].item.params, "[\"Ann\",\"5\"]");
+	assert_int_equal(v[0].status, MSG_READ);
+	assert_string_equal(v[0].provider_id, "wamid.x1");
+	assert_string_equal(v[0].error_code, "");
+	assert_true(v[0].sent_at >= t0 && v[0].sent_at <= t1);
+	/* Recorded by Herald's clock when the receipt was applied (the
+	 * provider's own time, 1750263773 here, is not used). */
+	assert_true(v[0].delivered_at >= t1 && v[0].delivered_at <= t2);
+	assert_true(v[0].read_at >= v[0].delivered_at && v[0].read_at <= t2);
+	assert_string_equal(v[0].reply_kind, "button");
+	assert_string_equal(v[0].reply_text, "Pay now");
+	assert_string_equal(v[0].reply_payload, "PAY_NOW");
+	assert_true(v[0].replied_at > 0);
+	/* Row 2: failed with the provider's error, never sent. */
+	assert_true(v[1].has_message);
+	assert_string_equal(v[1].item.message_id, id2);
+	assert_int_equal(v[1].status, MSG_FAILED);
+	assert_string_equal(v[1].provider_id, "");
+	assert_string_equal(v[1].error_code, "131026");
+	assert_string_equal(v[1].error_text, "Message undeliverable");
+	assert_int_equal(v[1].sent_at, 0);
+	assert_int_equal(v[1].delivered_at, 0);
+	assert_string_equal(v[1].reply_kind, "");
+	assert_null(v[1].reply_text);
+	/* Row 3 invalid, row 4 a duplicate: no message. */
+	assert_false(v[2].has_message);
+	assert_false(v[2].item.valid);
+	assert_string_equal(v[2].item.error_column, "phone");
+	assert_string_equal(v[2].item.error, "not a phone number");
+	assert_string_equal(v[2].item.message_id, "");
+	assert_false(v[3].has_message);
+	assert_true(v[3].item.valid);
+	assert_true(v[3].item.duplicate);
+	/* Row 5: queued, nothing happened yet. */
+	assert_true(v[4].has_message);
+	assert_int_equal(v[4].status, MSG_QUEUED);
+	assert_int_equal(v[4].sent_at, 0);
+	assert_true(v[4].created_at > 0);
+	for (size_t i = 0; i < n; i++)
+		batch_export_row_clear(&v[i]);
+	free(v);
+
+	/* Pages: after row 2, two rows (3 and 4); after row 4, the last one. */
+	assert_int_equal(st->ops->batch_export_rows(st, b.id, 2, 2, &v, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(v[0].item.row, 3);
+	assert_int_equal(v[1].item.row, 4);
+	for (size_t i = 0; i < n; i++)
+		batch_export_row_clear(&v[i]);
+	free(v);
+	assert_int_equal(st->ops->batch_export_rows(st, b.id, 4, 2, &v, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(v[0].item.row, 5);
+	batch_export_row_clear(&v[0]);
+	free(v);
+	assert_int_equal(st->ops->batch_export_rows(st, b.id, 5, 2, &v, &n), 0);
+	assert_int_equal(n, 0);
+	free(v);
+	assert_int_equal(st->ops->batch_export_rows(st, "nope", 0, 10, &v, &n), 0);
+	assert_int_equal(n, 0);
+	free(v);
+	assert_int_equal(st->ops->batch_export_rows(st, b.id, 0, 0, &v, &n), HR_EINVAL);
+	assert_int_equal(st->ops->batch_export_rows(st, b.id, 0, 10001, &v, &n), HR_EINVAL);
+	assert_null(v);
+	batch_clear(&b);
+}
+
 /* Cancel: the batch stops; every queued message is cancelled by the steps
  * (exact count), what was in flight finishes and is recorded; a message
  * claimed after the cancel but before the steps reach it is cancelled at
@@ -4227,6 +4373,7 @@ int main(void)
 	    T(test_two_appliers_effects_once),
 	    T(test_two_appliers_rows_claimed_once),
 	    T(test_batch_life_and_counters),
+	    T(test_batch_export_rows),
 	    T(test_batch_cancel),
 	    T(test_batch_rules_and_lists),
 #undef T
