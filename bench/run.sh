@@ -271,7 +271,7 @@ pg_snap_begin() {
 	PGS_T0=$EPOCHREALTIME
 }
 pg_snap_end() { # label messages
-	local label=$1 n=$2 wall pg h x wal top busy
+	local label=$1 n=$2 wall pg h x wal top busy calls
 	wall=$(calc "$EPOCHREALTIME - $PGS_T0" 2)
 	pg=$(calc "($(cpu_ticks "-$PG_POSTMASTER") - $PGS_PG0) / $CLK_TCK" 1)
 	h=$(calc "($(cpu_ticks "$SERVE_PID") - $PGS_H0) / $CLK_TCK" 1)
@@ -286,6 +286,10 @@ pg_snap_end() { # label messages
 	IFS='|' read -r wbytes wsync wsync_ms wwrite_ms <<<"$wal"
 	busy=$(pgq "SELECT round(sum(total_exec_time)) FROM pg_stat_statements
 		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'herald')" postgres)
+	# Statements sent (each a round trip unless pipelined), utility ones
+	# (SAVEPOINT, RELEASE, BEGIN, COMMIT) included.
+	calls=$(pgq "SELECT sum(calls) FROM pg_stat_statements
+		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'herald')" postgres)
 	top=$(pgq "SELECT round(100 * total_exec_time / NULLIF(sum(total_exec_time) OVER (), 0))
 		|| '% ' || calls || 'x ' || round(mean_exec_time::numeric, 3) || ' ms: '
 		|| left(regexp_replace(query, '\s+', ' ', 'g'), 70)
@@ -293,11 +297,18 @@ pg_snap_end() { # label messages
 		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'herald')
 		ORDER BY total_exec_time DESC LIMIT 4" postgres | sed 's/|/ /g' | paste -sd ';' |
 		sed 's/;/; /g')
+	# Every statement's figures, for a post-mortem (BENCH_KEEP=1 keeps them).
+	pgq "SELECT calls, round(total_exec_time::numeric, 1), round(mean_exec_time::numeric, 3),
+		rows, regexp_replace(query, '\s+', ' ', 'g')
+		FROM pg_stat_statements
+		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'herald')
+		ORDER BY total_exec_time DESC" postgres >"$TMP/pgstat-${label// /-}.txt" || true
 	R[pgwhy_$label]="$label on PostgreSQL, $n messages in $wall s: CPU Herald $h s, PostgreSQL $pg s\
  (2 cores = $(calc "2 * $wall" 1) s); $x commits ($(calc "$n / ($x > 0 ? $x : 1)" 1)\
  messages each); WAL $(calc "${wbytes:-0} / 1048576" 0) MiB\
  ($(calc "${wbytes:-0} / ($n > 0 ? $n : 1)" 0) bytes/message), ${wsync:-?} flushes taking\
- ${wsync_ms:-?} ms, writes ${wwrite_ms:-?} ms; statements ran ${busy:-?} ms in all;\
+ ${wsync_ms:-?} ms, writes ${wwrite_ms:-?} ms; ${calls:-?} statements\
+ ($(calc "${calls:-0} / ($n > 0 ? $n : 1)" 1) per message) ran ${busy:-?} ms in all;\
  top: $top"
 	log "    ${R[pgwhy_$label]}"
 }

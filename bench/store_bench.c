@@ -13,6 +13,13 @@
  *   claim:     --accounts accounts, --threads claimers each taking --batch
  *              messages per claim from its own account (lease 60 s), on
  *              rows inserted beforehand; claims/s and messages/s.
+ *   deliver:   the delivery path of the dispatcher and the applier, one
+ *              thread: claim --batch messages, record their outcomes (sent,
+ *              with a provider id) in one record_results, then apply their
+ *              receipts as a webhook would bring them (delivered, 20
+ *              statuses per inbox row, the rows appended and claimed
+ *              first) in one apply_inbox; messages/s, and the mean time of
+ *              record_results and apply_inbox per message (us).
  *
  * PostgreSQL runs on a throwaway server started here (tests/pgtest.h: the
  * Debian server binaries, no fsync, unix socket), so its figures are the
@@ -125,6 +132,76 @@ static double run_phase(void *(*fn)(void *), int nthreads, void *args, size_t ar
 		pthread_join(th[i], NULL);
 	free(th);
 	return (double)(hr_mono_us() - t0) / 1e6;
+}
+
+/* The delivery path (see the header): rounds of claim, record_results,
+ * inbox_append + inbox_claim, apply_inbox on account bench-dl. */
+#define DL_PER_ROW 20
+static atomic_long rec_us, apply_us;
+
+static void *deliver_thread(void *arg)
+{
+	(void)arg;
+	size_t b = (size_t)A.batch, nrows = (b + DL_PER_ROW - 1) / DL_PER_ROW;
+	struct message *out = calloc(b, sizeof *out);
+	struct send_result *r = calloc(b, sizeof *r);
+	struct wh_status *ws = calloc(b, sizeof *ws);
+	struct inbox_parsed *rows = calloc(nrows, sizeof *rows);
+	if (!out || !r || !ws || !rows)
+		exit(1);
+	while (!atomic_load(&stop_flag)) {
+		size_t n = 0;
+		if (st->ops->claim(st, "bench-dl", 0, 60000000LL, A.batch, out, &n) != 0)
+			exit(1);
+		if (n == 0)
+			break; /* ran dry: the phase was too long for its rows */
+		for (size_t i = 0; i < n; i++) {
+			r[i] = (struct send_result){
+			    .kind = SEND_OK, .attempt = out[i].attempts, .http_status = 200};
+			hr_strlcpy(r[i].message_id, out[i].id, sizeof r[i].message_id);
+			snprintf(r[i].provider_id, sizeof r[i].provider_id, "wamid.%s", out[i].id);
+			ws[i] = (struct wh_status){.status = MSG_DELIVERED};
+			hr_strlcpy(ws[i].provider_id, r[i].provider_id, sizeof ws[i].provider_id);
+			message_clear(&out[i]);
+		}
+		int64_t t0 = hr_mono_us();
+		if (st->ops->record_results(st, r, n, NULL, NULL) != 0)
+			exit(1);
+		int64_t t1 = hr_mono_us();
+		size_t k = (n + DL_PER_ROW - 1) / DL_PER_ROW;
+		for (size_t i = 0; i < k; i++)
+			if (st->ops->inbox_append(st, "bench-dl", "whatsapp", "", "{}", 2, NULL,
+			                          NULL))
+				exit(1);
+		struct inbox_row *ir = NULL;
+		size_t got = 0;
+		if (st->ops->inbox_claim(st, 0, 60000000LL, (int)k, &ir, &got) != 0 || got != k)
+			exit(1);
+		for (size_t i = 0; i < k; i++) {
+			size_t first = i * DL_PER_ROW;
+			rows[i] = (struct inbox_parsed){
+			    .inbox_id = ir[i].id,
+			    .account_id = "bench-dl",
+			    .statuses = &ws[first],
+			    .nstatuses = first + DL_PER_ROW <= n ? DL_PER_ROW : n - first};
+			inbox_row_clear(&ir[i]);
+		}
+		free(ir);
+		int64_t t2 = hr_mono_us();
+		struct apply_stats as;
+		if (st->ops->apply_inbox(st, rows, k, 0, &as) != 0 || as.applied != (int)n)
+			exit(1);
+		int64_t t3 = hr_mono_us();
+		atomic_fetch_add(&rec_us, (long)(t1 - t0));
+		atomic_fetch_add(&apply_us, (long)(t3 - t2));
+		atomic_fetch_add(&ops, 1);
+		atomic_fetch_add(&msgs, (long)n);
+	}
+	free(out);
+	free(r);
+	free(ws);
+	free(rows);
+	return NULL;
 }
 
 static void report(const char *phase, double secs, bool with_msgs)
@@ -242,6 +319,26 @@ int main(int argc, char **argv)
 	secs = run_phase(claim_thread, A.threads, cl, sizeof *cl);
 	report("claim", secs, true);
 	free(cl);
+
+	/* The delivery path, on rows of its own. */
+	if (!(m = calloc(CHUNK, sizeof *m)))
+		return 1;
+	for (long done = 0; done < 100000; done += CHUNK) {
+		for (int i = 0; i < CHUNK; i++)
+			mk(&m[i], "bench-dl");
+		if (st->ops->message_insert(st, m, CHUNK, NULL, NULL, NULL) != 0)
+			return 1;
+	}
+	free(m);
+	atomic_store(&rec_us, 0);
+	atomic_store(&apply_us, 0);
+	secs = run_phase(deliver_thread, 1, NULL, 0);
+	long dl = atomic_load(&msgs);
+	printf("store_bench backend=%s phase=deliver ops=%ld seconds=%.2f messages_per_s=%.0f"
+	       " record_us_per_message=%.1f apply_us_per_message=%.1f\n",
+	       A.backend, atomic_load(&ops), secs, (double)dl / secs,
+	       dl ? (double)atomic_load(&rec_us) / (double)dl : 0.0,
+	       dl ? (double)atomic_load(&apply_us) / (double)dl : 0.0);
 
 	ops_->close(st);
 	if (postgres) {

@@ -121,11 +121,15 @@ int lc_item_begin(struct store_tx *tx)
 	return tx->ops->item_begin(tx);
 }
 
+/* The backend first: an item kept can still come back undone (1: a write
+ * of it failed as it was sent), and then its deltas go too. */
 int lc_item_end(struct store_tx *tx, bool keep)
 {
+	int rc = tx->ops->item_end(tx, keep);
 	struct lc_acc *a = tx->acc;
 	if (a) {
-		for (size_t i = a->nundo; !keep && i-- > 0;) {
+		bool undone = !keep || rc != 0;
+		for (size_t i = a->nundo; undone && i-- > 0;) {
 			struct acc_undo *u = &a->undo[i];
 			if (u->status < 0)
 				a->e[u->entry].replied -= u->amount;
@@ -135,7 +139,7 @@ int lc_item_end(struct store_tx *tx, bool keep)
 		a->nundo = 0;
 		a->in_item = false;
 	}
-	return tx->ops->item_end(tx, keep);
+	return rc;
 }
 
 static bool batch_done(const struct lc_batch_state *s)

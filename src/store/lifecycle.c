@@ -524,28 +524,54 @@ static int record_one(struct store_tx *tx, const struct send_result *r)
 	return apply ? move_from_result(tx, &m, r) : 0;
 }
 
+/* The batch's messages, read at once where the backend can (a hint: if
+ * the list cannot be made, each is read as it comes). */
+static int results_prefetch(struct store_tx *tx, const struct results_ctx *a)
+{
+	if (!tx->ops->prefetch || a->n == 0)
+		return 0;
+	const char **ids = malloc(a->n * sizeof *ids);
+	if (!ids)
+		return 0;
+	for (size_t i = 0; i < a->n; i++)
+		ids[i] = a->r[i].message_id;
+	struct lc_want w = {.msg_ids = ids, .nmsg_ids = a->n};
+	int rc = tx->ops->prefetch(tx, &w);
+	free(ids);
+	return rc;
+}
+
+static void result_not_recorded(struct store_tx *tx, const struct send_result *r)
+{
+	hr_log(HR_LOG_WARN, "store", "send outcome for %s not recorded: %s", r->message_id,
+	       TX_ERR(tx)->msg);
+	hr_err_clear(TX_ERR(tx));
+}
+
 /* Each outcome in its own item: one that fails is undone alone and logged,
  * the others stay, and the run succeeds. Only losing the whole transaction
  * fails it. */
 static int results_run(struct store_tx *tx, void *arg)
 {
 	struct results_ctx *a = arg;
+	int rc = results_prefetch(tx, a);
+	if (rc)
+		return rc;
 	for (size_t i = 0; i < a->n; i++) {
-		int rc = lc_item_begin(tx);
-		if (rc)
+		if ((rc = lc_item_begin(tx)))
 			return rc;
 		rc = record_one(tx, &a->r[i]);
 		if (!tx->ops->alive(tx))
 			return rc ? rc
 			          : hr_fail(TX_ERR(tx), HR_EIO, "record_results",
 			                    "transaction aborted");
-		if (rc) {
-			hr_log(HR_LOG_WARN, "store", "send outcome for %s not recorded: %s",
-			       a->r[i].message_id, TX_ERR(tx)->msg);
-			hr_err_clear(TX_ERR(tx));
-		}
-		if ((rc = lc_item_end(tx, rc == 0 ? true : false)))
-			return rc;
+		if (rc)
+			result_not_recorded(tx, &a->r[i]);
+		int end = lc_item_end(tx, rc == 0 ? true : false);
+		if (end < 0)
+			return end;
+		if (end > 0)
+			result_not_recorded(tx, &a->r[i]);
 	}
 	return 0;
 }
@@ -1078,7 +1104,7 @@ static int apply_row(struct store_tx *tx, struct apply_ctx *a, const struct inbo
 		}
 	}
 	for (size_t k = 0; k < row->ninbound; k++) {
-		bool deferred;
+		bool deferred = false;
 		if (retried && !row->inbound[k].provider_msg_id[0])
 			continue;
 		if ((rc = apply_inbound(tx, a, row, channel, &row->inbound[k], received_at,
@@ -1105,17 +1131,48 @@ static int apply_row(struct store_tx *tx, struct apply_ctx *a, const struct inbo
 	return mark_row(tx, row->inbox_id, INBOX_RETRY, attempts + 1, a->now + delay, why);
 }
 
+/* Every inbox row of the batch and every message its statuses and replies
+ * name, read at once where the backend can (a hint: if the lists cannot be
+ * made, each is read as it comes). */
+static int apply_prefetch(struct store_tx *tx, const struct apply_ctx *a)
+{
+	if (!tx->ops->prefetch || a->n == 0)
+		return 0;
+	size_t nkeys = 0;
+	for (size_t i = 0; i < a->n; i++)
+		nkeys += a->rows[i].nstatuses + a->rows[i].ninbound;
+	int64_t *inbox = malloc(a->n * sizeof *inbox);
+	struct lc_pkey *keys = malloc((nkeys ? nkeys : 1) * sizeof *keys);
+	struct lc_want w = {.inbox_ids = inbox, .pkeys = keys};
+	for (size_t i = 0; inbox && keys && i < a->n; i++) {
+		const struct inbox_parsed *row = &a->rows[i];
+		inbox[w.ninbox++] = row->inbox_id;
+		if (row->malformed || !row->account_id || !row->account_id[0])
+			continue;
+		for (size_t k = 0; k < row->nstatuses; k++)
+			if (row->statuses[k].provider_id[0])
+				keys[w.npkeys++] = (struct lc_pkey){
+				    row->account_id, row->statuses[k].provider_id, row->inbox_id};
+		for (size_t k = 0; k < row->ninbound; k++)
+			if (row->inbound[k].context_id[0])
+				keys[w.npkeys++] = (struct lc_pkey){row->account_id,
+				                                    row->inbound[k].context_id, 0};
+	}
+	int rc = inbox && keys ? tx->ops->prefetch(tx, &w) : 0;
+	free(inbox);
+	free(keys);
+	return rc;
+}
+
 static int apply_run(struct store_tx *tx, void *arg)
 {
 	struct apply_ctx *a = arg;
 	a->now = tx_time(tx, a->now);
 	memset(&a->stats, 0, sizeof a->stats);
-	for (size_t i = 0; i < a->n; i++) {
-		int rc = apply_row(tx, a, &a->rows[i]);
-		if (rc)
-			return rc;
-	}
-	return 0;
+	int rc = apply_prefetch(tx, a);
+	for (size_t i = 0; rc == 0 && i < a->n; i++)
+		rc = apply_row(tx, a, &a->rows[i]);
+	return rc;
 }
 
 int lc_apply_inbox(const struct lc_backend *b, struct store *st, const struct inbox_parsed *rows,

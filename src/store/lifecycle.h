@@ -124,6 +124,28 @@ struct lc_acc;
 
 struct store_tx;
 
+/* A message the run will look up by its provider id (msg_by_provider),
+ * for a status of webhook row inbox_id (0: for a reply's context): on a
+ * retried row the run asks event_seen about it too. */
+struct lc_pkey {
+	const char *account_id;
+	const char *provider_id;
+	int64_t inbox_id;
+};
+
+/* What a run is about to read, told to a backend that can read it all at
+ * once (store_tx_ops.prefetch): messages by id and by provider id, inbox
+ * rows, and (pkeys' inbox_id) what event_seen will ask of retried rows.
+ * Borrowed for the call; entries may repeat. */
+struct lc_want {
+	const char *const *msg_ids; /* msg_get */
+	size_t nmsg_ids;
+	const struct lc_pkey *pkeys; /* msg_by_provider */
+	size_t npkeys;
+	const int64_t *inbox_ids; /* inbox_state */
+	size_t ninbox;
+};
+
 struct store_tx_ops {
 	/* The clock of this transaction (us): what leases, due times and
 	 * event times are measured against. */
@@ -135,12 +157,24 @@ struct store_tx_ops {
 	struct ev_json *(*json)(struct store_tx *tx);
 
 	/* Per-item isolation inside the transaction: mark, then keep or undo
-	 * what was written since. */
+	 * what was written since. item_end returns 0 when done as asked, < 0
+	 * when the transaction is lost, and 1 when keep was asked but a write
+	 * of the item failed as the backend sent it (a backend may send writes
+	 * ahead of their results, so a write's failure can show only here):
+	 * the item is undone and err says why, as if a call inside it had
+	 * failed. */
 	int (*item_begin)(struct store_tx *tx);
 	int (*item_end)(struct store_tx *tx, bool keep);
 	/* False once the backend lost the whole transaction (only aborting
 	 * is left). */
 	bool (*alive)(struct store_tx *tx);
+
+	/* Optional (NULL: every read is cheap). What the run reads next, so a
+	 * backend for which each read is a network round trip can read it all
+	 * in one; the reads that follow must answer exactly as they would
+	 * have without it (writes of the run included). 0, or an error that
+	 * fails the run. */
+	int (*prefetch)(struct store_tx *tx, const struct lc_want *want);
 
 	/* Messages. HR_ENOTFOUND when absent. */
 	int (*msg_get)(struct store_tx *tx, const char *id, struct lc_msg *out);
@@ -236,8 +270,18 @@ struct store_tx {
 	struct lc_acc *acc; /* set by lifecycle.c while one of its runs is on */
 };
 
-/* A function run inside one backend transaction; 0 commits it (with the
- * others of its group), an HR_E* code rolls back what it wrote. */
+/*
+ * A function run inside one backend transaction; 0 commits it (with the
+ * others of its group), an HR_E* code rolls back what it wrote.
+ *
+ * A backend that sends writes ahead of their results may find, after an
+ * item ended, that one of its writes failed. It then undoes everything the
+ * function did and runs it again from the start, each item then checked
+ * at its own item_end (which returns 1 if it fails again). So a function
+ * with items must not carry state from one call to the next in ctx: it
+ * sets what it reports, never adds to it (lc_run's counters start afresh
+ * with each call).
+ */
 typedef int (*lc_tx_fn)(struct store_tx *tx, void *ctx);
 
 /* What a backend gives the rules: a way to run a function in a
@@ -274,7 +318,8 @@ int lc_apply_inbox(const struct lc_backend *b, struct store *st, const struct in
 int lc_run(const struct lc_backend *b, struct store *st, lc_tx_fn fn, void *ctx,
            size_t ctx_size, store_done_fn cb, void *arg, struct hr_err *err);
 /* Per-item isolation with the counters kept in step: what an item undone
- * by lc_item_end(tx, false) counted is forgotten. */
+ * (lc_item_end(tx, false), or the backend's item_end answering 1) counted
+ * is forgotten. lc_item_end returns what item_end does. */
 int lc_item_begin(struct store_tx *tx);
 int lc_item_end(struct store_tx *tx, bool keep);
 /* Counts a message of batch_id leaving status `from` (-1: new) for `to`

@@ -388,34 +388,6 @@ int pg_wdo(struct pg_store *s, struct wr_job *j, enum pg_slot slot, const char *
 	return 0;
 }
 
-int pg_event_insert(struct pg_store *s, const char *message_id, int64_t at, int64_t provider_at,
-                    const char *type, const char *source, int status, bool applied,
-                    const char *detail, int64_t inbox_id, struct hr_err *err)
-{
-	struct pg_params p = {0};
-	pp_text(&p, message_id);
-	pp_i64(&p, at);
-	pp_i64(&p, provider_at);
-	pp_text(&p, type);
-	pp_text(&p, source);
-	if (status < 0)
-		pp_text(&p, NULL);
-	else
-		pp_i64(&p, status);
-	pp_bool(&p, applied);
-	pp_text(&p, detail);
-	if (inbox_id)
-		pp_i64(&p, inbox_id);
-	else
-		pp_text(&p, NULL);
-	return pg_exec(
-	    &s->w, P_EVENT_INSERT,
-	    "INSERT INTO message_event(message_id, at, provider_at, type, source, status,"
-	    " applied, detail, inbox_id)"
-	    " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-	    &p, NULL, err, "message_event");
-}
-
 /* ---------------------------------------------------------------------------
  * The reader pool.
  * ------------------------------------------------------------------------- */

@@ -18,4 +18,10 @@ void store_postgres_stats(struct store *st, uint64_t *commits, uint64_t *jobs);
  * jobs that failed inside one (each costs a resend of the jobs after it). */
 void store_postgres_pipe_stats(struct store *st, uint64_t *pipelines, uint64_t *failed_jobs);
 
+/* Lifecycle runs (send outcomes, webhooks, claims, lease expiry): round
+ * trips their reads and writes made (pipeline syncs, reads, and one per
+ * helper call), and runs undone and run again because a write of an item
+ * failed after the item ended. Either may be NULL. */
+void store_postgres_tx_stats(struct store *st, uint64_t *round_trips, uint64_t *replays);
+
 #endif

@@ -82,6 +82,10 @@ enum pg_slot {
 	P_ALIAS_ANY,
 	P_ALIAS_DELETE,
 	P_ACCOUNT_TENANT,
+	P_PREFETCH_MSG,
+	P_PREFETCH_PAIRS,
+	P_PREFETCH_INBOX,
+	P_PREFETCH_SEEN,
 	P_RETAIN,
 	/* readers */
 	P_APIKEY,
@@ -183,6 +187,8 @@ struct pg_store {
 	struct ev_json json;
 	atomic_uint_fast64_t pipelines;   /* pipeline round trips */
 	atomic_uint_fast64_t pipe_failed; /* jobs that failed inside one */
+	atomic_uint_fast64_t tx_trips;    /* round trips of lifecycle runs (postgres_tx.c) */
+	atomic_uint_fast64_t tx_replays;  /* lifecycle runs undone and run again */
 
 	/* readers */
 	pthread_mutex_t rlock;
@@ -240,10 +246,6 @@ bool pg_col_bool(const PGresult *r, int row, int col);
 	"priority, attempts, max_attempts, created_at, updated_at, due_at, lease_until, "          \
 	"provider_id, error_code, error_text, segments"
 int pg_row_message(const PGresult *r, int row, int col, struct message *m);
-
-int pg_event_insert(struct pg_store *s, const char *message_id, int64_t at, int64_t provider_at,
-                    const char *type, const char *source, int status, bool applied,
-                    const char *detail, int64_t inbox_id, struct hr_err *err);
 
 /* ---- postgres_schema.c ---- */
 /* Applies pending migrations (each in its own transaction) and makes the

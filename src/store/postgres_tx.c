@@ -11,10 +11,40 @@
  * its next status (a send outcome, a webhook) with FOR UPDATE, so a lease
  * expiring on one node and a late outcome arriving on another are applied
  * one after the other, each seeing the other's result.
+ *
+ * Round trips. Each statement answered before the next is sent costs a
+ * network round trip, which is what limited the delivery path (about nine
+ * per message). So a transaction here
+ * - reads what a run announces (store_tx_ops.prefetch: a batch's messages
+ *   by id or by provider id, its inbox rows) with one statement each, all
+ *   in one round trip, and keeps the rows in a cache that the single reads
+ *   answer from and every write of the run keeps true (tx_row, tx_map);
+ * - sends its writes (message updates, events, inbox marks, savepoints) in
+ *   libpq's pipeline mode without waiting, and reads their results in one
+ *   go (tx_sync) before the next read that needs the server, before an
+ *   item that must be checked ends, and before the run returns: a run
+ *   never returns 0 with a write that failed unread.
+ * A batch of send outcomes or of webhook rows then costs two round trips
+ * however large it is, instead of several per message.
+ *
+ * Items (per-outcome isolation) without a savepoint each: the writes of an
+ * open item are held here, and sent when it ends with keep (dropped when
+ * it is undone), so undoing one needs no statement; an item that must
+ * read from the server or call a helper first gets its savepoint
+ * ("promoted") and sends what it holds. A write of an item that fails when
+ * its results are read after the item ended cannot be undone alone: the
+ * whole run is undone to the savepoint taken at its first item, and run
+ * again (tx_run, once) with every item "strict": its own savepoint, its
+ * results read at its end, where item_end reports a failure as 1 (a round
+ * trip per item, on this rare path only; outcomes that failed before the
+ * rerun are logged twice). A run whose writes began before its first item
+ * cannot be undone that way, so all its items are strict from the start.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/postgres.h"
 #include "store/postgres_int.h"
 
 struct job_lc {
@@ -38,14 +68,116 @@ struct pg_claim_probe {
 	} supp[PG_CLAIM_SUPP_MAX];
 };
 
+/* Unread writes in the pipeline before a sync is forced: their results
+ * wait in socket buffers and libpq's input buffer meanwhile (libpq reads
+ * them in while a send would block, so this bounds memory, not a
+ * deadlock), and a failure is found this much later. */
+#define TX_PIPE_MAX 512
+/* The item tag of commands sent outside any item. */
+#define TX_OUTSIDE (-1)
+/* tx_sync's `own` when no item's failure is expected. */
+#define TX_NOBODY (-2)
+
+/* A command sent in the transaction's pipeline, its result not read yet. */
+struct tx_cmd {
+	int item; /* the item it belongs to, or TX_OUTSIDE */
+	enum { TC_STMT, TC_PREPARE, TC_UTIL } kind;
+	enum pg_slot slot;
+	const char *field;
+	PGresult **out; /* where a read's result goes, else NULL */
+};
+
+/* A write of the open item, held until the item ends. The parameter texts
+ * follow the struct. */
+struct tx_held {
+	enum pg_slot slot;
+	const char *sql, *field;
+	int n;
+	const char *v[PG_PARAMS_MAX];
+};
+
+/* A message row as this transaction knows it: what a read would return now. */
+struct tx_row {
+	struct lc_msg m;
+	char pid[HR_PROVIDER_ID_MAX]; /* its provider id, "" for none */
+};
+
+/* An inbox row as inbox_state returns it. */
+struct tx_inbox {
+	int64_t received_at;
+	int attempts;
+	char channel[16];
+};
+
+/* Map values besides an index into rows[] / inbox[]. */
+#define TX_ABSENT (-1) /* no such row */
+#define TX_ASK (-2)    /* not known here: ask the server */
+#define TX_MISS (-3)   /* (map_get) never heard of */
+
+/* A string -> int map (open addressing, never shrinks: forgetting a key
+ * sets TX_ASK). */
+struct tx_map {
+	struct tx_slot {
+		char *key;
+		int val;
+	} * v;
+	size_t cap, n;
+};
+
+/* One change of the cache inside the open item, to undo with it. */
+struct tx_undo {
+	enum { TU_MAP, TU_ROW, TU_INBOX } kind;
+	struct tx_map *map;
+	char *key; /* TU_MAP: owned */
+	int val;   /* TU_MAP: the old value; TU_ROW/TU_INBOX: the index */
+	union {
+		struct tx_row row;
+		struct tx_inbox ib;
+	} old;
+};
+
 struct pg_tx {
 	struct store_tx base;
 	struct pg_store *s;
 	struct wr_job *j;
 	struct pg_claim_probe probe;
+
+	/* The pipeline: commands sent and not read. */
+	struct tx_cmd *cmds;
+	size_t ncmds, capcmds;
+	bool lost;   /* the connection or the transaction is gone */
+	bool replay; /* an ended item's write failed: run again (tx_run) */
+	int replay_item;
+
+	/* Items of this run of fn. */
+	int items;       /* item_begin calls so far */
+	int cur;         /* the open item, TX_OUTSIDE for none */
+	bool promoted;   /* the open item's savepoint was sent */
+	bool strict;     /* the open item is checked at its end */
+	bool wrote;      /* a write outside items was sent */
+	bool run_sp;     /* SAVEPOINT lc was sent (at the first item) */
+	bool no_replay;  /* writes came before the first item: all strict */
+	bool drain_only; /* fn failed: failures found now change nothing */
+	struct tx_held **held;
+	size_t nheld, capheld;
+	bool rerun; /* this is the run again: every item is strict */
+
+	/* The cache (see tx_prefetch). */
+	bool cache_off;
+	struct tx_row *rows;
+	size_t nrows, caprows;
+	struct tx_inbox *inbox;
+	size_t ninbox, capinbox;
+	struct tx_map ids, pairs, inboxes;
+	/* Webhook statuses recorded per (message, inbox row): complete for
+	 * every message in seen_msgs with every row in seen_rows (pf_seen). */
+	struct tx_map seen, seen_msgs, seen_rows;
+	struct tx_undo *undo;
+	size_t nundo, capundo;
 };
 
 static const struct store_tx_ops pg_tx_ops;
+static int tx_run(struct pg_tx *t, lc_tx_fn fn, void *ctx);
 
 static int run_lc(void *be, struct wr_job *j)
 {
@@ -53,9 +185,8 @@ static int run_lc(void *be, struct wr_job *j)
 	struct job_lc *l = (struct job_lc *)j;
 	struct pg_tx tx = {.base = {.ops = &pg_tx_ops}, .s = s, .j = j};
 	void *ctx = l->ctx_inline ? (void *)(l + 1) : l->ctx;
-	return l->fn(&tx.base, ctx);
+	return tx_run(&tx, l->fn, ctx);
 }
-
 static int pg_lc_run(struct store *st, lc_tx_fn fn, void *ctx, size_t ctx_size, store_done_fn cb,
                      void *arg, struct hr_err *err)
 {
@@ -84,6 +215,566 @@ const struct lc_backend pg_lc_backend = {.run = pg_lc_run};
 #define W(t) (&TX(t)->s->w)
 #define E(t) (&TX(t)->j->err)
 
+/* ---------------------------------------------------------------------------
+ * The pipeline.
+ * ------------------------------------------------------------------------- */
+
+static void trip(struct pg_tx *t)
+{
+	atomic_fetch_add(&t->s->tx_trips, 1);
+}
+
+/* The transaction cannot go on: the connection goes (the server rolls
+ * back; the writer sees it broken, fails the group and reconnects). */
+static int tx_lose(struct pg_tx *t, const char *what)
+{
+	PGconn *c = W(t)->c;
+	int rc = hr_fail(E(t), HR_EBUSY, "store", "postgres: %s: %s", what,
+	                 c ? PQerrorMessage(c) : "not connected");
+	if (c && (PQstatus(c) != CONNECTION_OK || PQpipelineStatus(c) != PQ_PIPELINE_OFF))
+		pg_disconnect(W(t));
+	t->lost = true;
+	return rc;
+}
+
+/* What every call answers once the run cannot go on (lost, or to be run
+ * again): the error that stopped it. */
+static int tx_dead(struct pg_tx *t)
+{
+	return E(t)->code ? E(t)->code : HR_EIO;
+}
+
+static bool cmd_push(struct pg_tx *t, int item, int kind, enum pg_slot slot, const char *field,
+                     PGresult **out)
+{
+	if (t->ncmds == t->capcmds) {
+		size_t nc = t->capcmds ? t->capcmds * 2 : 64;
+		struct tx_cmd *v = realloc(t->cmds, nc * sizeof *v);
+		if (!v)
+			return false;
+		t->cmds = v;
+		t->capcmds = nc;
+	}
+	t->cmds[t->ncmds++] = (struct tx_cmd){item, kind, slot, field, out};
+	return true;
+}
+
+static void clear_outs(struct pg_tx *t)
+{
+	for (size_t i = 0; i < t->ncmds; i++)
+		if (t->cmds[i].out && *t->cmds[i].out) {
+			PQclear(*t->cmds[i].out);
+			*t->cmds[i].out = NULL;
+		}
+}
+
+/*
+ * Sends the sync and reads the result of every command sent since the last
+ * one (reads get theirs in *out). 0 if all succeeded. Otherwise the first
+ * failure is in err (the transaction is then aborted until a rollback to
+ * a savepoint), no *out is kept, and the code returned; if it belongs to
+ * an item that already ended (not `own`, not outside items), the run is to
+ * be undone and run again (t->replay).
+ */
+static int tx_sync(struct pg_tx *t, int own)
+{
+	PGconn *c = W(t)->c;
+	if (!c || PQpipelineStatus(c) == PQ_PIPELINE_OFF)
+		return t->lost ? tx_dead(t) : 0;
+	if (!PQpipelineSync(c))
+		return tx_lose(t, "cannot send");
+	trip(t);
+	long failed = -1;
+	int frc = 0;
+	for (size_t i = 0; i < t->ncmds; i++) {
+		struct tx_cmd *d = &t->cmds[i];
+		PGresult *r = PQgetResult(c);
+		if (!r) {
+			clear_outs(t);
+			t->ncmds = 0;
+			return tx_lose(t, "pipeline results missing");
+		}
+		ExecStatusType st = PQresultStatus(r);
+		if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+			if (d->out)
+				*d->out = r;
+			else
+				PQclear(r);
+		} else {
+			if (d->kind == TC_PREPARE)
+				W(t)->prep[d->slot] = false;
+			if (st != PGRES_PIPELINE_ABORTED && failed < 0) {
+				failed = (long)i;
+				frc = pg_fail(W(t), r, E(t), d->field);
+			}
+			PQclear(r);
+		}
+		if ((r = PQgetResult(c))) { /* each command's results end with NULL */
+			PQclear(r);
+			clear_outs(t);
+			t->ncmds = 0;
+			return tx_lose(t, "pipeline out of step");
+		}
+	}
+	PGresult *r = PQgetResult(c);
+	bool synced = r && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+	PQclear(r);
+	if (failed >= 0 || !synced)
+		clear_outs(t);
+	int item = failed >= 0 ? t->cmds[failed].item : TX_OUTSIDE;
+	t->ncmds = 0;
+	if (!synced || !PQexitPipelineMode(c) || PQstatus(c) != CONNECTION_OK)
+		return tx_lose(t, "pipeline sync");
+	if (failed < 0)
+		return 0;
+	if (item == own || item == TX_OUTSIDE || t->drain_only)
+		return frc;
+	if (!t->run_sp || t->rerun) /* cannot happen: such items are strict */
+		return tx_lose(t, "a write failed with nothing to roll back to");
+	t->replay = true;
+	t->replay_item = item;
+	return frc;
+}
+
+static int tx_enter(struct pg_tx *t)
+{
+	PGconn *c = W(t)->c;
+	if (!c)
+		return tx_lose(t, "not connected");
+	if (PQpipelineStatus(c) == PQ_PIPELINE_OFF && !PQenterPipelineMode(c))
+		return tx_lose(t, "cannot enter pipeline mode");
+	return 0;
+}
+
+/* Sends one prepared statement (prepared first on this connection if it
+ * was not) tagged with item; a read passes out. Past TX_PIPE_MAX unread
+ * commands a write syncs (the open item's failure is then its own). */
+static int tx_send(struct pg_tx *t, int item, enum pg_slot slot, const char *sql, int n,
+                   const char *const *v, const char *field, PGresult **out)
+{
+	int rc = tx_enter(t);
+	if (rc)
+		return rc;
+	PGconn *c = W(t)->c;
+	char name[16];
+	snprintf(name, sizeof name, "h%d", (int)slot);
+	if (!W(t)->prep[slot]) {
+		if (!PQsendPrepare(c, name, sql, 0, NULL) ||
+		    !cmd_push(t, item, TC_PREPARE, slot, field, NULL))
+			return tx_lose(t, "cannot send");
+		W(t)->prep[slot] = true; /* taken back if the prepare fails */
+	}
+	if (!PQsendQueryPrepared(c, name, n, v, NULL, NULL, 0) ||
+	    !cmd_push(t, item, TC_STMT, slot, field, out))
+		return tx_lose(t, "cannot send");
+	if (!out && t->ncmds >= TX_PIPE_MAX)
+		return tx_sync(t, t->cur);
+	return 0;
+}
+
+/* A statement without parameters (savepoints), sent in the pipeline. */
+static int tx_util(struct pg_tx *t, int item, const char *sql)
+{
+	int rc = tx_enter(t);
+	if (rc)
+		return rc;
+	if (!PQsendQueryParams(W(t)->c, sql, 0, NULL, NULL, NULL, NULL, 0) ||
+	    !cmd_push(t, item, TC_UTIL, P__COUNT, "savepoint", NULL))
+		return tx_lose(t, "cannot send");
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Items: held writes, promotion, the undo log.
+ * ------------------------------------------------------------------------- */
+
+static void held_drop(struct pg_tx *t)
+{
+	for (size_t i = 0; i < t->nheld; i++)
+		free(t->held[i]);
+	t->nheld = 0;
+}
+
+/* Keeps a copy of a write of the open item (its parameters are borrowed
+ * from the caller). All are text parameters. */
+static int tx_hold(struct pg_tx *t, enum pg_slot slot, const char *sql, const struct pg_params *p,
+                   const char *field)
+{
+	size_t need = 0;
+	for (int i = 0; i < p->n; i++)
+		if (p->v[i])
+			need += strlen(p->v[i]) + 1;
+	if (t->nheld == t->capheld) {
+		size_t nc = t->capheld ? t->capheld * 2 : 16;
+		struct tx_held **v = realloc(t->held, nc * sizeof *v);
+		if (!v)
+			return hr_fail(E(t), HR_ENOMEM, field, "out of memory");
+		t->held = v;
+		t->capheld = nc;
+	}
+	struct tx_held *h = malloc(sizeof *h + need);
+	if (!h)
+		return hr_fail(E(t), HR_ENOMEM, field, "out of memory");
+	*h = (struct tx_held){.slot = slot, .sql = sql, .field = field, .n = p->n};
+	char *dst = (char *)(h + 1);
+	for (int i = 0; i < p->n; i++) {
+		h->v[i] = NULL;
+		if (!p->v[i])
+			continue;
+		size_t len = strlen(p->v[i]) + 1;
+		memcpy(dst, p->v[i], len);
+		h->v[i] = dst;
+		dst += len;
+	}
+	t->held[t->nheld++] = h;
+	return 0;
+}
+
+/* Sends what the item held, tagged with it. */
+static int held_send(struct pg_tx *t, int item)
+{
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < t->nheld; i++) {
+		const struct tx_held *h = t->held[i];
+		rc = tx_send(t, item, h->slot, h->sql, h->n, h->v, h->field, NULL);
+	}
+	held_drop(t);
+	return rc;
+}
+
+/* The open item gets its savepoint, and what it held is sent after it:
+ * from here on the server has all it wrote, and can undo it. */
+static int tx_promote(struct pg_tx *t)
+{
+	if (t->cur == TX_OUTSIDE || t->promoted)
+		return 0;
+	int rc = tx_util(t, t->cur, "SAVEPOINT item");
+	if (rc == 0)
+		rc = held_send(t, t->cur);
+	t->promoted = rc == 0;
+	return rc;
+}
+
+static void undo_drop(struct pg_tx *t)
+{
+	for (size_t i = 0; i < t->nundo; i++)
+		if (t->undo[i].kind == TU_MAP)
+			free(t->undo[i].key);
+	t->nundo = 0;
+}
+
+static void cache_reset(struct pg_tx *t);
+static void map_put(struct tx_map *m, size_t slot, int val);
+static size_t map_find(const struct tx_map *m, const char *key);
+
+/* Puts the cache back as it was when the open item began. */
+static void undo_all(struct pg_tx *t)
+{
+	while (t->nundo) {
+		struct tx_undo *u = &t->undo[--t->nundo];
+		if (u->kind == TU_ROW)
+			t->rows[u->val] = u->old.row;
+		else if (u->kind == TU_INBOX)
+			t->inbox[u->val] = u->old.ib;
+		else
+			map_put(u->map, map_find(u->map, u->key), u->val);
+		if (u->kind == TU_MAP)
+			free(u->key);
+	}
+}
+
+/* A new entry of the undo log, or NULL when there is no open item (nothing
+ * to undo) or no memory: then the cache is turned off, which is always
+ * right (the server answers instead). */
+static struct tx_undo *undo_new(struct pg_tx *t, int kind)
+{
+	if (t->cur == TX_OUTSIDE || t->cache_off)
+		return NULL;
+	if (t->nundo == t->capundo) {
+		size_t nc = t->capundo ? t->capundo * 2 : 16;
+		struct tx_undo *v = realloc(t->undo, nc * sizeof *v);
+		if (!v) {
+			t->cache_off = true;
+			return NULL;
+		}
+		t->undo = v;
+		t->capundo = nc;
+	}
+	struct tx_undo *u = &t->undo[t->nundo++];
+	u->kind = kind;
+	u->key = NULL;
+	return u;
+}
+
+/* ---------------------------------------------------------------------------
+ * The cache.
+ * ------------------------------------------------------------------------- */
+
+static uint64_t hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+/* The slot of key: where it is, or the empty slot where it would go. */
+static size_t map_find(const struct tx_map *m, const char *key)
+{
+	size_t i = (size_t)hash(key) & (m->cap - 1);
+	while (m->v[i].key && strcmp(m->v[i].key, key) != 0)
+		i = (i + 1) & (m->cap - 1);
+	return i;
+}
+
+static int map_get(const struct tx_map *m, const char *key)
+{
+	if (!m->cap)
+		return TX_MISS;
+	size_t i = map_find(m, key);
+	return m->v[i].key ? m->v[i].val : TX_MISS;
+}
+
+static void map_put(struct tx_map *m, size_t slot, int val)
+{
+	m->v[slot].val = val;
+}
+
+/* Sets key to val, adding it if new; false without memory. */
+static bool map_set(struct tx_map *m, const char *key, int val)
+{
+	if ((m->n + 1) * 4 > m->cap * 3) {
+		size_t nc = m->cap ? m->cap * 2 : 64;
+		struct tx_slot *v = calloc(nc, sizeof *v);
+		if (!v)
+			return false;
+		struct tx_map bigger = {.v = v, .cap = nc, .n = m->n};
+		for (size_t i = 0; i < m->cap; i++)
+			if (m->v[i].key)
+				bigger.v[map_find(&bigger, m->v[i].key)] = m->v[i];
+		free(m->v);
+		*m = bigger;
+	}
+	size_t i = map_find(m, key);
+	if (!m->v[i].key) {
+		if (!(m->v[i].key = strdup(key)))
+			return false;
+		m->n++;
+	}
+	m->v[i].val = val;
+	return true;
+}
+
+static void map_free(struct tx_map *m)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		free(m->v[i].key);
+	free(m->v);
+	*m = (struct tx_map){0};
+}
+
+/* The key of a message by provider id: the account's length first, so no
+ * two (account, provider id) pairs give the same text. NULL without memory. */
+static char *pair_key(const char *account_id, const char *provider_id)
+{
+	size_t a = strlen(account_id), p = strlen(provider_id);
+	char *k = malloc(a + p + 24);
+	if (k)
+		snprintf(k, a + p + 24, "%zu:%s%s", a, account_id, provider_id);
+	return k;
+}
+
+static void cache_reset(struct pg_tx *t)
+{
+	map_free(&t->ids);
+	map_free(&t->pairs);
+	map_free(&t->inboxes);
+	map_free(&t->seen);
+	map_free(&t->seen_msgs);
+	map_free(&t->seen_rows);
+	free(t->rows);
+	free(t->inbox);
+	t->rows = NULL;
+	t->inbox = NULL;
+	t->nrows = t->caprows = t->ninbox = t->capinbox = 0;
+	undo_drop(t);
+	t->cache_off = false;
+}
+
+/* Stops answering from the cache for the rest of the run. */
+static void cache_off(struct pg_tx *t)
+{
+	t->cache_off = true;
+}
+
+/* The key now names no row this transaction knows of (another row may
+ * carry it): the server is asked. Undone with the open item. */
+static void cache_forget(struct pg_tx *t, struct tx_map *m, const char *key)
+{
+	int old = map_get(m, key);
+	if (old == TX_MISS || old == TX_ASK)
+		return;
+	struct tx_undo *u = undo_new(t, TU_MAP);
+	if (t->cache_off)
+		return;
+	if (u) {
+		if (!(u->key = strdup(key))) {
+			t->nundo--;
+			cache_off(t);
+			return;
+		}
+		u->map = m;
+		u->val = old;
+	}
+	map_put(m, map_find(m, key), TX_ASK);
+}
+
+static void cache_forget_pair(struct pg_tx *t, const char *account_id, const char *provider_id)
+{
+	char *k = pair_key(account_id, provider_id);
+	if (!k) {
+		cache_off(t);
+		return;
+	}
+	cache_forget(t, &t->pairs, k);
+	free(k);
+}
+
+/* Row idx as the open item found it, to put back if the item is undone. */
+static void cache_save_row(struct pg_tx *t, int idx)
+{
+	struct tx_undo *u = undo_new(t, TU_ROW);
+	if (u) {
+		u->val = idx;
+		u->old.row = t->rows[idx];
+	}
+}
+
+/*
+ * What `UPDATE message` (tx_msg_update) does to the row, done to the
+ * cached row too, field by field as the statement does it, so the next
+ * read answers what the database would. A provider id that changes makes
+ * the messages of the new id unknown here (another row may carry it); the
+ * key of the old one is checked against the row on every use
+ * (tx_msg_by_provider).
+ */
+static void cache_update(struct pg_tx *t, const struct lc_msg *m, const struct lc_update *u)
+{
+	if (t->cache_off)
+		return;
+	unsigned f = u->set;
+	int pmode = (f & LC_PROVIDER_ID_IF_NONE) ? 2 : (f & LC_SET_PROVIDER_ID) ? 1 : 0;
+	const char *pid = u->provider_id && u->provider_id[0] ? u->provider_id : NULL;
+	int idx = map_get(&t->ids, m->id);
+	struct tx_row *row = idx >= 0 ? &t->rows[idx] : NULL;
+	bool sets_pid =
+	    pmode && pid && (!row || (pmode == 1 ? strcmp(row->pid, pid) != 0 : !row->pid[0]));
+	if (sets_pid) {
+		/* Its key is built from the account as read, which a name that
+		 * long may have lost the end of. */
+		if (strlen(m->account_id) + 1 >= sizeof m->account_id)
+			cache_off(t);
+		else
+			cache_forget_pair(t, m->account_id, pid);
+	}
+	if (!row || t->cache_off)
+		return;
+	cache_save_row(t, idx);
+	if (t->cache_off)
+		return;
+	if (f & LC_SET_STATUS) {
+		row->m.status = u->status;
+		row->m.lease_until = 0;
+	}
+	if (sets_pid) {
+		hr_strlcpy(row->pid, pid, sizeof row->pid);
+		row->m.has_provider_id = true;
+	}
+	if ((f & LC_SET_RECIPIENT) && u->recipient && u->recipient[0])
+		hr_utf8_copy(row->m.recipient, u->recipient, sizeof row->m.recipient);
+	if (f & LC_GIVE_BACK_ATTEMPT)
+		row->m.attempts = row->m.attempts > 0 ? row->m.attempts - 1 : 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * A run of a lifecycle function, and running it again.
+ * ------------------------------------------------------------------------- */
+
+static void tx_free(struct pg_tx *t)
+{
+	cache_reset(t);
+	held_drop(t);
+	free(t->held);
+	free(t->undo);
+	free(t->cmds);
+}
+
+/* After fn returned rc: the run savepoint goes and every result still
+ * unread is read, so the job never reports 0 over a write that failed. */
+static int tx_finish(struct pg_tx *t, int rc)
+{
+	if (t->replay)
+		return rc ? rc : tx_dead(t);
+	if (t->lost)
+		return tx_dead(t);
+	if (rc == 0 && t->cur != TX_OUTSIDE)
+		rc = hr_fail(E(t), HR_EINTERNAL, "item", "a run ended inside an item");
+	if (rc) {
+		t->drain_only = true; /* it fails whole: nothing to run again */
+		tx_sync(t, TX_NOBODY);
+		t->drain_only = false;
+		return rc;
+	}
+	if (t->run_sp && (rc = tx_util(t, TX_OUTSIDE, "RELEASE SAVEPOINT lc")))
+		return rc;
+	return tx_sync(t, TX_NOBODY);
+}
+
+/* Undoes the run (to the savepoint of its first item) so that it can run
+ * again, every item checked alone. */
+static int tx_rewind(struct pg_tx *t)
+{
+	int item = t->replay_item;
+	hr_log(HR_LOG_WARN, "store",
+	       "a write of item %d failed after the item ended (%s); undoing the run and"
+	       " running it again with each item checked alone",
+	       item, E(t)->msg);
+	trip(t);
+	int rc = pg_simple(W(t), "ROLLBACK TO SAVEPOINT lc", E(t), "savepoint");
+	if (rc)
+		return rc;
+	t->rerun = true;
+	atomic_fetch_add(&t->s->tx_replays, 1);
+	cache_reset(t);
+	held_drop(t);
+	t->replay = false;
+	t->items = 0;
+	t->cur = TX_OUTSIDE;
+	t->promoted = t->wrote = false;
+	hr_err_clear(E(t));
+	return 0;
+}
+
+/* Runs fn, and again from the start each time a write of one of its items
+ * turns out to have failed after the item ended (lc_tx_fn says why that is
+ * allowed): a failing item is undone alone, as if it had been checked. */
+static int tx_run(struct pg_tx *t, lc_tx_fn fn, void *ctx)
+{
+	t->cur = TX_OUTSIDE;
+	int rc;
+	for (;;) {
+		rc = tx_finish(t, fn(&t->base, ctx));
+		if (!t->replay || (rc = tx_rewind(t)))
+			break;
+	}
+	tx_free(t);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------------
+ * The transaction's primitives.
+ * ------------------------------------------------------------------------- */
+
 /* The database's clock when the group began (now()): one time for every
  * job of the transaction, from the one clock all nodes share. */
 static int64_t tx_now(struct store_tx *t)
@@ -101,27 +792,148 @@ static struct ev_json *tx_json(struct store_tx *t)
 	return &S(t)->json;
 }
 
-static int tx_item_begin(struct store_tx *t)
+/* A write: held if the open item has no savepoint, else sent. */
+static int tx_write(struct pg_tx *t, enum pg_slot slot, const char *sql, const struct pg_params *p,
+                    const char *field)
 {
-	return pg_simple(W(t), "SAVEPOINT item", E(t), "savepoint");
+	if (t->lost || t->replay)
+		return tx_dead(t);
+	if (t->cur != TX_OUTSIDE && !t->promoted)
+		return tx_hold(t, slot, sql, p, field);
+	if (t->cur == TX_OUTSIDE)
+		t->wrote = true;
+	return tx_send(t, t->cur, slot, sql, p->n, p->v, field, NULL);
 }
 
-static int tx_item_end(struct store_tx *t, bool keep)
+/* A statement whose result is needed now (writes set: it also writes):
+ * sent after what is pending, in the same round trip. *out to PQclear. */
+static int tx_read(struct pg_tx *t, enum pg_slot slot, const char *sql, const struct pg_params *p,
+                   PGresult **out, const char *field, bool writes)
 {
-	int rc = 0;
-	if (!keep && (rc = pg_simple(W(t), "ROLLBACK TO SAVEPOINT item", E(t), "savepoint")))
+	*out = NULL;
+	if (t->lost || t->replay)
+		return tx_dead(t);
+	int rc = tx_promote(t);
+	if (rc)
 		return rc;
-	return pg_simple(W(t), "RELEASE SAVEPOINT item", E(t), "savepoint");
+	if (writes && t->cur == TX_OUTSIDE)
+		t->wrote = true;
+	if ((rc = tx_send(t, t->cur, slot, sql, p->n, p->v, field, out)))
+		return rc;
+	return tx_sync(t, t->cur);
 }
 
-/* A failed statement leaves the transaction aborted but recoverable (the
- * item's savepoint undoes it); only a lost connection, or a transaction
- * that is gone, is not. */
-static bool tx_alive(struct store_tx *t)
+/* Before a helper of another file runs its statements directly: all that
+ * is pending is sent and read, and the pipeline left. */
+static int tx_direct(struct pg_tx *t, bool writes)
 {
+	if (t->lost || t->replay)
+		return tx_dead(t);
+	int rc = tx_promote(t);
+	if (rc == 0)
+		rc = tx_sync(t, t->cur);
+	if (rc == 0 && writes && t->cur == TX_OUTSIDE)
+		t->wrote = true;
+	if (rc == 0)
+		trip(t);
+	return rc;
+}
+
+/* An item: its writes are held until it ends (no statement); a strict one
+ * gets its savepoint now. The first item of a run that wrote nothing yet
+ * also marks where a rerun starts (SAVEPOINT lc). */
+static int tx_item_begin(struct store_tx *st)
+{
+	struct pg_tx *t = TX(st);
+	if (t->lost || t->replay)
+		return tx_dead(t);
+	if (t->cur != TX_OUTSIDE)
+		return hr_fail(E(t), HR_EINTERNAL, "item", "an item inside an item");
+	int rc;
+	if (!t->run_sp && !t->no_replay) {
+		if (t->wrote)
+			t->no_replay = true;
+		else if ((rc = tx_util(t, TX_OUTSIDE, "SAVEPOINT lc")))
+			return rc;
+		else
+			t->run_sp = true;
+	}
+	t->cur = t->items++;
+	t->promoted = false;
+	t->strict = t->no_replay || t->rerun;
+	undo_drop(t);
+	held_drop(t);
+	return t->strict ? tx_promote(t) : 0;
+}
+
+/* Undoes the open item on the server (it has a savepoint): first what is
+ * pending is read (its own failure is what is being undone; another's
+ * means a rerun), then the rollback. */
+static int item_rollback(struct pg_tx *t, int item)
+{
+	int rc = tx_sync(t, item);
+	if (t->replay || t->lost)
+		return tx_dead(t);
+	if (rc)
+		hr_err_clear(E(t));
+	trip(t);
+	return pg_simple(W(t), "ROLLBACK TO SAVEPOINT item; RELEASE SAVEPOINT item", E(t),
+	                 "savepoint");
+}
+
+static int tx_item_end(struct store_tx *st, bool keep)
+{
+	struct pg_tx *t = TX(st);
+	int item = t->cur, rc = 0;
+	if (item == TX_OUTSIDE)
+		return hr_fail(E(t), HR_EINTERNAL, "item", "item_end without item_begin");
+	bool promoted = t->promoted;
+	t->cur = TX_OUTSIDE;
+	t->promoted = false;
+	if (t->lost || t->replay) {
+		undo_drop(t);
+		held_drop(t);
+		return tx_dead(t);
+	}
+	if (!keep) {
+		undo_all(t);
+		held_drop(t);
+		return promoted ? item_rollback(t, item) : 0;
+	}
+	if (!promoted) { /* what it held goes now, read with the rest later */
+		undo_drop(t);
+		return held_send(t, item);
+	}
+	rc = tx_util(t, item, "RELEASE SAVEPOINT item");
+	/* Strict: read now, so a failure here is this item's alone. The
+	 * RELEASE was skipped with the rest, so its savepoint still stands. */
+	if (rc == 0 && t->strict)
+		rc = tx_sync(t, item);
+	if (rc == 0 || t->replay || t->lost) {
+		undo_drop(t);
+		return rc;
+	}
+	struct hr_err why = *E(t);
+	undo_all(t);
+	trip(t);
+	if ((rc = pg_simple(W(t), "ROLLBACK TO SAVEPOINT item; RELEASE SAVEPOINT item", E(t),
+	                    "savepoint")))
+		return rc;
+	*E(t) = why;
+	return 1;
+}
+
+/* Alive while the transaction can still be rolled back to a savepoint:
+ * not lost, not to be run again, and (outside the pipeline) in a
+ * transaction, aborted or not. */
+static bool tx_alive(struct store_tx *st)
+{
+	struct pg_tx *t = TX(st);
 	PGconn *c = W(t)->c;
-	if (!c || PQstatus(c) != CONNECTION_OK)
+	if (t->lost || t->replay || !c || PQstatus(c) != CONNECTION_OK)
 		return false;
+	if (PQpipelineStatus(c) != PQ_PIPELINE_OFF)
+		return true;
 	PGTransactionStatusType ts = PQtransactionStatus(c);
 	return ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR;
 }
@@ -129,6 +941,7 @@ static bool tx_alive(struct store_tx *t)
 #define LC_MSG_COLS                                                                                \
 	"id, tenant_id, account_id, channel, recipient, status, attempts, max_attempts,"           \
 	" provider_id IS NOT NULL, lease_until, batch_id"
+#define LC_MSG_NCOLS 11 /* the columns row_lc_msg reads */
 
 static void row_lc_msg(const PGresult *r, int i, struct lc_msg *m)
 {
@@ -147,14 +960,410 @@ static void row_lc_msg(const PGresult *r, int i, struct lc_msg *m)
 	pg_col_copy(r, i, 10, m->batch_id, sizeof m->batch_id);
 }
 
-static int tx_msg_get(struct store_tx *t, const char *id, struct lc_msg *out)
+/* ---------------------------------------------------------------------------
+ * Prefetch: the batch's rows in one round trip.
+ * ------------------------------------------------------------------------- */
+
+/* Keys that go into a prefetch array: printable ASCII only, so no key can
+ * make the one statement fail for all (one that could, e.g. invalid UTF-8,
+ * is read alone, failing alone as before). */
+static bool key_ok(const char *s)
 {
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+			return false;
+	return true;
+}
+
+/* Appends s as the next element of a text[] literal being built in b
+ * (b starts with "{"): quoted, with '"' and '\' escaped. */
+static void arr_add(struct hr_buf *b, const char *s)
+{
+	if (b->len > 1)
+		hr_buf_put(b, ",", 1);
+	hr_buf_put(b, "\"", 1);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			hr_buf_put(b, "\\", 1);
+		hr_buf_put(b, s, 1);
+	}
+	hr_buf_put(b, "\"", 1);
+}
+
+/* The columns of a prefetched message: the row as LC_MSG_COLS, its provider
+ * id, and whether this transaction holds its lock. */
+#define PF_COLS LC_MSG_COLS ", coalesce(provider_id, '')"
+#define PF_PID LC_MSG_NCOLS
+#define PF_LOCKED (LC_MSG_NCOLS + 1)
+
+/*
+ * Locking. Like the single reads, a prefetch locks each message it returns
+ * (FOR UPDATE) for the rest of the transaction, so no other node changes
+ * a row between the read a decision is made on and the write that follows
+ * it: an outcome and a webhook, or a lease expiring elsewhere, for the same
+ * message are applied one after the other, each seeing the other's result.
+ * Unlike them it never waits: rows another transaction holds are skipped
+ * (SKIP LOCKED), returned unlocked by the second half, and left to the
+ * single read, which waits for them as before. So a prefetch cannot
+ * deadlock with another node's, and a conflict costs what it cost before
+ * (that one read), not the batch.
+ *
+ * Messages by provider id are read one statement per account (all in the
+ * same round trip): `provider_id = ANY(...)` walks message_provider once,
+ * where a join with the list of pairs would probe every partition once per
+ * pair, or scan them, as the planner's statistics of a fast-changing table
+ * lead it.
+ */
+static const char SQL_PF_MSG[] =
+    "WITH l AS (SELECT " PF_COLS " FROM message WHERE id = ANY($1::text[])"
+    "  FOR UPDATE SKIP LOCKED)"
+    " SELECT l.*, true FROM l"
+    " UNION ALL SELECT " PF_COLS ", false FROM message"
+    "  WHERE id = ANY($1::text[]) AND id NOT IN (SELECT id FROM l)";
+
+static const char SQL_PF_PAIRS[] =
+    "WITH l AS (SELECT " PF_COLS " FROM message"
+    "  WHERE account_id = $1 AND provider_id = ANY($2::text[]) FOR UPDATE SKIP LOCKED)"
+    " SELECT l.*, true FROM l"
+    " UNION ALL SELECT " PF_COLS ", false FROM message"
+    "  WHERE account_id = $1 AND provider_id = ANY($2::text[])"
+    "  AND id NOT IN (SELECT id FROM l)";
+
+/* The webhook statuses recorded for some messages by some inbox rows: what
+ * event_seen asks, for all of them at once. */
+static const char SQL_PF_SEEN[] =
+    "SELECT message_id, inbox_id, status FROM message_event"
+    " WHERE message_id = ANY($1::text[]) AND inbox_id = ANY($2::bigint[])"
+    " AND type = 'webhook_status' AND status IS NOT NULL";
+
+static const char SQL_PF_INBOX[] = "SELECT id, received_at, attempts, channel FROM webhook_inbox"
+                                   " WHERE id = ANY($1::bigint[])";
+
+/* Keeps the prefetched message rows: each by id, and (pairs) by the
+ * (account, provider id) it was asked for. A key with a row locked
+ * elsewhere is left to the server; of several rows with one provider id,
+ * the lowest id answers. false without memory. */
+static bool pf_keep_rows(struct pg_tx *t, const PGresult *r, bool pairs)
+{
+	for (int i = 0; i < PQntuples(r); i++) {
+		const char *id = PQgetvalue(r, i, 0);
+		char *pk = NULL;
+		if (pairs && !(pk = pair_key(PQgetvalue(r, i, 2), PQgetvalue(r, i, PF_PID))))
+			return false;
+		bool ok = true;
+		if (!pg_col_bool(r, i, PF_LOCKED)) {
+			if (map_get(&t->ids, id) < 0)
+				ok = map_set(&t->ids, id, TX_ASK);
+			if (ok && pairs)
+				ok = map_set(&t->pairs, pk, TX_ASK);
+			free(pk);
+			if (!ok)
+				return false;
+			continue;
+		}
+		struct tx_row row;
+		row_lc_msg(r, i, &row.m);
+		pg_col_copy(r, i, PF_PID, row.pid, sizeof row.pid);
+		int idx = map_get(&t->ids, id);
+		if (idx < 0) {
+			if (t->nrows == t->caprows) {
+				size_t nc = t->caprows ? t->caprows * 2 : 64;
+				struct tx_row *v = realloc(t->rows, nc * sizeof *v);
+				if (!v) {
+					free(pk);
+					return false;
+				}
+				t->rows = v;
+				t->caprows = nc;
+			}
+			idx = (int)t->nrows++;
+			ok = map_set(&t->ids, id, idx);
+		}
+		t->rows[idx] = row;
+		if (ok && pairs) {
+			int old = map_get(&t->pairs, pk);
+			if (old == TX_MISS || old == TX_ABSENT ||
+			    (old >= 0 && strcmp(t->rows[old].m.id, row.m.id) > 0))
+				ok = map_set(&t->pairs, pk, idx);
+		}
+		free(pk);
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+static bool pf_keep_inbox(struct pg_tx *t, const PGresult *r)
+{
+	for (int i = 0; i < PQntuples(r); i++) {
+		if (t->ninbox == t->capinbox) {
+			size_t nc = t->capinbox ? t->capinbox * 2 : 64;
+			struct tx_inbox *v = realloc(t->inbox, nc * sizeof *v);
+			if (!v)
+				return false;
+			t->inbox = v;
+			t->capinbox = nc;
+		}
+		struct tx_inbox *ib = &t->inbox[t->ninbox];
+		ib->received_at = pg_col_i64(r, i, 1);
+		ib->attempts = (int)pg_col_i64(r, i, 2);
+		pg_col_copy(r, i, 3, ib->channel, sizeof ib->channel);
+		if (!map_set(&t->inboxes, PQgetvalue(r, i, 0), (int)t->ninbox++))
+			return false;
+	}
+	return true;
+}
+
+/* Every key asked for that found no row: known absent. */
+static bool pf_keep_absent(struct pg_tx *t, const struct lc_want *w)
+{
+	bool ok = true;
+	for (size_t i = 0; ok && i < w->nmsg_ids; i++)
+		if (key_ok(w->msg_ids[i]) && map_get(&t->ids, w->msg_ids[i]) == TX_MISS)
+			ok = map_set(&t->ids, w->msg_ids[i], TX_ABSENT);
+	for (size_t i = 0; ok && i < w->npkeys; i++) {
+		const struct lc_pkey *k = &w->pkeys[i];
+		if (!key_ok(k->account_id) || !key_ok(k->provider_id))
+			continue;
+		char *pk = pair_key(k->account_id, k->provider_id);
+		ok = pk && (map_get(&t->pairs, pk) != TX_MISS || map_set(&t->pairs, pk, TX_ABSENT));
+		free(pk);
+	}
+	char key[24];
+	for (size_t i = 0; ok && i < w->ninbox; i++) {
+		snprintf(key, sizeof key, "%lld", (long long)w->inbox_ids[i]);
+		if (map_get(&t->inboxes, key) == TX_MISS)
+			ok = map_set(&t->inboxes, key, TX_ABSENT);
+	}
+	return ok;
+}
+
+static int pkey_cmp(const void *a, const void *b)
+{
+	const struct lc_pkey *x = *(const struct lc_pkey *const *)a;
+	const struct lc_pkey *y = *(const struct lc_pkey *const *)b;
+	int c = strcmp(x->account_id, y->account_id);
+	return c ? c : strcmp(x->provider_id, y->provider_id);
+}
+
+/* The prefetch statements sent, their results to come in r[] (sized
+ * before anything is sent: the pipeline holds pointers into it). */
+enum pf_kind { PF_BY_ID, PF_BY_PAIR, PF_INBOX };
+struct pf_sent {
+	PGresult **r;
+	enum pf_kind *kind;
+	size_t n;
+};
+
+/* Sends the statements of the prefetch: messages by id, by provider id
+ * (one per account), inbox rows. 0 (ps->n may be 0), HR_ENOMEM when a list
+ * could not be made (what was sent is still read), or the error of a lost
+ * connection. */
+static int pf_send(struct pg_tx *t, const struct lc_want *w, struct pf_sent *ps)
+{
+	const struct lc_pkey **k = malloc((w->npkeys ? w->npkeys : 1) * sizeof *k);
+	if (!k)
+		return HR_ENOMEM;
+	size_t nk = 0, accounts = 0;
+	for (size_t i = 0; i < w->npkeys; i++)
+		if (key_ok(w->pkeys[i].account_id) && key_ok(w->pkeys[i].provider_id))
+			k[nk++] = &w->pkeys[i];
+	qsort(k, nk, sizeof *k, pkey_cmp);
+	for (size_t i = 0; i < nk; i++)
+		accounts += i == 0 || strcmp(k[i]->account_id, k[i - 1]->account_id) != 0;
+	ps->r = calloc(accounts + 2, sizeof *ps->r);
+	ps->kind = calloc(accounts + 2, sizeof *ps->kind);
+	if (!ps->r || !ps->kind) {
+		free(k);
+		return HR_ENOMEM;
+	}
+
+	struct hr_buf a = {0};
+	int rc = 0;
+	hr_buf_put(&a, "{", 1);
+	for (size_t i = 0; i < w->nmsg_ids; i++)
+		if (key_ok(w->msg_ids[i]))
+			arr_add(&a, w->msg_ids[i]);
+	hr_buf_put(&a, "}", 1);
+	if (a.oom) {
+		rc = HR_ENOMEM;
+	} else if (a.len > 2) {
+		const char *v[1] = {a.p};
+		ps->kind[ps->n] = PF_BY_ID;
+		rc = tx_send(t, TX_OUTSIDE, P_PREFETCH_MSG, SQL_PF_MSG, 1, v, "message",
+		             &ps->r[ps->n++]);
+	}
+	for (size_t i = 0, j; rc == 0 && i < nk; i = j) {
+		a.len = 0;
+		hr_buf_put(&a, "{", 1);
+		for (j = i; j < nk && strcmp(k[j]->account_id, k[i]->account_id) == 0; j++)
+			arr_add(&a, k[j]->provider_id);
+		hr_buf_put(&a, "}", 1);
+		if (a.oom) {
+			rc = HR_ENOMEM;
+			break;
+		}
+		const char *v[2] = {k[i]->account_id, a.p};
+		ps->kind[ps->n] = PF_BY_PAIR;
+		rc = tx_send(t, TX_OUTSIDE, P_PREFETCH_PAIRS, SQL_PF_PAIRS, 2, v, "message",
+		             &ps->r[ps->n++]);
+	}
+	free(k);
+	if (rc == 0 && w->ninbox) {
+		a.len = 0;
+		hr_buf_put(&a, "{", 1);
+		for (size_t i = 0; i < w->ninbox; i++)
+			hr_buf_printf(&a, "%s%lld", i ? "," : "", (long long)w->inbox_ids[i]);
+		hr_buf_put(&a, "}", 1);
+		if (a.oom) {
+			rc = HR_ENOMEM;
+		} else {
+			const char *v[1] = {a.p};
+			ps->kind[ps->n] = PF_INBOX;
+			rc = tx_send(t, TX_OUTSIDE, P_PREFETCH_INBOX, SQL_PF_INBOX, 1, v,
+			             "webhook_inbox", &ps->r[ps->n++]);
+		}
+	}
+	free(a.p);
+	return rc;
+}
+
+static void seen_key(char *k, size_t size, const char *message_id, int64_t inbox_id, int status)
+{
+	snprintf(k, size, "%s:%lld:%d", message_id, (long long)inbox_id, status);
+}
+
+/* Whether seen holds every status recorded for (message, inbox row). */
+static bool seen_known(const struct pg_tx *t, const char *message_id, int64_t inbox_id)
+{
+	char k[24];
+	snprintf(k, sizeof k, "%lld", (long long)inbox_id);
+	return !t->cache_off && map_get(&t->seen_msgs, message_id) >= 0 &&
+	       map_get(&t->seen_rows, k) >= 0;
+}
+
+/*
+ * For the statuses of retried inbox rows (attempts > 0) whose message the
+ * prefetch found: which statuses those rows already recorded for those
+ * messages, read in one more round trip (only when there are such rows),
+ * so event_seen need not ask one by one. 0, or the error of the statement.
+ */
+static int pf_seen(struct pg_tx *t, const struct lc_want *w)
+{
+	struct hr_buf ms = {0}, rs = {0};
+	hr_buf_put(&ms, "{", 1);
+	hr_buf_put(&rs, "{", 1);
+	bool ok = true;
+	char k[24];
+	for (size_t i = 0; ok && i < w->npkeys; i++) {
+		const struct lc_pkey *pk = &w->pkeys[i];
+		snprintf(k, sizeof k, "%lld", (long long)pk->inbox_id);
+		int ib = pk->inbox_id ? map_get(&t->inboxes, k) : TX_MISS;
+		if (ib < 0 || t->inbox[ib].attempts == 0)
+			continue;
+		char *key = pair_key(pk->account_id, pk->provider_id);
+		int idx = key ? map_get(&t->pairs, key) : TX_MISS;
+		free(key);
+		if (idx < 0)
+			continue; /* event_seen will ask */
+		const char *id = t->rows[idx].m.id;
+		if (map_get(&t->seen_msgs, id) == TX_MISS) {
+			arr_add(&ms, id);
+			ok = map_set(&t->seen_msgs, id, 1);
+		}
+		if (ok && map_get(&t->seen_rows, k) == TX_MISS) {
+			hr_buf_printf(&rs, "%s%s", rs.len > 1 ? "," : "", k);
+			ok = map_set(&t->seen_rows, k, 1);
+		}
+	}
+	hr_buf_put(&ms, "}", 1);
+	hr_buf_put(&rs, "}", 1);
+	int rc = 0;
+	PGresult *r = NULL;
+	if (!ok || ms.oom || rs.oom) {
+		cache_off(t);
+	} else if (ms.len > 2) {
+		const char *v[2] = {ms.p, rs.p};
+		rc =
+		    tx_send(t, TX_OUTSIDE, P_PREFETCH_SEEN, SQL_PF_SEEN, 2, v, "message_event", &r);
+		if (rc == 0)
+			rc = tx_sync(t, TX_OUTSIDE);
+	}
+	free(ms.p);
+	free(rs.p);
+	for (int i = 0; r && i < PQntuples(r); i++) {
+		char sk[HR_ID_LEN + 64];
+		seen_key(sk, sizeof sk, PQgetvalue(r, i, 0), pg_col_i64(r, i, 1),
+		         (int)pg_col_i64(r, i, 2));
+		if (!map_set(&t->seen, sk, 1))
+			cache_off(t);
+	}
+	PQclear(r);
+	return rc;
+}
+
+/*
+ * Reads what the run announced with one statement per kind (per account
+ * for messages by provider id), all in one round trip, into the cache. A
+ * hint: keys that could make a statement fail for all (key_ok), and
+ * everything when memory runs out, are left to the single reads. Ignored
+ * inside an item (the undo log covers changes, not additions).
+ */
+static int tx_prefetch(struct store_tx *st, const struct lc_want *w)
+{
+	struct pg_tx *t = TX(st);
+	if (t->lost || t->replay)
+		return tx_dead(t);
+	if (t->cache_off || t->cur != TX_OUTSIDE)
+		return 0;
+	struct pf_sent ps = {0};
+	int rc = pf_send(t, w, &ps);
+	bool oom = rc == HR_ENOMEM;
+	if (oom)
+		rc = 0; /* what was sent is read, then the cache is left off */
+	if (rc == 0 && ps.n)
+		rc = tx_sync(t, TX_OUTSIDE);
+	bool kept = !oom;
+	for (size_t i = 0; rc == 0 && kept && i < ps.n; i++)
+		kept = ps.kind[i] == PF_INBOX ? pf_keep_inbox(t, ps.r[i])
+		                              : pf_keep_rows(t, ps.r[i], ps.kind[i] == PF_BY_PAIR);
+	if (rc == 0 && kept)
+		kept = pf_keep_absent(t, w);
+	if (rc == 0 && !kept)
+		cache_off(t); /* out of memory: the server answers instead */
+	if (rc == 0 && !t->cache_off)
+		rc = pf_seen(t, w);
+	for (size_t i = 0; i < ps.n; i++)
+		PQclear(ps.r[i]);
+	free(ps.r);
+	free(ps.kind);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------------
+ * Messages.
+ * ------------------------------------------------------------------------- */
+
+static int tx_msg_get(struct store_tx *st, const char *id, struct lc_msg *out)
+{
+	struct pg_tx *t = TX(st);
+	if (t->lost || t->replay)
+		return tx_dead(t);
+	int idx = t->cache_off ? TX_MISS : map_get(&t->ids, id);
+	if (idx >= 0 && strcmp(t->rows[idx].m.id, id) == 0) {
+		*out = t->rows[idx].m;
+		return 0;
+	}
+	if (idx == TX_ABSENT)
+		return hr_fail(E(t), HR_ENOTFOUND, "message_id", "no message %s", id);
 	struct pg_params p = {0};
 	pp_text(&p, id);
 	PGresult *r;
-	int rc = pg_exec(W(t), P_MSG_STATE,
-	                 "SELECT " LC_MSG_COLS " FROM message WHERE id = $1 FOR UPDATE", &p, &r,
-	                 E(t), "message");
+	int rc =
+	    tx_read(t, P_MSG_STATE, "SELECT " LC_MSG_COLS " FROM message WHERE id = $1 FOR UPDATE",
+	            &p, &r, "message", false);
 	if (rc)
 		return rc;
 	int found = PQntuples(r) > 0;
@@ -164,17 +1373,34 @@ static int tx_msg_get(struct store_tx *t, const char *id, struct lc_msg *out)
 	return found ? 0 : hr_fail(E(t), HR_ENOTFOUND, "message_id", "no message %s", id);
 }
 
-static int tx_msg_by_provider(struct store_tx *t, const char *account_id, const char *provider_id,
+static int tx_msg_by_provider(struct store_tx *st, const char *account_id, const char *provider_id,
                               struct lc_msg *out)
 {
+	struct pg_tx *t = TX(st);
+	if (t->lost || t->replay)
+		return tx_dead(t);
+	char *k = t->cache_off ? NULL : pair_key(account_id, provider_id);
+	int idx = k ? map_get(&t->pairs, k) : TX_MISS;
+	free(k);
+	if (idx >= 0) {
+		/* The row may have taken another provider id since (cache_update). */
+		const struct tx_row *row = &t->rows[idx];
+		if (strcmp(row->pid, provider_id) == 0 &&
+		    strcmp(row->m.account_id, account_id) == 0) {
+			*out = row->m;
+			return 1;
+		}
+	} else if (idx == TX_ABSENT) {
+		return 0;
+	}
 	struct pg_params p = {0};
 	pp_text(&p, account_id);
 	pp_text(&p, provider_id);
 	PGresult *r;
-	int rc = pg_exec(W(t), P_MSG_BY_PROVIDER,
+	int rc = tx_read(t, P_MSG_BY_PROVIDER,
 	                 "SELECT " LC_MSG_COLS " FROM message WHERE account_id = $1"
 	                 " AND provider_id = $2 LIMIT 1 FOR UPDATE",
-	                 &p, &r, E(t), "message");
+	                 &p, &r, "message", false);
 	if (rc)
 		return rc;
 	int found = PQntuples(r) > 0;
@@ -186,8 +1412,25 @@ static int tx_msg_by_provider(struct store_tx *t, const char *account_id, const 
 
 /* One statement for every update lifecycle makes: each optional part is
  * switched by a flag parameter, so it is prepared once. */
-static int tx_msg_update(struct store_tx *t, const struct lc_msg *m, const struct lc_update *u)
+static const char SQL_LC_UPDATE[] =
+    "UPDATE message SET"
+    " status = CASE WHEN $2::boolean THEN $3::smallint ELSE status END,"
+    " lease_until = CASE WHEN $2::boolean THEN 0 ELSE lease_until END,"
+    " provider_id = CASE WHEN $4::int = 1 THEN coalesce($5::text, provider_id)"
+    "  WHEN $4::int = 2 THEN coalesce(provider_id, $5::text) ELSE provider_id END,"
+    " error_code = CASE WHEN $6::int = 1 THEN $7::text"
+    "  WHEN $6::int = 2 THEN coalesce($7::text, error_code) ELSE error_code END,"
+    " error_text = CASE WHEN $6::int = 1 THEN $8::text"
+    "  WHEN $6::int = 2 THEN coalesce($8::text, error_text) ELSE error_text END,"
+    " due_at = CASE WHEN $9::boolean THEN $10::bigint ELSE due_at END,"
+    " recipient = coalesce($11::text, recipient),"
+    " attempts = CASE WHEN $12::boolean THEN greatest(attempts - 1, 0) ELSE attempts END,"
+    " updated_at = $13::bigint"
+    " WHERE id = $1";
+
+static int tx_msg_update(struct store_tx *st, const struct lc_msg *m, const struct lc_update *u)
 {
+	struct pg_tx *t = TX(st);
 	unsigned f = u->set;
 	struct pg_params p = {0};
 	pp_text(&p, m->id);
@@ -203,30 +1446,22 @@ static int tx_msg_update(struct store_tx *t, const struct lc_msg *m, const struc
 	pp_opt(&p, (f & LC_SET_RECIPIENT) ? u->recipient : NULL);
 	pp_bool(&p, (f & LC_GIVE_BACK_ATTEMPT) != 0);
 	pp_i64(&p, S(t)->gnow);
-	return pg_exec(
-	    W(t), P_LC_UPDATE,
-	    "UPDATE message SET"
-	    " status = CASE WHEN $2::boolean THEN $3::smallint ELSE status END,"
-	    " lease_until = CASE WHEN $2::boolean THEN 0 ELSE lease_until END,"
-	    " provider_id = CASE WHEN $4::int = 1 THEN coalesce($5::text, provider_id)"
-	    "  WHEN $4::int = 2 THEN coalesce(provider_id, $5::text) ELSE provider_id END,"
-	    " error_code = CASE WHEN $6::int = 1 THEN $7::text"
-	    "  WHEN $6::int = 2 THEN coalesce($7::text, error_code) ELSE error_code END,"
-	    " error_text = CASE WHEN $6::int = 1 THEN $8::text"
-	    "  WHEN $6::int = 2 THEN coalesce($8::text, error_text) ELSE error_text END,"
-	    " due_at = CASE WHEN $9::boolean THEN $10::bigint ELSE due_at END,"
-	    " recipient = coalesce($11::text, recipient),"
-	    " attempts = CASE WHEN $12::boolean THEN greatest(attempts - 1, 0) ELSE attempts END,"
-	    " updated_at = $13::bigint"
-	    " WHERE id = $1",
-	    &p, NULL, E(t), "message");
+	int rc = tx_write(t, P_LC_UPDATE, SQL_LC_UPDATE, &p, "message");
+	if (rc == 0)
+		cache_update(t, m, u);
+	return rc;
 }
 
-static int tx_msg_insert(struct store_tx *t, const struct message *m)
+static int tx_msg_insert(struct store_tx *st, const struct message *m)
 {
+	struct pg_tx *t = TX(st);
+	int rc = tx_direct(t, true);
+	if (rc)
+		return rc;
+	if (!t->cache_off)
+		cache_forget(t, &t->ids, m->id);
 	return pg_message_row_insert(S(t), m, S(t)->gnow, E(t));
 }
-
 /* Claim order, which UPDATE ... RETURNING does not keep. */
 static int claim_cmp(const void *a, const void *b)
 {
@@ -249,18 +1484,20 @@ static int claim_cmp(const void *a, const void *b)
  * asks next, answered from here (tx_alias_any, tx_supp_any) instead of two
  * more round trips.
  */
-static int tx_claim(struct store_tx *t, const char *account_id, int64_t now, int64_t lease_until,
+static int tx_claim(struct store_tx *st, const char *account_id, int64_t now, int64_t lease_until,
                     int limit, struct message *out, size_t *n)
 {
+	struct pg_tx *t = TX(st);
 	*n = 0;
+	cache_off(t); /* it changes rows the cache may hold */
 	struct pg_params p = {0};
 	pp_text(&p, account_id);
 	pp_i64(&p, now);
 	pp_i64(&p, lease_until);
 	pp_i64(&p, limit);
 	PGresult *r;
-	int rc = pg_exec(
-	    W(t), P_CLAIM,
+	int rc = tx_read(
+	    t, P_CLAIM,
 	    "WITH c AS MATERIALIZED (SELECT id FROM message WHERE status = 0"
 	    "  AND account_id = $1 AND due_at <= $2 ORDER BY priority, due_at, id LIMIT $4"
 	    "  FOR UPDATE SKIP LOCKED)"
@@ -273,11 +1510,11 @@ static int tx_claim(struct store_tx *t, const char *account_id, int64_t now, int
 	    " EXISTS(SELECT 1 FROM recipient_alias WHERE account_id = $1),"
 	    " EXISTS(SELECT 1 FROM suppression s WHERE s.tenant_id = m.tenant_id"
 	    "  AND s.channel = m.channel)",
-	    &p, &r, E(t), "claim");
+	    &p, &r, "claim", true);
 	if (rc)
 		return rc;
 	int rows = PQntuples(r);
-	struct pg_claim_probe *pr = &TX(t)->probe;
+	struct pg_claim_probe *pr = &t->probe;
 	memset(pr, 0, sizeof *pr);
 	pr->valid = rows > 0;
 	hr_strlcpy(pr->account, account_id, sizeof pr->account);
@@ -313,19 +1550,20 @@ static int tx_claim(struct store_tx *t, const char *account_id, int64_t now, int
 	return 0;
 }
 
-static int tx_lease_expired(struct store_tx *t, int64_t now, int limit, struct lc_msg *out,
+static int tx_lease_expired(struct store_tx *st, int64_t now, int limit, struct lc_msg *out,
                             size_t *n)
 {
+	struct pg_tx *t = TX(st);
 	*n = 0;
 	struct pg_params p = {0};
 	pp_i64(&p, now);
 	pp_i64(&p, limit);
 	PGresult *r;
 	/* Walks the partial index of SENDING rows by lease_until. */
-	int rc = pg_exec(W(t), P_LEASE_EXPIRED,
+	int rc = tx_read(t, P_LEASE_EXPIRED,
 	                 "SELECT " LC_MSG_COLS " FROM message WHERE status = 1 AND lease_until < $1"
 	                 " LIMIT $2 FOR UPDATE SKIP LOCKED",
-	                 &p, &r, E(t), "message");
+	                 &p, &r, "message", false);
 	if (rc)
 		return rc;
 	for (int i = 0; i < PQntuples(r) && i < limit; i++)
@@ -334,24 +1572,72 @@ static int tx_lease_expired(struct store_tx *t, int64_t now, int limit, struct l
 	return 0;
 }
 
-static int tx_event_insert(struct store_tx *t, const char *message_id, const struct lc_event *e)
+static int tx_event_insert(struct store_tx *st, const char *message_id, const struct lc_event *e)
 {
-	return pg_event_insert(S(t), message_id, S(t)->gnow, e->provider_at, e->type, e->source,
-	                       e->status, e->applied, e->detail, e->inbox_id, E(t));
+	struct pg_tx *t = TX(st);
+	struct pg_params p = {0};
+	pp_text(&p, message_id);
+	pp_i64(&p, S(t)->gnow);
+	pp_i64(&p, e->provider_at);
+	pp_text(&p, e->type);
+	pp_text(&p, e->source);
+	if (e->status < 0)
+		pp_text(&p, NULL);
+	else
+		pp_i64(&p, e->status);
+	pp_bool(&p, e->applied);
+	pp_text(&p, e->detail);
+	if (e->inbox_id)
+		pp_i64(&p, e->inbox_id);
+	else
+		pp_text(&p, NULL);
+	int rc = tx_write(t, P_EVENT_INSERT,
+	                  "INSERT INTO message_event(message_id, at, provider_at, type, source,"
+	                  " status, applied, detail, inbox_id)"
+	                  " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+	                  &p, "message_event");
+	/* What event_seen answers from includes it now. */
+	if (rc == 0 && e->inbox_id && e->status >= 0 && strcmp(e->type, "webhook_status") == 0 &&
+	    seen_known(t, message_id, e->inbox_id)) {
+		char k[HR_ID_LEN + 64];
+		seen_key(k, sizeof k, message_id, e->inbox_id, e->status);
+		int old = map_get(&t->seen, k);
+		if (old != 1) {
+			struct tx_undo *u = undo_new(t, TU_MAP);
+			if (u && !(u->key = strdup(k))) {
+				t->nundo--;
+				cache_off(t);
+			} else if (u) {
+				u->map = &t->seen;
+				u->val = old == TX_MISS ? TX_ABSENT : old;
+			}
+			if (!t->cache_off && !map_set(&t->seen, k, 1))
+				cache_off(t);
+		}
+	}
+	return rc;
 }
 
-static int tx_event_seen(struct store_tx *t, const char *message_id, int64_t inbox_id,
+static int tx_event_seen(struct store_tx *st, const char *message_id, int64_t inbox_id,
                          enum msg_status status)
 {
+	struct pg_tx *t = TX(st);
+	if (t->lost || t->replay)
+		return tx_dead(t);
+	if (seen_known(t, message_id, inbox_id)) {
+		char k[HR_ID_LEN + 64];
+		seen_key(k, sizeof k, message_id, inbox_id, (int)status);
+		return map_get(&t->seen, k) == 1;
+	}
 	struct pg_params p = {0};
 	pp_text(&p, message_id);
 	pp_i64(&p, inbox_id);
 	pp_i64(&p, (int)status);
 	PGresult *r;
-	int rc = pg_exec(W(t), P_EVENT_SEEN,
+	int rc = tx_read(t, P_EVENT_SEEN,
 	                 "SELECT 1 FROM message_event WHERE message_id = $1 AND inbox_id = $2"
 	                 " AND status = $3 AND type = 'webhook_status' LIMIT 1",
-	                 &p, &r, E(t), "message_event");
+	                 &p, &r, "message_event", false);
 	if (rc)
 		return rc;
 	int found = PQntuples(r) > 0;
@@ -359,70 +1645,87 @@ static int tx_event_seen(struct store_tx *t, const char *message_id, int64_t inb
 	return found;
 }
 
-static int tx_supp_any(struct store_tx *t, const char *tenant_id, const char *channel)
+static int tx_supp_any(struct store_tx *st, const char *tenant_id, const char *channel)
 {
-	const struct pg_claim_probe *pr = &TX(t)->probe;
+	struct pg_tx *t = TX(st);
+	const struct pg_claim_probe *pr = &t->probe;
 	for (int k = 0; pr->valid && k < pr->nsupp; k++)
 		if (strcmp(pr->supp[k].tenant, tenant_id) == 0 &&
 		    strcmp(pr->supp[k].channel, channel) == 0)
 			return pr->supp[k].any;
-	return pg_supp_any(S(t), tenant_id, channel, E(t));
+	int rc = tx_direct(t, false);
+	return rc ? rc : pg_supp_any(S(t), tenant_id, channel, E(t));
 }
 
-static int tx_supp_reason(struct store_tx *t, const char *tenant_id, const char *channel,
+static int tx_supp_reason(struct store_tx *st, const char *tenant_id, const char *channel,
                           const char *recipient, char *reason, size_t reason_size)
 {
+	struct pg_tx *t = TX(st);
 	char r[PG_REASON_MAX];
-	int rc = pg_supp_reason(S(t), tenant_id, channel, recipient, r, E(t));
+	int rc = tx_direct(t, false);
+	if (rc)
+		return rc;
+	rc = pg_supp_reason(S(t), tenant_id, channel, recipient, r, E(t));
 	if (rc == 1)
 		hr_strlcpy(reason, r, reason_size);
 	return rc;
 }
 
-static int tx_supp_put(struct store_tx *t, const char *tenant_id, const char *channel,
+static int tx_supp_put(struct store_tx *st, const char *tenant_id, const char *channel,
                        const char *recipient, const char *reason)
 {
-	TX(t)->probe.valid = false; /* the claim's probes no longer hold */
-	return pg_supp_put(S(t), tenant_id, channel, recipient, reason, S(t)->gnow, E(t));
+	struct pg_tx *t = TX(st);
+	t->probe.valid = false; /* the claim's probes no longer hold */
+	int rc = tx_direct(t, true);
+	return rc ? rc : pg_supp_put(S(t), tenant_id, channel, recipient, reason, S(t)->gnow, E(t));
 }
 
-static int tx_supp_delete(struct store_tx *t, const char *tenant_id, const char *channel,
+static int tx_supp_delete(struct store_tx *st, const char *tenant_id, const char *channel,
                           const char *recipient)
 {
-	TX(t)->probe.valid = false; /* the claim's probes no longer hold */
-	return pg_supp_delete(S(t), tenant_id, channel, recipient, NULL, E(t));
+	struct pg_tx *t = TX(st);
+	t->probe.valid = false; /* the claim's probes no longer hold */
+	int rc = tx_direct(t, true);
+	return rc ? rc : pg_supp_delete(S(t), tenant_id, channel, recipient, NULL, E(t));
 }
 
-static int tx_alias_any(struct store_tx *t, const char *account_id)
+static int tx_alias_any(struct store_tx *st, const char *account_id)
 {
-	const struct pg_claim_probe *pr = &TX(t)->probe;
+	struct pg_tx *t = TX(st);
+	const struct pg_claim_probe *pr = &t->probe;
 	if (pr->valid && strcmp(pr->account, account_id) == 0)
 		return pr->alias_any;
-	return pg_alias_any(S(t), account_id, E(t));
+	int rc = tx_direct(t, false);
+	return rc ? rc : pg_alias_any(S(t), account_id, E(t));
 }
 
-static int tx_alias_get(struct store_tx *t, const char *account_id, const char *old,
+static int tx_alias_get(struct store_tx *st, const char *account_id, const char *old,
                         char new_addr[HR_ADDR_MAX])
 {
-	return pg_alias_get(S(t), account_id, old, new_addr, E(t));
+	struct pg_tx *t = TX(st);
+	int rc = tx_direct(t, false);
+	return rc ? rc : pg_alias_get(S(t), account_id, old, new_addr, E(t));
 }
 
-static int tx_alias_put(struct store_tx *t, const char *account_id, const char *old,
+static int tx_alias_put(struct store_tx *st, const char *account_id, const char *old,
                         const char *new_addr)
 {
-	TX(t)->probe.valid = false; /* the claim's probes no longer hold */
-	return pg_alias_put(S(t), account_id, old, new_addr, S(t)->gnow, E(t));
+	struct pg_tx *t = TX(st);
+	t->probe.valid = false; /* the claim's probes no longer hold */
+	int rc = tx_direct(t, true);
+	return rc ? rc : pg_alias_put(S(t), account_id, old, new_addr, S(t)->gnow, E(t));
 }
 
-static int tx_account_of(struct store_tx *t, const char *account_id, char tenant[HR_NAME_MAX],
+static int tx_account_of(struct store_tx *st, const char *account_id, char tenant[HR_NAME_MAX],
                          char channel[16])
 {
+	struct pg_tx *t = TX(st);
 	struct pg_params p = {0};
 	pp_text(&p, account_id);
 	PGresult *r;
-	int rc = pg_exec(W(t), P_ACCOUNT_TENANT,
+	int rc = tx_read(t, P_ACCOUNT_TENANT,
 	                 "SELECT tenant_id, channel FROM channel_account WHERE id = $1", &p, &r,
-	                 E(t), "channel_account");
+	                 "channel_account", false);
 	if (rc)
 		return rc;
 	int found = PQntuples(r) > 0;
@@ -434,8 +1737,9 @@ static int tx_account_of(struct store_tx *t, const char *account_id, char tenant
 	return found;
 }
 
-static int tx_inbound_insert(struct store_tx *t, const struct lc_inbound *in)
+static int tx_inbound_insert(struct store_tx *st, const struct lc_inbound *in)
 {
+	struct pg_tx *t = TX(st);
 	struct pg_params p = {0};
 	pp_opt(&p, in->tenant_id);
 	pp_text(&p, in->account_id);
@@ -448,14 +1752,14 @@ static int tx_inbound_insert(struct store_tx *t, const struct lc_inbound *in)
 	pp_i64(&p, in->provider_at);
 	pp_i64(&p, in->received_at);
 	PGresult *r;
-	int rc = pg_exec(
-	    W(t), P_INBOUND_INSERT,
+	int rc = tx_read(
+	    t, P_INBOUND_INSERT,
 	    "INSERT INTO inbound(tenant_id, account_id, message_id, provider_msg_id, sender, kind,"
 	    " text, payload, provider_at, received_at)"
 	    " VALUES(coalesce($1::text, (SELECT tenant_id FROM channel_account WHERE id = $2)),"
 	    " $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 	    " ON CONFLICT (provider_msg_id, account_id) WHERE provider_msg_id <> '' DO NOTHING",
-	    &p, &r, E(t), "inbound");
+	    &p, &r, "inbound", true);
 	if (rc)
 		return rc;
 	int stored = atoi(PQcmdTuples(r)) > 0;
@@ -463,15 +1767,29 @@ static int tx_inbound_insert(struct store_tx *t, const struct lc_inbound *in)
 	return stored;
 }
 
-static int tx_inbox_state(struct store_tx *t, int64_t id, int64_t *received_at, int *attempts,
+static int tx_inbox_state(struct store_tx *st, int64_t id, int64_t *received_at, int *attempts,
                           char channel[16])
 {
+	struct pg_tx *t = TX(st);
+	if (t->lost || t->replay)
+		return tx_dead(t);
+	char key[24];
+	snprintf(key, sizeof key, "%lld", (long long)id);
+	int idx = t->cache_off ? TX_MISS : map_get(&t->inboxes, key);
+	if (idx >= 0) {
+		*received_at = t->inbox[idx].received_at;
+		*attempts = t->inbox[idx].attempts;
+		memcpy(channel, t->inbox[idx].channel, 16);
+		return 1;
+	}
+	if (idx == TX_ABSENT)
+		return 0;
 	struct pg_params p = {0};
 	pp_i64(&p, id);
 	PGresult *r;
-	int rc = pg_exec(W(t), P_INBOX_STATE,
+	int rc = tx_read(t, P_INBOX_STATE,
 	                 "SELECT received_at, attempts, channel FROM webhook_inbox WHERE id = $1",
-	                 &p, &r, E(t), "webhook_inbox");
+	                 &p, &r, "webhook_inbox", false);
 	if (rc)
 		return rc;
 	int found = PQntuples(r) > 0;
@@ -490,23 +1808,24 @@ static int inbox_cmp(const void *a, const void *b)
 	return x->id < y->id ? -1 : x->id > y->id;
 }
 
-static int tx_inbox_claim(struct store_tx *t, int64_t now, int64_t until, int limit,
+static int tx_inbox_claim(struct store_tx *st, int64_t now, int64_t until, int limit,
                           struct inbox_row *out, size_t *n)
 {
+	struct pg_tx *t = TX(st);
 	*n = 0;
 	struct pg_params p = {0};
 	pp_i64(&p, now);
 	pp_i64(&p, until);
 	pp_i64(&p, limit);
 	PGresult *r;
-	int rc = pg_exec(W(t), P_INBOX_CLAIM,
+	int rc = tx_read(t, P_INBOX_CLAIM,
 	                 "WITH c AS MATERIALIZED (SELECT id FROM webhook_inbox"
 	                 "  WHERE state IN (0, 2) AND next_try_at <= $1 ORDER BY id LIMIT $3"
 	                 "  FOR UPDATE SKIP LOCKED)"
 	                 " UPDATE webhook_inbox w SET next_try_at = $2 FROM c WHERE w.id = c.id"
 	                 " RETURNING w.id, w.account_id, w.channel, w.dedupe_key, w.received_at,"
 	                 " w.attempts, w.body",
-	                 &p, &r, E(t), "webhook_inbox");
+	                 &p, &r, "webhook_inbox", true);
 	if (rc)
 		return rc;
 	if (PQntuples(r) > limit) {
@@ -521,9 +1840,10 @@ static int tx_inbox_claim(struct store_tx *t, int64_t now, int64_t until, int li
 	return 0;
 }
 
-static int tx_inbox_mark(struct store_tx *t, int64_t id, int state, int attempts,
+static int tx_inbox_mark(struct store_tx *st, int64_t id, int state, int attempts,
                          int64_t next_try_at, const char *error)
 {
+	struct pg_tx *t = TX(st);
 	struct pg_params p = {0};
 	pp_i64(&p, id);
 	pp_i64(&p, state);
@@ -533,10 +1853,22 @@ static int tx_inbox_mark(struct store_tx *t, int64_t id, int state, int attempts
 	else
 		pp_text(&p, NULL);
 	pp_opt(&p, error);
-	return pg_exec(W(t), P_INBOX_MARK,
-	               "UPDATE webhook_inbox SET state = $2, attempts = $3,"
-	               " next_try_at = coalesce($4, next_try_at), error = $5 WHERE id = $1",
-	               &p, NULL, E(t), "webhook_inbox");
+	int rc = tx_write(t, P_INBOX_MARK,
+	                  "UPDATE webhook_inbox SET state = $2, attempts = $3,"
+	                  " next_try_at = coalesce($4, next_try_at), error = $5 WHERE id = $1",
+	                  &p, "webhook_inbox");
+	char key[24];
+	snprintf(key, sizeof key, "%lld", (long long)id);
+	int idx = rc || t->cache_off ? TX_MISS : map_get(&t->inboxes, key);
+	if (idx >= 0) {
+		struct tx_undo *u = undo_new(t, TU_INBOX);
+		if (u) {
+			u->val = idx;
+			u->old.ib = t->inbox[idx];
+		}
+		t->inbox[idx].attempts = attempts;
+	}
+	return rc;
 }
 
 /* ---------------------------------------------------------------------------
@@ -574,9 +1906,8 @@ static int tx_batch_state(struct store_tx *t, const char *batch_id, struct lc_ba
 	struct pg_params p = {0};
 	pp_text(&p, batch_id);
 	PGresult *r;
-	int rc = pg_exec(W(t), P_BATCH_STATE,
-	                 "SELECT " PG_BATCH_STATE " FROM batch WHERE id = $1", &p, &r,
-	                 E(t), "batch");
+	int rc = tx_read(TX(t), P_BATCH_STATE, "SELECT " PG_BATCH_STATE " FROM batch WHERE id = $1",
+	                 &p, &r, "batch", false);
 	return rc ? rc : state_result(r, out);
 }
 
@@ -589,20 +1920,20 @@ static int tx_batch_add(struct store_tx *t, const char *batch_id, const int64_t 
 		pp_i64(&p, delta[i]);
 	pp_i64(&p, replied);
 	PGresult *r;
-	int rc = pg_exec(
-	    W(t), P_BATCH_ADD,
-	    "UPDATE batch SET n_queued = n_queued + $2, n_sending = n_sending + $3,"
-	    " n_sent = n_sent + $4, n_delivered = n_delivered + $5, n_read = n_read + $6,"
-	    " n_failed = n_failed + $7, n_undelivered = n_undelivered + $8,"
-	    " n_cancelled = n_cancelled + $9, n_expired = n_expired + $10,"
-	    " n_suppressed = n_suppressed + $11, n_unknown = n_unknown + $12,"
-	    " replied = replied + $13 WHERE id = $1 RETURNING " PG_BATCH_STATE,
-	    &p, &r, E(t), "batch");
+	int rc =
+	    tx_read(TX(t), P_BATCH_ADD,
+	            "UPDATE batch SET n_queued = n_queued + $2, n_sending = n_sending + $3,"
+	            " n_sent = n_sent + $4, n_delivered = n_delivered + $5, n_read = n_read + $6,"
+	            " n_failed = n_failed + $7, n_undelivered = n_undelivered + $8,"
+	            " n_cancelled = n_cancelled + $9, n_expired = n_expired + $10,"
+	            " n_suppressed = n_suppressed + $11, n_unknown = n_unknown + $12,"
+	            " replied = replied + $13 WHERE id = $1 RETURNING " PG_BATCH_STATE,
+	            &p, &r, "batch", true);
 	return rc ? rc : state_result(r, after);
 }
 
-static int tx_batch_rows_add(struct store_tx *t, const char *batch_id, int64_t total,
-                             int64_t valid, int64_t invalid, int64_t duplicates)
+static int tx_batch_rows_add(struct store_tx *t, const char *batch_id, int64_t total, int64_t valid,
+                             int64_t invalid, int64_t duplicates)
 {
 	struct pg_params p = {0};
 	pp_text(&p, batch_id);
@@ -610,10 +1941,10 @@ static int tx_batch_rows_add(struct store_tx *t, const char *batch_id, int64_t t
 	pp_i64(&p, valid);
 	pp_i64(&p, invalid);
 	pp_i64(&p, duplicates);
-	return pg_exec(W(t), P_BATCH_ROWS_ADD,
-	               "UPDATE batch SET total = total + $2, valid = valid + $3,"
-	               " invalid = invalid + $4, duplicates = duplicates + $5 WHERE id = $1",
-	               &p, NULL, E(t), "batch");
+	return tx_write(TX(t), P_BATCH_ROWS_ADD,
+	                "UPDATE batch SET total = total + $2, valid = valid + $3,"
+	                " invalid = invalid + $4, duplicates = duplicates + $5 WHERE id = $1",
+	                &p, "batch");
 }
 
 static int tx_batch_set(struct store_tx *t, const char *batch_id, enum batch_status to, int64_t at,
@@ -625,17 +1956,20 @@ static int tx_batch_set(struct store_tx *t, const char *batch_id, enum batch_sta
 	pp_i64(&p, at);
 	pp_text(&p, error);
 	pp_i64(&p, ingested);
-	return pg_exec(
-	    W(t), P_BATCH_SET,
+	return tx_write(
+	    TX(t), P_BATCH_SET,
 	    "UPDATE batch SET status = $2::smallint,"
-	    " validated_at = CASE WHEN $2 = 1 AND $3::bigint > 0 THEN $3::bigint ELSE validated_at END,"
+	    " validated_at = CASE WHEN $2 = 1 AND $3::bigint > 0 THEN $3::bigint ELSE validated_at "
+	    "END,"
 	    " started_at = CASE WHEN $2 = 2 AND $3::bigint > 0 THEN $3::bigint ELSE started_at END,"
-	    " completed_at = CASE WHEN $2 = 3 AND $3::bigint > 0 THEN $3::bigint ELSE completed_at END,"
-	    " cancelled_at = CASE WHEN $2 = 4 AND $3::bigint > 0 THEN $3::bigint ELSE cancelled_at END,"
+	    " completed_at = CASE WHEN $2 = 3 AND $3::bigint > 0 THEN $3::bigint ELSE completed_at "
+	    "END,"
+	    " cancelled_at = CASE WHEN $2 = 4 AND $3::bigint > 0 THEN $3::bigint ELSE cancelled_at "
+	    "END,"
 	    " failed_at = CASE WHEN $2 = 5 AND $3::bigint > 0 THEN $3::bigint ELSE failed_at END,"
 	    " error = coalesce($4, error),"
 	    " ingested = CASE WHEN $5::int >= 0 THEN $5::int > 0 ELSE ingested END WHERE id = $1",
-	    &p, NULL, E(t), "batch");
+	    &p, "batch");
 }
 
 enum { ITEM_COLS = 7 };
@@ -674,7 +2008,7 @@ static int cmp_i64(const void *a, const void *b)
 #define PG_ITEM_INSERT                                                                             \
 	"INSERT INTO batch_item(batch_id, row_no, recipient, params, valid, duplicate,"            \
 	" error_column, error) SELECT $1, r, rc, pa, v, d, ec, e FROM unnest($2::bigint[],"        \
-	" $3::text[], $4::text[], $5::boolean[], $6::boolean[], $7::text[], $8::text[])"          \
+	" $3::text[], $4::text[], $5::boolean[], $6::boolean[], $7::text[], $8::text[])"           \
 	" AS u(r, rc, pa, v, d, ec, e)"
 
 /*
@@ -684,8 +2018,8 @@ static int cmp_i64(const void *a, const void *b)
  * those rows go in again, as duplicates, with a second statement. A row
  * number stored before fails the whole call (primary key).
  */
-static int tx_items_insert(struct store_tx *t, const char *batch_id,
-                           const struct batch_item *items, size_t n, int64_t *dups)
+static int tx_items_insert(struct store_tx *t, const char *batch_id, const struct batch_item *items,
+                           size_t n, int64_t *dups)
 {
 	*dups = 0;
 	if (n == 0)
@@ -699,11 +2033,14 @@ static int tx_items_insert(struct store_tx *t, const char *batch_id,
 	struct pg_params p = {0};
 	pp_text(&p, batch_id);
 	PGresult *r = NULL;
-	int rc = item_arrays(t, &p, col, items, n, take, false);
+	int rc = tx_direct(TX(t), true); /* both statements below run directly */
+	if (!rc)
+		rc = item_arrays(t, &p, col, items, n, take, false);
 	if (!rc)
 		rc = pg_exec(W(t), P_ITEM_INSERT,
-		             PG_ITEM_INSERT " ON CONFLICT (batch_id, recipient)"
-		                            " WHERE valid AND NOT duplicate DO NOTHING RETURNING row_no",
+		             PG_ITEM_INSERT
+		             " ON CONFLICT (batch_id, recipient)"
+		             " WHERE valid AND NOT duplicate DO NOTHING RETURNING row_no",
 		             &p, &r, E(t), "batch_item");
 	for (int c = 0; c < ITEM_COLS; c++)
 		free(col[c].p), col[c] = (struct hr_buf){0};
@@ -753,10 +2090,10 @@ static int tx_item_take(struct store_tx *t, const char *batch_id, int64_t row,
 	pp_i64(&p, row);
 	pp_text(&p, message_id);
 	PGresult *r;
-	int rc = pg_exec(W(t), P_ITEM_TAKE,
+	int rc = tx_read(TX(t), P_ITEM_TAKE,
 	                 "UPDATE batch_item SET message_id = $3 WHERE batch_id = $1 AND row_no = $2"
 	                 " AND message_id IS NULL AND valid AND NOT duplicate RETURNING 1",
-	                 &p, &r, E(t), "batch_item");
+	                 &p, &r, "batch_item", true);
 	if (rc)
 		return rc;
 	int taken = PQntuples(r) > 0;
@@ -764,18 +2101,18 @@ static int tx_item_take(struct store_tx *t, const char *batch_id, int64_t row,
 	return taken;
 }
 
-static int tx_batch_queued(struct store_tx *t, const char *batch_id, int limit,
-                           struct lc_msg *out, size_t *n)
+static int tx_batch_queued(struct store_tx *t, const char *batch_id, int limit, struct lc_msg *out,
+                           size_t *n)
 {
 	*n = 0;
 	struct pg_params p = {0};
 	pp_text(&p, batch_id);
 	pp_i64(&p, limit);
 	PGresult *r;
-	int rc = pg_exec(W(t), P_BATCH_QUEUED,
+	int rc = tx_read(TX(t), P_BATCH_QUEUED,
 	                 "SELECT " LC_MSG_COLS " FROM message WHERE batch_id = $1 AND status = 0"
 	                 " LIMIT $2 FOR UPDATE SKIP LOCKED",
-	                 &p, &r, E(t), "message");
+	                 &p, &r, "message", false);
 	if (rc)
 		return rc;
 	int nr = PQntuples(r);
@@ -789,11 +2126,10 @@ static int tx_batch_delete(struct store_tx *t, const char *batch_id)
 {
 	struct pg_params p = {0};
 	pp_text(&p, batch_id);
-	int rc = pg_exec(W(t), P_BATCH_DELETE_ITEMS, "DELETE FROM batch_item WHERE batch_id = $1",
-	                 &p, NULL, E(t), "batch");
+	int rc = tx_write(TX(t), P_BATCH_DELETE_ITEMS, "DELETE FROM batch_item WHERE batch_id = $1",
+	                  &p, "batch");
 	return rc ? rc
-	          : pg_exec(W(t), P_BATCH_DELETE, "DELETE FROM batch WHERE id = $1", &p, NULL, E(t),
-	                    "batch");
+	          : tx_write(TX(t), P_BATCH_DELETE, "DELETE FROM batch WHERE id = $1", &p, "batch");
 }
 
 static int tx_inbound_exists(struct store_tx *t, const char *message_id)
@@ -801,8 +2137,9 @@ static int tx_inbound_exists(struct store_tx *t, const char *message_id)
 	struct pg_params p = {0};
 	pp_text(&p, message_id);
 	PGresult *r;
-	int rc = pg_exec(W(t), P_INBOUND_EXISTS, "SELECT 1 FROM inbound WHERE message_id = $1 LIMIT 1",
-	                 &p, &r, E(t), "inbound");
+	int rc =
+	    tx_read(TX(t), P_INBOUND_EXISTS, "SELECT 1 FROM inbound WHERE message_id = $1 LIMIT 1",
+	            &p, &r, "inbound", false);
 	if (rc)
 		return rc;
 	int found = PQntuples(r) > 0;
@@ -817,6 +2154,7 @@ static const struct store_tx_ops pg_tx_ops = {
     .item_begin = tx_item_begin,
     .item_end = tx_item_end,
     .alive = tx_alive,
+    .prefetch = tx_prefetch,
     .msg_get = tx_msg_get,
     .msg_by_provider = tx_msg_by_provider,
     .msg_update = tx_msg_update,
@@ -898,8 +2236,7 @@ int pg_batch_enqueue(struct store *st, const char *batch_id, const int64_t *rows
 	return lc_batch_enqueue(&pg_lc_backend, st, batch_id, rows, msgs, n, last, made, err);
 }
 
-int pg_batch_discard(struct store *st, const char *tenant_id, const char *id,
-                     struct hr_err *err)
+int pg_batch_discard(struct store *st, const char *tenant_id, const char *id, struct hr_err *err)
 {
 	return lc_batch_discard(&pg_lc_backend, st, tenant_id, id, err);
 }
@@ -907,4 +2244,13 @@ int pg_batch_discard(struct store *st, const char *tenant_id, const char *id,
 int pg_batch_cancel_step(struct store *st, const char *batch_id, int limit, int64_t *n)
 {
 	return lc_batch_cancel_step(&pg_lc_backend, st, batch_id, limit, n);
+}
+
+void store_postgres_tx_stats(struct store *st, uint64_t *round_trips, uint64_t *replays)
+{
+	struct pg_store *s = (struct pg_store *)st;
+	if (round_trips)
+		*round_trips = atomic_load(&s->tx_trips);
+	if (replays)
+		*replays = atomic_load(&s->tx_replays);
 }

@@ -689,6 +689,7 @@ static const struct store_tx_ops sq_tx_ops = {
     .item_begin = tx_item_begin,
     .item_end = tx_item_end,
     .alive = tx_alive,
+    .prefetch = NULL, /* every read is a function call away */
     .msg_get = tx_msg_get,
     .msg_by_provider = tx_msg_by_provider,
     .msg_update = tx_msg_update,

@@ -861,6 +861,354 @@ static void test_pipeline_failures_isolated(void **state)
 	assert_true(pipes >= 3); /* the first, then a resend after each failure */
 }
 
+/* A trigger that makes every audit event whose detail matches `like` fail
+ * on the server: the failure of a write sent ahead of its result. */
+static void fail_events_like(struct fx *f, const char *like)
+{
+	char sql[600];
+	snprintf(sql, sizeof sql,
+	         "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+	         " IF NEW.detail LIKE '%s' THEN RAISE EXCEPTION 'boom on %%', NEW.message_id;"
+	         " END IF; RETURN NEW; END $f$;"
+	         "CREATE TRIGGER boom BEFORE INSERT ON message_event"
+	         " FOR EACH ROW EXECUTE FUNCTION boom()",
+	         like);
+	exec1(f, sql);
+}
+
+static uint64_t replays_of(struct store *st)
+{
+	uint64_t n = 0;
+	store_postgres_tx_stats(st, NULL, &n);
+	return n;
+}
+
+static uint64_t trips_of(struct store *st)
+{
+	uint64_t n = 0;
+	store_postgres_tx_stats(st, &n, NULL);
+	return n;
+}
+
+static struct send_result outcome(const char *id, enum send_kind kind, const char *pid,
+                                  const char *text)
+{
+	struct send_result r = {.kind = kind, .attempt = 1, .due_at = hr_now_us() + 60 * SEC};
+	hr_strlcpy(r.message_id, id, sizeof r.message_id);
+	hr_strlcpy(r.provider_id, pid, sizeof r.provider_id);
+	hr_strlcpy(r.error_text, text, sizeof r.error_text);
+	return r;
+}
+
+/*
+ * Writes of an outcome fail on the server after its item ended (its event
+ * is refused; its message update went through before): that outcome is
+ * undone alone, the cache forgets what it did (a second outcome for the
+ * same message, later in the batch, meets the message as it was), and every
+ * other outcome is recorded once. The run was undone and run again once,
+ * each outcome then checked alone.
+ */
+static void test_outcome_fails_after_item_ended(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	char m[5][27];
+	for (int i = 0; i < 5; i++)
+		claimed_msg(st, "late", 5, now, 30 * SEC, m[i]);
+	fail_events_like(f, "%boom%");
+	uint64_t replays = replays_of(st);
+	struct send_result r[6] = {
+	    outcome(m[0], SEND_OK, "wamid.0", ""),     outcome(m[1], SEND_FAILED, "", "boom one"),
+	    outcome(m[1], SEND_OK, "wamid.1", ""),     outcome(m[2], SEND_OK, "wamid.2", ""),
+	    outcome(m[3], SEND_RETRY, "", "boom two"), outcome(m[4], SEND_OK, "wamid.4", ""),
+	};
+	assert_int_equal(st->ops->record_results(st, r, 6, NULL, NULL), 0);
+	assert_int_equal(replays_of(st) - replays, 1);
+	for (int i = 0; i < 5; i++) {
+		struct message g = msg_of(st, m[i]);
+		if (i == 3) {
+			assert_int_equal(g.status, MSG_SENDING);
+			assert_string_equal(g.error_text, "");
+			assert_int_equal(count_events(st, m[i], NULL), 1);
+		} else {
+			char pid[16];
+			snprintf(pid, sizeof pid, "wamid.%d", i);
+			assert_int_equal(g.status, MSG_SENT);
+			assert_string_equal(g.provider_id, pid);
+			assert_int_equal(count_events(st, m[i], NULL), 2);
+			assert_int_equal(count_events(st, m[i], "sent"), 1);
+		}
+		message_clear(&g);
+	}
+}
+
+/* Every outcome's event refused: one rerun, each checked alone, every one
+ * fails; the call still succeeds and nothing is recorded. */
+static void test_outcomes_all_fail(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	char m[5][27];
+	for (int i = 0; i < 5; i++)
+		claimed_msg(st, "all", 5, now, 30 * SEC, m[i]);
+	fail_events_like(f, "%\"attempt\":1%");
+	uint64_t replays = replays_of(st);
+	struct send_result r[5];
+	for (int i = 0; i < 5; i++)
+		r[i] = outcome(m[i], SEND_OK, "wamid.x", "");
+	assert_int_equal(st->ops->record_results(st, r, 5, NULL, NULL), 0);
+	assert_int_equal(replays_of(st) - replays, 1);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(status_of(st, m[i]), MSG_SENDING);
+		assert_int_equal(count_events(st, m[i], NULL), 1);
+	}
+}
+
+/*
+ * Campaign counters through a rerun: a batch's outcomes, one refused on the
+ * server after its item ended. The run is undone and run again; the
+ * refused outcome's counter moves are forgotten with it, the others' are
+ * counted once: the kept counters equal a recount of the messages.
+ */
+static void test_counters_through_rerun(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct batch b;
+	memset(&b, 0, sizeof b);
+	hr_id_new(b.id);
+	strcpy(b.tenant_id, "t1");
+	strcpy(b.name, "rerun");
+	strcpy(b.channel, "whatsapp");
+	strcpy(b.account_id, "camp");
+	b.receipts = true;
+	assert_int_equal(st->ops->batch_create(st, &b, &err), 0);
+	enum { N = 4 };
+	struct batch_item it[N];
+	struct message m[N], out[N];
+	int64_t rows[N];
+	for (int i = 0; i < N; i++) {
+		memset(&it[i], 0, sizeof it[i]);
+		it[i].row = rows[i] = i + 1;
+		it[i].valid = true;
+		snprintf(it[i].recipient, sizeof it[i].recipient, "+44790000001%d", i);
+		mk_msg(&m[i], "t1", "camp", PRIO_BULK, hr_now_us() - SEC);
+		strcpy(m[i].recipient, it[i].recipient);
+		strcpy(m[i].batch_id, b.id);
+	}
+	assert_int_equal(st->ops->batch_items_put(st, b.id, it, N, &err), 0);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_VALIDATED, NULL, &err), 0);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_PROCESSING, NULL, &err),
+	                 0);
+	size_t made = 0, n = 0;
+	assert_int_equal(st->ops->batch_enqueue(st, b.id, rows, m, N, true, &made, &err), 0);
+	assert_int_equal(made, N);
+	assert_int_equal(st->ops->claim(st, "camp", 0, 30 * SEC, N, out, &n), 0);
+	assert_int_equal(n, N);
+	fail_events_like(f, "%boom%");
+	struct send_result r[N];
+	for (int i = 0; i < N; i++) {
+		char pid[16];
+		snprintf(pid, sizeof pid, "wamid.c%d", i);
+		r[i] =
+		    outcome(out[i].id, i == 1 ? SEND_FAILED : SEND_OK, pid, i == 1 ? "boom" : "");
+		message_clear(&out[i]);
+	}
+	uint64_t replays = replays_of(st);
+	assert_int_equal(st->ops->record_results(st, r, N, NULL, NULL), 0);
+	assert_int_equal(replays_of(st) - replays, 1);
+
+	struct batch g;
+	assert_int_equal(st->ops->batch_get(st, NULL, b.id, &g), 0);
+	int64_t rc[MSG__COUNT], replied;
+	assert_int_equal(st->ops->batch_recount(st, b.id, rc, &replied), 0);
+	for (int i = 0; i < MSG__COUNT; i++)
+		assert_int_equal(g.by_status[i], rc[i]);
+	assert_int_equal(g.by_status[MSG_SENT], N - 1);
+	assert_int_equal(g.by_status[MSG_SENDING], 1);
+	assert_int_equal(g.by_status[MSG_FAILED], 0);
+	batch_clear(&g);
+}
+
+/* A webhook batch has no items: one refused write fails the whole call,
+ * and nothing of it stays (statuses, events, inbox marks). */
+static void test_webhook_write_fails_whole_batch(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	char x[27], y[27];
+	sent_msg(st, "wf", "wamid.x", x);
+	sent_msg(st, "wf", "wamid.y", y);
+	fail_events_like(f, "%boom%");
+	struct wh_status sx = {.provider_id = "wamid.x", .status = MSG_DELIVERED};
+	struct wh_status sy = {
+	    .provider_id = "wamid.y", .status = MSG_FAILED, .error_text = "boom"};
+	struct inbox_parsed rows[2] = {
+	    {.inbox_id = inbox_add(st, "wf"), .account_id = "wf", .statuses = &sx, .nstatuses = 1},
+	    {.inbox_id = inbox_add(st, "wf"), .account_id = "wf", .statuses = &sy, .nstatuses = 1},
+	};
+	struct apply_stats s;
+	assert_int_equal(st->ops->apply_inbox(st, rows, 2, hr_now_us(), &s), HR_EIO);
+	assert_int_equal(status_of(st, x), MSG_SENT);
+	assert_int_equal(status_of(st, y), MSG_SENT);
+	assert_int_equal(count_events(st, x, NULL), 2);
+	int64_t pending = -1;
+	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
+	assert_int_equal(pending, 2);
+	char *v = query1(f, "SELECT sum(attempts) FROM webhook_inbox");
+	assert_string_equal(v, "0");
+	free(v);
+}
+
+/* True once a Herald connection waits for a row lock in `stmt` (deadline
+ * WAIT_US). */
+static bool herald_waits_in(struct fx *f, const char *stmt)
+{
+	char sql[300];
+	snprintf(sql, sizeof sql,
+	         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'herald'"
+	         " AND wait_event_type = 'Lock' AND query LIKE '%s'",
+	         stmt);
+	int64_t deadline = hr_mono_us() + WAIT_US;
+	while (hr_mono_us() < deadline) {
+		char *v = query1(f, sql);
+		bool yes = strcmp(v, "0") != 0;
+		free(v);
+		if (yes)
+			return true;
+		usleep(2000);
+	}
+	return false;
+}
+
+/*
+ * A message another node holds (locked, and changed: requeued) is not
+ * waited for by the prefetch, nor answered from it: the single read waits
+ * for the other transaction and then sees its change, so the outcome is
+ * judged stale against it. The rest of the batch is recorded.
+ */
+static void test_prefetch_leaves_locked_row(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	char x[27], y[27], sql[200];
+	claimed_msg(st, "lk", 5, now, 30 * SEC, x);
+	claimed_msg(st, "lk", 5, now, 30 * SEC, y);
+	PGconn *holder = side(f);
+	snprintf(sql, sizeof sql, "BEGIN; UPDATE message SET status = 0 WHERE id = '%s'", x);
+	side_exec(holder, sql);
+
+	struct send_result r[2] = {outcome(x, SEND_OK, "wamid.x", ""),
+	                           outcome(y, SEND_OK, "wamid.y", "")};
+	struct outcome o = {0};
+	assert_int_equal(st->ops->record_results(st, r, 2, outcome_cb, &o), 0);
+	assert_true(
+	    herald_waits_in(f, "SELECT id, tenant_id, %FROM message WHERE id = $1 FOR UPDATE"));
+	assert_int_equal(atomic_load(&o.done), 0);
+	side_exec(holder, "COMMIT");
+	PQfinish(holder);
+	wait_outcome(&o);
+	assert_int_equal(o.rc, 0);
+
+	struct message g = msg_of(st, x);
+	assert_int_equal(g.status, MSG_QUEUED);
+	assert_string_equal(g.provider_id, "wamid.x"); /* a stale success keeps its id */
+	message_clear(&g);
+	struct events ev = events_of(st, x);
+	assert_int_equal(ev.n, 2);
+	assert_string_equal(ev.e[1].type, "sent");
+	assert_false(ev.e[1].applied);
+	json_t *d = detail_of(&ev.e[1]);
+	assert_string_equal(json_string_value(json_object_get(d, "current")), "queued");
+	json_decref(d);
+	events_free(&ev);
+	assert_int_equal(status_of(st, y), MSG_SENT);
+}
+
+/* What a batch costs in round trips: one to read it, one to write it,
+ * however many outcomes or statuses it has. */
+static void test_lifecycle_round_trips(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	enum { N = 20 };
+	struct message m[N], out[N];
+	for (int i = 0; i < N; i++)
+		mk_msg(&m[i], "t1", "rt", 0, 0);
+	assert_int_equal(st->ops->message_insert(st, m, N, NULL, NULL, NULL), 0);
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "rt", 0, 30 * SEC, N, out, &n), 0);
+	assert_int_equal(n, N);
+	struct send_result r[N];
+	struct wh_status ws[N];
+	for (int i = 0; i < N; i++) {
+		char pid[40];
+		snprintf(pid, sizeof pid, "wamid.rt%d", i);
+		r[i] = outcome(out[i].id, SEND_OK, pid, "");
+		ws[i] = (struct wh_status){.status = MSG_DELIVERED};
+		hr_strlcpy(ws[i].provider_id, pid, sizeof ws[i].provider_id);
+		message_clear(&out[i]);
+	}
+	uint64_t t0 = trips_of(st);
+	assert_int_equal(st->ops->record_results(st, r, 1, NULL, NULL), 0);
+	uint64_t t1 = trips_of(st);
+	assert_int_equal(st->ops->record_results(st, r + 1, N - 1, NULL, NULL), 0);
+	uint64_t t2 = trips_of(st);
+	fprintf(stderr, "    record_results: 1 outcome %llu round trips, %d outcomes %llu\n",
+	        (unsigned long long)(t1 - t0), N - 1, (unsigned long long)(t2 - t1));
+	assert_int_equal(t1 - t0, 2);
+	assert_int_equal(t2 - t1, 2);
+
+	struct inbox_parsed rows[4];
+	for (int i = 0; i < 4; i++)
+		rows[i] = (struct inbox_parsed){.inbox_id = inbox_add(st, "rt"),
+		                                .account_id = "rt",
+		                                .statuses = &ws[i * 5],
+		                                .nstatuses = 5};
+	struct apply_stats s;
+	t0 = trips_of(st);
+	assert_int_equal(st->ops->apply_inbox(st, rows, 4, hr_now_us(), &s), 0);
+	t1 = trips_of(st);
+	fprintf(stderr, "    apply_inbox: 4 rows of 5 statuses %llu round trips\n",
+	        (unsigned long long)(t1 - t0));
+	assert_int_equal(s.applied, N);
+	assert_int_equal(t1 - t0, 2);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(status_of(st, m[i].id), MSG_DELIVERED);
+
+	/* Retried rows: which of their statuses they recorded before is one
+	 * more round trip for the batch, not one per status. */
+	struct wh_status rs[6];
+	for (int i = 0; i < 6; i++) {
+		rs[i] = (struct wh_status){.status = i < 5 ? MSG_READ : MSG_DELIVERED};
+		if (i < 5)
+			hr_strlcpy(rs[i].provider_id, ws[i].provider_id, sizeof rs[i].provider_id);
+		else
+			strcpy(rs[i].provider_id, "wamid.rt-unknown");
+	}
+	struct inbox_parsed rr = {
+	    .inbox_id = inbox_add(st, "rt"), .account_id = "rt", .statuses = rs, .nstatuses = 6};
+	assert_int_equal(st->ops->apply_inbox(st, &rr, 1, hr_now_us(), &s), 0);
+	assert_int_equal(s.applied, 5);
+	assert_int_equal(s.unmatched, 1);
+	t0 = trips_of(st);
+	assert_int_equal(st->ops->apply_inbox(st, &rr, 1, hr_now_us(), &s), 0);
+	t1 = trips_of(st);
+	fprintf(stderr, "    apply_inbox: a retried row of 6 statuses %llu round trips\n",
+	        (unsigned long long)(t1 - t0));
+	assert_int_equal(s.applied, 0);
+	assert_int_equal(s.ignored, 0);
+	assert_int_equal(s.unmatched, 1);
+	assert_int_equal(t1 - t0, 3);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(count_events(st, m[i].id, "webhook_status"), 2);
+	assert_int_equal(replays_of(st), 0);
+}
+
 /* Runs `herald migrate` with a config naming this database; its exit
  * status, and its output in out (size bytes). */
 static int herald_migrate(const char *yaml, char *out, size_t size)
@@ -929,6 +1277,14 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_partitions, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_server_restart, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_pipeline_failures_isolated, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_outcome_fails_after_item_ended, fx_setup,
+	                                    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_outcomes_all_fail, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_counters_through_rerun, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_webhook_write_fails_whole_batch, fx_setup,
+	                                    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_prefetch_leaves_locked_row, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_lifecycle_round_trips, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_retention_months, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_retention_detach_concurrently, fx_setup,
 	                                    fx_teardown),

@@ -874,6 +874,178 @@ static void test_record_outcome_isolated(void **state)
 	assert_int_equal(count_events(st, d, NULL), 1); /* "accepted" only */
 }
 
+/* What one audit event must be (want_events). */
+struct ev_want {
+	const char *type;
+	int status;
+	bool applied;
+	const char *ignored; /* the detail's "ignored", NULL for none */
+};
+
+/* The message's events are exactly these, in order. */
+static void want_events(struct store *st, const char *id, const struct ev_want *w, size_t n)
+{
+	struct events ev = events_of(st, id);
+	if (ev.n != n) {
+		for (size_t i = 0; i < ev.n; i++)
+			fprintf(stderr, "    event %zu: %s %d %d %s\n", i, ev.e[i].type,
+			        ev.e[i].status, ev.e[i].applied,
+			        ev.e[i].detail ? ev.e[i].detail : "");
+	}
+	assert_int_equal(ev.n, n);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(ev.e[i].type, w[i].type);
+		assert_int_equal(ev.e[i].status, w[i].status);
+		assert_int_equal(ev.e[i].applied, w[i].applied);
+		json_t *d = ev.e[i].detail ? detail_of(&ev.e[i]) : NULL;
+		const char *ig = json_string_value(json_object_get(d, "ignored"));
+		if (w[i].ignored)
+			assert_string_equal(ig, w[i].ignored);
+		else
+			assert_null(ig);
+		json_decref(d);
+	}
+	events_free(&ev);
+}
+
+static const struct ev_want ev_accepted = {"accepted", MSG_QUEUED, true, NULL};
+
+/*
+ * A batch of outcomes failing in the middle, in every way one can fail
+ * from outside: an unknown message id, an invalid kind, an id that is not
+ * even UTF-8. Each fails alone; every other outcome, before and after, is
+ * recorded exactly once.
+ */
+static void test_record_batch_fails_in_middle(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	char m[5][27];
+	for (int i = 0; i < 5; i++)
+		claimed_msg(st, "mid", 5, now, 30 * SEC, m[i]);
+	struct send_result r[7] = {
+	    {.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.m0"},
+	    {.kind = SEND_RETRY, .attempt = 1, .due_at = now + 7 * SEC, .error_code = "503"},
+	    {.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.nobody"},
+	    {.kind = SEND_FAILED, .attempt = 1, .error_code = "131026", .error_text = "no"},
+	    {.kind = (enum send_kind)9, .attempt = 1},
+	    {.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.bad"},
+	    {.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.m4"},
+	};
+	strcpy(r[0].message_id, m[0]);
+	strcpy(r[1].message_id, m[1]);
+	strcpy(r[2].message_id, "01ARZ3NDEKTSV4RRFFQ69G5FAV");
+	strcpy(r[3].message_id, m[2]);
+	strcpy(r[4].message_id, m[3]);
+	strcpy(r[5].message_id, "01ARZ3NDEK\xff\xfeV4RRFFQ69G5FA");
+	strcpy(r[6].message_id, m[4]);
+	assert_int_equal(st->ops->record_results(st, r, 7, NULL, NULL), 0);
+
+	const struct ev_want sent[] = {ev_accepted, {"sent", MSG_SENT, true, NULL}};
+	const struct ev_want retry[] = {ev_accepted, {"retry", MSG_QUEUED, true, NULL}};
+	const struct ev_want failed[] = {ev_accepted, {"failed", MSG_FAILED, true, NULL}};
+	const struct ev_want none[] = {ev_accepted};
+	want_events(st, m[0], sent, 2);
+	want_events(st, m[1], retry, 2);
+	want_events(st, m[2], failed, 2);
+	want_events(st, m[3], none, 1);
+	want_events(st, m[4], sent, 2);
+	assert_int_equal(status_of(st, m[0]), MSG_SENT);
+	assert_int_equal(status_of(st, m[1]), MSG_QUEUED);
+	assert_int_equal(status_of(st, m[2]), MSG_FAILED);
+	assert_int_equal(status_of(st, m[3]), MSG_SENDING);
+	struct message g;
+	assert_int_equal(st->ops->message_get_by_provider_id(st, "mid", "wamid.m4", &g), 0);
+	assert_string_equal(g.id, m[4]);
+	assert_int_equal(g.status, MSG_SENT);
+	message_clear(&g);
+	assert_int_equal(st->ops->message_get_by_provider_id(st, "mid", "wamid.nobody", &g),
+	                 HR_ENOTFOUND);
+	assert_int_equal(st->ops->message_get_by_provider_id(st, "mid", "wamid.bad", &g),
+	                 HR_ENOTFOUND);
+}
+
+/*
+ * Two outcomes for one message in one batch, interleaved with other
+ * messages': the second is judged against what the first made of the
+ * message. A retry then a late success: the success is stale but keeps its
+ * provider id (the message had none). Two successes: the second is stale
+ * and its id is not stored. An invalid outcome then a success: the success
+ * applies as if alone.
+ */
+static void test_record_same_message_twice(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	char x[27], y[27], z[27];
+	claimed_msg(st, "twice", 5, now, 30 * SEC, x);
+	claimed_msg(st, "twice", 5, now, 30 * SEC, y);
+	claimed_msg(st, "twice", 5, now, 30 * SEC, z);
+	struct send_result r[6] = {
+	    {.kind = SEND_RETRY, .attempt = 1, .due_at = now + 5 * SEC, .error_code = "429"},
+	    {.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.y1"},
+	    {.kind = (enum send_kind)9, .attempt = 1},
+	    {.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.x"},
+	    {.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.y2"},
+	    {.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.z"},
+	};
+	const char *who[6] = {x, y, z, x, y, z};
+	for (int i = 0; i < 6; i++)
+		strcpy(r[i].message_id, who[i]);
+	assert_int_equal(st->ops->record_results(st, r, 6, NULL, NULL), 0);
+
+	struct message g = msg_of(st, x);
+	assert_int_equal(g.status, MSG_QUEUED);
+	assert_int_equal(g.due_at, now + 5 * SEC);
+	assert_string_equal(g.error_code, "429");
+	assert_string_equal(g.provider_id, "wamid.x");
+	message_clear(&g);
+	const struct ev_want wx[] = {ev_accepted,
+	                             {"retry", MSG_QUEUED, true, NULL},
+	                             {"sent", MSG_SENT, false, "stale_attempt"}};
+	want_events(st, x, wx, 3);
+	struct events ev = events_of(st, x);
+	json_t *d = detail_of(&ev.e[2]);
+	assert_true(json_is_true(json_object_get(d, "provider_id_stored")));
+	assert_string_equal(json_string_value(json_object_get(d, "current")), "queued");
+	json_decref(d);
+	events_free(&ev);
+
+	g = msg_of(st, y);
+	assert_int_equal(g.status, MSG_SENT);
+	assert_string_equal(g.provider_id, "wamid.y1");
+	message_clear(&g);
+	const struct ev_want wy[] = {ev_accepted,
+	                             {"sent", MSG_SENT, true, NULL},
+	                             {"sent", MSG_SENT, false, "stale_attempt"}};
+	want_events(st, y, wy, 3);
+	ev = events_of(st, y);
+	d = detail_of(&ev.e[2]);
+	assert_null(json_object_get(d, "provider_id_stored"));
+	assert_string_equal(json_string_value(json_object_get(d, "current")), "sent");
+	json_decref(d);
+	events_free(&ev);
+	assert_int_equal(st->ops->message_get_by_provider_id(st, "twice", "wamid.y2", &g),
+	                 HR_ENOTFOUND);
+
+	g = msg_of(st, z);
+	assert_int_equal(g.status, MSG_SENT);
+	assert_string_equal(g.provider_id, "wamid.z");
+	message_clear(&g);
+	const struct ev_want wz[] = {ev_accepted, {"sent", MSG_SENT, true, NULL}};
+	want_events(st, z, wz, 2);
+
+	/* Receipts find each message by the provider id its record left. */
+	assert_int_equal(hook_status(st, "twice", "wamid.x", MSG_DELIVERED, now, NULL).applied, 1);
+	assert_int_equal(hook_status(st, "twice", "wamid.y1", MSG_DELIVERED, now, NULL).applied, 1);
+	assert_int_equal(hook_status(st, "twice", "wamid.y2", MSG_DELIVERED, now, NULL).unmatched,
+	                 1);
+	assert_int_equal(status_of(st, x), MSG_DELIVERED);
+	assert_int_equal(status_of(st, y), MSG_DELIVERED);
+}
+
 /* A lease that runs out on the last allowed attempt ends in UNKNOWN, not in
  * another attempt; max_attempts 0 means 8. A late answer to that same last
  * attempt still resolves it; one to an older attempt does not. */
@@ -1395,6 +1567,179 @@ static void test_apply_retry_no_duplicate_events(void **state)
 	assert_int_equal(count_events(st, later, "webhook_status"), 1);
 	assert_int_equal(count_events(st, known, "webhook_status"), 1);
 	assert_false(inbox_has(st, INT64_MAX, row.inbox_id, NULL)); /* done */
+}
+
+/* Applies rows (one call, one transaction) and checks its stats. */
+static void apply_rows(struct store *st, struct inbox_parsed *rows, size_t n, int64_t now,
+                       int applied, int ignored, int unmatched)
+{
+	struct apply_stats s;
+	assert_int_equal(st->ops->apply_inbox(st, rows, n, now, &s), 0);
+	assert_int_equal(s.applied, applied);
+	assert_int_equal(s.ignored, ignored);
+	assert_int_equal(s.unmatched, unmatched);
+}
+
+/*
+ * One message's statuses in one batch: SENT, DELIVERED and READ in one
+ * row; the same spread over rows (with a late DELIVERED after them); READ
+ * before DELIVERED in one row. Each status meets what the one before it
+ * made of the message: exact audit events, exact final status.
+ */
+static void test_apply_one_message_statuses_in_batch(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	char a[27], b[27], c[27];
+	sent_msg(st, "sb", "wamid.a", a);
+	sent_msg(st, "sb", "wamid.b", b);
+	sent_msg(st, "sb", "wamid.c", c);
+
+	struct wh_status one[3] = {{.provider_id = "wamid.a", .status = MSG_SENT},
+	                           {.provider_id = "wamid.a", .status = MSG_DELIVERED},
+	                           {.provider_id = "wamid.a", .status = MSG_READ}};
+	struct inbox_parsed r1 = {
+	    .inbox_id = inbox_add(st, "sb"), .account_id = "sb", .statuses = one, .nstatuses = 3};
+	apply_rows(st, &r1, 1, now, 2, 1, 0);
+	const struct ev_want w[] = {
+	    ev_accepted,
+	    {"sent", MSG_SENT, true, NULL},
+	    {"webhook_status", MSG_SENT, false, "duplicate"},
+	    {"webhook_status", MSG_DELIVERED, true, NULL},
+	    {"webhook_status", MSG_READ, true, NULL},
+	    {"webhook_status", MSG_DELIVERED, false, "stale"},
+	};
+	want_events(st, a, w, 5);
+	assert_int_equal(status_of(st, a), MSG_READ);
+
+	struct wh_status spread[4] = {{.provider_id = "wamid.b", .status = MSG_SENT},
+	                              {.provider_id = "wamid.b", .status = MSG_DELIVERED},
+	                              {.provider_id = "wamid.b", .status = MSG_READ},
+	                              {.provider_id = "wamid.b", .status = MSG_DELIVERED}};
+	struct inbox_parsed rows[3] = {
+	    {.inbox_id = inbox_add(st, "sb"),
+	     .account_id = "sb",
+	     .statuses = spread,
+	     .nstatuses = 2},
+	    {.inbox_id = inbox_add(st, "sb"),
+	     .account_id = "sb",
+	     .statuses = &spread[2],
+	     .nstatuses = 1},
+	    {.inbox_id = inbox_add(st, "sb"),
+	     .account_id = "sb",
+	     .statuses = &spread[3],
+	     .nstatuses = 1},
+	};
+	apply_rows(st, rows, 3, now, 2, 2, 0);
+	want_events(st, b, w, 6);
+	assert_int_equal(status_of(st, b), MSG_READ);
+
+	struct wh_status rd[2] = {{.provider_id = "wamid.c", .status = MSG_READ},
+	                          {.provider_id = "wamid.c", .status = MSG_DELIVERED}};
+	struct inbox_parsed r3 = {
+	    .inbox_id = inbox_add(st, "sb"), .account_id = "sb", .statuses = rd, .nstatuses = 2};
+	apply_rows(st, &r3, 1, now, 1, 1, 0);
+	const struct ev_want wc[] = {
+	    ev_accepted,
+	    {"sent", MSG_SENT, true, NULL},
+	    {"webhook_status", MSG_DELIVERED, true, NULL},
+	    {"webhook_status", MSG_READ, true, NULL},
+	    {"webhook_status", MSG_DELIVERED, false, "stale"},
+	};
+	want_events(st, c, wc, 5);
+	struct events ev = events_of(st, c);
+	json_t *d = detail_of(&ev.e[2]);
+	assert_string_equal(json_string_value(json_object_get(d, "implied_by")), "read");
+	json_decref(d);
+	events_free(&ev);
+	assert_int_equal(status_of(st, c), MSG_READ);
+	int64_t pending = -1;
+	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
+	assert_int_equal(pending, 0);
+}
+
+/*
+ * A retried row in a batch beside new rows about the same messages: what
+ * the retried row recorded before is skipped (not recorded twice), the new
+ * rows' statuses apply on top, and its unmatched status applies once its
+ * message is known, before a newer row's status for it in the same batch.
+ */
+static void test_apply_retried_row_in_batch(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	char k[27], l[27];
+	sent_msg(st, "rb", "wamid.k", k);
+	struct wh_status sa[2] = {{.provider_id = "wamid.k", .status = MSG_DELIVERED},
+	                          {.provider_id = "wamid.l", .status = MSG_DELIVERED}};
+	struct inbox_parsed ra = {
+	    .inbox_id = inbox_add(st, "rb"), .account_id = "rb", .statuses = sa, .nstatuses = 2};
+	apply_rows(st, &ra, 1, now, 1, 0, 1);
+	int attempts = -1;
+	assert_true(inbox_has(st, INT64_MAX, ra.inbox_id, &attempts));
+	assert_int_equal(attempts, 1);
+
+	struct wh_status sb = {.provider_id = "wamid.k", .status = MSG_READ};
+	struct inbox_parsed two[2] = {
+	    ra,
+	    {.inbox_id = inbox_add(st, "rb"), .account_id = "rb", .statuses = &sb, .nstatuses = 1}};
+	apply_rows(st, two, 2, now + SEC, 1, 0, 1);
+	const struct ev_want wk[] = {
+	    ev_accepted,
+	    {"sent", MSG_SENT, true, NULL},
+	    {"webhook_status", MSG_DELIVERED, true, NULL},
+	    {"webhook_status", MSG_READ, true, NULL},
+	};
+	want_events(st, k, wk, 4);
+	assert_int_equal(status_of(st, k), MSG_READ);
+	assert_true(inbox_has(st, INT64_MAX, ra.inbox_id, &attempts));
+	assert_int_equal(attempts, 2);
+
+	sent_msg(st, "rb", "wamid.l", l);
+	struct wh_status sc = {.provider_id = "wamid.l", .status = MSG_READ};
+	two[1] = (struct inbox_parsed){
+	    .inbox_id = inbox_add(st, "rb"), .account_id = "rb", .statuses = &sc, .nstatuses = 1};
+	apply_rows(st, two, 2, now + 2 * SEC, 2, 0, 0);
+	want_events(st, k, wk, 4);
+	want_events(st, l, wk, 4);
+	assert_int_equal(status_of(st, l), MSG_READ);
+	assert_false(inbox_has(st, INT64_MAX, ra.inbox_id, NULL));
+	int64_t pending = -1;
+	assert_int_equal(st->ops->inbox_pending(st, &pending), 0);
+	assert_int_equal(pending, 0);
+}
+
+/*
+ * A retried row that names one message several times: the first status
+ * applies (READ, implying DELIVERED), and the later ones find what it just
+ * recorded for this row and are skipped, as on any retry; nothing is
+ * recorded twice.
+ */
+static void test_apply_retried_row_repeats_status(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	struct wh_status ws[3] = {{.provider_id = "wamid.rep", .status = MSG_READ},
+	                          {.provider_id = "wamid.rep", .status = MSG_DELIVERED},
+	                          {.provider_id = "wamid.rep", .status = MSG_READ}};
+	struct inbox_parsed row = {
+	    .inbox_id = inbox_add(st, "rr2"), .account_id = "rr2", .statuses = ws, .nstatuses = 3};
+	apply_rows(st, &row, 1, now, 0, 0, 3); /* not known yet: retried */
+	char x[27];
+	sent_msg(st, "rr2", "wamid.rep", x);
+	apply_rows(st, &row, 1, now + SEC, 1, 0, 0);
+	const struct ev_want w[] = {
+	    ev_accepted,
+	    {"sent", MSG_SENT, true, NULL},
+	    {"webhook_status", MSG_DELIVERED, true, NULL},
+	    {"webhook_status", MSG_READ, true, NULL},
+	};
+	want_events(st, x, w, 4);
+	assert_int_equal(status_of(st, x), MSG_READ);
+	assert_false(inbox_has(st, INT64_MAX, row.inbox_id, NULL));
 }
 
 /* True if s is valid UTF-8 (jansson refuses anything else). */
@@ -3988,6 +4333,8 @@ int main(void)
 	    T(test_requeue_expired),
 	    T(test_record_stale_attempt_fenced),
 	    T(test_record_outcome_isolated),
+	    T(test_record_batch_fails_in_middle),
+	    T(test_record_same_message_twice),
 	    T(test_requeue_attempt_limit),
 	    T(test_inbox_append_dedupe),
 	    T(test_apply_precedence),
@@ -3996,6 +4343,9 @@ int main(void)
 	    T(test_apply_inbound_and_malformed),
 	    T(test_webhook_scoped_to_account),
 	    T(test_apply_retry_no_duplicate_events),
+	    T(test_apply_one_message_statuses_in_batch),
+	    T(test_apply_retried_row_in_batch),
+	    T(test_apply_retried_row_repeats_status),
 	    T(test_outside_text_stored_as_utf8),
 	    T(test_prune_retention),
 	    T(test_message_retention),
