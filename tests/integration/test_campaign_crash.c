@@ -104,8 +104,8 @@ static char *campaign_body(const char *name, int n, bool start, struct expect *e
 			e->valid++;
 		}
 		snprintf(p, sizeof p, "r%d", i);
-		assert_int_equal(json_array_append_new(rows, json_pack("{s:s, s:s}", "to", to, "1", p)),
-		                 0);
+		assert_int_equal(
+		    json_array_append_new(rows, json_pack("{s:s, s:s}", "to", to, "1", p)), 0);
 	}
 	e->total = n;
 	json_t *req = json_pack("{s:s, s:s, s:s, s:b, s:o}", "name", name, "channel", "whatsapp",
@@ -164,8 +164,8 @@ static long progress(json_t *b, const char *what)
 	return (long)json_integer_value(json_object_get(json_object_get(b, "progress"), what));
 }
 
-static const char *const STATUSES[] = {"queued", "sending", "sent", "delivered",
-                                       "read", "failed", "undelivered", "cancelled",
+static const char *const STATUSES[] = {"queued",  "sending",    "sent",        "delivered",
+                                       "read",    "failed",     "undelivered", "cancelled",
                                        "expired", "suppressed", "unknown"};
 #define NSTATUS (sizeof STATUSES / sizeof *STATUSES)
 
@@ -424,7 +424,8 @@ static void run_kill(bool sending)
 	/* The poll is every 100 ms; a chunk is 1,000 rows. */
 	if (!wait_until(kill_point, &W, &when, 120))
 		fail_msg("no kill point (%s): made %ld, sent %ld, queued %ld of %ld",
-		         sending ? "sending" : "ingest", when.made, when.past, when.queued, e.valid);
+		         sending ? "sending" : "ingest", when.made, when.past, when.queued,
+		         e.valid);
 	world_kill9_serve(&W);
 	print_message("kill -9 at %.1f s: %ld of %ld made, %ld sent or later, %ld to send\n",
 	              now_s() - t0, when.made, e.valid, when.past, when.queued);
