@@ -306,6 +306,9 @@ struct batch_runner;
 int batch_runner_start(struct api_server *s, struct batch_runner **out, struct hr_err *err);
 void batch_runner_wake(struct batch_runner *br);
 void batch_runner_stop(struct batch_runner *br);
+/* Marks FAILED, with the reason, the batches left PENDING by uploads the
+ * previous process died in; before the API listens. */
+void batch_runner_fail_interrupted(struct api_server *s);
 
 /* ---- capabilities.c ---- */
 enum MHD_Result api_channel_capabilities(struct api_req *r);

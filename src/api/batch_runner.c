@@ -148,8 +148,10 @@ static void cancel_all(struct batch_runner *br)
 	}
 }
 
-/* Uploads that were in progress when the process stopped. */
-static void fail_interrupted(struct api_server *s)
+/* Uploads that were in progress when the process stopped. Called before
+ * the API listens (api_start): once it does, a PENDING batch may be a live
+ * upload of this process, which this must never fail. */
+void batch_runner_fail_interrupted(struct api_server *s)
 {
 	struct store *st = s->o.store;
 	struct batch_filter f = {.status = BATCH_PENDING, .limit = 1000};
@@ -204,7 +206,6 @@ int batch_runner_start(struct api_server *s, struct batch_runner **out, struct h
 	br->s = s;
 	pthread_mutex_init(&br->lock, NULL);
 	pthread_cond_init(&br->cond, NULL);
-	fail_interrupted(s);
 	if (pthread_create(&br->th, NULL, runner_main, br) != 0) {
 		pthread_mutex_destroy(&br->lock);
 		pthread_cond_destroy(&br->cond);

@@ -1030,6 +1030,10 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 	     (intptr_t)s->o.threads, NULL},
 	    {MHD_OPTION_END, 0, NULL},
 	};
+	/* Before listening: a PENDING batch is then surely an upload the last
+	 * process died in, never one this process is reading. */
+	if (s->o.dispatcher)
+		batch_runner_fail_interrupted(s);
 	s->mhd = MHD_start_daemon(flags, 0, api_guard_accept, s->guard, on_request, s,
 	                          MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
 	if (!s->mhd) {
