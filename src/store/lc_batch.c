@@ -12,6 +12,7 @@
  * rolled back (lc_item_end(tx, false)) takes its deltas back through an
  * undo log, so the counters always say what the committed rows say.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +40,7 @@ struct lc_acc {
 	size_t nundo, capundo;
 	bool in_item;
 	bool oom;
+	const struct store *st; /* whose batches (nobatch below) */
 };
 
 static struct acc_entry *acc_entry(struct lc_acc *a, const char *batch_id, uint32_t *idx)
@@ -152,6 +154,56 @@ static bool batch_done(const struct lc_batch_state *s)
 	return true;
 }
 
+/*
+ * Batch ids known to have no batch row (the ids POST /v1/messages:batch
+ * gives its messages), per store, so their messages cost no counter update.
+ * A "no" cannot turn into a "yes": a campaign's row is committed before any
+ * of its messages exists, and ids are never reused. Direct-mapped, racy
+ * only in what it forgets.
+ */
+#define NOBATCH_SLOTS 512
+static struct {
+	pthread_mutex_t lock;
+	const struct store *st[NOBATCH_SLOTS];
+	char id[NOBATCH_SLOTS][HR_ID_LEN + 1];
+} nobatch = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static unsigned nobatch_slot(const char *id)
+{
+	unsigned h = 2166136261u;
+	for (; *id; id++)
+		h = (h ^ (unsigned char)*id) * 16777619u;
+	return h % NOBATCH_SLOTS;
+}
+
+static bool nobatch_has(const struct store *st, const char *id)
+{
+	unsigned k = nobatch_slot(id);
+	pthread_mutex_lock(&nobatch.lock);
+	bool yes = nobatch.st[k] == st && strcmp(nobatch.id[k], id) == 0;
+	pthread_mutex_unlock(&nobatch.lock);
+	return yes;
+}
+
+static void nobatch_put(const struct store *st, const char *id)
+{
+	unsigned k = nobatch_slot(id);
+	pthread_mutex_lock(&nobatch.lock);
+	nobatch.st[k] = st;
+	hr_strlcpy(nobatch.id[k], id, sizeof nobatch.id[k]);
+	pthread_mutex_unlock(&nobatch.lock);
+}
+
+/* Forgets a store's entries (it is closing; another may get its address). */
+void lc_batch_forget_store(const struct store *st)
+{
+	pthread_mutex_lock(&nobatch.lock);
+	for (unsigned k = 0; k < NOBATCH_SLOTS; k++)
+		if (nobatch.st[k] == st)
+			nobatch.st[k] = NULL;
+	pthread_mutex_unlock(&nobatch.lock);
+}
+
 /* Writes every touched batch's deltas (one statement each) and completes
  * the batches that have nothing left to wait for. */
 static int acc_flush(struct store_tx *tx, struct lc_acc *a)
@@ -161,9 +213,13 @@ static int acc_flush(struct store_tx *tx, struct lc_acc *a)
 	for (size_t i = 0; i < a->n; i++) {
 		struct acc_entry *e = &a->e[i];
 		struct lc_batch_state after;
+		if (nobatch_has(a->st, e->batch_id))
+			continue;
 		int rc = tx->ops->batch_add(tx, e->batch_id, e->d, e->replied, &after);
 		if (rc < 0)
 			return rc;
+		if (rc == 0)
+			nobatch_put(a->st, e->batch_id);
 		if (rc == 0 || !batch_done(&after))
 			continue;
 		if ((rc = tx->ops->batch_set(tx, e->batch_id, BATCH_COMPLETED, tx->ops->now(tx), NULL,
@@ -178,6 +234,7 @@ static int acc_flush(struct store_tx *tx, struct lc_acc *a)
  * ------------------------------------------------------------------------- */
 
 struct lc_wrap {
+	const struct store *st;
 	lc_tx_fn fn;
 	void *ctx;   /* the caller's (blocking runs) */
 	bool inline_ctx; /* async runs: the context follows, copied by the backend */
@@ -186,7 +243,7 @@ struct lc_wrap {
 static int wrap_run(struct store_tx *tx, void *arg)
 {
 	struct lc_wrap *w = arg;
-	struct lc_acc acc = {0};
+	struct lc_acc acc = {.st = w->st};
 	tx->acc = &acc;
 	int rc = w->fn(tx, w->inline_ctx ? (void *)(w + 1) : w->ctx);
 	if (rc == 0)
@@ -201,14 +258,14 @@ int lc_run(const struct lc_backend *b, struct store *st, lc_tx_fn fn, void *ctx,
            size_t ctx_size, store_done_fn cb, void *arg, struct hr_err *err)
 {
 	if (!cb) {
-		struct lc_wrap w = {.fn = fn, .ctx = ctx};
+		struct lc_wrap w = {.st = st, .fn = fn, .ctx = ctx};
 		return b->run(st, wrap_run, &w, sizeof w, NULL, NULL, err);
 	}
 	size_t size = sizeof(struct lc_wrap) + ctx_size;
 	struct lc_wrap *w = malloc(size);
 	if (!w)
 		return HR_ENOMEM;
-	*w = (struct lc_wrap){.fn = fn, .inline_ctx = true};
+	*w = (struct lc_wrap){.st = st, .fn = fn, .inline_ctx = true};
 	memcpy(w + 1, ctx, ctx_size);
 	int rc = b->run(st, wrap_run, w, size, cb, arg, err);
 	free(w);
@@ -473,11 +530,15 @@ int lc_batch_screen(struct store_tx *tx, struct lc_screen_cache *c, struct messa
 {
 	if (!m->batch_id[0])
 		return 0;
+	if (tx->acc && nobatch_has(tx->acc->st, m->batch_id))
+		return 0; /* a JSON batch request's id: no campaign to screen by */
 	if (c->status < 0 || strcmp(c->batch_id, m->batch_id) != 0) {
 		struct lc_batch_state s;
 		int rc = tx->ops->batch_state(tx, m->batch_id, &s);
 		if (rc < 0)
 			return rc;
+		if (rc == 0 && tx->acc)
+			nobatch_put(tx->acc->st, m->batch_id);
 		hr_strlcpy(c->batch_id, m->batch_id, sizeof c->batch_id);
 		c->status = rc ? (int)s.status : BATCH_PROCESSING; /* a JSON batch: no row */
 	}

@@ -327,6 +327,8 @@ int lc_item_end(struct store_tx *tx, bool keep);
 void lc_count(struct store_tx *tx, const char *batch_id, int from, int to, bool replied);
 
 /* ---- campaigns (lc_batch.c): store_ops entries every backend shares ---- */
+/* A closing store's entries in lc_batch.c's cache of ids that have no batch. */
+void lc_batch_forget_store(const struct store *st);
 int lc_batch_items_put(const struct lc_backend *b, struct store *st, const char *batch_id,
                        const struct batch_item *items, size_t n, struct hr_err *err);
 int lc_batch_set_status(const struct lc_backend *b, struct store *st, const char *tenant_id,
