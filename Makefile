@@ -27,7 +27,7 @@ test: build
 
 bench: release
 	scripts/deps.sh bench
-	$(MAKE) -C build-release -j$(JOBS) sqlite_baseline pg_baseline
+	$(MAKE) -C build-release -j$(JOBS) sqlite_baseline pg_baseline make_xlsx
 	bench/run.sh
 
 clean:

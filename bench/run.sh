@@ -23,7 +23,8 @@
 #   BENCH_KEEP=1        keep the temp dir (logs, configs) for a post-mortem
 #   BENCH_PHASES        which phases to run (default all: "nginx sqlite single
 #                       batch e2e webhooks pg-baseline pg-single pg-batch
-#                       pg-e2e"; webhooks needs e2e)
+#                       pg-e2e campaign"; webhooks needs e2e)
+#   BENCH_CAMPAIGN_ROWS rows of the campaign phase's .xlsx (default 1000000)
 # PostgreSQL runs on a throwaway server started here (bench/pg_baseline.c
 # server: Debian's server binaries, initdb into a temp dir, durable defaults).
 set -euo pipefail
@@ -45,7 +46,8 @@ E2E_PAR=4            # parallel curl uploads in the end-to-end phase
 KEY=hk_bench_0123456789abcdef
 APP_SECRET=bench-app-secret-123
 ACCOUNT=bench-wa
-PHASES=" ${BENCH_PHASES:-nginx sqlite single batch e2e webhooks pg-baseline pg-single pg-batch pg-e2e} "
+PHASES=" ${BENCH_PHASES:-nginx sqlite single batch e2e webhooks pg-baseline pg-single pg-batch pg-e2e campaign} "
+CAMPAIGN_ROWS=${BENCH_CAMPAIGN_ROWS:-1000000}
 CMDLINE="BENCH_SECONDS=$SECS make bench"
 [[ -n ${BENCH_E2E_MESSAGES:-} ]] && CMDLINE="BENCH_E2E_MESSAGES=$E2E_N $CMDLINE"
 [[ -n ${BENCH_PHASES:-} ]] && CMDLINE="BENCH_PHASES='$BENCH_PHASES' $CMDLINE"
@@ -656,6 +658,71 @@ phase_webhooks() {
 	fi
 }
 
+# ---- 7. a campaign from a spreadsheet -------------------------------------------
+# A CAMPAIGN_ROWS-row .xlsx (bench/make_xlsx.c, libxlsxwriter: phone stored
+# as a number, a unique name per row, a city, a date)
+# uploaded, validated and queued (the account sends 1/s, so the queue holds
+# them); single sends paced at 200/s meanwhile for their p99; then the
+# export of the whole batch. Baseline in the same run: Debian's xlsx2csv and
+# sqlite3's .import of the same file.
+phase_campaign() {
+	local dir=$TMP/campaign
+	mkdir -p "$dir"
+	log "campaign: making a $CAMPAIGN_ROWS-row .xlsx"
+	"$BUILD/make_xlsx" "$dir/big.xlsx" "$CAMPAIGN_ROWS" || return 1
+	local t0 t1
+	t0=$EPOCHREALTIME
+	xlsx2csv "$dir/big.xlsx" "$dir/conv.csv" || return 1
+	sqlite3 "$dir/base.db" ".import --csv $dir/conv.csv rows" || return 1
+	t1=$EPOCHREALTIME
+	R[camp_base]=$(calc "$t1 - $t0" 2)
+	R[camp_base_rows]=$(sqlite3 "$dir/base.db" "SELECT count(*) FROM rows")
+	log "    baseline xlsx2csv + sqlite3 .import: ${R[camp_base]} s (${R[camp_base_rows]} rows)"
+	rm -f "$dir/base.db" "$dir/conv.csv"
+
+	{ cat "$TMP/accept.yaml"; printf 'batches:\n  max_upload_bytes: 1073741824\n  upload_dir: %s\n' "$dir"; } \
+		>"$TMP/campaign.yaml"
+	start_serve "$TMP/campaign.yaml" normal || return 1
+	# Single sends at 200/s for as long as the upload and queueing take.
+	BENCH_KEY=$KEY BENCH_RATE=200 BENCH_THREADS=2 start_bg wrk-camp wrk -t2 -c8 -d600s \
+		--timeout 10s --latency -s "$HERE/post.lua" "$HURL/v1/messages"
+	local wrk_pid=$BG_PID
+	t0=$EPOCHREALTIME
+	local code
+	code=$(curl -s -o "$TMP/camp.json" -w '%{http_code}' --max-time 900 \
+		-H "Authorization: Bearer $KEY" -F "file=@$dir/big.xlsx" -F name=bench \
+		-F channel=whatsapp -F "text=Hi {{1}}" -F params=name -F start=true \
+		"$HURL/v1/batches") || true
+	R[camp_validated]=$(calc "$EPOCHREALTIME - $t0" 2)
+	[[ $code == 201 ]] || { log "upload answered $code: $(head -c 300 "$TMP/camp.json")"; stop_pid "$wrk_pid"; return 1; }
+	local id valid made=0 i
+	id=$(grep -o '"id":"[^"]*"' "$TMP/camp.json" | head -n 1 | cut -d'"' -f4)
+	valid=$(grep -o '"valid":[0-9]*' "$TMP/camp.json" | head -n 1 | cut -d: -f2)
+	for ((i = 0; i < 9000; i++)); do
+		made=$(curl -s -H "Authorization: Bearer $KEY" "$HURL/v1/batches/$id" |
+			grep -o '"made":[0-9]*' | cut -d: -f2)
+		((made >= valid)) && break
+		sleep 0.1
+	done
+	R[camp_queued]=$(calc "$EPOCHREALTIME - $t0" 2)
+	kill -INT "$wrk_pid" 2>/dev/null || true
+	wait "$wrk_pid" 2>/dev/null || true
+	forget_pid "$wrk_pid"
+	R[camp_p99]=$(wrk_pct "$TMP/wrk-camp.log" 99)
+	R[camp_rows]=$valid
+	R[camp_rss]=$(rss_kb "$SERVE_PID" VmHWM)
+	log "    $valid rows validated in ${R[camp_validated]} s, queued in ${R[camp_queued]} s;" \
+		"single-send p99 meanwhile ${R[camp_p99]} ms; peak RSS $(mib camp_rss) MiB"
+	t0=$EPOCHREALTIME
+	code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 900 -H "Authorization: Bearer $KEY" \
+		"$HURL/v1/batches/$id/export.csv") || true
+	R[camp_export]=$(calc "$EPOCHREALTIME - $t0" 2)
+	R[camp_export_rss]=$(rss_kb "$SERVE_PID" VmHWM)
+	[[ $code == 200 ]] || log "export answered $code"
+	log "    export (.csv) ${R[camp_export]} s; peak RSS after $(mib camp_export_rss) MiB"
+	stop_serve
+}
+
 FAILED=()
 run_phase() { # label function args...
 	local label=$1
@@ -699,6 +766,9 @@ if ((SIM_OK)); then
 		fi
 		[[ -n $SERVE_PID ]] && stop_serve
 	fi
+fi
+if want campaign && ((SIM_OK)); then
+	run_phase campaign phase_campaign
 fi
 # PostgreSQL: its baseline, then Herald's phases on it.
 if want pg-baseline || want pg-single || want pg-batch || want pg-e2e; then
@@ -765,6 +835,14 @@ r=$(ratio "$(v e2e_pg)" "$(v e2e)")
 row "PostgreSQL: end to end accept -> delivered, msg/s" "$(fnum "$(v e2e_pg)")" \
 	"SQLite $(fnum "$(v e2e)")" "$r" ">= 15000" "$(met "$(v e2e_pg)" '>=' 15000)"
 r=$(ratio "$(v wh_rps)" "$n")
+row "campaign .xlsx ($(v camp_rows) rows): upload + validate, s" "$(v camp_validated)" \
+	"xlsx2csv + sqlite3 .import $(v camp_base) s" "$(ratio "$(v camp_validated)" "$(v camp_base)")" "< 15" \
+	"$(met "$(v camp_validated)" '<' 15)"
+row "campaign: validated + queued, s; peak RSS MiB" "$(v camp_queued) s; $(mib camp_rss) MiB" "" "" \
+	"< 15 s; < 150 MiB" "$(met "$(v camp_queued)" '<' 15)"
+row "campaign: single-send p99 while queueing (200/s), ms" "$(v camp_p99)" "" "" "< 20" \
+	"$(met "$(v camp_p99)" '<' 20)"
+row "campaign: export .csv of all rows, s (peak RSS MiB)" "$(v camp_export) ($(mib camp_export_rss))" "" "" "" ""
 row "webhook ingress, req/s (10 statuses each)" "$(fnum "$(v wh_rps)")" "nginx $(fnum "$n")" "$r" "" ""
 row "webhook events applied, events/s" "$(fnum "$(v wh_applied)")" "" "" ">= 25000" \
 	"$(met "$(v wh_applied)" '>=' 25000)"

@@ -25,6 +25,8 @@
  * errors VALIDATED until POST /v1/batches/{id}/start.
  */
 #include <ctype.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -439,15 +441,16 @@ json_t *api_batch_json(const struct batch *b)
 	return j;
 }
 
-static enum MHD_Result respond_batch(struct api_req *r, int status, const char *id,
-                                     json_t *extra)
+/* The batch's JSON with its retries and extra (taken), or an hr code. */
+static int batch_answer(struct api_req *r, const char *id, json_t *extra, json_t **out)
 {
 	struct store *st = r->srv->o.store;
 	struct batch b;
+	*out = NULL;
 	int rc = st->ops->batch_get(st, r->tenant, id, &b);
 	if (rc) {
 		json_decref(extra);
-		return api_fail(r, rc, NULL);
+		return rc;
 	}
 	json_t *j = api_batch_json(&b);
 	batch_clear(&b);
@@ -470,9 +473,16 @@ static enum MHD_Result respond_batch(struct api_req *r, int status, const char *
 	if (j && extra)
 		json_object_update(j, extra);
 	json_decref(extra);
-	if (!j)
-		return api_fail(r, HR_ENOMEM, NULL);
-	return api_respond_json(r, status, j, NULL);
+	*out = j;
+	return j ? 0 : HR_ENOMEM;
+}
+
+static enum MHD_Result respond_batch(struct api_req *r, int status, const char *id,
+                                     json_t *extra)
+{
+	json_t *j;
+	int rc = batch_answer(r, id, extra, &j);
+	return rc ? api_fail(r, rc, NULL) : api_respond_json(r, status, j, NULL);
 }
 
 /* ---------------------------------------------------------------------------
@@ -925,16 +935,32 @@ static json_t *fields_spec(const struct api_upload *u, struct hr_err *err)
 	return o;
 }
 
-enum MHD_Result api_batches_post(struct api_req *r)
+/* What the upload's thread found: an answer, or an error to answer with. */
+struct post_job {
+	struct api_req *r;
+	json_t *root;
+	int rc, status;
+	json_t *out;
+	struct hr_err err;
+};
+
+static void post_job_free(void *p)
 {
+	struct post_job *j = p;
+	json_decref(j->root);
+	json_decref(j->out);
+	free(j);
+}
+
+/* The whole upload: rows read, checked, stored; runs on its own thread. */
+static void post_run(struct post_job *job)
+{
+	struct api_req *r = job->r;
 	struct api_server *s = r->srv;
 	struct store *st = s->o.store;
 	struct hr_err err;
 	hr_err_clear(&err);
-	enum MHD_Result ret;
-	json_t *root = r->upload ? fields_spec(r->upload, &err) : api_body_object(r, &ret);
-	if (!root)
-		return r->upload ? api_fail(r, err.code, &err) : ret;
+	json_t *root = job->root;
 	struct vctx *v = calloc(1, sizeof *v);
 	struct rowsrc *rs = calloc(1, sizeof *rs);
 	struct batch_item *items = calloc(BATCH_CHUNK, sizeof *items);
@@ -1075,13 +1101,14 @@ enum MHD_Result api_batches_post(struct api_req *r)
 	free(v);
 	free(rs);
 	free(items);
-	json_decref(root);
 	char id[HR_ID_LEN + 1];
 	hr_strlcpy(id, b.id, sizeof id);
 	batch_clear(&b);
 	if (rc != 0) {
 		json_decref(up.errors);
-		return api_fail(r, rc, &err);
+		job->rc = rc;
+		job->err = err;
+		return;
 	}
 	json_t *report = json_pack("{s:o, s:b}", "errors", up.errors, "errors_truncated",
 	                           up.invalid > BATCH_ERRORS_INLINE);
@@ -1093,9 +1120,82 @@ enum MHD_Result api_batches_post(struct api_req *r)
 		if (j && report)
 			json_object_update(j, report);
 		json_decref(report);
-		return j ? api_respond_json(r, 200, j, NULL) : api_fail(r, HR_ENOMEM, NULL);
+		job->out = j;
+		job->rc = j ? 0 : HR_ENOMEM;
+		job->status = 200;
+		return;
 	}
-	return respond_batch(r, 201, id, report);
+	job->rc = batch_answer(r, id, report, &job->out);
+	job->status = 201;
+}
+
+/*
+ * Reading and checking a big file takes seconds (a million rows: tens of
+ * them); a libmicrohttpd pool thread held that long would stall every
+ * other connection it serves. So the upload runs on a thread of its own
+ * while the request waits suspended, at most POST_WORKERS at a time (503
+ * beyond: try again), and the handler answers when it is resumed.
+ */
+#define POST_WORKERS 2
+static atomic_int post_running;
+
+static void *post_worker(void *arg)
+{
+	struct post_job *j = arg;
+	post_run(j);
+	atomic_fetch_sub(&post_running, 1);
+	api_async_end(j->r);
+	return NULL;
+}
+
+enum MHD_Result api_batches_post(struct api_req *r)
+{
+	if (r->stage == 1) {
+		struct post_job *j = r->priv;
+		if (j->rc)
+			return api_fail(r, j->rc, &j->err);
+		json_t *out = j->out;
+		j->out = NULL;
+		return api_respond_json(r, j->status, out, NULL);
+	}
+	struct hr_err err;
+	hr_err_clear(&err);
+	enum MHD_Result ret;
+	json_t *root = r->upload ? fields_spec(r->upload, &err) : api_body_object(r, &ret);
+	if (!root)
+		return r->upload ? api_fail(r, err.code, &err) : ret;
+	struct post_job *j = calloc(1, sizeof *j);
+	if (!j) {
+		json_decref(root);
+		return api_fail(r, HR_ENOMEM, NULL);
+	}
+	j->r = r;
+	j->root = root;
+	r->priv = j;
+	r->priv_free = post_job_free;
+	if (atomic_fetch_add(&post_running, 1) >= POST_WORKERS) {
+		atomic_fetch_sub(&post_running, 1);
+		hr_fail(&err, HR_EBUSY, NULL, "%d uploads are being read: try again shortly",
+		        POST_WORKERS);
+		return api_fail(r, HR_EBUSY, &err);
+	}
+	if (api_async_begin(r) != 0) {
+		atomic_fetch_sub(&post_running, 1);
+		return api_fail(r, HR_EBUSY, NULL);
+	}
+	r->stage = 1;
+	pthread_t th;
+	pthread_attr_t at;
+	bool started = pthread_attr_init(&at) == 0 &&
+	               pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED) == 0 &&
+	               pthread_create(&th, &at, post_worker, j) == 0;
+	pthread_attr_destroy(&at);
+	if (!started) {
+		atomic_fetch_sub(&post_running, 1);
+		j->rc = hr_fail(&j->err, HR_EBUSY, NULL, "cannot start reading the upload: try again");
+		api_async_end(r); /* answered at stage 1 */
+	}
+	return MHD_YES;
 }
 
 /* ---------------------------------------------------------------------------
