@@ -167,6 +167,52 @@ int pg_batch_list(struct store *st, const char *tenant_id, const struct batch_fi
 	return 0;
 }
 
+/* The batch_item columns every row query selects first, in this order. */
+#define PG_ITEM_COLS(t)                                                                            \
+	t "row_no, " t "recipient, " t "params, " t "valid, " t "duplicate, " t "error_column, " t   \
+	"error, " t "message_id"
+
+static void row_item(const PGresult *r, int i, struct batch_item *it, bool *oom)
+{
+	it->row = pg_col_i64(r, i, 0);
+	pg_col_copy(r, i, 1, it->recipient, sizeof it->recipient);
+	it->params = pg_col_dup(r, i, 2, oom);
+	it->valid = pg_col_bool(r, i, 3);
+	it->duplicate = pg_col_bool(r, i, 4);
+	pg_col_copy(r, i, 5, it->error_column, sizeof it->error_column);
+	pg_col_copy(r, i, 6, it->error, sizeof it->error);
+	pg_col_copy(r, i, 7, it->message_id, sizeof it->message_id);
+}
+
+/* Runs a row query (its parameters in p) into a heap array of items. */
+static int read_items(struct store *st, enum pg_slot slot, const char *sql,
+                      const struct pg_params *p, struct batch_item **out, size_t *n)
+{
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, slot, -1, sql, p, &r);
+	if (rc)
+		return rc;
+	int nr = PQntuples(r);
+	struct batch_item *v = calloc(nr ? (size_t)nr : 1, sizeof *v);
+	if (!v) {
+		PQclear(r);
+		return HR_ENOMEM;
+	}
+	bool oom = false;
+	for (int i = 0; i < nr; i++)
+		row_item(r, i, &v[i], &oom);
+	PQclear(r);
+	if (oom) {
+		for (int i = 0; i < nr; i++)
+			batch_item_clear(&v[i]);
+		free(v);
+		return HR_ENOMEM;
+	}
+	*out = v;
+	*n = (size_t)nr;
+	return 0;
+}
+
 int pg_batch_items(struct store *st, const char *batch_id, enum batch_items_which which,
                    int64_t after_row, int limit, struct batch_item **out, size_t *n)
 {
@@ -179,45 +225,12 @@ int pg_batch_items(struct store *st, const char *batch_id, enum batch_items_whic
 	pp_i64(&p, after_row);
 	pp_i64(&p, (int)which);
 	pp_i64(&p, limit);
-	PGresult *r;
-	int rc = pg_read(
-	    (struct pg_store *)st, P_BATCH_ITEMS, -1,
-	    "SELECT row_no, recipient, params, valid, duplicate, error_column, error, message_id"
-	    " FROM batch_item WHERE batch_id = $1 AND row_no > $2"
-	    " AND ($3 = 0 OR ($3 = 1 AND NOT valid)"
-	    "  OR ($3 = 2 AND valid AND NOT duplicate AND message_id IS NULL))"
-	    " ORDER BY row_no LIMIT $4",
-	    &p, &r);
-	if (rc)
-		return rc;
-	int nr = PQntuples(r);
-	struct batch_item *v = calloc(nr ? (size_t)nr : 1, sizeof *v);
-	if (!v) {
-		PQclear(r);
-		return HR_ENOMEM;
-	}
-	bool oom = false;
-	for (int i = 0; i < nr; i++) {
-		struct batch_item *it = &v[i];
-		it->row = pg_col_i64(r, i, 0);
-		pg_col_copy(r, i, 1, it->recipient, sizeof it->recipient);
-		it->params = pg_col_dup(r, i, 2, &oom);
-		it->valid = pg_col_bool(r, i, 3);
-		it->duplicate = pg_col_bool(r, i, 4);
-		pg_col_copy(r, i, 5, it->error_column, sizeof it->error_column);
-		pg_col_copy(r, i, 6, it->error, sizeof it->error);
-		pg_col_copy(r, i, 7, it->message_id, sizeof it->message_id);
-	}
-	PQclear(r);
-	if (oom) {
-		for (int i = 0; i < nr; i++)
-			batch_item_clear(&v[i]);
-		free(v);
-		return HR_ENOMEM;
-	}
-	*out = v;
-	*n = (size_t)nr;
-	return 0;
+	return read_items(st, P_BATCH_ITEMS,
+	                  "SELECT " PG_ITEM_COLS("") " FROM batch_item WHERE batch_id = $1"
+	                  " AND row_no > $2 AND ($3 = 0 OR ($3 = 1 AND NOT valid)"
+	                  "  OR ($3 = 2 AND valid AND NOT duplicate AND message_id IS NULL))"
+	                  " ORDER BY row_no LIMIT $4",
+	                  &p, out, n);
 }
 
 int pg_batch_items_by_status(struct store *st, const char *batch_id, unsigned status_mask,
@@ -232,39 +245,12 @@ int pg_batch_items_by_status(struct store *st, const char *batch_id, unsigned st
 	pp_i64(&p, after_row);
 	pp_i64(&p, status_mask);
 	pp_i64(&p, limit);
-	PGresult *r;
-	int rc = pg_read((struct pg_store *)st, P_BATCH_ITEMS_STATUS, -1,
-	                 "SELECT i.row_no, i.recipient, i.params, i.message_id"
-	                 " FROM batch_item i JOIN message m ON m.id = i.message_id"
-	                 " WHERE i.batch_id = $1 AND i.row_no > $2"
-	                 " AND (($3::bigint >> m.status) & 1) = 1 ORDER BY i.row_no LIMIT $4",
-	                 &p, &r);
-	if (rc)
-		return rc;
-	int nr = PQntuples(r);
-	struct batch_item *v = calloc(nr ? (size_t)nr : 1, sizeof *v);
-	if (!v) {
-		PQclear(r);
-		return HR_ENOMEM;
-	}
-	bool oom = false;
-	for (int i = 0; i < nr; i++) {
-		v[i].row = pg_col_i64(r, i, 0);
-		pg_col_copy(r, i, 1, v[i].recipient, sizeof v[i].recipient);
-		v[i].params = pg_col_dup(r, i, 2, &oom);
-		v[i].valid = true;
-		pg_col_copy(r, i, 3, v[i].message_id, sizeof v[i].message_id);
-	}
-	PQclear(r);
-	if (oom) {
-		for (int i = 0; i < nr; i++)
-			batch_item_clear(&v[i]);
-		free(v);
-		return HR_ENOMEM;
-	}
-	*out = v;
-	*n = (size_t)nr;
-	return 0;
+	return read_items(st, P_BATCH_ITEMS_STATUS,
+	                  "SELECT " PG_ITEM_COLS("i.")
+	                  " FROM batch_item i JOIN message m ON m.id = i.message_id"
+	                  " WHERE i.batch_id = $1 AND i.row_no > $2"
+	                  " AND (($3::bigint >> m.status) & 1) = 1 ORDER BY i.row_no LIMIT $4",
+	                  &p, out, n);
 }
 
 int pg_batch_recount(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
@@ -338,15 +324,7 @@ int pg_batch_export_rows(struct store *st, const char *batch_id, int64_t after_r
 	bool oom = false;
 	for (int i = 0; i < nr; i++) {
 		struct batch_export_row *x = &v[i];
-		struct batch_item *it = &x->item;
-		it->row = pg_col_i64(r, i, 0);
-		pg_col_copy(r, i, 1, it->recipient, sizeof it->recipient);
-		it->params = pg_col_dup(r, i, 2, &oom);
-		it->valid = pg_col_bool(r, i, 3);
-		it->duplicate = pg_col_bool(r, i, 4);
-		pg_col_copy(r, i, 5, it->error_column, sizeof it->error_column);
-		pg_col_copy(r, i, 6, it->error, sizeof it->error);
-		pg_col_copy(r, i, 7, it->message_id, sizeof it->message_id);
+		row_item(r, i, &x->item, &oom);
 		x->has_message = pg_col_bool(r, i, 8);
 		int64_t status = pg_col_i64(r, i, 9);
 		x->status = status >= 0 && status < MSG__COUNT ? (enum msg_status)status : MSG_UNKNOWN;

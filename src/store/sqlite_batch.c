@@ -206,29 +206,28 @@ int sq_batch_list(struct store *st, const char *tenant_id, const struct batch_fi
 	return 0;
 }
 
-int sq_batch_items(struct store *st, const char *batch_id, enum batch_items_which which,
-                   int64_t after_row, int limit, struct batch_item **out, size_t *n)
+/* The batch_item columns every row query selects first, in this order. */
+#define SQ_ITEM_COLS(t)                                                                            \
+	t "row_no, " t "recipient, " t "params, " t "valid, " t "duplicate, " t "error_column, " t   \
+	"error, " t "message_id"
+
+static void row_item(sqlite3_stmt *q, struct batch_item *it, bool *oom)
 {
-	struct sq_store *s = (struct sq_store *)st;
-	*out = NULL;
-	*n = 0;
-	if (limit < 1 || limit > 100000)
-		return HR_EINVAL;
-	struct sq_reader *r;
-	sqlite3_stmt *q;
-	int rc = read_prepare(
-	    s, &r, &q,
-	    "SELECT row_no, recipient, params, valid, duplicate, error_column, error, message_id"
-	    " FROM batch_item WHERE batch_id = ?1 AND row_no > ?2"
-	    " AND (?3 = 0 OR (?3 = 1 AND valid = 0)"
-	    "  OR (?3 = 2 AND valid = 1 AND duplicate = 0 AND message_id IS NULL))"
-	    " ORDER BY row_no LIMIT ?4");
-	if (rc)
-		return rc;
-	sqlite3_bind_text(q, 1, batch_id ? batch_id : "", -1, SQLITE_STATIC);
-	sqlite3_bind_int64(q, 2, after_row);
-	sqlite3_bind_int(q, 3, (int)which);
-	sqlite3_bind_int(q, 4, limit);
+	it->row = sqlite3_column_int64(q, 0);
+	sq_col_copy(q, 1, it->recipient, sizeof it->recipient);
+	it->params = sq_col_dup(q, 2, oom);
+	it->valid = sqlite3_column_int(q, 3) != 0;
+	it->duplicate = sqlite3_column_int(q, 4) != 0;
+	sq_col_copy(q, 5, it->error_column, sizeof it->error_column);
+	sq_col_copy(q, 6, it->error, sizeof it->error);
+	sq_col_copy(q, 7, it->message_id, sizeof it->message_id);
+}
+
+/* Steps a bound row query into a heap array of at most limit items, then
+ * gives back the statement and the reader. */
+static int read_items(struct sq_store *s, struct sq_reader *r, sqlite3_stmt *q, int limit,
+                      struct batch_item **out, size_t *n)
+{
 	struct batch_item *v = calloc((size_t)limit, sizeof *v);
 	if (!v) {
 		read_done(s, r, q);
@@ -237,18 +236,9 @@ int sq_batch_items(struct store *st, const char *batch_id, enum batch_items_whic
 	size_t len = 0;
 	int src;
 	bool oom = false;
-	while ((src = sqlite3_step(q)) == SQLITE_ROW && len < (size_t)limit) {
-		struct batch_item *it = &v[len++];
-		it->row = sqlite3_column_int64(q, 0);
-		sq_col_copy(q, 1, it->recipient, sizeof it->recipient);
-		it->params = sq_col_dup(q, 2, &oom);
-		it->valid = sqlite3_column_int(q, 3) != 0;
-		it->duplicate = sqlite3_column_int(q, 4) != 0;
-		sq_col_copy(q, 5, it->error_column, sizeof it->error_column);
-		sq_col_copy(q, 6, it->error, sizeof it->error);
-		sq_col_copy(q, 7, it->message_id, sizeof it->message_id);
-	}
-	rc = oom ? HR_ENOMEM : src == SQLITE_DONE || src == SQLITE_ROW ? 0 : HR_EIO;
+	while ((src = sqlite3_step(q)) == SQLITE_ROW && len < (size_t)limit)
+		row_item(q, &v[len++], &oom);
+	int rc = oom ? HR_ENOMEM : src == SQLITE_DONE || src == SQLITE_ROW ? 0 : HR_EIO;
 	read_done(s, r, q);
 	if (rc) {
 		for (size_t i = 0; i < len; i++)
@@ -259,6 +249,30 @@ int sq_batch_items(struct store *st, const char *batch_id, enum batch_items_whic
 	*out = v;
 	*n = len;
 	return 0;
+}
+
+int sq_batch_items(struct store *st, const char *batch_id, enum batch_items_which which,
+                   int64_t after_row, int limit, struct batch_item **out, size_t *n)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	*out = NULL;
+	*n = 0;
+	if (limit < 1 || limit > 100000)
+		return HR_EINVAL;
+	struct sq_reader *r;
+	sqlite3_stmt *q;
+	int rc = read_prepare(s, &r, &q,
+	                      "SELECT " SQ_ITEM_COLS("") " FROM batch_item WHERE batch_id = ?1"
+	                      " AND row_no > ?2 AND (?3 = 0 OR (?3 = 1 AND valid = 0)"
+	                      "  OR (?3 = 2 AND valid = 1 AND duplicate = 0 AND message_id IS NULL))"
+	                      " ORDER BY row_no LIMIT ?4");
+	if (rc)
+		return rc;
+	sqlite3_bind_text(q, 1, batch_id ? batch_id : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, after_row);
+	sqlite3_bind_int(q, 3, (int)which);
+	sqlite3_bind_int(q, 4, limit);
+	return read_items(s, r, q, limit, out, n);
 }
 
 int sq_batch_items_by_status(struct store *st, const char *batch_id, unsigned status_mask,
@@ -272,7 +286,7 @@ int sq_batch_items_by_status(struct store *st, const char *batch_id, unsigned st
 	struct sq_reader *r;
 	sqlite3_stmt *q;
 	int rc = read_prepare(s, &r, &q,
-	                      "SELECT i.row_no, i.recipient, i.params, i.message_id"
+	                      "SELECT " SQ_ITEM_COLS("i.")
 	                      " FROM batch_item i JOIN message m ON m.id = i.message_id"
 	                      " WHERE i.batch_id = ?1 AND i.row_no > ?2"
 	                      " AND ((?3 >> m.status) & 1) = 1 ORDER BY i.row_no LIMIT ?4");
@@ -282,33 +296,7 @@ int sq_batch_items_by_status(struct store *st, const char *batch_id, unsigned st
 	sqlite3_bind_int64(q, 2, after_row);
 	sqlite3_bind_int64(q, 3, status_mask);
 	sqlite3_bind_int(q, 4, limit);
-	struct batch_item *v = calloc((size_t)limit, sizeof *v);
-	if (!v) {
-		read_done(s, r, q);
-		return HR_ENOMEM;
-	}
-	size_t len = 0;
-	int src;
-	bool oom = false;
-	while ((src = sqlite3_step(q)) == SQLITE_ROW && len < (size_t)limit) {
-		struct batch_item *it = &v[len++];
-		it->row = sqlite3_column_int64(q, 0);
-		sq_col_copy(q, 1, it->recipient, sizeof it->recipient);
-		it->params = sq_col_dup(q, 2, &oom);
-		it->valid = true;
-		sq_col_copy(q, 3, it->message_id, sizeof it->message_id);
-	}
-	rc = oom ? HR_ENOMEM : src == SQLITE_DONE || src == SQLITE_ROW ? 0 : HR_EIO;
-	read_done(s, r, q);
-	if (rc) {
-		for (size_t i = 0; i < len; i++)
-			batch_item_clear(&v[i]);
-		free(v);
-		return rc;
-	}
-	*out = v;
-	*n = len;
-	return 0;
+	return read_items(s, r, q, limit, out, n);
 }
 
 int sq_batch_recount(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
@@ -398,15 +386,7 @@ int sq_batch_export_rows(struct store *st, const char *batch_id, int64_t after_r
 	bool oom = false;
 	while ((src = sqlite3_step(q)) == SQLITE_ROW && len < (size_t)limit) {
 		struct batch_export_row *x = &v[len++];
-		struct batch_item *it = &x->item;
-		it->row = sqlite3_column_int64(q, 0);
-		sq_col_copy(q, 1, it->recipient, sizeof it->recipient);
-		it->params = sq_col_dup(q, 2, &oom);
-		it->valid = sqlite3_column_int(q, 3) != 0;
-		it->duplicate = sqlite3_column_int(q, 4) != 0;
-		sq_col_copy(q, 5, it->error_column, sizeof it->error_column);
-		sq_col_copy(q, 6, it->error, sizeof it->error);
-		sq_col_copy(q, 7, it->message_id, sizeof it->message_id);
+		row_item(q, &x->item, &oom);
 		x->has_message = sqlite3_column_int(q, 8) != 0;
 		int status = sqlite3_column_int(q, 9);
 		x->status = status >= 0 && status < MSG__COUNT ? (enum msg_status)status : MSG_UNKNOWN;
