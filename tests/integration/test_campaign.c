@@ -379,11 +379,36 @@ static void test_validation_report(void **state)
 	assert_int_equal(counter(b, "read"), 1);
 	json_decref(b);
 	assert_counters_equal_recount(id);
-	/* Another tenant sees none of it. */
-	snprintf(path, sizeof path, "%s/v1/batches/%s", W.api, id);
-	r = http("GET", path, "hk_other_0123456789abcdef", NULL, NULL);
-	assert_int_equal(r.status, 404);
+	/* Another tenant can neither see nor touch any of it: every route of
+	 * the batch answers 404, and nothing changes. */
+	static const struct {
+		const char *method, *tail, *body;
+	} other[] = {{"GET", "", NULL},           {"GET", "/errors", NULL},
+	             {"GET", "/messages", NULL},  {"GET", "/events", NULL},
+	             {"GET", "/export.csv", NULL}, {"POST", "/start", ""},
+	             {"POST", "/cancel", ""},     {"POST", "/retry", "{}"},
+	             {"DELETE", "", NULL}};
+	for (size_t k = 0; k < sizeof other / sizeof *other; k++) {
+		snprintf(path, sizeof path, "%s/v1/batches/%s%s", W.api, id, other[k].tail);
+		r = http(other[k].method, path, "hk_other_0123456789abcdef", other[k].body, NULL);
+		if (r.status != 404)
+			fail_msg("%s %s as another tenant answered %ld", other[k].method, other[k].tail,
+			         r.status);
+		resp_free(&r);
+	}
+	/* Nor use this tenant's account for a batch of its own. */
+	snprintf(path, sizeof path, "%s/v1/batches", W.api);
+	r = http("POST", path, "hk_other_0123456789abcdef",
+	         "{\"name\":\"x\",\"channel\":\"whatsapp\",\"account\":\"acme-wa\",\"text\":\"x\","
+	         "\"rows\":[{\"to\":\"+447400100001\"}]}",
+	         NULL);
+	assert_int_equal(r.status, 422);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(r.json, "error"), "field")),
+	                    "account");
 	resp_free(&r);
+	b = get_batch(id);
+	assert_string_equal(bstatus(b), "completed");
+	json_decref(b);
 	/* A started batch cannot start again. */
 	snprintf(path, sizeof path, "/v1/batches/%s/start", id);
 	r = api_post(&W, path, "");
