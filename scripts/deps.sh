@@ -4,7 +4,7 @@
 set -euo pipefail
 want=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev
       libsqlite3-dev libjansson-dev libssl-dev libfyaml-dev libjwt-dev libcmocka-dev curl
-      openssl ca-certificates libpq-dev libphonenumber-dev libzip-dev libexpat1-dev libxlsxwriter-dev)
+      openssl ca-certificates libpq-dev libphonenumber-dev libpcre2-dev libzip-dev libexpat1-dev libxlsxwriter-dev)
 case "${1:-build}" in
   # The tests start their own PostgreSQL servers from the server package's
   # binaries (tests/pgtest.c: /usr/lib/postgresql/N/bin, off the PATH).

@@ -50,13 +50,17 @@ static bool stopping(struct batch_runner *br)
 }
 
 /* One chunk of a started batch's rows into messages. 1 if more rows are
- * left, 0 when the batch is ingested, or an error. */
-static int ingest_chunk(struct batch_runner *br, const struct batch *b)
+ * left, 0 when the batch is ingested, or an error. *after is the last row
+ * a chunk has dealt with: the next chunk reads on from it (reading from
+ * the first row each time would step over every row made so far, a scan
+ * that grows with the batch: quadratic in all). */
+static int ingest_chunk(struct batch_runner *br, const struct batch *b, int64_t *after)
 {
 	struct store *st = br->s->o.store;
 	struct batch_item *items = NULL;
 	size_t n = 0;
-	int rc = st->ops->batch_items(st, b->id, BATCH_ITEMS_PENDING, 0, RUN_CHUNK, &items, &n);
+	int rc = st->ops->batch_items(st, b->id, BATCH_ITEMS_PENDING, *after, RUN_CHUNK, &items,
+	                              &n);
 	if (rc)
 		return rc;
 	struct message *msgs = calloc(n ? n : 1, sizeof *msgs);
@@ -80,6 +84,8 @@ static int ingest_chunk(struct batch_runner *br, const struct batch *b)
 		hr_log(HR_LOG_WARN, "batch", "batch %s: enqueue failed (%s), trying again", b->id,
 		       err.msg);
 	}
+	if (rc == 0 && n)
+		*after = items[n - 1].row;
 	for (size_t i = 0; i < n; i++) {
 		batch_item_clear(&items[i]);
 		if (msgs)
@@ -107,13 +113,14 @@ static void ingest_all(struct batch_runner *br)
 	bool more;
 	if (st->ops->batch_list(st, NULL, &f, &list, &n, &more))
 		return;
-	bool any = n > 0;
+	int64_t *after = calloc(n ? n : 1, sizeof *after);
+	bool any = n > 0 && after;
 	while (any && !stopping(br)) {
 		any = false;
 		for (size_t i = 0; i < n && !stopping(br); i++) {
 			if (list[i].ingested)
 				continue;
-			int rc = ingest_chunk(br, &list[i]);
+			int rc = ingest_chunk(br, &list[i], &after[i]);
 			if (rc == 1)
 				any = true;
 			else
@@ -123,6 +130,7 @@ static void ingest_all(struct batch_runner *br)
 	for (size_t i = 0; i < n; i++)
 		batch_clear(&list[i]);
 	free(list);
+	free(after);
 }
 
 /* Cancels the queued messages of stopped batches. */

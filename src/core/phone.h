@@ -194,6 +194,16 @@ bool hr_phone_region_known(const char *region);
 int hr_phone_normalize(const char *input, size_t len, const char *default_region, char *e164,
                        size_t e164_size, struct hr_phone_result *res);
 
+/* The fast path for "+digits" numbers (phone.cc: libphonenumber's own
+ * metadata matched with PCRE2) is on by default; tests and phone_bench
+ * switch it off to compare with the library alone. Not for production. */
+void hr_phone_fast_path(bool on);
+
+/* libphonenumber's example number of a region (hr_phone_region_known) and
+ * type (its PhoneNumberType: 0 fixed line ... 9 voicemail) in E.164, for
+ * tests. 0, HR_ENOTFOUND (the region has none of that type), HR_EINVAL. */
+int hr_phone_example(const char *region, int type, char *e164, size_t size);
+
 /* Stable lower-case codes: "ok", "too_short", ...; "mobile", "fixed_line",
  * "fixed_line_or_mobile", ...; "?" for a value out of range. */
 const char *hr_phone_reason_name(enum hr_phone_reason r);

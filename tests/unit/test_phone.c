@@ -375,6 +375,131 @@ static void test_concurrent(void **state)
 	assert_true(want_valid > 0 && want_valid < THREADS * PER_THREAD);
 }
 
+/* ---------------------------------------------------------------------------
+ * The fast path (phone.cc) against the library alone: the same input gives
+ * the same answer, field by field, with the fast path on and off.
+ * ------------------------------------------------------------------------- */
+
+struct answer {
+	int rc;
+	char e164[HR_PHONE_E164_SIZE];
+	struct hr_phone_result r;
+};
+
+static void both_ways(const char *in, const char *region, struct answer *fast,
+                      struct answer *slow)
+{
+	memset(fast, 0, sizeof *fast);
+	memset(slow, 0, sizeof *slow);
+	hr_phone_fast_path(true);
+	fast->rc = hr_phone_normalize(in, strlen(in), region, fast->e164, sizeof fast->e164,
+	                              &fast->r);
+	hr_phone_fast_path(false);
+	slow->rc = hr_phone_normalize(in, strlen(in), region, slow->e164, sizeof slow->e164,
+	                              &slow->r);
+	hr_phone_fast_path(true);
+}
+
+/* 1 when the two answers differ (and says how). */
+static int differs(const char *in, const char *region)
+{
+	struct answer f, s;
+	both_ways(in, region, &f, &s);
+	if (f.rc == s.rc && !strcmp(f.e164, s.e164) && f.r.reason == s.r.reason &&
+	    f.r.type == s.r.type && f.r.source == s.r.source &&
+	    f.r.country_code == s.r.country_code && !strcmp(f.r.region, s.r.region) &&
+	    !strcmp(f.r.text, s.r.text))
+		return 0;
+	fprintf(stderr,
+	        "fast path differs on '%s' (region %s): fast rc %d %s %s type %d src %d cc %d "
+	        "'%s' | library rc %d %s %s type %d src %d cc %d '%s'\n",
+	        in, region ? region : "-", f.rc, f.e164, f.r.region, (int)f.r.type,
+	        (int)f.r.source, f.r.country_code, f.r.text, s.rc, s.e164, s.r.region,
+	        (int)s.r.type, (int)s.r.source, s.r.country_code, s.r.text);
+	return 1;
+}
+
+/*
+ * Every region's example number of every type libphonenumber has, written
+ * four ways: +E.164, its digits without '+' (the spreadsheet rule, no
+ * region), "00" and the digits, and the national significant number with
+ * the region (the library parses, the fast path types it).
+ */
+static void test_fast_path_examples(void **state)
+{
+	(void)state;
+	int numbers = 0, wrong = 0;
+	char region[3] = "";
+	for (char a = 'A'; a <= 'Z'; a++)
+		for (char b = 'A'; b <= 'Z'; b++) {
+			region[0] = a;
+			region[1] = b;
+			if (!hr_phone_region_known(region))
+				continue;
+			for (int type = 0; type <= 9; type++) {
+				char e164[HR_PHONE_E164_SIZE], in[40];
+				int rc = hr_phone_example(region, type, e164, sizeof e164);
+				if (rc == HR_ENOTFOUND)
+					continue;
+				assert_int_equal(rc, 0);
+				numbers++;
+				wrong += differs(e164, NULL);
+				wrong += differs(e164 + 1, NULL);
+				snprintf(in, sizeof in, "00%s", e164 + 1);
+				wrong += differs(in, NULL);
+				wrong += differs(e164, region);
+				struct hr_phone_result r;
+				char out[HR_PHONE_E164_SIZE];
+				assert_int_equal(hr_phone_normalize(e164, strlen(e164), NULL, out,
+				                                    sizeof out, &r),
+				                 0);
+				/* The national significant number after the country code. */
+				char cc[8];
+				snprintf(cc, sizeof cc, "%d", r.country_code);
+				wrong += differs(e164 + 1 + strlen(cc), region);
+			}
+		}
+	assert_int_equal(wrong, 0);
+	assert_int_equal(numbers, 1350); /* libphonenumber 8.12.57: 245 regions */
+}
+
+/* Random digits after random country codes (mostly invalid, many valid),
+ * with and without '+', and as national numbers of random regions. */
+static void test_fast_path_random(void **state)
+{
+	(void)state;
+	static const char *const regions[] = {"GB", "US", "DE", "FR", "IN", "BR", "NG", "AU",
+	                                      "CN", "IT", "JE", "CA", "RU", "KZ", "SG", "MX"};
+	static const char *const ccs[] = {"1",  "44",  "49", "33", "91",  "55",  "234", "61",
+	                                  "86", "39",  "7",  "65", "52",  "353", "971", "880",
+	                                  "62", "254", "20", "90", "800", "882", "979", "999"};
+	uint64_t x = 0x9E3779B97F4A7C15u;
+	int wrong = 0, valid = 0;
+	const int n = 20000;
+	for (int i = 0; i < n; i++) {
+		char in[40];
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		const char *cc = ccs[x % (sizeof ccs / sizeof ccs[0])];
+		int len = 4 + (int)((x >> 8) % 12);
+		int at = snprintf(in, sizeof in, "%s%s", (x >> 20) & 1 ? "+" : "", cc);
+		for (int k = 0; k < len; k++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			in[at++] = (char)('0' + x % 10);
+		}
+		in[at] = '\0';
+		const char *region = (x >> 30) & 1 ? regions[(x >> 32) % 16] : NULL;
+		wrong += differs(in, region);
+		char out[HR_PHONE_E164_SIZE];
+		valid += hr_phone_normalize(in, strlen(in), region, out, sizeof out, NULL) == 0;
+	}
+	assert_int_equal(wrong, 0);
+	assert_int_equal(valid, 1381); /* so valid numbers were compared too */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -382,6 +507,7 @@ int main(void)
 	    cmocka_unit_test(test_cases),         cmocka_unit_test(test_input_bound),
 	    cmocka_unit_test(test_bad_arguments), cmocka_unit_test(test_region_known),
 	    cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_fast_path_examples), cmocka_unit_test(test_fast_path_random),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
