@@ -49,28 +49,71 @@ static bool stopping(struct batch_runner *br)
 	return s;
 }
 
-/* One chunk of a started batch's rows into messages. 1 if more rows are
- * left, 0 when the batch is ingested, or an error. *after is the last row
- * a chunk has dealt with: the next chunk reads on from it (reading from
- * the first row each time would step over every row made so far, a scan
- * that grows with the batch: quadratic in all). */
-static int ingest_chunk(struct batch_runner *br, const struct batch *b, int64_t *after)
+/* A chunk of a started batch's rows read and made into messages, ready
+ * for batch_enqueue. */
+struct chunk {
+	struct batch_runner *br;
+	const struct batch *b;
+	int64_t after; /* read rows after this one */
+	struct batch_item *items;
+	struct message *msgs;
+	int64_t *rows;
+	size_t n;
+	int rc;
+	struct hr_err err;
+};
+
+static void chunk_free(struct chunk *c)
 {
+	for (size_t i = 0; i < c->n; i++) {
+		batch_item_clear(&c->items[i]);
+		if (c->msgs)
+			message_clear(&c->msgs[i]);
+	}
+	free(c->items);
+	free(c->msgs);
+	free(c->rows);
+	c->items = NULL;
+	c->msgs = NULL;
+	c->rows = NULL;
+	c->n = 0;
+}
+
+static void *chunk_build(void *arg)
+{
+	struct chunk *c = arg;
+	struct store *st = c->br->s->o.store;
+	hr_err_clear(&c->err);
+	c->rc = st->ops->batch_items(st, c->b->id, BATCH_ITEMS_PENDING, c->after, RUN_CHUNK,
+	                             &c->items, &c->n);
+	if (c->rc)
+		return NULL;
+	c->msgs = calloc(c->n ? c->n : 1, sizeof *c->msgs);
+	c->rows = calloc(c->n ? c->n : 1, sizeof *c->rows);
+	c->rc = c->msgs && c->rows ? api_batch_messages_of(c->br->s, c->b, c->items, c->n, c->msgs,
+	                                                   c->rows, &c->err)
+	                           : HR_ENOMEM;
+	return NULL;
+}
+
+/*
+ * Writes a built chunk (c->rc is its build's result). 1 if more rows are
+ * left, 0 when the batch is ingested, or an error. *after is the last row
+ * dealt with: the next chunk reads on from it (reading from the first row
+ * each time would step over every row made so far, a scan that grows with
+ * the batch: quadratic in all).
+ */
+static int chunk_write(struct chunk *c, int64_t *after)
+{
+	struct batch_runner *br = c->br;
+	const struct batch *b = c->b;
 	struct store *st = br->s->o.store;
-	struct batch_item *items = NULL;
-	size_t n = 0;
-	int rc = st->ops->batch_items(st, b->id, BATCH_ITEMS_PENDING, *after, RUN_CHUNK, &items,
-	                              &n);
-	if (rc)
-		return rc;
-	struct message *msgs = calloc(n ? n : 1, sizeof *msgs);
-	int64_t *rows = calloc(n ? n : 1, sizeof *rows);
-	struct hr_err err = {0};
-	rc = msgs && rows ? api_batch_messages_of(br->s, b, items, n, msgs, rows, &err) : HR_ENOMEM;
 	size_t made = 0;
-	bool last = n < RUN_CHUNK;
+	bool last = c->n < RUN_CHUNK;
+	int rc = c->rc;
+	struct hr_err err = c->err;
 	if (rc == 0)
-		rc = st->ops->batch_enqueue(st, b->id, rows, msgs, n, last, &made, &err);
+		rc = st->ops->batch_enqueue(st, b->id, c->rows, c->msgs, c->n, last, &made, &err);
 	if (rc && rc != HR_EBUSY && rc != HR_EIO) {
 		/* A row that cannot be made now (its account or template went away
 		 * since validation): the batch stops with the reason, rather than
@@ -84,16 +127,8 @@ static int ingest_chunk(struct batch_runner *br, const struct batch *b, int64_t 
 		hr_log(HR_LOG_WARN, "batch", "batch %s: enqueue failed (%s), trying again", b->id,
 		       err.msg);
 	}
-	if (rc == 0 && n)
-		*after = items[n - 1].row;
-	for (size_t i = 0; i < n; i++) {
-		batch_item_clear(&items[i]);
-		if (msgs)
-			message_clear(&msgs[i]);
-	}
-	free(items);
-	free(msgs);
-	free(rows);
+	if (rc == 0 && c->n)
+		*after = c->items[c->n - 1].row;
 	if (rc)
 		return rc;
 	if (made && br->s->o.dispatcher)
@@ -101,8 +136,46 @@ static int ingest_chunk(struct batch_runner *br, const struct batch *b, int64_t 
 	return last ? 0 : 1;
 }
 
-/* Every batch the scan finds, one chunk each in turn, so one large start
- * does not keep a small one waiting. */
+/*
+ * A batch's rows, chunk by chunk, for as long as it has more and nothing
+ * else waits (at most `turns` chunks). The next chunk is read and built on
+ * a helper thread while this one is written: building (JSON, content,
+ * ids) and the store's writer then use both cores, where one after the
+ * other left each idle half the time. The rows the helper reads are past
+ * the ones being written, so neither sees the other's work.
+ */
+static int ingest_turns(struct batch_runner *br, const struct batch *b, int64_t *after,
+                        int turns)
+{
+	struct chunk cur = {.br = br, .b = b, .after = *after};
+	chunk_build(&cur);
+	int rc = 1;
+	while (rc == 1 && turns-- > 0 && !stopping(br)) {
+		struct chunk next = {.br = br, .b = b};
+		pthread_t th;
+		bool ahead = false;
+		if (cur.rc == 0 && cur.n == RUN_CHUNK && turns > 0) {
+			next.after = cur.items[cur.n - 1].row;
+			ahead = pthread_create(&th, NULL, chunk_build, &next) == 0;
+		}
+		rc = chunk_write(&cur, after);
+		if (ahead)
+			pthread_join(th, NULL);
+		chunk_free(&cur);
+		if (!ahead || rc != 1) {
+			chunk_free(&next);
+			break;
+		}
+		cur = next;
+	}
+	chunk_free(&cur);
+	return rc;
+}
+
+#define RUN_TURNS 16 /* chunks of one batch before the next batch's turn */
+
+/* Every batch the scan finds, RUN_TURNS chunks each in turn, so one large
+ * start does not keep a small one waiting. */
 static void ingest_all(struct batch_runner *br)
 {
 	struct store *st = br->s->o.store;
@@ -120,7 +193,7 @@ static void ingest_all(struct batch_runner *br)
 		for (size_t i = 0; i < n && !stopping(br); i++) {
 			if (list[i].ingested)
 				continue;
-			int rc = ingest_chunk(br, &list[i], &after[i]);
+			int rc = ingest_turns(br, &list[i], &after[i], RUN_TURNS);
 			if (rc == 1)
 				any = true;
 			else

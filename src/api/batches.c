@@ -754,6 +754,70 @@ static void items_free(struct batch_item *items, size_t n)
 		free(items[i].params);
 }
 
+/*
+ * Checked rows are stored a chunk at a time on a thread of their own while
+ * the next chunk is read and checked: the store's writer and the reading
+ * then use both cores, where storing in line left the reader waiting for
+ * every commit. One chunk is in flight at most (two buffers).
+ */
+struct put_behind {
+	struct store *st;
+	const char *batch_id;
+	struct batch_item *items;
+	size_t n;
+	pthread_t th;
+	bool running;
+	int rc;
+	struct hr_err err;
+};
+
+static void *put_behind_run(void *arg)
+{
+	struct put_behind *p = arg;
+	p->rc = p->st->ops->batch_items_put(p->st, p->batch_id, p->items, p->n, &p->err);
+	return NULL;
+}
+
+/* Waits for the chunk in flight: its result (0 if none was). */
+static int put_behind_wait(struct put_behind *p, struct hr_err *err)
+{
+	if (!p->running)
+		return 0;
+	pthread_join(p->th, NULL);
+	p->running = false;
+	items_free(p->items, p->n);
+	p->n = 0;
+	if (p->rc)
+		*err = p->err;
+	return p->rc;
+}
+
+/* Hands items[0..n) over (swapping buffers with the helper's) and starts
+ * storing them; *items is then a free buffer. */
+static int put_behind_start(struct put_behind *p, struct batch_item **items, size_t n,
+                            struct hr_err *err)
+{
+	int rc = put_behind_wait(p, err);
+	if (rc)
+		return rc;
+	struct batch_item *t = p->items;
+	p->items = *items;
+	p->n = n;
+	*items = t;
+	hr_err_clear(&p->err);
+	if (pthread_create(&p->th, NULL, put_behind_run, p) != 0) {
+		put_behind_run(p); /* no thread: store it in line */
+		rc = p->rc;
+		if (rc)
+			*err = p->err;
+		items_free(p->items, p->n);
+		p->n = 0;
+		return rc;
+	}
+	p->running = true;
+	return 0;
+}
+
 /* ---------------------------------------------------------------------------
  * Where the rows come from: a JSON array, or an uploaded .xlsx/.csv read as
  * a stream (the first row with a value holds the column names).
@@ -964,11 +1028,12 @@ static void post_run(struct post_job *job)
 	struct vctx *v = calloc(1, sizeof *v);
 	struct rowsrc *rs = calloc(1, sizeof *rs);
 	struct batch_item *items = calloc(BATCH_CHUNK, sizeof *items);
+	struct put_behind put = {.st = st, .items = calloc(BATCH_CHUNK, sizeof *items)};
 	struct upload up = {.errors = json_array()};
 	struct batch b = {0};
 	size_t nit = 0;
 	bool created = false;
-	int rc = v && rs && items && up.errors ? 0 : HR_ENOMEM;
+	int rc = v && rs && items && put.items && up.errors ? 0 : HR_ENOMEM;
 	const char *key, *name = NULL, *unit = NULL;
 	json_t *x;
 	if (rc == 0)
@@ -1063,10 +1128,20 @@ static void post_run(struct post_job *job)
 			break;
 		upload_note(&up, &items[nit]);
 		if (++nit == BATCH_CHUNK) {
+			put.batch_id = b.id;
 			if (!dry)
-				rc = st->ops->batch_items_put(st, b.id, items, nit, &err);
-			items_free(items, nit);
+				rc = put_behind_start(&put, &items, nit, &err);
+			else
+				items_free(items, nit);
 			nit = 0;
+		}
+	}
+	{
+		struct hr_err e2 = {0};
+		int prc = put_behind_wait(&put, &e2);
+		if (rc == 0 && prc) {
+			rc = prc;
+			err = e2;
 		}
 	}
 	if (rc == 0 && nit && !dry)
@@ -1101,6 +1176,7 @@ static void post_run(struct post_job *job)
 	free(v);
 	free(rs);
 	free(items);
+	free(put.items);
 	char id[HR_ID_LEN + 1];
 	hr_strlcpy(id, b.id, sizeof id);
 	batch_clear(&b);
