@@ -198,9 +198,9 @@ struct message {
 	int segments; /* SMS segments (core/segments.h); 0 on other channels */
 	/* Where status changes and replies of this message are POSTed (the
 	 * client's callback URL, the most specific of message, batch and tenant,
-	 * fixed at accept). Inserts only, borrowed (reads leave it NULL, and
-	 * message_clear does not free it). NULL or "": no callbacks. */
-	const char *callback_url;
+	 * fixed at accept). Written by inserts, heap (message_clear frees it);
+	 * reads leave it NULL. NULL or "": no callbacks. */
+	char *callback_url;
 };
 
 void message_clear(struct message *m); /* frees content/body, zeroes */

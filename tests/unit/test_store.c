@@ -4316,7 +4316,7 @@ static void cb_sent_msg(struct store *st, const char *account, const char *url, 
 	struct message m, c;
 	int64_t now = hr_now_us();
 	mk_msg(&m, "t1", account, 0, now - SEC);
-	m.callback_url = url;
+	m.callback_url = (char *)url; /* borrowed: m is never cleared */
 	assert_int_equal(st->ops->message_insert(st, &m, 1, NULL, NULL, NULL), 0);
 	size_t n;
 	assert_int_equal(st->ops->claim(st, account, now + SEC, 30 * SEC, 1, &c, &n), 0);
