@@ -140,6 +140,7 @@ enum MHD_Result api_callbacks_list(struct api_req *r)
 	rc = st->ops->callback_list(st, r->tenant, state, before, limit, &v, &n, &more);
 	if (rc)
 		return api_fail(r, rc, NULL);
+	int64_t last = n ? v[n - 1].id : 0;
 	json_t *data = json_array();
 	for (size_t i = 0; i < n; i++) {
 		if (data && json_array_append_new(data, row_json(&v[i])) != 0) {
@@ -148,7 +149,7 @@ enum MHD_Result api_callbacks_list(struct api_req *r)
 		}
 		callback_row_clear(&v[i]);
 	}
-	json_t *next = more && n ? json_sprintf("%lld", (long long)v[n - 1].id) : json_null();
+	json_t *next = more && n ? json_sprintf("%lld", (long long)last) : json_null();
 	free(v);
 	if (!data) {
 		json_decref(next);

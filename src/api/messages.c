@@ -206,6 +206,12 @@ static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *
 		}
 	}
 
+	/* Where its callbacks go (checked before the account, so the answer
+	 * names callback_url whatever else is wrong). */
+	if ((rc = api_callback_url(s, pc->tenant, json_object_get(o, "callback_url"),
+	                           "callback_url", pc->callback_url, &m->callback_url, err)))
+		return rc;
+
 	struct channel_account *acct = NULL;
 	rc = resolve_account(s, pc->tenant, channel, json_string_value(jacc), &acct, err);
 	if (rc != 0 || !acct)
@@ -232,10 +238,6 @@ static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *
 			return rc;
 		m->segments = si.segments;
 	}
-
-	if ((rc = api_callback_url(s, pc->tenant, json_object_get(o, "callback_url"),
-	                           "callback_url", pc->callback_url, &m->callback_url, err)))
-		return rc;
 
 	hr_id_new(m->id);
 	hr_strlcpy(m->tenant_id, pc->tenant, sizeof m->tenant_id);

@@ -1,5 +1,6 @@
 /*
- * test_callbacks.c - callbacks to client systems (webhooks/callbacks.h):
+ * test_callback_sender.c - callbacks to client systems (webhooks/callbacks.h;
+ * the end-to-end test is tests/integration/test_callbacks.c):
  * the signature against a vector computed by another implementation, the
  * retry schedule, the body, the URL rules, the tenants' settings, and the
  * sender against a store and a receiver of its own (order per message,
