@@ -40,10 +40,11 @@ int api_callback_url(const struct api_server *s, const char *tenant, json_t *giv
 		if (rc)
 			return rc;
 		if (!t || !t->secret)
-			return hr_fail(err, HR_EINVAL, field,
-			               "%s: this tenant has no callback secret to sign callbacks with "
-			               "(the operator sets tenants[].callback_secret)",
-			               field);
+			return hr_fail(
+			    err, HR_EINVAL, field,
+			    "%s: this tenant has no callback secret to sign callbacks with "
+			    "(the operator sets tenants[].callback_secret)",
+			    field);
 	} else if (fallback && *fallback) {
 		url = fallback;
 	} else if (t && t->url) {
@@ -68,9 +69,8 @@ static json_t *row_json(const struct callback_row *c)
 	                 "event", c->event, "attempts", c->attempts, "last_http_status",
 	                 c->last_http ? json_integer(c->last_http) : json_null(), "last_error",
 	                 c->last_error[0] ? json_string(c->last_error) : json_null(), "updated_at",
-	                 upd, "next_try_at",
-	                 c->state == CB_PENDING ? json_string(nt) : json_null(), "delivered_at",
-	                 c->delivered_at ? json_string(dl) : json_null(), "payload",
+	                 upd, "next_try_at", c->state == CB_PENDING ? json_string(nt) : json_null(),
+	                 "delivered_at", c->delivered_at ? json_string(dl) : json_null(), "payload",
 	                 payload ? payload : json_null());
 }
 
@@ -184,9 +184,8 @@ enum MHD_Result api_callback_replay(struct api_req *r)
 	int rc = st->ops->callback_replay(st, r->tenant, id, 0, &n, &err);
 	if (rc)
 		return api_fail(r, rc, &err);
-	return api_respond_json(r, 202, json_pack("{s:I, s:I}", "replayed", (json_int_t)n, "id",
-	                                          (json_int_t)id),
-	                        NULL);
+	return api_respond_json(
+	    r, 202, json_pack("{s:I, s:I}", "replayed", (json_int_t)n, "id", (json_int_t)id), NULL);
 }
 
 enum MHD_Result api_callbacks_replay(struct api_req *r)
@@ -209,8 +208,6 @@ enum MHD_Result api_callbacks_replay(struct api_req *r)
 	rc = st->ops->callback_replay(st, r->tenant, 0, limit, &n, &err);
 	if (rc)
 		return api_fail(r, rc, &err);
-	return api_respond_json(r, 202,
-	                        json_pack("{s:I, s:b}", "replayed", (json_int_t)n, "more",
-	                                  n == limit),
-	                        NULL);
+	return api_respond_json(
+	    r, 202, json_pack("{s:I, s:b}", "replayed", (json_int_t)n, "more", n == limit), NULL);
 }

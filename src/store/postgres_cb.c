@@ -300,8 +300,8 @@ static int run_cb_replay(void *be, struct wr_job *j)
 	return 0;
 }
 
-int pg_callback_replay(struct store *st, const char *tenant_id, int64_t id, int limit,
-                       int64_t *n, struct hr_err *err)
+int pg_callback_replay(struct store *st, const char *tenant_id, int64_t id, int limit, int64_t *n,
+                       struct hr_err *err)
 {
 	if (n)
 		*n = 0;
@@ -318,9 +318,10 @@ int pg_callback_replay(struct store *st, const char *tenant_id, int64_t id, int 
 		if (rc == HR_ENOTFOUND)
 			hr_fail(err, rc, "id", "no callback %lld", (long long)id);
 		else if (rc == 0)
-			rc = hr_fail(err, HR_ECONFLICT, "state",
-			             "callback %lld is still pending: it is sent as soon as it is due",
-			             (long long)id);
+			rc = hr_fail(
+			    err, HR_ECONFLICT, "state",
+			    "callback %lld is still pending: it is sent as soon as it is due",
+			    (long long)id);
 		callback_row_clear(&r);
 	}
 	if (rc == 0 && n)
@@ -410,7 +411,8 @@ int pg_callback_get(struct store *st, const char *tenant_id, int64_t id, struct 
 	if (tenant_id) {
 		pp_text(&p, tenant_id);
 		rc = pg_read((struct pg_store *)st, P_CB_GET, -1,
-		             "SELECT " CB_COLS " FROM callback_outbox WHERE id = $1 AND tenant_id = $2",
+		             "SELECT " CB_COLS
+		             " FROM callback_outbox WHERE id = $1 AND tenant_id = $2",
 		             &p, &r);
 	} else {
 		rc = pg_read((struct pg_store *)st, P_CB_GET_ANY, -1,

@@ -109,23 +109,28 @@ int sq_tx_callback_add(struct sq_store *s, const struct lc_callback *c, int64_t 
 	 * this transaction left them; no URL, no row. */
 	sqlite3_stmt *st =
 	    c->message_id
-	        ? sq_wstmt(s, W_CB_ADD_MSG,
-	                   "INSERT INTO callback_outbox(tenant_id, message_id, batch_id, url, event,"
-	                   " status, prev_status, provider_id, error_code, error_text, detail,"
-	                   " occurred_at, next_try_at, updated_at)"
-	                   " SELECT tenant_id, id, batch_id, callback_url, ?2, ?3, ?4, provider_id,"
-	                   " error_code, error_text, ?5, ?6, ?6, ?6 FROM message"
-	                   " WHERE id = ?1 AND callback_url IS NOT NULL")
-	        : sq_wstmt(s, W_CB_ADD_TENANT,
-	                   "INSERT INTO callback_outbox(tenant_id, message_id, batch_id, url, event,"
-	                   " status, prev_status, provider_id, error_code, error_text, detail,"
-	                   " occurred_at, next_try_at, updated_at)"
-	                   " SELECT t.id, NULL, NULL, t.callback_url, ?2, ?3, ?4, NULL, NULL, NULL,"
-	                   " ?5, ?6, ?6, ?6 FROM channel_account a JOIN tenant t"
-	                   " ON t.id = a.tenant_id WHERE a.id = ?1 AND t.callback_url IS NOT NULL");
+	        ? sq_wstmt(
+	              s, W_CB_ADD_MSG,
+	              "INSERT INTO callback_outbox(tenant_id, message_id, batch_id, url, event,"
+	              " status, prev_status, provider_id, error_code, error_text, detail,"
+	              " occurred_at, next_try_at, updated_at)"
+	              " SELECT tenant_id, id, batch_id, callback_url, ?2, ?3, ?4, provider_id,"
+	              " error_code, error_text, ?5, ?6, ?6, ?6 FROM message"
+	              " WHERE id = ?1 AND callback_url IS NOT NULL")
+	        : sq_wstmt(
+	              s, W_CB_ADD_TENANT,
+	              "INSERT INTO callback_outbox(tenant_id, message_id, batch_id, url, event,"
+	              " status, prev_status, provider_id, error_code, error_text, detail,"
+	              " occurred_at, next_try_at, updated_at)"
+	              " SELECT t.id, NULL, NULL, t.callback_url, ?2, ?3, ?4, NULL, NULL, NULL,"
+	              " ?5, ?6, ?6, ?6 FROM channel_account a JOIN tenant t"
+	              " ON t.id = a.tenant_id WHERE a.id = ?1 AND t.callback_url IS NOT NULL");
 	if (!st)
 		return sq_fail(s->wdb, SQLITE_ERROR, err, "callback_outbox");
-	sqlite3_bind_text(st, 1, c->message_id ? c->message_id : c->account_id ? c->account_id : "",
+	sqlite3_bind_text(st, 1,
+	                  c->message_id   ? c->message_id
+	                  : c->account_id ? c->account_id
+	                                  : "",
 	                  -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, c->event, -1, SQLITE_STATIC);
 	if (c->status >= 0)
@@ -237,12 +242,13 @@ static int run_cb_done(void *be, struct wr_job *j)
 	int64_t now = hr_now_us();
 	for (size_t i = 0; i < a->n; i++) {
 		const struct callback_outcome *o = &a->o[i];
-		sqlite3_stmt *st = sq_wstmt(
-		    s, W_CB_DONE,
-		    "UPDATE callback_outbox SET state = ?3, next_try_at = iif(?3 = 0, ?4, next_try_at),"
-		    " lease_until = 0, last_http = ?5, last_error = ?6,"
-		    " delivered_at = iif(?3 = 1, ?7, delivered_at), updated_at = ?7"
-		    " WHERE id = ?1 AND state = 0 AND attempts = ?2");
+		sqlite3_stmt *st =
+		    sq_wstmt(s, W_CB_DONE,
+		             "UPDATE callback_outbox SET state = ?3, next_try_at = iif(?3 = 0, ?4, "
+		             "next_try_at),"
+		             " lease_until = 0, last_http = ?5, last_error = ?6,"
+		             " delivered_at = iif(?3 = 1, ?7, delivered_at), updated_at = ?7"
+		             " WHERE id = ?1 AND state = 0 AND attempts = ?2");
 		if (!st)
 			return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "callback_outbox");
 		char why[sizeof o->error];
@@ -295,21 +301,23 @@ static int run_cb_replay(void *be, struct wr_job *j)
 	int64_t now = hr_now_us();
 	sqlite3_stmt *st;
 	if (a->id > 0) {
-		st = sq_wstmt(s, W_CB_REPLAY_ONE,
-		              "UPDATE callback_outbox SET state = 0, attempts = 0, next_try_at = ?3,"
-		              " lease_until = 0, updated_at = ?3"
-		              " WHERE id = ?1 AND tenant_id = ?2 AND state <> 0");
+		st =
+		    sq_wstmt(s, W_CB_REPLAY_ONE,
+		             "UPDATE callback_outbox SET state = 0, attempts = 0, next_try_at = ?3,"
+		             " lease_until = 0, updated_at = ?3"
+		             " WHERE id = ?1 AND tenant_id = ?2 AND state <> 0");
 		if (!st)
 			return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "callback_outbox");
 		sqlite3_bind_int64(st, 1, a->id);
 		sqlite3_bind_text(st, 2, a->tenant_id, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, now);
 	} else {
-		st = sq_wstmt(s, W_CB_REPLAY_DEAD,
-		              "UPDATE callback_outbox SET state = 0, attempts = 0, next_try_at = ?3,"
-		              " lease_until = 0, updated_at = ?3"
-		              " WHERE id IN (SELECT id FROM callback_outbox"
-		              "  WHERE tenant_id = ?1 AND state = 2 ORDER BY id LIMIT ?2)");
+		st =
+		    sq_wstmt(s, W_CB_REPLAY_DEAD,
+		             "UPDATE callback_outbox SET state = 0, attempts = 0, next_try_at = ?3,"
+		             " lease_until = 0, updated_at = ?3"
+		             " WHERE id IN (SELECT id FROM callback_outbox"
+		             "  WHERE tenant_id = ?1 AND state = 2 ORDER BY id LIMIT ?2)");
 		if (!st)
 			return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "callback_outbox");
 		sqlite3_bind_text(st, 1, a->tenant_id, -1, SQLITE_STATIC);
@@ -322,8 +330,8 @@ static int run_cb_replay(void *be, struct wr_job *j)
 	return rc;
 }
 
-int sq_callback_replay(struct store *st, const char *tenant_id, int64_t id, int limit,
-                       int64_t *n, struct hr_err *err)
+int sq_callback_replay(struct store *st, const char *tenant_id, int64_t id, int limit, int64_t *n,
+                       struct hr_err *err)
 {
 	if (n)
 		*n = 0;
@@ -341,9 +349,10 @@ int sq_callback_replay(struct store *st, const char *tenant_id, int64_t id, int 
 		if (rc == HR_ENOTFOUND)
 			hr_fail(err, rc, "id", "no callback %lld", (long long)id);
 		else if (rc == 0)
-			rc = hr_fail(err, HR_ECONFLICT, "state",
-			             "callback %lld is still pending: it is sent as soon as it is due",
-			             (long long)id);
+			rc = hr_fail(
+			    err, HR_ECONFLICT, "state",
+			    "callback %lld is still pending: it is sent as soon as it is due",
+			    (long long)id);
 		if (rc != HR_ENOTFOUND)
 			callback_row_clear(&r);
 	}
@@ -437,11 +446,12 @@ int sq_callback_get(struct store *st, const char *tenant_id, int64_t id, struct 
 	int rc = sq_reader_get(s, &r);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q =
-	    tenant_id ? sq_rstmt(r, R_CB_GET,
-	                         "SELECT " CB_COLS " FROM callback_outbox WHERE id = ?1"
-	                         " AND tenant_id = ?2")
-	              : sq_rstmt(r, R_CB_GET_ANY, "SELECT " CB_COLS " FROM callback_outbox WHERE id = ?1");
+	sqlite3_stmt *q = tenant_id
+	                      ? sq_rstmt(r, R_CB_GET,
+	                                 "SELECT " CB_COLS " FROM callback_outbox WHERE id = ?1"
+	                                 " AND tenant_id = ?2")
+	                      : sq_rstmt(r, R_CB_GET_ANY,
+	                                 "SELECT " CB_COLS " FROM callback_outbox WHERE id = ?1");
 	if (!q) {
 		sq_reader_put(s, r);
 		return HR_EIO;

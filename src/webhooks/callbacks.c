@@ -56,9 +56,9 @@ int callback_policy_init(struct callback_policy *p, json_t *cfg, struct hr_err *
 			char f[64];
 			snprintf(f, sizeof f, "callbacks.allowed_origins[%zu]", i);
 			callback_policy_clear(p);
-			return hr_fail(err, HR_EINVAL, f,
-			               "%s must be an http(s) origin such as \"http://127.0.0.1:9090\"",
-			               f);
+			return hr_fail(
+			    err, HR_EINVAL, f,
+			    "%s must be an http(s) origin such as \"http://127.0.0.1:9090\"", f);
 		}
 		p->norigins++;
 	}
@@ -83,10 +83,11 @@ int callback_url_check(const struct callback_policy *p, const char *url, const c
 		               CALLBACK_URL_MAX);
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)url[i] <= 0x20 || (unsigned char)url[i] >= 0x7f)
-			return hr_fail(err, HR_EINVAL, field,
-			               "%s must not contain spaces, control or non-ASCII characters "
-			               "(percent-encode them)",
-			               field);
+			return hr_fail(
+			    err, HR_EINVAL, field,
+			    "%s must not contain spaces, control or non-ASCII characters "
+			    "(percent-encode them)",
+			    field);
 	if (channel_url_origin(url, origin, sizeof origin) != 0 || strchr(url, '#'))
 		return hr_fail(err, HR_EINVAL, field,
 		               "%s must be an absolute https:// URL with a host, without "
@@ -104,8 +105,8 @@ int callback_url_check(const struct callback_policy *p, const char *url, const c
  * Body, signature, schedule.
  * ------------------------------------------------------------------------- */
 
-void callback_sign(const char *secret, size_t secret_len, int64_t t, const char *body,
-                   size_t len, char out[96])
+void callback_sign(const char *secret, size_t secret_len, int64_t t, const char *body, size_t len,
+                   char out[96])
 {
 	char head[32];
 	int hl = snprintf(head, sizeof head, "%lld.", (long long)t);
@@ -148,18 +149,20 @@ char *callback_body(const struct callback_row *r)
 	bad |= json_object_set_new(o, "message_id", str_or_null(r->message_id));
 	bad |= json_object_set_new(o, "batch_id", str_or_null(r->batch_id));
 	if (r->status >= 0) {
-		bad |= json_object_set_new(o, "status",
-		                           json_string(msg_status_name((enum msg_status)r->status)));
+		bad |= json_object_set_new(
+		    o, "status", json_string(msg_status_name((enum msg_status)r->status)));
 		bad |= json_object_set_new(
 		    o, "previous_status",
-		    r->prev_status >= 0 ? json_string(msg_status_name((enum msg_status)r->prev_status))
-		                        : json_null());
+		    r->prev_status >= 0
+		        ? json_string(msg_status_name((enum msg_status)r->prev_status))
+		        : json_null());
 	}
 	bad |= json_object_set_new(o, "provider_id", str_or_null(r->provider_id));
 	if (status_is_failure(r->status) && (r->error_code[0] || r->error_text[0]))
-		bad |= json_object_set_new(o, "error",
-		                           json_pack("{s:o, s:o}", "code", str_or_null(r->error_code),
-		                                     "text", str_or_null(r->error_text)));
+		bad |=
+		    json_object_set_new(o, "error",
+		                        json_pack("{s:o, s:o}", "code", str_or_null(r->error_code),
+		                                  "text", str_or_null(r->error_text)));
 	bad |= json_object_set_new(o, "occurred_at", json_string(at));
 	if (r->detail) {
 		json_t *d = json_loads(r->detail, 0, NULL);
@@ -208,7 +211,7 @@ struct cb_req {
 	struct curl_slist *headers;
 	struct callback_row row;
 	char *body;
-	bool listed; /* the URL's origin is in callbacks.allowed_origins */
+	bool listed;  /* the URL's origin is in callbacks.allowed_origins */
 	bool blocked; /* refused: the address is loopback/private and not listed */
 };
 
@@ -321,8 +324,9 @@ static void outcome(struct callbacks *c, const struct callback_row *row, enum ca
 	if (s == CB_DEAD || row->attempts >= c->o.max_attempts) {
 		o->state = CB_DEAD;
 		metrics_callback(M_CB_DEAD, 1);
-		hr_log(HR_LOG_WARN, "callbacks", "callback %lld to tenant %s dead after %d attempts: %s",
-		       (long long)row->id, row->tenant_id, row->attempts, o->error);
+		hr_log(HR_LOG_WARN, "callbacks",
+		       "callback %lld to tenant %s dead after %d attempts: %s", (long long)row->id,
+		       row->tenant_id, row->attempts, o->error);
 		return;
 	}
 	o->state = CB_PENDING;
@@ -336,7 +340,8 @@ static void start(struct callbacks *c, struct callback_row *row)
 	struct hr_err err = {0};
 	const struct callback_tenant *t = tenant_of(c, row->tenant_id);
 	if (!t || !t->secret) {
-		outcome(c, row, CB_DEAD, 0, "the tenant has no callbacks.callback_secret configured");
+		outcome(c, row, CB_DEAD, 0,
+		        "the tenant has no callbacks.callback_secret configured");
 		callback_row_clear(row);
 		return;
 	}
@@ -376,10 +381,8 @@ static void start(struct callbacks *c, struct callback_row *row)
 			h = n;
 		}
 		r->headers = h;
-		struct http_req hr = {.url = r->row.url,
-		                      .headers = r->headers,
-		                      .body = r->body,
-		                      .body_len = blen};
+		struct http_req hr = {
+		    .url = r->row.url, .headers = r->headers, .body = r->body, .body_len = blen};
 		if (rc == 0 && !(r->easy = curl_easy_init()))
 			rc = HR_ENOMEM;
 		if (rc == 0)
@@ -389,7 +392,8 @@ static void start(struct callbacks *c, struct callback_row *row)
 		     curl_easy_setopt(r->easy, CURLOPT_PREREQFUNCTION, prereq) != CURLE_OK ||
 		     curl_easy_setopt(r->easy, CURLOPT_PREREQDATA, r) != CURLE_OK ||
 		     curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r) != CURLE_OK ||
-		     curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "Herald-Callbacks/1") != CURLE_OK))
+		     curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "Herald-Callbacks/1") !=
+		         CURLE_OK))
 			rc = HR_EINTERNAL;
 		if (rc == 0 && curl_multi_add_handle(c->multi, r->easy) != CURLM_OK)
 			rc = HR_EINTERNAL;
@@ -432,8 +436,8 @@ static void finished(struct callbacks *c, CURL *easy, CURLcode res)
 			snprintf(why, sizeof why, "%s", curl_easy_strerror(res));
 		else
 			snprintf(why, sizeof why, "HTTP %ld", code);
-		outcome(c, &r->row, r->blocked ? CB_DEAD : CB_PENDING, res == CURLE_OK ? (int)code : 0,
-		        why);
+		outcome(c, &r->row, r->blocked ? CB_DEAD : CB_PENDING,
+		        res == CURLE_OK ? (int)code : 0, why);
 	}
 	curl_multi_remove_handle(c->multi, easy);
 	for (int i = 0; i < c->o.max_in_flight; i++)
@@ -517,7 +521,8 @@ static void *sender_main(void *arg)
 		if (now >= next_claim) {
 			int got = claim(c);
 			/* A full claim: there may be more at once. */
-			next_claim = got > 0 && c->inflight < c->o.max_in_flight ? now : now + c->o.poll_us;
+			next_claim =
+			    got > 0 && c->inflight < c->o.max_in_flight ? now : now + c->o.poll_us;
 		}
 		int running = 0;
 		curl_multi_perform(c->multi, &running);
@@ -565,7 +570,8 @@ int callbacks_start(struct store *st, const struct callback_opts *o,
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	}
 	curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)c->o.max_in_flight);
-	curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)c->o.max_in_flight_per_url);
+	curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+	                  (long)c->o.max_in_flight_per_url);
 	if (pthread_create(&c->thread, NULL, sender_main, c) != 0) {
 		callbacks_stop(c);
 		return hr_fail(err, HR_EINTERNAL, NULL, "cannot start the callback sender");
@@ -633,13 +639,15 @@ int callback_tenants_load(json_t *cfg, const struct channel_policy *ns,
 			break;
 		}
 		hr_strlcpy(v[i].id, id, sizeof v[i].id);
-		json_t *ju = json_object_get(t, "callback_url"), *js = json_object_get(t, "callback_secret");
+		json_t *ju = json_object_get(t, "callback_url"),
+		       *js = json_object_get(t, "callback_secret");
 		snprintf(f, sizeof f, "tenants[%zu].callback_secret", i);
 		if (js && !json_is_null(js)) {
 			const char *ref = json_string_value(js);
 			const struct channel_tenant_ns *tn = channel_policy_ns(ns, id);
 			if (!ref) {
-				rc = hr_fail(err, HR_EINVAL, f, "%s must be an env: or file: reference", f);
+				rc = hr_fail(err, HR_EINVAL, f,
+				             "%s must be an env: or file: reference", f);
 				break;
 			}
 			/* The tenant's own namespace, as for the accounts it creates:
@@ -662,9 +670,10 @@ int callback_tenants_load(json_t *cfg, const struct channel_policy *ns,
 			if ((rc = callback_url_check(p, url, f, err)))
 				break;
 			if (!v[i].secret) {
-				rc = hr_fail(err, HR_EINVAL, f,
-				             "%s needs tenants[%zu].callback_secret to sign callbacks with",
-				             f, i);
+				rc = hr_fail(
+				    err, HR_EINVAL, f,
+				    "%s needs tenants[%zu].callback_secret to sign callbacks with",
+				    f, i);
 				break;
 			}
 			if (!(v[i].url = strdup(url))) {

@@ -53,8 +53,8 @@ int callback_url_check(const struct callback_policy *p, const char *url, const c
 
 /* The Herald-Signature header's value for body sent at unix time t:
  * "t=<t>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>". out needs 96 bytes. */
-void callback_sign(const char *secret, size_t secret_len, int64_t t, const char *body,
-                   size_t len, char out[96]);
+void callback_sign(const char *secret, size_t secret_len, int64_t t, const char *body, size_t len,
+                   char out[96]);
 
 /* The JSON body of a row (caller frees), or NULL when memory ran out. Keys:
  * id, type, tenant, message_id, batch_id, status, previous_status,

@@ -53,7 +53,7 @@ struct rx {
 	atomic_int status; /* the answer; 0: hold the request until the client gives up */
 	atomic_int requests, held, most_held, bad_sig;
 	pthread_mutex_t lock;
-	int n;             /* 2xx answers recorded */
+	int n; /* 2xx answers recorded */
 	char *body[RX_MAX];
 };
 
@@ -176,7 +176,8 @@ static void *rx_main(void *arg)
 		struct rx_conn *k = malloc(sizeof *k);
 		pthread_t t;
 		atomic_fetch_add(&rx_threads, 1);
-		if (!k || (*k = (struct rx_conn){r, c}, pthread_create(&t, NULL, rx_conn_main, k))) {
+		if (!k ||
+		    (*k = (struct rx_conn){r, c}, pthread_create(&t, NULL, rx_conn_main, k))) {
 			atomic_fetch_sub(&rx_threads, 1);
 			close(c);
 			free(k);
@@ -293,7 +294,8 @@ static char *send_one(int i, const char *callback_url)
 		         i, i, callback_url);
 	else
 		snprintf(body, sizeof body,
-		         "{\"channel\":\"whatsapp\",\"to\":\"+44 7911 %06d\",\"text\":\"cb %d\"}", i, i);
+		         "{\"channel\":\"whatsapp\",\"to\":\"+44 7911 %06d\",\"text\":\"cb %d\"}",
+		         i, i);
 	struct resp r = api_post(&W, "/v1/messages", body);
 	assert_int_equal(r.status, 202);
 	char *id = strdup(json_string_value(json_object_get(r.json, "id")));
@@ -373,7 +375,8 @@ static void test_down_then_back(void **state)
 		for (int k = 0; k < i; k++)
 			assert_true(seen[k] != id);
 		seen[i] = id;
-		assert_string_equal(json_string_value(json_object_get(b, "type")), "message.status");
+		assert_string_equal(json_string_value(json_object_get(b, "type")),
+		                    "message.status");
 		assert_string_equal(json_string_value(json_object_get(b, "tenant")), "acme");
 		const char *mid = json_string_value(json_object_get(b, "message_id"));
 		const char *st = json_string_value(json_object_get(b, "status"));
@@ -382,7 +385,10 @@ static void test_down_then_back(void **state)
 			if (strcmp(ids[k], mid) == 0)
 				m = k;
 		assert_true(m >= 0);
-		int s = !strcmp(st, "sent") ? 0 : !strcmp(st, "delivered") ? 1 : !strcmp(st, "read") ? 2 : -1;
+		int s = !strcmp(st, "sent")        ? 0
+		        : !strcmp(st, "delivered") ? 1
+		        : !strcmp(st, "read")      ? 2
+		                                   : -1;
 		assert_true(s >= 0);
 		assert_int_equal(order[m][s], -1);
 		order[m][s] = i;
@@ -479,8 +485,8 @@ static void test_isolation_and_url_rules(void **state)
 	snprintf(url, sizeof url, "%s/v1/callbacks?status=delivered&limit=1", W.api);
 	struct resp r = http("GET", url, W.key, NULL, NULL);
 	assert_int_equal(r.status, 200);
-	json_int_t rid =
-	    json_integer_value(json_object_get(json_array_get(json_object_get(r.json, "data"), 0), "id"));
+	json_int_t rid = json_integer_value(
+	    json_object_get(json_array_get(json_object_get(r.json, "data"), 0), "id"));
 	assert_true(rid > 0);
 	resp_free(&r);
 
@@ -505,9 +511,9 @@ static void test_isolation_and_url_rules(void **state)
 
 	/* URLs: not allowed origins, userinfo, plain http elsewhere; and a
 	 * tenant without a secret. Each a 422 naming callback_url. */
-	static const char *const bad[] = {
-	    "http://example.com/cb", "https://user:pw@example.com/cb", "ftp://example.com/",
-	    "http://127.0.0.1:1/not-listed", "not a url"};
+	static const char *const bad[] = {"http://example.com/cb", "https://user:pw@example.com/cb",
+	                                  "ftp://example.com/", "http://127.0.0.1:1/not-listed",
+	                                  "not a url"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		json_t *req = json_pack("{s:s, s:s, s:s, s:s}", "channel", "whatsapp", "to",
 		                        "+447911000001", "text", "x", "callback_url", bad[i]);

@@ -39,7 +39,8 @@ static void test_sign_vector(void **state)
 	char out[96];
 	callback_sign("whsec_test_secret", 17, 1700000000, body, strlen(body), out);
 	assert_string_equal(
-	    out, "t=1700000000,v1=c3db7c6a72af0ead1fd3c722f7252bc2c97437db775da71235b324c84e0caf16");
+	    out,
+	    "t=1700000000,v1=c3db7c6a72af0ead1fd3c722f7252bc2c97437db775da71235b324c84e0caf16");
 	/* Another time or one byte more of body: another signature. */
 	callback_sign("whsec_test_secret", 17, 1700000001, body, strlen(body), out);
 	assert_null(strstr(out, "c3db7c6a72af0ead"));
@@ -60,8 +61,8 @@ static void test_backoff_schedule(void **state)
 		int attempts;
 		int64_t lo, hi;
 	} t[] = {
-	    {0, 500000, 1000000},    {1, 500000, 1000000},    {2, 1000000, 2000000},
-	    {3, 2000000, 4000000},   {6, 16000000, 32000000}, {7, 30000000, 60000000},
+	    {0, 500000, 1000000},    {1, 500000, 1000000},      {2, 1000000, 2000000},
+	    {3, 2000000, 4000000},   {6, 16000000, 32000000},   {7, 30000000, 60000000},
 	    {8, 30000000, 60000000}, {500, 30000000, 60000000},
 	};
 	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
@@ -280,8 +281,8 @@ static void rx_serve(struct rx *r, int c)
 		pthread_mutex_unlock(&r->lock);
 	}
 	char resp[128];
-	int n = snprintf(resp, sizeof resp, "HTTP/1.1 %d X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-	                 st);
+	int n = snprintf(resp, sizeof resp,
+	                 "HTTP/1.1 %d X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", st);
 	(void)!send(c, resp, (size_t)n, MSG_NOSIGNAL);
 }
 
@@ -392,8 +393,7 @@ static void sender_setup(struct sender_fx *f, const char *url, int nmsg, char id
 	char origin[64];
 	json_t *cfg = json_object();
 	snprintf(origin, sizeof origin, "%.*s", (int)(strchr(url + 7, '/') - url), url);
-	json_object_set_new(cfg, "callbacks",
-	                    json_pack("{s:[s]}", "allowed_origins", origin));
+	json_object_set_new(cfg, "callbacks", json_pack("{s:[s]}", "allowed_origins", origin));
 	assert_int_equal(callback_policy_init(&f->pol, cfg, &err), 0);
 	json_decref(cfg);
 	strcpy(f->t.id, "t1");
@@ -493,7 +493,8 @@ static void test_sender_retry_then_deliver(void **state)
 	struct callback_row *v;
 	size_t n;
 	bool more;
-	assert_int_equal(f.st->ops->callback_list(f.st, "t1", CB_DELIVERED, 0, 100, &v, &n, &more), 0);
+	assert_int_equal(f.st->ops->callback_list(f.st, "t1", CB_DELIVERED, 0, 100, &v, &n, &more),
+	                 0);
 	assert_int_equal(n, 4);
 	for (size_t i = 0; i < n; i++) {
 		assert_true(v[i].attempts >= 1);
