@@ -196,6 +196,11 @@ struct message {
 	char error_code[HR_ERRCODE_MAX];
 	char error_text[HR_ERRTEXT_MAX];
 	int segments; /* SMS segments (core/segments.h); 0 on other channels */
+	/* Where status changes and replies of this message are POSTed (the
+	 * client's callback URL, the most specific of message, batch and tenant,
+	 * fixed at accept). Written by inserts, heap (message_clear frees it);
+	 * reads leave it NULL. NULL or "": no callbacks. */
+	char *callback_url;
 };
 
 void message_clear(struct message *m); /* frees content/body, zeroes */

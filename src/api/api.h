@@ -15,6 +15,7 @@
 #include "dispatch/dispatch.h"
 #include "store/store.h"
 #include "webhooks/applier.h"
+#include "webhooks/callbacks.h"
 
 struct api_server;
 
@@ -61,6 +62,11 @@ struct api_opts {
 	 * provider origins only. */
 	struct account_set *accounts;
 	struct dispatcher *dispatcher; /* may be NULL (api-only role) */
+	/* Callbacks to client systems (webhooks/callbacks.h): which URLs a
+	 * tenant may name and each tenant's URL and secret; borrowed. */
+	const struct callback_policy *callback_policy;
+	const struct callback_tenant *callback_tenants;
+	size_t ncallback_tenants;
 	struct applier *applier;       /* may be NULL */
 };
 void api_opts_default(struct api_opts *o);

@@ -76,6 +76,10 @@ enum api_route {
 	ROUTE_BATCH_EVENTS,   /* GET /v1/batches/{id}/events: Server-Sent Events */
 	ROUTE_BATCH_EXPORT_CSV,  /* GET /v1/batches/{id}/export.csv */
 	ROUTE_BATCH_EXPORT_XLSX, /* GET /v1/batches/{id}/export.xlsx */
+	ROUTE_CALLBACKS,         /* GET /v1/callbacks */
+	ROUTE_CALLBACKS_REPLAY,  /* POST /v1/callbacks/replay?status=dead */
+	ROUTE_CALLBACK,          /* GET /v1/callbacks/{id} */
+	ROUTE_CALLBACK_REPLAY,   /* POST /v1/callbacks/{id}/replay */
 };
 
 struct api_req;
@@ -259,6 +263,18 @@ enum MHD_Result api_messages_list(struct api_req *r);
 /* The same listing, of one batch's messages only (batch_id NULL: all). */
 enum MHD_Result api_messages_list_in(struct api_req *r, const char *batch_id);
 
+/* ---- callbacks_api.c ---- */
+/* The callback URL of a message being accepted: given (the request's
+ * field, checked: callback_url_check, and the tenant must have a secret),
+ * else fallback (the batch's), else the tenant's; *out a heap copy or
+ * NULL for none. HR_EINVAL naming field. */
+int api_callback_url(const struct api_server *s, const char *tenant, json_t *given,
+                     const char *field, const char *fallback, char **out, struct hr_err *err);
+enum MHD_Result api_callbacks_list(struct api_req *r);
+enum MHD_Result api_callback_get(struct api_req *r);
+enum MHD_Result api_callback_replay(struct api_req *r);
+enum MHD_Result api_callbacks_replay(struct api_req *r);
+
 /* ---- suppressions.c ---- */
 enum MHD_Result api_suppressions_list(struct api_req *r);
 enum MHD_Result api_suppressions_post(struct api_req *r);
@@ -323,6 +339,7 @@ struct retention_opts {
 	int64_t inbox_keep_us;   /* store.inbox_retention_hours */
 	int64_t idem_keep_us;    /* store.idempotency_ttl_hours */
 	int64_t message_keep_us; /* store.message_retention_days (0..3650); 0 = forever */
+	int64_t callback_keep_us; /* callbacks.retention_hours: delivered callbacks; 0 = forever */
 };
 int serve_retention_opts(json_t *cfg, struct retention_opts *o, struct hr_err *err);
 /* One pass of retention, as the server runs it once a minute: expired

@@ -125,12 +125,15 @@ struct bspec {
 	int nparams;       /* placeholders of the template or text */
 	char region[3];    /* default region for national numbers, "" for none */
 	bool phone;        /* the channel's recipients are phone numbers */
+	char *cb_url;      /* the batch's callback_url, heap; NULL: the tenant's */
 };
 
 static void bspec_free(struct bspec *b)
 {
 	free(b->text);
 	b->text = NULL;
+	free(b->cb_url);
+	b->cb_url = NULL;
 }
 
 /* The request object of one message of the batch (caller decrefs). */
@@ -144,6 +147,11 @@ static json_t *row_request(const struct bspec *b, const char *to, const char *co
 		return NULL;
 	}
 	int rc = 0;
+	if (b->cb_url && json_object_set_new(o, "callback_url", json_string(b->cb_url)) != 0) {
+		json_decref(o);
+		hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+		return NULL;
+	}
 	if (b->text) {
 		*rendered = template_render(b->text, params, (size_t)b->nparams, err);
 		if (!*rendered) {
@@ -202,8 +210,10 @@ static int bspec_of(const struct api_server *s, const struct batch *bt, struct b
 	hr_strlcpy(b->lang, bt->language, sizeof b->lang);
 	json_t *spec = bt->spec ? json_loads(bt->spec, 0, NULL) : NULL;
 	const char *text = json_string_value(json_object_get(spec, "text"));
+	const char *cb = json_string_value(json_object_get(spec, "callback_url"));
 	b->nparams = (int)json_integer_value(json_object_get(spec, "nparams"));
-	if (text && !(b->text = strdup(text))) {
+	if ((text && !(b->text = strdup(text))) || (cb && !(b->cb_url = strdup(cb)))) {
+		bspec_free(b);
 		json_decref(spec);
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	}
@@ -492,7 +502,7 @@ static enum MHD_Result respond_batch(struct api_req *r, int status, const char *
 static const char *const post_keys[] = {
 	"name", "channel", "account", "template", "text", "recipient_column", "params",
 	"default_region", "unit", "schedule_at", "dry_run", "start", "rows", "sheet", "separator",
-	NULL,
+	"callback_url", NULL,
 };
 
 static int need_string(json_t *root, const char *key, size_t max, const char **out,
@@ -1052,6 +1062,12 @@ static void post_run(struct post_job *job)
 		rc = parse_spec(r, root, v, &name, &err);
 	if (rc == 0)
 		rc = need_string(root, "unit", HR_NAME_MAX - 1, &unit, false, &err);
+	/* The batch's own callback URL, checked now; its messages take it
+	 * (the rows' requests carry it, row_request). */
+	char *cb_url = NULL;
+	if (rc == 0 && json_object_get(root, "callback_url"))
+		rc = api_callback_url(s, r->tenant, json_object_get(root, "callback_url"),
+		                      "callback_url", NULL, &cb_url, &err);
 	json_t *jdry = json_object_get(root, "dry_run"), *jstart = json_object_get(root, "start");
 	json_t *jsched = json_object_get(root, "schedule_at"), *rows = json_object_get(root, "rows");
 	bool dry = json_is_true(jdry);
@@ -1110,6 +1126,8 @@ static void post_run(struct post_job *job)
 		                         v->b.region, "source", r->upload ? "file" : "json");
 		if (spec && v->b.text)
 			json_object_set_new(spec, "text", json_string(v->b.text));
+		if (spec && cb_url)
+			json_object_set_new(spec, "callback_url", json_string(cb_url));
 		if (spec && r->upload)
 			json_object_set_new(spec, "file", json_string(api_upload_filename(r->upload)));
 		b.spec = spec ? json_dumps(spec, JSON_COMPACT) : NULL;
@@ -1177,6 +1195,7 @@ static void post_run(struct post_job *job)
 	free(rs);
 	free(items);
 	free(put.items);
+	free(cb_url);
 	char id[HR_ID_LEN + 1];
 	hr_strlcpy(id, b.id, sizeof id);
 	batch_clear(&b);

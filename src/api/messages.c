@@ -41,6 +41,7 @@ struct accept {
 	struct idem_put idem;
 	bool sync;
 	int64_t timeout_us;
+	char *batch_cb; /* the request's callback_url, heap */
 	/* Callbacks still to come before the connection is resumed: the
 	 * insert's, and a sync request's watch (in either order). */
 	atomic_int left;
@@ -58,6 +59,7 @@ static void accept_free(void *p)
 	for (size_t i = 0; i < a->n; i++)
 		message_clear(&a->msgs[i]);
 	free(a->msgs);
+	free(a->batch_cb);
 	free(a->resp);
 	free(a);
 }
@@ -122,10 +124,11 @@ struct parse_ctx {
 	int default_prio;
 	int64_t now;
 	const char *batch_id;
+	const char *callback_url; /* the batch request's, for items naming none */
 };
 
 static const char *const single_keys[] = {
-	"channel", "account", "to", "priority", "mode", "timeout_ms", NULL,
+	"channel", "account", "to", "priority", "mode", "timeout_ms", "callback_url", NULL,
 };
 
 /* The request keys of a message: its envelope here, its content in
@@ -202,6 +205,12 @@ static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *
 			*timeout_us = (int64_t)json_integer_value(jto_ms) * 1000;
 		}
 	}
+
+	/* Where its callbacks go (checked before the account, so the answer
+	 * names callback_url whatever else is wrong). */
+	if ((rc = api_callback_url(s, pc->tenant, json_object_get(o, "callback_url"),
+	                           "callback_url", pc->callback_url, &m->callback_url, err)))
+		return rc;
 
 	struct channel_account *acct = NULL;
 	rc = resolve_account(s, pc->tenant, channel, json_string_value(jacc), &acct, err);
@@ -379,7 +388,8 @@ static int parse_batch(struct api_req *r, struct accept *a, json_t *root, struct
 	const char *key;
 	json_t *v;
 	json_object_foreach(root, key, v) {
-		if (strcmp(key, "messages") && strcmp(key, "priority")) {
+		if (strcmp(key, "messages") && strcmp(key, "priority") &&
+		    strcmp(key, "callback_url")) {
 			char f[HR_NAME_MAX];
 			api_clip(f, sizeof f, key);
 			return hr_fail(err, HR_EINVAL, f, "unknown field '%s'", f);
@@ -402,6 +412,16 @@ static int parse_batch(struct api_req *r, struct accept *a, json_t *root, struct
 	int rc;
 	if (jprio && (rc = parse_priority(jprio, &pc.default_prio, err)) != 0)
 		return rc;
+	/* A callback_url for the whole request: checked once, taken by every
+	 * item that names none. */
+	char *batch_cb = NULL;
+	if ((rc = api_callback_url(s, r->tenant, json_object_get(root, "callback_url"),
+	                           "callback_url", NULL, &batch_cb, err)))
+		return rc;
+	if (json_object_get(root, "callback_url"))
+		pc.callback_url = a->batch_cb = batch_cb;
+	else
+		free(batch_cb);
 	hr_id_new(a->batch_id);
 
 	a->msgs = calloc(n, sizeof *a->msgs);

@@ -256,6 +256,10 @@ int serve_sync_config(json_t *cfg, struct store *st, struct hr_err *err)
 			return hr_fail(err, HR_EINVAL, f, "%s is required (1..63 chars)", f);
 		hr_strlcpy(tr.id, id, sizeof tr.id);
 		hr_strlcpy(tr.name, hr_cfg_str(t, "name", id, err), sizeof tr.name);
+		/* Checked with the secret by callback_tenants_load before. */
+		tr.callback_url = hr_cfg_str(t, "callback_url", NULL, err);
+		if (err->code)
+			return err->code;
 		int rc = st->ops->tenant_upsert(st, &tr, err);
 		if (rc)
 			return rc;
@@ -401,6 +405,34 @@ static int read_dispatch_opts(json_t *cfg, struct dispatch_opts *o, struct hr_er
 	return err->code;
 }
 
+/* callbacks.*: the sender's limits and schedule (callbacks.h). */
+static int read_callback_opts(json_t *cfg, struct callback_opts *o, struct hr_err *err)
+{
+	callback_opts_default(o);
+	o->max_in_flight =
+	    (int)hr_cfg_int(cfg, "callbacks.max_in_flight", o->max_in_flight, 1, 10000, err);
+	o->max_in_flight_per_url = (int)hr_cfg_int(cfg, "callbacks.max_in_flight_per_url",
+	                                           o->max_in_flight_per_url, 1, 10000, err);
+	o->timeout_us =
+	    hr_cfg_int(cfg, "callbacks.timeout_ms", o->timeout_us / 1000, 100, 600000, err) * 1000;
+	o->max_attempts =
+	    (int)hr_cfg_int(cfg, "callbacks.max_attempts", o->max_attempts, 1, 1000, err);
+	o->backoff_base_us = hr_cfg_int(cfg, "callbacks.backoff_base_ms", o->backoff_base_us / 1000,
+	                                1, 3600000, err) *
+	                     1000;
+	o->backoff_max_us = hr_cfg_int(cfg, "callbacks.backoff_max_ms", o->backoff_max_us / 1000, 1,
+	                               7 * 86400000LL, err) *
+	                    1000;
+	o->poll_us = hr_cfg_int(cfg, "callbacks.poll_ms", o->poll_us / 1000, 10, 60000, err) * 1000;
+	if (!err->code && o->max_in_flight_per_url > o->max_in_flight)
+		return hr_fail(err, HR_EINVAL, "callbacks.max_in_flight_per_url",
+		               "callbacks.max_in_flight_per_url cannot exceed callbacks.max_in_flight");
+	if (!err->code && o->backoff_max_us < o->backoff_base_us)
+		return hr_fail(err, HR_EINVAL, "callbacks.backoff_max_ms",
+		               "callbacks.backoff_max_ms cannot be below callbacks.backoff_base_ms");
+	return err->code;
+}
+
 int serve_retention_opts(json_t *cfg, struct retention_opts *o, struct hr_err *err)
 {
 	o->inbox_keep_us =
@@ -409,6 +441,8 @@ int serve_retention_opts(json_t *cfg, struct retention_opts *o, struct hr_err *e
 	    hr_cfg_int(cfg, "store.idempotency_ttl_hours", 24, 1, 24 * 3650, err) * 3600000000LL;
 	o->message_keep_us =
 	    hr_cfg_int(cfg, "store.message_retention_days", 0, 0, 3650, err) * 86400000000LL;
+	o->callback_keep_us =
+	    hr_cfg_int(cfg, "callbacks.retention_hours", 72, 1, 24 * 3650, err) * 3600000000LL;
 	return err->code;
 }
 
@@ -430,6 +464,12 @@ void serve_retention_tick(struct store *st, const struct retention_opts *ro)
 	for (int i = 0; i < 100; i++) {
 		if (st->ops->prune(st, now - ro->inbox_keep_us, now - ro->idem_keep_us, 5000, &n) ||
 		    n == 0)
+			break;
+		total += n;
+	}
+	/* Delivered callbacks (pending and dead ones stay). */
+	for (int i = 0; ro->callback_keep_us && i < 100; i++) {
+		if (st->ops->callback_prune(st, now - ro->callback_keep_us, 5000, &n) || n == 0)
 			break;
 		total += n;
 	}
@@ -568,6 +608,10 @@ int serve_main(int argc, char **argv)
 	struct channel_policy policy = {0};
 	struct dispatcher *disp = NULL;
 	struct applier *app = NULL;
+	struct callback_policy cbpolicy = {0};
+	struct callback_tenant *cbt = NULL;
+	size_t ncbt = 0;
+	struct callbacks *cbs = NULL;
 	struct api_server *srv = NULL;
 	char host[128];
 	int status = 1;
@@ -578,12 +622,15 @@ int serve_main(int argc, char **argv)
 	struct dispatch_opts dopts;
 	struct api_opts aopts;
 	struct retention_opts ropts;
-	if (read_dispatch_opts(cfg, &dopts, &err) ||
+	struct callback_opts copts;
+	if (read_dispatch_opts(cfg, &dopts, &err) || read_callback_opts(cfg, &copts, &err) ||
 	    read_api_opts(cfg, &a, &aopts, host, sizeof host, &err) ||
 	    serve_retention_opts(cfg, &ropts, &err))
 		goto out;
 	raise_fd_limit(&aopts);
-	if (channel_policy_init(&policy, cfg, &err) || open_store(cfg, &a, &st, &err) ||
+	if (channel_policy_init(&policy, cfg, &err) || callback_policy_init(&cbpolicy, cfg, &err) ||
+	    callback_tenants_load(cfg, &policy, &cbpolicy, &cbt, &ncbt, &err) ||
+	    open_store(cfg, &a, &st, &err) ||
 	    serve_sync_config(cfg, st, &err) ||
 	    account_set_load_policy(st, &policy, &accounts, &err))
 		goto out;
@@ -591,8 +638,12 @@ int serve_main(int argc, char **argv)
 	if (dispatcher_start(st, &accounts, &dopts, &disp, &err) ||
 	    applier_start(st, &accounts,
 	                  (int)hr_cfg_int(cfg, "webhooks.apply_batch", 500, 1, 10000, &err), &app,
-	                  &err))
+	                  &err) ||
+	    callbacks_start(st, &copts, &cbpolicy, cbt, ncbt, &cbs, &err))
 		goto out;
+	aopts.callback_policy = &cbpolicy;
+	aopts.callback_tenants = cbt;
+	aopts.ncallback_tenants = ncbt;
 	aopts.max_attempts = dopts.max_attempts;
 	aopts.store = st;
 	aopts.accounts = &accounts;
@@ -629,8 +680,11 @@ out:
 	if (err.code)
 		report("serve", &err);
 	api_stop(srv);
+	callbacks_stop(cbs);
 	dispatcher_stop(disp);
 	applier_stop(app);
+	callback_tenants_free(cbt, ncbt);
+	callback_policy_clear(&cbpolicy);
 	account_set_clear(&accounts);
 	channel_policy_clear(&policy);
 	if (st)

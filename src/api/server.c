@@ -281,6 +281,10 @@ static const struct api_route_def api_routes[] = {
      "GET, HEAD"},
     {"/v1/batches/{id}/export.xlsx", ROUTE_BATCH_EXPORT_XLSX, api_batch_export_xlsx, NULL, NULL,
      "GET, HEAD"},
+    {"/v1/callbacks", ROUTE_CALLBACKS, api_callbacks_list, NULL, NULL, "GET, HEAD"},
+    {"/v1/callbacks/replay", ROUTE_CALLBACKS_REPLAY, NULL, api_callbacks_replay, NULL, "POST"},
+    {"/v1/callbacks/{id}", ROUTE_CALLBACK, api_callback_get, NULL, NULL, "GET, HEAD"},
+    {"/v1/callbacks/{id}/replay", ROUTE_CALLBACK_REPLAY, NULL, api_callback_replay, NULL, "POST"},
 };
 
 /* Copies one path segment (up to '/' or the end) if it fits and is non-empty. */
@@ -338,6 +342,12 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 		for (size_t i = 0; p && i < sizeof sub / sizeof *sub; i++)
 			if (strcmp(p, sub[i].tail) == 0)
 				return route_def(sub[i].route);
+	} else if (strncmp(url, "/v1/callbacks/", 14) == 0) {
+		p = segment(url + 14, r->path_id, sizeof r->path_id);
+		if (p && *p == '\0')
+			return route_def(ROUTE_CALLBACK);
+		if (p && strcmp(p, "/replay") == 0)
+			return route_def(ROUTE_CALLBACK_REPLAY);
 	} else if (strncmp(url, "/v1/suppressions/", 17) == 0) {
 		p = segment(url + 17, r->path_channel, sizeof r->path_channel);
 		if (p && *p == '/') {

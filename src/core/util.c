@@ -222,6 +222,7 @@ void message_clear(struct message *m)
 {
 	free(m->content);
 	free(m->body);
+	free(m->callback_url);
 	memset(m, 0, sizeof *m);
 }
 

@@ -132,6 +132,14 @@ void metrics_accepted(int n)
 		atomic_fetch_add_explicit(&m_accepted, (uint64_t)n, memory_order_relaxed);
 }
 
+static _Atomic uint64_t m_callback[M_CB__COUNT];
+
+void metrics_callback(enum metric_callback what, int n)
+{
+	if ((unsigned)what < M_CB__COUNT && n > 0)
+		atomic_fetch_add_explicit(&m_callback[what], (uint64_t)n, memory_order_relaxed);
+}
+
 void metrics_retention(int64_t messages, int64_t events, int months)
 {
 	if (messages > 0)
@@ -196,6 +204,15 @@ static void render_store(FILE *f, struct store *st)
 		              "Webhook inbox rows not yet applied.");
 		fprintf(f, "herald_webhook_inbox_pending %lld\n", (long long)pending);
 	}
+	int64_t cb[CB__COUNT];
+	if (st->ops->callback_counts && st->ops->callback_counts(st, cb) == 0) {
+		render_header(f, "herald_callback_outbox_depth", "gauge",
+		              "Callbacks to client systems waiting (pending) or given up (dead).");
+		fprintf(f, "herald_callback_outbox_depth{state=\"pending\"} %lld\n",
+		        (long long)cb[CB_PENDING]);
+		fprintf(f, "herald_callback_outbox_depth{state=\"dead\"} %lld\n",
+		        (long long)cb[CB_DEAD]);
+	}
 }
 
 int metrics_render(struct store *st, char **out, size_t *len)
@@ -258,6 +275,13 @@ int metrics_render(struct store *st, char **out, size_t *len)
 	              "Months of message partitions retention dropped whole (PostgreSQL).");
 	fprintf(f, "herald_retention_months_dropped_total %llu\n",
 	        (unsigned long long)ld(&m_retained_months));
+
+	render_header(f, "herald_callbacks_total", "counter",
+	              "Callback attempts to client systems: sent (2xx), failed, and rows dead-lettered.");
+	static const char *const cb_what[M_CB__COUNT] = {"sent", "failed", "dead"};
+	for (int i = 0; i < M_CB__COUNT; i++)
+		fprintf(f, "herald_callbacks_total{outcome=\"%s\"} %llu\n", cb_what[i],
+		        (unsigned long long)ld(&m_callback[i]));
 
 	if (st)
 		render_store(f, st);

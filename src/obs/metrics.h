@@ -50,6 +50,11 @@ void metrics_accepted(int n); /* messages durably accepted by the API */
 /* What message retention removed (store.message_retention_days). */
 void metrics_retention(int64_t messages, int64_t events, int months);
 
+/* Callbacks to client systems (webhooks/callbacks.c): attempts delivered,
+ * attempts that failed, rows dead-lettered. */
+enum metric_callback { M_CB_SENT = 0, M_CB_FAILED, M_CB_DEAD, M_CB__COUNT };
+void metrics_callback(enum metric_callback what, int n);
+
 /* Renders all metrics (plus store gauges when st != NULL) into a heap buffer. */
 int metrics_render(struct store *st, char **out, size_t *len);
 

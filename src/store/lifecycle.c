@@ -133,6 +133,7 @@ int lc_transition(struct store_tx *tx, struct lc_msg *m, const struct lc_update 
 	/* Counters and hooks go here: every change of m->status passes this
 	 * point once. Campaign counters (lc_batch.c) are written when the run
 	 * ends, in the same transaction. */
+	enum msg_status from = m->status;
 	if (m->status != u->status)
 		lc_count(tx, m->batch_id, (int)m->status, (int)u->status, false);
 	m->status = u->status;
@@ -141,6 +142,9 @@ int lc_transition(struct store_tx *tx, struct lc_msg *m, const struct lc_update 
 		m->has_provider_id = true;
 	if (u->set & LC_GIVE_BACK_ATTEMPT)
 		m->attempts = m->attempts > 0 ? m->attempts - 1 : 0;
+	/* The client's callback, in this same transaction (lc_callback.c). */
+	if (from != m->status && (rc = lc_callback_status(tx, m, from)))
+		return rc;
 	return ev ? tx->ops->event_insert(tx, m->id, ev) : 0;
 }
 
@@ -1018,6 +1022,8 @@ static int store_inbound(struct store_tx *tx, struct apply_ctx *a, const struct 
 	if (rc <= 0)
 		return rc; /* an error, or seen before */
 	a->stats.inbound++;
+	if ((rc = lc_callback_inbound(tx, li.message_id, li.account_id, &li)))
+		return rc;
 	if (!answered)
 		lc_count(tx, t.batch_id, -1, -1, true);
 	char reply_id[HR_ID_LEN + 1] = "";

@@ -107,6 +107,20 @@ struct lc_inbound {
 	int64_t provider_at, received_at;
 };
 
+/* One callback to the client's system, as lc_callback.c decides it
+ * (store.h: callback_row). The backend stores it only when the message
+ * has a callback URL (message_id set) or, for a reply that matched no
+ * message (message_id NULL), when the account's tenant has one; the URL,
+ * tenant, batch, provider id and error of the row are the message's as
+ * they are after this transaction's own writes. */
+struct lc_callback {
+	const char *event;      /* "message.status", "message.inbound" */
+	const char *message_id; /* NULL: a reply that matched no message */
+	const char *account_id; /* with message_id NULL: whose tenant's URL */
+	int status, prev_status; /* -1 for none */
+	const char *detail;     /* JSON object text or NULL */
+};
+
 /* What the rules see of a campaign (batch) in a transaction. */
 struct lc_batch_state {
 	char tenant_id[HR_NAME_MAX];
@@ -263,6 +277,10 @@ struct store_tx_ops {
 	int (*batch_delete)(struct store_tx *tx, const char *batch_id);
 	/* 1 if the message already has a stored reply, 0 if not. */
 	int (*inbound_exists)(struct store_tx *tx, const char *message_id);
+
+	/* Callbacks: stores the row when its URL is there (struct
+	 * lc_callback), nothing otherwise; 0 either way, or an error. */
+	int (*callback_add)(struct store_tx *tx, const struct lc_callback *c);
 };
 
 struct store_tx {
@@ -325,6 +343,18 @@ int lc_item_end(struct store_tx *tx, bool keep);
 /* Counts a message of batch_id leaving status `from` (-1: new) for `to`
  * (-1: none), or a first reply (replied). No-op for batch_id "". */
 void lc_count(struct store_tx *tx, const char *batch_id, int from, int to, bool replied);
+
+/* ---- callbacks to client systems (lc_callback.c) ---- */
+/* A status change of m (from -> m->status, already written): its callback,
+ * if the change is one a client hears of (not the dispatcher's own QUEUED
+ * <-> SENDING). */
+int lc_callback_status(struct store_tx *tx, const struct lc_msg *m, enum msg_status from);
+/* A reply stored now (not a replay): its callback, on the linked message
+ * (message_id) or, unlinked, on the account's tenant. */
+int lc_callback_inbound(struct store_tx *tx, const char *message_id, const char *account_id,
+                        const struct lc_inbound *in);
+/* The first id's checks every backend's callback calls share. */
+int lc_callback_check_list(int state, int64_t before_id, int limit);
 
 /* ---- campaigns (lc_batch.c): store_ops entries every backend shares ---- */
 /* A closing store's entries in lc_batch.c's cache of ids that have no batch. */

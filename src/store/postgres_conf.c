@@ -25,9 +25,11 @@ static int run_tenant(void *be, struct wr_job *j)
 	pp_text(&p, t->id);
 	pp_text(&p, t->name);
 	pp_i64(&p, s->gnow);
+	pp_opt(&p, t->callback_url);
 	return pg_exec(&s->w, P_TENANT_UPSERT,
-	               "INSERT INTO tenant(id, name, created_at) VALUES($1, $2, $3)"
-	               " ON CONFLICT(id) DO UPDATE SET name = excluded.name",
+	               "INSERT INTO tenant(id, name, created_at, callback_url)"
+	               " VALUES($1, $2, $3, $4) ON CONFLICT(id) DO UPDATE SET"
+	               " name = excluded.name, callback_url = excluded.callback_url",
 	               &p, NULL, &j->err, "tenant");
 }
 

@@ -87,6 +87,18 @@ enum pg_slot {
 	P_PREFETCH_INBOX,
 	P_PREFETCH_SEEN,
 	P_RETAIN,
+	P_CB_ADD_MSG,
+	P_CB_ADD_TENANT,
+	P_CB_CLAIM,
+	P_CB_DONE,
+	P_CB_REPLAY_ONE,
+	P_CB_REPLAY_DEAD,
+	P_CB_PRUNE,
+	P_CB_LIST,
+	P_CB_LIST_STATE,
+	P_CB_GET,
+	P_CB_GET_ANY,
+	P_CB_COUNTS,
 	/* readers */
 	P_APIKEY,
 	P_ACCOUNTS_ALL,
@@ -342,6 +354,24 @@ int pg_batch_recount(struct store *st, const char *batch_id, int64_t by_status[M
 int pg_batch_export_rows(struct store *st, const char *batch_id, int64_t after_row,
                          int limit, struct batch_export_row **out, size_t *n);
 int pg_inbox_pending(struct store *st, int64_t *n);
+
+/* postgres_cb.c: callbacks to client systems. The statement lifecycle's
+ * callback_add sends (postgres_tx.c) with its parameters. */
+extern const char pg_sql_cb_add_msg[], pg_sql_cb_add_tenant[];
+void pg_cb_add_params(struct pg_params *p, const struct lc_callback *c, int64_t now);
+int pg_callback_claim(struct store *st, int64_t now, int64_t lease_us, int limit,
+                      const char *const *skip_urls, size_t nskip, struct callback_row **out,
+                      size_t *n);
+int pg_callback_done(struct store *st, const struct callback_outcome *o, size_t n,
+                     struct hr_err *err);
+int pg_callback_list(struct store *st, const char *tenant_id, int state, int64_t before_id,
+                     int limit, struct callback_row **out, size_t *n, bool *more);
+int pg_callback_get(struct store *st, const char *tenant_id, int64_t id,
+                    struct callback_row *out);
+int pg_callback_replay(struct store *st, const char *tenant_id, int64_t id, int limit,
+                       int64_t *n, struct hr_err *err);
+int pg_callback_counts(struct store *st, int64_t counts[CB__COUNT]);
+int pg_callback_prune(struct store *st, int64_t before, int limit, int64_t *n);
 
 /* postgres_retain.c */
 int pg_message_prune(struct store *st, const struct msg_retention *r,

@@ -291,9 +291,45 @@ static const char migration_2[] =
     "ALTER TABLE batch_item SET (autovacuum_vacuum_scale_factor = 0.02);"
     "CREATE INDEX message_batch_status ON message(batch_id, status) WHERE batch_id IS NOT NULL;";
 
+/* Callbacks to client systems: the same tables and indexes as SQLite's
+ * migration 5 (sqlite_schema.c says why each index is there). */
+static const char migration_4[] =
+    "ALTER TABLE tenant ADD COLUMN callback_url text;"
+    "ALTER TABLE message ADD COLUMN callback_url text;"
+    "CREATE TABLE callback_outbox("
+    " id bigserial PRIMARY KEY,"
+    " tenant_id text COLLATE \"C\" NOT NULL,"
+    " message_id text COLLATE \"C\","
+    " batch_id text COLLATE \"C\","
+    " url text COLLATE \"C\" NOT NULL,"
+    " event text NOT NULL,"
+    " status smallint,"
+    " prev_status smallint,"
+    " provider_id text,"
+    " error_code text,"
+    " error_text text,"
+    " detail text,"
+    " occurred_at bigint NOT NULL,"
+    " state smallint NOT NULL DEFAULT 0,"
+    " attempts integer NOT NULL DEFAULT 0,"
+    " next_try_at bigint NOT NULL,"
+    " lease_until bigint NOT NULL DEFAULT 0,"
+    " last_http integer NOT NULL DEFAULT 0,"
+    " last_error text,"
+    " delivered_at bigint NOT NULL DEFAULT 0,"
+    " updated_at bigint NOT NULL);"
+    "CREATE INDEX callback_due ON callback_outbox(next_try_at, id) WHERE state = 0;"
+    "CREATE INDEX callback_order ON callback_outbox(message_id, id) WHERE state = 0;"
+    "CREATE INDEX callback_tenant ON callback_outbox(tenant_id, state, id);"
+    "CREATE INDEX callback_dead ON callback_outbox(id) WHERE state = 2;"
+    "CREATE INDEX callback_delivered ON callback_outbox(updated_at) WHERE state = 1;"
+    "ALTER TABLE callback_outbox SET (autovacuum_vacuum_scale_factor = 0.02);";
+
 const struct pg_migration pg_migrations[] = {
     {1, migration_1},
     {2, migration_2},
+    /* 3 is left for the delivery-policy migration (issue 10, parts 1-2). */
+    {4, migration_4},
 };
 
 const size_t pg_migration_count = sizeof pg_migrations / sizeof pg_migrations[0];

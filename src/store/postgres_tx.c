@@ -2147,6 +2147,19 @@ static int tx_inbound_exists(struct store_tx *t, const char *message_id)
 	return found;
 }
 
+/* A write like the others: sent in the pipeline (or held by the open
+ * item), its statement reading the message row as the run's earlier
+ * writes left it. */
+static int tx_callback_add(struct store_tx *st, const struct lc_callback *c)
+{
+	struct pg_tx *t = TX(st);
+	struct pg_params p = {0};
+	pg_cb_add_params(&p, c, S(t)->gnow);
+	return c->message_id
+	           ? tx_write(t, P_CB_ADD_MSG, pg_sql_cb_add_msg, &p, "callback_outbox")
+	           : tx_write(t, P_CB_ADD_TENANT, pg_sql_cb_add_tenant, &p, "callback_outbox");
+}
+
 static const struct store_tx_ops pg_tx_ops = {
     .now = tx_now,
     .err = tx_err,
@@ -2184,6 +2197,7 @@ static const struct store_tx_ops pg_tx_ops = {
     .batch_queued = tx_batch_queued,
     .inbound_exists = tx_inbound_exists,
     .batch_delete = tx_batch_delete,
+    .callback_add = tx_callback_add,
 };
 
 /* ---- the shared rules, bound to this backend (filled into store_postgres) ---- */

@@ -22,13 +22,15 @@ static int run_tenant(void *be, struct wr_job *j)
 	struct sq_store *s = be;
 	const struct tenant_row *t = ((struct job_conf *)j)->row;
 	sqlite3_stmt *st = sq_wstmt(s, W_TENANT_UPSERT,
-		"INSERT INTO tenant(id, name, created_at) VALUES(?1, ?2, ?3)"
-		" ON CONFLICT(id) DO UPDATE SET name = excluded.name");
+		"INSERT INTO tenant(id, name, created_at, callback_url) VALUES(?1, ?2, ?3, ?4)"
+		" ON CONFLICT(id) DO UPDATE SET name = excluded.name,"
+		" callback_url = excluded.callback_url");
 	if (!st)
 		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "tenant");
 	sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, t->name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, hr_now_us());
+	sq_bind_opt(st, 4, t->callback_url);
 	return sq_step_done(s, st, &j->err, "tenant");
 }
 

@@ -50,6 +50,8 @@ enum sq_wslot {
 	W_BATCH_STATE, W_BATCH_ADD, W_BATCH_ROWS_ADD, W_BATCH_SET, W_ITEM_INSERT, W_ITEM_TAKE,
 	W_BATCH_QUEUED, W_INBOUND_EXISTS,
 	W_RETAIN_PICK, W_RETAIN_EVENTS, W_RETAIN_MSG,
+	W_CB_ADD_MSG, W_CB_ADD_TENANT, W_CB_CLAIM, W_CB_DONE, W_CB_REPLAY_ONE, W_CB_REPLAY_DEAD,
+	W_CB_PRUNE,
 	W__COUNT
 };
 
@@ -58,6 +60,7 @@ enum sq_rslot {
 	R_APIKEY, R_ACCOUNTS_ALL, R_ACCOUNTS_TENANT, R_TEMPLATE,
 	R_MSG_GET, R_MSG_GET_PROVIDER, R_EVENTS, R_COUNTS_ALL, R_COUNTS_TENANT,
 	R_NEXT_DUE, R_IDEM, R_INBOX_FETCH, R_INBOX_PENDING, R_SUPP_ALL, R_SUPP_CHANNEL,
+	R_CB_LIST, R_CB_LIST_STATE, R_CB_GET, R_CB_GET_ANY, R_CB_COUNTS,
 	R__COUNT
 };
 
@@ -250,6 +253,23 @@ int sq_batch_recount(struct store *st, const char *batch_id, int64_t by_status[M
 int sq_batch_export_rows(struct store *st, const char *batch_id, int64_t after_row,
                          int limit, struct batch_export_row **out, size_t *n);
 int sq_inbox_pending(struct store *st, int64_t *n);
+
+/* sqlite_cb.c: callbacks to client systems */
+int sq_tx_callback_add(struct sq_store *s, const struct lc_callback *c, int64_t now,
+                       struct hr_err *err);
+int sq_callback_claim(struct store *st, int64_t now, int64_t lease_us, int limit,
+                      const char *const *skip_urls, size_t nskip, struct callback_row **out,
+                      size_t *n);
+int sq_callback_done(struct store *st, const struct callback_outcome *o, size_t n,
+                     struct hr_err *err);
+int sq_callback_list(struct store *st, const char *tenant_id, int state, int64_t before_id,
+                     int limit, struct callback_row **out, size_t *n, bool *more);
+int sq_callback_get(struct store *st, const char *tenant_id, int64_t id,
+                    struct callback_row *out);
+int sq_callback_replay(struct store *st, const char *tenant_id, int64_t id, int limit,
+                       int64_t *n, struct hr_err *err);
+int sq_callback_counts(struct store *st, int64_t counts[CB__COUNT]);
+int sq_callback_prune(struct store *st, int64_t before, int limit, int64_t *n);
 
 /* sqlite_retain.c */
 int sq_message_prune(struct store *st, const struct msg_retention *r,

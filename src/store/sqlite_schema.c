@@ -218,10 +218,53 @@ static const char migration_3[] =
 	" WHERE valid = 1 AND duplicate = 0;"
 	"CREATE INDEX message_batch ON message(batch_id, status) WHERE batch_id IS NOT NULL;";
 
+/*
+ * Callbacks to client systems (store.h: callback_row). The URL a message's
+ * callbacks go to is fixed at accept (message.callback_url); a tenant's own
+ * (tenant.callback_url) serves replies that matched no message. The
+ * outbox's partial indexes hold pending rows only (the claim's scan by due
+ * time and its per-message order check), dead rows (metrics, bulk replay)
+ * and delivered rows by age (retention), so a large delivered history
+ * costs the claim nothing. AUTOINCREMENT: ids are never reused, so they
+ * order the rows and page the API.
+ */
+static const char migration_5[] =
+	"ALTER TABLE tenant ADD COLUMN callback_url TEXT;"
+	"ALTER TABLE message ADD COLUMN callback_url TEXT;"
+	"CREATE TABLE callback_outbox("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" tenant_id TEXT NOT NULL,"
+	" message_id TEXT,"
+	" batch_id TEXT,"
+	" url TEXT NOT NULL,"
+	" event TEXT NOT NULL,"
+	" status INTEGER,"
+	" prev_status INTEGER,"
+	" provider_id TEXT,"
+	" error_code TEXT,"
+	" error_text TEXT,"
+	" detail TEXT,"
+	" occurred_at INTEGER NOT NULL,"
+	" state INTEGER NOT NULL DEFAULT 0,"
+	" attempts INTEGER NOT NULL DEFAULT 0,"
+	" next_try_at INTEGER NOT NULL,"
+	" lease_until INTEGER NOT NULL DEFAULT 0,"
+	" last_http INTEGER NOT NULL DEFAULT 0,"
+	" last_error TEXT,"
+	" delivered_at INTEGER NOT NULL DEFAULT 0,"
+	" updated_at INTEGER NOT NULL);"
+	"CREATE INDEX callback_due ON callback_outbox(next_try_at, id) WHERE state = 0;"
+	"CREATE INDEX callback_order ON callback_outbox(message_id, id) WHERE state = 0;"
+	"CREATE INDEX callback_tenant ON callback_outbox(tenant_id, state, id);"
+	"CREATE INDEX callback_dead ON callback_outbox(id) WHERE state = 2;"
+	"CREATE INDEX callback_delivered ON callback_outbox(updated_at) WHERE state = 1;";
+
 const struct sq_migration sq_migrations[] = {
 	{1, migration_1},
 	{2, migration_2},
 	{3, migration_3},
+	/* 4 is left for the delivery-policy migration (issue 10, parts 1-2). */
+	{5, migration_5},
 };
 
 const size_t sq_migration_count = sizeof sq_migrations / sizeof sq_migrations[0];

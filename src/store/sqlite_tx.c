@@ -682,6 +682,11 @@ static int tx_inbound_exists(struct store_tx *t, const char *message_id)
 	return src == SQLITE_DONE ? 0 : sq_fail(S(t)->wdb, src, E(t), "inbound");
 }
 
+static int tx_callback_add(struct store_tx *t, const struct lc_callback *c)
+{
+	return sq_tx_callback_add(S(t), c, TX(t)->now, E(t));
+}
+
 static const struct store_tx_ops sq_tx_ops = {
     .now = tx_now,
     .err = tx_err,
@@ -719,6 +724,7 @@ static const struct store_tx_ops sq_tx_ops = {
     .batch_queued = tx_batch_queued,
     .inbound_exists = tx_inbound_exists,
     .batch_delete = tx_batch_delete,
+    .callback_add = tx_callback_add,
 };
 
 /* ---- the shared rules, bound to this backend (filled into store_sqlite) ---- */

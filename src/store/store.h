@@ -50,6 +50,10 @@ struct store_opts {
 struct tenant_row {
 	char id[HR_NAME_MAX];
 	char name[128];
+	/* The tenant's callback URL (tenants[].callback_url), used for a reply
+	 * that matched no message; borrowed, NULL or "" for none. Messages carry
+	 * their own (struct message.callback_url). */
+	const char *callback_url;
 };
 
 struct account_row {
@@ -328,6 +332,62 @@ struct msg_retention_stats {
 	bool skipped;     /* postgres: another runner held the retention lock */
 };
 
+/*
+ * Callbacks to client systems: the durable outbox (callback_outbox). A row
+ * is written in the same transaction as the change it reports
+ * (lifecycle.c: every status change of a message that has a callback URL,
+ * every reply), so a committed change always has its callback and a
+ * rolled-back one never does. The sender (webhooks/callbacks.c) claims due
+ * rows, POSTs them and records the outcome.
+ *
+ * Order per message: a row is claimable only while no earlier row of the
+ * same message is still pending (CB_PENDING, in flight or waiting for a
+ * retry), so a later event is never sent before an earlier one was
+ * delivered or dead-lettered. Replies that matched no message have no
+ * message and no order.
+ */
+enum callback_state {
+	CB_PENDING = 0,   /* waiting to be sent, in flight, or waiting for a retry */
+	CB_DELIVERED = 1, /* the receiver answered 2xx */
+	CB_DEAD = 2,      /* given up after the attempt limit or age (replayable) */
+	CB__COUNT
+};
+const char *callback_state_name(int state); /* "pending", "delivered", "dead" */
+int callback_state_parse(const char *s);    /* the state, or -1 */
+
+struct callback_row {
+	int64_t id;
+	char tenant_id[HR_NAME_MAX];
+	char message_id[HR_ID_LEN + 1]; /* "" for a reply that matched no message */
+	char batch_id[HR_ID_LEN + 1];   /* "" when none */
+	char event[24];                 /* "message.status", "message.inbound" */
+	int status, prev_status;        /* msg_status, -1 for none */
+	char provider_id[HR_PROVIDER_ID_MAX];
+	char error_code[HR_ERRCODE_MAX];
+	char error_text[HR_ERRTEXT_MAX];
+	char *detail;                   /* JSON object text (a reply's content), heap, may be NULL */
+	char *url;                      /* heap */
+	int64_t occurred_at;            /* us, when the change was committed */
+	enum callback_state state;
+	int attempts;                   /* sends started (a claim counts one) */
+	int64_t next_try_at, lease_until, delivered_at, updated_at;
+	int last_http;                  /* the receiver's last HTTP status, 0 for none */
+	char last_error[256];           /* why the last attempt failed, "" if none */
+};
+void callback_row_clear(struct callback_row *r);
+
+/* What became of one claimed row (callback_done). */
+struct callback_outcome {
+	int64_t id;
+	int attempt;                 /* the row's attempts at its claim: applies only while
+	                              * still pending with this count (a stale answer to an
+	                              * expired lease changes nothing) */
+	enum callback_state state;   /* DELIVERED, PENDING (retry at next_try_at) or DEAD */
+	int64_t next_try_at;
+	int http_status;             /* 0 for no answer */
+	char error[256];             /* "" when delivered */
+};
+
 struct store_ops {
 	const char *name;            /* "sqlite", "postgres" */
 
@@ -564,6 +624,46 @@ struct store_ops {
 	 * checked the batch's tenant. */
 	int (*batch_export_rows)(struct store *st, const char *batch_id, int64_t after_row,
 	                         int limit, struct batch_export_row **out, size_t *n);
+
+	/* ---- callbacks to client systems (the outbox; see callback_row) ---- */
+	/*
+	 * Claims up to limit pending rows due by now (next_try_at <= now, no
+	 * lease running, no earlier pending row of the same message) whose url
+	 * is not one of skip_urls[0..nskip) (URLs whose in-flight limit is
+	 * reached), oldest due first: attempts += 1, lease_until = now +
+	 * lease_us. *out heap array (callback_row_clear each). now 0: the
+	 * database's clock.
+	 */
+	int (*callback_claim)(struct store *st, int64_t now, int64_t lease_us, int limit,
+	                      const char *const *skip_urls, size_t nskip, struct callback_row **out,
+	                      size_t *n);
+	/* Records outcomes of claimed rows in one transaction (callback_outcome:
+	 * fenced by attempt; lease cleared; delivered_at stamped). */
+	int (*callback_done)(struct store *st, const struct callback_outcome *o, size_t n,
+	                     struct hr_err *err);
+	/* The tenant's rows, newest first: state -1 = any; before_id > 0 is the
+	 * cursor (ids strictly less); limit 1..1000. *more if another page
+	 * exists. *out heap array (callback_row_clear each). */
+	int (*callback_list)(struct store *st, const char *tenant_id, int state, int64_t before_id,
+	                     int limit, struct callback_row **out, size_t *n, bool *more);
+	/* One row of the tenant (NULL: any); HR_ENOTFOUND if absent or another's. */
+	int (*callback_get)(struct store *st, const char *tenant_id, int64_t id,
+	                    struct callback_row *out);
+	/*
+	 * Sends again: with id > 0 that row of the tenant, if dead or delivered
+	 * (HR_ENOTFOUND if not the tenant's, HR_ECONFLICT naming "state" if it is
+	 * pending); with id 0 up to limit (1..10000) of the tenant's dead rows.
+	 * A replayed row is pending again with attempts 0, due now; *n gets how
+	 * many rows were replayed.
+	 */
+	int (*callback_replay)(struct store *st, const char *tenant_id, int64_t id, int limit,
+	                       int64_t *n, struct hr_err *err);
+	/* Rows per state over every tenant, for /metrics (counts[CB__COUNT];
+	 * delivered is not counted and stays 0: it only grows until retention). */
+	int (*callback_counts)(struct store *st, int64_t counts[CB__COUNT]);
+	/* Retention: deletes at most limit delivered rows last updated before
+	 * `before`; *n gets how many. Pending and dead rows stay. */
+	int (*callback_prune)(struct store *st, int64_t before, int limit, int64_t *n);
 };
 
 extern const struct store_ops store_sqlite;

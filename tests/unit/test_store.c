@@ -4302,6 +4302,351 @@ static void test_two_appliers_rows_claimed_once(void **state)
 	assert_int_equal(attempts, 1);
 }
 
+/* ---------------------------------------------------------------------------
+ * Callbacks to client systems: the outbox (store.h: callback_row).
+ * ------------------------------------------------------------------------- */
+
+#define CB_URL "https://cb.example/hook"
+
+/* A SENT message of tenant t1 on `account` whose callbacks go to url
+ * (NULL: none), with provider id pid. */
+static void cb_sent_msg(struct store *st, const char *account, const char *url, const char *pid,
+                        char id[HR_ID_LEN + 1])
+{
+	struct message m, c;
+	int64_t now = hr_now_us();
+	mk_msg(&m, "t1", account, 0, now - SEC);
+	m.callback_url = (char *)url; /* borrowed: m is never cleared */
+	assert_int_equal(st->ops->message_insert(st, &m, 1, NULL, NULL, NULL), 0);
+	size_t n;
+	assert_int_equal(st->ops->claim(st, account, now + SEC, 30 * SEC, 1, &c, &n), 0);
+	assert_int_equal(n, 1);
+	message_clear(&c);
+	struct send_result r = {.kind = SEND_OK, .attempt = 1, .http_status = 200};
+	strcpy(r.message_id, m.id);
+	hr_strlcpy(r.provider_id, pid, sizeof r.provider_id);
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	strcpy(id, m.id);
+}
+
+static void cb_free(struct callback_row *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		callback_row_clear(&v[i]);
+	free(v);
+}
+
+/* The tenant's rows in one state (newest first); *n gets how many. */
+static struct callback_row *cb_list(struct store *st, const char *tenant, int state, size_t *n)
+{
+	struct callback_row *v;
+	bool more;
+	assert_int_equal(st->ops->callback_list(st, tenant, state, 0, 1000, &v, n, &more), 0);
+	assert_false(more);
+	return v;
+}
+
+/* Claims at now; exactly want rows come back (freed unless kept). */
+static struct callback_row *cb_claim(struct store *st, int64_t now, size_t want)
+{
+	struct callback_row *v;
+	size_t n;
+	assert_int_equal(st->ops->callback_claim(st, now, 60 * SEC, 100, NULL, 0, &v, &n), 0);
+	assert_int_equal(n, want);
+	return v;
+}
+
+static void cb_finish(struct store *st, const struct callback_row *r, enum callback_state to,
+                      int64_t next_try_at)
+{
+	struct callback_outcome o = {
+	    .id = r->id, .attempt = r->attempts, .state = to, .next_try_at = next_try_at};
+	if (to != CB_DELIVERED) {
+		o.http_status = 503;
+		strcpy(o.error, "HTTP 503");
+	} else {
+		o.http_status = 200;
+	}
+	struct hr_err err = {0};
+	assert_int_equal(st->ops->callback_done(st, &o, 1, &err), 0);
+}
+
+/*
+ * Every status change a client hears of, and only those, makes one row in
+ * the change's transaction (sent, delivered, read: not the claim), with
+ * the message's URL, provider id and previous status; a message without a
+ * URL makes none. Rows of one message are claimed one at a time, in order:
+ * a retry waiting, a row in flight, hold the later ones back; a stale
+ * outcome changes nothing; dead rows let the next one go.
+ */
+static void test_callback_outbox_order(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	char id[27], quiet[27];
+	cb_sent_msg(st, "cb1", CB_URL, "wamid.cb1", id);
+	cb_sent_msg(st, "cb2", NULL, "wamid.cb2", quiet);
+	int64_t now = hr_now_us();
+	hook_status(st, "cb1", "wamid.cb1", MSG_DELIVERED, now, NULL);
+	hook_status(st, "cb1", "wamid.cb1", MSG_READ, now, NULL);
+	hook_status(st, "cb1", "wamid.cb1", MSG_DELIVERED, now, NULL); /* stale: no row */
+	hook_status(st, "cb2", "wamid.cb2", MSG_DELIVERED, now, NULL);
+
+	size_t n;
+	struct callback_row *v = cb_list(st, "t1", CB_PENDING, &n);
+	assert_int_equal(n, 3);
+	const int want[3][2] = {{MSG_READ, MSG_DELIVERED},
+	                        {MSG_DELIVERED, MSG_SENT},
+	                        {MSG_SENT, MSG_SENDING}};
+	for (size_t i = 0; i < 3; i++) {
+		assert_string_equal(v[i].event, "message.status");
+		assert_string_equal(v[i].message_id, id);
+		assert_string_equal(v[i].tenant_id, "t1");
+		assert_string_equal(v[i].url, CB_URL);
+		assert_string_equal(v[i].provider_id, "wamid.cb1");
+		assert_int_equal(v[i].status, want[i][0]);
+		assert_int_equal(v[i].prev_status, want[i][1]);
+		assert_int_equal(v[i].state, CB_PENDING);
+		assert_int_equal(v[i].attempts, 0);
+		assert_true(i == 0 || v[i].id < v[i - 1].id);
+	}
+	int64_t first = v[2].id, second = v[1].id, third = v[0].id;
+	cb_free(v, n);
+	int64_t counts[CB__COUNT];
+	assert_int_equal(st->ops->callback_counts(st, counts), 0);
+	assert_int_equal(counts[CB_PENDING], 3);
+	assert_int_equal(counts[CB_DEAD], 0);
+
+	/* One at a time: the first is in flight, the others wait. */
+	v = cb_claim(st, 0, 1);
+	assert_int_equal(v[0].id, first);
+	assert_int_equal(v[0].attempts, 1);
+	struct callback_row r1 = v[0];
+	free(v);
+	cb_free(cb_claim(st, 0, 0), 0);
+
+	/* A retry an hour away: nothing of this message is due meanwhile. */
+	cb_finish(st, &r1, CB_PENDING, now + 3600 * SEC);
+	cb_free(cb_claim(st, 0, 0), 0);
+	/* A stale outcome (an older attempt) changes nothing. */
+	struct callback_outcome stale = {.id = first, .attempt = 0, .state = CB_DELIVERED};
+	struct hr_err err = {0};
+	assert_int_equal(st->ops->callback_done(st, &stale, 1, &err), 0);
+	struct callback_row g;
+	assert_int_equal(st->ops->callback_get(st, "t1", first, &g), 0);
+	assert_int_equal(g.state, CB_PENDING);
+	assert_int_equal(g.last_http, 503);
+	assert_string_equal(g.last_error, "HTTP 503");
+	callback_row_clear(&g);
+	callback_row_clear(&r1);
+
+	/* Two hours on: the first again (attempt 2), delivered; then the
+	 * second, dead; then the third. */
+	int64_t later = now + 7200 * SEC;
+	v = cb_claim(st, later, 1);
+	assert_int_equal(v[0].id, first);
+	assert_int_equal(v[0].attempts, 2);
+	cb_finish(st, &v[0], CB_DELIVERED, 0);
+	cb_free(v, 1);
+	v = cb_claim(st, later, 1);
+	assert_int_equal(v[0].id, second);
+	cb_finish(st, &v[0], CB_DEAD, 0);
+	cb_free(v, 1);
+	v = cb_claim(st, later, 1);
+	assert_int_equal(v[0].id, third);
+	cb_finish(st, &v[0], CB_DELIVERED, 0);
+	cb_free(v, 1);
+	cb_free(cb_claim(st, later, 0), 0);
+
+	v = cb_list(st, "t1", CB_DELIVERED, &n);
+	cb_free(v, n);
+	assert_int_equal(n, 2);
+	v = cb_list(st, "t1", CB_DEAD, &n);
+	assert_int_equal(n, 1);
+	assert_int_equal(v[0].id, second);
+	assert_int_equal(v[0].last_http, 503);
+	cb_free(v, n);
+	v = cb_list(st, "t1", CB_PENDING, &n);
+	cb_free(v, n);
+	assert_int_equal(n, 0);
+	assert_int_equal(st->ops->callback_get(st, "t1", first, &g), 0);
+	assert_true(g.delivered_at > 0);
+	callback_row_clear(&g);
+	assert_int_equal(st->ops->callback_counts(st, counts), 0);
+	assert_int_equal(counts[CB_PENDING], 0);
+	assert_int_equal(counts[CB_DEAD], 1);
+}
+
+/*
+ * Replay: a dead or delivered row is pending again (attempts 0, due now);
+ * a pending one is a conflict; another tenant's id is not found, by get
+ * and by replay alike; the bulk replay takes the tenant's dead rows only.
+ * Claims skip the URLs they are told to, and retention removes delivered
+ * rows only.
+ */
+static void test_callback_replay_and_prune(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	char id[27];
+	cb_sent_msg(st, "cb3", CB_URL, "wamid.cb3", id);
+	int64_t now = hr_now_us();
+	hook_status(st, "cb3", "wamid.cb3", MSG_DELIVERED, now, NULL);
+	struct callback_row *v = cb_claim(st, 0, 1);
+	int64_t sent_row = v[0].id;
+	cb_finish(st, &v[0], CB_DEAD, 0);
+	cb_free(v, 1);
+	v = cb_claim(st, 0, 1);
+	int64_t delivered_row = v[0].id;
+	cb_finish(st, &v[0], CB_DELIVERED, 0);
+	cb_free(v, 1);
+
+	struct hr_err err = {0};
+	int64_t n = -1;
+	struct callback_row g;
+	assert_int_equal(st->ops->callback_get(st, "t2", sent_row, &g), HR_ENOTFOUND);
+	assert_int_equal(st->ops->callback_replay(st, "t2", sent_row, 0, &n, &err), HR_ENOTFOUND);
+	assert_int_equal(st->ops->callback_replay(st, "t2", 0, 100, &n, &err), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(st->ops->callback_replay(st, "t1", 0, 0, &n, &err), HR_EINVAL);
+
+	/* The bulk replay: the dead row only. */
+	assert_int_equal(st->ops->callback_replay(st, "t1", 0, 100, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(st->ops->callback_get(st, "t1", sent_row, &g), 0);
+	assert_int_equal(g.state, CB_PENDING);
+	assert_int_equal(g.attempts, 0);
+	callback_row_clear(&g);
+	memset(&err, 0, sizeof err);
+	assert_int_equal(st->ops->callback_replay(st, "t1", sent_row, 0, &n, &err), HR_ECONFLICT);
+	assert_string_equal(err.field, "state");
+
+	/* Skipped URLs are not claimed; others are. */
+	const char *skip[] = {"https://other.example/x", CB_URL};
+	size_t k;
+	assert_int_equal(st->ops->callback_claim(st, 0, 60 * SEC, 10, skip, 2, &v, &k), 0);
+	assert_int_equal(k, 0);
+	free(v);
+	assert_int_equal(st->ops->callback_claim(st, 0, 60 * SEC, 10, skip, 1, &v, &k), 0);
+	assert_int_equal(k, 1);
+	assert_int_equal(v[0].id, sent_row);
+	cb_finish(st, &v[0], CB_DELIVERED, 0);
+	cb_free(v, k);
+
+	/* A delivered row replayed one by one goes out once more. */
+	assert_int_equal(st->ops->callback_replay(st, "t1", delivered_row, 0, &n, &err), 0);
+	assert_int_equal(n, 1);
+	v = cb_claim(st, 0, 1);
+	assert_int_equal(v[0].id, delivered_row);
+	assert_int_equal(v[0].attempts, 1);
+	cb_finish(st, &v[0], CB_DELIVERED, 0);
+	cb_free(v, 1);
+
+	/* Retention: delivered rows older than the cutoff, a page at a time. */
+	hook_status(st, "cb3", "wamid.cb3", MSG_READ, now, NULL); /* pending: stays */
+	assert_int_equal(st->ops->callback_prune(st, hr_now_us() + 3600 * SEC, 1, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(st->ops->callback_prune(st, hr_now_us() + 3600 * SEC, 100, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(st->ops->callback_prune(st, hr_now_us() + 3600 * SEC, 100, &n), 0);
+	assert_int_equal(n, 0);
+	size_t left;
+	v = cb_list(st, "t1", -1, &left);
+	cb_free(v, left);
+	assert_int_equal(left, 1);
+}
+
+/*
+ * Replies: one linked to a message with a URL gets a row on it (after that
+ * message's own rows, in its order); one that matched no message gets a
+ * row on the account's tenant's URL; one whose tenant has no URL gets
+ * none; the same reply again makes nothing. Pages follow the cursor.
+ */
+static void test_callback_inbound_and_paging(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct tenant_row t1 = {.id = "t1", .name = "T1", .callback_url = "https://t1.example/cb"};
+	struct tenant_row t2 = {.id = "t2", .name = "T2"};
+	assert_int_equal(st->ops->tenant_upsert(st, &t1, &err), 0);
+	assert_int_equal(st->ops->tenant_upsert(st, &t2, &err), 0);
+	struct account_row a1 = {.id = "cbin", .tenant_id = "t1", .channel = "whatsapp"};
+	struct account_row a2 = {.id = "cbin2", .tenant_id = "t2", .channel = "whatsapp"};
+	assert_int_equal(st->ops->account_upsert(st, &a1, &err), 0);
+	assert_int_equal(st->ops->account_upsert(st, &a2, &err), 0);
+	char id[27];
+	cb_sent_msg(st, "cbin", CB_URL, "wamid.q", id);
+
+	struct wh_inbound in[2] = {
+	    {.provider_msg_id = "wamid.R1",
+	     .context_id = "wamid.q",
+	     .from = "15550123456",
+	     .kind = "button",
+	     .text = (char *)"Pay now",
+	     .payload = (char *)"PAY_NOW"},
+	    {.provider_msg_id = "wamid.R2", .from = "15550123457", .kind = "text", .text = (char *)"hi"},
+	};
+	struct inbox_parsed rows[2] = {
+	    {.inbox_id = inbox_add(st, "cbin"), .account_id = "cbin", .inbound = in, .ninbound = 2},
+	    {.inbox_id = inbox_add(st, "cbin2"), .account_id = "cbin2", .inbound = &in[1], .ninbound = 1},
+	};
+	struct apply_stats s;
+	assert_int_equal(st->ops->apply_inbox(st, rows, 2, hr_now_us(), &s), 0);
+	assert_int_equal(s.inbound, 3);
+	/* Replayed: nothing new. */
+	rows[0].inbox_id = inbox_add(st, "cbin");
+	assert_int_equal(st->ops->apply_inbox(st, rows, 1, hr_now_us(), &s), 0);
+	assert_int_equal(s.inbound, 0);
+
+	size_t n;
+	struct callback_row *v = cb_list(st, "t1", CB_PENDING, &n);
+	assert_int_equal(n, 3); /* sent, the linked reply, the unlinked one */
+	assert_string_equal(v[0].event, "message.inbound");
+	assert_string_equal(v[0].message_id, "");
+	assert_string_equal(v[0].url, "https://t1.example/cb");
+	assert_int_equal(v[0].status, -1);
+	json_t *d = json_loads(v[0].detail, 0, NULL);
+	assert_string_equal(json_string_value(json_object_get(d, "text")), "hi");
+	assert_string_equal(json_string_value(json_object_get(d, "from")), "15550123457");
+	json_decref(d);
+	assert_string_equal(v[1].event, "message.inbound");
+	assert_string_equal(v[1].message_id, id);
+	assert_string_equal(v[1].url, CB_URL);
+	d = json_loads(v[1].detail, 0, NULL);
+	assert_string_equal(json_string_value(json_object_get(d, "kind")), "button");
+	assert_string_equal(json_string_value(json_object_get(d, "payload")), "PAY_NOW");
+	assert_string_equal(json_string_value(json_object_get(d, "provider_msg_id")), "wamid.R1");
+	json_decref(d);
+	assert_string_equal(v[2].event, "message.status");
+	int64_t ids[3] = {v[0].id, v[1].id, v[2].id};
+	cb_free(v, n);
+	v = cb_list(st, "t2", -1, &n);
+	cb_free(v, n);
+	assert_int_equal(n, 0);
+
+	/* The linked reply waits behind its message's sent row; the unlinked
+	 * one has no order to keep. */
+	v = cb_claim(st, 0, 2);
+	assert_int_equal(v[0].id, ids[2]);
+	assert_int_equal(v[1].id, ids[0]);
+	cb_free(v, 2);
+
+	/* Pages of one, newest first, by the cursor. */
+	bool more;
+	int64_t cursor = 0;
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(st->ops->callback_list(st, "t1", -1, cursor, 1, &v, &n, &more), 0);
+		assert_int_equal(n, 1);
+		assert_int_equal(v[0].id, ids[i]);
+		assert_int_equal(more, i < 2);
+		cursor = v[0].id;
+		cb_free(v, n);
+	}
+	assert_int_equal(st->ops->callback_list(st, "t1", -1, 0, 0, &v, &n, &more), HR_EINVAL);
+	assert_int_equal(st->ops->callback_list(st, "t1", 7, 0, 10, &v, &n, &more), HR_EINVAL);
+}
+
 int main(void)
 {
 	hr_log_set_level(HR_LOG_WARN);
@@ -4376,6 +4721,9 @@ int main(void)
 	    T(test_batch_export_rows),
 	    T(test_batch_cancel),
 	    T(test_batch_rules_and_lists),
+	    T(test_callback_outbox_order),
+	    T(test_callback_replay_and_prune),
+	    T(test_callback_inbound_and_paging),
 #undef T
 	};
 	char group[80];
