@@ -99,6 +99,20 @@ static int spec_nparams(const struct batch *b)
 	return n < 0 ? 0 : n > EXPORT_PARAMS_MAX ? EXPORT_PARAMS_MAX : (int)n;
 }
 
+/* The export's header of parameter i: the column it came from in the
+ * upload (the spec's param_columns), or "Param N" for a batch without. */
+static void param_header(const struct batch *b, int i, char *out, size_t size)
+{
+	json_t *spec = b->spec ? json_loads(b->spec, 0, NULL) : NULL;
+	const char *name =
+	    json_string_value(json_array_get(json_object_get(spec, "param_columns"), (size_t)i));
+	if (name && *name)
+		hr_utf8_copy(out, name, size);
+	else
+		snprintf(out, size, "Param %d", i + 1);
+	json_decref(spec);
+}
+
 static void line_free(struct line *l)
 {
 	json_decref(l->params);
@@ -208,13 +222,17 @@ static void csv_field(struct hr_buf *b, const char *s, bool free_text)
 	hr_buf_put(b, "\"", 1);
 }
 
-static void csv_header(struct hr_buf *b, int nparams)
+static void csv_header(struct hr_buf *b, const struct batch *bt, int nparams)
 {
 	hr_buf_put(b, "\xEF\xBB\xBF", 3); /* UTF-8 BOM: Excel reads the file as UTF-8 */
 	for (size_t i = 0; i < HEAD_N; i++)
 		hr_buf_printf(b, "%s%s", i ? "," : "", head_cols[i]);
-	for (int i = 0; i < nparams; i++)
-		hr_buf_printf(b, ",Param %d", i + 1);
+	for (int i = 0; i < nparams; i++) {
+		char h[HR_NAME_MAX];
+		param_header(bt, i, h, sizeof h);
+		hr_buf_put(b, ",", 1);
+		csv_field(b, h, true);
+	}
 	for (size_t i = 0; i < TAIL_N; i++)
 		hr_buf_printf(b, ",%s", tail_cols[i]);
 	hr_buf_put(b, "\r\n", 2);
@@ -317,7 +335,7 @@ enum MHD_Result api_batch_export_csv(struct api_req *r)
 	batch_clear(&b);
 	/* The header and the first page now, so a store that fails at once
 	 * gets a proper error status instead of a cut download. */
-	csv_header(&cs->out, cs->nparams);
+	csv_header(&cs->out, &b, cs->nparams);
 	if ((rc = csv_page(cs)) != 0) {
 		csv_free(cs);
 		return api_fail(r, rc, NULL);
@@ -416,14 +434,14 @@ static void xl_line(struct xlsx *x, lxw_row_t row, const struct line *l)
 	}
 }
 
-static void xl_header(struct xlsx *x, int nparams)
+static void xl_header(struct xlsx *x, const struct batch *b, int nparams)
 {
 	lxw_col_t col = 0;
 	for (size_t i = 0; i < HEAD_N; i++)
 		xl_check(x, worksheet_write_string(x->rows, 0, col++, head_cols[i], x->bold));
 	for (int i = 0; i < nparams; i++) {
-		char h[32];
-		snprintf(h, sizeof h, "Param %d", i + 1);
+		char h[HR_NAME_MAX];
+		param_header(b, i, h, sizeof h);
 		xl_check(x, worksheet_write_string(x->rows, 0, col++, h, x->bold));
 	}
 	for (size_t i = 0; i < TAIL_N; i++)
@@ -540,7 +558,7 @@ static int xlsx_build(struct store *st, const struct batch *b, const char *path,
 		format_set_num_format(x.when, "yyyy-mm-dd hh:mm:ss");
 		format_set_num_format(x.pct, "0.00%");
 		int nparams = spec_nparams(b);
-		xl_header(&x, nparams);
+		xl_header(&x, b, nparams);
 		xl_summary(&x, b);
 		struct line *l = calloc(1, sizeof *l);
 		if (!l)

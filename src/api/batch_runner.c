@@ -235,23 +235,32 @@ static void cancel_all(struct batch_runner *br)
 void batch_runner_fail_interrupted(struct api_server *s)
 {
 	struct store *st = s->o.store;
-	struct batch_filter f = {.status = BATCH_PENDING, .limit = 1000};
-	struct batch *list;
-	size_t n;
-	bool more;
-	if (st->ops->batch_list(st, NULL, &f, &list, &n, &more))
-		return;
-	for (size_t i = 0; i < n; i++) {
-		struct hr_err err = {0};
-		if (st->ops->batch_set_status(st, NULL, list[i].id, BATCH_FAILED,
-		                              "the upload was interrupted (the server stopped while "
-		                              "reading it): upload the file again",
-		                              &err) == 0)
-			hr_log(HR_LOG_WARN, "batch", "batch %s: upload interrupted, marked failed",
-			       list[i].id);
-		batch_clear(&list[i]);
+	/* A page at a time until none is left (or a page changes nothing: a
+	 * store that refuses is not asked for ever). */
+	for (bool progress = true; progress;) {
+		progress = false;
+		struct batch_filter f = {.status = BATCH_PENDING, .limit = 1000};
+		struct batch *list;
+		size_t n;
+		bool more;
+		if (st->ops->batch_list(st, NULL, &f, &list, &n, &more))
+			return;
+		for (size_t i = 0; i < n; i++) {
+			struct hr_err err = {0};
+			if (st->ops->batch_set_status(st, NULL, list[i].id, BATCH_FAILED,
+			                              "the upload was interrupted (the server stopped "
+			                              "while reading it): upload the file again",
+			                              &err) == 0) {
+				hr_log(HR_LOG_WARN, "batch", "batch %s: upload interrupted, marked failed",
+				       list[i].id);
+				progress = true;
+			}
+			batch_clear(&list[i]);
+		}
+		free(list);
+		if (!more)
+			break;
 	}
-	free(list);
 }
 
 static void *runner_main(void *arg)

@@ -1130,6 +1130,12 @@ static void post_run(struct post_job *job)
 			json_object_set_new(spec, "callback_url", json_string(cb_url));
 		if (spec && r->upload)
 			json_object_set_new(spec, "file", json_string(api_upload_filename(r->upload)));
+		/* The columns the parameters came from, for the export's headers. */
+		json_t *cols = spec ? json_array() : NULL;
+		for (int i = 0; cols && i < v->b.nparams; i++)
+			json_array_append_new(cols, json_string(v->headers[v->pcols[i]]));
+		if (cols)
+			json_object_set_new(spec, "param_columns", cols);
 		b.spec = spec ? json_dumps(spec, JSON_COMPACT) : NULL;
 		json_decref(spec);
 		rc = b.spec ? st->ops->batch_create(st, &b, &err) : HR_ENOMEM;

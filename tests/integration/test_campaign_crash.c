@@ -117,11 +117,11 @@ static char *campaign_body(const char *name, int n, bool start, struct expect *e
 	return js;
 }
 
-/* Uploads and starts; returns the batch id in id (the answer's counts are
- * checked against e). */
-static void upload(const char *name, int n, char id[64], struct expect *e)
+/* Uploads (and starts, unless start is false); returns the batch id in id
+ * (the answer's counts are checked against e). */
+static void upload_as(const char *name, int n, bool start, char id[64], struct expect *e)
 {
-	char *body = campaign_body(name, n, true, e);
+	char *body = campaign_body(name, n, start, e);
 	double t0 = now_s();
 	char url[128];
 	snprintf(url, sizeof url, "%s/v1/batches", W.api);
@@ -136,8 +136,14 @@ static void upload(const char *name, int n, char id[64], struct expect *e)
 	assert_int_equal(json_integer_value(json_object_get(rows, "valid")), e->valid);
 	assert_int_equal(json_integer_value(json_object_get(rows, "invalid")), e->invalid);
 	assert_int_equal(json_integer_value(json_object_get(rows, "duplicates")), e->duplicates);
-	assert_string_equal(json_string_value(json_object_get(r.json, "status")), "processing");
+	assert_string_equal(json_string_value(json_object_get(r.json, "status")),
+	                    start ? "processing" : "validated");
 	resp_free(&r);
+}
+
+static void upload(const char *name, int n, char id[64], struct expect *e)
+{
+	upload_as(name, n, true, id, e);
 }
 
 /* ---- reading a batch ------------------------------------------------------ */
@@ -454,6 +460,46 @@ static void test_kill9_while_sending(void **state)
 	run_kill(true);
 }
 
+/*
+ * kill -9 once an upload is validated and answered, before anyone starts
+ * it: after the restart the batch is still VALIDATED with its report and
+ * no message; started then, every valid row is sent exactly once (no kill
+ * happened while anything was in flight, so no resend is allowed).
+ */
+static void test_kill9_after_validation(void **state)
+{
+	(void)state;
+	world_up();
+	int n = nrows();
+	struct expect e;
+	char id[64];
+	upload_as("crash-validated", n, false, id, &e);
+	world_kill9_serve(&W);
+	world_start_serve(&W);
+	json_t *b = get_batch(id);
+	assert_string_equal(json_string_value(json_object_get(b, "status")), "validated");
+	json_t *rows = json_object_get(b, "rows");
+	assert_int_equal(jint(rows, "total"), e.total);
+	assert_int_equal(jint(rows, "valid"), e.valid);
+	assert_int_equal(jint(rows, "invalid"), e.invalid);
+	assert_int_equal(jint(rows, "duplicates"), e.duplicates);
+	assert_int_equal(progress(b, "made"), 0);
+	json_decref(b);
+	json_t *st = sim_get("/sim/stats");
+	assert_int_equal(jint(st, "requests"), 0);
+	json_decref(st);
+	char path[128];
+	snprintf(path, sizeof path, "/v1/batches/%s/start", id);
+	struct resp r = api_post(&W, path, "");
+	assert_int_equal(r.status, 200);
+	resp_free(&r);
+	struct done_arg done = {id, e.valid};
+	if (!wait_until(all_delivered, &W, &done, 240))
+		fail_msg("the batch started after the restart did not complete");
+	verify(id, &e, 0);
+	world_free(&W);
+}
+
 /* ---- an upload killed mid-validation ------------------------------------------- */
 
 struct post_arg {
@@ -561,6 +607,7 @@ static void test_kill9_mid_validation(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_kill9_after_validation),
 	    cmocka_unit_test(test_kill9_mid_validation),
 	    cmocka_unit_test(test_kill9_during_ingest),
 	    cmocka_unit_test(test_kill9_while_sending),
