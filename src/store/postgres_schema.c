@@ -291,9 +291,16 @@ static const char migration_2[] =
     "ALTER TABLE batch_item SET (autovacuum_vacuum_scale_factor = 0.02);"
     "CREATE INDEX message_batch_status ON message(batch_id, status) WHERE batch_id IS NOT NULL;";
 
+/* Each message's delivery policy (herald.h enum delivery_policy); see the
+ * SQLite schema's migration 4. Adding a column with a constant default
+ * rewrites no rows (PostgreSQL 11+), on every partition at once. */
+static const char migration_3[] =
+    "ALTER TABLE message ADD COLUMN delivery_policy smallint NOT NULL DEFAULT 0;";
+
 const struct pg_migration pg_migrations[] = {
     {1, migration_1},
     {2, migration_2},
+    {3, migration_3},
 };
 
 const size_t pg_migration_count = sizeof pg_migrations / sizeof pg_migrations[0];

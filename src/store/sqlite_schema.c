@@ -218,10 +218,17 @@ static const char migration_3[] =
 	" WHERE valid = 1 AND duplicate = 0;"
 	"CREATE INDEX message_batch ON message(batch_id, status) WHERE batch_id IS NOT NULL;";
 
+/* Each message's delivery policy (herald.h enum delivery_policy): what
+ * lease expiry and the dispatcher do when a send's outcome is unknown.
+ * Rows from before it were sent at-least-once, which 0 says. */
+static const char migration_4[] =
+	"ALTER TABLE message ADD COLUMN delivery_policy INTEGER NOT NULL DEFAULT 0;";
+
 const struct sq_migration sq_migrations[] = {
 	{1, migration_1},
 	{2, migration_2},
 	{3, migration_3},
+	{4, migration_4},
 };
 
 const size_t sq_migration_count = sizeof sq_migrations / sizeof sq_migrations[0];
