@@ -441,6 +441,17 @@ static int xfer_setopts(struct dispatcher *d, struct xfer *x, struct hr_err *err
 	XFER_SET(CURLOPT_HEADERDATA, x);
 	XFER_SET(CURLOPT_PRIVATE, x);
 	XFER_SET(CURLOPT_TCP_KEEPALIVE, 1L);
+	/* libcurl sends a request again by itself when a reused keep-alive
+	 * connection turns out closed before any answer byte came (its
+	 * Curl_retry_request: "Connection died, retrying a fresh connect"):
+	 * harmless when the peer had closed an idle connection, a duplicate
+	 * when it read the request and then dropped the connection. An
+	 * at_most_once send therefore goes on a connection of its own, which
+	 * libcurl does not retry that way; the price is a TCP (and TLS)
+	 * handshake per such send. (The tests here do not provoke that retry:
+	 * the simulator's dropped connections are never reused.) */
+	if (x->policy == POLICY_AT_MOST_ONCE)
+		XFER_SET(CURLOPT_FRESH_CONNECT, 1L);
 #undef XFER_SET
 	return 0;
 fail:
