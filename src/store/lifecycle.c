@@ -852,10 +852,12 @@ static int webhook_transition(struct store_tx *tx, struct lc_msg *m, enum msg_st
  * carries the id Herald sent with the request (client_ref): the message
  * whose send answer never came (timed out, connection lost, process
  * killed), so Herald never learnt the provider's id. It adopts the id when
- * it has none yet and is of this account; then the status applies as any
- * other. A message that already has a provider id keeps it: a status of
- * another copy (an at_least_once resend) must not take it over. 1 adopted
- * (*m filled), 0 not, or an error.
+ * it is UNKNOWN, has no provider id yet and is of this account; then the
+ * status applies as any other. A message that already has a provider id
+ * keeps it: a status of another copy (an at_least_once resend) must not
+ * take it over. A SENDING message is left alone: its send's answer is
+ * being recorded, and the status is retried until it has been (the usual
+ * webhook-before-result race). 1 adopted (*m filled), 0 not, or an error.
  */
 static int adopt_by_client_ref(struct store_tx *tx, const struct inbox_parsed *row,
                                const struct wh_status *raw, struct lc_msg *m)
@@ -869,7 +871,8 @@ static int adopt_by_client_ref(struct store_tx *tx, const struct inbox_parsed *r
 	}
 	if (rc)
 		return rc;
-	if (m->has_provider_id || strcmp(m->account_id, row->account_id) != 0)
+	if (m->status != MSG_UNKNOWN || m->has_provider_id ||
+	    strcmp(m->account_id, row->account_id) != 0)
 		return 0;
 	char pid[HR_PROVIDER_ID_MAX];
 	hr_utf8_copy(pid, raw->provider_id, sizeof pid);
