@@ -163,6 +163,28 @@ enum msg_priority {
 	PRIO_BULK = 1,          /* batch endpoint, campaigns */
 };
 
+/*
+ * What Herald may do when it cannot tell whether the provider got a send
+ * (the request was written, then the answer never came: a timeout, a reset
+ * connection, the process killed mid-request). Stored numbers: never
+ * renumber, only append.
+ *  AT_LEAST_ONCE: send again (an OTP must arrive; a duplicate is the price,
+ *                 marked in the audit trail as a resend after an unknown
+ *                 outcome).
+ *  AT_MOST_ONCE:  never send again by itself: the message becomes UNKNOWN
+ *                 (a marketing blast must not reach anyone twice); a later
+ *                 receipt still settles it.
+ * A send that provably never reached the provider (connection refused, DNS,
+ * TLS handshake failure) is retried under either.
+ */
+enum delivery_policy {
+	POLICY_AT_LEAST_ONCE = 0,
+	POLICY_AT_MOST_ONCE = 1,
+	POLICY__COUNT
+};
+const char *delivery_policy_name(enum delivery_policy p); /* "at_least_once", ... */
+int delivery_policy_parse(const char *name, enum delivery_policy *out); /* 0 or HR_EINVAL */
+
 /* Sizes of the fixed string fields below (including the terminating NUL). */
 #define HR_NAME_MAX 64 /* tenant, account, channel, template names   */
 #define HR_ADDR_MAX 64 /* recipient address: E.164 or chat id        */
@@ -201,6 +223,7 @@ struct message {
 	 * fixed at accept). Written by inserts, heap (message_clear frees it);
 	 * reads leave it NULL. NULL or "": no callbacks. */
 	char *callback_url;
+	enum delivery_policy policy; /* what to do when a send's outcome is unknown */
 };
 
 void message_clear(struct message *m); /* frees content/body, zeroes */

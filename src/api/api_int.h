@@ -240,10 +240,11 @@ int api_auth(struct api_req *r, struct hr_err *err);
  * rendered and checked against their declared header and buttons. Then the
  * account's adapter validates it. *content (caller decrefs) and *body (the
  * display text, heap, may be NULL) are set on success; errors name the
- * request's field. */
+ * request's field. *tpl_policy gets the delivery policy a template
+ * declares, or -1 (none, or not a template). */
 int api_content_build(const struct api_server *s, const char *tenant,
                       const struct channel_account *acct, json_t *o, json_t **content, char **body,
-                      struct hr_err *err);
+                      int *tpl_policy, struct hr_err *err);
 /* True for the request keys api_content_build reads. */
 bool api_content_key(const char *key);
 

@@ -17,12 +17,14 @@
  *   {"name", "channel", "account"?, "template": {"name", "language"} | "text",
  *    "recipient_column"?, "params"?: [column, ...], "default_region"?,
  *    "unit"?, "schedule_at"?, "dry_run"?, "start"?: "auto"|true|false,
+ *    "delivery_policy"?: "at_least_once"|"at_most_once",
  *    "rows": [{column: value, ...}, ...]}
  * Defaults: the recipient column is the first of phone, to, recipient,
  * mobile, msisdn, chat_id (any case) present; the parameters are the
  * columns named 1..n when the template or text has n placeholders; start
  * "auto" starts a batch with no invalid row at once and leaves one with
- * errors VALIDATED until POST /v1/batches/{id}/start.
+ * errors VALIDATED until POST /v1/batches/{id}/start. Without
+ * delivery_policy each message takes its template's, else its account's.
  */
 #include <ctype.h>
 #include <pthread.h>
@@ -126,6 +128,7 @@ struct bspec {
 	char region[3];    /* default region for national numbers, "" for none */
 	bool phone;        /* the channel's recipients are phone numbers */
 	char *cb_url;      /* the batch's callback_url, heap; NULL: the tenant's */
+	char policy[16];   /* the batch's delivery_policy, "" for the default */
 };
 
 static void bspec_free(struct bspec *b)
@@ -171,6 +174,8 @@ static json_t *row_request(const struct bspec *b, const char *to, const char *co
 		               : NULL;
 		rc = t ? json_object_set_new(o, "template", t) : -1;
 	}
+	if (rc == 0 && b->policy[0])
+		rc = json_object_set_new(o, "delivery_policy", json_string(b->policy));
 	if (rc != 0) {
 		json_decref(o);
 		hr_fail(err, HR_ENOMEM, NULL, "out of memory");
@@ -212,6 +217,8 @@ static int bspec_of(const struct api_server *s, const struct batch *bt, struct b
 	const char *text = json_string_value(json_object_get(spec, "text"));
 	const char *cb = json_string_value(json_object_get(spec, "callback_url"));
 	b->nparams = (int)json_integer_value(json_object_get(spec, "nparams"));
+	const char *pol = json_string_value(json_object_get(spec, "delivery_policy"));
+	hr_strlcpy(b->policy, pol ? pol : "", sizeof b->policy);
 	if ((text && !(b->text = strdup(text))) || (cb && !(b->cb_url = strdup(cb)))) {
 		bspec_free(b);
 		json_decref(spec);
@@ -448,6 +455,16 @@ json_t *api_batch_json(const struct batch *b)
 	    time_json(b->validated_at), "started_at", time_json(b->started_at), "completed_at",
 	    time_json(b->completed_at), "cancelled_at", time_json(b->cancelled_at), "failed_at",
 	    time_json(b->failed_at), "ingested", json_boolean(b->ingested));
+	/* The policy the batch asked for; null: each message's template's or
+	 * account's. */
+	json_t *spec = j && b->spec ? json_loads(b->spec, 0, NULL) : NULL;
+	json_t *pol = json_object_get(spec, "delivery_policy");
+	if (j && json_object_set_new(j, "delivery_policy",
+	                             json_is_string(pol) ? json_copy(pol) : json_null()) != 0) {
+		json_decref(j);
+		j = NULL;
+	}
+	json_decref(spec);
 	return j;
 }
 
@@ -502,7 +519,7 @@ static enum MHD_Result respond_batch(struct api_req *r, int status, const char *
 static const char *const post_keys[] = {
 	"name", "channel", "account", "template", "text", "recipient_column", "params",
 	"default_region", "unit", "schedule_at", "dry_run", "start", "rows", "sheet", "separator",
-	"callback_url", NULL,
+	"callback_url", "delivery_policy", NULL,
 };
 
 static int need_string(json_t *root, const char *key, size_t max, const char **out,
@@ -596,9 +613,10 @@ static int parse_spec(struct api_req *r, json_t *root, struct vctx *v, const cha
                       struct hr_err *err)
 {
 	const struct api_server *s = r->srv;
-	const char *channel, *account, *region, *text;
+	const char *channel, *account, *region, *text, *policy;
 	int rc;
-	if ((rc = need_string(root, "name", BATCH_NAME_MAX, name, true, err)) ||
+	if ((rc = need_string(root, "delivery_policy", 15, &policy, false, err)) ||
+	    (rc = need_string(root, "name", BATCH_NAME_MAX, name, true, err)) ||
 	    (rc = need_string(root, "channel", 15, &channel, true, err)) ||
 	    (rc = need_string(root, "account", HR_NAME_MAX - 1, &account, false, err)) ||
 	    (rc = need_string(root, "default_region", 2, &region, false, err)) ||
@@ -606,6 +624,11 @@ static int parse_spec(struct api_req *r, json_t *root, struct vctx *v, const cha
 		return rc;
 	v->b.s = s;
 	hr_strlcpy(v->b.tenant, r->tenant, sizeof v->b.tenant);
+	enum delivery_policy dp;
+	if (policy && delivery_policy_parse(policy, &dp) != 0)
+		return hr_fail(err, HR_EINVAL, "delivery_policy",
+		               "delivery_policy must be \"at_least_once\" or \"at_most_once\"");
+	hr_strlcpy(v->b.policy, policy ? policy : "", sizeof v->b.policy);
 	const struct channel_account *acct = NULL;
 	struct channel_account *a;
 	for (size_t i = 0; (a = account_set_at(s->o.accounts, i)) != NULL && !acct; i++) {
@@ -1128,6 +1151,8 @@ static void post_run(struct post_job *job)
 			json_object_set_new(spec, "text", json_string(v->b.text));
 		if (spec && cb_url)
 			json_object_set_new(spec, "callback_url", json_string(cb_url));
+		if (spec && v->b.policy[0])
+			json_object_set_new(spec, "delivery_policy", json_string(v->b.policy));
 		if (spec && r->upload)
 			json_object_set_new(spec, "file", json_string(api_upload_filename(r->upload)));
 		/* The columns the parameters came from, for the export's headers. */

@@ -113,9 +113,10 @@ static json_t *account_json(const struct channel_account *a)
 		return NULL;
 	json_object_del(cfg, "id");
 	json_object_del(cfg, "channel");
-	return json_pack("{s:s, s:s, s:f, s:o, s:o}", "id", api_account_name(a->tenant_id, a->id),
-	                 "channel", a->ops->name,
-	                 "rate_limit", a->rate_limit, "webhook_url",
+	return json_pack("{s:s, s:s, s:f, s:s, s:o, s:o}", "id",
+	                 api_account_name(a->tenant_id, a->id), "channel", a->ops->name,
+	                 "rate_limit", a->rate_limit, "delivery_policy",
+	                 delivery_policy_name(a->delivery_policy), "webhook_url",
 	                 a->webhook_url[0] ? json_string(a->webhook_url) : json_null(), "config",
 	                 cfg);
 }

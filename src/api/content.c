@@ -437,11 +437,12 @@ static int template_buttons(const char *tname, json_t *decl, json_t *req, json_t
  * name or language it does not have is a 422 on template.name), the body
  * rendered with exactly the declared parameters, the header and buttons
  * checked against the declaration, and the template's regulatory fields
- * copied in for the provider.
+ * copied in for the provider. *tpl_policy gets the template's declared
+ * delivery policy, when it declares one.
  */
 static int build_template(const struct api_server *s, const char *tenant,
                           const struct channel_account *acct, json_t *t, json_t **content,
-                          char **body, struct hr_err *err)
+                          char **body, int *tpl_policy, struct hr_err *err)
 {
 	if (!json_is_object(t))
 		return hr_fail(err, HR_EINVAL, "template",
@@ -506,6 +507,11 @@ static int build_template(const struct api_server *s, const char *tenant,
 		}
 	}
 	template_row_clear(&row);
+	/* Checked when the config was loaded (serve.c template_config). */
+	enum delivery_policy dp;
+	if (delivery_policy_parse(json_string_value(json_object_get(decl, "delivery_policy")),
+	                          &dp) == 0)
+		*tpl_policy = (int)dp;
 	json_t *header = NULL, *buttons = NULL;
 	rc = template_header(tname, json_object_get(decl, "header"), json_object_get(t, "header"),
 	                     &header, err);
@@ -561,10 +567,11 @@ static void rename_field(struct hr_err *err, const char *kind, const char *cards
 
 int api_content_build(const struct api_server *s, const char *tenant,
                       const struct channel_account *acct, json_t *o, json_t **content, char **body,
-                      struct hr_err *err)
+                      int *tpl_policy, struct hr_err *err)
 {
 	*content = NULL;
 	*body = NULL;
+	*tpl_policy = -1;
 	const char *kind = NULL;
 	for (const char *const *k = content_kinds; *k; k++) {
 		if (!json_object_get(o, *k))
@@ -604,7 +611,7 @@ int api_content_build(const struct api_server *s, const char *tenant,
 			oom = true;
 		*body = dup_or_null(json_string_value(v), &oom);
 	} else if (strcmp(kind, "template") == 0) {
-		if ((rc = build_template(s, tenant, acct, v, &c, body, err)))
+		if ((rc = build_template(s, tenant, acct, v, &c, body, tpl_policy, err)))
 			return rc;
 	} else if (strcmp(kind, "document") == 0 || strcmp(kind, "image") == 0) {
 		bool doc = kind[0] == 'd';

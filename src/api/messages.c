@@ -128,7 +128,8 @@ struct parse_ctx {
 };
 
 static const char *const single_keys[] = {
-	"channel", "account", "to", "priority", "mode", "timeout_ms", "callback_url", NULL,
+	"channel", "account", "to", "priority", "delivery_policy", "mode", "timeout_ms",
+	"callback_url", NULL,
 };
 
 /* The request keys of a message: its envelope here, its content in
@@ -179,6 +180,11 @@ static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *
 	json_t *jprio = json_object_get(o, "priority");
 	if (jprio && (rc = parse_priority(jprio, &prio, err)) != 0)
 		return rc;
+	json_t *jpol = json_object_get(o, "delivery_policy");
+	enum delivery_policy policy = POLICY_AT_LEAST_ONCE;
+	if (jpol && delivery_policy_parse(json_string_value(jpol), &policy) != 0)
+		return hr_fail(err, HR_EINVAL, "delivery_policy",
+		               "delivery_policy must be \"at_least_once\" or \"at_most_once\"");
 
 	if (!pc->batch) {
 		json_t *jmode = json_object_get(o, "mode");
@@ -223,9 +229,14 @@ static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *
 
 	json_t *content = NULL;
 	char *body = NULL;
-	rc = api_content_build(s, pc->tenant, acct, o, &content, &body, err);
+	int tpl_policy = -1;
+	rc = api_content_build(s, pc->tenant, acct, o, &content, &body, &tpl_policy, err);
 	if (rc != 0)
 		return rc;
+	/* The message's own policy, else its template's, else its account's
+	 * (which defaults to at_least_once: README "Guarantees"). */
+	if (!jpol)
+		policy = tpl_policy >= 0 ? (enum delivery_policy)tpl_policy : acct->delivery_policy;
 	m->content = json_dumps(content, JSON_COMPACT);
 	json_decref(content);
 	m->body = body;
@@ -238,6 +249,7 @@ static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *
 			return rc;
 		m->segments = si.segments;
 	}
+	m->policy = policy;
 
 	hr_id_new(m->id);
 	hr_strlcpy(m->tenant_id, pc->tenant, sizeof m->tenant_id);
@@ -368,10 +380,10 @@ static int parse_single(struct api_req *r, struct accept *a, json_t *root, struc
 	if (rc != 0)
 		return rc;
 	const struct message *m = &a->msgs[0];
-	json_t *resp = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", m->id, "status", "queued",
-	                         "channel", m->channel, "account",
+	json_t *resp = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", m->id, "status",
+	                         "queued", "channel", m->channel, "account",
 	                         api_account_name(m->tenant_id, m->account_id), "to",
-	                         m->recipient);
+	                         m->recipient, "delivery_policy", delivery_policy_name(m->policy));
 	if (resp && strcmp(m->channel, "sms") == 0 &&
 	    json_object_set_new(resp, "segments", json_integer(m->segments)) != 0) {
 		json_decref(resp);
@@ -586,6 +598,11 @@ static enum MHD_Result accept_watched(struct api_req *r)
 		if (d->kind == SEND_FAILED) {
 			status = 200;
 			state = "failed";
+		} else if (d->kind == SEND_UNKNOWN) {
+			/* Settled as far as sending goes: never sent again by
+			 * itself; a late receipt may still move it. */
+			status = 200;
+			state = "unknown";
 		} else {
 			ok = ok && !json_object_set_new(extra, "retrying", json_true());
 		}
@@ -607,10 +624,11 @@ static enum MHD_Result accept_watched(struct api_req *r)
 		}
 		ok = ok && !json_object_set_new(extra, "sync_timeout", json_true());
 	}
-	json_t *j = ok ? json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", m->id, "status", state,
-	                           "channel", m->channel, "account",
+	json_t *j = ok ? json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", m->id, "status",
+	                           state, "channel", m->channel, "account",
 	                           api_account_name(m->tenant_id, m->account_id), "to",
-	                           m->recipient)
+	                           m->recipient, "delivery_policy",
+	                           delivery_policy_name(m->policy))
 	               : NULL;
 	if (j && strcmp(m->channel, "sms") == 0)
 		ok = !json_object_set_new(extra, "segments", json_integer(m->segments));

@@ -67,12 +67,13 @@ static json_t *message_json(const struct message *m)
 	if (m->error_code[0] || m->error_text[0])
 		err = json_pack("{s:o, s:o}", "code", text_json(m->error_code), "message",
 		                text_json(m->error_text));
-	json_t *j = json_pack("{s:o, s:o, s:o, s:o, s:s, s:s, s:o, s:o, s:i, s:o, s:o, s:o, s:o}",
+	json_t *j = json_pack("{s:o, s:o, s:o, s:o, s:s, s:s, s:s, s:o, s:o, s:i, s:o, s:o, s:o, s:o}",
 	                      "id", text_json(m->id), "channel", text_json(m->channel),
 	                      "account", text_json(api_account_name(m->tenant_id, m->account_id)),
 	                      "to", text_json(m->recipient),
 	                      "status", msg_status_name(m->status), "priority",
 	                      m->priority == PRIO_TRANSACTIONAL ? "transactional" : "bulk",
+	                      "delivery_policy", delivery_policy_name(m->policy),
 	                      "content", stored_json(m->content), "body", nullable_str(m->body),
 	                      "attempts", m->attempts, "provider_id",
 	                      nullable_str(m->provider_id), "error", err, "created_at",

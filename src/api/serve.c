@@ -154,7 +154,9 @@ static int open_store(json_t *cfg, const struct serve_args *a, struct store **st
  * header has 0 or 1 parameter, WhatsApp's limit; a media header always
  * takes its link, whatever params says), `buttons: [{type:
  * quick_reply|url, params: 0|1}]` (a quick reply's payload, a URL button's
- * suffix) and `regulatory: {...}` (provider fields carried with every send).
+ * suffix), `regulatory: {...}` (provider fields carried with every send)
+ * and `delivery_policy: at_least_once | at_most_once` (what its messages do
+ * when a send's outcome is unknown, unless a message says otherwise).
  * *out is NULL when the template declares none of them; errors name the key
  * under f ("tenants[0].templates[2]").
  */
@@ -163,7 +165,8 @@ static int template_config(json_t *tp, const char *f, char **out, struct hr_err 
 	*out = NULL;
 	json_t *header = json_object_get(tp, "header"), *buttons = json_object_get(tp, "buttons");
 	json_t *reg = json_object_get(tp, "regulatory");
-	if (!header && !buttons && !reg)
+	json_t *dp = json_object_get(tp, "delivery_policy");
+	if (!header && !buttons && !reg && !dp)
 		return 0;
 	json_t *cfg = json_object();
 	if (!cfg)
@@ -229,6 +232,16 @@ static int template_config(json_t *tp, const char *f, char **out, struct hr_err 
 			rc = hr_fail(err, HR_EINVAL, k, "%s must be a mapping of provider fields",
 			             k);
 		else if (json_object_set(cfg, "regulatory", reg))
+			rc = hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	}
+	if (rc == 0 && dp) {
+		enum delivery_policy p;
+		snprintf(k, sizeof k, "%s.delivery_policy", f);
+		if (delivery_policy_parse(json_string_value(dp), &p) != 0)
+			rc = hr_fail(err, HR_EINVAL, k,
+			             "%s must be \"at_least_once\" or \"at_most_once\"", k);
+		else if (json_object_set_new(cfg, "delivery_policy",
+		                             json_string(delivery_policy_name(p))))
 			rc = hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	}
 	if (rc == 0 && !(*out = json_dumps(cfg, JSON_COMPACT)))

@@ -102,6 +102,10 @@ struct channel_account {
 	char webhook_url[256];
 	const struct channel_ops *ops;
 	double rate_limit;   /* messages per second ("rate_limit" in config) */
+	/* "delivery_policy" in config: what its messages do when a send's
+	 * outcome is unknown, unless the template or message says otherwise
+	 * (herald.h enum delivery_policy; default at_least_once). */
+	enum delivery_policy delivery_policy;
 	json_t *config;      /* the account's config object, owned */
 	void *priv;          /* adapter state (resolved secrets, URLs), owned by ops */
 };
@@ -135,6 +139,27 @@ enum outcome_class {
 };
 const char *outcome_class_name(enum outcome_class c); /* "ok", "transient", ... */
 
+/*
+ * Who a rate limit is on (PROVIDERS.md), declared by the adapter for every
+ * OUTCOME_RATE_LIMITED answer it classifies:
+ *  ACCOUNT:   the sender (phone number, Twilio account, bot, agent) is at
+ *             its limit: the dispatcher pauses the whole account for the
+ *             hinted delay (WhatsApp 130429/80007/4/131048, Twilio
+ *             20429/14107/30001, Telegram 429 retry_after, RBM 429
+ *             RESOURCE_EXHAUSTED, and a bare HTTP 429 that names no scope);
+ *  RECIPIENT: only this sender-recipient pair is limited (WhatsApp 131056,
+ *             the pair rate limit): this message waits, the account's other
+ *             recipients keep their full rate.
+ * NONE on any other outcome. A RATE_LIMITED outcome left at NONE is a bug
+ * in its adapter; the dispatcher then pauses the account (the safe side).
+ */
+enum rate_scope {
+	RATE_SCOPE_NONE = 0,
+	RATE_SCOPE_ACCOUNT = 1,
+	RATE_SCOPE_RECIPIENT = 2,
+};
+const char *rate_scope_name(enum rate_scope s); /* "none", "account", "recipient" */
+
 /* What a provider's answer to a send means. */
 struct send_outcome {
 	enum outcome_class cls;
@@ -143,10 +168,8 @@ struct send_outcome {
 	char error_text[HR_ERRTEXT_MAX];   /* provider's text */
 	int64_t retry_after_us;            /* hint from Retry-After or the body, 0 if none */
 	bool account_blocked;              /* stop this account's sends (token expired...) */
-	/* cls RATE_LIMITED for this recipient only (WhatsApp 131056, the pair
-	 * rate limit): retry this message after retry_after_us, but do not
-	 * pause the account; its other recipients are not limited. */
-	bool recipient_rate_limited;
+	/* cls RATE_LIMITED: whom the limit is on (enum rate_scope). */
+	enum rate_scope rate_scope;
 	/* The recipient moved (Telegram migrate_to_chat_id): resend there at
 	 * once (cls TRANSIENT, retry_after 0) and remember it. "" otherwise. */
 	char new_recipient[HR_ADDR_MAX];
@@ -276,6 +299,9 @@ bool channel_network_outcome(long http_status, const char *body, size_t len,
 /* The class of an HTTP error status with no better information (PROVIDERS.md):
  * 429 rate limited, 5xx and 408 transient, any other status permanent. */
 enum outcome_class channel_http_class(long http_status);
+/* Sets out->cls from channel_http_class; a 429 that names no scope limits
+ * the account (rate_scope ACCOUNT). */
+void channel_http_outcome(struct send_outcome *out, long http_status);
 
 /* Account config readers for adapters' account_load. Errors name the key as
  * "accounts[<id>].<key>". */

@@ -1250,10 +1250,12 @@ static void rbm_parse_send(const struct channel_account *acct, long http_status,
 			snprintf(out->error_text + l, sizeof out->error_text - l, " (%s)", why);
 		}
 	} else if (http_status == 429 || (gstatus && strcmp(gstatus, "RESOURCE_EXHAUSTED") == 0)) {
+		/* The agent's (the Google Cloud project's) quota: account-wide. */
 		out->cls = OUTCOME_RATE_LIMITED;
+		out->rate_scope = RATE_SCOPE_ACCOUNT;
 	} else {
 		/* 400 INVALID_ARGUMENT, 403 PERMISSION_DENIED: permanent; 5xx transient */
-		out->cls = channel_http_class(http_status);
+		channel_http_outcome(out, http_status);
 	}
 	json_decref(root);
 }

@@ -170,6 +170,22 @@ static int account_rate(struct channel_account *a, double def, struct hr_err *er
 	return 0;
 }
 
+/* Reads "delivery_policy" ("at_least_once" | "at_most_once") from the
+ * account config; absent means at_least_once (README "Guarantees"). */
+static int account_delivery_policy(struct channel_account *a, struct hr_err *err)
+{
+	json_t *v = json_object_get(a->config, "delivery_policy");
+	a->delivery_policy = POLICY_AT_LEAST_ONCE;
+	if (!v || json_is_null(v))
+		return 0;
+	if (delivery_policy_parse(json_string_value(v), &a->delivery_policy) == 0)
+		return 0;
+	char field[HR_NAME_MAX + 32];
+	snprintf(field, sizeof field, "accounts[%s].delivery_policy", a->id);
+	return hr_fail(err, HR_EINVAL, field, "%s must be \"at_least_once\" or \"at_most_once\"",
+	               field);
+}
+
 int channel_account_new(const struct account_row *row, struct channel_account **out,
                         struct hr_err *err)
 {
@@ -202,6 +218,8 @@ int channel_account_new_policy(const struct account_row *row, const struct chann
 		return hr_fail(err, HR_EINVAL, field, "%s: config must be a JSON object", field);
 	}
 	int rc = account_rate(a, e->default_rate, err);
+	if (rc == 0)
+		rc = account_delivery_policy(a, err);
 	if (rc == 0) {
 		a->ops = e->ops;
 		rc = e->ops->account_load(a, err);
@@ -623,6 +641,24 @@ bool channel_network_outcome(long http_status, const char *body, size_t len,
 	hr_strlcpy(out->error_code, "network", sizeof out->error_code);
 	channel_body_excerpt(body, len, out->error_text, sizeof out->error_text);
 	return true;
+}
+
+const char *rate_scope_name(enum rate_scope s)
+{
+	switch (s) {
+	case RATE_SCOPE_ACCOUNT:
+		return "account";
+	case RATE_SCOPE_RECIPIENT:
+		return "recipient";
+	default:
+		return "none";
+	}
+}
+
+void channel_http_outcome(struct send_outcome *out, long http_status)
+{
+	out->cls = channel_http_class(http_status);
+	out->rate_scope = out->cls == OUTCOME_RATE_LIMITED ? RATE_SCOPE_ACCOUNT : RATE_SCOPE_NONE;
 }
 
 enum outcome_class channel_http_class(long http_status)

@@ -705,12 +705,15 @@ static void tg_parse_send(const struct channel_account *acct, long http_status, 
 		snprintf(out->new_recipient, sizeof out->new_recipient, "%lld",
 		         (long long)json_integer_value(mig));
 	} else if (code == 429 || http_status == 429) {
+		/* "Too Many Requests: retry after N" names no chat: the bot as a
+		 * whole waits (PROVIDERS.md). */
 		out->cls = OUTCOME_RATE_LIMITED;
+		out->rate_scope = RATE_SCOPE_ACCOUNT;
 	} else if (code == 401 || code == 404) {
 		out->cls = OUTCOME_PERMANENT;
 		out->account_blocked = true;
 	} else {
-		out->cls = channel_http_class(code >= 500 ? code : http_status);
+		channel_http_outcome(out, code >= 500 ? code : http_status);
 	}
 	json_decref(root);
 }

@@ -661,42 +661,46 @@ struct tw_code {
 	bool blocked;  /* every send of the account would fail the same way */
 	bool suppress; /* the recipient opted out */
 	const char *text;
+	/* Rate limits: all of Twilio's are on the account (or its sender
+	 * number / Messaging Service queue), none on one recipient. */
+	enum rate_scope scope;
 };
 
 static const struct tw_code tw_codes[] = {
-    {20429, OUTCOME_RATE_LIMITED, false, false, "Too Many Requests"},
-    {14107, OUTCOME_RATE_LIMITED, false, false, "SMS send rate limit exceeded"},
-    {30001, OUTCOME_RATE_LIMITED, false, false, "Queue overflow"},
-    {20500, OUTCOME_TRANSIENT, false, false, "Internal server error"},
-    {20503, OUTCOME_TRANSIENT, false, false, "Service unavailable"},
-    {20003, OUTCOME_PERMANENT, true, false, "Authentication failed"},
-    {20404, OUTCOME_PERMANENT, true, false, "Resource not found (wrong account SID?)"},
-    {30002, OUTCOME_PERMANENT, true, false, "Account suspended"},
-    {21606, OUTCOME_PERMANENT, true, false, "From number is not a valid sender"},
-    {21701, OUTCOME_PERMANENT, true, false, "The Messaging Service does not exist"},
-    {21705, OUTCOME_PERMANENT, true, false, "The Messaging Service is invalid"},
-    {21211, OUTCOME_PERMANENT, false, false, "Invalid 'To' phone number"},
-    {21614, OUTCOME_PERMANENT, false, false, "'To' number is not a valid mobile number"},
-    {21408, OUTCOME_PERMANENT, false, false, "Permission to send to this region not enabled"},
-    {21610, OUTCOME_PERMANENT, false, true, "Attempt to send to unsubscribed recipient"},
-    {21612, OUTCOME_PERMANENT, false, false, "Cannot route between the From and To numbers"},
-    {21602, OUTCOME_PERMANENT, false, false, "Message body is required"},
-    {21604, OUTCOME_PERMANENT, false, false, "'To' phone number is required"},
-    {21617, OUTCOME_PERMANENT, false, false, "Message body exceeds 1600 characters"},
-    {21603, OUTCOME_PERMANENT, false, false, "'From' phone number is required"},
-    {21609, OUTCOME_PERMANENT, false, false, "Invalid 'StatusCallback'"},
-    {21624, OUTCOME_PERMANENT, false, false, "Invalid validity period value"},
-    {21900, OUTCOME_PERMANENT, false, false, "DltPEId is invalid"},
-    {21901, OUTCOME_PERMANENT, false, false, "DltTemplateId is invalid"},
-    {30003, OUTCOME_PERMANENT, false, false, "Unreachable destination handset"},
-    {30004, OUTCOME_PERMANENT, false, false, "Message blocked"},
-    {30005, OUTCOME_PERMANENT, false, false, "Unknown destination handset"},
-    {30006, OUTCOME_PERMANENT, false, false, "Landline or unreachable carrier"},
-    {30007, OUTCOME_PERMANENT, false, false, "Message filtered by the carrier"},
+    {20429, OUTCOME_RATE_LIMITED, false, false, "Too Many Requests", RATE_SCOPE_ACCOUNT},
+    {14107, OUTCOME_RATE_LIMITED, false, false, "SMS send rate limit exceeded",
+     RATE_SCOPE_ACCOUNT},
+    {30001, OUTCOME_RATE_LIMITED, false, false, "Queue overflow", RATE_SCOPE_ACCOUNT},
+    {20500, OUTCOME_TRANSIENT, false, false, "Internal server error", RATE_SCOPE_NONE},
+    {20503, OUTCOME_TRANSIENT, false, false, "Service unavailable", RATE_SCOPE_NONE},
+    {20003, OUTCOME_PERMANENT, true, false, "Authentication failed", RATE_SCOPE_NONE},
+    {20404, OUTCOME_PERMANENT, true, false, "Resource not found (wrong account SID?)", RATE_SCOPE_NONE},
+    {30002, OUTCOME_PERMANENT, true, false, "Account suspended", RATE_SCOPE_NONE},
+    {21606, OUTCOME_PERMANENT, true, false, "From number is not a valid sender", RATE_SCOPE_NONE},
+    {21701, OUTCOME_PERMANENT, true, false, "The Messaging Service does not exist", RATE_SCOPE_NONE},
+    {21705, OUTCOME_PERMANENT, true, false, "The Messaging Service is invalid", RATE_SCOPE_NONE},
+    {21211, OUTCOME_PERMANENT, false, false, "Invalid 'To' phone number", RATE_SCOPE_NONE},
+    {21614, OUTCOME_PERMANENT, false, false, "'To' number is not a valid mobile number", RATE_SCOPE_NONE},
+    {21408, OUTCOME_PERMANENT, false, false, "Permission to send to this region not enabled", RATE_SCOPE_NONE},
+    {21610, OUTCOME_PERMANENT, false, true, "Attempt to send to unsubscribed recipient", RATE_SCOPE_NONE},
+    {21612, OUTCOME_PERMANENT, false, false, "Cannot route between the From and To numbers", RATE_SCOPE_NONE},
+    {21602, OUTCOME_PERMANENT, false, false, "Message body is required", RATE_SCOPE_NONE},
+    {21604, OUTCOME_PERMANENT, false, false, "'To' phone number is required", RATE_SCOPE_NONE},
+    {21617, OUTCOME_PERMANENT, false, false, "Message body exceeds 1600 characters", RATE_SCOPE_NONE},
+    {21603, OUTCOME_PERMANENT, false, false, "'From' phone number is required", RATE_SCOPE_NONE},
+    {21609, OUTCOME_PERMANENT, false, false, "Invalid 'StatusCallback'", RATE_SCOPE_NONE},
+    {21624, OUTCOME_PERMANENT, false, false, "Invalid validity period value", RATE_SCOPE_NONE},
+    {21900, OUTCOME_PERMANENT, false, false, "DltPEId is invalid", RATE_SCOPE_NONE},
+    {21901, OUTCOME_PERMANENT, false, false, "DltTemplateId is invalid", RATE_SCOPE_NONE},
+    {30003, OUTCOME_PERMANENT, false, false, "Unreachable destination handset", RATE_SCOPE_NONE},
+    {30004, OUTCOME_PERMANENT, false, false, "Message blocked", RATE_SCOPE_NONE},
+    {30005, OUTCOME_PERMANENT, false, false, "Unknown destination handset", RATE_SCOPE_NONE},
+    {30006, OUTCOME_PERMANENT, false, false, "Landline or unreachable carrier", RATE_SCOPE_NONE},
+    {30007, OUTCOME_PERMANENT, false, false, "Message filtered by the carrier", RATE_SCOPE_NONE},
     /* "Unknown error": recorded, not resent automatically (PROVIDERS.md). */
-    {30008, OUTCOME_PERMANENT, false, false, "Unknown error"},
-    {30034, OUTCOME_PERMANENT, false, false, "Message from an unregistered number"},
-    {30036, OUTCOME_PERMANENT, false, false, "Validity period expired"},
+    {30008, OUTCOME_PERMANENT, false, false, "Unknown error", RATE_SCOPE_NONE},
+    {30034, OUTCOME_PERMANENT, false, false, "Message from an unregistered number", RATE_SCOPE_NONE},
+    {30036, OUTCOME_PERMANENT, false, false, "Validity period expired", RATE_SCOPE_NONE},
 };
 
 static const struct tw_code *tw_code_find(long code)
@@ -766,8 +770,9 @@ static void tw_parse_send(const struct channel_account *acct, long http_status, 
 		out->cls = known->cls;
 		out->account_blocked = known->blocked;
 		out->suppress_recipient = known->suppress;
+		out->rate_scope = known->scope;
 	} else {
-		out->cls = channel_http_class(http_status);
+		channel_http_outcome(out, http_status);
 	}
 }
 

@@ -800,42 +800,44 @@ static int wa_build_send(const struct channel_account *acct, const struct messag
 }
 
 /* How each Graph API error code is handled (PROVIDERS.md's table). retry_us is a
- * default hint when the answer carries no Retry-After. `recipient`: the limit
- * is on this business number and one recipient (the pair rate limit), so only
- * this message waits; pausing the whole account would delay every other
- * recipient for a limit they are not under. */
+ * default hint when the answer carries no Retry-After. `scope`, for the rate
+ * limits: RECIPIENT when the limit is on this business number and one
+ * recipient (the pair rate limit), so only this message waits (pausing the
+ * whole account would delay every other recipient for a limit they are not
+ * under); ACCOUNT when the number, the WhatsApp Business account or the app
+ * is at its limit, so every send of the account would meet it. */
 struct wa_code {
 	long code;
 	enum outcome_class cls;
 	bool blocked;
 	int64_t retry_us;
-	bool recipient;
+	enum rate_scope scope;
 };
 
 static const struct wa_code wa_codes[] = {
-    {130429, OUTCOME_RATE_LIMITED, false, 0, false},        /* phone number throughput */
-    {131056, OUTCOME_RATE_LIMITED, false, 6000000, true},   /* pair rate: ~1 per 6 s   */
-    {80007, OUTCOME_RATE_LIMITED, false, 0, false},         /* account request limit   */
-    {4, OUTCOME_RATE_LIMITED, false, 0, false},             /* application limit       */
-    {131048, OUTCOME_RATE_LIMITED, false, 60000000, false}, /* spam rate limit: long   */
-    {131000, OUTCOME_TRANSIENT, false, 0, false},           /* something went wrong    */
-    {131016, OUTCOME_TRANSIENT, false, 0, false},           /* service unavailable     */
-    {1, OUTCOME_TRANSIENT, false, 0, false},
-    {2, OUTCOME_TRANSIENT, false, 0, false},
-    {131026, OUTCOME_PERMANENT, false, 0, false}, /* undeliverable           */
-    {131047, OUTCOME_PERMANENT, false, 0, false}, /* 24 h window closed      */
-    {131049, OUTCOME_PERMANENT, false, 0, false}, /* marketing frequency cap */
-    {131051, OUTCOME_PERMANENT, false, 0, false}, /* unsupported type        */
-    {132000, OUTCOME_PERMANENT, false, 0, false}, /* template param count    */
-    {132001, OUTCOME_PERMANENT, false, 0, false}, /* template missing        */
-    {132012, OUTCOME_PERMANENT, false, 0, false}, /* param format            */
-    {132015, OUTCOME_PERMANENT, false, 0, false}, /* template paused         */
-    {132016, OUTCOME_PERMANENT, false, 0, false}, /* template disabled       */
-    {131009, OUTCOME_PERMANENT, false, 0, false}, /* invalid parameter       */
-    {100, OUTCOME_PERMANENT, false, 0, false},    /* invalid parameter       */
-    {190, OUTCOME_PERMANENT, true, 0, false},     /* token expired/invalid   */
-    {368, OUTCOME_PERMANENT, true, 0, false},     /* account blocked         */
-    {131031, OUTCOME_PERMANENT, true, 0, false},  /* account locked          */
+    {130429, OUTCOME_RATE_LIMITED, false, 0, RATE_SCOPE_ACCOUNT},    /* number throughput */
+    {131056, OUTCOME_RATE_LIMITED, false, 6000000, RATE_SCOPE_RECIPIENT}, /* pair rate */
+    {80007, OUTCOME_RATE_LIMITED, false, 0, RATE_SCOPE_ACCOUNT},     /* WABA request limit */
+    {4, OUTCOME_RATE_LIMITED, false, 0, RATE_SCOPE_ACCOUNT},         /* application limit */
+    {131048, OUTCOME_RATE_LIMITED, false, 60000000, RATE_SCOPE_ACCOUNT}, /* spam limit  */
+    {131000, OUTCOME_TRANSIENT, false, 0, RATE_SCOPE_NONE},           /* something went wrong    */
+    {131016, OUTCOME_TRANSIENT, false, 0, RATE_SCOPE_NONE},           /* service unavailable     */
+    {1, OUTCOME_TRANSIENT, false, 0, RATE_SCOPE_NONE},
+    {2, OUTCOME_TRANSIENT, false, 0, RATE_SCOPE_NONE},
+    {131026, OUTCOME_PERMANENT, false, 0, RATE_SCOPE_NONE}, /* undeliverable           */
+    {131047, OUTCOME_PERMANENT, false, 0, RATE_SCOPE_NONE}, /* 24 h window closed      */
+    {131049, OUTCOME_PERMANENT, false, 0, RATE_SCOPE_NONE}, /* marketing frequency cap */
+    {131051, OUTCOME_PERMANENT, false, 0, RATE_SCOPE_NONE}, /* unsupported type        */
+    {132000, OUTCOME_PERMANENT, false, 0, RATE_SCOPE_NONE}, /* template param count    */
+    {132001, OUTCOME_PERMANENT, false, 0, RATE_SCOPE_NONE}, /* template missing        */
+    {132012, OUTCOME_PERMANENT, false, 0, RATE_SCOPE_NONE}, /* param format            */
+    {132015, OUTCOME_PERMANENT, false, 0, RATE_SCOPE_NONE}, /* template paused         */
+    {132016, OUTCOME_PERMANENT, false, 0, RATE_SCOPE_NONE}, /* template disabled       */
+    {131009, OUTCOME_PERMANENT, false, 0, RATE_SCOPE_NONE}, /* invalid parameter       */
+    {100, OUTCOME_PERMANENT, false, 0, RATE_SCOPE_NONE},    /* invalid parameter       */
+    {190, OUTCOME_PERMANENT, true, 0, RATE_SCOPE_NONE},     /* token expired/invalid   */
+    {368, OUTCOME_PERMANENT, true, 0, RATE_SCOPE_NONE},     /* account blocked         */
+    {131031, OUTCOME_PERMANENT, true, 0, RATE_SCOPE_NONE},  /* account locked          */
 };
 
 static const struct wa_code *wa_code_find(long code)
@@ -902,11 +904,11 @@ static void wa_parse_send(const struct channel_account *acct, long http_status, 
 	if (known) {
 		out->cls = known->cls;
 		out->account_blocked = known->blocked;
-		out->recipient_rate_limited = known->recipient;
+		out->rate_scope = known->scope;
 		if (!out->retry_after_us)
 			out->retry_after_us = known->retry_us;
 	} else {
-		out->cls = channel_http_class(http_status);
+		channel_http_outcome(out, http_status);
 	}
 }
 
@@ -1055,6 +1057,11 @@ static int wa_parse_status(json_t *s, const char *base, struct wh_parsed *out, s
 	if ((rc = wa_str(s, "id", true, base, tmp.provider_id, sizeof tmp.provider_id, err)) ||
 	    (rc = wa_timestamp(s, base, tmp.provider_ts, &tmp.provider_at, err)))
 		return rc;
+	/* Herald's message id, sent as biz_opaque_callback_data and echoed
+	 * here: anything else in it is not ours and is ignored. */
+	const char *ref = json_string_value(json_object_get(s, "biz_opaque_callback_data"));
+	if (ref && hr_id_valid(ref))
+		hr_strlcpy(tmp.client_ref, ref, sizeof tmp.client_ref);
 	json_t *errors = json_object_get(s, "errors");
 	if (errors && !json_is_array(errors)) {
 		snprintf(path, sizeof path, "%s.errors", base);

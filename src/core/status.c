@@ -57,6 +57,26 @@ bool msg_status_final(enum msg_status s, bool channel_has_receipts)
 	}
 }
 
+static const char *const policy_names[POLICY__COUNT] = {
+    [POLICY_AT_LEAST_ONCE] = "at_least_once",
+    [POLICY_AT_MOST_ONCE] = "at_most_once",
+};
+
+const char *delivery_policy_name(enum delivery_policy p)
+{
+	return (unsigned)p < POLICY__COUNT ? policy_names[p] : "invalid";
+}
+
+int delivery_policy_parse(const char *name, enum delivery_policy *out)
+{
+	for (int i = 0; i < POLICY__COUNT; i++)
+		if (name && strcmp(name, policy_names[i]) == 0) {
+			*out = (enum delivery_policy)i;
+			return 0;
+		}
+	return HR_EINVAL;
+}
+
 static const char *const batch_names[BATCH__COUNT] = {
     [BATCH_PENDING] = "pending",       [BATCH_VALIDATED] = "validated",
     [BATCH_PROCESSING] = "processing", [BATCH_COMPLETED] = "completed",

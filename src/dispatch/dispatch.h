@@ -51,8 +51,8 @@ int dispatcher_start(struct store *st, struct account_set *accounts,
                      const struct dispatch_opts *opts, struct dispatcher **out, struct hr_err *err);
 /* Stops claiming, waits (up to the HTTP timeout) for transfers in flight to
  * finish and be recorded, then stops the thread. Transfers still unanswered
- * after that are abandoned: their leases expire and they are sent again
- * (at-least-once). NULL is fine. */
+ * after that are abandoned: their leases expire, and they are sent again
+ * (at_least_once) or become UNKNOWN (at_most_once). NULL is fine. */
 void dispatcher_stop(struct dispatcher *d);
 /* New messages were accepted: wake the dispatcher now rather than at its
  * next poll. Thread-safe, cheap. */

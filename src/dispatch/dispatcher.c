@@ -17,7 +17,11 @@
  *   3. curl_multi_poll until a transfer finishes, a claim is due, or
  *      dispatcher_notify wakes it;
  *   4. classify finished transfers with the channel adapter and record them
- *      through the store's group-committing writer asynchronously.
+ *      through the store's group-committing writer asynchronously. A
+ *      transfer that failed after its request may have been written has an
+ *      unknown outcome (xfer_unknown_reason): an at_most_once message then
+ *      becomes UNKNOWN and is never sent again; an at_least_once one is
+ *      retried, its audit event marking the resend as a possible duplicate.
  */
 #include <curl/curl.h>
 #include <pthread.h>
@@ -65,6 +69,7 @@ struct xfer {
 	struct http_req req;
 	char message_id[HR_ID_LEN + 1];
 	int attempts, max_attempts;
+	enum delivery_policy policy;
 	int64_t started;
 	char *resp;
 	size_t resp_len;
@@ -436,6 +441,17 @@ static int xfer_setopts(struct dispatcher *d, struct xfer *x, struct hr_err *err
 	XFER_SET(CURLOPT_HEADERDATA, x);
 	XFER_SET(CURLOPT_PRIVATE, x);
 	XFER_SET(CURLOPT_TCP_KEEPALIVE, 1L);
+	/* libcurl sends a request again by itself when a reused keep-alive
+	 * connection turns out closed before any answer byte came (its
+	 * Curl_retry_request: "Connection died, retrying a fresh connect"):
+	 * harmless when the peer had closed an idle connection, a duplicate
+	 * when it read the request and then dropped the connection. An
+	 * at_most_once send therefore goes on a connection of its own, which
+	 * libcurl does not retry that way; the price is a TCP (and TLS)
+	 * handshake per such send. (The tests here do not provoke that retry:
+	 * the simulator's dropped connections are never reused.) */
+	if (x->policy == POLICY_AT_MOST_ONCE)
+		XFER_SET(CURLOPT_FRESH_CONNECT, 1L);
 #undef XFER_SET
 	return 0;
 fail:
@@ -457,6 +473,7 @@ static void start_send(struct dispatcher *d, struct acct_state *as, const struct
 	hr_strlcpy(x->message_id, m->id, sizeof x->message_id);
 	x->attempts = m->attempts;
 	x->max_attempts = m->max_attempts > 0 ? m->max_attempts : d->o.max_attempts;
+	x->policy = m->policy;
 	bool retryable = x->attempts < x->max_attempts;
 	int rc = as->acct->ops->build_send(as->acct, m, &x->req, &err);
 	if (rc == HR_EBUSY && retryable) {
@@ -502,6 +519,63 @@ static void start_send(struct dispatcher *d, struct acct_state *as, const struct
 	metrics_send(m->channel, M_SEND_ATTEMPTED, 1);
 }
 
+/*
+ * Whether a transfer that ended without an HTTP answer may have delivered
+ * its request to the provider: -1 when it provably did not, else the
+ * reason (enum metric_unknown) the outcome is unknown.
+ *
+ * Provably not: libcurl failed before the HTTP request could be written.
+ * Name resolution and TCP connect errors (CURLE_COULDNT_RESOLVE_HOST,
+ * _RESOLVE_PROXY, _COULDNT_CONNECT) and TLS handshake errors
+ * (CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION and the
+ * certificate/cipher set-up errors) all come before the first byte of the
+ * request. For any other error (a timeout, a send or receive error, an
+ * empty reply) libcurl's timers say how far the transfer got:
+ * CURLINFO_PRETRANSFER_TIME_T stays 0 until the connection (and TLS) is up
+ * and the request is about to be written, and CURLINFO_REQUEST_SIZE counts
+ * the request bytes issued. Both 0: the error struck while connecting
+ * (e.g. the whole-request timeout ran out during a slow connect), nothing
+ * was written. Either non-zero: some of the request may have gone out, and
+ * a provider that got it whole may have accepted it, so the outcome is
+ * unknown. The connect timer is not used: it reads 0 on a reused
+ * keep-alive connection, where the request certainly was written. When a
+ * timer cannot be read the answer is "unknown", the side that never sends
+ * an at_most_once message twice.
+ */
+static int xfer_unknown_reason(CURL *e, CURLcode cc)
+{
+	switch (cc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ENGINE_NOTFOUND:
+	case CURLE_SSL_ENGINE_SETFAILED:
+	case CURLE_SSL_ENGINE_INITFAILED:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+	case CURLE_SSL_CRL_BADFILE:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_URL_MALFORMAT:
+		return -1;
+	default:
+		break;
+	}
+	curl_off_t pretransfer = 1;
+	long request_size = 1;
+	if (curl_easy_getinfo(e, CURLINFO_PRETRANSFER_TIME_T, &pretransfer) != CURLE_OK ||
+	    curl_easy_getinfo(e, CURLINFO_REQUEST_SIZE, &request_size) != CURLE_OK)
+		pretransfer = request_size = 1;
+	if (pretransfer == 0 && request_size == 0)
+		return -1;
+	return cc == CURLE_OPERATION_TIMEDOUT ? M_UNK_TIMEOUT : M_UNK_CONN_LOST;
+}
+
 /* Turns a finished transfer into an outcome to record. */
 static void finish_send(struct dispatcher *d, struct xfer *x, CURLcode cc)
 {
@@ -527,7 +601,27 @@ static void finish_send(struct dispatcher *d, struct xfer *x, CURLcode cc)
 
 	if (o.cls == OUTCOME_OK && !o.provider_id[0] && x->req.provider_id[0])
 		hr_strlcpy(o.provider_id, x->req.provider_id, sizeof o.provider_id);
+	int unknown = cc != CURLE_OK ? xfer_unknown_reason(x->easy, cc) : -1;
 	struct send_result *r = result_add(d, x->message_id, x->attempts);
+	if (unknown >= 0) {
+		r->unknown_reason = metrics_unknown_name((enum metric_unknown)unknown);
+		/* Never sent again by itself: at_most_once, or no attempt left
+		 * (another would be a duplicate nobody allowed). The id the
+		 * sender chose (RBM's messageId) is kept, so that a receipt for
+		 * this very request settles the message. */
+		if (x->policy == POLICY_AT_MOST_ONCE || x->attempts >= x->max_attempts) {
+			r->kind = SEND_UNKNOWN;
+			r->http_status = 0;
+			r->latency_us = latency;
+			r->error_class = "unknown";
+			hr_strlcpy(r->provider_id, x->req.provider_id, sizeof r->provider_id);
+			hr_strlcpy(r->error_code, "unknown_outcome", sizeof r->error_code);
+			hr_utf8_copy(r->error_text, o.error_text, sizeof r->error_text);
+			metrics_unknown(ch, (enum metric_unknown)unknown, 1);
+			return;
+		}
+		metrics_resend_unknown(ch, (enum metric_unknown)unknown, 1);
+	}
 	r->http_status = (int)status;
 	r->latency_us = latency;
 	hr_strlcpy(r->provider_id, o.provider_id, sizeof r->provider_id);
@@ -552,10 +646,12 @@ static void finish_send(struct dispatcher *d, struct xfer *x, CURLcode cc)
 	case OUTCOME_RATE_LIMITED:
 	case OUTCOME_TRANSIENT: {
 		r->error_class = o.cls == OUTCOME_RATE_LIMITED ? "rate_limited" : "transient";
+		if (o.cls == OUTCOME_RATE_LIMITED)
+			r->rate_scope = o.rate_scope == RATE_SCOPE_RECIPIENT ? "recipient" : "account";
 		/* A limit on the sender pauses the whole account; a limit on one
 		 * recipient (WhatsApp's pair rate) only delays this message below,
 		 * so the account's other recipients keep their full rate. */
-		if (o.cls == OUTCOME_RATE_LIMITED && !o.recipient_rate_limited)
+		if (o.cls == OUTCOME_RATE_LIMITED && o.rate_scope != RATE_SCOPE_RECIPIENT)
 			ratelimit_pause(&as->rl, o.retry_after_us > 0 ? o.retry_after_us : 1000000,
 			                now);
 		if (x->attempts >= x->max_attempts) {

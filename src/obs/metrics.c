@@ -62,6 +62,14 @@ static _Atomic uint64_t m_http[M_HTTP__COUNT];
 static _Atomic uint64_t m_accepted;
 static _Atomic uint64_t m_guard[M_GUARD__COUNT];
 static _Atomic uint64_t m_retained_msgs, m_retained_events, m_retained_months;
+static _Atomic uint64_t m_unknown[M_CH__COUNT][M_UNK__COUNT];
+static _Atomic uint64_t m_resend_unknown[M_CH__COUNT][M_UNK__COUNT];
+
+static const char *const metrics_unknown_names[M_UNK__COUNT] = {
+    [M_UNK_TIMEOUT] = "timeout_after_write",
+    [M_UNK_CONN_LOST] = "connection_lost_after_write",
+    [M_UNK_LEASE] = "lease_expired_in_flight",
+};
 
 static int metrics_slot(const char *channel)
 {
@@ -124,6 +132,25 @@ void metrics_http_guard(enum metric_http_guard what)
 {
 	if ((unsigned)what < M_GUARD__COUNT)
 		atomic_fetch_add_explicit(&m_guard[what], 1, memory_order_relaxed);
+}
+
+const char *metrics_unknown_name(enum metric_unknown why)
+{
+	return (unsigned)why < M_UNK__COUNT ? metrics_unknown_names[why] : NULL;
+}
+
+void metrics_unknown(const char *channel, enum metric_unknown why, int n)
+{
+	if ((unsigned)why < M_UNK__COUNT && n > 0)
+		atomic_fetch_add_explicit(&m_unknown[metrics_slot(channel)][why], (uint64_t)n,
+		                          memory_order_relaxed);
+}
+
+void metrics_resend_unknown(const char *channel, enum metric_unknown why, int n)
+{
+	if ((unsigned)why < M_UNK__COUNT && n > 0)
+		atomic_fetch_add_explicit(&m_resend_unknown[metrics_slot(channel)][why],
+		                          (uint64_t)n, memory_order_relaxed);
 }
 
 void metrics_accepted(int n)
@@ -231,6 +258,24 @@ int metrics_render(struct store *st, char **out, size_t *len)
 			        (unsigned long long)ld(&m_sends[ch][w]));
 
 	render_latency(f);
+
+	render_header(f, "herald_messages_unknown_total", "counter",
+	              "Messages whose send outcome is unknown and that are not sent again.");
+	for (int ch = 0; ch < M_CH__COUNT; ch++)
+		for (int w = 0; w < M_UNK__COUNT; w++)
+			fprintf(f, "herald_messages_unknown_total{channel=\"%s\",reason=\"%s\"} %llu\n",
+			        metrics_channels[ch], metrics_unknown_names[w],
+			        (unsigned long long)ld(&m_unknown[ch][w]));
+	render_header(f, "herald_resends_after_unknown_total", "counter",
+	              "at_least_once sends made again after an unknown outcome (possible "
+	              "duplicates).");
+	for (int ch = 0; ch < M_CH__COUNT; ch++)
+		for (int w = 0; w < M_UNK__COUNT; w++)
+			fprintf(f,
+			        "herald_resends_after_unknown_total{channel=\"%s\",reason=\"%s\"} "
+			        "%llu\n",
+			        metrics_channels[ch], metrics_unknown_names[w],
+			        (unsigned long long)ld(&m_resend_unknown[ch][w]));
 
 	render_header(f, "herald_sends_in_flight", "gauge", "Provider requests in flight.");
 	fprintf(f, "herald_sends_in_flight %lld\n",

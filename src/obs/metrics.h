@@ -47,6 +47,22 @@ enum metric_http_guard {
 };
 void metrics_http_guard(enum metric_http_guard what);
 void metrics_accepted(int n); /* messages durably accepted by the API */
+/* Why a send's outcome is unknown (README "Guarantees"): the request was
+ * written and its answer never came, or the process holding it stopped. */
+enum metric_unknown {
+	M_UNK_TIMEOUT = 0, /* "timeout_after_write" */
+	M_UNK_CONN_LOST,   /* "connection_lost_after_write" */
+	M_UNK_LEASE,       /* "lease_expired_in_flight": the process stopped mid-send */
+	M_UNK__COUNT
+};
+/* The reason's label, or NULL for a value out of range. */
+const char *metrics_unknown_name(enum metric_unknown why);
+/* Messages moved to UNKNOWN (at_most_once, or attempts spent) for why:
+ * herald_messages_unknown_total{channel, reason}. */
+void metrics_unknown(const char *channel, enum metric_unknown why, int n);
+/* at_least_once messages queued again after an unknown outcome (each a
+ * possible duplicate): herald_resends_after_unknown_total{channel, reason}. */
+void metrics_resend_unknown(const char *channel, enum metric_unknown why, int n);
 /* What message retention removed (store.message_retention_days). */
 void metrics_retention(int64_t messages, int64_t events, int months);
 

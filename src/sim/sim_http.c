@@ -36,6 +36,7 @@ struct sim_reply {
 	char *body;
 	bool retry_after;
 	int64_t delay_us;
+	bool drop; /* close the connection instead of answering (drop_rate) */
 };
 
 static void reply_json(struct sim_reply *rep, unsigned int status, json_t *o)
@@ -202,6 +203,7 @@ static void handle_send(struct sim *s, struct MHD_Connection *c, const char *pni
 	sim_rng_init(&rng, sim_seed(s, k), digest, attempt);
 	double u429 = sim_rng_unit(&rng), u5xx = sim_rng_unit(&rng);
 	double ufail = sim_rng_unit(&rng), ulat = sim_rng_unit(&rng);
+	double udrop = sim_rng_unit(&rng); /* drawn last: earlier fates keep their values */
 	rep->delay_us += (int64_t)(k->latency_jitter_ms * 1000 * ulat);
 	bool undeliverable = sim_knobs_fails_recipient(k, snd.to);
 	const struct sim_wa_recipient *who = sim_knobs_recipient(k, snd.to);
@@ -234,6 +236,7 @@ static void handle_send(struct sim *s, struct MHD_Connection *c, const char *pni
 		schedule_statuses(s, acct, &snd, wamid, k, &rng, rep->delay_us, who);
 		rep->status = 200;
 		rep->body = sim_wire_success(snd.to, wamid);
+		rep->drop = udrop < k->drop_rate;
 	}
 	json_decref(body);
 out:
@@ -449,6 +452,11 @@ static enum MHD_Result send_reply(struct sim *s, struct MHD_Connection *c, struc
 {
 	static const char oom[] = "{\"error\":{\"message\":\"out of memory\"}}";
 	struct MHD_Response *resp;
+	if (rep->drop) {
+		/* Accepted, then the connection closes unanswered. */
+		free(rep->body);
+		return MHD_NO;
+	}
 	if (rep->body) {
 		resp = MHD_create_response_from_buffer(strlen(rep->body), rep->body,
 		                                       MHD_RESPMEM_MUST_FREE);

@@ -98,6 +98,10 @@ struct sim_knobs {
 	double fail_rate, rate_429, rate_5xx;
 	double sent_delay_ms, delivered_delay_ms, read_delay_ms;
 	double read_rate, dup_rate, reorder_rate, failed_after_sent_rate;
+	/* Of the sends it accepts (counted, statuses scheduled), the share
+	 * whose connection is closed instead of answered: the sender cannot
+	 * know whether it went out (a reset after the request was read). */
+	double drop_rate;
 	int webhook_batch;
 	double webhook_retry_s;
 	char **fail_recipients; /* digits only */

@@ -74,6 +74,7 @@ static const struct knob_num knob_nums[] = {
     KN(dup_rate, 0, 1),
     KN(reorder_rate, 0, 1),
     KN(failed_after_sent_rate, 0, 1),
+    KN(drop_rate, 0, 1),
     KN(webhook_retry_s, 0, 7 * 86400),
 };
 #undef KN

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/segments.h"
+#include "obs/metrics.h"
 #include "store/lifecycle.h"
 
 #define TX_ERR(tx) ((tx)->ops->err(tx))
@@ -238,6 +239,7 @@ static void lc_msg_from(struct lc_msg *l, const struct message *m)
 	l->has_provider_id = m->provider_id[0] != '\0';
 	l->lease_until = m->lease_until;
 	hr_strlcpy(l->batch_id, m->batch_id, sizeof l->batch_id);
+	l->policy = m->policy;
 	l->key = -1; /* by id */
 }
 
@@ -383,7 +385,8 @@ static bool result_current(const struct send_result *r, const struct lc_msg *m)
 {
 	if (m->attempts != r->attempt)
 		return false;
-	return m->status == MSG_SENDING || (m->status == MSG_UNKNOWN && r->kind != SEND_RETRY);
+	return m->status == MSG_SENDING ||
+	       (m->status == MSG_UNKNOWN && r->kind != SEND_RETRY && r->kind != SEND_UNKNOWN);
 }
 
 /* The provider said the recipient opted out (Twilio 21610): a fact about the
@@ -437,8 +440,28 @@ static int result_detail(struct store_tx *tx, const struct send_result *r, const
 		ev_json_str(js, "error_text", text);
 	if (r->error_class)
 		ev_json_str(js, "class", r->error_class);
+	if (r->rate_scope)
+		ev_json_str(js, "rate_scope", r->rate_scope);
 	if (r->kind == SEND_RETRY)
 		ev_json_int(js, "due_at", r->due_at);
+	if (r->unknown_reason) {
+		/* The request was written and no answer came: the provider may
+		 * have it. The audit trail says what Herald did about it. */
+		ev_json_str(js, "unknown_outcome", r->unknown_reason);
+		if (r->kind == SEND_RETRY) {
+			ev_json_str(js, "policy", delivery_policy_name(POLICY_AT_LEAST_ONCE));
+			ev_json_str(js, "reason", "resend after unknown outcome");
+			ev_json_bool(js, "possible_duplicate", true);
+		} else if (r->kind == SEND_UNKNOWN) {
+			ev_json_str(js, "policy", delivery_policy_name(m->policy));
+			ev_json_str(js, "reason",
+			            m->policy == POLICY_AT_MOST_ONCE
+			                ? "at_most_once: the request may have reached the provider, "
+			                  "so it is never sent again by itself"
+			                : "attempts spent: the last request may have reached the "
+			                  "provider");
+		}
+	}
 	if (r->suppress)
 		ev_json_bool(js, "recipient_suppressed", true);
 	if (!apply) {
@@ -489,6 +512,15 @@ static int record_one(struct store_tx *tx, const struct send_result *r)
 		type = "failed";
 		u.status = MSG_FAILED;
 		u.set |= LC_SET_ERROR;
+		u.error_code = code;
+		u.error_text = text;
+		break;
+	case SEND_UNKNOWN:
+		/* The id the sender chose (RBM), so a late receipt finds it. */
+		type = "unknown_outcome";
+		u.status = MSG_UNKNOWN;
+		u.set |= LC_SET_ERROR | LC_PROVIDER_ID_IF_NONE;
+		u.provider_id = pid;
 		u.error_code = code;
 		u.error_text = text;
 		break;
@@ -593,22 +625,53 @@ int lc_record_results(const struct lc_backend *b, struct store *st, const struct
  * Lease expiry.
  * ------------------------------------------------------------------------- */
 
+/* Per channel, what one run of lease expiry did (metrics after commit). */
+#define REQUEUE_CHANNELS 8
+struct requeue_count {
+	char channel[16];
+	int unknown, resent;
+};
+
 struct requeue_ctx {
 	int64_t now;
 	int n;
 	bool more;
+	/* Set afresh by each run (a run may be replayed: lc_tx_fn). */
+	struct requeue_count by[REQUEUE_CHANNELS];
+	size_t nby;
 };
 
+static void requeue_note(struct requeue_ctx *c, const char *channel, bool unknown)
+{
+	size_t i = 0;
+	while (i < c->nby && strcmp(c->by[i].channel, channel) != 0)
+		i++;
+	if (i == c->nby) {
+		if (c->nby == REQUEUE_CHANNELS)
+			i = REQUEUE_CHANNELS - 1; /* more channels than slots: lumped */
+		else
+			hr_strlcpy(c->by[c->nby++].channel, channel, sizeof c->by[0].channel);
+	}
+	if (unknown)
+		c->by[i].unknown++;
+	else
+		c->by[i].resent++;
+}
+
 /*
- * A message whose lease ran out on its last allowed attempt goes to
- * UNKNOWN, not back to the queue: the provider may well have accepted it
- * (the process stopped between the send and recording the answer), and
- * another attempt beyond the limit would be a duplicate nobody allowed.
+ * A SENDING message whose lease ran out belonged to a process that stopped
+ * while it held it: the request may or may not have reached the provider.
+ * An at_most_once message goes to UNKNOWN (never sent again by itself); so
+ * does one on its last allowed attempt, since another attempt beyond the
+ * limit would be a duplicate nobody allowed. Any other goes back to the
+ * queue, and its event says the next send is a possible duplicate.
  */
 static int requeue_run(struct store_tx *tx, void *arg)
 {
 	struct requeue_ctx *c = arg;
 	c->now = tx_time(tx, c->now);
+	c->nby = 0;
+	memset(c->by, 0, sizeof c->by);
 	struct lc_msg *rows = calloc(REQUEUE_BATCH, sizeof *rows);
 	if (!rows)
 		return hr_fail(TX_ERR(tx), HR_ENOMEM, "requeue", "out of memory");
@@ -617,18 +680,30 @@ static int requeue_run(struct store_tx *tx, void *arg)
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		struct lc_msg *m = &rows[i];
 		int lim = m->max_attempts > 0 ? m->max_attempts : LC_MAX_ATTEMPTS_DEFAULT;
-		bool spent = m->attempts >= lim;
+		bool at_most_once = m->policy == POLICY_AT_MOST_ONCE;
+		bool spent = at_most_once || m->attempts >= lim;
 		struct ev_json *js = TX_JSON(tx);
 		ev_json_begin(js);
 		ev_json_int(js, "lease_until", m->lease_until);
 		ev_json_int(js, "attempt", m->attempts);
 		ev_json_int(js, "max_attempts", lim);
+		ev_json_str(js, "policy", delivery_policy_name(m->policy));
 		ev_json_str(js, "outcome", spent ? "unknown" : "requeued");
-		if (spent)
+		ev_json_str(js, "unknown_outcome", metrics_unknown_name(M_UNK_LEASE));
+		if (at_most_once)
+			ev_json_str(js, "reason",
+			            "at_most_once: the process stopped while the request may have "
+			            "been with the provider, so it is never sent again by itself");
+		else if (spent)
 			ev_json_str(
 			    js, "reason",
 			    "lease expired on the last attempt: the process stopped between "
 			    "handing the message to the provider and recording the answer");
+		else {
+			ev_json_str(js, "reason", "resend after unknown outcome");
+			ev_json_bool(js, "possible_duplicate", true);
+		}
+		requeue_note(c, m->channel, spent);
 		struct lc_event ev = {.type = "lease_expired",
 		                      .source = "reconciler",
 		                      .status = spent ? MSG_UNKNOWN : MSG_QUEUED,
@@ -658,6 +733,10 @@ int lc_requeue_expired(const struct lc_backend *b, struct store *st, int64_t now
 	do {
 		c.more = false;
 		rc = lc_run(b, st, requeue_run, &c, sizeof c, NULL, NULL, NULL);
+		for (size_t i = 0; rc == 0 && i < c.nby; i++) {
+			metrics_unknown(c.by[i].channel, M_UNK_LEASE, c.by[i].unknown);
+			metrics_resend_unknown(c.by[i].channel, M_UNK_LEASE, c.by[i].resent);
+		}
 	} while (rc == 0 && c.more);
 	if (n)
 		*n = rc ? 0 : c.n;
@@ -773,6 +852,54 @@ static int webhook_transition(struct store_tx *tx, struct lc_msg *m, enum msg_st
 }
 
 /*
+ * A status whose provider id no message of the account has, but which
+ * carries the id Herald sent with the request (client_ref): the message
+ * whose send answer never came (timed out, connection lost, process
+ * killed), so Herald never learnt the provider's id. It adopts the id when
+ * it is UNKNOWN, has no provider id yet and is of this account; then the
+ * status applies as any other. A message that already has a provider id
+ * keeps it: a status of another copy (an at_least_once resend) must not
+ * take it over. A SENDING message is left alone: its send's answer is
+ * being recorded, and the status is retried until it has been (the usual
+ * webhook-before-result race). 1 adopted (*m filled), 0 not, or an error.
+ */
+static int adopt_by_client_ref(struct store_tx *tx, const struct inbox_parsed *row,
+                               const struct wh_status *raw, struct lc_msg *m)
+{
+	if (!raw->client_ref[0] || !hr_id_valid(raw->client_ref))
+		return 0;
+	int rc = tx->ops->msg_get(tx, raw->client_ref, m);
+	if (rc == HR_ENOTFOUND) {
+		hr_err_clear(TX_ERR(tx));
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (m->status != MSG_UNKNOWN || m->has_provider_id ||
+	    strcmp(m->account_id, row->account_id) != 0)
+		return 0;
+	char pid[HR_PROVIDER_ID_MAX];
+	hr_utf8_copy(pid, raw->provider_id, sizeof pid);
+	struct lc_update u = {.set = LC_PROVIDER_ID_IF_NONE, .provider_id = pid};
+	if ((rc = tx->ops->msg_update(tx, m, &u)))
+		return rc;
+	m->has_provider_id = true;
+	struct ev_json *js = TX_JSON(tx);
+	ev_json_begin(js);
+	ev_json_str(js, "provider_id", pid);
+	ev_json_str(js, "by", "client_ref");
+	ev_json_int(js, "inbox_id", row->inbox_id);
+	struct lc_event ev = {.type = "provider_id_learnt",
+	                      .source = "webhook",
+	                      .status = -1,
+	                      .applied = true,
+	                      .inbox_id = row->inbox_id};
+	if ((rc = detail_end(tx, &ev.detail)))
+		return rc;
+	return (rc = lc_note(tx, m->id, &ev)) ? rc : 1;
+}
+
+/*
  * One reported status against its message, by precedence. *found is false
  * when the provider id is unknown on this account (the row is then retried
  * later). On a retry of the row (retried: it was applied before, with some
@@ -787,6 +914,8 @@ static int apply_status(struct store_tx *tx, struct apply_ctx *a, const struct i
 	if (!raw->provider_id[0] || !row->account_id || !row->account_id[0])
 		return 0;
 	int rc = tx->ops->msg_by_provider(tx, row->account_id, raw->provider_id, &m);
+	if (rc == 0)
+		rc = adopt_by_client_ref(tx, row, raw, &m);
 	if (rc <= 0)
 		return rc;
 	*found = true;

@@ -62,6 +62,7 @@ struct lc_msg {
 	bool has_provider_id;
 	int64_t lease_until;
 	char batch_id[HR_ID_LEN + 1]; /* "" when not part of a batch */
+	enum delivery_policy policy;
 };
 
 #define LC_MAX_ATTEMPTS_DEFAULT 8

@@ -147,6 +147,7 @@ int pg_row_message(const PGresult *r, int row, int c, struct message *m)
 	pg_col_copy(r, row, c + 17, m->error_code, sizeof m->error_code);
 	pg_col_copy(r, row, c + 18, m->error_text, sizeof m->error_text);
 	m->segments = (int)pg_col_i64(r, row, c + 19);
+	m->policy = (enum delivery_policy)pg_col_i64(r, row, c + 20);
 	if (oom) {
 		message_clear(m);
 		return HR_ENOMEM;

@@ -256,7 +256,7 @@ bool pg_col_bool(const PGresult *r, int row, int col);
 #define PG_MSG_COLS                                                                                \
 	"id, tenant_id, account_id, channel, recipient, batch_id, content, body, status, "         \
 	"priority, attempts, max_attempts, created_at, updated_at, due_at, lease_until, "          \
-	"provider_id, error_code, error_text, segments"
+	"provider_id, error_code, error_text, segments, delivery_policy"
 int pg_row_message(const PGresult *r, int row, int col, struct message *m);
 
 /* ---- postgres_schema.c ---- */

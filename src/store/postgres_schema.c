@@ -291,6 +291,12 @@ static const char migration_2[] =
     "ALTER TABLE batch_item SET (autovacuum_vacuum_scale_factor = 0.02);"
     "CREATE INDEX message_batch_status ON message(batch_id, status) WHERE batch_id IS NOT NULL;";
 
+/* Each message's delivery policy (herald.h enum delivery_policy); see the
+ * SQLite schema's migration 4. Adding a column with a constant default
+ * rewrites no rows (PostgreSQL 11+), on every partition at once. */
+static const char migration_3[] =
+    "ALTER TABLE message ADD COLUMN delivery_policy smallint NOT NULL DEFAULT 0;";
+
 /* Callbacks to client systems: the same tables and indexes as SQLite's
  * migration 5 (sqlite_schema.c says why each index is there). */
 static const char migration_4[] =
@@ -328,7 +334,7 @@ static const char migration_4[] =
 const struct pg_migration pg_migrations[] = {
     {1, migration_1},
     {2, migration_2},
-    /* 3 is left for the delivery-policy migration (issue 10, parts 1-2). */
+    {3, migration_3},
     {4, migration_4},
 };
 

@@ -940,8 +940,8 @@ static bool tx_alive(struct store_tx *st)
 
 #define LC_MSG_COLS                                                                                \
 	"id, tenant_id, account_id, channel, recipient, status, attempts, max_attempts,"           \
-	" provider_id IS NOT NULL, lease_until, batch_id"
-#define LC_MSG_NCOLS 11 /* the columns row_lc_msg reads */
+	" provider_id IS NOT NULL, lease_until, batch_id, delivery_policy"
+#define LC_MSG_NCOLS 12 /* the columns row_lc_msg reads */
 
 static void row_lc_msg(const PGresult *r, int i, struct lc_msg *m)
 {
@@ -958,6 +958,7 @@ static void row_lc_msg(const PGresult *r, int i, struct lc_msg *m)
 	m->has_provider_id = pg_col_bool(r, i, 8);
 	m->lease_until = pg_col_i64(r, i, 9);
 	pg_col_copy(r, i, 10, m->batch_id, sizeof m->batch_id);
+	m->policy = (enum delivery_policy)pg_col_i64(r, i, 11);
 }
 
 /* ---------------------------------------------------------------------------
@@ -1506,7 +1507,7 @@ static int tx_claim(struct store_tx *st, const char *account_id, int64_t now, in
 	    " RETURNING m.id, m.tenant_id, m.account_id, m.channel, m.recipient, m.batch_id,"
 	    " m.content, m.body, m.status, m.priority, m.attempts, m.max_attempts, m.created_at,"
 	    " m.updated_at, m.due_at, m.lease_until, m.provider_id, m.error_code, m.error_text,"
-	    " m.segments,"
+	    " m.segments, m.delivery_policy,"
 	    " EXISTS(SELECT 1 FROM recipient_alias WHERE account_id = $1),"
 	    " EXISTS(SELECT 1 FROM suppression s WHERE s.tenant_id = m.tenant_id"
 	    "  AND s.channel = m.channel)",
@@ -1524,7 +1525,7 @@ static int tx_claim(struct store_tx *st, const char *account_id, int64_t now, in
 			break;
 		}
 		const struct message *m = &out[*n];
-		pr->alias_any = pg_col_bool(r, i, 20);
+		pr->alias_any = pg_col_bool(r, i, 21);
 		int k = 0;
 		while (k < pr->nsupp && (strcmp(pr->supp[k].tenant, m->tenant_id) != 0 ||
 		                         strcmp(pr->supp[k].channel, m->channel) != 0))
@@ -1532,7 +1533,7 @@ static int tx_claim(struct store_tx *st, const char *account_id, int64_t now, in
 		if (k == pr->nsupp && k < PG_CLAIM_SUPP_MAX) {
 			hr_strlcpy(pr->supp[k].tenant, m->tenant_id, sizeof pr->supp[k].tenant);
 			hr_strlcpy(pr->supp[k].channel, m->channel, sizeof pr->supp[k].channel);
-			pr->supp[k].any = pg_col_bool(r, i, 21);
+			pr->supp[k].any = pg_col_bool(r, i, 22);
 			pr->nsupp++;
 		}
 		(*n)++;

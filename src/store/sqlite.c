@@ -109,6 +109,7 @@ int sq_row_message(sqlite3_stmt *st, int c, struct message *m)
 	sq_col_copy(st, c + 17, m->error_code, sizeof m->error_code);
 	sq_col_copy(st, c + 18, m->error_text, sizeof m->error_text);
 	m->segments = sqlite3_column_int(st, c + 19);
+	m->policy = (enum delivery_policy)sqlite3_column_int(st, c + 20);
 	if (oom) {
 		message_clear(m);
 		return HR_ENOMEM;

@@ -50,9 +50,10 @@ int sq_message_row_insert(struct sq_store *s, const struct message *m, int64_t n
 	sqlite3_stmt *st = sq_wstmt(s, W_MSG_INSERT,
 		"INSERT INTO message(id, tenant_id, account_id, channel, recipient,"
 		" batch_id, content, body, status, priority, attempts, max_attempts,"
-		" created_at, updated_at, due_at, lease_until, segments, callback_url)"
+		" created_at, updated_at, due_at, lease_until, segments, callback_url,"
+		" delivery_policy)"
 		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, 0, ?10, ?11, ?12, ?13, 0, ?14,"
-		" ?15)");
+		" ?15, ?16)");
 	if (!st)
 		return sq_fail(s->wdb, SQLITE_ERROR, err, "message");
 	int64_t created = m->created_at ? m->created_at : now;
@@ -74,6 +75,7 @@ int sq_message_row_insert(struct sq_store *s, const struct message *m, int64_t n
 	sqlite3_bind_int64(st, 13, m->due_at ? m->due_at : created);
 	sqlite3_bind_int(st, 14, m->segments);
 	sq_bind_opt(st, 15, m->callback_url);
+	sqlite3_bind_int(st, 16, (int)m->policy);
 	int rc = sq_step_done(s, st, err, "message");
 	if (rc == HR_ECONFLICT)
 		hr_fail(err, rc, "id", "message id %s already exists", m->id);

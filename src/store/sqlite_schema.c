@@ -218,6 +218,12 @@ static const char migration_3[] =
 	" WHERE valid = 1 AND duplicate = 0;"
 	"CREATE INDEX message_batch ON message(batch_id, status) WHERE batch_id IS NOT NULL;";
 
+/* Each message's delivery policy (herald.h enum delivery_policy): what
+ * lease expiry and the dispatcher do when a send's outcome is unknown.
+ * Rows from before it were sent at-least-once, which 0 says. */
+static const char migration_4[] =
+	"ALTER TABLE message ADD COLUMN delivery_policy INTEGER NOT NULL DEFAULT 0;";
+
 /*
  * Callbacks to client systems (store.h: callback_row). The URL a message's
  * callbacks go to is fixed at accept (message.callback_url); a tenant's own
@@ -263,7 +269,7 @@ const struct sq_migration sq_migrations[] = {
 	{1, migration_1},
 	{2, migration_2},
 	{3, migration_3},
-	/* 4 is left for the delivery-policy migration (issue 10, parts 1-2). */
+	{4, migration_4},
 	{5, migration_5},
 };
 

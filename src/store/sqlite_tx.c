@@ -108,7 +108,7 @@ static bool tx_alive(struct store_tx *t)
 /* Reads the lc_msg columns (rowid first) of a statement's current row. */
 #define LC_MSG_COLS                                                                                \
 	"rowid, id, tenant_id, account_id, channel, recipient, status, attempts, max_attempts,"    \
-	" provider_id IS NOT NULL, lease_until, batch_id"
+	" provider_id IS NOT NULL, lease_until, batch_id, delivery_policy"
 
 static void row_lc_msg(sqlite3_stmt *q, struct lc_msg *m)
 {
@@ -125,6 +125,7 @@ static void row_lc_msg(sqlite3_stmt *q, struct lc_msg *m)
 	m->has_provider_id = sqlite3_column_int(q, 9) != 0;
 	m->lease_until = sqlite3_column_int64(q, 10);
 	sq_col_copy(q, 11, m->batch_id, sizeof m->batch_id);
+	m->policy = (enum delivery_policy)sqlite3_column_int(q, 12);
 }
 
 static int tx_msg_get(struct store_tx *t, const char *id, struct lc_msg *out)

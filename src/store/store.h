@@ -113,6 +113,12 @@ enum send_kind {
 	SEND_OK = 0,            /* provider accepted: status SENT, provider_id set */
 	SEND_RETRY = 1,         /* transient or rate limited: back to QUEUED at due_at */
 	SEND_FAILED = 2,        /* permanent: status FAILED with the provider's error */
+	/* The request was written and no answer came (timeout, connection
+	 * lost), and it may not be sent again (at_most_once, or its attempts
+	 * are spent): status UNKNOWN, never sent again by itself; a later
+	 * receipt settles it. provider_id, when given, is the id the sender
+	 * chose (RBM's messageId), so such a receipt finds the message. */
+	SEND_UNKNOWN = 3,
 };
 
 struct send_result {
@@ -137,6 +143,14 @@ struct send_result {
 	char error_code[HR_ERRCODE_MAX];
 	char error_text[HR_ERRTEXT_MAX];
 	const char *error_class;     /* "transient", "rate_limited", "permanent" or NULL */
+	/* SEND_UNKNOWN, or SEND_RETRY of a request that may have reached the
+	 * provider (at_least_once: a possible duplicate, marked in the audit
+	 * trail): why the outcome is unknown ("timeout_after_write",
+	 * "connection_lost_after_write"); NULL otherwise. Static string. */
+	const char *unknown_reason;
+	/* A rate-limited outcome's scope ("account", "recipient"), else NULL.
+	 * Static string. */
+	const char *rate_scope;
 };
 
 /* A raw webhook as received and verified by the ingress. */
@@ -160,6 +174,11 @@ struct wh_status {
 	char provider_ts[40];        /* as given by the provider */
 	char error_code[HR_ERRCODE_MAX];
 	char error_text[HR_ERRTEXT_MAX];
+	/* The message id Herald sent with the request and the provider echoes
+	 * back (WhatsApp's biz_opaque_callback_data), "" if none: how a status
+	 * finds a message whose send answer never came (UNKNOWN, no provider
+	 * id stored yet). */
+	char client_ref[HR_ID_LEN + 1];
 };
 
 /* A customer reply or button press, parsed by the channel adapter. */
@@ -472,8 +491,10 @@ struct store_ops {
 	int (*record_results)(struct store *st, const struct send_result *r, size_t n,
 	                      store_done_fn cb, void *arg);
 	/* SENDING messages whose lease ended before now go back to QUEUED, or to
-	 * UNKNOWN once attempts >= max_attempts (0 = 8), each with a
-	 * "lease_expired" event. *n gets how many. */
+	 * UNKNOWN when their policy is at_most_once (the request may have gone
+	 * out before the process holding it stopped) or once attempts >=
+	 * max_attempts (0 = 8), each with a "lease_expired" event. *n gets how
+	 * many. */
 	int (*requeue_expired)(struct store *st, int64_t now, int *n);
 	/* Earliest due_at among QUEUED messages of the account, or 0 if none. */
 	int (*next_due)(struct store *st, const char *account_id, int64_t *due_at);

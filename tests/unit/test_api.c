@@ -37,6 +37,7 @@
 
 #define KEY_ACME "key-acme-0123456789"
 #define KEY_OTHER "key-other-0123456789"
+#define KEY_BULK "key-bulk-0123456789"
 #define APP_SECRET "app-secret-123"
 
 struct env {
@@ -149,6 +150,9 @@ static void env_store(struct env *e)
 	             "\"regulatory\":{\"dlt_entity_id\":\"1101\",\"dlt_template_id\":\"1107\"}}");
 	put_template(e->st, "promo", "en", "New in store", 0,
 	             "{\"header\":{\"type\":\"image\",\"params\":0}}");
+	put_template(e->st, "newsletter", "en", "News for {{1}}", 1,
+	             "{\"delivery_policy\":\"at_most_once\"}");
+	put_tenant_key(e->st, "bulk", KEY_BULK);
 }
 
 /* The operator's policy for tenant-created accounts: acme reads secrets from
@@ -415,6 +419,16 @@ static int setup(void **state)
 	put_account(E.st, "demo-wa", "acme", "http://127.0.0.1:9", "106540352242922");
 	put_account(E.st, "second-wa", "acme", "http://127.0.0.1:9", "106540352242923");
 	put_account(E.st, "other-wa", "other", "http://127.0.0.1:9", "106540352242924");
+	/* Tenant bulk's only account sends at_most_once unless told otherwise. */
+	struct account_row bulk = {
+	    .config = "{\"base_url\":\"http://127.0.0.1:9\",\"phone_number_id\":\"106540352242925\","
+	              "\"access_token\":\"tok\",\"app_secret\":\"" APP_SECRET "\","
+	              "\"verify_token\":\"vt-123\",\"delivery_policy\":\"at_most_once\"}"};
+	strcpy(bulk.id, "bulk-wa");
+	strcpy(bulk.tenant_id, "bulk");
+	strcpy(bulk.channel, "whatsapp");
+	struct hr_err err;
+	assert_int_equal(E.st->ops->account_upsert(E.st, &bulk, &err), 0);
 	env_load_accounts(&E);
 	env_start(&E);
 	return 0;
@@ -600,6 +614,107 @@ static void accept_one(const char *key, const char *body, char id[HR_ID_LEN + 1]
 	resp_free(&r);
 }
 
+/* The policy a message is accepted with: its own, else its template's,
+ * else its account's (at_least_once by default); shown on GET. */
+static const char *policy_of(const char *key, const char *id)
+{
+	static char out[32];
+	char path[64];
+	snprintf(path, sizeof path, "/v1/messages/%s", id);
+	struct resp r;
+	http("GET", path, key, NULL, &r);
+	assert_int_equal(r.status, 200);
+	json_t *j = body_json(&r);
+	hr_strlcpy(out, jstr(j, "delivery_policy"), sizeof out);
+	json_decref(j);
+	resp_free(&r);
+	return out;
+}
+
+static void test_delivery_policy(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *key, *body, *want;
+	} cases[] = {
+	    {KEY_ACME, "{\"channel\":\"whatsapp\",\"to\":\"447911123456\",\"text\":\"a\"}",
+	     "at_least_once"},
+	    {KEY_ACME,
+	     "{\"channel\":\"whatsapp\",\"to\":\"447911123456\",\"text\":\"a\","
+	     "\"delivery_policy\":\"at_most_once\"}",
+	     "at_most_once"},
+	    /* The template's declaration... */
+	    {KEY_ACME,
+	     "{\"channel\":\"whatsapp\",\"to\":\"447911123456\",\"template\":{\"name\":"
+	     "\"newsletter\",\"language\":\"en\",\"parameters\":[\"Ana\"]}}",
+	     "at_most_once"},
+	    /* ... which the message overrides. */
+	    {KEY_ACME,
+	     "{\"channel\":\"whatsapp\",\"to\":\"447911123456\",\"template\":{\"name\":"
+	     "\"newsletter\",\"language\":\"en\",\"parameters\":[\"Ana\"]},"
+	     "\"delivery_policy\":\"at_least_once\"}",
+	     "at_least_once"},
+	    /* The account's, under a template that declares none... */
+	    {KEY_BULK,
+	     "{\"channel\":\"whatsapp\",\"to\":\"447911123456\",\"text\":\"b\"}",
+	     "at_most_once"},
+	    /* ... and the message over the account. */
+	    {KEY_BULK,
+	     "{\"channel\":\"whatsapp\",\"to\":\"447911123456\",\"text\":\"b\","
+	     "\"delivery_policy\":\"at_least_once\"}",
+	     "at_least_once"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct resp r;
+		http("POST", "/v1/messages", cases[i].key, cases[i].body, &r);
+		if (r.status != 202)
+			fail_msg("case %zu: %ld %s", i, r.status, r.body);
+		json_t *j = body_json(&r);
+		assert_string_equal(jstr(j, "delivery_policy"), cases[i].want);
+		char id[HR_ID_LEN + 1];
+		hr_strlcpy(id, jstr(j, "id"), sizeof id);
+		json_decref(j);
+		resp_free(&r);
+		if (strcmp(policy_of(cases[i].key, id), cases[i].want) != 0)
+			fail_msg("case %zu: GET says %s", i, policy_of(cases[i].key, id));
+		struct message m;
+		memset(&m, 0, sizeof m);
+		assert_int_equal(E.st->ops->message_get(E.st, NULL, id, &m), 0);
+		assert_string_equal(delivery_policy_name(m.policy), cases[i].want);
+		message_clear(&m);
+	}
+	/* Batch items carry their own. */
+	struct resp r;
+	http("POST", "/v1/messages:batch", KEY_ACME,
+	     "{\"messages\":[{\"channel\":\"whatsapp\",\"to\":\"447911123456\",\"text\":\"c\","
+	     "\"delivery_policy\":\"at_most_once\"},{\"channel\":\"whatsapp\",\"to\":"
+	     "\"447911123457\",\"text\":\"d\"}]}",
+	     &r);
+	assert_int_equal(r.status, 202);
+	json_t *j = body_json(&r);
+	json_t *msgs = json_object_get(j, "messages");
+	assert_int_equal(json_array_size(msgs), 2);
+	assert_string_equal(policy_of(KEY_ACME, jstr(json_array_get(msgs, 0), "id")),
+	                    "at_most_once");
+	assert_string_equal(policy_of(KEY_ACME, jstr(json_array_get(msgs, 1), "id")),
+	                    "at_least_once");
+	json_decref(j);
+	resp_free(&r);
+	/* Anything else is refused, naming the field. */
+	http("POST", "/v1/messages", KEY_ACME,
+	     "{\"channel\":\"whatsapp\",\"to\":\"447911123456\",\"text\":\"a\","
+	     "\"delivery_policy\":\"exactly_once\"}",
+	     &r);
+	check_error(&r, 422, "invalid", "delivery_policy");
+	resp_free(&r);
+	http("POST", "/v1/messages:batch", KEY_ACME,
+	     "{\"messages\":[{\"channel\":\"whatsapp\",\"to\":\"447911123456\",\"text\":\"c\","
+	     "\"delivery_policy\":1}]}",
+	     &r);
+	check_error(&r, 422, "invalid", "messages[0].delivery_policy");
+	resp_free(&r);
+}
+
 static void test_accept_get_isolation(void **state)
 {
 	(void)state;
@@ -618,7 +733,8 @@ static void test_accept_get_isolation(void **state)
 	assert_string_equal(jstr(j, "channel"), "whatsapp");
 	assert_string_equal(jstr(j, "account"), "demo-wa"); /* the tenant's first */
 	assert_string_equal(jstr(j, "to"), "447911123456");
-	assert_int_equal(json_object_size(j), 5);
+	assert_string_equal(jstr(j, "delivery_policy"), "at_least_once");
+	assert_int_equal(json_object_size(j), 6);
 	json_decref(j);
 	resp_free(&r);
 	assert_int_equal(count_messages(E.st, "acme"), before + 1);
@@ -3205,6 +3321,7 @@ int main(void)
 		cmocka_unit_test(test_auth),
 		cmocka_unit_test(test_validation),
 		cmocka_unit_test(test_accept_get_isolation),
+		cmocka_unit_test(test_delivery_policy),
 		cmocka_unit_test(test_idempotency),
 		cmocka_unit_test(test_batch),
 		cmocka_unit_test(test_list),

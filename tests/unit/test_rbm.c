@@ -1069,6 +1069,7 @@ static void test_parse_send_table(void **state)
 	     "{\"error\":{\"code\":429,\"message\":\"Quota exceeded\",\"status\":"
 	     "\"RESOURCE_EXHAUSTED\"}}",
 	     "7", OUTCOME_RATE_LIMITED, "RESOURCE_EXHAUSTED", "", 7000000},
+	    {429, "", NULL, OUTCOME_RATE_LIMITED, "http_429", "", 0},
 	    {500,
 	     "{\"error\":{\"code\":500,\"message\":\"Internal error\",\"status\":\"INTERNAL\"}}",
 	     NULL, OUTCOME_TRANSIENT, "INTERNAL", "", 0},
@@ -1103,6 +1104,10 @@ static void test_parse_send_table(void **state)
 		assert_int_equal(o.retry_after_us, cases[i].retry_us);
 		assert_false(o.suppress_recipient);
 		assert_string_equal(o.new_recipient, "");
+		/* RESOURCE_EXHAUSTED is the agent's quota: account-wide. */
+		assert_int_equal(o.rate_scope, cases[i].cls == OUTCOME_RATE_LIMITED
+		                                   ? RATE_SCOPE_ACCOUNT
+		                                   : RATE_SCOPE_NONE);
 		if (cases[i].status == 404)
 			assert_string_equal(o.error_text,
 			                    "recipient is not RCS-capable (404 NOT_FOUND)");

@@ -759,6 +759,225 @@ static void test_requeue_expired(void **state)
 	message_clear(&out[0]);
 }
 
+/* ---------------------------------------------------------------------------
+ * Delivery policy (README "Guarantees").
+ * ------------------------------------------------------------------------- */
+
+/* The policy is stored with the message and comes back from every read:
+ * get, list, claim. */
+static void test_policy_stored(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	struct message m[2], out[2];
+	mk_msg(&m[0], "t1", "pol", 0, now - SEC);
+	mk_msg(&m[1], "t1", "pol", 0, now - SEC);
+	m[1].policy = POLICY_AT_MOST_ONCE;
+	assert_int_equal(st->ops->message_insert(st, m, 2, NULL, NULL, NULL), 0);
+	struct message g = msg_of(st, m[0].id);
+	assert_int_equal(g.policy, POLICY_AT_LEAST_ONCE);
+	message_clear(&g);
+	g = msg_of(st, m[1].id);
+	assert_int_equal(g.policy, POLICY_AT_MOST_ONCE);
+	message_clear(&g);
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "pol", now, SEC, 2, out, &n), 0);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		bool amo = strcmp(out[i].id, m[1].id) == 0;
+		assert_int_equal(out[i].policy, amo ? POLICY_AT_MOST_ONCE : POLICY_AT_LEAST_ONCE);
+		message_clear(&out[i]);
+	}
+	/* A single insert (its own statement on PostgreSQL) keeps it too. */
+	struct message one;
+	mk_msg(&one, "t1", "pol1", 0, now);
+	one.policy = POLICY_AT_MOST_ONCE;
+	assert_int_equal(st->ops->message_insert(st, &one, 1, NULL, NULL, NULL), 0);
+	g = msg_of(st, one.id);
+	assert_int_equal(g.policy, POLICY_AT_MOST_ONCE);
+	message_clear(&g);
+}
+
+/* The process holding a SENDING message stopped (its lease expired): an
+ * at_most_once message becomes UNKNOWN on its first attempt and is never
+ * claimed again; an at_least_once one goes back to the queue with its
+ * event marking the next send as a possible duplicate. */
+static void test_policy_lease_expiry(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	struct message m[2], out[2];
+	mk_msg(&m[0], "t1", "plx", 0, now - SEC);
+	mk_msg(&m[1], "t1", "plx", 0, now - SEC);
+	m[0].max_attempts = m[1].max_attempts = 5;
+	m[1].policy = POLICY_AT_MOST_ONCE;
+	assert_int_equal(st->ops->message_insert(st, m, 2, NULL, NULL, NULL), 0);
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "plx", now, SEC, 2, out, &n), 0);
+	assert_int_equal(n, 2);
+	message_clear(&out[0]);
+	message_clear(&out[1]);
+	int k = -1;
+	assert_int_equal(st->ops->requeue_expired(st, now + 2 * SEC, &k), 0);
+	assert_int_equal(k, 2);
+	assert_int_equal(status_of(st, m[0].id), MSG_QUEUED);
+	assert_int_equal(status_of(st, m[1].id), MSG_UNKNOWN);
+
+	struct events ev = events_of(st, m[1].id);
+	assert_int_equal(ev.n, 2);
+	assert_string_equal(ev.e[1].type, "lease_expired");
+	assert_int_equal(ev.e[1].status, MSG_UNKNOWN);
+	json_t *d = detail_of(&ev.e[1]);
+	assert_string_equal(json_string_value(json_object_get(d, "policy")), "at_most_once");
+	assert_string_equal(json_string_value(json_object_get(d, "outcome")), "unknown");
+	assert_string_equal(json_string_value(json_object_get(d, "unknown_outcome")),
+	                    "lease_expired_in_flight");
+	json_decref(d);
+	events_free(&ev);
+
+	ev = events_of(st, m[0].id);
+	assert_int_equal(ev.n, 2);
+	assert_int_equal(ev.e[1].status, MSG_QUEUED);
+	d = detail_of(&ev.e[1]);
+	assert_string_equal(json_string_value(json_object_get(d, "policy")), "at_least_once");
+	assert_string_equal(json_string_value(json_object_get(d, "reason")),
+	                    "resend after unknown outcome");
+	assert_true(json_is_true(json_object_get(d, "possible_duplicate")));
+	json_decref(d);
+	events_free(&ev);
+
+	/* Only the at_least_once message is claimed again. */
+	assert_int_equal(st->ops->claim(st, "plx", now + 3 * SEC, SEC, 2, out, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(out[0].id, m[0].id);
+	assert_int_equal(out[0].attempts, 2);
+	message_clear(&out[0]);
+}
+
+/* A send whose answer never came under at_most_once: UNKNOWN with the
+ * reason in its event, the id the sender chose kept; a later DELIVERED
+ * receipt settles it, a stale SEND_RETRY for it changes nothing. */
+static void test_policy_send_unknown(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	char id[HR_ID_LEN + 1];
+	claimed_msg(st, "pun", 5, hr_now_us() + SEC, 30 * SEC, id);
+	struct send_result r = {.kind = SEND_UNKNOWN,
+	                        .attempt = 1,
+	                        .latency_us = 15000000,
+	                        .error_code = "unknown_outcome",
+	                        .error_text = "Operation timed out after 15000 milliseconds",
+	                        .error_class = "unknown",
+	                        .unknown_reason = "timeout_after_write",
+	                        .provider_id = "chosen-by-herald-1"};
+	strcpy(r.message_id, id);
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	struct message g = msg_of(st, id);
+	assert_int_equal(g.status, MSG_UNKNOWN);
+	assert_string_equal(g.error_code, "unknown_outcome");
+	assert_string_equal(g.provider_id, "chosen-by-herald-1");
+	assert_int_equal(g.attempts, 1);
+	message_clear(&g);
+	struct events ev = events_of(st, id);
+	assert_int_equal(ev.n, 2);
+	assert_string_equal(ev.e[1].type, "unknown_outcome");
+	assert_int_equal(ev.e[1].status, MSG_UNKNOWN);
+	assert_true(ev.e[1].applied);
+	json_t *d = detail_of(&ev.e[1]);
+	assert_string_equal(json_string_value(json_object_get(d, "unknown_outcome")),
+	                    "timeout_after_write");
+	assert_string_equal(json_string_value(json_object_get(d, "class")), "unknown");
+	json_decref(d);
+	events_free(&ev);
+
+	/* The same outcome recorded twice (a replayed group) changes nothing. */
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	assert_int_equal(status_of(st, id), MSG_UNKNOWN);
+	ev = events_of(st, id);
+	assert_int_equal(ev.n, 3);
+	assert_false(ev.e[2].applied);
+	events_free(&ev);
+
+	/* Never claimed again. */
+	struct message c;
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "pun", hr_now_us() + 60 * SEC, SEC, 1, &c, &n), 0);
+	assert_int_equal(n, 0);
+
+	/* The provider's receipt for that request settles it. */
+	struct apply_stats s =
+	    hook_status(st, "pun", "chosen-by-herald-1", MSG_DELIVERED, hr_now_us(), NULL);
+	assert_int_equal(s.applied, 1);
+	assert_int_equal(status_of(st, id), MSG_DELIVERED);
+}
+
+/* A receipt whose provider id Herald never learnt (the send's answer was
+ * lost) finds its message by the id Herald sent with it (client_ref), on
+ * the same account only and only while the message has no provider id. */
+static void test_policy_client_ref(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	char id[HR_ID_LEN + 1];
+	claimed_msg(st, "pcr", 5, hr_now_us() + SEC, 30 * SEC, id);
+	struct send_result r = {.kind = SEND_UNKNOWN,
+	                        .attempt = 1,
+	                        .error_code = "unknown_outcome",
+	                        .unknown_reason = "connection_lost_after_write"};
+	strcpy(r.message_id, id);
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	assert_int_equal(status_of(st, id), MSG_UNKNOWN);
+
+	/* Another account's webhook naming this message: not adopted. */
+	struct wh_status ws = {.status = MSG_DELIVERED};
+	strcpy(ws.provider_id, "wamid.other");
+	strcpy(ws.client_ref, id);
+	struct inbox_parsed row = {.inbox_id = inbox_add(st, "pcr-other"),
+	                           .account_id = "pcr-other",
+	                           .statuses = &ws,
+	                           .nstatuses = 1};
+	struct apply_stats s;
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, hr_now_us(), &s), 0);
+	assert_int_equal(s.applied, 0);
+	assert_int_equal(s.unmatched, 1);
+	assert_int_equal(status_of(st, id), MSG_UNKNOWN);
+
+	/* Its own account's: adopted, then applied. */
+	strcpy(ws.provider_id, "wamid.lost");
+	row = (struct inbox_parsed){.inbox_id = inbox_add(st, "pcr"),
+	                            .account_id = "pcr",
+	                            .statuses = &ws,
+	                            .nstatuses = 1};
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, hr_now_us(), &s), 0);
+	assert_int_equal(s.applied, 1);
+	struct message g = msg_of(st, id);
+	assert_int_equal(g.status, MSG_DELIVERED);
+	assert_string_equal(g.provider_id, "wamid.lost");
+	message_clear(&g);
+	struct events ev = events_of(st, id);
+	assert_int_equal(ev.n, 4);
+	assert_string_equal(ev.e[2].type, "provider_id_learnt");
+	assert_string_equal(ev.e[3].type, "webhook_status");
+	assert_int_equal(ev.e[3].status, MSG_DELIVERED);
+	events_free(&ev);
+
+	/* A status of another copy (another provider id, same client_ref)
+	 * does not take the message over. */
+	strcpy(ws.provider_id, "wamid.copy");
+	ws.status = MSG_READ;
+	row.inbox_id = inbox_add(st, "pcr");
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, hr_now_us(), &s), 0);
+	assert_int_equal(s.applied, 0);
+	assert_int_equal(s.unmatched, 1);
+	g = msg_of(st, id);
+	assert_int_equal(g.status, MSG_DELIVERED);
+	assert_string_equal(g.provider_id, "wamid.lost");
+	message_clear(&g);
+}
+
 /* A late answer to an attempt whose lease expired must not undo the newer
  * attempt; it is recorded as ignored and only fills a missing provider id. */
 static void test_record_stale_attempt_fenced(void **state)
@@ -4676,6 +4895,10 @@ int main(void)
 	    T(test_record_results),
 	    T(test_record_async_and_json),
 	    T(test_requeue_expired),
+	    T(test_policy_stored),
+	    T(test_policy_lease_expiry),
+	    T(test_policy_send_unknown),
+	    T(test_policy_client_ref),
 	    T(test_record_stale_attempt_fenced),
 	    T(test_record_outcome_isolated),
 	    T(test_record_batch_fails_in_middle),

@@ -632,6 +632,10 @@ static void test_parse_send(void **state)
 			         (long long)o.retry_after_us, (long long)cases[i].retry_us);
 		assert_int_equal(o.account_blocked, cases[i].blocked);
 		assert_false(o.suppress_recipient);
+		/* A 429 names no chat: the bot waits as a whole. */
+		assert_int_equal(o.rate_scope, cases[i].cls == OUTCOME_RATE_LIMITED
+		                                   ? RATE_SCOPE_ACCOUNT
+		                                   : RATE_SCOPE_NONE);
 	}
 	channel_account_free(a);
 }

@@ -636,6 +636,10 @@ static void test_parse_send_table(void **state)
 	    {429, "{\"code\":20429,\"message\":\"Too Many Requests\",\"status\":429}", "2",
 	     OUTCOME_RATE_LIMITED, "20429", "Too Many", "", false, false, 2000000},
 	    {429, "", NULL, OUTCOME_RATE_LIMITED, "http_429", "HTTP 429", "", false, false, 0},
+	    {429, "{\"code\":14107,\"message\":\"SMS send rate limit exceeded\"}", NULL,
+	     OUTCOME_RATE_LIMITED, "14107", "rate limit", "", false, false, 0},
+	    {429, "{\"code\":30001,\"message\":\"Queue overflow\"}", NULL, OUTCOME_RATE_LIMITED,
+	     "30001", "Queue overflow", "", false, false, 0},
 	    {500, "{\"code\":20500,\"message\":\"Internal Server Error\"}", NULL, OUTCOME_TRANSIENT,
 	     "20500", "Internal", "", false, false, 0},
 	    {503, "<html>Service Unavailable</html>", NULL, OUTCOME_TRANSIENT, "http_503",
@@ -674,6 +678,10 @@ static void test_parse_send_table(void **state)
 		assert_int_equal(o.suppress_recipient, cases[i].suppress);
 		assert_int_equal(o.retry_after_us, cases[i].retry_us);
 		assert_string_equal(o.new_recipient, "");
+		/* Twilio's limits are all the account's (or its queue's). */
+		assert_int_equal(o.rate_scope, cases[i].cls == OUTCOME_RATE_LIMITED
+		                                   ? RATE_SCOPE_ACCOUNT
+		                                   : RATE_SCOPE_NONE);
 	}
 }
 

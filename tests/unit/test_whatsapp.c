@@ -1148,9 +1148,12 @@ static void test_parse_send_table(void **state)
 		/* Only the pair rate limit (131056) is about one recipient: the
 		 * account's other recipients must keep sending. */
 		bool pair = strcmp(cases[i].code, "131056") == 0;
-		if (o.recipient_rate_limited != pair)
-			fail_msg("case %zu: recipient_rate_limited %d, want %d", i,
-			         o.recipient_rate_limited, pair);
+		enum rate_scope want = pair ? RATE_SCOPE_RECIPIENT
+		                       : cases[i].cls == OUTCOME_RATE_LIMITED ? RATE_SCOPE_ACCOUNT
+		                                                             : RATE_SCOPE_NONE;
+		if (o.rate_scope != want)
+			fail_msg("case %zu: rate_scope %s, want %s", i, rate_scope_name(o.rate_scope),
+			         rate_scope_name(want));
 		if (cases[i].cls == OUTCOME_OK)
 			assert_true(strncmp(o.provider_id, "wamid.", 6) == 0);
 		else
@@ -1483,6 +1486,49 @@ static void test_parse_malformed(void **state)
 
 /* Provider error text longer than the field, with multi-byte characters at the
  * cut, is stored as valid UTF-8 (it goes into JSON later). */
+/* Every rate limit says whom it limits (PROVIDERS.md): the pair rate limit
+ * (131056) one recipient; the number's throughput (130429), the WABA's and
+ * the app's request limits (80007, 4), the spam limit (131048) and a bare
+ * HTTP 429 the account. */
+static void test_rate_scope(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load("wa1", ACCT_CONFIG, &err);
+	assert_non_null(a);
+	static const struct {
+		long status;
+		long code; /* 0: no Graph error body */
+		enum rate_scope scope;
+	} cases[] = {
+	    {400, 131056, RATE_SCOPE_RECIPIENT}, {400, 130429, RATE_SCOPE_ACCOUNT},
+	    {429, 130429, RATE_SCOPE_ACCOUNT},   {400, 80007, RATE_SCOPE_ACCOUNT},
+	    {400, 4, RATE_SCOPE_ACCOUNT},        {400, 131048, RATE_SCOPE_ACCOUNT},
+	    {429, 0, RATE_SCOPE_ACCOUNT},        {400, 131026, RATE_SCOPE_NONE},
+	    {500, 131000, RATE_SCOPE_NONE},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char body[160] = "";
+		if (cases[i].code)
+			snprintf(body, sizeof body,
+			         "{\"error\":{\"message\":\"x\",\"type\":\"OAuthException\","
+			         "\"code\":%ld,\"fbtrace_id\":\"A\"}}",
+			         cases[i].code);
+		struct send_outcome o;
+		memset(&o, 0x5a, sizeof o);
+		a->ops->parse_send(a, cases[i].status, body, strlen(body), NULL, &o);
+		assert_int_equal(o.cls, cases[i].scope == RATE_SCOPE_NONE
+		                            ? (cases[i].status == 500 ? OUTCOME_TRANSIENT
+		                                                      : OUTCOME_PERMANENT)
+		                            : OUTCOME_RATE_LIMITED);
+		if (o.rate_scope != cases[i].scope)
+			fail_msg("case %zu (%ld): scope %s, want %s", i, cases[i].code,
+			         rate_scope_name(o.rate_scope), rate_scope_name(cases[i].scope));
+	}
+	assert_string_equal(rate_scope_name(RATE_SCOPE_RECIPIENT), "recipient");
+	channel_account_free(a);
+}
+
 static void test_parse_send_utf8_error(void **state)
 {
 	(void)state;
@@ -1522,6 +1568,7 @@ int main(void)
 	    cmocka_unit_test(test_build_send_media),
 	    cmocka_unit_test(test_build_send_template_components),
 	    cmocka_unit_test(test_parse_send_table),
+	    cmocka_unit_test(test_rate_scope),
 	    cmocka_unit_test(test_parse_vector),
 	    cmocka_unit_test(test_parse_multi),
 	    cmocka_unit_test(test_parse_replies),
