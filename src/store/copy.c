@@ -37,10 +37,13 @@ struct cp_col {
 	enum cp_type type;
 };
 
+/* The most columns a copied table has (message: 31). */
+#define CP_COLS_MAX 40
+
 struct cp_table {
 	const char *name;
 	const char *serial; /* a bigserial column whose sequence follows the ids, or NULL */
-	struct cp_col cols[40];
+	struct cp_col cols[CP_COLS_MAX];
 };
 
 /* Every table that carries state; schema_migrations is each side's own. */
@@ -647,9 +650,9 @@ static int cp_copy_table(sqlite3 *db, PGconn *c, const struct cp_table *t,
 
 	struct hr_buf data = {0}, canon = {0};
 	struct store_copy_sum sum = {0};
-	struct store_copy_val v[21];
-	size_t off[21], len[21];
-	bool null[21];
+	struct store_copy_val v[CP_COLS_MAX];
+	size_t off[CP_COLS_MAX], len[CP_COLS_MAX];
+	bool null[CP_COLS_MAX];
 	int rc = 0, src;
 	int64_t rows = 0;
 	while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
@@ -764,8 +767,8 @@ static int cp_verify_table(PGconn *c, const struct cp_table *t, struct store_cop
 	if (PQsendQuery(c, sql) != 1 || PQsetSingleRowMode(c) != 1)
 		return cp_pg_fail(c, NULL, err, HR_EIO, t->name, "verifying");
 	struct store_copy_sum sum = {0};
-	struct store_copy_val v[21];
-	char nums[21][24];
+	struct store_copy_val v[CP_COLS_MAX];
+	char nums[CP_COLS_MAX][24];
 	int rc = 0;
 	int64_t rows = 0;
 	PGresult *r;
