@@ -5248,6 +5248,68 @@ static void test_fallback_race_exactly_once(void **state)
 	}
 }
 
+/* A campaign's routed message that fails: its follow-up belongs to the
+ * batch too, so the batch counts messages (the failed WhatsApp one and the
+ * SMS one), its counters still equal a recount, and it completes only
+ * once the follow-up is settled. */
+static void test_batch_counts_fallback(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct batch b;
+	mk_batch(&b, "t1", "bfb");
+	assert_int_equal(st->ops->batch_create(st, &b, &err), 0);
+	struct batch_item it;
+	mk_item(&it, 1, "+447900000001", true);
+	assert_int_equal(st->ops->batch_items_put(st, b.id, &it, 1, &err), 0);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_VALIDATED, NULL, &err), 0);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_PROCESSING, NULL, &err),
+	                 0);
+	struct message m;
+	mk_row_msg(&m, &b, "447900000001");
+	char route[512];
+	snprintf(route, sizeof route, ROUTE_WA_SMS, "bfb");
+	m.route = route;
+	m.route_steps = 2;
+	strcpy(m.route_root, m.id);
+	int64_t row = 1;
+	size_t made;
+	assert_int_equal(st->ops->batch_enqueue(st, b.id, &row, &m, 1, true, &made, &err), 0);
+	assert_int_equal(made, 1);
+	struct message c;
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "bfb", hr_now_us(), 30 * SEC, 1, &c, &n), 0);
+	assert_int_equal(n, 1);
+	message_clear(&c);
+	result(st, m.id, SEND_FAILED, 1, NULL);
+	assert_counters_true(st, b.id);
+	struct batch g = batch_of(st, b.id);
+	assert_int_equal(g.by_status[MSG_FAILED], 1);
+	assert_int_equal(g.by_status[MSG_QUEUED], 1); /* the SMS */
+	assert_int_equal(g.status, BATCH_PROCESSING);
+	batch_clear(&g);
+	struct message *v = route_of(st, m.id, &n);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[1].batch_id, b.id);
+	assert_string_equal(v[1].recipient, "+447900000001");
+	char sms[HR_ID_LEN + 1];
+	strcpy(sms, v[1].id);
+	free_list(v, n);
+	assert_int_equal(st->ops->claim(st, "tw-fb", hr_now_us(), 30 * SEC, 1, &c, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(c.id, sms);
+	message_clear(&c);
+	result(st, sms, SEND_OK, 1, "SM-bfb");
+	hook_status(st, "tw-fb", "SM-bfb", MSG_DELIVERED, hr_now_us(), NULL);
+	assert_counters_true(st, b.id);
+	g = batch_of(st, b.id);
+	assert_int_equal(g.by_status[MSG_FAILED], 1);
+	assert_int_equal(g.by_status[MSG_DELIVERED], 1);
+	assert_int_equal(g.status, BATCH_COMPLETED);
+	batch_clear(&g);
+}
+
 int main(void)
 {
 	hr_log_set_level(HR_LOG_WARN);
@@ -5335,6 +5397,7 @@ int main(void)
 	    T(test_stale_settle),
 	    T(test_inbox_park),
 	    T(test_fallback_race_exactly_once),
+	    T(test_batch_counts_fallback),
 #undef T
 	};
 	char group[80];
