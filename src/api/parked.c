@@ -43,7 +43,8 @@ enum MHD_Result api_webhooks_parked(struct api_req *r)
 		char *end;
 		long n = strtol(v, &end, 10);
 		if (*end || n < 1 || n > 1000)
-			rc = hr_fail(&err, HR_EINVAL, "limit", "limit must be an integer from 1 to 1000");
+			rc = hr_fail(&err, HR_EINVAL, "limit",
+			             "limit must be an integer from 1 to 1000");
 		limit = (int)n;
 	}
 	int64_t before = 0;

@@ -436,6 +436,9 @@ static int read_reconcile_opts(json_t *cfg, const struct dispatch_opts *d,
 	o->lookup_timeout_us = hr_cfg_int(cfg, "reconcile.lookup_timeout_ms",
 	                                  o->lookup_timeout_us / 1000, 100, 60000, err) *
 	                       1000;
+	o->lookup_budget_us = hr_cfg_int(cfg, "reconcile.lookup_budget_ms",
+	                                 o->lookup_budget_us / 1000, 100, 600000, err) *
+	                      1000;
 	json_t *st = hr_cfg_get(cfg, "reconcile.stale_after_s");
 	if (st && !json_is_object(st))
 		return hr_fail(err, HR_EINVAL, "reconcile.stale_after_s",

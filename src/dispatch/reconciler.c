@@ -33,6 +33,7 @@ void reconcile_opts_default(struct reconcile_opts *o)
 	o->batch = 500;
 	o->inbox_park_after_us = 3600LL * 1000000;
 	o->lookup_timeout_us = 5000000;
+	o->lookup_budget_us = 2000000;
 	static const char *const chans[] = {"whatsapp", "sms", "rcs"};
 	for (size_t i = 0; i < sizeof chans / sizeof chans[0]; i++)
 		reconcile_opts_stale(o, chans[i], 86400LL * 1000000);
@@ -98,8 +99,8 @@ static void lookup_one(const struct reconcile_opts *o, const struct channel_acco
 	struct body b = {0};
 	char errbuf[CURL_ERROR_SIZE] = "";
 	long status = 0;
-	int rc = e ? http_req_setopts(e, &req, (long)(o->lookup_timeout_us / 1000), &err)
-	           : HR_ENOMEM;
+	int rc =
+	    e ? http_req_setopts(e, &req, (long)(o->lookup_timeout_us / 1000), &err) : HR_ENOMEM;
 	CURLcode cc = CURLE_OK;
 	if (rc == 0) {
 		/* http_req_setopts makes a POST; a lookup is a GET. */
@@ -123,7 +124,8 @@ static void lookup_one(const struct reconcile_opts *o, const struct channel_acco
 	else if (cc != CURLE_OK)
 		snprintf(a->lookup_error, sizeof a->lookup_error, "%s",
 		         b.truncated ? "the answer was too large"
-		                     : errbuf[0] ? errbuf : curl_easy_strerror(cc));
+		         : errbuf[0] ? errbuf
+		                     : curl_easy_strerror(cc));
 	else
 		acct->ops->parse_lookup(acct, status, b.p ? b.p : "", b.len, a);
 	if (e)
@@ -149,17 +151,30 @@ static void stale_channel(struct store *st, struct account_set *accounts,
 		return;
 	struct stale_answer *a = calloc(n, sizeof *a);
 	if (a) {
-		for (size_t i = 0; i < n; i++)
-			lookup_one(o, account_set_find(accounts, v[i].account_id), &v[i], &a[i]);
+		/* Lookups are blocking round trips: a pass spends at most
+		 * lookup_budget on them, so lease expiry and the other scans of
+		 * this thread are never held up for long; what is left is
+		 * settled by the next pass. */
+		int64_t t0 = hr_mono_us();
+		size_t done = 0;
+		for (; done < n; done++) {
+			const struct channel_account *acct =
+			    account_set_find(accounts, v[done].account_id);
+			if (acct && acct->ops->build_lookup && done > 0 &&
+			    hr_mono_us() - t0 > o->lookup_budget_us)
+				break;
+			lookup_one(o, acct, &v[done], &a[done]);
+		}
 		struct stale_stats ss;
-		if ((rc = st->ops->stale_settle(st, a, n, &ss)))
-			hr_log(HR_LOG_WARN, "reconciler", "stale %s messages not settled: %s", channel,
-			       hr_code_name(rc));
+		if ((rc = st->ops->stale_settle(st, a, done, &ss)))
+			hr_log(HR_LOG_WARN, "reconciler", "stale %s messages not settled: %s",
+			       channel, hr_code_name(rc));
 		else if (ss.applied || ss.marked)
-			hr_log(HR_LOG_INFO, "reconciler",
-			       "%s: %d stale message(s) settled by lookup, %d marked stale, %d fell "
-			       "back",
-			       channel, ss.applied, ss.marked, ss.fallbacks);
+			hr_log(
+			    HR_LOG_INFO, "reconciler",
+			    "%s: %d stale message(s) settled by lookup, %d marked stale, %d fell "
+			    "back",
+			    channel, ss.applied, ss.marked, ss.fallbacks);
 	}
 	free(a);
 	for (size_t i = 0; i < n; i++)
@@ -167,8 +182,7 @@ static void stale_channel(struct store *st, struct account_set *accounts,
 	free(v);
 }
 
-void reconciler_pass(struct store *st, struct account_set *accounts,
-                     const struct reconcile_opts *o)
+void reconciler_pass(struct store *st, struct account_set *accounts, const struct reconcile_opts *o)
 {
 	int n = 0, rc;
 	if ((rc = st->ops->requeue_expired(st, 0, &n)))
@@ -213,8 +227,8 @@ static void *reconcile_main(void *arg)
 	return NULL;
 }
 
-int reconciler_start(struct store *st, struct account_set *accounts,
-                     const struct reconcile_opts *o, struct reconciler **out, struct hr_err *err)
+int reconciler_start(struct store *st, struct account_set *accounts, const struct reconcile_opts *o,
+                     struct reconciler **out, struct hr_err *err)
 {
 	*out = NULL;
 	if (o->interval_us <= 0 || o->batch <= 0)
@@ -236,7 +250,8 @@ int reconciler_start(struct store *st, struct account_set *accounts,
 		pthread_cond_destroy(&r->cv);
 		pthread_mutex_destroy(&r->mu);
 		free(r);
-		return hr_fail(err, HR_EINTERNAL, "reconciler", "cannot start the reconciler thread");
+		return hr_fail(err, HR_EINTERNAL, "reconciler",
+		               "cannot start the reconciler thread");
 	}
 	*out = r;
 	return 0;

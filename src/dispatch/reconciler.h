@@ -30,6 +30,7 @@ struct reconcile_opts {
 	int batch;                   /* rows per scan and transaction (default 500) */
 	int64_t inbox_park_after_us; /* reconcile.inbox_park_after_s (default 3600) */
 	int64_t lookup_timeout_us;   /* reconcile.lookup_timeout_ms (default 5000) */
+	int64_t lookup_budget_us;    /* lookups per pass stop after this (default 2000 ms) */
 	/* reconcile.stale_after_s.<channel>: how long SENT may wait for a
 	 * receipt; 0 (or a channel not named): never stale. Defaults: whatsapp,
 	 * sms and rcs 86400 s (a day). */
@@ -46,8 +47,8 @@ int reconcile_opts_stale(struct reconcile_opts *o, const char *channel, int64_t 
 struct reconciler;
 
 /* Starts the thread. accounts is borrowed for the reconciler's life. */
-int reconciler_start(struct store *st, struct account_set *accounts,
-                     const struct reconcile_opts *o, struct reconciler **out, struct hr_err *err);
+int reconciler_start(struct store *st, struct account_set *accounts, const struct reconcile_opts *o,
+                     struct reconciler **out, struct hr_err *err);
 /* Stops the thread (a pass under way finishes first). NULL is fine. */
 void reconciler_stop(struct reconciler *r);
 

@@ -60,8 +60,8 @@ static void route_address(const char *channel, const char *in, char out[HR_ADDR_
 
 /* What the route says about step `step`: its channel and account, and the
  * follow-up's text. false (logged) when the stored route cannot say. */
-static bool route_step_of(const char *route, int step, char channel[16],
-                          char account[HR_NAME_MAX], char **text)
+static bool route_step_of(const char *route, int step, char channel[16], char account[HR_NAME_MAX],
+                          char **text)
 {
 	json_error_t je;
 	json_t *r = route ? json_loads(route, 0, &je) : NULL;
@@ -220,8 +220,9 @@ static int expire_one(struct store_tx *tx, struct lc_msg *m, const char *source,
 	struct ev_json *js = TX_JSON(tx);
 	ev_json_begin(js);
 	ev_json_int(js, "expires_at", m->expires_at);
-	ev_json_str(js, "reason", claimed ? "past its expiry when claimed: not sent"
-	                                  : "past its expiry while queued: not sent");
+	ev_json_str(js, "reason",
+	            claimed ? "past its expiry when claimed: not sent"
+	                    : "past its expiry while queued: not sent");
 	struct lc_event ev = {
 	    .type = "expired", .source = source, .status = MSG_EXPIRED, .applied = true};
 	int rc = detail_end(tx, &ev.detail);
@@ -324,8 +325,8 @@ static int fallback_due_run(struct store_tx *tx, void *arg)
 	return rc;
 }
 
-int lc_reconcile_fallback_due(const struct lc_backend *b, struct store *st, int64_t now,
-                              int limit, int *n)
+int lc_reconcile_fallback_due(const struct lc_backend *b, struct store *st, int64_t now, int limit,
+                              int *n)
 {
 	struct scan_ctx c = {.now = now, .limit = scan_limit(limit)};
 	int rc = lc_run(b, st, fallback_due_run, &c, sizeof c, NULL, NULL, NULL);
@@ -378,12 +379,15 @@ static int settle_answer(struct store_tx *tx, struct lc_msg *m, const struct sta
 		if (i == 0 && nsteps == 2)
 			ev_json_str(js, "implied_by", msg_status_name(a->status));
 		ev_json_str(js, "reason", "no receipt in time: the provider was asked");
-		struct lc_event ev = {
-		    .type = "lookup_status", .source = "reconciler", .status = (int)s, .applied = true};
+		struct lc_event ev = {.type = "lookup_status",
+		                      .source = "reconciler",
+		                      .status = (int)s,
+		                      .applied = true};
 		int rc = detail_end(tx, &ev.detail);
 		if (rc)
 			return rc;
-		struct lc_update u = {.set = LC_SET_STATUS | LC_SET_ERROR | LC_KEEP_ERROR | LC_SET_STALE,
+		struct lc_update u = {.set = LC_SET_STATUS | LC_SET_ERROR | LC_KEEP_ERROR |
+		                             LC_SET_STALE,
 		                      .status = s,
 		                      .error_code = failure ? code : "",
 		                      .error_text = failure ? text : ""};
@@ -424,8 +428,9 @@ static int settle_one(struct store_tx *tx, struct settle_ctx *c, const struct st
 		char pst[32];
 		hr_utf8_copy(pst, a->provider_status, sizeof pst);
 		ev_json_str(js, "provider_status", pst);
-		ev_json_str(js, "reason", "no receipt in time; the provider still says it is not"
-		                          " delivered");
+		ev_json_str(js, "reason",
+		            "no receipt in time; the provider still says it is not"
+		            " delivered");
 	} else if (a->lookup_error[0]) {
 		char why[256];
 		hr_utf8_copy(why, a->lookup_error, sizeof why);
@@ -434,7 +439,8 @@ static int settle_one(struct store_tx *tx, struct settle_ctx *c, const struct st
 	} else {
 		ev_json_str(js, "reason", "no receipt in time; the channel has no status lookup");
 	}
-	struct lc_event ev = {.type = "stale", .source = "reconciler", .status = -1, .applied = true};
+	struct lc_event ev = {
+	    .type = "stale", .source = "reconciler", .status = -1, .applied = true};
 	if ((rc = detail_end(tx, &ev.detail)) || (rc = tx->ops->event_insert(tx, m.id, &ev)))
 		return rc;
 	struct lc_update u = {.set = LC_SET_STALE};
@@ -459,7 +465,8 @@ static int settle_run(struct store_tx *tx, void *arg)
 		struct stale_stats before = c->stats;
 		rc = settle_one(tx, c, &c->a[i]);
 		if (!tx->ops->alive(tx))
-			return rc ? rc : hr_fail(TX_ERR(tx), HR_EIO, "stale", "transaction aborted");
+			return rc ? rc
+			          : hr_fail(TX_ERR(tx), HR_EIO, "stale", "transaction aborted");
 		if (rc) {
 			hr_log(HR_LOG_WARN, "store", "stale message %s not settled: %s",
 			       c->a[i].message_id, TX_ERR(tx)->msg);
@@ -523,9 +530,10 @@ static int park_run(struct store_tx *tx, void *arg)
 		if (rc <= 0)
 			continue; /* an error ends the loop; a row gone is skipped */
 		char why[160];
-		snprintf(why, sizeof why,
-		         "parked by the reconciler: no message matched after %d attempts over %lld s",
-		         attempts, (long long)((tx->ops->now(tx) - received_at) / 1000000));
+		snprintf(
+		    why, sizeof why,
+		    "parked by the reconciler: no message matched after %d attempts over %lld s",
+		    attempts, (long long)((tx->ops->now(tx) - received_at) / 1000000));
 		rc = tx->ops->inbox_mark(tx, ids[i], INBOX_ORPHAN, attempts, 0, why);
 		parked += rc == 0;
 	}
@@ -535,8 +543,8 @@ static int park_run(struct store_tx *tx, void *arg)
 	return rc;
 }
 
-int lc_inbox_park(const struct lc_backend *b, struct store *st, int64_t received_before,
-                  int limit, int *n)
+int lc_inbox_park(const struct lc_backend *b, struct store *st, int64_t received_before, int limit,
+                  int *n)
 {
 	if (received_before <= 0)
 		return HR_EINVAL;
@@ -546,7 +554,8 @@ int lc_inbox_park(const struct lc_backend *b, struct store *st, int64_t received
 		metrics_reconcile(M_REC_INBOX_PARKED, c.n);
 		if (c.n)
 			hr_log(HR_LOG_WARN, "reconciler",
-			       "parked %d webhook(s) that matched no message (GET /v1/webhooks/parked)",
+			       "parked %d webhook(s) that matched no message (GET "
+			       "/v1/webhooks/parked)",
 			       c.n);
 	}
 	if (n)

@@ -67,10 +67,11 @@ int pg_message_route(struct store *st, const char *tenant_id, const char *root_i
 	pp_text(&p, root_id);
 	pp_text(&p, tenant_id);
 	PGresult *r;
-	int rc = pg_read((struct pg_store *)st, P_ROUTE, -1,
-	                 "SELECT " PG_MSG_COLS " FROM message WHERE route_root = $1"
-	                 " AND ($2::text IS NULL OR tenant_id = $2) ORDER BY route_step, id LIMIT 64",
-	                 &p, &r);
+	int rc =
+	    pg_read((struct pg_store *)st, P_ROUTE, -1,
+	            "SELECT " PG_MSG_COLS " FROM message WHERE route_root = $1"
+	            " AND ($2::text IS NULL OR tenant_id = $2) ORDER BY route_step, id LIMIT 64",
+	            &p, &r);
 	if (rc)
 		return rc;
 	rc = read_messages(r, out, n);

@@ -358,7 +358,8 @@ static const char migration_5[] =
     " reason text NOT NULL,"
     " created_at bigint NOT NULL,"
     " PRIMARY KEY(root_id, step));"
-    "CREATE INDEX webhook_inbox_parked ON webhook_inbox(account_id, id) WHERE state = 4;";
+    "CREATE INDEX webhook_inbox_parked ON webhook_inbox(account_id, id) WHERE state = 4;"
+    "UPDATE message SET stale = 1 WHERE status = 2;";
 
 const struct pg_migration pg_migrations[] = {
     {1, migration_1},

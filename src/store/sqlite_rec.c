@@ -50,9 +50,10 @@ int sq_stale_list(struct store *st, const char *channel, int64_t sent_before, in
 	if (rc)
 		return rc;
 	/* The partial index of SENT rows not yet settled, by channel and age. */
-	sqlite3_stmt *q = sq_rstmt(r, R_STALE_LIST,
-	                           "SELECT " SQ_MSG_COLS " FROM message WHERE status = 2 AND stale = 0"
-	                           " AND channel = ?1 AND sent_at <= ?2 ORDER BY sent_at LIMIT ?3");
+	sqlite3_stmt *q =
+	    sq_rstmt(r, R_STALE_LIST,
+	             "SELECT " SQ_MSG_COLS " FROM message WHERE status = 2 AND stale = 0"
+	             " AND channel = ?1 AND sent_at <= ?2 ORDER BY sent_at LIMIT ?3");
 	if (!q) {
 		sq_reader_put(s, r);
 		return HR_EIO;

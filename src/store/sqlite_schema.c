@@ -300,7 +300,10 @@ static const char migration_6[] =
 	" reason TEXT NOT NULL,"
 	" created_at INTEGER NOT NULL,"
 	" PRIMARY KEY(root_id, step)) WITHOUT ROWID;"
-	"CREATE INDEX webhook_inbox_parked ON webhook_inbox(account_id, id) WHERE state = 4;";
+	"CREATE INDEX webhook_inbox_parked ON webhook_inbox(account_id, id) WHERE state = 4;"
+	/* Messages SENT before this have no sent_at: left alone rather than
+	 * all found stale (and looked up) at the first pass after an upgrade. */
+	"UPDATE message SET stale = 1 WHERE status = 2;";
 
 const struct sq_migration sq_migrations[] = {
 	{1, migration_1},

@@ -105,7 +105,8 @@ static int events(json_t *m, const char *type)
 	int n = 0;
 	size_t i;
 	json_t *e;
-	json_array_foreach(json_object_get(m, "events"), i, e) n += strcmp(str(e, "type"), type) == 0;
+	json_array_foreach(json_object_get(m, "events"), i, e) n +=
+	    strcmp(str(e, "type"), type) == 0;
 	return n;
 }
 
@@ -114,7 +115,8 @@ static long sms_accepted(const char *to)
 	char url[160];
 	snprintf(url, sizeof url, "%s/sim/sms/recipients/%s", W.sim, to);
 	struct resp r = http("GET", url, NULL, NULL, NULL);
-	long n = r.status == 200 ? (long)json_integer_value(json_object_get(r.json, "accepted")) : 0;
+	long n =
+	    r.status == 200 ? (long)json_integer_value(json_object_get(r.json, "accepted")) : 0;
 	resp_free(&r);
 	return n;
 }
@@ -145,9 +147,10 @@ static bool all_settled(struct world *w, void *arg)
 		for (int i = 0; i < PER_GROUP; i++) {
 			json_t *m = get_message(ids[g][i]);
 			const char *st = str(m, "status");
-			bool ok = g <= G_REJECT   ? strcmp(st, "failed") == 0
-			          : g == G_SILENT ? strcmp(st, "sent") == 0
-			                          : strcmp(st, "delivered") == 0 || strcmp(st, "read") == 0;
+			bool ok = g <= G_REJECT ? strcmp(st, "failed") == 0
+			          : g == G_SILENT
+			              ? strcmp(st, "sent") == 0
+			              : strcmp(st, "delivered") == 0 || strcmp(st, "read") == 0;
 			if (ok && g != G_OK) {
 				json_t *s1 = json_array_get(
 				    json_object_get(json_object_get(m, "route"), "steps"), 1);
@@ -164,17 +167,17 @@ static bool all_settled(struct world *w, void *arg)
 static void test_fallback_race(void **state)
 {
 	(void)state;
-	long before[G__COUNT] = {0};
-	(void)before;
 	for (int i = 0; i < PER_GROUP; i++)
 		for (int g = 0; g < G__COUNT; g++) {
 			char to[32], body[512];
 			number(g, i, to);
-			snprintf(body, sizeof body,
-			         "{\"channel\":\"whatsapp\",\"to\":\"%s\",\"text\":\"parcel %d-%d\","
-			         "\"route\":[\"whatsapp\",{\"channel\":\"sms\",\"account\":\"acme-sms\"}],"
-			         "\"fallback_after_s\":2,\"fallback_text\":\"SMS: parcel %d-%d\"}",
-			         to, g, i, g, i);
+			snprintf(
+			    body, sizeof body,
+			    "{\"channel\":\"whatsapp\",\"to\":\"%s\",\"text\":\"parcel %d-%d\","
+			    "\"route\":[\"whatsapp\",{\"channel\":\"sms\",\"account\":\"acme-sms\"}"
+			    "],"
+			    "\"fallback_after_s\":2,\"fallback_text\":\"SMS: parcel %d-%d\"}",
+			    to, g, i, g, i);
 			struct resp r = api_post(&W, "/v1/messages", body);
 			if (r.status != 202)
 				fprintf(stderr, "POST: %ld %s\n", r.status, r.body);
@@ -195,8 +198,8 @@ static void test_fallback_race(void **state)
 			long want = g == G_OK ? 0 : 1;
 			long got = sms_accepted(e164);
 			if (got != want)
-				fprintf(stderr, "%s recipient %s: %ld SMS, want %ld\n", group_name[g], to,
-				        got, want);
+				fprintf(stderr, "%s recipient %s: %ld SMS, want %ld\n",
+				        group_name[g], to, got, want);
 			assert_int_equal(got, want);
 			json_t *m = get_message(ids[g][i]);
 			assert_int_equal(events(m, "fallback"), want);
@@ -223,10 +226,12 @@ static void test_fallback_race(void **state)
 				/* The follow-up names the original. */
 				json_t *f = get_message(str(s1, "message_id"));
 				assert_string_equal(str(f, "to"), e164);
-				assert_string_equal(str(json_object_get(f, "route"), "root_id"), ids[g][i]);
+				assert_string_equal(str(json_object_get(f, "route"), "root_id"),
+				                    ids[g][i]);
 				char text[64];
 				snprintf(text, sizeof text, "SMS: parcel %d-%d", g, i);
-				assert_string_equal(str(json_object_get(f, "content"), "text"), text);
+				assert_string_equal(str(json_object_get(f, "content"), "text"),
+				                    text);
 				json_decref(f);
 			}
 			json_decref(m);
@@ -246,15 +251,19 @@ static void test_route_validation(void **state)
 	    {"{\"channel\":\"whatsapp\",\"to\":\"447911000001\",\"text\":\"x\",\"route\":[\"sms\","
 	     "\"whatsapp\"]}",
 	     "route[0]"},
-	    {"{\"channel\":\"whatsapp\",\"to\":\"447911000001\",\"text\":\"x\",\"route\":[\"whatsapp\","
+	    {"{\"channel\":\"whatsapp\",\"to\":\"447911000001\",\"text\":\"x\",\"route\":["
+	     "\"whatsapp\","
 	     "\"telegram\"]}",
 	     "route[1]"},
-	    {"{\"channel\":\"whatsapp\",\"to\":\"447911000001\",\"text\":\"x\",\"route\":[\"whatsapp\"]}",
+	    {"{\"channel\":\"whatsapp\",\"to\":\"447911000001\",\"text\":\"x\",\"route\":["
+	     "\"whatsapp\"]}",
 	     "route"},
-	    {"{\"channel\":\"whatsapp\",\"to\":\"447911000001\",\"text\":\"x\",\"route\":[\"whatsapp\","
+	    {"{\"channel\":\"whatsapp\",\"to\":\"447911000001\",\"text\":\"x\",\"route\":["
+	     "\"whatsapp\","
 	     "\"rcs\"]}",
 	     "route[1]"}, /* acme has no RCS account */
-	    {"{\"channel\":\"whatsapp\",\"to\":\"447911000001\",\"text\":\"x\",\"route\":[\"whatsapp\","
+	    {"{\"channel\":\"whatsapp\",\"to\":\"447911000001\",\"text\":\"x\",\"route\":["
+	     "\"whatsapp\","
 	     "\"sms\"],\"fallback_after_s\":0}",
 	     "fallback_after_s"},
 	    {"{\"channel\":\"whatsapp\",\"to\":\"447911000001\",\"text\":\"x\","
