@@ -158,6 +158,7 @@ struct pg_conn {
 };
 
 /* Parameters of one statement, all sent as text except bytea (binary). */
+/* The message insert has 22 parameters, 23 with the event time. */
 #define PG_PARAMS_MAX 32
 struct pg_params {
 	int n;
