@@ -80,6 +80,7 @@ enum api_route {
 	ROUTE_CALLBACKS_REPLAY,  /* POST /v1/callbacks/replay?status=dead */
 	ROUTE_CALLBACK,          /* GET /v1/callbacks/{id} */
 	ROUTE_CALLBACK_REPLAY,   /* POST /v1/callbacks/{id}/replay */
+	ROUTE_WEBHOOKS_PARKED,   /* GET /v1/webhooks/parked */
 };
 
 struct api_req;
@@ -272,6 +273,7 @@ enum MHD_Result api_messages_list_in(struct api_req *r, const char *batch_id);
 int api_callback_url(const struct api_server *s, const char *tenant, json_t *given,
                      const char *field, const char *fallback, char **out, struct hr_err *err);
 enum MHD_Result api_callbacks_list(struct api_req *r);
+enum MHD_Result api_webhooks_parked(struct api_req *r); /* parked.c */
 enum MHD_Result api_callback_get(struct api_req *r);
 enum MHD_Result api_callback_replay(struct api_req *r);
 enum MHD_Result api_callbacks_replay(struct api_req *r);

@@ -129,8 +129,156 @@ struct parse_ctx {
 
 static const char *const single_keys[] = {
 	"channel", "account", "to", "priority", "delivery_policy", "mode", "timeout_ms",
-	"callback_url", NULL,
+	"callback_url", "expires_at", "ttl_seconds", "route", "fallback_after_s", "fallback_text",
+	NULL,
 };
+
+/* The longest a message may wait to be sent (expires_at, ttl_seconds). */
+#define EXPIRY_MAX_S (30LL * 86400)
+/* A route's steps, and the longest a step waits for a receipt. */
+#define ROUTE_STEPS_MAX 4
+#define FALLBACK_AFTER_MAX_S (7LL * 86400)
+#define FALLBACK_TEXT_MAX 1600
+
+/* expires_at (RFC 3339) or ttl_seconds: *out the expiry (0: none). */
+static int parse_expiry(json_t *o, int64_t now, int64_t *out, struct hr_err *err)
+{
+	json_t *jexp = json_object_get(o, "expires_at"), *jttl = json_object_get(o, "ttl_seconds");
+	*out = 0;
+	if (jexp && jttl)
+		return hr_fail(err, HR_EINVAL, "ttl_seconds",
+		               "give expires_at or ttl_seconds, not both");
+	if (jttl) {
+		if (!json_is_integer(jttl) || json_integer_value(jttl) < 1 ||
+		    json_integer_value(jttl) > EXPIRY_MAX_S)
+			return hr_fail(err, HR_EINVAL, "ttl_seconds",
+			               "ttl_seconds must be an integer from 1 to %lld", EXPIRY_MAX_S);
+		*out = now + (int64_t)json_integer_value(jttl) * 1000000;
+	} else if (jexp) {
+		int64_t t = 0;
+		if (!json_is_string(jexp) || hr_time_parse(json_string_value(jexp), &t))
+			return hr_fail(err, HR_EINVAL, "expires_at",
+			               "expires_at must be an RFC 3339 time such as 2026-12-24T09:05:00Z");
+		if (t <= now)
+			return hr_fail(err, HR_EINVAL, "expires_at", "expires_at is in the past");
+		if (t - now > EXPIRY_MAX_S * 1000000)
+			return hr_fail(err, HR_EINVAL, "expires_at",
+			               "expires_at is more than %lld days away", EXPIRY_MAX_S / 86400);
+		*out = t;
+	}
+	return 0;
+}
+
+static bool route_channel_ok(const char *c)
+{
+	return strcmp(c, "whatsapp") == 0 || strcmp(c, "sms") == 0 || strcmp(c, "rcs") == 0;
+}
+
+/*
+ * route: ["whatsapp","sms"] or [{"channel":"whatsapp","account":"wa-1"},...]
+ * (2 to 4 steps over whatsapp, sms and rcs; a step names its account or
+ * takes the tenant's first of that channel). The first step is the message
+ * itself (its channel, and its account when it names one). The follow-ups
+ * say fallback_text, or the message's rendered body. fallback_after_s: how
+ * long a SENT step waits for a receipt before the next is tried (absent: a
+ * step falls back on failure only). Fills m's route fields.
+ */
+static int parse_route(const struct parse_ctx *pc, json_t *o, const struct channel_account *acct,
+                       const char *body, struct message *m, struct hr_err *err)
+{
+	json_t *jr = json_object_get(o, "route");
+	json_t *jafter = json_object_get(o, "fallback_after_s");
+	json_t *jtext = json_object_get(o, "fallback_text");
+	if (!jr) {
+		if (jafter || jtext)
+			return hr_fail(err, HR_EINVAL, jafter ? "fallback_after_s" : "fallback_text",
+			               "%s needs a route", jafter ? "fallback_after_s" : "fallback_text");
+		return 0;
+	}
+	size_t n = json_array_size(jr);
+	if (!json_is_array(jr) || n < 2 || n > ROUTE_STEPS_MAX)
+		return hr_fail(err, HR_EINVAL, "route",
+		               "route must be an array of 2 to %d channels", ROUTE_STEPS_MAX);
+	int64_t after = 0;
+	if (jafter) {
+		if (!json_is_integer(jafter) || json_integer_value(jafter) < 1 ||
+		    json_integer_value(jafter) > FALLBACK_AFTER_MAX_S)
+			return hr_fail(err, HR_EINVAL, "fallback_after_s",
+			               "fallback_after_s must be an integer from 1 to %lld",
+			               FALLBACK_AFTER_MAX_S);
+		after = (int64_t)json_integer_value(jafter);
+	}
+	const char *text = body;
+	if (jtext) {
+		text = json_string_value(jtext);
+		if (!text || !*text || strlen(text) > FALLBACK_TEXT_MAX)
+			return hr_fail(err, HR_EINVAL, "fallback_text",
+			               "fallback_text must be 1 to %d bytes of text", FALLBACK_TEXT_MAX);
+	}
+	if (!text || !*text)
+		return hr_fail(err, HR_EINVAL, "fallback_text",
+		               "this message has no text to send on the route's next channel: give "
+		               "fallback_text");
+	json_t *steps = json_array();
+	int rc = steps ? 0 : hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		json_t *st = json_array_get(jr, i);
+		const char *ch = json_is_string(st) ? json_string_value(st)
+		                                    : json_string_value(json_object_get(st, "channel"));
+		json_t *jacc = json_is_object(st) ? json_object_get(st, "account") : NULL;
+		char field[32];
+		snprintf(field, sizeof field, "route[%zu]", i);
+		if (!ch || !route_channel_ok(ch) || (jacc && !json_is_string(jacc)) ||
+		    (json_is_object(st) && json_object_size(st) > (jacc ? 2u : 1u))) {
+			rc = hr_fail(err, HR_EINVAL, field,
+			             "%s must be \"whatsapp\", \"sms\" or \"rcs\", or an object with "
+			             "channel and account",
+			             field);
+			break;
+		}
+		const struct channel_account *a = NULL;
+		if (i == 0) {
+			if (strcmp(ch, acct->ops->name) != 0 ||
+			    (jacc && strcmp(json_string_value(jacc), acct->id) != 0 &&
+			     !api_account_lookup(pc->s, pc->tenant, json_string_value(jacc)))) {
+				rc = hr_fail(err, HR_EINVAL, field,
+				             "the route's first step is the message itself: %s", acct->ops->name);
+				break;
+			}
+			a = acct;
+		} else {
+			struct channel_account *ra = NULL;
+			if ((rc = resolve_account(pc->s, pc->tenant, ch, json_string_value(jacc), &ra,
+			                          err))) {
+				char msg[sizeof err->msg];
+				hr_strlcpy(msg, err->msg, sizeof msg);
+				rc = hr_fail(err, rc, field, "%s: %s", field, msg);
+				break;
+			}
+			a = ra;
+		}
+		json_t *step = json_pack("{s:s, s:s}", "channel", a->ops->name, "account_id", a->id);
+		if (!step || json_array_append_new(steps, step))
+			rc = hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	}
+	json_t *route = NULL;
+	if (rc == 0) {
+		route = json_pack("{s:o, s:I, s:s}", "steps", steps, "fallback_after_s",
+		                  (json_int_t)after, "text", text);
+		steps = NULL;
+		m->route = route ? json_dumps(route, JSON_COMPACT) : NULL;
+		if (!m->route)
+			rc = hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	}
+	json_decref(steps);
+	json_decref(route);
+	if (rc)
+		return rc;
+	m->route_steps = (int)n;
+	m->route_step = 0;
+	m->fallback_after = after * 1000000;
+	return 0;
+}
 
 /* The request keys of a message: its envelope here, its content in
  * content.c; a batch item has no mode or timeout_ms. */
@@ -250,8 +398,13 @@ static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *
 		m->segments = si.segments;
 	}
 	m->policy = policy;
+	if ((rc = parse_expiry(o, pc->now, &m->expires_at, err)) ||
+	    (rc = parse_route(pc, o, acct, body, m, err)))
+		return rc;
 
 	hr_id_new(m->id);
+	if (m->route)
+		hr_strlcpy(m->route_root, m->id, sizeof m->route_root);
 	hr_strlcpy(m->tenant_id, pc->tenant, sizeof m->tenant_id);
 	hr_strlcpy(m->account_id, acct->id, sizeof m->account_id);
 	hr_strlcpy(m->channel, acct->ops->name, sizeof m->channel);

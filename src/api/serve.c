@@ -16,6 +16,7 @@
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/template.h"
+#include "dispatch/reconciler.h"
 #include "obs/metrics.h"
 
 struct serve_args {
@@ -418,6 +419,46 @@ static int read_dispatch_opts(json_t *cfg, struct dispatch_opts *o, struct hr_er
 	return err->code;
 }
 
+/* reconcile.*: the reconciler's schedule and thresholds (reconciler.h). The
+ * interval defaults to dispatch.reconcile_ms, which set it before the
+ * reconciler had a thread of its own. */
+static int read_reconcile_opts(json_t *cfg, const struct dispatch_opts *d,
+                               struct reconcile_opts *o, struct hr_err *err)
+{
+	reconcile_opts_default(o);
+	o->interval_us = hr_cfg_int(cfg, "reconcile.interval_ms", d->reconcile_every_us / 1000, 10,
+	                            3600000, err) *
+	                 1000;
+	o->batch = (int)hr_cfg_int(cfg, "reconcile.batch", o->batch, 1, 1000, err);
+	o->inbox_park_after_us = hr_cfg_int(cfg, "reconcile.inbox_park_after_s",
+	                                    o->inbox_park_after_us / 1000000, 1, 7 * 86400, err) *
+	                         1000000;
+	o->lookup_timeout_us = hr_cfg_int(cfg, "reconcile.lookup_timeout_ms",
+	                                  o->lookup_timeout_us / 1000, 100, 60000, err) *
+	                       1000;
+	o->lookup_budget_us = hr_cfg_int(cfg, "reconcile.lookup_budget_ms",
+	                                 o->lookup_budget_us / 1000, 100, 600000, err) *
+	                      1000;
+	json_t *st = hr_cfg_get(cfg, "reconcile.stale_after_s");
+	if (st && !json_is_object(st))
+		return hr_fail(err, HR_EINVAL, "reconcile.stale_after_s",
+		               "reconcile.stale_after_s must map channel names to seconds");
+	const char *ch;
+	json_t *v;
+	json_object_foreach(st, ch, v)
+	{
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > 30 * 86400)
+			return hr_fail(err, HR_EINVAL, "reconcile.stale_after_s",
+			               "reconcile.stale_after_s.%s must be 0 to 2592000 seconds", ch);
+		if (reconcile_opts_stale(o, ch, json_integer_value(v) * 1000000))
+			return hr_fail(err, HR_EINVAL, "reconcile.stale_after_s",
+			               "reconcile.stale_after_s names too many channels (at most %d)",
+			               RECONCILE_CHANNELS_MAX);
+	}
+	return err->code;
+}
+
 /* callbacks.*: the sender's limits and schedule (callbacks.h). */
 static int read_callback_opts(json_t *cfg, struct callback_opts *o, struct hr_err *err)
 {
@@ -625,6 +666,7 @@ int serve_main(int argc, char **argv)
 	struct callback_tenant *cbt = NULL;
 	size_t ncbt = 0;
 	struct callbacks *cbs = NULL;
+	struct reconciler *rec = NULL;
 	struct api_server *srv = NULL;
 	char host[128];
 	int status = 1;
@@ -636,7 +678,9 @@ int serve_main(int argc, char **argv)
 	struct api_opts aopts;
 	struct retention_opts ropts;
 	struct callback_opts copts;
+	struct reconcile_opts recopts;
 	if (read_dispatch_opts(cfg, &dopts, &err) || read_callback_opts(cfg, &copts, &err) ||
+	    read_reconcile_opts(cfg, &dopts, &recopts, &err) ||
 	    read_api_opts(cfg, &a, &aopts, host, sizeof host, &err) ||
 	    serve_retention_opts(cfg, &ropts, &err))
 		goto out;
@@ -648,7 +692,10 @@ int serve_main(int argc, char **argv)
 	    account_set_load_policy(st, &policy, &accounts, &err))
 		goto out;
 	account_set_public_url(&accounts, aopts.public_url);
+	/* Lease expiry is the reconciler's, on its own thread. */
+	dopts.reconcile_every_us = 0;
 	if (dispatcher_start(st, &accounts, &dopts, &disp, &err) ||
+	    reconciler_start(st, &accounts, &recopts, &rec, &err) ||
 	    applier_start(st, &accounts,
 	                  (int)hr_cfg_int(cfg, "webhooks.apply_batch", 500, 1, 10000, &err), &app,
 	                  &err) ||
@@ -694,6 +741,7 @@ out:
 		report("serve", &err);
 	api_stop(srv);
 	callbacks_stop(cbs);
+	reconciler_stop(rec);
 	dispatcher_stop(disp);
 	applier_stop(app);
 	callback_tenants_free(cbt, ncbt);

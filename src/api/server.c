@@ -285,6 +285,7 @@ static const struct api_route_def api_routes[] = {
     {"/v1/callbacks/replay", ROUTE_CALLBACKS_REPLAY, NULL, api_callbacks_replay, NULL, "POST"},
     {"/v1/callbacks/{id}", ROUTE_CALLBACK, api_callback_get, NULL, NULL, "GET, HEAD"},
     {"/v1/callbacks/{id}/replay", ROUTE_CALLBACK_REPLAY, NULL, api_callback_replay, NULL, "POST"},
+    {"/v1/webhooks/parked", ROUTE_WEBHOOKS_PARKED, api_webhooks_parked, NULL, NULL, "GET, HEAD"},
 };
 
 /* Copies one path segment (up to '/' or the end) if it fits and is non-empty. */

@@ -901,7 +901,9 @@ static void *dispatch_main(void *arg)
 			if (d->inflight == 0 || now >= drain_until)
 				break;
 		}
-		if (!stopping && now >= d->next_reconcile) {
+		/* reconcile_every_us 0: the reconciler's thread expires leases
+		 * (reconciler.c) and wakes us with dispatcher_notify. */
+		if (!stopping && d->o.reconcile_every_us > 0 && now >= d->next_reconcile) {
 			int n = 0;
 			if (d->st->ops->requeue_expired(d->st, 0, &n) == 0 && n > 0) {
 				hr_log(HR_LOG_WARN, "dispatch",
@@ -919,7 +921,7 @@ static void *dispatch_main(void *arg)
 		}
 
 		int64_t wake = stopping ? now + 50000 : fill(d);
-		if (wake > d->next_reconcile)
+		if (d->o.reconcile_every_us > 0 && wake > d->next_reconcile)
 			wake = d->next_reconcile;
 
 		int running = 0;

@@ -37,14 +37,13 @@ struct cp_col {
 	enum cp_type type;
 };
 
-/* The most columns a copied table has (the per-row arrays below are this
- * long, so a table cannot outgrow them unnoticed). */
-#define CT_COLS_MAX 40
+/* The most columns a copied table has (message: 31). */
+#define CP_COLS_MAX 40
 
 struct cp_table {
 	const char *name;
 	const char *serial; /* a bigserial column whose sequence follows the ids, or NULL */
-	struct cp_col cols[CT_COLS_MAX];
+	struct cp_col cols[CP_COLS_MAX];
 };
 
 /* Every table that carries state; schema_migrations is each side's own. */
@@ -132,7 +131,18 @@ static const struct cp_table cp_tables[] = {
                        {"created_at", CT_INT},  {"updated_at", CT_INT},   {"due_at", CT_INT},
                        {"lease_until", CT_INT}, {"provider_id", CT_TEXT}, {"error_code", CT_TEXT},
                        {"error_text", CT_TEXT}, {"segments", CT_INT},    {"callback_url", CT_TEXT},
-                       {"delivery_policy", CT_INT}}},
+                       {"delivery_policy", CT_INT}, {"expires_at", CT_INT}, {"sent_at", CT_INT},
+                       {"stale", CT_INT},       {"route", CT_TEXT},       {"route_step", CT_INT},
+                       {"route_steps", CT_INT}, {"route_root", CT_TEXT},  {"fallback_after", CT_INT},
+                       {"fallback_at", CT_INT}}},
+    {"message_fallback",
+     NULL,
+     {{"root_id", CT_TEXT},
+      {"step", CT_INT},
+      {"message_id", CT_TEXT},
+      {"from_id", CT_TEXT},
+      {"reason", CT_TEXT},
+      {"created_at", CT_INT}}},
     {"message_event",
      "id",
      {{"id", CT_INT},
@@ -640,9 +650,9 @@ static int cp_copy_table(sqlite3 *db, PGconn *c, const struct cp_table *t,
 
 	struct hr_buf data = {0}, canon = {0};
 	struct store_copy_sum sum = {0};
-	struct store_copy_val v[CT_COLS_MAX];
-	size_t off[CT_COLS_MAX], len[CT_COLS_MAX];
-	bool null[CT_COLS_MAX];
+	struct store_copy_val v[CP_COLS_MAX];
+	size_t off[CP_COLS_MAX], len[CP_COLS_MAX];
+	bool null[CP_COLS_MAX];
 	int rc = 0, src;
 	int64_t rows = 0;
 	while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
@@ -757,8 +767,8 @@ static int cp_verify_table(PGconn *c, const struct cp_table *t, struct store_cop
 	if (PQsendQuery(c, sql) != 1 || PQsetSingleRowMode(c) != 1)
 		return cp_pg_fail(c, NULL, err, HR_EIO, t->name, "verifying");
 	struct store_copy_sum sum = {0};
-	struct store_copy_val v[CT_COLS_MAX];
-	char nums[CT_COLS_MAX][24];
+	struct store_copy_val v[CP_COLS_MAX];
+	char nums[CP_COLS_MAX][24];
 	int rc = 0;
 	int64_t rows = 0;
 	PGresult *r;

@@ -148,6 +148,12 @@ int pg_row_message(const PGresult *r, int row, int c, struct message *m)
 	pg_col_copy(r, row, c + 18, m->error_text, sizeof m->error_text);
 	m->segments = (int)pg_col_i64(r, row, c + 19);
 	m->policy = (enum delivery_policy)pg_col_i64(r, row, c + 20);
+	m->expires_at = pg_col_i64(r, row, c + 21);
+	m->route = pg_col_dup(r, row, c + 22, &oom);
+	m->route_step = (int)pg_col_i64(r, row, c + 23);
+	m->route_steps = (int)pg_col_i64(r, row, c + 24);
+	pg_col_copy(r, row, c + 25, m->route_root, sizeof m->route_root);
+	m->fallback_after = pg_col_i64(r, row, c + 26);
 	if (oom) {
 		message_clear(m);
 		return HR_ENOMEM;
@@ -913,4 +919,11 @@ const struct store_ops store_postgres = {
     .batch_discard = pg_batch_discard,
     .batch_items_by_status = pg_batch_items_by_status,
     .message_prune = pg_message_prune,
+    .reconcile_expire = pg_reconcile_expire,
+    .reconcile_fallback_due = pg_reconcile_fallback_due,
+    .stale_list = pg_stale_list,
+    .stale_settle = pg_stale_settle,
+    .inbox_park = pg_inbox_park,
+    .inbox_parked = pg_inbox_parked,
+    .message_route = pg_message_route,
 };

@@ -99,6 +99,14 @@ enum pg_slot {
 	P_CB_GET,
 	P_CB_GET_ANY,
 	P_CB_COUNTS,
+	P_MSG_EXPIRED,
+	P_FALLBACK_DUE,
+	P_MSG_ROUTE,
+	P_FALLBACK_PUT,
+	P_INBOX_WAITING,
+	P_STALE_LIST,
+	P_PARKED,
+	P_ROUTE,
 	/* readers */
 	P_APIKEY,
 	P_ACCOUNTS_ALL,
@@ -150,7 +158,8 @@ struct pg_conn {
 };
 
 /* Parameters of one statement, all sent as text except bytea (binary). */
-#define PG_PARAMS_MAX 24
+/* The message insert has 22 parameters, 23 with the event time. */
+#define PG_PARAMS_MAX 32
 struct pg_params {
 	int n;
 	const char *v[PG_PARAMS_MAX];
@@ -256,8 +265,22 @@ bool pg_col_bool(const PGresult *r, int row, int col);
 #define PG_MSG_COLS                                                                                \
 	"id, tenant_id, account_id, channel, recipient, batch_id, content, body, status, "         \
 	"priority, attempts, max_attempts, created_at, updated_at, due_at, lease_until, "          \
-	"provider_id, error_code, error_text, segments, delivery_policy"
+	"provider_id, error_code, error_text, segments, delivery_policy, expires_at, route, "      \
+	"route_step, route_steps, route_root, fallback_after"
 int pg_row_message(const PGresult *r, int row, int col, struct message *m);
+
+/* ---- the reconciler (postgres_rec.c reads, postgres_tx.c lifecycle runs) ---- */
+int pg_reconcile_expire(struct store *st, int64_t now, int limit, int *n);
+int pg_reconcile_fallback_due(struct store *st, int64_t now, int limit, int *n);
+int pg_stale_list(struct store *st, const char *channel, int64_t sent_before, int limit,
+                  struct message **out, size_t *n);
+int pg_stale_settle(struct store *st, const struct stale_answer *a, size_t n,
+                    struct stale_stats *stats);
+int pg_inbox_park(struct store *st, int64_t received_before, int limit, int *n);
+int pg_inbox_parked(struct store *st, const char *tenant_id, int64_t before_id, int limit,
+                    struct inbox_row **out, size_t *n, bool *more);
+int pg_message_route(struct store *st, const char *tenant_id, const char *root_id,
+                     struct message **out, size_t *n);
 
 /* ---- postgres_schema.c ---- */
 /* Applies pending migrations (each in its own transaction) and makes the

@@ -35,7 +35,7 @@ static int insert_idem(struct pg_store *s, struct wr_job *j, const struct idem_p
 	              &p, "Idempotency-Key", "idempotency key already used");
 }
 
-/* The message's columns as parameters $1..$16, in the order both insert
+/* The message's columns as parameters $1..$22, in the order both insert
  * statements name them. */
 static void msg_params(struct pg_params *p, const struct message *m, int64_t now)
 {
@@ -56,13 +56,21 @@ static void msg_params(struct pg_params *p, const struct message *m, int64_t now
 	pp_i64(p, m->segments);
 	pp_opt(p, m->callback_url);
 	pp_i64(p, (int64_t)m->policy);
+	pp_i64(p, m->expires_at);
+	pp_opt(p, m->route);
+	pp_i64(p, m->route_step);
+	pp_i64(p, m->route ? m->route_steps : 0);
+	pp_opt(p, m->route ? m->route_root : NULL);
+	pp_i64(p, m->route ? m->fallback_after : 0);
 }
 
 #define PG_MSG_INSERT                                                                              \
 	"INSERT INTO message(id, tenant_id, account_id, channel, recipient, batch_id, content,"    \
 	" body, status, priority, attempts, max_attempts, created_at, updated_at, due_at,"         \
-	" lease_until, segments, callback_url, delivery_policy)"                                   \
-	" VALUES($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, 0, $10, $11, $12, $13, 0, $14, $15, $16)"
+	" lease_until, segments, callback_url, delivery_policy, expires_at, route, route_step,"   \
+	" route_steps, route_root, fallback_after)"                                                \
+	" VALUES($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, 0, $10, $11, $12, $13, 0, $14, $15, $16,"  \
+	" $17, $18, $19, $20, $21, $22)"
 
 int pg_message_row_insert(struct pg_store *s, const struct message *m, int64_t now,
                           struct hr_err *err)
@@ -76,7 +84,7 @@ int pg_message_row_insert(struct pg_store *s, const struct message *m, int64_t n
 }
 
 
-enum { IC_COLS = 16 };
+enum { IC_COLS = 22 };
 
 /*
  * Every message of the call with its "accepted" event in one statement,
@@ -105,7 +113,7 @@ static int run_insert(void *be, struct wr_job *j)
 		    s, j, P_MSG_ACCEPT,
 		    "WITH m AS (" PG_MSG_INSERT " RETURNING id)"
 		    " INSERT INTO message_event(message_id, at, provider_at, type, source,"
-		    " status, applied) SELECT id, $17, 0, 'accepted', 'api', 0, true FROM m",
+		    " status, applied) SELECT id, $23, 0, 'accepted', 'api', 0, true FROM m",
 		    &p, "id", conflict);
 	}
 	struct hr_buf col[IC_COLS] = {0};
@@ -129,6 +137,12 @@ static int run_insert(void *be, struct wr_job *j)
 		pg_arr_text(&col[14],
 		            m->callback_url && m->callback_url[0] ? m->callback_url : NULL);
 		pg_arr_i64(&col[15], (int64_t)m->policy);
+		pg_arr_i64(&col[16], m->expires_at);
+		pg_arr_text(&col[17], m->route);
+		pg_arr_i64(&col[18], m->route_step);
+		pg_arr_i64(&col[19], m->route ? m->route_steps : 0);
+		pg_arr_text(&col[20], m->route && m->route_root[0] ? m->route_root : NULL);
+		pg_arr_i64(&col[21], m->route ? m->fallback_after : 0);
 	}
 	struct pg_params p = {0};
 	bool oom = false;
@@ -146,19 +160,23 @@ static int run_insert(void *be, struct wr_job *j)
 		    "WITH m AS (INSERT INTO message(id, tenant_id, account_id, channel,"
 		    " recipient, batch_id, content, body, status, priority, attempts,"
 		    " max_attempts, created_at, updated_at, due_at, lease_until, segments,"
-		    " callback_url, delivery_policy)"
+		    " callback_url, delivery_policy, expires_at, route, route_step, route_steps,"
+		    " route_root, fallback_after)"
 		    " SELECT id, tenant_id, account_id, channel, recipient, batch_id, content,"
 		    " body, 0, priority, 0, max_attempts, created_at, updated_at, due_at, 0,"
-		    " segments, callback_url, delivery_policy FROM unnest($1::text[], $2::text[],"
+		    " segments, callback_url, delivery_policy, expires_at, route, route_step,"
+		    " route_steps, route_root, fallback_after FROM unnest($1::text[], $2::text[],"
 		    " $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],"
 		    " $9::int[], $10::int[], $11::bigint[], $12::bigint[], $13::bigint[],"
-		    " $14::int[], $15::text[], $16::smallint[])"
+		    " $14::int[], $15::text[], $16::smallint[], $17::bigint[], $18::text[],"
+		    " $19::int[], $20::int[], $21::text[], $22::bigint[])"
 		    " AS u(id, tenant_id, account_id, channel, recipient, batch_id, content,"
 		    " body, priority, max_attempts, created_at, updated_at, due_at, segments,"
-		    " callback_url, delivery_policy)"
+		    " callback_url, delivery_policy, expires_at, route, route_step, route_steps,"
+		    " route_root, fallback_after)"
 		    " RETURNING id)"
 		    " INSERT INTO message_event(message_id, at, provider_at, type, source,"
-		    " status, applied) SELECT id, $17, 0, 'accepted', 'api', 0, true FROM m",
+		    " status, applied) SELECT id, $23, 0, 'accepted', 'api', 0, true FROM m",
 		    &p, "id", "a message id of the batch already exists");
 	for (int c = 0; c < IC_COLS; c++)
 		free(col[c].p);

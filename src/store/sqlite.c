@@ -110,6 +110,12 @@ int sq_row_message(sqlite3_stmt *st, int c, struct message *m)
 	sq_col_copy(st, c + 18, m->error_text, sizeof m->error_text);
 	m->segments = sqlite3_column_int(st, c + 19);
 	m->policy = (enum delivery_policy)sqlite3_column_int(st, c + 20);
+	m->expires_at = sqlite3_column_int64(st, c + 21);
+	m->route = sq_col_dup(st, c + 22, &oom);
+	m->route_step = sqlite3_column_int(st, c + 23);
+	m->route_steps = sqlite3_column_int(st, c + 24);
+	sq_col_copy(st, c + 25, m->route_root, sizeof m->route_root);
+	m->fallback_after = sqlite3_column_int64(st, c + 26);
 	if (oom) {
 		message_clear(m);
 		return HR_ENOMEM;
@@ -749,4 +755,11 @@ const struct store_ops store_sqlite = {
 	.batch_discard = sq_batch_discard,
 	.batch_items_by_status = sq_batch_items_by_status,
 	.message_prune = sq_message_prune,
+	.reconcile_expire = sq_reconcile_expire,
+	.reconcile_fallback_due = sq_reconcile_fallback_due,
+	.stale_list = sq_stale_list,
+	.stale_settle = sq_stale_settle,
+	.inbox_park = sq_inbox_park,
+	.inbox_parked = sq_inbox_parked,
+	.message_route = sq_message_route,
 };

@@ -51,9 +51,10 @@ int sq_message_row_insert(struct sq_store *s, const struct message *m, int64_t n
 		"INSERT INTO message(id, tenant_id, account_id, channel, recipient,"
 		" batch_id, content, body, status, priority, attempts, max_attempts,"
 		" created_at, updated_at, due_at, lease_until, segments, callback_url,"
-		" delivery_policy)"
+		" delivery_policy, expires_at, route, route_step, route_steps, route_root,"
+		" fallback_after)"
 		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, 0, ?10, ?11, ?12, ?13, 0, ?14,"
-		" ?15, ?16)");
+		" ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)");
 	if (!st)
 		return sq_fail(s->wdb, SQLITE_ERROR, err, "message");
 	int64_t created = m->created_at ? m->created_at : now;
@@ -76,6 +77,12 @@ int sq_message_row_insert(struct sq_store *s, const struct message *m, int64_t n
 	sqlite3_bind_int(st, 14, m->segments);
 	sq_bind_opt(st, 15, m->callback_url);
 	sqlite3_bind_int(st, 16, (int)m->policy);
+	sqlite3_bind_int64(st, 17, m->expires_at);
+	sq_bind_opt(st, 18, m->route);
+	sqlite3_bind_int(st, 19, m->route_step);
+	sqlite3_bind_int(st, 20, m->route ? m->route_steps : 0);
+	sq_bind_opt(st, 21, m->route ? m->route_root : NULL);
+	sqlite3_bind_int64(st, 22, m->route ? m->fallback_after : 0);
 	int rc = sq_step_done(s, st, err, "message");
 	if (rc == HR_ECONFLICT)
 		hr_fail(err, rc, "id", "message id %s already exists", m->id);

@@ -265,12 +265,53 @@ static const char migration_5[] =
 	"CREATE INDEX callback_dead ON callback_outbox(id) WHERE state = 2;"
 	"CREATE INDEX callback_delivered ON callback_outbox(updated_at) WHERE state = 1;";
 
+/*
+ * Reconciliation and fallback routing (lifecycle.c, README "Guarantees").
+ * expires_at: a QUEUED message past it is EXPIRED, never sent. sent_at:
+ * when the message last became SENT (what "stale" is measured from);
+ * stale: 1 once the reconciler settled or marked it stale (never again).
+ * route*: the fallback route the message is one step of (herald.h);
+ * fallback_at: when a SENT message with a next step falls back for want of
+ * a receipt (0: not waiting). message_fallback holds one row per (route,
+ * step) ever made: its primary key is what makes a follow-up exactly one,
+ * whoever (webhook, reconciler, a replay after a crash) asks for it.
+ */
+static const char migration_6[] =
+	"ALTER TABLE message ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE message ADD COLUMN sent_at INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE message ADD COLUMN stale INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE message ADD COLUMN route TEXT;"
+	"ALTER TABLE message ADD COLUMN route_step INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE message ADD COLUMN route_steps INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE message ADD COLUMN route_root TEXT;"
+	"ALTER TABLE message ADD COLUMN fallback_after INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE message ADD COLUMN fallback_at INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX message_expiry ON message(expires_at) WHERE status = 0 AND expires_at > 0;"
+	"CREATE INDEX message_stale ON message(channel, sent_at) WHERE status = 2 AND stale = 0;"
+	"CREATE INDEX message_fallback_due ON message(fallback_at)"
+	" WHERE status = 2 AND fallback_at > 0;"
+	"CREATE INDEX message_route ON message(route_root, route_step)"
+	" WHERE route_root IS NOT NULL;"
+	"CREATE TABLE message_fallback("
+	" root_id TEXT NOT NULL,"
+	" step INTEGER NOT NULL,"
+	" message_id TEXT NOT NULL,"
+	" from_id TEXT NOT NULL,"
+	" reason TEXT NOT NULL,"
+	" created_at INTEGER NOT NULL,"
+	" PRIMARY KEY(root_id, step)) WITHOUT ROWID;"
+	"CREATE INDEX webhook_inbox_parked ON webhook_inbox(account_id, id) WHERE state = 4;"
+	/* Messages SENT before this have no sent_at: left alone rather than
+	 * all found stale (and looked up) at the first pass after an upgrade. */
+	"UPDATE message SET stale = 1 WHERE status = 2;";
+
 const struct sq_migration sq_migrations[] = {
 	{1, migration_1},
 	{2, migration_2},
 	{3, migration_3},
 	{4, migration_4},
 	{5, migration_5},
+	{6, migration_6},
 };
 
 const size_t sq_migration_count = sizeof sq_migrations / sizeof sq_migrations[0];

@@ -163,6 +163,7 @@ struct inbox_row {
 	int attempts;                /* times the applier already tried it */
 	char *body;                  /* raw bytes (NUL-terminated), heap */
 	size_t body_len;
+	char error[256];             /* inbox_parked: why it waited; "" elsewhere */
 };
 void inbox_row_clear(struct inbox_row *r);
 
@@ -405,6 +406,28 @@ struct callback_outcome {
 	int64_t next_try_at;
 	int http_status;             /* 0 for no answer */
 	char error[256];             /* "" when delivered */
+};
+
+/*
+ * The reconciler's view of a SENT message that got no receipt in time
+ * (stale): what the provider said when asked (a lookup), or that it cannot
+ * be asked. stale_settle applies it.
+ */
+struct stale_answer {
+	char message_id[HR_ID_LEN + 1];
+	bool answered;               /* the provider told its status */
+	enum msg_status status;      /* when answered: as a webhook would report it */
+	char provider_status[32];    /* the provider's own word ("delivered"), "" if none */
+	char error_code[HR_ERRCODE_MAX];
+	char error_text[HR_ERRTEXT_MAX];
+	char lookup_error[256];      /* why a lookup gave no answer, "" when none was tried */
+};
+
+struct stale_stats {
+	int applied;                 /* an answer moved the message (by precedence) */
+	int marked;                  /* still SENT: marked stale (audit + metrics) */
+	int fallbacks;               /* follow-ups made because of it */
+	int skipped;                 /* no longer SENT, or already settled: nothing done */
 };
 
 struct store_ops {
@@ -685,6 +708,39 @@ struct store_ops {
 	/* Retention: deletes at most limit delivered rows last updated before
 	 * `before`; *n gets how many. Pending and dead rows stay. */
 	int (*callback_prune)(struct store *st, int64_t before, int limit, int64_t *n);
+
+	/* ---- the reconciler (src/dispatch/reconciler.c) and fallback routing ---- */
+	/* Up to limit QUEUED messages past their expires_at become EXPIRED,
+	 * each with an "expired" event (source reconciler); *n gets how many.
+	 * now 0: the database's clock. */
+	int (*reconcile_expire)(struct store *st, int64_t now, int limit, int *n);
+	/* Up to limit SENT messages whose route's deadline passed without a
+	 * receipt get their follow-up (reason "no_receipt"); *n gets how many. */
+	int (*reconcile_fallback_due)(struct store *st, int64_t now, int limit, int *n);
+	/* A read: up to limit SENT messages of the channel, not yet settled by
+	 * the reconciler, that became SENT at or before sent_before, oldest
+	 * first. *out heap array (message_clear each). */
+	int (*stale_list)(struct store *st, const char *channel, int64_t sent_before, int limit,
+	                  struct message **out, size_t *n);
+	/* Applies what the reconciler learnt of stale messages (struct
+	 * stale_answer), each in its own item: an answer by status precedence,
+	 * then a message still SENT is marked stale once (event "stale") and
+	 * falls back if it has a route. stats may be NULL. */
+	int (*stale_settle)(struct store *st, const struct stale_answer *a, size_t n,
+	                    struct stale_stats *stats);
+	/* Parks inbox rows still waiting for their message (state retry) that
+	 * were received before received_before: state orphan ("parked"), listed
+	 * by inbox_parked. Up to limit; *n gets how many. */
+	int (*inbox_park)(struct store *st, int64_t received_before, int limit, int *n);
+	/* Parked rows (state orphan) of the tenant's accounts (tenant_id NULL:
+	 * every tenant, for the operator), newest first; before_id > 0 is the
+	 * cursor; limit 1..1000. *out heap array (inbox_row_clear each). */
+	int (*inbox_parked)(struct store *st, const char *tenant_id, int64_t before_id, int limit,
+	                    struct inbox_row **out, size_t *n, bool *more);
+	/* The messages of the route rooted at root_id, by step (tenant_id NULL:
+	 * any tenant). *out heap array (message_clear each); n 0 when none. */
+	int (*message_route)(struct store *st, const char *tenant_id, const char *root_id,
+	                     struct message **out, size_t *n);
 };
 
 extern const struct store_ops store_sqlite;
