@@ -255,6 +255,8 @@ static void record_done(void *arg, int rc, const struct hr_err *err)
 		       err ? err->msg : hr_code_name(rc));
 	for (size_t i = 0; i < job->n; i++) {
 		const struct send_result *s = &job->r[i];
+		/* Committed (or failed for good): lease expiry may judge it now. */
+		store_unhold(d->st, s->message_id);
 		struct watch *w = watch_take(d, s->message_id, 0);
 		if (!w)
 			continue;
@@ -800,11 +802,17 @@ static size_t claim_and_start(struct dispatcher *d, struct acct_state *as, int w
 		n = 0;
 	}
 	int sent = 0;
+	int64_t hold_until = hr_now_us() + 10 * d->o.lease_us;
 	for (size_t i = 0; i < n; i++) {
-		if (batch[i].status == MSG_SUPPRESSED)
+		if (batch[i].status == MSG_SUPPRESSED) {
 			suppressed(d, &batch[i]);
-		else if (batch[i].status == MSG_SENDING)
-			start_send(d, as, &batch[i]), sent++;
+		} else if (batch[i].status == MSG_SENDING) {
+			/* Held until its outcome is committed (record_done): see
+			 * store/hold.c. Every path of start_send ends in an outcome. */
+			(void)store_hold(d->st, batch[i].id, hold_until);
+			start_send(d, as, &batch[i]);
+			sent++;
+		}
 		/* else: screened at claim (a cancelled campaign's): not sent */
 		message_clear(&batch[i]);
 	}

@@ -47,6 +47,11 @@ struct lc_acc {
 	int fb_count[LC_FB_REASONS];
 };
 
+const struct store *lc_tx_store(const struct store_tx *tx)
+{
+	return tx->acc ? tx->acc->st : NULL;
+}
+
 void lc_note_fallback(struct store_tx *tx, const char *reason)
 {
 	struct lc_acc *a = tx->acc;

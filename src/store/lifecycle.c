@@ -705,8 +705,14 @@ static int requeue_run(struct store_tx *tx, void *arg)
 		return hr_fail(TX_ERR(tx), HR_ENOMEM, "requeue", "out of memory");
 	size_t n = 0;
 	int rc = tx->ops->lease_expired(tx, c->now, REQUEUE_BATCH, rows, &n);
+	size_t held = 0;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		struct lc_msg *m = &rows[i];
+		/* Still being sent by this process: its outcome is on the way. */
+		if (store_held(lc_tx_store(tx), m->id, c->now)) {
+			held++;
+			continue;
+		}
 		int lim = m->max_attempts > 0 ? m->max_attempts : LC_MAX_ATTEMPTS_DEFAULT;
 		bool at_most_once = m->policy == POLICY_AT_MOST_ONCE;
 		bool spent = at_most_once || m->attempts >= lim;
@@ -748,8 +754,10 @@ static int requeue_run(struct store_tx *tx, void *arg)
 	}
 	free(rows);
 	if (rc == 0) {
-		c->n += (int)n;
-		c->more = n == REQUEUE_BATCH;
+		c->n += (int)(n - held);
+		/* A page with held rows would come back the same: the rest waits
+		 * for the next period. */
+		c->more = n == REQUEUE_BATCH && held == 0;
 	}
 	return rc;
 }

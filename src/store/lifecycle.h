@@ -147,6 +147,10 @@ struct lc_batch_state {
 /* The batch counters a run has moved so far (lc_batch.c); flushed into the
  * batch rows once, when the run's function returns. */
 struct lc_acc;
+struct store_tx;
+
+/* The store a run of lifecycle.c is on (NULL outside one). */
+const struct store *lc_tx_store(const struct store_tx *tx);
 
 /* ---- the backend's side: one open transaction ---- */
 

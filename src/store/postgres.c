@@ -814,6 +814,7 @@ static void pg_close(struct store *st)
 	if (!st)
 		return;
 	lc_batch_forget_store(st);
+	store_hold_forget(st);
 	struct pg_store *s = (struct pg_store *)st;
 	wr_stop(&s->wr);
 	pthread_mutex_lock(&s->rlock);

@@ -654,6 +654,7 @@ static void sq_close(struct store *st)
 	if (!st)
 		return;
 	lc_batch_forget_store(st);
+	store_hold_forget(st);
 	struct sq_store *s = (struct sq_store *)st;
 	wr_stop(&s->wr);
 	pthread_mutex_lock(&s->rlock);

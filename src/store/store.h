@@ -37,6 +37,20 @@ struct store {
 
 typedef void (*store_done_fn)(void *arg, int rc, const struct hr_err *err);
 
+/*
+ * The messages this process is sending (hold.c says why): the dispatcher
+ * holds each message it claims until its outcome is committed, and lease
+ * expiry (requeue_expired) leaves held messages alone, so a slow but live
+ * process never has its own sends queued again. A hold lapses at `until`
+ * (us) in any case. Thread-safe. store_hold: 0 or HR_ENOMEM (then only the
+ * lease protects the message). A backend's close forgets its holds.
+ */
+int store_hold(const struct store *st, const char *id, int64_t until);
+void store_unhold(const struct store *st, const char *id);
+bool store_held(const struct store *st, const char *id, int64_t now);
+size_t store_hold_count(const struct store *st);
+void store_hold_forget(const struct store *st);
+
 struct store_opts {
 	bool sync_full;          /* synchronous=FULL (power loss) vs NORMAL (process crash) */
 	int group_max;           /* max writes per group commit (default 512) */
