@@ -84,7 +84,7 @@ static int run_api_key_prune(void *be, struct wr_job *j)
 	pp_text(&p, a->keep);
 	PGresult *r;
 	int rc = pg_exec(&s->w, P_APIKEY_PRUNE,
-	                 "DELETE FROM api_key WHERE tenant_id = $1 AND key_hash <> ALL"
+	                 "DELETE FROM api_key WHERE tenant_id = $1 AND NOT api_created AND key_hash <> ALL"
 	                 " (ARRAY(SELECT jsonb_array_elements_text($2::jsonb)))",
 	                 &p, &r, &j->err, "api_key");
 	if (rc == 0) {

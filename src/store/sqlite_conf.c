@@ -82,7 +82,7 @@ static int run_api_key_prune(void *be, struct wr_job *j)
 	struct sq_store *s = be;
 	struct job_prune *p = (struct job_prune *)j;
 	sqlite3_stmt *st = sq_wstmt(s, W_APIKEY_PRUNE,
-		"DELETE FROM api_key WHERE tenant_id = ?1"
+		"DELETE FROM api_key WHERE tenant_id = ?1 AND api_created = 0"
 		" AND key_hash NOT IN (SELECT value FROM json_each(?2))");
 	if (!st)
 		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "api_key");

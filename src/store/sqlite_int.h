@@ -51,7 +51,7 @@ enum sq_wslot {
 	W_BATCH_QUEUED, W_INBOUND_EXISTS,
 	W_RETAIN_PICK, W_RETAIN_EVENTS, W_RETAIN_MSG,
 	W_CB_ADD_MSG, W_CB_ADD_TENANT, W_CB_CLAIM, W_CB_DONE, W_CB_REPLAY_ONE, W_CB_REPLAY_DEAD,
-	W_CB_PRUNE,
+	W_CB_PRUNE, W_KEY_TOUCH,
 	W__COUNT
 };
 
@@ -60,7 +60,7 @@ enum sq_rslot {
 	R_APIKEY, R_ACCOUNTS_ALL, R_ACCOUNTS_TENANT, R_TEMPLATE,
 	R_MSG_GET, R_MSG_GET_PROVIDER, R_EVENTS, R_COUNTS_ALL, R_COUNTS_TENANT,
 	R_NEXT_DUE, R_IDEM, R_INBOX_FETCH, R_INBOX_PENDING, R_SUPP_ALL, R_SUPP_CHANNEL,
-	R_CB_LIST, R_CB_LIST_STATE, R_CB_GET, R_CB_GET_ANY, R_CB_COUNTS,
+	R_CB_LIST, R_CB_LIST_STATE, R_CB_GET, R_CB_GET_ANY, R_CB_COUNTS, R_KEY,
 	R__COUNT
 };
 
@@ -274,5 +274,31 @@ int sq_callback_prune(struct store *st, int64_t before, int limit, int64_t *n);
 /* sqlite_retain.c */
 int sq_message_prune(struct store *st, const struct msg_retention *r,
                      struct msg_retention_stats *stats, struct hr_err *err);
+
+
+/* ---- sqlite_tenancy.c ---- */
+int sq_tenant_create(struct store *st, const struct tenant_info *t, const struct audit_row *a,
+                     struct hr_err *err);
+int sq_tenant_get(struct store *st, const char *id, struct tenant_info *out);
+int sq_tenant_list(struct store *st, struct tenant_info **out, size_t *n);
+int sq_tenant_set_disabled(struct store *st, const char *id, bool disabled,
+                           const struct audit_row *a, struct hr_err *err);
+int sq_unit_create(struct store *st, const struct unit_row *u, bool if_absent,
+                   const struct audit_row *a, struct hr_err *err);
+int sq_unit_get(struct store *st, const char *tenant_id, const char *id, struct unit_row *out);
+int sq_unit_list(struct store *st, const char *tenant_id, struct unit_row **out, size_t *n);
+int sq_unit_set_disabled(struct store *st, const char *tenant_id, const char *id, bool disabled,
+                         const struct audit_row *a, struct hr_err *err);
+int sq_key_create(struct store *st, const struct key_row *k, const struct audit_row *a,
+                  struct hr_err *err);
+int sq_key_seed(struct store *st, const struct key_row *k, struct hr_err *err);
+int sq_key_lookup(struct store *st, const char *hash, struct key_row *out);
+int sq_key_list(struct store *st, const char *tenant_id, struct key_row **out, size_t *n);
+int sq_key_revoke(struct store *st, const char *tenant_id, const char *prefix,
+                  const struct audit_row *a, char hash[65], struct hr_err *err);
+int sq_key_touch(struct store *st, const char *hash, int64_t at, store_done_fn cb, void *arg);
+int sq_audit_append(struct store *st, const struct audit_row *a, struct hr_err *err);
+int sq_audit_list(struct store *st, const char *tenant_id, int64_t before_id, int limit,
+                  struct audit_row **out, size_t *n);
 
 #endif
