@@ -224,6 +224,9 @@ struct message {
 	 * reads leave it NULL. NULL or "": no callbacks. */
 	char *callback_url;
 	enum delivery_policy policy; /* what to do when a send's outcome is unknown */
+	/* The business unit that made it ("" = the tenant's own). Written by
+	 * inserts; read back by message_get and message_list only. */
+	char unit[HR_NAME_MAX];
 };
 
 void message_clear(struct message *m); /* frees content/body, zeroes */

@@ -309,6 +309,8 @@ const char *api_scopes_text(unsigned scopes, char *buf, size_t size);
  * shared): tenant-wide principals see all; a unit key its unit's, and
  * shared objects only when shared_ok. */
 bool api_unit_visible(const struct api_req *r, const char *unit, bool shared_ok);
+/* 404 for a unit credential on another unit's campaign (any batch route). */
+int api_unit_precheck(struct api_req *r, struct hr_err *err);
 
 /* ---- jwt.c ---- */
 /* Reads auth.jwt from the config (NULL *out when absent). */
@@ -363,7 +365,7 @@ enum MHD_Result api_messages_post(struct api_req *r);
  * (channel, account, to, content; bulk priority), due at now, part of
  * batch_id: the same checks as POST /v1/messages:batch. m's content and body
  * are heap (message_clear). Errors name the object's field. */
-int api_message_build(const struct api_server *s, const char *tenant, json_t *o,
+int api_message_build(const struct api_server *s, const char *tenant, const char *unit, json_t *o,
                       const char *batch_id, int64_t now, struct message *m, struct hr_err *err);
 enum MHD_Result api_messages_batch(struct api_req *r);
 

@@ -355,6 +355,44 @@ int api_authorize(struct api_req *r, unsigned scope, enum api_access access, str
 	}
 }
 
+/*
+ * A unit credential on /v1/batches/{id}/...: the campaign must be its
+ * unit's, checked here before any handler reads or changes it, so every
+ * campaign route (cancel, start, retry, delete, exports, events) answers a
+ * sibling unit's campaign as one that does not exist.
+ */
+int api_unit_precheck(struct api_req *r, struct hr_err *err)
+{
+	if (!r->who.unit[0])
+		return 0;
+	switch (r->route) {
+	case ROUTE_BATCH:
+	case ROUTE_BATCH_START:
+	case ROUTE_BATCH_CANCEL:
+	case ROUTE_BATCH_ERRORS:
+	case ROUTE_BATCH_MESSAGES:
+	case ROUTE_BATCH_RETRY:
+	case ROUTE_BATCH_EVENTS:
+	case ROUTE_BATCH_EXPORT_CSV:
+	case ROUTE_BATCH_EXPORT_XLSX: {
+		struct store *st = r->srv->o.store;
+		struct batch b;
+		int rc = st->ops->batch_get(st, r->tenant, r->path_id, &b);
+		if (rc == HR_ENOTFOUND)
+			return 0; /* the handler answers it as usual */
+		if (rc)
+			return hr_fail(err, rc, NULL, "campaign lookup failed");
+		bool mine = api_unit_visible(r, b.unit, false);
+		batch_clear(&b);
+		if (!mine)
+			return hr_fail(err, HR_ENOTFOUND, NULL, "not found");
+		return 0;
+	}
+	default:
+		return 0;
+	}
+}
+
 bool api_unit_visible(const struct api_req *r, const char *unit, bool shared_ok)
 {
 	if (!r->who.unit[0])

@@ -840,7 +840,9 @@ static enum MHD_Result start_request(struct api_req *r, const char *url, const c
 	hr_err_clear(&err);
 	int rc;
 	if (md->access != ACCESS_PUBLIC &&
-	    ((rc = api_auth(r, &err)) != 0 || (rc = api_authorize(r, md->scope, md->access, &err)) != 0))
+	    ((rc = api_auth(r, &err)) != 0 ||
+	     (rc = api_authorize(r, md->scope, md->access, &err)) != 0 ||
+	     (rc = api_unit_precheck(r, &err)) != 0))
 		return api_fail(r, rc, &err);
 	if (r->route == ROUTE_WEBHOOK && api_webhook_resolve(r, r->path_channel, account) != 0) {
 		metrics_webhook(r->path_channel, M_WH_REJECTED, 1);

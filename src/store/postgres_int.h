@@ -157,7 +157,7 @@ enum pg_slot {
 };
 
 /* message_list: one prepared statement per combination of optional filters. */
-#define PG_LIST_VARIANTS 256
+#define PG_LIST_VARIANTS 512
 
 /* One connection and what has been prepared on it. */
 struct pg_conn {
@@ -275,6 +275,7 @@ bool pg_col_bool(const PGresult *r, int row, int col);
 	"id, tenant_id, account_id, channel, recipient, batch_id, content, body, status, "         \
 	"priority, attempts, max_attempts, created_at, updated_at, due_at, lease_until, "          \
 	"provider_id, error_code, error_text, segments, delivery_policy"
+#define PG_MSG_NCOLS 21 /* the columns of PG_MSG_COLS */
 int pg_row_message(const PGresult *r, int row, int col, struct message *m);
 
 /* ---- postgres_schema.c ---- */

@@ -65,7 +65,7 @@ enum sq_rslot {
 };
 
 /* message_list caches one statement per combination of optional filters. */
-#define SQ_LIST_VARIANTS 256
+#define SQ_LIST_VARIANTS 512
 
 struct sq_reader {
 	struct sq_reader *next;
@@ -142,6 +142,7 @@ int sq_event_insert(struct sq_store *s, const char *message_id, int64_t at,
 	"id, tenant_id, account_id, channel, recipient, batch_id, content, body, status, " \
 	"priority, attempts, max_attempts, created_at, updated_at, due_at, lease_until, " \
 	"provider_id, error_code, error_text, segments, delivery_policy"
+#define SQ_MSG_NCOLS 21 /* the columns of SQ_MSG_COLS */
 int sq_row_message(sqlite3_stmt *st, int col, struct message *m);
 /* An inbox row from columns id, account_id, channel, dedupe_key, received_at,
  * attempts, body (in that order); HR_ENOMEM if the body cannot be copied. */

@@ -112,6 +112,7 @@ struct account_row {
 	char channel[16];            /* "whatsapp", ... */
 	char *config;                /* JSON object text (secrets as references), heap */
 	bool api_created;            /* a tenant made it through the API: restricted */
+	char unit_id[HR_NAME_MAX];   /* owning business unit; "" = the tenant's, shared */
 };
 void account_row_clear(struct account_row *a);
 
@@ -155,6 +156,7 @@ struct msg_filter {
 	int64_t since_us;            /* 0 = unbounded; created_at >= since */
 	int64_t until_us;            /* 0 = unbounded; created_at < until  */
 	const char *before_id;       /* cursor: ids strictly less; NULL = start */
+	const char *unit;            /* NULL = any; "" is not a filter */
 	int limit;                   /* 1..1000 */
 };
 

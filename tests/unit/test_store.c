@@ -5093,6 +5093,61 @@ static void test_tenancy_keys(void **state)
 	free(log);
 }
 
+/* Units on objects: a message's and an account's unit are stored and read
+ * back; message_list filters by unit. */
+static void test_tenancy_units_on_objects(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct message m[3];
+	mk_msg(&m[0], "t1", "acc", 0, 0);
+	mk_msg(&m[1], "t1", "acc", 0, 0);
+	mk_msg(&m[2], "t1", "acc", 0, 0);
+	snprintf(m[0].unit, sizeof m[0].unit, "cards");
+	snprintf(m[1].unit, sizeof m[1].unit, "loans");
+	assert_int_equal(st->ops->message_insert(st, m, 3, NULL, NULL, NULL), 0);
+	struct message got;
+	assert_int_equal(st->ops->message_get(st, "t1", m[0].id, &got), 0);
+	assert_string_equal(got.unit, "cards");
+	message_clear(&got);
+	assert_int_equal(st->ops->message_get(st, "t1", m[2].id, &got), 0);
+	assert_string_equal(got.unit, "");
+	message_clear(&got);
+	/* The single-message path too. */
+	struct message one;
+	mk_msg(&one, "t1", "acc", 0, 0);
+	snprintf(one.unit, sizeof one.unit, "cards");
+	assert_int_equal(st->ops->message_insert(st, &one, 1, NULL, NULL, NULL), 0);
+	struct msg_filter mf = {.status = -1, .limit = 10, .unit = "cards"};
+	struct message *v;
+	size_t n;
+	bool more;
+	assert_int_equal(st->ops->message_list(st, "t1", &mf, &v, &n, &more), 0);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(v[i].unit, "cards");
+		message_clear(&v[i]);
+	}
+	free(v);
+	mf.unit = NULL;
+	assert_int_equal(st->ops->message_list(st, "t1", &mf, &v, &n, &more), 0);
+	assert_int_equal(n, 4);
+	for (size_t i = 0; i < n; i++)
+		message_clear(&v[i]);
+	free(v);
+
+	struct account_row a = {.id = "u-acc", .tenant_id = "t1", .channel = "whatsapp",
+	                        .config = "{}", .unit_id = "cards"};
+	assert_int_equal(st->ops->account_upsert(st, &a, &err), 0);
+	struct account_row *accts;
+	assert_int_equal(st->ops->account_list(st, "t1", &accts, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(accts[0].unit_id, "cards");
+	account_row_clear(&accts[0]);
+	free(accts);
+}
+
 int main(void)
 {
 	hr_log_set_level(HR_LOG_WARN);
@@ -5154,6 +5209,7 @@ int main(void)
 	    T(test_api_key_prune),
 	    T(test_tenancy_tenants_units),
 	    T(test_tenancy_keys),
+	    T(test_tenancy_units_on_objects),
 	    T(test_template_config_roundtrip),
 	    T(test_suppression_ops),
 	    T(test_claim_suppressed),
