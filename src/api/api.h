@@ -73,7 +73,8 @@ struct api_opts {
 	/* Authentication (README "Security"). Operator keys' SHA-256 hex
 	 * hashes (server.operator_keys), borrowed; how long a key read from
 	 * the store is trusted (server.auth_cache_ms, default 5 s: the bound on
-	 * revocation across nodes); auth.jwt (NULL: no JWTs), borrowed. */
+	 * revocation across nodes); the config whose auth.jwt and
+	 * tenants[].jwt say which JWTs are accepted (NULL: none), borrowed. */
 	const char (*operator_hashes)[65];
 	size_t noperator;
 	int64_t auth_cache_us;

@@ -35,11 +35,22 @@ struct jwt_pubkey {
 	char *pem;
 };
 
-struct api_jwt {
+/* The keys tokens of one issuer are checked with: the server's (tenant "",
+ * auth.jwt: its tokens may name any tenant) or one tenant's (tenants[].jwt:
+ * its tokens may name that tenant only). */
+struct jwt_keyset {
+	char tenant[HR_NAME_MAX];
 	char *hs_secret; /* NULL: HS256 not accepted */
 	size_t hs_len;
 	struct jwt_pubkey keys[JWT_MAX_KEYS];
 	size_t nkeys;
+};
+
+#define JWT_MAX_SETS 65
+
+struct api_jwt {
+	struct jwt_keyset set[JWT_MAX_SETS];
+	size_t nsets;
 	char issuer[256], audience[256];
 	char tenant_claim[64], unit_claim[64], scopes_claim[64], subject_claim[64];
 	int64_t leeway_s;
@@ -49,12 +60,15 @@ void api_jwt_free(struct api_jwt *j)
 {
 	if (!j)
 		return;
-	if (j->hs_secret) {
-		explicit_bzero(j->hs_secret, j->hs_len);
-		hr_secret_free(j->hs_secret);
+	for (size_t s = 0; s < j->nsets; s++) {
+		struct jwt_keyset *k = &j->set[s];
+		if (k->hs_secret) {
+			explicit_bzero(k->hs_secret, k->hs_len);
+			hr_secret_free(k->hs_secret);
+		}
+		for (size_t i = 0; i < k->nkeys; i++)
+			free(k->keys[i].pem);
 	}
-	for (size_t i = 0; i < j->nkeys; i++)
-		free(j->keys[i].pem);
 	free(j);
 }
 
@@ -176,7 +190,7 @@ static int pem_alg(const char *pem, jwt_alg_t *alg)
 	return rc;
 }
 
-static int add_key(struct api_jwt *j, const char *kid, char *pem, jwt_alg_t alg,
+static int add_key(struct jwt_keyset *j, const char *kid, char *pem, jwt_alg_t alg,
                    const char *field, struct hr_err *err)
 {
 	if (j->nkeys == JWT_MAX_KEYS) {
@@ -190,7 +204,7 @@ static int add_key(struct api_jwt *j, const char *kid, char *pem, jwt_alg_t alg,
 	return 0;
 }
 
-static int load_jwks(struct api_jwt *j, const char *path, struct hr_err *err)
+static int load_jwks(struct jwt_keyset *j, const char *path, struct hr_err *err)
 {
 	json_error_t jerr;
 	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
@@ -231,27 +245,20 @@ static int load_jwks(struct api_jwt *j, const char *path, struct hr_err *err)
 	return rc;
 }
 
-int api_jwt_load(json_t *cfg, struct api_jwt **out, struct hr_err *err)
+/* One issuer's keys from c (hs256_secret, public_keys, jwks_file); base
+ * names the config path in errors. */
+static int load_keyset(json_t *c, const char *base, struct jwt_keyset *j, struct hr_err *err)
 {
-	*out = NULL;
-	json_t *c = cfg ? hr_cfg_get(cfg, "jwt") : NULL;
-	if (!c || json_is_null(c))
-		return 0;
-	if (!json_is_object(c))
-		return hr_fail(err, HR_EINVAL, "auth.jwt", "auth.jwt must be a mapping");
-	struct api_jwt *j = calloc(1, sizeof *j);
-	if (!j)
-		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	int rc = 0;
-	hr_err_clear(err);
+	char field[160];
 	const char *s = hr_cfg_str(c, "hs256_secret", NULL, err);
 	if (s) {
-		j->hs_secret = hr_secret_resolve(s, "auth.jwt.hs256_secret", err);
+		snprintf(field, sizeof field, "%s.hs256_secret", base);
+		j->hs_secret = hr_secret_resolve(s, field, err);
 		if (!j->hs_secret)
 			rc = err->code ? err->code : HR_EINVAL;
 		else if ((j->hs_len = strlen(j->hs_secret)) < 32)
-			rc = hr_fail(err, HR_EINVAL, "auth.jwt.hs256_secret",
-			             "the HS256 secret must be 32 bytes at least");
+			rc = hr_fail(err, HR_EINVAL, field, "%s must be 32 bytes at least", field);
 	}
 	json_t *pks = json_object_get(c, "public_keys");
 	size_t i;
@@ -260,8 +267,7 @@ int api_jwt_load(json_t *cfg, struct api_jwt **out, struct hr_err *err)
 	{
 		if (rc)
 			break;
-		char field[64];
-		snprintf(field, sizeof field, "auth.jwt.public_keys[%zu]", i);
+		snprintf(field, sizeof field, "%s.public_keys[%zu]", base, i);
 		const char *ref = json_is_string(pk) ? json_string_value(pk)
 		                                     : json_string_value(json_object_get(pk, "pem"));
 		const char *kid = json_string_value(json_object_get(pk, "kid"));
@@ -284,6 +290,33 @@ int api_jwt_load(json_t *cfg, struct api_jwt **out, struct hr_err *err)
 	const char *jwks = rc ? NULL : hr_cfg_str(c, "jwks_file", NULL, err);
 	if (jwks)
 		rc = load_jwks(j, jwks, err);
+	if (rc == 0 && err->code)
+		rc = err->code;
+	if (rc == 0 && !j->hs_secret && j->nkeys == 0)
+		rc = hr_fail(err, HR_EINVAL, base, "%s needs hs256_secret, public_keys or jwks_file",
+		             base);
+	return rc;
+}
+
+int api_jwt_load(json_t *cfg, struct api_jwt **out, struct hr_err *err)
+{
+	*out = NULL;
+	json_t *c = cfg ? hr_cfg_get(cfg, "auth.jwt") : NULL;
+	json_t *tenants = cfg ? hr_cfg_get(cfg, "tenants") : NULL;
+	bool any_tenant = false;
+	size_t ti;
+	json_t *t;
+	json_array_foreach(tenants, ti, t) any_tenant = any_tenant || json_object_get(t, "jwt");
+	if ((!c || json_is_null(c)) && !any_tenant)
+		return 0;
+	if (!json_is_object(c))
+		return hr_fail(err, HR_EINVAL, "auth.jwt",
+		               "auth.jwt must be a mapping (with the audience, at least)");
+	struct api_jwt *j = calloc(1, sizeof *j);
+	if (!j)
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	int rc = 0;
+	hr_err_clear(err);
 	hr_strlcpy(j->issuer, hr_cfg_str(c, "issuer", "", err), sizeof j->issuer);
 	hr_strlcpy(j->audience, hr_cfg_str(c, "audience", "", err), sizeof j->audience);
 	hr_strlcpy(j->tenant_claim, hr_cfg_str(c, "tenant_claim", "tenant", err),
@@ -294,9 +327,32 @@ int api_jwt_load(json_t *cfg, struct api_jwt **out, struct hr_err *err)
 	hr_strlcpy(j->subject_claim, hr_cfg_str(c, "subject_claim", "sub", err),
 	           sizeof j->subject_claim);
 	j->leeway_s = hr_cfg_int(c, "leeway_seconds", 30, 0, 300, err);
-	if (rc == 0 && err->code)
-		rc = err->code;
-	if (rc == 0 && !j->hs_secret && j->nkeys == 0)
+	rc = err->code;
+	/* The server's own issuer, when it has keys. */
+	if (rc == 0 && (json_object_get(c, "hs256_secret") || json_object_get(c, "public_keys") ||
+	                json_object_get(c, "jwks_file")))
+		rc = load_keyset(c, "auth.jwt", &j->set[j->nsets++], err);
+	json_array_foreach(tenants, ti, t)
+	{
+		json_t *tj = json_object_get(t, "jwt");
+		if (rc || !tj)
+			continue;
+		char base[64];
+		snprintf(base, sizeof base, "tenants[%zu].jwt", ti);
+		const char *id = json_string_value(json_object_get(t, "id"));
+		if (!json_is_object(tj) || !id)
+			rc = hr_fail(err, HR_EINVAL, base, "%s must be a mapping of a tenant with an id",
+			             base);
+		else if (j->nsets == JWT_MAX_SETS)
+			rc = hr_fail(err, HR_ELIMIT, base, "at most %d tenants with their own JWT keys",
+			             JWT_MAX_SETS - 1);
+		else {
+			struct jwt_keyset *k = &j->set[j->nsets++];
+			hr_strlcpy(k->tenant, id, sizeof k->tenant);
+			rc = load_keyset(tj, base, k, err);
+		}
+	}
+	if (rc == 0 && j->nsets == 0)
 		rc = hr_fail(err, HR_EINVAL, "auth.jwt",
 		             "auth.jwt needs hs256_secret, public_keys or jwks_file");
 	if (rc == 0 && !j->audience[0])
@@ -414,25 +470,47 @@ int api_jwt_verify(const struct api_jwt *j, const char *token, size_t len,
 	if (d2 + 1 == token + len)
 		return hr_fail(err, HR_EAUTH, "Authorization", "token has no signature");
 
+	/* Which keys: the named tenant's own when it has them (then nothing
+	 * else verifies a token naming it), else the server's. The claim is
+	 * read before verifying only to choose; it is checked again after. */
+	char claimed[HR_NAME_MAX] = "";
+	size_t plen;
+	unsigned char *pl = b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), &plen);
+	json_t *pj = pl ? json_loadb((const char *)pl, plen, 0, NULL) : NULL;
+	free(pl);
+	const char *ct = json_string_value(json_object_get(pj, j->tenant_claim));
+	if (ct)
+		hr_strlcpy(claimed, ct, sizeof claimed);
+	json_decref(pj);
+	const struct jwt_keyset *ks = NULL;
+	for (size_t i = 0; i < j->nsets; i++)
+		if (j->set[i].tenant[0] && strcmp(j->set[i].tenant, claimed) == 0)
+			ks = &j->set[i];
+	for (size_t i = 0; !ks && i < j->nsets; i++)
+		if (!j->set[i].tenant[0])
+			ks = &j->set[i];
+	if (!ks)
+		return hr_fail(err, HR_EAUTH, "Authorization", "no key configured for this token");
+
 	char *tok = strndup(token, len);
 	if (!tok)
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	jwt_t *t = NULL;
 	bool tried = false;
 	if (want == JWT_ALG_HS256) {
-		if (j->hs_secret) {
+		if (ks->hs_secret) {
 			tried = true;
-			if (jwt_decode(&t, tok, (const unsigned char *)j->hs_secret, (int)j->hs_len))
+			if (jwt_decode(&t, tok, (const unsigned char *)ks->hs_secret, (int)ks->hs_len))
 				t = NULL;
 		}
 	} else {
-		for (size_t i = 0; i < j->nkeys && !t; i++) {
-			if (j->keys[i].alg != want || (kid[0] && j->keys[i].kid[0] &&
-			                               strcmp(kid, j->keys[i].kid) != 0))
+		for (size_t i = 0; i < ks->nkeys && !t; i++) {
+			if (ks->keys[i].alg != want || (kid[0] && ks->keys[i].kid[0] &&
+			                                strcmp(kid, ks->keys[i].kid) != 0))
 				continue;
 			tried = true;
-			if (jwt_decode(&t, tok, (const unsigned char *)j->keys[i].pem,
-			               (int)strlen(j->keys[i].pem)))
+			if (jwt_decode(&t, tok, (const unsigned char *)ks->keys[i].pem,
+			               (int)strlen(ks->keys[i].pem)))
 				t = NULL;
 		}
 	}
@@ -466,6 +544,8 @@ int api_jwt_verify(const struct api_jwt *j, const char *token, size_t len,
 	else if (!tenant || !*tenant || strlen(tenant) >= HR_NAME_MAX)
 		rc = hr_fail(err, HR_EAUTH, "Authorization", "token names no tenant (claim '%s')",
 		             j->tenant_claim);
+	else if (ks->tenant[0] && strcmp(tenant, ks->tenant) != 0)
+		rc = hr_fail(err, HR_EAUTH, "Authorization", "token signature does not verify");
 	else if (unit && strlen(unit) >= HR_NAME_MAX)
 		rc = hr_fail(err, HR_EAUTH, "Authorization", "token's unit claim is too long");
 	if (rc == 0) {

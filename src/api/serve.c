@@ -647,7 +647,7 @@ static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opt
 	o->auth_cache_us = hr_cfg_int(cfg, "server.auth_cache_ms", 5000, 0, 60000, err) * 1000;
 	if (o->auth_cache_us == 0)
 		o->auth_cache_us = 1; /* 0: every request reads the store */
-	o->auth_cfg = hr_cfg_get(cfg, "auth");
+	o->auth_cfg = cfg; /* auth.jwt and tenants[].jwt */
 	return err->code;
 }
 
