@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -820,6 +821,63 @@ static void test_jwt(void **state)
 	expect("GET", "/v1/messages", "....", 401, NULL);
 }
 
+/* ---------------------------------------------------------------------------
+ * The CLI over the same API.
+ * ------------------------------------------------------------------------- */
+
+/* Runs `herald ARGS` with the operator's key; its stdout in out. */
+static int herald_cli(const char *args, const char *key, char *out, size_t size)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd, "HERALD_URL=%s HERALD_API_KEY='%s' %s %s 2>&1", W.api, key,
+	         getenv("HERALD_BIN"), args);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t n = fread(out, 1, size - 1, p);
+	out[n] = '\0';
+	int st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_cli(void **state)
+{
+	(void)state;
+	char out[8192];
+	assert_int_equal(herald_cli("units create acme collections --name Collections",
+	                            OPERATOR_KEY, out, sizeof out),
+	                 0);
+	assert_non_null(strstr(out, "collections"));
+	assert_int_equal(herald_cli("keys create acme --scope messages:read --unit collections "
+	                            "--label cli",
+	                            OPERATOR_KEY, out, sizeof out),
+	                 0);
+	char *k = strstr(out, "key: ");
+	assert_non_null(k);
+	char key[96];
+	assert_int_equal(sscanf(k + 5, "%95s", key), 1);
+	struct resp r = call("GET", "/v1/messages", key, NULL);
+	assert_int_equal(r.status, 200);
+	resp_free(&r);
+	char prefix[24];
+	snprintf(prefix, sizeof prefix, "%.11s", key);
+	char args[128];
+	snprintf(args, sizeof args, "keys revoke acme %s", prefix);
+	assert_int_equal(herald_cli(args, OPERATOR_KEY, out, sizeof out), 0);
+	r = call("GET", "/v1/messages", key, NULL);
+	assert_int_equal(r.status, 401);
+	resp_free(&r);
+	assert_int_equal(herald_cli("keys list acme", OPERATOR_KEY, out, sizeof out), 0);
+	assert_non_null(strstr(out, prefix));
+	assert_null(strstr(out, key));
+	assert_int_equal(herald_cli("audit --tenant acme --limit 5", OPERATOR_KEY, out, sizeof out), 0);
+	assert_non_null(strstr(out, "key.revoke"));
+	/* Usage and refusals, with the documented exit codes. */
+	assert_int_equal(herald_cli("keys create acme", OPERATOR_KEY, out, sizeof out), 2);
+	assert_int_equal(herald_cli("units create acme ../x", OPERATOR_KEY, out, sizeof out), 2);
+	assert_int_equal(herald_cli("tenants create evil", BETA_KEY, out, sizeof out), 1);
+	assert_int_equal(herald_cli("tenants list", "wrong-key-0123456789", out, sizeof out), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -827,6 +885,7 @@ int main(void)
 	    cmocka_unit_test(test_jwt),
 	    cmocka_unit_test(test_keys_lifecycle),
 	    cmocka_unit_test(test_audit),
+	    cmocka_unit_test(test_cli),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
