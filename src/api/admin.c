@@ -244,8 +244,14 @@ static enum MHD_Result tenant_set(struct api_req *r, bool disabled)
 	return api_respond_json(r, 200, tenant_json(&t), NULL);
 }
 
-enum MHD_Result api_tenant_disable(struct api_req *r) { return tenant_set(r, true); }
-enum MHD_Result api_tenant_enable(struct api_req *r) { return tenant_set(r, false); }
+enum MHD_Result api_tenant_disable(struct api_req *r)
+{
+	return tenant_set(r, true);
+}
+enum MHD_Result api_tenant_enable(struct api_req *r)
+{
+	return tenant_set(r, false);
+}
 
 /* ---- units ---- */
 
@@ -331,8 +337,14 @@ static enum MHD_Result unit_set(struct api_req *r, bool disabled)
 	return api_respond_json(r, 200, unit_json(&u), NULL);
 }
 
-enum MHD_Result api_unit_disable(struct api_req *r) { return unit_set(r, true); }
-enum MHD_Result api_unit_enable(struct api_req *r) { return unit_set(r, false); }
+enum MHD_Result api_unit_disable(struct api_req *r)
+{
+	return unit_set(r, true);
+}
+enum MHD_Result api_unit_enable(struct api_req *r)
+{
+	return unit_set(r, false);
+}
 
 /* ---- keys ---- */
 
@@ -407,7 +419,8 @@ enum MHD_Result api_keys_post(struct api_req *r)
 				const char *s = json_string_value(v);
 				if (!s || strchr(s, ' ') || strchr(s, ',') ||
 				    strlen(text) + strlen(s) + 2 > sizeof text) {
-					rc = hr_fail(&err, HR_EINVAL, f, "%s must be one scope name", f);
+					rc = hr_fail(&err, HR_EINVAL, f,
+					             "%s must be one scope name", f);
 					break;
 				}
 				if (text[0])
@@ -421,7 +434,7 @@ enum MHD_Result api_keys_post(struct api_req *r)
 		if (!rc)
 			rc = api_scopes_parse(text, &scopes, &err, "scopes");
 	}
-	if (!rc && !r->who.operator && (scopes & ~r->who.scopes)) {
+	if (!rc && !r->who.operator&&(scopes & ~r->who.scopes)) {
 		char want[256];
 		rc = hr_fail(&err, HR_EFORBIDDEN, "scopes",
 		             "a key cannot have scopes its creator lacks (asked: %s)",
@@ -431,10 +444,12 @@ enum MHD_Result api_keys_post(struct api_req *r)
 	if (!rc && unit && !json_is_null(unit))
 		rc = id_check(unit, "unit", k.unit_id, sizeof k.unit_id, &err);
 	if (!rc)
-		rc = name_check(json_object_get(o, "label"), "label", k.label, sizeof k.label, &err);
+		rc =
+		    name_check(json_object_get(o, "label"), "label", k.label, sizeof k.label, &err);
 	json_t *exp = json_object_get(o, "expires_at");
 	if (!rc && exp && !json_is_null(exp)) {
-		if (!json_is_string(exp) || hr_time_parse(json_string_value(exp), &k.expires_at) != 0)
+		if (!json_is_string(exp) ||
+		    hr_time_parse(json_string_value(exp), &k.expires_at) != 0)
 			rc = hr_fail(&err, HR_EINVAL, "expires_at",
 			             "expires_at must be an RFC 3339 time (2026-01-31T00:00:00Z)");
 		else if (k.expires_at <= hr_now_us())
@@ -459,9 +474,9 @@ enum MHD_Result api_keys_post(struct api_req *r)
 	char obj[96];
 	snprintf(obj, sizeof obj, "key:%s", k.prefix);
 	api_audit_row(r, k.tenant_id, "key.create", obj, &a);
-	json_t *after = json_pack("{s:s?, s:s, s:s, s:o}", "unit", k.unit_id[0] ? k.unit_id : NULL,
-	                          "scopes", k.scopes, "label", k.label, "expires_at",
-	                          time_json(k.expires_at));
+	json_t *after =
+	    json_pack("{s:s?, s:s, s:s, s:o}", "unit", k.unit_id[0] ? k.unit_id : NULL, "scopes",
+	              k.scopes, "label", k.label, "expires_at", time_json(k.expires_at));
 	a.after = after ? json_dumps(after, JSON_COMPACT) : NULL;
 	json_decref(after);
 	struct store *st = r->srv->o.store;
@@ -526,8 +541,8 @@ enum MHD_Result api_audit_list(struct api_req *r)
 		char *end;
 		limit = strtol(l, &end, 10);
 		if (*end || limit < 1 || limit > 1000)
-			return api_fail(r, hr_fail(&err, HR_EINVAL, "limit", "limit must be 1..1000"),
-			                &err);
+			return api_fail(
+			    r, hr_fail(&err, HR_EINVAL, "limit", "limit must be 1..1000"), &err);
 	}
 	long long before = 0;
 	const char *c = api_query(r, "cursor");
@@ -535,16 +550,17 @@ enum MHD_Result api_audit_list(struct api_req *r)
 		char *end;
 		before = strtoll(c, &end, 10);
 		if (*end || before < 1)
-			return api_fail(r, hr_fail(&err, HR_EINVAL, "cursor", "not a cursor"), &err);
+			return api_fail(r, hr_fail(&err, HR_EINVAL, "cursor", "not a cursor"),
+			                &err);
 	}
 	const char *tenant = r->who.tenant;
 	const char *qt = api_query(r, "tenant");
 	if (r->who.operator)
 		tenant = qt; /* NULL: every tenant */
 	else if (qt && strcmp(qt, r->who.tenant) != 0)
-		return api_fail(r, hr_fail(&err, HR_EINVAL, "tenant",
-		                           "only operators choose the tenant"),
-		                &err);
+		return api_fail(
+		    r, hr_fail(&err, HR_EINVAL, "tenant", "only operators choose the tenant"),
+		    &err);
 	struct store *st = r->srv->o.store;
 	struct audit_row *v;
 	size_t n;
@@ -554,11 +570,11 @@ enum MHD_Result api_audit_list(struct api_req *r)
 	for (size_t i = 0; i < n; i++) {
 		json_t *b = v[i].before ? json_loads(v[i].before, 0, NULL) : NULL;
 		json_t *f = v[i].after ? json_loads(v[i].after, 0, NULL) : NULL;
-		json_t *e = json_pack("{s:I, s:s, s:s, s:o, s:s, s:s, s:o, s:o}", "id",
-		                      (json_int_t)v[i].id, "tenant", v[i].tenant_id, "actor",
-		                      v[i].actor, "at", time_json(v[i].at), "action", v[i].action,
-		                      "object", v[i].object, "before", b ? b : json_null(), "after",
-		                      f ? f : json_null());
+		json_t *e =
+		    json_pack("{s:I, s:s, s:s, s:o, s:s, s:s, s:o, s:o}", "id", (json_int_t)v[i].id,
+		              "tenant", v[i].tenant_id, "actor", v[i].actor, "at",
+		              time_json(v[i].at), "action", v[i].action, "object", v[i].object,
+		              "before", b ? b : json_null(), "after", f ? f : json_null());
 		if (!a || !e || json_array_append_new(a, e)) {
 			json_decref(a);
 			a = NULL;

@@ -27,8 +27,8 @@
 #define API_TOUCH_EVERY_US (60 * 1000000LL)
 
 static const char *const scope_names[] = {
-    "messages:send",  "messages:read",   "campaigns:write",    "campaigns:read", "templates:write",
-    "accounts:write", "suppressions:write", "metrics:read", "admin",
+    "messages:send",  "messages:read",      "campaigns:write", "campaigns:read", "templates:write",
+    "accounts:write", "suppressions:write", "metrics:read",    "admin",
 };
 
 const char *api_scope_name(unsigned scope)
@@ -56,14 +56,19 @@ int api_scopes_parse(const char *text, unsigned *out, struct hr_err *err, const 
 		} else {
 			size_t i;
 			for (i = 0; i < sizeof scope_names / sizeof *scope_names; i++)
-				if (strlen(scope_names[i]) == n && memcmp(scope_names[i], p, n) == 0)
+				if (strlen(scope_names[i]) == n &&
+				    memcmp(scope_names[i], p, n) == 0)
 					break;
 			if (i == sizeof scope_names / sizeof *scope_names) {
 				char bad[48];
 				hr_utf8_copy(bad, p, n + 1 < sizeof bad ? n + 1 : sizeof bad);
-				return hr_fail(err, HR_EINVAL, field, "unknown scope '%s' (known: messages:send, "
-				               "messages:read, campaigns:write, campaigns:read, templates:write, "
-				               "accounts:write, suppressions:write, metrics:read, admin)", bad);
+				return hr_fail(
+				    err, HR_EINVAL, field,
+				    "unknown scope '%s' (known: messages:send, "
+				    "messages:read, campaigns:write, campaigns:read, "
+				    "templates:write, "
+				    "accounts:write, suppressions:write, metrics:read, admin)",
+				    bad);
 			}
 			*out |= 1u << i;
 		}
@@ -147,7 +152,8 @@ static bool keycache_get(struct api_keycache *c, const char *hash, struct api_pr
 	pthread_rwlock_unlock(&c->lock);
 	if (hit && *touch) {
 		pthread_rwlock_wrlock(&c->lock);
-		if (strcmp(c->slot[i].hash, hash) == 0 && now - c->slot[i].touched >= API_TOUCH_EVERY_US)
+		if (strcmp(c->slot[i].hash, hash) == 0 &&
+		    now - c->slot[i].touched >= API_TOUCH_EVERY_US)
 			c->slot[i].touched = now;
 		else
 			*touch = false; /* another thread records it */
@@ -192,7 +198,7 @@ static bool operator_key(const struct api_server *s, const char *hash, struct ap
 		if (hr_consteq(s->o.operator_hashes[i], 64, hash, 64)) {
 			found = true;
 			memset(who, 0, sizeof *who);
-			who->operator = true;
+			who->operator= true;
 			who->scopes = SCOPE_ADMIN;
 			snprintf(who->actor, sizeof who->actor, "operator:%.8s", hash);
 		}
@@ -201,14 +207,14 @@ static bool operator_key(const struct api_server *s, const char *hash, struct ap
 
 /* A JWT's tenant and unit must exist and be enabled (read once per token
  * per cache period, like a key). */
-static int jwt_owner_check(struct api_server *s, const struct api_principal *w,
-                           struct hr_err *err)
+static int jwt_owner_check(struct api_server *s, const struct api_principal *w, struct hr_err *err)
 {
 	struct store *st = s->o.store;
 	struct tenant_info t;
 	int rc = st->ops->tenant_get(st, w->tenant, &t);
 	if (rc == HR_ENOTFOUND || (rc == 0 && t.disabled))
-		return hr_fail(err, HR_EAUTH, "Authorization", "the token's tenant is unknown or disabled");
+		return hr_fail(err, HR_EAUTH, "Authorization",
+		               "the token's tenant is unknown or disabled");
 	if (rc == 0 && w->unit[0]) {
 		struct unit_row u;
 		rc = st->ops->unit_get(st, w->tenant, w->unit, &u);
@@ -246,14 +252,17 @@ static int cred_auth(struct api_req *r, const char *cred, size_t len, bool jwt, 
 		if (rc == HR_ENOTFOUND)
 			return hr_fail(err, HR_EAUTH, "Authorization", "invalid API key");
 		if (rc != 0)
-			return hr_fail(err, rc, NULL, "API key lookup failed: %s", hr_code_name(rc));
+			return hr_fail(err, rc, NULL, "API key lookup failed: %s",
+			               hr_code_name(rc));
 		if (k.revoked_at)
 			return hr_fail(err, HR_EAUTH, "Authorization", "API key %s was revoked",
 			               k.prefix[0] ? k.prefix : "(config)");
 		if (k.tenant_disabled)
-			return hr_fail(err, HR_EAUTH, "Authorization", "the key's tenant is disabled");
+			return hr_fail(err, HR_EAUTH, "Authorization",
+			               "the key's tenant is disabled");
 		if (k.unit_id[0] && k.unit_disabled)
-			return hr_fail(err, HR_EAUTH, "Authorization", "the key's unit is disabled");
+			return hr_fail(err, HR_EAUTH, "Authorization",
+			               "the key's unit is disabled");
 		hr_strlcpy(who.tenant, k.tenant_id, sizeof who.tenant);
 		hr_strlcpy(who.unit, k.unit_id, sizeof who.unit);
 		struct hr_err perr;
@@ -274,7 +283,8 @@ static int cred_auth(struct api_req *r, const char *cred, size_t len, bool jwt, 
 	}
 	if (expires_at && hr_now_us() >= expires_at) {
 		memset(&r->who, 0, sizeof r->who);
-		return hr_fail(err, HR_EAUTH, "Authorization", jwt ? "token expired" : "API key expired");
+		return hr_fail(err, HR_EAUTH, "Authorization",
+		               jwt ? "token expired" : "API key expired");
 	}
 	if (touch && !jwt)
 		s->o.store->ops->key_touch(s->o.store, hash, hr_now_us(), touch_done, NULL);
@@ -337,7 +347,8 @@ int api_authorize(struct api_req *r, unsigned scope, enum api_access access, str
 	}
 	switch (access) {
 	case ACCESS_OPERATOR:
-		return hr_fail(err, HR_EFORBIDDEN, "Authorization", "this route needs an operator key");
+		return hr_fail(err, HR_EFORBIDDEN, "Authorization",
+		               "this route needs an operator key");
 	case ACCESS_ADMIN:
 		/* Another tenant's /v1/tenants/{tenant}: as if it did not exist.
 		 * Routes without {tenant} (/v1/audit) are the caller's own. */
@@ -346,9 +357,10 @@ int api_authorize(struct api_req *r, unsigned scope, enum api_access access, str
 		/* fall through */
 	case ACCESS_TENANT_WIDE:
 		if (w->unit[0])
-			return hr_fail(err, HR_EFORBIDDEN, "Authorization",
-			               "this route needs a tenant-wide credential, not one of unit '%s'",
-			               w->unit);
+			return hr_fail(
+			    err, HR_EFORBIDDEN, "Authorization",
+			    "this route needs a tenant-wide credential, not one of unit '%s'",
+			    w->unit);
 		return 0;
 	default:
 		return 0;

@@ -116,8 +116,8 @@ static char *jwk_to_pem(json_t *k, jwt_alg_t *alg)
 		const char *ns = json_string_value(json_object_get(k, "n"));
 		const char *es = json_string_value(json_object_get(k, "e"));
 		if (ns && es && (a = b64url_decode(ns, strlen(ns), &alen)) &&
-		    (b = b64url_decode(es, strlen(es), &blen)) && (n = BN_bin2bn(a, (int)alen, NULL)) &&
-		    (e = BN_bin2bn(b, (int)blen, NULL)) &&
+		    (b = b64url_decode(es, strlen(es), &blen)) &&
+		    (n = BN_bin2bn(a, (int)alen, NULL)) && (e = BN_bin2bn(b, (int)blen, NULL)) &&
 		    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) &&
 		    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e)) {
 			type = "RSA";
@@ -134,9 +134,10 @@ static char *jwk_to_pem(json_t *k, jwt_alg_t *alg)
 			pt[0] = 0x04; /* uncompressed point */
 			memcpy(pt + 1, a, 32);
 			memcpy(pt + 33, b, 32);
-			if (OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1",
-			                                    0) &&
-			    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt, 65)) {
+			if (OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+			                                    "prime256v1", 0) &&
+			    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt,
+			                                     65)) {
 				type = "EC";
 				*alg = JWT_ALG_ES256;
 				ok = true;
@@ -235,7 +236,8 @@ static int load_jwks(struct jwt_keyset *j, const char *path, struct hr_err *err)
 		if (kalg && jwt_str_alg(kalg) != alg) {
 			free(pem);
 			rc = hr_fail(err, HR_EINVAL, "auth.jwt.jwks_file",
-			             "%s: key %zu says alg %s, which does not fit its type", path, i, kalg);
+			             "%s: key %zu says alg %s, which does not fit its type", path,
+			             i, kalg);
 			break;
 		}
 		rc = add_key(j, json_string_value(json_object_get(k, "kid")), pem, alg,
@@ -268,18 +270,19 @@ static int load_keyset(json_t *c, const char *base, struct jwt_keyset *j, struct
 		if (rc)
 			break;
 		snprintf(field, sizeof field, "%s.public_keys[%zu]", base, i);
-		const char *ref = json_is_string(pk) ? json_string_value(pk)
-		                                     : json_string_value(json_object_get(pk, "pem"));
+		const char *ref = json_is_string(pk)
+		                      ? json_string_value(pk)
+		                      : json_string_value(json_object_get(pk, "pem"));
 		const char *kid = json_string_value(json_object_get(pk, "kid"));
 		char *pem = ref ? hr_secret_resolve(ref, field, err) : NULL;
 		jwt_alg_t alg;
 		if (!pem) {
-			rc = hr_fail(err, HR_EINVAL, field, "%s: a PEM public key (file:/path) is required",
-			             field);
+			rc = hr_fail(err, HR_EINVAL, field,
+			             "%s: a PEM public key (file:/path) is required", field);
 		} else if (pem_alg(pem, &alg) != 0) {
 			hr_secret_free(pem);
-			rc = hr_fail(err, HR_EINVAL, field, "%s is not an RSA or EC public key in PEM",
-			             field);
+			rc = hr_fail(err, HR_EINVAL, field,
+			             "%s is not an RSA or EC public key in PEM", field);
 		} else {
 			char *copy = strdup(pem);
 			hr_secret_free(pem);
@@ -293,8 +296,8 @@ static int load_keyset(json_t *c, const char *base, struct jwt_keyset *j, struct
 	if (rc == 0 && err->code)
 		rc = err->code;
 	if (rc == 0 && !j->hs_secret && j->nkeys == 0)
-		rc = hr_fail(err, HR_EINVAL, base, "%s needs hs256_secret, public_keys or jwks_file",
-		             base);
+		rc = hr_fail(err, HR_EINVAL, base,
+		             "%s needs hs256_secret, public_keys or jwks_file", base);
 	return rc;
 }
 
@@ -341,11 +344,12 @@ int api_jwt_load(json_t *cfg, struct api_jwt **out, struct hr_err *err)
 		snprintf(base, sizeof base, "tenants[%zu].jwt", ti);
 		const char *id = json_string_value(json_object_get(t, "id"));
 		if (!json_is_object(tj) || !id)
-			rc = hr_fail(err, HR_EINVAL, base, "%s must be a mapping of a tenant with an id",
-			             base);
+			rc = hr_fail(err, HR_EINVAL, base,
+			             "%s must be a mapping of a tenant with an id", base);
 		else if (j->nsets == JWT_MAX_SETS)
-			rc = hr_fail(err, HR_ELIMIT, base, "at most %d tenants with their own JWT keys",
-			             JWT_MAX_SETS - 1);
+			rc =
+			    hr_fail(err, HR_ELIMIT, base,
+			            "at most %d tenants with their own JWT keys", JWT_MAX_SETS - 1);
 		else {
 			struct jwt_keyset *k = &j->set[j->nsets++];
 			hr_strlcpy(k->tenant, id, sizeof k->tenant);
@@ -380,8 +384,8 @@ static bool aud_ok(jwt_t *t, const char *want)
 	bool ok = false;
 	size_t i;
 	json_t *v;
-	json_array_foreach(a, i, v)
-	    ok = ok || (json_is_string(v) && strcmp(json_string_value(v), want) == 0);
+	json_array_foreach(a, i, v) ok =
+	    ok || (json_is_string(v) && strcmp(json_string_value(v), want) == 0);
 	json_decref(a);
 	return ok;
 }
@@ -442,7 +446,8 @@ int api_jwt_verify(const struct api_jwt *j, const char *token, size_t len,
 	const char *d1 = memchr(token, '.', len);
 	const char *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token)) : NULL;
 	if (!d1 || !d2 || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - token)))
-		return hr_fail(err, HR_EAUTH, "Authorization", "malformed token (not a compact JWS)");
+		return hr_fail(err, HR_EAUTH, "Authorization",
+		               "malformed token (not a compact JWS)");
 	size_t hlen;
 	unsigned char *hdr = b64url_decode(token, (size_t)(d1 - token), &hlen);
 	json_t *h = hdr ? json_loadb((const char *)hdr, hlen, JSON_REJECT_DUPLICATES, NULL) : NULL;
@@ -461,8 +466,7 @@ int api_jwt_verify(const struct api_jwt *j, const char *token, size_t len,
 	if (enc)
 		return hr_fail(err, HR_EAUTH, "Authorization", "encrypted tokens are not accepted");
 	if (strcasecmp(alg, "none") == 0)
-		return hr_fail(err, HR_EAUTH, "Authorization",
-		               "unsigned token (alg none) refused");
+		return hr_fail(err, HR_EAUTH, "Authorization", "unsigned token (alg none) refused");
 	jwt_alg_t want = jwt_str_alg(alg);
 	if (want != JWT_ALG_HS256 && want != JWT_ALG_RS256 && want != JWT_ALG_ES256)
 		return hr_fail(err, HR_EAUTH, "Authorization",
@@ -500,13 +504,14 @@ int api_jwt_verify(const struct api_jwt *j, const char *token, size_t len,
 	if (want == JWT_ALG_HS256) {
 		if (ks->hs_secret) {
 			tried = true;
-			if (jwt_decode(&t, tok, (const unsigned char *)ks->hs_secret, (int)ks->hs_len))
+			if (jwt_decode(&t, tok, (const unsigned char *)ks->hs_secret,
+			               (int)ks->hs_len))
 				t = NULL;
 		}
 	} else {
 		for (size_t i = 0; i < ks->nkeys && !t; i++) {
-			if (ks->keys[i].alg != want || (kid[0] && ks->keys[i].kid[0] &&
-			                                strcmp(kid, ks->keys[i].kid) != 0))
+			if (ks->keys[i].alg != want ||
+			    (kid[0] && ks->keys[i].kid[0] && strcmp(kid, ks->keys[i].kid) != 0))
 				continue;
 			tried = true;
 			if (jwt_decode(&t, tok, (const unsigned char *)ks->keys[i].pem,
@@ -536,8 +541,8 @@ int api_jwt_verify(const struct api_jwt *j, const char *token, size_t len,
 		rc = hr_fail(err, HR_EAUTH, "Authorization", "token's nbf claim is not a number");
 	else if (has_nbf == 1 && now + j->leeway_s < nbf)
 		rc = hr_fail(err, HR_EAUTH, "Authorization", "token not yet valid (nbf)");
-	else if (j->issuer[0] && (!jwt_get_grant(t, "iss") ||
-	                          strcmp(jwt_get_grant(t, "iss"), j->issuer) != 0))
+	else if (j->issuer[0] &&
+	         (!jwt_get_grant(t, "iss") || strcmp(jwt_get_grant(t, "iss"), j->issuer) != 0))
 		rc = hr_fail(err, HR_EAUTH, "Authorization", "token issuer not accepted");
 	else if (!aud_ok(t, j->audience))
 		rc = hr_fail(err, HR_EAUTH, "Authorization", "token audience is not this service");

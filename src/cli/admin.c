@@ -36,14 +36,19 @@ struct admin_args {
 
 static int parse(int argc, char **argv, struct admin_args *a)
 {
-	static const struct option opts[] = {
-	    {"url", required_argument, NULL, 'u'},    {"key", required_argument, NULL, 'k'},
-	    {"json", no_argument, NULL, 'j'},         {"name", required_argument, NULL, 'n'},
-	    {"scope", required_argument, NULL, 's'},  {"unit", required_argument, NULL, 'U'},
-	    {"label", required_argument, NULL, 'l'},  {"expires", required_argument, NULL, 'e'},
-	    {"tenant", required_argument, NULL, 't'}, {"limit", required_argument, NULL, 'L'},
-	    {"cursor", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {{"url", required_argument, NULL, 'u'},
+	                                     {"key", required_argument, NULL, 'k'},
+	                                     {"json", no_argument, NULL, 'j'},
+	                                     {"name", required_argument, NULL, 'n'},
+	                                     {"scope", required_argument, NULL, 's'},
+	                                     {"unit", required_argument, NULL, 'U'},
+	                                     {"label", required_argument, NULL, 'l'},
+	                                     {"expires", required_argument, NULL, 'e'},
+	                                     {"tenant", required_argument, NULL, 't'},
+	                                     {"limit", required_argument, NULL, 'L'},
+	                                     {"cursor", required_argument, NULL, 'c'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
 	memset(a, 0, sizeof *a);
 	a->c.url = getenv("HERALD_URL");
 	a->c.key = getenv("HERALD_API_KEY");
@@ -55,20 +60,45 @@ static int parse(int argc, char **argv, struct admin_args *a)
 	int o;
 	while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
 		switch (o) {
-		case 'u': a->c.url = optarg; break;
-		case 'k': a->c.key = optarg; break;
-		case 'j': a->c.json = true; break;
-		case 'n': a->name = optarg; break;
-		case 's': json_array_append_new(a->scopes, json_string(optarg)); break;
-		case 'U': a->unit = optarg; break;
-		case 'l': a->label = optarg; break;
-		case 'e': a->expires = optarg; break;
-		case 't': a->tenant = optarg; break;
-		case 'L': a->limit = optarg; break;
-		case 'c': a->cursor = optarg; break;
-		case 'h': fputs(usage_admin, stdout); return -1;
+		case 'u':
+			a->c.url = optarg;
+			break;
+		case 'k':
+			a->c.key = optarg;
+			break;
+		case 'j':
+			a->c.json = true;
+			break;
+		case 'n':
+			a->name = optarg;
+			break;
+		case 's':
+			json_array_append_new(a->scopes, json_string(optarg));
+			break;
+		case 'U':
+			a->unit = optarg;
+			break;
+		case 'l':
+			a->label = optarg;
+			break;
+		case 'e':
+			a->expires = optarg;
+			break;
+		case 't':
+			a->tenant = optarg;
+			break;
+		case 'L':
+			a->limit = optarg;
+			break;
+		case 'c':
+			a->cursor = optarg;
+			break;
+		case 'h':
+			fputs(usage_admin, stdout);
+			return -1;
 		default:
-			fprintf(stderr, "herald: bad option '%s'\n\n%s", argv[optind - 1], usage_admin);
+			fprintf(stderr, "herald: bad option '%s'\n\n%s", argv[optind - 1],
+			        usage_admin);
 			return CLI_EUSAGE;
 		}
 	}
@@ -105,7 +135,7 @@ static int need(const struct admin_args *a, int n, const char *what)
 	for (int i = 1; i < n; i++)
 		if (!seg_ok(a->pos[i])) {
 			fprintf(stderr, "herald: '%s' is not an id (letters, digits, '_', '-')\n",
-			            a->pos[i]);
+			        a->pos[i]);
 			return CLI_EUSAGE;
 		}
 	return 0;
@@ -125,7 +155,9 @@ static void print_row(json_t *x, const char *const *cols)
 			json_t *e;
 			json_array_foreach(v, i, e)
 			{
-				if (strlen(buf) + strlen(json_string_value(e) ? json_string_value(e) : "") + 2 >=
+				if (strlen(buf) +
+				        strlen(json_string_value(e) ? json_string_value(e) : "") +
+				        2 >=
 				    sizeof buf)
 					break;
 				if (i)
@@ -176,8 +208,8 @@ static int run(struct admin_args *a, const char *method, const char *path, json_
 
 static const char *const tenant_cols[] = {"id", "name", "disabled", "created_at", NULL};
 static const char *const unit_cols[] = {"tenant", "id", "name", "disabled", "created_at", NULL};
-static const char *const key_cols[] = {"prefix",     "unit",       "scopes",      "label",
-                                       "created_by", "expires_at", "revoked_at",  "last_used_at",
+static const char *const key_cols[] = {"prefix",     "unit",       "scopes",     "label",
+                                       "created_by", "expires_at", "revoked_at", "last_used_at",
                                        "source",     NULL};
 static const char *const audit_cols[] = {"id", "at", "tenant", "actor", "action", "object", NULL};
 
@@ -187,9 +219,9 @@ static int tenants(struct admin_args *a)
 	char path[160];
 	int rc;
 	if (!strcmp(sub, "list"))
-		return (rc = need(a, 1, "tenants list")) ? rc
-		                                          : run(a, "GET", "/v1/tenants", NULL, "tenants",
-		                                                tenant_cols);
+		return (rc = need(a, 1, "tenants list"))
+		           ? rc
+		           : run(a, "GET", "/v1/tenants", NULL, "tenants", tenant_cols);
 	if (!strcmp(sub, "create")) {
 		if ((rc = need(a, 2, "tenants create ID")))
 			return rc;
@@ -224,13 +256,15 @@ static int units(struct admin_args *a)
 		if ((rc = need(a, 3, "units create TENANT ID")))
 			return rc;
 		snprintf(path, sizeof path, "/v1/tenants/%s/units", a->pos[1]);
-		return run(a, "POST", path, json_pack("{s:s, s:s?}", "id", a->pos[2], "name", a->name),
-		           NULL, unit_cols);
+		return run(a, "POST", path,
+		           json_pack("{s:s, s:s?}", "id", a->pos[2], "name", a->name), NULL,
+		           unit_cols);
 	}
 	if (!strcmp(sub, "disable") || !strcmp(sub, "enable")) {
 		if ((rc = need(a, 3, "units disable|enable TENANT ID")))
 			return rc;
-		snprintf(path, sizeof path, "/v1/tenants/%s/units/%s/%s", a->pos[1], a->pos[2], sub);
+		snprintf(path, sizeof path, "/v1/tenants/%s/units/%s/%s", a->pos[1], a->pos[2],
+		         sub);
 		return run(a, "POST", path, NULL, NULL, unit_cols);
 	}
 	fprintf(stderr, "herald units: unknown subcommand '%s'\n\n%s", sub, usage_admin);
@@ -252,12 +286,13 @@ static int keys(struct admin_args *a)
 		if ((rc = need(a, 2, "keys create TENANT --scope S")))
 			return rc;
 		if (json_array_size(a->scopes) == 0) {
-			fprintf(stderr, "herald: keys create needs --scope (one per scope, or '*')\n");
+			fprintf(stderr,
+			        "herald: keys create needs --scope (one per scope, or '*')\n");
 			return CLI_EUSAGE;
 		}
 		snprintf(path, sizeof path, "/v1/tenants/%s/keys", a->pos[1]);
-		json_t *b = json_pack("{s:O, s:s?, s:s?, s:s?}", "scopes", a->scopes, "unit", a->unit,
-		                      "label", a->label, "expires_at", a->expires);
+		json_t *b = json_pack("{s:O, s:s?, s:s?, s:s?}", "scopes", a->scopes, "unit",
+		                      a->unit, "label", a->label, "expires_at", a->expires);
 		return run(a, "POST", path, b, NULL, key_cols);
 	}
 	if (!strcmp(sub, "revoke")) {

@@ -21,16 +21,18 @@ static int audit_insert(struct pg_store *s, const struct audit_row *a, struct hr
 	pp_text(&p, a->object);
 	pp_opt(&p, a->before);
 	pp_opt(&p, a->after);
-	return pg_exec(&s->w, P_AUDIT_INSERT,
-	               "INSERT INTO admin_audit(tenant_id, actor, at, action, object, before, after)"
-	               " VALUES($1, $2, $3, $4, $5, $6, $7)",
-	               &p, NULL, err, "admin_audit");
+	return pg_exec(
+	    &s->w, P_AUDIT_INSERT,
+	    "INSERT INTO admin_audit(tenant_id, actor, at, action, object, before, after)"
+	    " VALUES($1, $2, $3, $4, $5, $6, $7)",
+	    &p, NULL, err, "admin_audit");
 }
 
 static int audit_check(const struct audit_row *a, struct hr_err *err)
 {
 	if (a && (!a->tenant_id[0] || !a->actor[0] || !a->action[0] || !a->object[0]))
-		return hr_fail(err, HR_EINVAL, "audit", "an audit row needs tenant, actor, action and object");
+		return hr_fail(err, HR_EINVAL, "audit",
+		               "an audit row needs tenant, actor, action and object");
 	return 0;
 }
 
@@ -149,7 +151,10 @@ static int rows_out(PGresult *r, size_t size, void (*fill)(const PGresult *, int
 	return 0;
 }
 
-static void fill_tenant(const PGresult *r, int i, void *out) { row_tenant(r, i, out); }
+static void fill_tenant(const PGresult *r, int i, void *out)
+{
+	row_tenant(r, i, out);
+}
 
 int pg_tenant_list(struct store *st, struct tenant_info **out, size_t *n)
 {
@@ -319,7 +324,7 @@ int pg_unit_set_disabled(struct store *st, const char *tenant_id, const char *id
 
 #define KEY_COLS                                                                                   \
 	"k.key_hash, coalesce(k.prefix, ''), k.tenant_id, coalesce(k.unit_id, ''),"                \
-	" coalesce(k.label, ''), coalesce(k.scopes, '*'), coalesce(k.created_by, 'config'),"      \
+	" coalesce(k.label, ''), coalesce(k.scopes, '*'), coalesce(k.created_by, 'config'),"       \
 	" k.created_at, k.expires_at, k.revoked_at, k.last_used_at, k.api_created"
 
 static void fill_key(const PGresult *r, int i, void *out)
@@ -381,15 +386,16 @@ static int run_key_create(struct pg_store *s, struct job_admin *a)
 	pp_opt(&p, k->created_by);
 	pp_i64(&p, k->expires_at);
 	if (a->flag)
-		return pg_exec(&s->w, P_KEY_SEED,
-		               "INSERT INTO api_key(key_hash, tenant_id, label, created_at, prefix,"
-		               " unit_id, scopes, created_by, expires_at, api_created)"
-		               " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, false)"
-		               " ON CONFLICT(key_hash) DO UPDATE SET tenant_id = excluded.tenant_id,"
-		               " label = excluded.label, prefix = excluded.prefix,"
-		               " unit_id = excluded.unit_id, scopes = excluded.scopes,"
-		               " expires_at = excluded.expires_at",
-		               &p, NULL, &a->j.err, "api_key");
+		return pg_exec(
+		    &s->w, P_KEY_SEED,
+		    "INSERT INTO api_key(key_hash, tenant_id, label, created_at, prefix,"
+		    " unit_id, scopes, created_by, expires_at, api_created)"
+		    " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, false)"
+		    " ON CONFLICT(key_hash) DO UPDATE SET tenant_id = excluded.tenant_id,"
+		    " label = excluded.label, prefix = excluded.prefix,"
+		    " unit_id = excluded.unit_id, scopes = excluded.scopes,"
+		    " expires_at = excluded.expires_at",
+		    &p, NULL, &a->j.err, "api_key");
 	return pg_exec(&s->w, P_KEY_CREATE,
 	               "INSERT INTO api_key(key_hash, tenant_id, label, created_at, prefix,"
 	               " unit_id, scopes, created_by, expires_at, api_created)"
@@ -421,13 +427,14 @@ int pg_key_lookup(struct store *st, const char *hash, struct key_row *out)
 	struct pg_params p = {0};
 	pp_text(&p, hash ? hash : "");
 	PGresult *r;
-	int rc = pg_read((struct pg_store *)st, P_KEY_LOOKUP, -1,
-	                 "SELECT " KEY_COLS ", coalesce(t.disabled, true),"
-	                 " coalesce(u.disabled, k.unit_id IS NOT NULL)"
-	                 " FROM api_key k LEFT JOIN tenant t ON t.id = k.tenant_id"
-	                 " LEFT JOIN business_unit u ON u.tenant_id = k.tenant_id AND u.id = k.unit_id"
-	                 " WHERE k.key_hash = $1",
-	                 &p, &r);
+	int rc =
+	    pg_read((struct pg_store *)st, P_KEY_LOOKUP, -1,
+	            "SELECT " KEY_COLS ", coalesce(t.disabled, true),"
+	            " coalesce(u.disabled, k.unit_id IS NOT NULL)"
+	            " FROM api_key k LEFT JOIN tenant t ON t.id = k.tenant_id"
+	            " LEFT JOIN business_unit u ON u.tenant_id = k.tenant_id AND u.id = k.unit_id"
+	            " WHERE k.key_hash = $1",
+	            &p, &r);
 	if (rc)
 		return rc;
 	if (PQntuples(r) == 0) {

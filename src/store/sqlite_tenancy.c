@@ -39,10 +39,11 @@ static int audit_insert(struct sq_store *s, const struct audit_row *a, struct hr
 {
 	if (!a)
 		return 0;
-	sqlite3_stmt *st = prep(s->wdb,
-	                        "INSERT INTO admin_audit(tenant_id, actor, at, action, object, before,"
-	                        " after) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-	                        err, "admin_audit");
+	sqlite3_stmt *st =
+	    prep(s->wdb,
+	         "INSERT INTO admin_audit(tenant_id, actor, at, action, object, before,"
+	         " after) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	         err, "admin_audit");
 	if (!st)
 		return err->code;
 	sqlite3_bind_text(st, 1, a->tenant_id, -1, SQLITE_STATIC);
@@ -58,7 +59,8 @@ static int audit_insert(struct sq_store *s, const struct audit_row *a, struct hr
 static int audit_check(const struct audit_row *a, struct hr_err *err)
 {
 	if (a && (!a->tenant_id[0] || !a->actor[0] || !a->action[0] || !a->object[0]))
-		return hr_fail(err, HR_EINVAL, "audit", "an audit row needs tenant, actor, action and object");
+		return hr_fail(err, HR_EINVAL, "audit",
+		               "an audit row needs tenant, actor, action and object");
 	return 0;
 }
 
@@ -133,9 +135,10 @@ static void row_tenant(sqlite3_stmt *q, struct tenant_info *t)
 
 /* Runs a read of rows into a heap array of `size`-byte rows filled by fill;
  * bind binds the parameters. *out NULL when none. */
-static int read_rows(struct sq_store *s, const char *sql, void (*bind)(sqlite3_stmt *, const void *),
-                     const void *args, void (*fill)(sqlite3_stmt *, void *), size_t size,
-                     void **out, size_t *n, bool one)
+static int read_rows(struct sq_store *s, const char *sql,
+                     void (*bind)(sqlite3_stmt *, const void *), const void *args,
+                     void (*fill)(sqlite3_stmt *, void *), size_t size, void **out, size_t *n,
+                     bool one)
 {
 	*n = 0;
 	if (!one)
@@ -202,7 +205,10 @@ static void bind_2(sqlite3_stmt *q, const void *a)
 	sqlite3_bind_text(q, 2, v[1], -1, SQLITE_STATIC);
 }
 
-static void fill_tenant(sqlite3_stmt *q, void *out) { row_tenant(q, out); }
+static void fill_tenant(sqlite3_stmt *q, void *out)
+{
+	row_tenant(q, out);
+}
 
 int sq_tenant_get(struct store *st, const char *id, struct tenant_info *out)
 {
@@ -216,8 +222,8 @@ int sq_tenant_get(struct store *st, const char *id, struct tenant_info *out)
 int sq_tenant_list(struct store *st, struct tenant_info **out, size_t *n)
 {
 	return read_rows((struct sq_store *)st,
-	                 "SELECT id, name, disabled, created_at FROM tenant ORDER BY id", NULL, NULL,
-	                 fill_tenant, sizeof **out, (void **)out, n, false);
+	                 "SELECT id, name, disabled, created_at FROM tenant ORDER BY id", NULL,
+	                 NULL, fill_tenant, sizeof **out, (void **)out, n, false);
 }
 
 static int run_set_disabled(struct sq_store *s, struct job_admin *a, const char *sql,
@@ -334,7 +340,8 @@ int sq_unit_list(struct store *st, const char *tenant_id, struct unit_row **out,
 static int run_unit_disable(struct sq_store *s, struct job_admin *a)
 {
 	return run_set_disabled(
-	    s, a, "UPDATE business_unit SET disabled = ?1 WHERE tenant_id = ?2 AND id = ?3", "unit");
+	    s, a, "UPDATE business_unit SET disabled = ?1 WHERE tenant_id = ?2 AND id = ?3",
+	    "unit");
 }
 
 int sq_unit_set_disabled(struct store *st, const char *tenant_id, const char *id, bool disabled,
@@ -356,7 +363,7 @@ int sq_unit_set_disabled(struct store *st, const char *tenant_id, const char *id
 
 #define KEY_COLS                                                                                   \
 	"k.key_hash, coalesce(k.prefix, ''), k.tenant_id, coalesce(k.unit_id, ''),"                \
-	" coalesce(k.label, ''), coalesce(k.scopes, '*'), coalesce(k.created_by, 'config'),"      \
+	" coalesce(k.label, ''), coalesce(k.scopes, '*'), coalesce(k.created_by, 'config'),"       \
 	" k.created_at, k.expires_at, k.revoked_at, k.last_used_at, k.api_created"
 
 static void fill_key(sqlite3_stmt *q, void *out)
@@ -392,9 +399,9 @@ static int run_key_create(struct sq_store *s, struct job_admin *a)
 {
 	const struct key_row *k = a->row;
 	if (k->unit_id[0]) {
-		sqlite3_stmt *st = prep(s->wdb,
-		                        "SELECT 1 FROM business_unit WHERE tenant_id = ?1 AND id = ?2",
-		                        &a->j.err, "unit");
+		sqlite3_stmt *st =
+		    prep(s->wdb, "SELECT 1 FROM business_unit WHERE tenant_id = ?1 AND id = ?2",
+		         &a->j.err, "unit");
 		if (!st)
 			return a->j.err.code;
 		sqlite3_bind_text(st, 1, k->tenant_id, -1, SQLITE_STATIC);
@@ -406,20 +413,19 @@ static int run_key_create(struct sq_store *s, struct job_admin *a)
 		if (src != SQLITE_ROW)
 			return sq_fail(s->wdb, src, &a->j.err, "unit");
 	}
-	sqlite3_stmt *st =
-	    prep(s->wdb,
-	         a->flag
-	             ? "INSERT INTO api_key(key_hash, tenant_id, label, created_at, prefix, unit_id,"
-	               " scopes, created_by, expires_at, api_created)"
-	               " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0)"
-	               " ON CONFLICT(key_hash) DO UPDATE SET tenant_id = excluded.tenant_id,"
-	               " label = excluded.label, prefix = excluded.prefix,"
-	               " unit_id = excluded.unit_id, scopes = excluded.scopes,"
-	               " expires_at = excluded.expires_at"
-	             : "INSERT INTO api_key(key_hash, tenant_id, label, created_at, prefix, unit_id,"
-	               " scopes, created_by, expires_at, api_created)"
-	               " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1)",
-	         &a->j.err, "api_key");
+	sqlite3_stmt *st = prep(
+	    s->wdb,
+	    a->flag ? "INSERT INTO api_key(key_hash, tenant_id, label, created_at, prefix, unit_id,"
+	              " scopes, created_by, expires_at, api_created)"
+	              " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0)"
+	              " ON CONFLICT(key_hash) DO UPDATE SET tenant_id = excluded.tenant_id,"
+	              " label = excluded.label, prefix = excluded.prefix,"
+	              " unit_id = excluded.unit_id, scopes = excluded.scopes,"
+	              " expires_at = excluded.expires_at"
+	            : "INSERT INTO api_key(key_hash, tenant_id, label, created_at, prefix, unit_id,"
+	              " scopes, created_by, expires_at, api_created)"
+	              " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1)",
+	    &a->j.err, "api_key");
 	if (!st)
 		return a->j.err.code;
 	sqlite3_bind_text(st, 1, k->hash, -1, SQLITE_STATIC);
@@ -461,12 +467,12 @@ int sq_key_lookup(struct store *st, const char *hash, struct key_row *out)
 	int rc = sq_reader_get(s, &r);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q = sq_rstmt(
-	    r, R_KEY,
-	    "SELECT " KEY_COLS ", coalesce(t.disabled, 1), coalesce(u.disabled, 0)"
-	    " FROM api_key k LEFT JOIN tenant t ON t.id = k.tenant_id"
-	    " LEFT JOIN business_unit u ON u.tenant_id = k.tenant_id AND u.id = k.unit_id"
-	    " WHERE k.key_hash = ?1");
+	sqlite3_stmt *q =
+	    sq_rstmt(r, R_KEY,
+	             "SELECT " KEY_COLS ", coalesce(t.disabled, 1), coalesce(u.disabled, 0)"
+	             " FROM api_key k LEFT JOIN tenant t ON t.id = k.tenant_id"
+	             " LEFT JOIN business_unit u ON u.tenant_id = k.tenant_id AND u.id = k.unit_id"
+	             " WHERE k.key_hash = ?1");
 	if (!q) {
 		sq_reader_put(s, r);
 		return HR_EIO;

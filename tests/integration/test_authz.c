@@ -91,8 +91,8 @@ static char *slurp(const char *path)
 /* The error message of a JSON error answer ("" if none). */
 static const char *errmsg(const struct resp *r)
 {
-	const char *m = json_string_value(
-	    json_object_get(json_object_get(r->json, "error"), "message"));
+	const char *m =
+	    json_string_value(json_object_get(json_object_get(r->json, "error"), "message"));
 	return m ? m : "";
 }
 
@@ -125,10 +125,12 @@ static int setup(void **state)
 	(void)state;
 	snprintf(g_dir, sizeof g_dir, "/tmp/herald-authz-XXXXXX");
 	assert_non_null(mkdtemp(g_dir));
-	sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out %s/rsa.pem 2>/dev/null",
+	sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out %s/rsa.pem "
+	   "2>/dev/null",
 	   g_dir);
 	sh("openssl pkey -in %s/rsa.pem -pubout -out %s/rsa.pub", g_dir, g_dir);
-	sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out %s/rsa2.pem 2>/dev/null",
+	sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out %s/rsa2.pem "
+	   "2>/dev/null",
 	   g_dir);
 	sh("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out %s/ec.pem", g_dir);
 	sh("openssl pkey -in %s/ec.pem -pubout -out %s/ec.pub", g_dir, g_dir);
@@ -143,31 +145,35 @@ static int setup(void **state)
 	/* Tenant "jwtco" has its own HS256 secret: only it verifies tokens
 	 * naming jwtco. */
 	snprintf(g_tenants, sizeof g_tenants,
-	         "  - id: jwtco\n    name: JWT Co\n    jwt:\n      hs256_secret: env:HERALD_TEST_ACME_JWT\n");
+	         "  - id: jwtco\n    name: JWT Co\n    jwt:\n      hs256_secret: "
+	         "env:HERALD_TEST_ACME_JWT\n");
 	harness_tenants_extra(g_tenants);
 	snprintf(g_extra, sizeof g_extra,
 	         "auth:\n  jwt:\n    hs256_secret: env:HERALD_TEST_JWT\n"
 	         "    public_keys: [\"file:%s/rsa.pub\", {pem: \"file:%s/ec.pub\", kid: ec1}]\n"
 	         "    issuer: test-idp\n    audience: herald\n    leeway_seconds: 5\n",
 	         g_dir, g_dir);
-	world_init2(&W,
-	            "      - id: sim-knows-loans\n        channel: whatsapp\n        base_url: @SIM@\n"
-	            "        phone_number_id: \"555000444\"\n"
-	            "        access_token: acme-loans-wa-token\n"
-	            "        app_secret: unused-secret\n        verify_token: unused\n",
-	            NULL, NULL, NULL, g_extra);
+	world_init2(
+	    &W,
+	    "      - id: sim-knows-loans\n        channel: whatsapp\n        base_url: @SIM@\n"
+	    "        phone_number_id: \"555000444\"\n"
+	    "        access_token: acme-loans-wa-token\n"
+	    "        app_secret: unused-secret\n        verify_token: unused\n",
+	    NULL, NULL, NULL, g_extra);
 	harness_server_extra(NULL);
 	harness_tenants_extra(NULL);
 	world_start_sim(&W);
 	world_start_serve(&W);
 
 	/* The operator makes acme's units and keys. */
-	json_decref(op_post("/v1/tenants/acme/units", "{\"id\":\"cards\",\"name\":\"Cards\"}", 201));
+	json_decref(
+	    op_post("/v1/tenants/acme/units", "{\"id\":\"cards\",\"name\":\"Cards\"}", 201));
 	json_decref(op_post("/v1/tenants/acme/units", "{\"id\":\"loans\"}", 201));
 	make_key(OPERATOR_KEY, "{\"scopes\":\"*\",\"unit\":\"cards\"}", k_cards, NULL);
 	make_key(OPERATOR_KEY, "{\"scopes\":[\"*\"],\"unit\":\"loans\",\"label\":\"loans app\"}",
 	         k_loans, NULL);
-	make_key(OPERATOR_KEY, "{\"scopes\":[\"admin\",\"messages:read\"]}", k_admin, k_admin_prefix);
+	make_key(OPERATOR_KEY, "{\"scopes\":[\"admin\",\"messages:read\"]}", k_admin,
+	         k_admin_prefix);
 	for (int i = 0; i < 9; i++) {
 		char body[512] = "{\"scopes\":[";
 		bool first = true;
@@ -260,7 +266,8 @@ static bool fill(const char *pattern, bool fake, char *out, size_t size)
 	    {"/v1/callbacks/{id}", "/v1/callbacks/1", "/v1/callbacks/999999"},
 	    {"/v1/callbacks/{id}/replay", "/v1/callbacks/1/replay", "/v1/callbacks/999999/replay"},
 	    {"/v1/tenants/{tenant}", "/v1/tenants/acme", "/v1/tenants/nobody"},
-	    {"/v1/tenants/{tenant}/disable", "/v1/tenants/acme/disable", "/v1/tenants/nobody/disable"},
+	    {"/v1/tenants/{tenant}/disable", "/v1/tenants/acme/disable",
+	     "/v1/tenants/nobody/disable"},
 	    {"/v1/tenants/{tenant}/enable", "/v1/tenants/acme/enable", "/v1/tenants/nobody/enable"},
 	    {"/v1/tenants/{tenant}/units", "/v1/tenants/acme/units", "/v1/tenants/nobody/units"},
 	    {"/v1/tenants/{tenant}/units/{unit}/disable", "/v1/tenants/acme/units/loans/disable",
@@ -276,8 +283,8 @@ static bool fill(const char *pattern, bool fake, char *out, size_t size)
 		return true;
 	}
 	if (strncmp(pattern, "/v1/batches/{id}", 16) == 0) {
-		snprintf(out, size, "/v1/batches/%s%s", fake ? "01KZZZZZZZZZZZZZZZZZZZZZZZ" : batch_l,
-		         pattern + 16);
+		snprintf(out, size, "/v1/batches/%s%s",
+		         fake ? "01KZZZZZZZZZZZZZZZZZZZZZZZ" : batch_l, pattern + 16);
 		return true;
 	}
 	for (size_t i = 0; i < sizeof ids / sizeof *ids; i++) {
@@ -321,10 +328,11 @@ static const char *body_for(const char *path, const char *method)
 		return b;
 	}
 	if (!strcmp(path, "/v1/batches")) {
-		snprintf(b, sizeof b,
-		         "{\"name\":\"x\",\"channel\":\"whatsapp\",\"account\":\"%s\",\"text\":\"x\","
-		         "\"rows\":[{\"phone\":\"+447911000105\"}],\"dry_run\":true}",
-		         acct_l);
+		snprintf(
+		    b, sizeof b,
+		    "{\"name\":\"x\",\"channel\":\"whatsapp\",\"account\":\"%s\",\"text\":\"x\","
+		    "\"rows\":[{\"phone\":\"+447911000105\"}],\"dry_run\":true}",
+		    acct_l);
 		return b;
 	}
 	return "{}";
@@ -339,8 +347,8 @@ static bool public_ok(const char *path)
 /* The body holds none of acme's loans objects. */
 static void no_leak(const struct resp *r, const char *who, const char *path)
 {
-	const char *secrets[] = {msg_l, batch_l, "+447911000101", "+447911000102", "+447911000199",
-	                         "loans campaign"};
+	const char *secrets[] = {msg_l,           batch_l,         "+447911000101",
+	                         "+447911000102", "+447911000199", "loans campaign"};
 	for (size_t i = 0; i < sizeof secrets / sizeof *secrets; i++)
 		if (r->body && strstr(r->body, secrets[i]) && !strstr(path, secrets[i]))
 			fail_msg("%s on %s: the answer shows acme's %s: %s", who, path, secrets[i],
@@ -358,18 +366,20 @@ static void test_route_table(void **state)
 		assert_int_equal(api_route_info(i, &ri), 0);
 		if (!strcmp(ri.access, "public")) {
 			if (!public_ok(ri.path))
-				fail_msg("%s %s is public: say why in test_authz (public_ok)", ri.method,
-				         ri.path);
+				fail_msg("%s %s is public: say why in test_authz (public_ok)",
+				         ri.method, ri.path);
 			assert_null(ri.scope);
 			continue;
 		}
 		if (!ri.scope)
 			fail_msg("%s %s: no scope", ri.method, ri.path);
 		char real[512], fake[512];
-		if (!fill(ri.path, false, real, sizeof real) || !fill(ri.path, true, fake, sizeof fake))
-			fail_msg("%s %s has no fixture in test_authz: add one (its objects, for every "
-			         "check)",
-			         ri.method, ri.path);
+		if (!fill(ri.path, false, real, sizeof real) ||
+		    !fill(ri.path, true, fake, sizeof fake))
+			fail_msg(
+			    "%s %s has no fixture in test_authz: add one (its objects, for every "
+			    "check)",
+			    ri.method, ri.path);
 		/* Server-Sent Events never end: only the answers before the stream. */
 		bool stream = strstr(ri.path, "/events") != NULL;
 		const char *body = body_for(ri.path, ri.method);
@@ -389,7 +399,8 @@ static void test_route_table(void **state)
 		assert_true(bit >= 0);
 		r = call(ri.method, real, k_not[bit], body);
 		if (r.status != 403 || !strstr(errmsg(&r), ri.scope))
-			fail_msg("%s %s without %s: %ld %s", ri.method, real, ri.scope, r.status, r.body);
+			fail_msg("%s %s without %s: %ld %s", ri.method, real, ri.scope, r.status,
+			         r.body);
 		resp_free(&r);
 
 		/* Tenant "other", every scope, on acme's objects. */
@@ -400,15 +411,15 @@ static void test_route_table(void **state)
 				fail_msg("%s %s by another tenant: %ld", ri.method, real, r.status);
 		} else if (!strcmp(ri.access, "admin") && has_id) {
 			if (r.status != 404)
-				fail_msg("%s %s by another tenant: %ld %s", ri.method, real, r.status,
-				         r.body);
+				fail_msg("%s %s by another tenant: %ld %s", ri.method, real,
+				         r.status, r.body);
 		} else if (has_id) {
 			if (r.status != 404)
-				fail_msg("%s %s by another tenant: %ld %s", ri.method, real, r.status,
-				         r.body);
+				fail_msg("%s %s by another tenant: %ld %s", ri.method, real,
+				         r.status, r.body);
 		} else if (!stream && r.status != rf.status) {
-			fail_msg("%s %s by another tenant: %ld, but %ld for nothing of acme's", ri.method,
-			         real, r.status, rf.status);
+			fail_msg("%s %s by another tenant: %ld, but %ld for nothing of acme's",
+			         ri.method, real, r.status, rf.status);
 		}
 		no_leak(&r, "another tenant", real);
 		resp_free(&r);
@@ -418,25 +429,28 @@ static void test_route_table(void **state)
 		r = call(ri.method, real, k_cards, body);
 		if (!strcmp(ri.access, "tenant")) {
 			if (has_id && r.status != 404)
-				fail_msg("%s %s by a sibling unit: %ld %s", ri.method, real, r.status,
-				         r.body);
-			/* Naming the sibling's account (or nothing valid) makes nothing. */
-			if (!has_id && !strcmp(ri.method, "POST") && r.status >= 200 && r.status < 300)
-				fail_msg("%s %s by a sibling unit with its objects: %ld %s", ri.method, real,
+				fail_msg("%s %s by a sibling unit: %ld %s", ri.method, real,
 				         r.status, r.body);
+			/* Naming the sibling's account (or nothing valid) makes nothing. */
+			if (!has_id && !strcmp(ri.method, "POST") && r.status >= 200 &&
+			    r.status < 300)
+				fail_msg("%s %s by a sibling unit with its objects: %ld %s",
+				         ri.method, real, r.status, r.body);
 		} else if (r.status != 403) {
-			fail_msg("%s %s (%s) by a unit key: %ld %s", ri.method, real, ri.access, r.status,
-			         r.body);
+			fail_msg("%s %s (%s) by a unit key: %ld %s", ri.method, real, ri.access,
+			         r.status, r.body);
 		}
 		no_leak(&r, "a sibling unit", real);
 		resp_free(&r);
 
 		/* The positive control: the owner reaches its own objects (a
 		 * WhatsApp account has no capability check: 422, not 404). */
-		if (!strcmp(ri.access, "tenant") && has_id && !strcmp(ri.method, "GET") && !stream) {
+		if (!strcmp(ri.access, "tenant") && has_id && !strcmp(ri.method, "GET") &&
+		    !stream) {
 			r = call(ri.method, real, k_loans, NULL);
 			if (r.status != (strstr(ri.path, "capabilities") ? 422 : 200))
-				fail_msg("%s %s by its owner: %ld %s", ri.method, real, r.status, r.body);
+				fail_msg("%s %s by its owner: %ld %s", ri.method, real, r.status,
+				         r.body);
 			resp_free(&r);
 		}
 		checked++;
@@ -455,8 +469,9 @@ static bool key_used(struct world *w, void *arg)
 	bool used = false;
 	size_t i;
 	json_t *k;
-	json_array_foreach(json_object_get(r.json, "keys"), i, k) if (
-	    !strcmp(json_string_value(json_object_get(k, "prefix")), (const char *)arg))
+	json_array_foreach(
+	    json_object_get(r.json, "keys"), i,
+	    k) if (!strcmp(json_string_value(json_object_get(k, "prefix")), (const char *)arg))
 	    used = json_is_string(json_object_get(k, "last_used_at"));
 	resp_free(&r);
 	return used;
@@ -467,16 +482,16 @@ static void test_keys_lifecycle(void **state)
 	(void)state;
 	/* The tenant's admin makes a key: shown once, its scopes within the
 	 * admin's own. */
-	struct resp r = call("POST", "/v1/tenants/acme/keys", k_admin,
-	                     "{\"scopes\":[\"messages:send\"]}");
+	struct resp r =
+	    call("POST", "/v1/tenants/acme/keys", k_admin, "{\"scopes\":[\"messages:send\"]}");
 	assert_int_equal(r.status, 403);
 	assert_non_null(strstr(errmsg(&r), "messages:send"));
 	resp_free(&r);
 	r = call("POST", "/v1/tenants/acme/keys", k_admin, "{\"scopes\":[\"messages:reed\"]}");
 	assert_int_equal(r.status, 422);
-	assert_string_equal(json_string_value(json_object_get(json_object_get(r.json, "error"),
-	                                                      "field")),
-	                    "scopes");
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(r.json, "error"), "field")),
+	    "scopes");
 	resp_free(&r);
 	char key[96], prefix[24];
 	make_key(k_admin, "{\"scopes\":[\"messages:read\"],\"label\":\"reader\"}", key, prefix);
@@ -615,11 +630,12 @@ static void test_audit(void **state)
 			char want[40];
 			snprintf(want, sizeof want, "key:%s", k_admin_prefix);
 			key_revoke = key_revoke || !strcmp(actor, want);
-			assert_true(json_is_true(
-			    json_object_get(json_object_get(x, "after"), "revoked")));
+			assert_true(
+			    json_is_true(json_object_get(json_object_get(x, "after"), "revoked")));
 		}
 		if (!strcmp(action, "batch.cancel"))
-			cancel = !strcmp(json_string_value(json_object_get(x, "object")) + 6, batch_l);
+			cancel =
+			    !strcmp(json_string_value(json_object_get(x, "object")) + 6, batch_l);
 		if (!strcmp(action, "account.create"))
 			account = account || strstr(json_string_value(json_object_get(x, "object")),
 			                            acct_l) != NULL;
@@ -869,7 +885,8 @@ static void test_cli(void **state)
 	assert_int_equal(herald_cli("keys list acme", OPERATOR_KEY, out, sizeof out), 0);
 	assert_non_null(strstr(out, prefix));
 	assert_null(strstr(out, key));
-	assert_int_equal(herald_cli("audit --tenant acme --limit 5", OPERATOR_KEY, out, sizeof out), 0);
+	assert_int_equal(herald_cli("audit --tenant acme --limit 5", OPERATOR_KEY, out, sizeof out),
+	                 0);
 	assert_non_null(strstr(out, "key.revoke"));
 	/* Usage and refusals, with the documented exit codes. */
 	assert_int_equal(herald_cli("keys create acme", OPERATOR_KEY, out, sizeof out), 2);

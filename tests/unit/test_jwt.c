@@ -93,9 +93,9 @@ static void test_config(void **state)
 	     "auth.jwt.jwks_file");
 	load("{\"tenants\":[{\"id\":\"t\",\"jwt\":{\"hs256_secret\":\"env:HERALD_TEST_JWT\"}}]}",
 	     HR_EINVAL, "auth.jwt");
-	struct api_jwt *j =
-	    load("{\"auth\":{\"jwt\":{\"audience\":\"a\",\"hs256_secret\":\"env:HERALD_TEST_JWT\"}}}",
-	         0, NULL);
+	struct api_jwt *j = load(
+	    "{\"auth\":{\"jwt\":{\"audience\":\"a\",\"hs256_secret\":\"env:HERALD_TEST_JWT\"}}}", 0,
+	    NULL);
 	assert_non_null(j);
 	api_jwt_free(j);
 }
@@ -135,7 +135,7 @@ static void test_verify(void **state)
 	    {SECRET, "acme", 300, 0, NULL, "audience"},
 	    {SECRET, NULL, 300, 0, "herald", "no tenant"},
 	    {"wrong-secret-0123456789abcdef0123456789", "acme", 300, 0, "herald", "signature"},
-	    {SECRET, "own", 300, 0, "herald", "signature"},      /* own's secret only */
+	    {SECRET, "own", 300, 0, "herald", "signature"},         /* own's secret only */
 	    {TENANT_SECRET, "acme", 300, 0, "herald", "signature"}, /* own's secret, acme's claim */
 	    {TENANT_SECRET, "own", 300, 0, "herald", NULL},
 	};
@@ -146,12 +146,14 @@ static void test_verify(void **state)
 			fail_msg("case %zu: %d %s", i, rc, msg);
 		free(t);
 	}
-	static const char *const junk[] = {
-	    "a.b.c", "....", "eyJhbGciOiJub25lIn0.eyJ0ZW5hbnQiOiJhY21lIn0.",
-	    "eyJhbGciOiJOT05FIn0.eyJ0ZW5hbnQiOiJhY21lIn0.eA",
-	    "eyJhbGciOiJIUzUxMiJ9.eyJ0ZW5hbnQiOiJhY21lIn0.eA", "eyJhbGciOiJIUzI1NiJ9.e30."};
-	static const char *const why[] = {"malformed", "malformed", "alg none", "alg none",
-	                                  "not accepted", "no signature"};
+	static const char *const junk[] = {"a.b.c",
+	                                   "....",
+	                                   "eyJhbGciOiJub25lIn0.eyJ0ZW5hbnQiOiJhY21lIn0.",
+	                                   "eyJhbGciOiJOT05FIn0.eyJ0ZW5hbnQiOiJhY21lIn0.eA",
+	                                   "eyJhbGciOiJIUzUxMiJ9.eyJ0ZW5hbnQiOiJhY21lIn0.eA",
+	                                   "eyJhbGciOiJIUzI1NiJ9.e30."};
+	static const char *const why[] = {"malformed", "malformed",    "alg none",
+	                                  "alg none",  "not accepted", "no signature"};
 	for (size_t i = 0; i < sizeof junk / sizeof *junk; i++) {
 		int rc = verify(j, junk[i], &w, msg, sizeof msg);
 		if (rc != HR_EAUTH || !strstr(msg, why[i]))
