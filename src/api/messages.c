@@ -36,7 +36,7 @@ struct accept {
 	char batch_id[HR_ID_LEN + 1];
 	char *resp;                  /* the 202 body, also stored for replays */
 	bool has_idem;
-	char idem_key[IDEM_KEY_MAX + 1];
+	char idem_key[HR_NAME_MAX + 1 + IDEM_KEY_MAX + 1]; /* "<unit>\x1f<key>" for a unit */
 	char hash[65];
 	struct idem_put idem;
 	bool sync;
@@ -501,7 +501,11 @@ static enum MHD_Result accept_start(struct api_req *r, bool batch)
 			return api_fail(r, rc, &err);
 		}
 		a->has_idem = true;
-		hr_strlcpy(a->idem_key, key, sizeof a->idem_key);
+		/* Per unit: a sibling unit reusing a key neither replays the other's
+		 * answer nor learns it was used (0x1f never occurs in a key, so a
+		 * tenant-wide key cannot collide with a unit's). */
+		snprintf(a->idem_key, sizeof a->idem_key, "%s%s%s", r->who.unit,
+		         r->who.unit[0] ? "\x1f" : "", key);
 		hr_sha256_hex(r->body, r->len, a->hash);
 		struct idem_row row;
 		memset(&row, 0, sizeof row);

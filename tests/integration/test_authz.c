@@ -596,6 +596,30 @@ static void test_keys_lifecycle(void **state)
 	r = call("POST", "/v1/tenants/nobody/keys", OPERATOR_KEY, "{\"scopes\":[\"admin\"]}");
 	assert_int_equal(r.status, 404);
 	resp_free(&r);
+	/* Idempotency keys are per unit: the same key and request from two
+	 * units make two messages, neither replaying the other's answer. */
+	{
+		const char *idem[] = {"Idempotency-Key: order-42", NULL};
+		const char *msg = "{\"channel\":\"whatsapp\",\"account\":\"acme-wa\","
+		                  "\"to\":\"+447911000107\",\"text\":\"same\"}";
+		char url[256];
+		snprintf(url, sizeof url, "%s/v1/messages", W.api);
+		struct resp a1 = http("POST", url, k_cards, msg, idem);
+		struct resp a2 = http("POST", url, k_loans, msg, idem);
+		struct resp a3 = http("POST", url, k_loans, msg, idem);
+		assert_int_equal(a1.status, 202);
+		assert_int_equal(a2.status, 202);
+		const char *id1 = json_string_value(json_object_get(a1.json, "id"));
+		const char *id2 = json_string_value(json_object_get(a2.json, "id"));
+		const char *id3 = json_string_value(json_object_get(a3.json, "id"));
+		assert_non_null(id1);
+		assert_non_null(id2);
+		assert_string_not_equal(id1, id2);
+		assert_string_equal(id2, id3); /* the same unit: a replay */
+		resp_free(&a1);
+		resp_free(&a2);
+		resp_free(&a3);
+	}
 	/* A unit key names its own unit's campaigns only. */
 	r = call("POST", "/v1/batches", k_cards,
 	         "{\"name\":\"x\",\"channel\":\"whatsapp\",\"account\":\"acme-wa\",\"text\":\"x\","
