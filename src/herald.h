@@ -244,6 +244,9 @@ struct message {
 	/* us; 0: none. How long a SENT message with a next step waits for a
 	 * receipt before its follow-up is made. */
 	int64_t fallback_after;
+	/* The business unit that made it ("" = the tenant's own). Written by
+	 * inserts; read back by message_get and message_list only. */
+	char unit[HR_NAME_MAX];
 };
 
 void message_clear(struct message *m); /* frees content/body, zeroes */

@@ -36,7 +36,7 @@ struct accept {
 	char batch_id[HR_ID_LEN + 1];
 	char *resp;                  /* the 202 body, also stored for replays */
 	bool has_idem;
-	char idem_key[IDEM_KEY_MAX + 1];
+	char idem_key[HR_NAME_MAX + 1 + IDEM_KEY_MAX + 1]; /* "<unit>\x1f<key>" for a unit */
 	char hash[65];
 	struct idem_put idem;
 	bool sync;
@@ -83,14 +83,18 @@ static int parse_priority(json_t *v, int *out, struct hr_err *err)
 
 /* The account to send from: the one named (it must be the tenant's and of
  * the requested channel), or the tenant's first account of that channel. */
-static int resolve_account(const struct api_server *s, const char *tenant, const char *channel,
-                           const char *account, struct channel_account **out,
-                           struct hr_err *err)
+static int resolve_account(const struct api_server *s, const char *tenant, const char *unit,
+                           const char *channel, const char *account,
+                           struct channel_account **out, struct hr_err *err)
 {
 	struct account_set *set = s->o.accounts;
 	char cc[32];
 	if (account) {
 		struct channel_account *a = api_account_lookup(s, tenant, account);
+		/* A unit sends from its own accounts and the tenant's shared ones;
+		 * a sibling unit's is as unknown as another tenant's. */
+		if (a && unit && unit[0] && a->unit[0] && strcmp(a->unit, unit) != 0)
+			a = NULL;
 		if (!a) {
 			char ca[HR_NAME_MAX];
 			return hr_fail(err, HR_EINVAL, "account", "no account '%s' for this tenant",
@@ -109,7 +113,8 @@ static int resolve_account(const struct api_server *s, const char *tenant, const
 		               api_clip(cc, sizeof cc, channel));
 	struct channel_account *a;
 	for (size_t i = 0; (a = account_set_at(set, i)) != NULL; i++) {
-		if (strcmp(a->tenant_id, tenant) == 0 && strcmp(a->ops->name, channel) == 0) {
+		if (strcmp(a->tenant_id, tenant) == 0 && strcmp(a->ops->name, channel) == 0 &&
+		    (!unit || !unit[0] || !a->unit[0] || strcmp(a->unit, unit) == 0)) {
 			*out = a;
 			return 0;
 		}
@@ -120,6 +125,7 @@ static int resolve_account(const struct api_server *s, const char *tenant, const
 struct parse_ctx {
 	const struct api_server *s;
 	const char *tenant;
+	const char *unit;     /* the caller's business unit, "" or NULL for none */
 	bool batch;           /* a batch item: no mode/timeout_ms */
 	int default_prio;
 	int64_t now;
@@ -367,7 +373,7 @@ static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *
 		return rc;
 
 	struct channel_account *acct = NULL;
-	rc = resolve_account(s, pc->tenant, channel, json_string_value(jacc), &acct, err);
+	rc = resolve_account(s, pc->tenant, pc->unit, channel, json_string_value(jacc), &acct, err);
 	if (rc != 0 || !acct)
 		return rc ? rc : HR_EINTERNAL;
 	char to[HR_ADDR_MAX];
@@ -406,6 +412,7 @@ static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *
 	if (m->route)
 		hr_strlcpy(m->route_root, m->id, sizeof m->route_root);
 	hr_strlcpy(m->tenant_id, pc->tenant, sizeof m->tenant_id);
+	hr_strlcpy(m->unit, pc->unit ? pc->unit : "", sizeof m->unit);
 	hr_strlcpy(m->account_id, acct->id, sizeof m->account_id);
 	hr_strlcpy(m->channel, acct->ops->name, sizeof m->channel);
 	hr_strlcpy(m->recipient, to, sizeof m->recipient);
@@ -419,10 +426,10 @@ static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *
 	return 0;
 }
 
-int api_message_build(const struct api_server *s, const char *tenant, json_t *o,
+int api_message_build(const struct api_server *s, const char *tenant, const char *unit, json_t *o,
                       const char *batch_id, int64_t now, struct message *m, struct hr_err *err)
 {
-	struct parse_ctx pc = {.s = s, .tenant = tenant, .batch = true,
+	struct parse_ctx pc = {.s = s, .tenant = tenant, .unit = unit, .batch = true,
 	                       .default_prio = PRIO_BULK, .now = now, .batch_id = batch_id};
 	return parse_message(&pc, o, m, NULL, NULL, err);
 }
@@ -522,7 +529,7 @@ static void prefix_item_field(struct hr_err *err, size_t i)
 static int parse_single(struct api_req *r, struct accept *a, json_t *root, struct hr_err *err)
 {
 	struct parse_ctx pc = {
-		.s = r->srv, .tenant = r->tenant, .batch = false,
+		.s = r->srv, .tenant = r->tenant, .unit = r->who.unit, .batch = false,
 		.default_prio = PRIO_TRANSACTIONAL, .now = hr_now_us(),
 	};
 	a->msgs = calloc(1, sizeof *a->msgs);
@@ -570,7 +577,7 @@ static int parse_batch(struct api_req *r, struct accept *a, json_t *root, struct
 		return hr_fail(err, HR_ELIMIT, "messages",
 		               "a batch holds at most %d messages (%zu given)", s->o.max_batch, n);
 	struct parse_ctx pc = {
-		.s = s, .tenant = r->tenant, .batch = true,
+		.s = s, .tenant = r->tenant, .unit = r->who.unit, .batch = true,
 		.default_prio = PRIO_BULK, .now = hr_now_us(), .batch_id = a->batch_id,
 	};
 	json_t *jprio = json_object_get(root, "priority");
@@ -647,7 +654,11 @@ static enum MHD_Result accept_start(struct api_req *r, bool batch)
 			return api_fail(r, rc, &err);
 		}
 		a->has_idem = true;
-		hr_strlcpy(a->idem_key, key, sizeof a->idem_key);
+		/* Per unit: a sibling unit reusing a key neither replays the other's
+		 * answer nor learns it was used (0x1f never occurs in a key, so a
+		 * tenant-wide key cannot collide with a unit's). */
+		snprintf(a->idem_key, sizeof a->idem_key, "%s%s%s", r->who.unit,
+		         r->who.unit[0] ? "\x1f" : "", key);
 		hr_sha256_hex(r->body, r->len, a->hash);
 		struct idem_row row;
 		memset(&row, 0, sizeof row);

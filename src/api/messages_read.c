@@ -187,6 +187,10 @@ enum MHD_Result api_message_get(struct api_req *r)
 	struct message m;
 	memset(&m, 0, sizeof m);
 	int rc = st->ops->message_get(st, r->tenant, r->path_id, &m);
+	if (rc == 0 && !api_unit_visible(r, m.unit, false)) {
+		message_clear(&m); /* a sibling unit's: as absent as another tenant's */
+		rc = HR_ENOTFOUND;
+	}
 	if (rc != 0) {
 		hr_fail(&err, rc, NULL, "no message %s", r->path_id);
 		return api_fail(r, rc, &err);
@@ -381,6 +385,7 @@ enum MHD_Result api_messages_list_in(struct api_req *r, const char *batch_id)
 	if (rc != 0)
 		return api_fail(r, rc, &err);
 	f.batch_id = batch_id;
+	f.unit = r->who.unit[0] ? r->who.unit : NULL;
 
 	struct message *ms = NULL;
 	size_t n = 0;

@@ -88,6 +88,7 @@ int channel_url_origin(const char *url, char *out, size_t outsz);
 struct channel_account {
 	char id[HR_NAME_MAX];
 	char tenant_id[HR_NAME_MAX];
+	char unit[HR_NAME_MAX]; /* the business unit that owns it; "" = the tenant's, shared */
 	/* Created by a tenant through the API: the policy applies (secrets from
 	 * the tenant's namespace only, provider origins only). */
 	bool restricted;

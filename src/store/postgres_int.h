@@ -143,11 +143,29 @@ enum pg_slot {
 	P_BATCH_ITEMS_STATUS,
 	P_BATCH_DELETE_ITEMS,
 	P_LIST,
+	P_AUDIT_INSERT,
+	P_TENANT_CREATE,
+	P_TENANT_GET,
+	P_TENANT_LIST,
+	P_TENANT_DISABLE,
+	P_UNIT_TENANT_CHECK,
+	P_UNIT_CREATE,
+	P_UNIT_GET,
+	P_UNIT_LIST,
+	P_UNIT_DISABLE,
+	P_KEY_UNIT_CHECK,
+	P_KEY_CREATE,
+	P_KEY_SEED,
+	P_KEY_LOOKUP,
+	P_KEY_LIST,
+	P_KEY_REVOKE,
+	P_KEY_TOUCH,
+	P_AUDIT_LIST,
 	P__COUNT
 };
 
 /* message_list: one prepared statement per combination of optional filters. */
-#define PG_LIST_VARIANTS 256
+#define PG_LIST_VARIANTS 512
 
 /* One connection and what has been prepared on it. */
 struct pg_conn {
@@ -267,6 +285,7 @@ bool pg_col_bool(const PGresult *r, int row, int col);
 	"priority, attempts, max_attempts, created_at, updated_at, due_at, lease_until, "          \
 	"provider_id, error_code, error_text, segments, delivery_policy, expires_at, route, "      \
 	"route_step, route_steps, route_root, fallback_after"
+#define PG_MSG_NCOLS 27 /* the columns of PG_MSG_COLS */
 int pg_row_message(const PGresult *r, int row, int col, struct message *m);
 
 /* ---- the reconciler (postgres_rec.c reads, postgres_tx.c lifecycle runs) ---- */
@@ -406,5 +425,31 @@ int pg_inbox_rows(PGresult *r, struct inbox_row *v, size_t *n);
 
 /* Reads a bytea column (text format) into a NUL-terminated heap copy. */
 int pg_col_bytea(const PGresult *r, int row, int col, char **out, size_t *len);
+
+
+/* ---- postgres_tenancy.c ---- */
+int pg_tenant_create(struct store *st, const struct tenant_info *t, const struct audit_row *a,
+                     struct hr_err *err);
+int pg_tenant_get(struct store *st, const char *id, struct tenant_info *out);
+int pg_tenant_list(struct store *st, struct tenant_info **out, size_t *n);
+int pg_tenant_set_disabled(struct store *st, const char *id, bool disabled,
+                           const struct audit_row *a, struct hr_err *err);
+int pg_unit_create(struct store *st, const struct unit_row *u, bool if_absent,
+                   const struct audit_row *a, struct hr_err *err);
+int pg_unit_get(struct store *st, const char *tenant_id, const char *id, struct unit_row *out);
+int pg_unit_list(struct store *st, const char *tenant_id, struct unit_row **out, size_t *n);
+int pg_unit_set_disabled(struct store *st, const char *tenant_id, const char *id, bool disabled,
+                         const struct audit_row *a, struct hr_err *err);
+int pg_key_create(struct store *st, const struct key_row *k, const struct audit_row *a,
+                  struct hr_err *err);
+int pg_key_seed(struct store *st, const struct key_row *k, struct hr_err *err);
+int pg_key_lookup(struct store *st, const char *hash, struct key_row *out);
+int pg_key_list(struct store *st, const char *tenant_id, struct key_row **out, size_t *n);
+int pg_key_revoke(struct store *st, const char *tenant_id, const char *prefix,
+                  const struct audit_row *a, char hash[65], struct hr_err *err);
+int pg_key_touch(struct store *st, const char *hash, int64_t at, store_done_fn cb, void *arg);
+int pg_audit_append(struct store *st, const struct audit_row *a, struct hr_err *err);
+int pg_audit_list(struct store *st, const char *tenant_id, int64_t before_id, int limit,
+                  struct audit_row **out, size_t *n);
 
 #endif

@@ -361,12 +361,47 @@ static const char migration_5[] =
     "CREATE INDEX webhook_inbox_parked ON webhook_inbox(account_id, id) WHERE state = 4;"
     "UPDATE message SET stale = 1 WHERE status = 2;";
 
+/* Tenancy: the same tables and columns as SQLite's migration 7 (see there).
+ * Migration 5 is the reconciler's. */
+static const char migration_6[] =
+    "ALTER TABLE tenant ADD COLUMN disabled boolean NOT NULL DEFAULT false;"
+    "CREATE TABLE business_unit("
+    " tenant_id text COLLATE \"C\" NOT NULL,"
+    " id text COLLATE \"C\" NOT NULL,"
+    " name text NOT NULL,"
+    " disabled boolean NOT NULL DEFAULT false,"
+    " created_at bigint NOT NULL,"
+    " PRIMARY KEY(tenant_id, id));"
+    "ALTER TABLE api_key ADD COLUMN prefix text COLLATE \"C\";"
+    "ALTER TABLE api_key ADD COLUMN unit_id text COLLATE \"C\";"
+    "ALTER TABLE api_key ADD COLUMN scopes text;"
+    "ALTER TABLE api_key ADD COLUMN created_by text;"
+    "ALTER TABLE api_key ADD COLUMN expires_at bigint NOT NULL DEFAULT 0;"
+    "ALTER TABLE api_key ADD COLUMN revoked_at bigint NOT NULL DEFAULT 0;"
+    "ALTER TABLE api_key ADD COLUMN last_used_at bigint NOT NULL DEFAULT 0;"
+    "ALTER TABLE api_key ADD COLUMN api_created boolean NOT NULL DEFAULT false;"
+    "CREATE UNIQUE INDEX api_key_prefix ON api_key(prefix) WHERE prefix IS NOT NULL;"
+    "ALTER TABLE channel_account ADD COLUMN unit_id text COLLATE \"C\";"
+    "ALTER TABLE template ADD COLUMN unit_id text COLLATE \"C\";"
+    "ALTER TABLE message ADD COLUMN unit_id text COLLATE \"C\";"
+    "CREATE TABLE admin_audit("
+    " id bigserial PRIMARY KEY,"
+    " tenant_id text COLLATE \"C\" NOT NULL,"
+    " actor text NOT NULL,"
+    " at bigint NOT NULL,"
+    " action text NOT NULL,"
+    " object text NOT NULL,"
+    " before text,"
+    " after text);"
+    "CREATE INDEX admin_audit_tenant ON admin_audit(tenant_id, id);";
+
 const struct pg_migration pg_migrations[] = {
     {1, migration_1},
     {2, migration_2},
     {3, migration_3},
     {4, migration_4},
     {5, migration_5},
+    {6, migration_6},
 };
 
 const size_t pg_migration_count = sizeof pg_migrations / sizeof pg_migrations[0];

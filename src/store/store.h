@@ -70,12 +70,63 @@ struct tenant_row {
 	const char *callback_url;
 };
 
+/*
+ * Tenancy (issue 11): tenants own business units; API keys belong to a
+ * tenant and optionally one of its units, carry scopes, and are stored as
+ * the SHA-256 hex of the key (the key itself is shown once, never kept).
+ */
+struct tenant_info {
+	char id[HR_NAME_MAX];
+	char name[128];
+	bool disabled;               /* every credential of the tenant is refused */
+	int64_t created_at;
+};
+
+struct unit_row {
+	char tenant_id[HR_NAME_MAX];
+	char id[HR_NAME_MAX];
+	char name[128];
+	bool disabled;               /* keys restricted to it are refused */
+	int64_t created_at;
+};
+
+struct key_row {
+	char hash[65];               /* sha256 hex of the key */
+	char prefix[24];             /* the visible identifier ("hk_" + 8 chars) */
+	char tenant_id[HR_NAME_MAX];
+	char unit_id[HR_NAME_MAX];   /* "" = tenant-wide */
+	char label[128];
+	char scopes[256];            /* space-separated names; "*" = every scope */
+	char created_by[96];         /* the actor that made it ("config" for seeded keys) */
+	int64_t created_at;
+	int64_t expires_at;          /* us; 0 = never */
+	int64_t revoked_at;          /* us; 0 = live */
+	int64_t last_used_at;        /* us; 0 = never (updated at most once a minute) */
+	bool api_created;            /* made through the admin API (config pruning skips it) */
+	/* Read by key_lookup only: the owners' state at the time of the read. */
+	bool tenant_disabled, unit_disabled;
+};
+
+/* One administrative action. before/after are JSON object texts (heap on
+ * reads, borrowed on writes), NULL for none. */
+struct audit_row {
+	int64_t id;
+	char tenant_id[HR_NAME_MAX]; /* the tenant the object belongs to */
+	char actor[96];              /* "key:<prefix>", "jwt:<sub>", "operator:<prefix>" */
+	int64_t at;                  /* us; 0 on writes = now */
+	char action[48];             /* "key.create", "unit.disable", "batch.cancel", ... */
+	char object[160];            /* what it acted on ("key:hk_abcd1234", "unit:cards") */
+	char *before, *after;
+};
+void audit_row_clear(struct audit_row *a);
+
 struct account_row {
 	char id[HR_NAME_MAX];        /* globally unique; appears in webhook URLs */
 	char tenant_id[HR_NAME_MAX];
 	char channel[16];            /* "whatsapp", ... */
 	char *config;                /* JSON object text (secrets as references), heap */
 	bool api_created;            /* a tenant made it through the API: restricted */
+	char unit_id[HR_NAME_MAX];   /* owning business unit; "" = the tenant's, shared */
 };
 void account_row_clear(struct account_row *a);
 
@@ -119,6 +170,7 @@ struct msg_filter {
 	int64_t since_us;            /* 0 = unbounded; created_at >= since */
 	int64_t until_us;            /* 0 = unbounded; created_at < until  */
 	const char *before_id;       /* cursor: ids strictly less; NULL = start */
+	const char *unit;            /* NULL = any; "" is not a filter */
 	int limit;                   /* 1..1000 */
 };
 
@@ -468,6 +520,52 @@ struct store_ops {
 	 * keep_hashes[0..n) (n = 0: all of them), in one transaction. */
 	int (*api_key_prune)(struct store *st, const char *tenant_id,
 	                     const char *const *keep_hashes, size_t n, struct hr_err *err);
+
+	/* ---- tenancy: tenants, units, keys, the admin audit log ----
+	 * Every administrative write takes an optional audit row, written in
+	 * the same transaction as the change (both or neither). */
+	/* HR_ECONFLICT naming "id" if the tenant exists. */
+	int (*tenant_create)(struct store *st, const struct tenant_info *t, const struct audit_row *a,
+	                     struct hr_err *err);
+	/* HR_ENOTFOUND if absent. */
+	int (*tenant_get)(struct store *st, const char *id, struct tenant_info *out);
+	int (*tenant_list)(struct store *st, struct tenant_info **out, size_t *n);
+	int (*tenant_set_disabled)(struct store *st, const char *id, bool disabled,
+	                           const struct audit_row *a, struct hr_err *err);
+	/* HR_ENOTFOUND naming "tenant" if the tenant does not exist; with
+	 * if_absent an existing unit is left as it is (config seeding), else
+	 * HR_ECONFLICT naming "id". */
+	int (*unit_create)(struct store *st, const struct unit_row *u, bool if_absent,
+	                   const struct audit_row *a, struct hr_err *err);
+	int (*unit_get)(struct store *st, const char *tenant_id, const char *id, struct unit_row *out);
+	int (*unit_list)(struct store *st, const char *tenant_id, struct unit_row **out, size_t *n);
+	int (*unit_set_disabled)(struct store *st, const char *tenant_id, const char *id,
+	                         bool disabled, const struct audit_row *a, struct hr_err *err);
+	/* A config-seeded key (api_created false): inserted, or its tenant,
+	 * unit, label and scopes updated; revocation and last use are kept. */
+	int (*key_seed)(struct store *st, const struct key_row *k, struct hr_err *err);
+	/* A new key (api_created, hash and prefix unique: HR_ECONFLICT). */
+	int (*key_create)(struct store *st, const struct key_row *k, const struct audit_row *a,
+	                  struct hr_err *err);
+	/* The key with this hash, with its tenant's and unit's disabled flags;
+	 * HR_ENOTFOUND if none (revoked and expired keys are returned: the
+	 * caller says why it refuses them). */
+	int (*key_lookup)(struct store *st, const char *hash, struct key_row *out);
+	/* The tenant's keys (NULL: every tenant's), newest first. */
+	int (*key_list)(struct store *st, const char *tenant_id, struct key_row **out, size_t *n);
+	/* Revokes the key with this prefix (of tenant_id; NULL: any tenant) at
+	 * the database's clock; HR_ENOTFOUND if none is live. *hash (may be
+	 * NULL) gets its hash, for the caller's cache. */
+	int (*key_revoke)(struct store *st, const char *tenant_id, const char *prefix,
+	                  const struct audit_row *a, char hash[65], struct hr_err *err);
+	/* Records a use of the key (last_used_at = at, if later). Asynchronous
+	 * with cb (the request path never waits on it). */
+	int (*key_touch)(struct store *st, const char *hash, int64_t at, store_done_fn cb, void *arg);
+	int (*audit_append)(struct store *st, const struct audit_row *a, struct hr_err *err);
+	/* Newest first, ids below before_id (0: from the newest), at most limit
+	 * (1..1000); tenant_id NULL = every tenant. */
+	int (*audit_list)(struct store *st, const char *tenant_id, int64_t before_id, int limit,
+	                  struct audit_row **out, size_t *n);
 	int (*account_upsert)(struct store *st, const struct account_row *a, struct hr_err *err);
 	/* All accounts (tenant_id NULL) or one tenant's. *out is a heap array. */
 	int (*account_list)(struct store *st, const char *tenant_id, struct account_row **out,

@@ -5310,6 +5310,288 @@ static void test_batch_counts_fallback(void **state)
 	batch_clear(&g);
 }
 
+/* ---- tenancy: tenants, units, keys, audit (issue 11) ---- */
+
+static struct audit_row mk_audit(const char *tenant, const char *action, const char *object)
+{
+	struct audit_row a = {0};
+	snprintf(a.tenant_id, sizeof a.tenant_id, "%s", tenant);
+	snprintf(a.actor, sizeof a.actor, "operator:test");
+	snprintf(a.action, sizeof a.action, "%s", action);
+	snprintf(a.object, sizeof a.object, "%s", object);
+	return a;
+}
+
+static struct key_row mk_key(char c, const char *tenant, const char *unit, const char *scopes)
+{
+	struct key_row k = {0};
+	memset(k.hash, c, 64);
+	snprintf(k.prefix, sizeof k.prefix, "hk_%c%c%c%c%c%c%c%c", c, c, c, c, c, c, c, c);
+	snprintf(k.tenant_id, sizeof k.tenant_id, "%s", tenant);
+	snprintf(k.unit_id, sizeof k.unit_id, "%s", unit);
+	snprintf(k.scopes, sizeof k.scopes, "%s", scopes);
+	snprintf(k.created_by, sizeof k.created_by, "operator:test");
+	return k;
+}
+
+/* Tenants and units: create, conflict, disable; each change audited in
+ * the same transaction, a failed change audits nothing. */
+static void test_tenancy_tenants_units(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct tenant_info t = {.id = "bank"};
+	snprintf(t.name, sizeof t.name, "The Bank");
+	struct audit_row a = mk_audit("bank", "tenant.create", "tenant:bank");
+	a.after = "{\"name\":\"The Bank\"}";
+	assert_int_equal(st->ops->tenant_create(st, &t, &a, &err), 0);
+	assert_int_equal(st->ops->tenant_create(st, &t, &a, &err), HR_ECONFLICT);
+	assert_string_equal(err.field, "id");
+	struct tenant_info got;
+	assert_int_equal(st->ops->tenant_get(st, "bank", &got), 0);
+	assert_string_equal(got.name, "The Bank");
+	assert_false(got.disabled);
+	assert_true(got.created_at > 0);
+	assert_int_equal(st->ops->tenant_get(st, "nobody", &got), HR_ENOTFOUND);
+
+	struct unit_row u = {.tenant_id = "bank", .id = "cards"};
+	struct audit_row ua = mk_audit("bank", "unit.create", "unit:cards");
+	assert_int_equal(st->ops->unit_create(st, &u, false, &ua, &err), 0);
+	assert_int_equal(st->ops->unit_create(st, &u, false, &ua, &err), HR_ECONFLICT);
+	assert_int_equal(st->ops->unit_create(st, &u, true, &ua, &err), 0); /* seeding: no-op */
+	struct unit_row bad = {.tenant_id = "nobody", .id = "x"};
+	assert_int_equal(st->ops->unit_create(st, &bad, true, NULL, &err), HR_ENOTFOUND);
+	assert_string_equal(err.field, "tenant");
+	struct unit_row u2 = {.tenant_id = "bank", .id = "loans"};
+	snprintf(u2.name, sizeof u2.name, "Loans");
+	assert_int_equal(st->ops->unit_create(st, &u2, false, NULL, &err), 0);
+	struct unit_row *units;
+	size_t n;
+	assert_int_equal(st->ops->unit_list(st, "bank", &units, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(units[0].id, "cards");
+	assert_string_equal(units[0].name, "cards");
+	assert_string_equal(units[1].name, "Loans");
+	free(units);
+	assert_int_equal(st->ops->unit_list(st, "nobody", &units, &n), 0);
+	assert_int_equal(n, 0);
+
+	struct audit_row da = mk_audit("bank", "unit.disable", "unit:loans");
+	assert_int_equal(st->ops->unit_set_disabled(st, "bank", "loans", true, &da, &err), 0);
+	assert_int_equal(st->ops->unit_get(st, "bank", "loans", &u2), 0);
+	assert_true(u2.disabled);
+	assert_int_equal(st->ops->unit_set_disabled(st, "bank", "nope", true, &da, &err),
+	                 HR_ENOTFOUND);
+	assert_int_equal(st->ops->unit_get(st, "other", "loans", &u2), HR_ENOTFOUND);
+	struct audit_row ta = mk_audit("bank", "tenant.disable", "tenant:bank");
+	assert_int_equal(st->ops->tenant_set_disabled(st, "bank", true, &ta, &err), 0);
+	assert_int_equal(st->ops->tenant_get(st, "bank", &got), 0);
+	assert_true(got.disabled);
+	assert_int_equal(st->ops->tenant_set_disabled(st, "nobody", true, &ta, &err), HR_ENOTFOUND);
+
+	/* Audited: the successes only (tenant, unit, disable unit, disable
+	 * tenant), newest first; the seeding no-op and failures left nothing. */
+	struct audit_row *log;
+	assert_int_equal(st->ops->audit_list(st, "bank", 0, 100, &log, &n), 0);
+	assert_int_equal(n, 4);
+	assert_string_equal(log[0].action, "tenant.disable");
+	assert_string_equal(log[1].action, "unit.disable");
+	assert_string_equal(log[2].action, "unit.create");
+	assert_string_equal(log[3].action, "tenant.create");
+	assert_string_equal(log[3].after, "{\"name\":\"The Bank\"}");
+	assert_null(log[3].before);
+	assert_string_equal(log[3].actor, "operator:test");
+	assert_true(log[0].id > log[1].id);
+	/* Paging by id. */
+	struct audit_row *page;
+	size_t pn;
+	assert_int_equal(st->ops->audit_list(st, "bank", log[1].id, 1, &page, &pn), 0);
+	assert_int_equal(pn, 1);
+	assert_string_equal(page[0].action, "unit.create");
+	audit_row_clear(&page[0]);
+	free(page);
+	for (size_t i = 0; i < n; i++)
+		audit_row_clear(&log[i]);
+	free(log);
+	assert_int_equal(st->ops->audit_list(st, "other", 0, 10, &log, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(st->ops->audit_list(st, NULL, 0, 0, &log, &n), HR_EINVAL);
+}
+
+/* Keys: create (unit checked), lookup with the owners' state, list,
+ * revoke by prefix within a tenant only, touch, seeding keeps API keys. */
+static void test_tenancy_keys(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct tenant_info ta = {.id = "a"}, tb = {.id = "b"};
+	assert_int_equal(st->ops->tenant_create(st, &ta, NULL, &err), 0);
+	assert_int_equal(st->ops->tenant_create(st, &tb, NULL, &err), 0);
+	struct unit_row u = {.tenant_id = "a", .id = "cards"};
+	assert_int_equal(st->ops->unit_create(st, &u, false, NULL, &err), 0);
+
+	struct key_row k1 = mk_key('1', "a", "cards", "messages:send messages:read");
+	k1.expires_at = 4102444800000000LL;
+	struct audit_row ka = mk_audit("a", "key.create", "key:hk_11111111");
+	assert_int_equal(st->ops->key_create(st, &k1, &ka, &err), 0);
+	assert_int_equal(st->ops->key_create(st, &k1, &ka, &err), HR_ECONFLICT);
+	struct key_row k2 = mk_key('2', "a", "", "*");
+	assert_int_equal(st->ops->key_create(st, &k2, NULL, &err), 0);
+	struct key_row k3 = mk_key('3', "a", "nounit", "admin");
+	assert_int_equal(st->ops->key_create(st, &k3, NULL, &err), HR_ENOTFOUND);
+	assert_string_equal(err.field, "unit");
+	struct key_row k4 = mk_key('4', "b", "", "admin");
+	assert_int_equal(st->ops->key_create(st, &k4, NULL, &err), 0);
+	struct key_row bad = mk_key('5', "a", "", "");
+	assert_int_equal(st->ops->key_create(st, &bad, NULL, &err), HR_EINVAL);
+	assert_string_equal(err.field, "scopes");
+
+	struct key_row got;
+	assert_int_equal(st->ops->key_lookup(st, k1.hash, &got), 0);
+	assert_string_equal(got.prefix, "hk_11111111");
+	assert_string_equal(got.tenant_id, "a");
+	assert_string_equal(got.unit_id, "cards");
+	assert_string_equal(got.scopes, "messages:send messages:read");
+	assert_string_equal(got.created_by, "operator:test");
+	assert_true(got.expires_at == 4102444800000000LL);
+	assert_int_equal(got.revoked_at, 0);
+	assert_true(got.api_created);
+	assert_false(got.tenant_disabled);
+	assert_false(got.unit_disabled);
+	assert_int_equal(st->ops->key_lookup(st, k2.hash, &got), 0);
+	assert_string_equal(got.scopes, "*");
+	assert_string_equal(got.unit_id, "");
+
+	/* Tenant b cannot revoke a's key; a can; twice is not found. */
+	char hash[65] = "";
+	struct audit_row ra = mk_audit("a", "key.revoke", "key:hk_11111111");
+	assert_int_equal(st->ops->key_revoke(st, "b", "hk_11111111", &ra, hash, &err),
+	                 HR_ENOTFOUND);
+	assert_int_equal(st->ops->key_revoke(st, "a", "hk_11111111", &ra, hash, &err), 0);
+	assert_string_equal(hash, k1.hash);
+	assert_int_equal(st->ops->key_revoke(st, "a", "hk_11111111", &ra, hash, &err),
+	                 HR_ENOTFOUND);
+	assert_int_equal(st->ops->key_lookup(st, k1.hash, &got), 0);
+	assert_true(got.revoked_at > 0);
+
+	/* Owners' state comes with the key. */
+	assert_int_equal(st->ops->unit_set_disabled(st, "a", "cards", true, NULL, &err), 0);
+	assert_int_equal(st->ops->key_lookup(st, k1.hash, &got), 0);
+	assert_true(got.unit_disabled);
+	assert_int_equal(st->ops->tenant_set_disabled(st, "b", true, NULL, &err), 0);
+	assert_int_equal(st->ops->key_lookup(st, k4.hash, &got), 0);
+	assert_true(got.tenant_disabled);
+	assert_int_equal(st->ops->key_lookup(st, k2.hash, &got), 0);
+	assert_false(got.tenant_disabled);
+	assert_false(got.unit_disabled);
+
+	/* Touch: only forwards, synchronously and asynchronously. */
+	assert_int_equal(st->ops->key_touch(st, k2.hash, 5000, NULL, NULL), 0);
+	assert_int_equal(st->ops->key_touch(st, k2.hash, 4000, NULL, NULL), 0);
+	assert_int_equal(st->ops->key_lookup(st, k2.hash, &got), 0);
+	assert_true(got.last_used_at == 5000);
+	assert_int_equal(st->ops->key_touch(st, "short", 1, NULL, NULL), HR_EINVAL);
+
+	struct key_row *keys;
+	size_t n;
+	assert_int_equal(st->ops->key_list(st, "a", &keys, &n), 0);
+	assert_int_equal(n, 2);
+	free(keys);
+	assert_int_equal(st->ops->key_list(st, NULL, &keys, &n), 0);
+	assert_int_equal(n, 3);
+	free(keys);
+
+	/* Config seeding and pruning leave API-made keys alone. */
+	struct key_row s1 = mk_key('6', "a", "", "*");
+	s1.prefix[0] = '\0';
+	assert_int_equal(st->ops->key_seed(st, &s1, &err), 0);
+	assert_int_equal(st->ops->key_seed(st, &s1, &err), 0);
+	assert_int_equal(st->ops->key_lookup(st, s1.hash, &got), 0);
+	assert_false(got.api_created);
+	assert_string_equal(got.created_by, "operator:test");
+	assert_int_equal(st->ops->api_key_prune(st, "a", NULL, 0, &err), 0);
+	assert_int_equal(st->ops->key_lookup(st, s1.hash, &got), HR_ENOTFOUND);
+	assert_int_equal(st->ops->key_lookup(st, k2.hash, &got), 0);
+	assert_int_equal(st->ops->key_lookup(st, k1.hash, &got), 0);
+	assert_int_equal(st->ops->key_lookup(st, "nope", &got), HR_ENOTFOUND);
+
+	struct audit_row *log;
+	assert_int_equal(st->ops->audit_list(st, "a", 0, 10, &log, &n), 0);
+	assert_int_equal(n, 2); /* create, revoke: the failures wrote nothing */
+	assert_string_equal(log[0].action, "key.revoke");
+	assert_string_equal(log[1].action, "key.create");
+	for (size_t i = 0; i < n; i++)
+		audit_row_clear(&log[i]);
+	free(log);
+	struct audit_row incomplete = mk_audit("a", "", "x");
+	assert_int_equal(st->ops->audit_append(st, &incomplete, &err), HR_EINVAL);
+	struct audit_row ok = mk_audit("a", "batch.cancel", "batch:01X");
+	assert_int_equal(st->ops->audit_append(st, &ok, &err), 0);
+	assert_int_equal(st->ops->audit_list(st, NULL, 0, 10, &log, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(log[0].action, "batch.cancel");
+	for (size_t i = 0; i < n; i++)
+		audit_row_clear(&log[i]);
+	free(log);
+}
+
+/* Units on objects: a message's and an account's unit are stored and read
+ * back; message_list filters by unit. */
+static void test_tenancy_units_on_objects(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct message m[3];
+	mk_msg(&m[0], "t1", "acc", 0, 0);
+	mk_msg(&m[1], "t1", "acc", 0, 0);
+	mk_msg(&m[2], "t1", "acc", 0, 0);
+	snprintf(m[0].unit, sizeof m[0].unit, "cards");
+	snprintf(m[1].unit, sizeof m[1].unit, "loans");
+	assert_int_equal(st->ops->message_insert(st, m, 3, NULL, NULL, NULL), 0);
+	struct message got;
+	assert_int_equal(st->ops->message_get(st, "t1", m[0].id, &got), 0);
+	assert_string_equal(got.unit, "cards");
+	message_clear(&got);
+	assert_int_equal(st->ops->message_get(st, "t1", m[2].id, &got), 0);
+	assert_string_equal(got.unit, "");
+	message_clear(&got);
+	/* The single-message path too. */
+	struct message one;
+	mk_msg(&one, "t1", "acc", 0, 0);
+	snprintf(one.unit, sizeof one.unit, "cards");
+	assert_int_equal(st->ops->message_insert(st, &one, 1, NULL, NULL, NULL), 0);
+	struct msg_filter mf = {.status = -1, .limit = 10, .unit = "cards"};
+	struct message *v;
+	size_t n;
+	bool more;
+	assert_int_equal(st->ops->message_list(st, "t1", &mf, &v, &n, &more), 0);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(v[i].unit, "cards");
+		message_clear(&v[i]);
+	}
+	free(v);
+	mf.unit = NULL;
+	assert_int_equal(st->ops->message_list(st, "t1", &mf, &v, &n, &more), 0);
+	assert_int_equal(n, 4);
+	for (size_t i = 0; i < n; i++)
+		message_clear(&v[i]);
+	free(v);
+
+	struct account_row a = {.id = "u-acc", .tenant_id = "t1", .channel = "whatsapp",
+	                        .config = "{}", .unit_id = "cards"};
+	assert_int_equal(st->ops->account_upsert(st, &a, &err), 0);
+	struct account_row *accts;
+	assert_int_equal(st->ops->account_list(st, "t1", &accts, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(accts[0].unit_id, "cards");
+	account_row_clear(&accts[0]);
+	free(accts);
+}
+
 int main(void)
 {
 	hr_log_set_level(HR_LOG_WARN);
@@ -5369,6 +5651,9 @@ int main(void)
 	    T(test_failing_job_isolated),
 	    T(test_queue_limit_and_close_drains),
 	    T(test_api_key_prune),
+	    T(test_tenancy_tenants_units),
+	    T(test_tenancy_keys),
+	    T(test_tenancy_units_on_objects),
 	    T(test_template_config_roundtrip),
 	    T(test_suppression_ops),
 	    T(test_claim_suppressed),
