@@ -254,8 +254,8 @@ static int parse_route(const struct parse_ctx *pc, json_t *o, const struct chann
 			a = acct;
 		} else {
 			struct channel_account *ra = NULL;
-			if ((rc = resolve_account(pc->s, pc->tenant, ch, json_string_value(jacc), &ra,
-			                          err))) {
+			if ((rc = resolve_account(pc->s, pc->tenant, pc->unit, ch,
+			                          json_string_value(jacc), &ra, err))) {
 				char msg[sizeof err->msg];
 				hr_strlcpy(msg, err->msg, sizeof msg);
 				rc = hr_fail(err, rc, field, "%s: %s", field, msg);

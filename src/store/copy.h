@@ -57,7 +57,7 @@ struct store_copy_table {
 	double copy_s, verify_s;
 };
 
-#define STORE_COPY_TABLES_MAX 16
+#define STORE_COPY_TABLES_MAX 32
 
 struct store_copy_report {
 	struct store_copy_table t[STORE_COPY_TABLES_MAX];

@@ -305,6 +305,7 @@ static const char migration_6[] =
 	 * all found stale (and looked up) at the first pass after an upgrade. */
 	"UPDATE message SET stale = 1 WHERE status = 2;";
 
+/*
  * Tenancy (issue 11): business units under tenants; API keys with a visible
  * prefix, scopes, an optional unit, expiry, revocation and last use (keys
  * from before are config keys with every scope: scopes NULL); the unit that
