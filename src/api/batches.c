@@ -27,6 +27,7 @@
  * delivery_policy each message takes its template's, else its account's.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -130,6 +131,7 @@ struct bspec {
 	bool phone;        /* the channel's recipients are phone numbers */
 	char *cb_url;      /* the batch's callback_url, heap; NULL: the tenant's */
 	char policy[16];   /* the batch's delivery_policy, "" for the default */
+	json_t *fallback;  /* route, fallback_after_s, fallback_text as given; NULL: none */
 };
 
 static void bspec_free(struct bspec *b)
@@ -138,6 +140,41 @@ static void bspec_free(struct bspec *b)
 	b->text = NULL;
 	free(b->cb_url);
 	b->cb_url = NULL;
+	json_decref(b->fallback);
+	b->fallback = NULL;
+}
+
+/* The fields of a batch that every one of its messages carries as given
+ * (fallback routing: README "Fallback routing"). */
+static const char *const fallback_keys[] = {"route", "fallback_after_s", "fallback_text"};
+
+/* Those of them in obj, as a new object (NULL when none, or out of memory:
+ * *oom says which). */
+static json_t *fallback_of(json_t *obj, bool *oom)
+{
+	json_t *f = NULL;
+	*oom = false;
+	for (size_t i = 0; i < sizeof fallback_keys / sizeof *fallback_keys; i++) {
+		json_t *v = json_object_get(obj, fallback_keys[i]);
+		if (!v)
+			continue;
+		if ((!f && !(f = json_object())) || json_object_set(f, fallback_keys[i], v) != 0) {
+			json_decref(f);
+			*oom = true;
+			return NULL;
+		}
+	}
+	return f;
+}
+
+/* Whether an error api_message_build gave is about the batch's route (the
+ * same for every row: the upload is refused, not each row). */
+static bool fallback_field(const char *field)
+{
+	for (size_t i = 0; i < sizeof fallback_keys / sizeof *fallback_keys; i++)
+		if (!strncmp(field, fallback_keys[i], strlen(fallback_keys[i])))
+			return true;
+	return false;
 }
 
 /* The request object of one message of the batch (caller decrefs). */
@@ -151,7 +188,8 @@ static json_t *row_request(const struct bspec *b, const char *to, const char *co
 		return NULL;
 	}
 	int rc = 0;
-	if (b->cb_url && json_object_set_new(o, "callback_url", json_string(b->cb_url)) != 0) {
+	if ((b->cb_url && json_object_set_new(o, "callback_url", json_string(b->cb_url)) != 0) ||
+	    (b->fallback && json_object_update(o, b->fallback) != 0)) {
 		json_decref(o);
 		hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 		return NULL;
@@ -221,7 +259,9 @@ static int bspec_of(const struct api_server *s, const struct batch *bt, struct b
 	b->nparams = (int)json_integer_value(json_object_get(spec, "nparams"));
 	const char *pol = json_string_value(json_object_get(spec, "delivery_policy"));
 	hr_strlcpy(b->policy, pol ? pol : "", sizeof b->policy);
-	if ((text && !(b->text = strdup(text))) || (cb && !(b->cb_url = strdup(cb)))) {
+	bool oom;
+	b->fallback = fallback_of(spec, &oom);
+	if (oom || (text && !(b->text = strdup(text))) || (cb && !(b->cb_url = strdup(cb)))) {
 		bspec_free(b);
 		json_decref(spec);
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
@@ -243,6 +283,7 @@ struct vctx {
 	struct hset seen, supp;
 	int64_t now;
 	bool oom;
+	struct hr_err fatal; /* why the whole upload is refused (validate_row: HR_EINVAL) */
 };
 
 /* The recipient as the channel stores it. */
@@ -367,8 +408,17 @@ static int validate_row(struct vctx *v, int64_t row, const char *const *vals, si
 	struct hr_err err = {0};
 	rc = row_message(&v->b, "", to, params, v->now, &m, &err);
 	message_clear(&m);
-	if (rc == HR_ENOMEM || rc == HR_EINTERNAL)
+	if (rc == HR_ENOMEM || rc == HR_EINTERNAL) {
+		free(it->params); /* the caller frees only the rows it counted */
+		it->params = NULL;
 		return rc;
+	}
+	if (rc && fallback_field(err.field)) {
+		v->fatal = err; /* the batch's route, not this row: refuse the upload */
+		free(it->params); /* the caller frees only the rows it counted */
+		it->params = NULL;
+		return HR_EINVAL;
+	}
 	if (rc) {
 		hr_strlcpy(it->error_column, field_column(v, err.field), sizeof it->error_column);
 		hr_strlcpy(it->error, err.msg, sizeof it->error);
@@ -521,7 +571,7 @@ static enum MHD_Result respond_batch(struct api_req *r, int status, const char *
 static const char *const post_keys[] = {
 	"name", "channel", "account", "template", "text", "recipient_column", "params",
 	"default_region", "unit", "schedule_at", "dry_run", "start", "rows", "sheet", "separator",
-	"callback_url", "delivery_policy", NULL,
+	"callback_url", "delivery_policy", "route", "fallback_after_s", "fallback_text", NULL,
 };
 
 static int need_string(json_t *root, const char *key, size_t max, const char **out,
@@ -1018,6 +1068,32 @@ static json_t *fields_spec(const struct api_upload *u, struct hr_err *err)
 					p++;
 			}
 			rc = json_object_set_new(o, key, a);
+		} else if (!strcmp(key, "route")) {
+			/* A form field: channel names separated by commas. */
+			json_t *a = json_array();
+			for (const char *p = t; a && *p;) {
+				while (*p == ' ')
+					p++;
+				size_t n = strcspn(p, ",");
+				size_t m = n;
+				while (m && p[m - 1] == ' ')
+					m--;
+				json_array_append_new(a, json_stringn(p, m));
+				p += n;
+				if (*p == ',')
+					p++;
+			}
+			rc = a ? json_object_set_new(o, key, a) : -1;
+		} else if (!strcmp(key, "fallback_after_s")) {
+			char *end;
+			errno = 0;
+			long long n = strtoll(t, &end, 10);
+			if (errno || end == t || *end) {
+				hr_fail(err, HR_EINVAL, key, "fallback_after_s must be a whole number of seconds");
+				json_decref(o);
+				return NULL;
+			}
+			rc = json_object_set_new(o, key, json_integer(n));
 		} else if (!strcmp(key, "rows")) {
 			hr_fail(err, HR_EINVAL, "rows", "send the rows in the file, not as a field");
 			json_decref(o);
@@ -1087,6 +1163,12 @@ static void post_run(struct post_job *job)
 		}
 	if (rc == 0)
 		rc = parse_spec(r, root, v, &name, &err);
+	if (rc == 0) {
+		bool oom;
+		v->b.fallback = fallback_of(root, &oom);
+		if (oom)
+			rc = hr_fail(&err, HR_ENOMEM, NULL, "out of memory");
+	}
 	if (rc == 0)
 		rc = need_string(root, "unit", HR_NAME_MAX - 1, &unit, false, &err);
 	/* A unit's credential makes its own unit's campaigns only. */
@@ -1166,6 +1248,8 @@ static void post_run(struct post_job *job)
 			json_object_set_new(spec, "callback_url", json_string(cb_url));
 		if (spec && v->b.policy[0])
 			json_object_set_new(spec, "delivery_policy", json_string(v->b.policy));
+		if (spec && v->b.fallback)
+			json_object_update(spec, v->b.fallback);
 		if (spec && r->upload)
 			json_object_set_new(spec, "file", json_string(api_upload_filename(r->upload)));
 		/* The columns the parameters came from, for the export's headers. */
@@ -1186,8 +1270,11 @@ static void post_run(struct post_job *job)
 			rc = k;
 			break;
 		}
-		if ((rc = validate_row(v, rowno, rs->vals, rs->nh, rs->bad, &items[nit])))
+		if ((rc = validate_row(v, rowno, rs->vals, rs->nh, rs->bad, &items[nit]))) {
+			if (rc == HR_EINVAL)
+				err = v->fatal;
 			break;
+		}
 		upload_note(&up, &items[nit]);
 		if (++nit == BATCH_CHUNK) {
 			put.batch_id = b.id;

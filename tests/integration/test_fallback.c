@@ -64,6 +64,11 @@ static int setup(void **state)
 			n += (size_t)snprintf(knobs + n, sizeof knobs - n, "      \"%s\": %s\n", to,
 			                      fate);
 		}
+	/* The campaign's recipients (test_campaign_route): two whose WhatsApp
+	 * fails, two delivered. */
+	for (int i = 0; i < 4; i++)
+		n += (size_t)snprintf(knobs + n, sizeof knobs - n, "      \"44740090%04d\": %s\n", i,
+		                      i < 2 ? "{fate: failed}" : "{delivered_delay_ms: 100}");
 	world_init2(&W,
 	            "      - id: acme-sms\n        channel: sms\n        base_url: @SIM@\n"
 	            "        account_sid: " SID "\n        auth_token: " TOKEN "\n"
@@ -364,12 +369,90 @@ static void test_fallback_crash(void **state)
 	}
 }
 
+static bool batch_completed(struct world *w, void *arg)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/v1/batches/%s", (const char *)arg);
+	struct resp r = api_get(w, path);
+	bool done = r.status == 200 && !strcmp(str(r.json, "status"), "completed");
+	resp_free(&r);
+	return done;
+}
+
+/*
+ * A campaign carries a route like a single message: a bad one refuses the
+ * upload naming the field (nothing created); a good one gives every row's
+ * message the route, so exactly the recipients whose WhatsApp failed get
+ * one SMS, and the batch completes once the follow-ups settle.
+ */
+static void test_campaign_route(void **state)
+{
+	(void)state;
+	const char *bad = "{\"name\":\"route-bad\",\"channel\":\"whatsapp\",\"text\":\"Hi {{1}}\","
+	                  "\"route\":[\"whatsapp\",\"telegram\"],"
+	                  "\"rows\":[{\"to\":\"447400900009\",\"1\":\"a\"}]}";
+	struct resp r = api_post(&W, "/v1/batches", bad);
+	if (r.status != 422)
+		fprintf(stderr, "POST /v1/batches: %ld %s\n", r.status, r.body);
+	assert_int_equal(r.status, 422);
+	assert_string_equal(str(json_object_get(r.json, "error"), "field"), "route[1]");
+	resp_free(&r);
+	r = api_get(&W, "/v1/batches?name=route-bad");
+	assert_int_equal(r.status, 200);
+	assert_int_equal(json_array_size(json_object_get(r.json, "data")), 0);
+	resp_free(&r);
+
+	char body[1024];
+	size_t n = (size_t)snprintf(body, sizeof body,
+	                            "{\"name\":\"route-ok\",\"channel\":\"whatsapp\","
+	                            "\"text\":\"Hi {{1}}\",\"route\":[\"whatsapp\",\"sms\"],"
+	                            "\"fallback_text\":\"SMS for you\",\"start\":true,\"rows\":[");
+	for (int i = 0; i < 4; i++)
+		n += (size_t)snprintf(body + n, sizeof body - n, "%s{\"to\":\"44740090%04d\",\"1\":\"r%d\"}",
+		                      i ? "," : "", i, i);
+	snprintf(body + n, sizeof body - n, "]}");
+	r = api_post(&W, "/v1/batches", body);
+	if (r.status != 201)
+		fprintf(stderr, "POST /v1/batches: %ld %s\n", r.status, r.body);
+	assert_int_equal(r.status, 201);
+	char id[64];
+	snprintf(id, sizeof id, "%s", str(r.json, "id"));
+	resp_free(&r);
+	assert_true(wait_until(batch_completed, &W, id, 45));
+	for (int i = 0; i < 4; i++) {
+		char e164[40];
+		snprintf(e164, sizeof e164, "+44740090%04d", i);
+		assert_int_equal(sms_accepted(e164), i < 2 ? 1 : 0);
+	}
+	/* Every row's message carries the route (two steps). */
+	char path[128];
+	snprintf(path, sizeof path, "/v1/batches/%s/messages?limit=100", id);
+	r = api_get(&W, path);
+	assert_int_equal(r.status, 200);
+	json_t *data = json_object_get(r.json, "data");
+	size_t i, whatsapp = 0;
+	json_t *m;
+	json_array_foreach(data, i, m)
+	{
+		if (strcmp(str(m, "channel"), "whatsapp") != 0)
+			continue;
+		whatsapp++;
+		json_t *full = get_message(str(m, "id"));
+		assert_int_equal(json_array_size(json_object_get(json_object_get(full, "route"), "steps")),
+		                 2);
+		json_decref(full);
+	}
+	assert_int_equal(whatsapp, 4);
+	resp_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_route_validation),
 	    cmocka_unit_test(test_fallback_race),
 	    cmocka_unit_test(test_fallback_crash),
+	    cmocka_unit_test(test_campaign_route), /* last: its fallbacks count in the metrics */
 	};
 	return cmocka_run_group_tests_name(harness_postgres() ? "fallback (postgres)" : "fallback",
 	                                   tests, setup, teardown);
