@@ -354,9 +354,14 @@ void api_audit_row(const struct api_req *r, const char *tenant, const char *acti
  * display text, heap, may be NULL) are set on success; errors name the
  * request's field. *tpl_policy gets the delivery policy a template
  * declares, or -1 (none, or not a template). */
+struct tpl_defaults {
+	int policy;       /* the delivery policy a template declares, or -1 */
+	json_t *fallback; /* its route, fallback_after_s, fallback_text; NULL: none.
+	                     Borrowed from nothing: the caller decrefs it */
+};
 int api_content_build(const struct api_server *s, const char *tenant,
                       const struct channel_account *acct, json_t *o, json_t **content, char **body,
-                      int *tpl_policy, struct hr_err *err);
+                      struct tpl_defaults *tpl, struct hr_err *err);
 /* True for the request keys api_content_build reads. */
 bool api_content_key(const char *key);
 

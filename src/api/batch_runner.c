@@ -19,7 +19,7 @@
 #include "api/api_int.h"
 #include "dispatch/dispatch.h"
 
-#define RUN_CHUNK 1000             /* rows per enqueue transaction */
+#define RUN_CHUNK 250              /* rows per enqueue transaction */
 #define RUN_POLL_US (1000 * 1000)  /* look again this often without a wake-up */
 #define RUN_SCAN 100               /* batches per scan */
 

@@ -42,7 +42,7 @@
 #include "core/template.h"
 #include "dispatch/dispatch.h"
 
-#define BATCH_CHUNK 1000          /* rows per store write */
+#define BATCH_CHUNK 250           /* rows per store write */
 #define BATCH_PARAM_MAX 1024      /* bytes per parameter value */
 #define BATCH_ERRORS_INLINE 100   /* invalid rows listed in the answer */
 #define BATCH_NAME_MAX 127

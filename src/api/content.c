@@ -437,12 +437,12 @@ static int template_buttons(const char *tname, json_t *decl, json_t *req, json_t
  * name or language it does not have is a 422 on template.name), the body
  * rendered with exactly the declared parameters, the header and buttons
  * checked against the declaration, and the template's regulatory fields
- * copied in for the provider. *tpl_policy gets the template's declared
- * delivery policy, when it declares one.
+ * copied in for the provider. *tpl gets the template's declared delivery
+ * policy and fallback route, when it declares them.
  */
 static int build_template(const struct api_server *s, const char *tenant,
                           const struct channel_account *acct, json_t *t, json_t **content,
-                          char **body, int *tpl_policy, struct hr_err *err)
+                          char **body, struct tpl_defaults *tpl, struct hr_err *err)
 {
 	if (!json_is_object(t))
 		return hr_fail(err, HR_EINVAL, "template",
@@ -511,7 +511,10 @@ static int build_template(const struct api_server *s, const char *tenant,
 	enum delivery_policy dp;
 	if (delivery_policy_parse(json_string_value(json_object_get(decl, "delivery_policy")),
 	                          &dp) == 0)
-		*tpl_policy = (int)dp;
+		tpl->policy = (int)dp;
+	json_t *fb = json_object_get(decl, "fallback");
+	if (json_is_object(fb))
+		tpl->fallback = json_incref(fb);
 	json_t *header = NULL, *buttons = NULL;
 	rc = template_header(tname, json_object_get(decl, "header"), json_object_get(t, "header"),
 	                     &header, err);
@@ -567,11 +570,12 @@ static void rename_field(struct hr_err *err, const char *kind, const char *cards
 
 int api_content_build(const struct api_server *s, const char *tenant,
                       const struct channel_account *acct, json_t *o, json_t **content, char **body,
-                      int *tpl_policy, struct hr_err *err)
+                      struct tpl_defaults *tpl, struct hr_err *err)
 {
 	*content = NULL;
 	*body = NULL;
-	*tpl_policy = -1;
+	tpl->policy = -1;
+	tpl->fallback = NULL;
 	const char *kind = NULL;
 	for (const char *const *k = content_kinds; *k; k++) {
 		if (!json_object_get(o, *k))
@@ -611,7 +615,7 @@ int api_content_build(const struct api_server *s, const char *tenant,
 			oom = true;
 		*body = dup_or_null(json_string_value(v), &oom);
 	} else if (strcmp(kind, "template") == 0) {
-		if ((rc = build_template(s, tenant, acct, v, &c, body, tpl_policy, err)))
+		if ((rc = build_template(s, tenant, acct, v, &c, body, tpl, err)))
 			return rc;
 	} else if (strcmp(kind, "document") == 0 || strcmp(kind, "image") == 0) {
 		bool doc = kind[0] == 'd';

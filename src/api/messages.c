@@ -383,29 +383,42 @@ static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *
 
 	json_t *content = NULL;
 	char *body = NULL;
-	int tpl_policy = -1;
-	rc = api_content_build(s, pc->tenant, acct, o, &content, &body, &tpl_policy, err);
+	struct tpl_defaults tpl;
+	rc = api_content_build(s, pc->tenant, acct, o, &content, &body, &tpl, err);
 	if (rc != 0)
 		return rc;
 	/* The message's own policy, else its template's, else its account's
 	 * (which defaults to at_least_once: README "Guarantees"). */
 	if (!jpol)
-		policy = tpl_policy >= 0 ? (enum delivery_policy)tpl_policy : acct->delivery_policy;
+		policy = tpl.policy >= 0 ? (enum delivery_policy)tpl.policy : acct->delivery_policy;
 	m->content = json_dumps(content, JSON_COMPACT);
 	json_decref(content);
 	m->body = body;
-	if (!m->content)
+	if (!m->content) {
+		json_decref(tpl.fallback);
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	}
 	/* SMS is billed per segment: count them once, here, for the record. */
 	if (strcmp(acct->ops->name, "sms") == 0 && body) {
 		struct sms_info si;
-		if ((rc = sms_segments(body, &si, err)) != 0)
+		if ((rc = sms_segments(body, &si, err)) != 0) {
+			json_decref(tpl.fallback);
 			return rc;
+		}
 		m->segments = si.segments;
 	}
 	m->policy = policy;
-	if ((rc = parse_expiry(o, pc->now, &m->expires_at, err)) ||
-	    (rc = parse_route(pc, o, acct, body, m, err)))
+	/* The message's own route (any of its three fields), else its
+	 * template's (checked as the message's would be). */
+	json_t *ro = o;
+	if (tpl.fallback && !json_object_get(o, "route") &&
+	    !json_object_get(o, "fallback_after_s") && !json_object_get(o, "fallback_text"))
+		ro = tpl.fallback;
+	rc = parse_expiry(o, pc->now, &m->expires_at, err);
+	if (rc == 0)
+		rc = parse_route(pc, ro, acct, body, m, err);
+	json_decref(tpl.fallback);
+	if (rc)
 		return rc;
 
 	hr_id_new(m->id);

@@ -167,7 +167,9 @@ static int template_config(json_t *tp, const char *f, char **out, struct hr_err 
 	json_t *header = json_object_get(tp, "header"), *buttons = json_object_get(tp, "buttons");
 	json_t *reg = json_object_get(tp, "regulatory");
 	json_t *dp = json_object_get(tp, "delivery_policy");
-	if (!header && !buttons && !reg && !dp)
+	json_t *route = json_object_get(tp, "route"), *after = json_object_get(tp, "fallback_after_s");
+	json_t *ftext = json_object_get(tp, "fallback_text");
+	if (!header && !buttons && !reg && !dp && !route && !after && !ftext)
 		return 0;
 	json_t *cfg = json_object();
 	if (!cfg)
@@ -243,6 +245,30 @@ static int template_config(json_t *tp, const char *f, char **out, struct hr_err 
 			             "%s must be \"at_least_once\" or \"at_most_once\"", k);
 		else if (json_object_set_new(cfg, "delivery_policy",
 		                             json_string(delivery_policy_name(p))))
+			rc = hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	}
+	/* The fallback route of the template's messages (the same fields as a
+	 * message's; its steps' accounts are checked when a message uses it,
+	 * against the sending tenant's accounts then). */
+	if (rc == 0 && (route || after || ftext)) {
+		snprintf(k, sizeof k, "%s.route", f);
+		if (!json_is_array(route) || json_array_size(route) < 2 || json_array_size(route) > 4)
+			rc = hr_fail(err, HR_EINVAL, k,
+			             "%s must list 2 to 4 steps, such as [whatsapp, sms]", k);
+		snprintf(k, sizeof k, "%s.fallback_after_s", f);
+		if (rc == 0 && after && !json_is_integer(after))
+			rc = hr_fail(err, HR_EINVAL, k, "%s must be a whole number of seconds", k);
+		snprintf(k, sizeof k, "%s.fallback_text", f);
+		if (rc == 0 && ftext && !json_is_string(ftext))
+			rc = hr_fail(err, HR_EINVAL, k, "%s must be text", k);
+		json_t *fb = rc == 0 ? json_pack("{s:O}", "route", route) : NULL;
+		bool oom = rc == 0 && (!fb || (after && json_object_set(fb, "fallback_after_s", after)) ||
+		                       (ftext && json_object_set(fb, "fallback_text", ftext)));
+		if (oom)
+			json_decref(fb);
+		else if (rc == 0)
+			oom = json_object_set_new(cfg, "fallback", fb) != 0; /* takes fb either way */
+		if (oom)
 			rc = hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	}
 	if (rc == 0 && !(*out = json_dumps(cfg, JSON_COMPACT)))

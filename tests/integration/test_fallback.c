@@ -66,14 +66,18 @@ static int setup(void **state)
 		}
 	/* The campaign's recipients (test_campaign_route): two whose WhatsApp
 	 * fails, two delivered. */
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 6; i++)
 		n += (size_t)snprintf(knobs + n, sizeof knobs - n, "      \"44740090%04d\": %s\n", i,
-		                      i < 2 ? "{fate: failed}" : "{delivered_delay_ms: 100}");
+		                      i < 2 || i == 4 ? "{fate: failed}" : "{delivered_delay_ms: 100}");
 	world_init2(&W,
 	            "      - id: acme-sms\n        channel: sms\n        base_url: @SIM@\n"
 	            "        account_sid: " SID "\n        auth_token: " TOKEN "\n"
 	            "        from: \"+15005550006\"\n        rate_limit: 200\n",
-	            NULL, "  sms:\n    seed: 3\n    sent_delay_ms: 5\n    delivered_delay_ms: 20\n",
+	            /* test_template_route: a template whose messages fall back. */
+	            "      - {name: parcel_ready, channel: whatsapp, language: en_GB,"
+	            " body: \"Parcel {{1}} is ready\", route: [whatsapp, sms],"
+	            " fallback_text: \"SMS: your parcel is ready\"}\n",
+	            "  sms:\n    seed: 3\n    sent_delay_ms: 5\n    delivered_delay_ms: 20\n",
 	            knobs,
 	            "reconcile:\n  interval_ms: 50\n  stale_after_s: {whatsapp: 0, sms: 0}\n");
 	world_start_sim(&W);
@@ -446,13 +450,53 @@ static void test_campaign_route(void **state)
 	resp_free(&r);
 }
 
+/* A template that declares a route gives it to its messages (a message's
+ * own route would win): its failing recipient gets one SMS with the
+ * template's fallback text, the delivered one none. */
+static void test_template_route(void **state)
+{
+	(void)state;
+	char ids2[2][32];
+	for (int i = 4; i < 6; i++) {
+		char body[512];
+		snprintf(body, sizeof body,
+		         "{\"channel\":\"whatsapp\",\"to\":\"44740090%04d\",\"template\":{\"name\":"
+		         "\"parcel_ready\",\"language\":\"en_GB\",\"parameters\":[\"P%d\"]}}",
+		         i, i);
+		struct resp r = api_post(&W, "/v1/messages", body);
+		if (r.status != 202)
+			fprintf(stderr, "POST: %ld %s\n", r.status, r.body);
+		assert_int_equal(r.status, 202);
+		snprintf(ids2[i - 4], 32, "%s", str(r.json, "id"));
+		resp_free(&r);
+	}
+	char sms_id[32] = "";
+	for (int k = 0; k < 450 && route_made(ids2[0], sms_id) != 2; k++)
+		usleep(100 * 1000);
+	assert_int_equal(route_made(ids2[0], sms_id), 2);
+	json_t *f = get_message(sms_id);
+	assert_string_equal(str(json_object_get(f, "content"), "text"), "SMS: your parcel is ready");
+	json_decref(f);
+	json_t *ok = get_message(ids2[1]);
+	assert_int_equal(json_array_size(json_object_get(json_object_get(ok, "route"), "steps")), 2);
+	json_decref(ok);
+	char e164[40];
+	snprintf(e164, sizeof e164, "+44740090%04d", 4);
+	for (int k = 0; k < 450 && sms_accepted(e164) < 1; k++)
+		usleep(100 * 1000);
+	assert_int_equal(sms_accepted(e164), 1);
+	snprintf(e164, sizeof e164, "+44740090%04d", 5);
+	assert_int_equal(sms_accepted(e164), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_route_validation),
 	    cmocka_unit_test(test_fallback_race),
 	    cmocka_unit_test(test_fallback_crash),
-	    cmocka_unit_test(test_campaign_route), /* last: its fallbacks count in the metrics */
+	    cmocka_unit_test(test_campaign_route), /* these last: their fallbacks count */
+	    cmocka_unit_test(test_template_route),
 	};
 	return cmocka_run_group_tests_name(harness_postgres() ? "fallback (postgres)" : "fallback",
 	                                   tests, setup, teardown);
