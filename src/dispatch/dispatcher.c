@@ -114,10 +114,19 @@ struct dispatcher {
 	struct watch *watches[WATCH_BUCKETS];
 	int nwatches;
 
-	pthread_mutex_t out_lock; /* outstanding async record_results */
+	pthread_mutex_t out_lock; /* outstanding async record_results, and held below */
 	pthread_cond_t out_cond;
 	int outstanding;
+	/* Outcomes whose recording failed with the store unable to write (disk
+	 * full, read-only, database unreachable): handed back by the writer
+	 * thread, recorded again by the dispatch thread from held_retry_at on.
+	 * Under out_lock. */
+	struct send_result *held;
+	size_t nheld, capheld;
+	int64_t held_retry_at;
 };
+
+#define HELD_RETRY_US 200000 /* between attempts to record held outcomes */
 
 void dispatch_opts_default(struct dispatch_opts *o)
 {
@@ -239,20 +248,69 @@ static void watch_expire(struct dispatcher *d, int64_t now)
 
 /* ---- recording outcomes ------------------------------------------------- */
 
+static struct send_result *result_add(struct dispatcher *d, const char *message_id, int attempt);
+
 struct record_job {
 	struct dispatcher *d;
 	struct send_result *r;
 	size_t n;
 };
 
-/* Writer thread, after the outcomes are committed: tell sync waiters. */
+/*
+ * Keeps outcomes the store could not write, to be recorded again (writer
+ * thread). Dropping them, as before, left messages the provider had
+ * accepted in SENDING until their lease expired: an at_least_once message
+ * was then sent again (a duplicate caused by a full disk, not by an unknown
+ * outcome) and an at_most_once one became `unknown` although its answer
+ * was known. False if there was no memory to keep them.
+ */
+static bool hold_results(struct dispatcher *d, const struct send_result *r, size_t n)
+{
+	pthread_mutex_lock(&d->out_lock);
+	bool ok = true;
+	if (d->nheld + n > d->capheld) {
+		size_t cap = d->capheld ? d->capheld : 64;
+		while (cap < d->nheld + n)
+			cap *= 2;
+		struct send_result *p = realloc(d->held, cap * sizeof *p);
+		if (p) {
+			d->held = p;
+			d->capheld = cap;
+		} else {
+			ok = false;
+		}
+	}
+	if (ok) {
+		memcpy(d->held + d->nheld, r, n * sizeof *r);
+		d->nheld += n;
+		d->held_retry_at = hr_mono_us() + HELD_RETRY_US;
+	}
+	pthread_mutex_unlock(&d->out_lock);
+	return ok;
+}
+
+/* Writer thread, after the outcomes are committed: tell sync waiters. When
+ * the store could not write them (HR_EBUSY: it says "retry later"; HR_EIO)
+ * they are held and recorded again, and their waiters keep waiting. */
 static void record_done(void *arg, int rc, const struct hr_err *err)
 {
 	struct record_job *job = arg;
 	struct dispatcher *d = job->d;
-	if (rc != 0)
-		hr_log(HR_LOG_ERROR, "dispatch", "recording %zu outcomes failed: %s", job->n,
-		       err ? err->msg : hr_code_name(rc));
+	if (rc != 0) {
+		bool held = (rc == HR_EBUSY || rc == HR_EIO) && hold_results(d, job->r, job->n);
+		hr_log(HR_LOG_ERROR, "dispatch", "recording %zu outcomes failed: %s%s", job->n,
+		       err ? err->msg : hr_code_name(rc),
+		       held ? "; they are kept and retried" : "");
+		if (held) {
+			free(job->r);
+			free(job);
+			pthread_mutex_lock(&d->out_lock);
+			d->outstanding--;
+			pthread_cond_broadcast(&d->out_cond);
+			pthread_mutex_unlock(&d->out_lock);
+			return;
+		}
+	}
 	for (size_t i = 0; i < job->n; i++) {
 		const struct send_result *s = &job->r[i];
 		struct watch *w = watch_take(d, s->message_id, 0);
@@ -273,8 +331,30 @@ static void record_done(void *arg, int rc, const struct hr_err *err)
 	pthread_mutex_unlock(&d->out_lock);
 }
 
+/* Moves held outcomes (record_done) back into the pending list once their
+ * retry is due (at once when `now` is 0). Dispatch thread. */
+static void take_held(struct dispatcher *d, int64_t now)
+{
+	pthread_mutex_lock(&d->out_lock);
+	if (d->nheld && (now == 0 || now >= d->held_retry_at)) {
+		for (size_t i = 0; i < d->nheld; i++)
+			*result_add(d, d->held[i].message_id, d->held[i].attempt) = d->held[i];
+		d->nheld = 0;
+	}
+	pthread_mutex_unlock(&d->out_lock);
+}
+
+static bool holding(struct dispatcher *d)
+{
+	pthread_mutex_lock(&d->out_lock);
+	bool any = d->nheld > 0;
+	pthread_mutex_unlock(&d->out_lock);
+	return any;
+}
+
 static void flush_results(struct dispatcher *d)
 {
+	take_held(d, hr_mono_us());
 	if (d->npending == 0)
 		return;
 	struct record_job *job = malloc(sizeof *job);
@@ -901,7 +981,10 @@ static void *dispatch_main(void *arg)
 			if (d->inflight == 0 || now >= drain_until)
 				break;
 		}
-		if (!stopping && now >= d->next_reconcile) {
+		/* Not while outcomes this process knows wait to be recorded: the
+		 * expiry of their leases would send them again (or make them
+		 * unknown), and then fence the real outcome out. */
+		if (!stopping && now >= d->next_reconcile && !holding(d)) {
 			int n = 0;
 			if (d->st->ops->requeue_expired(d->st, 0, &n) == 0 && n > 0) {
 				hr_log(HR_LOG_WARN, "dispatch",
@@ -934,6 +1017,8 @@ static void *dispatch_main(void *arg)
 		/* Sync waiters time out with 20 ms precision. */
 		if (timeout_ms > 20 && watch_pending(d))
 			timeout_ms = 20;
+		if (timeout_ms > HELD_RETRY_US / 1000 && holding(d))
+			timeout_ms = HELD_RETRY_US / 1000;
 		if (!atomic_load(&d->notified))
 			curl_multi_poll(d->multi, NULL, 0, timeout_ms, NULL);
 		curl_multi_perform(d->multi, &running);
@@ -1115,10 +1200,21 @@ void dispatcher_stop(struct dispatcher *d)
 		xfer_free(x);
 		metrics_inflight_add(-1);
 	}
+	take_held(d, 0);
 	flush_results(d);
 	pthread_mutex_lock(&d->out_lock);
 	while (d->outstanding > 0)
 		pthread_cond_wait(&d->out_cond, &d->out_lock);
+	/* One last try was made; what the store still cannot take is left to
+	 * lease expiry after the restart, as a killed process's would be. */
+	if (d->nheld)
+		hr_log(HR_LOG_ERROR, "dispatch",
+		       "stopping with %zu outcomes the store could not record; their messages "
+		       "are found again when their leases expire",
+		       d->nheld);
+	free(d->held);
+	d->held = NULL;
+	d->nheld = d->capheld = 0;
 	pthread_mutex_unlock(&d->out_lock);
 
 	struct dispatch_result r = {.rc = HR_ETIMEOUT};
