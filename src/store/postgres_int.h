@@ -150,7 +150,7 @@ struct pg_conn {
 };
 
 /* Parameters of one statement, all sent as text except bytea (binary). */
-#define PG_PARAMS_MAX 16
+#define PG_PARAMS_MAX 24
 struct pg_params {
 	int n;
 	const char *v[PG_PARAMS_MAX];
