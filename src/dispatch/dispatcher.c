@@ -124,6 +124,8 @@ struct dispatcher {
 	struct send_result *held;
 	size_t nheld, capheld;
 	int64_t held_retry_at;
+	int retrying;          /* record jobs carrying held outcomes, not answered yet */
+	bool pending_has_held; /* held outcomes sit in pending (dispatch thread's) */
 };
 
 #define HELD_RETRY_US 200000 /* between attempts to record held outcomes */
@@ -254,6 +256,7 @@ struct record_job {
 	struct dispatcher *d;
 	struct send_result *r;
 	size_t n;
+	bool retry; /* carries outcomes held after a failed recording */
 };
 
 /*
@@ -302,10 +305,12 @@ static void record_done(void *arg, int rc, const struct hr_err *err)
 		       err ? err->msg : hr_code_name(rc),
 		       held ? "; they are kept and retried" : "");
 		if (held) {
+			bool retry = job->retry;
 			free(job->r);
 			free(job);
 			pthread_mutex_lock(&d->out_lock);
 			d->outstanding--;
+			d->retrying -= retry;
 			pthread_cond_broadcast(&d->out_cond);
 			pthread_mutex_unlock(&d->out_lock);
 			return;
@@ -323,10 +328,12 @@ static void record_done(void *arg, int rc, const struct hr_err *err)
 		hr_strlcpy(dr.error_text, s->error_text, sizeof dr.error_text);
 		watch_fire(w, &dr);
 	}
+	bool retry = job->retry;
 	free(job->r);
 	free(job);
 	pthread_mutex_lock(&d->out_lock);
 	d->outstanding--;
+	d->retrying -= retry;
 	pthread_cond_broadcast(&d->out_cond);
 	pthread_mutex_unlock(&d->out_lock);
 }
@@ -340,14 +347,19 @@ static void take_held(struct dispatcher *d, int64_t now)
 		for (size_t i = 0; i < d->nheld; i++)
 			*result_add(d, d->held[i].message_id, d->held[i].attempt) = d->held[i];
 		d->nheld = 0;
+		d->pending_has_held = true;
 	}
 	pthread_mutex_unlock(&d->out_lock);
 }
 
+/* Whether outcomes that failed to be recorded are still to be recorded:
+ * held, back in pending, or in a record job not answered yet. From the
+ * failure until their recording commits, so a lease expiry queued behind
+ * it (the writer runs jobs in order) cannot overtake it. Dispatch thread. */
 static bool holding(struct dispatcher *d)
 {
 	pthread_mutex_lock(&d->out_lock);
-	bool any = d->nheld > 0;
+	bool any = d->nheld > 0 || d->retrying > 0 || d->pending_has_held;
 	pthread_mutex_unlock(&d->out_lock);
 	return any;
 }
@@ -363,10 +375,13 @@ static void flush_results(struct dispatcher *d)
 	job->d = d;
 	job->r = d->pending;
 	job->n = d->npending;
+	job->retry = d->pending_has_held;
 	d->pending = NULL;
 	d->npending = d->cappending = 0;
 	pthread_mutex_lock(&d->out_lock);
 	d->outstanding++;
+	d->retrying += job->retry;
+	d->pending_has_held = false;
 	pthread_mutex_unlock(&d->out_lock);
 	int rc = d->st->ops->record_results(d->st, job->r, job->n, record_done, job);
 	if (rc != 0) {
@@ -377,10 +392,12 @@ static void flush_results(struct dispatcher *d)
 		       job->n, hr_code_name(rc));
 		d->pending = job->r;
 		d->npending = d->cappending = job->n;
-		free(job);
 		pthread_mutex_lock(&d->out_lock);
 		d->outstanding--;
+		d->retrying -= job->retry;
+		d->pending_has_held = job->retry;
 		pthread_mutex_unlock(&d->out_lock);
+		free(job);
 	}
 }
 
