@@ -24,6 +24,7 @@
  *      retried, its audit event marking the resend as a possible duplicate.
  */
 #include <curl/curl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -124,8 +125,10 @@ struct dispatcher {
 	struct send_result *held;
 	size_t nheld, capheld;
 	int64_t held_retry_at;
-	int retrying;          /* record jobs carrying held outcomes, not answered yet */
-	bool pending_has_held; /* held outcomes sit in pending (dispatch thread's) */
+	int retrying;           /* record jobs carrying held outcomes, not answered yet */
+	bool pending_has_held;  /* held outcomes sit in pending (dispatch thread's) */
+	int64_t held_logged_us; /* last "kept and retried" line: one per 10 s, not per try */
+	uint64_t held_failures; /* failed recordings since that line */
 };
 
 #define HELD_RETRY_US 200000 /* between attempts to record held outcomes */
@@ -301,9 +304,20 @@ static void record_done(void *arg, int rc, const struct hr_err *err)
 	struct dispatcher *d = job->d;
 	if (rc != 0) {
 		bool held = (rc == HR_EBUSY || rc == HR_EIO) && hold_results(d, job->r, job->n);
-		hr_log(HR_LOG_ERROR, "dispatch", "recording %zu outcomes failed: %s%s", job->n,
-		       err ? err->msg : hr_code_name(rc),
-		       held ? "; they are kept and retried" : "");
+		int64_t now = hr_mono_us();
+		pthread_mutex_lock(&d->out_lock);
+		bool say = !held || now - d->held_logged_us >= 10000000;
+		uint64_t since = ++d->held_failures;
+		if (say && held) {
+			d->held_logged_us = now;
+			d->held_failures = 0;
+		}
+		pthread_mutex_unlock(&d->out_lock);
+		if (say)
+			hr_log(HR_LOG_ERROR, "dispatch",
+			       "recording %zu outcomes failed: %s%s (%" PRIu64 " failures)", job->n,
+			       err ? err->msg : hr_code_name(rc),
+			       held ? "; they are kept and retried every 200 ms" : "", since);
 		if (held) {
 			bool retry = job->retry;
 			free(job->r);
@@ -329,11 +343,18 @@ static void record_done(void *arg, int rc, const struct hr_err *err)
 		watch_fire(w, &dr);
 	}
 	bool retry = job->retry;
+	if (retry && rc == 0)
+		hr_log(HR_LOG_INFO, "dispatch", "recorded %zu outcomes kept after failures",
+		       job->n);
 	free(job->r);
 	free(job);
 	pthread_mutex_lock(&d->out_lock);
 	d->outstanding--;
 	d->retrying -= retry;
+	if (retry && rc == 0) {
+		d->held_logged_us = 0;
+		d->held_failures = 0;
+	}
 	pthread_cond_broadcast(&d->out_cond);
 	pthread_mutex_unlock(&d->out_lock);
 }
