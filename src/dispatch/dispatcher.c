@@ -719,7 +719,15 @@ static void finish_send(struct dispatcher *d, struct xfer *x, CURLcode cc)
 
 	if (o.cls == OUTCOME_OK && !o.provider_id[0] && x->req.provider_id[0])
 		hr_strlcpy(o.provider_id, x->req.provider_id, sizeof o.provider_id);
-	int unknown = cc != CURLE_OK ? xfer_unknown_reason(x->easy, cc) : -1;
+	/* An HTTP 504 is a proxy in front of the provider saying it stopped
+	 * waiting for it: the provider had the request and may have acted on
+	 * it, exactly as when our own timeout runs out after the request was
+	 * written. Other 5xx answers are the provider's own statement that it
+	 * did not take the message (Graph 131000/131016, Twilio 20500/20503,
+	 * RBM UNAVAILABLE), retried under both policies. */
+	int unknown = cc != CURLE_OK ? xfer_unknown_reason(x->easy, cc)
+	              : status == 504 ? (int)M_UNK_GATEWAY
+	                              : -1;
 	struct send_result *r = result_add(d, x->message_id, x->attempts);
 	if (unknown >= 0) {
 		r->unknown_reason = metrics_unknown_name((enum metric_unknown)unknown);

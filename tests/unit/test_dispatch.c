@@ -121,6 +121,11 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 		snprintf(body, sizeof body,
 		         "{\"error\":{\"message\":\"(#131056) (Business Account, Consumer Account)"
 		         " pair rate limit hit\",\"type\":\"OAuthException\",\"code\":131056}}");
+	} else if (!strcmp(a, "504")) {
+		/* What a proxy in front of the provider answers when it gave up
+		 * waiting: not the provider's JSON. */
+		status = 504;
+		snprintf(body, sizeof body, "<html><body>504 Gateway Time-out</body></html>");
 	} else if (!strcmp(a, "perm")) {
 		status = 400;
 		snprintf(body, sizeof body,
@@ -1136,6 +1141,55 @@ static void test_outcome_kept_while_store_cannot_write(void **state)
 	MHD_stop_daemon(F.d);
 }
 
+/* A 504 (a gateway gave up on the provider, which had the request): an
+ * at_most_once message becomes unknown after that one send; an
+ * at_least_once one is sent again, the resend marked a possible duplicate. */
+static void test_gateway_timeout_is_unknown(void **state)
+{
+	(void)state;
+	fake_start();
+	const char *ans[] = {"504", "ok"};
+	fake_script("447000000088", 2, ans);
+	fake_script("447000000089", 2, ans);
+	struct tw t;
+	const char *rates[] = {"1000"};
+	tw_open(&t, rates, 1);
+	struct message m[2];
+	mk(&m[0], "acct0", "447000000088", 0);
+	m[0].policy = POLICY_AT_MOST_ONCE;
+	mk(&m[1], "acct0", "447000000089", 0);
+	m[1].policy = POLICY_AT_LEAST_ONCE;
+	insert(&t, m, 2);
+	tw_start(&t, 8);
+	assert_int_equal(wait_status(&t, m[0].id, MSG_UNKNOWN, 10), MSG_UNKNOWN);
+	assert_int_equal(wait_status(&t, m[1].id, MSG_SENT, 10), MSG_SENT);
+	usleep(300000);
+	assert_int_equal(count_log("447000000088"), 1);
+	assert_int_equal(count_log("447000000089"), 2);
+	struct message got = {0};
+	assert_int_equal(t.st->ops->message_get(t.st, NULL, m[0].id, &got), 0);
+	assert_int_equal(got.attempts, 1);
+	assert_string_equal(got.error_code, "unknown_outcome");
+	message_clear(&got);
+	struct message_event *ev = NULL;
+	size_t n = 0;
+	assert_int_equal(t.st->ops->message_events(t.st, m[1].id, &ev, &n), 0);
+	int marked = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (ev[i].detail &&
+		    strstr(ev[i].detail, "\"unknown_outcome\":\"gateway_timeout\"") &&
+		    strstr(ev[i].detail, "\"possible_duplicate\":true"))
+			marked++;
+		message_event_clear(&ev[i]);
+	}
+	free(ev);
+	assert_int_equal(marked, 1);
+	message_clear(&m[0]);
+	message_clear(&m[1]);
+	tw_close(&t);
+	MHD_stop_daemon(F.d);
+}
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1151,6 +1205,7 @@ int main(void)
 	    cmocka_unit_test(test_slow_tenant_does_not_starve_another),
 	    cmocka_unit_test(test_tenant_share),
 	    cmocka_unit_test(test_outcome_kept_while_store_cannot_write),
+	    cmocka_unit_test(test_gateway_timeout_is_unknown),
 	};
 	int rc = cmocka_run_group_tests_name("dispatch", tests, NULL, NULL);
 	curl_global_cleanup();
