@@ -224,6 +224,29 @@ struct message {
 	 * reads leave it NULL. NULL or "": no callbacks. */
 	char *callback_url;
 	enum delivery_policy policy; /* what to do when a send's outcome is unknown */
+	/* us; 0: never. A QUEUED message past it becomes EXPIRED (the
+	 * reconciler, and every claim) and is never sent. */
+	int64_t expires_at;
+	/*
+	 * Fallback routing (README "Fallback"): the route this message is one
+	 * step of, as JSON text (heap, message_clear frees it; NULL: no route):
+	 *   {"steps":[{"channel":"whatsapp","account_id":"wa"},
+	 *             {"channel":"sms","account_id":"tw"}],
+	 *    "fallback_after_s":60,"text":"what a follow-up says"}
+	 * Every message of one route carries the same text; route_step is this
+	 * message's index in steps and route_root the id of step 0 (its own id
+	 * there). Reads fill route only where they say so.
+	 */
+	char *route;
+	int route_step;
+	int route_steps; /* how many steps the route has (0: none) */
+	char route_root[HR_ID_LEN + 1];
+	/* us; 0: none. How long a SENT message with a next step waits for a
+	 * receipt before its follow-up is made. */
+	int64_t fallback_after;
+	/* The business unit that made it ("" = the tenant's own). Written by
+	 * inserts; read back by message_get and message_list only. */
+	char unit[HR_NAME_MAX];
 };
 
 void message_clear(struct message *m); /* frees content/body, zeroes */

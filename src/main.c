@@ -23,6 +23,10 @@ static void usage(FILE *f)
 	        "  messages  get or list messages (messages get ID | messages list)\n"
 	        "  batch     campaigns: upload a file, watch, list, status, start, cancel,\n"
 	        "            retry, discard, report, export\n"
+	        "  tenants   tenants (operators): list, create, show, disable, enable\n"
+	        "  units     a tenant's business units: list, create, disable, enable\n"
+	        "  keys      a tenant's API keys: list, create (shown once), revoke\n"
+	        "  audit     the log of administrative actions\n"
 	        "  version   print the version\n\n"
 	        "Run 'herald <command> --help' for a command's options.\n",
 	        HERALD_VERSION);
@@ -41,7 +45,9 @@ int main(int argc, char **argv)
 		return sim_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "migrate"))
 		return migrate_main(argc - 1, argv + 1);
-	if (!strcmp(cmd, "send") || !strcmp(cmd, "messages") || !strcmp(cmd, "batch"))
+	if (!strcmp(cmd, "send") || !strcmp(cmd, "messages") || !strcmp(cmd, "batch") ||
+	    !strcmp(cmd, "tenants") || !strcmp(cmd, "units") || !strcmp(cmd, "keys") ||
+	    !strcmp(cmd, "audit"))
 		return cli_main(argc, argv);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("herald %s\n", HERALD_VERSION);

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "channels/channel.h"
 #include "dispatch/dispatch.h"
 #include "store/store.h"
@@ -68,11 +70,32 @@ struct api_opts {
 	const struct callback_tenant *callback_tenants;
 	size_t ncallback_tenants;
 	struct applier *applier;       /* may be NULL */
+	/* Authentication (README "Security"). Operator keys' SHA-256 hex
+	 * hashes (server.operator_keys), borrowed; how long a key read from
+	 * the store is trusted (server.auth_cache_ms, default 5 s: the bound on
+	 * revocation across nodes); the config whose auth.jwt and
+	 * tenants[].jwt say which JWTs are accepted (NULL: none), borrowed. */
+	const char (*operator_hashes)[65];
+	size_t noperator;
+	int64_t auth_cache_us;
+	json_t *auth_cfg;
 };
 void api_opts_default(struct api_opts *o);
 
 int api_start(const struct api_opts *opts, struct api_server **out, struct hr_err *err);
 int api_port(const struct api_server *s);
 void api_stop(struct api_server *s);
+
+/* The route table as tests enumerate it (tests/integration/test_authz.c):
+ * one entry per route and method, in table order. */
+struct api_route_info {
+	const char *path;   /* "/v1/batches/{id}/start" */
+	const char *method; /* "GET", "POST", "DELETE" */
+	const char *scope;  /* "messages:send"; NULL for public routes */
+	const char *access; /* "public", "tenant", "tenant_wide", "admin", "operator" */
+};
+size_t api_route_count(void);
+/* 0, or HR_ENOTFOUND past the end. */
+int api_route_info(size_t i, struct api_route_info *out);
 
 #endif

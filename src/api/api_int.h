@@ -19,15 +19,60 @@
 
 #include "api/api.h"
 
-/* Direct-mapped cache of API key hash -> tenant (positive lookups only). */
+/*
+ * Scopes a credential carries (README "Security"): each route and method
+ * needs one. Config keys without a `scopes` list carry them all.
+ */
+enum api_scope {
+	SCOPE_MESSAGES_SEND = 1u << 0,
+	SCOPE_MESSAGES_READ = 1u << 1,
+	SCOPE_CAMPAIGNS_WRITE = 1u << 2,
+	SCOPE_CAMPAIGNS_READ = 1u << 3,
+	SCOPE_TEMPLATES_WRITE = 1u << 4,
+	SCOPE_ACCOUNTS_WRITE = 1u << 5,
+	SCOPE_SUPPRESSIONS_WRITE = 1u << 6,
+	SCOPE_METRICS_READ = 1u << 7,
+	SCOPE_ADMIN = 1u << 8,
+	SCOPE_ALL = (1u << 9) - 1,
+};
+
+/* Who a route and method admits, besides its scope. */
+enum api_access {
+	ACCESS_PUBLIC,      /* no bearer credential (health, webhooks: signed) */
+	ACCESS_TENANT,      /* a tenant's objects; a unit key sees its unit's only */
+	ACCESS_TENANT_WIDE, /* a tenant's objects not split by unit: no unit key */
+	ACCESS_ADMIN,       /* /v1/tenants/{tenant}/...: that tenant's tenant-wide admin,
+	                     * or an operator */
+	ACCESS_OPERATOR,    /* operators only (tenants themselves) */
+};
+
+/* The authenticated caller of a request. */
+struct api_principal {
+	char tenant[HR_NAME_MAX]; /* "" for an operator */
+	char unit[HR_NAME_MAX];   /* "" = tenant-wide */
+	unsigned scopes;          /* enum api_scope bits */
+	bool operator;            /* a server.operator_keys key */
+	char actor[96];           /* for the audit log: "key:hk_…", "jwt:<sub>", "operator:…" */
+};
+
+/* Cache of API key hash -> principal. Entries live auth_cache_us (5 s):
+ * a key revoked (or a tenant or unit disabled) on another node stops
+ * working here within that; on this node the admin handlers flush it at
+ * once. Failed lookups are never cached. */
 #define API_KEYCACHE_SLOTS 256
 struct api_keycache {
 	pthread_rwlock_t lock;
+	int64_t ttl_us;
 	struct {
 		char hash[65];
-		char tenant[HR_NAME_MAX];
+		struct api_principal who;
+		int64_t expires_at; /* the key's own expiry (us, wall clock); 0 never */
+		int64_t fetched;    /* monotonic us when read from the store */
+		int64_t touched;    /* wall us of the last use recorded (store or here) */
 	} slot[API_KEYCACHE_SLOTS];
 };
+
+struct api_jwt;
 
 struct api_guard;
 struct guard_conn;
@@ -38,6 +83,7 @@ struct api_server {
 	struct api_guard *guard; /* connection limits and request deadlines */
 	int max_attempts;        /* o.max_attempts, or the dispatcher's default */
 	struct api_keycache keys;
+	struct api_jwt *jwt;     /* NULL when JWTs are not configured */
 	/* Async operations in flight (a suspended connection waiting for a
 	 * callback). api_stop waits for zero so no callback outlives the server. */
 	pthread_mutex_t lock;
@@ -80,6 +126,17 @@ enum api_route {
 	ROUTE_CALLBACKS_REPLAY,  /* POST /v1/callbacks/replay?status=dead */
 	ROUTE_CALLBACK,          /* GET /v1/callbacks/{id} */
 	ROUTE_CALLBACK_REPLAY,   /* POST /v1/callbacks/{id}/replay */
+	ROUTE_WEBHOOKS_PARKED,   /* GET /v1/webhooks/parked */
+	ROUTE_TENANTS,           /* GET list, POST create (operator) */
+	ROUTE_TENANT,            /* GET /v1/tenants/{tenant} */
+	ROUTE_TENANT_DISABLE,    /* POST /v1/tenants/{tenant}/disable */
+	ROUTE_TENANT_ENABLE,     /* POST /v1/tenants/{tenant}/enable */
+	ROUTE_UNITS,             /* GET list, POST create */
+	ROUTE_UNIT_DISABLE,      /* POST /v1/tenants/{tenant}/units/{unit}/disable */
+	ROUTE_UNIT_ENABLE,       /* POST /v1/tenants/{tenant}/units/{unit}/enable */
+	ROUTE_KEYS,              /* GET list, POST create */
+	ROUTE_KEY_REVOKE,        /* POST /v1/tenants/{tenant}/keys/{prefix}/revoke */
+	ROUTE_AUDIT,             /* GET /v1/audit */
 };
 
 struct api_req;
@@ -98,7 +155,10 @@ struct api_req {
 	api_handler_fn handler;
 	bool started, responded;
 	bool complete;                   /* the whole body has arrived */
-	char tenant[HR_NAME_MAX];        /* set by auth for /v1 routes */
+	char tenant[HR_NAME_MAX];        /* set by auth for /v1 routes (who.tenant) */
+	struct api_principal who;        /* set by auth for /v1 routes */
+	char path_tenant[HR_NAME_MAX];   /* {tenant} of /v1/tenants/{tenant}/... */
+	char path_sub[HR_NAME_MAX];      /* {unit} or {prefix} below it */
 	char path_id[HR_NAME_MAX];       /* {id} of /v1/messages/{id}, /v1/channels/{id};
 	                                  * {to} of /v1/suppressions/{channel}/{to} */
 	char path_channel[16];           /* {channel} of /webhooks/{channel}/{account} and
@@ -228,10 +288,62 @@ void api_guard_ready(struct api_guard *g, struct guard_conn *gc);
 void api_guard_request_done(struct api_guard *g, struct guard_conn *gc);
 
 /* ---- auth.c ---- */
-void api_keycache_init(struct api_keycache *c);
+void api_keycache_init(struct api_keycache *c, int64_t ttl_us);
 void api_keycache_destroy(struct api_keycache *c);
-/* Resolves the Bearer key of the request to its tenant (r->tenant). */
+/* Forgets every cached key (after a revocation or a disable on this node). */
+void api_keycache_flush(struct api_keycache *c);
+/* Resolves the request's Bearer credential (API key, operator key or JWT)
+ * to r->who and r->tenant: HR_EAUTH with the reason otherwise. */
 int api_auth(struct api_req *r, struct hr_err *err);
+/* What the route and method admit (r->who against scope and access):
+ * HR_EFORBIDDEN naming the scope, or HR_ENOTFOUND for another tenant's
+ * /v1/tenants/{tenant}. */
+int api_authorize(struct api_req *r, unsigned scope, enum api_access access, struct hr_err *err);
+/* "messages:send" for one bit; NULL for none or several. */
+const char *api_scope_name(unsigned scope);
+/* Parses space- or comma-separated scope names ("*" = all); HR_EINVAL
+ * naming the unknown one in err. */
+int api_scopes_parse(const char *text, unsigned *out, struct hr_err *err, const char *field);
+/* The scopes as text, space-separated ("*" for all); buf returned. */
+const char *api_scopes_text(unsigned scopes, char *buf, size_t size);
+/* True if the principal may see an object of `unit` ("" = the tenant's own,
+ * shared): tenant-wide principals see all; a unit key its unit's, and
+ * shared objects only when shared_ok. */
+bool api_unit_visible(const struct api_req *r, const char *unit, bool shared_ok);
+/* 404 for a unit credential on another unit's campaign (any batch route). */
+int api_unit_precheck(struct api_req *r, struct hr_err *err);
+
+/* ---- jwt.c ---- */
+/* Reads auth.jwt from the config (NULL *out when absent). */
+int api_jwt_load(json_t *cfg, struct api_jwt **out, struct hr_err *err);
+void api_jwt_free(struct api_jwt *j);
+/* Verifies a compact JWS and maps its claims to a principal; *expires_us
+ * gets when it stops being valid (exp plus the leeway). */
+int api_jwt_verify(const struct api_jwt *j, const char *token, size_t len,
+                   struct api_principal *who, int64_t *expires_us, struct hr_err *err);
+
+/* ---- admin.c ---- */
+enum MHD_Result api_tenants_list(struct api_req *r);
+enum MHD_Result api_tenants_post(struct api_req *r);
+enum MHD_Result api_tenant_get(struct api_req *r);
+enum MHD_Result api_tenant_disable(struct api_req *r);
+enum MHD_Result api_tenant_enable(struct api_req *r);
+enum MHD_Result api_units_list(struct api_req *r);
+enum MHD_Result api_units_post(struct api_req *r);
+enum MHD_Result api_unit_disable(struct api_req *r);
+enum MHD_Result api_unit_enable(struct api_req *r);
+enum MHD_Result api_keys_list(struct api_req *r);
+enum MHD_Result api_keys_post(struct api_req *r);
+enum MHD_Result api_key_revoke(struct api_req *r);
+enum MHD_Result api_audit_list(struct api_req *r);
+/* Records an administrative action of r's principal (tenant, action,
+ * object, before/after JSON or NULL): a failure is logged, never answered
+ * (the action itself is done). */
+void api_audit(struct api_req *r, const char *tenant, const char *action, const char *object,
+               json_t *before, json_t *after);
+/* Fills an audit row for r's principal (before/after borrowed texts). */
+void api_audit_row(const struct api_req *r, const char *tenant, const char *action,
+                   const char *object, struct audit_row *a);
 
 /* ---- content.c ---- */
 /* Builds a message's canonical content (channels/channel.h) from a request
@@ -254,7 +366,7 @@ enum MHD_Result api_messages_post(struct api_req *r);
  * (channel, account, to, content; bulk priority), due at now, part of
  * batch_id: the same checks as POST /v1/messages:batch. m's content and body
  * are heap (message_clear). Errors name the object's field. */
-int api_message_build(const struct api_server *s, const char *tenant, json_t *o,
+int api_message_build(const struct api_server *s, const char *tenant, const char *unit, json_t *o,
                       const char *batch_id, int64_t now, struct message *m, struct hr_err *err);
 enum MHD_Result api_messages_batch(struct api_req *r);
 
@@ -272,6 +384,7 @@ enum MHD_Result api_messages_list_in(struct api_req *r, const char *batch_id);
 int api_callback_url(const struct api_server *s, const char *tenant, json_t *given,
                      const char *field, const char *fallback, char **out, struct hr_err *err);
 enum MHD_Result api_callbacks_list(struct api_req *r);
+enum MHD_Result api_webhooks_parked(struct api_req *r); /* parked.c */
 enum MHD_Result api_callback_get(struct api_req *r);
 enum MHD_Result api_callback_replay(struct api_req *r);
 enum MHD_Result api_callbacks_replay(struct api_req *r);

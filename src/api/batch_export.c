@@ -332,10 +332,10 @@ enum MHD_Result api_batch_export_csv(struct api_req *r)
 	cs->nparams = spec_nparams(&b);
 	char disp[96];
 	disposition(&b, "csv", disp, sizeof disp);
-	batch_clear(&b);
 	/* The header and the first page now, so a store that fails at once
 	 * gets a proper error status instead of a cut download. */
 	csv_header(&cs->out, &b, cs->nparams);
+	batch_clear(&b);
 	if ((rc = csv_page(cs)) != 0) {
 		csv_free(cs);
 		return api_fail(r, rc, NULL);

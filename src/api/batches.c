@@ -121,6 +121,7 @@ static bool hset_has(const struct hset *h, const char *s)
 struct bspec {
 	const struct api_server *s;
 	char tenant[HR_NAME_MAX];
+	char unit[HR_NAME_MAX]; /* the batch's business unit, "" for none */
 	const struct channel_account *acct;
 	char tname[HR_NAME_MAX], lang[16];
 	char *text;        /* a text campaign's body with {{n}}, heap; NULL for templates */
@@ -195,7 +196,7 @@ static int row_message(const struct bspec *b, const char *batch_id, const char *
 	free(rendered);
 	if (!o)
 		return err->code ? err->code : HR_ENOMEM;
-	int rc = api_message_build(b->s, b->tenant, o, batch_id, now, m, err);
+	int rc = api_message_build(b->s, b->tenant, b->unit, o, batch_id, now, m, err);
 	json_decref(o);
 	return rc;
 }
@@ -207,6 +208,7 @@ static int bspec_of(const struct api_server *s, const struct batch *bt, struct b
 	memset(b, 0, sizeof *b);
 	b->s = s;
 	hr_strlcpy(b->tenant, bt->tenant_id, sizeof b->tenant);
+	hr_strlcpy(b->unit, bt->unit, sizeof b->unit);
 	b->acct = account_set_find(s->o.accounts, bt->account_id);
 	if (!b->acct)
 		return hr_fail(err, HR_EINVAL, "account", "the batch's account %s is gone",
@@ -624,6 +626,7 @@ static int parse_spec(struct api_req *r, json_t *root, struct vctx *v, const cha
 		return rc;
 	v->b.s = s;
 	hr_strlcpy(v->b.tenant, r->tenant, sizeof v->b.tenant);
+	hr_strlcpy(v->b.unit, r->who.unit, sizeof v->b.unit);
 	enum delivery_policy dp;
 	if (policy && delivery_policy_parse(policy, &dp) != 0)
 		return hr_fail(err, HR_EINVAL, "delivery_policy",
@@ -632,7 +635,8 @@ static int parse_spec(struct api_req *r, json_t *root, struct vctx *v, const cha
 	const struct channel_account *acct = NULL;
 	struct channel_account *a;
 	for (size_t i = 0; (a = account_set_at(s->o.accounts, i)) != NULL && !acct; i++) {
-		if (strcmp(a->tenant_id, r->tenant) != 0 || strcmp(a->ops->name, channel) != 0)
+		if (strcmp(a->tenant_id, r->tenant) != 0 || strcmp(a->ops->name, channel) != 0 ||
+		    !api_unit_visible(r, a->unit, true))
 			continue;
 		if (!account || !strcmp(api_account_name(r->tenant, a->id), account))
 			acct = a;
@@ -1085,6 +1089,15 @@ static void post_run(struct post_job *job)
 		rc = parse_spec(r, root, v, &name, &err);
 	if (rc == 0)
 		rc = need_string(root, "unit", HR_NAME_MAX - 1, &unit, false, &err);
+	/* A unit's credential makes its own unit's campaigns only. */
+	if (rc == 0 && r->who.unit[0]) {
+		if (unit && strcmp(unit, r->who.unit) != 0)
+			rc = hr_fail(&err, HR_EFORBIDDEN, "unit",
+			             "this credential makes campaigns of unit '%s' only", r->who.unit);
+		unit = r->who.unit;
+	}
+	if (rc == 0 && unit)
+		hr_strlcpy(v->b.unit, unit, sizeof v->b.unit);
 	/* The batch's own callback URL, checked now; its messages take it
 	 * (the rows' requests carry it, row_request). */
 	char *cb_url = NULL;
@@ -1358,6 +1371,8 @@ enum MHD_Result api_batches_list(struct api_req *r)
 		f.status = (int)bs;
 	}
 	f.unit = qarg(r, "unit");
+	if (r->who.unit[0]) /* a unit's credential lists its own unit's only */
+		f.unit = r->who.unit;
 	f.name_like = qarg(r, "name");
 	f.before_id = qarg(r, "cursor");
 	if (rc == 0 && (v = qarg(r, "since")) && hr_time_parse(v, &f.since_us))
@@ -1434,6 +1449,11 @@ enum MHD_Result api_batch_cancel(struct api_req *r)
 		made += b.by_status[i];
 	int64_t stopped = b.by_status[MSG_QUEUED] + b.by_status[MSG_CANCELLED] +
 	                  (b.valid > made ? b.valid - made : 0);
+	char obj[96];
+	snprintf(obj, sizeof obj, "batch:%s", b.id);
+	api_audit(r, r->tenant, "batch.cancel", obj, NULL,
+	          json_pack("{s:s, s:s?, s:I}", "status", "cancelled", "unit",
+	                    b.unit[0] ? b.unit : NULL, "stopped", (json_int_t)stopped));
 	batch_clear(&b);
 	if (r->srv->runner)
 		batch_runner_wake(r->srv->runner);

@@ -73,6 +73,8 @@ static enum MHD_Result caps_start(struct api_req *r)
 	if (rc)
 		return api_fail(r, rc, &err);
 	const struct channel_account *a = api_account_lookup(r->srv, r->tenant, r->path_id);
+	if (a && !api_unit_visible(r, a->unit, true))
+		a = NULL; /* a sibling unit's account: as absent as another tenant's */
 	if (!a) {
 		char id[sizeof r->path_id];
 		hr_fail(&err, HR_ENOTFOUND, NULL, "no channel account '%s'",

@@ -133,7 +133,7 @@ enum MHD_Result api_channels_list(struct api_req *r)
 	const struct channel_account *a;
 	bool ok = data != NULL;
 	for (size_t i = 0; ok && (a = account_set_at(r->srv->o.accounts, i)) != NULL; i++)
-		if (strcmp(a->tenant_id, r->tenant) == 0)
+		if (strcmp(a->tenant_id, r->tenant) == 0 && api_unit_visible(r, a->unit, true))
 			ok = json_array_append_new(data, account_json(a)) == 0;
 	if (!ok) {
 		json_decref(data);
@@ -145,6 +145,8 @@ enum MHD_Result api_channels_list(struct api_req *r)
 enum MHD_Result api_channel_get(struct api_req *r)
 {
 	const struct channel_account *a = api_account_lookup(r->srv, r->tenant, r->path_id);
+	if (a && !api_unit_visible(r, a->unit, true))
+		a = NULL; /* a sibling unit's account: as absent as another tenant's */
 	if (!a) {
 		/* Another tenant's account is as absent as one that does not exist. */
 		struct hr_err err;
@@ -205,6 +207,10 @@ static int channel_put(struct api_req *r, json_t *root, struct channel_account *
 	/* The tenant's own account of that id (config or API), else a new one
 	 * in the tenant's id space: another tenant's ids are invisible here. */
 	const struct channel_account *old = api_account_lookup(s, r->tenant, id);
+	/* A unit changes only its own accounts: a sibling's or a shared one
+	 * (the tenant's) is not its to overwrite (409: the id is taken). */
+	if (old && r->who.unit[0] && strcmp(old->unit, r->who.unit) != 0)
+		return hr_fail(err, HR_ECONFLICT, "id", "account id '%s' is taken", id);
 	char gid[HR_NAME_MAX];
 	if (old) {
 		hr_strlcpy(gid, old->id, sizeof gid);
@@ -234,6 +240,7 @@ static int channel_put(struct api_req *r, json_t *root, struct channel_account *
 	 * restart, including its update of an account from the config file
 	 * (the config puts the operator's version back at the next start). */
 	row.api_created = true;
+	hr_strlcpy(row.unit_id, old ? old->unit : r->who.unit, sizeof row.unit_id);
 	row.config = json_dumps(root, JSON_COMPACT);
 	if (!row.config)
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
@@ -274,16 +281,30 @@ enum MHD_Result api_channels_post(struct api_req *r)
 	struct channel_account *a = NULL;
 	bool created = false;
 	pthread_mutex_lock(&s->channels_lock);
+	/* The account as it was, for the audit log. */
+	const char *pid = json_string_value(json_object_get(root, "id"));
+	const struct channel_account *prev = api_account_lookup(s, r->tenant, pid ? pid : "");
+	json_t *before = prev ? json_pack("{s:s, s:s?, s:O}", "channel", prev->ops->name, "unit",
+	                                  prev->unit[0] ? prev->unit : NULL, "config", prev->config)
+	                      : NULL;
 	int rc = channel_put(r, root, &a, &created, &err);
 	pthread_mutex_unlock(&s->channels_lock);
 	json_decref(root);
-	if (rc != 0)
+	if (rc != 0) {
+		json_decref(before);
 		return api_fail(r, rc, &err);
+	}
 	/* New accounts get their own send queue on the dispatcher's next pass. */
 	if (s->o.dispatcher)
 		dispatcher_notify(s->o.dispatcher);
 	hr_log(HR_LOG_INFO, "api", "tenant %s %s %s account %s", r->tenant,
 	       created ? "created" : "updated", a->ops->name, a->id);
+	/* The config as stored (secrets are references, never values). */
+	char obj[96];
+	snprintf(obj, sizeof obj, "account:%s", api_account_name(r->tenant, a->id));
+	api_audit(r, r->tenant, created ? "account.create" : "account.update", obj,
+	          before, json_pack("{s:s, s:s?, s:O}", "channel", a->ops->name, "unit",
+	                            a->unit[0] ? a->unit : NULL, "config", a->config));
 	/* a stays valid: the set retires replaced accounts, never frees them. */
 	return api_respond_json(r, created ? 201 : 200, account_json(a), NULL);
 }

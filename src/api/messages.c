@@ -36,7 +36,7 @@ struct accept {
 	char batch_id[HR_ID_LEN + 1];
 	char *resp;                  /* the 202 body, also stored for replays */
 	bool has_idem;
-	char idem_key[IDEM_KEY_MAX + 1];
+	char idem_key[HR_NAME_MAX + 1 + IDEM_KEY_MAX + 1]; /* "<unit>\x1f<key>" for a unit */
 	char hash[65];
 	struct idem_put idem;
 	bool sync;
@@ -83,14 +83,18 @@ static int parse_priority(json_t *v, int *out, struct hr_err *err)
 
 /* The account to send from: the one named (it must be the tenant's and of
  * the requested channel), or the tenant's first account of that channel. */
-static int resolve_account(const struct api_server *s, const char *tenant, const char *channel,
-                           const char *account, struct channel_account **out,
-                           struct hr_err *err)
+static int resolve_account(const struct api_server *s, const char *tenant, const char *unit,
+                           const char *channel, const char *account,
+                           struct channel_account **out, struct hr_err *err)
 {
 	struct account_set *set = s->o.accounts;
 	char cc[32];
 	if (account) {
 		struct channel_account *a = api_account_lookup(s, tenant, account);
+		/* A unit sends from its own accounts and the tenant's shared ones;
+		 * a sibling unit's is as unknown as another tenant's. */
+		if (a && unit && unit[0] && a->unit[0] && strcmp(a->unit, unit) != 0)
+			a = NULL;
 		if (!a) {
 			char ca[HR_NAME_MAX];
 			return hr_fail(err, HR_EINVAL, "account", "no account '%s' for this tenant",
@@ -109,7 +113,8 @@ static int resolve_account(const struct api_server *s, const char *tenant, const
 		               api_clip(cc, sizeof cc, channel));
 	struct channel_account *a;
 	for (size_t i = 0; (a = account_set_at(set, i)) != NULL; i++) {
-		if (strcmp(a->tenant_id, tenant) == 0 && strcmp(a->ops->name, channel) == 0) {
+		if (strcmp(a->tenant_id, tenant) == 0 && strcmp(a->ops->name, channel) == 0 &&
+		    (!unit || !unit[0] || !a->unit[0] || strcmp(a->unit, unit) == 0)) {
 			*out = a;
 			return 0;
 		}
@@ -120,6 +125,7 @@ static int resolve_account(const struct api_server *s, const char *tenant, const
 struct parse_ctx {
 	const struct api_server *s;
 	const char *tenant;
+	const char *unit;     /* the caller's business unit, "" or NULL for none */
 	bool batch;           /* a batch item: no mode/timeout_ms */
 	int default_prio;
 	int64_t now;
@@ -129,8 +135,156 @@ struct parse_ctx {
 
 static const char *const single_keys[] = {
 	"channel", "account", "to", "priority", "delivery_policy", "mode", "timeout_ms",
-	"callback_url", NULL,
+	"callback_url", "expires_at", "ttl_seconds", "route", "fallback_after_s", "fallback_text",
+	NULL,
 };
+
+/* The longest a message may wait to be sent (expires_at, ttl_seconds). */
+#define EXPIRY_MAX_S (30LL * 86400)
+/* A route's steps, and the longest a step waits for a receipt. */
+#define ROUTE_STEPS_MAX 4
+#define FALLBACK_AFTER_MAX_S (7LL * 86400)
+#define FALLBACK_TEXT_MAX 1600
+
+/* expires_at (RFC 3339) or ttl_seconds: *out the expiry (0: none). */
+static int parse_expiry(json_t *o, int64_t now, int64_t *out, struct hr_err *err)
+{
+	json_t *jexp = json_object_get(o, "expires_at"), *jttl = json_object_get(o, "ttl_seconds");
+	*out = 0;
+	if (jexp && jttl)
+		return hr_fail(err, HR_EINVAL, "ttl_seconds",
+		               "give expires_at or ttl_seconds, not both");
+	if (jttl) {
+		if (!json_is_integer(jttl) || json_integer_value(jttl) < 1 ||
+		    json_integer_value(jttl) > EXPIRY_MAX_S)
+			return hr_fail(err, HR_EINVAL, "ttl_seconds",
+			               "ttl_seconds must be an integer from 1 to %lld", EXPIRY_MAX_S);
+		*out = now + (int64_t)json_integer_value(jttl) * 1000000;
+	} else if (jexp) {
+		int64_t t = 0;
+		if (!json_is_string(jexp) || hr_time_parse(json_string_value(jexp), &t))
+			return hr_fail(err, HR_EINVAL, "expires_at",
+			               "expires_at must be an RFC 3339 time such as 2026-12-24T09:05:00Z");
+		if (t <= now)
+			return hr_fail(err, HR_EINVAL, "expires_at", "expires_at is in the past");
+		if (t - now > EXPIRY_MAX_S * 1000000)
+			return hr_fail(err, HR_EINVAL, "expires_at",
+			               "expires_at is more than %lld days away", EXPIRY_MAX_S / 86400);
+		*out = t;
+	}
+	return 0;
+}
+
+static bool route_channel_ok(const char *c)
+{
+	return strcmp(c, "whatsapp") == 0 || strcmp(c, "sms") == 0 || strcmp(c, "rcs") == 0;
+}
+
+/*
+ * route: ["whatsapp","sms"] or [{"channel":"whatsapp","account":"wa-1"},...]
+ * (2 to 4 steps over whatsapp, sms and rcs; a step names its account or
+ * takes the tenant's first of that channel). The first step is the message
+ * itself (its channel, and its account when it names one). The follow-ups
+ * say fallback_text, or the message's rendered body. fallback_after_s: how
+ * long a SENT step waits for a receipt before the next is tried (absent: a
+ * step falls back on failure only). Fills m's route fields.
+ */
+static int parse_route(const struct parse_ctx *pc, json_t *o, const struct channel_account *acct,
+                       const char *body, struct message *m, struct hr_err *err)
+{
+	json_t *jr = json_object_get(o, "route");
+	json_t *jafter = json_object_get(o, "fallback_after_s");
+	json_t *jtext = json_object_get(o, "fallback_text");
+	if (!jr) {
+		if (jafter || jtext)
+			return hr_fail(err, HR_EINVAL, jafter ? "fallback_after_s" : "fallback_text",
+			               "%s needs a route", jafter ? "fallback_after_s" : "fallback_text");
+		return 0;
+	}
+	size_t n = json_array_size(jr);
+	if (!json_is_array(jr) || n < 2 || n > ROUTE_STEPS_MAX)
+		return hr_fail(err, HR_EINVAL, "route",
+		               "route must be an array of 2 to %d channels", ROUTE_STEPS_MAX);
+	int64_t after = 0;
+	if (jafter) {
+		if (!json_is_integer(jafter) || json_integer_value(jafter) < 1 ||
+		    json_integer_value(jafter) > FALLBACK_AFTER_MAX_S)
+			return hr_fail(err, HR_EINVAL, "fallback_after_s",
+			               "fallback_after_s must be an integer from 1 to %lld",
+			               FALLBACK_AFTER_MAX_S);
+		after = (int64_t)json_integer_value(jafter);
+	}
+	const char *text = body;
+	if (jtext) {
+		text = json_string_value(jtext);
+		if (!text || !*text || strlen(text) > FALLBACK_TEXT_MAX)
+			return hr_fail(err, HR_EINVAL, "fallback_text",
+			               "fallback_text must be 1 to %d bytes of text", FALLBACK_TEXT_MAX);
+	}
+	if (!text || !*text)
+		return hr_fail(err, HR_EINVAL, "fallback_text",
+		               "this message has no text to send on the route's next channel: give "
+		               "fallback_text");
+	json_t *steps = json_array();
+	int rc = steps ? 0 : hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		json_t *st = json_array_get(jr, i);
+		const char *ch = json_is_string(st) ? json_string_value(st)
+		                                    : json_string_value(json_object_get(st, "channel"));
+		json_t *jacc = json_is_object(st) ? json_object_get(st, "account") : NULL;
+		char field[32];
+		snprintf(field, sizeof field, "route[%zu]", i);
+		if (!ch || !route_channel_ok(ch) || (jacc && !json_is_string(jacc)) ||
+		    (json_is_object(st) && json_object_size(st) > (jacc ? 2u : 1u))) {
+			rc = hr_fail(err, HR_EINVAL, field,
+			             "%s must be \"whatsapp\", \"sms\" or \"rcs\", or an object with "
+			             "channel and account",
+			             field);
+			break;
+		}
+		const struct channel_account *a = NULL;
+		if (i == 0) {
+			if (strcmp(ch, acct->ops->name) != 0 ||
+			    (jacc && strcmp(json_string_value(jacc), acct->id) != 0 &&
+			     !api_account_lookup(pc->s, pc->tenant, json_string_value(jacc)))) {
+				rc = hr_fail(err, HR_EINVAL, field,
+				             "the route's first step is the message itself: %s", acct->ops->name);
+				break;
+			}
+			a = acct;
+		} else {
+			struct channel_account *ra = NULL;
+			if ((rc = resolve_account(pc->s, pc->tenant, pc->unit, ch,
+			                          json_string_value(jacc), &ra, err))) {
+				char msg[sizeof err->msg];
+				hr_strlcpy(msg, err->msg, sizeof msg);
+				rc = hr_fail(err, rc, field, "%s: %s", field, msg);
+				break;
+			}
+			a = ra;
+		}
+		json_t *step = json_pack("{s:s, s:s}", "channel", a->ops->name, "account_id", a->id);
+		if (!step || json_array_append_new(steps, step))
+			rc = hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	}
+	json_t *route = NULL;
+	if (rc == 0) {
+		route = json_pack("{s:o, s:I, s:s}", "steps", steps, "fallback_after_s",
+		                  (json_int_t)after, "text", text);
+		steps = NULL;
+		m->route = route ? json_dumps(route, JSON_COMPACT) : NULL;
+		if (!m->route)
+			rc = hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	}
+	json_decref(steps);
+	json_decref(route);
+	if (rc)
+		return rc;
+	m->route_steps = (int)n;
+	m->route_step = 0;
+	m->fallback_after = after * 1000000;
+	return 0;
+}
 
 /* The request keys of a message: its envelope here, its content in
  * content.c; a batch item has no mode or timeout_ms. */
@@ -219,7 +373,7 @@ static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *
 		return rc;
 
 	struct channel_account *acct = NULL;
-	rc = resolve_account(s, pc->tenant, channel, json_string_value(jacc), &acct, err);
+	rc = resolve_account(s, pc->tenant, pc->unit, channel, json_string_value(jacc), &acct, err);
 	if (rc != 0 || !acct)
 		return rc ? rc : HR_EINTERNAL;
 	char to[HR_ADDR_MAX];
@@ -250,9 +404,15 @@ static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *
 		m->segments = si.segments;
 	}
 	m->policy = policy;
+	if ((rc = parse_expiry(o, pc->now, &m->expires_at, err)) ||
+	    (rc = parse_route(pc, o, acct, body, m, err)))
+		return rc;
 
 	hr_id_new(m->id);
+	if (m->route)
+		hr_strlcpy(m->route_root, m->id, sizeof m->route_root);
 	hr_strlcpy(m->tenant_id, pc->tenant, sizeof m->tenant_id);
+	hr_strlcpy(m->unit, pc->unit ? pc->unit : "", sizeof m->unit);
 	hr_strlcpy(m->account_id, acct->id, sizeof m->account_id);
 	hr_strlcpy(m->channel, acct->ops->name, sizeof m->channel);
 	hr_strlcpy(m->recipient, to, sizeof m->recipient);
@@ -266,10 +426,10 @@ static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *
 	return 0;
 }
 
-int api_message_build(const struct api_server *s, const char *tenant, json_t *o,
+int api_message_build(const struct api_server *s, const char *tenant, const char *unit, json_t *o,
                       const char *batch_id, int64_t now, struct message *m, struct hr_err *err)
 {
-	struct parse_ctx pc = {.s = s, .tenant = tenant, .batch = true,
+	struct parse_ctx pc = {.s = s, .tenant = tenant, .unit = unit, .batch = true,
 	                       .default_prio = PRIO_BULK, .now = now, .batch_id = batch_id};
 	return parse_message(&pc, o, m, NULL, NULL, err);
 }
@@ -369,7 +529,7 @@ static void prefix_item_field(struct hr_err *err, size_t i)
 static int parse_single(struct api_req *r, struct accept *a, json_t *root, struct hr_err *err)
 {
 	struct parse_ctx pc = {
-		.s = r->srv, .tenant = r->tenant, .batch = false,
+		.s = r->srv, .tenant = r->tenant, .unit = r->who.unit, .batch = false,
 		.default_prio = PRIO_TRANSACTIONAL, .now = hr_now_us(),
 	};
 	a->msgs = calloc(1, sizeof *a->msgs);
@@ -417,7 +577,7 @@ static int parse_batch(struct api_req *r, struct accept *a, json_t *root, struct
 		return hr_fail(err, HR_ELIMIT, "messages",
 		               "a batch holds at most %d messages (%zu given)", s->o.max_batch, n);
 	struct parse_ctx pc = {
-		.s = s, .tenant = r->tenant, .batch = true,
+		.s = s, .tenant = r->tenant, .unit = r->who.unit, .batch = true,
 		.default_prio = PRIO_BULK, .now = hr_now_us(), .batch_id = a->batch_id,
 	};
 	json_t *jprio = json_object_get(root, "priority");
@@ -494,7 +654,11 @@ static enum MHD_Result accept_start(struct api_req *r, bool batch)
 			return api_fail(r, rc, &err);
 		}
 		a->has_idem = true;
-		hr_strlcpy(a->idem_key, key, sizeof a->idem_key);
+		/* Per unit: a sibling unit reusing a key neither replays the other's
+		 * answer nor learns it was used (0x1f never occurs in a key, so a
+		 * tenant-wide key cannot collide with a unit's). */
+		snprintf(a->idem_key, sizeof a->idem_key, "%s%s%s", r->who.unit,
+		         r->who.unit[0] ? "\x1f" : "", key);
 		hr_sha256_hex(r->body, r->len, a->hash);
 		struct idem_row row;
 		memset(&row, 0, sizeof row);

@@ -83,6 +83,11 @@ static json_t *message_json(const struct message *m)
 		json_decref(j);
 		return NULL;
 	}
+	if (j && m->expires_at > 0 &&
+	    json_object_set_new(j, "expires_at", time_json(m->expires_at)) != 0) {
+		json_decref(j);
+		return NULL;
+	}
 	/* Segments are what SMS is billed by; other channels have none. */
 	if (j && strcmp(m->channel, "sms") == 0 &&
 	    json_object_set_new(j, "segments", json_integer(m->segments)) != 0) {
@@ -115,6 +120,60 @@ static enum MHD_Result render_failed(struct api_req *r, const char *what, const 
 	return api_fail(r, HR_EINTERNAL, &err);
 }
 
+/*
+ * The recipient's whole route, from any of its messages: each step's
+ * channel and account as planned, the message made for it (null until the
+ * step is tried) and its status, and which step reached the recipient
+ * (the first DELIVERED or READ; null while none has).
+ */
+static json_t *route_json(struct store *st, const struct message *m)
+{
+	json_t *plan = json_loads(m->route, 0, NULL);
+	json_t *steps = json_object_get(plan, "steps");
+	struct message *v = NULL;
+	size_t n = 0;
+	if (!json_is_array(steps) || st->ops->message_route(st, m->tenant_id, m->route_root, &v, &n)) {
+		json_decref(plan);
+		return NULL;
+	}
+	json_t *out = json_array(), *reached = json_null();
+	bool ok = out && reached;
+	for (size_t i = 0; ok && i < json_array_size(steps); i++) {
+		json_t *s = json_array_get(steps, i);
+		const struct message *sm = NULL;
+		for (size_t k = 0; k < n; k++)
+			if (v[k].route_step == (int)i)
+				sm = &v[k];
+		const char *acc = json_string_value(json_object_get(s, "account_id"));
+		json_t *e = json_pack(
+		    "{s:i, s:O, s:o, s:o, s:o}", "step", (int)i, "channel", json_object_get(s, "channel"),
+		    "account", text_json(api_account_name(m->tenant_id, acc ? acc : "")), "message_id",
+		    sm ? text_json(sm->id) : json_null(), "status",
+		    sm ? json_string(msg_status_name(sm->status)) : json_null());
+		ok = e && json_array_append_new(out, e) == 0;
+		if (ok && sm && json_is_null(reached) &&
+		    (sm->status == MSG_DELIVERED || sm->status == MSG_READ)) {
+			reached = json_pack("{s:i, s:s, s:s}", "step", (int)i, "channel", sm->channel,
+			                    "message_id", sm->id);
+			ok = reached != NULL;
+		}
+	}
+	json_t *j = ok ? json_pack("{s:s, s:i, s:O, s:o, s:o}", "root_id", m->route_root, "step",
+	                           m->route_step, "fallback_after_s",
+	                           json_object_get(plan, "fallback_after_s"), "steps", out,
+	                           "reached_by", reached)
+	               : NULL;
+	if (!j) {
+		json_decref(out);
+		json_decref(reached);
+	}
+	for (size_t k = 0; k < n; k++)
+		message_clear(&v[k]);
+	free(v);
+	json_decref(plan);
+	return j;
+}
+
 enum MHD_Result api_message_get(struct api_req *r)
 {
 	struct store *st = r->srv->o.store;
@@ -128,6 +187,10 @@ enum MHD_Result api_message_get(struct api_req *r)
 	struct message m;
 	memset(&m, 0, sizeof m);
 	int rc = st->ops->message_get(st, r->tenant, r->path_id, &m);
+	if (rc == 0 && !api_unit_visible(r, m.unit, false)) {
+		message_clear(&m); /* a sibling unit's: as absent as another tenant's */
+		rc = HR_ENOTFOUND;
+	}
 	if (rc != 0) {
 		hr_fail(&err, rc, NULL, "no message %s", r->path_id);
 		return api_fail(r, rc, &err);
@@ -142,6 +205,11 @@ enum MHD_Result api_message_get(struct api_req *r)
 	json_t *j = message_json(&m);
 	json_t *events = json_array();
 	const char *bad = !j ? "the message" : !events ? "the events" : NULL;
+	if (!bad && m.route && m.route_root[0]) {
+		json_t *route = route_json(st, &m);
+		if (!route || json_object_set_new(j, "route", route) != 0)
+			bad = "the route";
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (!bad && json_array_append_new(events, event_json(&ev[i])) != 0)
 			bad = "an event";
@@ -317,6 +385,7 @@ enum MHD_Result api_messages_list_in(struct api_req *r, const char *batch_id)
 	if (rc != 0)
 		return api_fail(r, rc, &err);
 	f.batch_id = batch_id;
+	f.unit = r->who.unit[0] ? r->who.unit : NULL;
 
 	struct message *ms = NULL;
 	size_t n = 0;

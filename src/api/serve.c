@@ -16,6 +16,7 @@
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/template.h"
+#include "dispatch/reconciler.h"
 #include "obs/metrics.h"
 
 struct serve_args {
@@ -290,14 +291,86 @@ int serve_sync_config(json_t *cfg, struct store *st, struct hr_err *err)
 			free(keep);
 			return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 		}
+		/* Units first: keys may be restricted to one. Seeding never
+		 * re-enables a unit disabled through the API. */
+		json_t *units = json_object_get(t, "units");
+		size_t ui;
+		json_t *un;
+		json_array_foreach(units, ui, un)
+		{
+			struct unit_row u = {0};
+			snprintf(f, sizeof f, "tenants[%zu].units[%zu].id", ti, ui);
+			const char *uid = json_is_string(un) ? json_string_value(un)
+			                                     : hr_cfg_str(un, "id", NULL, err);
+			if (!uid || !*uid || strlen(uid) >= sizeof u.id ||
+			    strspn(uid, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+			        strlen(uid)) {
+				rc = hr_fail(err, HR_EINVAL, f,
+				             "%s is required: 1..63 letters, digits, '_' or '-'", f);
+				break;
+			}
+			hr_strlcpy(u.tenant_id, tr.id, sizeof u.tenant_id);
+			hr_strlcpy(u.id, uid, sizeof u.id);
+			hr_strlcpy(u.name, json_is_object(un) ? hr_cfg_str(un, "name", uid, err) : uid,
+			           sizeof u.name);
+			if ((rc = st->ops->unit_create(st, &u, true, NULL, err)) != 0)
+				break;
+		}
 		json_array_foreach(keys, ki, k)
 		{
+			if (rc)
+				break;
 			snprintf(f, sizeof f, "tenants[%zu].api_keys[%zu]", ti, ki);
-			char *key = hr_secret_resolve(json_string_value(k), f, err);
+			/* A reference, or {key, scopes, unit, label}: without scopes a
+			 * config key has them all (as before scopes existed). */
+			const char *ref = json_is_object(k) ? json_string_value(json_object_get(k, "key"))
+			                                    : json_string_value(k);
+			struct key_row kr = {0};
+			hr_strlcpy(kr.tenant_id, tr.id, sizeof kr.tenant_id);
+			hr_strlcpy(kr.scopes, "*", sizeof kr.scopes);
+			hr_strlcpy(kr.created_by, "config", sizeof kr.created_by);
+			hr_strlcpy(kr.label, f, sizeof kr.label);
+			if (json_is_object(k)) {
+				char sf[200];
+				snprintf(sf, sizeof sf, "%s.scopes", f);
+				json_t *sc = json_object_get(k, "scopes");
+				char text[512] = "";
+				size_t si;
+				json_t *sv;
+				json_array_foreach(sc, si, sv)
+				{
+					const char *nm = json_string_value(sv);
+					if (!nm || strlen(text) + strlen(nm) + 2 > sizeof text) {
+						rc = hr_fail(err, HR_EINVAL, sf, "%s must list scope names", sf);
+						break;
+					}
+					if (text[0])
+						strcat(text, " ");
+					strcat(text, nm);
+				}
+				unsigned bits = 0;
+				if (!rc && sc && api_scopes_parse(text, &bits, err, sf) != 0)
+					rc = err->code;
+				if (!rc && sc)
+					api_scopes_text(bits, kr.scopes, sizeof kr.scopes);
+				const char *unit = hr_cfg_str(k, "unit", NULL, err);
+				if (unit)
+					hr_strlcpy(kr.unit_id, unit, sizeof kr.unit_id);
+				const char *label = hr_cfg_str(k, "label", NULL, err);
+				if (label)
+					hr_strlcpy(kr.label, label, sizeof kr.label);
+				if (!rc && err->code)
+					rc = err->code;
+				if (rc)
+					break;
+			}
+			char *key = hr_secret_resolve(ref, f, err);
 			if (!key || strlen(key) < 16) {
 				if (key)
 					hr_fail(err, HR_EINVAL, f,
 					        "%s is too short (16 chars at least)", f);
+				else if (!err->code)
+					hr_fail(err, HR_EINVAL, f, "%s: the key is required", f);
 				hr_secret_free(key);
 				rc = err->code;
 				break;
@@ -305,7 +378,16 @@ int serve_sync_config(json_t *cfg, struct store *st, struct hr_err *err)
 			hr_sha256_hex(key, strlen(key), hashes[ki]);
 			keep[ki] = hashes[ki];
 			hr_secret_free(key);
-			rc = st->ops->api_key_put(st, tr.id, hashes[ki], f, err);
+			memcpy(kr.hash, hashes[ki], 65);
+			if (kr.unit_id[0]) {
+				struct unit_row ur;
+				if (st->ops->unit_get(st, tr.id, kr.unit_id, &ur) != 0) {
+					rc = hr_fail(err, HR_EINVAL, f, "%s.unit: no such unit in tenants[%zu].units",
+					             f, ti);
+					break;
+				}
+			}
+			rc = st->ops->key_seed(st, &kr, err);
 			if (rc)
 				break;
 		}
@@ -415,6 +497,46 @@ static int read_dispatch_opts(json_t *cfg, struct dispatch_opts *o, struct hr_er
 		    "(%lld ms) by more than a second: a lease that ends while its send "
 		    "is still in flight lets a second process send the message again",
 		    (long long)(o->lease_us / 1000000), (long long)(o->http_timeout_us / 1000));
+	return err->code;
+}
+
+/* reconcile.*: the reconciler's schedule and thresholds (reconciler.h). The
+ * interval defaults to dispatch.reconcile_ms, which set it before the
+ * reconciler had a thread of its own. */
+static int read_reconcile_opts(json_t *cfg, const struct dispatch_opts *d,
+                               struct reconcile_opts *o, struct hr_err *err)
+{
+	reconcile_opts_default(o);
+	o->interval_us = hr_cfg_int(cfg, "reconcile.interval_ms", d->reconcile_every_us / 1000, 10,
+	                            3600000, err) *
+	                 1000;
+	o->batch = (int)hr_cfg_int(cfg, "reconcile.batch", o->batch, 1, 1000, err);
+	o->inbox_park_after_us = hr_cfg_int(cfg, "reconcile.inbox_park_after_s",
+	                                    o->inbox_park_after_us / 1000000, 1, 7 * 86400, err) *
+	                         1000000;
+	o->lookup_timeout_us = hr_cfg_int(cfg, "reconcile.lookup_timeout_ms",
+	                                  o->lookup_timeout_us / 1000, 100, 60000, err) *
+	                       1000;
+	o->lookup_budget_us = hr_cfg_int(cfg, "reconcile.lookup_budget_ms",
+	                                 o->lookup_budget_us / 1000, 100, 600000, err) *
+	                      1000;
+	json_t *st = hr_cfg_get(cfg, "reconcile.stale_after_s");
+	if (st && !json_is_object(st))
+		return hr_fail(err, HR_EINVAL, "reconcile.stale_after_s",
+		               "reconcile.stale_after_s must map channel names to seconds");
+	const char *ch;
+	json_t *v;
+	json_object_foreach(st, ch, v)
+	{
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > 30 * 86400)
+			return hr_fail(err, HR_EINVAL, "reconcile.stale_after_s",
+			               "reconcile.stale_after_s.%s must be 0 to 2592000 seconds", ch);
+		if (reconcile_opts_stale(o, ch, json_integer_value(v) * 1000000))
+			return hr_fail(err, HR_EINVAL, "reconcile.stale_after_s",
+			               "reconcile.stale_after_s names too many channels (at most %d)",
+			               RECONCILE_CHANNELS_MAX);
+	}
 	return err->code;
 }
 
@@ -563,7 +685,56 @@ static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opt
 	o->sync_timeout_us =
 	    hr_cfg_int(cfg, "server.sync_timeout_ms", o->sync_timeout_us / 1000, 1, 600000, err) *
 	    1000;
+	o->auth_cache_us = hr_cfg_int(cfg, "server.auth_cache_ms", 5000, 0, 60000, err) * 1000;
+	if (o->auth_cache_us == 0)
+		o->auth_cache_us = 1; /* 0: every request reads the store */
+	o->auth_cfg = cfg; /* auth.jwt and tenants[].jwt */
 	return err->code;
+}
+
+/*
+ * Operator keys (server.operator_keys: env:/file: references, 32 characters
+ * at least), hashed at start; the keys themselves are wiped. Operators
+ * create and disable tenants and manage any tenant's units and keys; they
+ * read and send nothing.
+ */
+static int read_operator_keys(json_t *cfg, char (**out)[65], size_t *n, struct hr_err *err)
+{
+	*out = NULL;
+	*n = 0;
+	json_t *keys = hr_cfg_get(cfg, "server.operator_keys");
+	if (!keys)
+		return 0;
+	if (!json_is_array(keys) || json_array_size(keys) > 64)
+		return hr_fail(err, HR_EINVAL, "server.operator_keys",
+		               "server.operator_keys must be a list of at most 64 references");
+	size_t k = json_array_size(keys);
+	char(*h)[65] = calloc(k ? k : 1, sizeof *h);
+	if (!h)
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	for (size_t i = 0; i < k; i++) {
+		char f[48];
+		snprintf(f, sizeof f, "server.operator_keys[%zu]", i);
+		const char *ref = json_string_value(json_array_get(keys, i));
+		if (!ref || (strncmp(ref, "env:", 4) != 0 && strncmp(ref, "file:", 5) != 0)) {
+			free(h);
+			return hr_fail(err, HR_EINVAL, f,
+			               "%s must be an env: or file: reference (never the key itself)", f);
+		}
+		char *key = hr_secret_resolve(ref, f, err);
+		if (!key || strlen(key) < 32) {
+			if (key)
+				hr_fail(err, HR_EINVAL, f, "%s is too short (32 chars at least)", f);
+			hr_secret_free(key);
+			free(h);
+			return err->code;
+		}
+		hr_sha256_hex(key, strlen(key), h[i]);
+		hr_secret_free(key);
+	}
+	*out = h;
+	*n = k;
+	return 0;
 }
 
 /* Each connection is a descriptor: raise the soft limit to the hard one, and
@@ -625,7 +796,9 @@ int serve_main(int argc, char **argv)
 	struct callback_tenant *cbt = NULL;
 	size_t ncbt = 0;
 	struct callbacks *cbs = NULL;
+	struct reconciler *rec = NULL;
 	struct api_server *srv = NULL;
+	char(*ophash)[65] = NULL;
 	char host[128];
 	int status = 1;
 
@@ -636,7 +809,9 @@ int serve_main(int argc, char **argv)
 	struct api_opts aopts;
 	struct retention_opts ropts;
 	struct callback_opts copts;
+	struct reconcile_opts recopts;
 	if (read_dispatch_opts(cfg, &dopts, &err) || read_callback_opts(cfg, &copts, &err) ||
+	    read_reconcile_opts(cfg, &dopts, &recopts, &err) ||
 	    read_api_opts(cfg, &a, &aopts, host, sizeof host, &err) ||
 	    serve_retention_opts(cfg, &ropts, &err))
 		goto out;
@@ -648,7 +823,10 @@ int serve_main(int argc, char **argv)
 	    account_set_load_policy(st, &policy, &accounts, &err))
 		goto out;
 	account_set_public_url(&accounts, aopts.public_url);
+	/* Lease expiry is the reconciler's, on its own thread. */
+	dopts.reconcile_every_us = 0;
 	if (dispatcher_start(st, &accounts, &dopts, &disp, &err) ||
+	    reconciler_start(st, &accounts, &recopts, &rec, &err) ||
 	    applier_start(st, &accounts,
 	                  (int)hr_cfg_int(cfg, "webhooks.apply_batch", 500, 1, 10000, &err), &app,
 	                  &err) ||
@@ -662,6 +840,9 @@ int serve_main(int argc, char **argv)
 	aopts.accounts = &accounts;
 	aopts.dispatcher = disp;
 	aopts.applier = app;
+	if (read_operator_keys(cfg, &ophash, &aopts.noperator, &err))
+		goto out;
+	aopts.operator_hashes = (const char(*)[65])ophash;
 	if (api_start(&aopts, &srv, &err))
 		goto out;
 
@@ -693,7 +874,9 @@ out:
 	if (err.code)
 		report("serve", &err);
 	api_stop(srv);
+	free(ophash);
 	callbacks_stop(cbs);
+	reconciler_stop(rec);
 	dispatcher_stop(disp);
 	applier_stop(app);
 	callback_tenants_free(cbt, ncbt);

@@ -244,48 +244,137 @@ static enum MHD_Result api_metrics(struct api_req *r)
  * Routing.
  * ------------------------------------------------------------------------- */
 
+/* One method of a route: its handler, the scope it needs and who it
+ * admits (api_int.h). A route's authorisation lives here, beside its
+ * handler, so a route cannot be added without one; test_authz enumerates
+ * this table (api_route_info) and attacks every entry. */
+struct api_method_def {
+	api_handler_fn fn;
+	unsigned scope;
+	enum api_access access;
+};
+
 struct api_route_def {
 	const char *path; /* exact path, or a pattern matched in route_match */
 	enum api_route route;
-	api_handler_fn get, post, del;
+	struct api_method_def get, post, del;
 	const char *allow;
 };
 
+#define PUBLIC(fn) {fn, 0, ACCESS_PUBLIC}
+#define TENANT(fn, scope) {fn, scope, ACCESS_TENANT}
+#define WIDE(fn, scope) {fn, scope, ACCESS_TENANT_WIDE}
+#define ADMIN(fn) {fn, SCOPE_ADMIN, ACCESS_ADMIN}
+#define OPERATOR(fn) {fn, SCOPE_ADMIN, ACCESS_OPERATOR}
+#define NONE {NULL, 0, ACCESS_PUBLIC}
+
+/* /metrics stays open until the limits work (issue 11, part 5) gives it
+ * `metrics:read` or its own listen address. */
 static const struct api_route_def api_routes[] = {
-    {"/healthz", ROUTE_HEALTHZ, api_healthz, NULL, NULL, "GET, HEAD"},
-    {"/readyz", ROUTE_READYZ, api_readyz, NULL, NULL, "GET, HEAD"},
-    {"/metrics", ROUTE_METRICS, api_metrics, NULL, NULL, "GET, HEAD"},
-    {"/v1/messages", ROUTE_MESSAGES, api_messages_list, api_messages_post, NULL, "GET, HEAD, POST"},
-    {"/v1/messages:batch", ROUTE_MESSAGES_BATCH, NULL, api_messages_batch, NULL, "POST"},
-    {"/v1/messages/{id}", ROUTE_MESSAGE, api_message_get, NULL, NULL, "GET, HEAD"},
-    {"/v1/suppressions", ROUTE_SUPPRESSIONS, api_suppressions_list, api_suppressions_post, NULL,
+    {"/healthz", ROUTE_HEALTHZ, PUBLIC(api_healthz), NONE, NONE, "GET, HEAD"},
+    {"/readyz", ROUTE_READYZ, PUBLIC(api_readyz), NONE, NONE, "GET, HEAD"},
+    {"/metrics", ROUTE_METRICS, PUBLIC(api_metrics), NONE, NONE, "GET, HEAD"},
+    {"/v1/messages", ROUTE_MESSAGES, TENANT(api_messages_list, SCOPE_MESSAGES_READ),
+     TENANT(api_messages_post, SCOPE_MESSAGES_SEND), NONE, "GET, HEAD, POST"},
+    {"/v1/messages:batch", ROUTE_MESSAGES_BATCH, NONE,
+     TENANT(api_messages_batch, SCOPE_MESSAGES_SEND), NONE, "POST"},
+    {"/v1/messages/{id}", ROUTE_MESSAGE, TENANT(api_message_get, SCOPE_MESSAGES_READ), NONE, NONE,
+     "GET, HEAD"},
+    {"/v1/suppressions", ROUTE_SUPPRESSIONS, WIDE(api_suppressions_list, SCOPE_MESSAGES_READ),
+     TENANT(api_suppressions_post, SCOPE_SUPPRESSIONS_WRITE), NONE, "GET, HEAD, POST"},
+    {"/v1/suppressions/{channel}/{to}", ROUTE_SUPPRESSION, NONE, NONE,
+     WIDE(api_suppression_delete, SCOPE_SUPPRESSIONS_WRITE), "DELETE"},
+    {"/v1/channels", ROUTE_CHANNELS, TENANT(api_channels_list, SCOPE_MESSAGES_READ),
+     TENANT(api_channels_post, SCOPE_ACCOUNTS_WRITE), NONE, "GET, HEAD, POST"},
+    {"/v1/channels/{id}", ROUTE_CHANNEL, TENANT(api_channel_get, SCOPE_MESSAGES_READ), NONE, NONE,
+     "GET, HEAD"},
+    {"/v1/channels/{id}/capabilities", ROUTE_CAPABILITIES,
+     TENANT(api_channel_capabilities, SCOPE_MESSAGES_READ), NONE, NONE, "GET, HEAD"},
+    {"/webhooks/{channel}/{account}", ROUTE_WEBHOOK, PUBLIC(api_webhook), PUBLIC(api_webhook),
+     NONE, "GET, HEAD, POST"},
+    {"/v1/batches", ROUTE_BATCHES, TENANT(api_batches_list, SCOPE_CAMPAIGNS_READ),
+     TENANT(api_batches_post, SCOPE_CAMPAIGNS_WRITE), NONE, "GET, HEAD, POST"},
+    {"/v1/batches/{id}", ROUTE_BATCH, TENANT(api_batch_get, SCOPE_CAMPAIGNS_READ), NONE,
+     TENANT(api_batch_delete, SCOPE_CAMPAIGNS_WRITE), "GET, HEAD, DELETE"},
+    {"/v1/batches/{id}/start", ROUTE_BATCH_START, NONE,
+     TENANT(api_batch_start, SCOPE_CAMPAIGNS_WRITE), NONE, "POST"},
+    {"/v1/batches/{id}/cancel", ROUTE_BATCH_CANCEL, NONE,
+     TENANT(api_batch_cancel, SCOPE_CAMPAIGNS_WRITE), NONE, "POST"},
+    {"/v1/batches/{id}/retry", ROUTE_BATCH_RETRY, NONE,
+     TENANT(api_batch_retry, SCOPE_CAMPAIGNS_WRITE), NONE, "POST"},
+    {"/v1/batches/{id}/events", ROUTE_BATCH_EVENTS, TENANT(api_batch_events, SCOPE_CAMPAIGNS_READ),
+     NONE, NONE, "GET"},
+    {"/v1/batches/{id}/errors", ROUTE_BATCH_ERRORS, TENANT(api_batch_errors, SCOPE_CAMPAIGNS_READ),
+     NONE, NONE, "GET, HEAD"},
+    {"/v1/batches/{id}/messages", ROUTE_BATCH_MESSAGES,
+     TENANT(api_batch_messages, SCOPE_CAMPAIGNS_READ), NONE, NONE, "GET, HEAD"},
+    {"/v1/batches/{id}/export.csv", ROUTE_BATCH_EXPORT_CSV,
+     TENANT(api_batch_export_csv, SCOPE_CAMPAIGNS_READ), NONE, NONE, "GET, HEAD"},
+    {"/v1/batches/{id}/export.xlsx", ROUTE_BATCH_EXPORT_XLSX,
+     TENANT(api_batch_export_xlsx, SCOPE_CAMPAIGNS_READ), NONE, NONE, "GET, HEAD"},
+    {"/v1/callbacks", ROUTE_CALLBACKS, WIDE(api_callbacks_list, SCOPE_MESSAGES_READ), NONE, NONE,
+     "GET, HEAD"},
+    {"/v1/callbacks/replay", ROUTE_CALLBACKS_REPLAY, NONE,
+     WIDE(api_callbacks_replay, SCOPE_MESSAGES_SEND), NONE, "POST"},
+    {"/v1/callbacks/{id}", ROUTE_CALLBACK, WIDE(api_callback_get, SCOPE_MESSAGES_READ), NONE, NONE,
+     "GET, HEAD"},
+    {"/v1/callbacks/{id}/replay", ROUTE_CALLBACK_REPLAY, NONE,
+     WIDE(api_callback_replay, SCOPE_MESSAGES_SEND), NONE, "POST"},
+    {"/v1/tenants", ROUTE_TENANTS, OPERATOR(api_tenants_list), OPERATOR(api_tenants_post), NONE,
      "GET, HEAD, POST"},
-    {"/v1/suppressions/{channel}/{to}", ROUTE_SUPPRESSION, NULL, NULL, api_suppression_delete,
-     "DELETE"},
-    {"/v1/channels", ROUTE_CHANNELS, api_channels_list, api_channels_post, NULL, "GET, HEAD, POST"},
-    {"/v1/channels/{id}", ROUTE_CHANNEL, api_channel_get, NULL, NULL, "GET, HEAD"},
-    {"/v1/channels/{id}/capabilities", ROUTE_CAPABILITIES, api_channel_capabilities, NULL, NULL,
-     "GET, HEAD"},
-    {"/webhooks/{channel}/{account}", ROUTE_WEBHOOK, api_webhook, api_webhook, NULL,
+    {"/v1/tenants/{tenant}", ROUTE_TENANT, ADMIN(api_tenant_get), NONE, NONE, "GET, HEAD"},
+    {"/v1/tenants/{tenant}/disable", ROUTE_TENANT_DISABLE, NONE, OPERATOR(api_tenant_disable),
+     NONE, "POST"},
+    {"/v1/tenants/{tenant}/enable", ROUTE_TENANT_ENABLE, NONE, OPERATOR(api_tenant_enable), NONE,
+     "POST"},
+    {"/v1/tenants/{tenant}/units", ROUTE_UNITS, ADMIN(api_units_list), ADMIN(api_units_post), NONE,
      "GET, HEAD, POST"},
-    {"/v1/batches", ROUTE_BATCHES, api_batches_list, api_batches_post, NULL, "GET, HEAD, POST"},
-    {"/v1/batches/{id}", ROUTE_BATCH, api_batch_get, NULL, api_batch_delete, "GET, HEAD, DELETE"},
-    {"/v1/batches/{id}/start", ROUTE_BATCH_START, NULL, api_batch_start, NULL, "POST"},
-    {"/v1/batches/{id}/cancel", ROUTE_BATCH_CANCEL, NULL, api_batch_cancel, NULL, "POST"},
-    {"/v1/batches/{id}/retry", ROUTE_BATCH_RETRY, NULL, api_batch_retry, NULL, "POST"},
-    {"/v1/batches/{id}/events", ROUTE_BATCH_EVENTS, api_batch_events, NULL, NULL, "GET"},
-    {"/v1/batches/{id}/errors", ROUTE_BATCH_ERRORS, api_batch_errors, NULL, NULL, "GET, HEAD"},
-    {"/v1/batches/{id}/messages", ROUTE_BATCH_MESSAGES, api_batch_messages, NULL, NULL,
-     "GET, HEAD"},
-    {"/v1/batches/{id}/export.csv", ROUTE_BATCH_EXPORT_CSV, api_batch_export_csv, NULL, NULL,
-     "GET, HEAD"},
-    {"/v1/batches/{id}/export.xlsx", ROUTE_BATCH_EXPORT_XLSX, api_batch_export_xlsx, NULL, NULL,
-     "GET, HEAD"},
-    {"/v1/callbacks", ROUTE_CALLBACKS, api_callbacks_list, NULL, NULL, "GET, HEAD"},
-    {"/v1/callbacks/replay", ROUTE_CALLBACKS_REPLAY, NULL, api_callbacks_replay, NULL, "POST"},
-    {"/v1/callbacks/{id}", ROUTE_CALLBACK, api_callback_get, NULL, NULL, "GET, HEAD"},
-    {"/v1/callbacks/{id}/replay", ROUTE_CALLBACK_REPLAY, NULL, api_callback_replay, NULL, "POST"},
+    {"/v1/webhooks/parked", ROUTE_WEBHOOKS_PARKED, WIDE(api_webhooks_parked, SCOPE_MESSAGES_READ),
+     NONE, NONE, "GET, HEAD"},
+    {"/v1/tenants/{tenant}/units/{unit}/disable", ROUTE_UNIT_DISABLE, NONE,
+     ADMIN(api_unit_disable), NONE, "POST"},
+    {"/v1/tenants/{tenant}/units/{unit}/enable", ROUTE_UNIT_ENABLE, NONE, ADMIN(api_unit_enable),
+     NONE, "POST"},
+    {"/v1/tenants/{tenant}/keys", ROUTE_KEYS, ADMIN(api_keys_list), ADMIN(api_keys_post), NONE,
+     "GET, HEAD, POST"},
+    {"/v1/tenants/{tenant}/keys/{prefix}/revoke", ROUTE_KEY_REVOKE, NONE, ADMIN(api_key_revoke),
+     NONE, "POST"},
+    {"/v1/audit", ROUTE_AUDIT, ADMIN(api_audit_list), NONE, NONE, "GET, HEAD"},
 };
+
+#define API_NROUTES (sizeof api_routes / sizeof *api_routes)
+
+size_t api_route_count(void)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < API_NROUTES; i++)
+		n += (api_routes[i].get.fn != NULL) + (api_routes[i].post.fn != NULL) +
+		     (api_routes[i].del.fn != NULL);
+	return n;
+}
+
+int api_route_info(size_t k, struct api_route_info *out)
+{
+	static const char *const access_names[] = {"public", "tenant", "tenant_wide", "admin",
+	                                           "operator"};
+	for (size_t i = 0; i < API_NROUTES; i++) {
+		const struct api_method_def *m[3] = {&api_routes[i].get, &api_routes[i].post,
+		                                     &api_routes[i].del};
+		static const char *const names[3] = {"GET", "POST", "DELETE"};
+		for (int j = 0; j < 3; j++) {
+			if (!m[j]->fn)
+				continue;
+			if (k-- == 0) {
+				out->path = api_routes[i].path;
+				out->method = names[j];
+				out->scope = api_scope_name(m[j]->scope);
+				out->access = access_names[m[j]->access];
+				return 0;
+			}
+		}
+	}
+	return HR_ENOTFOUND;
+}
 
 /* Copies one path segment (up to '/' or the end) if it fits and is non-empty. */
 static const char *segment(const char *p, char *out, size_t size)
@@ -300,7 +389,7 @@ static const char *segment(const char *p, char *out, size_t size)
 
 static const struct api_route_def *route_def(enum api_route route)
 {
-	for (size_t i = 0; i < sizeof api_routes / sizeof *api_routes; i++)
+	for (size_t i = 0; i < API_NROUTES; i++)
 		if (api_routes[i].route == route)
 			return &api_routes[i];
 	return NULL;
@@ -311,7 +400,7 @@ static const struct api_route_def *route_def(enum api_route route)
 static const struct api_route_def *route_match(struct api_req *r, const char *url,
                                                char account[HR_NAME_MAX])
 {
-	for (size_t i = 0; i < sizeof api_routes / sizeof *api_routes; i++)
+	for (size_t i = 0; i < API_NROUTES; i++)
 		if (!strchr(api_routes[i].path, '{') && strcmp(url, api_routes[i].path) == 0)
 			return &api_routes[i];
 	const char *p;
@@ -354,6 +443,29 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 			p = segment(p + 1, r->path_id, sizeof r->path_id);
 			if (p && *p == '\0')
 				return route_def(ROUTE_SUPPRESSION);
+		}
+	} else if (strncmp(url, "/v1/tenants/", 12) == 0) {
+		p = segment(url + 12, r->path_tenant, sizeof r->path_tenant);
+		if (p && *p == '\0')
+			return route_def(ROUTE_TENANT);
+		if (p && strcmp(p, "/disable") == 0)
+			return route_def(ROUTE_TENANT_DISABLE);
+		if (p && strcmp(p, "/enable") == 0)
+			return route_def(ROUTE_TENANT_ENABLE);
+		if (p && strcmp(p, "/units") == 0)
+			return route_def(ROUTE_UNITS);
+		if (p && strcmp(p, "/keys") == 0)
+			return route_def(ROUTE_KEYS);
+		if (p && strncmp(p, "/units/", 7) == 0) {
+			p = segment(p + 7, r->path_sub, sizeof r->path_sub);
+			if (p && strcmp(p, "/disable") == 0)
+				return route_def(ROUTE_UNIT_DISABLE);
+			if (p && strcmp(p, "/enable") == 0)
+				return route_def(ROUTE_UNIT_ENABLE);
+		} else if (p && strncmp(p, "/keys/", 6) == 0) {
+			p = segment(p + 6, r->path_sub, sizeof r->path_sub);
+			if (p && strcmp(p, "/revoke") == 0)
+				return route_def(ROUTE_KEY_REVOKE);
 		}
 	} else if (strncmp(url, "/webhooks/", 10) == 0) {
 		p = segment(url + 10, r->path_channel, sizeof r->path_channel);
@@ -713,10 +825,11 @@ static enum MHD_Result start_request(struct api_req *r, const char *url, const c
 	r->route = def->route;
 	bool get =
 	    !strcmp(r->method, MHD_HTTP_METHOD_GET) || !strcmp(r->method, MHD_HTTP_METHOD_HEAD);
-	r->handler = get                                          ? def->get
-	             : !strcmp(r->method, MHD_HTTP_METHOD_POST)   ? def->post
-	             : !strcmp(r->method, MHD_HTTP_METHOD_DELETE) ? def->del
-	                                                          : NULL;
+	const struct api_method_def *md = get                                        ? &def->get
+	                                  : !strcmp(r->method, MHD_HTTP_METHOD_POST)   ? &def->post
+	                                  : !strcmp(r->method, MHD_HTTP_METHOD_DELETE) ? &def->del
+	                                                                               : NULL;
+	r->handler = md ? md->fn : NULL;
 	if (!r->handler) {
 		const char *allow[] = {"Allow", def->allow, NULL};
 		char msg[96], method[17];
@@ -728,7 +841,10 @@ static enum MHD_Result start_request(struct api_req *r, const char *url, const c
 	struct hr_err err;
 	hr_err_clear(&err);
 	int rc;
-	if (strncmp(url, "/v1/", 4) == 0 && (rc = api_auth(r, &err)) != 0)
+	if (md->access != ACCESS_PUBLIC &&
+	    ((rc = api_auth(r, &err)) != 0 ||
+	     (rc = api_authorize(r, md->scope, md->access, &err)) != 0 ||
+	     (rc = api_unit_precheck(r, &err)) != 0))
 		return api_fail(r, rc, &err);
 	if (r->route == ROUTE_WEBHOOK && api_webhook_resolve(r, r->path_channel, account) != 0) {
 		metrics_webhook(r->path_channel, M_WH_REJECTED, 1);
@@ -739,7 +855,7 @@ static enum MHD_Result start_request(struct api_req *r, const char *url, const c
 	/* A campaign file: streamed to disk, under its own, larger limit. */
 	const char *ctype =
 	    MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-	if (r->route == ROUTE_BATCHES && r->handler == def->post && ctype &&
+	if (r->route == ROUTE_BATCHES && md == &def->post && ctype &&
 	    strncasecmp(ctype, "multipart/form-data", 19) == 0) {
 		if ((rc = api_upload_begin(r, &err)) != 0)
 			return api_fail(r, rc, &err);
@@ -1022,7 +1138,13 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 		free(s);
 		return rc;
 	}
-	api_keycache_init(&s->keys);
+	api_keycache_init(&s->keys, s->o.auth_cache_us);
+	if ((rc = api_jwt_load(s->o.auth_cfg, &s->jwt, err)) != 0) {
+		api_guard_free(s->guard);
+		api_keycache_destroy(&s->keys);
+		free(s);
+		return rc;
+	}
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->idle, NULL);
 	pthread_mutex_init(&s->channels_lock, NULL);
@@ -1050,6 +1172,7 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 		int e = errno;
 		api_guard_free(s->guard);
 		api_keycache_destroy(&s->keys);
+		api_jwt_free(s->jwt);
 		pthread_mutex_destroy(&s->lock);
 		pthread_cond_destroy(&s->idle);
 		pthread_mutex_destroy(&s->channels_lock);
@@ -1097,6 +1220,7 @@ void api_stop(struct api_server *s)
 	batch_runner_stop(s->runner); /* after the requests that may wake it */
 	api_guard_free(s->guard); /* after MHD: every connection is closed */
 	api_keycache_destroy(&s->keys);
+	api_jwt_free(s->jwt);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->idle);
 	pthread_mutex_destroy(&s->channels_lock);

@@ -88,6 +88,7 @@ int channel_url_origin(const char *url, char *out, size_t outsz);
 struct channel_account {
 	char id[HR_NAME_MAX];
 	char tenant_id[HR_NAME_MAX];
+	char unit[HR_NAME_MAX]; /* the business unit that owns it; "" = the tenant's, shared */
 	/* Created by a tenant through the API: the policy applies (secrets from
 	 * the tenant's namespace only, provider origins only). */
 	bool restricted;
@@ -279,6 +280,18 @@ struct channel_ops {
 	 * usefully; HR_EINVAL for a bad recipient. err says which. */
 	int (*capability)(const struct channel_account *acct, const char *recipient,
 	                  json_t **features, struct hr_err *err);
+	/* Optional (NULL if the provider has no status lookup): the request
+	 * that asks for a sent message's status by its provider id (Twilio's
+	 * GET Message resource), and what the answer says. The reconciler
+	 * does the I/O (GET, bounded timeout) for messages that got no receipt
+	 * in time. build_lookup: HR_EINVAL naming "provider_id" for an id that
+	 * cannot be asked about. parse_lookup fills out->answered, status,
+	 * provider_status and the error (a status that is no receipt yet, such
+	 * as "queued", is answered with QUEUED), or out->lookup_error. */
+	int (*build_lookup)(const struct channel_account *acct, const char *provider_id,
+	                    struct http_req *out, struct hr_err *err);
+	void (*parse_lookup)(const struct channel_account *acct, long http_status, const char *body,
+	                     size_t len, struct stale_answer *out);
 };
 
 extern const struct channel_ops channel_whatsapp;

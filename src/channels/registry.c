@@ -208,6 +208,7 @@ int channel_account_new_policy(const struct account_row *row, const struct chann
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	hr_strlcpy(a->id, row->id, sizeof a->id);
 	hr_strlcpy(a->tenant_id, row->tenant_id, sizeof a->tenant_id);
+	hr_strlcpy(a->unit, row->unit_id, sizeof a->unit);
 	a->restricted = row->api_created;
 	a->policy = policy;
 	json_error_t je;

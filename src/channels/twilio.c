@@ -1072,6 +1072,90 @@ static const struct wh_answer tw_webhook_answer = {
     .body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>",
 };
 
+/* ---------------------------------------------------------------------------
+ * Status lookup (the reconciler asks about messages with no receipt)
+ * ------------------------------------------------------------------------- */
+
+/* GET {base}/2010-04-01/Accounts/{sid}/Messages/{MessageSid}.json. A Message
+ * SID is letters and digits (SM..., MM...): anything else is refused, so the
+ * id can never reshape the URL. */
+static int tw_build_lookup(const struct channel_account *acct, const char *provider_id,
+                           struct http_req *out, struct hr_err *err)
+{
+	const struct tw_priv *p = acct->priv;
+	memset(out, 0, sizeof *out);
+	size_t n = provider_id ? strlen(provider_id) : 0;
+	if (n == 0 || n > 64)
+		return hr_fail(err, HR_EINVAL, "provider_id", "no Message SID to look up");
+	for (size_t i = 0; i < n; i++)
+		if (!((provider_id[i] >= 'A' && provider_id[i] <= 'Z') ||
+		      (provider_id[i] >= 'a' && provider_id[i] <= 'z') ||
+		      (provider_id[i] >= '0' && provider_id[i] <= '9')))
+			return hr_fail(err, HR_EINVAL, "provider_id",
+			               "a Message SID is letters and digits only");
+	size_t base = strlen(p->messages_url);
+	if (base < 5 || strcmp(p->messages_url + base - 5, ".json") != 0)
+		return hr_fail(err, HR_EINTERNAL, "base_url", "unexpected Messages URL");
+	struct hr_buf b = {0};
+	hr_buf_put(&b, p->messages_url, base - 5);
+	hr_buf_printf(&b, "/%s.json", provider_id);
+	out->url = b.p;
+	out->userpwd = strdup(p->userpwd);
+	if (b.oom || !out->url || !out->userpwd) {
+		http_req_clear(out);
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	}
+	return 0;
+}
+
+static void tw_parse_lookup(const struct channel_account *acct, long http_status,
+                            const char *body, size_t len, struct stale_answer *out)
+{
+	(void)acct;
+	out->answered = false;
+	if (http_status != 200) {
+		char ex[160];
+		channel_body_excerpt(body ? body : "", body ? len : 0, ex, sizeof ex);
+		snprintf(out->lookup_error, sizeof out->lookup_error, "HTTP %ld: %s", http_status,
+		         http_status ? ex : "no answer");
+		return;
+	}
+	json_error_t je;
+	json_t *root = json_loadb(body, len, 0, &je);
+	const char *st = json_string_value(json_object_get(root, "status"));
+	static const struct {
+		const char *name;
+		enum msg_status status;
+	} map[] = {
+	    {"queued", MSG_QUEUED},       {"accepted", MSG_QUEUED},
+	    {"scheduled", MSG_QUEUED},    {"sending", MSG_SENT},
+	    {"sent", MSG_SENT},           {"delivered", MSG_DELIVERED},
+	    {"undelivered", MSG_UNDELIVERED}, {"failed", MSG_FAILED},
+	    {"read", MSG_READ},           {"canceled", MSG_FAILED},
+	};
+	for (size_t i = 0; st && i < sizeof map / sizeof map[0]; i++)
+		if (strcasecmp(st, map[i].name) == 0) {
+			out->answered = true;
+			out->status = map[i].status;
+		}
+	if (!out->answered) {
+		snprintf(out->lookup_error, sizeof out->lookup_error, "no known status in the answer");
+		json_decref(root);
+		return;
+	}
+	hr_utf8_copy(out->provider_status, st, sizeof out->provider_status);
+	json_t *code = json_object_get(root, "error_code");
+	if (json_is_integer(code))
+		snprintf(out->error_code, sizeof out->error_code, "%lld",
+		         (long long)json_integer_value(code));
+	else if (json_is_string(code))
+		hr_utf8_copy(out->error_code, json_string_value(code), sizeof out->error_code);
+	const char *msg = json_string_value(json_object_get(root, "error_message"));
+	if (out->error_code[0])
+		tw_error_text(out->error_code, msg, out->error_text, sizeof out->error_text);
+	json_decref(root);
+}
+
 const struct channel_ops channel_sms = {
     .name = "sms",
     .has_receipts = true,
@@ -1088,4 +1172,6 @@ const struct channel_ops channel_sms = {
     .webhook_dedupe_key = tw_webhook_dedupe_key,
     .webhook_parse = tw_webhook_parse,
     .webhook_answer = &tw_webhook_answer,
+    .build_lookup = tw_build_lookup,
+    .parse_lookup = tw_parse_lookup,
 };

@@ -927,6 +927,9 @@ int cli_main(int argc, char **argv)
 		rc = cli_messages(argc - 1, argv + 1);
 	} else if (strcmp(argv[1], "batch") == 0) {
 		rc = cli_batch(argc - 1, argv + 1);
+	} else if (!strcmp(argv[1], "tenants") || !strcmp(argv[1], "units") ||
+	           !strcmp(argv[1], "keys") || !strcmp(argv[1], "audit")) {
+		rc = cli_admin(argc - 1, argv + 1);
 	} else {
 		fprintf(stderr, "herald: unknown command '%s'\n", argv[1]);
 		rc = CLI_EUSAGE;

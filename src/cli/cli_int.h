@@ -58,5 +58,7 @@ void print_cell(const char *s, int width);
 
 /* `herald batch ...` (batch.c); argv[0] is "batch". */
 int cli_batch(int argc, char **argv);
+/* `herald tenants|units|keys|audit ...` (admin.c); argv[0] is the command. */
+int cli_admin(int argc, char **argv);
 
 #endif

@@ -223,6 +223,7 @@ void message_clear(struct message *m)
 	free(m->content);
 	free(m->body);
 	free(m->callback_url);
+	free(m->route);
 	memset(m, 0, sizeof *m);
 }
 

@@ -22,7 +22,8 @@ struct dispatch_opts {
 	int64_t backoff_base_us;    /* first retry delay (default 500 ms) */
 	int64_t backoff_max_us;     /* cap (default 5 min) */
 	int64_t http_timeout_us;    /* per request (default 15 s) */
-	int64_t reconcile_every_us; /* lease-expiry sweep period (default 1 s) */
+	int64_t reconcile_every_us; /* lease-expiry sweep period (default 1 s); 0: none here,
+	                             * the reconciler's thread does it (reconciler.h) */
 	/* Fair shares of those transfers (dispatcher.c acct_room): the most an
 	 * account (a tenant) holds while others have work waiting, unless its
 	 * even share of the pool is larger; alone it may use the pool less a

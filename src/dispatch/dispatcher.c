@@ -292,12 +292,19 @@ static bool hold_results(struct dispatcher *d, const struct send_result *r, size
 		d->held_retry_at = hr_mono_us() + HELD_RETRY_US;
 	}
 	pthread_mutex_unlock(&d->out_lock);
+	/* Their messages stay held for as long as the outcomes are kept, not
+	 * only the claim's 10 leases: a disk full for longer must not let
+	 * lease expiry send them again once it can write. */
+	int64_t until = hr_now_us() + 10 * d->o.lease_us;
+	for (size_t i = 0; ok && i < n; i++)
+		(void)store_hold(d->st, r[i].message_id, until);
 	return ok;
 }
 
-/* Writer thread, after the outcomes are committed: tell sync waiters. When
- * the store could not write them (HR_EBUSY: it says "retry later"; HR_EIO)
- * they are held and recorded again, and their waiters keep waiting. */
+/* Writer thread, after the outcomes are committed: unhold the messages,
+ * tell sync waiters. When the store could not write them (HR_EBUSY: it
+ * says "retry later"; HR_EIO) they are kept and recorded again; their
+ * messages stay held and their waiters keep waiting. */
 static void record_done(void *arg, int rc, const struct hr_err *err)
 {
 	struct record_job *job = arg;
@@ -332,6 +339,8 @@ static void record_done(void *arg, int rc, const struct hr_err *err)
 	}
 	for (size_t i = 0; i < job->n; i++) {
 		const struct send_result *s = &job->r[i];
+		/* Committed (or failed for good): lease expiry may judge it now. */
+		store_unhold(d->st, s->message_id);
 		struct watch *w = watch_take(d, s->message_id, 0);
 		if (!w)
 			continue;
@@ -374,9 +383,8 @@ static void take_held(struct dispatcher *d, int64_t now)
 }
 
 /* Whether outcomes that failed to be recorded are still to be recorded:
- * held, back in pending, or in a record job not answered yet. From the
- * failure until their recording commits, so a lease expiry queued behind
- * it (the writer runs jobs in order) cannot overtake it. Dispatch thread. */
+ * held, back in pending, or in a record job not answered yet; the dispatch
+ * loop then wakes every HELD_RETRY_US to try again. Dispatch thread. */
 static bool holding(struct dispatcher *d)
 {
 	pthread_mutex_lock(&d->out_lock);
@@ -926,11 +934,17 @@ static size_t claim_and_start(struct dispatcher *d, struct acct_state *as, int w
 		n = 0;
 	}
 	int sent = 0;
+	int64_t hold_until = hr_now_us() + 10 * d->o.lease_us;
 	for (size_t i = 0; i < n; i++) {
-		if (batch[i].status == MSG_SUPPRESSED)
+		if (batch[i].status == MSG_SUPPRESSED) {
 			suppressed(d, &batch[i]);
-		else if (batch[i].status == MSG_SENDING)
-			start_send(d, as, &batch[i]), sent++;
+		} else if (batch[i].status == MSG_SENDING) {
+			/* Held until its outcome is committed (record_done): see
+			 * store/hold.c. Every path of start_send ends in an outcome. */
+			(void)store_hold(d->st, batch[i].id, hold_until);
+			start_send(d, as, &batch[i]);
+			sent++;
+		}
 		/* else: screened at claim (a cancelled campaign's): not sent */
 		message_clear(&batch[i]);
 	}
@@ -1027,10 +1041,12 @@ static void *dispatch_main(void *arg)
 			if (d->inflight == 0 || now >= drain_until)
 				break;
 		}
-		/* Not while outcomes this process knows wait to be recorded: the
-		 * expiry of their leases would send them again (or make them
-		 * unknown), and then fence the real outcome out. */
-		if (!stopping && now >= d->next_reconcile && !holding(d)) {
+		/* reconcile_every_us 0: the reconciler's thread expires leases
+		 * (reconciler.c) and wakes us with dispatcher_notify. Messages
+		 * whose outcomes are kept after a failed recording stay held
+		 * (store_hold: record_done unholds only once they are committed),
+		 * so neither expiry sends them again nor fences the outcome out. */
+		if (!stopping && d->o.reconcile_every_us > 0 && now >= d->next_reconcile) {
 			int n = 0;
 			if (d->st->ops->requeue_expired(d->st, 0, &n) == 0 && n > 0) {
 				hr_log(HR_LOG_WARN, "dispatch",
@@ -1048,7 +1064,7 @@ static void *dispatch_main(void *arg)
 		}
 
 		int64_t wake = stopping ? now + 50000 : fill(d);
-		if (wake > d->next_reconcile)
+		if (d->o.reconcile_every_us > 0 && wake > d->next_reconcile)
 			wake = d->next_reconcile;
 
 		int running = 0;

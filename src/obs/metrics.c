@@ -168,6 +168,35 @@ void metrics_callback(enum metric_callback what, int n)
 		atomic_fetch_add_explicit(&m_callback[what], (uint64_t)n, memory_order_relaxed);
 }
 
+static _Atomic uint64_t m_reconcile[M_REC__COUNT];
+static const char *const reconcile_names[M_REC__COUNT] = {
+    [M_REC_LEASE_REQUEUED] = "lease_requeued", [M_REC_LEASE_UNKNOWN] = "lease_unknown",
+    [M_REC_EXPIRED] = "expired",               [M_REC_LOOKUP_APPLIED] = "lookup_applied",
+    [M_REC_STALE] = "stale",                   [M_REC_FALLBACK_DUE] = "fallback_deadline",
+    [M_REC_INBOX_PARKED] = "inbox_parked",
+};
+
+void metrics_reconcile(enum metric_reconcile what, int n)
+{
+	if ((unsigned)what < M_REC__COUNT && n > 0)
+		atomic_fetch_add_explicit(&m_reconcile[what], (uint64_t)n, memory_order_relaxed);
+}
+
+#define M_FB__COUNT 7
+static _Atomic uint64_t m_fallback[M_FB__COUNT];
+static const char *const fallback_names[M_FB__COUNT] = {
+    "failed", "undelivered", "unknown", "not_rcs_capable", "no_receipt", "stale", "other"};
+
+void metrics_fallback(const char *reason, int n)
+{
+	if (n <= 0)
+		return;
+	int i = 0;
+	while (i < M_FB__COUNT - 1 && (!reason || strcmp(reason, fallback_names[i]) != 0))
+		i++;
+	atomic_fetch_add_explicit(&m_fallback[i], (uint64_t)n, memory_order_relaxed);
+}
+
 void metrics_retention(int64_t messages, int64_t events, int months)
 {
 	if (messages > 0)
@@ -328,6 +357,17 @@ int metrics_render(struct store *st, char **out, size_t *len)
 	for (int i = 0; i < M_CB__COUNT; i++)
 		fprintf(f, "herald_callbacks_total{outcome=\"%s\"} %llu\n", cb_what[i],
 		        (unsigned long long)ld(&m_callback[i]));
+
+	render_header(f, "herald_reconciler_actions_total", "counter",
+	              "What the reconciler did, by action.");
+	for (int i = 0; i < M_REC__COUNT; i++)
+		fprintf(f, "herald_reconciler_actions_total{action=\"%s\"} %llu\n",
+		        reconcile_names[i], (unsigned long long)ld(&m_reconcile[i]));
+	render_header(f, "herald_fallbacks_total", "counter",
+	              "Follow-up messages made on a route's next channel, by reason.");
+	for (int i = 0; i < M_FB__COUNT; i++)
+		fprintf(f, "herald_fallbacks_total{reason=\"%s\"} %llu\n", fallback_names[i],
+		        (unsigned long long)ld(&m_fallback[i]));
 
 	if (st)
 		render_store(f, st);

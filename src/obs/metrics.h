@@ -72,6 +72,24 @@ void metrics_retention(int64_t messages, int64_t events, int months);
 enum metric_callback { M_CB_SENT = 0, M_CB_FAILED, M_CB_DEAD, M_CB__COUNT };
 void metrics_callback(enum metric_callback what, int n);
 
+/* What the reconciler did (src/dispatch/reconciler.c, lifecycle):
+ * herald_reconciler_actions_total{action}. */
+enum metric_reconcile {
+	M_REC_LEASE_REQUEUED = 0, /* a lease expired: queued again */
+	M_REC_LEASE_UNKNOWN,      /* a lease expired: UNKNOWN (never resent) */
+	M_REC_EXPIRED,            /* a queued message past its expiry: EXPIRED */
+	M_REC_LOOKUP_APPLIED,     /* a provider lookup moved a stale message */
+	M_REC_STALE,              /* still SENT past its deadline: marked stale */
+	M_REC_FALLBACK_DUE,       /* no receipt by the route's deadline: fell back */
+	M_REC_INBOX_PARKED,       /* a webhook that matched no message: parked */
+	M_REC__COUNT
+};
+void metrics_reconcile(enum metric_reconcile what, int n);
+/* Follow-ups made on a route's next channel: herald_fallbacks_total{reason};
+ * reason one of "failed", "undelivered", "unknown", "not_rcs_capable",
+ * "no_receipt", "stale" (others are counted as "other"). */
+void metrics_fallback(const char *reason, int n);
+
 /* Renders all metrics (plus store gauges when st != NULL) into a heap buffer. */
 int metrics_render(struct store *st, char **out, size_t *len);
 

@@ -91,6 +91,11 @@ static void schedule_statuses(struct sim *s, int acct, const struct sim_send *sn
 	bool failed = sim_rng_unit(rng) < k->failed_after_sent_rate && !answers;
 	bool reorder = sim_rng_unit(rng) < k->reorder_rate;
 	bool read = sim_rng_unit(rng) < k->read_rate || answers;
+	bool silent = false;
+	if (who && who->fate == SIM_FATE_FAILED)
+		failed = true;
+	else if (who && who->fate == SIM_FATE_SILENT)
+		silent = true;
 	bool dup[3];
 	int64_t dup_off[3];
 	for (int i = 0; i < 3; i++) {
@@ -105,6 +110,10 @@ static void schedule_statuses(struct sim *s, int acct, const struct sim_send *sn
 	int64_t d_sent = (int64_t)(k->sent_delay_ms * 1000);
 	int64_t d_del = (int64_t)(k->delivered_delay_ms * 1000);
 	int64_t d_read = (int64_t)(k->read_delay_ms * 1000);
+	if (who && who->delivered_delay_ms >= 0) {
+		d_del = (int64_t)(who->delivered_delay_ms * 1000);
+		read = reorder = false;
+	}
 	if (answers)
 		m->after_read =
 		    sim_wire_answer_post(s, acct, snd, wamid, who, wall + d_read + 1000000);
@@ -117,7 +126,9 @@ static void schedule_statuses(struct sim *s, int acct, const struct sim_send *sn
 	} plan[3];
 	int np = 0;
 	plan[np++] = (struct plan_step){SIM_ST_SENT, d_sent, d_sent};
-	if (failed) {
+	if (silent) {
+		/* a receipt that never comes */
+	} else if (failed) {
 		plan[np++] = (struct plan_step){SIM_ST_FAILED, d_del, d_del};
 	} else if (read && reorder) {
 		plan[np++] = (struct plan_step){SIM_ST_READ, d_del, d_read};

@@ -90,7 +90,14 @@ struct sim_wa_recipient {
 	int error;
 	char *reply; /* an inbound text with context = the message */
 	char *press; /* a button press: template quick reply payload, or a reply id */
+	/* What becomes of an accepted send (fallback tests): SIM_FATE_FAILED
+	 * posts sent then failed (131026), SIM_FATE_SILENT posts sent and
+	 * nothing more; delivered_delay_ms >= 0 delivers after that long (no
+	 * read). Defaults: SIM_FATE_NORMAL, -1. */
+	int fate;
+	double delivered_delay_ms;
 };
+enum { SIM_FATE_NORMAL = 0, SIM_FATE_FAILED = 1, SIM_FATE_SILENT = 2 };
 
 struct sim_knobs {
 	atomic_int refs;

@@ -165,6 +165,7 @@ static int recipient_parse(struct sim_wa_recipient *r, const char *addr, json_t 
 {
 	char f[160];
 	memset(r, 0, sizeof *r);
+	r->delivered_delay_ms = -1;
 	sim_wire_digits(addr, r->to, sizeof r->to);
 	if (strlen(r->to) < 5)
 		return hr_fail(err, HR_EINVAL, field, "%s: '%s' is not a phone number", field,
@@ -184,6 +185,22 @@ static int recipient_parse(struct sim_wa_recipient *r, const char *addr, json_t 
 				               "%s must be a Graph error code (a positive integer)",
 				               f);
 			r->error = (int)json_integer_value(x);
+		} else if (strcmp(key, "fate") == 0) {
+			const char *t = json_string_value(x);
+			if (t && strcmp(t, "failed") == 0)
+				r->fate = SIM_FATE_FAILED;
+			else if (t && strcmp(t, "silent") == 0)
+				r->fate = SIM_FATE_SILENT;
+			else if (t && strcmp(t, "normal") == 0)
+				r->fate = SIM_FATE_NORMAL;
+			else
+				return hr_fail(err, HR_EINVAL, f,
+				               "%s must be \"normal\", \"failed\" or \"silent\"", f);
+		} else if (strcmp(key, "delivered_delay_ms") == 0) {
+			if (!json_is_number(x) || json_number_value(x) < 0 ||
+			    json_number_value(x) > 86400000)
+				return hr_fail(err, HR_EINVAL, f, "%s must be 0 to 86400000", f);
+			r->delivered_delay_ms = json_number_value(x);
 		} else if (strcmp(key, "reply") == 0 || strcmp(key, "press") == 0) {
 			const char *t = json_string_value(x);
 			if (!t || !*t)
@@ -193,7 +210,9 @@ static int recipient_parse(struct sim_wa_recipient *r, const char *addr, json_t 
 			if (!(*dst = strdup(t)))
 				return hr_fail(err, HR_ENOMEM, f, "out of memory");
 		} else {
-			return hr_fail(err, HR_EINVAL, f, "%s is not known (error, reply, press)",
+			return hr_fail(err, HR_EINVAL, f,
+			               "%s is not known (error, reply, press, fate, "
+			               "delivered_delay_ms)",
 			               f);
 		}
 	}
@@ -331,6 +350,11 @@ json_t *sim_knobs_json(const struct sim_knobs *k)
 			json_object_set_new(e, "reply", json_string(r->reply));
 		if (r->press)
 			json_object_set_new(e, "press", json_string(r->press));
+		if (r->fate)
+			json_object_set_new(e, "fate",
+			                    json_string(r->fate == SIM_FATE_FAILED ? "failed" : "silent"));
+		if (r->delivered_delay_ms >= 0)
+			json_object_set_new(e, "delivered_delay_ms", json_real(r->delivered_delay_ms));
 		json_object_set_new(rs, r->to, e);
 	}
 	json_object_set_new(o, "recipients", rs);

@@ -37,6 +37,7 @@ struct sms_override {
 	char digits[HR_ADDR_MAX];
 	int error, undelivered, failed; /* Twilio codes, 0 if not set */
 	char *reply;
+	bool lose_receipts; /* delivered/undelivered recorded, never posted */
 };
 
 struct sms_knobs {
@@ -168,6 +169,10 @@ static int parse_override(const char *addr, json_t *o, const char *field, struct
 			if (!as_code(v, code))
 				return hr_fail(err, HR_EINVAL, f, "%s must be a Twilio error code",
 				               f);
+		} else if (strcmp(key, "lose_receipts") == 0) {
+			if (!json_is_boolean(v))
+				return hr_fail(err, HR_EINVAL, f, "%s must be true or false", f);
+			ov->lose_receipts = json_is_true(v);
 		} else if (strcmp(key, "reply") == 0) {
 			const char *r = json_string_value(v);
 			if (!r || !*r || strlen(r) > SMS_BODY_MAX * 4)
@@ -178,7 +183,9 @@ static int parse_override(const char *addr, json_t *o, const char *field, struct
 				return hr_fail(err, HR_ENOMEM, f, "out of memory");
 		} else {
 			return hr_fail(err, HR_EINVAL, f,
-			               "%s is not known (error, undelivered, failed, reply)", f);
+			               "%s is not known (error, undelivered, failed, reply, "
+			               "lose_receipts)",
+			               f);
 		}
 	}
 	if (kinds > 1)
@@ -317,6 +324,8 @@ static json_t *knobs_json(const struct sms_knobs *k)
 			json_object_set_new(e, "failed", json_integer(ov->failed));
 		if (ov->reply)
 			json_object_set_new(e, "reply", json_string(ov->reply));
+		if (ov->lose_receipts)
+			json_object_set_new(e, "lose_receipts", json_true());
 		char key[HR_ADDR_MAX + 1];
 		snprintf(key, sizeof key, "+%s", ov->digits);
 		json_object_set_new(r, key, e);
@@ -948,10 +957,14 @@ static void schedule(struct sim *s, const struct plan *pl)
 			}
 			push_maybe_dup(s, pl, status_post(s, pl, "sent", 0, wall0), t_sent);
 			int64_t wall = wall0 + (t_final - pl->t0);
-			push_maybe_dup(
-			    s, pl,
-			    status_post(s, pl, code ? "undelivered" : "delivered", code, wall),
-			    t_final);
+			struct sms_post *fin =
+			    status_post(s, pl, code ? "undelivered" : "delivered", code, wall);
+			if (fin && pl->ov && pl->ov->lose_receipts) {
+				fin->silent = true;
+				sms_sched_push(s, fin, t_final);
+			} else {
+				push_maybe_dup(s, pl, fin, t_final);
+			}
 		}
 	} else {
 		delivered = !(pl->ov && (pl->ov->failed || pl->ov->undelivered));

@@ -93,6 +93,9 @@ struct sms_post {
 	char from[HR_ADDR_MAX];
 	int attempts;
 	int64_t first_at; /* monotonic us of the first attempt, 0 before */
+	/* The provider's record moves (a lookup sees it) but the receipt is
+	 * never posted: a lost delivery report (recipients.<n>.lose_receipts). */
+	bool silent;
 };
 
 struct sms_sched; /* the callback thread's queue (sim_sms_post.c) */

@@ -340,6 +340,12 @@ static void deliver(struct sim *s, struct sms_post *p)
 	struct sms_sched *q = s->sms->sched;
 	if (!p->attempts)
 		sms_on_post(s, p);
+	if (p->silent) {
+		atomic_fetch_add(&s->stats.wh_dropped, 1);
+		atomic_fetch_sub(&s->stats.wh_pending, 1);
+		sms_post_free(p);
+		return;
+	}
 	if (!p->first_at)
 		p->first_at = hr_mono_us();
 	char why[128];

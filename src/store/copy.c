@@ -37,20 +37,45 @@ struct cp_col {
 	enum cp_type type;
 };
 
+/* The most columns a copied table has (message: 31). */
+#define CP_COLS_MAX 40
+
 struct cp_table {
 	const char *name;
 	const char *serial; /* a bigserial column whose sequence follows the ids, or NULL */
-	struct cp_col cols[40];
+	struct cp_col cols[CP_COLS_MAX];
 };
 
 /* Every table that carries state; schema_migrations is each side's own. */
 static const struct cp_table cp_tables[] = {
     {"tenant",
      NULL,
-     {{"id", CT_TEXT}, {"name", CT_TEXT}, {"created_at", CT_INT}, {"callback_url", CT_TEXT}}},
+     {{"id", CT_TEXT},
+      {"name", CT_TEXT},
+      {"created_at", CT_INT},
+      {"callback_url", CT_TEXT},
+      {"disabled", CT_BOOL}}},
+    {"business_unit",
+     NULL,
+     {{"tenant_id", CT_TEXT},
+      {"id", CT_TEXT},
+      {"name", CT_TEXT},
+      {"disabled", CT_BOOL},
+      {"created_at", CT_INT}}},
     {"api_key",
      NULL,
-     {{"key_hash", CT_TEXT}, {"tenant_id", CT_TEXT}, {"label", CT_TEXT}, {"created_at", CT_INT}}},
+     {{"key_hash", CT_TEXT},
+      {"tenant_id", CT_TEXT},
+      {"label", CT_TEXT},
+      {"created_at", CT_INT},
+      {"prefix", CT_TEXT},
+      {"unit_id", CT_TEXT},
+      {"scopes", CT_TEXT},
+      {"created_by", CT_TEXT},
+      {"expires_at", CT_INT},
+      {"revoked_at", CT_INT},
+      {"last_used_at", CT_INT},
+      {"api_created", CT_BOOL}}},
     {"channel_account",
      NULL,
      {{"id", CT_TEXT},
@@ -59,7 +84,8 @@ static const struct cp_table cp_tables[] = {
       {"config", CT_TEXT},
       {"created_at", CT_INT},
       {"updated_at", CT_INT},
-      {"api_created", CT_BOOL}}},
+      {"api_created", CT_BOOL},
+      {"unit_id", CT_TEXT}}},
     {"template",
      NULL,
      {{"tenant_id", CT_TEXT},
@@ -68,7 +94,8 @@ static const struct cp_table cp_tables[] = {
       {"language", CT_TEXT},
       {"body", CT_TEXT},
       {"param_count", CT_INT},
-      {"config", CT_TEXT}}},
+      {"config", CT_TEXT},
+      {"unit_id", CT_TEXT}}},
     {"batch",
      NULL,
      {
@@ -128,7 +155,18 @@ static const struct cp_table cp_tables[] = {
                        {"created_at", CT_INT},  {"updated_at", CT_INT},   {"due_at", CT_INT},
                        {"lease_until", CT_INT}, {"provider_id", CT_TEXT}, {"error_code", CT_TEXT},
                        {"error_text", CT_TEXT}, {"segments", CT_INT},    {"callback_url", CT_TEXT},
-                       {"delivery_policy", CT_INT}}},
+                       {"delivery_policy", CT_INT}, {"expires_at", CT_INT}, {"sent_at", CT_INT},
+                       {"stale", CT_INT},       {"route", CT_TEXT},       {"route_step", CT_INT},
+                       {"route_steps", CT_INT}, {"route_root", CT_TEXT},  {"fallback_after", CT_INT},
+                       {"fallback_at", CT_INT}, {"unit_id", CT_TEXT}}},
+    {"message_fallback",
+     NULL,
+     {{"root_id", CT_TEXT},
+      {"step", CT_INT},
+      {"message_id", CT_TEXT},
+      {"from_id", CT_TEXT},
+      {"reason", CT_TEXT},
+      {"created_at", CT_INT}}},
     {"message_event",
      "id",
      {{"id", CT_INT},
@@ -207,6 +245,16 @@ static const struct cp_table cp_tables[] = {
       {"last_error", CT_TEXT},
       {"delivered_at", CT_INT},
       {"updated_at", CT_INT}}},
+    {"admin_audit",
+     "id",
+     {{"id", CT_INT},
+      {"tenant_id", CT_TEXT},
+      {"actor", CT_TEXT},
+      {"at", CT_INT},
+      {"action", CT_TEXT},
+      {"object", CT_TEXT},
+      {"before", CT_TEXT},
+      {"after", CT_TEXT}}},
 };
 
 #define CP_NTABLES (sizeof cp_tables / sizeof cp_tables[0])
@@ -636,9 +684,9 @@ static int cp_copy_table(sqlite3 *db, PGconn *c, const struct cp_table *t,
 
 	struct hr_buf data = {0}, canon = {0};
 	struct store_copy_sum sum = {0};
-	struct store_copy_val v[21];
-	size_t off[21], len[21];
-	bool null[21];
+	struct store_copy_val v[CP_COLS_MAX];
+	size_t off[CP_COLS_MAX], len[CP_COLS_MAX];
+	bool null[CP_COLS_MAX];
 	int rc = 0, src;
 	int64_t rows = 0;
 	while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
@@ -753,8 +801,8 @@ static int cp_verify_table(PGconn *c, const struct cp_table *t, struct store_cop
 	if (PQsendQuery(c, sql) != 1 || PQsetSingleRowMode(c) != 1)
 		return cp_pg_fail(c, NULL, err, HR_EIO, t->name, "verifying");
 	struct store_copy_sum sum = {0};
-	struct store_copy_val v[21];
-	char nums[21][24];
+	struct store_copy_val v[CP_COLS_MAX];
+	char nums[CP_COLS_MAX][24];
 	int rc = 0;
 	int64_t rows = 0;
 	PGresult *r;

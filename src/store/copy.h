@@ -36,8 +36,8 @@
  * a database at another version is refused. A new migration on either side
  * means teaching copy.c its columns and raising these (test_copy checks
  * they match the backends' migration lists). */
-#define STORE_COPY_SQLITE_VERSION 5
-#define STORE_COPY_PG_VERSION 4
+#define STORE_COPY_SQLITE_VERSION 7
+#define STORE_COPY_PG_VERSION 6
 
 struct store_copy_opts {
 	const char *sqlite_path; /* the source database file */
@@ -57,7 +57,7 @@ struct store_copy_table {
 	double copy_s, verify_s;
 };
 
-#define STORE_COPY_TABLES_MAX 16
+#define STORE_COPY_TABLES_MAX 32
 
 struct store_copy_report {
 	struct store_copy_table t[STORE_COPY_TABLES_MAX];

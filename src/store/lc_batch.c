@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "obs/metrics.h"
 #include "store/lifecycle.h"
 
 #define TX_ERR(tx) ((tx)->ops->err(tx))
@@ -41,7 +42,27 @@ struct lc_acc {
 	bool in_item;
 	bool oom;
 	const struct store *st; /* whose batches (nobatch below) */
+	/* Follow-ups made by the run, by reason (lc_note_fallback). */
+	const char *fb_reason[LC_FB_REASONS];
+	int fb_count[LC_FB_REASONS];
 };
+
+const struct store *lc_tx_store(const struct store_tx *tx)
+{
+	return tx->acc ? tx->acc->st : NULL;
+}
+
+void lc_note_fallback(struct store_tx *tx, const char *reason)
+{
+	struct lc_acc *a = tx->acc;
+	if (!a)
+		return;
+	size_t i = 0;
+	while (i < LC_FB_REASONS - 1 && a->fb_reason[i] && strcmp(a->fb_reason[i], reason) != 0)
+		i++;
+	a->fb_reason[i] = reason;
+	a->fb_count[i]++;
+}
 
 static struct acc_entry *acc_entry(struct lc_acc *a, const char *batch_id, uint32_t *idx)
 {
@@ -248,6 +269,10 @@ static int wrap_run(struct store_tx *tx, void *arg)
 	int rc = w->fn(tx, w->inline_ctx ? (void *)(w + 1) : w->ctx);
 	if (rc == 0)
 		rc = acc_flush(tx, &acc);
+	/* Counted when the run is about to commit: a commit that fails after
+	 * this over-counts, which /metrics tolerates (the store is the truth). */
+	for (size_t i = 0; rc == 0 && i < LC_FB_REASONS && acc.fb_reason[i]; i++)
+		metrics_fallback(acc.fb_reason[i], acc.fb_count[i]);
 	tx->acc = NULL;
 	free(acc.e);
 	free(acc.undo);

@@ -128,9 +128,24 @@ int lc_transition(struct store_tx *tx, struct lc_msg *m, const struct lc_update 
 	if (!(u->set & LC_SET_STATUS))
 		return hr_fail(TX_ERR(tx), HR_EINTERNAL, "status",
 		               "a transition of %s without a status", m->id);
+	struct lc_update uu = *u;
+	if (u->status == MSG_SENT && m->status != MSG_SENT) {
+		/* What staleness is measured from, and a routed message's
+		 * deadline for a receipt (lc_reconcile.c). */
+		int64_t now = tx->ops->now(tx);
+		uu.set |= LC_SET_SENT_AT | LC_SET_FALLBACK_AT;
+		uu.sent_at = now;
+		uu.fallback_at = m->fallback_after > 0 && m->route_step + 1 < m->route_steps
+		                     ? now + m->fallback_after
+		                     : 0;
+		m->sent_at = now;
+	}
+	u = &uu;
 	int rc = tx->ops->msg_update(tx, m, u);
 	if (rc)
 		return rc;
+	if (u->set & LC_SET_STALE)
+		m->stale = true;
 	/* Counters and hooks go here: every change of m->status passes this
 	 * point once. Campaign counters (lc_batch.c) are written when the run
 	 * ends, in the same transaction. */
@@ -146,7 +161,11 @@ int lc_transition(struct store_tx *tx, struct lc_msg *m, const struct lc_update 
 	/* The client's callback, in this same transaction (lc_callback.c). */
 	if (from != m->status && (rc = lc_callback_status(tx, m, from)))
 		return rc;
-	return ev ? tx->ops->event_insert(tx, m->id, ev) : 0;
+	if (ev && (rc = tx->ops->event_insert(tx, m->id, ev)))
+		return rc;
+	/* A routed message that failed: its follow-up, in this same
+	 * transaction (lc_reconcile.c). */
+	return lc_fallback_on_status(tx, m, from, u, ev ? ev->source : "lifecycle");
 }
 
 void lc_claimed(struct store_tx *tx, const struct message *msgs, size_t n)
@@ -240,6 +259,11 @@ static void lc_msg_from(struct lc_msg *l, const struct message *m)
 	l->lease_until = m->lease_until;
 	hr_strlcpy(l->batch_id, m->batch_id, sizeof l->batch_id);
 	l->policy = m->policy;
+	l->expires_at = m->expires_at;
+	l->route_step = m->route_step;
+	l->route_steps = m->route_steps;
+	hr_strlcpy(l->route_root, m->route_root, sizeof l->route_root);
+	l->fallback_after = m->fallback_after;
 	l->key = -1; /* by id */
 }
 
@@ -266,6 +290,10 @@ static int claim_screen(struct store_tx *tx, struct claim_ctx *c)
 		lc_msg_from(&lm, m);
 		/* A message of a cancelled campaign is cancelled, not sent. */
 		if ((rc = lc_batch_screen(tx, &bc, m, &lm)))
+			return rc;
+		/* A message past its expiry (an OTP nobody can use any more) is
+		 * never sent, however it got here. */
+		if ((rc = lc_claim_expired(tx, m, &lm, c->now)) < 0)
 			return rc;
 		if (m->status != MSG_SENDING)
 			continue;
@@ -677,8 +705,14 @@ static int requeue_run(struct store_tx *tx, void *arg)
 		return hr_fail(TX_ERR(tx), HR_ENOMEM, "requeue", "out of memory");
 	size_t n = 0;
 	int rc = tx->ops->lease_expired(tx, c->now, REQUEUE_BATCH, rows, &n);
+	size_t held = 0;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		struct lc_msg *m = &rows[i];
+		/* Still being sent by this process: its outcome is on the way. */
+		if (store_held(lc_tx_store(tx), m->id, c->now)) {
+			held++;
+			continue;
+		}
 		int lim = m->max_attempts > 0 ? m->max_attempts : LC_MAX_ATTEMPTS_DEFAULT;
 		bool at_most_once = m->policy == POLICY_AT_MOST_ONCE;
 		bool spent = at_most_once || m->attempts >= lim;
@@ -720,8 +754,10 @@ static int requeue_run(struct store_tx *tx, void *arg)
 	}
 	free(rows);
 	if (rc == 0) {
-		c->n += (int)n;
-		c->more = n == REQUEUE_BATCH;
+		c->n += (int)(n - held);
+		/* A page with held rows would come back the same: the rest waits
+		 * for the next period. */
+		c->more = n == REQUEUE_BATCH && held == 0;
 	}
 	return rc;
 }
@@ -736,6 +772,8 @@ int lc_requeue_expired(const struct lc_backend *b, struct store *st, int64_t now
 		for (size_t i = 0; rc == 0 && i < c.nby; i++) {
 			metrics_unknown(c.by[i].channel, M_UNK_LEASE, c.by[i].unknown);
 			metrics_resend_unknown(c.by[i].channel, M_UNK_LEASE, c.by[i].resent);
+			metrics_reconcile(M_REC_LEASE_UNKNOWN, c.by[i].unknown);
+			metrics_reconcile(M_REC_LEASE_REQUEUED, c.by[i].resent);
 		}
 	} while (rc == 0 && c.more);
 	if (n)

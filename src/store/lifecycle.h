@@ -63,6 +63,15 @@ struct lc_msg {
 	int64_t lease_until;
 	char batch_id[HR_ID_LEN + 1]; /* "" when not part of a batch */
 	enum delivery_policy policy;
+	int64_t expires_at; /* 0: never */
+	/* Fallback routing (herald.h struct message): this message's step of
+	 * route_steps (0: no route), the route's first message, and how long
+	 * SENT waits for a receipt before falling back (0: it does not). */
+	int route_step, route_steps;
+	char route_root[HR_ID_LEN + 1];
+	int64_t fallback_after;
+	int64_t sent_at; /* when it last became SENT; 0 never */
+	bool stale;      /* the reconciler settled or marked it stale */
 };
 
 #define LC_MAX_ATTEMPTS_DEFAULT 8
@@ -77,6 +86,9 @@ enum {
 	LC_SET_RECIPIENT = 1 << 5,       /* recipient */
 	LC_GIVE_BACK_ATTEMPT = 1 << 6,   /* attempts - 1 (never below 0) */
 	LC_PROVIDER_ID_IF_NONE = 1 << 7, /* provider_id only where it is NULL */
+	LC_SET_SENT_AT = 1 << 8,         /* sent_at */
+	LC_SET_FALLBACK_AT = 1 << 9,     /* fallback_at (0: not waiting) */
+	LC_SET_STALE = 1 << 10,          /* stale = 1 */
 };
 
 struct lc_update {
@@ -86,6 +98,7 @@ struct lc_update {
 	const char *error_code, *error_text;
 	int64_t due_at;
 	const char *recipient;
+	int64_t sent_at, fallback_at;
 };
 
 /* One audit-trail entry for a message. */
@@ -134,6 +147,10 @@ struct lc_batch_state {
 /* The batch counters a run has moved so far (lc_batch.c); flushed into the
  * batch rows once, when the run's function returns. */
 struct lc_acc;
+struct store_tx;
+
+/* The store a run of lifecycle.c is on (NULL outside one). */
+const struct store *lc_tx_store(const struct store_tx *tx);
 
 /* ---- the backend's side: one open transaction ---- */
 
@@ -282,6 +299,27 @@ struct store_tx_ops {
 	/* Callbacks: stores the row when its URL is there (struct
 	 * lc_callback), nothing otherwise; 0 either way, or an error. */
 	int (*callback_add)(struct store_tx *tx, const struct lc_callback *c);
+
+	/* ---- the reconciler and fallback routing ---- */
+	/* Up to limit QUEUED messages whose expires_at (> 0) is at or before
+	 * now, locked for this transaction. */
+	int (*msg_expired)(struct store_tx *tx, int64_t now, int limit, struct lc_msg *out,
+	                   size_t *n);
+	/* Up to limit SENT messages whose fallback_at (> 0) is at or before now. */
+	int (*fallback_due)(struct store_tx *tx, int64_t now, int limit, struct lc_msg *out,
+	                    size_t *n);
+	/* The message's route JSON and callback URL as stored (each heap, NULL
+	 * when absent; the caller frees both). HR_ENOTFOUND when no message. */
+	int (*msg_route)(struct store_tx *tx, const char *id, char **route, char **callback_url);
+	/* The follow-up of step `step` of the route rooted at root_id: 1 stored
+	 * now, 0 when the route already has one for that step (the primary key
+	 * decides, never a lookup first). */
+	int (*fallback_put)(struct store_tx *tx, const char *root_id, int step,
+	                    const char *message_id, const char *from_id, const char *reason);
+	/* Up to limit inbox rows waiting for a retry (state INBOX_RETRY) that
+	 * were received before `before`: their ids into ids[] (limit entries). */
+	int (*inbox_waiting)(struct store_tx *tx, int64_t before, int limit, int64_t *ids,
+	                     size_t *n);
 };
 
 struct store_tx {
@@ -344,6 +382,36 @@ int lc_item_end(struct store_tx *tx, bool keep);
 /* Counts a message of batch_id leaving status `from` (-1: new) for `to`
  * (-1: none), or a first reply (replied). No-op for batch_id "". */
 void lc_count(struct store_tx *tx, const char *batch_id, int from, int to, bool replied);
+
+/* ---- the reconciler and fallback routing (lc_reconcile.c) ---- */
+/* m just moved (from -> m->status, written): a failure of a routed message
+ * makes its follow-up (lc_fallback). Called by lc_transition. */
+int lc_fallback_on_status(struct store_tx *tx, struct lc_msg *m, enum msg_status from,
+                          const struct lc_update *u, const char *source);
+/* Exactly one follow-up on the route's next step (nothing when m has no
+ * next step, or when one was made already, by whoever): the new QUEUED
+ * message and its "accepted" event, a "fallback" event on m naming it, and
+ * m no longer waiting for its deadline. reason: "failed", "undelivered",
+ * "unknown", "not_rcs_capable", "no_receipt", "stale". source: who asked.
+ * 1 made now, 0 not, or an error. */
+int lc_fallback(struct store_tx *tx, struct lc_msg *m, const char *reason, const char *source);
+/* Counts a follow-up made by the running lc_run, published to /metrics
+ * (herald_fallbacks_total) when the run's function has succeeded. reason
+ * is a static string. */
+#define LC_FB_REASONS 8
+void lc_note_fallback(struct store_tx *tx, const char *reason);
+int lc_reconcile_expire(const struct lc_backend *b, struct store *st, int64_t now, int limit,
+                        int *n);
+int lc_reconcile_fallback_due(const struct lc_backend *b, struct store *st, int64_t now,
+                              int limit, int *n);
+int lc_stale_settle(const struct lc_backend *b, struct store *st,
+                    const struct stale_answer *a, size_t n, struct stale_stats *stats);
+int lc_inbox_park(const struct lc_backend *b, struct store *st, int64_t received_before,
+                  int limit, int *n);
+/* Whether a claimed message is past its expiry: then it is moved to
+ * EXPIRED (attempt given back) and returned so, never sent. 1 expired,
+ * 0 not, or an error. */
+int lc_claim_expired(struct store_tx *tx, struct message *m, struct lc_msg *lm, int64_t now);
 
 /* ---- callbacks to client systems (lc_callback.c) ---- */
 /* A status change of m (from -> m->status, already written): its callback,

@@ -148,6 +148,12 @@ int pg_row_message(const PGresult *r, int row, int c, struct message *m)
 	pg_col_copy(r, row, c + 18, m->error_text, sizeof m->error_text);
 	m->segments = (int)pg_col_i64(r, row, c + 19);
 	m->policy = (enum delivery_policy)pg_col_i64(r, row, c + 20);
+	m->expires_at = pg_col_i64(r, row, c + 21);
+	m->route = pg_col_dup(r, row, c + 22, &oom);
+	m->route_step = (int)pg_col_i64(r, row, c + 23);
+	m->route_steps = (int)pg_col_i64(r, row, c + 24);
+	pg_col_copy(r, row, c + 25, m->route_root, sizeof m->route_root);
+	m->fallback_after = pg_col_i64(r, row, c + 26);
 	if (oom) {
 		message_clear(m);
 		return HR_ENOMEM;
@@ -808,6 +814,7 @@ static void pg_close(struct store *st)
 	if (!st)
 		return;
 	lc_batch_forget_store(st);
+	store_hold_forget(st);
 	struct pg_store *s = (struct pg_store *)st;
 	wr_stop(&s->wr);
 	pthread_mutex_lock(&s->rlock);
@@ -869,6 +876,22 @@ const struct store_ops store_postgres = {
     .api_key_put = pg_api_key_put,
     .api_key_lookup = pg_api_key_lookup,
     .api_key_prune = pg_api_key_prune,
+    .tenant_create = pg_tenant_create,
+    .tenant_get = pg_tenant_get,
+    .tenant_list = pg_tenant_list,
+    .tenant_set_disabled = pg_tenant_set_disabled,
+    .unit_create = pg_unit_create,
+    .unit_get = pg_unit_get,
+    .unit_list = pg_unit_list,
+    .unit_set_disabled = pg_unit_set_disabled,
+    .key_seed = pg_key_seed,
+    .key_create = pg_key_create,
+    .key_lookup = pg_key_lookup,
+    .key_list = pg_key_list,
+    .key_revoke = pg_key_revoke,
+    .key_touch = pg_key_touch,
+    .audit_append = pg_audit_append,
+    .audit_list = pg_audit_list,
     .prune = pg_prune,
     .account_upsert = pg_account_upsert,
     .account_list = pg_account_list,
@@ -913,4 +936,11 @@ const struct store_ops store_postgres = {
     .batch_discard = pg_batch_discard,
     .batch_items_by_status = pg_batch_items_by_status,
     .message_prune = pg_message_prune,
+    .reconcile_expire = pg_reconcile_expire,
+    .reconcile_fallback_due = pg_reconcile_fallback_due,
+    .stale_list = pg_stale_list,
+    .stale_settle = pg_stale_settle,
+    .inbox_park = pg_inbox_park,
+    .inbox_parked = pg_inbox_parked,
+    .message_route = pg_message_route,
 };

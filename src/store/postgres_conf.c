@@ -84,7 +84,7 @@ static int run_api_key_prune(void *be, struct wr_job *j)
 	pp_text(&p, a->keep);
 	PGresult *r;
 	int rc = pg_exec(&s->w, P_APIKEY_PRUNE,
-	                 "DELETE FROM api_key WHERE tenant_id = $1 AND key_hash <> ALL"
+	                 "DELETE FROM api_key WHERE tenant_id = $1 AND NOT api_created AND key_hash <> ALL"
 	                 " (ARRAY(SELECT jsonb_array_elements_text($2::jsonb)))",
 	                 &p, &r, &j->err, "api_key");
 	if (rc == 0) {
@@ -159,12 +159,14 @@ static int run_account(void *be, struct wr_job *j)
 	pp_text(&p, a->config ? a->config : "{}");
 	pp_i64(&p, s->gnow);
 	pp_bool(&p, a->api_created);
+	pp_opt(&p, a->unit_id);
 	return pg_exec(&s->w, P_ACCOUNT_UPSERT,
 	               "INSERT INTO channel_account(id, tenant_id, channel, config, created_at,"
-	               " updated_at, api_created) VALUES($1, $2, $3, $4, $5, $5, $6)"
+	               " updated_at, api_created, unit_id) VALUES($1, $2, $3, $4, $5, $5, $6, $7)"
 	               " ON CONFLICT(id) DO UPDATE SET tenant_id = excluded.tenant_id,"
 	               " channel = excluded.channel, config = excluded.config,"
-	               " updated_at = excluded.updated_at, api_created = excluded.api_created",
+	               " updated_at = excluded.updated_at, api_created = excluded.api_created,"
+	               " unit_id = excluded.unit_id",
 	               &p, NULL, &j->err, "channel_account");
 }
 
@@ -190,12 +192,12 @@ int pg_account_list(struct store *st, const char *tenant_id, struct account_row 
 	if (tenant_id) {
 		pp_text(&p, tenant_id);
 		rc = pg_read((struct pg_store *)st, P_ACCOUNTS_TENANT, -1,
-		             "SELECT id, tenant_id, channel, config, api_created"
+		             "SELECT id, tenant_id, channel, config, api_created, unit_id"
 		             " FROM channel_account WHERE tenant_id = $1 ORDER BY id",
 		             &p, &r);
 	} else {
 		rc = pg_read((struct pg_store *)st, P_ACCOUNTS_ALL, -1,
-		             "SELECT id, tenant_id, channel, config, api_created"
+		             "SELECT id, tenant_id, channel, config, api_created, unit_id"
 		             " FROM channel_account ORDER BY id",
 		             &p, &r);
 	}
@@ -215,6 +217,7 @@ int pg_account_list(struct store *st, const char *tenant_id, struct account_row 
 		pg_col_copy(r, i, 2, a->channel, sizeof a->channel);
 		a->config = pg_col_dup(r, i, 3, &oom);
 		a->api_created = pg_col_bool(r, i, 4);
+		pg_col_copy(r, i, 5, a->unit_id, sizeof a->unit_id);
 	}
 	PQclear(r);
 	if (oom) {

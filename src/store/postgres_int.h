@@ -99,6 +99,14 @@ enum pg_slot {
 	P_CB_GET,
 	P_CB_GET_ANY,
 	P_CB_COUNTS,
+	P_MSG_EXPIRED,
+	P_FALLBACK_DUE,
+	P_MSG_ROUTE,
+	P_FALLBACK_PUT,
+	P_INBOX_WAITING,
+	P_STALE_LIST,
+	P_PARKED,
+	P_ROUTE,
 	/* readers */
 	P_APIKEY,
 	P_ACCOUNTS_ALL,
@@ -135,11 +143,29 @@ enum pg_slot {
 	P_BATCH_ITEMS_STATUS,
 	P_BATCH_DELETE_ITEMS,
 	P_LIST,
+	P_AUDIT_INSERT,
+	P_TENANT_CREATE,
+	P_TENANT_GET,
+	P_TENANT_LIST,
+	P_TENANT_DISABLE,
+	P_UNIT_TENANT_CHECK,
+	P_UNIT_CREATE,
+	P_UNIT_GET,
+	P_UNIT_LIST,
+	P_UNIT_DISABLE,
+	P_KEY_UNIT_CHECK,
+	P_KEY_CREATE,
+	P_KEY_SEED,
+	P_KEY_LOOKUP,
+	P_KEY_LIST,
+	P_KEY_REVOKE,
+	P_KEY_TOUCH,
+	P_AUDIT_LIST,
 	P__COUNT
 };
 
 /* message_list: one prepared statement per combination of optional filters. */
-#define PG_LIST_VARIANTS 256
+#define PG_LIST_VARIANTS 512
 
 /* One connection and what has been prepared on it. */
 struct pg_conn {
@@ -150,7 +176,8 @@ struct pg_conn {
 };
 
 /* Parameters of one statement, all sent as text except bytea (binary). */
-#define PG_PARAMS_MAX 24
+/* The message insert has 22 parameters, 23 with the event time. */
+#define PG_PARAMS_MAX 32
 struct pg_params {
 	int n;
 	const char *v[PG_PARAMS_MAX];
@@ -256,8 +283,23 @@ bool pg_col_bool(const PGresult *r, int row, int col);
 #define PG_MSG_COLS                                                                                \
 	"id, tenant_id, account_id, channel, recipient, batch_id, content, body, status, "         \
 	"priority, attempts, max_attempts, created_at, updated_at, due_at, lease_until, "          \
-	"provider_id, error_code, error_text, segments, delivery_policy"
+	"provider_id, error_code, error_text, segments, delivery_policy, expires_at, route, "      \
+	"route_step, route_steps, route_root, fallback_after"
+#define PG_MSG_NCOLS 27 /* the columns of PG_MSG_COLS */
 int pg_row_message(const PGresult *r, int row, int col, struct message *m);
+
+/* ---- the reconciler (postgres_rec.c reads, postgres_tx.c lifecycle runs) ---- */
+int pg_reconcile_expire(struct store *st, int64_t now, int limit, int *n);
+int pg_reconcile_fallback_due(struct store *st, int64_t now, int limit, int *n);
+int pg_stale_list(struct store *st, const char *channel, int64_t sent_before, int limit,
+                  struct message **out, size_t *n);
+int pg_stale_settle(struct store *st, const struct stale_answer *a, size_t n,
+                    struct stale_stats *stats);
+int pg_inbox_park(struct store *st, int64_t received_before, int limit, int *n);
+int pg_inbox_parked(struct store *st, const char *tenant_id, int64_t before_id, int limit,
+                    struct inbox_row **out, size_t *n, bool *more);
+int pg_message_route(struct store *st, const char *tenant_id, const char *root_id,
+                     struct message **out, size_t *n);
 
 /* ---- postgres_schema.c ---- */
 /* Applies pending migrations (each in its own transaction) and makes the
@@ -383,5 +425,31 @@ int pg_inbox_rows(PGresult *r, struct inbox_row *v, size_t *n);
 
 /* Reads a bytea column (text format) into a NUL-terminated heap copy. */
 int pg_col_bytea(const PGresult *r, int row, int col, char **out, size_t *len);
+
+
+/* ---- postgres_tenancy.c ---- */
+int pg_tenant_create(struct store *st, const struct tenant_info *t, const struct audit_row *a,
+                     struct hr_err *err);
+int pg_tenant_get(struct store *st, const char *id, struct tenant_info *out);
+int pg_tenant_list(struct store *st, struct tenant_info **out, size_t *n);
+int pg_tenant_set_disabled(struct store *st, const char *id, bool disabled,
+                           const struct audit_row *a, struct hr_err *err);
+int pg_unit_create(struct store *st, const struct unit_row *u, bool if_absent,
+                   const struct audit_row *a, struct hr_err *err);
+int pg_unit_get(struct store *st, const char *tenant_id, const char *id, struct unit_row *out);
+int pg_unit_list(struct store *st, const char *tenant_id, struct unit_row **out, size_t *n);
+int pg_unit_set_disabled(struct store *st, const char *tenant_id, const char *id, bool disabled,
+                         const struct audit_row *a, struct hr_err *err);
+int pg_key_create(struct store *st, const struct key_row *k, const struct audit_row *a,
+                  struct hr_err *err);
+int pg_key_seed(struct store *st, const struct key_row *k, struct hr_err *err);
+int pg_key_lookup(struct store *st, const char *hash, struct key_row *out);
+int pg_key_list(struct store *st, const char *tenant_id, struct key_row **out, size_t *n);
+int pg_key_revoke(struct store *st, const char *tenant_id, const char *prefix,
+                  const struct audit_row *a, char hash[65], struct hr_err *err);
+int pg_key_touch(struct store *st, const char *hash, int64_t at, store_done_fn cb, void *arg);
+int pg_audit_append(struct store *st, const struct audit_row *a, struct hr_err *err);
+int pg_audit_list(struct store *st, const char *tenant_id, int64_t before_id, int limit,
+                  struct audit_row **out, size_t *n);
 
 #endif

@@ -35,7 +35,7 @@ static int insert_idem(struct pg_store *s, struct wr_job *j, const struct idem_p
 	              &p, "Idempotency-Key", "idempotency key already used");
 }
 
-/* The message's columns as parameters $1..$16, in the order both insert
+/* The message's columns as parameters $1..$23, in the order both insert
  * statements name them. */
 static void msg_params(struct pg_params *p, const struct message *m, int64_t now)
 {
@@ -56,13 +56,22 @@ static void msg_params(struct pg_params *p, const struct message *m, int64_t now
 	pp_i64(p, m->segments);
 	pp_opt(p, m->callback_url);
 	pp_i64(p, (int64_t)m->policy);
+	pp_i64(p, m->expires_at);
+	pp_opt(p, m->route);
+	pp_i64(p, m->route_step);
+	pp_i64(p, m->route ? m->route_steps : 0);
+	pp_opt(p, m->route ? m->route_root : NULL);
+	pp_i64(p, m->route ? m->fallback_after : 0);
+	pp_opt(p, m->unit);
 }
 
 #define PG_MSG_INSERT                                                                              \
 	"INSERT INTO message(id, tenant_id, account_id, channel, recipient, batch_id, content,"    \
 	" body, status, priority, attempts, max_attempts, created_at, updated_at, due_at,"         \
-	" lease_until, segments, callback_url, delivery_policy)"                                   \
-	" VALUES($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, 0, $10, $11, $12, $13, 0, $14, $15, $16)"
+	" lease_until, segments, callback_url, delivery_policy, expires_at, route, route_step,"   \
+	" route_steps, route_root, fallback_after, unit_id)"                                       \
+	" VALUES($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, 0, $10, $11, $12, $13, 0, $14, $15, $16,"  \
+	" $17, $18, $19, $20, $21, $22, $23)"
 
 int pg_message_row_insert(struct pg_store *s, const struct message *m, int64_t now,
                           struct hr_err *err)
@@ -76,7 +85,7 @@ int pg_message_row_insert(struct pg_store *s, const struct message *m, int64_t n
 }
 
 
-enum { IC_COLS = 16 };
+enum { IC_COLS = 23 };
 
 /*
  * Every message of the call with its "accepted" event in one statement,
@@ -105,7 +114,7 @@ static int run_insert(void *be, struct wr_job *j)
 		    s, j, P_MSG_ACCEPT,
 		    "WITH m AS (" PG_MSG_INSERT " RETURNING id)"
 		    " INSERT INTO message_event(message_id, at, provider_at, type, source,"
-		    " status, applied) SELECT id, $17, 0, 'accepted', 'api', 0, true FROM m",
+		    " status, applied) SELECT id, $24, 0, 'accepted', 'api', 0, true FROM m",
 		    &p, "id", conflict);
 	}
 	struct hr_buf col[IC_COLS] = {0};
@@ -129,6 +138,13 @@ static int run_insert(void *be, struct wr_job *j)
 		pg_arr_text(&col[14],
 		            m->callback_url && m->callback_url[0] ? m->callback_url : NULL);
 		pg_arr_i64(&col[15], (int64_t)m->policy);
+		pg_arr_i64(&col[16], m->expires_at);
+		pg_arr_text(&col[17], m->route);
+		pg_arr_i64(&col[18], m->route_step);
+		pg_arr_i64(&col[19], m->route ? m->route_steps : 0);
+		pg_arr_text(&col[20], m->route && m->route_root[0] ? m->route_root : NULL);
+		pg_arr_i64(&col[21], m->route ? m->fallback_after : 0);
+		pg_arr_text(&col[22], m->unit[0] ? m->unit : NULL);
 	}
 	struct pg_params p = {0};
 	bool oom = false;
@@ -146,19 +162,23 @@ static int run_insert(void *be, struct wr_job *j)
 		    "WITH m AS (INSERT INTO message(id, tenant_id, account_id, channel,"
 		    " recipient, batch_id, content, body, status, priority, attempts,"
 		    " max_attempts, created_at, updated_at, due_at, lease_until, segments,"
-		    " callback_url, delivery_policy)"
+		    " callback_url, delivery_policy, expires_at, route, route_step, route_steps,"
+		    " route_root, fallback_after, unit_id)"
 		    " SELECT id, tenant_id, account_id, channel, recipient, batch_id, content,"
 		    " body, 0, priority, 0, max_attempts, created_at, updated_at, due_at, 0,"
-		    " segments, callback_url, delivery_policy FROM unnest($1::text[], $2::text[],"
-		    " $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],"
-		    " $9::int[], $10::int[], $11::bigint[], $12::bigint[], $13::bigint[],"
-		    " $14::int[], $15::text[], $16::smallint[])"
+		    " segments, callback_url, delivery_policy, expires_at, route, route_step,"
+		    " route_steps, route_root, fallback_after, unit_id FROM unnest($1::text[],"
+		    " $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
+		    " $8::text[], $9::int[], $10::int[], $11::bigint[], $12::bigint[],"
+		    " $13::bigint[], $14::int[], $15::text[], $16::smallint[], $17::bigint[],"
+		    " $18::text[], $19::int[], $20::int[], $21::text[], $22::bigint[], $23::text[])"
 		    " AS u(id, tenant_id, account_id, channel, recipient, batch_id, content,"
 		    " body, priority, max_attempts, created_at, updated_at, due_at, segments,"
-		    " callback_url, delivery_policy)"
+		    " callback_url, delivery_policy, expires_at, route, route_step, route_steps,"
+		    " route_root, fallback_after, unit_id)"
 		    " RETURNING id)"
 		    " INSERT INTO message_event(message_id, at, provider_at, type, source,"
-		    " status, applied) SELECT id, $17, 0, 'accepted', 'api', 0, true FROM m",
+		    " status, applied) SELECT id, $24, 0, 'accepted', 'api', 0, true FROM m",
 		    &p, "id", "a message id of the batch already exists");
 	for (int c = 0; c < IC_COLS; c++)
 		free(col[c].p);
@@ -206,6 +226,8 @@ static int get_one(struct pg_store *s, enum pg_slot slot, const char *sql, const
 	if (rc)
 		return rc;
 	rc = PQntuples(r) ? pg_row_message(r, 0, 0, out) : HR_ENOTFOUND;
+	if (rc == 0 && PQnfields(r) > PG_MSG_NCOLS)
+		pg_col_copy(r, 0, PG_MSG_NCOLS, out->unit, sizeof out->unit);
 	PQclear(r);
 	return rc;
 }
@@ -213,7 +235,7 @@ static int get_one(struct pg_store *s, enum pg_slot slot, const char *sql, const
 int pg_message_get(struct store *st, const char *tenant_id, const char *id, struct message *out)
 {
 	return get_one((struct pg_store *)st, P_MSG_GET,
-	               "SELECT " PG_MSG_COLS " FROM message"
+	               "SELECT " PG_MSG_COLS ", unit_id FROM message"
 	               " WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2)",
 	               id, tenant_id, out);
 }
@@ -287,6 +309,7 @@ enum {
 	LF_SINCE = 1 << 5,
 	LF_UNTIL = 1 << 6,
 	LF_BEFORE = 1 << 7,
+	LF_UNIT = 1 << 8,
 };
 
 int pg_message_list(struct store *st, const char *tenant_id, const struct msg_filter *f,
@@ -304,7 +327,7 @@ int pg_message_list(struct store *st, const char *tenant_id, const struct msg_fi
 	struct pg_params p = {0};
 	char sql[1024];
 	size_t len =
-	    (size_t)snprintf(sql, sizeof sql, "SELECT " PG_MSG_COLS " FROM message WHERE true");
+	    (size_t)snprintf(sql, sizeof sql, "SELECT " PG_MSG_COLS ", unit_id FROM message WHERE true");
 #define TERM(bit, cond, fmt, bind)                                                                 \
 	if (cond) {                                                                                \
 		mask |= bit;                                                                       \
@@ -319,6 +342,7 @@ int pg_message_list(struct store *st, const char *tenant_id, const struct msg_fi
 	TERM(LF_SINCE, f->since_us, " AND created_at >= $%d", pp_i64(&p, f->since_us));
 	TERM(LF_UNTIL, f->until_us, " AND created_at < $%d", pp_i64(&p, f->until_us));
 	TERM(LF_BEFORE, f->before_id, " AND id < $%d", pp_text(&p, f->before_id));
+	TERM(LF_UNIT, f->unit && f->unit[0], " AND unit_id = $%d", pp_text(&p, f->unit));
 #undef TERM
 	pp_i64(&p, limit + 1);
 	snprintf(sql + len, sizeof sql - len, " ORDER BY id DESC LIMIT $%d", p.n);
@@ -337,10 +361,13 @@ int pg_message_list(struct store *st, const char *tenant_id, const struct msg_fi
 		PQclear(r);
 		return HR_ENOMEM;
 	}
-	for (int i = 0; i < rows && rc == 0; i++)
+	for (int i = 0; i < rows && rc == 0; i++) {
 		if ((rc = pg_row_message(r, i, 0, &v[i])))
 			for (int k = 0; k < i; k++)
 				message_clear(&v[k]);
+		else
+			pg_col_copy(r, i, PG_MSG_NCOLS, v[i].unit, sizeof v[i].unit);
+	}
 	PQclear(r);
 	if (rc) {
 		free(v);

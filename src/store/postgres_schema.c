@@ -331,11 +331,77 @@ static const char migration_4[] =
     "CREATE INDEX callback_delivered ON callback_outbox(updated_at) WHERE state = 1;"
     "ALTER TABLE callback_outbox SET (autovacuum_vacuum_scale_factor = 0.02);";
 
+/* Reconciliation and fallback routing: the same columns, indexes and
+ * table as SQLite's migration 6 (sqlite_schema.c says why each is there).
+ * Indexes on the partitioned message table are made on every partition. */
+static const char migration_5[] =
+    "ALTER TABLE message ADD COLUMN expires_at bigint NOT NULL DEFAULT 0,"
+    " ADD COLUMN sent_at bigint NOT NULL DEFAULT 0,"
+    " ADD COLUMN stale smallint NOT NULL DEFAULT 0,"
+    " ADD COLUMN route text,"
+    " ADD COLUMN route_step integer NOT NULL DEFAULT 0,"
+    " ADD COLUMN route_steps integer NOT NULL DEFAULT 0,"
+    " ADD COLUMN route_root text COLLATE \"C\","
+    " ADD COLUMN fallback_after bigint NOT NULL DEFAULT 0,"
+    " ADD COLUMN fallback_at bigint NOT NULL DEFAULT 0;"
+    "CREATE INDEX message_expiry ON message(expires_at) WHERE status = 0 AND expires_at > 0;"
+    "CREATE INDEX message_stale ON message(channel, sent_at) WHERE status = 2 AND stale = 0;"
+    "CREATE INDEX message_fallback_due ON message(fallback_at)"
+    " WHERE status = 2 AND fallback_at > 0;"
+    "CREATE INDEX message_route ON message(route_root, route_step)"
+    " WHERE route_root IS NOT NULL;"
+    "CREATE TABLE message_fallback("
+    " root_id text COLLATE \"C\" NOT NULL,"
+    " step integer NOT NULL,"
+    " message_id text COLLATE \"C\" NOT NULL,"
+    " from_id text COLLATE \"C\" NOT NULL,"
+    " reason text NOT NULL,"
+    " created_at bigint NOT NULL,"
+    " PRIMARY KEY(root_id, step));"
+    "CREATE INDEX webhook_inbox_parked ON webhook_inbox(account_id, id) WHERE state = 4;"
+    "UPDATE message SET stale = 1 WHERE status = 2;";
+
+/* Tenancy: the same tables and columns as SQLite's migration 7 (see there).
+ * Migration 5 is the reconciler's. */
+static const char migration_6[] =
+    "ALTER TABLE tenant ADD COLUMN disabled boolean NOT NULL DEFAULT false;"
+    "CREATE TABLE business_unit("
+    " tenant_id text COLLATE \"C\" NOT NULL,"
+    " id text COLLATE \"C\" NOT NULL,"
+    " name text NOT NULL,"
+    " disabled boolean NOT NULL DEFAULT false,"
+    " created_at bigint NOT NULL,"
+    " PRIMARY KEY(tenant_id, id));"
+    "ALTER TABLE api_key ADD COLUMN prefix text COLLATE \"C\";"
+    "ALTER TABLE api_key ADD COLUMN unit_id text COLLATE \"C\";"
+    "ALTER TABLE api_key ADD COLUMN scopes text;"
+    "ALTER TABLE api_key ADD COLUMN created_by text;"
+    "ALTER TABLE api_key ADD COLUMN expires_at bigint NOT NULL DEFAULT 0;"
+    "ALTER TABLE api_key ADD COLUMN revoked_at bigint NOT NULL DEFAULT 0;"
+    "ALTER TABLE api_key ADD COLUMN last_used_at bigint NOT NULL DEFAULT 0;"
+    "ALTER TABLE api_key ADD COLUMN api_created boolean NOT NULL DEFAULT false;"
+    "CREATE UNIQUE INDEX api_key_prefix ON api_key(prefix) WHERE prefix IS NOT NULL;"
+    "ALTER TABLE channel_account ADD COLUMN unit_id text COLLATE \"C\";"
+    "ALTER TABLE template ADD COLUMN unit_id text COLLATE \"C\";"
+    "ALTER TABLE message ADD COLUMN unit_id text COLLATE \"C\";"
+    "CREATE TABLE admin_audit("
+    " id bigserial PRIMARY KEY,"
+    " tenant_id text COLLATE \"C\" NOT NULL,"
+    " actor text NOT NULL,"
+    " at bigint NOT NULL,"
+    " action text NOT NULL,"
+    " object text NOT NULL,"
+    " before text,"
+    " after text);"
+    "CREATE INDEX admin_audit_tenant ON admin_audit(tenant_id, id);";
+
 const struct pg_migration pg_migrations[] = {
     {1, migration_1},
     {2, migration_2},
     {3, migration_3},
     {4, migration_4},
+    {5, migration_5},
+    {6, migration_6},
 };
 
 const size_t pg_migration_count = sizeof pg_migrations / sizeof pg_migrations[0];

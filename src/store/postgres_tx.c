@@ -694,6 +694,10 @@ static void cache_update(struct pg_tx *t, const struct lc_msg *m, const struct l
 		hr_utf8_copy(row->m.recipient, u->recipient, sizeof row->m.recipient);
 	if (f & LC_GIVE_BACK_ATTEMPT)
 		row->m.attempts = row->m.attempts > 0 ? row->m.attempts - 1 : 0;
+	if (f & LC_SET_SENT_AT)
+		row->m.sent_at = u->sent_at;
+	if (f & LC_SET_STALE)
+		row->m.stale = true;
 }
 
 /* ---------------------------------------------------------------------------
@@ -940,8 +944,9 @@ static bool tx_alive(struct store_tx *st)
 
 #define LC_MSG_COLS                                                                                \
 	"id, tenant_id, account_id, channel, recipient, status, attempts, max_attempts,"           \
-	" provider_id IS NOT NULL, lease_until, batch_id, delivery_policy"
-#define LC_MSG_NCOLS 12 /* the columns row_lc_msg reads */
+	" provider_id IS NOT NULL, lease_until, batch_id, delivery_policy, expires_at,"          \
+	" route_step, route_steps, route_root, fallback_after, sent_at, stale"
+#define LC_MSG_NCOLS 19 /* the columns row_lc_msg reads */
 
 static void row_lc_msg(const PGresult *r, int i, struct lc_msg *m)
 {
@@ -959,6 +964,13 @@ static void row_lc_msg(const PGresult *r, int i, struct lc_msg *m)
 	m->lease_until = pg_col_i64(r, i, 9);
 	pg_col_copy(r, i, 10, m->batch_id, sizeof m->batch_id);
 	m->policy = (enum delivery_policy)pg_col_i64(r, i, 11);
+	m->expires_at = pg_col_i64(r, i, 12);
+	m->route_step = (int)pg_col_i64(r, i, 13);
+	m->route_steps = (int)pg_col_i64(r, i, 14);
+	pg_col_copy(r, i, 15, m->route_root, sizeof m->route_root);
+	m->fallback_after = pg_col_i64(r, i, 16);
+	m->sent_at = pg_col_i64(r, i, 17);
+	m->stale = pg_col_i64(r, i, 18) != 0;
 }
 
 /* ---------------------------------------------------------------------------
@@ -1426,6 +1438,9 @@ static const char SQL_LC_UPDATE[] =
     " due_at = CASE WHEN $9::boolean THEN $10::bigint ELSE due_at END,"
     " recipient = coalesce($11::text, recipient),"
     " attempts = CASE WHEN $12::boolean THEN greatest(attempts - 1, 0) ELSE attempts END,"
+    " sent_at = CASE WHEN $14::boolean THEN $15::bigint ELSE sent_at END,"
+    " fallback_at = CASE WHEN $16::boolean THEN $17::bigint ELSE fallback_at END,"
+    " stale = CASE WHEN $18::boolean THEN 1 ELSE stale END,"
     " updated_at = $13::bigint"
     " WHERE id = $1";
 
@@ -1447,6 +1462,11 @@ static int tx_msg_update(struct store_tx *st, const struct lc_msg *m, const stru
 	pp_opt(&p, (f & LC_SET_RECIPIENT) ? u->recipient : NULL);
 	pp_bool(&p, (f & LC_GIVE_BACK_ATTEMPT) != 0);
 	pp_i64(&p, S(t)->gnow);
+	pp_bool(&p, (f & LC_SET_SENT_AT) != 0);
+	pp_i64(&p, u->sent_at);
+	pp_bool(&p, (f & LC_SET_FALLBACK_AT) != 0);
+	pp_i64(&p, u->fallback_at);
+	pp_bool(&p, (f & LC_SET_STALE) != 0);
 	int rc = tx_write(t, P_LC_UPDATE, SQL_LC_UPDATE, &p, "message");
 	if (rc == 0)
 		cache_update(t, m, u);
@@ -1507,7 +1527,8 @@ static int tx_claim(struct store_tx *st, const char *account_id, int64_t now, in
 	    " RETURNING m.id, m.tenant_id, m.account_id, m.channel, m.recipient, m.batch_id,"
 	    " m.content, m.body, m.status, m.priority, m.attempts, m.max_attempts, m.created_at,"
 	    " m.updated_at, m.due_at, m.lease_until, m.provider_id, m.error_code, m.error_text,"
-	    " m.segments, m.delivery_policy,"
+	    " m.segments, m.delivery_policy, m.expires_at, m.route, m.route_step,"
+	    " m.route_steps, m.route_root, m.fallback_after,"
 	    " EXISTS(SELECT 1 FROM recipient_alias WHERE account_id = $1),"
 	    " EXISTS(SELECT 1 FROM suppression s WHERE s.tenant_id = m.tenant_id"
 	    "  AND s.channel = m.channel)",
@@ -1525,7 +1546,7 @@ static int tx_claim(struct store_tx *st, const char *account_id, int64_t now, in
 			break;
 		}
 		const struct message *m = &out[*n];
-		pr->alias_any = pg_col_bool(r, i, 21);
+		pr->alias_any = pg_col_bool(r, i, 27);
 		int k = 0;
 		while (k < pr->nsupp && (strcmp(pr->supp[k].tenant, m->tenant_id) != 0 ||
 		                         strcmp(pr->supp[k].channel, m->channel) != 0))
@@ -1533,7 +1554,7 @@ static int tx_claim(struct store_tx *st, const char *account_id, int64_t now, in
 		if (k == pr->nsupp && k < PG_CLAIM_SUPP_MAX) {
 			hr_strlcpy(pr->supp[k].tenant, m->tenant_id, sizeof pr->supp[k].tenant);
 			hr_strlcpy(pr->supp[k].channel, m->channel, sizeof pr->supp[k].channel);
-			pr->supp[k].any = pg_col_bool(r, i, 22);
+			pr->supp[k].any = pg_col_bool(r, i, 28);
 			pr->nsupp++;
 		}
 		(*n)++;
@@ -2161,6 +2182,123 @@ static int tx_callback_add(struct store_tx *st, const struct lc_callback *c)
 	           : tx_write(t, P_CB_ADD_TENANT, pg_sql_cb_add_tenant, &p, "callback_outbox");
 }
 
+/* Up to limit rows of a locking SELECT of LC_MSG_COLS bound to ($1 now,
+ * $2 limit); rows another transaction holds are skipped (the next scan
+ * finds them). */
+static int lc_msg_scan(struct pg_tx *t, enum pg_slot slot, const char *sql, int64_t now,
+                       int limit, struct lc_msg *out, size_t *n)
+{
+	*n = 0;
+	struct pg_params p = {0};
+	pp_i64(&p, now);
+	pp_i64(&p, limit);
+	PGresult *r;
+	int rc = tx_read(t, slot, sql, &p, &r, "message", false);
+	if (rc)
+		return rc;
+	for (int i = 0; i < PQntuples(r) && i < limit; i++)
+		row_lc_msg(r, i, &out[(*n)++]);
+	PQclear(r);
+	return 0;
+}
+
+static int tx_msg_expired(struct store_tx *st, int64_t now, int limit, struct lc_msg *out,
+                          size_t *n)
+{
+	return lc_msg_scan(TX(st), P_MSG_EXPIRED,
+	                   "SELECT " LC_MSG_COLS " FROM message WHERE status = 0 AND expires_at > 0"
+	                   " AND expires_at <= $1 ORDER BY expires_at LIMIT $2"
+	                   " FOR UPDATE SKIP LOCKED",
+	                   now, limit, out, n);
+}
+
+static int tx_fallback_due(struct store_tx *st, int64_t now, int limit, struct lc_msg *out,
+                           size_t *n)
+{
+	return lc_msg_scan(TX(st), P_FALLBACK_DUE,
+	                   "SELECT " LC_MSG_COLS " FROM message WHERE status = 2 AND fallback_at > 0"
+	                   " AND fallback_at <= $1 ORDER BY fallback_at LIMIT $2"
+	                   " FOR UPDATE SKIP LOCKED",
+	                   now, limit, out, n);
+}
+
+static int tx_msg_route(struct store_tx *st, const char *id, char **route, char **callback_url)
+{
+	struct pg_tx *t = TX(st);
+	*route = *callback_url = NULL;
+	struct pg_params p = {0};
+	pp_text(&p, id);
+	PGresult *r;
+	int rc = tx_read(t, P_MSG_ROUTE, "SELECT route, callback_url FROM message WHERE id = $1",
+	                 &p, &r, "message", false);
+	if (rc)
+		return rc;
+	bool oom = false;
+	int found = PQntuples(r) > 0;
+	if (found) {
+		*route = pg_col_dup(r, 0, 0, &oom);
+		*callback_url = pg_col_dup(r, 0, 1, &oom);
+	}
+	PQclear(r);
+	if (!found)
+		return hr_fail(E(t), HR_ENOTFOUND, "message_id", "no message %s", id);
+	if (oom) {
+		free(*route);
+		free(*callback_url);
+		*route = *callback_url = NULL;
+		return hr_fail(E(t), HR_ENOMEM, "message", "out of memory");
+	}
+	return 0;
+}
+
+/* The primary key decides: a second follow-up for (root, step), from this
+ * node or another, inserts nothing (and waits for the first's transaction
+ * to end before it can tell). */
+static int tx_fallback_put(struct store_tx *st, const char *root_id, int step,
+                           const char *message_id, const char *from_id, const char *reason)
+{
+	struct pg_tx *t = TX(st);
+	struct pg_params p = {0};
+	pp_text(&p, root_id);
+	pp_i64(&p, step);
+	pp_text(&p, message_id);
+	pp_text(&p, from_id);
+	pp_text(&p, reason);
+	pp_i64(&p, S(t)->gnow);
+	PGresult *r;
+	int rc = tx_read(t, P_FALLBACK_PUT,
+	                 "INSERT INTO message_fallback(root_id, step, message_id, from_id, reason,"
+	                 " created_at) VALUES($1, $2, $3, $4, $5, $6)"
+	                 " ON CONFLICT (root_id, step) DO NOTHING RETURNING 1",
+	                 &p, &r, "message_fallback", true);
+	if (rc)
+		return rc;
+	int made = PQntuples(r) > 0;
+	PQclear(r);
+	return made;
+}
+
+static int tx_inbox_waiting(struct store_tx *st, int64_t before, int limit, int64_t *ids,
+                            size_t *n)
+{
+	struct pg_tx *t = TX(st);
+	*n = 0;
+	struct pg_params p = {0};
+	pp_i64(&p, before);
+	pp_i64(&p, limit);
+	PGresult *r;
+	int rc = tx_read(t, P_INBOX_WAITING,
+	                 "SELECT id FROM webhook_inbox WHERE state = 2 AND received_at < $1"
+	                 " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+	                 &p, &r, "webhook_inbox", false);
+	if (rc)
+		return rc;
+	for (int i = 0; i < PQntuples(r) && i < limit; i++)
+		ids[(*n)++] = pg_col_i64(r, i, 0);
+	PQclear(r);
+	return 0;
+}
+
 static const struct store_tx_ops pg_tx_ops = {
     .now = tx_now,
     .err = tx_err,
@@ -2199,6 +2337,11 @@ static const struct store_tx_ops pg_tx_ops = {
     .inbound_exists = tx_inbound_exists,
     .batch_delete = tx_batch_delete,
     .callback_add = tx_callback_add,
+    .msg_expired = tx_msg_expired,
+    .fallback_due = tx_fallback_due,
+    .msg_route = tx_msg_route,
+    .fallback_put = tx_fallback_put,
+    .inbox_waiting = tx_inbox_waiting,
 };
 
 /* ---- the shared rules, bound to this backend (filled into store_postgres) ---- */
@@ -2268,4 +2411,25 @@ void store_postgres_tx_stats(struct store *st, uint64_t *round_trips, uint64_t *
 		*round_trips = atomic_load(&s->tx_trips);
 	if (replays)
 		*replays = atomic_load(&s->tx_replays);
+}
+
+int pg_reconcile_expire(struct store *st, int64_t now, int limit, int *n)
+{
+	return lc_reconcile_expire(&pg_lc_backend, st, now, limit, n);
+}
+
+int pg_reconcile_fallback_due(struct store *st, int64_t now, int limit, int *n)
+{
+	return lc_reconcile_fallback_due(&pg_lc_backend, st, now, limit, n);
+}
+
+int pg_stale_settle(struct store *st, const struct stale_answer *a, size_t n,
+                    struct stale_stats *stats)
+{
+	return lc_stale_settle(&pg_lc_backend, st, a, n, stats);
+}
+
+int pg_inbox_park(struct store *st, int64_t received_before, int limit, int *n)
+{
+	return lc_inbox_park(&pg_lc_backend, st, received_before, limit, n);
 }

@@ -148,6 +148,12 @@ int sq_row_message(sqlite3_stmt *st, int c, struct message *m)
 	sq_col_copy(st, c + 18, m->error_text, sizeof m->error_text);
 	m->segments = sqlite3_column_int(st, c + 19);
 	m->policy = (enum delivery_policy)sqlite3_column_int(st, c + 20);
+	m->expires_at = sqlite3_column_int64(st, c + 21);
+	m->route = sq_col_dup(st, c + 22, &oom);
+	m->route_step = sqlite3_column_int(st, c + 23);
+	m->route_steps = sqlite3_column_int(st, c + 24);
+	sq_col_copy(st, c + 25, m->route_root, sizeof m->route_root);
+	m->fallback_after = sqlite3_column_int64(st, c + 26);
 	if (oom) {
 		message_clear(m);
 		return HR_ENOMEM;
@@ -708,6 +714,7 @@ static void sq_close(struct store *st)
 	if (!st)
 		return;
 	lc_batch_forget_store(st);
+	store_hold_forget(st);
 	struct sq_store *s = (struct sq_store *)st;
 	wr_stop(&s->wr);
 	pthread_mutex_lock(&s->rlock);
@@ -765,6 +772,22 @@ const struct store_ops store_sqlite = {
 	.api_key_put = sq_api_key_put,
 	.api_key_lookup = sq_api_key_lookup,
 	.api_key_prune = sq_api_key_prune,
+	.tenant_create = sq_tenant_create,
+	.tenant_get = sq_tenant_get,
+	.tenant_list = sq_tenant_list,
+	.tenant_set_disabled = sq_tenant_set_disabled,
+	.unit_create = sq_unit_create,
+	.unit_get = sq_unit_get,
+	.unit_list = sq_unit_list,
+	.unit_set_disabled = sq_unit_set_disabled,
+	.key_seed = sq_key_seed,
+	.key_create = sq_key_create,
+	.key_lookup = sq_key_lookup,
+	.key_list = sq_key_list,
+	.key_revoke = sq_key_revoke,
+	.key_touch = sq_key_touch,
+	.audit_append = sq_audit_append,
+	.audit_list = sq_audit_list,
 	.prune = sq_prune,
 	.account_upsert = sq_account_upsert,
 	.account_list = sq_account_list,
@@ -809,4 +832,11 @@ const struct store_ops store_sqlite = {
 	.batch_discard = sq_batch_discard,
 	.batch_items_by_status = sq_batch_items_by_status,
 	.message_prune = sq_message_prune,
+	.reconcile_expire = sq_reconcile_expire,
+	.reconcile_fallback_due = sq_reconcile_fallback_due,
+	.stale_list = sq_stale_list,
+	.stale_settle = sq_stale_settle,
+	.inbox_park = sq_inbox_park,
+	.inbox_parked = sq_inbox_parked,
+	.message_route = sq_message_route,
 };

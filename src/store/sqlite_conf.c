@@ -82,7 +82,7 @@ static int run_api_key_prune(void *be, struct wr_job *j)
 	struct sq_store *s = be;
 	struct job_prune *p = (struct job_prune *)j;
 	sqlite3_stmt *st = sq_wstmt(s, W_APIKEY_PRUNE,
-		"DELETE FROM api_key WHERE tenant_id = ?1"
+		"DELETE FROM api_key WHERE tenant_id = ?1 AND api_created = 0"
 		" AND key_hash NOT IN (SELECT value FROM json_each(?2))");
 	if (!st)
 		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "api_key");
@@ -163,10 +163,11 @@ static int run_account(void *be, struct wr_job *j)
 	const struct account_row *a = ((struct job_conf *)j)->row;
 	sqlite3_stmt *st = sq_wstmt(s, W_ACCOUNT_UPSERT,
 		"INSERT INTO channel_account(id, tenant_id, channel, config, created_at,"
-		" updated_at, api_created) VALUES(?1, ?2, ?3, ?4, ?5, ?5, ?6)"
+		" updated_at, api_created, unit_id) VALUES(?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)"
 		" ON CONFLICT(id) DO UPDATE SET tenant_id = excluded.tenant_id,"
 		" channel = excluded.channel, config = excluded.config,"
-		" updated_at = excluded.updated_at, api_created = excluded.api_created");
+		" updated_at = excluded.updated_at, api_created = excluded.api_created,"
+		" unit_id = excluded.unit_id");
 	if (!st)
 		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "channel_account");
 	sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
@@ -175,6 +176,7 @@ static int run_account(void *be, struct wr_job *j)
 	sqlite3_bind_text(st, 4, a->config ? a->config : "{}", -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, hr_now_us());
 	sqlite3_bind_int(st, 6, a->api_created ? 1 : 0);
+	sq_bind_opt(st, 7, a->unit_id);
 	return sq_step_done(s, st, &j->err, "channel_account");
 }
 
@@ -201,10 +203,10 @@ int sq_account_list(struct store *st, const char *tenant_id, struct account_row 
 	if (rc)
 		return rc;
 	sqlite3_stmt *q = tenant_id
-		? sq_rstmt(r, R_ACCOUNTS_TENANT, "SELECT id, tenant_id, channel, config, api_created"
-		           " FROM channel_account WHERE tenant_id = ?1 ORDER BY id")
-		: sq_rstmt(r, R_ACCOUNTS_ALL, "SELECT id, tenant_id, channel, config, api_created"
-		           " FROM channel_account ORDER BY id");
+		? sq_rstmt(r, R_ACCOUNTS_TENANT, "SELECT id, tenant_id, channel, config, api_created,"
+		           " unit_id FROM channel_account WHERE tenant_id = ?1 ORDER BY id")
+		: sq_rstmt(r, R_ACCOUNTS_ALL, "SELECT id, tenant_id, channel, config, api_created,"
+		           " unit_id FROM channel_account ORDER BY id");
 	if (!q) {
 		sq_reader_put(s, r);
 		return HR_EIO;
@@ -233,6 +235,7 @@ int sq_account_list(struct store *st, const char *tenant_id, struct account_row 
 		sq_col_copy(q, 2, a->channel, sizeof a->channel);
 		a->config = sq_col_dup(q, 3, &oom);
 		a->api_created = sqlite3_column_int(q, 4) != 0;
+		sq_col_copy(q, 5, a->unit_id, sizeof a->unit_id);
 		if (oom) {
 			rc = HR_ENOMEM;
 			break;

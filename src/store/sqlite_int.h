@@ -52,6 +52,7 @@ enum sq_wslot {
 	W_RETAIN_PICK, W_RETAIN_EVENTS, W_RETAIN_MSG,
 	W_CB_ADD_MSG, W_CB_ADD_TENANT, W_CB_CLAIM, W_CB_DONE, W_CB_REPLAY_ONE, W_CB_REPLAY_DEAD,
 	W_CB_PRUNE,
+	W_MSG_EXPIRED, W_FALLBACK_DUE, W_MSG_ROUTE, W_FALLBACK_PUT, W_INBOX_WAITING, W_KEY_TOUCH,
 	W__COUNT
 };
 
@@ -61,11 +62,12 @@ enum sq_rslot {
 	R_MSG_GET, R_MSG_GET_PROVIDER, R_EVENTS, R_COUNTS_ALL, R_COUNTS_TENANT,
 	R_NEXT_DUE, R_IDEM, R_INBOX_FETCH, R_INBOX_PENDING, R_SUPP_ALL, R_SUPP_CHANNEL,
 	R_CB_LIST, R_CB_LIST_STATE, R_CB_GET, R_CB_GET_ANY, R_CB_COUNTS,
+	R_STALE_LIST, R_PARKED, R_ROUTE, R_KEY,
 	R__COUNT
 };
 
 /* message_list caches one statement per combination of optional filters. */
-#define SQ_LIST_VARIANTS 256
+#define SQ_LIST_VARIANTS 512
 
 struct sq_reader {
 	struct sq_reader *next;
@@ -146,11 +148,26 @@ int sq_event_insert(struct sq_store *s, const char *message_id, int64_t at,
 #define SQ_MSG_COLS \
 	"id, tenant_id, account_id, channel, recipient, batch_id, content, body, status, " \
 	"priority, attempts, max_attempts, created_at, updated_at, due_at, lease_until, " \
-	"provider_id, error_code, error_text, segments, delivery_policy"
+	"provider_id, error_code, error_text, segments, delivery_policy, expires_at, route, " \
+	"route_step, route_steps, route_root, fallback_after"
+#define SQ_MSG_NCOLS 27 /* the columns of SQ_MSG_COLS */
 int sq_row_message(sqlite3_stmt *st, int col, struct message *m);
 /* An inbox row from columns id, account_id, channel, dedupe_key, received_at,
  * attempts, body (in that order); HR_ENOMEM if the body cannot be copied. */
 int sq_row_inbox(sqlite3_stmt *st, struct inbox_row *row);
+
+/* ---- the reconciler (sqlite_rec.c reads, sqlite_tx.c lifecycle runs) ---- */
+int sq_reconcile_expire(struct store *st, int64_t now, int limit, int *n);
+int sq_reconcile_fallback_due(struct store *st, int64_t now, int limit, int *n);
+int sq_stale_list(struct store *st, const char *channel, int64_t sent_before, int limit,
+                  struct message **out, size_t *n);
+int sq_stale_settle(struct store *st, const struct stale_answer *a, size_t n,
+                    struct stale_stats *stats);
+int sq_inbox_park(struct store *st, int64_t received_before, int limit, int *n);
+int sq_inbox_parked(struct store *st, const char *tenant_id, int64_t before_id, int limit,
+                    struct inbox_row **out, size_t *n, bool *more);
+int sq_message_route(struct store *st, const char *tenant_id, const char *root_id,
+                     struct message **out, size_t *n);
 
 /* ---- sqlite_msg.c: shared with the applier (auto-replies) ---- */
 /* Inserts one message row, status QUEUED, without its "accepted" event (the
@@ -279,5 +296,31 @@ int sq_callback_prune(struct store *st, int64_t before, int limit, int64_t *n);
 /* sqlite_retain.c */
 int sq_message_prune(struct store *st, const struct msg_retention *r,
                      struct msg_retention_stats *stats, struct hr_err *err);
+
+
+/* ---- sqlite_tenancy.c ---- */
+int sq_tenant_create(struct store *st, const struct tenant_info *t, const struct audit_row *a,
+                     struct hr_err *err);
+int sq_tenant_get(struct store *st, const char *id, struct tenant_info *out);
+int sq_tenant_list(struct store *st, struct tenant_info **out, size_t *n);
+int sq_tenant_set_disabled(struct store *st, const char *id, bool disabled,
+                           const struct audit_row *a, struct hr_err *err);
+int sq_unit_create(struct store *st, const struct unit_row *u, bool if_absent,
+                   const struct audit_row *a, struct hr_err *err);
+int sq_unit_get(struct store *st, const char *tenant_id, const char *id, struct unit_row *out);
+int sq_unit_list(struct store *st, const char *tenant_id, struct unit_row **out, size_t *n);
+int sq_unit_set_disabled(struct store *st, const char *tenant_id, const char *id, bool disabled,
+                         const struct audit_row *a, struct hr_err *err);
+int sq_key_create(struct store *st, const struct key_row *k, const struct audit_row *a,
+                  struct hr_err *err);
+int sq_key_seed(struct store *st, const struct key_row *k, struct hr_err *err);
+int sq_key_lookup(struct store *st, const char *hash, struct key_row *out);
+int sq_key_list(struct store *st, const char *tenant_id, struct key_row **out, size_t *n);
+int sq_key_revoke(struct store *st, const char *tenant_id, const char *prefix,
+                  const struct audit_row *a, char hash[65], struct hr_err *err);
+int sq_key_touch(struct store *st, const char *hash, int64_t at, store_done_fn cb, void *arg);
+int sq_audit_append(struct store *st, const struct audit_row *a, struct hr_err *err);
+int sq_audit_list(struct store *st, const char *tenant_id, int64_t before_id, int limit,
+                  struct audit_row **out, size_t *n);
 
 #endif

@@ -51,9 +51,10 @@ int sq_message_row_insert(struct sq_store *s, const struct message *m, int64_t n
 		"INSERT INTO message(id, tenant_id, account_id, channel, recipient,"
 		" batch_id, content, body, status, priority, attempts, max_attempts,"
 		" created_at, updated_at, due_at, lease_until, segments, callback_url,"
-		" delivery_policy)"
+		" delivery_policy, expires_at, route, route_step, route_steps, route_root,"
+		" fallback_after, unit_id)"
 		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, 0, ?10, ?11, ?12, ?13, 0, ?14,"
-		" ?15, ?16)");
+		" ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)");
 	if (!st)
 		return sq_fail(s->wdb, SQLITE_ERROR, err, "message");
 	int64_t created = m->created_at ? m->created_at : now;
@@ -76,6 +77,13 @@ int sq_message_row_insert(struct sq_store *s, const struct message *m, int64_t n
 	sqlite3_bind_int(st, 14, m->segments);
 	sq_bind_opt(st, 15, m->callback_url);
 	sqlite3_bind_int(st, 16, (int)m->policy);
+	sqlite3_bind_int64(st, 17, m->expires_at);
+	sq_bind_opt(st, 18, m->route);
+	sqlite3_bind_int(st, 19, m->route_step);
+	sqlite3_bind_int(st, 20, m->route ? m->route_steps : 0);
+	sq_bind_opt(st, 21, m->route ? m->route_root : NULL);
+	sqlite3_bind_int64(st, 22, m->route ? m->fallback_after : 0);
+	sq_bind_opt(st, 23, m->unit);
 	int rc = sq_step_done(s, st, err, "message");
 	if (rc == HR_ECONFLICT)
 		hr_fail(err, rc, "id", "message id %s already exists", m->id);
@@ -148,10 +156,13 @@ static int get_one(struct sq_store *s, enum sq_rslot slot, const char *sql, cons
 	else
 		sqlite3_bind_null(q, 2);
 	int src = sqlite3_step(q);
-	if (src == SQLITE_ROW)
+	if (src == SQLITE_ROW) {
 		rc = sq_row_message(q, 0, out);
-	else
+		if (rc == 0 && sqlite3_column_count(q) > SQ_MSG_NCOLS)
+			sq_col_copy(q, SQ_MSG_NCOLS, out->unit, sizeof out->unit);
+	} else {
 		rc = src == SQLITE_DONE ? HR_ENOTFOUND : sq_fail(r->db, src, NULL, NULL);
+	}
 	sq_reader_put(s, r);
 	return rc;
 }
@@ -160,7 +171,7 @@ int sq_message_get(struct store *st, const char *tenant_id, const char *id,
                    struct message *out)
 {
 	return get_one((struct sq_store *)st, R_MSG_GET,
-	               "SELECT " SQ_MSG_COLS " FROM message"
+	               "SELECT " SQ_MSG_COLS ", unit_id FROM message"
 	               " WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)",
 	               id, tenant_id, out);
 }
@@ -248,6 +259,7 @@ int sq_message_events(struct store *st, const char *message_id,
 enum {
 	LF_TENANT = 1 << 0, LF_STATUS = 1 << 1, LF_CHANNEL = 1 << 2, LF_RECIPIENT = 1 << 3,
 	LF_BATCH = 1 << 4, LF_SINCE = 1 << 5, LF_UNTIL = 1 << 6, LF_BEFORE = 1 << 7,
+	LF_UNIT = 1 << 8,
 };
 
 static sqlite3_stmt *list_stmt(struct sq_reader *r, unsigned mask)
@@ -259,12 +271,12 @@ static sqlite3_stmt *list_stmt(struct sq_reader *r, unsigned mask)
 	static const char *const terms[] = {
 		" AND tenant_id = ?1", " AND status = ?2", " AND channel = ?3",
 		" AND recipient = ?4", " AND batch_id = ?5", " AND created_at >= ?6",
-		" AND created_at < ?7", " AND id < ?8",
+		" AND created_at < ?7", " AND id < ?8", " AND unit_id = ?10",
 	};
 	char sql[1024];
 	size_t len = (size_t)snprintf(sql, sizeof sql,
-	                              "SELECT " SQ_MSG_COLS " FROM message WHERE 1");
-	for (unsigned b = 0; b < 8; b++)
+	                              "SELECT " SQ_MSG_COLS ", unit_id FROM message WHERE 1");
+	for (unsigned b = 0; b < 9; b++)
 		if (mask & (1u << b))
 			len += (size_t)snprintf(sql + len, sizeof sql - len, "%s", terms[b]);
 	snprintf(sql + len, sizeof sql - len, " ORDER BY id DESC LIMIT ?9");
@@ -305,6 +317,8 @@ int sq_message_list(struct store *st, const char *tenant_id, const struct msg_fi
 		mask |= LF_UNTIL;
 	if (f->before_id)
 		mask |= LF_BEFORE;
+	if (f->unit && f->unit[0])
+		mask |= LF_UNIT;
 
 	struct message *v = calloc((size_t)limit, sizeof *v);
 	if (!v)
@@ -337,6 +351,8 @@ int sq_message_list(struct store *st, const char *tenant_id, const struct msg_fi
 		sqlite3_bind_int64(q, 7, f->until_us);
 	if (mask & LF_BEFORE)
 		sqlite3_bind_text(q, 8, f->before_id, -1, SQLITE_STATIC);
+	if (mask & LF_UNIT)
+		sqlite3_bind_text(q, 10, f->unit, -1, SQLITE_STATIC);
 	sqlite3_bind_int(q, 9, limit + 1);
 	size_t len = 0;
 	int src;
@@ -349,6 +365,7 @@ int sq_message_list(struct store *st, const char *tenant_id, const struct msg_fi
 		}
 		if ((rc = sq_row_message(q, 0, &v[len])))
 			break;
+		sq_col_copy(q, SQ_MSG_NCOLS, v[len].unit, sizeof v[len].unit);
 		len++;
 	}
 	if (rc == 0 && src != SQLITE_DONE)

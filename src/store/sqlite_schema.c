@@ -265,12 +265,95 @@ static const char migration_5[] =
 	"CREATE INDEX callback_dead ON callback_outbox(id) WHERE state = 2;"
 	"CREATE INDEX callback_delivered ON callback_outbox(updated_at) WHERE state = 1;";
 
+/*
+ * Reconciliation and fallback routing (lifecycle.c, README "Guarantees").
+ * expires_at: a QUEUED message past it is EXPIRED, never sent. sent_at:
+ * when the message last became SENT (what "stale" is measured from);
+ * stale: 1 once the reconciler settled or marked it stale (never again).
+ * route*: the fallback route the message is one step of (herald.h);
+ * fallback_at: when a SENT message with a next step falls back for want of
+ * a receipt (0: not waiting). message_fallback holds one row per (route,
+ * step) ever made: its primary key is what makes a follow-up exactly one,
+ * whoever (webhook, reconciler, a replay after a crash) asks for it.
+ */
+static const char migration_6[] =
+	"ALTER TABLE message ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE message ADD COLUMN sent_at INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE message ADD COLUMN stale INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE message ADD COLUMN route TEXT;"
+	"ALTER TABLE message ADD COLUMN route_step INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE message ADD COLUMN route_steps INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE message ADD COLUMN route_root TEXT;"
+	"ALTER TABLE message ADD COLUMN fallback_after INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE message ADD COLUMN fallback_at INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX message_expiry ON message(expires_at) WHERE status = 0 AND expires_at > 0;"
+	"CREATE INDEX message_stale ON message(channel, sent_at) WHERE status = 2 AND stale = 0;"
+	"CREATE INDEX message_fallback_due ON message(fallback_at)"
+	" WHERE status = 2 AND fallback_at > 0;"
+	"CREATE INDEX message_route ON message(route_root, route_step)"
+	" WHERE route_root IS NOT NULL;"
+	"CREATE TABLE message_fallback("
+	" root_id TEXT NOT NULL,"
+	" step INTEGER NOT NULL,"
+	" message_id TEXT NOT NULL,"
+	" from_id TEXT NOT NULL,"
+	" reason TEXT NOT NULL,"
+	" created_at INTEGER NOT NULL,"
+	" PRIMARY KEY(root_id, step)) WITHOUT ROWID;"
+	"CREATE INDEX webhook_inbox_parked ON webhook_inbox(account_id, id) WHERE state = 4;"
+	/* Messages SENT before this have no sent_at: left alone rather than
+	 * all found stale (and looked up) at the first pass after an upgrade. */
+	"UPDATE message SET stale = 1 WHERE status = 2;";
+
+/*
+ * Tenancy (issue 11): business units under tenants; API keys with a visible
+ * prefix, scopes, an optional unit, expiry, revocation and last use (keys
+ * from before are config keys with every scope: scopes NULL); the unit that
+ * owns each account, template and message (NULL: the tenant's, shared);
+ * the audit log of administrative actions. Revoked keys stay (the audit
+ * log names them). Migration 6 is the reconciler's.
+ */
+static const char migration_7[] =
+	"ALTER TABLE tenant ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;"
+	"CREATE TABLE business_unit("
+	" tenant_id TEXT NOT NULL,"
+	" id TEXT NOT NULL,"
+	" name TEXT NOT NULL,"
+	" disabled INTEGER NOT NULL DEFAULT 0,"
+	" created_at INTEGER NOT NULL,"
+	" PRIMARY KEY(tenant_id, id)) WITHOUT ROWID;"
+	"ALTER TABLE api_key ADD COLUMN prefix TEXT;"
+	"ALTER TABLE api_key ADD COLUMN unit_id TEXT;"
+	"ALTER TABLE api_key ADD COLUMN scopes TEXT;"
+	"ALTER TABLE api_key ADD COLUMN created_by TEXT;"
+	"ALTER TABLE api_key ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE api_key ADD COLUMN revoked_at INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE api_key ADD COLUMN last_used_at INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE api_key ADD COLUMN api_created INTEGER NOT NULL DEFAULT 0;"
+	"CREATE UNIQUE INDEX api_key_prefix ON api_key(prefix) WHERE prefix IS NOT NULL;"
+	"CREATE INDEX api_key_tenant ON api_key(tenant_id);"
+	"ALTER TABLE channel_account ADD COLUMN unit_id TEXT;"
+	"ALTER TABLE template ADD COLUMN unit_id TEXT;"
+	"ALTER TABLE message ADD COLUMN unit_id TEXT;"
+	"CREATE TABLE admin_audit("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" tenant_id TEXT NOT NULL,"
+	" actor TEXT NOT NULL,"
+	" at INTEGER NOT NULL,"
+	" action TEXT NOT NULL,"
+	" object TEXT NOT NULL,"
+	" before TEXT,"
+	" after TEXT);"
+	"CREATE INDEX admin_audit_tenant ON admin_audit(tenant_id, id);";
+
 const struct sq_migration sq_migrations[] = {
 	{1, migration_1},
 	{2, migration_2},
 	{3, migration_3},
 	{4, migration_4},
 	{5, migration_5},
+	{6, migration_6},
+	{7, migration_7},
 };
 
 const size_t sq_migration_count = sizeof sq_migrations / sizeof sq_migrations[0];

@@ -108,7 +108,8 @@ static bool tx_alive(struct store_tx *t)
 /* Reads the lc_msg columns (rowid first) of a statement's current row. */
 #define LC_MSG_COLS                                                                                \
 	"rowid, id, tenant_id, account_id, channel, recipient, status, attempts, max_attempts,"    \
-	" provider_id IS NOT NULL, lease_until, batch_id, delivery_policy"
+	" provider_id IS NOT NULL, lease_until, batch_id, delivery_policy, expires_at,"          \
+	" route_step, route_steps, route_root, fallback_after, sent_at, stale"
 
 static void row_lc_msg(sqlite3_stmt *q, struct lc_msg *m)
 {
@@ -126,6 +127,13 @@ static void row_lc_msg(sqlite3_stmt *q, struct lc_msg *m)
 	m->lease_until = sqlite3_column_int64(q, 10);
 	sq_col_copy(q, 11, m->batch_id, sizeof m->batch_id);
 	m->policy = (enum delivery_policy)sqlite3_column_int(q, 12);
+	m->expires_at = sqlite3_column_int64(q, 13);
+	m->route_step = sqlite3_column_int(q, 14);
+	m->route_steps = sqlite3_column_int(q, 15);
+	sq_col_copy(q, 16, m->route_root, sizeof m->route_root);
+	m->fallback_after = sqlite3_column_int64(q, 17);
+	m->sent_at = sqlite3_column_int64(q, 18);
+	m->stale = sqlite3_column_int(q, 19) != 0;
 }
 
 static int tx_msg_get(struct store_tx *t, const char *id, struct lc_msg *out)
@@ -185,6 +193,9 @@ static int tx_msg_update(struct store_tx *t, const struct lc_msg *m, const struc
 	" due_at = iif(?9, ?10, due_at),"                                                          \
 	" recipient = coalesce(?11, recipient),"                                                   \
 	" attempts = iif(?12, max(attempts - 1, 0), attempts),"                                    \
+	" sent_at = iif(?15, ?16, sent_at),"                                                       \
+	" fallback_at = iif(?17, ?18, fallback_at),"                                               \
+	" stale = iif(?19, 1, stale),"                                                             \
 	" updated_at = ?13"
 	/* By rowid when lifecycle read the row through this backend, else by id;
 	 * each optional part is switched by a flag parameter, so there are two
@@ -215,6 +226,11 @@ static int tx_msg_update(struct store_tx *t, const struct lc_msg *m, const struc
 	sq_bind_opt(st, 11, (f & LC_SET_RECIPIENT) ? u->recipient : NULL);
 	sqlite3_bind_int(st, 12, (f & LC_GIVE_BACK_ATTEMPT) != 0);
 	sqlite3_bind_int64(st, 13, TX(t)->now);
+	sqlite3_bind_int(st, 15, (f & LC_SET_SENT_AT) != 0);
+	sqlite3_bind_int64(st, 16, u->sent_at);
+	sqlite3_bind_int(st, 17, (f & LC_SET_FALLBACK_AT) != 0);
+	sqlite3_bind_int64(st, 18, u->fallback_at);
+	sqlite3_bind_int(st, 19, (f & LC_SET_STALE) != 0);
 	return sq_step_done(S(t), st, E(t), "message");
 }
 
@@ -688,6 +704,113 @@ static int tx_callback_add(struct store_tx *t, const struct lc_callback *c)
 	return sq_tx_callback_add(S(t), c, TX(t)->now, E(t));
 }
 
+/* Up to limit rows of a SELECT of LC_MSG_COLS bound to (?1 now, ?2 limit). */
+static int lc_msg_scan(struct store_tx *t, enum sq_wslot slot, const char *sql, int64_t now,
+                       int limit, struct lc_msg *out, size_t *n)
+{
+	*n = 0;
+	sqlite3_stmt *q = sq_wstmt(S(t), slot, sql);
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "message");
+	sqlite3_bind_int64(q, 1, now);
+	sqlite3_bind_int(q, 2, limit);
+	int src;
+	while ((src = sqlite3_step(q)) == SQLITE_ROW && *n < (size_t)limit)
+		row_lc_msg(q, &out[(*n)++]);
+	sqlite3_reset(q);
+	if (src != SQLITE_ROW && src != SQLITE_DONE)
+		return sq_fail(S(t)->wdb, src, E(t), "message");
+	return 0;
+}
+
+static int tx_msg_expired(struct store_tx *t, int64_t now, int limit, struct lc_msg *out,
+                          size_t *n)
+{
+	/* The partial index of QUEUED rows with an expiry, by expiry. */
+	return lc_msg_scan(t, W_MSG_EXPIRED,
+	                   "SELECT " LC_MSG_COLS " FROM message WHERE status = 0 AND expires_at > 0"
+	                   " AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
+	                   now, limit, out, n);
+}
+
+static int tx_fallback_due(struct store_tx *t, int64_t now, int limit, struct lc_msg *out,
+                           size_t *n)
+{
+	return lc_msg_scan(t, W_FALLBACK_DUE,
+	                   "SELECT " LC_MSG_COLS " FROM message WHERE status = 2 AND fallback_at > 0"
+	                   " AND fallback_at <= ?1 ORDER BY fallback_at LIMIT ?2",
+	                   now, limit, out, n);
+}
+
+static int tx_msg_route(struct store_tx *t, const char *id, char **route, char **callback_url)
+{
+	*route = *callback_url = NULL;
+	sqlite3_stmt *q =
+	    sq_wstmt(S(t), W_MSG_ROUTE, "SELECT route, callback_url FROM message WHERE id = ?1");
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "message");
+	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+	int src = sqlite3_step(q);
+	bool oom = false;
+	if (src == SQLITE_ROW) {
+		*route = sq_col_dup(q, 0, &oom);
+		*callback_url = sq_col_dup(q, 1, &oom);
+	}
+	sqlite3_reset(q);
+	if (src == SQLITE_DONE)
+		return hr_fail(E(t), HR_ENOTFOUND, "message_id", "no message %s", id);
+	if (src != SQLITE_ROW)
+		return sq_fail(S(t)->wdb, src, E(t), "message");
+	if (oom) {
+		free(*route);
+		free(*callback_url);
+		*route = *callback_url = NULL;
+		return hr_fail(E(t), HR_ENOMEM, "message", "out of memory");
+	}
+	return 0;
+}
+
+static int tx_fallback_put(struct store_tx *t, const char *root_id, int step,
+                           const char *message_id, const char *from_id, const char *reason)
+{
+	sqlite3_stmt *q = sq_wstmt(S(t), W_FALLBACK_PUT,
+	                           "INSERT INTO message_fallback(root_id, step, message_id, from_id,"
+	                           " reason, created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
+	                           " ON CONFLICT(root_id, step) DO NOTHING");
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "message_fallback");
+	sqlite3_bind_text(q, 1, root_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 2, step);
+	sqlite3_bind_text(q, 3, message_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 4, from_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 5, reason, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 6, TX(t)->now);
+	int rc = sq_step_done(S(t), q, E(t), "message_fallback");
+	if (rc)
+		return rc;
+	return sqlite3_changes(S(t)->wdb) > 0 ? 1 : 0;
+}
+
+static int tx_inbox_waiting(struct store_tx *t, int64_t before, int limit, int64_t *ids,
+                            size_t *n)
+{
+	*n = 0;
+	sqlite3_stmt *q = sq_wstmt(S(t), W_INBOX_WAITING,
+	                           "SELECT id FROM webhook_inbox WHERE state = 2"
+	                           " AND received_at < ?1 ORDER BY id LIMIT ?2");
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "webhook_inbox");
+	sqlite3_bind_int64(q, 1, before);
+	sqlite3_bind_int(q, 2, limit);
+	int src;
+	while ((src = sqlite3_step(q)) == SQLITE_ROW && *n < (size_t)limit)
+		ids[(*n)++] = sqlite3_column_int64(q, 0);
+	sqlite3_reset(q);
+	if (src != SQLITE_ROW && src != SQLITE_DONE)
+		return sq_fail(S(t)->wdb, src, E(t), "webhook_inbox");
+	return 0;
+}
+
 static const struct store_tx_ops sq_tx_ops = {
     .now = tx_now,
     .err = tx_err,
@@ -726,6 +849,11 @@ static const struct store_tx_ops sq_tx_ops = {
     .inbound_exists = tx_inbound_exists,
     .batch_delete = tx_batch_delete,
     .callback_add = tx_callback_add,
+    .msg_expired = tx_msg_expired,
+    .fallback_due = tx_fallback_due,
+    .msg_route = tx_msg_route,
+    .fallback_put = tx_fallback_put,
+    .inbox_waiting = tx_inbox_waiting,
 };
 
 /* ---- the shared rules, bound to this backend (filled into store_sqlite) ---- */
@@ -787,4 +915,25 @@ int sq_batch_discard(struct store *st, const char *tenant_id, const char *id,
 int sq_batch_cancel_step(struct store *st, const char *batch_id, int limit, int64_t *n)
 {
 	return lc_batch_cancel_step(&sq_lc_backend, st, batch_id, limit, n);
+}
+
+int sq_reconcile_expire(struct store *st, int64_t now, int limit, int *n)
+{
+	return lc_reconcile_expire(&sq_lc_backend, st, now, limit, n);
+}
+
+int sq_reconcile_fallback_due(struct store *st, int64_t now, int limit, int *n)
+{
+	return lc_reconcile_fallback_due(&sq_lc_backend, st, now, limit, n);
+}
+
+int sq_stale_settle(struct store *st, const struct stale_answer *a, size_t n,
+                    struct stale_stats *stats)
+{
+	return lc_stale_settle(&sq_lc_backend, st, a, n, stats);
+}
+
+int sq_inbox_park(struct store *st, int64_t received_before, int limit, int *n)
+{
+	return lc_inbox_park(&sq_lc_backend, st, received_before, limit, n);
 }

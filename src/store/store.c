@@ -42,6 +42,15 @@ void batch_export_row_clear(struct batch_export_row *r)
 	memset(r, 0, sizeof *r);
 }
 
+void audit_row_clear(struct audit_row *a)
+{
+	if (!a)
+		return;
+	free(a->before);
+	free(a->after);
+	a->before = a->after = NULL;
+}
+
 void account_row_clear(struct account_row *a)
 {
 	free(a->config);

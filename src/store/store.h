@@ -37,6 +37,20 @@ struct store {
 
 typedef void (*store_done_fn)(void *arg, int rc, const struct hr_err *err);
 
+/*
+ * The messages this process is sending (hold.c says why): the dispatcher
+ * holds each message it claims until its outcome is committed, and lease
+ * expiry (requeue_expired) leaves held messages alone, so a slow but live
+ * process never has its own sends queued again. A hold lapses at `until`
+ * (us) in any case. Thread-safe. store_hold: 0 or HR_ENOMEM (then only the
+ * lease protects the message). A backend's close forgets its holds.
+ */
+int store_hold(const struct store *st, const char *id, int64_t until);
+void store_unhold(const struct store *st, const char *id);
+bool store_held(const struct store *st, const char *id, int64_t now);
+size_t store_hold_count(const struct store *st);
+void store_hold_forget(const struct store *st);
+
 struct store_opts {
 	bool sync_full;          /* synchronous=FULL (power loss) vs NORMAL (process crash) */
 	int group_max;           /* max writes per group commit (default 512) */
@@ -56,12 +70,63 @@ struct tenant_row {
 	const char *callback_url;
 };
 
+/*
+ * Tenancy (issue 11): tenants own business units; API keys belong to a
+ * tenant and optionally one of its units, carry scopes, and are stored as
+ * the SHA-256 hex of the key (the key itself is shown once, never kept).
+ */
+struct tenant_info {
+	char id[HR_NAME_MAX];
+	char name[128];
+	bool disabled;               /* every credential of the tenant is refused */
+	int64_t created_at;
+};
+
+struct unit_row {
+	char tenant_id[HR_NAME_MAX];
+	char id[HR_NAME_MAX];
+	char name[128];
+	bool disabled;               /* keys restricted to it are refused */
+	int64_t created_at;
+};
+
+struct key_row {
+	char hash[65];               /* sha256 hex of the key */
+	char prefix[24];             /* the visible identifier ("hk_" + 8 chars) */
+	char tenant_id[HR_NAME_MAX];
+	char unit_id[HR_NAME_MAX];   /* "" = tenant-wide */
+	char label[128];
+	char scopes[256];            /* space-separated names; "*" = every scope */
+	char created_by[96];         /* the actor that made it ("config" for seeded keys) */
+	int64_t created_at;
+	int64_t expires_at;          /* us; 0 = never */
+	int64_t revoked_at;          /* us; 0 = live */
+	int64_t last_used_at;        /* us; 0 = never (updated at most once a minute) */
+	bool api_created;            /* made through the admin API (config pruning skips it) */
+	/* Read by key_lookup only: the owners' state at the time of the read. */
+	bool tenant_disabled, unit_disabled;
+};
+
+/* One administrative action. before/after are JSON object texts (heap on
+ * reads, borrowed on writes), NULL for none. */
+struct audit_row {
+	int64_t id;
+	char tenant_id[HR_NAME_MAX]; /* the tenant the object belongs to */
+	char actor[96];              /* "key:<prefix>", "jwt:<sub>", "operator:<prefix>" */
+	int64_t at;                  /* us; 0 on writes = now */
+	char action[48];             /* "key.create", "unit.disable", "batch.cancel", ... */
+	char object[160];            /* what it acted on ("key:hk_abcd1234", "unit:cards") */
+	char *before, *after;
+};
+void audit_row_clear(struct audit_row *a);
+
 struct account_row {
 	char id[HR_NAME_MAX];        /* globally unique; appears in webhook URLs */
 	char tenant_id[HR_NAME_MAX];
 	char channel[16];            /* "whatsapp", ... */
 	char *config;                /* JSON object text (secrets as references), heap */
 	bool api_created;            /* a tenant made it through the API: restricted */
+	char unit_id[HR_NAME_MAX];   /* owning business unit; "" = the tenant's, shared */
 };
 void account_row_clear(struct account_row *a);
 
@@ -105,6 +170,7 @@ struct msg_filter {
 	int64_t since_us;            /* 0 = unbounded; created_at >= since */
 	int64_t until_us;            /* 0 = unbounded; created_at < until  */
 	const char *before_id;       /* cursor: ids strictly less; NULL = start */
+	const char *unit;            /* NULL = any; "" is not a filter */
 	int limit;                   /* 1..1000 */
 };
 
@@ -163,6 +229,7 @@ struct inbox_row {
 	int attempts;                /* times the applier already tried it */
 	char *body;                  /* raw bytes (NUL-terminated), heap */
 	size_t body_len;
+	char error[256];             /* inbox_parked: why it waited; "" elsewhere */
 };
 void inbox_row_clear(struct inbox_row *r);
 
@@ -407,6 +474,28 @@ struct callback_outcome {
 	char error[256];             /* "" when delivered */
 };
 
+/*
+ * The reconciler's view of a SENT message that got no receipt in time
+ * (stale): what the provider said when asked (a lookup), or that it cannot
+ * be asked. stale_settle applies it.
+ */
+struct stale_answer {
+	char message_id[HR_ID_LEN + 1];
+	bool answered;               /* the provider told its status */
+	enum msg_status status;      /* when answered: as a webhook would report it */
+	char provider_status[32];    /* the provider's own word ("delivered"), "" if none */
+	char error_code[HR_ERRCODE_MAX];
+	char error_text[HR_ERRTEXT_MAX];
+	char lookup_error[256];      /* why a lookup gave no answer, "" when none was tried */
+};
+
+struct stale_stats {
+	int applied;                 /* an answer moved the message (by precedence) */
+	int marked;                  /* still SENT: marked stale (audit + metrics) */
+	int fallbacks;               /* follow-ups made because of it */
+	int skipped;                 /* no longer SENT, or already settled: nothing done */
+};
+
 struct store_ops {
 	const char *name;            /* "sqlite", "postgres" */
 
@@ -431,6 +520,52 @@ struct store_ops {
 	 * keep_hashes[0..n) (n = 0: all of them), in one transaction. */
 	int (*api_key_prune)(struct store *st, const char *tenant_id,
 	                     const char *const *keep_hashes, size_t n, struct hr_err *err);
+
+	/* ---- tenancy: tenants, units, keys, the admin audit log ----
+	 * Every administrative write takes an optional audit row, written in
+	 * the same transaction as the change (both or neither). */
+	/* HR_ECONFLICT naming "id" if the tenant exists. */
+	int (*tenant_create)(struct store *st, const struct tenant_info *t, const struct audit_row *a,
+	                     struct hr_err *err);
+	/* HR_ENOTFOUND if absent. */
+	int (*tenant_get)(struct store *st, const char *id, struct tenant_info *out);
+	int (*tenant_list)(struct store *st, struct tenant_info **out, size_t *n);
+	int (*tenant_set_disabled)(struct store *st, const char *id, bool disabled,
+	                           const struct audit_row *a, struct hr_err *err);
+	/* HR_ENOTFOUND naming "tenant" if the tenant does not exist; with
+	 * if_absent an existing unit is left as it is (config seeding), else
+	 * HR_ECONFLICT naming "id". */
+	int (*unit_create)(struct store *st, const struct unit_row *u, bool if_absent,
+	                   const struct audit_row *a, struct hr_err *err);
+	int (*unit_get)(struct store *st, const char *tenant_id, const char *id, struct unit_row *out);
+	int (*unit_list)(struct store *st, const char *tenant_id, struct unit_row **out, size_t *n);
+	int (*unit_set_disabled)(struct store *st, const char *tenant_id, const char *id,
+	                         bool disabled, const struct audit_row *a, struct hr_err *err);
+	/* A config-seeded key (api_created false): inserted, or its tenant,
+	 * unit, label and scopes updated; revocation and last use are kept. */
+	int (*key_seed)(struct store *st, const struct key_row *k, struct hr_err *err);
+	/* A new key (api_created, hash and prefix unique: HR_ECONFLICT). */
+	int (*key_create)(struct store *st, const struct key_row *k, const struct audit_row *a,
+	                  struct hr_err *err);
+	/* The key with this hash, with its tenant's and unit's disabled flags;
+	 * HR_ENOTFOUND if none (revoked and expired keys are returned: the
+	 * caller says why it refuses them). */
+	int (*key_lookup)(struct store *st, const char *hash, struct key_row *out);
+	/* The tenant's keys (NULL: every tenant's), newest first. */
+	int (*key_list)(struct store *st, const char *tenant_id, struct key_row **out, size_t *n);
+	/* Revokes the key with this prefix (of tenant_id; NULL: any tenant) at
+	 * the database's clock; HR_ENOTFOUND if none is live. *hash (may be
+	 * NULL) gets its hash, for the caller's cache. */
+	int (*key_revoke)(struct store *st, const char *tenant_id, const char *prefix,
+	                  const struct audit_row *a, char hash[65], struct hr_err *err);
+	/* Records a use of the key (last_used_at = at, if later). Asynchronous
+	 * with cb (the request path never waits on it). */
+	int (*key_touch)(struct store *st, const char *hash, int64_t at, store_done_fn cb, void *arg);
+	int (*audit_append)(struct store *st, const struct audit_row *a, struct hr_err *err);
+	/* Newest first, ids below before_id (0: from the newest), at most limit
+	 * (1..1000); tenant_id NULL = every tenant. */
+	int (*audit_list)(struct store *st, const char *tenant_id, int64_t before_id, int limit,
+	                  struct audit_row **out, size_t *n);
 	int (*account_upsert)(struct store *st, const struct account_row *a, struct hr_err *err);
 	/* All accounts (tenant_id NULL) or one tenant's. *out is a heap array. */
 	int (*account_list)(struct store *st, const char *tenant_id, struct account_row **out,
@@ -685,6 +820,39 @@ struct store_ops {
 	/* Retention: deletes at most limit delivered rows last updated before
 	 * `before`; *n gets how many. Pending and dead rows stay. */
 	int (*callback_prune)(struct store *st, int64_t before, int limit, int64_t *n);
+
+	/* ---- the reconciler (src/dispatch/reconciler.c) and fallback routing ---- */
+	/* Up to limit QUEUED messages past their expires_at become EXPIRED,
+	 * each with an "expired" event (source reconciler); *n gets how many.
+	 * now 0: the database's clock. */
+	int (*reconcile_expire)(struct store *st, int64_t now, int limit, int *n);
+	/* Up to limit SENT messages whose route's deadline passed without a
+	 * receipt get their follow-up (reason "no_receipt"); *n gets how many. */
+	int (*reconcile_fallback_due)(struct store *st, int64_t now, int limit, int *n);
+	/* A read: up to limit SENT messages of the channel, not yet settled by
+	 * the reconciler, that became SENT at or before sent_before, oldest
+	 * first. *out heap array (message_clear each). */
+	int (*stale_list)(struct store *st, const char *channel, int64_t sent_before, int limit,
+	                  struct message **out, size_t *n);
+	/* Applies what the reconciler learnt of stale messages (struct
+	 * stale_answer), each in its own item: an answer by status precedence,
+	 * then a message still SENT is marked stale once (event "stale") and
+	 * falls back if it has a route. stats may be NULL. */
+	int (*stale_settle)(struct store *st, const struct stale_answer *a, size_t n,
+	                    struct stale_stats *stats);
+	/* Parks inbox rows still waiting for their message (state retry) that
+	 * were received before received_before: state orphan ("parked"), listed
+	 * by inbox_parked. Up to limit; *n gets how many. */
+	int (*inbox_park)(struct store *st, int64_t received_before, int limit, int *n);
+	/* Parked rows (state orphan) of the tenant's accounts (tenant_id NULL:
+	 * every tenant, for the operator), newest first; before_id > 0 is the
+	 * cursor; limit 1..1000. *out heap array (inbox_row_clear each). */
+	int (*inbox_parked)(struct store *st, const char *tenant_id, int64_t before_id, int limit,
+	                    struct inbox_row **out, size_t *n, bool *more);
+	/* The messages of the route rooted at root_id, by step (tenant_id NULL:
+	 * any tenant). *out heap array (message_clear each); n 0 when none. */
+	int (*message_route)(struct store *st, const char *tenant_id, const char *root_id,
+	                     struct message **out, size_t *n);
 };
 
 extern const struct store_ops store_sqlite;

@@ -326,7 +326,7 @@ struct resp http_t(const char *method, const char *url, const char *key, const c
 	struct buf b = {0};
 	CURL *c = curl_easy_init();
 	struct curl_slist *h = NULL;
-	char auth[256];
+	char auth[4096]; /* a JWT bearer token runs to hundreds of bytes */
 	/* Every header and option is checked (status 0 if one fails): a test
 	 * never sends a request that lacks part of what it asked for. */
 	CURLcode cc = c ? CURLE_OK : CURLE_FAILED_INIT;

@@ -2893,12 +2893,12 @@ static int gate_insert(struct store *st, const struct message *m, size_t n,
 	return rc;
 }
 
-static int gate_key_lookup(struct store *st, const char *hash, char tenant[HR_NAME_MAX])
+static int gate_key_lookup(struct store *st, const char *hash, struct key_row *out)
 {
 	char h[65];
 	hr_sha256_hex(BLOCKER_KEY, strlen(BLOCKER_KEY), h);
 	if (strcmp(hash, h) != 0)
-		return store_sqlite.api_key_lookup(st, hash, tenant);
+		return store_sqlite.key_lookup(st, hash, out);
 	sem_post(&G.blocked);
 	for (int i = 0; i < 500; i++) {
 		struct message m;
@@ -2928,7 +2928,7 @@ static void test_sync_watch_before_claim(void **state)
 	(void)state;
 	gate_ops = store_sqlite;
 	gate_ops.message_insert = gate_insert;
-	gate_ops.api_key_lookup = gate_key_lookup;
+	gate_ops.key_lookup = gate_key_lookup;
 	assert_int_equal(sem_init(&G.inserted, 0, 0), 0);
 	assert_int_equal(sem_init(&G.blocked, 0, 0), 0);
 	atomic_store(&G.saw_sent, false);
@@ -3096,13 +3096,16 @@ static void test_sync_timeout_config(void **state)
  * callback), I/O errors on reads.
  * ------------------------------------------------------------------------- */
 
-static int fs_key_lookup(struct store *st, const char *hash, char tenant[HR_NAME_MAX])
+static int fs_key_lookup(struct store *st, const char *hash, struct key_row *out)
 {
 	(void)st;
 	char h[65];
 	hr_sha256_hex(KEY_ACME, strlen(KEY_ACME), h);
 	if (strcmp(hash, h) == 0) {
-		hr_strlcpy(tenant, "acme", HR_NAME_MAX);
+		memset(out, 0, sizeof *out);
+		hr_strlcpy(out->tenant_id, "acme", HR_NAME_MAX);
+		hr_strlcpy(out->scopes, "*", sizeof out->scopes);
+		out->last_used_at = INT64_MAX / 2; /* no touch: this store writes nothing */
 		return 0;
 	}
 	hr_sha256_hex("io-error", 8, h);
@@ -3158,7 +3161,7 @@ static void test_failing_store(void **state)
 {
 	(void)state;
 	static struct store_ops ops = {.name = "failing"};
-	ops.api_key_lookup = fs_key_lookup;
+	ops.key_lookup = fs_key_lookup;
 	ops.inbox_pending = fs_read_fail;
 	ops.message_counts = fs_counts_fail;
 	ops.message_insert = fs_insert;

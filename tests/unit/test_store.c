@@ -4866,6 +4866,732 @@ static void test_callback_inbound_and_paging(void **state)
 	assert_int_equal(st->ops->callback_list(st, "t1", 7, 0, 10, &v, &n, &more), HR_EINVAL);
 }
 
+/* ---------------------------------------------------------------------------
+ * The reconciler and fallback routing (lc_reconcile.c).
+ * ------------------------------------------------------------------------- */
+
+#define ROUTE_WA_SMS                                                                               \
+	"{\"steps\":[{\"channel\":\"whatsapp\",\"account_id\":\"%s\"},"                            \
+	"{\"channel\":\"sms\",\"account_id\":\"tw-fb\"}],\"fallback_after_s\":1,"                    \
+	"\"text\":\"Your code is 1234\"}"
+
+/* A SENT WhatsApp message with provider id pid on its own account, step 0
+ * of a two-step route (then SMS on "tw-fb"), waiting fallback_after_us for
+ * a receipt (0: not at all). */
+static void routed_sent(struct store *st, const char *account, const char *pid,
+                        int64_t fallback_after_us, char id[HR_ID_LEN + 1])
+{
+	int64_t now = hr_now_us();
+	struct message m, c;
+	mk_msg(&m, "t1", account, 0, now - SEC);
+	char route[512];
+	snprintf(route, sizeof route, ROUTE_WA_SMS, account);
+	m.route = route;
+	m.route_steps = 2;
+	strcpy(m.route_root, m.id);
+	m.fallback_after = fallback_after_us;
+	assert_int_equal(st->ops->message_insert(st, &m, 1, NULL, NULL, NULL), 0);
+	size_t n;
+	assert_int_equal(st->ops->claim(st, account, now, 30 * SEC, 1, &c, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(c.route_root, m.id);
+	assert_int_equal(c.route_steps, 2);
+	assert_non_null(c.route);
+	message_clear(&c);
+	struct send_result r = {.kind = SEND_OK, .attempt = 1, .http_status = 200};
+	strcpy(r.message_id, m.id);
+	hr_strlcpy(r.provider_id, pid, sizeof r.provider_id);
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	strcpy(id, m.id);
+}
+
+/* The route of root: its messages by step (*n of them), caller frees. */
+static struct message *route_of(struct store *st, const char *root, size_t *n)
+{
+	struct message *v = NULL;
+	assert_int_equal(st->ops->message_route(st, "t1", root, &v, n), 0);
+	return v;
+}
+
+static size_t route_len(struct store *st, const char *root)
+{
+	size_t n;
+	struct message *v = route_of(st, root, &n);
+	free_list(v, n);
+	return n;
+}
+
+/* A queued message past its expiry is EXPIRED by the reconciler's scan and,
+ * if a claim gets to it first, by the claim: never returned for sending. */
+static void test_reconcile_expiry(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	struct message m[3];
+	mk_msg(&m[0], "t1", "exp", 0, now + 60 * SEC); /* scheduled later, expires first */
+	mk_msg(&m[1], "t1", "exp", 0, now - SEC);
+	mk_msg(&m[2], "t1", "exp", 0, now - SEC);
+	m[0].expires_at = now + 5 * SEC;
+	m[1].expires_at = now + 10 * SEC;
+	assert_int_equal(st->ops->message_insert(st, m, 3, NULL, NULL, NULL), 0);
+	struct message got = msg_of(st, m[0].id);
+	assert_true(got.expires_at == now + 5 * SEC);
+	message_clear(&got);
+
+	int n = -1;
+	assert_int_equal(st->ops->reconcile_expire(st, now, 100, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(st->ops->reconcile_expire(st, now + 6 * SEC, 100, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(status_of(st, m[0].id), MSG_EXPIRED);
+	struct events ev = events_of(st, m[0].id);
+	assert_int_equal(ev.n, 2);
+	assert_string_equal(ev.e[1].type, "expired");
+	assert_string_equal(ev.e[1].source, "reconciler");
+	assert_int_equal(ev.e[1].status, MSG_EXPIRED);
+	events_free(&ev);
+
+	/* A claim after m[1]'s expiry: m[1] comes back EXPIRED, m[2] to send. */
+	struct message out[3];
+	size_t k;
+	assert_int_equal(st->ops->claim(st, "exp", now + 11 * SEC, SEC, 3, out, &k), 0);
+	assert_int_equal(k, 2);
+	int sending = 0, expired = 0;
+	for (size_t i = 0; i < k; i++) {
+		if (strcmp(out[i].id, m[1].id) == 0) {
+			assert_int_equal(out[i].status, MSG_EXPIRED);
+			assert_string_equal(out[i].error_code, "expired");
+			expired++;
+		} else {
+			assert_string_equal(out[i].id, m[2].id);
+			assert_int_equal(out[i].status, MSG_SENDING);
+			sending++;
+		}
+		message_clear(&out[i]);
+	}
+	assert_int_equal(sending, 1);
+	assert_int_equal(expired, 1);
+	got = msg_of(st, m[1].id);
+	assert_int_equal(got.status, MSG_EXPIRED);
+	assert_int_equal(got.attempts, 0); /* nothing was attempted */
+	message_clear(&got);
+	assert_int_equal(count_events(st, m[1].id, "expired"), 1);
+	/* Nothing left to expire. */
+	assert_int_equal(st->ops->reconcile_expire(st, now + 100 * SEC, 100, &n), 0);
+	assert_int_equal(n, 0);
+}
+
+/* A routed message that fails gets exactly one follow-up on the next step,
+ * linked both ways; later failures, the deadline scan and a stale mark
+ * make no second one, and a late DELIVERED is recorded and does nothing. */
+static void test_fallback_on_failure_once(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	char id[HR_ID_LEN + 1];
+	routed_sent(st, "fb1", "wamid.fb1", 0, id);
+	assert_int_equal(route_len(st, id), 1);
+	struct apply_stats s = hook_status(st, "fb1", "wamid.fb1", MSG_FAILED, hr_now_us(), NULL);
+	assert_int_equal(s.applied, 1);
+
+	size_t n;
+	struct message *r = route_of(st, id, &n);
+	assert_int_equal(n, 2);
+	assert_string_equal(r[0].id, id);
+	assert_int_equal(r[0].status, MSG_FAILED);
+	assert_int_equal(r[1].route_step, 1);
+	assert_string_equal(r[1].route_root, id);
+	assert_string_equal(r[1].channel, "sms");
+	assert_string_equal(r[1].account_id, "tw-fb");
+	assert_string_equal(r[1].recipient, "+447911123456");
+	assert_int_equal(r[1].status, MSG_QUEUED);
+	assert_string_equal(r[1].body, "Your code is 1234");
+	json_t *c = json_loads(r[1].content, 0, NULL);
+	assert_string_equal(json_string_value(json_object_get(c, "text")), "Your code is 1234");
+	json_decref(c);
+	char fid[HR_ID_LEN + 1];
+	strcpy(fid, r[1].id);
+	free_list(r, n);
+
+	/* Each names the other. */
+	struct events ev = events_of(st, id);
+	const struct message_event *fb = &ev.e[ev.n - 1];
+	assert_string_equal(fb->type, "fallback");
+	json_t *d = detail_of(fb);
+	assert_string_equal(json_string_value(json_object_get(d, "fallback_id")), fid);
+	assert_string_equal(json_string_value(json_object_get(d, "reason")), "failed");
+	json_decref(d);
+	events_free(&ev);
+	ev = events_of(st, fid);
+	assert_int_equal(ev.n, 1);
+	assert_string_equal(ev.e[0].type, "accepted");
+	assert_string_equal(ev.e[0].source, "webhook");
+	d = detail_of(&ev.e[0]);
+	assert_string_equal(json_string_value(json_object_get(d, "fallback_of")), id);
+	json_decref(d);
+	events_free(&ev);
+
+	/* Again and again: nothing more. */
+	hook_status(st, "fb1", "wamid.fb1", MSG_UNDELIVERED, hr_now_us(), NULL);
+	int k;
+	assert_int_equal(st->ops->reconcile_fallback_due(st, hr_now_us() + 3600 * SEC, 100, &k), 0);
+	assert_int_equal(k, 0);
+	struct stale_answer a = {.answered = false};
+	strcpy(a.message_id, id);
+	struct stale_stats ss;
+	assert_int_equal(st->ops->stale_settle(st, &a, 1, &ss), 0);
+	assert_int_equal(ss.skipped, 1);
+	assert_int_equal(route_len(st, id), 2);
+	assert_int_equal(count_events(st, id, "fallback"), 1);
+}
+
+/* No receipt by the route's deadline: one follow-up ("no_receipt"); the
+ * original stays SENT, a late FAILED or DELIVERED on it adds nothing. */
+static void test_fallback_deadline(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	char id[HR_ID_LEN + 1], other[HR_ID_LEN + 1];
+	routed_sent(st, "fb2", "wamid.fb2", 2 * SEC, id);
+	routed_sent(st, "fb2", "wamid.fb2b", 2 * SEC, other);
+	/* other gets its receipt in time: never falls back. */
+	hook_status(st, "fb2", "wamid.fb2b", MSG_DELIVERED, hr_now_us(), NULL);
+	int64_t now = hr_now_us();
+	int k = -1;
+	assert_int_equal(st->ops->reconcile_fallback_due(st, now, 100, &k), 0);
+	assert_int_equal(k, 0);
+	assert_int_equal(st->ops->reconcile_fallback_due(st, now + 3 * SEC, 100, &k), 0);
+	assert_int_equal(k, 1);
+	assert_int_equal(st->ops->reconcile_fallback_due(st, now + 9 * SEC, 100, &k), 0);
+	assert_int_equal(k, 0);
+	assert_int_equal(status_of(st, id), MSG_SENT);
+	assert_int_equal(route_len(st, id), 2);
+	assert_int_equal(route_len(st, other), 1);
+	struct events ev = events_of(st, id);
+	json_t *d = detail_of(&ev.e[ev.n - 1]);
+	assert_string_equal(ev.e[ev.n - 1].source, "reconciler");
+	assert_string_equal(json_string_value(json_object_get(d, "reason")), "no_receipt");
+	json_decref(d);
+	events_free(&ev);
+
+	hook_status(st, "fb2", "wamid.fb2", MSG_FAILED, hr_now_us(), NULL);
+	assert_int_equal(status_of(st, id), MSG_FAILED);
+	hook_status(st, "fb2", "wamid.fb2", MSG_DELIVERED, hr_now_us(), NULL);
+	assert_int_equal(route_len(st, id), 2);
+	assert_int_equal(count_events(st, id, "fallback"), 1);
+}
+
+/* Stale SENT messages: listed by channel and age; an answer applies by
+ * precedence, a message still SENT is marked once (and falls back when
+ * routed); settled ones are not listed again. */
+static void test_stale_settle(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	char a0[HR_ID_LEN + 1], a1[HR_ID_LEN + 1], a2[HR_ID_LEN + 1];
+	sent_msg(st, "st1", "p-a0", a0);
+	sent_msg(st, "st1", "p-a1", a1);
+	routed_sent(st, "st1", "p-a2", 0, a2);
+	int64_t now = hr_now_us();
+	struct message *v;
+	size_t n;
+	assert_int_equal(st->ops->stale_list(st, "sms", now + SEC, 100, &v, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(st->ops->stale_list(st, "whatsapp", now - 60 * SEC, 100, &v, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(st->ops->stale_list(st, "whatsapp", now + SEC, 100, &v, &n), 0);
+	assert_int_equal(n, 3);
+	free_list(v, n);
+
+	struct stale_answer a[3] = {
+	    {.answered = true, .status = MSG_DELIVERED, .provider_status = "delivered"},
+	    {.answered = true, .status = MSG_SENT, .provider_status = "sent"},
+	    {.answered = false, .lookup_error = "no lookup"}};
+	strcpy(a[0].message_id, a0);
+	strcpy(a[1].message_id, a1);
+	strcpy(a[2].message_id, a2);
+	struct stale_stats ss;
+	assert_int_equal(st->ops->stale_settle(st, a, 3, &ss), 0);
+	assert_int_equal(ss.applied, 1);
+	assert_int_equal(ss.marked, 2);
+	assert_int_equal(ss.fallbacks, 1);
+	assert_int_equal(ss.skipped, 0);
+	assert_int_equal(status_of(st, a0), MSG_DELIVERED);
+	assert_int_equal(status_of(st, a1), MSG_SENT);
+	assert_int_equal(count_events(st, a0, "lookup_status"), 1);
+	assert_int_equal(count_events(st, a1, "stale"), 1);
+	assert_int_equal(count_events(st, a2, "stale"), 1);
+	assert_int_equal(route_len(st, a2), 2);
+	assert_int_equal(st->ops->stale_list(st, "whatsapp", now + SEC, 100, &v, &n), 0);
+	assert_int_equal(n, 0);
+	/* Once: the same answers again change nothing. */
+	assert_int_equal(st->ops->stale_settle(st, a, 3, &ss), 0);
+	assert_int_equal(ss.skipped, 3);
+	assert_int_equal(count_events(st, a1, "stale"), 1);
+	assert_int_equal(route_len(st, a2), 2);
+	/* A receipt after the mark still applies. */
+	hook_status(st, "st1", "p-a1", MSG_DELIVERED, hr_now_us(), NULL);
+	assert_int_equal(status_of(st, a1), MSG_DELIVERED);
+}
+
+/* A webhook that matched no message is retried, then parked by the
+ * reconciler: listed (for the operator, and for the account's tenant). */
+static void test_inbox_park(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct account_row acct = {.config = (char *)"{}"};
+	strcpy(acct.id, "pk1");
+	strcpy(acct.tenant_id, "t1");
+	strcpy(acct.channel, "whatsapp");
+	assert_int_equal(st->ops->account_upsert(st, &acct, &err), 0);
+	int64_t now = hr_now_us(), inbox_id;
+	struct apply_stats s = hook_status(st, "pk1", "wamid.nobody", MSG_DELIVERED, now, &inbox_id);
+	assert_int_equal(s.unmatched, 1);
+	int k = -1;
+	assert_int_equal(st->ops->inbox_park(st, now - 60 * SEC, 100, &k), 0);
+	assert_int_equal(k, 0);
+	assert_int_equal(st->ops->inbox_park(st, now + 60 * SEC, 100, &k), 0);
+	assert_int_equal(k, 1);
+	assert_false(inbox_has(st, INT64_MAX, inbox_id, NULL));
+	struct inbox_row *rows;
+	size_t n;
+	bool more;
+	assert_int_equal(st->ops->inbox_parked(st, NULL, 0, 10, &rows, &n, &more), 0);
+	assert_int_equal(n, 1);
+	assert_false(more);
+	assert_true(rows[0].id == inbox_id);
+	assert_string_equal(rows[0].account_id, "pk1");
+	assert_non_null(strstr(rows[0].error, "parked by the reconciler"));
+	inbox_row_clear(&rows[0]);
+	free(rows);
+	assert_int_equal(st->ops->inbox_parked(st, "t1", 0, 10, &rows, &n, &more), 0);
+	assert_int_equal(n, 1);
+	inbox_row_clear(&rows[0]);
+	free(rows);
+	assert_int_equal(st->ops->inbox_parked(st, "t2", 0, 10, &rows, &n, &more), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(st->ops->inbox_parked(st, NULL, 0, 0, &rows, &n, &more), HR_EINVAL);
+	assert_int_equal(st->ops->inbox_park(st, now + 60 * SEC, 100, &k), 0);
+	assert_int_equal(k, 0);
+}
+
+/* Webhooks (on one store) and the reconciler (on another, over the same
+ * database) race over the same routed messages: a FAILED status and the
+ * deadline both ask for each one's follow-up at once. Exactly one each. */
+#define RACE_N 40
+struct race_arg {
+	struct store *st;
+	pthread_barrier_t *start;
+	bool reconciler;
+	int rc;
+};
+
+static void *race_thread(void *p)
+{
+	struct race_arg *a = p;
+	pthread_barrier_wait(a->start);
+	for (int round = 0; round < 20 && a->rc == 0; round++) {
+		if (a->reconciler) {
+			int k;
+			a->rc = a->st->ops->reconcile_fallback_due(a->st, hr_now_us() + 3600 * SEC, 7,
+			                                           &k);
+		} else {
+			for (int i = round; i < RACE_N && a->rc == 0; i += 20) {
+				char pid[32];
+				snprintf(pid, sizeof pid, "wamid.race%d", i);
+				struct wh_status ws = {.status = MSG_FAILED};
+				strcpy(ws.provider_id, pid);
+				struct inbox_parsed row = {
+				    .inbox_id = 0, .account_id = "race", .statuses = &ws, .nstatuses = 1};
+				struct apply_stats s;
+				a->rc = a->st->ops->apply_inbox(a->st, &row, 1, hr_now_us(), &s);
+			}
+		}
+	}
+	return NULL;
+}
+
+static void test_fallback_race_exactly_once(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	char ids[RACE_N][HR_ID_LEN + 1];
+	for (int i = 0; i < RACE_N; i++) {
+		char pid[32];
+		snprintf(pid, sizeof pid, "wamid.race%d", i);
+		routed_sent(st, "race", pid, 1, ids[i]);
+	}
+	usleep(10000);
+	struct store *other;
+	struct hr_err err = {0};
+	assert_int_equal(backend->open(f->dsn, NULL, &other, &err), 0);
+	pthread_barrier_t start;
+	pthread_barrier_init(&start, NULL, 2);
+	struct race_arg a[2] = {{.st = st, .start = &start}, {.st = other, .start = &start, .reconciler = true}};
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, race_thread, &a[i]), 0);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&start);
+	assert_int_equal(a[0].rc, 0);
+	assert_int_equal(a[1].rc, 0);
+	int k;
+	assert_int_equal(other->ops->reconcile_fallback_due(other, hr_now_us() + 3600 * SEC, 100, &k), 0);
+	backend->close(other);
+	for (int i = 0; i < RACE_N; i++) {
+		assert_int_equal(route_len(st, ids[i]), 2);
+		assert_int_equal(count_events(st, ids[i], "fallback"), 1);
+	}
+}
+
+/* A campaign's routed message that fails: its follow-up belongs to the
+ * batch too, so the batch counts messages (the failed WhatsApp one and the
+ * SMS one), its counters still equal a recount, and it completes only
+ * once the follow-up is settled. */
+static void test_batch_counts_fallback(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct batch b;
+	mk_batch(&b, "t1", "bfb");
+	assert_int_equal(st->ops->batch_create(st, &b, &err), 0);
+	struct batch_item it;
+	mk_item(&it, 1, "+447900000001", true);
+	assert_int_equal(st->ops->batch_items_put(st, b.id, &it, 1, &err), 0);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_VALIDATED, NULL, &err), 0);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_PROCESSING, NULL, &err),
+	                 0);
+	struct message m;
+	mk_row_msg(&m, &b, "447900000001");
+	char route[512];
+	snprintf(route, sizeof route, ROUTE_WA_SMS, "bfb");
+	m.route = route;
+	m.route_steps = 2;
+	strcpy(m.route_root, m.id);
+	int64_t row = 1;
+	size_t made;
+	assert_int_equal(st->ops->batch_enqueue(st, b.id, &row, &m, 1, true, &made, &err), 0);
+	assert_int_equal(made, 1);
+	struct message c;
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "bfb", hr_now_us(), 30 * SEC, 1, &c, &n), 0);
+	assert_int_equal(n, 1);
+	message_clear(&c);
+	result(st, m.id, SEND_FAILED, 1, NULL);
+	assert_counters_true(st, b.id);
+	struct batch g = batch_of(st, b.id);
+	assert_int_equal(g.by_status[MSG_FAILED], 1);
+	assert_int_equal(g.by_status[MSG_QUEUED], 1); /* the SMS */
+	assert_int_equal(g.status, BATCH_PROCESSING);
+	batch_clear(&g);
+	struct message *v = route_of(st, m.id, &n);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[1].batch_id, b.id);
+	assert_string_equal(v[1].recipient, "+447900000001");
+	char sms[HR_ID_LEN + 1];
+	strcpy(sms, v[1].id);
+	free_list(v, n);
+	assert_int_equal(st->ops->claim(st, "tw-fb", hr_now_us(), 30 * SEC, 1, &c, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(c.id, sms);
+	message_clear(&c);
+	result(st, sms, SEND_OK, 1, "SM-bfb");
+	hook_status(st, "tw-fb", "SM-bfb", MSG_DELIVERED, hr_now_us(), NULL);
+	assert_counters_true(st, b.id);
+	g = batch_of(st, b.id);
+	assert_int_equal(g.by_status[MSG_FAILED], 1);
+	assert_int_equal(g.by_status[MSG_DELIVERED], 1);
+	assert_int_equal(g.status, BATCH_COMPLETED);
+	batch_clear(&g);
+}
+
+/* ---- tenancy: tenants, units, keys, audit (issue 11) ---- */
+
+static struct audit_row mk_audit(const char *tenant, const char *action, const char *object)
+{
+	struct audit_row a = {0};
+	snprintf(a.tenant_id, sizeof a.tenant_id, "%s", tenant);
+	snprintf(a.actor, sizeof a.actor, "operator:test");
+	snprintf(a.action, sizeof a.action, "%s", action);
+	snprintf(a.object, sizeof a.object, "%s", object);
+	return a;
+}
+
+static struct key_row mk_key(char c, const char *tenant, const char *unit, const char *scopes)
+{
+	struct key_row k = {0};
+	memset(k.hash, c, 64);
+	snprintf(k.prefix, sizeof k.prefix, "hk_%c%c%c%c%c%c%c%c", c, c, c, c, c, c, c, c);
+	snprintf(k.tenant_id, sizeof k.tenant_id, "%s", tenant);
+	snprintf(k.unit_id, sizeof k.unit_id, "%s", unit);
+	snprintf(k.scopes, sizeof k.scopes, "%s", scopes);
+	snprintf(k.created_by, sizeof k.created_by, "operator:test");
+	return k;
+}
+
+/* Tenants and units: create, conflict, disable; each change audited in
+ * the same transaction, a failed change audits nothing. */
+static void test_tenancy_tenants_units(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct tenant_info t = {.id = "bank"};
+	snprintf(t.name, sizeof t.name, "The Bank");
+	struct audit_row a = mk_audit("bank", "tenant.create", "tenant:bank");
+	a.after = "{\"name\":\"The Bank\"}";
+	assert_int_equal(st->ops->tenant_create(st, &t, &a, &err), 0);
+	assert_int_equal(st->ops->tenant_create(st, &t, &a, &err), HR_ECONFLICT);
+	assert_string_equal(err.field, "id");
+	struct tenant_info got;
+	assert_int_equal(st->ops->tenant_get(st, "bank", &got), 0);
+	assert_string_equal(got.name, "The Bank");
+	assert_false(got.disabled);
+	assert_true(got.created_at > 0);
+	assert_int_equal(st->ops->tenant_get(st, "nobody", &got), HR_ENOTFOUND);
+
+	struct unit_row u = {.tenant_id = "bank", .id = "cards"};
+	struct audit_row ua = mk_audit("bank", "unit.create", "unit:cards");
+	assert_int_equal(st->ops->unit_create(st, &u, false, &ua, &err), 0);
+	assert_int_equal(st->ops->unit_create(st, &u, false, &ua, &err), HR_ECONFLICT);
+	assert_int_equal(st->ops->unit_create(st, &u, true, &ua, &err), 0); /* seeding: no-op */
+	struct unit_row bad = {.tenant_id = "nobody", .id = "x"};
+	assert_int_equal(st->ops->unit_create(st, &bad, true, NULL, &err), HR_ENOTFOUND);
+	assert_string_equal(err.field, "tenant");
+	struct unit_row u2 = {.tenant_id = "bank", .id = "loans"};
+	snprintf(u2.name, sizeof u2.name, "Loans");
+	assert_int_equal(st->ops->unit_create(st, &u2, false, NULL, &err), 0);
+	struct unit_row *units;
+	size_t n;
+	assert_int_equal(st->ops->unit_list(st, "bank", &units, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(units[0].id, "cards");
+	assert_string_equal(units[0].name, "cards");
+	assert_string_equal(units[1].name, "Loans");
+	free(units);
+	assert_int_equal(st->ops->unit_list(st, "nobody", &units, &n), 0);
+	assert_int_equal(n, 0);
+
+	struct audit_row da = mk_audit("bank", "unit.disable", "unit:loans");
+	assert_int_equal(st->ops->unit_set_disabled(st, "bank", "loans", true, &da, &err), 0);
+	assert_int_equal(st->ops->unit_get(st, "bank", "loans", &u2), 0);
+	assert_true(u2.disabled);
+	assert_int_equal(st->ops->unit_set_disabled(st, "bank", "nope", true, &da, &err),
+	                 HR_ENOTFOUND);
+	assert_int_equal(st->ops->unit_get(st, "other", "loans", &u2), HR_ENOTFOUND);
+	struct audit_row ta = mk_audit("bank", "tenant.disable", "tenant:bank");
+	assert_int_equal(st->ops->tenant_set_disabled(st, "bank", true, &ta, &err), 0);
+	assert_int_equal(st->ops->tenant_get(st, "bank", &got), 0);
+	assert_true(got.disabled);
+	assert_int_equal(st->ops->tenant_set_disabled(st, "nobody", true, &ta, &err), HR_ENOTFOUND);
+
+	/* Audited: the successes only (tenant, unit, disable unit, disable
+	 * tenant), newest first; the seeding no-op and failures left nothing. */
+	struct audit_row *log;
+	assert_int_equal(st->ops->audit_list(st, "bank", 0, 100, &log, &n), 0);
+	assert_int_equal(n, 4);
+	assert_string_equal(log[0].action, "tenant.disable");
+	assert_string_equal(log[1].action, "unit.disable");
+	assert_string_equal(log[2].action, "unit.create");
+	assert_string_equal(log[3].action, "tenant.create");
+	assert_string_equal(log[3].after, "{\"name\":\"The Bank\"}");
+	assert_null(log[3].before);
+	assert_string_equal(log[3].actor, "operator:test");
+	assert_true(log[0].id > log[1].id);
+	/* Paging by id. */
+	struct audit_row *page;
+	size_t pn;
+	assert_int_equal(st->ops->audit_list(st, "bank", log[1].id, 1, &page, &pn), 0);
+	assert_int_equal(pn, 1);
+	assert_string_equal(page[0].action, "unit.create");
+	audit_row_clear(&page[0]);
+	free(page);
+	for (size_t i = 0; i < n; i++)
+		audit_row_clear(&log[i]);
+	free(log);
+	assert_int_equal(st->ops->audit_list(st, "other", 0, 10, &log, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(st->ops->audit_list(st, NULL, 0, 0, &log, &n), HR_EINVAL);
+}
+
+/* Keys: create (unit checked), lookup with the owners' state, list,
+ * revoke by prefix within a tenant only, touch, seeding keeps API keys. */
+static void test_tenancy_keys(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct tenant_info ta = {.id = "a"}, tb = {.id = "b"};
+	assert_int_equal(st->ops->tenant_create(st, &ta, NULL, &err), 0);
+	assert_int_equal(st->ops->tenant_create(st, &tb, NULL, &err), 0);
+	struct unit_row u = {.tenant_id = "a", .id = "cards"};
+	assert_int_equal(st->ops->unit_create(st, &u, false, NULL, &err), 0);
+
+	struct key_row k1 = mk_key('1', "a", "cards", "messages:send messages:read");
+	k1.expires_at = 4102444800000000LL;
+	struct audit_row ka = mk_audit("a", "key.create", "key:hk_11111111");
+	assert_int_equal(st->ops->key_create(st, &k1, &ka, &err), 0);
+	assert_int_equal(st->ops->key_create(st, &k1, &ka, &err), HR_ECONFLICT);
+	struct key_row k2 = mk_key('2', "a", "", "*");
+	assert_int_equal(st->ops->key_create(st, &k2, NULL, &err), 0);
+	struct key_row k3 = mk_key('3', "a", "nounit", "admin");
+	assert_int_equal(st->ops->key_create(st, &k3, NULL, &err), HR_ENOTFOUND);
+	assert_string_equal(err.field, "unit");
+	struct key_row k4 = mk_key('4', "b", "", "admin");
+	assert_int_equal(st->ops->key_create(st, &k4, NULL, &err), 0);
+	struct key_row bad = mk_key('5', "a", "", "");
+	assert_int_equal(st->ops->key_create(st, &bad, NULL, &err), HR_EINVAL);
+	assert_string_equal(err.field, "scopes");
+
+	struct key_row got;
+	assert_int_equal(st->ops->key_lookup(st, k1.hash, &got), 0);
+	assert_string_equal(got.prefix, "hk_11111111");
+	assert_string_equal(got.tenant_id, "a");
+	assert_string_equal(got.unit_id, "cards");
+	assert_string_equal(got.scopes, "messages:send messages:read");
+	assert_string_equal(got.created_by, "operator:test");
+	assert_true(got.expires_at == 4102444800000000LL);
+	assert_int_equal(got.revoked_at, 0);
+	assert_true(got.api_created);
+	assert_false(got.tenant_disabled);
+	assert_false(got.unit_disabled);
+	assert_int_equal(st->ops->key_lookup(st, k2.hash, &got), 0);
+	assert_string_equal(got.scopes, "*");
+	assert_string_equal(got.unit_id, "");
+
+	/* Tenant b cannot revoke a's key; a can; twice is not found. */
+	char hash[65] = "";
+	struct audit_row ra = mk_audit("a", "key.revoke", "key:hk_11111111");
+	assert_int_equal(st->ops->key_revoke(st, "b", "hk_11111111", &ra, hash, &err),
+	                 HR_ENOTFOUND);
+	assert_int_equal(st->ops->key_revoke(st, "a", "hk_11111111", &ra, hash, &err), 0);
+	assert_string_equal(hash, k1.hash);
+	assert_int_equal(st->ops->key_revoke(st, "a", "hk_11111111", &ra, hash, &err),
+	                 HR_ENOTFOUND);
+	assert_int_equal(st->ops->key_lookup(st, k1.hash, &got), 0);
+	assert_true(got.revoked_at > 0);
+
+	/* Owners' state comes with the key. */
+	assert_int_equal(st->ops->unit_set_disabled(st, "a", "cards", true, NULL, &err), 0);
+	assert_int_equal(st->ops->key_lookup(st, k1.hash, &got), 0);
+	assert_true(got.unit_disabled);
+	assert_int_equal(st->ops->tenant_set_disabled(st, "b", true, NULL, &err), 0);
+	assert_int_equal(st->ops->key_lookup(st, k4.hash, &got), 0);
+	assert_true(got.tenant_disabled);
+	assert_int_equal(st->ops->key_lookup(st, k2.hash, &got), 0);
+	assert_false(got.tenant_disabled);
+	assert_false(got.unit_disabled);
+
+	/* Touch: only forwards, synchronously and asynchronously. */
+	assert_int_equal(st->ops->key_touch(st, k2.hash, 5000, NULL, NULL), 0);
+	assert_int_equal(st->ops->key_touch(st, k2.hash, 4000, NULL, NULL), 0);
+	assert_int_equal(st->ops->key_lookup(st, k2.hash, &got), 0);
+	assert_true(got.last_used_at == 5000);
+	assert_int_equal(st->ops->key_touch(st, "short", 1, NULL, NULL), HR_EINVAL);
+
+	struct key_row *keys;
+	size_t n;
+	assert_int_equal(st->ops->key_list(st, "a", &keys, &n), 0);
+	assert_int_equal(n, 2);
+	free(keys);
+	assert_int_equal(st->ops->key_list(st, NULL, &keys, &n), 0);
+	assert_int_equal(n, 3);
+	free(keys);
+
+	/* Config seeding and pruning leave API-made keys alone. */
+	struct key_row s1 = mk_key('6', "a", "", "*");
+	s1.prefix[0] = '\0';
+	assert_int_equal(st->ops->key_seed(st, &s1, &err), 0);
+	assert_int_equal(st->ops->key_seed(st, &s1, &err), 0);
+	assert_int_equal(st->ops->key_lookup(st, s1.hash, &got), 0);
+	assert_false(got.api_created);
+	assert_string_equal(got.created_by, "operator:test");
+	assert_int_equal(st->ops->api_key_prune(st, "a", NULL, 0, &err), 0);
+	assert_int_equal(st->ops->key_lookup(st, s1.hash, &got), HR_ENOTFOUND);
+	assert_int_equal(st->ops->key_lookup(st, k2.hash, &got), 0);
+	assert_int_equal(st->ops->key_lookup(st, k1.hash, &got), 0);
+	assert_int_equal(st->ops->key_lookup(st, "nope", &got), HR_ENOTFOUND);
+
+	struct audit_row *log;
+	assert_int_equal(st->ops->audit_list(st, "a", 0, 10, &log, &n), 0);
+	assert_int_equal(n, 2); /* create, revoke: the failures wrote nothing */
+	assert_string_equal(log[0].action, "key.revoke");
+	assert_string_equal(log[1].action, "key.create");
+	for (size_t i = 0; i < n; i++)
+		audit_row_clear(&log[i]);
+	free(log);
+	struct audit_row incomplete = mk_audit("a", "", "x");
+	assert_int_equal(st->ops->audit_append(st, &incomplete, &err), HR_EINVAL);
+	struct audit_row ok = mk_audit("a", "batch.cancel", "batch:01X");
+	assert_int_equal(st->ops->audit_append(st, &ok, &err), 0);
+	assert_int_equal(st->ops->audit_list(st, NULL, 0, 10, &log, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(log[0].action, "batch.cancel");
+	for (size_t i = 0; i < n; i++)
+		audit_row_clear(&log[i]);
+	free(log);
+}
+
+/* Units on objects: a message's and an account's unit are stored and read
+ * back; message_list filters by unit. */
+static void test_tenancy_units_on_objects(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct message m[3];
+	mk_msg(&m[0], "t1", "acc", 0, 0);
+	mk_msg(&m[1], "t1", "acc", 0, 0);
+	mk_msg(&m[2], "t1", "acc", 0, 0);
+	snprintf(m[0].unit, sizeof m[0].unit, "cards");
+	snprintf(m[1].unit, sizeof m[1].unit, "loans");
+	assert_int_equal(st->ops->message_insert(st, m, 3, NULL, NULL, NULL), 0);
+	struct message got;
+	assert_int_equal(st->ops->message_get(st, "t1", m[0].id, &got), 0);
+	assert_string_equal(got.unit, "cards");
+	message_clear(&got);
+	assert_int_equal(st->ops->message_get(st, "t1", m[2].id, &got), 0);
+	assert_string_equal(got.unit, "");
+	message_clear(&got);
+	/* The single-message path too. */
+	struct message one;
+	mk_msg(&one, "t1", "acc", 0, 0);
+	snprintf(one.unit, sizeof one.unit, "cards");
+	assert_int_equal(st->ops->message_insert(st, &one, 1, NULL, NULL, NULL), 0);
+	struct msg_filter mf = {.status = -1, .limit = 10, .unit = "cards"};
+	struct message *v;
+	size_t n;
+	bool more;
+	assert_int_equal(st->ops->message_list(st, "t1", &mf, &v, &n, &more), 0);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(v[i].unit, "cards");
+		message_clear(&v[i]);
+	}
+	free(v);
+	mf.unit = NULL;
+	assert_int_equal(st->ops->message_list(st, "t1", &mf, &v, &n, &more), 0);
+	assert_int_equal(n, 4);
+	for (size_t i = 0; i < n; i++)
+		message_clear(&v[i]);
+	free(v);
+
+	struct account_row a = {.id = "u-acc", .tenant_id = "t1", .channel = "whatsapp",
+	                        .config = "{}", .unit_id = "cards"};
+	assert_int_equal(st->ops->account_upsert(st, &a, &err), 0);
+	struct account_row *accts;
+	assert_int_equal(st->ops->account_list(st, "t1", &accts, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(accts[0].unit_id, "cards");
+	account_row_clear(&accts[0]);
+	free(accts);
+}
+
 int main(void)
 {
 	hr_log_set_level(HR_LOG_WARN);
@@ -4925,6 +5651,9 @@ int main(void)
 	    T(test_failing_job_isolated),
 	    T(test_queue_limit_and_close_drains),
 	    T(test_api_key_prune),
+	    T(test_tenancy_tenants_units),
+	    T(test_tenancy_keys),
+	    T(test_tenancy_units_on_objects),
 	    T(test_template_config_roundtrip),
 	    T(test_suppression_ops),
 	    T(test_claim_suppressed),
@@ -4947,6 +5676,13 @@ int main(void)
 	    T(test_callback_outbox_order),
 	    T(test_callback_replay_and_prune),
 	    T(test_callback_inbound_and_paging),
+	    T(test_reconcile_expiry),
+	    T(test_fallback_on_failure_once),
+	    T(test_fallback_deadline),
+	    T(test_stale_settle),
+	    T(test_inbox_park),
+	    T(test_fallback_race_exactly_once),
+	    T(test_batch_counts_fallback),
 #undef T
 	};
 	char group[80];

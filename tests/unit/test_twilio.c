@@ -927,6 +927,61 @@ static void test_webhook_answer(void **state)
 	}
 }
 
+/* The status lookup the reconciler makes (GET the Message resource) and
+ * what each answer means; a SID that could reshape the URL is refused. */
+static void test_lookup(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load("acme-sms", ACCT_CONFIG, &err);
+	assert_non_null(a);
+	struct http_req req;
+	assert_int_equal(a->ops->build_lookup(a, "SM0123456789abcdef0123456789abcdef", &req, &err),
+	                 0);
+	assert_string_equal(req.url, "http://127.0.0.1:9090/2010-04-01/Accounts/" SID
+	                             "/Messages/SM0123456789abcdef0123456789abcdef.json");
+	assert_string_equal(req.userpwd, SID ":" VEC_TOKEN);
+	assert_null(req.body);
+	http_req_clear(&req);
+	static const char *const bad[] = {"", "SM../../x", "SM1?a=b", "SM%2F", NULL};
+	for (int i = 0; bad[i]; i++) {
+		assert_int_equal(a->ops->build_lookup(a, bad[i], &req, &err), HR_EINVAL);
+		assert_string_equal(err.field, "provider_id");
+	}
+	static const struct {
+		long http;
+		const char *body;
+		bool answered;
+		enum msg_status status;
+		const char *code;
+	} t[] = {
+	    {200, "{\"sid\":\"SM1\",\"status\":\"delivered\",\"error_code\":null}", true,
+	     MSG_DELIVERED, ""},
+	    {200, "{\"status\":\"undelivered\",\"error_code\":30003}", true, MSG_UNDELIVERED,
+	     "30003"},
+	    {200, "{\"status\":\"failed\",\"error_code\":\"30008\"}", true, MSG_FAILED, "30008"},
+	    {200, "{\"status\":\"sent\"}", true, MSG_SENT, ""},
+	    {200, "{\"status\":\"queued\"}", true, MSG_QUEUED, ""},
+	    {200, "{\"status\":\"mystery\"}", false, MSG_QUEUED, ""},
+	    {200, "not json", false, MSG_QUEUED, ""},
+	    {404, "{\"code\":20404,\"message\":\"not found\"}", false, MSG_QUEUED, ""},
+	    {0, "Connection refused", false, MSG_QUEUED, ""},
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		struct stale_answer ans = {0};
+		a->ops->parse_lookup(a, t[i].http, t[i].body, strlen(t[i].body), &ans);
+		assert_int_equal(ans.answered, t[i].answered);
+		if (t[i].answered) {
+			assert_int_equal(ans.status, t[i].status);
+			assert_string_equal(ans.error_code, t[i].code);
+			assert_string_equal(ans.lookup_error, "");
+		} else {
+			assert_true(ans.lookup_error[0] != '\0');
+		}
+	}
+	channel_account_free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -945,6 +1000,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_inbound_mms_and_shortcode),
 	    cmocka_unit_test(test_parse_malformed),
 	    cmocka_unit_test(test_webhook_answer),
+	    cmocka_unit_test(test_lookup),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -1,0 +1,592 @@
+/*
+ * postgres_tenancy.c - tenants, business units, API keys and the admin
+ * audit log (store.h, "tenancy"); the same statements as
+ * sqlite_tenancy.c. Each write job runs its change and its audit row in the
+ * writer's savepoint for the job: both land or neither does.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/postgres_int.h"
+
+static int audit_insert(struct pg_store *s, const struct audit_row *a, struct hr_err *err)
+{
+	if (!a)
+		return 0;
+	struct pg_params p = {0};
+	pp_text(&p, a->tenant_id);
+	pp_text(&p, a->actor);
+	pp_i64(&p, a->at ? a->at : s->gnow);
+	pp_text(&p, a->action);
+	pp_text(&p, a->object);
+	pp_opt(&p, a->before);
+	pp_opt(&p, a->after);
+	return pg_exec(
+	    &s->w, P_AUDIT_INSERT,
+	    "INSERT INTO admin_audit(tenant_id, actor, at, action, object, before, after)"
+	    " VALUES($1, $2, $3, $4, $5, $6, $7)",
+	    &p, NULL, err, "admin_audit");
+}
+
+static int audit_check(const struct audit_row *a, struct hr_err *err)
+{
+	if (a && (!a->tenant_id[0] || !a->actor[0] || !a->action[0] || !a->object[0]))
+		return hr_fail(err, HR_EINVAL, "audit",
+		               "an audit row needs tenant, actor, action and object");
+	return 0;
+}
+
+struct job_admin {
+	struct wr_job j;
+	int (*run)(struct pg_store *s, struct job_admin *a);
+	const struct audit_row *audit;
+	const void *row;
+	const char *tenant_id, *id;
+	bool flag;
+	char *hash_out;
+};
+
+static int run_admin(void *be, struct wr_job *j)
+{
+	struct pg_store *s = be;
+	struct job_admin *a = (struct job_admin *)j;
+	int rc = a->run(s, a);
+	if (rc == 0)
+		rc = audit_insert(s, a->audit, &j->err);
+	return rc;
+}
+
+static int admin_do(struct pg_store *s, struct job_admin *a, struct hr_err *err)
+{
+	a->j.run = run_admin;
+	return wr_run_blocking(&s->wr, &a->j, err);
+}
+
+/* A write's affected row count. */
+static int changed(PGresult *r)
+{
+	int n = atoi(PQcmdTuples(r));
+	PQclear(r);
+	return n;
+}
+
+/* ---- tenants ---- */
+
+static int run_tenant_create(struct pg_store *s, struct job_admin *a)
+{
+	const struct tenant_info *t = a->row;
+	struct pg_params p = {0};
+	pp_text(&p, t->id);
+	pp_text(&p, t->name[0] ? t->name : t->id);
+	pp_i64(&p, s->gnow);
+	pp_bool(&p, t->disabled);
+	PGresult *r;
+	int rc = pg_exec(&s->w, P_TENANT_CREATE,
+	                 "INSERT INTO tenant(id, name, created_at, disabled) VALUES($1, $2, $3, $4)"
+	                 " ON CONFLICT(id) DO NOTHING",
+	                 &p, &r, &a->j.err, "tenant");
+	if (rc == 0 && changed(r) == 0)
+		rc = hr_fail(&a->j.err, HR_ECONFLICT, "id", "tenant '%s' exists", t->id);
+	return rc;
+}
+
+int pg_tenant_create(struct store *st, const struct tenant_info *t, const struct audit_row *au,
+                     struct hr_err *err)
+{
+	if (!t || !t->id[0])
+		return hr_fail(err, HR_EINVAL, "id", "tenant id is empty");
+	if (audit_check(au, err))
+		return err->code;
+	struct job_admin a = {.run = run_tenant_create, .audit = au, .row = t};
+	return admin_do((struct pg_store *)st, &a, err);
+}
+
+static void row_tenant(const PGresult *r, int i, struct tenant_info *t)
+{
+	memset(t, 0, sizeof *t);
+	pg_col_copy(r, i, 0, t->id, sizeof t->id);
+	pg_col_copy(r, i, 1, t->name, sizeof t->name);
+	t->disabled = pg_col_bool(r, i, 2);
+	t->created_at = pg_col_i64(r, i, 3);
+}
+
+int pg_tenant_get(struct store *st, const char *id, struct tenant_info *out)
+{
+	struct pg_params p = {0};
+	pp_text(&p, id ? id : "");
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, P_TENANT_GET, -1,
+	                 "SELECT id, name, disabled, created_at FROM tenant WHERE id = $1", &p, &r);
+	if (rc)
+		return rc;
+	if (PQntuples(r) == 0)
+		rc = HR_ENOTFOUND;
+	else
+		row_tenant(r, 0, out);
+	PQclear(r);
+	return rc;
+}
+
+/* Copies every row of r into a heap array through fill. */
+static int rows_out(PGresult *r, size_t size, void (*fill)(const PGresult *, int, void *),
+                    void **out, size_t *n)
+{
+	int k = PQntuples(r);
+	*out = NULL;
+	*n = 0;
+	if (k == 0) {
+		PQclear(r);
+		return 0;
+	}
+	char *v = calloc((size_t)k, size);
+	if (!v) {
+		PQclear(r);
+		return HR_ENOMEM;
+	}
+	for (int i = 0; i < k; i++)
+		fill(r, i, v + (size_t)i * size);
+	PQclear(r);
+	*out = v;
+	*n = (size_t)k;
+	return 0;
+}
+
+static void fill_tenant(const PGresult *r, int i, void *out)
+{
+	row_tenant(r, i, out);
+}
+
+int pg_tenant_list(struct store *st, struct tenant_info **out, size_t *n)
+{
+	PGresult *r;
+	struct pg_params p = {0};
+	int rc = pg_read((struct pg_store *)st, P_TENANT_LIST, -1,
+	                 "SELECT id, name, disabled, created_at FROM tenant ORDER BY id", &p, &r);
+	if (rc) {
+		*out = NULL;
+		*n = 0;
+		return rc;
+	}
+	return rows_out(r, sizeof **out, fill_tenant, (void **)out, n);
+}
+
+static int run_tenant_disable(struct pg_store *s, struct job_admin *a)
+{
+	struct pg_params p = {0};
+	pp_bool(&p, a->flag);
+	pp_text(&p, a->tenant_id);
+	PGresult *r;
+	int rc = pg_exec(&s->w, P_TENANT_DISABLE, "UPDATE tenant SET disabled = $1 WHERE id = $2",
+	                 &p, &r, &a->j.err, "tenant");
+	if (rc == 0 && changed(r) == 0)
+		rc = hr_fail(&a->j.err, HR_ENOTFOUND, "id", "no such tenant");
+	return rc;
+}
+
+int pg_tenant_set_disabled(struct store *st, const char *id, bool disabled,
+                           const struct audit_row *au, struct hr_err *err)
+{
+	if (!id || !*id)
+		return hr_fail(err, HR_EINVAL, "id", "tenant id is empty");
+	if (audit_check(au, err))
+		return err->code;
+	struct job_admin a = {
+	    .run = run_tenant_disable, .audit = au, .tenant_id = id, .flag = disabled};
+	return admin_do((struct pg_store *)st, &a, err);
+}
+
+/* ---- units ---- */
+
+static int run_unit_create(struct pg_store *s, struct job_admin *a)
+{
+	const struct unit_row *u = a->row;
+	struct pg_params p = {0};
+	pp_text(&p, u->tenant_id);
+	PGresult *r;
+	int rc = pg_exec(&s->w, P_UNIT_TENANT_CHECK, "SELECT 1 FROM tenant WHERE id = $1", &p, &r,
+	                 &a->j.err, "tenant");
+	if (rc)
+		return rc;
+	int found = PQntuples(r);
+	PQclear(r);
+	if (!found)
+		return hr_fail(&a->j.err, HR_ENOTFOUND, "tenant", "no such tenant");
+	struct pg_params q = {0};
+	pp_text(&q, u->tenant_id);
+	pp_text(&q, u->id);
+	pp_text(&q, u->name[0] ? u->name : u->id);
+	pp_bool(&q, u->disabled);
+	pp_i64(&q, s->gnow);
+	rc = pg_exec(&s->w, P_UNIT_CREATE,
+	             "INSERT INTO business_unit(tenant_id, id, name, disabled, created_at)"
+	             " VALUES($1, $2, $3, $4, $5) ON CONFLICT(tenant_id, id) DO NOTHING",
+	             &q, &r, &a->j.err, "unit");
+	if (rc == 0 && changed(r) == 0) {
+		if (a->flag) {
+			a->audit = NULL; /* nothing changed: nothing to record */
+			return 0;
+		}
+		rc = hr_fail(&a->j.err, HR_ECONFLICT, "id", "unit '%s' exists", u->id);
+	}
+	return rc;
+}
+
+int pg_unit_create(struct store *st, const struct unit_row *u, bool if_absent,
+                   const struct audit_row *au, struct hr_err *err)
+{
+	if (!u || !u->tenant_id[0] || !u->id[0])
+		return hr_fail(err, HR_EINVAL, "id", "unit id or tenant is empty");
+	if (audit_check(au, err))
+		return err->code;
+	struct job_admin a = {.run = run_unit_create, .audit = au, .row = u, .flag = if_absent};
+	return admin_do((struct pg_store *)st, &a, err);
+}
+
+static void fill_unit(const PGresult *r, int i, void *out)
+{
+	struct unit_row *u = out;
+	memset(u, 0, sizeof *u);
+	pg_col_copy(r, i, 0, u->tenant_id, sizeof u->tenant_id);
+	pg_col_copy(r, i, 1, u->id, sizeof u->id);
+	pg_col_copy(r, i, 2, u->name, sizeof u->name);
+	u->disabled = pg_col_bool(r, i, 3);
+	u->created_at = pg_col_i64(r, i, 4);
+}
+
+int pg_unit_get(struct store *st, const char *tenant_id, const char *id, struct unit_row *out)
+{
+	struct pg_params p = {0};
+	pp_text(&p, tenant_id ? tenant_id : "");
+	pp_text(&p, id ? id : "");
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, P_UNIT_GET, -1,
+	                 "SELECT tenant_id, id, name, disabled, created_at FROM business_unit"
+	                 " WHERE tenant_id = $1 AND id = $2",
+	                 &p, &r);
+	if (rc)
+		return rc;
+	if (PQntuples(r) == 0)
+		rc = HR_ENOTFOUND;
+	else
+		fill_unit(r, 0, out);
+	PQclear(r);
+	return rc;
+}
+
+int pg_unit_list(struct store *st, const char *tenant_id, struct unit_row **out, size_t *n)
+{
+	struct pg_params p = {0};
+	pp_text(&p, tenant_id ? tenant_id : "");
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, P_UNIT_LIST, -1,
+	                 "SELECT tenant_id, id, name, disabled, created_at FROM business_unit"
+	                 " WHERE tenant_id = $1 ORDER BY id",
+	                 &p, &r);
+	if (rc) {
+		*out = NULL;
+		*n = 0;
+		return rc;
+	}
+	return rows_out(r, sizeof **out, fill_unit, (void **)out, n);
+}
+
+static int run_unit_disable(struct pg_store *s, struct job_admin *a)
+{
+	struct pg_params p = {0};
+	pp_bool(&p, a->flag);
+	pp_text(&p, a->tenant_id);
+	pp_text(&p, a->id);
+	PGresult *r;
+	int rc = pg_exec(&s->w, P_UNIT_DISABLE,
+	                 "UPDATE business_unit SET disabled = $1 WHERE tenant_id = $2 AND id = $3",
+	                 &p, &r, &a->j.err, "unit");
+	if (rc == 0 && changed(r) == 0)
+		rc = hr_fail(&a->j.err, HR_ENOTFOUND, "id", "no such unit");
+	return rc;
+}
+
+int pg_unit_set_disabled(struct store *st, const char *tenant_id, const char *id, bool disabled,
+                         const struct audit_row *au, struct hr_err *err)
+{
+	if (!tenant_id || !*tenant_id || !id || !*id)
+		return hr_fail(err, HR_EINVAL, "id", "unit id or tenant is empty");
+	if (audit_check(au, err))
+		return err->code;
+	struct job_admin a = {.run = run_unit_disable,
+	                      .audit = au,
+	                      .tenant_id = tenant_id,
+	                      .id = id,
+	                      .flag = disabled};
+	return admin_do((struct pg_store *)st, &a, err);
+}
+
+/* ---- keys ---- */
+
+#define KEY_COLS                                                                                   \
+	"k.key_hash, coalesce(k.prefix, ''), k.tenant_id, coalesce(k.unit_id, ''),"                \
+	" coalesce(k.label, ''), coalesce(k.scopes, '*'), coalesce(k.created_by, 'config'),"       \
+	" k.created_at, k.expires_at, k.revoked_at, k.last_used_at, k.api_created"
+
+static void fill_key(const PGresult *r, int i, void *out)
+{
+	struct key_row *k = out;
+	memset(k, 0, sizeof *k);
+	pg_col_copy(r, i, 0, k->hash, sizeof k->hash);
+	pg_col_copy(r, i, 1, k->prefix, sizeof k->prefix);
+	pg_col_copy(r, i, 2, k->tenant_id, sizeof k->tenant_id);
+	pg_col_copy(r, i, 3, k->unit_id, sizeof k->unit_id);
+	pg_col_copy(r, i, 4, k->label, sizeof k->label);
+	pg_col_copy(r, i, 5, k->scopes, sizeof k->scopes);
+	pg_col_copy(r, i, 6, k->created_by, sizeof k->created_by);
+	k->created_at = pg_col_i64(r, i, 7);
+	k->expires_at = pg_col_i64(r, i, 8);
+	k->revoked_at = pg_col_i64(r, i, 9);
+	k->last_used_at = pg_col_i64(r, i, 10);
+	k->api_created = pg_col_bool(r, i, 11);
+}
+
+static int key_check(const struct key_row *k, struct hr_err *err)
+{
+	if (!k || strlen(k->hash) != 64)
+		return hr_fail(err, HR_EINVAL, "hash", "key hash must be 64 hex digits");
+	if (!k->tenant_id[0])
+		return hr_fail(err, HR_EINVAL, "tenant", "key has no tenant");
+	if (!k->scopes[0])
+		return hr_fail(err, HR_EINVAL, "scopes", "key has no scopes");
+	return 0;
+}
+
+static int run_key_create(struct pg_store *s, struct job_admin *a)
+{
+	const struct key_row *k = a->row;
+	PGresult *r;
+	int rc;
+	if (k->unit_id[0]) {
+		struct pg_params p = {0};
+		pp_text(&p, k->tenant_id);
+		pp_text(&p, k->unit_id);
+		rc = pg_exec(&s->w, P_KEY_UNIT_CHECK,
+		             "SELECT 1 FROM business_unit WHERE tenant_id = $1 AND id = $2", &p, &r,
+		             &a->j.err, "unit");
+		if (rc)
+			return rc;
+		int found = PQntuples(r);
+		PQclear(r);
+		if (!found)
+			return hr_fail(&a->j.err, HR_ENOTFOUND, "unit", "no such unit");
+	}
+	struct pg_params p = {0};
+	pp_text(&p, k->hash);
+	pp_text(&p, k->tenant_id);
+	pp_opt(&p, k->label);
+	pp_i64(&p, s->gnow);
+	pp_opt(&p, k->prefix);
+	pp_opt(&p, k->unit_id);
+	pp_opt(&p, strcmp(k->scopes, "*") == 0 ? NULL : k->scopes);
+	pp_opt(&p, k->created_by);
+	pp_i64(&p, k->expires_at);
+	if (a->flag)
+		return pg_exec(
+		    &s->w, P_KEY_SEED,
+		    "INSERT INTO api_key(key_hash, tenant_id, label, created_at, prefix,"
+		    " unit_id, scopes, created_by, expires_at, api_created)"
+		    " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, false)"
+		    " ON CONFLICT(key_hash) DO UPDATE SET tenant_id = excluded.tenant_id,"
+		    " label = excluded.label, prefix = excluded.prefix,"
+		    " unit_id = excluded.unit_id, scopes = excluded.scopes,"
+		    " expires_at = excluded.expires_at",
+		    &p, NULL, &a->j.err, "api_key");
+	return pg_exec(&s->w, P_KEY_CREATE,
+	               "INSERT INTO api_key(key_hash, tenant_id, label, created_at, prefix,"
+	               " unit_id, scopes, created_by, expires_at, api_created)"
+	               " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, true)",
+	               &p, NULL, &a->j.err, "api_key");
+}
+
+int pg_key_create(struct store *st, const struct key_row *k, const struct audit_row *au,
+                  struct hr_err *err)
+{
+	if (key_check(k, err) || audit_check(au, err))
+		return err->code;
+	if (!k->prefix[0])
+		return hr_fail(err, HR_EINVAL, "prefix", "key has no prefix");
+	struct job_admin a = {.run = run_key_create, .audit = au, .row = k};
+	return admin_do((struct pg_store *)st, &a, err);
+}
+
+int pg_key_seed(struct store *st, const struct key_row *k, struct hr_err *err)
+{
+	if (key_check(k, err))
+		return err->code;
+	struct job_admin a = {.run = run_key_create, .row = k, .flag = true};
+	return admin_do((struct pg_store *)st, &a, err);
+}
+
+int pg_key_lookup(struct store *st, const char *hash, struct key_row *out)
+{
+	struct pg_params p = {0};
+	pp_text(&p, hash ? hash : "");
+	PGresult *r;
+	int rc =
+	    pg_read((struct pg_store *)st, P_KEY_LOOKUP, -1,
+	            "SELECT " KEY_COLS ", coalesce(t.disabled, true),"
+	            " coalesce(u.disabled, k.unit_id IS NOT NULL)"
+	            " FROM api_key k LEFT JOIN tenant t ON t.id = k.tenant_id"
+	            " LEFT JOIN business_unit u ON u.tenant_id = k.tenant_id AND u.id = k.unit_id"
+	            " WHERE k.key_hash = $1",
+	            &p, &r);
+	if (rc)
+		return rc;
+	if (PQntuples(r) == 0) {
+		rc = HR_ENOTFOUND;
+	} else {
+		fill_key(r, 0, out);
+		out->tenant_disabled = pg_col_bool(r, 0, 12);
+		out->unit_disabled = pg_col_bool(r, 0, 13);
+	}
+	PQclear(r);
+	return rc;
+}
+
+int pg_key_list(struct store *st, const char *tenant_id, struct key_row **out, size_t *n)
+{
+	struct pg_params p = {0};
+	pp_text(&p, tenant_id);
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, P_KEY_LIST, -1,
+	                 "SELECT " KEY_COLS " FROM api_key k WHERE ($1::text IS NULL OR"
+	                 " k.tenant_id = $1) ORDER BY k.created_at DESC, k.key_hash",
+	                 &p, &r);
+	if (rc) {
+		*out = NULL;
+		*n = 0;
+		return rc;
+	}
+	return rows_out(r, sizeof **out, fill_key, (void **)out, n);
+}
+
+static int run_key_revoke(struct pg_store *s, struct job_admin *a)
+{
+	struct pg_params p = {0};
+	pp_i64(&p, s->gnow);
+	pp_text(&p, a->id);
+	pp_text(&p, a->tenant_id);
+	PGresult *r;
+	int rc = pg_exec(&s->w, P_KEY_REVOKE,
+	                 "UPDATE api_key SET revoked_at = $1 WHERE prefix = $2 AND revoked_at = 0"
+	                 " AND ($3::text IS NULL OR tenant_id = $3) RETURNING key_hash",
+	                 &p, &r, &a->j.err, "api_key");
+	if (rc)
+		return rc;
+	int found = PQntuples(r);
+	if (found && a->hash_out)
+		pg_col_copy(r, 0, 0, a->hash_out, 65);
+	PQclear(r);
+	if (!found)
+		return hr_fail(&a->j.err, HR_ENOTFOUND, "prefix", "no live key with this prefix");
+	return 0;
+}
+
+int pg_key_revoke(struct store *st, const char *tenant_id, const char *prefix,
+                  const struct audit_row *au, char hash[65], struct hr_err *err)
+{
+	if (!prefix || !*prefix)
+		return hr_fail(err, HR_EINVAL, "prefix", "key prefix is empty");
+	if (audit_check(au, err))
+		return err->code;
+	struct job_admin a = {.run = run_key_revoke,
+	                      .audit = au,
+	                      .tenant_id = tenant_id,
+	                      .id = prefix,
+	                      .hash_out = hash};
+	return admin_do((struct pg_store *)st, &a, err);
+}
+
+struct job_touch {
+	struct wr_job j;
+	char hash[65];
+	int64_t at;
+};
+
+static int run_key_touch(void *be, struct wr_job *j)
+{
+	struct pg_store *s = be;
+	struct job_touch *t = (struct job_touch *)j;
+	struct pg_params p = {0};
+	pp_text(&p, t->hash);
+	pp_i64(&p, t->at);
+	return pg_exec(&s->w, P_KEY_TOUCH,
+	               "UPDATE api_key SET last_used_at = $2 WHERE key_hash = $1"
+	               " AND last_used_at < $2",
+	               &p, NULL, &j->err, "api_key");
+}
+
+int pg_key_touch(struct store *st, const char *hash, int64_t at, store_done_fn cb, void *arg)
+{
+	if (!hash || strlen(hash) != 64)
+		return HR_EINVAL;
+	struct job_touch t = {.j = {.run = run_key_touch}, .at = at};
+	memcpy(t.hash, hash, 65);
+	struct pg_store *s = (struct pg_store *)st;
+	if (cb)
+		return wr_run_async(&s->wr, &t.j, sizeof t, cb, arg);
+	return wr_run_blocking(&s->wr, &t.j, NULL);
+}
+
+/* ---- audit ---- */
+
+static int run_audit_only(struct pg_store *s, struct job_admin *a)
+{
+	(void)s, (void)a;
+	return 0;
+}
+
+int pg_audit_append(struct store *st, const struct audit_row *au, struct hr_err *err)
+{
+	if (!au)
+		return hr_fail(err, HR_EINVAL, "audit", "no audit row");
+	if (audit_check(au, err))
+		return err->code;
+	struct job_admin a = {.run = run_audit_only, .audit = au};
+	return admin_do((struct pg_store *)st, &a, err);
+}
+
+static void fill_audit(const PGresult *r, int i, void *out)
+{
+	struct audit_row *a = out;
+	memset(a, 0, sizeof *a);
+	bool oom = false;
+	a->id = pg_col_i64(r, i, 0);
+	pg_col_copy(r, i, 1, a->tenant_id, sizeof a->tenant_id);
+	pg_col_copy(r, i, 2, a->actor, sizeof a->actor);
+	a->at = pg_col_i64(r, i, 3);
+	pg_col_copy(r, i, 4, a->action, sizeof a->action);
+	pg_col_copy(r, i, 5, a->object, sizeof a->object);
+	a->before = PQgetisnull(r, i, 6) ? NULL : pg_col_dup(r, i, 6, &oom);
+	a->after = PQgetisnull(r, i, 7) ? NULL : pg_col_dup(r, i, 7, &oom);
+	if (oom)
+		hr_log(HR_LOG_WARN, "store", "audit row %lld: out of memory for before/after",
+		       (long long)a->id);
+}
+
+int pg_audit_list(struct store *st, const char *tenant_id, int64_t before_id, int limit,
+                  struct audit_row **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (limit < 1 || limit > 1000)
+		return HR_EINVAL;
+	struct pg_params p = {0};
+	pp_text(&p, tenant_id);
+	pp_i64(&p, before_id > 0 ? before_id : INT64_MAX);
+	pp_i64(&p, limit);
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, P_AUDIT_LIST, -1,
+	                 "SELECT id, tenant_id, actor, at, action, object, before, after"
+	                 " FROM admin_audit WHERE ($1::text IS NULL OR tenant_id = $1) AND id < $2"
+	                 " ORDER BY id DESC LIMIT $3",
+	                 &p, &r);
+	if (rc)
+		return rc;
+	return rows_out(r, sizeof **out, fill_audit, (void **)out, n);
+}

@@ -1,0 +1,643 @@
+/*
+ * sqlite_tenancy.c - tenants, business units, API keys and the admin audit
+ * log (store.h, "tenancy"). Administrative writes are rare: their
+ * statements are prepared per call rather than cached, except the two the
+ * request path reaches (key_lookup on a cache miss, key_touch). Each write
+ * job runs its change and its audit row in the writer's savepoint for the
+ * job, so both land or neither does.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/sqlite_int.h"
+
+/* Prepares sql on db; NULL with err filled on failure. */
+static sqlite3_stmt *prep(sqlite3 *db, const char *sql, struct hr_err *err, const char *field)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		sq_fail(db, rc, err, field);
+		sqlite3_finalize(st);
+		return NULL;
+	}
+	return st;
+}
+
+/* Steps an ad hoc write to its end and finalizes it; 0 or an HR_E* code. */
+static int step_final(sqlite3 *db, sqlite3_stmt *st, struct hr_err *err, const char *field)
+{
+	int rc = sqlite3_step(st);
+	while (rc == SQLITE_ROW)
+		rc = sqlite3_step(st);
+	int code = rc == SQLITE_DONE ? 0 : sq_fail(db, rc, err, field);
+	sqlite3_finalize(st);
+	return code;
+}
+
+static int audit_insert(struct sq_store *s, const struct audit_row *a, struct hr_err *err)
+{
+	if (!a)
+		return 0;
+	sqlite3_stmt *st =
+	    prep(s->wdb,
+	         "INSERT INTO admin_audit(tenant_id, actor, at, action, object, before,"
+	         " after) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	         err, "admin_audit");
+	if (!st)
+		return err->code;
+	sqlite3_bind_text(st, 1, a->tenant_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, a->actor, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, a->at ? a->at : hr_now_us());
+	sqlite3_bind_text(st, 4, a->action, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, a->object, -1, SQLITE_STATIC);
+	sq_bind_opt(st, 6, a->before);
+	sq_bind_opt(st, 7, a->after);
+	return step_final(s->wdb, st, err, "admin_audit");
+}
+
+static int audit_check(const struct audit_row *a, struct hr_err *err)
+{
+	if (a && (!a->tenant_id[0] || !a->actor[0] || !a->action[0] || !a->object[0]))
+		return hr_fail(err, HR_EINVAL, "audit",
+		               "an audit row needs tenant, actor, action and object");
+	return 0;
+}
+
+/* One administrative write: the job's own statement (run), then its audit row. */
+struct job_admin {
+	struct wr_job j;
+	int (*run)(struct sq_store *s, struct job_admin *a);
+	const struct audit_row *audit;
+	const void *row;
+	const char *tenant_id, *id;
+	bool flag;
+	int64_t at;
+	char *hash_out; /* key_revoke */
+};
+
+static int run_admin(void *be, struct wr_job *j)
+{
+	struct sq_store *s = be;
+	struct job_admin *a = (struct job_admin *)j;
+	int rc = a->run(s, a);
+	if (rc == 0)
+		rc = audit_insert(s, a->audit, &j->err);
+	return rc;
+}
+
+static int admin_do(struct sq_store *s, struct job_admin *a, struct hr_err *err)
+{
+	a->j.run = run_admin;
+	return wr_run_blocking(&s->wr, &a->j, err);
+}
+
+/* ---- tenants ---- */
+
+static int run_tenant_create(struct sq_store *s, struct job_admin *a)
+{
+	const struct tenant_info *t = a->row;
+	sqlite3_stmt *st = prep(s->wdb,
+	                        "INSERT INTO tenant(id, name, created_at, disabled)"
+	                        " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(id) DO NOTHING",
+	                        &a->j.err, "tenant");
+	if (!st)
+		return a->j.err.code;
+	sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, t->name[0] ? t->name : t->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, hr_now_us());
+	sqlite3_bind_int(st, 4, t->disabled ? 1 : 0);
+	int rc = step_final(s->wdb, st, &a->j.err, "tenant");
+	if (rc == 0 && sqlite3_changes(s->wdb) == 0)
+		rc = hr_fail(&a->j.err, HR_ECONFLICT, "id", "tenant '%s' exists", t->id);
+	return rc;
+}
+
+int sq_tenant_create(struct store *st, const struct tenant_info *t, const struct audit_row *au,
+                     struct hr_err *err)
+{
+	if (!t || !t->id[0])
+		return hr_fail(err, HR_EINVAL, "id", "tenant id is empty");
+	if (audit_check(au, err))
+		return err->code;
+	struct job_admin a = {.run = run_tenant_create, .audit = au, .row = t};
+	return admin_do((struct sq_store *)st, &a, err);
+}
+
+static void row_tenant(sqlite3_stmt *q, struct tenant_info *t)
+{
+	memset(t, 0, sizeof *t);
+	sq_col_copy(q, 0, t->id, sizeof t->id);
+	sq_col_copy(q, 1, t->name, sizeof t->name);
+	t->disabled = sqlite3_column_int(q, 2) != 0;
+	t->created_at = sqlite3_column_int64(q, 3);
+}
+
+/* Runs a read of rows into a heap array of `size`-byte rows filled by fill;
+ * bind binds the parameters. *out NULL when none. */
+static int read_rows(struct sq_store *s, const char *sql,
+                     void (*bind)(sqlite3_stmt *, const void *), const void *args,
+                     void (*fill)(sqlite3_stmt *, void *), size_t size, void **out, size_t *n,
+                     bool one)
+{
+	*n = 0;
+	if (!one)
+		*(void **)out = NULL;
+	struct sq_reader *r;
+	int rc = sq_reader_get(s, &r);
+	if (rc)
+		return rc;
+	sqlite3_stmt *q = prep(r->db, sql, NULL, NULL);
+	if (!q) {
+		sq_reader_put(s, r);
+		return HR_EIO;
+	}
+	if (bind)
+		bind(q, args);
+	char *v = NULL;
+	size_t len = 0, cap = 0;
+	int src;
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		if (one) {
+			fill(q, out);
+			len = 1;
+			break;
+		}
+		if (len == cap) {
+			size_t nc = cap ? cap * 2 : 8;
+			char *nv = realloc(v, nc * size);
+			if (!nv) {
+				rc = HR_ENOMEM;
+				break;
+			}
+			v = nv;
+			cap = nc;
+		}
+		fill(q, v + len * size);
+		len++;
+	}
+	if (rc == 0 && src != SQLITE_ROW && src != SQLITE_DONE)
+		rc = sq_fail(r->db, src, NULL, NULL);
+	sqlite3_finalize(q);
+	sq_reader_put(s, r);
+	if (one)
+		return rc ? rc : len ? 0 : HR_ENOTFOUND;
+	if (rc) {
+		free(v);
+		return rc;
+	}
+	*(void **)out = v;
+	*n = len;
+	return 0;
+}
+
+static void bind_1(sqlite3_stmt *q, const void *a)
+{
+	const char *const *v = a;
+	if (v[0])
+		sqlite3_bind_text(q, 1, v[0], -1, SQLITE_STATIC);
+}
+
+static void bind_2(sqlite3_stmt *q, const void *a)
+{
+	const char *const *v = a;
+	sqlite3_bind_text(q, 1, v[0], -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, v[1], -1, SQLITE_STATIC);
+}
+
+static void fill_tenant(sqlite3_stmt *q, void *out)
+{
+	row_tenant(q, out);
+}
+
+int sq_tenant_get(struct store *st, const char *id, struct tenant_info *out)
+{
+	const char *args[] = {id ? id : ""};
+	size_t n;
+	return read_rows((struct sq_store *)st,
+	                 "SELECT id, name, disabled, created_at FROM tenant WHERE id = ?1", bind_1,
+	                 args, fill_tenant, sizeof *out, (void **)out, &n, true);
+}
+
+int sq_tenant_list(struct store *st, struct tenant_info **out, size_t *n)
+{
+	return read_rows((struct sq_store *)st,
+	                 "SELECT id, name, disabled, created_at FROM tenant ORDER BY id", NULL,
+	                 NULL, fill_tenant, sizeof **out, (void **)out, n, false);
+}
+
+static int run_set_disabled(struct sq_store *s, struct job_admin *a, const char *sql,
+                            const char *what)
+{
+	sqlite3_stmt *st = prep(s->wdb, sql, &a->j.err, what);
+	if (!st)
+		return a->j.err.code;
+	sqlite3_bind_int(st, 1, a->flag ? 1 : 0);
+	sqlite3_bind_text(st, 2, a->tenant_id, -1, SQLITE_STATIC);
+	if (a->id)
+		sqlite3_bind_text(st, 3, a->id, -1, SQLITE_STATIC);
+	int rc = step_final(s->wdb, st, &a->j.err, what);
+	if (rc == 0 && sqlite3_changes(s->wdb) == 0)
+		rc = hr_fail(&a->j.err, HR_ENOTFOUND, "id", "no such %s", what);
+	return rc;
+}
+
+static int run_tenant_disable(struct sq_store *s, struct job_admin *a)
+{
+	return run_set_disabled(s, a, "UPDATE tenant SET disabled = ?1 WHERE id = ?2", "tenant");
+}
+
+int sq_tenant_set_disabled(struct store *st, const char *id, bool disabled,
+                           const struct audit_row *au, struct hr_err *err)
+{
+	if (!id || !*id)
+		return hr_fail(err, HR_EINVAL, "id", "tenant id is empty");
+	if (audit_check(au, err))
+		return err->code;
+	struct job_admin a = {
+	    .run = run_tenant_disable, .audit = au, .tenant_id = id, .flag = disabled};
+	return admin_do((struct sq_store *)st, &a, err);
+}
+
+/* ---- units ---- */
+
+static int run_unit_create(struct sq_store *s, struct job_admin *a)
+{
+	const struct unit_row *u = a->row;
+	sqlite3_stmt *st = prep(s->wdb, "SELECT 1 FROM tenant WHERE id = ?1", &a->j.err, "tenant");
+	if (!st)
+		return a->j.err.code;
+	sqlite3_bind_text(st, 1, u->tenant_id, -1, SQLITE_STATIC);
+	int src = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (src == SQLITE_DONE)
+		return hr_fail(&a->j.err, HR_ENOTFOUND, "tenant", "no such tenant");
+	if (src != SQLITE_ROW)
+		return sq_fail(s->wdb, src, &a->j.err, "tenant");
+	st = prep(s->wdb,
+	          "INSERT INTO business_unit(tenant_id, id, name, disabled, created_at)"
+	          " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(tenant_id, id) DO NOTHING",
+	          &a->j.err, "unit");
+	if (!st)
+		return a->j.err.code;
+	sqlite3_bind_text(st, 1, u->tenant_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, u->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, u->name[0] ? u->name : u->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, u->disabled ? 1 : 0);
+	sqlite3_bind_int64(st, 5, hr_now_us());
+	int rc = step_final(s->wdb, st, &a->j.err, "unit");
+	if (rc == 0 && sqlite3_changes(s->wdb) == 0) {
+		if (a->flag) {
+			a->audit = NULL; /* nothing changed: nothing to record */
+			return 0;
+		}
+		rc = hr_fail(&a->j.err, HR_ECONFLICT, "id", "unit '%s' exists", u->id);
+	}
+	return rc;
+}
+
+int sq_unit_create(struct store *st, const struct unit_row *u, bool if_absent,
+                   const struct audit_row *au, struct hr_err *err)
+{
+	if (!u || !u->tenant_id[0] || !u->id[0])
+		return hr_fail(err, HR_EINVAL, "id", "unit id or tenant is empty");
+	if (audit_check(au, err))
+		return err->code;
+	struct job_admin a = {.run = run_unit_create, .audit = au, .row = u, .flag = if_absent};
+	return admin_do((struct sq_store *)st, &a, err);
+}
+
+static void fill_unit(sqlite3_stmt *q, void *out)
+{
+	struct unit_row *u = out;
+	memset(u, 0, sizeof *u);
+	sq_col_copy(q, 0, u->tenant_id, sizeof u->tenant_id);
+	sq_col_copy(q, 1, u->id, sizeof u->id);
+	sq_col_copy(q, 2, u->name, sizeof u->name);
+	u->disabled = sqlite3_column_int(q, 3) != 0;
+	u->created_at = sqlite3_column_int64(q, 4);
+}
+
+int sq_unit_get(struct store *st, const char *tenant_id, const char *id, struct unit_row *out)
+{
+	const char *args[] = {tenant_id ? tenant_id : "", id ? id : ""};
+	size_t n;
+	return read_rows((struct sq_store *)st,
+	                 "SELECT tenant_id, id, name, disabled, created_at FROM business_unit"
+	                 " WHERE tenant_id = ?1 AND id = ?2",
+	                 bind_2, args, fill_unit, sizeof *out, (void **)out, &n, true);
+}
+
+int sq_unit_list(struct store *st, const char *tenant_id, struct unit_row **out, size_t *n)
+{
+	const char *args[] = {tenant_id ? tenant_id : ""};
+	return read_rows((struct sq_store *)st,
+	                 "SELECT tenant_id, id, name, disabled, created_at FROM business_unit"
+	                 " WHERE tenant_id = ?1 ORDER BY id",
+	                 bind_1, args, fill_unit, sizeof **out, (void **)out, n, false);
+}
+
+static int run_unit_disable(struct sq_store *s, struct job_admin *a)
+{
+	return run_set_disabled(
+	    s, a, "UPDATE business_unit SET disabled = ?1 WHERE tenant_id = ?2 AND id = ?3",
+	    "unit");
+}
+
+int sq_unit_set_disabled(struct store *st, const char *tenant_id, const char *id, bool disabled,
+                         const struct audit_row *au, struct hr_err *err)
+{
+	if (!tenant_id || !*tenant_id || !id || !*id)
+		return hr_fail(err, HR_EINVAL, "id", "unit id or tenant is empty");
+	if (audit_check(au, err))
+		return err->code;
+	struct job_admin a = {.run = run_unit_disable,
+	                      .audit = au,
+	                      .tenant_id = tenant_id,
+	                      .id = id,
+	                      .flag = disabled};
+	return admin_do((struct sq_store *)st, &a, err);
+}
+
+/* ---- keys ---- */
+
+#define KEY_COLS                                                                                   \
+	"k.key_hash, coalesce(k.prefix, ''), k.tenant_id, coalesce(k.unit_id, ''),"                \
+	" coalesce(k.label, ''), coalesce(k.scopes, '*'), coalesce(k.created_by, 'config'),"       \
+	" k.created_at, k.expires_at, k.revoked_at, k.last_used_at, k.api_created"
+
+static void fill_key(sqlite3_stmt *q, void *out)
+{
+	struct key_row *k = out;
+	memset(k, 0, sizeof *k);
+	sq_col_copy(q, 0, k->hash, sizeof k->hash);
+	sq_col_copy(q, 1, k->prefix, sizeof k->prefix);
+	sq_col_copy(q, 2, k->tenant_id, sizeof k->tenant_id);
+	sq_col_copy(q, 3, k->unit_id, sizeof k->unit_id);
+	sq_col_copy(q, 4, k->label, sizeof k->label);
+	sq_col_copy(q, 5, k->scopes, sizeof k->scopes);
+	sq_col_copy(q, 6, k->created_by, sizeof k->created_by);
+	k->created_at = sqlite3_column_int64(q, 7);
+	k->expires_at = sqlite3_column_int64(q, 8);
+	k->revoked_at = sqlite3_column_int64(q, 9);
+	k->last_used_at = sqlite3_column_int64(q, 10);
+	k->api_created = sqlite3_column_int(q, 11) != 0;
+}
+
+static int key_check(const struct key_row *k, struct hr_err *err)
+{
+	if (!k || strlen(k->hash) != 64)
+		return hr_fail(err, HR_EINVAL, "hash", "key hash must be 64 hex digits");
+	if (!k->tenant_id[0])
+		return hr_fail(err, HR_EINVAL, "tenant", "key has no tenant");
+	if (!k->scopes[0])
+		return hr_fail(err, HR_EINVAL, "scopes", "key has no scopes");
+	return 0;
+}
+
+static int run_key_create(struct sq_store *s, struct job_admin *a)
+{
+	const struct key_row *k = a->row;
+	if (k->unit_id[0]) {
+		sqlite3_stmt *st =
+		    prep(s->wdb, "SELECT 1 FROM business_unit WHERE tenant_id = ?1 AND id = ?2",
+		         &a->j.err, "unit");
+		if (!st)
+			return a->j.err.code;
+		sqlite3_bind_text(st, 1, k->tenant_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, k->unit_id, -1, SQLITE_STATIC);
+		int src = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (src == SQLITE_DONE)
+			return hr_fail(&a->j.err, HR_ENOTFOUND, "unit", "no such unit");
+		if (src != SQLITE_ROW)
+			return sq_fail(s->wdb, src, &a->j.err, "unit");
+	}
+	sqlite3_stmt *st = prep(
+	    s->wdb,
+	    a->flag ? "INSERT INTO api_key(key_hash, tenant_id, label, created_at, prefix, unit_id,"
+	              " scopes, created_by, expires_at, api_created)"
+	              " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0)"
+	              " ON CONFLICT(key_hash) DO UPDATE SET tenant_id = excluded.tenant_id,"
+	              " label = excluded.label, prefix = excluded.prefix,"
+	              " unit_id = excluded.unit_id, scopes = excluded.scopes,"
+	              " expires_at = excluded.expires_at"
+	            : "INSERT INTO api_key(key_hash, tenant_id, label, created_at, prefix, unit_id,"
+	              " scopes, created_by, expires_at, api_created)"
+	              " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1)",
+	    &a->j.err, "api_key");
+	if (!st)
+		return a->j.err.code;
+	sqlite3_bind_text(st, 1, k->hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, k->tenant_id, -1, SQLITE_STATIC);
+	sq_bind_opt(st, 3, k->label);
+	sqlite3_bind_int64(st, 4, hr_now_us());
+	sq_bind_opt(st, 5, k->prefix);
+	sq_bind_opt(st, 6, k->unit_id);
+	/* "*" is stored as NULL: every scope, as keys from before scopes. */
+	sq_bind_opt(st, 7, strcmp(k->scopes, "*") == 0 ? NULL : k->scopes);
+	sq_bind_opt(st, 8, k->created_by);
+	sqlite3_bind_int64(st, 9, k->expires_at);
+	return step_final(s->wdb, st, &a->j.err, "api_key");
+}
+
+int sq_key_create(struct store *st, const struct key_row *k, const struct audit_row *au,
+                  struct hr_err *err)
+{
+	if (key_check(k, err) || audit_check(au, err))
+		return err->code;
+	if (!k->prefix[0])
+		return hr_fail(err, HR_EINVAL, "prefix", "key has no prefix");
+	struct job_admin a = {.run = run_key_create, .audit = au, .row = k};
+	return admin_do((struct sq_store *)st, &a, err);
+}
+
+int sq_key_seed(struct store *st, const struct key_row *k, struct hr_err *err)
+{
+	if (key_check(k, err))
+		return err->code;
+	struct job_admin a = {.run = run_key_create, .row = k, .flag = true};
+	return admin_do((struct sq_store *)st, &a, err);
+}
+
+int sq_key_lookup(struct store *st, const char *hash, struct key_row *out)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	struct sq_reader *r;
+	int rc = sq_reader_get(s, &r);
+	if (rc)
+		return rc;
+	sqlite3_stmt *q =
+	    sq_rstmt(r, R_KEY,
+	             "SELECT " KEY_COLS ", coalesce(t.disabled, 1), coalesce(u.disabled, 0)"
+	             " FROM api_key k LEFT JOIN tenant t ON t.id = k.tenant_id"
+	             " LEFT JOIN business_unit u ON u.tenant_id = k.tenant_id AND u.id = k.unit_id"
+	             " WHERE k.key_hash = ?1");
+	if (!q) {
+		sq_reader_put(s, r);
+		return HR_EIO;
+	}
+	sqlite3_bind_text(q, 1, hash ? hash : "", -1, SQLITE_STATIC);
+	int src = sqlite3_step(q);
+	if (src == SQLITE_ROW) {
+		fill_key(q, out);
+		out->tenant_disabled = sqlite3_column_int(q, 12) != 0;
+		/* A unit that no longer exists is as good as disabled. */
+		out->unit_disabled = sqlite3_column_int(q, 13) != 0 ||
+		                     (out->unit_id[0] && sqlite3_column_type(q, 13) == SQLITE_NULL);
+		rc = 0;
+	} else {
+		rc = src == SQLITE_DONE ? HR_ENOTFOUND : sq_fail(r->db, src, NULL, NULL);
+	}
+	sqlite3_reset(q);
+	sq_reader_put(s, r);
+	return rc;
+}
+
+int sq_key_list(struct store *st, const char *tenant_id, struct key_row **out, size_t *n)
+{
+	const char *args[] = {tenant_id};
+	return read_rows((struct sq_store *)st,
+	                 tenant_id ? "SELECT " KEY_COLS " FROM api_key k WHERE k.tenant_id = ?1"
+	                             " ORDER BY k.created_at DESC, k.key_hash"
+	                           : "SELECT " KEY_COLS " FROM api_key k"
+	                             " ORDER BY k.created_at DESC, k.key_hash",
+	                 bind_1, args, fill_key, sizeof **out, (void **)out, n, false);
+}
+
+static int run_key_revoke(struct sq_store *s, struct job_admin *a)
+{
+	sqlite3_stmt *st = prep(s->wdb,
+	                        "UPDATE api_key SET revoked_at = ?1 WHERE prefix = ?2"
+	                        " AND revoked_at = 0 AND (?3 IS NULL OR tenant_id = ?3)"
+	                        " RETURNING key_hash",
+	                        &a->j.err, "api_key");
+	if (!st)
+		return a->j.err.code;
+	sqlite3_bind_int64(st, 1, hr_now_us());
+	sqlite3_bind_text(st, 2, a->id, -1, SQLITE_STATIC);
+	if (a->tenant_id)
+		sqlite3_bind_text(st, 3, a->tenant_id, -1, SQLITE_STATIC);
+	int src = sqlite3_step(st);
+	bool found = src == SQLITE_ROW;
+	if (found && a->hash_out)
+		sq_col_copy(st, 0, a->hash_out, 65);
+	while (src == SQLITE_ROW)
+		src = sqlite3_step(st);
+	int rc = src == SQLITE_DONE ? 0 : sq_fail(s->wdb, src, &a->j.err, "api_key");
+	sqlite3_finalize(st);
+	if (rc == 0 && !found)
+		rc = hr_fail(&a->j.err, HR_ENOTFOUND, "prefix", "no live key with this prefix");
+	return rc;
+}
+
+int sq_key_revoke(struct store *st, const char *tenant_id, const char *prefix,
+                  const struct audit_row *au, char hash[65], struct hr_err *err)
+{
+	if (!prefix || !*prefix)
+		return hr_fail(err, HR_EINVAL, "prefix", "key prefix is empty");
+	if (audit_check(au, err))
+		return err->code;
+	struct job_admin a = {.run = run_key_revoke,
+	                      .audit = au,
+	                      .tenant_id = tenant_id,
+	                      .id = prefix,
+	                      .hash_out = hash};
+	return admin_do((struct sq_store *)st, &a, err);
+}
+
+struct job_touch {
+	struct wr_job j;
+	char hash[65];
+	int64_t at;
+};
+
+static int run_key_touch(void *be, struct wr_job *j)
+{
+	struct sq_store *s = be;
+	struct job_touch *t = (struct job_touch *)j;
+	sqlite3_stmt *st = sq_wstmt(s, W_KEY_TOUCH,
+	                            "UPDATE api_key SET last_used_at = ?2"
+	                            " WHERE key_hash = ?1 AND last_used_at < ?2");
+	if (!st)
+		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "api_key");
+	sqlite3_bind_text(st, 1, t->hash, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, t->at);
+	return sq_step_done(s, st, &j->err, "api_key");
+}
+
+int sq_key_touch(struct store *st, const char *hash, int64_t at, store_done_fn cb, void *arg)
+{
+	if (!hash || strlen(hash) != 64)
+		return HR_EINVAL;
+	struct job_touch t = {.j = {.run = run_key_touch}, .at = at};
+	memcpy(t.hash, hash, 65);
+	struct sq_store *s = (struct sq_store *)st;
+	if (cb)
+		return wr_run_async(&s->wr, &t.j, sizeof t, cb, arg);
+	return wr_run_blocking(&s->wr, &t.j, NULL);
+}
+
+/* ---- audit ---- */
+
+static int run_audit_only(struct sq_store *s, struct job_admin *a)
+{
+	(void)s, (void)a;
+	return 0;
+}
+
+int sq_audit_append(struct store *st, const struct audit_row *au, struct hr_err *err)
+{
+	if (!au)
+		return hr_fail(err, HR_EINVAL, "audit", "no audit row");
+	if (audit_check(au, err))
+		return err->code;
+	struct job_admin a = {.run = run_audit_only, .audit = au};
+	return admin_do((struct sq_store *)st, &a, err);
+}
+
+static void fill_audit(sqlite3_stmt *q, void *out)
+{
+	struct audit_row *a = out;
+	memset(a, 0, sizeof *a);
+	bool oom = false;
+	a->id = sqlite3_column_int64(q, 0);
+	sq_col_copy(q, 1, a->tenant_id, sizeof a->tenant_id);
+	sq_col_copy(q, 2, a->actor, sizeof a->actor);
+	a->at = sqlite3_column_int64(q, 3);
+	sq_col_copy(q, 4, a->action, sizeof a->action);
+	sq_col_copy(q, 5, a->object, sizeof a->object);
+	a->before = sq_col_dup(q, 6, &oom);
+	a->after = sq_col_dup(q, 7, &oom);
+	if (oom) /* reported as missing text rather than failing the page */
+		hr_log(HR_LOG_WARN, "store", "audit row %lld: out of memory for before/after",
+		       (long long)a->id);
+}
+
+struct audit_args {
+	const char *tenant_id;
+	int64_t before_id;
+	int limit;
+};
+
+static void bind_audit(sqlite3_stmt *q, const void *p)
+{
+	const struct audit_args *a = p;
+	if (a->tenant_id)
+		sqlite3_bind_text(q, 1, a->tenant_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, a->before_id > 0 ? a->before_id : INT64_MAX);
+	sqlite3_bind_int(q, 3, a->limit);
+}
+
+int sq_audit_list(struct store *st, const char *tenant_id, int64_t before_id, int limit,
+                  struct audit_row **out, size_t *n)
+{
+	if (limit < 1 || limit > 1000)
+		return HR_EINVAL;
+	struct audit_args args = {tenant_id, before_id, limit};
+	return read_rows((struct sq_store *)st,
+	                 "SELECT id, tenant_id, actor, at, action, object, before, after"
+	                 " FROM admin_audit WHERE (?1 IS NULL OR tenant_id = ?1) AND id < ?2"
+	                 " ORDER BY id DESC LIMIT ?3",
+	                 bind_audit, &args, fill_audit, sizeof **out, (void **)out, n, false);
+}
