@@ -24,6 +24,7 @@
  *      retried, its audit event marking the resend as a possible duplicate.
  */
 #include <curl/curl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -114,10 +115,23 @@ struct dispatcher {
 	struct watch *watches[WATCH_BUCKETS];
 	int nwatches;
 
-	pthread_mutex_t out_lock; /* outstanding async record_results */
+	pthread_mutex_t out_lock; /* outstanding async record_results, and held below */
 	pthread_cond_t out_cond;
 	int outstanding;
+	/* Outcomes whose recording failed with the store unable to write (disk
+	 * full, read-only, database unreachable): handed back by the writer
+	 * thread, recorded again by the dispatch thread from held_retry_at on.
+	 * Under out_lock. */
+	struct send_result *held;
+	size_t nheld, capheld;
+	int64_t held_retry_at;
+	int retrying;           /* record jobs carrying held outcomes, not answered yet */
+	bool pending_has_held;  /* held outcomes sit in pending (dispatch thread's) */
+	int64_t held_logged_us; /* last "kept and retried" line: one per 10 s, not per try */
+	uint64_t held_failures; /* failed recordings since that line */
 };
+
+#define HELD_RETRY_US 200000 /* between attempts to record held outcomes */
 
 void dispatch_opts_default(struct dispatch_opts *o)
 {
@@ -239,20 +253,90 @@ static void watch_expire(struct dispatcher *d, int64_t now)
 
 /* ---- recording outcomes ------------------------------------------------- */
 
+static struct send_result *result_add(struct dispatcher *d, const char *message_id, int attempt);
+
 struct record_job {
 	struct dispatcher *d;
 	struct send_result *r;
 	size_t n;
+	bool retry; /* carries outcomes held after a failed recording */
 };
 
-/* Writer thread, after the outcomes are committed: tell sync waiters. */
+/*
+ * Keeps outcomes the store could not write, to be recorded again (writer
+ * thread). Dropping them, as before, left messages the provider had
+ * accepted in SENDING until their lease expired: an at_least_once message
+ * was then sent again (a duplicate caused by a full disk, not by an unknown
+ * outcome) and an at_most_once one became `unknown` although its answer
+ * was known. False if there was no memory to keep them.
+ */
+static bool hold_results(struct dispatcher *d, const struct send_result *r, size_t n)
+{
+	pthread_mutex_lock(&d->out_lock);
+	bool ok = true;
+	if (d->nheld + n > d->capheld) {
+		size_t cap = d->capheld ? d->capheld : 64;
+		while (cap < d->nheld + n)
+			cap *= 2;
+		struct send_result *p = realloc(d->held, cap * sizeof *p);
+		if (p) {
+			d->held = p;
+			d->capheld = cap;
+		} else {
+			ok = false;
+		}
+	}
+	if (ok) {
+		memcpy(d->held + d->nheld, r, n * sizeof *r);
+		d->nheld += n;
+		d->held_retry_at = hr_mono_us() + HELD_RETRY_US;
+	}
+	pthread_mutex_unlock(&d->out_lock);
+	/* Their messages stay held for as long as the outcomes are kept, not
+	 * only the claim's 10 leases: a disk full for longer must not let
+	 * lease expiry send them again once it can write. */
+	int64_t until = hr_now_us() + 10 * d->o.lease_us;
+	for (size_t i = 0; ok && i < n; i++)
+		(void)store_hold(d->st, r[i].message_id, until);
+	return ok;
+}
+
+/* Writer thread, after the outcomes are committed: unhold the messages,
+ * tell sync waiters. When the store could not write them (HR_EBUSY: it
+ * says "retry later"; HR_EIO) they are kept and recorded again; their
+ * messages stay held and their waiters keep waiting. */
 static void record_done(void *arg, int rc, const struct hr_err *err)
 {
 	struct record_job *job = arg;
 	struct dispatcher *d = job->d;
-	if (rc != 0)
-		hr_log(HR_LOG_ERROR, "dispatch", "recording %zu outcomes failed: %s", job->n,
-		       err ? err->msg : hr_code_name(rc));
+	if (rc != 0) {
+		bool held = (rc == HR_EBUSY || rc == HR_EIO) && hold_results(d, job->r, job->n);
+		int64_t now = hr_mono_us();
+		pthread_mutex_lock(&d->out_lock);
+		bool say = !held || now - d->held_logged_us >= 10000000;
+		uint64_t since = ++d->held_failures;
+		if (say && held) {
+			d->held_logged_us = now;
+			d->held_failures = 0;
+		}
+		pthread_mutex_unlock(&d->out_lock);
+		if (say)
+			hr_log(HR_LOG_ERROR, "dispatch",
+			       "recording %zu outcomes failed: %s%s (%" PRIu64 " failures)", job->n,
+			       err ? err->msg : hr_code_name(rc),
+			       held ? "; they are kept and retried every 200 ms" : "", since);
+		if (held) {
+			bool retry = job->retry;
+			free(job->r);
+			free(job);
+			pthread_mutex_lock(&d->out_lock);
+			d->outstanding--;
+			d->retrying -= retry;
+			pthread_cond_broadcast(&d->out_cond);
+			pthread_mutex_unlock(&d->out_lock);
+			return;
+		}
+	}
 	for (size_t i = 0; i < job->n; i++) {
 		const struct send_result *s = &job->r[i];
 		/* Committed (or failed for good): lease expiry may judge it now. */
@@ -267,16 +351,51 @@ static void record_done(void *arg, int rc, const struct hr_err *err)
 		hr_strlcpy(dr.error_text, s->error_text, sizeof dr.error_text);
 		watch_fire(w, &dr);
 	}
+	bool retry = job->retry;
+	if (retry && rc == 0)
+		hr_log(HR_LOG_INFO, "dispatch", "recorded %zu outcomes kept after failures",
+		       job->n);
 	free(job->r);
 	free(job);
 	pthread_mutex_lock(&d->out_lock);
 	d->outstanding--;
+	d->retrying -= retry;
+	if (retry && rc == 0) {
+		d->held_logged_us = 0;
+		d->held_failures = 0;
+	}
 	pthread_cond_broadcast(&d->out_cond);
 	pthread_mutex_unlock(&d->out_lock);
 }
 
+/* Moves held outcomes (record_done) back into the pending list once their
+ * retry is due (at once when `now` is 0). Dispatch thread. */
+static void take_held(struct dispatcher *d, int64_t now)
+{
+	pthread_mutex_lock(&d->out_lock);
+	if (d->nheld && (now == 0 || now >= d->held_retry_at)) {
+		for (size_t i = 0; i < d->nheld; i++)
+			*result_add(d, d->held[i].message_id, d->held[i].attempt) = d->held[i];
+		d->nheld = 0;
+		d->pending_has_held = true;
+	}
+	pthread_mutex_unlock(&d->out_lock);
+}
+
+/* Whether outcomes that failed to be recorded are still to be recorded:
+ * held, back in pending, or in a record job not answered yet; the dispatch
+ * loop then wakes every HELD_RETRY_US to try again. Dispatch thread. */
+static bool holding(struct dispatcher *d)
+{
+	pthread_mutex_lock(&d->out_lock);
+	bool any = d->nheld > 0 || d->retrying > 0 || d->pending_has_held;
+	pthread_mutex_unlock(&d->out_lock);
+	return any;
+}
+
 static void flush_results(struct dispatcher *d)
 {
+	take_held(d, hr_mono_us());
 	if (d->npending == 0)
 		return;
 	struct record_job *job = malloc(sizeof *job);
@@ -285,10 +404,13 @@ static void flush_results(struct dispatcher *d)
 	job->d = d;
 	job->r = d->pending;
 	job->n = d->npending;
+	job->retry = d->pending_has_held;
 	d->pending = NULL;
 	d->npending = d->cappending = 0;
 	pthread_mutex_lock(&d->out_lock);
 	d->outstanding++;
+	d->retrying += job->retry;
+	d->pending_has_held = false;
 	pthread_mutex_unlock(&d->out_lock);
 	int rc = d->st->ops->record_results(d->st, job->r, job->n, record_done, job);
 	if (rc != 0) {
@@ -299,10 +421,12 @@ static void flush_results(struct dispatcher *d)
 		       job->n, hr_code_name(rc));
 		d->pending = job->r;
 		d->npending = d->cappending = job->n;
-		free(job);
 		pthread_mutex_lock(&d->out_lock);
 		d->outstanding--;
+		d->retrying -= job->retry;
+		d->pending_has_held = job->retry;
 		pthread_mutex_unlock(&d->out_lock);
+		free(job);
 	}
 }
 
@@ -603,7 +727,15 @@ static void finish_send(struct dispatcher *d, struct xfer *x, CURLcode cc)
 
 	if (o.cls == OUTCOME_OK && !o.provider_id[0] && x->req.provider_id[0])
 		hr_strlcpy(o.provider_id, x->req.provider_id, sizeof o.provider_id);
-	int unknown = cc != CURLE_OK ? xfer_unknown_reason(x->easy, cc) : -1;
+	/* An HTTP 504 is a proxy in front of the provider saying it stopped
+	 * waiting for it: the provider had the request and may have acted on
+	 * it, exactly as when our own timeout runs out after the request was
+	 * written. Other 5xx answers are the provider's own statement that it
+	 * did not take the message (Graph 131000/131016, Twilio 20500/20503,
+	 * RBM UNAVAILABLE), retried under both policies. */
+	int unknown = cc != CURLE_OK ? xfer_unknown_reason(x->easy, cc)
+	              : status == 504 ? (int)M_UNK_GATEWAY
+	                              : -1;
 	struct send_result *r = result_add(d, x->message_id, x->attempts);
 	if (unknown >= 0) {
 		r->unknown_reason = metrics_unknown_name((enum metric_unknown)unknown);
@@ -910,7 +1042,10 @@ static void *dispatch_main(void *arg)
 				break;
 		}
 		/* reconcile_every_us 0: the reconciler's thread expires leases
-		 * (reconciler.c) and wakes us with dispatcher_notify. */
+		 * (reconciler.c) and wakes us with dispatcher_notify. Messages
+		 * whose outcomes are kept after a failed recording stay held
+		 * (store_hold: record_done unholds only once they are committed),
+		 * so neither expiry sends them again nor fences the outcome out. */
 		if (!stopping && d->o.reconcile_every_us > 0 && now >= d->next_reconcile) {
 			int n = 0;
 			if (d->st->ops->requeue_expired(d->st, 0, &n) == 0 && n > 0) {
@@ -944,6 +1079,8 @@ static void *dispatch_main(void *arg)
 		/* Sync waiters time out with 20 ms precision. */
 		if (timeout_ms > 20 && watch_pending(d))
 			timeout_ms = 20;
+		if (timeout_ms > HELD_RETRY_US / 1000 && holding(d))
+			timeout_ms = HELD_RETRY_US / 1000;
 		if (!atomic_load(&d->notified))
 			curl_multi_poll(d->multi, NULL, 0, timeout_ms, NULL);
 		curl_multi_perform(d->multi, &running);
@@ -1125,10 +1262,21 @@ void dispatcher_stop(struct dispatcher *d)
 		xfer_free(x);
 		metrics_inflight_add(-1);
 	}
+	take_held(d, 0);
 	flush_results(d);
 	pthread_mutex_lock(&d->out_lock);
 	while (d->outstanding > 0)
 		pthread_cond_wait(&d->out_cond, &d->out_lock);
+	/* One last try was made; what the store still cannot take is left to
+	 * lease expiry after the restart, as a killed process's would be. */
+	if (d->nheld)
+		hr_log(HR_LOG_ERROR, "dispatch",
+		       "stopping with %zu outcomes the store could not record; their messages "
+		       "are found again when their leases expire",
+		       d->nheld);
+	free(d->held);
+	d->held = NULL;
+	d->nheld = d->capheld = 0;
 	pthread_mutex_unlock(&d->out_lock);
 
 	struct dispatch_result r = {.rc = HR_ETIMEOUT};

@@ -69,6 +69,7 @@ static const char *const metrics_unknown_names[M_UNK__COUNT] = {
     [M_UNK_TIMEOUT] = "timeout_after_write",
     [M_UNK_CONN_LOST] = "connection_lost_after_write",
     [M_UNK_LEASE] = "lease_expired_in_flight",
+    [M_UNK_GATEWAY] = "gateway_timeout",
 };
 
 static int metrics_slot(const char *channel)

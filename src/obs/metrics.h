@@ -53,6 +53,7 @@ enum metric_unknown {
 	M_UNK_TIMEOUT = 0, /* "timeout_after_write" */
 	M_UNK_CONN_LOST,   /* "connection_lost_after_write" */
 	M_UNK_LEASE,       /* "lease_expired_in_flight": the process stopped mid-send */
+	M_UNK_GATEWAY,     /* "gateway_timeout": HTTP 504, a proxy gave up on the provider */
 	M_UNK__COUNT
 };
 /* The reason's label, or NULL for a value out of range. */

@@ -16,6 +16,9 @@
  *        "unique_bodies","body_duplicates","webhooks":{"posted","statuses",
  *        "inbound","failed_attempts","dropped","pending"}}
  *   GET  /sim/messages/{callback data}      {"count","wamids","to"} or 404
+ *   GET  /sim/counts                        {"sends":{"<to>":n,...},"rcs":{"<to>":
+ *        {"accepted","requests"}}}: accepted sends per recipient (WhatsApp,
+ *        SMS and Telegram alike, summed over bodies), RCS messageIds per phone
  *   GET  /sim/duplicates                    {"count":K,"messages":{cb:n,...},
  *                                            "bodies":[{"to","sha256","count"}]}
  *   POST /sim/reset                         clears the counters

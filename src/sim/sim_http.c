@@ -433,6 +433,11 @@ static void route(struct sim *s, struct MHD_Connection *c, const char *url, cons
 			reply_json(rep, 200, m);
 		else
 			reply_error(rep, 404, NULL, "no send with that callback data");
+	} else if (get && strcmp(url, "/sim/counts") == 0) {
+		json_t *sends = sim_stats_counts_json(&s->stats);
+		json_t *o = sends ? json_pack("{s:o}", "sends", sends) : NULL;
+		sim_rcs_counts_add(s, o);
+		reply_json(rep, 200, o);
 	} else if (get && strcmp(url, "/sim/duplicates") == 0) {
 		reply_json(rep, 200, sim_stats_duplicates_json(&s->stats));
 	} else if (post && strcmp(url, "/sim/reset") == 0) {

@@ -186,6 +186,10 @@ void sim_stats_reset(struct sim_stats *st);
 json_t *sim_stats_json(struct sim_stats *st);
 json_t *sim_stats_message_json(struct sim_stats *st, const char *cb); /* NULL: unknown */
 json_t *sim_stats_duplicates_json(struct sim_stats *st);
+/* Accepted sends per recipient, summed over every body sent to it: {"<to>": n}
+ * (NULL on OOM). A test that gives each message its own recipient reads
+ * every message's count in one request. */
+json_t *sim_stats_counts_json(struct sim_stats *st);
 
 /* ---------------------------------------------------------------------------
  * The webhook schedule (sim_webhook.c).

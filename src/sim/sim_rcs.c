@@ -1493,6 +1493,39 @@ bool sim_rcs_route(struct sim *s, struct MHD_Connection *c, const char *url, con
 	return true;
 }
 
+void sim_rcs_counts_add(struct sim *s, json_t *counts)
+{
+	struct sim_rcs *t = s->rcs;
+	if (!t || !counts)
+		return;
+	json_t *by_to = json_object();
+	if (!by_to)
+		return;
+	pthread_mutex_lock(&t->lock);
+	const char *k;
+	json_t *v;
+	json_object_foreach(t->messages, k, v)
+	{
+		const char *to = json_string_value(json_object_get(v, "to"));
+		if (!to)
+			continue;
+		json_t *c = json_object_get(by_to, to);
+		if (!c) {
+			c = json_pack("{s:i, s:i}", "accepted", 0, "requests", 0);
+			if (!c || json_object_set_new(by_to, to, c) != 0)
+				break;
+		}
+		json_int_t acc = json_integer_value(json_object_get(c, "accepted")) +
+		                 json_is_true(json_object_get(v, "accepted"));
+		json_int_t req = json_integer_value(json_object_get(c, "requests")) +
+		                 json_integer_value(json_object_get(v, "attempts"));
+		json_object_set_new(c, "accepted", json_integer(acc));
+		json_object_set_new(c, "requests", json_integer(req));
+	}
+	pthread_mutex_unlock(&t->lock);
+	json_object_set_new(counts, "rcs", by_to);
+}
+
 void sim_rcs_stats_add(struct sim *s, json_t *stats)
 {
 	struct sim_rcs *t = s->rcs;

@@ -77,6 +77,10 @@ bool sim_rcs_route(struct sim *s, struct MHD_Connection *c, const char *url, con
 
 /* Adds the "rcs" object to a /sim/stats answer. */
 void sim_rcs_stats_add(struct sim *s, json_t *stats);
+/* Adds "rcs": {"<to>": {"accepted": 0|1 per messageId summed, "requests":
+ * sends of any of its messageIds that reached the duplicate check}} to a
+ * /sim/counts answer. */
+void sim_rcs_counts_add(struct sim *s, json_t *counts);
 /* Zeroes the counters (accepted messageIds are kept: RBM remembers them). */
 void sim_rcs_reset(struct sim *s);
 

@@ -316,3 +316,25 @@ json_t *sim_stats_duplicates_json(struct sim_stats *st)
 	return json_pack("{s:I, s:o, s:o}", "count", (json_int_t)json_object_size(msgs), "messages",
 	                 msgs, "bodies", bodies);
 }
+
+json_t *sim_stats_counts_json(struct sim_stats *st)
+{
+	json_t *o = json_object();
+	if (!o)
+		return NULL;
+	bool oom = false;
+	pthread_mutex_lock(&st->lock);
+	for (size_t i = 0; i < st->bodies.nbuckets && !oom; i++) {
+		for (struct body_rec *b = st->bodies.buckets[i]; b && !oom; b = b->next) {
+			json_t *v = json_object_get(o, b->to);
+			json_int_t n = (v ? json_integer_value(v) : 0) + (json_int_t)b->accepted;
+			oom = json_object_set_new(o, b->to, json_integer(n)) != 0;
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
+	if (oom) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}

@@ -14,6 +14,7 @@
  * cached statements. WAL lets them read while the writer writes.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +29,46 @@
  * Small helpers shared by the backend's files.
  * ------------------------------------------------------------------------- */
 
+/*
+ * What a failed SQLite call says about the disk under the store: "write"
+ * when the store cannot write (the disk is full, the file or its filesystem
+ * became read-only, a write, sync or truncate failed), "read" for another
+ * I/O error, NULL when it is not the disk's doing. Such a failure is the
+ * disk's state, not the request's fault, and it passes once space is freed
+ * or the file is writable again: SQLite keeps nothing of the failed
+ * transaction and the next one tries afresh, on the same connection. So it
+ * is HR_EBUSY (503, "retry later", as PostgreSQL's class 53, disk full, is
+ * in pg_fail), never a 500 that tells the client nothing.
+ */
+static const char *sq_disk_trouble(int xrc)
+{
+	switch (xrc & 0xff) {
+	case SQLITE_FULL:
+	case SQLITE_READONLY: return "write";
+	case SQLITE_CANTOPEN: return "open its files";
+	case SQLITE_IOERR:
+		switch (xrc) {
+		case SQLITE_IOERR_READ:
+		case SQLITE_IOERR_SHORT_READ:
+		case SQLITE_IOERR_FSTAT:
+		case SQLITE_IOERR_ACCESS: return "read";
+		default: return "write";
+		}
+	default: return NULL;
+	}
+}
+
 int sq_fail(sqlite3 *db, int rc, struct hr_err *err, const char *field)
 {
 	int code;
+	int xrc = db ? sqlite3_extended_errcode(db) : rc;
+	if ((xrc & 0xff) != (rc & 0xff))
+		xrc = rc; /* the handle's code is not this call's */
+	const char *disk = sq_disk_trouble(xrc);
+	if (disk)
+		return hr_fail(err, HR_EBUSY, field ? field : "store",
+		               "the store cannot %s: %s; retry later", disk,
+		               db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 	switch (rc & 0xff) {
 	case SQLITE_CONSTRAINT: code = HR_ECONFLICT; break;
 	case SQLITE_BUSY:
@@ -407,11 +445,27 @@ static void w_rollback(void *be)
 	sq_wexec(be, W_ROLLBACK, "ROLLBACK");
 }
 
-/* HR_EIO naming the step that failed with SQLite's message; a transaction
- * still open is rolled back. */
+/* HR_EIO naming the step that failed with SQLite's message (HR_EBUSY when
+ * the disk is the reason: sq_disk_trouble, reported to the log once per
+ * 10 s); a transaction still open is rolled back. */
 static int w_fail(struct sq_store *s, const char *step, struct hr_err *e)
 {
-	int rc = hr_fail(e, HR_EIO, "store", "%s: %s", step, sqlite3_errmsg(s->wdb));
+	const char *disk = sq_disk_trouble(sqlite3_extended_errcode(s->wdb));
+	int rc = disk ? hr_fail(e, HR_EBUSY, "store", "the store cannot %s: %s (%s); retry later",
+	                        disk, sqlite3_errmsg(s->wdb), step)
+	              : hr_fail(e, HR_EIO, "store", "%s: %s", step, sqlite3_errmsg(s->wdb));
+	if (disk) {
+		int64_t now = hr_now_us();
+		s->disk_failures++;
+		if (now - s->disk_logged_us >= 10000000) {
+			hr_log(HR_LOG_ERROR, "store",
+			       "%s: %" PRIu64 " write transactions failed (last: %s); requests "
+			       "are answered 503 until it can write again",
+			       s->path, s->disk_failures, e ? e->msg : disk);
+			s->disk_logged_us = now;
+			s->disk_failures = 0;
+		}
+	}
 	if (!sqlite3_get_autocommit(s->wdb))
 		w_rollback(s);
 	return rc;
@@ -456,8 +510,14 @@ static int w_abort(void *be, struct hr_err *e)
 
 static int w_commit(void *be, struct hr_err *e)
 {
+	struct sq_store *s = be;
 	if (sq_wexec(be, W_COMMIT, "COMMIT") != SQLITE_OK)
 		return w_fail(be, "commit", e);
+	if (s->disk_logged_us) {
+		hr_log(HR_LOG_INFO, "store", "%s: writing again", s->path);
+		s->disk_logged_us = 0;
+		s->disk_failures = 0;
+	}
 	return 0;
 }
 

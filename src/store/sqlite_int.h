@@ -86,6 +86,11 @@ struct sq_store {
 	sqlite3 *wdb;
 	sqlite3_stmt *ws[W__COUNT];
 	struct ev_json json;
+	/* The writer's disk trouble (full, read-only): failed transactions
+	 * since the last report and when that was, so an operator reads one
+	 * line per 10 s, not one per request, and one when writes succeed again. */
+	uint64_t disk_failures;
+	int64_t disk_logged_us;
 
 	/* checkpointer: WAL checkpoints (and their fsyncs) run on their own
 	 * connection and thread, so no commit waits behind one. */

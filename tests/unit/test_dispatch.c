@@ -121,6 +121,11 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 		snprintf(body, sizeof body,
 		         "{\"error\":{\"message\":\"(#131056) (Business Account, Consumer Account)"
 		         " pair rate limit hit\",\"type\":\"OAuthException\",\"code\":131056}}");
+	} else if (!strcmp(a, "504")) {
+		/* What a proxy in front of the provider answers when it gave up
+		 * waiting: not the provider's JSON. */
+		status = 504;
+		snprintf(body, sizeof body, "<html><body>504 Gateway Time-out</body></html>");
 	} else if (!strcmp(a, "perm")) {
 		status = 400;
 		snprintf(body, sizeof body,
@@ -1069,6 +1074,122 @@ static void test_lease_expiry_resend(void **state)
 	MHD_stop_daemon(F.d);
 }
 
+/* ---- outcomes the store cannot record for a while (a full disk) ---- */
+
+static const struct store_ops *real_ops;
+static struct store_ops failing_ops;
+static _Atomic int64_t fail_until_us; /* monotonic */
+static atomic_int record_failures;
+
+/* record_results that answers "cannot write" (HR_EBUSY, as SQLite's full
+ * disk does) until fail_until_us, then records for real. */
+static int failing_record(struct store *st, const struct send_result *r, size_t n, store_done_fn cb,
+                          void *arg)
+{
+	if (hr_mono_us() < atomic_load(&fail_until_us)) {
+		atomic_fetch_add(&record_failures, 1);
+		struct hr_err e;
+		hr_fail(&e, HR_EBUSY, "store", "the store cannot write: database or disk is full");
+		cb(arg, HR_EBUSY, &e);
+		return 0;
+	}
+	return real_ops->record_results(st, r, n, cb, arg);
+}
+
+static int count_log(const char *to)
+{
+	pthread_mutex_lock(&F.lock);
+	int n = 0;
+	for (int i = 0; i < F.nlog; i++)
+		n += strcmp(F.log_to[i], to) == 0;
+	pthread_mutex_unlock(&F.lock);
+	return n;
+}
+
+/* The provider took the message; recording that fails for 1.5 s, longer
+ * than the 1 s lease: the outcome is kept and recorded once the store can
+ * write, and the lease's expiry in the meantime does not send it again. */
+static void test_outcome_kept_while_store_cannot_write(void **state)
+{
+	(void)state;
+	fake_start();
+	struct tw t;
+	const char *rates[] = {"1000"};
+	tw_open(&t, rates, 1);
+	real_ops = t.st->ops;
+	failing_ops = *real_ops;
+	failing_ops.record_results = failing_record;
+	t.st->ops = &failing_ops;
+	atomic_store(&record_failures, 0);
+	atomic_store(&fail_until_us, hr_mono_us() + 1500000);
+	struct message m;
+	mk(&m, "acct0", "447000000077", 0);
+	insert(&t, &m, 1);
+	tw_start(&t, 8);
+	assert_int_equal(wait_status(&t, m.id, MSG_SENT, 10), MSG_SENT);
+	assert_true(hr_mono_us() >= atomic_load(&fail_until_us));
+	assert_true(atomic_load(&record_failures) >= 2);
+	usleep(300000); /* a resend, were there one, would have gone by now */
+	assert_int_equal(count_log("447000000077"), 1);
+	struct message got = {0};
+	assert_int_equal(t.st->ops->message_get(t.st, NULL, m.id, &got), 0);
+	assert_int_equal(got.attempts, 1);
+	assert_int_equal(got.status, MSG_SENT);
+	message_clear(&got);
+	message_clear(&m);
+	tw_close(&t);
+	MHD_stop_daemon(F.d);
+}
+
+/* A 504 (a gateway gave up on the provider, which had the request): an
+ * at_most_once message becomes unknown after that one send; an
+ * at_least_once one is sent again, the resend marked a possible duplicate. */
+static void test_gateway_timeout_is_unknown(void **state)
+{
+	(void)state;
+	fake_start();
+	const char *ans[] = {"504", "ok"};
+	fake_script("447000000088", 2, ans);
+	fake_script("447000000089", 2, ans);
+	struct tw t;
+	const char *rates[] = {"1000"};
+	tw_open(&t, rates, 1);
+	struct message m[2];
+	mk(&m[0], "acct0", "447000000088", 0);
+	m[0].policy = POLICY_AT_MOST_ONCE;
+	mk(&m[1], "acct0", "447000000089", 0);
+	m[1].policy = POLICY_AT_LEAST_ONCE;
+	insert(&t, m, 2);
+	tw_start(&t, 8);
+	assert_int_equal(wait_status(&t, m[0].id, MSG_UNKNOWN, 10), MSG_UNKNOWN);
+	assert_int_equal(wait_status(&t, m[1].id, MSG_SENT, 10), MSG_SENT);
+	usleep(300000);
+	assert_int_equal(count_log("447000000088"), 1);
+	assert_int_equal(count_log("447000000089"), 2);
+	struct message got = {0};
+	assert_int_equal(t.st->ops->message_get(t.st, NULL, m[0].id, &got), 0);
+	assert_int_equal(got.attempts, 1);
+	assert_string_equal(got.error_code, "unknown_outcome");
+	message_clear(&got);
+	struct message_event *ev = NULL;
+	size_t n = 0;
+	assert_int_equal(t.st->ops->message_events(t.st, m[1].id, &ev, &n), 0);
+	int marked = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (ev[i].detail &&
+		    strstr(ev[i].detail, "\"unknown_outcome\":\"gateway_timeout\"") &&
+		    strstr(ev[i].detail, "\"possible_duplicate\":true"))
+			marked++;
+		message_event_clear(&ev[i]);
+	}
+	free(ev);
+	assert_int_equal(marked, 1);
+	message_clear(&m[0]);
+	message_clear(&m[1]);
+	tw_close(&t);
+	MHD_stop_daemon(F.d);
+}
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1083,6 +1204,8 @@ int main(void)
 	    cmocka_unit_test(test_setopt_failure_and_no_redirects),
 	    cmocka_unit_test(test_slow_tenant_does_not_starve_another),
 	    cmocka_unit_test(test_tenant_share),
+	    cmocka_unit_test(test_outcome_kept_while_store_cannot_write),
+	    cmocka_unit_test(test_gateway_timeout_is_unknown),
 	};
 	int rc = cmocka_run_group_tests_name("dispatch", tests, NULL, NULL);
 	curl_global_cleanup();
