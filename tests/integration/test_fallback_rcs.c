@@ -4,6 +4,10 @@
  * the route ["rcs","sms"] to a phone that is not RCS-capable (RBM answers
  * 404 NOT_FOUND) fails with not_rcs_capable and makes exactly one SMS with
  * that reason; one to a capable phone is delivered over RCS and makes none.
+ * And an `unknown` step falls back too: an at_most_once WhatsApp message
+ * whose connection the provider closes after taking the request (the
+ * simulator's drop_rate) becomes unknown, is never resent, and makes
+ * exactly one SMS (its late receipts may still settle it).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -162,10 +166,56 @@ static void test_not_rcs_capable_falls_back(void **state)
 	assert_int_equal(sms_accepted(CAPABLE), 0);
 }
 
+static void test_unknown_falls_back(void **state)
+{
+	(void)state;
+	const char *to = "447400950002";
+	fc_sim_config(&W, "", "{\"drop_rate\":1}");
+	char body[256], id[32];
+	snprintf(body, sizeof body,
+	         "{\"channel\":\"whatsapp\",\"to\":\"%s\",\"text\":\"Your code is 4321\","
+	         "\"delivery_policy\":\"at_most_once\",\"route\":[\"whatsapp\",\"sms\"]}",
+	         to);
+	struct resp r = api_post(&W, "/v1/messages", body);
+	assert_int_equal(r.status, 202);
+	snprintf(id, sizeof id, "%s", str(r.json, "id"));
+	resp_free(&r);
+	bool fell = wait_until(sms_delivered, &W, id, 30);
+	fc_sim_config(&W, "", "{\"drop_rate\":0}");
+	if (!fell) {
+		json_t *m = get_message(id);
+		char *d = json_dumps(m, JSON_COMPACT);
+		fail_msg("no SMS step delivered: %.1500s", d ? d : "");
+	}
+	/* It went through unknown (and fell back then); the provider had it,
+	 * so its receipts may settle it later (unknown -> delivered/read),
+	 * which makes nothing more. */
+	json_t *m = get_message(id);
+	int unknown = 0;
+	size_t i;
+	json_t *e;
+	json_array_foreach(json_object_get(m, "events"), i, e)
+	{
+		const char *st = str(e, "status");
+		unknown += st && !strcmp(st, "unknown") && json_is_true(json_object_get(e, "applied"));
+	}
+	assert_int_equal(unknown, 1);
+	json_decref(m);
+	char e164[32];
+	snprintf(e164, sizeof e164, "+%s", to);
+	assert_int_equal(sms_accepted(e164), 1);
+	/* The WhatsApp request reached the provider once and was never resent. */
+	json_t *c = fc_sim_counts(&W);
+	assert_int_equal(fc_count(c, FC_WA, to, NULL), 1);
+	json_decref(c);
+	assert_int_equal(metric("herald_fallbacks_total{reason=\"unknown\"}"), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_not_rcs_capable_falls_back),
+	    cmocka_unit_test(test_unknown_falls_back),
 	};
 	return cmocka_run_group_tests_name(harness_postgres() ? "fallback rcs (postgres)"
 	                                                      : "fallback rcs",
