@@ -254,11 +254,25 @@ static int acc_flush(struct store_tx *tx, struct lc_acc *a)
  * Every lifecycle run: the function, then its counters, in one transaction.
  * ------------------------------------------------------------------------- */
 
+/* The follow-ups a run made, by reason: counted in /metrics only once the
+ * run is committed (a run rolled back made none). */
+struct fb_counts {
+	const char *reason[LC_FB_REASONS];
+	int count[LC_FB_REASONS];
+};
+
+static void fb_emit(const struct fb_counts *c)
+{
+	for (size_t i = 0; i < LC_FB_REASONS && c->reason[i]; i++)
+		metrics_fallback(c->reason[i], c->count[i]);
+}
+
 struct lc_wrap {
 	const struct store *st;
 	lc_tx_fn fn;
 	void *ctx;   /* the caller's (blocking runs) */
 	bool inline_ctx; /* async runs: the context follows, copied by the backend */
+	struct fb_counts *fb; /* where the run's follow-ups are reported */
 };
 
 static int wrap_run(struct store_tx *tx, void *arg)
@@ -269,30 +283,62 @@ static int wrap_run(struct store_tx *tx, void *arg)
 	int rc = w->fn(tx, w->inline_ctx ? (void *)(w + 1) : w->ctx);
 	if (rc == 0)
 		rc = acc_flush(tx, &acc);
-	/* Counted when the run is about to commit: a commit that fails after
-	 * this over-counts, which /metrics tolerates (the store is the truth). */
-	for (size_t i = 0; rc == 0 && i < LC_FB_REASONS && acc.fb_reason[i]; i++)
-		metrics_fallback(acc.fb_reason[i], acc.fb_count[i]);
+	/* Set, not added: a backend may run the function again from the start
+	 * (lifecycle.h, lc_tx_fn). */
+	memset(w->fb, 0, sizeof *w->fb);
+	for (size_t i = 0; rc == 0 && i < LC_FB_REASONS && acc.fb_reason[i]; i++) {
+		w->fb->reason[i] = acc.fb_reason[i];
+		w->fb->count[i] = acc.fb_count[i];
+	}
 	tx->acc = NULL;
 	free(acc.e);
 	free(acc.undo);
 	return rc;
 }
 
+/* An async run's completion: its follow-ups are counted if it committed,
+ * then the caller's callback. */
+struct fb_done {
+	struct fb_counts fb;
+	store_done_fn cb;
+	void *arg;
+};
+
+static void fb_done_cb(void *arg, int rc, const struct hr_err *err)
+{
+	struct fb_done *d = arg;
+	if (rc == 0)
+		fb_emit(&d->fb);
+	d->cb(d->arg, rc, err);
+	free(d);
+}
+
 int lc_run(const struct lc_backend *b, struct store *st, lc_tx_fn fn, void *ctx,
            size_t ctx_size, store_done_fn cb, void *arg, struct hr_err *err)
 {
 	if (!cb) {
-		struct lc_wrap w = {.st = st, .fn = fn, .ctx = ctx};
-		return b->run(st, wrap_run, &w, sizeof w, NULL, NULL, err);
+		struct fb_counts fb = {0};
+		struct lc_wrap w = {.st = st, .fn = fn, .ctx = ctx, .fb = &fb};
+		int rc = b->run(st, wrap_run, &w, sizeof w, NULL, NULL, err);
+		if (rc == 0)
+			fb_emit(&fb);
+		return rc;
 	}
 	size_t size = sizeof(struct lc_wrap) + ctx_size;
 	struct lc_wrap *w = malloc(size);
-	if (!w)
+	struct fb_done *d = calloc(1, sizeof *d);
+	if (!w || !d) {
+		free(w);
+		free(d);
 		return HR_ENOMEM;
-	*w = (struct lc_wrap){.st = st, .fn = fn, .inline_ctx = true};
+	}
+	d->cb = cb;
+	d->arg = arg;
+	*w = (struct lc_wrap){.st = st, .fn = fn, .inline_ctx = true, .fb = &d->fb};
 	memcpy(w + 1, ctx, ctx_size);
-	int rc = b->run(st, wrap_run, w, size, cb, arg, err);
+	int rc = b->run(st, wrap_run, w, size, fb_done_cb, d, err);
+	if (rc != 0)
+		free(d); /* not queued: the callback never comes */
 	free(w);
 	return rc;
 }
