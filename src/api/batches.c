@@ -1025,6 +1025,26 @@ static int src_next(struct rowsrc *rs, int64_t *rowno, struct hr_err *err)
 	return 1;
 }
 
+/* A form field holding a list (parameter columns, a route's channels):
+ * items separated by commas, blanks around them dropped. NULL when out of
+ * memory. */
+static json_t *form_list(const char *t)
+{
+	json_t *a = json_array();
+	for (const char *p = t; a && *p;) {
+		size_t n = strcspn(p, ",");
+		while (n && (p[n - 1] == ' '))
+			n--;
+		json_array_append_new(a, json_stringn(p, n));
+		p += strcspn(p, ",");
+		if (*p == ',')
+			p++;
+		while (*p == ' ')
+			p++;
+	}
+	return a;
+}
+
 /* The form fields of an upload as the JSON body's keys. */
 static json_t *fields_spec(const struct api_upload *u, struct hr_err *err)
 {
@@ -1054,36 +1074,8 @@ static json_t *fields_spec(const struct api_upload *u, struct hr_err *err)
 				json_decref(o);
 				return NULL;
 			}
-		} else if (!strcmp(key, "params")) {
-			json_t *a = json_array();
-			for (const char *p = t; a && *p;) {
-				size_t n = strcspn(p, ",");
-				while (n && (p[n - 1] == ' '))
-					n--;
-				json_array_append_new(a, json_stringn(p, n));
-				p += strcspn(p, ",");
-				if (*p == ',')
-					p++;
-				while (*p == ' ')
-					p++;
-			}
-			rc = json_object_set_new(o, key, a);
-		} else if (!strcmp(key, "route")) {
-			/* A form field: channel names separated by commas. */
-			json_t *a = json_array();
-			for (const char *p = t; a && *p;) {
-				while (*p == ' ')
-					p++;
-				size_t n = strcspn(p, ",");
-				size_t m = n;
-				while (m && p[m - 1] == ' ')
-					m--;
-				json_array_append_new(a, json_stringn(p, m));
-				p += n;
-				if (*p == ',')
-					p++;
-			}
-			rc = a ? json_object_set_new(o, key, a) : -1;
+		} else if (!strcmp(key, "params") || !strcmp(key, "route")) {
+			rc = json_object_set_new(o, key, form_list(t));
 		} else if (!strcmp(key, "fallback_after_s")) {
 			char *end;
 			errno = 0;

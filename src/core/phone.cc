@@ -602,24 +602,31 @@ Region *ready(Region *r)
 	return r->ok ? r : nullptr;
 }
 
+/* The table, ready to match on this thread; NULL when the fast path is
+ * off or could not be set up (then the library decides everything). */
+const Table *table()
+{
+	if (!g_enabled.load(std::memory_order_relaxed))
+		return nullptr;
+	std::call_once(g_once, build);
+	if (!tl_md.md && !(tl_md.md = pcre2_match_data_create(1, nullptr)))
+		return nullptr;
+	return g_table;
+}
+
 int type_of_nsn(int cc, const char *nsn, size_t len, PhoneNumberUtil::PhoneNumberType *type,
                 const char **region, int *cc_out);
 
 /*
  * digits: what followed the '+'. 1 and the answer when the number is valid
- * (*type, the region, the country code and where the national number
- * starts); 0 when the library must decide.
+ * (*type, the region and the country code); 0 when the library must
+ * decide.
  */
 int classify(const char *digits, size_t n, PhoneNumberUtil::PhoneNumberType *type,
-             const char **region, int *cc_out, size_t *nsn_at)
+             const char **region, int *cc_out)
 {
-	if (!g_enabled.load(std::memory_order_relaxed))
-		return 0;
-	std::call_once(g_once, build);
-	const Table *t = g_table;
+	const Table *t = table();
 	if (!t || n < 4 || digits[0] == '0')
-		return 0;
-	if (!tl_md.md && !(tl_md.md = pcre2_match_data_create(1, nullptr)))
 		return 0;
 	int cc = 0;
 	size_t i = 0;
@@ -639,7 +646,6 @@ int classify(const char *digits, size_t n, PhoneNumberUtil::PhoneNumberType *typ
 	Region *main = ready(t->by_cc[cc][0]);
 	if (!main || (main->npp && match(main->npp, nsn, len)))
 		return 0;
-	*nsn_at = i;
 	return type_of_nsn(cc, nsn, len, type, region, cc_out);
 }
 
@@ -651,13 +657,8 @@ int classify(const char *digits, size_t n, PhoneNumberUtil::PhoneNumberType *typ
 int type_of_nsn(int cc, const char *nsn, size_t len, PhoneNumberUtil::PhoneNumberType *type,
                 const char **region, int *cc_out)
 {
-	if (!g_enabled.load(std::memory_order_relaxed))
-		return 0;
-	std::call_once(g_once, build);
-	const Table *t = g_table;
+	const Table *t = table();
 	if (!t || cc <= 0 || cc >= kCodes || t->by_cc[cc].empty() || len > 31)
-		return 0;
-	if (!tl_md.md && !(tl_md.md = pcre2_match_data_create(1, nullptr)))
 		return 0;
 	const std::vector<Region *> &list = t->by_cc[cc];
 	Region *main = ready(list[0]);
@@ -761,8 +762,7 @@ int normalize(const unsigned char *in, size_t len, const char *default_region, c
 		PhoneNumberUtil::PhoneNumberType ft;
 		const char *freg;
 		int fcc;
-		size_t at;
-		if (dn + 1 < HR_PHONE_E164_SIZE && fast::classify(d, dn, &ft, &freg, &fcc, &at)) {
+		if (dn + 1 < HR_PHONE_E164_SIZE && fast::classify(d, dn, &ft, &freg, &fcc)) {
 			e164[0] = '+';
 			memcpy(e164 + 1, d, dn);
 			e164[dn + 1] = '\0';
