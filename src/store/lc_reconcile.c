@@ -79,12 +79,13 @@ static bool route_step_of(const char *route, int step, char channel[16], char ac
 	return ok;
 }
 
-/* The follow-up row: the original's recipient, tenant, batch, policy,
+/* The follow-up row: the original's recipient, tenant, unit, batch, policy,
  * expiry and callback URL on the next step's channel and account, saying
  * the route's text; the same route, one step on. */
 static int insert_followup(struct store_tx *tx, const struct lc_msg *m, const char *id,
                            const char *root, int step, const char *channel, const char *account,
-                           const char *text, const char *route, const char *callback_url)
+                           const char *text, const char *route, const char *callback_url,
+                           const char *unit)
 {
 	json_t *c = json_pack("{s:s, s:s}", "type", "text", "text", text);
 	char *content = c ? json_dumps(c, JSON_COMPACT) : NULL;
@@ -104,6 +105,7 @@ static int insert_followup(struct store_tx *tx, const struct lc_msg *m, const ch
 	                    .fallback_after = m->fallback_after};
 	hr_strlcpy(f.id, id, sizeof f.id);
 	hr_strlcpy(f.tenant_id, m->tenant_id, sizeof f.tenant_id);
+	hr_strlcpy(f.unit, unit, sizeof f.unit);
 	hr_strlcpy(f.account_id, account, sizeof f.account_id);
 	hr_strlcpy(f.channel, channel, sizeof f.channel);
 	route_address(channel, m->recipient, f.recipient);
@@ -126,7 +128,8 @@ int lc_fallback(struct store_tx *tx, struct lc_msg *m, const char *reason, const
 	if (m->route_steps <= 0 || next >= m->route_steps)
 		return 0;
 	char *route = NULL, *cb_url = NULL, *text = NULL;
-	int rc = tx->ops->msg_route(tx, m->id, &route, &cb_url);
+	char unit[HR_NAME_MAX];
+	int rc = tx->ops->msg_route(tx, m->id, &route, &cb_url, unit);
 	if (rc)
 		return rc;
 	char channel[16], account[HR_NAME_MAX];
@@ -145,7 +148,8 @@ int lc_fallback(struct store_tx *tx, struct lc_msg *m, const char *reason, const
 	hr_id_new(id);
 	rc = tx->ops->fallback_put(tx, root, next, id, m->id, reason);
 	if (rc == 1)
-		rc = insert_followup(tx, m, id, root, next, channel, account, text, route, cb_url);
+		rc = insert_followup(tx, m, id, root, next, channel, account, text, route, cb_url,
+		                     unit);
 	else if (rc == 0)
 		rc = -1; /* made before: nothing more */
 	free(route);

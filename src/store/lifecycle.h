@@ -309,8 +309,11 @@ struct store_tx_ops {
 	int (*fallback_due)(struct store_tx *tx, int64_t now, int limit, struct lc_msg *out,
 	                    size_t *n);
 	/* The message's route JSON and callback URL as stored (each heap, NULL
-	 * when absent; the caller frees both). HR_ENOTFOUND when no message. */
-	int (*msg_route)(struct store_tx *tx, const char *id, char **route, char **callback_url);
+	 * when absent; the caller frees both) and its business unit ("" = the
+	 * tenant's own), so a follow-up belongs where the original did.
+	 * HR_ENOTFOUND when no message. */
+	int (*msg_route)(struct store_tx *tx, const char *id, char **route, char **callback_url,
+	                 char unit[HR_NAME_MAX]);
 	/* The follow-up of step `step` of the route rooted at root_id: 1 stored
 	 * now, 0 when the route already has one for that step (the primary key
 	 * decides, never a lookup first). */

@@ -2222,15 +2222,18 @@ static int tx_fallback_due(struct store_tx *st, int64_t now, int limit, struct l
 	                   now, limit, out, n);
 }
 
-static int tx_msg_route(struct store_tx *st, const char *id, char **route, char **callback_url)
+static int tx_msg_route(struct store_tx *st, const char *id, char **route, char **callback_url,
+                        char unit[HR_NAME_MAX])
 {
 	struct pg_tx *t = TX(st);
 	*route = *callback_url = NULL;
+	unit[0] = '\0';
 	struct pg_params p = {0};
 	pp_text(&p, id);
 	PGresult *r;
-	int rc = tx_read(t, P_MSG_ROUTE, "SELECT route, callback_url FROM message WHERE id = $1",
-	                 &p, &r, "message", false);
+	int rc = tx_read(t, P_MSG_ROUTE,
+	                 "SELECT route, callback_url, unit_id FROM message WHERE id = $1", &p, &r,
+	                 "message", false);
 	if (rc)
 		return rc;
 	bool oom = false;
@@ -2238,6 +2241,8 @@ static int tx_msg_route(struct store_tx *st, const char *id, char **route, char 
 	if (found) {
 		*route = pg_col_dup(r, 0, 0, &oom);
 		*callback_url = pg_col_dup(r, 0, 1, &oom);
+		if (!PQgetisnull(r, 0, 2))
+			hr_strlcpy(unit, PQgetvalue(r, 0, 2), HR_NAME_MAX);
 	}
 	PQclear(r);
 	if (!found)

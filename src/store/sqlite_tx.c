@@ -742,11 +742,13 @@ static int tx_fallback_due(struct store_tx *t, int64_t now, int limit, struct lc
 	                   now, limit, out, n);
 }
 
-static int tx_msg_route(struct store_tx *t, const char *id, char **route, char **callback_url)
+static int tx_msg_route(struct store_tx *t, const char *id, char **route, char **callback_url,
+                        char unit[HR_NAME_MAX])
 {
 	*route = *callback_url = NULL;
-	sqlite3_stmt *q =
-	    sq_wstmt(S(t), W_MSG_ROUTE, "SELECT route, callback_url FROM message WHERE id = ?1");
+	unit[0] = '\0';
+	sqlite3_stmt *q = sq_wstmt(S(t), W_MSG_ROUTE,
+	                           "SELECT route, callback_url, unit_id FROM message WHERE id = ?1");
 	if (!q)
 		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "message");
 	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
@@ -755,6 +757,7 @@ static int tx_msg_route(struct store_tx *t, const char *id, char **route, char *
 	if (src == SQLITE_ROW) {
 		*route = sq_col_dup(q, 0, &oom);
 		*callback_url = sq_col_dup(q, 1, &oom);
+		sq_col_copy(q, 2, unit, HR_NAME_MAX);
 	}
 	sqlite3_reset(q);
 	if (src == SQLITE_DONE)

@@ -29,7 +29,7 @@ static struct world W;
 static int setup(void **state)
 {
 	(void)state;
-	world_init(&W, "    fail_recipients: [\"" FAIL_A "\", \"" FAIL_B "\"]\n", NULL);
+	world_init(&W, "    fail_recipients: [\"" FAIL_A "\", \"" FAIL_B "\"]\n    webhook_batch: 20\n", NULL);
 	world_start_sim(&W);
 	world_start_serve(&W);
 	return 0;

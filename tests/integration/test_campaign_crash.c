@@ -389,7 +389,7 @@ static void world_up(void)
 	harness_server_extra("  max_body_bytes: 67108864\n");
 	/* No read receipts: a third fewer webhooks to apply, so more rows fit
 	 * the time; DELIVERED settles a message as well as READ does. */
-	world_init(&W, "    read_rate: 0\n", DISPATCH_YAML);
+	world_init(&W, "    read_rate: 0\n    webhook_batch: 20\n", DISPATCH_YAML);
 	harness_server_extra(NULL);
 	world_start_sim(&W);
 	world_start_serve(&W);

@@ -69,7 +69,7 @@ static long run(bool graceful)
 	 * The HTTP timeout is far above the 20 ms answers: a send that times
 	 * out on a loaded machine is sent again (at-least-once), a duplicate
 	 * this test is not about. */
-	world_init(&W, "    latency_ms: 20\n",
+	world_init(&W, "    latency_ms: 20\n    webhook_batch: 20\n",
 	           "dispatch:\n  lease_seconds: 5\n  http_timeout_ms: 3000\n  max_in_flight: 16\n");
 	world_start_sim(&W);
 	world_start_serve(&W);

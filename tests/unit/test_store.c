@@ -4890,6 +4890,7 @@ static void routed_sent(struct store *st, const char *account, const char *pid,
 	m.route_steps = 2;
 	strcpy(m.route_root, m.id);
 	m.fallback_after = fallback_after_us;
+	strcpy(m.unit, "collections"); /* a follow-up belongs to the same unit */
 	assert_int_equal(st->ops->message_insert(st, &m, 1, NULL, NULL, NULL), 0);
 	size_t n;
 	assert_int_equal(st->ops->claim(st, account, now, 30 * SEC, 1, &c, &n), 0);
@@ -5004,6 +5005,10 @@ static void test_fallback_on_failure_once(void **state)
 	assert_string_equal(r[1].route_root, id);
 	assert_string_equal(r[1].channel, "sms");
 	assert_string_equal(r[1].account_id, "tw-fb");
+	struct message g;
+	assert_int_equal(st->ops->message_get(st, NULL, r[1].id, &g), 0);
+	assert_string_equal(g.unit, "collections");
+	message_clear(&g);
 	assert_string_equal(r[1].recipient, "+447911123456");
 	assert_int_equal(r[1].status, MSG_QUEUED);
 	assert_string_equal(r[1].body, "Your code is 1234");
