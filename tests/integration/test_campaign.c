@@ -174,6 +174,26 @@ static long sim_int(json_t *s, const char *key)
 	return (long)json_integer_value(v);
 }
 
+/* herald_resends_after_unknown_total summed over its labels: the sends
+ * Herald made again because it could not know whether the provider got the
+ * first (at_least_once), each marked a possible duplicate. */
+static long resends_after_unknown(void)
+{
+	char url[128];
+	snprintf(url, sizeof url, "%s/metrics", W.api);
+	struct resp r = http("GET", url, NULL, NULL, NULL);
+	assert_int_equal(r.status, 200);
+	long sum = 0;
+	static const char name[] = "herald_resends_after_unknown_total{";
+	for (const char *p = r.body; (p = strstr(p, name)) != NULL;) {
+		p = strchr(p, '}');
+		assert_non_null(p);
+		sum += strtol(p + 1, NULL, 10);
+	}
+	resp_free(&r);
+	return sum;
+}
+
 static struct resp post_json(const char *path, json_t *req)
 {
 	char *js = json_dumps(req, JSON_COMPACT);
@@ -195,7 +215,9 @@ static void test_ten_thousand_rows(void **state)
 	(void)state;
 	json_t *sim0 = sim_stats();
 	long unique0 = sim_int(sim0, "unique_messages");
+	long dups0 = sim_int(sim0, "duplicates");
 	json_decref(sim0);
+	long resends0 = resends_after_unknown();
 	json_t *rows = json_array();
 	for (int i = 1; i <= 10000; i++) {
 		char phone[32];
@@ -249,7 +271,18 @@ static void test_ten_thousand_rows(void **state)
 	json_t *sim = sim_stats();
 	/* The two failures were refused: no provider message for them. */
 	assert_int_equal(sim_int(sim, "unique_messages") - unique0, 9990);
-	assert_int_equal(sim_int(sim, "duplicates"), 0);
+	/* Each valid recipient once, except where Herald could not know whether
+	 * the provider got a send (a timeout or reset on a loaded machine) and,
+	 * the policy being at_least_once, sent it again: every such duplicate is
+	 * one Herald counted and marked, none is silent. (Not ==: a resend is
+	 * counted when the first send's fate is unknown, and the provider may
+	 * never have got that one.) */
+	long dups = sim_int(sim, "duplicates") - dups0;
+	long resends = resends_after_unknown() - resends0;
+	if (dups)
+		print_message("provider saw %ld duplicates; Herald resent %ld after an unknown outcome\n",
+		              dups, resends);
+	assert_true(dups <= resends);
 	json_decref(sim);
 
 	/* Resend the failed only: a new batch of exactly those two rows, linked
