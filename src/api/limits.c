@@ -130,7 +130,8 @@ static const char *rate_text(int64_t milli, char *buf, size_t size)
 	if (milli % 1000 == 0)
 		snprintf(buf, size, "%lld", (long long)(milli / 1000));
 	else
-		snprintf(buf, size, "%lld.%03lld", (long long)(milli / 1000), (long long)(milli % 1000));
+		snprintf(buf, size, "%lld.%03lld", (long long)(milli / 1000),
+		         (long long)(milli % 1000));
 	size_t n = strlen(buf);
 	if (strchr(buf, '.'))
 		while (n && buf[n - 1] == '0')
@@ -156,7 +157,8 @@ int api_limits_check(struct api_server *s, const struct api_principal *who, int6
 		return 0;
 	int64_t now = hr_mono_us();
 	char name[LIMITER_KEY_MAX], rt[32];
-	struct limiter_rate kr = {l->o.key_rate_milli, burst_of(l->o.key_rate_milli, l->o.key_burst)};
+	struct limiter_rate kr = {l->o.key_rate_milli,
+	                          burst_of(l->o.key_rate_milli, l->o.key_burst)};
 	bool key_taken = false;
 	if (kr.milli_per_s > 0 && who->actor[0]) {
 		snprintf(name, sizeof name, "k:%s", who->actor);
@@ -266,8 +268,8 @@ static int limit_field(json_t *o, const char *field, int64_t scale, int64_t max,
 		return hr_fail(err, HR_EINVAL, field, "%s must be a number or null", field);
 	double d = json_number_value(j) * (double)scale;
 	if (!(d >= 1) || d > (double)max * (double)scale || (scale == 1 && !json_is_integer(j)))
-		return hr_fail(err, HR_EINVAL, field, "%s must be %s from %s to %lld, or null", field,
-		               scale == 1 ? "a whole number" : "a number",
+		return hr_fail(err, HR_EINVAL, field, "%s must be %s from %s to %lld, or null",
+		               field, scale == 1 ? "a whole number" : "a number",
 		               scale == 1 ? "1" : "0.001", (long long)max);
 	*v = (int64_t)(d + 0.5);
 	return 0;
@@ -337,8 +339,7 @@ enum MHD_Result api_tenant_limits(struct api_req *r)
 	int64_t today = 0;
 	if (st->ops->tenant_usage(st, t.id, store_day(hr_now_us()), &today) != 0)
 		today = 0;
-	return api_respond_json(r, 200,
-	                        json_pack("{s:s, s:o}", "tenant", t.id, "limits",
-	                                  api_limits_json(&l, today)),
-	                        NULL);
+	return api_respond_json(
+	    r, 200, json_pack("{s:s, s:o}", "tenant", t.id, "limits", api_limits_json(&l, today)),
+	    NULL);
 }

@@ -20,11 +20,11 @@
 struct lim_entry {
 	char name[LIMITER_KEY_MAX];
 	uint64_t hash;
-	int64_t tokens;   /* units */
-	int64_t last_us;  /* when tokens were last brought up to date */
-	int64_t used_us;  /* last take or give: for eviction */
+	int64_t tokens;  /* units */
+	int64_t last_us; /* when tokens were last brought up to date */
+	int64_t used_us; /* last take or give: for eviction */
 	struct limiter_rate rate;
-	uint32_t next;    /* chain, or free list */
+	uint32_t next; /* chain, or free list */
 };
 
 struct lim_stripe {
@@ -32,7 +32,7 @@ struct lim_stripe {
 	struct lim_entry *e;
 	uint32_t *head; /* nhead chains */
 	uint32_t nhead, cap, used;
-	uint32_t free;  /* free list of entries */
+	uint32_t free; /* free list of entries */
 };
 
 struct limiter {

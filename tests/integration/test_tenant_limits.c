@@ -221,7 +221,8 @@ static void test_tenant_rate(void **state)
 			assert_string_equal(err_field(&r, "code"), "rate_limited");
 			assert_string_equal(err_field(&r, "field"), "tenant");
 			assert_non_null(strstr(err_field(&r, "message"), "tenant 'acme'"));
-			assert_non_null(strstr(err_field(&r, "message"), "0.01 requests per second"));
+			assert_non_null(
+			    strstr(err_field(&r, "message"), "0.01 requests per second"));
 			refused++;
 		}
 		lresp_free(&r);
@@ -397,10 +398,11 @@ static void test_daily_cap(void **state)
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(send_n(1), 202);
 	char body[512];
-	snprintf(body, sizeof body,
-	         "{\"messages\":[{\"channel\":\"whatsapp\",\"to\":\"+447911000001\",\"text\":\"a\"},"
-	         "{\"channel\":\"whatsapp\",\"to\":\"+447911000002\",\"text\":\"b\"},"
-	         "{\"channel\":\"whatsapp\",\"to\":\"+447911000003\",\"text\":\"c\"}]}");
+	snprintf(
+	    body, sizeof body,
+	    "{\"messages\":[{\"channel\":\"whatsapp\",\"to\":\"+447911000001\",\"text\":\"a\"},"
+	    "{\"channel\":\"whatsapp\",\"to\":\"+447911000002\",\"text\":\"b\"},"
+	    "{\"channel\":\"whatsapp\",\"to\":\"+447911000003\",\"text\":\"c\"}]}");
 	struct lresp r = call("POST", "/v1/messages:batch", W.key, body);
 	assert_int_equal(r.status, 429);
 	assert_string_equal(err_field(&r, "code"), "daily_cap_reached");
@@ -414,7 +416,8 @@ static void test_daily_cap(void **state)
 	long to_midnight = 86400 - (long)(now % 86400);
 	long ra = retry_after(&r);
 	if (ra < to_midnight - 30 || ra > to_midnight + 1)
-		fail_msg("Retry-After %ld, want about %ld (the next UTC midnight)", ra, to_midnight);
+		fail_msg("Retry-After %ld, want about %ld (the next UTC midnight)", ra,
+		         to_midnight);
 	lresp_free(&r);
 	assert_int_equal(today_count(), 3);
 	assert_int_equal(send_n(2), 202);
@@ -436,8 +439,8 @@ static void test_daily_cap(void **state)
 	/* "other" has no cap and sent nothing: not counted with acme. */
 	r = call("GET", "/v1/tenants/other", OPERATOR_KEY, NULL);
 	assert_int_equal(r.status, 200);
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(r.json, "limits"),
-	                                                    "messages_today")),
+	assert_int_equal(json_integer_value(
+	                     json_object_get(json_object_get(r.json, "limits"), "messages_today")),
 	                 0);
 	lresp_free(&r);
 }
@@ -455,9 +458,9 @@ static long campaign(int n, bool start, char id[64], struct lresp *out)
 	char sched[32];
 	time_t t = time(NULL) + 86400;
 	strftime(sched, sizeof sched, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
-	json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:b, s:o}", "name", "cap test", "channel",
-	                        "whatsapp", "text", "hello", "schedule_at", sched, "start", start,
-	                        "rows", rows);
+	json_t *req =
+	    json_pack("{s:s, s:s, s:s, s:s, s:b, s:o}", "name", "cap test", "channel", "whatsapp",
+	              "text", "hello", "schedule_at", sched, "start", start, "rows", rows);
 	char *js = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
 	struct lresp r = call("POST", "/v1/batches", W.key, js);
