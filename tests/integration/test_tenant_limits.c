@@ -556,6 +556,66 @@ static void test_campaign_cap(void **state)
 	assert_int_equal(campaign(3, true, c, NULL), 201);
 }
 
+/*
+ * A campaign the daily cap stops part way: 20,000 rows fit the cap of
+ * 20,000 at the start, then the operator lowers it to 300 while the
+ * runner is making the messages. The runner's next chunk that does not
+ * fit is refused whole; the campaign ends FAILED saying why, and the day's
+ * count is exactly the messages it made (whole chunks of 250, no more).
+ */
+static void test_campaign_stops_at_cap(void **state)
+{
+	(void)state;
+	enum { ROWS = 20000 };
+	op_post("/v1/tenants/acme/limits", "{\"messages_per_day\":20000}", 200);
+	json_t *rows = json_array();
+	for (int i = 0; i < ROWS; i++) {
+		char phone[32];
+		snprintf(phone, sizeof phone, "+4474002%05d", i);
+		json_array_append_new(rows, json_pack("{s:s}", "phone", phone));
+	}
+	json_t *req = json_pack("{s:s, s:s, s:s, s:b, s:o}", "name", "stopped", "channel",
+	                        "whatsapp", "text", "hello", "start", 0, "rows", rows);
+	char *js = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	struct lresp r = call("POST", "/v1/batches", W.key, js);
+	free(js);
+	if (r.status != 201)
+		fail_msg("upload: %ld %s", r.status, r.body);
+	char id[64], path[128];
+	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(r.json, "id")));
+	lresp_free(&r);
+	snprintf(path, sizeof path, "/v1/batches/%s/start", id);
+	r = call("POST", path, W.key, NULL);
+	assert_int_equal(r.status, 200);
+	lresp_free(&r);
+	op_post("/v1/tenants/acme/limits", "{\"messages_per_day\":300}", 200);
+	snprintf(path, sizeof path, "/v1/batches/%s", id);
+	json_t *b = NULL;
+	for (int i = 0; i < 1200; i++) {
+		r = call("GET", path, W.key, NULL);
+		assert_int_equal(r.status, 200);
+		const char *st = json_string_value(json_object_get(r.json, "status"));
+		if (st && strcmp(st, "processing") != 0) {
+			b = json_incref(r.json);
+			lresp_free(&r);
+			break;
+		}
+		lresp_free(&r);
+		usleep(50000);
+	}
+	assert_non_null(b);
+	assert_string_equal(json_string_value(json_object_get(b, "status")), "failed");
+	const char *why = json_string_value(json_object_get(b, "error"));
+	assert_non_null(why);
+	assert_non_null(strstr(why, "stopped at the daily message cap"));
+	int64_t made = json_integer_value(json_object_get(json_object_get(b, "progress"), "made"));
+	json_decref(b);
+	assert_true(made > 0 && made < ROWS);
+	assert_int_equal(made % 250, 0);
+	assert_int_equal(today_count(), made);
+}
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -564,6 +624,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_key_rate, setup_key_rate, teardown),
 	    cmocka_unit_test_setup_teardown(test_daily_cap, setup_plain, teardown),
 	    cmocka_unit_test_setup_teardown(test_campaign_cap, setup_plain, teardown),
+	    cmocka_unit_test_setup_teardown(test_campaign_stops_at_cap, setup_plain, teardown),
 	};
 	int rc = cmocka_run_group_tests_name("tenant limits", tests, NULL, NULL);
 	curl_global_cleanup();
