@@ -38,6 +38,8 @@ enum hr_code {
 	HR_ETIMEOUT = -9,    /* a bounded wait ran out                       */
 	HR_EINTERNAL = -10,  /* a bug: 500                                   */
 	HR_EFORBIDDEN = -11, /* authenticated but not allowed: 403           */
+	HR_EQUOTA = -12,     /* a tenant's rate or quota is used up: 429 (the
+	                      * field names which: "daily_cap", "tenant", "key") */
 };
 
 const char *hr_code_name(int code); /* "invalid", "not_found", ... */

@@ -5,6 +5,7 @@
  *
  *   GET  /v1/tenants                          POST /v1/tenants {id, name}
  *   GET  /v1/tenants/{t}                      POST /v1/tenants/{t}/disable|enable
+ *   POST /v1/tenants/{t}/limits (limits.c)
  *   GET  /v1/tenants/{t}/units                POST /v1/tenants/{t}/units {id, name}
  *   POST /v1/tenants/{t}/units/{u}/disable|enable
  *   GET  /v1/tenants/{t}/keys                 POST /v1/tenants/{t}/keys
@@ -212,6 +213,8 @@ enum MHD_Result api_tenants_post(struct api_req *r)
 	return api_respond_json(r, 201, tenant_json(&t), NULL);
 }
 
+/* One tenant, with its limits and today's count of accepted messages
+ * (README "Limits"). */
 enum MHD_Result api_tenant_get(struct api_req *r)
 {
 	struct store *st = r->srv->o.store;
@@ -219,7 +222,15 @@ enum MHD_Result api_tenant_get(struct api_req *r)
 	int rc = st->ops->tenant_get(st, r->path_tenant, &t);
 	if (rc)
 		return api_fail(r, rc, NULL);
-	return api_respond_json(r, 200, tenant_json(&t), NULL);
+	int64_t today = 0;
+	if ((rc = st->ops->tenant_usage(st, t.id, store_day(hr_now_us()), &today)) != 0)
+		return api_fail(r, rc, NULL);
+	json_t *j = tenant_json(&t);
+	if (j && json_object_set_new(j, "limits", api_limits_json(&t.limits, today)) != 0) {
+		json_decref(j);
+		j = NULL;
+	}
+	return api_respond_json(r, 200, j, NULL);
 }
 
 static enum MHD_Result tenant_set(struct api_req *r, bool disabled)

@@ -21,6 +21,16 @@
 
 struct api_server;
 
+/* Request rate limits (README "Limits"; limits.* in the config). Rates
+ * are in thousandths of a request per second; 0 = no limit. A burst of 0
+ * is one second's worth at the rate. */
+#define API_LIMIT_BUCKETS_DEFAULT 65536
+struct api_limit_opts {
+	int64_t rate_milli, burst;         /* per tenant, unless the tenant has its own */
+	int64_t key_rate_milli, key_burst; /* per credential (API key, JWT subject, operator key) */
+	size_t max_buckets;                /* limits.max_buckets: the table's bound (0 = default) */
+};
+
 struct api_opts {
 	const char *listen_addr;    /* "127.0.0.1" */
 	int port;                   /* 0 = any free port (see api_port) */
@@ -79,6 +89,7 @@ struct api_opts {
 	size_t noperator;
 	int64_t auth_cache_us;
 	json_t *auth_cfg;
+	struct api_limit_opts limits;
 };
 void api_opts_default(struct api_opts *o);
 

@@ -94,6 +94,7 @@ struct api_server {
 	 * two tenants racing for one account id cannot both pass the check.
 	 * Only that handler takes it. */
 	pthread_mutex_t channels_lock;
+	struct api_limits *limits;   /* request rates (limits.c) */
 	struct batch_runner *runner; /* NULL when this server does not send */
 	struct sse_hub *sse;         /* campaign event streams (batch_events.c) */
 };
@@ -137,6 +138,7 @@ enum api_route {
 	ROUTE_KEYS,              /* GET list, POST create */
 	ROUTE_KEY_REVOKE,        /* POST /v1/tenants/{tenant}/keys/{prefix}/revoke */
 	ROUTE_AUDIT,             /* GET /v1/audit */
+	ROUTE_TENANT_LIMITS,     /* POST /v1/tenants/{tenant}/limits (operator) */
 };
 
 struct api_req;
@@ -312,6 +314,28 @@ const char *api_scopes_text(unsigned scopes, char *buf, size_t size);
 bool api_unit_visible(const struct api_req *r, const char *unit, bool shared_ok);
 /* 404 for a unit credential on another unit's campaign (any batch route). */
 int api_unit_precheck(struct api_req *r, struct hr_err *err);
+
+/* ---- limits.c ---- */
+struct api_limits;
+/* The rate table and the tenant-limits cache (ttl_us: how long a tenant's
+ * own limits read from the store are trusted). */
+int api_limits_new(const struct api_limit_opts *o, int64_t ttl_us, struct api_limits **out,
+                   struct hr_err *err);
+void api_limits_free(struct api_limits *l);
+/* Re-read the tenant's own limits at its next request (after a change). */
+void api_limits_forget_tenant(struct api_limits *l, const char *tenant);
+/* An authenticated request within its credential's and tenant's rates:
+ * 0, or HR_EQUOTA naming "key" or "tenant" with *retry_s (whole seconds,
+ * rounded up). */
+int api_limits_check(struct api_server *s, const struct api_principal *who, int64_t *retry_s,
+                     struct hr_err *err);
+/* Answers an HR_EQUOTA: "daily_cap" 429 with Retry-After until the next
+ * UTC midnight, "campaign_cap" 409, rates 429 with Retry-After retry_s. */
+enum MHD_Result api_quota_fail(struct api_req *r, const struct hr_err *err, int64_t retry_s);
+/* A tenant's limits as the API shows them (today < 0: without the day's
+ * count). Caller decrefs. */
+json_t *api_limits_json(const struct tenant_limits *l, int64_t today);
+enum MHD_Result api_tenant_limits(struct api_req *r);
 
 /* ---- jwt.c ---- */
 /* Reads auth.jwt from the config (NULL *out when absent). */

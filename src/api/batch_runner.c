@@ -117,9 +117,15 @@ static int chunk_write(struct chunk *c, int64_t *after)
 	if (rc && rc != HR_EBUSY && rc != HR_EIO) {
 		/* A row that cannot be made now (its account or template went away
 		 * since validation): the batch stops with the reason, rather than
-		 * the runner trying it for ever. */
-		char why[300];
-		snprintf(why, sizeof why, "cannot make the messages: %s", err.msg);
+		 * the runner trying it for ever. The daily cap too (its start was
+		 * checked, so other sends took the room since): the campaign stops
+		 * there and says why; as for any failed batch, its messages not yet
+		 * claimed are cancelled (they stay counted for the day). */
+		char why[400];
+		if (rc == HR_EQUOTA)
+			snprintf(why, sizeof why, "stopped at the daily message cap: %s", err.msg);
+		else
+			snprintf(why, sizeof why, "cannot make the messages: %s", err.msg);
 		struct hr_err e2 = {0};
 		if (st->ops->batch_set_status(st, NULL, b->id, BATCH_FAILED, why, &e2) == 0)
 			hr_log(HR_LOG_WARN, "batch", "batch %s failed: %s", b->id, why);

@@ -1296,13 +1296,25 @@ static void post_run(struct post_job *job)
 	bool go = rc == 0 && !dry && (start == 1 || (start < 0 && up.invalid == 0));
 	if (go && up.valid + up.duplicates == 0 && start < 0)
 		go = false;
+	bool kept = false;
 	if (go && (rc = st->ops->batch_set_status(st, r->tenant, b.id, BATCH_PROCESSING, NULL,
-	                                          &err)) == 0)
+	                                          &err)) == 0) {
 		batch_runner_wake(s->runner);
+	} else if (go && rc == HR_EQUOTA) {
+		/* Refused by a tenant cap (README "Limits"): the upload itself is
+		 * good, so it stays VALIDATED to be started when there is room,
+		 * and the error says which campaign that is. */
+		char msg[sizeof err.msg + 160];
+		snprintf(msg, sizeof msg,
+		         "%s; campaign %s is kept validated: start it with POST /v1/batches/%s/start",
+		         err.msg, b.id, b.id);
+		hr_utf8_copy(err.msg, msg, sizeof err.msg);
+		kept = true;
+	}
 	/* An upload that failed half-way leaves nothing behind (no message is
 	 * made before a start); if even that fails, the batch is marked failed
 	 * with the reason rather than left pending. */
-	if (rc != 0 && created) {
+	if (rc != 0 && created && !kept) {
 		struct hr_err e2 = {0};
 		if (st->ops->batch_discard(st, r->tenant, b.id, &e2) != 0) {
 			char why[300];

@@ -16,7 +16,7 @@ static const struct api_errmap {
     {HR_EINVAL, 422, "invalid"},     {HR_ENOTFOUND, 404, "not_found"},
     {HR_EAUTH, 401, "unauthorized"}, {HR_EFORBIDDEN, 403, "forbidden"},
     {HR_ELIMIT, 413, "too_large"},   {HR_EBUSY, 503, "busy"},
-    {HR_ECONFLICT, 409, "conflict"},
+    {HR_ECONFLICT, 409, "conflict"},  {HR_EQUOTA, 429, "rate_limited"},
 };
 
 /* Errors that are not a result code: how the request was malformed at the
@@ -80,6 +80,8 @@ json_t *api_error_json(const char *code, const char *message, const char *field)
 
 enum MHD_Result api_fail(struct api_req *r, int rc, const struct hr_err *err)
 {
+	if (rc == HR_EQUOTA)
+		return api_quota_fail(r, err, 1);
 	int http = api_http_status(rc);
 	const char *msg = err && err->msg[0] ? err->msg : NULL;
 	const char *field = err ? err->field : NULL;

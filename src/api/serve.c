@@ -715,6 +715,16 @@ static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opt
 	if (o->auth_cache_us == 0)
 		o->auth_cache_us = 1; /* 0: every request reads the store */
 	o->auth_cfg = cfg; /* auth.jwt and tenants[].jwt */
+	/* Request rates (README "Limits"): 0 or absent = none. Rates may be
+	 * fractional (0.5 = one request every two seconds). */
+	o->limits.rate_milli =
+	    (int64_t)(hr_cfg_num(cfg, "limits.requests_per_s", 0, 0, 1e6, err) * 1000 + 0.5);
+	o->limits.burst = hr_cfg_int(cfg, "limits.burst", 0, 0, 1000000, err);
+	o->limits.key_rate_milli =
+	    (int64_t)(hr_cfg_num(cfg, "limits.key_requests_per_s", 0, 0, 1e6, err) * 1000 + 0.5);
+	o->limits.key_burst = hr_cfg_int(cfg, "limits.key_burst", 0, 0, 1000000, err);
+	o->limits.max_buckets = (size_t)hr_cfg_int(cfg, "limits.max_buckets",
+	                                           API_LIMIT_BUCKETS_DEFAULT, 64, 10000000, err);
 	return err->code;
 }
 

@@ -340,6 +340,8 @@ static const struct api_route_def api_routes[] = {
     {"/v1/tenants/{tenant}/keys/{prefix}/revoke", ROUTE_KEY_REVOKE, NONE, ADMIN(api_key_revoke),
      NONE, "POST"},
     {"/v1/audit", ROUTE_AUDIT, ADMIN(api_audit_list), NONE, NONE, "GET, HEAD"},
+    {"/v1/tenants/{tenant}/limits", ROUTE_TENANT_LIMITS, NONE, OPERATOR(api_tenant_limits), NONE,
+     "POST"},
 };
 
 #define API_NROUTES (sizeof api_routes / sizeof *api_routes)
@@ -456,6 +458,8 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 			return route_def(ROUTE_UNITS);
 		if (p && strcmp(p, "/keys") == 0)
 			return route_def(ROUTE_KEYS);
+		if (p && strcmp(p, "/limits") == 0)
+			return route_def(ROUTE_TENANT_LIMITS);
 		if (p && strncmp(p, "/units/", 7) == 0) {
 			p = segment(p + 7, r->path_sub, sizeof r->path_sub);
 			if (p && strcmp(p, "/disable") == 0)
@@ -841,9 +845,15 @@ static enum MHD_Result start_request(struct api_req *r, const char *url, const c
 	struct hr_err err;
 	hr_err_clear(&err);
 	int rc;
+	/* The rates after authentication (a flood without a valid credential
+	 * spends no tenant's tokens) and before anything else: a refused
+	 * request costs no store read. */
+	int64_t retry_s = 0;
+	if (md->access != ACCESS_PUBLIC && (rc = api_auth(r, &err)) == 0 &&
+	    (rc = api_limits_check(s, &r->who, &retry_s, &err)) != 0)
+		return api_quota_fail(r, &err, retry_s);
 	if (md->access != ACCESS_PUBLIC &&
-	    ((rc = api_auth(r, &err)) != 0 ||
-	     (rc = api_authorize(r, md->scope, md->access, &err)) != 0 ||
+	    (rc != 0 || (rc = api_authorize(r, md->scope, md->access, &err)) != 0 ||
 	     (rc = api_unit_precheck(r, &err)) != 0))
 		return api_fail(r, rc, &err);
 	if (r->route == ROUTE_WEBHOOK && api_webhook_resolve(r, r->path_channel, account) != 0) {
@@ -1145,6 +1155,13 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 		free(s);
 		return rc;
 	}
+	if ((rc = api_limits_new(&s->o.limits, s->o.auth_cache_us, &s->limits, err)) != 0) {
+		api_guard_free(s->guard);
+		api_keycache_destroy(&s->keys);
+		api_jwt_free(s->jwt);
+		free(s);
+		return rc;
+	}
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->idle, NULL);
 	pthread_mutex_init(&s->channels_lock, NULL);
@@ -1173,6 +1190,7 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 		api_guard_free(s->guard);
 		api_keycache_destroy(&s->keys);
 		api_jwt_free(s->jwt);
+		api_limits_free(s->limits);
 		pthread_mutex_destroy(&s->lock);
 		pthread_cond_destroy(&s->idle);
 		pthread_mutex_destroy(&s->channels_lock);
@@ -1221,6 +1239,7 @@ void api_stop(struct api_server *s)
 	api_guard_free(s->guard); /* after MHD: every connection is closed */
 	api_keycache_destroy(&s->keys);
 	api_jwt_free(s->jwt);
+	api_limits_free(s->limits);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->idle);
 	pthread_mutex_destroy(&s->channels_lock);

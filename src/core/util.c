@@ -35,6 +35,8 @@ const char *hr_code_name(int code)
 		return "too_large";
 	case HR_EBUSY:
 		return "busy";
+	case HR_EQUOTA:
+		return "quota_exceeded";
 	case HR_ETIMEOUT:
 		return "timeout";
 	case HR_EFORBIDDEN:

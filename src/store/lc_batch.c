@@ -405,6 +405,36 @@ int lc_batch_items_put(const struct lc_backend *b, struct store *st, const char 
 	return lc_run(b, st, items_run, &c, sizeof c, NULL, NULL, err);
 }
 
+/*
+ * A start within the tenant's caps: fewer campaigns PROCESSING than its
+ * campaign cap, and room left in today's message cap for every valid row
+ * (a start that could not finish today is refused whole rather than cut
+ * off part way; a race with other sends may still stop it part way, see
+ * enqueue_run). Both read in the start's own transaction, so two starts
+ * at once cannot both take the last place.
+ */
+static int start_check(struct store_tx *tx, const char *tenant_id, const char *batch_id)
+{
+	struct lc_start_limits l = {0};
+	int rc = tx->ops->start_limits(tx, tenant_id, batch_id, &l);
+	if (rc)
+		return rc;
+	if (l.campaign_cap > 0 && l.processing >= l.campaign_cap)
+		return hr_fail(TX_ERR(tx), HR_EQUOTA, "campaign_cap",
+		               "tenant '%s' may run %lld campaign%s at once and %lld %s running:"
+		               " wait for one to complete or cancel one",
+		               tenant_id, (long long)l.campaign_cap, l.campaign_cap == 1 ? "" : "s",
+		               (long long)l.processing, l.processing == 1 ? "is" : "are");
+	if (l.daily_cap > 0 && l.valid > l.daily_cap - l.today)
+		return hr_fail(TX_ERR(tx), HR_EQUOTA, "daily_cap",
+		               "tenant '%s' has a daily cap of %lld messages: %lld accepted today"
+		               " (UTC), the campaign's %lld rows do not fit; the count resets at"
+		               " 00:00 UTC",
+		               tenant_id, (long long)l.daily_cap, (long long)l.today,
+		               (long long)l.valid);
+	return 0;
+}
+
 struct status_ctx {
 	const char *tenant_id, *id, *error;
 	enum batch_status to;
@@ -420,6 +450,8 @@ static int status_run(struct store_tx *tx, void *arg)
 	if (!batch_status_allowed(s.status, c->to))
 		return hr_fail(TX_ERR(tx), HR_EINVAL, "status", "a %s batch cannot become %s",
 		               batch_status_name(s.status), batch_status_name(c->to));
+	if (c->to == BATCH_PROCESSING && (rc = start_check(tx, s.tenant_id, c->id)))
+		return rc;
 	return tx->ops->batch_set(tx, c->id, c->to, tx->ops->now(tx),
 	                          c->to == BATCH_FAILED ? (c->error ? c->error : "failed") : NULL,
 	                          -1);
@@ -506,6 +538,10 @@ static int enqueue_run(struct store_tx *tx, void *arg)
 		lc_count(tx, c->batch_id, -1, MSG_QUEUED, false);
 		c->made++;
 	}
+	/* The chunk's messages count against today's cap, all or none: past
+	 * it the run fails and nothing of the chunk is written. */
+	if (c->made && (rc = tx->ops->daily_take(tx, s.tenant_id, (int64_t)c->made)))
+		return rc;
 	if (c->last) {
 		if ((rc = tx->ops->batch_set(tx, c->batch_id, BATCH_PROCESSING, 0, NULL, 1)))
 			return rc;

@@ -144,6 +144,13 @@ struct lc_batch_state {
 	int64_t by_status[MSG__COUNT];
 };
 
+/* A tenant's caps and use as a campaign start sees them (0 caps: none). */
+struct lc_start_limits {
+	int64_t daily_cap, today;       /* messages per UTC day; accepted today */
+	int64_t campaign_cap, processing; /* campaigns at once; PROCESSING now */
+	int64_t valid;                  /* the batch's rows that will become messages */
+};
+
 /* The batch counters a run has moved so far (lc_batch.c); flushed into the
  * batch rows once, when the run's function returns. */
 struct lc_acc;
@@ -293,6 +300,15 @@ struct store_tx_ops {
 	                    struct lc_msg *out, size_t *n);
 	/* Deletes the batch row and its rows (batch_item). */
 	int (*batch_delete)(struct store_tx *tx, const char *batch_id);
+	/* Adds n accepted messages to the tenant's count for the UTC day of
+	 * the transaction's clock: 0, or HR_EQUOTA naming "daily_cap" (the
+	 * message says the cap and the count) when that passes the tenant's
+	 * cap; the caller's run then rolls back. */
+	int (*daily_take)(struct store_tx *tx, const char *tenant_id, int64_t n);
+	/* What a campaign start checks, read where concurrent starts of the
+	 * tenant are ordered (PostgreSQL: its tenant row locked until commit). */
+	int (*start_limits)(struct store_tx *tx, const char *tenant_id, const char *batch_id,
+	                    struct lc_start_limits *out);
 	/* 1 if the message already has a stored reply, 0 if not. */
 	int (*inbound_exists)(struct store_tx *tx, const char *message_id);
 

@@ -193,6 +193,11 @@ int pg_fail(struct pg_conn *c, const PGresult *res, struct hr_err *err, const ch
 		code = HR_EBUSY;
 	else if (state && strcmp(state, "22001") == 0)
 		code = HR_ELIMIT;
+	else if (state && strcmp(state, "HR429") == 0) {
+		/* herald_daily_take (postgres_schema.c): its own words. */
+		const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+		return hr_fail(err, HR_EQUOTA, "daily_cap", "%s", primary ? primary : "daily cap");
+	}
 	char clean[200];
 	hr_strlcpy(clean, msg, sizeof clean);
 	size_t n = strlen(clean);
@@ -880,6 +885,8 @@ const struct store_ops store_postgres = {
     .tenant_get = pg_tenant_get,
     .tenant_list = pg_tenant_list,
     .tenant_set_disabled = pg_tenant_set_disabled,
+    .tenant_set_limits = pg_tenant_set_limits,
+    .tenant_usage = pg_tenant_usage,
     .unit_create = pg_unit_create,
     .unit_get = pg_unit_get,
     .unit_list = pg_unit_list,

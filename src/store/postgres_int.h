@@ -161,6 +161,10 @@ enum pg_slot {
 	P_KEY_REVOKE,
 	P_KEY_TOUCH,
 	P_AUDIT_LIST,
+	P_TENANT_LIMITS,
+	P_TENANT_USAGE,
+	P_DAILY_TAKE,
+	P_START_LIMITS,
 	P__COUNT
 };
 
@@ -432,6 +436,9 @@ int pg_tenant_create(struct store *st, const struct tenant_info *t, const struct
                      struct hr_err *err);
 int pg_tenant_get(struct store *st, const char *id, struct tenant_info *out);
 int pg_tenant_list(struct store *st, struct tenant_info **out, size_t *n);
+int pg_tenant_set_limits(struct store *st, const char *id, const struct tenant_limits *l,
+                         const struct audit_row *au, struct hr_err *err);
+int pg_tenant_usage(struct store *st, const char *tenant_id, int64_t day, int64_t *count);
 int pg_tenant_set_disabled(struct store *st, const char *id, bool disabled,
                            const struct audit_row *a, struct hr_err *err);
 int pg_unit_create(struct store *st, const struct unit_row *u, bool if_absent,

@@ -395,6 +395,42 @@ static const char migration_6[] =
     " after text);"
     "CREATE INDEX admin_audit_tenant ON admin_audit(tenant_id, id);";
 
+/*
+ * Tenant limits: the same columns, table and index as SQLite's migration 8
+ * (see there), and herald_daily_take, which adds n to the tenant's count
+ * for the day and raises SQLSTATE HR429 (postgres.c maps it to HR_EQUOTA)
+ * when that passes the tenant's cap. One statement, so it rides in the
+ * writer's pipeline like the insert it goes with; the row lock the upsert
+ * takes orders concurrent writers on every node, and the raise rolls back
+ * the job's savepoint with the messages. Migration 6 is tenancy's.
+ */
+static const char migration_7[] =
+    "ALTER TABLE tenant ADD COLUMN rate_milli bigint,"
+    " ADD COLUMN rate_burst bigint,"
+    " ADD COLUMN daily_cap bigint,"
+    " ADD COLUMN campaign_cap bigint;"
+    "CREATE TABLE tenant_daily("
+    " tenant_id text COLLATE \"C\" NOT NULL,"
+    " day bigint NOT NULL,"
+    " count bigint NOT NULL,"
+    " PRIMARY KEY(tenant_id, day));"
+    "CREATE INDEX batch_processing ON batch(tenant_id) WHERE status = 2;"
+    "CREATE FUNCTION herald_daily_take(t text, d bigint, n bigint) RETURNS bigint"
+    " LANGUAGE plpgsql AS $f$"
+    " DECLARE cap bigint; c bigint;"
+    " BEGIN"
+    "  SELECT daily_cap INTO cap FROM tenant WHERE id = t;"
+    "  INSERT INTO tenant_daily(tenant_id, day, count) VALUES(t, d, n)"
+    "   ON CONFLICT(tenant_id, day) DO UPDATE SET count = tenant_daily.count + excluded.count"
+    "   RETURNING count INTO c;"
+    "  IF cap IS NOT NULL AND cap > 0 AND c > cap THEN"
+    "   RAISE EXCEPTION 'tenant ''%'' has a daily cap of % messages: % accepted today"
+    " (UTC), % more refused; the count resets at 00:00 UTC', t, cap, c - n, n"
+    "    USING ERRCODE = 'HR429';"
+    "  END IF;"
+    "  RETURN c;"
+    " END $f$;";
+
 const struct pg_migration pg_migrations[] = {
     {1, migration_1},
     {2, migration_2},
@@ -402,6 +438,7 @@ const struct pg_migration pg_migrations[] = {
     {4, migration_4},
     {5, migration_5},
     {6, migration_6},
+    {7, migration_7},
 };
 
 const size_t pg_migration_count = sizeof pg_migrations / sizeof pg_migrations[0];

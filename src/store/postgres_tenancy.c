@@ -108,7 +108,15 @@ static void row_tenant(const PGresult *r, int i, struct tenant_info *t)
 	pg_col_copy(r, i, 1, t->name, sizeof t->name);
 	t->disabled = pg_col_bool(r, i, 2);
 	t->created_at = pg_col_i64(r, i, 3);
+	t->limits.rate_milli = pg_col_i64(r, i, 4); /* NULL reads 0: none */
+	t->limits.burst = pg_col_i64(r, i, 5);
+	t->limits.daily_cap = pg_col_i64(r, i, 6);
+	t->limits.campaign_cap = pg_col_i64(r, i, 7);
 }
+
+#define PG_TENANT_COLS                                                                             \
+	"id, name, disabled, created_at, rate_milli, rate_burst, daily_cap, campaign_cap"
+
 
 int pg_tenant_get(struct store *st, const char *id, struct tenant_info *out)
 {
@@ -116,7 +124,7 @@ int pg_tenant_get(struct store *st, const char *id, struct tenant_info *out)
 	pp_text(&p, id ? id : "");
 	PGresult *r;
 	int rc = pg_read((struct pg_store *)st, P_TENANT_GET, -1,
-	                 "SELECT id, name, disabled, created_at FROM tenant WHERE id = $1", &p, &r);
+	                 "SELECT " PG_TENANT_COLS " FROM tenant WHERE id = $1", &p, &r);
 	if (rc)
 		return rc;
 	if (PQntuples(r) == 0)
@@ -161,7 +169,7 @@ int pg_tenant_list(struct store *st, struct tenant_info **out, size_t *n)
 	PGresult *r;
 	struct pg_params p = {0};
 	int rc = pg_read((struct pg_store *)st, P_TENANT_LIST, -1,
-	                 "SELECT id, name, disabled, created_at FROM tenant ORDER BY id", &p, &r);
+	                 "SELECT " PG_TENANT_COLS " FROM tenant ORDER BY id", &p, &r);
 	if (rc) {
 		*out = NULL;
 		*n = 0;
@@ -193,6 +201,66 @@ int pg_tenant_set_disabled(struct store *st, const char *id, bool disabled,
 	struct job_admin a = {
 	    .run = run_tenant_disable, .audit = au, .tenant_id = id, .flag = disabled};
 	return admin_do((struct pg_store *)st, &a, err);
+}
+
+/* ---- limits ---- */
+
+static void pp_limit(struct pg_params *p, int64_t v)
+{
+	if (v > 0)
+		pp_i64(p, v);
+	else
+		pp_text(p, NULL);
+}
+
+static int run_tenant_limits(struct pg_store *s, struct job_admin *a)
+{
+	const struct tenant_limits *l = a->row;
+	struct pg_params p = {0};
+	pp_text(&p, a->tenant_id);
+	pp_limit(&p, l->rate_milli);
+	pp_limit(&p, l->burst);
+	pp_limit(&p, l->daily_cap);
+	pp_limit(&p, l->campaign_cap);
+	PGresult *r;
+	int rc = pg_exec(&s->w, P_TENANT_LIMITS,
+	                 "UPDATE tenant SET rate_milli = $2::bigint, rate_burst = $3::bigint,"
+	                 " daily_cap = $4::bigint, campaign_cap = $5::bigint WHERE id = $1",
+	                 &p, &r, &a->j.err, "tenant");
+	if (rc == 0 && changed(r) == 0)
+		rc = hr_fail(&a->j.err, HR_ENOTFOUND, "id", "no such tenant");
+	return rc;
+}
+
+int pg_tenant_set_limits(struct store *st, const char *id, const struct tenant_limits *l,
+                         const struct audit_row *au, struct hr_err *err)
+{
+	if (!id || !*id)
+		return hr_fail(err, HR_EINVAL, "id", "tenant id is empty");
+	if (!l || l->rate_milli < 0 || l->burst < 0 || l->daily_cap < 0 || l->campaign_cap < 0)
+		return hr_fail(err, HR_EINVAL, "limits", "limits cannot be negative");
+	if (audit_check(au, err))
+		return err->code;
+	struct job_admin a = {.run = run_tenant_limits, .audit = au, .tenant_id = id, .row = l};
+	return admin_do((struct pg_store *)st, &a, err);
+}
+
+int pg_tenant_usage(struct store *st, const char *tenant_id, int64_t day, int64_t *count)
+{
+	*count = 0;
+	struct pg_params p = {0};
+	pp_text(&p, tenant_id ? tenant_id : "");
+	pp_i64(&p, day);
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, P_TENANT_USAGE, -1,
+	                 "SELECT count FROM tenant_daily WHERE tenant_id = $1 AND day = $2", &p,
+	                 &r);
+	if (rc)
+		return rc;
+	if (PQntuples(r))
+		*count = pg_col_i64(r, 0, 0);
+	PQclear(r);
+	return 0;
 }
 
 /* ---- units ---- */

@@ -2304,6 +2304,50 @@ static int tx_inbox_waiting(struct store_tx *st, int64_t before, int limit, int6
 	return 0;
 }
 
+static int tx_daily_take(struct store_tx *t, const char *tenant_id, int64_t n)
+{
+	struct pg_params p = {0};
+	pp_text(&p, tenant_id);
+	pp_i64(&p, store_day(S(t)->gnow));
+	pp_i64(&p, n);
+	PGresult *r;
+	int rc = tx_read(TX(t), P_DAILY_TAKE, "SELECT herald_daily_take($1, $2, $3)", &p, &r,
+	                 "daily_cap", true);
+	PQclear(r);
+	return rc;
+}
+
+/* The tenant's row is locked until the start commits, so concurrent
+ * starts of one tenant, on any node, see each other's campaigns. */
+static int tx_start_limits(struct store_tx *t, const char *tenant_id, const char *batch_id,
+                           struct lc_start_limits *out)
+{
+	memset(out, 0, sizeof *out);
+	struct pg_params p = {0};
+	pp_text(&p, tenant_id);
+	pp_i64(&p, store_day(S(t)->gnow));
+	pp_text(&p, batch_id);
+	PGresult *r;
+	int rc = tx_read(TX(t), P_START_LIMITS,
+	                 "SELECT daily_cap, campaign_cap,"
+	                 " (SELECT count FROM tenant_daily WHERE tenant_id = $1 AND day = $2),"
+	                 " (SELECT count(*) FROM batch WHERE tenant_id = $1 AND status = 2),"
+	                 " (SELECT valid FROM batch WHERE id = $3)"
+	                 " FROM tenant WHERE id = $1 FOR UPDATE",
+	                 &p, &r, "tenant", true);
+	if (rc)
+		return rc;
+	if (PQntuples(r)) {
+		out->daily_cap = pg_col_i64(r, 0, 0);
+		out->campaign_cap = pg_col_i64(r, 0, 1);
+		out->today = pg_col_i64(r, 0, 2);
+		out->processing = pg_col_i64(r, 0, 3);
+		out->valid = pg_col_i64(r, 0, 4);
+	}
+	PQclear(r);
+	return 0;
+}
+
 static const struct store_tx_ops pg_tx_ops = {
     .now = tx_now,
     .err = tx_err,
@@ -2347,6 +2391,8 @@ static const struct store_tx_ops pg_tx_ops = {
     .msg_route = tx_msg_route,
     .fallback_put = tx_fallback_put,
     .inbox_waiting = tx_inbox_waiting,
+    .daily_take = tx_daily_take,
+    .start_limits = tx_start_limits,
 };
 
 /* ---- the shared rules, bound to this backend (filled into store_postgres) ---- */

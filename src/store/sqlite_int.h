@@ -53,6 +53,7 @@ enum sq_wslot {
 	W_CB_ADD_MSG, W_CB_ADD_TENANT, W_CB_CLAIM, W_CB_DONE, W_CB_REPLAY_ONE, W_CB_REPLAY_DEAD,
 	W_CB_PRUNE,
 	W_MSG_EXPIRED, W_FALLBACK_DUE, W_MSG_ROUTE, W_FALLBACK_PUT, W_INBOX_WAITING, W_KEY_TOUCH,
+	W_DAILY_CAP, W_DAILY_ADD, W_START_LIMITS,
 	W__COUNT
 };
 
@@ -303,6 +304,17 @@ int sq_tenant_create(struct store *st, const struct tenant_info *t, const struct
                      struct hr_err *err);
 int sq_tenant_get(struct store *st, const char *id, struct tenant_info *out);
 int sq_tenant_list(struct store *st, struct tenant_info **out, size_t *n);
+int sq_tenant_set_limits(struct store *st, const char *id, const struct tenant_limits *l,
+                         const struct audit_row *au, struct hr_err *err);
+int sq_tenant_usage(struct store *st, const char *tenant_id, int64_t day, int64_t *count);
+/* Writer side, inside a running job (sqlite_tenancy.c): the daily cap's
+ * counter (HR_EQUOTA naming "daily_cap" past the cap) and what a campaign
+ * start checks. */
+int sq_daily_take(struct sq_store *s, const char *tenant_id, int64_t day, int64_t n,
+                  struct hr_err *err);
+struct lc_start_limits;
+int sq_start_limits(struct sq_store *s, const char *tenant_id, const char *batch_id, int64_t day,
+                    struct lc_start_limits *out, struct hr_err *err);
 int sq_tenant_set_disabled(struct store *st, const char *id, bool disabled,
                            const struct audit_row *a, struct hr_err *err);
 int sq_unit_create(struct store *st, const struct unit_row *u, bool if_absent,

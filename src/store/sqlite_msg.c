@@ -90,6 +90,23 @@ int sq_message_row_insert(struct sq_store *s, const struct message *m, int64_t n
 	return rc;
 }
 
+/* The call's messages count against their tenants' daily caps (a call is
+ * one tenant's in practice: each run of one tenant is one counter update). */
+static int daily_take_all(struct sq_store *s, const struct message *msgs, size_t n, int64_t now,
+                          struct hr_err *err)
+{
+	for (size_t i = 0; i < n;) {
+		size_t k = i + 1;
+		while (k < n && strcmp(msgs[k].tenant_id, msgs[i].tenant_id) == 0)
+			k++;
+		int rc = sq_daily_take(s, msgs[i].tenant_id, store_day(now), (int64_t)(k - i), err);
+		if (rc)
+			return rc;
+		i = k;
+	}
+	return 0;
+}
+
 /* All messages of the call, each with its "accepted" event, and the
  * idempotency row first (so a replayed key costs nothing before failing). */
 static int run_insert(void *be, struct wr_job *j)
@@ -99,6 +116,8 @@ static int run_insert(void *be, struct wr_job *j)
 	int64_t now = hr_now_us();
 	int rc;
 	if (a->idem && (rc = insert_idem(s, j, a->idem, now)))
+		return rc;
+	if ((rc = daily_take_all(s, a->msgs, a->n, now, &j->err)))
 		return rc;
 	for (size_t i = 0; i < a->n; i++) {
 		const struct message *m = &a->msgs[i];

@@ -346,6 +346,25 @@ static const char migration_7[] =
 	" after TEXT);"
 	"CREATE INDEX admin_audit_tenant ON admin_audit(tenant_id, id);";
 
+/*
+ * Tenant limits (issue 11, part 5): a tenant's own request rate and caps
+ * (NULL: none of its own), and the daily message counter the cap checks,
+ * one row per tenant and UTC day (days since 1970-01-01), moved in the
+ * same transaction as the messages it counts. The partial index makes
+ * "campaigns processing for this tenant" an index count at start.
+ */
+static const char migration_8[] =
+	"ALTER TABLE tenant ADD COLUMN rate_milli INTEGER;"
+	"ALTER TABLE tenant ADD COLUMN rate_burst INTEGER;"
+	"ALTER TABLE tenant ADD COLUMN daily_cap INTEGER;"
+	"ALTER TABLE tenant ADD COLUMN campaign_cap INTEGER;"
+	"CREATE TABLE tenant_daily("
+	" tenant_id TEXT NOT NULL,"
+	" day INTEGER NOT NULL,"
+	" count INTEGER NOT NULL,"
+	" PRIMARY KEY(tenant_id, day)) WITHOUT ROWID;"
+	"CREATE INDEX batch_processing ON batch(tenant_id) WHERE status = 2;";
+
 const struct sq_migration sq_migrations[] = {
 	{1, migration_1},
 	{2, migration_2},
@@ -354,6 +373,7 @@ const struct sq_migration sq_migrations[] = {
 	{5, migration_5},
 	{6, migration_6},
 	{7, migration_7},
+	{8, migration_8},
 };
 
 const size_t sq_migration_count = sizeof sq_migrations / sizeof sq_migrations[0];

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/lifecycle.h"
 #include "store/sqlite_int.h"
 
 /* Prepares sql on db; NULL with err filled on failure. */
@@ -131,7 +132,15 @@ static void row_tenant(sqlite3_stmt *q, struct tenant_info *t)
 	sq_col_copy(q, 1, t->name, sizeof t->name);
 	t->disabled = sqlite3_column_int(q, 2) != 0;
 	t->created_at = sqlite3_column_int64(q, 3);
+	t->limits.rate_milli = sqlite3_column_int64(q, 4); /* NULL reads 0: none */
+	t->limits.burst = sqlite3_column_int64(q, 5);
+	t->limits.daily_cap = sqlite3_column_int64(q, 6);
+	t->limits.campaign_cap = sqlite3_column_int64(q, 7);
 }
+
+#define SQ_TENANT_COLS                                                                             \
+	"id, name, disabled, created_at, rate_milli, rate_burst, daily_cap, campaign_cap"
+
 
 /* Runs a read of rows into a heap array of `size`-byte rows filled by fill;
  * bind binds the parameters. *out NULL when none. */
@@ -215,14 +224,14 @@ int sq_tenant_get(struct store *st, const char *id, struct tenant_info *out)
 	const char *args[] = {id ? id : ""};
 	size_t n;
 	return read_rows((struct sq_store *)st,
-	                 "SELECT id, name, disabled, created_at FROM tenant WHERE id = ?1", bind_1,
+	                 "SELECT " SQ_TENANT_COLS " FROM tenant WHERE id = ?1", bind_1,
 	                 args, fill_tenant, sizeof *out, (void **)out, &n, true);
 }
 
 int sq_tenant_list(struct store *st, struct tenant_info **out, size_t *n)
 {
 	return read_rows((struct sq_store *)st,
-	                 "SELECT id, name, disabled, created_at FROM tenant ORDER BY id", NULL,
+	                 "SELECT " SQ_TENANT_COLS " FROM tenant ORDER BY id", NULL,
 	                 NULL, fill_tenant, sizeof **out, (void **)out, n, false);
 }
 
@@ -257,6 +266,148 @@ int sq_tenant_set_disabled(struct store *st, const char *id, bool disabled,
 	struct job_admin a = {
 	    .run = run_tenant_disable, .audit = au, .tenant_id = id, .flag = disabled};
 	return admin_do((struct sq_store *)st, &a, err);
+}
+
+/* ---- limits ---- */
+
+static void bind_limit(sqlite3_stmt *st, int i, int64_t v)
+{
+	if (v > 0)
+		sqlite3_bind_int64(st, i, v);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static int run_tenant_limits(struct sq_store *s, struct job_admin *a)
+{
+	const struct tenant_limits *l = a->row;
+	sqlite3_stmt *st = prep(s->wdb,
+	                        "UPDATE tenant SET rate_milli = ?2, rate_burst = ?3, daily_cap = ?4,"
+	                        " campaign_cap = ?5 WHERE id = ?1",
+	                        &a->j.err, "tenant");
+	if (!st)
+		return a->j.err.code;
+	sqlite3_bind_text(st, 1, a->tenant_id, -1, SQLITE_STATIC);
+	bind_limit(st, 2, l->rate_milli);
+	bind_limit(st, 3, l->burst);
+	bind_limit(st, 4, l->daily_cap);
+	bind_limit(st, 5, l->campaign_cap);
+	int rc = step_final(s->wdb, st, &a->j.err, "tenant");
+	if (rc == 0 && sqlite3_changes(s->wdb) == 0)
+		rc = hr_fail(&a->j.err, HR_ENOTFOUND, "id", "no such tenant");
+	return rc;
+}
+
+int sq_tenant_set_limits(struct store *st, const char *id, const struct tenant_limits *l,
+                         const struct audit_row *au, struct hr_err *err)
+{
+	if (!id || !*id)
+		return hr_fail(err, HR_EINVAL, "id", "tenant id is empty");
+	if (!l || l->rate_milli < 0 || l->burst < 0 || l->daily_cap < 0 || l->campaign_cap < 0)
+		return hr_fail(err, HR_EINVAL, "limits", "limits cannot be negative");
+	if (audit_check(au, err))
+		return err->code;
+	struct job_admin a = {.run = run_tenant_limits, .audit = au, .tenant_id = id, .row = l};
+	return admin_do((struct sq_store *)st, &a, err);
+}
+
+int sq_tenant_usage(struct store *st, const char *tenant_id, int64_t day, int64_t *count)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	*count = 0;
+	struct sq_reader *r;
+	int rc = sq_reader_get(s, &r);
+	if (rc)
+		return rc;
+	sqlite3_stmt *q =
+	    prep(r->db, "SELECT count FROM tenant_daily WHERE tenant_id = ?1 AND day = ?2", NULL,
+	         NULL);
+	if (!q) {
+		sq_reader_put(s, r);
+		return HR_EIO;
+	}
+	sqlite3_bind_text(q, 1, tenant_id ? tenant_id : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, day);
+	int src = sqlite3_step(q);
+	if (src == SQLITE_ROW)
+		*count = sqlite3_column_int64(q, 0);
+	else if (src != SQLITE_DONE)
+		rc = sq_fail(r->db, src, NULL, NULL);
+	sqlite3_finalize(q);
+	sq_reader_put(s, r);
+	return rc;
+}
+
+/*
+ * The writer's side of the daily cap: adds n to the tenant's count for
+ * `day` and checks the cap, inside the running job (its savepoint undoes
+ * the count with the job when this fails). The one writer connection
+ * orders every caller, so the count is exact.
+ */
+int sq_daily_take(struct sq_store *s, const char *tenant_id, int64_t day, int64_t n,
+                  struct hr_err *err)
+{
+	if (n <= 0)
+		return 0;
+	sqlite3_stmt *q = sq_wstmt(s, W_DAILY_CAP, "SELECT daily_cap FROM tenant WHERE id = ?1");
+	if (!q)
+		return sq_fail(s->wdb, SQLITE_ERROR, err, "tenant");
+	sqlite3_bind_text(q, 1, tenant_id, -1, SQLITE_STATIC);
+	int src = sqlite3_step(q);
+	int64_t cap = src == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+	sqlite3_reset(q);
+	if (src != SQLITE_ROW && src != SQLITE_DONE)
+		return sq_fail(s->wdb, src, err, "tenant");
+	q = sq_wstmt(s, W_DAILY_ADD,
+	             "INSERT INTO tenant_daily(tenant_id, day, count) VALUES(?1, ?2, ?3)"
+	             " ON CONFLICT(tenant_id, day) DO UPDATE SET count = count + excluded.count"
+	             " RETURNING count");
+	if (!q)
+		return sq_fail(s->wdb, SQLITE_ERROR, err, "tenant_daily");
+	sqlite3_bind_text(q, 1, tenant_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, day);
+	sqlite3_bind_int64(q, 3, n);
+	src = sqlite3_step(q);
+	int64_t count = src == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+	if (src == SQLITE_ROW)
+		src = sqlite3_step(q);
+	sqlite3_reset(q);
+	if (src != SQLITE_DONE)
+		return sq_fail(s->wdb, src, err, "tenant_daily");
+	if (cap > 0 && count > cap)
+		return hr_fail(err, HR_EQUOTA, "daily_cap",
+		               "tenant '%s' has a daily cap of %lld messages: %lld accepted today"
+		               " (UTC), %lld more refused; the count resets at 00:00 UTC",
+		               tenant_id, (long long)cap, (long long)(count - n), (long long)n);
+	return 0;
+}
+
+int sq_start_limits(struct sq_store *s, const char *tenant_id, const char *batch_id, int64_t day,
+                    struct lc_start_limits *out, struct hr_err *err)
+{
+	memset(out, 0, sizeof *out);
+	sqlite3_stmt *q = sq_wstmt(
+	    s, W_START_LIMITS,
+	    "SELECT (SELECT daily_cap FROM tenant WHERE id = ?1),"
+	    " (SELECT campaign_cap FROM tenant WHERE id = ?1),"
+	    " (SELECT count FROM tenant_daily WHERE tenant_id = ?1 AND day = ?2),"
+	    " (SELECT count(*) FROM batch WHERE tenant_id = ?1 AND status = 2),"
+	    " (SELECT valid FROM batch WHERE id = ?3)");
+	if (!q)
+		return sq_fail(s->wdb, SQLITE_ERROR, err, "tenant");
+	sqlite3_bind_text(q, 1, tenant_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, day);
+	sqlite3_bind_text(q, 3, batch_id, -1, SQLITE_STATIC);
+	int src = sqlite3_step(q);
+	if (src == SQLITE_ROW) {
+		out->daily_cap = sqlite3_column_int64(q, 0);
+		out->campaign_cap = sqlite3_column_int64(q, 1);
+		out->today = sqlite3_column_int64(q, 2);
+		out->processing = sqlite3_column_int64(q, 3);
+		out->valid = sqlite3_column_int64(q, 4);
+	}
+	sqlite3_reset(q);
+	return src == SQLITE_ROW ? 0 : sq_fail(s->wdb, src, err, "tenant");
 }
 
 /* ---- units ---- */

@@ -814,6 +814,18 @@ static int tx_inbox_waiting(struct store_tx *t, int64_t before, int limit, int64
 	return 0;
 }
 
+static int tx_daily_take(struct store_tx *t, const char *tenant_id, int64_t n)
+{
+	return sq_daily_take(S(t), tenant_id, store_day(TX(t)->now), n, E(t));
+}
+
+static int tx_start_limits(struct store_tx *t, const char *tenant_id, const char *batch_id,
+                           struct lc_start_limits *out)
+{
+	/* The one writer connection orders every start: no lock needed. */
+	return sq_start_limits(S(t), tenant_id, batch_id, store_day(TX(t)->now), out, E(t));
+}
+
 static const struct store_tx_ops sq_tx_ops = {
     .now = tx_now,
     .err = tx_err,
@@ -857,6 +869,8 @@ static const struct store_tx_ops sq_tx_ops = {
     .msg_route = tx_msg_route,
     .fallback_put = tx_fallback_put,
     .inbox_waiting = tx_inbox_waiting,
+    .daily_take = tx_daily_take,
+    .start_limits = tx_start_limits,
 };
 
 /* ---- the shared rules, bound to this backend (filled into store_sqlite) ---- */

@@ -75,12 +75,37 @@ struct tenant_row {
  * tenant and optionally one of its units, carry scopes, and are stored as
  * the SHA-256 hex of the key (the key itself is shown once, never kept).
  */
+/*
+ * A tenant's own limits (README "Limits"); 0 in a field means none of its
+ * own: the config's default for the request rate, no cap for the caps.
+ * The caps are enforced by the store, in the transactions that accept
+ * messages (daily_cap) and start campaigns (campaign_cap), so they are
+ * exact however many threads and nodes write at once.
+ */
+struct tenant_limits {
+	int64_t rate_milli;   /* API requests per second x 1000 */
+	int64_t burst;        /* API requests at once */
+	int64_t daily_cap;    /* messages accepted per UTC day (message_insert,
+	                       * batch_enqueue; fallbacks and auto-replies are not
+	                       * accepted requests and do not count) */
+	int64_t campaign_cap; /* campaigns PROCESSING at once */
+};
+
 struct tenant_info {
 	char id[HR_NAME_MAX];
 	char name[128];
 	bool disabled;               /* every credential of the tenant is refused */
 	int64_t created_at;
+	struct tenant_limits limits;
 };
+
+/* The UTC day of a time in us (days since 1970-01-01): the day the daily
+ * cap counts in, by the store's clock. */
+#define STORE_DAY_US 86400000000LL
+static inline int64_t store_day(int64_t us)
+{
+	return us >= 0 ? us / STORE_DAY_US : -((-us + STORE_DAY_US - 1) / STORE_DAY_US);
+}
 
 struct unit_row {
 	char tenant_id[HR_NAME_MAX];
@@ -532,6 +557,13 @@ struct store_ops {
 	int (*tenant_list)(struct store *st, struct tenant_info **out, size_t *n);
 	int (*tenant_set_disabled)(struct store *st, const char *id, bool disabled,
 	                           const struct audit_row *a, struct hr_err *err);
+	/* Replaces the tenant's limits (0 fields: none of its own); HR_ENOTFOUND
+	 * naming "id" if no such tenant, HR_EINVAL naming a negative field. */
+	int (*tenant_set_limits)(struct store *st, const char *id, const struct tenant_limits *l,
+	                         const struct audit_row *a, struct hr_err *err);
+	/* Messages accepted for the tenant on UTC day `day` (store_day): the
+	 * counter the daily cap checks, 0 when none. */
+	int (*tenant_usage)(struct store *st, const char *tenant_id, int64_t day, int64_t *count);
 	/* HR_ENOTFOUND naming "tenant" if the tenant does not exist; with
 	 * if_absent an existing unit is left as it is (config seeding), else
 	 * HR_ECONFLICT naming "id". */
@@ -580,6 +612,10 @@ struct store_ops {
 	 * Inserts n messages (status QUEUED) and an "accepted" event for each, plus
 	 * the idempotency record if idem != NULL, in one durable transaction.
 	 * HR_ECONFLICT if idem's (tenant, key) already exists (nothing written).
+	 * Each message counts against its tenant's daily cap in the same
+	 * transaction (tenant_usage, by the store's clock): HR_EQUOTA naming
+	 * "daily_cap" if the messages would take the day's count past it
+	 * (nothing written; the cap is all or nothing per call).
 	 */
 	int (*message_insert)(struct store *st, const struct message *msgs, size_t n,
 	                      const struct idem_put *idem, store_done_fn cb, void *arg);
@@ -735,7 +771,10 @@ struct store_ops {
 	 * naming "status" if not, HR_ENOTFOUND if no such batch of the tenant),
 	 * stamping the transition's time; error is the reason for FAILED.
 	 * Cancelling also cancels every message of the batch not yet claimed
-	 * (see batch_cancel_step). */
+	 * (see batch_cancel_step). Starting (PROCESSING) checks the tenant's
+	 * caps in the same transaction: HR_EQUOTA naming "campaign_cap" when
+	 * it already has that many campaigns PROCESSING, or "daily_cap" when
+	 * the batch's valid rows exceed what is left of today's cap. */
 	int (*batch_set_status)(struct store *st, const char *tenant_id, const char *id,
 	                        enum batch_status to, const char *error, struct hr_err *err);
 	/*
@@ -746,7 +785,9 @@ struct store_ops {
 	 * message is skipped (a retried or resumed start never makes two).
 	 * With last set, the batch is marked ingested (and may complete at
 	 * once). *made gets how many messages were made. HR_EINVAL naming
-	 * "status" if the batch is not PROCESSING (nothing written).
+	 * "status" if the batch is not PROCESSING (nothing written). The
+	 * messages made count against the tenant's daily cap: HR_EQUOTA
+	 * naming "daily_cap" past it (nothing written).
 	 */
 	int (*batch_enqueue)(struct store *st, const char *batch_id, const int64_t *rows,
 	                     const struct message *msgs, size_t n, bool last, size_t *made,

@@ -275,6 +275,7 @@ static bool fill(const char *pattern, bool fake, char *out, size_t size)
 	    {"/v1/tenants/{tenant}/units/{unit}/enable", "/v1/tenants/acme/units/loans/enable",
 	     "/v1/tenants/nobody/units/loans/enable"},
 	    {"/v1/tenants/{tenant}/keys", "/v1/tenants/acme/keys", "/v1/tenants/nobody/keys"},
+	    {"/v1/tenants/{tenant}/limits", "/v1/tenants/acme/limits", "/v1/tenants/nobody/limits"},
 	    {"/v1/tenants/{tenant}/keys/{prefix}/revoke", NULL,
 	     "/v1/tenants/nobody/keys/hk_00000000/revoke"},
 	};

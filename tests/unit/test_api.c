@@ -3096,6 +3096,15 @@ static void test_sync_timeout_config(void **state)
  * callback), I/O errors on reads.
  * ------------------------------------------------------------------------- */
 
+/* The tenant's own limits (the rate check reads them): this store cannot
+ * read, so the config's defaults apply. */
+static int fs_tenant_get(struct store *st, const char *id, struct tenant_info *out)
+{
+	(void)st, (void)id;
+	memset(out, 0, sizeof *out);
+	return HR_EIO;
+}
+
 static int fs_key_lookup(struct store *st, const char *hash, struct key_row *out)
 {
 	(void)st;
@@ -3162,6 +3171,7 @@ static void test_failing_store(void **state)
 	(void)state;
 	static struct store_ops ops = {.name = "failing"};
 	ops.key_lookup = fs_key_lookup;
+	ops.tenant_get = fs_tenant_get;
 	ops.inbox_pending = fs_read_fail;
 	ops.message_counts = fs_counts_fail;
 	ops.message_insert = fs_insert;

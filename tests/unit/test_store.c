@@ -5597,6 +5597,365 @@ static void test_tenancy_units_on_objects(void **state)
 	free(accts);
 }
 
+/* ---------------------------------------------------------------------------
+ * Tenant limits (issue 11, part 5): the tenant's own limits, the daily
+ * message cap kept in the store with the messages, the caps a campaign
+ * start checks.
+ * ------------------------------------------------------------------------- */
+
+static void mk_tenant(struct store *st, const char *id)
+{
+	struct hr_err err = {0};
+	struct tenant_info t = {0};
+	snprintf(t.id, sizeof t.id, "%s", id);
+	assert_int_equal(st->ops->tenant_create(st, &t, NULL, &err), 0);
+}
+
+static void set_limits(struct store *st, const char *id, int64_t daily, int64_t campaigns)
+{
+	struct hr_err err = {0};
+	struct tenant_limits l = {.daily_cap = daily, .campaign_cap = campaigns};
+	assert_int_equal(st->ops->tenant_set_limits(st, id, &l, NULL, &err), 0);
+}
+
+static int64_t usage_today(struct store *st, const char *tenant)
+{
+	int64_t n = -1;
+	assert_int_equal(st->ops->tenant_usage(st, tenant, store_day(hr_now_us()), &n), 0);
+	return n;
+}
+
+/* Limits round-trip, are audited with the change, and are checked. */
+static void test_tenant_limits_roundtrip(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	mk_tenant(st, "bank");
+	struct tenant_info got;
+	assert_int_equal(st->ops->tenant_get(st, "bank", &got), 0);
+	assert_int_equal(got.limits.rate_milli, 0);
+	assert_int_equal(got.limits.burst, 0);
+	assert_int_equal(got.limits.daily_cap, 0);
+	assert_int_equal(got.limits.campaign_cap, 0);
+	struct tenant_limits l = {.rate_milli = 2500, .burst = 7, .daily_cap = 10,
+	                          .campaign_cap = 2};
+	struct audit_row a = mk_audit("bank", "tenant.limits", "tenant:bank");
+	a.after = "{\"messages_per_day\":10}";
+	assert_int_equal(st->ops->tenant_set_limits(st, "bank", &l, &a, &err), 0);
+	assert_int_equal(st->ops->tenant_get(st, "bank", &got), 0);
+	assert_int_equal(got.limits.rate_milli, 2500);
+	assert_int_equal(got.limits.burst, 7);
+	assert_int_equal(got.limits.daily_cap, 10);
+	assert_int_equal(got.limits.campaign_cap, 2);
+	struct tenant_info *all;
+	size_t n;
+	assert_int_equal(st->ops->tenant_list(st, &all, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(all[0].limits.daily_cap, 10);
+	free(all);
+	struct audit_row *rows;
+	assert_int_equal(st->ops->audit_list(st, "bank", 0, 10, &rows, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[0].action, "tenant.limits");
+	audit_row_clear(&rows[0]);
+	free(rows);
+	assert_int_equal(st->ops->tenant_set_limits(st, "nobody", &l, &a, &err), HR_ENOTFOUND);
+	struct tenant_limits bad = {.daily_cap = -1};
+	assert_int_equal(st->ops->tenant_set_limits(st, "bank", &bad, NULL, &err), HR_EINVAL);
+	/* The failed changes audited nothing; zeros clear. */
+	assert_int_equal(st->ops->audit_list(st, "bank", 0, 10, &rows, &n), 0);
+	assert_int_equal(n, 1);
+	audit_row_clear(&rows[0]);
+	free(rows);
+	struct tenant_limits none = {0};
+	assert_int_equal(st->ops->tenant_set_limits(st, "bank", &none, NULL, &err), 0);
+	assert_int_equal(st->ops->tenant_get(st, "bank", &got), 0);
+	assert_int_equal(got.limits.daily_cap, 0);
+	assert_int_equal(got.limits.rate_milli, 0);
+}
+
+/*
+ * The daily cap: every accepted message counts (single and many per
+ * call); a call that would pass the cap is refused whole, writes nothing
+ * (not its idempotency row either) and names the cap; a tenant without a
+ * cap is counted and never refused; the count survives a reopen.
+ */
+static void test_daily_cap_exact(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	mk_tenant(st, "capped");
+	set_limits(st, "capped", 5, 0);
+	struct message m[4];
+	for (int i = 0; i < 3; i++) {
+		mk_msg(&m[0], "capped", "acct", 0, 0);
+		assert_int_equal(st->ops->message_insert(st, m, 1, NULL, NULL, NULL), 0);
+	}
+	assert_int_equal(usage_today(st, "capped"), 3);
+	for (int i = 0; i < 3; i++)
+		mk_msg(&m[i], "capped", "acct", 0, 0);
+	struct idem_put idem = {.tenant_id = "capped", .key = "k-1", .request_hash = "h",
+	                        .http_status = 202, .response = "{}"};
+	assert_int_equal(st->ops->message_insert(st, m, 3, &idem, NULL, NULL), HR_EQUOTA);
+	struct idem_row ir;
+	assert_int_equal(st->ops->idem_get(st, "capped", "k-1", &ir), HR_ENOTFOUND);
+	assert_int_equal(count_msgs(st, "capped"), 3);
+	assert_int_equal(usage_today(st, "capped"), 3);
+	assert_int_equal(st->ops->message_insert(st, m, 2, NULL, NULL, NULL), 0);
+	assert_int_equal(usage_today(st, "capped"), 5);
+	mk_msg(&m[0], "capped", "acct", 0, 0);
+	assert_int_equal(st->ops->message_insert(st, m, 1, NULL, NULL, NULL), HR_EQUOTA);
+	assert_int_equal(count_msgs(st, "capped"), 5);
+
+	/* Uncapped tenants (and tenants the store has no row for) count. */
+	mk_tenant(st, "free");
+	for (int i = 0; i < 4; i++)
+		mk_msg(&m[i], "free", "acct", 0, 0);
+	assert_int_equal(st->ops->message_insert(st, m, 4, NULL, NULL, NULL), 0);
+	assert_int_equal(usage_today(st, "free"), 4);
+	assert_int_equal(usage_today(st, "capped"), 5);
+	assert_int_equal(usage_today(st, "nobody"), 0);
+	int64_t other = -1;
+	assert_int_equal(st->ops->tenant_usage(st, "capped", store_day(hr_now_us()) - 1, &other), 0);
+	assert_int_equal(other, 0);
+
+	/* A raised cap takes effect at the next accept; the count stays. */
+	fx_reopen(f, NULL);
+	st = f->st;
+	assert_int_equal(usage_today(st, "capped"), 5);
+	mk_msg(&m[0], "capped", "acct", 0, 0);
+	assert_int_equal(st->ops->message_insert(st, m, 1, NULL, NULL, NULL), HR_EQUOTA);
+	set_limits(st, "capped", 6, 0);
+	assert_int_equal(st->ops->message_insert(st, m, 1, NULL, NULL, NULL), 0);
+	assert_int_equal(usage_today(st, "capped"), 6);
+}
+
+/* The error a refused accept reports (a blocking insert hands back no
+ * hr_err: the async callback's is the one the API sees). */
+struct cap_cb {
+	atomic_int done, ok, refused;
+	char field[96], msg[384];
+	pthread_mutex_t lock;
+};
+
+static void cap_done(void *arg, int rc, const struct hr_err *err)
+{
+	struct cap_cb *c = arg;
+	if (rc == 0) {
+		atomic_fetch_add(&c->ok, 1);
+	} else if (rc == HR_EQUOTA) {
+		pthread_mutex_lock(&c->lock);
+		if (err && !c->field[0]) {
+			snprintf(c->field, sizeof c->field, "%s", err->field);
+			snprintf(c->msg, sizeof c->msg, "%s", err->msg);
+		}
+		pthread_mutex_unlock(&c->lock);
+		atomic_fetch_add(&c->refused, 1);
+	}
+	atomic_fetch_add(&c->done, 1);
+}
+
+struct cap_thread {
+	struct store *st;
+	struct cap_cb *cb;
+	struct message m[50];
+};
+
+static void *cap_sender(void *arg)
+{
+	struct cap_thread *t = arg;
+	for (int i = 0; i < 50; i++) {
+		mk_msg(&t->m[i], "busy", "acct", 0, 0);
+		if (t->st->ops->message_insert(t->st, &t->m[i], 1, NULL, cap_done, t->cb) != 0)
+			atomic_fetch_add(&t->cb->done, 1);
+	}
+	return NULL;
+}
+
+/* Eight threads accept 400 single messages at once against a cap of
+ * 100: exactly 100 are accepted (and counted), 300 refused naming the cap. */
+static void test_daily_cap_concurrent(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	mk_tenant(st, "busy");
+	set_limits(st, "busy", 100, 0);
+	enum { T = 8 };
+	struct cap_cb cb = {0};
+	pthread_mutex_init(&cb.lock, NULL);
+	struct cap_thread *th = calloc(T, sizeof *th);
+	assert_non_null(th);
+	pthread_t tid[T];
+	for (int i = 0; i < T; i++) {
+		th[i].st = st;
+		th[i].cb = &cb;
+		assert_int_equal(pthread_create(&tid[i], NULL, cap_sender, &th[i]), 0);
+	}
+	for (int i = 0; i < T; i++)
+		pthread_join(tid[i], NULL);
+	assert_true(wait_int(&cb.done, T * 50, WAIT_US));
+	assert_int_equal(atomic_load(&cb.ok), 100);
+	assert_int_equal(atomic_load(&cb.refused), T * 50 - 100);
+	assert_string_equal(cb.field, "daily_cap");
+	assert_non_null(strstr(cb.msg, "daily cap of 100 messages"));
+	assert_non_null(strstr(cb.msg, "00:00 UTC"));
+	assert_int_equal(count_msgs(st, "busy"), 100);
+	assert_int_equal(usage_today(st, "busy"), 100);
+	pthread_mutex_destroy(&cb.lock);
+	free(th);
+}
+
+/* A validated batch of n rows of tenant (not started). */
+static void validated_batch(struct store *st, struct batch *b, const char *tenant, int n)
+{
+	struct hr_err err = {0};
+	mk_batch(b, tenant, "acct");
+	assert_int_equal(st->ops->batch_create(st, b, &err), 0);
+	struct batch_item it[16];
+	char to[16][32];
+	assert_true(n <= 16);
+	for (int i = 0; i < n; i++) {
+		snprintf(to[i], sizeof to[i], "+4479000001%02d", i + 1);
+		mk_item(&it[i], i + 1, to[i], true);
+	}
+	assert_int_equal(st->ops->batch_items_put(st, b->id, it, (size_t)n, &err), 0);
+	assert_int_equal(st->ops->batch_set_status(st, tenant, b->id, BATCH_VALIDATED, NULL, &err),
+	                 0);
+}
+
+static int enqueue_all(struct store *st, const struct batch *b, int n, size_t *made,
+                       struct hr_err *err)
+{
+	struct message m[16];
+	int64_t rows[16];
+	for (int i = 0; i < n; i++) {
+		char to[32];
+		snprintf(to, sizeof to, "+4479000001%02d", i + 1);
+		mk_row_msg(&m[i], b, to);
+		rows[i] = i + 1;
+	}
+	return st->ops->batch_enqueue(st, b->id, rows, m, (size_t)n, true, made, err);
+}
+
+/*
+ * Campaign starts: refused past the campaign cap (naming it) and when the
+ * batch's rows do not fit what is left of today's cap; the campaign's
+ * messages count; a chunk that no longer fits (other sends took the room
+ * after the start) is refused whole, writing nothing.
+ */
+static void test_campaign_caps(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	mk_tenant(st, "camp");
+	set_limits(st, "camp", 0, 1);
+	struct batch b1, b2, b3;
+	size_t made = 0;
+	validated_batch(st, &b1, "camp", 3);
+	assert_int_equal(st->ops->batch_set_status(st, "camp", b1.id, BATCH_PROCESSING, NULL, &err),
+	                 0);
+	assert_int_equal(enqueue_all(st, &b1, 3, &made, &err), 0);
+	assert_int_equal(made, 3);
+	assert_int_equal(usage_today(st, "camp"), 3);
+
+	validated_batch(st, &b2, "camp", 3);
+	assert_int_equal(st->ops->batch_set_status(st, "camp", b2.id, BATCH_PROCESSING, NULL, &err),
+	                 HR_EQUOTA);
+	assert_string_equal(err.field, "campaign_cap");
+	assert_non_null(strstr(err.msg, "1 campaign at once"));
+	struct batch g = batch_of(st, b2.id);
+	assert_int_equal(g.status, BATCH_VALIDATED);
+	batch_clear(&g);
+
+	/* Room for two more campaigns, but only 2 messages left today. */
+	set_limits(st, "camp", 5, 3);
+	assert_int_equal(st->ops->batch_set_status(st, "camp", b2.id, BATCH_PROCESSING, NULL, &err),
+	                 HR_EQUOTA);
+	assert_string_equal(err.field, "daily_cap");
+	assert_non_null(strstr(err.msg, "daily cap of 5 messages"));
+	set_limits(st, "camp", 7, 3);
+	assert_int_equal(st->ops->batch_set_status(st, "camp", b2.id, BATCH_PROCESSING, NULL, &err),
+	                 0);
+	/* The cap is lowered and another send takes the room meanwhile: the
+	 * chunk is refused whole. */
+	set_limits(st, "camp", 6, 3);
+	struct message m;
+	mk_msg(&m, "camp", "acct", 0, 0);
+	assert_int_equal(st->ops->message_insert(st, &m, 1, NULL, NULL, NULL), 0);
+	assert_int_equal(enqueue_all(st, &b2, 3, &made, &err), HR_EQUOTA);
+	assert_string_equal(err.field, "daily_cap");
+	assert_int_equal(made, 0);
+	g = batch_of(st, b2.id);
+	assert_int_equal(g.by_status[MSG_QUEUED], 0);
+	assert_false(g.ingested);
+	batch_clear(&g);
+	assert_int_equal(usage_today(st, "camp"), 4);
+	assert_int_equal(count_msgs(st, "camp"), 4);
+	set_limits(st, "camp", 0, 3);
+	assert_int_equal(enqueue_all(st, &b2, 3, &made, &err), 0);
+	assert_int_equal(made, 3);
+	assert_int_equal(usage_today(st, "camp"), 7);
+
+	/* Cap of 3 with two running: the third starts, a fourth does not. */
+	validated_batch(st, &b3, "camp", 1);
+	assert_int_equal(st->ops->batch_set_status(st, "camp", b3.id, BATCH_PROCESSING, NULL, &err),
+	                 0);
+	struct batch b4;
+	validated_batch(st, &b4, "camp", 1);
+	assert_int_equal(st->ops->batch_set_status(st, "camp", b4.id, BATCH_PROCESSING, NULL, &err),
+	                 HR_EQUOTA);
+	assert_string_equal(err.field, "campaign_cap");
+	/* One ends: room again. */
+	assert_int_equal(st->ops->batch_set_status(st, "camp", b3.id, BATCH_CANCELLED, NULL, &err),
+	                 0);
+	assert_int_equal(st->ops->batch_set_status(st, "camp", b4.id, BATCH_PROCESSING, NULL, &err),
+	                 0);
+}
+
+struct starter {
+	struct store *st;
+	char id[HR_ID_LEN + 1];
+	int rc;
+};
+
+static void *start_thread(void *arg)
+{
+	struct starter *s = arg;
+	struct hr_err err = {0};
+	s->rc = s->st->ops->batch_set_status(s->st, "race", s->id, BATCH_PROCESSING, NULL, &err);
+	return NULL;
+}
+
+/* Six starts at once for the last place: exactly one gets it. */
+static void test_campaign_cap_race(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	mk_tenant(st, "race");
+	set_limits(st, "race", 0, 1);
+	enum { K = 6 };
+	struct starter s[K];
+	pthread_t th[K];
+	for (int i = 0; i < K; i++) {
+		struct batch b;
+		validated_batch(st, &b, "race", 1);
+		s[i] = (struct starter){.st = st};
+		snprintf(s[i].id, sizeof s[i].id, "%s", b.id);
+	}
+	for (int i = 0; i < K; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, start_thread, &s[i]), 0);
+	int ok = 0, refused = 0;
+	for (int i = 0; i < K; i++) {
+		pthread_join(th[i], NULL);
+		ok += s[i].rc == 0;
+		refused += s[i].rc == HR_EQUOTA;
+	}
+	assert_int_equal(ok, 1);
+	assert_int_equal(refused, K - 1);
+}
+
 int main(void)
 {
 	hr_log_set_level(HR_LOG_WARN);
@@ -5688,6 +6047,11 @@ int main(void)
 	    T(test_inbox_park),
 	    T(test_fallback_race_exactly_once),
 	    T(test_batch_counts_fallback),
+	    T(test_tenant_limits_roundtrip),
+	    T(test_daily_cap_exact),
+	    T(test_daily_cap_concurrent),
+	    T(test_campaign_caps),
+	    T(test_campaign_cap_race),
 #undef T
 	};
 	char group[80];
