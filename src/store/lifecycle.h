@@ -293,6 +293,8 @@ struct store_tx_ops {
 	                    struct lc_msg *out, size_t *n);
 	/* Deletes the batch row and its rows (batch_item). */
 	int (*batch_delete)(struct store_tx *tx, const char *batch_id);
+	/* Appends an administrative action to admin_audit (at 0: now). */
+	int (*audit_insert)(struct store_tx *tx, const struct audit_row *a);
 	/* 1 if the message already has a stored reply, 0 if not. */
 	int (*inbound_exists)(struct store_tx *tx, const char *message_id);
 
@@ -433,6 +435,10 @@ int lc_batch_items_put(const struct lc_backend *b, struct store *st, const char 
 int lc_batch_set_status(const struct lc_backend *b, struct store *st, const char *tenant_id,
                         const char *id, enum batch_status to, const char *error,
                         struct hr_err *err);
+/* lc_batch_set_status with an audit row in the same transaction. */
+int lc_batch_set_status_audit(const struct lc_backend *b, struct store *st, const char *tenant_id,
+                              const char *id, enum batch_status to, const char *error,
+                              const struct audit_row *a, struct hr_err *err);
 int lc_batch_enqueue(const struct lc_backend *b, struct store *st, const char *batch_id,
                      const int64_t *rows, const struct message *msgs, size_t n, bool last,
                      size_t *made, struct hr_err *err);
