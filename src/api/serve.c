@@ -161,7 +161,7 @@ static int open_store(json_t *cfg, const struct serve_args *a, struct store **st
  * *out is NULL when the template declares none of them; errors name the key
  * under f ("tenants[0].templates[2]").
  */
-static int template_config(json_t *tp, const char *f, char **out, struct hr_err *err)
+int serve_template_config(json_t *tp, const char *f, char **out, struct hr_err *err)
 {
 	*out = NULL;
 	json_t *header = json_object_get(tp, "header"), *buttons = json_object_get(tp, "buttons");
@@ -474,7 +474,7 @@ int serve_sync_config(json_t *cfg, struct store *st, struct hr_err *err)
 				hr_strlcpy(err->field, f, sizeof err->field);
 				return err->code;
 			}
-			if ((rc = template_config(tp, f, &row.config, err)))
+			if ((rc = serve_template_config(tp, f, &row.config, err)))
 				return rc;
 			row.body = (char *)body;
 			rc = st->ops->template_upsert(st, &row, err);
