@@ -1082,6 +1082,21 @@ static void test_templates(void **state)
 	assert_int_equal(create, 1);
 	assert_int_equal(update, 1);
 	assert_int_equal(del, 1);
+
+	/* The CLI, with cards' key: add, list (its own and the shared one, not
+	 * loans'), rm; a second rm is an API error (1), a bad name a usage
+	 * error (2). */
+	char out[8192];
+	assert_int_equal(
+	    herald_cli("templates add whatsapp cli_tpl en 'Hi {{1}}'", k_cards, out, sizeof out), 0);
+	assert_non_null(strstr(out, "cli_tpl"));
+	assert_int_equal(herald_cli("templates list", k_cards, out, sizeof out), 0);
+	assert_non_null(strstr(out, "cli_tpl"));
+	assert_non_null(strstr(out, "payment_reminder"));
+	assert_null(strstr(out, "loans_tpl"));
+	assert_int_equal(herald_cli("templates rm whatsapp cli_tpl en", k_cards, out, sizeof out), 0);
+	assert_int_equal(herald_cli("templates rm whatsapp cli_tpl en", k_cards, out, sizeof out), 1);
+	assert_int_equal(herald_cli("templates rm whatsapp ../x en", k_cards, out, sizeof out), 2);
 }
 
 int main(void)
