@@ -63,25 +63,6 @@ void api_audit_done(struct audit_row *a)
 	a->before = a->after = NULL;
 }
 
-void api_audit(struct api_req *r, const char *tenant, const char *action, const char *object,
-               json_t *before, json_t *after)
-{
-	struct audit_row a;
-	api_audit_row(r, tenant, action, object, &a);
-	a.before = before ? json_dumps(before, JSON_COMPACT) : NULL;
-	a.after = after ? json_dumps(after, JSON_COMPACT) : NULL;
-	struct hr_err err;
-	hr_err_clear(&err);
-	struct store *st = r->srv->o.store;
-	if (st->ops->audit_append(st, &a, &err) != 0)
-		hr_log(HR_LOG_ERROR, "audit", "cannot record %s of %s by %s: %s", action, a.object,
-		       a.actor, err.msg);
-	free(a.before);
-	free(a.after);
-	json_decref(before);
-	json_decref(after);
-}
-
 /* Tenant and unit ids: 1..63 of [A-Za-z0-9_-] (they appear in paths, key
  * rows and secret namespaces). */
 static int id_check(json_t *v, const char *field, char *out, size_t size, struct hr_err *err)

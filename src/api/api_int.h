@@ -338,11 +338,6 @@ enum MHD_Result api_keys_list(struct api_req *r);
 enum MHD_Result api_keys_post(struct api_req *r);
 enum MHD_Result api_key_revoke(struct api_req *r);
 enum MHD_Result api_audit_list(struct api_req *r);
-/* Records an administrative action of r's principal (tenant, action,
- * object, before/after JSON or NULL): a failure is logged, never answered
- * (the action itself is done). */
-void api_audit(struct api_req *r, const char *tenant, const char *action, const char *object,
-               json_t *before, json_t *after);
 /* Fills an audit row for r's principal (before/after borrowed texts). */
 void api_audit_row(const struct api_req *r, const char *tenant, const char *action,
                    const char *object, struct audit_row *a);

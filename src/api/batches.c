@@ -1531,11 +1531,11 @@ enum MHD_Result api_batch_cancel(struct api_req *r)
 	char obj[96];
 	snprintf(obj, sizeof obj, "batch:%s", b.id);
 	struct audit_row au;
-	rc = api_audit_json(r, r->tenant, "batch.cancel", obj,
-	                    json_pack("{s:s}", "status", batch_status_name(b.status)),
-	                    json_pack("{s:s, s:s?}", "status", "cancelled", "unit",
-	                              b.unit[0] ? b.unit : NULL),
-	                    &au);
+	rc = api_audit_json(
+	    r, r->tenant, "batch.cancel", obj,
+	    json_pack("{s:s}", "status", batch_status_name(b.status)),
+	    json_pack("{s:s, s:s?}", "status", "cancelled", "unit", b.unit[0] ? b.unit : NULL),
+	    &au);
 	batch_clear(&b);
 	if (rc)
 		return api_fail(r, rc, NULL);

@@ -859,7 +859,8 @@ int serve_main(int argc, char **argv)
 	/* Secret rotation (channel.h, secret_watch.c): a changed secret file is
 	 * noticed within secret_check_ms; a replaced account's secrets still
 	 * verify webhooks for secret_grace_s (0: never). */
-	int64_t sw_every_us = hr_cfg_int(cfg, "server.secret_check_ms", 5000, 10, 3600000, &err) * 1000;
+	int64_t sw_every_us =
+	    hr_cfg_int(cfg, "server.secret_check_ms", 5000, 10, 3600000, &err) * 1000;
 	accounts.grace_us = hr_cfg_int(cfg, "server.secret_grace_s", 300, 0, 86400, &err) * 1000000;
 	if (err.code)
 		goto out;

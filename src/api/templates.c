@@ -56,7 +56,8 @@ static bool language_ok(const char *s)
 	if (strlen(s) < 2 || strlen(s) > 15)
 		return false;
 	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_' || *s == '-'))
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_' ||
+		      *s == '-'))
 			return false;
 	return true;
 }
@@ -71,10 +72,10 @@ static json_t *template_json(const struct template_row *t)
 		if (!cfg)
 			return NULL;
 	}
-	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s?}", "channel", t->channel, "name",
-	                      t->name, "language", t->language, "body", t->body ? t->body : "",
-	                      "param_count", t->param_count, "unit",
-	                      t->unit_id[0] ? t->unit_id : NULL);
+	json_t *o =
+	    json_pack("{s:s, s:s, s:s, s:s, s:i, s:s?}", "channel", t->channel, "name", t->name,
+	              "language", t->language, "body", t->body ? t->body : "", "param_count",
+	              t->param_count, "unit", t->unit_id[0] ? t->unit_id : NULL);
 	if (!o) {
 		json_decref(cfg);
 		return NULL;
@@ -114,7 +115,8 @@ static int not_found(const char *channel, const char *name, const char *lang, st
 static int path_template(struct api_req *r, struct template_row *out, struct hr_err *err)
 {
 	struct store *st = r->srv->o.store;
-	int rc = st->ops->template_get(st, r->tenant, r->path_channel, r->path_id, r->path_sub, out);
+	int rc =
+	    st->ops->template_get(st, r->tenant, r->path_channel, r->path_id, r->path_sub, out);
 	if (rc == 0 && !api_unit_visible(r, out->unit_id, true)) {
 		template_row_clear(out);
 		rc = HR_ENOTFOUND;
@@ -182,9 +184,9 @@ enum MHD_Result api_templates_list(struct api_req *r)
 	for (size_t i = 0; i < n; i++)
 		template_row_clear(&rows[i]);
 	free(rows);
-	json_t *o = ok ? json_pack("{s:o, s:s?}", "data", data, "next_cursor",
-	                           next[0] ? next : NULL)
-	               : NULL;
+	json_t *o =
+	    ok ? json_pack("{s:o, s:s?}", "data", data, "next_cursor", next[0] ? next : NULL)
+	       : NULL;
 	if (!o) {
 		if (!ok)
 			json_decref(data);
@@ -211,9 +213,9 @@ enum MHD_Result api_template_get(struct api_req *r)
 static int template_from(json_t *root, struct template_row *t, struct hr_err *err)
 {
 	static const char *const allowed[] = {
-	    "channel",         "name",  "language",         "body",          "header", "buttons",
-	    "regulatory",      "route", "fallback_after_s", "fallback_text", "delivery_policy",
-	    NULL};
+	    "channel",          "name",          "language",        "body",
+	    "header",           "buttons",       "regulatory",      "route",
+	    "fallback_after_s", "fallback_text", "delivery_policy", NULL};
 	const char *k;
 	json_t *v;
 	json_object_foreach(root, k, v)
@@ -310,10 +312,11 @@ enum MHD_Result api_templates_post(struct api_req *r)
 		struct template_row shown = t;
 		hr_strlcpy(shown.unit_id, had ? old.unit_id : t.unit_id, sizeof shown.unit_id);
 		after = template_json(&shown);
-		rc = after ? api_audit_json(r, r->tenant, had ? "template.update" : "template.create",
-		                            obj, had ? template_json(&old) : NULL, json_incref(after),
-		                            &au)
-		           : HR_ENOMEM;
+		rc = after
+		         ? api_audit_json(r, r->tenant, had ? "template.update" : "template.create",
+		                          obj, had ? template_json(&old) : NULL, json_incref(after),
+		                          &au)
+		         : HR_ENOMEM;
 		if (rc)
 			hr_fail(&err, rc, NULL, "out of memory");
 	}
@@ -329,7 +332,8 @@ enum MHD_Result api_templates_post(struct api_req *r)
 		return api_fail(r, rc, &err);
 	}
 	hr_log(HR_LOG_INFO, "api", "tenant %s %s template %s/%s/%s", r->tenant,
-	       created ? "created" : "updated", json_string_value(json_object_get(after, "channel")),
+	       created ? "created" : "updated",
+	       json_string_value(json_object_get(after, "channel")),
 	       json_string_value(json_object_get(after, "name")),
 	       json_string_value(json_object_get(after, "language")));
 	return api_respond_json(r, created ? 201 : 200, after, NULL);

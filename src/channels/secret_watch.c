@@ -127,10 +127,11 @@ void account_set_rotate(struct account_set *s, size_t *reloaded, size_t *failed)
 			 * The message names the field, never what it holds. */
 			a->retry_fp = fp;
 			nf++;
-			hr_log(HR_LOG_WARN, "secrets",
-			       "account %s: a secret file changed but the account does not load with "
-			       "it, so it keeps its previous secrets: %s",
-			       a->id, err.msg);
+			hr_log(
+			    HR_LOG_WARN, "secrets",
+			    "account %s: a secret file changed but the account does not load with "
+			    "it, so it keeps its previous secrets: %s",
+			    a->id, err.msg);
 			continue;
 		}
 		nr++;
@@ -235,7 +236,8 @@ int secret_watch_start(struct account_set *s, int64_t interval_us, void (*on_cha
 	}
 	if (rc != 0) {
 		free(w);
-		return hr_fail(err, HR_EINTERNAL, NULL, "cannot make the secret watcher's condition");
+		return hr_fail(err, HR_EINTERNAL, NULL,
+		               "cannot make the secret watcher's condition");
 	}
 	pthread_mutex_init(&w->mu, NULL);
 	if ((rc = pthread_create(&w->thread, NULL, watch_main, w)) != 0) {

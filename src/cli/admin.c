@@ -336,8 +336,8 @@ static int templates(struct admin_args *a)
 			return CLI_EUSAGE;
 		}
 		return run(a, "POST", "/v1/templates",
-		           json_pack("{s:s, s:s, s:s, s:s}", "channel", a->pos[1], "name", a->pos[2],
-		                     "language", a->pos[3], "body", a->pos[4]),
+		           json_pack("{s:s, s:s, s:s, s:s}", "channel", a->pos[1], "name",
+		                     a->pos[2], "language", a->pos[3], "body", a->pos[4]),
 		           NULL, template_cols);
 	}
 	if (!strcmp(sub, "rm")) {
@@ -350,7 +350,8 @@ static int templates(struct admin_args *a)
 			fprintf(stderr, "herald: bad channel, name or language\n");
 			return CLI_EUSAGE;
 		}
-		snprintf(path, sizeof path, "/v1/templates/%s/%s/%s", a->pos[1], a->pos[2], a->pos[3]);
+		snprintf(path, sizeof path, "/v1/templates/%s/%s/%s", a->pos[1], a->pos[2],
+		         a->pos[3]);
 		static const char *const cols[] = {"channel", "name", "language", "deleted", NULL};
 		return run(a, "DELETE", path, NULL, NULL, cols);
 	}

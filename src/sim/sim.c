@@ -110,8 +110,8 @@ static int cfg_text(json_t *obj, const char *key, const char *base, bool require
 }
 
 /* The secret at key (resolved into *out) and its reference (*ref_out). */
-static int cfg_secret(json_t *obj, const char *key, const char *base, char **out,
-                      char **ref_out, struct hr_err *err)
+static int cfg_secret(json_t *obj, const char *key, const char *base, char **out, char **ref_out,
+                      struct hr_err *err)
 {
 	char *ref;
 	int rc = cfg_text(obj, key, base, true, &ref, err);
@@ -131,7 +131,8 @@ static int cfg_secret(json_t *obj, const char *key, const char *base, char **out
 int sim_rotate_secrets(struct sim *s, size_t *n, struct hr_err *err)
 {
 	*n = 0;
-	char **tok = calloc(s->naccounts + 1, sizeof *tok), **sec = calloc(s->naccounts + 1, sizeof *sec);
+	char **tok = calloc(s->naccounts + 1, sizeof *tok),
+	     **sec = calloc(s->naccounts + 1, sizeof *sec);
 	int rc = tok && sec ? 0 : hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	for (size_t i = 0; rc == 0 && i < s->naccounts; i++) {
 		struct sim_account *a = &s->accounts[i];
@@ -143,7 +144,8 @@ int sim_rotate_secrets(struct sim *s, size_t *n, struct hr_err *err)
 		pthread_mutex_lock(&s->secrets_lock);
 		for (size_t i = 0; i < s->naccounts; i++) {
 			struct sim_account *a = &s->accounts[i];
-			if (strcmp(a->access_token, tok[i]) != 0 || strcmp(a->app_secret, sec[i]) != 0)
+			if (strcmp(a->access_token, tok[i]) != 0 ||
+			    strcmp(a->app_secret, sec[i]) != 0)
 				(*n)++;
 			char *t = a->access_token, *x = a->app_secret;
 			a->access_token = tok[i];

@@ -421,8 +421,9 @@ static int status_run(struct store_tx *tx, void *arg)
 	if (!batch_status_allowed(s.status, c->to))
 		return hr_fail(TX_ERR(tx), HR_EINVAL, "status", "a %s batch cannot become %s",
 		               batch_status_name(s.status), batch_status_name(c->to));
-	rc = tx->ops->batch_set(tx, c->id, c->to, tx->ops->now(tx),
-	                        c->to == BATCH_FAILED ? (c->error ? c->error : "failed") : NULL, -1);
+	rc =
+	    tx->ops->batch_set(tx, c->id, c->to, tx->ops->now(tx),
+	                       c->to == BATCH_FAILED ? (c->error ? c->error : "failed") : NULL, -1);
 	return rc == 0 && c->audit ? tx->ops->audit_insert(tx, c->audit) : rc;
 }
 
@@ -449,7 +450,8 @@ int lc_batch_set_status_audit(const struct lc_backend *b, struct store *st, cons
 		return hr_fail(err, HR_ENOTFOUND, "batch_id", "no batch %s", id ? id : "");
 	if ((unsigned)to >= BATCH__COUNT)
 		return hr_fail(err, HR_EINVAL, "status", "unknown batch status %d", (int)to);
-	struct status_ctx c = {.tenant_id = tenant_id, .id = id, .error = error, .to = to, .audit = a};
+	struct status_ctx c = {
+	    .tenant_id = tenant_id, .id = id, .error = error, .to = to, .audit = a};
 	return lc_run(b, st, status_run, &c, sizeof c, NULL, NULL, err);
 }
 

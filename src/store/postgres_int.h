@@ -355,8 +355,8 @@ int pg_template_list(struct store *st, const char *tenant_id, const char *unit,
                      const struct template_key *after, int limit, struct template_row **out,
                      size_t *n, bool *more);
 int pg_batch_set_status_audit(struct store *st, const char *tenant_id, const char *id,
-                              enum batch_status to, const char *error,
-                              const struct audit_row *a, struct hr_err *err);
+                              enum batch_status to, const char *error, const struct audit_row *a,
+                              struct hr_err *err);
 int pg_account_list(struct store *st, const char *tenant_id, struct account_row **out, size_t *n);
 int pg_template_upsert(struct store *st, const struct template_row *t, struct hr_err *err);
 int pg_template_get(struct store *st, const char *tenant_id, const char *channel, const char *name,

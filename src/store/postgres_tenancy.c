@@ -662,16 +662,18 @@ static int run_template_put(struct pg_store *s, struct job_admin *a)
 	pp_i64(&p, t->param_count);
 	pp_opt(&p, t->config);
 	if (exists)
-		rc = pg_exec(&s->w, P_TEMPLATE_UPDATE,
-		             "UPDATE template SET body = $5, param_count = $6, config = $7"
-		             " WHERE tenant_id = $1 AND channel = $2 AND name = $3 AND language = $4",
-		             &p, NULL, err, "template");
+		rc = pg_exec(
+		    &s->w, P_TEMPLATE_UPDATE,
+		    "UPDATE template SET body = $5, param_count = $6, config = $7"
+		    " WHERE tenant_id = $1 AND channel = $2 AND name = $3 AND language = $4",
+		    &p, NULL, err, "template");
 	else {
 		pp_opt(&p, t->unit_id);
-		rc = pg_exec(&s->w, P_TEMPLATE_INSERT,
-		             "INSERT INTO template(tenant_id, channel, name, language, body,"
-		             " param_count, config, unit_id) VALUES($1, $2, $3, $4, $5, $6, $7, $8)",
-		             &p, NULL, err, "template");
+		rc =
+		    pg_exec(&s->w, P_TEMPLATE_INSERT,
+		            "INSERT INTO template(tenant_id, channel, name, language, body,"
+		            " param_count, config, unit_id) VALUES($1, $2, $3, $4, $5, $6, $7, $8)",
+		            &p, NULL, err, "template");
 	}
 	if (rc == 0)
 		a->flag = !exists; /* created */

@@ -2164,10 +2164,11 @@ static int tx_audit_insert(struct store_tx *t, const struct audit_row *a)
 	pp_text(&p, a->object);
 	pp_opt(&p, a->before);
 	pp_opt(&p, a->after);
-	return tx_write(TX(t), P_AUDIT_INSERT_TX,
-	                "INSERT INTO admin_audit(tenant_id, actor, at, action, object, before, after)"
-	                " VALUES($1, $2, $3, $4, $5, $6, $7)",
-	                &p, "admin_audit");
+	return tx_write(
+	    TX(t), P_AUDIT_INSERT_TX,
+	    "INSERT INTO admin_audit(tenant_id, actor, at, action, object, before, after)"
+	    " VALUES($1, $2, $3, $4, $5, $6, $7)",
+	    &p, "admin_audit");
 }
 
 static int tx_inbound_exists(struct store_tx *t, const char *message_id)
@@ -2399,8 +2400,8 @@ int pg_batch_items_put(struct store *st, const char *batch_id, const struct batc
 }
 
 int pg_batch_set_status_audit(struct store *st, const char *tenant_id, const char *id,
-                              enum batch_status to, const char *error,
-                              const struct audit_row *a, struct hr_err *err)
+                              enum batch_status to, const char *error, const struct audit_row *a,
+                              struct hr_err *err)
 {
 	return lc_batch_set_status_audit(&pg_lc_backend, st, tenant_id, id, to, error, a, err);
 }

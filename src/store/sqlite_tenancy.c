@@ -662,8 +662,8 @@ int sq_account_put(struct store *st, const struct account_row *acct, const struc
 }
 
 /* The template's current unit: 1 found (unit copied, "" = shared), 0 not. */
-static int template_unit(struct sq_store *s, const struct template_row *t, char *unit,
-                         size_t size, struct hr_err *err)
+static int template_unit(struct sq_store *s, const struct template_row *t, char *unit, size_t size,
+                         struct hr_err *err)
 {
 	sqlite3_stmt *q = prep(s->wdb,
 	                       "SELECT coalesce(unit_id, '') FROM template WHERE tenant_id = ?1"
@@ -700,8 +700,8 @@ static int run_template_put(struct sq_store *s, struct job_admin *a)
 		               "template '%s' (%s, %s) is not this unit's to change", t->name,
 		               t->channel, t->language);
 	if (!exists) {
-		sqlite3_stmt *q =
-		    prep(s->wdb, "SELECT count(*) FROM template WHERE tenant_id = ?1", err, "template");
+		sqlite3_stmt *q = prep(s->wdb, "SELECT count(*) FROM template WHERE tenant_id = ?1",
+		                       err, "template");
 		if (!q)
 			return err->code;
 		sqlite3_bind_text(q, 1, t->tenant_id, -1, SQLITE_STATIC);
@@ -711,17 +711,19 @@ static int run_template_put(struct sq_store *s, struct job_admin *a)
 		if (n < 0)
 			return sq_fail(s->wdb, src, err, "template");
 		if (n >= STORE_TEMPLATES_MAX)
-			return hr_fail(err, HR_ELIMIT, "name", "the tenant has %d templates, the most it may have",
+			return hr_fail(err, HR_ELIMIT, "name",
+			               "the tenant has %d templates, the most it may have",
 			               STORE_TEMPLATES_MAX);
 	}
-	sqlite3_stmt *q = prep(s->wdb,
-	                       exists ? "UPDATE template SET body = ?5, param_count = ?6, config = ?7"
-	                                " WHERE tenant_id = ?1 AND channel = ?2 AND name = ?3"
-	                                " AND language = ?4"
-	                              : "INSERT INTO template(tenant_id, channel, name, language,"
-	                                " body, param_count, config, unit_id)"
-	                                " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-	                       err, "template");
+	sqlite3_stmt *q =
+	    prep(s->wdb,
+	         exists ? "UPDATE template SET body = ?5, param_count = ?6, config = ?7"
+	                  " WHERE tenant_id = ?1 AND channel = ?2 AND name = ?3"
+	                  " AND language = ?4"
+	                : "INSERT INTO template(tenant_id, channel, name, language,"
+	                  " body, param_count, config, unit_id)"
+	                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	         err, "template");
 	if (!q)
 		return err->code;
 	sqlite3_bind_text(q, 1, t->tenant_id, -1, SQLITE_STATIC);

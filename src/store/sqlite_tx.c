@@ -900,8 +900,8 @@ int sq_batch_items_put(struct store *st, const char *batch_id, const struct batc
 }
 
 int sq_batch_set_status_audit(struct store *st, const char *tenant_id, const char *id,
-                              enum batch_status to, const char *error,
-                              const struct audit_row *a, struct hr_err *err)
+                              enum batch_status to, const char *error, const struct audit_row *a,
+                              struct hr_err *err)
 {
 	return lc_batch_set_status_audit(&sq_lc_backend, st, tenant_id, id, to, error, a, err);
 }

@@ -929,7 +929,6 @@ static void test_cli(void **state)
 	assert_int_equal(herald_cli("tenants list", "wrong-key-0123456789", out, sizeof out), 1);
 }
 
-
 /* ---------------------------------------------------------------------------
  * Templates through the API: units own what they make.
  * ------------------------------------------------------------------------- */
@@ -982,11 +981,10 @@ static void test_templates(void **state)
 	resp_free(&r);
 	/* Validation names the field. */
 	expect_field("POST", "/v1/templates", k_cards,
-	             "{\"channel\":\"whatsapp\",\"name\":\"t\",\"language\":\"en\"}", 422,
-	             "body");
+	             "{\"channel\":\"whatsapp\",\"name\":\"t\",\"language\":\"en\"}", 422, "body");
 	expect_field("POST", "/v1/templates", k_cards,
-	             "{\"channel\":\"fax\",\"name\":\"t\",\"language\":\"en\",\"body\":\"x\"}",
-	             422, "channel");
+	             "{\"channel\":\"fax\",\"name\":\"t\",\"language\":\"en\",\"body\":\"x\"}", 422,
+	             "channel");
 	expect_field("POST", "/v1/templates", k_cards,
 	             "{\"channel\":\"whatsapp\",\"name\":\"a/b\",\"language\":\"en\","
 	             "\"body\":\"x\"}",
@@ -1022,9 +1020,10 @@ static void test_templates(void **state)
 	expect_field("DELETE", "/v1/templates/whatsapp/cards_tpl/en", k_loans, NULL, 404, NULL);
 	expect_field("GET", "/v1/templates/whatsapp/cards_tpl/en", BETA_KEY, NULL, 404, NULL);
 	char body[512];
-	snprintf(body, sizeof body,
-	         "{\"channel\":\"whatsapp\",\"account\":\"acme-wa\",\"to\":\"+447911000150\","
-	         "\"template\":{\"name\":\"cards_tpl\",\"language\":\"en\",\"parameters\":[\"A\"]}}");
+	snprintf(
+	    body, sizeof body,
+	    "{\"channel\":\"whatsapp\",\"account\":\"acme-wa\",\"to\":\"+447911000150\","
+	    "\"template\":{\"name\":\"cards_tpl\",\"language\":\"en\",\"parameters\":[\"A\"]}}");
 	expect_field("POST", "/v1/messages", k_loans, body, 422, "template.name");
 	r = call("POST", "/v1/messages", k_cards, body);
 	if (r.status != 202)
@@ -1088,26 +1087,26 @@ static void test_templates(void **state)
 	 * error (2). */
 	char out[8192];
 	assert_int_equal(
-	    herald_cli("templates add whatsapp cli_tpl en 'Hi {{1}}'", k_cards, out, sizeof out), 0);
+	    herald_cli("templates add whatsapp cli_tpl en 'Hi {{1}}'", k_cards, out, sizeof out),
+	    0);
 	assert_non_null(strstr(out, "cli_tpl"));
 	assert_int_equal(herald_cli("templates list", k_cards, out, sizeof out), 0);
 	assert_non_null(strstr(out, "cli_tpl"));
 	assert_non_null(strstr(out, "payment_reminder"));
 	assert_null(strstr(out, "loans_tpl"));
-	assert_int_equal(herald_cli("templates rm whatsapp cli_tpl en", k_cards, out, sizeof out), 0);
-	assert_int_equal(herald_cli("templates rm whatsapp cli_tpl en", k_cards, out, sizeof out), 1);
+	assert_int_equal(herald_cli("templates rm whatsapp cli_tpl en", k_cards, out, sizeof out),
+	                 0);
+	assert_int_equal(herald_cli("templates rm whatsapp cli_tpl en", k_cards, out, sizeof out),
+	                 1);
 	assert_int_equal(herald_cli("templates rm whatsapp ../x en", k_cards, out, sizeof out), 2);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_route_table),
-	    cmocka_unit_test(test_jwt),
-	    cmocka_unit_test(test_keys_lifecycle),
-	    cmocka_unit_test(test_audit),
-	    cmocka_unit_test(test_templates),
-	    cmocka_unit_test(test_cli),
+	    cmocka_unit_test(test_route_table),    cmocka_unit_test(test_jwt),
+	    cmocka_unit_test(test_keys_lifecycle), cmocka_unit_test(test_audit),
+	    cmocka_unit_test(test_templates),      cmocka_unit_test(test_cli),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -120,8 +120,11 @@ static int verify(const struct channel_account *a, const char *secret, int64_t n
 	hr_hmac_sha256_hex(secret, strlen(secret), body, strlen(body), hex);
 	snprintf(h, sizeof h, "sha256=%s", hex);
 	sig_header = h;
-	struct wh_request req = {.method = "POST", .url = "http://x/webhooks/whatsapp/a", .body = body,
-	                         .body_len = strlen(body), .header = hdr};
+	struct wh_request req = {.method = "POST",
+	                         .url = "http://x/webhooks/whatsapp/a",
+	                         .body = body,
+	                         .body_len = strlen(body),
+	                         .header = hdr};
 	struct hr_err err;
 	hr_err_clear(&err);
 	return channel_webhook_verify_rotating(a, &req, now, by_prev, &err);
@@ -347,7 +350,7 @@ static void test_pass_cost(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_rotate_file),     cmocka_unit_test(test_rotate_failure),
+	    cmocka_unit_test(test_rotate_file),      cmocka_unit_test(test_rotate_failure),
 	    cmocka_unit_test(test_replace_conflict), cmocka_unit_test(test_watch_thread),
 	    cmocka_unit_test(test_pass_cost),
 	};

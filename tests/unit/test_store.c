@@ -5723,7 +5723,8 @@ static void test_template_api_ops(void **state)
 	struct template_key k = {0};
 	size_t seen = 0;
 	for (const struct template_key *after = NULL;; after = &k) {
-		assert_int_equal(st->ops->template_list(st, "acme", NULL, after, 1, &v, &n, &more), 0);
+		assert_int_equal(st->ops->template_list(st, "acme", NULL, after, 1, &v, &n, &more),
+		                 0);
 		assert_int_equal(n, 1);
 		seen++;
 		hr_strlcpy(k.channel, v[0].channel, sizeof k.channel);
@@ -5740,7 +5741,8 @@ static void test_template_api_ops(void **state)
 	assert_string_equal(v[0].body, "Other {{1}}");
 	template_row_clear(&v[0]);
 	free(v);
-	assert_int_equal(st->ops->template_list(st, "acme", NULL, NULL, 0, &v, &n, &more), HR_EINVAL);
+	assert_int_equal(st->ops->template_list(st, "acme", NULL, NULL, 0, &v, &n, &more),
+	                 HR_EINVAL);
 	assert_int_equal(st->ops->template_list(st, "acme", NULL, NULL, 1001, &v, &n, &more),
 	                 HR_EINVAL);
 
@@ -5748,22 +5750,21 @@ static void test_template_api_ops(void **state)
 	 * found for it); each success with its audit row, a miss with none. */
 	struct audit_row d = mk_audit("acme", "template.delete", "template:whatsapp/x/en");
 	err = (struct hr_err){0};
-	assert_int_equal(st->ops->template_delete(st, "acme", "whatsapp", "loan_due", "en", "cards",
-	                                          &d, &err),
-	                 HR_ENOTFOUND);
-	assert_int_equal(st->ops->template_delete(st, "acme", "whatsapp", "reminder", "en", "cards",
-	                                          &d, &err),
-	                 HR_ENOTFOUND);
-	assert_int_equal(st->ops->template_delete(st, "other", "whatsapp", "card_due", "en", NULL,
-	                                          &d, &err),
-	                 HR_ENOTFOUND);
+	assert_int_equal(
+	    st->ops->template_delete(st, "acme", "whatsapp", "loan_due", "en", "cards", &d, &err),
+	    HR_ENOTFOUND);
+	assert_int_equal(
+	    st->ops->template_delete(st, "acme", "whatsapp", "reminder", "en", "cards", &d, &err),
+	    HR_ENOTFOUND);
+	assert_int_equal(
+	    st->ops->template_delete(st, "other", "whatsapp", "card_due", "en", NULL, &d, &err),
+	    HR_ENOTFOUND);
 	assert_int_equal(audit_count(st, "acme"), 5);
-	assert_int_equal(st->ops->template_delete(st, "acme", "whatsapp", "card_due", "en", "cards",
-	                                          &d, &err),
-	                 0);
-	assert_int_equal(st->ops->template_delete(st, "acme", "whatsapp", "loan_due", "en", "", &d,
-	                                          &err),
-	                 0);
+	assert_int_equal(
+	    st->ops->template_delete(st, "acme", "whatsapp", "card_due", "en", "cards", &d, &err),
+	    0);
+	assert_int_equal(
+	    st->ops->template_delete(st, "acme", "whatsapp", "loan_due", "en", "", &d, &err), 0);
 	assert_int_equal(st->ops->template_get(st, "acme", "whatsapp", "card_due", "en", &got),
 	                 HR_ENOTFOUND);
 	assert_int_equal(audit_count(st, "acme"), 7);
@@ -5790,8 +5791,11 @@ static void test_audit_with_change(void **state)
 	struct fx *f = *state;
 	struct store *st = f->st;
 	struct hr_err err = {0};
-	struct account_row acct = {.id = "acme~wa", .tenant_id = "acme", .channel = "whatsapp",
-	                           .api_created = true, .unit_id = "cards"};
+	struct account_row acct = {.id = "acme~wa",
+	                           .tenant_id = "acme",
+	                           .channel = "whatsapp",
+	                           .api_created = true,
+	                           .unit_id = "cards"};
 	acct.config = (char *)"{\"access_token\":\"env:X\"}";
 	struct audit_row a = mk_audit("acme", "account.create", "account:wa");
 	a.after = "{\"config\":{\"access_token\":\"env:X\"}}";
