@@ -116,11 +116,18 @@ struct channel_account {
 	 * re-registration; retired, never freed, so the pointer stays valid),
 	 * whose secrets still verify webhooks until prev_until (hr_now_us;
 	 * 0: not at all). retry_fp: the watcher's own note of a fingerprint
-	 * whose reload failed (only the watcher thread reads or writes it). */
+	 * already handled (the reload failed, or the content had not changed;
+	 * only the watcher thread reads or writes it). */
 	uint64_t secret_fp;
 	const struct channel_account *prev;
 	int64_t prev_until;
 	uint64_t retry_fp;
+	/* SHA-256 of what its file: secrets held when it was loaded (read
+	 * after secret_fp was taken, before the adapter read them): a file
+	 * whose metadata changed but whose content did not (touched, or
+	 * rewritten the same) does not reload the account. */
+	unsigned char secret_sum[32];
+	bool has_sum;
 };
 
 /* An HTTP request an adapter built. All fields heap-owned; http_req_clear frees. */
@@ -430,7 +437,12 @@ void account_set_clear(struct account_set *s);
 /* FNV-1a over each declared secret's reference and, for file: references,
  * the file's device, inode, size, mtime and ctime (or the stat error). */
 uint64_t channel_secret_fingerprint(const struct channel_account *a);
-/* One pass over the set: reloads each account whose fingerprint changed.
+/* SHA-256 over each file: secret's field name and value as the account
+ * would resolve it now (or the error it gets). false when it could not be
+ * computed (compare as changed). */
+bool channel_secret_sum(const struct channel_account *a, unsigned char out[32]);
+/* One pass over the set: reloads each account whose fingerprint changed
+ * and whose files' content differs from what it loaded.
  * *reloaded (may be NULL) gets how many were replaced, *failed (may be
  * NULL) how many changed but did not load (they keep their old secrets; a
  * warning names the account and the field, never a value; retried when

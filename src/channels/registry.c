@@ -226,6 +226,7 @@ int channel_account_new_policy(const struct account_row *row, const struct chann
 		/* Before the files are read: a change after this is seen by the
 		 * watcher's next pass, never lost (secret_watch.c). */
 		a->secret_fp = channel_secret_fingerprint(a);
+		a->has_sum = channel_secret_sum(a, a->secret_sum);
 		rc = e->ops->account_load(a, err);
 		if (rc)
 			a->ops = NULL; /* account_load cleaned up after itself */

@@ -13,7 +13,11 @@
  *
  * The fingerprint is taken before the files are read (channel_account_new
  * _policy), so a change between the stat and the read is seen on the next
- * pass (one extra reload), never missed.
+ * pass (one extra reload), never missed. When the metadata changed, the
+ * content is compared too (a SHA-256 taken at load, after the fingerprint
+ * and before the adapter's own read): a file that was only touched, or
+ * rewritten with the same secret, reloads nothing, so retired accounts
+ * (kept for the process's life) grow with real rotations only.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -21,6 +25,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+
+#include <openssl/evp.h>
 
 #include "channels/channel.h"
 
@@ -64,6 +70,31 @@ uint64_t channel_secret_fingerprint(const struct channel_account *a)
 		h = fnv_i64(h, (int64_t)st.st_ctim.tv_nsec);
 	}
 	return h;
+}
+
+bool channel_secret_sum(const struct channel_account *a, unsigned char out[32])
+{
+	memset(out, 0, 32);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
+	for (const char *const *f = a && a->ops ? a->ops->secret_fields : NULL; ok && f && *f;
+	     f++) {
+		const char *ref = json_string_value(json_object_get(a->config, *f));
+		if (!ref || strncmp(ref, "file:", 5) != 0)
+			continue;
+		char *v = NULL;
+		struct hr_err err;
+		hr_err_clear(&err);
+		int rc = channel_cfg_secret(a, *f, false, &v, &err);
+		ok = EVP_DigestUpdate(ctx, *f, strlen(*f) + 1) == 1 &&
+		     (rc == 0 && v ? EVP_DigestUpdate(ctx, v, strlen(v) + 1)
+		                   : EVP_DigestUpdate(ctx, &rc, sizeof rc)) == 1;
+		hr_secret_free(v);
+	}
+	unsigned int n = 0;
+	ok = ok && EVP_DigestFinal_ex(ctx, out, &n) == 1 && n == 32;
+	EVP_MD_CTX_free(ctx);
+	return ok;
 }
 
 /* Whether any declared secret of a is a file: reference (only those can
@@ -110,6 +141,14 @@ void account_set_rotate(struct account_set *s, size_t *reloaded, size_t *failed)
 		uint64_t fp = channel_secret_fingerprint(a);
 		if (fp == a->secret_fp || fp == a->retry_fp)
 			continue;
+		/* The files were touched: reload only if what they hold changed
+		 * (every reload retires an account for the process's life). */
+		unsigned char sum[32];
+		if (a->has_sum && channel_secret_sum(a, sum) &&
+		    memcmp(sum, a->secret_sum, 32) == 0) {
+			a->retry_fp = fp;
+			continue;
+		}
 		struct hr_err err;
 		hr_err_clear(&err);
 		struct channel_account *na = NULL;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -153,6 +154,19 @@ static void test_rotate_file(void **state)
 	assert_int_equal(nr, 0);
 	assert_int_equal(nf, 0);
 	assert_int_equal(account_set_generation(&s), gen);
+
+	/* Touched, or written again with the same content (a new inode):
+	 * nothing to reload. */
+	put_file("tok_wa1", "token-v1\n");
+	char p1[128];
+	snprintf(p1, sizeof p1, "%s/sec_wa1", dir);
+	struct timespec times[2] = {{0, UTIME_NOW}, {0, UTIME_NOW}};
+	assert_int_equal(utimensat(AT_FDCWD, p1, times, 0), 0);
+	account_set_rotate(&s, &nr, &nf);
+	assert_int_equal(nr, 0);
+	assert_int_equal(nf, 0);
+	assert_int_equal(account_set_generation(&s), gen);
+	assert_ptr_equal(account_set_find(&s, "wa1"), a1);
 
 	/* The token and the secret of wa1 are rotated: wa1 only is reloaded. */
 	put_file("tok_wa1", "token-v2\n");
