@@ -59,6 +59,8 @@
 #define CALLBACK_SECRET "callback-signing-secret-4e92d"
 #define DEMO_KEY "hk_test_0123456789abcdef" /* harness.c */
 #define OTHER_KEY "hk_other_0123456789abcdef"
+#define TG_TOKEN "987654321:AAH-leaktest-bot-token-5d2e"
+#define TG_SECRET "tg-webhook-secret-83b1c0"
 #define GRACE_S 5
 
 static struct world W;
@@ -312,7 +314,10 @@ static int setup(void **state)
 	         "        phone_number_id: \"2000002\"\n"
 	         "        access_token: file:%s/api_token_good\n"
 	         "        app_secret: file:%s/api_secret_2\n"
-	         "        verify_token: file:%s/verify\n",
+	         "        verify_token: file:%s/verify\n"
+	         "      - id: acme-tg\n        channel: telegram\n        base_url: @SIM@\n"
+	         "        bot_token: \"" TG_TOKEN "\"\n"
+	         "        webhook_secret: " TG_SECRET "\n",
 	         g_ns, g_ns, g_ns, g_ns, g_ns, g_ns);
 	snprintf(g_extra, sizeof g_extra,
 	         "auth:\n  jwt:\n    hs256_secret: env:HERALD_TEST_JWT\n    issuer: test-idp\n"
@@ -320,7 +325,9 @@ static int setup(void **state)
 	         "callbacks:\n  allowed_origins: [\"http://127.0.0.1:%d\"]\n  poll_ms: 50\n"
 	         "  backoff_base_ms: 100\n  backoff_max_ms: 200\n  timeout_ms: 1000\n",
 	         cb);
-	world_init2(&W, g_accounts, g_acme, NULL, NULL, g_extra);
+	world_init2(&W, g_accounts, g_acme,
+	            "  telegram:\n    seed: 7\n    recipients:\n      \"1003\": {blocked: true}\n",
+	            NULL, g_extra);
 	harness_server_extra(NULL);
 	world_start_sim(&W);
 	world_start_serve(&W);
@@ -507,6 +514,31 @@ static void workload(void)
 		expect("GET", path, DEMO_KEY, NULL, 200);
 		free(ids[i]);
 	}
+	/* Telegram: the bot token is part of every request's URL; a send the
+	 * bot may not make (a blocked chat: 403) and a webhook with a wrong
+	 * secret token. */
+	char *tg[2];
+	for (int i = 0; i < 2; i++) {
+		snprintf(body, sizeof body,
+		         "{\"channel\":\"telegram\",\"account\":\"acme-tg\",\"to\":\"%s\","
+		         "\"text\":\"tg %d\"}",
+		         i ? "1003" : "1000", i);
+		r = call("POST", "/v1/messages", DEMO_KEY, body);
+		assert_int_equal(r.status, 202);
+		tg[i] = strdup(json_string_value(json_object_get(r.json, "id")));
+		resp_free(&r);
+	}
+	wait_status(&tg[0], 1, "sent");
+	wait_status(&tg[1], 1, "failed");
+	for (int i = 0; i < 2; i++) {
+		snprintf(path, sizeof path, "/v1/messages/%s", tg[i]);
+		expect("GET", path, DEMO_KEY, NULL, 200);
+		free(tg[i]);
+	}
+	const char *tgh[] = {"X-Telegram-Bot-Api-Secret-Token: wrong-secret-token", NULL};
+	r = call_rec("POST", "/webhooks/telegram/acme-tg", NULL, "{\"update_id\":1}", tgh, true);
+	assert_int_equal(r.status, 401);
+	resp_free(&r);
 	expect("GET", "/v1/callbacks?limit=50", DEMO_KEY, NULL, 200);
 	expect("GET", "/v1/webhooks/parked?limit=50", DEMO_KEY, NULL, 200);
 }
@@ -560,6 +592,9 @@ static void test_no_secret_shown_or_logged(void **state)
 	    "app-secret-123",
 	    "verify-me",
 	    "unused-by-trust-auth", /* the PostgreSQL password (HERALD_IT_STORE=postgres) */
+	    TG_TOKEN,
+	    TG_SECRET,
+	    "AAH-leaktest-bot-token-5d2e", /* the token's secret part */
 	};
 	char ans[300];
 	snprintf(ans, sizeof ans, "%s/answers.log", g_dir);
