@@ -452,7 +452,9 @@ static void sim_usage(FILE *f)
 	       "for the accounts in the config, and posts signed webhooks to\n"
 	       "URL/webhooks/{whatsapp|sms|rcs|telegram}/{account} (default server.public_url).\n"
 	       "Knobs: sim.<channel>.* in the config, or POST /sim/config, /sim/sms/config,\n"
-	       "/sim/rcs/config, /sim/telegram/config. Counts: GET /sim/stats, /sim/duplicates.\n");
+	       "/sim/rcs/config, /sim/telegram/config. Counts: GET /sim/stats, /sim/duplicates.\n"
+	       "Credentials rotated at the provider: POST /sim/whatsapp/rotate reads the WhatsApp\n"
+	       "accounts' access_token and app_secret references again.\n");
 }
 
 int sim_main(int argc, char **argv)
