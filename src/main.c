@@ -27,6 +27,7 @@ static void usage(FILE *f)
 	        "  units     a tenant's business units: list, create, disable, enable\n"
 	        "  keys      a tenant's API keys: list, create (shown once), revoke\n"
 	        "  audit     the log of administrative actions\n"
+	        "  templates the tenant's message templates: list, add, rm\n"
 	        "  version   print the version\n\n"
 	        "Run 'herald <command> --help' for a command's options.\n",
 	        HERALD_VERSION);
@@ -47,7 +48,7 @@ int main(int argc, char **argv)
 		return migrate_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "send") || !strcmp(cmd, "messages") || !strcmp(cmd, "batch") ||
 	    !strcmp(cmd, "tenants") || !strcmp(cmd, "units") || !strcmp(cmd, "keys") ||
-	    !strcmp(cmd, "audit"))
+	    !strcmp(cmd, "audit") || !strcmp(cmd, "templates"))
 		return cli_main(argc, argv);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("herald %s\n", HERALD_VERSION);

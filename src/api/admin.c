@@ -41,23 +41,27 @@ void api_audit_row(const struct api_req *r, const char *tenant, const char *acti
 	hr_utf8_copy(a->object, object, sizeof a->object);
 }
 
-void api_audit(struct api_req *r, const char *tenant, const char *action, const char *object,
-               json_t *before, json_t *after)
+int api_audit_json(const struct api_req *r, const char *tenant, const char *action,
+                   const char *object, json_t *before, json_t *after, struct audit_row *a)
 {
-	struct audit_row a;
-	api_audit_row(r, tenant, action, object, &a);
-	a.before = before ? json_dumps(before, JSON_COMPACT) : NULL;
-	a.after = after ? json_dumps(after, JSON_COMPACT) : NULL;
-	struct hr_err err;
-	hr_err_clear(&err);
-	struct store *st = r->srv->o.store;
-	if (st->ops->audit_append(st, &a, &err) != 0)
-		hr_log(HR_LOG_ERROR, "audit", "cannot record %s of %s by %s: %s", action, a.object,
-		       a.actor, err.msg);
-	free(a.before);
-	free(a.after);
+	api_audit_row(r, tenant, action, object, a);
+	a->before = before ? json_dumps(before, JSON_COMPACT) : NULL;
+	a->after = after ? json_dumps(after, JSON_COMPACT) : NULL;
+	bool oom = (before && !a->before) || (after && !a->after);
 	json_decref(before);
 	json_decref(after);
+	if (oom) {
+		api_audit_done(a);
+		return HR_ENOMEM;
+	}
+	return 0;
+}
+
+void api_audit_done(struct audit_row *a)
+{
+	free(a->before);
+	free(a->after);
+	a->before = a->after = NULL;
 }
 
 /* Tenant and unit ids: 1..63 of [A-Za-z0-9_-] (they appear in paths, key

@@ -139,6 +139,8 @@ enum api_route {
 	ROUTE_KEY_REVOKE,        /* POST /v1/tenants/{tenant}/keys/{prefix}/revoke */
 	ROUTE_AUDIT,             /* GET /v1/audit */
 	ROUTE_TENANT_LIMITS,     /* POST /v1/tenants/{tenant}/limits (operator) */
+	ROUTE_TEMPLATES,         /* GET list, POST create or update */
+	ROUTE_TEMPLATE,          /* GET, DELETE /v1/templates/{channel}/{name}/{language} */
 };
 
 struct api_req;
@@ -360,14 +362,25 @@ enum MHD_Result api_keys_list(struct api_req *r);
 enum MHD_Result api_keys_post(struct api_req *r);
 enum MHD_Result api_key_revoke(struct api_req *r);
 enum MHD_Result api_audit_list(struct api_req *r);
-/* Records an administrative action of r's principal (tenant, action,
- * object, before/after JSON or NULL): a failure is logged, never answered
- * (the action itself is done). */
-void api_audit(struct api_req *r, const char *tenant, const char *action, const char *object,
-               json_t *before, json_t *after);
 /* Fills an audit row for r's principal (before/after borrowed texts). */
 void api_audit_row(const struct api_req *r, const char *tenant, const char *action,
                    const char *object, struct audit_row *a);
+/* api_audit_row with before/after (JSON, references taken, either may be
+ * NULL) dumped into a for a store write that records it in the same
+ * transaction as the change. 0 or HR_ENOMEM (nothing to free then);
+ * api_audit_done frees the texts. */
+int api_audit_json(const struct api_req *r, const char *tenant, const char *action,
+                   const char *object, json_t *before, json_t *after, struct audit_row *a);
+void api_audit_done(struct audit_row *a);
+/* ---- templates.c ---- */
+enum MHD_Result api_templates_list(struct api_req *r);
+enum MHD_Result api_templates_post(struct api_req *r);
+enum MHD_Result api_template_get(struct api_req *r);
+enum MHD_Result api_template_delete(struct api_req *r);
+/* serve.c: a template's declared extras (header, buttons, regulatory,
+ * delivery_policy, route, fallback_after_s, fallback_text) from tp as one
+ * JSON object text (*out heap, NULL when none); errors name "<f>.<key>". */
+int serve_template_config(json_t *tp, const char *f, char **out, struct hr_err *err);
 
 /* ---- content.c ---- */
 /* Builds a message's canonical content (channels/channel.h) from a request
@@ -377,13 +390,15 @@ void api_audit_row(const struct api_req *r, const char *tenant, const char *acti
  * account's adapter validates it. *content (caller decrefs) and *body (the
  * display text, heap, may be NULL) are set on success; errors name the
  * request's field. *tpl_policy gets the delivery policy a template
- * declares, or -1 (none, or not a template). */
+ * declares, or -1 (none, or not a template). unit: the sender's business
+ * unit ("" or NULL: tenant-wide), which may use its own templates and the
+ * tenant's shared ones only. */
 struct tpl_defaults {
 	int policy;       /* the delivery policy a template declares, or -1 */
 	json_t *fallback; /* its route, fallback_after_s, fallback_text; NULL: none.
 	                     Borrowed from nothing: the caller decrefs it */
 };
-int api_content_build(const struct api_server *s, const char *tenant,
+int api_content_build(const struct api_server *s, const char *tenant, const char *unit,
                       const struct channel_account *acct, json_t *o, json_t **content, char **body,
                       struct tpl_defaults *tpl, struct hr_err *err);
 /* True for the request keys api_content_build reads. */

@@ -725,6 +725,10 @@ static int parse_spec(struct api_req *r, json_t *root, struct vctx *v, const cha
 			               "template must be {\"name\", \"language\"}");
 		struct template_row t;
 		rc = s->o.store->ops->template_get(s->o.store, r->tenant, acct->ops->name, tn, tl, &t);
+		if (rc == 0 && !api_unit_visible(r, t.unit_id, true)) {
+			template_row_clear(&t); /* a sibling unit's: as absent as none */
+			rc = HR_ENOTFOUND;
+		}
 		if (rc == HR_ENOTFOUND) {
 			char c1[HR_NAME_MAX], c2[16];
 			return hr_fail(err, HR_EINVAL, "template.name", "no template '%s' (%s) for %s",
@@ -1529,10 +1533,29 @@ enum MHD_Result api_batch_cancel(struct api_req *r)
 	struct store *st = r->srv->o.store;
 	struct hr_err err;
 	hr_err_clear(&err);
-	int rc = st->ops->batch_set_status(st, r->tenant, r->path_id, BATCH_CANCELLED, NULL, &err);
+	/* The audit row is written in the cancel's own transaction (both or
+	 * neither); its before is the status read just before, its after the
+	 * cancelled state (how many were stopped is in the answer). */
+	struct batch b;
+	int rc = st->ops->batch_get(st, r->tenant, r->path_id, &b);
+	if (rc)
+		return api_fail(r, rc, NULL);
+	char obj[96];
+	snprintf(obj, sizeof obj, "batch:%s", b.id);
+	struct audit_row au;
+	rc = api_audit_json(
+	    r, r->tenant, "batch.cancel", obj,
+	    json_pack("{s:s}", "status", batch_status_name(b.status)),
+	    json_pack("{s:s, s:s?}", "status", "cancelled", "unit", b.unit[0] ? b.unit : NULL),
+	    &au);
+	batch_clear(&b);
+	if (rc)
+		return api_fail(r, rc, NULL);
+	rc = st->ops->batch_set_status_audit(st, r->tenant, r->path_id, BATCH_CANCELLED, NULL, &au,
+	                                     &err);
+	api_audit_done(&au);
 	if (rc)
 		return api_fail(r, rc, &err);
-	struct batch b;
 	if ((rc = st->ops->batch_get(st, r->tenant, r->path_id, &b)))
 		return api_fail(r, rc, NULL);
 	int64_t made = 0;
@@ -1540,11 +1563,6 @@ enum MHD_Result api_batch_cancel(struct api_req *r)
 		made += b.by_status[i];
 	int64_t stopped = b.by_status[MSG_QUEUED] + b.by_status[MSG_CANCELLED] +
 	                  (b.valid > made ? b.valid - made : 0);
-	char obj[96];
-	snprintf(obj, sizeof obj, "batch:%s", b.id);
-	api_audit(r, r->tenant, "batch.cancel", obj, NULL,
-	          json_pack("{s:s, s:s?, s:I}", "status", "cancelled", "unit",
-	                    b.unit[0] ? b.unit : NULL, "stopped", (json_int_t)stopped));
 	batch_clear(&b);
 	if (r->srv->runner)
 		batch_runner_wake(r->srv->runner);

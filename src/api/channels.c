@@ -18,9 +18,10 @@
  * accounts keep the id the operator gave them ('~' is not allowed there).
  *
  * A POST goes: validate -> channel_account_new_policy (the adapter validates
- * and resolves under the policy; errors name the key) -> store
- * account_upsert -> account_set_put (webhooks and sends find it from then
- * on) -> dispatcher_notify.
+ * and resolves under the policy; errors name the key) -> store account_put
+ * (with its audit row, one transaction) -> account_set_put (webhooks and
+ * sends find it from then on; the replaced account's secrets still verify
+ * webhooks for server.secret_grace_s) -> dispatcher_notify.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -186,9 +187,11 @@ static void strip_account_prefix(struct hr_err *err, const char *id)
 }
 
 /* Validates, stores and publishes one account; *created tells 201 from 200.
- * Runs under channels_lock, so the owner check and the write are one step. */
-static int channel_put(struct api_req *r, json_t *root, struct channel_account **out, bool *created,
-                       struct hr_err *err)
+ * Runs under channels_lock, so the owner check and the write are one step.
+ * The audit row (before: the account as it was, reference taken; after:
+ * as stored) is written in the same transaction as the account. */
+static int channel_put(struct api_req *r, json_t *root, json_t *before,
+                       struct channel_account **out, bool *created, struct hr_err *err)
 {
 	struct api_server *s = r->srv;
 	json_t *jid = json_object_get(root, "id"), *jch = json_object_get(root, "channel");
@@ -257,7 +260,21 @@ static int channel_put(struct api_req *r, json_t *root, struct channel_account *
 		return rc;
 	}
 	struct store *st = s->o.store;
-	rc = st->ops->account_upsert(st, &row, err);
+	/* The config as stored (secrets are references, never values). */
+	char obj[96];
+	snprintf(obj, sizeof obj, "account:%s", id);
+	struct audit_row au;
+	rc = api_audit_json(r, r->tenant, *created ? "account.create" : "account.update", obj,
+	                    json_incref(before),
+	                    json_pack("{s:s, s:s?, s:O}", "channel", a->ops->name, "unit",
+	                              a->unit[0] ? a->unit : NULL, "config", a->config),
+	                    &au);
+	if (rc) {
+		hr_fail(err, rc, NULL, "out of memory");
+	} else {
+		rc = st->ops->account_put(st, &row, &au, err);
+		api_audit_done(&au);
+	}
 	free(row.config);
 	if (rc == 0 && (rc = account_set_put(s->o.accounts, a)) != 0)
 		hr_fail(err, rc, NULL, "cannot add the account to the running set");
@@ -287,24 +304,17 @@ enum MHD_Result api_channels_post(struct api_req *r)
 	json_t *before = prev ? json_pack("{s:s, s:s?, s:O}", "channel", prev->ops->name, "unit",
 	                                  prev->unit[0] ? prev->unit : NULL, "config", prev->config)
 	                      : NULL;
-	int rc = channel_put(r, root, &a, &created, &err);
+	int rc = channel_put(r, root, before, &a, &created, &err);
 	pthread_mutex_unlock(&s->channels_lock);
 	json_decref(root);
-	if (rc != 0) {
-		json_decref(before);
+	json_decref(before);
+	if (rc != 0)
 		return api_fail(r, rc, &err);
-	}
 	/* New accounts get their own send queue on the dispatcher's next pass. */
 	if (s->o.dispatcher)
 		dispatcher_notify(s->o.dispatcher);
 	hr_log(HR_LOG_INFO, "api", "tenant %s %s %s account %s", r->tenant,
 	       created ? "created" : "updated", a->ops->name, a->id);
-	/* The config as stored (secrets are references, never values). */
-	char obj[96];
-	snprintf(obj, sizeof obj, "account:%s", api_account_name(r->tenant, a->id));
-	api_audit(r, r->tenant, created ? "account.create" : "account.update", obj,
-	          before, json_pack("{s:s, s:s?, s:O}", "channel", a->ops->name, "unit",
-	                            a->unit[0] ? a->unit : NULL, "config", a->config));
 	/* a stays valid: the set retires replaced accounts, never frees them. */
 	return api_respond_json(r, created ? 201 : 200, account_json(a), NULL);
 }

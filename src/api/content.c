@@ -440,7 +440,7 @@ static int template_buttons(const char *tname, json_t *decl, json_t *req, json_t
  * copied in for the provider. *tpl gets the template's declared delivery
  * policy and fallback route, when it declares them.
  */
-static int build_template(const struct api_server *s, const char *tenant,
+static int build_template(const struct api_server *s, const char *tenant, const char *unit,
                           const struct channel_account *acct, json_t *t, json_t **content,
                           char **body, struct tpl_defaults *tpl, struct hr_err *err)
 {
@@ -465,6 +465,12 @@ static int build_template(const struct api_server *s, const char *tenant,
 	struct template_row row;
 	memset(&row, 0, sizeof row);
 	rc = st->ops->template_get(st, tenant, acct->ops->name, name, lang, &row);
+	/* A unit sends with its own templates and the tenant's shared ones; a
+	 * sibling's is as absent as one that does not exist. */
+	if (rc == 0 && unit && unit[0] && row.unit_id[0] && strcmp(row.unit_id, unit) != 0) {
+		template_row_clear(&row);
+		rc = HR_ENOTFOUND;
+	}
 	if (rc != 0) {
 		if (rc == HR_ENOTFOUND) {
 			char cn[HR_NAME_MAX], cl[32];
@@ -568,7 +574,7 @@ static void rename_field(struct hr_err *err, const char *kind, const char *cards
 	}
 }
 
-int api_content_build(const struct api_server *s, const char *tenant,
+int api_content_build(const struct api_server *s, const char *tenant, const char *unit,
                       const struct channel_account *acct, json_t *o, json_t **content, char **body,
                       struct tpl_defaults *tpl, struct hr_err *err)
 {
@@ -615,7 +621,7 @@ int api_content_build(const struct api_server *s, const char *tenant,
 			oom = true;
 		*body = dup_or_null(json_string_value(v), &oom);
 	} else if (strcmp(kind, "template") == 0) {
-		if ((rc = build_template(s, tenant, acct, v, &c, body, tpl, err)))
+		if ((rc = build_template(s, tenant, unit, acct, v, &c, body, tpl, err)))
 			return rc;
 	} else if (strcmp(kind, "document") == 0 || strcmp(kind, "image") == 0) {
 		bool doc = kind[0] == 'd';

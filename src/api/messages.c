@@ -384,7 +384,7 @@ static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *
 	json_t *content = NULL;
 	char *body = NULL;
 	struct tpl_defaults tpl;
-	rc = api_content_build(s, pc->tenant, acct, o, &content, &body, &tpl, err);
+	rc = api_content_build(s, pc->tenant, pc->unit, acct, o, &content, &body, &tpl, err);
 	if (rc != 0)
 		return rc;
 	/* The message's own policy, else its template's, else its account's

@@ -161,7 +161,7 @@ static int open_store(json_t *cfg, const struct serve_args *a, struct store **st
  * *out is NULL when the template declares none of them; errors name the key
  * under f ("tenants[0].templates[2]").
  */
-static int template_config(json_t *tp, const char *f, char **out, struct hr_err *err)
+int serve_template_config(json_t *tp, const char *f, char **out, struct hr_err *err)
 {
 	*out = NULL;
 	json_t *header = json_object_get(tp, "header"), *buttons = json_object_get(tp, "buttons");
@@ -474,7 +474,7 @@ int serve_sync_config(json_t *cfg, struct store *st, struct hr_err *err)
 				hr_strlcpy(err->field, f, sizeof err->field);
 				return err->code;
 			}
-			if ((rc = template_config(tp, f, &row.config, err)))
+			if ((rc = serve_template_config(tp, f, &row.config, err)))
 				return rc;
 			row.body = (char *)body;
 			rc = st->ops->template_upsert(st, &row, err);
@@ -806,6 +806,12 @@ static void report(const char *cmd, const struct hr_err *err)
 		fprintf(stderr, "herald %s: %s\n", cmd, err->msg);
 }
 
+/* The secret watcher replaced accounts: the dispatcher picks them up. */
+static void serve_accounts_changed(void *arg)
+{
+	dispatcher_notify(arg);
+}
+
 int serve_main(int argc, char **argv)
 {
 	struct serve_args a;
@@ -834,6 +840,7 @@ int serve_main(int argc, char **argv)
 	struct callbacks *cbs = NULL;
 	struct reconciler *rec = NULL;
 	struct api_server *srv = NULL;
+	struct secret_watch *sw = NULL;
 	char(*ophash)[65] = NULL;
 	char host[128];
 	int status = 1;
@@ -859,6 +866,14 @@ int serve_main(int argc, char **argv)
 	    account_set_load_policy(st, &policy, &accounts, &err))
 		goto out;
 	account_set_public_url(&accounts, aopts.public_url);
+	/* Secret rotation (channel.h, secret_watch.c): a changed secret file is
+	 * noticed within secret_check_ms; a replaced account's secrets still
+	 * verify webhooks for secret_grace_s (0: never). */
+	int64_t sw_every_us =
+	    hr_cfg_int(cfg, "server.secret_check_ms", 5000, 10, 3600000, &err) * 1000;
+	accounts.grace_us = hr_cfg_int(cfg, "server.secret_grace_s", 300, 0, 86400, &err) * 1000000;
+	if (err.code)
+		goto out;
 	/* Lease expiry is the reconciler's, on its own thread. */
 	dopts.reconcile_every_us = 0;
 	if (dispatcher_start(st, &accounts, &dopts, &disp, &err) ||
@@ -866,7 +881,8 @@ int serve_main(int argc, char **argv)
 	    applier_start(st, &accounts,
 	                  (int)hr_cfg_int(cfg, "webhooks.apply_batch", 500, 1, 10000, &err), &app,
 	                  &err) ||
-	    callbacks_start(st, &copts, &cbpolicy, cbt, ncbt, &cbs, &err))
+	    callbacks_start(st, &copts, &cbpolicy, cbt, ncbt, &cbs, &err) ||
+	    secret_watch_start(&accounts, sw_every_us, serve_accounts_changed, disp, &sw, &err))
 		goto out;
 	aopts.callback_policy = &cbpolicy;
 	aopts.callback_tenants = cbt;
@@ -910,6 +926,7 @@ out:
 	if (err.code)
 		report("serve", &err);
 	api_stop(srv);
+	secret_watch_stop(sw);
 	free(ophash);
 	callbacks_stop(cbs);
 	reconciler_stop(rec);

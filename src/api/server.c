@@ -342,6 +342,11 @@ static const struct api_route_def api_routes[] = {
     {"/v1/audit", ROUTE_AUDIT, ADMIN(api_audit_list), NONE, NONE, "GET, HEAD"},
     {"/v1/tenants/{tenant}/limits", ROUTE_TENANT_LIMITS, NONE, OPERATOR(api_tenant_limits), NONE,
      "POST"},
+    {"/v1/templates", ROUTE_TEMPLATES, TENANT(api_templates_list, SCOPE_MESSAGES_READ),
+     TENANT(api_templates_post, SCOPE_TEMPLATES_WRITE), NONE, "GET, HEAD, POST"},
+    {"/v1/templates/{channel}/{name}/{language}", ROUTE_TEMPLATE,
+     TENANT(api_template_get, SCOPE_MESSAGES_READ), NONE,
+     TENANT(api_template_delete, SCOPE_TEMPLATES_WRITE), "GET, HEAD, DELETE"},
 };
 
 #define API_NROUTES (sizeof api_routes / sizeof *api_routes)
@@ -471,6 +476,18 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 			if (p && strcmp(p, "/revoke") == 0)
 				return route_def(ROUTE_KEY_REVOKE);
 		}
+	} else if (strncmp(url, "/v1/templates/", 14) == 0) {
+		p = segment(url + 14, r->path_channel, sizeof r->path_channel);
+		if (p && *p == '/')
+			p = segment(p + 1, r->path_id, sizeof r->path_id);
+		else
+			p = NULL;
+		if (p && *p == '/')
+			p = segment(p + 1, r->path_sub, sizeof r->path_sub);
+		else
+			p = NULL;
+		if (p && *p == '\0')
+			return route_def(ROUTE_TEMPLATE);
 	} else if (strncmp(url, "/webhooks/", 10) == 0) {
 		p = segment(url + 10, r->path_channel, sizeof r->path_channel);
 		if (p && *p == '/') {

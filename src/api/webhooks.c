@@ -112,7 +112,17 @@ static enum MHD_Result webhook_start(struct api_req *r)
 		return api_fail_kind(r, APIERR_METHOD, "webhook events are POSTed", NULL, allow);
 	}
 
-	int rc = acct->ops->webhook_verify(acct, &req, &err);
+	/* During a rotation (a changed secret file, a re-registered account)
+	 * the previous secrets still verify for server.secret_grace_s: a
+	 * provider that signed before it learnt the new secret, or retries
+	 * such a delivery, is not refused. */
+	bool by_prev = false;
+	int rc = channel_webhook_verify_rotating(acct, &req, hr_now_us(), &by_prev, &err);
+	if (rc == 0 && by_prev)
+		hr_log(HR_LOG_WARN, "webhook",
+		       "%s webhook for %s verified with the account's previous secret (rotation "
+		       "grace)",
+		       chan, acct->id);
 	if (rc != 0) {
 		metrics_webhook(chan, M_WH_REJECTED, 1);
 		hr_log(HR_LOG_WARN, "webhook", "rejected %s webhook for %s: %s", chan, acct->id,

@@ -109,6 +109,25 @@ struct channel_account {
 	enum delivery_policy delivery_policy;
 	json_t *config;      /* the account's config object, owned */
 	void *priv;          /* adapter state (resolved secrets, URLs), owned by ops */
+	/* Secret rotation (secret_watch.c). secret_fp: what the files its
+	 * file: secret references name looked like (inode, size, times) just
+	 * before they were read; the watcher reloads the account when that
+	 * changes. prev: the account this one replaced (a rotation or an API
+	 * re-registration; retired, never freed, so the pointer stays valid),
+	 * whose secrets still verify webhooks until prev_until (hr_now_us;
+	 * 0: not at all). retry_fp: the watcher's own note of a fingerprint
+	 * already handled (the reload failed, or the content had not changed;
+	 * only the watcher thread reads or writes it). */
+	uint64_t secret_fp;
+	const struct channel_account *prev;
+	int64_t prev_until;
+	uint64_t retry_fp;
+	/* SHA-256 of what its file: secrets held when it was loaded (read
+	 * after secret_fp was taken, before the adapter read them): a file
+	 * whose metadata changed but whose content did not (touched, or
+	 * rewritten the same) does not reload the account. */
+	unsigned char secret_sum[32];
+	bool has_sum;
 };
 
 /* An HTTP request an adapter built. All fields heap-owned; http_req_clear frees. */
@@ -380,6 +399,9 @@ struct account_set {
 	char public_url[192];
 	const struct channel_policy *policy; /* borrowed, may be NULL */
 	unsigned generation;
+	/* How long a replaced account's secrets still verify webhooks
+	 * (server.secret_grace_s; 0: the new secrets only). */
+	int64_t grace_us;
 	pthread_rwlock_t lock;
 };
 int account_set_load(struct store *st, struct account_set *out, struct hr_err *err);
@@ -392,10 +414,54 @@ int account_set_load_policy(struct store *st, const struct channel_policy *polic
 void account_set_public_url(struct account_set *s, const char *public_url);
 /* Adds a loaded account, or replaces the one with the same id. Takes ownership. */
 int account_set_put(struct account_set *s, struct channel_account *a);
+/* Replaces old with a only if old is still the set's account of that id
+ * (HR_ECONFLICT otherwise: someone replaced it meanwhile; a is not taken).
+ * Takes ownership of a on success. */
+int account_set_replace(struct account_set *s, const struct channel_account *old,
+                        struct channel_account *a);
 struct channel_account *account_set_find(struct account_set *s, const char *id);
 /* The i-th account (sorted by id) or NULL past the end; for iteration. */
 struct channel_account *account_set_at(struct account_set *s, size_t i);
 unsigned account_set_generation(struct account_set *s);
 void account_set_clear(struct account_set *s);
+
+/*
+ * Secret rotation without a restart (secret_watch.c). A changed secret file
+ * is noticed by polling: a watcher thread stats the file: references of
+ * every account every interval and reloads (re-resolves and re-validates)
+ * an account whose files changed, publishing the new account with
+ * account_set_replace; the dispatcher and the webhook ingress find it on
+ * their next lookup. Nothing on the send path reads a file or waits for
+ * the watcher. env: references cannot change in a running process.
+ */
+/* FNV-1a over each declared secret's reference and, for file: references,
+ * the file's device, inode, size, mtime and ctime (or the stat error). */
+uint64_t channel_secret_fingerprint(const struct channel_account *a);
+/* SHA-256 over each file: secret's field name and value as the account
+ * would resolve it now (or the error it gets). false when it could not be
+ * computed (compare as changed). */
+bool channel_secret_sum(const struct channel_account *a, unsigned char out[32]);
+/* One pass over the set: reloads each account whose fingerprint changed
+ * and whose files' content differs from what it loaded.
+ * *reloaded (may be NULL) gets how many were replaced, *failed (may be
+ * NULL) how many changed but did not load (they keep their old secrets; a
+ * warning names the account and the field, never a value; retried when
+ * the files change again). */
+void account_set_rotate(struct account_set *s, size_t *reloaded, size_t *failed);
+/* Verifies a webhook with the account's secrets and, if that fails, with
+ * those of the accounts it replaced while their grace runs (at most 4
+ * back). 0 and *by_prev (may be NULL) true when an older secret verified;
+ * else the current account's error. */
+int channel_webhook_verify_rotating(const struct channel_account *a, const struct wh_request *req,
+                                    int64_t now, bool *by_prev, struct hr_err *err);
+
+struct secret_watch;
+/* Starts the watcher over s (borrowed; outlives the watcher): a pass every
+ * interval_us (>= 10 ms); on_change(arg) (may be NULL) after a pass that
+ * replaced accounts (serve wakes the dispatcher with it). */
+int secret_watch_start(struct account_set *s, int64_t interval_us, void (*on_change)(void *),
+                       void *arg, struct secret_watch **out, struct hr_err *err);
+/* Stops and frees it; NULL is fine. */
+void secret_watch_stop(struct secret_watch *w);
 
 #endif

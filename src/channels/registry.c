@@ -223,6 +223,10 @@ int channel_account_new_policy(const struct account_row *row, const struct chann
 		rc = account_delivery_policy(a, err);
 	if (rc == 0) {
 		a->ops = e->ops;
+		/* Before the files are read: a change after this is seen by the
+		 * watcher's next pass, never lost (secret_watch.c). */
+		a->secret_fp = channel_secret_fingerprint(a);
+		a->has_sum = channel_secret_sum(a, a->secret_sum);
 		rc = e->ops->account_load(a, err);
 		if (rc)
 			a->ops = NULL; /* account_load cleaned up after itself */
@@ -351,6 +355,39 @@ static size_t locate(const struct account_set *s, const char *id, bool *found)
 	return lo;
 }
 
+/* Under the write lock: a takes over from the account at items[i]; the old
+ * one is retired and its secrets keep verifying webhooks for the grace. */
+static int replace_at(struct account_set *s, size_t i, struct channel_account *a)
+{
+	/* Retire, don't free: another thread may hold the old pointer. */
+	struct channel_account **r = realloc(s->retired, (s->nretired + 1) * sizeof *r);
+	if (!r)
+		return HR_ENOMEM;
+	s->retired = r;
+	s->retired[s->nretired++] = s->items[i];
+	a->prev = s->items[i];
+	a->prev_until = s->grace_us > 0 ? hr_now_us() + s->grace_us : 0;
+	s->items[i] = a;
+	return 0;
+}
+
+int account_set_replace(struct account_set *s, const struct channel_account *old,
+                        struct channel_account *a)
+{
+	pthread_rwlock_wrlock(&s->lock);
+	bool found = false;
+	size_t i = s->n ? locate(s, a->id, &found) : 0;
+	int rc = found && s->items[i] == old ? 0 : HR_ECONFLICT;
+	if (rc == 0) {
+		fill_webhook_url(s, a);
+		rc = replace_at(s, i, a);
+	}
+	if (rc == 0)
+		s->generation++;
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
 int account_set_put(struct account_set *s, struct channel_account *a)
 {
 	pthread_rwlock_wrlock(&s->lock);
@@ -359,15 +396,7 @@ int account_set_put(struct account_set *s, struct channel_account *a)
 	size_t i = locate(s, a->id, &found);
 	int rc = 0;
 	if (found) {
-		/* Retire, don't free: another thread may hold the old pointer. */
-		struct channel_account **r = realloc(s->retired, (s->nretired + 1) * sizeof *r);
-		if (!r) {
-			rc = HR_ENOMEM;
-		} else {
-			s->retired = r;
-			s->retired[s->nretired++] = s->items[i];
-			s->items[i] = a;
-		}
+		rc = replace_at(s, i, a);
 	} else {
 		if (s->n == s->cap) {
 			size_t cap = s->cap ? s->cap * 2 : 8;

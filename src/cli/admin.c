@@ -1,5 +1,6 @@
 /*
- * admin.c - `herald tenants|units|keys|audit`: the admin API from the
+ * admin.c - `herald tenants|units|keys|audit|templates`: the admin API (and
+ * the tenant's templates) from the
  * command line (src/api/admin.c says what each route does and who may
  * call it). Operators pass an operator key; a tenant's admin its own
  * `admin` key. Like every CLI command it talks to the API only.
@@ -20,6 +21,7 @@ static const char usage_admin[] =
     "  herald keys    create TENANT --scope S [--scope S]... [--unit U] [--label L] [--expires "
     "RFC3339]\n"
     "  herald audit   [--tenant T] [--limit N] [--cursor C]\n"
+    "  herald templates list | add CHANNEL NAME LANGUAGE BODY | rm CHANNEL NAME LANGUAGE\n"
     "options: --url URL (default $HERALD_URL), --key KEY (default $HERALD_API_KEY), --json\n"
     "scopes: messages:send messages:read campaigns:write campaigns:read templates:write\n"
     "        accounts:write suppressions:write metrics:read admin, or * for all\n"
@@ -31,7 +33,7 @@ struct admin_args {
 	const char *name, *unit, *label, *expires, *tenant, *limit, *cursor;
 	json_t *scopes;
 	int npos;
-	const char *pos[4];
+	const char *pos[5];
 };
 
 static int parse(int argc, char **argv, struct admin_args *a)
@@ -103,7 +105,7 @@ static int parse(int argc, char **argv, struct admin_args *a)
 		}
 	}
 	for (; optind < argc; optind++) {
-		if (a->npos == 4) {
+		if (a->npos == 5) {
 			fprintf(stderr, "herald: too many arguments\n\n%s", usage_admin);
 			return CLI_EUSAGE;
 		}
@@ -306,6 +308,57 @@ static int keys(struct admin_args *a)
 	return CLI_EUSAGE;
 }
 
+static const char *const template_cols[] = {"channel", "name",        "language", "unit",
+                                            "body",    "param_count", NULL};
+
+/* Template key parts go into the path: letters, digits, '_', '-', '.'. */
+static bool tseg_ok(const char *s)
+{
+	return s && *s && strlen(s) < 64 &&
+	       strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") ==
+	           strlen(s) &&
+	       s[0] != '.';
+}
+
+static int templates(struct admin_args *a)
+{
+	const char *sub = a->npos ? a->pos[0] : "";
+	char path[256];
+	int rc;
+	if (!strcmp(sub, "list"))
+		return (rc = need(a, 1, "templates list"))
+		           ? rc
+		           : run(a, "GET", "/v1/templates?limit=1000", NULL, "data", template_cols);
+	if (!strcmp(sub, "add")) {
+		if (a->npos != 5) {
+			fprintf(stderr, "herald: templates add CHANNEL NAME LANGUAGE BODY\n\n%s",
+			        usage_admin);
+			return CLI_EUSAGE;
+		}
+		return run(a, "POST", "/v1/templates",
+		           json_pack("{s:s, s:s, s:s, s:s}", "channel", a->pos[1], "name",
+		                     a->pos[2], "language", a->pos[3], "body", a->pos[4]),
+		           NULL, template_cols);
+	}
+	if (!strcmp(sub, "rm")) {
+		if (a->npos != 4) {
+			fprintf(stderr, "herald: templates rm CHANNEL NAME LANGUAGE\n\n%s",
+			        usage_admin);
+			return CLI_EUSAGE;
+		}
+		if (!tseg_ok(a->pos[1]) || !tseg_ok(a->pos[2]) || !tseg_ok(a->pos[3])) {
+			fprintf(stderr, "herald: bad channel, name or language\n");
+			return CLI_EUSAGE;
+		}
+		snprintf(path, sizeof path, "/v1/templates/%s/%s/%s", a->pos[1], a->pos[2],
+		         a->pos[3]);
+		static const char *const cols[] = {"channel", "name", "language", "deleted", NULL};
+		return run(a, "DELETE", path, NULL, NULL, cols);
+	}
+	fprintf(stderr, "herald templates: unknown subcommand '%s'\n\n%s", sub, usage_admin);
+	return CLI_EUSAGE;
+}
+
 static int audit(struct admin_args *a)
 {
 	int rc;
@@ -335,6 +388,8 @@ int cli_admin(int argc, char **argv)
 			rc = units(&a);
 		else if (!strcmp(argv[0], "keys"))
 			rc = keys(&a);
+		else if (!strcmp(argv[0], "templates"))
+			rc = templates(&a);
 		else
 			rc = audit(&a);
 	} else if (rc < 0) {

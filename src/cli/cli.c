@@ -928,7 +928,8 @@ int cli_main(int argc, char **argv)
 	} else if (strcmp(argv[1], "batch") == 0) {
 		rc = cli_batch(argc - 1, argv + 1);
 	} else if (!strcmp(argv[1], "tenants") || !strcmp(argv[1], "units") ||
-	           !strcmp(argv[1], "keys") || !strcmp(argv[1], "audit")) {
+	           !strcmp(argv[1], "keys") || !strcmp(argv[1], "audit") ||
+	           !strcmp(argv[1], "templates")) {
 		rc = cli_admin(argc - 1, argv + 1);
 	} else {
 		fprintf(stderr, "herald: unknown command '%s'\n", argv[1]);

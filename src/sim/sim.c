@@ -109,7 +109,8 @@ static int cfg_text(json_t *obj, const char *key, const char *base, bool require
 	return 0;
 }
 
-static int cfg_secret(json_t *obj, const char *key, const char *base, char **out,
+/* The secret at key (resolved into *out) and its reference (*ref_out). */
+static int cfg_secret(json_t *obj, const char *key, const char *base, char **out, char **ref_out,
                       struct hr_err *err)
 {
 	char *ref;
@@ -119,10 +120,48 @@ static int cfg_secret(json_t *obj, const char *key, const char *base, char **out
 	char field[160];
 	snprintf(field, sizeof field, "%s.%s", base, key);
 	*out = hr_secret_resolve(ref, field, err);
-	free(ref);
-	if (!*out)
+	if (!*out) {
+		free(ref);
 		return err && err->code ? err->code : HR_EINVAL;
+	}
+	*ref_out = ref;
 	return 0;
+}
+
+int sim_rotate_secrets(struct sim *s, size_t *n, struct hr_err *err)
+{
+	*n = 0;
+	char **tok = calloc(s->naccounts + 1, sizeof *tok),
+	     **sec = calloc(s->naccounts + 1, sizeof *sec);
+	int rc = tok && sec ? 0 : hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	for (size_t i = 0; rc == 0 && i < s->naccounts; i++) {
+		struct sim_account *a = &s->accounts[i];
+		if (!(tok[i] = hr_secret_resolve(a->token_ref, "access_token", err)) ||
+		    !(sec[i] = hr_secret_resolve(a->secret_ref, "app_secret", err)))
+			rc = err->code ? err->code : HR_EINVAL;
+	}
+	if (rc == 0) {
+		pthread_mutex_lock(&s->secrets_lock);
+		for (size_t i = 0; i < s->naccounts; i++) {
+			struct sim_account *a = &s->accounts[i];
+			if (strcmp(a->access_token, tok[i]) != 0 ||
+			    strcmp(a->app_secret, sec[i]) != 0)
+				(*n)++;
+			char *t = a->access_token, *x = a->app_secret;
+			a->access_token = tok[i];
+			a->app_secret = sec[i];
+			tok[i] = t; /* freed below */
+			sec[i] = x;
+		}
+		pthread_mutex_unlock(&s->secrets_lock);
+	}
+	for (size_t i = 0; tok && sec && i < s->naccounts; i++) {
+		hr_secret_free(tok[i]);
+		hr_secret_free(sec[i]);
+	}
+	free(tok);
+	free(sec);
+	return rc;
 }
 
 static void account_free(struct sim_account *a)
@@ -130,6 +169,8 @@ static void account_free(struct sim_account *a)
 	free(a->phone_number_id);
 	free(a->access_token);
 	free(a->app_secret);
+	free(a->token_ref);
+	free(a->secret_ref);
 	free(a->display_phone);
 	free(a->waba_id);
 	free(a->webhook_url);
@@ -156,13 +197,14 @@ static int load_account(struct sim *s, json_t *entry, const char *base, struct h
 	}
 	int rc;
 	if ((rc = cfg_text(cfg, "phone_number_id", cbase, true, &a->phone_number_id, err)) ||
-	    (rc = cfg_secret(cfg, "access_token", cbase, &a->access_token, err)) ||
-	    (rc = cfg_secret(cfg, "app_secret", cbase, &a->app_secret, err)) ||
+	    (rc = cfg_secret(cfg, "access_token", cbase, &a->access_token, &a->token_ref, err)) ||
+	    (rc = cfg_secret(cfg, "app_secret", cbase, &a->app_secret, &a->secret_ref, err)) ||
 	    (rc = cfg_text(cfg, "display_phone_number", cbase, false, &a->display_phone, err)) ||
 	    (rc = cfg_text(cfg, "waba_id", cbase, false, &a->waba_id, err))) {
 		account_free(a);
 		return rc;
 	}
+	a->secrets_lock = &s->secrets_lock;
 	if (!a->display_phone)
 		a->display_phone = strdup(a->phone_number_id);
 	if (!a->waba_id)
@@ -309,6 +351,7 @@ int sim_start(json_t *config, const struct sim_overrides *o, struct sim **out, s
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	pthread_mutex_init(&s->knobs_lock, NULL);
+	pthread_mutex_init(&s->secrets_lock, NULL);
 	pthread_mutex_init(&s->sched_lock, NULL);
 	int rc = sim_stats_init(&s->stats);
 	hr_random_bytes(&s->random_seed, sizeof s->random_seed);
@@ -387,6 +430,7 @@ void sim_stop(struct sim *s)
 	sim_knobs_unref(s->knobs);
 	sim_stats_free(&s->stats);
 	pthread_mutex_destroy(&s->knobs_lock);
+	pthread_mutex_destroy(&s->secrets_lock);
 	pthread_mutex_destroy(&s->sched_lock);
 	free(s->herald_url);
 	free(s);
@@ -408,7 +452,9 @@ static void sim_usage(FILE *f)
 	       "for the accounts in the config, and posts signed webhooks to\n"
 	       "URL/webhooks/{whatsapp|sms|rcs|telegram}/{account} (default server.public_url).\n"
 	       "Knobs: sim.<channel>.* in the config, or POST /sim/config, /sim/sms/config,\n"
-	       "/sim/rcs/config, /sim/telegram/config. Counts: GET /sim/stats, /sim/duplicates.\n");
+	       "/sim/rcs/config, /sim/telegram/config. Counts: GET /sim/stats, /sim/duplicates.\n"
+	       "Credentials rotated at the provider: POST /sim/whatsapp/rotate reads the WhatsApp\n"
+	       "accounts' access_token and app_secret references again.\n");
 }
 
 int sim_main(int argc, char **argv)

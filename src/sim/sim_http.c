@@ -167,6 +167,7 @@ static void handle_send(struct sim *s, struct MHD_Connection *c, const char *pni
 	const char *token = bearer(c);
 	int acct = -1;
 	bool token_known = false;
+	pthread_mutex_lock(&s->secrets_lock);
 	for (size_t i = 0; token && i < s->naccounts; i++) {
 		if (strcmp(token, s->accounts[i].access_token) != 0)
 			continue;
@@ -174,6 +175,7 @@ static void handle_send(struct sim *s, struct MHD_Connection *c, const char *pni
 		if (strcmp(pnid, s->accounts[i].phone_number_id) == 0)
 			acct = (int)i;
 	}
+	pthread_mutex_unlock(&s->secrets_lock);
 	char msg[512];
 	if (!token_known) {
 		sim_stats_reject(&s->stats, SIM_REJ_AUTH);
@@ -452,6 +454,15 @@ static void route(struct sim *s, struct MHD_Connection *c, const char *url, cons
 			handle_get_config(s, rep);
 	} else if (post && strcmp(url, "/sim/whatsapp/inbound") == 0) {
 		handle_inbound(s, r, rep);
+	} else if (post && strcmp(url, "/sim/whatsapp/rotate") == 0) {
+		/* Credentials rotated at the provider: read the references again. */
+		size_t n = 0;
+		struct hr_err err;
+		hr_err_clear(&err);
+		if (sim_rotate_secrets(s, &n, &err) == 0)
+			reply_json(rep, 200, json_pack("{s:I}", "rotated", (json_int_t)n));
+		else
+			reply_error(rep, 422, NULL, err.msg);
 	} else if (get && strcmp(url, "/healthz") == 0) {
 		reply_json(rep, 200, json_pack("{s:s}", "status", "ok"));
 	} else {

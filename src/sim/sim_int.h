@@ -71,8 +71,12 @@ static inline CURLcode sim_post_setup(CURL *e, const char *url, const char *body
 struct sim_account {
 	char id[HR_NAME_MAX];
 	char *phone_number_id;
+	/* access_token and app_secret change on POST /sim/whatsapp/rotate
+	 * (sim_rotate_secrets): read them only under *secrets_lock. */
 	char *access_token;
 	char *app_secret;
+	char *token_ref, *secret_ref; /* their references, as configured */
+	pthread_mutex_t *secrets_lock; /* &sim.secrets_lock */
 	char *display_phone; /* metadata.display_phone_number */
 	char *waba_id;       /* entry[].id */
 	char *webhook_url;   /* {herald_url}/webhooks/whatsapp/{id} */
@@ -272,6 +276,7 @@ struct sim {
 
 	pthread_mutex_t knobs_lock;
 	struct sim_knobs *knobs;
+	pthread_mutex_t secrets_lock; /* the accounts' access_token and app_secret */
 
 	struct sim_stats stats;
 
@@ -295,6 +300,11 @@ struct sim {
 };
 
 struct sim_knobs *sim_knobs_get(struct sim *s); /* caller unrefs */
+/* Resolves every WhatsApp account's access_token and app_secret references
+ * again (a provider whose credentials were rotated): from then on only the
+ * new token is accepted and webhooks are signed with the new secret. All or
+ * nothing. *n gets how many accounts changed. */
+int sim_rotate_secrets(struct sim *s, size_t *n, struct hr_err *err);
 uint64_t sim_seed(struct sim *s, const struct sim_knobs *k);
 /* "wamid.<unique>" into out (size >= 96). */
 void sim_wamid_new(struct sim *s, const char *to, bool inbound, char *out, size_t n);

@@ -93,7 +93,9 @@ struct sim_post *sim_post_new(const struct sim_account *a, int acct, char *body,
 	p->inbound = inbound;
 	p->slot = -1;
 	char hex[65];
+	pthread_mutex_lock(a->secrets_lock);
 	hr_hmac_sha256_hex(a->app_secret, strlen(a->app_secret), body, p->len, hex);
+	pthread_mutex_unlock(a->secrets_lock);
 	snprintf(p->sig, sizeof p->sig, "X-Hub-Signature-256: sha256=%s", hex);
 	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
 	if (h && (p->headers = curl_slist_append(h, p->sig)) &&

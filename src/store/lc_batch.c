@@ -438,6 +438,7 @@ static int start_check(struct store_tx *tx, const char *tenant_id, const char *b
 struct status_ctx {
 	const char *tenant_id, *id, *error;
 	enum batch_status to;
+	const struct audit_row *audit; /* NULL: none */
 };
 
 static int status_run(struct store_tx *tx, void *arg)
@@ -452,9 +453,10 @@ static int status_run(struct store_tx *tx, void *arg)
 		               batch_status_name(s.status), batch_status_name(c->to));
 	if (c->to == BATCH_PROCESSING && (rc = start_check(tx, s.tenant_id, c->id)))
 		return rc;
-	return tx->ops->batch_set(tx, c->id, c->to, tx->ops->now(tx),
-	                          c->to == BATCH_FAILED ? (c->error ? c->error : "failed") : NULL,
-	                          -1);
+	rc =
+	    tx->ops->batch_set(tx, c->id, c->to, tx->ops->now(tx),
+	                       c->to == BATCH_FAILED ? (c->error ? c->error : "failed") : NULL, -1);
+	return rc == 0 && c->audit ? tx->ops->audit_insert(tx, c->audit) : rc;
 }
 
 int lc_batch_set_status(const struct lc_backend *b, struct store *st, const char *tenant_id,
@@ -466,6 +468,22 @@ int lc_batch_set_status(const struct lc_backend *b, struct store *st, const char
 	if ((unsigned)to >= BATCH__COUNT)
 		return hr_fail(err, HR_EINVAL, "status", "unknown batch status %d", (int)to);
 	struct status_ctx c = {.tenant_id = tenant_id, .id = id, .error = error, .to = to};
+	return lc_run(b, st, status_run, &c, sizeof c, NULL, NULL, err);
+}
+
+int lc_batch_set_status_audit(const struct lc_backend *b, struct store *st, const char *tenant_id,
+                              const char *id, enum batch_status to, const char *error,
+                              const struct audit_row *a, struct hr_err *err)
+{
+	if (a && (!a->tenant_id[0] || !a->actor[0] || !a->action[0] || !a->object[0]))
+		return hr_fail(err, HR_EINVAL, "audit",
+		               "an audit row needs tenant, actor, action and object");
+	if (!id || !hr_id_valid(id))
+		return hr_fail(err, HR_ENOTFOUND, "batch_id", "no batch %s", id ? id : "");
+	if ((unsigned)to >= BATCH__COUNT)
+		return hr_fail(err, HR_EINVAL, "status", "unknown batch status %d", (int)to);
+	struct status_ctx c = {
+	    .tenant_id = tenant_id, .id = id, .error = error, .to = to, .audit = a};
 	return lc_run(b, st, status_run, &c, sizeof c, NULL, NULL, err);
 }
 

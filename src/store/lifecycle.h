@@ -309,6 +309,8 @@ struct store_tx_ops {
 	 * tenant are ordered (PostgreSQL: its tenant row locked until commit). */
 	int (*start_limits)(struct store_tx *tx, const char *tenant_id, const char *batch_id,
 	                    struct lc_start_limits *out);
+	/* Appends an administrative action to admin_audit (at 0: now). */
+	int (*audit_insert)(struct store_tx *tx, const struct audit_row *a);
 	/* 1 if the message already has a stored reply, 0 if not. */
 	int (*inbound_exists)(struct store_tx *tx, const char *message_id);
 
@@ -452,6 +454,10 @@ int lc_batch_items_put(const struct lc_backend *b, struct store *st, const char 
 int lc_batch_set_status(const struct lc_backend *b, struct store *st, const char *tenant_id,
                         const char *id, enum batch_status to, const char *error,
                         struct hr_err *err);
+/* lc_batch_set_status with an audit row in the same transaction. */
+int lc_batch_set_status_audit(const struct lc_backend *b, struct store *st, const char *tenant_id,
+                              const char *id, enum batch_status to, const char *error,
+                              const struct audit_row *a, struct hr_err *err);
 int lc_batch_enqueue(const struct lc_backend *b, struct store *st, const char *batch_id,
                      const int64_t *rows, const struct message *msgs, size_t n, bool last,
                      size_t *made, struct hr_err *err);

@@ -150,8 +150,11 @@ int pg_api_key_lookup(struct store *st, const char *key_hash, char tenant_id[HR_
 
 static int run_account(void *be, struct wr_job *j)
 {
-	struct pg_store *s = be;
-	const struct account_row *a = ((struct job_conf *)j)->row;
+	return pg_account_write(be, ((struct job_conf *)j)->row, &j->err);
+}
+
+int pg_account_write(struct pg_store *s, const struct account_row *a, struct hr_err *err)
+{
 	struct pg_params p = {0};
 	pp_text(&p, a->id);
 	pp_text(&p, a->tenant_id);
@@ -167,7 +170,7 @@ static int run_account(void *be, struct wr_job *j)
 	               " channel = excluded.channel, config = excluded.config,"
 	               " updated_at = excluded.updated_at, api_created = excluded.api_created,"
 	               " unit_id = excluded.unit_id",
-	               &p, NULL, &j->err, "channel_account");
+	               &p, NULL, err, "channel_account");
 }
 
 int pg_account_upsert(struct store *st, const struct account_row *a, struct hr_err *err)
@@ -283,9 +286,9 @@ int pg_template_get(struct store *st, const char *tenant_id, const char *channel
 	pp_text(&p, language ? language : "");
 	PGresult *r;
 	int rc = pg_read((struct pg_store *)st, P_TEMPLATE, -1,
-	                 "SELECT tenant_id, channel, name, language, body, param_count, config"
-	                 " FROM template WHERE tenant_id = $1 AND channel = $2 AND name = $3"
-	                 " AND language = $4",
+	                 "SELECT tenant_id, channel, name, language, body, param_count, config,"
+	                 " unit_id FROM template WHERE tenant_id = $1 AND channel = $2"
+	                 " AND name = $3 AND language = $4",
 	                 &p, &r);
 	if (rc)
 		return rc;
@@ -301,6 +304,7 @@ int pg_template_get(struct store *st, const char *tenant_id, const char *channel
 	out->body = pg_col_dup(r, 0, 4, &oom);
 	out->param_count = (int)pg_col_i64(r, 0, 5);
 	out->config = pg_col_dup(r, 0, 6, &oom);
+	pg_col_copy(r, 0, 7, out->unit_id, sizeof out->unit_id);
 	PQclear(r);
 	if (oom) {
 		template_row_clear(out);

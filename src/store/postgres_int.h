@@ -165,6 +165,14 @@ enum pg_slot {
 	P_TENANT_USAGE,
 	P_DAILY_TAKE,
 	P_START_LIMITS,
+	/* secrets branch: templates through the API, audit rows in lifecycle runs */
+	P_AUDIT_INSERT_TX,
+	P_TEMPLATE_UNIT,
+	P_TEMPLATE_COUNT,
+	P_TEMPLATE_INSERT,
+	P_TEMPLATE_UPDATE,
+	P_TEMPLATE_DELETE,
+	P_TEMPLATE_LIST,
 	P__COUNT
 };
 
@@ -338,6 +346,21 @@ int pg_prune(struct store *st, int64_t inbox_before, int64_t idem_before, int li
 int pg_api_key_prune(struct store *st, const char *tenant_id, const char *const *keep_hashes,
                      size_t n, struct hr_err *err);
 int pg_account_upsert(struct store *st, const struct account_row *a, struct hr_err *err);
+/* The account upsert's statement on the writer (postgres_conf.c). */
+int pg_account_write(struct pg_store *s, const struct account_row *a, struct hr_err *err);
+int pg_account_put(struct store *st, const struct account_row *a, const struct audit_row *au,
+                   struct hr_err *err);
+int pg_template_put(struct store *st, const struct template_row *t, const struct audit_row *au,
+                    bool *created, struct hr_err *err);
+int pg_template_delete(struct store *st, const char *tenant_id, const char *channel,
+                       const char *name, const char *language, const char *unit,
+                       const struct audit_row *au, struct hr_err *err);
+int pg_template_list(struct store *st, const char *tenant_id, const char *unit,
+                     const struct template_key *after, int limit, struct template_row **out,
+                     size_t *n, bool *more);
+int pg_batch_set_status_audit(struct store *st, const char *tenant_id, const char *id,
+                              enum batch_status to, const char *error, const struct audit_row *a,
+                              struct hr_err *err);
 int pg_account_list(struct store *st, const char *tenant_id, struct account_row **out, size_t *n);
 int pg_template_upsert(struct store *st, const struct template_row *t, struct hr_err *err);
 int pg_template_get(struct store *st, const char *tenant_id, const char *channel, const char *name,

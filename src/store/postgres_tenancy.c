@@ -658,3 +658,205 @@ int pg_audit_list(struct store *st, const char *tenant_id, int64_t before_id, in
 		return rc;
 	return rows_out(r, sizeof **out, fill_audit, (void **)out, n);
 }
+
+/* ---- accounts and templates written by the API (with their audit row) ---- */
+
+static int run_account_put(struct pg_store *s, struct job_admin *a)
+{
+	return pg_account_write(s, a->row, &a->j.err);
+}
+
+int pg_account_put(struct store *st, const struct account_row *acct, const struct audit_row *au,
+                   struct hr_err *err)
+{
+	if (!acct || !acct->id[0] || !acct->tenant_id[0] || !acct->channel[0])
+		return hr_fail(err, HR_EINVAL, "account", "account needs id, tenant and channel");
+	int rc = store_audit_check(au, err);
+	if (rc)
+		return rc;
+	struct job_admin a = {.run = run_account_put, .audit = au, .row = acct};
+	return admin_do((struct pg_store *)st, &a, err);
+}
+
+static void tpl_key(struct pg_params *p, const struct template_row *t)
+{
+	pp_text(p, t->tenant_id);
+	pp_text(p, t->channel);
+	pp_text(p, t->name);
+	pp_text(p, t->language);
+}
+
+/* As SQLite's: look, check, then insert or update, in the job's savepoint.
+ * The row is locked (FOR UPDATE) so a concurrent writer on another node
+ * waits; two inserts of one new key race to the primary key (the loser
+ * gets an error and writes nothing). */
+static int run_template_put(struct pg_store *s, struct job_admin *a)
+{
+	const struct template_row *t = a->row;
+	struct hr_err *err = &a->j.err;
+	struct pg_params p = {0};
+	tpl_key(&p, t);
+	PGresult *r;
+	int rc = pg_exec(&s->w, P_TEMPLATE_UNIT,
+	                 "SELECT coalesce(unit_id, '') FROM template WHERE tenant_id = $1"
+	                 " AND channel = $2 AND name = $3 AND language = $4 FOR UPDATE",
+	                 &p, &r, err, "template");
+	if (rc)
+		return rc;
+	bool exists = PQntuples(r) > 0;
+	char unit[HR_NAME_MAX] = "";
+	if (exists)
+		pg_col_copy(r, 0, 0, unit, sizeof unit);
+	PQclear(r);
+	if (exists && t->unit_id[0] && strcmp(unit, t->unit_id) != 0)
+		return hr_fail(err, HR_ECONFLICT, "name",
+		               "template '%s' (%s, %s) is not this unit's to change", t->name,
+		               t->channel, t->language);
+	if (!exists) {
+		struct pg_params c = {0};
+		pp_text(&c, t->tenant_id);
+		if ((rc = pg_exec(&s->w, P_TEMPLATE_COUNT,
+		                  "SELECT count(*) FROM template WHERE tenant_id = $1", &c, &r, err,
+		                  "template")))
+			return rc;
+		int64_t n = pg_col_i64(r, 0, 0);
+		PQclear(r);
+		if (n >= STORE_TEMPLATES_MAX)
+			return hr_fail(err, HR_ELIMIT, "name",
+			               "the tenant has %d templates, the most it may have",
+			               STORE_TEMPLATES_MAX);
+	}
+	pp_text(&p, t->body ? t->body : "");
+	pp_i64(&p, t->param_count);
+	pp_opt(&p, t->config);
+	if (exists)
+		rc = pg_exec(
+		    &s->w, P_TEMPLATE_UPDATE,
+		    "UPDATE template SET body = $5, param_count = $6, config = $7"
+		    " WHERE tenant_id = $1 AND channel = $2 AND name = $3 AND language = $4",
+		    &p, NULL, err, "template");
+	else {
+		pp_opt(&p, t->unit_id);
+		rc =
+		    pg_exec(&s->w, P_TEMPLATE_INSERT,
+		            "INSERT INTO template(tenant_id, channel, name, language, body,"
+		            " param_count, config, unit_id) VALUES($1, $2, $3, $4, $5, $6, $7, $8)",
+		            &p, NULL, err, "template");
+	}
+	if (rc == 0)
+		a->flag = !exists; /* created */
+	return rc;
+}
+
+int pg_template_put(struct store *st, const struct template_row *t, const struct audit_row *au,
+                    bool *created, struct hr_err *err)
+{
+	int rc = store_template_check(t, err);
+	if (rc || (rc = store_audit_check(au, err)))
+		return rc;
+	struct job_admin a = {.run = run_template_put, .audit = au, .row = t};
+	rc = admin_do((struct pg_store *)st, &a, err);
+	if (rc == 0 && created)
+		*created = a.flag;
+	return rc;
+}
+
+struct tpl_key_args {
+	const char *tenant_id, *channel, *name, *language, *unit;
+};
+
+static int run_template_delete(struct pg_store *s, struct job_admin *a)
+{
+	const struct tpl_key_args *k = a->row;
+	struct pg_params p = {0};
+	pp_text(&p, k->tenant_id);
+	pp_text(&p, k->channel);
+	pp_text(&p, k->name);
+	pp_text(&p, k->language);
+	pp_opt(&p, k->unit);
+	PGresult *r;
+	int rc = pg_exec(&s->w, P_TEMPLATE_DELETE,
+	                 "DELETE FROM template WHERE tenant_id = $1 AND channel = $2 AND name = $3"
+	                 " AND language = $4 AND ($5::text IS NULL OR unit_id = $5)",
+	                 &p, &r, &a->j.err, "template");
+	if (rc == 0 && changed(r) == 0)
+		rc = hr_fail(&a->j.err, HR_ENOTFOUND, NULL, "no template '%s' (%s, %s)", k->name,
+		             k->channel, k->language);
+	return rc;
+}
+
+int pg_template_delete(struct store *st, const char *tenant_id, const char *channel,
+                       const char *name, const char *language, const char *unit,
+                       const struct audit_row *au, struct hr_err *err)
+{
+	if (!tenant_id || !channel || !name || !language)
+		return hr_fail(err, HR_EINVAL, "template", "a template key is required");
+	int rc = store_audit_check(au, err);
+	if (rc)
+		return rc;
+	struct tpl_key_args k = {tenant_id, channel, name, language, unit && *unit ? unit : NULL};
+	struct job_admin a = {.run = run_template_delete, .audit = au, .row = &k};
+	return admin_do((struct pg_store *)st, &a, err);
+}
+
+int pg_template_list(struct store *st, const char *tenant_id, const char *unit,
+                     const struct template_key *after, int limit, struct template_row **out,
+                     size_t *n, bool *more)
+{
+	*out = NULL;
+	*n = 0;
+	*more = false;
+	if (!tenant_id || limit < 1 || limit > 1000)
+		return HR_EINVAL;
+	struct pg_params p = {0};
+	pp_text(&p, tenant_id);
+	pp_opt(&p, unit);
+	pp_text(&p, after ? after->channel : "");
+	pp_text(&p, after ? after->name : "");
+	pp_text(&p, after ? after->language : "");
+	pp_i64(&p, limit + 1);
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, P_TEMPLATE_LIST, -1,
+	                 "SELECT tenant_id, channel, name, language, body, param_count, config,"
+	                 " coalesce(unit_id, '') FROM template WHERE tenant_id = $1"
+	                 " AND ($2::text IS NULL OR unit_id IS NULL OR unit_id = $2)"
+	                 " AND (channel, name, language) > ($3, $4, $5)"
+	                 " ORDER BY channel, name, language LIMIT $6",
+	                 &p, &r);
+	if (rc)
+		return rc;
+	int rows = PQntuples(r);
+	if (rows > limit) {
+		rows = limit;
+		*more = true;
+	}
+	struct template_row *v = calloc((size_t)limit, sizeof *v);
+	if (!v) {
+		PQclear(r);
+		*more = false;
+		return HR_ENOMEM;
+	}
+	bool oom = false;
+	for (int i = 0; i < rows; i++) {
+		struct template_row *t = &v[i];
+		pg_col_copy(r, i, 0, t->tenant_id, sizeof t->tenant_id);
+		pg_col_copy(r, i, 1, t->channel, sizeof t->channel);
+		pg_col_copy(r, i, 2, t->name, sizeof t->name);
+		pg_col_copy(r, i, 3, t->language, sizeof t->language);
+		t->body = pg_col_dup(r, i, 4, &oom);
+		t->param_count = (int)pg_col_i64(r, i, 5);
+		t->config = pg_col_dup(r, i, 6, &oom);
+		pg_col_copy(r, i, 7, t->unit_id, sizeof t->unit_id);
+	}
+	PQclear(r);
+	if (oom) {
+		for (int i = 0; i < rows; i++)
+			template_row_clear(&v[i]);
+		free(v);
+		*more = false;
+		return HR_ENOMEM;
+	}
+	*out = v;
+	*n = (size_t)rows;
+	return 0;
+}

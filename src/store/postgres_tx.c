@@ -2154,6 +2154,23 @@ static int tx_batch_delete(struct store_tx *t, const char *batch_id)
 	          : tx_write(TX(t), P_BATCH_DELETE, "DELETE FROM batch WHERE id = $1", &p, "batch");
 }
 
+static int tx_audit_insert(struct store_tx *t, const struct audit_row *a)
+{
+	struct pg_params p = {0};
+	pp_text(&p, a->tenant_id);
+	pp_text(&p, a->actor);
+	pp_i64(&p, a->at ? a->at : tx_now(t));
+	pp_text(&p, a->action);
+	pp_text(&p, a->object);
+	pp_opt(&p, a->before);
+	pp_opt(&p, a->after);
+	return tx_write(
+	    TX(t), P_AUDIT_INSERT_TX,
+	    "INSERT INTO admin_audit(tenant_id, actor, at, action, object, before, after)"
+	    " VALUES($1, $2, $3, $4, $5, $6, $7)",
+	    &p, "admin_audit");
+}
+
 static int tx_inbound_exists(struct store_tx *t, const char *message_id)
 {
 	struct pg_params p = {0};
@@ -2385,6 +2402,7 @@ static const struct store_tx_ops pg_tx_ops = {
     .batch_queued = tx_batch_queued,
     .inbound_exists = tx_inbound_exists,
     .batch_delete = tx_batch_delete,
+    .audit_insert = tx_audit_insert,
     .callback_add = tx_callback_add,
     .msg_expired = tx_msg_expired,
     .fallback_due = tx_fallback_due,
@@ -2430,6 +2448,13 @@ int pg_batch_items_put(struct store *st, const char *batch_id, const struct batc
                        size_t n, struct hr_err *err)
 {
 	return lc_batch_items_put(&pg_lc_backend, st, batch_id, items, n, err);
+}
+
+int pg_batch_set_status_audit(struct store *st, const char *tenant_id, const char *id,
+                              enum batch_status to, const char *error, const struct audit_row *a,
+                              struct hr_err *err)
+{
+	return lc_batch_set_status_audit(&pg_lc_backend, st, tenant_id, id, to, error, a, err);
 }
 
 int pg_batch_set_status(struct store *st, const char *tenant_id, const char *id,

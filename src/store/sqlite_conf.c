@@ -159,8 +159,11 @@ int sq_api_key_lookup(struct store *st, const char *key_hash, char tenant_id[HR_
 
 static int run_account(void *be, struct wr_job *j)
 {
-	struct sq_store *s = be;
-	const struct account_row *a = ((struct job_conf *)j)->row;
+	return sq_account_write(be, ((struct job_conf *)j)->row, &j->err);
+}
+
+int sq_account_write(struct sq_store *s, const struct account_row *a, struct hr_err *err)
+{
 	sqlite3_stmt *st = sq_wstmt(s, W_ACCOUNT_UPSERT,
 		"INSERT INTO channel_account(id, tenant_id, channel, config, created_at,"
 		" updated_at, api_created, unit_id) VALUES(?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)"
@@ -169,7 +172,7 @@ static int run_account(void *be, struct wr_job *j)
 		" updated_at = excluded.updated_at, api_created = excluded.api_created,"
 		" unit_id = excluded.unit_id");
 	if (!st)
-		return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "channel_account");
+		return sq_fail(s->wdb, SQLITE_ERROR, err, "channel_account");
 	sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, a->tenant_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, a->channel, -1, SQLITE_STATIC);
@@ -177,7 +180,7 @@ static int run_account(void *be, struct wr_job *j)
 	sqlite3_bind_int64(st, 5, hr_now_us());
 	sqlite3_bind_int(st, 6, a->api_created ? 1 : 0);
 	sq_bind_opt(st, 7, a->unit_id);
-	return sq_step_done(s, st, &j->err, "channel_account");
+	return sq_step_done(s, st, err, "channel_account");
 }
 
 int sq_account_upsert(struct store *st, const struct account_row *a, struct hr_err *err)
@@ -309,8 +312,8 @@ int sq_template_get(struct store *st, const char *tenant_id, const char *channel
 	if (rc)
 		return rc;
 	sqlite3_stmt *q = sq_rstmt(r, R_TEMPLATE,
-		"SELECT tenant_id, channel, name, language, body, param_count, config FROM template"
-		" WHERE tenant_id = ?1 AND channel = ?2 AND name = ?3 AND language = ?4");
+		"SELECT tenant_id, channel, name, language, body, param_count, config, unit_id"
+		" FROM template WHERE tenant_id = ?1 AND channel = ?2 AND name = ?3 AND language = ?4");
 	if (!q) {
 		sq_reader_put(s, r);
 		return HR_EIO;
@@ -329,6 +332,7 @@ int sq_template_get(struct store *st, const char *tenant_id, const char *channel
 		out->body = sq_col_dup(q, 4, &oom);
 		out->param_count = sqlite3_column_int(q, 5);
 		out->config = sq_col_dup(q, 6, &oom);
+		sq_col_copy(q, 7, out->unit_id, sizeof out->unit_id);
 		if (oom)
 			template_row_clear(out);
 		rc = oom ? HR_ENOMEM : 0;

@@ -210,6 +210,23 @@ int sq_prune(struct store *st, int64_t inbox_before, int64_t idem_before, int li
 int sq_api_key_prune(struct store *st, const char *tenant_id, const char *const *keep_hashes,
                      size_t n, struct hr_err *err);
 int sq_account_upsert(struct store *st, const struct account_row *a, struct hr_err *err);
+/* An admin_audit row on the writer (sqlite_tenancy.c); NULL: nothing. */
+int sq_audit_insert(struct sq_store *s, const struct audit_row *a, struct hr_err *err);
+/* The account upsert's statement, on the writer (sqlite_conf.c). */
+int sq_account_write(struct sq_store *s, const struct account_row *a, struct hr_err *err);
+int sq_account_put(struct store *st, const struct account_row *a, const struct audit_row *au,
+                   struct hr_err *err);
+int sq_template_put(struct store *st, const struct template_row *t, const struct audit_row *au,
+                    bool *created, struct hr_err *err);
+int sq_template_delete(struct store *st, const char *tenant_id, const char *channel,
+                       const char *name, const char *language, const char *unit,
+                       const struct audit_row *au, struct hr_err *err);
+int sq_template_list(struct store *st, const char *tenant_id, const char *unit,
+                     const struct template_key *after, int limit, struct template_row **out,
+                     size_t *n, bool *more);
+int sq_batch_set_status_audit(struct store *st, const char *tenant_id, const char *id,
+                              enum batch_status to, const char *error, const struct audit_row *a,
+                              struct hr_err *err);
 int sq_account_list(struct store *st, const char *tenant_id, struct account_row **out,
                     size_t *n);
 int sq_template_upsert(struct store *st, const struct template_row *t, struct hr_err *err);

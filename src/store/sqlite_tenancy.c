@@ -36,7 +36,7 @@ static int step_final(sqlite3 *db, sqlite3_stmt *st, struct hr_err *err, const c
 	return code;
 }
 
-static int audit_insert(struct sq_store *s, const struct audit_row *a, struct hr_err *err)
+int sq_audit_insert(struct sq_store *s, const struct audit_row *a, struct hr_err *err)
 {
 	if (!a)
 		return 0;
@@ -83,7 +83,7 @@ static int run_admin(void *be, struct wr_job *j)
 	struct job_admin *a = (struct job_admin *)j;
 	int rc = a->run(s, a);
 	if (rc == 0)
-		rc = audit_insert(s, a->audit, &j->err);
+		rc = sq_audit_insert(s, a->audit, &j->err);
 	return rc;
 }
 
@@ -791,4 +791,226 @@ int sq_audit_list(struct store *st, const char *tenant_id, int64_t before_id, in
 	                 " FROM admin_audit WHERE (?1 IS NULL OR tenant_id = ?1) AND id < ?2"
 	                 " ORDER BY id DESC LIMIT ?3",
 	                 bind_audit, &args, fill_audit, sizeof **out, (void **)out, n, false);
+}
+
+/* ---- accounts and templates written by the API (with their audit row) ---- */
+
+static int run_account_put(struct sq_store *s, struct job_admin *a)
+{
+	return sq_account_write(s, a->row, &a->j.err);
+}
+
+int sq_account_put(struct store *st, const struct account_row *acct, const struct audit_row *au,
+                   struct hr_err *err)
+{
+	if (!acct || !acct->id[0] || !acct->tenant_id[0] || !acct->channel[0])
+		return hr_fail(err, HR_EINVAL, "account", "account needs id, tenant and channel");
+	int rc = store_audit_check(au, err);
+	if (rc)
+		return rc;
+	struct job_admin a = {.run = run_account_put, .audit = au, .row = acct};
+	return admin_do((struct sq_store *)st, &a, err);
+}
+
+/* The template's current unit: 1 found (unit copied, "" = shared), 0 not. */
+static int template_unit(struct sq_store *s, const struct template_row *t, char *unit, size_t size,
+                         struct hr_err *err)
+{
+	sqlite3_stmt *q = prep(s->wdb,
+	                       "SELECT coalesce(unit_id, '') FROM template WHERE tenant_id = ?1"
+	                       " AND channel = ?2 AND name = ?3 AND language = ?4",
+	                       err, "template");
+	if (!q)
+		return err->code;
+	sqlite3_bind_text(q, 1, t->tenant_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, t->channel, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 3, t->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 4, t->language, -1, SQLITE_STATIC);
+	int src = sqlite3_step(q), rc = 0;
+	if (src == SQLITE_ROW) {
+		sq_col_copy(q, 0, unit, size);
+		rc = 1;
+	} else if (src != SQLITE_DONE) {
+		rc = sq_fail(s->wdb, src, err, "template");
+	}
+	sqlite3_finalize(q);
+	return rc;
+}
+
+static int run_template_put(struct sq_store *s, struct job_admin *a)
+{
+	const struct template_row *t = a->row;
+	struct hr_err *err = &a->j.err;
+	char unit[HR_NAME_MAX] = "";
+	int rc = template_unit(s, t, unit, sizeof unit, err);
+	if (rc < 0)
+		return rc;
+	bool exists = rc == 1;
+	if (exists && t->unit_id[0] && strcmp(unit, t->unit_id) != 0)
+		return hr_fail(err, HR_ECONFLICT, "name",
+		               "template '%s' (%s, %s) is not this unit's to change", t->name,
+		               t->channel, t->language);
+	if (!exists) {
+		sqlite3_stmt *q = prep(s->wdb, "SELECT count(*) FROM template WHERE tenant_id = ?1",
+		                       err, "template");
+		if (!q)
+			return err->code;
+		sqlite3_bind_text(q, 1, t->tenant_id, -1, SQLITE_STATIC);
+		int src = sqlite3_step(q);
+		int64_t n = src == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
+		sqlite3_finalize(q);
+		if (n < 0)
+			return sq_fail(s->wdb, src, err, "template");
+		if (n >= STORE_TEMPLATES_MAX)
+			return hr_fail(err, HR_ELIMIT, "name",
+			               "the tenant has %d templates, the most it may have",
+			               STORE_TEMPLATES_MAX);
+	}
+	sqlite3_stmt *q =
+	    prep(s->wdb,
+	         exists ? "UPDATE template SET body = ?5, param_count = ?6, config = ?7"
+	                  " WHERE tenant_id = ?1 AND channel = ?2 AND name = ?3"
+	                  " AND language = ?4"
+	                : "INSERT INTO template(tenant_id, channel, name, language,"
+	                  " body, param_count, config, unit_id)"
+	                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	         err, "template");
+	if (!q)
+		return err->code;
+	sqlite3_bind_text(q, 1, t->tenant_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, t->channel, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 3, t->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 4, t->language, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 5, t->body ? t->body : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 6, t->param_count);
+	sq_bind_opt(q, 7, t->config);
+	if (!exists)
+		sq_bind_opt(q, 8, t->unit_id);
+	if ((rc = step_final(s->wdb, q, err, "template")))
+		return rc;
+	a->flag = !exists; /* created */
+	return 0;
+}
+
+int sq_template_put(struct store *st, const struct template_row *t, const struct audit_row *au,
+                    bool *created, struct hr_err *err)
+{
+	int rc = store_template_check(t, err);
+	if (rc || (rc = store_audit_check(au, err)))
+		return rc;
+	struct job_admin a = {.run = run_template_put, .audit = au, .row = t};
+	rc = admin_do((struct sq_store *)st, &a, err);
+	if (rc == 0 && created)
+		*created = a.flag;
+	return rc;
+}
+
+struct tpl_key_args {
+	const char *tenant_id, *channel, *name, *language, *unit;
+};
+
+static int run_template_delete(struct sq_store *s, struct job_admin *a)
+{
+	const struct tpl_key_args *k = a->row;
+	sqlite3_stmt *q = prep(s->wdb,
+	                       "DELETE FROM template WHERE tenant_id = ?1 AND channel = ?2"
+	                       " AND name = ?3 AND language = ?4 AND (?5 IS NULL OR unit_id = ?5)",
+	                       &a->j.err, "template");
+	if (!q)
+		return a->j.err.code;
+	sqlite3_bind_text(q, 1, k->tenant_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, k->channel, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 3, k->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 4, k->language, -1, SQLITE_STATIC);
+	sq_bind_opt(q, 5, k->unit);
+	int rc = step_final(s->wdb, q, &a->j.err, "template");
+	if (rc == 0 && sqlite3_changes(s->wdb) == 0)
+		rc = hr_fail(&a->j.err, HR_ENOTFOUND, NULL, "no template '%s' (%s, %s)", k->name,
+		             k->channel, k->language);
+	return rc;
+}
+
+int sq_template_delete(struct store *st, const char *tenant_id, const char *channel,
+                       const char *name, const char *language, const char *unit,
+                       const struct audit_row *au, struct hr_err *err)
+{
+	if (!tenant_id || !channel || !name || !language)
+		return hr_fail(err, HR_EINVAL, "template", "a template key is required");
+	int rc = store_audit_check(au, err);
+	if (rc)
+		return rc;
+	struct tpl_key_args k = {tenant_id, channel, name, language, unit && *unit ? unit : NULL};
+	struct job_admin a = {.run = run_template_delete, .audit = au, .row = &k};
+	return admin_do((struct sq_store *)st, &a, err);
+}
+
+int sq_template_list(struct store *st, const char *tenant_id, const char *unit,
+                     const struct template_key *after, int limit, struct template_row **out,
+                     size_t *n, bool *more)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	*out = NULL;
+	*n = 0;
+	*more = false;
+	if (!tenant_id || limit < 1 || limit > 1000)
+		return HR_EINVAL;
+	struct sq_reader *r;
+	int rc = sq_reader_get(s, &r);
+	if (rc)
+		return rc;
+	sqlite3_stmt *q =
+	    prep(r->db,
+	         "SELECT tenant_id, channel, name, language, body, param_count, config,"
+	         " coalesce(unit_id, '') FROM template WHERE tenant_id = ?1"
+	         " AND (?2 IS NULL OR unit_id IS NULL OR unit_id = ?2)"
+	         " AND (channel, name, language) > (?3, ?4, ?5)"
+	         " ORDER BY channel, name, language LIMIT ?6",
+	         NULL, NULL);
+	if (!q) {
+		sq_reader_put(s, r);
+		return HR_EIO;
+	}
+	sqlite3_bind_text(q, 1, tenant_id, -1, SQLITE_STATIC);
+	sq_bind_opt(q, 2, unit);
+	sqlite3_bind_text(q, 3, after ? after->channel : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 4, after ? after->name : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 5, after ? after->language : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 6, limit + 1);
+	struct template_row *v = calloc((size_t)limit, sizeof *v);
+	size_t len = 0;
+	int src = SQLITE_DONE;
+	if (!v)
+		rc = HR_ENOMEM;
+	while (rc == 0 && (src = sqlite3_step(q)) == SQLITE_ROW) {
+		if (len == (size_t)limit) {
+			*more = true;
+			break;
+		}
+		struct template_row *t = &v[len++];
+		bool oom = false;
+		sq_col_copy(q, 0, t->tenant_id, sizeof t->tenant_id);
+		sq_col_copy(q, 1, t->channel, sizeof t->channel);
+		sq_col_copy(q, 2, t->name, sizeof t->name);
+		sq_col_copy(q, 3, t->language, sizeof t->language);
+		t->body = sq_col_dup(q, 4, &oom);
+		t->param_count = sqlite3_column_int(q, 5);
+		t->config = sq_col_dup(q, 6, &oom);
+		sq_col_copy(q, 7, t->unit_id, sizeof t->unit_id);
+		if (oom)
+			rc = HR_ENOMEM;
+	}
+	if (rc == 0 && src != SQLITE_DONE && src != SQLITE_ROW)
+		rc = sq_fail(r->db, src, NULL, NULL);
+	sqlite3_finalize(q);
+	sq_reader_put(s, r);
+	if (rc) {
+		for (size_t i = 0; i < len; i++)
+			template_row_clear(&v[i]);
+		free(v);
+		*more = false;
+		return rc;
+	}
+	*out = v;
+	*n = len;
+	return 0;
 }

@@ -685,6 +685,11 @@ static int tx_batch_delete(struct store_tx *t, const char *batch_id)
 	return 0;
 }
 
+static int tx_audit_insert(struct store_tx *t, const struct audit_row *a)
+{
+	return sq_audit_insert(S(t), a, E(t));
+}
+
 static int tx_inbound_exists(struct store_tx *t, const char *message_id)
 {
 	sqlite3_stmt *q = sq_wstmt(S(t), W_INBOUND_EXISTS,
@@ -863,6 +868,7 @@ static const struct store_tx_ops sq_tx_ops = {
     .batch_queued = tx_batch_queued,
     .inbound_exists = tx_inbound_exists,
     .batch_delete = tx_batch_delete,
+    .audit_insert = tx_audit_insert,
     .callback_add = tx_callback_add,
     .msg_expired = tx_msg_expired,
     .fallback_due = tx_fallback_due,
@@ -908,6 +914,13 @@ int sq_batch_items_put(struct store *st, const char *batch_id, const struct batc
                        size_t n, struct hr_err *err)
 {
 	return lc_batch_items_put(&sq_lc_backend, st, batch_id, items, n, err);
+}
+
+int sq_batch_set_status_audit(struct store *st, const char *tenant_id, const char *id,
+                              enum batch_status to, const char *error, const struct audit_row *a,
+                              struct hr_err *err)
+{
+	return lc_batch_set_status_audit(&sq_lc_backend, st, tenant_id, id, to, error, a, err);
 }
 
 int sq_batch_set_status(struct store *st, const char *tenant_id, const char *id,

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "store/store.h"
 
 static const struct store_ops *const backends[] = {
@@ -62,6 +64,32 @@ void template_row_clear(struct template_row *t)
 	free(t->body);
 	free(t->config);
 	memset(t, 0, sizeof *t);
+}
+
+int store_template_check(const struct template_row *t, struct hr_err *err)
+{
+	if (!t || !t->tenant_id[0] || !t->channel[0] || !t->name[0] || !t->language[0])
+		return hr_fail(err, HR_EINVAL, "template",
+		               "template needs tenant, channel, name and language");
+	if (t->config && *t->config) {
+		json_error_t jerr;
+		json_t *cfg = json_loads(t->config, JSON_REJECT_DUPLICATES, &jerr);
+		bool parsed = cfg != NULL, object = json_is_object(cfg);
+		json_decref(cfg);
+		if (!object)
+			return hr_fail(err, HR_EINVAL, "template.config",
+			               "template config is not a JSON object%s%s",
+			               parsed ? "" : ": ", parsed ? "" : jerr.text);
+	}
+	return 0;
+}
+
+int store_audit_check(const struct audit_row *a, struct hr_err *err)
+{
+	if (a && (!a->tenant_id[0] || !a->actor[0] || !a->action[0] || !a->object[0]))
+		return hr_fail(err, HR_EINVAL, "audit",
+		               "an audit row needs tenant, actor, action and object");
+	return 0;
 }
 
 void idem_row_clear(struct idem_row *r)

@@ -168,8 +168,19 @@ struct template_row {
 	 *  "regulatory":{...provider fields carried with every send, e.g. India's
 	 *                DLT "dlt_entity_id","dlt_template_id"...}} */
 	char *config;
+	char unit_id[HR_NAME_MAX];   /* owning business unit; "" = the tenant's, shared */
 };
 void template_row_clear(struct template_row *t);
+
+/* A template's key, the cursor of template_list. */
+struct template_key {
+	char channel[16];
+	char name[HR_NAME_MAX];
+	char language[16];
+};
+
+/* How many templates one tenant may have (template_put: HR_ELIMIT beyond). */
+#define STORE_TEMPLATES_MAX 5000
 
 struct idem_row {
 	char request_hash[65];       /* sha256 hex of the canonical request */
@@ -602,10 +613,44 @@ struct store_ops {
 	/* All accounts (tenant_id NULL) or one tenant's. *out is a heap array. */
 	int (*account_list)(struct store *st, const char *tenant_id, struct account_row **out,
 	                    size_t *n);
+	/* Config seeding: inserted or updated (body, params, config), keeping
+	 * the unit of a template that exists. */
 	int (*template_upsert)(struct store *st, const struct template_row *t, struct hr_err *err);
-	/* HR_ENOTFOUND if the tenant has no such template for channel+language. */
+	/* HR_ENOTFOUND if the tenant has no such template for channel+language.
+	 * out->unit_id is its unit ("" = shared). */
 	int (*template_get)(struct store *st, const char *tenant_id, const char *channel,
 	                    const char *name, const char *language, struct template_row *out);
+	/*
+	 * The API's write of a template, with its audit row (may be NULL) in the
+	 * same transaction: both or neither. t->unit_id is the writer's unit
+	 * ("" = a tenant-wide writer). A new template belongs to that unit; an
+	 * existing one keeps its unit, and a unit may only change its own
+	 * (HR_ECONFLICT naming "name" for the tenant's shared template or a
+	 * sibling's; nothing written). A new template past STORE_TEMPLATES_MAX
+	 * of the tenant is HR_ELIMIT. *created (may be NULL): inserted, not
+	 * updated. HR_EINVAL (field named) for a missing key part or a config
+	 * that is not a JSON object.
+	 */
+	int (*template_put)(struct store *st, const struct template_row *t, const struct audit_row *a,
+	                    bool *created, struct hr_err *err);
+	/* Removes the tenant's template with its audit row (may be NULL) in one
+	 * transaction; unit non-NULL and non-empty: only if it belongs to that
+	 * unit. HR_ENOTFOUND if there is none (nothing written). */
+	int (*template_delete)(struct store *st, const char *tenant_id, const char *channel,
+	                       const char *name, const char *language, const char *unit,
+	                       const struct audit_row *a, struct hr_err *err);
+	/* The tenant's templates by (channel, name, language), those after
+	 * `after` (NULL: from the first), at most limit (1..1000, else
+	 * HR_EINVAL); unit non-NULL: that unit's and the shared ones only.
+	 * *more if another page exists. *out heap array (template_row_clear
+	 * each). */
+	int (*template_list)(struct store *st, const char *tenant_id, const char *unit,
+	                     const struct template_key *after, int limit, struct template_row **out,
+	                     size_t *n, bool *more);
+	/* account_upsert with an audit row (may be NULL) in the same
+	 * transaction: both or neither. */
+	int (*account_put)(struct store *st, const struct account_row *a, const struct audit_row *au,
+	                   struct hr_err *err);
 
 	/* ---- messages ---- */
 	/*
@@ -777,6 +822,11 @@ struct store_ops {
 	 * the batch's valid rows exceed what is left of today's cap. */
 	int (*batch_set_status)(struct store *st, const char *tenant_id, const char *id,
 	                        enum batch_status to, const char *error, struct hr_err *err);
+	/* The same with an administrative action's audit row (a cancel by a
+	 * user) written in the same transaction: both or neither. */
+	int (*batch_set_status_audit)(struct store *st, const char *tenant_id, const char *id,
+	                              enum batch_status to, const char *error,
+	                              const struct audit_row *a, struct hr_err *err);
 	/*
 	 * Makes messages of PENDING rows while the batch is PROCESSING: for each
 	 * msgs[i] (built by the caller from rows[i], QUEUED, batch_id set), the
@@ -895,6 +945,12 @@ struct store_ops {
 	int (*message_route)(struct store *st, const char *tenant_id, const char *root_id,
 	                     struct message **out, size_t *n);
 };
+
+/* For backends: a template write's key parts and config (a JSON object
+ * or NULL), and an audit row's required fields (NULL is fine). 0 or
+ * HR_EINVAL naming the field. */
+int store_template_check(const struct template_row *t, struct hr_err *err);
+int store_audit_check(const struct audit_row *a, struct hr_err *err);
 
 extern const struct store_ops store_sqlite;
 extern const struct store_ops store_postgres;

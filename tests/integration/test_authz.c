@@ -222,6 +222,13 @@ static int setup(void **state)
 	snprintf(batch_l, sizeof batch_l, "%s", json_string_value(json_object_get(r.json, "id")));
 	assert_string_equal(json_string_value(json_object_get(r.json, "unit")), "loans");
 	resp_free(&r);
+	r = call("POST", "/v1/templates", k_loans,
+	         "{\"channel\":\"whatsapp\",\"name\":\"loans_tpl\",\"language\":\"en\","
+	         "\"body\":\"Loan {{1}} due\"}");
+	if (r.status != 201)
+		fail_msg("loans template: %ld %s", r.status, r.body);
+	assert_string_equal(json_string_value(json_object_get(r.json, "unit")), "loans");
+	resp_free(&r);
 	r = call("POST", "/v1/suppressions", k_loans,
 	         "{\"channel\":\"whatsapp\",\"to\":\"+447911000199\"}");
 	if (r.status != 201 && r.status != 200)
@@ -278,6 +285,8 @@ static bool fill(const char *pattern, bool fake, char *out, size_t size)
 	    {"/v1/tenants/{tenant}/limits", "/v1/tenants/acme/limits", "/v1/tenants/nobody/limits"},
 	    {"/v1/tenants/{tenant}/keys/{prefix}/revoke", NULL,
 	     "/v1/tenants/nobody/keys/hk_00000000/revoke"},
+	    {"/v1/templates/{channel}/{name}/{language}", "/v1/templates/whatsapp/loans_tpl/en",
+	     "/v1/templates/whatsapp/no_such_tpl/en"},
 	};
 	if (!strchr(pattern, '{')) {
 		snprintf(out, size, "%s", pattern);
@@ -349,7 +358,8 @@ static bool public_ok(const char *path)
 static void no_leak(const struct resp *r, const char *who, const char *path)
 {
 	const char *secrets[] = {msg_l,           batch_l,         "+447911000101",
-	                         "+447911000102", "+447911000199", "loans campaign"};
+	                         "+447911000102", "+447911000199", "loans campaign",
+	                         "loans_tpl",     "Loan {{1}} due"};
 	for (size_t i = 0; i < sizeof secrets / sizeof *secrets; i++)
 		if (r->body && strstr(r->body, secrets[i]) && !strstr(path, secrets[i]))
 			fail_msg("%s on %s: the answer shows acme's %s: %s", who, path, secrets[i],
@@ -920,14 +930,184 @@ static void test_cli(void **state)
 	assert_int_equal(herald_cli("tenants list", "wrong-key-0123456789", out, sizeof out), 1);
 }
 
+/* ---------------------------------------------------------------------------
+ * Templates through the API: units own what they make.
+ * ------------------------------------------------------------------------- */
+
+static size_t template_count(const char *key)
+{
+	struct resp r = call("GET", "/v1/templates?limit=1000", key, NULL);
+	assert_int_equal(r.status, 200);
+	size_t n = json_array_size(json_object_get(r.json, "data"));
+	resp_free(&r);
+	return n;
+}
+
+static void expect_field(const char *method, const char *path, const char *key, const char *body,
+                         long status, const char *field)
+{
+	struct resp r = call(method, path, key, body);
+	const char *f =
+	    json_string_value(json_object_get(json_object_get(r.json, "error"), "field"));
+	if (r.status != status || (field && (!f || strcmp(f, field) != 0)))
+		fail_msg("%s %s %s: want %ld naming %s, got %ld %s", method, path, body ? body : "",
+		         status, field ? field : "-", r.status, r.body);
+	resp_free(&r);
+}
+
+static void test_templates(void **state)
+{
+	(void)state;
+	/* Seen: loans its own and the tenant's shared one (from the config);
+	 * cards the shared one; the tenant-wide admin-scoped key all of them
+	 * (it lacks messages:read: 403); another tenant none. */
+	assert_int_equal(template_count(k_loans), 2);
+	assert_int_equal(template_count(k_cards), 1);
+	assert_int_equal(template_count(k_not[0]), 2); /* tenant-wide, all but messages:send */
+	assert_int_equal(template_count(BETA_KEY), 0);
+	expect_field("GET", "/v1/templates", k_not[1], NULL, 403, "scope");
+
+	/* A unit cannot take a sibling's name or change the shared template. */
+	const char *shared = "{\"channel\":\"whatsapp\",\"name\":\"payment_reminder\","
+	                     "\"language\":\"en_GB\",\"body\":\"Changed {{1}}\"}";
+	expect_field("POST", "/v1/templates", k_cards,
+	             "{\"channel\":\"whatsapp\",\"name\":\"loans_tpl\",\"language\":\"en\","
+	             "\"body\":\"Mine {{1}}\"}",
+	             409, "name");
+	expect_field("POST", "/v1/templates", k_cards, shared, 409, "name");
+	struct resp r = call("GET", "/v1/templates/whatsapp/loans_tpl/en", k_loans, NULL);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(json_string_value(json_object_get(r.json, "body")), "Loan {{1}} due");
+	assert_int_equal(json_integer_value(json_object_get(r.json, "param_count")), 1);
+	resp_free(&r);
+	/* Validation names the field. */
+	expect_field("POST", "/v1/templates", k_cards,
+	             "{\"channel\":\"whatsapp\",\"name\":\"t\",\"language\":\"en\"}", 422, "body");
+	expect_field("POST", "/v1/templates", k_cards,
+	             "{\"channel\":\"fax\",\"name\":\"t\",\"language\":\"en\",\"body\":\"x\"}", 422,
+	             "channel");
+	expect_field("POST", "/v1/templates", k_cards,
+	             "{\"channel\":\"whatsapp\",\"name\":\"a/b\",\"language\":\"en\","
+	             "\"body\":\"x\"}",
+	             422, "name");
+	expect_field("POST", "/v1/templates", k_cards,
+	             "{\"channel\":\"whatsapp\",\"name\":\"t\",\"language\":\"e\","
+	             "\"body\":\"x\"}",
+	             422, "language");
+	expect_field("POST", "/v1/templates", k_cards,
+	             "{\"channel\":\"whatsapp\",\"name\":\"t\",\"language\":\"en\","
+	             "\"body\":\"Hi {{0}}\"}",
+	             422, "body");
+	expect_field("POST", "/v1/templates", k_cards,
+	             "{\"channel\":\"whatsapp\",\"name\":\"t\",\"language\":\"en\","
+	             "\"body\":\"x\",\"header\":{\"type\":\"video\"}}",
+	             422, "header");
+	expect_field("POST", "/v1/templates", k_cards,
+	             "{\"channel\":\"whatsapp\",\"name\":\"t\",\"language\":\"en\","
+	             "\"body\":\"x\",\"colour\":\"red\"}",
+	             422, "colour");
+	assert_int_equal(template_count(k_cards), 1); /* none of those was written */
+
+	/* cards makes its own: loans cannot see it or send with it; cards can. */
+	r = call("POST", "/v1/templates", k_cards,
+	         "{\"channel\":\"whatsapp\",\"name\":\"cards_tpl\",\"language\":\"en\","
+	         "\"body\":\"Card {{1}} ready\",\"buttons\":[{\"type\":\"quick_reply\"}]}");
+	if (r.status != 201)
+		fail_msg("cards template: %ld %s", r.status, r.body);
+	assert_string_equal(json_string_value(json_object_get(r.json, "unit")), "cards");
+	assert_int_equal(json_array_size(json_object_get(r.json, "buttons")), 1);
+	resp_free(&r);
+	expect_field("GET", "/v1/templates/whatsapp/cards_tpl/en", k_loans, NULL, 404, NULL);
+	expect_field("DELETE", "/v1/templates/whatsapp/cards_tpl/en", k_loans, NULL, 404, NULL);
+	expect_field("GET", "/v1/templates/whatsapp/cards_tpl/en", BETA_KEY, NULL, 404, NULL);
+	char body[512];
+	snprintf(
+	    body, sizeof body,
+	    "{\"channel\":\"whatsapp\",\"account\":\"acme-wa\",\"to\":\"+447911000150\","
+	    "\"template\":{\"name\":\"cards_tpl\",\"language\":\"en\",\"parameters\":[\"A\"]}}");
+	expect_field("POST", "/v1/messages", k_loans, body, 422, "template.name");
+	r = call("POST", "/v1/messages", k_cards, body);
+	if (r.status != 202)
+		fail_msg("cards sends with its template: %ld %s", r.status, r.body);
+	resp_free(&r);
+	/* Its own is updated (200) and stays its own. */
+	r = call("POST", "/v1/templates", k_cards,
+	         "{\"channel\":\"whatsapp\",\"name\":\"cards_tpl\",\"language\":\"en\","
+	         "\"body\":\"Card {{1}} is ready\"}");
+	assert_int_equal(r.status, 200);
+	assert_string_equal(json_string_value(json_object_get(r.json, "unit")), "cards");
+	resp_free(&r);
+
+	/* Removing: not the shared one by a unit (403); its own (200, then 404). */
+	expect_field("DELETE", "/v1/templates/whatsapp/payment_reminder/en_GB", k_cards, NULL, 403,
+	             NULL);
+	r = call("DELETE", "/v1/templates/whatsapp/cards_tpl/en", k_cards, NULL);
+	assert_int_equal(r.status, 200);
+	resp_free(&r);
+	expect_field("GET", "/v1/templates/whatsapp/cards_tpl/en", k_cards, NULL, 404, NULL);
+	expect_field("DELETE", "/v1/templates/whatsapp/cards_tpl/en", k_cards, NULL, 404, NULL);
+
+	/* The audit log: create, update, delete of cards_tpl by cards' key, with
+	 * before and after. */
+	r = call("GET", "/v1/audit?limit=1000", k_admin, NULL);
+	assert_int_equal(r.status, 200);
+	int create = 0, update = 0, del = 0;
+	size_t i;
+	json_t *x;
+	json_array_foreach(json_object_get(r.json, "entries"), i, x)
+	{
+		const char *action = json_string_value(json_object_get(x, "action"));
+		const char *object = json_string_value(json_object_get(x, "object"));
+		if (!object || strcmp(object, "template:whatsapp/cards_tpl/en") != 0)
+			continue;
+		json_t *before = json_object_get(x, "before"), *after = json_object_get(x, "after");
+		if (!strcmp(action, "template.create")) {
+			create++;
+			assert_true(json_is_null(before) || !before);
+			assert_string_equal(json_string_value(json_object_get(after, "body")),
+			                    "Card {{1}} ready");
+		} else if (!strcmp(action, "template.update")) {
+			update++;
+			assert_string_equal(json_string_value(json_object_get(before, "body")),
+			                    "Card {{1}} ready");
+			assert_string_equal(json_string_value(json_object_get(after, "body")),
+			                    "Card {{1}} is ready");
+		} else if (!strcmp(action, "template.delete")) {
+			del++;
+			assert_string_equal(json_string_value(json_object_get(before, "body")),
+			                    "Card {{1}} is ready");
+		}
+	}
+	resp_free(&r);
+	assert_int_equal(create, 1);
+	assert_int_equal(update, 1);
+	assert_int_equal(del, 1);
+
+	/* The CLI, with cards' key: add, list (its own and the shared one, not
+	 * loans'), rm; a second rm is an API error (1), a bad name a usage
+	 * error (2). */
+	char out[8192];
+	assert_int_equal(
+	    herald_cli("templates add whatsapp cli_tpl en 'Hi {{1}}'", k_cards, out, sizeof out),
+	    0);
+	assert_non_null(strstr(out, "cli_tpl"));
+	assert_int_equal(herald_cli("templates list", k_cards, out, sizeof out), 0);
+	assert_non_null(strstr(out, "cli_tpl"));
+	assert_non_null(strstr(out, "payment_reminder"));
+	assert_null(strstr(out, "loans_tpl"));
+	assert_int_equal(herald_cli("templates rm whatsapp cli_tpl en", k_cards, out, sizeof out),
+	                 0);
+	assert_int_equal(herald_cli("templates rm whatsapp cli_tpl en", k_cards, out, sizeof out),
+	                 1);
+	assert_int_equal(herald_cli("templates rm whatsapp ../x en", k_cards, out, sizeof out), 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_route_table),
-	    cmocka_unit_test(test_jwt),
-	    cmocka_unit_test(test_keys_lifecycle),
-	    cmocka_unit_test(test_audit),
-	    cmocka_unit_test(test_cli),
+	    cmocka_unit_test(test_route_table),    cmocka_unit_test(test_jwt),
+	    cmocka_unit_test(test_keys_lifecycle), cmocka_unit_test(test_audit),
+	    cmocka_unit_test(test_templates),      cmocka_unit_test(test_cli),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -5956,6 +5956,274 @@ static void test_campaign_cap_race(void **state)
 	assert_int_equal(refused, K - 1);
 }
 
+/* How many audit rows the tenant has. */
+static size_t audit_count(struct store *st, const char *tenant)
+{
+	struct audit_row *log;
+	size_t n = 0;
+	assert_int_equal(st->ops->audit_list(st, tenant, 0, 1000, &log, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		audit_row_clear(&log[i]);
+	free(log);
+	return n;
+}
+
+static struct template_row mk_tpl(const char *tenant, const char *unit, const char *name,
+                                  const char *lang, const char *body)
+{
+	struct template_row t = {0};
+	hr_strlcpy(t.tenant_id, tenant, sizeof t.tenant_id);
+	hr_strlcpy(t.channel, "whatsapp", sizeof t.channel);
+	hr_strlcpy(t.name, name, sizeof t.name);
+	hr_strlcpy(t.language, lang, sizeof t.language);
+	hr_strlcpy(t.unit_id, unit, sizeof t.unit_id);
+	t.body = (char *)body;
+	t.param_count = 1;
+	return t;
+}
+
+/*
+ * Templates written through the API (template_put, _delete, _list): each
+ * change with its audit row in one transaction, a refused change with
+ * none; units own what they create, may not change the tenant's shared
+ * templates or a sibling's, and list their own and the shared ones; the
+ * list pages by key.
+ */
+static void test_template_api_ops(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct audit_row a = mk_audit("acme", "template.create", "template:whatsapp/x/en");
+	a.after = "{\"body\":\"Hi {{1}}\"}";
+	/* Shared (tenant-wide writer), then a unit's. */
+	struct template_row t = mk_tpl("acme", "", "reminder", "en", "Hi {{1}}");
+	bool created = false;
+	assert_int_equal(st->ops->template_put(st, &t, &a, &created, &err), 0);
+	assert_true(created);
+	struct template_row c = mk_tpl("acme", "cards", "card_due", "en", "Card {{1}}");
+	assert_int_equal(st->ops->template_put(st, &c, &a, &created, &err), 0);
+	assert_true(created);
+	struct template_row l = mk_tpl("acme", "loans", "loan_due", "en", "Loan {{1}}");
+	assert_int_equal(st->ops->template_put(st, &l, &a, &created, &err), 0);
+	struct template_row o = mk_tpl("other", "", "reminder", "en", "Other {{1}}");
+	struct audit_row oa = mk_audit("other", "template.create", "template:whatsapp/x/en");
+	assert_int_equal(st->ops->template_put(st, &o, &oa, &created, &err), 0);
+	assert_int_equal(audit_count(st, "acme"), 3);
+
+	struct template_row got;
+	assert_int_equal(st->ops->template_get(st, "acme", "whatsapp", "card_due", "en", &got), 0);
+	assert_string_equal(got.unit_id, "cards");
+	assert_string_equal(got.body, "Card {{1}}");
+	template_row_clear(&got);
+	assert_int_equal(st->ops->template_get(st, "acme", "whatsapp", "reminder", "en", &got), 0);
+	assert_string_equal(got.unit_id, "");
+	template_row_clear(&got);
+
+	/* A unit may not change the shared template or a sibling's: 409,
+	 * nothing written, no audit row. */
+	struct template_row bad = mk_tpl("acme", "cards", "reminder", "en", "Changed {{1}}");
+	err = (struct hr_err){0};
+	assert_int_equal(st->ops->template_put(st, &bad, &a, &created, &err), HR_ECONFLICT);
+	assert_string_equal(err.field, "name");
+	bad = mk_tpl("acme", "cards", "loan_due", "en", "Changed {{1}}");
+	assert_int_equal(st->ops->template_put(st, &bad, &a, &created, &err), HR_ECONFLICT);
+	assert_int_equal(st->ops->template_get(st, "acme", "whatsapp", "loan_due", "en", &got), 0);
+	assert_string_equal(got.body, "Loan {{1}}");
+	template_row_clear(&got);
+	assert_int_equal(audit_count(st, "acme"), 3);
+	/* Its own: updated, keeping its unit. A tenant-wide writer may change a
+	 * unit's template, which keeps the unit. */
+	c.body = (char *)"Card v2 {{1}}";
+	assert_int_equal(st->ops->template_put(st, &c, &a, &created, &err), 0);
+	assert_false(created);
+	struct template_row w = mk_tpl("acme", "", "loan_due", "en", "Loan v2 {{1}}");
+	assert_int_equal(st->ops->template_put(st, &w, &a, &created, &err), 0);
+	assert_false(created);
+	assert_int_equal(st->ops->template_get(st, "acme", "whatsapp", "loan_due", "en", &got), 0);
+	assert_string_equal(got.unit_id, "loans");
+	assert_string_equal(got.body, "Loan v2 {{1}}");
+	template_row_clear(&got);
+	assert_int_equal(audit_count(st, "acme"), 5);
+	/* Bad rows and audit rows: refused before anything is written. */
+	struct template_row nolang = mk_tpl("acme", "", "x", "", "b");
+	err = (struct hr_err){0};
+	assert_int_equal(st->ops->template_put(st, &nolang, NULL, NULL, &err), HR_EINVAL);
+	struct template_row cfg = mk_tpl("acme", "", "y", "en", "b");
+	cfg.config = (char *)"[1]";
+	assert_int_equal(st->ops->template_put(st, &cfg, NULL, NULL, &err), HR_EINVAL);
+	assert_string_equal(err.field, "template.config");
+	struct audit_row noactor = a;
+	noactor.actor[0] = '\0';
+	struct template_row z = mk_tpl("acme", "", "z", "en", "b");
+	assert_int_equal(st->ops->template_put(st, &z, &noactor, NULL, &err), HR_EINVAL);
+	assert_string_equal(err.field, "audit");
+	assert_int_equal(st->ops->template_get(st, "acme", "whatsapp", "z", "en", &got),
+	                 HR_ENOTFOUND);
+
+	/* Lists: the tenant's all (3), a unit's own and the shared (2),
+	 * another tenant's its own (1); pages of one by key. */
+	struct template_row *v;
+	size_t n;
+	bool more;
+	assert_int_equal(st->ops->template_list(st, "acme", NULL, NULL, 100, &v, &n, &more), 0);
+	assert_int_equal(n, 3);
+	assert_false(more);
+	assert_string_equal(v[0].name, "card_due");
+	assert_string_equal(v[1].name, "loan_due");
+	assert_string_equal(v[2].name, "reminder");
+	for (size_t i = 0; i < n; i++)
+		template_row_clear(&v[i]);
+	free(v);
+	assert_int_equal(st->ops->template_list(st, "acme", "cards", NULL, 100, &v, &n, &more), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].name, "card_due");
+	assert_string_equal(v[0].unit_id, "cards");
+	assert_string_equal(v[1].name, "reminder");
+	assert_string_equal(v[1].unit_id, "");
+	for (size_t i = 0; i < n; i++)
+		template_row_clear(&v[i]);
+	free(v);
+	struct template_key k = {0};
+	size_t seen = 0;
+	for (const struct template_key *after = NULL;; after = &k) {
+		assert_int_equal(st->ops->template_list(st, "acme", NULL, after, 1, &v, &n, &more),
+		                 0);
+		assert_int_equal(n, 1);
+		seen++;
+		hr_strlcpy(k.channel, v[0].channel, sizeof k.channel);
+		hr_strlcpy(k.name, v[0].name, sizeof k.name);
+		hr_strlcpy(k.language, v[0].language, sizeof k.language);
+		template_row_clear(&v[0]);
+		free(v);
+		if (!more)
+			break;
+	}
+	assert_int_equal(seen, 3);
+	assert_int_equal(st->ops->template_list(st, "other", NULL, NULL, 100, &v, &n, &more), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].body, "Other {{1}}");
+	template_row_clear(&v[0]);
+	free(v);
+	assert_int_equal(st->ops->template_list(st, "acme", NULL, NULL, 0, &v, &n, &more),
+	                 HR_EINVAL);
+	assert_int_equal(st->ops->template_list(st, "acme", NULL, NULL, 1001, &v, &n, &more),
+	                 HR_EINVAL);
+
+	/* Delete: a unit only its own (a sibling's and the shared one are not
+	 * found for it); each success with its audit row, a miss with none. */
+	struct audit_row d = mk_audit("acme", "template.delete", "template:whatsapp/x/en");
+	err = (struct hr_err){0};
+	assert_int_equal(
+	    st->ops->template_delete(st, "acme", "whatsapp", "loan_due", "en", "cards", &d, &err),
+	    HR_ENOTFOUND);
+	assert_int_equal(
+	    st->ops->template_delete(st, "acme", "whatsapp", "reminder", "en", "cards", &d, &err),
+	    HR_ENOTFOUND);
+	assert_int_equal(
+	    st->ops->template_delete(st, "other", "whatsapp", "card_due", "en", NULL, &d, &err),
+	    HR_ENOTFOUND);
+	assert_int_equal(audit_count(st, "acme"), 5);
+	assert_int_equal(
+	    st->ops->template_delete(st, "acme", "whatsapp", "card_due", "en", "cards", &d, &err),
+	    0);
+	assert_int_equal(
+	    st->ops->template_delete(st, "acme", "whatsapp", "loan_due", "en", "", &d, &err), 0);
+	assert_int_equal(st->ops->template_get(st, "acme", "whatsapp", "card_due", "en", &got),
+	                 HR_ENOTFOUND);
+	assert_int_equal(audit_count(st, "acme"), 7);
+	assert_int_equal(audit_count(st, "other"), 1);
+	/* Config seeding leaves a template's unit alone. */
+	struct template_row seed = mk_tpl("acme", "", "reminder", "en", "Seeded {{1}}");
+	assert_int_equal(st->ops->template_upsert(st, &seed, &err), 0);
+	assert_int_equal(st->ops->template_put(st, &l, NULL, NULL, &err), 0);
+	struct template_row seed2 = mk_tpl("acme", "", "loan_due", "en", "Seeded {{1}}");
+	assert_int_equal(st->ops->template_upsert(st, &seed2, &err), 0);
+	assert_int_equal(st->ops->template_get(st, "acme", "whatsapp", "loan_due", "en", &got), 0);
+	assert_string_equal(got.unit_id, "loans");
+	assert_string_equal(got.body, "Seeded {{1}}");
+	template_row_clear(&got);
+}
+
+/*
+ * An account written and a campaign cancelled by a user carry their audit
+ * row in the same transaction: a change that commits has it, one that is
+ * refused (a transition not allowed, an incomplete audit row) has neither.
+ */
+static void test_audit_with_change(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct account_row acct = {.id = "acme~wa",
+	                           .tenant_id = "acme",
+	                           .channel = "whatsapp",
+	                           .api_created = true,
+	                           .unit_id = "cards"};
+	acct.config = (char *)"{\"access_token\":\"env:X\"}";
+	struct audit_row a = mk_audit("acme", "account.create", "account:wa");
+	a.after = "{\"config\":{\"access_token\":\"env:X\"}}";
+	assert_int_equal(st->ops->account_put(st, &acct, &a, &err), 0);
+	struct account_row *rows;
+	size_t n;
+	assert_int_equal(st->ops->account_list(st, "acme", &rows, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[0].unit_id, "cards");
+	account_row_clear(&rows[0]);
+	free(rows);
+	struct audit_row *log;
+	assert_int_equal(st->ops->audit_list(st, "acme", 0, 10, &log, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(log[0].action, "account.create");
+	assert_string_equal(log[0].after, a.after);
+	audit_row_clear(&log[0]);
+	free(log);
+	/* An incomplete audit row: nothing written. */
+	struct audit_row bad = a;
+	bad.object[0] = '\0';
+	struct account_row acct2 = acct;
+	hr_strlcpy(acct2.id, "acme~wa2", sizeof acct2.id);
+	err = (struct hr_err){0};
+	assert_int_equal(st->ops->account_put(st, &acct2, &bad, &err), HR_EINVAL);
+	assert_string_equal(err.field, "audit");
+	assert_int_equal(st->ops->account_list(st, "acme", &rows, &n), 0);
+	assert_int_equal(n, 1);
+	account_row_clear(&rows[0]);
+	free(rows);
+	assert_int_equal(audit_count(st, "acme"), 1);
+
+	/* Campaign cancel: allowed once (with its row), then refused (none). */
+	struct batch b;
+	mk_batch(&b, "acme", "acme~wa");
+	assert_int_equal(st->ops->batch_create(st, &b, &err), 0);
+	struct audit_row ca = mk_audit("acme", "batch.cancel", "batch:x");
+	ca.after = "{\"status\":\"cancelled\"}";
+	assert_int_equal(
+	    st->ops->batch_set_status_audit(st, "acme", b.id, BATCH_CANCELLED, NULL, &ca, &err), 0);
+	struct batch got = batch_of(st, b.id);
+	assert_int_equal(got.status, BATCH_CANCELLED);
+	batch_clear(&got);
+	assert_int_equal(audit_count(st, "acme"), 2);
+	err = (struct hr_err){0};
+	assert_int_equal(
+	    st->ops->batch_set_status_audit(st, "acme", b.id, BATCH_CANCELLED, NULL, &ca, &err),
+	    HR_EINVAL);
+	assert_string_equal(err.field, "status");
+	/* Another tenant's batch: not found, nothing recorded. */
+	struct audit_row oa = mk_audit("other", "batch.cancel", "batch:x");
+	struct batch b2;
+	mk_batch(&b2, "acme", "acme~wa");
+	assert_int_equal(st->ops->batch_create(st, &b2, &err), 0);
+	assert_int_equal(
+	    st->ops->batch_set_status_audit(st, "other", b2.id, BATCH_CANCELLED, NULL, &oa, &err),
+	    HR_ENOTFOUND);
+	got = batch_of(st, b2.id);
+	assert_int_equal(got.status, BATCH_PENDING);
+	batch_clear(&got);
+	assert_int_equal(audit_count(st, "acme"), 2);
+	assert_int_equal(audit_count(st, "other"), 0);
+}
+
 int main(void)
 {
 	hr_log_set_level(HR_LOG_WARN);
@@ -6019,6 +6287,8 @@ int main(void)
 	    T(test_tenancy_keys),
 	    T(test_tenancy_units_on_objects),
 	    T(test_template_config_roundtrip),
+	    T(test_template_api_ops),
+	    T(test_audit_with_change),
 	    T(test_suppression_ops),
 	    T(test_claim_suppressed),
 	    T(test_new_recipient_alias),
