@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/crypto.h"
 #include "store/postgres.h"
 #include "store/postgres_int.h"
 
@@ -788,6 +789,9 @@ static int pg_open(const char *dsn, const struct store_opts *opts, struct store 
 	if (opts)
 		s->opts = *opts;
 	s->rmax = PG_READERS_MAX;
+	uint32_t pick;
+	hr_random_bytes(&pick, sizeof pick);
+	s->stripe = (int)(pick % PG_STATUS_STRIPES);
 	wr_init(&s->wr, &pg_wr_ops, s, s->opts.group_max, s->opts.queue_max);
 	pthread_mutex_init(&s->rlock, NULL);
 	pthread_cond_init(&s->rcond, NULL);
@@ -903,6 +907,7 @@ const struct store_ops store_postgres = {
     .message_events = pg_message_events,
     .message_list = pg_message_list,
     .message_counts = pg_message_counts,
+    .message_gauges = pg_message_gauges,
     .claim = pg_claim,
     .record_results = pg_record_results,
     .requeue_expired = pg_requeue_expired,

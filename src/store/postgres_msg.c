@@ -87,6 +87,40 @@ int pg_message_row_insert(struct pg_store *s, const struct message *m, int64_t n
 
 enum { IC_COLS = 23 };
 
+/* The accept's messages join the QUEUED count of this node's stripe
+ * (message_status_count) in the accept's own statement: no round trip of
+ * its own. */
+#define PG_QUEUED_ADD(stripe)                                                                      \
+	"INSERT INTO message_status_count(stripe, status, n)"                                      \
+	" SELECT " stripe "::smallint, 0, count(*) FROM m"                                        \
+	" ON CONFLICT (stripe, status) DO UPDATE SET n = message_status_count.n + excluded.n"
+
+bool pg_status_params(struct pg_params *p, int stripe, const int64_t delta[MSG__COUNT],
+                      char buf[PG_STATUS_BUF])
+{
+	char *ss = buf, *ds = buf + PG_STATUS_BUF / 2;
+	size_t sl = 0, dl = 0;
+	ss[sl++] = '{';
+	ds[dl++] = '{';
+	for (int i = 0; i < MSG__COUNT; i++) {
+		if (!delta[i])
+			continue;
+		sl += (size_t)snprintf(ss + sl, PG_STATUS_BUF / 2 - sl, "%s%d", sl > 1 ? "," : "", i);
+		dl += (size_t)snprintf(ds + dl, PG_STATUS_BUF / 2 - dl, "%s%lld", dl > 1 ? "," : "",
+		                       (long long)delta[i]);
+	}
+	if (sl == 1)
+		return false;
+	ss[sl++] = '}';
+	ss[sl] = '\0';
+	ds[dl++] = '}';
+	ds[dl] = '\0';
+	pp_i64(p, stripe);
+	pp_text(p, ss);
+	pp_text(p, ds);
+	return true;
+}
+
 /*
  * Every message of the call with its "accepted" event in one statement,
  * whatever the count: each column travels as one array and unnest() turns
@@ -108,13 +142,15 @@ static int run_insert(void *be, struct wr_job *j)
 		struct pg_params p = {0};
 		msg_params(&p, m, s->gnow);
 		pp_i64(&p, s->gnow);
+		pp_i64(&p, s->stripe);
 		char conflict[80];
 		snprintf(conflict, sizeof conflict, "message id %s already exists", m->id);
 		return pg_wdo(
 		    s, j, P_MSG_ACCEPT,
-		    "WITH m AS (" PG_MSG_INSERT " RETURNING id)"
-		    " INSERT INTO message_event(message_id, at, provider_at, type, source,"
-		    " status, applied) SELECT id, $24, 0, 'accepted', 'api', 0, true FROM m",
+		    "WITH m AS (" PG_MSG_INSERT " RETURNING id),"
+		    " e AS (INSERT INTO message_event(message_id, at, provider_at, type, source,"
+		    " status, applied) SELECT id, $24, 0, 'accepted', 'api', 0, true FROM m)"
+		    " " PG_QUEUED_ADD("$25"),
 		    &p, "id", conflict);
 	}
 	struct hr_buf col[IC_COLS] = {0};
@@ -154,6 +190,7 @@ static int run_insert(void *be, struct wr_job *j)
 		pp_text(&p, v ? v : "{}");
 	}
 	pp_i64(&p, s->gnow);
+	pp_i64(&p, s->stripe);
 	if (oom)
 		rc = hr_fail(&j->err, HR_ENOMEM, "message", "out of memory");
 	else
@@ -176,9 +213,10 @@ static int run_insert(void *be, struct wr_job *j)
 		    " body, priority, max_attempts, created_at, updated_at, due_at, segments,"
 		    " callback_url, delivery_policy, expires_at, route, route_step, route_steps,"
 		    " route_root, fallback_after, unit_id)"
-		    " RETURNING id)"
-		    " INSERT INTO message_event(message_id, at, provider_at, type, source,"
-		    " status, applied) SELECT id, $24, 0, 'accepted', 'api', 0, true FROM m",
+		    " RETURNING id),"
+		    " e AS (INSERT INTO message_event(message_id, at, provider_at, type, source,"
+		    " status, applied) SELECT id, $24, 0, 'accepted', 'api', 0, true FROM m)"
+		    " " PG_QUEUED_ADD("$25"),
 		    &p, "id", "a message id of the batch already exists");
 	for (int c = 0; c < IC_COLS; c++)
 		free(col[c].p);
@@ -394,6 +432,24 @@ int pg_message_counts(struct store *st, const char *tenant_id, int64_t counts[MS
 		rc = pg_read((struct pg_store *)st, P_COUNTS_ALL, -1,
 		             "SELECT status, count(*) FROM message GROUP BY status", &p, &r);
 	}
+	if (rc)
+		return rc;
+	for (int i = 0; i < PQntuples(r); i++) {
+		int64_t status = pg_col_i64(r, i, 0);
+		if (status >= 0 && status < MSG__COUNT)
+			counts[status] = pg_col_i64(r, i, 1);
+	}
+	PQclear(r);
+	return 0;
+}
+
+int pg_message_gauges(struct store *st, int64_t counts[MSG__COUNT])
+{
+	memset(counts, 0, sizeof(int64_t) * MSG__COUNT);
+	struct pg_params p = {0};
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, P_GAUGES, -1,
+	                 "SELECT status, sum(n) FROM message_status_count GROUP BY status", &p, &r);
 	if (rc)
 		return rc;
 	for (int i = 0; i < PQntuples(r); i++) {

@@ -1954,6 +1954,16 @@ static int tx_batch_add(struct store_tx *t, const char *batch_id, const int64_t 
 	return rc ? rc : state_result(r, after);
 }
 
+/* One statement sent with the run's others (no round trip of its own). */
+static int tx_status_add(struct store_tx *t, const int64_t delta[MSG__COUNT])
+{
+	struct pg_params p = {0};
+	char buf[PG_STATUS_BUF];
+	if (!pg_status_params(&p, S(t)->stripe, delta, buf))
+		return 0;
+	return tx_write(TX(t), P_STATUS_ADD, PG_STATUS_UPSERT, &p, "message_status_count");
+}
+
 static int tx_batch_rows_add(struct store_tx *t, const char *batch_id, int64_t total, int64_t valid,
                              int64_t invalid, int64_t duplicates)
 {
@@ -2329,6 +2339,7 @@ static const struct store_tx_ops pg_tx_ops = {
     .inbox_mark = tx_inbox_mark,
     .batch_state = tx_batch_state,
     .batch_add = tx_batch_add,
+    .status_add = tx_status_add,
     .batch_rows_add = tx_batch_rows_add,
     .batch_set = tx_batch_set,
     .items_insert = tx_items_insert,

@@ -49,7 +49,7 @@ enum sq_wslot {
 	W_ACCOUNT_TENANT,
 	W_BATCH_STATE, W_BATCH_ADD, W_BATCH_ROWS_ADD, W_BATCH_SET, W_ITEM_INSERT, W_ITEM_TAKE,
 	W_BATCH_QUEUED, W_INBOUND_EXISTS,
-	W_RETAIN_PICK, W_RETAIN_EVENTS, W_RETAIN_MSG,
+	W_RETAIN_PICK, W_RETAIN_EVENTS, W_RETAIN_MSG, W_STATUS_ADD,
 	W_CB_ADD_MSG, W_CB_ADD_TENANT, W_CB_CLAIM, W_CB_DONE, W_CB_REPLAY_ONE, W_CB_REPLAY_DEAD,
 	W_CB_PRUNE,
 	W_MSG_EXPIRED, W_FALLBACK_DUE, W_MSG_ROUTE, W_FALLBACK_PUT, W_INBOX_WAITING, W_KEY_TOUCH,
@@ -62,7 +62,7 @@ enum sq_rslot {
 	R_MSG_GET, R_MSG_GET_PROVIDER, R_EVENTS, R_COUNTS_ALL, R_COUNTS_TENANT,
 	R_NEXT_DUE, R_IDEM, R_INBOX_FETCH, R_INBOX_PENDING, R_SUPP_ALL, R_SUPP_CHANNEL,
 	R_CB_LIST, R_CB_LIST_STATE, R_CB_GET, R_CB_GET_ANY, R_CB_COUNTS,
-	R_STALE_LIST, R_PARKED, R_ROUTE, R_KEY,
+	R_STALE_LIST, R_PARKED, R_ROUTE, R_KEY, R_GAUGES,
 	R__COUNT
 };
 
@@ -228,6 +228,10 @@ int sq_message_events(struct store *st, const char *message_id,
 int sq_message_list(struct store *st, const char *tenant_id, const struct msg_filter *f,
                     struct message **out, size_t *n, bool *more);
 int sq_message_counts(struct store *st, const char *tenant_id, int64_t counts[MSG__COUNT]);
+int sq_message_gauges(struct store *st, int64_t counts[MSG__COUNT]);
+/* Adds delta[s] to message_status_count's row for status s (writer thread,
+ * inside the job's transaction); zero deltas write nothing. */
+int sq_status_add(struct sq_store *s, const int64_t delta[MSG__COUNT], struct hr_err *err);
 int sq_claim(struct store *st, const char *account_id, int64_t now, int64_t lease_us,
              int limit, struct message *out, size_t *n);
 int sq_record_results(struct store *st, const struct send_result *r, size_t n,

@@ -132,7 +132,8 @@ static void test_schema_migrations(void **state)
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 5", 1},
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 6", 1},
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 7", 1},
-	    {"SELECT count(*) FROM schema_migrations", 7},
+	    {"SELECT count(*) FROM schema_migrations WHERE version = 9", 1},
+	    {"SELECT count(*) FROM schema_migrations", 8},
 	    {"SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'message_claim'",
 	     1},
 	};
