@@ -1192,7 +1192,11 @@ static void test_metrics_endpoint(void **state)
 {
 	(void)state;
 	struct resp r;
+	/* metrics:read is needed (the config key has every scope). */
 	http("GET", "/metrics", NULL, NULL, &r);
+	check_error(&r, 401, "unauthorized", "Authorization");
+	resp_free(&r);
+	http("GET", "/metrics", KEY_ACME, NULL, &r);
 	assert_int_equal(r.status, 200);
 	char v[128];
 	assert_non_null(header(&r, "Content-Type", v, sizeof v));
@@ -3118,9 +3122,9 @@ static int fs_read_fail(struct store *st, int64_t *n)
 	return HR_EIO;
 }
 
-static int fs_counts_fail(struct store *st, const char *tenant, int64_t c[MSG__COUNT])
+static int fs_counts_fail(struct store *st, int64_t c[MSG__COUNT])
 {
-	(void)st, (void)tenant, (void)c;
+	(void)st, (void)c;
 	return HR_EIO;
 }
 
@@ -3163,7 +3167,7 @@ static void test_failing_store(void **state)
 	static struct store_ops ops = {.name = "failing"};
 	ops.key_lookup = fs_key_lookup;
 	ops.inbox_pending = fs_read_fail;
-	ops.message_counts = fs_counts_fail;
+	ops.message_gauges = fs_counts_fail;
 	ops.message_insert = fs_insert;
 	struct store st = {.ops = &ops};
 	char cfg[] = "{\"base_url\":\"http://127.0.0.1:9\",\"phone_number_id\":\"1\","
@@ -3205,7 +3209,7 @@ static void test_failing_store(void **state)
 	http_ex(base, "GET", "/readyz", NULL, NULL, 0, NULL, 0, &r);
 	assert_int_equal(r.status, 503);
 	resp_free(&r);
-	http_ex(base, "GET", "/metrics", NULL, NULL, 0, NULL, 0, &r);
+	http_ex(base, "GET", "/metrics", KEY_ACME, NULL, 0, NULL, 0, &r);
 	assert_int_equal(r.status, 200);
 	assert_null(strstr(r.body, "herald_queue_depth"));
 	resp_free(&r);
@@ -3304,7 +3308,7 @@ static void test_message_retention_tick(void **state)
 	assert_string_equal(jstr(j, "status"), "queued");
 	json_decref(j);
 	resp_free(&r);
-	http("GET", "/metrics", NULL, NULL, &r);
+	http("GET", "/metrics", KEY_ACME, NULL, &r);
 	assert_int_equal(r.status, 200);
 	assert_non_null(strstr(r.body, "\nherald_retention_removed_total{what=\"messages\"} 1\n"));
 	assert_non_null(strstr(r.body, "\nherald_retention_removed_total{what=\"events\"} 2\n"));
@@ -3312,7 +3316,7 @@ static void test_message_retention_tick(void **state)
 	/* accepted and failed: its events went with it. A second tick finds
 	 * nothing more. */
 	serve_retention_tick(E.st, &o);
-	http("GET", "/metrics", NULL, NULL, &r);
+	http("GET", "/metrics", KEY_ACME, NULL, &r);
 	assert_non_null(strstr(r.body, "\nherald_retention_removed_total{what=\"messages\"} 1\n"));
 	resp_free(&r);
 }
