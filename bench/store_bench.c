@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
 
 #include "herald.h"
 #include "obs/metrics.h"
@@ -122,6 +123,16 @@ static void *claim_thread(void *arg)
 	return NULL;
 }
 
+/* The process's CPU time (us, every thread: the writer's too). */
+static int64_t cpu_us(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 + ru.ru_utime.tv_usec +
+	       ru.ru_stime.tv_usec;
+}
+static int64_t cpu0, cpu1; /* around the last run_phase */
+
 /* Runs nthreads of fn for A.seconds; returns the elapsed seconds. */
 static double run_phase(void *(*fn)(void *), int nthreads, void *args, size_t arg_size)
 {
@@ -132,6 +143,7 @@ static double run_phase(void *(*fn)(void *), int nthreads, void *args, size_t ar
 	atomic_store(&ops, 0);
 	atomic_store(&msgs, 0);
 	int64_t t0 = hr_mono_us();
+	cpu0 = cpu_us();
 	for (int i = 0; i < nthreads; i++)
 		if (pthread_create(&th[i], NULL, fn,
 		                   args ? (char *)args + (size_t)i * arg_size : NULL))
@@ -140,6 +152,7 @@ static double run_phase(void *(*fn)(void *), int nthreads, void *args, size_t ar
 	atomic_store(&stop_flag, 1);
 	for (int i = 0; i < nthreads; i++)
 		pthread_join(th[i], NULL);
+	cpu1 = cpu_us();
 	free(th);
 	return (double)(hr_mono_us() - t0) / 1e6;
 }
@@ -221,6 +234,8 @@ static void report(const char *phase, double secs, bool with_msgs)
 	       phase, n, secs, (double)n / secs);
 	if (with_msgs)
 		printf(" messages_per_s=%.0f", (double)atomic_load(&msgs) / secs);
+	if (n)
+		printf(" cpu_us_per_op=%.1f", (double)(cpu1 - cpu0) / (double)n);
 	printf("\n");
 	fflush(stdout);
 }
@@ -304,15 +319,10 @@ int main(int argc, char **argv)
 	                  .accounts = 4,
 	                  .batch = 50,
 	                  .reps = 5};
-	static const struct option lo[] = {{"backend", 1, 0, 'b'},
-	                                   {"seconds", 1, 0, 's'},
-	                                   {"threads", 1, 0, 't'},
-	                                   {"accounts", 1, 0, 'a'},
-	                                   {"batch", 1, 0, 'n'},
-	                                   {"dir", 1, 0, 'd'},
-	                                   {"scrape", 1, 0, 'S'},
-	                                   {"reps", 1, 0, 'r'},
-	                                   {0, 0, 0, 0}};
+	static const struct option lo[] = {
+	    {"backend", 1, 0, 'b'},  {"seconds", 1, 0, 's'}, {"threads", 1, 0, 't'},
+	    {"accounts", 1, 0, 'a'}, {"batch", 1, 0, 'n'},   {"dir", 1, 0, 'd'},
+	    {"scrape", 1, 0, 'S'},   {"reps", 1, 0, 'r'},    {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {

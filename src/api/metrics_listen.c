@@ -29,8 +29,8 @@
 #define ML_TIMEOUT_S 10
 #define ML_POOL_BYTES (32u << 10)
 
-static enum MHD_Result ml_respond(struct MHD_Connection *c, unsigned status, char *body,
-                                  size_t len, const char *ctype)
+static enum MHD_Result ml_respond(struct MHD_Connection *c, unsigned status, char *body, size_t len,
+                                  const char *ctype)
 {
 	struct MHD_Response *resp =
 	    body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
@@ -39,7 +39,8 @@ static enum MHD_Result ml_respond(struct MHD_Connection *c, unsigned status, cha
 		free(body);
 		return MHD_NO;
 	}
-	if (ctype && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype) != MHD_YES) {
+	if (ctype &&
+	    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype) != MHD_YES) {
 		MHD_destroy_response(resp);
 		return MHD_NO;
 	}
@@ -58,9 +59,8 @@ static enum MHD_Result ml_text(struct MHD_Connection *c, unsigned status, const 
 
 /* Answers on the first call, with the head only: a body is never read. */
 static enum MHD_Result ml_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
 	(void)version;
 	(void)upload_data;
@@ -68,13 +68,14 @@ static enum MHD_Result ml_request(void *cls, struct MHD_Connection *c, const cha
 	(void)con_cls;
 	struct api_server *s = cls;
 	if (strcmp(url, "/metrics") != 0)
-		return ml_text(c, MHD_HTTP_NOT_FOUND, "not found: this listener serves /metrics only\n");
+		return ml_text(c, MHD_HTTP_NOT_FOUND,
+		               "not found: this listener serves /metrics only\n");
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
 		return ml_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed (GET, HEAD)\n");
-	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-	                                             MHD_HTTP_HEADER_CONTENT_LENGTH);
-	const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-	                                             MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	const char *cl =
+	    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *te =
+	    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
 	if ((cl && strcmp(cl, "0") != 0) || te)
 		return ml_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "a scrape has no body\n");
 	char *out;
@@ -126,8 +127,8 @@ int api_metrics_listen_start(struct api_server *s, struct hr_err *err)
 	s->metrics_mhd = MHD_start_daemon(
 	    flags, 0, NULL, NULL, ml_request, s, MHD_OPTION_EXTERNAL_LOGGER, ml_log, NULL,
 	    MHD_OPTION_SOCK_ADDR, &addr.sa, MHD_OPTION_CONNECTION_LIMIT, (unsigned)ML_CONNECTIONS,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ML_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    (size_t)ML_POOL_BYTES, MHD_OPTION_END);
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ML_TIMEOUT_S,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ML_POOL_BYTES, MHD_OPTION_END);
 	if (!s->metrics_mhd) {
 		int e = errno;
 		return hr_fail(err, HR_EIO, "server.metrics_listen", "cannot listen on %s:%d: %s",

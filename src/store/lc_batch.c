@@ -14,8 +14,9 @@
  *
  * The store-wide count of messages per status (message_status_count, what
  * /metrics reports) is kept the same way: one delta per status per run,
- * written with one statement before the commit, items undone taking theirs
- * back through the same undo log.
+ * items undone taking theirs back through the same undo log, handed to the
+ * backend once when the run's function returns (status_add); the backend
+ * writes the deltas of a whole writer group with the group's commit.
  */
 #include <pthread.h>
 #include <stdlib.h>

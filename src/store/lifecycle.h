@@ -272,8 +272,10 @@ struct store_tx_ops {
 	int (*batch_add)(struct store_tx *tx, const char *batch_id, const int64_t delta[MSG__COUNT],
 	                 int64_t replied, struct lc_batch_state *after);
 	/* Adds delta[s] to the count of messages in status s kept for
-	 * /metrics (message_status_count; store.h message_gauges). Called once
-	 * per run, before the commit, with what the run changed. */
+	 * /metrics (message_status_count; store.h message_gauges), in this
+	 * transaction: written by the backend with its commit, and not at all
+	 * if the run's job fails. Called once per run, with what it changed;
+	 * a run made again calls it afresh (replacing, not adding). */
 	int (*status_add)(struct store_tx *tx, const int64_t delta[MSG__COUNT]);
 	/* Adds to the row counts (batch_items_put). */
 	int (*batch_rows_add)(struct store_tx *tx, const char *batch_id, int64_t total,

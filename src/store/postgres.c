@@ -514,6 +514,7 @@ static int w_ready(void *be, struct hr_err *e)
 static int w_begin(void *be, struct hr_err *e)
 {
 	struct pg_store *s = be;
+	s->nsd = 0;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (attempt && w_ready(s, e))
 			return e->code;
@@ -688,12 +689,14 @@ static int w_check(void *be, struct wr_job *j)
 static void w_rollback(void *be)
 {
 	struct pg_store *s = be;
+	s->nsd = 0;
 	PQclear(PQexec(s->w.c, "ROLLBACK"));
 }
 
 static int w_abort(void *be, struct hr_err *e)
 {
 	struct pg_store *s = be;
+	s->nsd = 0;
 	/* A pipeline left half-read cannot be rolled back in place: the
 	 * connection goes (the server rolls back), the next group makes a new
 	 * one. */
@@ -706,12 +709,66 @@ static int w_abort(void *be, struct hr_err *e)
 	return hr_fail(e, HR_EIO, "store", "postgres: transaction aborted");
 }
 
+int pg_status_note(struct pg_store *s, const struct wr_job *job, const int64_t d[MSG__COUNT],
+                   struct hr_err *err)
+{
+	size_t i = s->nsd;
+	while (i > 0 && s->sd[i - 1].job != job)
+		i--;
+	if (i == 0) {
+		if (s->nsd == s->capsd) {
+			size_t cap = s->capsd ? s->capsd * 2 : 64;
+			struct pg_sd *n = realloc(s->sd, cap * sizeof *n);
+			if (!n)
+				return hr_fail(err, HR_ENOMEM, "message_status_count", "out of memory");
+			s->sd = n;
+			s->capsd = cap;
+		}
+		i = ++s->nsd;
+		s->sd[i - 1].job = job;
+	}
+	memcpy(s->sd[i - 1].d, d, sizeof s->sd[i - 1].d);
+	return 0;
+}
+
+/*
+ * The status counts of the group's jobs that succeeded (a job that failed
+ * was rolled back to its savepoint, its rows with it), as one upsert sent
+ * with the COMMIT in one round trip. The values are integers this process
+ * formats, so they go into the text safely.
+ */
+static void commit_sql(struct pg_store *s, char *sql, size_t size)
+{
+	int64_t t[MSG__COUNT] = {0};
+	for (size_t i = 0; i < s->nsd; i++)
+		if (s->sd[i].job->rc == 0)
+			for (int k = 0; k < MSG__COUNT; k++)
+				t[k] += s->sd[i].d[k];
+	s->nsd = 0;
+	struct pg_params p = {0};
+	char buf[PG_STATUS_BUF];
+	if (!pg_status_params(&p, s->stripe, t, buf)) {
+		snprintf(sql, size, "COMMIT");
+		return;
+	}
+	snprintf(sql, size,
+	         "INSERT INTO message_status_count(stripe, status, n)"
+	         " SELECT %d, s, d FROM unnest('%s'::smallint[], '%s'::bigint[]) AS u(s, d)"
+	         " ON CONFLICT (stripe, status) DO UPDATE SET n = message_status_count.n + "
+	         "excluded.n; COMMIT",
+	         s->stripe, p.v[1], p.v[2]);
+}
+
 /* COMMIT is checked by its command tag: PostgreSQL answers COMMIT on an
- * aborted transaction with a successful ROLLBACK. */
+ * aborted transaction with a successful ROLLBACK (so also when the status
+ * counts' upsert before it failed: the whole group fails, counts and
+ * rows together). */
 static int w_commit(void *be, struct hr_err *e)
 {
 	struct pg_store *s = be;
-	PGresult *r = PQexec(s->w.c, "COMMIT");
+	char sql[PG_STATUS_BUF + 400];
+	commit_sql(s, sql, sizeof sql);
+	PGresult *r = PQexec(s->w.c, sql);
 	bool ok =
 	    r && PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
 	PQclear(r);
@@ -732,7 +789,10 @@ static int w_solo(void *be, struct wr_job *j)
 {
 	struct pg_store *s = be;
 	s->gnow = hr_now_us();
-	return j->run(s, j);
+	s->nsd = 0; /* a solo job (migrations) writes the counts itself */
+	int rc = j->run(s, j);
+	s->nsd = 0;
+	return rc;
 }
 
 static const struct wr_ops pg_wr_ops = {
@@ -767,6 +827,7 @@ static void pg_free(struct pg_store *s)
 	pthread_cond_destroy(&s->rcond);
 	free(s->json.buf);
 	free(s->pcmd);
+	free(s->sd);
 	free(s->dsn);
 	if (s->password) {
 		explicit_bzero(s->password, strlen(s->password));

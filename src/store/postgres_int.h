@@ -87,7 +87,6 @@ enum pg_slot {
 	P_PREFETCH_INBOX,
 	P_PREFETCH_SEEN,
 	P_RETAIN,
-	P_STATUS_ADD,
 	P_CB_ADD_MSG,
 	P_CB_ADD_TENANT,
 	P_CB_CLAIM,
@@ -227,6 +226,15 @@ struct pg_store {
 	 * database move their own rows, so their commits do not queue behind
 	 * one another's lock on a shared counter row. */
 	int stripe;
+	/* Status deltas noted by the jobs of the open group (pg_status_note),
+	 * one entry per job: written with one upsert just before COMMIT, for
+	 * the jobs that succeeded (w_commit), so a group updates this node's
+	 * counter rows once however many accepts and runs it holds. */
+	struct pg_sd {
+		const struct wr_job *job;
+		int64_t d[MSG__COUNT];
+	} *sd;
+	size_t nsd, capsd;
 	bool piping;          /* the writer's connection is in pipeline mode */
 	struct pg_pcmd *pcmd; /* the commands sent in the current pipeline */
 	size_t npcmd, pcap;
@@ -363,6 +371,11 @@ int pg_message_gauges(struct store *st, int64_t counts[MSG__COUNT]);
  * (two that do only wait for each other, they count right), few enough
  * that reading the gauges is a read of at most this many rows per status. */
 #define PG_STATUS_STRIPES 16
+/* Notes job's status deltas (replacing what it noted before: a job run
+ * again notes afresh); written at the group's commit if the job succeeds.
+ * 0 or HR_ENOMEM (err filled). */
+int pg_status_note(struct pg_store *s, const struct wr_job *job, const int64_t d[MSG__COUNT],
+                   struct hr_err *err);
 /* PG_STATUS_UPSERT's parameters for stripe and delta[] (zeros left out),
  * the arrays' text in buf: false when nothing moved. */
 #define PG_STATUS_BUF (2 * (MSG__COUNT * 22 + 4))

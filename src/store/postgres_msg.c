@@ -87,14 +87,6 @@ int pg_message_row_insert(struct pg_store *s, const struct message *m, int64_t n
 
 enum { IC_COLS = 23 };
 
-/* The accept's messages join the QUEUED count of this node's stripe
- * (message_status_count) in the accept's own statement: no round trip of
- * its own. */
-#define PG_QUEUED_ADD(stripe)                                                                      \
-	"INSERT INTO message_status_count(stripe, status, n)"                                      \
-	" SELECT " stripe "::smallint, 0, count(*) FROM m"                                        \
-	" ON CONFLICT (stripe, status) DO UPDATE SET n = message_status_count.n + excluded.n"
-
 bool pg_status_params(struct pg_params *p, int stripe, const int64_t delta[MSG__COUNT],
                       char buf[PG_STATUS_BUF])
 {
@@ -105,7 +97,8 @@ bool pg_status_params(struct pg_params *p, int stripe, const int64_t delta[MSG__
 	for (int i = 0; i < MSG__COUNT; i++) {
 		if (!delta[i])
 			continue;
-		sl += (size_t)snprintf(ss + sl, PG_STATUS_BUF / 2 - sl, "%s%d", sl > 1 ? "," : "", i);
+		sl +=
+		    (size_t)snprintf(ss + sl, PG_STATUS_BUF / 2 - sl, "%s%d", sl > 1 ? "," : "", i);
 		dl += (size_t)snprintf(ds + dl, PG_STATUS_BUF / 2 - dl, "%s%lld", dl > 1 ? "," : "",
 		                       (long long)delta[i]);
 	}
@@ -137,20 +130,23 @@ static int run_insert(void *be, struct wr_job *j)
 		return rc;
 	if (a->n == 0)
 		return 0;
+	/* The messages join this node's QUEUED count with the group's commit
+	 * (postgres.c w_commit), if this job's statement succeeds. */
+	int64_t d[MSG__COUNT] = {[MSG_QUEUED] = (int64_t)a->n};
+	if ((rc = pg_status_note(s, j, d, &j->err)))
+		return rc;
 	if (a->n == 1) { /* the API's single send: a plain VALUES plans cheaper */
 		const struct message *m = &a->msgs[0];
 		struct pg_params p = {0};
 		msg_params(&p, m, s->gnow);
 		pp_i64(&p, s->gnow);
-		pp_i64(&p, s->stripe);
 		char conflict[80];
 		snprintf(conflict, sizeof conflict, "message id %s already exists", m->id);
 		return pg_wdo(
 		    s, j, P_MSG_ACCEPT,
-		    "WITH m AS (" PG_MSG_INSERT " RETURNING id),"
-		    " e AS (INSERT INTO message_event(message_id, at, provider_at, type, source,"
-		    " status, applied) SELECT id, $24, 0, 'accepted', 'api', 0, true FROM m)"
-		    " " PG_QUEUED_ADD("$25"),
+		    "WITH m AS (" PG_MSG_INSERT " RETURNING id)"
+		    " INSERT INTO message_event(message_id, at, provider_at, type, source,"
+		    " status, applied) SELECT id, $24, 0, 'accepted', 'api', 0, true FROM m",
 		    &p, "id", conflict);
 	}
 	struct hr_buf col[IC_COLS] = {0};
@@ -190,7 +186,6 @@ static int run_insert(void *be, struct wr_job *j)
 		pp_text(&p, v ? v : "{}");
 	}
 	pp_i64(&p, s->gnow);
-	pp_i64(&p, s->stripe);
 	if (oom)
 		rc = hr_fail(&j->err, HR_ENOMEM, "message", "out of memory");
 	else
@@ -213,10 +208,9 @@ static int run_insert(void *be, struct wr_job *j)
 		    " body, priority, max_attempts, created_at, updated_at, due_at, segments,"
 		    " callback_url, delivery_policy, expires_at, route, route_step, route_steps,"
 		    " route_root, fallback_after, unit_id)"
-		    " RETURNING id),"
-		    " e AS (INSERT INTO message_event(message_id, at, provider_at, type, source,"
-		    " status, applied) SELECT id, $24, 0, 'accepted', 'api', 0, true FROM m)"
-		    " " PG_QUEUED_ADD("$25"),
+		    " RETURNING id)"
+		    " INSERT INTO message_event(message_id, at, provider_at, type, source,"
+		    " status, applied) SELECT id, $24, 0, 'accepted', 'api', 0, true FROM m",
 		    &p, "id", "a message id of the batch already exists");
 	for (int c = 0; c < IC_COLS; c++)
 		free(col[c].p);

@@ -294,8 +294,8 @@ static int drop_counted(struct pg_conn *c, const char *table, int stripe, struct
 }
 
 static int drop_partition(struct pg_conn *c, const char *parent, const char *table,
-                          const struct pg_part *part, bool concurrent, int stripe,
-                          const char **how, struct hr_err *err)
+                          const struct pg_part *part, bool concurrent, int stripe, const char **how,
+                          struct hr_err *err)
 {
 	char sql[300];
 	int rc = 0;
@@ -476,19 +476,20 @@ static int run_retain(void *be, struct wr_job *j)
 	pp_i64(&p, s->stripe);
 	PGresult *r;
 	/* The messages removed leave the status counts in the same statement. */
-	int rc = pg_exec(&s->w, P_RETAIN,
-	                 "WITH v AS MATERIALIZED (SELECT id FROM message WHERE id > $4 AND id < $5"
-	                 "  AND " PG_REMOVABLE " ORDER BY id LIMIT $6 FOR UPDATE SKIP LOCKED),"
-	                 " e AS (DELETE FROM message_event WHERE message_id IN (SELECT id FROM v)"
-	                 "  RETURNING 1),"
-	                 " d AS (DELETE FROM message m USING v WHERE m.id = v.id RETURNING m.status),"
-	                 " c AS (INSERT INTO message_status_count(stripe, status, n)"
-	                 "  SELECT $7::smallint, status, -count(*) FROM d GROUP BY status"
-	                 "  ON CONFLICT (stripe, status)"
-	                 "  DO UPDATE SET n = message_status_count.n + excluded.n)"
-	                 " SELECT (SELECT count(*) FROM v), (SELECT count(*) FROM d),"
-	                 " (SELECT count(*) FROM e), (SELECT max(id) FROM v)",
-	                 &p, &r, &j->err, "message");
+	int rc =
+	    pg_exec(&s->w, P_RETAIN,
+	            "WITH v AS MATERIALIZED (SELECT id FROM message WHERE id > $4 AND id < $5"
+	            "  AND " PG_REMOVABLE " ORDER BY id LIMIT $6 FOR UPDATE SKIP LOCKED),"
+	            " e AS (DELETE FROM message_event WHERE message_id IN (SELECT id FROM v)"
+	            "  RETURNING 1),"
+	            " d AS (DELETE FROM message m USING v WHERE m.id = v.id RETURNING m.status),"
+	            " c AS (INSERT INTO message_status_count(stripe, status, n)"
+	            "  SELECT $7::smallint, status, -count(*) FROM d GROUP BY status"
+	            "  ON CONFLICT (stripe, status)"
+	            "  DO UPDATE SET n = message_status_count.n + excluded.n)"
+	            " SELECT (SELECT count(*) FROM v), (SELECT count(*) FROM d),"
+	            " (SELECT count(*) FROM e), (SELECT max(id) FROM v)",
+	            &p, &r, &j->err, "message");
 	if (rc)
 		return rc;
 	a->picked = pg_col_i64(r, 0, 0);

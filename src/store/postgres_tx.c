@@ -1954,14 +1954,10 @@ static int tx_batch_add(struct store_tx *t, const char *batch_id, const int64_t 
 	return rc ? rc : state_result(r, after);
 }
 
-/* One statement sent with the run's others (no round trip of its own). */
+/* Noted for the group's commit (postgres.c w_commit): no statement here. */
 static int tx_status_add(struct store_tx *t, const int64_t delta[MSG__COUNT])
 {
-	struct pg_params p = {0};
-	char buf[PG_STATUS_BUF];
-	if (!pg_status_params(&p, S(t)->stripe, delta, buf))
-		return 0;
-	return tx_write(TX(t), P_STATUS_ADD, PG_STATUS_UPSERT, &p, "message_status_count");
+	return pg_status_note(S(t), TX(t)->j, delta, E(t));
 }
 
 static int tx_batch_rows_add(struct store_tx *t, const char *batch_id, int64_t total, int64_t valid,

@@ -86,6 +86,12 @@ struct sq_store {
 	sqlite3 *wdb;
 	sqlite3_stmt *ws[W__COUNT];
 	struct ev_json json;
+	/* Status count deltas (message_status_count) of the open group
+	 * transaction: the jobs kept so far (sd_group) and the running one
+	 * (sd_job, dropped if its savepoint is rolled back). Written with one
+	 * upsert per status that moved, just before COMMIT (w_commit), so a
+	 * group of accepts costs one counter write, not one per accept. */
+	int64_t sd_group[MSG__COUNT], sd_job[MSG__COUNT];
 	/* The writer's disk trouble (full, read-only): failed transactions
 	 * since the last report and when that was, so an operator reads one
 	 * line per 10 s, not one per request, and one when writes succeed again. */
@@ -229,9 +235,12 @@ int sq_message_list(struct store *st, const char *tenant_id, const struct msg_fi
                     struct message **out, size_t *n, bool *more);
 int sq_message_counts(struct store *st, const char *tenant_id, int64_t counts[MSG__COUNT]);
 int sq_message_gauges(struct store *st, int64_t counts[MSG__COUNT]);
-/* Adds delta[s] to message_status_count's row for status s (writer thread,
- * inside the job's transaction); zero deltas write nothing. */
+/* Adds delta[s] to message_status_count's row for status s as part of the
+ * running job (writer thread): written when the group commits, dropped
+ * with the job if it is rolled back. Cannot fail; 0. */
 int sq_status_add(struct sq_store *s, const int64_t delta[MSG__COUNT], struct hr_err *err);
+/* Writes the group's status deltas (w_commit, inside the transaction). */
+int sq_status_flush(struct sq_store *s, struct hr_err *err);
 int sq_claim(struct store *st, const char *account_id, int64_t now, int64_t lease_us,
              int limit, struct message *out, size_t *n);
 int sq_record_results(struct store *st, const struct send_result *r, size_t n,

@@ -77,7 +77,8 @@ static int run_retain(void *be, struct wr_job *j)
 		if (rc)
 			return rc;
 		a->events += sqlite3_changes(s->wdb);
-		st = sq_wstmt(s, W_RETAIN_MSG, "DELETE FROM message WHERE id = ?1 RETURNING status");
+		st =
+		    sq_wstmt(s, W_RETAIN_MSG, "DELETE FROM message WHERE id = ?1 RETURNING status");
 		if (!st)
 			return sq_fail(s->wdb, SQLITE_ERROR, &j->err, "message");
 		sqlite3_bind_text(st, 1, a->ids[i], -1, SQLITE_STATIC);
@@ -96,7 +97,8 @@ static int run_retain(void *be, struct wr_job *j)
 		}
 		sqlite3_reset(st);
 	}
-	/* The messages removed leave the status counts in the same job. */
+	/* The messages removed leave the status counts, written with the
+	 * job's commit. */
 	return sq_status_add(s, gone, &j->err);
 }
 

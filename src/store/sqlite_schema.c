@@ -350,7 +350,8 @@ static const char migration_7[] =
  * The count of messages per status, kept as messages change (/metrics reads
  * it instead of counting the message table on each scrape): moved in the
  * transaction of every insert, status change and retention delete
- * (store.h message_gauges). Rows are (stripe, status); the gauge of a status
+ * (store.h message_gauges), one upsert per status per group commit
+ * (sqlite.c w_commit). Rows are (stripe, status); the gauge of a status
  * is the sum over stripes. SQLite writes stripe 0 only; PostgreSQL's nodes
  * each their own (its migration 8), so the shape is the same. Started from
  * a recount, in the migration's transaction. Migration 8 is the request

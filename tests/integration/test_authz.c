@@ -770,8 +770,8 @@ static void test_metrics_access(void **state)
 	(void)state;
 	char k_metrics[96], k_unit_metrics[96];
 	make_key(OPERATOR_KEY, "{\"scopes\":[\"metrics:read\"]}", k_metrics, NULL);
-	make_key(OPERATOR_KEY, "{\"scopes\":[\"metrics:read\"],\"unit\":\"cards\"}",
-	         k_unit_metrics, NULL);
+	make_key(OPERATOR_KEY, "{\"scopes\":[\"metrics:read\"],\"unit\":\"cards\"}", k_unit_metrics,
+	         NULL);
 	expect("GET", "/metrics", NULL, 401, "missing API key");
 	expect("GET", "/metrics", k_not[7], 403, "metrics:read");
 	expect("GET", "/metrics", k_unit_metrics, 403, "tenant-wide");
@@ -1017,12 +1017,9 @@ static void test_cli(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_route_table),
-	    cmocka_unit_test(test_jwt),
-	    cmocka_unit_test(test_metrics_access),
-	    cmocka_unit_test(test_keys_lifecycle),
-	    cmocka_unit_test(test_audit),
-	    cmocka_unit_test(test_cli),
+	    cmocka_unit_test(test_route_table),    cmocka_unit_test(test_jwt),
+	    cmocka_unit_test(test_metrics_access), cmocka_unit_test(test_keys_lifecycle),
+	    cmocka_unit_test(test_audit),          cmocka_unit_test(test_cli),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
