@@ -749,6 +749,11 @@ static int tx_rewind(struct pg_tx *t)
 		return rc;
 	t->rerun = true;
 	atomic_fetch_add(&t->s->tx_replays, 1);
+	/* What the undone run noted for the status counts goes with it (the
+	 * run made again notes its own). */
+	static const int64_t none[MSG__COUNT];
+	if ((rc = pg_status_note(t->s, t->j, none, E(t))))
+		return rc;
 	cache_reset(t);
 	held_drop(t);
 	t->replay = false;
