@@ -734,10 +734,12 @@ int pg_status_note(struct pg_store *s, const struct wr_job *job, const int64_t d
 /*
  * The status counts of the group's jobs that succeeded (a job that failed
  * was rolled back to its savepoint, its rows with it), as one upsert sent
- * with the COMMIT in one round trip. The values are integers this process
- * formats, so they go into the text safely.
+ * with the COMMIT in one round trip: EXECUTE of a statement prepared once
+ * per connection, so a commit plans nothing. The values are integers this
+ * process formats, so they go into the text safely. 0, or an error (the
+ * PREPARE failed: the transaction is lost).
  */
-static void commit_sql(struct pg_store *s, char *sql, size_t size)
+static int commit_sql(struct pg_store *s, char *sql, size_t size, struct hr_err *e)
 {
 	int64_t t[MSG__COUNT] = {0};
 	for (size_t i = 0; i < s->nsd; i++)
@@ -749,14 +751,21 @@ static void commit_sql(struct pg_store *s, char *sql, size_t size)
 	char buf[PG_STATUS_BUF];
 	if (!pg_status_params(&p, s->stripe, t, buf)) {
 		snprintf(sql, size, "COMMIT");
-		return;
+		return 0;
 	}
-	snprintf(sql, size,
-	         "INSERT INTO message_status_count(stripe, status, n)"
-	         " SELECT %d, s, d FROM unnest('%s'::smallint[], '%s'::bigint[]) AS u(s, d)"
-	         " ON CONFLICT (stripe, status) DO UPDATE SET n = message_status_count.n + "
-	         "excluded.n; COMMIT",
-	         s->stripe, p.v[1], p.v[2]);
+	if (!s->w.prep[P_STATUS_ADD]) {
+		PGresult *r = PQexec(s->w.c, "PREPARE herald_status_add(smallint, smallint[], bigint[])"
+		                             " AS " PG_STATUS_UPSERT);
+		bool ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+		int rc = ok ? 0 : pg_fail(&s->w, r, e, "message_status_count");
+		PQclear(r);
+		if (rc)
+			return rc;
+		s->w.prep[P_STATUS_ADD] = true;
+	}
+	snprintf(sql, size, "EXECUTE herald_status_add(%d, '%s', '%s'); COMMIT", s->stripe, p.v[1],
+	         p.v[2]);
+	return 0;
 }
 
 /* COMMIT is checked by its command tag: PostgreSQL answers COMMIT on an
@@ -766,8 +775,12 @@ static void commit_sql(struct pg_store *s, char *sql, size_t size)
 static int w_commit(void *be, struct hr_err *e)
 {
 	struct pg_store *s = be;
-	char sql[PG_STATUS_BUF + 400];
-	commit_sql(s, sql, sizeof sql);
+	char sql[PG_STATUS_BUF + 100];
+	if (commit_sql(s, sql, sizeof sql, e) != 0) {
+		if (conn_ok(&s->w) && PQtransactionStatus(s->w.c) != PQTRANS_IDLE)
+			w_rollback(s);
+		return e->code ? e->code : HR_EIO;
+	}
 	PGresult *r = PQexec(s->w.c, sql);
 	bool ok =
 	    r && PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;

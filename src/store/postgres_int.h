@@ -87,6 +87,7 @@ enum pg_slot {
 	P_PREFETCH_INBOX,
 	P_PREFETCH_SEEN,
 	P_RETAIN,
+	P_STATUS_ADD, /* prep[] only: the commit's EXECUTE herald_status_add */
 	P_CB_ADD_MSG,
 	P_CB_ADD_TENANT,
 	P_CB_CLAIM,
