@@ -511,10 +511,13 @@ static int w_ready(void *be, struct hr_err *e)
 /* BEGIN, reading the database's clock in the same round trip. A connection
  * found broken here (the server restarted while the writer was idle) is
  * made again once: nothing of the group has been sent yet. */
+static void prepare_status_add(struct pg_store *s);
+
 static int w_begin(void *be, struct hr_err *e)
 {
 	struct pg_store *s = be;
 	s->nsd = 0;
+	prepare_status_add(s);
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (attempt && w_ready(s, e))
 			return e->code;
@@ -753,19 +756,36 @@ static int commit_sql(struct pg_store *s, char *sql, size_t size, struct hr_err 
 		snprintf(sql, size, "COMMIT");
 		return 0;
 	}
-	if (!s->w.prep[P_STATUS_ADD]) {
-		PGresult *r = PQexec(s->w.c, "PREPARE herald_status_add(smallint, smallint[], bigint[])"
-		                             " AS " PG_STATUS_UPSERT);
-		bool ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
-		int rc = ok ? 0 : pg_fail(&s->w, r, e, "message_status_count");
-		PQclear(r);
-		if (rc)
-			return rc;
-		s->w.prep[P_STATUS_ADD] = true;
-	}
-	snprintf(sql, size, "EXECUTE herald_status_add(%d, '%s', '%s'); COMMIT", s->stripe, p.v[1],
-	         p.v[2]);
+	(void)e;
+	if (s->w.prep[P_STATUS_ADD])
+		snprintf(sql, size, "EXECUTE herald_status_add(%d, '%s', '%s'); COMMIT", s->stripe,
+		         p.v[1], p.v[2]);
+	else /* not prepared on this connection (yet): planned each time */
+		snprintf(sql, size,
+		         "INSERT INTO message_status_count(stripe, status, n)"
+		         " SELECT %d, s, d FROM unnest('%s'::smallint[], '%s'::bigint[]) AS u(s, d)"
+		         " ON CONFLICT (stripe, status) DO UPDATE SET n = message_status_count.n + "
+		         "excluded.n; COMMIT",
+		         s->stripe, p.v[1], p.v[2]);
 	return 0;
+}
+
+/* The commit's status upsert, prepared once per connection outside any
+ * transaction (so no rollback can take it away); a failure leaves the
+ * commit's planned form (commit_sql). */
+static void prepare_status_add(struct pg_store *s)
+{
+	if (s->w.prep[P_STATUS_ADD] || !conn_ok(&s->w) || s->sd_prep_conn == s->w.c)
+		return;
+	s->sd_prep_conn = s->w.c; /* tried on this connection: once */
+	PGresult *r = PQexec(s->w.c, "PREPARE herald_status_add(smallint, smallint[], bigint[])"
+	                             " AS " PG_STATUS_UPSERT);
+	s->w.prep[P_STATUS_ADD] = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!s->w.prep[P_STATUS_ADD])
+		hr_log(HR_LOG_WARN, "store",
+		       "cannot prepare the status counts' upsert (%s): commits plan it each time",
+		       r ? PQresultErrorMessage(r) : PQerrorMessage(s->w.c));
+	PQclear(r);
 }
 
 /* COMMIT is checked by its command tag: PostgreSQL answers COMMIT on an

@@ -236,6 +236,7 @@ struct pg_store {
 		int64_t d[MSG__COUNT];
 	} *sd;
 	size_t nsd, capsd;
+	const void *sd_prep_conn; /* the writer connection PREPARE was tried on */
 	bool piping;          /* the writer's connection is in pipeline mode */
 	struct pg_pcmd *pcmd; /* the commands sent in the current pipeline */
 	size_t npcmd, pcap;
