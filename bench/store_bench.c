@@ -21,13 +21,20 @@
  *              first) in one apply_inbox; messages/s, and the mean time of
  *              record_results and apply_inbox per message (us).
  *
+ * With --scrape N, only this instead: the store filled to N messages
+ * (1,000 per insert), then what a /metrics scrape costs: the store's
+ * messages by status as the old scrape read them (message_counts, a scan
+ * of the message table), as it reads them now (message_gauges, the counts
+ * kept as messages change), and a whole render (metrics_render); each the
+ * mean of --reps runs, in ms, plus the gauges checked against the scan.
+ *
  * PostgreSQL runs on a throwaway server started here (tests/pgtest.h: the
  * Debian server binaries, no fsync, unix socket), so its figures are the
  * backend's round trips and CPU, not a disk's; SQLite runs with
  * synchronous=NORMAL on a file in --dir (default /tmp).
  *
  * usage: store_bench --backend sqlite|postgres [--seconds S] [--threads T]
- *                    [--accounts A] [--batch B] [--dir DIR]
+ *                    [--accounts A] [--batch B] [--dir DIR] [--scrape N [--reps R]]
  * Prints one line per phase: store_bench backend=B phase=P ops=N seconds=S
  * ops_per_s=X [messages_per_s=Y].
  */
@@ -38,8 +45,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
 
 #include "herald.h"
+#include "obs/metrics.h"
 #include "pgtest.h"
 #include "store/store.h"
 
@@ -47,6 +56,8 @@ struct args {
 	const char *backend, *dir;
 	double seconds;
 	int threads, accounts, batch;
+	long scrape; /* --scrape N: the scrape phase alone, on N messages */
+	int reps;
 };
 
 static struct store *st;
@@ -112,6 +123,16 @@ static void *claim_thread(void *arg)
 	return NULL;
 }
 
+/* The process's CPU time (us, every thread: the writer's too). */
+static int64_t cpu_us(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 + ru.ru_utime.tv_usec +
+	       ru.ru_stime.tv_usec;
+}
+static int64_t cpu0, cpu1; /* around the last run_phase */
+
 /* Runs nthreads of fn for A.seconds; returns the elapsed seconds. */
 static double run_phase(void *(*fn)(void *), int nthreads, void *args, size_t arg_size)
 {
@@ -122,6 +143,7 @@ static double run_phase(void *(*fn)(void *), int nthreads, void *args, size_t ar
 	atomic_store(&ops, 0);
 	atomic_store(&msgs, 0);
 	int64_t t0 = hr_mono_us();
+	cpu0 = cpu_us();
 	for (int i = 0; i < nthreads; i++)
 		if (pthread_create(&th[i], NULL, fn,
 		                   args ? (char *)args + (size_t)i * arg_size : NULL))
@@ -130,6 +152,7 @@ static double run_phase(void *(*fn)(void *), int nthreads, void *args, size_t ar
 	atomic_store(&stop_flag, 1);
 	for (int i = 0; i < nthreads; i++)
 		pthread_join(th[i], NULL);
+	cpu1 = cpu_us();
 	free(th);
 	return (double)(hr_mono_us() - t0) / 1e6;
 }
@@ -211,8 +234,80 @@ static void report(const char *phase, double secs, bool with_msgs)
 	       phase, n, secs, (double)n / secs);
 	if (with_msgs)
 		printf(" messages_per_s=%.0f", (double)atomic_load(&msgs) / secs);
+	if (n)
+		printf(" cpu_us_per_op=%.1f", (double)(cpu1 - cpu0) / (double)n);
 	printf("\n");
 	fflush(stdout);
+}
+
+/* Mean ms of reps calls of fn (each must answer 0). */
+static double time_ms(int (*fn)(void), const char *what)
+{
+	int64_t t0 = hr_mono_us();
+	for (int r = 0; r < A.reps; r++)
+		if (fn() != 0) {
+			fprintf(stderr, "scrape: %s failed\n", what);
+			exit(1);
+		}
+	return (double)(hr_mono_us() - t0) / 1000.0 / A.reps;
+}
+
+static int scan_once(void)
+{
+	int64_t c[MSG__COUNT];
+	return st->ops->message_counts(st, NULL, c);
+}
+
+static int gauges_once(void)
+{
+	int64_t c[MSG__COUNT];
+	return st->ops->message_gauges(st, c);
+}
+
+static int render_once(void)
+{
+	char *out;
+	size_t len;
+	int rc = metrics_render(st, &out, &len);
+	if (rc == 0)
+		free(out);
+	return rc;
+}
+
+/* The --scrape phase (see the header). */
+static int scrape_phase(void)
+{
+	enum { CHUNK = 1000 };
+	struct message *m = calloc(CHUNK, sizeof *m);
+	if (!m)
+		return 1;
+	int64_t t0 = hr_mono_us();
+	for (long done = 0; done < A.scrape; done += CHUNK) {
+		int n = A.scrape - done < CHUNK ? (int)(A.scrape - done) : CHUNK;
+		for (int i = 0; i < n; i++)
+			mk(&m[i], "bench-scrape");
+		if (st->ops->message_insert(st, m, (size_t)n, NULL, NULL, NULL) != 0)
+			return 1;
+	}
+	free(m);
+	double fill = (double)(hr_mono_us() - t0) / 1e6;
+	int64_t scan[MSG__COUNT], kept[MSG__COUNT];
+	/* Once each first: both read warm pages, as a scrape every 15 s would. */
+	if (st->ops->message_counts(st, NULL, scan) || st->ops->message_gauges(st, kept))
+		return 1;
+	for (int i = 0; i < MSG__COUNT; i++)
+		if (scan[i] != kept[i]) {
+			fprintf(stderr, "scrape: status %d: kept %lld, scan %lld\n", i,
+			        (long long)kept[i], (long long)scan[i]);
+			return 1;
+		}
+	double scan_ms = time_ms(scan_once, "message_counts");
+	double kept_ms = time_ms(gauges_once, "message_gauges");
+	double render_ms = time_ms(render_once, "metrics_render");
+	printf("store_bench backend=%s phase=scrape messages=%ld fill_seconds=%.1f reps=%d"
+	       " scan_ms=%.3f gauges_ms=%.3f render_ms=%.3f\n",
+	       A.backend, A.scrape, fill, A.reps, scan_ms, kept_ms, render_ms);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -222,14 +317,12 @@ int main(int argc, char **argv)
 	                  .seconds = 5,
 	                  .threads = 16,
 	                  .accounts = 4,
-	                  .batch = 50};
-	static const struct option lo[] = {{"backend", 1, 0, 'b'},
-	                                   {"seconds", 1, 0, 's'},
-	                                   {"threads", 1, 0, 't'},
-	                                   {"accounts", 1, 0, 'a'},
-	                                   {"batch", 1, 0, 'n'},
-	                                   {"dir", 1, 0, 'd'},
-	                                   {0, 0, 0, 0}};
+	                  .batch = 50,
+	                  .reps = 5};
+	static const struct option lo[] = {
+	    {"backend", 1, 0, 'b'},  {"seconds", 1, 0, 's'}, {"threads", 1, 0, 't'},
+	    {"accounts", 1, 0, 'a'}, {"batch", 1, 0, 'n'},   {"dir", 1, 0, 'd'},
+	    {"scrape", 1, 0, 'S'},   {"reps", 1, 0, 'r'},    {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
@@ -251,11 +344,18 @@ int main(int argc, char **argv)
 		case 'd':
 			A.dir = optarg;
 			break;
+		case 'S':
+			A.scrape = atol(optarg);
+			break;
+		case 'r':
+			A.reps = atoi(optarg);
+			break;
 		default:
 			return 2;
 		}
 	}
-	if (A.seconds <= 0 || A.threads < 1 || A.accounts < 1 || A.batch < 1)
+	if (A.seconds <= 0 || A.threads < 1 || A.accounts < 1 || A.batch < 1 || A.scrape < 0 ||
+	    A.reps < 1)
 		return 2;
 	hr_log_set_level(HR_LOG_WARN);
 	const struct store_ops *ops_ = store_backend(A.backend);
@@ -284,6 +384,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	if (A.scrape) {
+		int rc = scrape_phase();
+		if (rc)
+			return rc;
+		goto done;
+	}
 	run_phase(insert_thread, 1, NULL, 0);
 	report("insert-1", A.seconds, false);
 	double secs = run_phase(insert_thread, A.threads, NULL, 0);
@@ -340,6 +446,7 @@ int main(int argc, char **argv)
 	       dl ? (double)atomic_load(&rec_us) / (double)dl : 0.0,
 	       dl ? (double)atomic_load(&apply_us) / (double)dl : 0.0);
 
+done:
 	ops_->close(st);
 	if (postgres) {
 		pgtest_stop(&pg);

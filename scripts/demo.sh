@@ -12,6 +12,9 @@ listen_of() { # listen_of SECTION: the "  listen:" value under a top-level key
     cur == sec && /^  listen:/ { v = $2; gsub(/["\047]/, "", v); print v; exit }' "$cfg"
 }
 gw=$(listen_of server); gw=${gw:-127.0.0.1:8080}
+# server.metrics_listen: the unauthenticated scrape address, if any.
+metrics_at=$(awk '/^[^ #][^:]*:/ { cur = $1; sub(/:.*/, "", cur) }
+  cur == "server" && /^  metrics_listen:/ { v = $2; gsub(/["\047]/, "", v); print v; exit }' "$cfg")
 sim_at=$(listen_of sim); sim_at=${sim_at:-127.0.0.1:9090}
 cfg=$(cd "$(dirname "$cfg")" && pwd)/$(basename "$cfg")
 mkdir -p "$top/.herald"
@@ -50,7 +53,10 @@ cat <<TXT
   Or with curl:
     curl -s -H "Authorization: Bearer hk_demo_0123456789abcdef" \\
          -d '{"channel":"whatsapp","to":"+447911123456","text":"hi"}' http://$gw/v1/messages
-  Metrics: curl -s http://$gw/metrics
-
+  Metrics (needs the metrics:read scope; the demo key has every scope):
+    curl -s -H "Authorization: Bearer hk_demo_0123456789abcdef" http://$gw/metrics
+${metrics_at:+  Or as Prometheus scrapes them (server.metrics_listen, no key):
+    curl -s http://$metrics_at/metrics
+}
 TXT
 "$bin" serve --config "$cfg"

@@ -68,6 +68,13 @@ struct api_opts {
 	int64_t sync_max_timeout_us;
 	int max_attempts;            /* dispatch.max_attempts, stored on each accepted
 	                              * message (0 = the dispatcher's default, 8) */
+	/* The scrape listener (server.metrics_listen): GET /metrics without a
+	 * credential, and nothing else, on its own address; metrics_listen_addr
+	 * NULL (the default) means none; metrics_port 0 any free port
+	 * (api_metrics_port). The main port's /metrics needs `metrics:read`
+	 * either way. */
+	const char *metrics_listen_addr;
+	int metrics_port;
 	struct store *store;
 	/* Accounts tenants create through /v1/channels are loaded under
 	 * accounts->policy (channel.h): secrets from the tenant's own namespace,
@@ -95,6 +102,8 @@ void api_opts_default(struct api_opts *o);
 
 int api_start(const struct api_opts *opts, struct api_server **out, struct hr_err *err);
 int api_port(const struct api_server *s);
+/* The scrape listener's port, or -1 when there is none. */
+int api_metrics_port(const struct api_server *s);
 void api_stop(struct api_server *s);
 
 /* The route table as tests enumerate it (tests/integration/test_authz.c):

@@ -97,7 +97,14 @@ struct api_server {
 	struct api_limits *limits;   /* request rates (limits.c) */
 	struct batch_runner *runner; /* NULL when this server does not send */
 	struct sse_hub *sse;         /* campaign event streams (batch_events.c) */
+	struct MHD_Daemon *metrics_mhd; /* server.metrics_listen; NULL: none */
 };
+
+/* The scrape listener (metrics_listen.c): started when o.metrics_listen_addr
+ * is set;
+ * 0 or HR_EIO naming server.metrics_listen. Stop is a no-op without one. */
+int api_metrics_listen_start(struct api_server *s, struct hr_err *err);
+void api_metrics_listen_stop(struct api_server *s);
 
 enum api_route {
 	ROUTE_NONE = 0,

@@ -663,7 +663,7 @@ void serve_retention_tick(struct store *st, const struct retention_opts *ro)
 }
 
 static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opts *o, char *host,
-                         size_t hostlen, struct hr_err *err)
+                         size_t hostlen, char *mhost, size_t mhostlen, struct hr_err *err)
 {
 	api_opts_default(o);
 	const char *listen =
@@ -725,6 +725,17 @@ static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opt
 	o->limits.key_burst = hr_cfg_int(cfg, "limits.key_burst", 0, 0, 1000000, err);
 	o->limits.max_buckets = (size_t)hr_cfg_int(cfg, "limits.max_buckets",
 	                                           API_LIMIT_BUCKETS_DEFAULT, 64, 10000000, err);
+	/* The scrape listener: absent, none (the API port's /metrics then
+	 * needs `metrics:read`, as it does anyway). */
+	const char *ml = hr_cfg_str(cfg, "server.metrics_listen", NULL, err);
+	if (err->code)
+		return err->code;
+	if (ml) {
+		if (split_listen(ml, mhost, mhostlen, &o->metrics_port, "server.metrics_listen",
+		                 err))
+			return err->code;
+		o->metrics_listen_addr = mhost;
+	}
 	return err->code;
 }
 
@@ -842,7 +853,7 @@ int serve_main(int argc, char **argv)
 	struct api_server *srv = NULL;
 	struct secret_watch *sw = NULL;
 	char(*ophash)[65] = NULL;
-	char host[128];
+	char host[128], mhost[128];
 	int status = 1;
 
 	json_t *cfg = hr_config_load(a.config, &err);
@@ -855,7 +866,7 @@ int serve_main(int argc, char **argv)
 	struct reconcile_opts recopts;
 	if (read_dispatch_opts(cfg, &dopts, &err) || read_callback_opts(cfg, &copts, &err) ||
 	    read_reconcile_opts(cfg, &dopts, &recopts, &err) ||
-	    read_api_opts(cfg, &a, &aopts, host, sizeof host, &err) ||
+	    read_api_opts(cfg, &a, &aopts, host, sizeof host, mhost, sizeof mhost, &err) ||
 	    serve_retention_opts(cfg, &ropts, &err))
 		goto out;
 	raise_fd_limit(&aopts);
@@ -908,6 +919,9 @@ int serve_main(int argc, char **argv)
 	}
 	printf("herald serve listening on http://%s:%d (store %s, %zu accounts)\n", host, port,
 	       st->ops->name, accounts.n);
+	if (aopts.metrics_listen_addr)
+		printf("herald serve metrics for scraping on http://%s:%d/metrics\n", mhost,
+		       api_metrics_port(srv));
 	fflush(stdout);
 
 	/* The main thread waits for a stop signal and, once a minute, applies

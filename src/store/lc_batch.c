@@ -11,6 +11,12 @@
  * campaign costs one counter update, not 100, and never a recount. An item
  * rolled back (lc_item_end(tx, false)) takes its deltas back through an
  * undo log, so the counters always say what the committed rows say.
+ *
+ * The store-wide count of messages per status (message_status_count, what
+ * /metrics reports) is kept the same way: one delta per status per run,
+ * items undone taking theirs back through the same undo log, handed to the
+ * backend once when the run's function returns (status_add); the backend
+ * writes the deltas of a whole writer group with the group's commit.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -28,8 +34,11 @@ struct acc_entry {
 	int64_t replied;
 };
 
+/* The undo log's entry for the store-wide status counts (lc_acc.sd). */
+#define ACC_STATUS_ENTRY UINT32_MAX
+
 struct acc_undo {
-	uint32_t entry;
+	uint32_t entry; /* a batch's, or ACC_STATUS_ENTRY */
 	int8_t status; /* -1: replied */
 	int8_t amount;
 };
@@ -41,6 +50,7 @@ struct lc_acc {
 	size_t nundo, capundo;
 	bool in_item;
 	bool oom;
+	int64_t sd[MSG__COUNT]; /* store-wide status deltas (message_status_count) */
 	const struct store *st; /* whose batches (nobatch below) */
 	/* Follow-ups made by the run, by reason (lc_note_fallback). */
 	const char *fb_reason[LC_FB_REASONS];
@@ -86,18 +96,9 @@ static struct acc_entry *acc_entry(struct lc_acc *a, const char *batch_id, uint3
 	return e;
 }
 
-static void acc_add(struct lc_acc *a, const char *batch_id, int status, int amount)
+/* Remembers a delta of the open item, to take back if it is undone. */
+static void acc_undo_push(struct lc_acc *a, uint32_t idx, int status, int amount)
 {
-	uint32_t idx;
-	struct acc_entry *e = acc_entry(a, batch_id, &idx);
-	if (!e) {
-		a->oom = true;
-		return;
-	}
-	if (status < 0)
-		e->replied += amount;
-	else
-		e->d[status] += amount;
 	if (!a->in_item || !amount)
 		return;
 	if (a->nundo == a->capundo) {
@@ -113,10 +114,37 @@ static void acc_add(struct lc_acc *a, const char *batch_id, int status, int amou
 	a->undo[a->nundo++] = (struct acc_undo){idx, (int8_t)status, (int8_t)amount};
 }
 
+static void acc_add(struct lc_acc *a, const char *batch_id, int status, int amount)
+{
+	uint32_t idx;
+	struct acc_entry *e = acc_entry(a, batch_id, &idx);
+	if (!e) {
+		a->oom = true;
+		return;
+	}
+	if (status < 0)
+		e->replied += amount;
+	else
+		e->d[status] += amount;
+	acc_undo_push(a, idx, status, amount);
+}
+
+static void acc_status(struct lc_acc *a, int status, int amount)
+{
+	a->sd[status] += amount;
+	acc_undo_push(a, ACC_STATUS_ENTRY, status, amount);
+}
+
 void lc_count(struct store_tx *tx, const char *batch_id, int from, int to, bool replied)
 {
 	struct lc_acc *a = tx->acc;
-	if (!a || !batch_id || !batch_id[0])
+	if (!a)
+		return;
+	if (from >= 0 && from < MSG__COUNT)
+		acc_status(a, from, -1);
+	if (to >= 0 && to < MSG__COUNT)
+		acc_status(a, to, +1);
+	if (!batch_id || !batch_id[0])
 		return;
 	if (from >= 0 && from < MSG__COUNT)
 		acc_add(a, batch_id, from, -1);
@@ -154,7 +182,9 @@ int lc_item_end(struct store_tx *tx, bool keep)
 		bool undone = !keep || rc != 0;
 		for (size_t i = a->nundo; undone && i-- > 0;) {
 			struct acc_undo *u = &a->undo[i];
-			if (u->status < 0)
+			if (u->entry == ACC_STATUS_ENTRY)
+				a->sd[u->status] -= u->amount;
+			else if (u->status < 0)
 				a->e[u->entry].replied -= u->amount;
 			else
 				a->e[u->entry].d[u->status] -= u->amount;
@@ -247,7 +277,10 @@ static int acc_flush(struct store_tx *tx, struct lc_acc *a)
 		                             -1)))
 			return rc;
 	}
-	return 0;
+	/* The store-wide status counts, handed over even when nothing moved:
+	 * a run made again from the start (lc_tx_fn) replaces what its undone
+	 * attempt handed over. */
+	return tx->ops->status_add(tx, a->sd);
 }
 
 /* ---------------------------------------------------------------------------

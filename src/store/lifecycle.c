@@ -1089,6 +1089,7 @@ static int queue_auto_reply(struct store_tx *tx, const char *tenant, const char 
 	free(reply);
 	if (rc)
 		return rc;
+	lc_count(tx, "", -1, MSG_QUEUED, false);
 	ev_json_begin(js);
 	ev_json_str(js, "auto_reply_to", c->provider_msg_id);
 	struct lc_event ev = {

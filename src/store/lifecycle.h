@@ -278,6 +278,12 @@ struct store_tx_ops {
 	 * when there is no such batch (messages of a JSON batch request). */
 	int (*batch_add)(struct store_tx *tx, const char *batch_id, const int64_t delta[MSG__COUNT],
 	                 int64_t replied, struct lc_batch_state *after);
+	/* Adds delta[s] to the count of messages in status s kept for
+	 * /metrics (message_status_count; store.h message_gauges), in this
+	 * transaction: written by the backend with its commit, and not at all
+	 * if the run's job fails. Called once per run, with what it changed;
+	 * a run made again calls it afresh (replacing, not adding). */
+	int (*status_add)(struct store_tx *tx, const int64_t delta[MSG__COUNT]);
 	/* Adds to the row counts (batch_items_put). */
 	int (*batch_rows_add)(struct store_tx *tx, const char *batch_id, int64_t total,
 	                      int64_t valid, int64_t invalid, int64_t duplicates);
@@ -400,8 +406,11 @@ int lc_run(const struct lc_backend *b, struct store *st, lc_tx_fn fn, void *ctx,
  * is forgotten. lc_item_end returns what item_end does. */
 int lc_item_begin(struct store_tx *tx);
 int lc_item_end(struct store_tx *tx, bool keep);
-/* Counts a message of batch_id leaving status `from` (-1: new) for `to`
- * (-1: none), or a first reply (replied). No-op for batch_id "". */
+/* Counts a message leaving status `from` (-1: new) for `to` (-1: none) in
+ * the store's status counts, and for its batch (batch_id "": none) that
+ * and a first reply (replied). Every message inserted or changing status
+ * inside a run must pass here once: the status counts are what /metrics
+ * reports (store.h message_gauges). */
 void lc_count(struct store_tx *tx, const char *batch_id, int from, int to, bool replied);
 
 /* ---- the reconciler and fallback routing (lc_reconcile.c) ---- */

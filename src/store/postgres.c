@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/crypto.h"
 #include "store/postgres.h"
 #include "store/postgres_int.h"
 
@@ -515,9 +516,13 @@ static int w_ready(void *be, struct hr_err *e)
 /* BEGIN, reading the database's clock in the same round trip. A connection
  * found broken here (the server restarted while the writer was idle) is
  * made again once: nothing of the group has been sent yet. */
+static void prepare_status_add(struct pg_store *s);
+
 static int w_begin(void *be, struct hr_err *e)
 {
 	struct pg_store *s = be;
+	s->nsd = 0;
+	prepare_status_add(s);
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (attempt && w_ready(s, e))
 			return e->code;
@@ -692,12 +697,14 @@ static int w_check(void *be, struct wr_job *j)
 static void w_rollback(void *be)
 {
 	struct pg_store *s = be;
+	s->nsd = 0;
 	PQclear(PQexec(s->w.c, "ROLLBACK"));
 }
 
 static int w_abort(void *be, struct hr_err *e)
 {
 	struct pg_store *s = be;
+	s->nsd = 0;
 	/* A pipeline left half-read cannot be rolled back in place: the
 	 * connection goes (the server rolls back), the next group makes a new
 	 * one. */
@@ -710,12 +717,96 @@ static int w_abort(void *be, struct hr_err *e)
 	return hr_fail(e, HR_EIO, "store", "postgres: transaction aborted");
 }
 
+int pg_status_note(struct pg_store *s, const struct wr_job *job, const int64_t d[MSG__COUNT],
+                   struct hr_err *err)
+{
+	size_t i = s->nsd;
+	while (i > 0 && s->sd[i - 1].job != job)
+		i--;
+	if (i == 0) {
+		if (s->nsd == s->capsd) {
+			size_t cap = s->capsd ? s->capsd * 2 : 64;
+			struct pg_sd *n = realloc(s->sd, cap * sizeof *n);
+			if (!n)
+				return hr_fail(err, HR_ENOMEM, "message_status_count", "out of memory");
+			s->sd = n;
+			s->capsd = cap;
+		}
+		i = ++s->nsd;
+		s->sd[i - 1].job = job;
+	}
+	memcpy(s->sd[i - 1].d, d, sizeof s->sd[i - 1].d);
+	return 0;
+}
+
+/*
+ * The status counts of the group's jobs that succeeded (a job that failed
+ * was rolled back to its savepoint, its rows with it), as one upsert sent
+ * with the COMMIT in one round trip: EXECUTE of a statement prepared once
+ * per connection, so a commit plans nothing. The values are integers this
+ * process formats, so they go into the text safely. 0, or an error (the
+ * PREPARE failed: the transaction is lost).
+ */
+static int commit_sql(struct pg_store *s, char *sql, size_t size, struct hr_err *e)
+{
+	int64_t t[MSG__COUNT] = {0};
+	for (size_t i = 0; i < s->nsd; i++)
+		if (s->sd[i].job->rc == 0)
+			for (int k = 0; k < MSG__COUNT; k++)
+				t[k] += s->sd[i].d[k];
+	s->nsd = 0;
+	struct pg_params p = {0};
+	char buf[PG_STATUS_BUF];
+	if (!pg_status_params(&p, s->stripe, t, buf)) {
+		snprintf(sql, size, "COMMIT");
+		return 0;
+	}
+	(void)e;
+	if (s->w.prep[P_STATUS_ADD])
+		snprintf(sql, size, "EXECUTE herald_status_add(%d, '%s', '%s'); COMMIT", s->stripe,
+		         p.v[1], p.v[2]);
+	else /* not prepared on this connection (yet): planned each time */
+		snprintf(sql, size,
+		         "INSERT INTO message_status_count(stripe, status, n)"
+		         " SELECT %d, s, d FROM unnest('%s'::smallint[], '%s'::bigint[]) AS u(s, d)"
+		         " ON CONFLICT (stripe, status) DO UPDATE SET n = message_status_count.n + "
+		         "excluded.n; COMMIT",
+		         s->stripe, p.v[1], p.v[2]);
+	return 0;
+}
+
+/* The commit's status upsert, prepared once per connection outside any
+ * transaction (so no rollback can take it away); a failure leaves the
+ * commit's planned form (commit_sql). */
+static void prepare_status_add(struct pg_store *s)
+{
+	if (s->w.prep[P_STATUS_ADD] || !conn_ok(&s->w) || s->sd_prep_conn == s->w.c)
+		return;
+	s->sd_prep_conn = s->w.c; /* tried on this connection: once */
+	PGresult *r = PQexec(s->w.c, "PREPARE herald_status_add(smallint, smallint[], bigint[])"
+	                             " AS " PG_STATUS_UPSERT);
+	s->w.prep[P_STATUS_ADD] = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!s->w.prep[P_STATUS_ADD])
+		hr_log(HR_LOG_WARN, "store",
+		       "cannot prepare the status counts' upsert (%s): commits plan it each time",
+		       r ? PQresultErrorMessage(r) : PQerrorMessage(s->w.c));
+	PQclear(r);
+}
+
 /* COMMIT is checked by its command tag: PostgreSQL answers COMMIT on an
- * aborted transaction with a successful ROLLBACK. */
+ * aborted transaction with a successful ROLLBACK (so also when the status
+ * counts' upsert before it failed: the whole group fails, counts and
+ * rows together). */
 static int w_commit(void *be, struct hr_err *e)
 {
 	struct pg_store *s = be;
-	PGresult *r = PQexec(s->w.c, "COMMIT");
+	char sql[PG_STATUS_BUF + 100];
+	if (commit_sql(s, sql, sizeof sql, e) != 0) {
+		if (conn_ok(&s->w) && PQtransactionStatus(s->w.c) != PQTRANS_IDLE)
+			w_rollback(s);
+		return e->code ? e->code : HR_EIO;
+	}
+	PGresult *r = PQexec(s->w.c, sql);
 	bool ok =
 	    r && PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
 	PQclear(r);
@@ -736,7 +827,10 @@ static int w_solo(void *be, struct wr_job *j)
 {
 	struct pg_store *s = be;
 	s->gnow = hr_now_us();
-	return j->run(s, j);
+	s->nsd = 0; /* a solo job (migrations) writes the counts itself */
+	int rc = j->run(s, j);
+	s->nsd = 0;
+	return rc;
 }
 
 static const struct wr_ops pg_wr_ops = {
@@ -771,6 +865,7 @@ static void pg_free(struct pg_store *s)
 	pthread_cond_destroy(&s->rcond);
 	free(s->json.buf);
 	free(s->pcmd);
+	free(s->sd);
 	free(s->dsn);
 	if (s->password) {
 		explicit_bzero(s->password, strlen(s->password));
@@ -793,6 +888,9 @@ static int pg_open(const char *dsn, const struct store_opts *opts, struct store 
 	if (opts)
 		s->opts = *opts;
 	s->rmax = PG_READERS_MAX;
+	uint32_t pick;
+	hr_random_bytes(&pick, sizeof pick);
+	s->stripe = (int)(pick % PG_STATUS_STRIPES);
 	wr_init(&s->wr, &pg_wr_ops, s, s->opts.group_max, s->opts.queue_max);
 	pthread_mutex_init(&s->rlock, NULL);
 	pthread_cond_init(&s->rcond, NULL);
@@ -914,6 +1012,7 @@ const struct store_ops store_postgres = {
     .message_events = pg_message_events,
     .message_list = pg_message_list,
     .message_counts = pg_message_counts,
+    .message_gauges = pg_message_gauges,
     .claim = pg_claim,
     .record_results = pg_record_results,
     .requeue_expired = pg_requeue_expired,

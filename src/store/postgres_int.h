@@ -87,6 +87,7 @@ enum pg_slot {
 	P_PREFETCH_INBOX,
 	P_PREFETCH_SEEN,
 	P_RETAIN,
+	P_STATUS_ADD, /* prep[] only: the commit's EXECUTE herald_status_add */
 	P_CB_ADD_MSG,
 	P_CB_ADD_TENANT,
 	P_CB_CLAIM,
@@ -117,6 +118,7 @@ enum pg_slot {
 	P_EVENTS,
 	P_COUNTS_ALL,
 	P_COUNTS_TENANT,
+	P_GAUGES,
 	P_NEXT_DUE,
 	P_IDEM,
 	P_INBOX_FETCH,
@@ -232,6 +234,21 @@ struct pg_store {
 	struct wr wr;
 	struct pg_conn w;
 	int64_t gnow;         /* the database's clock at the group's BEGIN (us) */
+	/* This store's row of message_status_count per status (picked at
+	 * random at open, 0 .. PG_STATUS_STRIPES - 1): nodes sharing the
+	 * database move their own rows, so their commits do not queue behind
+	 * one another's lock on a shared counter row. */
+	int stripe;
+	/* Status deltas noted by the jobs of the open group (pg_status_note),
+	 * one entry per job: written with one upsert just before COMMIT, for
+	 * the jobs that succeeded (w_commit), so a group updates this node's
+	 * counter rows once however many accepts and runs it holds. */
+	struct pg_sd {
+		const struct wr_job *job;
+		int64_t d[MSG__COUNT];
+	} *sd;
+	size_t nsd, capsd;
+	const void *sd_prep_conn; /* the writer connection PREPARE was tried on */
 	bool piping;          /* the writer's connection is in pipeline mode */
 	struct pg_pcmd *pcmd; /* the commands sent in the current pipeline */
 	size_t npcmd, pcap;
@@ -377,6 +394,27 @@ int pg_message_events(struct store *st, const char *message_id, struct message_e
 int pg_message_list(struct store *st, const char *tenant_id, const struct msg_filter *f,
                     struct message **out, size_t *n, bool *more);
 int pg_message_counts(struct store *st, const char *tenant_id, int64_t counts[MSG__COUNT]);
+int pg_message_gauges(struct store *st, int64_t counts[MSG__COUNT]);
+
+/* message_status_count's stripes: enough that a few nodes rarely share one
+ * (two that do only wait for each other, they count right), few enough
+ * that reading the gauges is a read of at most this many rows per status. */
+#define PG_STATUS_STRIPES 16
+/* Notes job's status deltas (replacing what it noted before: a job run
+ * again notes afresh); written at the group's commit if the job succeeds.
+ * 0 or HR_ENOMEM (err filled). */
+int pg_status_note(struct pg_store *s, const struct wr_job *job, const int64_t d[MSG__COUNT],
+                   struct hr_err *err);
+/* PG_STATUS_UPSERT's parameters for stripe and delta[] (zeros left out),
+ * the arrays' text in buf: false when nothing moved. */
+#define PG_STATUS_BUF (2 * (MSG__COUNT * 22 + 4))
+bool pg_status_params(struct pg_params *p, int stripe, const int64_t delta[MSG__COUNT],
+                      char buf[PG_STATUS_BUF]);
+/* Adds u(s, d) (unnest of $2::smallint[], $3::bigint[]) to stripe $1. */
+#define PG_STATUS_UPSERT                                                                           \
+	"INSERT INTO message_status_count(stripe, status, n)"                                      \
+	" SELECT $1, s, d FROM unnest($2::smallint[], $3::bigint[]) AS u(s, d)"                    \
+	" ON CONFLICT (stripe, status) DO UPDATE SET n = message_status_count.n + excluded.n"
 int pg_claim(struct store *st, const char *account_id, int64_t now, int64_t lease_us, int limit,
              struct message *out, size_t *n);
 int pg_record_results(struct store *st, const struct send_result *r, size_t n, store_done_fn cb,

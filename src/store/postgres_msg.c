@@ -87,6 +87,33 @@ int pg_message_row_insert(struct pg_store *s, const struct message *m, int64_t n
 
 enum { IC_COLS = 23 };
 
+bool pg_status_params(struct pg_params *p, int stripe, const int64_t delta[MSG__COUNT],
+                      char buf[PG_STATUS_BUF])
+{
+	char *ss = buf, *ds = buf + PG_STATUS_BUF / 2;
+	size_t sl = 0, dl = 0;
+	ss[sl++] = '{';
+	ds[dl++] = '{';
+	for (int i = 0; i < MSG__COUNT; i++) {
+		if (!delta[i])
+			continue;
+		sl +=
+		    (size_t)snprintf(ss + sl, PG_STATUS_BUF / 2 - sl, "%s%d", sl > 1 ? "," : "", i);
+		dl += (size_t)snprintf(ds + dl, PG_STATUS_BUF / 2 - dl, "%s%lld", dl > 1 ? "," : "",
+		                       (long long)delta[i]);
+	}
+	if (sl == 1)
+		return false;
+	ss[sl++] = '}';
+	ss[sl] = '\0';
+	ds[dl++] = '}';
+	ds[dl] = '\0';
+	pp_i64(p, stripe);
+	pp_text(p, ss);
+	pp_text(p, ds);
+	return true;
+}
+
 /*
  * Every message of the call with its "accepted" event in one statement,
  * whatever the count: each column travels as one array and unnest() turns
@@ -119,6 +146,11 @@ static int run_insert(void *be, struct wr_job *j)
 			return rc;
 		i = k;
 	}
+	/* The messages join this node's QUEUED count with the group's commit
+	 * (postgres.c w_commit), if this job's statement succeeds. */
+	int64_t d[MSG__COUNT] = {[MSG_QUEUED] = (int64_t)a->n};
+	if ((rc = pg_status_note(s, j, d, &j->err)))
+		return rc;
 	if (a->n == 1) { /* the API's single send: a plain VALUES plans cheaper */
 		const struct message *m = &a->msgs[0];
 		struct pg_params p = {0};
@@ -410,6 +442,24 @@ int pg_message_counts(struct store *st, const char *tenant_id, int64_t counts[MS
 		rc = pg_read((struct pg_store *)st, P_COUNTS_ALL, -1,
 		             "SELECT status, count(*) FROM message GROUP BY status", &p, &r);
 	}
+	if (rc)
+		return rc;
+	for (int i = 0; i < PQntuples(r); i++) {
+		int64_t status = pg_col_i64(r, i, 0);
+		if (status >= 0 && status < MSG__COUNT)
+			counts[status] = pg_col_i64(r, i, 1);
+	}
+	PQclear(r);
+	return 0;
+}
+
+int pg_message_gauges(struct store *st, int64_t counts[MSG__COUNT])
+{
+	memset(counts, 0, sizeof(int64_t) * MSG__COUNT);
+	struct pg_params p = {0};
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, P_GAUGES, -1,
+	                 "SELECT status, sum(n) FROM message_status_count GROUP BY status", &p, &r);
 	if (rc)
 		return rc;
 	for (int i = 0; i < PQntuples(r); i++) {

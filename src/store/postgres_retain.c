@@ -250,8 +250,51 @@ static int count_rows(struct pg_conn *c, const char *table, const struct lc_rete
  * within the timeout (nothing changed, or the detach left pending for
  * FINALIZE). The locks each way takes are in the comment at the top.
  */
+/*
+ * Drops a detached message partition and takes its messages out of the
+ * status counts (message_status_count) in the same transaction, so the
+ * counts never miss or count twice a month dropped whole. Detached, the
+ * table changes no more: it is counted first, outside the transaction (a
+ * month's scan holds no lock anyone waits for), and the transaction takes
+ * the table's lock before touching the counter row, so the node's writer,
+ * which moves the same row, never waits for the drop's lock.
+ */
+static int drop_counted(struct pg_conn *c, const char *table, int stripe, struct hr_err *err)
+{
+	char sql[400];
+	PGresult *r;
+	snprintf(sql, sizeof sql, "SELECT status, count(*) FROM %s GROUP BY status", table);
+	int rc = mc_exec(c, sql, NULL, &r, err, table);
+	if (rc)
+		return rc;
+	int64_t gone[MSG__COUNT] = {0};
+	for (int i = 0; i < PQntuples(r); i++) {
+		int64_t st = pg_col_i64(r, i, 0);
+		if (st >= 0 && st < MSG__COUNT)
+			gone[st] = -pg_col_i64(r, i, 1);
+	}
+	PQclear(r);
+	snprintf(sql, sizeof sql,
+	         "BEGIN; SET LOCAL lock_timeout = '" PG_RETAIN_LOCK_TIMEOUT "';"
+	         "LOCK TABLE %s IN ACCESS EXCLUSIVE MODE",
+	         table);
+	if ((rc = mc_exec(c, sql, NULL, NULL, err, table)) == 0) {
+		struct pg_params p = {0};
+		char buf[PG_STATUS_BUF];
+		if (pg_status_params(&p, stripe, gone, buf))
+			rc = mc_exec(c, PG_STATUS_UPSERT, &p, NULL, err, "message_status_count");
+	}
+	if (rc == 0) {
+		snprintf(sql, sizeof sql, "DROP TABLE %s; COMMIT", table);
+		rc = mc_exec(c, sql, NULL, NULL, err, table);
+	}
+	if (rc && c->c && PQtransactionStatus(c->c) != PQTRANS_IDLE)
+		PQclear(PQexec(c->c, "ROLLBACK"));
+	return rc;
+}
+
 static int drop_partition(struct pg_conn *c, const char *parent, const char *table,
-                          const struct pg_part *part, bool concurrent, const char **how,
+                          const struct pg_part *part, bool concurrent, int stripe, const char **how,
                           struct hr_err *err)
 {
 	char sql[300];
@@ -293,14 +336,18 @@ static int drop_partition(struct pg_conn *c, const char *parent, const char *tab
 		if ((rc = mc_exec(c, sql, NULL, NULL, err, table)))
 			return rc;
 	}
-	snprintf(sql, sizeof sql, "DROP TABLE %s", table);
-	return mc_exec(c, sql, NULL, NULL, err, table);
+	if (strcmp(parent, "message") != 0) {
+		snprintf(sql, sizeof sql, "DROP TABLE %s", table);
+		return mc_exec(c, sql, NULL, NULL, err, table);
+	}
+	return drop_counted(c, table, stripe, err);
 }
 
 struct pass {
 	struct pg_conn *c;
 	const struct lc_retention *lr;
 	bool concurrent_msg, concurrent_ev; /* the parent has no DEFAULT partition */
+	int stripe;                         /* the store's (message_status_count) */
 	struct msg_retention_stats *stats;
 	/* A month whose message partition could not be dropped this time
 	 * (the months after it are not looked at either): ids from its start
@@ -364,8 +411,8 @@ static int month_pass(struct pass *p, const struct pg_month *m, struct hr_err *e
 		if (rc == 0 && open)
 			return 0; /* row deletes take its settled messages */
 		if (rc == 0)
-			rc = drop_partition(p->c, "message", msg, &m->msg, p->concurrent_msg, &how,
-			                    &e);
+			rc = drop_partition(p->c, "message", msg, &m->msg, p->concurrent_msg,
+			                    p->stripe, &how, &e);
 		if (rc) {
 			p->deferred = true;
 			memcpy(p->lo, lo, sizeof lo);
@@ -395,7 +442,8 @@ static int month_pass(struct pass *p, const struct pg_month *m, struct hr_err *e
 		return 0;
 	int64_t rows = 0;
 	if ((rc = count_rows(p->c, ev, NULL, &rows, NULL, &e)) ||
-	    (rc = drop_partition(p->c, "message_event", ev, &m->ev, p->concurrent_ev, &how, &e)))
+	    (rc = drop_partition(p->c, "message_event", ev, &m->ev, p->concurrent_ev, p->stripe,
+	                         &how, &e)))
 		return month_failed(p, ev, rc, &e, err);
 	p->stats->events += rows;
 	hr_log(HR_LOG_INFO, "store", "retention: dropped %s (%lld events; %s)", ev, (long long)rows,
@@ -425,16 +473,23 @@ static int run_retain(void *be, struct wr_job *j)
 	pp_text(&p, a->after);
 	pp_text(&p, a->upto);
 	pp_i64(&p, a->lr->batch);
+	pp_i64(&p, s->stripe);
 	PGresult *r;
-	int rc = pg_exec(&s->w, P_RETAIN,
-	                 "WITH v AS MATERIALIZED (SELECT id FROM message WHERE id > $4 AND id < $5"
-	                 "  AND " PG_REMOVABLE " ORDER BY id LIMIT $6 FOR UPDATE SKIP LOCKED),"
-	                 " e AS (DELETE FROM message_event WHERE message_id IN (SELECT id FROM v)"
-	                 "  RETURNING 1),"
-	                 " d AS (DELETE FROM message m USING v WHERE m.id = v.id RETURNING 1)"
-	                 " SELECT (SELECT count(*) FROM v), (SELECT count(*) FROM d),"
-	                 " (SELECT count(*) FROM e), (SELECT max(id) FROM v)",
-	                 &p, &r, &j->err, "message");
+	/* The messages removed leave the status counts in the same statement. */
+	int rc =
+	    pg_exec(&s->w, P_RETAIN,
+	            "WITH v AS MATERIALIZED (SELECT id FROM message WHERE id > $4 AND id < $5"
+	            "  AND " PG_REMOVABLE " ORDER BY id LIMIT $6 FOR UPDATE SKIP LOCKED),"
+	            " e AS (DELETE FROM message_event WHERE message_id IN (SELECT id FROM v)"
+	            "  RETURNING 1),"
+	            " d AS (DELETE FROM message m USING v WHERE m.id = v.id RETURNING m.status),"
+	            " c AS (INSERT INTO message_status_count(stripe, status, n)"
+	            "  SELECT $7::smallint, status, -count(*) FROM d GROUP BY status"
+	            "  ON CONFLICT (stripe, status)"
+	            "  DO UPDATE SET n = message_status_count.n + excluded.n)"
+	            " SELECT (SELECT count(*) FROM v), (SELECT count(*) FROM d),"
+	            " (SELECT count(*) FROM e), (SELECT max(id) FROM v)",
+	            &p, &r, &j->err, "message");
 	if (rc)
 		return rc;
 	a->picked = pg_col_i64(r, 0, 0);
@@ -522,7 +577,8 @@ int pg_message_prune(struct store *st, const struct msg_retention *r,
 		                 .lr = &lr,
 		                 .stats = &sum,
 		                 .concurrent_msg = pg_col_bool(res, 0, 1),
-		                 .concurrent_ev = pg_col_bool(res, 0, 2)};
+		                 .concurrent_ev = pg_col_bool(res, 0, 2),
+		                 .stripe = s->stripe};
 		bool locked = pg_col_bool(res, 0, 0);
 		PQclear(res);
 		if (locked)

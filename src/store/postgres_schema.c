@@ -431,6 +431,23 @@ static const char migration_7[] =
     "  RETURN c;"
     " END $f$;";
 
+/* The count of messages per status kept as messages change: the same
+ * table as SQLite's migration 9 (see there). Each node moves its own
+ * stripe (postgres_int.h PG_STATUS_STRIPES); the recount starts in stripe
+ * 0, in the migration's transaction. The table is locked first so no
+ * message changes between the recount and the commit (a node of the older
+ * version still running would otherwise change rows the count has
+ * already read, uncounted). Migration 7 is the request limits'. */
+static const char migration_8[] =
+    "LOCK TABLE message IN SHARE MODE;"
+    "CREATE TABLE message_status_count("
+    " stripe smallint NOT NULL,"
+    " status smallint NOT NULL,"
+    " n bigint NOT NULL,"
+    " PRIMARY KEY(stripe, status));"
+    "INSERT INTO message_status_count(stripe, status, n)"
+    " SELECT 0, status, count(*) FROM message GROUP BY status;";
+
 const struct pg_migration pg_migrations[] = {
     {1, migration_1},
     {2, migration_2},
@@ -439,6 +456,7 @@ const struct pg_migration pg_migrations[] = {
     {5, migration_5},
     {6, migration_6},
     {7, migration_7},
+    {8, migration_8},
 };
 
 const size_t pg_migration_count = sizeof pg_migrations / sizeof pg_migrations[0];

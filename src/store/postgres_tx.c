@@ -749,6 +749,11 @@ static int tx_rewind(struct pg_tx *t)
 		return rc;
 	t->rerun = true;
 	atomic_fetch_add(&t->s->tx_replays, 1);
+	/* What the undone run noted for the status counts goes with it (the
+	 * run made again notes its own). */
+	static const int64_t none[MSG__COUNT];
+	if ((rc = pg_status_note(t->s, t->j, none, E(t))))
+		return rc;
 	cache_reset(t);
 	held_drop(t);
 	t->replay = false;
@@ -1954,6 +1959,12 @@ static int tx_batch_add(struct store_tx *t, const char *batch_id, const int64_t 
 	return rc ? rc : state_result(r, after);
 }
 
+/* Noted for the group's commit (postgres.c w_commit): no statement here. */
+static int tx_status_add(struct store_tx *t, const int64_t delta[MSG__COUNT])
+{
+	return pg_status_note(S(t), TX(t)->j, delta, E(t));
+}
+
 static int tx_batch_rows_add(struct store_tx *t, const char *batch_id, int64_t total, int64_t valid,
                              int64_t invalid, int64_t duplicates)
 {
@@ -2395,6 +2406,7 @@ static const struct store_tx_ops pg_tx_ops = {
     .inbox_mark = tx_inbox_mark,
     .batch_state = tx_batch_state,
     .batch_add = tx_batch_add,
+    .status_add = tx_status_add,
     .batch_rows_add = tx_batch_rows_add,
     .batch_set = tx_batch_set,
     .items_insert = tx_items_insert,

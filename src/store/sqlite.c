@@ -440,8 +440,16 @@ int sq_wexec(struct sq_store *s, enum sq_wslot slot, const char *sql)
  * (I/O error, disk full: autocommit is back on), every job of the group
  * fails: none of them is durable.
  */
+/* The status deltas of a transaction that ends (sq_status_flush). */
+static void status_reset(struct sq_store *s)
+{
+	memset(s->sd_group, 0, sizeof s->sd_group);
+	memset(s->sd_job, 0, sizeof s->sd_job);
+}
+
 static void w_rollback(void *be)
 {
+	status_reset(be);
 	sq_wexec(be, W_ROLLBACK, "ROLLBACK");
 }
 
@@ -468,11 +476,13 @@ static int w_fail(struct sq_store *s, const char *step, struct hr_err *e)
 	}
 	if (!sqlite3_get_autocommit(s->wdb))
 		w_rollback(s);
+	status_reset(s);
 	return rc;
 }
 
 static int w_begin(void *be, struct hr_err *e)
 {
+	status_reset(be);
 	if (sq_wexec(be, W_BEGIN, "BEGIN IMMEDIATE") != SQLITE_OK)
 		return w_fail(be, "begin", e);
 	return 0;
@@ -483,13 +493,21 @@ static int w_savepoint(void *be)
 	return sq_wexec(be, W_SAVEPOINT, "SAVEPOINT job") != SQLITE_OK ? HR_EIO : 0;
 }
 
+/* A job undone takes its status deltas with it; one kept adds them to
+ * the group's (sq_status_flush writes them at the commit). */
 static int w_rollback_to(void *be)
 {
+	struct sq_store *s = be;
+	memset(s->sd_job, 0, sizeof s->sd_job);
 	return sq_wexec(be, W_ROLLBACK_TO, "ROLLBACK TO job") != SQLITE_OK ? HR_EIO : 0;
 }
 
 static int w_release(void *be)
 {
+	struct sq_store *s = be;
+	for (int i = 0; i < MSG__COUNT; i++)
+		s->sd_group[i] += s->sd_job[i];
+	memset(s->sd_job, 0, sizeof s->sd_job);
 	return sq_wexec(be, W_RELEASE, "RELEASE job") != SQLITE_OK ? HR_EIO : 0;
 }
 
@@ -511,6 +529,10 @@ static int w_abort(void *be, struct hr_err *e)
 static int w_commit(void *be, struct hr_err *e)
 {
 	struct sq_store *s = be;
+	struct hr_err fe = {0};
+	if (sq_status_flush(s, &fe) != 0)
+		return w_fail(be, "status counts", e);
+	status_reset(s);
 	if (sq_wexec(be, W_COMMIT, "COMMIT") != SQLITE_OK)
 		return w_fail(be, "commit", e);
 	if (s->disk_logged_us) {
@@ -524,7 +546,9 @@ static int w_commit(void *be, struct hr_err *e)
 static int w_solo(void *be, struct wr_job *j)
 {
 	struct sq_store *s = be;
+	status_reset(s); /* a solo job (migrations) writes the counts itself */
 	int rc = j->run(s, j);
+	status_reset(s);
 	reset_busy(s->wdb);
 	return rc;
 }
@@ -805,6 +829,7 @@ const struct store_ops store_sqlite = {
 	.message_events = sq_message_events,
 	.message_list = sq_message_list,
 	.message_counts = sq_message_counts,
+	.message_gauges = sq_message_gauges,
 	.claim = sq_claim,
 	.record_results = sq_record_results,
 	.requeue_expired = sq_requeue_expired,

@@ -49,7 +49,7 @@ enum sq_wslot {
 	W_ACCOUNT_TENANT,
 	W_BATCH_STATE, W_BATCH_ADD, W_BATCH_ROWS_ADD, W_BATCH_SET, W_ITEM_INSERT, W_ITEM_TAKE,
 	W_BATCH_QUEUED, W_INBOUND_EXISTS,
-	W_RETAIN_PICK, W_RETAIN_EVENTS, W_RETAIN_MSG,
+	W_RETAIN_PICK, W_RETAIN_EVENTS, W_RETAIN_MSG, W_STATUS_ADD,
 	W_CB_ADD_MSG, W_CB_ADD_TENANT, W_CB_CLAIM, W_CB_DONE, W_CB_REPLAY_ONE, W_CB_REPLAY_DEAD,
 	W_CB_PRUNE,
 	W_MSG_EXPIRED, W_FALLBACK_DUE, W_MSG_ROUTE, W_FALLBACK_PUT, W_INBOX_WAITING, W_KEY_TOUCH,
@@ -63,7 +63,7 @@ enum sq_rslot {
 	R_MSG_GET, R_MSG_GET_PROVIDER, R_EVENTS, R_COUNTS_ALL, R_COUNTS_TENANT,
 	R_NEXT_DUE, R_IDEM, R_INBOX_FETCH, R_INBOX_PENDING, R_SUPP_ALL, R_SUPP_CHANNEL,
 	R_CB_LIST, R_CB_LIST_STATE, R_CB_GET, R_CB_GET_ANY, R_CB_COUNTS,
-	R_STALE_LIST, R_PARKED, R_ROUTE, R_KEY,
+	R_STALE_LIST, R_PARKED, R_ROUTE, R_KEY, R_GAUGES,
 	R__COUNT
 };
 
@@ -87,6 +87,12 @@ struct sq_store {
 	sqlite3 *wdb;
 	sqlite3_stmt *ws[W__COUNT];
 	struct ev_json json;
+	/* Status count deltas (message_status_count) of the open group
+	 * transaction: the jobs kept so far (sd_group) and the running one
+	 * (sd_job, dropped if its savepoint is rolled back). Written with one
+	 * upsert per status that moved, just before COMMIT (w_commit), so a
+	 * group of accepts costs one counter write, not one per accept. */
+	int64_t sd_group[MSG__COUNT], sd_job[MSG__COUNT];
 	/* The writer's disk trouble (full, read-only): failed transactions
 	 * since the last report and when that was, so an operator reads one
 	 * line per 10 s, not one per request, and one when writes succeed again. */
@@ -246,6 +252,13 @@ int sq_message_events(struct store *st, const char *message_id,
 int sq_message_list(struct store *st, const char *tenant_id, const struct msg_filter *f,
                     struct message **out, size_t *n, bool *more);
 int sq_message_counts(struct store *st, const char *tenant_id, int64_t counts[MSG__COUNT]);
+int sq_message_gauges(struct store *st, int64_t counts[MSG__COUNT]);
+/* Adds delta[s] to message_status_count's row for status s as part of the
+ * running job (writer thread): written when the group commits, dropped
+ * with the job if it is rolled back. Cannot fail; 0. */
+int sq_status_add(struct sq_store *s, const int64_t delta[MSG__COUNT], struct hr_err *err);
+/* Writes the group's status deltas (w_commit, inside the transaction). */
+int sq_status_flush(struct sq_store *s, struct hr_err *err);
 int sq_claim(struct store *st, const char *account_id, int64_t now, int64_t lease_us,
              int limit, struct message *out, size_t *n);
 int sq_record_results(struct store *st, const struct send_result *r, size_t n,

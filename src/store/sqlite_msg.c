@@ -128,6 +128,47 @@ static int run_insert(void *be, struct wr_job *j)
 		if (rc)
 			return rc;
 	}
+	int64_t d[MSG__COUNT] = {[MSG_QUEUED] = (int64_t)a->n};
+	return sq_status_add(s, d, &j->err);
+}
+
+int sq_status_add(struct sq_store *s, const int64_t delta[MSG__COUNT], struct hr_err *err)
+{
+	(void)err;
+	for (int i = 0; i < MSG__COUNT; i++)
+		s->sd_job[i] += delta[i];
+	return 0;
+}
+
+/*
+ * One upsert per status the group moved, in its transaction: a failure
+ * fails the commit, so the counts never part from the rows. Stripe 0 only:
+ * SQLite has one writer, so there is no contention to spread (PostgreSQL's
+ * nodes each write their own stripe, postgres_msg.c). A row absent (a
+ * status added after the migration that made the table) is made by the
+ * upsert.
+ */
+int sq_status_flush(struct sq_store *s, struct hr_err *err)
+{
+	for (int i = 0; i < MSG__COUNT; i++)
+		s->sd_group[i] += s->sd_job[i];
+	memset(s->sd_job, 0, sizeof s->sd_job);
+	const int64_t *delta = s->sd_group;
+	for (int i = 0; i < MSG__COUNT; i++) {
+		if (!delta[i])
+			continue;
+		sqlite3_stmt *st = sq_wstmt(
+		    s, W_STATUS_ADD,
+		    "INSERT INTO message_status_count(stripe, status, n) VALUES(0, ?1, ?2)"
+		    " ON CONFLICT(stripe, status) DO UPDATE SET n = n + excluded.n");
+		if (!st)
+			return sq_fail(s->wdb, SQLITE_ERROR, err, "message_status_count");
+		sqlite3_bind_int(st, 1, i);
+		sqlite3_bind_int64(st, 2, delta[i]);
+		int rc = sq_step_done(s, st, err, "message_status_count");
+		if (rc)
+			return rc;
+	}
 	return 0;
 }
 
@@ -423,6 +464,32 @@ int sq_message_counts(struct store *st, const char *tenant_id, int64_t counts[MS
 	}
 	if (tenant_id)
 		sqlite3_bind_text(q, 1, tenant_id, -1, SQLITE_STATIC);
+	int src;
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		int status = sqlite3_column_int(q, 0);
+		if (status >= 0 && status < MSG__COUNT)
+			counts[status] = sqlite3_column_int64(q, 1);
+	}
+	if (src != SQLITE_DONE)
+		rc = sq_fail(r->db, src, NULL, NULL);
+	sq_reader_put(s, r);
+	return rc;
+}
+
+int sq_message_gauges(struct store *st, int64_t counts[MSG__COUNT])
+{
+	struct sq_store *s = (struct sq_store *)st;
+	memset(counts, 0, sizeof(int64_t) * MSG__COUNT);
+	struct sq_reader *r;
+	int rc = sq_reader_get(s, &r);
+	if (rc)
+		return rc;
+	sqlite3_stmt *q = sq_rstmt(r, R_GAUGES,
+	                           "SELECT status, sum(n) FROM message_status_count GROUP BY status");
+	if (!q) {
+		sq_reader_put(s, r);
+		return HR_EIO;
+	}
 	int src;
 	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
 		int status = sqlite3_column_int(q, 0);

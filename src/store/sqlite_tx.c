@@ -553,6 +553,11 @@ static int tx_batch_add(struct store_tx *t, const char *batch_id, const int64_t 
 	return step_state(t, q, after);
 }
 
+static int tx_status_add(struct store_tx *t, const int64_t delta[MSG__COUNT])
+{
+	return sq_status_add(S(t), delta, E(t));
+}
+
 static int tx_batch_rows_add(struct store_tx *t, const char *batch_id, int64_t total,
                              int64_t valid, int64_t invalid, int64_t duplicates)
 {
@@ -861,6 +866,7 @@ static const struct store_tx_ops sq_tx_ops = {
     .inbox_mark = tx_inbox_mark,
     .batch_state = tx_batch_state,
     .batch_add = tx_batch_add,
+    .status_add = tx_status_add,
     .batch_rows_add = tx_batch_rows_add,
     .batch_set = tx_batch_set,
     .items_insert = tx_items_insert,

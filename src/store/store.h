@@ -677,8 +677,16 @@ struct store_ops {
 	/* Newest first. *out heap array; *more set if another page exists. */
 	int (*message_list)(struct store *st, const char *tenant_id, const struct msg_filter *f,
 	                    struct message **out, size_t *n, bool *more);
-	/* Counts per status (counts[MSG__COUNT]); tenant_id NULL = all. */
+	/* Counts per status (counts[MSG__COUNT]); tenant_id NULL = all. A
+	 * scan of the message table: for tests, tools and recounts, never per
+	 * scrape (message_gauges is). */
 	int (*message_counts)(struct store *st, const char *tenant_id, int64_t counts[MSG__COUNT]);
+	/* The same numbers for all tenants, kept as messages change: the
+	 * message_status_count table, moved in the transaction of every insert,
+	 * status change and deletion (lc_batch.c for lifecycle runs, the
+	 * accept and retention paths of each backend). A read of a handful of
+	 * rows whatever the table holds; /metrics reads it on each scrape. */
+	int (*message_gauges)(struct store *st, int64_t counts[MSG__COUNT]);
 
 	/*
 	 * Claims up to limit QUEUED messages of one account with due_at <= now,

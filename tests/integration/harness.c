@@ -414,11 +414,21 @@ bool wait_until(bool (*pred)(struct world *, void *), struct world *w, void *arg
 	}
 }
 
-long count_status(struct world *w, const char *status)
+int harness_free_port(void)
+{
+	return free_port();
+}
+
+struct resp metrics_get(struct world *w)
 {
 	char url[128];
 	snprintf(url, sizeof url, "%s/metrics", w->api);
-	struct resp r = http("GET", url, NULL, NULL, NULL);
+	return http("GET", url, w->key, NULL, NULL);
+}
+
+long count_status(struct world *w, const char *status)
+{
+	struct resp r = metrics_get(w);
 	char needle[96];
 	snprintf(needle, sizeof needle, "herald_queue_depth{status=\"%s\"} ", status);
 	long n = -1;

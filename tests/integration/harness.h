@@ -82,5 +82,10 @@ bool wait_until(bool (*pred)(struct world *, void *), struct world *w, void *arg
 
 /* The API's message counts by status, from GET /v1/messages?status=X paging. */
 long count_status(struct world *w, const char *status);
+/* GET /metrics on the world's API port with its key (the demo tenant's,
+ * every scope: /metrics needs `metrics:read`). The caller resp_free()s. */
+struct resp metrics_get(struct world *w);
+/* A free loopback TCP port (for a listener a test configures itself). */
+int harness_free_port(void);
 
 #endif

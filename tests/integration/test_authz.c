@@ -14,6 +14,9 @@
  *  - a key of acme's unit "cards" on objects of its sibling "loans": 404
  *    (routes not split by unit: 403), and collections hold none of them;
  *  - the positive control: "loans" reads its own objects (200).
+ * /metrics: `metrics:read` on a tenant-wide key or token, and the
+ * unauthenticated scrape listener (server.metrics_listen) serving it and
+ * nothing else.
  * Then the credentials themselves: admin API (keys shown once, scopes no
  * wider than the creator's, revocation at once, expiry, disabled units and
  * tenants, last use recorded), the audit log, and JWTs (HS256 per server
@@ -47,6 +50,7 @@
 static struct world W;
 static char g_dir[64]; /* this test's own files: JWT keys */
 static char g_server_yaml[256], g_extra[1024], g_tenants[512];
+static int g_metrics_port; /* server.metrics_listen */
 
 /* Keys made through the admin API in setup. */
 static char k_cards[96], k_loans[96], k_admin[96], k_admin_prefix[24];
@@ -139,8 +143,11 @@ static int setup(void **state)
 	setenv("HERALD_TEST_ACME_JWT", ACME_JWT_SECRET, 1);
 	setenv("HERALD_SECRET_ACME__WA_TOKEN", "acme-loans-wa-token", 1);
 
+	g_metrics_port = harness_free_port();
 	snprintf(g_server_yaml, sizeof g_server_yaml,
-	         "  operator_keys: [env:HERALD_TEST_OPERATOR]\n  allowed_origins: [\"@SIM@\"]\n");
+	         "  operator_keys: [env:HERALD_TEST_OPERATOR]\n  allowed_origins: [\"@SIM@\"]\n"
+	         "  metrics_listen: 127.0.0.1:%d\n",
+	         g_metrics_port);
 	harness_server_extra(g_server_yaml);
 	/* Tenant "jwtco" has its own HS256 secret: only it verifies tokens
 	 * naming jwtco. */
@@ -350,7 +357,7 @@ static const char *body_for(const char *path, const char *method)
 
 static bool public_ok(const char *path)
 {
-	return !strcmp(path, "/healthz") || !strcmp(path, "/readyz") || !strcmp(path, "/metrics") ||
+	return !strcmp(path, "/healthz") || !strcmp(path, "/readyz") ||
 	       !strcmp(path, "/webhooks/{channel}/{account}");
 }
 
@@ -744,6 +751,94 @@ static char *mint(jwt_alg_t alg, const char *key_file_or_secret, const char *ten
 }
 
 static void expect(const char *method, const char *path, const char *tok, long status,
+                   const char *reason);
+
+/* The herald_queue_depth lines of a scrape, in order (caller frees). */
+static char *depth_lines(const char *body)
+{
+	size_t cap = 4096, len = 0;
+	char *out = calloc(1, cap);
+	assert_non_null(out);
+	for (const char *p = body; p && (p = strstr(p, "\nherald_queue_depth{")) != NULL; p++) {
+		size_t n = strcspn(p + 1, "\n") + 1;
+		assert_true(len + n + 1 < cap);
+		memcpy(out + len, p + 1, n);
+		len += n;
+		out[len - 1] = '\n';
+	}
+	return out;
+}
+
+/*
+ * /metrics on the API port: 401 without a credential, 200 for a key or a
+ * token holding only `metrics:read`, 403 (naming the scope) for a key
+ * without it, 403 for a unit's key (the figures are every tenant's) and
+ * for an operator. The scrape listener: the same figures with no
+ * credential, /metrics only, no body read.
+ */
+static void test_metrics_access(void **state)
+{
+	(void)state;
+	char k_metrics[96], k_unit_metrics[96];
+	make_key(OPERATOR_KEY, "{\"scopes\":[\"metrics:read\"]}", k_metrics, NULL);
+	make_key(OPERATOR_KEY, "{\"scopes\":[\"metrics:read\"],\"unit\":\"cards\"}", k_unit_metrics,
+	         NULL);
+	expect("GET", "/metrics", NULL, 401, "missing API key");
+	expect("GET", "/metrics", k_not[7], 403, "metrics:read");
+	expect("GET", "/metrics", k_unit_metrics, 403, "tenant-wide");
+	expect("GET", "/metrics", OPERATOR_KEY, 403, NULL);
+	expect("GET", "/v1/messages", k_metrics, 403, "messages:read"); /* nothing more */
+	struct resp r = call("GET", "/metrics", k_metrics, NULL);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "# TYPE herald_queue_depth gauge"));
+	char *main_depth = depth_lines(r.body);
+	resp_free(&r);
+	/* Every status, once. */
+	int lines = 0;
+	for (const char *p = main_depth; (p = strchr(p, '\n')) != NULL; p++)
+		lines++;
+	assert_int_equal(lines, MSG__COUNT);
+	char *t = mint(JWT_ALG_HS256, JWT_SECRET, "acme", NULL, "metrics:read", 300, 0, "herald",
+	               "test-idp", NULL);
+	expect("GET", "/metrics", t, 200, NULL);
+	free(t);
+	t = mint(JWT_ALG_HS256, JWT_SECRET, "acme", NULL, "messages:read", 300, 0, "herald",
+	         "test-idp", NULL);
+	expect("GET", "/metrics", t, 403, "metrics:read");
+	free(t);
+
+	/* The scrape listener. Nothing changes messages meanwhile in this
+	 * world, so both ports show the same store counts. */
+	char url[128];
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", g_metrics_port);
+	r = http("GET", url, NULL, NULL, NULL);
+	assert_int_equal(r.status, 200);
+	char *listen_depth = depth_lines(r.body);
+	assert_string_equal(listen_depth, main_depth);
+	resp_free(&r);
+	free(listen_depth);
+	free(main_depth);
+	r = http("GET", url, NULL, "{}", NULL); /* a body: refused, never read */
+	assert_int_equal(r.status, 413);
+	resp_free(&r);
+	r = http("POST", url, NULL, "{}", NULL);
+	assert_int_equal(r.status, 405);
+	resp_free(&r);
+	r = http("GET", url, k_metrics, NULL, NULL); /* a credential changes nothing */
+	assert_int_equal(r.status, 200);
+	resp_free(&r);
+	static const char *const others[] = {"/v1/messages", "/healthz", "/metrics/", "/",
+	                                     "/v1/tenants"};
+	for (size_t i = 0; i < sizeof others / sizeof *others; i++) {
+		snprintf(url, sizeof url, "http://127.0.0.1:%d%s", g_metrics_port, others[i]);
+		r = http("GET", url, NULL, NULL, NULL);
+		if (r.status != 404)
+			fail_msg("GET %s on the metrics listener: %ld", others[i], r.status);
+		resp_free(&r);
+	}
+}
+
+static void expect(const char *method, const char *path, const char *tok, long status,
                    const char *reason)
 {
 	struct resp r = call(method, path, tok, NULL);
@@ -1106,8 +1201,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_route_table),    cmocka_unit_test(test_jwt),
-	    cmocka_unit_test(test_keys_lifecycle), cmocka_unit_test(test_audit),
-	    cmocka_unit_test(test_templates),      cmocka_unit_test(test_cli),
+	    cmocka_unit_test(test_metrics_access), cmocka_unit_test(test_keys_lifecycle),
+	    cmocka_unit_test(test_audit),          cmocka_unit_test(test_templates),
+	    cmocka_unit_test(test_cli),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -266,9 +266,7 @@ static int teardown(void **state)
 /* A number from /metrics, -1 if absent. */
 static long metric(const char *needle)
 {
-	char url[128];
-	snprintf(url, sizeof url, "%s/metrics", W.api);
-	struct resp r = http("GET", url, NULL, NULL, NULL);
+	struct resp r = metrics_get(&W);
 	long n = -1;
 	const char *p = r.body ? strstr(r.body, needle) : NULL;
 	if (p)

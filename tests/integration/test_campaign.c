@@ -179,9 +179,7 @@ static long sim_int(json_t *s, const char *key)
  * first (at_least_once), each marked a possible duplicate. */
 static long resends_after_unknown(void)
 {
-	char url[128];
-	snprintf(url, sizeof url, "%s/metrics", W.api);
-	struct resp r = http("GET", url, NULL, NULL, NULL);
+	struct resp r = metrics_get(&W);
 	assert_int_equal(r.status, 200);
 	long sum = 0;
 	static const char name[] = "herald_resends_after_unknown_total{";

@@ -63,9 +63,7 @@ static int64_t mono_us(void)
 /* The gateway's herald_sends_in_flight gauge, or -1. */
 static long in_flight(void)
 {
-	char url[128];
-	snprintf(url, sizeof url, "%s/metrics", W.api);
-	struct resp r = http("GET", url, NULL, NULL, NULL);
+	struct resp r = metrics_get(&W);
 	long n = -1;
 	const char *p = r.body ? strstr(r.body, "\nherald_sends_in_flight ") : NULL;
 	if (p)

@@ -403,9 +403,7 @@ static void test_kill9_in_flight(void **state)
 /* The metrics page counts them. */
 static long metric(const char *line_prefix)
 {
-	char url[128];
-	snprintf(url, sizeof url, "%s/metrics", W.api);
-	struct resp r = http("GET", url, W.key, NULL, NULL);
+	struct resp r = metrics_get(&W);
 	assert_int_equal(r.status, 200);
 	const char *p = strstr(r.body, line_prefix);
 	long v = p ? strtol(p + strlen(line_prefix), NULL, 10) : -1;

@@ -170,9 +170,7 @@ static long wa_accepted(const char *id)
 /* One line of /metrics ("name{labels}"), or -1 when absent. */
 static long metric(const char *line)
 {
-	char url[128];
-	snprintf(url, sizeof url, "%s/metrics", W.api);
-	struct resp r = http("GET", url, NULL, NULL, NULL);
+	struct resp r = metrics_get(&W);
 	long v = -1;
 	size_t n = strlen(line);
 	for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)

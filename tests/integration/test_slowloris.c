@@ -205,9 +205,7 @@ static void *attack_run(void *arg)
 
 static long metric(struct world *w, const char *name)
 {
-	char url[128];
-	snprintf(url, sizeof url, "%s/metrics", w->api);
-	struct resp r = http("GET", url, NULL, NULL, NULL);
+	struct resp r = metrics_get(w);
 	assert_int_equal(r.status, 200);
 	const char *p = r.body ? strstr(r.body, name) : NULL;
 	long v = p ? strtol(p + strlen(name) + 1, NULL, 10) : -1; /* -1 fails the caller */

@@ -64,6 +64,36 @@ static inline int64_t count_msgs(struct store *st, const char *tenant)
 	return total;
 }
 
+/* The status counts the store keeps (message_gauges, what /metrics shows)
+ * against a recount of the message table: true if every status agrees;
+ * otherwise false and why in why[size]. Callable from a teardown. */
+static inline bool gauges_match(struct store *st, char *why, size_t size)
+{
+	int64_t g[MSG__COUNT], c[MSG__COUNT];
+	int rc = st->ops->message_gauges(st, g);
+	if (rc == 0)
+		rc = st->ops->message_counts(st, NULL, c);
+	if (rc) {
+		snprintf(why, size, "reading the counts: %s", hr_code_name(rc));
+		return false;
+	}
+	for (int i = 0; i < MSG__COUNT; i++)
+		if (g[i] != c[i]) {
+			snprintf(why, size, "status %s: the kept count says %lld, a recount %lld",
+			         msg_status_name((enum msg_status)i), (long long)g[i],
+			         (long long)c[i]);
+			return false;
+		}
+	return true;
+}
+
+static inline void assert_gauges_match(struct store *st)
+{
+	char why[160];
+	if (!gauges_match(st, why, sizeof why))
+		fail_msg("message_status_count disagrees with the messages: %s", why);
+}
+
 static inline struct message msg_of(struct store *st, const char *id)
 {
 	struct message m;

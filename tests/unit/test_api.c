@@ -1188,11 +1188,75 @@ static void test_webhooks(void **state)
 	resp_free(&r);
 }
 
+/*
+ * The scrape listener (server.metrics_listen): its own port, /metrics with
+ * no credential and the same store counts as the API port's, nothing else;
+ * an address that is not one is refused naming the key; without the
+ * option there is none.
+ */
+static void test_metrics_listener(void **state)
+{
+	(void)state;
+	assert_int_equal(api_metrics_port(E.srv), -1);
+	struct api_opts o;
+	api_opts_default(&o);
+	o.port = 0;
+	o.store = E.st;
+	o.accounts = &E.set;
+	o.metrics_listen_addr = "127.0.0.1";
+	o.metrics_port = 0;
+	struct api_server *srv = NULL;
+	struct hr_err err;
+	hr_err_clear(&err);
+	assert_int_equal(api_start(&o, &srv, &err), 0);
+	int mp = api_metrics_port(srv);
+	assert_true(mp > 0 && mp != api_port(srv));
+	char base[64];
+	snprintf(base, sizeof base, "http://127.0.0.1:%d", mp);
+	struct resp r;
+	http_ex(base, "GET", "/metrics", NULL, NULL, 0, NULL, 0, &r);
+	assert_int_equal(r.status, 200);
+	char v[128];
+	assert_non_null(header(&r, "Content-Type", v, sizeof v));
+	assert_non_null(strstr(v, "text/plain; version=0.0.4"));
+	int64_t g[MSG__COUNT];
+	assert_int_equal(E.st->ops->message_gauges(E.st, g), 0);
+	char line[96];
+	snprintf(line, sizeof line, "\nherald_queue_depth{status=\"queued\"} %lld\n",
+	         (long long)g[MSG_QUEUED]);
+	assert_non_null(strstr(r.body, line));
+	resp_free(&r);
+	http_ex(base, "GET", "/v1/messages", KEY_ACME, NULL, 0, NULL, 0, &r);
+	assert_int_equal(r.status, 404);
+	resp_free(&r);
+	http_ex(base, "DELETE", "/metrics", NULL, NULL, 0, NULL, 0, &r);
+	assert_int_equal(r.status, 405);
+	resp_free(&r);
+	/* The API port's /metrics still needs the scope. */
+	char api_base[64];
+	snprintf(api_base, sizeof api_base, "http://127.0.0.1:%d", api_port(srv));
+	http_ex(api_base, "GET", "/metrics", NULL, NULL, 0, NULL, 0, &r);
+	assert_int_equal(r.status, 401);
+	resp_free(&r);
+	api_stop(srv);
+
+	o.metrics_listen_addr = "not-an-address";
+	srv = NULL;
+	hr_err_clear(&err);
+	assert_int_equal(api_start(&o, &srv, &err), HR_EINVAL);
+	assert_null(srv);
+	assert_string_equal(err.field, "server.metrics_listen");
+}
+
 static void test_metrics_endpoint(void **state)
 {
 	(void)state;
 	struct resp r;
+	/* metrics:read is needed (the config key has every scope). */
 	http("GET", "/metrics", NULL, NULL, &r);
+	check_error(&r, 401, "unauthorized", "Authorization");
+	resp_free(&r);
+	http("GET", "/metrics", KEY_ACME, NULL, &r);
 	assert_int_equal(r.status, 200);
 	char v[128];
 	assert_non_null(header(&r, "Content-Type", v, sizeof v));
@@ -3127,9 +3191,9 @@ static int fs_read_fail(struct store *st, int64_t *n)
 	return HR_EIO;
 }
 
-static int fs_counts_fail(struct store *st, const char *tenant, int64_t c[MSG__COUNT])
+static int fs_counts_fail(struct store *st, int64_t c[MSG__COUNT])
 {
-	(void)st, (void)tenant, (void)c;
+	(void)st, (void)c;
 	return HR_EIO;
 }
 
@@ -3173,7 +3237,7 @@ static void test_failing_store(void **state)
 	ops.key_lookup = fs_key_lookup;
 	ops.tenant_get = fs_tenant_get;
 	ops.inbox_pending = fs_read_fail;
-	ops.message_counts = fs_counts_fail;
+	ops.message_gauges = fs_counts_fail;
 	ops.message_insert = fs_insert;
 	struct store st = {.ops = &ops};
 	char cfg[] = "{\"base_url\":\"http://127.0.0.1:9\",\"phone_number_id\":\"1\","
@@ -3215,7 +3279,7 @@ static void test_failing_store(void **state)
 	http_ex(base, "GET", "/readyz", NULL, NULL, 0, NULL, 0, &r);
 	assert_int_equal(r.status, 503);
 	resp_free(&r);
-	http_ex(base, "GET", "/metrics", NULL, NULL, 0, NULL, 0, &r);
+	http_ex(base, "GET", "/metrics", KEY_ACME, NULL, 0, NULL, 0, &r);
 	assert_int_equal(r.status, 200);
 	assert_null(strstr(r.body, "herald_queue_depth"));
 	resp_free(&r);
@@ -3314,7 +3378,7 @@ static void test_message_retention_tick(void **state)
 	assert_string_equal(jstr(j, "status"), "queued");
 	json_decref(j);
 	resp_free(&r);
-	http("GET", "/metrics", NULL, NULL, &r);
+	http("GET", "/metrics", KEY_ACME, NULL, &r);
 	assert_int_equal(r.status, 200);
 	assert_non_null(strstr(r.body, "\nherald_retention_removed_total{what=\"messages\"} 1\n"));
 	assert_non_null(strstr(r.body, "\nherald_retention_removed_total{what=\"events\"} 2\n"));
@@ -3322,7 +3386,7 @@ static void test_message_retention_tick(void **state)
 	/* accepted and failed: its events went with it. A second tick finds
 	 * nothing more. */
 	serve_retention_tick(E.st, &o);
-	http("GET", "/metrics", NULL, NULL, &r);
+	http("GET", "/metrics", KEY_ACME, NULL, &r);
 	assert_non_null(strstr(r.body, "\nherald_retention_removed_total{what=\"messages\"} 1\n"));
 	resp_free(&r);
 }
@@ -3341,6 +3405,7 @@ int main(void)
 		cmocka_unit_test(test_size_limits),
 		cmocka_unit_test(test_webhooks),
 		cmocka_unit_test(test_metrics_endpoint),
+		cmocka_unit_test(test_metrics_listener),
 		cmocka_unit_test(test_message_retention_tick),
 		cmocka_unit_test(test_utf8_echo),
 		cmocka_unit_test(test_stored_text),

@@ -300,9 +300,9 @@ static void test_sources_refused(void **state)
 	     "CREATE TABLE schema_migrations(version INTEGER PRIMARY KEY, applied_at INTEGER);"
 	     "INSERT INTO schema_migrations VALUES(1, 0)",
 	     "herald migrate --config"},
-	    {"v9.db",
+	    {"v99.db",
 	     "CREATE TABLE schema_migrations(version INTEGER PRIMARY KEY, applied_at INTEGER);"
-	     "INSERT INTO schema_migrations VALUES(9, 0)",
+	     "INSERT INTO schema_migrations VALUES(99, 0)",
 	     "use the herald that wrote it"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -172,9 +172,10 @@ struct fake_store {
 	int fail;
 };
 
-static int fake_counts(struct store *st, const char *tenant, int64_t counts[MSG__COUNT])
+/* The kept counts (message_gauges); the scan (message_counts) is never
+ * called: the fake has none, so a render that asked for it would crash. */
+static int fake_counts(struct store *st, int64_t counts[MSG__COUNT])
 {
-	assert_null(tenant);
 	if (((struct fake_store *)st)->fail)
 		return HR_EIO;
 	for (int i = 0; i < MSG__COUNT; i++)
@@ -194,7 +195,7 @@ static void test_store_gauges(void **state)
 {
 	(void)state;
 	static struct store_ops ops = {.name = "fake"};
-	ops.message_counts = fake_counts;
+	ops.message_gauges = fake_counts;
 	ops.inbox_pending = fake_pending;
 	struct fake_store fs = {.base = {.ops = &ops}};
 	char *t = render(&fs.base);

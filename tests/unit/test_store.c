@@ -166,14 +166,24 @@ static int fx_setup(void **state)
 	return 0;
 }
 
+/* After every test, whatever it did (transitions, rollbacks, campaigns,
+ * retention, webhooks, fallbacks, several stores on one database): the
+ * status counts the store keeps for /metrics equal a recount. */
 static int fx_teardown(void **state)
 {
 	struct fx *f = *state;
+	int rc = 0;
+	char why[160];
+	if (f->st && !gauges_match(f->st, why, sizeof why)) {
+		fprintf(stderr, "teardown: message_status_count disagrees with the messages: %s\n",
+		        why);
+		rc = -1;
+	}
 	if (f->st)
 		backend->close(f->st);
 	fixture->destroy(f->dsn);
 	free(f);
-	return 0;
+	return rc;
 }
 
 /* Closes the test's store and opens the same database again with opts. */
@@ -3610,6 +3620,126 @@ static void result(struct store *st, const char *id, enum send_kind kind, int at
 	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
 }
 
+/* The status counts are the gauges and the recount both. */
+static void want_gauges(struct store *st, const int64_t want[MSG__COUNT])
+{
+	int64_t g[MSG__COUNT];
+	assert_int_equal(st->ops->message_gauges(st, g), 0);
+	for (int i = 0; i < MSG__COUNT; i++)
+		if (g[i] != want[i])
+			fail_msg("gauge %s: %lld, want %lld", msg_status_name((enum msg_status)i),
+			         (long long)g[i], (long long)want[i]);
+	assert_gauges_match(st);
+}
+
+/*
+ * The status counts /metrics reads (message_gauges) follow every way a
+ * message comes, moves and goes, exactly: the API's accept (one and many),
+ * an accept refused whole, claims, outcomes with one item of the call
+ * undone, a campaign's messages and its cancellation, and retention's
+ * deletes (messages in the store are counted; removed ones are not).
+ */
+static void test_status_gauges(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t want[MSG__COUNT] = {0};
+	want_gauges(st, want);
+
+	/* One of each status, long ago. */
+	int64_t now = hr_now_us(), old = now - 400 * DAY;
+	static const enum msg_status each[] = {MSG_FAILED,  MSG_DELIVERED, MSG_READ,
+	                                       MSG_SENT,    MSG_QUEUED,    MSG_SENDING,
+	                                       MSG_UNKNOWN, MSG_SUPPRESSED};
+	char ids[8][HR_ID_LEN + 1];
+	for (int i = 0; i < 8; i++) {
+		char acct[16];
+		snprintf(acct, sizeof acct, "g%d", i);
+		msg_at_status(st, acct, "whatsapp", old + i * SEC, each[i], ids[i]);
+		want[each[i]]++;
+	}
+	want_gauges(st, want);
+
+	/* Three accepted in one call; then a call whose second message's id
+	 * exists: refused whole, nothing counted. */
+	struct message m[3];
+	for (int i = 0; i < 3; i++)
+		mk_msg(&m[i], "t1", "gq", 0, now - SEC);
+	assert_int_equal(st->ops->message_insert(st, m, 3, NULL, NULL, NULL), 0);
+	want[MSG_QUEUED] += 3;
+	want_gauges(st, want);
+	struct message dup[2];
+	mk_msg(&dup[0], "t1", "gq", 0, now);
+	dup[1] = m[0];
+	assert_int_equal(st->ops->message_insert(st, dup, 2, NULL, NULL, NULL), HR_ECONFLICT);
+	want_gauges(st, want);
+
+	/* Claim the three; outcomes: one SENT, one FAILED, and one item of an
+	 * unknown kind, which is undone (the message stays SENDING). */
+	struct message c[3];
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "gq", now, 30 * SEC, 3, c, &n), 0);
+	assert_int_equal(n, 3);
+	want[MSG_QUEUED] -= 3;
+	want[MSG_SENDING] += 3;
+	want_gauges(st, want);
+	struct send_result r[3] = {
+	    {.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.g0"},
+	    {.kind = (enum send_kind)9, .attempt = 1},
+	    {.kind = SEND_FAILED, .attempt = 1, .http_status = 400},
+	};
+	for (int i = 0; i < 3; i++) {
+		strcpy(r[i].message_id, c[i].id);
+		message_clear(&c[i]);
+	}
+	assert_int_equal(st->ops->record_results(st, r, 3, NULL, NULL), 0);
+	want[MSG_SENDING] -= 2;
+	want[MSG_SENT]++;
+	want[MSG_FAILED]++;
+	want_gauges(st, want);
+
+	/* A campaign of four, cancelled: every message CANCELLED. */
+	struct batch b;
+	struct hr_err err = {0};
+	running_batch(st, &b, "gB", 4);
+	want[MSG_QUEUED] += 4;
+	want_gauges(st, want);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_CANCELLED, NULL, &err), 0);
+	int64_t step;
+	do
+		assert_int_equal(st->ops->batch_cancel_step(st, b.id, 3, &step), 0);
+	while (step > 0);
+	want[MSG_QUEUED] -= 4;
+	want[MSG_CANCELLED] += 4;
+	want_gauges(st, want);
+
+	/* Retention: the old settled ones go (FAILED, DELIVERED, READ,
+	 * SUPPRESSED); the old open ones and today's stay. */
+	struct msg_retention_stats rs = retain(st, now - 30 * DAY, 2, 0);
+	assert_int_equal(rs.messages, 4);
+	want[MSG_FAILED]--;
+	want[MSG_DELIVERED]--;
+	want[MSG_READ]--;
+	want[MSG_SUPPRESSED]--;
+	want_gauges(st, want);
+
+	/* Another store on the same database (another node) moves the same
+	 * counts: its claims and outcomes are seen by both. */
+	struct store *other;
+	assert_int_equal(backend->open(f->dsn, NULL, &other, &err), 0);
+	struct message q;
+	mk_msg(&q, "t1", "gq2", 0, now - SEC);
+	assert_int_equal(other->ops->message_insert(other, &q, 1, NULL, NULL, NULL), 0);
+	assert_int_equal(other->ops->claim(other, "gq2", now, 30 * SEC, 1, c, &n), 0);
+	assert_int_equal(n, 1);
+	message_clear(&c[0]);
+	result(other, q.id, SEND_OK, 1, "wamid.g1");
+	want[MSG_SENT]++;
+	want_gauges(st, want);
+	want_gauges(other, want);
+	backend->close(other);
+}
+
 /* The whole life of a campaign: rows (one invalid, one repeating an
  * earlier recipient, caught by the store's unique key), validation, a start
  * that is repeated (nothing made twice), claims, outcomes, receipts,
@@ -6276,6 +6406,7 @@ int main(void)
 	    T(test_prune_retention),
 	    T(test_message_retention),
 	    T(test_message_retention_bounded),
+	    T(test_status_gauges),
 	    T(test_message_retention_args),
 	    T(test_list_filters_and_paging),
 	    T(test_concurrent_inserts),
