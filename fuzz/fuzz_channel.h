@@ -46,8 +46,8 @@ struct fz_req {
 	size_t len;
 };
 
-static const long fz_statuses[] = {0, 200, 201, 202, 204, 400, 401, 403, 404,
-                                   409, 429, 500, 502, 503, 504, 302};
+static const long fz_statuses[] = {0,   200, 201, 202, 204, 400, 401, 403,
+                                   404, 409, 429, 500, 502, 503, 504, 302};
 
 /* A heap copy of n bytes, NUL-terminated (the harness owns every buffer so
  * ASan sees reads past the bytes the adapter was given). */
@@ -137,10 +137,10 @@ static struct channel_account *fz_account(const char *id, const char *channel, c
 }
 
 /* A string field of the adapter's output must end inside its array. */
-#define FZ_TERMINATED(arr) \
-	do { \
-		if (!memchr((arr), '\0', sizeof(arr))) \
-			abort(); \
+#define FZ_TERMINATED(arr)                                                                         \
+	do {                                                                                       \
+		if (!memchr((arr), '\0', sizeof(arr)))                                             \
+			abort();                                                                   \
 	} while (0)
 
 static void fz_check_parsed(const struct wh_parsed *p)
@@ -239,8 +239,8 @@ static int fz_drive(struct channel_account *a, const struct fz_req *r)
 	if (nrc == 0)
 		FZ_TERMINATED(addr);
 
-	json_t *content = r->body ? json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, NULL)
-	                          : NULL;
+	json_t *content =
+	    r->body ? json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, NULL) : NULL;
 	if (content) {
 		memset(&err, 0, sizeof err);
 		fz_check_err(ops->validate(content, &err), &err);

@@ -26,14 +26,31 @@
 #include "core/config.h"
 
 static const char *const int_keys[] = {
-    "batches.max_rows", "callbacks.backoff_base_ms", "callbacks.max_attempts",
-    "dispatch.max_in_flight", "dispatch.lease_seconds", "reconcile.interval_ms",
-    "server.max_body_bytes", "server.max_connections_per_ip", "server.threads",
-    "store.group_max", "store.queue_max", "webhooks.apply_batch", "server.port", NULL,
+    "batches.max_rows",
+    "callbacks.backoff_base_ms",
+    "callbacks.max_attempts",
+    "dispatch.max_in_flight",
+    "dispatch.lease_seconds",
+    "reconcile.interval_ms",
+    "server.max_body_bytes",
+    "server.max_connections_per_ip",
+    "server.threads",
+    "store.group_max",
+    "store.queue_max",
+    "webhooks.apply_batch",
+    "server.port",
+    NULL,
 };
 static const char *const str_keys[] = {
-    "server.listen", "server.public_url", "store.driver", "store.path", "store.url",
-    "store.synchronous", "batches.upload_dir", "server.secret_env_prefix", NULL,
+    "server.listen",
+    "server.public_url",
+    "store.driver",
+    "store.path",
+    "store.url",
+    "store.synchronous",
+    "batches.upload_dir",
+    "server.secret_env_prefix",
+    NULL,
 };
 
 /* The units created so far by the input being run (unit_get finds them). */
@@ -86,8 +103,7 @@ static int fake_account_upsert(struct store *st, const struct account_row *a, st
 		abort();
 	return 0;
 }
-static int fake_template_upsert(struct store *st, const struct template_row *t,
-                                struct hr_err *err)
+static int fake_template_upsert(struct store *st, const struct template_row *t, struct hr_err *err)
 {
 	(void)st, (void)err;
 	/* serve checks a template's config; the API reads it back as an object. */
@@ -178,9 +194,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (rc == 0) {
 		size_t ti;
 		json_t *t;
-		json_array_foreach(hr_cfg_get(cfg, "tenants"), ti, t) {
+		json_array_foreach(hr_cfg_get(cfg, "tenants"), ti, t)
+		{
 			const char *id = json_string_value(json_object_get(t, "id"));
-			const struct channel_tenant_ns *ns = id ? channel_policy_ns(&pol, id) : NULL;
+			const struct channel_tenant_ns *ns =
+			    id ? channel_policy_ns(&pol, id) : NULL;
 			if (ns && (!memchr(ns->env_prefix, '\0', sizeof ns->env_prefix) ||
 			           !memchr(ns->file_dir, '\0', sizeof ns->file_dir)))
 				abort();

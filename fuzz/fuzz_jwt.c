@@ -97,8 +97,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static char *b64url(const unsigned char *p, size_t n)
 {
-	static const char A[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 	char *s = malloc(n / 3 * 4 + 5), *o = s;
 	if (!s)
 		abort();

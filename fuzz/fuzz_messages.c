@@ -45,8 +45,10 @@ static const struct tpl TEMPLATES[] = {
     {"whatsapp", "hello", "en", "Hello!", NULL},
     {"sms", "otp", "en", "{{1}} is your Demo Bank code.",
      "{\"regulatory\":{\"dlt_entity_id\":\"1101\",\"dlt_template_id\":\"77\"}}"},
-    {"rcs", "promo", "en", "Hello {{1}}, see {{2}}", "{\"header\":{\"type\":\"text\",\"params\":1}}"},
-    {"telegram", "otp", "en", "Code: {{1}}", "{\"fallback\":{\"route\":[\"whatsapp\",\"sms\"],"
+    {"rcs", "promo", "en", "Hello {{1}}, see {{2}}",
+     "{\"header\":{\"type\":\"text\",\"params\":1}}"},
+    {"telegram", "otp", "en", "Code: {{1}}",
+     "{\"fallback\":{\"route\":[\"whatsapp\",\"sms\"],"
      "\"fallback_text\":\"Your code\"}}"},
 };
 
@@ -60,7 +62,8 @@ static int fake_template_get(struct store *st, const char *tenant, const char *c
 		return HR_ENOTFOUND;
 	for (size_t i = 0; i < sizeof TEMPLATES / sizeof TEMPLATES[0]; i++) {
 		const struct tpl *t = &TEMPLATES[i];
-		if (strcmp(t->channel, channel) || strcmp(t->name, name) || strcmp(t->lang, language))
+		if (strcmp(t->channel, channel) || strcmp(t->name, name) ||
+		    strcmp(t->lang, language))
 			continue;
 		memset(out, 0, sizeof *out);
 		hr_strlcpy(out->tenant_id, tenant, sizeof out->tenant_id);
@@ -140,8 +143,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	long pn = BIO_get_mem_data(b, &pem);
 	char *pemz = strndup(pem, (size_t)pn);
-	json_t *sa = json_pack("{s:s, s:s, s:s}", "private_key", pemz, "client_email",
-	                       "h@rbm.iam.gserviceaccount.com", "token_uri", "http://127.0.0.1:9/t");
+	json_t *sa =
+	    json_pack("{s:s, s:s, s:s}", "private_key", pemz, "client_email",
+	              "h@rbm.iam.gserviceaccount.com", "token_uri", "http://127.0.0.1:9/t");
 	g_rbm_sa = sa ? json_dumps(sa, JSON_COMPACT) : NULL;
 	if (!g_rbm_sa)
 		abort();
@@ -200,8 +204,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *resp = NULL;
 	struct hr_err err = {0};
 	int rc = api_messages_validate(&r, root, batch, &resp, &err);
-	if (getenv("FUZZ_VERBOSE")) /* what each seed gets: FUZZ_VERBOSE=1 fuzz_messages -runs=0 DIR */
-		fprintf(stderr, "rc %d field '%s': %s\n%s\n", rc, err.field, err.msg, resp ? resp : "");
+	if (getenv(
+	        "FUZZ_VERBOSE")) /* what each seed gets: FUZZ_VERBOSE=1 fuzz_messages -runs=0 DIR */
+		fprintf(stderr, "rc %d field '%s': %s\n%s\n", rc, err.field, err.msg,
+		        resp ? resp : "");
 	if (rc == 0) {
 		json_t *a = resp ? json_loads(resp, 0, NULL) : NULL;
 		if (!json_is_object(a))
@@ -214,7 +220,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		} else {
 			const char *acc = json_string_value(json_object_get(a, "account"));
 			if (!acc || strcmp(acc, "wa2") == 0 ||
-			    (unit[0] && strcmp(acc, "cards-sms") == 0 && strcmp(unit, "cards") != 0))
+			    (unit[0] && strcmp(acc, "cards-sms") == 0 &&
+			     strcmp(unit, "cards") != 0))
 				abort();
 		}
 		json_decref(a);

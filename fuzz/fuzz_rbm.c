@@ -37,8 +37,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
 	char *pem = rsa_pem();
-	json_t *sa = json_pack("{s:s, s:s, s:s, s:s}", "type", "service_account", "private_key", pem,
-	                       "client_email", "herald@rbm-herald.iam.gserviceaccount.com",
+	json_t *sa = json_pack("{s:s, s:s, s:s, s:s}", "type", "service_account", "private_key",
+	                       pem, "client_email", "herald@rbm-herald.iam.gserviceaccount.com",
 	                       "token_uri", "http://127.0.0.1:9/token");
 	char *text = sa ? json_dumps(sa, JSON_COMPACT) : NULL;
 	if (!text)
@@ -48,10 +48,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	free(text);
 	free(pem);
 	json_decref(sa);
-	g_acct = fz_account("rcs1", "rcs",
-	                    "{\"base_url\":\"http://127.0.0.1:9/\",\"agent_id\":\"herald_demo_agent\","
-	                    "\"service_account\":\"env:FUZZ_RBM_SA\",\"client_token\":"
-	                    "\"env:FUZZ_RBM_TOKEN\"}");
+	g_acct =
+	    fz_account("rcs1", "rcs",
+	               "{\"base_url\":\"http://127.0.0.1:9/\",\"agent_id\":\"herald_demo_agent\","
+	               "\"service_account\":\"env:FUZZ_RBM_SA\",\"client_token\":"
+	               "\"env:FUZZ_RBM_TOKEN\"}");
 	return 0;
 }
 

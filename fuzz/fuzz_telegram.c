@@ -15,9 +15,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
 	setenv("FUZZ_TG_SECRET", SECRET, 1);
-	g_acct = fz_account("tg1", "telegram",
-	                    "{\"base_url\":\"http://127.0.0.1:9/\",\"bot_token\":"
-	                    "\"123456789:AAH-test_token\",\"webhook_secret\":\"env:FUZZ_TG_SECRET\"}");
+	g_acct =
+	    fz_account("tg1", "telegram",
+	               "{\"base_url\":\"http://127.0.0.1:9/\",\"bot_token\":"
+	               "\"123456789:AAH-test_token\",\"webhook_secret\":\"env:FUZZ_TG_SECRET\"}");
 	return 0;
 }
 

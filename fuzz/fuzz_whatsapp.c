@@ -20,10 +20,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
 	setenv("FUZZ_WA_VERIFY", "verify-me", 1);
-	g_acct = fz_account("wa1", "whatsapp",
-	                    "{\"base_url\":\"http://127.0.0.1:9/\",\"phone_number_id\":\"106540352242922\","
-	                    "\"access_token\":\"tok-123\",\"app_secret\":\"" SECRET "\","
-	                    "\"verify_token\":\"env:FUZZ_WA_VERIFY\"}");
+	g_acct = fz_account(
+	    "wa1", "whatsapp",
+	    "{\"base_url\":\"http://127.0.0.1:9/\",\"phone_number_id\":\"106540352242922\","
+	    "\"access_token\":\"tok-123\",\"app_secret\":\"" SECRET "\","
+	    "\"verify_token\":\"env:FUZZ_WA_VERIFY\"}");
 	return 0;
 }
 

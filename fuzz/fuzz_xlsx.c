@@ -58,7 +58,8 @@ static void write_zip(FILE *f, const struct member *m, int n)
 		off[i] = ftell(f);
 		uint32_t crc = crc32_of(m[i].data, m[i].len);
 		put32(f, 0x04034b50), put16(f, 10), put16(f, 0), put16(f, 0), put16(f, 0);
-		put16(f, 0), put32(f, crc), put32(f, (uint32_t)m[i].len), put32(f, (uint32_t)m[i].len);
+		put16(f, 0), put32(f, crc), put32(f, (uint32_t)m[i].len),
+		    put32(f, (uint32_t)m[i].len);
 		put16(f, (unsigned)strlen(m[i].name)), put16(f, 0);
 		fputs(m[i].name, f);
 		fwrite(m[i].data, 1, m[i].len, f);
@@ -73,7 +74,8 @@ static void write_zip(FILE *f, const struct member *m, int n)
 		fputs(m[i].name, f);
 	}
 	long end = ftell(f);
-	put32(f, 0x06054b50), put16(f, 0), put16(f, 0), put16(f, (unsigned)n), put16(f, (unsigned)n);
+	put32(f, 0x06054b50), put16(f, 0), put16(f, 0), put16(f, (unsigned)n),
+	    put16(f, (unsigned)n);
 	put32(f, (uint32_t)(end - cd)), put32(f, (uint32_t)cd), put16(f, 0);
 }
 
@@ -129,8 +131,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
 	struct sheet_opts o = {
 	    .format = SHEET_FMT_XLSX,
-	    .limits = {.max_rows = 10000, .max_cols = 64, .max_cell_bytes = 4096,
-	               .max_member_bytes = 4 << 20, .max_sst_bytes = 1 << 20},
+	    .limits = {.max_rows = 10000,
+	               .max_cols = 64,
+	               .max_cell_bytes = 4096,
+	               .max_member_bytes = 4 << 20,
+	               .max_sst_bytes = 1 << 20},
 	};
 	struct sheet *s;
 	struct sheet_err err;

@@ -547,13 +547,15 @@ int api_jwt_verify(const struct api_jwt *j, const char *token, size_t len,
 	else if (has_exp == 0)
 		rc = hr_fail(err, HR_EAUTH, "Authorization", "token has no numeric exp claim");
 	else if (has_exp < 0)
-		rc = hr_fail(err, HR_EAUTH, "Authorization",
-		             "token's exp claim is not a date (seconds since 1970, year 9999 at most)");
+		rc = hr_fail(
+		    err, HR_EAUTH, "Authorization",
+		    "token's exp claim is not a date (seconds since 1970, year 9999 at most)");
 	else if (now > exp + j->leeway_s)
 		rc = hr_fail(err, HR_EAUTH, "Authorization", "token expired");
 	else if (has_nbf < 0)
-		rc = hr_fail(err, HR_EAUTH, "Authorization",
-		             "token's nbf claim is not a date (seconds since 1970, year 9999 at most)");
+		rc = hr_fail(
+		    err, HR_EAUTH, "Authorization",
+		    "token's nbf claim is not a date (seconds since 1970, year 9999 at most)");
 	else if (has_nbf == 1 && now + j->leeway_s < nbf)
 		rc = hr_fail(err, HR_EAUTH, "Authorization", "token not yet valid (nbf)");
 	else if (j->issuer[0] &&

@@ -56,8 +56,8 @@ static json_t *parse_text(const char *text, size_t len, const char *what, struct
 		size_t line = 1;
 		for (size_t i = 0; i < bad; i++)
 			line += text[i] == '\n';
-		hr_fail(err, HR_EINVAL, what, "%s is not UTF-8 text (line %zu, byte %zu)", what, line,
-		        bad + 1);
+		hr_fail(err, HR_EINVAL, what, "%s is not UTF-8 text (line %zu, byte %zu)", what,
+		        line, bad + 1);
 		return NULL;
 	}
 	struct fy_parse_cfg cfg = {.flags = FYPCF_DEFAULT_DOC};
