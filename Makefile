@@ -2,9 +2,12 @@
 #   make demo   - install what is missing, build, start `herald sim` + `herald serve`
 #   make test   - install what is missing (PostgreSQL's server too), build with
 #                 ASan/UBSan, run the whole suite
+#   make fuzz   - install clang if missing, build the libFuzzer targets (fuzz/) and
+#                 run each on its corpus and regression inputs plus a few seconds
+#                 of new fuzzing (scripts/fuzz.sh; ./test.sh runs it after the suite)
 JOBS ?= 2
 
-.PHONY: demo test build release bench clean
+.PHONY: demo test build release bench fuzz clean
 
 release:
 	scripts/deps.sh build
@@ -25,10 +28,14 @@ test: build
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j$(JOBS)
 
+fuzz:
+	scripts/deps.sh fuzz
+	FUZZ_JOBS=$(JOBS) scripts/fuzz.sh
+
 bench: release
 	scripts/deps.sh bench
 	$(MAKE) -C build-release -j$(JOBS) sqlite_baseline pg_baseline make_xlsx
 	bench/run.sh
 
 clean:
-	rm -rf build build-release
+	rm -rf build build-release build-fuzz

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Herald needs to build, test and benchmark, if
-# missing. Usage: scripts/deps.sh [build|test|bench]
+# missing. Usage: scripts/deps.sh [build|test|bench|fuzz]
 set -euo pipefail
 want=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev
       libsqlite3-dev libjansson-dev libssl-dev libfyaml-dev libjwt-dev libcmocka-dev curl
@@ -10,6 +10,9 @@ case "${1:-build}" in
   # binaries (tests/pgtest.c: /usr/lib/postgresql/N/bin, off the PATH).
   test) want+=(postgresql) ;;
   bench) want+=(wrk nginx-light sqlite3 postgresql) ;;
+  # The libFuzzer targets (scripts/fuzz.sh): clang with its libFuzzer and
+  # sanitizer runtimes. Only the fuzzing step needs it.
+  fuzz) want+=(clang) ;;
 esac
 missing=()
 for p in "${want[@]}"; do

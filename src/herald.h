@@ -286,6 +286,9 @@ size_t hr_strlcpy(char *dst, const char *src, size_t size);
  * JSON. Always NUL-terminates; returns the bytes written.
  */
 size_t hr_utf8_copy(char *dst, const char *src, size_t size);
+/* Offset of the first byte of s[0..len) that is not part of valid UTF-8 or
+ * is a NUL, or len when there is none. s[len] must be readable ('\0'). */
+size_t hr_utf8_check(const char *s, size_t len);
 /* A growable byte string: NUL-terminated once anything was put; `oom`
  * sticks after a failed allocation, so callers check it once at the end.
  * Start zeroed; the caller frees p. */

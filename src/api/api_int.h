@@ -420,6 +420,13 @@ enum MHD_Result api_messages_post(struct api_req *r);
 int api_message_build(const struct api_server *s, const char *tenant, const char *unit, json_t *o,
                       const char *batch_id, int64_t now, struct message *m, struct hr_err *err);
 enum MHD_Result api_messages_batch(struct api_req *r);
+/* What POST /v1/messages (batch false) or /v1/messages:batch does with a
+ * parsed body before anything is written: every check, with nothing
+ * stored. 0 and *resp (the 202 body, heap), or the error naming the field.
+ * r needs srv, tenant and who.unit only (no connection). For
+ * fuzz/fuzz_messages.c, which reaches the validation without a server. */
+int api_messages_validate(struct api_req *r, json_t *root, bool batch, char **resp,
+                          struct hr_err *err);
 
 /* ---- messages_read.c ---- */
 enum MHD_Result api_message_get(struct api_req *r);

@@ -390,7 +390,16 @@ static bool aud_ok(jwt_t *t, const char *want)
 	return ok;
 }
 
-/* A numeric claim: 1 present (*v set), 0 absent, -1 not a number. */
+/* 9999-12-31T23:59:59Z: the largest NumericDate taken. */
+#define JWT_DATE_MAX 253402300799LL
+
+/*
+ * A date claim (seconds since 1970): 1 present (*v set), 0 absent, -1 not a
+ * number or beyond year 9999 either way. The bound keeps exp + leeway in
+ * microseconds inside int64: a signed token with "exp":410244480000000
+ * overflowed it (found by fuzz/fuzz_jwt.c), and a real that large was cast
+ * to int64 unchecked.
+ */
 static int num_claim(jwt_t *t, const char *name, int64_t *v)
 {
 	char *j = jwt_get_grants_json(t, name);
@@ -399,10 +408,12 @@ static int num_claim(jwt_t *t, const char *name, int64_t *v)
 	json_t *x = json_loads(j, JSON_DECODE_ANY, NULL);
 	free(j);
 	int rc = -1;
-	if (json_is_integer(x)) {
+	if (json_is_integer(x) && json_integer_value(x) >= -JWT_DATE_MAX &&
+	    json_integer_value(x) <= JWT_DATE_MAX) {
 		*v = json_integer_value(x);
 		rc = 1;
-	} else if (json_is_real(x)) {
+	} else if (json_is_real(x) && json_real_value(x) >= (double)-JWT_DATE_MAX &&
+	           json_real_value(x) <= (double)JWT_DATE_MAX) {
 		*v = (int64_t)json_real_value(x);
 		rc = 1;
 	}
@@ -533,12 +544,18 @@ int api_jwt_verify(const struct api_jwt *j, const char *token, size_t len,
 	const char *sub = jwt_get_grant(t, j->subject_claim);
 	if (jwt_get_alg(t) != want)
 		rc = hr_fail(err, HR_EAUTH, "Authorization", "token signature does not verify");
-	else if (has_exp != 1)
+	else if (has_exp == 0)
 		rc = hr_fail(err, HR_EAUTH, "Authorization", "token has no numeric exp claim");
+	else if (has_exp < 0)
+		rc = hr_fail(
+		    err, HR_EAUTH, "Authorization",
+		    "token's exp claim is not a date (seconds since 1970, year 9999 at most)");
 	else if (now > exp + j->leeway_s)
 		rc = hr_fail(err, HR_EAUTH, "Authorization", "token expired");
 	else if (has_nbf < 0)
-		rc = hr_fail(err, HR_EAUTH, "Authorization", "token's nbf claim is not a number");
+		rc = hr_fail(
+		    err, HR_EAUTH, "Authorization",
+		    "token's nbf claim is not a date (seconds since 1970, year 9999 at most)");
 	else if (has_nbf == 1 && now + j->leeway_s < nbf)
 		rc = hr_fail(err, HR_EAUTH, "Authorization", "token not yet valid (nbf)");
 	else if (j->issuer[0] &&

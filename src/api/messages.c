@@ -638,6 +638,23 @@ static int parse_batch(struct api_req *r, struct accept *a, json_t *root, struct
 	return a->resp ? 0 : hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 }
 
+int api_messages_validate(struct api_req *r, json_t *root, bool batch, char **resp,
+                          struct hr_err *err)
+{
+	*resp = NULL;
+	struct accept *a = calloc(1, sizeof *a);
+	if (!a)
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	a->batch = batch;
+	int rc = batch ? parse_batch(r, a, root, err) : parse_single(r, a, root, err);
+	if (rc == 0) {
+		*resp = a->resp;
+		a->resp = NULL;
+	}
+	accept_free(a);
+	return rc;
+}
+
 static enum MHD_Result accept_start(struct api_req *r, bool batch)
 {
 	struct api_server *s = r->srv;

@@ -477,7 +477,13 @@ int64_t channel_retry_after_us(const char *v)
 	time_t when = curl_getdate(v, NULL);
 	if (when <= 0)
 		return 0;
-	int64_t delta = (int64_t)when * 1000000LL - hr_now_us();
+	/* Capped in seconds before converting: curl reads any year a provider
+	 * (or whoever answers) writes ("Wed, 21 Oct 1302072"), and such a date
+	 * in microseconds overflows int64 (found by fuzz/fuzz_twilio.c). */
+	int64_t now = hr_now_us();
+	if ((int64_t)when - now / 1000000 > 86400)
+		return 86400 * 1000000LL;
+	int64_t delta = (int64_t)when * 1000000LL - now;
 	if (delta > 86400 * 1000000LL)
 		delta = 86400 * 1000000LL;
 	return delta > 0 ? delta : 0;

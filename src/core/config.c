@@ -39,6 +39,31 @@ static json_t *from_fy(struct fy_document *fyd, const char *what, struct hr_err 
 	return root;
 }
 
+/* A config file is a few KiB; this bounds what a wrong path (a log, a
+ * device) makes Herald read. */
+#define CONFIG_MAX_BYTES (4 << 20)
+
+/*
+ * Only UTF-8 text (no NUL) reaches libfyaml: Debian 12's libfyaml 0.8 never
+ * returns from a directive line holding a byte that is not UTF-8 ("%\x80":
+ * found by fuzz/fuzz_config.c), and YAML streams are Unicode text anyway.
+ * text[len] must be '\0'.
+ */
+static json_t *parse_text(const char *text, size_t len, const char *what, struct hr_err *err)
+{
+	size_t bad = hr_utf8_check(text, len);
+	if (bad < len) {
+		size_t line = 1;
+		for (size_t i = 0; i < bad; i++)
+			line += text[i] == '\n';
+		hr_fail(err, HR_EINVAL, what, "%s is not UTF-8 text (line %zu, byte %zu)", what,
+		        line, bad + 1);
+		return NULL;
+	}
+	struct fy_parse_cfg cfg = {.flags = FYPCF_DEFAULT_DOC};
+	return from_fy(fy_document_build_from_string(&cfg, text, len), what, err);
+}
+
 json_t *hr_config_load(const char *path, struct hr_err *err)
 {
 	FILE *f = fopen(path, "r");
@@ -46,15 +71,40 @@ json_t *hr_config_load(const char *path, struct hr_err *err)
 		hr_fail(err, HR_EIO, "config", "cannot open %s: %s", path, strerror(errno));
 		return NULL;
 	}
+	char *text = malloc(CONFIG_MAX_BYTES + 1);
+	size_t len = text ? fread(text, 1, CONFIG_MAX_BYTES + 1, f) : 0;
+	int rerr = ferror(f);
 	fclose(f);
-	struct fy_parse_cfg cfg = {.flags = FYPCF_DEFAULT_DOC};
-	return from_fy(fy_document_build_from_file(&cfg, path), path, err);
+	if (!text) {
+		hr_fail(err, HR_ENOMEM, "config", "out of memory");
+		return NULL;
+	}
+	json_t *root = NULL;
+	if (rerr)
+		hr_fail(err, HR_EIO, "config", "cannot read %s", path);
+	else if (len > CONFIG_MAX_BYTES)
+		hr_fail(err, HR_ELIMIT, "config", "%s is larger than %d MiB", path,
+		        CONFIG_MAX_BYTES >> 20);
+	else {
+		text[len] = '\0';
+		root = parse_text(text, len, path, err);
+	}
+	free(text);
+	return root;
 }
 
 json_t *hr_config_parse(const char *text, size_t len, struct hr_err *err)
 {
-	struct fy_parse_cfg cfg = {.flags = FYPCF_DEFAULT_DOC};
-	return from_fy(fy_document_build_from_string(&cfg, text, len), "config", err);
+	char *copy = malloc(len + 1);
+	if (!copy) {
+		hr_fail(err, HR_ENOMEM, "config", "out of memory");
+		return NULL;
+	}
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	json_t *root = parse_text(copy, len, "config", err);
+	free(copy);
+	return root;
 }
 
 json_t *hr_cfg_get(json_t *root, const char *path)

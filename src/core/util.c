@@ -127,6 +127,19 @@ static size_t utf8_seq(const unsigned char *p)
 	return n;
 }
 
+size_t hr_utf8_check(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	for (size_t i = 0; i < len;) {
+		/* utf8_seq stops at s[len] ('\0' is never a continuation byte). */
+		size_t n = p[i] ? utf8_seq(p + i) : 0;
+		if (n == 0 || n > len - i)
+			return i;
+		i += n;
+	}
+	return len;
+}
+
 size_t hr_utf8_copy(char *dst, const char *src, size_t size)
 {
 	if (size == 0)

@@ -124,8 +124,10 @@ static void test_url_rules(void **state)
 {
 	(void)state;
 	struct hr_err err;
-	json_t *cfg = hr_config_parse("callbacks: {allowed_origins: [\"http://127.0.0.1:9999\"]}\n",
-	                              57, &err);
+	/* The text's length without its terminating NUL: a NUL is not YAML and
+	 * hr_config_parse refuses it. */
+	const char *yaml = "callbacks: {allowed_origins: [\"http://127.0.0.1:9999\"]}\n";
+	json_t *cfg = hr_config_parse(yaml, strlen(yaml), &err);
 	assert_non_null(cfg);
 	struct callback_policy p;
 	assert_int_equal(callback_policy_init(&p, cfg, &err), 0);

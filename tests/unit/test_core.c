@@ -347,6 +347,37 @@ static void test_config_yaml(void **state)
 	assert_null(hr_config_parse("a: [1, 2", 8, &err));
 	assert_int_equal(err.code, HR_EINVAL);
 	assert_null(hr_config_parse("- just\n- a list\n", 16, &err));
+
+	/* Bytes that are not UTF-8 (or a NUL) are refused before libfyaml,
+	 * which never returned from such a byte in a directive
+	 * (fuzz/regress/config/directive-not-utf8): the answer names the line. */
+	static const struct {
+		const char *text;
+		size_t len;
+		const char *msg;
+	} bad[] = {
+	    {"%\x80", 2, "config is not UTF-8 text (line 1, byte 2)"},
+	    {"a: 1\n%A\xff\xfe", 9, "config is not UTF-8 text (line 2, byte 8)"},
+	    {"a: \"\xc3\"\n", 7, "config is not UTF-8 text (line 1, byte 5)"},
+	    {"a: 1\n\0b: 2\n", 11, "config is not UTF-8 text (line 2, byte 6)"},
+	    {"a: \xed\xa0\x80\n", 7, "config is not UTF-8 text (line 1, byte 4)"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		hr_err_clear(&err);
+		assert_null(hr_config_parse(bad[i].text, bad[i].len, &err));
+		assert_int_equal(err.code, HR_EINVAL);
+		assert_string_equal(err.msg, bad[i].msg);
+	}
+	/* Directives and non-ASCII text that is UTF-8 still load. */
+	const char *ok = "%YAML 1.2\n---\nname: \"Caf\xc3\xa9 \xe2\x82\xac\"\n";
+	hr_err_clear(&err);
+	c = hr_config_parse(ok, strlen(ok), &err);
+	assert_non_null(c);
+	assert_string_equal(hr_cfg_str(c, "name", NULL, &err), "Caf\xc3\xa9 \xe2\x82\xac");
+	json_decref(c);
+	assert_int_equal(hr_utf8_check("ab\xc3\xa9", 4), 4);
+	assert_int_equal(hr_utf8_check("ab\xc3\xa9", 3), 2); /* cut inside a character */
+	assert_int_equal(hr_utf8_check("", 0), 0);
 }
 
 static void test_secrets(void **state)

@@ -146,6 +146,38 @@ static void test_verify(void **state)
 			fail_msg("case %zu: %d %s", i, rc, msg);
 		free(t);
 	}
+	/* Dates beyond year 9999 are refused, not converted
+	 * (fuzz/regress/jwt/exp-overflow: exp in microseconds overflowed int64). */
+	static const struct {
+		const char *claim, *json, *reason;
+	} dates[] = {
+	    {"exp", "410244480000000", "exp claim is not a date"},
+	    {"exp", "9.2e18", "exp claim is not a date"},
+	    {"exp", "-1e300", "exp claim is not a date"},
+	    {"exp", "\"4102444800\"", "exp claim is not a date"},
+	    {"exp", "253402300799", NULL}, /* 9999-12-31T23:59:59Z: accepted */
+	    {"nbf", "1e19", "nbf claim is not a date"},
+	};
+	for (size_t i = 0; i < sizeof dates / sizeof *dates; i++) {
+		jwt_t *jt;
+		assert_int_equal(jwt_new(&jt), 0);
+		char grants[256];
+		snprintf(grants, sizeof grants,
+		         "{\"tenant\":\"acme\",\"aud\":\"herald\",\"iss\":\"idp\",\"%s\":%s%s}",
+		         dates[i].claim, dates[i].json,
+		         strcmp(dates[i].claim, "exp") ? ",\"exp\":4102444800" : "");
+		assert_int_equal(jwt_add_grants_json(jt, grants), 0);
+		assert_int_equal(jwt_set_alg(jt, JWT_ALG_HS256, (const unsigned char *)SECRET,
+		                             (int)strlen(SECRET)),
+		                 0);
+		t = jwt_encode_str(jt);
+		jwt_free(jt);
+		assert_non_null(t);
+		int rc = verify(j, t, &w, msg, sizeof msg);
+		if (dates[i].reason ? (rc != HR_EAUTH || !strstr(msg, dates[i].reason)) : rc != 0)
+			fail_msg("date %zu: %d %s", i, rc, msg);
+		free(t);
+	}
 	static const char *const junk[] = {"a.b.c",
 	                                   "....",
 	                                   "eyJhbGciOiJub25lIn0.eyJ0ZW5hbnQiOiJhY21lIn0.",

@@ -636,6 +636,11 @@ static void test_parse_send_table(void **state)
 	    {429, "{\"code\":20429,\"message\":\"Too Many Requests\",\"status\":429}", "2",
 	     OUTCOME_RATE_LIMITED, "20429", "Too Many", "", false, false, 2000000},
 	    {429, "", NULL, OUTCOME_RATE_LIMITED, "http_429", "HTTP 429", "", false, false, 0},
+	    /* An HTTP date years ahead (fuzz/regress/twilio/retry-after-year-overflow:
+	     * it overflowed int64 microseconds): capped at a day. */
+	    {429, "{\"code\":20429,\"message\":\"Too Many Requests\",\"status\":429}",
+	     "Wed, 21 Oct 1302072 07:28:00 GMT", OUTCOME_RATE_LIMITED, "20429", "Too Many", "",
+	     false, false, 86400LL * 1000000},
 	    {429, "{\"code\":14107,\"message\":\"SMS send rate limit exceeded\"}", NULL,
 	     OUTCOME_RATE_LIMITED, "14107", "rate limit", "", false, false, 0},
 	    {429, "{\"code\":30001,\"message\":\"Queue overflow\"}", NULL, OUTCOME_RATE_LIMITED,
