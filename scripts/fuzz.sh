@@ -7,12 +7,12 @@
 # fails the step and leaves the input in $BUILD/fuzz-artifacts/.
 #
 # Usage: scripts/fuzz.sh [target...]   (default: all)
-# Environment: FUZZ_SECONDS (new fuzzing per target, default 5), FUZZ_JOBS
+# Environment: FUZZ_SECONDS (new fuzzing per target, default 3), FUZZ_JOBS
 # (targets run at once, default 2), BUILD (default build-fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build-fuzz}
-SECS=${FUZZ_SECONDS:-5}
+SECS=${FUZZ_SECONDS:-3}
 JOBS=${FUZZ_JOBS:-2}
 
 CC=clang CXX=clang++ cmake -S . -B "$BUILD" -DHERALD_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null

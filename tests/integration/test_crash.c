@@ -1,5 +1,5 @@
 /*
- * test_crash.c - `kill -9` of the server in the middle of 5,000 messages,
+ * test_crash.c - `kill -9` of the server in the middle of 2,000 messages,
  * then a restart on the same database: every message that was answered 202
  * reaches a final state and none is lost (at-least-once: a message whose
  * send was in flight at the kill may reach the provider twice). A SIGTERM
@@ -18,7 +18,7 @@
 
 #include "harness.h"
 
-#define TOTAL 5000
+#define TOTAL 2000
 #define PER 100
 
 static struct world W;
