@@ -92,8 +92,7 @@ static int name_check(json_t *v, const char *field, char *out, size_t size, stru
 	return 0;
 }
 
-/* 422 naming the first key of o not in allowed. */
-static int keys_check(json_t *o, const char *const *allowed, struct hr_err *err)
+int api_keys_check(json_t *o, const char *const *allowed, struct hr_err *err)
 {
 	const char *k;
 	json_t *v;
@@ -189,7 +188,7 @@ enum MHD_Result api_tenants_post(struct api_req *r)
 	struct tenant_info t = {0};
 	struct hr_err err;
 	hr_err_clear(&err);
-	int rc = keys_check(o, allowed, &err);
+	int rc = api_keys_check(o, allowed, &err);
 	if (!rc)
 		rc = id_check(json_object_get(o, "id"), "id", t.id, sizeof t.id, &err);
 	if (!rc)
@@ -300,7 +299,7 @@ enum MHD_Result api_units_post(struct api_req *r)
 	hr_strlcpy(u.tenant_id, r->path_tenant, sizeof u.tenant_id);
 	struct hr_err err;
 	hr_err_clear(&err);
-	int rc = keys_check(o, allowed, &err);
+	int rc = api_keys_check(o, allowed, &err);
 	if (!rc)
 		rc = id_check(json_object_get(o, "id"), "id", u.id, sizeof u.id, &err);
 	if (!rc)
@@ -416,7 +415,7 @@ enum MHD_Result api_keys_post(struct api_req *r)
 	hr_strlcpy(k.tenant_id, r->path_tenant, sizeof k.tenant_id);
 	struct hr_err err;
 	hr_err_clear(&err);
-	int rc = keys_check(o, allowed, &err);
+	int rc = api_keys_check(o, allowed, &err);
 	unsigned scopes = 0;
 	json_t *sc = json_object_get(o, "scopes");
 	if (!rc) {

@@ -252,6 +252,9 @@ json_t *api_error_json(const char *code, const char *message, const char *field)
  * buf as valid UTF-8, cut on a character boundary (hr_utf8_copy); returns
  * buf, so it can stand in an argument list. */
 const char *api_clip(char *buf, size_t size, const char *s);
+/* HR_EINVAL naming the first key of the object o not in allowed (a
+ * NULL-terminated list): "unknown field 'x'" (the name clipped). */
+int api_keys_check(json_t *o, const char *const *allowed, struct hr_err *err);
 /* Account ids as tenants see them (channels.c): the tenant's account called
  * name (its own config account, or one it created, stored as
  * "<tenant>~<name>"), or NULL; and the name a tenant sees for a global id. */

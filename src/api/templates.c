@@ -216,19 +216,9 @@ static int template_from(json_t *root, struct template_row *t, struct hr_err *er
 	    "channel",          "name",          "language",        "body",
 	    "header",           "buttons",       "regulatory",      "route",
 	    "fallback_after_s", "fallback_text", "delivery_policy", NULL};
-	const char *k;
-	json_t *v;
-	json_object_foreach(root, k, v)
-	{
-		const char *const *p;
-		for (p = allowed; *p && strcmp(*p, k) != 0; p++)
-			;
-		if (!*p) {
-			char clip[64];
-			return hr_fail(err, HR_EINVAL, api_clip(clip, sizeof clip, k),
-			               "unknown field '%s'", clip);
-		}
-	}
+	int rc = api_keys_check(root, allowed, err);
+	if (rc)
+		return rc;
 	const char *ch = json_string_value(json_object_get(root, "channel"));
 	if (!ch || !channel_find(ch))
 		return hr_fail(err, HR_EINVAL, "channel",
@@ -245,7 +235,7 @@ static int template_from(json_t *root, struct template_row *t, struct hr_err *er
 	if (!body || !*body || strlen(body) > TEMPLATE_BODY_MAX)
 		return hr_fail(err, HR_EINVAL, "body", "body must be text of 1..%d bytes",
 		               TEMPLATE_BODY_MAX);
-	int rc = template_param_count(body, &t->param_count, err);
+	rc = template_param_count(body, &t->param_count, err);
 	if (rc) {
 		hr_strlcpy(err->field, "body", sizeof err->field);
 		return rc;

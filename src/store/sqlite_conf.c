@@ -288,16 +288,9 @@ int sq_template_upsert(struct store *st, const struct template_row *t, struct hr
 	if (!t || !t->tenant_id[0] || !t->channel[0] || !t->name[0])
 		return hr_fail(err, HR_EINVAL, "template",
 		               "template needs tenant, channel and name");
-	if (t->config && *t->config) {
-		json_error_t jerr;
-		json_t *cfg = json_loads(t->config, JSON_REJECT_DUPLICATES, &jerr);
-		bool parsed = cfg != NULL, object = json_is_object(cfg);
-		json_decref(cfg);
-		if (!object)
-			return hr_fail(err, HR_EINVAL, "template.config",
-			               "template config is not a JSON object%s%s",
-			               parsed ? "" : ": ", parsed ? "" : jerr.text);
-	}
+	int crc = store_template_config_check(t, err);
+	if (crc)
+		return crc;
 	struct job_conf c = {.j = {.run = run_template}, .row = t};
 	return wr_run_blocking(&((struct sq_store *)st)->wr, &c.j, err);
 }

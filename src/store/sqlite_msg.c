@@ -446,6 +446,22 @@ int sq_message_list(struct store *st, const char *tenant_id, const struct msg_fi
 	return 0;
 }
 
+/* Steps q, (status, n) rows, into counts and gives the reader back. */
+static int read_status_counts(struct sq_store *s, struct sq_reader *r, sqlite3_stmt *q,
+                              int64_t counts[MSG__COUNT])
+{
+	int rc = 0, src;
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		int status = sqlite3_column_int(q, 0);
+		if (status >= 0 && status < MSG__COUNT)
+			counts[status] = sqlite3_column_int64(q, 1);
+	}
+	if (src != SQLITE_DONE)
+		rc = sq_fail(r->db, src, NULL, NULL);
+	sq_reader_put(s, r);
+	return rc;
+}
+
 int sq_message_counts(struct store *st, const char *tenant_id, int64_t counts[MSG__COUNT])
 {
 	struct sq_store *s = (struct sq_store *)st;
@@ -464,16 +480,7 @@ int sq_message_counts(struct store *st, const char *tenant_id, int64_t counts[MS
 	}
 	if (tenant_id)
 		sqlite3_bind_text(q, 1, tenant_id, -1, SQLITE_STATIC);
-	int src;
-	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-		int status = sqlite3_column_int(q, 0);
-		if (status >= 0 && status < MSG__COUNT)
-			counts[status] = sqlite3_column_int64(q, 1);
-	}
-	if (src != SQLITE_DONE)
-		rc = sq_fail(r->db, src, NULL, NULL);
-	sq_reader_put(s, r);
-	return rc;
+	return read_status_counts(s, r, q, counts);
 }
 
 int sq_message_gauges(struct store *st, int64_t counts[MSG__COUNT])
@@ -490,16 +497,7 @@ int sq_message_gauges(struct store *st, int64_t counts[MSG__COUNT])
 		sq_reader_put(s, r);
 		return HR_EIO;
 	}
-	int src;
-	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-		int status = sqlite3_column_int(q, 0);
-		if (status >= 0 && status < MSG__COUNT)
-			counts[status] = sqlite3_column_int64(q, 1);
-	}
-	if (src != SQLITE_DONE)
-		rc = sq_fail(r->db, src, NULL, NULL);
-	sq_reader_put(s, r);
-	return rc;
+	return read_status_counts(s, r, q, counts);
 }
 
 int sq_next_due(struct store *st, const char *account_id, int64_t *due_at)

@@ -66,11 +66,8 @@ void template_row_clear(struct template_row *t)
 	memset(t, 0, sizeof *t);
 }
 
-int store_template_check(const struct template_row *t, struct hr_err *err)
+int store_template_config_check(const struct template_row *t, struct hr_err *err)
 {
-	if (!t || !t->tenant_id[0] || !t->channel[0] || !t->name[0] || !t->language[0])
-		return hr_fail(err, HR_EINVAL, "template",
-		               "template needs tenant, channel, name and language");
 	if (t->config && *t->config) {
 		json_error_t jerr;
 		json_t *cfg = json_loads(t->config, JSON_REJECT_DUPLICATES, &jerr);
@@ -82,6 +79,14 @@ int store_template_check(const struct template_row *t, struct hr_err *err)
 			               parsed ? "" : ": ", parsed ? "" : jerr.text);
 	}
 	return 0;
+}
+
+int store_template_check(const struct template_row *t, struct hr_err *err)
+{
+	if (!t || !t->tenant_id[0] || !t->channel[0] || !t->name[0] || !t->language[0])
+		return hr_fail(err, HR_EINVAL, "template",
+		               "template needs tenant, channel, name and language");
+	return store_template_config_check(t, err);
 }
 
 int store_audit_check(const struct audit_row *a, struct hr_err *err)

@@ -957,6 +957,9 @@ struct store_ops {
 /* For backends: a template write's key parts and config (a JSON object
  * or NULL), and an audit row's required fields (NULL is fine). 0 or
  * HR_EINVAL naming the field. */
+/* The template's config, when it has one, must be a JSON object: adapters
+ * parse it at send time, where a broken one could only fail every message. */
+int store_template_config_check(const struct template_row *t, struct hr_err *err);
 int store_template_check(const struct template_row *t, struct hr_err *err);
 int store_audit_check(const struct audit_row *a, struct hr_err *err);
 
