@@ -32,7 +32,12 @@ struct lim_stripe {
 	struct lim_entry *e;
 	uint32_t *head; /* nhead chains */
 	uint32_t nhead, cap, used;
-	uint32_t free; /* free list of entries */
+	uint32_t free; /* free list of entries given back (forget, eviction) */
+	/* Entries [bump, cap) were never used: taken in order before the free
+	 * list runs dry, and e grows (doubling, up to cap) only as they are, so
+	 * a table sized for the bound costs memory for the buckets it has held
+	 * (65,536 allocated up front were 8.5 MB resident at start). */
+	uint32_t bump, alloc;
 };
 
 struct limiter {
@@ -63,9 +68,8 @@ int limiter_new(size_t max_entries, struct limiter **out)
 	for (int i = 0; i < LIMITER_STRIPES; i++) {
 		struct lim_stripe *s = &l->s[i];
 		pthread_mutex_init(&s->lock, NULL);
-		s->e = calloc(cap, sizeof *s->e);
 		s->head = malloc(nhead * sizeof *s->head);
-		if (!s->e || !s->head) {
+		if (!s->head) {
 			limiter_free(l);
 			return HR_ENOMEM;
 		}
@@ -73,9 +77,8 @@ int limiter_new(size_t max_entries, struct limiter **out)
 		s->nhead = nhead;
 		for (uint32_t k = 0; k < nhead; k++)
 			s->head[k] = NIL;
-		for (uint32_t k = 0; k < cap; k++)
-			s->e[k].next = k + 1 < cap ? k + 1 : NIL;
-		s->free = 0;
+		s->free = NIL;
+		s->bump = 0;
 	}
 	atomic_init(&l->evictions, 0);
 	*out = l;
@@ -153,7 +156,7 @@ static void refill(struct lim_entry *e, int64_t now_us)
 static void evict_one(struct limiter *l, struct lim_stripe *s, int64_t now_us)
 {
 	uint32_t best = NIL, best_full = NIL;
-	for (uint32_t k = 0; k < s->cap; k++) {
+	for (uint32_t k = 0; k < s->bump; k++) {
 		struct lim_entry *e = &s->e[k];
 		if (!e->name[0])
 			continue;
@@ -196,11 +199,32 @@ int64_t limiter_take(struct limiter *l, const char *name, const struct limiter_r
 	pthread_mutex_lock(&s->lock);
 	uint32_t k = find(s, h, key, NULL);
 	if (k == NIL) {
-		if (s->free == NIL)
+		if (s->free == NIL && s->bump == s->cap) {
 			evict_one(l, s, now_us);
-		k = s->free;
+			if (s->free == NIL) { /* a full stripe always has one to evict */
+				pthread_mutex_unlock(&s->lock);
+				return 0;
+			}
+		}
+		if (s->free != NIL) {
+			k = s->free;
+			s->free = s->e[k].next;
+		} else {
+			if (s->bump == s->alloc) {
+				uint32_t n = s->alloc ? s->alloc * 2 : 8;
+				if (n > s->cap)
+					n = s->cap;
+				struct lim_entry *ne = realloc(s->e, n * sizeof *ne);
+				if (!ne) { /* out of memory: let the request through */
+					pthread_mutex_unlock(&s->lock);
+					return 0;
+				}
+				s->e = ne;
+				s->alloc = n;
+			}
+			k = s->bump++;
+		}
 		struct lim_entry *e = &s->e[k];
-		s->free = e->next;
 		memcpy(e->name, key, sizeof e->name);
 		e->hash = h;
 		e->rate = rt;
