@@ -11,8 +11,9 @@ case "${1:-build}" in
   test) want+=(postgresql) ;;
   bench) want+=(wrk nginx-light sqlite3 postgresql) ;;
   # The libFuzzer targets (scripts/fuzz.sh): clang with its libFuzzer and
-  # sanitizer runtimes. Only the fuzzing step needs it.
-  fuzz) want+=(clang) ;;
+  # sanitizer runtimes (libclang-rt-14-dev is only recommended by clang-14,
+  # and we install without recommends). Only the fuzzing step needs them.
+  fuzz) want+=(clang libclang-rt-14-dev) ;;
 esac
 missing=()
 for p in "${want[@]}"; do
