@@ -885,6 +885,13 @@ int serve_main(int argc, char **argv)
 	accounts.grace_us = hr_cfg_int(cfg, "server.secret_grace_s", 300, 0, 86400, &err) * 1000000;
 	if (err.code)
 		goto out;
+	/* Accounts that fetch credentials in the background (RBM's access
+	 * tokens) get a few seconds to have them before the first sends. */
+	size_t unready = account_set_await_ready(&accounts, hr_mono_us() + 5000000);
+	if (unready)
+		hr_log(HR_LOG_WARN, "serve",
+		       "%zu account(s) have no provider credentials yet; their sends wait and retry",
+		       unready);
 	/* Lease expiry is the reconciler's, on its own thread. */
 	dopts.reconcile_every_us = 0;
 	if (dispatcher_start(st, &accounts, &dopts, &disp, &err) ||
