@@ -277,6 +277,8 @@ static const struct api_route_def api_routes[] = {
     {"/healthz", ROUTE_HEALTHZ, PUBLIC(api_healthz), NONE, NONE, "GET, HEAD"},
     {"/readyz", ROUTE_READYZ, PUBLIC(api_readyz), NONE, NONE, "GET, HEAD"},
     {"/metrics", ROUTE_METRICS, WIDE(api_metrics, SCOPE_METRICS_READ), NONE, NONE, "GET, HEAD"},
+    /* Public: documentation of routes whose existence is no secret. */
+    {"/openapi.json", ROUTE_OPENAPI, PUBLIC(api_openapi), NONE, NONE, "GET, HEAD"},
     {"/v1/messages", ROUTE_MESSAGES, TENANT(api_messages_list, SCOPE_MESSAGES_READ),
      TENANT(api_messages_post, SCOPE_MESSAGES_SEND), NONE, "GET, HEAD, POST"},
     {"/v1/messages:batch", ROUTE_MESSAGES_BATCH, NONE,
