@@ -149,6 +149,7 @@ enum api_route {
 	ROUTE_TEMPLATES,         /* GET list, POST create or update */
 	ROUTE_TEMPLATE,          /* GET, DELETE /v1/templates/{channel}/{name}/{language} */
 	ROUTE_OPENAPI,           /* GET /openapi.json (public) */
+	ROUTE_MESSAGES_EXPORT,   /* GET /v1/messages/export.csv */
 };
 
 struct api_req;
@@ -231,6 +232,12 @@ void api_upload_free(struct api_upload *u);
 const char *api_upload_path(const struct api_upload *u);
 const char *api_upload_filename(const struct api_upload *u);
 json_t *api_upload_fields(const struct api_upload *u);
+
+/* A CSV field (RFC 4180 quoting); text from outside (free_text) that starts
+ * like a formula gets a leading apostrophe (batch_export.c). */
+void api_csv_field(struct hr_buf *b, const char *s, bool free_text);
+/* GET /v1/messages/export.csv (messages_read.c). */
+enum MHD_Result api_messages_export_csv(struct api_req *r);
 
 /* ---- errors.c ---- */
 enum api_errkind {

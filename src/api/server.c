@@ -283,6 +283,8 @@ static const struct api_route_def api_routes[] = {
      TENANT(api_messages_post, SCOPE_MESSAGES_SEND), NONE, "GET, HEAD, POST"},
     {"/v1/messages:batch", ROUTE_MESSAGES_BATCH, NONE,
      TENANT(api_messages_batch, SCOPE_MESSAGES_SEND), NONE, "POST"},
+    {"/v1/messages/export.csv", ROUTE_MESSAGES_EXPORT,
+     TENANT(api_messages_export_csv, SCOPE_MESSAGES_READ), NONE, NONE, "GET, HEAD"},
     {"/v1/messages/{id}", ROUTE_MESSAGE, TENANT(api_message_get, SCOPE_MESSAGES_READ), NONE, NONE,
      "GET, HEAD"},
     {"/v1/suppressions", ROUTE_SUPPRESSIONS, WIDE(api_suppressions_list, SCOPE_MESSAGES_READ),

@@ -134,7 +134,8 @@ static void test_schema_migrations(void **state)
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 7", 1},
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 8", 1},
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 9", 1},
-	    {"SELECT count(*) FROM schema_migrations", 9},
+	    {"SELECT count(*) FROM schema_migrations WHERE version = 11", 1},
+	    {"SELECT count(*) FROM schema_migrations", 10},
 	    {"SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'message_claim'",
 	     1},
 	};
