@@ -456,9 +456,9 @@ static const char migration_8[] =
 static const char migration_10[] =
     "ALTER TABLE message ADD COLUMN idem_key text COLLATE \"C\";"
     "CREATE INDEX message_recipient ON message(tenant_id, recipient, id);"
-    "CREATE INDEX message_provider_tenant ON message(tenant_id, provider_id)"
+    "CREATE INDEX message_provider_tenant ON message(tenant_id, provider_id, id)"
     " WHERE provider_id IS NOT NULL;"
-    "CREATE INDEX message_idem ON message(tenant_id, idem_key) WHERE idem_key IS NOT NULL;"
+    "CREATE INDEX message_idem ON message(tenant_id, idem_key, id) WHERE idem_key IS NOT NULL;"
     "CREATE INDEX message_error ON message(tenant_id, error_code, id)"
     " WHERE error_code IS NOT NULL;"
     "UPDATE message m SET idem_key = x.k FROM ("
