@@ -30,6 +30,10 @@
 #include <jansson.h>
 
 #include "api/api_int.h"
+#include "core/crypto.h"
+
+#define TENANT_KEY "key-acme-0123456789"
+#define OPERATOR_KEY "key-operator-0123456789"
 
 /* A member's string, "" when absent or not a string. */
 static const char *jstr(json_t *o, const char *key)
@@ -439,6 +443,7 @@ struct env {
 	struct store *st;
 	struct account_set set;
 	struct api_server *srv;
+	char op_hash[1][65];
 	int port;
 };
 
@@ -454,6 +459,15 @@ static void env_start(struct env *e)
 	hr_err_clear(&err);
 	if (store_sqlite.open(path, &so, &e->st, &err) != 0)
 		fail_msg("store open: %s", err.msg);
+	/* Tenant acme with a key of every scope; an operator key. */
+	struct tenant_row t = {0};
+	hr_strlcpy(t.id, "acme", sizeof t.id);
+	hr_strlcpy(t.name, "Acme", sizeof t.name);
+	assert_int_equal(e->st->ops->tenant_upsert(e->st, &t, &err), 0);
+	char hash[65];
+	hr_sha256_hex(TENANT_KEY, strlen(TENANT_KEY), hash);
+	assert_int_equal(e->st->ops->api_key_put(e->st, "acme", hash, "test", &err), 0);
+	hr_sha256_hex(OPERATOR_KEY, strlen(OPERATOR_KEY), e->op_hash[0]);
 	if (account_set_load(e->st, &e->set, &err) != 0)
 		fail_msg("account_set_load: %s", err.msg);
 	struct api_opts o;
@@ -461,6 +475,8 @@ static void env_start(struct env *e)
 	o.port = 0;
 	o.store = e->st;
 	o.accounts = &e->set;
+	o.operator_hashes = (const char(*)[65])e->op_hash;
+	o.noperator = 1;
 	if (api_start(&o, &e->srv, &err) != 0)
 		fail_msg("api_start: %s", err.msg);
 	e->port = api_port(e->srv);
@@ -523,7 +539,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 	return size * n;
 }
 
-static struct got fetch(int port, const char *path, bool head, const char *if_none_match)
+static struct got fetch_as(int port, const char *path, bool head, const char *if_none_match,
+                           const char *key)
 {
 	struct got g = {0};
 	CURL *c = curl_easy_init();
@@ -534,6 +551,12 @@ static struct got fetch(int port, const char *path, bool head, const char *if_no
 	if (if_none_match) {
 		snprintf(inm, sizeof inm, "If-None-Match: %s", if_none_match);
 		h = curl_slist_append(h, inm);
+		assert_non_null(h);
+	}
+	char auth[128];
+	if (key) {
+		snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+		h = curl_slist_append(h, auth);
 		assert_non_null(h);
 	}
 	assert_int_equal(curl_easy_setopt(c, CURLOPT_URL, url), CURLE_OK);
@@ -549,6 +572,100 @@ static struct got fetch(int port, const char *path, bool head, const char *if_no
 	curl_slist_free_all(h);
 	curl_easy_cleanup(c);
 	return g;
+}
+
+static struct got fetch(int port, const char *path, bool head, const char *if_none_match)
+{
+	return fetch_as(port, path, head, if_none_match, NULL);
+}
+
+/* A value of a query parameter's schema the server can read. */
+static void sample_value(json_t *doc, json_t *schema, char *out, size_t size)
+{
+	if (json_object_get(schema, "$ref"))
+		schema = resolve(doc, jstr(schema, "$ref"));
+	json_t *e = json_object_get(schema, "enum");
+	const char *type = jstr(schema, "type");
+	if (json_is_array(e) && json_is_string(json_array_get(e, 0)))
+		snprintf(out, size, "%s", json_string_value(json_array_get(e, 0)));
+	else if (json_is_string(json_object_get(schema, "const")))
+		snprintf(out, size, "%s", jstr(schema, "const"));
+	else if (!strcmp(type, "integer"))
+		snprintf(out, size, "1");
+	else
+		snprintf(out, size, "x");
+}
+
+/*
+ * Every query parameter the document gives a GET route without path
+ * parameters is one the server takes: asked with it, the server never
+ * answers "unknown query parameter" naming it (a value it refuses is fine:
+ * the parameter is known). Each route is asked as the credential it admits
+ * (an operator for operator routes, a tenant's key of every scope else).
+ * And every such route refuses a parameter it does not take, so a client's
+ * misspelt filter is an error, never a silently wider answer.
+ */
+static void test_query_params_known(void **state)
+{
+	(void)state;
+	json_t *doc = load_doc();
+	struct env e;
+	env_start(&e);
+	int asked = 0;
+	const char *path;
+	json_t *item;
+	json_object_foreach(json_object_get(doc, "paths"), path, item)
+	{
+		json_t *opn = json_object_get(item, "get");
+		if (!opn || strchr(path, '{'))
+			continue;
+		const char *key = !strcmp(jstr(opn, "x-herald-access"), "operator") ? OPERATOR_KEY
+		                  : json_object_get(opn, "x-herald-access")         ? TENANT_KEY
+		                                                                    : NULL;
+		size_t i;
+		json_t *prm;
+		json_array_foreach(json_object_get(opn, "parameters"), i, prm)
+		{
+			if (json_object_get(prm, "$ref"))
+				prm = resolve(doc, jstr(prm, "$ref"));
+			if (strcmp(jstr(prm, "in"), "query") != 0)
+				continue;
+			const char *name = jstr(prm, "name");
+			char v[64], url[256];
+			sample_value(doc, json_object_get(prm, "schema"), v, sizeof v);
+			snprintf(url, sizeof url, "%s?%s=%s", path, name, v);
+			struct got g = fetch_as(e.port, url, false, NULL, key);
+			if (g.status == 401 || g.status == 403)
+				fail_msg("GET %s as its credential: %ld %s", url, g.status, g.body);
+			json_t *body = g.body ? json_loads(g.body, 0, NULL) : NULL;
+			json_t *err = json_object_get(body, "error");
+			if (g.status == 422 && !strcmp(jstr(err, "field"), name) &&
+			    strstr(jstr(err, "message"), "unknown query parameter"))
+				fail_msg(
+				    "GET %s: the document names query parameter %s, the server "
+				    "does not take it",
+				    path, name);
+			json_decref(body);
+			free(g.body);
+			asked++;
+		}
+		/* The check itself: a parameter no route takes is refused. */
+		char url[256];
+		snprintf(url, sizeof url, "%s?no_such_param=1", path);
+		struct got g = fetch_as(e.port, url, false, NULL, key);
+		if (!strcmp(path, "/healthz") || !strcmp(path, "/readyz") ||
+		    !strcmp(path, "/metrics")) {
+			free(g.body); /* these read no query at all */
+			continue;
+		}
+		if (g.status != 422 || !strstr(g.body, "no_such_param"))
+			fail_msg("GET %s: an unknown query parameter answered %ld %s", path,
+			         g.status, g.body ? g.body : "");
+		free(g.body);
+	}
+	assert_true(asked >= 40);
+	env_stop(&e);
+	json_decref(doc);
 }
 
 static void test_served_with_etag(void **state)
@@ -614,7 +731,7 @@ int main(void)
 	    cmocka_unit_test(test_is_openapi_31),    cmocka_unit_test(test_refs_resolve),
 	    cmocka_unit_test(test_routes_match),     cmocka_unit_test(test_error_codes_match),
 	    cmocka_unit_test(test_operation_errors), cmocka_unit_test(test_no_stray_codes),
-	    cmocka_unit_test(test_served_with_etag),
+	    cmocka_unit_test(test_served_with_etag), cmocka_unit_test(test_query_params_known),
 	};
 	int rc = cmocka_run_group_tests_name("openapi", tests, NULL, NULL);
 	curl_global_cleanup();
