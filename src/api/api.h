@@ -118,4 +118,19 @@ size_t api_route_count(void);
 /* 0, or HR_ENOTFOUND past the end. */
 int api_route_info(size_t i, struct api_route_info *out);
 
+/* Every error code the API answers with (errors.c), as tests and the
+ * OpenAPI check (tests/unit/test_openapi.c) enumerate them. */
+struct api_error_info {
+	const char *code;        /* "invalid" */
+	int http;                /* 422 */
+	const char *description; /* what it means, for the document */
+};
+size_t api_error_code_count(void);
+/* 0, or HR_ENOTFOUND past the end. */
+int api_error_code_info(size_t i, struct api_error_info *out);
+
+/* The OpenAPI 3.1 document served at GET /openapi.json (api/openapi.json,
+ * embedded at build time): its bytes (not NUL-terminated) and length. */
+const unsigned char *api_openapi_doc(size_t *len);
+
 #endif

@@ -470,7 +470,13 @@ int pg_read(struct pg_store *s, enum pg_slot slot, int list_mask, const char *sq
 		struct pg_conn *c;
 		if ((rc = pg_reader_get(s, &c)))
 			return rc;
-		if (list_mask >= 0) {
+		if (list_mask >= PG_LIST_VARIANTS) {
+			/* A search's combination: the unnamed statement, planned
+			 * for this call, so no connection keeps one per
+			 * combination a client can ask for. */
+			bool once = false;
+			rc = pg_exec_named(c, "", &once, sql, p, out, NULL, NULL);
+		} else if (list_mask >= 0) {
 			char name[16];
 			snprintf(name, sizeof name, "l%d", list_mask);
 			rc = pg_exec_named(c, name, &c->list_prep[list_mask], sql, p, out, NULL,
