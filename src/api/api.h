@@ -81,6 +81,9 @@ struct api_opts {
 	 * provider origins only. */
 	struct account_set *accounts;
 	struct dispatcher *dispatcher; /* may be NULL (api-only role) */
+	/* External data sources (plugins/datasource.h) campaigns may read
+	 * from (POST /v1/batches {"source", "query"}); borrowed, NULL: none. */
+	struct ds_registry *datasources;
 	/* Callbacks to client systems (webhooks/callbacks.h): which URLs a
 	 * tenant may name and each tenant's URL and secret; borrowed. */
 	const struct callback_policy *callback_policy;

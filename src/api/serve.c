@@ -18,6 +18,7 @@
 #include "core/template.h"
 #include "dispatch/reconciler.h"
 #include "obs/metrics.h"
+#include "plugins/datasource.h"
 
 struct serve_args {
 	const char *config;
@@ -852,6 +853,7 @@ int serve_main(int argc, char **argv)
 	struct reconciler *rec = NULL;
 	struct api_server *srv = NULL;
 	struct secret_watch *sw = NULL;
+	struct ds_registry *dsr = NULL;
 	char(*ophash)[65] = NULL;
 	char host[128], mhost[128];
 	int status = 1;
@@ -870,6 +872,17 @@ int serve_main(int argc, char **argv)
 	    serve_retention_opts(cfg, &ropts, &err))
 		goto out;
 	raise_fd_limit(&aopts);
+	{
+		/* data_sources: checked (and their passwords read) now; they
+		 * connect on first use. */
+		char derr[512];
+		struct config c = {.root = cfg};
+		if (ds_registry_open(&c, &dsr, derr, sizeof derr) != 0) {
+			hr_fail(&err, HR_EINVAL, "data_sources", "%s", derr);
+			goto out;
+		}
+		aopts.datasources = dsr;
+	}
 	if (channel_policy_init(&policy, cfg, &err) || callback_policy_init(&cbpolicy, cfg, &err) ||
 	    callback_tenants_load(cfg, &policy, &cbpolicy, &cbt, &ncbt, &err) ||
 	    open_store(cfg, &a, &st, &err) ||
@@ -940,6 +953,7 @@ out:
 	if (err.code)
 		report("serve", &err);
 	api_stop(srv);
+	ds_registry_close(dsr);
 	secret_watch_stop(sw);
 	free(ophash);
 	callbacks_stop(cbs);
