@@ -876,8 +876,7 @@ int serve_main(int argc, char **argv)
 		/* data_sources: checked (and their passwords read) now; they
 		 * connect on first use. */
 		char derr[512];
-		struct config c = {.root = cfg};
-		if (ds_registry_open(&c, &dsr, derr, sizeof derr) != 0) {
+		if (ds_registry_open((const struct config *)cfg, &dsr, derr, sizeof derr) != 0) {
 			hr_fail(&err, HR_EINVAL, "data_sources", "%s", derr);
 			goto out;
 		}

@@ -51,15 +51,6 @@ char *hr_secret_resolve_ns(const char *ref, const char *env_prefix, const char *
                            const char *field, struct hr_err *err);
 
 /*
- * The loaded configuration as one handle, for subsystems opened from the
- * whole of it (src/plugins/datasource.h): root is hr_config_load()'s tree,
- * borrowed for the call.
- */
-struct config {
-	json_t *root;
-};
-
-/*
  * data_sources (src/plugins/datasource.h documents the keys): the checked
  * section, one entry per source, passwords resolved (env:/file:). Everything
  * is owned by the array; hr_ds_conf_free() wipes the passwords and frees it.

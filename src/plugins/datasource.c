@@ -234,7 +234,9 @@ int ds_registry_open(const struct config *cfg, struct ds_registry **out, char *e
 		return -1;
 	}
 	struct hr_err e = {0};
-	if (hr_cfg_data_sources(cfg ? cfg->root : NULL, &r->conf, &r->n, &e) != 0) {
+	/* cfg is the config's json_t root (datasource.h). */
+	json_t *root = (json_t *)(uintptr_t)cfg;
+	if (hr_cfg_data_sources(root, &r->conf, &r->n, &e) != 0) {
 		set_err(err, errlen, "%s", e.msg);
 		free(r);
 		return -1;

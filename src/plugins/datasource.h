@@ -54,7 +54,9 @@
 #include <stddef.h>
 
 struct ds_registry;
-struct config; /* src/core/config.h */
+/* The loaded config's root as hr_config_load() returned it (a json_t *,
+ * src/core/config.h), passed as this opaque type: (const struct config *)root. */
+struct config;
 
 /* Opens every configured source (no connection yet: they open on first use)
  * after checking the whole data_sources section. *out may be an empty

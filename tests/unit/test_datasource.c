@@ -97,9 +97,8 @@ static struct ds_registry *open_yaml(const char *yaml, char *err, size_t errlen)
 		snprintf(err, errlen, "%s", e.msg);
 		return NULL;
 	}
-	struct config cfg = {.root = root};
 	struct ds_registry *r = NULL;
-	int rc = ds_registry_open(&cfg, &r, err, errlen);
+	int rc = ds_registry_open((const struct config *)root, &r, err, errlen);
 	json_decref(root);
 	return rc == 0 ? r : NULL;
 }
