@@ -126,7 +126,8 @@ struct plugin_job *plugins_before_send_submit(struct plugins *p, const struct pl
 bool plugins_job_poll(struct plugin_job *j, int64_t now_mono, enum plugin_outcome *out, bool *skip,
                       char *reason, size_t reasonlen);
 int64_t plugins_job_deadline(const struct plugin_job *j);
-/* The caller is done with the job (a running one finishes on its own). */
+/* The caller is done with the job (a running one finishes on its own);
+ * its notify is never called after this returns. */
 void plugins_job_release(struct plugin_job *j);
 
 /* After-commit events (on_status / on_reply): queued, never waited for.

@@ -77,6 +77,7 @@ void plugins_job_release(struct plugin_job *j)
 		return;
 	struct plugins *p = j->host;
 	pthread_mutex_lock(&p->lock);
+	j->notify = NULL; /* never called once released */
 	job_unref_locked(j);
 	pthread_mutex_unlock(&p->lock);
 }
@@ -286,6 +287,11 @@ static void run_job(struct plugins *p, struct plugin_job *j)
 	j->outcome = o;
 	hr_strlcpy(j->reason, reason, sizeof j->reason);
 	j->state = JOB_DONE;
+	/* Done and notified at once: a caller that saw it done never misses
+	 * (nor, after releasing it, gets) the call. */
+	if (j->notify)
+		j->notify(j->notify_arg);
+	j->notify = NULL;
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -347,15 +353,12 @@ static void *worker_main(void *arg)
 				j->state = JOB_DONE;
 			}
 		}
-		void (*notify)(void *) = j->notify;
-		void *narg = j->notify_arg;
+		/* Under the lock: a caller that released the job (and may free
+		 * what notify reaches) is never called after. notify is quick. */
+		if (j->notify)
+			j->notify(j->notify_arg);
 		job_unref_locked(j);
 		pthread_cond_broadcast(&p->cond);
-		if (notify) {
-			pthread_mutex_unlock(&p->lock);
-			notify(narg);
-			pthread_mutex_lock(&p->lock);
-		}
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
