@@ -19,6 +19,7 @@
 #include "dispatch/reconciler.h"
 #include "obs/metrics.h"
 #include "plugins/datasource.h"
+#include "plugins/plugins.h"
 
 struct serve_args {
 	const char *config;
@@ -824,6 +825,12 @@ static void serve_accounts_changed(void *arg)
 	dispatcher_notify(arg);
 }
 
+/* /metrics' plugin series (metrics_set_extra). */
+static void serve_plugin_metrics(void *arg, struct hr_buf *b)
+{
+	plugins_metrics_render(arg, b);
+}
+
 int serve_main(int argc, char **argv)
 {
 	struct serve_args a;
@@ -853,8 +860,9 @@ int serve_main(int argc, char **argv)
 	struct reconciler *rec = NULL;
 	struct api_server *srv = NULL;
 	struct secret_watch *sw = NULL;
-	struct ds_registry *dsr = NULL;
 	char(*ophash)[65] = NULL;
+	struct ds_registry *ds = NULL;
+	struct plugins *plugins = NULL;
 	char host[128], mhost[128];
 	int status = 1;
 
@@ -872,16 +880,6 @@ int serve_main(int argc, char **argv)
 	    serve_retention_opts(cfg, &ropts, &err))
 		goto out;
 	raise_fd_limit(&aopts);
-	{
-		/* data_sources: checked (and their passwords read) now; they
-		 * connect on first use. */
-		char derr[512];
-		if (ds_registry_open((const struct config *)cfg, &dsr, derr, sizeof derr) != 0) {
-			hr_fail(&err, HR_EINVAL, "data_sources", "%s", derr);
-			goto out;
-		}
-		aopts.datasources = dsr;
-	}
 	if (channel_policy_init(&policy, cfg, &err) || callback_policy_init(&cbpolicy, cfg, &err) ||
 	    callback_tenants_load(cfg, &policy, &cbpolicy, &cbt, &ncbt, &err) ||
 	    open_store(cfg, &a, &st, &err) ||
@@ -889,6 +887,23 @@ int serve_main(int argc, char **argv)
 	    account_set_load_policy(st, &policy, &accounts, &err))
 		goto out;
 	account_set_public_url(&accounts, aopts.public_url);
+	/* Plugins (plugins/plugins.h): every .so of plugins.dir loaded and
+	 * checked now, or the start is refused naming the file. The data
+	 * sources they query first. struct config is the config's root. */
+	{
+		char dserr[512] = "";
+		if (ds_registry_open((const struct config *)cfg, &ds, dserr, sizeof dserr) != 0) {
+			hr_fail(&err, HR_EINVAL, "data_sources", "%s", dserr);
+			goto out;
+		}
+	}
+	/* Campaigns may read the sources too (POST /v1/batches {"source"}). */
+	aopts.datasources = ds;
+	if (plugins_load(cfg, ds, &plugins, &err))
+		goto out;
+	plugins_set_store(plugins, st);
+	metrics_set_extra(serve_plugin_metrics, plugins);
+	dopts.plugins = plugins;
 	/* Secret rotation (channel.h, secret_watch.c): a changed secret file is
 	 * noticed within secret_check_ms; a replaced account's secrets still
 	 * verify webhooks for secret_grace_s (0: never). */
@@ -915,6 +930,7 @@ int serve_main(int argc, char **argv)
 	aopts.accounts = &accounts;
 	aopts.dispatcher = disp;
 	aopts.applier = app;
+	aopts.plugins = plugins;
 	if (read_operator_keys(cfg, &ophash, &aopts.noperator, &err))
 		goto out;
 	aopts.operator_hashes = (const char(*)[65])ophash;
@@ -952,13 +968,15 @@ out:
 	if (err.code)
 		report("serve", &err);
 	api_stop(srv);
-	ds_registry_close(dsr);
 	secret_watch_stop(sw);
 	free(ophash);
 	callbacks_stop(cbs);
 	reconciler_stop(rec);
 	dispatcher_stop(disp);
 	applier_stop(app);
+	metrics_set_extra(NULL, NULL);
+	plugins_free(plugins);
+	ds_registry_close(ds);
 	callback_tenants_free(cbt, ncbt);
 	callback_policy_clear(&cbpolicy);
 	account_set_clear(&accounts);

@@ -543,6 +543,13 @@ static int record_one(struct store_tx *tx, const struct send_result *r)
 		u.error_code = code;
 		u.error_text = text;
 		break;
+	case SEND_SKIPPED:
+		type = "skipped";
+		u.status = MSG_CANCELLED;
+		u.set |= LC_SET_ERROR;
+		u.error_code = code;
+		u.error_text = text;
+		break;
 	case SEND_UNKNOWN:
 		/* The id the sender chose (RBM), so a late receipt finds it. */
 		type = "unknown_outcome";

@@ -212,15 +212,19 @@ struct msg_filter {
 
 /* Outcome of one send attempt, recorded by the dispatcher. */
 enum send_kind {
-	SEND_OK = 0,            /* provider accepted: status SENT, provider_id set */
-	SEND_RETRY = 1,         /* transient or rate limited: back to QUEUED at due_at */
-	SEND_FAILED = 2,        /* permanent: status FAILED with the provider's error */
+	SEND_OK = 0,     /* provider accepted: status SENT, provider_id set */
+	SEND_RETRY = 1,  /* transient or rate limited: back to QUEUED at due_at */
+	SEND_FAILED = 2, /* permanent: status FAILED with the provider's error */
 	/* The request was written and no answer came (timeout, connection
 	 * lost), and it may not be sent again (at_most_once, or its attempts
 	 * are spent): status UNKNOWN, never sent again by itself; a later
 	 * receipt settles it. provider_id, when given, is the id the sender
 	 * chose (RBM's messageId), so such a receipt finds the message. */
 	SEND_UNKNOWN = 3,
+	/* A plugin's before_send hook skipped it (plugins/plugins.h): status
+	 * CANCELLED with error_code/error_text saying which plugin and why,
+	 * event "skipped"; never sent. */
+	SEND_SKIPPED = 4,
 };
 
 struct send_result {
