@@ -135,6 +135,9 @@ struct bspec {
 	char *cb_url;      /* the batch's callback_url, heap; NULL: the tenant's */
 	char policy[16];   /* the batch's delivery_policy, "" for the default */
 	json_t *fallback;  /* route, fallback_after_s, fallback_text as given; NULL: none */
+	int doc_param;     /* a template's document header: the URL is this parameter
+	                    * (1-based) of each row; 0: no header */
+	char doc_filename[128]; /* the document's file name, "" for none */
 };
 
 static void bspec_free(struct bspec *b)
@@ -214,6 +217,18 @@ static json_t *row_request(const struct bspec *b, const char *to, const char *co
 		json_t *t = ps ? json_pack("{s:s, s:s, s:o}", "name", b->tname, "language", b->lang,
 		                           "parameters", ps)
 		               : NULL;
+		/* A document header whose link is one of the row's values (a
+		 * monthly statement): checked as a single send's header is. */
+		if (t && b->doc_param > 0 && b->doc_param <= b->nparams) {
+			json_t *h = json_pack("{s:s, s:s}", "type", "document", "url",
+			                      params[b->doc_param - 1]);
+			if (h && b->doc_filename[0])
+				json_object_set_new(h, "filename", json_string(b->doc_filename));
+			if (!h || json_object_set_new(t, "header", h) != 0) {
+				json_decref(t);
+				t = NULL;
+			}
+		}
 		rc = t ? json_object_set_new(o, "template", t) : -1;
 	}
 	if (rc == 0 && b->policy[0])
@@ -262,6 +277,9 @@ static int bspec_of(const struct api_server *s, const struct batch *bt, struct b
 	b->nparams = (int)json_integer_value(json_object_get(spec, "nparams"));
 	const char *pol = json_string_value(json_object_get(spec, "delivery_policy"));
 	hr_strlcpy(b->policy, pol ? pol : "", sizeof b->policy);
+	b->doc_param = (int)json_integer_value(json_object_get(spec, "document_param"));
+	const char *dfn = json_string_value(json_object_get(spec, "document_filename"));
+	hr_strlcpy(b->doc_filename, dfn ? dfn : "", sizeof b->doc_filename);
 	bool oom;
 	b->fallback = fallback_of(spec, &oom);
 	if (oom || (text && !(b->text = strdup(text))) || (cb && !(b->cb_url = strdup(cb)))) {
@@ -595,6 +613,8 @@ static const char *const post_keys[] = {
     "source",
     "query",
     "query_params",
+    "document_param",
+    "document_filename",
     NULL,
 };
 
@@ -769,6 +789,23 @@ static int parse_spec(struct api_req *r, json_t *root, struct vctx *v, const cha
 	if (v->b.nparams > BATCH_COLS_MAX)
 		return hr_fail(err, HR_ELIMIT, text ? "text" : "template",
 		               "at most %d placeholders", BATCH_COLS_MAX);
+	json_t *jdoc = json_object_get(root, "document_param");
+	const char *dfn = NULL;
+	if (jdoc && (text || !json_is_integer(jdoc) || json_integer_value(jdoc) < 1 ||
+	             json_integer_value(jdoc) > v->b.nparams))
+		return hr_fail(err, HR_EINVAL, "document_param",
+		               "document_param must be the number of one of the template's "
+		               "parameters (1 to %d): the one holding the document's link",
+		               v->b.nparams);
+	if ((rc = need_string(root, "document_filename", sizeof v->b.doc_filename - 1, &dfn, false,
+	                      err)))
+		return rc;
+	if (dfn && !jdoc)
+		return hr_fail(err, HR_EINVAL, "document_filename",
+		               "document_filename goes with "
+		               "document_param");
+	v->b.doc_param = jdoc ? (int)json_integer_value(jdoc) : 0;
+	hr_strlcpy(v->b.doc_filename, dfn ? dfn : "", sizeof v->b.doc_filename);
 	return 0;
 }
 
@@ -1476,6 +1513,11 @@ static void post_run(struct post_job *job)
 			json_object_set_new(spec, "callback_url", json_string(cb_url));
 		if (spec && v->b.policy[0])
 			json_object_set_new(spec, "delivery_policy", json_string(v->b.policy));
+		if (spec && v->b.doc_param)
+			json_object_set_new(spec, "document_param", json_integer(v->b.doc_param));
+		if (spec && v->b.doc_filename[0])
+			json_object_set_new(spec, "document_filename",
+			                    json_string(v->b.doc_filename));
 		if (spec && v->b.fallback)
 			json_object_update(spec, v->b.fallback);
 		if (spec && r->upload)

@@ -59,7 +59,13 @@ static int setup(void **state)
 	           "INSERT INTO customers SELECT g, '+4474005' || lpad(g::text, 5, '0'), "
 	           "'Ana ' || g, g * 1.5, CASE WHEN g <= 40 THEN 'north' ELSE 'south' END "
 	           "FROM generate_series(1, 60) g;"
-	           "CREATE TABLE secrets (x text); INSERT INTO secrets VALUES ('top');");
+	           "CREATE TABLE secrets (x text); INSERT INTO secrets VALUES ('top');"
+	           "CREATE TABLE statements (phone text, name text, month text, url text);"
+	           "INSERT INTO statements VALUES "
+	           "('+447400800001', 'Ana', '2026-11', 'https://files.example/s/11.pdf'),"
+	           "('+447400800002', 'Ben', '2026-11', 'https://files.example/s/12.pdf'),"
+	           "('+447400800003', 'Cat', '2026-11', 'https://files.example/s/13.pdf'),"
+	           "('+447400800001', 'Ana', '2026-10', 'https://files.example/s/01.pdf');");
 	/* 30 due payments: row 7's phone is not one, row 12 repeats row 1's. */
 	char sql[8192];
 	size_t n = (size_t)snprintf(sql, sizeof sql,
@@ -86,7 +92,7 @@ static int setup(void **state)
 		return -1;
 	}
 	setenv("DS_IT_BILLING_PW", "bill-pw", 1);
-	char extra[2048];
+	char extra[4096];
 	snprintf(
 	    extra, sizeof extra,
 	    "data_sources:\n"
@@ -104,12 +110,27 @@ static int setup(void **state)
 	    "<= ?1 ORDER BY id\"\n"
 	    "  - name: other_crm\n    driver: postgres\n    socket: \"%s\"\n    port: %d\n"
 	    "    database: herald\n    user: herald\n    tenants: [other]\n"
-	    "    queries:\n      all: \"SELECT x FROM secrets\"\n",
-	    pg.dir, pg.port, mdb.socket, pg.dir, pg.port);
-	world_init2(&W, NULL,
+	    "    queries:\n      all: \"SELECT x FROM secrets\"\n"
+	    "  - name: stmts\n    driver: postgres\n    socket: \"%s\"\n    port: %d\n"
+	    "    database: herald\n    user: herald\n    tenants: [acme]\n"
+	    "    queries:\n      month: \"SELECT phone, name, month, url FROM statements "
+	    "WHERE month = ?1 ORDER BY phone\"\n",
+	    pg.dir, pg.port, mdb.socket, pg.dir, pg.port, pg.dir, pg.port);
+	/* Statements: WhatsApp fails for 447400800001, whose statement then
+	 * goes by SMS. */
+	world_init2(&W,
+	            "      - id: acme-sms\n        channel: sms\n        base_url: @SIM@\n"
+	            "        account_sid: AC0123456789abcdef0123456789abcdef\n"
+	            "        auth_token: tw-token-123\n        from: \"+15005550006\"\n"
+	            "        rate_limit: 200\n",
 	            "      - {name: due_reminder, channel: whatsapp, language: en_GB,"
-	            " body: \"Hi {{1}}, {{2}} is due on {{3}}\"}\n",
-	            NULL, "    webhook_batch: 20\n", extra);
+	            " body: \"Hi {{1}}, {{2}} is due on {{3}}\"}\n"
+	            "      - {name: monthly_statement, channel: whatsapp, language: en_GB,"
+	            " body: \"Hi {{1}}, your {{2}} statement: {{3}}\", header: {type: document}}\n",
+	            "  sms:\n    seed: 3\n    sent_delay_ms: 5\n    delivered_delay_ms: 20\n",
+	            "    webhook_batch: 20\n    recipients:\n"
+	            "      \"447400800001\": {fate: failed}\n",
+	            extra);
 	world_start_sim(&W);
 	world_start_serve(&W);
 	return 0;
@@ -358,12 +379,112 @@ static void test_tenants_and_queries(void **state)
 	resp_free(&r);
 }
 
+/* Statements: each a WhatsApp template whose document header is the row's
+ * link (document_param), routed [whatsapp, sms]; the one WhatsApp fails
+ * for goes by SMS, whose text carries the link. */
+static json_t *messages_to(const char *channel, const char *to_enc)
+{
+	char path[200];
+	snprintf(path, sizeof path, "/v1/messages?channel=%s&to=%s&limit=10", channel, to_enc);
+	struct resp r = api_get(&W, path);
+	assert_int_equal(r.status, 200);
+	json_t *d = json_incref(json_object_get(r.json, "data"));
+	resp_free(&r);
+	return d;
+}
+
+static bool sms_delivered(struct world *w, void *arg)
+{
+	(void)w;
+	(void)arg;
+	json_t *d = messages_to("sms", "%2B447400800001");
+	bool ok = json_array_size(d) == 1 &&
+	          !strcmp(json_string_value(json_object_get(json_array_get(d, 0), "status")),
+	                  "delivered");
+	json_decref(d);
+	return ok;
+}
+
+static void test_statements_document_with_sms_fallback(void **state)
+{
+	(void)state;
+	struct resp r =
+	    api_post(&W, "/v1/batches",
+	             "{\"name\":\"November statements\",\"channel\":\"whatsapp\","
+	             "\"template\":{\"name\":\"monthly_statement\",\"language\":\"en_GB\"},"
+	             "\"params\":[\"name\",\"month\",\"url\"],\"document_param\":3,"
+	             "\"document_filename\":\"statement.pdf\","
+	             "\"route\":[\"whatsapp\",\"sms\"],\"source\":\"stmts\","
+	             "\"query\":\"month\",\"query_params\":[\"2026-11\"],\"start\":true}");
+	if (r.status != 201)
+		fail_msg("answered %ld: %s", r.status, r.body);
+	char id[64];
+	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(r.json, "id")));
+	assert_int_equal(rows_of(r.json, "total"), 3);
+	assert_int_equal(rows_of(r.json, "valid"), 3);
+	resp_free(&r);
+	assert_true(wait_until(sms_delivered, &W, NULL, 120));
+	/* The WhatsApp messages carried the statement as their document. */
+	char path[160];
+	snprintf(path, sizeof path, "/v1/batches/%s/messages?limit=100", id);
+	r = api_get(&W, path);
+	assert_int_equal(r.status, 200);
+	size_t i;
+	json_t *m;
+	int wa = 0;
+	json_array_foreach(json_object_get(r.json, "data"), i, m)
+	{
+		if (strcmp(json_string_value(json_object_get(m, "channel")), "whatsapp"))
+			continue;
+		wa++;
+		json_t *c = json_object_get(m, "content");
+		if (json_is_string(c))
+			c = json_loads(json_string_value(c), 0, NULL);
+		else
+			json_incref(c);
+		char *js = json_dumps(c, JSON_COMPACT);
+		assert_non_null(js);
+		assert_non_null(strstr(js, "\"document\""));
+		assert_non_null(strstr(js, "https://files.example/s/1"));
+		assert_non_null(strstr(js, "statement.pdf"));
+		free(js);
+		json_decref(c);
+	}
+	assert_int_equal(wa, 3);
+	resp_free(&r);
+	/* Exactly one SMS: to the recipient WhatsApp failed for, with the link. */
+	json_t *d = messages_to("sms", "%2B447400800001");
+	assert_int_equal(json_array_size(d), 1);
+	const char *body = json_string_value(json_object_get(json_array_get(d, 0), "body"));
+	assert_non_null(body);
+	assert_non_null(strstr(body, "https://files.example/s/11.pdf"));
+	json_decref(d);
+	d = messages_to("sms", "%2B447400800002");
+	assert_int_equal(json_array_size(d), 0);
+	json_decref(d);
+	d = messages_to("sms", "%2B447400800003");
+	assert_int_equal(json_array_size(d), 0);
+	json_decref(d);
+	/* A document_param that is not one of the template's parameters. */
+	r = api_post(&W, "/v1/batches",
+	             "{\"name\":\"x\",\"channel\":\"whatsapp\","
+	             "\"template\":{\"name\":\"monthly_statement\",\"language\":\"en_GB\"},"
+	             "\"params\":[\"name\",\"month\",\"url\"],\"document_param\":4,"
+	             "\"source\":\"stmts\",\"query\":\"month\",\"query_params\":[\"2026-11\"]}");
+	assert_int_equal(r.status, 422);
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(r.json, "error"), "field")),
+	    "document_param");
+	resp_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_batch_from_postgres),
 	    cmocka_unit_test(test_batch_from_mariadb_with_report),
 	    cmocka_unit_test(test_tenants_and_queries),
+	    cmocka_unit_test(test_statements_document_with_sms_fallback),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
