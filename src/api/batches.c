@@ -44,6 +44,7 @@
 #include "core/template.h"
 #include "dispatch/dispatch.h"
 #include "plugins/datasource.h"
+#include "plugins/plugins.h"
 
 #define BATCH_CHUNK 250           /* rows per store write */
 #define BATCH_PARAM_MAX 1024      /* bytes per parameter value */
@@ -305,7 +306,15 @@ struct vctx {
 	int64_t now;
 	bool oom;
 	struct hr_err fatal; /* why the whole upload is refused (validate_row: HR_EINVAL) */
+	/* The unit's plugin when it has a prepare hook (plugins/plugins.h):
+	 * each row passes it first. After PREPARE_TIMEOUTS_MAX of its calls
+	 * timed out, the upload's remaining rows are refused without calling
+	 * it, so a hanging plugin costs an upload seconds, not hours. */
+	const struct plugin *prep;
+	int prep_timeouts;
 };
+
+#define PREPARE_TIMEOUTS_MAX 3
 
 /* The recipient as the channel stores it. */
 static int row_recipient(const struct vctx *v, const char *raw, char out[HR_ADDR_MAX],
@@ -375,14 +384,17 @@ static const char *cell_problem(unsigned char bad, bool recipient)
 	}
 }
 
-static int validate_row(struct vctx *v, int64_t row, const char *const *vals, size_t nvals,
-                        const unsigned char *bad, struct batch_item *it)
+/* pd: the row as the unit's plugin prepared it (recipient and parameters
+ * instead of the mapped columns), or NULL. */
+static int validate_row_as(struct vctx *v, int64_t row, const char *const *vals, size_t nvals,
+                           const unsigned char *bad, struct batch_item *it,
+                           const struct plugin_draft *pd)
 {
 	memset(it, 0, sizeof *it);
 	it->row = row;
 	const char *params[BATCH_COLS_MAX];
 	char why[256] = "";
-	const char *raw = (size_t)v->rcol < nvals ? vals[v->rcol] : "";
+	const char *raw = pd ? pd->recipient : (size_t)v->rcol < nvals ? vals[v->rcol] : "";
 	char to[HR_ADDR_MAX] = "";
 	int rc;
 	const char *problem = bad && (size_t)v->rcol < nvals ? cell_problem(bad[v->rcol], true) : NULL;
@@ -401,7 +413,7 @@ static int validate_row(struct vctx *v, int64_t row, const char *const *vals, si
 	hr_strlcpy(it->recipient, to, sizeof it->recipient);
 	for (int i = 0; i < v->b.nparams; i++) {
 		int c = v->pcols[i];
-		params[i] = (size_t)c < nvals ? vals[c] : "";
+		params[i] = pd ? pd->params[i] : (size_t)c < nvals ? vals[c] : "";
 		if (bad && (size_t)c < nvals && (problem = cell_problem(bad[c], false))) {
 			hr_strlcpy(it->error_column, v->headers[c], sizeof it->error_column);
 			hr_strlcpy(it->error, problem, sizeof it->error);
@@ -459,6 +471,65 @@ invalid_recipient:
 	hr_strlcpy(it->error_column, v->headers[v->rcol], sizeof it->error_column);
 	hr_strlcpy(it->error, why, sizeof it->error);
 	return 0;
+}
+
+/* A row refused by (or on account of) the unit's plugin. */
+static int plugin_row_invalid(struct batch_item *it, int64_t row, const char *raw, const char *why)
+{
+	memset(it, 0, sizeof *it);
+	it->row = row;
+	hr_strlcpy(it->recipient, raw, sizeof it->recipient);
+	hr_strlcpy(it->error_column, "", sizeof it->error_column);
+	hr_utf8_copy(it->error, why, sizeof it->error);
+	return 0;
+}
+
+/*
+ * One row: through the unit's plugin's prepare hook first when it has one
+ * (on the plugin pool, waited for up to the hook's deadline; this runs on
+ * an upload worker, never an HTTP thread), then the checks every row
+ * passes. A row the plugin skips, or whose call failed, timed out or gave
+ * garbage, is invalid with the plugin's name and reason; the rest of the
+ * upload goes on.
+ */
+static int validate_row(struct vctx *v, int64_t row, const char *const *vals, size_t nvals,
+                        const unsigned char *bad, struct batch_item *it)
+{
+	if (!v->prep)
+		return validate_row_as(v, row, vals, nvals, bad, it, NULL);
+	const char *raw = (size_t)v->rcol < nvals ? vals[v->rcol] : "";
+	char why[PLUGIN_REASON_MAX];
+	if (v->prep_timeouts >= PREPARE_TIMEOUTS_MAX) {
+		snprintf(why, sizeof why,
+		         "plugin %s: prepare not called: %d of its calls in this "
+		         "upload timed out",
+		         plugin_name(v->prep), v->prep_timeouts);
+		return plugin_row_invalid(it, row, raw, why);
+	}
+	struct plugin_draft pd = {0};
+	hr_strlcpy(pd.recipient, raw, sizeof pd.recipient);
+	pd.nparams = v->b.nparams;
+	for (int i = 0; i < v->b.nparams; i++) {
+		int c = v->pcols[i];
+		if (!(pd.params[i] = strdup((size_t)c < nvals && vals[c] ? vals[c] : ""))) {
+			plugin_draft_clear(&pd);
+			return HR_ENOMEM;
+		}
+	}
+	size_t n = nvals < v->nh ? nvals : v->nh;
+	enum plugin_outcome o = plugins_prepare(v->b.s->o.plugins, v->prep, v->b.tenant, v->b.unit,
+	                                        v->headers, vals, n, &pd, why, sizeof why);
+	int rc;
+	if (o == PO_TIMEOUT)
+		v->prep_timeouts++;
+	if (o != PO_OK)
+		rc = plugin_row_invalid(it, row, raw, why);
+	else if (pd.skip)
+		rc = plugin_row_invalid(it, row, pd.recipient, pd.skip_reason);
+	else
+		rc = validate_row_as(v, row, vals, nvals, bad, it, &pd);
+	plugin_draft_clear(&pd);
+	return rc;
 }
 
 static void vctx_free(struct vctx *v)
@@ -1432,6 +1503,10 @@ static void post_run(struct post_job *job)
 	}
 	if (rc == 0 && unit)
 		hr_strlcpy(v->b.unit, unit, sizeof v->b.unit);
+	if (rc == 0 && unit) {
+		const struct plugin *pl = plugins_for_unit(s->o.plugins, r->tenant, unit);
+		v->prep = plugin_has(pl, PH_PREPARE) ? pl : NULL;
+	}
 	/* The batch's own callback URL, checked now; its messages take it
 	 * (the rows' requests carry it, row_request). */
 	char *cb_url = NULL;

@@ -825,6 +825,20 @@ static void serve_accounts_changed(void *arg)
 	dispatcher_notify(arg);
 }
 
+/* Committed status changes and replies (store_observe) for the plugins'
+ * on_status / on_reply hooks: queued on their pool, never waited for. */
+static void serve_plugin_notes(void *arg, const struct store_note *n, size_t k)
+{
+	for (size_t i = 0; i < k; i++) {
+		if (strcmp(n[i].kind, "reply") == 0)
+			plugins_reply_event(arg, n[i].message_id, n[i].tenant_id, n[i].text,
+			                    n[i].payload);
+		else
+			plugins_status_event(arg, n[i].message_id, n[i].tenant_id, n[i].from,
+			                     n[i].to);
+	}
+}
+
 /* /metrics' plugin series (metrics_set_extra). */
 static void serve_plugin_metrics(void *arg, struct hr_buf *b)
 {
@@ -902,6 +916,8 @@ int serve_main(int argc, char **argv)
 	if (plugins_load(cfg, ds, &plugins, &err))
 		goto out;
 	plugins_set_store(plugins, st);
+	if (plugins_count(plugins))
+		store_observe(serve_plugin_notes, plugins);
 	metrics_set_extra(serve_plugin_metrics, plugins);
 	dopts.plugins = plugins;
 	/* Secret rotation (channel.h, secret_watch.c): a changed secret file is
@@ -975,6 +991,7 @@ out:
 	dispatcher_stop(disp);
 	applier_stop(app);
 	metrics_set_extra(NULL, NULL);
+	store_observe(NULL, NULL);
 	plugins_free(plugins);
 	ds_registry_close(ds);
 	callback_tenants_free(cbt, ncbt);
