@@ -724,6 +724,67 @@ phase_campaign() {
 }
 
 FAILED=()
+# ---- plugins: what a trivial plugin costs on the accept and send paths -------
+# The same CSV campaign (BENCH_PLUGIN_ROWS rows, default 20000) to a unit with
+# no plugin, then to one bound to a trivial plugin (prepare, before_send and
+# on_status that only return HERALD_OK, compiled here out of tree with
+# include/herald/plugin.h): Herald's CPU time per message for the upload and
+# validation (accept) and for start -> every message delivered (send).
+phase_plugins() {
+	local dir=$TMP/plugins n=${BENCH_PLUGIN_ROWS:-20000} mode code id h0 h1 i
+	mkdir -p "$dir/so"
+	cat >"$dir/trivial.c" <<'EOF_PLUGIN'
+#include <herald/plugin.h>
+static int prep(struct herald_ctx *c, const struct herald_record *r, struct herald_draft *d)
+{ (void)c; (void)r; (void)d; return HERALD_OK; }
+static int before(struct herald_ctx *c, const struct herald_msg *m, struct herald_verdict *v)
+{ (void)c; (void)m; (void)v; return HERALD_OK; }
+static int status(struct herald_ctx *c, const struct herald_msg *m, const struct herald_event *e)
+{ (void)c; (void)m; (void)e; return HERALD_OK; }
+HERALD_PLUGIN(.name = "trivial", .version = "1", .prepare = prep, .before_send = before,
+              .on_status = status);
+EOF_PLUGIN
+	cc -O2 -shared -fPIC -I "$ROOT/include" "$dir/trivial.c" -o "$dir/so/trivial.so" || return 1
+	awk -v n="$n" 'BEGIN { print "phone,name"
+		for (i = 1; i <= n; i++) printf "+4479%08d,n%d\n", i, i }' >"$dir/rows.csv"
+	[[ -n $SIM_PID ]] || start_sim || return 1
+	for mode in none trivial; do
+		{
+			sed 's|^    name: Benchmark$|    name: Benchmark\n    units: [bu]|' "$TMP/e2e.yaml"
+			[[ $mode == trivial ]] &&
+				printf 'plugins:\n  dir: %s\n  units: {bench/bu: trivial}\n' "$dir/so"
+		} >"$dir/$mode.yaml"
+		start_serve "$dir/$mode.yaml" normal || return 1
+		h0=$(cpu_ticks "$SERVE_PID")
+		code=$(curl -s -o "$dir/up.json" -w '%{http_code}' --max-time 600 \
+			-H "Authorization: Bearer $KEY" -F "file=@$dir/rows.csv" -F "name=plug-$mode" \
+			-F channel=whatsapp -F "text=Hi {{1}}" -F params=name -F unit=bu -F start=false \
+			"$HURL/v1/batches") || true
+		h1=$(cpu_ticks "$SERVE_PID")
+		[[ $code == 201 ]] || { log "plugins ($mode): upload answered $code: $(head -c 300 "$dir/up.json")"; return 1; }
+		R[plug_accept_$mode]=$(calc "($h1 - $h0) * 1000000 / $CLK_TCK / $n" 1)
+		id=$(grep -o '"id":"[^"]*"' "$dir/up.json" | head -n 1 | cut -d'"' -f4)
+		h0=$(cpu_ticks "$SERVE_PID")
+		printf '{}' >"$dir/empty.json"
+		post "/v1/batches/$id/start" "$dir/empty.json" 200 || return 1
+		for ((i = 0; i < E2E_TIMEOUT * 10; i++)); do
+			curl -s -H "Authorization: Bearer $KEY" "$HURL/v1/batches/$id" |
+				grep -q '"status":"completed"' && break
+			sleep 0.1
+		done
+		h1=$(cpu_ticks "$SERVE_PID")
+		((i < E2E_TIMEOUT * 10)) || { log "plugins ($mode): the campaign did not complete"; return 1; }
+		R[plug_send_$mode]=$(calc "($h1 - $h0) * 1000000 / $CLK_TCK / $n" 1)
+		log "    plugins ($mode): accept ${R[plug_accept_$mode]} us CPU/msg," \
+			"send ${R[plug_send_$mode]} us CPU/msg ($n rows)"
+		stop_serve
+	done
+	R[plug_accept_delta]=$(calc "${R[plug_accept_trivial]} - ${R[plug_accept_none]}" 1)
+	R[plug_send_delta]=$(calc "${R[plug_send_trivial]} - ${R[plug_send_none]}" 1)
+	log "    a trivial plugin costs ${R[plug_accept_delta]} us CPU/msg accepting," \
+		"${R[plug_send_delta]} us CPU/msg sending"
+}
+
 run_phase() { # label function args...
 	local label=$1
 	shift
@@ -769,6 +830,11 @@ if ((SIM_OK)); then
 fi
 if want campaign && ((SIM_OK)); then
 	run_phase campaign phase_campaign
+fi
+# Not in the default list's text (other phases' edits): runs by default, or
+# when BENCH_PHASES names it.
+if [[ -z ${BENCH_PHASES:-} ]] || want plugins; then
+	run_phase plugins phase_plugins
 fi
 # PostgreSQL: its baseline, then Herald's phases on it.
 if want pg-baseline || want pg-single || want pg-batch || want pg-e2e; then
@@ -850,6 +916,9 @@ row "server RSS idle, MiB" "$(mib rss_idle)" "" "" "< 20" "$(met "$(mib rss_idle
 row "server RSS at 10k in flight, MiB ($(v rss_10k_inflight) in flight)" "$(mib rss_10k)" "" "" \
 	"< 64" "$(met "$(mib rss_10k)" '<' 64)"
 row "server peak RSS (VmHWM), MiB (max $(v e2e_inflight_max) in flight)" "$(mib rss_peak)" "" "" "" ""
+row "plugin: a trivial plugin's CPU per message, accept / send, us" \
+	"$(v plug_accept_delta) / $(v plug_send_delta)" \
+	"no plugin $(v plug_accept_none) / $(v plug_send_none)" "" "" ""
 
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 echo

@@ -4,11 +4,14 @@
 set -euo pipefail
 want=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev
       libsqlite3-dev libjansson-dev libssl-dev libfyaml-dev libjwt-dev libcmocka-dev curl
-      openssl ca-certificates libpq-dev libphonenumber-dev libpcre2-dev libzip-dev libexpat1-dev libxlsxwriter-dev)
+      openssl ca-certificates libpq-dev libphonenumber-dev libpcre2-dev libzip-dev libexpat1-dev libxlsxwriter-dev
+      libmariadb-dev unixodbc-dev)
 case "${1:-build}" in
   # The tests start their own PostgreSQL servers from the server package's
   # binaries (tests/pgtest.c: /usr/lib/postgresql/N/bin, off the PATH).
-  test) want+=(postgresql) ;;
+  # The data-source tests also start MariaDB servers (mariadb-server) and
+  # reach PostgreSQL through unixODBC with psqlODBC (odbc-postgresql).
+  test) want+=(postgresql mariadb-server odbc-postgresql) ;;
   bench) want+=(wrk nginx-light sqlite3 postgresql) ;;
   # The libFuzzer targets (scripts/fuzz.sh): clang with its libFuzzer and
   # sanitizer runtimes (libclang-rt-14-dev is only recommended by clang-14,

@@ -31,6 +31,8 @@ struct api_limit_opts {
 	size_t max_buckets;                /* limits.max_buckets: the table's bound (0 = default) */
 };
 
+struct plugins;
+
 struct api_opts {
 	const char *listen_addr;    /* "127.0.0.1" */
 	int port;                   /* 0 = any free port (see api_port) */
@@ -81,12 +83,16 @@ struct api_opts {
 	 * provider origins only. */
 	struct account_set *accounts;
 	struct dispatcher *dispatcher; /* may be NULL (api-only role) */
+	/* External data sources (plugins/datasource.h) campaigns may read
+	 * from (POST /v1/batches {"source", "query"}); borrowed, NULL: none. */
+	struct ds_registry *datasources;
 	/* Callbacks to client systems (webhooks/callbacks.h): which URLs a
 	 * tenant may name and each tenant's URL and secret; borrowed. */
 	const struct callback_policy *callback_policy;
 	const struct callback_tenant *callback_tenants;
 	size_t ncallback_tenants;
 	struct applier *applier;       /* may be NULL */
+	struct plugins *plugins;       /* the loaded plugins (plugins/plugins.h); may be NULL */
 	/* Authentication (README "Security"). Operator keys' SHA-256 hex
 	 * hashes (server.operator_keys), borrowed; how long a key read from
 	 * the store is trusted (server.auth_cache_ms, default 5 s: the bound on

@@ -111,23 +111,23 @@ enum api_route {
 	ROUTE_HEALTHZ,
 	ROUTE_READYZ,
 	ROUTE_METRICS,
-	ROUTE_MESSAGES,       /* GET list, POST accept */
-	ROUTE_MESSAGES_BATCH, /* POST */
-	ROUTE_MESSAGE,        /* GET one */
-	ROUTE_WEBHOOK,        /* GET handshake, POST event */
-	ROUTE_SUPPRESSIONS,   /* GET list, POST add */
-	ROUTE_SUPPRESSION,    /* DELETE /v1/suppressions/{channel}/{to} */
-	ROUTE_CHANNELS,       /* GET list, POST create or update */
-	ROUTE_CHANNEL,        /* GET one */
-	ROUTE_CAPABILITIES,   /* GET /v1/channels/{id}/capabilities */
-	ROUTE_BATCHES,        /* GET list, POST create (upload) */
-	ROUTE_BATCH,          /* GET one */
-	ROUTE_BATCH_START,    /* POST /v1/batches/{id}/start */
-	ROUTE_BATCH_CANCEL,   /* POST /v1/batches/{id}/cancel */
-	ROUTE_BATCH_ERRORS,   /* GET /v1/batches/{id}/errors: the validation report */
-	ROUTE_BATCH_MESSAGES, /* GET /v1/batches/{id}/messages */
-	ROUTE_BATCH_RETRY,    /* POST /v1/batches/{id}/retry */
-	ROUTE_BATCH_EVENTS,   /* GET /v1/batches/{id}/events: Server-Sent Events */
+	ROUTE_MESSAGES,          /* GET list, POST accept */
+	ROUTE_MESSAGES_BATCH,    /* POST */
+	ROUTE_MESSAGE,           /* GET one */
+	ROUTE_WEBHOOK,           /* GET handshake, POST event */
+	ROUTE_SUPPRESSIONS,      /* GET list, POST add */
+	ROUTE_SUPPRESSION,       /* DELETE /v1/suppressions/{channel}/{to} */
+	ROUTE_CHANNELS,          /* GET list, POST create or update */
+	ROUTE_CHANNEL,           /* GET one */
+	ROUTE_CAPABILITIES,      /* GET /v1/channels/{id}/capabilities */
+	ROUTE_BATCHES,           /* GET list, POST create (upload) */
+	ROUTE_BATCH,             /* GET one */
+	ROUTE_BATCH_START,       /* POST /v1/batches/{id}/start */
+	ROUTE_BATCH_CANCEL,      /* POST /v1/batches/{id}/cancel */
+	ROUTE_BATCH_ERRORS,      /* GET /v1/batches/{id}/errors: the validation report */
+	ROUTE_BATCH_MESSAGES,    /* GET /v1/batches/{id}/messages */
+	ROUTE_BATCH_RETRY,       /* POST /v1/batches/{id}/retry */
+	ROUTE_BATCH_EVENTS,      /* GET /v1/batches/{id}/events: Server-Sent Events */
 	ROUTE_BATCH_EXPORT_CSV,  /* GET /v1/batches/{id}/export.csv */
 	ROUTE_BATCH_EXPORT_XLSX, /* GET /v1/batches/{id}/export.xlsx */
 	ROUTE_CALLBACKS,         /* GET /v1/callbacks */
@@ -150,6 +150,9 @@ enum api_route {
 	ROUTE_TEMPLATE,          /* GET, DELETE /v1/templates/{channel}/{name}/{language} */
 	ROUTE_OPENAPI,           /* GET /openapi.json (public) */
 	ROUTE_MESSAGES_EXPORT,   /* GET /v1/messages/export.csv */
+	ROUTE_PLUGINS,           /* GET /v1/plugins */
+	ROUTE_UNIT_STATS,        /* GET /v1/units/{unit}/stats */
+	ROUTE_UNIT_CAMPAIGNS,    /* GET /v1/units/{unit}/campaigns */
 };
 
 struct api_req;
@@ -397,6 +400,10 @@ void api_audit_done(struct audit_row *a);
 enum MHD_Result api_templates_list(struct api_req *r);
 enum MHD_Result api_templates_post(struct api_req *r);
 enum MHD_Result api_template_get(struct api_req *r);
+/* plugins_api.c */
+enum MHD_Result api_plugins_list(struct api_req *r);
+enum MHD_Result api_unit_stats(struct api_req *r);
+enum MHD_Result api_unit_campaigns(struct api_req *r);
 enum MHD_Result api_template_delete(struct api_req *r);
 /* serve.c: a template's declared extras (header, buttons, regulatory,
  * delivery_policy, route, fallback_after_s, fallback_text) from tp as one

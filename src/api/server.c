@@ -297,8 +297,8 @@ static const struct api_route_def api_routes[] = {
      "GET, HEAD"},
     {"/v1/channels/{id}/capabilities", ROUTE_CAPABILITIES,
      TENANT(api_channel_capabilities, SCOPE_MESSAGES_READ), NONE, NONE, "GET, HEAD"},
-    {"/webhooks/{channel}/{account}", ROUTE_WEBHOOK, PUBLIC(api_webhook), PUBLIC(api_webhook),
-     NONE, "GET, HEAD, POST"},
+    {"/webhooks/{channel}/{account}", ROUTE_WEBHOOK, PUBLIC(api_webhook), PUBLIC(api_webhook), NONE,
+     "GET, HEAD, POST"},
     {"/v1/batches", ROUTE_BATCHES, TENANT(api_batches_list, SCOPE_CAMPAIGNS_READ),
      TENANT(api_batches_post, SCOPE_CAMPAIGNS_WRITE), NONE, "GET, HEAD, POST"},
     {"/v1/batches/{id}", ROUTE_BATCH, TENANT(api_batch_get, SCOPE_CAMPAIGNS_READ), NONE,
@@ -330,16 +330,16 @@ static const struct api_route_def api_routes[] = {
     {"/v1/tenants", ROUTE_TENANTS, OPERATOR(api_tenants_list), OPERATOR(api_tenants_post), NONE,
      "GET, HEAD, POST"},
     {"/v1/tenants/{tenant}", ROUTE_TENANT, ADMIN(api_tenant_get), NONE, NONE, "GET, HEAD"},
-    {"/v1/tenants/{tenant}/disable", ROUTE_TENANT_DISABLE, NONE, OPERATOR(api_tenant_disable),
-     NONE, "POST"},
+    {"/v1/tenants/{tenant}/disable", ROUTE_TENANT_DISABLE, NONE, OPERATOR(api_tenant_disable), NONE,
+     "POST"},
     {"/v1/tenants/{tenant}/enable", ROUTE_TENANT_ENABLE, NONE, OPERATOR(api_tenant_enable), NONE,
      "POST"},
     {"/v1/tenants/{tenant}/units", ROUTE_UNITS, ADMIN(api_units_list), ADMIN(api_units_post), NONE,
      "GET, HEAD, POST"},
     {"/v1/webhooks/parked", ROUTE_WEBHOOKS_PARKED, WIDE(api_webhooks_parked, SCOPE_MESSAGES_READ),
      NONE, NONE, "GET, HEAD"},
-    {"/v1/tenants/{tenant}/units/{unit}/disable", ROUTE_UNIT_DISABLE, NONE,
-     ADMIN(api_unit_disable), NONE, "POST"},
+    {"/v1/tenants/{tenant}/units/{unit}/disable", ROUTE_UNIT_DISABLE, NONE, ADMIN(api_unit_disable),
+     NONE, "POST"},
     {"/v1/tenants/{tenant}/units/{unit}/enable", ROUTE_UNIT_ENABLE, NONE, ADMIN(api_unit_enable),
      NONE, "POST"},
     {"/v1/tenants/{tenant}/keys", ROUTE_KEYS, ADMIN(api_keys_list), ADMIN(api_keys_post), NONE,
@@ -354,6 +354,11 @@ static const struct api_route_def api_routes[] = {
     {"/v1/templates/{channel}/{name}/{language}", ROUTE_TEMPLATE,
      TENANT(api_template_get, SCOPE_MESSAGES_READ), NONE,
      TENANT(api_template_delete, SCOPE_TEMPLATES_WRITE), "GET, HEAD, DELETE"},
+    {"/v1/plugins", ROUTE_PLUGINS, ADMIN(api_plugins_list), NONE, NONE, "GET, HEAD"},
+    {"/v1/units/{unit}/stats", ROUTE_UNIT_STATS, TENANT(api_unit_stats, SCOPE_CAMPAIGNS_READ), NONE,
+     NONE, "GET, HEAD"},
+    {"/v1/units/{unit}/campaigns", ROUTE_UNIT_CAMPAIGNS,
+     TENANT(api_unit_campaigns, SCOPE_CAMPAIGNS_READ), NONE, NONE, "GET, HEAD"},
 };
 
 #define API_NROUTES (sizeof api_routes / sizeof *api_routes)
@@ -445,6 +450,12 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 		for (size_t i = 0; p && i < sizeof sub / sizeof *sub; i++)
 			if (strcmp(p, sub[i].tail) == 0)
 				return route_def(sub[i].route);
+	} else if (strncmp(url, "/v1/units/", 10) == 0) {
+		p = segment(url + 10, r->path_id, sizeof r->path_id);
+		if (p && strcmp(p, "/stats") == 0)
+			return route_def(ROUTE_UNIT_STATS);
+		if (p && strcmp(p, "/campaigns") == 0)
+			return route_def(ROUTE_UNIT_CAMPAIGNS);
 	} else if (strncmp(url, "/v1/callbacks/", 14) == 0) {
 		p = segment(url + 14, r->path_id, sizeof r->path_id);
 		if (p && *p == '\0')

@@ -278,6 +278,15 @@ static void render_store(FILE *f, struct store *st)
 	}
 }
 
+static void (*m_extra_fn)(void *arg, struct hr_buf *b);
+static void *m_extra_arg;
+
+void metrics_set_extra(void (*fn)(void *arg, struct hr_buf *b), void *arg)
+{
+	m_extra_arg = arg;
+	m_extra_fn = fn;
+}
+
 int metrics_render(struct store *st, char **out, size_t *len)
 {
 	char *buf = NULL;
@@ -377,6 +386,15 @@ int metrics_render(struct store *st, char **out, size_t *len)
 
 	if (st)
 		render_store(f, st);
+	if (m_extra_fn) {
+		struct hr_buf xb = {0};
+		m_extra_fn(m_extra_arg, &xb);
+		if (xb.oom)
+			fprintf(f, "# plugin metrics: out of memory\n");
+		else if (xb.len)
+			fwrite(xb.p, 1, xb.len, f);
+		free(xb.p);
+	}
 
 	if (fclose(f) != 0 || !buf) {
 		free(buf);
