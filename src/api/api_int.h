@@ -111,23 +111,23 @@ enum api_route {
 	ROUTE_HEALTHZ,
 	ROUTE_READYZ,
 	ROUTE_METRICS,
-	ROUTE_MESSAGES,       /* GET list, POST accept */
-	ROUTE_MESSAGES_BATCH, /* POST */
-	ROUTE_MESSAGE,        /* GET one */
-	ROUTE_WEBHOOK,        /* GET handshake, POST event */
-	ROUTE_SUPPRESSIONS,   /* GET list, POST add */
-	ROUTE_SUPPRESSION,    /* DELETE /v1/suppressions/{channel}/{to} */
-	ROUTE_CHANNELS,       /* GET list, POST create or update */
-	ROUTE_CHANNEL,        /* GET one */
-	ROUTE_CAPABILITIES,   /* GET /v1/channels/{id}/capabilities */
-	ROUTE_BATCHES,        /* GET list, POST create (upload) */
-	ROUTE_BATCH,          /* GET one */
-	ROUTE_BATCH_START,    /* POST /v1/batches/{id}/start */
-	ROUTE_BATCH_CANCEL,   /* POST /v1/batches/{id}/cancel */
-	ROUTE_BATCH_ERRORS,   /* GET /v1/batches/{id}/errors: the validation report */
-	ROUTE_BATCH_MESSAGES, /* GET /v1/batches/{id}/messages */
-	ROUTE_BATCH_RETRY,    /* POST /v1/batches/{id}/retry */
-	ROUTE_BATCH_EVENTS,   /* GET /v1/batches/{id}/events: Server-Sent Events */
+	ROUTE_MESSAGES,          /* GET list, POST accept */
+	ROUTE_MESSAGES_BATCH,    /* POST */
+	ROUTE_MESSAGE,           /* GET one */
+	ROUTE_WEBHOOK,           /* GET handshake, POST event */
+	ROUTE_SUPPRESSIONS,      /* GET list, POST add */
+	ROUTE_SUPPRESSION,       /* DELETE /v1/suppressions/{channel}/{to} */
+	ROUTE_CHANNELS,          /* GET list, POST create or update */
+	ROUTE_CHANNEL,           /* GET one */
+	ROUTE_CAPABILITIES,      /* GET /v1/channels/{id}/capabilities */
+	ROUTE_BATCHES,           /* GET list, POST create (upload) */
+	ROUTE_BATCH,             /* GET one */
+	ROUTE_BATCH_START,       /* POST /v1/batches/{id}/start */
+	ROUTE_BATCH_CANCEL,      /* POST /v1/batches/{id}/cancel */
+	ROUTE_BATCH_ERRORS,      /* GET /v1/batches/{id}/errors: the validation report */
+	ROUTE_BATCH_MESSAGES,    /* GET /v1/batches/{id}/messages */
+	ROUTE_BATCH_RETRY,       /* POST /v1/batches/{id}/retry */
+	ROUTE_BATCH_EVENTS,      /* GET /v1/batches/{id}/events: Server-Sent Events */
 	ROUTE_BATCH_EXPORT_CSV,  /* GET /v1/batches/{id}/export.csv */
 	ROUTE_BATCH_EXPORT_XLSX, /* GET /v1/batches/{id}/export.xlsx */
 	ROUTE_CALLBACKS,         /* GET /v1/callbacks */
@@ -148,6 +148,9 @@ enum api_route {
 	ROUTE_TENANT_LIMITS,     /* POST /v1/tenants/{tenant}/limits (operator) */
 	ROUTE_TEMPLATES,         /* GET list, POST create or update */
 	ROUTE_TEMPLATE,          /* GET, DELETE /v1/templates/{channel}/{name}/{language} */
+	/* The dashboard (web.c, session.c, sse.c). */
+	ROUTE_WEB_INDEX, /* GET / */
+	ROUTE_WEB_FILE,  /* GET /ui/{path}: path_id holds the rest of the path */
 };
 
 struct api_req;
@@ -520,6 +523,9 @@ int serve_retention_opts(json_t *cfg, struct retention_opts *o, struct hr_err *e
 /* One pass of retention, as the server runs it once a minute: expired
  * webhook rows and idempotency records, then old settled messages. */
 void serve_retention_tick(struct store *st, const struct retention_opts *ro);
+
+/* ---- web.c: the dashboard's files ---- */
+enum MHD_Result api_web_get(struct api_req *r);
 
 /* ---- webhooks.c ---- */
 /* Early check at the headers stage: the account exists for the channel. */

@@ -293,8 +293,8 @@ static const struct api_route_def api_routes[] = {
      "GET, HEAD"},
     {"/v1/channels/{id}/capabilities", ROUTE_CAPABILITIES,
      TENANT(api_channel_capabilities, SCOPE_MESSAGES_READ), NONE, NONE, "GET, HEAD"},
-    {"/webhooks/{channel}/{account}", ROUTE_WEBHOOK, PUBLIC(api_webhook), PUBLIC(api_webhook),
-     NONE, "GET, HEAD, POST"},
+    {"/webhooks/{channel}/{account}", ROUTE_WEBHOOK, PUBLIC(api_webhook), PUBLIC(api_webhook), NONE,
+     "GET, HEAD, POST"},
     {"/v1/batches", ROUTE_BATCHES, TENANT(api_batches_list, SCOPE_CAMPAIGNS_READ),
      TENANT(api_batches_post, SCOPE_CAMPAIGNS_WRITE), NONE, "GET, HEAD, POST"},
     {"/v1/batches/{id}", ROUTE_BATCH, TENANT(api_batch_get, SCOPE_CAMPAIGNS_READ), NONE,
@@ -326,16 +326,16 @@ static const struct api_route_def api_routes[] = {
     {"/v1/tenants", ROUTE_TENANTS, OPERATOR(api_tenants_list), OPERATOR(api_tenants_post), NONE,
      "GET, HEAD, POST"},
     {"/v1/tenants/{tenant}", ROUTE_TENANT, ADMIN(api_tenant_get), NONE, NONE, "GET, HEAD"},
-    {"/v1/tenants/{tenant}/disable", ROUTE_TENANT_DISABLE, NONE, OPERATOR(api_tenant_disable),
-     NONE, "POST"},
+    {"/v1/tenants/{tenant}/disable", ROUTE_TENANT_DISABLE, NONE, OPERATOR(api_tenant_disable), NONE,
+     "POST"},
     {"/v1/tenants/{tenant}/enable", ROUTE_TENANT_ENABLE, NONE, OPERATOR(api_tenant_enable), NONE,
      "POST"},
     {"/v1/tenants/{tenant}/units", ROUTE_UNITS, ADMIN(api_units_list), ADMIN(api_units_post), NONE,
      "GET, HEAD, POST"},
     {"/v1/webhooks/parked", ROUTE_WEBHOOKS_PARKED, WIDE(api_webhooks_parked, SCOPE_MESSAGES_READ),
      NONE, NONE, "GET, HEAD"},
-    {"/v1/tenants/{tenant}/units/{unit}/disable", ROUTE_UNIT_DISABLE, NONE,
-     ADMIN(api_unit_disable), NONE, "POST"},
+    {"/v1/tenants/{tenant}/units/{unit}/disable", ROUTE_UNIT_DISABLE, NONE, ADMIN(api_unit_disable),
+     NONE, "POST"},
     {"/v1/tenants/{tenant}/units/{unit}/enable", ROUTE_UNIT_ENABLE, NONE, ADMIN(api_unit_enable),
      NONE, "POST"},
     {"/v1/tenants/{tenant}/keys", ROUTE_KEYS, ADMIN(api_keys_list), ADMIN(api_keys_post), NONE,
@@ -350,6 +350,10 @@ static const struct api_route_def api_routes[] = {
     {"/v1/templates/{channel}/{name}/{language}", ROUTE_TEMPLATE,
      TENANT(api_template_get, SCOPE_MESSAGES_READ), NONE,
      TENANT(api_template_delete, SCOPE_TEMPLATES_WRITE), "GET, HEAD, DELETE"},
+    /* The dashboard (README "Dashboard"): its files are public (they hold
+     * no data; every read behind them is a /v1 call). */
+    {"/", ROUTE_WEB_INDEX, PUBLIC(api_web_get), NONE, NONE, "GET, HEAD"},
+    {"/ui/{path}", ROUTE_WEB_FILE, PUBLIC(api_web_get), NONE, NONE, "GET, HEAD"},
 };
 
 #define API_NROUTES (sizeof api_routes / sizeof *api_routes)
@@ -491,6 +495,13 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 			p = NULL;
 		if (p && *p == '\0')
 			return route_def(ROUTE_TEMPLATE);
+	} else if (strncmp(url, "/ui/", 4) == 0) {
+		/* The rest of the path, slashes included; web.c looks it up. */
+		size_t n = strlen(url + 4);
+		if (n > 0 && n < sizeof r->path_id) {
+			memcpy(r->path_id, url + 4, n + 1);
+			return route_def(ROUTE_WEB_FILE);
+		}
 	} else if (strncmp(url, "/webhooks/", 10) == 0) {
 		p = segment(url + 10, r->path_channel, sizeof r->path_channel);
 		if (p && *p == '/') {
