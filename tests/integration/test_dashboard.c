@@ -293,10 +293,432 @@ static void test_files(void **state)
 	hresp_free(&r);
 }
 
+/* ---------------------------------------------------------------------------
+ * Slice 2: sign-in, CSRF, masking, sign-out.
+ * ------------------------------------------------------------------------- */
+
+#define ACME_KEY "hk_test_0123456789abcdef"
+#define OTHER_KEY "hk_other_0123456789abcdef"
+
+struct sess {
+	char cookie[128]; /* "Cookie: herald_session=..." */
+	char csrf[128];   /* "X-CSRF-Token: ..." */
+	char tok[80];
+};
+
+static const char *errfield(const struct hresp *r)
+{
+	const char *f =
+	    json_string_value(json_object_get(json_object_get(r->json, "error"), "field"));
+	return f ? f : "";
+}
+
+/* Signs in with key; 201 asserted, the cookie and token kept. */
+static void signin(const char *key, struct sess *s)
+{
+	char body[256];
+	snprintf(body, sizeof body, "{\"api_key\":\"%s\"}", key);
+	struct hresp r = req("POST", "/v1/session", NULL, body, false);
+	if (r.status != 201)
+		fail_msg("sign-in with %s: %ld %s", key, r.status, r.body);
+	const char *sc = hdr(&r, "Set-Cookie");
+	assert_int_equal(strncmp(sc, "herald_session=", 15), 0);
+	size_t n = strcspn(sc + 15, ";");
+	assert_int_equal(n, 64);
+	snprintf(s->tok, sizeof s->tok, "%.*s", (int)n, sc + 15);
+	snprintf(s->cookie, sizeof s->cookie, "Cookie: herald_session=%s", s->tok);
+	const char *csrf = json_string_value(json_object_get(r.json, "csrf_token"));
+	assert_non_null(csrf);
+	assert_int_equal(strlen(csrf), 64);
+	snprintf(s->csrf, sizeof s->csrf, "X-CSRF-Token: %s", csrf);
+	hresp_free(&r);
+}
+
+/* A request with the session's cookie, and its CSRF token when csrf. */
+static struct hresp sreq(const struct sess *s, const char *method, const char *path,
+                         const char *body, bool csrf)
+{
+	const char *h[] = {s->cookie, csrf ? s->csrf : NULL, NULL};
+	return req(method, path, h, body, false);
+}
+
+static void send_one(const struct sess *s, const char *to, char id[64])
+{
+	char body[256];
+	snprintf(body, sizeof body,
+	         "{\"channel\":\"whatsapp\",\"account\":\"acme-wa\",\"to\":\"%s\",\"text\":\"hi\"}",
+	         to);
+	struct hresp r = sreq(s, "POST", "/v1/messages", body, true);
+	if (r.status != 202)
+		fail_msg("send: %ld %s", r.status, r.body);
+	snprintf(id, 64, "%s", json_string_value(json_object_get(r.json, "id")));
+	hresp_free(&r);
+}
+
+static void test_signin(void **state)
+{
+	(void)state;
+	/* Sign-in takes JSON only (a cross-site form cannot send it). */
+	const char *form[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+	struct hresp r = req("POST", "/v1/session", form, "api_key=" ACME_KEY, false);
+	assert_int_equal(r.status, 422);
+	assert_string_equal(errfield(&r), "Content-Type");
+	assert_string_equal(hdr(&r, "Set-Cookie"), "");
+	hresp_free(&r);
+	static const struct {
+		const char *body, *field;
+		long status;
+	} bad[] = {
+	    {"{\"api_key\":\"hk_nope_0123456789abcdef\"}", "api_key", 401},
+	    {"{\"api_key\":\"\"}", "api_key", 401},
+	    {"{\"api_key\":12}", "api_key", 422},
+	    {"{}", "api_key", 422},
+	    {"{\"api_key\":\"" ACME_KEY "\",\"tenant\":\"other\"}", "tenant", 422},
+	    {"{\"api_key\":\"a.b.c\"}", "api_key", 422},
+	    {"[]", "", 422},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		r = req("POST", "/v1/session", NULL, bad[i].body, false);
+		if (r.status != bad[i].status || strcmp(errfield(&r), bad[i].field) != 0)
+			fail_msg("sign-in %s: %ld %s", bad[i].body, r.status, r.body);
+		assert_string_equal(hdr(&r, "Set-Cookie"), "");
+		hresp_free(&r);
+	}
+
+	r = req("POST", "/v1/session", NULL, "{\"api_key\":\"" ACME_KEY "\"}", false);
+	assert_int_equal(r.status, 201);
+	const char *sc = hdr(&r, "Set-Cookie");
+	assert_non_null(strstr(sc, "; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200"));
+	assert_null(strstr(sc, "Secure")); /* public_url is http */
+	assert_string_equal(hdr(&r, "Cache-Control"), "no-store");
+	assert_string_equal(json_string_value(json_object_get(r.json, "tenant")), "acme");
+	assert_true(json_is_null(json_object_get(r.json, "unit")));
+	assert_int_equal(json_array_size(json_object_get(r.json, "scopes")), 9);
+	assert_true(json_is_true(json_object_get(r.json, "masked")));
+	hresp_free(&r);
+
+	struct sess s;
+	signin(ACME_KEY, &s);
+	/* Reads need the cookie only. */
+	r = sreq(&s, "GET", "/v1/messages", NULL, false);
+	assert_int_equal(r.status, 200);
+	hresp_free(&r);
+	r = req("GET", "/v1/messages", NULL, NULL, false);
+	assert_int_equal(r.status, 401);
+	hresp_free(&r);
+	/* A change needs the session's own token: none, another, a prefix. */
+	const char *send = "{\"channel\":\"whatsapp\",\"account\":\"acme-wa\","
+	                   "\"to\":\"+447911123456\",\"text\":\"hi\"}";
+	r = sreq(&s, "POST", "/v1/messages", send, false);
+	assert_int_equal(r.status, 403);
+	assert_string_equal(errfield(&r), "X-CSRF-Token");
+	hresp_free(&r);
+	struct sess s2;
+	signin(ACME_KEY, &s2);
+	const char *cross[] = {s.cookie, s2.csrf, NULL};
+	r = req("POST", "/v1/messages", cross, send, false);
+	assert_int_equal(r.status, 403);
+	hresp_free(&r);
+	char half[128];
+	snprintf(half, sizeof half, "%.*s", (int)strlen(s.csrf) - 1, s.csrf);
+	const char *pre[] = {s.cookie, half, NULL};
+	r = req("POST", "/v1/messages", pre, send, false);
+	assert_int_equal(r.status, 403);
+	hresp_free(&r);
+	char id[64];
+	send_one(&s, "+447911123456", id);
+
+	/* GET /v1/session: the same principal and token. */
+	r = sreq(&s, "GET", "/v1/session", NULL, false);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(json_string_value(json_object_get(r.json, "csrf_token")),
+	                    s.csrf + strlen("X-CSRF-Token: "));
+	hresp_free(&r);
+
+	/* Masked: the number is hidden in the session's answers, not the key's. */
+	char path[128];
+	snprintf(path, sizeof path, "/v1/messages/%s", id);
+	const char *bearer[] = {"Authorization: Bearer " ACME_KEY, NULL};
+	r = req("GET", path, bearer, NULL, false);
+	char full[64];
+	snprintf(full, sizeof full, "%s", json_string_value(json_object_get(r.json, "to")));
+	assert_non_null(strstr(full, "447911123456"));
+	hresp_free(&r);
+	/* The prefix (country and operator) and the last two digits stay. */
+	char want[128];
+	size_t keep = full[0] == '+' ? 5 : 4, o = 0;
+	memcpy(want, full, keep);
+	o = keep;
+	for (size_t k = keep; k + 2 < strlen(full); k++, o += 3)
+		memcpy(want + o, "•", 3);
+	snprintf(want + o, sizeof want - o, "%s", full + strlen(full) - 2);
+	r = sreq(&s, "GET", path, NULL, false);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(json_string_value(json_object_get(r.json, "to")), want);
+	assert_null(strstr(r.body, "7911123456"));
+	hresp_free(&r);
+	r = sreq(&s, "GET", "/v1/messages?limit=100", NULL, false);
+	assert_null(strstr(r.body, "7911123456"));
+	hresp_free(&r);
+
+	/* Unmask: a reason is required, the change is audited, then numbers show. */
+	r = sreq(&s, "POST", "/v1/session/unmask", "{}", true);
+	assert_int_equal(r.status, 422);
+	assert_string_equal(errfield(&r), "reason");
+	hresp_free(&r);
+	r = sreq(&s, "POST", "/v1/session/unmask", "{\"reason\":\"ticket 4711\"}", false);
+	assert_int_equal(r.status, 403);
+	hresp_free(&r);
+	r = req("POST", "/v1/session/unmask", bearer, "{\"reason\":\"ticket 4711\"}", false);
+	assert_int_equal(r.status, 422); /* a key sees numbers anyway */
+	assert_string_equal(errfield(&r), "session");
+	hresp_free(&r);
+	r = sreq(&s, "POST", "/v1/session/unmask", "{\"reason\":\"ticket 4711\"}", true);
+	assert_int_equal(r.status, 200);
+	hresp_free(&r);
+	r = sreq(&s, "GET", path, NULL, false);
+	assert_string_equal(json_string_value(json_object_get(r.json, "to")), full);
+	hresp_free(&r);
+	r = sreq(&s2, "GET", path, NULL, false); /* the other session stays masked */
+	assert_null(strstr(r.body, "7911123456"));
+	hresp_free(&r);
+	r = req("GET", "/v1/audit", bearer, NULL, false);
+	assert_int_equal(r.status, 200);
+	size_t i, unmasks = 0;
+	json_t *a;
+	json_array_foreach(json_object_get(r.json, "entries"), i, a)
+	{
+		if (strcmp(json_string_value(json_object_get(a, "action")), "session.unmask") != 0)
+			continue;
+		unmasks++;
+		json_t *after = json_object_get(a, "after");
+		if (json_is_string(after))
+			assert_non_null(strstr(json_string_value(after), "ticket 4711"));
+		else
+			assert_string_equal(json_string_value(json_object_get(after, "reason")),
+			                    "ticket 4711");
+	}
+	assert_int_equal(unmasks, 1);
+	hresp_free(&r);
+
+	/* The cookie twice is refused (which one was meant is a guess). */
+	char two[300];
+	snprintf(two, sizeof two, "Cookie: herald_session=%s; herald_session=%s", s.tok, s2.tok);
+	const char *h2[] = {two, NULL};
+	r = req("GET", "/v1/messages", h2, NULL, false);
+	assert_int_equal(r.status, 401);
+	hresp_free(&r);
+
+	/* Sign-out: needs the token; afterwards the cookie is nothing. */
+	r = sreq(&s, "DELETE", "/v1/session", NULL, false);
+	assert_int_equal(r.status, 403);
+	hresp_free(&r);
+	r = sreq(&s, "DELETE", "/v1/session", NULL, true);
+	assert_int_equal(r.status, 204);
+	assert_non_null(strstr(hdr(&r, "Set-Cookie"), "herald_session=; "));
+	assert_non_null(strstr(hdr(&r, "Set-Cookie"), "Max-Age=0"));
+	hresp_free(&r);
+	r = sreq(&s, "GET", "/v1/messages", NULL, false);
+	assert_int_equal(r.status, 401);
+	hresp_free(&r);
+	r = sreq(&s, "GET", "/v1/session", NULL, false);
+	assert_int_equal(r.status, 401);
+	hresp_free(&r);
+	r = sreq(&s2, "GET", "/v1/session", NULL, false); /* the other one lives on */
+	assert_int_equal(r.status, 200);
+	hresp_free(&r);
+}
+
+/* Two tenants, and two units of one tenant: a session holds its key's
+ * tenant, unit and scopes, nothing more. */
+static char unit_key_cards[96], unit_key_loans[96], reader_key[96], reader_prefix[32];
+
+static void make_key(const char *body, char out[96], char prefix[32])
+{
+	const char *bearer[] = {"Authorization: Bearer " ACME_KEY, NULL};
+	struct hresp r = req("POST", "/v1/tenants/acme/keys", bearer, body, false);
+	if (r.status != 201)
+		fail_msg("key %s: %ld %s", body, r.status, r.body);
+	snprintf(out, 96, "%s", json_string_value(json_object_get(r.json, "key")));
+	if (prefix)
+		snprintf(prefix, 32, "%s", json_string_value(json_object_get(r.json, "prefix")));
+	hresp_free(&r);
+}
+
+static void make_keys(void)
+{
+	if (unit_key_cards[0])
+		return;
+	const char *bearer[] = {"Authorization: Bearer " ACME_KEY, NULL};
+	const char *units[] = {"{\"id\":\"cards\",\"name\":\"Cards\"}",
+	                       "{\"id\":\"loans\",\"name\":\"Loans\"}"};
+	for (int i = 0; i < 2; i++) {
+		struct hresp r = req("POST", "/v1/tenants/acme/units", bearer, units[i], false);
+		if (r.status != 201)
+			fail_msg("unit: %ld %s", r.status, r.body);
+		hresp_free(&r);
+	}
+	make_key("{\"scopes\":[\"campaigns:read\",\"campaigns:write\",\"messages:read\"],"
+	         "\"unit\":\"cards\"}",
+	         unit_key_cards, NULL);
+	make_key("{\"scopes\":[\"campaigns:read\",\"campaigns:write\",\"messages:read\"],"
+	         "\"unit\":\"loans\"}",
+	         unit_key_loans, NULL);
+	make_key("{\"scopes\":[\"messages:read\"]}", reader_key, reader_prefix);
+}
+
+static void make_campaign(const struct sess *s, const char *name, int rows, const char *prefix,
+                          bool start, char id[64])
+{
+	json_t *rs = json_array();
+	for (int i = 0; i < rows; i++) {
+		char phone[32];
+		snprintf(phone, sizeof phone, "%s%04d", prefix, i);
+		json_array_append_new(rs, json_pack("{s:s}", "to", phone));
+	}
+	json_t *b = json_pack("{s:s, s:s, s:s, s:s, s:o}", "name", name, "channel", "whatsapp",
+	                      "account", "acme-wa", "text", "hello", "rows", rs);
+	char *body = json_dumps(b, JSON_COMPACT);
+	json_decref(b);
+	struct hresp r = sreq(s, "POST", "/v1/batches", body, true);
+	free(body);
+	if (r.status != 201)
+		fail_msg("campaign %s: %ld %s", name, r.status, r.body);
+	snprintf(id, 64, "%s", json_string_value(json_object_get(r.json, "id")));
+	hresp_free(&r);
+	if (start) {
+		char path[128];
+		snprintf(path, sizeof path, "/v1/batches/%s/start", id);
+		r = sreq(s, "POST", path, "", true);
+		if (r.status != 200)
+			fail_msg("start %s: %ld %s", name, r.status, r.body);
+		hresp_free(&r);
+	}
+}
+
+static void test_isolation(void **state)
+{
+	(void)state;
+	make_keys();
+	struct sess acme, other, cards, loans, reader;
+	signin(ACME_KEY, &acme);
+	signin(OTHER_KEY, &other);
+	signin(unit_key_cards, &cards);
+	signin(unit_key_loans, &loans);
+	signin(reader_key, &reader);
+	char id[64];
+	send_one(&acme, "+447911555001", id);
+	char path[128];
+	snprintf(path, sizeof path, "/v1/messages/%s", id);
+	struct hresp r = sreq(&other, "GET", path, NULL, false);
+	assert_int_equal(r.status, 404);
+	hresp_free(&r);
+	r = sreq(&other, "GET", "/v1/messages?limit=100", NULL, false);
+	assert_int_equal(r.status, 200);
+	assert_null(strstr(r.body, id));
+	hresp_free(&r);
+	/* Another tenant's session token is no use on acme's session. */
+	const char *cross[] = {acme.cookie, other.csrf, NULL};
+	r = req("POST", "/v1/session/unmask", cross, "{\"reason\":\"xyz\"}", false);
+	assert_int_equal(r.status, 403);
+	hresp_free(&r);
+
+	/* Units: each session sees its unit's campaign only. */
+	char bc[64], bl[64];
+	make_campaign(&cards, "cards-only", 3, "+44740060", false, bc);
+	make_campaign(&loans, "loans-only", 3, "+44740061", false, bl);
+	r = sreq(&cards, "GET", "/v1/batches", NULL, false);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, bc));
+	assert_null(strstr(r.body, bl));
+	hresp_free(&r);
+	snprintf(path, sizeof path, "/v1/batches/%s", bl);
+	r = sreq(&cards, "GET", path, NULL, false);
+	assert_int_equal(r.status, 404);
+	hresp_free(&r);
+	snprintf(path, sizeof path, "/v1/batches/%s/cancel", bl);
+	r = sreq(&cards, "POST", path, "{}", true);
+	assert_int_equal(r.status, 404);
+	hresp_free(&r);
+	r = sreq(&other, "GET", "/v1/batches", NULL, false);
+	assert_null(strstr(r.body, bc));
+	assert_null(strstr(r.body, bl));
+	hresp_free(&r);
+	/* Scopes: a reader's session cannot send, even with its token. */
+	r = sreq(&reader, "POST", "/v1/messages",
+	         "{\"channel\":\"whatsapp\",\"account\":\"acme-wa\",\"to\":\"+447911555002\","
+	         "\"text\":\"hi\"}",
+	         true);
+	assert_int_equal(r.status, 403);
+	assert_string_equal(errfield(&r), "scope");
+	hresp_free(&r);
+	r = sreq(&reader, "GET", "/v1/session", NULL, false);
+	assert_int_equal(json_array_size(json_object_get(r.json, "scopes")), 1);
+	hresp_free(&r);
+	r = sreq(&cards, "GET", "/v1/session", NULL, false);
+	assert_string_equal(json_string_value(json_object_get(r.json, "unit")), "cards");
+	hresp_free(&r);
+	/* A unit session cannot reach tenant-wide routes. */
+	r = sreq(&cards, "GET", "/v1/suppressions", NULL, false);
+	assert_int_equal(r.status, 403);
+	hresp_free(&r);
+	/* Exports wait for an unmask. */
+	snprintf(path, sizeof path, "/v1/batches/%s/export.csv", bc);
+	r = sreq(&cards, "GET", path, NULL, false);
+	assert_int_equal(r.status, 403);
+	assert_string_equal(errfield(&r), "unmask");
+	hresp_free(&r);
+	r = sreq(&cards, "POST", "/v1/session/unmask", "{\"reason\":\"export for audit\"}", true);
+	assert_int_equal(r.status, 200);
+	hresp_free(&r);
+	r = sreq(&cards, "GET", path, NULL, false);
+	assert_int_equal(r.status, 200);
+	hresp_free(&r);
+}
+
+static bool session_refused(struct world *w, void *arg)
+{
+	(void)w;
+	struct hresp r = sreq(arg, "GET", "/v1/messages", NULL, false);
+	bool refused = r.status == 401;
+	hresp_free(&r);
+	return refused;
+}
+
+/* A revoked key ends its sessions (within the key cache's TTL, 200 ms here). */
+static void test_revoked_key(void **state)
+{
+	(void)state;
+	char key[96], prefix[32];
+	make_key("{\"scopes\":[\"messages:read\"]}", key, prefix);
+	struct sess s;
+	signin(key, &s);
+	struct hresp r = sreq(&s, "GET", "/v1/messages", NULL, false);
+	assert_int_equal(r.status, 200);
+	hresp_free(&r);
+	char path[128];
+	snprintf(path, sizeof path, "/v1/tenants/acme/keys/%s/revoke", prefix);
+	const char *bearer[] = {"Authorization: Bearer " ACME_KEY, NULL};
+	r = req("POST", path, bearer, "{}", false);
+	assert_int_equal(r.status, 200);
+	hresp_free(&r);
+	assert_true(wait_until(session_refused, &W, &s, 10));
+	/* Nor can it sign in again. */
+	char body[160];
+	snprintf(body, sizeof body, "{\"api_key\":\"%s\"}", key);
+	r = req("POST", "/v1/session", NULL, body, false);
+	assert_int_equal(r.status, 401);
+	hresp_free(&r);
+}
+
 static int setup(void **state)
 {
 	(void)state;
-	world_init(&W, NULL, NULL);
+	harness_server_extra("  auth_cache_ms: 200\n");
+	world_init2(&W, NULL, NULL, NULL, NULL,
+	            "dashboard:\n  heartbeat_ms: 300\n  max_event_streams: 3\n"
+	            "  streams_per_session: 2\n");
+	harness_server_extra(NULL);
 	world_start_sim(&W);
 	world_start_serve(&W);
 	return 0;
@@ -313,6 +735,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_files),
+	    cmocka_unit_test(test_signin),
+	    cmocka_unit_test(test_isolation),
+	    cmocka_unit_test(test_revoked_key),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
