@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -585,8 +586,10 @@ static void make_campaign(const struct sess *s, const char *name, int rows, cons
 	if (r.status != 201)
 		fail_msg("campaign %s: %ld %s", name, r.status, r.body);
 	snprintf(id, 64, "%s", json_string_value(json_object_get(r.json, "id")));
+	/* JSON rows start at once; an upload waits for its start. */
+	bool waiting = strcmp(json_string_value(json_object_get(r.json, "status")), "processing");
 	hresp_free(&r);
-	if (start) {
+	if (start && waiting) {
 		char path[128];
 		snprintf(path, sizeof path, "/v1/batches/%s/start", id);
 		r = sreq(s, "POST", path, "", true);
@@ -711,12 +714,385 @@ static void test_revoked_key(void **state)
 	hresp_free(&r);
 }
 
+/* ---------------------------------------------------------------------------
+ * Slice 3: GET /v1/events.
+ * ------------------------------------------------------------------------- */
+
+/* Streams held open together on one multi handle. */
+struct stream {
+	CURL *c;
+	struct curl_slist *h;
+	struct grow b;
+	long status;
+	bool done;
+};
+
+static CURLM *multi;
+
+static void stream_open(struct stream *st, const char *path, const char *const *headers)
+{
+	memset(st, 0, sizeof *st);
+	CURL *c = st->c = curl_easy_init();
+	assert_non_null(c);
+	char url[512];
+	snprintf(url, sizeof url, "%s%s", W.api, path);
+	for (; headers && *headers; headers++)
+		st->h = curl_slist_append(st->h, *headers);
+	OPT(CURLOPT_URL, url);
+	OPT(CURLOPT_HTTPHEADER, st->h);
+	OPT(CURLOPT_WRITEFUNCTION, grow_cb);
+	OPT(CURLOPT_WRITEDATA, &st->b);
+	OPT(CURLOPT_NOSIGNAL, 1L);
+	OPT(CURLOPT_PRIVATE, st);
+	assert_int_equal(curl_multi_add_handle(multi, c), CURLM_OK);
+}
+
+static void stream_close(struct stream *st)
+{
+	if (!st->c)
+		return;
+	curl_multi_remove_handle(multi, st->c);
+	curl_easy_cleanup(st->c);
+	curl_slist_free_all(st->h);
+	free(st->b.p);
+	memset(st, 0, sizeof *st);
+}
+
+/* Drives every stream until pred(arg) or the deadline; returns pred's last
+ * answer. Each stream's status is filled as soon as its head is in. */
+static bool streams_until(bool (*pred)(void *), void *arg, double timeout_s)
+{
+	double waited = 0;
+	for (;;) {
+		int running;
+		curl_multi_perform(multi, &running);
+		CURLMsg *m;
+		int left;
+		while ((m = curl_multi_info_read(multi, &left)))
+			if (m->msg == CURLMSG_DONE) {
+				struct stream *st;
+				curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&st);
+				st->done = true;
+			}
+		if (pred(arg))
+			return true;
+		if (waited >= timeout_s)
+			return false;
+		int nfds;
+		curl_multi_poll(multi, NULL, 0, 50, &nfds);
+		waited += 0.05;
+	}
+}
+
+static long stream_status(struct stream *st)
+{
+	long code = 0;
+	curl_easy_getinfo(st->c, CURLINFO_RESPONSE_CODE, &code);
+	return st->status = code;
+}
+
+struct heads {
+	struct stream *s;
+	int n;
+};
+
+static bool all_heads(void *arg)
+{
+	struct heads *h = arg;
+	for (int i = 0; i < h->n; i++)
+		if (stream_status(&h->s[i]) == 0)
+			return false;
+	return true;
+}
+
+/* The last "campaigns" event's data on a stream (caller decrefs), or NULL. */
+static json_t *last_event(struct stream *st)
+{
+	if (!st->b.p)
+		return NULL;
+	const char *at = NULL;
+	for (const char *p = st->b.p; (p = strstr(p, "event: campaigns\ndata: ")); p++)
+		at = p;
+	if (!at)
+		return NULL;
+	at += strlen("event: campaigns\ndata: ");
+	const char *end = strstr(at, "\n\n");
+	if (!end)
+		return NULL;
+	return json_loadb(at, (size_t)(end - at), 0, NULL);
+}
+
+struct want_done {
+	struct stream *st;
+	const char *id;
+	int rows;
+};
+
+/* The campaign has reached its end in the stream, with exact counters. */
+static bool campaign_final(void *arg)
+{
+	struct want_done *w = arg;
+	json_t *e = last_event(w->st);
+	bool ok = false;
+	size_t i;
+	json_t *b;
+	json_array_foreach(json_object_get(e, "data"), i, b)
+	{
+		if (strcmp(json_string_value(json_object_get(b, "id")), w->id) != 0)
+			continue;
+		ok = !strcmp(json_string_value(json_object_get(b, "status")), "completed");
+	}
+	json_decref(e);
+	return ok;
+}
+
+static bool has_text(void *arg)
+{
+	struct want_done *w = arg;
+	return w->st->b.p && strstr(w->st->b.p, w->id);
+}
+
+static bool stream_done(void *arg)
+{
+	return ((struct stream *)arg)->done;
+}
+
+static bool credential_capped(struct world *w, void *arg)
+{
+	(void)w, (void)arg;
+	const char *ob[] = {"Authorization: Bearer " OTHER_KEY, NULL};
+	struct hresp r = req("GET", "/v1/events", ob, NULL, false);
+	bool capped = r.status == 429 && strstr(r.body, "this credential");
+	if (r.status != 429)
+		fail_msg("a third stream of one key: %ld", r.status);
+	hresp_free(&r);
+	return capped;
+}
+
+static void test_events(void **state)
+{
+	(void)state;
+	make_keys();
+	multi = curl_multi_init();
+	assert_non_null(multi);
+	struct sess acme, other, cards;
+	signin(ACME_KEY, &acme);
+	signin(OTHER_KEY, &other);
+	signin(unit_key_cards, &cards);
+
+	/* No credential: 401; a reader without campaigns:read: 403. */
+	struct hresp r = req("GET", "/v1/events", NULL, NULL, false);
+	assert_int_equal(r.status, 401);
+	hresp_free(&r);
+	struct sess reader;
+	signin(reader_key, &reader);
+	r = sreq(&reader, "GET", "/v1/events", NULL, false);
+	assert_int_equal(r.status, 403);
+	hresp_free(&r);
+	r = sreq(&acme, "GET", "/v1/events?batch=01KZZZZZZZZZZZZZZZZZZZZZZZ", NULL, false);
+	assert_int_equal(r.status, 404);
+	hresp_free(&r);
+	r = sreq(&acme, "GET", "/v1/events?tenant=other", NULL, false);
+	assert_int_equal(r.status, 422);
+	hresp_free(&r);
+
+	/* acme's stream, other's stream, the unit's stream. */
+	struct stream st[4];
+	const char *ha[] = {acme.cookie, NULL}, *ho[] = {other.cookie, NULL},
+	           *hc[] = {cards.cookie, NULL};
+	stream_open(&st[0], "/v1/events", ha);
+	stream_open(&st[1], "/v1/events", ho);
+	struct heads h = {st, 2};
+	assert_true(streams_until(all_heads, &h, 10));
+	assert_int_equal(st[0].status, 200);
+	assert_int_equal(st[1].status, 200);
+	/* Live counters: a 40-row campaign, followed to its end. */
+	char id[64];
+	make_campaign(&acme, "live", 40, "+44740070", true, id);
+	struct want_done w = {&st[0], id, 40};
+	assert_true(streams_until(campaign_final, &w, 60));
+	json_t *e = last_event(&st[0]);
+	size_t i;
+	json_t *b;
+	int seen = 0;
+	json_array_foreach(json_object_get(e, "data"), i, b)
+	{
+		if (strcmp(json_string_value(json_object_get(b, "id")), id) != 0)
+			continue;
+		seen++;
+		json_t *rows = json_object_get(b, "rows");
+		assert_int_equal(json_integer_value(json_object_get(rows, "total")), 40);
+		assert_int_equal(json_integer_value(json_object_get(rows, "valid")), 40);
+		json_t *pr = json_object_get(b, "progress");
+		assert_int_equal(json_integer_value(json_object_get(pr, "made")), 40);
+		assert_int_equal(json_integer_value(json_object_get(pr, "settled")), 40);
+		assert_null(json_object_get(pr, "per_second")); /* changes by itself */
+		json_t *ms = json_object_get(b, "messages");
+		long sum = 0;
+		const char *k;
+		json_t *v;
+		json_object_foreach(ms, k, v) sum += (long)json_integer_value(v);
+		assert_int_equal(sum, 40);
+	}
+	assert_int_equal(seen, 1);
+	json_decref(e);
+	assert_non_null(strstr(st[0].b.p, "retry: 3000\n\n"));
+	/* More than one step was shown on the way (the counters moved live). */
+	int events = 0;
+	for (const char *p = st[0].b.p; (p = strstr(p, "event: campaigns")); p++)
+		events++;
+	assert_true(events >= 2);
+	/* The other tenant's stream never showed it; heartbeats kept it alive. */
+	struct want_done hb = {&st[1], ": heartbeat\n\n", 0};
+	assert_true(streams_until(has_text, &hb, 10));
+	assert_null(strstr(st[1].b.p, id));
+	assert_null(strstr(st[1].b.p, "live"));
+
+	/* Caps (max_event_streams 4, streams_per_session 2): acme's second is
+	 * fine, its third is over its own cap; the unit's first takes the last
+	 * place, its second is over the server's. */
+	stream_open(&st[2], "/v1/events", ha);
+	h = (struct heads){&st[2], 1};
+	assert_true(streams_until(all_heads, &h, 10));
+	assert_int_equal(st[2].status, 200);
+	r = sreq(&acme, "GET", "/v1/events", NULL, false);
+	assert_int_equal(r.status, 429);
+	assert_string_equal(hdr(&r, "Retry-After"), "5");
+	assert_non_null(strstr(r.body, "this session"));
+	hresp_free(&r);
+	stream_open(&st[3], "/v1/events", hc);
+	h = (struct heads){&st[3], 1};
+	assert_true(streams_until(all_heads, &h, 10));
+	assert_int_equal(st[3].status, 200);
+	r = sreq(&cards, "GET", "/v1/events", NULL, false);
+	assert_int_equal(r.status, 429);
+	assert_non_null(strstr(r.body, "on this server"));
+	hresp_free(&r);
+	const char *bearer[] = {"Authorization: Bearer " OTHER_KEY, NULL};
+	r = req("GET", "/v1/events", bearer, NULL, false);
+	assert_int_equal(r.status, 429);
+	hresp_free(&r);
+	/* Sign-out ends the session's streams; their places are free again. */
+	r = sreq(&acme, "DELETE", "/v1/session", NULL, true);
+	assert_int_equal(r.status, 204);
+	hresp_free(&r);
+	assert_true(streams_until(stream_done, &st[0], 10));
+	assert_true(streams_until(stream_done, &st[2], 10));
+	stream_close(&st[0]);
+	stream_close(&st[2]);
+	/* The unit's stream: its own campaigns only. */
+	char bc[64], bl[64];
+	struct sess loans;
+	signin(unit_key_loans, &loans);
+	make_campaign(&cards, "cards-live", 2, "+44740071", false, bc);
+	make_campaign(&loans, "loans-live", 2, "+44740072", false, bl);
+	struct want_done wc = {&st[3], bc, 0};
+	assert_true(streams_until(has_text, &wc, 10));
+	assert_null(strstr(st[3].b.p, bl));
+	assert_null(strstr(st[3].b.p, id)); /* acme's tenant-wide campaign */
+	/* A bearer credential is capped per credential like a session. */
+	stream_close(&st[1]);
+	const char *ob[] = {"Authorization: Bearer " OTHER_KEY, NULL};
+	stream_open(&st[0], "/v1/events", ob);
+	stream_open(&st[2], "/v1/events", ob);
+	h = (struct heads){&st[0], 1};
+	assert_true(streams_until(all_heads, &h, 10));
+	h = (struct heads){&st[2], 1};
+	assert_true(streams_until(all_heads, &h, 10));
+	assert_int_equal(st[0].status, 200);
+	assert_int_equal(st[2].status, 200);
+	/* (The closed stream's place is freed when the server next writes to
+	 * it, within a heartbeat: until then the server's cap answers.) */
+	assert_true(wait_until(credential_capped, &W, NULL, 10));
+	stream_close(&st[2]);
+	/* ?batch= follows one campaign; a sibling unit's is not found. */
+	char path[128];
+	snprintf(path, sizeof path, "/v1/events?batch=%s", bl);
+	r = sreq(&cards, "GET", path, NULL, false);
+	assert_int_equal(r.status, 404);
+	hresp_free(&r);
+	stream_close(&st[0]);
+	stream_close(&st[1]);
+	stream_close(&st[3]);
+	curl_multi_cleanup(multi);
+}
+
+/* The bounds of the session table, in a world of their own (4 sessions,
+ * 2 per key, 2 s idle, 4 s in all). */
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static long sess_status(const struct sess *s)
+{
+	struct hresp r = sreq(s, "GET", "/v1/session", NULL, false);
+	long st = r.status;
+	hresp_free(&r);
+	return st;
+}
+
+static void test_session_bounds(void **state)
+{
+	(void)state;
+	struct world w1 = W;
+	harness_server_extra(NULL);
+	harness_tenants_extra("  - id: extra\n    name: Extra\n"
+	                      "    api_keys: [hk_extra_0123456789abcdef]\n");
+	world_init2(&W, NULL, NULL, NULL, NULL,
+	            "dashboard:\n  max_sessions: 4\n  sessions_per_key: 2\n"
+	            "  session_idle_s: 2\n  session_max_age_s: 4\n");
+	harness_tenants_extra(NULL);
+	world_start_sim(&W);
+	world_start_serve(&W);
+
+	/* Per key: the third sign-in ends the key's oldest session. */
+	struct sess a1, a2, a3, o1, o2, x;
+	signin(ACME_KEY, &a1);
+	signin(ACME_KEY, &a2);
+	signin(ACME_KEY, &a3);
+	assert_int_equal(sess_status(&a1), 401);
+	assert_int_equal(sess_status(&a2), 200);
+	assert_int_equal(sess_status(&a3), 200);
+	/* In all: 4; a fifth is refused while they live (503, nothing set). */
+	signin(OTHER_KEY, &o1);
+	signin(OTHER_KEY, &o2);
+	struct hresp r =
+	    req("POST", "/v1/session", NULL, "{\"api_key\":\"hk_extra_0123456789abcdef\"}", false);
+	assert_int_equal(r.status, 503);
+	assert_string_equal(hdr(&r, "Set-Cookie"), "");
+	hresp_free(&r);
+	/* Signing out frees a place. */
+	r = sreq(&o2, "DELETE", "/v1/session", NULL, true);
+	assert_int_equal(r.status, 204);
+	hresp_free(&r);
+	signin("hk_extra_0123456789abcdef", &x);
+
+	/* Idle: a session unused for 2 s is over; one in use lives on. */
+	double t0 = mono_s();
+	while (mono_s() - t0 < 2.3) {
+		assert_int_equal(sess_status(&a3), 200);
+		usleep(200000);
+	}
+	assert_int_equal(sess_status(&a2), 401); /* unused since sign-in */
+	assert_int_equal(sess_status(&a3), 200);
+	/* Absolute: 4 s after sign-in even a busy session ends. */
+	while (mono_s() - t0 < 4.5 && sess_status(&a3) == 200)
+		usleep(200000);
+	assert_int_equal(sess_status(&a3), 401);
+	assert_true(mono_s() - t0 >= 3.0);
+	world_free(&W);
+	W = w1;
+}
+
 static int setup(void **state)
 {
 	(void)state;
 	harness_server_extra("  auth_cache_ms: 200\n");
 	world_init2(&W, NULL, NULL, NULL, NULL,
-	            "dashboard:\n  heartbeat_ms: 300\n  max_event_streams: 3\n"
+	            "dashboard:\n  heartbeat_ms: 300\n  max_event_streams: 4\n"
 	            "  streams_per_session: 2\n");
 	harness_server_extra(NULL);
 	world_start_sim(&W);
@@ -734,10 +1110,9 @@ static int teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_files),
-	    cmocka_unit_test(test_signin),
-	    cmocka_unit_test(test_isolation),
-	    cmocka_unit_test(test_revoked_key),
+	    cmocka_unit_test(test_files),     cmocka_unit_test(test_signin),
+	    cmocka_unit_test(test_isolation), cmocka_unit_test(test_revoked_key),
+	    cmocka_unit_test(test_events),    cmocka_unit_test(test_session_bounds),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
