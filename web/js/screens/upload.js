@@ -68,8 +68,8 @@ async function report(box, b)
 	                      (e) => el('tr', {}, el('td', {class : 'num'}, e.row),
 	                                el('td', {}, e.column), el('td', {}, e.recipient),
 	                                el('td', {}, e.reason))),
-	                  `Bad rows (first ${Math.min(200, errs.data.length)} of ${
-			      fmtNum(b.rows.invalid + b.rows.duplicates)})`)
+	                  `Invalid rows (${Math.min(200, errs.data.length)} shown of ${
+			      fmtNum(b.rows.invalid)})`)
 		: null,
 	    el('p', {},
 	       el('a', {href : `/v1/batches/${id}/errors?format=csv`, download : ''},
