@@ -32,6 +32,18 @@ struct api_limit_opts {
 };
 
 struct plugins;
+/* The dashboard (README "Dashboard"; dashboard.* in the config). */
+struct api_dash_opts {
+	int max_sessions;           /* signed-in sessions in all (default 1024) */
+	int sessions_per_key;       /* per API key: its oldest is ended beyond (default 8) */
+	int64_t session_idle_us;    /* ended after this long unused (default 30 min) */
+	int64_t session_max_age_us; /* and this long after sign-in (default 12 h) */
+	int64_t unmask_us;          /* phone numbers shown after an unmask (default 15 min) */
+	int max_event_streams;      /* GET /v1/events streams in all (default 64) */
+	int streams_per_session;    /* per session or credential (default 4) */
+	int64_t heartbeat_us;       /* a comment line on a quiet stream (default 15 s) */
+	bool secure_cookie;         /* Secure: set when public_url is https */
+};
 
 struct api_opts {
 	const char *listen_addr;    /* "127.0.0.1" */
@@ -103,6 +115,7 @@ struct api_opts {
 	int64_t auth_cache_us;
 	json_t *auth_cfg;
 	struct api_limit_opts limits;
+	struct api_dash_opts dash;
 };
 void api_opts_default(struct api_opts *o);
 
