@@ -46,7 +46,7 @@ E2E_PAR=4            # parallel curl uploads in the end-to-end phase
 KEY=hk_bench_0123456789abcdef
 APP_SECRET=bench-app-secret-123
 ACCOUNT=bench-wa
-PHASES=" ${BENCH_PHASES:-nginx sqlite single batch e2e webhooks pg-baseline pg-single pg-batch pg-e2e campaign} "
+PHASES=" ${BENCH_PHASES:-nginx sqlite single batch e2e webhooks e2e-sent pg-baseline pg-single pg-batch pg-e2e campaign} "
 CAMPAIGN_ROWS=${BENCH_CAMPAIGN_ROWS:-1000000}
 CMDLINE="BENCH_SECONDS=$SECS make bench"
 [[ -n ${BENCH_E2E_MESSAGES:-} ]] && CMDLINE="BENCH_E2E_MESSAGES=$E2E_N $CMDLINE"
@@ -262,6 +262,18 @@ cpu_ticks() { # pid|-pid
 	} END { print t + 0 }'
 }
 CLK_TCK=$(getconf CLK_TCK)
+# Clock ticks (user + system, every thread) used so far by the given
+# processes together; one that is gone counts 0.
+proc_ticks() { # pid...
+	local p t=0 f rest
+	for p in "$@"; do
+		f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+		rest=${f##*) }
+		read -r -a a <<<"$rest"
+		t=$((t + a[11] + a[12]))
+	done
+	echo "$t"
+}
 # Statistics of one PostgreSQL phase: pg_snap_begin just before the load,
 # pg_snap_end LABEL MESSAGES just after it; the findings go into R[pgwhy_LABEL].
 pg_snap_begin() {
@@ -338,9 +350,21 @@ start_sim() {
 	start_bg sim "$HERALD" sim --config "$TMP/e2e.yaml" --listen "127.0.0.1:$SPORT" \
 		--herald-url "$HURL"
 	SIM_PID=$BG_PID
-	wait_http "$SURL/sim/stats" "$SIM_PID" sim
+	wait_http "$SURL/sim/stats" "$SIM_PID" sim || return 1
+	# Its status delays as configured, to go back to after a "sent" phase.
+	SIM_DELAYS=$(curl -s --max-time 10 "$SURL/sim/config" |
+		grep -o '"\(sent\|delivered\)_delay_ms": *[0-9.]*' | paste -sd, | sed 's/^/{/; s/$/}/')
+	[[ $SIM_DELAYS == *sent_delay_ms*delivered_delay_ms* ]] ||
+		{ log "could not read the sim's delays from GET /sim/config"; return 1; }
 }
 
+# Sets simulator knobs (POST /sim/config, a JSON object of knobs).
+sim_config() { # json
+	local code
+	code=$(curl -s -o "$TMP/simcfg.out" -w '%{http_code}' --max-time 10 -X POST \
+		-H 'Content-Type: application/json' --data-binary "$1" "$SURL/sim/config") || true
+	[[ $code == 200 ]] || { log "POST /sim/config $1 answered $code: $(head -c 300 "$TMP/simcfg.out")"; return 1; }
+}
 metrics() { curl -s --max-time 10 -H "Authorization: Bearer $KEY" "$HURL/metrics"; }
 # Sum of a metric's samples whose line contains FILTER (e.g. status="sent").
 msum() { # metrics_text name [filter]
@@ -482,9 +506,18 @@ phase_batch() { # sync
 }
 
 # ---- 5. end to end -------------------------------------------------------------
-phase_e2e() { # normal|pg
-	local s=$1 x=
+# Two ways: "delivered" (the default) waits until every message has its two
+# status receipts (sent, delivered) applied; "sent" sets the simulator's
+# status webhooks a day out (POST /sim/config), so none comes during the
+# phase, and waits until every message is `sent` (the provider's 200 recorded):
+# accept -> sent with no receipts, the work Kannel does in its phase. The
+# headline is CPU per message of `herald serve` and separately of `herald sim`
+# from /proc (utime + stime, all threads) between the first post and the last
+# message reaching the status.
+phase_e2e() { # normal|pg [delivered|sent]
+	local s=$1 until=${2:-delivered} x=
 	[[ $s == pg ]] && x=_pg
+	[[ $until == sent ]] && x+=_sent
 	local nfiles=$((E2E_N / BATCH))
 	mkdir -p "$TMP/e2e"
 	[[ -e $TMP/e2e/b0000.json ]] || awk -v n="$BATCH" -v files="$nfiles" -v dir="$TMP/e2e" 'BEGIN {
@@ -498,14 +531,22 @@ phase_e2e() { # normal|pg
 		} }'
 	E2E_N=$((nfiles * BATCH))
 	curl -s -X POST "$SURL/sim/reset" >/dev/null || true
+	# The sim's own delays (bench/herald.conf), or a day out for "sent".
+	if [[ $until == sent ]]; then
+		sim_config '{"sent_delay_ms":86400000,"delivered_delay_ms":86400000}' || return 1
+	else
+		sim_config "$SIM_DELAYS" || return 1
+	fi
 	start_serve "$TMP/e2e.yaml" "$s" || return 1
 	sleep 1
 	R[rss_idle$x]=$(rss_kb "$SERVE_PID" VmRSS)
 	log "end to end ($s): $E2E_N messages in $nfiles batch requests, $E2E_PAR at a time"
 	[[ $s == pg ]] && pg_snap_begin
 
-	local t0 t_done='' m q sd st dl rss now
+	local t0 t_done='' m q sd st dl rss now reached c_serve0 c_sim0
 	: >"$TMP/e2e-samples.txt"
+	c_serve0=$(proc_ticks "$SERVE_PID")
+	c_sim0=$(proc_ticks "$SIM_PID")
 	t0=$EPOCHREALTIME
 	# The uploads: $E2E_PAR curls at a time, in their own process group.
 	# shellcheck disable=SC2016 # expanded by the inner bash
@@ -536,14 +577,18 @@ phase_e2e() { # normal|pg
 			R[rss_10k_inflight$x]=$((q + sd + st))
 			gap=0.5
 		fi
-		if ((dl >= E2E_N)); then
+		reached=$dl
+		[[ $until == sent ]] && reached=$st
+		if ((reached >= E2E_N)); then
 			t_done=$now
+			R[cpu_serve$x]=$(($(proc_ticks "$SERVE_PID") - c_serve0))
+			R[cpu_sim$x]=$(($(proc_ticks "$SIM_PID") - c_sim0))
 			break
 		fi
-		((dl * 10 >= E2E_N * 8)) && gap=0.1
+		((reached * 10 >= E2E_N * 8)) && gap=0.1
 		kill -0 "$SERVE_PID" 2>/dev/null || { log "herald serve died:"; tail -n 20 "$TMP/serve.log" >&2; return 1; }
 		if (($(calc "$now - $t0 > $E2E_TIMEOUT"))); then
-			log "gave up after ${E2E_TIMEOUT}s: $dl of $E2E_N delivered ($q queued, $sd sending, $st sent)"
+			log "gave up after ${E2E_TIMEOUT}s: $reached of $E2E_N $until ($q queued, $sd sending, $st sent, $dl delivered)"
 			break
 		fi
 	done
@@ -562,6 +607,8 @@ phase_e2e() { # normal|pg
 	[[ $s == pg ]] && pg_snap_end "end to end" "$E2E_N"
 	R[e2e$x]=$(calc "$E2E_N / ($t_done - $t0)")
 	R[e2e_secs$x]=$(calc "$t_done - $t0" 2)
+	R[us_serve$x]=$(calc "${R[cpu_serve$x]} * 1000000 / $CLK_TCK / $E2E_N" 1)
+	R[us_sim$x]=$(calc "${R[cpu_sim$x]} * 1000000 / $CLK_TCK / $E2E_N" 1)
 	local stats
 	stats=$(curl -s "$SURL/sim/stats" || true)
 	R[sim_unique$x]=$(grep -o '"unique_messages":[0-9]*' <<<"$stats" | head -n 1 | cut -d: -f2)
@@ -570,8 +617,9 @@ phase_e2e() { # normal|pg
 		WARNINGS+=("end to end ($s): the sim received ${R[sim_dups$x]} duplicate sends (retried" \
 			"after a send timeout; see herald_sends_total{outcome=\"retried\"})")
 	fi
-	log "    $E2E_N delivered in ${R[e2e_secs$x]} s = ${R[e2e$x]} msg/s (accepted at ${R[e2e_submit$x]} msg/s);" \
+	log "    $E2E_N $until in ${R[e2e_secs$x]} s = ${R[e2e$x]} msg/s (accepted at ${R[e2e_submit$x]} msg/s);" \
 		"sim: ${R[sim_unique$x]:-?} unique, ${R[sim_dups$x]:-?} duplicates"
+	log "    CPU per message: herald serve ${R[us_serve$x]} us, herald sim ${R[us_sim$x]} us"
 	log "    RSS idle $(mib rss_idle$x) MiB, at 10k in flight $(mib rss_10k$x) MiB" \
 		"($(v rss_10k_inflight$x) in flight), peak $(mib rss_peak$x) MiB"
 }
@@ -741,7 +789,7 @@ log "Herald benchmark: ${SECS}s per phase, temp dir $TMP, herald on :$HPORT, sim
 # see the same background load on a shared machine.
 want() { [[ $PHASES == *" $1 "* ]]; }
 SIM_OK=1
-if want single || want batch || want e2e || want pg-single || want pg-batch || want pg-e2e; then
+if want single || want batch || want e2e || want e2e-sent || want pg-single || want pg-batch || want pg-e2e; then
 	start_sim || { SIM_OK=0; FAILED+=("herald sim"); }
 fi
 want nginx && run_phase nginx phase_nginx
@@ -765,6 +813,11 @@ if ((SIM_OK)); then
 			FAILED+=(webhooks)
 		fi
 		[[ -n $SERVE_PID ]] && stop_serve
+	fi
+	if want e2e-sent; then
+		run_phase "end to end, no receipts" phase_e2e normal sent
+		[[ -n $SERVE_PID ]] && stop_serve
+		sim_config "$SIM_DELAYS" || FAILED+=("sim config")
 	fi
 fi
 if want campaign && ((SIM_OK)); then
@@ -818,7 +871,12 @@ for s in normal full; do
 	row "batch durable accept, msg/s, sync $s" "$(fnum "$(v batch_$s)")" \
 		"SQLite $(fnum "$(v sqlite_$s)")" "$r" ">= 0.50" "$(met "$r" '>=' 0.5)"
 done
-row "end to end accept -> delivered, msg/s ($E2E_N msgs)" "$(fnum "$(v e2e)")" "" "" \
+row "**CPU per message, accept -> sent, no receipts: herald serve, us**" "$(v us_serve_sent)" \
+	"herald sim $(v us_sim_sent) us" "" "<= 40" "$(met "$(v us_serve_sent)" '<=' 40)"
+row "**CPU per message, accept -> delivered, 2 receipts: herald serve, us**" "$(v us_serve)" \
+	"herald sim $(v us_sim) us" "" "<= 80" "$(met "$(v us_serve)" '<=' 80)"
+row "end to end accept -> sent, no receipts, msg/s ($E2E_N msgs)" "$(fnum "$(v e2e_sent)")" "" "" "" ""
+row "end to end accept -> delivered, 2 receipts, msg/s ($E2E_N msgs)" "$(fnum "$(v e2e)")" "" "" \
 	">= 15000" "$(met "$(v e2e)" '>=' 15000)"
 p=$(v pg_best)
 row "PostgreSQL direct COPY, msg/s (durable commit)" "$(fnum "$(v pg_copy)")" "" "" "raw limit" ""
