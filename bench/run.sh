@@ -39,6 +39,9 @@ PGBASE=$BUILD/pg_baseline
 SECS=${BENCH_SECONDS:-10}
 E2E_N=${BENCH_E2E_MESSAGES:-100000}
 E2E_TIMEOUT=${BENCH_E2E_TIMEOUT:-180}
+KANNEL_BB=${BENCH_KANNEL_BEARERBOX:-/usr/sbin/bearerbox}
+KANNEL_SB=${BENCH_KANNEL_SMSBOX:-/usr/sbin/smsbox}
+KANNEL_PER_REQ=100   # recipients per sendsms request (Kannel's batch: a space-separated "to")
 ROUNDS=${BENCH_ROUNDS:-3} # alternating Herald/baseline rounds of the batch phase
 CONNS=64             # wrk connections for single POSTs, nginx and webhooks
 BATCH_CONNS=8        # wrk connections for the batch endpoint (8,000 messages in flight)
@@ -47,7 +50,7 @@ E2E_PAR=4            # parallel curl uploads in the end-to-end phase
 KEY=hk_bench_0123456789abcdef
 APP_SECRET=bench-app-secret-123
 ACCOUNT=bench-wa
-PHASES=" ${BENCH_PHASES:-nginx sqlite single batch e2e webhooks e2e-sent pg-baseline pg-single pg-batch pg-e2e campaign} "
+PHASES=" ${BENCH_PHASES:-nginx sqlite single batch e2e webhooks e2e-sent kannel pg-baseline pg-single pg-batch pg-e2e campaign} "
 CAMPAIGN_ROWS=${BENCH_CAMPAIGN_ROWS:-1000000}
 CMDLINE="BENCH_SECONDS=$SECS make bench"
 [[ -n ${BENCH_E2E_MESSAGES:-} ]] && CMDLINE="BENCH_E2E_MESSAGES=$E2E_N $CMDLINE"
@@ -67,6 +70,9 @@ for tool in wrk nginx curl openssl awk; do
 done
 [[ -x $HERALD ]] || die "$HERALD not built (make release)"
 [[ -x $BASELINE ]] || die "$BASELINE not built (make -C build-release sqlite_baseline)"
+if [[ $PHASES == *" kannel "* ]]; then
+	[[ -x $KANNEL_BB && -x $KANNEL_SB ]] || die "$KANNEL_BB or $KANNEL_SB is missing (scripts/deps.sh bench installs kannel)"
+fi
 if [[ $PHASES == *" pg-"* ]]; then
 	[[ -x $PGBASE ]] || die "$PGBASE not built (make -C build-release pg_baseline)"
 	command -v psql >/dev/null || die "psql is missing (scripts/deps.sh bench installs postgresql)"
@@ -683,6 +689,93 @@ phase_e2e() { # normal|pg [delivered|sent]
 		"($(v rss_10k_inflight$x) in flight), peak $(mib rss_peak$x) MiB"
 }
 
+# ---- 5b. Kannel, a peer ---------------------------------------------------------
+# Debian's Kannel (bearerbox + smsbox, bench/kannel/kannel.conf) doing what
+# the e2e-sent phase has Herald do: take E2E_N messages over HTTP (smsbox's
+# sendsms, KANNEL_PER_REQ recipients a request, E2E_PAR requests at a time,
+# bench/kannel/sendsms.lua) and hand each to an HTTP SMSC (nginx answering
+# 200 "Sent.", bench/kannel/nginx-smsc.conf) with no delivery reports and no
+# store file. The figure runs from the first request until nginx has logged
+# E2E_N requests; CPU per message is bearerbox's plus smsbox's from /proc.
+phase_kannel() {
+	local d=$TMP/kannel admin=0 box=0 smsc=0 mo=0 sendsms=0
+	for v in admin box smsc mo sendsms; do free_port "$v"; done
+	mkdir -p "$d"
+	sed -e "s|@DIR@|$d|g" -e "s|@ADMIN_PORT@|$admin|g" -e "s|@BOX_PORT@|$box|g" \
+	    -e "s|@SMSC_PORT@|$smsc|g" -e "s|@MO_PORT@|$mo|g" -e "s|@SENDSMS_PORT@|$sendsms|g" \
+	    "$HERE/kannel/kannel.conf" >"$d/kannel.conf"
+	sed -e "s|@DIR@|$d|g" -e "s|@PORT@|$smsc|g" "$HERE/kannel/nginx-smsc.conf" >"$d/nginx.conf"
+	start_bg kannel-smsc nginx -p "$d" -c "$d/nginx.conf" -e "$d/nginx-error.log"
+	local ngx=$BG_PID
+	start_bg bearerbox "$KANNEL_BB" "$d/kannel.conf"
+	local bb=$BG_PID
+	wait_http "http://127.0.0.1:$admin/status.txt?password=bench-status" "$bb" bearerbox || return 1
+	start_bg smsbox "$KANNEL_SB" "$d/kannel.conf"
+	local sb=$BG_PID i st=
+	# Ready when smsbox is connected and the SMSC is online.
+	for ((i = 0; i < 200; i++)); do
+		st=$(curl -s --max-time 2 "http://127.0.0.1:$admin/status.txt?password=bench-status" || true)
+		[[ $st == *"smsbox:"* && $st == *"(online"* ]] && break
+		kill -0 "$sb" 2>/dev/null || { log "smsbox exited:"; tail -n 20 "$TMP/smsbox.log" >&2; return 1; }
+		sleep 0.1
+	done
+	[[ $st == *"smsbox:"* && $st == *"(online"* ]] || { log "Kannel not ready: $st"; return 1; }
+	local code
+	code=$(curl -s -o "$d/first.out" -w '%{http_code}' --max-time 10 \
+		"http://127.0.0.1:$sendsms/cgi-bin/sendsms?username=bench&password=bench-pass&from=12345&to=447999999999&text=warm-up") || true
+	[[ $code == 202 ]] || { log "sendsms answered $code: $(head -c 200 "$d/first.out")"; return 1; }
+	for ((i = 0; i < 100; i++)); do
+		(($(wc -l <"$d/smsc-access.log") >= 1)) && break
+		sleep 0.1
+	done
+	: >"$d/smsc-access.log" # nginx appends to the same open file
+	local n=$(((E2E_N / KANNEL_PER_REQ) * KANNEL_PER_REQ)) t0 t1='' c0 c1 cs0 lines=0
+	log "Kannel: $n messages over sendsms, $KANNEL_PER_REQ recipients a request, $E2E_PAR at a time"
+	c0=$(proc_ticks "$bb" "$sb")
+	cs0=$(proc_ticks "$ngx" $(pgrep -P "$ngx" || true))
+	t0=$EPOCHREALTIME
+	BENCH_KANNEL_MESSAGES=$n BENCH_KANNEL_PER_REQ=$KANNEL_PER_REQ BENCH_THREADS=2 \
+		start_bg wrk-kannel wrk -t2 -c"$E2E_PAR" -d"${E2E_TIMEOUT}s" --timeout 30s \
+		-s "$HERE/kannel/sendsms.lua" "http://127.0.0.1:$sendsms"
+	local wrk_pid=$BG_PID
+	while :; do
+		sleep 0.1
+		lines=$(wc -l <"$d/smsc-access.log")
+		if ((lines >= n)); then
+			t1=$EPOCHREALTIME
+			c1=$(proc_ticks "$bb" "$sb")
+			R[cpu_kannel_smsc]=$(($(proc_ticks "$ngx" $(pgrep -P "$ngx" || true)) - cs0))
+			break
+		fi
+		(($(calc "$EPOCHREALTIME - $t0 > $E2E_TIMEOUT"))) && break
+		kill -0 "$bb" 2>/dev/null && kill -0 "$sb" 2>/dev/null || { log "Kannel died"; return 1; }
+	done
+	kill -INT "$wrk_pid" 2>/dev/null || true
+	wait "$wrk_pid" 2>/dev/null || true
+	forget_pid "$wrk_pid"
+	local answers
+	answers=$(awk '$1 == "kannel_answers" { print $2 }' "$TMP/wrk-kannel.log")
+	[[ -n $t1 ]] || { log "Kannel handed $lines of $n messages to the SMSC in ${E2E_TIMEOUT}s"; return 1; }
+	if [[ $answers != $((n / KANNEL_PER_REQ)) ]]; then
+		log "sendsms accepted ${answers:-?} of $((n / KANNEL_PER_REQ)) requests"
+		return 1
+	fi
+	R[kannel]=$(calc "$n / ($t1 - $t0)")
+	R[kannel_secs]=$(calc "$t1 - $t0" 2)
+	R[us_kannel]=$(calc "($c1 - $c0) * 1000000 / $CLK_TCK / $n" 1)
+	R[us_kannel_smsc]=$(calc "${R[cpu_kannel_smsc]} * 1000000 / $CLK_TCK / $n" 1)
+	R[kannel_rss]=$(($(rss_kb "$bb" VmHWM) + $(rss_kb "$sb" VmHWM)))
+	sleep 0.5
+	R[kannel_extra]=$(($(wc -l <"$d/smsc-access.log") - n))
+	log "    $n sent to the SMSC in ${R[kannel_secs]} s = ${R[kannel]} msg/s; CPU per message" \
+		"bearerbox + smsbox ${R[us_kannel]} us (the SMSC, nginx: ${R[us_kannel_smsc]} us);" \
+		"peak RSS $(mib kannel_rss) MiB"
+	((R[kannel_extra] == 0)) || WARNINGS+=("kannel: the SMSC got ${R[kannel_extra]} more requests than messages sent")
+	stop_pid "$sb"
+	stop_pid "$bb"
+	stop_pid "$ngx"
+}
+
 # ---- 6. webhooks -------------------------------------------------------------
 phase_webhooks() {
 	local m i pending ids base
@@ -912,6 +1005,7 @@ if ((SIM_OK)); then
 		sim_config "$SIM_DELAYS" || FAILED+=("sim config")
 	fi
 fi
+want kannel && run_phase kannel phase_kannel
 if want campaign && ((SIM_OK)); then
 	run_phase campaign phase_campaign
 fi
@@ -969,7 +1063,12 @@ row "**CPU per message, accept -> sent, no receipts: herald serve, us**" "$(v us
 	"herald sim $(v us_sim_sent) us" "" "<= 40" "$(met "$(v us_serve_sent)" '<=' 40)"
 row "**CPU per message, accept -> delivered, 2 receipts: herald serve, us**" "$(v us_serve)" \
 	"herald sim $(v us_sim) us" "" "<= 80" "$(met "$(v us_serve)" '<=' 80)"
-row "end to end accept -> sent, no receipts, msg/s ($E2E_N msgs)" "$(fnum "$(v e2e_sent)")" "" "" "" ""
+r=$(ratio "$(v e2e_sent)" "$(v kannel)")
+row "end to end accept -> sent, no receipts, msg/s ($E2E_N msgs)" "$(fnum "$(v e2e_sent)")" \
+	"Kannel $(fnum "$(v kannel)")" "$r" ">= 4 x Kannel" "$(met "$r" '>=' 4)"
+r=$(ratio "$(v us_serve_sent)" "$(v us_kannel)")
+row "CPU per message accept -> sent: Kannel (bearerbox + smsbox), us" "$(v us_kannel)" \
+	"Herald $(v us_serve_sent) us" "Herald/Kannel $r" "" ""
 row "end to end accept -> delivered, 2 receipts, msg/s ($E2E_N msgs)" "$(fnum "$(v e2e)")" "" "" \
 	">= 15000" "$(met "$(v e2e)" '>=' 15000)"
 p=$(v pg_best)

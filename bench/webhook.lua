@@ -44,6 +44,12 @@ wrk.headers["Content-Type"] = "application/json"
 
 function init(args)
 	next_i = tid + 1
+	if tid == 0 then
+		-- wrk calls the first thread's request() once before any connection
+		-- opens, to check the request parses (script_verify_request): that
+		-- call gets an index of its own instead of eating body 1.
+		next_i = 1 - nthreads
+	end
 	mine = 0
 	for i = tid + 1, #lines, nthreads do
 		mine = mine + 1
@@ -59,6 +65,9 @@ function request()
 		i = i - nthreads
 	else
 		next_i = next_i + nthreads
+	end
+	if i < 1 then
+		i = 1 -- the verification call
 	end
 	local l = lines[i]
 	return wrk.format(nil, nil, {["X-Hub-Signature-256"] = l[1]}, l[2])

@@ -9,7 +9,7 @@ case "${1:-build}" in
   # The tests start their own PostgreSQL servers from the server package's
   # binaries (tests/pgtest.c: /usr/lib/postgresql/N/bin, off the PATH).
   test) want+=(postgresql) ;;
-  bench) want+=(wrk nginx-light sqlite3 postgresql) ;;
+  bench) want+=(wrk nginx-light sqlite3 postgresql kannel linux-perf) ;;
   # The libFuzzer targets (scripts/fuzz.sh): clang with its libFuzzer and
   # sanitizer runtimes (libclang-rt-14-dev is only recommended by clang-14,
   # and we install without recommends). Only the fuzzing step needs them.
