@@ -21,10 +21,18 @@
 #   BENCH_BUILD         build dir holding herald, sqlite_baseline and
 #                       pg_baseline (default build-release)
 #   BENCH_KEEP=1        keep the temp dir (logs, configs) for a post-mortem
-#   BENCH_PHASES        which phases to run (default all: "nginx sqlite single
-#                       batch e2e webhooks pg-baseline pg-single pg-batch
-#                       pg-e2e campaign"; webhooks needs e2e)
+#   BENCH_PHASES        which phases to run (default all but "large": "nginx
+#                       sqlite single batch e2e webhooks e2e-sent kannel
+#                       pg-baseline pg-single pg-batch pg-e2e campaign";
+#                       webhooks needs e2e; sqlite runs inside batch)
 #   BENCH_CAMPAIGN_ROWS rows of the campaign phase's .xlsx (default 1000000)
+#   BENCH_ROUNDS        alternating Herald/SQLite rounds of the batch phase (3)
+#   BENCH_LARGE_MESSAGES messages in the large store (phase large, default
+#                       10000000; ~12 GB of disk in the temp dir, several
+#                       minutes: so not in the default phases; run it with
+#                       BENCH_PHASES=large make bench)
+#   BENCH_LARGE_SAMPLE  messages accepted, claimed and receipted on the empty
+#                       and on the large store (default 50000)
 # PostgreSQL runs on a throwaway server started here (bench/pg_baseline.c
 # server: Debian's server binaries, initdb into a temp dir, durable defaults).
 set -euo pipefail
@@ -42,7 +50,9 @@ E2E_TIMEOUT=${BENCH_E2E_TIMEOUT:-180}
 KANNEL_BB=${BENCH_KANNEL_BEARERBOX:-/usr/sbin/bearerbox}
 KANNEL_SB=${BENCH_KANNEL_SMSBOX:-/usr/sbin/smsbox}
 KANNEL_PER_REQ=100   # recipients per sendsms request (Kannel's batch: a space-separated "to")
-ROUNDS=${BENCH_ROUNDS:-3} # alternating Herald/baseline rounds of the batch phase
+ROUNDS=${BENCH_ROUNDS:-3}
+LARGE_N=${BENCH_LARGE_MESSAGES:-10000000}   # messages in the large store
+LARGE_SAMPLE=${BENCH_LARGE_SAMPLE:-50000}   # accepted, claimed and receipted on each store # alternating Herald/baseline rounds of the batch phase
 CONNS=64             # wrk connections for single POSTs, nginx and webhooks
 BATCH_CONNS=8        # wrk connections for the batch endpoint (8,000 messages in flight)
 BATCH=1000           # messages per batch request
@@ -776,6 +786,99 @@ phase_kannel() {
 	stop_pid "$ngx"
 }
 
+# Writes signed WhatsApp status webhooks for the provider ids in IDS_FILE
+# (one a line), 10 statuses STATUS to a body, one body a line of OUT as
+# webhook.lua reads them: "sha256=<hex>", a tab, the exact body signed as Meta
+# signs (HMAC-SHA256 of the body with the app secret; perl's Digest::SHA,
+# the first checked against openssl).
+webhook_bodies() { # ids_file status out
+	local nids
+	nids=$(grep -c . "$1" || true)
+	((nids >= 10)) || { log "only $nids provider ids to send webhooks for"; return 1; }
+	APP_SECRET=$APP_SECRET TS=$(date +%s) ST=$2 perl -MDigest::SHA=hmac_sha256_hex -ne '
+		chomp; push @ids, $_;
+		if (@ids == 10) { out(); @ids = () }
+		sub out {
+			my $st = join ",", map { "{\"id\":\"$_\",\"status\":\"$ENV{ST}\",\"timestamp\":\"$ENV{TS}\",\"recipient_id\":\"447911123456\"}" } @ids;
+			my $b = "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"102290129340398\",\"changes\":[{\"field\":\"messages\",\"value\":{\"messaging_product\":\"whatsapp\",\"metadata\":{\"display_phone_number\":\"15550783881\",\"phone_number_id\":\"106540352242922\"},\"statuses\":[$st]}}]}]}";
+			print "sha256=", hmac_sha256_hex($b, $ENV{APP_SECRET}), "\t", $b, "\n";
+		}' "$1" >"$3" || return 1
+	head -n 1 "$3" | cut -f2- | tr -d '\n' >"$TMP/webhook.json"
+	local sig
+	sig="sha256=$(openssl dgst -sha256 -hmac "$APP_SECRET" -r "$TMP/webhook.json" | cut -d' ' -f1)"
+	[[ $sig == "$(head -n 1 "$3" | cut -f1)" ]] ||
+		{ log "perl's and openssl's signatures of the first webhook differ"; return 1; }
+}
+
+# Posts every body of BODIES once (the first with curl, which must get 200,
+# the rest with wrk -t2 -c$CONNS, webhook.lua) and waits until all are in the
+# inbox and the inbox is back to BASE pending rows. Sets WH_T0, WH_T1 (first
+# post, inbox drained), WH_RPS (ingress: 2xx answers over the script's
+# first-request-to-last-answer span), WH_BEFORE and WH_AFTER (applied +
+# ignored events before and after), WH_APPLIED (events that changed a message).
+webhook_run() { # bodies base
+	local url=$HURL/webhooks/whatsapp/$ACCOUNT m code nbodies
+	nbodies=$(grep -c . "$1")
+	head -n 1 "$1" | cut -f2- | tr -d '\n' >"$TMP/webhook.json"
+	m=$(metrics) || return 1
+	WH_BEFORE=$(($(msum "$m" herald_webhooks_total 'result="applied"') + $(msum "$m" herald_webhooks_total 'result="ignored"')))
+	local applied0 rcv0 rcv pending
+	applied0=$(msum "$m" herald_webhooks_total 'result="applied"')
+	rcv0=$(msum "$m" herald_webhooks_total 'result="received"')
+	WH_T0=$EPOCHREALTIME
+	code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+		-H "X-Hub-Signature-256: $(head -n 1 "$1" | cut -f1)" --data-binary "@$TMP/webhook.json" "$url" || true)
+	[[ $code == 200 ]] || { log "signed webhook answered $code, expected 200"; return 1; }
+	tail -n +2 "$1" >"$TMP/webhooks-wrk.txt"
+	# wrk waits for its -d even after every thread has sent its share, so
+	# it runs in the background and is stopped (SIGINT: it prints its
+	# summary) once every body is in the inbox and the inbox is drained.
+	BENCH_WEBHOOK_BODIES=$TMP/webhooks-wrk.txt BENCH_THREADS=2 start_bg wrk-webhook \
+		wrk -t2 -c"$CONNS" -d"${E2E_TIMEOUT}s" --timeout 10s --latency -s "$HERE/webhook.lua" "$url"
+	local wrk_pid=$BG_PID deadline
+	WH_T1=
+	deadline=$(calc "${EPOCHREALTIME} + $E2E_TIMEOUT" 2)
+	while :; do
+		sleep 0.1
+		m=$(metrics) || true
+		pending=$(msum "$m" herald_webhook_inbox_pending)
+		rcv=$(($(msum "$m" herald_webhooks_total 'result="received"') - rcv0))
+		if ((rcv >= nbodies && pending <= $2)); then
+			WH_T1=$EPOCHREALTIME
+			break
+		fi
+		(($(calc "$EPOCHREALTIME > $deadline"))) && break
+		kill -0 "$wrk_pid" 2>/dev/null || ((rcv >= nbodies)) ||
+			{ log "wrk stopped after $rcv of $nbodies webhooks:"; cat "$TMP/wrk-webhook.log" >&2; return 1; }
+	done
+	kill -INT "$wrk_pid" 2>/dev/null || true
+	wait "$wrk_pid" 2>/dev/null || true
+	forget_pid "$wrk_pid"
+	cp "$TMP/wrk-webhook.log" "$TMP/wrk-webhook.txt"
+	[[ -n $WH_T1 ]] || { log "webhook inbox still has $pending pending (base $2) after ${E2E_TIMEOUT}s"; return 1; }
+	local bad
+	bad=$(wrk_bad "$TMP/wrk-webhook.txt")
+	((bad == 0)) || WARNINGS+=("webhooks: $bad requests failed or got a non-2xx answer")
+	local span answers
+	span=$(awk '$1 == "webhook_span_ms" { print $2 }' "$TMP/wrk-webhook.txt")
+	answers=$(awk '$1 == "webhook_answers" { print $2 }' "$TMP/wrk-webhook.txt")
+	[[ -n $span && -n $answers ]] || { log "webhook.lua printed no span:"; cat "$TMP/wrk-webhook.txt" >&2; return 1; }
+	WH_RPS=$(calc "$answers * 1000 / ($span > 0 ? $span : 1)")
+	# The applier counts its events just after its commit empties the inbox:
+	# read the counters until they stop moving (at most 2 s).
+	local i prev
+	WH_AFTER=-1
+	for ((i = 0; i < 10; i++)); do
+		prev=$WH_AFTER
+		WH_AFTER=$(($(msum "$m" herald_webhooks_total 'result="applied"') + \
+			$(msum "$m" herald_webhooks_total 'result="ignored"')))
+		((WH_AFTER == prev)) && break
+		sleep 0.2
+		m=$(metrics) || true
+	done
+	WH_APPLIED=$(($(msum "$m" herald_webhooks_total 'result="applied"') - applied0))
+}
+
 # ---- 6. webhooks -------------------------------------------------------------
 phase_webhooks() {
 	local m i pending ids base
@@ -793,94 +896,20 @@ phase_webhooks() {
 	((base == 0)) || log "    $base webhook rows stay pending from the end-to-end phase"
 
 	# Every delivered message's provider id, 10 to a webhook of `read`
-	# statuses, each body signed as Meta signs (HMAC-SHA256 of the body with
-	# the app secret) and posted once: every event is a new status to apply.
+	# statuses, each posted once: every event is a new status to apply.
 	sqlite3 "$TMP/herald-normal.db" \
 		"SELECT provider_id FROM message WHERE status = 3 AND provider_id IS NOT NULL" \
 		>"$TMP/wh-ids.txt" || { log "cannot read provider ids from the store"; return 1; }
-	local nids
-	nids=$(grep -c . "$TMP/wh-ids.txt" || true)
-	((nids >= 10)) || { log "only $nids delivered messages with provider ids"; return 1; }
-	APP_SECRET=$APP_SECRET TS=$(date +%s) perl -MDigest::SHA=hmac_sha256_hex -ne '
-		chomp; push @ids, $_;
-		if (@ids == 10) { out(); @ids = () }
-		sub out {
-			my $st = join ",", map { "{\"id\":\"$_\",\"status\":\"read\",\"timestamp\":\"$ENV{TS}\",\"recipient_id\":\"447911123456\"}" } @ids;
-			my $b = "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"102290129340398\",\"changes\":[{\"field\":\"messages\",\"value\":{\"messaging_product\":\"whatsapp\",\"metadata\":{\"display_phone_number\":\"15550783881\",\"phone_number_id\":\"106540352242922\"},\"statuses\":[$st]}}]}]}";
-			print "sha256=", hmac_sha256_hex($b, $ENV{APP_SECRET}), "\t", $b, "\n";
-		}' "$TMP/wh-ids.txt" >"$TMP/webhooks.txt" || return 1
-	local nbodies
-	nbodies=$(grep -c . "$TMP/webhooks.txt")
-	# The first body with curl, checked against openssl's signature of it.
-	head -n 1 "$TMP/webhooks.txt" | cut -f2- | tr -d '\n' >"$TMP/webhook.json"
-	local sig
-	sig="sha256=$(openssl dgst -sha256 -hmac "$APP_SECRET" -r "$TMP/webhook.json" | cut -d' ' -f1)"
-	[[ $sig == "$(head -n 1 "$TMP/webhooks.txt" | cut -f1)" ]] ||
-		{ log "perl's and openssl's signatures of the first webhook differ"; return 1; }
-	local url=$HURL/webhooks/whatsapp/$ACCOUNT before t0 code
-	m=$(metrics)
-	before=$(($(msum "$m" herald_webhooks_total 'result="applied"') + $(msum "$m" herald_webhooks_total 'result="ignored"')))
-	local applied0
-	applied0=$(msum "$m" herald_webhooks_total 'result="applied"')
-	t0=$EPOCHREALTIME
-	code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
-		-H "X-Hub-Signature-256: $sig" --data-binary "@$TMP/webhook.json" "$url" || true)
-	[[ $code == 200 ]] || { log "signed webhook answered $code, expected 200"; return 1; }
-	tail -n +2 "$TMP/webhooks.txt" >"$TMP/webhooks-wrk.txt"
-	log "webhooks: wrk -t2 -c$CONNS, $((nbodies - 1)) distinct bodies of 10 read statuses, each once"
-	# wrk waits for its -d even after every thread has sent its share, so
-	# it runs in the background and is stopped (SIGINT: it prints its
-	# summary) once every body is in the inbox and the inbox is drained.
-	local rcv0 rcv
-	rcv0=$(msum "$m" herald_webhooks_total 'result="received"')
-	BENCH_WEBHOOK_BODIES=$TMP/webhooks-wrk.txt BENCH_THREADS=2 start_bg wrk-webhook \
-		wrk -t2 -c"$CONNS" -d"${E2E_TIMEOUT}s" --timeout 10s --latency -s "$HERE/webhook.lua" "$url"
-	local wrk_pid=$BG_PID t1='' deadline
-	deadline=$(calc "${EPOCHREALTIME} + $E2E_TIMEOUT" 2)
-	while :; do
-		sleep 0.1
-		m=$(metrics) || true
-		pending=$(msum "$m" herald_webhook_inbox_pending)
-		rcv=$(($(msum "$m" herald_webhooks_total 'result="received"') - rcv0))
-		if ((rcv >= nbodies - 1 && pending <= base)); then
-			t1=$EPOCHREALTIME
-			break
-		fi
-		(($(calc "$EPOCHREALTIME > $deadline"))) && break
-		kill -0 "$wrk_pid" 2>/dev/null || ((rcv >= nbodies - 1)) ||
-			{ log "wrk stopped after $rcv of $((nbodies - 1)) webhooks:"; cat "$TMP/wrk-webhook.log" >&2; return 1; }
-	done
-	kill -INT "$wrk_pid" 2>/dev/null || true
-	wait "$wrk_pid" 2>/dev/null || true
-	forget_pid "$wrk_pid"
-	cp "$TMP/wrk-webhook.log" "$TMP/wrk-webhook.txt"
-	local bad
-	bad=$(wrk_bad "$TMP/wrk-webhook.txt")
-	((bad == 0)) || WARNINGS+=("webhooks: $bad requests failed or got a non-2xx answer")
-	# Ingress rate: the script's own count of 2xx answers over its
-	# first-request-to-last-answer span (wrk's Requests/sec divides by -d).
-	local span answers
-	span=$(awk '$1 == "webhook_span_ms" { print $2 }' "$TMP/wrk-webhook.txt")
-	answers=$(awk '$1 == "webhook_answers" { print $2 }' "$TMP/wrk-webhook.txt")
-	[[ -n $span && -n $answers ]] || { log "webhook.lua printed no span:"; cat "$TMP/wrk-webhook.txt" >&2; return 1; }
-	R[wh_rps]=$(calc "$answers * 1000 / ($span > 0 ? $span : 1)")
+	webhook_bodies "$TMP/wh-ids.txt" read "$TMP/webhooks.txt" || return 1
+	log "webhooks: wrk -t2 -c$CONNS, $(($(grep -c . "$TMP/webhooks.txt") - 1)) distinct bodies of 10 read statuses, each once"
+	webhook_run "$TMP/webhooks.txt" "$base" || return 1
+	R[wh_rps]=$WH_RPS
 	R[wh_p99]=$(wrk_pct "$TMP/wrk-webhook.txt" 99)
-	[[ -n $t1 ]] || { log "webhook inbox still has $pending pending after ${E2E_TIMEOUT}s"; return 1; }
-	# The applier counts its events just after its commit empties the inbox:
-	# read the counters until they stop moving (at most 2 s).
-	local after=-1 prev
-	for ((i = 0; i < 10; i++)); do
-		prev=$after
-		after=$(($(msum "$m" herald_webhooks_total 'result="applied"') + \
-			$(msum "$m" herald_webhooks_total 'result="ignored"')))
-		((after == prev)) && break
-		sleep 0.2
-		m=$(metrics) || true
-	done
+	local after=$WH_AFTER before=$WH_BEFORE t0=$WH_T0 t1=$WH_T1
 	local requests
 	requests=$(awk '/requests in/ { print $1 }' "$TMP/wrk-webhook.txt")
 	R[wh_events]=$((after - before))
-	R[wh_new]=$(($(msum "$m" herald_webhooks_total 'result="applied"') - applied0))
+	R[wh_new]=$WH_APPLIED
 	R[wh_expected]=$(((requests + 1) * 10))
 	R[wh_applied]=$(calc "${R[wh_events]} / ($t1 - $t0)")
 	R[wh_drain]=$(calc "$t1 - $t0" 2)
@@ -890,6 +919,163 @@ phase_webhooks() {
 	if ((R[wh_events] < R[wh_expected] || R[wh_events] > R[wh_expected] + CONNS * 10)); then
 		WARNINGS+=("webhooks: ${R[wh_events]} events applied or ignored, expected ${R[wh_expected]}")
 	fi
+}
+
+# ---- 6b. a large store -----------------------------------------------------------
+# The same three rates on an empty store and on one already holding
+# LARGE_N messages with their audit trails: accepts/s (LARGE_SAMPLE
+# messages as batch requests of 1,000, 4 at a time, the account held at 1/s
+# so nothing is sent meanwhile), claims/s (the server restarted with the
+# end-to-end config: queued -> sent, the sim's receipts set a day out; rate
+# from the first sample with a sent message to the last), receipts
+# applied/s (a `delivered` webhook for each of them, 10 a body, each once).
+# The large store is made from the empty one's own rows after its run: its
+# LARGE_SAMPLE messages and their events copied (LARGE_N / LARGE_SAMPLE - 1)
+# times under new ids and provider ids by INSERT ... SELECT in the sqlite3
+# shell, indexes dropped first and made again after, the kept status counts
+# recounted; so every column and event is what Herald itself wrote.
+large_serve() { # config db
+	start_bg serve "$HERALD" serve --config "$1" --db "$2" --synchronous normal
+	SERVE_PID=$BG_PID
+	wait_http "$HURL/healthz" "$SERVE_PID" serve
+}
+large_measure() { # label db
+	local x=$1 db=$2 nfiles=$((LARGE_SAMPLE / BATCH)) t0 t1 m
+	mkdir -p "$TMP/large"
+	[[ -e $TMP/large/b0000.json ]] || awk -v n="$BATCH" -v files="$nfiles" -v dir="$TMP/large" 'BEGIN {
+		for (f = 0; f < files; f++) {
+			out = sprintf("%s/b%04d.json", dir, f)
+			printf "{\"messages\":[" >out
+			for (i = 1; i <= n; i++)
+				printf "%s{\"channel\":\"whatsapp\",\"account\":\"bench-wa\",\"to\":\"+4478%08d\",\"text\":\"Your Herald verification code is 482913. It expires in 10 minutes.\"}", (i > 1 ? "," : ""), f * n + i >out
+			printf "]}" >out
+			close(out)
+		} }'
+	# Accepts.
+	local t_start=$EPOCHREALTIME
+	large_serve "$TMP/accept.yaml" "$db" || return 1
+	R[large_start_$x]=$(calc "$EPOCHREALTIME - $t_start" 2)
+	m=$(metrics) || return 1
+	local a0 s0
+	a0=$(msum "$m" herald_messages_accepted_total)
+	t0=$EPOCHREALTIME
+	ls "$TMP"/large/b*.json | xargs -P "$E2E_PAR" -I{} curl -s -o /dev/null -w '%{http_code}\n' \
+		--max-time 120 -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+		--data-binary @{} "$HURL/v1/messages:batch" >"$TMP/large-codes.txt"
+	t1=$EPOCHREALTIME
+	local ok
+	ok=$(grep -c '^202$' "$TMP/large-codes.txt" || true)
+	((ok == nfiles)) || { log "$x: only $ok of $nfiles batch requests got 202"; return 1; }
+	R[large_accept_$x]=$(calc "$LARGE_SAMPLE / ($t1 - $t0)")
+	m=$(metrics) || return 1
+	local a=$(($(msum "$m" herald_messages_accepted_total) - a0))
+	((a == LARGE_SAMPLE)) || { log "$x: $a accepted, expected $LARGE_SAMPLE"; return 1; }
+	stop_pid "$SERVE_PID"
+	SERVE_PID=
+	# What the claims must move: the queue as the accept server left it (the
+	# account's 1/s sent a few), and the sent count before the restart.
+	local queued
+	queued=$(sqlite3 "$db" "SELECT count(*) FROM message WHERE status = 0") || return 1
+	s0=$(sqlite3 "$db" "SELECT coalesce(sum(n), 0) FROM message_status_count WHERE status = 2") || return 1
+	# Claims: queued -> sent, no receipts.
+	sim_config '{"sent_delay_ms":86400000,"delivered_delay_ms":86400000}' || return 1
+	large_serve "$TMP/e2e.yaml" "$db" || return 1
+	local sent=0 ta='' sa=0 now deadline
+	deadline=$(calc "$EPOCHREALTIME + $E2E_TIMEOUT" 2)
+	while :; do
+		m=$(metrics) || true
+		now=$EPOCHREALTIME
+		sent=$(($(msum "$m" herald_queue_depth 'status="sent"') - s0))
+		if [[ -z $ta ]] && ((sent > 0)); then
+			ta=$now sa=$sent
+		fi
+		((sent >= queued)) && break
+		(($(calc "$now > $deadline"))) && { log "$x: $sent of $queued sent after ${E2E_TIMEOUT}s"; return 1; }
+		sleep 0.1
+	done
+	R[large_claim_$x]=$(calc "($sent - $sa) / ($now - $ta)")
+	sim_config "$SIM_DELAYS" || return 1
+	# Receipts: a `delivered` for each of them.
+	sqlite3 "$db" "SELECT provider_id FROM message WHERE status = 2 AND provider_id IS NOT NULL" \
+		>"$TMP/large-ids.txt" || { log "cannot read provider ids from $db"; return 1; }
+	webhook_bodies "$TMP/large-ids.txt" delivered "$TMP/large-webhooks.txt" || return 1
+	m=$(metrics) || return 1
+	webhook_run "$TMP/large-webhooks.txt" "$(msum "$m" herald_webhook_inbox_pending)" || return 1
+	R[large_receipt_$x]=$(calc "$WH_APPLIED / ($WH_T1 - $WH_T0)")
+	local nsent
+	nsent=$(grep -c . "$TMP/large-ids.txt")
+	((WH_APPLIED == nsent / 10 * 10)) ||
+		WARNINGS+=("large store ($x): $WH_APPLIED receipts applied of $((nsent / 10 * 10)) sent")
+	stop_pid "$SERVE_PID"
+	SERVE_PID=
+	local total bytes
+	total=$(sqlite3 "$db" "SELECT count(*) FROM message")
+	bytes=$(($(stat -c %s "$db") + $(stat -c %s "$db-wal" 2>/dev/null || echo 0)))
+	R[large_msgs_$x]=$total
+	R[large_bpm_$x]=$(calc "$bytes / $total")
+	R[large_bytes_$x]=$bytes
+	log "    $x store: start ${R[large_start_$x]} s; accepts ${R[large_accept_$x]} msg/s," \
+		"claims ${R[large_claim_$x]} msg/s, receipts applied ${R[large_receipt_$x]}/s;" \
+		"$total messages, $(calc "$bytes / 1048576") MiB = ${R[large_bpm_$x]} bytes/message"
+}
+# Fills DB (a copy of the empty run's store) up to LARGE_N messages.
+large_fill() { # db
+	local db=$1 t0=$EPOCHREALTIME base reps sel mcols ecols esel idx
+	sqlite3 "$db" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null || return 1
+	base=$(sqlite3 "$db" "SELECT count(*) FROM message")
+	reps=$(((LARGE_N - base + base - 1) / base))
+	# Every column as it is, but a new id (the copy's number in place of the
+	# first 6 of the template id's 26 characters, which all its ids share:
+	# unique, and older than any new message's) and provider id.
+	mcols=$(sqlite3 "$db" "SELECT group_concat(name, ',') FROM pragma_table_info('message')")
+	sel=$(tr ',' '\n' <<<"$mcols" | awk '{
+		if ($1 == "id") print "printf(\x27%06d\x27, k.k) || substr(m.id, 7)"
+		else if ($1 == "provider_id") print "m.provider_id || \x27.\x27 || k.k"
+		else print "m." $1 }' | paste -sd,)
+	ecols=$(sqlite3 "$db" "SELECT group_concat(name, ',') FROM pragma_table_info('message_event') WHERE name <> 'id'")
+	esel=$(tr ',' '\n' <<<"$ecols" | awk '{
+		if ($1 == "message_id") print "printf(\x27%06d\x27, k.k) || substr(e.message_id, 7)"
+		else print "e." $1 }' | paste -sd,)
+	idx=$(sqlite3 "$db" "SELECT sql || ';' FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL
+		AND tbl_name IN ('message', 'message_event')")
+	log "    filling: $base messages copied $reps times (indexes dropped and made again after)"
+	sqlite3 "$db" <<-EOF || { log "filling $db failed"; return 1; }
+		.bail on
+		PRAGMA journal_mode=DELETE;
+		PRAGMA synchronous=OFF;
+		PRAGMA cache_size=-262144;
+		$(sqlite3 "$db" "SELECT 'DROP INDEX ' || name || ';' FROM sqlite_master WHERE type = 'index'
+			AND sql IS NOT NULL AND tbl_name IN ('message', 'message_event')")
+		BEGIN;
+		CREATE TEMP TABLE k(k INTEGER PRIMARY KEY);
+		WITH RECURSIVE c(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM c WHERE k < $reps)
+			INSERT INTO k SELECT k FROM c;
+		CREATE TEMP TABLE m AS SELECT * FROM main.message ORDER BY id;
+		CREATE TEMP TABLE e AS SELECT * FROM main.message_event ORDER BY message_id, id;
+		INSERT INTO main.message($mcols) SELECT $sel FROM k, m ORDER BY k.k, m.rowid;
+		INSERT INTO main.message_event($ecols) SELECT $esel FROM k, e ORDER BY k.k, e.rowid;
+		COMMIT;
+		$idx
+		DELETE FROM message_status_count;
+		INSERT INTO message_status_count(stripe, status, n) SELECT 0, status, count(*) FROM message GROUP BY status;
+		PRAGMA journal_mode=WAL;
+	EOF
+	R[large_fill_s]=$(calc "$EPOCHREALTIME - $t0" 1)
+	log "    filled in ${R[large_fill_s]} s"
+}
+phase_large() {
+	local db=$TMP/large-empty.db
+	rm -f "$db" "$db-wal" "$db-shm"
+	curl -s -X POST "$SURL/sim/reset" >/dev/null || true
+	log "large store: $LARGE_SAMPLE messages accepted, claimed and receipted on an empty store"
+	large_measure empty "$db" || return 1
+	mv "$db" "$TMP/large.db"
+	rm -f "$db-wal" "$db-shm"
+	log "large store: filling to $LARGE_N messages"
+	large_fill "$TMP/large.db" || return 1
+	log "large store: the same on $(sqlite3 "$TMP/large.db" "SELECT count(*) FROM message") messages"
+	large_measure large "$TMP/large.db" || return 1
+	[[ ${BENCH_KEEP:-0} == 1 ]] || rm -f "$TMP"/large.db*
 }
 
 # ---- 7. a campaign from a spreadsheet -------------------------------------------
@@ -975,7 +1161,7 @@ log "Herald benchmark: ${SECS}s per phase, temp dir $TMP, herald on :$HPORT, sim
 # see the same background load on a shared machine.
 want() { [[ $PHASES == *" $1 "* ]]; }
 SIM_OK=1
-if want single || want batch || want e2e || want e2e-sent || want pg-single || want pg-batch || want pg-e2e; then
+if want single || want batch || want e2e || want e2e-sent || want large || want pg-single || want pg-batch || want pg-e2e; then
 	start_sim || { SIM_OK=0; FAILED+=("herald sim"); }
 fi
 want nginx && run_phase nginx phase_nginx
@@ -1006,6 +1192,9 @@ if ((SIM_OK)); then
 	fi
 fi
 want kannel && run_phase kannel phase_kannel
+if want large && ((SIM_OK)); then
+	run_phase "large store" phase_large
+fi
 if want campaign && ((SIM_OK)); then
 	run_phase campaign phase_campaign
 fi
@@ -1097,6 +1286,18 @@ row "campaign: export .csv of all rows, s (peak RSS MiB)" "$(v camp_export) ($(m
 row "webhook ingress, req/s (10 statuses each)" "$(fnum "$(v wh_rps)")" "nginx $(fnum "$n")" "$r" "" ""
 row "webhook events applied, events/s" "$(fnum "$(v wh_applied)")" "" "" ">= 25000" \
 	"$(met "$(v wh_applied)" '>=' 25000)"
+for k in accept claim receipt; do
+	case $k in
+	accept) what="accepts/s (batch, $LARGE_SAMPLE messages)" ;;
+	claim) what="claims/s (queued -> sent, no receipts)" ;;
+	receipt) what="receipts applied/s (delivered, 10 per webhook)" ;;
+	esac
+	r=$(ratio "$(v large_${k}_large)" "$(v large_${k}_empty)")
+	row "large store ($(fnum "$(v large_msgs_large)") messages): $what" "$(fnum "$(v large_${k}_large)")" \
+		"empty store $(fnum "$(v large_${k}_empty)")" "$r" ">= 0.80" "$(met "$r" '>=' 0.8)"
+done
+row "store bytes per message with its audit trail (db + WAL / messages)" "$(v large_bpm_large)" \
+	"empty-store run $(v large_bpm_empty)" "" "" ""
 row "server RSS idle, MiB" "$(mib rss_idle)" "" "" "< 20" "$(met "$(mib rss_idle)" '<' 20)"
 row "server RSS at 10k in flight, MiB ($(v rss_10k_inflight) in flight)" "$(mib rss_10k)" "" "" \
 	"< 64" "$(met "$(mib rss_10k)" '<' 64)"
