@@ -1039,7 +1039,7 @@ large_fill() { # db
 	idx=$(sqlite3 "$db" "SELECT sql || ';' FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL
 		AND tbl_name IN ('message', 'message_event')")
 	log "    filling: $base messages copied $reps times (indexes dropped and made again after)"
-	sqlite3 "$db" <<-EOF || { log "filling $db failed"; return 1; }
+	sqlite3 "$db" >/dev/null <<-EOF || { log "filling $db failed"; return 1; }
 		.bail on
 		PRAGMA journal_mode=DELETE;
 		PRAGMA synchronous=OFF;
