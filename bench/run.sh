@@ -348,6 +348,7 @@ pg_snap_end() { # label messages
 		FROM pg_stat_statements
 		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'herald')
 		ORDER BY total_exec_time DESC" postgres >"$TMP/pgstat-${label// /-}.txt" || true
+	R[pgcpu_us_${label// /_}]=$(calc "$pg * 1000000 / ($n > 0 ? $n : 1)" 1)
 	R[pgwhy_$label]="$label on PostgreSQL, $n messages in $wall s: CPU Herald $h s, PostgreSQL $pg s\
  (2 cores = $(calc "2 * $wall" 1) s); $x commits ($(calc "$n / ($x > 0 ? $x : 1)" 1)\
  messages each); WAL $(calc "${wbytes:-0} / 1048576" 0) MiB\
@@ -620,6 +621,16 @@ phase_e2e() { # normal|pg [delivered|sent]
 
 	local t0 t_done='' m q sd st dl rss now reached c_serve0 c_sim0
 	: >"$TMP/e2e-samples.txt"
+	# bench/stages.sh: a cpu-clock profile with call chains of `herald
+	# serve` over exactly the measured span.
+	local perf_pid=
+	if [[ -n ${BENCH_PERF_OUT:-} ]]; then
+		start_bg perf perf record -q -e cpu-clock -F "${BENCH_PERF_FREQ:-1999}" -g \
+			-p "$SERVE_PID" -o "$BENCH_PERF_OUT"
+		perf_pid=$BG_PID
+		sleep 0.5
+		kill -0 "$perf_pid" 2>/dev/null || { log "perf record failed:"; cat "$TMP/perf.log" >&2; return 1; }
+	fi
 	c_serve0=$(proc_ticks "$SERVE_PID")
 	c_sim0=$(proc_ticks "$SIM_PID")
 	t0=$EPOCHREALTIME
@@ -658,6 +669,11 @@ phase_e2e() { # normal|pg [delivered|sent]
 			t_done=$now
 			R[cpu_serve$x]=$(($(proc_ticks "$SERVE_PID") - c_serve0))
 			R[cpu_sim$x]=$(($(proc_ticks "$SIM_PID") - c_sim0))
+			if [[ -n $perf_pid ]]; then
+				kill -INT "$perf_pid" 2>/dev/null || true
+				wait "$perf_pid" 2>/dev/null || true
+				forget_pid "$perf_pid"
+			fi
 			break
 		fi
 		((reached * 10 >= E2E_N * 8)) && gap=0.1
@@ -695,6 +711,8 @@ phase_e2e() { # normal|pg [delivered|sent]
 	log "    $E2E_N $until in ${R[e2e_secs$x]} s = ${R[e2e$x]} msg/s (accepted at ${R[e2e_submit$x]} msg/s);" \
 		"sim: ${R[sim_unique$x]:-?} unique, ${R[sim_dups$x]:-?} duplicates"
 	log "    CPU per message: herald serve ${R[us_serve$x]} us, herald sim ${R[us_sim$x]} us"
+	[[ -n ${BENCH_PERF_OUT:-} ]] && echo "e2e_$until messages=$E2E_N serve_us_per_msg=${R[us_serve$x]}" \
+		"sim_us_per_msg=${R[us_sim$x]} msg_per_s=${R[e2e$x]}" >"$BENCH_PERF_OUT.txt"
 	log "    RSS idle $(mib rss_idle$x) MiB, at 10k in flight $(mib rss_10k$x) MiB" \
 		"($(v rss_10k_inflight$x) in flight), peak $(mib rss_peak$x) MiB"
 }
@@ -951,7 +969,11 @@ large_measure() { # label db
 			printf "]}" >out
 			close(out)
 		} }'
-	# Accepts.
+	# Accepts. The sample's messages are the ones with ids above the
+	# store's highest now (ULIDs: time first), found later by the primary
+	# key, not by a scan of the whole table.
+	local maxid
+	maxid=$(sqlite3 "$db" "SELECT coalesce(max(id), '') FROM message" 2>/dev/null || true)
 	local t_start=$EPOCHREALTIME
 	large_serve "$TMP/accept.yaml" "$db" || return 1
 	R[large_start_$x]=$(calc "$EPOCHREALTIME - $t_start" 2)
@@ -975,7 +997,7 @@ large_measure() { # label db
 	# What the claims must move: the queue as the accept server left it (the
 	# account's 1/s sent a few), and the sent count before the restart.
 	local queued
-	queued=$(sqlite3 "$db" "SELECT count(*) FROM message WHERE status = 0") || return 1
+	queued=$(sqlite3 "$db" "SELECT count(*) FROM message WHERE id > '$maxid' AND status = 0") || return 1
 	s0=$(sqlite3 "$db" "SELECT coalesce(sum(n), 0) FROM message_status_count WHERE status = 2") || return 1
 	# Claims: queued -> sent, no receipts.
 	sim_config '{"sent_delay_ms":86400000,"delivered_delay_ms":86400000}' || return 1
@@ -996,7 +1018,7 @@ large_measure() { # label db
 	R[large_claim_$x]=$(calc "($sent - $sa) / ($now - $ta)")
 	sim_config "$SIM_DELAYS" || return 1
 	# Receipts: a `delivered` for each of them.
-	sqlite3 "$db" "SELECT provider_id FROM message WHERE status = 2 AND provider_id IS NOT NULL" \
+	sqlite3 "$db" "SELECT provider_id FROM message WHERE id > '$maxid' AND status = 2 AND provider_id IS NOT NULL" \
 		>"$TMP/large-ids.txt" || { log "cannot read provider ids from $db"; return 1; }
 	webhook_bodies "$TMP/large-ids.txt" delivered "$TMP/large-webhooks.txt" || return 1
 	m=$(metrics) || return 1
@@ -1271,6 +1293,9 @@ row "PostgreSQL: p99 accept at half load, ms ($(fnum "$(v half_rps_pg)") req/s)"
 r=$(ratio "$(v batch_pg)" "$p")
 row "PostgreSQL: batch durable accept, msg/s" "$(fnum "$(v batch_pg)")" \
 	"PG $(v pg_best_name) $(fnum "$p")" "$r" ">= 0.50" "$(met "$r" '>=' 0.5)"
+row "PostgreSQL: CPU per message, accept -> delivered: herald serve, us" "$(v us_serve_pg)" \
+	"PostgreSQL's processes $(v pgcpu_us_end_to_end) us; herald sim $(v us_sim_pg) us" "" "<= 80" \
+	"$(met "$(v us_serve_pg)" '<=' 80)"
 r=$(ratio "$(v e2e_pg)" "$(v e2e)")
 row "PostgreSQL: end to end accept -> delivered, msg/s" "$(fnum "$(v e2e_pg)")" \
 	"SQLite $(fnum "$(v e2e)")" "$r" ">= 15000" "$(met "$(v e2e_pg)" '>=' 15000)"
