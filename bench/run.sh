@@ -1311,7 +1311,7 @@ row "campaign: export .csv of all rows, s (peak RSS MiB)" "$(v camp_export) ($(m
 row "webhook ingress, req/s (10 statuses each)" "$(fnum "$(v wh_rps)")" "nginx $(fnum "$n")" "$r" "" ""
 row "webhook events applied, events/s" "$(fnum "$(v wh_applied)")" "" "" ">= 25000" \
 	"$(met "$(v wh_applied)" '>=' 25000)"
-for k in accept claim receipt; do
+want large && for k in accept claim receipt; do
 	case $k in
 	accept) what="accepts/s (batch, $LARGE_SAMPLE messages)" ;;
 	claim) what="claims/s (queued -> sent, no receipts)" ;;
@@ -1321,8 +1321,8 @@ for k in accept claim receipt; do
 	row "large store ($(fnum "$(v large_msgs_large)") messages): $what" "$(fnum "$(v large_${k}_large)")" \
 		"empty store $(fnum "$(v large_${k}_empty)")" "$r" ">= 0.80" "$(met "$r" '>=' 0.8)"
 done
-row "store bytes per message with its audit trail (db + WAL / messages)" "$(v large_bpm_large)" \
-	"empty-store run $(v large_bpm_empty)" "" "" ""
+want large && row "store bytes per message with its audit trail (db + WAL / messages)" \
+	"$(v large_bpm_large)" "empty-store run $(v large_bpm_empty)" "" "" ""
 row "server RSS idle, MiB" "$(mib rss_idle)" "" "" "< 20" "$(met "$(mib rss_idle)" '<' 20)"
 row "server RSS at 10k in flight, MiB ($(v rss_10k_inflight) in flight)" "$(mib rss_10k)" "" "" \
 	"< 64" "$(met "$(mib rss_10k)" '<' 64)"
