@@ -120,7 +120,7 @@ for st in "accept (HTTP + parse)" "writer (SQLite)" "dispatcher" "channel HTTP" 
 			printf "%.1f\t%.1f", s, d }' "$OUT/stages.txt")
 	top=$(awk -F'\t' -v st="$st" '$1 == "SYM" && $2 == "delivered" &&
 		(st == "other" ? index($3, "other") == 1 : $3 == st) { print $5 "\t" $4 }' "$OUT/stages.txt" |
-		sort -rn | head -n 4 | awk -F'\t' '{ printf "%s%s", (NR > 1 ? ", " : ""), $2 }')
+		sort -rn | awk -F'\t' 'NR <= 4 { printf "%s%s", (NR > 1 ? ", " : ""), $2 }')
 	printf '| %s | %s | %s | %s |\n' "$st" "${row%%$'\t'*}" "${row##*$'\t'}" "${top:-}"
 done
 printf '| **herald serve, total** (from /proc) | **%s** | **%s** | |\n' "$US_SENT" "$US_DEL"
