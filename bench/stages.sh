@@ -50,7 +50,7 @@ for mode in sent delivered; do
 	phase=e2e
 	[[ $mode == sent ]] && phase=e2e-sent
 	echo "stages: end to end, accept -> $mode, $N messages, under perf" >&2
-	BENCH_PERF_OUT=$OUT/perf-$mode.data BENCH_PHASES=$phase BENCH_E2E_MESSAGES=$N \
+	BENCH_KEEP=0 BENCH_PERF_OUT=$OUT/perf-$mode.data BENCH_PHASES=$phase BENCH_E2E_MESSAGES=$N \
 		"$HERE/run.sh" >"$OUT/run-$mode.log" 2>&1 ||
 		{ echo "stages: bench/run.sh failed:" >&2; tail -n 30 "$OUT/run-$mode.log" >&2; exit 1; }
 	[[ -s $OUT/perf-$mode.data && -s $OUT/perf-$mode.data.txt ]] ||
