@@ -990,6 +990,9 @@ struct store_ops {
 	 * any tenant). *out heap array (message_clear each); n 0 when none. */
 	int (*message_route)(struct store *st, const char *tenant_id, const char *root_id,
 	                     struct message **out, size_t *n);
+	/* The writer's totals since open: transactions committed and jobs run
+	 * (so jobs / commits is the mean group). May be NULL; never fails. */
+	void (*write_stats)(struct store *st, uint64_t *commits, uint64_t *jobs);
 };
 
 /* For backends: a template write's key parts and config (a JSON object
