@@ -164,6 +164,7 @@ void dispatch_opts_default(struct dispatch_opts *o)
 	o->backoff_max_us = 300 * 1000000LL;
 	o->http_timeout_us = 15 * 1000000LL;
 	o->reconcile_every_us = 1000000;
+	o->plugins = NULL; /* no plugin gate */
 }
 
 static int sync_accounts(struct dispatcher *d, bool force);

@@ -61,8 +61,9 @@ const char *plugin_name(const struct plugin *pl);
 /* True when some unit of tenant is bound to a plugin with hook h. */
 bool plugins_tenant_has(const struct plugins *p, const char *tenant, enum plugin_hook h);
 int64_t plugins_timeout_us(const struct plugins *p);
-/* Jobs waiting for a worker now. */
+/* Jobs waiting for a worker now; and those plus the ones being run. */
 size_t plugins_queue_len(struct plugins *p);
+size_t plugins_pending(struct plugins *p);
 /* [{name, version, abi, file, units: [tenant/unit...], hooks: [...]}]; with
  * tenant non-NULL only its units are listed (plugins without one of its
  * units are still listed, with no units). Caller decrefs. */

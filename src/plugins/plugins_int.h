@@ -156,6 +156,7 @@ struct plugins {
 	pthread_cond_t cond; /* workers wait for jobs; callers for results */
 	struct plugin_job *head, *tail;
 	size_t queued, queue_max;
+	size_t busy; /* jobs a worker has taken and not finished */
 	int per_plugin_max;
 	pthread_t *workers;
 	int nworkers;

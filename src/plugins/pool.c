@@ -328,6 +328,7 @@ static void *worker_main(void *arg)
 			pthread_cond_wait(&p->cond, &p->lock);
 		if (!j)
 			break;
+		p->busy++;
 		if (hr_mono_us() >= j->deadline) {
 			/* Waited past its deadline in the queue: not run. */
 			j->state = JOB_DONE;
@@ -352,6 +353,7 @@ static void *worker_main(void *arg)
 						p->head = j;
 					p->tail = j;
 					p->queued++;
+					p->busy--;
 					continue;
 				}
 			}
@@ -371,6 +373,7 @@ static void *worker_main(void *arg)
 		if (j->notify)
 			j->notify(j->notify_arg);
 		job_unref_locked(j);
+		p->busy--;
 		pthread_cond_broadcast(&p->cond);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -418,6 +421,14 @@ void plugins_pool_stop(struct plugins *p)
 	p->queued = 0;
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
+}
+
+size_t plugins_pending(struct plugins *p)
+{
+	pthread_mutex_lock(&p->lock);
+	size_t n = p->queued + p->busy;
+	pthread_mutex_unlock(&p->lock);
+	return n;
 }
 
 size_t plugins_queue_len(struct plugins *p)

@@ -17,6 +17,7 @@
 
 #include "core/config.h"
 #include "plugins/plugins.h"
+#include "store/store.h"
 
 static char plugdir[512];
 
@@ -450,6 +451,73 @@ static void test_queue_full(void **state)
 	dir_rm();
 }
 
+/* A store that knows two messages of acme: one of unit cards (bound to
+ * good), one of unit loans (no plugin). Only message_get is there: the
+ * events' workers read nothing else. */
+static int fake_get(struct store *st, const char *tenant, const char *id, struct message *out)
+{
+	(void)st;
+	if (strcmp(tenant, "acme") != 0)
+		return HR_ENOTFOUND;
+	memset(out, 0, sizeof *out);
+	hr_strlcpy(out->id, id, sizeof out->id);
+	hr_strlcpy(out->tenant_id, "acme", sizeof out->tenant_id);
+	hr_strlcpy(out->unit, strcmp(id, "01JCARDS000000000000000000") == 0 ? "cards" : "loans",
+	           sizeof out->unit);
+	hr_strlcpy(out->recipient, "447911000001", sizeof out->recipient);
+	out->status = MSG_DELIVERED;
+	return 0;
+}
+
+static const struct store_ops fake_ops = {.name = "fake", .message_get = fake_get};
+
+/* The metric line's value in the plugin metrics, or -1. */
+static long plugin_metric(struct plugins *p, const char *name)
+{
+	struct hr_buf b = {0};
+	plugins_metrics_render(p, &b);
+	char want[160];
+	snprintf(want, sizeof want, "herald_plugin_metric_total{plugin=\"good\",name=\"%s\"} ",
+	         name);
+	const char *at = b.p ? strstr(b.p, want) : NULL;
+	long v = at ? atol(at + strlen(want)) : -1;
+	free(b.p);
+	return v;
+}
+
+/* on_status and on_reply: queued after the commit, the message's unit
+ * picks the plugin; messages of other units or tenants reach no plugin. */
+static void test_events(void **state)
+{
+	(void)state;
+	dir_with("good", NULL);
+	struct plugins *p = load_ok("plugins:\n  dir: @DIR@\n  units: {acme/cards: good}\n");
+	struct store st = {.ops = &fake_ops};
+	plugins_set_store(p, &st);
+	plugins_status_event(p, "01JCARDS000000000000000000", "acme", MSG_SENT, MSG_DELIVERED);
+	plugins_status_event(p, "01JCARDS000000000000000000", "acme", MSG_DELIVERED, MSG_READ);
+	plugins_status_event(p, "01JLOANS000000000000000000", "acme", MSG_SENT, MSG_DELIVERED);
+	plugins_status_event(p, "01JCARDS000000000000000000", "beta", MSG_SENT, MSG_DELIVERED);
+	plugins_reply_event(p, "01JCARDS000000000000000000", "acme", "paid", "PAID");
+	plugins_reply_event(p, "01JLOANS000000000000000000", "acme", "paid", NULL);
+	int64_t until = hr_mono_us() + 5000000;
+	while (plugins_pending(p) > 0 && hr_mono_us() < until) /* every event handled */
+		usleep(1000);
+	assert_int_equal(plugins_pending(p), 0);
+	assert_int_equal(plugin_metric(p, "replies"), 1);
+	assert_int_equal(plugin_metric(p, "status_delivered"), 1); /* not loans' */
+	assert_int_equal(plugin_metric(p, "status_read"), 1);
+	struct hr_buf b = {0};
+	plugins_metrics_render(p, &b);
+	assert_non_null(
+	    strstr(b.p, "herald_plugin_calls_total{plugin=\"good\",hook=\"on_status\"} 2\n"));
+	assert_non_null(
+	    strstr(b.p, "herald_plugin_calls_total{plugin=\"good\",hook=\"on_reply\"} 1\n"));
+	free(b.p);
+	plugins_free(p);
+	dir_rm();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -461,6 +529,7 @@ int main(void)
 	    cmocka_unit_test(test_slow_does_not_stall_others),
 	    cmocka_unit_test(test_stats_export_list),
 	    cmocka_unit_test(test_queue_full),
+	    cmocka_unit_test(test_events),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
