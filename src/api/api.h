@@ -32,6 +32,18 @@ struct api_limit_opts {
 };
 
 struct plugins;
+/* The dashboard (README "Dashboard"; dashboard.* in the config). */
+struct api_dash_opts {
+	int max_sessions;           /* signed-in sessions in all (default 1024) */
+	int sessions_per_key;       /* per API key: its oldest is ended beyond (default 8) */
+	int64_t session_idle_us;    /* ended after this long unused (default 30 min) */
+	int64_t session_max_age_us; /* and this long after sign-in (default 12 h) */
+	int64_t unmask_us;          /* phone numbers shown after an unmask (default 15 min) */
+	int max_event_streams;      /* GET /v1/events streams in all (default 64) */
+	int streams_per_session;    /* per session or credential (default 4) */
+	int64_t heartbeat_us;       /* a comment line on a quiet stream (default 15 s) */
+	bool secure_cookie;         /* Secure: set when public_url is https */
+};
 
 struct api_opts {
 	const char *listen_addr;    /* "127.0.0.1" */
@@ -103,6 +115,7 @@ struct api_opts {
 	int64_t auth_cache_us;
 	json_t *auth_cfg;
 	struct api_limit_opts limits;
+	struct api_dash_opts dash;
 };
 void api_opts_default(struct api_opts *o);
 
@@ -123,5 +136,20 @@ struct api_route_info {
 size_t api_route_count(void);
 /* 0, or HR_ENOTFOUND past the end. */
 int api_route_info(size_t i, struct api_route_info *out);
+
+/* Every error code the API answers with (errors.c), as tests and the
+ * OpenAPI check (tests/unit/test_openapi.c) enumerate them. */
+struct api_error_info {
+	const char *code;        /* "invalid" */
+	int http;                /* 422 */
+	const char *description; /* what it means, for the document */
+};
+size_t api_error_code_count(void);
+/* 0, or HR_ENOTFOUND past the end. */
+int api_error_code_info(size_t i, struct api_error_info *out);
+
+/* The OpenAPI 3.1 document served at GET /openapi.json (api/openapi.json,
+ * embedded at build time): its bytes (not NUL-terminated) and length. */
+const unsigned char *api_openapi_doc(size_t *len);
 
 #endif

@@ -98,6 +98,8 @@ struct api_server {
 	struct batch_runner *runner; /* NULL when this server does not send */
 	struct sse_hub *sse;         /* campaign event streams (batch_events.c) */
 	struct MHD_Daemon *metrics_mhd; /* server.metrics_listen; NULL: none */
+	struct api_sessions *sessions;  /* dashboard sign-ins (session.c) */
+	struct api_events *events;      /* GET /v1/events streams (sse.c) */
 };
 
 /* The scrape listener (metrics_listen.c): started when o.metrics_listen_addr
@@ -148,9 +150,17 @@ enum api_route {
 	ROUTE_TENANT_LIMITS,     /* POST /v1/tenants/{tenant}/limits (operator) */
 	ROUTE_TEMPLATES,         /* GET list, POST create or update */
 	ROUTE_TEMPLATE,          /* GET, DELETE /v1/templates/{channel}/{name}/{language} */
+	ROUTE_OPENAPI,           /* GET /openapi.json (public) */
+	ROUTE_MESSAGES_EXPORT,   /* GET /v1/messages/export.csv */
 	ROUTE_PLUGINS,           /* GET /v1/plugins */
 	ROUTE_UNIT_STATS,        /* GET /v1/units/{unit}/stats */
 	ROUTE_UNIT_CAMPAIGNS,    /* GET /v1/units/{unit}/campaigns */
+	/* The dashboard (web.c, session.c, sse.c). */
+	ROUTE_WEB_INDEX,      /* GET / */
+	ROUTE_WEB_FILE,       /* GET /ui/{path}: path_id holds the rest of the path */
+	ROUTE_SESSION,        /* GET, POST (sign in), DELETE (sign out) /v1/session */
+	ROUTE_SESSION_UNMASK, /* POST /v1/session/unmask */
+	ROUTE_EVENTS,         /* GET /v1/events: the tenant's live events (SSE) */
 };
 
 struct api_req;
@@ -187,6 +197,11 @@ struct api_req {
 	/* A multipart/form-data upload (POST /v1/batches), streamed to a temp
 	 * file instead of into body (upload.c). */
 	struct api_upload *upload;
+
+	/* A dashboard session's id (the SHA-256 hex of its cookie; "" for a
+	 * bearer credential), and whether its answers mask phone numbers. */
+	char session[65];
+	bool masked;
 
 	/* The handler's own state machine across suspend/resume. */
 	int stage;
@@ -234,6 +249,12 @@ const char *api_upload_path(const struct api_upload *u);
 const char *api_upload_filename(const struct api_upload *u);
 json_t *api_upload_fields(const struct api_upload *u);
 
+/* A CSV field (RFC 4180 quoting); text from outside (free_text) that starts
+ * like a formula gets a leading apostrophe (batch_export.c). */
+void api_csv_field(struct hr_buf *b, const char *s, bool free_text);
+/* GET /v1/messages/export.csv (messages_read.c). */
+enum MHD_Result api_messages_export_csv(struct api_req *r);
+
 /* ---- errors.c ---- */
 enum api_errkind {
 	APIERR_INVALID_JSON,   /* 400 invalid_json */
@@ -244,6 +265,9 @@ enum api_errkind {
 	APIERR_BAD_REQUEST,    /* 400 bad_request: malformed at the HTTP level */
 	APIERR_URI_TOO_LONG,   /* 414 uri_too_long */
 	APIERR_HEAD_TOO_LARGE, /* 431 header_too_large */
+	APIERR_RATE_LIMITED,   /* 429 rate_limited (with Retry-After) */
+	APIERR_DAILY_CAP,      /* 429 daily_cap_reached */
+	APIERR_CAMPAIGN_CAP,   /* 409 campaign_cap_reached */
 };
 /* HTTP status and stable code for an hr code (the one table). */
 int api_http_status(int rc);
@@ -441,6 +465,8 @@ int api_messages_validate(struct api_req *r, json_t *root, bool batch, char **re
 /* ---- messages_read.c ---- */
 enum MHD_Result api_message_get(struct api_req *r);
 enum MHD_Result api_messages_list(struct api_req *r);
+/* GET /openapi.json (openapi.c). */
+enum MHD_Result api_openapi(struct api_req *r);
 /* The same listing, of one batch's messages only (batch_id NULL: all). */
 enum MHD_Result api_messages_list_in(struct api_req *r, const char *batch_id);
 
@@ -527,6 +553,46 @@ int serve_retention_opts(json_t *cfg, struct retention_opts *o, struct hr_err *e
 /* One pass of retention, as the server runs it once a minute: expired
  * webhook rows and idempotency records, then old settled messages. */
 void serve_retention_tick(struct store *st, const struct retention_opts *ro);
+
+/* ---- web.c: the dashboard's files ---- */
+enum MHD_Result api_web_get(struct api_req *r);
+
+/* ---- session.c: dashboard sign-in ---- */
+struct api_sessions;
+int api_sessions_new(const struct api_dash_opts *o, struct api_sessions **out, struct hr_err *err);
+void api_sessions_free(struct api_sessions *ss);
+/* The request carries the session cookie (herald_session). */
+bool api_session_cookie(struct api_req *r);
+/* Authenticates r by its session cookie: the session live (idle and
+ * absolute lifetime), the key it was made from still valid (r->who is
+ * that key's principal now), X-CSRF-Token equal to the session's on any
+ * method but GET and HEAD (HR_EFORBIDDEN naming it), and exports refused
+ * while numbers are masked. Sets r->session and r->masked. */
+int api_session_auth(struct api_req *r, struct hr_err *err);
+/* Same, from the key's hash (auth.c): a session re-checks its key this
+ * way at every request, so revoking the key ends its sessions. */
+int api_auth_key_hash(struct api_req *r, const char hash[65], struct hr_err *err);
+enum MHD_Result api_session_post(struct api_req *r);
+enum MHD_Result api_session_get(struct api_req *r);
+enum MHD_Result api_session_delete(struct api_req *r);
+enum MHD_Result api_session_unmask(struct api_req *r);
+/* Masks phone numbers in an answer for a masked session (in place). */
+void api_mask_json(json_t *j);
+/* An event stream opened by session sid ("" for a bearer credential:
+ * counted per credential actor instead): 0, or HR_EQUOTA over the
+ * per-session (per-credential) cap. Release once per successful acquire. */
+int api_session_stream_acquire(struct api_server *s, const char *sid, const char *actor,
+                               struct hr_err *err);
+void api_session_stream_release(struct api_server *s, const char *sid, const char *actor);
+/* The session is still signed in (a stream of an ended session ends). */
+bool api_session_alive(struct api_server *s, const char *sid);
+
+/* ---- sse.c: GET /v1/events ---- */
+struct api_events;
+int api_events_new(const struct api_dash_opts *o, struct api_events **out, struct hr_err *err);
+void api_events_quiesce(struct api_events *ev);
+void api_events_free(struct api_events *ev);
+enum MHD_Result api_events_get(struct api_req *r);
 
 /* ---- webhooks.c ---- */
 /* Early check at the headers stage: the account exists for the channel. */

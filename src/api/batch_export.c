@@ -271,7 +271,7 @@ struct csv_stream {
 
 /* RFC 4180: quoted when it holds a comma, quote, CR or LF; quotes doubled.
  * Outside text starting like a formula gets a leading apostrophe. */
-static void csv_field(struct hr_buf *b, const char *s, bool free_text)
+void api_csv_field(struct hr_buf *b, const char *s, bool free_text)
 {
 	bool formula = free_text && s[0] && strchr("=+-@\t\r", s[0]) != NULL;
 	bool quote = formula || strpbrk(s, ",\"\r\n") != NULL;
@@ -304,7 +304,7 @@ static void csv_header(struct hr_buf *b, const struct batch *bt, int nparams,
 		char h[HR_NAME_MAX];
 		param_header(bt, i, h, sizeof h);
 		hr_buf_put(b, ",", 1);
-		csv_field(b, h, true);
+		api_csv_field(b, h, true);
 	}
 	for (size_t i = 0; i < TAIL_N; i++)
 		hr_buf_printf(b, ",%s", tail_cols[i]);
@@ -328,7 +328,7 @@ static void csv_line(struct hr_buf *b, const struct line *l)
 				hr_buf_put(b, t, strlen(t));
 			}
 		} else {
-			csv_field(b, c->s, c->kind == CELL_FREE);
+			api_csv_field(b, c->s, c->kind == CELL_FREE);
 		}
 	}
 	hr_buf_put(b, "\r\n", 2);

@@ -727,6 +727,28 @@ static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opt
 	o->limits.key_burst = hr_cfg_int(cfg, "limits.key_burst", 0, 0, 1000000, err);
 	o->limits.max_buckets = (size_t)hr_cfg_int(cfg, "limits.max_buckets",
 	                                           API_LIMIT_BUCKETS_DEFAULT, 64, 10000000, err);
+	/* The dashboard's sessions and event streams (README "Dashboard"). */
+	o->dash.max_sessions =
+	    (int)hr_cfg_int(cfg, "dashboard.max_sessions", o->dash.max_sessions, 1, 1000000, err);
+	o->dash.sessions_per_key = (int)hr_cfg_int(cfg, "dashboard.sessions_per_key",
+	                                           o->dash.sessions_per_key, 1, 1000, err);
+	o->dash.session_idle_us = hr_cfg_int(cfg, "dashboard.session_idle_s",
+	                                     o->dash.session_idle_us / 1000000, 1, 86400, err) *
+	                          1000000;
+	o->dash.session_max_age_us =
+	    hr_cfg_int(cfg, "dashboard.session_max_age_s", o->dash.session_max_age_us / 1000000, 1,
+	               30 * 86400, err) *
+	    1000000;
+	o->dash.unmask_us =
+	    hr_cfg_int(cfg, "dashboard.unmask_s", o->dash.unmask_us / 1000000, 1, 86400, err) *
+	    1000000;
+	o->dash.max_event_streams = (int)hr_cfg_int(cfg, "dashboard.max_event_streams",
+	                                            o->dash.max_event_streams, 1, 100000, err);
+	o->dash.streams_per_session = (int)hr_cfg_int(cfg, "dashboard.streams_per_session",
+	                                              o->dash.streams_per_session, 1, 1000, err);
+	o->dash.heartbeat_us = hr_cfg_int(cfg, "dashboard.heartbeat_ms",
+	                                  o->dash.heartbeat_us / 1000, 100, 600000, err) *
+	                       1000;
 	/* The scrape listener: absent, none (the API port's /metrics then
 	 * needs `metrics:read`, as it does anyway). */
 	const char *ml = hr_cfg_str(cfg, "server.metrics_listen", NULL, err);
@@ -928,6 +950,13 @@ int serve_main(int argc, char **argv)
 	accounts.grace_us = hr_cfg_int(cfg, "server.secret_grace_s", 300, 0, 86400, &err) * 1000000;
 	if (err.code)
 		goto out;
+	/* Accounts that fetch credentials in the background (RBM's access
+	 * tokens) get a few seconds to have them before the first sends. */
+	size_t unready = account_set_await_ready(&accounts, hr_mono_us() + 5000000);
+	if (unready)
+		hr_log(HR_LOG_WARN, "serve",
+		       "%zu account(s) have no provider credentials yet; their sends wait and retry",
+		       unready);
 	/* Lease expiry is the reconciler's, on its own thread. */
 	dopts.reconcile_every_us = 0;
 	if (dispatcher_start(st, &accounts, &dopts, &disp, &err) ||

@@ -295,12 +295,15 @@ static void run_job(struct plugins *p, struct plugin_job *j)
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* The first queued job whose plugin has a free share of the workers. */
+/* The first queued job whose plugin has a free share of the workers, or
+ * that is past its deadline (then it is finished without running, so a
+ * stuck plugin's jobs never fill the queue for the others). */
 static struct plugin_job *job_take_locked(struct plugins *p)
 {
 	struct plugin_job *prev = NULL;
+	int64_t now = hr_mono_us();
 	for (struct plugin_job *j = p->head; j; prev = j, j = j->next) {
-		if (j->pl && j->pl->running >= p->per_plugin_max)
+		if (j->pl && j->pl->running >= p->per_plugin_max && now < j->deadline)
 			continue;
 		if (prev)
 			prev->next = j->next;
@@ -341,6 +344,16 @@ static void *worker_main(void *arg)
 				pthread_mutex_unlock(&p->lock);
 				run = event_resolve(p, j) == 0;
 				pthread_mutex_lock(&p->lock);
+				if (run && j->pl->running >= p->per_plugin_max) {
+					/* Its plugin holds its share: back in line. */
+					if (p->tail)
+						p->tail->next = j;
+					else
+						p->head = j;
+					p->tail = j;
+					p->queued++;
+					continue;
+				}
 			}
 			if (run) {
 				j->state = JOB_RUNNING;

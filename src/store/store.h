@@ -215,6 +215,10 @@ struct idem_put {
 	const char *request_hash;
 	int http_status;
 	const char *response;
+	/* The key as the client sent it (key may carry a unit prefix): written
+	 * to each message's idem_key, which message_list's idem_key filter
+	 * finds. NULL: none. */
+	const char *client_key;
 };
 
 struct msg_filter {
@@ -227,6 +231,17 @@ struct msg_filter {
 	const char *before_id;       /* cursor: ids strictly less; NULL = start */
 	const char *unit;            /* NULL = any; "" is not a filter */
 	int limit;                   /* 1..1000 */
+	/* Search (GET /v1/messages); each NULL = any, all exact. */
+	const char *id;              /* Herald's message id */
+	const char *provider_id;     /* the provider's message id, any account */
+	const char *idem_key;        /* the Idempotency-Key it was accepted with */
+	const char *account_id;      /* the sender account (global id) */
+	const char *error_code;      /* the error code kept on the message */
+	/* Other forms of recipient that match too (a phone number is stored
+	 * "+447911123456" on SMS and RCS, "447911123456" on WhatsApp): with
+	 * recipient set, recipient IN (recipient, alt[0], alt[1]); NULLs are
+	 * ignored. */
+	const char *recipient_alt[2];
 };
 
 /* Outcome of one send attempt, recorded by the dispatcher. */
@@ -975,6 +990,9 @@ struct store_ops {
 	 * any tenant). *out heap array (message_clear each); n 0 when none. */
 	int (*message_route)(struct store *st, const char *tenant_id, const char *root_id,
 	                     struct message **out, size_t *n);
+	/* The writer's totals since open: transactions committed and jobs run
+	 * (so jobs / commits is the mean group). May be NULL; never fails. */
+	void (*write_stats)(struct store *st, uint64_t *commits, uint64_t *jobs);
 };
 
 /* For backends: a template write's key parts and config (a JSON object
