@@ -28,6 +28,7 @@
 static struct world W;
 static struct pgtest pg;
 static struct mdbtest mdb;
+static char plugdir[64];
 
 #define OTHER_KEY "hk_other_0123456789abcdef"
 
@@ -60,8 +61,9 @@ static int setup(void **state)
 	           "'Ana ' || g, g * 1.5, CASE WHEN g <= 40 THEN 'north' ELSE 'south' END "
 	           "FROM generate_series(1, 60) g;"
 	           "CREATE TABLE secrets (x text); INSERT INTO secrets VALUES ('top');"
-	           "CREATE TABLE statements (phone text, name text, month text, url text);"
-	           "INSERT INTO statements VALUES "
+	           "CREATE TABLE statements (id serial PRIMARY KEY, phone text, name text, "
+	           "month text, url text, sent_whatsapp timestamptz, sent_sms timestamptz);"
+	           "INSERT INTO statements (phone, name, month, url) VALUES "
 	           "('+447400800001', 'Ana', '2026-11', 'https://files.example/s/11.pdf'),"
 	           "('+447400800002', 'Ben', '2026-11', 'https://files.example/s/12.pdf'),"
 	           "('+447400800003', 'Cat', '2026-11', 'https://files.example/s/13.pdf'),"
@@ -92,6 +94,18 @@ static int setup(void **state)
 		return -1;
 	}
 	setenv("DS_IT_BILLING_PW", "bill-pw", 1);
+	/* The statements example plugin, as CMake built it, for unit statements. */
+	const char *built = getenv("HERALD_EXAMPLE_PLUGINS");
+	snprintf(plugdir, sizeof plugdir, "/tmp/dsit-plug-XXXXXX");
+	if (!built || !mkdtemp(plugdir)) {
+		fprintf(stderr, "HERALD_EXAMPLE_PLUGINS is not set (CTest sets it)\n");
+		return -1;
+	}
+	char so_src[300], so_dst[300];
+	snprintf(so_src, sizeof so_src, "%s/statements.so", built);
+	snprintf(so_dst, sizeof so_dst, "%s/statements.so", plugdir);
+	if (symlink(so_src, so_dst) != 0)
+		return -1;
 	char extra[4096];
 	snprintf(
 	    extra, sizeof extra,
@@ -114,8 +128,10 @@ static int setup(void **state)
 	    "  - name: stmts\n    driver: postgres\n    socket: \"%s\"\n    port: %d\n"
 	    "    database: herald\n    user: herald\n    tenants: [acme]\n"
 	    "    queries:\n      month: \"SELECT phone, name, month, url FROM statements "
-	    "WHERE month = ?1 ORDER BY phone\"\n",
-	    pg.dir, pg.port, mdb.socket, pg.dir, pg.port, pg.dir, pg.port);
+	    "WHERE month = ?1 ORDER BY phone\"\n"
+	    "plugins:\n  dir: %s\n  units: {acme/statements: statements}\n"
+	    "  config: {statements: {source: stmts, link_prefix: \"https://files.example/\"}}\n",
+	    pg.dir, pg.port, mdb.socket, pg.dir, pg.port, pg.dir, pg.port, plugdir);
 	/* Statements: WhatsApp fails for 447400800001, whose statement then
 	 * goes by SMS. */
 	world_init2(&W,
@@ -126,7 +142,8 @@ static int setup(void **state)
 	            "      - {name: due_reminder, channel: whatsapp, language: en_GB,"
 	            " body: \"Hi {{1}}, {{2}} is due on {{3}}\"}\n"
 	            "      - {name: monthly_statement, channel: whatsapp, language: en_GB,"
-	            " body: \"Hi {{1}}, your {{2}} statement: {{3}}\", header: {type: document}}\n",
+	            " body: \"Hi {{1}}, your {{2}} statement: {{3}}\", header: {type: document}}\n"
+	            "    units: [statements]\n",
 	            "  sms:\n    seed: 3\n    sent_delay_ms: 5\n    delivered_delay_ms: 20\n",
 	            "    webhook_batch: 20\n    recipients:\n"
 	            "      \"447400800001\": {fate: failed}\n",
@@ -142,6 +159,10 @@ static int teardown(void **state)
 	world_free(&W);
 	int rc = pgtest_stop(&pg);
 	if (mdbtest_stop(&mdb) != 0)
+		rc = -1;
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", plugdir);
+	if (plugdir[0] && system(cmd) != 0)
 		rc = -1;
 	return rc;
 }
@@ -405,17 +426,40 @@ static bool sms_delivered(struct world *w, void *arg)
 	return ok;
 }
 
+static long pg_one(const char *sql)
+{
+	PGconn *c = pgtest_connect(&pg, NULL);
+	assert_non_null(c);
+	PGresult *r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+		fail_msg("%s: %s", sql, PQerrorMessage(c));
+	long v = atol(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	PQfinish(c);
+	return v;
+}
+
+/* Two statements delivered on WhatsApp and one by SMS, as the plugin
+ * records them. */
+static bool stmt_recorded(struct world *w, void *arg)
+{
+	(void)w;
+	(void)arg;
+	return pg_one("SELECT COUNT(*) FROM statements WHERE sent_whatsapp IS NOT NULL") == 2 &&
+	       pg_one("SELECT COUNT(*) FROM statements WHERE sent_sms IS NOT NULL") == 1;
+}
+
 static void test_statements_document_with_sms_fallback(void **state)
 {
 	(void)state;
-	struct resp r =
-	    api_post(&W, "/v1/batches",
-	             "{\"name\":\"November statements\",\"channel\":\"whatsapp\","
-	             "\"template\":{\"name\":\"monthly_statement\",\"language\":\"en_GB\"},"
-	             "\"params\":[\"name\",\"month\",\"url\"],\"document_param\":3,"
-	             "\"document_filename\":\"statement.pdf\","
-	             "\"route\":[\"whatsapp\",\"sms\"],\"source\":\"stmts\","
-	             "\"query\":\"month\",\"query_params\":[\"2026-11\"],\"start\":true}");
+	struct resp r = api_post(
+	    &W, "/v1/batches",
+	    "{\"name\":\"November statements\",\"channel\":\"whatsapp\",\"unit\":\"statements\","
+	    "\"template\":{\"name\":\"monthly_statement\",\"language\":\"en_GB\"},"
+	    "\"params\":[\"name\",\"month\",\"url\"],\"document_param\":3,"
+	    "\"document_filename\":\"statement.pdf\","
+	    "\"route\":[\"whatsapp\",\"sms\"],\"source\":\"stmts\","
+	    "\"query\":\"month\",\"query_params\":[\"2026-11\"],\"start\":true}");
 	if (r.status != 201)
 		fail_msg("answered %ld: %s", r.status, r.body);
 	char id[64];
@@ -465,6 +509,26 @@ static void test_statements_document_with_sms_fallback(void **state)
 	d = messages_to("sms", "%2B447400800003");
 	assert_int_equal(json_array_size(d), 0);
 	json_decref(d);
+	/* The statements plugin recorded each delivery on its channel, on the
+	 * November statement only. */
+	if (!wait_until(stmt_recorded, &W, NULL, 60))
+		fail_msg("recorded: %ld by WhatsApp, %ld by SMS",
+		         pg_one("SELECT COUNT(*) FROM statements WHERE sent_whatsapp IS NOT NULL"),
+		         pg_one("SELECT COUNT(*) FROM statements WHERE sent_sms IS NOT NULL"));
+	assert_int_equal(pg_one("SELECT COUNT(*) FROM statements WHERE sent_sms IS NOT NULL"), 1);
+	assert_int_equal(pg_one("SELECT COUNT(*) FROM statements WHERE sent_sms IS NOT NULL AND "
+	                        "phone = '+447400800001' AND month = '2026-11'"),
+	                 1);
+	assert_int_equal(pg_one("SELECT COUNT(*) FROM statements WHERE month = '2026-10' AND "
+	                        "(sent_sms IS NOT NULL OR sent_whatsapp IS NOT NULL)"),
+	                 0);
+	r = api_get(&W, "/v1/units/statements/stats");
+	assert_int_equal(r.status, 200);
+	char *sj = json_dumps(r.json, JSON_COMPACT);
+	assert_non_null(strstr(sj, "\"by_sms\":\"1\""));
+	assert_non_null(strstr(sj, "\"by_whatsapp\":\"2\""));
+	free(sj);
+	resp_free(&r);
 	/* A document_param that is not one of the template's parameters. */
 	r = api_post(&W, "/v1/batches",
 	             "{\"name\":\"x\",\"channel\":\"whatsapp\","

@@ -111,18 +111,35 @@ static int says_paid(const char *s)
 	return n == 4 && !strncasecmp(s, "paid", 4);
 }
 
+/* The recipient as the table may hold it: Herald keeps WhatsApp numbers as
+ * digits ("447400600001"), a billing system often as E.164 with "+". The
+ * other form, in the call's arena. */
+static const char *other_form(struct herald_ctx *c, const char *to)
+{
+	if (to[0] == '+')
+		return herald_strdup(c, to + 1);
+	size_t n = strlen(to) + 2;
+	char *o = herald_alloc(c, n);
+	if (o)
+		snprintf(o, n, "+%s", to);
+	return o;
+}
+
 static int on_reply(struct herald_ctx *c, const struct herald_msg *m, const struct herald_event *e)
 {
 	if (!says_paid(herald_event_text(e)) && !says_paid(herald_event_payload(e))) {
 		herald_metric_add(c, "other_replies", 1);
 		return HERALD_OK;
 	}
-	const char *params[] = {herald_msg_recipient(m), herald_msg_id(m)};
+	const char *to = herald_msg_recipient(m), *alt = other_form(c, to);
+	if (!alt)
+		return herald_fail(c, "out of memory");
+	const char *params[] = {to, herald_msg_id(m), alt};
 	long long n = 0;
 	if (herald_ds_exec(c, source_of(c),
 	                   "UPDATE payments SET paid = 1, paid_at = NOW(), paid_message = ?2 "
-	                   "WHERE msisdn = ?1 AND paid = 0",
-	                   params, 2, &n) != HERALD_OK)
+	                   "WHERE msisdn IN (?1, ?3) AND paid = 0",
+	                   params, 3, &n) != HERALD_OK)
 		return HERALD_ERROR; /* the reason is recorded already */
 	herald_metric_add(c, "payments_marked_paid", n);
 	herald_log(c, HERALD_LOG_INFO, "collections: %lld payment(s) of message %s marked paid", n,
@@ -149,12 +166,15 @@ static int read_paid(void *arg, int ncols, const char *const *names, const char 
 
 static int export_row(struct herald_ctx *c, const struct herald_msg *m, struct herald_kv *out)
 {
-	const char *params[] = {herald_msg_recipient(m)};
+	const char *to = herald_msg_recipient(m), *alt = other_form(c, to);
+	if (!alt)
+		return herald_fail(c, "out of memory");
+	const char *params[] = {to, alt};
 	struct paid_row p = {0};
 	if (herald_ds_query(c, source_of(c),
-	                    "SELECT paid, paid_at FROM payments WHERE msisdn = ?1 "
+	                    "SELECT paid, paid_at FROM payments WHERE msisdn IN (?1, ?2) "
 	                    "ORDER BY paid ASC, due_date DESC LIMIT 1",
-	                    params, 1, read_paid, &p) != HERALD_OK)
+	                    params, 2, read_paid, &p) != HERALD_OK)
 		return HERALD_ERROR;
 	if (!p.found)
 		return HERALD_OK; /* not a customer of the table: columns stay empty */

@@ -22,7 +22,8 @@
  *  - list_campaigns: the months with statements, newest first (filter
  *    "limit", default 12), with how many statements each has.
  *  - on_status: a statement delivered records on which channel, in the
- *    table (sent_whatsapp / sent_sms) through herald_ds_exec.
+ *    table (sent_whatsapp / sent_sms of the customer's latest statement not
+ *    yet recorded) through herald_ds_exec.
  *  - unit_stats: statements, months, and how many went by WhatsApp / SMS.
  */
 #include <stdio.h>
@@ -108,24 +109,44 @@ static int list_campaigns(struct herald_ctx *c, const struct herald_filter *f,
 	return HERALD_OK;
 }
 
+/* The phone as the table may hold it: Herald keeps WhatsApp numbers as
+ * digits, SMS ones in E.164 with "+". The other form, in the call's arena. */
+static const char *other_form(struct herald_ctx *c, const char *to)
+{
+	if (to[0] == '+')
+		return herald_strdup(c, to + 1);
+	size_t n = strlen(to) + 2;
+	char *o = herald_alloc(c, n);
+	if (o)
+		snprintf(o, n, "+%s", to);
+	return o;
+}
+
 static int on_status(struct herald_ctx *c, const struct herald_msg *m, const struct herald_event *e)
 {
-	const char *st = herald_event_status(e);
-	if (strcmp(st, "delivered") != 0 && strcmp(st, "read") != 0)
+	/* Once per message: at DELIVERED, or at a READ that came first. */
+	const char *st = herald_event_status(e), *from = herald_event_from(e);
+	if (strcmp(st, "delivered") != 0 && (strcmp(st, "read") != 0 || !strcmp(from, "delivered")))
 		return HERALD_OK;
 	const char *ch = herald_msg_channel(m);
+	/* The customer's latest statement not yet recorded for that channel. */
 	const char *sql;
 	if (!strcmp(ch, "whatsapp"))
-		sql = "UPDATE statements SET sent_whatsapp = now() WHERE phone = ?1 "
-		      "AND sent_whatsapp IS NULL";
+		sql = "UPDATE statements SET sent_whatsapp = now() WHERE id = (SELECT id FROM "
+		      "statements WHERE phone IN (?1, ?2) AND sent_whatsapp IS NULL "
+		      "ORDER BY month DESC LIMIT 1)";
 	else if (!strcmp(ch, "sms"))
-		sql =
-		    "UPDATE statements SET sent_sms = now() WHERE phone = ?1 AND sent_sms IS NULL";
+		sql = "UPDATE statements SET sent_sms = now() WHERE id = (SELECT id FROM "
+		      "statements WHERE phone IN (?1, ?2) AND sent_sms IS NULL "
+		      "ORDER BY month DESC LIMIT 1)";
 	else
 		return HERALD_OK;
-	const char *params[] = {herald_msg_recipient(m)};
+	const char *to = herald_msg_recipient(m), *alt = other_form(c, to);
+	if (!alt)
+		return herald_fail(c, "out of memory");
+	const char *params[] = {to, alt};
 	long long n = 0;
-	if (herald_ds_exec(c, source_of(c), sql, params, 1, &n) != HERALD_OK)
+	if (herald_ds_exec(c, source_of(c), sql, params, 2, &n) != HERALD_OK)
 		return HERALD_ERROR;
 	herald_metric_add(c, !strcmp(ch, "sms") ? "delivered_sms" : "delivered_whatsapp", n);
 	return HERALD_OK;
