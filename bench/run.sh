@@ -297,6 +297,7 @@ CLK_TCK=$(getconf CLK_TCK)
 # processes together; one that is gone counts 0.
 proc_ticks() { # pid...
 	local p t=0 f rest
+	local -a a
 	for p in "$@"; do
 		f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
 		rest=${f##*) }
@@ -760,7 +761,10 @@ phase_kannel() {
 	local n=$(((E2E_N / KANNEL_PER_REQ) * KANNEL_PER_REQ)) t0 t1='' c0 c1 cs0 lines=0
 	log "Kannel: $n messages over sendsms, $KANNEL_PER_REQ recipients a request, $E2E_PAR at a time"
 	c0=$(proc_ticks "$bb" "$sb")
-	cs0=$(proc_ticks "$ngx" $(pgrep -P "$ngx" || true))
+	# nginx's master and its worker.
+	local -a ngx_pids
+	mapfile -t ngx_pids < <(echo "$ngx"; pgrep -P "$ngx" || true)
+	cs0=$(proc_ticks "${ngx_pids[@]}")
 	t0=$EPOCHREALTIME
 	BENCH_KANNEL_MESSAGES=$n BENCH_KANNEL_PER_REQ=$KANNEL_PER_REQ BENCH_THREADS=2 \
 		start_bg wrk-kannel wrk -t2 -c"$E2E_PAR" -d"${E2E_TIMEOUT}s" --timeout 30s \
@@ -772,7 +776,7 @@ phase_kannel() {
 		if ((lines >= n)); then
 			t1=$EPOCHREALTIME
 			c1=$(proc_ticks "$bb" "$sb")
-			R[cpu_kannel_smsc]=$(($(proc_ticks "$ngx" $(pgrep -P "$ngx" || true)) - cs0))
+			R[cpu_kannel_smsc]=$(($(proc_ticks "${ngx_pids[@]}") - cs0))
 			break
 		fi
 		(($(calc "$EPOCHREALTIME - $t0 > $E2E_TIMEOUT"))) && break
@@ -899,7 +903,7 @@ webhook_run() { # bodies base
 
 # ---- 6. webhooks -------------------------------------------------------------
 phase_webhooks() {
-	local m i pending ids base
+	local m i pending base
 	# Let the end-to-end phase's last webhooks drain (up to 10 s). Rows that
 	# stay are waiting for a provider id Herald never recorded (a send that
 	# was retried after a timeout): they are the baseline the backlog must
@@ -981,7 +985,7 @@ large_measure() { # label db
 	local a0 s0
 	a0=$(msum "$m" herald_messages_accepted_total)
 	t0=$EPOCHREALTIME
-	ls "$TMP"/large/b*.json | xargs -P "$E2E_PAR" -I{} curl -s -o /dev/null -w '%{http_code}\n' \
+	printf '%s\n' "$TMP"/large/b*.json | xargs -P "$E2E_PAR" -I{} curl -s -o /dev/null -w '%{http_code}\n' \
 		--max-time 120 -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
 		--data-binary @{} "$HURL/v1/messages:batch" >"$TMP/large-codes.txt"
 	t1=$EPOCHREALTIME
@@ -990,8 +994,8 @@ large_measure() { # label db
 	((ok == nfiles)) || { log "$x: only $ok of $nfiles batch requests got 202"; return 1; }
 	R[large_accept_$x]=$(calc "$LARGE_SAMPLE / ($t1 - $t0)")
 	m=$(metrics) || return 1
-	local a=$(($(msum "$m" herald_messages_accepted_total) - a0))
-	((a == LARGE_SAMPLE)) || { log "$x: $a accepted, expected $LARGE_SAMPLE"; return 1; }
+	local acc=$(($(msum "$m" herald_messages_accepted_total) - a0))
+	((acc == LARGE_SAMPLE)) || { log "$x: $acc accepted, expected $LARGE_SAMPLE"; return 1; }
 	stop_pid "$SERVE_PID"
 	SERVE_PID=
 	# What the claims must move: the queue as the accept server left it (the
