@@ -509,7 +509,7 @@ static bool mask_key(const char *k)
 	static const char *const keys[] = {"to",     "from",    "recipient", "phone",
 	                                   "msisdn", "chat_id", "wa_id",     NULL};
 	for (const char *const *p = keys; *p; p++)
-		if (strcmp(k, *p) == 0)
+		if (strcasecmp(k, *p) == 0) /* "To", "From" in raw provider fields too */
 			return true;
 	return false;
 }
