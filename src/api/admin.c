@@ -167,7 +167,14 @@ enum MHD_Result api_tenants_list(struct api_req *r)
 	struct store *st = r->srv->o.store;
 	struct tenant_info *v;
 	size_t n;
-	int rc = st->ops->tenant_list(st, &v, &n);
+	/* No parameters: one that is sent is refused, as on every route. */
+	static const char *const none[] = {NULL};
+	struct hr_err err;
+	hr_err_clear(&err);
+	int rc = api_query_check(r, none, &err);
+	if (rc)
+		return api_fail(r, rc, &err);
+	rc = st->ops->tenant_list(st, &v, &n);
 	if (rc)
 		return api_fail(r, rc, NULL);
 	json_t *a = json_array();

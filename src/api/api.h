@@ -31,6 +31,7 @@ struct api_limit_opts {
 	size_t max_buckets;                /* limits.max_buckets: the table's bound (0 = default) */
 };
 
+struct plugins;
 /* The dashboard (README "Dashboard"; dashboard.* in the config). */
 struct api_dash_opts {
 	int max_sessions;           /* signed-in sessions in all (default 1024) */
@@ -94,12 +95,16 @@ struct api_opts {
 	 * provider origins only. */
 	struct account_set *accounts;
 	struct dispatcher *dispatcher; /* may be NULL (api-only role) */
+	/* External data sources (plugins/datasource.h) campaigns may read
+	 * from (POST /v1/batches {"source", "query"}); borrowed, NULL: none. */
+	struct ds_registry *datasources;
 	/* Callbacks to client systems (webhooks/callbacks.h): which URLs a
 	 * tenant may name and each tenant's URL and secret; borrowed. */
 	const struct callback_policy *callback_policy;
 	const struct callback_tenant *callback_tenants;
 	size_t ncallback_tenants;
 	struct applier *applier;       /* may be NULL */
+	struct plugins *plugins;       /* the loaded plugins (plugins/plugins.h); may be NULL */
 	/* Authentication (README "Security"). Operator keys' SHA-256 hex
 	 * hashes (server.operator_keys), borrowed; how long a key read from
 	 * the store is trusted (server.auth_cache_ms, default 5 s: the bound on
@@ -131,5 +136,20 @@ struct api_route_info {
 size_t api_route_count(void);
 /* 0, or HR_ENOTFOUND past the end. */
 int api_route_info(size_t i, struct api_route_info *out);
+
+/* Every error code the API answers with (errors.c), as tests and the
+ * OpenAPI check (tests/unit/test_openapi.c) enumerate them. */
+struct api_error_info {
+	const char *code;        /* "invalid" */
+	int http;                /* 422 */
+	const char *description; /* what it means, for the document */
+};
+size_t api_error_code_count(void);
+/* 0, or HR_ENOTFOUND past the end. */
+int api_error_code_info(size_t i, struct api_error_info *out);
+
+/* The OpenAPI 3.1 document served at GET /openapi.json (api/openapi.json,
+ * embedded at build time): its bytes (not NUL-terminated) and length. */
+const unsigned char *api_openapi_doc(size_t *len);
 
 #endif

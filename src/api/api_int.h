@@ -150,6 +150,11 @@ enum api_route {
 	ROUTE_TENANT_LIMITS,     /* POST /v1/tenants/{tenant}/limits (operator) */
 	ROUTE_TEMPLATES,         /* GET list, POST create or update */
 	ROUTE_TEMPLATE,          /* GET, DELETE /v1/templates/{channel}/{name}/{language} */
+	ROUTE_OPENAPI,           /* GET /openapi.json (public) */
+	ROUTE_MESSAGES_EXPORT,   /* GET /v1/messages/export.csv */
+	ROUTE_PLUGINS,           /* GET /v1/plugins */
+	ROUTE_UNIT_STATS,        /* GET /v1/units/{unit}/stats */
+	ROUTE_UNIT_CAMPAIGNS,    /* GET /v1/units/{unit}/campaigns */
 	/* The dashboard (web.c, session.c, sse.c). */
 	ROUTE_WEB_INDEX,      /* GET / */
 	ROUTE_WEB_FILE,       /* GET /ui/{path}: path_id holds the rest of the path */
@@ -244,6 +249,12 @@ const char *api_upload_path(const struct api_upload *u);
 const char *api_upload_filename(const struct api_upload *u);
 json_t *api_upload_fields(const struct api_upload *u);
 
+/* A CSV field (RFC 4180 quoting); text from outside (free_text) that starts
+ * like a formula gets a leading apostrophe (batch_export.c). */
+void api_csv_field(struct hr_buf *b, const char *s, bool free_text);
+/* GET /v1/messages/export.csv (messages_read.c). */
+enum MHD_Result api_messages_export_csv(struct api_req *r);
+
 /* ---- errors.c ---- */
 enum api_errkind {
 	APIERR_INVALID_JSON,   /* 400 invalid_json */
@@ -254,6 +265,9 @@ enum api_errkind {
 	APIERR_BAD_REQUEST,    /* 400 bad_request: malformed at the HTTP level */
 	APIERR_URI_TOO_LONG,   /* 414 uri_too_long */
 	APIERR_HEAD_TOO_LARGE, /* 431 header_too_large */
+	APIERR_RATE_LIMITED,   /* 429 rate_limited (with Retry-After) */
+	APIERR_DAILY_CAP,      /* 429 daily_cap_reached */
+	APIERR_CAMPAIGN_CAP,   /* 409 campaign_cap_reached */
 };
 /* HTTP status and stable code for an hr code (the one table). */
 int api_http_status(int rc);
@@ -399,6 +413,10 @@ void api_audit_done(struct audit_row *a);
 enum MHD_Result api_templates_list(struct api_req *r);
 enum MHD_Result api_templates_post(struct api_req *r);
 enum MHD_Result api_template_get(struct api_req *r);
+/* plugins_api.c */
+enum MHD_Result api_plugins_list(struct api_req *r);
+enum MHD_Result api_unit_stats(struct api_req *r);
+enum MHD_Result api_unit_campaigns(struct api_req *r);
 enum MHD_Result api_template_delete(struct api_req *r);
 /* serve.c: a template's declared extras (header, buttons, regulatory,
  * delivery_policy, route, fallback_after_s, fallback_text) from tp as one
@@ -447,6 +465,8 @@ int api_messages_validate(struct api_req *r, json_t *root, bool batch, char **re
 /* ---- messages_read.c ---- */
 enum MHD_Result api_message_get(struct api_req *r);
 enum MHD_Result api_messages_list(struct api_req *r);
+/* GET /openapi.json (openapi.c). */
+enum MHD_Result api_openapi(struct api_req *r);
 /* The same listing, of one batch's messages only (batch_id NULL: all). */
 enum MHD_Result api_messages_list_in(struct api_req *r, const char *batch_id);
 

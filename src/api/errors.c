@@ -8,31 +8,96 @@
 
 #include "api/api_int.h"
 
+/*
+ * Every error code the API answers with, its HTTP status and what it means:
+ * the one list. The tables below point into it; api_error_code_info exposes
+ * it, and test_openapi checks api/openapi.json lists exactly these codes
+ * with these statuses (and that no file of src/api builds an error body
+ * with a code of its own). A new code is a new row here and in the document.
+ */
+enum api_code {
+	C_INVALID,
+	C_NOT_FOUND,
+	C_UNAUTHORIZED,
+	C_FORBIDDEN,
+	C_TOO_LARGE,
+	C_BUSY,
+	C_CONFLICT,
+	C_RATE_LIMITED,
+	C_INTERNAL,
+	C_INVALID_JSON,
+	C_IDEM_MISMATCH,
+	C_METHOD,
+	C_BAD_SIGNATURE,
+	C_BAD_REQUEST,
+	C_URI_TOO_LONG,
+	C_HEAD_TOO_LARGE,
+	C_DAILY_CAP,
+	C_CAMPAIGN_CAP,
+	C__COUNT
+};
+
+static const struct api_error_info api_codes[C__COUNT] = {
+    [C_INVALID] = {"invalid", 422, "a field, query parameter or header is not acceptable"},
+    [C_NOT_FOUND] = {"not_found", 404, "no such route or object (or another tenant's)"},
+    [C_UNAUTHORIZED] = {"unauthorized", 401, "no credential, or one that is not valid"},
+    [C_FORBIDDEN] = {"forbidden", 403, "the credential lacks the scope or access"},
+    [C_TOO_LARGE] = {"too_large", 413, "the body or a list in it is over its limit"},
+    [C_BUSY] = {"busy", 503, "the server is overloaded or stopping; retry (Retry-After)"},
+    [C_CONFLICT] = {"conflict", 409, "the object's state does not allow this"},
+    [C_RATE_LIMITED] = {"rate_limited", 429, "over a request rate; retry after Retry-After"},
+    [C_INTERNAL] = {"internal", 500, "a server error (logged with the request)"},
+    [C_INVALID_JSON] = {"invalid_json", 400, "the body is not valid JSON"},
+    [C_IDEM_MISMATCH] = {"idempotency_mismatch", 422,
+                         "the Idempotency-Key was used with another request body"},
+    [C_METHOD] = {"method_not_allowed", 405, "the route exists; the method does not (Allow)"},
+    [C_BAD_SIGNATURE] = {"bad_signature", 401, "a webhook's provider signature does not verify"},
+    [C_BAD_REQUEST] = {"bad_request", 400, "the request is malformed at the HTTP level"},
+    [C_URI_TOO_LONG] = {"uri_too_long", 414, "the URL is over server.max_url_bytes"},
+    [C_HEAD_TOO_LARGE] = {"header_too_large", 431,
+                          "the request head is over its byte or field limit"},
+    [C_DAILY_CAP] = {"daily_cap_reached", 429,
+                     "the tenant's daily message cap is used up until 00:00 UTC"},
+    [C_CAMPAIGN_CAP] = {"campaign_cap_reached", 409,
+                        "the tenant has as many campaigns processing as it may"},
+};
+
+size_t api_error_code_count(void)
+{
+	return C__COUNT;
+}
+
+int api_error_code_info(size_t i, struct api_error_info *out)
+{
+	if (i >= C__COUNT)
+		return HR_ENOTFOUND;
+	*out = api_codes[i];
+	return 0;
+}
+
 static const struct api_errmap {
 	int rc;
-	int http;
-	const char *code;
+	enum api_code code;
 } api_errmap[] = {
-    {HR_EINVAL, 422, "invalid"},     {HR_ENOTFOUND, 404, "not_found"},
-    {HR_EAUTH, 401, "unauthorized"}, {HR_EFORBIDDEN, 403, "forbidden"},
-    {HR_ELIMIT, 413, "too_large"},   {HR_EBUSY, 503, "busy"},
-    {HR_ECONFLICT, 409, "conflict"},  {HR_EQUOTA, 429, "rate_limited"},
+    {HR_EINVAL, C_INVALID},       {HR_ENOTFOUND, C_NOT_FOUND}, {HR_EAUTH, C_UNAUTHORIZED},
+    {HR_EFORBIDDEN, C_FORBIDDEN}, {HR_ELIMIT, C_TOO_LARGE},    {HR_EBUSY, C_BUSY},
+    {HR_ECONFLICT, C_CONFLICT},   {HR_EQUOTA, C_RATE_LIMITED},
 };
 
 /* Errors that are not a result code: how the request was malformed at the
  * HTTP level, or a more specific code for an hr code. */
-static const struct api_errkind_map {
-	int http;
-	const char *code;
-} api_errkinds[] = {
-    [APIERR_INVALID_JSON] = {400, "invalid_json"},
-    [APIERR_IDEM_MISMATCH] = {422, "idempotency_mismatch"},
-    [APIERR_METHOD] = {405, "method_not_allowed"},
-    [APIERR_ROUTE] = {404, "not_found"},
-    [APIERR_BAD_SIGNATURE] = {401, "bad_signature"},
-    [APIERR_BAD_REQUEST] = {400, "bad_request"},
-    [APIERR_URI_TOO_LONG] = {414, "uri_too_long"},
-    [APIERR_HEAD_TOO_LARGE] = {431, "header_too_large"},
+static const enum api_code api_errkinds[] = {
+    [APIERR_INVALID_JSON] = C_INVALID_JSON,
+    [APIERR_IDEM_MISMATCH] = C_IDEM_MISMATCH,
+    [APIERR_METHOD] = C_METHOD,
+    [APIERR_ROUTE] = C_NOT_FOUND,
+    [APIERR_BAD_SIGNATURE] = C_BAD_SIGNATURE,
+    [APIERR_BAD_REQUEST] = C_BAD_REQUEST,
+    [APIERR_URI_TOO_LONG] = C_URI_TOO_LONG,
+    [APIERR_HEAD_TOO_LARGE] = C_HEAD_TOO_LARGE,
+    [APIERR_RATE_LIMITED] = C_RATE_LIMITED,
+    [APIERR_DAILY_CAP] = C_DAILY_CAP,
+    [APIERR_CAMPAIGN_CAP] = C_CAMPAIGN_CAP,
 };
 
 static const struct api_errmap *api_errmap_find(int rc)
@@ -46,13 +111,13 @@ static const struct api_errmap *api_errmap_find(int rc)
 int api_http_status(int rc)
 {
 	const struct api_errmap *m = api_errmap_find(rc);
-	return m ? m->http : 500;
+	return api_codes[m ? m->code : C_INTERNAL].http;
 }
 
 const char *api_error_code(int rc)
 {
 	const struct api_errmap *m = api_errmap_find(rc);
-	return m ? m->code : "internal";
+	return api_codes[m ? m->code : C_INTERNAL].code;
 }
 
 const char *api_clip(char *buf, size_t size, const char *s)
@@ -117,17 +182,17 @@ enum MHD_Result api_fail(struct api_req *r, int rc, const struct hr_err *err)
 
 int api_errkind_status(enum api_errkind kind)
 {
-	return api_errkinds[kind].http;
+	return api_codes[api_errkinds[kind]].http;
 }
 
 const char *api_errkind_code(enum api_errkind kind)
 {
-	return api_errkinds[kind].code;
+	return api_codes[api_errkinds[kind]].code;
 }
 
 enum MHD_Result api_fail_kind(struct api_req *r, enum api_errkind kind, const char *message,
                               const char *field, const char *const *extra)
 {
-	const struct api_errkind_map *m = &api_errkinds[kind];
+	const struct api_error_info *m = &api_codes[api_errkinds[kind]];
 	return api_respond_json(r, m->http, api_error_json(m->code, message, field), extra);
 }

@@ -215,8 +215,7 @@ enum MHD_Result api_quota_fail(struct api_req *r, const struct hr_err *err, int6
 	if (!strcmp(field, "campaign_cap")) {
 		/* Nothing but another campaign's end frees a place: no time to
 		 * retry after, so a conflict with the tenant's state, not 429. */
-		return api_respond_json(r, 409, api_error_json("campaign_cap_reached", msg, field),
-		                        NULL);
+		return api_fail_kind(r, APIERR_CAMPAIGN_CAP, msg, field, NULL);
 	}
 	if (!strcmp(field, "daily_cap")) {
 		char at[32];
@@ -224,12 +223,11 @@ enum MHD_Result api_quota_fail(struct api_req *r, const struct hr_err *err, int6
 		snprintf(text, sizeof text, "%s (next reset %s)", msg, at);
 		snprintf(retry, sizeof retry, "%lld", (long long)retry_s);
 		const char *extra[] = {"Retry-After", retry, NULL};
-		return api_respond_json(r, 429, api_error_json("daily_cap_reached", text, field),
-		                        extra);
+		return api_fail_kind(r, APIERR_DAILY_CAP, text, field, extra);
 	}
 	snprintf(retry, sizeof retry, "%lld", (long long)(retry_s > 0 ? retry_s : 1));
 	const char *extra[] = {"Retry-After", retry, NULL};
-	return api_respond_json(r, 429, api_error_json("rate_limited", msg, field), extra);
+	return api_fail_kind(r, APIERR_RATE_LIMITED, msg, field, extra);
 }
 
 /* ---- the admin route: POST /v1/tenants/{tenant}/limits (operators) ---- */

@@ -710,8 +710,13 @@ static enum MHD_Result accept_start(struct api_req *r, bool batch)
 
 	if (a->has_idem)
 		a->idem = (struct idem_put){
-			.tenant_id = r->tenant, .key = a->idem_key, .request_hash = a->hash,
-			.http_status = 202, .response = a->resp,
+		    .tenant_id = r->tenant,
+		    .key = a->idem_key,
+		    .request_hash = a->hash,
+		    .http_status = 202,
+		    .response = a->resp,
+		    /* Past the unit prefix: the key the client sent. */
+		    .client_key = a->idem_key + (r->who.unit[0] ? strlen(r->who.unit) + 1 : 0),
 		};
 	struct dispatcher *d = s->o.dispatcher;
 	if (!d)

@@ -10,6 +10,8 @@
 #include <time.h>
 
 #include "api/api_int.h"
+#include "core/phone.h"
+#include "obs/metrics.h"
 
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 1000
@@ -254,30 +256,35 @@ static int parse_time(const char *s, int64_t *out)
 	return hr_time_parse(s, out);
 }
 
+/* The search's filters (GET /v1/messages, its CSV export, and a campaign's
+ * messages, whose path names the campaign instead of batch_id). */
 static const char *const list_params[] = {
-	"status", "channel", "to", "since", "until", "limit", "cursor", NULL,
+    "status",      "channel",         "to",      "region",     "id",
+    "provider_id", "idempotency_key", "account", "error_code", "since",
+    "until",       "limit",           "cursor",  "batch_id",   NULL,
 };
-
-struct list_unknown {
-	char name[HR_NAME_MAX];
+static const char *const batch_list_params[] = {
+    "status",  "channel",    "to",    "region", "id",    "provider_id", "idempotency_key",
+    "account", "error_code", "since", "until",  "limit", "cursor",      NULL,
 };
-
-static enum MHD_Result find_unknown(void *cls, enum MHD_ValueKind kind, const char *key,
-                                    const char *value)
-{
-	(void)kind, (void)value;
-	struct list_unknown *u = cls;
-	for (const char *const *p = list_params; *p; p++)
-		if (strcmp(key, *p) == 0)
-			return MHD_YES;
-	api_clip(u->name, sizeof u->name, key); /* MHD has decoded %XX: any bytes */
-	return MHD_NO;
-}
 
 static const char *qarg(struct api_req *r, const char *name)
 {
 	const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 	return v && *v ? v : NULL;
+}
+
+/* A text filter compared as is: at most max bytes (what the column can
+ * hold), so a longer one is an error rather than a search that can never
+ * match. */
+static int text_arg(struct api_req *r, const char *name, size_t max, const char **out,
+                    struct hr_err *err)
+{
+	const char *v = qarg(r, name);
+	if (v && strlen(v) > max)
+		return hr_fail(err, HR_EINVAL, name, "%s is longer than %zu bytes", name, max);
+	*out = v;
+	return 0;
 }
 
 /* Recipients are stored normalised: normalise the filter with the channel's
@@ -308,17 +315,76 @@ static int normalize_filter_to(struct api_req *r, const char *channel, const cha
 	return ops->normalize_recipient(in, out, err);
 }
 
-static int parse_list_query(struct api_req *r, struct msg_filter *f, char to[HR_ADDR_MAX],
-                            struct hr_err *err)
+/* The forms a recipient filter takes (see to_filter). */
+struct to_forms {
+	char to[HR_ADDR_MAX];
+	char plus[HR_ADDR_MAX];   /* "+447911123456" */
+	char digits[HR_ADDR_MAX]; /* "447911123456" */
+};
+
+/*
+ * The recipient filter. With a channel, the value is normalised by that
+ * channel's rules, as messages of it are stored. Without one, a value that
+ * reads as a phone number matches it on every channel: WhatsApp stores
+ * "447911123456", SMS and RCS "+447911123456", so "+44 7911 123456",
+ * "447911123456" and "0044 7911 123456" all find both; region reads a
+ * national number ("07911 123456" with GB) through libphonenumber
+ * (core/phone.h). Anything else (a Telegram chat id such as "-1001234",
+ * "@channel") goes through the old rule: the tenant's only channel's
+ * normalisation, or the value as given.
+ */
+static int to_filter(struct api_req *r, struct msg_filter *f, const char *v, const char *region,
+                     struct to_forms *t, struct hr_err *err)
 {
-	struct list_unknown u = {""};
-	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, find_unknown, &u);
-	if (u.name[0])
-		return hr_fail(err, HR_EINVAL, u.name, "unknown query parameter '%s'", u.name);
+	char e164[HR_PHONE_E164_SIZE];
+	if (region) {
+		struct hr_phone_result res;
+		int rc = hr_phone_normalize(v, strlen(v), region, e164, sizeof e164, &res);
+		if (rc == HR_EINVAL)
+			return hr_fail(err, HR_EINVAL, "to", "to is not a phone number of %s: %s",
+			               region, res.text);
+		if (rc)
+			return hr_fail(err, rc, "to", "cannot read to as a phone number");
+		v = e164;
+	}
+	int rc;
+	if (f->channel) {
+		if ((rc = normalize_filter_to(r, f->channel, v, t->to, err)) == 0)
+			f->recipient = t->to;
+		return rc;
+	}
+	/* Digits with or without '+' (phone_e164), then the "00" prefix and
+	 * other international forms libphonenumber reads without a region. */
+	struct hr_err perr;
+	bool phone = phone_e164(v, true, t->plus, &perr) == 0;
+	if (!phone && strlen(v) <= HR_PHONE_INPUT_MAX &&
+	    hr_phone_normalize(v, strlen(v), NULL, e164, sizeof e164, NULL) == 0) {
+		hr_strlcpy(t->plus, e164, sizeof t->plus);
+		phone = true;
+	}
+	if (phone) {
+		hr_strlcpy(t->digits, t->plus + 1, sizeof t->digits);
+		f->recipient = t->plus;
+		f->recipient_alt[0] = t->digits;
+		return 0;
+	}
+	if (region)
+		return hr_fail(err, HR_EINVAL, "to", "to is not a phone number");
+	if ((rc = normalize_filter_to(r, NULL, v, t->to, err)) == 0)
+		f->recipient = t->to;
+	return rc;
+}
+
+static int parse_list_query(struct api_req *r, struct msg_filter *f, struct to_forms *to,
+                            bool in_batch, int limit_default, int limit_max, struct hr_err *err)
+{
+	int rc = api_query_check(r, in_batch ? batch_list_params : list_params, err);
+	if (rc)
+		return rc;
 
 	memset(f, 0, sizeof *f);
 	f->status = -1;
-	f->limit = LIST_LIMIT_DEFAULT;
+	f->limit = limit_default;
 	const char *v;
 	if ((v = qarg(r, "status"))) {
 		enum msg_status s;
@@ -337,11 +403,42 @@ static int parse_list_query(struct api_req *r, struct msg_filter *f, char to[HR_
 		}
 		f->channel = v;
 	}
-	if ((v = qarg(r, "to"))) {
-		int rc = normalize_filter_to(r, f->channel, v, to, err);
-		if (rc != 0)
-			return rc;
-		f->recipient = to;
+	const char *region = qarg(r, "region");
+	if (region && !hr_phone_region_known(region)) {
+		char cv[8];
+		return hr_fail(err, HR_EINVAL, "region",
+		               "region must be an ISO 3166 country code such as GB, not '%s'",
+		               api_clip(cv, sizeof cv, region));
+	}
+	if ((v = qarg(r, "to")) && (rc = to_filter(r, f, v, region, to, err)) != 0)
+		return rc;
+	if (region && !v)
+		return hr_fail(err, HR_EINVAL, "region", "region reads the phone number in to");
+	if ((v = qarg(r, "id"))) {
+		if (!hr_id_valid(v))
+			return hr_fail(err, HR_EINVAL, "id", "id must be a Herald message id");
+		f->id = v;
+	}
+	if ((v = qarg(r, "batch_id"))) {
+		if (!hr_id_valid(v))
+			return hr_fail(err, HR_EINVAL, "batch_id",
+			               "batch_id must be a campaign id");
+		f->batch_id = v;
+	}
+	if ((rc = text_arg(r, "provider_id", HR_PROVIDER_ID_MAX - 1, &f->provider_id, err)) ||
+	    (rc = text_arg(r, "idempotency_key", 255, &f->idem_key, err)) ||
+	    (rc = text_arg(r, "error_code", HR_ERRCODE_MAX - 1, &f->error_code, err)))
+		return rc;
+	if ((v = qarg(r, "account"))) {
+		/* The tenant's own account names only: another tenant's is as
+		 * unknown as one that does not exist. */
+		const struct channel_account *a = api_account_lookup(r->srv, r->tenant, v);
+		if (!a) {
+			char cv[HR_NAME_MAX];
+			return hr_fail(err, HR_EINVAL, "account", "no account '%s'",
+			               api_clip(cv, sizeof cv, v));
+		}
+		f->account_id = a->id;
 	}
 	if ((v = qarg(r, "since")) && parse_time(v, &f->since_us) != 0)
 		return hr_fail(err, HR_EINVAL, "since",
@@ -355,9 +452,9 @@ static int parse_list_query(struct api_req *r, struct msg_filter *f, char to[HR_
 		char *end;
 		errno = 0;
 		long n = strtol(v, &end, 10);
-		if (errno || *end || n < 1 || n > LIST_LIMIT_MAX)
+		if (errno || *end || n < 1 || n > limit_max)
 			return hr_fail(err, HR_EINVAL, "limit",
-			               "limit must be an integer from 1 to %d", LIST_LIMIT_MAX);
+			               "limit must be an integer from 1 to %d", limit_max);
 		f->limit = (int)n;
 	}
 	if ((v = qarg(r, "cursor"))) {
@@ -378,13 +475,15 @@ enum MHD_Result api_messages_list_in(struct api_req *r, const char *batch_id)
 {
 	struct store *st = r->srv->o.store;
 	struct msg_filter f;
-	char to[HR_ADDR_MAX];
+	struct to_forms to;
 	struct hr_err err;
 	hr_err_clear(&err);
-	int rc = parse_list_query(r, &f, to, &err);
+	int rc = parse_list_query(r, &f, &to, batch_id != NULL, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX,
+	                          &err);
 	if (rc != 0)
 		return api_fail(r, rc, &err);
-	f.batch_id = batch_id;
+	if (batch_id)
+		f.batch_id = batch_id;
 	f.unit = r->who.unit[0] ? r->who.unit : NULL;
 
 	struct message *ms = NULL;
@@ -412,5 +511,206 @@ enum MHD_Result api_messages_list_in(struct api_req *r, const char *batch_id)
 	for (size_t k = 0; k < n; k++)
 		message_clear(&ms[k]);
 	free(ms);
+	return ret;
+}
+
+/* ---------------------------------------------------------------------------
+ * CSV export of a search: GET /v1/messages/export.csv, the same filters.
+ * ------------------------------------------------------------------------- */
+
+#define EXPORT_PAGE 1000            /* messages per store read */
+#define EXPORT_LIMIT_DEFAULT 100000 /* rows when the client names no limit */
+#define EXPORT_LIMIT_MAX 1000000    /* rows one export may have */
+#define EXPORT_BLOCK 65536          /* MHD's block size for the callback */
+
+static const char export_head[] =
+    "\xEF\xBB\xBF" /* UTF-8 BOM: Excel reads the file as UTF-8 */
+    "id,created_at,updated_at,channel,account,to,status,provider_id,error_code,error_text,"
+    "batch_id,attempts,segments\r\n";
+
+/*
+ * The stream's own copy of the filter: the response outlives the handler
+ * that parsed the query. Memory is one page of messages and its text,
+ * whatever the export's length; the rows are bounded by limit.
+ */
+struct export_stream {
+	struct store *st;
+	char tenant[HR_NAME_MAX], unit[HR_NAME_MAX];
+	struct to_forms to;
+	char id[HR_ID_LEN + 1], batch[HR_ID_LEN + 1], cursor[HR_ID_LEN + 1];
+	char channel[16], account[HR_NAME_MAX], provider[HR_PROVIDER_ID_MAX];
+	char idem[256], error[HR_ERRCODE_MAX];
+	struct msg_filter f;
+	int64_t left; /* rows still to write */
+	bool done;
+	struct hr_buf out;
+	size_t off; /* bytes of out handed to MHD */
+};
+
+/* Points f's strings at the stream's copies (each fits: parse_list_query
+ * bounded them, or they are the server's own). */
+static void export_copy(struct export_stream *x, const struct msg_filter *f,
+                        const struct to_forms *to)
+{
+#define KEEP(field, buf)                                                                           \
+	x->f.field = f->field ? (hr_strlcpy(x->buf, f->field, sizeof x->buf), x->buf) : NULL
+	x->f = *f;
+	x->to = *to;
+	KEEP(id, id);
+	KEEP(batch_id, batch);
+	KEEP(channel, channel);
+	KEEP(account_id, account);
+	KEEP(provider_id, provider);
+	KEEP(idem_key, idem);
+	KEEP(error_code, error);
+	KEEP(before_id, cursor);
+	KEEP(unit, unit);
+#undef KEEP
+	/* recipient and its other forms point into to (to_filter). */
+	const char *forms[] = {to->to, to->plus, to->digits};
+	const char *xforms[] = {x->to.to, x->to.plus, x->to.digits};
+	for (int k = 0; k < 3; k++) {
+		if (f->recipient == forms[k])
+			x->f.recipient = xforms[k];
+		for (int a = 0; a < 2; a++)
+			if (f->recipient_alt[a] == forms[k])
+				x->f.recipient_alt[a] = xforms[k];
+	}
+}
+
+static void export_line(struct hr_buf *b, const struct message *m)
+{
+	char c[32], u[32];
+	if (m->created_at > 0)
+		hr_time_format(m->created_at, c);
+	else
+		c[0] = '\0';
+	if (m->updated_at > 0)
+		hr_time_format(m->updated_at, u);
+	else
+		u[0] = '\0';
+	hr_buf_printf(b, "%s,%s,%s,%s,", m->id, c, u, m->channel);
+	/* As the campaign export: account names, recipients (normalised by
+	 * their channel) and provider ids quoted where needed; the provider's
+	 * error code and text are outside text, never read as a formula. */
+	api_csv_field(b, api_account_name(m->tenant_id, m->account_id), false);
+	hr_buf_put(b, ",", 1);
+	api_csv_field(b, m->recipient, false);
+	hr_buf_printf(b, ",%s,", msg_status_name(m->status));
+	api_csv_field(b, m->provider_id, false);
+	hr_buf_put(b, ",", 1);
+	api_csv_field(b, m->error_code, true);
+	hr_buf_put(b, ",", 1);
+	api_csv_field(b, m->error_text, true);
+	hr_buf_put(b, ",", 1);
+	hr_buf_printf(b, "%s,%d,%d\r\n", m->batch_id, m->attempts, m->segments);
+}
+
+/* The next page into x->out: 0, or an HR_E code. */
+static int export_page(struct export_stream *x)
+{
+	x->f.limit = x->left < EXPORT_PAGE ? (int)x->left : EXPORT_PAGE;
+	struct message *ms = NULL;
+	size_t n = 0;
+	bool more = false;
+	int rc = x->st->ops->message_list(x->st, x->tenant, &x->f, &ms, &n, &more);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		export_line(&x->out, &ms[i]);
+		message_clear(&ms[i]);
+	}
+	if (n) {
+		hr_strlcpy(x->cursor, ms[n - 1].id, sizeof x->cursor);
+		x->f.before_id = x->cursor;
+	}
+	free(ms);
+	x->left -= (int64_t)n;
+	if (!more || x->left <= 0)
+		x->done = true;
+	return x->out.oom ? HR_ENOMEM : 0;
+}
+
+static ssize_t export_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	(void)pos;
+	struct export_stream *x = cls;
+	while (x->off == x->out.len) {
+		if (x->done)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		x->out.len = 0;
+		x->off = 0;
+		int rc = export_page(x);
+		if (rc) {
+			/* The status line is gone: end the chunked body without its
+			 * last chunk, so the client sees a broken download. */
+			hr_log(HR_LOG_ERROR, "api",
+			       "message export of tenant %s failed after %s: %s", x->tenant,
+			       x->cursor[0] ? x->cursor : "the start", hr_code_name(rc));
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		}
+	}
+	size_t n = x->out.len - x->off;
+	if (n > max)
+		n = max;
+	memcpy(buf, x->out.p + x->off, n);
+	x->off += n;
+	return (ssize_t)n;
+}
+
+static void export_free(void *cls)
+{
+	struct export_stream *x = cls;
+	free(x->out.p);
+	free(x);
+}
+
+/*
+ * Streams the search's messages as CSV, newest first, at most limit rows
+ * (default 100,000, at most 1,000,000): when exactly limit rows came there
+ * may be more, and cursor=<the last id> continues. The header and the first
+ * page are read before the status line, so a bad filter or a store that
+ * fails at once gets a proper error.
+ */
+enum MHD_Result api_messages_export_csv(struct api_req *r)
+{
+	struct msg_filter f;
+	struct to_forms to;
+	struct hr_err err;
+	hr_err_clear(&err);
+	int rc = parse_list_query(r, &f, &to, false, EXPORT_LIMIT_DEFAULT, EXPORT_LIMIT_MAX, &err);
+	if (rc != 0)
+		return api_fail(r, rc, &err);
+	f.unit = r->who.unit[0] ? r->who.unit : NULL;
+	struct export_stream *x = calloc(1, sizeof *x);
+	if (!x)
+		return api_fail(r, HR_ENOMEM, NULL);
+	x->st = r->srv->o.store;
+	hr_strlcpy(x->tenant, r->tenant, sizeof x->tenant);
+	x->left = f.limit;
+	export_copy(x, &f, &to);
+	hr_buf_put(&x->out, export_head, sizeof export_head - 1);
+	if ((rc = export_page(x)) != 0) {
+		export_free(x);
+		return api_fail(r, rc, NULL);
+	}
+	struct MHD_Response *resp = MHD_create_response_from_callback(
+	    MHD_SIZE_UNKNOWN, EXPORT_BLOCK, export_read, x, export_free);
+	if (!resp) {
+		export_free(x);
+		return api_fail(r, HR_ENOMEM, NULL);
+	}
+	if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+	                            "text/csv; charset=utf-8") != MHD_YES ||
+	    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION,
+	                            "attachment; filename=\"messages.csv\"") != MHD_YES) {
+		MHD_destroy_response(resp); /* frees x through export_free */
+		return api_fail(r, HR_ENOMEM, NULL);
+	}
+	enum MHD_Result ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	r->responded = true;
+	if (ret == MHD_YES)
+		metrics_http(200);
 	return ret;
 }

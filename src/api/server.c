@@ -287,10 +287,14 @@ static const struct api_route_def api_routes[] = {
     {"/healthz", ROUTE_HEALTHZ, PUBLIC(api_healthz), NONE, NONE, "GET, HEAD"},
     {"/readyz", ROUTE_READYZ, PUBLIC(api_readyz), NONE, NONE, "GET, HEAD"},
     {"/metrics", ROUTE_METRICS, WIDE(api_metrics, SCOPE_METRICS_READ), NONE, NONE, "GET, HEAD"},
+    /* Public: documentation of routes whose existence is no secret. */
+    {"/openapi.json", ROUTE_OPENAPI, PUBLIC(api_openapi), NONE, NONE, "GET, HEAD"},
     {"/v1/messages", ROUTE_MESSAGES, TENANT(api_messages_list, SCOPE_MESSAGES_READ),
      TENANT(api_messages_post, SCOPE_MESSAGES_SEND), NONE, "GET, HEAD, POST"},
     {"/v1/messages:batch", ROUTE_MESSAGES_BATCH, NONE,
      TENANT(api_messages_batch, SCOPE_MESSAGES_SEND), NONE, "POST"},
+    {"/v1/messages/export.csv", ROUTE_MESSAGES_EXPORT,
+     TENANT(api_messages_export_csv, SCOPE_MESSAGES_READ), NONE, NONE, "GET, HEAD"},
     {"/v1/messages/{id}", ROUTE_MESSAGE, TENANT(api_message_get, SCOPE_MESSAGES_READ), NONE, NONE,
      "GET, HEAD"},
     {"/v1/suppressions", ROUTE_SUPPRESSIONS, WIDE(api_suppressions_list, SCOPE_MESSAGES_READ),
@@ -360,6 +364,11 @@ static const struct api_route_def api_routes[] = {
     {"/v1/templates/{channel}/{name}/{language}", ROUTE_TEMPLATE,
      TENANT(api_template_get, SCOPE_MESSAGES_READ), NONE,
      TENANT(api_template_delete, SCOPE_TEMPLATES_WRITE), "GET, HEAD, DELETE"},
+    {"/v1/plugins", ROUTE_PLUGINS, ADMIN(api_plugins_list), NONE, NONE, "GET, HEAD"},
+    {"/v1/units/{unit}/stats", ROUTE_UNIT_STATS, TENANT(api_unit_stats, SCOPE_CAMPAIGNS_READ), NONE,
+     NONE, "GET, HEAD"},
+    {"/v1/units/{unit}/campaigns", ROUTE_UNIT_CAMPAIGNS,
+     TENANT(api_unit_campaigns, SCOPE_CAMPAIGNS_READ), NONE, NONE, "GET, HEAD"},
     /* The dashboard (README "Dashboard"): its files are public (they hold
      * no data; every read behind them is a /v1 call). */
     {"/", ROUTE_WEB_INDEX, PUBLIC(api_web_get), NONE, NONE, "GET, HEAD"},
@@ -462,6 +471,12 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 		for (size_t i = 0; p && i < sizeof sub / sizeof *sub; i++)
 			if (strcmp(p, sub[i].tail) == 0)
 				return route_def(sub[i].route);
+	} else if (strncmp(url, "/v1/units/", 10) == 0) {
+		p = segment(url + 10, r->path_id, sizeof r->path_id);
+		if (p && strcmp(p, "/stats") == 0)
+			return route_def(ROUTE_UNIT_STATS);
+		if (p && strcmp(p, "/campaigns") == 0)
+			return route_def(ROUTE_UNIT_CAMPAIGNS);
 	} else if (strncmp(url, "/v1/callbacks/", 14) == 0) {
 		p = segment(url + 14, r->path_id, sizeof r->path_id);
 		if (p && *p == '\0')

@@ -163,7 +163,7 @@ static const struct cp_table cp_tables[] = {
                        {"delivery_policy", CT_INT}, {"expires_at", CT_INT}, {"sent_at", CT_INT},
                        {"stale", CT_INT},       {"route", CT_TEXT},       {"route_step", CT_INT},
                        {"route_steps", CT_INT}, {"route_root", CT_TEXT},  {"fallback_after", CT_INT},
-                       {"fallback_at", CT_INT}, {"unit_id", CT_TEXT}}},
+                       {"fallback_at", CT_INT}, {"unit_id", CT_TEXT}, {"idem_key", CT_TEXT}}},
     {"message_fallback",
      NULL,
      {{"root_id", CT_TEXT},

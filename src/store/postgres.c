@@ -470,7 +470,13 @@ int pg_read(struct pg_store *s, enum pg_slot slot, int list_mask, const char *sq
 		struct pg_conn *c;
 		if ((rc = pg_reader_get(s, &c)))
 			return rc;
-		if (list_mask >= 0) {
+		if (list_mask >= PG_LIST_VARIANTS) {
+			/* A search's combination: the unnamed statement, planned
+			 * for this call, so no connection keeps one per
+			 * combination a client can ask for. */
+			bool once = false;
+			rc = pg_exec_named(c, "", &once, sql, p, out, NULL, NULL);
+		} else if (list_mask >= 0) {
 			char name[16];
 			snprintf(name, sizeof name, "l%d", list_mask);
 			rc = pg_exec_named(c, name, &c->list_prep[list_mask], sql, p, out, NULL,
@@ -1013,6 +1019,7 @@ const struct store_ops store_postgres = {
     .message_list = pg_message_list,
     .message_counts = pg_message_counts,
     .message_gauges = pg_message_gauges,
+    .write_stats = store_postgres_stats,
     .claim = pg_claim,
     .record_results = pg_record_results,
     .requeue_expired = pg_requeue_expired,

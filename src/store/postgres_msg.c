@@ -114,6 +114,31 @@ bool pg_status_params(struct pg_params *p, int stripe, const int64_t delta[MSG__
 	return true;
 }
 
+/* The accept's Idempotency-Key on its messages (search finds them by it),
+ * in the accept's transaction: one statement whatever their count. */
+static int set_idem_key(struct pg_store *s, struct wr_job *j, const struct job_insert *a)
+{
+	if (!a->idem || !a->idem->client_key || a->n == 0)
+		return 0;
+	struct hr_buf ids = {0};
+	for (size_t i = 0; i < a->n; i++)
+		pg_arr_text(&ids, a->msgs[i].id);
+	const char *v = pg_arr_end(&ids);
+	int rc;
+	if (!v) {
+		rc = hr_fail(&j->err, HR_ENOMEM, "message", "out of memory");
+	} else {
+		struct pg_params p = {0};
+		pp_text(&p, a->idem->client_key);
+		pp_text(&p, v);
+		rc = pg_wdo(s, j, P_MSG_IDEM_KEY,
+		            "UPDATE message SET idem_key = $1 WHERE id = ANY($2::text[])", &p,
+		            "Idempotency-Key", NULL);
+	}
+	free(ids.p);
+	return rc;
+}
+
 /*
  * Every message of the call with its "accepted" event in one statement,
  * whatever the count: each column travels as one array and unnest() turns
@@ -158,12 +183,13 @@ static int run_insert(void *be, struct wr_job *j)
 		pp_i64(&p, s->gnow);
 		char conflict[80];
 		snprintf(conflict, sizeof conflict, "message id %s already exists", m->id);
-		return pg_wdo(
-		    s, j, P_MSG_ACCEPT,
-		    "WITH m AS (" PG_MSG_INSERT " RETURNING id)"
-		    " INSERT INTO message_event(message_id, at, provider_at, type, source,"
-		    " status, applied) SELECT id, $24, 0, 'accepted', 'api', 0, true FROM m",
-		    &p, "id", conflict);
+		rc =
+		    pg_wdo(s, j, P_MSG_ACCEPT,
+		           "WITH m AS (" PG_MSG_INSERT " RETURNING id)"
+		           " INSERT INTO message_event(message_id, at, provider_at, type, source,"
+		           " status, applied) SELECT id, $24, 0, 'accepted', 'api', 0, true FROM m",
+		           &p, "id", conflict);
+		return rc ? rc : set_idem_key(s, j, a);
 	}
 	struct hr_buf col[IC_COLS] = {0};
 	for (size_t i = 0; i < a->n; i++) {
@@ -230,7 +256,7 @@ static int run_insert(void *be, struct wr_job *j)
 		    &p, "id", "a message id of the batch already exists");
 	for (int c = 0; c < IC_COLS; c++)
 		free(col[c].p);
-	return rc;
+	return rc ? rc : set_idem_key(s, j, a);
 }
 
 int pg_message_insert(struct store *st, const struct message *msgs, size_t n,
@@ -358,6 +384,14 @@ enum {
 	LF_UNTIL = 1 << 6,
 	LF_BEFORE = 1 << 7,
 	LF_UNIT = 1 << 8,
+	/* Search filters: a combination with any of these is prepared unnamed
+	 * for the call (pg_read), not kept per connection. */
+	LF_ID = 1 << 9,
+	LF_PROVIDER = 1 << 10,
+	LF_IDEM = 1 << 11,
+	LF_ACCOUNT = 1 << 12,
+	LF_ERROR = 1 << 13,
+	LF_RALT = 1 << 14,
 };
 
 int pg_message_list(struct store *st, const char *tenant_id, const struct msg_filter *f,
@@ -373,7 +407,7 @@ int pg_message_list(struct store *st, const char *tenant_id, const struct msg_fi
 	int limit = f->limit < 1 ? 100 : f->limit > 1000 ? 1000 : f->limit;
 	unsigned mask = 0;
 	struct pg_params p = {0};
-	char sql[1024];
+	char sql[2048];
 	size_t len =
 	    (size_t)snprintf(sql, sizeof sql, "SELECT " PG_MSG_COLS ", unit_id FROM message WHERE true");
 #define TERM(bit, cond, fmt, bind)                                                                 \
@@ -385,12 +419,28 @@ int pg_message_list(struct store *st, const char *tenant_id, const struct msg_fi
 	TERM(LF_TENANT, tenant_id, " AND tenant_id = $%d", pp_text(&p, tenant_id));
 	TERM(LF_STATUS, f->status >= 0, " AND status = $%d", pp_i64(&p, f->status));
 	TERM(LF_CHANNEL, f->channel, " AND channel = $%d", pp_text(&p, f->channel));
-	TERM(LF_RECIPIENT, f->recipient, " AND recipient = $%d", pp_text(&p, f->recipient));
+	bool ralt = f->recipient && (f->recipient_alt[0] || f->recipient_alt[1]);
+	TERM(LF_RECIPIENT, f->recipient && !ralt, " AND recipient = $%d",
+	     pp_text(&p, f->recipient));
+	if (ralt) {
+		/* The other forms of the recipient (store.h); NULLs match nothing. */
+		mask |= LF_RALT;
+		pp_text(&p, f->recipient);
+		pp_opt(&p, f->recipient_alt[0]);
+		pp_opt(&p, f->recipient_alt[1]);
+		len += (size_t)snprintf(sql + len, sizeof sql - len,
+		                        " AND recipient IN ($%d, $%d, $%d)", p.n - 2, p.n - 1, p.n);
+	}
 	TERM(LF_BATCH, f->batch_id, " AND batch_id = $%d", pp_text(&p, f->batch_id));
 	TERM(LF_SINCE, f->since_us, " AND created_at >= $%d", pp_i64(&p, f->since_us));
 	TERM(LF_UNTIL, f->until_us, " AND created_at < $%d", pp_i64(&p, f->until_us));
 	TERM(LF_BEFORE, f->before_id, " AND id < $%d", pp_text(&p, f->before_id));
 	TERM(LF_UNIT, f->unit && f->unit[0], " AND unit_id = $%d", pp_text(&p, f->unit));
+	TERM(LF_ID, f->id, " AND id = $%d", pp_text(&p, f->id));
+	TERM(LF_PROVIDER, f->provider_id, " AND provider_id = $%d", pp_text(&p, f->provider_id));
+	TERM(LF_IDEM, f->idem_key, " AND idem_key = $%d", pp_text(&p, f->idem_key));
+	TERM(LF_ACCOUNT, f->account_id, " AND account_id = $%d", pp_text(&p, f->account_id));
+	TERM(LF_ERROR, f->error_code, " AND error_code = $%d", pp_text(&p, f->error_code));
 #undef TERM
 	pp_i64(&p, limit + 1);
 	snprintf(sql + len, sizeof sql - len, " ORDER BY id DESC LIMIT $%d", p.n);

@@ -448,6 +448,28 @@ static const char migration_8[] =
     "INSERT INTO message_status_count(stripe, status, n)"
     " SELECT 0, status, count(*) FROM message GROUP BY status;";
 
+/*
+ * Message search: the same as SQLite's migration 10 (see there). The keys
+ * of messages accepted before come from the idempotency records still
+ * kept. Number 10: migration 9 belongs to another change.
+ */
+static const char migration_9[] =
+    "ALTER TABLE message ADD COLUMN idem_key text COLLATE \"C\";"
+    "CREATE INDEX message_recipient ON message(tenant_id, recipient, id);"
+    "CREATE INDEX message_provider_tenant ON message(tenant_id, provider_id, id)"
+    " WHERE provider_id IS NOT NULL;"
+    "CREATE INDEX message_idem ON message(tenant_id, idem_key, id) WHERE idem_key IS NOT NULL;"
+    "CREATE INDEX message_error ON message(tenant_id, error_code, id)"
+    " WHERE error_code IS NOT NULL;"
+    "UPDATE message m SET idem_key = x.k FROM ("
+    " SELECT i.tenant_id AS t, substr(i.key, strpos(i.key, chr(31)) + 1) AS k,"
+    "  coalesce(i.response::jsonb->>'id', j.e->>'id') AS mid"
+    " FROM idempotency_key i LEFT JOIN LATERAL jsonb_array_elements("
+    "  CASE WHEN jsonb_typeof(i.response::jsonb->'messages') = 'array'"
+    "  THEN i.response::jsonb->'messages' END) AS j(e) ON true"
+    " WHERE i.response IS NOT NULL) x"
+    " WHERE m.id = x.mid AND m.tenant_id = x.t;";
+
 const struct pg_migration pg_migrations[] = {
     {1, migration_1},
     {2, migration_2},
@@ -457,6 +479,7 @@ const struct pg_migration pg_migrations[] = {
     {6, migration_6},
     {7, migration_7},
     {8, migration_8},
+    {9, migration_9},
 };
 
 const size_t pg_migration_count = sizeof pg_migrations / sizeof pg_migrations[0];

@@ -44,6 +44,19 @@ static int insert_idem(struct sq_store *s, struct wr_job *j, const struct idem_p
 	return rc;
 }
 
+/* The accept's Idempotency-Key on one of its messages (search finds the
+ * messages by it), in the accept's transaction. */
+static int set_idem_key(struct sq_store *s, const char *id, const char *key, struct hr_err *err)
+{
+	sqlite3_stmt *st =
+	    sq_wstmt(s, W_MSG_IDEM_KEY, "UPDATE message SET idem_key = ?2 WHERE id = ?1");
+	if (!st)
+		return sq_fail(s->wdb, SQLITE_ERROR, err, "message");
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	return sq_step_done(s, st, err, "message");
+}
+
 int sq_message_row_insert(struct sq_store *s, const struct message *m, int64_t now,
                           struct hr_err *err)
 {
@@ -119,6 +132,7 @@ static int run_insert(void *be, struct wr_job *j)
 		return rc;
 	if ((rc = daily_take_all(s, a->msgs, a->n, now, &j->err)))
 		return rc;
+	const char *ikey = a->idem && a->idem->client_key ? a->idem->client_key : NULL;
 	for (size_t i = 0; i < a->n; i++) {
 		const struct message *m = &a->msgs[i];
 		if ((rc = sq_message_row_insert(s, m, now, &j->err)))
@@ -126,6 +140,8 @@ static int run_insert(void *be, struct wr_job *j)
 		rc = sq_event_insert(s, m->id, now, 0, "accepted", "api", MSG_QUEUED, true, NULL, 0,
 		                     &j->err);
 		if (rc)
+			return rc;
+		if (ikey && (rc = set_idem_key(s, m->id, ikey, &j->err)))
 			return rc;
 	}
 	int64_t d[MSG__COUNT] = {[MSG_QUEUED] = (int64_t)a->n};
@@ -314,38 +330,68 @@ int sq_message_events(struct store *st, const char *message_id,
 	return 0;
 }
 
-/* Optional filters of message_list, one bit each; the statement for each
- * combination is built once per reader connection and cached. */
+/* Optional filters of message_list, one bit each. The statement for each
+ * combination of the first nine (the listings the API and the campaign
+ * screens page through) is built once per reader connection and cached;
+ * one with a search filter (LF_ID and up: the search screen's lookups) is
+ * prepared for the call and finalized after it, so the cache stays
+ * SQ_LIST_VARIANTS entries whatever combinations clients ask for. */
 enum {
-	LF_TENANT = 1 << 0, LF_STATUS = 1 << 1, LF_CHANNEL = 1 << 2, LF_RECIPIENT = 1 << 3,
-	LF_BATCH = 1 << 4, LF_SINCE = 1 << 5, LF_UNTIL = 1 << 6, LF_BEFORE = 1 << 7,
+	LF_TENANT = 1 << 0,
+	LF_STATUS = 1 << 1,
+	LF_CHANNEL = 1 << 2,
+	LF_RECIPIENT = 1 << 3,
+	LF_BATCH = 1 << 4,
+	LF_SINCE = 1 << 5,
+	LF_UNTIL = 1 << 6,
+	LF_BEFORE = 1 << 7,
 	LF_UNIT = 1 << 8,
+	LF_ID = 1 << 9,
+	LF_PROVIDER = 1 << 10,
+	LF_IDEM = 1 << 11,
+	LF_ACCOUNT = 1 << 12,
+	LF_ERROR = 1 << 13,
+	LF_RALT = 1 << 14,
 };
+#define LF_NBITS 15
 
 static sqlite3_stmt *list_stmt(struct sq_reader *r, unsigned mask)
 {
-	if (r->list[mask]) {
+	bool cached = mask < SQ_LIST_VARIANTS;
+	if (cached && r->list[mask]) {
 		sqlite3_reset(r->list[mask]);
 		return r->list[mask];
 	}
-	static const char *const terms[] = {
-		" AND tenant_id = ?1", " AND status = ?2", " AND channel = ?3",
-		" AND recipient = ?4", " AND batch_id = ?5", " AND created_at >= ?6",
-		" AND created_at < ?7", " AND id < ?8", " AND unit_id = ?10",
+	static const char *const terms[LF_NBITS] = {
+	    " AND tenant_id = ?1",   " AND status = ?2",       " AND channel = ?3",
+	    " AND recipient = ?4",   " AND batch_id = ?5",     " AND created_at >= ?6",
+	    " AND created_at < ?7",  " AND id < ?8",           " AND unit_id = ?10",
+	    " AND id = ?11",         " AND provider_id = ?12", " AND idem_key = ?13",
+	    " AND account_id = ?14", " AND error_code = ?15",  " AND recipient IN (?4, ?16, ?17)",
 	};
-	char sql[1024];
-	size_t len = (size_t)snprintf(sql, sizeof sql,
-	                              "SELECT " SQ_MSG_COLS ", unit_id FROM message WHERE 1");
-	for (unsigned b = 0; b < 9; b++)
-		if (mask & (1u << b))
+	/* The other forms of a recipient replace its one-value term. */
+	unsigned terms_mask = mask & LF_RALT ? mask & ~(unsigned)LF_RECIPIENT : mask;
+	char sql[2048];
+	/* A recipient in several forms is an IN list, which the planner (with
+	 * no statistics) would rather answer by walking the tenant's messages
+	 * in id order than by the recipient index and a sort of the few rows
+	 * it finds: name the index. */
+	size_t len = (size_t)snprintf(
+	    sql, sizeof sql, "SELECT " SQ_MSG_COLS ", unit_id FROM message%s WHERE 1",
+	    (mask & LF_RALT) && (mask & LF_TENANT) ? " INDEXED BY message_recipient" : "");
+	for (unsigned b = 0; b < LF_NBITS; b++)
+		if (terms_mask & (1u << b))
 			len += (size_t)snprintf(sql + len, sizeof sql - len, "%s", terms[b]);
 	snprintf(sql + len, sizeof sql - len, " ORDER BY id DESC LIMIT ?9");
-	if (sqlite3_prepare_v3(r->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &r->list[mask],
-	                       NULL) != SQLITE_OK) {
-		r->list[mask] = NULL;
+	sqlite3_stmt *q = NULL;
+	if (sqlite3_prepare_v3(r->db, sql, -1, cached ? SQLITE_PREPARE_PERSISTENT : 0, &q, NULL) !=
+	    SQLITE_OK) {
+		sqlite3_finalize(q);
 		return NULL;
 	}
-	return r->list[mask];
+	if (cached)
+		r->list[mask] = q;
+	return q;
 }
 
 int sq_message_list(struct store *st, const char *tenant_id, const struct msg_filter *f,
@@ -379,6 +425,18 @@ int sq_message_list(struct store *st, const char *tenant_id, const struct msg_fi
 		mask |= LF_BEFORE;
 	if (f->unit && f->unit[0])
 		mask |= LF_UNIT;
+	if (f->id)
+		mask |= LF_ID;
+	if (f->provider_id)
+		mask |= LF_PROVIDER;
+	if (f->idem_key)
+		mask |= LF_IDEM;
+	if (f->account_id)
+		mask |= LF_ACCOUNT;
+	if (f->error_code)
+		mask |= LF_ERROR;
+	if (f->recipient && (f->recipient_alt[0] || f->recipient_alt[1]))
+		mask |= LF_RALT;
 
 	struct message *v = calloc((size_t)limit, sizeof *v);
 	if (!v)
@@ -413,6 +471,23 @@ int sq_message_list(struct store *st, const char *tenant_id, const struct msg_fi
 		sqlite3_bind_text(q, 8, f->before_id, -1, SQLITE_STATIC);
 	if (mask & LF_UNIT)
 		sqlite3_bind_text(q, 10, f->unit, -1, SQLITE_STATIC);
+	if (mask & LF_ID)
+		sqlite3_bind_text(q, 11, f->id, -1, SQLITE_STATIC);
+	if (mask & LF_PROVIDER)
+		sqlite3_bind_text(q, 12, f->provider_id, -1, SQLITE_STATIC);
+	if (mask & LF_IDEM)
+		sqlite3_bind_text(q, 13, f->idem_key, -1, SQLITE_STATIC);
+	if (mask & LF_ACCOUNT)
+		sqlite3_bind_text(q, 14, f->account_id, -1, SQLITE_STATIC);
+	if (mask & LF_ERROR)
+		sqlite3_bind_text(q, 15, f->error_code, -1, SQLITE_STATIC);
+	if (mask & LF_RALT) {
+		/* Unbound parameters are NULL, which matches nothing. */
+		for (int k = 0; k < 2; k++)
+			if (f->recipient_alt[k])
+				sqlite3_bind_text(q, 16 + k, f->recipient_alt[k], -1,
+				                  SQLITE_STATIC);
+	}
 	sqlite3_bind_int(q, 9, limit + 1);
 	size_t len = 0;
 	int src;
@@ -430,6 +505,10 @@ int sq_message_list(struct store *st, const char *tenant_id, const struct msg_fi
 	}
 	if (rc == 0 && src != SQLITE_DONE)
 		rc = sq_fail(r->db, src, NULL, NULL);
+	if (mask >= SQ_LIST_VARIANTS)
+		sqlite3_finalize(q); /* a search's one-off statement */
+	else
+		sqlite3_clear_bindings(q); /* no pointer into f outlives the call */
 	sq_reader_put(s, r);
 	if (rc) {
 		for (size_t i = 0; i < len; i++)

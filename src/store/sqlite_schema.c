@@ -385,6 +385,31 @@ static const char migration_9[] =
 	"INSERT INTO message_status_count(stripe, status, n)"
 	" SELECT 0, status, count(*) FROM message GROUP BY status;";
 
+/*
+ * Message search (GET /v1/messages, the dashboard's search screen): the
+ * Idempotency-Key each message was accepted with (the client's key, without
+ * the unit prefix idempotency_key.key carries; written in the accept's
+ * transaction), and indexes for the tenant-scoped lookups by recipient,
+ * provider id, idempotency key and error code. The keys of messages
+ * accepted before are filled from the idempotency records still kept (a
+ * single send's answer has its id, a messages:batch answer its messages'
+ * ids).
+ */
+static const char migration_10[] =
+	"ALTER TABLE message ADD COLUMN idem_key TEXT;"
+	"CREATE INDEX message_recipient ON message(tenant_id, recipient, id);"
+	"CREATE INDEX message_provider_tenant ON message(tenant_id, provider_id, id)"
+	" WHERE provider_id IS NOT NULL;"
+	"CREATE INDEX message_idem ON message(tenant_id, idem_key, id) WHERE idem_key IS NOT NULL;"
+	"CREATE INDEX message_error ON message(tenant_id, error_code, id)"
+	" WHERE error_code IS NOT NULL;"
+	"UPDATE message SET idem_key = x.k FROM ("
+	" SELECT i.tenant_id AS t, substr(i.key, instr(i.key, char(31)) + 1) AS k,"
+	"  coalesce(json_extract(i.response, '$.id'), json_extract(j.value, '$.id')) AS mid"
+	" FROM idempotency_key i LEFT JOIN json_each(i.response, '$.messages') j"
+	" WHERE json_valid(i.response)) x"
+	" WHERE message.id = x.mid AND message.tenant_id = x.t;";
+
 const struct sq_migration sq_migrations[] = {
 	{1, migration_1},
 	{2, migration_2},
@@ -395,6 +420,7 @@ const struct sq_migration sq_migrations[] = {
 	{7, migration_7},
 	{8, migration_8},
 	{9, migration_9},
+	{10, migration_10},
 };
 
 const size_t sq_migration_count = sizeof sq_migrations / sizeof sq_migrations[0];

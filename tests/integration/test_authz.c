@@ -294,6 +294,9 @@ static bool fill(const char *pattern, bool fake, char *out, size_t size)
 	     "/v1/tenants/nobody/keys/hk_00000000/revoke"},
 	    {"/v1/templates/{channel}/{name}/{language}", "/v1/templates/whatsapp/loans_tpl/en",
 	     "/v1/templates/whatsapp/no_such_tpl/en"},
+	    {"/v1/units/{unit}/stats", "/v1/units/loans/stats", "/v1/units/no-such-unit/stats"},
+	    {"/v1/units/{unit}/campaigns", "/v1/units/loans/campaigns",
+	     "/v1/units/no-such-unit/campaigns"},
 	};
 	if (!strchr(pattern, '{')) {
 		snprintf(out, size, "%s", pattern);
@@ -359,6 +362,7 @@ static bool public_ok(const char *path)
 {
 	/* The dashboard's files hold no data (test_dashboard). */
 	return !strcmp(path, "/healthz") || !strcmp(path, "/readyz") ||
+	       !strcmp(path, "/openapi.json") || /* documentation, no tenant data */
 	       !strcmp(path, "/webhooks/{channel}/{account}") || !strcmp(path, "/") ||
 	       !strcmp(path, "/ui/{path}") ||
 	       /* Sign-in takes a key in its body; GET and DELETE authenticate

@@ -23,6 +23,7 @@
 #include "herald.h"
 #include "pgtest.h"
 #include "store/postgres.h"
+#include "store/postgres_int.h"
 #include "store/store.h"
 #include "store_test.h"
 
@@ -801,7 +802,9 @@ static void test_concurrent_open_migrates_once(void **state)
 	struct fx f = {0};
 	snprintf(f.name, sizeof f.name, "%s", name);
 	char *v = query1(&f, "SELECT count(*) FROM schema_migrations");
-	assert_string_equal(v, "8");
+	char want[16];
+	snprintf(want, sizeof want, "%zu", pg_migration_count); /* every one, applied */
+	assert_string_equal(v, want);
 	free(v);
 	for (int i = 0; i < K; i++)
 		store_postgres.close(o[i].st);
@@ -1285,7 +1288,9 @@ static void test_herald_migrate(void **state)
 	struct fx f = {0};
 	snprintf(f.name, sizeof f.name, "%s", name);
 	char *v = query1(&f, "SELECT count(*) FROM schema_migrations");
-	assert_string_equal(v, "8");
+	char want[16];
+	snprintf(want, sizeof want, "%zu", pg_migration_count); /* every one, applied */
+	assert_string_equal(v, want);
 	free(v);
 
 	snprintf(

@@ -134,7 +134,8 @@ static void test_schema_migrations(void **state)
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 7", 1},
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 8", 1},
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 9", 1},
-	    {"SELECT count(*) FROM schema_migrations", 9},
+	    {"SELECT count(*) FROM schema_migrations WHERE version = 10", 1},
+	    {"SELECT count(*) FROM schema_migrations", 10},
 	    {"SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'message_claim'",
 	     1},
 	};
@@ -205,6 +206,23 @@ static void test_query_plans(void **state)
 	     " ORDER BY id LIMIT 1000",
 	     "sqlite_autoindex_message_1"},
 	    {"DELETE FROM message_event WHERE message_id = 'x'", "message_event_msg"},
+	    /* Message search (sqlite_msg.c list_stmt, migration 10): each
+	     * lookup by its tenant-scoped index, not a scan of the tenant. */
+	    {"SELECT id FROM message INDEXED BY message_recipient WHERE 1 AND tenant_id = 't'"
+	     " AND recipient IN ('+4479', '4479', NULL) AND status = 3 ORDER BY id DESC LIMIT 101",
+	     "message_recipient"},
+	    {"SELECT id FROM message WHERE 1 AND tenant_id = 't' AND recipient = '+4479'"
+	     " ORDER BY id DESC LIMIT 101",
+	     "message_recipient"},
+	    {"SELECT id FROM message WHERE 1 AND tenant_id = 't' AND provider_id = 'wamid.x'"
+	     " ORDER BY id DESC LIMIT 101",
+	     "message_provider_tenant"},
+	    {"SELECT id FROM message WHERE 1 AND tenant_id = 't' AND idem_key = 'k'"
+	     " ORDER BY id DESC LIMIT 101",
+	     "message_idem"},
+	    {"SELECT id FROM message WHERE 1 AND tenant_id = 't' AND error_code = '21610'"
+	     " ORDER BY id DESC LIMIT 101",
+	     "message_error"},
 	};
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);

@@ -2464,6 +2464,195 @@ static void test_list_filters_and_paging(void **state)
 	assert_int_equal(c[MSG_QUEUED], 25);
 }
 
+/* The n messages a search finds, ids newest first in got (n <= 8). */
+static size_t search(struct store *st, const char *tenant, const struct msg_filter *f,
+                     char got[8][HR_ID_LEN + 1])
+{
+	struct message *v;
+	size_t n;
+	bool more;
+	assert_int_equal(st->ops->message_list(st, tenant, f, &v, &n, &more), 0);
+	assert_false(more);
+	assert_true(n <= 8);
+	for (size_t i = 0; i < n; i++)
+		strcpy(got[i], v[i].id);
+	free_list(v, n);
+	return n;
+}
+
+/*
+ * The search filters (GET /v1/messages): Herald id, provider id (on any of
+ * the tenant's accounts), the Idempotency-Key an accept carried (every
+ * message of it, the key as the client sent it), account, error code, and
+ * a recipient in several stored forms; each combined with the others, and
+ * never across tenants: t2 holds the same provider ids, recipients, keys
+ * and error codes, and finds only its own.
+ */
+static void test_list_search_filters(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	/* t1: m[0] WhatsApp "447911123456", m[1] SMS "+447911123456" (one
+	 * accept, key K1), m[2] on account s2; t2: m[3], m[4] the same. */
+	struct message a[2], b, c[2];
+	mk_msg(&a[0], "t1", "s1", 0, now - 5 * SEC);
+	strcpy(a[0].recipient, "447911123456");
+	mk_msg(&a[1], "t1", "s1sms", 0, now - 4 * SEC);
+	strcpy(a[1].channel, "sms");
+	mk_msg(&b, "t1", "s2", 0, now - 3 * SEC);
+	strcpy(b.recipient, "+447700900001");
+	mk_msg(&c[0], "t2", "x1", 0, now - 2 * SEC);
+	strcpy(c[0].recipient, "447911123456");
+	mk_msg(&c[1], "t2", "x1", 0, now - 1 * SEC);
+	struct idem_put k1 = {.tenant_id = "t1",
+	                      .key = "unit\x1fK1",
+	                      .request_hash = "h",
+	                      .http_status = 202,
+	                      .response = "{}",
+	                      .client_key = "K1"};
+	struct idem_put k2 = {.tenant_id = "t2",
+	                      .key = "K1",
+	                      .request_hash = "h",
+	                      .http_status = 202,
+	                      .response = "{}",
+	                      .client_key = "K1"};
+	assert_int_equal(st->ops->message_insert(st, a, 2, &k1, NULL, NULL), 0);
+	assert_int_equal(st->ops->message_insert(st, &b, 1, NULL, NULL, NULL), 0);
+	assert_int_equal(st->ops->message_insert(st, c, 2, &k2, NULL, NULL), 0);
+
+	/* Provider ids and error codes by send results: the same in both tenants. */
+	const char *accts[] = {"s1", "s1sms", "s2", "x1"};
+	struct message out[4];
+	size_t n;
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(st->ops->claim(st, accts[i], now, 30 * SEC, 4, out, &n), 0);
+		for (size_t k = 0; k < n; k++)
+			message_clear(&out[k]);
+	}
+	struct send_result r[5] = {
+	    {.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.SAME"},
+	    {.kind = SEND_FAILED, .attempt = 1, .error_code = "21610", .error_text = "stop"},
+	    {.kind = SEND_FAILED, .attempt = 1, .error_code = "21610", .error_text = "stop"},
+	    {.kind = SEND_OK, .attempt = 1, .provider_id = "wamid.SAME"},
+	    {.kind = SEND_FAILED, .attempt = 1, .error_code = "21610", .error_text = "stop"},
+	};
+	strcpy(r[0].message_id, a[0].id);
+	strcpy(r[1].message_id, a[1].id);
+	strcpy(r[2].message_id, b.id);
+	strcpy(r[3].message_id, c[0].id);
+	strcpy(r[4].message_id, c[1].id);
+	assert_int_equal(st->ops->record_results(st, r, 5, NULL, NULL), 0);
+
+	static const char *const none[2];
+	const char *const forms[2] = {"447911123456", NULL};
+	const struct {
+		struct msg_filter f;
+		const char *tenant;
+		size_t want;
+		const struct message *first;
+	} cases[] = {
+	    /* By Herald id: its own only; another tenant's id finds nothing. */
+	    {{.status = -1, .limit = 100, .id = a[1].id}, "t1", 1, &a[1]},
+	    {{.status = -1, .limit = 100, .id = c[0].id}, "t1", 0, NULL},
+	    /* By provider id: the same id in both tenants. */
+	    {{.status = -1, .limit = 100, .provider_id = "wamid.SAME"}, "t1", 1, &a[0]},
+	    {{.status = -1, .limit = 100, .provider_id = "wamid.SAME"}, "t2", 1, &c[0]},
+	    {{.status = -1, .limit = 100, .provider_id = "wamid.NONE"}, "t1", 0, NULL},
+	    /* By idempotency key: both messages of the accept, client's form. */
+	    {{.status = -1, .limit = 100, .idem_key = "K1"}, "t1", 2, &a[1]},
+	    {{.status = -1, .limit = 100, .idem_key = "K1"}, "t2", 2, &c[1]},
+	    {{.status = -1, .limit = 100, .idem_key = "unit\x1fK1"}, "t1", 0, NULL},
+	    /* By account and error code, and both with a status. */
+	    {{.status = -1, .limit = 100, .account_id = "s2"}, "t1", 1, &b},
+	    {{.status = -1, .limit = 100, .account_id = "x1"}, "t1", 0, NULL},
+	    {{.status = -1, .limit = 100, .error_code = "21610"}, "t1", 2, &b},
+	    {{.status = -1, .limit = 100, .error_code = "21610"}, "t2", 1, &c[1]},
+	    {{.status = MSG_FAILED, .limit = 100, .error_code = "21610", .account_id = "s1sms"},
+	     "t1",
+	     1,
+	     &a[1]},
+	    {{.status = MSG_SENT, .limit = 100, .error_code = "21610"}, "t1", 0, NULL},
+	    /* A phone number in both stored forms, on both channels. */
+	    {{.status = -1,
+	      .limit = 100,
+	      .recipient = "+447911123456",
+	      .recipient_alt = {forms[0]}},
+	     "t1",
+	     2,
+	     &a[1]},
+	    {{.status = -1,
+	      .limit = 100,
+	      .recipient = "+447911123456",
+	      .recipient_alt = {forms[0]}},
+	     "t2",
+	     2,
+	     &c[1]},
+	    {{.status = -1, .limit = 100, .recipient = "+447911123456", .recipient_alt = {none[0]}},
+	     "t1",
+	     1,
+	     &a[1]},
+	    {{.status = -1,
+	      .limit = 100,
+	      .recipient = "+447911123456",
+	      .recipient_alt = {forms[0]},
+	      .channel = "whatsapp"},
+	     "t1",
+	     1,
+	     &a[0]},
+	    {{.status = -1,
+	      .limit = 100,
+	      .recipient = "+447911123456",
+	      .recipient_alt = {forms[0]},
+	      .provider_id = "wamid.SAME",
+	      .idem_key = "K1",
+	      .id = a[0].id},
+	     "t1",
+	     1,
+	     &a[0]},
+	    {{.status = -1,
+	      .limit = 100,
+	      .recipient = "+447700900001",
+	      .recipient_alt = {forms[0]}},
+	     "t2",
+	     1,
+	     &c[0]},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char got[8][HR_ID_LEN + 1];
+		n = search(st, cases[i].tenant, &cases[i].f, got);
+		if (n != cases[i].want)
+			fail_msg("search case %zu: got %zu want %zu", i, n, cases[i].want);
+		if (cases[i].first)
+			assert_string_equal(got[0], cases[i].first->id);
+	}
+	/* Paging with a search filter: one at a time, newest first. */
+	struct msg_filter pf = {.status = -1, .limit = 1, .idem_key = "K1"};
+	struct message *v;
+	bool more;
+	assert_int_equal(st->ops->message_list(st, "t1", &pf, &v, &n, &more), 0);
+	assert_int_equal(n, 1);
+	assert_true(more);
+	assert_string_equal(v[0].id, a[1].id);
+	static char cursor[HR_ID_LEN + 1];
+	strcpy(cursor, v[0].id);
+	free_list(v, n);
+	pf.before_id = cursor;
+	assert_int_equal(st->ops->message_list(st, "t1", &pf, &v, &n, &more), 0);
+	assert_int_equal(n, 1);
+	assert_false(more);
+	assert_string_equal(v[0].id, a[0].id);
+	free_list(v, n);
+	/* The same search many times over (a cached or a one-off statement):
+	 * the same answer. */
+	for (int i = 0; i < 50; i++) {
+		char got[8][HR_ID_LEN + 1];
+		struct msg_filter sf = {.status = -1, .limit = 100, .provider_id = "wamid.SAME"};
+		assert_int_equal(search(st, "t2", &sf, got), 1);
+		assert_string_equal(got[0], c[0].id);
+	}
+}
+
 /* ---------------------------------------------------------------------------
  * The writer's contract: concurrent and async writes, failure isolation,
  * queue limits, draining on close.
@@ -5028,6 +5217,7 @@ static void routed_sent(struct store *st, const char *account, const char *pid,
 	assert_string_equal(c.route_root, m.id);
 	assert_int_equal(c.route_steps, 2);
 	assert_non_null(c.route);
+	assert_string_equal(c.unit, "collections"); /* the plugin gate reads it */
 	message_clear(&c);
 	struct send_result r = {.kind = SEND_OK, .attempt = 1, .http_status = 200};
 	strcpy(r.message_id, m.id);
@@ -6409,6 +6599,7 @@ int main(void)
 	    T(test_status_gauges),
 	    T(test_message_retention_args),
 	    T(test_list_filters_and_paging),
+	    T(test_list_search_filters),
 	    T(test_concurrent_inserts),
 	    T(test_async_inserts),
 	    T(test_failing_job_isolated),
