@@ -392,11 +392,20 @@ enum MHD_Result api_session_post(struct api_req *r)
 
 /* GET and DELETE: public in the route table (a session is their subject,
  * not a bearer credential), so they authenticate here. */
+/* A query on the session routes is a mistake: refused before anything. */
+static int session_no_query(struct api_req *r, struct hr_err *err)
+{
+	static const char *const none[] = {NULL};
+	return api_query_check(r, none, err);
+}
+
 enum MHD_Result api_session_get(struct api_req *r)
 {
 	struct hr_err err;
 	hr_err_clear(&err);
-	int rc = api_session_auth(r, &err);
+	int rc = session_no_query(r, &err);
+	if (rc == 0)
+		rc = api_session_auth(r, &err);
 	if (rc)
 		return api_fail(r, rc, &err);
 	struct api_sessions *ss = r->srv->sessions;
@@ -421,7 +430,9 @@ enum MHD_Result api_session_delete(struct api_req *r)
 {
 	struct hr_err err;
 	hr_err_clear(&err);
-	int rc = api_session_auth(r, &err);
+	int rc = session_no_query(r, &err);
+	if (rc == 0)
+		rc = api_session_auth(r, &err);
 	if (rc)
 		return api_fail(r, rc, &err);
 	struct api_sessions *ss = r->srv->sessions;
