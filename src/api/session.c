@@ -214,6 +214,7 @@ int api_session_auth(struct api_req *r, struct hr_err *err)
 	/* Exports are files of phone numbers in full: not while masked. */
 	const char *fmt = api_query(r, "format");
 	if (masked && (r->route == ROUTE_BATCH_EXPORT_CSV || r->route == ROUTE_BATCH_EXPORT_XLSX ||
+	               r->route == ROUTE_MESSAGES_EXPORT ||
 	               (r->route == ROUTE_BATCH_ERRORS && fmt && !strcmp(fmt, "csv"))))
 		return hr_fail(err, HR_EFORBIDDEN, "unmask",
 		               "exports show phone numbers in full: unmask them first "
@@ -392,11 +393,20 @@ enum MHD_Result api_session_post(struct api_req *r)
 
 /* GET and DELETE: public in the route table (a session is their subject,
  * not a bearer credential), so they authenticate here. */
+/* A query on the session routes is a mistake: refused before anything. */
+static int session_no_query(struct api_req *r, struct hr_err *err)
+{
+	static const char *const none[] = {NULL};
+	return api_query_check(r, none, err);
+}
+
 enum MHD_Result api_session_get(struct api_req *r)
 {
 	struct hr_err err;
 	hr_err_clear(&err);
-	int rc = api_session_auth(r, &err);
+	int rc = session_no_query(r, &err);
+	if (rc == 0)
+		rc = api_session_auth(r, &err);
 	if (rc)
 		return api_fail(r, rc, &err);
 	struct api_sessions *ss = r->srv->sessions;
@@ -421,7 +431,9 @@ enum MHD_Result api_session_delete(struct api_req *r)
 {
 	struct hr_err err;
 	hr_err_clear(&err);
-	int rc = api_session_auth(r, &err);
+	int rc = session_no_query(r, &err);
+	if (rc == 0)
+		rc = api_session_auth(r, &err);
 	if (rc)
 		return api_fail(r, rc, &err);
 	struct api_sessions *ss = r->srv->sessions;
@@ -509,7 +521,7 @@ static bool mask_key(const char *k)
 	static const char *const keys[] = {"to",     "from",    "recipient", "phone",
 	                                   "msisdn", "chat_id", "wa_id",     NULL};
 	for (const char *const *p = keys; *p; p++)
-		if (strcmp(k, *p) == 0)
+		if (strcasecmp(k, *p) == 0) /* "To", "From" in raw provider fields too */
 			return true;
 	return false;
 }

@@ -121,6 +121,14 @@ static bool web_etag_matches(const char *inm, const char *etag)
 
 enum MHD_Result api_web_get(struct api_req *r)
 {
+	/* The dashboard keeps its state in the URL's hash, never the query:
+	 * a query is a mistake, refused like on every other route. */
+	static const char *const none[] = {NULL};
+	struct hr_err err;
+	hr_err_clear(&err);
+	int rc = api_query_check(r, none, &err);
+	if (rc)
+		return api_fail(r, rc, &err);
 	const char *path = r->route == ROUTE_WEB_INDEX ? "index.html" : r->path_id;
 	const struct web_asset *a = web_find(path);
 	if (!a)

@@ -286,6 +286,18 @@ async function main() {
 		check(who.includes('other') && !who.includes('acme'), `other's header: ${who}`);
 	});
 
+	await test('hostile names render as text', async () => {
+		const evil = '<img src=x onerror="window.pwned=1">"\'><script>window.pwned=2</script>';
+		const b = await bearer('POST', '/v1/batches', ACME, {name: evil, channel: 'whatsapp', account: 'acme-wa', text: evil,
+		                                                     rows: [{to: '+447400123201'}]});
+		await screen(acmePage, '/campaigns', `tr[data-id="${b.id}"]`);
+		const cell = await acmePage.textContent(`tr[data-id="${b.id}"] td:first-child`);
+		eq(cell, evil, 'the name as text');
+		await screen(acmePage, `/campaign/${b.id}`, '#c-status');
+		check(await acmePage.$('main img') === null, 'an img element was made from a name');
+		eq(await acmePage.evaluate(() => window.pwned), undefined, 'script ran from a name');
+	});
+
 	await test('10,000-row upload with its validation report', async () => {
 		// 9,950 good rows, 30 that are not phone numbers, 20 repeats.
 		const lines = ['phone,name'];

@@ -671,10 +671,22 @@ static void test_isolation(void **state)
 	assert_int_equal(r.status, 403);
 	assert_string_equal(errfield(&r), "unmask");
 	hresp_free(&r);
+	r = sreq(&cards, "GET", "/v1/messages/export.csv", NULL, false);
+	assert_int_equal(r.status, 403);
+	assert_string_equal(errfield(&r), "unmask");
+	hresp_free(&r);
+	snprintf(path, sizeof path, "/v1/batches/%s/errors?format=csv", bc);
+	r = sreq(&cards, "GET", path, NULL, false);
+	assert_int_equal(r.status, 403);
+	hresp_free(&r);
+	snprintf(path, sizeof path, "/v1/batches/%s/export.csv", bc);
 	r = sreq(&cards, "POST", "/v1/session/unmask", "{\"reason\":\"export for audit\"}", true);
 	assert_int_equal(r.status, 200);
 	hresp_free(&r);
 	r = sreq(&cards, "GET", path, NULL, false);
+	assert_int_equal(r.status, 200);
+	hresp_free(&r);
+	r = sreq(&cards, "GET", "/v1/messages/export.csv", NULL, false);
 	assert_int_equal(r.status, 200);
 	hresp_free(&r);
 }

@@ -95,6 +95,8 @@ export function hasScope(s)
 // The live feed (GET /v1/events): one EventSource per screen that needs it.
 export function liveCampaigns(onData, batch)
 {
+	if (!hasScope('campaigns:read'))
+		return {close() {}}; // the stream would be refused (403)
 	const es =
 	    new EventSource(batch ? `/v1/events?batch=${encodeURIComponent(batch)}` : '/v1/events');
 	es.addEventListener('campaigns', (ev) => onData(JSON.parse(ev.data).data));
