@@ -396,7 +396,10 @@ enum MHD_Result api_session_get(struct api_req *r)
 {
 	struct hr_err err;
 	hr_err_clear(&err);
-	int rc = api_session_auth(r, &err);
+	static const char *const allowed[] = {NULL};
+	int rc = api_query_check(r, allowed, &err);
+	if (rc == 0)
+		rc = api_session_auth(r, &err);
 	if (rc)
 		return api_fail(r, rc, &err);
 	struct api_sessions *ss = r->srv->sessions;

@@ -121,6 +121,14 @@ static bool web_etag_matches(const char *inm, const char *etag)
 
 enum MHD_Result api_web_get(struct api_req *r)
 {
+	/* The files take no query: one is refused like on every route (the
+	 * dashboard routes by the fragment, never the query). */
+	static const char *const allowed[] = {NULL};
+	struct hr_err err;
+	hr_err_clear(&err);
+	int rc = api_query_check(r, allowed, &err);
+	if (rc)
+		return api_fail(r, rc, &err);
 	const char *path = r->route == ROUTE_WEB_INDEX ? "index.html" : r->path_id;
 	const struct web_asset *a = web_find(path);
 	if (!a)
