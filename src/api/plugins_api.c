@@ -54,17 +54,21 @@ static int unit_of(struct api_req *r, struct hr_err *err)
 	return 0;
 }
 
-/* A hook that did not answer: 502 (or 503 when the queue was full). */
+/* A hook that did not answer: 502 plugin_failed (503 plugin_busy, with
+ * Retry-After, when the queue was full), the codes of errors.c's table,
+ * with the hook's outcome beside the message. */
 static enum MHD_Result hook_failed(struct api_req *r, enum plugin_outcome o, const char *why)
 {
-	json_t *e = json_pack("{s:{s:s, s:s, s:s}}", "error", "code",
-	                      o == PO_BUSY ? "plugin_busy" : "plugin_failed", "outcome",
-	                      plugin_outcome_name(o), "message", why);
-	if (!e) {
+	enum api_errkind k = o == PO_BUSY ? APIERR_PLUGIN_BUSY : APIERR_PLUGIN_FAILED;
+	json_t *e = api_error_json(api_errkind_code(k), why, NULL);
+	json_t *in = json_object_get(e, "error");
+	if (!in || json_object_set_new(in, "outcome", json_string(plugin_outcome_name(o))) != 0) {
+		json_decref(e);
 		struct hr_err err;
 		return api_fail(r, hr_fail(&err, HR_ENOMEM, NULL, "out of memory"), &err);
 	}
-	return api_respond_json(r, o == PO_BUSY ? 503 : 502, e, NULL);
+	static const char *const retry[] = {"Retry-After", "1", NULL};
+	return api_respond_json(r, api_errkind_status(k), e, o == PO_BUSY ? retry : NULL);
 }
 
 /* Herald's own figures of the unit: its latest campaigns' counters. */

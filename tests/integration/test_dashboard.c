@@ -288,6 +288,14 @@ static void test_files(void **state)
 			fail_msg("GET %s: %ld", bad[i], r.status);
 		hresp_free(&r);
 	}
+	/* The files take no query: one is refused naming it, like on /v1. */
+	const char *queried[] = {"/?x=1", "/ui/app.css?x=1", "/v1/session?x=1"};
+	for (size_t i = 0; i < sizeof queried / sizeof *queried; i++) {
+		r = req("GET", queried[i], NULL, NULL, false);
+		if (r.status != 422 || !r.body || !strstr(r.body, "\"field\":\"x\""))
+			fail_msg("GET %s: %ld %s", queried[i], r.status, r.body ? r.body : "");
+		hresp_free(&r);
+	}
 	r = req("POST", "/", NULL, "{}", false);
 	assert_int_equal(r.status, 405);
 	assert_string_equal(hdr(&r, "Allow"), "GET, HEAD");

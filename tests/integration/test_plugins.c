@@ -594,6 +594,11 @@ static void test_e2e(void **state)
 	assert_int_equal(r.status, 502);
 	assert_non_null(strstr(r.body, "plugin slow: unit_stats took more than 300 ms"));
 	assert_true(now_s() - t1 < 5);
+	/* errors.c's code (the document's ErrorCode), the hook's outcome beside it. */
+	json_t *e502 = json_object_get(r.json, "error");
+	assert_string_equal(json_string_value(json_object_get(e502, "code")), "plugin_failed");
+	assert_string_equal(json_string_value(json_object_get(e502, "outcome")), "timeout");
+	assert_int_equal(json_object_size(e502), 3);
 	resp_free(&r);
 
 	/* Another tenant sees none of acme's units or files. */
