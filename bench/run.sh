@@ -21,10 +21,18 @@
 #   BENCH_BUILD         build dir holding herald, sqlite_baseline and
 #                       pg_baseline (default build-release)
 #   BENCH_KEEP=1        keep the temp dir (logs, configs) for a post-mortem
-#   BENCH_PHASES        which phases to run (default all: "nginx sqlite single
-#                       batch e2e webhooks pg-baseline pg-single pg-batch
-#                       pg-e2e campaign"; webhooks needs e2e)
+#   BENCH_PHASES        which phases to run (default all but "large": "nginx
+#                       sqlite single batch e2e webhooks e2e-sent kannel
+#                       pg-baseline pg-single pg-batch pg-e2e campaign";
+#                       webhooks needs e2e; sqlite runs inside batch)
 #   BENCH_CAMPAIGN_ROWS rows of the campaign phase's .xlsx (default 1000000)
+#   BENCH_ROUNDS        alternating Herald/SQLite rounds of the batch phase (3)
+#   BENCH_LARGE_MESSAGES messages in the large store (phase large, default
+#                       10000000; ~12 GB of disk in the temp dir, several
+#                       minutes: so not in the default phases; run it with
+#                       BENCH_PHASES=large make bench)
+#   BENCH_LARGE_SAMPLE  messages accepted, claimed and receipted on the empty
+#                       and on the large store (default 50000)
 # PostgreSQL runs on a throwaway server started here (bench/pg_baseline.c
 # server: Debian's server binaries, initdb into a temp dir, durable defaults).
 set -euo pipefail
@@ -39,6 +47,12 @@ PGBASE=$BUILD/pg_baseline
 SECS=${BENCH_SECONDS:-10}
 E2E_N=${BENCH_E2E_MESSAGES:-100000}
 E2E_TIMEOUT=${BENCH_E2E_TIMEOUT:-180}
+KANNEL_BB=${BENCH_KANNEL_BEARERBOX:-/usr/sbin/bearerbox}
+KANNEL_SB=${BENCH_KANNEL_SMSBOX:-/usr/sbin/smsbox}
+KANNEL_PER_REQ=100   # recipients per sendsms request (Kannel's batch: a space-separated "to")
+ROUNDS=${BENCH_ROUNDS:-3}
+LARGE_N=${BENCH_LARGE_MESSAGES:-10000000}   # messages in the large store
+LARGE_SAMPLE=${BENCH_LARGE_SAMPLE:-50000}   # accepted, claimed and receipted on each store # alternating Herald/baseline rounds of the batch phase
 CONNS=64             # wrk connections for single POSTs, nginx and webhooks
 BATCH_CONNS=8        # wrk connections for the batch endpoint (8,000 messages in flight)
 BATCH=1000           # messages per batch request
@@ -46,7 +60,7 @@ E2E_PAR=4            # parallel curl uploads in the end-to-end phase
 KEY=hk_bench_0123456789abcdef
 APP_SECRET=bench-app-secret-123
 ACCOUNT=bench-wa
-PHASES=" ${BENCH_PHASES:-nginx sqlite single batch e2e webhooks pg-baseline pg-single pg-batch pg-e2e campaign} "
+PHASES=" ${BENCH_PHASES:-nginx sqlite single batch e2e webhooks e2e-sent kannel pg-baseline pg-single pg-batch pg-e2e campaign} "
 CAMPAIGN_ROWS=${BENCH_CAMPAIGN_ROWS:-1000000}
 CMDLINE="BENCH_SECONDS=$SECS make bench"
 [[ -n ${BENCH_E2E_MESSAGES:-} ]] && CMDLINE="BENCH_E2E_MESSAGES=$E2E_N $CMDLINE"
@@ -57,6 +71,8 @@ log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 [[ $SECS =~ ^[0-9]+$ && $SECS -ge 1 && $SECS -le 600 ]] ||
 	die "BENCH_SECONDS must be a whole number of seconds in 1..600, got '$SECS'"
+[[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 && $ROUNDS -le 20 ]] ||
+	die "BENCH_ROUNDS must be a whole number in 1..20, got '$ROUNDS'"
 [[ $E2E_N =~ ^[0-9]+$ && $E2E_N -ge $BATCH ]] ||
 	die "BENCH_E2E_MESSAGES must be a number >= $BATCH"
 for tool in wrk nginx curl openssl awk; do
@@ -64,6 +80,9 @@ for tool in wrk nginx curl openssl awk; do
 done
 [[ -x $HERALD ]] || die "$HERALD not built (make release)"
 [[ -x $BASELINE ]] || die "$BASELINE not built (make -C build-release sqlite_baseline)"
+if [[ $PHASES == *" kannel "* ]]; then
+	[[ -x $KANNEL_BB && -x $KANNEL_SB ]] || die "$KANNEL_BB or $KANNEL_SB is missing (scripts/deps.sh bench installs kannel)"
+fi
 if [[ $PHASES == *" pg-"* ]]; then
 	[[ -x $PGBASE ]] || die "$PGBASE not built (make -C build-release pg_baseline)"
 	command -v psql >/dev/null || die "psql is missing (scripts/deps.sh bench installs postgresql)"
@@ -172,8 +191,20 @@ fnum() { # number [decimals]; anything else (n/a) passes through
 calc() { awk "BEGIN { x = $1; printf \"%.${2:-0}f\", x }"; }
 
 # ---- wrk output ------------------------------------------------------------
-wrk_rps() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
-wrk_reqs() { awk '/ requests in / { print $1 }' "$1"; }
+# Throughput counts answered 2xx/3xx requests only: a non-2xx answer is a
+# failure (run_wrk warns about it), never throughput. wrk's own Requests/sec
+# counts every answer, so it is recomputed from "N requests in T s".
+wrk_reqs() {
+	awk '/ requests in / { n = $1 } /Non-2xx or 3xx responses:/ { bad += $NF }
+	     END { print n - bad }' "$1"
+}
+wrk_rps() {
+	awk '/ requests in / { n = $1; t = $4; sub(/,$/, "", t)
+		u = t; sub(/^[0-9.]+/, "", u); t += 0
+		if (u == "ms") t /= 1000; else if (u == "m") t *= 60; else if (u == "us") t /= 1e6 }
+	     /Non-2xx or 3xx responses:/ { bad += $NF }
+	     END { if (t > 0) printf "%.2f", (n - bad) / t }' "$1"
+}
 # A latency as wrk prints it (635.00us, 1.20ms, 2.00s, 1.50m) in milliseconds.
 to_ms() {
 	awk -v v="$1" 'BEGIN {
@@ -262,6 +293,18 @@ cpu_ticks() { # pid|-pid
 	} END { print t + 0 }'
 }
 CLK_TCK=$(getconf CLK_TCK)
+# Clock ticks (user + system, every thread) used so far by the given
+# processes together; one that is gone counts 0.
+proc_ticks() { # pid...
+	local p t=0 f rest
+	for p in "$@"; do
+		f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+		rest=${f##*) }
+		read -r -a a <<<"$rest"
+		t=$((t + a[11] + a[12]))
+	done
+	echo "$t"
+}
 # Statistics of one PostgreSQL phase: pg_snap_begin just before the load,
 # pg_snap_end LABEL MESSAGES just after it; the findings go into R[pgwhy_LABEL].
 pg_snap_begin() {
@@ -305,6 +348,7 @@ pg_snap_end() { # label messages
 		FROM pg_stat_statements
 		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'herald')
 		ORDER BY total_exec_time DESC" postgres >"$TMP/pgstat-${label// /-}.txt" || true
+	R[pgcpu_us_${label// /_}]=$(calc "$pg * 1000000 / ($n > 0 ? $n : 1)" 1)
 	R[pgwhy_$label]="$label on PostgreSQL, $n messages in $wall s: CPU Herald $h s, PostgreSQL $pg s\
  (2 cores = $(calc "2 * $wall" 1) s); $x commits ($(calc "$n / ($x > 0 ? $x : 1)" 1)\
  messages each); WAL $(calc "${wbytes:-0} / 1048576" 0) MiB\
@@ -338,9 +382,21 @@ start_sim() {
 	start_bg sim "$HERALD" sim --config "$TMP/e2e.yaml" --listen "127.0.0.1:$SPORT" \
 		--herald-url "$HURL"
 	SIM_PID=$BG_PID
-	wait_http "$SURL/sim/stats" "$SIM_PID" sim
+	wait_http "$SURL/sim/stats" "$SIM_PID" sim || return 1
+	# Its status delays as configured, to go back to after a "sent" phase.
+	SIM_DELAYS=$(curl -s --max-time 10 "$SURL/sim/config" |
+		grep -o '"\(sent\|delivered\)_delay_ms": *[0-9.]*' | paste -sd, | sed 's/^/{/; s/$/}/')
+	[[ $SIM_DELAYS == *sent_delay_ms*delivered_delay_ms* ]] ||
+		{ log "could not read the sim's delays from GET /sim/config"; return 1; }
 }
 
+# Sets simulator knobs (POST /sim/config, a JSON object of knobs).
+sim_config() { # json
+	local code
+	code=$(curl -s -o "$TMP/simcfg.out" -w '%{http_code}' --max-time 10 -X POST \
+		-H 'Content-Type: application/json' --data-binary "$1" "$SURL/sim/config") || true
+	[[ $code == 200 ]] || { log "POST /sim/config $1 answered $code: $(head -c 300 "$TMP/simcfg.out")"; return 1; }
+}
 metrics() { curl -s --max-time 10 -H "Authorization: Bearer $KEY" "$HURL/metrics"; }
 # Sum of a metric's samples whose line contains FILTER (e.g. status="sent").
 msum() { # metrics_text name [filter]
@@ -409,13 +465,20 @@ phase_nginx() {
 }
 
 # ---- 2. SQLite ---------------------------------------------------------------
-phase_sqlite() {
-	log "SQLite direct inserts: $BATCH messages per transaction, ${SECS}s per mode"
-	"$BASELINE" --dir "$TMP" --seconds "$SECS" --per-tx "$BATCH" --synchronous both \
-		>"$TMP/sqlite.txt" 2>&1 || { cat "$TMP/sqlite.txt" >&2; return 1; }
-	R[sqlite_normal]=$(awk '/synchronous=normal/ { sub("messages_per_s=", "", $NF); print $NF }' "$TMP/sqlite.txt")
-	R[sqlite_full]=$(awk '/synchronous=full/ { sub("messages_per_s=", "", $NF); print $NF }' "$TMP/sqlite.txt")
-	log "    SQLite: normal ${R[sqlite_normal]} msg/s, full ${R[sqlite_full]} msg/s"
+# The raw SQLite limit of a batch accept (bench/sqlite_baseline.c: the same
+# rows into the same schema, checkpoints off the inserting thread as the
+# store does), PER_TX messages per transaction: the mean group Herald's
+# writer committed in the batch round just before (phase_batch_rounds).
+phase_sqlite() { # sync per_tx round
+	local s=$1 per_tx=$2 out=$TMP/sqlite-$1-$3.txt
+	"$BASELINE" --dir "$TMP" --seconds "$SECS" --per-tx "$per_tx" --per-request "$BATCH" \
+		--synchronous "$s" >"$out" 2>&1 || { cat "$out" >&2; return 1; }
+	R[sqlite_${s}_$3]=$(awk '/^sqlite_baseline / { sub("messages_per_s=", "", $NF); print $NF }' "$out")
+	log "    SQLite ($s, $per_tx per transaction, round $3): ${R[sqlite_${s}_$3]} msg/s"
+}
+median() { # numbers... -> their median
+	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 }
+		END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.0f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
 # ---- 2b. PostgreSQL ------------------------------------------------------------
@@ -457,8 +520,35 @@ phase_single() { # sync
 }
 
 # ---- 4. batch accepts ----------------------------------------------------------
-phase_batch() { # sync
-	local s=$1
+# Herald's batch accepts and the raw SQLite baseline, alternating ROUNDS
+# times (Herald, SQLite, Herald, SQLite, ...) so both see the same background
+# load; each figure is the median of its rounds. The baseline of a round
+# commits as many messages per transaction as Herald's writer did in the
+# round before it: herald_messages_accepted_total / herald_store_commits_total
+# over the wrk run.
+phase_batch_rounds() { # sync
+	local s=$1 r b=() q=() g=()
+	for ((r = 1; r <= ROUNDS; r++)); do
+		phase_batch "$s" "$r" || return 1
+		b+=("${R[batch_${s}_$r]}")
+		g+=("${R[group_${s}_$r]}")
+		if want sqlite && [[ $s != pg ]]; then
+			phase_sqlite "$s" "${R[group_${s}_$r]}" "$r" || return 1
+			q+=("${R[sqlite_${s}_$r]}")
+		fi
+	done
+	R[batch_$s]=$(median "${b[@]}")
+	R[group_$s]=$(median "${g[@]}")
+	R[batch_all_$s]=$(printf '%s ' "${b[@]}")
+	if ((${#q[@]})); then
+		R[sqlite_$s]=$(median "${q[@]}")
+		R[sqlite_all_$s]=$(printf '%s ' "${q[@]}")
+	fi
+	log "    batch ($s), median of $ROUNDS: Herald ${R[batch_$s]} msg/s (${R[batch_all_$s]})," \
+		"group ${R[group_$s]} messages; SQLite $(v sqlite_$s) msg/s ($(v sqlite_all_$s))"
+}
+phase_batch() { # sync [round]
+	local s=$1 rd=${2:-1}
 	start_serve "$TMP/accept.yaml" "$s" || return 1
 	awk -v n="$BATCH" 'BEGIN {
 		printf "{\"messages\":["
@@ -469,22 +559,41 @@ phase_batch() { # sync
 	grep -q "\"count\":$BATCH" "$TMP/post.out" || { log "batch answer lacks count $BATCH"; return 1; }
 	log "batch accepts ($s): wrk -t2 -c$BATCH_CONNS ${SECS}s, $BATCH messages per request"
 	[[ $s == pg ]] && pg_snap_begin
+	local m0 m1
+	m0=$(metrics) || return 1
 	BENCH_KEY=$KEY BENCH_BATCH=$BATCH run_wrk "$TMP/wrk-batch-$s.txt" "$BATCH_CONNS" \
 		"$HERE/batch.lua" "$HURL/v1/messages:batch" || return 1
+	m1=$(metrics) || return 1
 	[[ $s == pg ]] && pg_snap_end batch "$(($(wrk_reqs "$TMP/wrk-batch-$s.txt") * BATCH))"
+	local dm dc
+	dm=$(($(msum "$m1" herald_messages_accepted_total) - $(msum "$m0" herald_messages_accepted_total)))
+	dc=$(($(msum "$m1" herald_store_commits_total) - $(msum "$m0" herald_store_commits_total)))
+	((dc > 0)) || { log "herald_store_commits_total did not move during the batch run"; return 1; }
+	R[group_${s}_$rd]=$(((dm + dc / 2) / dc))
 	R[batch_rps_$s]=$(wrk_rps "$TMP/wrk-batch-$s.txt")
-	R[batch_$s]=$(calc "${R[batch_rps_$s]} * $BATCH")
+	R[batch_${s}_$rd]=$(calc "${R[batch_rps_$s]} * $BATCH")
+	R[batch_$s]=${R[batch_${s}_$rd]}
 	R[batch_p99_$s]=$(wrk_pct "$TMP/wrk-batch-$s.txt" 99)
-	log "    ${R[batch_rps_$s]} req/s = ${R[batch_$s]} msg/s, p99 ${R[batch_p99_$s]} ms"
+	log "    ${R[batch_rps_$s]} req/s = ${R[batch_$s]} msg/s, p99 ${R[batch_p99_$s]} ms;" \
+		"$dm messages in $dc commits (${R[group_${s}_$rd]} per commit)"
 	check_rows "batch $s" $((($(wrk_reqs "$TMP/wrk-batch-$s.txt") + 1) * BATCH)) \
 		$((BATCH_CONNS * BATCH))
 	stop_serve
 }
 
 # ---- 5. end to end -------------------------------------------------------------
-phase_e2e() { # normal|pg
-	local s=$1 x=
+# Two ways: "delivered" (the default) waits until every message has its two
+# status receipts (sent, delivered) applied; "sent" sets the simulator's
+# status webhooks a day out (POST /sim/config), so none comes during the
+# phase, and waits until every message is `sent` (the provider's 200 recorded):
+# accept -> sent with no receipts, the work Kannel does in its phase. The
+# headline is CPU per message of `herald serve` and separately of `herald sim`
+# from /proc (utime + stime, all threads) between the first post and the last
+# message reaching the status.
+phase_e2e() { # normal|pg [delivered|sent]
+	local s=$1 until=${2:-delivered} x=
 	[[ $s == pg ]] && x=_pg
+	[[ $until == sent ]] && x+=_sent
 	local nfiles=$((E2E_N / BATCH))
 	mkdir -p "$TMP/e2e"
 	[[ -e $TMP/e2e/b0000.json ]] || awk -v n="$BATCH" -v files="$nfiles" -v dir="$TMP/e2e" 'BEGIN {
@@ -498,14 +607,32 @@ phase_e2e() { # normal|pg
 		} }'
 	E2E_N=$((nfiles * BATCH))
 	curl -s -X POST "$SURL/sim/reset" >/dev/null || true
+	# The sim's own delays (bench/herald.conf), or a day out for "sent".
+	if [[ $until == sent ]]; then
+		sim_config '{"sent_delay_ms":86400000,"delivered_delay_ms":86400000}' || return 1
+	else
+		sim_config "$SIM_DELAYS" || return 1
+	fi
 	start_serve "$TMP/e2e.yaml" "$s" || return 1
 	sleep 1
 	R[rss_idle$x]=$(rss_kb "$SERVE_PID" VmRSS)
 	log "end to end ($s): $E2E_N messages in $nfiles batch requests, $E2E_PAR at a time"
 	[[ $s == pg ]] && pg_snap_begin
 
-	local t0 t_done='' m q sd st dl rss now
+	local t0 t_done='' m q sd st dl rss now reached c_serve0 c_sim0
 	: >"$TMP/e2e-samples.txt"
+	# bench/stages.sh: a cpu-clock profile with call chains of `herald
+	# serve` over exactly the measured span.
+	local perf_pid=
+	if [[ -n ${BENCH_PERF_OUT:-} ]]; then
+		start_bg perf perf record -q -e cpu-clock -F "${BENCH_PERF_FREQ:-1999}" -g \
+			-p "$SERVE_PID" -o "$BENCH_PERF_OUT"
+		perf_pid=$BG_PID
+		sleep 0.5
+		kill -0 "$perf_pid" 2>/dev/null || { log "perf record failed:"; cat "$TMP/perf.log" >&2; return 1; }
+	fi
+	c_serve0=$(proc_ticks "$SERVE_PID")
+	c_sim0=$(proc_ticks "$SIM_PID")
 	t0=$EPOCHREALTIME
 	# The uploads: $E2E_PAR curls at a time, in their own process group.
 	# shellcheck disable=SC2016 # expanded by the inner bash
@@ -536,14 +663,23 @@ phase_e2e() { # normal|pg
 			R[rss_10k_inflight$x]=$((q + sd + st))
 			gap=0.5
 		fi
-		if ((dl >= E2E_N)); then
+		reached=$dl
+		[[ $until == sent ]] && reached=$st
+		if ((reached >= E2E_N)); then
 			t_done=$now
+			R[cpu_serve$x]=$(($(proc_ticks "$SERVE_PID") - c_serve0))
+			R[cpu_sim$x]=$(($(proc_ticks "$SIM_PID") - c_sim0))
+			if [[ -n $perf_pid ]]; then
+				kill -INT "$perf_pid" 2>/dev/null || true
+				wait "$perf_pid" 2>/dev/null || true
+				forget_pid "$perf_pid"
+			fi
 			break
 		fi
-		((dl * 10 >= E2E_N * 8)) && gap=0.1
+		((reached * 10 >= E2E_N * 8)) && gap=0.1
 		kill -0 "$SERVE_PID" 2>/dev/null || { log "herald serve died:"; tail -n 20 "$TMP/serve.log" >&2; return 1; }
 		if (($(calc "$now - $t0 > $E2E_TIMEOUT"))); then
-			log "gave up after ${E2E_TIMEOUT}s: $dl of $E2E_N delivered ($q queued, $sd sending, $st sent)"
+			log "gave up after ${E2E_TIMEOUT}s: $reached of $E2E_N $until ($q queued, $sd sending, $st sent, $dl delivered)"
 			break
 		fi
 	done
@@ -562,6 +698,8 @@ phase_e2e() { # normal|pg
 	[[ $s == pg ]] && pg_snap_end "end to end" "$E2E_N"
 	R[e2e$x]=$(calc "$E2E_N / ($t_done - $t0)")
 	R[e2e_secs$x]=$(calc "$t_done - $t0" 2)
+	R[us_serve$x]=$(calc "${R[cpu_serve$x]} * 1000000 / $CLK_TCK / $E2E_N" 1)
+	R[us_sim$x]=$(calc "${R[cpu_sim$x]} * 1000000 / $CLK_TCK / $E2E_N" 1)
 	local stats
 	stats=$(curl -s "$SURL/sim/stats" || true)
 	R[sim_unique$x]=$(grep -o '"unique_messages":[0-9]*' <<<"$stats" | head -n 1 | cut -d: -f2)
@@ -570,10 +708,193 @@ phase_e2e() { # normal|pg
 		WARNINGS+=("end to end ($s): the sim received ${R[sim_dups$x]} duplicate sends (retried" \
 			"after a send timeout; see herald_sends_total{outcome=\"retried\"})")
 	fi
-	log "    $E2E_N delivered in ${R[e2e_secs$x]} s = ${R[e2e$x]} msg/s (accepted at ${R[e2e_submit$x]} msg/s);" \
+	log "    $E2E_N $until in ${R[e2e_secs$x]} s = ${R[e2e$x]} msg/s (accepted at ${R[e2e_submit$x]} msg/s);" \
 		"sim: ${R[sim_unique$x]:-?} unique, ${R[sim_dups$x]:-?} duplicates"
+	log "    CPU per message: herald serve ${R[us_serve$x]} us, herald sim ${R[us_sim$x]} us"
+	[[ -n ${BENCH_PERF_OUT:-} ]] && echo "e2e_$until messages=$E2E_N serve_us_per_msg=${R[us_serve$x]}" \
+		"sim_us_per_msg=${R[us_sim$x]} msg_per_s=${R[e2e$x]}" >"$BENCH_PERF_OUT.txt"
 	log "    RSS idle $(mib rss_idle$x) MiB, at 10k in flight $(mib rss_10k$x) MiB" \
 		"($(v rss_10k_inflight$x) in flight), peak $(mib rss_peak$x) MiB"
+}
+
+# ---- 5b. Kannel, a peer ---------------------------------------------------------
+# Debian's Kannel (bearerbox + smsbox, bench/kannel/kannel.conf) doing what
+# the e2e-sent phase has Herald do: take E2E_N messages over HTTP (smsbox's
+# sendsms, KANNEL_PER_REQ recipients a request, E2E_PAR requests at a time,
+# bench/kannel/sendsms.lua) and hand each to an HTTP SMSC (nginx answering
+# 200 "Sent.", bench/kannel/nginx-smsc.conf) with no delivery reports and no
+# store file. The figure runs from the first request until nginx has logged
+# E2E_N requests; CPU per message is bearerbox's plus smsbox's from /proc.
+phase_kannel() {
+	local d=$TMP/kannel admin=0 box=0 smsc=0 mo=0 sendsms=0
+	for v in admin box smsc mo sendsms; do free_port "$v"; done
+	mkdir -p "$d"
+	sed -e "s|@DIR@|$d|g" -e "s|@ADMIN_PORT@|$admin|g" -e "s|@BOX_PORT@|$box|g" \
+	    -e "s|@SMSC_PORT@|$smsc|g" -e "s|@MO_PORT@|$mo|g" -e "s|@SENDSMS_PORT@|$sendsms|g" \
+	    "$HERE/kannel/kannel.conf" >"$d/kannel.conf"
+	sed -e "s|@DIR@|$d|g" -e "s|@PORT@|$smsc|g" "$HERE/kannel/nginx-smsc.conf" >"$d/nginx.conf"
+	start_bg kannel-smsc nginx -p "$d" -c "$d/nginx.conf" -e "$d/nginx-error.log"
+	local ngx=$BG_PID
+	start_bg bearerbox "$KANNEL_BB" "$d/kannel.conf"
+	local bb=$BG_PID
+	wait_http "http://127.0.0.1:$admin/status.txt?password=bench-status" "$bb" bearerbox || return 1
+	start_bg smsbox "$KANNEL_SB" "$d/kannel.conf"
+	local sb=$BG_PID i st=
+	# Ready when smsbox is connected and the SMSC is online.
+	for ((i = 0; i < 200; i++)); do
+		st=$(curl -s --max-time 2 "http://127.0.0.1:$admin/status.txt?password=bench-status" || true)
+		[[ $st == *"smsbox:"* && $st == *"(online"* ]] && break
+		kill -0 "$sb" 2>/dev/null || { log "smsbox exited:"; tail -n 20 "$TMP/smsbox.log" >&2; return 1; }
+		sleep 0.1
+	done
+	[[ $st == *"smsbox:"* && $st == *"(online"* ]] || { log "Kannel not ready: $st"; return 1; }
+	local code
+	code=$(curl -s -o "$d/first.out" -w '%{http_code}' --max-time 10 \
+		"http://127.0.0.1:$sendsms/cgi-bin/sendsms?username=bench&password=bench-pass&from=12345&to=447999999999&text=warm-up") || true
+	[[ $code == 202 ]] || { log "sendsms answered $code: $(head -c 200 "$d/first.out")"; return 1; }
+	for ((i = 0; i < 100; i++)); do
+		(($(wc -l <"$d/smsc-access.log") >= 1)) && break
+		sleep 0.1
+	done
+	: >"$d/smsc-access.log" # nginx appends to the same open file
+	local n=$(((E2E_N / KANNEL_PER_REQ) * KANNEL_PER_REQ)) t0 t1='' c0 c1 cs0 lines=0
+	log "Kannel: $n messages over sendsms, $KANNEL_PER_REQ recipients a request, $E2E_PAR at a time"
+	c0=$(proc_ticks "$bb" "$sb")
+	cs0=$(proc_ticks "$ngx" $(pgrep -P "$ngx" || true))
+	t0=$EPOCHREALTIME
+	BENCH_KANNEL_MESSAGES=$n BENCH_KANNEL_PER_REQ=$KANNEL_PER_REQ BENCH_THREADS=2 \
+		start_bg wrk-kannel wrk -t2 -c"$E2E_PAR" -d"${E2E_TIMEOUT}s" --timeout 30s \
+		-s "$HERE/kannel/sendsms.lua" "http://127.0.0.1:$sendsms"
+	local wrk_pid=$BG_PID
+	while :; do
+		sleep 0.1
+		lines=$(wc -l <"$d/smsc-access.log")
+		if ((lines >= n)); then
+			t1=$EPOCHREALTIME
+			c1=$(proc_ticks "$bb" "$sb")
+			R[cpu_kannel_smsc]=$(($(proc_ticks "$ngx" $(pgrep -P "$ngx" || true)) - cs0))
+			break
+		fi
+		(($(calc "$EPOCHREALTIME - $t0 > $E2E_TIMEOUT"))) && break
+		kill -0 "$bb" 2>/dev/null && kill -0 "$sb" 2>/dev/null || { log "Kannel died"; return 1; }
+	done
+	kill -INT "$wrk_pid" 2>/dev/null || true
+	wait "$wrk_pid" 2>/dev/null || true
+	forget_pid "$wrk_pid"
+	local answers
+	answers=$(awk '$1 == "kannel_answers" { print $2 }' "$TMP/wrk-kannel.log")
+	[[ -n $t1 ]] || { log "Kannel handed $lines of $n messages to the SMSC in ${E2E_TIMEOUT}s"; return 1; }
+	if [[ $answers != $((n / KANNEL_PER_REQ)) ]]; then
+		log "sendsms accepted ${answers:-?} of $((n / KANNEL_PER_REQ)) requests"
+		return 1
+	fi
+	R[kannel]=$(calc "$n / ($t1 - $t0)")
+	R[kannel_secs]=$(calc "$t1 - $t0" 2)
+	R[us_kannel]=$(calc "($c1 - $c0) * 1000000 / $CLK_TCK / $n" 1)
+	R[us_kannel_smsc]=$(calc "${R[cpu_kannel_smsc]} * 1000000 / $CLK_TCK / $n" 1)
+	R[kannel_rss]=$(($(rss_kb "$bb" VmHWM) + $(rss_kb "$sb" VmHWM)))
+	sleep 0.5
+	R[kannel_extra]=$(($(wc -l <"$d/smsc-access.log") - n))
+	log "    $n sent to the SMSC in ${R[kannel_secs]} s = ${R[kannel]} msg/s; CPU per message" \
+		"bearerbox + smsbox ${R[us_kannel]} us (the SMSC, nginx: ${R[us_kannel_smsc]} us);" \
+		"peak RSS $(mib kannel_rss) MiB"
+	((R[kannel_extra] == 0)) || WARNINGS+=("kannel: the SMSC got ${R[kannel_extra]} more requests than messages sent")
+	stop_pid "$sb"
+	stop_pid "$bb"
+	stop_pid "$ngx"
+}
+
+# Writes signed WhatsApp status webhooks for the provider ids in IDS_FILE
+# (one a line), 10 statuses STATUS to a body, one body a line of OUT as
+# webhook.lua reads them: "sha256=<hex>", a tab, the exact body signed as Meta
+# signs (HMAC-SHA256 of the body with the app secret; perl's Digest::SHA,
+# the first checked against openssl).
+webhook_bodies() { # ids_file status out
+	local nids
+	nids=$(grep -c . "$1" || true)
+	((nids >= 10)) || { log "only $nids provider ids to send webhooks for"; return 1; }
+	APP_SECRET=$APP_SECRET TS=$(date +%s) ST=$2 perl -MDigest::SHA=hmac_sha256_hex -ne '
+		chomp; push @ids, $_;
+		if (@ids == 10) { out(); @ids = () }
+		sub out {
+			my $st = join ",", map { "{\"id\":\"$_\",\"status\":\"$ENV{ST}\",\"timestamp\":\"$ENV{TS}\",\"recipient_id\":\"447911123456\"}" } @ids;
+			my $b = "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"102290129340398\",\"changes\":[{\"field\":\"messages\",\"value\":{\"messaging_product\":\"whatsapp\",\"metadata\":{\"display_phone_number\":\"15550783881\",\"phone_number_id\":\"106540352242922\"},\"statuses\":[$st]}}]}]}";
+			print "sha256=", hmac_sha256_hex($b, $ENV{APP_SECRET}), "\t", $b, "\n";
+		}' "$1" >"$3" || return 1
+	head -n 1 "$3" | cut -f2- | tr -d '\n' >"$TMP/webhook.json"
+	local sig
+	sig="sha256=$(openssl dgst -sha256 -hmac "$APP_SECRET" -r "$TMP/webhook.json" | cut -d' ' -f1)"
+	[[ $sig == "$(head -n 1 "$3" | cut -f1)" ]] ||
+		{ log "perl's and openssl's signatures of the first webhook differ"; return 1; }
+}
+
+# Posts every body of BODIES once (the first with curl, which must get 200,
+# the rest with wrk -t2 -c$CONNS, webhook.lua) and waits until all are in the
+# inbox and the inbox is back to BASE pending rows. Sets WH_T0, WH_T1 (first
+# post, inbox drained), WH_RPS (ingress: 2xx answers over the script's
+# first-request-to-last-answer span), WH_BEFORE and WH_AFTER (applied +
+# ignored events before and after), WH_APPLIED (events that changed a message).
+webhook_run() { # bodies base
+	local url=$HURL/webhooks/whatsapp/$ACCOUNT m code nbodies
+	nbodies=$(grep -c . "$1")
+	head -n 1 "$1" | cut -f2- | tr -d '\n' >"$TMP/webhook.json"
+	m=$(metrics) || return 1
+	WH_BEFORE=$(($(msum "$m" herald_webhooks_total 'result="applied"') + $(msum "$m" herald_webhooks_total 'result="ignored"')))
+	local applied0 rcv0 rcv pending
+	applied0=$(msum "$m" herald_webhooks_total 'result="applied"')
+	rcv0=$(msum "$m" herald_webhooks_total 'result="received"')
+	WH_T0=$EPOCHREALTIME
+	code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+		-H "X-Hub-Signature-256: $(head -n 1 "$1" | cut -f1)" --data-binary "@$TMP/webhook.json" "$url" || true)
+	[[ $code == 200 ]] || { log "signed webhook answered $code, expected 200"; return 1; }
+	tail -n +2 "$1" >"$TMP/webhooks-wrk.txt"
+	# wrk waits for its -d even after every thread has sent its share, so
+	# it runs in the background and is stopped (SIGINT: it prints its
+	# summary) once every body is in the inbox and the inbox is drained.
+	BENCH_WEBHOOK_BODIES=$TMP/webhooks-wrk.txt BENCH_THREADS=2 start_bg wrk-webhook \
+		wrk -t2 -c"$CONNS" -d"${E2E_TIMEOUT}s" --timeout 10s --latency -s "$HERE/webhook.lua" "$url"
+	local wrk_pid=$BG_PID deadline
+	WH_T1=
+	deadline=$(calc "${EPOCHREALTIME} + $E2E_TIMEOUT" 2)
+	while :; do
+		sleep 0.1
+		m=$(metrics) || true
+		pending=$(msum "$m" herald_webhook_inbox_pending)
+		rcv=$(($(msum "$m" herald_webhooks_total 'result="received"') - rcv0))
+		if ((rcv >= nbodies && pending <= $2)); then
+			WH_T1=$EPOCHREALTIME
+			break
+		fi
+		(($(calc "$EPOCHREALTIME > $deadline"))) && break
+		kill -0 "$wrk_pid" 2>/dev/null || ((rcv >= nbodies)) ||
+			{ log "wrk stopped after $rcv of $nbodies webhooks:"; cat "$TMP/wrk-webhook.log" >&2; return 1; }
+	done
+	kill -INT "$wrk_pid" 2>/dev/null || true
+	wait "$wrk_pid" 2>/dev/null || true
+	forget_pid "$wrk_pid"
+	cp "$TMP/wrk-webhook.log" "$TMP/wrk-webhook.txt"
+	[[ -n $WH_T1 ]] || { log "webhook inbox still has $pending pending (base $2) after ${E2E_TIMEOUT}s"; return 1; }
+	local bad
+	bad=$(wrk_bad "$TMP/wrk-webhook.txt")
+	((bad == 0)) || WARNINGS+=("webhooks: $bad requests failed or got a non-2xx answer")
+	local span answers
+	span=$(awk '$1 == "webhook_span_ms" { print $2 }' "$TMP/wrk-webhook.txt")
+	answers=$(awk '$1 == "webhook_answers" { print $2 }' "$TMP/wrk-webhook.txt")
+	[[ -n $span && -n $answers ]] || { log "webhook.lua printed no span:"; cat "$TMP/wrk-webhook.txt" >&2; return 1; }
+	WH_RPS=$(calc "$answers * 1000 / ($span > 0 ? $span : 1)")
+	# The applier counts its events just after its commit empties the inbox:
+	# read the counters until they stop moving (at most 2 s).
+	local i prev
+	WH_AFTER=-1
+	for ((i = 0; i < 10; i++)); do
+		prev=$WH_AFTER
+		WH_AFTER=$(($(msum "$m" herald_webhooks_total 'result="applied"') + \
+			$(msum "$m" herald_webhooks_total 'result="ignored"')))
+		((WH_AFTER == prev)) && break
+		sleep 0.2
+		m=$(metrics) || true
+	done
+	WH_APPLIED=$(($(msum "$m" herald_webhooks_total 'result="applied"') - applied0))
 }
 
 # ---- 6. webhooks -------------------------------------------------------------
@@ -592,70 +913,191 @@ phase_webhooks() {
 	base=$pending
 	((base == 0)) || log "    $base webhook rows stay pending from the end-to-end phase"
 
-	ids=$(curl -s -H "Authorization: Bearer $KEY" \
-		"$HURL/v1/messages?status=delivered&limit=10" |
-		grep -o '"provider_id":"[^"]*"' | cut -d'"' -f4 | head -n 10)
-	if (($(grep -c . <<<"$ids") < 10)); then
-		log "could not get 10 delivered messages with provider ids from GET /v1/messages"
-		return 1
-	fi
-	local ts statuses='' id
-	ts=$(date +%s)
-	for id in $ids; do
-		statuses+="${statuses:+,}{\"id\":\"$id\",\"status\":\"read\",\"timestamp\":\"$ts\",\"recipient_id\":\"447911123456\"}"
-	done
-	printf '%s' "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"102290129340398\",\"changes\":[{\"field\":\"messages\",\"value\":{\"messaging_product\":\"whatsapp\",\"metadata\":{\"display_phone_number\":\"15550783881\",\"phone_number_id\":\"106540352242922\"},\"statuses\":[$statuses]}}]}]}" \
-		>"$TMP/webhook.json"
-	local sig
-	sig="sha256=$(openssl dgst -sha256 -hmac "$APP_SECRET" -r "$TMP/webhook.json" | cut -d' ' -f1)"
-	local url=$HURL/webhooks/whatsapp/$ACCOUNT before t0 code
-	m=$(metrics)
-	before=$(($(msum "$m" herald_webhooks_total 'result="applied"') + $(msum "$m" herald_webhooks_total 'result="ignored"')))
-	t0=$EPOCHREALTIME
-	code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
-		-H "X-Hub-Signature-256: $sig" --data-binary "@$TMP/webhook.json" "$url" || true)
-	[[ $code == 200 ]] || { log "signed webhook answered $code, expected 200"; return 1; }
-	log "webhooks: wrk -t2 -c$CONNS ${SECS}s, 10 read statuses per POST"
-	BENCH_WEBHOOK_BODY=$TMP/webhook.json BENCH_WEBHOOK_SIG=$sig run_wrk "$TMP/wrk-webhook.txt" \
-		"$CONNS" "$HERE/webhook.lua" "$url" || return 1
-	R[wh_rps]=$(wrk_rps "$TMP/wrk-webhook.txt")
+	# Every delivered message's provider id, 10 to a webhook of `read`
+	# statuses, each posted once: every event is a new status to apply.
+	sqlite3 "$TMP/herald-normal.db" \
+		"SELECT provider_id FROM message WHERE status = 3 AND provider_id IS NOT NULL" \
+		>"$TMP/wh-ids.txt" || { log "cannot read provider ids from the store"; return 1; }
+	webhook_bodies "$TMP/wh-ids.txt" read "$TMP/webhooks.txt" || return 1
+	log "webhooks: wrk -t2 -c$CONNS, $(($(grep -c . "$TMP/webhooks.txt") - 1)) distinct bodies of 10 read statuses, each once"
+	webhook_run "$TMP/webhooks.txt" "$base" || return 1
+	R[wh_rps]=$WH_RPS
 	R[wh_p99]=$(wrk_pct "$TMP/wrk-webhook.txt" 99)
-	local t1='' deadline
-	deadline=$(calc "${EPOCHREALTIME} + $E2E_TIMEOUT" 2)
-	while :; do
-		m=$(metrics) || true
-		pending=$(msum "$m" herald_webhook_inbox_pending)
-		if ((pending <= base)); then
-			t1=$EPOCHREALTIME
-			break
-		fi
-		(($(calc "$EPOCHREALTIME > $deadline"))) && break
-		sleep 0.1
-	done
-	[[ -n $t1 ]] || { log "webhook inbox still has $pending pending after ${E2E_TIMEOUT}s"; return 1; }
-	# The applier counts its events just after its commit empties the inbox:
-	# read the counters until they stop moving (at most 2 s).
-	local after=-1 prev
-	for ((i = 0; i < 10; i++)); do
-		prev=$after
-		after=$(($(msum "$m" herald_webhooks_total 'result="applied"') + \
-			$(msum "$m" herald_webhooks_total 'result="ignored"')))
-		((after == prev)) && break
-		sleep 0.2
-		m=$(metrics) || true
-	done
+	local after=$WH_AFTER before=$WH_BEFORE t0=$WH_T0 t1=$WH_T1
 	local requests
 	requests=$(awk '/requests in/ { print $1 }' "$TMP/wrk-webhook.txt")
 	R[wh_events]=$((after - before))
+	R[wh_new]=$WH_APPLIED
 	R[wh_expected]=$(((requests + 1) * 10))
 	R[wh_applied]=$(calc "${R[wh_events]} / ($t1 - $t0)")
 	R[wh_drain]=$(calc "$t1 - $t0" 2)
 	log "    ingress ${R[wh_rps]} req/s (p99 ${R[wh_p99]} ms); ${R[wh_events]} events" \
-		"(expected ${R[wh_expected]}) applied in ${R[wh_drain]} s = ${R[wh_applied]} events/s"
+		"(expected ${R[wh_expected]}; ${R[wh_new]} new statuses applied) in ${R[wh_drain]} s = ${R[wh_applied]} events/s"
 	# wrk counts completed requests only: up to $CONNS more may have been taken.
 	if ((R[wh_events] < R[wh_expected] || R[wh_events] > R[wh_expected] + CONNS * 10)); then
 		WARNINGS+=("webhooks: ${R[wh_events]} events applied or ignored, expected ${R[wh_expected]}")
 	fi
+}
+
+# ---- 6b. a large store -----------------------------------------------------------
+# The same three rates on an empty store and on one already holding
+# LARGE_N messages with their audit trails: accepts/s (LARGE_SAMPLE
+# messages as batch requests of 1,000, 4 at a time, the account held at 1/s
+# so nothing is sent meanwhile), claims/s (the server restarted with the
+# end-to-end config: queued -> sent, the sim's receipts set a day out; rate
+# from the first sample with a sent message to the last), receipts
+# applied/s (a `delivered` webhook for each of them, 10 a body, each once).
+# The large store is made from the empty one's own rows after its run: its
+# LARGE_SAMPLE messages and their events copied (LARGE_N / LARGE_SAMPLE - 1)
+# times under new ids and provider ids by INSERT ... SELECT in the sqlite3
+# shell, indexes dropped first and made again after, the kept status counts
+# recounted; so every column and event is what Herald itself wrote.
+large_serve() { # config db
+	start_bg serve "$HERALD" serve --config "$1" --db "$2" --synchronous normal
+	SERVE_PID=$BG_PID
+	wait_http "$HURL/healthz" "$SERVE_PID" serve
+}
+large_measure() { # label db
+	local x=$1 db=$2 nfiles=$((LARGE_SAMPLE / BATCH)) t0 t1 m
+	mkdir -p "$TMP/large"
+	[[ -e $TMP/large/b0000.json ]] || awk -v n="$BATCH" -v files="$nfiles" -v dir="$TMP/large" 'BEGIN {
+		for (f = 0; f < files; f++) {
+			out = sprintf("%s/b%04d.json", dir, f)
+			printf "{\"messages\":[" >out
+			for (i = 1; i <= n; i++)
+				printf "%s{\"channel\":\"whatsapp\",\"account\":\"bench-wa\",\"to\":\"+4478%08d\",\"text\":\"Your Herald verification code is 482913. It expires in 10 minutes.\"}", (i > 1 ? "," : ""), f * n + i >out
+			printf "]}" >out
+			close(out)
+		} }'
+	# Accepts. The sample's messages are the ones with ids above the
+	# store's highest now (ULIDs: time first), found later by the primary
+	# key, not by a scan of the whole table.
+	local maxid
+	maxid=$(sqlite3 "$db" "SELECT coalesce(max(id), '') FROM message" 2>/dev/null || true)
+	local t_start=$EPOCHREALTIME
+	large_serve "$TMP/accept.yaml" "$db" || return 1
+	R[large_start_$x]=$(calc "$EPOCHREALTIME - $t_start" 2)
+	m=$(metrics) || return 1
+	local a0 s0
+	a0=$(msum "$m" herald_messages_accepted_total)
+	t0=$EPOCHREALTIME
+	ls "$TMP"/large/b*.json | xargs -P "$E2E_PAR" -I{} curl -s -o /dev/null -w '%{http_code}\n' \
+		--max-time 120 -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+		--data-binary @{} "$HURL/v1/messages:batch" >"$TMP/large-codes.txt"
+	t1=$EPOCHREALTIME
+	local ok
+	ok=$(grep -c '^202$' "$TMP/large-codes.txt" || true)
+	((ok == nfiles)) || { log "$x: only $ok of $nfiles batch requests got 202"; return 1; }
+	R[large_accept_$x]=$(calc "$LARGE_SAMPLE / ($t1 - $t0)")
+	m=$(metrics) || return 1
+	local a=$(($(msum "$m" herald_messages_accepted_total) - a0))
+	((a == LARGE_SAMPLE)) || { log "$x: $a accepted, expected $LARGE_SAMPLE"; return 1; }
+	stop_pid "$SERVE_PID"
+	SERVE_PID=
+	# What the claims must move: the queue as the accept server left it (the
+	# account's 1/s sent a few), and the sent count before the restart.
+	local queued
+	queued=$(sqlite3 "$db" "SELECT count(*) FROM message WHERE id > '$maxid' AND status = 0") || return 1
+	s0=$(sqlite3 "$db" "SELECT coalesce(sum(n), 0) FROM message_status_count WHERE status = 2") || return 1
+	# Claims: queued -> sent, no receipts.
+	sim_config '{"sent_delay_ms":86400000,"delivered_delay_ms":86400000}' || return 1
+	large_serve "$TMP/e2e.yaml" "$db" || return 1
+	local sent=0 ta='' sa=0 now deadline
+	deadline=$(calc "$EPOCHREALTIME + $E2E_TIMEOUT" 2)
+	while :; do
+		m=$(metrics) || true
+		now=$EPOCHREALTIME
+		sent=$(($(msum "$m" herald_queue_depth 'status="sent"') - s0))
+		if [[ -z $ta ]] && ((sent > 0)); then
+			ta=$now sa=$sent
+		fi
+		((sent >= queued)) && break
+		(($(calc "$now > $deadline"))) && { log "$x: $sent of $queued sent after ${E2E_TIMEOUT}s"; return 1; }
+		sleep 0.1
+	done
+	R[large_claim_$x]=$(calc "($sent - $sa) / ($now - $ta)")
+	sim_config "$SIM_DELAYS" || return 1
+	# Receipts: a `delivered` for each of them.
+	sqlite3 "$db" "SELECT provider_id FROM message WHERE id > '$maxid' AND status = 2 AND provider_id IS NOT NULL" \
+		>"$TMP/large-ids.txt" || { log "cannot read provider ids from $db"; return 1; }
+	webhook_bodies "$TMP/large-ids.txt" delivered "$TMP/large-webhooks.txt" || return 1
+	m=$(metrics) || return 1
+	webhook_run "$TMP/large-webhooks.txt" "$(msum "$m" herald_webhook_inbox_pending)" || return 1
+	R[large_receipt_$x]=$(calc "$WH_APPLIED / ($WH_T1 - $WH_T0)")
+	local nsent
+	nsent=$(grep -c . "$TMP/large-ids.txt")
+	((WH_APPLIED == nsent / 10 * 10)) ||
+		WARNINGS+=("large store ($x): $WH_APPLIED receipts applied of $((nsent / 10 * 10)) sent")
+	stop_pid "$SERVE_PID"
+	SERVE_PID=
+	local total bytes
+	total=$(sqlite3 "$db" "SELECT count(*) FROM message")
+	bytes=$(($(stat -c %s "$db") + $(stat -c %s "$db-wal" 2>/dev/null || echo 0)))
+	R[large_msgs_$x]=$total
+	R[large_bpm_$x]=$(calc "$bytes / $total")
+	R[large_bytes_$x]=$bytes
+	log "    $x store: start ${R[large_start_$x]} s; accepts ${R[large_accept_$x]} msg/s," \
+		"claims ${R[large_claim_$x]} msg/s, receipts applied ${R[large_receipt_$x]}/s;" \
+		"$total messages, $(calc "$bytes / 1048576") MiB = ${R[large_bpm_$x]} bytes/message"
+}
+# Fills DB (a copy of the empty run's store) up to LARGE_N messages.
+large_fill() { # db
+	local db=$1 t0=$EPOCHREALTIME base reps sel mcols ecols esel idx
+	sqlite3 "$db" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null || return 1
+	base=$(sqlite3 "$db" "SELECT count(*) FROM message")
+	reps=$(((LARGE_N - base + base - 1) / base))
+	# Every column as it is, but a new id (the copy's number in place of the
+	# first 6 of the template id's 26 characters, which all its ids share:
+	# unique, and older than any new message's) and provider id.
+	mcols=$(sqlite3 "$db" "SELECT group_concat(name, ',') FROM pragma_table_info('message')")
+	sel=$(tr ',' '\n' <<<"$mcols" | awk '{
+		if ($1 == "id") print "printf(\x27%06d\x27, k.k) || substr(m.id, 7)"
+		else if ($1 == "provider_id") print "m.provider_id || \x27.\x27 || k.k"
+		else print "m." $1 }' | paste -sd,)
+	ecols=$(sqlite3 "$db" "SELECT group_concat(name, ',') FROM pragma_table_info('message_event') WHERE name <> 'id'")
+	esel=$(tr ',' '\n' <<<"$ecols" | awk '{
+		if ($1 == "message_id") print "printf(\x27%06d\x27, k.k) || substr(e.message_id, 7)"
+		else print "e." $1 }' | paste -sd,)
+	idx=$(sqlite3 "$db" "SELECT sql || ';' FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL
+		AND tbl_name IN ('message', 'message_event')")
+	log "    filling: $base messages copied $reps times (indexes dropped and made again after)"
+	sqlite3 "$db" >/dev/null <<-EOF || { log "filling $db failed"; return 1; }
+		.bail on
+		PRAGMA journal_mode=DELETE;
+		PRAGMA synchronous=OFF;
+		PRAGMA cache_size=-262144;
+		$(sqlite3 "$db" "SELECT 'DROP INDEX ' || name || ';' FROM sqlite_master WHERE type = 'index'
+			AND sql IS NOT NULL AND tbl_name IN ('message', 'message_event')")
+		BEGIN;
+		CREATE TEMP TABLE k(k INTEGER PRIMARY KEY);
+		WITH RECURSIVE c(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM c WHERE k < $reps)
+			INSERT INTO k SELECT k FROM c;
+		CREATE TEMP TABLE m AS SELECT * FROM main.message ORDER BY id;
+		CREATE TEMP TABLE e AS SELECT * FROM main.message_event ORDER BY message_id, id;
+		INSERT INTO main.message($mcols) SELECT $sel FROM k, m ORDER BY k.k, m.rowid;
+		INSERT INTO main.message_event($ecols) SELECT $esel FROM k, e ORDER BY k.k, e.rowid;
+		COMMIT;
+		$idx
+		DELETE FROM message_status_count;
+		INSERT INTO message_status_count(stripe, status, n) SELECT 0, status, count(*) FROM message GROUP BY status;
+		PRAGMA journal_mode=WAL;
+	EOF
+	R[large_fill_s]=$(calc "$EPOCHREALTIME - $t0" 1)
+	log "    filled in ${R[large_fill_s]} s"
+}
+phase_large() {
+	local db=$TMP/large-empty.db
+	rm -f "$db" "$db-wal" "$db-shm"
+	curl -s -X POST "$SURL/sim/reset" >/dev/null || true
+	log "large store: $LARGE_SAMPLE messages accepted, claimed and receipted on an empty store"
+	large_measure empty "$db" || return 1
+	mv "$db" "$TMP/large.db"
+	rm -f "$db-wal" "$db-shm"
+	log "large store: filling to $LARGE_N messages"
+	large_fill "$TMP/large.db" || return 1
+	log "large store: the same on $(sqlite3 "$TMP/large.db" "SELECT count(*) FROM message") messages"
+	large_measure large "$TMP/large.db" || return 1
+	[[ ${BENCH_KEEP:-0} == 1 ]] || rm -f "$TMP"/large.db*
 }
 
 # ---- 7. a campaign from a spreadsheet -------------------------------------------
@@ -724,6 +1166,67 @@ phase_campaign() {
 }
 
 FAILED=()
+# ---- plugins: what a trivial plugin costs on the accept and send paths -------
+# The same CSV campaign (BENCH_PLUGIN_ROWS rows, default 20000) to a unit with
+# no plugin, then to one bound to a trivial plugin (prepare, before_send and
+# on_status that only return HERALD_OK, compiled here out of tree with
+# include/herald/plugin.h): Herald's CPU time per message for the upload and
+# validation (accept) and for start -> every message delivered (send).
+phase_plugins() {
+	local dir=$TMP/plugins n=${BENCH_PLUGIN_ROWS:-20000} mode code id h0 h1 i
+	mkdir -p "$dir/so"
+	cat >"$dir/trivial.c" <<'EOF_PLUGIN'
+#include <herald/plugin.h>
+static int prep(struct herald_ctx *c, const struct herald_record *r, struct herald_draft *d)
+{ (void)c; (void)r; (void)d; return HERALD_OK; }
+static int before(struct herald_ctx *c, const struct herald_msg *m, struct herald_verdict *v)
+{ (void)c; (void)m; (void)v; return HERALD_OK; }
+static int status(struct herald_ctx *c, const struct herald_msg *m, const struct herald_event *e)
+{ (void)c; (void)m; (void)e; return HERALD_OK; }
+HERALD_PLUGIN(.name = "trivial", .version = "1", .prepare = prep, .before_send = before,
+              .on_status = status);
+EOF_PLUGIN
+	cc -O2 -shared -fPIC -I "$ROOT/include" "$dir/trivial.c" -o "$dir/so/trivial.so" || return 1
+	awk -v n="$n" 'BEGIN { print "phone,name"
+		for (i = 1; i <= n; i++) printf "+4479%08d,n%d\n", i, i }' >"$dir/rows.csv"
+	[[ -n $SIM_PID ]] || start_sim || return 1
+	for mode in none trivial; do
+		{
+			sed 's|^    name: Benchmark$|    name: Benchmark\n    units: [bu]|' "$TMP/e2e.yaml"
+			[[ $mode == trivial ]] &&
+				printf 'plugins:\n  dir: %s\n  units: {bench/bu: trivial}\n' "$dir/so"
+		} >"$dir/$mode.yaml"
+		start_serve "$dir/$mode.yaml" normal || return 1
+		h0=$(cpu_ticks "$SERVE_PID")
+		code=$(curl -s -o "$dir/up.json" -w '%{http_code}' --max-time 600 \
+			-H "Authorization: Bearer $KEY" -F "file=@$dir/rows.csv" -F "name=plug-$mode" \
+			-F channel=whatsapp -F "text=Hi {{1}}" -F params=name -F unit=bu -F start=false \
+			"$HURL/v1/batches") || true
+		h1=$(cpu_ticks "$SERVE_PID")
+		[[ $code == 201 ]] || { log "plugins ($mode): upload answered $code: $(head -c 300 "$dir/up.json")"; return 1; }
+		R[plug_accept_$mode]=$(calc "($h1 - $h0) * 1000000 / $CLK_TCK / $n" 1)
+		id=$(grep -o '"id":"[^"]*"' "$dir/up.json" | head -n 1 | cut -d'"' -f4)
+		h0=$(cpu_ticks "$SERVE_PID")
+		printf '{}' >"$dir/empty.json"
+		post "/v1/batches/$id/start" "$dir/empty.json" 200 || return 1
+		for ((i = 0; i < E2E_TIMEOUT * 10; i++)); do
+			curl -s -H "Authorization: Bearer $KEY" "$HURL/v1/batches/$id" |
+				grep -q '"status":"completed"' && break
+			sleep 0.1
+		done
+		h1=$(cpu_ticks "$SERVE_PID")
+		((i < E2E_TIMEOUT * 10)) || { log "plugins ($mode): the campaign did not complete"; return 1; }
+		R[plug_send_$mode]=$(calc "($h1 - $h0) * 1000000 / $CLK_TCK / $n" 1)
+		log "    plugins ($mode): accept ${R[plug_accept_$mode]} us CPU/msg," \
+			"send ${R[plug_send_$mode]} us CPU/msg ($n rows)"
+		stop_serve
+	done
+	R[plug_accept_delta]=$(calc "${R[plug_accept_trivial]} - ${R[plug_accept_none]}" 1)
+	R[plug_send_delta]=$(calc "${R[plug_send_trivial]} - ${R[plug_send_none]}" 1)
+	log "    a trivial plugin costs ${R[plug_accept_delta]} us CPU/msg accepting," \
+		"${R[plug_send_delta]} us CPU/msg sending"
+}
+
 run_phase() { # label function args...
 	local label=$1
 	shift
@@ -741,7 +1244,7 @@ log "Herald benchmark: ${SECS}s per phase, temp dir $TMP, herald on :$HPORT, sim
 # see the same background load on a shared machine.
 want() { [[ $PHASES == *" $1 "* ]]; }
 SIM_OK=1
-if want single || want batch || want e2e || want pg-single || want pg-batch || want pg-e2e; then
+if want single || want batch || want e2e || want e2e-sent || want large || want pg-single || want pg-batch || want pg-e2e; then
 	start_sim || { SIM_OK=0; FAILED+=("herald sim"); }
 fi
 want nginx && run_phase nginx phase_nginx
@@ -750,10 +1253,9 @@ if ((SIM_OK)); then
 		want single && run_phase "single $s" phase_single "$s"
 	done
 fi
-want sqlite && run_phase sqlite phase_sqlite
 if ((SIM_OK)); then
 	for s in normal full; do
-		want batch && run_phase "batch $s" phase_batch "$s"
+		want batch && run_phase "batch $s" phase_batch_rounds "$s"
 	done
 	if want e2e; then
 		run_phase "end to end" phase_e2e normal
@@ -766,9 +1268,23 @@ if ((SIM_OK)); then
 		fi
 		[[ -n $SERVE_PID ]] && stop_serve
 	fi
+	if want e2e-sent; then
+		run_phase "end to end, no receipts" phase_e2e normal sent
+		[[ -n $SERVE_PID ]] && stop_serve
+		sim_config "$SIM_DELAYS" || FAILED+=("sim config")
+	fi
+fi
+want kannel && run_phase kannel phase_kannel
+if want large && ((SIM_OK)); then
+	run_phase "large store" phase_large
 fi
 if want campaign && ((SIM_OK)); then
 	run_phase campaign phase_campaign
+fi
+# Not in the default list's text (other phases' edits): runs by default, or
+# when BENCH_PHASES names it.
+if [[ -z ${BENCH_PHASES:-} ]] || want plugins; then
+	run_phase plugins phase_plugins
 fi
 # PostgreSQL: its baseline, then Herald's phases on it.
 if want pg-baseline || want pg-single || want pg-batch || want pg-e2e; then
@@ -802,8 +1318,10 @@ row() { ROWS+=("$(printf '| %s | %s | %s | %s | %s | %s |' "$@")"); }
 
 n=$(v nginx)
 row "nginx fixed 202, req/s (wrk -t2 -c$CONNS)" "$(fnum "$n")" "" "" "raw limit" ""
-row "SQLite direct insert, msg/s, sync normal" "$(fnum "$(v sqlite_normal)")" "" "" "raw limit" ""
-row "SQLite direct insert, msg/s, sync full" "$(fnum "$(v sqlite_full)")" "" "" "raw limit" ""
+for s in normal full; do
+	row "SQLite direct insert, msg/s, sync $s (median of $ROUNDS; $(v group_$s) per transaction = Herald's mean group)" \
+		"$(fnum "$(v sqlite_$s)")" "" "" "raw limit" ""
+done
 for s in normal full; do
 	r=$(ratio "$(v single_$s)" "$n")
 	row "single durable accept, req/s, sync $s" "$(fnum "$(v single_$s)")" \
@@ -815,10 +1333,20 @@ for s in normal full; do
 done
 for s in normal full; do
 	r=$(ratio "$(v batch_$s)" "$(v sqlite_$s)")
-	row "batch durable accept, msg/s, sync $s" "$(fnum "$(v batch_$s)")" \
+	row "batch durable accept, msg/s, sync $s (median of $ROUNDS, alternating with SQLite)" "$(fnum "$(v batch_$s)")" \
 		"SQLite $(fnum "$(v sqlite_$s)")" "$r" ">= 0.50" "$(met "$r" '>=' 0.5)"
 done
-row "end to end accept -> delivered, msg/s ($E2E_N msgs)" "$(fnum "$(v e2e)")" "" "" \
+row "**CPU per message, accept -> sent, no receipts: herald serve, us**" "$(v us_serve_sent)" \
+	"herald sim $(v us_sim_sent) us" "" "<= 40" "$(met "$(v us_serve_sent)" '<=' 40)"
+row "**CPU per message, accept -> delivered, 2 receipts: herald serve, us**" "$(v us_serve)" \
+	"herald sim $(v us_sim) us" "" "<= 80" "$(met "$(v us_serve)" '<=' 80)"
+r=$(ratio "$(v e2e_sent)" "$(v kannel)")
+row "end to end accept -> sent, no receipts, msg/s ($E2E_N msgs)" "$(fnum "$(v e2e_sent)")" \
+	"Kannel $(fnum "$(v kannel)")" "$r" ">= 4 x Kannel" "$(met "$r" '>=' 4)"
+r=$(ratio "$(v us_serve_sent)" "$(v us_kannel)")
+row "CPU per message accept -> sent: Kannel (bearerbox + smsbox), us" "$(v us_kannel)" \
+	"Herald $(v us_serve_sent) us" "Herald/Kannel $r" "" ""
+row "end to end accept -> delivered, 2 receipts, msg/s ($E2E_N msgs)" "$(fnum "$(v e2e)")" "" "" \
 	">= 15000" "$(met "$(v e2e)" '>=' 15000)"
 p=$(v pg_best)
 row "PostgreSQL direct COPY, msg/s (durable commit)" "$(fnum "$(v pg_copy)")" "" "" "raw limit" ""
@@ -831,6 +1359,9 @@ row "PostgreSQL: p99 accept at half load, ms ($(fnum "$(v half_rps_pg)") req/s)"
 r=$(ratio "$(v batch_pg)" "$p")
 row "PostgreSQL: batch durable accept, msg/s" "$(fnum "$(v batch_pg)")" \
 	"PG $(v pg_best_name) $(fnum "$p")" "$r" ">= 0.50" "$(met "$r" '>=' 0.5)"
+row "PostgreSQL: CPU per message, accept -> delivered: herald serve, us" "$(v us_serve_pg)" \
+	"PostgreSQL's processes $(v pgcpu_us_end_to_end) us; herald sim $(v us_sim_pg) us" "" "<= 80" \
+	"$(met "$(v us_serve_pg)" '<=' 80)"
 r=$(ratio "$(v e2e_pg)" "$(v e2e)")
 row "PostgreSQL: end to end accept -> delivered, msg/s" "$(fnum "$(v e2e_pg)")" \
 	"SQLite $(fnum "$(v e2e)")" "$r" ">= 15000" "$(met "$(v e2e_pg)" '>=' 15000)"
@@ -846,10 +1377,25 @@ row "campaign: export .csv of all rows, s (peak RSS MiB)" "$(v camp_export) ($(m
 row "webhook ingress, req/s (10 statuses each)" "$(fnum "$(v wh_rps)")" "nginx $(fnum "$n")" "$r" "" ""
 row "webhook events applied, events/s" "$(fnum "$(v wh_applied)")" "" "" ">= 25000" \
 	"$(met "$(v wh_applied)" '>=' 25000)"
+want large && for k in accept claim receipt; do
+	case $k in
+	accept) what="accepts/s (batch, $LARGE_SAMPLE messages)" ;;
+	claim) what="claims/s (queued -> sent, no receipts)" ;;
+	receipt) what="receipts applied/s (delivered, 10 per webhook)" ;;
+	esac
+	r=$(ratio "$(v large_${k}_large)" "$(v large_${k}_empty)")
+	row "large store ($(fnum "$(v large_msgs_large)") messages): $what" "$(fnum "$(v large_${k}_large)")" \
+		"empty store $(fnum "$(v large_${k}_empty)")" "$r" ">= 0.80" "$(met "$r" '>=' 0.8)"
+done
+want large && row "store bytes per message with its audit trail (db + WAL / messages)" \
+	"$(v large_bpm_large)" "empty-store run $(v large_bpm_empty)" "" "" ""
 row "server RSS idle, MiB" "$(mib rss_idle)" "" "" "< 20" "$(met "$(mib rss_idle)" '<' 20)"
 row "server RSS at 10k in flight, MiB ($(v rss_10k_inflight) in flight)" "$(mib rss_10k)" "" "" \
 	"< 64" "$(met "$(mib rss_10k)" '<' 64)"
 row "server peak RSS (VmHWM), MiB (max $(v e2e_inflight_max) in flight)" "$(mib rss_peak)" "" "" "" ""
+row "plugin: a trivial plugin's CPU per message, accept / send, us" \
+	"$(v plug_accept_delta) / $(v plug_send_delta)" \
+	"no plugin $(v plug_accept_none) / $(v plug_send_none)" "" "" ""
 
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 echo

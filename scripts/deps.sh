@@ -4,12 +4,18 @@
 set -euo pipefail
 want=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev
       libsqlite3-dev libjansson-dev libssl-dev libfyaml-dev libjwt-dev libcmocka-dev curl
-      openssl ca-certificates libpq-dev libphonenumber-dev libpcre2-dev libzip-dev libexpat1-dev libxlsxwriter-dev)
+      openssl ca-certificates libpq-dev libphonenumber-dev libpcre2-dev libzip-dev libexpat1-dev libxlsxwriter-dev
+      libmariadb-dev unixodbc-dev)
 case "${1:-build}" in
   # The tests start their own PostgreSQL servers from the server package's
   # binaries (tests/pgtest.c: /usr/lib/postgresql/N/bin, off the PATH).
-  test) want+=(postgresql) ;;
-  bench) want+=(wrk nginx-light sqlite3 postgresql) ;;
+  # The data-source tests also start MariaDB servers (mariadb-server) and
+  # reach PostgreSQL through unixODBC with psqlODBC (odbc-postgresql). The
+  # dashboard's browser tests (tests/browser/run.sh): Node.js and npm fetch
+  # playwright-core and axe-core at test time; Debian's chromium is the
+  # browser (no browser download).
+  test) want+=(postgresql mariadb-server odbc-postgresql nodejs npm chromium) ;;
+  bench) want+=(wrk nginx-light sqlite3 postgresql kannel linux-perf) ;;
   # The libFuzzer targets (scripts/fuzz.sh): clang with its libFuzzer and
   # sanitizer runtimes (libclang-rt-14-dev is only recommended by clang-14,
   # and we install without recommends). Only the fuzzing step needs them.

@@ -247,7 +247,7 @@ struct message {
 	 * receipt before its follow-up is made. */
 	int64_t fallback_after;
 	/* The business unit that made it ("" = the tenant's own). Written by
-	 * inserts; read back by message_get and message_list only. */
+	 * inserts; read back by message_get, message_list and claim only. */
 	char unit[HR_NAME_MAX];
 };
 

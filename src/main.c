@@ -28,6 +28,7 @@ static void usage(FILE *f)
 	        "  keys      a tenant's API keys: list, create (shown once), revoke\n"
 	        "  audit     the log of administrative actions\n"
 	        "  templates the tenant's message templates: list, add, rm\n"
+	        "  plugins   the business-unit plugins loaded: list\n"
 	        "  version   print the version\n\n"
 	        "Run 'herald <command> --help' for a command's options.\n",
 	        HERALD_VERSION);
@@ -48,7 +49,7 @@ int main(int argc, char **argv)
 		return migrate_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "send") || !strcmp(cmd, "messages") || !strcmp(cmd, "batch") ||
 	    !strcmp(cmd, "tenants") || !strcmp(cmd, "units") || !strcmp(cmd, "keys") ||
-	    !strcmp(cmd, "audit") || !strcmp(cmd, "templates"))
+	    !strcmp(cmd, "audit") || !strcmp(cmd, "templates") || !strcmp(cmd, "plugins"))
 		return cli_main(argc, argv);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("herald %s\n", HERALD_VERSION);

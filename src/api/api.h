@@ -31,6 +31,20 @@ struct api_limit_opts {
 	size_t max_buckets;                /* limits.max_buckets: the table's bound (0 = default) */
 };
 
+struct plugins;
+/* The dashboard (README "Dashboard"; dashboard.* in the config). */
+struct api_dash_opts {
+	int max_sessions;           /* signed-in sessions in all (default 1024) */
+	int sessions_per_key;       /* per API key: its oldest is ended beyond (default 8) */
+	int64_t session_idle_us;    /* ended after this long unused (default 30 min) */
+	int64_t session_max_age_us; /* and this long after sign-in (default 12 h) */
+	int64_t unmask_us;          /* phone numbers shown after an unmask (default 15 min) */
+	int max_event_streams;      /* GET /v1/events streams in all (default 64) */
+	int streams_per_session;    /* per session or credential (default 4) */
+	int64_t heartbeat_us;       /* a comment line on a quiet stream (default 15 s) */
+	bool secure_cookie;         /* Secure: set when public_url is https */
+};
+
 struct api_opts {
 	const char *listen_addr;    /* "127.0.0.1" */
 	int port;                   /* 0 = any free port (see api_port) */
@@ -81,12 +95,16 @@ struct api_opts {
 	 * provider origins only. */
 	struct account_set *accounts;
 	struct dispatcher *dispatcher; /* may be NULL (api-only role) */
+	/* External data sources (plugins/datasource.h) campaigns may read
+	 * from (POST /v1/batches {"source", "query"}); borrowed, NULL: none. */
+	struct ds_registry *datasources;
 	/* Callbacks to client systems (webhooks/callbacks.h): which URLs a
 	 * tenant may name and each tenant's URL and secret; borrowed. */
 	const struct callback_policy *callback_policy;
 	const struct callback_tenant *callback_tenants;
 	size_t ncallback_tenants;
 	struct applier *applier;       /* may be NULL */
+	struct plugins *plugins;       /* the loaded plugins (plugins/plugins.h); may be NULL */
 	/* Authentication (README "Security"). Operator keys' SHA-256 hex
 	 * hashes (server.operator_keys), borrowed; how long a key read from
 	 * the store is trusted (server.auth_cache_ms, default 5 s: the bound on
@@ -97,6 +115,7 @@ struct api_opts {
 	int64_t auth_cache_us;
 	json_t *auth_cfg;
 	struct api_limit_opts limits;
+	struct api_dash_opts dash;
 };
 void api_opts_default(struct api_opts *o);
 

@@ -98,6 +98,8 @@ struct api_server {
 	struct batch_runner *runner; /* NULL when this server does not send */
 	struct sse_hub *sse;         /* campaign event streams (batch_events.c) */
 	struct MHD_Daemon *metrics_mhd; /* server.metrics_listen; NULL: none */
+	struct api_sessions *sessions;  /* dashboard sign-ins (session.c) */
+	struct api_events *events;      /* GET /v1/events streams (sse.c) */
 };
 
 /* The scrape listener (metrics_listen.c): started when o.metrics_listen_addr
@@ -111,23 +113,23 @@ enum api_route {
 	ROUTE_HEALTHZ,
 	ROUTE_READYZ,
 	ROUTE_METRICS,
-	ROUTE_MESSAGES,       /* GET list, POST accept */
-	ROUTE_MESSAGES_BATCH, /* POST */
-	ROUTE_MESSAGE,        /* GET one */
-	ROUTE_WEBHOOK,        /* GET handshake, POST event */
-	ROUTE_SUPPRESSIONS,   /* GET list, POST add */
-	ROUTE_SUPPRESSION,    /* DELETE /v1/suppressions/{channel}/{to} */
-	ROUTE_CHANNELS,       /* GET list, POST create or update */
-	ROUTE_CHANNEL,        /* GET one */
-	ROUTE_CAPABILITIES,   /* GET /v1/channels/{id}/capabilities */
-	ROUTE_BATCHES,        /* GET list, POST create (upload) */
-	ROUTE_BATCH,          /* GET one */
-	ROUTE_BATCH_START,    /* POST /v1/batches/{id}/start */
-	ROUTE_BATCH_CANCEL,   /* POST /v1/batches/{id}/cancel */
-	ROUTE_BATCH_ERRORS,   /* GET /v1/batches/{id}/errors: the validation report */
-	ROUTE_BATCH_MESSAGES, /* GET /v1/batches/{id}/messages */
-	ROUTE_BATCH_RETRY,    /* POST /v1/batches/{id}/retry */
-	ROUTE_BATCH_EVENTS,   /* GET /v1/batches/{id}/events: Server-Sent Events */
+	ROUTE_MESSAGES,          /* GET list, POST accept */
+	ROUTE_MESSAGES_BATCH,    /* POST */
+	ROUTE_MESSAGE,           /* GET one */
+	ROUTE_WEBHOOK,           /* GET handshake, POST event */
+	ROUTE_SUPPRESSIONS,      /* GET list, POST add */
+	ROUTE_SUPPRESSION,       /* DELETE /v1/suppressions/{channel}/{to} */
+	ROUTE_CHANNELS,          /* GET list, POST create or update */
+	ROUTE_CHANNEL,           /* GET one */
+	ROUTE_CAPABILITIES,      /* GET /v1/channels/{id}/capabilities */
+	ROUTE_BATCHES,           /* GET list, POST create (upload) */
+	ROUTE_BATCH,             /* GET one */
+	ROUTE_BATCH_START,       /* POST /v1/batches/{id}/start */
+	ROUTE_BATCH_CANCEL,      /* POST /v1/batches/{id}/cancel */
+	ROUTE_BATCH_ERRORS,      /* GET /v1/batches/{id}/errors: the validation report */
+	ROUTE_BATCH_MESSAGES,    /* GET /v1/batches/{id}/messages */
+	ROUTE_BATCH_RETRY,       /* POST /v1/batches/{id}/retry */
+	ROUTE_BATCH_EVENTS,      /* GET /v1/batches/{id}/events: Server-Sent Events */
 	ROUTE_BATCH_EXPORT_CSV,  /* GET /v1/batches/{id}/export.csv */
 	ROUTE_BATCH_EXPORT_XLSX, /* GET /v1/batches/{id}/export.xlsx */
 	ROUTE_CALLBACKS,         /* GET /v1/callbacks */
@@ -150,6 +152,15 @@ enum api_route {
 	ROUTE_TEMPLATE,          /* GET, DELETE /v1/templates/{channel}/{name}/{language} */
 	ROUTE_OPENAPI,           /* GET /openapi.json (public) */
 	ROUTE_MESSAGES_EXPORT,   /* GET /v1/messages/export.csv */
+	ROUTE_PLUGINS,           /* GET /v1/plugins */
+	ROUTE_UNIT_STATS,        /* GET /v1/units/{unit}/stats */
+	ROUTE_UNIT_CAMPAIGNS,    /* GET /v1/units/{unit}/campaigns */
+	/* The dashboard (web.c, session.c, sse.c). */
+	ROUTE_WEB_INDEX,      /* GET / */
+	ROUTE_WEB_FILE,       /* GET /ui/{path}: path_id holds the rest of the path */
+	ROUTE_SESSION,        /* GET, POST (sign in), DELETE (sign out) /v1/session */
+	ROUTE_SESSION_UNMASK, /* POST /v1/session/unmask */
+	ROUTE_EVENTS,         /* GET /v1/events: the tenant's live events (SSE) */
 };
 
 struct api_req;
@@ -186,6 +197,11 @@ struct api_req {
 	/* A multipart/form-data upload (POST /v1/batches), streamed to a temp
 	 * file instead of into body (upload.c). */
 	struct api_upload *upload;
+
+	/* A dashboard session's id (the SHA-256 hex of its cookie; "" for a
+	 * bearer credential), and whether its answers mask phone numbers. */
+	char session[65];
+	bool masked;
 
 	/* The handler's own state machine across suspend/resume. */
 	int stage;
@@ -397,6 +413,10 @@ void api_audit_done(struct audit_row *a);
 enum MHD_Result api_templates_list(struct api_req *r);
 enum MHD_Result api_templates_post(struct api_req *r);
 enum MHD_Result api_template_get(struct api_req *r);
+/* plugins_api.c */
+enum MHD_Result api_plugins_list(struct api_req *r);
+enum MHD_Result api_unit_stats(struct api_req *r);
+enum MHD_Result api_unit_campaigns(struct api_req *r);
 enum MHD_Result api_template_delete(struct api_req *r);
 /* serve.c: a template's declared extras (header, buttons, regulatory,
  * delivery_policy, route, fallback_after_s, fallback_text) from tp as one
@@ -533,6 +553,46 @@ int serve_retention_opts(json_t *cfg, struct retention_opts *o, struct hr_err *e
 /* One pass of retention, as the server runs it once a minute: expired
  * webhook rows and idempotency records, then old settled messages. */
 void serve_retention_tick(struct store *st, const struct retention_opts *ro);
+
+/* ---- web.c: the dashboard's files ---- */
+enum MHD_Result api_web_get(struct api_req *r);
+
+/* ---- session.c: dashboard sign-in ---- */
+struct api_sessions;
+int api_sessions_new(const struct api_dash_opts *o, struct api_sessions **out, struct hr_err *err);
+void api_sessions_free(struct api_sessions *ss);
+/* The request carries the session cookie (herald_session). */
+bool api_session_cookie(struct api_req *r);
+/* Authenticates r by its session cookie: the session live (idle and
+ * absolute lifetime), the key it was made from still valid (r->who is
+ * that key's principal now), X-CSRF-Token equal to the session's on any
+ * method but GET and HEAD (HR_EFORBIDDEN naming it), and exports refused
+ * while numbers are masked. Sets r->session and r->masked. */
+int api_session_auth(struct api_req *r, struct hr_err *err);
+/* Same, from the key's hash (auth.c): a session re-checks its key this
+ * way at every request, so revoking the key ends its sessions. */
+int api_auth_key_hash(struct api_req *r, const char hash[65], struct hr_err *err);
+enum MHD_Result api_session_post(struct api_req *r);
+enum MHD_Result api_session_get(struct api_req *r);
+enum MHD_Result api_session_delete(struct api_req *r);
+enum MHD_Result api_session_unmask(struct api_req *r);
+/* Masks phone numbers in an answer for a masked session (in place). */
+void api_mask_json(json_t *j);
+/* An event stream opened by session sid ("" for a bearer credential:
+ * counted per credential actor instead): 0, or HR_EQUOTA over the
+ * per-session (per-credential) cap. Release once per successful acquire. */
+int api_session_stream_acquire(struct api_server *s, const char *sid, const char *actor,
+                               struct hr_err *err);
+void api_session_stream_release(struct api_server *s, const char *sid, const char *actor);
+/* The session is still signed in (a stream of an ended session ends). */
+bool api_session_alive(struct api_server *s, const char *sid);
+
+/* ---- sse.c: GET /v1/events ---- */
+struct api_events;
+int api_events_new(const struct api_dash_opts *o, struct api_events **out, struct hr_err *err);
+void api_events_quiesce(struct api_events *ev);
+void api_events_free(struct api_events *ev);
+enum MHD_Result api_events_get(struct api_req *r);
 
 /* ---- webhooks.c ---- */
 /* Early check at the headers stage: the account exists for the channel. */

@@ -227,11 +227,13 @@ static int jwt_owner_check(struct api_server *s, const struct api_principal *w, 
 	return 0;
 }
 
-static int cred_auth(struct api_req *r, const char *cred, size_t len, bool jwt, struct hr_err *err)
+/* The credential whose SHA-256 is hash (cred itself is needed for a JWT
+ * only: NULL for a key known by its hash, as a dashboard session knows
+ * it). */
+static int cred_auth(struct api_req *r, const char *hash, const char *cred, size_t len, bool jwt,
+                     struct hr_err *err)
 {
 	struct api_server *s = r->srv;
-	char hash[65];
-	hr_sha256_hex(cred, len, hash);
 	if (!jwt && operator_key(s, hash, &r->who))
 		return 0;
 	int64_t expires_at = 0;
@@ -296,6 +298,11 @@ int api_auth(struct api_req *r, struct hr_err *err)
 	memset(&r->who, 0, sizeof r->who);
 	r->tenant[0] = '\0';
 	const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+	/* No bearer credential: a dashboard session's cookie, if any
+	 * (session.c: the key it was made from, checked as below, and the
+	 * CSRF token on anything but a read). */
+	if (!h && api_session_cookie(r))
+		return api_session_auth(r, err);
 	if (!h)
 		return hr_fail(err, HR_EAUTH, "Authorization",
 		               "missing API key: send 'Authorization: Bearer <key>'");
@@ -319,7 +326,19 @@ int api_auth(struct api_req *r, struct hr_err *err)
 		               "bearer tokens (JWT) are not accepted by this server");
 	if (!jwt && len > API_KEY_MAX)
 		return hr_fail(err, HR_EAUTH, "Authorization", "invalid API key");
-	int rc = cred_auth(r, key, len, jwt, err);
+	char hash[65];
+	hr_sha256_hex(key, len, hash);
+	int rc = cred_auth(r, hash, key, len, jwt, err);
+	if (rc == 0)
+		hr_strlcpy(r->tenant, r->who.tenant, sizeof r->tenant);
+	return rc;
+}
+
+int api_auth_key_hash(struct api_req *r, const char hash[65], struct hr_err *err)
+{
+	memset(&r->who, 0, sizeof r->who);
+	r->tenant[0] = '\0';
+	int rc = cred_auth(r, hash, NULL, 0, false, err);
 	if (rc == 0)
 		hr_strlcpy(r->tenant, r->who.tenant, sizeof r->tenant);
 	return rc;

@@ -32,6 +32,12 @@
  * Times are UTC: ISO 8601 in the CSV, date-time cells in the workbook. They
  * are Herald's clock when it recorded the event (store.h, struct
  * batch_export_row).
+ *
+ * A campaign of a unit whose plugin declares export columns gets them last,
+ * filled per row by its export_row hook (on the plugin pool, each call
+ * bounded by the hook's deadline). A call that fails leaves its cells
+ * empty; after EXPORT_PLUGIN_TIMEOUTS_MAX timeouts the rest of the export
+ * stops calling the hook, so a hanging plugin cannot hold a download.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -48,6 +54,7 @@
 
 #include "api/api_int.h"
 #include "obs/metrics.h"
+#include "plugins/plugins.h"
 
 #define EXPORT_PAGE 1000          /* rows per store read */
 #define EXPORT_PARAMS_MAX 256     /* parameter columns (batches.c BATCH_COLS_MAX) */
@@ -55,6 +62,8 @@
 #define XLSX_MAX_ROWS 1048576     /* Excel's limit, the header included */
 #define XLSX_MAX_STRING 32767     /* characters in one cell */
 #define XLSX_ZIP64_ROWS 200000    /* past this, allow a container over 4 GiB */
+#define EXPORT_EXTRA_MAX 64       /* a plugin's export columns (PLUGIN_KV_MAX) */
+#define EXPORT_PLUGIN_TIMEOUTS_MAX 3
 
 /* ---------------------------------------------------------------------------
  * One export line, shared by both formats.
@@ -84,11 +93,63 @@ static const char *const tail_cols[] = {
 #define TAIL_N (sizeof tail_cols / sizeof *tail_cols)
 
 struct line {
-	struct cell c[HEAD_N + EXPORT_PARAMS_MAX + TAIL_N];
+	struct cell c[HEAD_N + EXPORT_PARAMS_MAX + TAIL_N + EXPORT_EXTRA_MAX];
 	size_t n;
 	json_t *params; /* the row's parameter array, held while c points into it */
+	json_t *extra;  /* the plugin's columns of the row, held likewise */
 	char reason[HR_NAME_MAX + 300];
 };
+
+/* The batch's unit's plugin when it adds export columns. */
+struct export_plugin {
+	struct plugins *ps;
+	const struct plugin *pl; /* NULL: none */
+	const char *const *cols;
+	size_t ncols;
+	char tenant[HR_NAME_MAX], unit[HR_NAME_MAX], batch_id[HR_ID_LEN + 1];
+	int timeouts;
+};
+
+static void export_plugin_of(struct export_plugin *ep, struct plugins *ps, const struct batch *b)
+{
+	memset(ep, 0, sizeof *ep);
+	ep->ps = ps;
+	ep->pl = plugins_for_unit(ps, b->tenant_id, b->unit);
+	ep->cols = plugin_export_columns(ep->pl);
+	if (!ep->cols) {
+		ep->pl = NULL;
+		return;
+	}
+	while (ep->ncols < EXPORT_EXTRA_MAX && ep->cols[ep->ncols])
+		ep->ncols++;
+	hr_strlcpy(ep->tenant, b->tenant_id, sizeof ep->tenant);
+	hr_strlcpy(ep->unit, b->unit, sizeof ep->unit);
+	hr_strlcpy(ep->batch_id, b->id, sizeof ep->batch_id);
+}
+
+/* The row's plugin columns (NULL: all empty). */
+static json_t *export_extra(struct export_plugin *ep, const struct batch_export_row *x)
+{
+	if (!ep->pl || ep->timeouts >= EXPORT_PLUGIN_TIMEOUTS_MAX)
+		return NULL;
+	struct message m = {0};
+	hr_strlcpy(m.id, x->item.message_id, sizeof m.id);
+	hr_strlcpy(m.tenant_id, ep->tenant, sizeof m.tenant_id);
+	hr_strlcpy(m.unit, ep->unit, sizeof m.unit);
+	hr_strlcpy(m.batch_id, ep->batch_id, sizeof m.batch_id);
+	hr_strlcpy(m.recipient, x->item.recipient, sizeof m.recipient);
+	hr_strlcpy(m.error_code, x->error_code, sizeof m.error_code);
+	hr_strlcpy(m.provider_id, x->provider_id, sizeof m.provider_id);
+	m.status = x->has_message ? x->status : MSG_QUEUED;
+	json_t *out = NULL;
+	char why[PLUGIN_REASON_MAX];
+	enum plugin_outcome o = plugins_export_row(ep->ps, ep->pl, &m, &out, why, sizeof why);
+	if (o == PO_TIMEOUT && ++ep->timeouts == EXPORT_PLUGIN_TIMEOUTS_MAX)
+		hr_log(HR_LOG_WARN, "api",
+		       "export of batch %s: %s; its columns stay empty from here", ep->batch_id,
+		       why);
+	return o == PO_OK ? out : NULL;
+}
 
 /* The batch's parameter count, from its spec (0 when it has none). */
 static int spec_nparams(const struct batch *b)
@@ -117,10 +178,13 @@ static void line_free(struct line *l)
 {
 	json_decref(l->params);
 	l->params = NULL;
+	json_decref(l->extra);
+	l->extra = NULL;
 }
 
 /* Fills l from one row; l borrows from x until line_free. */
-static void line_of(struct line *l, const struct batch_export_row *x, int nparams)
+static void line_of(struct line *l, const struct batch_export_row *x, int nparams,
+                    struct export_plugin *ep)
 {
 	const struct batch_item *it = &x->item;
 	size_t k = 0;
@@ -154,6 +218,13 @@ static void line_of(struct line *l, const struct batch_export_row *x, int nparam
 	l->c[k++] = (struct cell){CELL_FREE, x->reply_text ? x->reply_text : "", 0};
 	l->c[k++] = (struct cell){CELL_FREE, x->reply_payload ? x->reply_payload : "", 0};
 	l->c[k++] = (struct cell){CELL_TIME, NULL, x->replied_at};
+	if (ep && ep->pl) {
+		l->extra = export_extra(ep, x);
+		for (size_t i = 0; i < ep->ncols; i++) {
+			const char *v = json_string_value(json_object_get(l->extra, ep->cols[i]));
+			l->c[k++] = (struct cell){CELL_FREE, v ? v : "", 0};
+		}
+	}
 	l->n = k;
 }
 
@@ -195,6 +266,7 @@ struct csv_stream {
 	struct hr_buf out;
 	size_t off;      /* bytes of out already handed to MHD */
 	struct line line;
+	struct export_plugin ep;
 };
 
 /* RFC 4180: quoted when it holds a comma, quote, CR or LF; quotes doubled.
@@ -222,7 +294,8 @@ void api_csv_field(struct hr_buf *b, const char *s, bool free_text)
 	hr_buf_put(b, "\"", 1);
 }
 
-static void csv_header(struct hr_buf *b, const struct batch *bt, int nparams)
+static void csv_header(struct hr_buf *b, const struct batch *bt, int nparams,
+                       const struct export_plugin *ep)
 {
 	hr_buf_put(b, "\xEF\xBB\xBF", 3); /* UTF-8 BOM: Excel reads the file as UTF-8 */
 	for (size_t i = 0; i < HEAD_N; i++)
@@ -235,6 +308,8 @@ static void csv_header(struct hr_buf *b, const struct batch *bt, int nparams)
 	}
 	for (size_t i = 0; i < TAIL_N; i++)
 		hr_buf_printf(b, ",%s", tail_cols[i]);
+	for (size_t i = 0; ep->pl && i < ep->ncols; i++)
+		hr_buf_printf(b, ",%s", ep->cols[i]); /* checked names: [a-z0-9_-] */
 	hr_buf_put(b, "\r\n", 2);
 }
 
@@ -268,7 +343,7 @@ static int csv_page(struct csv_stream *cs)
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
-		line_of(&cs->line, &v[i], cs->nparams);
+		line_of(&cs->line, &v[i], cs->nparams, &cs->ep);
 		csv_line(&cs->out, &cs->line);
 		line_free(&cs->line);
 		cs->after = v[i].item.row;
@@ -330,11 +405,12 @@ enum MHD_Result api_batch_export_csv(struct api_req *r)
 	cs->st = r->srv->o.store;
 	hr_strlcpy(cs->batch_id, b.id, sizeof cs->batch_id);
 	cs->nparams = spec_nparams(&b);
+	export_plugin_of(&cs->ep, r->srv->o.plugins, &b);
 	char disp[96];
 	disposition(&b, "csv", disp, sizeof disp);
 	/* The header and the first page now, so a store that fails at once
 	 * gets a proper error status instead of a cut download. */
-	csv_header(&cs->out, &b, cs->nparams);
+	csv_header(&cs->out, &b, cs->nparams, &cs->ep);
 	batch_clear(&b);
 	if ((rc = csv_page(cs)) != 0) {
 		csv_free(cs);
@@ -434,7 +510,8 @@ static void xl_line(struct xlsx *x, lxw_row_t row, const struct line *l)
 	}
 }
 
-static void xl_header(struct xlsx *x, const struct batch *b, int nparams)
+static void xl_header(struct xlsx *x, const struct batch *b, int nparams,
+                      const struct export_plugin *ep)
 {
 	lxw_col_t col = 0;
 	for (size_t i = 0; i < HEAD_N; i++)
@@ -446,6 +523,8 @@ static void xl_header(struct xlsx *x, const struct batch *b, int nparams)
 	}
 	for (size_t i = 0; i < TAIL_N; i++)
 		xl_check(x, worksheet_write_string(x->rows, 0, col++, tail_cols[i], x->bold));
+	for (size_t i = 0; ep->pl && i < ep->ncols; i++)
+		xl_check(x, worksheet_write_string(x->rows, 0, col++, ep->cols[i], x->bold));
 	xl_check(x, worksheet_set_column(x->rows, 1, 1, 16, NULL));
 	xl_check(x, worksheet_set_column(x->rows, (lxw_col_t)(HEAD_N + (size_t)nparams) + 2,
 	                                 (lxw_col_t)(HEAD_N + (size_t)nparams) + 2, 28, NULL));
@@ -535,9 +614,11 @@ static void xl_summary(struct xlsx *x, const struct batch *b)
 }
 
 /* Writes the workbook to path: 0, or an HR_E code with err filled. */
-static int xlsx_build(struct store *st, const struct batch *b, const char *path,
+static int xlsx_build(struct store *st, struct plugins *ps, const struct batch *b, const char *path,
                       const char *tmpdir, struct hr_err *err)
 {
+	struct export_plugin ep;
+	export_plugin_of(&ep, ps, b);
 	lxw_workbook_options opts = {.constant_memory = LXW_TRUE,
 	                             .tmpdir = (char *)tmpdir,
 	                             .use_zip64 = b->total > XLSX_ZIP64_ROWS ? LXW_TRUE : LXW_FALSE};
@@ -558,7 +639,7 @@ static int xlsx_build(struct store *st, const struct batch *b, const char *path,
 		format_set_num_format(x.when, "yyyy-mm-dd hh:mm:ss");
 		format_set_num_format(x.pct, "0.00%");
 		int nparams = spec_nparams(b);
-		xl_header(&x, b, nparams);
+		xl_header(&x, b, nparams, &ep);
 		xl_summary(&x, b);
 		struct line *l = calloc(1, sizeof *l);
 		if (!l)
@@ -572,7 +653,7 @@ static int xlsx_build(struct store *st, const struct batch *b, const char *path,
 				break;
 			for (size_t i = 0; i < n; i++) {
 				if (row < XLSX_MAX_ROWS) {
-					line_of(l, &v[i], nparams);
+					line_of(l, &v[i], nparams, &ep);
 					xl_line(&x, row++, l);
 					line_free(l);
 				} else if (rc == 0) {
@@ -626,7 +707,8 @@ static void xlsx_job_free(void *p)
 static void *xlsx_worker(void *arg)
 {
 	struct xlsx_job *j = arg;
-	j->rc = xlsx_build(j->r->srv->o.store, &j->b, j->path, j->tmpdir, &j->err);
+	j->rc = xlsx_build(j->r->srv->o.store, j->r->srv->o.plugins, &j->b, j->path, j->tmpdir,
+	                   &j->err);
 	j->fd = j->rc == 0 ? open(j->path, O_RDONLY | O_CLOEXEC) : -1;
 	if (j->rc == 0 && j->fd < 0)
 		j->rc = hr_fail(&j->err, HR_EIO, NULL, "cannot reopen the workbook");

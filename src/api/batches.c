@@ -28,12 +28,14 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "api/api_int.h"
 #include "campaigns/sheet.h"
@@ -41,6 +43,8 @@
 #include "core/phone.h"
 #include "core/template.h"
 #include "dispatch/dispatch.h"
+#include "plugins/datasource.h"
+#include "plugins/plugins.h"
 
 #define BATCH_CHUNK 250           /* rows per store write */
 #define BATCH_PARAM_MAX 1024      /* bytes per parameter value */
@@ -132,6 +136,9 @@ struct bspec {
 	char *cb_url;      /* the batch's callback_url, heap; NULL: the tenant's */
 	char policy[16];   /* the batch's delivery_policy, "" for the default */
 	json_t *fallback;  /* route, fallback_after_s, fallback_text as given; NULL: none */
+	int doc_param;     /* a template's document header: the URL is this parameter
+	                    * (1-based) of each row; 0: no header */
+	char doc_filename[128]; /* the document's file name, "" for none */
 };
 
 static void bspec_free(struct bspec *b)
@@ -211,6 +218,18 @@ static json_t *row_request(const struct bspec *b, const char *to, const char *co
 		json_t *t = ps ? json_pack("{s:s, s:s, s:o}", "name", b->tname, "language", b->lang,
 		                           "parameters", ps)
 		               : NULL;
+		/* A document header whose link is one of the row's values (a
+		 * monthly statement): checked as a single send's header is. */
+		if (t && b->doc_param > 0 && b->doc_param <= b->nparams) {
+			json_t *h = json_pack("{s:s, s:s}", "type", "document", "url",
+			                      params[b->doc_param - 1]);
+			if (h && b->doc_filename[0])
+				json_object_set_new(h, "filename", json_string(b->doc_filename));
+			if (!h || json_object_set_new(t, "header", h) != 0) {
+				json_decref(t);
+				t = NULL;
+			}
+		}
 		rc = t ? json_object_set_new(o, "template", t) : -1;
 	}
 	if (rc == 0 && b->policy[0])
@@ -259,6 +278,9 @@ static int bspec_of(const struct api_server *s, const struct batch *bt, struct b
 	b->nparams = (int)json_integer_value(json_object_get(spec, "nparams"));
 	const char *pol = json_string_value(json_object_get(spec, "delivery_policy"));
 	hr_strlcpy(b->policy, pol ? pol : "", sizeof b->policy);
+	b->doc_param = (int)json_integer_value(json_object_get(spec, "document_param"));
+	const char *dfn = json_string_value(json_object_get(spec, "document_filename"));
+	hr_strlcpy(b->doc_filename, dfn ? dfn : "", sizeof b->doc_filename);
 	bool oom;
 	b->fallback = fallback_of(spec, &oom);
 	if (oom || (text && !(b->text = strdup(text))) || (cb && !(b->cb_url = strdup(cb)))) {
@@ -284,7 +306,15 @@ struct vctx {
 	int64_t now;
 	bool oom;
 	struct hr_err fatal; /* why the whole upload is refused (validate_row: HR_EINVAL) */
+	/* The unit's plugin when it has a prepare hook (plugins/plugins.h):
+	 * each row passes it first. After PREPARE_TIMEOUTS_MAX of its calls
+	 * timed out, the upload's remaining rows are refused without calling
+	 * it, so a hanging plugin costs an upload seconds, not hours. */
+	const struct plugin *prep;
+	int prep_timeouts;
 };
+
+#define PREPARE_TIMEOUTS_MAX 3
 
 /* The recipient as the channel stores it. */
 static int row_recipient(const struct vctx *v, const char *raw, char out[HR_ADDR_MAX],
@@ -354,14 +384,17 @@ static const char *cell_problem(unsigned char bad, bool recipient)
 	}
 }
 
-static int validate_row(struct vctx *v, int64_t row, const char *const *vals, size_t nvals,
-                        const unsigned char *bad, struct batch_item *it)
+/* pd: the row as the unit's plugin prepared it (recipient and parameters
+ * instead of the mapped columns), or NULL. */
+static int validate_row_as(struct vctx *v, int64_t row, const char *const *vals, size_t nvals,
+                           const unsigned char *bad, struct batch_item *it,
+                           const struct plugin_draft *pd)
 {
 	memset(it, 0, sizeof *it);
 	it->row = row;
 	const char *params[BATCH_COLS_MAX];
 	char why[256] = "";
-	const char *raw = (size_t)v->rcol < nvals ? vals[v->rcol] : "";
+	const char *raw = pd ? pd->recipient : (size_t)v->rcol < nvals ? vals[v->rcol] : "";
 	char to[HR_ADDR_MAX] = "";
 	int rc;
 	const char *problem = bad && (size_t)v->rcol < nvals ? cell_problem(bad[v->rcol], true) : NULL;
@@ -380,7 +413,7 @@ static int validate_row(struct vctx *v, int64_t row, const char *const *vals, si
 	hr_strlcpy(it->recipient, to, sizeof it->recipient);
 	for (int i = 0; i < v->b.nparams; i++) {
 		int c = v->pcols[i];
-		params[i] = (size_t)c < nvals ? vals[c] : "";
+		params[i] = pd ? pd->params[i] : (size_t)c < nvals ? vals[c] : "";
 		if (bad && (size_t)c < nvals && (problem = cell_problem(bad[c], false))) {
 			hr_strlcpy(it->error_column, v->headers[c], sizeof it->error_column);
 			hr_strlcpy(it->error, problem, sizeof it->error);
@@ -438,6 +471,65 @@ invalid_recipient:
 	hr_strlcpy(it->error_column, v->headers[v->rcol], sizeof it->error_column);
 	hr_strlcpy(it->error, why, sizeof it->error);
 	return 0;
+}
+
+/* A row refused by (or on account of) the unit's plugin. */
+static int plugin_row_invalid(struct batch_item *it, int64_t row, const char *raw, const char *why)
+{
+	memset(it, 0, sizeof *it);
+	it->row = row;
+	hr_strlcpy(it->recipient, raw, sizeof it->recipient);
+	hr_strlcpy(it->error_column, "", sizeof it->error_column);
+	hr_utf8_copy(it->error, why, sizeof it->error);
+	return 0;
+}
+
+/*
+ * One row: through the unit's plugin's prepare hook first when it has one
+ * (on the plugin pool, waited for up to the hook's deadline; this runs on
+ * an upload worker, never an HTTP thread), then the checks every row
+ * passes. A row the plugin skips, or whose call failed, timed out or gave
+ * garbage, is invalid with the plugin's name and reason; the rest of the
+ * upload goes on.
+ */
+static int validate_row(struct vctx *v, int64_t row, const char *const *vals, size_t nvals,
+                        const unsigned char *bad, struct batch_item *it)
+{
+	if (!v->prep)
+		return validate_row_as(v, row, vals, nvals, bad, it, NULL);
+	const char *raw = (size_t)v->rcol < nvals ? vals[v->rcol] : "";
+	char why[PLUGIN_REASON_MAX];
+	if (v->prep_timeouts >= PREPARE_TIMEOUTS_MAX) {
+		snprintf(why, sizeof why,
+		         "plugin %s: prepare not called: %d of its calls in this "
+		         "upload timed out",
+		         plugin_name(v->prep), v->prep_timeouts);
+		return plugin_row_invalid(it, row, raw, why);
+	}
+	struct plugin_draft pd = {0};
+	hr_strlcpy(pd.recipient, raw, sizeof pd.recipient);
+	pd.nparams = v->b.nparams;
+	for (int i = 0; i < v->b.nparams; i++) {
+		int c = v->pcols[i];
+		if (!(pd.params[i] = strdup((size_t)c < nvals && vals[c] ? vals[c] : ""))) {
+			plugin_draft_clear(&pd);
+			return HR_ENOMEM;
+		}
+	}
+	size_t n = nvals < v->nh ? nvals : v->nh;
+	enum plugin_outcome o = plugins_prepare(v->b.s->o.plugins, v->prep, v->b.tenant, v->b.unit,
+	                                        v->headers, vals, n, &pd, why, sizeof why);
+	int rc;
+	if (o == PO_TIMEOUT)
+		v->prep_timeouts++;
+	if (o != PO_OK)
+		rc = plugin_row_invalid(it, row, raw, why);
+	else if (pd.skip)
+		rc = plugin_row_invalid(it, row, pd.recipient, pd.skip_reason);
+	else
+		rc = validate_row_as(v, row, vals, nvals, bad, it, &pd);
+	plugin_draft_clear(&pd);
+	return rc;
 }
 
 static void vctx_free(struct vctx *v)
@@ -569,9 +661,32 @@ static enum MHD_Result respond_batch(struct api_req *r, int status, const char *
  * ------------------------------------------------------------------------- */
 
 static const char *const post_keys[] = {
-	"name", "channel", "account", "template", "text", "recipient_column", "params",
-	"default_region", "unit", "schedule_at", "dry_run", "start", "rows", "sheet", "separator",
-	"callback_url", "delivery_policy", "route", "fallback_after_s", "fallback_text", NULL,
+    "name",
+    "channel",
+    "account",
+    "template",
+    "text",
+    "recipient_column",
+    "params",
+    "default_region",
+    "unit",
+    "schedule_at",
+    "dry_run",
+    "start",
+    "rows",
+    "sheet",
+    "separator",
+    "callback_url",
+    "delivery_policy",
+    "route",
+    "fallback_after_s",
+    "fallback_text",
+    "source",
+    "query",
+    "query_params",
+    "document_param",
+    "document_filename",
+    NULL,
 };
 
 static int need_string(json_t *root, const char *key, size_t max, const char **out,
@@ -745,6 +860,23 @@ static int parse_spec(struct api_req *r, json_t *root, struct vctx *v, const cha
 	if (v->b.nparams > BATCH_COLS_MAX)
 		return hr_fail(err, HR_ELIMIT, text ? "text" : "template",
 		               "at most %d placeholders", BATCH_COLS_MAX);
+	json_t *jdoc = json_object_get(root, "document_param");
+	const char *dfn = NULL;
+	if (jdoc && (text || !json_is_integer(jdoc) || json_integer_value(jdoc) < 1 ||
+	             json_integer_value(jdoc) > v->b.nparams))
+		return hr_fail(err, HR_EINVAL, "document_param",
+		               "document_param must be the number of one of the template's "
+		               "parameters (1 to %d): the one holding the document's link",
+		               v->b.nparams);
+	if ((rc = need_string(root, "document_filename", sizeof v->b.doc_filename - 1, &dfn, false,
+	                      err)))
+		return rc;
+	if (dfn && !jdoc)
+		return hr_fail(err, HR_EINVAL, "document_filename",
+		               "document_filename goes with "
+		               "document_param");
+	v->b.doc_param = jdoc ? (int)json_integer_value(jdoc) : 0;
+	hr_strlcpy(v->b.doc_filename, dfn ? dfn : "", sizeof v->b.doc_filename);
 	return 0;
 }
 
@@ -917,7 +1049,8 @@ static int put_behind_start(struct put_behind *p, struct batch_item **items, siz
 struct rowsrc {
 	json_t *rows; /* JSON */
 	size_t next;
-	struct sheet *sh; /* upload */
+	struct sheet *sh; /* upload, or a data-source query's rows */
+	int qfd;          /* the query's rows as CSV (an unnamed file) + 1; 0: none */
 	char hbuf[BATCH_COLS_MAX][64];
 	const char *headers[BATCH_COLS_MAX];
 	size_t nh;
@@ -944,6 +1077,8 @@ static int sheet_fail(const struct sheet_err *se, struct hr_err *err)
 	return hr_fail(err, code, field, "%s", se->msg);
 }
 
+static int src_headers(struct rowsrc *rs, struct hr_err *err);
+
 static int src_open_sheet(struct rowsrc *rs, struct api_req *r, json_t *root, struct hr_err *err)
 {
 	const struct api_upload *u = r->upload;
@@ -967,6 +1102,13 @@ static int src_open_sheet(struct rowsrc *rs, struct api_req *r, json_t *root, st
 	struct sheet_err se = {0};
 	if (sheet_open(&rs->sh, api_upload_path(u), &o, &se) != 0)
 		return sheet_fail(&se, err);
+	return src_headers(rs, err);
+}
+
+/* The open sheet's first row with a value: the column names. */
+static int src_headers(struct rowsrc *rs, struct hr_err *err)
+{
+	struct sheet_err se = {0};
 	struct sheet_row row;
 	int k = sheet_next(rs->sh, &row, &se);
 	if (k < 0)
@@ -991,6 +1133,187 @@ static int src_open_sheet(struct rowsrc *rs, struct api_req *r, json_t *root, st
 	}
 	rs->nh = row.ncols;
 	return 0;
+}
+
+/*
+ * Rows from a data source (plugins/datasource.h): {"source", "query",
+ * "query_params"}. The tenant names one of the source's configured queries
+ * (never SQL) and gives its parameters as values; a source the tenant is not
+ * listed under is "not found", exactly like one that does not exist. The
+ * rows are written as CSV to an unnamed file in upload_dir (bounded by
+ * max_upload_bytes and max_batch_rows, like an upload) and read back by
+ * the CSV reader, so validation, the report, progress, cancel, retry and
+ * export are those of an uploaded file.
+ */
+#define QUERY_PARAMS_MAX 32
+
+struct qspool {
+	FILE *f;
+	uint64_t bytes, max_bytes;
+	int64_t rows, max_rows;
+	int rc;
+	struct hr_err *err;
+};
+
+static void csv_field(FILE *f, const char *v)
+{
+	fputc('"', f);
+	for (; *v; v++) {
+		if (*v == '"')
+			fputc('"', f);
+		fputc(*v, f);
+	}
+	fputc('"', f);
+}
+
+static int qspool_row(void *ctx, int ncols, const char *const *names, const char *const *values)
+{
+	struct qspool *q = ctx;
+	if (ncols > BATCH_COLS_MAX) {
+		q->rc = hr_fail(q->err, HR_ELIMIT, "query",
+		                "the query returns %d columns (at most %d)", ncols, BATCH_COLS_MAX);
+		return 1;
+	}
+	if (q->rows == 0) {
+		for (int i = 0; i < ncols; i++) {
+			if (i)
+				fputc(',', q->f);
+			csv_field(q->f, names[i]);
+		}
+		fputs("\r\n", q->f);
+	}
+	if (++q->rows > q->max_rows) {
+		q->rc = hr_fail(q->err, HR_ELIMIT, "query",
+		                "the query returns more than %lld rows (a campaign's limit)",
+		                (long long)q->max_rows);
+		return 1;
+	}
+	for (int i = 0; i < ncols; i++) {
+		if (i)
+			fputc(',', q->f);
+		csv_field(q->f, values[i] ? values[i] : "");
+		q->bytes += (values[i] ? strlen(values[i]) : 0) + 3;
+	}
+	fputs("\r\n", q->f);
+	if (q->bytes > q->max_bytes) {
+		q->rc = hr_fail(q->err, HR_ELIMIT, "query",
+		                "the query returns more than %llu bytes (a campaign's limit)",
+		                (unsigned long long)q->max_bytes);
+		return 1;
+	}
+	return 0;
+}
+
+/* Whether the tenant may read the source's named query: 404 for a source
+ * it is not listed under (as for one that does not exist) and for a name
+ * that is not one of the source's queries. *sql: the query's SQL. */
+static int src_query_check(struct api_req *r, json_t *root, const char **sql, struct hr_err *err)
+{
+	struct api_server *s = r->srv;
+	const char *source = NULL, *qname = NULL;
+	int rc;
+	if ((rc = need_string(root, "source", 63, &source, true, err)) ||
+	    (rc = need_string(root, "query", 63, &qname, true, err)))
+		return rc;
+	if (!s->o.datasources || !ds_tenant_allowed(s->o.datasources, source, r->tenant))
+		return hr_fail(err, HR_ENOTFOUND, "source", "no data source '%s'", source);
+	*sql = ds_named_query(s->o.datasources, source, qname);
+	if (!*sql)
+		return hr_fail(
+		    err, HR_ENOTFOUND, "query",
+		    "data source '%s' has no query named '%s' (name one of its configured "
+		    "queries: SQL is never taken from a request)",
+		    source, qname);
+	return 0;
+}
+
+static int src_open_query(struct rowsrc *rs, struct api_req *r, json_t *root, struct hr_err *err)
+{
+	struct api_server *s = r->srv;
+	const char *source = NULL, *qname = NULL;
+	int rc;
+	if ((rc = need_string(root, "source", 63, &source, true, err)) ||
+	    (rc = need_string(root, "query", 63, &qname, true, err)))
+		return rc;
+	if (r->upload || json_object_get(root, "rows"))
+		return hr_fail(
+		    err, HR_EINVAL, "source",
+		    "a campaign's rows come from a file, rows or a source: not two of them");
+	const char *sql;
+	if ((rc = src_query_check(r, root, &sql, err)))
+		return rc;
+	json_t *jp = json_object_get(root, "query_params");
+	const char *params[QUERY_PARAMS_MAX];
+	char nums[QUERY_PARAMS_MAX][32];
+	size_t np = 0;
+	if (jp && (!json_is_array(jp) || json_array_size(jp) > QUERY_PARAMS_MAX))
+		return hr_fail(err, HR_EINVAL, "query_params",
+		               "query_params must be a list of at most %d values",
+		               QUERY_PARAMS_MAX);
+	for (np = 0; jp && np < json_array_size(jp); np++) {
+		json_t *v = json_array_get(jp, np);
+		char f[32];
+		snprintf(f, sizeof f, "query_params[%zu]", np);
+		if (json_is_string(v) && json_string_length(v) <= BATCH_PARAM_MAX &&
+		    strlen(json_string_value(v)) == json_string_length(v))
+			params[np] = json_string_value(v);
+		else if (json_is_integer(v))
+			snprintf(nums[np], sizeof nums[np], "%" JSON_INTEGER_FORMAT,
+			         json_integer_value(v)),
+			    params[np] = nums[np];
+		else if (json_is_real(v))
+			snprintf(nums[np], sizeof nums[np], "%.17g", json_real_value(v)),
+			    params[np] = nums[np];
+		else if (json_is_null(v))
+			params[np] = NULL;
+		else
+			return hr_fail(err, HR_EINVAL, f,
+			               "%s must be a string of at most %d bytes, a number or null",
+			               f, BATCH_PARAM_MAX);
+	}
+	int fd =
+	    open(s->o.upload_dir ? s->o.upload_dir : "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	FILE *f = fd >= 0 ? fdopen(dup(fd), "w") : NULL;
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
+		return hr_fail(err, HR_EIO, "source", "cannot spool the query's rows");
+	}
+	rs->qfd = fd + 1;
+	struct qspool q = {.f = f,
+	                   .max_bytes = s->o.max_upload_bytes,
+	                   .max_rows = s->o.max_batch_rows,
+	                   .err = err};
+	char derr[512];
+	rc = ds_query(s->o.datasources, source, sql, params, (int)np, 0, qspool_row, &q, derr,
+	              sizeof derr);
+	if (fclose(f) != 0 && rc == 0 && q.rc == 0)
+		return hr_fail(err, HR_EIO, "source", "cannot spool the query's rows (disk full?)");
+	if (q.rc)
+		return q.rc;
+	if (rc != 0) {
+		/* The driver's text names the source; it is the operator's SQL and
+		 * server, so say what failed without the server's detail. */
+		hr_log(HR_LOG_WARN, "batches", "%s", derr);
+		return hr_fail(err, HR_EBUSY, "source", "data source '%s' could not be read: %s",
+		               source,
+		               strstr(derr, "timed out")        ? "the query timed out"
+		               : strstr(derr, "cannot connect") ? "cannot connect"
+		                                                : "the query failed");
+	}
+	if (q.rows == 0)
+		return hr_fail(err, HR_EINVAL, "query",
+		               "query '%s' of data source '%s' returned no rows", qname, source);
+	char path[64];
+	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+	struct sheet_opts o = {.format = SHEET_FMT_CSV, .csv_sep = ','};
+	o.limits.max_rows = (uint32_t)s->o.max_batch_rows + 1;
+	o.limits.max_cols = BATCH_COLS_MAX;
+	o.limits.max_file_bytes = s->o.max_upload_bytes + (uint64_t)q.rows * 8 + 65536;
+	struct sheet_err se = {0};
+	if (sheet_open(&rs->sh, path, &o, &se) != 0)
+		return sheet_fail(&se, err);
+	return src_headers(rs, err);
 }
 
 /* The next row: 1 (*rowno, rs->vals/bad filled), 0 at the end, or an error. */
@@ -1157,6 +1480,10 @@ static void post_run(struct post_job *job)
 				break;
 			}
 		}
+	/* Who may read which source is settled before anything else is. */
+	const char *qsql;
+	if (rc == 0 && json_object_get(root, "source"))
+		rc = src_query_check(r, root, &qsql, &err);
 	if (rc == 0)
 		rc = parse_spec(r, root, v, &name, &err);
 	if (rc == 0) {
@@ -1176,6 +1503,10 @@ static void post_run(struct post_job *job)
 	}
 	if (rc == 0 && unit)
 		hr_strlcpy(v->b.unit, unit, sizeof v->b.unit);
+	if (rc == 0 && unit) {
+		const struct plugin *pl = plugins_for_unit(s->o.plugins, r->tenant, unit);
+		v->prep = plugin_has(pl, PH_PREPARE) ? pl : NULL;
+	}
 	/* The batch's own callback URL, checked now; its messages take it
 	 * (the rows' requests carry it, row_request). */
 	char *cb_url = NULL;
@@ -1199,7 +1530,13 @@ static void post_run(struct post_job *job)
 	    (!json_is_string(jsched) || hr_time_parse(json_string_value(jsched), &schedule_at)))
 		rc = hr_fail(&err, HR_EINVAL, "schedule_at",
 		             "schedule_at must be an RFC 3339 time such as 2026-12-24T09:00:00Z");
-	if (rc == 0 && r->upload) {
+	bool from_source = json_object_get(root, "source") != NULL;
+	if (rc == 0 && from_source) {
+		rc = src_open_query(rs, r, root, &err);
+	} else if (rc == 0 &&
+	           (json_object_get(root, "query") || json_object_get(root, "query_params"))) {
+		rc = hr_fail(&err, HR_EINVAL, "source", "query and query_params go with a source");
+	} else if (rc == 0 && r->upload) {
 		rc = src_open_sheet(rs, r, root, &err);
 	} else if (rc == 0) {
 		if (!json_is_array(rows) || json_array_size(rows) == 0)
@@ -1237,13 +1574,25 @@ static void post_run(struct post_job *job)
 		b.receipts = v->b.acct->ops->has_receipts;
 		b.schedule_at = schedule_at;
 		json_t *spec = json_pack("{s:i, s:s, s:s}", "nparams", v->b.nparams, "region",
-		                         v->b.region, "source", r->upload ? "file" : "json");
+		                         v->b.region, "source",
+		                         from_source ? "query"
+		                         : r->upload ? "file"
+		                                     : "json");
+		if (spec && from_source) {
+			json_object_set(spec, "data_source", json_object_get(root, "source"));
+			json_object_set(spec, "query", json_object_get(root, "query"));
+		}
 		if (spec && v->b.text)
 			json_object_set_new(spec, "text", json_string(v->b.text));
 		if (spec && cb_url)
 			json_object_set_new(spec, "callback_url", json_string(cb_url));
 		if (spec && v->b.policy[0])
 			json_object_set_new(spec, "delivery_policy", json_string(v->b.policy));
+		if (spec && v->b.doc_param)
+			json_object_set_new(spec, "document_param", json_integer(v->b.doc_param));
+		if (spec && v->b.doc_filename[0])
+			json_object_set_new(spec, "document_filename",
+			                    json_string(v->b.doc_filename));
 		if (spec && v->b.fallback)
 			json_object_update(spec, v->b.fallback);
 		if (spec && r->upload)
@@ -1293,7 +1642,10 @@ static void post_run(struct post_job *job)
 		rc = st->ops->batch_items_put(st, b.id, items, nit, &err);
 	items_free(items, nit);
 	if (rc == 0 && up.total == 0)
-		rc = hr_fail(&err, HR_EINVAL, r->upload ? "file" : "rows",
+		rc = hr_fail(&err, HR_EINVAL,
+		             from_source ? "query"
+		             : r->upload ? "file"
+		                         : "rows",
 		             "there are no rows under the column names");
 	if (rc == 0 && !dry)
 		rc = st->ops->batch_set_status(st, r->tenant, b.id, BATCH_VALIDATED, NULL, &err);
@@ -1327,8 +1679,11 @@ static void post_run(struct post_job *job)
 			st->ops->batch_set_status(st, r->tenant, b.id, BATCH_FAILED, why, &e2);
 		}
 	}
-	if (rs)
+	if (rs) {
 		sheet_close(rs->sh);
+		if (rs->qfd)
+			close(rs->qfd - 1);
+	}
 	vctx_free(v);
 	free(v);
 	free(rs);

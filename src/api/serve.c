@@ -18,6 +18,8 @@
 #include "core/template.h"
 #include "dispatch/reconciler.h"
 #include "obs/metrics.h"
+#include "plugins/datasource.h"
+#include "plugins/plugins.h"
 
 struct serve_args {
 	const char *config;
@@ -725,6 +727,28 @@ static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opt
 	o->limits.key_burst = hr_cfg_int(cfg, "limits.key_burst", 0, 0, 1000000, err);
 	o->limits.max_buckets = (size_t)hr_cfg_int(cfg, "limits.max_buckets",
 	                                           API_LIMIT_BUCKETS_DEFAULT, 64, 10000000, err);
+	/* The dashboard's sessions and event streams (README "Dashboard"). */
+	o->dash.max_sessions =
+	    (int)hr_cfg_int(cfg, "dashboard.max_sessions", o->dash.max_sessions, 1, 1000000, err);
+	o->dash.sessions_per_key = (int)hr_cfg_int(cfg, "dashboard.sessions_per_key",
+	                                           o->dash.sessions_per_key, 1, 1000, err);
+	o->dash.session_idle_us = hr_cfg_int(cfg, "dashboard.session_idle_s",
+	                                     o->dash.session_idle_us / 1000000, 1, 86400, err) *
+	                          1000000;
+	o->dash.session_max_age_us =
+	    hr_cfg_int(cfg, "dashboard.session_max_age_s", o->dash.session_max_age_us / 1000000, 1,
+	               30 * 86400, err) *
+	    1000000;
+	o->dash.unmask_us =
+	    hr_cfg_int(cfg, "dashboard.unmask_s", o->dash.unmask_us / 1000000, 1, 86400, err) *
+	    1000000;
+	o->dash.max_event_streams = (int)hr_cfg_int(cfg, "dashboard.max_event_streams",
+	                                            o->dash.max_event_streams, 1, 100000, err);
+	o->dash.streams_per_session = (int)hr_cfg_int(cfg, "dashboard.streams_per_session",
+	                                              o->dash.streams_per_session, 1, 1000, err);
+	o->dash.heartbeat_us = hr_cfg_int(cfg, "dashboard.heartbeat_ms",
+	                                  o->dash.heartbeat_us / 1000, 100, 600000, err) *
+	                       1000;
 	/* The scrape listener: absent, none (the API port's /metrics then
 	 * needs `metrics:read`, as it does anyway). */
 	const char *ml = hr_cfg_str(cfg, "server.metrics_listen", NULL, err);
@@ -823,6 +847,26 @@ static void serve_accounts_changed(void *arg)
 	dispatcher_notify(arg);
 }
 
+/* Committed status changes and replies (store_observe) for the plugins'
+ * on_status / on_reply hooks: queued on their pool, never waited for. */
+static void serve_plugin_notes(void *arg, const struct store_note *n, size_t k)
+{
+	for (size_t i = 0; i < k; i++) {
+		if (strcmp(n[i].kind, "reply") == 0)
+			plugins_reply_event(arg, n[i].message_id, n[i].tenant_id, n[i].text,
+			                    n[i].payload);
+		else
+			plugins_status_event(arg, n[i].message_id, n[i].tenant_id, n[i].from,
+			                     n[i].to);
+	}
+}
+
+/* /metrics' plugin series (metrics_set_extra). */
+static void serve_plugin_metrics(void *arg, struct hr_buf *b)
+{
+	plugins_metrics_render(arg, b);
+}
+
 int serve_main(int argc, char **argv)
 {
 	struct serve_args a;
@@ -853,6 +897,8 @@ int serve_main(int argc, char **argv)
 	struct api_server *srv = NULL;
 	struct secret_watch *sw = NULL;
 	char(*ophash)[65] = NULL;
+	struct ds_registry *ds = NULL;
+	struct plugins *plugins = NULL;
 	char host[128], mhost[128];
 	int status = 1;
 
@@ -877,6 +923,25 @@ int serve_main(int argc, char **argv)
 	    account_set_load_policy(st, &policy, &accounts, &err))
 		goto out;
 	account_set_public_url(&accounts, aopts.public_url);
+	/* Plugins (plugins/plugins.h): every .so of plugins.dir loaded and
+	 * checked now, or the start is refused naming the file. The data
+	 * sources they query first. struct config is the config's root. */
+	{
+		char dserr[512] = "";
+		if (ds_registry_open((const struct config *)cfg, &ds, dserr, sizeof dserr) != 0) {
+			hr_fail(&err, HR_EINVAL, "data_sources", "%s", dserr);
+			goto out;
+		}
+	}
+	/* Campaigns may read the sources too (POST /v1/batches {"source"}). */
+	aopts.datasources = ds;
+	if (plugins_load(cfg, ds, &plugins, &err))
+		goto out;
+	plugins_set_store(plugins, st);
+	if (plugins_count(plugins))
+		store_observe(serve_plugin_notes, plugins);
+	metrics_set_extra(serve_plugin_metrics, plugins);
+	dopts.plugins = plugins;
 	/* Secret rotation (channel.h, secret_watch.c): a changed secret file is
 	 * noticed within secret_check_ms; a replaced account's secrets still
 	 * verify webhooks for secret_grace_s (0: never). */
@@ -885,6 +950,13 @@ int serve_main(int argc, char **argv)
 	accounts.grace_us = hr_cfg_int(cfg, "server.secret_grace_s", 300, 0, 86400, &err) * 1000000;
 	if (err.code)
 		goto out;
+	/* Accounts that fetch credentials in the background (RBM's access
+	 * tokens) get a few seconds to have them before the first sends. */
+	size_t unready = account_set_await_ready(&accounts, hr_mono_us() + 5000000);
+	if (unready)
+		hr_log(HR_LOG_WARN, "serve",
+		       "%zu account(s) have no provider credentials yet; their sends wait and retry",
+		       unready);
 	/* Lease expiry is the reconciler's, on its own thread. */
 	dopts.reconcile_every_us = 0;
 	if (dispatcher_start(st, &accounts, &dopts, &disp, &err) ||
@@ -903,6 +975,7 @@ int serve_main(int argc, char **argv)
 	aopts.accounts = &accounts;
 	aopts.dispatcher = disp;
 	aopts.applier = app;
+	aopts.plugins = plugins;
 	if (read_operator_keys(cfg, &ophash, &aopts.noperator, &err))
 		goto out;
 	aopts.operator_hashes = (const char(*)[65])ophash;
@@ -946,6 +1019,10 @@ out:
 	reconciler_stop(rec);
 	dispatcher_stop(disp);
 	applier_stop(app);
+	metrics_set_extra(NULL, NULL);
+	store_observe(NULL, NULL);
+	plugins_free(plugins);
+	ds_registry_close(ds);
 	callback_tenants_free(cbt, ncbt);
 	callback_policy_clear(&cbpolicy);
 	account_set_clear(&accounts);

@@ -63,6 +63,14 @@ void api_opts_default(struct api_opts *o)
 	o->sync_timeout_us = API_SYNC_TIMEOUT_US;
 	o->sync_max_timeout_us = API_SYNC_MAX_TIMEOUT_US;
 	o->max_attempts = 0; /* the dispatcher's default */
+	o->dash.max_sessions = 1024;
+	o->dash.sessions_per_key = 8;
+	o->dash.session_idle_us = 30 * 60 * 1000000LL;
+	o->dash.session_max_age_us = 12 * 3600 * 1000000LL;
+	o->dash.unmask_us = 15 * 60 * 1000000LL;
+	o->dash.max_event_streams = 64;
+	o->dash.streams_per_session = 4;
+	o->dash.heartbeat_us = 15 * 1000000LL;
 }
 
 /*
@@ -112,6 +120,8 @@ enum MHD_Result api_respond(struct api_req *r, int status, char *body, size_t le
  * is not UTF-8 slipped through): never a partial answer, a logged 500. */
 enum MHD_Result api_respond_json(struct api_req *r, int status, json_t *j, const char *const *extra)
 {
+	if (j && r->masked)
+		api_mask_json(j); /* a dashboard session before an unmask (session.c) */
 	char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (!body) {
@@ -297,8 +307,8 @@ static const struct api_route_def api_routes[] = {
      "GET, HEAD"},
     {"/v1/channels/{id}/capabilities", ROUTE_CAPABILITIES,
      TENANT(api_channel_capabilities, SCOPE_MESSAGES_READ), NONE, NONE, "GET, HEAD"},
-    {"/webhooks/{channel}/{account}", ROUTE_WEBHOOK, PUBLIC(api_webhook), PUBLIC(api_webhook),
-     NONE, "GET, HEAD, POST"},
+    {"/webhooks/{channel}/{account}", ROUTE_WEBHOOK, PUBLIC(api_webhook), PUBLIC(api_webhook), NONE,
+     "GET, HEAD, POST"},
     {"/v1/batches", ROUTE_BATCHES, TENANT(api_batches_list, SCOPE_CAMPAIGNS_READ),
      TENANT(api_batches_post, SCOPE_CAMPAIGNS_WRITE), NONE, "GET, HEAD, POST"},
     {"/v1/batches/{id}", ROUTE_BATCH, TENANT(api_batch_get, SCOPE_CAMPAIGNS_READ), NONE,
@@ -330,16 +340,16 @@ static const struct api_route_def api_routes[] = {
     {"/v1/tenants", ROUTE_TENANTS, OPERATOR(api_tenants_list), OPERATOR(api_tenants_post), NONE,
      "GET, HEAD, POST"},
     {"/v1/tenants/{tenant}", ROUTE_TENANT, ADMIN(api_tenant_get), NONE, NONE, "GET, HEAD"},
-    {"/v1/tenants/{tenant}/disable", ROUTE_TENANT_DISABLE, NONE, OPERATOR(api_tenant_disable),
-     NONE, "POST"},
+    {"/v1/tenants/{tenant}/disable", ROUTE_TENANT_DISABLE, NONE, OPERATOR(api_tenant_disable), NONE,
+     "POST"},
     {"/v1/tenants/{tenant}/enable", ROUTE_TENANT_ENABLE, NONE, OPERATOR(api_tenant_enable), NONE,
      "POST"},
     {"/v1/tenants/{tenant}/units", ROUTE_UNITS, ADMIN(api_units_list), ADMIN(api_units_post), NONE,
      "GET, HEAD, POST"},
     {"/v1/webhooks/parked", ROUTE_WEBHOOKS_PARKED, WIDE(api_webhooks_parked, SCOPE_MESSAGES_READ),
      NONE, NONE, "GET, HEAD"},
-    {"/v1/tenants/{tenant}/units/{unit}/disable", ROUTE_UNIT_DISABLE, NONE,
-     ADMIN(api_unit_disable), NONE, "POST"},
+    {"/v1/tenants/{tenant}/units/{unit}/disable", ROUTE_UNIT_DISABLE, NONE, ADMIN(api_unit_disable),
+     NONE, "POST"},
     {"/v1/tenants/{tenant}/units/{unit}/enable", ROUTE_UNIT_ENABLE, NONE, ADMIN(api_unit_enable),
      NONE, "POST"},
     {"/v1/tenants/{tenant}/keys", ROUTE_KEYS, ADMIN(api_keys_list), ADMIN(api_keys_post), NONE,
@@ -354,6 +364,22 @@ static const struct api_route_def api_routes[] = {
     {"/v1/templates/{channel}/{name}/{language}", ROUTE_TEMPLATE,
      TENANT(api_template_get, SCOPE_MESSAGES_READ), NONE,
      TENANT(api_template_delete, SCOPE_TEMPLATES_WRITE), "GET, HEAD, DELETE"},
+    {"/v1/plugins", ROUTE_PLUGINS, ADMIN(api_plugins_list), NONE, NONE, "GET, HEAD"},
+    {"/v1/units/{unit}/stats", ROUTE_UNIT_STATS, TENANT(api_unit_stats, SCOPE_CAMPAIGNS_READ), NONE,
+     NONE, "GET, HEAD"},
+    {"/v1/units/{unit}/campaigns", ROUTE_UNIT_CAMPAIGNS,
+     TENANT(api_unit_campaigns, SCOPE_CAMPAIGNS_READ), NONE, NONE, "GET, HEAD"},
+    /* The dashboard (README "Dashboard"): its files are public (they hold
+     * no data; every read behind them is a /v1 call). */
+    {"/", ROUTE_WEB_INDEX, PUBLIC(api_web_get), NONE, NONE, "GET, HEAD"},
+    {"/ui/{path}", ROUTE_WEB_FILE, PUBLIC(api_web_get), NONE, NONE, "GET, HEAD"},
+    /* Sign-in takes an API key in its body; GET and DELETE act on the
+     * session of the cookie, authenticated by session.c itself. */
+    {"/v1/session", ROUTE_SESSION, PUBLIC(api_session_get), PUBLIC(api_session_post),
+     PUBLIC(api_session_delete), "GET, HEAD, POST, DELETE"},
+    {"/v1/session/unmask", ROUTE_SESSION_UNMASK, NONE,
+     TENANT(api_session_unmask, SCOPE_MESSAGES_READ), NONE, "POST"},
+    {"/v1/events", ROUTE_EVENTS, TENANT(api_events_get, SCOPE_CAMPAIGNS_READ), NONE, NONE, "GET"},
 };
 
 #define API_NROUTES (sizeof api_routes / sizeof *api_routes)
@@ -445,6 +471,12 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 		for (size_t i = 0; p && i < sizeof sub / sizeof *sub; i++)
 			if (strcmp(p, sub[i].tail) == 0)
 				return route_def(sub[i].route);
+	} else if (strncmp(url, "/v1/units/", 10) == 0) {
+		p = segment(url + 10, r->path_id, sizeof r->path_id);
+		if (p && strcmp(p, "/stats") == 0)
+			return route_def(ROUTE_UNIT_STATS);
+		if (p && strcmp(p, "/campaigns") == 0)
+			return route_def(ROUTE_UNIT_CAMPAIGNS);
 	} else if (strncmp(url, "/v1/callbacks/", 14) == 0) {
 		p = segment(url + 14, r->path_id, sizeof r->path_id);
 		if (p && *p == '\0')
@@ -495,6 +527,13 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 			p = NULL;
 		if (p && *p == '\0')
 			return route_def(ROUTE_TEMPLATE);
+	} else if (strncmp(url, "/ui/", 4) == 0) {
+		/* The rest of the path, slashes included; web.c looks it up. */
+		size_t n = strlen(url + 4);
+		if (n > 0 && n < sizeof r->path_id) {
+			memcpy(r->path_id, url + 4, n + 1);
+			return route_def(ROUTE_WEB_FILE);
+		}
 	} else if (strncmp(url, "/webhooks/", 10) == 0) {
 		p = segment(url + 10, r->path_channel, sizeof r->path_channel);
 		if (p && *p == '/') {
@@ -1143,6 +1182,9 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 		s->o.request_body_timeout_us = def.request_body_timeout_us;
 	if (s->o.min_body_rate < 1)
 		s->o.min_body_rate = def.min_body_rate;
+	if (s->o.dash.max_sessions < 1)
+		s->o.dash = def.dash;
+	s->o.dash.secure_cookie = s->o.public_url && strncmp(s->o.public_url, "https:", 6) == 0;
 	if (!s->o.public_url)
 		s->o.public_url = "";
 	/* A configured default wait is honoured as given: the cap on per-request
@@ -1223,7 +1265,10 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 		               opts->port, e ? strerror(e) : "libmicrohttpd refused the options");
 	}
 	/* Campaigns are turned into messages only where messages are sent. */
-	if ((rc = api_metrics_listen_start(s, err)) != 0 || (rc = api_sse_start(&s->sse, err)) != 0 ||
+	if ((rc = api_metrics_listen_start(s, err)) != 0 ||
+	    (rc = api_sse_start(&s->sse, err)) != 0 ||
+	    (rc = api_sessions_new(&s->o.dash, &s->sessions, err)) != 0 ||
+	    (rc = api_events_new(&s->o.dash, &s->events, err)) != 0 ||
 	    (s->o.dispatcher && (rc = batch_runner_start(s, &s->runner, err)) != 0)) {
 		api_stop(s);
 		return rc;
@@ -1256,8 +1301,11 @@ void api_stop(struct api_server *s)
 		pthread_cond_wait(&s->idle, &s->lock);
 	pthread_mutex_unlock(&s->lock);
 	api_sse_quiesce(s->sse); /* no stream left suspended */
+	api_events_quiesce(s->events);
 	MHD_stop_daemon(s->mhd);
 	api_sse_free(s->sse);
+	api_events_free(s->events);
+	api_sessions_free(s->sessions); /* after the streams that count in it */
 	if (fd != MHD_INVALID_SOCKET)
 		close(fd);
 	batch_runner_stop(s->runner); /* after the requests that may wake it */

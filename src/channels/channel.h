@@ -299,6 +299,11 @@ struct channel_ops {
 	 * usefully; HR_EINVAL for a bad recipient. err says which. */
 	int (*capability)(const struct channel_account *acct, const char *recipient,
 	                  json_t **features, struct hr_err *err);
+	/* Optional: waits until the account can send (RBM: its first access
+	 * token, fetched in the background as the account loads, came or its
+	 * fetch failed) or until deadline_us (monotonic); true if ready. Used
+	 * once at start so the first sends do not go out unauthenticated. */
+	bool (*await_ready)(const struct channel_account *acct, int64_t deadline_us);
 	/* Optional (NULL if the provider has no status lookup): the request
 	 * that asks for a sent message's status by its provider id (Twilio's
 	 * GET Message resource), and what the answer says. The reconciler
@@ -422,6 +427,9 @@ int account_set_replace(struct account_set *s, const struct channel_account *old
 struct channel_account *account_set_find(struct account_set *s, const char *id);
 /* The i-th account (sorted by id) or NULL past the end; for iteration. */
 struct channel_account *account_set_at(struct account_set *s, size_t i);
+/* Waits (until deadline_us, monotonic) for every account's await_ready;
+ * returns how many were still not ready. */
+size_t account_set_await_ready(struct account_set *s, int64_t deadline_us);
 unsigned account_set_generation(struct account_set *s);
 void account_set_clear(struct account_set *s);
 

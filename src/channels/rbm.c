@@ -40,17 +40,30 @@
  *    location). A suggestion response does not name the message it answers,
  *    so every suggestion's postbackData is "<message UUID>|<button id>".
  *
- * I/O. Adapters do no I/O, with two exceptions here, both blocking curl easy
- * transfers with a 10 s timeout and no lock held across them:
- *  - build_send fetches an OAuth access token (an RS256 JWT from the service
- *    account exchanged at token_uri) when none is cached or the cached one is
- *    within 60 s of expiry: about once an hour per account. A failed fetch is
- *    not retried for 5 s; meanwhile requests go out without a token, RBM
- *    answers 401, and parse_send makes that transient (the message is
- *    retried with backoff; its error text says why the fetch failed). A 401
- *    also drops the cached token, so a revoked token is replaced.
- *  - capability() (the /v1/channels/{account}/capabilities API) asks RBM
- *    whether a number can receive RCS.
+ * I/O. Adapters do no I/O on the caller's thread, with one exception here:
+ * capability() (below). Access tokens (an RS256 JWT from the service account
+ * exchanged at token_uri for an OAuth token) are fetched by one background
+ * thread for all RBM accounts ("rbm-tokens"), never on the dispatcher's:
+ *  - an account's first token is fetched when something first asks for it
+ *    (`herald serve` asks for its configured accounts' at start and waits up
+ *    to 5 s: await_ready), and a token is fetched anew 60 s (or half its
+ *    lifetime, if shorter) before it expires while the account is used, so
+ *    a send normally finds one ready; loading an account sends nothing;
+ *  - build_send only reads the cache. Without a valid token the request goes
+ *    without one (RBM answers 401, which parse_send makes transient: the
+ *    message is retried with backoff and its error text says why there was
+ *    no token) and the refresher is woken;
+ *  - a failed fetch is retried after 5 s, doubling up to 5 min while it keeps
+ *    failing; a 401 drops the cached token and wakes the refresher, so a
+ *    revoked token is replaced;
+ *  - fetches are blocking curl transfers with a 10 s timeout, one at a time,
+ *    no lock held across them; an account freed meanwhile is freed by the
+ *    refresher when its fetch ends (a reference count), so freeing never
+ *    waits on the network.
+ * capability() (the /v1/channels/{account}/capabilities API, on an HTTP
+ * thread) asks RBM whether a number can receive RCS: a blocking transfer
+ * with a 10 s timeout, which waits up to as long for a token if none is
+ * cached.
  * Content mapping: text and rendered templates (the API renders Herald
  * templates into the message body; RBM has no templates of its own) become
  * contentMessage.text; "buttons" reply suggestions, "actions" dial/URL
@@ -60,6 +73,8 @@
  * no text; a document's filename is not sent: RBM takes it from the URL).
  */
 #include <ctype.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +99,8 @@ static int rbm_normalize(const char *in, char out[HR_ADDR_MAX], struct hr_err *e
 #define RBM_SIG_HEADER "X-Goog-Signature"
 #define RBM_JWT_LIFETIME_S 3600          /* Google accepts at most one hour */
 #define RBM_REFRESH_BEFORE_US 60000000LL /* fetch a new token 60 s before expiry */
-#define RBM_FETCH_RETRY_US 5000000LL     /* after a failed fetch, wait this long */
+#define RBM_FETCH_RETRY_US 5000000LL     /* after a failed fetch, wait this long, */
+#define RBM_FETCH_RETRY_MAX_US 300000000LL /* doubling up to this */
 #define RBM_HTTP_TIMEOUT_MS 10000L
 #define RBM_RESP_MAX (64 * 1024)
 
@@ -118,18 +134,27 @@ struct rbm_priv {
 	int64_t refresh_at;   /* monotonic us: fetch a new token from here on */
 	int64_t expires_at;   /* monotonic us: the token is no longer valid */
 	int64_t fetch_after;  /* monotonic us: no fetch before (failed or in progress) */
+	int fail_streak;      /* fetches failed in a row (the retry doubles) */
+	bool active;          /* a token was asked for: the refresher keeps one */
+	bool used;            /* a token was asked for since the last fetch */
 	char fetch_error[256];
+
+	/* Under the refresher's lock (g_rf.lock): */
+	struct rbm_priv *rf_next; /* in the refresher's list while listed */
+	bool rf_listed;
+	int rf_refs; /* the account's own, plus one while a fetch runs */
 };
+
+static void rbm_priv_free(struct rbm_priv *p);
+static int rf_add(struct rbm_priv *p, struct hr_err *err);
 
 static void rbm_wipe_free(char *s)
 {
 	hr_secret_free(s);
 }
 
-static void rbm_priv_free(struct rbm_priv *p)
+static void rbm_priv_destroy(struct rbm_priv *p)
 {
-	if (!p)
-		return;
 	free(p->base);
 	free(p->agent_id);
 	free(p->agent_esc);
@@ -282,6 +307,8 @@ static int rbm_account_load(struct channel_account *acct, struct hr_err *err)
 		goto fail;
 	/* channel_cfg_url and the token_uri check set it. */
 	p->mask = acct->mask_answers;
+	if ((rc = rf_add(p, err)))
+		goto fail;
 	acct->priv = p;
 	return 0;
 fail:
@@ -488,37 +515,45 @@ static int rbm_fetch_token(const struct rbm_priv *p, char **token, int64_t *ttl_
 }
 
 /*
- * A usable access token (heap copy, caller wipes and frees) or NULL with why.
- * The cache lock is never held across the fetch; while one caller fetches,
- * others use the old token if it is still valid, or go without.
+ * The refresher: one thread for every RBM account (g_rf), started with the
+ * first account and gone when the last one is freed. Lock order: g_rf.lock
+ * before a priv's lock; neither is held across a fetch.
  */
-static char *rbm_token(struct rbm_priv *p, char *why, size_t whysz)
-{
-	int64_t now = hr_mono_us();
-	char *out = NULL;
-	pthread_mutex_lock(&p->lock);
-	if (p->token && now < p->refresh_at) {
-		out = strdup(p->token);
-		pthread_mutex_unlock(&p->lock);
-		return out;
-	}
-	if (now < p->fetch_after) {
-		if (p->token && now < p->expires_at)
-			out = strdup(p->token);
-		else
-			snprintf(why, whysz, "%s", p->fetch_error);
-		pthread_mutex_unlock(&p->lock);
-		return out;
-	}
-	p->fetch_after = now + RBM_FETCH_RETRY_US;
-	snprintf(p->fetch_error, sizeof p->fetch_error, "an access token is being fetched");
-	pthread_mutex_unlock(&p->lock);
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t wake; /* an account was added or wants a token now */
+	pthread_cond_t done; /* a fetch ended (capability() waits on it) */
+	struct rbm_priv *head;
+	bool running;
+	bool wanted; /* woken since the last look at the list */
+} g_rf = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
+          NULL, false, false};
 
+/* When p's next fetch is due (monotonic us; INT64_MAX: none). An account
+ * is fetched for only once something asked for its token, and refreshed
+ * only while it is used: one no send asked for since its last fetch lets the
+ * token lapse (the next ask fetches anew). Under p->lock. */
+static int64_t rf_due(struct rbm_priv *p, int64_t now)
+{
+	if (!p->active)
+		return INT64_MAX;
+	if (p->token && now < p->refresh_at)
+		return p->refresh_at;
+	if (p->token && !p->used) {
+		p->active = false;
+		return INT64_MAX;
+	}
+	return p->fetch_after; /* 0 (now) unless a failure holds it off */
+}
+
+/* One fetch for p, its outcome stored in p's cache. */
+static void rf_fetch(struct rbm_priv *p)
+{
 	char *fresh = NULL;
 	int64_t ttl = 0;
 	char ferr[256] = "";
 	int rc = rbm_fetch_token(p, &fresh, &ttl, ferr, sizeof ferr);
-	now = hr_mono_us();
+	int64_t now = hr_mono_us();
 	pthread_mutex_lock(&p->lock);
 	if (rc == 0) {
 		rbm_wipe_free(p->token);
@@ -527,21 +562,211 @@ static char *rbm_token(struct rbm_priv *p, char *why, size_t whysz)
 		int64_t early = ttl / 2 < RBM_REFRESH_BEFORE_US ? ttl / 2 : RBM_REFRESH_BEFORE_US;
 		p->refresh_at = p->expires_at - early;
 		p->fetch_after = 0;
+		p->fail_streak = 0;
+		p->used = false;
 		p->fetch_error[0] = '\0';
 	} else {
+		int64_t wait = RBM_FETCH_RETRY_US;
+		for (int i = 0; i < p->fail_streak && wait < RBM_FETCH_RETRY_MAX_US; i++)
+			wait *= 2;
+		if (wait > RBM_FETCH_RETRY_MAX_US)
+			wait = RBM_FETCH_RETRY_MAX_US;
+		p->fail_streak++;
+		p->fetch_after = now + wait;
 		snprintf(p->fetch_error, sizeof p->fetch_error, "access token fetch failed: %.200s",
 		         ferr);
-		hr_log(HR_LOG_WARN, "rbm", "%s", p->fetch_error);
 	}
-	if (p->token && now < p->expires_at)
-		out = strdup(p->token);
-	else
-		snprintf(why, whysz, "%s", p->fetch_error);
 	pthread_mutex_unlock(&p->lock);
+	if (rc)
+		hr_log(HR_LOG_WARN, "rbm", "agent %s: access token fetch failed: %.200s (next try in %lld s)",
+		       p->agent_id, ferr, (long long)((p->fetch_after - now) / 1000000));
+}
+
+static void *rf_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&g_rf.lock);
+	while (g_rf.head) {
+		int64_t now = hr_mono_us();
+		struct rbm_priv *next = NULL;
+		int64_t due = INT64_MAX;
+		for (struct rbm_priv *p = g_rf.head; p; p = p->rf_next) {
+			pthread_mutex_lock(&p->lock);
+			int64_t d = rf_due(p, now);
+			pthread_mutex_unlock(&p->lock);
+			if (d < due) {
+				due = d;
+				next = p;
+			}
+		}
+		g_rf.wanted = false;
+		if (due > now) {
+			/* Sleep until the earliest is due, or a minute, or a wake. */
+			int64_t until = due - now < 60000000LL ? due : now + 60000000LL;
+			int64_t real = hr_now_us() + (until - now);
+			struct timespec ts = {.tv_sec = real / 1000000, .tv_nsec = (real % 1000000) * 1000};
+			while (!g_rf.wanted && g_rf.head &&
+			       pthread_cond_timedwait(&g_rf.wake, &g_rf.lock, &ts) == 0)
+				;
+			continue;
+		}
+		next->rf_refs++;
+		pthread_mutex_unlock(&g_rf.lock);
+		rf_fetch(next);
+		pthread_mutex_lock(&g_rf.lock);
+		bool gone = --next->rf_refs == 0;
+		pthread_cond_broadcast(&g_rf.done);
+		if (gone) {
+			pthread_mutex_unlock(&g_rf.lock);
+			rbm_priv_destroy(next);
+			pthread_mutex_lock(&g_rf.lock);
+		}
+	}
+	g_rf.running = false;
+	pthread_mutex_unlock(&g_rf.lock);
+	return NULL;
+}
+
+/* Lists p (a new account) and starts the refresher if it is not running. */
+static int rf_add(struct rbm_priv *p, struct hr_err *err)
+{
+	pthread_mutex_lock(&g_rf.lock);
+	if (!g_rf.running) {
+		pthread_t t;
+		pthread_attr_t at;
+		int rc = pthread_attr_init(&at);
+		if (rc == 0) {
+			rc = pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+			if (rc == 0)
+				rc = pthread_create(&t, &at, rf_main, NULL);
+			pthread_attr_destroy(&at);
+		}
+		if (rc) {
+			pthread_mutex_unlock(&g_rf.lock);
+			return hr_fail(err, HR_ENOMEM, NULL, "cannot start the RBM token thread: %s",
+			               strerror(rc));
+		}
+		pthread_setname_np(t, "rbm-tokens");
+		g_rf.running = true;
+	}
+	p->rf_refs = 1;
+	p->rf_listed = true;
+	p->rf_next = g_rf.head;
+	g_rf.head = p;
+	g_rf.wanted = true;
+	pthread_cond_signal(&g_rf.wake);
+	pthread_mutex_unlock(&g_rf.lock);
+	return 0;
+}
+
+/* The account is freed: unlists p; frees it now, or the refresher does when
+ * the fetch it runs for p ends. */
+static void rbm_priv_free(struct rbm_priv *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&g_rf.lock);
+	bool gone = true;
+	if (p->rf_listed) {
+		struct rbm_priv **pp = &g_rf.head;
+		while (*pp && *pp != p)
+			pp = &(*pp)->rf_next;
+		if (*pp)
+			*pp = p->rf_next;
+		p->rf_listed = false;
+		gone = --p->rf_refs == 0;
+		pthread_cond_signal(&g_rf.wake); /* the last one gone: the thread ends */
+	}
+	pthread_mutex_unlock(&g_rf.lock);
+	if (gone)
+		rbm_priv_destroy(p);
+}
+
+/* Wakes the refresher: p has no usable token. */
+static void rf_want(void)
+{
+	pthread_mutex_lock(&g_rf.lock);
+	g_rf.wanted = true;
+	pthread_cond_signal(&g_rf.wake);
+	pthread_mutex_unlock(&g_rf.lock);
+}
+
+/* A copy of p's token if it is still valid (NULL, with why, otherwise), and
+ * whether it is due for a refresh. Under p->lock. */
+static char *token_copy(struct rbm_priv *p, int64_t now, bool *stale, char *why, size_t whysz)
+{
+	*stale = !p->token || now >= p->refresh_at;
+	if (p->token && now < p->expires_at)
+		return strdup(p->token);
+	snprintf(why, whysz, "%s",
+	         p->fetch_error[0] ? p->fetch_error : "no access token yet (it is being fetched)");
+	return NULL;
+}
+
+/*
+ * A usable access token (heap copy, caller wipes and frees) or NULL with why,
+ * from the cache only. With wait_us > 0 (capability(), on an HTTP thread) it
+ * waits up to that long for the refresher when there is none; build_send
+ * passes 0 and never waits.
+ */
+static char *rbm_token(struct rbm_priv *p, int64_t wait_us, char *why, size_t whysz)
+{
+	bool stale;
+	pthread_mutex_lock(&p->lock);
+	char *out = token_copy(p, hr_mono_us(), &stale, why, whysz);
+	int64_t fetch_after = p->fetch_after;
+	bool was_active = p->active;
+	p->active = p->used = true;
+	pthread_mutex_unlock(&p->lock);
+	if (!stale && was_active)
+		return out;
+	rf_want();
+	if (out || wait_us <= 0 || fetch_after > hr_mono_us())
+		return out; /* a failing endpoint is not waited on */
+	int64_t deadline = hr_mono_us() + wait_us;
+	pthread_mutex_lock(&g_rf.lock);
+	for (;;) {
+		pthread_mutex_lock(&p->lock);
+		out = token_copy(p, hr_mono_us(), &stale, why, whysz);
+		bool failed = p->fetch_after > hr_mono_us();
+		pthread_mutex_unlock(&p->lock);
+		int64_t now = hr_mono_us();
+		if (out || failed || now >= deadline)
+			break;
+		int64_t real = hr_now_us() + (deadline - now);
+		struct timespec ts = {.tv_sec = real / 1000000, .tv_nsec = (real % 1000000) * 1000};
+		pthread_cond_timedwait(&g_rf.done, &g_rf.lock, &ts);
+	}
+	pthread_mutex_unlock(&g_rf.lock);
 	return out;
 }
 
-/* Forgets the cached token (RBM refused it): the next send fetches anew. */
+/* channel_ops.await_ready: the first token came, or its fetch failed. */
+static bool rbm_await_ready(const struct channel_account *acct, int64_t deadline_us)
+{
+	struct rbm_priv *p = acct->priv;
+	bool ready = false;
+	pthread_mutex_lock(&p->lock);
+	p->active = p->used = true;
+	pthread_mutex_unlock(&p->lock);
+	rf_want();
+	pthread_mutex_lock(&g_rf.lock);
+	for (;;) {
+		pthread_mutex_lock(&p->lock);
+		ready = p->token != NULL || p->fail_streak > 0;
+		pthread_mutex_unlock(&p->lock);
+		int64_t now = hr_mono_us();
+		if (ready || now >= deadline_us)
+			break;
+		int64_t real = hr_now_us() + (deadline_us - now);
+		struct timespec ts = {.tv_sec = real / 1000000, .tv_nsec = (real % 1000000) * 1000};
+		pthread_cond_timedwait(&g_rf.done, &g_rf.lock, &ts);
+	}
+	pthread_mutex_unlock(&g_rf.lock);
+	return ready;
+}
+
+/* Forgets the cached token (RBM refused it): the refresher fetches anew. */
 static void rbm_token_drop(struct rbm_priv *p)
 {
 	pthread_mutex_lock(&p->lock);
@@ -550,6 +775,7 @@ static void rbm_token_drop(struct rbm_priv *p)
 	p->refresh_at = p->expires_at = 0; /* fetch_after stays: a failing endpoint
 	                                    * is not asked again at once */
 	pthread_mutex_unlock(&p->lock);
+	rf_want();
 }
 
 /* The last fetch failure, if any ("" otherwise), for 401 error texts. */
@@ -562,10 +788,10 @@ static void rbm_token_error(struct rbm_priv *p, char *out, size_t n)
 
 /* "Authorization: Bearer <token>" in a new header list, or a list without it
  * when no token could be had (RBM then answers 401: a transient failure). */
-static struct curl_slist *rbm_headers(struct rbm_priv *p, bool json_body)
+static struct curl_slist *rbm_headers(struct rbm_priv *p, bool json_body, int64_t wait_us)
 {
 	char why[256] = "";
-	char *tok = rbm_token(p, why, sizeof why);
+	char *tok = rbm_token(p, wait_us, why, sizeof why);
 	struct curl_slist *h = NULL;
 	if (tok) {
 		char *line = NULL;
@@ -1144,7 +1370,7 @@ static int rbm_build_send(const struct channel_account *acct, const struct messa
 	             to, ref, p->agent_esc) < 0)
 		out->url = NULL;
 	if (out->body && out->url)
-		out->headers = rbm_headers(p, true);
+		out->headers = rbm_headers(p, true, 0); /* never waits */
 	if (!out->body || !out->url || !out->headers) {
 		http_req_clear(out);
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
@@ -1292,7 +1518,7 @@ static int rbm_capability(const struct channel_account *acct, const char *recipi
 	             r[11], r[12], r[13], r[14], r[15], p->agent_esc);
 	if (n < 0 || (size_t)n >= sizeof url)
 		return hr_fail(err, HR_EINVAL, "base_url", "the capability URL is too long");
-	struct curl_slist *h = rbm_headers(p, false);
+	struct curl_slist *h = rbm_headers(p, false, RBM_HTTP_TIMEOUT_MS * 1000LL);
 	if (!h)
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	long status = 0;
@@ -1644,6 +1870,7 @@ const struct channel_ops channel_rcs = {
     .provider_origins = rbm_origins,
     .account_load = rbm_account_load,
     .account_free = rbm_account_free,
+    .await_ready = rbm_await_ready,
     .normalize_recipient = rbm_normalize,
     .validate = rbm_validate,
     .build_send = rbm_build_send,

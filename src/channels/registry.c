@@ -239,6 +239,19 @@ int channel_account_new_policy(const struct account_row *row, const struct chann
 	return 0;
 }
 
+size_t account_set_await_ready(struct account_set *s, int64_t deadline_us)
+{
+	size_t waiting = 0;
+	pthread_rwlock_rdlock(&s->lock);
+	for (size_t i = 0; i < s->n; i++) {
+		const struct channel_account *a = s->items[i];
+		if (a->ops && a->ops->await_ready && !a->ops->await_ready(a, deadline_us))
+			waiting++;
+	}
+	pthread_rwlock_unlock(&s->lock);
+	return waiting;
+}
+
 void channel_account_free(struct channel_account *a)
 {
 	if (!a)

@@ -931,6 +931,8 @@ int cli_main(int argc, char **argv)
 	           !strcmp(argv[1], "keys") || !strcmp(argv[1], "audit") ||
 	           !strcmp(argv[1], "templates")) {
 		rc = cli_admin(argc - 1, argv + 1);
+	} else if (!strcmp(argv[1], "plugins")) {
+		rc = cli_plugins(argc - 1, argv + 1);
 	} else {
 		fprintf(stderr, "herald: unknown command '%s'\n", argv[1]);
 		rc = CLI_EUSAGE;

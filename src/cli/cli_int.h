@@ -60,5 +60,7 @@ void print_cell(const char *s, int width);
 int cli_batch(int argc, char **argv);
 /* `herald tenants|units|keys|audit ...` (admin.c); argv[0] is the command. */
 int cli_admin(int argc, char **argv);
+/* `herald plugins list` (plugins.c); argv[0] is "plugins". */
+int cli_plugins(int argc, char **argv);
 
 #endif

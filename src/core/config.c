@@ -346,3 +346,278 @@ char *hr_secret_resolve_ns(const char *ref, const char *env_prefix, const char *
 		        field);
 	return out;
 }
+
+/* ---------------------------------------------------------------------------
+ * data_sources
+ * ------------------------------------------------------------------------- */
+
+const char *hr_ds_driver_name(enum hr_ds_driver d)
+{
+	switch (d) {
+	case HR_DS_MARIADB:
+		return "mariadb";
+	case HR_DS_POSTGRES:
+		return "postgres";
+	case HR_DS_REDSHIFT:
+		return "redshift";
+	case HR_DS_ODBC:
+		return "odbc";
+	}
+	return "?";
+}
+
+/* [A-Za-z0-9_-], 1..63: source, query and tenant-facing names. */
+static bool ds_plain_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 63)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+		      (*s >= '0' && *s <= '9') || *s == '_' || *s == '-'))
+			return false;
+	return true;
+}
+
+void hr_ds_conf_free(struct hr_ds_conf *c, size_t n)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct hr_ds_conf *d = &c[i];
+		free(d->name);
+		free(d->host);
+		free(d->socket);
+		free(d->database);
+		free(d->user);
+		free(d->dsn);
+		if (d->password) {
+			explicit_bzero(d->password, strlen(d->password));
+			free(d->password);
+		}
+		for (size_t t = 0; t < d->ntenants; t++)
+			free(d->tenants[t]);
+		free(d->tenants);
+		for (size_t q = 0; q < d->nqueries; q++) {
+			free(d->queries[q].name);
+			free(d->queries[q].sql);
+		}
+		free(d->queries);
+	}
+	free(c);
+}
+
+/* An optional string key of entry e copied into *dst (NULL when absent). */
+static int ds_str(json_t *e, const char *key, const char *at, char **dst, size_t max,
+                  struct hr_err *err)
+{
+	json_t *v = json_object_get(e, key);
+	*dst = NULL;
+	if (!v || json_is_null(v))
+		return 0;
+	char field[96];
+	snprintf(field, sizeof field, "%s.%s", at, key);
+	if (!json_is_string(v) || json_string_length(v) == 0)
+		return hr_fail(err, HR_EINVAL, field, "%s must be a non-empty string", field);
+	if (json_string_length(v) > max || strlen(json_string_value(v)) != json_string_length(v))
+		return hr_fail(err, HR_EINVAL, field, "%s is longer than %zu bytes or holds a NUL",
+		               field, max);
+	*dst = strdup(json_string_value(v));
+	return *dst ? 0 : hr_fail(err, HR_ENOMEM, field, "out of memory");
+}
+
+static int ds_entry(json_t *e, const char *at, struct hr_ds_conf *d, struct hr_err *err)
+{
+	static const char *const keys[] = {"name",       "driver",  "host",     "port", "socket",
+	                                   "database",   "user",    "password", "dsn",  "pool_size",
+	                                   "timeout_ms", "tenants", "queries",  NULL};
+	char field[96];
+	if (!json_is_object(e))
+		return hr_fail(err, HR_EINVAL, at, "%s must be a mapping", at);
+	const char *k;
+	json_t *v;
+	json_object_foreach(e, k, v)
+	{
+		bool known = false;
+		for (size_t i = 0; keys[i] && !known; i++)
+			known = strcmp(k, keys[i]) == 0;
+		if (!known) {
+			snprintf(field, sizeof field, "%s.%.40s", at, k);
+			return hr_fail(err, HR_EINVAL, field, "%s: unknown key", field);
+		}
+	}
+	int rc;
+	char *driver = NULL, *pw = NULL;
+	if ((rc = ds_str(e, "name", at, &d->name, 63, err)) ||
+	    (rc = ds_str(e, "driver", at, &driver, 16, err)) ||
+	    (rc = ds_str(e, "host", at, &d->host, 255, err)) ||
+	    (rc = ds_str(e, "socket", at, &d->socket, 255, err)) ||
+	    (rc = ds_str(e, "database", at, &d->database, 255, err)) ||
+	    (rc = ds_str(e, "user", at, &d->user, 255, err)) ||
+	    (rc = ds_str(e, "dsn", at, &d->dsn, 4096, err)) ||
+	    (rc = ds_str(e, "password", at, &pw, 4096, err))) {
+		free(driver);
+		free(pw);
+		return rc;
+	}
+	snprintf(field, sizeof field, "%s.name", at);
+	if (!d->name || !ds_plain_name(d->name)) {
+		free(driver);
+		free(pw);
+		return hr_fail(err, HR_EINVAL, field,
+		               "%s is required: 1 to 63 letters, digits, '_' or '-'", field);
+	}
+	snprintf(field, sizeof field, "%s.driver", at);
+	if (!driver)
+		rc = hr_fail(err, HR_EINVAL, field,
+		             "%s is required (mariadb, postgres, redshift or odbc)", field);
+	else if (!strcmp(driver, "mariadb") || !strcmp(driver, "mysql"))
+		d->driver = HR_DS_MARIADB;
+	else if (!strcmp(driver, "postgres") || !strcmp(driver, "postgresql"))
+		d->driver = HR_DS_POSTGRES;
+	else if (!strcmp(driver, "redshift"))
+		d->driver = HR_DS_REDSHIFT;
+	else if (!strcmp(driver, "odbc"))
+		d->driver = HR_DS_ODBC;
+	else
+		rc = hr_fail(err, HR_EINVAL, field,
+		             "%s must be mariadb, postgres, redshift or odbc, not \"%.32s\"", field,
+		             driver);
+	free(driver);
+	if (rc) {
+		free(pw);
+		return rc;
+	}
+	if (d->driver == HR_DS_ODBC && !d->dsn) {
+		free(pw);
+		snprintf(field, sizeof field, "%s.dsn", at);
+		return hr_fail(err, HR_EINVAL, field, "%s is required for the odbc driver", field);
+	}
+	if (d->driver != HR_DS_ODBC && (d->dsn || (!d->host && !d->socket) || !d->database)) {
+		free(pw);
+		snprintf(field, sizeof field, "%s.%s", at,
+		         d->dsn         ? "dsn"
+		         : !d->database ? "database"
+		                        : "host");
+		return hr_fail(err, HR_EINVAL, field, "%s: %s", field,
+		               d->dsn         ? "dsn is for the odbc driver only"
+		               : !d->database ? "database is required"
+		                              : "host or socket is required");
+	}
+	if (pw) {
+		snprintf(field, sizeof field, "%s.password", at);
+		d->password = hr_secret_resolve(pw, field, err);
+		explicit_bzero(pw, strlen(pw));
+		free(pw);
+		if (!d->password)
+			return err ? err->code : HR_EINVAL;
+	}
+	struct hr_err e2 = {0};
+	snprintf(field, sizeof field, "%s.port", at);
+	d->port = (int)hr_cfg_int(e, "port", 0, 1, 65535, &e2);
+	if (e2.code)
+		return hr_fail(err, HR_EINVAL, field, "%s must be an integer from 1 to 65535",
+		               field);
+	snprintf(field, sizeof field, "%s.pool_size", at);
+	d->pool_size = (int)hr_cfg_int(e, "pool_size", 4, 1, 64, &e2);
+	if (e2.code)
+		return hr_fail(err, HR_EINVAL, field, "%s must be an integer from 1 to 64", field);
+	snprintf(field, sizeof field, "%s.timeout_ms", at);
+	d->timeout_ms = (int)hr_cfg_int(e, "timeout_ms", 5000, 100, 600000, &e2);
+	if (e2.code)
+		return hr_fail(err, HR_EINVAL, field, "%s must be an integer from 100 to 600000",
+		               field);
+
+	json_t *ten = json_object_get(e, "tenants");
+	snprintf(field, sizeof field, "%s.tenants", at);
+	if (ten && !json_is_null(ten)) {
+		if (!json_is_array(ten) || json_array_size(ten) > HR_DS_MAX_TENANTS)
+			return hr_fail(err, HR_EINVAL, field,
+			               "%s must be a list of at most %d tenant ids", field,
+			               HR_DS_MAX_TENANTS);
+		d->tenants = calloc(json_array_size(ten) + 1, sizeof *d->tenants);
+		if (!d->tenants)
+			return hr_fail(err, HR_ENOMEM, field, "out of memory");
+		size_t i;
+		json_array_foreach(ten, i, v)
+		{
+			if (!json_is_string(v) || json_string_length(v) == 0 ||
+			    json_string_length(v) > 128) {
+				snprintf(field, sizeof field, "%s.tenants[%zu]", at, i);
+				return hr_fail(err, HR_EINVAL, field, "%s must be a tenant id",
+				               field);
+			}
+			if (!(d->tenants[d->ntenants++] = strdup(json_string_value(v))))
+				return hr_fail(err, HR_ENOMEM, field, "out of memory");
+		}
+	}
+	json_t *qs = json_object_get(e, "queries");
+	snprintf(field, sizeof field, "%s.queries", at);
+	if (qs && !json_is_null(qs)) {
+		if (!json_is_object(qs) || json_object_size(qs) > HR_DS_MAX_QUERIES)
+			return hr_fail(err, HR_EINVAL, field,
+			               "%s must be a mapping of at most %d name: SQL pairs", field,
+			               HR_DS_MAX_QUERIES);
+		d->queries = calloc(json_object_size(qs) + 1, sizeof *d->queries);
+		if (!d->queries)
+			return hr_fail(err, HR_ENOMEM, field, "out of memory");
+		json_object_foreach(qs, k, v)
+		{
+			snprintf(field, sizeof field, "%s.queries.%.40s", at, k);
+			if (!ds_plain_name(k))
+				return hr_fail(
+				    err, HR_EINVAL, field,
+				    "%s: a query name is 1 to 63 letters, digits, '_' or '-'",
+				    field);
+			if (!json_is_string(v) || json_string_length(v) == 0 ||
+			    json_string_length(v) > HR_DS_MAX_SQL ||
+			    strlen(json_string_value(v)) != json_string_length(v))
+				return hr_fail(err, HR_EINVAL, field,
+				               "%s must be SQL text of 1 to %d bytes", field,
+				               HR_DS_MAX_SQL);
+			struct hr_ds_query *q = &d->queries[d->nqueries++];
+			q->name = strdup(k);
+			q->sql = strdup(json_string_value(v));
+			if (!q->name || !q->sql)
+				return hr_fail(err, HR_ENOMEM, field, "out of memory");
+		}
+	}
+	return 0;
+}
+
+int hr_cfg_data_sources(json_t *root, struct hr_ds_conf **out, size_t *n, struct hr_err *err)
+{
+	*out = NULL;
+	*n = 0;
+	json_t *list = root ? json_object_get(root, "data_sources") : NULL;
+	if (!list || json_is_null(list))
+		return 0;
+	if (!json_is_array(list) || json_array_size(list) > HR_DS_MAX_SOURCES)
+		return hr_fail(err, HR_EINVAL, "data_sources",
+		               "data_sources must be a list of at most %d sources",
+		               HR_DS_MAX_SOURCES);
+	size_t cnt = json_array_size(list);
+	struct hr_ds_conf *c = calloc(cnt + 1, sizeof *c);
+	if (!c)
+		return hr_fail(err, HR_ENOMEM, "data_sources", "out of memory");
+	for (size_t i = 0; i < cnt; i++) {
+		char at[48];
+		snprintf(at, sizeof at, "data_sources[%zu]", i);
+		int rc = ds_entry(json_array_get(list, i), at, &c[i], err);
+		for (size_t j = 0; rc == 0 && j < i; j++)
+			if (!strcmp(c[j].name, c[i].name)) {
+				char field[64];
+				snprintf(field, sizeof field, "%s.name", at);
+				rc = hr_fail(err, HR_EINVAL, field,
+				             "%s: \"%s\" is already the name of data_sources[%zu]",
+				             field, c[i].name, j);
+			}
+		if (rc) {
+			hr_ds_conf_free(c, i + 1);
+			return rc;
+		}
+	}
+	*out = c;
+	*n = cnt;
+	return 0;
+}

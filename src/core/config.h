@@ -50,4 +50,52 @@ char *hr_secret_resolve(const char *ref, const char *field, struct hr_err *err);
 char *hr_secret_resolve_ns(const char *ref, const char *env_prefix, const char *file_dir,
                            const char *field, struct hr_err *err);
 
+/*
+ * data_sources (src/plugins/datasource.h documents the keys): the checked
+ * section, one entry per source, passwords resolved (env:/file:). Everything
+ * is owned by the array; hr_ds_conf_free() wipes the passwords and frees it.
+ */
+enum hr_ds_driver {
+	HR_DS_MARIADB = 0,
+	HR_DS_POSTGRES,
+	HR_DS_REDSHIFT, /* libpq: Redshift speaks PostgreSQL's protocol */
+	HR_DS_ODBC,
+};
+const char *hr_ds_driver_name(enum hr_ds_driver d);
+
+struct hr_ds_query {
+	char *name;
+	char *sql;
+};
+
+struct hr_ds_conf {
+	char *name;
+	enum hr_ds_driver driver;
+	char *host;   /* NULL: none */
+	int port;     /* 0: the driver's default */
+	char *socket; /* MariaDB: the socket file; PostgreSQL: its directory */
+	char *database;
+	char *user;
+	char *dsn;      /* ODBC: "DSN=name" or a driver connection string */
+	char *password; /* resolved secret or NULL; wiped by hr_ds_conf_free */
+	int pool_size;
+	int timeout_ms;
+	char **tenants;
+	size_t ntenants;
+	struct hr_ds_query *queries;
+	size_t nqueries;
+};
+
+#define HR_DS_MAX_SOURCES 64
+#define HR_DS_MAX_QUERIES 256
+#define HR_DS_MAX_TENANTS 1024
+#define HR_DS_MAX_SQL (64 * 1024)
+
+/* Checks and copies root's data_sources. 0 with *out NULL and *n 0 when the
+ * section is absent; else 0 and an array the caller frees with
+ * hr_ds_conf_free, or a negative code with err naming the key
+ * ("data_sources[1].driver") and nothing allocated. */
+int hr_cfg_data_sources(json_t *root, struct hr_ds_conf **out, size_t *n, struct hr_err *err);
+void hr_ds_conf_free(struct hr_ds_conf *c, size_t n);
+
 #endif

@@ -32,6 +32,10 @@ struct dispatch_opts {
 	 * (per tenant: / 2). */
 	int max_in_flight_per_account;
 	int max_in_flight_per_tenant;
+	/* Loaded plugins (plugins/plugins.h), borrowed; NULL: none. Messages
+	 * of a unit whose plugin has before_send pass its gate before they
+	 * are sent (dispatcher.c, gate_*). */
+	struct plugins *plugins;
 };
 void dispatch_opts_default(struct dispatch_opts *o);
 

@@ -22,6 +22,15 @@
  *      unknown outcome (xfer_unknown_reason): an at_most_once message then
  *      becomes UNKNOWN and is never sent again; an at_least_once one is
  *      retried, its audit event marking the resend as a possible duplicate.
+ *
+ * The plugin gate: a claimed message of a unit whose plugin has a
+ * before_send hook is not sent at once. Its hook runs on the plugin pool
+ * (plugins/plugins.h) while the message waits here in `gated` (counted in
+ * flight, so the fair shares hold); each turn polls the gated jobs, never
+ * waiting for one: allowed ones start, skipped ones become CANCELLED, and
+ * a hook that failed, answered garbage or passed its deadline sends
+ * nothing - the message is retried after a backoff (failed once its
+ * attempts are spent) with the plugin's name and reason in its audit trail.
  */
 #include <curl/curl.h>
 #include <inttypes.h>
@@ -35,6 +44,7 @@
 #include "core/ratelimit.h"
 #include "dispatch/dispatch.h"
 #include "obs/metrics.h"
+#include "plugins/plugins.h"
 
 #define CLAIM_MAX 256        /* messages per claim call */
 #define RESP_MAX (64 * 1024) /* provider answers are small; cap what we keep */
@@ -78,6 +88,14 @@ struct xfer {
 	char curl_err[CURL_ERROR_SIZE];
 };
 
+/* A claimed message waiting for its plugin's before_send (see the top). */
+struct gated {
+	struct gated *next;
+	struct plugin_job *job; /* NULL: could not be made (out of memory) */
+	struct acct_state *as;
+	struct message m; /* owned: its heap fields are freed with message_clear */
+};
+
 struct watch {
 	struct watch *next;
 	char message_id[HR_ID_LEN + 1];
@@ -108,6 +126,8 @@ struct dispatcher {
 	int64_t next_reconcile;
 
 	struct message *claim_buf;   /* CLAIM_MAX zeroed entries, reused by every claim */
+	struct gated *gated;         /* waiting for a plugin's before_send */
+	atomic_bool gate_woken;      /* a gated job finished since the last poll */
 	struct send_result *pending; /* outcomes not yet handed to the store */
 	size_t npending, cappending;
 
@@ -920,6 +940,115 @@ static int acct_room(const struct dispatcher *d, const struct acct_state *as,
 	return imax(imin(room, CLAIM_MAX), 0);
 }
 
+/* ---- the plugin gate (see the top) -------------------------------------- */
+
+/* A worker finished a gated job: wake the loop (cheap, any thread). */
+static void gate_wake(void *arg)
+{
+	struct dispatcher *d = arg;
+	if (!atomic_exchange(&d->gate_woken, true))
+		curl_multi_wakeup(d->multi);
+}
+
+/* The plugin whose before_send m passes first, or NULL. */
+static const struct plugin *gate_plugin(const struct dispatcher *d, const struct message *m)
+{
+	if (!d->o.plugins || !m->unit[0])
+		return NULL;
+	const struct plugin *pl = plugins_for_unit(d->o.plugins, m->tenant_id, m->unit);
+	return plugin_has(pl, PH_BEFORE_SEND) ? pl : NULL;
+}
+
+static void gate_count(struct dispatcher *d, struct acct_state *as, int delta)
+{
+	d->inflight += delta;
+	as->inflight += delta;
+	d->tenants[as->tenant].inflight += delta;
+}
+
+/* Takes m (its heap fields move to the gate; m is left zeroed) and submits
+ * its hook. Never waits. */
+static void gate_enter(struct dispatcher *d, struct acct_state *as, struct message *m,
+                       const struct plugin *pl)
+{
+	struct gated *g = calloc(1, sizeof *g);
+	if (!g)
+		abort();
+	g->as = as;
+	g->m = *m;
+	memset(m, 0, sizeof *m);
+	g->job = plugins_before_send_submit(d->o.plugins, pl, &g->m, gate_wake, d);
+	g->next = d->gated;
+	d->gated = g;
+	gate_count(d, as, 1);
+}
+
+/* The hook did not answer in a usable way: nothing is sent. The message
+ * is retried later like a transient failure, or fails once its attempts
+ * are spent; either way its audit event names the plugin and the reason. */
+static void gate_fail(struct dispatcher *d, const struct message *m, enum plugin_outcome o,
+                      const char *reason)
+{
+	const char *code = o == PO_TIMEOUT ? "plugin_timeout"
+	                   : o == PO_BUSY  ? "plugin_busy"
+	                                   : "plugin_error";
+	int max = m->max_attempts > 0 ? m->max_attempts : d->o.max_attempts;
+	if (m->attempts < max) {
+		retry_later(d, m, code, reason);
+		return;
+	}
+	struct send_result *r = result_add(d, m->id, m->attempts);
+	r->kind = SEND_FAILED;
+	hr_strlcpy(r->error_code, code, sizeof r->error_code);
+	hr_utf8_copy(r->error_text, reason, sizeof r->error_text);
+	r->error_class = "permanent";
+	metrics_send(m->channel, M_SEND_FAILED, 1);
+}
+
+static void gate_skip(struct dispatcher *d, const struct message *m, const char *reason)
+{
+	struct send_result *r = result_add(d, m->id, m->attempts);
+	r->kind = SEND_SKIPPED;
+	hr_strlcpy(r->error_code, "plugin_skip", sizeof r->error_code);
+	hr_utf8_copy(r->error_text, reason, sizeof r->error_text);
+}
+
+/* Settles every gated message whose hook finished or whose deadline passed;
+ * returns the earliest deadline still pending (0: none). */
+static int64_t gate_poll(struct dispatcher *d)
+{
+	atomic_store(&d->gate_woken, false);
+	int64_t now = hr_mono_us(), next = 0;
+	struct gated **pp = &d->gated;
+	while (*pp) {
+		struct gated *g = *pp;
+		enum plugin_outcome o = PO_BUSY;
+		bool skip = false;
+		char reason[PLUGIN_REASON_MAX];
+		if (!g->job)
+			snprintf(reason, sizeof reason, "before_send not run: out of memory");
+		else if (!plugins_job_poll(g->job, now, &o, &skip, reason, sizeof reason)) {
+			int64_t dl = plugins_job_deadline(g->job);
+			if (!next || dl < next)
+				next = dl;
+			pp = &g->next;
+			continue;
+		}
+		*pp = g->next;
+		gate_count(d, g->as, -1);
+		if (o == PO_OK && !skip)
+			start_send(d, g->as, &g->m);
+		else if (o == PO_OK)
+			gate_skip(d, &g->m, reason);
+		else
+			gate_fail(d, &g->m, o, reason);
+		plugins_job_release(g->job);
+		message_clear(&g->m);
+		free(g);
+	}
+	return next;
+}
+
 /* Claims up to `want` (tokens already taken) of the account's due messages
  * and starts them. Returns how many the store gave (fewer: drained). */
 static size_t claim_and_start(struct dispatcher *d, struct acct_state *as, int want)
@@ -942,7 +1071,11 @@ static size_t claim_and_start(struct dispatcher *d, struct acct_state *as, int w
 			/* Held until its outcome is committed (record_done): see
 			 * store/hold.c. Every path of start_send ends in an outcome. */
 			(void)store_hold(d->st, batch[i].id, hold_until);
-			start_send(d, as, &batch[i]);
+			const struct plugin *pl = gate_plugin(d, &batch[i]);
+			if (pl)
+				gate_enter(d, as, &batch[i], pl);
+			else
+				start_send(d, as, &batch[i]);
 			sent++;
 		}
 		/* else: screened at claim (a cancelled campaign's): not sent */
@@ -1070,9 +1203,12 @@ static void *dispatch_main(void *arg)
 		int running = 0;
 		curl_multi_perform(d->multi, &running);
 		reap(d);
+		int64_t gate_next = d->gated ? gate_poll(d) : 0;
 		flush_results(d);
 
 		now = hr_mono_us();
+		if (gate_next && gate_next < wake)
+			wake = gate_next;
 		int timeout_ms = wake > now ? (int)((wake - now + 999) / 1000) : 0;
 		if (timeout_ms > 1000)
 			timeout_ms = 1000;
@@ -1081,10 +1217,12 @@ static void *dispatch_main(void *arg)
 			timeout_ms = 20;
 		if (timeout_ms > HELD_RETRY_US / 1000 && holding(d))
 			timeout_ms = HELD_RETRY_US / 1000;
-		if (!atomic_load(&d->notified))
+		if (!atomic_load(&d->notified) && !atomic_load(&d->gate_woken))
 			curl_multi_poll(d->multi, NULL, 0, timeout_ms, NULL);
 		curl_multi_perform(d->multi, &running);
 		reap(d);
+		if (d->gated)
+			(void)gate_poll(d);
 		flush_results(d);
 	}
 	flush_results(d);
@@ -1153,6 +1291,13 @@ static int sync_accounts(struct dispatcher *d, bool force)
 		for (size_t i = 0; i < n; i++)
 			if (strcmp(na[i].acct->id, x->as->acct->id) == 0) {
 				x->as = &na[i];
+				na[i].inflight++;
+				nt[na[i].tenant].inflight++;
+			}
+	for (struct gated *g = d->gated; g; g = g->next)
+		for (size_t i = 0; i < n; i++)
+			if (strcmp(na[i].acct->id, g->as->acct->id) == 0) {
+				g->as = &na[i];
 				na[i].inflight++;
 				nt[na[i].tenant].inflight++;
 			}
@@ -1261,6 +1406,15 @@ void dispatcher_stop(struct dispatcher *d)
 		curl_multi_remove_handle(d->multi, x->easy);
 		xfer_free(x);
 		metrics_inflight_add(-1);
+	}
+	/* Messages still at the plugin gate: their leases expire (as above).
+	 * A released job never calls gate_wake again. */
+	while (d->gated) {
+		struct gated *g = d->gated;
+		d->gated = g->next;
+		plugins_job_release(g->job);
+		message_clear(&g->m);
+		free(g);
 	}
 	take_held(d, 0);
 	flush_results(d);

@@ -90,6 +90,12 @@ void metrics_reconcile(enum metric_reconcile what, int n);
  * "no_receipt", "stale" (others are counted as "other"). */
 void metrics_fallback(const char *reason, int n);
 
+/* A renderer of more series appended to every render (the plugins',
+ * plugins/plugins.h), or NULL for none. Set before the server starts and
+ * cleared after it stopped: not synchronised with renders. */
+struct hr_buf;
+void metrics_set_extra(void (*fn)(void *arg, struct hr_buf *b), void *arg);
+
 /* Renders all metrics (plus store gauges when st != NULL) into a heap buffer. */
 int metrics_render(struct store *st, char **out, size_t *len);
 

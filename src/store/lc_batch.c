@@ -19,6 +19,7 @@
  * writes the deltas of a whole writer group with the group's commit.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,7 +56,105 @@ struct lc_acc {
 	/* Follow-ups made by the run, by reason (lc_note_fallback). */
 	const char *fb_reason[LC_FB_REASONS];
 	int fb_count[LC_FB_REASONS];
+	/* Notes for the store's observer (store_observe), only while one is
+	 * set; an item undone takes back those it added (notes_mark). */
+	struct obs_note *notes;
+	size_t nnotes, capnotes, notes_mark;
 };
+
+/* One store_note with its strings held (heap). */
+struct obs_note {
+	char message_id[HR_ID_LEN + 1];
+	char tenant_id[HR_NAME_MAX];
+	bool reply;
+	int from, to;
+	char *text, *payload;
+};
+
+static _Atomic(store_observer_fn) obs_fn;
+static void *_Atomic obs_arg;
+
+void store_observe(store_observer_fn fn, void *arg)
+{
+	atomic_store(&obs_arg, arg);
+	atomic_store(&obs_fn, fn);
+}
+
+static void notes_free(struct obs_note *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].text);
+		free(v[i].payload);
+	}
+	free(v);
+}
+
+/* Hands committed notes to the observer, then frees them. */
+static void notes_emit(struct obs_note *v, size_t n, bool committed)
+{
+	store_observer_fn fn = atomic_load(&obs_fn);
+	if (committed && fn && n) {
+		struct store_note *sn = calloc(n, sizeof *sn);
+		for (size_t i = 0; sn && i < n; i++)
+			sn[i] = (struct store_note){.message_id = v[i].message_id,
+			                            .tenant_id = v[i].tenant_id,
+			                            .kind = v[i].reply ? "reply" : "status",
+			                            .from = v[i].from,
+			                            .to = v[i].to,
+			                            .text = v[i].text,
+			                            .payload = v[i].payload};
+		if (sn)
+			fn(atomic_load(&obs_arg), sn, n);
+		free(sn);
+	}
+	notes_free(v, n);
+}
+
+static struct obs_note *note_add(struct store_tx *tx)
+{
+	struct lc_acc *a = tx->acc;
+	if (!a || !atomic_load(&obs_fn))
+		return NULL;
+	if (a->nnotes == a->capnotes) {
+		size_t cap = a->capnotes ? a->capnotes * 2 : 16;
+		struct obs_note *v = realloc(a->notes, cap * sizeof *v);
+		if (!v)
+			return NULL; /* a note lost, never the run */
+		a->notes = v;
+		a->capnotes = cap;
+	}
+	struct obs_note *o = &a->notes[a->nnotes++];
+	memset(o, 0, sizeof *o);
+	return o;
+}
+
+void lc_note_status(struct store_tx *tx, const char *message_id, const char *tenant_id, int from,
+                    int to)
+{
+	struct obs_note *o = note_add(tx);
+	if (!o)
+		return;
+	hr_strlcpy(o->message_id, message_id, sizeof o->message_id);
+	hr_strlcpy(o->tenant_id, tenant_id, sizeof o->tenant_id);
+	o->from = from;
+	o->to = to;
+}
+
+void lc_note_reply(struct store_tx *tx, const char *message_id, const char *tenant_id,
+                   const char *text, const char *payload)
+{
+	if (!message_id || !tenant_id)
+		return;
+	struct obs_note *o = note_add(tx);
+	if (!o)
+		return;
+	hr_strlcpy(o->message_id, message_id, sizeof o->message_id);
+	hr_strlcpy(o->tenant_id, tenant_id, sizeof o->tenant_id);
+	o->reply = true;
+	o->from = o->to = -1;
+	o->text = text ? strdup(text) : NULL;
+	o->payload = payload ? strdup(payload) : NULL;
+}
 
 const struct store *lc_tx_store(const struct store_tx *tx)
 {
@@ -168,6 +267,7 @@ int lc_item_begin(struct store_tx *tx)
 	if (tx->acc) {
 		tx->acc->in_item = true;
 		tx->acc->nundo = 0;
+		tx->acc->notes_mark = tx->acc->nnotes;
 	}
 	return tx->ops->item_begin(tx);
 }
@@ -191,6 +291,11 @@ int lc_item_end(struct store_tx *tx, bool keep)
 		}
 		a->nundo = 0;
 		a->in_item = false;
+		while (undone && a->nnotes > a->notes_mark) {
+			a->nnotes--;
+			free(a->notes[a->nnotes].text);
+			free(a->notes[a->nnotes].payload);
+		}
 	}
 	return rc;
 }
@@ -292,6 +397,8 @@ static int acc_flush(struct store_tx *tx, struct lc_acc *a)
 struct fb_counts {
 	const char *reason[LC_FB_REASONS];
 	int count[LC_FB_REASONS];
+	struct obs_note *notes; /* for the observer, once committed (heap) */
+	size_t nnotes;
 };
 
 static void fb_emit(const struct fb_counts *c)
@@ -318,10 +425,17 @@ static int wrap_run(struct store_tx *tx, void *arg)
 		rc = acc_flush(tx, &acc);
 	/* Set, not added: a backend may run the function again from the start
 	 * (lifecycle.h, lc_tx_fn). */
+	notes_emit(w->fb->notes, w->fb->nnotes, false); /* a rerun's are replaced */
 	memset(w->fb, 0, sizeof *w->fb);
 	for (size_t i = 0; rc == 0 && i < LC_FB_REASONS && acc.fb_reason[i]; i++) {
 		w->fb->reason[i] = acc.fb_reason[i];
 		w->fb->count[i] = acc.fb_count[i];
+	}
+	if (rc == 0) {
+		w->fb->notes = acc.notes;
+		w->fb->nnotes = acc.nnotes;
+	} else {
+		notes_free(acc.notes, acc.nnotes);
 	}
 	tx->acc = NULL;
 	free(acc.e);
@@ -342,6 +456,7 @@ static void fb_done_cb(void *arg, int rc, const struct hr_err *err)
 	struct fb_done *d = arg;
 	if (rc == 0)
 		fb_emit(&d->fb);
+	notes_emit(d->fb.notes, d->fb.nnotes, rc == 0);
 	d->cb(d->arg, rc, err);
 	free(d);
 }
@@ -355,6 +470,7 @@ int lc_run(const struct lc_backend *b, struct store *st, lc_tx_fn fn, void *ctx,
 		int rc = b->run(st, wrap_run, &w, sizeof w, NULL, NULL, err);
 		if (rc == 0)
 			fb_emit(&fb);
+		notes_emit(fb.notes, fb.nnotes, rc == 0);
 		return rc;
 	}
 	size_t size = sizeof(struct lc_wrap) + ctx_size;

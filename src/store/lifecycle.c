@@ -161,6 +161,9 @@ int lc_transition(struct store_tx *tx, struct lc_msg *m, const struct lc_update 
 	/* The client's callback, in this same transaction (lc_callback.c). */
 	if (from != m->status && (rc = lc_callback_status(tx, m, from)))
 		return rc;
+	/* Watchers outside the store (plugins), once committed. */
+	if (from != m->status)
+		lc_note_status(tx, m->id, m->tenant_id, (int)from, (int)m->status);
 	if (ev && (rc = tx->ops->event_insert(tx, m->id, ev)))
 		return rc;
 	/* A routed message that failed: its follow-up, in this same
@@ -539,6 +542,13 @@ static int record_one(struct store_tx *tx, const struct send_result *r)
 	case SEND_FAILED:
 		type = "failed";
 		u.status = MSG_FAILED;
+		u.set |= LC_SET_ERROR;
+		u.error_code = code;
+		u.error_text = text;
+		break;
+	case SEND_SKIPPED:
+		type = "skipped";
+		u.status = MSG_CANCELLED;
 		u.set |= LC_SET_ERROR;
 		u.error_code = code;
 		u.error_text = text;
@@ -1192,6 +1202,8 @@ static int store_inbound(struct store_tx *tx, struct apply_ctx *a, const struct 
 	a->stats.inbound++;
 	if ((rc = lc_callback_inbound(tx, li.message_id, li.account_id, &li)))
 		return rc;
+	if (linked)
+		lc_note_reply(tx, t.id, t.tenant_id, c->text, c->payload);
 	if (!answered)
 		lc_count(tx, t.batch_id, -1, -1, true);
 	char reply_id[HR_ID_LEN + 1] = "";

@@ -412,6 +412,12 @@ int lc_item_end(struct store_tx *tx, bool keep);
  * inside a run must pass here once: the status counts are what /metrics
  * reports (store.h message_gauges). */
 void lc_count(struct store_tx *tx, const char *batch_id, int from, int to, bool replied);
+/* Notes for the store's observer (store.h store_observe), handed over once
+ * the run commits; nothing when no observer is set. */
+void lc_note_status(struct store_tx *tx, const char *message_id, const char *tenant_id, int from,
+                    int to);
+void lc_note_reply(struct store_tx *tx, const char *message_id, const char *tenant_id,
+                   const char *text, const char *payload);
 
 /* ---- the reconciler and fallback routing (lc_reconcile.c) ---- */
 /* m just moved (from -> m->status, written): a failure of a routed message

@@ -1019,6 +1019,7 @@ const struct store_ops store_postgres = {
     .message_list = pg_message_list,
     .message_counts = pg_message_counts,
     .message_gauges = pg_message_gauges,
+    .write_stats = store_postgres_stats,
     .claim = pg_claim,
     .record_results = pg_record_results,
     .requeue_expired = pg_requeue_expired,

@@ -449,11 +449,11 @@ static const char migration_8[] =
     " SELECT 0, status, count(*) FROM message GROUP BY status;";
 
 /*
- * Message search: the same as SQLite's migration 11 (see there). The keys
+ * Message search: the same as SQLite's migration 10 (see there). The keys
  * of messages accepted before come from the idempotency records still
  * kept. Number 10: migration 9 belongs to another change.
  */
-static const char migration_10[] =
+static const char migration_9[] =
     "ALTER TABLE message ADD COLUMN idem_key text COLLATE \"C\";"
     "CREATE INDEX message_recipient ON message(tenant_id, recipient, id);"
     "CREATE INDEX message_provider_tenant ON message(tenant_id, provider_id, id)"
@@ -479,7 +479,7 @@ const struct pg_migration pg_migrations[] = {
     {6, migration_6},
     {7, migration_7},
     {8, migration_8},
-    {10, migration_10},
+    {9, migration_9},
 };
 
 const size_t pg_migration_count = sizeof pg_migrations / sizeof pg_migrations[0];

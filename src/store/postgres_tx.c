@@ -1536,7 +1536,7 @@ static int tx_claim(struct store_tx *st, const char *account_id, int64_t now, in
 	    " m.route_steps, m.route_root, m.fallback_after,"
 	    " EXISTS(SELECT 1 FROM recipient_alias WHERE account_id = $1),"
 	    " EXISTS(SELECT 1 FROM suppression s WHERE s.tenant_id = m.tenant_id"
-	    "  AND s.channel = m.channel)",
+	    "  AND s.channel = m.channel), m.unit_id",
 	    &p, &r, "claim", true);
 	if (rc)
 		return rc;
@@ -1550,6 +1550,8 @@ static int tx_claim(struct store_tx *st, const char *account_id, int64_t now, in
 			hr_fail(E(t), rc, "claim", "out of memory");
 			break;
 		}
+		/* The unit: the dispatcher's plugin gate needs it. */
+		pg_col_copy(r, i, 29, out[*n].unit, sizeof out[*n].unit);
 		const struct message *m = &out[*n];
 		pr->alias_any = pg_col_bool(r, i, 27);
 		int k = 0;

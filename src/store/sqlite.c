@@ -830,6 +830,7 @@ const struct store_ops store_sqlite = {
 	.message_list = sq_message_list,
 	.message_counts = sq_message_counts,
 	.message_gauges = sq_message_gauges,
+	.write_stats = store_sqlite_stats,
 	.claim = sq_claim,
 	.record_results = sq_record_results,
 	.requeue_expired = sq_requeue_expired,

@@ -393,9 +393,9 @@ static const char migration_9[] =
  * provider id, idempotency key and error code. The keys of messages
  * accepted before are filled from the idempotency records still kept (a
  * single send's answer has its id, a messages:batch answer its messages'
- * ids). Number 11: migration 10 belongs to another change.
+ * ids).
  */
-static const char migration_11[] =
+static const char migration_10[] =
 	"ALTER TABLE message ADD COLUMN idem_key TEXT;"
 	"CREATE INDEX message_recipient ON message(tenant_id, recipient, id);"
 	"CREATE INDEX message_provider_tenant ON message(tenant_id, provider_id, id)"
@@ -420,7 +420,7 @@ const struct sq_migration sq_migrations[] = {
 	{7, migration_7},
 	{8, migration_8},
 	{9, migration_9},
-	{11, migration_11},
+	{10, migration_10},
 };
 
 const size_t sq_migration_count = sizeof sq_migrations / sizeof sq_migrations[0];

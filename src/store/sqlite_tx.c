@@ -249,7 +249,7 @@ static int tx_claim(struct store_tx *t, const char *account_id, int64_t now, int
 	                            " WHERE id IN (SELECT id FROM message WHERE status = 0"
 	                            "  AND account_id = ?1 AND due_at <= ?2"
 	                            "  ORDER BY priority, due_at, id LIMIT ?4)"
-	                            " RETURNING " SQ_MSG_COLS);
+	                            " RETURNING " SQ_MSG_COLS ", unit_id");
 	if (!st)
 		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "claim");
 	sqlite3_bind_text(st, 1, account_id, -1, SQLITE_STATIC);
@@ -262,6 +262,8 @@ static int tx_claim(struct store_tx *t, const char *account_id, int64_t now, int
 			continue; /* cannot happen: LIMIT bounds the update */
 		if ((rc = sq_row_message(st, 0, &out[*n])))
 			break;
+		/* The unit: the dispatcher's plugin gate needs it. */
+		sq_col_copy(st, SQ_MSG_NCOLS, out[*n].unit, sizeof out[*n].unit);
 		(*n)++;
 	}
 	if (rc == 0 && src != SQLITE_DONE)

@@ -46,6 +46,25 @@ typedef void (*store_done_fn)(void *arg, int rc, const struct hr_err *err);
  * lease protects the message). A backend's close forgets its holds.
  */
 int store_hold(const struct store *st, const char *id, int64_t until);
+
+/*
+ * What a committed lifecycle run changed, for whoever watches from outside
+ * the store (plugins' on_status / on_reply hooks): one note per status
+ * change of a message (from -> to; from -1 for none) or per reply linked
+ * to a message (kind "reply", to -1, text and payload). Called once the
+ * run's transaction committed, on the thread that saw the commit (the
+ * writer's): must be quick and never call the store. Notes are borrowed
+ * for the call. A run rolled back notifies nothing. One observer per
+ * process; NULL clears it (set before the store is used, cleared after).
+ */
+struct store_note {
+	const char *message_id, *tenant_id;
+	const char *kind; /* "status" or "reply" */
+	int from, to;
+	const char *text, *payload; /* replies; NULL otherwise */
+};
+typedef void (*store_observer_fn)(void *arg, const struct store_note *notes, size_t n);
+void store_observe(store_observer_fn fn, void *arg);
 void store_unhold(const struct store *st, const char *id);
 bool store_held(const struct store *st, const char *id, int64_t now);
 size_t store_hold_count(const struct store *st);
@@ -227,15 +246,19 @@ struct msg_filter {
 
 /* Outcome of one send attempt, recorded by the dispatcher. */
 enum send_kind {
-	SEND_OK = 0,            /* provider accepted: status SENT, provider_id set */
-	SEND_RETRY = 1,         /* transient or rate limited: back to QUEUED at due_at */
-	SEND_FAILED = 2,        /* permanent: status FAILED with the provider's error */
+	SEND_OK = 0,     /* provider accepted: status SENT, provider_id set */
+	SEND_RETRY = 1,  /* transient or rate limited: back to QUEUED at due_at */
+	SEND_FAILED = 2, /* permanent: status FAILED with the provider's error */
 	/* The request was written and no answer came (timeout, connection
 	 * lost), and it may not be sent again (at_most_once, or its attempts
 	 * are spent): status UNKNOWN, never sent again by itself; a later
 	 * receipt settles it. provider_id, when given, is the id the sender
 	 * chose (RBM's messageId), so such a receipt finds the message. */
 	SEND_UNKNOWN = 3,
+	/* A plugin's before_send hook skipped it (plugins/plugins.h): status
+	 * CANCELLED with error_code/error_text saying which plugin and why,
+	 * event "skipped"; never sent. */
+	SEND_SKIPPED = 4,
 };
 
 struct send_result {
@@ -967,6 +990,9 @@ struct store_ops {
 	 * any tenant). *out heap array (message_clear each); n 0 when none. */
 	int (*message_route)(struct store *st, const char *tenant_id, const char *root_id,
 	                     struct message **out, size_t *n);
+	/* The writer's totals since open: transactions committed and jobs run
+	 * (so jobs / commits is the mean group). May be NULL; never fails. */
+	void (*write_stats)(struct store *st, uint64_t *commits, uint64_t *jobs);
 };
 
 /* For backends: a template write's key parts and config (a JSON object

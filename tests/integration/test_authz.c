@@ -294,6 +294,9 @@ static bool fill(const char *pattern, bool fake, char *out, size_t size)
 	     "/v1/tenants/nobody/keys/hk_00000000/revoke"},
 	    {"/v1/templates/{channel}/{name}/{language}", "/v1/templates/whatsapp/loans_tpl/en",
 	     "/v1/templates/whatsapp/no_such_tpl/en"},
+	    {"/v1/units/{unit}/stats", "/v1/units/loans/stats", "/v1/units/no-such-unit/stats"},
+	    {"/v1/units/{unit}/campaigns", "/v1/units/loans/campaigns",
+	     "/v1/units/no-such-unit/campaigns"},
 	};
 	if (!strchr(pattern, '{')) {
 		snprintf(out, size, "%s", pattern);
@@ -357,9 +360,14 @@ static const char *body_for(const char *path, const char *method)
 
 static bool public_ok(const char *path)
 {
+	/* The dashboard's files hold no data (test_dashboard). */
 	return !strcmp(path, "/healthz") || !strcmp(path, "/readyz") ||
 	       !strcmp(path, "/openapi.json") || /* documentation, no tenant data */
-	       !strcmp(path, "/webhooks/{channel}/{account}");
+	       !strcmp(path, "/webhooks/{channel}/{account}") || !strcmp(path, "/") ||
+	       !strcmp(path, "/ui/{path}") ||
+	       /* Sign-in takes a key in its body; GET and DELETE authenticate
+	        * the session cookie themselves (test_dashboard). */
+	       !strcmp(path, "/v1/session");
 }
 
 /* The body holds none of acme's loans objects. */
@@ -421,6 +429,14 @@ static void test_route_table(void **state)
 			fail_msg("%s %s without %s: %ld %s", ri.method, real, ri.scope, r.status,
 			         r.body);
 		resp_free(&r);
+
+		/* A stream of the caller's own (GET /v1/events) opens for any
+		 * tenant and never ends: what it shows to whom is
+		 * test_dashboard's (two tenants, two units). */
+		if (stream && !has_id) {
+			checked++;
+			continue;
+		}
 
 		/* Tenant "other", every scope, on acme's objects. */
 		r = call(ri.method, real, BETA_KEY, body);

@@ -191,12 +191,20 @@ static int fake_pending(struct store *st, int64_t *n)
 	return 0;
 }
 
+static void fake_write_stats(struct store *st, uint64_t *commits, uint64_t *jobs)
+{
+	(void)st;
+	*commits = 7;
+	*jobs = 123;
+}
+
 static void test_store_gauges(void **state)
 {
 	(void)state;
 	static struct store_ops ops = {.name = "fake"};
 	ops.message_gauges = fake_counts;
 	ops.inbox_pending = fake_pending;
+	ops.write_stats = fake_write_stats;
 	struct fake_store fs = {.base = {.ops = &ops}};
 	char *t = render(&fs.base);
 	assert_line(t, "# TYPE herald_queue_depth gauge");
@@ -206,6 +214,10 @@ static void test_store_gauges(void **state)
 	assert_line(t, "herald_queue_depth{status=\"unknown\"} 100");
 	assert_line(t, "# TYPE herald_webhook_inbox_pending gauge");
 	assert_line(t, "herald_webhook_inbox_pending 42");
+	assert_line(t, "# TYPE herald_store_commits_total counter");
+	assert_line(t, "herald_store_commits_total 7");
+	assert_line(t, "# TYPE herald_store_jobs_total counter");
+	assert_line(t, "herald_store_jobs_total 123");
 	free(t);
 
 	/* A failing store read leaves the gauge out rather than reporting 0. */

@@ -64,6 +64,7 @@ struct tsrv {
 	pthread_mutex_t lock;
 	int token_status; /* answer of /token: 200 or an error */
 	int expires_in;
+	int token_delay_ms; /* answer /token this late */
 	int token_requests;
 	char assertion[4096];
 	char grant_type[128];
@@ -132,6 +133,12 @@ static enum MHD_Result t_access(void *cls, struct MHD_Connection *c, const char 
 		const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
 		hr_strlcpy(T.content_type, ct ? ct : "", sizeof T.content_type);
 		int st = T.token_status;
+		int delay = T.token_delay_ms;
+		if (delay) {
+			pthread_mutex_unlock(&T.lock);
+			usleep((useconds_t)delay * 1000);
+			pthread_mutex_lock(&T.lock);
+		}
 		if (st == 200)
 			snprintf(out, sizeof out,
 			         "{\"access_token\":\"tok-%d\",\"expires_in\":%d,\"token_type\":"
@@ -918,6 +925,31 @@ static void send_once(struct channel_account *a, char *auth, size_t n)
 	http_req_clear(&req);
 }
 
+/* Waits (10 s at most) until the fake Google has answered n token requests,
+ * then checks that no more came. */
+static void wait_token_requests(int n)
+{
+	int64_t deadline = hr_mono_us() + 10000000;
+	while (token_requests() < n && hr_mono_us() < deadline)
+		usleep(2000);
+	assert_int_equal(token_requests(), n);
+}
+
+/* The token a send carries once the refresher has stored token number n. */
+static void wait_send_token(struct channel_account *a, int n, char *auth, size_t len)
+{
+	char want[64];
+	snprintf(want, sizeof want, "Bearer tok-%d", n);
+	int64_t deadline = hr_mono_us() + 10000000;
+	do {
+		send_once(a, auth, len);
+		if (strcmp(auth, want) == 0)
+			return;
+		usleep(2000);
+	} while (hr_mono_us() < deadline);
+	assert_string_equal(auth, want);
+}
+
 static void test_token_fetch_and_cache(void **state)
 {
 	(void)state;
@@ -926,63 +958,110 @@ static void test_token_fetch_and_cache(void **state)
 	int base = token_requests();
 	struct channel_account *a = live_account("live1");
 	char auth[128];
+	/* Loading the account asks nothing; the first send goes without a token
+	 * and has it fetched in the background, once. */
+	usleep(100000);
+	assert_int_equal(token_requests(), base);
 	send_once(a, auth, sizeof auth);
-	assert_int_equal(token_requests(), base + 1);
-	char want[64];
-	snprintf(want, sizeof want, "Bearer tok-%d", base + 1);
-	assert_string_equal(auth, want);
+	wait_token_requests(base + 1);
+	wait_send_token(a, base + 1, auth, sizeof auth);
 	assert_string_equal(T.grant_type, "urn:ietf:params:oauth:grant-type:jwt-bearer");
 	assert_string_equal(T.content_type, "application/x-www-form-urlencoded");
 	check_assertion(T.assertion);
 
 	/* Cached: no second fetch. */
 	send_once(a, auth, sizeof auth);
-	assert_string_equal(auth, want);
 	assert_int_equal(token_requests(), base + 1);
 
-	/* RBM refuses it: transient, and the next send fetches a new one. */
+	/* RBM refuses it: transient, the token is dropped at once (the next send
+	 * goes without it) and the refresher fetches a new one. */
 	struct send_outcome o;
 	const char *unauth = "{\"error\":{\"code\":401,\"message\":\"Request had invalid "
 	                     "authentication credentials.\",\"status\":\"UNAUTHENTICATED\"}}";
 	a->ops->parse_send(a, 401, unauth, strlen(unauth), NULL, &o);
 	assert_int_equal(o.cls, OUTCOME_TRANSIENT);
 	assert_string_equal(o.error_code, "UNAUTHENTICATED");
-	send_once(a, auth, sizeof auth);
-	assert_int_equal(token_requests(), base + 2);
-	snprintf(want, sizeof want, "Bearer tok-%d", base + 2);
-	assert_string_equal(auth, want);
+	wait_token_requests(base + 2);
+	wait_send_token(a, base + 2, auth, sizeof auth);
 
-	/* The token endpoint fails: the request goes without a token (RBM will
-	 * answer 401, a retry), the error says why, and it is not asked again
-	 * for a while. */
+	/* The token endpoint fails: requests go without a token (RBM will answer
+	 * 401, a retry), the error says why, and it is not asked again for a
+	 * while (5 s). */
 	T.token_status = 400;
 	a->ops->parse_send(a, 401, unauth, strlen(unauth), NULL, &o);
+	wait_token_requests(base + 3);
 	send_once(a, auth, sizeof auth);
 	assert_string_equal(auth, "");
-	assert_int_equal(token_requests(), base + 3);
-	a->ops->parse_send(a, 401, unauth, strlen(unauth), NULL, &o);
+	int64_t deadline = hr_mono_us() + 10000000;
+	for (;;) { /* the failure is stored just after the endpoint answered */
+		a->ops->parse_send(a, 401, unauth, strlen(unauth), NULL, &o);
+		if (strstr(o.error_text, "invalid_grant") || hr_mono_us() >= deadline)
+			break;
+		usleep(2000);
+	}
 	assert_int_equal(o.cls, OUTCOME_TRANSIENT);
 	assert_non_null(strstr(o.error_text, "invalid_grant"));
 	assert_non_null(strstr(o.error_text, "Invalid JWT Signature."));
 	send_once(a, auth, sizeof auth);
 	assert_string_equal(auth, "");
+	usleep(200000);
 	assert_int_equal(token_requests(), base + 3);
 	channel_account_free(a);
 
-	/* A short-lived token is refreshed before it runs out. */
+	/* A short-lived token of an account in use is refreshed in the
+	 * background before it runs out (at half its 4 s life); one no send
+	 * asked for since is let lapse. */
 	T.token_status = 200;
-	T.expires_in = 1;
-	a = live_account("live2");
+	T.expires_in = 4;
 	base = token_requests();
+	a = live_account("live2");
 	send_once(a, auth, sizeof auth);
-	send_once(a, auth, sizeof auth);
-	assert_int_equal(token_requests(), base + 1);
-	usleep(600000);
-	send_once(a, auth, sizeof auth);
-	assert_int_equal(token_requests(), base + 2);
-	snprintf(want, sizeof want, "Bearer tok-%d", base + 2);
-	assert_string_equal(auth, want);
+	wait_token_requests(base + 1);
+	wait_send_token(a, base + 1, auth, sizeof auth);
+	wait_token_requests(base + 2);
+	wait_send_token(a, base + 2, auth, sizeof auth);
+	int64_t t0 = hr_mono_us();
+	wait_token_requests(base + 3); /* used since: refreshed again */
+	assert_true(hr_mono_us() - t0 < 3500000);
+	usleep(3000000); /* unused since: not refreshed at its half life */
+	assert_int_equal(token_requests(), base + 3);
 	T.expires_in = 3599;
+	channel_account_free(a);
+}
+
+/* A slow token endpoint never holds up build_send (the dispatcher's thread):
+ * the send goes at once without a token and carries one once it came. */
+static void test_token_never_blocks_send(void **state)
+{
+	(void)state;
+	T.token_status = 200;
+	T.expires_in = 3599;
+	pthread_mutex_lock(&T.lock);
+	T.token_delay_ms = 1500;
+	pthread_mutex_unlock(&T.lock);
+	int base = token_requests();
+	struct channel_account *a = live_account("slow1");
+	char auth[128];
+	int64_t t0 = hr_mono_us();
+	send_once(a, auth, sizeof auth);
+	int64_t took = hr_mono_us() - t0;
+	assert_string_equal(auth, "");
+	assert_true(took < 500000); /* the fetch takes 1.5 s */
+	/* Freed while its fetch is in flight (the endpoint has it and waits):
+	 * freeing does not wait for it, and the refresher frees the account's
+	 * state when the fetch ends (ASan would see a use after free or a
+	 * leak). */
+	wait_token_requests(base + 1);
+	t0 = hr_mono_us();
+	channel_account_free(a);
+	assert_true(hr_mono_us() - t0 < 500000);
+	a = live_account("slow2");
+	send_once(a, auth, sizeof auth);
+	wait_token_requests(base + 2);
+	wait_send_token(a, base + 2, auth, sizeof auth);
+	pthread_mutex_lock(&T.lock);
+	T.token_delay_ms = 0;
+	pthread_mutex_unlock(&T.lock);
 	channel_account_free(a);
 }
 
@@ -1358,6 +1437,7 @@ int main(void)
 	    cmocka_unit_test(test_uuid_of_id),
 	    cmocka_unit_test(test_build_bodies),
 	    cmocka_unit_test(test_token_fetch_and_cache),
+	    cmocka_unit_test(test_token_never_blocks_send),
 	    cmocka_unit_test(test_capability),
 	    cmocka_unit_test(test_parse_send_table),
 	    cmocka_unit_test(test_parse_vector),

@@ -134,7 +134,7 @@ static void test_schema_migrations(void **state)
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 7", 1},
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 8", 1},
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 9", 1},
-	    {"SELECT count(*) FROM schema_migrations WHERE version = 11", 1},
+	    {"SELECT count(*) FROM schema_migrations WHERE version = 10", 1},
 	    {"SELECT count(*) FROM schema_migrations", 10},
 	    {"SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'message_claim'",
 	     1},
@@ -206,7 +206,7 @@ static void test_query_plans(void **state)
 	     " ORDER BY id LIMIT 1000",
 	     "sqlite_autoindex_message_1"},
 	    {"DELETE FROM message_event WHERE message_id = 'x'", "message_event_msg"},
-	    /* Message search (sqlite_msg.c list_stmt, migration 11): each
+	    /* Message search (sqlite_msg.c list_stmt, migration 10): each
 	     * lookup by its tenant-scoped index, not a scan of the tenant. */
 	    {"SELECT id FROM message INDEXED BY message_recipient WHERE 1 AND tenant_id = 't'"
 	     " AND recipient IN ('+4479', '4479', NULL) AND status = 3 ORDER BY id DESC LIMIT 101",

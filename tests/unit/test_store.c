@@ -5217,6 +5217,7 @@ static void routed_sent(struct store *st, const char *account, const char *pid,
 	assert_string_equal(c.route_root, m.id);
 	assert_int_equal(c.route_steps, 2);
 	assert_non_null(c.route);
+	assert_string_equal(c.unit, "collections"); /* the plugin gate reads it */
 	message_clear(&c);
 	struct send_result r = {.kind = SEND_OK, .attempt = 1, .http_status = 200};
 	strcpy(r.message_id, m.id);

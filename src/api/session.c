@@ -1,0 +1,636 @@
+/*
+ * session.c - dashboard sign-in: a browser session by cookie, made from an
+ * API key and carrying exactly that key's tenant, unit and scopes.
+ *
+ *   POST   /v1/session {"api_key"}  201, Set-Cookie herald_session (HttpOnly,
+ *                                   SameSite=Strict, Secure behind https),
+ *                                   the principal and the CSRF token
+ *   GET    /v1/session              the session's principal and CSRF token
+ *   DELETE /v1/session              sign out (X-CSRF-Token required)
+ *   POST   /v1/session/unmask       {"reason"}: phone numbers shown for
+ *                                   dashboard.unmask_s, recorded in the audit log
+ *
+ * The cookie is 32 random bytes (hex); the server keeps only its SHA-256,
+ * so the table (memory, this node only) holds nothing a browser could
+ * replay. A session keeps the hash of the key it was made from and every
+ * request re-checks that key through the key cache (auth.c): a revoked key,
+ * or a disabled tenant or unit, ends its sessions within the cache's TTL,
+ * and the session never holds more than the key does now.
+ *
+ * CSRF: every request authenticated by the cookie, other than GET and HEAD,
+ * must carry X-CSRF-Token equal to the session's token (kept server side,
+ * compared in constant time); SameSite=Strict is the second fence. Sign-in
+ * itself takes JSON only (Content-Type), which a cross-site form cannot send.
+ *
+ * Bounds: dashboard.max_sessions in all (a full table answers 503, expired
+ * sessions are reclaimed first), dashboard.sessions_per_key per key (its
+ * own oldest is ended: one key cannot take the table), an idle and an
+ * absolute lifetime. The table is a flat array under one mutex: a lookup is
+ * a scan of at most max_sessions 64-byte ids, well under the cost of the
+ * request it guards.
+ *
+ * Masking: a session sees phone numbers masked in every JSON answer
+ * (api_mask_json, applied in api_respond_json) and cannot export until an
+ * unmask, which needs a reason and is audited.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/api_int.h"
+#include "core/crypto.h"
+
+#define SESSION_COOKIE "herald_session"
+#define SESSION_KEY_MAX 512
+#define SESSION_REASON_MAX 200
+
+struct session {
+	char id[65];   /* SHA-256 hex of the cookie; "" = free */
+	char cred[65]; /* SHA-256 hex of the API key it was made from */
+	char csrf[65];
+	char actor[96];
+	int64_t created, last, unmask_until; /* wall us */
+	int streams;                         /* open /v1/events streams */
+};
+
+struct api_sessions {
+	pthread_mutex_t lock;
+	struct api_dash_opts o;
+	struct session *slot;
+	/* Streams of bearer credentials, by actor (sse.c counts them here
+	 * too so one key cannot take every stream either). */
+	struct {
+		char actor[96];
+		int streams;
+	} * bearer;
+};
+
+int api_sessions_new(const struct api_dash_opts *o, struct api_sessions **out, struct hr_err *err)
+{
+	struct api_sessions *ss = calloc(1, sizeof *ss);
+	if (!ss)
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	ss->o = *o;
+	ss->slot = calloc((size_t)o->max_sessions, sizeof *ss->slot);
+	ss->bearer = calloc((size_t)o->max_event_streams, sizeof *ss->bearer);
+	if (!ss->slot || !ss->bearer) {
+		free(ss->slot);
+		free(ss->bearer);
+		free(ss);
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	}
+	pthread_mutex_init(&ss->lock, NULL);
+	*out = ss;
+	return 0;
+}
+
+void api_sessions_free(struct api_sessions *ss)
+{
+	if (!ss)
+		return;
+	explicit_bzero(ss->slot, (size_t)ss->o.max_sessions * sizeof *ss->slot);
+	free(ss->slot);
+	free(ss->bearer);
+	pthread_mutex_destroy(&ss->lock);
+	free(ss);
+}
+
+static bool session_live(const struct api_sessions *ss, const struct session *x, int64_t now)
+{
+	return x->id[0] && now - x->last < ss->o.session_idle_us &&
+	       now - x->created < ss->o.session_max_age_us;
+}
+
+/* Under the lock: the live session with id, or NULL (an expired one found
+ * is freed). */
+static struct session *session_find(struct api_sessions *ss, const char *id, int64_t now)
+{
+	for (int i = 0; i < ss->o.max_sessions; i++) {
+		struct session *x = &ss->slot[i];
+		if (!x->id[0] || !hr_consteq(x->id, 64, id, 64))
+			continue;
+		if (session_live(ss, x, now))
+			return x;
+		if (x->streams == 0)
+			explicit_bzero(x, sizeof *x);
+		return NULL;
+	}
+	return NULL;
+}
+
+struct cookie_scan {
+	const char *value;
+	int n;
+};
+
+static enum MHD_Result cookie_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+	(void)kind;
+	struct cookie_scan *c = cls;
+	if (strcmp(key, SESSION_COOKIE) == 0) {
+		c->value = value;
+		c->n++;
+	}
+	return MHD_YES;
+}
+
+/* The cookie's value when sent once; NULL when absent or repeated (which
+ * copy was meant would be a guess). */
+static const char *session_cookie_value(struct api_req *r, int *copies)
+{
+	struct cookie_scan c = {NULL, 0};
+	MHD_get_connection_values(r->conn, MHD_COOKIE_KIND, cookie_one, &c);
+	*copies = c.n;
+	return c.n == 1 ? c.value : NULL;
+}
+
+bool api_session_cookie(struct api_req *r)
+{
+	int n;
+	session_cookie_value(r, &n);
+	return n > 0;
+}
+
+static bool is_read(const struct api_req *r)
+{
+	return !strcmp(r->method, MHD_HTTP_METHOD_GET) || !strcmp(r->method, MHD_HTTP_METHOD_HEAD);
+}
+
+/* The session of r's cookie: 0 with *sid its id, *csrf_ok whether
+ * X-CSRF-Token matches, *masked; HR_EAUTH otherwise. The session's key is
+ * returned in cred for the caller to re-check. */
+static int session_lookup(struct api_req *r, char sid[65], char cred[65], bool *csrf_ok,
+                          bool *masked, struct hr_err *err)
+{
+	struct api_sessions *ss = r->srv->sessions;
+	int copies;
+	const char *tok = session_cookie_value(r, &copies);
+	if (copies > 1)
+		return hr_fail(err, HR_EAUTH, "Cookie",
+		               "the session cookie is sent more than once");
+	if (!tok || strlen(tok) != 64)
+		return hr_fail(err, HR_EAUTH, "Cookie", "no dashboard session: sign in");
+	hr_sha256_hex(tok, 64, sid);
+	const char *given = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-CSRF-Token");
+	int64_t now = hr_now_us();
+	pthread_mutex_lock(&ss->lock);
+	struct session *x = session_find(ss, sid, now);
+	if (x) {
+		x->last = now;
+		memcpy(cred, x->cred, 65);
+		*csrf_ok = given && hr_consteq(x->csrf, strlen(x->csrf), given, strlen(given));
+		*masked = now >= x->unmask_until;
+	}
+	pthread_mutex_unlock(&ss->lock);
+	if (!x)
+		return hr_fail(
+		    err, HR_EAUTH, "Cookie",
+		    "the dashboard session has ended (signed out or expired): sign in again");
+	return 0;
+}
+
+int api_session_auth(struct api_req *r, struct hr_err *err)
+{
+	char sid[65], cred[65];
+	bool csrf_ok = false, masked = true;
+	int rc = session_lookup(r, sid, cred, &csrf_ok, &masked, err);
+	if (rc)
+		return rc;
+	rc = api_auth_key_hash(r, cred, err);
+	explicit_bzero(cred, sizeof cred);
+	if (rc)
+		return rc;
+	if (!is_read(r) && !csrf_ok) {
+		memset(&r->who, 0, sizeof r->who);
+		r->tenant[0] = '\0';
+		return hr_fail(err, HR_EFORBIDDEN, "X-CSRF-Token",
+		               "a change made with a dashboard session needs the session's "
+		               "X-CSRF-Token header");
+	}
+	memcpy(r->session, sid, sizeof r->session);
+	r->masked = masked;
+	/* Exports are files of phone numbers in full: not while masked. */
+	const char *fmt = api_query(r, "format");
+	if (masked && (r->route == ROUTE_BATCH_EXPORT_CSV || r->route == ROUTE_BATCH_EXPORT_XLSX ||
+	               (r->route == ROUTE_BATCH_ERRORS && fmt && !strcmp(fmt, "csv"))))
+		return hr_fail(err, HR_EFORBIDDEN, "unmask",
+		               "exports show phone numbers in full: unmask them first "
+		               "(POST /v1/session/unmask, recorded in the audit log)");
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * The routes.
+ * ------------------------------------------------------------------------- */
+
+static json_t *time_json(int64_t us)
+{
+	char buf[32];
+	hr_time_format(us, buf);
+	return json_string(buf);
+}
+
+static json_t *scopes_json(unsigned scopes)
+{
+	json_t *a = json_array();
+	for (unsigned b = 1; a && b & SCOPE_ALL; b <<= 1)
+		if ((scopes & b) && json_array_append_new(a, json_string(api_scope_name(b))) != 0) {
+			json_decref(a);
+			return NULL;
+		}
+	return a;
+}
+
+/* What the dashboard needs to know of its session. */
+static json_t *session_json(const struct api_req *r, const struct session *x,
+                            const struct api_dash_opts *o)
+{
+	return json_pack("{s:s, s:s?, s:o, s:s, s:s, s:o, s:o, s:I, s:b, s:o}", "tenant",
+	                 r->who.tenant, "unit", r->who.unit[0] ? r->who.unit : NULL, "scopes",
+	                 scopes_json(r->who.scopes), "actor", r->who.actor, "csrf_token", x->csrf,
+	                 "created_at", time_json(x->created), "expires_at",
+	                 time_json(x->created + o->session_max_age_us), "idle_timeout_s",
+	                 (json_int_t)(o->session_idle_us / 1000000), "masked",
+	                 hr_now_us() >= x->unmask_until, "unmasked_until",
+	                 x->unmask_until > hr_now_us() ? time_json(x->unmask_until) : json_null());
+}
+
+static void hex_random(char out[65])
+{
+	unsigned char b[32];
+	hr_random_bytes(b, sizeof b);
+	for (size_t i = 0; i < sizeof b; i++)
+		snprintf(out + 2 * i, 3, "%02x", b[i]);
+	explicit_bzero(b, sizeof b);
+}
+
+/* A free slot for a new session of cred (under the lock): expired ones
+ * reclaimed, the key's oldest ended when it has sessions_per_key; NULL
+ * when the table is full of live sessions. */
+static struct session *session_slot(struct api_sessions *ss, const char *cred, int64_t now)
+{
+	struct session *free_slot = NULL, *oldest = NULL;
+	int mine = 0;
+	for (int i = 0; i < ss->o.max_sessions; i++) {
+		struct session *x = &ss->slot[i];
+		if (x->id[0] && !session_live(ss, x, now) && x->streams == 0)
+			explicit_bzero(x, sizeof *x);
+		if (!x->id[0]) {
+			if (!free_slot)
+				free_slot = x;
+			continue;
+		}
+		if (strcmp(x->cred, cred) == 0) {
+			mine++;
+			if (!oldest || x->created < oldest->created)
+				oldest = x;
+		}
+	}
+	if (mine >= ss->o.sessions_per_key && oldest) {
+		explicit_bzero(oldest, sizeof *oldest);
+		return oldest;
+	}
+	return free_slot;
+}
+
+enum MHD_Result api_session_post(struct api_req *r)
+{
+	struct api_server *s = r->srv;
+	struct hr_err err;
+	hr_err_clear(&err);
+	const char *ct =
+	    MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	if (!ct || strncasecmp(ct, "application/json", 16) != 0 ||
+	    (ct[16] != '\0' && ct[16] != ';' && ct[16] != ' ')) {
+		hr_fail(&err, HR_EINVAL, "Content-Type",
+		        "sign in with a JSON body "
+		        "(Content-Type: application/json)");
+		return api_fail(r, HR_EINVAL, &err);
+	}
+	enum MHD_Result ret;
+	json_t *o = api_body_object(r, &ret);
+	if (!o)
+		return ret;
+	static const char *const allowed[] = {"api_key", NULL};
+	int rc = api_keys_check(o, allowed, &err);
+	const char *key = json_string_value(json_object_get(o, "api_key"));
+	size_t klen = key ? strlen(key) : 0;
+	if (rc == 0 && !key)
+		rc = hr_fail(&err, HR_EINVAL, "api_key", "api_key is required (a string)");
+	if (rc == 0 && (klen == 0 || klen > SESSION_KEY_MAX))
+		rc = hr_fail(&err, HR_EAUTH, "api_key", "invalid API key");
+	if (rc == 0 && memchr(key, '.', klen))
+		rc = hr_fail(&err, HR_EINVAL, "api_key",
+		             "sign in with an API key (bearer tokens are for API calls)");
+	char cred[65] = "";
+	if (rc == 0) {
+		hr_sha256_hex(key, klen, cred);
+		rc = api_auth_key_hash(r, cred, &err);
+		if (rc == HR_EAUTH)
+			hr_strlcpy(err.field, "api_key", sizeof err.field);
+	}
+	/* The key's bytes leave memory with the body. */
+	explicit_bzero(r->body, r->len);
+	json_t *jk = json_object_get(o, "api_key");
+	if (jk && key)
+		explicit_bzero((char *)key, klen);
+	json_decref(o);
+	if (rc == 0 && r->who.operator)
+		rc = hr_fail(&err, HR_EFORBIDDEN, "api_key",
+		             "operator keys manage tenants: they cannot sign in to the dashboard");
+	int64_t retry_s = 0;
+	if (rc == 0 && (rc = api_limits_check(s, &r->who, &retry_s, &err)) != 0) {
+		explicit_bzero(cred, sizeof cred);
+		return api_quota_fail(r, &err, retry_s);
+	}
+	if (rc) {
+		explicit_bzero(cred, sizeof cred);
+		return api_fail(r, rc, &err);
+	}
+
+	struct api_sessions *ss = s->sessions;
+	char tok[65], sid[65];
+	hex_random(tok);
+	hr_sha256_hex(tok, 64, sid);
+	int64_t now = hr_now_us();
+	struct session snap;
+	pthread_mutex_lock(&ss->lock);
+	struct session *x = session_slot(ss, cred, now);
+	if (x) {
+		memset(x, 0, sizeof *x);
+		memcpy(x->id, sid, sizeof x->id);
+		memcpy(x->cred, cred, sizeof x->cred);
+		hex_random(x->csrf);
+		hr_strlcpy(x->actor, r->who.actor, sizeof x->actor);
+		x->created = x->last = now;
+		snap = *x;
+	}
+	pthread_mutex_unlock(&ss->lock);
+	explicit_bzero(cred, sizeof cred);
+	if (!x) {
+		explicit_bzero(tok, sizeof tok);
+		hr_fail(&err, HR_EBUSY, NULL,
+		        "too many dashboard sessions are open (at most %d): try again later",
+		        ss->o.max_sessions);
+		return api_fail(r, HR_EBUSY, &err);
+	}
+	char cookie[256];
+	snprintf(cookie, sizeof cookie,
+	         SESSION_COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%lld%s", tok,
+	         (long long)(ss->o.session_max_age_us / 1000000),
+	         ss->o.secure_cookie ? "; Secure" : "");
+	explicit_bzero(tok, sizeof tok);
+	const char *extra[] = {"Set-Cookie", cookie, "Cache-Control", "no-store", NULL};
+	json_t *j = session_json(r, &snap, &ss->o);
+	explicit_bzero(&snap, sizeof snap);
+	ret = api_respond_json(r, 201, j, extra);
+	explicit_bzero(cookie, sizeof cookie);
+	return ret;
+}
+
+/* GET and DELETE: public in the route table (a session is their subject,
+ * not a bearer credential), so they authenticate here. */
+enum MHD_Result api_session_get(struct api_req *r)
+{
+	struct hr_err err;
+	hr_err_clear(&err);
+	int rc = api_session_auth(r, &err);
+	if (rc)
+		return api_fail(r, rc, &err);
+	struct api_sessions *ss = r->srv->sessions;
+	struct session snap;
+	bool found = false;
+	pthread_mutex_lock(&ss->lock);
+	struct session *x = session_find(ss, r->session, hr_now_us());
+	if (x) {
+		snap = *x;
+		found = true;
+	}
+	pthread_mutex_unlock(&ss->lock);
+	if (!found)
+		return api_fail(r, HR_EAUTH, NULL);
+	json_t *j = session_json(r, &snap, &ss->o);
+	explicit_bzero(&snap, sizeof snap);
+	const char *extra[] = {"Cache-Control", "no-store", NULL};
+	return api_respond_json(r, 200, j, extra);
+}
+
+enum MHD_Result api_session_delete(struct api_req *r)
+{
+	struct hr_err err;
+	hr_err_clear(&err);
+	int rc = api_session_auth(r, &err);
+	if (rc)
+		return api_fail(r, rc, &err);
+	struct api_sessions *ss = r->srv->sessions;
+	pthread_mutex_lock(&ss->lock);
+	struct session *x = session_find(ss, r->session, hr_now_us());
+	if (x) {
+		/* Ended now; a stream still open keeps the slot (its id, no
+		 * key, never live again) until it closes (stream_release). */
+		int streams = x->streams;
+		char id[65];
+		memcpy(id, x->id, sizeof id);
+		explicit_bzero(x, sizeof *x);
+		if (streams) {
+			memcpy(x->id, id, sizeof x->id);
+			x->streams = streams;
+		}
+	}
+	pthread_mutex_unlock(&ss->lock);
+	const char *extra[] = {"Set-Cookie",
+	                       SESSION_COOKIE "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+	                       "Cache-Control", "no-store", NULL};
+	return api_respond(r, 204, NULL, 0, NULL, extra);
+}
+
+enum MHD_Result api_session_unmask(struct api_req *r)
+{
+	struct api_server *s = r->srv;
+	struct hr_err err;
+	hr_err_clear(&err);
+	if (!r->session[0]) {
+		hr_fail(&err, HR_EINVAL, "session",
+		        "unmasking is for dashboard sessions: API keys see numbers in full");
+		return api_fail(r, HR_EINVAL, &err);
+	}
+	enum MHD_Result ret;
+	json_t *o = api_body_object(r, &ret);
+	if (!o)
+		return ret;
+	static const char *const allowed[] = {"reason", NULL};
+	int rc = api_keys_check(o, allowed, &err);
+	const char *reason = json_string_value(json_object_get(o, "reason"));
+	size_t rl = reason ? strlen(reason) : 0;
+	if (rc == 0 && (!reason || rl < 3 || rl > SESSION_REASON_MAX))
+		rc = hr_fail(&err, HR_EINVAL, "reason",
+		             "reason is required: why the numbers are needed (3 to %d characters)",
+		             SESSION_REASON_MAX);
+	if (rc) {
+		json_decref(o);
+		return api_fail(r, rc, &err);
+	}
+	struct api_sessions *ss = s->sessions;
+	int64_t until = hr_now_us() + ss->o.unmask_us;
+	char object[96];
+	snprintf(object, sizeof object, "session:%.12s", r->session);
+	struct audit_row a;
+	rc = api_audit_json(r, r->tenant, "session.unmask", object, NULL,
+	                    json_pack("{s:s, s:o}", "reason", reason, "until", time_json(until)),
+	                    &a);
+	json_decref(o);
+	if (rc)
+		return api_fail(r, rc, NULL);
+	/* Recorded first: no number is shown unaudited. */
+	rc = s->o.store->ops->audit_append(s->o.store, &a, &err);
+	api_audit_done(&a);
+	if (rc)
+		return api_fail(r, rc, &err);
+	pthread_mutex_lock(&ss->lock);
+	struct session *x = session_find(ss, r->session, hr_now_us());
+	if (x)
+		x->unmask_until = until;
+	pthread_mutex_unlock(&ss->lock);
+	if (!x)
+		return api_fail(r, HR_EAUTH, NULL);
+	return api_respond_json(
+	    r, 200, json_pack("{s:b, s:o}", "masked", 0, "unmasked_until", time_json(until)), NULL);
+}
+
+/* ---------------------------------------------------------------------------
+ * Masking and stream accounting.
+ * ------------------------------------------------------------------------- */
+
+/* Keys whose string values are recipients' numbers or chat ids. */
+static bool mask_key(const char *k)
+{
+	static const char *const keys[] = {"to",     "from",    "recipient", "phone",
+	                                   "msisdn", "chat_id", "wa_id",     NULL};
+	for (const char *const *p = keys; *p; p++)
+		if (strcmp(k, *p) == 0)
+			return true;
+	return false;
+}
+
+/* "+447911123456" -> "+4479•••••56": the country and operator prefix and
+ * the last two digits stay, enough to tell numbers apart on a screen. */
+static json_t *masked_string(const char *v)
+{
+	size_t n = strlen(v);
+	if (n < 6)
+		return json_string("•••");
+	size_t keep = v[0] == '+' ? 5 : 4;
+	char out[256];
+	size_t o = 0;
+	for (size_t i = 0; i < n && o + 4 < sizeof out; i++) {
+		if (i < keep || i + 2 >= n) {
+			out[o++] = v[i];
+		} else if ((unsigned char)v[i] < 0x80 || ((unsigned char)v[i] & 0xC0) == 0xC0) {
+			memcpy(out + o, "•", 3); /* one per character */
+			o += 3;
+		}
+	}
+	out[o] = '\0';
+	return json_string(out);
+}
+
+void api_mask_json(json_t *j)
+{
+	if (json_is_array(j)) {
+		size_t i;
+		json_t *v;
+		json_array_foreach(j, i, v) api_mask_json(v);
+	} else if (json_is_object(j)) {
+		const char *k;
+		json_t *v;
+		void *tmp;
+		json_object_foreach_safe(j, tmp, k, v)
+		{
+			if (json_is_string(v) && mask_key(k)) {
+				json_t *m = masked_string(json_string_value(v));
+				if (!m || json_object_set_new(j, k, m) != 0)
+					json_object_set_new(j, k, json_string("•••"));
+			} else {
+				api_mask_json(v);
+			}
+		}
+	}
+}
+
+/* Under the lock: the bearer credential's stream counter (created when
+ * create; NULL when the table is full or, without create, absent). */
+static int *bearer_count(struct api_sessions *ss, const char *actor, bool create)
+{
+	int *free_slot = NULL;
+	for (int i = 0; i < ss->o.max_event_streams; i++) {
+		if (ss->bearer[i].streams > 0 && strcmp(ss->bearer[i].actor, actor) == 0)
+			return &ss->bearer[i].streams;
+		if (ss->bearer[i].streams == 0 && !free_slot) {
+			free_slot = &ss->bearer[i].streams;
+			if (create)
+				hr_strlcpy(ss->bearer[i].actor, actor, sizeof ss->bearer[i].actor);
+		}
+	}
+	return create ? free_slot : NULL;
+}
+
+int api_session_stream_acquire(struct api_server *s, const char *sid, const char *actor,
+                               struct hr_err *err)
+{
+	struct api_sessions *ss = s->sessions;
+	int rc = 0;
+	pthread_mutex_lock(&ss->lock);
+	int *count;
+	if (sid[0]) {
+		struct session *x = session_find(ss, sid, hr_now_us());
+		count = x ? &x->streams : NULL;
+		if (!x)
+			rc = hr_fail(err, HR_EAUTH, "Cookie", "the dashboard session has ended");
+	} else {
+		count = bearer_count(ss, actor, true);
+		if (!count) /* more credentials than streams: the global cap answers */
+			rc = hr_fail(err, HR_EQUOTA, "event_streams",
+			             "too many event streams are open (at most %d)",
+			             ss->o.max_event_streams);
+	}
+	if (rc == 0 && *count >= ss->o.streams_per_session)
+		rc = hr_fail(err, HR_EQUOTA, "event_streams",
+		             "%d event streams are open for this %s already (at most %d)", *count,
+		             sid[0] ? "session" : "credential", ss->o.streams_per_session);
+	else if (rc == 0)
+		++*count;
+	pthread_mutex_unlock(&ss->lock);
+	return rc;
+}
+
+void api_session_stream_release(struct api_server *s, const char *sid, const char *actor)
+{
+	struct api_sessions *ss = s->sessions;
+	pthread_mutex_lock(&ss->lock);
+	if (sid[0]) {
+		for (int i = 0; i < ss->o.max_sessions; i++) {
+			struct session *x = &ss->slot[i];
+			if (x->streams > 0 && strcmp(x->id, sid) == 0) {
+				if (--x->streams == 0 && !session_live(ss, x, hr_now_us()))
+					explicit_bzero(x, sizeof *x);
+				break;
+			}
+		}
+	} else {
+		int *count = bearer_count(ss, actor, false);
+		if (count)
+			--*count;
+	}
+	pthread_mutex_unlock(&ss->lock);
+}
+
+bool api_session_alive(struct api_server *s, const char *sid)
+{
+	struct api_sessions *ss = s->sessions;
+	pthread_mutex_lock(&ss->lock);
+	bool alive = session_find(ss, sid, hr_now_us()) != NULL;
+	pthread_mutex_unlock(&ss->lock);
+	return alive;
+}

@@ -1,0 +1,175 @@
+/*
+ * plugins_int.h - what the loader (plugins.c), the pool (pool.c) and the
+ * host API (host.c) share. Nothing outside src/plugins/ includes this.
+ */
+#ifndef HR_PLUGINS_INT_H
+#define HR_PLUGINS_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "herald/plugin.h"
+#include "plugins/plugins.h"
+
+#define PLUGIN_METRICS_MAX 64
+#define PLUGIN_KV_MAX 64
+#define PLUGIN_KV_VALUE_MAX 1024
+#define PLUGIN_LIST_MAX 1000
+#define PLUGIN_SKIP_REASON_MAX 200
+
+/* Per hook: calls, errors (error or garbage), timeouts, time spent. */
+struct plugin_counters {
+	atomic_ullong calls, errors, timeouts, busy, dropped;
+	atomic_ullong duration_us;
+};
+
+struct plugin_metric {
+	char name[64];
+	atomic_llong value;
+};
+
+struct plugin {
+	char name[64];
+	char version[64];
+	char file[512];
+	void *dl;
+	const struct herald_plugin *d;
+	json_t *config; /* its plugins.config section (object of strings), owned */
+	bool inited;
+	int running; /* jobs on workers now (pool lock) */
+	struct plugin_counters c[PH__COUNT];
+	pthread_mutex_t mlock; /* metric names */
+	struct plugin_metric metrics[PLUGIN_METRICS_MAX];
+	atomic_int nmetrics;
+	struct plugins *host;
+};
+
+struct plugin_binding {
+	char tenant[HR_NAME_MAX];
+	char unit[HR_NAME_MAX];
+	struct plugin *pl;
+};
+
+/* A job's kind-specific parts. */
+struct herald_msg {
+	char id[HR_ID_LEN + 1];
+	char tenant[HR_NAME_MAX], unit[HR_NAME_MAX], channel[16], account[HR_NAME_MAX];
+	char recipient[HR_ADDR_MAX], batch[HR_ID_LEN + 1], status[16], error[HR_ERRCODE_MAX];
+	char *content; /* heap */
+	int attempt;
+};
+
+struct herald_record {
+	const char *const *names, *const *values; /* job-owned copies */
+	int n;
+};
+
+struct herald_draft {
+	struct plugin_draft *d;
+	int nparams_limit;
+};
+
+struct herald_verdict {
+	bool skip;
+	char reason[PLUGIN_SKIP_REASON_MAX + 1];
+};
+
+struct herald_event {
+	char kind[8];
+	char status[16], from[16];
+	char *text, *payload; /* heap, may be NULL */
+};
+
+struct herald_kv {
+	json_t *obj; /* key -> string */
+	bool bad;    /* a put was refused: the output is garbage */
+};
+
+struct herald_filter {
+	json_t *obj;
+};
+
+struct herald_list {
+	json_t *arr;
+	struct herald_kv items[PLUGIN_LIST_MAX];
+	size_t n;
+};
+
+/* The arena of one call. */
+struct arena_chunk {
+	struct arena_chunk *next;
+	size_t used, cap;
+	max_align_t data[];
+};
+
+struct herald_ctx {
+	struct plugin *pl;
+	const char *tenant, *unit;
+	int64_t deadline; /* monotonic us; 0: none (init/fini) */
+	struct arena_chunk *arena;
+	size_t arena_used, arena_max;
+	char reason[PLUGIN_REASON_MAX];
+};
+
+enum job_state { JOB_QUEUED = 0, JOB_RUNNING, JOB_DONE };
+
+struct plugin_job {
+	struct plugin_job *next; /* queue */
+	struct plugins *host;
+	struct plugin *pl;
+	enum plugin_hook hook;
+	char tenant[HR_NAME_MAX], unit[HR_NAME_MAX];
+	char message_id[HR_ID_LEN + 1]; /* events: read from the store by the worker */
+	int64_t deadline;               /* monotonic us */
+	enum job_state state;
+	int refs; /* pool lock */
+	enum plugin_outcome outcome;
+	char reason[PLUGIN_REASON_MAX];
+	void (*notify)(void *);
+	void *notify_arg;
+
+	struct herald_msg msg;
+	struct herald_record rec;
+	char **rec_buf; /* names then values, heap */
+	char *rec_text; /* the strings rec_buf points into, heap */
+	struct herald_draft draft;
+	struct plugin_draft *dout; /* prepare's output (job-owned) */
+	struct herald_verdict verdict;
+	struct herald_event ev;
+	int ev_from, ev_to;
+	struct herald_kv kv;
+	struct herald_filter filter;
+	struct herald_list *list;
+};
+
+struct plugins {
+	struct plugin **pl;
+	size_t npl;
+	struct plugin_binding *bind;
+	size_t nbind;
+	int64_t timeout_us;
+	size_t arena_max;
+	struct ds_registry *ds;
+	struct store *st;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* workers wait for jobs; callers for results */
+	struct plugin_job *head, *tail;
+	size_t queued, queue_max;
+	int per_plugin_max;
+	pthread_t *workers;
+	int nworkers;
+	bool stopping;
+	struct plugin_counters events; /* on_status/on_reply without a plugin: dropped */
+};
+
+/* host.c: a call's context; end frees its arena. */
+void plugin_ctx_begin(struct herald_ctx *c, struct plugin *pl, const char *tenant, const char *unit,
+                      int64_t deadline, size_t arena_max);
+void plugin_ctx_end(struct herald_ctx *c);
+
+/* pool.c */
+int plugins_pool_start(struct plugins *p, int workers, struct hr_err *err);
+void plugins_pool_stop(struct plugins *p);
+
+#endif

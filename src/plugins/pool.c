@@ -1,0 +1,721 @@
+/*
+ * pool.c - the bounded worker pool every plugin hook runs on, and the calls
+ * made through it.
+ *
+ * Threads ("plugin" workers, plugins.workers of them) take jobs from one
+ * FIFO queue (at most plugins.queue_max; a full queue refuses at once,
+ * never blocks the caller). A worker skips a job whose plugin already
+ * occupies per_plugin_max workers, so a plugin whose hooks hang holds at
+ * most that many and the others keep running. A job still queued at its
+ * deadline is not run (timeout); one that returns after its deadline is a
+ * timeout too, its outputs ignored. Callers either wait on the pool's
+ * condition up to the deadline or poll (plugins_job_poll). One lock guards
+ * the queue and every job's state; hooks run without it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "plugins/plugins_int.h"
+#include "store/store.h"
+
+static const char *const hook_names[PH__COUNT] = {"init",        "list_campaigns", "prepare",
+                                                  "before_send", "on_status",      "on_reply",
+                                                  "unit_stats",  "export_row"};
+
+const char *plugin_hook_name(enum plugin_hook h)
+{
+	return h < PH__COUNT ? hook_names[h] : "?";
+}
+
+const char *plugin_outcome_name(enum plugin_outcome o)
+{
+	static const char *const n[] = {"ok", "error", "garbage", "timeout", "busy"};
+	return o <= PO_BUSY ? n[o] : "?";
+}
+
+void plugin_draft_clear(struct plugin_draft *d)
+{
+	for (int i = 0; i < d->nparams && i < PLUGIN_PARAMS_MAX; i++) {
+		free(d->params[i]);
+		d->params[i] = NULL;
+	}
+	d->nparams = 0;
+}
+
+static void job_free(struct plugin_job *j)
+{
+	free(j->msg.content);
+	free(j->ev.text);
+	free(j->ev.payload);
+	free(j->rec_buf);
+	free(j->rec_text);
+	if (j->dout) {
+		plugin_draft_clear(j->dout);
+		free(j->dout);
+	}
+	json_decref(j->kv.obj);
+	json_decref(j->filter.obj);
+	if (j->list) {
+		json_decref(j->list->arr);
+		free(j->list);
+	}
+	free(j);
+}
+
+/* Drops one reference; the last frees. Pool lock held. */
+static void job_unref_locked(struct plugin_job *j)
+{
+	if (--j->refs == 0)
+		job_free(j);
+}
+
+void plugins_job_release(struct plugin_job *j)
+{
+	if (!j)
+		return;
+	struct plugins *p = j->host;
+	pthread_mutex_lock(&p->lock);
+	j->notify = NULL; /* never called once released */
+	job_unref_locked(j);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static struct plugin_job *job_new(struct plugins *p, const struct plugin *pl, enum plugin_hook h,
+                                  const char *tenant, const char *unit)
+{
+	struct plugin_job *j = calloc(1, sizeof *j);
+	if (!j)
+		return NULL;
+	j->host = p;
+	j->pl = (struct plugin *)pl;
+	j->hook = h;
+	hr_strlcpy(j->tenant, tenant ? tenant : "", sizeof j->tenant);
+	hr_strlcpy(j->unit, unit ? unit : "", sizeof j->unit);
+	j->deadline = hr_mono_us() + p->timeout_us;
+	j->refs = 1;
+	return j;
+}
+
+/* Queues j (one more reference for the worker). PO_OK, or PO_BUSY when the
+ * queue is full or the pool stopping (the job then counts as not run). */
+static enum plugin_outcome job_submit(struct plugins *p, struct plugin_job *j)
+{
+	pthread_mutex_lock(&p->lock);
+	if (p->stopping || p->queued >= p->queue_max || p->nworkers == 0) {
+		j->state = JOB_DONE;
+		j->outcome = PO_BUSY;
+		snprintf(j->reason, sizeof j->reason,
+		         "plugin %s: %s not run: the plugin queue is full",
+		         j->pl ? j->pl->name : "?", hook_names[j->hook]);
+		pthread_mutex_unlock(&p->lock);
+		if (j->pl)
+			atomic_fetch_add(&j->pl->c[j->hook].busy, 1);
+		return PO_BUSY;
+	}
+	j->refs++;
+	if (p->tail)
+		p->tail->next = j;
+	else
+		p->head = j;
+	p->tail = j;
+	p->queued++;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	return PO_OK;
+}
+
+/* Waits (bounded by the deadline plus a little) for j. Returns its outcome. */
+static enum plugin_outcome job_wait(struct plugins *p, struct plugin_job *j, char *why,
+                                    size_t whylen)
+{
+	pthread_mutex_lock(&p->lock);
+	while (j->state != JOB_DONE) {
+		int64_t now = hr_mono_us();
+		if (now >= j->deadline)
+			break;
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		int64_t left = j->deadline - now;
+		ts.tv_sec += left / 1000000;
+		ts.tv_nsec += (left % 1000000) * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+	}
+	enum plugin_outcome o;
+	if (j->state == JOB_DONE) {
+		o = j->outcome;
+		if (why)
+			hr_strlcpy(why, j->reason, whylen);
+	} else {
+		o = PO_TIMEOUT;
+		if (why)
+			snprintf(why, whylen, "plugin %s: %s took more than %lld ms", j->pl->name,
+			         hook_names[j->hook], (long long)(p->timeout_us / 1000));
+	}
+	pthread_mutex_unlock(&p->lock);
+	return o;
+}
+
+/* ---- running one job (a worker, no lock held) ---- */
+
+static void msg_view(struct herald_msg *v, const struct message *m)
+{
+	hr_strlcpy(v->id, m->id, sizeof v->id);
+	hr_strlcpy(v->tenant, m->tenant_id, sizeof v->tenant);
+	hr_strlcpy(v->unit, m->unit, sizeof v->unit);
+	hr_strlcpy(v->channel, m->channel, sizeof v->channel);
+	hr_strlcpy(v->account, m->account_id, sizeof v->account);
+	hr_strlcpy(v->recipient, m->recipient, sizeof v->recipient);
+	hr_strlcpy(v->batch, m->batch_id, sizeof v->batch);
+	hr_strlcpy(v->status, msg_status_name(m->status), sizeof v->status);
+	hr_strlcpy(v->error, m->error_code, sizeof v->error);
+	v->attempt = m->attempts;
+	free(v->content);
+	v->content = m->content ? strdup(m->content) : NULL;
+}
+
+/* Events carry only the message id: the message as committed is read here,
+ * and its unit picks the plugin. 0 to run, 1 nothing to do. */
+static int event_resolve(struct plugins *p, struct plugin_job *j)
+{
+	if (!p->st)
+		return 1;
+	struct message m = {0};
+	if (p->st->ops->message_get(p->st, j->tenant, j->message_id, &m) != 0)
+		return 1;
+	int rc = 1;
+	const struct plugin *pl = m.unit[0] ? plugins_for_unit(p, m.tenant_id, m.unit) : NULL;
+	if (pl && plugin_has(pl, j->hook)) {
+		j->pl = (struct plugin *)pl;
+		hr_strlcpy(j->unit, m.unit, sizeof j->unit);
+		msg_view(&j->msg, &m);
+		rc = 0;
+	}
+	message_clear(&m);
+	return rc;
+}
+
+static int call_hook(struct plugin_job *j, struct herald_ctx *c)
+{
+	const struct herald_plugin *d = j->pl->d;
+	switch (j->hook) {
+	case PH_PREPARE:
+		return d->prepare(c, &j->rec, &j->draft);
+	case PH_BEFORE_SEND:
+		return d->before_send(c, &j->msg, &j->verdict);
+	case PH_ON_STATUS:
+		return d->on_status(c, &j->msg, &j->ev);
+	case PH_ON_REPLY:
+		return d->on_reply(c, &j->msg, &j->ev);
+	case PH_STATS:
+		return d->unit_stats(c, &j->kv);
+	case PH_EXPORT:
+		return d->export_row(c, &j->msg, &j->kv);
+	case PH_LIST:
+		return d->list_campaigns(c, &j->filter, j->list);
+	default:
+		return HERALD_ERROR;
+	}
+}
+
+/* Whether the call's outputs are well-formed (a refused put, a list item
+ * refused). */
+static bool outputs_ok(const struct plugin_job *j)
+{
+	if ((j->hook == PH_STATS || j->hook == PH_EXPORT) && j->kv.bad)
+		return false;
+	if (j->hook == PH_LIST)
+		for (size_t i = 0; i < j->list->n; i++)
+			if (j->list->items[i].bad)
+				return false;
+	return true;
+}
+
+static void run_job(struct plugins *p, struct plugin_job *j)
+{
+	struct plugin *pl = j->pl;
+	struct plugin_counters *pc = &pl->c[j->hook];
+	struct herald_ctx c;
+	plugin_ctx_begin(&c, pl, j->tenant, j->unit, j->deadline, p->arena_max);
+	int64_t t0 = hr_mono_us();
+	int rc = call_hook(j, &c);
+	int64_t t1 = hr_mono_us();
+	atomic_fetch_add(&pc->calls, 1);
+	atomic_fetch_add(&pc->duration_us, (unsigned long long)(t1 - t0));
+	enum plugin_outcome o = PO_OK;
+	char reason[PLUGIN_REASON_MAX];
+	if (t1 > j->deadline) {
+		o = PO_TIMEOUT;
+		snprintf(reason, sizeof reason, "plugin %s: %s took more than %lld ms", pl->name,
+		         hook_names[j->hook], (long long)(p->timeout_us / 1000));
+	} else if (rc == HERALD_ERROR) {
+		o = PO_ERROR;
+		snprintf(reason, sizeof reason, "plugin %s: %s failed: %s", pl->name,
+		         hook_names[j->hook], c.reason[0] ? c.reason : "no reason given");
+	} else if (rc != HERALD_OK) {
+		o = PO_GARBAGE;
+		snprintf(reason, sizeof reason,
+		         "plugin %s: %s returned %d (not HERALD_OK or "
+		         "HERALD_ERROR)",
+		         pl->name, hook_names[j->hook], rc);
+	} else if (!outputs_ok(j)) {
+		o = PO_GARBAGE;
+		snprintf(reason, sizeof reason,
+		         "plugin %s: %s gave a key or value that is "
+		         "empty, too long, not UTF-8 or one too many",
+		         pl->name, hook_names[j->hook]);
+	} else if (j->hook == PH_BEFORE_SEND && j->verdict.skip) {
+		snprintf(reason, sizeof reason, "plugin %s: %s", pl->name, j->verdict.reason);
+	} else if (j->hook == PH_PREPARE && j->dout->skip) {
+		snprintf(reason, sizeof reason, "plugin %s: %s", pl->name, j->dout->skip_reason);
+	} else {
+		reason[0] = '\0';
+	}
+	plugin_ctx_end(&c);
+	if (o == PO_TIMEOUT)
+		atomic_fetch_add(&pc->timeouts, 1);
+	else if (o != PO_OK)
+		atomic_fetch_add(&pc->errors, 1);
+	if (o != PO_OK && j->hook != PH_BEFORE_SEND && j->hook != PH_PREPARE)
+		hr_log(HR_LOG_WARN, "plugin", "%s", reason); /* no audit trail of their own */
+	pthread_mutex_lock(&p->lock);
+	j->outcome = o;
+	hr_strlcpy(j->reason, reason, sizeof j->reason);
+	j->state = JOB_DONE;
+	/* Done and notified at once: a caller that saw it done never misses
+	 * (nor, after releasing it, gets) the call. */
+	if (j->notify)
+		j->notify(j->notify_arg);
+	j->notify = NULL;
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* The first queued job whose plugin has a free share of the workers, or
+ * that is past its deadline (then it is finished without running, so a
+ * stuck plugin's jobs never fill the queue for the others). */
+static struct plugin_job *job_take_locked(struct plugins *p)
+{
+	struct plugin_job *prev = NULL;
+	int64_t now = hr_mono_us();
+	for (struct plugin_job *j = p->head; j; prev = j, j = j->next) {
+		if (j->pl && j->pl->running >= p->per_plugin_max && now < j->deadline)
+			continue;
+		if (prev)
+			prev->next = j->next;
+		else
+			p->head = j->next;
+		if (p->tail == j)
+			p->tail = prev;
+		j->next = NULL;
+		p->queued--;
+		return j;
+	}
+	return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+	struct plugins *p = arg;
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		struct plugin_job *j = NULL;
+		while (!p->stopping && !(j = job_take_locked(p)))
+			pthread_cond_wait(&p->cond, &p->lock);
+		if (!j)
+			break;
+		if (hr_mono_us() >= j->deadline) {
+			/* Waited past its deadline in the queue: not run. */
+			j->state = JOB_DONE;
+			j->outcome = PO_TIMEOUT;
+			snprintf(j->reason, sizeof j->reason,
+			         "plugin %s: %s not started within %lld ms (workers busy)",
+			         j->pl ? j->pl->name : "?", hook_names[j->hook],
+			         (long long)(p->timeout_us / 1000));
+			if (j->pl)
+				atomic_fetch_add(&j->pl->c[j->hook].timeouts, 1);
+		} else {
+			bool run = true;
+			if (!j->pl) { /* an event: find the message's plugin */
+				pthread_mutex_unlock(&p->lock);
+				run = event_resolve(p, j) == 0;
+				pthread_mutex_lock(&p->lock);
+				if (run && j->pl->running >= p->per_plugin_max) {
+					/* Its plugin holds its share: back in line. */
+					if (p->tail)
+						p->tail->next = j;
+					else
+						p->head = j;
+					p->tail = j;
+					p->queued++;
+					continue;
+				}
+			}
+			if (run) {
+				j->state = JOB_RUNNING;
+				j->pl->running++;
+				pthread_mutex_unlock(&p->lock);
+				run_job(p, j);
+				pthread_mutex_lock(&p->lock);
+				j->pl->running--;
+			} else {
+				j->state = JOB_DONE;
+			}
+		}
+		/* Under the lock: a caller that released the job (and may free
+		 * what notify reaches) is never called after. notify is quick. */
+		if (j->notify)
+			j->notify(j->notify_arg);
+		job_unref_locked(j);
+		pthread_cond_broadcast(&p->cond);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+int plugins_pool_start(struct plugins *p, int workers, struct hr_err *err)
+{
+	p->workers = calloc((size_t)workers, sizeof *p->workers);
+	if (!p->workers)
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	for (int i = 0; i < workers; i++) {
+		if (pthread_create(&p->workers[i], NULL, worker_main, p) != 0) {
+			plugins_pool_stop(p);
+			return hr_fail(err, HR_EINTERNAL, "plugins.workers",
+			               "could not start plugin worker %d", i);
+		}
+		p->nworkers++;
+	}
+	return 0;
+}
+
+/* Stops the workers once the hooks they run return; queued jobs are
+ * finished as not run. */
+void plugins_pool_stop(struct plugins *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->stopping = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	for (int i = 0; i < p->nworkers; i++)
+		pthread_join(p->workers[i], NULL);
+	free(p->workers);
+	p->workers = NULL;
+	p->nworkers = 0;
+	pthread_mutex_lock(&p->lock);
+	while (p->head) {
+		struct plugin_job *j = p->head;
+		p->head = j->next;
+		j->state = JOB_DONE;
+		j->outcome = PO_BUSY;
+		job_unref_locked(j);
+	}
+	p->tail = NULL;
+	p->queued = 0;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+size_t plugins_queue_len(struct plugins *p)
+{
+	pthread_mutex_lock(&p->lock);
+	size_t n = p->queued;
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}
+
+/* ---- the calls ---- */
+
+enum plugin_outcome plugins_prepare(struct plugins *p, const struct plugin *pl, const char *tenant,
+                                    const char *unit, const char *const *names,
+                                    const char *const *values, size_t ncols, struct plugin_draft *d,
+                                    char *why, size_t whylen)
+{
+	struct plugin_job *j = job_new(p, pl, PH_PREPARE, tenant, unit);
+	size_t n = ncols > 4096 ? 4096 : ncols;
+	char **buf = j ? calloc(2 * (n ? n : 1), sizeof *buf) : NULL;
+	struct plugin_draft *dd = buf ? calloc(1, sizeof *dd) : NULL;
+	if (!dd) {
+		free(buf);
+		free(j);
+		snprintf(why, whylen, "plugin %s: out of memory", plugin_name(pl));
+		return PO_BUSY;
+	}
+	/* The job owns copies: an abandoned job outlives the caller's row. */
+	size_t bytes = 0;
+	for (size_t i = 0; i < n; i++)
+		bytes += strlen(names[i]) + strlen(values[i] ? values[i] : "") + 2;
+	char *text = malloc(bytes ? bytes : 1);
+	j->rec_buf = buf;
+	j->dout = dd;
+	if (!text) {
+		plugins_job_release(j);
+		snprintf(why, whylen, "plugin %s: out of memory", plugin_name(pl));
+		return PO_BUSY;
+	}
+	/* One allocation for the strings, kept as buf[2n] (freed with buf). */
+	char *w = text;
+	for (size_t i = 0; i < n; i++) {
+		size_t a = strlen(names[i]) + 1, b = strlen(values[i] ? values[i] : "") + 1;
+		memcpy(w, names[i], a);
+		buf[i] = w;
+		w += a;
+		memcpy(w, values[i] ? values[i] : "", b);
+		buf[n + i] = w;
+		w += b;
+	}
+	j->rec.names = (const char *const *)buf;
+	j->rec.values = (const char *const *)(buf + n);
+	j->rec.n = (int)n;
+	j->rec_text = text;
+	hr_strlcpy(dd->recipient, d->recipient, sizeof dd->recipient);
+	dd->nparams = d->nparams;
+	for (int i = 0; i < d->nparams; i++)
+		if (!(dd->params[i] = strdup(d->params[i] ? d->params[i] : ""))) {
+			plugins_job_release(j);
+			snprintf(why, whylen, "plugin %s: out of memory", plugin_name(pl));
+			return PO_BUSY;
+		}
+	j->draft.d = dd;
+	enum plugin_outcome o = job_submit(p, j);
+	if (o == PO_OK)
+		o = job_wait(p, j, why, whylen);
+	else
+		hr_strlcpy(why, j->reason, whylen);
+	if (o == PO_OK) {
+		/* The draft is the job's until done: copy it out. */
+		pthread_mutex_lock(&p->lock);
+		hr_strlcpy(d->recipient, dd->recipient, sizeof d->recipient);
+		for (int i = 0; i < d->nparams; i++) {
+			free(d->params[i]);
+			d->params[i] = dd->params[i];
+			dd->params[i] = NULL;
+		}
+		d->skip = dd->skip;
+		hr_strlcpy(d->skip_reason, dd->skip ? j->reason : "", sizeof d->skip_reason);
+		pthread_mutex_unlock(&p->lock);
+	}
+	plugins_job_release(j);
+	return o;
+}
+
+static enum plugin_outcome kv_call(struct plugins *p, struct plugin_job *j, json_t **out, char *why,
+                                   size_t whylen)
+{
+	*out = NULL;
+	enum plugin_outcome o = job_submit(p, j);
+	if (o == PO_OK)
+		o = job_wait(p, j, why, whylen);
+	else
+		hr_strlcpy(why, j->reason, whylen);
+	if (o == PO_OK) {
+		pthread_mutex_lock(&p->lock);
+		*out = j->hook == PH_LIST ? json_incref(j->list->arr) : json_incref(j->kv.obj);
+		pthread_mutex_unlock(&p->lock);
+	}
+	plugins_job_release(j);
+	return o;
+}
+
+enum plugin_outcome plugins_stats(struct plugins *p, const struct plugin *pl, const char *tenant,
+                                  const char *unit, json_t **out, char *why, size_t whylen)
+{
+	struct plugin_job *j = job_new(p, pl, PH_STATS, tenant, unit);
+	if (!j || !(j->kv.obj = json_object())) {
+		free(j);
+		*out = NULL;
+		snprintf(why, whylen, "out of memory");
+		return PO_BUSY;
+	}
+	return kv_call(p, j, out, why, whylen);
+}
+
+enum plugin_outcome plugins_export_row(struct plugins *p, const struct plugin *pl,
+                                       const struct message *m, json_t **out, char *why,
+                                       size_t whylen)
+{
+	struct plugin_job *j = job_new(p, pl, PH_EXPORT, m->tenant_id, m->unit);
+	if (!j || !(j->kv.obj = json_object())) {
+		free(j);
+		*out = NULL;
+		snprintf(why, whylen, "out of memory");
+		return PO_BUSY;
+	}
+	msg_view(&j->msg, m);
+	return kv_call(p, j, out, why, whylen);
+}
+
+enum plugin_outcome plugins_list(struct plugins *p, const struct plugin *pl, const char *tenant,
+                                 const char *unit, json_t *filters, json_t **out, char *why,
+                                 size_t whylen)
+{
+	struct plugin_job *j = job_new(p, pl, PH_LIST, tenant, unit);
+	if (j)
+		j->list = calloc(1, sizeof *j->list);
+	if (!j || !j->list || !(j->list->arr = json_array()) ||
+	    !(j->filter.obj = json_deep_copy(filters ? filters : json_object()))) {
+		if (j)
+			job_free(j);
+		*out = NULL;
+		snprintf(why, whylen, "out of memory");
+		return PO_BUSY;
+	}
+	return kv_call(p, j, out, why, whylen);
+}
+
+struct plugin_job *plugins_before_send_submit(struct plugins *p, const struct plugin *pl,
+                                              const struct message *m, void (*notify)(void *),
+                                              void *arg)
+{
+	struct plugin_job *j = job_new(p, pl, PH_BEFORE_SEND, m->tenant_id, m->unit);
+	if (!j)
+		return NULL;
+	msg_view(&j->msg, m);
+	j->notify = notify;
+	j->notify_arg = arg;
+	(void)job_submit(p, j); /* a refused job is DONE with PO_BUSY */
+	return j;
+}
+
+bool plugins_job_poll(struct plugin_job *j, int64_t now_mono, enum plugin_outcome *out, bool *skip,
+                      char *reason, size_t reasonlen)
+{
+	struct plugins *p = j->host;
+	pthread_mutex_lock(&p->lock);
+	bool done = j->state == JOB_DONE;
+	if (done) {
+		*out = j->outcome;
+		*skip = j->outcome == PO_OK && j->verdict.skip;
+		hr_strlcpy(reason, j->reason, reasonlen);
+	} else if (now_mono >= j->deadline) {
+		done = true;
+		*out = PO_TIMEOUT;
+		*skip = false;
+		snprintf(reason, reasonlen, "plugin %s: %s took more than %lld ms", j->pl->name,
+		         hook_names[j->hook], (long long)(p->timeout_us / 1000));
+	}
+	pthread_mutex_unlock(&p->lock);
+	return done;
+}
+
+int64_t plugins_job_deadline(const struct plugin_job *j)
+{
+	return j->deadline;
+}
+
+/* ---- after-commit events ---- */
+
+void plugins_set_store(struct plugins *p, struct store *st)
+{
+	if (p)
+		p->st = st;
+}
+
+static void event_submit(struct plugins *p, struct plugin_job *j)
+{
+	if (job_submit(p, j) != PO_OK)
+		atomic_fetch_add(&p->events.dropped, 1);
+	plugins_job_release(j);
+}
+
+void plugins_status_event(struct plugins *p, const char *message_id, const char *tenant, int from,
+                          int to)
+{
+	if (!p || !p->nworkers || !plugins_tenant_has(p, tenant, PH_ON_STATUS))
+		return;
+	struct plugin_job *j = job_new(p, NULL, PH_ON_STATUS, tenant, "");
+	if (!j) {
+		atomic_fetch_add(&p->events.dropped, 1);
+		return;
+	}
+	hr_strlcpy(j->message_id, message_id, sizeof j->message_id);
+	hr_strlcpy(j->ev.kind, "status", sizeof j->ev.kind);
+	hr_strlcpy(j->ev.from, from >= 0 ? msg_status_name((enum msg_status)from) : "",
+	           sizeof j->ev.from);
+	hr_strlcpy(j->ev.status, msg_status_name((enum msg_status)to), sizeof j->ev.status);
+	j->ev_from = from;
+	j->ev_to = to;
+	event_submit(p, j);
+}
+
+void plugins_reply_event(struct plugins *p, const char *message_id, const char *tenant,
+                         const char *text, const char *payload)
+{
+	if (!p || !p->nworkers || !message_id || !plugins_tenant_has(p, tenant, PH_ON_REPLY))
+		return;
+	struct plugin_job *j = job_new(p, NULL, PH_ON_REPLY, tenant, "");
+	if (!j) {
+		atomic_fetch_add(&p->events.dropped, 1);
+		return;
+	}
+	hr_strlcpy(j->message_id, message_id, sizeof j->message_id);
+	hr_strlcpy(j->ev.kind, "reply", sizeof j->ev.kind);
+	j->ev.text = text ? strdup(text) : NULL;
+	j->ev.payload = payload ? strdup(payload) : NULL;
+	event_submit(p, j);
+}
+
+/* ---- metrics ---- */
+
+void plugins_metrics_render(const struct plugins *p, struct hr_buf *b)
+{
+	if (!p || p->npl == 0)
+		return;
+	static const struct {
+		const char *name, *help;
+		size_t off;
+		bool seconds;
+	} series[] = {
+	    {"herald_plugin_calls_total", "Plugin hook calls run.",
+	     offsetof(struct plugin_counters, calls), false},
+	    {"herald_plugin_errors_total", "Plugin hook calls that failed or returned garbage.",
+	     offsetof(struct plugin_counters, errors), false},
+	    {"herald_plugin_timeouts_total", "Plugin hook calls past their deadline.",
+	     offsetof(struct plugin_counters, timeouts), false},
+	    {"herald_plugin_busy_total", "Plugin hook calls refused: the queue was full.",
+	     offsetof(struct plugin_counters, busy), false},
+	    {"herald_plugin_duration_seconds_total", "Time spent in plugin hooks.",
+	     offsetof(struct plugin_counters, duration_us), true},
+	};
+	for (size_t s = 0; s < sizeof series / sizeof *series; s++) {
+		hr_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n", series[s].name,
+		              series[s].help, series[s].name);
+		for (size_t i = 0; i < p->npl; i++)
+			for (int h = 0; h < PH__COUNT; h++) {
+				if (h != PH_INIT && !plugin_has(p->pl[i], (enum plugin_hook)h))
+					continue;
+				const atomic_ullong *v =
+				    (const atomic_ullong *)((const char *)&p->pl[i]->c[h] +
+				                            series[s].off);
+				unsigned long long x = atomic_load(v);
+				if (series[s].seconds)
+					hr_buf_printf(b, "%s{plugin=\"%s\",hook=\"%s\"} %.6f\n",
+					              series[s].name, p->pl[i]->name, hook_names[h],
+					              (double)x / 1e6);
+				else
+					hr_buf_printf(b, "%s{plugin=\"%s\",hook=\"%s\"} %llu\n",
+					              series[s].name, p->pl[i]->name, hook_names[h],
+					              x);
+			}
+	}
+	hr_buf_printf(b,
+	              "# HELP herald_plugin_events_dropped_total After-commit plugin events "
+	              "dropped: the queue was full.\n# TYPE herald_plugin_events_dropped_total "
+	              "counter\nherald_plugin_events_dropped_total %llu\n",
+	              (unsigned long long)atomic_load(&p->events.dropped));
+	hr_buf_printf(b, "# HELP herald_plugin_metric_total Counters plugins keep "
+	                 "(herald_metric_add).\n# TYPE herald_plugin_metric_total counter\n");
+	for (size_t i = 0; i < p->npl; i++) {
+		struct plugin *pl = p->pl[i];
+		int k = atomic_load(&pl->nmetrics);
+		for (int m = 0; m < k; m++)
+			hr_buf_printf(
+			    b, "herald_plugin_metric_total{plugin=\"%s\",name=\"%s\"} %lld\n",
+			    pl->name, pl->metrics[m].name,
+			    (long long)atomic_load(&pl->metrics[m].value));
+	}
+}

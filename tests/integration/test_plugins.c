@@ -1,0 +1,638 @@
+/*
+ * test_plugins.c - business-unit plugins in a real `herald serve`: broken
+ * plugin directories refuse the start (exit code and message naming the
+ * file); a plugin compiled here with nothing but include/herald/plugin.h
+ * loads and answers; a CSV upload to a unit whose plugin prepares rows and
+ * skips some before sending, with on_status counting, the stats endpoint
+ * reporting, and a slow plugin on another unit timing out in its own
+ * messages' audit trails without holding up the first unit.
+ *
+ * The plugins are the sources in tests/plugins/, built beside this test
+ * ($HERALD_TEST_PLUGINS).
+ */
+#include <curl/curl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+static const char *built(void)
+{
+	const char *d = getenv("HERALD_TEST_PLUGINS");
+	return d ? d : "tests/plugins";
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* dir/plugins holding symlinks to the named built plugins; returns it. */
+static const char *plugdir_with(struct world *w, const char *first, ...)
+{
+	static char dir[400];
+	snprintf(dir, sizeof dir, "%s/plugins", w->dir);
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir '%s'", dir, dir);
+	assert_int_equal(system(cmd), 0);
+	va_list ap;
+	va_start(ap, first);
+	for (const char *n = first; n; n = va_arg(ap, const char *)) {
+		char src[600], dst[600];
+		snprintf(src, sizeof src, "%s/%s.so", built(), n);
+		snprintf(dst, sizeof dst, "%s/%s.so", dir, n);
+		assert_int_equal(symlink(src, dst), 0);
+	}
+	va_end(ap);
+	return dir;
+}
+
+/* acme's units: a line that ends acme's templates list (harness.h). */
+#define ACME_UNITS "    units: [cards, slowu, plain]\n"
+
+/* Runs `herald serve` expecting it to refuse the start: its exit code
+ * (waited for up to 30 s) and what it printed. */
+static int serve_refused(struct world *w, char *out, size_t outlen)
+{
+	char log[400];
+	snprintf(log, sizeof log, "%s/refused.log", w->dir);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		FILE *f = freopen(log, "w", stdout);
+		if (!f || dup2(fileno(stdout), 2) < 0)
+			_exit(126);
+		const char *bin = getenv("HERALD_BIN");
+		execl(bin ? bin : "./herald", "herald", "serve", "--config", w->config,
+		      (char *)NULL);
+		_exit(127);
+	}
+	int st = 0;
+	double until = now_s() + 30;
+	while (waitpid(pid, &st, WNOHANG) == 0) {
+		if (now_s() > until) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			fail_msg("herald serve did not refuse to start within 30 s");
+		}
+		usleep(20000);
+	}
+	FILE *f = fopen(log, "r");
+	assert_non_null(f);
+	size_t n = fread(out, 1, outlen - 1, f);
+	out[n] = '\0';
+	fclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void test_start_refused(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *plugins[3];
+		const char *extra;
+		const char *want1, *want2;
+	} cases[] = {
+	    {{"abi", NULL}, "", "abi.so", "speaks plugin ABI 99; this Herald speaks ABI 1"},
+	    {{"good", "dup", NULL}, "", "good.so", "like plugin"},
+	    {{"nosym", NULL}, "", "nosym.so", "has no symbol herald_plugin"},
+	    {{"undef", NULL}, "", "undef.so", "herald_no_such_function"},
+	    {{"initfail", NULL},
+	     "  config: {initfail: {db: payments}}\n",
+	     "initfail.so",
+	     "init failed: database payments unreachable"},
+	    {{"good", NULL},
+	     "  units: {acme/cards: nope}\n",
+	     "plugins.units.acme/cards",
+	     "plugin 'nope', which is not loaded"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		struct world w;
+		world_init2(&w, NULL, ACME_UNITS, NULL, NULL, NULL);
+		const char *dir = plugdir_with(&w, cases[i].plugins[0], cases[i].plugins[1], NULL);
+		FILE *f = fopen(w.config, "a");
+		assert_non_null(f);
+		fprintf(f, "plugins:\n  dir: %s\n%s", dir, cases[i].extra);
+		fclose(f);
+		char out[4096];
+		int code = serve_refused(&w, out, sizeof out);
+		if (code != 1 || !strstr(out, cases[i].want1) || !strstr(out, cases[i].want2))
+			fail_msg("case %zu: exit %d, output:\n%s", i, code, out);
+		/* Nothing half-started: it never listened. */
+		assert_null(strstr(out, "listening"));
+		world_free(&w);
+	}
+}
+
+/* A plugin written and compiled here, out of tree: its source and the one
+ * public header, nothing else of Herald's. */
+static void test_out_of_tree(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init2(&w, NULL, ACME_UNITS, NULL, NULL, NULL);
+	char dir[400], src[500], so[500], cmd[2000];
+	snprintf(dir, sizeof dir, "%s/oot", w.dir);
+	snprintf(src, sizeof src, "%s/hello.c", w.dir);
+	snprintf(so, sizeof so, "%s/hello.so", dir);
+	snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+	FILE *f = fopen(src, "w");
+	assert_non_null(f);
+	fputs("#include <herald/plugin.h>\n"
+	      "static int stats(struct herald_ctx *c, struct herald_kv *out)\n"
+	      "{\n"
+	      "\therald_metric_add(c, \"stats_calls\", 1);\n"
+	      "\treturn herald_kv_put(out, \"greeting\", herald_config_get(c, \"greeting\"));\n"
+	      "}\n"
+	      "HERALD_PLUGIN(.name = \"hello\", .version = \"0.0.1\", .unit_stats = stats);\n",
+	      f);
+	fclose(f);
+	const char *srcdir = getenv("HERALD_SRC");
+	snprintf(cmd, sizeof cmd,
+	         "cc -std=c17 -Wall -Wextra -Werror -shared -fPIC -I '%s/include' "
+	         "'%s' -o '%s'",
+	         srcdir ? srcdir : ".", src, so);
+	assert_int_equal(system(cmd), 0);
+	f = fopen(w.config, "a");
+	assert_non_null(f);
+	fprintf(f,
+	        "plugins:\n  dir: %s\n  units: {acme/cards: hello}\n"
+	        "  config: {hello: {greeting: bonjour}}\n",
+	        dir);
+	fclose(f);
+	world_start_serve(&w);
+	struct resp r = api_get(&w, "/v1/plugins");
+	assert_int_equal(r.status, 200);
+	json_t *pl = json_object_get(r.json, "plugins");
+	assert_int_equal(json_array_size(pl), 1);
+	json_t *h = json_array_get(pl, 0);
+	assert_string_equal(json_string_value(json_object_get(h, "name")), "hello");
+	assert_string_equal(json_string_value(json_object_get(h, "version")), "0.0.1");
+	assert_int_equal(json_integer_value(json_object_get(h, "abi")), 1);
+	assert_int_equal(json_array_size(json_object_get(h, "hooks")), 1);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(h, "hooks"), 0)),
+	                    "unit_stats");
+	assert_string_equal(json_string_value(json_array_get(json_object_get(h, "units"), 0)),
+	                    "acme/cards");
+	resp_free(&r);
+	r = api_get(&w, "/v1/units/cards/stats");
+	assert_int_equal(r.status, 200);
+	assert_string_equal(json_string_value(json_object_get(r.json, "plugin")), "hello");
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(r.json, "stats"), "greeting")),
+	    "bonjour");
+	resp_free(&r);
+	/* The CLI lists the same. */
+	const char *bin = getenv("HERALD_BIN");
+	snprintf(cmd, sizeof cmd, "'%s' plugins list --url %s --key %s", bin ? bin : "./herald",
+	         w.api, w.key);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	char out[2048];
+	size_t n = fread(out, 1, sizeof out - 1, p);
+	out[n] = '\0';
+	assert_int_equal(pclose(p), 0);
+	if (!strstr(out, "NAME") ||
+	    !strstr(out, "hello                0.0.1      1   acme/cards                       "
+	                 "unit_stats\n"))
+		fail_msg("herald plugins list printed:\n%s", out);
+	r = metrics_get(&w);
+	assert_non_null(strstr(
+	    r.body, "herald_plugin_metric_total{plugin=\"hello\",name=\"stats_calls\"} 1\n"));
+	assert_non_null(
+	    strstr(r.body, "herald_plugin_calls_total{plugin=\"hello\",hook=\"unit_stats\"} 1\n"));
+	resp_free(&r);
+	world_stop_serve(&w);
+	world_free(&w);
+}
+
+/* ---- the end-to-end world ---- */
+
+static size_t collect(char *p, size_t size, size_t n, void *arg)
+{
+	struct {
+		char *p;
+		size_t len;
+	} *b = arg;
+	char *q = realloc(b->p, b->len + size * n + 1);
+	if (!q)
+		return 0;
+	memcpy(q + b->len, p, size * n);
+	b->len += size * n;
+	q[b->len] = 0;
+	b->p = q;
+	return size * n;
+}
+
+/* POSTs a CSV as a multipart upload with the fields (name, value pairs). */
+static struct resp upload_csv(struct world *w, const char *csv, const char *const *fields)
+{
+	char path[400];
+	snprintf(path, sizeof path, "%s/upload.csv", w->dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(csv, f);
+	fclose(f);
+	CURL *c = curl_easy_init();
+	assert_non_null(c);
+	curl_mime *m = curl_mime_init(c);
+	curl_mimepart *part = curl_mime_addpart(m);
+	assert_int_equal(curl_mime_name(part, "file"), CURLE_OK);
+	assert_int_equal(curl_mime_filedata(part, path), CURLE_OK);
+	assert_int_equal(curl_mime_filename(part, "rows.csv"), CURLE_OK);
+	for (const char *const *fl = fields; *fl; fl += 2) {
+		part = curl_mime_addpart(m);
+		assert_int_equal(curl_mime_name(part, fl[0]), CURLE_OK);
+		assert_int_equal(curl_mime_data(part, fl[1], CURL_ZERO_TERMINATED), CURLE_OK);
+	}
+	char url[128], auth[128];
+	snprintf(url, sizeof url, "%s/v1/batches", w->api);
+	snprintf(auth, sizeof auth, "Authorization: Bearer %s", w->key);
+	struct curl_slist *h = curl_slist_append(NULL, auth);
+	struct {
+		char *p;
+		size_t len;
+	} body = {0};
+	assert_int_equal(curl_easy_setopt(c, CURLOPT_URL, url), CURLE_OK);
+	assert_int_equal(curl_easy_setopt(c, CURLOPT_MIMEPOST, m), CURLE_OK);
+	assert_int_equal(curl_easy_setopt(c, CURLOPT_HTTPHEADER, h), CURLE_OK);
+	assert_int_equal(curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect), CURLE_OK);
+	assert_int_equal(curl_easy_setopt(c, CURLOPT_WRITEDATA, &body), CURLE_OK);
+	assert_int_equal(curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L), CURLE_OK);
+	assert_int_equal(curl_easy_perform(c), CURLE_OK);
+	struct resp r = {0};
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+	r.body = body.p ? body.p : strdup("");
+	r.json = json_loads(r.body, 0, NULL);
+	curl_slist_free_all(h);
+	curl_mime_free(m);
+	curl_easy_cleanup(c);
+	return r;
+}
+
+static long rows_of(json_t *b, const char *what)
+{
+	return (long)json_integer_value(json_object_get(json_object_get(b, "rows"), what));
+}
+
+/* The batch's messages: recipient -> id and status. */
+struct msgs {
+	size_t n;
+	char to[16][32], id[16][32], status[16][16];
+};
+
+static void batch_msgs(struct world *w, const char *batch, struct msgs *m)
+{
+	char path[200];
+	snprintf(path, sizeof path, "/v1/batches/%s/messages?limit=100", batch);
+	struct resp r = api_get(w, path);
+	assert_int_equal(r.status, 200);
+	json_t *d = json_object_get(r.json, "data");
+	m->n = json_array_size(d);
+	assert_true(m->n <= 16);
+	for (size_t i = 0; i < m->n; i++) {
+		json_t *x = json_array_get(d, i);
+		snprintf(m->to[i], sizeof m->to[i], "%s",
+		         json_string_value(json_object_get(x, "to")));
+		snprintf(m->id[i], sizeof m->id[i], "%s",
+		         json_string_value(json_object_get(x, "id")));
+		snprintf(m->status[i], sizeof m->status[i], "%s",
+		         json_string_value(json_object_get(x, "status")));
+	}
+	resp_free(&r);
+}
+
+static const char *status_of(const struct msgs *m, const char *to)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (strcmp(m->to[i], to) == 0)
+			return m->status[i];
+	return "(none)";
+}
+
+static const char *id_of(const struct msgs *m, const char *to)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (strcmp(m->to[i], to) == 0)
+			return m->id[i];
+	fail_msg("no message to %s", to);
+	return NULL;
+}
+
+static void dump_and_fail(struct world *w, const char *batch, const char *what)
+{
+	struct msgs m;
+	batch_msgs(w, batch, &m);
+	for (size_t i = 0; i < m.n; i++)
+		fprintf(stderr, "  %s %s %s\n", m.to[i], m.id[i], m.status[i]);
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "tail -30 %s >&2", w->serve.log);
+	(void)system(cmd);
+	fail_msg("%s", what);
+}
+
+struct want {
+	const char *batch;
+	const char *to[8];
+	const char *status[8];
+};
+
+static bool settled(struct world *w, void *arg)
+{
+	struct want *x = arg;
+	struct msgs m;
+	batch_msgs(w, x->batch, &m);
+	for (size_t i = 0; x->to[i]; i++)
+		if (strcmp(status_of(&m, x->to[i]), x->status[i]) != 0)
+			return false;
+	return true;
+}
+
+/* A message's audit events of type `type` and error code `code` whose
+ * detail's error_text starts with text: how many. */
+static int events_with(struct world *w, const char *id, const char *type, const char *code,
+                       const char *text)
+{
+	char path[200];
+	snprintf(path, sizeof path, "/v1/messages/%s", id);
+	struct resp r = api_get(w, path);
+	assert_int_equal(r.status, 200);
+	int n = 0;
+	size_t i;
+	json_t *e;
+	json_array_foreach(json_object_get(r.json, "events"), i, e)
+	{
+		json_t *d = json_object_get(e, "detail");
+		if (strcmp(json_string_value(json_object_get(e, "type")), type) == 0 &&
+		    strcmp(json_string_value(json_object_get(d, "error_code")), code) == 0 &&
+		    strncmp(json_string_value(json_object_get(d, "error_text")), text,
+		            strlen(text)) == 0)
+			n++;
+	}
+	resp_free(&r);
+	return n;
+}
+
+static long metric(struct world *w, const char *series)
+{
+	struct resp r = metrics_get(w);
+	assert_int_equal(r.status, 200);
+	const char *p = strstr(r.body, series);
+	long v = -1;
+	if (p && p[strlen(series)] == ' ')
+		v = atol(p + strlen(series) + 1);
+	resp_free(&r);
+	return v;
+}
+
+struct metric_want {
+	const char *series;
+	long value;
+};
+
+static bool metric_is(struct world *w, void *arg)
+{
+	struct metric_want *m = arg;
+	return metric(w, m->series) == m->value;
+}
+
+static void expect_metric(struct world *w, const char *series, long value)
+{
+	struct metric_want m = {series, value};
+	if (!wait_until(metric_is, w, &m, 20))
+		fail_msg("%s is %ld, want %ld", series, metric(w, series), value);
+}
+
+static const char *const reminder[] = {"template_name", "payment_reminder", "template_language",
+                                       "en_GB"};
+
+static struct resp upload_to(struct world *w, const char *unit, const char *name, const char *csv)
+{
+	const char *const fields[] = {"name",
+	                              name,
+	                              "channel",
+	                              "whatsapp",
+	                              reminder[0],
+	                              reminder[1],
+	                              reminder[2],
+	                              reminder[3],
+	                              "params",
+	                              "who, amount",
+	                              "recipient_column",
+	                              "phone",
+	                              "unit",
+	                              unit,
+	                              "start",
+	                              "true",
+	                              NULL};
+	return upload_csv(w, csv, fields);
+}
+
+static void test_e2e(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init2(&w, NULL, ACME_UNITS, NULL, NULL,
+	            "dispatch:\n  max_attempts: 2\n  backoff_base_ms: 50\n  backoff_max_ms: 100\n");
+	const char *dir = plugdir_with(&w, "good", "slow", "bare", NULL);
+	FILE *f = fopen(w.config, "a");
+	assert_non_null(f);
+	fprintf(f,
+	        "plugins:\n  dir: %s\n  workers: 3\n  hook_timeout_ms: 300\n"
+	        "  units: {acme/cards: good, acme/slowu: slow, acme/plain: bare}\n"
+	        "  config: {slow: {sleep_ms: 1500}}\n",
+	        dir);
+	fclose(f);
+	world_start_sim(&w);
+	world_start_serve(&w);
+
+	/* The slow unit first: its messages hold two of the three workers. */
+	struct resp r = upload_to(&w, "slowu", "slow",
+	                          "phone,who,amount\n+447911000101,Sam,1\n+447911000102,Sue,2\n");
+	if (r.status != 201)
+		fail_msg("slow upload answered %ld: %s", r.status, r.body);
+	char slow_batch[32];
+	snprintf(slow_batch, sizeof slow_batch, "%s",
+	         json_string_value(json_object_get(r.json, "id")));
+	resp_free(&r);
+
+	double t0 = now_s();
+	r = upload_to(&w, "cards", "cards",
+	              "phone,who,amount,name,skip\n"
+	              "+447911000001,Ana,10,Bank,no\n"
+	              "+447911000002,Ben,20,Bank,yes\n"
+	              "+447911000009,Cy,30,Bank,no\n"
+	              "+447911000008,Di,40,Bank,no\n"
+	              "+447911000003,Ed,50,Bank,no\n");
+	if (r.status != 201)
+		fail_msg("cards upload answered %ld: %s", r.status, r.body);
+	char batch[32];
+	snprintf(batch, sizeof batch, "%s", json_string_value(json_object_get(r.json, "id")));
+	assert_int_equal(rows_of(r.json, "total"), 5);
+	assert_int_equal(rows_of(r.json, "valid"), 4);
+	assert_int_equal(rows_of(r.json, "invalid"), 1);
+	resp_free(&r);
+	/* The skipped row's reason, from the plugin, in the validation report. */
+	char path[200];
+	snprintf(path, sizeof path, "/v1/batches/%s/errors", batch);
+	r = api_get(&w, path);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "plugin good: asked to skip"));
+	resp_free(&r);
+
+	/* 01 and 03 allowed (the sim delivers and reads them), 09 skipped by
+	 * before_send, 08 refused twice (max_attempts 2): failed. */
+	struct want cards = {batch,
+	                     {"447911000001", "447911000003", "447911000009", "447911000008"},
+	                     {"read", "read", "cancelled", "failed"}};
+	if (!wait_until(settled, &w, &cards, 30))
+		dump_and_fail(&w, batch, "the cards unit's messages did not settle");
+	double cards_s = now_s() - t0;
+	struct msgs m;
+	batch_msgs(&w, batch, &m);
+	assert_int_equal(m.n, 4);
+	/* prepare changed the first parameter. */
+	snprintf(path, sizeof path, "/v1/messages/%s", id_of(&m, "447911000001"));
+	r = api_get(&w, path);
+	assert_non_null(strstr(r.body, "Ana from Bank"));
+	resp_free(&r);
+	/* The audit trails: the plugin's name and reason, exactly once each. */
+	assert_int_equal(events_with(&w, id_of(&m, "447911000009"), "skipped", "plugin_skip",
+	                             "plugin good: ends in 9"),
+	                 1);
+	const char *refusal = "plugin good: before_send failed: refuses 8";
+	assert_int_equal(
+	    events_with(&w, id_of(&m, "447911000008"), "retry", "plugin_error", refusal), 1);
+	assert_int_equal(
+	    events_with(&w, id_of(&m, "447911000008"), "failed", "plugin_error", refusal), 1);
+
+	/* on_status saw every committed change of the unit's messages:
+	 * 2 x sent, delivered, read; 1 cancelled; 08 queued again once and
+	 * failed once. */
+	expect_metric(&w, "herald_plugin_metric_total{plugin=\"good\",name=\"status_read\"}", 2);
+	expect_metric(&w, "herald_plugin_metric_total{plugin=\"good\",name=\"status_sent\"}", 2);
+	expect_metric(&w, "herald_plugin_metric_total{plugin=\"good\",name=\"status_delivered\"}",
+	              2);
+	expect_metric(&w, "herald_plugin_metric_total{plugin=\"good\",name=\"status_cancelled\"}",
+	              1);
+	expect_metric(&w, "herald_plugin_metric_total{plugin=\"good\",name=\"status_failed\"}", 1);
+	expect_metric(&w, "herald_plugin_metric_total{plugin=\"good\",name=\"status_queued\"}", 1);
+	/* before_send ran 5 times: 01, 03, 09, and 08 twice. */
+	assert_int_equal(
+	    metric(&w, "herald_plugin_calls_total{plugin=\"good\",hook=\"before_send\"}"), 5);
+	assert_int_equal(
+	    metric(&w, "herald_plugin_errors_total{plugin=\"good\",hook=\"before_send\"}"), 2);
+	assert_int_equal(metric(&w, "herald_plugin_calls_total{plugin=\"good\",hook=\"prepare\"}"),
+	                 5);
+
+	/* The slow unit: each message's hook timed out twice, then it failed;
+	 * nothing was sent. The cards unit settled meanwhile. */
+	struct want slow = {slow_batch, {"447911000101", "447911000102"}, {"failed", "failed"}};
+	if (!wait_until(settled, &w, &slow, 30))
+		dump_and_fail(&w, slow_batch, "the slow unit's messages did not fail");
+	batch_msgs(&w, slow_batch, &m);
+	/* Past its deadline running ("took more than 300 ms") or still queued
+	 * behind the plugin's own sleeping calls ("not started within 300 ms"). */
+	const char *late = "plugin slow: before_send ";
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(events_with(&w, m.id[i], "retry", "plugin_timeout", late), 1);
+		assert_int_equal(events_with(&w, m.id[i], "failed", "plugin_timeout", late), 1);
+	}
+	assert_true(cards_s < 15);
+
+	/* The export: the plugin's columns last, filled per row (01 is
+	 * "paid" by the plugin's rule, every other row not). */
+	snprintf(path, sizeof path, "/v1/batches/%s/export.csv", batch);
+	r = api_get(&w, path);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "Replied at (UTC),paid,plugin\r\n"));
+	int yes = 0, no = 0;
+	for (const char *q = r.body; (q = strstr(q, ",yes,good\r\n")); q++)
+		yes++;
+	for (const char *q = r.body; (q = strstr(q, ",no,good\r\n")); q++)
+		no++;
+	assert_int_equal(yes, 1);
+	assert_int_equal(no, 4);
+	resp_free(&r);
+	assert_int_equal(
+	    metric(&w, "herald_plugin_calls_total{plugin=\"good\",hook=\"export_row\"}"), 5);
+
+	/* The stats endpoint: the plugin's figures and Herald's own. */
+	r = api_get(&w, "/v1/units/cards/stats");
+	assert_int_equal(r.status, 200);
+	assert_string_equal(json_string_value(json_object_get(r.json, "plugin")), "good");
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(r.json, "stats"), "unit")), "cards");
+	json_t *hj = json_object_get(r.json, "herald");
+	assert_int_equal(json_integer_value(json_object_get(hj, "campaigns")), 1);
+	assert_int_equal(json_integer_value(json_object_get(hj, "messages")), 4);
+	resp_free(&r);
+	/* A plugin without the hook (the default: no figures of its own), and a
+	 * unit without a plugin. */
+	r = api_get(&w, "/v1/units/plain/stats");
+	assert_int_equal(r.status, 200);
+	assert_string_equal(json_string_value(json_object_get(r.json, "plugin")), "bare");
+	assert_int_equal(json_object_size(json_object_get(r.json, "stats")), 0);
+	resp_free(&r);
+	/* A hook past its deadline answers 502 naming the plugin, at once. */
+	double t1 = now_s();
+	r = api_get(&w, "/v1/units/slowu/stats");
+	assert_int_equal(r.status, 502);
+	assert_non_null(strstr(r.body, "plugin slow: unit_stats took more than 300 ms"));
+	assert_true(now_s() - t1 < 5);
+	resp_free(&r);
+
+	/* Another tenant sees none of acme's units or files. */
+	char url[200];
+	snprintf(url, sizeof url, "%s/v1/units/cards/stats", w.api);
+	struct resp o = http("GET", url, "hk_other_0123456789abcdef", NULL, NULL);
+	assert_int_equal(o.status, 404);
+	resp_free(&o);
+	snprintf(url, sizeof url, "%s/v1/plugins", w.api);
+	o = http("GET", url, "hk_other_0123456789abcdef", NULL, NULL);
+	assert_int_equal(o.status, 200);
+	size_t i;
+	json_t *x;
+	json_array_foreach(json_object_get(o.json, "plugins"), i, x)
+	{
+		assert_int_equal(json_array_size(json_object_get(x, "units")), 0);
+		assert_null(json_object_get(x, "file"));
+	}
+	assert_int_equal(json_array_size(json_object_get(o.json, "plugins")), 3);
+	resp_free(&o);
+	/* acme's own list names its bindings. */
+	r = api_get(&w, "/v1/plugins");
+	assert_non_null(strstr(r.body, "acme/cards"));
+	assert_non_null(strstr(r.body, "acme/slowu"));
+	resp_free(&r);
+
+	world_stop_serve(&w); /* waits for the slow hooks still sleeping */
+	world_free(&w);
+}
+
+int main(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_start_refused),
+	    cmocka_unit_test(test_out_of_tree),
+	    cmocka_unit_test(test_e2e),
+	};
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	curl_global_cleanup();
+	return rc;
+}

@@ -1,0 +1,466 @@
+/*
+ * test_plugin.c - the plugin loader, pool and host API (src/plugins/) with
+ * the tiny plugins of tests/plugins/ (built beside the tests; the
+ * directory is $HERALD_TEST_PLUGINS). Each test links the chosen .so files
+ * into a fresh directory and loads it with a config.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/config.h"
+#include "plugins/plugins.h"
+
+static char plugdir[512];
+
+static const char *built(void)
+{
+	const char *d = getenv("HERALD_TEST_PLUGINS");
+	return d ? d : "tests/plugins";
+}
+
+/* A fresh directory holding symlinks to the named built plugins. */
+static void dir_with(const char *first, ...)
+{
+	snprintf(plugdir, sizeof plugdir, "/tmp/hr_plug_XXXXXX");
+	assert_non_null(mkdtemp(plugdir));
+	va_list ap;
+	va_start(ap, first);
+	for (const char *n = first; n; n = va_arg(ap, const char *)) {
+		char src[600], dst[600];
+		snprintf(src, sizeof src, "%s/%s.so", built(), n);
+		snprintf(dst, sizeof dst, "%s/%s.so", plugdir, n);
+		assert_int_equal(symlink(src, dst), 0);
+	}
+	va_end(ap);
+}
+
+static void dir_rm(void)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", plugdir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* Loads with YAML whose "@DIR@" is the plugin directory; the tenants acme
+ * (units cards, loans, slowu) and beta (unit cards) always exist. */
+static int load(const char *plugins_yaml, struct plugins **p, struct hr_err *err)
+{
+	char yaml[4096];
+	char body[3000];
+	const char *at = strstr(plugins_yaml, "@DIR@");
+	if (at)
+		snprintf(body, sizeof body, "%.*s%s%s", (int)(at - plugins_yaml), plugins_yaml,
+		         plugdir, at + 5);
+	else
+		snprintf(body, sizeof body, "%s", plugins_yaml);
+	snprintf(yaml, sizeof yaml,
+	         "tenants:\n"
+	         "  - id: acme\n    units: [cards, loans, slowu]\n"
+	         "  - id: beta\n    units: [cards]\n"
+	         "%s",
+	         body);
+	hr_err_clear(err);
+	json_t *cfg = hr_config_parse(yaml, strlen(yaml), err);
+	assert_non_null(cfg);
+	int rc = plugins_load(cfg, NULL, p, err);
+	json_decref(cfg);
+	return rc;
+}
+
+static void expect_refused(const char *yaml, const char *want1, const char *want2)
+{
+	struct plugins *p = NULL;
+	struct hr_err err;
+	int rc = load(yaml, &p, &err);
+	assert_int_not_equal(rc, 0);
+	assert_null(p);
+	if (!strstr(err.msg, want1) || (want2 && !strstr(err.msg, want2)))
+		fail_msg("error \"%s\" lacks \"%s\" / \"%s\"", err.msg, want1, want2 ? want2 : "");
+}
+
+static void test_load_and_bind(void **state)
+{
+	(void)state;
+	dir_with("good", "bare", NULL);
+	struct plugins *p = NULL;
+	struct hr_err err;
+	int rc = load("plugins:\n  dir: @DIR@\n  units: {acme/cards: good, acme/loans: bare}\n", &p,
+	              &err);
+	if (rc)
+		fail_msg("%s", err.msg);
+	assert_int_equal(plugins_count(p), 2);
+	const struct plugin *g = plugins_for_unit(p, "acme", "cards");
+	assert_non_null(g);
+	assert_string_equal(plugin_name(g), "good");
+	assert_string_equal(plugin_name(plugins_for_unit(p, "acme", "loans")), "bare");
+	/* Another tenant's unit of the same name is not bound. */
+	assert_null(plugins_for_unit(p, "beta", "cards"));
+	assert_null(plugins_for_unit(p, "acme", ""));
+	assert_true(plugin_has(g, PH_BEFORE_SEND));
+	assert_false(plugin_has(plugins_for_unit(p, "acme", "loans"), PH_BEFORE_SEND));
+	assert_true(plugins_tenant_has(p, "acme", PH_ON_STATUS));
+	assert_false(plugins_tenant_has(p, "beta", PH_ON_STATUS));
+
+	json_t *all = plugins_describe(p, NULL);
+	assert_int_equal(json_array_size(all), 2);
+	json_t *b = json_array_get(all, 0); /* bare.so sorts first */
+	assert_string_equal(json_string_value(json_object_get(b, "name")), "bare");
+	assert_int_equal(json_integer_value(json_object_get(b, "abi")), 1);
+	assert_int_equal(json_array_size(json_object_get(b, "hooks")), 0);
+	assert_string_equal(json_string_value(json_object_get(b, "file")), "bare.so");
+	json_t *gj = json_array_get(all, 1);
+	assert_int_equal(json_array_size(json_object_get(gj, "hooks")), 7);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(gj, "units"), 0)),
+	                    "acme/cards");
+	json_decref(all);
+	/* Scoped to beta: no units of acme, no file names. */
+	json_t *bj = plugins_describe(p, "beta");
+	assert_int_equal(json_array_size(bj), 2);
+	assert_int_equal(json_array_size(json_object_get(json_array_get(bj, 1), "units")), 0);
+	assert_null(json_object_get(json_array_get(bj, 1), "file"));
+	json_decref(bj);
+	plugins_free(p);
+	dir_rm();
+}
+
+static void test_no_section(void **state)
+{
+	(void)state;
+	struct plugins *p = NULL;
+	struct hr_err err;
+	assert_int_equal(load("", &p, &err), 0);
+	assert_int_equal(plugins_count(p), 0);
+	assert_null(plugins_for_unit(p, "acme", "cards"));
+	plugins_free(p);
+}
+
+static void test_rejections(void **state)
+{
+	(void)state;
+	dir_with("abi", NULL);
+	expect_refused("plugins:\n  dir: @DIR@\n", "abi.so", "ABI 99");
+	dir_rm();
+
+	dir_with("good", "dup", NULL);
+	expect_refused("plugins:\n  dir: @DIR@\n", "good.so", "dup.so");
+	expect_refused("plugins:\n  dir: @DIR@\n", "named 'good'", NULL);
+	dir_rm();
+
+	dir_with("nosym", NULL);
+	expect_refused("plugins:\n  dir: @DIR@\n", "nosym.so", "no symbol herald_plugin");
+	dir_rm();
+
+	dir_with("undef", NULL);
+	expect_refused("plugins:\n  dir: @DIR@\n", "undef.so", "herald_no_such_function");
+	dir_rm();
+
+	dir_with("good", "initfail", NULL);
+	expect_refused("plugins:\n  dir: @DIR@\n  config: {initfail: {db: payments}}\n",
+	               "initfail.so", "init failed: database payments unreachable");
+	dir_rm();
+
+	dir_with("good", NULL);
+	expect_refused("plugins:\n  dir: @DIR@\n  units: {acme/cards: nope}\n",
+	               "plugins.units.acme/cards", "'nope', which is not loaded (loaded: good)");
+	expect_refused("plugins:\n  dir: @DIR@\n  units: {acme/ghost: good}\n",
+	               "tenant 'acme' has no unit 'ghost'", NULL);
+	expect_refused("plugins:\n  dir: @DIR@\n  units: {cards: good}\n", "tenant/unit", NULL);
+	expect_refused("plugins:\n  dir: @DIR@\n  config: {goood: {a: b}}\n",
+	               "plugins.config.goood", NULL);
+	expect_refused("plugins:\n  dir: @DIR@\n  colour: blue\n", "plugins.colour", NULL);
+	expect_refused("plugins:\n  dir: @DIR@\n  config: {good: {a: [1]}}\n",
+	               "plugins.config.good.a", NULL);
+	expect_refused("plugins:\n  units: {}\n", "plugins.dir is required", NULL);
+	dir_rm();
+	expect_refused("plugins:\n  dir: /nonexistent/plugins\n", "/nonexistent/plugins", NULL);
+}
+
+static struct plugins *load_ok(const char *yaml)
+{
+	struct plugins *p = NULL;
+	struct hr_err err;
+	if (load(yaml, &p, &err))
+		fail_msg("%s", err.msg);
+	return p;
+}
+
+static void draft_init(struct plugin_draft *d, const char *to, int n, const char *p0)
+{
+	memset(d, 0, sizeof *d);
+	hr_strlcpy(d->recipient, to, sizeof d->recipient);
+	d->nparams = n;
+	for (int i = 0; i < n; i++)
+		d->params[i] = strdup(i == 0 ? p0 : "x");
+}
+
+static void test_prepare(void **state)
+{
+	(void)state;
+	dir_with("good", NULL);
+	struct plugins *p = load_ok("plugins:\n  dir: @DIR@\n  units: {acme/cards: good}\n");
+	const struct plugin *g = plugins_for_unit(p, "acme", "cards");
+	const char *names[] = {"phone", "name", "skip", "garbage", "fail"};
+	const char *vals[] = {"+447911000001", "Ana", "no", "no", "no"};
+	struct plugin_draft d;
+	char why[300];
+	draft_init(&d, "+447911000001", 2, "120.00");
+	assert_int_equal(
+	    plugins_prepare(p, g, "acme", "cards", names, vals, 5, &d, why, sizeof why), PO_OK);
+	assert_false(d.skip);
+	assert_string_equal(d.params[0], "120.00 from Ana");
+	assert_string_equal(d.params[1], "x");
+	plugin_draft_clear(&d);
+
+	vals[2] = "yes";
+	draft_init(&d, "+447911000001", 1, "1");
+	assert_int_equal(
+	    plugins_prepare(p, g, "acme", "cards", names, vals, 5, &d, why, sizeof why), PO_OK);
+	assert_true(d.skip);
+	assert_string_equal(d.skip_reason, "plugin good: asked to skip");
+	plugin_draft_clear(&d);
+
+	vals[2] = "no", vals[3] = "yes";
+	draft_init(&d, "+447911000001", 1, "1");
+	assert_int_equal(
+	    plugins_prepare(p, g, "acme", "cards", names, vals, 5, &d, why, sizeof why),
+	    PO_GARBAGE);
+	assert_non_null(strstr(why, "plugin good: prepare returned 42"));
+	assert_string_equal(d.params[0], "1"); /* untouched */
+	plugin_draft_clear(&d);
+
+	vals[3] = "no", vals[4] = "yes";
+	draft_init(&d, "+447911000001", 1, "1");
+	assert_int_equal(
+	    plugins_prepare(p, g, "acme", "cards", names, vals, 5, &d, why, sizeof why), PO_ERROR);
+	assert_string_equal(why, "plugin good: prepare failed: row refused by good");
+	plugin_draft_clear(&d);
+
+	struct hr_buf b = {0};
+	plugins_metrics_render(p, &b);
+	assert_non_null(
+	    strstr(b.p, "herald_plugin_calls_total{plugin=\"good\",hook=\"prepare\"} 4\n"));
+	assert_non_null(
+	    strstr(b.p, "herald_plugin_errors_total{plugin=\"good\",hook=\"prepare\"} 2\n"));
+	assert_non_null(
+	    strstr(b.p, "herald_plugin_metric_total{plugin=\"good\",name=\"prepared\"} 1\n"));
+	free(b.p);
+	plugins_free(p);
+	dir_rm();
+}
+
+struct notified {
+	int n;
+};
+
+static void on_done(void *arg)
+{
+	__atomic_add_fetch(&((struct notified *)arg)->n, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Polls j until done (the dispatcher's way), at most 5 s. */
+static enum plugin_outcome poll_job(struct plugin_job *j, bool *skip, char *reason, size_t len)
+{
+	enum plugin_outcome o;
+	int64_t until = hr_mono_us() + 5000000;
+	while (!plugins_job_poll(j, hr_mono_us(), &o, skip, reason, len)) {
+		assert_true(hr_mono_us() < until);
+		usleep(1000);
+	}
+	return o;
+}
+
+static void test_before_send(void **state)
+{
+	(void)state;
+	dir_with("good", NULL);
+	struct plugins *p = load_ok("plugins:\n  dir: @DIR@\n  units: {acme/cards: good}\n");
+	const struct plugin *g = plugins_for_unit(p, "acme", "cards");
+	static const struct {
+		const char *to;
+		enum plugin_outcome o;
+		bool skip;
+		const char *reason;
+	} cases[] = {
+	    {"+447911000001", PO_OK, false, ""},
+	    {"+447911000009", PO_OK, true, "plugin good: ends in 9"},
+	    {"+447911000008", PO_ERROR, false, "plugin good: before_send failed: refuses 8"},
+	    {"+447911000007", PO_GARBAGE, false,
+	     "plugin good: before_send returned 7 (not HERALD_OK or HERALD_ERROR)"},
+	};
+	struct notified nt = {0};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		struct message m = {0};
+		hr_strlcpy(m.id, "01JTESTMSG0000000000000000", sizeof m.id);
+		hr_strlcpy(m.tenant_id, "acme", sizeof m.tenant_id);
+		hr_strlcpy(m.unit, "cards", sizeof m.unit);
+		hr_strlcpy(m.recipient, cases[i].to, sizeof m.recipient);
+		struct plugin_job *j = plugins_before_send_submit(p, g, &m, on_done, &nt);
+		assert_non_null(j);
+		bool skip;
+		char reason[300];
+		assert_int_equal(poll_job(j, &skip, reason, sizeof reason), cases[i].o);
+		assert_int_equal(skip, cases[i].skip);
+		assert_string_equal(reason, cases[i].reason);
+		plugins_job_release(j);
+	}
+	/* notify runs after the job is marked done: wait for the last one. */
+	int64_t until = hr_mono_us() + 2000000;
+	while (__atomic_load_n(&nt.n, __ATOMIC_SEQ_CST) < 4 && hr_mono_us() < until)
+		usleep(1000);
+	assert_int_equal(__atomic_load_n(&nt.n, __ATOMIC_SEQ_CST), 4);
+	plugins_free(p);
+	dir_rm();
+}
+
+/* A slow plugin's calls time out; the other plugin's calls, submitted
+ * after them, still finish in time: a plugin holds at most workers - 1. */
+static void test_slow_does_not_stall_others(void **state)
+{
+	(void)state;
+	dir_with("good", "slow", NULL);
+	struct plugins *p = load_ok("plugins:\n  dir: @DIR@\n  workers: 3\n  hook_timeout_ms: 200\n"
+	                            "  units: {acme/cards: good, acme/slowu: slow}\n"
+	                            "  config: {slow: {sleep_ms: 600}}\n");
+	const struct plugin *g = plugins_for_unit(p, "acme", "cards");
+	const struct plugin *s = plugins_for_unit(p, "acme", "slowu");
+	struct message m = {0};
+	hr_strlcpy(m.tenant_id, "acme", sizeof m.tenant_id);
+	hr_strlcpy(m.recipient, "+447911000001", sizeof m.recipient);
+	struct plugin_job *sj[4], *gj[4];
+	hr_strlcpy(m.unit, "slowu", sizeof m.unit);
+	for (int i = 0; i < 4; i++)
+		sj[i] = plugins_before_send_submit(p, s, &m, NULL, NULL);
+	hr_strlcpy(m.unit, "cards", sizeof m.unit);
+	int64_t t0 = hr_mono_us();
+	for (int i = 0; i < 4; i++)
+		gj[i] = plugins_before_send_submit(p, g, &m, NULL, NULL);
+	int ok = 0, timeouts = 0;
+	for (int i = 0; i < 4; i++) {
+		bool skip;
+		char reason[300];
+		if (poll_job(gj[i], &skip, reason, sizeof reason) == PO_OK)
+			ok++;
+		plugins_job_release(gj[i]);
+	}
+	int64_t good_us = hr_mono_us() - t0;
+	for (int i = 0; i < 4; i++) {
+		bool skip;
+		char reason[300];
+		if (poll_job(sj[i], &skip, reason, sizeof reason) == PO_TIMEOUT)
+			timeouts++;
+		assert_non_null(strstr(reason, "plugin slow: before_send"));
+		plugins_job_release(sj[i]);
+	}
+	assert_int_equal(ok, 4);
+	assert_int_equal(timeouts, 4);
+	assert_true(good_us < 200000); /* within the deadline, not behind the slow ones */
+	/* The synchronous stats call times out too, and says so. */
+	json_t *out = NULL;
+	char why[300];
+	assert_int_equal(plugins_stats(p, s, "acme", "slowu", &out, why, sizeof why), PO_TIMEOUT);
+	assert_null(out);
+	assert_string_equal(why, "plugin slow: unit_stats took more than 200 ms");
+	plugins_free(p); /* waits for the sleeping hooks */
+	dir_rm();
+}
+
+static void test_stats_export_list(void **state)
+{
+	(void)state;
+	dir_with("good", NULL);
+	struct plugins *p = load_ok("plugins:\n  dir: @DIR@\n  units: {acme/cards: good}\n"
+	                            "  config: {good: {greeting: hello}}\n");
+	const struct plugin *g = plugins_for_unit(p, "acme", "cards");
+	json_t *out = NULL;
+	char why[300];
+	assert_int_equal(plugins_stats(p, g, "acme", "cards", &out, why, sizeof why), PO_OK);
+	assert_int_equal(json_object_size(out), 3);
+	assert_string_equal(json_string_value(json_object_get(out, "config_greeting")), "hello");
+	assert_string_equal(json_string_value(json_object_get(out, "unit")), "cards");
+	json_decref(out);
+
+	const char *const *cols = plugin_export_columns(g);
+	assert_string_equal(cols[0], "paid");
+	assert_string_equal(cols[1], "plugin");
+	assert_null(cols[2]);
+	struct message m = {0};
+	hr_strlcpy(m.tenant_id, "acme", sizeof m.tenant_id);
+	hr_strlcpy(m.unit, "cards", sizeof m.unit);
+	hr_strlcpy(m.recipient, "+447911000001", sizeof m.recipient);
+	assert_int_equal(plugins_export_row(p, g, &m, &out, why, sizeof why), PO_OK);
+	assert_string_equal(json_string_value(json_object_get(out, "paid")), "yes");
+	json_decref(out);
+
+	json_t *f = json_pack("{s:s}", "n", "3");
+	assert_int_equal(plugins_list(p, g, "acme", "cards", f, &out, why, sizeof why), PO_OK);
+	assert_int_equal(json_array_size(out), 3);
+	json_decref(out);
+	/* More items than a list holds: the hook's own failure. */
+	json_object_set_new(f, "n", json_string("1001"));
+	assert_int_equal(plugins_list(p, g, "acme", "cards", f, &out, why, sizeof why), PO_ERROR);
+	assert_non_null(strstr(why, "list full at 1000"));
+	json_decref(f);
+	plugins_free(p);
+	dir_rm();
+}
+
+/* A full queue refuses at once (PO_BUSY), never blocks the caller. */
+static void test_queue_full(void **state)
+{
+	(void)state;
+	dir_with("slow", NULL);
+	struct plugins *p = load_ok("plugins:\n  dir: @DIR@\n  workers: 1\n  queue_max: 2\n"
+	                            "  hook_timeout_ms: 100\n  units: {acme/slowu: slow}\n"
+	                            "  config: {slow: {sleep_ms: 150}}\n");
+	const struct plugin *s = plugins_for_unit(p, "acme", "slowu");
+	struct message m = {0};
+	hr_strlcpy(m.tenant_id, "acme", sizeof m.tenant_id);
+	hr_strlcpy(m.unit, "slowu", sizeof m.unit);
+	struct plugin_job *j[5];
+	/* One may be taken by the worker at once: 1 running + 2 queued fit. */
+	j[0] = plugins_before_send_submit(p, s, &m, NULL, NULL);
+	int64_t until = hr_mono_us() + 2000000;
+	while (plugins_queue_len(p) > 0 && hr_mono_us() < until) /* the worker takes it */
+		usleep(1000);
+	assert_int_equal(plugins_queue_len(p), 0);
+	int busy = 0;
+	for (int i = 1; i < 5; i++) {
+		j[i] = plugins_before_send_submit(p, s, &m, NULL, NULL);
+		bool skip;
+		char reason[300];
+		enum plugin_outcome o;
+		if (plugins_job_poll(j[i], hr_mono_us(), &o, &skip, reason, sizeof reason) &&
+		    o == PO_BUSY) {
+			busy++;
+			assert_non_null(strstr(reason, "queue is full"));
+		}
+	}
+	assert_int_equal(busy, 2);
+	for (int i = 0; i < 5; i++)
+		plugins_job_release(j[i]);
+	plugins_free(p);
+	dir_rm();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_load_and_bind),
+	    cmocka_unit_test(test_no_section),
+	    cmocka_unit_test(test_rejections),
+	    cmocka_unit_test(test_prepare),
+	    cmocka_unit_test(test_before_send),
+	    cmocka_unit_test(test_slow_does_not_stall_others),
+	    cmocka_unit_test(test_stats_export_list),
+	    cmocka_unit_test(test_queue_full),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

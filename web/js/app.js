@@ -1,0 +1,162 @@
+// app.js - the dashboard's entry point: the session, the header, and the
+// hash router (every screen deep-linkable: its filters live in the hash's
+// query, e.g. #/campaigns?status=processing).
+import {api, loadSession, signIn, signOut, currentSession} from './api.js';
+import {el, put, route, go, toast, errorBox, utc} from './ui.js';
+import {overview} from './screens/overview.js';
+import {campaigns} from './screens/campaigns.js';
+import {campaign} from './screens/campaign.js';
+import {upload} from './screens/upload.js';
+import {messages} from './screens/messages.js';
+import {message} from './screens/message.js';
+import {suppressions} from './screens/suppressions.js';
+import {accounts} from './screens/accounts.js';
+
+const screens = {
+	'/overview' : overview,
+	'/campaigns' : campaigns,
+	'/campaign' : campaign,
+	'/upload' : upload,
+	'/messages' : messages,
+	'/message' : message,
+	'/suppressions' : suppressions,
+	'/accounts' : accounts,
+};
+
+let cleanup = null; // the current screen's (closes its event stream)
+
+function signinScreen(main)
+{
+	const key =
+	    el('input', {id : 'apikey', type : 'password', autocomplete : 'off', required : true});
+	const msg = el('div');
+	const form = el(
+	    'form', {class : 'signin', 'aria-labelledby' : 'signin-h'},
+	    el('h1', {id : 'signin-h'}, 'Sign in to Herald'),
+	    el('label',
+	       {for: 'apikey'
+	       },
+	       'API key'),
+	    key,
+	    el('p', {class : 'muted'}, 'The session carries this key\'s tenant, unit and scopes.'),
+	    el('button', {type : 'submit'}, 'Sign in'), msg);
+	form.addEventListener('submit', async (ev) => {
+		ev.preventDefault();
+		put(msg);
+		try {
+			await signIn(key.value);
+			key.value = '';
+			header();
+			const r = route();
+			if (r.path === '/signin')
+				go('/overview');
+			else
+				render();
+		} catch (e) {
+			put(msg, errorBox(e));
+		}
+	});
+	put(main, form);
+	key.focus();
+}
+
+function header()
+{
+	const s = currentSession();
+	const top = document.getElementById('top');
+	top.hidden = !s;
+	if (!s)
+		return;
+	const who = document.getElementById('who');
+	put(who, el('span', {}, `${s.tenant}${s.unit ? ' / ' + s.unit : ''}`), ' ',
+	    el('span', {class : 'muted'}, s.masked ? 'numbers masked' : 'numbers shown'));
+	if (s.masked) {
+		who.append(' ', el('button', {type : 'button', class : 'link', onclick : unmask},
+		                   'Unmask…'));
+	}
+}
+
+async function unmask()
+{
+	const reason =
+	    window.prompt('Why do you need the phone numbers? (recorded in the audit log)');
+	if (!reason)
+		return;
+	try {
+		await api('POST', '/v1/session/unmask', {reason});
+		await loadSession();
+		header();
+		render();
+		toast('Numbers shown for 15 minutes; recorded in the audit log.');
+	} catch (e) {
+		toast(e.message, true);
+	}
+}
+
+function navCurrent(path)
+{
+	for (const a of document.querySelectorAll('nav a')) {
+		const on = a.getAttribute('href') === `#${path}` ||
+			   (path === '/campaign' && a.getAttribute('href') === '#/campaigns') ||
+			   (path === '/message' && a.getAttribute('href') === '#/messages');
+		if (on)
+			a.setAttribute('aria-current', 'page');
+		else
+			a.removeAttribute('aria-current');
+	}
+}
+
+async function render()
+{
+	if (cleanup) {
+		cleanup();
+		cleanup = null;
+	}
+	const main = document.getElementById('main');
+	const r = route();
+	if (!currentSession()) {
+		signinScreen(main);
+		return;
+	}
+	const parts = r.path.split('/').filter(Boolean); // "/campaign/<id>"
+	const base = `/${parts[0] || 'overview'}`;
+	const screen = screens[base];
+	navCurrent(base);
+	if (!screen) {
+		put(main, el('h1', {}, 'Not found'), el('p', {}, 'No such screen.'));
+		return;
+	}
+	put(main, el('p', {class : 'muted'}, 'Loading…'));
+	try {
+		cleanup =
+		    (await screen(main, parts.slice(1).map(decodeURIComponent), r.params)) || null;
+	} catch (e) {
+		put(main, el('h1', {}, 'Something went wrong'), errorBox(e));
+	}
+}
+
+async function start()
+{
+	const box = document.getElementById('utc');
+	box.checked = utc();
+	box.addEventListener('change', () => {
+		localStorage.setItem('herald.utc', box.checked ? '1' : '0');
+		render();
+	});
+	document.getElementById('signout').addEventListener('click', async () => {
+		await signOut();
+		header();
+		go('/signin');
+		render();
+	});
+	window.addEventListener('herald:signedout', () => {
+		header();
+		render();
+	});
+	window.addEventListener('hashchange', render);
+	await loadSession();
+	header();
+	render();
+}
+
+start();

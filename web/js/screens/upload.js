@@ -1,0 +1,151 @@
+// upload.js - #/upload: a campaign file (.csv or .xlsx) checked before
+// anything is sent. The upload is made with start=false, so the server
+// validates every row and keeps the campaign waiting; the report (counts,
+// reasons, bad rows with row, column and reason) is shown, then the valid
+// rows are started or the whole upload discarded.
+import {api} from '../api.js';
+import {el, put, fmtNum, table, errorBox, go, badge} from '../ui.js';
+
+const CHANNELS = [ 'whatsapp', 'sms', 'rcs', 'telegram' ];
+
+function tableId(id, ...args)
+{
+	const t = table(...args);
+	t.id = id;
+	return t;
+}
+
+async function report(box, b)
+{
+	const id = encodeURIComponent(b.id);
+	const errs = await api('GET', `/v1/batches/${id}/errors?limit=1000`);
+	const byReason = new Map();
+	for (const e of errs.data)
+		byReason.set(e.reason, (byReason.get(e.reason) || 0) + 1);
+	const result = el('div', {id : 'u-result', role : 'status'});
+	const start = el('button', {type : 'button', id : 'u-start', disabled : b.rows.valid === 0},
+	                 `Start ${fmtNum(b.rows.valid)} valid rows`);
+	const discard =
+	    el('button', {type : 'button', id : 'u-discard', class : 'danger'}, 'Discard upload');
+	start.addEventListener('click', async () => {
+		try {
+			await api('POST', `/v1/batches/${id}/start`);
+			go(`/campaign/${id}`);
+		} catch (e) {
+			put(result, errorBox(e));
+		}
+	});
+	discard.addEventListener('click', async () => {
+		try {
+			await api('DELETE', `/v1/batches/${id}`);
+			put(box, el('p', {id : 'u-discarded'},
+			            `Upload “${b.name}” discarded: nothing was sent.`));
+		} catch (e) {
+			put(result, errorBox(e));
+		}
+	});
+	put(box, el('h2', {id : 'u-report', 'data-id' : b.id}, 'Validation report'),
+	    el('dl', {class : 'cards', 'aria-labelledby' : 'u-report'},
+	       el('div', {class : 'card'}, el('dt', {}, 'Rows'),
+	          el('dd', {id : 'u-total'}, fmtNum(b.rows.total))),
+	       el('div', {class : 'card s-delivered'}, el('dt', {}, 'Valid'),
+	          el('dd', {id : 'u-valid'}, fmtNum(b.rows.valid))),
+	       el('div', {class : 'card s-failed'}, el('dt', {}, 'Invalid'),
+	          el('dd', {id : 'u-invalid'}, fmtNum(b.rows.invalid))),
+	       el('div', {class : 'card s-cancelled'}, el('dt', {}, 'Duplicates'),
+	          el('dd', {id : 'u-dups'}, fmtNum(b.rows.duplicates)))),
+	    el('p', {}, 'Status: ', badge(b.status)),
+	    byReason.size ? table([ 'Reason', 'Rows' ],
+	                          [...byReason ]
+	                              .sort((a, c) => c[1] - a[1])
+	                              .map(([ r, n ]) => el('tr', {}, el('td', {}, r),
+	                                                    el('td', {class : 'num'}, fmtNum(n)))),
+	                          'Problems by reason')
+	                  : null,
+	    errs.data.length
+	        ? tableId('u-bad', [ 'Row', 'Column', 'Value', 'Reason' ],
+	                  errs.data.slice(0, 200).map(
+	                      (e) => el('tr', {}, el('td', {class : 'num'}, e.row),
+	                                el('td', {}, e.column), el('td', {}, e.recipient),
+	                                el('td', {}, e.reason))),
+	                  `Invalid rows (${Math.min(200, errs.data.length)} shown of ${
+			      fmtNum(b.rows.invalid)})`)
+		: null,
+	    el('p', {},
+	       el('a', {href : `/v1/batches/${id}/errors?format=csv`, download : ''},
+		  'Download the report (CSV)'),
+	       ' (needs numbers unmasked)'),
+	    el('div', {class : 'actions'}, start, discard), result);
+}
+
+export async function upload(main)
+{
+	const acc = await api('GET', '/v1/channels').catch(() => ({data : []}));
+	const f = {
+		file : el('input',
+		          {id : 'u-file', type : 'file', accept : '.csv,.xlsx', required : true}),
+		name : el('input', {id : 'u-name', required : true, maxlength : '127'}),
+		channel : el('select', {id : 'u-channel'},
+		             CHANNELS.map((c) => el('option', {value : c}, c))),
+		account :
+		    el('select', {id : 'u-account'},
+		       acc.data.map((a) => el('option', {value : a.id}, `${a.id} (${a.channel})`))),
+		text : el('textarea', {id : 'u-text', rows : '3'}),
+		region :
+		    el('input', {id : 'u-region', maxlength : '2', size : '3', placeholder : 'GB'}),
+	};
+	const box = el('section', {'aria-live' : 'polite'});
+	const form =
+	    el('form', {class : 'stack', 'aria-labelledby' : 'u-h'},
+	       el('label',
+	          {for: 'u-file'
+	          },
+	          'Recipients file (.csv or .xlsx)'),
+	       f.file,
+	       el('label',
+	          {for: 'u-name'
+	          },
+	          'Campaign name'),
+	       f.name,
+	       el('label',
+	          {for: 'u-channel'
+	          },
+	          'Channel'),
+	       f.channel,
+	       el('label',
+	          {for: 'u-account'
+	          },
+	          'Sender account'),
+	       f.account,
+	       el('label',
+	          {for: 'u-text'
+	          },
+	          'Text (placeholders {{1}}, {{2}} take the columns named 1, 2)'),
+	       f.text,
+	       el('label',
+	          {for: 'u-region'
+	          },
+	          'Default region for numbers without a country code'),
+	       f.region, el('button', {type : 'submit', id : 'u-submit'}, 'Upload and validate'));
+	form.addEventListener('submit', async (ev) => {
+		ev.preventDefault();
+		const fd = new FormData();
+		fd.append('name', f.name.value);
+		fd.append('channel', f.channel.value);
+		if (f.account.value)
+			fd.append('account', f.account.value);
+		fd.append('text', f.text.value);
+		if (f.region.value)
+			fd.append('default_region', f.region.value.toUpperCase());
+		fd.append('start', 'false');
+		fd.append('file', f.file.files[0]);
+		put(box, el('p', {class : 'muted'}, 'Uploading and validating…'));
+		try {
+			const b = await api('POST', '/v1/batches', fd);
+			await report(box, b);
+		} catch (e) {
+			put(box, errorBox(e));
+		}
+	});
+	put(main, el('h1', {id : 'u-h'}, 'New campaign'), form, box);
+}
