@@ -268,6 +268,8 @@ enum api_errkind {
 	APIERR_RATE_LIMITED,   /* 429 rate_limited (with Retry-After) */
 	APIERR_DAILY_CAP,      /* 429 daily_cap_reached */
 	APIERR_CAMPAIGN_CAP,   /* 409 campaign_cap_reached */
+	APIERR_PLUGIN_FAILED,  /* 502 plugin_failed */
+	APIERR_PLUGIN_BUSY,    /* 503 plugin_busy */
 };
 /* HTTP status and stable code for an hr code (the one table). */
 int api_http_status(int rc);

@@ -34,6 +34,8 @@ enum api_code {
 	C_HEAD_TOO_LARGE,
 	C_DAILY_CAP,
 	C_CAMPAIGN_CAP,
+	C_PLUGIN_FAILED,
+	C_PLUGIN_BUSY,
 	C__COUNT
 };
 
@@ -60,6 +62,9 @@ static const struct api_error_info api_codes[C__COUNT] = {
                      "the tenant's daily message cap is used up until 00:00 UTC"},
     [C_CAMPAIGN_CAP] = {"campaign_cap_reached", 409,
                         "the tenant has as many campaigns processing as it may"},
+    [C_PLUGIN_FAILED] = {"plugin_failed", 502,
+                         "the unit's plugin hook failed, timed out or answered nothing usable"},
+    [C_PLUGIN_BUSY] = {"plugin_busy", 503, "the plugin's queue is full; retry"},
 };
 
 size_t api_error_code_count(void)
@@ -98,6 +103,8 @@ static const enum api_code api_errkinds[] = {
     [APIERR_RATE_LIMITED] = C_RATE_LIMITED,
     [APIERR_DAILY_CAP] = C_DAILY_CAP,
     [APIERR_CAMPAIGN_CAP] = C_CAMPAIGN_CAP,
+    [APIERR_PLUGIN_FAILED] = C_PLUGIN_FAILED,
+    [APIERR_PLUGIN_BUSY] = C_PLUGIN_BUSY,
 };
 
 static const struct api_errmap *api_errmap_find(int rc)

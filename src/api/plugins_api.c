@@ -57,14 +57,17 @@ static int unit_of(struct api_req *r, struct hr_err *err)
 /* A hook that did not answer: 502 (or 503 when the queue was full). */
 static enum MHD_Result hook_failed(struct api_req *r, enum plugin_outcome o, const char *why)
 {
-	json_t *e = json_pack("{s:{s:s, s:s, s:s}}", "error", "code",
-	                      o == PO_BUSY ? "plugin_busy" : "plugin_failed", "outcome",
-	                      plugin_outcome_name(o), "message", why);
-	if (!e) {
+	/* The code from errors.c's table (the OpenAPI document lists it), with
+	 * how the hook ended beside the message. */
+	enum api_errkind k = o == PO_BUSY ? APIERR_PLUGIN_BUSY : APIERR_PLUGIN_FAILED;
+	json_t *e = api_error_json(api_errkind_code(k), why, NULL);
+	if (!e || json_object_set_new(json_object_get(e, "error"), "outcome",
+	                              json_string(plugin_outcome_name(o))) != 0) {
+		json_decref(e);
 		struct hr_err err;
 		return api_fail(r, hr_fail(&err, HR_ENOMEM, NULL, "out of memory"), &err);
 	}
-	return api_respond_json(r, o == PO_BUSY ? 503 : 502, e, NULL);
+	return api_respond_json(r, api_errkind_status(k), e, NULL);
 }
 
 /* Herald's own figures of the unit: its latest campaigns' counters. */

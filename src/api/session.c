@@ -214,6 +214,7 @@ int api_session_auth(struct api_req *r, struct hr_err *err)
 	/* Exports are files of phone numbers in full: not while masked. */
 	const char *fmt = api_query(r, "format");
 	if (masked && (r->route == ROUTE_BATCH_EXPORT_CSV || r->route == ROUTE_BATCH_EXPORT_XLSX ||
+	               r->route == ROUTE_MESSAGES_EXPORT ||
 	               (r->route == ROUTE_BATCH_ERRORS && fmt && !strcmp(fmt, "csv"))))
 		return hr_fail(err, HR_EFORBIDDEN, "unmask",
 		               "exports show phone numbers in full: unmask them first "

@@ -1270,12 +1270,12 @@ static int herald_migrate(const char *yaml, char *out, size_t size)
  * an env: reference; a reference that does not resolve stops it, naming
  * the key and not the secret. */
 /*
- * Migration 10 on a database that had messages and idempotency records
- * before it (as SQLite's 11, test_sqlite): the key as the client sent it on
+ * Migration 9 on a database that had messages and idempotency records
+ * before it (as SQLite's 10, test_sqlite): the key as the client sent it on
  * each message its record's answer names, a unit's prefix dropped, never
  * another tenant's message, and the search finds them by it.
  */
-static void test_migration_10_fills_keys(void **state)
+static void test_migration_9_fills_keys(void **state)
 {
 	struct fx *f = *state;
 	struct message m[4];
@@ -1289,7 +1289,7 @@ static void test_migration_10_fills_keys(void **state)
 	snprintf(sql, sizeof sql,
 	         "DROP INDEX message_recipient, message_provider_tenant, message_error;"
 	         " ALTER TABLE message DROP COLUMN idem_key;"
-	         " DELETE FROM schema_migrations WHERE version = 10;"
+	         " DELETE FROM schema_migrations WHERE version = 9;"
 	         "INSERT INTO idempotency_key(tenant_id, key, request_hash, http_status, response,"
 	         " created_at) VALUES"
 	         " ('t1', 'single', 'h', 202, '{\"id\":\"%s\"}', 1),"
@@ -1376,7 +1376,7 @@ int main(void)
 	                                    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_prefetch_leaves_locked_row, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_lifecycle_round_trips, fx_setup, fx_teardown),
-	    cmocka_unit_test_setup_teardown(test_migration_10_fills_keys, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_migration_9_fills_keys, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_retention_months, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_retention_detach_concurrently, fx_setup,
 	                                    fx_teardown),

@@ -248,22 +248,22 @@ static void test_query_plans(void **state)
 }
 
 /*
- * Migration 11 on a database that had messages and idempotency records
+ * Migration 10 on a database that had messages and idempotency records
  * before it: each message accepted with a key gets the key as the client
  * sent it (a unit's prefix dropped; a single send's answer and every
  * message of a messages:batch answer), never another tenant's message,
  * and a record whose answer is not JSON is passed over.
  */
-static void test_migration_11_fills_keys(void **state)
+static void test_migration_10_fills_keys(void **state)
 {
 	struct fx *f = *state;
 	store_sqlite.close(f->st);
 	f->st = NULL;
-	/* Back to before migration 11. */
+	/* Back to before migration 10. */
 	exec_raw(f, "DROP INDEX message_idem; DROP INDEX message_recipient;"
 	            " DROP INDEX message_provider_tenant; DROP INDEX message_error;"
 	            " ALTER TABLE message DROP COLUMN idem_key;"
-	            " DELETE FROM schema_migrations WHERE version = 11;");
+	            " DELETE FROM schema_migrations WHERE version = 10;");
 	exec_raw(
 	    f,
 	    "INSERT INTO message(id, tenant_id, account_id, channel, recipient, content, status,"
@@ -764,7 +764,7 @@ int main(void)
 	    T(test_schema_migrations),
 	    T(test_wal_mode),
 	    T(test_query_plans),
-	    T(test_migration_11_fills_keys),
+	    T(test_migration_10_fills_keys),
 	    T(test_group_commit),
 	    T(test_failing_jobs_in_one_group),
 	    T(test_record_outcome_rolled_back_alone),
