@@ -673,7 +673,7 @@ static void test_isolation(void **state)
 	r = sreq(&cards, "GET", "/v1/suppressions", NULL, false);
 	assert_int_equal(r.status, 403);
 	hresp_free(&r);
-	/* Exports wait for an unmask. */
+	/* Exports wait for an unmask: a campaign's, and a message search's. */
 	snprintf(path, sizeof path, "/v1/batches/%s/export.csv", bc);
 	r = sreq(&cards, "GET", path, NULL, false);
 	assert_int_equal(r.status, 403);

@@ -593,6 +593,10 @@ static void test_e2e(void **state)
 	r = api_get(&w, "/v1/units/slowu/stats");
 	assert_int_equal(r.status, 502);
 	assert_non_null(strstr(r.body, "plugin slow: unit_stats took more than 300 ms"));
+	/* The code of errors.c's table (and the OpenAPI document), the outcome beside it. */
+	json_t *pe = json_object_get(r.json, "error");
+	assert_string_equal(json_string_value(json_object_get(pe, "code")), "plugin_failed");
+	assert_non_null(json_string_value(json_object_get(pe, "outcome")));
 	assert_true(now_s() - t1 < 5);
 	/* errors.c's code (the document's ErrorCode), the hook's outcome beside it. */
 	json_t *e502 = json_object_get(r.json, "error");

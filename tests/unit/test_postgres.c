@@ -1269,6 +1269,62 @@ static int herald_migrate(const char *yaml, char *out, size_t size)
 /* `herald migrate` on store.driver postgres: store.url, the password as
  * an env: reference; a reference that does not resolve stops it, naming
  * the key and not the secret. */
+/*
+ * Migration 9 on a database that had messages and idempotency records
+ * before it (as SQLite's 10, test_sqlite): the key as the client sent it on
+ * each message its record's answer names, a unit's prefix dropped, never
+ * another tenant's message, and the search finds them by it.
+ */
+static void test_migration_9_fills_keys(void **state)
+{
+	struct fx *f = *state;
+	struct message m[4];
+	for (int i = 0; i < 4; i++)
+		mk_msg(&m[i], i == 3 ? "t2" : "t1", "acc", 0, 0);
+	assert_int_equal(f->st->ops->message_insert(f->st, m, 3, NULL, NULL, NULL), 0);
+	assert_int_equal(f->st->ops->message_insert(f->st, &m[3], 1, NULL, NULL, NULL), 0);
+	store_postgres.close(f->st);
+	f->st = NULL;
+	char sql[1024];
+	snprintf(sql, sizeof sql,
+	         "DROP INDEX message_recipient, message_provider_tenant, message_error;"
+	         " ALTER TABLE message DROP COLUMN idem_key;"
+	         " DELETE FROM schema_migrations WHERE version = 9;"
+	         "INSERT INTO idempotency_key(tenant_id, key, request_hash, http_status, response,"
+	         " created_at) VALUES"
+	         " ('t1', 'single', 'h', 202, '{\"id\":\"%s\"}', 1),"
+	         " ('t1', 'cards' || chr(31) || 'bk', 'h', 202,"
+	         "  '{\"count\":2,\"messages\":[{\"id\":\"%s\"},{\"id\":\"%s\"}]}', 1),"
+	         " ('t1', 'theirs', 'h', 202, '{\"id\":\"%s\"}', 1),"
+	         " ('t1', 'none', 'h', 202, NULL, 1)",
+	         m[0].id, m[1].id, m[2].id, m[3].id);
+	exec1(f, sql);
+	struct hr_err err = {0};
+	if (store_postgres.open(f->dsn, NULL, &f->st, &err) != 0)
+		fail_msg("reopen: %s: %s", err.field, err.msg);
+	const char *want[4] = {"single", "bk", "bk", ""};
+	for (int i = 0; i < 4; i++) {
+		snprintf(sql, sizeof sql,
+		         "SELECT coalesce(idem_key, '') FROM message WHERE id = '%s'", m[i].id);
+		char *v = query1(f, sql);
+		assert_string_equal(v, want[i]);
+		free(v);
+	}
+	struct msg_filter mf = {.status = -1, .limit = 10, .idem_key = "bk"};
+	struct message *v;
+	size_t n;
+	bool more;
+	assert_int_equal(f->st->ops->message_list(f->st, "t1", &mf, &v, &n, &more), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].id, m[2].id);
+	for (size_t i = 0; i < n; i++)
+		message_clear(&v[i]);
+	free(v);
+	mf.idem_key = "theirs";
+	assert_int_equal(f->st->ops->message_list(f->st, "t2", &mf, &v, &n, &more), 0);
+	assert_int_equal(n, 0);
+}
+
 static void test_herald_migrate(void **state)
 {
 	(void)state;
@@ -1320,6 +1376,7 @@ int main(void)
 	                                    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_prefetch_leaves_locked_row, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_lifecycle_round_trips, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_migration_9_fills_keys, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_retention_months, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_retention_detach_concurrently, fx_setup,
 	                                    fx_teardown),

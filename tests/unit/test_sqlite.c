@@ -247,6 +247,68 @@ static void test_query_plans(void **state)
 	sqlite3_close(db);
 }
 
+/*
+ * Migration 10 on a database that had messages and idempotency records
+ * before it: each message accepted with a key gets the key as the client
+ * sent it (a unit's prefix dropped; a single send's answer and every
+ * message of a messages:batch answer), never another tenant's message,
+ * and a record whose answer is not JSON is passed over.
+ */
+static void test_migration_10_fills_keys(void **state)
+{
+	struct fx *f = *state;
+	store_sqlite.close(f->st);
+	f->st = NULL;
+	/* Back to before migration 10. */
+	exec_raw(f, "DROP INDEX message_idem; DROP INDEX message_recipient;"
+	            " DROP INDEX message_provider_tenant; DROP INDEX message_error;"
+	            " ALTER TABLE message DROP COLUMN idem_key;"
+	            " DELETE FROM schema_migrations WHERE version = 10;");
+	exec_raw(
+	    f,
+	    "INSERT INTO message(id, tenant_id, account_id, channel, recipient, content, status,"
+	    " created_at, updated_at, due_at) VALUES"
+	    " ('01KAAAAAAAAAAAAAAAAAAAAAA1','acme','a','whatsapp','4479','{}',0,1,1,1),"
+	    " ('01KAAAAAAAAAAAAAAAAAAAAAA2','acme','a','whatsapp','4479','{}',0,1,1,1),"
+	    " ('01KAAAAAAAAAAAAAAAAAAAAAA3','acme','a','whatsapp','4479','{}',0,1,1,1),"
+	    " ('01KAAAAAAAAAAAAAAAAAAAAAA4','beta','a','whatsapp','4479','{}',0,1,1,1),"
+	    " ('01KAAAAAAAAAAAAAAAAAAAAAA5','acme','a','whatsapp','4479','{}',0,1,1,1);"
+	    "INSERT INTO idempotency_key(tenant_id, key, request_hash, http_status, response,"
+	    " created_at) VALUES"
+	    " ('acme','single','h',202,'{\"id\":\"01KAAAAAAAAAAAAAAAAAAAAAA1\"}',1),"
+	    " ('acme','cards'||char(31)||'bk','h',202,'{\"count\":2,\"messages\":["
+	    "{\"id\":\"01KAAAAAAAAAAAAAAAAAAAAAA2\"},{\"id\":\"01KAAAAAAAAAAAAAAAAAAAAAA3\"}]}',1),"
+	    " ('acme','theirs','h',202,'{\"id\":\"01KAAAAAAAAAAAAAAAAAAAAAA4\"}',1),"
+	    " ('acme','broken','h',202,'not json',1);");
+	struct hr_err err = {0};
+	assert_int_equal(store_sqlite.open(f->path, NULL, &f->st, &err), 0);
+	static const struct {
+		const char *id, *key;
+	} want[] = {
+	    {"01KAAAAAAAAAAAAAAAAAAAAAA1", "single"}, {"01KAAAAAAAAAAAAAAAAAAAAAA2", "bk"},
+	    {"01KAAAAAAAAAAAAAAAAAAAAAA3", "bk"},     {"01KAAAAAAAAAAAAAAAAAAAAAA4", ""},
+	    {"01KAAAAAAAAAAAAAAAAAAAAAA5", ""},
+	};
+	for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+		char sql[128], got[64];
+		snprintf(sql, sizeof sql, "SELECT idem_key FROM message WHERE id = '%s'",
+		         want[i].id);
+		assert_string_equal(qtext(f, sql, got, sizeof got), want[i].key);
+	}
+	assert_int_equal(q1(f, "SELECT count(*) FROM message WHERE idem_key IS NOT NULL"), 3);
+	/* And the search finds them by it. */
+	struct msg_filter mf = {.status = -1, .limit = 10, .idem_key = "bk"};
+	struct message *v;
+	size_t n;
+	bool more;
+	assert_int_equal(f->st->ops->message_list(f->st, "acme", &mf, &v, &n, &more), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].id, "01KAAAAAAAAAAAAAAAAAAAAAA3");
+	for (size_t i = 0; i < n; i++)
+		message_clear(&v[i]);
+	free(v);
+}
+
 /* ---------------------------------------------------------------------------
  * The writer: group commit, failures inside a group.
  * ------------------------------------------------------------------------- */
@@ -702,6 +764,7 @@ int main(void)
 	    T(test_schema_migrations),
 	    T(test_wal_mode),
 	    T(test_query_plans),
+	    T(test_migration_10_fills_keys),
 	    T(test_group_commit),
 	    T(test_failing_jobs_in_one_group),
 	    T(test_record_outcome_rolled_back_alone),
