@@ -379,11 +379,25 @@ async function main() {
 		await screen(acmePage, `/campaign/${b.id}`, '#c-status');
 		await bearer('POST', `/v1/batches/${b.id}/start`, ACME);
 		await acmePage.waitForSelector('#c-status:has-text("completed")', {timeout: 60000});
-		eq(await acmePage.textContent('#c-settled'), '60 / 60 settled', 'settled');
-		eq(await acmePage.textContent('.fv[data-k="failed"]'), '5', 'failed');
-		const read = Number(await acmePage.textContent('.fv[data-k="read"]'));
-		const delivered = Number(await acmePage.textContent('.fv[data-k="delivered"]'));
-		eq(read + delivered, 55, 'delivered or read');
+		// The status and the counters are separate events: wait (with a
+		// deadline) until the page shows the final numbers, then check them
+		// exactly.
+		const counts = async () => ({
+			settled: await acmePage.textContent('#c-settled'),
+			failed: await acmePage.textContent('.fv[data-k="failed"]'),
+			done: Number(await acmePage.textContent('.fv[data-k="read"]')) +
+			      Number(await acmePage.textContent('.fv[data-k="delivered"]')),
+		});
+		const last = await until('the final counters', async () => {
+			const c = await counts();
+			return c.settled === '60 / 60 settled' && c.failed === '5' && c.done === 55 ? c : null;
+		}).catch(async (e) => {
+			const c = await counts();
+			throw new Error(`${e.message}: settled ${c.settled}, failed ${c.failed}, delivered or read ${c.done}`);
+		});
+		eq(last.settled, '60 / 60 settled', 'settled');
+		eq(last.failed, '5', 'failed');
+		eq(last.done, 55, 'delivered or read');
 		await acmePage.waitForSelector('#c-chart canvas');
 		await axe(acmePage, 'campaign detail');
 		await shot(acmePage, 'campaign');
