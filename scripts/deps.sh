@@ -23,6 +23,12 @@ case "${1:-build}" in
 esac
 missing=()
 for p in "${want[@]}"; do
+  # Node.js from elsewhere (NodeSource's nodejs bundles npm and conflicts
+  # with Debian's npm package): any working node and npm will do.
+  case "$p" in
+    nodejs) command -v node >/dev/null 2>&1 && continue ;;
+    npm) command -v npm >/dev/null 2>&1 && continue ;;
+  esac
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
