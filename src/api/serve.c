@@ -1030,7 +1030,12 @@ out:
 	if (st)
 		st->ops->close(st);
 	json_decref(cfg);
-	curl_global_cleanup();
+	/* No token fetch may outlive libcurl's cleanup (an aborted one ends
+	 * within about a second). */
+	if (rbm_refresher_quiesce(hr_mono_us() + 5000000))
+		curl_global_cleanup();
+	else
+		hr_log(HR_LOG_WARN, "serve", "the RBM token thread did not end within 5 s");
 	return status;
 }
 

@@ -323,6 +323,11 @@ extern const struct channel_ops channel_sms;       /* twilio.c, name "sms"   */
 extern const struct channel_ops channel_rcs;       /* rbm.c, name "rcs"      */
 extern const struct channel_ops channel_telegram;  /* telegram.c             */
 
+/* Waits (until deadline_us, monotonic) for RBM's token thread to end once
+ * every RBM account is freed; a fetch still running for a freed account is
+ * aborted. Call before curl_global_cleanup() at exit. Whether it ended. */
+bool rbm_refresher_quiesce(int64_t deadline_us);
+
 /* Helpers every adapter uses (registry.c). */
 /* Retry-After as delta seconds or an HTTP date, in microseconds from now,
  * capped at a day; 0 when absent or unparseable. */

@@ -74,6 +74,7 @@
  */
 #include <ctype.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,6 +144,7 @@ struct rbm_priv {
 	struct rbm_priv *rf_next; /* in the refresher's list while listed */
 	bool rf_listed;
 	int rf_refs; /* the account's own, plus one while a fetch runs */
+	atomic_bool rf_abort; /* freed mid-fetch: the fetch stops early */
 };
 
 static void rbm_priv_free(struct rbm_priv *p);
@@ -351,12 +353,21 @@ static size_t rbm_on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 }
 
 /*
- * One blocking request: GET when body is NULL, else POST. *status is the HTTP
+ * One blocking request: GET when body is NULL, else POST; stop (or NULL), once
+ * set, ends it early (libcurl looks at least once a second). *status is the HTTP
  * status (0 when there was no answer: why says what went wrong); *resp the
  * answer, heap, NUL-terminated (caller frees).
  */
-static int rbm_http(const char *url, struct curl_slist *headers, const char *body, long *status,
-                    char **resp, char *why, size_t whysz)
+/* CURLOPT_XFERINFOFUNCTION: a nonzero answer aborts the transfer. */
+static int rbm_on_progress(void *stop, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                           curl_off_t ulnow)
+{
+	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	return atomic_load((atomic_bool *)stop) ? 1 : 0;
+}
+
+static int rbm_http(const char *url, struct curl_slist *headers, const char *body,
+                    atomic_bool *stop, long *status, char **resp, char *why, size_t whysz)
 {
 	*status = 0;
 	*resp = NULL;
@@ -391,6 +402,11 @@ static int rbm_http(const char *url, struct curl_slist *headers, const char *bod
 	RBM_OPT(CURLOPT_PROTOCOLS_STR, "http,https");
 	RBM_OPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	RBM_OPT(CURLOPT_FOLLOWLOCATION, 0L);
+	if (stop) {
+		RBM_OPT(CURLOPT_XFERINFOFUNCTION, rbm_on_progress);
+		RBM_OPT(CURLOPT_XFERINFODATA, stop);
+		RBM_OPT(CURLOPT_NOPROGRESS, 0L);
+	}
 #undef RBM_OPT
 	if (cc != CURLE_OK) {
 		snprintf(why, whysz, "cannot set up the HTTP transfer: %s", curl_easy_strerror(cc));
@@ -445,7 +461,7 @@ static char *rbm_jwt(const struct rbm_priv *p, int64_t now_s)
  * Exchanges a fresh JWT for an access token at token_uri. On success *token
  * (heap) and *ttl_us; otherwise why says what the endpoint answered.
  */
-static int rbm_fetch_token(const struct rbm_priv *p, char **token, int64_t *ttl_us, char *why,
+static int rbm_fetch_token(struct rbm_priv *p, char **token, int64_t *ttl_us, char *why,
                            size_t whysz)
 {
 	*token = NULL;
@@ -471,7 +487,8 @@ static int rbm_fetch_token(const struct rbm_priv *p, char **token, int64_t *ttl_
 	}
 	long status = 0;
 	char *resp = NULL;
-	int rc = h ? rbm_http(p->token_uri, h, body, &status, &resp, why, whysz) : HR_ENOMEM;
+	int rc = h ? rbm_http(p->token_uri, h, body, &p->rf_abort, &status, &resp, why, whysz)
+	           : HR_ENOMEM;
 	curl_slist_free_all(h);
 	rbm_wipe_free(body);
 	if (rc) {
@@ -577,7 +594,7 @@ static void rf_fetch(struct rbm_priv *p)
 		         ferr);
 	}
 	pthread_mutex_unlock(&p->lock);
-	if (rc)
+	if (rc && !atomic_load(&p->rf_abort))
 		hr_log(HR_LOG_WARN, "rbm", "agent %s: access token fetch failed: %.200s (next try in %lld s)",
 		       p->agent_id, ferr, (long long)((p->fetch_after - now) / 1000000));
 }
@@ -623,8 +640,31 @@ static void *rf_main(void *arg)
 		}
 	}
 	g_rf.running = false;
+	pthread_cond_broadcast(&g_rf.done);
 	pthread_mutex_unlock(&g_rf.lock);
 	return NULL;
+}
+
+/*
+ * Waits (until deadline_us, monotonic) for the refresher to end once every
+ * account is freed, so a process can exit (and libcurl and OpenSSL clean up)
+ * with no fetch still running; a fetch for a freed account is aborted.
+ * Whether it ended.
+ */
+bool rbm_refresher_quiesce(int64_t deadline_us)
+{
+	pthread_mutex_lock(&g_rf.lock);
+	for (;;) {
+		int64_t now = hr_mono_us();
+		if (!g_rf.running || now >= deadline_us)
+			break;
+		int64_t real = hr_now_us() + (deadline_us - now);
+		struct timespec ts = {.tv_sec = real / 1000000, .tv_nsec = (real % 1000000) * 1000};
+		pthread_cond_timedwait(&g_rf.done, &g_rf.lock, &ts);
+	}
+	bool ended = !g_rf.running;
+	pthread_mutex_unlock(&g_rf.lock);
+	return ended;
 }
 
 /* Lists p (a new account) and starts the refresher if it is not running. */
@@ -675,6 +715,8 @@ static void rbm_priv_free(struct rbm_priv *p)
 			*pp = p->rf_next;
 		p->rf_listed = false;
 		gone = --p->rf_refs == 0;
+		if (!gone)
+			atomic_store(&p->rf_abort, true); /* its fetch runs: cut it short */
 		pthread_cond_signal(&g_rf.wake); /* the last one gone: the thread ends */
 	}
 	pthread_mutex_unlock(&g_rf.lock);
@@ -1523,7 +1565,7 @@ static int rbm_capability(const struct channel_account *acct, const char *recipi
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	long status = 0;
 	char *resp = NULL, why[256] = "";
-	rc = rbm_http(url, h, NULL, &status, &resp, why, sizeof why);
+	rc = rbm_http(url, h, NULL, NULL, &status, &resp, why, sizeof why);
 	curl_slist_free_all(h);
 	if (rc)
 		return hr_fail(err, HR_EBUSY, "to", "RBM did not answer the capability check: %s",

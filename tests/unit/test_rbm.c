@@ -1059,10 +1059,26 @@ static void test_token_never_blocks_send(void **state)
 	send_once(a, auth, sizeof auth);
 	wait_token_requests(base + 2);
 	wait_send_token(a, base + 2, auth, sizeof auth);
+	channel_account_free(a);
+
+	/* At exit: the last account freed while its fetch waits on a 3 s
+	 * endpoint; the fetch is aborted and the token thread ends well before
+	 * the endpoint answers (a process must not run libcurl's cleanup with
+	 * a transfer still going). */
+	pthread_mutex_lock(&T.lock);
+	T.token_delay_ms = 3000;
+	pthread_mutex_unlock(&T.lock);
+	a = live_account("slow3");
+	send_once(a, auth, sizeof auth);
+	wait_token_requests(base + 3);
+	t0 = hr_mono_us();
+	channel_account_free(a);
+	assert_true(rbm_refresher_quiesce(hr_mono_us() + 2500000));
+	assert_true(hr_mono_us() - t0 < 2000000);
+	assert_true(rbm_refresher_quiesce(hr_mono_us())); /* ended stays ended */
 	pthread_mutex_lock(&T.lock);
 	T.token_delay_ms = 0;
 	pthread_mutex_unlock(&T.lock);
-	channel_account_free(a);
 }
 
 static void test_capability(void **state)
