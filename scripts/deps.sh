@@ -15,7 +15,7 @@ case "${1:-build}" in
   # playwright-core and axe-core at test time; Debian's chromium is the
   # browser (no browser download).
   test) want+=(postgresql mariadb-server odbc-postgresql nodejs npm chromium) ;;
-  bench) want+=(wrk nginx-light sqlite3 postgresql kannel linux-perf) ;;
+  bench) want+=(wrk nginx-light sqlite3 postgresql kannel linux-perf xlsx2csv) ;;
   # The libFuzzer targets (scripts/fuzz.sh): clang with its libFuzzer and
   # sanitizer runtimes (libclang-rt-14-dev is only recommended by clang-14,
   # and we install without recommends). Only the fuzzing step needs them.
