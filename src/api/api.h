@@ -72,6 +72,9 @@ struct api_opts {
 	int min_body_rate;
 	int max_batch; /* messages per batch request (default 10000) */
 	int max_batch_rows; /* rows per campaign upload (default 1,000,000) */
+	/* Messages a processing campaign may have made and not yet claimed
+	 * (batches.make_ahead, default 50,000; 0: make every row at once). */
+	int64_t make_ahead;
 	size_t max_upload_bytes; /* a multipart campaign upload (default 200 MiB) */
 	const char *upload_dir;  /* where uploads are spooled (default /tmp) */
 	/* mode=sync: the wait when a request gives no timeout_ms (default 10 s)

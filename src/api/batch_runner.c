@@ -5,6 +5,13 @@
  * never holds the store's writer for long and single sends keep their
  * latency meanwhile.
  *
+ * Messages are made ahead of the sending, not all at once: a campaign has
+ * at most make_ahead (batches.make_ahead) messages made and not yet claimed;
+ * its other rows wait, durable, as rows, and are made as the queue drains.
+ * So starting a million-row campaign writes a window of messages, not a
+ * million, the claim index stays small, and cancelling or pausing it has
+ * only the window to stop.
+ *
  * Everything it does is resumable from the store alone: a started batch not
  * yet ingested still has rows without a message (the store never makes two
  * messages for a row), a stopped batch still has queued messages. So after
@@ -22,6 +29,7 @@
 #define RUN_CHUNK 250              /* rows per enqueue transaction */
 #define RUN_POLL_US (1000 * 1000)  /* look again this often without a wake-up */
 #define RUN_SCAN 100               /* batches per scan */
+#define RUN_REFILL_US (100 * 1000) /* look this often while a window is full */
 
 struct batch_runner {
 	struct api_server *s;
@@ -55,10 +63,12 @@ struct chunk {
 	struct batch_runner *br;
 	const struct batch *b;
 	int64_t after; /* read rows after this one */
+	size_t want;   /* rows to read (RUN_CHUNK, or less: the window's room) */
 	struct batch_item *items;
 	struct message *msgs;
 	int64_t *rows;
 	size_t n;
+	size_t made; /* messages chunk_write made of it */
 	int rc;
 	struct hr_err err;
 };
@@ -84,7 +94,7 @@ static void *chunk_build(void *arg)
 	struct chunk *c = arg;
 	struct store *st = c->br->s->o.store;
 	hr_err_clear(&c->err);
-	c->rc = st->ops->batch_items(st, c->b->id, BATCH_ITEMS_PENDING, c->after, RUN_CHUNK,
+	c->rc = st->ops->batch_items(st, c->b->id, BATCH_ITEMS_PENDING, c->after, c->want,
 	                             &c->items, &c->n);
 	if (c->rc)
 		return NULL;
@@ -109,7 +119,7 @@ static int chunk_write(struct chunk *c, int64_t *after)
 	const struct batch *b = c->b;
 	struct store *st = br->s->o.store;
 	size_t made = 0;
-	bool last = c->n < RUN_CHUNK;
+	bool last = c->n < c->want;
 	int rc = c->rc;
 	struct hr_err err = c->err;
 	if (rc == 0)
@@ -137,6 +147,7 @@ static int chunk_write(struct chunk *c, int64_t *after)
 		*after = c->items[c->n - 1].row;
 	if (rc)
 		return rc;
+	c->made = made;
 	if (made && br->s->o.dispatcher)
 		dispatcher_notify(br->s->o.dispatcher);
 	return last ? 0 : 1;
@@ -148,23 +159,32 @@ static int chunk_write(struct chunk *c, int64_t *after)
  * a helper thread while this one is written: building (JSON, content,
  * ids) and the store's writer then use both cores, where one after the
  * other left each idle half the time. The rows the helper reads are past
- * the ones being written, so neither sees the other's work.
+ * the ones being written, so neither sees the other's work. *room is how
+ * many more messages the batch may have made (its window, less what waits
+ * in its queue): it stops once that is used up.
  */
 static int ingest_turns(struct batch_runner *br, const struct batch *b, int64_t *after,
-                        int turns)
+                        int turns, int64_t *room)
 {
-	struct chunk cur = {.br = br, .b = b, .after = *after};
+	struct chunk cur = {.br = br, .b = b, .after = *after,
+	                    .want = *room < RUN_CHUNK ? (size_t)*room : RUN_CHUNK};
+	if (cur.want == 0)
+		return 1;
 	chunk_build(&cur);
 	int rc = 1;
-	while (rc == 1 && turns-- > 0 && !stopping(br)) {
-		struct chunk next = {.br = br, .b = b};
+	while (rc == 1 && turns-- > 0 && *room > 0 && !stopping(br)) {
+		/* The next chunk, if the window has room for it beside this one. */
+		int64_t left = *room - (int64_t)cur.n;
+		struct chunk next = {.br = br, .b = b,
+		                     .want = left < RUN_CHUNK ? (size_t)(left > 0 ? left : 0) : RUN_CHUNK};
 		pthread_t th;
 		bool ahead = false;
-		if (cur.rc == 0 && cur.n == RUN_CHUNK && turns > 0) {
+		if (cur.rc == 0 && cur.n == cur.want && turns > 0 && next.want > 0) {
 			next.after = cur.items[cur.n - 1].row;
 			ahead = pthread_create(&th, NULL, chunk_build, &next) == 0;
 		}
 		rc = chunk_write(&cur, after);
+		*room -= (int64_t)cur.made;
 		if (ahead)
 			pthread_join(th, NULL);
 		chunk_free(&cur);
@@ -181,8 +201,10 @@ static int ingest_turns(struct batch_runner *br, const struct batch *b, int64_t 
 #define RUN_TURNS 16 /* chunks of one batch before the next batch's turn */
 
 /* Every batch the scan finds, RUN_TURNS chunks each in turn, so one large
- * start does not keep a small one waiting. */
-static void ingest_all(struct batch_runner *br)
+ * start does not keep a small one waiting; a batch whose window is full
+ * waits for the next scan (RUN_REFILL_US: at a send rate below ten windows
+ * a second its queue never runs dry). Whether a window was full. */
+static bool ingest_all(struct batch_runner *br)
 {
 	struct store *st = br->s->o.store;
 	struct batch_filter f = {.status = BATCH_PROCESSING, .limit = RUN_SCAN,
@@ -191,25 +213,35 @@ static void ingest_all(struct batch_runner *br)
 	size_t n;
 	bool more;
 	if (st->ops->batch_list(st, NULL, &f, &list, &n, &more))
-		return;
+		return false;
 	int64_t *after = calloc(n ? n : 1, sizeof *after);
-	bool any = n > 0 && after;
+	int64_t *room = calloc(n ? n : 1, sizeof *room);
+	bool any = n > 0 && after && room;
+	int64_t window = br->s->o.make_ahead;
+	for (size_t i = 0; any && i < n; i++)
+		room[i] = window > 0 ? window - list[i].by_status[MSG_QUEUED] : INT64_MAX;
 	while (any && !stopping(br)) {
 		any = false;
 		for (size_t i = 0; i < n && !stopping(br); i++) {
-			if (list[i].ingested)
+			if (list[i].ingested || room[i] <= 0)
 				continue;
-			int rc = ingest_turns(br, &list[i], &after[i], RUN_TURNS);
-			if (rc == 1)
+			int rc = ingest_turns(br, &list[i], &after[i], RUN_TURNS, &room[i]);
+			if (rc == 1 && room[i] > 0)
 				any = true;
-			else
+			else if (rc != 1)
 				list[i].ingested = true; /* done, failed, or next scan */
 		}
 	}
-	for (size_t i = 0; i < n; i++)
+	bool full = false;
+	for (size_t i = 0; i < n; i++) {
+		if (!list[i].ingested && room && room[i] <= 0)
+			full = true;
 		batch_clear(&list[i]);
+	}
 	free(list);
 	free(after);
+	free(room);
+	return full;
 }
 
 /* Cancels the queued messages of stopped batches. */
@@ -273,14 +305,14 @@ static void *runner_main(void *arg)
 {
 	struct batch_runner *br = arg;
 	for (;;) {
-		ingest_all(br);
+		int64_t wait_us = ingest_all(br) ? RUN_REFILL_US : RUN_POLL_US;
 		cancel_all(br);
 		pthread_mutex_lock(&br->lock);
 		if (!br->woken && !br->stop) {
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
-			int64_t ns = ts.tv_nsec + (RUN_POLL_US % 1000000) * 1000;
-			ts.tv_sec += RUN_POLL_US / 1000000 + ns / 1000000000;
+			int64_t ns = ts.tv_nsec + (wait_us % 1000000) * 1000;
+			ts.tv_sec += wait_us / 1000000 + ns / 1000000000;
 			ts.tv_nsec = ns % 1000000000;
 			pthread_cond_timedwait(&br->cond, &br->lock, &ts);
 		}

@@ -706,6 +706,7 @@ static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opt
 	o->max_batch = (int)hr_cfg_int(cfg, "server.max_batch", o->max_batch, 1, 100000, err);
 	o->max_batch_rows =
 	    (int)hr_cfg_int(cfg, "batches.max_rows", o->max_batch_rows, 1, 10000000, err);
+	o->make_ahead = hr_cfg_int(cfg, "batches.make_ahead", o->make_ahead, 0, 100000000, err);
 	o->max_upload_bytes = (size_t)hr_cfg_int(cfg, "batches.max_upload_bytes",
 	                                         (int64_t)o->max_upload_bytes, 1024,
 	                                         (int64_t)4 << 30, err);

@@ -59,6 +59,7 @@ void api_opts_default(struct api_opts *o)
 	o->min_body_rate = 1024;
 	o->max_batch = 10000;
 	o->max_batch_rows = 1000000;
+	o->make_ahead = 50000;
 	o->max_upload_bytes = 200u << 20;
 	o->sync_timeout_us = API_SYNC_TIMEOUT_US;
 	o->sync_max_timeout_us = API_SYNC_MAX_TIMEOUT_US;

@@ -29,6 +29,9 @@ static struct world W;
 static int setup(void **state)
 {
 	(void)state;
+	/* A small window (the default is 50,000), so that the 10,000-row
+	 * campaign is made as it is sent, and test_make_ahead can see it. */
+	harness_server_extra("batches:\n  make_ahead: 1000\n");
 	world_init(&W, "    fail_recipients: [\"" FAIL_A "\", \"" FAIL_B "\"]\n    webhook_batch: 20\n", NULL);
 	world_start_sim(&W);
 	world_start_serve(&W);
@@ -311,6 +314,82 @@ static void test_ten_thousand_rows(void **state)
 	r = api_post(&W, path, "{\"statuses\":[\"undelivered\"]}");
 	assert_int_equal(r.status, 422);
 	resp_free(&r);
+}
+
+/*
+ * Messages are made ahead of the sending, a window at a time: 3,000 rows
+ * scheduled for tomorrow (nothing is due) make exactly the window's 1,000
+ * messages and no more; a cancel stops all 3,000 (the 2,000 rows never
+ * made too), cancels the 1,000, and nothing is sent.
+ */
+static void test_make_ahead(void **state)
+{
+	(void)state;
+	json_t *sim0 = sim_stats();
+	long unique0 = sim_int(sim0, "unique_messages");
+	json_decref(sim0);
+	json_t *rows = json_array();
+	for (int i = 1; i <= 3000; i++) {
+		char phone[32];
+		snprintf(phone, sizeof phone, "+4474005%05d", i);
+		json_array_append_new(rows, json_pack("{s:s, s:s}", "to", phone, "1", "hi"));
+	}
+	char when[40];
+	hr_time_format(hr_now_us() + 24LL * 3600 * 1000000, when);
+	json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:o}", "name", "window", "channel",
+	                        "whatsapp", "text", "Hello {{1}}", "schedule_at", when, "rows",
+	                        rows);
+	struct resp r = post_json("/v1/batches", req);
+	if (r.status != 201)
+		fail_msg("upload answered %ld: %s", r.status, r.body);
+	char id[64];
+	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(r.json, "id")));
+	resp_free(&r);
+	int64_t deadline = hr_mono_us() + 20000000;
+	json_t *b = NULL;
+	for (;;) {
+		b = get_batch(id);
+		if (counter(b, "queued") >= 1000 || hr_mono_us() >= deadline)
+			break;
+		json_decref(b);
+		usleep(20000);
+	}
+	assert_int_equal(counter(b, "queued"), 1000);
+	json_decref(b);
+	/* And it stays there: the runner looks again every 100 ms, so 1.5 s
+	 * is fifteen chances to make more. */
+	deadline = hr_mono_us() + 1500000;
+	while (hr_mono_us() < deadline) {
+		b = get_batch(id);
+		assert_int_equal(counter(b, "queued"), 1000);
+		json_t *prog = json_object_get(b, "progress");
+		assert_int_equal(json_integer_value(json_object_get(prog, "made")), 1000);
+		assert_false(json_is_true(json_object_get(json_object_get(b, "times"), "ingested")));
+		json_decref(b);
+		usleep(100000);
+	}
+	char path[160];
+	snprintf(path, sizeof path, "/v1/batches/%s/cancel", id);
+	r = api_post(&W, path, "");
+	assert_int_equal(r.status, 200);
+	assert_int_equal(json_integer_value(json_object_get(r.json, "stopped")), 3000);
+	resp_free(&r);
+	deadline = hr_mono_us() + 20000000;
+	for (;;) {
+		b = get_batch(id);
+		if (counter(b, "cancelled") >= 1000 || hr_mono_us() >= deadline)
+			break;
+		json_decref(b);
+		usleep(20000);
+	}
+	assert_int_equal(counter(b, "cancelled"), 1000);
+	assert_int_equal(counter(b, "queued"), 0);
+	assert_string_equal(bstatus(b), "cancelled");
+	json_decref(b);
+	assert_counters_equal_recount(id);
+	json_t *sim = sim_stats();
+	assert_int_equal(sim_int(sim, "unique_messages"), unique0);
+	json_decref(sim);
 }
 
 /* The report: a dry run creates nothing; a batch with errors waits; the
@@ -612,6 +691,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_uploads),
 	    cmocka_unit_test(test_validation_report),
 	    cmocka_unit_test(test_cancel_scheduled),
+	    cmocka_unit_test(test_make_ahead),
 	    cmocka_unit_test(test_events_stream),
 	    cmocka_unit_test(test_ten_thousand_rows),
 	};
