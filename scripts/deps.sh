@@ -14,7 +14,7 @@ case "${1:-build}" in
   # dashboard's browser tests (tests/browser/run.sh): Node.js and npm fetch
   # playwright-core and axe-core at test time; Debian's chromium is the
   # browser (no browser download).
-  test) want+=(postgresql mariadb-server odbc-postgresql nodejs npm chromium) ;;
+  test) want+=(postgresql mariadb-server odbc-postgresql nodejs npm chromium nginx-light) ;;
   bench) want+=(wrk nginx-light sqlite3 postgresql kannel linux-perf xlsx2csv) ;;
   # The libFuzzer targets (scripts/fuzz.sh): clang with its libFuzzer and
   # sanitizer runtimes (libclang-rt-14-dev is only recommended by clang-14,

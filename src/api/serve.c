@@ -502,6 +502,9 @@ static int read_dispatch_opts(json_t *cfg, struct dispatch_opts *o, struct hr_er
 	    hr_cfg_int(cfg, "dispatch.backoff_max_ms", 300000, 1, 86400000, err) * 1000;
 	o->http_timeout_us =
 	    hr_cfg_int(cfg, "dispatch.http_timeout_ms", 15000, 100, 600000, err) * 1000;
+	const char *ca = hr_cfg_str(cfg, "dispatch.ca_file", NULL, err);
+	if (!err->code && http_set_ca_file(ca, err))
+		return err->code;
 	o->reconcile_every_us =
 	    hr_cfg_int(cfg, "dispatch.reconcile_ms", 1000, 10, 3600000, err) * 1000;
 	/* Absent: 0, the dispatcher's default (a fraction of max_in_flight). */
@@ -1033,6 +1036,7 @@ out:
 	json_decref(cfg);
 	/* No token fetch may outlive libcurl's cleanup (an aborted one ends
 	 * within about a second). */
+	http_set_ca_file(NULL, NULL);
 	if (rbm_refresher_quiesce(hr_mono_us() + 5000000))
 		curl_global_cleanup();
 	else

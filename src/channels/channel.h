@@ -150,6 +150,14 @@ void http_req_clear(struct http_req *r);
  * later); HR_EINTERNAL when it refused an option (will recur). err names
  * the option. The caller sets the rest (write callbacks, keep-alive). */
 int http_req_setopts(CURL *e, const struct http_req *r, long timeout_ms, struct hr_err *err);
+/* A PEM file of CA certificates trusted for HTTPS besides the system's
+ * (dispatch.ca_file; NULL: the system's only). Set once at start, before any
+ * request; the path is copied. 0, or HR_EINVAL naming the field when the file
+ * cannot be read. */
+int http_set_ca_file(const char *path, struct hr_err *err);
+/* Sets the trusted CA options (http_set_ca_file) on e: for the requests
+ * that do not go through http_req_setopts (RBM's token fetches). */
+CURLcode http_set_tls(CURL *e);
 
 enum outcome_class {
 	OUTCOME_OK = 0,

@@ -5,10 +5,37 @@
  * protocol allowed) must never go out.
  */
 #include <curl/curl.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "channels/channel.h"
 
 #define CONNECT_TIMEOUT_MAX_MS 5000L
+
+/* dispatch.ca_file: written once at start, read-only after. */
+static char *g_ca_file;
+
+int http_set_ca_file(const char *path, struct hr_err *err)
+{
+	free(g_ca_file);
+	g_ca_file = NULL;
+	if (!path || !*path)
+		return 0;
+	if (access(path, R_OK) != 0)
+		return hr_fail(err, HR_EINVAL, "dispatch.ca_file", "dispatch.ca_file %s: %s", path,
+		               strerror(errno));
+	g_ca_file = strdup(path);
+	return g_ca_file ? 0 : hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+}
+
+/* libcurl's default CA path (/etc/ssl/certs on Debian) stays set beside the
+ * file, so the system's CAs are still trusted. */
+CURLcode http_set_tls(CURL *e)
+{
+	return g_ca_file ? curl_easy_setopt(e, CURLOPT_CAINFO, g_ca_file) : CURLE_OK;
+}
 
 int http_req_setopts(CURL *e, const struct http_req *r, long timeout_ms, struct hr_err *err)
 {
@@ -40,6 +67,14 @@ int http_req_setopts(CURL *e, const struct http_req *r, long timeout_ms, struct 
 	HTTP_SET(CURLOPT_NOSIGNAL, 1L);
 	HTTP_SET(CURLOPT_TIMEOUT_MS, timeout_ms);
 	HTTP_SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+	/* HTTP/2 where the provider offers it over TLS (ALPN; Meta's Graph API
+	 * does), HTTP/1.1 otherwise; a transfer waits for a connection being
+	 * made to the same host rather than opening one more, so that sends on
+	 * a multiplexing multi handle share one connection. */
+	HTTP_SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	HTTP_SET(CURLOPT_PIPEWAIT, 1L);
+	if (g_ca_file)
+		HTTP_SET(CURLOPT_CAINFO, g_ca_file);
 #undef HTTP_SET
 	return 0;
 fail:

@@ -402,6 +402,8 @@ static int rbm_http(const char *url, struct curl_slist *headers, const char *bod
 	RBM_OPT(CURLOPT_PROTOCOLS_STR, "http,https");
 	RBM_OPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	RBM_OPT(CURLOPT_FOLLOWLOCATION, 0L);
+	if (cc == CURLE_OK)
+		cc = http_set_tls(e);
 	if (stop) {
 		RBM_OPT(CURLOPT_XFERINFOFUNCTION, rbm_on_progress);
 		RBM_OPT(CURLOPT_XFERINFODATA, stop);
