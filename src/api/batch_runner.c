@@ -204,16 +204,8 @@ static int ingest_turns(struct batch_runner *br, const struct batch *b, int64_t 
  * start does not keep a small one waiting; a batch whose window is full
  * waits for the next scan (RUN_REFILL_US: at a send rate below ten windows
  * a second its queue never runs dry). Whether a window was full. */
-static bool ingest_all(struct batch_runner *br)
+static bool ingest_page(struct batch_runner *br, struct batch *list, size_t n)
 {
-	struct store *st = br->s->o.store;
-	struct batch_filter f = {.status = BATCH_PROCESSING, .limit = RUN_SCAN,
-	                         .not_ingested = true};
-	struct batch *list;
-	size_t n;
-	bool more;
-	if (st->ops->batch_list(st, NULL, &f, &list, &n, &more))
-		return false;
 	int64_t *after = calloc(n ? n : 1, sizeof *after);
 	int64_t *room = calloc(n ? n : 1, sizeof *room);
 	bool any = n > 0 && after && room;
@@ -233,14 +225,41 @@ static bool ingest_all(struct batch_runner *br)
 		}
 	}
 	bool full = false;
-	for (size_t i = 0; i < n; i++) {
-		if (!list[i].ingested && room && room[i] <= 0)
+	for (size_t i = 0; i < n && room; i++)
+		if (!list[i].ingested && room[i] <= 0)
 			full = true;
-		batch_clear(&list[i]);
-	}
-	free(list);
 	free(after);
 	free(room);
+	return full;
+}
+
+/* Every processing batch with rows left, a page (RUN_SCAN) at a time: a
+ * batch waiting with a full window stays "not ingested" for as long as it
+ * sends, so there may be more of them than one page. */
+static bool ingest_all(struct batch_runner *br)
+{
+	struct store *st = br->s->o.store;
+	char cursor[sizeof((struct batch *)0)->id] = "";
+	bool full = false, more = true;
+	while (more && !stopping(br)) {
+		struct batch_filter f = {.status = BATCH_PROCESSING,
+		                         .limit = RUN_SCAN,
+		                         .not_ingested = true,
+		                         .before_id = cursor[0] ? cursor : NULL};
+		struct batch *list;
+		size_t n;
+		if (st->ops->batch_list(st, NULL, &f, &list, &n, &more))
+			break;
+		if (ingest_page(br, list, n))
+			full = true;
+		if (n)
+			hr_strlcpy(cursor, list[n - 1].id, sizeof cursor);
+		else
+			more = false;
+		for (size_t i = 0; i < n; i++)
+			batch_clear(&list[i]);
+		free(list);
+	}
 	return full;
 }
 

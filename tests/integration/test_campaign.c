@@ -392,6 +392,105 @@ static void test_make_ahead(void **state)
 	json_decref(sim);
 }
 
+/* Uploads a two-row campaign (start=false), scheduled at `when` or not. */
+static void upload_pair(struct world *w, const char *when, char *id, size_t idsz)
+{
+	json_t *req = json_pack("{s:s, s:s, s:s, s:b, s:[{s:s, s:s}, {s:s, s:s}]}", "name", "many",
+	                        "channel", "whatsapp", "text", "Hello {{1}}", "start", 0, "rows",
+	                        "to", "+447400600001", "1", "a", "to", "+447400600002", "1", "b");
+	if (when)
+		json_object_set_new(req, "schedule_at", json_string(when));
+	char *js = json_dumps(req, JSON_COMPACT);
+	struct resp r = api_post(w, "/v1/batches", js);
+	free(js);
+	json_decref(req);
+	if (r.status != 201)
+		fail_msg("upload answered %ld: %s", r.status, r.body);
+	snprintf(id, idsz, "%s", json_string_value(json_object_get(r.json, "id")));
+	resp_free(&r);
+}
+
+static void start_batch(struct world *w, const char *id)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/v1/batches/%s/start", id);
+	struct resp r = api_post(w, path, "");
+	if (r.status != 200)
+		fail_msg("start %s answered %ld: %s", id, r.status, r.body);
+	resp_free(&r);
+}
+
+/*
+ * More campaigns waiting on their windows than the runner reads in one page
+ * (100, newest first): with a window of one message, 110 two-row campaigns
+ * scheduled for tomorrow each hold one message and wait for ever; 5 older
+ * campaigns, started after them, still get made and complete.
+ */
+static void test_make_ahead_many(void **state)
+{
+	(void)state;
+	struct world w2;
+	harness_server_extra("batches:\n  make_ahead: 1\n");
+	world_init(&w2, NULL, NULL);
+	harness_server_extra(NULL);
+	world_start_sim(&w2);
+	world_start_serve(&w2);
+	enum { OLD = 5, WAITING = 110 };
+	static char old[OLD][64], waiting[WAITING][64];
+	for (int b = 0; b < OLD; b++)
+		upload_pair(&w2, NULL, old[b], sizeof old[b]);
+	char when[40];
+	hr_time_format(hr_now_us() + 24LL * 3600 * 1000000, when);
+	for (int b = 0; b < WAITING; b++) {
+		upload_pair(&w2, when, waiting[b], sizeof waiting[b]);
+		start_batch(&w2, waiting[b]);
+	}
+	/* The waiting ones hold their one message each (the runner has seen
+	 * them all) before the old ones start. */
+	int64_t deadline = hr_mono_us() + 30000000;
+	for (int b = 0; b < WAITING; b++) {
+		char path[128];
+		snprintf(path, sizeof path, "/v1/batches/%s", waiting[b]);
+		long queued = 0;
+		for (;;) {
+			struct resp r = api_get(&w2, path);
+			assert_int_equal(r.status, 200);
+			queued = counter(r.json, "queued");
+			resp_free(&r);
+			if (queued >= 1 || hr_mono_us() >= deadline)
+				break;
+			usleep(20000);
+		}
+		assert_int_equal(queued, 1);
+	}
+	for (int b = 0; b < OLD; b++)
+		start_batch(&w2, old[b]);
+	deadline = hr_mono_us() + 30000000;
+	for (int b = 0; b < OLD; b++) {
+		char path[128];
+		snprintf(path, sizeof path, "/v1/batches/%s", old[b]);
+		json_t *j = NULL;
+		for (;;) {
+			struct resp r = api_get(&w2, path);
+			assert_int_equal(r.status, 200);
+			json_decref(j);
+			j = json_incref(r.json);
+			resp_free(&r);
+			if (!strcmp(bstatus(j), "completed") || hr_mono_us() >= deadline)
+				break;
+			usleep(20000);
+		}
+		if (strcmp(bstatus(j), "completed") != 0)
+			fail_msg("old campaign %d (%s) is %s with %ld made", b + 1, old[b],
+			         bstatus(j),
+			         (long)json_integer_value(
+			             json_object_get(json_object_get(j, "progress"), "made")));
+		assert_int_equal(counter(j, "delivered") + counter(j, "read"), 2);
+		json_decref(j);
+	}
+	world_free(&w2);
+}
+
 /* The report: a dry run creates nothing; a batch with errors waits; the
  * report lists each bad row with its column and reason, as JSON and CSV;
  * the start sends only the valid rows. */
@@ -688,11 +787,9 @@ static void test_events_stream(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_bad_uploads),
-	    cmocka_unit_test(test_validation_report),
-	    cmocka_unit_test(test_cancel_scheduled),
-	    cmocka_unit_test(test_make_ahead),
-	    cmocka_unit_test(test_events_stream),
+	    cmocka_unit_test(test_bad_uploads),       cmocka_unit_test(test_validation_report),
+	    cmocka_unit_test(test_cancel_scheduled),  cmocka_unit_test(test_make_ahead),
+	    cmocka_unit_test(test_make_ahead_many),   cmocka_unit_test(test_events_stream),
 	    cmocka_unit_test(test_ten_thousand_rows),
 	};
 	return cmocka_run_group_tests_name("campaign", tests, setup, teardown);
