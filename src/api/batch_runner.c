@@ -163,10 +163,12 @@ static int chunk_write(struct chunk *c, int64_t *after)
  * many more messages the batch may have made (its window, less what waits
  * in its queue): it stops once that is used up.
  */
-static int ingest_turns(struct batch_runner *br, const struct batch *b, int64_t *after,
-                        int turns, int64_t *room)
+static int ingest_turns(struct batch_runner *br, const struct batch *b, int64_t *after, int turns,
+                        int64_t *room)
 {
-	struct chunk cur = {.br = br, .b = b, .after = *after,
+	struct chunk cur = {.br = br,
+	                    .b = b,
+	                    .after = *after,
 	                    .want = *room < RUN_CHUNK ? (size_t)*room : RUN_CHUNK};
 	if (cur.want == 0)
 		return 1;
@@ -175,8 +177,10 @@ static int ingest_turns(struct batch_runner *br, const struct batch *b, int64_t 
 	while (rc == 1 && turns-- > 0 && *room > 0 && !stopping(br)) {
 		/* The next chunk, if the window has room for it beside this one. */
 		int64_t left = *room - (int64_t)cur.n;
-		struct chunk next = {.br = br, .b = b,
-		                     .want = left < RUN_CHUNK ? (size_t)(left > 0 ? left : 0) : RUN_CHUNK};
+		struct chunk next = {.br = br,
+		                     .b = b,
+		                     .want = left < RUN_CHUNK ? (size_t)(left > 0 ? left : 0)
+		                                              : RUN_CHUNK};
 		pthread_t th;
 		bool ahead = false;
 		if (cur.rc == 0 && cur.n == cur.want && turns > 0 && next.want > 0) {

@@ -336,9 +336,9 @@ static void test_make_ahead(void **state)
 	}
 	char when[40];
 	hr_time_format(hr_now_us() + 24LL * 3600 * 1000000, when);
-	json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:o}", "name", "window", "channel",
-	                        "whatsapp", "text", "Hello {{1}}", "schedule_at", when, "rows",
-	                        rows);
+	json_t *req =
+	    json_pack("{s:s, s:s, s:s, s:s, s:o}", "name", "window", "channel", "whatsapp", "text",
+	              "Hello {{1}}", "schedule_at", when, "rows", rows);
 	struct resp r = post_json("/v1/batches", req);
 	if (r.status != 201)
 		fail_msg("upload answered %ld: %s", r.status, r.body);
@@ -364,7 +364,8 @@ static void test_make_ahead(void **state)
 		assert_int_equal(counter(b, "queued"), 1000);
 		json_t *prog = json_object_get(b, "progress");
 		assert_int_equal(json_integer_value(json_object_get(prog, "made")), 1000);
-		assert_false(json_is_true(json_object_get(json_object_get(b, "times"), "ingested")));
+		assert_false(
+		    json_is_true(json_object_get(json_object_get(b, "times"), "ingested")));
 		json_decref(b);
 		usleep(100000);
 	}
