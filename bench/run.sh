@@ -1188,10 +1188,15 @@ FAILED=()
 # The same CSV campaign (BENCH_PLUGIN_ROWS rows, default 20000) to a unit with
 # no plugin, then to one bound to a trivial plugin (prepare, before_send and
 # on_status that only return HERALD_OK, compiled here out of tree with
-# include/herald/plugin.h): Herald's CPU time per message for the upload and
-# validation (accept) and for start -> every message delivered (send).
+# include/herald/plugin.h), then to one bound to the example plugin
+# `statements` (examples/plugins/statements: prepare shapes each row, and
+# on_status records every delivery back into a PostgreSQL table through its
+# data source; PostgreSQL's own CPU is not in the figure; the queue is made
+# large enough that no after-commit event is dropped): Herald's CPU time
+# per message for the upload and validation (accept) and for start -> every
+# message delivered (send).
 phase_plugins() {
-	local dir=$TMP/plugins n=${BENCH_PLUGIN_ROWS:-20000} mode code id h0 h1 i
+	local dir=$TMP/plugins n=${BENCH_PLUGIN_ROWS:-20000} mode code id h0 h1 i pg_here=0
 	mkdir -p "$dir/so"
 	cat >"$dir/trivial.c" <<'EOF_PLUGIN'
 #include <herald/plugin.h>
@@ -1205,20 +1210,47 @@ HERALD_PLUGIN(.name = "trivial", .version = "1", .prepare = prep, .before_send =
               .on_status = status);
 EOF_PLUGIN
 	cc -O2 -shared -fPIC -I "$ROOT/include" "$dir/trivial.c" -o "$dir/so/trivial.so" || return 1
-	awk -v n="$n" 'BEGIN { print "phone,name"
-		for (i = 1; i <= n; i++) printf "+4479%08d,n%d\n", i, i }' >"$dir/rows.csv"
+	mkdir -p "$dir/so-statements"
+	cc -O2 -shared -fPIC -I "$ROOT/include" "$ROOT/examples/plugins/statements/statements.c" \
+		-o "$dir/so-statements/statements.so" || return 1
+	awk -v n="$n" 'BEGIN { print "phone,name,month,url"
+		for (i = 1; i <= n; i++)
+			printf "+4479%08d,n%d,2026-11,https://files.example/s/%d.pdf\n", i, i, i }' \
+		>"$dir/rows.csv"
 	[[ -n $SIM_PID ]] || start_sim || return 1
-	for mode in none trivial; do
+	# The statements table the example plugin reads and writes back to.
+	if [[ -z $PGCI ]]; then
+		start_pg || return 1
+		pg_here=1
+	fi
+	pgq "DROP DATABASE IF EXISTS statements WITH (FORCE)" postgres >/dev/null &&
+		pgq "CREATE DATABASE statements" postgres >/dev/null &&
+		pgq "CREATE TABLE statements (id serial PRIMARY KEY, phone text, name text,
+			month text, url text, balance numeric(12,2), sent_whatsapp timestamptz,
+			sent_sms timestamptz);
+			INSERT INTO statements (phone, name, month, url)
+			SELECT '+4479' || lpad(g::text, 8, '0'), 'n' || g, '2026-11',
+			       'https://files.example/s/' || g || '.pdf' FROM generate_series(1, $n) g;
+			CREATE INDEX ON statements (phone);" statements >/dev/null || return 1
+	local pghost pgport pguser
+	pghost=$(sed -n 's/.*host=\([^ ]*\).*/\1/p' <<<"$PGCI")
+	pgport=$(sed -n 's/.*port=\([^ ]*\).*/\1/p' <<<"$PGCI")
+	pguser=$(sed -n 's/.*user=\([^ ]*\).*/\1/p' <<<"$PGCI")
+	for mode in none trivial statements; do
 		{
 			sed 's|^    name: Benchmark$|    name: Benchmark\n    units: [bu]|' "$TMP/e2e.yaml"
 			[[ $mode == trivial ]] &&
-				printf 'plugins:\n  dir: %s\n  units: {bench/bu: trivial}\n' "$dir/so"
+				printf 'plugins:\n  dir: %s\n  queue_max: 1000000\n  units: {bench/bu: trivial}\n' "$dir/so"
+			[[ $mode == statements ]] &&
+				printf 'data_sources:\n  - {name: statements, driver: postgres, host: "%s", port: %s, database: statements, user: %s, pool_size: 4}\nplugins:\n  dir: %s\n  queue_max: 1000000\n  units: {bench/bu: statements}\n  config: {statements: {source: statements, link_prefix: "https://files.example/"}}\n' \
+					"$pghost" "$pgport" "$pguser" "$dir/so-statements"
 		} >"$dir/$mode.yaml"
 		start_serve "$dir/$mode.yaml" normal || return 1
 		h0=$(cpu_ticks "$SERVE_PID")
 		code=$(curl -s -o "$dir/up.json" -w '%{http_code}' --max-time 600 \
 			-H "Authorization: Bearer $KEY" -F "file=@$dir/rows.csv" -F "name=plug-$mode" \
-			-F channel=whatsapp -F "text=Hi {{1}}" -F params=name -F unit=bu -F start=false \
+			-F channel=whatsapp -F "text=Hi {{1}}, your {{2}} statement: {{3}}" \
+			-F params=name,month,url -F unit=bu -F start=false \
 			"$HURL/v1/batches") || true
 		h1=$(cpu_ticks "$SERVE_PID")
 		[[ $code == 201 ]] || { log "plugins ($mode): upload answered $code: $(head -c 300 "$dir/up.json")"; return 1; }
@@ -1232,6 +1264,15 @@ EOF_PLUGIN
 				grep -q '"status":"completed"' && break
 			sleep 0.1
 		done
+		# The example's on_status hooks run after their commits, on the
+		# plugin pool: the send is done once every delivery is written back.
+		if [[ $mode == statements ]]; then
+			local k
+			for ((k = 0; k < E2E_TIMEOUT * 10; k++)); do
+				(($(pgq "SELECT count(sent_whatsapp) FROM statements" statements) >= n)) && break
+				sleep 0.1
+			done
+		fi
 		h1=$(cpu_ticks "$SERVE_PID")
 		((i < E2E_TIMEOUT * 10)) || { log "plugins ($mode): the campaign did not complete"; return 1; }
 		R[plug_send_$mode]=$(calc "($h1 - $h0) * 1000000 / $CLK_TCK / $n" 1)
@@ -1239,10 +1280,18 @@ EOF_PLUGIN
 			"send ${R[plug_send_$mode]} us CPU/msg ($n rows)"
 		stop_serve
 	done
+	local done_rows
+	done_rows=$(pgq "SELECT count(sent_whatsapp) FROM statements" statements)
+	log "    statements: $done_rows of $n deliveries recorded back in PostgreSQL"
+	R[plug_statements_recorded]=$done_rows
+	((pg_here)) && { stop_pid "$PG_PID"; PGCI=; }
 	R[plug_accept_delta]=$(calc "${R[plug_accept_trivial]} - ${R[plug_accept_none]}" 1)
 	R[plug_send_delta]=$(calc "${R[plug_send_trivial]} - ${R[plug_send_none]}" 1)
+	R[plug_accept_ex_delta]=$(calc "${R[plug_accept_statements]} - ${R[plug_accept_none]}" 1)
+	R[plug_send_ex_delta]=$(calc "${R[plug_send_statements]} - ${R[plug_send_none]}" 1)
 	log "    a trivial plugin costs ${R[plug_accept_delta]} us CPU/msg accepting," \
-		"${R[plug_send_delta]} us CPU/msg sending"
+		"${R[plug_send_delta]} us CPU/msg sending; the statements example" \
+		"${R[plug_accept_ex_delta]} / ${R[plug_send_ex_delta]}"
 }
 
 run_phase() { # label function args...
@@ -1419,6 +1468,9 @@ row "server peak RSS (VmHWM), MiB (max $(v e2e_inflight_max) in flight)" "$(mib 
 row "plugin: a trivial plugin's CPU per message, accept / send, us" \
 	"$(v plug_accept_delta) / $(v plug_send_delta)" \
 	"no plugin $(v plug_accept_none) / $(v plug_send_none)" "" "" ""
+row "plugin: the statements example's CPU per message, accept / send, us (Herald only)" \
+	"$(v plug_accept_ex_delta) / $(v plug_send_ex_delta)" \
+	"no plugin $(v plug_accept_none) / $(v plug_send_none); $(v plug_statements_recorded) deliveries written back" "" "" ""
 
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 echo
