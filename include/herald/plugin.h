@@ -208,6 +208,27 @@ int herald_msg_attempt(const struct herald_msg *m);
 /* Skip the message with reason (up to 200 bytes): it becomes CANCELLED with
  * error code "plugin_skip" and text "plugin <name>: <reason>". */
 int herald_verdict_skip(struct herald_verdict *v, const char *reason);
+/*
+ * Send the message on another route instead (added in ABI 1.1; see
+ * HERALD_PLUGIN_ABI_MINOR): channel ("whatsapp", "sms", "rcs", "telegram")
+ * and/or account, the id of one of the message's tenant's channel accounts
+ * (account NULL: the tenant's first account on channel; channel NULL: the
+ * account's). Between channels only whatsapp, sms and rcs stand in for
+ * each other; text (UTF-8, up to 1600 bytes) is what the message says on
+ * the new channel (NULL: its rendered text, as a route's fallback says);
+ * on the same channel the content is kept and text ignored. reason (up to
+ * 200 bytes) is recorded in the message's audit trail as "plugin <name>:
+ * <reason>" with both routes. Nothing is sent on the old route: the
+ * message is queued on the new one at once, its attempt given back, and
+ * is then sent there without calling before_send again. A route Herald
+ * refuses (an account that is not the message's tenant's or not known, a
+ * channel that cannot carry the message) changes nothing: the message is
+ * sent as it was and the refusal is recorded in its audit trail. A skip
+ * wins over a route. HERALD_ERROR for bad arguments (the verdict is then
+ * unchanged).
+ */
+int herald_verdict_route(struct herald_verdict *v, const char *channel, const char *account,
+                         const char *text, const char *reason);
 
 /* ---- events ---- */
 const char *herald_event_kind(const struct herald_event *e);    /* "status" or "reply" */

@@ -127,6 +127,15 @@ struct plugin_job *plugins_before_send_submit(struct plugins *p, const struct pl
 bool plugins_job_poll(struct plugin_job *j, int64_t now_mono, enum plugin_outcome *out, bool *skip,
                       char *reason, size_t reasonlen);
 int64_t plugins_job_deadline(const struct plugin_job *j);
+/* A before_send job's route change (herald_verdict_route): after
+ * plugins_job_poll said PO_OK without a skip, true and *out filled when the
+ * plugin asked for one (out->text heap, the caller frees it; NULL: none
+ * given); false otherwise. */
+struct plugin_route {
+	char channel[16], account[HR_NAME_MAX];
+	char *text;
+};
+bool plugins_job_route(struct plugin_job *j, struct plugin_route *out);
 /* The caller is done with the job (a running one finishes on its own);
  * its notify is never called after this returns. */
 void plugins_job_release(struct plugin_job *j);

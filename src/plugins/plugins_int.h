@@ -16,6 +16,7 @@
 #define PLUGIN_KV_VALUE_MAX 1024
 #define PLUGIN_LIST_MAX 1000
 #define PLUGIN_SKIP_REASON_MAX 200
+#define PLUGIN_ROUTE_TEXT_MAX 1600
 
 /* Per hook: calls, errors (error or garbage), timeouts, time spent. */
 struct plugin_counters {
@@ -72,6 +73,10 @@ struct herald_draft {
 struct herald_verdict {
 	bool skip;
 	char reason[PLUGIN_SKIP_REASON_MAX + 1];
+	/* herald_verdict_route (the reason above is the route's when !skip) */
+	bool route;
+	char channel[16], account[HR_NAME_MAX];
+	char *text; /* heap, may be NULL */
 };
 
 struct herald_event {

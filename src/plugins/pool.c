@@ -49,6 +49,7 @@ static void job_free(struct plugin_job *j)
 	free(j->msg.content);
 	free(j->ev.text);
 	free(j->ev.payload);
+	free(j->verdict.text);
 	free(j->rec_buf);
 	free(j->rec_text);
 	if (j->dout) {
@@ -269,7 +270,7 @@ static void run_job(struct plugins *p, struct plugin_job *j)
 		         "plugin %s: %s gave a key or value that is "
 		         "empty, too long, not UTF-8 or one too many",
 		         pl->name, hook_names[j->hook]);
-	} else if (j->hook == PH_BEFORE_SEND && j->verdict.skip) {
+	} else if (j->hook == PH_BEFORE_SEND && (j->verdict.skip || j->verdict.route)) {
 		snprintf(reason, sizeof reason, "plugin %s: %s", pl->name, j->verdict.reason);
 	} else if (j->hook == PH_PREPARE && j->dout->skip) {
 		snprintf(reason, sizeof reason, "plugin %s: %s", pl->name, j->dout->skip_reason);
@@ -616,6 +617,23 @@ bool plugins_job_poll(struct plugin_job *j, int64_t now_mono, enum plugin_outcom
 int64_t plugins_job_deadline(const struct plugin_job *j)
 {
 	return j->deadline;
+}
+
+bool plugins_job_route(struct plugin_job *j, struct plugin_route *out)
+{
+	struct plugins *p = j->host;
+	memset(out, 0, sizeof *out);
+	pthread_mutex_lock(&p->lock);
+	bool r =
+	    j->state == JOB_DONE && j->outcome == PO_OK && !j->verdict.skip && j->verdict.route;
+	if (r) {
+		hr_strlcpy(out->channel, j->verdict.channel, sizeof out->channel);
+		hr_strlcpy(out->account, j->verdict.account, sizeof out->account);
+		out->text = j->verdict.text; /* the caller's now */
+		j->verdict.text = NULL;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return r;
 }
 
 /* ---- after-commit events ---- */

@@ -633,6 +633,201 @@ static void test_e2e(void **state)
 	world_free(&w);
 }
 
+/* ---- before_send changes the route (issue 13, slice plug2) ---- */
+
+#define RR_SID "AC0123456789abcdef0123456789abcdef"
+
+/* WhatsApp sends the simulator accepted for a recipient (digits). */
+static long wa_accepted(struct world *w, const char *to)
+{
+	char url[160];
+	snprintf(url, sizeof url, "%s/sim/counts", w->sim);
+	struct resp r = http("GET", url, NULL, NULL, NULL);
+	assert_int_equal(r.status, 200);
+	long n = (long)json_integer_value(json_object_get(json_object_get(r.json, "sends"), to));
+	resp_free(&r);
+	return n;
+}
+
+/* SMS sends the simulator accepted for a recipient (E.164). */
+static long sms_accepted(struct world *w, const char *to)
+{
+	char url[160];
+	snprintf(url, sizeof url, "%s/sim/sms/recipients/%s", w->sim, to);
+	struct resp r = http("GET", url, NULL, NULL, NULL);
+	long n =
+	    r.status == 200 ? (long)json_integer_value(json_object_get(r.json, "accepted")) : 0;
+	resp_free(&r);
+	return n;
+}
+
+static json_t *message_json(struct world *w, const char *id)
+{
+	char path[200];
+	snprintf(path, sizeof path, "/v1/messages/%s", id);
+	struct resp r = api_get(w, path);
+	assert_int_equal(r.status, 200);
+	json_t *j = json_incref(r.json);
+	resp_free(&r);
+	return j;
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+	return v ? v : "";
+}
+
+/* Events of the message of type `type`: how many. */
+static int events_of(json_t *m, const char *type)
+{
+	int n = 0;
+	size_t i;
+	json_t *e;
+	json_array_foreach(json_object_get(m, "events"), i, e) n +=
+	    strcmp(jstr(e, "type"), type) == 0;
+	return n;
+}
+
+/*
+ * The plugin (good.c) moves 05 to SMS with its own text, 04 to acme's second
+ * WhatsApp number, and tries 06 on another tenant's SMS account and 10 on an
+ * account that does not exist: both refused, sent as they were. 01 goes as
+ * it is. What the simulator received, per channel and recipient, is exact;
+ * the audit trails name the plugin and reason once; before_send ran once
+ * per message (a moved message is not asked again).
+ */
+static void test_reroute(void **state)
+{
+	(void)state;
+	struct world w;
+	harness_tenants_extra(
+	    "  - id: beta\n    name: Beta\n    api_keys: [hk_beta_0123456789abcdef0]\n"
+	    "    accounts:\n"
+	    "      - id: beta-sms\n        channel: sms\n        base_url: @SIM@\n"
+	    "        account_sid: " RR_SID "\n        auth_token: tw-token-123\n"
+	    "        from: \"+15005550007\"\n");
+	world_init2(&w,
+	            "      - id: acme-sms\n        channel: sms\n        base_url: @SIM@\n"
+	            "        account_sid: " RR_SID "\n        auth_token: tw-token-123\n"
+	            "        from: \"+15005550006\"\n        rate_limit: 200\n"
+	            "      - id: acme-wa2\n        channel: whatsapp\n        base_url: @SIM@\n"
+	            "        api_version: \"21.0\"\n        phone_number_id: \"106540352242999\"\n"
+	            "        access_token: test-token\n        app_secret: app-secret-123\n"
+	            "        verify_token: verify-me\n        rate_limit: 5000\n",
+	            ACME_UNITS,
+	            "  sms:\n    seed: 3\n    sent_delay_ms: 5\n    delivered_delay_ms: 20\n", NULL,
+	            NULL);
+	harness_tenants_extra(NULL);
+	const char *dir = plugdir_with(&w, "good", NULL);
+	FILE *f = fopen(w.config, "a");
+	assert_non_null(f);
+	fprintf(f, "plugins:\n  dir: %s\n  units: {acme/cards: good}\n", dir);
+	fclose(f);
+	world_start_sim(&w);
+	world_start_serve(&w);
+
+	struct resp r = upload_to(&w, "cards", "routes",
+	                          "phone,who,amount\n"
+	                          "+447911000005,Eve,5\n"
+	                          "+447911000004,Flo,4\n"
+	                          "+447911000006,Gus,6\n"
+	                          "+447911000010,Hal,10\n"
+	                          "+447911000001,Ivy,1\n");
+	if (r.status != 201)
+		fail_msg("upload answered %ld: %s", r.status, r.body);
+	char batch[32];
+	snprintf(batch, sizeof batch, "%s", json_string_value(json_object_get(r.json, "id")));
+	assert_int_equal(rows_of(r.json, "valid"), 5);
+	resp_free(&r);
+
+	/* SMS stops at delivered; WhatsApp is read. The list shows each
+	 * message's recipient as its channel now spells it. */
+	struct want all = {
+	    batch,
+	    {"+447911000005", "447911000004", "447911000006", "447911000010", "447911000001"},
+	    {"delivered", "read", "read", "read", "read"}};
+	if (!wait_until(settled, &w, &all, 30))
+		dump_and_fail(&w, batch, "the rerouted campaign did not settle");
+	struct msgs m;
+	batch_msgs(&w, batch, &m);
+	assert_int_equal(m.n, 5);
+
+	/* What the simulator saw: 05 by SMS only, the others by WhatsApp only,
+	 * each exactly once. */
+	assert_int_equal(sms_accepted(&w, "+447911000005"), 1);
+	assert_int_equal(wa_accepted(&w, "447911000005"), 0);
+	static const char *const wa[] = {"447911000004", "447911000006", "447911000010",
+	                                 "447911000001"};
+	for (size_t i = 0; i < 4; i++) {
+		char e164[40];
+		snprintf(e164, sizeof e164, "+%s", wa[i]);
+		assert_int_equal(wa_accepted(&w, wa[i]), 1);
+		assert_int_equal(sms_accepted(&w, e164), 0);
+	}
+	char url[160];
+	snprintf(url, sizeof url, "%s/sim/stats", w.sim);
+	r = http("GET", url, NULL, NULL, NULL);
+	/* Every channel's sends counted together: 4 WhatsApp and 1 SMS, nothing
+	 * else (no second send of a moved message on its old route). */
+	assert_int_equal(json_integer_value(json_object_get(r.json, "accepted")), 5);
+	assert_int_equal(json_integer_value(json_object_get(r.json, "duplicates")), 0);
+	resp_free(&r);
+
+	/* 05: on SMS now, saying the plugin's text; one "rerouted" event. */
+	json_t *j = message_json(&w, id_of(&m, "+447911000005"));
+	assert_string_equal(jstr(j, "channel"), "sms");
+	assert_string_equal(jstr(j, "account"), "acme-sms");
+	assert_string_equal(jstr(j, "body"), "SMS from good");
+	assert_string_equal(jstr(json_object_get(j, "content"), "type"), "text");
+	assert_string_equal(jstr(json_object_get(j, "content"), "text"), "SMS from good");
+	assert_int_equal(json_integer_value(json_object_get(j, "segments")), 1);
+	assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 1);
+	assert_int_equal(events_of(j, "rerouted"), 1);
+	assert_int_equal(events_of(j, "route_refused"), 0);
+	assert_int_equal(events_with(&w, id_of(&m, "+447911000005"), "rerouted", "plugin_rerouted",
+	                             "plugin good: prefers sms"),
+	                 1);
+	json_decref(j);
+	/* 04: the second WhatsApp number, the same content. */
+	j = message_json(&w, id_of(&m, "447911000004"));
+	assert_string_equal(jstr(j, "channel"), "whatsapp");
+	assert_string_equal(jstr(j, "account"), "acme-wa2");
+	assert_int_equal(events_with(&w, id_of(&m, "447911000004"), "rerouted", "plugin_rerouted",
+	                             "plugin good: second number"),
+	                 1);
+	json_decref(j);
+	/* 06 and 10: refused, sent as they were, the refusal audited once
+	 * (another tenant's account reads like an unknown one). */
+	static const char *const refused[][2] = {
+	    {"447911000006", "plugin good: tries beta's account (route to beta-sms refused: no "
+	                     "such account of the message's tenant)"},
+	    {"447911000010", "plugin good: tries an unknown account (route to nope refused: no "
+	                     "such account of the message's tenant)"}};
+	for (size_t i = 0; i < 2; i++) {
+		j = message_json(&w, id_of(&m, refused[i][0]));
+		assert_string_equal(jstr(j, "channel"), "whatsapp");
+		assert_string_equal(jstr(j, "account"), "acme-wa");
+		assert_int_equal(events_of(j, "rerouted"), 0);
+		assert_int_equal(events_with(&w, id_of(&m, refused[i][0]), "route_refused",
+		                             "plugin_route_refused", refused[i][1]),
+		                 1);
+		json_decref(j);
+	}
+	/* before_send ran once per message. */
+	assert_int_equal(
+	    metric(&w, "herald_plugin_calls_total{plugin=\"good\",hook=\"before_send\"}"), 5);
+
+	/* beta sees none of it: acme's message is 404 to beta's key. */
+	snprintf(url, sizeof url, "%s/v1/messages/%s", w.api, id_of(&m, "+447911000005"));
+	struct resp o = http("GET", url, "hk_beta_0123456789abcdef0", NULL, NULL);
+	assert_int_equal(o.status, 404);
+	resp_free(&o);
+
+	world_stop_serve(&w);
+	world_free(&w);
+}
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -640,6 +835,7 @@ int main(void)
 	    cmocka_unit_test(test_start_refused),
 	    cmocka_unit_test(test_out_of_tree),
 	    cmocka_unit_test(test_e2e),
+	    cmocka_unit_test(test_reroute),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	curl_global_cleanup();

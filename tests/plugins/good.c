@@ -10,6 +10,11 @@
  *               returns 42; "fail" "yes": HERALD_ERROR.
  *  before_send: recipients ending in 9 are skipped ("ends in 9"); ending
  *               in 8: HERALD_ERROR ("refuses 8"); ending in 7: returns 7.
+ *               Route changes: ending in 5 go by SMS ("prefers sms", text
+ *               "SMS from <name>"); in 4 via account acme-wa2 ("second
+ *               number"); in 6 via account beta-sms, another tenant's
+ *               ("tries beta's account"); in 0 via account nope, unknown
+ *               ("tries an unknown account").
  *  on_status:   counts status_<status> (herald_metric_add).
  *  on_reply:    counts replies.
  *  unit_stats:  {"plugin": name, "config_greeting": config "greeting"}.
@@ -73,6 +78,14 @@ static int before(struct herald_ctx *c, const struct herald_msg *m, struct heral
 		return herald_fail(c, "refuses 8");
 	if (ends_in(to, '7'))
 		return 7;
+	if (ends_in(to, '5'))
+		return herald_verdict_route(v, "sms", NULL, "SMS from " PLUGIN_NAME, "prefers sms");
+	if (ends_in(to, '4'))
+		return herald_verdict_route(v, NULL, "acme-wa2", NULL, "second number");
+	if (ends_in(to, '6'))
+		return herald_verdict_route(v, NULL, "beta-sms", NULL, "tries beta's account");
+	if (ends_in(to, '0'))
+		return herald_verdict_route(v, NULL, "nope", NULL, "tries an unknown account");
 	return HERALD_OK;
 }
 

@@ -295,6 +295,9 @@ static void test_before_send(void **state)
 	    {"+447911000008", PO_ERROR, false, "plugin good: before_send failed: refuses 8"},
 	    {"+447911000007", PO_GARBAGE, false,
 	     "plugin good: before_send returned 7 (not HERALD_OK or HERALD_ERROR)"},
+	    /* Route changes: the verdict's route, the reason with the name. */
+	    {"+447911000005", PO_OK, false, "plugin good: prefers sms"},
+	    {"+447911000004", PO_OK, false, "plugin good: second number"},
 	};
 	struct notified nt = {0};
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -310,13 +313,26 @@ static void test_before_send(void **state)
 		assert_int_equal(poll_job(j, &skip, reason, sizeof reason), cases[i].o);
 		assert_int_equal(skip, cases[i].skip);
 		assert_string_equal(reason, cases[i].reason);
+		struct plugin_route rt;
+		bool routed = plugins_job_route(j, &rt);
+		assert_int_equal(routed, i >= 4);
+		if (i == 4) { /* by channel, with the plugin's text */
+			assert_string_equal(rt.channel, "sms");
+			assert_string_equal(rt.account, "");
+			assert_string_equal(rt.text, "SMS from good");
+		} else if (i == 5) { /* by account, no text */
+			assert_string_equal(rt.channel, "");
+			assert_string_equal(rt.account, "acme-wa2");
+			assert_null(rt.text);
+		}
+		free(rt.text);
 		plugins_job_release(j);
 	}
 	/* notify runs after the job is marked done: wait for the last one. */
 	int64_t until = hr_mono_us() + 2000000;
-	while (__atomic_load_n(&nt.n, __ATOMIC_SEQ_CST) < 4 && hr_mono_us() < until)
+	while (__atomic_load_n(&nt.n, __ATOMIC_SEQ_CST) < 6 && hr_mono_us() < until)
 		usleep(1000);
-	assert_int_equal(__atomic_load_n(&nt.n, __ATOMIC_SEQ_CST), 4);
+	assert_int_equal(__atomic_load_n(&nt.n, __ATOMIC_SEQ_CST), 6);
 	plugins_free(p);
 	dir_rm();
 }
