@@ -484,52 +484,86 @@ static int plugin_row_invalid(struct batch_item *it, int64_t row, const char *ra
 	return 0;
 }
 
-/*
- * One row: through the unit's plugin's prepare hook first when it has one
- * (on the plugin pool, waited for up to the hook's deadline; this runs on
- * an upload worker, never an HTTP thread), then the checks every row
- * passes. A row the plugin skips, or whose call failed, timed out or gave
- * garbage, is invalid with the plugin's name and reason; the rest of the
- * upload goes on.
- */
+/* One row of a unit without a prepare hook: the checks every row passes.
+ * (Rows of a unit whose plugin prepares them go through prep_next.) */
 static int validate_row(struct vctx *v, int64_t row, const char *const *vals, size_t nvals,
                         const unsigned char *bad, struct batch_item *it)
 {
-	if (!v->prep)
-		return validate_row_as(v, row, vals, nvals, bad, it, NULL);
-	const char *raw = (size_t)v->rcol < nvals ? vals[v->rcol] : "";
-	char why[PLUGIN_REASON_MAX];
-	if (v->prep_timeouts >= PREPARE_TIMEOUTS_MAX) {
-		snprintf(why, sizeof why,
-		         "plugin %s: prepare not called: %d of its calls in this "
-		         "upload timed out",
-		         plugin_name(v->prep), v->prep_timeouts);
-		return plugin_row_invalid(it, row, raw, why);
+	return validate_row_as(v, row, vals, nvals, bad, it, NULL);
+}
+
+/* ---- the unit's plugin's prepare over many rows at a time ----
+ *
+ * One pool round trip per row cost far more than a trivial hook (about
+ * 44 us of CPU per row on a 100,000-row upload): rows are read ahead and
+ * handed to the plugin PLUGIN_PREPARE_ROWS_MAX at a time, in one call of
+ * plugins_prepare_rows, then checked one by one as before. The plugin's
+ * per-row hook is unchanged (the batching is Herald's side). */
+
+/* A row read ahead: its number, its values and cell problems (copies). */
+struct prep_qrow {
+	int64_t row;
+	char *text;         /* the values, one allocation */
+	const char **vals;  /* into text, nh of them */
+	unsigned char *bad; /* nh flags */
+};
+
+struct prep_queue {
+	size_t n, pos; /* rows read; items handed out */
+	bool eof;
+	struct prep_qrow rows[PLUGIN_PREPARE_ROWS_MAX];
+	struct plugin_prep prep[PLUGIN_PREPARE_ROWS_MAX];
+	struct batch_item out[PLUGIN_PREPARE_ROWS_MAX];
+};
+
+static void prep_queue_clear(struct prep_queue *q)
+{
+	for (size_t i = 0; i < q->n; i++) {
+		free(q->rows[i].text);
+		free(q->rows[i].vals);
+		free(q->rows[i].bad);
+		plugin_draft_clear(&q->prep[i].d);
 	}
-	struct plugin_draft pd = {0};
-	hr_strlcpy(pd.recipient, raw, sizeof pd.recipient);
-	pd.nparams = v->b.nparams;
-	for (int i = 0; i < v->b.nparams; i++) {
-		int c = v->pcols[i];
-		if (!(pd.params[i] = strdup((size_t)c < nvals && vals[c] ? vals[c] : ""))) {
-			plugin_draft_clear(&pd);
-			return HR_ENOMEM;
-		}
+	/* Items made and not handed out (an error stopped the upload). */
+	for (size_t i = q->pos; i < q->n; i++)
+		free(q->out[i].params);
+	memset(q->rows, 0, sizeof q->rows);
+	q->n = q->pos = 0;
+}
+
+static int prep_qrow_copy(struct prep_qrow *r, int64_t row, const char *const *vals, size_t nh,
+                          const unsigned char *bad)
+{
+	size_t bytes = 1;
+	for (size_t c = 0; c < nh; c++)
+		bytes += strlen(vals[c] ? vals[c] : "") + 1;
+	r->row = row;
+	r->text = malloc(bytes);
+	r->vals = malloc((nh ? nh : 1) * sizeof *r->vals);
+	r->bad = malloc(nh ? nh : 1);
+	if (!r->text || !r->vals || !r->bad)
+		return HR_ENOMEM;
+	char *w = r->text;
+	for (size_t c = 0; c < nh; c++) {
+		size_t n = strlen(vals[c] ? vals[c] : "") + 1;
+		memcpy(w, vals[c] ? vals[c] : "", n);
+		r->vals[c] = w;
+		w += n;
 	}
-	size_t n = nvals < v->nh ? nvals : v->nh;
-	enum plugin_outcome o = plugins_prepare(v->b.s->o.plugins, v->prep, v->b.tenant, v->b.unit,
-	                                        v->headers, vals, n, &pd, why, sizeof why);
-	int rc;
-	if (o == PO_TIMEOUT)
-		v->prep_timeouts++;
-	if (o != PO_OK)
-		rc = plugin_row_invalid(it, row, raw, why);
-	else if (pd.skip)
-		rc = plugin_row_invalid(it, row, pd.recipient, pd.skip_reason);
-	else
-		rc = validate_row_as(v, row, vals, nvals, bad, it, &pd);
-	plugin_draft_clear(&pd);
-	return rc;
+	memcpy(r->bad, bad, nh);
+	return 0;
+}
+
+/* What one row's prepare said, as the row's item (validate_row's rules). */
+static int prep_row_item(struct vctx *v, struct prep_qrow *qr, struct plugin_prep *pp,
+                         struct batch_item *it)
+{
+	const char *raw = (size_t)v->rcol < v->nh ? qr->vals[v->rcol] : "";
+	if (pp->o != PO_OK)
+		return plugin_row_invalid(it, qr->row, raw, pp->why);
+	if (pp->d.skip)
+		return plugin_row_invalid(it, qr->row, pp->d.recipient, pp->d.skip_reason);
+	return validate_row_as(v, qr->row, qr->vals, v->nh, qr->bad, it, &pp->d);
 }
 
 static void vctx_free(struct vctx *v)
@@ -1352,6 +1386,80 @@ static int src_next(struct rowsrc *rs, int64_t *rowno, struct hr_err *err)
 	return 1;
 }
 
+/* Reads up to PLUGIN_PREPARE_ROWS_MAX rows, runs the unit's plugin's prepare
+ * over them in one call and checks each: q->out[0..n) filled. 0 (q->n is 0
+ * at the end of the rows), or an error (err set; HR_EINVAL: v->fatal). */
+static int prep_next(struct vctx *v, struct rowsrc *rs, struct prep_queue *q, struct hr_err *err)
+{
+	prep_queue_clear(q);
+	int rc = 0;
+	while (!q->eof && q->n < PLUGIN_PREPARE_ROWS_MAX) {
+		int64_t rowno = 0;
+		int k = src_next(rs, &rowno, err);
+		if (k < 0)
+			return k;
+		if (k == 0) {
+			q->eof = true;
+			break;
+		}
+		struct prep_qrow *r = &q->rows[q->n];
+		struct plugin_prep *pp = &q->prep[q->n];
+		memset(pp, 0, sizeof *pp);
+		q->n++;
+		if ((rc = prep_qrow_copy(r, rowno, rs->vals, rs->nh, rs->bad)))
+			return hr_fail(err, rc, NULL, "out of memory");
+		pp->values = r->vals;
+		const char *raw = (size_t)v->rcol < rs->nh ? r->vals[v->rcol] : "";
+		hr_strlcpy(pp->d.recipient, raw, sizeof pp->d.recipient);
+		for (int i = 0; i < v->b.nparams; i++) {
+			int c = v->pcols[i];
+			if (!(pp->d.params[i] = strdup((size_t)c < rs->nh ? r->vals[c] : "")))
+				return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+			pp->d.nparams = i + 1;
+		}
+	}
+	if (q->n == 0)
+		return 0;
+	/* After PREPARE_TIMEOUTS_MAX calls that timed out, the rest of the
+	 * upload is refused without calling the plugin. */
+	if (v->prep_timeouts >= PREPARE_TIMEOUTS_MAX) {
+		for (size_t i = 0; i < q->n; i++) {
+			q->prep[i].o = PO_BUSY;
+			snprintf(
+			    q->prep[i].why, sizeof q->prep[i].why,
+			    "plugin %s: prepare not called: %d of its calls in this upload timed "
+			    "out",
+			    plugin_name(v->prep), v->prep_timeouts);
+		}
+	} else if ((rc = plugins_prepare_rows(v->b.s->o.plugins, v->prep, v->b.tenant, v->b.unit,
+	                                      v->headers, v->nh, q->prep, q->n))) {
+		return hr_fail(err, rc, NULL, "out of memory");
+	} else {
+		bool late = false;
+		for (size_t i = 0; i < q->n; i++)
+			late = late || q->prep[i].o == PO_TIMEOUT;
+		v->prep_timeouts += late;
+	}
+	size_t made = 0;
+	for (; made < q->n; made++)
+		if ((rc = prep_row_item(v, &q->rows[made], &q->prep[made], &q->out[made])))
+			break;
+	if (rc) {
+		/* The items made so far are freed by the next clear; the one
+		 * that failed freed its own. */
+		for (size_t i = made; i < q->n; i++)
+			q->out[i].params = NULL;
+		q->pos = 0;
+		if (rc == HR_EINVAL) {
+			*err = v->fatal;
+			return rc;
+		}
+		return hr_fail(err, rc, NULL, "%s",
+		               rc == HR_ENOMEM ? "out of memory" : hr_code_name(rc));
+	}
+	return 0;
+}
+
 /* A form field holding a list (parameter columns, a route's channels):
  * items separated by commas, blanks around them dropped. NULL when out of
  * memory. */
@@ -1610,15 +1718,29 @@ static void post_run(struct post_job *job)
 	}
 	int64_t rowno = 0;
 	int k;
-	while (rc == 0 && (k = src_next(rs, &rowno, &err)) != 0) {
-		if (k < 0) {
-			rc = k;
-			break;
-		}
-		if ((rc = validate_row(v, rowno, rs->vals, rs->nh, rs->bad, &items[nit]))) {
-			if (rc == HR_EINVAL)
-				err = v->fatal;
-			break;
+	/* With the unit's plugin's prepare, rows go through it a call of many
+	 * rows at a time (prep_next); without, one by one. */
+	struct prep_queue *pq = NULL;
+	if (rc == 0 && v->prep && !(pq = calloc(1, sizeof *pq)))
+		rc = hr_fail(&err, HR_ENOMEM, NULL, "out of memory");
+	while (rc == 0) {
+		if (pq) {
+			if (pq->pos == pq->n) {
+				if (pq->eof || (rc = prep_next(v, rs, pq, &err)) || pq->n == 0)
+					break;
+				continue;
+			}
+			items[nit] = pq->out[pq->pos++];
+		} else {
+			if ((k = src_next(rs, &rowno, &err)) <= 0) {
+				rc = k;
+				break;
+			}
+			if ((rc = validate_row(v, rowno, rs->vals, rs->nh, rs->bad, &items[nit]))) {
+				if (rc == HR_EINVAL)
+					err = v->fatal;
+				break;
+			}
 		}
 		upload_note(&up, &items[nit]);
 		if (++nit == BATCH_CHUNK) {
@@ -1678,6 +1800,10 @@ static void post_run(struct post_job *job)
 			         err.msg[0] ? err.msg : hr_code_name(rc));
 			st->ops->batch_set_status(st, r->tenant, b.id, BATCH_FAILED, why, &e2);
 		}
+	}
+	if (pq) {
+		prep_queue_clear(pq);
+		free(pq);
 	}
 	if (rs) {
 		sheet_close(rs->sh);

@@ -102,6 +102,29 @@ enum plugin_outcome plugins_prepare(struct plugins *p, const struct plugin *pl, 
                                     const char *unit, const char *const *names,
                                     const char *const *values, size_t ncols, struct plugin_draft *d,
                                     char *why, size_t whylen);
+/*
+ * prepare over many rows in one pool job (what an upload does: one pool
+ * round trip per row cost more than a trivial hook itself). The rows run
+ * in order on one worker, each call with hook_timeout_ms at most; the job
+ * has hook_timeout_ms for its first PLUGIN_PREPARE_ROWS_PER_TIMEOUT rows
+ * and as much again for each as many more, and the caller waits that long
+ * at most. A row not finished by then is PO_TIMEOUT, its why naming the
+ * plugin. Each row: values (ncols, NULL as "") and d (the row as mapped)
+ * in; o, why ("plugin <name>: ..." unless PO_OK, and a skip's reason) and,
+ * for PO_OK, d as prepared out. 0, or HR_ENOMEM / HR_EINVAL (more than
+ * PLUGIN_PREPARE_ROWS_MAX rows) with nothing run.
+ */
+#define PLUGIN_PREPARE_ROWS_MAX 256
+#define PLUGIN_PREPARE_ROWS_PER_TIMEOUT 64
+struct plugin_prep {
+	const char *const *values;
+	struct plugin_draft d;
+	enum plugin_outcome o;
+	char why[PLUGIN_REASON_MAX];
+};
+int plugins_prepare_rows(struct plugins *p, const struct plugin *pl, const char *tenant,
+                         const char *unit, const char *const *names, size_t ncols,
+                         struct plugin_prep *rows, size_t n);
 /* unit_stats: *out an object of key -> string (caller decrefs). */
 enum plugin_outcome plugins_stats(struct plugins *p, const struct plugin *pl, const char *tenant,
                                   const char *unit, json_t **out, char *why, size_t whylen);
