@@ -257,6 +257,121 @@ static void test_prepare(void **state)
 	dir_rm();
 }
 
+/* Many rows in one call (what an upload does): each row's own outcome, in
+ * order, from one pool job; the limit on rows per call. */
+static void test_prepare_rows(void **state)
+{
+	(void)state;
+	dir_with("good", NULL);
+	struct plugins *p = load_ok("plugins:\n  dir: @DIR@\n  units: {acme/cards: good}\n");
+	const struct plugin *g = plugins_for_unit(p, "acme", "cards");
+	const char *names[] = {"phone", "name", "skip", "garbage", "fail"};
+	enum { N = PLUGIN_PREPARE_ROWS_MAX };
+	static const char *vals[N][5];
+	static struct plugin_prep rows[N];
+	for (int i = 0; i < N; i++) {
+		/* Every 10th row skipped, every 10th + 1 garbage, + 2 an error. */
+		vals[i][0] = "+447911000001";
+		vals[i][1] = "Ana";
+		vals[i][2] = i % 10 == 0 ? "yes" : "no";
+		vals[i][3] = i % 10 == 1 ? "yes" : "no";
+		vals[i][4] = i % 10 == 2 ? "yes" : "no";
+		memset(&rows[i], 0, sizeof rows[i]);
+		rows[i].values = vals[i];
+		draft_init(&rows[i].d, "+447911000001", 1, "p");
+	}
+	assert_int_equal(plugins_prepare_rows(p, g, "acme", "cards", names, 5, rows, N), 0);
+	int ok = 0, skipped = 0, garbage = 0, failed = 0;
+	for (int i = 0; i < N; i++) {
+		switch (i % 10) {
+		case 0:
+			assert_int_equal(rows[i].o, PO_OK);
+			assert_true(rows[i].d.skip);
+			assert_string_equal(rows[i].d.skip_reason, "plugin good: asked to skip");
+			skipped++;
+			break;
+		case 1:
+			assert_int_equal(rows[i].o, PO_GARBAGE);
+			assert_string_equal(rows[i].d.params[0], "p"); /* untouched */
+			garbage++;
+			break;
+		case 2:
+			assert_int_equal(rows[i].o, PO_ERROR);
+			assert_string_equal(rows[i].why,
+			                    "plugin good: prepare failed: row refused by good");
+			failed++;
+			break;
+		default:
+			assert_int_equal(rows[i].o, PO_OK);
+			assert_false(rows[i].d.skip);
+			assert_string_equal(rows[i].d.params[0], "p from Ana");
+			ok++;
+		}
+		plugin_draft_clear(&rows[i].d);
+	}
+	assert_int_equal(ok, 178);
+	assert_int_equal(skipped + garbage + failed, 78);
+	/* One row more than a call takes: refused, nothing run. */
+	static struct plugin_prep more[N + 1];
+	for (int i = 0; i <= N; i++)
+		more[i].values = vals[0];
+	assert_int_equal(plugins_prepare_rows(p, g, "acme", "cards", names, 5, more, N + 1),
+	                 HR_EINVAL);
+	struct hr_buf b = {0};
+	plugins_metrics_render(p, &b);
+	assert_non_null(
+	    strstr(b.p, "herald_plugin_calls_total{plugin=\"good\",hook=\"prepare\"} 256\n"));
+	assert_non_null(
+	    strstr(b.p, "herald_plugin_errors_total{plugin=\"good\",hook=\"prepare\"} 52\n"));
+	free(b.p);
+	plugins_free(p);
+	dir_rm();
+}
+
+/* The job's deadline: hook_timeout_ms (200) for up to 64 rows. Rows of
+ * 120 ms each: the first finishes, the second passes the job's deadline
+ * (its own error naming the plugin), the third is never reached; another
+ * job of the same plugin runs normally afterwards. A call of 65 rows has
+ * twice the time. */
+static void test_prepare_rows_deadline(void **state)
+{
+	(void)state;
+	dir_with("slow", NULL);
+	struct plugins *p = load_ok("plugins:\n  dir: @DIR@\n  hook_timeout_ms: 200\n"
+	                            "  units: {acme/cards: slow}\n"
+	                            "  config: {slow: {prepare_sleep_ms: 120}}\n");
+	const struct plugin *s = plugins_for_unit(p, "acme", "cards");
+	const char *names[] = {"phone"};
+	const char *vals[] = {"+447911000001"};
+	struct plugin_prep rows[3];
+	memset(rows, 0, sizeof rows);
+	for (int i = 0; i < 3; i++) {
+		rows[i].values = vals;
+		draft_init(&rows[i].d, "+447911000001", 0, NULL);
+	}
+	int64_t t0 = hr_mono_us();
+	assert_int_equal(plugins_prepare_rows(p, s, "acme", "cards", names, 1, rows, 3), 0);
+	int64_t took = hr_mono_us() - t0;
+	assert_true(took >= 200000 && took < 1000000);
+	assert_int_equal(rows[0].o, PO_OK);
+	assert_int_equal(rows[1].o, PO_TIMEOUT);
+	assert_string_equal(rows[1].why, "plugin slow: prepare took more than 200 ms");
+	assert_int_equal(rows[2].o, PO_TIMEOUT);
+	assert_string_equal(rows[2].why, "plugin slow: prepare not reached: the 3 rows of its "
+	                                 "call took more than 200 ms");
+	for (int i = 0; i < 3; i++)
+		plugin_draft_clear(&rows[i].d);
+	/* The worker stopped after the second row: the next call runs. */
+	memset(rows, 0, sizeof rows);
+	rows[0].values = vals;
+	draft_init(&rows[0].d, "+447911000001", 0, NULL);
+	assert_int_equal(plugins_prepare_rows(p, s, "acme", "cards", names, 1, rows, 1), 0);
+	assert_int_equal(rows[0].o, PO_OK);
+	plugin_draft_clear(&rows[0].d);
+	plugins_free(p);
+	dir_rm();
+}
+
 struct notified {
 	int n;
 };
@@ -541,6 +656,8 @@ int main(void)
 	    cmocka_unit_test(test_no_section),
 	    cmocka_unit_test(test_rejections),
 	    cmocka_unit_test(test_prepare),
+	    cmocka_unit_test(test_prepare_rows),
+	    cmocka_unit_test(test_prepare_rows_deadline),
 	    cmocka_unit_test(test_before_send),
 	    cmocka_unit_test(test_slow_does_not_stall_others),
 	    cmocka_unit_test(test_stats_export_list),
