@@ -190,6 +190,27 @@ int herald_draft_set_param(struct herald_draft *d, int i, const char *value);
 /* The row is not sent; reason (up to 200 bytes) shows in the upload's
  * validation report as "plugin <name>: <reason>". */
 int herald_draft_skip(struct herald_draft *d, const char *reason);
+/*
+ * Per-row sending (added in ABI 1.1; see HERALD_PLUGIN_ABI_MINOR), each in
+ * place of the upload's own field of the same name and checked exactly as
+ * it is: a value Herald refuses makes the row invalid, the validation
+ * report naming the row and the field ("channel", "account", "route",
+ * "delivery_policy"); the rest of the upload goes on. The setters copy the
+ * text (printable ASCII, no spaces) and return HERALD_ERROR only for NULL
+ * or text too long or not of that kind, leaving the draft as it was.
+ *  - channel ("whatsapp", "sms", "rcs", "telegram", up to 15 bytes) and
+ *    account (one of the tenant's account ids, up to 63; NULL: the unit's
+ *    or tenant's default for channel). The campaign's template or text
+ *    then goes on that channel (a template must exist there).
+ *  - route: the fallback route, channels in order separated by commas, a
+ *    step's account after a colon, e.g. "whatsapp,sms" or
+ *    "whatsapp,sms:acme-sms" (up to 255 bytes; "" keeps the campaign's).
+ *    Its first step is the message's own channel.
+ *  - policy: "at_most_once" or "at_least_once".
+ */
+int herald_draft_set_channel(struct herald_draft *d, const char *channel, const char *account);
+int herald_draft_set_route(struct herald_draft *d, const char *route);
+int herald_draft_set_policy(struct herald_draft *d, const char *policy);
 
 /* ---- messages (read-only) ---- */
 const char *herald_msg_id(const struct herald_msg *m);

@@ -245,7 +245,7 @@ static json_t *row_request(const struct bspec *b, const char *to, const char *co
 /* One message of the batch from a stored row: recipient (normalised) and
  * parameter values. */
 static int row_message(const struct bspec *b, const char *batch_id, const char *to,
-                       const char *const *params, int64_t now, struct message *m,
+                       const char *const *params, json_t *ovr, int64_t now, struct message *m,
                        struct hr_err *err)
 {
 	char *rendered = NULL;
@@ -253,6 +253,16 @@ static int row_message(const struct bspec *b, const char *batch_id, const char *
 	free(rendered);
 	if (!o)
 		return err->code ? err->code : HR_ENOMEM;
+	/* The row's own sending, as its unit's plugin set it (row_overrides):
+	 * a channel without an account takes that channel's default. */
+	if (ovr) {
+		if (json_object_get(ovr, "channel") && !json_object_get(ovr, "account"))
+			json_object_del(o, "account");
+		if (json_object_update(o, ovr) != 0) {
+			json_decref(o);
+			return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+		}
+	}
 	int rc = api_message_build(b->s, b->tenant, b->unit, o, batch_id, now, m, err);
 	json_decref(o);
 	return rc;
@@ -384,6 +394,83 @@ static const char *cell_problem(unsigned char bad, bool recipient)
 	}
 }
 
+/*
+ * The sending a unit's plugin set for a row (plugin_draft channel, account,
+ * route, policy) as request fields, or *out NULL when it set none. A route
+ * "whatsapp,sms:acme-sms" becomes ["whatsapp",{"channel":"sms",
+ * "account":"acme-sms"}]. -1 with field and why for a route that cannot be
+ * read, or field "" when out of memory.
+ */
+static int row_overrides(const struct plugin_draft *pd, json_t **out, char field[32], char *why,
+                         size_t whylen)
+{
+	*out = NULL;
+	if (!pd->channel[0] && !pd->route[0] && !pd->policy[0])
+		return 0;
+	json_t *o = json_object();
+	if (!o)
+		return -1;
+	bool oom = false;
+	if (pd->channel[0]) {
+		oom |= json_object_set_new(o, "channel", json_string(pd->channel)) != 0;
+		if (pd->account[0])
+			oom |= json_object_set_new(o, "account", json_string(pd->account)) != 0;
+	}
+	if (pd->policy[0])
+		oom |= json_object_set_new(o, "delivery_policy", json_string(pd->policy)) != 0;
+	if (pd->route[0]) {
+		json_t *r = json_array();
+		char buf[PLUGIN_ROUTE_MAX];
+		hr_strlcpy(buf, pd->route, sizeof buf);
+		int steps = 0;
+		for (char *step = buf, *next; r && !oom && step; step = next) {
+			/* Each step, empty ones too (strtok would skip them). */
+			if ((next = strchr(step, ',')))
+				*next++ = '\0';
+			char *colon = strchr(step, ':');
+			if (colon)
+				*colon = '\0';
+			if (!*step || (colon && !colon[1])) {
+				json_decref(r);
+				json_decref(o);
+				hr_strlcpy(field, "route", 32);
+				snprintf(
+				    why, whylen,
+				    "route '%s' must be channels separated by commas, each with "
+				    "':account' or not (step %d is empty)",
+				    pd->route, steps + 1);
+				return -1;
+			}
+			json_t *js =
+			    colon ? json_pack("{s:s, s:s}", "channel", step, "account", colon + 1)
+			          : json_string(step);
+			oom |= !js || json_array_append_new(r, js) != 0;
+			steps++;
+		}
+		oom |= !r || json_object_set_new(o, "route", r) != 0;
+	}
+	if (oom) {
+		json_decref(o);
+		return -1;
+	}
+	*out = o;
+	return 0;
+}
+
+/* Which of the plugin's fields an error's field is about ("route[1]" is
+ * the route's), or NULL. */
+static const char *override_field(json_t *ovr, const char *field)
+{
+	static const char *const keys[] = {"channel", "account", "route", "delivery_policy"};
+	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+		size_t n = strlen(keys[i]);
+		if (json_object_get(ovr, keys[i]) && strncmp(field, keys[i], n) == 0 &&
+		    (field[n] == '\0' || field[n] == '['))
+			return keys[i];
+	}
+	return NULL;
+}
+
 /* pd: the row as the unit's plugin prepared it (recipient and parameters
  * instead of the mapped columns), or NULL. */
 static int validate_row_as(struct vctx *v, int64_t row, const char *const *vals, size_t nvals,
@@ -425,22 +512,53 @@ static int validate_row_as(struct vctx *v, int64_t row, const char *const *vals,
 			return 0;
 		}
 	}
+	json_t *ovr = NULL;
+	char ofield[32] = "";
+	if (pd && row_overrides(pd, &ovr, ofield, why, sizeof why) != 0) {
+		if (!ofield[0])
+			return HR_ENOMEM;
+		hr_strlcpy(it->error_column, ofield, sizeof it->error_column);
+		snprintf(it->error, sizeof it->error, "plugin %s: %s", plugin_name(v->prep), why);
+		return 0;
+	}
 	json_t *pj = json_array();
 	for (int i = 0; pj && i < v->b.nparams; i++)
 		if (json_array_append_new(pj, json_string(params[i])) != 0) {
 			json_decref(pj);
 			pj = NULL;
 		}
+	/* The row's own sending is kept after its parameters, for the start. */
+	if (pj && ovr && json_array_append(pj, ovr) != 0) {
+		json_decref(pj);
+		pj = NULL;
+	}
 	it->params = pj ? json_dumps(pj, JSON_COMPACT) : NULL;
 	json_decref(pj);
-	if (!it->params)
+	if (!it->params) {
+		json_decref(ovr);
 		return HR_ENOMEM;
+	}
 
 	/* The message exactly as the start will make it. */
 	struct message m = {0};
 	struct hr_err err = {0};
-	rc = row_message(&v->b, "", to, params, v->now, &m, &err);
+	rc = row_message(&v->b, "", to, params, ovr, v->now, &m, &err);
 	message_clear(&m);
+	if (rc && rc != HR_ENOMEM && rc != HR_EINTERNAL && ovr) {
+		/* With the plugin's own sending, whatever is refused is this
+		 * row's (the campaign's route may not fit its channel). */
+		const char *f = override_field(ovr, err.field);
+		json_decref(ovr);
+		hr_strlcpy(it->error_column, f ? f : field_column(v, err.field),
+		           sizeof it->error_column);
+		if (f)
+			snprintf(it->error, sizeof it->error, "plugin %s set %s: %s",
+			         plugin_name(v->prep), f, err.msg);
+		else
+			hr_strlcpy(it->error, err.msg, sizeof it->error);
+		return 0;
+	}
+	json_decref(ovr);
 	if (rc == HR_ENOMEM || rc == HR_EINTERNAL) {
 		free(it->params); /* the caller frees only the rows it counted */
 		it->params = NULL;
@@ -2274,6 +2392,13 @@ int api_batch_messages_of(const struct api_server *s, const struct batch *bt,
 		json_t *pj = items[i].params ? json_loads(items[i].params, 0, NULL) : json_array();
 		const char *params[BATCH_COLS_MAX];
 		size_t np = json_array_size(pj);
+		/* A row its unit's plugin sent its own way carries that after
+		 * its parameters (validate_row_as). */
+		json_t *ovr = np > 0 ? json_array_get(pj, np - 1) : NULL;
+		if (json_is_object(ovr))
+			np--;
+		else
+			ovr = NULL;
 		if (!pj || np != (size_t)b.nparams || np > BATCH_COLS_MAX) {
 			json_decref(pj);
 			rc = hr_fail(err, HR_EINTERNAL, "params", "row %lld: stored parameters unreadable",
@@ -2282,7 +2407,7 @@ int api_batch_messages_of(const struct api_server *s, const struct batch *bt,
 		}
 		for (size_t k = 0; k < np; k++)
 			params[k] = json_string_value(json_array_get(pj, k));
-		rc = row_message(&b, bt->id, items[i].recipient, params, now, &out[i], err);
+		rc = row_message(&b, bt->id, items[i].recipient, params, ovr, now, &out[i], err);
 		json_decref(pj);
 		if (rc) {
 			char why[sizeof err->msg];

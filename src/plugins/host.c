@@ -289,6 +289,32 @@ int herald_draft_set_param(struct herald_draft *d, int i, const char *value)
 	return HERALD_OK;
 }
 
+int herald_draft_set_channel(struct herald_draft *d, const char *channel, const char *account)
+{
+	if (!d || !name_text_ok(channel, sizeof d->d->channel) ||
+	    (account && *account && !name_text_ok(account, sizeof d->d->account)))
+		return HERALD_ERROR;
+	hr_strlcpy(d->d->channel, channel, sizeof d->d->channel);
+	hr_strlcpy(d->d->account, account ? account : "", sizeof d->d->account);
+	return HERALD_OK;
+}
+
+int herald_draft_set_route(struct herald_draft *d, const char *route)
+{
+	if (!d || !route || (*route && !name_text_ok(route, sizeof d->d->route)))
+		return HERALD_ERROR;
+	hr_strlcpy(d->d->route, route, sizeof d->d->route);
+	return HERALD_OK;
+}
+
+int herald_draft_set_policy(struct herald_draft *d, const char *policy)
+{
+	if (!d || !name_text_ok(policy, sizeof d->d->policy))
+		return HERALD_ERROR;
+	hr_strlcpy(d->d->policy, policy, sizeof d->d->policy);
+	return HERALD_OK;
+}
+
 int herald_draft_skip(struct herald_draft *d, const char *reason)
 {
 	if (!d)

@@ -41,6 +41,7 @@ const char *plugin_hook_name(enum plugin_hook h); /* "prepare", ... */
 
 #define PLUGIN_REASON_MAX 256
 #define PLUGIN_PARAMS_MAX 256
+#define PLUGIN_ROUTE_MAX 256
 
 /*
  * Loads plugins per cfg's `plugins` section (absent: an empty set, no
@@ -90,6 +91,12 @@ struct plugin_draft {
 	char *params[PLUGIN_PARAMS_MAX];
 	bool skip;
 	char skip_reason[PLUGIN_REASON_MAX];
+	/* What the plugin set instead of the upload's ("" = the upload's):
+	 * herald_draft_set_channel / _set_route / _set_policy, as given (the
+	 * upload checks them like its own fields). */
+	char channel[16], account[HR_NAME_MAX];
+	char route[PLUGIN_ROUTE_MAX];
+	char policy[16];
 };
 void plugin_draft_clear(struct plugin_draft *d);
 

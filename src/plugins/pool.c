@@ -607,6 +607,10 @@ int plugins_prepare_rows(struct plugins *p, const struct plugin *pl, const char 
 				r->d.params[k] = NULL;
 			}
 			out->d.skip = r->d.skip;
+			memcpy(out->d.channel, r->d.channel, sizeof out->d.channel);
+			memcpy(out->d.account, r->d.account, sizeof out->d.account);
+			memcpy(out->d.route, r->d.route, sizeof out->d.route);
+			memcpy(out->d.policy, r->d.policy, sizeof out->d.policy);
 			hr_strlcpy(out->d.skip_reason, r->d.skip ? r->reason : "",
 			           sizeof out->d.skip_reason);
 		} else if (o == PO_BUSY || (j->state == JOB_DONE && !ran)) {

@@ -818,8 +818,83 @@ static void test_reroute(void **state)
 	assert_int_equal(
 	    metric(&w, "herald_plugin_calls_total{plugin=\"good\",hook=\"before_send\"}"), 5);
 
+	/* prepare sets a row's channel, policy and route (issue 13 item 2;
+	 * row numbers count the header as row 1):
+	 * checked like the upload's own fields, a bad one a row error naming
+	 * the row and the field; the good rows go on. A text campaign, so the
+	 * text can go on SMS. */
+	const char *const text_fields[] = {
+	    "name", "sending",          "channel", "whatsapp", "text",  "Hi {{1}}", "params",
+	    "who",  "recipient_column", "phone",   "unit",     "cards", "start",    "true",
+	    NULL};
+	r = upload_csv(&w,
+	               "phone,who,send_by,send_account,policy,route\n"
+	               "+447911000021,Ann,sms,,,\n"
+	               "+447911000022,Bob,,,at_most_once,\n"
+	               "+447911000023,Cat,,,,\"whatsapp,sms:acme-sms\"\n"
+	               "+447911000031,Dan,fax,,,\n"
+	               "+447911000032,Eli,sms,beta-sms,,\n"
+	               "+447911000033,Fay,,,maybe,\n"
+	               "+447911000041,Gil,,,,\"sms,whatsapp\"\n"
+	               "+447911000042,Hob,,,,\"whatsapp,,sms\"\n",
+	               text_fields);
+	if (r.status != 201)
+		fail_msg("sending upload answered %ld: %s", r.status, r.body);
+	snprintf(batch, sizeof batch, "%s", json_string_value(json_object_get(r.json, "id")));
+	assert_int_equal(rows_of(r.json, "total"), 8);
+	if (rows_of(r.json, "valid") != 3)
+		fail_msg("valid rows: %s", strstr(r.body, "\"errors\""));
+	assert_int_equal(rows_of(r.json, "valid"), 3);
+	assert_int_equal(rows_of(r.json, "invalid"), 5);
+	static const struct {
+		long row;
+		const char *column, *reason;
+	} bad[] = {
+	    {5, "channel", "plugin good set channel: unknown channel 'fax'"},
+	    {6, "account", "plugin good set account: no account 'beta-sms' for this tenant"},
+	    {7, "delivery_policy", "plugin good set delivery_policy: delivery_policy must be "},
+	    {8, "route", "plugin good set route: the route's first step is the message itself"},
+	    {9, "route",
+	     "plugin good: route 'whatsapp,,sms' must be channels separated by "
+	     "commas, each with ':account' or not (step 2 is empty)"},
+	};
+	json_t *errs = json_object_get(r.json, "errors");
+	assert_int_equal(json_array_size(errs), 5);
+	for (size_t i = 0; i < 5; i++) {
+		json_t *e = json_array_get(errs, i);
+		assert_int_equal(json_integer_value(json_object_get(e, "row")), bad[i].row);
+		assert_string_equal(jstr(e, "column"), bad[i].column);
+		if (strncmp(jstr(e, "reason"), bad[i].reason, strlen(bad[i].reason)) != 0)
+			fail_msg("row %ld: reason '%s', want '%s...'", bad[i].row,
+			         jstr(e, "reason"), bad[i].reason);
+	}
+	resp_free(&r);
+	struct want sending = {batch,
+	                       {"+447911000021", "447911000022", "447911000023"},
+	                       {"delivered", "read", "read"}};
+	if (!wait_until(settled, &w, &sending, 30))
+		dump_and_fail(&w, batch, "the per-row sending campaign did not settle");
+	batch_msgs(&w, batch, &m);
+	assert_int_equal(m.n, 3);
+	assert_int_equal(sms_accepted(&w, "+447911000021"), 1);
+	assert_int_equal(wa_accepted(&w, "447911000021"), 0);
+	assert_int_equal(wa_accepted(&w, "447911000022"), 1);
+	assert_int_equal(wa_accepted(&w, "447911000023"), 1);
+	assert_int_equal(sms_accepted(&w, "+447911000023"), 0); /* read: no fallback */
+	j = message_json(&w, id_of(&m, "+447911000021"));
+	assert_string_equal(jstr(j, "channel"), "sms");
+	assert_string_equal(jstr(j, "account"), "acme-sms");
+	assert_string_equal(jstr(j, "body"), "Hi Ann");
+	json_decref(j);
+	j = message_json(&w, id_of(&m, "447911000022"));
+	assert_string_equal(jstr(j, "delivery_policy"), "at_most_once");
+	json_decref(j);
+	j = message_json(&w, id_of(&m, "447911000023"));
+	assert_string_equal(jstr(j, "delivery_policy"), "at_least_once");
+	json_decref(j);
+
 	/* beta sees none of it: acme's message is 404 to beta's key. */
-	snprintf(url, sizeof url, "%s/v1/messages/%s", w.api, id_of(&m, "+447911000005"));
+	snprintf(url, sizeof url, "%s/v1/messages/%s", w.api, id_of(&m, "+447911000021"));
 	struct resp o = http("GET", url, "hk_beta_0123456789abcdef0", NULL, NULL);
 	assert_int_equal(o.status, 404);
 	resp_free(&o);

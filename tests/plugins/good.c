@@ -7,7 +7,9 @@
  *  prepare:     param 0 becomes "<param 0> from <column 'name'>" when the
  *               row has a column "name"; rows whose column "skip" is "yes"
  *               are skipped ("asked to skip"); "garbage" column "yes":
- *               returns 42; "fail" "yes": HERALD_ERROR.
+ *               returns 42; "fail" "yes": HERALD_ERROR. Columns send_by
+ *               (and send_account), policy and route set the row's
+ *               channel (and account), delivery policy and route.
  *  before_send: recipients ending in 9 are skipped ("ends in 9"); ending
  *               in 8: HERALD_ERROR ("refuses 8"); ending in 7: returns 7.
  *               Route changes: ending in 5 go by SMS ("prefers sms", text
@@ -51,6 +53,18 @@ static int prep(struct herald_ctx *c, const struct herald_record *r, struct hera
 		return herald_fail(c, "row refused by %s", PLUGIN_NAME);
 	if (yes(r, "skip"))
 		return herald_draft_skip(d, "asked to skip");
+	/* Per-row sending from the columns send_by, send_account, policy and
+	 * route when the row has them (ABI 1.1). */
+	const char *by = herald_record_get(r, "send_by");
+	const char *acct = herald_record_get(r, "send_account");
+	if (by && *by && herald_draft_set_channel(d, by, acct && *acct ? acct : NULL) != HERALD_OK)
+		return herald_fail(c, "set_channel refused");
+	const char *pol = herald_record_get(r, "policy");
+	if (pol && *pol && herald_draft_set_policy(d, pol) != HERALD_OK)
+		return herald_fail(c, "set_policy refused");
+	const char *route = herald_record_get(r, "route");
+	if (route && *route && herald_draft_set_route(d, route) != HERALD_OK)
+		return herald_fail(c, "set_route refused");
 	const char *name = herald_record_get(r, "name");
 	if (name && herald_draft_param_count(d) > 0) {
 		const char *p0 = herald_draft_param(d, 0);
