@@ -1,7 +1,8 @@
 /*
  * herald/plugin.h - the whole contract between Herald and a business-unit
- * plugin (ABI version 1). A plugin includes this header and nothing else
- * of Herald's; it sees opaque handles and the functions below, never
+ * plugin (ABI version 1.1: see HERALD_PLUGIN_ABI_MINOR). A plugin includes
+ * this header and nothing else of Herald's; it sees opaque handles and the
+ * functions below, never
  * Herald's structs, jansson or libcurl types, so Herald's internals may
  * change without breaking a plugin built against ABI 1.
  *
@@ -43,6 +44,27 @@ extern "C" {
 #endif
 
 #define HERALD_PLUGIN_ABI 1
+/*
+ * Versions. HERALD_PLUGIN_ABI, the descriptor's abi field, changes only
+ * when a plugin built before could not work any more (a descriptor field
+ * moved, a function changed meaning); Herald refuses a plugin of another
+ * ABI, and one whose descriptor's size field is not this header's.
+ * Additions an older plugin never sees keep ABI 1 and raise
+ * HERALD_PLUGIN_ABI_MINOR instead, which a plugin may test at compile
+ * time (#if HERALD_PLUGIN_ABI_MINOR >= 1):
+ *   1.0  the first ABI (no HERALD_PLUGIN_ABI_MINOR defined);
+ *   1.1  host functions herald_verdict_route (before_send changes a
+ *        message's route) and herald_draft_set_channel / _set_route /
+ *        _set_policy (prepare sets a row's sending); the descriptor is
+ *        unchanged, so 1.0 plugins load and run as before.
+ * A plugin that calls a 1.1 function does not load on a Herald of 1.0:
+ * the start fails naming the plugin's file and the missing symbol (the
+ * loader resolves every symbol at start), never at the first call. A
+ * later minor version that appends hooks to the descriptor would accept
+ * the smaller size of older plugins, reading their missing hooks as
+ * absent; nothing is appended in 1.1.
+ */
+#define HERALD_PLUGIN_ABI_MINOR 1
 
 /* What every hook returns. Anything else is "garbage": recorded as an error
  * of the plugin, the call's outputs ignored. */

@@ -452,6 +452,56 @@ static void test_before_send(void **state)
 	dir_rm();
 }
 
+/* A plugin built against the ABI 1.0 header, before 1.1's additions
+ * (tests/plugins/abi1/): it loads beside a 1.1 plugin, its descriptor is
+ * the size this Herald's is, and its hooks run as they did. */
+static void test_abi1_plugin(void **state)
+{
+	(void)state;
+	dir_with("abi1", "good", NULL);
+	struct plugins *p =
+	    load_ok("plugins:\n  dir: @DIR@\n  units: {acme/cards: abi1, acme/loans: good}\n");
+	assert_int_equal(plugins_count(p), 2);
+	const struct plugin *a = plugins_for_unit(p, "acme", "cards");
+	assert_non_null(a);
+	assert_string_equal(plugin_name(a), "abi1");
+	assert_true(plugin_has(a, PH_PREPARE));
+	assert_true(plugin_has(a, PH_BEFORE_SEND));
+	assert_false(plugin_has(a, PH_STATS));
+	json_t *list = plugins_describe(p, NULL);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(list, 0), "abi")), 1);
+	json_decref(list);
+
+	const char *names[] = {"phone"};
+	const char *vals[] = {"+447911000001"};
+	struct plugin_draft d;
+	char why[300];
+	draft_init(&d, "+447911000001", 1, "120.00");
+	assert_int_equal(
+	    plugins_prepare(p, a, "acme", "cards", names, vals, 1, &d, why, sizeof why), PO_OK);
+	assert_string_equal(d.params[0], "abi1:120.00");
+	assert_string_equal(d.channel, ""); /* a 1.0 plugin sets none of 1.1's */
+	plugin_draft_clear(&d);
+
+	struct message m = {0};
+	hr_strlcpy(m.id, "01JTESTMSG0000000000000000", sizeof m.id);
+	hr_strlcpy(m.tenant_id, "acme", sizeof m.tenant_id);
+	hr_strlcpy(m.unit, "cards", sizeof m.unit);
+	hr_strlcpy(m.recipient, "+447911000009", sizeof m.recipient);
+	struct plugin_job *j = plugins_before_send_submit(p, a, &m, NULL, NULL);
+	assert_non_null(j);
+	bool skip;
+	char reason[300];
+	assert_int_equal(poll_job(j, &skip, reason, sizeof reason), PO_OK);
+	assert_true(skip);
+	assert_string_equal(reason, "plugin abi1: abi1 skips 9");
+	struct plugin_route rt;
+	assert_false(plugins_job_route(j, &rt));
+	plugins_job_release(j);
+	plugins_free(p);
+	dir_rm();
+}
+
 /* A slow plugin's calls time out; the other plugin's calls, submitted
  * after them, still finish in time: a plugin holds at most workers - 1. */
 static void test_slow_does_not_stall_others(void **state)
@@ -659,6 +709,7 @@ int main(void)
 	    cmocka_unit_test(test_prepare_rows),
 	    cmocka_unit_test(test_prepare_rows_deadline),
 	    cmocka_unit_test(test_before_send),
+	    cmocka_unit_test(test_abi1_plugin),
 	    cmocka_unit_test(test_slow_does_not_stall_others),
 	    cmocka_unit_test(test_stats_export_list),
 	    cmocka_unit_test(test_queue_full),
