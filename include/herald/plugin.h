@@ -115,14 +115,17 @@ struct herald_plugin {
 	int (*list_campaigns)(struct herald_ctx *c, const struct herald_filter *f,
 	                      struct herald_list *out);
 	/* One row of an upload (or record of a data source) of the unit becomes
-	 * a message: change the recipient or the template parameters, or skip
-	 * the row with a reason (it is reported invalid, never sent). Default:
-	 * the row as the upload's column mapping reads it. */
+	 * a message: change the recipient or the template parameters, set the
+	 * row's channel, route or delivery policy (1.1), or skip the row with
+	 * a reason (it is reported invalid, never sent). Herald hands the pool
+	 * many rows per job; the hook still sees one row per call, each call
+	 * with its own deadline. Default: the row as the upload's column
+	 * mapping reads it. */
 	int (*prepare)(struct herald_ctx *c, const struct herald_record *row,
 	               struct herald_draft *d);
-	/* Just before a message of the unit is sent: allow (do nothing) or
-	 * skip with a reason (the message becomes CANCELLED, never sent).
-	 * Default: allow. An error or a timeout sends nothing: the message is
+	/* Just before a message of the unit is sent: allow (do nothing), skip
+	 * with a reason (the message becomes CANCELLED, never sent) or send it
+	 * on another route (herald_verdict_route, 1.1). Default: allow. An error or a timeout sends nothing: the message is
 	 * retried later like a transient failure, and fails once its attempts
 	 * are spent. */
 	int (*before_send)(struct herald_ctx *c, const struct herald_msg *m,
