@@ -716,8 +716,9 @@ static void test_reroute(void **state)
 	            "        access_token: test-token\n        app_secret: app-secret-123\n"
 	            "        verify_token: verify-me\n        rate_limit: 5000\n",
 	            ACME_UNITS,
-	            "  sms:\n    seed: 3\n    sent_delay_ms: 5\n    delivered_delay_ms: 20\n", NULL,
-	            NULL);
+	            "  sms:\n    seed: 3\n    sent_delay_ms: 5\n    delivered_delay_ms: 20\n"
+	            "    recipients:\n      \"+447911000055\": {undelivered: 30003}\n",
+	            NULL, NULL);
 	harness_tenants_extra(NULL);
 	const char *dir = plugdir_with(&w, "good", NULL);
 	FILE *f = fopen(w.config, "a");
@@ -893,8 +894,50 @@ static void test_reroute(void **state)
 	assert_string_equal(jstr(j, "delivery_policy"), "at_least_once");
 	json_decref(j);
 
+	/* Fallback still makes at most one follow-up per step: 55's route is
+	 * [whatsapp, sms] (set by prepare); before_send moves step 0 to SMS,
+	 * where it is undelivered; the route's one follow-up (step 1, SMS) is
+	 * made once, before_send keeps it where it is (the same account), and
+	 * it is undelivered too: two SMS, no WhatsApp, two messages. */
+	r = upload_csv(&w,
+	               "phone,who,send_by,send_account,policy,route\n"
+	               "+447911000055,Kim,,,,\"whatsapp,sms:acme-sms\"\n",
+	               text_fields);
+	if (r.status != 201)
+		fail_msg("routed upload answered %ld: %s", r.status, r.body);
+	snprintf(batch, sizeof batch, "%s", json_string_value(json_object_get(r.json, "id")));
+	assert_int_equal(rows_of(r.json, "valid"), 1);
+	resp_free(&r);
+	double until = now_s() + 30;
+	for (;;) {
+		batch_msgs(&w, batch, &m);
+		if (m.n == 2 && strcmp(m.status[0], "undelivered") == 0 &&
+		    strcmp(m.status[1], "undelivered") == 0)
+			break;
+		if (now_s() > until)
+			dump_and_fail(&w, batch,
+			              "the routed message and its follow-up did not settle");
+		usleep(100000);
+	}
+	assert_int_equal(sms_accepted(&w, "+447911000055"), 2);
+	assert_int_equal(wa_accepted(&w, "447911000055"), 0);
+	int rerouted = 0, fallbacks = 0;
+	for (size_t i = 0; i < 2; i++) {
+		j = message_json(&w, m.id[i]);
+		assert_string_equal(jstr(j, "channel"), "sms");
+		assert_string_equal(jstr(j, "account"), "acme-sms");
+		rerouted += events_of(j, "rerouted");
+		fallbacks += events_of(j, "fallback");
+		json_decref(j);
+	}
+	assert_int_equal(rerouted, 1);
+	assert_int_equal(fallbacks, 1);
+	/* before_send: 5 + 3 + the routed message and its follow-up. */
+	assert_int_equal(
+	    metric(&w, "herald_plugin_calls_total{plugin=\"good\",hook=\"before_send\"}"), 10);
+
 	/* beta sees none of it: acme's message is 404 to beta's key. */
-	snprintf(url, sizeof url, "%s/v1/messages/%s", w.api, id_of(&m, "+447911000021"));
+	snprintf(url, sizeof url, "%s/v1/messages/%s", w.api, m.id[0]);
 	struct resp o = http("GET", url, "hk_beta_0123456789abcdef0", NULL, NULL);
 	assert_int_equal(o.status, 404);
 	resp_free(&o);
