@@ -1064,11 +1064,19 @@ static void gate_route(struct dispatcher *d, struct gated *g, struct plugin_rout
 {
 	const struct message *m = &g->m;
 	struct acct_state *to = NULL;
+	/* An account the API made is "<tenant>~<name>" and its tenant calls it
+	 * <name>; a unit sends from its own accounts and the tenant's shared
+	 * ones (a sibling unit's is as unknown as another tenant's), as the
+	 * API's resolve_account. */
+	char gid[2 * HR_NAME_MAX];
+	snprintf(gid, sizeof gid, "%s~%s", m->tenant_id, rt->account);
 	for (size_t i = 0; i < d->naccts && !to; i++) {
 		const struct channel_account *a = d->accts[i].acct;
-		if (strcmp(a->tenant_id, m->tenant_id) == 0 &&
-		    (rt->account[0] ? strcmp(a->id, rt->account) == 0
-		                    : strcmp(a->ops->name, rt->channel) == 0))
+		if (strcmp(a->tenant_id, m->tenant_id) != 0 ||
+		    (a->unit[0] && strcmp(a->unit, m->unit) != 0))
+			continue;
+		if (rt->account[0] ? strcmp(a->id, rt->account) == 0 || strcmp(a->id, gid) == 0
+		                   : strcmp(a->ops->name, rt->channel) == 0)
 			to = &d->accts[i];
 	}
 	const char *chan = rt->channel[0] ? rt->channel : to ? to->acct->ops->name : "";
@@ -1091,11 +1099,7 @@ static void gate_route(struct dispatcher *d, struct gated *g, struct plugin_rout
 	}
 	struct send_result *r = result_add(d, m->id, m->attempts);
 	hr_strlcpy(r->route_channel, chan, sizeof r->route_channel);
-	hr_strlcpy(r->route_account,
-	           rt->account[0] ? rt->account
-	           : to           ? to->acct->id
-	                          : "",
-	           sizeof r->route_account);
+	hr_strlcpy(r->route_account, to ? to->acct->id : rt->account, sizeof r->route_account);
 	if (refused) {
 		r->kind = SEND_NOTE;
 		r->note_type = "route_refused";
