@@ -17,6 +17,7 @@
 
 #include "core/config.h"
 #include "plugins/plugins.h"
+#include "plugins/plugins_int.h" /* the handles the 1.1 setters fill */
 #include "store/store.h"
 
 static char plugdir[512];
@@ -502,6 +503,65 @@ static void test_abi1_plugin(void **state)
 	dir_rm();
 }
 
+/* The 1.1 setters take what fits and refuse the rest, leaving the verdict
+ * or draft as it was: a plugin's bad argument never half-applies. */
+static void test_setters_1_1(void **state)
+{
+	(void)state;
+	struct herald_verdict v;
+	memset(&v, 0, sizeof v);
+	char longname[80];
+	memset(longname, 'a', sizeof longname - 1);
+	longname[sizeof longname - 1] = '\0';
+	char longtext[1700];
+	memset(longtext, 'x', sizeof longtext - 1);
+	longtext[sizeof longtext - 1] = '\0';
+	assert_int_equal(herald_verdict_route(NULL, "sms", NULL, NULL, "r"), HERALD_ERROR);
+	assert_int_equal(herald_verdict_route(&v, NULL, NULL, NULL, "r"), HERALD_ERROR);
+	assert_int_equal(herald_verdict_route(&v, "s m s", NULL, NULL, "r"), HERALD_ERROR);
+	assert_int_equal(herald_verdict_route(&v, NULL, longname, NULL, "r"), HERALD_ERROR);
+	assert_int_equal(herald_verdict_route(&v, "sms", NULL, longtext, "r"), HERALD_ERROR);
+	assert_int_equal(herald_verdict_route(&v, "sms", NULL, "\xff\xfe", "r"), HERALD_ERROR);
+	assert_false(v.route);
+	assert_int_equal(herald_verdict_route(&v, "sms", NULL, "hi", NULL), HERALD_OK);
+	assert_true(v.route);
+	assert_string_equal(v.channel, "sms");
+	assert_string_equal(v.text, "hi");
+	assert_string_equal(v.reason, "route changed");
+	/* A later route replaces the earlier one; a skip wins over both. */
+	assert_int_equal(herald_verdict_route(&v, NULL, "acme-wa2", NULL, "second"), HERALD_OK);
+	assert_string_equal(v.account, "acme-wa2");
+	assert_null(v.text);
+	assert_int_equal(herald_verdict_skip(&v, "no"), HERALD_OK);
+	assert_int_equal(herald_verdict_route(&v, "sms", NULL, NULL, "later"), HERALD_OK);
+	assert_string_equal(v.reason, "no");
+	free(v.text);
+
+	struct plugin_draft pd;
+	memset(&pd, 0, sizeof pd);
+	struct herald_draft d = {.d = &pd};
+	assert_int_equal(herald_draft_set_channel(&d, NULL, NULL), HERALD_ERROR);
+	assert_int_equal(herald_draft_set_channel(&d, "whatsapp-business-x", NULL), HERALD_ERROR);
+	assert_int_equal(herald_draft_set_channel(&d, "sms", longname), HERALD_ERROR);
+	assert_int_equal(herald_draft_set_policy(&d, ""), HERALD_ERROR);
+	assert_int_equal(herald_draft_set_policy(&d, "at most once"), HERALD_ERROR);
+	assert_int_equal(herald_draft_set_route(&d, NULL), HERALD_ERROR);
+	assert_int_equal(herald_draft_set_route(&d, longtext), HERALD_ERROR);
+	assert_string_equal(pd.channel, "");
+	assert_string_equal(pd.policy, "");
+	assert_string_equal(pd.route, "");
+	/* What fits is kept as given: the upload checks its meaning. */
+	assert_int_equal(herald_draft_set_channel(&d, "fax", "acme-fax"), HERALD_OK);
+	assert_int_equal(herald_draft_set_policy(&d, "maybe"), HERALD_OK);
+	assert_int_equal(herald_draft_set_route(&d, "whatsapp,,sms"), HERALD_OK);
+	assert_string_equal(pd.channel, "fax");
+	assert_string_equal(pd.account, "acme-fax");
+	assert_string_equal(pd.policy, "maybe");
+	assert_string_equal(pd.route, "whatsapp,,sms");
+	assert_int_equal(herald_draft_set_route(&d, ""), HERALD_OK); /* back to the upload's */
+	assert_string_equal(pd.route, "");
+}
+
 /* A slow plugin's calls time out; the other plugin's calls, submitted
  * after them, still finish in time: a plugin holds at most workers - 1. */
 static void test_slow_does_not_stall_others(void **state)
@@ -710,6 +770,7 @@ int main(void)
 	    cmocka_unit_test(test_prepare_rows_deadline),
 	    cmocka_unit_test(test_before_send),
 	    cmocka_unit_test(test_abi1_plugin),
+	    cmocka_unit_test(test_setters_1_1),
 	    cmocka_unit_test(test_slow_does_not_stall_others),
 	    cmocka_unit_test(test_stats_export_list),
 	    cmocka_unit_test(test_queue_full),
