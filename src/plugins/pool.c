@@ -625,17 +625,19 @@ int plugins_prepare_rows(struct plugins *p, const struct plugin *pl, const char 
 			    (long long)(p->timeout_us / 1000 *
 			                (int64_t)(1 + (n - 1) / PLUGIN_PREPARE_ROWS_PER_TIMEOUT));
 			out->o = PO_TIMEOUT;
-			if (i == done)
+			if (i == done && j->state == JOB_RUNNING) {
+				/* Still in the hook: the worker counts it when it returns. */
 				snprintf(out->why, sizeof out->why,
 				         "plugin %s: prepare took more than %lld ms", pl->name,
 				         (long long)(p->timeout_us / 1000));
-			else
+			} else {
 				snprintf(
 				    out->why, sizeof out->why,
 				    "plugin %s: prepare not reached: the %zu rows of its call took "
 				    "more than %lld ms",
 				    pl->name, n, ms);
-			atomic_fetch_add(&j->pl->c[PH_PREPARE].timeouts, 1);
+				atomic_fetch_add(&j->pl->c[PH_PREPARE].timeouts, 1);
+			}
 		}
 	}
 	pthread_mutex_unlock(&p->lock);
