@@ -946,6 +946,96 @@ static void test_reroute(void **state)
 	world_free(&w);
 }
 
+/* The reason of the invalid rows of a batch from row `after` + 1 on (the
+ * first `n` of them), into reasons[]. */
+static size_t error_reasons(struct world *w, const char *batch, long after, size_t n, long rows[],
+                            char reasons[][160])
+{
+	char path[200];
+	snprintf(path, sizeof path, "/v1/batches/%s/errors?after=%ld&limit=%zu", batch, after, n);
+	struct resp r = api_get(w, path);
+	assert_int_equal(r.status, 200);
+	json_t *d = json_object_get(r.json, "data");
+	size_t k = json_array_size(d);
+	for (size_t i = 0; i < k && i < n; i++) {
+		json_t *e = json_array_get(d, i);
+		rows[i] = (long)json_integer_value(json_object_get(e, "row"));
+		snprintf(reasons[i], 160, "%s", jstr(e, "reason"));
+	}
+	resp_free(&r);
+	return k;
+}
+
+/*
+ * A prepare that hangs, on an upload of 1,000 rows: rows go to the plugin
+ * 256 per call, each call with 4 x hook_timeout_ms (300 ms); the first row
+ * of each call is still running at its deadline (its own error), the
+ * others are not reached; after 3 such calls the rest of the upload is
+ * refused without calling the plugin. Exact counts and reasons, and the
+ * upload takes seconds, not 1,000 x 1.5 s.
+ */
+static void test_prepare_timeouts(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init2(&w, NULL, ACME_UNITS, NULL, NULL, NULL);
+	const char *dir = plugdir_with(&w, "slow", NULL);
+	FILE *f = fopen(w.config, "a");
+	assert_non_null(f);
+	fprintf(f,
+	        "plugins:\n  dir: %s\n  hook_timeout_ms: 300\n  units: {acme/slowu: slow}\n"
+	        "  config: {slow: {prepare_sleep_ms: 1500}}\n",
+	        dir);
+	fclose(f);
+	world_start_sim(&w);
+	world_start_serve(&w);
+	char *csv = malloc(40 * 1001 + 32);
+	assert_non_null(csv);
+	size_t o = (size_t)sprintf(csv, "phone,who,amount\n");
+	for (int i = 0; i < 1000; i++)
+		o += (size_t)sprintf(csv + o, "+4479110%05d,N%d,%d\n", i, i, i);
+	double t0 = now_s();
+	struct resp r = upload_to(&w, "slowu", "hangs", csv);
+	double took = now_s() - t0;
+	free(csv);
+	if (r.status != 201)
+		fail_msg("upload answered %ld: %s", r.status, r.body);
+	assert_int_equal(rows_of(r.json, "total"), 1000);
+	assert_int_equal(rows_of(r.json, "valid"), 0);
+	assert_int_equal(rows_of(r.json, "invalid"), 1000);
+	char batch[32];
+	snprintf(batch, sizeof batch, "%s", json_string_value(json_object_get(r.json, "id")));
+	resp_free(&r);
+	assert_true(took < 20);
+	/* File rows 2..257, 258..513, 514..769 were three calls; 770..1001
+	 * were not called. */
+	long rows[4];
+	char why[4][160];
+	static const long first[] = {1, 257, 513};
+	for (size_t c = 0; c < 3; c++) {
+		assert_int_equal(error_reasons(&w, batch, first[c], 2, rows, why), 2);
+		assert_int_equal(rows[0], first[c] + 1);
+		assert_string_equal(why[0], "plugin slow: prepare took more than 300 ms");
+		assert_int_equal(rows[1], first[c] + 2);
+		assert_string_equal(why[1], "plugin slow: prepare not reached: the 256 rows of its "
+		                            "call took more than 1200 ms");
+	}
+	assert_int_equal(error_reasons(&w, batch, 768, 2, rows, why), 2);
+	assert_int_equal(rows[0], 769);
+	assert_string_equal(why[0], "plugin slow: prepare not reached: the 256 rows of its call "
+	                            "took more than 1200 ms");
+	assert_int_equal(rows[1], 770);
+	assert_string_equal(why[1], "plugin slow: prepare not called: 3 of its calls in this "
+	                            "upload timed out");
+	assert_int_equal(error_reasons(&w, batch, 1000, 4, rows, why), 1);
+	assert_int_equal(rows[0], 1001);
+	/* 765 not reached, and the 3 rows still running, counted as each
+	 * returns. */
+	expect_metric(&w, "herald_plugin_timeouts_total{plugin=\"slow\",hook=\"prepare\"}", 768);
+	world_stop_serve(&w); /* waits for the hooks still sleeping */
+	world_free(&w);
+}
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -954,6 +1044,7 @@ int main(void)
 	    cmocka_unit_test(test_out_of_tree),
 	    cmocka_unit_test(test_e2e),
 	    cmocka_unit_test(test_reroute),
+	    cmocka_unit_test(test_prepare_timeouts),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	curl_global_cleanup();
