@@ -1,7 +1,8 @@
 /*
  * herald/plugin.h - the whole contract between Herald and a business-unit
- * plugin (ABI version 1). A plugin includes this header and nothing else
- * of Herald's; it sees opaque handles and the functions below, never
+ * plugin (ABI version 1.1: see HERALD_PLUGIN_ABI_MINOR). A plugin includes
+ * this header and nothing else of Herald's; it sees opaque handles and the
+ * functions below, never
  * Herald's structs, jansson or libcurl types, so Herald's internals may
  * change without breaking a plugin built against ABI 1.
  *
@@ -43,6 +44,27 @@ extern "C" {
 #endif
 
 #define HERALD_PLUGIN_ABI 1
+/*
+ * Versions. HERALD_PLUGIN_ABI, the descriptor's abi field, changes only
+ * when a plugin built before could not work any more (a descriptor field
+ * moved, a function changed meaning); Herald refuses a plugin of another
+ * ABI, and one whose descriptor's size field is not this header's.
+ * Additions an older plugin never sees keep ABI 1 and raise
+ * HERALD_PLUGIN_ABI_MINOR instead, which a plugin may test at compile
+ * time (#if HERALD_PLUGIN_ABI_MINOR >= 1):
+ *   1.0  the first ABI (no HERALD_PLUGIN_ABI_MINOR defined);
+ *   1.1  host functions herald_verdict_route (before_send changes a
+ *        message's route) and herald_draft_set_channel / _set_route /
+ *        _set_policy (prepare sets a row's sending); the descriptor is
+ *        unchanged, so 1.0 plugins load and run as before.
+ * A plugin that calls a 1.1 function does not load on a Herald of 1.0:
+ * the start fails naming the plugin's file and the missing symbol (the
+ * loader resolves every symbol at start), never at the first call. A
+ * later minor version that appends hooks to the descriptor would accept
+ * the smaller size of older plugins, reading their missing hooks as
+ * absent; nothing is appended in 1.1.
+ */
+#define HERALD_PLUGIN_ABI_MINOR 1
 
 /* What every hook returns. Anything else is "garbage": recorded as an error
  * of the plugin, the call's outputs ignored. */
@@ -93,14 +115,17 @@ struct herald_plugin {
 	int (*list_campaigns)(struct herald_ctx *c, const struct herald_filter *f,
 	                      struct herald_list *out);
 	/* One row of an upload (or record of a data source) of the unit becomes
-	 * a message: change the recipient or the template parameters, or skip
-	 * the row with a reason (it is reported invalid, never sent). Default:
-	 * the row as the upload's column mapping reads it. */
+	 * a message: change the recipient or the template parameters, set the
+	 * row's channel, route or delivery policy (1.1), or skip the row with
+	 * a reason (it is reported invalid, never sent). Herald hands the pool
+	 * many rows per job; the hook still sees one row per call, each call
+	 * with its own deadline. Default: the row as the upload's column
+	 * mapping reads it. */
 	int (*prepare)(struct herald_ctx *c, const struct herald_record *row,
 	               struct herald_draft *d);
-	/* Just before a message of the unit is sent: allow (do nothing) or
-	 * skip with a reason (the message becomes CANCELLED, never sent).
-	 * Default: allow. An error or a timeout sends nothing: the message is
+	/* Just before a message of the unit is sent: allow (do nothing), skip
+	 * with a reason (the message becomes CANCELLED, never sent) or send it
+	 * on another route (herald_verdict_route, 1.1). Default: allow. An error or a timeout sends nothing: the message is
 	 * retried later like a transient failure, and fails once its attempts
 	 * are spent. */
 	int (*before_send)(struct herald_ctx *c, const struct herald_msg *m,
@@ -190,6 +215,27 @@ int herald_draft_set_param(struct herald_draft *d, int i, const char *value);
 /* The row is not sent; reason (up to 200 bytes) shows in the upload's
  * validation report as "plugin <name>: <reason>". */
 int herald_draft_skip(struct herald_draft *d, const char *reason);
+/*
+ * Per-row sending (added in ABI 1.1; see HERALD_PLUGIN_ABI_MINOR), each in
+ * place of the upload's own field of the same name and checked exactly as
+ * it is: a value Herald refuses makes the row invalid, the validation
+ * report naming the row and the field ("channel", "account", "route",
+ * "delivery_policy"); the rest of the upload goes on. The setters copy the
+ * text (printable ASCII, no spaces) and return HERALD_ERROR only for NULL
+ * or text too long or not of that kind, leaving the draft as it was.
+ *  - channel ("whatsapp", "sms", "rcs", "telegram", up to 15 bytes) and
+ *    account (one of the tenant's account ids, up to 63; NULL: the unit's
+ *    or tenant's default for channel). The campaign's template or text
+ *    then goes on that channel (a template must exist there).
+ *  - route: the fallback route, channels in order separated by commas, a
+ *    step's account after a colon, e.g. "whatsapp,sms" or
+ *    "whatsapp,sms:acme-sms" (up to 255 bytes; "" keeps the campaign's).
+ *    Its first step is the message's own channel.
+ *  - policy: "at_most_once" or "at_least_once".
+ */
+int herald_draft_set_channel(struct herald_draft *d, const char *channel, const char *account);
+int herald_draft_set_route(struct herald_draft *d, const char *route);
+int herald_draft_set_policy(struct herald_draft *d, const char *policy);
 
 /* ---- messages (read-only) ---- */
 const char *herald_msg_id(const struct herald_msg *m);
@@ -208,6 +254,27 @@ int herald_msg_attempt(const struct herald_msg *m);
 /* Skip the message with reason (up to 200 bytes): it becomes CANCELLED with
  * error code "plugin_skip" and text "plugin <name>: <reason>". */
 int herald_verdict_skip(struct herald_verdict *v, const char *reason);
+/*
+ * Send the message on another route instead (added in ABI 1.1; see
+ * HERALD_PLUGIN_ABI_MINOR): channel ("whatsapp", "sms", "rcs", "telegram")
+ * and/or account, the id of one of the message's tenant's channel accounts
+ * (account NULL: the tenant's first account on channel; channel NULL: the
+ * account's). Between channels only whatsapp, sms and rcs stand in for
+ * each other; text (UTF-8, up to 1600 bytes) is what the message says on
+ * the new channel (NULL: its rendered text, as a route's fallback says);
+ * on the same channel the content is kept and text ignored. reason (up to
+ * 200 bytes) is recorded in the message's audit trail as "plugin <name>:
+ * <reason>" with both routes. Nothing is sent on the old route: the
+ * message is queued on the new one at once, its attempt given back, and
+ * is then sent there without calling before_send again. A route Herald
+ * refuses (an account that is not the message's tenant's or not known, a
+ * channel that cannot carry the message) changes nothing: the message is
+ * sent as it was and the refusal is recorded in its audit trail. A skip
+ * wins over a route. HERALD_ERROR for bad arguments (the verdict is then
+ * unchanged).
+ */
+int herald_verdict_route(struct herald_verdict *v, const char *channel, const char *account,
+                         const char *text, const char *reason);
 
 /* ---- events ---- */
 const char *herald_event_kind(const struct herald_event *e);    /* "status" or "reply" */

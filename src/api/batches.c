@@ -245,7 +245,7 @@ static json_t *row_request(const struct bspec *b, const char *to, const char *co
 /* One message of the batch from a stored row: recipient (normalised) and
  * parameter values. */
 static int row_message(const struct bspec *b, const char *batch_id, const char *to,
-                       const char *const *params, int64_t now, struct message *m,
+                       const char *const *params, json_t *ovr, int64_t now, struct message *m,
                        struct hr_err *err)
 {
 	char *rendered = NULL;
@@ -253,6 +253,16 @@ static int row_message(const struct bspec *b, const char *batch_id, const char *
 	free(rendered);
 	if (!o)
 		return err->code ? err->code : HR_ENOMEM;
+	/* The row's own sending, as its unit's plugin set it (row_overrides):
+	 * a channel without an account takes that channel's default. */
+	if (ovr) {
+		if (json_object_get(ovr, "channel") && !json_object_get(ovr, "account"))
+			json_object_del(o, "account");
+		if (json_object_update(o, ovr) != 0) {
+			json_decref(o);
+			return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+		}
+	}
 	int rc = api_message_build(b->s, b->tenant, b->unit, o, batch_id, now, m, err);
 	json_decref(o);
 	return rc;
@@ -384,6 +394,83 @@ static const char *cell_problem(unsigned char bad, bool recipient)
 	}
 }
 
+/*
+ * The sending a unit's plugin set for a row (plugin_draft channel, account,
+ * route, policy) as request fields, or *out NULL when it set none. A route
+ * "whatsapp,sms:acme-sms" becomes ["whatsapp",{"channel":"sms",
+ * "account":"acme-sms"}]. -1 with field and why for a route that cannot be
+ * read, or field "" when out of memory.
+ */
+static int row_overrides(const struct plugin_draft *pd, json_t **out, char field[32], char *why,
+                         size_t whylen)
+{
+	*out = NULL;
+	if (!pd->channel[0] && !pd->route[0] && !pd->policy[0])
+		return 0;
+	json_t *o = json_object();
+	if (!o)
+		return -1;
+	bool oom = false;
+	if (pd->channel[0]) {
+		oom |= json_object_set_new(o, "channel", json_string(pd->channel)) != 0;
+		if (pd->account[0])
+			oom |= json_object_set_new(o, "account", json_string(pd->account)) != 0;
+	}
+	if (pd->policy[0])
+		oom |= json_object_set_new(o, "delivery_policy", json_string(pd->policy)) != 0;
+	if (pd->route[0]) {
+		json_t *r = json_array();
+		char buf[PLUGIN_ROUTE_MAX];
+		hr_strlcpy(buf, pd->route, sizeof buf);
+		int steps = 0;
+		for (char *step = buf, *next; r && !oom && step; step = next) {
+			/* Each step, empty ones too (strtok would skip them). */
+			if ((next = strchr(step, ',')))
+				*next++ = '\0';
+			char *colon = strchr(step, ':');
+			if (colon)
+				*colon = '\0';
+			if (!*step || (colon && !colon[1])) {
+				json_decref(r);
+				json_decref(o);
+				hr_strlcpy(field, "route", 32);
+				snprintf(
+				    why, whylen,
+				    "route '%s' must be channels separated by commas, each with "
+				    "':account' or not (step %d is empty)",
+				    pd->route, steps + 1);
+				return -1;
+			}
+			json_t *js =
+			    colon ? json_pack("{s:s, s:s}", "channel", step, "account", colon + 1)
+			          : json_string(step);
+			oom |= !js || json_array_append_new(r, js) != 0;
+			steps++;
+		}
+		oom |= !r || json_object_set_new(o, "route", r) != 0;
+	}
+	if (oom) {
+		json_decref(o);
+		return -1;
+	}
+	*out = o;
+	return 0;
+}
+
+/* Which of the plugin's fields an error's field is about ("route[1]" is
+ * the route's), or NULL. */
+static const char *override_field(json_t *ovr, const char *field)
+{
+	static const char *const keys[] = {"channel", "account", "route", "delivery_policy"};
+	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+		size_t n = strlen(keys[i]);
+		if (json_object_get(ovr, keys[i]) && strncmp(field, keys[i], n) == 0 &&
+		    (field[n] == '\0' || field[n] == '['))
+			return keys[i];
+	}
+	return NULL;
+}
+
 /* pd: the row as the unit's plugin prepared it (recipient and parameters
  * instead of the mapped columns), or NULL. */
 static int validate_row_as(struct vctx *v, int64_t row, const char *const *vals, size_t nvals,
@@ -425,22 +512,53 @@ static int validate_row_as(struct vctx *v, int64_t row, const char *const *vals,
 			return 0;
 		}
 	}
+	json_t *ovr = NULL;
+	char ofield[32] = "";
+	if (pd && row_overrides(pd, &ovr, ofield, why, sizeof why) != 0) {
+		if (!ofield[0])
+			return HR_ENOMEM;
+		hr_strlcpy(it->error_column, ofield, sizeof it->error_column);
+		snprintf(it->error, sizeof it->error, "plugin %s: %s", plugin_name(v->prep), why);
+		return 0;
+	}
 	json_t *pj = json_array();
 	for (int i = 0; pj && i < v->b.nparams; i++)
 		if (json_array_append_new(pj, json_string(params[i])) != 0) {
 			json_decref(pj);
 			pj = NULL;
 		}
+	/* The row's own sending is kept after its parameters, for the start. */
+	if (pj && ovr && json_array_append(pj, ovr) != 0) {
+		json_decref(pj);
+		pj = NULL;
+	}
 	it->params = pj ? json_dumps(pj, JSON_COMPACT) : NULL;
 	json_decref(pj);
-	if (!it->params)
+	if (!it->params) {
+		json_decref(ovr);
 		return HR_ENOMEM;
+	}
 
 	/* The message exactly as the start will make it. */
 	struct message m = {0};
 	struct hr_err err = {0};
-	rc = row_message(&v->b, "", to, params, v->now, &m, &err);
+	rc = row_message(&v->b, "", to, params, ovr, v->now, &m, &err);
 	message_clear(&m);
+	if (rc && rc != HR_ENOMEM && rc != HR_EINTERNAL && ovr) {
+		/* With the plugin's own sending, whatever is refused is this
+		 * row's (the campaign's route may not fit its channel). */
+		const char *f = override_field(ovr, err.field);
+		json_decref(ovr);
+		hr_strlcpy(it->error_column, f ? f : field_column(v, err.field),
+		           sizeof it->error_column);
+		if (f)
+			snprintf(it->error, sizeof it->error, "plugin %s set %s: %s",
+			         plugin_name(v->prep), f, err.msg);
+		else
+			hr_strlcpy(it->error, err.msg, sizeof it->error);
+		return 0;
+	}
+	json_decref(ovr);
 	if (rc == HR_ENOMEM || rc == HR_EINTERNAL) {
 		free(it->params); /* the caller frees only the rows it counted */
 		it->params = NULL;
@@ -484,52 +602,86 @@ static int plugin_row_invalid(struct batch_item *it, int64_t row, const char *ra
 	return 0;
 }
 
-/*
- * One row: through the unit's plugin's prepare hook first when it has one
- * (on the plugin pool, waited for up to the hook's deadline; this runs on
- * an upload worker, never an HTTP thread), then the checks every row
- * passes. A row the plugin skips, or whose call failed, timed out or gave
- * garbage, is invalid with the plugin's name and reason; the rest of the
- * upload goes on.
- */
+/* One row of a unit without a prepare hook: the checks every row passes.
+ * (Rows of a unit whose plugin prepares them go through prep_next.) */
 static int validate_row(struct vctx *v, int64_t row, const char *const *vals, size_t nvals,
                         const unsigned char *bad, struct batch_item *it)
 {
-	if (!v->prep)
-		return validate_row_as(v, row, vals, nvals, bad, it, NULL);
-	const char *raw = (size_t)v->rcol < nvals ? vals[v->rcol] : "";
-	char why[PLUGIN_REASON_MAX];
-	if (v->prep_timeouts >= PREPARE_TIMEOUTS_MAX) {
-		snprintf(why, sizeof why,
-		         "plugin %s: prepare not called: %d of its calls in this "
-		         "upload timed out",
-		         plugin_name(v->prep), v->prep_timeouts);
-		return plugin_row_invalid(it, row, raw, why);
+	return validate_row_as(v, row, vals, nvals, bad, it, NULL);
+}
+
+/* ---- the unit's plugin's prepare over many rows at a time ----
+ *
+ * One pool round trip per row cost far more than a trivial hook (about
+ * 44 us of CPU per row on a 100,000-row upload): rows are read ahead and
+ * handed to the plugin PLUGIN_PREPARE_ROWS_MAX at a time, in one call of
+ * plugins_prepare_rows, then checked one by one as before. The plugin's
+ * per-row hook is unchanged (the batching is Herald's side). */
+
+/* A row read ahead: its number, its values and cell problems (copies). */
+struct prep_qrow {
+	int64_t row;
+	char *text;         /* the values, one allocation */
+	const char **vals;  /* into text, nh of them */
+	unsigned char *bad; /* nh flags */
+};
+
+struct prep_queue {
+	size_t n, pos; /* rows read; items handed out */
+	bool eof;
+	struct prep_qrow rows[PLUGIN_PREPARE_ROWS_MAX];
+	struct plugin_prep prep[PLUGIN_PREPARE_ROWS_MAX];
+	struct batch_item out[PLUGIN_PREPARE_ROWS_MAX];
+};
+
+static void prep_queue_clear(struct prep_queue *q)
+{
+	for (size_t i = 0; i < q->n; i++) {
+		free(q->rows[i].text);
+		free(q->rows[i].vals);
+		free(q->rows[i].bad);
+		plugin_draft_clear(&q->prep[i].d);
 	}
-	struct plugin_draft pd = {0};
-	hr_strlcpy(pd.recipient, raw, sizeof pd.recipient);
-	pd.nparams = v->b.nparams;
-	for (int i = 0; i < v->b.nparams; i++) {
-		int c = v->pcols[i];
-		if (!(pd.params[i] = strdup((size_t)c < nvals && vals[c] ? vals[c] : ""))) {
-			plugin_draft_clear(&pd);
-			return HR_ENOMEM;
-		}
+	/* Items made and not handed out (an error stopped the upload). */
+	for (size_t i = q->pos; i < q->n; i++)
+		free(q->out[i].params);
+	memset(q->rows, 0, sizeof q->rows);
+	q->n = q->pos = 0;
+}
+
+static int prep_qrow_copy(struct prep_qrow *r, int64_t row, const char *const *vals, size_t nh,
+                          const unsigned char *bad)
+{
+	size_t bytes = 1;
+	for (size_t c = 0; c < nh; c++)
+		bytes += strlen(vals[c] ? vals[c] : "") + 1;
+	r->row = row;
+	r->text = malloc(bytes);
+	r->vals = malloc((nh ? nh : 1) * sizeof *r->vals);
+	r->bad = malloc(nh ? nh : 1);
+	if (!r->text || !r->vals || !r->bad)
+		return HR_ENOMEM;
+	char *w = r->text;
+	for (size_t c = 0; c < nh; c++) {
+		size_t n = strlen(vals[c] ? vals[c] : "") + 1;
+		memcpy(w, vals[c] ? vals[c] : "", n);
+		r->vals[c] = w;
+		w += n;
 	}
-	size_t n = nvals < v->nh ? nvals : v->nh;
-	enum plugin_outcome o = plugins_prepare(v->b.s->o.plugins, v->prep, v->b.tenant, v->b.unit,
-	                                        v->headers, vals, n, &pd, why, sizeof why);
-	int rc;
-	if (o == PO_TIMEOUT)
-		v->prep_timeouts++;
-	if (o != PO_OK)
-		rc = plugin_row_invalid(it, row, raw, why);
-	else if (pd.skip)
-		rc = plugin_row_invalid(it, row, pd.recipient, pd.skip_reason);
-	else
-		rc = validate_row_as(v, row, vals, nvals, bad, it, &pd);
-	plugin_draft_clear(&pd);
-	return rc;
+	memcpy(r->bad, bad, nh);
+	return 0;
+}
+
+/* What one row's prepare said, as the row's item (validate_row's rules). */
+static int prep_row_item(struct vctx *v, struct prep_qrow *qr, struct plugin_prep *pp,
+                         struct batch_item *it)
+{
+	const char *raw = (size_t)v->rcol < v->nh ? qr->vals[v->rcol] : "";
+	if (pp->o != PO_OK)
+		return plugin_row_invalid(it, qr->row, raw, pp->why);
+	if (pp->d.skip)
+		return plugin_row_invalid(it, qr->row, pp->d.recipient, pp->d.skip_reason);
+	return validate_row_as(v, qr->row, qr->vals, v->nh, qr->bad, it, &pp->d);
 }
 
 static void vctx_free(struct vctx *v)
@@ -1352,6 +1504,80 @@ static int src_next(struct rowsrc *rs, int64_t *rowno, struct hr_err *err)
 	return 1;
 }
 
+/* Reads up to PLUGIN_PREPARE_ROWS_MAX rows, runs the unit's plugin's prepare
+ * over them in one call and checks each: q->out[0..n) filled. 0 (q->n is 0
+ * at the end of the rows), or an error (err set; HR_EINVAL: v->fatal). */
+static int prep_next(struct vctx *v, struct rowsrc *rs, struct prep_queue *q, struct hr_err *err)
+{
+	prep_queue_clear(q);
+	int rc = 0;
+	while (!q->eof && q->n < PLUGIN_PREPARE_ROWS_MAX) {
+		int64_t rowno = 0;
+		int k = src_next(rs, &rowno, err);
+		if (k < 0)
+			return k;
+		if (k == 0) {
+			q->eof = true;
+			break;
+		}
+		struct prep_qrow *r = &q->rows[q->n];
+		struct plugin_prep *pp = &q->prep[q->n];
+		memset(pp, 0, sizeof *pp);
+		q->n++;
+		if ((rc = prep_qrow_copy(r, rowno, rs->vals, rs->nh, rs->bad)))
+			return hr_fail(err, rc, NULL, "out of memory");
+		pp->values = r->vals;
+		const char *raw = (size_t)v->rcol < rs->nh ? r->vals[v->rcol] : "";
+		hr_strlcpy(pp->d.recipient, raw, sizeof pp->d.recipient);
+		for (int i = 0; i < v->b.nparams; i++) {
+			int c = v->pcols[i];
+			if (!(pp->d.params[i] = strdup((size_t)c < rs->nh ? r->vals[c] : "")))
+				return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+			pp->d.nparams = i + 1;
+		}
+	}
+	if (q->n == 0)
+		return 0;
+	/* After PREPARE_TIMEOUTS_MAX calls that timed out, the rest of the
+	 * upload is refused without calling the plugin. */
+	if (v->prep_timeouts >= PREPARE_TIMEOUTS_MAX) {
+		for (size_t i = 0; i < q->n; i++) {
+			q->prep[i].o = PO_BUSY;
+			snprintf(
+			    q->prep[i].why, sizeof q->prep[i].why,
+			    "plugin %s: prepare not called: %d of its calls in this upload timed "
+			    "out",
+			    plugin_name(v->prep), v->prep_timeouts);
+		}
+	} else if ((rc = plugins_prepare_rows(v->b.s->o.plugins, v->prep, v->b.tenant, v->b.unit,
+	                                      v->headers, v->nh, q->prep, q->n))) {
+		return hr_fail(err, rc, NULL, "out of memory");
+	} else {
+		bool late = false;
+		for (size_t i = 0; i < q->n; i++)
+			late = late || q->prep[i].o == PO_TIMEOUT;
+		v->prep_timeouts += late;
+	}
+	size_t made = 0;
+	for (; made < q->n; made++)
+		if ((rc = prep_row_item(v, &q->rows[made], &q->prep[made], &q->out[made])))
+			break;
+	if (rc) {
+		/* The items made so far are freed by the next clear; the one
+		 * that failed freed its own. */
+		for (size_t i = made; i < q->n; i++)
+			q->out[i].params = NULL;
+		q->pos = 0;
+		if (rc == HR_EINVAL) {
+			*err = v->fatal;
+			return rc;
+		}
+		return hr_fail(err, rc, NULL, "%s",
+		               rc == HR_ENOMEM ? "out of memory" : hr_code_name(rc));
+	}
+	return 0;
+}
+
 /* A form field holding a list (parameter columns, a route's channels):
  * items separated by commas, blanks around them dropped. NULL when out of
  * memory. */
@@ -1610,15 +1836,29 @@ static void post_run(struct post_job *job)
 	}
 	int64_t rowno = 0;
 	int k;
-	while (rc == 0 && (k = src_next(rs, &rowno, &err)) != 0) {
-		if (k < 0) {
-			rc = k;
-			break;
-		}
-		if ((rc = validate_row(v, rowno, rs->vals, rs->nh, rs->bad, &items[nit]))) {
-			if (rc == HR_EINVAL)
-				err = v->fatal;
-			break;
+	/* With the unit's plugin's prepare, rows go through it a call of many
+	 * rows at a time (prep_next); without, one by one. */
+	struct prep_queue *pq = NULL;
+	if (rc == 0 && v->prep && !(pq = calloc(1, sizeof *pq)))
+		rc = hr_fail(&err, HR_ENOMEM, NULL, "out of memory");
+	while (rc == 0) {
+		if (pq) {
+			if (pq->pos == pq->n) {
+				if (pq->eof || (rc = prep_next(v, rs, pq, &err)) || pq->n == 0)
+					break;
+				continue;
+			}
+			items[nit] = pq->out[pq->pos++];
+		} else {
+			if ((k = src_next(rs, &rowno, &err)) <= 0) {
+				rc = k;
+				break;
+			}
+			if ((rc = validate_row(v, rowno, rs->vals, rs->nh, rs->bad, &items[nit]))) {
+				if (rc == HR_EINVAL)
+					err = v->fatal;
+				break;
+			}
 		}
 		upload_note(&up, &items[nit]);
 		if (++nit == BATCH_CHUNK) {
@@ -1678,6 +1918,10 @@ static void post_run(struct post_job *job)
 			         err.msg[0] ? err.msg : hr_code_name(rc));
 			st->ops->batch_set_status(st, r->tenant, b.id, BATCH_FAILED, why, &e2);
 		}
+	}
+	if (pq) {
+		prep_queue_clear(pq);
+		free(pq);
 	}
 	if (rs) {
 		sheet_close(rs->sh);
@@ -2148,6 +2392,13 @@ int api_batch_messages_of(const struct api_server *s, const struct batch *bt,
 		json_t *pj = items[i].params ? json_loads(items[i].params, 0, NULL) : json_array();
 		const char *params[BATCH_COLS_MAX];
 		size_t np = json_array_size(pj);
+		/* A row its unit's plugin sent its own way carries that after
+		 * its parameters (validate_row_as). */
+		json_t *ovr = np > 0 ? json_array_get(pj, np - 1) : NULL;
+		if (json_is_object(ovr))
+			np--;
+		else
+			ovr = NULL;
 		if (!pj || np != (size_t)b.nparams || np > BATCH_COLS_MAX) {
 			json_decref(pj);
 			rc = hr_fail(err, HR_EINTERNAL, "params", "row %lld: stored parameters unreadable",
@@ -2156,7 +2407,7 @@ int api_batch_messages_of(const struct api_server *s, const struct batch *bt,
 		}
 		for (size_t k = 0; k < np; k++)
 			params[k] = json_string_value(json_array_get(pj, k));
-		rc = row_message(&b, bt->id, items[i].recipient, params, now, &out[i], err);
+		rc = row_message(&b, bt->id, items[i].recipient, params, ovr, now, &out[i], err);
 		json_decref(pj);
 		if (rc) {
 			char why[sizeof err->msg];

@@ -358,10 +358,21 @@ static void record_done(void *arg, int rc, const struct hr_err *err)
 			return;
 		}
 	}
+	bool rerouted = false;
 	for (size_t i = 0; i < job->n; i++) {
-		const struct send_result *s = &job->r[i];
+		struct send_result *s = &job->r[i];
+		send_result_clear(s);
+		/* An audit note changes nothing: the message's send goes on. */
+		if (s->kind == SEND_NOTE)
+			continue;
 		/* Committed (or failed for good): lease expiry may judge it now. */
 		store_unhold(d->st, s->message_id);
+		/* Queued on another account by its plugin: sync waiters wait for
+		 * that send, and the loop looks at the accounts again at once. */
+		if (s->kind == SEND_REROUTE) {
+			rerouted = true;
+			continue;
+		}
 		struct watch *w = watch_take(d, s->message_id, 0);
 		if (!w)
 			continue;
@@ -372,6 +383,8 @@ static void record_done(void *arg, int rc, const struct hr_err *err)
 		hr_strlcpy(dr.error_text, s->error_text, sizeof dr.error_text);
 		watch_fire(w, &dr);
 	}
+	if (rerouted)
+		dispatcher_notify(d);
 	bool retry = job->retry;
 	if (retry && rc == 0)
 		hr_log(HR_LOG_INFO, "dispatch", "recorded %zu outcomes kept after failures",
@@ -951,10 +964,16 @@ static void gate_wake(void *arg)
 		curl_multi_wakeup(d->multi);
 }
 
-/* The plugin whose before_send m passes first, or NULL. */
+/* The plugin whose before_send m passes first, or NULL. A message its
+ * plugin just moved to another route (or whose route change the store
+ * refused) is sent without asking again: a plugin cannot bounce a message
+ * between accounts. */
 static const struct plugin *gate_plugin(const struct dispatcher *d, const struct message *m)
 {
 	if (!d->o.plugins || !m->unit[0])
+		return NULL;
+	if (strcmp(m->error_code, "plugin_rerouted") == 0 ||
+	    strcmp(m->error_code, "plugin_route_refused") == 0)
 		return NULL;
 	const struct plugin *pl = plugins_for_unit(d->o.plugins, m->tenant_id, m->unit);
 	return plugin_has(pl, PH_BEFORE_SEND) ? pl : NULL;
@@ -1014,6 +1033,89 @@ static void gate_skip(struct dispatcher *d, const struct message *m, const char 
 	hr_utf8_copy(r->error_text, reason, sizeof r->error_text);
 }
 
+/* Whether a message may move from channel `from` to `to` (the store checks
+ * it again: lifecycle.c reroute_one). */
+static bool route_channels_ok(const char *from, const char *to)
+{
+	static const char *const phone[] = {"whatsapp", "sms", "rcs"};
+	if (strcmp(from, to) == 0)
+		return true;
+	bool a = false, b = false;
+	for (size_t i = 0; i < 3; i++) {
+		a = a || strcmp(from, phone[i]) == 0;
+		b = b || strcmp(to, phone[i]) == 0;
+	}
+	return a && b;
+}
+
+/*
+ * before_send asked for another route (herald_verdict_route). Checked here
+ * against the accounts this dispatcher knows, without a store call (the
+ * loop never waits): an account of the message's tenant, on the channel
+ * asked for, that can send, a channel that can carry the message. A
+ * refused change is an audit note and the message is sent as it was, now.
+ * An accepted one sends nothing: SEND_REROUTE queues the message on the
+ * new account (the store checks the tenant again), where it is claimed
+ * under that account's rate limit and share like any other. The same
+ * account as now is no change at all.
+ */
+static void gate_route(struct dispatcher *d, struct gated *g, struct plugin_route *rt,
+                       const char *reason)
+{
+	const struct message *m = &g->m;
+	struct acct_state *to = NULL;
+	/* An account the API made is "<tenant>~<name>" and its tenant calls it
+	 * <name>; a unit sends from its own accounts and the tenant's shared
+	 * ones (a sibling unit's is as unknown as another tenant's), as the
+	 * API's resolve_account. */
+	char gid[2 * HR_NAME_MAX];
+	snprintf(gid, sizeof gid, "%s~%s", m->tenant_id, rt->account);
+	for (size_t i = 0; i < d->naccts && !to; i++) {
+		const struct channel_account *a = d->accts[i].acct;
+		if (strcmp(a->tenant_id, m->tenant_id) != 0 ||
+		    (a->unit[0] && strcmp(a->unit, m->unit) != 0))
+			continue;
+		if (rt->account[0] ? strcmp(a->id, rt->account) == 0 || strcmp(a->id, gid) == 0
+		                   : strcmp(a->ops->name, rt->channel) == 0)
+			to = &d->accts[i];
+	}
+	const char *chan = rt->channel[0] ? rt->channel : to ? to->acct->ops->name : "";
+	const char *text = rt->text ? rt->text : m->body;
+	const char *refused = NULL;
+	if (!to)
+		refused = rt->account[0] ? "no such account of the message's tenant"
+		                         : "the tenant has no account on that channel";
+	else if (strcmp(to->acct->ops->name, chan) != 0)
+		refused = "the account is not on that channel";
+	else if (to->blocked)
+		refused = "the account cannot send: the provider refused its credentials";
+	else if (!route_channels_ok(m->channel, chan))
+		refused = "a message cannot move between these channels";
+	else if (strcmp(m->channel, chan) != 0 && (!text || !*text))
+		refused = "no text to send on the new channel";
+	if (!refused && to == g->as) {
+		start_send(d, g->as, m);
+		return;
+	}
+	struct send_result *r = result_add(d, m->id, m->attempts);
+	hr_strlcpy(r->route_channel, chan, sizeof r->route_channel);
+	hr_strlcpy(r->route_account, to ? to->acct->id : rt->account, sizeof r->route_account);
+	if (refused) {
+		r->kind = SEND_NOTE;
+		r->note_type = "route_refused";
+		hr_strlcpy(r->error_code, "plugin_route_refused", sizeof r->error_code);
+		snprintf(r->error_text, sizeof r->error_text, "%.300s (route to %s refused: %s)",
+		         reason, rt->account[0] ? rt->account : rt->channel, refused);
+		start_send(d, g->as, m);
+		return;
+	}
+	r->kind = SEND_REROUTE;
+	hr_strlcpy(r->error_code, "plugin_rerouted", sizeof r->error_code);
+	hr_utf8_copy(r->error_text, reason, sizeof r->error_text);
+	if (strcmp(m->channel, chan) != 0 && !(r->route_text = strdup(text)))
+		abort();
+}
+
 /* Settles every gated message whose hook finished or whose deadline passed;
  * returns the earliest deadline still pending (0: none). */
 static int64_t gate_poll(struct dispatcher *d)
@@ -1037,7 +1139,11 @@ static int64_t gate_poll(struct dispatcher *d)
 		}
 		*pp = g->next;
 		gate_count(d, g->as, -1);
-		if (o == PO_OK && !skip)
+		struct plugin_route rt;
+		if (o == PO_OK && !skip && plugins_job_route(g->job, &rt)) {
+			gate_route(d, g, &rt, reason);
+			free(rt.text);
+		} else if (o == PO_OK && !skip)
 			start_send(d, g->as, &g->m);
 		else if (o == PO_OK)
 			gate_skip(d, &g->m, reason);
@@ -1439,6 +1545,8 @@ void dispatcher_stop(struct dispatcher *d)
 		       "stopping with %zu outcomes the store could not record; their messages "
 		       "are found again when their leases expire",
 		       d->nheld);
+	for (size_t i = 0; i < d->nheld; i++)
+		send_result_clear(&d->held[i]);
 	free(d->held);
 	d->held = NULL;
 	d->nheld = d->capheld = 0;
@@ -1450,6 +1558,8 @@ void dispatcher_stop(struct dispatcher *d)
 	pthread_mutex_destroy(&d->watch_lock);
 	pthread_mutex_destroy(&d->out_lock);
 	pthread_cond_destroy(&d->out_cond);
+	for (size_t i = 0; i < d->npending; i++)
+		send_result_clear(&d->pending[i]);
 	free(d->pending);
 	free(d->claim_buf);
 	free(d->accts);

@@ -50,6 +50,19 @@ static bool text_ok(const char *s, size_t max)
 	return n < max && hr_utf8_check(s, n) == n;
 }
 
+/* A channel or account name a plugin gave: 1..max-1 printable ASCII bytes
+ * without spaces (what config ids are made of). */
+static bool name_text_ok(const char *s, size_t max)
+{
+	size_t n = s ? strnlen(s, max) : 0;
+	if (n == 0 || n >= max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+			return false;
+	return true;
+}
+
 /* ---- host API ---- */
 
 void herald_log(struct herald_ctx *c, enum herald_log_level level, const char *fmt, ...)
@@ -276,6 +289,32 @@ int herald_draft_set_param(struct herald_draft *d, int i, const char *value)
 	return HERALD_OK;
 }
 
+int herald_draft_set_channel(struct herald_draft *d, const char *channel, const char *account)
+{
+	if (!d || !name_text_ok(channel, sizeof d->d->channel) ||
+	    (account && *account && !name_text_ok(account, sizeof d->d->account)))
+		return HERALD_ERROR;
+	hr_strlcpy(d->d->channel, channel, sizeof d->d->channel);
+	hr_strlcpy(d->d->account, account ? account : "", sizeof d->d->account);
+	return HERALD_OK;
+}
+
+int herald_draft_set_route(struct herald_draft *d, const char *route)
+{
+	if (!d || !route || (*route && !name_text_ok(route, sizeof d->d->route)))
+		return HERALD_ERROR;
+	hr_strlcpy(d->d->route, route, sizeof d->d->route);
+	return HERALD_OK;
+}
+
+int herald_draft_set_policy(struct herald_draft *d, const char *policy)
+{
+	if (!d || !name_text_ok(policy, sizeof d->d->policy))
+		return HERALD_ERROR;
+	hr_strlcpy(d->d->policy, policy, sizeof d->d->policy);
+	return HERALD_OK;
+}
+
 int herald_draft_skip(struct herald_draft *d, const char *reason)
 {
 	if (!d)
@@ -322,6 +361,27 @@ int herald_verdict_skip(struct herald_verdict *v, const char *reason)
 		return HERALD_ERROR;
 	v->skip = true;
 	hr_utf8_copy(v->reason, reason && *reason ? reason : "skipped", sizeof v->reason);
+	return HERALD_OK;
+}
+
+int herald_verdict_route(struct herald_verdict *v, const char *channel, const char *account,
+                         const char *text, const char *reason)
+{
+	if (!v || (!channel && !account) || (channel && !name_text_ok(channel, 16)) ||
+	    (account && !name_text_ok(account, HR_NAME_MAX)) ||
+	    (text && !text_ok(text, PLUGIN_ROUTE_TEXT_MAX + 1)))
+		return HERALD_ERROR;
+	char *t = text && *text ? strdup(text) : NULL;
+	if (text && *text && !t)
+		return HERALD_ERROR;
+	free(v->text);
+	v->text = t;
+	v->route = true;
+	hr_strlcpy(v->channel, channel ? channel : "", sizeof v->channel);
+	hr_strlcpy(v->account, account ? account : "", sizeof v->account);
+	if (!v->skip)
+		hr_utf8_copy(v->reason, reason && *reason ? reason : "route changed",
+		             sizeof v->reason);
 	return HERALD_OK;
 }
 

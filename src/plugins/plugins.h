@@ -41,6 +41,7 @@ const char *plugin_hook_name(enum plugin_hook h); /* "prepare", ... */
 
 #define PLUGIN_REASON_MAX 256
 #define PLUGIN_PARAMS_MAX 256
+#define PLUGIN_ROUTE_MAX 256
 
 /*
  * Loads plugins per cfg's `plugins` section (absent: an empty set, no
@@ -90,6 +91,12 @@ struct plugin_draft {
 	char *params[PLUGIN_PARAMS_MAX];
 	bool skip;
 	char skip_reason[PLUGIN_REASON_MAX];
+	/* What the plugin set instead of the upload's ("" = the upload's):
+	 * herald_draft_set_channel / _set_route / _set_policy, as given (the
+	 * upload checks them like its own fields). */
+	char channel[16], account[HR_NAME_MAX];
+	char route[PLUGIN_ROUTE_MAX];
+	char policy[16];
 };
 void plugin_draft_clear(struct plugin_draft *d);
 
@@ -102,6 +109,29 @@ enum plugin_outcome plugins_prepare(struct plugins *p, const struct plugin *pl, 
                                     const char *unit, const char *const *names,
                                     const char *const *values, size_t ncols, struct plugin_draft *d,
                                     char *why, size_t whylen);
+/*
+ * prepare over many rows in one pool job (what an upload does: one pool
+ * round trip per row cost more than a trivial hook itself). The rows run
+ * in order on one worker, each call with hook_timeout_ms at most; the job
+ * has hook_timeout_ms for its first PLUGIN_PREPARE_ROWS_PER_TIMEOUT rows
+ * and as much again for each as many more, and the caller waits that long
+ * at most. A row not finished by then is PO_TIMEOUT, its why naming the
+ * plugin. Each row: values (ncols, NULL as "") and d (the row as mapped)
+ * in; o, why ("plugin <name>: ..." unless PO_OK, and a skip's reason) and,
+ * for PO_OK, d as prepared out. 0, or HR_ENOMEM / HR_EINVAL (more than
+ * PLUGIN_PREPARE_ROWS_MAX rows) with nothing run.
+ */
+#define PLUGIN_PREPARE_ROWS_MAX 256
+#define PLUGIN_PREPARE_ROWS_PER_TIMEOUT 64
+struct plugin_prep {
+	const char *const *values;
+	struct plugin_draft d;
+	enum plugin_outcome o;
+	char why[PLUGIN_REASON_MAX];
+};
+int plugins_prepare_rows(struct plugins *p, const struct plugin *pl, const char *tenant,
+                         const char *unit, const char *const *names, size_t ncols,
+                         struct plugin_prep *rows, size_t n);
 /* unit_stats: *out an object of key -> string (caller decrefs). */
 enum plugin_outcome plugins_stats(struct plugins *p, const struct plugin *pl, const char *tenant,
                                   const char *unit, json_t **out, char *why, size_t whylen);
@@ -127,6 +157,15 @@ struct plugin_job *plugins_before_send_submit(struct plugins *p, const struct pl
 bool plugins_job_poll(struct plugin_job *j, int64_t now_mono, enum plugin_outcome *out, bool *skip,
                       char *reason, size_t reasonlen);
 int64_t plugins_job_deadline(const struct plugin_job *j);
+/* A before_send job's route change (herald_verdict_route): after
+ * plugins_job_poll said PO_OK without a skip, true and *out filled when the
+ * plugin asked for one (out->text heap, the caller frees it; NULL: none
+ * given); false otherwise. */
+struct plugin_route {
+	char channel[16], account[HR_NAME_MAX];
+	char *text;
+};
+bool plugins_job_route(struct plugin_job *j, struct plugin_route *out);
 /* The caller is done with the job (a running one finishes on its own);
  * its notify is never called after this returns. */
 void plugins_job_release(struct plugin_job *j);

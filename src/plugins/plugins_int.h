@@ -16,6 +16,7 @@
 #define PLUGIN_KV_VALUE_MAX 1024
 #define PLUGIN_LIST_MAX 1000
 #define PLUGIN_SKIP_REASON_MAX 200
+#define PLUGIN_ROUTE_TEXT_MAX 1600
 
 /* Per hook: calls, errors (error or garbage), timeouts, time spent. */
 struct plugin_counters {
@@ -72,6 +73,10 @@ struct herald_draft {
 struct herald_verdict {
 	bool skip;
 	char reason[PLUGIN_SKIP_REASON_MAX + 1];
+	/* herald_verdict_route (the reason above is the route's when !skip) */
+	bool route;
+	char channel[16], account[HR_NAME_MAX];
+	char *text; /* heap, may be NULL */
 };
 
 struct herald_event {
@@ -113,6 +118,26 @@ struct herald_ctx {
 
 enum job_state { JOB_QUEUED = 0, JOB_RUNNING, JOB_DONE };
 
+/* prepare over many rows in one job (plugins_prepare_rows): copies of the
+ * rows (an abandoned job outlives the caller's), the drafts the hook
+ * edits, and each row's outcome. */
+struct prep_row {
+	struct herald_record rec;
+	struct herald_draft draft;
+	struct plugin_draft d;
+	enum plugin_outcome o;
+	char reason[PLUGIN_REASON_MAX];
+};
+
+struct prep_rows {
+	size_t n;
+	size_t done;       /* rows finished, in order (pool lock) */
+	bool abandoned;    /* the caller stopped waiting: run no more (pool lock) */
+	char *text;        /* every name and value, one allocation */
+	const char **strs; /* the names, then each row's values */
+	struct prep_row rows[];
+};
+
 struct plugin_job {
 	struct plugin_job *next; /* queue */
 	struct plugins *host;
@@ -129,11 +154,7 @@ struct plugin_job {
 	void *notify_arg;
 
 	struct herald_msg msg;
-	struct herald_record rec;
-	char **rec_buf; /* names then values, heap */
-	char *rec_text; /* the strings rec_buf points into, heap */
-	struct herald_draft draft;
-	struct plugin_draft *dout; /* prepare's output (job-owned) */
+	struct prep_rows *prep; /* prepare: its rows (job-owned) */
 	struct herald_verdict verdict;
 	struct herald_event ev;
 	int ev_from, ev_to;

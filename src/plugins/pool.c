@@ -49,11 +49,13 @@ static void job_free(struct plugin_job *j)
 	free(j->msg.content);
 	free(j->ev.text);
 	free(j->ev.payload);
-	free(j->rec_buf);
-	free(j->rec_text);
-	if (j->dout) {
-		plugin_draft_clear(j->dout);
-		free(j->dout);
+	free(j->verdict.text);
+	if (j->prep) {
+		for (size_t i = 0; i < j->prep->n; i++)
+			plugin_draft_clear(&j->prep->rows[i].d);
+		free(j->prep->text);
+		free(j->prep->strs);
+		free(j->prep);
 	}
 	json_decref(j->kv.obj);
 	json_decref(j->filter.obj);
@@ -204,8 +206,6 @@ static int call_hook(struct plugin_job *j, struct herald_ctx *c)
 {
 	const struct herald_plugin *d = j->pl->d;
 	switch (j->hook) {
-	case PH_PREPARE:
-		return d->prepare(c, &j->rec, &j->draft);
 	case PH_BEFORE_SEND:
 		return d->before_send(c, &j->msg, &j->verdict);
 	case PH_ON_STATUS:
@@ -269,10 +269,8 @@ static void run_job(struct plugins *p, struct plugin_job *j)
 		         "plugin %s: %s gave a key or value that is "
 		         "empty, too long, not UTF-8 or one too many",
 		         pl->name, hook_names[j->hook]);
-	} else if (j->hook == PH_BEFORE_SEND && j->verdict.skip) {
+	} else if (j->hook == PH_BEFORE_SEND && (j->verdict.skip || j->verdict.route)) {
 		snprintf(reason, sizeof reason, "plugin %s: %s", pl->name, j->verdict.reason);
-	} else if (j->hook == PH_PREPARE && j->dout->skip) {
-		snprintf(reason, sizeof reason, "plugin %s: %s", pl->name, j->dout->skip_reason);
 	} else {
 		reason[0] = '\0';
 	}
@@ -281,7 +279,7 @@ static void run_job(struct plugins *p, struct plugin_job *j)
 		atomic_fetch_add(&pc->timeouts, 1);
 	else if (o != PO_OK)
 		atomic_fetch_add(&pc->errors, 1);
-	if (o != PO_OK && j->hook != PH_BEFORE_SEND && j->hook != PH_PREPARE)
+	if (o != PO_OK && j->hook != PH_BEFORE_SEND)
 		hr_log(HR_LOG_WARN, "plugin", "%s", reason); /* no audit trail of their own */
 	pthread_mutex_lock(&p->lock);
 	j->outcome = o;
@@ -292,6 +290,72 @@ static void run_job(struct plugins *p, struct plugin_job *j)
 	if (j->notify)
 		j->notify(j->notify_arg);
 	j->notify = NULL;
+	pthread_mutex_unlock(&p->lock);
+}
+
+/*
+ * prepare over a job's rows, in order, each call with its own deadline
+ * (hook_timeout_ms, and never past the job's). Each row's outcome is
+ * published as it finishes (prep->done), so a caller that stops waiting
+ * at the job's deadline takes the rows done so far; the worker then stops
+ * at the next row instead of running the rest for nobody.
+ */
+static void run_prep(struct plugins *p, struct plugin_job *j)
+{
+	struct plugin *pl = j->pl;
+	struct plugin_counters *pc = &pl->c[PH_PREPARE];
+	struct prep_rows *pr = j->prep;
+	for (size_t i = 0; i < pr->n; i++) {
+		int64_t t0 = hr_mono_us();
+		if (t0 >= j->deadline)
+			break;
+		struct prep_row *r = &pr->rows[i];
+		int64_t dl = t0 + p->timeout_us < j->deadline ? t0 + p->timeout_us : j->deadline;
+		struct herald_ctx c;
+		plugin_ctx_begin(&c, pl, j->tenant, j->unit, dl, p->arena_max);
+		int rc = pl->d->prepare(&c, &r->rec, &r->draft);
+		int64_t t1 = hr_mono_us();
+		atomic_fetch_add(&pc->calls, 1);
+		atomic_fetch_add(&pc->duration_us, (unsigned long long)(t1 - t0));
+		enum plugin_outcome o = PO_OK;
+		char reason[PLUGIN_REASON_MAX];
+		if (t1 > dl) {
+			o = PO_TIMEOUT;
+			snprintf(reason, sizeof reason, "plugin %s: prepare took more than %lld ms",
+			         pl->name, (long long)((dl - t0) / 1000));
+		} else if (rc == HERALD_ERROR) {
+			o = PO_ERROR;
+			snprintf(reason, sizeof reason, "plugin %s: prepare failed: %s", pl->name,
+			         c.reason[0] ? c.reason : "no reason given");
+		} else if (rc != HERALD_OK) {
+			o = PO_GARBAGE;
+			snprintf(reason, sizeof reason,
+			         "plugin %s: prepare returned %d (not HERALD_OK or HERALD_ERROR)",
+			         pl->name, rc);
+		} else if (r->d.skip) {
+			snprintf(reason, sizeof reason, "plugin %s: %s", pl->name,
+			         r->d.skip_reason);
+		} else {
+			reason[0] = '\0';
+		}
+		plugin_ctx_end(&c);
+		if (o == PO_TIMEOUT)
+			atomic_fetch_add(&pc->timeouts, 1);
+		else if (o != PO_OK)
+			atomic_fetch_add(&pc->errors, 1);
+		pthread_mutex_lock(&p->lock);
+		r->o = o;
+		hr_strlcpy(r->reason, reason, sizeof r->reason);
+		pr->done = i + 1;
+		bool stop = pr->abandoned;
+		pthread_mutex_unlock(&p->lock);
+		if (stop)
+			break;
+	}
+	pthread_mutex_lock(&p->lock);
+	j->outcome = PO_OK;
+	j->reason[0] = '\0';
+	j->state = JOB_DONE;
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -361,7 +425,10 @@ static void *worker_main(void *arg)
 				j->state = JOB_RUNNING;
 				j->pl->running++;
 				pthread_mutex_unlock(&p->lock);
-				run_job(p, j);
+				if (j->hook == PH_PREPARE)
+					run_prep(p, j);
+				else
+					run_job(p, j);
 				pthread_mutex_lock(&p->lock);
 				j->pl->running--;
 			} else {
@@ -441,77 +508,157 @@ size_t plugins_queue_len(struct plugins *p)
 
 /* ---- the calls ---- */
 
+/* The job's deadline for n rows: the hook's timeout for the first
+ * PLUGIN_PREPARE_ROWS_PER_TIMEOUT rows and as much again for each as many
+ * more, counted from the submission (as every job's). */
+static int64_t prep_deadline(const struct plugins *p, size_t n)
+{
+	size_t units = 1 + (n ? n - 1 : 0) / PLUGIN_PREPARE_ROWS_PER_TIMEOUT;
+	return hr_mono_us() + p->timeout_us * (int64_t)units;
+}
+
+/* Copies the rows into a new job's prep (an abandoned job outlives the
+ * caller's rows). NULL when out of memory. */
+static struct prep_rows *prep_copy(const char *const *names, size_t ncols,
+                                   const struct plugin_prep *rows, size_t n)
+{
+	struct prep_rows *pr = calloc(1, sizeof *pr + n * sizeof pr->rows[0]);
+	if (!pr)
+		return NULL;
+	size_t bytes = 1;
+	for (size_t c = 0; c < ncols; c++)
+		bytes += strlen(names[c]) + 1;
+	for (size_t i = 0; i < n; i++)
+		for (size_t c = 0; c < ncols; c++)
+			bytes += strlen(rows[i].values[c] ? rows[i].values[c] : "") + 1;
+	pr->text = malloc(bytes);
+	pr->strs = malloc((n + 1) * (ncols ? ncols : 1) * sizeof *pr->strs);
+	bool ok = pr->text && pr->strs;
+	char *w = pr->text;
+	for (size_t k = 0; ok && k < (n + 1) * ncols; k++) {
+		size_t row = k / ncols, c = k % ncols;
+		const char *v = row == 0 ? names[c] : rows[row - 1].values[c];
+		size_t len = strlen(v ? v : "") + 1;
+		memcpy(w, v ? v : "", len);
+		pr->strs[k] = w;
+		w += len;
+	}
+	for (size_t i = 0; ok && i < n; i++) {
+		struct prep_row *r = &pr->rows[i];
+		const struct plugin_draft *in = &rows[i].d;
+		pr->n = i + 1; /* freed with the job from here on */
+		r->rec.names = pr->strs;
+		r->rec.values = pr->strs + (i + 1) * ncols;
+		r->rec.n = (int)ncols;
+		r->draft.d = &r->d;
+		hr_strlcpy(r->d.recipient, in->recipient, sizeof r->d.recipient);
+		for (int k = 0; ok && k < in->nparams && k < PLUGIN_PARAMS_MAX; k++) {
+			ok = (r->d.params[k] = strdup(in->params[k] ? in->params[k] : "")) != NULL;
+			r->d.nparams = k + 1;
+		}
+	}
+	if (!ok) {
+		for (size_t i = 0; i < pr->n; i++)
+			plugin_draft_clear(&pr->rows[i].d);
+		free(pr->text);
+		free(pr->strs);
+		free(pr);
+		return NULL;
+	}
+	pr->n = n;
+	return pr;
+}
+
+int plugins_prepare_rows(struct plugins *p, const struct plugin *pl, const char *tenant,
+                         const char *unit, const char *const *names, size_t ncols,
+                         struct plugin_prep *rows, size_t n)
+{
+	if (n == 0)
+		return 0;
+	if (n > PLUGIN_PREPARE_ROWS_MAX || ncols > 4096)
+		return HR_EINVAL;
+	struct plugin_job *j = job_new(p, pl, PH_PREPARE, tenant, unit);
+	if (!j || !(j->prep = prep_copy(names, ncols, rows, n))) {
+		free(j);
+		return HR_ENOMEM;
+	}
+	j->deadline = prep_deadline(p, n);
+	enum plugin_outcome o = job_submit(p, j);
+	if (o == PO_OK)
+		(void)job_wait(p, j, NULL, 0);
+	pthread_mutex_lock(&p->lock);
+	struct prep_rows *pr = j->prep;
+	pr->abandoned = true;
+	size_t done = pr->done;
+	bool ran = j->state == JOB_DONE && j->outcome == PO_OK;
+	for (size_t i = 0; i < n; i++) {
+		struct plugin_prep *out = &rows[i];
+		struct prep_row *r = &pr->rows[i];
+		if (i < done) {
+			out->o = r->o;
+			hr_strlcpy(out->why, r->reason, sizeof out->why);
+			if (r->o != PO_OK)
+				continue;
+			/* The draft is the job's until done: moved out. */
+			hr_strlcpy(out->d.recipient, r->d.recipient, sizeof out->d.recipient);
+			for (int k = 0; k < out->d.nparams && k < r->d.nparams; k++) {
+				free(out->d.params[k]);
+				out->d.params[k] = r->d.params[k];
+				r->d.params[k] = NULL;
+			}
+			out->d.skip = r->d.skip;
+			memcpy(out->d.channel, r->d.channel, sizeof out->d.channel);
+			memcpy(out->d.account, r->d.account, sizeof out->d.account);
+			memcpy(out->d.route, r->d.route, sizeof out->d.route);
+			memcpy(out->d.policy, r->d.policy, sizeof out->d.policy);
+			hr_strlcpy(out->d.skip_reason, r->d.skip ? r->reason : "",
+			           sizeof out->d.skip_reason);
+		} else if (o == PO_BUSY || (j->state == JOB_DONE && !ran)) {
+			/* Not run at all: the queue was full, or the job waited
+			 * past its deadline for a worker. */
+			out->o = j->outcome;
+			hr_strlcpy(out->why, j->reason, sizeof out->why);
+		} else {
+			/* Past the job's deadline: the row being run, or one not
+			 * reached because the rows before it took the time. */
+			long long ms =
+			    (long long)(p->timeout_us / 1000 *
+			                (int64_t)(1 + (n - 1) / PLUGIN_PREPARE_ROWS_PER_TIMEOUT));
+			out->o = PO_TIMEOUT;
+			if (i == done && j->state == JOB_RUNNING) {
+				/* Still in the hook: the worker counts it when it returns. */
+				snprintf(out->why, sizeof out->why,
+				         "plugin %s: prepare took more than %lld ms", pl->name,
+				         (long long)(p->timeout_us / 1000));
+			} else {
+				snprintf(
+				    out->why, sizeof out->why,
+				    "plugin %s: prepare not reached: the %zu rows of its call took "
+				    "more than %lld ms",
+				    pl->name, n, ms);
+				atomic_fetch_add(&j->pl->c[PH_PREPARE].timeouts, 1);
+			}
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	plugins_job_release(j);
+	return 0;
+}
+
 enum plugin_outcome plugins_prepare(struct plugins *p, const struct plugin *pl, const char *tenant,
                                     const char *unit, const char *const *names,
                                     const char *const *values, size_t ncols, struct plugin_draft *d,
                                     char *why, size_t whylen)
 {
-	struct plugin_job *j = job_new(p, pl, PH_PREPARE, tenant, unit);
-	size_t n = ncols > 4096 ? 4096 : ncols;
-	char **buf = j ? calloc(2 * (n ? n : 1), sizeof *buf) : NULL;
-	struct plugin_draft *dd = buf ? calloc(1, sizeof *dd) : NULL;
-	if (!dd) {
-		free(buf);
-		free(j);
+	struct plugin_prep row = {.values = values, .d = *d};
+	if (plugins_prepare_rows(p, pl, tenant, unit, names, ncols > 4096 ? 4096 : ncols, &row,
+	                         1) != 0) {
 		snprintf(why, whylen, "plugin %s: out of memory", plugin_name(pl));
 		return PO_BUSY;
 	}
-	/* The job owns copies: an abandoned job outlives the caller's row. */
-	size_t bytes = 0;
-	for (size_t i = 0; i < n; i++)
-		bytes += strlen(names[i]) + strlen(values[i] ? values[i] : "") + 2;
-	char *text = malloc(bytes ? bytes : 1);
-	j->rec_buf = buf;
-	j->dout = dd;
-	if (!text) {
-		plugins_job_release(j);
-		snprintf(why, whylen, "plugin %s: out of memory", plugin_name(pl));
-		return PO_BUSY;
-	}
-	/* One allocation for the strings, kept as buf[2n] (freed with buf). */
-	char *w = text;
-	for (size_t i = 0; i < n; i++) {
-		size_t a = strlen(names[i]) + 1, b = strlen(values[i] ? values[i] : "") + 1;
-		memcpy(w, names[i], a);
-		buf[i] = w;
-		w += a;
-		memcpy(w, values[i] ? values[i] : "", b);
-		buf[n + i] = w;
-		w += b;
-	}
-	j->rec.names = (const char *const *)buf;
-	j->rec.values = (const char *const *)(buf + n);
-	j->rec.n = (int)n;
-	j->rec_text = text;
-	hr_strlcpy(dd->recipient, d->recipient, sizeof dd->recipient);
-	dd->nparams = d->nparams;
-	for (int i = 0; i < d->nparams; i++)
-		if (!(dd->params[i] = strdup(d->params[i] ? d->params[i] : ""))) {
-			plugins_job_release(j);
-			snprintf(why, whylen, "plugin %s: out of memory", plugin_name(pl));
-			return PO_BUSY;
-		}
-	j->draft.d = dd;
-	enum plugin_outcome o = job_submit(p, j);
-	if (o == PO_OK)
-		o = job_wait(p, j, why, whylen);
-	else
-		hr_strlcpy(why, j->reason, whylen);
-	if (o == PO_OK) {
-		/* The draft is the job's until done: copy it out. */
-		pthread_mutex_lock(&p->lock);
-		hr_strlcpy(d->recipient, dd->recipient, sizeof d->recipient);
-		for (int i = 0; i < d->nparams; i++) {
-			free(d->params[i]);
-			d->params[i] = dd->params[i];
-			dd->params[i] = NULL;
-		}
-		d->skip = dd->skip;
-		hr_strlcpy(d->skip_reason, dd->skip ? j->reason : "", sizeof d->skip_reason);
-		pthread_mutex_unlock(&p->lock);
-	}
-	plugins_job_release(j);
-	return o;
+	*d = row.d; /* the params moved in and out: d's own pointers */
+	hr_strlcpy(why, row.why, whylen);
+	return row.o;
 }
 
 static enum plugin_outcome kv_call(struct plugins *p, struct plugin_job *j, json_t **out, char *why,
@@ -616,6 +763,23 @@ bool plugins_job_poll(struct plugin_job *j, int64_t now_mono, enum plugin_outcom
 int64_t plugins_job_deadline(const struct plugin_job *j)
 {
 	return j->deadline;
+}
+
+bool plugins_job_route(struct plugin_job *j, struct plugin_route *out)
+{
+	struct plugins *p = j->host;
+	memset(out, 0, sizeof *out);
+	pthread_mutex_lock(&p->lock);
+	bool r =
+	    j->state == JOB_DONE && j->outcome == PO_OK && !j->verdict.skip && j->verdict.route;
+	if (r) {
+		hr_strlcpy(out->channel, j->verdict.channel, sizeof out->channel);
+		hr_strlcpy(out->account, j->verdict.account, sizeof out->account);
+		out->text = j->verdict.text; /* the caller's now */
+		j->verdict.text = NULL;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return r;
 }
 
 /* ---- after-commit events ---- */

@@ -47,7 +47,7 @@ static int64_t tx_time(struct store_tx *tx, int64_t given)
 /* The recipient as the next channel spells it: WhatsApp takes digits only,
  * SMS and RCS E.164 with its '+'. Other addresses are kept as they are (the
  * API admits routes over phone channels only). */
-static void route_address(const char *channel, const char *in, char out[HR_ADDR_MAX])
+void lc_route_address(const char *channel, const char *in, char out[HR_ADDR_MAX])
 {
 	const char *digits = in[0] == '+' ? in + 1 : in;
 	if (strcmp(channel, "whatsapp") == 0)
@@ -108,7 +108,7 @@ static int insert_followup(struct store_tx *tx, const struct lc_msg *m, const ch
 	hr_strlcpy(f.unit, unit, sizeof f.unit);
 	hr_strlcpy(f.account_id, account, sizeof f.account_id);
 	hr_strlcpy(f.channel, channel, sizeof f.channel);
-	route_address(channel, m->recipient, f.recipient);
+	lc_route_address(channel, m->recipient, f.recipient);
 	hr_strlcpy(f.batch_id, m->batch_id, sizeof f.batch_id);
 	hr_strlcpy(f.route_root, root, sizeof f.route_root);
 	if (strcmp(channel, "sms") == 0) {

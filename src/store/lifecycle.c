@@ -4,6 +4,7 @@
  * backend's lc_backend.run inside one transaction and touches rows only
  * through struct store_tx_ops.
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -505,6 +506,153 @@ static int result_detail(struct store_tx *tx, const struct send_result *r, const
 	return detail_end(tx, out);
 }
 
+/* Whether a message on channel `from` may move to channel `to`: the same
+ * channel, or between the phone channels (as routes may). */
+static bool reroute_channels_ok(const char *from, const char *to)
+{
+	static const char *const phone[] = {"whatsapp", "sms", "rcs"};
+	if (strcmp(from, to) == 0)
+		return true;
+	bool a = false, b = false;
+	for (size_t i = 0; i < 3; i++) {
+		a = a || strcmp(from, phone[i]) == 0;
+		b = b || strcmp(to, phone[i]) == 0;
+	}
+	return a && b;
+}
+
+/*
+ * A plugin's route change (SEND_REROUTE): nothing was sent, so the message
+ * goes back to QUEUED, due now, with its attempt given back, on the new
+ * account. The account must be the message's own tenant's, on the channel
+ * asked for (checked here, in the transaction, whatever the dispatcher
+ * checked before); a change that is refused queues the message again as
+ * it was. Either way the event names the plugin's reason and both routes,
+ * and the error code tells the next claim not to ask the plugin again
+ * (dispatcher.c), so a plugin cannot bounce a message between accounts.
+ * A new channel gets the plugin's text as a text message, the recipient
+ * spelt as that channel spells it. A stale result (the claim is no longer
+ * current) is recorded as ignored.
+ */
+static int reroute_one(struct store_tx *tx, const struct send_result *r)
+{
+	struct lc_msg m;
+	int rc = tx->ops->msg_get(tx, r->message_id, &m);
+	if (rc)
+		return rc;
+	char why[HR_ERRTEXT_MAX], acct[HR_NAME_MAX], chan[16];
+	hr_utf8_copy(why, r->error_text, sizeof why);
+	hr_utf8_copy(acct, r->route_account, sizeof acct);
+	hr_utf8_copy(chan, r->route_channel, sizeof chan);
+	bool apply = m.status == MSG_SENDING && m.attempts == r->attempt;
+	const char *refused = NULL;
+	char a_tenant[HR_NAME_MAX] = "", a_channel[16] = "";
+	if (apply) {
+		int found = tx->ops->account_of(tx, acct, a_tenant, a_channel);
+		if (found < 0)
+			return found;
+		/* Another tenant's account reads exactly like one that does not
+		 * exist: the audit trail is the message's tenant's to read. */
+		if (!found || strcmp(a_tenant, m.tenant_id) != 0)
+			refused = "no such account of the message's tenant";
+		else if (strcmp(a_channel, chan) != 0)
+			refused = "the account is not on that channel";
+		else if (!reroute_channels_ok(m.channel, chan))
+			refused = "a message cannot move between these channels";
+		else if (strcmp(m.channel, chan) != 0 && (!r->route_text || !r->route_text[0]))
+			refused = "no text to send on the new channel";
+	}
+	struct ev_json *js = TX_JSON(tx);
+	ev_json_begin(js);
+	ev_json_str(js, "error_code", refused ? "plugin_route_refused" : "plugin_rerouted");
+	ev_json_str(js, "error_text", why);
+	ev_json_str(js, "from_channel", m.channel);
+	ev_json_str(js, "from_account", m.account_id);
+	ev_json_str(js, "channel", chan);
+	ev_json_str(js, "account_id", acct);
+	ev_json_int(js, "attempt", r->attempt);
+	if (refused)
+		ev_json_str(js, "refused", refused);
+	if (!apply) {
+		ev_json_str(js, "ignored", "stale_attempt");
+		ev_json_str(js, "current", msg_status_name(m.status));
+	}
+	struct lc_event ev = {.type = refused ? "route_refused" : "rerouted",
+	                      .source = "dispatcher",
+	                      .status = MSG_QUEUED,
+	                      .applied = apply};
+	if ((rc = detail_end(tx, &ev.detail)))
+		return rc;
+	if (!apply)
+		return lc_note(tx, m.id, &ev);
+	char text[HR_ERRTEXT_MAX];
+	if (refused)
+		snprintf(text, sizeof text, "%.300s (route to %s refused: %s)", why, acct, refused);
+	else
+		hr_strlcpy(text, why, sizeof text);
+	if (!refused) {
+		bool moved = strcmp(m.channel, chan) != 0;
+		char to[HR_ADDR_MAX];
+		char *content = NULL;
+		int segments = 0;
+		if (moved) {
+			lc_route_address(chan, m.recipient, to);
+			json_t *c = json_pack("{s:s, s:s}", "type", "text", "text", r->route_text);
+			content = c ? json_dumps(c, JSON_COMPACT) : NULL;
+			json_decref(c);
+			if (!content)
+				return hr_fail(TX_ERR(tx), HR_ENOMEM, "message", "out of memory");
+			struct sms_info info;
+			if (strcmp(chan, "sms") == 0 &&
+			    sms_segments(r->route_text, &info, NULL) == 0)
+				segments = info.segments;
+		} else {
+			hr_strlcpy(to, m.recipient, sizeof to);
+		}
+		rc = tx->ops->msg_reroute(tx, &m, acct, chan, to, content,
+		                          moved ? r->route_text : NULL, segments);
+		free(content);
+		if (rc)
+			return rc;
+		hr_strlcpy(m.account_id, acct, sizeof m.account_id);
+		hr_strlcpy(m.channel, chan, sizeof m.channel);
+		hr_strlcpy(m.recipient, to, sizeof m.recipient);
+	}
+	struct lc_update u = {.set =
+	                          LC_SET_STATUS | LC_SET_DUE | LC_SET_ERROR | LC_GIVE_BACK_ATTEMPT,
+	                      .status = MSG_QUEUED,
+	                      .due_at = tx->ops->now(tx),
+	                      .error_code = refused ? "plugin_route_refused" : "plugin_rerouted",
+	                      .error_text = text};
+	return lc_transition(tx, &m, &u, &ev);
+}
+
+/* SEND_NOTE: an audit event and nothing else (a route change the
+ * dispatcher refused at once: the send goes on as it was). */
+static int note_one(struct store_tx *tx, const struct send_result *r)
+{
+	struct lc_msg m;
+	int rc = tx->ops->msg_get(tx, r->message_id, &m);
+	if (rc)
+		return rc;
+	struct ev_json *js = TX_JSON(tx);
+	ev_json_begin(js);
+	ev_json_str(js, "error_code", r->error_code);
+	ev_json_str(js, "error_text", r->error_text);
+	if (r->route_channel[0])
+		ev_json_str(js, "channel", r->route_channel);
+	if (r->route_account[0])
+		ev_json_str(js, "account_id", r->route_account);
+	ev_json_int(js, "attempt", r->attempt);
+	struct lc_event ev = {.type = r->note_type ? r->note_type : "note",
+	                      .source = "dispatcher",
+	                      .status = -1,
+	                      .applied = false};
+	if ((rc = detail_end(tx, &ev.detail)))
+		return rc;
+	return lc_note(tx, m.id, &ev);
+}
+
 /*
  * One outcome: the transition if the result is current (result_current)
  * and its audit event either way. A stale SEND_OK still stores its provider
@@ -521,6 +669,10 @@ static int record_one(struct store_tx *tx, const struct send_result *r)
 	hr_utf8_copy(code, r->error_code, sizeof code);
 	hr_utf8_copy(text, r->error_text, sizeof text);
 
+	if (r->kind == SEND_REROUTE)
+		return reroute_one(tx, r);
+	if (r->kind == SEND_NOTE)
+		return note_one(tx, r);
 	struct lc_update u = {.set = LC_SET_STATUS};
 	const char *type;
 	switch (r->kind) {

@@ -347,6 +347,14 @@ struct store_tx_ops {
 	 * were received before `before`: their ids into ids[] (limit entries). */
 	int (*inbox_waiting)(struct store_tx *tx, int64_t before, int limit, int64_t *ids,
 	                     size_t *n);
+
+	/* ---- plugin route changes (lifecycle.c, SEND_REROUTE) ---- */
+	/* Moves the message to account/channel/recipient; content and body
+	 * replace the old ones when content is non-NULL (segments with them).
+	 * No status change and no event: the caller's lc_transition does both. */
+	int (*msg_reroute)(struct store_tx *tx, const struct lc_msg *m, const char *account_id,
+	                   const char *channel, const char *recipient, const char *content,
+	                   const char *body, int segments);
 };
 
 struct store_tx {
@@ -420,6 +428,9 @@ void lc_note_reply(struct store_tx *tx, const char *message_id, const char *tena
                    const char *text, const char *payload);
 
 /* ---- the reconciler and fallback routing (lc_reconcile.c) ---- */
+/* The recipient as channel spells it: WhatsApp digits only, SMS and RCS
+ * E.164 with its '+'; other channels keep it as it is. */
+void lc_route_address(const char *channel, const char *in, char out[HR_ADDR_MAX]);
 /* m just moved (from -> m->status, written): a failure of a routed message
  * makes its follow-up (lc_fallback). Called by lc_transition. */
 int lc_fallback_on_status(struct store_tx *tx, struct lc_msg *m, enum msg_status from,

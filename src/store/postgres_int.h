@@ -176,6 +176,7 @@ enum pg_slot {
 	P_TEMPLATE_UPDATE,
 	P_TEMPLATE_DELETE,
 	P_TEMPLATE_LIST,
+	P_MSG_REROUTE, /* plug2: plugin route changes */
 	P__COUNT
 };
 

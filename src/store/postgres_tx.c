@@ -2334,6 +2334,34 @@ static int tx_inbox_waiting(struct store_tx *st, int64_t before, int limit, int6
 	return 0;
 }
 
+/* A plugin's route change (lifecycle.c SEND_REROUTE): the row's account,
+ * channel and recipient, and its content when the channel changed. The
+ * cache's copy of the row (and its provider-id pairs, keyed by account)
+ * would be stale: the rest of the run asks the server. */
+static int tx_msg_reroute(struct store_tx *st, const struct lc_msg *m, const char *account_id,
+                          const char *channel, const char *recipient, const char *content,
+                          const char *body, int segments)
+{
+	struct pg_tx *t = TX(st);
+	struct pg_params p = {0};
+	pp_text(&p, m->id);
+	pp_text(&p, account_id);
+	pp_text(&p, channel);
+	pp_text(&p, recipient);
+	pp_opt(&p, content);
+	pp_opt(&p, body);
+	pp_i64(&p, segments);
+	int rc = tx_write(t, P_MSG_REROUTE,
+	                  "UPDATE message SET account_id = $2, channel = $3, recipient = $4,"
+	                  " content = coalesce($5::text, content),"
+	                  " body = CASE WHEN $5::text IS NULL THEN body ELSE $6::text END,"
+	                  " segments = CASE WHEN $5::text IS NULL THEN segments ELSE $7::int END"
+	                  " WHERE id = $1",
+	                  &p, "message");
+	cache_off(t);
+	return rc;
+}
+
 static int tx_daily_take(struct store_tx *t, const char *tenant_id, int64_t n)
 {
 	struct pg_params p = {0};
@@ -2423,6 +2451,7 @@ static const struct store_tx_ops pg_tx_ops = {
     .msg_route = tx_msg_route,
     .fallback_put = tx_fallback_put,
     .inbox_waiting = tx_inbox_waiting,
+    .msg_reroute = tx_msg_reroute,
     .daily_take = tx_daily_take,
     .start_limits = tx_start_limits,
 };

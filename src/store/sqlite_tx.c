@@ -826,6 +826,30 @@ static int tx_inbox_waiting(struct store_tx *t, int64_t before, int limit, int64
 	return 0;
 }
 
+/* A plugin's route change (lifecycle.c SEND_REROUTE): the row's account,
+ * channel and recipient, and its content when the channel changed. */
+static int tx_msg_reroute(struct store_tx *t, const struct lc_msg *m, const char *account_id,
+                          const char *channel, const char *recipient, const char *content,
+                          const char *body, int segments)
+{
+	sqlite3_stmt *q =
+	    sq_wstmt(S(t), W_MSG_REROUTE,
+	             "UPDATE message SET account_id = ?2, channel = ?3, recipient = ?4,"
+	             " content = coalesce(?5, content),"
+	             " body = iif(?5 IS NULL, body, ?6),"
+	             " segments = iif(?5 IS NULL, segments, ?7) WHERE id = ?1");
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "message");
+	sqlite3_bind_text(q, 1, m->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, account_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 3, channel, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 4, recipient, -1, SQLITE_STATIC);
+	sq_bind_opt(q, 5, content);
+	sq_bind_opt(q, 6, body);
+	sqlite3_bind_int(q, 7, segments);
+	return sq_step_done(S(t), q, E(t), "message");
+}
+
 static int tx_daily_take(struct store_tx *t, const char *tenant_id, int64_t n)
 {
 	return sq_daily_take(S(t), tenant_id, store_day(TX(t)->now), n, E(t));
@@ -883,6 +907,7 @@ static const struct store_tx_ops sq_tx_ops = {
     .msg_route = tx_msg_route,
     .fallback_put = tx_fallback_put,
     .inbox_waiting = tx_inbox_waiting,
+    .msg_reroute = tx_msg_reroute,
     .daily_take = tx_daily_take,
     .start_limits = tx_start_limits,
 };

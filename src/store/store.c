@@ -24,6 +24,12 @@ const struct store_ops *store_backend(const char *name)
 	return NULL;
 }
 
+void send_result_clear(struct send_result *r)
+{
+	free(r->route_text);
+	r->route_text = NULL;
+}
+
 void batch_clear(struct batch *b)
 {
 	free(b->spec);

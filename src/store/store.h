@@ -259,6 +259,21 @@ enum send_kind {
 	 * CANCELLED with error_code/error_text saying which plugin and why,
 	 * event "skipped"; never sent. */
 	SEND_SKIPPED = 4,
+	/* A plugin's before_send moved it to another of its tenant's accounts
+	 * (route_account/route_channel, route_text; the recipient as the new
+	 * channel spells it): nothing
+	 * was sent. It goes back to QUEUED on the new account, due now, its
+	 * attempt given back, error_code "plugin_rerouted" with error_text
+	 * "plugin <name>: <reason>", event "rerouted" naming both routes. The
+	 * store checks the account is the message's tenant's and on
+	 * route_channel; if not, the message is queued again as it was, error
+	 * code "plugin_route_refused", event "route_refused". */
+	SEND_REROUTE = 5,
+	/* No change: an audit event only (route_note_type, e.g.
+	 * "route_refused", error_code/error_text and the route_* fields that
+	 * were asked for). The message is not unheld and sync waiters keep
+	 * waiting: its send goes on. */
+	SEND_NOTE = 6,
 };
 
 struct send_result {
@@ -291,7 +306,17 @@ struct send_result {
 	/* A rate-limited outcome's scope ("account", "recipient"), else NULL.
 	 * Static string. */
 	const char *rate_scope;
+	/* SEND_REROUTE / SEND_NOTE: the route a plugin asked for. route_text,
+	 * heap and owned by the result (send_result_clear frees it), is the
+	 * message's text on a new channel (content {"type":"text"}); NULL
+	 * keeps its content (same channel). */
+	char route_account[HR_NAME_MAX];
+	char route_channel[16];
+	char *route_text;
+	const char *note_type; /* SEND_NOTE: the event's type, static */
 };
+/* Frees what a result owns (route_text); the struct itself is the caller's. */
+void send_result_clear(struct send_result *r);
 
 /* A raw webhook as received and verified by the ingress. */
 struct inbox_row {

@@ -633,6 +633,409 @@ static void test_e2e(void **state)
 	world_free(&w);
 }
 
+/* ---- before_send changes the route (issue 13, slice plug2) ---- */
+
+#define RR_SID "AC0123456789abcdef0123456789abcdef"
+
+/* WhatsApp sends the simulator accepted for a recipient (digits). */
+static long wa_accepted(struct world *w, const char *to)
+{
+	char url[160];
+	snprintf(url, sizeof url, "%s/sim/counts", w->sim);
+	struct resp r = http("GET", url, NULL, NULL, NULL);
+	assert_int_equal(r.status, 200);
+	long n = (long)json_integer_value(json_object_get(json_object_get(r.json, "sends"), to));
+	resp_free(&r);
+	return n;
+}
+
+/* SMS sends the simulator accepted for a recipient (E.164). */
+static long sms_accepted(struct world *w, const char *to)
+{
+	char url[160];
+	snprintf(url, sizeof url, "%s/sim/sms/recipients/%s", w->sim, to);
+	struct resp r = http("GET", url, NULL, NULL, NULL);
+	long n =
+	    r.status == 200 ? (long)json_integer_value(json_object_get(r.json, "accepted")) : 0;
+	resp_free(&r);
+	return n;
+}
+
+static json_t *message_json(struct world *w, const char *id)
+{
+	char path[200];
+	snprintf(path, sizeof path, "/v1/messages/%s", id);
+	struct resp r = api_get(w, path);
+	assert_int_equal(r.status, 200);
+	json_t *j = json_incref(r.json);
+	resp_free(&r);
+	return j;
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+	return v ? v : "";
+}
+
+/* Events of the message of type `type`: how many. */
+static int events_of(json_t *m, const char *type)
+{
+	int n = 0;
+	size_t i;
+	json_t *e;
+	json_array_foreach(json_object_get(m, "events"), i, e) n +=
+	    strcmp(jstr(e, "type"), type) == 0;
+	return n;
+}
+
+/*
+ * The plugin (good.c) moves 05 to SMS with its own text, 04 to acme's second
+ * WhatsApp number, and tries 06 on another tenant's SMS account and 10 on an
+ * account that does not exist: both refused, sent as they were. 01 goes as
+ * it is. What the simulator received, per channel and recipient, is exact;
+ * the audit trails name the plugin and reason once; before_send ran once
+ * per message (a moved message is not asked again).
+ */
+static void test_reroute(void **state)
+{
+	(void)state;
+	struct world w;
+	harness_tenants_extra(
+	    "  - id: beta\n    name: Beta\n    api_keys: [hk_beta_0123456789abcdef0]\n"
+	    "    accounts:\n"
+	    "      - id: beta-sms\n        channel: sms\n        base_url: @SIM@\n"
+	    "        account_sid: " RR_SID "\n        auth_token: tw-token-123\n"
+	    "        from: \"+15005550007\"\n");
+	world_init2(&w,
+	            "      - id: acme-sms\n        channel: sms\n        base_url: @SIM@\n"
+	            "        account_sid: " RR_SID "\n        auth_token: tw-token-123\n"
+	            "        from: \"+15005550006\"\n        rate_limit: 200\n"
+	            "      - id: acme-wa2\n        channel: whatsapp\n        base_url: @SIM@\n"
+	            "        api_version: \"21.0\"\n        phone_number_id: \"106540352242999\"\n"
+	            "        access_token: test-token\n        app_secret: app-secret-123\n"
+	            "        verify_token: verify-me\n        rate_limit: 5000\n",
+	            ACME_UNITS,
+	            "  sms:\n    seed: 3\n    sent_delay_ms: 5\n    delivered_delay_ms: 20\n"
+	            "    recipients:\n      \"+447911000055\": {undelivered: 30003}\n",
+	            NULL, NULL);
+	harness_tenants_extra(NULL);
+	const char *dir = plugdir_with(&w, "good", NULL);
+	FILE *f = fopen(w.config, "a");
+	assert_non_null(f);
+	fprintf(f, "plugins:\n  dir: %s\n  units: {acme/cards: good}\n", dir);
+	fclose(f);
+	world_start_sim(&w);
+	world_start_serve(&w);
+
+	struct resp r = upload_to(&w, "cards", "routes",
+	                          "phone,who,amount\n"
+	                          "+447911000005,Eve,5\n"
+	                          "+447911000004,Flo,4\n"
+	                          "+447911000006,Gus,6\n"
+	                          "+447911000010,Hal,10\n"
+	                          "+447911000001,Ivy,1\n");
+	if (r.status != 201)
+		fail_msg("upload answered %ld: %s", r.status, r.body);
+	char batch[32];
+	snprintf(batch, sizeof batch, "%s", json_string_value(json_object_get(r.json, "id")));
+	assert_int_equal(rows_of(r.json, "valid"), 5);
+	resp_free(&r);
+
+	/* SMS stops at delivered; WhatsApp is read. The list shows each
+	 * message's recipient as its channel now spells it. */
+	struct want all = {
+	    batch,
+	    {"+447911000005", "447911000004", "447911000006", "447911000010", "447911000001"},
+	    {"delivered", "read", "read", "read", "read"}};
+	if (!wait_until(settled, &w, &all, 30))
+		dump_and_fail(&w, batch, "the rerouted campaign did not settle");
+	struct msgs m;
+	batch_msgs(&w, batch, &m);
+	assert_int_equal(m.n, 5);
+
+	/* What the simulator saw: 05 by SMS only, the others by WhatsApp only,
+	 * each exactly once. */
+	assert_int_equal(sms_accepted(&w, "+447911000005"), 1);
+	assert_int_equal(wa_accepted(&w, "447911000005"), 0);
+	static const char *const wa[] = {"447911000004", "447911000006", "447911000010",
+	                                 "447911000001"};
+	for (size_t i = 0; i < 4; i++) {
+		char e164[40];
+		snprintf(e164, sizeof e164, "+%s", wa[i]);
+		assert_int_equal(wa_accepted(&w, wa[i]), 1);
+		assert_int_equal(sms_accepted(&w, e164), 0);
+	}
+	char url[160];
+	snprintf(url, sizeof url, "%s/sim/stats", w.sim);
+	r = http("GET", url, NULL, NULL, NULL);
+	/* Every channel's sends counted together: 4 WhatsApp and 1 SMS, nothing
+	 * else (no second send of a moved message on its old route). */
+	assert_int_equal(json_integer_value(json_object_get(r.json, "accepted")), 5);
+	assert_int_equal(json_integer_value(json_object_get(r.json, "duplicates")), 0);
+	resp_free(&r);
+
+	/* 05: on SMS now, saying the plugin's text; one "rerouted" event. */
+	json_t *j = message_json(&w, id_of(&m, "+447911000005"));
+	assert_string_equal(jstr(j, "channel"), "sms");
+	assert_string_equal(jstr(j, "account"), "acme-sms");
+	assert_string_equal(jstr(j, "body"), "SMS from good");
+	assert_string_equal(jstr(json_object_get(j, "content"), "type"), "text");
+	assert_string_equal(jstr(json_object_get(j, "content"), "text"), "SMS from good");
+	assert_int_equal(json_integer_value(json_object_get(j, "segments")), 1);
+	assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 1);
+	assert_int_equal(events_of(j, "rerouted"), 1);
+	assert_int_equal(events_of(j, "route_refused"), 0);
+	assert_int_equal(events_with(&w, id_of(&m, "+447911000005"), "rerouted", "plugin_rerouted",
+	                             "plugin good: prefers sms"),
+	                 1);
+	json_decref(j);
+	/* 04: the second WhatsApp number, the same content. */
+	j = message_json(&w, id_of(&m, "447911000004"));
+	assert_string_equal(jstr(j, "channel"), "whatsapp");
+	assert_string_equal(jstr(j, "account"), "acme-wa2");
+	assert_int_equal(events_with(&w, id_of(&m, "447911000004"), "rerouted", "plugin_rerouted",
+	                             "plugin good: second number"),
+	                 1);
+	json_decref(j);
+	/* 06 and 10: refused, sent as they were, the refusal audited once
+	 * (another tenant's account reads like an unknown one). */
+	static const char *const refused[][2] = {
+	    {"447911000006", "plugin good: tries beta's account (route to beta-sms refused: no "
+	                     "such account of the message's tenant)"},
+	    {"447911000010", "plugin good: tries an unknown account (route to nope refused: no "
+	                     "such account of the message's tenant)"}};
+	for (size_t i = 0; i < 2; i++) {
+		j = message_json(&w, id_of(&m, refused[i][0]));
+		assert_string_equal(jstr(j, "channel"), "whatsapp");
+		assert_string_equal(jstr(j, "account"), "acme-wa");
+		assert_int_equal(events_of(j, "rerouted"), 0);
+		assert_int_equal(events_with(&w, id_of(&m, refused[i][0]), "route_refused",
+		                             "plugin_route_refused", refused[i][1]),
+		                 1);
+		json_decref(j);
+	}
+	/* before_send ran once per message. */
+	assert_int_equal(
+	    metric(&w, "herald_plugin_calls_total{plugin=\"good\",hook=\"before_send\"}"), 5);
+
+	/* prepare sets a row's channel, policy and route (issue 13 item 2;
+	 * row numbers count the header as row 1):
+	 * checked like the upload's own fields, a bad one a row error naming
+	 * the row and the field; the good rows go on. A text campaign, so the
+	 * text can go on SMS. */
+	const char *const text_fields[] = {
+	    "name", "sending",          "channel", "whatsapp", "text",  "Hi {{1}}", "params",
+	    "who",  "recipient_column", "phone",   "unit",     "cards", "start",    "true",
+	    NULL};
+	r = upload_csv(&w,
+	               "phone,who,send_by,send_account,policy,route\n"
+	               "+447911000021,Ann,sms,,,\n"
+	               "+447911000022,Bob,,,at_most_once,\n"
+	               "+447911000023,Cat,,,,\"whatsapp,sms:acme-sms\"\n"
+	               "+447911000031,Dan,fax,,,\n"
+	               "+447911000032,Eli,sms,beta-sms,,\n"
+	               "+447911000033,Fay,,,maybe,\n"
+	               "+447911000041,Gil,,,,\"sms,whatsapp\"\n"
+	               "+447911000042,Hob,,,,\"whatsapp,,sms\"\n",
+	               text_fields);
+	if (r.status != 201)
+		fail_msg("sending upload answered %ld: %s", r.status, r.body);
+	snprintf(batch, sizeof batch, "%s", json_string_value(json_object_get(r.json, "id")));
+	assert_int_equal(rows_of(r.json, "total"), 8);
+	if (rows_of(r.json, "valid") != 3)
+		fail_msg("valid rows: %s", strstr(r.body, "\"errors\""));
+	assert_int_equal(rows_of(r.json, "valid"), 3);
+	assert_int_equal(rows_of(r.json, "invalid"), 5);
+	static const struct {
+		long row;
+		const char *column, *reason;
+	} bad[] = {
+	    {5, "channel", "plugin good set channel: unknown channel 'fax'"},
+	    {6, "account", "plugin good set account: no account 'beta-sms' for this tenant"},
+	    {7, "delivery_policy", "plugin good set delivery_policy: delivery_policy must be "},
+	    {8, "route", "plugin good set route: the route's first step is the message itself"},
+	    {9, "route",
+	     "plugin good: route 'whatsapp,,sms' must be channels separated by "
+	     "commas, each with ':account' or not (step 2 is empty)"},
+	};
+	json_t *errs = json_object_get(r.json, "errors");
+	assert_int_equal(json_array_size(errs), 5);
+	for (size_t i = 0; i < 5; i++) {
+		json_t *e = json_array_get(errs, i);
+		assert_int_equal(json_integer_value(json_object_get(e, "row")), bad[i].row);
+		assert_string_equal(jstr(e, "column"), bad[i].column);
+		if (strncmp(jstr(e, "reason"), bad[i].reason, strlen(bad[i].reason)) != 0)
+			fail_msg("row %ld: reason '%s', want '%s...'", bad[i].row,
+			         jstr(e, "reason"), bad[i].reason);
+	}
+	resp_free(&r);
+	struct want sending = {batch,
+	                       {"+447911000021", "447911000022", "447911000023"},
+	                       {"delivered", "read", "read"}};
+	if (!wait_until(settled, &w, &sending, 30))
+		dump_and_fail(&w, batch, "the per-row sending campaign did not settle");
+	batch_msgs(&w, batch, &m);
+	assert_int_equal(m.n, 3);
+	assert_int_equal(sms_accepted(&w, "+447911000021"), 1);
+	assert_int_equal(wa_accepted(&w, "447911000021"), 0);
+	assert_int_equal(wa_accepted(&w, "447911000022"), 1);
+	assert_int_equal(wa_accepted(&w, "447911000023"), 1);
+	assert_int_equal(sms_accepted(&w, "+447911000023"), 0); /* read: no fallback */
+	j = message_json(&w, id_of(&m, "+447911000021"));
+	assert_string_equal(jstr(j, "channel"), "sms");
+	assert_string_equal(jstr(j, "account"), "acme-sms");
+	assert_string_equal(jstr(j, "body"), "Hi Ann");
+	json_decref(j);
+	j = message_json(&w, id_of(&m, "447911000022"));
+	assert_string_equal(jstr(j, "delivery_policy"), "at_most_once");
+	json_decref(j);
+	j = message_json(&w, id_of(&m, "447911000023"));
+	assert_string_equal(jstr(j, "delivery_policy"), "at_least_once");
+	json_decref(j);
+
+	/* Fallback still makes at most one follow-up per step: 55's route is
+	 * [whatsapp, sms] (set by prepare); before_send moves step 0 to SMS,
+	 * where it is undelivered; the route's one follow-up (step 1, SMS) is
+	 * made once, before_send keeps it where it is (the same account), and
+	 * it is undelivered too: two SMS, no WhatsApp, two messages. */
+	r = upload_csv(&w,
+	               "phone,who,send_by,send_account,policy,route\n"
+	               "+447911000055,Kim,,,,\"whatsapp,sms:acme-sms\"\n",
+	               text_fields);
+	if (r.status != 201)
+		fail_msg("routed upload answered %ld: %s", r.status, r.body);
+	snprintf(batch, sizeof batch, "%s", json_string_value(json_object_get(r.json, "id")));
+	assert_int_equal(rows_of(r.json, "valid"), 1);
+	resp_free(&r);
+	double until = now_s() + 30;
+	for (;;) {
+		batch_msgs(&w, batch, &m);
+		if (m.n == 2 && strcmp(m.status[0], "undelivered") == 0 &&
+		    strcmp(m.status[1], "undelivered") == 0)
+			break;
+		if (now_s() > until)
+			dump_and_fail(&w, batch,
+			              "the routed message and its follow-up did not settle");
+		usleep(100000);
+	}
+	assert_int_equal(sms_accepted(&w, "+447911000055"), 2);
+	assert_int_equal(wa_accepted(&w, "447911000055"), 0);
+	int rerouted = 0, fallbacks = 0;
+	for (size_t i = 0; i < 2; i++) {
+		j = message_json(&w, m.id[i]);
+		assert_string_equal(jstr(j, "channel"), "sms");
+		assert_string_equal(jstr(j, "account"), "acme-sms");
+		rerouted += events_of(j, "rerouted");
+		fallbacks += events_of(j, "fallback");
+		json_decref(j);
+	}
+	assert_int_equal(rerouted, 1);
+	assert_int_equal(fallbacks, 1);
+	/* before_send: 5 + 3 + the routed message and its follow-up. */
+	assert_int_equal(
+	    metric(&w, "herald_plugin_calls_total{plugin=\"good\",hook=\"before_send\"}"), 10);
+
+	/* beta sees none of it: acme's message is 404 to beta's key. */
+	snprintf(url, sizeof url, "%s/v1/messages/%s", w.api, m.id[0]);
+	struct resp o = http("GET", url, "hk_beta_0123456789abcdef0", NULL, NULL);
+	assert_int_equal(o.status, 404);
+	resp_free(&o);
+
+	world_stop_serve(&w);
+	world_free(&w);
+}
+
+/* The reason of the invalid rows of a batch from row `after` + 1 on (the
+ * first `n` of them), into reasons[]. */
+static size_t error_reasons(struct world *w, const char *batch, long after, size_t n, long rows[],
+                            char reasons[][160])
+{
+	char path[200];
+	snprintf(path, sizeof path, "/v1/batches/%s/errors?after=%ld&limit=%zu", batch, after, n);
+	struct resp r = api_get(w, path);
+	assert_int_equal(r.status, 200);
+	json_t *d = json_object_get(r.json, "data");
+	size_t k = json_array_size(d);
+	for (size_t i = 0; i < k && i < n; i++) {
+		json_t *e = json_array_get(d, i);
+		rows[i] = (long)json_integer_value(json_object_get(e, "row"));
+		snprintf(reasons[i], 160, "%s", jstr(e, "reason"));
+	}
+	resp_free(&r);
+	return k;
+}
+
+/*
+ * A prepare that hangs, on an upload of 1,000 rows: rows go to the plugin
+ * 256 per call, each call with 4 x hook_timeout_ms (300 ms); the first row
+ * of each call is still running at its deadline (its own error), the
+ * others are not reached; after 3 such calls the rest of the upload is
+ * refused without calling the plugin. Exact counts and reasons, and the
+ * upload takes seconds, not 1,000 x 1.5 s.
+ */
+static void test_prepare_timeouts(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init2(&w, NULL, ACME_UNITS, NULL, NULL, NULL);
+	const char *dir = plugdir_with(&w, "slow", NULL);
+	FILE *f = fopen(w.config, "a");
+	assert_non_null(f);
+	fprintf(f,
+	        "plugins:\n  dir: %s\n  hook_timeout_ms: 300\n  units: {acme/slowu: slow}\n"
+	        "  config: {slow: {prepare_sleep_ms: 1500}}\n",
+	        dir);
+	fclose(f);
+	world_start_sim(&w);
+	world_start_serve(&w);
+	char *csv = malloc(40 * 1001 + 32);
+	assert_non_null(csv);
+	size_t o = (size_t)sprintf(csv, "phone,who,amount\n");
+	for (int i = 0; i < 1000; i++)
+		o += (size_t)sprintf(csv + o, "+4479110%05d,N%d,%d\n", i, i, i);
+	double t0 = now_s();
+	struct resp r = upload_to(&w, "slowu", "hangs", csv);
+	double took = now_s() - t0;
+	free(csv);
+	if (r.status != 201)
+		fail_msg("upload answered %ld: %s", r.status, r.body);
+	assert_int_equal(rows_of(r.json, "total"), 1000);
+	assert_int_equal(rows_of(r.json, "valid"), 0);
+	assert_int_equal(rows_of(r.json, "invalid"), 1000);
+	char batch[32];
+	snprintf(batch, sizeof batch, "%s", json_string_value(json_object_get(r.json, "id")));
+	resp_free(&r);
+	assert_true(took < 20);
+	/* File rows 2..257, 258..513, 514..769 were three calls; 770..1001
+	 * were not called. */
+	long rows[4];
+	char why[4][160];
+	static const long first[] = {1, 257, 513};
+	for (size_t c = 0; c < 3; c++) {
+		assert_int_equal(error_reasons(&w, batch, first[c], 2, rows, why), 2);
+		assert_int_equal(rows[0], first[c] + 1);
+		assert_string_equal(why[0], "plugin slow: prepare took more than 300 ms");
+		assert_int_equal(rows[1], first[c] + 2);
+		assert_string_equal(why[1], "plugin slow: prepare not reached: the 256 rows of its "
+		                            "call took more than 1200 ms");
+	}
+	assert_int_equal(error_reasons(&w, batch, 768, 2, rows, why), 2);
+	assert_int_equal(rows[0], 769);
+	assert_string_equal(why[0], "plugin slow: prepare not reached: the 256 rows of its call "
+	                            "took more than 1200 ms");
+	assert_int_equal(rows[1], 770);
+	assert_string_equal(why[1], "plugin slow: prepare not called: 3 of its calls in this "
+	                            "upload timed out");
+	assert_int_equal(error_reasons(&w, batch, 1000, 4, rows, why), 1);
+	assert_int_equal(rows[0], 1001);
+	/* 765 not reached, and the 3 rows still running, counted as each
+	 * returns. */
+	expect_metric(&w, "herald_plugin_timeouts_total{plugin=\"slow\",hook=\"prepare\"}", 768);
+	world_stop_serve(&w); /* waits for the hooks still sleeping */
+	world_free(&w);
+}
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -640,6 +1043,8 @@ int main(void)
 	    cmocka_unit_test(test_start_refused),
 	    cmocka_unit_test(test_out_of_tree),
 	    cmocka_unit_test(test_e2e),
+	    cmocka_unit_test(test_reroute),
+	    cmocka_unit_test(test_prepare_timeouts),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	curl_global_cleanup();

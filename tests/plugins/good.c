@@ -7,9 +7,16 @@
  *  prepare:     param 0 becomes "<param 0> from <column 'name'>" when the
  *               row has a column "name"; rows whose column "skip" is "yes"
  *               are skipped ("asked to skip"); "garbage" column "yes":
- *               returns 42; "fail" "yes": HERALD_ERROR.
+ *               returns 42; "fail" "yes": HERALD_ERROR. Columns send_by
+ *               (and send_account), policy and route set the row's
+ *               channel (and account), delivery policy and route.
  *  before_send: recipients ending in 9 are skipped ("ends in 9"); ending
  *               in 8: HERALD_ERROR ("refuses 8"); ending in 7: returns 7.
+ *               Route changes: ending in 5 go by SMS ("prefers sms", text
+ *               "SMS from <name>"); in 4 via account acme-wa2 ("second
+ *               number"); in 6 via account beta-sms, another tenant's
+ *               ("tries beta's account"); in 0 via account nope, unknown
+ *               ("tries an unknown account").
  *  on_status:   counts status_<status> (herald_metric_add).
  *  on_reply:    counts replies.
  *  unit_stats:  {"plugin": name, "config_greeting": config "greeting"}.
@@ -46,6 +53,18 @@ static int prep(struct herald_ctx *c, const struct herald_record *r, struct hera
 		return herald_fail(c, "row refused by %s", PLUGIN_NAME);
 	if (yes(r, "skip"))
 		return herald_draft_skip(d, "asked to skip");
+	/* Per-row sending from the columns send_by, send_account, policy and
+	 * route when the row has them (ABI 1.1). */
+	const char *by = herald_record_get(r, "send_by");
+	const char *acct = herald_record_get(r, "send_account");
+	if (by && *by && herald_draft_set_channel(d, by, acct && *acct ? acct : NULL) != HERALD_OK)
+		return herald_fail(c, "set_channel refused");
+	const char *pol = herald_record_get(r, "policy");
+	if (pol && *pol && herald_draft_set_policy(d, pol) != HERALD_OK)
+		return herald_fail(c, "set_policy refused");
+	const char *route = herald_record_get(r, "route");
+	if (route && *route && herald_draft_set_route(d, route) != HERALD_OK)
+		return herald_fail(c, "set_route refused");
 	const char *name = herald_record_get(r, "name");
 	if (name && herald_draft_param_count(d) > 0) {
 		const char *p0 = herald_draft_param(d, 0);
@@ -73,6 +92,14 @@ static int before(struct herald_ctx *c, const struct herald_msg *m, struct heral
 		return herald_fail(c, "refuses 8");
 	if (ends_in(to, '7'))
 		return 7;
+	if (ends_in(to, '5'))
+		return herald_verdict_route(v, "sms", NULL, "SMS from " PLUGIN_NAME, "prefers sms");
+	if (ends_in(to, '4'))
+		return herald_verdict_route(v, NULL, "acme-wa2", NULL, "second number");
+	if (ends_in(to, '6'))
+		return herald_verdict_route(v, NULL, "beta-sms", NULL, "tries beta's account");
+	if (ends_in(to, '0'))
+		return herald_verdict_route(v, NULL, "nope", NULL, "tries an unknown account");
 	return HERALD_OK;
 }
 

@@ -17,6 +17,7 @@
 
 #include "core/config.h"
 #include "plugins/plugins.h"
+#include "plugins/plugins_int.h" /* the handles the 1.1 setters fill */
 #include "store/store.h"
 
 static char plugdir[512];
@@ -257,6 +258,120 @@ static void test_prepare(void **state)
 	dir_rm();
 }
 
+/* Many rows in one call (what an upload does): each row's own outcome, in
+ * order, from one pool job; the limit on rows per call. */
+static void test_prepare_rows(void **state)
+{
+	(void)state;
+	dir_with("good", NULL);
+	struct plugins *p = load_ok("plugins:\n  dir: @DIR@\n  units: {acme/cards: good}\n");
+	const struct plugin *g = plugins_for_unit(p, "acme", "cards");
+	const char *names[] = {"phone", "name", "skip", "garbage", "fail"};
+	enum { N = PLUGIN_PREPARE_ROWS_MAX };
+	static const char *vals[N][5];
+	static struct plugin_prep rows[N];
+	for (int i = 0; i < N; i++) {
+		/* Every 10th row skipped, every 10th + 1 garbage, + 2 an error. */
+		vals[i][0] = "+447911000001";
+		vals[i][1] = "Ana";
+		vals[i][2] = i % 10 == 0 ? "yes" : "no";
+		vals[i][3] = i % 10 == 1 ? "yes" : "no";
+		vals[i][4] = i % 10 == 2 ? "yes" : "no";
+		memset(&rows[i], 0, sizeof rows[i]);
+		rows[i].values = vals[i];
+		draft_init(&rows[i].d, "+447911000001", 1, "p");
+	}
+	assert_int_equal(plugins_prepare_rows(p, g, "acme", "cards", names, 5, rows, N), 0);
+	int ok = 0, skipped = 0, garbage = 0, failed = 0;
+	for (int i = 0; i < N; i++) {
+		switch (i % 10) {
+		case 0:
+			assert_int_equal(rows[i].o, PO_OK);
+			assert_true(rows[i].d.skip);
+			assert_string_equal(rows[i].d.skip_reason, "plugin good: asked to skip");
+			skipped++;
+			break;
+		case 1:
+			assert_int_equal(rows[i].o, PO_GARBAGE);
+			assert_string_equal(rows[i].d.params[0], "p"); /* untouched */
+			garbage++;
+			break;
+		case 2:
+			assert_int_equal(rows[i].o, PO_ERROR);
+			assert_string_equal(rows[i].why,
+			                    "plugin good: prepare failed: row refused by good");
+			failed++;
+			break;
+		default:
+			assert_int_equal(rows[i].o, PO_OK);
+			assert_false(rows[i].d.skip);
+			assert_string_equal(rows[i].d.params[0], "p from Ana");
+			ok++;
+		}
+		plugin_draft_clear(&rows[i].d);
+	}
+	assert_int_equal(ok, 178);
+	assert_int_equal(skipped + garbage + failed, 78);
+	/* One row more than a call takes: refused, nothing run. */
+	static struct plugin_prep more[N + 1];
+	for (int i = 0; i <= N; i++)
+		more[i].values = vals[0];
+	assert_int_equal(plugins_prepare_rows(p, g, "acme", "cards", names, 5, more, N + 1),
+	                 HR_EINVAL);
+	struct hr_buf b = {0};
+	plugins_metrics_render(p, &b);
+	assert_non_null(
+	    strstr(b.p, "herald_plugin_calls_total{plugin=\"good\",hook=\"prepare\"} 256\n"));
+	assert_non_null(
+	    strstr(b.p, "herald_plugin_errors_total{plugin=\"good\",hook=\"prepare\"} 52\n"));
+	free(b.p);
+	plugins_free(p);
+	dir_rm();
+}
+
+/* The job's deadline: hook_timeout_ms (1000) for up to 64 rows. Rows of
+ * 600 ms each (400 ms of slack for a loaded machine): the first finishes, the second passes the
+ * job's deadline (its own error naming the plugin), the third is never reached; another job of the
+ * same plugin runs normally afterwards. */
+static void test_prepare_rows_deadline(void **state)
+{
+	(void)state;
+	dir_with("slow", NULL);
+	struct plugins *p = load_ok("plugins:\n  dir: @DIR@\n  hook_timeout_ms: 1000\n"
+	                            "  units: {acme/cards: slow}\n"
+	                            "  config: {slow: {prepare_sleep_ms: 600}}\n");
+	const struct plugin *s = plugins_for_unit(p, "acme", "cards");
+	const char *names[] = {"phone"};
+	const char *vals[] = {"+447911000001"};
+	struct plugin_prep rows[3];
+	memset(rows, 0, sizeof rows);
+	for (int i = 0; i < 3; i++) {
+		rows[i].values = vals;
+		draft_init(&rows[i].d, "+447911000001", 0, NULL);
+	}
+	int64_t t0 = hr_mono_us();
+	assert_int_equal(plugins_prepare_rows(p, s, "acme", "cards", names, 1, rows, 3), 0);
+	int64_t took = hr_mono_us() - t0;
+	assert_true(took >= 1000000 && took < 3000000);
+	assert_int_equal(rows[0].o, PO_OK);
+	assert_int_equal(rows[1].o, PO_TIMEOUT);
+	assert_string_equal(rows[1].why, "plugin slow: prepare took more than 1000 ms");
+	assert_int_equal(rows[2].o, PO_TIMEOUT);
+	assert_string_equal(rows[2].why, "plugin slow: prepare not reached: the 3 rows of its "
+	                                 "call took more than 1000 ms");
+	for (int i = 0; i < 3; i++)
+		plugin_draft_clear(&rows[i].d);
+	/* The worker stopped after the second row: the next call runs. */
+	memset(rows, 0, sizeof rows);
+	rows[0].values = vals;
+	draft_init(&rows[0].d, "+447911000001", 0, NULL);
+	assert_int_equal(plugins_prepare_rows(p, s, "acme", "cards", names, 1, rows, 1), 0);
+	assert_int_equal(rows[0].o, PO_OK);
+	plugin_draft_clear(&rows[0].d);
+	plugins_free(p);
+	dir_rm();
+}
+
 struct notified {
 	int n;
 };
@@ -295,6 +410,9 @@ static void test_before_send(void **state)
 	    {"+447911000008", PO_ERROR, false, "plugin good: before_send failed: refuses 8"},
 	    {"+447911000007", PO_GARBAGE, false,
 	     "plugin good: before_send returned 7 (not HERALD_OK or HERALD_ERROR)"},
+	    /* Route changes: the verdict's route, the reason with the name. */
+	    {"+447911000005", PO_OK, false, "plugin good: prefers sms"},
+	    {"+447911000004", PO_OK, false, "plugin good: second number"},
 	};
 	struct notified nt = {0};
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -310,15 +428,137 @@ static void test_before_send(void **state)
 		assert_int_equal(poll_job(j, &skip, reason, sizeof reason), cases[i].o);
 		assert_int_equal(skip, cases[i].skip);
 		assert_string_equal(reason, cases[i].reason);
+		struct plugin_route rt;
+		bool routed = plugins_job_route(j, &rt);
+		assert_int_equal(routed, i >= 4);
+		if (i == 4) { /* by channel, with the plugin's text */
+			assert_string_equal(rt.channel, "sms");
+			assert_string_equal(rt.account, "");
+			assert_string_equal(rt.text, "SMS from good");
+		} else if (i == 5) { /* by account, no text */
+			assert_string_equal(rt.channel, "");
+			assert_string_equal(rt.account, "acme-wa2");
+			assert_null(rt.text);
+		}
+		free(rt.text);
 		plugins_job_release(j);
 	}
 	/* notify runs after the job is marked done: wait for the last one. */
 	int64_t until = hr_mono_us() + 2000000;
-	while (__atomic_load_n(&nt.n, __ATOMIC_SEQ_CST) < 4 && hr_mono_us() < until)
+	while (__atomic_load_n(&nt.n, __ATOMIC_SEQ_CST) < 6 && hr_mono_us() < until)
 		usleep(1000);
-	assert_int_equal(__atomic_load_n(&nt.n, __ATOMIC_SEQ_CST), 4);
+	assert_int_equal(__atomic_load_n(&nt.n, __ATOMIC_SEQ_CST), 6);
 	plugins_free(p);
 	dir_rm();
+}
+
+/* A plugin built against the ABI 1.0 header, before 1.1's additions
+ * (tests/plugins/abi1/): it loads beside a 1.1 plugin, its descriptor is
+ * the size this Herald's is, and its hooks run as they did. */
+static void test_abi1_plugin(void **state)
+{
+	(void)state;
+	dir_with("abi1", "good", NULL);
+	struct plugins *p =
+	    load_ok("plugins:\n  dir: @DIR@\n  units: {acme/cards: abi1, acme/loans: good}\n");
+	assert_int_equal(plugins_count(p), 2);
+	const struct plugin *a = plugins_for_unit(p, "acme", "cards");
+	assert_non_null(a);
+	assert_string_equal(plugin_name(a), "abi1");
+	assert_true(plugin_has(a, PH_PREPARE));
+	assert_true(plugin_has(a, PH_BEFORE_SEND));
+	assert_false(plugin_has(a, PH_STATS));
+	json_t *list = plugins_describe(p, NULL);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(list, 0), "abi")), 1);
+	json_decref(list);
+
+	const char *names[] = {"phone"};
+	const char *vals[] = {"+447911000001"};
+	struct plugin_draft d;
+	char why[300];
+	draft_init(&d, "+447911000001", 1, "120.00");
+	assert_int_equal(
+	    plugins_prepare(p, a, "acme", "cards", names, vals, 1, &d, why, sizeof why), PO_OK);
+	assert_string_equal(d.params[0], "abi1:120.00");
+	assert_string_equal(d.channel, ""); /* a 1.0 plugin sets none of 1.1's */
+	plugin_draft_clear(&d);
+
+	struct message m = {0};
+	hr_strlcpy(m.id, "01JTESTMSG0000000000000000", sizeof m.id);
+	hr_strlcpy(m.tenant_id, "acme", sizeof m.tenant_id);
+	hr_strlcpy(m.unit, "cards", sizeof m.unit);
+	hr_strlcpy(m.recipient, "+447911000009", sizeof m.recipient);
+	struct plugin_job *j = plugins_before_send_submit(p, a, &m, NULL, NULL);
+	assert_non_null(j);
+	bool skip;
+	char reason[300];
+	assert_int_equal(poll_job(j, &skip, reason, sizeof reason), PO_OK);
+	assert_true(skip);
+	assert_string_equal(reason, "plugin abi1: abi1 skips 9");
+	struct plugin_route rt;
+	assert_false(plugins_job_route(j, &rt));
+	plugins_job_release(j);
+	plugins_free(p);
+	dir_rm();
+}
+
+/* The 1.1 setters take what fits and refuse the rest, leaving the verdict
+ * or draft as it was: a plugin's bad argument never half-applies. */
+static void test_setters_1_1(void **state)
+{
+	(void)state;
+	struct herald_verdict v;
+	memset(&v, 0, sizeof v);
+	char longname[80];
+	memset(longname, 'a', sizeof longname - 1);
+	longname[sizeof longname - 1] = '\0';
+	char longtext[1700];
+	memset(longtext, 'x', sizeof longtext - 1);
+	longtext[sizeof longtext - 1] = '\0';
+	assert_int_equal(herald_verdict_route(NULL, "sms", NULL, NULL, "r"), HERALD_ERROR);
+	assert_int_equal(herald_verdict_route(&v, NULL, NULL, NULL, "r"), HERALD_ERROR);
+	assert_int_equal(herald_verdict_route(&v, "s m s", NULL, NULL, "r"), HERALD_ERROR);
+	assert_int_equal(herald_verdict_route(&v, NULL, longname, NULL, "r"), HERALD_ERROR);
+	assert_int_equal(herald_verdict_route(&v, "sms", NULL, longtext, "r"), HERALD_ERROR);
+	assert_int_equal(herald_verdict_route(&v, "sms", NULL, "\xff\xfe", "r"), HERALD_ERROR);
+	assert_false(v.route);
+	assert_int_equal(herald_verdict_route(&v, "sms", NULL, "hi", NULL), HERALD_OK);
+	assert_true(v.route);
+	assert_string_equal(v.channel, "sms");
+	assert_string_equal(v.text, "hi");
+	assert_string_equal(v.reason, "route changed");
+	/* A later route replaces the earlier one; a skip wins over both. */
+	assert_int_equal(herald_verdict_route(&v, NULL, "acme-wa2", NULL, "second"), HERALD_OK);
+	assert_string_equal(v.account, "acme-wa2");
+	assert_null(v.text);
+	assert_int_equal(herald_verdict_skip(&v, "no"), HERALD_OK);
+	assert_int_equal(herald_verdict_route(&v, "sms", NULL, NULL, "later"), HERALD_OK);
+	assert_string_equal(v.reason, "no");
+	free(v.text);
+
+	struct plugin_draft pd;
+	memset(&pd, 0, sizeof pd);
+	struct herald_draft d = {.d = &pd};
+	assert_int_equal(herald_draft_set_channel(&d, NULL, NULL), HERALD_ERROR);
+	assert_int_equal(herald_draft_set_channel(&d, "whatsapp-business-x", NULL), HERALD_ERROR);
+	assert_int_equal(herald_draft_set_channel(&d, "sms", longname), HERALD_ERROR);
+	assert_int_equal(herald_draft_set_policy(&d, ""), HERALD_ERROR);
+	assert_int_equal(herald_draft_set_policy(&d, "at most once"), HERALD_ERROR);
+	assert_int_equal(herald_draft_set_route(&d, NULL), HERALD_ERROR);
+	assert_int_equal(herald_draft_set_route(&d, longtext), HERALD_ERROR);
+	assert_string_equal(pd.channel, "");
+	assert_string_equal(pd.policy, "");
+	assert_string_equal(pd.route, "");
+	/* What fits is kept as given: the upload checks its meaning. */
+	assert_int_equal(herald_draft_set_channel(&d, "fax", "acme-fax"), HERALD_OK);
+	assert_int_equal(herald_draft_set_policy(&d, "maybe"), HERALD_OK);
+	assert_int_equal(herald_draft_set_route(&d, "whatsapp,,sms"), HERALD_OK);
+	assert_string_equal(pd.channel, "fax");
+	assert_string_equal(pd.account, "acme-fax");
+	assert_string_equal(pd.policy, "maybe");
+	assert_string_equal(pd.route, "whatsapp,,sms");
+	assert_int_equal(herald_draft_set_route(&d, ""), HERALD_OK); /* back to the upload's */
+	assert_string_equal(pd.route, "");
 }
 
 /* A slow plugin's calls time out; the other plugin's calls, submitted
@@ -525,7 +765,11 @@ int main(void)
 	    cmocka_unit_test(test_no_section),
 	    cmocka_unit_test(test_rejections),
 	    cmocka_unit_test(test_prepare),
+	    cmocka_unit_test(test_prepare_rows),
+	    cmocka_unit_test(test_prepare_rows_deadline),
 	    cmocka_unit_test(test_before_send),
+	    cmocka_unit_test(test_abi1_plugin),
+	    cmocka_unit_test(test_setters_1_1),
 	    cmocka_unit_test(test_slow_does_not_stall_others),
 	    cmocka_unit_test(test_stats_export_list),
 	    cmocka_unit_test(test_queue_full),

@@ -3535,6 +3535,164 @@ static void test_auto_reply_once(void **state)
 	free_list(v, n);
 }
 
+/* The event of type `type` of a message (exactly one), detail parsed. */
+static json_t *event_detail(struct store *st, const char *id, const char *type, int *count)
+{
+	struct events ev = events_of(st, id);
+	json_t *d = NULL;
+	*count = 0;
+	for (size_t i = 0; i < ev.n; i++)
+		if (strcmp(ev.e[i].type, type) == 0) {
+			(*count)++;
+			json_decref(d);
+			d = detail_of(&ev.e[i]);
+		}
+	events_free(&ev);
+	return d;
+}
+
+/*
+ * A plugin's route change (SEND_REROUTE, plug2) in the rules above the
+ * backend: the claimed message moves to another account of its tenant
+ * (a new channel: the plugin's text, the recipient spelt for it), QUEUED
+ * and due at once with its attempt given back, event "rerouted"; an
+ * account of another tenant, an unknown one, or one on another channel
+ * than asked is refused: queued again as it was, event "route_refused";
+ * a stale result changes nothing; SEND_NOTE only records an event.
+ */
+static void test_record_reroute(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct account_row acc[] = {
+	    {.id = "rr-wa", .tenant_id = "t1", .channel = "whatsapp"},
+	    {.id = "rr-wa2", .tenant_id = "t1", .channel = "whatsapp"},
+	    {.id = "rr-sms", .tenant_id = "t1", .channel = "sms"},
+	    {.id = "rr-tg", .tenant_id = "t1", .channel = "telegram"},
+	    {.id = "rr-beta", .tenant_id = "t2", .channel = "sms"},
+	};
+	for (size_t i = 0; i < sizeof acc / sizeof *acc; i++)
+		assert_int_equal(st->ops->account_upsert(st, &acc[i], &err), 0);
+	int64_t now = hr_now_us();
+	enum { N = 6 };
+	char id[N][27];
+	for (int i = 0; i < N; i++)
+		queue_to(st, "t1", "rr-wa", "whatsapp", "447911000001", now - (N - i) * SEC, id[i]);
+	struct message out[N];
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "rr-wa", now, 30 * SEC, N, out, &n), 0);
+	assert_int_equal(n, N);
+	struct send_result r[N + 1];
+	memset(r, 0, sizeof r);
+	static const struct {
+		const char *account, *channel, *text;
+	} to[N] = {
+	    {"rr-sms", "sms", "Pay 10 today"}, /* moved to SMS */
+	    {"rr-wa2", "whatsapp", NULL},      /* another number, same content */
+	    {"rr-beta", "sms", "x"},           /* another tenant's: refused */
+	    {"nope", "sms", "x"},              /* unknown: refused */
+	    {"rr-sms", "whatsapp", NULL},      /* not on that channel: refused */
+	    {"rr-tg", "telegram", "x"},        /* whatsapp cannot move to telegram */
+	};
+	for (int i = 0; i < N; i++) {
+		hr_strlcpy(r[i].message_id, out[i].id, sizeof r[i].message_id);
+		assert_string_equal(out[i].id, id[i]);
+		r[i].attempt = out[i].attempts;
+		r[i].kind = SEND_REROUTE;
+		hr_strlcpy(r[i].error_code, "plugin_rerouted", sizeof r[i].error_code);
+		hr_strlcpy(r[i].error_text, "plugin p: because", sizeof r[i].error_text);
+		hr_strlcpy(r[i].route_account, to[i].account, sizeof r[i].route_account);
+		hr_strlcpy(r[i].route_channel, to[i].channel, sizeof r[i].route_channel);
+		r[i].route_text = to[i].text ? strdup(to[i].text) : NULL;
+		message_clear(&out[i]);
+	}
+	/* A stale one: an older attempt of the first message. */
+	r[N] = r[0];
+	r[N].attempt = 0;
+	r[N].route_text = NULL;
+	assert_int_equal(st->ops->record_results(st, r, N + 1, NULL, NULL), 0);
+	for (int i = 0; i <= N; i++)
+		send_result_clear(&r[i]);
+
+	struct message m = msg_of(st, id[0]);
+	assert_int_equal(m.status, MSG_QUEUED);
+	assert_string_equal(m.account_id, "rr-sms");
+	assert_string_equal(m.channel, "sms");
+	assert_string_equal(m.recipient, "+447911000001");
+	assert_string_equal(m.body, "Pay 10 today");
+	json_t *c = json_loads(m.content, 0, NULL);
+	assert_string_equal(json_string_value(json_object_get(c, "type")), "text");
+	assert_string_equal(json_string_value(json_object_get(c, "text")), "Pay 10 today");
+	json_decref(c);
+	assert_int_equal(m.segments, 1);
+	assert_int_equal(m.attempts, 0);
+	assert_string_equal(m.error_code, "plugin_rerouted");
+	assert_string_equal(m.error_text, "plugin p: because");
+	message_clear(&m);
+	int k;
+	json_t *d = event_detail(st, id[0], "rerouted", &k);
+	assert_int_equal(k, 2); /* the change, and the stale one recorded as ignored */
+	assert_string_equal(json_string_value(json_object_get(d, "ignored")), "stale_attempt");
+	json_decref(d);
+
+	m = msg_of(st, id[1]);
+	assert_int_equal(m.status, MSG_QUEUED);
+	assert_string_equal(m.account_id, "rr-wa2");
+	assert_string_equal(m.channel, "whatsapp");
+	assert_string_equal(m.recipient, "447911000001");
+	assert_string_equal(m.content, CONTENT); /* same channel: same content */
+	message_clear(&m);
+	d = event_detail(st, id[1], "rerouted", &k);
+	assert_int_equal(k, 1);
+	assert_string_equal(json_string_value(json_object_get(d, "from_account")), "rr-wa");
+	assert_string_equal(json_string_value(json_object_get(d, "account_id")), "rr-wa2");
+	json_decref(d);
+
+	static const char *const why[] = {
+	    "no such account of the message's tenant", "no such account of the message's tenant",
+	    "the account is not on that channel", "a message cannot move between these channels"};
+	for (int i = 2; i < N; i++) {
+		m = msg_of(st, id[i]);
+		assert_int_equal(m.status, MSG_QUEUED);
+		assert_string_equal(m.account_id, "rr-wa");
+		assert_string_equal(m.channel, "whatsapp");
+		assert_string_equal(m.content, CONTENT);
+		assert_string_equal(m.error_code, "plugin_route_refused");
+		assert_int_equal(m.attempts, 0);
+		message_clear(&m);
+		d = event_detail(st, id[i], "route_refused", &k);
+		assert_int_equal(k, 1);
+		assert_string_equal(json_string_value(json_object_get(d, "refused")), why[i - 2]);
+		json_decref(d);
+		event_detail(st, id[i], "rerouted", &k);
+		assert_int_equal(k, 0);
+	}
+	/* The moved ones are claimed by their new accounts; the refused ones
+	 * by their own, once. */
+	assert_int_equal(claim_one(st, "rr-sms", now + SEC, id[0], NULL), 1);
+	assert_int_equal(claim_one(st, "rr-wa2", now + SEC, id[1], NULL), 1);
+	assert_int_equal(st->ops->claim(st, "rr-wa", now + SEC, 30 * SEC, N, out, &n), 0);
+	assert_int_equal(n, 4);
+	for (size_t i = 0; i < n; i++)
+		message_clear(&out[i]);
+
+	/* A note changes nothing but the audit trail. */
+	struct send_result note = {.kind = SEND_NOTE, .attempt = 1, .note_type = "route_refused"};
+	hr_strlcpy(note.message_id, id[0], sizeof note.message_id);
+	hr_strlcpy(note.error_code, "plugin_route_refused", sizeof note.error_code);
+	hr_strlcpy(note.error_text, "plugin p: no", sizeof note.error_text);
+	assert_int_equal(st->ops->record_results(st, &note, 1, NULL, NULL), 0);
+	m = msg_of(st, id[0]);
+	assert_int_equal(m.status, MSG_SENDING);
+	assert_string_equal(m.account_id, "rr-sms");
+	message_clear(&m);
+	d = event_detail(st, id[0], "route_refused", &k);
+	assert_int_equal(k, 1);
+	assert_string_equal(json_string_value(json_object_get(d, "error_text")), "plugin p: no");
+	json_decref(d);
+}
+
 static void test_segments_roundtrip(void **state)
 {
 	struct fx *f = *state;
@@ -6620,6 +6778,7 @@ int main(void)
 	    T(test_inbound_stop_start),
 	    T(test_auto_reply_once),
 	    T(test_segments_roundtrip),
+	    T(test_record_reroute),
 	    T(test_concurrent_claimers_exactly_once),
 	    T(test_claimers_on_separate_stores_exactly_once),
 	    T(test_concurrent_late_outcomes_fenced),
