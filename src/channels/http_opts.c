@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "channels/channel.h"
@@ -68,11 +69,15 @@ int http_req_setopts(CURL *e, const struct http_req *r, long timeout_ms, struct 
 	HTTP_SET(CURLOPT_TIMEOUT_MS, timeout_ms);
 	HTTP_SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
 	/* HTTP/2 where the provider offers it over TLS (ALPN; Meta's Graph API
-	 * does), HTTP/1.1 otherwise; a transfer waits for a connection being
-	 * made to the same host rather than opening one more, so that sends on
-	 * a multiplexing multi handle share one connection. */
+	 * does), HTTP/1.1 otherwise. Over TLS a transfer waits for a connection
+	 * being made to the same host rather than opening one more, so that
+	 * sends on a multiplexing multi handle share one connection; ALPN tells
+	 * at the handshake whether it multiplexes. Not over plain http: libcurl
+	 * learns that a connection does not multiplex only from its first
+	 * answer, and every send to a slow HTTP/1.1 host would wait for it. */
 	HTTP_SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-	HTTP_SET(CURLOPT_PIPEWAIT, 1L);
+	if (r->url && strncasecmp(r->url, "https://", 8) == 0)
+		HTTP_SET(CURLOPT_PIPEWAIT, 1L);
 	if (g_ca_file)
 		HTTP_SET(CURLOPT_CAINFO, g_ca_file);
 #undef HTTP_SET
