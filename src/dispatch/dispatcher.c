@@ -1109,11 +1109,19 @@ static void gate_route(struct dispatcher *d, struct gated *g, struct plugin_rout
 		start_send(d, g->as, m);
 		return;
 	}
+	if (strcmp(m->channel, chan) != 0 && !(r->route_text = strdup(text))) {
+		/* Out of memory: the message goes as it was, the change noted. */
+		r->kind = SEND_NOTE;
+		r->note_type = "route_refused";
+		hr_strlcpy(r->error_code, "plugin_route_refused", sizeof r->error_code);
+		snprintf(r->error_text, sizeof r->error_text, "%.300s (route to %s refused: out of memory)",
+		         reason, rt->account[0] ? rt->account : rt->channel);
+		start_send(d, g->as, m);
+		return;
+	}
 	r->kind = SEND_REROUTE;
 	hr_strlcpy(r->error_code, "plugin_rerouted", sizeof r->error_code);
 	hr_utf8_copy(r->error_text, reason, sizeof r->error_text);
-	if (strcmp(m->channel, chan) != 0 && !(r->route_text = strdup(text)))
-		abort();
 }
 
 /* Settles every gated message whose hook finished or whose deadline passed;
