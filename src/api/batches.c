@@ -599,6 +599,24 @@ json_t *api_batch_json(const struct batch *b)
 	    time_json(b->validated_at), "started_at", time_json(b->started_at), "completed_at",
 	    time_json(b->completed_at), "cancelled_at", time_json(b->cancelled_at), "failed_at",
 	    time_json(b->failed_at), "ingested", json_boolean(b->ingested));
+	/* Who paused, resumed or cancelled it, when and why (the latest of
+	 * each; the audit log has them all). */
+	json_t *times = json_object_get(j, "times");
+	if (times) {
+		json_object_set_new(times, "paused_at", time_json(b->paused_at));
+		json_object_set_new(times, "resumed_at", time_json(b->resumed_at));
+	}
+	if (j && json_object_set_new(
+	             j, "operator",
+	             json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?}", "paused_by",
+	                       b->paused_by[0] ? b->paused_by : NULL, "pause_reason",
+	                       b->pause_reason[0] ? b->pause_reason : NULL, "resumed_by",
+	                       b->resumed_by[0] ? b->resumed_by : NULL, "cancelled_by",
+	                       b->cancelled_by[0] ? b->cancelled_by : NULL, "cancel_reason",
+	                       b->cancel_reason[0] ? b->cancel_reason : NULL)) != 0) {
+		json_decref(j);
+		j = NULL;
+	}
 	/* The policy the batch asked for; null: each message's template's or
 	 * account's. */
 	json_t *spec = j && b->spec ? json_loads(b->spec, 0, NULL) : NULL;
@@ -1870,11 +1888,123 @@ enum MHD_Result api_batch_start(struct api_req *r)
 		hr_fail(&err, HR_EINVAL, "", "this server does not send: start the batch on one that does");
 		return api_fail(r, HR_EINVAL, &err);
 	}
-	int rc = st->ops->batch_set_status(st, r->tenant, r->path_id, BATCH_PROCESSING, NULL, &err);
+	/* A paused batch goes on with /resume (recorded with who and when),
+	 * never with a second start. */
+	struct batch b;
+	int rc = st->ops->batch_get(st, r->tenant, r->path_id, &b);
+	if (rc)
+		return api_fail(r, rc, NULL);
+	bool paused = b.status == BATCH_PAUSED;
+	batch_clear(&b);
+	if (paused) {
+		hr_fail(&err, HR_EINVAL, "status",
+		        "the batch is paused: resume it with POST /v1/batches/%s/resume",
+		        r->path_id);
+		return api_fail(r, HR_EINVAL, &err);
+	}
+	rc = st->ops->batch_set_status(st, r->tenant, r->path_id, BATCH_PROCESSING, NULL, &err);
 	if (rc)
 		return api_fail(r, rc, &err);
 	batch_runner_wake(r->srv->runner);
 	return respond_batch(r, 200, r->path_id, NULL);
+}
+
+#define REASON_MAX_BYTES 200 /* a pause's or cancel's reason */
+
+/*
+ * The body of a pause or a cancel: {"reason": "..."}, 1..200 bytes of text
+ * without control characters (it is shown in the dashboard and the audit
+ * log). An empty body is no reason: refused when required (a pause),
+ * accepted otherwise (a cancel, as before reasons existed). 0, or an error
+ * already answered (*ret) or to answer (err).
+ */
+static int reason_body(struct api_req *r, bool required, char out[REASON_MAX_BYTES + 1],
+                       enum MHD_Result *ret, bool *answered, struct hr_err *err)
+{
+	out[0] = '\0';
+	*answered = false;
+	if (!r->len)
+		return required ? hr_fail(err, HR_EINVAL, "reason",
+		                          "reason is required: say why (1 to %d bytes)",
+		                          REASON_MAX_BYTES)
+		                : 0;
+	json_t *root = api_body_object(r, ret);
+	if (!root) {
+		*answered = true;
+		return HR_EINVAL;
+	}
+	int rc = 0;
+	const char *key;
+	json_t *x;
+	json_object_foreach(root, key, x)
+	{
+		if (strcmp(key, "reason") != 0) {
+			char f[HR_NAME_MAX];
+			rc = hr_fail(err, HR_EINVAL, api_clip(f, sizeof f, key),
+			             "unknown field '%s'", f);
+			break;
+		}
+	}
+	json_t *v = json_object_get(root, "reason");
+	if (rc == 0 && !v && required)
+		rc = hr_fail(err, HR_EINVAL, "reason",
+		             "reason is required: say why (1 to %d bytes)", REASON_MAX_BYTES);
+	if (rc == 0 && v) {
+		const char *t = json_string_value(v);
+		size_t len = t ? json_string_length(v) : 0;
+		bool ctrl = false;
+		for (size_t k = 0; t && k < len; k++)
+			ctrl |= (unsigned char)t[k] < 0x20 || t[k] == 0x7f;
+		if (!t || len == 0 || len > REASON_MAX_BYTES || ctrl)
+			rc = hr_fail(
+			    err, HR_EINVAL, "reason",
+			    "reason must be text of 1 to %d bytes without control characters",
+			    REASON_MAX_BYTES);
+		else
+			memcpy(out, t, len + 1);
+	}
+	json_decref(root);
+	return rc;
+}
+
+/*
+ * A person's transition of a batch (cancel, pause, resume) with its audit
+ * row and reason in the store's one transaction. from_paused: only a
+ * PAUSED batch may take it (a resume; otherwise /resume would start a
+ * validated one). The batch as it was is in *was.
+ */
+static int person_transition(struct api_req *r, enum batch_status to, const char *action,
+                             const char *reason, bool from_paused, struct hr_err *err)
+{
+	struct store *st = r->srv->o.store;
+	struct batch b;
+	int rc = st->ops->batch_get(st, r->tenant, r->path_id, &b);
+	if (rc)
+		return hr_fail(err, rc, "batch_id", "no batch %s", r->path_id);
+	if (from_paused && b.status != BATCH_PAUSED) {
+		rc = hr_fail(err, HR_EINVAL, "status",
+		             "only a paused batch can be resumed (it is %s)",
+		             batch_status_name(b.status));
+		batch_clear(&b);
+		return rc;
+	}
+	char obj[96];
+	snprintf(obj, sizeof obj, "batch:%s", b.id);
+	struct audit_row au;
+	rc = api_audit_json(
+	    r, r->tenant, action, obj, json_pack("{s:s}", "status", batch_status_name(b.status)),
+	    json_pack("{s:s, s:s?, s:s?}", "status", batch_status_name(to), "unit",
+	              b.unit[0] ? b.unit : NULL, "reason", reason[0] ? reason : NULL),
+	    &au);
+	batch_clear(&b);
+	if (rc)
+		return hr_fail(err, rc, NULL, "out of memory");
+	rc = st->ops->batch_set_status_audit(st, r->tenant, r->path_id, to,
+	                                     reason[0] ? reason : NULL, &au, err);
+	api_audit_done(&au);
+	if (rc == 0 && r->srv->runner)
+		batch_runner_wake(r->srv->runner);
+	return rc;
 }
 
 /*
@@ -1882,35 +2012,24 @@ enum MHD_Result api_batch_start(struct api_req *r)
  * when the cancel committed and the valid rows not yet made into messages
  * (none of them will be sent: the runner cancels the queued ones, and a
  * claim of one cancels it instead of sending). What is in flight finishes.
+ * An optional {"reason"} is recorded with who cancelled.
  */
 enum MHD_Result api_batch_cancel(struct api_req *r)
 {
 	struct store *st = r->srv->o.store;
 	struct hr_err err;
 	hr_err_clear(&err);
-	/* The audit row is written in the cancel's own transaction (both or
-	 * neither); its before is the status read just before, its after the
-	 * cancelled state (how many were stopped is in the answer). */
-	struct batch b;
-	int rc = st->ops->batch_get(st, r->tenant, r->path_id, &b);
-	if (rc)
-		return api_fail(r, rc, NULL);
-	char obj[96];
-	snprintf(obj, sizeof obj, "batch:%s", b.id);
-	struct audit_row au;
-	rc = api_audit_json(
-	    r, r->tenant, "batch.cancel", obj,
-	    json_pack("{s:s}", "status", batch_status_name(b.status)),
-	    json_pack("{s:s, s:s?}", "status", "cancelled", "unit", b.unit[0] ? b.unit : NULL),
-	    &au);
-	batch_clear(&b);
-	if (rc)
-		return api_fail(r, rc, NULL);
-	rc = st->ops->batch_set_status_audit(st, r->tenant, r->path_id, BATCH_CANCELLED, NULL, &au,
-	                                     &err);
-	api_audit_done(&au);
+	char reason[REASON_MAX_BYTES + 1];
+	enum MHD_Result ret;
+	bool answered;
+	int rc = reason_body(r, false, reason, &ret, &answered, &err);
+	if (answered)
+		return ret;
+	if (rc == 0)
+		rc = person_transition(r, BATCH_CANCELLED, "batch.cancel", reason, false, &err);
 	if (rc)
 		return api_fail(r, rc, &err);
+	struct batch b;
 	if ((rc = st->ops->batch_get(st, r->tenant, r->path_id, &b)))
 		return api_fail(r, rc, NULL);
 	int64_t made = 0;
@@ -1919,10 +2038,48 @@ enum MHD_Result api_batch_cancel(struct api_req *r)
 	int64_t stopped = b.by_status[MSG_QUEUED] + b.by_status[MSG_CANCELLED] +
 	                  (b.valid > made ? b.valid - made : 0);
 	batch_clear(&b);
-	if (r->srv->runner)
-		batch_runner_wake(r->srv->runner);
 	return respond_batch(r, 200, r->path_id,
 	                     json_pack("{s:I}", "stopped", (json_int_t)stopped));
+}
+
+/*
+ * POST /v1/batches/{id}/pause {"reason": "..."}: a PROCESSING batch stops
+ * sending. Its queued messages are held in the pause's transaction (they
+ * stay queued and counted so), its rows not yet made wait; what is in
+ * flight finishes. Answers the batch.
+ */
+enum MHD_Result api_batch_pause(struct api_req *r)
+{
+	struct hr_err err;
+	hr_err_clear(&err);
+	char reason[REASON_MAX_BYTES + 1];
+	enum MHD_Result ret;
+	bool answered;
+	int rc = reason_body(r, true, reason, &ret, &answered, &err);
+	if (answered)
+		return ret;
+	if (rc == 0)
+		rc = person_transition(r, BATCH_PAUSED, "batch.pause", reason, false, &err);
+	return rc ? api_fail(r, rc, &err) : respond_batch(r, 200, r->path_id, NULL);
+}
+
+/* POST /v1/batches/{id}/resume: a PAUSED batch sends again (its held
+ * messages back in the queue with the due times they had). */
+enum MHD_Result api_batch_resume(struct api_req *r)
+{
+	struct hr_err err;
+	hr_err_clear(&err);
+	if (r->len) {
+		hr_fail(&err, HR_EINVAL, "body", "resume takes no body");
+		return api_fail(r, HR_EINVAL, &err);
+	}
+	if (!r->srv->runner) {
+		hr_fail(&err, HR_EINVAL, "",
+		        "this server does not send: resume the batch on one that does");
+		return api_fail(r, HR_EINVAL, &err);
+	}
+	int rc = person_transition(r, BATCH_PROCESSING, "batch.resume", "", true, &err);
+	return rc ? api_fail(r, rc, &err) : respond_batch(r, 200, r->path_id, NULL);
 }
 
 /* The validation report: invalid rows in row order, as JSON pages or a CSV

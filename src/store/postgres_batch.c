@@ -12,9 +12,10 @@
 #define PG_BATCH_COLS                                                                              \
 	"id, tenant_id, unit, name, channel, account_id, template_name, language, receipts, spec," \
 	" status, error, retry_of, ingested, schedule_at, created_at, validated_at, started_at,"   \
-	" completed_at, cancelled_at, failed_at, total, valid, invalid, duplicates, replied,"     \
-	" n_queued, n_sending, n_sent, n_delivered, n_read, n_failed, n_undelivered,"             \
-	" n_cancelled, n_expired, n_suppressed, n_unknown"
+	" completed_at, cancelled_at, failed_at, total, valid, invalid, duplicates, replied,"      \
+	" n_queued, n_sending, n_sent, n_delivered, n_read, n_failed, n_undelivered,"              \
+	" n_cancelled, n_expired, n_suppressed, n_unknown, paused_at, resumed_at, paused_by,"      \
+	" resumed_by, cancelled_by, pause_reason, cancel_reason"
 
 static int row_batch(const PGresult *r, int i, struct batch *b)
 {
@@ -41,6 +42,14 @@ static int row_batch(const PGresult *r, int i, struct batch *b)
 		*t[k] = pg_col_i64(r, i, 14 + (int)k);
 	for (int k = 0; k < MSG__COUNT; k++)
 		b->by_status[k] = pg_col_i64(r, i, 26 + k);
+	int c = 26 + MSG__COUNT;
+	b->paused_at = pg_col_i64(r, i, c);
+	b->resumed_at = pg_col_i64(r, i, c + 1);
+	pg_col_copy(r, i, c + 2, b->paused_by, sizeof b->paused_by);
+	pg_col_copy(r, i, c + 3, b->resumed_by, sizeof b->resumed_by);
+	pg_col_copy(r, i, c + 4, b->cancelled_by, sizeof b->cancelled_by);
+	pg_col_copy(r, i, c + 5, b->pause_reason, sizeof b->pause_reason);
+	pg_col_copy(r, i, c + 6, b->cancel_reason, sizeof b->cancel_reason);
 	return oom ? HR_ENOMEM : 0;
 }
 

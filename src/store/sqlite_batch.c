@@ -12,9 +12,10 @@
 #define SQ_BATCH_COLS                                                                              \
 	"id, tenant_id, unit, name, channel, account_id, template_name, language, receipts, spec," \
 	" status, error, retry_of, ingested, schedule_at, created_at, validated_at, started_at,"   \
-	" completed_at, cancelled_at, failed_at, total, valid, invalid, duplicates, replied,"     \
-	" n_queued, n_sending, n_sent, n_delivered, n_read, n_failed, n_undelivered,"             \
-	" n_cancelled, n_expired, n_suppressed, n_unknown"
+	" completed_at, cancelled_at, failed_at, total, valid, invalid, duplicates, replied,"      \
+	" n_queued, n_sending, n_sent, n_delivered, n_read, n_failed, n_undelivered,"              \
+	" n_cancelled, n_expired, n_suppressed, n_unknown, paused_at, resumed_at, paused_by,"      \
+	" resumed_by, cancelled_by, pause_reason, cancel_reason"
 
 static int row_batch(sqlite3_stmt *q, struct batch *b)
 {
@@ -41,6 +42,14 @@ static int row_batch(sqlite3_stmt *q, struct batch *b)
 		*t[i] = sqlite3_column_int64(q, 14 + (int)i);
 	for (int i = 0; i < MSG__COUNT; i++)
 		b->by_status[i] = sqlite3_column_int64(q, 26 + i);
+	int c = 26 + MSG__COUNT;
+	b->paused_at = sqlite3_column_int64(q, c);
+	b->resumed_at = sqlite3_column_int64(q, c + 1);
+	sq_col_copy(q, c + 2, b->paused_by, sizeof b->paused_by);
+	sq_col_copy(q, c + 3, b->resumed_by, sizeof b->resumed_by);
+	sq_col_copy(q, c + 4, b->cancelled_by, sizeof b->cancelled_by);
+	sq_col_copy(q, c + 5, b->pause_reason, sizeof b->pause_reason);
+	sq_col_copy(q, c + 6, b->cancel_reason, sizeof b->cancel_reason);
 	return oom ? HR_ENOMEM : 0;
 }
 

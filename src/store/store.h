@@ -395,6 +395,11 @@ struct batch {
 	bool ingested;               /* every valid row has its message */
 	int64_t schedule_at;         /* 0: at once */
 	int64_t created_at, validated_at, started_at, completed_at, cancelled_at, failed_at;
+	/* The latest pause and resume (a batch may pause several times; the
+	 * admin audit log keeps each): when, who (the audit actor), why. */
+	int64_t paused_at, resumed_at;
+	char paused_by[96], resumed_by[96], cancelled_by[96];
+	char pause_reason[256], cancel_reason[256]; /* "" when none given */
 	int64_t total, valid, invalid, duplicates, replied;
 	int64_t by_status[MSG__COUNT];
 };
@@ -869,7 +874,14 @@ struct store_ops {
 	int (*batch_set_status)(struct store *st, const char *tenant_id, const char *id,
 	                        enum batch_status to, const char *error, struct hr_err *err);
 	/* The same with an administrative action's audit row (a cancel by a
-	 * user) written in the same transaction: both or neither. */
+	 * user) written in the same transaction: both or neither. For a
+	 * person's transition (to PAUSED, CANCELLED, or PROCESSING from
+	 * PAUSED: a resume) error is the reason they gave (NULL: none), and
+	 * the batch records it with a->actor and the time. Pausing holds
+	 * every QUEUED message of the batch out of the claimable set in the
+	 * same transaction (counters unchanged: they stay QUEUED), resuming
+	 * puts them back; a resume counts against the tenant's campaign cap
+	 * like a start (HR_EQUOTA "campaign_cap"). */
 	int (*batch_set_status_audit)(struct store *st, const char *tenant_id, const char *id,
 	                              enum batch_status to, const char *error,
 	                              const struct audit_row *a, struct hr_err *err);

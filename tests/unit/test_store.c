@@ -4307,6 +4307,178 @@ static void test_batch_cancel(void **state)
 	                 HR_EINVAL);
 }
 
+static void pause_audit(struct audit_row *a, const char *tenant, const char *actor,
+                        const char *action, const char *id)
+{
+	memset(a, 0, sizeof *a);
+	hr_strlcpy(a->tenant_id, tenant, sizeof a->tenant_id);
+	hr_strlcpy(a->actor, actor, sizeof a->actor);
+	hr_strlcpy(a->action, action, sizeof a->action);
+	snprintf(a->object, sizeof a->object, "batch:%s", id);
+}
+
+/* Pause and resume: the pause holds every queued message in its own
+ * transaction (no claim takes one; counters unchanged), what was in flight
+ * finishes; a message queued again while paused (a retry) is held at its
+ * claim; nothing is made while paused; another tenant's batch is not
+ * found; the resume puts them back and they are claimed; who, when and why
+ * are recorded, and the state holds for another store on the same
+ * database (a restart). After every step the counters equal a recount. */
+static void test_batch_pause(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct batch b;
+	running_batch(st, &b, "pB", 8);
+	struct message c[8];
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "pB", hr_now_us(), 30 * SEC, 2, c, &n), 0);
+	assert_int_equal(n, 2); /* in flight */
+	struct audit_row au;
+	pause_audit(&au, "t2", "key:hk_other", "batch.pause", b.id);
+	assert_int_equal(
+	    st->ops->batch_set_status_audit(st, "t2", b.id, BATCH_PAUSED, "mine now", &au, &err),
+	    HR_ENOTFOUND); /* another tenant's */
+	pause_audit(&au, "t1", "key:hk_pauser", "batch.pause", b.id);
+	assert_int_equal(st->ops->batch_set_status_audit(st, "t1", b.id, BATCH_PAUSED,
+	                                                 "wrong template", &au, &err),
+	                 0);
+	struct message s[8];
+	size_t sn;
+	assert_int_equal(st->ops->claim(st, "pB", hr_now_us() + 3600 * SEC, 30 * SEC, 8, s, &sn),
+	                 0);
+	assert_int_equal(sn, 0); /* held: not claimable even an hour later */
+	struct batch g = batch_of(st, b.id);
+	assert_int_equal(g.status, BATCH_PAUSED);
+	assert_true(g.paused_at > 0);
+	int64_t started = g.started_at;
+	assert_string_equal(g.paused_by, "key:hk_pauser");
+	assert_string_equal(g.pause_reason, "wrong template");
+	assert_int_equal(g.by_status[MSG_QUEUED], 6);
+	assert_int_equal(g.by_status[MSG_SENDING], 2);
+	batch_clear(&g);
+	assert_counters_true(st, b.id);
+	/* Paused twice, or started: refused; nothing is made while paused. */
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_PAUSED, "again", &err),
+	                 HR_EINVAL);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_COMPLETED, NULL, &err),
+	                 HR_EINVAL);
+	size_t made = 9;
+	assert_int_equal(st->ops->batch_enqueue(st, b.id, NULL, NULL, 0, true, &made, &err),
+	                 HR_EBUSY);
+	assert_string_equal(err.field, "paused");
+	assert_int_equal(made, 0);
+	/* In flight finishes: one sent, one to be retried (due at once). The
+	 * retried one is claimable again, and its claim holds it instead. */
+	result(st, c[0].id, SEND_OK, 1, "wamid.pb0");
+	result(st, c[1].id, SEND_RETRY, 1, NULL);
+	assert_int_equal(status_of(st, c[1].id), MSG_QUEUED);
+	assert_int_equal(st->ops->claim(st, "pB", hr_now_us(), 30 * SEC, 8, s, &sn), 0);
+	assert_int_equal(sn, 1);
+	assert_string_equal(s[0].id, c[1].id);
+	assert_int_equal(s[0].status, MSG_QUEUED); /* returned not to be sent */
+	assert_int_equal(s[0].attempts, 1);        /* its claim's attempt given back */
+	message_clear(&s[0]);
+	assert_int_equal(status_of(st, c[1].id), MSG_QUEUED);
+	assert_int_equal(st->ops->claim(st, "pB", hr_now_us() + 3600 * SEC, 30 * SEC, 8, s, &sn),
+	                 0);
+	assert_int_equal(sn, 0);
+	for (int i = 0; i < 2; i++)
+		message_clear(&c[i]);
+	assert_counters_true(st, b.id);
+	/* Another store on the database (a restart) sees it paused, held. */
+	struct store *other;
+	assert_int_equal(backend->open(f->dsn, NULL, &other, &err), 0);
+	assert_int_equal(other->ops->claim(other, "pB", hr_now_us(), 30 * SEC, 8, s, &sn), 0);
+	assert_int_equal(sn, 0);
+	g = batch_of(other, b.id);
+	assert_int_equal(g.status, BATCH_PAUSED);
+	assert_string_equal(g.pause_reason, "wrong template");
+	batch_clear(&g);
+	/* Resume (on the other store): every held message is claimable again,
+	 * exactly the seven queued; started_at stays the first start. */
+	pause_audit(&au, "t2", "key:hk_other", "batch.resume", b.id);
+	assert_int_equal(other->ops->batch_set_status_audit(other, "t2", b.id, BATCH_PROCESSING,
+	                                                    NULL, &au, &err),
+	                 HR_ENOTFOUND);
+	pause_audit(&au, "t1", "key:hk_resumer", "batch.resume", b.id);
+	assert_int_equal(other->ops->batch_set_status_audit(other, "t1", b.id, BATCH_PROCESSING,
+	                                                    NULL, &au, &err),
+	                 0);
+	backend->close(other);
+	g = batch_of(st, b.id);
+	assert_int_equal(g.status, BATCH_PROCESSING);
+	assert_true(g.resumed_at >= g.paused_at);
+	assert_int_equal(g.started_at, started);
+	assert_string_equal(g.resumed_by, "key:hk_resumer");
+	assert_string_equal(g.pause_reason, "wrong template"); /* the latest pause's, kept */
+	batch_clear(&g);
+	assert_int_equal(st->ops->claim(st, "pB", hr_now_us(), 30 * SEC, 8, s, &sn), 0);
+	assert_int_equal(sn, 7);
+	for (size_t i = 0; i < sn; i++) {
+		assert_int_equal(s[i].status, MSG_SENDING);
+		result(st, s[i].id, SEND_FAILED, s[i].attempts, NULL);
+		message_clear(&s[i]);
+	}
+	assert_counters_true(st, b.id);
+	g = batch_of(st, b.id);
+	assert_int_equal(g.by_status[MSG_FAILED], 7);
+	assert_int_equal(g.by_status[MSG_SENT], 1);
+	assert_int_equal(g.by_status[MSG_QUEUED], 0);
+	batch_clear(&g);
+
+	/* Cancel while paused: every held message is cancelled by the steps,
+	 * with who and why recorded. */
+	struct batch p;
+	running_batch(st, &p, "pC", 4);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", p.id, BATCH_PAUSED, "hold on", &err),
+	                 0);
+	pause_audit(&au, "t1", "key:hk_canceller", "batch.cancel", p.id);
+	assert_int_equal(st->ops->batch_set_status_audit(st, "t1", p.id, BATCH_CANCELLED,
+	                                                 "customer complaint", &au, &err),
+	                 0);
+	int64_t total = 0, step;
+	do {
+		assert_int_equal(st->ops->batch_cancel_step(st, p.id, 3, &step), 0);
+		total += step;
+	} while (step > 0);
+	assert_int_equal(total, 4);
+	g = batch_of(st, p.id);
+	assert_int_equal(g.status, BATCH_CANCELLED);
+	assert_int_equal(g.by_status[MSG_CANCELLED], 4);
+	assert_string_equal(g.cancelled_by, "key:hk_canceller");
+	assert_string_equal(g.cancel_reason, "customer complaint");
+	assert_string_equal(g.paused_by, ""); /* paused without an audit row */
+	batch_clear(&g);
+	assert_counters_true(st, p.id);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", p.id, BATCH_PROCESSING, NULL, &err),
+	                 HR_EINVAL); /* cancelled is final */
+
+	/* Everything settles while paused: the batch waits, paused, and
+	 * completes as its resume commits. */
+	struct batch d;
+	running_batch(st, &d, "pD", 1);
+	assert_int_equal(st->ops->claim(st, "pD", hr_now_us(), 30 * SEC, 1, c, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", d.id, BATCH_PAUSED, "wait", &err), 0);
+	result(st, c[0].id, SEND_FAILED, 1, NULL);
+	message_clear(&c[0]);
+	g = batch_of(st, d.id);
+	assert_int_equal(g.status, BATCH_PAUSED);
+	batch_clear(&g);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", d.id, BATCH_PROCESSING, NULL, &err),
+	                 0);
+	g = batch_of(st, d.id);
+	assert_int_equal(g.status, BATCH_COMPLETED);
+	assert_true(g.completed_at > 0);
+	batch_clear(&g);
+	assert_counters_true(st, d.id);
+	char why[256];
+	if (!gauges_match(st, why, sizeof why))
+		fail_msg("%s", why);
+}
+
 /* Lease expiry and suppression at claim move the counters too; an empty
  * batch completes as soon as it is ingested; a row number stored twice
  * fails the whole call with nothing written; tenants see only their own;
@@ -6628,6 +6800,7 @@ int main(void)
 	    T(test_batch_life_and_counters),
 	    T(test_batch_export_rows),
 	    T(test_batch_cancel),
+	    T(test_batch_pause),
 	    T(test_batch_rules_and_lists),
 	    T(test_callback_outbox_order),
 	    T(test_callback_replay_and_prune),
