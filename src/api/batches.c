@@ -1967,6 +1967,18 @@ static int reason_body(struct api_req *r, bool required, char out[REASON_MAX_BYT
 	return rc;
 }
 
+/* The tenant's batch exists (0), or the error to answer: checked before a
+ * body is read, so another tenant's campaign is a 404 whatever was sent. */
+static int batch_visible(struct api_req *r)
+{
+	struct store *st = r->srv->o.store;
+	struct batch b;
+	int rc = st->ops->batch_get(st, r->tenant, r->path_id, &b);
+	if (rc == 0)
+		batch_clear(&b);
+	return rc;
+}
+
 /*
  * A person's transition of a batch (cancel, pause, resume) with its audit
  * row and reason in the store's one transaction. from_paused: only a
@@ -2022,7 +2034,10 @@ enum MHD_Result api_batch_cancel(struct api_req *r)
 	char reason[REASON_MAX_BYTES + 1];
 	enum MHD_Result ret;
 	bool answered;
-	int rc = reason_body(r, false, reason, &ret, &answered, &err);
+	int rc = batch_visible(r);
+	if (rc)
+		return api_fail(r, rc, NULL);
+	rc = reason_body(r, false, reason, &ret, &answered, &err);
 	if (answered)
 		return ret;
 	if (rc == 0)
@@ -2055,7 +2070,10 @@ enum MHD_Result api_batch_pause(struct api_req *r)
 	char reason[REASON_MAX_BYTES + 1];
 	enum MHD_Result ret;
 	bool answered;
-	int rc = reason_body(r, true, reason, &ret, &answered, &err);
+	int rc = batch_visible(r);
+	if (rc)
+		return api_fail(r, rc, NULL);
+	rc = reason_body(r, true, reason, &ret, &answered, &err);
 	if (answered)
 		return ret;
 	if (rc == 0)
@@ -2069,6 +2087,9 @@ enum MHD_Result api_batch_resume(struct api_req *r)
 {
 	struct hr_err err;
 	hr_err_clear(&err);
+	int rc = batch_visible(r);
+	if (rc)
+		return api_fail(r, rc, NULL);
 	if (r->len) {
 		hr_fail(&err, HR_EINVAL, "body", "resume takes no body");
 		return api_fail(r, HR_EINVAL, &err);
@@ -2078,7 +2099,7 @@ enum MHD_Result api_batch_resume(struct api_req *r)
 		        "this server does not send: resume the batch on one that does");
 		return api_fail(r, HR_EINVAL, &err);
 	}
-	int rc = person_transition(r, BATCH_PROCESSING, "batch.resume", "", true, &err);
+	rc = person_transition(r, BATCH_PROCESSING, "batch.resume", "", true, &err);
 	return rc ? api_fail(r, rc, &err) : respond_batch(r, 200, r->path_id, NULL);
 }
 

@@ -66,6 +66,15 @@ tenants:
         app_secret: app-secret-123
         verify_token: verify-me
         rate_limit: 400
+      - id: acme-slow
+        channel: whatsapp
+        base_url: ${SIM}
+        api_version: "21.0"
+        phone_number_id: "106540352242999"
+        access_token: test-token
+        app_secret: app-secret-123
+        verify_token: verify-me
+        rate_limit: 20
   - id: other
     name: Other
     api_keys: [${OTHER}]
@@ -465,6 +474,57 @@ async function main() {
 		eq(await acmePage.textContent('#msg-pid'), dup.provider_id, 'provider id');
 		await axe(acmePage, 'message detail');
 		await shot(acmePage, 'message');
+	});
+
+	await test('pause, counters stop, resume, completes', async () => {
+		// 200 recipients on an account that sends 20 a second: paused part way.
+		const rows = [];
+		for (let i = 0; i < 200; i++)
+			rows.push({to: `+4474008${String(10000 + i)}`});
+		const b = await bearer('POST', '/v1/batches', ACME, {name: 'pausable campaign', channel: 'whatsapp', account: 'acme-slow', text: 'hi', start: true, rows});
+		await screen(acmePage, `/campaign/${b.id}`, '#c-status');
+		const settledOnPage = async () => Number((await acmePage.textContent('#c-settled')).split(' / ')[0].replace(/,/g, ''));
+		await until('the first messages to settle', async () => (await settledOnPage()) > 0, 60000);
+		// No reason: the page asks for one and nothing is paused.
+		await acmePage.fill('#c-reason', '');
+		await acmePage.click('#c-pause');
+		await acmePage.waitForSelector('#c-result:has-text("Give a reason")');
+		eq((await bearer('GET', `/v1/batches/${b.id}`, ACME)).status, 'processing', 'status after a pause without reason');
+		await acmePage.fill('#c-reason', 'wrong amount in the text');
+		await acmePage.click('#c-pause');
+		await acmePage.waitForSelector('#c-status:has-text("paused")');
+		await acmePage.waitForSelector('#c-resume');
+		check((await acmePage.textContent('#c-paused')).includes('wrong amount in the text'), 'the pause\'s reason is shown');
+		// What was in flight finishes and its receipts come in; then a
+		// single send on the same account goes out, and the campaign's
+		// counters (on the page and in the API) stay where they were.
+		const still = await until('the in-flight sends to settle', async () => {
+			const x = await bearer('GET', `/v1/batches/${b.id}`, ACME);
+			const m = x.messages;
+			return (m.sending || 0) + (m.sent || 0) + (m.delivered || 0) === 0 ? x : null;
+		}, 60000);
+		const held = still.messages.queued;
+		check(held > 0 && held < 200, `held ${held}`);
+		const settled = still.progress.settled;
+		await until('the page to show the settled count', async () => (await settledOnPage()) === settled);
+		const one = await bearer('POST', '/v1/messages', ACME, {channel: 'whatsapp', account: 'acme-slow', to: '+447400870001', text: 'single'});
+		await until('the single send to go out', async () => {
+			const m = await bearer('GET', `/v1/messages/${one.id}`, ACME);
+			return ['sent', 'delivered', 'read'].includes(m.status);
+		});
+		const after = await bearer('GET', `/v1/batches/${b.id}`, ACME);
+		eq(after.messages.queued, held, 'queued while paused');
+		eq(after.progress.settled, settled, 'settled while paused');
+		eq(await settledOnPage(), settled, 'settled on the page while paused');
+		await axe(acmePage, 'campaign paused');
+		await shot(acmePage, 'campaign-paused');
+		await acmePage.click('#c-resume');
+		await acmePage.waitForSelector('#c-status:has-text("completed")', {timeout: 60000});
+		await until('the final count on the page', async () => (await acmePage.textContent('#c-settled')) === '200 / 200 settled');
+		check((await acmePage.textContent('#c-resumed')).length > 0, 'the resume is shown');
+		const done = await bearer('GET', `/v1/batches/${b.id}`, ACME);
+		eq(done.progress.settled, 200, 'settled at the end');
+		eq((done.messages.cancelled || 0) + (done.messages.failed || 0), 0, 'nothing lost');
 	});
 
 	await test('every screen passes axe-core', async () => {

@@ -39,9 +39,32 @@ function summary(b)
 	          el('dt', {}, 'Created'), el('dd', {}, fmtTime(b.times.created_at)),
 	          el('dt', {}, 'Started'), el('dd', {}, fmtTime(b.times.started_at)),
 	          el('dt', {}, 'Ended'), el('dd', {}, fmtTime(b.times.completed_at || b.times.cancelled_at || b.times.failed_at)),
+	          pauseFacts(b),
 	          b.retry_of ? [el('dt', {}, 'Resend of'), el('dd', {}, el('a', {href: `#/campaign/${encodeURIComponent(b.retry_of)}`}, b.retry_of))] : null,
 	          b.retries && b.retries.length ? [el('dt', {}, 'Resent as'), el('dd', {}, b.retries.map((r) => el('a', {href: `#/campaign/${encodeURIComponent(r)}`}, r)))] : null,
 	          b.error ? [el('dt', {}, 'Error'), el('dd', {}, b.error)] : null);
+}
+
+// Who paused, resumed or cancelled the campaign, when and why (the
+// latest of each; the audit log keeps them all).
+function pauseFacts(b)
+{
+	const op = b.operator || {};
+	const out = [];
+	if (b.times.paused_at)
+		out.push(el('dt', {}, 'Paused'),
+		         el('dd', {id : 'c-paused'},
+		            `${fmtTime(b.times.paused_at)} by ${op.paused_by || '—'}`,
+			    op.pause_reason ? ` — “${op.pause_reason}”` : ''));
+	if (b.times.resumed_at)
+		out.push(el('dt', {}, 'Resumed'),
+		         el('dd', {id : 'c-resumed'},
+		            `${fmtTime(b.times.resumed_at)} by ${op.resumed_by || '—'}`));
+	if (b.status === 'cancelled' && (op.cancelled_by || op.cancel_reason))
+		out.push(el('dt', {}, 'Cancelled by'),
+		         el('dd', {id : 'c-cancelled'}, op.cancelled_by || '—',
+		            op.cancel_reason ? ` — “${op.cancel_reason}”` : ''));
+	return out.length ? out : null;
 }
 
 export async function campaign(main, args, params)
@@ -52,10 +75,30 @@ export async function campaign(main, args, params)
 	const write = hasScope('campaigns:write');
 	const out = el('div', {id : 'c-result', role : 'status'});
 	const actions = el('div', {class : 'actions'});
+	// The reason a pause needs and a cancel may have; kept across the
+	// live re-renders of the buttons (the same input element).
+	const reason = el('input', {
+		id : 'c-reason',
+		type : 'text',
+		maxlength : '200',
+		placeholder : 'why (recorded with your name)',
+		autocomplete : 'off'
+	});
+	const reasonBox = el('span', {class : 'reason'}, el('label', {for: 'c-reason'
+	                     }, 'Reason '), reason);
 	const renderActions = () => {
 		put(actions);
 		if (!write)
 			return;
+		if (!FINAL.includes(b.status))
+			actions.append(reasonBox);
+		if (b.status === 'processing')
+			actions.append(el(
+			    'button', {type : 'button', id : 'c-pause', onclick : pause}, 'Pause'));
+		if (b.status === 'paused')
+			actions.append(el('button',
+			                  {type : 'button', id : 'c-resume', onclick : resume},
+			                  'Resume'));
 		if (!FINAL.includes(b.status))
 			actions.append(el(
 			    'button',
@@ -67,14 +110,48 @@ export async function campaign(main, args, params)
 			                  {type : 'button', id : 'c-resend', onclick : resend},
 			                  `Resend ${fmtNum(failed)} failed`));
 	};
+	async function pause()
+	{
+		const why = reason.value.trim();
+		if (!why) {
+			put(out, el('p', {class : 'error', role : 'alert'},
+			            'Give a reason to pause (it is recorded with your name).'));
+			reason.focus();
+			return;
+		}
+		try {
+			const r = await api('POST', `/v1/batches/${encodeURIComponent(id)}/pause`,
+				            {reason : why});
+			put(out,
+			    el('p', {},
+			       `Paused: ${fmtNum(r.messages.queued || 0)} queued messages held; ` +
+				   'what was being sent finishes.'));
+			reason.value = '';
+			update(r);
+		} catch (e) {
+			put(out, errorBox(e));
+		}
+	}
+	async function resume()
+	{
+		try {
+			const r = await api('POST', `/v1/batches/${encodeURIComponent(id)}/resume`);
+			put(out, el('p', {}, 'Resumed: sending again.'));
+			update(r);
+		} catch (e) {
+			put(out, errorBox(e));
+		}
+	}
 	async function cancel()
 	{
 		if (!window.confirm(`Cancel “${b.name}”? Messages not yet sent will not be sent.`))
 			return;
+		const why = reason.value.trim();
 		try {
-			const r =
-			    await api('POST', `/v1/batches/${encodeURIComponent(id)}/cancel`, {});
+			const r = await api('POST', `/v1/batches/${encodeURIComponent(id)}/cancel`,
+				            why ? {reason : why} : {});
 			put(out, el('p', {}, `Cancelled: ${fmtNum(r.stopped)} stopped.`));
+			reason.value = '';
 			b = r;
 			update(b);
 		} catch (e) {

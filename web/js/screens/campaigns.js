@@ -4,7 +4,8 @@
 import {api, liveCampaigns} from '../api.js';
 import {el, put, fmtTime, fmtNum, badge, table, progressBar, go} from '../ui.js';
 
-const STATUSES = [ '', 'pending', 'validated', 'processing', 'completed', 'cancelled', 'failed' ];
+const STATUSES =
+    [ '', 'pending', 'validated', 'processing', 'paused', 'completed', 'cancelled', 'failed' ];
 
 export function campaignRow(b, rates)
 {
