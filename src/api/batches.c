@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "api/api_int.h"
+#include "campaigns/pricing.h"
 #include "campaigns/sheet.h"
 #include "channels/channel.h"
 #include "core/phone.h"
@@ -312,15 +313,22 @@ struct vctx {
 	 * it, so a hanging plugin costs an upload seconds, not hours. */
 	const struct plugin *prep;
 	int prep_timeouts;
+	/* The cost estimate of the rows that will become messages (channel,
+	 * country, WhatsApp category, SMS segments); wa_category -1 on other
+	 * channels; category_note says when the category was assumed. */
+	struct pricing_estimate *est;
+	int wa_category;
+	char category_note[200];
 };
 
 #define PREPARE_TIMEOUTS_MAX 3
 
 /* The recipient as the channel stores it. */
-static int row_recipient(const struct vctx *v, const char *raw, char out[HR_ADDR_MAX],
-                         char *why, size_t why_size)
+static int row_recipient(const struct vctx *v, const char *raw, char out[HR_ADDR_MAX], char *why,
+                         size_t why_size, int *cc)
 {
 	char e164[HR_PHONE_E164_SIZE];
+	*cc = 0;
 	if (v->b.phone) {
 		struct hr_phone_result res;
 		int rc = hr_phone_normalize(raw, strlen(raw), v->b.region[0] ? v->b.region : NULL,
@@ -339,6 +347,7 @@ static int row_recipient(const struct vctx *v, const char *raw, char out[HR_ADDR
 		}
 		if (rc)
 			return rc;
+		*cc = res.country_code;
 		raw = e164; /* then the channel's own form of it (WhatsApp: no '+') */
 	}
 	/* The channel's own form: WhatsApp's wa_id, Telegram's chat id (an
@@ -406,7 +415,8 @@ static int validate_row_as(struct vctx *v, int64_t row, const char *const *vals,
 		snprintf(why, sizeof why, "the recipient is empty");
 		goto invalid_recipient;
 	}
-	if ((rc = row_recipient(v, raw, to, why, sizeof why)) == HR_EINVAL)
+	int cc = 0;
+	if ((rc = row_recipient(v, raw, to, why, sizeof why, &cc)) == HR_EINVAL)
 		goto invalid_recipient;
 	if (rc)
 		return rc;
@@ -440,6 +450,7 @@ static int validate_row_as(struct vctx *v, int64_t row, const char *const *vals,
 	struct message m = {0};
 	struct hr_err err = {0};
 	rc = row_message(&v->b, "", to, params, v->now, &m, &err);
+	int segments = m.segments;
 	message_clear(&m);
 	if (rc == HR_ENOMEM || rc == HR_EINTERNAL) {
 		free(it->params); /* the caller frees only the rows it counted */
@@ -464,6 +475,9 @@ static int validate_row_as(struct vctx *v, int64_t row, const char *const *vals,
 	}
 	it->valid = true;
 	it->duplicate = hset_add(&v->seen, to, &v->oom);
+	if (!v->oom && !it->duplicate && v->est &&
+	    pricing_estimate_add(v->est, v->b.acct->ops->name, cc, v->wa_category, segments))
+		v->oom = true;
 	return v->oom ? HR_ENOMEM : 0;
 
 invalid_recipient:
@@ -534,6 +548,8 @@ static int validate_row(struct vctx *v, int64_t row, const char *const *vals, si
 
 static void vctx_free(struct vctx *v)
 {
+	pricing_estimate_free(v->est);
+	v->est = NULL;
 	bspec_free(&v->b);
 	free(v->seen.slot);
 	free(v->supp.slot);
@@ -844,6 +860,8 @@ static int parse_spec(struct api_req *r, json_t *root, struct vctx *v, const cha
 	if ((jt != NULL) == (text != NULL))
 		return hr_fail(err, HR_EINVAL, jt ? "text" : "template",
 		               "give either template or text");
+	/* A text is a free-form message: WhatsApp's service category. */
+	v->wa_category = !strcmp(acct->ops->name, "whatsapp") ? WA_SERVICE : -1;
 	if (text) {
 		if ((rc = template_param_count(text, &v->b.nparams, err)))
 			return rc;
@@ -871,6 +889,23 @@ static int parse_spec(struct api_req *r, json_t *root, struct vctx *v, const cha
 		if (rc)
 			return rc;
 		v->b.nparams = t.param_count;
+		/* What Meta prices the template as, when it says (its extras'
+		 * category); else the dearest, and the estimate says so. */
+		if (!strcmp(acct->ops->name, "whatsapp")) {
+			json_t *tc = t.config ? json_loads(t.config, 0, NULL) : NULL;
+			enum wa_category c;
+			if (wa_category_parse(json_string_value(json_object_get(tc, "category")),
+			                      &c) == 0) {
+				v->wa_category = (int)c;
+			} else {
+				v->wa_category = WA_MARKETING;
+				char c1[HR_NAME_MAX];
+				snprintf(v->category_note, sizeof v->category_note,
+				         "template '%s' declares no category: priced as marketing",
+				         api_clip(c1, sizeof c1, tn));
+			}
+			json_decref(tc);
+		}
 		template_row_clear(&t);
 		hr_strlcpy(v->b.tname, tn, sizeof v->b.tname);
 		hr_strlcpy(v->b.lang, tl, sizeof v->b.lang);
@@ -1577,6 +1612,8 @@ static void post_run(struct post_job *job)
 		rc = map_columns(v, root, &err);
 	if (rc == 0)
 		rc = load_suppressions(r, v);
+	if (rc == 0 && !(v->est = pricing_estimate_new(s->o.pricing)))
+		rc = hr_fail(&err, HR_ENOMEM, NULL, "out of memory");
 	v->now = hr_now_us();
 
 	/* The batch first (PENDING): rows go in as they are checked. */
@@ -1702,6 +1739,12 @@ static void post_run(struct post_job *job)
 		if (rs->qfd)
 			close(rs->qfd - 1);
 	}
+	json_t *estimate =
+	    rc == 0 && v
+	        ? pricing_estimate_json(v->est, v->category_note[0] ? v->category_note : NULL)
+	        : NULL;
+	if (rc == 0 && !estimate)
+		rc = hr_fail(&err, HR_ENOMEM, NULL, "out of memory");
 	vctx_free(v);
 	free(v);
 	free(rs);
@@ -1717,8 +1760,8 @@ static void post_run(struct post_job *job)
 		job->err = err;
 		return;
 	}
-	json_t *report = json_pack("{s:o, s:b}", "errors", up.errors, "errors_truncated",
-	                           up.invalid > BATCH_ERRORS_INLINE);
+	json_t *report = json_pack("{s:o, s:b, s:o}", "errors", up.errors, "errors_truncated",
+	                           up.invalid > BATCH_ERRORS_INLINE, "estimate", estimate);
 	if (dry) {
 		json_t *j = json_pack("{s:b, s:{s:I, s:I, s:I, s:I}}", "dry_run", 1, "rows", "total",
 		                      (json_int_t)up.total, "valid", (json_int_t)up.valid,

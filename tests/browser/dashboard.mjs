@@ -78,6 +78,11 @@ tenants:
   - id: other
     name: Other
     api_keys: [${OTHER}]
+pricing:
+  currency: EUR
+  whatsapp:
+    service: {"44": 0.001}
+    marketing: {default: 0.06}
 sim:
   listen: 127.0.0.1:${simPort}
   whatsapp:
@@ -329,6 +334,11 @@ async function main() {
 		eq(await acmePage.textContent('#u-valid'), '9,950', 'valid rows');
 		eq(await acmePage.textContent('#u-invalid'), '30', 'invalid rows');
 		eq(await acmePage.textContent('#u-dups'), '20', 'duplicates');
+		// The cost of the 9,950 that will be sent: WhatsApp text (service)
+		// to +44 at 0.001 EUR each; no SMS segments.
+		eq(await acmePage.textContent('#u-total-cost'), '9.9500 EUR', 'estimated cost');
+		eq(await acmePage.textContent('#u-segments'), '0', 'SMS segments');
+		check((await acmePage.textContent('#u-estimate table')).includes('+44'), 'the estimate by country');
 		// The table lists the report's rows as the API has them.
 		const id = await acmePage.getAttribute('#u-report', 'data-id');
 		const errs = await bearer('GET', `/v1/batches/${id}/errors?limit=1000`, ACME);

@@ -15,6 +15,47 @@ function tableId(id, ...args)
 	return t;
 }
 
+// The cost estimate of the rows that will be sent (the server's, from the
+// config's prices): the total or "no prices configured", SMS segments, and
+// the breakdown by channel, country and WhatsApp category.
+function estimate(e)
+{
+	if (!e)
+		return null;
+	const money = (x) =>
+	    (x === null || x === undefined ? '—' : `${x.toFixed(4)} ${e.currency}`);
+	const head =
+	    e.priced ? el('p', {id : 'u-cost'},
+	                  'Estimated cost: ', el('strong', {id : 'u-total-cost'}, money(e.total)),
+	                  e.unpriced_messages
+	                      ? ` (${fmtNum(e.unpriced_messages)} messages have no price)`
+		              : '')
+		     : el('p', {id : 'u-cost'},
+		          'Estimated cost: ', el('strong', {id : 'u-total-cost'}, e.note));
+	return el(
+	    'section', {'aria-labelledby' : 'u-est-h', id : 'u-estimate'},
+	    el('h3', {id : 'u-est-h'}, 'Cost estimate'), head,
+	    el('p', {}, `${fmtNum(e.messages)} messages, `,
+	       el('span', {id : 'u-segments'}, fmtNum(e.sms_segments)), ' SMS segments'),
+	    e.category_note ? el('p', {class : 'muted'}, e.category_note) : null,
+	    e.by.length
+		? table(
+		      [
+			      'Channel', 'Country code', 'Category', 'Messages', 'Units',
+			      'Unit price', 'Cost'
+		      ],
+		      e.by.map(
+		          (g) => el('tr', {}, el('td', {}, g.channel),
+		                    el('td', {}, g.country_code ? `+${g.country_code}` : 'other'),
+			            el('td', {}, g.category || '—'),
+			            el('td', {class : 'num'}, fmtNum(g.messages)),
+			            el('td', {class : 'num'}, fmtNum(g.units)),
+			            el('td', {class : 'num'}, e.priced ? money(g.unit_price) : '—'),
+			            el('td', {class : 'num'}, e.priced ? money(g.cost) : '—'))),
+		      'Estimate by channel, country and category')
+		: null);
+}
+
 async function report(box, b)
 {
 	const id = encodeURIComponent(b.id);
@@ -54,7 +95,7 @@ async function report(box, b)
 	          el('dd', {id : 'u-invalid'}, fmtNum(b.rows.invalid))),
 	       el('div', {class : 'card s-cancelled'}, el('dt', {}, 'Duplicates'),
 	          el('dd', {id : 'u-dups'}, fmtNum(b.rows.duplicates)))),
-	    el('p', {}, 'Status: ', badge(b.status)),
+	    el('p', {}, 'Status: ', badge(b.status)), estimate(b.estimate),
 	    byReason.size ? table([ 'Reason', 'Rows' ],
 	                          [...byReason ]
 	                              .sort((a, c) => c[1] - a[1])
