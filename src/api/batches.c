@@ -323,12 +323,16 @@ struct vctx {
 
 #define PREPARE_TIMEOUTS_MAX 3
 
-/* The recipient as the channel stores it. */
+/* The recipient as the channel stores it; *cc the number's calling code
+ * (0 when not a phone number); e164_out (HR_PHONE_E164_SIZE bytes, may be
+ * NULL) its E.164 form, "" when not a phone number. */
 static int row_recipient(const struct vctx *v, const char *raw, char out[HR_ADDR_MAX], char *why,
-                         size_t why_size, int *cc)
+                         size_t why_size, int *cc, char *e164_out)
 {
 	char e164[HR_PHONE_E164_SIZE];
 	*cc = 0;
+	if (e164_out)
+		e164_out[0] = '\0';
 	if (v->b.phone) {
 		struct hr_phone_result res;
 		int rc = hr_phone_normalize(raw, strlen(raw), v->b.region[0] ? v->b.region : NULL,
@@ -348,6 +352,8 @@ static int row_recipient(const struct vctx *v, const char *raw, char out[HR_ADDR
 		if (rc)
 			return rc;
 		*cc = res.country_code;
+		if (e164_out)
+			memcpy(e164_out, e164, sizeof e164);
 		raw = e164; /* then the channel's own form of it (WhatsApp: no '+') */
 	}
 	/* The channel's own form: WhatsApp's wa_id, Telegram's chat id (an
@@ -416,7 +422,7 @@ static int validate_row_as(struct vctx *v, int64_t row, const char *const *vals,
 		goto invalid_recipient;
 	}
 	int cc = 0;
-	if ((rc = row_recipient(v, raw, to, why, sizeof why, &cc)) == HR_EINVAL)
+	if ((rc = row_recipient(v, raw, to, why, sizeof why, &cc, NULL)) == HR_EINVAL)
 		goto invalid_recipient;
 	if (rc)
 		return rc;
@@ -720,6 +726,7 @@ static const char *const post_keys[] = {
     "query_params",
     "document_param",
     "document_filename",
+    "preview",
     NULL,
 };
 
@@ -1405,6 +1412,162 @@ static int src_next(struct rowsrc *rs, int64_t *rowno, struct hr_err *err)
 	return 1;
 }
 
+/* ---------------------------------------------------------------------------
+ * Preview (POST /v1/batches with "preview": N): the first rows of a file as
+ * the upload would read them, before anything is created.
+ * ------------------------------------------------------------------------- */
+
+#define PREVIEW_ROWS_MAX 50
+#define PREVIEW_VALUE_MAX 256 /* bytes of a cell shown */
+
+/* v as a masked session sees a phone number (session.c's masking). */
+static json_t *preview_str(const char *v, bool masked)
+{
+	char buf[PREVIEW_VALUE_MAX + 1];
+	hr_utf8_copy(buf, v ? v : "", sizeof buf);
+	if (!masked || !buf[0])
+		return json_string(buf);
+	json_t *tmp = json_pack("{s:s}", "to", buf);
+	api_mask_json(tmp);
+	json_t *m = json_incref(json_object_get(tmp, "to"));
+	json_decref(tmp);
+	return m;
+}
+
+/*
+ * The column names, the mapping the upload would use (the recipient column
+ * and each placeholder's column, by name or by the defaults; when it cannot
+ * be resolved, mapping_error says why and what was found is still shown),
+ * and the first n rows: every value, the recipient as given, its E.164 form
+ * and the channel's form, or why it is not a number, and the row's verdict
+ * as the upload would give it (valid, duplicate, or the column and reason).
+ * Reads n + 1 rows at most (the last only to say whether more follow).
+ */
+static int preview_run(struct vctx *v, struct rowsrc *rs, json_t *root, int n, bool masked,
+                       json_t **out, struct hr_err *err)
+{
+	*out = NULL;
+	json_t *o = json_object(), *hs = json_array(), *rows = json_array(), *map = json_object();
+	int rc = o && hs && rows && map ? 0 : HR_ENOMEM;
+	for (size_t i = 0; rc == 0 && i < v->nh; i++)
+		if (json_array_append_new(hs, json_string(v->headers[i])))
+			rc = HR_ENOMEM;
+	struct hr_err merr = {0};
+	int mrc = rc ? 0 : map_columns(v, root, &merr);
+	if (mrc && mrc != HR_EINVAL)
+		rc = mrc;
+	bool mapped = rc == 0 && mrc == 0;
+	if (rc == 0) {
+		json_t *pc = json_array();
+		for (int i = 0; mapped && pc && i < v->b.nparams; i++)
+			json_array_append_new(pc, json_string(v->headers[v->pcols[i]]));
+		if (!pc ||
+		    json_object_set_new(map, "recipient_column",
+		                        v->rcol >= 0 ? json_string(v->headers[v->rcol])
+		                                     : json_null()) ||
+		    json_object_set_new(map, "placeholders", json_integer(v->b.nparams)) ||
+		    json_object_set_new(map, "params", mapped ? pc : json_null()))
+			rc = HR_ENOMEM;
+		if (!mapped)
+			json_decref(pc);
+		if (rc == 0 && !mapped &&
+		    json_object_set_new(
+		        map, "error",
+		        json_pack("{s:s, s:s}", "field", merr.field, "message", merr.msg)))
+			rc = HR_ENOMEM;
+	}
+	int64_t rowno = 0;
+	bool more = false;
+	for (int k = 0; rc == 0; k++) {
+		int got = src_next(rs, &rowno, err);
+		if (got < 0) {
+			rc = got;
+			break;
+		}
+		if (got == 0)
+			break;
+		if (k == n) {
+			more = true;
+			break;
+		}
+		json_t *vals = json_object(), *row = json_object();
+		if (!vals || !row) {
+			json_decref(vals);
+			json_decref(row);
+			rc = HR_ENOMEM;
+			break;
+		}
+		for (size_t c = 0; c < v->nh; c++)
+			json_object_set_new(vals, v->headers[c],
+			                    preview_str(rs->vals[c], masked && (int)c == v->rcol));
+		json_object_set_new(row, "row", json_integer((json_int_t)rowno));
+		json_object_set_new(row, "values", vals);
+		if (v->rcol >= 0) {
+			const char *given = rs->vals[v->rcol];
+			char chan[HR_ADDR_MAX] = "", why[256] = "", e164[HR_PHONE_E164_SIZE] = "";
+			int cc = 0;
+			int r2 = *given ? row_recipient(v, given, chan, why, sizeof why, &cc, e164)
+			                : (snprintf(why, sizeof why, "the recipient is empty"),
+			                   HR_EINVAL);
+			if (r2 && r2 != HR_EINVAL) {
+				json_decref(row);
+				rc = r2;
+				break;
+			}
+			json_object_set_new(
+			    row, "recipient",
+			    json_pack(
+			        "{s:o, s:o, s:o, s:o}", "given", preview_str(given, masked), "e164",
+			        r2 == 0 && e164[0] ? preview_str(e164, masked) : json_null(),
+			        "normalized", r2 == 0 ? preview_str(chan, masked) : json_null(),
+			        "reason", r2 ? json_string(why) : json_null()));
+		}
+		if (mapped) {
+			struct batch_item it;
+			int r3 = validate_row(v, rowno, rs->vals, rs->nh, rs->bad, &it);
+			if (r3 == HR_EINVAL) {
+				/* The batch's own route is refused: the upload would be. */
+				json_decref(row);
+				*err = v->fatal;
+				rc = r3;
+				break;
+			}
+			if (r3) {
+				json_decref(row);
+				rc = r3;
+				break;
+			}
+			json_object_set_new(row, "valid", json_boolean(it.valid && !it.duplicate));
+			json_object_set_new(row, "duplicate",
+			                    json_boolean(it.valid && it.duplicate));
+			if (!it.valid)
+				json_object_set_new(row, "error",
+				                    json_pack("{s:s, s:s}", "column",
+				                              it.error_column, "reason", it.error));
+			free(it.params);
+		}
+		if (json_array_append_new(rows, row))
+			rc = HR_ENOMEM;
+	}
+	if (rc == 0 &&
+	    (json_object_set_new(o, "preview", json_true()) || json_object_set(o, "headers", hs) ||
+	     json_object_set(o, "mapping", map) || json_object_set(o, "rows", rows) ||
+	     json_object_set_new(o, "more", json_boolean(more))))
+		rc = HR_ENOMEM;
+	json_decref(hs);
+	json_decref(map);
+	json_decref(rows);
+	if (rc) {
+		json_decref(o);
+		if (!err->code)
+			hr_fail(err, rc, NULL,
+			        rc == HR_ENOMEM ? "out of memory" : "preview failed");
+		return rc;
+	}
+	*out = o;
+	return 0;
+}
+
 /* A form field holding a list (parameter columns, a route's channels):
  * items separated by commas, blanks around them dropped. NULL when out of
  * memory. */
@@ -1456,12 +1619,13 @@ static json_t *fields_spec(const struct api_upload *u, struct hr_err *err)
 			}
 		} else if (!strcmp(key, "params") || !strcmp(key, "route")) {
 			rc = json_object_set_new(o, key, form_list(t));
-		} else if (!strcmp(key, "fallback_after_s")) {
+		} else if (!strcmp(key, "fallback_after_s") || !strcmp(key, "preview")) {
 			char *end;
 			errno = 0;
 			long long n = strtoll(t, &end, 10);
 			if (errno || end == t || *end) {
-				hr_fail(err, HR_EINVAL, key, "fallback_after_s must be a whole number of seconds");
+				hr_fail(err, HR_EINVAL, key, "%s must be a whole number%s", key,
+				        strcmp(key, "preview") ? " of seconds" : " of rows");
 				json_decref(o);
 				return NULL;
 			}
@@ -1569,6 +1733,20 @@ static void post_run(struct post_job *job)
 	json_t *jdry = json_object_get(root, "dry_run"), *jstart = json_object_get(root, "start");
 	json_t *jsched = json_object_get(root, "schedule_at"), *rows = json_object_get(root, "rows");
 	bool dry = json_is_true(jdry);
+	/* A preview reads the first rows only and creates nothing. */
+	json_t *jprev = json_object_get(root, "preview");
+	int preview = 0;
+	if (rc == 0 && jprev) {
+		if (!json_is_integer(jprev) || json_integer_value(jprev) < 1 ||
+		    json_integer_value(jprev) > PREVIEW_ROWS_MAX)
+			rc = hr_fail(&err, HR_EINVAL, "preview",
+			             "preview must be a number of rows from 1 to %d",
+			             PREVIEW_ROWS_MAX);
+		else
+			preview = (int)json_integer_value(jprev);
+		dry = true;
+	}
+	json_t *pout = NULL;
 	int start = -1; /* auto */
 	int64_t schedule_at = 0;
 	if (rc == 0 && jdry && !json_is_boolean(jdry))
@@ -1608,10 +1786,12 @@ static void post_run(struct post_job *job)
 	}
 	v->headers = rs->headers;
 	v->nh = rs->nh;
-	if (rc == 0)
+	if (rc == 0 && !preview)
 		rc = map_columns(v, root, &err);
 	if (rc == 0)
 		rc = load_suppressions(r, v);
+	if (rc == 0 && preview)
+		rc = preview_run(v, rs, root, preview, r->masked, &pout, &err);
 	if (rc == 0 && !(v->est = pricing_estimate_new(s->o.pricing)))
 		rc = hr_fail(&err, HR_ENOMEM, NULL, "out of memory");
 	v->now = hr_now_us();
@@ -1665,7 +1845,7 @@ static void post_run(struct post_job *job)
 	}
 	int64_t rowno = 0;
 	int k;
-	while (rc == 0 && (k = src_next(rs, &rowno, &err)) != 0) {
+	while (rc == 0 && !preview && (k = src_next(rs, &rowno, &err)) != 0) {
 		if (k < 0) {
 			rc = k;
 			break;
@@ -1696,7 +1876,7 @@ static void post_run(struct post_job *job)
 	if (rc == 0 && nit && !dry)
 		rc = st->ops->batch_items_put(st, b.id, items, nit, &err);
 	items_free(items, nit);
-	if (rc == 0 && up.total == 0)
+	if (rc == 0 && up.total == 0 && !preview)
 		rc = hr_fail(&err, HR_EINVAL,
 		             from_source ? "query"
 		             : r->upload ? "file"
@@ -1754,10 +1934,15 @@ static void post_run(struct post_job *job)
 	char id[HR_ID_LEN + 1];
 	hr_strlcpy(id, b.id, sizeof id);
 	batch_clear(&b);
-	if (rc != 0) {
+	if (rc != 0 || preview) {
 		json_decref(up.errors);
+		json_decref(estimate);
 		job->rc = rc;
 		job->err = err;
+		job->out = rc ? NULL : pout;
+		if (rc)
+			json_decref(pout);
+		job->status = 200;
 		return;
 	}
 	json_t *report = json_pack("{s:o, s:b, s:o}", "errors", up.errors, "errors_truncated",

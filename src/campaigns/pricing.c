@@ -322,9 +322,10 @@ json_t *pricing_estimate_json(const struct pricing_estimate *e, const char *cate
 	struct group *sorted = NULL;
 	if (e->n && !(sorted = malloc(e->n * sizeof *sorted)))
 		return NULL;
-	if (e->n)
+	if (e->n) {
 		memcpy(sorted, e->g, e->n * sizeof *sorted);
-	qsort(sorted, e->n, sizeof *sorted, group_order);
+		qsort(sorted, e->n, sizeof *sorted, group_order);
+	}
 	json_t *by = json_array();
 	int64_t total = 0, unpriced = 0;
 	bool oom = !by;

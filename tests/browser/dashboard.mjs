@@ -384,6 +384,47 @@ async function main() {
 		await shot(acmePage, 'campaign-cancelled');
 	});
 
+	await test('column mapping and E.164 preview before anything is created', async () => {
+		const csv = path.join(dir, 'mapping.csv');
+		fs.writeFileSync(csv, 'mobile,first name,amount\n07400 123401,Ann,10\n+44 7400 123402,Bob,20\n12345,Cy,30\n07400 123401,Ann,40\n');
+		const before = (await bearer('GET', '/v1/batches?limit=1000', ACME)).data.length;
+		await screen(acmePage, '/upload', '#u-file');
+		await acmePage.setInputFiles('#u-file', csv);
+		await acmePage.fill('#u-name', 'mapped upload');
+		await acmePage.selectOption('#u-account', 'acme-wa');
+		await acmePage.fill('#u-text', 'Hi {{1}}, you owe {{2}}');
+		await acmePage.fill('#u-region', 'GB');
+		await acmePage.click('#u-preview');
+		await acmePage.waitForSelector('#u-prev');
+		// The recipient column is found by its name; the placeholders are not:
+		// the page says so and offers the columns.
+		eq(await acmePage.$eval('#u-rcol', (e) => e.value), 'mobile', 'recipient column');
+		await acmePage.waitForSelector('#u-map-error');
+		eq(await acmePage.$$eval('#u-prev tbody tr', (rs) => rs.length), 4, 'preview rows');
+		const e164 = await acmePage.$$eval('#u-prev td.e164', (ts) => ts.map((t) => t.textContent));
+		check(e164[0].startsWith('+4474') && e164[1].startsWith('+4474'), `E.164 preview: ${e164.join(' | ')}`);
+		check(!/^\+/.test(e164[2]) && e164[2].length > 3, `the reason for 12345: ${e164[2]}`);
+		await acmePage.selectOption('#u-p1', 'first name');
+		await acmePage.selectOption('#u-p2', 'amount');
+		await acmePage.waitForSelector('#u-prev td.check:has-text("ok")');
+		const checks = await acmePage.$$eval('#u-prev td.check', (ts) => ts.map((t) => t.textContent));
+		eq(checks[0], 'ok', 'row 2');
+		eq(checks[1], 'ok', 'row 3');
+		check(checks[2].startsWith('mobile: '), `row 4: ${checks[2]}`);
+		eq(checks[3], 'duplicate (skipped)', 'row 5');
+		eq((await bearer('GET', '/v1/batches?limit=1000', ACME)).data.length, before, 'campaigns after previews');
+		await axe(acmePage, 'upload preview');
+		await shot(acmePage, 'upload-preview');
+		// The upload uses the mapping chosen.
+		await acmePage.click('#u-submit');
+		await acmePage.waitForSelector('#u-report');
+		eq(await acmePage.textContent('#u-valid'), '2', 'valid rows with the mapping');
+		eq(await acmePage.textContent('#u-invalid'), '1', 'invalid rows');
+		eq(await acmePage.textContent('#u-dups'), '1', 'duplicates');
+		await acmePage.click('#u-discard');
+		await acmePage.waitForSelector('#u-discarded');
+	});
+
 	await test('live counters reach the final numbers through the event stream', async () => {
 		// 60 recipients, 5 of whom the simulator fails.
 		const rows = [];
@@ -494,7 +535,10 @@ async function main() {
 		const b = await bearer('POST', '/v1/batches', ACME, {name: 'pausable campaign', channel: 'whatsapp', account: 'acme-slow', text: 'hi', start: true, rows});
 		await screen(acmePage, `/campaign/${b.id}`, '#c-status');
 		const settledOnPage = async () => Number((await acmePage.textContent('#c-settled')).split(' / ')[0].replace(/,/g, ''));
-		await until('the first messages to settle', async () => (await settledOnPage()) > 0, 60000);
+		await until('the first messages to settle', async () => {
+			const x = await bearer('GET', `/v1/batches/${b.id}`, ACME);
+			return x.progress.settled > 0 && x.status === 'processing';
+		}, 60000);
 		// No reason: the page asks for one and nothing is paused.
 		await acmePage.fill('#c-reason', '');
 		await acmePage.click('#c-pause');
@@ -516,6 +560,8 @@ async function main() {
 		const held = still.messages.queued;
 		check(held > 0 && held < 200, `held ${held}`);
 		const settled = still.progress.settled;
+		// (Opened again: the page reads the campaign afresh, then follows it live.)
+		await screen(acmePage, `/campaign/${b.id}`, '#c-resume');
 		await until('the page to show the settled count', async () => (await settledOnPage()) === settled);
 		const one = await bearer('POST', '/v1/messages', ACME, {channel: 'whatsapp', account: 'acme-slow', to: '+447400870001', text: 'single'});
 		await until('the single send to go out', async () => {

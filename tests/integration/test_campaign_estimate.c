@@ -6,7 +6,10 @@
  * said), SMS by segment (GSM-7 and UCS-2 texts), only the rows that will
  * become messages counted (invalid and duplicate rows are not), the same
  * figures for a dry run and a real upload; a template's category through
- * POST /v1/templates is checked and named.
+ * POST /v1/templates is checked and named. The preview (POST /v1/batches
+ * {"preview": N}): headers, the mapping (or why it cannot be resolved),
+ * the first N rows with each recipient as given and normalised (or the
+ * reason), each row's verdict, and nothing created.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -195,12 +198,102 @@ static void test_sms_segments(void **state)
 	json_decref(j);
 }
 
+static long batch_count(void)
+{
+	struct resp r = api_get(&W, "/v1/batches?limit=1000");
+	assert_int_equal(r.status, 200);
+	long n = (long)json_array_size(json_object_get(r.json, "data"));
+	resp_free(&r);
+	return n;
+}
+
+static void test_preview(void **state)
+{
+	(void)state;
+	long before = batch_count();
+	const char *rows = "[{\"phone\":\"07400 300031\",\"name\":\"Ann\",\"amount\":\"1\"},"
+	                   "{\"phone\":\"12345\",\"name\":\"Bob\",\"amount\":\"2\"},"
+	                   "{\"phone\":\"+44 7400 300031\",\"name\":\"Ann\",\"amount\":\"3\"},"
+	                   "{\"phone\":\"+33 6 12 34 56 78\",\"name\":\"Dee\",\"amount\":\"4\"}]";
+	char body[2048];
+	/* No params: the template's two placeholders have no columns named 1
+	 * and 2; the mapping says so, and the numbers are still checked. */
+	snprintf(body, sizeof body,
+	         "{\"name\":\"p\",\"channel\":\"whatsapp\",\"template\":{\"name\":"
+	         "\"payment_reminder\",\"language\":\"en_GB\"},\"default_region\":\"GB\","
+	         "\"preview\":3,\"rows\":%s}",
+	         rows);
+	json_t *j = post(body, 200);
+	assert_true(json_is_true(json_object_get(j, "preview")));
+	assert_int_equal(json_array_size(json_object_get(j, "headers")), 3);
+	json_t *map = json_object_get(j, "mapping");
+	assert_string_equal(json_string_value(json_object_get(map, "recipient_column")), "phone");
+	assert_int_equal(integer(map, "placeholders"), 2);
+	assert_true(json_is_null(json_object_get(map, "params")));
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(map, "error"), "field")), "params");
+	json_t *rs = json_object_get(j, "rows");
+	assert_int_equal(json_array_size(rs), 3);
+	assert_true(json_is_true(json_object_get(j, "more")));
+	json_t *r0 = json_object_get(json_array_get(rs, 0), "recipient");
+	assert_string_equal(json_string_value(json_object_get(r0, "given")), "07400 300031");
+	assert_string_equal(json_string_value(json_object_get(r0, "e164")), "+447400300031");
+	assert_string_equal(json_string_value(json_object_get(r0, "normalized")), "447400300031");
+	assert_true(json_is_null(json_object_get(r0, "reason")));
+	json_t *r1 = json_object_get(json_array_get(rs, 1), "recipient");
+	assert_true(json_is_null(json_object_get(r1, "e164")));
+	assert_true(strlen(json_string_value(json_object_get(r1, "reason"))) > 0);
+	assert_int_equal(integer(json_array_get(rs, 1), "row"), 2);   /* JSON rows count from 1 */
+	assert_null(json_object_get(json_array_get(rs, 0), "valid")); /* not mapped: no verdict */
+	json_decref(j);
+	/* Mapped: each row's verdict as the upload would give it. */
+	snprintf(body, sizeof body,
+	         "{\"name\":\"p\",\"channel\":\"whatsapp\",\"template\":{\"name\":"
+	         "\"payment_reminder\",\"language\":\"en_GB\"},\"default_region\":\"GB\","
+	         "\"params\":[\"name\",\"amount\"],\"preview\":50,\"rows\":%s}",
+	         rows);
+	j = post(body, 200);
+	map = json_object_get(j, "mapping");
+	assert_null(json_object_get(map, "error"));
+	assert_string_equal(json_string_value(json_array_get(json_object_get(map, "params"), 1)),
+	                    "amount");
+	rs = json_object_get(j, "rows");
+	assert_int_equal(json_array_size(rs), 4);
+	assert_false(json_is_true(json_object_get(j, "more")));
+	assert_true(json_is_true(json_object_get(json_array_get(rs, 0), "valid")));
+	assert_false(json_is_true(json_object_get(json_array_get(rs, 1), "valid")));
+	assert_string_equal(json_string_value(json_object_get(
+	                        json_object_get(json_array_get(rs, 1), "error"), "column")),
+	                    "phone");
+	assert_true(json_is_true(json_object_get(json_array_get(rs, 2), "duplicate")));
+	assert_string_equal(json_string_value(json_object_get(
+	                        json_object_get(json_array_get(rs, 3), "recipient"), "e164")),
+	                    "+33612345678");
+	json_decref(j);
+	/* Bounds, named; nothing was created by any of it. */
+	static const char *const bad[] = {"0", "51", "\"3\"", "true"};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		snprintf(body, sizeof body,
+		         "{\"name\":\"p\",\"channel\":\"whatsapp\",\"text\":\"hi\","
+		         "\"preview\":%s,\"rows\":%s}",
+		         bad[i], rows);
+		struct resp r = api_post(&W, "/v1/batches", body);
+		assert_int_equal(r.status, 422);
+		assert_string_equal(
+		    json_string_value(json_object_get(json_object_get(r.json, "error"), "field")),
+		    "preview");
+		resp_free(&r);
+	}
+	assert_int_equal(batch_count(), before);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_whatsapp_estimate),
 	    cmocka_unit_test(test_declared_category),
 	    cmocka_unit_test(test_sms_segments),
+	    cmocka_unit_test(test_preview),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -176,6 +176,13 @@ static void test_estimate(void **state)
 static void test_no_prices(void **state)
 {
 	(void)state;
+	/* Nothing at all (every row invalid, or a preview). */
+	struct pricing_estimate *none = pricing_estimate_new(NULL);
+	json_t *z = pricing_estimate_json(none, NULL);
+	assert_int_equal(json_array_size(json_object_get(z, "by")), 0);
+	assert_int_equal(json_integer_value(json_object_get(z, "messages")), 0);
+	json_decref(z);
+	pricing_estimate_free(none);
 	struct pricing_estimate *e = pricing_estimate_new(NULL);
 	assert_int_equal(pricing_estimate_add(e, "sms", 44, -1, 2), 0);
 	json_t *j = pricing_estimate_json(e, NULL);
