@@ -134,6 +134,7 @@ enum api_route {
 	ROUTE_BATCH_EXPORT_XLSX, /* GET /v1/batches/{id}/export.xlsx */
 	ROUTE_BATCH_PAUSE,       /* POST /v1/batches/{id}/pause {"reason"} */
 	ROUTE_BATCH_RESUME,      /* POST /v1/batches/{id}/resume */
+	ROUTE_BATCH_BREAKDOWN,   /* GET /v1/batches/{id}/breakdown */
 	ROUTE_CALLBACKS,         /* GET /v1/callbacks */
 	ROUTE_CALLBACKS_REPLAY,  /* POST /v1/callbacks/replay?status=dead */
 	ROUTE_CALLBACK,          /* GET /v1/callbacks/{id} */
@@ -516,6 +517,7 @@ enum MHD_Result api_batch_start(struct api_req *r);
 enum MHD_Result api_batch_cancel(struct api_req *r);
 enum MHD_Result api_batch_pause(struct api_req *r);
 enum MHD_Result api_batch_resume(struct api_req *r);
+enum MHD_Result api_batch_breakdown(struct api_req *r);
 enum MHD_Result api_batch_errors(struct api_req *r);
 enum MHD_Result api_batch_messages(struct api_req *r);
 /* ---- batch_export.c ---- */

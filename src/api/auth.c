@@ -407,7 +407,8 @@ int api_unit_precheck(struct api_req *r, struct hr_err *err)
 	case ROUTE_BATCH_EXPORT_CSV:
 	case ROUTE_BATCH_EXPORT_XLSX:
 	case ROUTE_BATCH_PAUSE:
-	case ROUTE_BATCH_RESUME: {
+	case ROUTE_BATCH_RESUME:
+	case ROUTE_BATCH_BREAKDOWN: {
 		struct store *st = r->srv->o.store;
 		struct batch b;
 		int rc = st->ops->batch_get(st, r->tenant, r->path_id, &b);

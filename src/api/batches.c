@@ -2538,6 +2538,61 @@ enum MHD_Result api_batch_messages(struct api_req *r)
 	return api_messages_list_in(r, r->path_id);
 }
 
+#define BREAKDOWN_SAMPLE 10000 /* failed messages, and latest replies, read at most */
+
+/*
+ * GET /v1/batches/{id}/breakdown: the campaign detail's failures by
+ * provider error code and its replies by kind and button payload, each
+ * from a bounded read (store.h, batch_breakdown: at most 10,000 failed
+ * messages, among the store's latest 10,000 replies), beside the exact
+ * totals the counters keep; "sampled" says when a list is from part of
+ * them.
+ */
+enum MHD_Result api_batch_breakdown(struct api_req *r)
+{
+	struct store *st = r->srv->o.store;
+	struct hr_err err;
+	hr_err_clear(&err);
+	static const char *const allowed[] = {NULL};
+	int rc = api_query_check(r, allowed, &err);
+	if (rc)
+		return api_fail(r, rc, &err);
+	struct batch b;
+	if ((rc = st->ops->batch_get(st, r->tenant, r->path_id, &b)))
+		return api_fail(r, rc, NULL);
+	int64_t failed = b.by_status[MSG_FAILED] + b.by_status[MSG_UNDELIVERED];
+	int64_t replied = b.replied;
+	batch_clear(&b);
+	struct batch_tally *fl = NULL, *rp = NULL;
+	size_t nf = 0, nr = 0;
+	int64_t fs = 0, rs = 0;
+	if ((rc = st->ops->batch_breakdown(st, r->path_id, BREAKDOWN_SAMPLE, &fl, &nf, &fs, &rp,
+	                                   &nr, &rs)))
+		return api_fail(r, rc, NULL);
+	json_t *codes = json_array(), *kinds = json_array();
+	for (size_t i = 0; codes && i < nf; i++)
+		json_array_append_new(codes,
+		                      json_pack("{s:s, s:s, s:I}", "code", fl[i].key, "text",
+		                                fl[i].detail, "count", (json_int_t)fl[i].count));
+	for (size_t i = 0; kinds && i < nr; i++)
+		json_array_append_new(
+		    kinds, json_pack("{s:s, s:o, s:I}", "kind", rp[i].key, "payload",
+		                     rp[i].detail[0] ? json_string(rp[i].detail) : json_null(),
+		                     "count", (json_int_t)rp[i].count));
+	free(fl);
+	free(rp);
+	json_t *j = codes && kinds ? json_pack("{s:{s:I, s:I, s:b, s:O}, s:{s:I, s:I, s:i, s:O}}",
+	                                       "failures", "total", (json_int_t)failed, "counted",
+	                                       (json_int_t)fs, "sampled", fs < failed, "by_code",
+	                                       codes, "replies", "replied_messages",
+	                                       (json_int_t)replied, "counted", (json_int_t)rs,
+	                                       "latest_replies_read", BREAKDOWN_SAMPLE, "by", kinds)
+	                           : NULL;
+	json_decref(codes);
+	json_decref(kinds);
+	return j ? api_respond_json(r, 200, j, NULL) : api_fail(r, HR_ENOMEM, NULL);
+}
+
 /* ---------------------------------------------------------------------------
  * For the runner: a batch's messages from its stored rows.
  * ------------------------------------------------------------------------- */

@@ -324,6 +324,8 @@ static const struct api_route_def api_routes[] = {
      TENANT(api_batch_pause, SCOPE_CAMPAIGNS_WRITE), NONE, "POST"},
     {"/v1/batches/{id}/resume", ROUTE_BATCH_RESUME, NONE,
      TENANT(api_batch_resume, SCOPE_CAMPAIGNS_WRITE), NONE, "POST"},
+    {"/v1/batches/{id}/breakdown", ROUTE_BATCH_BREAKDOWN,
+     TENANT(api_batch_breakdown, SCOPE_CAMPAIGNS_READ), NONE, NONE, "GET, HEAD"},
     {"/v1/batches/{id}/events", ROUTE_BATCH_EVENTS, TENANT(api_batch_events, SCOPE_CAMPAIGNS_READ),
      NONE, NONE, "GET"},
     {"/v1/batches/{id}/errors", ROUTE_BATCH_ERRORS, TENANT(api_batch_errors, SCOPE_CAMPAIGNS_READ),
@@ -473,7 +475,8 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 		           {"/export.csv", ROUTE_BATCH_EXPORT_CSV},
 		           {"/export.xlsx", ROUTE_BATCH_EXPORT_XLSX},
 		           {"/pause", ROUTE_BATCH_PAUSE},
-		           {"/resume", ROUTE_BATCH_RESUME}};
+		           {"/resume", ROUTE_BATCH_RESUME},
+		           {"/breakdown", ROUTE_BATCH_BREAKDOWN}};
 		p = segment(url + 12, r->path_id, sizeof r->path_id);
 		for (size_t i = 0; p && i < sizeof sub / sizeof *sub; i++)
 			if (strcmp(p, sub[i].tail) == 0)

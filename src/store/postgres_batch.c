@@ -361,3 +361,65 @@ int pg_batch_export_rows(struct store *st, const char *batch_id, int64_t after_r
 	*n = (size_t)nr;
 	return 0;
 }
+
+/* A tally result (key, detail, count) into a heap array. */
+static int pg_tally(PGresult *r, struct batch_tally **out, size_t *n, int64_t *seen)
+{
+	*out = calloc(BATCH_TALLY_MAX, sizeof **out);
+	if (!*out)
+		return HR_ENOMEM;
+	int nr = PQntuples(r);
+	for (int i = 0; i < nr && *n < BATCH_TALLY_MAX; i++) {
+		struct batch_tally *t = &(*out)[(*n)++];
+		pg_col_copy(r, i, 0, t->key, sizeof t->key);
+		pg_col_copy(r, i, 1, t->detail, sizeof t->detail);
+		t->count = pg_col_i64(r, i, 2);
+		*seen += t->count;
+	}
+	return 0;
+}
+
+int pg_batch_breakdown(struct store *st, const char *batch_id, int sample,
+                       struct batch_tally **fail, size_t *nfail, int64_t *failed_seen,
+                       struct batch_tally **rep, size_t *nrep, int64_t *replies_seen)
+{
+	*fail = *rep = NULL;
+	*nfail = *nrep = 0;
+	*failed_seen = *replies_seen = 0;
+	if (sample < 1 || sample > 100000)
+		return HR_EINVAL;
+	struct pg_params p = {0};
+	pp_text(&p, batch_id ? batch_id : "");
+	pp_i64(&p, sample);
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, P_BATCH_FAIL_CODES, -1,
+	                 "SELECT coalesce(error_code, ''), coalesce(max(error_text), ''), count(*)"
+	                 " FROM (SELECT error_code, error_text FROM message WHERE batch_id = $1"
+	                 "  AND status IN (5, 6) LIMIT $2::bigint) f"
+	                 " GROUP BY 1 ORDER BY 3 DESC, 1 LIMIT 50",
+	                 &p, &r);
+	if (rc == 0) {
+		rc = pg_tally(r, fail, nfail, failed_seen);
+		PQclear(r);
+	}
+	if (rc == 0 &&
+	    (rc = pg_read((struct pg_store *)st, P_BATCH_REPLY_KINDS, -1,
+	                  "SELECT kind, coalesce(payload, ''), count(*) FROM"
+	                  " (SELECT kind, payload, message_id FROM inbound"
+	                  "  WHERE message_id IS NOT NULL"
+	                  "  AND id > coalesce((SELECT max(id) FROM inbound), 0) - $2::bigint"
+	                  "  ORDER BY id DESC LIMIT $2::bigint) i"
+	                  " WHERE (SELECT batch_id FROM message WHERE id = i.message_id) = $1"
+	                  " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 50",
+	                  &p, &r)) == 0) {
+		rc = pg_tally(r, rep, nrep, replies_seen);
+		PQclear(r);
+	}
+	if (rc) {
+		free(*fail);
+		free(*rep);
+		*fail = *rep = NULL;
+		*nfail = *nrep = 0;
+	}
+	return rc;
+}

@@ -445,6 +445,16 @@ struct batch_export_row {
 };
 void batch_export_row_clear(struct batch_export_row *r);
 
+/* One line of a campaign's breakdown (batch_breakdown). */
+#define BATCH_TALLY_MAX 50
+struct batch_tally {
+	char key[HR_ERRCODE_MAX]; /* failures: the provider's error code ("" none);
+	                           * replies: the kind ("text", "button", ...) */
+	char detail[128];         /* failures: one of its error texts; replies: the
+	                           * button's payload ("" for a text) */
+	int64_t count;
+};
+
 struct batch_filter {
 	int status;                  /* -1 = any */
 	const char *unit;            /* NULL = any */
@@ -929,6 +939,21 @@ struct store_ops {
 	 * checked the batch's tenant. */
 	int (*batch_export_rows)(struct store *st, const char *batch_id, int64_t after_row,
 	                         int limit, struct batch_export_row **out, size_t *n);
+	/*
+	 * The campaign detail's breakdowns, each from a bounded read (never a
+	 * scan of the campaign's messages): its FAILED and UNDELIVERED messages
+	 * by provider error code, from at most `sample` of them (the (batch,
+	 * status) index reads failed ones only); and its replies by kind and
+	 * button payload, among the store's latest `sample` replies (the newest
+	 * inbound rows, each probing its message by key). At most
+	 * BATCH_TALLY_MAX lines each, largest first; *failed_seen and
+	 * *replies_seen get how many rows were counted. sample 1..100000 (else
+	 * HR_EINVAL). *fail and *rep heap arrays (free). The caller has checked
+	 * the batch's tenant.
+	 */
+	int (*batch_breakdown)(struct store *st, const char *batch_id, int sample,
+	                       struct batch_tally **fail, size_t *nfail, int64_t *failed_seen,
+	                       struct batch_tally **rep, size_t *nrep, int64_t *replies_seen);
 
 	/* ---- callbacks to client systems (the outbox; see callback_row) ---- */
 	/*

@@ -459,6 +459,16 @@ async function main() {
 		eq(last.failed, '5', 'failed');
 		eq(last.done, 55, 'delivered or read');
 		await acmePage.waitForSelector('#c-chart canvas');
+		// Failures by provider code (the simulator refuses the five with
+		// 131026), from the campaign's breakdown: exactly five.
+		await screen(acmePage, `/campaign/${b.id}`, '#c-fail-codes');
+		const codes = await acmePage.$$eval('#c-fail-codes tbody tr', (rs) => rs.map((r) => [...r.cells].map((c) => c.textContent)));
+		eq(codes.length, 1, `failure codes: ${JSON.stringify(codes)}`);
+		eq(codes[0][2], '5', 'messages failed with the code');
+		const bd = await bearer('GET', `/v1/batches/${b.id}/breakdown`, ACME);
+		eq(codes[0][0], bd.failures.by_code[0].code, 'the code shown');
+		await acmePage.waitForSelector('#c-status:has-text("completed")');
+		await acmePage.waitForSelector('#c-chart');
 		await axe(acmePage, 'campaign detail');
 		await shot(acmePage, 'campaign');
 	});

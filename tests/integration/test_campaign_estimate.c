@@ -9,7 +9,9 @@
  * POST /v1/templates is checked and named. The preview (POST /v1/batches
  * {"preview": N}): headers, the mapping (or why it cannot be resolved),
  * the first N rows with each recipient as given and normalised (or the
- * reason), each row's verdict, and nothing created.
+ * reason), each row's verdict, and nothing created. The campaign detail's
+ * breakdown (GET /v1/batches/{id}/breakdown): failures by provider code
+ * and replies by kind and button payload, exactly, another tenant 404.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -36,7 +38,15 @@ static int setup(void **state)
 	    "        rate_limit: 50\n",
 	    "      - {name: otp_code, channel: whatsapp, language: en, category: authentication,\n"
 	    "         body: \"Your code is {{1}}\"}\n",
-	    "  sms:\n    seed: 3\n    sent_delay_ms: 5\n    delivered_delay_ms: 20\n", NULL,
+	    "  sms:\n    seed: 3\n    sent_delay_ms: 5\n    delivered_delay_ms: 20\n",
+	    "    recipients:\n"
+	    "      \"447400300041\": {press: PAY}\n"
+	    "      \"447400300042\": {press: PAY}\n"
+	    "      \"447400300043\": {press: LATER}\n"
+	    "      \"447400300044\": {reply: \"how much?\"}\n"
+	    "      \"447400300045\": {error: 131026}\n"
+	    "      \"447400300046\": {error: 131026}\n"
+	    "      \"447400300047\": {error: 131047}\n",
 	    "pricing:\n  currency: EUR\n"
 	    "  sms: {default: 0.05, \"44\": 0.035}\n"
 	    "  whatsapp:\n"
@@ -287,13 +297,91 @@ static void test_preview(void **state)
 	assert_int_equal(batch_count(), before);
 }
 
+struct want_done {
+	const char *id;
+};
+
+static bool breakdown_ready(struct world *w, void *arg)
+{
+	(void)w;
+	struct want_done *x = arg;
+	char path[160];
+	snprintf(path, sizeof path, "/v1/batches/%s", x->id);
+	struct resp r = api_get(&W, path);
+	bool ok = r.status == 200 &&
+	          !strcmp(json_string_value(json_object_get(r.json, "status")), "completed") &&
+	          json_integer_value(json_object_get(r.json, "replied")) == 4;
+	resp_free(&r);
+	return ok;
+}
+
+static void test_breakdown(void **state)
+{
+	(void)state;
+	char rows[1024] = "[";
+	for (int i = 41; i <= 48; i++)
+		snprintf(rows + strlen(rows), sizeof rows - strlen(rows),
+		         "%s{\"phone\":\"+4474003000%02d\",\"name\":\"N\",\"amount\":\"1\"}",
+		         i > 41 ? "," : "", i);
+	strcat(rows, "]");
+	char body[2048];
+	snprintf(body, sizeof body,
+	         "{\"name\":\"bd\",\"channel\":\"whatsapp\",\"template\":{\"name\":"
+	         "\"payment_reminder\",\"language\":\"en_GB\"},\"params\":[\"name\",\"amount\"],"
+	         "\"start\":true,\"rows\":%s}",
+	         rows);
+	json_t *b = post(body, 201);
+	char id[64], path[160];
+	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(b, "id")));
+	json_decref(b);
+	struct want_done w = {id};
+	assert_true(wait_until(breakdown_ready, &W, &w, 60));
+	snprintf(path, sizeof path, "/v1/batches/%s/breakdown", id);
+	struct resp r = api_get(&W, path);
+	assert_int_equal(r.status, 200);
+	json_t *f = json_object_get(r.json, "failures");
+	assert_int_equal(integer(f, "total"), 3);
+	assert_int_equal(integer(f, "counted"), 3);
+	assert_false(json_is_true(json_object_get(f, "sampled")));
+	json_t *codes = json_object_get(f, "by_code");
+	assert_int_equal(json_array_size(codes), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(codes, 0), "code")),
+	                    "131026");
+	assert_int_equal(integer(json_array_get(codes, 0), "count"), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(codes, 1), "code")),
+	                    "131047");
+	json_t *rp = json_object_get(r.json, "replies");
+	assert_int_equal(integer(rp, "replied_messages"), 4);
+	assert_int_equal(integer(rp, "counted"), 4);
+	json_t *by = json_object_get(rp, "by");
+	assert_int_equal(json_array_size(by), 3);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(by, 0), "kind")),
+	                    "button");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(by, 0), "payload")),
+	                    "PAY");
+	assert_int_equal(integer(json_array_get(by, 0), "count"), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(by, 2), "kind")),
+	                    "text");
+	assert_true(json_is_null(json_object_get(json_array_get(by, 2), "payload")));
+	resp_free(&r);
+	/* Another tenant's campaign does not exist for it; no query parameters. */
+	char url[256];
+	snprintf(url, sizeof url, "%s%s", W.api, path);
+	r = http("GET", url, "hk_other_0123456789abcdef", NULL, NULL);
+	assert_int_equal(r.status, 404);
+	resp_free(&r);
+	snprintf(path, sizeof path, "/v1/batches/%s/breakdown?limit=5", id);
+	r = api_get(&W, path);
+	assert_int_equal(r.status, 422);
+	resp_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_whatsapp_estimate),
-	    cmocka_unit_test(test_declared_category),
-	    cmocka_unit_test(test_sms_segments),
-	    cmocka_unit_test(test_preview),
+	    cmocka_unit_test(test_whatsapp_estimate), cmocka_unit_test(test_declared_category),
+	    cmocka_unit_test(test_sms_segments),      cmocka_unit_test(test_preview),
+	    cmocka_unit_test(test_breakdown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

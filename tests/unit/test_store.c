@@ -4479,6 +4479,114 @@ static void test_batch_pause(void **state)
 		fail_msg("%s", why);
 }
 
+static void tally_reply(struct store *st, const char *account, const char *context,
+                        const char *pmid, const char *kind, const char *text, const char *payload)
+{
+	struct wh_inbound in = {0};
+	hr_strlcpy(in.provider_msg_id, pmid, sizeof in.provider_msg_id);
+	hr_strlcpy(in.context_id, context, sizeof in.context_id);
+	strcpy(in.from, "447900000001");
+	hr_strlcpy(in.kind, kind, sizeof in.kind);
+	in.text = (char *)text;
+	in.payload = (char *)payload;
+	struct inbox_parsed row = {.inbox_id = inbox_add(st, account),
+	                           .account_id = account,
+	                           .inbound = &in,
+	                           .ninbound = 1};
+	struct apply_stats as;
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, hr_now_us(), &as), 0);
+	assert_int_equal(as.inbound, 1);
+}
+
+/* The campaign detail's breakdowns: failures by provider code (only the
+ * campaign's failed and undelivered messages, at most `sample` of them)
+ * and replies by kind and button payload (among the latest `sample`
+ * replies); another campaign's never counted. */
+static void test_batch_breakdown(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct batch b, o;
+	running_batch(st, &b, "bK", 6);
+	running_batch(st, &o, "bO", 1);
+	struct message c[6];
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "bK", hr_now_us(), 30 * SEC, 6, c, &n), 0);
+	assert_int_equal(n, 6);
+	result(st, c[0].id, SEND_FAILED, 1, NULL); /* 131026 */
+	result(st, c[1].id, SEND_FAILED, 1, NULL);
+	struct send_result r = {.kind = SEND_FAILED, .attempt = 1, .http_status = 400};
+	strcpy(r.message_id, c[2].id);
+	strcpy(r.error_code, "131047");
+	strcpy(r.error_text, "Re-engagement message");
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	for (int i = 3; i < 6; i++) {
+		char pid[32];
+		snprintf(pid, sizeof pid, "wamid.bk%d", i);
+		result(st, c[i].id, SEND_OK, 1, pid);
+	}
+	for (size_t i = 0; i < n; i++)
+		message_clear(&c[i]);
+	tally_reply(st, "bK", "wamid.bk3", "wamid.r1", "text", "yes please", NULL);
+	tally_reply(st, "bK", "wamid.bk4", "wamid.r2", "button", "Pay now", "PAY");
+	tally_reply(st, "bK", "wamid.bk5", "wamid.r3", "button", "Pay now", "PAY");
+	tally_reply(st, "bK", "wamid.bk3", "wamid.r4", "button", "Later", "LATER");
+	/* The other campaign: a failure and a reply, last. */
+	assert_int_equal(st->ops->claim(st, "bO", hr_now_us(), 30 * SEC, 1, c, &n), 0);
+	assert_int_equal(n, 1);
+	result(st, c[0].id, SEND_OK, 1, "wamid.bo0");
+	message_clear(&c[0]);
+	tally_reply(st, "bO", "wamid.bo0", "wamid.r5", "button", "Pay now", "PAY");
+
+	struct batch_tally *fl, *rp;
+	size_t nf, nr;
+	int64_t fs, rs;
+	assert_int_equal(st->ops->batch_breakdown(st, b.id, 1000, &fl, &nf, &fs, &rp, &nr, &rs), 0);
+	assert_int_equal(nf, 2);
+	assert_int_equal(fs, 3);
+	assert_string_equal(fl[0].key, "131026");
+	assert_int_equal(fl[0].count, 2);
+	assert_string_equal(fl[0].detail, "Message undeliverable");
+	assert_string_equal(fl[1].key, "131047");
+	assert_int_equal(fl[1].count, 1);
+	assert_int_equal(nr, 3);
+	assert_int_equal(rs, 4);
+	assert_string_equal(rp[0].key, "button");
+	assert_string_equal(rp[0].detail, "PAY");
+	assert_int_equal(rp[0].count, 2);
+	assert_string_equal(rp[1].key, "button");
+	assert_string_equal(rp[1].detail, "LATER");
+	assert_int_equal(rp[1].count, 1);
+	assert_string_equal(rp[2].key, "text");
+	assert_string_equal(rp[2].detail, "");
+	assert_int_equal(rp[2].count, 1);
+	free(fl);
+	free(rp);
+	/* Bounded: two failures read, and only the very latest reply (the
+	 * other campaign's). */
+	assert_int_equal(st->ops->batch_breakdown(st, b.id, 2, &fl, &nf, &fs, &rp, &nr, &rs), 0);
+	assert_int_equal(fs, 2);
+	free(fl);
+	free(rp);
+	assert_int_equal(st->ops->batch_breakdown(st, b.id, 1, &fl, &nf, &fs, &rp, &nr, &rs), 0);
+	assert_int_equal(fs, 1);
+	assert_int_equal(rs, 0);
+	assert_int_equal(nr, 0);
+	free(fl);
+	free(rp);
+	/* The other campaign sees its own only. */
+	assert_int_equal(st->ops->batch_breakdown(st, o.id, 1000, &fl, &nf, &fs, &rp, &nr, &rs), 0);
+	assert_int_equal(fs, 0);
+	assert_int_equal(rs, 1);
+	assert_string_equal(rp[0].detail, "PAY");
+	free(fl);
+	free(rp);
+	assert_int_equal(st->ops->batch_breakdown(st, b.id, 0, &fl, &nf, &fs, &rp, &nr, &rs),
+	                 HR_EINVAL);
+	assert_int_equal(st->ops->batch_breakdown(st, b.id, 100001, &fl, &nf, &fs, &rp, &nr, &rs),
+	                 HR_EINVAL);
+}
+
 /* Lease expiry and suppression at claim move the counters too; an empty
  * batch completes as soon as it is ingested; a row number stored twice
  * fails the whole call with nothing written; tenants see only their own;
@@ -6801,6 +6909,7 @@ int main(void)
 	    T(test_batch_export_rows),
 	    T(test_batch_cancel),
 	    T(test_batch_pause),
+	    T(test_batch_breakdown),
 	    T(test_batch_rules_and_lists),
 	    T(test_callback_outbox_order),
 	    T(test_callback_replay_and_prune),

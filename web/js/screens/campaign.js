@@ -5,6 +5,13 @@
 import {api, liveCampaigns, hasScope} from '../api.js';
 import {el, put, fmtTime, fmtNum, badge, table, progressBar, toast, errorBox, go} from '../ui.js';
 
+function tableId(tid, ...args)
+{
+	const t = table(...args);
+	t.id = tid;
+	return t;
+}
+
 const FUNNEL = [ 'queued', 'sending', 'sent', 'delivered', 'read' ];
 const OTHER = [ 'failed', 'undelivered', 'cancelled', 'suppressed', 'expired', 'unknown' ];
 const FINAL = [ 'completed', 'cancelled', 'failed' ];
@@ -211,6 +218,36 @@ export async function campaign(main, args, params)
 		}
 	};
 
+	// Failures by provider code and replies by kind and button: a bounded
+	// read on the server (GET .../breakdown), loaded with the screen and
+	// again when the campaign settles, never on every live event.
+	const breakdown = el('section', {'aria-labelledby' : 'c-bd-h', id : 'c-breakdown'});
+	const loadBreakdown = async () => {
+		let x;
+		try {
+			x = await api('GET', `/v1/batches/${encodeURIComponent(id)}/breakdown`);
+		} catch (e) {
+			put(breakdown, errorBox(e));
+			return;
+		}
+		const f = x.failures, rp = x.replies;
+		put(breakdown, el('h2', {id : 'c-bd-h'}, 'Failures and replies'),
+		    f.by_code.length
+		        ? tableId('c-fail-codes', [ 'Provider code', 'Example', 'Messages' ],
+		                  f.by_code.map((c) => el('tr', {}, el('td', {}, c.code || '(none)'),
+		                                          el('td', {}, c.text),
+		                                          el('td', {class : 'num'}, fmtNum(c.count)))),
+		                  `Failures by provider code (${fmtNum(f.total)} failed${f.sampled ? `; ${fmtNum(f.counted)} read` : ''})`)
+		        : el('p', {class : 'muted', id : 'c-fail-codes'}, 'No failures.'),
+		    rp.by.length
+		        ? tableId('c-replies', [ 'Kind', 'Button', 'Replies' ],
+		                  rp.by.map((k) => el('tr', {}, el('td', {}, k.kind),
+		                                      el('td', {}, k.payload || '—'),
+		                                      el('td', {class : 'num'}, fmtNum(k.count)))),
+		                  `Replies and button presses (${fmtNum(rp.replied_messages)} messages answered; among the latest ${fmtNum(rp.latest_replies_read)} replies received)`)
+		        : el('p', {class : 'muted', id : 'c-replies'}, 'No replies yet.'));
+	};
+
 	// The recipients, filtered by status (in the URL).
 	const recipients = el('section', {'aria-labelledby' : 'c-rcpt'});
 	const loadRecipients = async () => {
@@ -260,20 +297,23 @@ export async function campaign(main, args, params)
 	put(main, el('h1', {}, `Campaign: ${b.name}`), actions, out, head,
 	    el('section', {'aria-labelledby' : 'c-chart-h'},
 	       el('h2', {id : 'c-chart-h'}, 'Throughput'), chartBox),
-	    recipients,
+	    breakdown, recipients,
 	    el('p', {},
 	       el('a', {href : `/v1/batches/${encodeURIComponent(id)}/export.csv`, download : ''},
 		  'Export CSV'),
 	       ' (needs numbers unmasked)'));
 	update(b);
 	await loadRecipients();
+	await loadBreakdown();
 	let lastSettled = b.progress.settled;
 	const es = liveCampaigns((data) => {
 		for (const x of data)
 			if (x.id === id) {
 				update(Object.assign({}, b, x));
-				if (x.progress.settled !== lastSettled && FINAL.includes(x.status))
+				if (x.progress.settled !== lastSettled && FINAL.includes(x.status)) {
 					loadRecipients();
+					loadBreakdown();
+				}
 				lastSettled = x.progress.settled;
 			}
 	}, id);
