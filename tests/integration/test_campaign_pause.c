@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -445,11 +446,73 @@ static void test_cancel_paused(void **state)
 	assert_counters_equal_recount(id);
 }
 
+/* `herald ARGS` with the world's URL and key: exit code and output. */
+static int cli(const char *args, char *out, size_t size)
+{
+	char cmd[1024], path[300];
+	snprintf(path, sizeof path, "%s/cli.out", W.dir);
+	snprintf(cmd, sizeof cmd, "HERALD_URL=%s HERALD_API_KEY=%s %s %s >%s 2>&1 </dev/null",
+	         W.api, W.key, getenv("HERALD_BIN"), args, path);
+	int st = system(cmd);
+	assert_true(st != -1 && WIFEXITED(st));
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	size_t n = fread(out, 1, size - 1, f);
+	out[n] = '\0';
+	fclose(f);
+	unlink(path);
+	return WEXITSTATUS(st);
+}
+
+/* The CLI: pause needs --reason (usage, exit 2, nothing paused); pause,
+ * resume and cancel with a reason, each recorded. */
+static void test_cli(void **state)
+{
+	(void)state;
+	char id[64], args[512], out[4096];
+	upload(60, "+44740070", id);
+	struct want some = {id, "processing", 3, false, false};
+	wait_batch(&some, 60);
+	snprintf(args, sizeof args, "batch pause %s", id);
+	assert_int_equal(cli(args, out, sizeof out), 2);
+	if (!strstr(out, "--reason"))
+		fail_msg("pause without --reason: %s", out);
+	json_t *b = get_batch(id);
+	assert_string_equal(jstr(b, "status"), "processing");
+	json_decref(b);
+	snprintf(args, sizeof args, "batch pause %s --reason 'checking the list'", id);
+	if (cli(args, out, sizeof out) != 0 || !strstr(out, " paused: ") || !strstr(out, "held"))
+		fail_msg("pause: %s", out);
+	b = get_batch(id);
+	assert_string_equal(jstr(b, "status"), "paused");
+	assert_string_equal(jstr(json_object_get(b, "operator"), "pause_reason"),
+	                    "checking the list");
+	json_decref(b);
+	snprintf(args, sizeof args, "batch list --status paused");
+	if (cli(args, out, sizeof out) != 0 || !strstr(out, id))
+		fail_msg("list --status paused: %s", out);
+	snprintf(args, sizeof args, "batch resume %s", id);
+	if (cli(args, out, sizeof out) != 0 || !strstr(out, "processing"))
+		fail_msg("resume: %s", out);
+	snprintf(args, sizeof args, "batch cancel %s --reason 'wrong list'", id);
+	if (cli(args, out, sizeof out) != 0 || !strstr(out, "stopped"))
+		fail_msg("cancel: %s", out);
+	b = get_batch(id);
+	assert_string_equal(jstr(b, "status"), "cancelled");
+	assert_string_equal(jstr(json_object_get(b, "operator"), "cancel_reason"), "wrong list");
+	assert_true(strlen(jstr(json_object_get(b, "operator"), "resumed_by")) > 0);
+	json_decref(b);
+	struct want settled = {id, "cancelled", 0, true, true};
+	wait_batch(&settled, 60);
+	assert_counters_equal_recount(id);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_pause_restart_resume),
 	    cmocka_unit_test(test_cancel_paused),
+	    cmocka_unit_test(test_cli),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
