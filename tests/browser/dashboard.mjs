@@ -593,6 +593,31 @@ async function main() {
 		eq((done.messages.cancelled || 0) + (done.messages.failed || 0), 0, 'nothing lost');
 	});
 
+	await test('pause, resume and cancel from the campaigns list, with reasons', async () => {
+		const rows = [];
+		for (let i = 0; i < 80; i++)
+			rows.push({to: `+4474008${String(20000 + i)}`});
+		const b = await bearer('POST', '/v1/batches', ACME, {name: 'list actions', channel: 'whatsapp', account: 'acme-slow', text: 'hi', start: true, rows});
+		await screen(acmePage, '/campaigns', `tr[data-id="${b.id}"] button[data-act="pause"]`);
+		const row = `tr[data-id="${b.id}"]`;
+		acmePage.nextDialog = 'paused from the list';
+		await acmePage.click(`${row} button[data-act="pause"]`);
+		await acmePage.waitForSelector(`${row} .badge:has-text("paused")`);
+		const x = await bearer('GET', `/v1/batches/${b.id}`, ACME);
+		eq(x.status, 'paused', 'status after the list\'s pause');
+		eq(x.operator.pause_reason, 'paused from the list', 'the reason given in the prompt');
+		check(/\d/.test(await acmePage.textContent(`${row} td[data-k="duration"]`)), 'a duration shown');
+		await acmePage.click(`${row} button[data-act="resume"]`);
+		await acmePage.waitForSelector(`${row} button[data-act="pause"]`);
+		acmePage.nextDialog = 'wrong list';
+		await acmePage.click(`${row} button[data-act="cancel"]`);
+		await acmePage.waitForSelector(`${row} .badge:has-text("cancelled")`);
+		const y = await bearer('GET', `/v1/batches/${b.id}`, ACME);
+		eq(y.operator.cancel_reason, 'wrong list', 'the cancel\'s reason');
+		check(!!y.operator.resumed_by, 'the resume recorded');
+		acmePage.nextDialog = undefined;
+	});
+
 	await test('every screen passes axe-core', async () => {
 		const screens = [['/overview', 'h1:has-text("Overview")', 'overview'],
 		                 ['/campaigns', 'h1:has-text("Campaigns")', 'campaigns'],
@@ -609,7 +634,9 @@ async function main() {
 		// The filter is in the URL: the cancelled campaign only.
 		await screen(acmePage, '/campaigns?status=cancelled', `tr[data-id="${state.bigId}"]`);
 		const n = await acmePage.$$eval('main table tbody tr', (rs) => rs.length);
-		eq(n, 1, 'cancelled campaigns listed');
+		// The big upload's and the one cancelled from the list.
+		eq(n, (await bearer('GET', '/v1/batches?status=cancelled', ACME)).data.length, 'cancelled campaigns listed');
+		eq(n, 2, 'cancelled campaigns');
 	});
 
 	await test('phone numbers masked until an audited unmask', async () => {
