@@ -4474,6 +4474,48 @@ static void test_batch_pause(void **state)
 	assert_true(g.completed_at > 0);
 	batch_clear(&g);
 	assert_counters_true(st, d.id);
+
+	/* The reconciler meanwhile: a lease that expires while paused queues
+	 * its message again, and its next claim holds it (never sent); expiry
+	 * finds nothing to expire among the held ones (they have no
+	 * expires_at); the held ones are not taken for lost. */
+	struct batch e;
+	running_batch(st, &e, "pE", 3);
+	int64_t t0 = hr_now_us();
+	assert_int_equal(st->ops->claim(st, "pE", t0, SEC, 1, c, &n), 0);
+	assert_int_equal(n, 1);
+	char leased[HR_ID_LEN + 1];
+	hr_strlcpy(leased, c[0].id, sizeof leased);
+	message_clear(&c[0]);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", e.id, BATCH_PAUSED, "wait", &err), 0);
+	int k = -1;
+	assert_int_equal(st->ops->requeue_expired(st, t0 + 3600 * SEC, &k), 0);
+	assert_int_equal(k, 1);
+	assert_int_equal(status_of(st, leased), MSG_QUEUED);
+	int expired = -1;
+	assert_int_equal(st->ops->reconcile_expire(st, t0 + 3600 * SEC, 100, &expired), 0);
+	assert_int_equal(expired, 0);
+	assert_int_equal(st->ops->claim(st, "pE", t0 + 3600 * SEC, 30 * SEC, 3, s, &sn), 0);
+	assert_int_equal(sn, 1);
+	assert_string_equal(s[0].id, leased);
+	assert_int_equal(s[0].status, MSG_QUEUED);
+	message_clear(&s[0]);
+	assert_int_equal(st->ops->claim(st, "pE", t0 + 7200 * SEC, 30 * SEC, 3, s, &sn), 0);
+	assert_int_equal(sn, 0);
+	g = batch_of(st, e.id);
+	assert_int_equal(g.by_status[MSG_QUEUED], 3);
+	assert_int_equal(g.status, BATCH_PAUSED);
+	batch_clear(&g);
+	assert_counters_true(st, e.id);
+	/* Resumed, each is due when it was (the requeued one at the test's
+	 * clock, an hour on). */
+	assert_int_equal(st->ops->batch_set_status(st, "t1", e.id, BATCH_PROCESSING, NULL, &err),
+	                 0);
+	assert_int_equal(st->ops->claim(st, "pE", t0 + 7200 * SEC, 30 * SEC, 3, s, &sn), 0);
+	assert_int_equal(sn, 3);
+	for (size_t i = 0; i < sn; i++)
+		message_clear(&s[i]);
+	assert_counters_true(st, e.id);
 	char why[256];
 	if (!gauges_match(st, why, sizeof why))
 		fail_msg("%s", why);
