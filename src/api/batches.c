@@ -591,8 +591,15 @@ json_t *api_batch_json(const struct batch *b)
 	double rate = 0;
 	json_t *eta = json_null();
 	int64_t now = hr_now_us();
-	if (b->started_at && settled > 0 && now > b->started_at) {
-		rate = (double)settled / ((double)(now - b->started_at) / 1e6);
+	/* The pace over the time it was sending: a paused campaign's clock
+	 * stops at its pause, and the latest pause's length is left out after
+	 * its resume (earlier pauses, rarer, still count). */
+	int64_t end = b->status == BATCH_PAUSED && b->paused_at ? b->paused_at : now;
+	if (b->status != BATCH_PAUSED && b->resumed_at > b->paused_at &&
+	    b->paused_at > b->started_at)
+		end -= b->resumed_at - b->paused_at;
+	if (b->started_at && settled > 0 && end > b->started_at) {
+		rate = (double)settled / ((double)(end - b->started_at) / 1e6);
 		if (b->status == BATCH_PROCESSING && rate > 0 && sendable > settled)
 			eta = json_integer((json_int_t)((double)(sendable - settled) / rate));
 	}

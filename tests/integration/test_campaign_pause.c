@@ -331,6 +331,13 @@ static void test_pause_restart_resume(void **state)
 	json_t *later = get_batch(id);
 	assert_int_equal(counter(later, "queued"), queued);
 	assert_int_equal(counter(later, "sending"), 0);
+	/* The pace's clock stopped at the pause: the rate does not decay. */
+	json_t *p0 = json_object_get(at_pause, "progress"),
+	       *p1 = json_object_get(later, "progress");
+	assert_true(json_real_value(json_object_get(p0, "per_second")) > 0);
+	assert_true(json_real_value(json_object_get(p0, "per_second")) ==
+	            json_real_value(json_object_get(p1, "per_second")));
+	assert_true(json_is_null(json_object_get(p1, "eta_seconds")));
 	assert_int_equal(sim_unique() - unique_paused, 2); /* only the two single sends */
 	json_decref(later);
 	json_decref(at_pause);
