@@ -230,6 +230,7 @@ struct pricing_estimate {
 	const struct pricing *p;
 	struct group *g;
 	size_t n, cap;
+	size_t last; /* the group found last: most rows repeat their neighbour's */
 	int64_t messages, segments;
 };
 
@@ -249,27 +250,33 @@ void pricing_estimate_free(struct pricing_estimate *e)
 	free(e);
 }
 
+static struct group *group_find(struct pricing_estimate *e, const char *channel, int cc,
+                                int category)
+{
+	for (size_t k = 0; k < e->n; k++) {
+		size_t i = k == 0 ? e->last : k - (k <= e->last);
+		if (e->g[i].cc == cc && e->g[i].category == category &&
+		    !strcmp(e->g[i].channel, channel)) {
+			e->last = i;
+			return &e->g[i];
+		}
+	}
+	return NULL;
+}
+
 int pricing_estimate_add(struct pricing_estimate *e, const char *channel, int cc, int category,
                          int segments)
 {
 	if (!e || !channel)
 		return HR_EINVAL;
-	struct group *g = NULL;
-	for (int pass = 0; pass < 2 && !g; pass++) {
-		for (size_t i = 0; i < e->n; i++)
-			if (e->g[i].cc == cc && e->g[i].category == category &&
-			    !strcmp(e->g[i].channel, channel)) {
-				g = &e->g[i];
-				break;
-			}
-		if (g)
-			break;
-		/* Past the bound: the channel's (and category's) "other" group,
-		 * made once each (a handful beyond the bound at most). */
-		if (e->n >= PRICING_GROUPS_MAX && cc != 0) {
-			cc = 0;
-			continue;
-		}
+	struct group *g = group_find(e, channel, cc, category);
+	/* Past the bound: the channel's (and category's) "other" group, made
+	 * once each (a handful beyond the bound at most). */
+	if (!g && e->n >= PRICING_GROUPS_MAX && cc != 0) {
+		cc = 0;
+		g = group_find(e, channel, 0, category);
+	}
+	if (!g) {
 		if (e->n == e->cap) {
 			size_t cap = e->cap ? e->cap * 2 : 16;
 			struct group *ng = realloc(e->g, cap * sizeof *ng);
@@ -284,8 +291,6 @@ int pricing_estimate_add(struct pricing_estimate *e, const char *channel, int cc
 		g->cc = cc;
 		g->category = category;
 	}
-	if (!g)
-		return HR_ENOMEM;
 	g->messages++;
 	g->units += segments > 0 ? segments : 1;
 	e->messages++;
