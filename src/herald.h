@@ -137,8 +137,11 @@ const char *status_verdict_name(enum status_verdict v);
  * being read) -> VALIDATED (every row checked, report ready) -> PROCESSING
  * (started: valid rows becoming messages, messages being sent) ->
  * COMPLETED (every message settled, see batch_msg_settled); or CANCELLED,
- * or FAILED (with a reason) from any state before COMPLETED. Stored
- * numbers: never renumber, only append.
+ * or FAILED (with a reason) from any state before COMPLETED. A PROCESSING
+ * batch may be PAUSED by an operator (its messages not yet handed to a
+ * provider wait, held out of the claimable set) and resumed back to
+ * PROCESSING; a paused batch may be cancelled. Stored numbers: never
+ * renumber, only append.
  */
 enum batch_status {
 	BATCH_PENDING = 0,
@@ -147,6 +150,7 @@ enum batch_status {
 	BATCH_COMPLETED = 3,
 	BATCH_CANCELLED = 4,
 	BATCH_FAILED = 5,
+	BATCH_PAUSED = 6,
 	BATCH__COUNT
 };
 const char *batch_status_name(enum batch_status s);               /* "pending", ... */

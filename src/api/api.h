@@ -101,6 +101,9 @@ struct api_opts {
 	/* External data sources (plugins/datasource.h) campaigns may read
 	 * from (POST /v1/batches {"source", "query"}); borrowed, NULL: none. */
 	struct ds_registry *datasources;
+	/* The config's prices (campaigns/pricing.h) for the uploads' cost
+	 * estimates; borrowed, NULL: none configured. */
+	const struct pricing *pricing;
 	/* Callbacks to client systems (webhooks/callbacks.h): which URLs a
 	 * tenant may name and each tenant's URL and secret; borrowed. */
 	const struct callback_policy *callback_policy;

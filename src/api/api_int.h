@@ -132,6 +132,9 @@ enum api_route {
 	ROUTE_BATCH_EVENTS,      /* GET /v1/batches/{id}/events: Server-Sent Events */
 	ROUTE_BATCH_EXPORT_CSV,  /* GET /v1/batches/{id}/export.csv */
 	ROUTE_BATCH_EXPORT_XLSX, /* GET /v1/batches/{id}/export.xlsx */
+	ROUTE_BATCH_PAUSE,       /* POST /v1/batches/{id}/pause {"reason"} */
+	ROUTE_BATCH_RESUME,      /* POST /v1/batches/{id}/resume */
+	ROUTE_BATCH_BREAKDOWN,   /* GET /v1/batches/{id}/breakdown */
 	ROUTE_CALLBACKS,         /* GET /v1/callbacks */
 	ROUTE_CALLBACKS_REPLAY,  /* POST /v1/callbacks/replay?status=dead */
 	ROUTE_CALLBACK,          /* GET /v1/callbacks/{id} */
@@ -512,6 +515,9 @@ void api_sse_quiesce(struct sse_hub *h);
 void api_sse_free(struct sse_hub *h);
 enum MHD_Result api_batch_start(struct api_req *r);
 enum MHD_Result api_batch_cancel(struct api_req *r);
+enum MHD_Result api_batch_pause(struct api_req *r);
+enum MHD_Result api_batch_resume(struct api_req *r);
+enum MHD_Result api_batch_breakdown(struct api_req *r);
 enum MHD_Result api_batch_errors(struct api_req *r);
 enum MHD_Result api_batch_messages(struct api_req *r);
 /* ---- batch_export.c ---- */

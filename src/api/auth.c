@@ -389,7 +389,7 @@ int api_authorize(struct api_req *r, unsigned scope, enum api_access access, str
 /*
  * A unit credential on /v1/batches/{id}/...: the campaign must be its
  * unit's, checked here before any handler reads or changes it, so every
- * campaign route (cancel, start, retry, delete, exports, events) answers a
+ * campaign route (cancel, pause, resume, start, retry, delete, exports, events) answers a
  * sibling unit's campaign as one that does not exist.
  */
 int api_unit_precheck(struct api_req *r, struct hr_err *err)
@@ -405,7 +405,10 @@ int api_unit_precheck(struct api_req *r, struct hr_err *err)
 	case ROUTE_BATCH_RETRY:
 	case ROUTE_BATCH_EVENTS:
 	case ROUTE_BATCH_EXPORT_CSV:
-	case ROUTE_BATCH_EXPORT_XLSX: {
+	case ROUTE_BATCH_EXPORT_XLSX:
+	case ROUTE_BATCH_PAUSE:
+	case ROUTE_BATCH_RESUME:
+	case ROUTE_BATCH_BREAKDOWN: {
 		struct store *st = r->srv->o.store;
 		struct batch b;
 		int rc = st->ops->batch_get(st, r->tenant, r->path_id, &b);

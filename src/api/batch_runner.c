@@ -139,7 +139,9 @@ static int chunk_write(struct chunk *c, int64_t *after)
 		struct hr_err e2 = {0};
 		if (st->ops->batch_set_status(st, NULL, b->id, BATCH_FAILED, why, &e2) == 0)
 			hr_log(HR_LOG_WARN, "batch", "batch %s failed: %s", b->id, why);
-	} else if (rc) {
+	} else if (rc && strcmp(err.field, "paused") != 0) {
+		/* (A batch paused meanwhile is busy too: it waits, quietly, for
+		 * its resume; the next scan looks only at processing ones.) */
 		hr_log(HR_LOG_WARN, "batch", "batch %s: enqueue failed (%s), trying again", b->id,
 		       err.msg);
 	}

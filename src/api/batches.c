@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "api/api_int.h"
+#include "campaigns/pricing.h"
 #include "campaigns/sheet.h"
 #include "channels/channel.h"
 #include "core/phone.h"
@@ -322,15 +323,26 @@ struct vctx {
 	 * it, so a hanging plugin costs an upload seconds, not hours. */
 	const struct plugin *prep;
 	int prep_timeouts;
+	/* The cost estimate of the rows that will become messages (channel,
+	 * country, WhatsApp category, SMS segments); wa_category -1 on other
+	 * channels; category_note says when the category was assumed. */
+	struct pricing_estimate *est;
+	int wa_category;
+	char category_note[200];
 };
 
 #define PREPARE_TIMEOUTS_MAX 3
 
-/* The recipient as the channel stores it. */
-static int row_recipient(const struct vctx *v, const char *raw, char out[HR_ADDR_MAX],
-                         char *why, size_t why_size)
+/* The recipient as the channel stores it; *cc the number's calling code
+ * (0 when not a phone number); e164_out (HR_PHONE_E164_SIZE bytes, may be
+ * NULL) its E.164 form, "" when not a phone number. */
+static int row_recipient(const struct vctx *v, const char *raw, char out[HR_ADDR_MAX], char *why,
+                         size_t why_size, int *cc, char *e164_out)
 {
 	char e164[HR_PHONE_E164_SIZE];
+	*cc = 0;
+	if (e164_out)
+		e164_out[0] = '\0';
 	if (v->b.phone) {
 		struct hr_phone_result res;
 		int rc = hr_phone_normalize(raw, strlen(raw), v->b.region[0] ? v->b.region : NULL,
@@ -349,6 +361,9 @@ static int row_recipient(const struct vctx *v, const char *raw, char out[HR_ADDR
 		}
 		if (rc)
 			return rc;
+		*cc = res.country_code;
+		if (e164_out)
+			memcpy(e164_out, e164, sizeof e164);
 		raw = e164; /* then the channel's own form of it (WhatsApp: no '+') */
 	}
 	/* The channel's own form: WhatsApp's wa_id, Telegram's chat id (an
@@ -493,7 +508,8 @@ static int validate_row_as(struct vctx *v, int64_t row, const char *const *vals,
 		snprintf(why, sizeof why, "the recipient is empty");
 		goto invalid_recipient;
 	}
-	if ((rc = row_recipient(v, raw, to, why, sizeof why)) == HR_EINVAL)
+	int cc = 0;
+	if ((rc = row_recipient(v, raw, to, why, sizeof why, &cc, NULL)) == HR_EINVAL)
 		goto invalid_recipient;
 	if (rc)
 		return rc;
@@ -543,6 +559,7 @@ static int validate_row_as(struct vctx *v, int64_t row, const char *const *vals,
 	struct message m = {0};
 	struct hr_err err = {0};
 	rc = row_message(&v->b, "", to, params, ovr, v->now, &m, &err);
+	int segments = m.segments;
 	message_clear(&m);
 	if (rc && rc != HR_ENOMEM && rc != HR_EINTERNAL && ovr) {
 		/* With the plugin's own sending, whatever is refused is this
@@ -582,6 +599,9 @@ static int validate_row_as(struct vctx *v, int64_t row, const char *const *vals,
 	}
 	it->valid = true;
 	it->duplicate = hset_add(&v->seen, to, &v->oom);
+	if (!v->oom && !it->duplicate && v->est &&
+	    pricing_estimate_add(v->est, v->b.acct->ops->name, cc, v->wa_category, segments))
+		v->oom = true;
 	return v->oom ? HR_ENOMEM : 0;
 
 invalid_recipient:
@@ -686,6 +706,8 @@ static int prep_row_item(struct vctx *v, struct prep_qrow *qr, struct plugin_pre
 
 static void vctx_free(struct vctx *v)
 {
+	pricing_estimate_free(v->est);
+	v->est = NULL;
 	bspec_free(&v->b);
 	free(v->seen.slot);
 	free(v->supp.slot);
@@ -721,8 +743,15 @@ json_t *api_batch_json(const struct batch *b)
 	double rate = 0;
 	json_t *eta = json_null();
 	int64_t now = hr_now_us();
-	if (b->started_at && settled > 0 && now > b->started_at) {
-		rate = (double)settled / ((double)(now - b->started_at) / 1e6);
+	/* The pace over the time it was sending: a paused campaign's clock
+	 * stops at its pause, and the latest pause's length is left out after
+	 * its resume (earlier pauses, rarer, still count). */
+	int64_t end = b->status == BATCH_PAUSED && b->paused_at ? b->paused_at : now;
+	if (b->status != BATCH_PAUSED && b->resumed_at > b->paused_at &&
+	    b->paused_at > b->started_at)
+		end -= b->resumed_at - b->paused_at;
+	if (b->started_at && settled > 0 && end > b->started_at) {
+		rate = (double)settled / ((double)(end - b->started_at) / 1e6);
 		if (b->status == BATCH_PROCESSING && rate > 0 && sendable > settled)
 			eta = json_integer((json_int_t)((double)(sendable - settled) / rate));
 	}
@@ -751,6 +780,24 @@ json_t *api_batch_json(const struct batch *b)
 	    time_json(b->validated_at), "started_at", time_json(b->started_at), "completed_at",
 	    time_json(b->completed_at), "cancelled_at", time_json(b->cancelled_at), "failed_at",
 	    time_json(b->failed_at), "ingested", json_boolean(b->ingested));
+	/* Who paused, resumed or cancelled it, when and why (the latest of
+	 * each; the audit log has them all). */
+	json_t *times = json_object_get(j, "times");
+	if (times) {
+		json_object_set_new(times, "paused_at", time_json(b->paused_at));
+		json_object_set_new(times, "resumed_at", time_json(b->resumed_at));
+	}
+	if (j && json_object_set_new(
+	             j, "operator",
+	             json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?}", "paused_by",
+	                       b->paused_by[0] ? b->paused_by : NULL, "pause_reason",
+	                       b->pause_reason[0] ? b->pause_reason : NULL, "resumed_by",
+	                       b->resumed_by[0] ? b->resumed_by : NULL, "cancelled_by",
+	                       b->cancelled_by[0] ? b->cancelled_by : NULL, "cancel_reason",
+	                       b->cancel_reason[0] ? b->cancel_reason : NULL)) != 0) {
+		json_decref(j);
+		j = NULL;
+	}
 	/* The policy the batch asked for; null: each message's template's or
 	 * account's. */
 	json_t *spec = j && b->spec ? json_loads(b->spec, 0, NULL) : NULL;
@@ -838,6 +885,7 @@ static const char *const post_keys[] = {
     "query_params",
     "document_param",
     "document_filename",
+    "preview",
     NULL,
 };
 
@@ -978,6 +1026,8 @@ static int parse_spec(struct api_req *r, json_t *root, struct vctx *v, const cha
 	if ((jt != NULL) == (text != NULL))
 		return hr_fail(err, HR_EINVAL, jt ? "text" : "template",
 		               "give either template or text");
+	/* A text is a free-form message: WhatsApp's service category. */
+	v->wa_category = !strcmp(acct->ops->name, "whatsapp") ? WA_SERVICE : -1;
 	if (text) {
 		if ((rc = template_param_count(text, &v->b.nparams, err)))
 			return rc;
@@ -1005,6 +1055,23 @@ static int parse_spec(struct api_req *r, json_t *root, struct vctx *v, const cha
 		if (rc)
 			return rc;
 		v->b.nparams = t.param_count;
+		/* What Meta prices the template as, when it says (its extras'
+		 * category); else the dearest, and the estimate says so. */
+		if (!strcmp(acct->ops->name, "whatsapp")) {
+			json_t *tc = t.config ? json_loads(t.config, 0, NULL) : NULL;
+			enum wa_category c;
+			if (wa_category_parse(json_string_value(json_object_get(tc, "category")),
+			                      &c) == 0) {
+				v->wa_category = (int)c;
+			} else {
+				v->wa_category = WA_MARKETING;
+				char c1[HR_NAME_MAX];
+				snprintf(v->category_note, sizeof v->category_note,
+				         "template '%s' declares no category: priced as marketing",
+				         api_clip(c1, sizeof c1, tn));
+			}
+			json_decref(tc);
+		}
 		template_row_clear(&t);
 		hr_strlcpy(v->b.tname, tn, sizeof v->b.tname);
 		hr_strlcpy(v->b.lang, tl, sizeof v->b.lang);
@@ -1578,6 +1645,162 @@ static int prep_next(struct vctx *v, struct rowsrc *rs, struct prep_queue *q, st
 	return 0;
 }
 
+/* ---------------------------------------------------------------------------
+ * Preview (POST /v1/batches with "preview": N): the first rows of a file as
+ * the upload would read them, before anything is created.
+ * ------------------------------------------------------------------------- */
+
+#define PREVIEW_ROWS_MAX 50
+#define PREVIEW_VALUE_MAX 256 /* bytes of a cell shown */
+
+/* v as a masked session sees a phone number (session.c's masking). */
+static json_t *preview_str(const char *v, bool masked)
+{
+	char buf[PREVIEW_VALUE_MAX + 1];
+	hr_utf8_copy(buf, v ? v : "", sizeof buf);
+	if (!masked || !buf[0])
+		return json_string(buf);
+	json_t *tmp = json_pack("{s:s}", "to", buf);
+	api_mask_json(tmp);
+	json_t *m = json_incref(json_object_get(tmp, "to"));
+	json_decref(tmp);
+	return m;
+}
+
+/*
+ * The column names, the mapping the upload would use (the recipient column
+ * and each placeholder's column, by name or by the defaults; when it cannot
+ * be resolved, mapping_error says why and what was found is still shown),
+ * and the first n rows: every value, the recipient as given, its E.164 form
+ * and the channel's form, or why it is not a number, and the row's verdict
+ * as the upload would give it (valid, duplicate, or the column and reason).
+ * Reads n + 1 rows at most (the last only to say whether more follow).
+ */
+static int preview_run(struct vctx *v, struct rowsrc *rs, json_t *root, int n, bool masked,
+                       json_t **out, struct hr_err *err)
+{
+	*out = NULL;
+	json_t *o = json_object(), *hs = json_array(), *rows = json_array(), *map = json_object();
+	int rc = o && hs && rows && map ? 0 : HR_ENOMEM;
+	for (size_t i = 0; rc == 0 && i < v->nh; i++)
+		if (json_array_append_new(hs, json_string(v->headers[i])))
+			rc = HR_ENOMEM;
+	struct hr_err merr = {0};
+	int mrc = rc ? 0 : map_columns(v, root, &merr);
+	if (mrc && mrc != HR_EINVAL)
+		rc = mrc;
+	bool mapped = rc == 0 && mrc == 0;
+	if (rc == 0) {
+		json_t *pc = json_array();
+		for (int i = 0; mapped && pc && i < v->b.nparams; i++)
+			json_array_append_new(pc, json_string(v->headers[v->pcols[i]]));
+		if (!pc ||
+		    json_object_set_new(map, "recipient_column",
+		                        v->rcol >= 0 ? json_string(v->headers[v->rcol])
+		                                     : json_null()) ||
+		    json_object_set_new(map, "placeholders", json_integer(v->b.nparams)) ||
+		    json_object_set_new(map, "params", mapped ? pc : json_null()))
+			rc = HR_ENOMEM;
+		if (!mapped)
+			json_decref(pc);
+		if (rc == 0 && !mapped &&
+		    json_object_set_new(
+		        map, "error",
+		        json_pack("{s:s, s:s}", "field", merr.field, "message", merr.msg)))
+			rc = HR_ENOMEM;
+	}
+	int64_t rowno = 0;
+	bool more = false;
+	for (int k = 0; rc == 0; k++) {
+		int got = src_next(rs, &rowno, err);
+		if (got < 0) {
+			rc = got;
+			break;
+		}
+		if (got == 0)
+			break;
+		if (k == n) {
+			more = true;
+			break;
+		}
+		json_t *vals = json_object(), *row = json_object();
+		if (!vals || !row) {
+			json_decref(vals);
+			json_decref(row);
+			rc = HR_ENOMEM;
+			break;
+		}
+		for (size_t c = 0; c < v->nh; c++)
+			json_object_set_new(vals, v->headers[c],
+			                    preview_str(rs->vals[c], masked && (int)c == v->rcol));
+		json_object_set_new(row, "row", json_integer((json_int_t)rowno));
+		json_object_set_new(row, "values", vals);
+		if (v->rcol >= 0) {
+			const char *given = rs->vals[v->rcol];
+			char chan[HR_ADDR_MAX] = "", why[256] = "", e164[HR_PHONE_E164_SIZE] = "";
+			int cc = 0;
+			int r2 = *given ? row_recipient(v, given, chan, why, sizeof why, &cc, e164)
+			                : (snprintf(why, sizeof why, "the recipient is empty"),
+			                   HR_EINVAL);
+			if (r2 && r2 != HR_EINVAL) {
+				json_decref(row);
+				rc = r2;
+				break;
+			}
+			json_object_set_new(
+			    row, "recipient",
+			    json_pack(
+			        "{s:o, s:o, s:o, s:o}", "given", preview_str(given, masked), "e164",
+			        r2 == 0 && e164[0] ? preview_str(e164, masked) : json_null(),
+			        "normalized", r2 == 0 ? preview_str(chan, masked) : json_null(),
+			        "reason", r2 ? json_string(why) : json_null()));
+		}
+		if (mapped) {
+			struct batch_item it;
+			int r3 = validate_row(v, rowno, rs->vals, rs->nh, rs->bad, &it);
+			if (r3 == HR_EINVAL) {
+				/* The batch's own route is refused: the upload would be. */
+				json_decref(row);
+				*err = v->fatal;
+				rc = r3;
+				break;
+			}
+			if (r3) {
+				json_decref(row);
+				rc = r3;
+				break;
+			}
+			json_object_set_new(row, "valid", json_boolean(it.valid && !it.duplicate));
+			json_object_set_new(row, "duplicate",
+			                    json_boolean(it.valid && it.duplicate));
+			if (!it.valid)
+				json_object_set_new(row, "error",
+				                    json_pack("{s:s, s:s}", "column",
+				                              it.error_column, "reason", it.error));
+			free(it.params);
+		}
+		if (json_array_append_new(rows, row))
+			rc = HR_ENOMEM;
+	}
+	if (rc == 0 &&
+	    (json_object_set_new(o, "preview", json_true()) || json_object_set(o, "headers", hs) ||
+	     json_object_set(o, "mapping", map) || json_object_set(o, "rows", rows) ||
+	     json_object_set_new(o, "more", json_boolean(more))))
+		rc = HR_ENOMEM;
+	json_decref(hs);
+	json_decref(map);
+	json_decref(rows);
+	if (rc) {
+		json_decref(o);
+		if (!err->code)
+			hr_fail(err, rc, NULL,
+			        rc == HR_ENOMEM ? "out of memory" : "preview failed");
+		return rc;
+	}
+	*out = o;
+	return 0;
+}
+
 /* A form field holding a list (parameter columns, a route's channels):
  * items separated by commas, blanks around them dropped. NULL when out of
  * memory. */
@@ -1629,12 +1852,13 @@ static json_t *fields_spec(const struct api_upload *u, struct hr_err *err)
 			}
 		} else if (!strcmp(key, "params") || !strcmp(key, "route")) {
 			rc = json_object_set_new(o, key, form_list(t));
-		} else if (!strcmp(key, "fallback_after_s")) {
+		} else if (!strcmp(key, "fallback_after_s") || !strcmp(key, "preview")) {
 			char *end;
 			errno = 0;
 			long long n = strtoll(t, &end, 10);
 			if (errno || end == t || *end) {
-				hr_fail(err, HR_EINVAL, key, "fallback_after_s must be a whole number of seconds");
+				hr_fail(err, HR_EINVAL, key, "%s must be a whole number%s", key,
+				        strcmp(key, "preview") ? " of seconds" : " of rows");
 				json_decref(o);
 				return NULL;
 			}
@@ -1742,6 +1966,20 @@ static void post_run(struct post_job *job)
 	json_t *jdry = json_object_get(root, "dry_run"), *jstart = json_object_get(root, "start");
 	json_t *jsched = json_object_get(root, "schedule_at"), *rows = json_object_get(root, "rows");
 	bool dry = json_is_true(jdry);
+	/* A preview reads the first rows only and creates nothing. */
+	json_t *jprev = json_object_get(root, "preview");
+	int preview = 0;
+	if (rc == 0 && jprev) {
+		if (!json_is_integer(jprev) || json_integer_value(jprev) < 1 ||
+		    json_integer_value(jprev) > PREVIEW_ROWS_MAX)
+			rc = hr_fail(&err, HR_EINVAL, "preview",
+			             "preview must be a number of rows from 1 to %d",
+			             PREVIEW_ROWS_MAX);
+		else
+			preview = (int)json_integer_value(jprev);
+		dry = true;
+	}
+	json_t *pout = NULL;
 	int start = -1; /* auto */
 	int64_t schedule_at = 0;
 	if (rc == 0 && jdry && !json_is_boolean(jdry))
@@ -1781,10 +2019,14 @@ static void post_run(struct post_job *job)
 	}
 	v->headers = rs->headers;
 	v->nh = rs->nh;
-	if (rc == 0)
+	if (rc == 0 && !preview)
 		rc = map_columns(v, root, &err);
 	if (rc == 0)
 		rc = load_suppressions(r, v);
+	if (rc == 0 && preview)
+		rc = preview_run(v, rs, root, preview, r->masked, &pout, &err);
+	if (rc == 0 && !(v->est = pricing_estimate_new(s->o.pricing)))
+		rc = hr_fail(&err, HR_ENOMEM, NULL, "out of memory");
 	v->now = hr_now_us();
 
 	/* The batch first (PENDING): rows go in as they are checked. */
@@ -1841,7 +2083,7 @@ static void post_run(struct post_job *job)
 	struct prep_queue *pq = NULL;
 	if (rc == 0 && v->prep && !(pq = calloc(1, sizeof *pq)))
 		rc = hr_fail(&err, HR_ENOMEM, NULL, "out of memory");
-	while (rc == 0) {
+	while (rc == 0 && !preview) {
 		if (pq) {
 			if (pq->pos == pq->n) {
 				if (pq->eof || (rc = prep_next(v, rs, pq, &err)) || pq->n == 0)
@@ -1881,7 +2123,7 @@ static void post_run(struct post_job *job)
 	if (rc == 0 && nit && !dry)
 		rc = st->ops->batch_items_put(st, b.id, items, nit, &err);
 	items_free(items, nit);
-	if (rc == 0 && up.total == 0)
+	if (rc == 0 && up.total == 0 && !preview)
 		rc = hr_fail(&err, HR_EINVAL,
 		             from_source ? "query"
 		             : r->upload ? "file"
@@ -1928,6 +2170,12 @@ static void post_run(struct post_job *job)
 		if (rs->qfd)
 			close(rs->qfd - 1);
 	}
+	json_t *estimate =
+	    rc == 0 && v
+	        ? pricing_estimate_json(v->est, v->category_note[0] ? v->category_note : NULL)
+	        : NULL;
+	if (rc == 0 && !estimate)
+		rc = hr_fail(&err, HR_ENOMEM, NULL, "out of memory");
 	vctx_free(v);
 	free(v);
 	free(rs);
@@ -1937,14 +2185,19 @@ static void post_run(struct post_job *job)
 	char id[HR_ID_LEN + 1];
 	hr_strlcpy(id, b.id, sizeof id);
 	batch_clear(&b);
-	if (rc != 0) {
+	if (rc != 0 || preview) {
 		json_decref(up.errors);
+		json_decref(estimate);
 		job->rc = rc;
 		job->err = err;
+		job->out = rc ? NULL : pout;
+		if (rc)
+			json_decref(pout);
+		job->status = 200;
 		return;
 	}
-	json_t *report = json_pack("{s:o, s:b}", "errors", up.errors, "errors_truncated",
-	                           up.invalid > BATCH_ERRORS_INLINE);
+	json_t *report = json_pack("{s:o, s:b, s:o}", "errors", up.errors, "errors_truncated",
+	                           up.invalid > BATCH_ERRORS_INLINE, "estimate", estimate);
 	if (dry) {
 		json_t *j = json_pack("{s:b, s:{s:I, s:I, s:I, s:I}}", "dry_run", 1, "rows", "total",
 		                      (json_int_t)up.total, "valid", (json_int_t)up.valid,
@@ -2114,11 +2367,135 @@ enum MHD_Result api_batch_start(struct api_req *r)
 		hr_fail(&err, HR_EINVAL, "", "this server does not send: start the batch on one that does");
 		return api_fail(r, HR_EINVAL, &err);
 	}
-	int rc = st->ops->batch_set_status(st, r->tenant, r->path_id, BATCH_PROCESSING, NULL, &err);
+	/* A paused batch goes on with /resume (recorded with who and when),
+	 * never with a second start. */
+	struct batch b;
+	int rc = st->ops->batch_get(st, r->tenant, r->path_id, &b);
+	if (rc)
+		return api_fail(r, rc, NULL);
+	bool paused = b.status == BATCH_PAUSED;
+	batch_clear(&b);
+	if (paused) {
+		hr_fail(&err, HR_EINVAL, "status",
+		        "the batch is paused: resume it with POST /v1/batches/%s/resume",
+		        r->path_id);
+		return api_fail(r, HR_EINVAL, &err);
+	}
+	rc = st->ops->batch_set_status(st, r->tenant, r->path_id, BATCH_PROCESSING, NULL, &err);
 	if (rc)
 		return api_fail(r, rc, &err);
 	batch_runner_wake(r->srv->runner);
 	return respond_batch(r, 200, r->path_id, NULL);
+}
+
+#define REASON_MAX_BYTES 200 /* a pause's or cancel's reason */
+
+/*
+ * The body of a pause or a cancel: {"reason": "..."}, 1..200 bytes of text
+ * without control characters (it is shown in the dashboard and the audit
+ * log). An empty body is no reason: refused when required (a pause),
+ * accepted otherwise (a cancel, as before reasons existed). 0, or an error
+ * already answered (*ret) or to answer (err).
+ */
+static int reason_body(struct api_req *r, bool required, char out[REASON_MAX_BYTES + 1],
+                       enum MHD_Result *ret, bool *answered, struct hr_err *err)
+{
+	out[0] = '\0';
+	*answered = false;
+	if (!r->len)
+		return required ? hr_fail(err, HR_EINVAL, "reason",
+		                          "reason is required: say why (1 to %d bytes)",
+		                          REASON_MAX_BYTES)
+		                : 0;
+	json_t *root = api_body_object(r, ret);
+	if (!root) {
+		*answered = true;
+		return HR_EINVAL;
+	}
+	int rc = 0;
+	const char *key;
+	json_t *x;
+	json_object_foreach(root, key, x)
+	{
+		if (strcmp(key, "reason") != 0) {
+			char f[HR_NAME_MAX];
+			rc = hr_fail(err, HR_EINVAL, api_clip(f, sizeof f, key),
+			             "unknown field '%s'", f);
+			break;
+		}
+	}
+	json_t *v = json_object_get(root, "reason");
+	if (rc == 0 && !v && required)
+		rc = hr_fail(err, HR_EINVAL, "reason",
+		             "reason is required: say why (1 to %d bytes)", REASON_MAX_BYTES);
+	if (rc == 0 && v) {
+		const char *t = json_string_value(v);
+		size_t len = t ? json_string_length(v) : 0;
+		bool ctrl = false;
+		for (size_t k = 0; t && k < len; k++)
+			ctrl |= (unsigned char)t[k] < 0x20 || t[k] == 0x7f;
+		if (!t || len == 0 || len > REASON_MAX_BYTES || ctrl)
+			rc = hr_fail(
+			    err, HR_EINVAL, "reason",
+			    "reason must be text of 1 to %d bytes without control characters",
+			    REASON_MAX_BYTES);
+		else
+			memcpy(out, t, len + 1);
+	}
+	json_decref(root);
+	return rc;
+}
+
+/* The tenant's batch exists (0), or the error to answer: checked before a
+ * body is read, so another tenant's campaign is a 404 whatever was sent. */
+static int batch_visible(struct api_req *r)
+{
+	struct store *st = r->srv->o.store;
+	struct batch b;
+	int rc = st->ops->batch_get(st, r->tenant, r->path_id, &b);
+	if (rc == 0)
+		batch_clear(&b);
+	return rc;
+}
+
+/*
+ * A person's transition of a batch (cancel, pause, resume) with its audit
+ * row and reason in the store's one transaction. from_paused: only a
+ * PAUSED batch may take it (a resume; otherwise /resume would start a
+ * validated one). The batch as it was is in *was.
+ */
+static int person_transition(struct api_req *r, enum batch_status to, const char *action,
+                             const char *reason, bool from_paused, struct hr_err *err)
+{
+	struct store *st = r->srv->o.store;
+	struct batch b;
+	int rc = st->ops->batch_get(st, r->tenant, r->path_id, &b);
+	if (rc)
+		return hr_fail(err, rc, "batch_id", "no batch %s", r->path_id);
+	if (from_paused && b.status != BATCH_PAUSED) {
+		rc = hr_fail(err, HR_EINVAL, "status",
+		             "only a paused batch can be resumed (it is %s)",
+		             batch_status_name(b.status));
+		batch_clear(&b);
+		return rc;
+	}
+	char obj[96];
+	snprintf(obj, sizeof obj, "batch:%s", b.id);
+	struct audit_row au;
+	rc = api_audit_json(
+	    r, r->tenant, action, obj, json_pack("{s:s}", "status", batch_status_name(b.status)),
+	    json_pack("{s:s, s:s?, s:s?}", "status", batch_status_name(to), "unit",
+	              b.unit[0] ? b.unit : NULL, "reason", reason[0] ? reason : NULL),
+	    &au);
+	batch_clear(&b);
+	if (rc)
+		return hr_fail(err, rc, NULL, "out of memory");
+	rc = st->ops->batch_set_status_audit(st, r->tenant, r->path_id, to,
+	                                     reason[0] ? reason : NULL, &au, err);
+	api_audit_done(&au);
+	if (rc == 0 && r->srv->runner)
+		batch_runner_wake(r->srv->runner);
+	return rc;
 }
 
 /*
@@ -2126,35 +2503,27 @@ enum MHD_Result api_batch_start(struct api_req *r)
  * when the cancel committed and the valid rows not yet made into messages
  * (none of them will be sent: the runner cancels the queued ones, and a
  * claim of one cancels it instead of sending). What is in flight finishes.
+ * An optional {"reason"} is recorded with who cancelled.
  */
 enum MHD_Result api_batch_cancel(struct api_req *r)
 {
 	struct store *st = r->srv->o.store;
 	struct hr_err err;
 	hr_err_clear(&err);
-	/* The audit row is written in the cancel's own transaction (both or
-	 * neither); its before is the status read just before, its after the
-	 * cancelled state (how many were stopped is in the answer). */
-	struct batch b;
-	int rc = st->ops->batch_get(st, r->tenant, r->path_id, &b);
+	char reason[REASON_MAX_BYTES + 1];
+	enum MHD_Result ret;
+	bool answered;
+	int rc = batch_visible(r);
 	if (rc)
 		return api_fail(r, rc, NULL);
-	char obj[96];
-	snprintf(obj, sizeof obj, "batch:%s", b.id);
-	struct audit_row au;
-	rc = api_audit_json(
-	    r, r->tenant, "batch.cancel", obj,
-	    json_pack("{s:s}", "status", batch_status_name(b.status)),
-	    json_pack("{s:s, s:s?}", "status", "cancelled", "unit", b.unit[0] ? b.unit : NULL),
-	    &au);
-	batch_clear(&b);
-	if (rc)
-		return api_fail(r, rc, NULL);
-	rc = st->ops->batch_set_status_audit(st, r->tenant, r->path_id, BATCH_CANCELLED, NULL, &au,
-	                                     &err);
-	api_audit_done(&au);
+	rc = reason_body(r, false, reason, &ret, &answered, &err);
+	if (answered)
+		return ret;
+	if (rc == 0)
+		rc = person_transition(r, BATCH_CANCELLED, "batch.cancel", reason, false, &err);
 	if (rc)
 		return api_fail(r, rc, &err);
+	struct batch b;
 	if ((rc = st->ops->batch_get(st, r->tenant, r->path_id, &b)))
 		return api_fail(r, rc, NULL);
 	int64_t made = 0;
@@ -2163,10 +2532,54 @@ enum MHD_Result api_batch_cancel(struct api_req *r)
 	int64_t stopped = b.by_status[MSG_QUEUED] + b.by_status[MSG_CANCELLED] +
 	                  (b.valid > made ? b.valid - made : 0);
 	batch_clear(&b);
-	if (r->srv->runner)
-		batch_runner_wake(r->srv->runner);
 	return respond_batch(r, 200, r->path_id,
 	                     json_pack("{s:I}", "stopped", (json_int_t)stopped));
+}
+
+/*
+ * POST /v1/batches/{id}/pause {"reason": "..."}: a PROCESSING batch stops
+ * sending. Its queued messages are held in the pause's transaction (they
+ * stay queued and counted so), its rows not yet made wait; what is in
+ * flight finishes. Answers the batch.
+ */
+enum MHD_Result api_batch_pause(struct api_req *r)
+{
+	struct hr_err err;
+	hr_err_clear(&err);
+	char reason[REASON_MAX_BYTES + 1];
+	enum MHD_Result ret;
+	bool answered;
+	int rc = batch_visible(r);
+	if (rc)
+		return api_fail(r, rc, NULL);
+	rc = reason_body(r, true, reason, &ret, &answered, &err);
+	if (answered)
+		return ret;
+	if (rc == 0)
+		rc = person_transition(r, BATCH_PAUSED, "batch.pause", reason, false, &err);
+	return rc ? api_fail(r, rc, &err) : respond_batch(r, 200, r->path_id, NULL);
+}
+
+/* POST /v1/batches/{id}/resume: a PAUSED batch sends again (its held
+ * messages back in the queue with the due times they had). */
+enum MHD_Result api_batch_resume(struct api_req *r)
+{
+	struct hr_err err;
+	hr_err_clear(&err);
+	int rc = batch_visible(r);
+	if (rc)
+		return api_fail(r, rc, NULL);
+	if (r->len) {
+		hr_fail(&err, HR_EINVAL, "body", "resume takes no body");
+		return api_fail(r, HR_EINVAL, &err);
+	}
+	if (!r->srv->runner) {
+		hr_fail(&err, HR_EINVAL, "",
+		        "this server does not send: resume the batch on one that does");
+		return api_fail(r, HR_EINVAL, &err);
+	}
+	rc = person_transition(r, BATCH_PROCESSING, "batch.resume", "", true, &err);
+	return rc ? api_fail(r, rc, &err) : respond_batch(r, 200, r->path_id, NULL);
 }
 
 /* The validation report: invalid rows in row order, as JSON pages or a CSV
@@ -2374,6 +2787,61 @@ enum MHD_Result api_batch_messages(struct api_req *r)
 		return api_fail(r, rc, NULL);
 	batch_clear(&b);
 	return api_messages_list_in(r, r->path_id);
+}
+
+#define BREAKDOWN_SAMPLE 10000 /* failed messages, and latest replies, read at most */
+
+/*
+ * GET /v1/batches/{id}/breakdown: the campaign detail's failures by
+ * provider error code and its replies by kind and button payload, each
+ * from a bounded read (store.h, batch_breakdown: at most 10,000 failed
+ * messages, among the store's latest 10,000 replies), beside the exact
+ * totals the counters keep; "sampled" says when a list is from part of
+ * them.
+ */
+enum MHD_Result api_batch_breakdown(struct api_req *r)
+{
+	struct store *st = r->srv->o.store;
+	struct hr_err err;
+	hr_err_clear(&err);
+	static const char *const allowed[] = {NULL};
+	int rc = api_query_check(r, allowed, &err);
+	if (rc)
+		return api_fail(r, rc, &err);
+	struct batch b;
+	if ((rc = st->ops->batch_get(st, r->tenant, r->path_id, &b)))
+		return api_fail(r, rc, NULL);
+	int64_t failed = b.by_status[MSG_FAILED] + b.by_status[MSG_UNDELIVERED];
+	int64_t replied = b.replied;
+	batch_clear(&b);
+	struct batch_tally *fl = NULL, *rp = NULL;
+	size_t nf = 0, nr = 0;
+	int64_t fs = 0, rs = 0;
+	if ((rc = st->ops->batch_breakdown(st, r->path_id, BREAKDOWN_SAMPLE, &fl, &nf, &fs, &rp,
+	                                   &nr, &rs)))
+		return api_fail(r, rc, NULL);
+	json_t *codes = json_array(), *kinds = json_array();
+	for (size_t i = 0; codes && i < nf; i++)
+		json_array_append_new(codes,
+		                      json_pack("{s:s, s:s, s:I}", "code", fl[i].key, "text",
+		                                fl[i].detail, "count", (json_int_t)fl[i].count));
+	for (size_t i = 0; kinds && i < nr; i++)
+		json_array_append_new(
+		    kinds, json_pack("{s:s, s:o, s:I}", "kind", rp[i].key, "payload",
+		                     rp[i].detail[0] ? json_string(rp[i].detail) : json_null(),
+		                     "count", (json_int_t)rp[i].count));
+	free(fl);
+	free(rp);
+	json_t *j = codes && kinds ? json_pack("{s:{s:I, s:I, s:b, s:O}, s:{s:I, s:I, s:i, s:O}}",
+	                                       "failures", "total", (json_int_t)failed, "counted",
+	                                       (json_int_t)fs, "sampled", fs < failed, "by_code",
+	                                       codes, "replies", "replied_messages",
+	                                       (json_int_t)replied, "counted", (json_int_t)rs,
+	                                       "latest_replies_read", BREAKDOWN_SAMPLE, "by", kinds)
+	                           : NULL;
+	json_decref(codes);
+	json_decref(kinds);
+	return j ? api_respond_json(r, 200, j, NULL) : api_fail(r, HR_ENOMEM, NULL);
 }
 
 /* ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "api/api_int.h"
+#include "campaigns/pricing.h"
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/template.h"
@@ -171,7 +172,8 @@ int serve_template_config(json_t *tp, const char *f, char **out, struct hr_err *
 	json_t *dp = json_object_get(tp, "delivery_policy");
 	json_t *route = json_object_get(tp, "route"), *after = json_object_get(tp, "fallback_after_s");
 	json_t *ftext = json_object_get(tp, "fallback_text");
-	if (!header && !buttons && !reg && !dp && !route && !after && !ftext)
+	json_t *cat = json_object_get(tp, "category"); /* WhatsApp's, for cost estimates */
+	if (!header && !buttons && !reg && !dp && !route && !after && !ftext && !cat)
 		return 0;
 	json_t *cfg = json_object();
 	if (!cfg)
@@ -271,6 +273,17 @@ int serve_template_config(json_t *tp, const char *f, char **out, struct hr_err *
 		else if (rc == 0)
 			oom = json_object_set_new(cfg, "fallback", fb) != 0; /* takes fb either way */
 		if (oom)
+			rc = hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	}
+	/* The template's WhatsApp category (what Meta prices it as): the
+	 * campaign cost estimate uses it (campaigns/pricing.h). */
+	if (rc == 0 && cat) {
+		enum wa_category c;
+		snprintf(k, sizeof k, "%s.category", f);
+		if (wa_category_parse(json_string_value(cat), &c) != 0)
+			rc = hr_fail(err, HR_EINVAL, k,
+			             "%s must be marketing, utility, authentication or service", k);
+		else if (json_object_set_new(cfg, "category", json_string(wa_category_name(c))))
 			rc = hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	}
 	if (rc == 0 && !(*out = json_dumps(cfg, JSON_COMPACT)))
@@ -903,6 +916,7 @@ int serve_main(int argc, char **argv)
 	char(*ophash)[65] = NULL;
 	struct ds_registry *ds = NULL;
 	struct plugins *plugins = NULL;
+	struct pricing *pricing = NULL;
 	char host[128], mhost[128];
 	int status = 1;
 
@@ -939,6 +953,10 @@ int serve_main(int argc, char **argv)
 	}
 	/* Campaigns may read the sources too (POST /v1/batches {"source"}). */
 	aopts.datasources = ds;
+	/* Prices for the uploads' cost estimates (campaigns/pricing.h). */
+	if (pricing_load(hr_cfg_get(cfg, "pricing"), &pricing, &err))
+		goto out;
+	aopts.pricing = pricing;
 	if (plugins_load(cfg, ds, &plugins, &err))
 		goto out;
 	plugins_set_store(plugins, st);
@@ -1027,6 +1045,7 @@ out:
 	store_observe(NULL, NULL);
 	plugins_free(plugins);
 	ds_registry_close(ds);
+	pricing_free(pricing);
 	callback_tenants_free(cbt, ncbt);
 	callback_policy_clear(&cbpolicy);
 	account_set_clear(&accounts);

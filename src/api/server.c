@@ -320,6 +320,13 @@ static const struct api_route_def api_routes[] = {
      TENANT(api_batch_cancel, SCOPE_CAMPAIGNS_WRITE), NONE, "POST"},
     {"/v1/batches/{id}/retry", ROUTE_BATCH_RETRY, NONE,
      TENANT(api_batch_retry, SCOPE_CAMPAIGNS_WRITE), NONE, "POST"},
+    /* Pause and resume: the scope that may cancel. */
+    {"/v1/batches/{id}/pause", ROUTE_BATCH_PAUSE, NONE,
+     TENANT(api_batch_pause, SCOPE_CAMPAIGNS_WRITE), NONE, "POST"},
+    {"/v1/batches/{id}/resume", ROUTE_BATCH_RESUME, NONE,
+     TENANT(api_batch_resume, SCOPE_CAMPAIGNS_WRITE), NONE, "POST"},
+    {"/v1/batches/{id}/breakdown", ROUTE_BATCH_BREAKDOWN,
+     TENANT(api_batch_breakdown, SCOPE_CAMPAIGNS_READ), NONE, NONE, "GET, HEAD"},
     {"/v1/batches/{id}/events", ROUTE_BATCH_EVENTS, TENANT(api_batch_events, SCOPE_CAMPAIGNS_READ),
      NONE, NONE, "GET"},
     {"/v1/batches/{id}/errors", ROUTE_BATCH_ERRORS, TENANT(api_batch_errors, SCOPE_CAMPAIGNS_READ),
@@ -467,7 +474,10 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 		           {"/errors", ROUTE_BATCH_ERRORS},
 		           {"/messages", ROUTE_BATCH_MESSAGES},
 		           {"/export.csv", ROUTE_BATCH_EXPORT_CSV},
-		           {"/export.xlsx", ROUTE_BATCH_EXPORT_XLSX}};
+		           {"/export.xlsx", ROUTE_BATCH_EXPORT_XLSX},
+		           {"/pause", ROUTE_BATCH_PAUSE},
+		           {"/resume", ROUTE_BATCH_RESUME},
+		           {"/breakdown", ROUTE_BATCH_BREAKDOWN}};
 		p = segment(url + 12, r->path_id, sizeof r->path_id);
 		for (size_t i = 0; p && i < sizeof sub / sizeof *sub; i++)
 			if (strcmp(p, sub[i].tail) == 0)

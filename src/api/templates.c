@@ -215,7 +215,7 @@ static int template_from(json_t *root, struct template_row *t, struct hr_err *er
 	static const char *const allowed[] = {
 	    "channel",          "name",          "language",        "body",
 	    "header",           "buttons",       "regulatory",      "route",
-	    "fallback_after_s", "fallback_text", "delivery_policy", NULL};
+	    "fallback_after_s", "fallback_text", "delivery_policy", "category", NULL};
 	int rc = api_keys_check(root, allowed, err);
 	if (rc)
 		return rc;

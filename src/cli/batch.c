@@ -72,6 +72,7 @@ enum bopt {
 	B_FORMAT,
 	B_OUTPUT,
 	B_FORCE,
+	B_REASON,
 	B__COUNT
 };
 
@@ -108,6 +109,7 @@ static const struct option batch_options[] = {
     {"format", required_argument, NULL, BO(B_FORMAT)},
     {"output", required_argument, NULL, BO(B_OUTPUT)},
     {"force", no_argument, NULL, BO(B_FORCE)},
+    {"reason", required_argument, NULL, BO(B_REASON)},
     {NULL, 0, NULL, 0},
 };
 
@@ -128,6 +130,7 @@ static const char *const bopt_name[B__COUNT] = {
     [B_CURSOR] = "--cursor",    [B_STATUSES] = "--statuses",
     [B_CSV] = "--csv",          [B_FORMAT] = "--format",
     [B_OUTPUT] = "--output",    [B_FORCE] = "--force",
+    [B_REASON] = "--reason",
 };
 
 #define BIT(x) (1u << (x))
@@ -158,7 +161,9 @@ static const char usage_batch[] =
     "                         [--limit N] [--cursor C]\n"
     "       herald batch status ID\n"
     "       herald batch start ID [--watch]\n"
-    "       herald batch cancel ID\n"
+    "       herald batch cancel ID [--reason TEXT]\n"
+    "       herald batch pause ID --reason TEXT\n"
+    "       herald batch resume ID\n"
     "       herald batch retry ID [--statuses failed,undelivered] [--start true|false]\n"
     "       herald batch discard ID\n"
     "       herald batch report ID [--csv]\n"
@@ -169,6 +174,8 @@ static const char usage_batch[] =
     "--watch follows the sending until the batch is completed (exit 0) or cancelled\n"
     "or failed (exit 1). report lists every invalid row (row, column, reason); export\n"
     "downloads the batch's results and never overwrites FILE without --force.\n"
+    "pause holds a processing batch's queued messages (what is in flight finishes);\n"
+    "resume sends them again. The reason is recorded with who did it and when.\n"
     "Times are RFC 3339 (2026-01-15T10:00:00Z).\n\n"
     "  --url URL   gateway base URL (default $HERALD_URL or " CLI_DEFAULT_URL ")\n"
     "  --key KEY   API key (default $HERALD_API_KEY)\n"
@@ -834,10 +841,68 @@ static int batch_start(struct batch_args *a)
 	return rc;
 }
 
+/* {"reason": "..."} of --reason, or NULL without one (caller frees). */
+static char *reason_json(const struct batch_args *a)
+{
+	if (!has(a, B_REASON))
+		return NULL;
+	json_t *o = json_pack("{s:s}", "reason", a->v[B_REASON]);
+	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	return s;
+}
+
+static int pause_check(const struct batch_args *a)
+{
+	if (!has(a, B_REASON) || !a->v[B_REASON][0])
+		return busage("pause", "%s", "--reason is required: say why the batch is paused");
+	return 0;
+}
+
+static int batch_pause(struct batch_args *a)
+{
+	int rc;
+	char *body = reason_json(a);
+	if (!body) {
+		fprintf(stderr, "herald batch pause: out of memory\n");
+		return CLI_EAPI;
+	}
+	json_t *b = batch_call(a, "pause", "POST", "/pause", body, &rc);
+	free(body);
+	char id[64], st[32];
+	if (b && !a->c.json) {
+		json_t *m = json_object_get(b, "messages");
+		long long held = jint(m, "queued", NULL);
+		printf("batch %s %s: %lld queued message%s held\n",
+		       clean(id, sizeof id, jstr(b, "id", "")),
+		       clean(st, sizeof st, jstr(b, "status", "")), held, held == 1 ? "" : "s");
+	}
+	json_decref(b);
+	return rc;
+}
+
+static int batch_resume(struct batch_args *a)
+{
+	int rc;
+	json_t *b = batch_call(a, "resume", "POST", "/resume", NULL, &rc);
+	char id[64], st[32];
+	if (b && !a->c.json)
+		printf("batch %s %s\n", clean(id, sizeof id, jstr(b, "id", "")),
+		       clean(st, sizeof st, jstr(b, "status", "")));
+	json_decref(b);
+	return rc;
+}
+
 static int batch_cancel(struct batch_args *a)
 {
 	int rc;
-	json_t *b = batch_call(a, "cancel", "POST", "/cancel", NULL, &rc);
+	char *body = reason_json(a);
+	if (has(a, B_REASON) && !body) {
+		fprintf(stderr, "herald batch cancel: out of memory\n");
+		return CLI_EAPI;
+	}
+	json_t *b = batch_call(a, "cancel", "POST", "/cancel", body, &rc);
+	free(body);
 	char id[64], st[32];
 	if (b && !a->c.json) {
 		long long n = jint(b, "stopped", NULL);
@@ -1151,14 +1216,15 @@ static const struct {
     {"upload", batch_upload, upload_check,
      BIT(B_NAME) | BIT(B_CHANNEL) | BIT(B_ACCOUNT) | BIT(B_TEXT) | BIT(B_TEMPLATE) |
          BIT(B_LANGUAGE) | BIT(B_RCOL) | BIT(B_PARAMS) | BIT(B_REGION) | BIT(B_UNIT) |
-         BIT(B_SCHEDULE) | BIT(B_DRY) | BIT(B_START) | BIT(B_SHEET) | BIT(B_SEP) |
-         BIT(B_WATCH)},
+         BIT(B_SCHEDULE) | BIT(B_DRY) | BIT(B_START) | BIT(B_SHEET) | BIT(B_SEP) | BIT(B_WATCH)},
     {"list", batch_list, NULL,
      BIT(B_STATUS) | BIT(B_UNIT) | BIT(B_NAME) | BIT(B_SINCE) | BIT(B_UNTIL) | BIT(B_LIMIT) |
          BIT(B_CURSOR)},
     {"status", batch_status, NULL, 0},
     {"start", batch_start, NULL, BIT(B_WATCH)},
-    {"cancel", batch_cancel, NULL, 0},
+    {"cancel", batch_cancel, NULL, BIT(B_REASON)},
+    {"pause", batch_pause, pause_check, BIT(B_REASON)},
+    {"resume", batch_resume, NULL, 0},
     {"retry", batch_retry, retry_check, BIT(B_STATUSES) | BIT(B_START)},
     {"discard", batch_discard, NULL, 0},
     {"report", batch_report, NULL, BIT(B_CSV)},

@@ -81,6 +81,7 @@ static const char *const batch_names[BATCH__COUNT] = {
     [BATCH_PENDING] = "pending",       [BATCH_VALIDATED] = "validated",
     [BATCH_PROCESSING] = "processing", [BATCH_COMPLETED] = "completed",
     [BATCH_CANCELLED] = "cancelled",   [BATCH_FAILED] = "failed",
+    [BATCH_PAUSED] = "paused",
 };
 
 const char *batch_status_name(enum batch_status s)
@@ -98,7 +99,8 @@ int batch_status_parse(const char *name, enum batch_status *out)
 	return HR_EINVAL;
 }
 
-/* Forward only, never skipping validation; the three end states are final. */
+/* Forward only, never skipping validation; the three end states are final.
+ * PAUSED is a side state of PROCESSING: back to it (resume), or stopped. */
 bool batch_status_allowed(enum batch_status cur, enum batch_status next)
 {
 	switch (cur) {
@@ -107,7 +109,10 @@ bool batch_status_allowed(enum batch_status cur, enum batch_status next)
 	case BATCH_VALIDATED:
 		return next == BATCH_PROCESSING || next == BATCH_CANCELLED || next == BATCH_FAILED;
 	case BATCH_PROCESSING:
-		return next == BATCH_COMPLETED || next == BATCH_CANCELLED || next == BATCH_FAILED;
+		return next == BATCH_COMPLETED || next == BATCH_CANCELLED || next == BATCH_FAILED ||
+		       next == BATCH_PAUSED;
+	case BATCH_PAUSED:
+		return next == BATCH_PROCESSING || next == BATCH_CANCELLED || next == BATCH_FAILED;
 	default:
 		return false;
 	}

@@ -37,8 +37,8 @@ struct cp_col {
 	enum cp_type type;
 };
 
-/* The most columns a copied table has (message: 31). */
-#define CP_COLS_MAX 40
+/* The most columns a copied table has (batch: 44). */
+#define CP_COLS_MAX 48
 
 struct cp_table {
 	const char *name;
@@ -140,7 +140,14 @@ static const struct cp_table cp_tables[] = {
       {"n_cancelled", CT_INT},
       {"n_expired", CT_INT},
       {"n_suppressed", CT_INT},
-      {"n_unknown", CT_INT}}},
+      {"n_unknown", CT_INT},
+      {"paused_at", CT_INT},
+      {"resumed_at", CT_INT},
+      {"paused_by", CT_TEXT},
+      {"resumed_by", CT_TEXT},
+      {"cancelled_by", CT_TEXT},
+      {"pause_reason", CT_TEXT},
+      {"cancel_reason", CT_TEXT}}},
     {"batch_item",
      NULL,
      {
@@ -670,7 +677,7 @@ static int cp_flush(PGconn *c, struct hr_buf *b, const char *table, struct hr_er
 static int cp_copy_table(sqlite3 *db, PGconn *c, const struct cp_table *t,
                          struct store_copy_table *out, struct hr_err *err)
 {
-	char cols[512], sql[700];
+	char cols[1024], sql[1200];
 	cp_col_list(t, cols, sizeof cols);
 	size_t nc = cp_ncols(t);
 	snprintf(sql, sizeof sql, "SELECT %s FROM %s", cols, t->name);
@@ -799,7 +806,7 @@ static int cp_sequence(PGconn *c, const struct cp_table *t, struct hr_err *err)
 static int cp_verify_table(PGconn *c, const struct cp_table *t, struct store_copy_table *out,
                            struct hr_err *err)
 {
-	char cols[512], sql[700];
+	char cols[1024], sql[1200];
 	cp_col_list(t, cols, sizeof cols);
 	size_t nc = cp_ncols(t);
 	snprintf(sql, sizeof sql, "SELECT %s FROM %s", cols, t->name);

@@ -562,12 +562,18 @@ int lc_batch_items_put(const struct lc_backend *b, struct store *st, const char 
  * enqueue_run). Both read in the start's own transaction, so two starts
  * at once cannot both take the last place.
  */
-static int start_check(struct store_tx *tx, const char *tenant_id, const char *batch_id)
+static int start_check(struct store_tx *tx, const char *tenant_id, const char *batch_id,
+                       bool resume)
 {
 	struct lc_start_limits l = {0};
 	int rc = tx->ops->start_limits(tx, tenant_id, batch_id, &l);
 	if (rc)
 		return rc;
+	/* A paused campaign gave up its place (it is not PROCESSING); taking
+	 * it again is checked like a start. Its messages counted against the
+	 * day as they were made, so the daily cap is not asked again. */
+	if (resume)
+		l.daily_cap = 0;
 	if (l.campaign_cap > 0 && l.processing >= l.campaign_cap)
 		return hr_fail(TX_ERR(tx), HR_EQUOTA, "campaign_cap",
 		               "tenant '%s' may run %lld campaign%s at once and %lld %s running:"
@@ -600,11 +606,26 @@ static int status_run(struct store_tx *tx, void *arg)
 	if (!batch_status_allowed(s.status, c->to))
 		return hr_fail(TX_ERR(tx), HR_EINVAL, "status", "a %s batch cannot become %s",
 		               batch_status_name(s.status), batch_status_name(c->to));
-	if (c->to == BATCH_PROCESSING && (rc = start_check(tx, s.tenant_id, c->id)))
+	bool resume = s.status == BATCH_PAUSED && c->to == BATCH_PROCESSING;
+	if (c->to == BATCH_PROCESSING && (rc = start_check(tx, s.tenant_id, c->id, resume)))
 		return rc;
+	int64_t now = tx->ops->now(tx);
+	/* A resume keeps started_at (the first start) and stamps resumed_at. */
 	rc =
-	    tx->ops->batch_set(tx, c->id, c->to, tx->ops->now(tx),
+	    tx->ops->batch_set(tx, c->id, c->to, resume ? 0 : now,
 	                       c->to == BATCH_FAILED ? (c->error ? c->error : "failed") : NULL, -1);
+	int64_t moved = 0;
+	/* Pausing holds what is queued, in this transaction: from its commit
+	 * no claim can take one (a message claimed before it finishes; one
+	 * queued again later, a retry, is held by lc_batch_screen). */
+	if (rc == 0 && (c->to == BATCH_PAUSED || resume))
+		rc = tx->ops->batch_hold(tx, c->id, c->to == BATCH_PAUSED, &moved);
+	if (rc == 0 && resume)
+		lc_batch_touch(tx, c->id); /* everything settled while paused: complete now */
+	if (rc == 0 && (c->to == BATCH_PAUSED || c->to == BATCH_CANCELLED || resume))
+		rc = tx->ops->batch_note(tx, c->id, c->to, resume, now,
+		                         c->audit ? c->audit->actor : NULL,
+		                         c->to == BATCH_FAILED ? NULL : c->error);
 	return rc == 0 && c->audit ? tx->ops->audit_insert(tx, c->audit) : rc;
 }
 
@@ -681,6 +702,11 @@ static int enqueue_run(struct store_tx *tx, void *arg)
 	int rc = get_state(tx, NULL, c->batch_id, &s);
 	if (rc)
 		return rc;
+	/* Paused: nothing is made (the runner finds the batch again once it
+	 * is resumed); busy, not invalid, so the runner does not fail it. */
+	if (s.status == BATCH_PAUSED)
+		return hr_fail(TX_ERR(tx), HR_EBUSY, "paused",
+		               "the batch is paused: its rows become messages once it is resumed");
 	if (s.status != BATCH_PROCESSING)
 		return hr_fail(TX_ERR(tx), HR_EINVAL, "status",
 		               "messages are made only while the batch is processing (it is %s)",
@@ -799,6 +825,35 @@ int lc_batch_cancel_step(const struct lc_backend *b, struct store *st, const cha
 	return rc;
 }
 
+/*
+ * A message of a paused batch that a claim took anyway (queued again after
+ * the pause held the others: a retry's backoff ran out, a lease expired):
+ * back to QUEUED, held, its attempt given back, with a "held" event. The
+ * batch's status is the one the claim's screen reads already (cached per
+ * claim), so this costs the hot path nothing.
+ */
+static int hold_claimed(struct store_tx *tx, struct message *m, struct lc_msg *lm)
+{
+	struct ev_json *js = TX_JSON(tx);
+	ev_json_begin(js);
+	ev_json_str(js, "batch_id", m->batch_id);
+	ev_json_str(js, "reason", "batch paused");
+	struct lc_event ev = {
+	    .type = "held", .source = "batch", .status = MSG_QUEUED, .applied = true};
+	if (!(ev.detail = ev_json_end(js)))
+		return hr_fail(TX_ERR(tx), HR_ENOMEM, "message_event", "out of memory");
+	int64_t due = m->due_at > tx->ops->now(tx) ? m->due_at : tx->ops->now(tx);
+	struct lc_update u = {.set = LC_SET_STATUS | LC_SET_DUE | LC_GIVE_BACK_ATTEMPT,
+	                      .status = MSG_QUEUED,
+	                      .due_at = due < LC_HOLD_BASE ? due + LC_HOLD_BASE : due};
+	int rc = lc_transition(tx, lm, &u, &ev);
+	if (rc == 0) {
+		m->status = MSG_QUEUED; /* not sent: the dispatcher skips it */
+		m->attempts = lm->attempts;
+	}
+	return rc;
+}
+
 int lc_batch_screen(struct store_tx *tx, struct lc_screen_cache *c, struct message *m,
                     struct lc_msg *lm)
 {
@@ -816,6 +871,8 @@ int lc_batch_screen(struct store_tx *tx, struct lc_screen_cache *c, struct messa
 		hr_strlcpy(c->batch_id, m->batch_id, sizeof c->batch_id);
 		c->status = rc ? (int)s.status : BATCH_PROCESSING; /* a JSON batch: no row */
 	}
+	if (c->status == BATCH_PAUSED)
+		return hold_claimed(tx, m, lm);
 	if (c->status != BATCH_CANCELLED && c->status != BATCH_FAILED)
 		return 0;
 	enum batch_status why = (enum batch_status)c->status;

@@ -76,6 +76,17 @@ struct lc_msg {
 
 #define LC_MAX_ATTEMPTS_DEFAULT 8
 
+/*
+ * A paused campaign's queued messages are held out of the claimable set by
+ * moving their due_at this far into the future (year ~146,000): every claim
+ * asks due_at <= now, so a held message is never claimed and the claim's
+ * statement and index stay exactly as they are (no join, no per-claim
+ * lookup). Resuming subtracts it again, so each message keeps the due time
+ * (a retry's backoff) it had. Nothing else reads due_at of queued messages
+ * but the dispatcher's next_due, which sees a held message as far away.
+ */
+#define LC_HOLD_BASE ((int64_t)1 << 62)
+
 /* Which fields an update writes (lc_update.set). */
 enum {
 	LC_SET_STATUS = 1 << 0,          /* status; lease_until becomes 0 */
@@ -304,6 +315,16 @@ struct store_tx_ops {
 	/* Up to limit QUEUED messages of the batch. */
 	int (*batch_queued)(struct store_tx *tx, const char *batch_id, int limit,
 	                    struct lc_msg *out, size_t *n);
+	/* Pause and resume (lc_batch.c): with hold, every QUEUED message of the
+	 * batch not yet held gets due_at + LC_HOLD_BASE; without, every held
+	 * one gets it back (never before the transaction's now). One statement
+	 * over the (batch_id, status) index; *n gets how many rows moved. */
+	int (*batch_hold)(struct store_tx *tx, const char *batch_id, bool hold, int64_t *n);
+	/* Records a person's transition: to PAUSED (paused_at/by, pause
+	 * reason), CANCELLED (cancelled_by, cancel reason) or, with resume,
+	 * PROCESSING again (resumed_at/by). actor and reason may be NULL. */
+	int (*batch_note)(struct store_tx *tx, const char *batch_id, enum batch_status to,
+	                  bool resume, int64_t at, const char *actor, const char *reason);
 	/* Deletes the batch row and its rows (batch_item). */
 	int (*batch_delete)(struct store_tx *tx, const char *batch_id);
 	/* Adds n accepted messages to the tenant's count for the UTC day of

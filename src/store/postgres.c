@@ -1044,6 +1044,7 @@ const struct store_ops store_postgres = {
     .batch_cancel_step = pg_batch_cancel_step,
     .batch_recount = pg_batch_recount,
     .batch_export_rows = pg_batch_export_rows,
+    .batch_breakdown = pg_batch_breakdown,
     .callback_claim = pg_callback_claim,
     .callback_done = pg_callback_done,
     .callback_list = pg_callback_list,

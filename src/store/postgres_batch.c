@@ -12,9 +12,10 @@
 #define PG_BATCH_COLS                                                                              \
 	"id, tenant_id, unit, name, channel, account_id, template_name, language, receipts, spec," \
 	" status, error, retry_of, ingested, schedule_at, created_at, validated_at, started_at,"   \
-	" completed_at, cancelled_at, failed_at, total, valid, invalid, duplicates, replied,"     \
-	" n_queued, n_sending, n_sent, n_delivered, n_read, n_failed, n_undelivered,"             \
-	" n_cancelled, n_expired, n_suppressed, n_unknown"
+	" completed_at, cancelled_at, failed_at, total, valid, invalid, duplicates, replied,"      \
+	" n_queued, n_sending, n_sent, n_delivered, n_read, n_failed, n_undelivered,"              \
+	" n_cancelled, n_expired, n_suppressed, n_unknown, paused_at, resumed_at, paused_by,"      \
+	" resumed_by, cancelled_by, pause_reason, cancel_reason"
 
 static int row_batch(const PGresult *r, int i, struct batch *b)
 {
@@ -41,6 +42,14 @@ static int row_batch(const PGresult *r, int i, struct batch *b)
 		*t[k] = pg_col_i64(r, i, 14 + (int)k);
 	for (int k = 0; k < MSG__COUNT; k++)
 		b->by_status[k] = pg_col_i64(r, i, 26 + k);
+	int c = 26 + MSG__COUNT;
+	b->paused_at = pg_col_i64(r, i, c);
+	b->resumed_at = pg_col_i64(r, i, c + 1);
+	pg_col_copy(r, i, c + 2, b->paused_by, sizeof b->paused_by);
+	pg_col_copy(r, i, c + 3, b->resumed_by, sizeof b->resumed_by);
+	pg_col_copy(r, i, c + 4, b->cancelled_by, sizeof b->cancelled_by);
+	pg_col_copy(r, i, c + 5, b->pause_reason, sizeof b->pause_reason);
+	pg_col_copy(r, i, c + 6, b->cancel_reason, sizeof b->cancel_reason);
 	return oom ? HR_ENOMEM : 0;
 }
 
@@ -351,4 +360,66 @@ int pg_batch_export_rows(struct store *st, const char *batch_id, int64_t after_r
 	*out = v;
 	*n = (size_t)nr;
 	return 0;
+}
+
+/* A tally result (key, detail, count) into a heap array. */
+static int pg_tally(PGresult *r, struct batch_tally **out, size_t *n, int64_t *seen)
+{
+	*out = calloc(BATCH_TALLY_MAX, sizeof **out);
+	if (!*out)
+		return HR_ENOMEM;
+	int nr = PQntuples(r);
+	for (int i = 0; i < nr && *n < BATCH_TALLY_MAX; i++) {
+		struct batch_tally *t = &(*out)[(*n)++];
+		pg_col_copy(r, i, 0, t->key, sizeof t->key);
+		pg_col_copy(r, i, 1, t->detail, sizeof t->detail);
+		t->count = pg_col_i64(r, i, 2);
+		*seen += t->count;
+	}
+	return 0;
+}
+
+int pg_batch_breakdown(struct store *st, const char *batch_id, int sample,
+                       struct batch_tally **fail, size_t *nfail, int64_t *failed_seen,
+                       struct batch_tally **rep, size_t *nrep, int64_t *replies_seen)
+{
+	*fail = *rep = NULL;
+	*nfail = *nrep = 0;
+	*failed_seen = *replies_seen = 0;
+	if (sample < 1 || sample > 100000)
+		return HR_EINVAL;
+	struct pg_params p = {0};
+	pp_text(&p, batch_id ? batch_id : "");
+	pp_i64(&p, sample);
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, P_BATCH_FAIL_CODES, -1,
+	                 "SELECT coalesce(error_code, ''), coalesce(max(error_text), ''), count(*)"
+	                 " FROM (SELECT error_code, error_text FROM message WHERE batch_id = $1"
+	                 "  AND status IN (5, 6) LIMIT $2::bigint) f"
+	                 " GROUP BY 1 ORDER BY 3 DESC, 1 LIMIT 50",
+	                 &p, &r);
+	if (rc == 0) {
+		rc = pg_tally(r, fail, nfail, failed_seen);
+		PQclear(r);
+	}
+	if (rc == 0 &&
+	    (rc = pg_read((struct pg_store *)st, P_BATCH_REPLY_KINDS, -1,
+	                  "SELECT kind, coalesce(payload, ''), count(*) FROM"
+	                  " (SELECT kind, payload, message_id FROM inbound"
+	                  "  WHERE message_id IS NOT NULL"
+	                  "  AND id > coalesce((SELECT max(id) FROM inbound), 0) - $2::bigint"
+	                  "  ORDER BY id DESC LIMIT $2::bigint) i"
+	                  " WHERE (SELECT batch_id FROM message WHERE id = i.message_id) = $1"
+	                  " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 50",
+	                  &p, &r)) == 0) {
+		rc = pg_tally(r, rep, nrep, replies_seen);
+		PQclear(r);
+	}
+	if (rc) {
+		free(*fail);
+		free(*rep);
+		*fail = *rep = NULL;
+		*nfail = *nrep = 0;
+	}
+	return rc;
 }

@@ -134,11 +134,16 @@ enum pg_slot {
 	P_ITEM_DUP_INSERT,
 	P_ITEM_TAKE,
 	P_BATCH_QUEUED,
+	P_BATCH_HOLD,
+	P_BATCH_RELEASE,
+	P_BATCH_NOTE,
 	P_INBOUND_EXISTS,
 	P_BATCH_GET,
 	P_BATCH_LIST,
 	P_BATCH_ITEMS,
 	P_BATCH_RECOUNT,
+	P_BATCH_FAIL_CODES,
+	P_BATCH_REPLY_KINDS,
 	P_BATCH_EXPORT,
 	P_BATCH_REPLIED,
 	P_BATCH_CREATE,
@@ -460,6 +465,9 @@ int pg_batch_items_by_status(struct store *st, const char *batch_id, unsigned st
                              size_t *n);
 int pg_batch_recount(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
                      int64_t *replied);
+int pg_batch_breakdown(struct store *st, const char *batch_id, int sample,
+                       struct batch_tally **fail, size_t *nfail, int64_t *failed_seen,
+                       struct batch_tally **rep, size_t *nrep, int64_t *replies_seen);
 int pg_batch_export_rows(struct store *st, const char *batch_id, int64_t after_row,
                          int limit, struct batch_export_row **out, size_t *n);
 int pg_inbox_pending(struct store *st, int64_t *n);

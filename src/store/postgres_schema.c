@@ -470,6 +470,16 @@ static const char migration_9[] =
     " WHERE i.response IS NOT NULL) x"
     " WHERE m.id = x.mid AND m.tenant_id = x.t;";
 
+/* Pause and resume of campaigns (sqlite_schema.c, migration 11, says why). */
+static const char migration_10[] =
+    "ALTER TABLE batch ADD COLUMN paused_at bigint NOT NULL DEFAULT 0;"
+    "ALTER TABLE batch ADD COLUMN resumed_at bigint NOT NULL DEFAULT 0;"
+    "ALTER TABLE batch ADD COLUMN paused_by text;"
+    "ALTER TABLE batch ADD COLUMN resumed_by text;"
+    "ALTER TABLE batch ADD COLUMN cancelled_by text;"
+    "ALTER TABLE batch ADD COLUMN pause_reason text;"
+    "ALTER TABLE batch ADD COLUMN cancel_reason text;";
+
 const struct pg_migration pg_migrations[] = {
     {1, migration_1},
     {2, migration_2},
@@ -480,6 +490,7 @@ const struct pg_migration pg_migrations[] = {
     {7, migration_7},
     {8, migration_8},
     {9, migration_9},
+    {10, migration_10},
 };
 
 const size_t pg_migration_count = sizeof pg_migrations / sizeof pg_migrations[0];

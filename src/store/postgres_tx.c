@@ -2157,6 +2157,56 @@ static int tx_batch_queued(struct store_tx *t, const char *batch_id, int limit, 
 	return 0;
 }
 
+static int tx_batch_hold(struct store_tx *t, const char *batch_id, bool hold, int64_t *n)
+{
+	*n = 0;
+	struct pg_params p = {0};
+	pp_text(&p, batch_id);
+	pp_i64(&p, LC_HOLD_BASE);
+	if (!hold)
+		pp_i64(&p, tx_now(t));
+	PGresult *r;
+	int rc = hold ? tx_read(TX(t), P_BATCH_HOLD,
+	                        "WITH u AS (UPDATE message SET due_at = due_at + $2::bigint"
+	                        " WHERE batch_id = $1 AND status = 0 AND due_at < $2::bigint"
+	                        " RETURNING 1) SELECT count(*) FROM u",
+	                        &p, &r, "message", true)
+	              : tx_read(TX(t), P_BATCH_RELEASE,
+	                        "WITH u AS (UPDATE message"
+	                        " SET due_at = greatest(due_at - $2::bigint, $3::bigint)"
+	                        " WHERE batch_id = $1 AND status = 0 AND due_at >= $2::bigint"
+	                        " RETURNING 1) SELECT count(*) FROM u",
+	                        &p, &r, "message", true);
+	if (rc)
+		return rc;
+	*n = PQntuples(r) ? pg_col_i64(r, 0, 0) : 0;
+	PQclear(r);
+	return 0;
+}
+
+static int tx_batch_note(struct store_tx *t, const char *batch_id, enum batch_status to,
+                         bool resume, int64_t at, const char *actor, const char *reason)
+{
+	struct pg_params p = {0};
+	pp_text(&p, batch_id);
+	pp_i64(&p, (int)to);
+	pp_i64(&p, at);
+	pp_opt(&p, actor);
+	pp_opt(&p, reason);
+	pp_bool(&p, resume);
+	return tx_write(
+	    TX(t), P_BATCH_NOTE,
+	    "UPDATE batch SET"
+	    " paused_at = CASE WHEN $2 = 6 THEN $3::bigint ELSE paused_at END,"
+	    " paused_by = CASE WHEN $2 = 6 THEN $4::text ELSE paused_by END,"
+	    " pause_reason = CASE WHEN $2 = 6 THEN $5::text ELSE pause_reason END,"
+	    " resumed_at = CASE WHEN $6::boolean THEN $3::bigint ELSE resumed_at END,"
+	    " resumed_by = CASE WHEN $6::boolean THEN $4::text ELSE resumed_by END,"
+	    " cancelled_by = CASE WHEN $2 = 4 THEN $4::text ELSE cancelled_by END,"
+	    " cancel_reason = CASE WHEN $2 = 4 THEN $5::text ELSE cancel_reason END WHERE id = $1",
+	    &p, "batch");
+}
+
 static int tx_batch_delete(struct store_tx *t, const char *batch_id)
 {
 	struct pg_params p = {0};
@@ -2442,6 +2492,8 @@ static const struct store_tx_ops pg_tx_ops = {
     .items_insert = tx_items_insert,
     .item_take = tx_item_take,
     .batch_queued = tx_batch_queued,
+    .batch_hold = tx_batch_hold,
+    .batch_note = tx_batch_note,
     .inbound_exists = tx_inbound_exists,
     .batch_delete = tx_batch_delete,
     .audit_insert = tx_audit_insert,

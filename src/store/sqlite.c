@@ -855,6 +855,7 @@ const struct store_ops store_sqlite = {
 	.batch_cancel_step = sq_batch_cancel_step,
 	.batch_recount = sq_batch_recount,
 	.batch_export_rows = sq_batch_export_rows,
+	.batch_breakdown = sq_batch_breakdown,
 	.callback_claim = sq_callback_claim,
 	.callback_done = sq_callback_done,
 	.callback_list = sq_callback_list,

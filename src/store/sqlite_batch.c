@@ -12,9 +12,10 @@
 #define SQ_BATCH_COLS                                                                              \
 	"id, tenant_id, unit, name, channel, account_id, template_name, language, receipts, spec," \
 	" status, error, retry_of, ingested, schedule_at, created_at, validated_at, started_at,"   \
-	" completed_at, cancelled_at, failed_at, total, valid, invalid, duplicates, replied,"     \
-	" n_queued, n_sending, n_sent, n_delivered, n_read, n_failed, n_undelivered,"             \
-	" n_cancelled, n_expired, n_suppressed, n_unknown"
+	" completed_at, cancelled_at, failed_at, total, valid, invalid, duplicates, replied,"      \
+	" n_queued, n_sending, n_sent, n_delivered, n_read, n_failed, n_undelivered,"              \
+	" n_cancelled, n_expired, n_suppressed, n_unknown, paused_at, resumed_at, paused_by,"      \
+	" resumed_by, cancelled_by, pause_reason, cancel_reason"
 
 static int row_batch(sqlite3_stmt *q, struct batch *b)
 {
@@ -41,6 +42,14 @@ static int row_batch(sqlite3_stmt *q, struct batch *b)
 		*t[i] = sqlite3_column_int64(q, 14 + (int)i);
 	for (int i = 0; i < MSG__COUNT; i++)
 		b->by_status[i] = sqlite3_column_int64(q, 26 + i);
+	int c = 26 + MSG__COUNT;
+	b->paused_at = sqlite3_column_int64(q, c);
+	b->resumed_at = sqlite3_column_int64(q, c + 1);
+	sq_col_copy(q, c + 2, b->paused_by, sizeof b->paused_by);
+	sq_col_copy(q, c + 3, b->resumed_by, sizeof b->resumed_by);
+	sq_col_copy(q, c + 4, b->cancelled_by, sizeof b->cancelled_by);
+	sq_col_copy(q, c + 5, b->pause_reason, sizeof b->pause_reason);
+	sq_col_copy(q, c + 6, b->cancel_reason, sizeof b->cancel_reason);
 	return oom ? HR_ENOMEM : 0;
 }
 
@@ -414,4 +423,64 @@ int sq_batch_export_rows(struct store *st, const char *batch_id, int64_t after_r
 	*out = v;
 	*n = len;
 	return 0;
+}
+
+/* Steps a tally query (key, detail, count) into a heap array. */
+static int read_tally(sqlite3_stmt *q, struct batch_tally **out, size_t *n, int64_t *seen)
+{
+	*out = calloc(BATCH_TALLY_MAX, sizeof **out);
+	if (!*out)
+		return HR_ENOMEM;
+	int src;
+	while ((src = sqlite3_step(q)) == SQLITE_ROW && *n < BATCH_TALLY_MAX) {
+		struct batch_tally *t = &(*out)[(*n)++];
+		sq_col_copy(q, 0, t->key, sizeof t->key);
+		sq_col_copy(q, 1, t->detail, sizeof t->detail);
+		t->count = sqlite3_column_int64(q, 2);
+		*seen += t->count;
+	}
+	return src == SQLITE_DONE || src == SQLITE_ROW ? 0 : HR_EIO;
+}
+
+int sq_batch_breakdown(struct store *st, const char *batch_id, int sample,
+                       struct batch_tally **fail, size_t *nfail, int64_t *failed_seen,
+                       struct batch_tally **rep, size_t *nrep, int64_t *replies_seen)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	*fail = *rep = NULL;
+	*nfail = *nrep = 0;
+	*failed_seen = *replies_seen = 0;
+	if (sample < 1 || sample > 100000)
+		return HR_EINVAL;
+	static const char *const sql[2] = {
+	    "SELECT coalesce(error_code, ''), coalesce(max(error_text), ''), count(*) FROM"
+	    " (SELECT error_code, error_text FROM message WHERE batch_id = ?1 AND status IN (5, 6)"
+	    "  LIMIT ?2) f GROUP BY 1 ORDER BY 3 DESC, 1 LIMIT 50",
+	    /* The newest replies first, then one probe by key per reply (a
+	     * correlated lookup: never the campaign's messages walked). */
+	    "SELECT kind, coalesce(payload, ''), count(*) FROM"
+	    " (SELECT kind, payload, message_id FROM inbound WHERE message_id IS NOT NULL"
+	    "  AND id > coalesce((SELECT max(id) FROM inbound), 0) - ?2 ORDER BY id DESC LIMIT ?2) "
+	    "i"
+	    " WHERE (SELECT batch_id FROM message WHERE id = i.message_id) = ?1"
+	    " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 50"};
+	int rc = 0;
+	for (int k = 0; k < 2 && rc == 0; k++) {
+		struct sq_reader *r;
+		sqlite3_stmt *q;
+		if ((rc = read_prepare(s, &r, &q, sql[k])))
+			break;
+		sqlite3_bind_text(q, 1, batch_id ? batch_id : "", -1, SQLITE_STATIC);
+		sqlite3_bind_int(q, 2, sample);
+		rc = k == 0 ? read_tally(q, fail, nfail, failed_seen)
+		            : read_tally(q, rep, nrep, replies_seen);
+		read_done(s, r, q);
+	}
+	if (rc) {
+		free(*fail);
+		free(*rep);
+		*fail = *rep = NULL;
+		*nfail = *nrep = 0;
+	}
+	return rc;
 }

@@ -55,6 +55,7 @@ enum sq_wslot {
 	W_MSG_EXPIRED, W_FALLBACK_DUE, W_MSG_ROUTE, W_FALLBACK_PUT, W_INBOX_WAITING, W_KEY_TOUCH,
 	W_DAILY_CAP, W_DAILY_ADD, W_START_LIMITS,
 	W_MSG_REROUTE, /* plug2: plugin route changes */
+	W_BATCH_HOLD, W_BATCH_RELEASE, W_BATCH_NOTE,
 	W__COUNT
 };
 
@@ -304,6 +305,9 @@ int sq_batch_items_by_status(struct store *st, const char *batch_id, unsigned st
                              size_t *n);
 int sq_batch_recount(struct store *st, const char *batch_id, int64_t by_status[MSG__COUNT],
                      int64_t *replied);
+int sq_batch_breakdown(struct store *st, const char *batch_id, int sample,
+                       struct batch_tally **fail, size_t *nfail, int64_t *failed_seen,
+                       struct batch_tally **rep, size_t *nrep, int64_t *replies_seen);
 int sq_batch_export_rows(struct store *st, const char *batch_id, int64_t after_row,
                          int limit, struct batch_export_row **out, size_t *n);
 int sq_inbox_pending(struct store *st, int64_t *n);

@@ -410,6 +410,21 @@ static const char migration_10[] =
 	" WHERE json_valid(i.response)) x"
 	" WHERE message.id = x.mid AND message.tenant_id = x.t;";
 
+/*
+ * Pause and resume of campaigns (status 6, PAUSED): when and by whom the
+ * latest pause and resume happened and why, and who cancelled and why (the
+ * admin audit log keeps every one). A paused campaign's queued messages are
+ * held by their due_at (lifecycle.h, LC_HOLD_BASE): no index changes.
+ */
+static const char migration_11[] =
+	"ALTER TABLE batch ADD COLUMN paused_at INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE batch ADD COLUMN resumed_at INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE batch ADD COLUMN paused_by TEXT;"
+	"ALTER TABLE batch ADD COLUMN resumed_by TEXT;"
+	"ALTER TABLE batch ADD COLUMN cancelled_by TEXT;"
+	"ALTER TABLE batch ADD COLUMN pause_reason TEXT;"
+	"ALTER TABLE batch ADD COLUMN cancel_reason TEXT;";
+
 const struct sq_migration sq_migrations[] = {
 	{1, migration_1},
 	{2, migration_2},
@@ -421,6 +436,7 @@ const struct sq_migration sq_migrations[] = {
 	{8, migration_8},
 	{9, migration_9},
 	{10, migration_10},
+	{11, migration_11},
 };
 
 const size_t sq_migration_count = sizeof sq_migrations / sizeof sq_migrations[0];

@@ -674,6 +674,50 @@ static int tx_batch_queued(struct store_tx *t, const char *batch_id, int limit,
 	return src == SQLITE_DONE || src == SQLITE_ROW ? 0 : sq_fail(S(t)->wdb, src, E(t), "message");
 }
 
+static int tx_batch_hold(struct store_tx *t, const char *batch_id, bool hold, int64_t *n)
+{
+	*n = 0;
+	sqlite3_stmt *q =
+	    hold ? sq_wstmt(S(t), W_BATCH_HOLD,
+	                    "UPDATE message SET due_at = due_at + ?2 WHERE batch_id = ?1"
+	                    " AND status = 0 AND due_at < ?2")
+	         : sq_wstmt(S(t), W_BATCH_RELEASE,
+	                    "UPDATE message SET due_at = max(due_at - ?2, ?3) WHERE batch_id = ?1"
+	                    " AND status = 0 AND due_at >= ?2");
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "message");
+	sqlite3_bind_text(q, 1, batch_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, LC_HOLD_BASE);
+	if (!hold)
+		sqlite3_bind_int64(q, 3, TX(t)->now);
+	int rc = sq_step_done(S(t), q, E(t), "message");
+	if (rc == 0)
+		*n = sqlite3_changes(S(t)->wdb);
+	return rc;
+}
+
+static int tx_batch_note(struct store_tx *t, const char *batch_id, enum batch_status to,
+                         bool resume, int64_t at, const char *actor, const char *reason)
+{
+	sqlite3_stmt *q = sq_wstmt(
+	    S(t), W_BATCH_NOTE,
+	    "UPDATE batch SET"
+	    " paused_at = iif(?2 = 6, ?3, paused_at), paused_by = iif(?2 = 6, ?4, paused_by),"
+	    " pause_reason = iif(?2 = 6, ?5, pause_reason),"
+	    " resumed_at = iif(?6, ?3, resumed_at), resumed_by = iif(?6, ?4, resumed_by),"
+	    " cancelled_by = iif(?2 = 4, ?4, cancelled_by),"
+	    " cancel_reason = iif(?2 = 4, ?5, cancel_reason) WHERE id = ?1");
+	if (!q)
+		return sq_fail(S(t)->wdb, SQLITE_ERROR, E(t), "batch");
+	sqlite3_bind_text(q, 1, batch_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 2, (int)to);
+	sqlite3_bind_int64(q, 3, at);
+	sq_bind_opt(q, 4, actor && *actor ? actor : NULL);
+	sq_bind_opt(q, 5, reason && *reason ? reason : NULL);
+	sqlite3_bind_int(q, 6, resume);
+	return sq_step_done(S(t), q, E(t), "batch");
+}
+
 static int tx_batch_delete(struct store_tx *t, const char *batch_id)
 {
 	static const char *const sql[] = {"DELETE FROM batch_item WHERE batch_id = ?1",
@@ -898,6 +942,8 @@ static const struct store_tx_ops sq_tx_ops = {
     .items_insert = tx_items_insert,
     .item_take = tx_item_take,
     .batch_queued = tx_batch_queued,
+    .batch_hold = tx_batch_hold,
+    .batch_note = tx_batch_note,
     .inbound_exists = tx_inbound_exists,
     .batch_delete = tx_batch_delete,
     .audit_insert = tx_audit_insert,

@@ -420,6 +420,11 @@ struct batch {
 	bool ingested;               /* every valid row has its message */
 	int64_t schedule_at;         /* 0: at once */
 	int64_t created_at, validated_at, started_at, completed_at, cancelled_at, failed_at;
+	/* The latest pause and resume (a batch may pause several times; the
+	 * admin audit log keeps each): when, who (the audit actor), why. */
+	int64_t paused_at, resumed_at;
+	char paused_by[96], resumed_by[96], cancelled_by[96];
+	char pause_reason[256], cancel_reason[256]; /* "" when none given */
 	int64_t total, valid, invalid, duplicates, replied;
 	int64_t by_status[MSG__COUNT];
 };
@@ -464,6 +469,16 @@ struct batch_export_row {
 	int64_t replied_at;    /* the reply's received_at, 0 when none */
 };
 void batch_export_row_clear(struct batch_export_row *r);
+
+/* One line of a campaign's breakdown (batch_breakdown). */
+#define BATCH_TALLY_MAX 50
+struct batch_tally {
+	char key[HR_ERRCODE_MAX]; /* failures: the provider's error code ("" none);
+	                           * replies: the kind ("text", "button", ...) */
+	char detail[128];         /* failures: one of its error texts; replies: the
+	                           * button's payload ("" for a text) */
+	int64_t count;
+};
 
 struct batch_filter {
 	int status;                  /* -1 = any */
@@ -894,7 +909,14 @@ struct store_ops {
 	int (*batch_set_status)(struct store *st, const char *tenant_id, const char *id,
 	                        enum batch_status to, const char *error, struct hr_err *err);
 	/* The same with an administrative action's audit row (a cancel by a
-	 * user) written in the same transaction: both or neither. */
+	 * user) written in the same transaction: both or neither. For a
+	 * person's transition (to PAUSED, CANCELLED, or PROCESSING from
+	 * PAUSED: a resume) error is the reason they gave (NULL: none), and
+	 * the batch records it with a->actor and the time. Pausing holds
+	 * every QUEUED message of the batch out of the claimable set in the
+	 * same transaction (counters unchanged: they stay QUEUED), resuming
+	 * puts them back; a resume counts against the tenant's campaign cap
+	 * like a start (HR_EQUOTA "campaign_cap"). */
 	int (*batch_set_status_audit)(struct store *st, const char *tenant_id, const char *id,
 	                              enum batch_status to, const char *error,
 	                              const struct audit_row *a, struct hr_err *err);
@@ -942,6 +964,21 @@ struct store_ops {
 	 * checked the batch's tenant. */
 	int (*batch_export_rows)(struct store *st, const char *batch_id, int64_t after_row,
 	                         int limit, struct batch_export_row **out, size_t *n);
+	/*
+	 * The campaign detail's breakdowns, each from a bounded read (never a
+	 * scan of the campaign's messages): its FAILED and UNDELIVERED messages
+	 * by provider error code, from at most `sample` of them (the (batch,
+	 * status) index reads failed ones only); and its replies by kind and
+	 * button payload, among the store's latest `sample` replies (the newest
+	 * inbound rows, each probing its message by key). At most
+	 * BATCH_TALLY_MAX lines each, largest first; *failed_seen and
+	 * *replies_seen get how many rows were counted. sample 1..100000 (else
+	 * HR_EINVAL). *fail and *rep heap arrays (free). The caller has checked
+	 * the batch's tenant.
+	 */
+	int (*batch_breakdown)(struct store *st, const char *batch_id, int sample,
+	                       struct batch_tally **fail, size_t *nfail, int64_t *failed_seen,
+	                       struct batch_tally **rep, size_t *nrep, int64_t *replies_seen);
 
 	/* ---- callbacks to client systems (the outbox; see callback_row) ---- */
 	/*

@@ -66,9 +66,23 @@ tenants:
         app_secret: app-secret-123
         verify_token: verify-me
         rate_limit: 400
+      - id: acme-slow
+        channel: whatsapp
+        base_url: ${SIM}
+        api_version: "21.0"
+        phone_number_id: "106540352242999"
+        access_token: test-token
+        app_secret: app-secret-123
+        verify_token: verify-me
+        rate_limit: 20
   - id: other
     name: Other
     api_keys: [${OTHER}]
+pricing:
+  currency: EUR
+  whatsapp:
+    service: {"44": 0.001}
+    marketing: {default: 0.06}
 sim:
   listen: 127.0.0.1:${simPort}
   whatsapp:
@@ -320,6 +334,11 @@ async function main() {
 		eq(await acmePage.textContent('#u-valid'), '9,950', 'valid rows');
 		eq(await acmePage.textContent('#u-invalid'), '30', 'invalid rows');
 		eq(await acmePage.textContent('#u-dups'), '20', 'duplicates');
+		// The cost of the 9,950 that will be sent: WhatsApp text (service)
+		// to +44 at 0.001 EUR each; no SMS segments.
+		eq(await acmePage.textContent('#u-total-cost'), '9.9500 EUR', 'estimated cost');
+		eq(await acmePage.textContent('#u-segments'), '0', 'SMS segments');
+		check((await acmePage.textContent('#u-estimate table')).includes('+44'), 'the estimate by country');
 		// The table lists the report's rows as the API has them.
 		const id = await acmePage.getAttribute('#u-report', 'data-id');
 		const errs = await bearer('GET', `/v1/batches/${id}/errors?limit=1000`, ACME);
@@ -365,6 +384,47 @@ async function main() {
 		await shot(acmePage, 'campaign-cancelled');
 	});
 
+	await test('column mapping and E.164 preview before anything is created', async () => {
+		const csv = path.join(dir, 'mapping.csv');
+		fs.writeFileSync(csv, 'mobile,first name,amount\n07400 123401,Ann,10\n+44 7400 123402,Bob,20\n12345,Cy,30\n07400 123401,Ann,40\n');
+		const before = (await bearer('GET', '/v1/batches?limit=1000', ACME)).data.length;
+		await screen(acmePage, '/upload', '#u-file');
+		await acmePage.setInputFiles('#u-file', csv);
+		await acmePage.fill('#u-name', 'mapped upload');
+		await acmePage.selectOption('#u-account', 'acme-wa');
+		await acmePage.fill('#u-text', 'Hi {{1}}, you owe {{2}}');
+		await acmePage.fill('#u-region', 'GB');
+		await acmePage.click('#u-preview');
+		await acmePage.waitForSelector('#u-prev');
+		// The recipient column is found by its name; the placeholders are not:
+		// the page says so and offers the columns.
+		eq(await acmePage.$eval('#u-rcol', (e) => e.value), 'mobile', 'recipient column');
+		await acmePage.waitForSelector('#u-map-error');
+		eq(await acmePage.$$eval('#u-prev tbody tr', (rs) => rs.length), 4, 'preview rows');
+		const e164 = await acmePage.$$eval('#u-prev td.e164', (ts) => ts.map((t) => t.textContent));
+		check(e164[0].startsWith('+4474') && e164[1].startsWith('+4474'), `E.164 preview: ${e164.join(' | ')}`);
+		check(!/^\+/.test(e164[2]) && e164[2].length > 3, `the reason for 12345: ${e164[2]}`);
+		await acmePage.selectOption('#u-p1', 'first name');
+		await acmePage.selectOption('#u-p2', 'amount');
+		await acmePage.waitForSelector('#u-prev td.check:has-text("ok")');
+		const checks = await acmePage.$$eval('#u-prev td.check', (ts) => ts.map((t) => t.textContent));
+		eq(checks[0], 'ok', 'row 2');
+		eq(checks[1], 'ok', 'row 3');
+		check(checks[2].startsWith('mobile: '), `row 4: ${checks[2]}`);
+		eq(checks[3], 'duplicate (skipped)', 'row 5');
+		eq((await bearer('GET', '/v1/batches?limit=1000', ACME)).data.length, before, 'campaigns after previews');
+		await axe(acmePage, 'upload preview');
+		await shot(acmePage, 'upload-preview');
+		// The upload uses the mapping chosen.
+		await acmePage.click('#u-submit');
+		await acmePage.waitForSelector('#u-report');
+		eq(await acmePage.textContent('#u-valid'), '2', 'valid rows with the mapping');
+		eq(await acmePage.textContent('#u-invalid'), '1', 'invalid rows');
+		eq(await acmePage.textContent('#u-dups'), '1', 'duplicates');
+		await acmePage.click('#u-discard');
+		await acmePage.waitForSelector('#u-discarded');
+	});
+
 	await test('live counters reach the final numbers through the event stream', async () => {
 		// 60 recipients, 5 of whom the simulator fails.
 		const rows = [];
@@ -399,6 +459,16 @@ async function main() {
 		eq(last.failed, '5', 'failed');
 		eq(last.done, 55, 'delivered or read');
 		await acmePage.waitForSelector('#c-chart canvas');
+		// Failures by provider code (the simulator refuses the five with
+		// 131026), from the campaign's breakdown: exactly five.
+		await screen(acmePage, `/campaign/${b.id}`, '#c-fail-codes');
+		const codes = await acmePage.$$eval('#c-fail-codes tbody tr', (rs) => rs.map((r) => [...r.cells].map((c) => c.textContent)));
+		eq(codes.length, 1, `failure codes: ${JSON.stringify(codes)}`);
+		eq(codes[0][2], '5', 'messages failed with the code');
+		const bd = await bearer('GET', `/v1/batches/${b.id}/breakdown`, ACME);
+		eq(codes[0][0], bd.failures.by_code[0].code, 'the code shown');
+		await acmePage.waitForSelector('#c-status:has-text("completed")');
+		await acmePage.waitForSelector('#c-chart');
 		await axe(acmePage, 'campaign detail');
 		await shot(acmePage, 'campaign');
 	});
@@ -467,6 +537,87 @@ async function main() {
 		await shot(acmePage, 'message');
 	});
 
+	await test('pause, counters stop, resume, completes', async () => {
+		// 200 recipients on an account that sends 20 a second: paused part way.
+		const rows = [];
+		for (let i = 0; i < 200; i++)
+			rows.push({to: `+4474008${String(10000 + i)}`});
+		const b = await bearer('POST', '/v1/batches', ACME, {name: 'pausable campaign', channel: 'whatsapp', account: 'acme-slow', text: 'hi', start: true, rows});
+		await screen(acmePage, `/campaign/${b.id}`, '#c-status');
+		const settledOnPage = async () => Number((await acmePage.textContent('#c-settled')).split(' / ')[0].replace(/,/g, ''));
+		await until('the first messages to settle', async () => {
+			const x = await bearer('GET', `/v1/batches/${b.id}`, ACME);
+			return x.progress.settled > 0 && x.status === 'processing';
+		}, 60000);
+		// No reason: the page asks for one and nothing is paused.
+		await acmePage.fill('#c-reason', '');
+		await acmePage.click('#c-pause');
+		await acmePage.waitForSelector('#c-result:has-text("Give a reason")');
+		eq((await bearer('GET', `/v1/batches/${b.id}`, ACME)).status, 'processing', 'status after a pause without reason');
+		await acmePage.fill('#c-reason', 'wrong amount in the text');
+		await acmePage.click('#c-pause');
+		await acmePage.waitForSelector('#c-status:has-text("paused")');
+		await acmePage.waitForSelector('#c-resume');
+		check((await acmePage.textContent('#c-paused')).includes('wrong amount in the text'), 'the pause\'s reason is shown');
+		// What was in flight finishes and its receipts come in; then a
+		// single send on the same account goes out, and the campaign's
+		// counters (on the page and in the API) stay where they were.
+		const still = await until('the in-flight sends to settle', async () => {
+			const x = await bearer('GET', `/v1/batches/${b.id}`, ACME);
+			const m = x.messages;
+			return (m.sending || 0) + (m.sent || 0) + (m.delivered || 0) === 0 ? x : null;
+		}, 60000);
+		const held = still.messages.queued;
+		check(held > 0 && held < 200, `held ${held}`);
+		const settled = still.progress.settled;
+		// (Opened again: the page reads the campaign afresh, then follows it live.)
+		await screen(acmePage, `/campaign/${b.id}`, '#c-resume');
+		await until('the page to show the settled count', async () => (await settledOnPage()) === settled);
+		const one = await bearer('POST', '/v1/messages', ACME, {channel: 'whatsapp', account: 'acme-slow', to: '+447400870001', text: 'single'});
+		await until('the single send to go out', async () => {
+			const m = await bearer('GET', `/v1/messages/${one.id}`, ACME);
+			return ['sent', 'delivered', 'read'].includes(m.status);
+		});
+		const after = await bearer('GET', `/v1/batches/${b.id}`, ACME);
+		eq(after.messages.queued, held, 'queued while paused');
+		eq(after.progress.settled, settled, 'settled while paused');
+		eq(await settledOnPage(), settled, 'settled on the page while paused');
+		await axe(acmePage, 'campaign paused');
+		await shot(acmePage, 'campaign-paused');
+		await acmePage.click('#c-resume');
+		await acmePage.waitForSelector('#c-status:has-text("completed")', {timeout: 60000});
+		await until('the final count on the page', async () => (await acmePage.textContent('#c-settled')) === '200 / 200 settled');
+		check((await acmePage.textContent('#c-resumed')).length > 0, 'the resume is shown');
+		const done = await bearer('GET', `/v1/batches/${b.id}`, ACME);
+		eq(done.progress.settled, 200, 'settled at the end');
+		eq((done.messages.cancelled || 0) + (done.messages.failed || 0), 0, 'nothing lost');
+	});
+
+	await test('pause, resume and cancel from the campaigns list, with reasons', async () => {
+		const rows = [];
+		for (let i = 0; i < 80; i++)
+			rows.push({to: `+4474008${String(20000 + i)}`});
+		const b = await bearer('POST', '/v1/batches', ACME, {name: 'list actions', channel: 'whatsapp', account: 'acme-slow', text: 'hi', start: true, rows});
+		await screen(acmePage, '/campaigns', `tr[data-id="${b.id}"] button[data-act="pause"]`);
+		const row = `tr[data-id="${b.id}"]`;
+		acmePage.nextDialog = 'paused from the list';
+		await acmePage.click(`${row} button[data-act="pause"]`);
+		await acmePage.waitForSelector(`${row} .badge:has-text("paused")`);
+		const x = await bearer('GET', `/v1/batches/${b.id}`, ACME);
+		eq(x.status, 'paused', 'status after the list\'s pause');
+		eq(x.operator.pause_reason, 'paused from the list', 'the reason given in the prompt');
+		check(/\d/.test(await acmePage.textContent(`${row} td[data-k="duration"]`)), 'a duration shown');
+		await acmePage.click(`${row} button[data-act="resume"]`);
+		await acmePage.waitForSelector(`${row} button[data-act="pause"]`);
+		acmePage.nextDialog = 'wrong list';
+		await acmePage.click(`${row} button[data-act="cancel"]`);
+		await acmePage.waitForSelector(`${row} .badge:has-text("cancelled")`);
+		const y = await bearer('GET', `/v1/batches/${b.id}`, ACME);
+		eq(y.operator.cancel_reason, 'wrong list', 'the cancel\'s reason');
+		check(!!y.operator.resumed_by, 'the resume recorded');
+		acmePage.nextDialog = undefined;
+	});
+
 	await test('every screen passes axe-core', async () => {
 		const screens = [['/overview', 'h1:has-text("Overview")', 'overview'],
 		                 ['/campaigns', 'h1:has-text("Campaigns")', 'campaigns'],
@@ -483,7 +634,9 @@ async function main() {
 		// The filter is in the URL: the cancelled campaign only.
 		await screen(acmePage, '/campaigns?status=cancelled', `tr[data-id="${state.bigId}"]`);
 		const n = await acmePage.$$eval('main table tbody tr', (rs) => rs.length);
-		eq(n, 1, 'cancelled campaigns listed');
+		// The big upload's and the one cancelled from the list.
+		eq(n, (await bearer('GET', '/v1/batches?status=cancelled', ACME)).data.length, 'cancelled campaigns listed');
+		eq(n, 2, 'cancelled campaigns');
 	});
 
 	await test('phone numbers masked until an audited unmask', async () => {

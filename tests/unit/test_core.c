@@ -171,6 +171,42 @@ static void test_status_settled(void **state)
 		}
 }
 
+/* The campaign status table, whole: forward only, the three end states
+ * final, PAUSED a side state of PROCESSING (back to it, or stopped). */
+static void test_batch_status_table(void **state)
+{
+	(void)state;
+	enum {
+		P = BATCH_PENDING,
+		V = BATCH_VALIDATED,
+		R = BATCH_PROCESSING,
+		C = BATCH_COMPLETED,
+		X = BATCH_CANCELLED,
+		F = BATCH_FAILED,
+		Z = BATCH_PAUSED
+	};
+	static const bool want[BATCH__COUNT][BATCH__COUNT] = {
+	    [P] = {[V] = true, [X] = true, [F] = true},
+	    [V] = {[R] = true, [X] = true, [F] = true},
+	    [R] = {[C] = true, [X] = true, [F] = true, [Z] = true},
+	    [Z] = {[R] = true, [X] = true, [F] = true},
+	};
+	for (int a = 0; a < BATCH__COUNT; a++)
+		for (int b = 0; b < BATCH__COUNT; b++)
+			if (batch_status_allowed((enum batch_status)a, (enum batch_status)b) !=
+			    want[a][b])
+				fail_msg("%s -> %s", batch_status_name((enum batch_status)a),
+				         batch_status_name((enum batch_status)b));
+	for (int a = 0; a < BATCH__COUNT; a++) {
+		enum batch_status out;
+		assert_int_equal(batch_status_parse(batch_status_name((enum batch_status)a), &out),
+		                 0);
+		assert_int_equal(out, a);
+	}
+	assert_string_equal(batch_status_name(BATCH_PAUSED), "paused");
+	assert_int_equal(BATCH_PAUSED, 6); /* stored: never renumbered */
+}
+
 /* ---- templates ---- */
 
 static void test_template_render(void **state)
@@ -612,6 +648,7 @@ int main(void)
 	    cmocka_unit_test(test_time_format),       cmocka_unit_test(test_utf8_copy),
 	    cmocka_unit_test(test_sms_segments),      cmocka_unit_test(test_time_parse_calendar),
 	    cmocka_unit_test(test_buf),
+	    cmocka_unit_test(test_batch_status_table),
 	};
 	return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }

@@ -135,7 +135,13 @@ static void test_schema_migrations(void **state)
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 8", 1},
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 9", 1},
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 10", 1},
-	    {"SELECT count(*) FROM schema_migrations", 10},
+	    {"SELECT count(*) FROM schema_migrations WHERE version = 11", 1},
+	    {"SELECT count(*) FROM schema_migrations", 11},
+	    /* Migration 11: who paused, resumed, cancelled, and why. */
+	    {"SELECT count(*) FROM pragma_table_info('batch') WHERE name IN ('paused_at',"
+	     " 'resumed_at', 'paused_by', 'resumed_by', 'cancelled_by', 'pause_reason',"
+	     " 'cancel_reason')",
+	     7},
 	    {"SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'message_claim'",
 	     1},
 	};

@@ -4465,6 +4465,328 @@ static void test_batch_cancel(void **state)
 	                 HR_EINVAL);
 }
 
+static void pause_audit(struct audit_row *a, const char *tenant, const char *actor,
+                        const char *action, const char *id)
+{
+	memset(a, 0, sizeof *a);
+	hr_strlcpy(a->tenant_id, tenant, sizeof a->tenant_id);
+	hr_strlcpy(a->actor, actor, sizeof a->actor);
+	hr_strlcpy(a->action, action, sizeof a->action);
+	snprintf(a->object, sizeof a->object, "batch:%s", id);
+}
+
+/* Pause and resume: the pause holds every queued message in its own
+ * transaction (no claim takes one; counters unchanged), what was in flight
+ * finishes; a message queued again while paused (a retry) is held at its
+ * claim; nothing is made while paused; another tenant's batch is not
+ * found; the resume puts them back and they are claimed; who, when and why
+ * are recorded, and the state holds for another store on the same
+ * database (a restart). After every step the counters equal a recount. */
+static void test_batch_pause(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct batch b;
+	running_batch(st, &b, "pB", 8);
+	struct message c[8];
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "pB", hr_now_us(), 30 * SEC, 2, c, &n), 0);
+	assert_int_equal(n, 2); /* in flight */
+	struct audit_row au;
+	pause_audit(&au, "t2", "key:hk_other", "batch.pause", b.id);
+	assert_int_equal(
+	    st->ops->batch_set_status_audit(st, "t2", b.id, BATCH_PAUSED, "mine now", &au, &err),
+	    HR_ENOTFOUND); /* another tenant's */
+	pause_audit(&au, "t1", "key:hk_pauser", "batch.pause", b.id);
+	assert_int_equal(st->ops->batch_set_status_audit(st, "t1", b.id, BATCH_PAUSED,
+	                                                 "wrong template", &au, &err),
+	                 0);
+	struct message s[8];
+	size_t sn;
+	assert_int_equal(st->ops->claim(st, "pB", hr_now_us() + 3600 * SEC, 30 * SEC, 8, s, &sn),
+	                 0);
+	assert_int_equal(sn, 0); /* held: not claimable even an hour later */
+	struct batch g = batch_of(st, b.id);
+	assert_int_equal(g.status, BATCH_PAUSED);
+	assert_true(g.paused_at > 0);
+	int64_t started = g.started_at;
+	assert_string_equal(g.paused_by, "key:hk_pauser");
+	assert_string_equal(g.pause_reason, "wrong template");
+	assert_int_equal(g.by_status[MSG_QUEUED], 6);
+	assert_int_equal(g.by_status[MSG_SENDING], 2);
+	batch_clear(&g);
+	assert_counters_true(st, b.id);
+	/* Paused twice, or started: refused; nothing is made while paused. */
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_PAUSED, "again", &err),
+	                 HR_EINVAL);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", b.id, BATCH_COMPLETED, NULL, &err),
+	                 HR_EINVAL);
+	size_t made = 9;
+	assert_int_equal(st->ops->batch_enqueue(st, b.id, NULL, NULL, 0, true, &made, &err),
+	                 HR_EBUSY);
+	assert_string_equal(err.field, "paused");
+	assert_int_equal(made, 0);
+	/* In flight finishes: one sent, one to be retried (due at once). The
+	 * retried one is claimable again, and its claim holds it instead. */
+	result(st, c[0].id, SEND_OK, 1, "wamid.pb0");
+	result(st, c[1].id, SEND_RETRY, 1, NULL);
+	assert_int_equal(status_of(st, c[1].id), MSG_QUEUED);
+	assert_int_equal(st->ops->claim(st, "pB", hr_now_us(), 30 * SEC, 8, s, &sn), 0);
+	assert_int_equal(sn, 1);
+	assert_string_equal(s[0].id, c[1].id);
+	assert_int_equal(s[0].status, MSG_QUEUED); /* returned not to be sent */
+	assert_int_equal(s[0].attempts, 1);        /* its claim's attempt given back */
+	message_clear(&s[0]);
+	assert_int_equal(status_of(st, c[1].id), MSG_QUEUED);
+	assert_int_equal(st->ops->claim(st, "pB", hr_now_us() + 3600 * SEC, 30 * SEC, 8, s, &sn),
+	                 0);
+	assert_int_equal(sn, 0);
+	for (int i = 0; i < 2; i++)
+		message_clear(&c[i]);
+	assert_counters_true(st, b.id);
+	/* Another store on the database (a restart) sees it paused, held. */
+	struct store *other;
+	assert_int_equal(backend->open(f->dsn, NULL, &other, &err), 0);
+	assert_int_equal(other->ops->claim(other, "pB", hr_now_us(), 30 * SEC, 8, s, &sn), 0);
+	assert_int_equal(sn, 0);
+	g = batch_of(other, b.id);
+	assert_int_equal(g.status, BATCH_PAUSED);
+	assert_string_equal(g.pause_reason, "wrong template");
+	batch_clear(&g);
+	/* Resume (on the other store): every held message is claimable again,
+	 * exactly the seven queued; started_at stays the first start. */
+	pause_audit(&au, "t2", "key:hk_other", "batch.resume", b.id);
+	assert_int_equal(other->ops->batch_set_status_audit(other, "t2", b.id, BATCH_PROCESSING,
+	                                                    NULL, &au, &err),
+	                 HR_ENOTFOUND);
+	pause_audit(&au, "t1", "key:hk_resumer", "batch.resume", b.id);
+	assert_int_equal(other->ops->batch_set_status_audit(other, "t1", b.id, BATCH_PROCESSING,
+	                                                    NULL, &au, &err),
+	                 0);
+	backend->close(other);
+	g = batch_of(st, b.id);
+	assert_int_equal(g.status, BATCH_PROCESSING);
+	assert_true(g.resumed_at >= g.paused_at);
+	assert_int_equal(g.started_at, started);
+	assert_string_equal(g.resumed_by, "key:hk_resumer");
+	assert_string_equal(g.pause_reason, "wrong template"); /* the latest pause's, kept */
+	batch_clear(&g);
+	assert_int_equal(st->ops->claim(st, "pB", hr_now_us(), 30 * SEC, 8, s, &sn), 0);
+	assert_int_equal(sn, 7);
+	for (size_t i = 0; i < sn; i++) {
+		assert_int_equal(s[i].status, MSG_SENDING);
+		result(st, s[i].id, SEND_FAILED, s[i].attempts, NULL);
+		message_clear(&s[i]);
+	}
+	assert_counters_true(st, b.id);
+	g = batch_of(st, b.id);
+	assert_int_equal(g.by_status[MSG_FAILED], 7);
+	assert_int_equal(g.by_status[MSG_SENT], 1);
+	assert_int_equal(g.by_status[MSG_QUEUED], 0);
+	batch_clear(&g);
+
+	/* Cancel while paused: every held message is cancelled by the steps,
+	 * with who and why recorded. */
+	struct batch p;
+	running_batch(st, &p, "pC", 4);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", p.id, BATCH_PAUSED, "hold on", &err),
+	                 0);
+	pause_audit(&au, "t1", "key:hk_canceller", "batch.cancel", p.id);
+	assert_int_equal(st->ops->batch_set_status_audit(st, "t1", p.id, BATCH_CANCELLED,
+	                                                 "customer complaint", &au, &err),
+	                 0);
+	int64_t total = 0, step;
+	do {
+		assert_int_equal(st->ops->batch_cancel_step(st, p.id, 3, &step), 0);
+		total += step;
+	} while (step > 0);
+	assert_int_equal(total, 4);
+	g = batch_of(st, p.id);
+	assert_int_equal(g.status, BATCH_CANCELLED);
+	assert_int_equal(g.by_status[MSG_CANCELLED], 4);
+	assert_string_equal(g.cancelled_by, "key:hk_canceller");
+	assert_string_equal(g.cancel_reason, "customer complaint");
+	assert_string_equal(g.paused_by, ""); /* paused without an audit row */
+	batch_clear(&g);
+	assert_counters_true(st, p.id);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", p.id, BATCH_PROCESSING, NULL, &err),
+	                 HR_EINVAL); /* cancelled is final */
+
+	/* Everything settles while paused: the batch waits, paused, and
+	 * completes as its resume commits. */
+	struct batch d;
+	running_batch(st, &d, "pD", 1);
+	assert_int_equal(st->ops->claim(st, "pD", hr_now_us(), 30 * SEC, 1, c, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", d.id, BATCH_PAUSED, "wait", &err), 0);
+	result(st, c[0].id, SEND_FAILED, 1, NULL);
+	message_clear(&c[0]);
+	g = batch_of(st, d.id);
+	assert_int_equal(g.status, BATCH_PAUSED);
+	batch_clear(&g);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", d.id, BATCH_PROCESSING, NULL, &err),
+	                 0);
+	g = batch_of(st, d.id);
+	assert_int_equal(g.status, BATCH_COMPLETED);
+	assert_true(g.completed_at > 0);
+	batch_clear(&g);
+	assert_counters_true(st, d.id);
+
+	/* The reconciler meanwhile: a lease that expires while paused queues
+	 * its message again, and its next claim holds it (never sent); expiry
+	 * finds nothing to expire among the held ones (they have no
+	 * expires_at); the held ones are not taken for lost. */
+	struct batch e;
+	running_batch(st, &e, "pE", 3);
+	int64_t t0 = hr_now_us();
+	assert_int_equal(st->ops->claim(st, "pE", t0, SEC, 1, c, &n), 0);
+	assert_int_equal(n, 1);
+	char leased[HR_ID_LEN + 1];
+	hr_strlcpy(leased, c[0].id, sizeof leased);
+	message_clear(&c[0]);
+	assert_int_equal(st->ops->batch_set_status(st, "t1", e.id, BATCH_PAUSED, "wait", &err), 0);
+	int k = -1;
+	assert_int_equal(st->ops->requeue_expired(st, t0 + 3600 * SEC, &k), 0);
+	assert_int_equal(k, 1);
+	assert_int_equal(status_of(st, leased), MSG_QUEUED);
+	int expired = -1;
+	assert_int_equal(st->ops->reconcile_expire(st, t0 + 3600 * SEC, 100, &expired), 0);
+	assert_int_equal(expired, 0);
+	assert_int_equal(st->ops->claim(st, "pE", t0 + 3600 * SEC, 30 * SEC, 3, s, &sn), 0);
+	assert_int_equal(sn, 1);
+	assert_string_equal(s[0].id, leased);
+	assert_int_equal(s[0].status, MSG_QUEUED);
+	message_clear(&s[0]);
+	assert_int_equal(st->ops->claim(st, "pE", t0 + 7200 * SEC, 30 * SEC, 3, s, &sn), 0);
+	assert_int_equal(sn, 0);
+	g = batch_of(st, e.id);
+	assert_int_equal(g.by_status[MSG_QUEUED], 3);
+	assert_int_equal(g.status, BATCH_PAUSED);
+	batch_clear(&g);
+	assert_counters_true(st, e.id);
+	/* Resumed, each is due when it was (the requeued one at the test's
+	 * clock, an hour on). */
+	assert_int_equal(st->ops->batch_set_status(st, "t1", e.id, BATCH_PROCESSING, NULL, &err),
+	                 0);
+	assert_int_equal(st->ops->claim(st, "pE", t0 + 7200 * SEC, 30 * SEC, 3, s, &sn), 0);
+	assert_int_equal(sn, 3);
+	for (size_t i = 0; i < sn; i++)
+		message_clear(&s[i]);
+	assert_counters_true(st, e.id);
+	char why[256];
+	if (!gauges_match(st, why, sizeof why))
+		fail_msg("%s", why);
+}
+
+static void tally_reply(struct store *st, const char *account, const char *context,
+                        const char *pmid, const char *kind, const char *text, const char *payload)
+{
+	struct wh_inbound in = {0};
+	hr_strlcpy(in.provider_msg_id, pmid, sizeof in.provider_msg_id);
+	hr_strlcpy(in.context_id, context, sizeof in.context_id);
+	strcpy(in.from, "447900000001");
+	hr_strlcpy(in.kind, kind, sizeof in.kind);
+	in.text = (char *)text;
+	in.payload = (char *)payload;
+	struct inbox_parsed row = {.inbox_id = inbox_add(st, account),
+	                           .account_id = account,
+	                           .inbound = &in,
+	                           .ninbound = 1};
+	struct apply_stats as;
+	assert_int_equal(st->ops->apply_inbox(st, &row, 1, hr_now_us(), &as), 0);
+	assert_int_equal(as.inbound, 1);
+}
+
+/* The campaign detail's breakdowns: failures by provider code (only the
+ * campaign's failed and undelivered messages, at most `sample` of them)
+ * and replies by kind and button payload (among the latest `sample`
+ * replies); another campaign's never counted. */
+static void test_batch_breakdown(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct batch b, o;
+	running_batch(st, &b, "bK", 6);
+	running_batch(st, &o, "bO", 1);
+	struct message c[6];
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "bK", hr_now_us(), 30 * SEC, 6, c, &n), 0);
+	assert_int_equal(n, 6);
+	result(st, c[0].id, SEND_FAILED, 1, NULL); /* 131026 */
+	result(st, c[1].id, SEND_FAILED, 1, NULL);
+	struct send_result r = {.kind = SEND_FAILED, .attempt = 1, .http_status = 400};
+	strcpy(r.message_id, c[2].id);
+	strcpy(r.error_code, "131047");
+	strcpy(r.error_text, "Re-engagement message");
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	for (int i = 3; i < 6; i++) {
+		char pid[32];
+		snprintf(pid, sizeof pid, "wamid.bk%d", i);
+		result(st, c[i].id, SEND_OK, 1, pid);
+	}
+	for (size_t i = 0; i < n; i++)
+		message_clear(&c[i]);
+	tally_reply(st, "bK", "wamid.bk3", "wamid.r1", "text", "yes please", NULL);
+	tally_reply(st, "bK", "wamid.bk4", "wamid.r2", "button", "Pay now", "PAY");
+	tally_reply(st, "bK", "wamid.bk5", "wamid.r3", "button", "Pay now", "PAY");
+	tally_reply(st, "bK", "wamid.bk3", "wamid.r4", "button", "Later", "LATER");
+	/* The other campaign: a failure and a reply, last. */
+	assert_int_equal(st->ops->claim(st, "bO", hr_now_us(), 30 * SEC, 1, c, &n), 0);
+	assert_int_equal(n, 1);
+	result(st, c[0].id, SEND_OK, 1, "wamid.bo0");
+	message_clear(&c[0]);
+	tally_reply(st, "bO", "wamid.bo0", "wamid.r5", "button", "Pay now", "PAY");
+
+	struct batch_tally *fl, *rp;
+	size_t nf, nr;
+	int64_t fs, rs;
+	assert_int_equal(st->ops->batch_breakdown(st, b.id, 1000, &fl, &nf, &fs, &rp, &nr, &rs), 0);
+	assert_int_equal(nf, 2);
+	assert_int_equal(fs, 3);
+	assert_string_equal(fl[0].key, "131026");
+	assert_int_equal(fl[0].count, 2);
+	assert_string_equal(fl[0].detail, "Message undeliverable");
+	assert_string_equal(fl[1].key, "131047");
+	assert_int_equal(fl[1].count, 1);
+	assert_int_equal(nr, 3);
+	assert_int_equal(rs, 4);
+	assert_string_equal(rp[0].key, "button");
+	assert_string_equal(rp[0].detail, "PAY");
+	assert_int_equal(rp[0].count, 2);
+	assert_string_equal(rp[1].key, "button");
+	assert_string_equal(rp[1].detail, "LATER");
+	assert_int_equal(rp[1].count, 1);
+	assert_string_equal(rp[2].key, "text");
+	assert_string_equal(rp[2].detail, "");
+	assert_int_equal(rp[2].count, 1);
+	free(fl);
+	free(rp);
+	/* Bounded: two failures read, and only the very latest reply (the
+	 * other campaign's). */
+	assert_int_equal(st->ops->batch_breakdown(st, b.id, 2, &fl, &nf, &fs, &rp, &nr, &rs), 0);
+	assert_int_equal(fs, 2);
+	free(fl);
+	free(rp);
+	assert_int_equal(st->ops->batch_breakdown(st, b.id, 1, &fl, &nf, &fs, &rp, &nr, &rs), 0);
+	assert_int_equal(fs, 1);
+	assert_int_equal(rs, 0);
+	assert_int_equal(nr, 0);
+	free(fl);
+	free(rp);
+	/* The other campaign sees its own only. */
+	assert_int_equal(st->ops->batch_breakdown(st, o.id, 1000, &fl, &nf, &fs, &rp, &nr, &rs), 0);
+	assert_int_equal(fs, 0);
+	assert_int_equal(rs, 1);
+	assert_string_equal(rp[0].detail, "PAY");
+	free(fl);
+	free(rp);
+	assert_int_equal(st->ops->batch_breakdown(st, b.id, 0, &fl, &nf, &fs, &rp, &nr, &rs),
+	                 HR_EINVAL);
+	assert_int_equal(st->ops->batch_breakdown(st, b.id, 100001, &fl, &nf, &fs, &rp, &nr, &rs),
+	                 HR_EINVAL);
+}
+
 /* Lease expiry and suppression at claim move the counters too; an empty
  * batch completes as soon as it is ingested; a row number stored twice
  * fails the whole call with nothing written; tenants see only their own;
@@ -6787,6 +7109,8 @@ int main(void)
 	    T(test_batch_life_and_counters),
 	    T(test_batch_export_rows),
 	    T(test_batch_cancel),
+	    T(test_batch_pause),
+	    T(test_batch_breakdown),
 	    T(test_batch_rules_and_lists),
 	    T(test_callback_outbox_order),
 	    T(test_callback_replay_and_prune),

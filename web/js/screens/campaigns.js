@@ -1,15 +1,87 @@
 // campaigns.js - #/campaigns?status=&name=: the list, live through
 // GET /v1/events (progress bars and counters move as messages settle; the
 // rate is the change of settled messages between two events).
-import {api, liveCampaigns} from '../api.js';
-import {el, put, fmtTime, fmtNum, badge, table, progressBar, go} from '../ui.js';
+import {api, liveCampaigns, hasScope} from '../api.js';
+import {el, put, fmtTime, fmtNum, badge, table, progressBar, go, toast, errorBox} from '../ui.js';
 
-const STATUSES = [ '', 'pending', 'validated', 'processing', 'completed', 'cancelled', 'failed' ];
+// "1 h 02 min", "3 min 05 s", "12 s" (null: —).
+function fmtDuration(s)
+{
+	if (s === null || s === undefined || !isFinite(s) || s < 0)
+		return '—';
+	s = Math.round(s);
+	const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), x = s % 60;
+	if (h)
+		return `${h} h ${String(m).padStart(2, '0')} min`;
+	if (m)
+		return `${m} min ${String(x).padStart(2, '0')} s`;
+	return `${x} s`;
+}
 
-export function campaignRow(b, rates)
+// Started to ended (or now, while it runs).
+function duration(b)
+{
+	const t = b.times || {};
+	if (!t.started_at)
+		return null;
+	const end = t.completed_at || t.cancelled_at || t.failed_at;
+	return ((end ? Date.parse(end) : Date.now()) - Date.parse(t.started_at)) / 1000;
+}
+
+// Pause (with a reason), resume or cancel (a reason optional) from the
+// list; the row is replaced by the answer.
+async function act(b, what, box)
+{
+	const path = `/v1/batches/${encodeURIComponent(b.id)}/${what}`;
+	let body;
+	if (what === 'pause' || what === 'cancel') {
+		const why = window.prompt(what === 'pause' ? `Pause “${b.name}”: why? (recorded with your name)`
+		                                           : `Cancel “${b.name}”? Messages not yet sent will not be sent. Reason (optional):`);
+		if (why === null)
+			return null;
+		if (what === 'pause' && !why.trim()) {
+			toast('A pause needs a reason.', true);
+			return null;
+		}
+		body = why.trim() ? {reason : why.trim()} : {};
+	}
+	try {
+		const r = await api('POST', path, body);
+		toast(what === 'cancel' ? `Cancelled: ${fmtNum(r.stopped)} stopped.` : `Campaign ${r.status}.`);
+		return r;
+	} catch (e) {
+		put(box, errorBox(e));
+		return null;
+	}
+}
+
+function actions(b, box, onDone)
+{
+	if (!hasScope('campaigns:write'))
+		return '';
+	const btn = (what, label, cls) =>
+	    el('button', {type : 'button', class : cls || '', 'data-act' : what,
+	                  'aria-label' : `${label} ${b.name}`,
+	                  onclick : async () => { const r = await act(b, what, box); if (r) onDone(r); }},
+	       label);
+	const out = [];
+	if (b.status === 'processing')
+		out.push(btn('pause', 'Pause'));
+	if (b.status === 'paused')
+		out.push(btn('resume', 'Resume'));
+	if ([ 'pending', 'validated', 'processing', 'paused' ].includes(b.status))
+		out.push(btn('cancel', 'Cancel', 'danger'));
+	return out;
+}
+
+const STATUSES =
+    [ '', 'pending', 'validated', 'processing', 'paused', 'completed', 'cancelled', 'failed' ];
+
+export function campaignRow(b, rates, box, onDone)
 {
 	const m = b.messages || {};
 	const rate = rates && rates.get(b.id);
+	const eta = b.progress && b.progress.eta_seconds;
 	return el('tr', {'data-id' : b.id},
 	          el('td', {}, el('a', {href : `#/campaign/${encodeURIComponent(b.id)}`}, b.name)),
 		  el('td', {}, badge(b.status)), el('td', {}, b.unit || '—'),
@@ -19,12 +91,15 @@ export function campaignRow(b, rates)
 		  el('td', {class : 'num'}, fmtNum((m.delivered || 0) + (m.read || 0))),
 		  el('td', {class : 'num'}, fmtNum(m.failed || 0)),
 		  el('td', {class : 'num'}, rate ? `${rate.toFixed(1)}/s` : '—'),
-		  el('td', {}, fmtTime(b.times.created_at)));
+		  el('td', {class : 'num', 'data-k' : 'eta'}, eta === null || eta === undefined ? '—' : fmtDuration(eta)),
+		  el('td', {class : 'num', 'data-k' : 'duration'}, fmtDuration(duration(b))),
+		  el('td', {}, fmtTime(b.times.created_at)),
+		  box ? el('td', {class : 'row-actions'}, actions(b, box, onDone)) : null);
 }
 
 export const CAMPAIGN_HEADERS = [
 	'Name', 'Status', 'Unit', 'Channel · account', 'Progress', 'Settled', 'Delivered', 'Failed',
-	'Rate', 'Created'
+	'Rate', 'ETA', 'Duration', 'Created'
 ];
 
 export async function campaigns(main, args, params)
@@ -57,10 +132,16 @@ export async function campaigns(main, args, params)
 	const rates = new Map();
 	const last = new Map();
 	const tbody = () => main.querySelector('tbody');
-	const rows = res.data.map((b) => campaignRow(b, rates));
+	const result = el('div', {id : 'cl-result', role : 'status'});
+	const replace = (b) => {
+		const old = main.querySelector(`tr[data-id="${CSS.escape(b.id)}"]`);
+		if (old)
+			old.replaceWith(campaignRow(b, rates, result, replace));
+	};
+	const rows = res.data.map((b) => campaignRow(b, rates, result, replace));
 	put(main, el('h1', {}, 'Campaigns'), form,
-	    el('p', {}, el('a', {href : '#/upload', class : 'button'}, 'New campaign (upload)')),
-	    table(CAMPAIGN_HEADERS, rows, 'Campaigns, newest first (live)'),
+	    el('p', {}, el('a', {href : '#/upload', class : 'button'}, 'New campaign (upload)')), result,
+	    table([ ...CAMPAIGN_HEADERS, 'Actions' ], rows, 'Campaigns, newest first (live)'),
 	    res.data.length ? null : el('p', {class : 'muted'}, 'No campaigns match.'));
 	// Live: each event's campaigns replace their rows (filtered like the list).
 	const es = liveCampaigns((data) => {
@@ -73,7 +154,7 @@ export async function campaigns(main, args, params)
 				rates.set(b.id, Math.max(0, (b.progress.settled - prev.settled) /
 				                                ((now - prev.t) / 1000)));
 			last.set(b.id, {t : now, settled : b.progress.settled});
-			const row = campaignRow(b, rates);
+			const row = campaignRow(b, rates, result, replace);
 			const old = main.querySelector(`tr[data-id="${CSS.escape(b.id)}"]`);
 			if (old)
 				old.replaceWith(row);

@@ -15,6 +15,47 @@ function tableId(id, ...args)
 	return t;
 }
 
+// The cost estimate of the rows that will be sent (the server's, from the
+// config's prices): the total or "no prices configured", SMS segments, and
+// the breakdown by channel, country and WhatsApp category.
+function estimate(e)
+{
+	if (!e)
+		return null;
+	const money = (x) =>
+	    (x === null || x === undefined ? '—' : `${x.toFixed(4)} ${e.currency}`);
+	const head =
+	    e.priced ? el('p', {id : 'u-cost'},
+	                  'Estimated cost: ', el('strong', {id : 'u-total-cost'}, money(e.total)),
+	                  e.unpriced_messages
+	                      ? ` (${fmtNum(e.unpriced_messages)} messages have no price)`
+		              : '')
+		     : el('p', {id : 'u-cost'},
+		          'Estimated cost: ', el('strong', {id : 'u-total-cost'}, e.note));
+	return el(
+	    'section', {'aria-labelledby' : 'u-est-h', id : 'u-estimate'},
+	    el('h3', {id : 'u-est-h'}, 'Cost estimate'), head,
+	    el('p', {}, `${fmtNum(e.messages)} messages, `,
+	       el('span', {id : 'u-segments'}, fmtNum(e.sms_segments)), ' SMS segments'),
+	    e.category_note ? el('p', {class : 'muted'}, e.category_note) : null,
+	    e.by.length
+		? table(
+		      [
+			      'Channel', 'Country code', 'Category', 'Messages', 'Units',
+			      'Unit price', 'Cost'
+		      ],
+		      e.by.map(
+		          (g) => el('tr', {}, el('td', {}, g.channel),
+		                    el('td', {}, g.country_code ? `+${g.country_code}` : 'other'),
+			            el('td', {}, g.category || '—'),
+			            el('td', {class : 'num'}, fmtNum(g.messages)),
+			            el('td', {class : 'num'}, fmtNum(g.units)),
+			            el('td', {class : 'num'}, e.priced ? money(g.unit_price) : '—'),
+			            el('td', {class : 'num'}, e.priced ? money(g.cost) : '—'))),
+		      'Estimate by channel, country and category')
+		: null);
+}
+
 async function report(box, b)
 {
 	const id = encodeURIComponent(b.id);
@@ -54,7 +95,7 @@ async function report(box, b)
 	          el('dd', {id : 'u-invalid'}, fmtNum(b.rows.invalid))),
 	       el('div', {class : 'card s-cancelled'}, el('dt', {}, 'Duplicates'),
 	          el('dd', {id : 'u-dups'}, fmtNum(b.rows.duplicates)))),
-	    el('p', {}, 'Status: ', badge(b.status)),
+	    el('p', {}, 'Status: ', badge(b.status)), estimate(b.estimate),
 	    byReason.size ? table([ 'Reason', 'Rows' ],
 	                          [...byReason ]
 	                              .sort((a, c) => c[1] - a[1])
@@ -95,48 +136,143 @@ export async function upload(main)
 		    el('input', {id : 'u-region', maxlength : '2', size : '3', placeholder : 'GB'}),
 	};
 	const box = el('section', {'aria-live' : 'polite'});
-	const form =
-	    el('form', {class : 'stack', 'aria-labelledby' : 'u-h'},
-	       el('label',
-	          {for: 'u-file'
-	          },
-	          'Recipients file (.csv or .xlsx)'),
-	       f.file,
-	       el('label',
-	          {for: 'u-name'
-	          },
-	          'Campaign name'),
-	       f.name,
-	       el('label',
-	          {for: 'u-channel'
-	          },
-	          'Channel'),
-	       f.channel,
-	       el('label',
-	          {for: 'u-account'
-	          },
-	          'Sender account'),
-	       f.account,
-	       el('label',
-	          {for: 'u-text'
-	          },
-	          'Text (placeholders {{1}}, {{2}} take the columns named 1, 2)'),
-	       f.text,
-	       el('label',
-	          {for: 'u-region'
-	          },
-	          'Default region for numbers without a country code'),
-	       f.region, el('button', {type : 'submit', id : 'u-submit'}, 'Upload and validate'));
-	form.addEventListener('submit', async (ev) => {
-		ev.preventDefault();
-		const fd = new FormData();
-		fd.append('name', f.name.value);
+	// The preview: the file's columns and first rows as the server reads
+	// them (POST /v1/batches with preview: nothing is created), the
+	// mapping to choose, and each number as given and as normalised.
+	const prevBox = el('section', {id : 'u-prevbox', 'aria-live' : 'polite'});
+	let mapping = null; // {recipient_column, params[]} once previewed
+	const common = (fd) => {
+		fd.append('name', f.name.value || 'preview');
 		fd.append('channel', f.channel.value);
 		if (f.account.value)
 			fd.append('account', f.account.value);
 		fd.append('text', f.text.value);
 		if (f.region.value)
 			fd.append('default_region', f.region.value.toUpperCase());
+		if (mapping && mapping.recipient_column)
+			fd.append('recipient_column', mapping.recipient_column);
+		if (mapping && mapping.params && mapping.params.length &&
+		    mapping.params.every((x) => x))
+			fd.append('params', mapping.params.join(','));
+	};
+	const preview = async () => {
+		if (!f.file.files[0]) {
+			put(prevBox, el('p', {class : 'error', role : 'alert'},
+			                'Choose a file to preview.'));
+			return;
+		}
+		const fd = new FormData();
+		common(fd);
+		fd.append('preview', '10');
+		fd.append('file', f.file.files[0]);
+		put(prevBox, el('p', {class : 'muted'}, 'Reading the first rows…'));
+		let p;
+		try {
+			p = await api('POST', '/v1/batches', fd);
+		} catch (e) {
+			put(prevBox, errorBox(e));
+			return;
+		}
+		const m = p.mapping;
+		mapping = {
+			recipient_column : m.recipient_column,
+			params : m.params ? [...m.params ] : Array(m.placeholders).fill('')
+		};
+		const pick = (id, label, value, onchange) => {
+			const sel =
+			    el('select', {id, onchange : (ev) => onchange(ev.target.value)},
+			       el('option', {value : ''}, '(choose)'),
+			       p.headers.map(
+			           (h) => el('option', {value : h, selected : h === value}, h)));
+			return [
+				el('label',
+				   {for: id
+				   },
+				   label),
+				sel
+			];
+		};
+		const again = () => preview();
+		const selects = [...pick('u-rcol', 'Recipient column', m.recipient_column, (v) => {
+			mapping.recipient_column = v;
+			again();
+		}) ];
+		for (let i = 0; i < m.placeholders; i++)
+			selects.push(...pick(`u-p${i + 1}`, `Placeholder {{${i + 1}}}`,
+					     mapping.params[i], (v) => {
+				                     mapping.params[i] = v;
+				                     if (mapping.params.every((x) => x))
+					                     again();
+					     }));
+		const verdict = (r) => r.valid === undefined ? '—'
+		                       : r.valid             ? 'ok'
+		                       : r.duplicate         ? 'duplicate (skipped)'
+		                                     : `${r.error.column}: ${r.error.reason}`;
+		put(prevBox, el('h2', {id : 'u-prev-h'}, 'Preview'),
+		    el('p', {}, `Columns: ${p.headers.join(', ')}`),
+		    el('div', {class : 'stack', id : 'u-mapping'}, selects),
+		    m.error ? el('p', {class : 'error', id : 'u-map-error', role : 'alert'},
+			         m.error.message)
+			    : null,
+		    tableId(
+			'u-prev', [ 'Row', 'Recipient as given', 'E.164', 'Sent to', 'Check' ],
+			p.rows.map(
+			    (r) =>
+			        el('tr', {}, el('td', {class : 'num'}, r.row),
+			           el('td', {}, r.recipient ? r.recipient.given : '—'),
+			           el('td', {class : 'e164'},
+			              r.recipient ? (r.recipient.e164 || r.recipient.reason) : '—'),
+			           el('td', {},
+			              r.recipient && r.recipient.normalized ? r.recipient.normalized
+			                                                    : '—'),
+			           el('td', {class : 'check'}, verdict(r)))),
+			`First ${p.rows.length} rows${
+			    p.more ? ' (more follow)' : ''}; nothing is created yet`));
+	};
+	const form = el(
+	    'form', {class : 'stack', 'aria-labelledby' : 'u-h'},
+	    el('label',
+	       {for: 'u-file'
+	       },
+	       'Recipients file (.csv or .xlsx)'),
+	    f.file,
+	    el('label',
+	       {for: 'u-name'
+	       },
+	       'Campaign name'),
+	    f.name,
+	    el('label',
+	       {for: 'u-channel'
+	       },
+	       'Channel'),
+	    f.channel,
+	    el('label',
+	       {for: 'u-account'
+	       },
+	       'Sender account'),
+	    f.account,
+	    el('label',
+	       {for: 'u-text'
+	       },
+	       'Text (placeholders {{1}}, {{2}}: choose their columns in the preview, or name the columns 1, 2)'),
+	    f.text,
+	    el('label',
+	       {for: 'u-region'
+	       },
+	       'Default region for numbers without a country code'),
+	    f.region,
+	    el('div', {class : 'actions'},
+	       el('button', {type : 'button', id : 'u-preview', onclick : preview}, 'Preview'),
+	       el('button', {type : 'submit', id : 'u-submit'}, 'Upload and validate')));
+	f.file.addEventListener('change', () => {
+		mapping = null; // a new file: its own columns
+		put(prevBox);
+	});
+	form.addEventListener('submit', async (ev) => {
+		ev.preventDefault();
+		const fd = new FormData();
+		common(fd);
+		fd.set('name', f.name.value);
 		fd.append('start', 'false');
 		fd.append('file', f.file.files[0]);
 		put(box, el('p', {class : 'muted'}, 'Uploading and validating…'));
@@ -147,5 +283,5 @@ export async function upload(main)
 			put(box, errorBox(e));
 		}
 	});
-	put(main, el('h1', {id : 'u-h'}, 'New campaign'), form, box);
+	put(main, el('h1', {id : 'u-h'}, 'New campaign'), form, prevBox, box);
 }
