@@ -161,6 +161,9 @@ enum api_route {
 	ROUTE_SESSION,        /* GET, POST (sign in), DELETE (sign out) /v1/session */
 	ROUTE_SESSION_UNMASK, /* POST /v1/session/unmask */
 	ROUTE_EVENTS,         /* GET /v1/events: the tenant's live events (SSE) */
+	/* dashobs: recipient history (recipients.c). */
+	ROUTE_RECIPIENT,         /* GET /v1/recipients/{to} */
+	ROUTE_MESSAGE_RECIPIENT, /* GET /v1/messages/{id}/recipient */
 };
 
 struct api_req;
@@ -471,6 +474,18 @@ enum MHD_Result api_messages_list(struct api_req *r);
 enum MHD_Result api_openapi(struct api_req *r);
 /* The same listing, of one batch's messages only (batch_id NULL: all). */
 enum MHD_Result api_messages_list_in(struct api_req *r, const char *batch_id);
+
+/* ---- recipients.c (dashobs) ---- */
+/* GET /v1/recipients/{to} and GET /v1/messages/{id}/recipient: a
+ * recipient's messages, replies, opt-out state and its history. */
+enum MHD_Result api_recipient_get(struct api_req *r);
+enum MHD_Result api_message_recipient_get(struct api_req *r);
+/* From messages_read.c: a recipient as the search reads it (phone numbers
+ * in any written form; *n forms, the first the E.164 one), and a message as
+ * JSON (NULL when out of memory). */
+int api_recipient_forms(struct api_req *r, const char *v, const char *region,
+                        char forms[2][HR_ADDR_MAX], size_t *n, struct hr_err *err);
+json_t *api_message_json(const struct message *m);
 
 /* ---- callbacks_api.c ---- */
 /* The callback URL of a message being accepted: given (the request's

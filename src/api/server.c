@@ -380,6 +380,11 @@ static const struct api_route_def api_routes[] = {
     {"/v1/session/unmask", ROUTE_SESSION_UNMASK, NONE,
      TENANT(api_session_unmask, SCOPE_MESSAGES_READ), NONE, "POST"},
     {"/v1/events", ROUTE_EVENTS, TENANT(api_events_get, SCOPE_CAMPAIGNS_READ), NONE, NONE, "GET"},
+    /* dashobs: recipient history (recipients.c). */
+    {"/v1/recipients/{to}", ROUTE_RECIPIENT, TENANT(api_recipient_get, SCOPE_MESSAGES_READ), NONE,
+     NONE, "GET, HEAD"},
+    {"/v1/messages/{id}/recipient", ROUTE_MESSAGE_RECIPIENT,
+     TENANT(api_message_recipient_get, SCOPE_MESSAGES_READ), NONE, NONE, "GET, HEAD"},
 };
 
 #define API_NROUTES (sizeof api_routes / sizeof *api_routes)
@@ -448,6 +453,12 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 		p = segment(url + 13, r->path_id, sizeof r->path_id);
 		if (p && *p == '\0')
 			return route_def(ROUTE_MESSAGE);
+		if (p && strcmp(p, "/recipient") == 0) /* dashobs */
+			return route_def(ROUTE_MESSAGE_RECIPIENT);
+	} else if (strncmp(url, "/v1/recipients/", 15) == 0) { /* dashobs */
+		p = segment(url + 15, r->path_id, sizeof r->path_id);
+		if (p && *p == '\0')
+			return route_def(ROUTE_RECIPIENT);
 	} else if (strncmp(url, "/v1/channels/", 13) == 0) {
 		p = segment(url + 13, r->path_id, sizeof r->path_id);
 		if (p && *p == '\0')

@@ -432,7 +432,14 @@ static int suppress_from_result(struct store_tx *tx, const struct lc_msg *m, con
 		snprintf(reason, sizeof reason, "%s: %s", code, text);
 	else
 		snprintf(reason, sizeof reason, "%s", one);
-	return tx->ops->supp_put(tx, m->tenant_id, m->channel, m->recipient, reason);
+	struct supp_change c = {.tenant_id = m->tenant_id,
+	                        .channel = m->channel,
+	                        .recipient = m->recipient,
+	                        .reason = reason,
+	                        .message_id = m->id,
+	                        .actor = "provider"};
+	int rc = lc_supp_change(tx, &c);
+	return rc < 0 ? rc : 0;
 }
 
 /* The recipient moved (new_recipient): the message follows it, and the
@@ -1144,12 +1151,20 @@ static int inbound_effects(struct store_tx *tx, const struct inbox_parsed *row,
 		       c->provider_msg_id, row->account_id);
 		return 0;
 	}
-	if (in->optout > 0) {
-		char reason[REASON_MAX];
-		optout_reason(reason, sizeof reason, c);
-		rc = tx->ops->supp_put(tx, tenant, channel, c->from, reason);
-	} else if (in->optout < 0) {
-		rc = tx->ops->supp_delete(tx, tenant, channel, c->from);
+	if (in->optout) {
+		char reason[REASON_MAX] = "";
+		if (in->optout > 0)
+			optout_reason(reason, sizeof reason, c);
+		struct supp_change sc = {.tenant_id = tenant,
+		                         .channel = channel,
+		                         .recipient = c->from,
+		                         .remove = in->optout < 0,
+		                         .reason = reason,
+		                         .message_id = linked ? linked->id : NULL,
+		                         .actor = "webhook"};
+		rc = lc_supp_change(tx, &sc);
+		if (rc > 0)
+			rc = 0;
 	}
 	if (rc == 0 && in->auto_reply)
 		rc = queue_auto_reply(tx, tenant, row->account_id, channel, c, in->auto_reply,

@@ -246,6 +246,9 @@ struct store_tx_ops {
 	                const char *recipient, const char *reason);
 	int (*supp_delete)(struct store_tx *tx, const char *tenant_id, const char *channel,
 	                   const char *recipient);
+	/* Appends one line to the suppression list's history (action "added",
+	 * "updated" or "removed"; c's reason, message and actor). */
+	int (*supp_log)(struct store_tx *tx, const struct supp_change *c, const char *action);
 	int (*alias_any)(struct store_tx *tx, const char *account_id);
 	/* 1 and the new address if old moved, 0 if not. */
 	int (*alias_get)(struct store_tx *tx, const char *account_id, const char *old,
@@ -496,6 +499,17 @@ int lc_batch_screen(struct store_tx *tx, struct lc_screen_cache *c, struct messa
  * HR_EINVAL naming tenant_id, channel or recipient. */
 int lc_check_supp_keys(const char *tenant_id, const char *channel, const char *recipient,
                        struct hr_err *err);
+
+/* ---- suppression changes (lc_supp.c) ---- */
+/* The one function that changes the suppression list: adds or removes the
+ * entry and records the change in its history in the running transaction.
+ * 1 when something changed, 0 when there was nothing to do (a removal of an
+ * absent entry, an add with the same reason), or an error. */
+int lc_supp_change(struct store_tx *tx, const struct supp_change *c);
+/* store_ops.suppression_change for every backend: lc_supp_change in a
+ * transaction of its own; a removal that removed nothing is HR_ENOTFOUND. */
+int lc_suppression_change(const struct lc_backend *b, struct store *st, const struct supp_change *c,
+                          struct hr_err *err);
 
 /* ---- message retention: the rule, once (store.h: struct msg_retention) ---- */
 

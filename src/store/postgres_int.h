@@ -176,6 +176,11 @@ enum pg_slot {
 	P_TEMPLATE_UPDATE,
 	P_TEMPLATE_DELETE,
 	P_TEMPLATE_LIST,
+	/* dashobs: recipient history */
+	P_SUPP_LOG,
+	P_RECIP_SUPP,
+	P_RECIP_SUPP_EV,
+	P_RECIP_INBOUND,
 	P__COUNT
 };
 
@@ -429,6 +434,15 @@ int pg_suppression_delete(struct store *st, const char *tenant_id, const char *c
                           const char *recipient, struct hr_err *err);
 int pg_suppression_list(struct store *st, const char *tenant_id, const char *channel,
                         struct suppression_row **out, size_t *n);
+/* dashobs: recipient history (postgres_recip.c) */
+int pg_suppression_change(struct store *st, const struct supp_change *c, struct hr_err *err);
+int pg_supp_log(struct pg_store *s, const struct supp_change *c, const char *action, int64_t now,
+                struct hr_err *err);
+int pg_recipient_supp(struct store *st, const char *tenant_id, const char *const *recips,
+                      size_t nrec, int limit, struct suppression_row **cur, size_t *ncur,
+                      struct supp_event_row **ev, size_t *nev);
+int pg_recipient_inbound(struct store *st, const char *tenant_id, const char *const *senders,
+                         size_t nrec, int limit, struct inbound_row **out, size_t *n);
 
 int pg_inbox_append(struct store *st, const char *account_id, const char *channel,
                     const char *dedupe_key, const char *body, size_t len, store_done_fn cb,

@@ -470,6 +470,21 @@ static const char migration_9[] =
     " WHERE i.response IS NOT NULL) x"
     " WHERE m.id = x.mid AND m.tenant_id = x.t;";
 
+/* dashobs: the recipient history, as SQLite's migration 11 (see there). */
+static const char migration_10[] =
+    "CREATE TABLE suppression_event("
+    " id bigserial PRIMARY KEY,"
+    " tenant_id text COLLATE \"C\" NOT NULL,"
+    " channel text COLLATE \"C\" NOT NULL,"
+    " recipient text COLLATE \"C\" NOT NULL,"
+    " action text NOT NULL,"
+    " reason text NOT NULL DEFAULT '',"
+    " message_id text COLLATE \"C\" NOT NULL DEFAULT '',"
+    " actor text NOT NULL DEFAULT '',"
+    " at bigint NOT NULL);"
+    "CREATE INDEX suppression_event_recipient ON suppression_event(tenant_id, recipient, id);"
+    "CREATE INDEX inbound_sender ON inbound(tenant_id, sender, id);";
+
 const struct pg_migration pg_migrations[] = {
     {1, migration_1},
     {2, migration_2},
@@ -480,6 +495,7 @@ const struct pg_migration pg_migrations[] = {
     {7, migration_7},
     {8, migration_8},
     {9, migration_9},
+    {10, migration_10},
 };
 
 const size_t pg_migration_count = sizeof pg_migrations / sizeof pg_migrations[0];

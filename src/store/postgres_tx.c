@@ -1709,6 +1709,13 @@ static int tx_supp_put(struct store_tx *st, const char *tenant_id, const char *c
 	return rc ? rc : pg_supp_put(S(t), tenant_id, channel, recipient, reason, S(t)->gnow, E(t));
 }
 
+static int tx_supp_log(struct store_tx *st, const struct supp_change *c, const char *action)
+{
+	struct pg_tx *t = TX(st);
+	int rc = tx_direct(t, true);
+	return rc ? rc : pg_supp_log(S(t), c, action, S(t)->gnow, E(t));
+}
+
 static int tx_supp_delete(struct store_tx *st, const char *tenant_id, const char *channel,
                           const char *recipient)
 {
@@ -2398,6 +2405,7 @@ static const struct store_tx_ops pg_tx_ops = {
     .supp_reason = tx_supp_reason,
     .supp_put = tx_supp_put,
     .supp_delete = tx_supp_delete,
+    .supp_log = tx_supp_log,
     .alias_any = tx_alias_any,
     .alias_get = tx_alias_get,
     .alias_put = tx_alias_put,

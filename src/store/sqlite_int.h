@@ -54,6 +54,7 @@ enum sq_wslot {
 	W_CB_PRUNE,
 	W_MSG_EXPIRED, W_FALLBACK_DUE, W_MSG_ROUTE, W_FALLBACK_PUT, W_INBOX_WAITING, W_KEY_TOUCH,
 	W_DAILY_CAP, W_DAILY_ADD, W_START_LIMITS,
+	W_SUPP_LOG, /* dashobs: suppression history */
 	W__COUNT
 };
 
@@ -64,6 +65,7 @@ enum sq_rslot {
 	R_NEXT_DUE, R_IDEM, R_INBOX_FETCH, R_INBOX_PENDING, R_SUPP_ALL, R_SUPP_CHANNEL,
 	R_CB_LIST, R_CB_LIST_STATE, R_CB_GET, R_CB_GET_ANY, R_CB_COUNTS,
 	R_STALE_LIST, R_PARKED, R_ROUTE, R_KEY, R_GAUGES,
+	R_RECIP_SUPP, R_RECIP_SUPP_EV, R_RECIP_INBOUND, /* dashobs: recipient history */
 	R__COUNT
 };
 
@@ -272,6 +274,15 @@ int sq_suppression_delete(struct store *st, const char *tenant_id, const char *c
                           const char *recipient, struct hr_err *err);
 int sq_suppression_list(struct store *st, const char *tenant_id, const char *channel,
                         struct suppression_row **out, size_t *n);
+/* dashobs: recipient history (sqlite_recip.c) */
+int sq_suppression_change(struct store *st, const struct supp_change *c, struct hr_err *err);
+int sq_supp_log(struct sq_store *s, const struct supp_change *c, const char *action, int64_t now,
+                struct hr_err *err);
+int sq_recipient_supp(struct store *st, const char *tenant_id, const char *const *recips,
+                      size_t nrec, int limit, struct suppression_row **cur, size_t *ncur,
+                      struct supp_event_row **ev, size_t *nev);
+int sq_recipient_inbound(struct store *st, const char *tenant_id, const char *const *senders,
+                         size_t nrec, int limit, struct inbound_row **out, size_t *n);
 
 int sq_inbox_append(struct store *st, const char *account_id, const char *channel,
                     const char *dedupe_key, const char *body, size_t len, store_done_fn cb,

@@ -410,6 +410,26 @@ static const char migration_10[] =
 	" WHERE json_valid(i.response)) x"
 	" WHERE message.id = x.mid AND message.tenant_id = x.t;";
 
+/*
+ * dashobs: the recipient history. Every change of the suppression list
+ * (added, reason replaced, removed) with what caused it (the message, the
+ * actor), written with the change (lc_supp.c); replies found by their
+ * sender. Both read per tenant and address, newest first.
+ */
+static const char migration_11[] =
+	"CREATE TABLE suppression_event("
+	" id INTEGER PRIMARY KEY,"
+	" tenant_id TEXT NOT NULL,"
+	" channel TEXT NOT NULL,"
+	" recipient TEXT NOT NULL,"
+	" action TEXT NOT NULL,"
+	" reason TEXT NOT NULL DEFAULT '',"
+	" message_id TEXT NOT NULL DEFAULT '',"
+	" actor TEXT NOT NULL DEFAULT '',"
+	" at INTEGER NOT NULL);"
+	"CREATE INDEX suppression_event_recipient ON suppression_event(tenant_id, recipient, id);"
+	"CREATE INDEX inbound_sender ON inbound(tenant_id, sender, id);";
+
 const struct sq_migration sq_migrations[] = {
 	{1, migration_1},
 	{2, migration_2},
@@ -421,6 +441,7 @@ const struct sq_migration sq_migrations[] = {
 	{8, migration_8},
 	{9, migration_9},
 	{10, migration_10},
+	{11, migration_11},
 };
 
 const size_t sq_migration_count = sizeof sq_migrations / sizeof sq_migrations[0];

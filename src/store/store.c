@@ -24,6 +24,13 @@ const struct store_ops *store_backend(const char *name)
 	return NULL;
 }
 
+void inbound_row_clear(struct inbound_row *r)
+{
+	free(r->text);
+	free(r->payload);
+	memset(r, 0, sizeof *r);
+}
+
 void batch_clear(struct batch *b)
 {
 	free(b->spec);

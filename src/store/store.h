@@ -361,6 +361,46 @@ struct suppression_row {
 	int64_t created_at;
 };
 
+/* ---- recipient history (dashobs) ---- */
+/*
+ * One change of a suppression entry, as a writer asks for it: added (or
+ * its reason replaced) or removed, with what caused it. Every change of the
+ * suppression list goes through lc_supp_change (lifecycle.c), which also
+ * records it in the list's history (struct supp_event_row).
+ */
+struct supp_change {
+	const char *tenant_id, *channel, *recipient;
+	bool remove;
+	const char *reason;     /* why it was added; NULL or "" for a removal */
+	const char *message_id; /* the message that caused it, NULL for none */
+	const char *actor;      /* "key:hk_...", "webhook", "provider" */
+};
+
+/* One line of a recipient's opt-out history, newest first when listed. */
+struct supp_event_row {
+	int64_t id;
+	char channel[16];
+	char recipient[HR_ADDR_MAX];
+	char action[12]; /* "added", "updated", "removed" */
+	char reason[256];
+	char message_id[HR_ID_LEN + 1]; /* "" when no message caused it */
+	char actor[96];
+	int64_t at;
+};
+
+/* A customer's reply as stored (store_ops.recipient_inbound). */
+struct inbound_row {
+	int64_t id;
+	char account_id[HR_NAME_MAX];
+	char message_id[HR_ID_LEN + 1]; /* the message it answers, "" if none */
+	char unit[HR_NAME_MAX];         /* that message's unit, "" if none */
+	char sender[HR_ADDR_MAX];
+	char kind[16];
+	char *text, *payload; /* heap, may be NULL */
+	int64_t provider_at, received_at;
+};
+void inbound_row_clear(struct inbound_row *r);
+
 /* Per-call figures from apply_inbox. */
 struct apply_stats {
 	int applied;                  /* status changes made */
@@ -774,6 +814,26 @@ struct store_ops {
 	 * channels. tenant_id is required. */
 	int (*suppression_list)(struct store *st, const char *tenant_id, const char *channel,
 	                        struct suppression_row **out, size_t *n);
+
+	/* ---- recipient history (dashobs) ---- */
+	/* Adds or removes a suppression entry with its history row, in one
+	 * transaction (lc_supp_change). A removal of an entry not there is
+	 * HR_ENOTFOUND; HR_EINVAL (field named) for a bad key part. */
+	int (*suppression_change)(struct store *st, const struct supp_change *c,
+	                          struct hr_err *err);
+	/* A recipient's opt-out state: the tenant's suppression entries for any
+	 * of the nrec forms of the address (e.g. "+447911123456" and
+	 * "447911123456"), by channel, and at most limit history rows for them,
+	 * newest first. Index reads only. *cur and *ev are heap arrays. */
+	int (*recipient_supp)(struct store *st, const char *tenant_id, const char *const *recips,
+	                      size_t nrec, int limit, struct suppression_row **cur, size_t *ncur,
+	                      struct supp_event_row **ev, size_t *nev);
+	/* The tenant's inbound replies from any of the nrec forms of a sender,
+	 * newest first, at most limit, each with the unit of the message it
+	 * answers. *out heap array: inbound_row_clear each, then free. */
+	int (*recipient_inbound)(struct store *st, const char *tenant_id,
+	                         const char *const *senders, size_t nrec, int limit,
+	                         struct inbound_row **out, size_t *n);
 
 	/* ---- idempotency ---- */
 	int (*idem_get)(struct store *st, const char *tenant_id, const char *key,

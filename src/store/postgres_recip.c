@@ -1,0 +1,175 @@
+/*
+ * postgres_recip.c - a recipient's history for the dashboard (dashobs),
+ * the same reads as sqlite_recip.c: the suppression list's history rows
+ * (written by lc_supp.c through tx_supp_log), the recipient's current
+ * suppression entries, and the tenant's inbound replies from it. Index
+ * ranges only, bounded by a limit.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/postgres_int.h"
+
+extern const struct lc_backend pg_lc_backend; /* postgres_tx.c */
+
+#define RECIP_FORMS 3
+#define RECIP_LIMIT_MAX 1000
+
+int pg_supp_log(struct pg_store *s, const struct supp_change *c, const char *action, int64_t now,
+                struct hr_err *err)
+{
+	char reason[PG_REASON_MAX];
+	hr_utf8_copy(reason, c->reason ? c->reason : "", sizeof reason);
+	char actor[sizeof(((struct supp_event_row *)0)->actor)];
+	hr_utf8_copy(actor, c->actor ? c->actor : "", sizeof actor);
+	struct pg_params p = {0};
+	pp_text(&p, c->tenant_id);
+	pp_text(&p, c->channel);
+	pp_text(&p, c->recipient);
+	pp_text(&p, action);
+	pp_text(&p, reason);
+	pp_text(&p, c->message_id ? c->message_id : "");
+	pp_text(&p, actor);
+	pp_i64(&p, now);
+	return pg_exec(
+	    &s->w, P_SUPP_LOG,
+	    "INSERT INTO suppression_event(tenant_id, channel, recipient, action, reason,"
+	    " message_id, actor, at) VALUES($1, $2, $3, $4, $5, $6, $7, $8)",
+	    &p, NULL, err, "suppression_event");
+}
+
+int pg_suppression_change(struct store *st, const struct supp_change *c, struct hr_err *err)
+{
+	return lc_suppression_change(&pg_lc_backend, st, c, err);
+}
+
+/* $1 the tenant, $2..$4 the forms (missing ones repeat the first). */
+static int forms_params(struct pg_params *p, const char *tenant_id, const char *const *v, size_t n)
+{
+	if (!tenant_id || !*tenant_id || n < 1 || n > RECIP_FORMS)
+		return HR_EINVAL;
+	pp_text(p, tenant_id);
+	for (size_t k = 0; k < RECIP_FORMS; k++)
+		pp_text(p, v[k < n ? k : 0]);
+	return 0;
+}
+
+int pg_recipient_supp(struct store *st, const char *tenant_id, const char *const *recips,
+                      size_t nrec, int limit, struct suppression_row **cur, size_t *ncur,
+                      struct supp_event_row **ev, size_t *nev)
+{
+	struct pg_store *s = (struct pg_store *)st;
+	*cur = NULL;
+	*ev = NULL;
+	*ncur = *nev = 0;
+	struct pg_params p = {0};
+	if (limit < 1 || limit > RECIP_LIMIT_MAX || forms_params(&p, tenant_id, recips, nrec))
+		return HR_EINVAL;
+	PGresult *r;
+	int rc = pg_read(s, P_RECIP_SUPP, -1,
+	                 "SELECT tenant_id, channel, recipient, reason, created_at FROM suppression"
+	                 " WHERE tenant_id = $1 AND recipient IN ($2, $3, $4)"
+	                 " ORDER BY channel, recipient",
+	                 &p, &r);
+	if (rc)
+		return rc;
+	int rows = PQntuples(r);
+	struct suppression_row *c = rows ? calloc((size_t)rows, sizeof *c) : NULL;
+	if (rows && !c) {
+		PQclear(r);
+		return HR_ENOMEM;
+	}
+	for (int i = 0; i < rows; i++) {
+		pg_col_copy(r, i, 0, c[i].tenant_id, sizeof c[i].tenant_id);
+		pg_col_copy(r, i, 1, c[i].channel, sizeof c[i].channel);
+		pg_col_copy(r, i, 2, c[i].recipient, sizeof c[i].recipient);
+		pg_col_copy(r, i, 3, c[i].reason, sizeof c[i].reason);
+		c[i].created_at = pg_col_i64(r, i, 4);
+	}
+	PQclear(r);
+	pp_i64(&p, limit);
+	rc = pg_read(s, P_RECIP_SUPP_EV, -1,
+	             "SELECT id, channel, recipient, action, reason, message_id, actor, at"
+	             " FROM suppression_event WHERE tenant_id = $1 AND recipient IN ($2, $3, $4)"
+	             " ORDER BY id DESC LIMIT $5",
+	             &p, &r);
+	if (rc) {
+		free(c);
+		return rc;
+	}
+	int erows = PQntuples(r);
+	struct supp_event_row *e = erows ? calloc((size_t)erows, sizeof *e) : NULL;
+	if (erows && !e) {
+		PQclear(r);
+		free(c);
+		return HR_ENOMEM;
+	}
+	for (int i = 0; i < erows; i++) {
+		e[i].id = pg_col_i64(r, i, 0);
+		pg_col_copy(r, i, 1, e[i].channel, sizeof e[i].channel);
+		pg_col_copy(r, i, 2, e[i].recipient, sizeof e[i].recipient);
+		pg_col_copy(r, i, 3, e[i].action, sizeof e[i].action);
+		pg_col_copy(r, i, 4, e[i].reason, sizeof e[i].reason);
+		pg_col_copy(r, i, 5, e[i].message_id, sizeof e[i].message_id);
+		pg_col_copy(r, i, 6, e[i].actor, sizeof e[i].actor);
+		e[i].at = pg_col_i64(r, i, 7);
+	}
+	PQclear(r);
+	*cur = c;
+	*ncur = (size_t)rows;
+	*ev = e;
+	*nev = (size_t)erows;
+	return 0;
+}
+
+int pg_recipient_inbound(struct store *st, const char *tenant_id, const char *const *senders,
+                         size_t nrec, int limit, struct inbound_row **out, size_t *n)
+{
+	struct pg_store *s = (struct pg_store *)st;
+	*out = NULL;
+	*n = 0;
+	struct pg_params p = {0};
+	if (limit < 1 || limit > RECIP_LIMIT_MAX || forms_params(&p, tenant_id, senders, nrec))
+		return HR_EINVAL;
+	pp_i64(&p, limit);
+	PGresult *r;
+	int rc = pg_read(
+	    s, P_RECIP_INBOUND, -1,
+	    "SELECT i.id, i.account_id, coalesce(i.message_id, ''), coalesce(m.unit_id, ''),"
+	    " i.sender, i.kind, i.text, i.payload, i.provider_at, i.received_at"
+	    " FROM inbound i LEFT JOIN message m ON m.id = i.message_id"
+	    " AND m.tenant_id = i.tenant_id"
+	    " WHERE i.tenant_id = $1 AND i.sender IN ($2, $3, $4) ORDER BY i.id DESC LIMIT $5",
+	    &p, &r);
+	if (rc)
+		return rc;
+	int rows = PQntuples(r);
+	struct inbound_row *v = rows ? calloc((size_t)rows, sizeof *v) : NULL;
+	if (rows && !v) {
+		PQclear(r);
+		return HR_ENOMEM;
+	}
+	bool oom = false;
+	for (int i = 0; i < rows; i++) {
+		v[i].id = pg_col_i64(r, i, 0);
+		pg_col_copy(r, i, 1, v[i].account_id, sizeof v[i].account_id);
+		pg_col_copy(r, i, 2, v[i].message_id, sizeof v[i].message_id);
+		pg_col_copy(r, i, 3, v[i].unit, sizeof v[i].unit);
+		pg_col_copy(r, i, 4, v[i].sender, sizeof v[i].sender);
+		pg_col_copy(r, i, 5, v[i].kind, sizeof v[i].kind);
+		v[i].text = pg_col_dup(r, i, 6, &oom);
+		v[i].payload = pg_col_dup(r, i, 7, &oom);
+		v[i].provider_at = pg_col_i64(r, i, 8);
+		v[i].received_at = pg_col_i64(r, i, 9);
+	}
+	PQclear(r);
+	if (oom) {
+		for (int i = 0; i < rows; i++)
+			inbound_row_clear(&v[i]);
+		free(v);
+		return HR_ENOMEM;
+	}
+	*out = v;
+	*n = (size_t)rows;
+	return 0;
+}

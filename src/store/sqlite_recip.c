@@ -1,0 +1,242 @@
+/*
+ * sqlite_recip.c - a recipient's history for the dashboard (dashobs): the
+ * suppression list's history rows (written by lc_supp.c through
+ * tx_supp_log), the recipient's current suppression entries, and the
+ * tenant's inbound replies from it. Every read is an index range: the
+ * suppression primary key, suppression_event(tenant_id, recipient, id) and
+ * inbound(tenant_id, sender, id) (migration 11), bounded by a limit.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/sqlite_int.h"
+
+extern const struct lc_backend sq_lc_backend; /* sqlite_tx.c */
+
+/* A recipient has at most this many written forms ("+447911123456",
+ * "447911123456", and the value as given). */
+#define RECIP_FORMS 3
+#define RECIP_LIMIT_MAX 1000
+
+int sq_supp_log(struct sq_store *s, const struct supp_change *c, const char *action, int64_t now,
+                struct hr_err *err)
+{
+	char reason[SQ_REASON_MAX];
+	hr_utf8_copy(reason, c->reason ? c->reason : "", sizeof reason);
+	char actor[sizeof(((struct supp_event_row *)0)->actor)];
+	hr_utf8_copy(actor, c->actor ? c->actor : "", sizeof actor);
+	sqlite3_stmt *st =
+	    sq_wstmt(s, W_SUPP_LOG,
+	             "INSERT INTO suppression_event(tenant_id, channel, recipient, action, reason,"
+	             " message_id, actor, at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+	if (!st)
+		return sq_fail(s->wdb, SQLITE_ERROR, err, "suppression_event");
+	sqlite3_bind_text(st, 1, c->tenant_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, c->channel, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, c->recipient, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, action, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, reason, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, c->message_id ? c->message_id : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, actor, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 8, now);
+	return sq_step_done(s, st, err, "suppression_event");
+}
+
+int sq_suppression_change(struct store *st, const struct supp_change *c, struct hr_err *err)
+{
+	return lc_suppression_change(&sq_lc_backend, st, c, err);
+}
+
+/* Binds the forms to ?2..?4 (missing ones repeat the first). */
+static int bind_forms(sqlite3_stmt *q, const char *const *v, size_t n)
+{
+	if (n < 1 || n > RECIP_FORMS)
+		return HR_EINVAL;
+	for (size_t k = 0; k < RECIP_FORMS; k++)
+		sqlite3_bind_text(q, 2 + (int)k, v[k < n ? k : 0], -1, SQLITE_STATIC);
+	return 0;
+}
+
+/* Grows *v by one zeroed element; NULL when out of memory. */
+static void *grow(void **v, size_t *len, size_t *cap, size_t size)
+{
+	if (*len == *cap) {
+		size_t nc = *cap ? *cap * 2 : 8;
+		void *nv = realloc(*v, nc * size);
+		if (!nv)
+			return NULL;
+		*v = nv;
+		*cap = nc;
+	}
+	void *e = (char *)*v + (*len)++ * size;
+	memset(e, 0, size);
+	return e;
+}
+
+static int read_current(struct sq_reader *r, const char *tenant_id, const char *const *recips,
+                        size_t nrec, struct suppression_row **out, size_t *n)
+{
+	sqlite3_stmt *q = sq_rstmt(r, R_RECIP_SUPP,
+	                           "SELECT tenant_id, channel, recipient, reason, created_at"
+	                           " FROM suppression WHERE tenant_id = ?1"
+	                           " AND recipient IN (?2, ?3, ?4) ORDER BY channel, recipient");
+	if (!q)
+		return HR_EIO;
+	sqlite3_bind_text(q, 1, tenant_id, -1, SQLITE_STATIC);
+	int rc = bind_forms(q, recips, nrec);
+	void *buf = NULL;
+	size_t cap = 0;
+	int src = SQLITE_DONE;
+	while (rc == 0 && (src = sqlite3_step(q)) == SQLITE_ROW) {
+		struct suppression_row *row = grow(&buf, n, &cap, sizeof *row);
+		if (!row) {
+			rc = HR_ENOMEM;
+			break;
+		}
+		sq_col_copy(q, 0, row->tenant_id, sizeof row->tenant_id);
+		sq_col_copy(q, 1, row->channel, sizeof row->channel);
+		sq_col_copy(q, 2, row->recipient, sizeof row->recipient);
+		sq_col_copy(q, 3, row->reason, sizeof row->reason);
+		row->created_at = sqlite3_column_int64(q, 4);
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = sq_fail(r->db, src, NULL, NULL);
+	sqlite3_reset(q);
+	*out = buf;
+	return rc;
+}
+
+static int read_events(struct sq_reader *r, const char *tenant_id, const char *const *recips,
+                       size_t nrec, int limit, struct supp_event_row **out, size_t *n)
+{
+	sqlite3_stmt *q =
+	    sq_rstmt(r, R_RECIP_SUPP_EV,
+	             "SELECT id, channel, recipient, action, reason, message_id, actor,"
+	             " at FROM suppression_event WHERE tenant_id = ?1"
+	             " AND recipient IN (?2, ?3, ?4) ORDER BY id DESC LIMIT ?5");
+	if (!q)
+		return HR_EIO;
+	sqlite3_bind_text(q, 1, tenant_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 5, limit);
+	int rc = bind_forms(q, recips, nrec);
+	void *buf = NULL;
+	size_t cap = 0;
+	int src = SQLITE_DONE;
+	while (rc == 0 && (src = sqlite3_step(q)) == SQLITE_ROW) {
+		struct supp_event_row *e = grow(&buf, n, &cap, sizeof *e);
+		if (!e) {
+			rc = HR_ENOMEM;
+			break;
+		}
+		e->id = sqlite3_column_int64(q, 0);
+		sq_col_copy(q, 1, e->channel, sizeof e->channel);
+		sq_col_copy(q, 2, e->recipient, sizeof e->recipient);
+		sq_col_copy(q, 3, e->action, sizeof e->action);
+		sq_col_copy(q, 4, e->reason, sizeof e->reason);
+		sq_col_copy(q, 5, e->message_id, sizeof e->message_id);
+		sq_col_copy(q, 6, e->actor, sizeof e->actor);
+		e->at = sqlite3_column_int64(q, 7);
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = sq_fail(r->db, src, NULL, NULL);
+	sqlite3_reset(q);
+	*out = buf;
+	return rc;
+}
+
+int sq_recipient_supp(struct store *st, const char *tenant_id, const char *const *recips,
+                      size_t nrec, int limit, struct suppression_row **cur, size_t *ncur,
+                      struct supp_event_row **ev, size_t *nev)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	*cur = NULL;
+	*ev = NULL;
+	*ncur = *nev = 0;
+	if (!tenant_id || !*tenant_id || nrec < 1 || nrec > RECIP_FORMS || limit < 1 ||
+	    limit > RECIP_LIMIT_MAX)
+		return HR_EINVAL;
+	struct sq_reader *r;
+	int rc = sq_reader_get(s, &r);
+	if (rc)
+		return rc;
+	rc = read_current(r, tenant_id, recips, nrec, cur, ncur);
+	if (rc == 0)
+		rc = read_events(r, tenant_id, recips, nrec, limit, ev, nev);
+	sq_reader_put(s, r);
+	if (rc) {
+		free(*cur);
+		free(*ev);
+		*cur = NULL;
+		*ev = NULL;
+		*ncur = *nev = 0;
+	}
+	return rc;
+}
+
+int sq_recipient_inbound(struct store *st, const char *tenant_id, const char *const *senders,
+                         size_t nrec, int limit, struct inbound_row **out, size_t *n)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	*out = NULL;
+	*n = 0;
+	if (!tenant_id || !*tenant_id || nrec < 1 || nrec > RECIP_FORMS || limit < 1 ||
+	    limit > RECIP_LIMIT_MAX)
+		return HR_EINVAL;
+	struct sq_reader *r;
+	int rc = sq_reader_get(s, &r);
+	if (rc)
+		return rc;
+	sqlite3_stmt *q = sq_rstmt(
+	    r, R_RECIP_INBOUND,
+	    "SELECT i.id, i.account_id, coalesce(i.message_id, ''), coalesce(m.unit_id, ''),"
+	    " i.sender, i.kind, i.text, i.payload, i.provider_at, i.received_at"
+	    " FROM inbound i LEFT JOIN message m ON m.id = i.message_id"
+	    " AND m.tenant_id = i.tenant_id"
+	    " WHERE i.tenant_id = ?1 AND i.sender IN (?2, ?3, ?4) ORDER BY i.id DESC LIMIT ?5");
+	if (!q) {
+		sq_reader_put(s, r);
+		return HR_EIO;
+	}
+	sqlite3_bind_text(q, 1, tenant_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 5, limit);
+	rc = bind_forms(q, senders, nrec);
+	void *buf = NULL;
+	size_t len = 0, cap = 0;
+	int src = SQLITE_DONE;
+	bool oom = false;
+	while (rc == 0 && (src = sqlite3_step(q)) == SQLITE_ROW) {
+		struct inbound_row *row = grow(&buf, &len, &cap, sizeof *row);
+		if (!row) {
+			rc = HR_ENOMEM;
+			break;
+		}
+		row->id = sqlite3_column_int64(q, 0);
+		sq_col_copy(q, 1, row->account_id, sizeof row->account_id);
+		sq_col_copy(q, 2, row->message_id, sizeof row->message_id);
+		sq_col_copy(q, 3, row->unit, sizeof row->unit);
+		sq_col_copy(q, 4, row->sender, sizeof row->sender);
+		sq_col_copy(q, 5, row->kind, sizeof row->kind);
+		row->text = sq_col_dup(q, 6, &oom);
+		row->payload = sq_col_dup(q, 7, &oom);
+		row->provider_at = sqlite3_column_int64(q, 8);
+		row->received_at = sqlite3_column_int64(q, 9);
+		if (oom) {
+			rc = HR_ENOMEM;
+			break;
+		}
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = sq_fail(r->db, src, NULL, NULL);
+	sqlite3_reset(q);
+	sq_reader_put(s, r);
+	struct inbound_row *v = buf;
+	if (rc) {
+		for (size_t i = 0; i < len; i++)
+			inbound_row_clear(&v[i]);
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
