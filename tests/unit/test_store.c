@@ -6544,6 +6544,160 @@ static void test_audit_with_change(void **state)
 	assert_int_equal(audit_count(st, "other"), 0);
 }
 
+/* ---------------------------------------------------------------------------
+ * Recipient history (dashobs): every change of the suppression list, from
+ * an inbound STOP, a provider's opt-out error or the API, leaves one history
+ * row with its cause and actor; the reads are per tenant and address form.
+ * ------------------------------------------------------------------------- */
+
+static void supp_events(struct store *st, const char *tenant, int limit,
+                        struct suppression_row **cur, size_t *ncur, struct supp_event_row **ev,
+                        size_t *nev)
+{
+	const char *forms[] = {"+447911123456", "447911123456"};
+	assert_int_equal(st->ops->recipient_supp(st, tenant, forms, 2, limit, cur, ncur, ev, nev), 0);
+}
+
+static void test_recipient_history(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct account_row a1 = {.id = "rh-sms1", .tenant_id = "t1", .channel = "sms"};
+	struct account_row a2 = {.id = "rh-sms2", .tenant_id = "t2", .channel = "sms"};
+	assert_int_equal(st->ops->account_upsert(st, &a1, &err), 0);
+	assert_int_equal(st->ops->account_upsert(st, &a2, &err), 0);
+	int64_t now = hr_now_us();
+	char m1[27], m2[27], w1[27];
+	queue_to(st, "t1", "rh-sms1", "sms", "+447911123456", now - SEC, m1);
+	int attempt = claim_one(st, "rh-sms1", now, m1, NULL);
+	struct send_result ok = {.kind = SEND_OK, .attempt = attempt, .http_status = 201};
+	strcpy(ok.message_id, m1);
+	strcpy(ok.provider_id, "SMrh1");
+	assert_int_equal(st->ops->record_results(st, &ok, 1, NULL, NULL), 0);
+	queue_to(st, "t2", "rh-sms2", "sms", "+447911123456", now - SEC, m2);
+
+	/* 1. The recipient answers t1's message with STOP. */
+	struct wh_inbound stop = {.provider_msg_id = "SMrhin1",
+	                          .optout = 1,
+	                          .from = "+447911123456",
+	                          .kind = "text",
+	                          .text = (char *)"STOP"};
+	strcpy(stop.context_id, "SMrh1");
+	assert_int_equal(inbound_sms(st, "rh-sms1", &stop, NULL).inbound, 1);
+	/* 2. An operator removes it; 3. adds it back; the same reason again is
+	 * no change; 4. another reason replaces it. */
+	struct supp_change c = {.tenant_id = "t1",
+	                        .channel = "sms",
+	                        .recipient = "+447911123456",
+	                        .remove = true,
+	                        .actor = "key:hk_rh"};
+	assert_int_equal(st->ops->suppression_change(st, &c, &err), 0);
+	err = (struct hr_err){0};
+	assert_int_equal(st->ops->suppression_change(st, &c, &err), HR_ENOTFOUND);
+	assert_string_equal(err.field, "recipient");
+	c.remove = false;
+	c.reason = "asked by phone";
+	assert_int_equal(st->ops->suppression_change(st, &c, &err), 0);
+	assert_int_equal(st->ops->suppression_change(st, &c, &err), 0);
+	c.reason = "complaint";
+	assert_int_equal(st->ops->suppression_change(st, &c, &err), 0);
+	/* 5. The provider reports an opt-out on WhatsApp (stored without '+'). */
+	queue_to(st, "t1", "rh-wa1", "whatsapp", "447911123456", now - SEC, w1);
+	attempt = claim_one(st, "rh-wa1", now, w1, NULL);
+	struct send_result fail = {.kind = SEND_FAILED,
+	                           .attempt = attempt,
+	                           .http_status = 400,
+	                           .suppress = true,
+	                           .error_code = "131050",
+	                           .error_text = "user stopped marketing messages",
+	                           .error_class = "permanent"};
+	strcpy(fail.message_id, w1);
+	assert_int_equal(st->ops->record_results(st, &fail, 1, NULL, NULL), 0);
+	/* Another tenant removing an entry it does not have: nothing. */
+	struct supp_change other = {.tenant_id = "t2",
+	                            .channel = "sms",
+	                            .recipient = "+447911123456",
+	                            .remove = true,
+	                            .actor = "key:hk_t2"};
+	assert_int_equal(st->ops->suppression_change(st, &other, &err), HR_ENOTFOUND);
+
+	struct suppression_row *cur;
+	struct supp_event_row *ev;
+	size_t ncur, nev;
+	supp_events(st, "t1", 100, &cur, &ncur, &ev, &nev);
+	assert_int_equal(ncur, 2);
+	assert_string_equal(cur[0].channel, "sms");
+	assert_string_equal(cur[0].reason, "complaint");
+	assert_string_equal(cur[1].channel, "whatsapp");
+	assert_string_equal(cur[1].recipient, "447911123456");
+	assert_string_equal(cur[1].reason, "131050: user stopped marketing messages");
+	static const struct {
+		const char *channel, *action, *reason, *actor;
+		int msg; /* 0 none, 1 m1, 2 w1 */
+	} want[] = {
+	    {"whatsapp", "added", "131050: user stopped marketing messages", "provider", 2},
+	    {"sms", "updated", "complaint", "key:hk_rh", 0},
+	    {"sms", "added", "asked by phone", "key:hk_rh", 0},
+	    {"sms", "removed", "", "key:hk_rh", 0},
+	    {"sms", "added", "inbound STOP", "webhook", 1},
+	};
+	assert_int_equal(nev, sizeof want / sizeof want[0]);
+	for (size_t i = 0; i < nev; i++) {
+		assert_string_equal(ev[i].channel, want[i].channel);
+		assert_string_equal(ev[i].action, want[i].action);
+		assert_string_equal(ev[i].reason, want[i].reason);
+		assert_string_equal(ev[i].actor, want[i].actor);
+		assert_string_equal(ev[i].message_id,
+		                    want[i].msg == 1 ? m1 : want[i].msg == 2 ? w1 : "");
+		assert_true(ev[i].at > 0);
+		if (i > 0)
+			assert_true(ev[i].id < ev[i - 1].id);
+	}
+	free(cur);
+	free(ev);
+	/* The limit bounds the history, newest kept. */
+	supp_events(st, "t1", 2, &cur, &ncur, &ev, &nev);
+	assert_int_equal(nev, 2);
+	assert_string_equal(ev[0].channel, "whatsapp");
+	assert_string_equal(ev[1].action, "updated");
+	free(cur);
+	free(ev);
+	/* t2 messaged the same number: none of t1's state or history. */
+	supp_events(st, "t2", 100, &cur, &ncur, &ev, &nev);
+	assert_int_equal(ncur, 0);
+	assert_int_equal(nev, 0);
+	free(cur);
+	free(ev);
+
+	/* Replies: t1's, with the message answered and its unit; none for t2. */
+	const char *forms[] = {"+447911123456", "447911123456"};
+	struct inbound_row *in;
+	size_t nin;
+	assert_int_equal(st->ops->recipient_inbound(st, "t1", forms, 2, 10, &in, &nin), 0);
+	assert_int_equal(nin, 1);
+	assert_string_equal(in[0].message_id, m1);
+	assert_string_equal(in[0].account_id, "rh-sms1");
+	assert_string_equal(in[0].sender, "+447911123456");
+	assert_string_equal(in[0].kind, "text");
+	assert_string_equal(in[0].text, "STOP");
+	assert_string_equal(in[0].unit, "");
+	assert_true(in[0].received_at > 0);
+	inbound_row_clear(&in[0]);
+	free(in);
+	assert_int_equal(st->ops->recipient_inbound(st, "t2", forms, 2, 10, &in, &nin), 0);
+	assert_int_equal(nin, 0);
+	free(in);
+	/* Bounds are checked. */
+	assert_int_equal(st->ops->recipient_inbound(st, "t1", forms, 0, 10, &in, &nin), HR_EINVAL);
+	assert_int_equal(st->ops->recipient_inbound(st, "t1", forms, 2, 0, &in, &nin), HR_EINVAL);
+	assert_int_equal(st->ops->recipient_supp(st, "", forms, 2, 10, &cur, &ncur, &ev, &nev),
+	                 HR_EINVAL);
+	assert_int_equal(st->ops->recipient_supp(st, "t1", forms, 2, 1001, &cur, &ncur, &ev, &nev),
+	                 HR_EINVAL);
+	(void)m2;
+}
+
 int main(void)
 {
 	hr_log_set_level(HR_LOG_WARN);
@@ -6564,6 +6718,7 @@ int main(void)
 	}
 	const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+	    T(test_recipient_history), /* dashobs */
 	    T(test_open_migrate_idempotent),
 	    T(test_config_rows),
 	    T(test_insert_get_events),
