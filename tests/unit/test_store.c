@@ -6555,7 +6555,8 @@ static void supp_events(struct store *st, const char *tenant, int limit,
                         size_t *nev)
 {
 	const char *forms[] = {"+447911123456", "447911123456"};
-	assert_int_equal(st->ops->recipient_supp(st, tenant, forms, 2, limit, cur, ncur, ev, nev), 0);
+	assert_int_equal(st->ops->recipient_supp(st, tenant, forms, 2, limit, cur, ncur, ev, nev),
+	                 0);
 }
 
 static void test_recipient_history(void **state)
@@ -6648,8 +6649,9 @@ static void test_recipient_history(void **state)
 		assert_string_equal(ev[i].action, want[i].action);
 		assert_string_equal(ev[i].reason, want[i].reason);
 		assert_string_equal(ev[i].actor, want[i].actor);
-		assert_string_equal(ev[i].message_id,
-		                    want[i].msg == 1 ? m1 : want[i].msg == 2 ? w1 : "");
+		assert_string_equal(ev[i].message_id, want[i].msg == 1   ? m1
+		                                      : want[i].msg == 2 ? w1
+		                                                         : "");
 		assert_true(ev[i].at > 0);
 		if (i > 0)
 			assert_true(ev[i].id < ev[i - 1].id);
