@@ -13,8 +13,9 @@
  * state's history (added, reason replaced, removed: when, why, from which
  * message, by whom), each bounded. Every read is the caller's tenant's and
  * an index range; a unit key sees its unit's messages and the replies to
- * them. A recipient the tenant has nothing for is a 404, the same answer
- * whether or not another tenant has messaged it.
+ * them (and only through those does it know a recipient). A recipient the
+ * caller has nothing for is a 404, the same answer whether or not another
+ * tenant (or unit) has messaged it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -255,6 +256,10 @@ static enum MHD_Result answer(struct api_req *r, char forms[2][HR_ADDR_MAX], siz
 		rc = replies_json(r, fv, nforms, &replies, &nrep);
 	if (rc == 0)
 		rc = optout_json(r, fv, nforms, &state, &history, &nopt);
+	/* A unit key knows a recipient only through its unit's messages and
+	 * the replies to them: the tenant's opt-outs alone do not make one. */
+	if (r->who.unit[0])
+		nopt = 0;
 	if (rc == 0 && !cursor && nmsg == 0 && nrep == 0 && nopt == 0)
 		rc = HR_ENOTFOUND;
 	if (rc) {
