@@ -171,9 +171,10 @@ static int suppressed_on(json_t *j, const char *channel)
 {
 	size_t i;
 	json_t *v;
-	json_array_foreach(json_object_get(j, "opt_out"), i, v) if (!strcmp(jstr(v, "channel"),
-	                                                                     channel)) return json_is_true(
-	    json_object_get(v, "suppressed"));
+	json_array_foreach(
+	    json_object_get(j, "opt_out"), i,
+	    v) if (!strcmp(jstr(v, "channel"),
+	                   channel)) return json_is_true(json_object_get(v, "suppressed"));
 	return -1;
 }
 
@@ -294,8 +295,8 @@ static void test_recipient_history(void **state)
 	/* acme's message id and acme-only number: 404, as for nothing at all. */
 	snprintf(path, sizeof path, "/v1/messages/%s/recipient", wa1);
 	struct resp a = call("GET", BETA_KEY, path, NULL);
-	struct resp b = call("GET", BETA_KEY, "/v1/messages/01KZZZZZZZZZZZZZZZZZZZZZZZ/recipient",
-	                     NULL);
+	struct resp b =
+	    call("GET", BETA_KEY, "/v1/messages/01KZZZZZZZZZZZZZZZZZZZZZZZ/recipient", NULL);
 	assert_int_equal(a.status, 404);
 	assert_int_equal(b.status, 404);
 	resp_free(&a);
@@ -327,8 +328,8 @@ static void test_recipient_history(void **state)
 		r = call("GET", W.key, bad[i].path, NULL);
 		json_t *e = json_object_get(r.json, "error");
 		if (r.status != 422 || strcmp(jstr(e, "field"), bad[i].field) != 0)
-			fail_msg("GET %s: %ld %s (want 422 naming %s)", bad[i].path, r.status, r.body,
-			         bad[i].field);
+			fail_msg("GET %s: %ld %s (want 422 naming %s)", bad[i].path, r.status,
+			         r.body, bad[i].field);
 		resp_free(&r);
 	}
 }
