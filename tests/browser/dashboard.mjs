@@ -467,6 +467,34 @@ async function main() {
 		await shot(acmePage, 'message');
 	});
 
+	// dashobs: one recipient across campaigns and channels, reached from
+	// message detail (by message: the session is masked), with its opt-out
+	// history; another tenant sees none of it.
+	await test('recipient history from message detail', async () => {
+		check(state.msg, 'needs a message of the live campaign');
+		const to = state.msg.to;
+		const direct = await bearer('POST', '/v1/messages', ACME, {channel: 'whatsapp', account: 'acme-wa', to, text: 'a direct one'});
+		await bearer('POST', '/v1/suppressions', ACME, {channel: 'whatsapp', to, reason: 'complaint by phone'});
+		await bearer('DELETE', `/v1/suppressions/whatsapp/${encodeURIComponent(to)}`, ACME);
+		await screen(acmePage, `/message/${state.msg.id}`, '#msg-recipient');
+		await acmePage.click('#msg-recipient');
+		await acmePage.waitForSelector('#r-messages');
+		check(acmePage.url().includes(`message=${state.msg.id}`), 'the recipient is in the URL');
+		const ids = await acmePage.$$eval('#r-messages tbody tr td:first-child', (tds) => tds.map((t) => t.textContent));
+		eq(JSON.stringify(ids), JSON.stringify([direct.id, state.msg.id]), 'messages, newest first, across campaign and API');
+		const hist = await acmePage.$$eval('#r-history tbody tr', (rs) => rs.map((r) => r.getAttribute('data-action')));
+		eq(JSON.stringify(hist), JSON.stringify(['removed', 'added']), 'opt-out history, newest first');
+		check((await acmePage.textContent('#r-history')).includes('complaint by phone'), 'the reason is shown');
+		eq(await acmePage.textContent('tr[data-channel="whatsapp"] td:nth-child(2)'), 'may be messaged', 'the state now');
+		check(!(await acmePage.textContent('#r-to-shown')).includes(to.slice(5, -2)), 'the number shows masked');
+		await axe(acmePage, 'recipient history');
+		await shot(acmePage, 'recipient');
+		// The other tenant: neither by acme's message nor by the number.
+		await screen(otherPage, `/recipient?message=${state.msg.id}`, '#r-none');
+		await screen(otherPage, `/recipient?to=${encodeURIComponent(to)}`, '#r-none');
+		check(!(await otherPage.textContent('main')).includes('complaint'), 'other sees acme\'s opt-out');
+	});
+
 	await test('every screen passes axe-core', async () => {
 		const screens = [['/overview', 'h1:has-text("Overview")', 'overview'],
 		                 ['/campaigns', 'h1:has-text("Campaigns")', 'campaigns'],

@@ -11,6 +11,7 @@ import {messages} from './screens/messages.js';
 import {message} from './screens/message.js';
 import {suppressions} from './screens/suppressions.js';
 import {accounts} from './screens/accounts.js';
+import {recipient} from './screens/recipient.js'; // dashobs
 
 const screens = {
 	'/overview' : overview,
@@ -21,6 +22,7 @@ const screens = {
 	'/message' : message,
 	'/suppressions' : suppressions,
 	'/accounts' : accounts,
+	'/recipient' : recipient, // dashobs
 };
 
 let cleanup = null; // the current screen's (closes its event stream)
@@ -98,7 +100,8 @@ function navCurrent(path)
 	for (const a of document.querySelectorAll('nav a')) {
 		const on = a.getAttribute('href') === `#${path}` ||
 			   (path === '/campaign' && a.getAttribute('href') === '#/campaigns') ||
-			   (path === '/message' && a.getAttribute('href') === '#/messages');
+			   ((path === '/message' || path === '/recipient') &&
+			    a.getAttribute('href') === '#/messages');
 		if (on)
 			a.setAttribute('aria-current', 'page');
 		else

@@ -89,7 +89,7 @@ export async function messages(main, args, params)
 		                               el('a',
 		                                  {href : `#/message/${encodeURIComponent(m.id)}`},
 			                          m.id)),
-			                    el('td', {}, m.to), el('td', {}, m.channel),
+			                    el('td', {}, m.to, ' ', el('a', {href : `#/recipient?message=${encodeURIComponent(m.id)}`, title : 'recipient history'}, 'history')), el('td', {}, m.channel),
 			                    el('td', {}, badge(m.status)),
 			                    el('td', {}, m.provider_id || '—'),
 			                    el('td', {},
@@ -106,5 +106,10 @@ export async function messages(main, args, params)
 	} catch (e) {
 		results = errorBox(e);
 	}
-	put(main, el('h1', {}, 'Messages'), form, el('p', {}, exportLink), results);
+	/* A phone number searched for: its whole history (dashobs). */
+	const hist = kv && kv[0] === 'to'
+	                 ? el('a', {id : 'm-recipient', href : `#/recipient?${new URLSearchParams({to : q})}`},
+	                      'Recipient history')
+	                 : null;
+	put(main, el('h1', {}, 'Messages'), form, el('p', {}, exportLink, hist ? ' · ' : null, hist), results);
 }
