@@ -164,6 +164,10 @@ enum api_route {
 	/* dashobs: recipient history (recipients.c). */
 	ROUTE_RECIPIENT,         /* GET /v1/recipients/{to} */
 	ROUTE_MESSAGE_RECIPIENT, /* GET /v1/messages/{id}/recipient */
+	/* dashobs: sender account health (channels_health.c). */
+	ROUTE_CHANNEL_HEALTH, /* GET /v1/channels/{id}/health */
+	ROUTE_CHANNEL_PAUSE,  /* POST /v1/channels/{id}/pause */
+	ROUTE_CHANNEL_RESUME, /* POST /v1/channels/{id}/resume */
 };
 
 struct api_req;
@@ -474,6 +478,11 @@ enum MHD_Result api_messages_list(struct api_req *r);
 enum MHD_Result api_openapi(struct api_req *r);
 /* The same listing, of one batch's messages only (batch_id NULL: all). */
 enum MHD_Result api_messages_list_in(struct api_req *r, const char *batch_id);
+
+/* ---- channels_health.c (dashobs) ---- */
+enum MHD_Result api_channel_health(struct api_req *r);
+enum MHD_Result api_channel_pause(struct api_req *r);
+enum MHD_Result api_channel_resume(struct api_req *r);
 
 /* ---- recipients.c (dashobs) ---- */
 /* GET /v1/recipients/{to} and GET /v1/messages/{id}/recipient: a

@@ -385,6 +385,13 @@ static const struct api_route_def api_routes[] = {
      NONE, "GET, HEAD"},
     {"/v1/messages/{id}/recipient", ROUTE_MESSAGE_RECIPIENT,
      TENANT(api_message_recipient_get, SCOPE_MESSAGES_READ), NONE, NONE, "GET, HEAD"},
+    /* dashobs: sender account health and pause (channels_health.c). */
+    {"/v1/channels/{id}/health", ROUTE_CHANNEL_HEALTH,
+     TENANT(api_channel_health, SCOPE_MESSAGES_READ), NONE, NONE, "GET, HEAD"},
+    {"/v1/channels/{id}/pause", ROUTE_CHANNEL_PAUSE, NONE,
+     TENANT(api_channel_pause, SCOPE_ACCOUNTS_WRITE), NONE, "POST"},
+    {"/v1/channels/{id}/resume", ROUTE_CHANNEL_RESUME, NONE,
+     TENANT(api_channel_resume, SCOPE_ACCOUNTS_WRITE), NONE, "POST"},
 };
 
 #define API_NROUTES (sizeof api_routes / sizeof *api_routes)
@@ -465,6 +472,12 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 			return route_def(ROUTE_CHANNEL);
 		if (p && strcmp(p, "/capabilities") == 0)
 			return route_def(ROUTE_CAPABILITIES);
+		if (p && strcmp(p, "/health") == 0) /* dashobs */
+			return route_def(ROUTE_CHANNEL_HEALTH);
+		if (p && strcmp(p, "/pause") == 0)
+			return route_def(ROUTE_CHANNEL_PAUSE);
+		if (p && strcmp(p, "/resume") == 0)
+			return route_def(ROUTE_CHANNEL_RESUME);
 	} else if (strncmp(url, "/v1/batches/", 12) == 0) {
 		static const struct {
 			const char *tail;

@@ -63,3 +63,41 @@ int lc_suppression_change(const struct lc_backend *b, struct store *st, const st
 	struct supp_change copy = *c;
 	return lc_run(b, st, change_run, &copy, sizeof copy, NULL, NULL, err);
 }
+
+/* ---------------------------------------------------------------------------
+ * Account pauses (dashobs): the pause row and its audit row, one
+ * transaction.
+ * ------------------------------------------------------------------------- */
+
+struct pause_ctx {
+	const struct account_pause_row *p;
+	bool paused;
+	const struct audit_row *audit;
+};
+
+static int pause_run(struct store_tx *tx, void *arg)
+{
+	struct pause_ctx *c = arg;
+	int rc;
+	if (c->paused) {
+		rc = tx->ops->pause_put(tx, c->p);
+	} else {
+		rc = tx->ops->pause_delete(tx, c->p->account_id);
+		if (rc == 0)
+			return hr_fail(TX_ERR(tx), HR_ENOTFOUND, "account", "%s is not paused",
+			               c->p->account_id);
+		if (rc > 0)
+			rc = 0;
+	}
+	return rc == 0 && c->audit ? tx->ops->audit_insert(tx, c->audit) : rc;
+}
+
+int lc_account_pause_set(const struct lc_backend *b, struct store *st,
+                         const struct account_pause_row *p, bool paused,
+                         const struct audit_row *a, struct hr_err *err)
+{
+	if (!p || !p->account_id[0])
+		return hr_fail(err, HR_EINVAL, "account", "account is required");
+	struct pause_ctx c = {.p = p, .paused = paused, .audit = a};
+	return lc_run(b, st, pause_run, &c, sizeof c, NULL, NULL, err);
+}

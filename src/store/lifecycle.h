@@ -246,6 +246,10 @@ struct store_tx_ops {
 	                const char *recipient, const char *reason);
 	int (*supp_delete)(struct store_tx *tx, const char *tenant_id, const char *channel,
 	                   const char *recipient);
+	/* dashobs: an account's pause row, put (replaced) or deleted (1 if
+	 * there was one, 0 if not). */
+	int (*pause_put)(struct store_tx *tx, const struct account_pause_row *p);
+	int (*pause_delete)(struct store_tx *tx, const char *account_id);
 	/* Appends one line to the suppression list's history (action "added",
 	 * "updated" or "removed"; c's reason, message and actor). */
 	int (*supp_log)(struct store_tx *tx, const struct supp_change *c, const char *action);
@@ -510,6 +514,11 @@ int lc_supp_change(struct store_tx *tx, const struct supp_change *c);
  * transaction of its own; a removal that removed nothing is HR_ENOTFOUND. */
 int lc_suppression_change(const struct lc_backend *b, struct store *st, const struct supp_change *c,
                           struct hr_err *err);
+
+/* store_ops.account_pause_set for every backend (lc_supp.c). */
+int lc_account_pause_set(const struct lc_backend *b, struct store *st,
+                         const struct account_pause_row *p, bool paused,
+                         const struct audit_row *a, struct hr_err *err);
 
 /* ---- message retention: the rule, once (store.h: struct msg_retention) ---- */
 

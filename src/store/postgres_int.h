@@ -181,6 +181,10 @@ enum pg_slot {
 	P_RECIP_SUPP,
 	P_RECIP_SUPP_EV,
 	P_RECIP_INBOUND,
+	P_QUEUE_DEPTH, /* dashobs: account health */
+	P_PAUSE_PUT,
+	P_PAUSE_DELETE,
+	P_PAUSES,
 	P__COUNT
 };
 
@@ -441,6 +445,13 @@ int pg_supp_log(struct pg_store *s, const struct supp_change *c, const char *act
 int pg_recipient_supp(struct store *st, const char *tenant_id, const char *const *recips,
                       size_t nrec, int limit, struct suppression_row **cur, size_t *ncur,
                       struct supp_event_row **ev, size_t *nev);
+int pg_pause_put(struct pg_store *s, const struct account_pause_row *p, int64_t now,
+                 struct hr_err *err);
+int pg_pause_delete(struct pg_store *s, const char *account_id, struct hr_err *err);
+int pg_account_pause_set(struct store *st, const struct account_pause_row *p, bool paused,
+                         const struct audit_row *a, struct hr_err *err);
+int pg_account_pauses(struct store *st, struct account_pause_row **out, size_t *n);
+int pg_account_queue_depth(struct store *st, const char *account_id, int64_t cap, int64_t *n);
 int pg_recipient_inbound(struct store *st, const char *tenant_id, const char *const *senders,
                          size_t nrec, int limit, struct inbound_row **out, size_t *n);
 

@@ -173,3 +173,96 @@ int pg_recipient_inbound(struct store *st, const char *tenant_id, const char *co
 	*n = (size_t)rows;
 	return 0;
 }
+
+/* dashobs, account health: the queue depth from the partial claim index
+ * (QUEUED rows only), bounded by cap. */
+int pg_account_queue_depth(struct store *st, const char *account_id, int64_t cap, int64_t *n)
+{
+	*n = 0;
+	if (!account_id || !*account_id || cap < 1)
+		return HR_EINVAL;
+	struct pg_params p = {0};
+	pp_text(&p, account_id);
+	pp_i64(&p, cap);
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, P_QUEUE_DEPTH, -1,
+	                 "SELECT count(*) FROM (SELECT 1 FROM message WHERE account_id = $1"
+	                 " AND status = 0 LIMIT $2) q",
+	                 &p, &r);
+	if (rc)
+		return rc;
+	*n = PQntuples(r) > 0 ? pg_col_i64(r, 0, 0) : 0;
+	PQclear(r);
+	return 0;
+}
+
+/* ---- account pauses (dashobs) ---- */
+
+int pg_pause_put(struct pg_store *s, const struct account_pause_row *p, int64_t now,
+                 struct hr_err *err)
+{
+	char reason[sizeof p->reason];
+	hr_utf8_copy(reason, p->reason, sizeof reason);
+	struct pg_params q = {0};
+	pp_text(&q, p->account_id);
+	pp_text(&q, p->tenant_id);
+	pp_text(&q, reason);
+	pp_text(&q, p->actor);
+	pp_i64(&q, now);
+	return pg_exec(&s->w, P_PAUSE_PUT,
+	               "INSERT INTO account_pause(account_id, tenant_id, reason, actor, at)"
+	               " VALUES($1, $2, $3, $4, $5) ON CONFLICT(account_id) DO UPDATE SET"
+	               " reason = excluded.reason, actor = excluded.actor, at = excluded.at",
+	               &q, NULL, err, "account_pause");
+}
+
+int pg_pause_delete(struct pg_store *s, const char *account_id, struct hr_err *err)
+{
+	struct pg_params q = {0};
+	pp_text(&q, account_id);
+	PGresult *r;
+	int rc = pg_exec(&s->w, P_PAUSE_DELETE, "DELETE FROM account_pause WHERE account_id = $1",
+	                 &q, &r, err, "account_pause");
+	if (rc)
+		return rc;
+	int deleted = atoi(PQcmdTuples(r)) > 0;
+	PQclear(r);
+	return deleted;
+}
+
+int pg_account_pause_set(struct store *st, const struct account_pause_row *p, bool paused,
+                         const struct audit_row *a, struct hr_err *err)
+{
+	return lc_account_pause_set(&pg_lc_backend, st, p, paused, a, err);
+}
+
+int pg_account_pauses(struct store *st, struct account_pause_row **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	struct pg_params q = {0};
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, P_PAUSES, -1,
+	                 "SELECT account_id, tenant_id, reason, actor, at FROM account_pause"
+	                 " ORDER BY account_id",
+	                 &q, &r);
+	if (rc)
+		return rc;
+	int rows = PQntuples(r);
+	struct account_pause_row *v = rows ? calloc((size_t)rows, sizeof *v) : NULL;
+	if (rows && !v) {
+		PQclear(r);
+		return HR_ENOMEM;
+	}
+	for (int i = 0; i < rows; i++) {
+		pg_col_copy(r, i, 0, v[i].account_id, sizeof v[i].account_id);
+		pg_col_copy(r, i, 1, v[i].tenant_id, sizeof v[i].tenant_id);
+		pg_col_copy(r, i, 2, v[i].reason, sizeof v[i].reason);
+		pg_col_copy(r, i, 3, v[i].actor, sizeof v[i].actor);
+		v[i].at = pg_col_i64(r, i, 4);
+	}
+	PQclear(r);
+	*out = v;
+	*n = (size_t)rows;
+	return 0;
+}

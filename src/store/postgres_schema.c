@@ -483,7 +483,13 @@ static const char migration_10[] =
     " actor text NOT NULL DEFAULT '',"
     " at bigint NOT NULL);"
     "CREATE INDEX suppression_event_recipient ON suppression_event(tenant_id, recipient, id);"
-    "CREATE INDEX inbound_sender ON inbound(tenant_id, sender, id);";
+    "CREATE INDEX inbound_sender ON inbound(tenant_id, sender, id);"
+    "CREATE TABLE account_pause("
+    " account_id text COLLATE \"C\" PRIMARY KEY,"
+    " tenant_id text COLLATE \"C\" NOT NULL,"
+    " reason text NOT NULL DEFAULT '',"
+    " actor text NOT NULL DEFAULT '',"
+    " at bigint NOT NULL);";
 
 const struct pg_migration pg_migrations[] = {
     {1, migration_1},

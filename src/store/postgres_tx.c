@@ -1709,6 +1709,20 @@ static int tx_supp_put(struct store_tx *st, const char *tenant_id, const char *c
 	return rc ? rc : pg_supp_put(S(t), tenant_id, channel, recipient, reason, S(t)->gnow, E(t));
 }
 
+static int tx_pause_put(struct store_tx *st, const struct account_pause_row *p)
+{
+	struct pg_tx *t = TX(st);
+	int rc = tx_direct(t, true);
+	return rc ? rc : pg_pause_put(S(t), p, S(t)->gnow, E(t));
+}
+
+static int tx_pause_delete(struct store_tx *st, const char *account_id)
+{
+	struct pg_tx *t = TX(st);
+	int rc = tx_direct(t, true);
+	return rc ? rc : pg_pause_delete(S(t), account_id, E(t));
+}
+
 static int tx_supp_log(struct store_tx *st, const struct supp_change *c, const char *action)
 {
 	struct pg_tx *t = TX(st);
@@ -2406,6 +2420,8 @@ static const struct store_tx_ops pg_tx_ops = {
     .supp_put = tx_supp_put,
     .supp_delete = tx_supp_delete,
     .supp_log = tx_supp_log,
+    .pause_put = tx_pause_put,
+    .pause_delete = tx_pause_delete,
     .alias_any = tx_alias_any,
     .alias_get = tx_alias_get,
     .alias_put = tx_alias_put,

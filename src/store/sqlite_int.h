@@ -55,6 +55,7 @@ enum sq_wslot {
 	W_MSG_EXPIRED, W_FALLBACK_DUE, W_MSG_ROUTE, W_FALLBACK_PUT, W_INBOX_WAITING, W_KEY_TOUCH,
 	W_DAILY_CAP, W_DAILY_ADD, W_START_LIMITS,
 	W_SUPP_LOG, /* dashobs: suppression history */
+	W_PAUSE_PUT, W_PAUSE_DELETE, /* dashobs: account pauses */
 	W__COUNT
 };
 
@@ -66,6 +67,7 @@ enum sq_rslot {
 	R_CB_LIST, R_CB_LIST_STATE, R_CB_GET, R_CB_GET_ANY, R_CB_COUNTS,
 	R_STALE_LIST, R_PARKED, R_ROUTE, R_KEY, R_GAUGES,
 	R_RECIP_SUPP, R_RECIP_SUPP_EV, R_RECIP_INBOUND, /* dashobs: recipient history */
+	R_QUEUE_DEPTH, R_PAUSES, /* dashobs: account health */
 	R__COUNT
 };
 
@@ -281,6 +283,13 @@ int sq_supp_log(struct sq_store *s, const struct supp_change *c, const char *act
 int sq_recipient_supp(struct store *st, const char *tenant_id, const char *const *recips,
                       size_t nrec, int limit, struct suppression_row **cur, size_t *ncur,
                       struct supp_event_row **ev, size_t *nev);
+int sq_pause_put(struct sq_store *s, const struct account_pause_row *p, int64_t now,
+                 struct hr_err *err);
+int sq_pause_delete(struct sq_store *s, const char *account_id, struct hr_err *err);
+int sq_account_pause_set(struct store *st, const struct account_pause_row *p, bool paused,
+                         const struct audit_row *a, struct hr_err *err);
+int sq_account_pauses(struct store *st, struct account_pause_row **out, size_t *n);
+int sq_account_queue_depth(struct store *st, const char *account_id, int64_t cap, int64_t *n);
 int sq_recipient_inbound(struct store *st, const char *tenant_id, const char *const *senders,
                          size_t nrec, int limit, struct inbound_row **out, size_t *n);
 

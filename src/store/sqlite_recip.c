@@ -240,3 +240,116 @@ int sq_recipient_inbound(struct store *st, const char *tenant_id, const char *co
 	*n = len;
 	return 0;
 }
+
+/* dashobs, account health: the queue depth from the partial claim index
+ * (message_claim holds QUEUED rows only), bounded by cap. */
+int sq_account_queue_depth(struct store *st, const char *account_id, int64_t cap, int64_t *n)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	*n = 0;
+	if (!account_id || !*account_id || cap < 1)
+		return HR_EINVAL;
+	struct sq_reader *r;
+	int rc = sq_reader_get(s, &r);
+	if (rc)
+		return rc;
+	sqlite3_stmt *q = sq_rstmt(r, R_QUEUE_DEPTH,
+	                           "SELECT count(*) FROM (SELECT 1 FROM message INDEXED BY message_claim"
+	                           " WHERE account_id = ?1 AND status = 0 LIMIT ?2)");
+	if (!q) {
+		sq_reader_put(s, r);
+		return HR_EIO;
+	}
+	sqlite3_bind_text(q, 1, account_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, cap);
+	int src = sqlite3_step(q);
+	if (src == SQLITE_ROW)
+		*n = sqlite3_column_int64(q, 0);
+	else
+		rc = sq_fail(r->db, src, NULL, NULL);
+	sqlite3_reset(q);
+	sq_reader_put(s, r);
+	return rc;
+}
+
+/* ---- account pauses (dashobs) ---- */
+
+int sq_pause_put(struct sq_store *s, const struct account_pause_row *p, int64_t now,
+                 struct hr_err *err)
+{
+	char reason[sizeof p->reason];
+	hr_utf8_copy(reason, p->reason, sizeof reason);
+	sqlite3_stmt *st = sq_wstmt(s, W_PAUSE_PUT,
+	                            "INSERT INTO account_pause(account_id, tenant_id, reason, actor, at)"
+	                            " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(account_id) DO UPDATE SET"
+	                            " reason = excluded.reason, actor = excluded.actor, at = excluded.at");
+	if (!st)
+		return sq_fail(s->wdb, SQLITE_ERROR, err, "account_pause");
+	sqlite3_bind_text(st, 1, p->account_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, p->tenant_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, p->actor, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, now);
+	return sq_step_done(s, st, err, "account_pause");
+}
+
+int sq_pause_delete(struct sq_store *s, const char *account_id, struct hr_err *err)
+{
+	sqlite3_stmt *st =
+	    sq_wstmt(s, W_PAUSE_DELETE, "DELETE FROM account_pause WHERE account_id = ?1");
+	if (!st)
+		return sq_fail(s->wdb, SQLITE_ERROR, err, "account_pause");
+	sqlite3_bind_text(st, 1, account_id, -1, SQLITE_STATIC);
+	int rc = sq_step_done(s, st, err, "account_pause");
+	return rc ? rc : sqlite3_changes(s->wdb) > 0;
+}
+
+int sq_account_pause_set(struct store *st, const struct account_pause_row *p, bool paused,
+                         const struct audit_row *a, struct hr_err *err)
+{
+	return lc_account_pause_set(&sq_lc_backend, st, p, paused, a, err);
+}
+
+int sq_account_pauses(struct store *st, struct account_pause_row **out, size_t *n)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	*out = NULL;
+	*n = 0;
+	struct sq_reader *r;
+	int rc = sq_reader_get(s, &r);
+	if (rc)
+		return rc;
+	sqlite3_stmt *q = sq_rstmt(r, R_PAUSES,
+	                           "SELECT account_id, tenant_id, reason, actor, at FROM account_pause"
+	                           " ORDER BY account_id");
+	if (!q) {
+		sq_reader_put(s, r);
+		return HR_EIO;
+	}
+	void *buf = NULL;
+	size_t cap = 0;
+	int src;
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		struct account_pause_row *p = grow(&buf, n, &cap, sizeof *p);
+		if (!p) {
+			rc = HR_ENOMEM;
+			break;
+		}
+		sq_col_copy(q, 0, p->account_id, sizeof p->account_id);
+		sq_col_copy(q, 1, p->tenant_id, sizeof p->tenant_id);
+		sq_col_copy(q, 2, p->reason, sizeof p->reason);
+		sq_col_copy(q, 3, p->actor, sizeof p->actor);
+		p->at = sqlite3_column_int64(q, 4);
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = sq_fail(r->db, src, NULL, NULL);
+	sqlite3_reset(q);
+	sq_reader_put(s, r);
+	if (rc) {
+		free(buf);
+		*n = 0;
+		return rc;
+	}
+	*out = buf;
+	return 0;
+}

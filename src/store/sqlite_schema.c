@@ -428,7 +428,14 @@ static const char migration_11[] =
 	" actor TEXT NOT NULL DEFAULT '',"
 	" at INTEGER NOT NULL);"
 	"CREATE INDEX suppression_event_recipient ON suppression_event(tenant_id, recipient, id);"
-	"CREATE INDEX inbound_sender ON inbound(tenant_id, sender, id);";
+	"CREATE INDEX inbound_sender ON inbound(tenant_id, sender, id);"
+	/* Accounts an operator paused: the dispatcher reads them all (few). */
+	"CREATE TABLE account_pause("
+	" account_id TEXT PRIMARY KEY,"
+	" tenant_id TEXT NOT NULL,"
+	" reason TEXT NOT NULL DEFAULT '',"
+	" actor TEXT NOT NULL DEFAULT '',"
+	" at INTEGER NOT NULL) WITHOUT ROWID;";
 
 const struct sq_migration sq_migrations[] = {
 	{1, migration_1},

@@ -341,6 +341,16 @@ static int tx_supp_put(struct store_tx *t, const char *tenant_id, const char *ch
 	return sq_supp_put(S(t), tenant_id, channel, recipient, reason, TX(t)->now, E(t));
 }
 
+static int tx_pause_put(struct store_tx *t, const struct account_pause_row *p)
+{
+	return sq_pause_put(S(t), p, TX(t)->now, E(t));
+}
+
+static int tx_pause_delete(struct store_tx *t, const char *account_id)
+{
+	return sq_pause_delete(S(t), account_id, E(t));
+}
+
 static int tx_supp_log(struct store_tx *t, const struct supp_change *c, const char *action)
 {
 	return sq_supp_log(S(t), c, action, TX(t)->now, E(t));
@@ -864,6 +874,8 @@ static const struct store_tx_ops sq_tx_ops = {
     .supp_put = tx_supp_put,
     .supp_delete = tx_supp_delete,
     .supp_log = tx_supp_log,
+    .pause_put = tx_pause_put,
+    .pause_delete = tx_pause_delete,
     .alias_any = tx_alias_any,
     .alias_get = tx_alias_get,
     .alias_put = tx_alias_put,

@@ -388,6 +388,16 @@ struct supp_event_row {
 	int64_t at;
 };
 
+/* An account an operator paused (dashobs): the dispatcher claims nothing
+ * for it until it is resumed; its messages stay queued. */
+struct account_pause_row {
+	char account_id[HR_NAME_MAX]; /* the global id */
+	char tenant_id[HR_NAME_MAX];
+	char reason[256];
+	char actor[96];
+	int64_t at;
+};
+
 /* A customer's reply as stored (store_ops.recipient_inbound). */
 struct inbound_row {
 	int64_t id;
@@ -831,6 +841,19 @@ struct store_ops {
 	/* The tenant's inbound replies from any of the nrec forms of a sender,
 	 * newest first, at most limit, each with the unit of the message it
 	 * answers. *out heap array: inbound_row_clear each, then free. */
+	/* Pauses (p given: the row, replaced if paused already) or resumes
+	 * (paused false: only p->account_id is read) an account, with the
+	 * audit row (may be NULL) in the same transaction. Resuming an account
+	 * that is not paused is HR_ENOTFOUND. */
+	int (*account_pause_set)(struct store *st, const struct account_pause_row *p, bool paused,
+	                         const struct audit_row *a, struct hr_err *err);
+	/* Every paused account (few): *out heap array. */
+	int (*account_pauses)(struct store *st, struct account_pause_row **out, size_t *n);
+	/* The account's queue depth: its QUEUED messages, counted in the claim
+	 * index (only queued rows are in it), at most cap (*n == cap means
+	 * "cap or more"). */
+	int (*account_queue_depth)(struct store *st, const char *account_id, int64_t cap,
+	                           int64_t *n);
 	int (*recipient_inbound)(struct store *st, const char *tenant_id,
 	                         const char *const *senders, size_t nrec, int limit,
 	                         struct inbound_row **out, size_t *n);

@@ -301,6 +301,10 @@ static bool fill(const char *pattern, bool fake, char *out, size_t size)
 	    {"/v1/recipients/{to}", "/v1/recipients/+447911000101", "/v1/recipients/+447911000198"},
 	    {"/v1/messages/{id}/recipient", NULL,
 	     "/v1/messages/01KZZZZZZZZZZZZZZZZZZZZZZZ/recipient"},
+	    /* dashobs: an account's health and its pause. */
+	    {"/v1/channels/{id}/health", NULL, "/v1/channels/no-such-account/health"},
+	    {"/v1/channels/{id}/pause", NULL, "/v1/channels/no-such-account/pause"},
+	    {"/v1/channels/{id}/resume", NULL, "/v1/channels/no-such-account/resume"},
 	};
 	if (!strchr(pattern, '{')) {
 		snprintf(out, size, "%s", pattern);
@@ -320,6 +324,8 @@ static bool fill(const char *pattern, bool fake, char *out, size_t size)
 			snprintf(out, size, "/v1/messages/%s", msg_l);
 		else if (!strcmp(pattern, "/v1/messages/{id}/recipient"))
 			snprintf(out, size, "/v1/messages/%s/recipient", msg_l);
+		else if (!strncmp(pattern, "/v1/channels/{id}/", 18))
+			snprintf(out, size, "/v1/channels/%s/%s", acct_l, pattern + 18);
 		else if (!strcmp(pattern, "/v1/channels/{id}"))
 			snprintf(out, size, "/v1/channels/%s", acct_l);
 		else if (!strcmp(pattern, "/v1/channels/{id}/capabilities"))
