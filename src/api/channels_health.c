@@ -43,8 +43,7 @@ static json_t *str_or_null(const char *s)
 }
 
 /* The caller's account named in the path, or NULL after answering 404. */
-static const struct channel_account *account_of(struct api_req *r, bool write,
-                                                enum MHD_Result *ret)
+static const struct channel_account *account_of(struct api_req *r, bool write, enum MHD_Result *ret)
 {
 	const struct channel_account *a = api_account_lookup(r->srv, r->tenant, r->path_id);
 	/* Reading, a unit key sees the tenant's shared accounts too; changing,
@@ -80,19 +79,21 @@ static json_t *health_json(struct api_req *r, const struct channel_account *a, i
 	for (size_t i = 0; i < np; i++)
 		if (strcmp(pv[i].account_id, a->id) == 0)
 			p = &pv[i];
-	const char *state = p ? "paused" : h.blocked ? "blocked" : h.held_until_us ? "held" : "active";
+	const char *state = p                 ? "paused"
+	                    : h.blocked       ? "blocked"
+	                    : h.held_until_us ? "held"
+	                                      : "active";
 	json_t *paused = p ? json_pack("{s:o, s:o, s:o}", "reason", str_or_null(p->reason), "by",
 	                               str_or_null(p->actor), "at", time_or_null(p->at))
 	                   : json_null();
 	free(pv);
 	int64_t judged = h.ok + h.failed;
-	json_t *recent = json_pack("{s:i, s:I, s:I, s:I, s:o}", "window_s", HEALTH_ERROR_WINDOW_S,
-	                           "ok", (json_int_t)h.ok, "failed", (json_int_t)h.failed,
-	                           "retried", (json_int_t)h.retried, "error_rate",
-	                           judged + h.retried > 0
-	                               ? json_real((double)(h.failed + h.retried) /
-	                                           (double)(judged + h.retried))
-	                               : json_null());
+	json_t *recent = json_pack(
+	    "{s:i, s:I, s:I, s:I, s:o}", "window_s", HEALTH_ERROR_WINDOW_S, "ok", (json_int_t)h.ok,
+	    "failed", (json_int_t)h.failed, "retried", (json_int_t)h.retried, "error_rate",
+	    judged + h.retried > 0
+	        ? json_real((double)(h.failed + h.retried) / (double)(judged + h.retried))
+	        : json_null());
 	int64_t tok_exp = 0;
 	char tok_err[256] = "";
 	if (a->ops->token_state)
@@ -106,10 +107,10 @@ static json_t *health_json(struct api_req *r, const struct channel_account *a, i
 	    str_or_null(h.blocked ? h.blocked_why : NULL), "configured_rate", a->rate_limit,
 	    "observed_rate", h.observed_rate, "sent_last_minute", (json_int_t)h.sent_window,
 	    "queue_depth", (json_int_t)depth, "queue_depth_capped", depth >= QUEUE_DEPTH_CAP,
-	    "recent", recent, "last_success_at", time_or_null(h.last_success_us),
-	    "last_failure_at", time_or_null(h.last_failure_us), "last_error",
-	    str_or_null(h.last_error), "last_webhook_at", time_or_null(h.last_webhook_us),
-	    "has_token", a->ops->token_state != NULL, "figures", "node");
+	    "recent", recent, "last_success_at", time_or_null(h.last_success_us), "last_failure_at",
+	    time_or_null(h.last_failure_us), "last_error", str_or_null(h.last_error),
+	    "last_webhook_at", time_or_null(h.last_webhook_us), "has_token",
+	    a->ops->token_state != NULL, "figures", "node");
 	if (j && a->ops->token_state &&
 	    (json_object_set_new(j, "token_expires_at", time_or_null(tok_exp)) != 0 ||
 	     json_object_set_new(j, "token_error", str_or_null(tok_err)) != 0)) {
@@ -165,8 +166,8 @@ static enum MHD_Result pause_set(struct api_req *r, bool pause)
 	}
 	json_t *jr = json_object_get(root, "reason");
 	if (rc == 0 && jr && (!json_is_string(jr) || json_string_length(jr) > PAUSE_REASON_MAX))
-		rc = hr_fail(&err, HR_EINVAL, "reason", "reason must be a string of at most %d bytes",
-		             PAUSE_REASON_MAX);
+		rc = hr_fail(&err, HR_EINVAL, "reason",
+		             "reason must be a string of at most %d bytes", PAUSE_REASON_MAX);
 	const char *reason = jr ? json_string_value(jr) : NULL;
 	if (rc == 0 && pause && (!reason || !*reason))
 		rc = hr_fail(&err, HR_EINVAL, "reason",
@@ -181,8 +182,8 @@ static enum MHD_Result pause_set(struct api_req *r, bool pause)
 	char obj[96];
 	snprintf(obj, sizeof obj, "account:%s", api_account_name(a->tenant_id, a->id));
 	if (rc == 0)
-		rc = api_audit_json(r, r->tenant, pause ? "account.pause" : "account.resume", obj, NULL,
-		                    json_pack("{s:s}", "reason", p.reason), &au);
+		rc = api_audit_json(r, r->tenant, pause ? "account.pause" : "account.resume", obj,
+		                    NULL, json_pack("{s:s}", "reason", p.reason), &au);
 	if (rc == 0) {
 		rc = st->ops->account_pause_set(st, &p, pause, &au, &err);
 		api_audit_done(&au);

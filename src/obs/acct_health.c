@@ -176,15 +176,18 @@ void health_get(const char *account_id, int64_t now_us, struct acct_health *out)
 		/* The current second is still filling: the window is the 60
 		 * whole seconds before it. */
 		if (st < sec && st >= sec - RATE_BUCKETS)
-			out->sent_window += atomic_load_explicit(&s->sent[i].n, memory_order_relaxed);
+			out->sent_window +=
+			    atomic_load_explicit(&s->sent[i].n, memory_order_relaxed);
 	}
 	out->observed_rate = (double)out->sent_window / RATE_BUCKETS;
 	for (size_t i = 0; i < ERR_BUCKETS; i++) {
 		long long st = atomic_load_explicit(&s->out[i].stamp, memory_order_acquire);
 		if (st > min - ERR_BUCKETS && st <= min) {
 			out->ok += atomic_load_explicit(&s->out[i].ok, memory_order_relaxed);
-			out->failed += atomic_load_explicit(&s->out[i].failed, memory_order_relaxed);
-			out->retried += atomic_load_explicit(&s->out[i].retried, memory_order_relaxed);
+			out->failed +=
+			    atomic_load_explicit(&s->out[i].failed, memory_order_relaxed);
+			out->retried +=
+			    atomic_load_explicit(&s->out[i].retried, memory_order_relaxed);
 		}
 	}
 	out->last_success_us = atomic_load_explicit(&s->last_success, memory_order_relaxed);

@@ -24,13 +24,13 @@
 #include "herald.h"
 
 #define HEALTH_ACCOUNTS 4096
-#define HEALTH_RATE_WINDOW_S 60    /* observed send rate: the last minute */
-#define HEALTH_ERROR_WINDOW_S 900  /* recent error rate: the last 15 minutes */
+#define HEALTH_RATE_WINDOW_S 60   /* observed send rate: the last minute */
+#define HEALTH_ERROR_WINDOW_S 900 /* recent error rate: the last 15 minutes */
 
 enum health_outcome {
-	HEALTH_OK = 0,   /* the provider took the message */
-	HEALTH_FAILED,   /* failed for good */
-	HEALTH_RETRIED,  /* transient or rate limited: tried again later */
+	HEALTH_OK = 0,  /* the provider took the message */
+	HEALTH_FAILED,  /* failed for good */
+	HEALTH_RETRIED, /* transient or rate limited: tried again later */
 };
 
 /* One send's outcome on account (its global id), at now_us (wall clock). */
@@ -46,9 +46,9 @@ void health_hold(const char *account_id, int64_t until_us, const char *why);
 void health_blocked(const char *account_id, bool blocked, const char *why);
 
 struct acct_health {
-	bool known;            /* false: nothing recorded on this node yet */
-	int64_t sent_window;   /* sends that reached the provider, last minute */
-	double observed_rate;  /* sent_window / 60, messages per second */
+	bool known;                  /* false: nothing recorded on this node yet */
+	int64_t sent_window;         /* sends that reached the provider, last minute */
+	double observed_rate;        /* sent_window / 60, messages per second */
 	int64_t ok, failed, retried; /* outcomes, last 15 minutes */
 	int64_t last_success_us, last_failure_us, last_webhook_us; /* wall, 0 = never */
 	char last_error[HR_ERRCODE_MAX];

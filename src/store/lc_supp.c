@@ -93,8 +93,8 @@ static int pause_run(struct store_tx *tx, void *arg)
 }
 
 int lc_account_pause_set(const struct lc_backend *b, struct store *st,
-                         const struct account_pause_row *p, bool paused,
-                         const struct audit_row *a, struct hr_err *err)
+                         const struct account_pause_row *p, bool paused, const struct audit_row *a,
+                         struct hr_err *err)
 {
 	if (!p || !p->account_id[0])
 		return hr_fail(err, HR_EINVAL, "account", "account is required");

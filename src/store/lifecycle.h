@@ -517,8 +517,8 @@ int lc_suppression_change(const struct lc_backend *b, struct store *st, const st
 
 /* store_ops.account_pause_set for every backend (lc_supp.c). */
 int lc_account_pause_set(const struct lc_backend *b, struct store *st,
-                         const struct account_pause_row *p, bool paused,
-                         const struct audit_row *a, struct hr_err *err);
+                         const struct account_pause_row *p, bool paused, const struct audit_row *a,
+                         struct hr_err *err);
 
 /* ---- message retention: the rule, once (store.h: struct msg_retention) ---- */
 

@@ -253,9 +253,10 @@ int sq_account_queue_depth(struct store *st, const char *account_id, int64_t cap
 	int rc = sq_reader_get(s, &r);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q = sq_rstmt(r, R_QUEUE_DEPTH,
-	                           "SELECT count(*) FROM (SELECT 1 FROM message INDEXED BY message_claim"
-	                           " WHERE account_id = ?1 AND status = 0 LIMIT ?2)");
+	sqlite3_stmt *q =
+	    sq_rstmt(r, R_QUEUE_DEPTH,
+	             "SELECT count(*) FROM (SELECT 1 FROM message INDEXED BY message_claim"
+	             " WHERE account_id = ?1 AND status = 0 LIMIT ?2)");
 	if (!q) {
 		sq_reader_put(s, r);
 		return HR_EIO;
@@ -279,10 +280,11 @@ int sq_pause_put(struct sq_store *s, const struct account_pause_row *p, int64_t 
 {
 	char reason[sizeof p->reason];
 	hr_utf8_copy(reason, p->reason, sizeof reason);
-	sqlite3_stmt *st = sq_wstmt(s, W_PAUSE_PUT,
-	                            "INSERT INTO account_pause(account_id, tenant_id, reason, actor, at)"
-	                            " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(account_id) DO UPDATE SET"
-	                            " reason = excluded.reason, actor = excluded.actor, at = excluded.at");
+	sqlite3_stmt *st =
+	    sq_wstmt(s, W_PAUSE_PUT,
+	             "INSERT INTO account_pause(account_id, tenant_id, reason, actor, at)"
+	             " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(account_id) DO UPDATE SET"
+	             " reason = excluded.reason, actor = excluded.actor, at = excluded.at");
 	if (!st)
 		return sq_fail(s->wdb, SQLITE_ERROR, err, "account_pause");
 	sqlite3_bind_text(st, 1, p->account_id, -1, SQLITE_STATIC);
@@ -319,9 +321,10 @@ int sq_account_pauses(struct store *st, struct account_pause_row **out, size_t *
 	int rc = sq_reader_get(s, &r);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q = sq_rstmt(r, R_PAUSES,
-	                           "SELECT account_id, tenant_id, reason, actor, at FROM account_pause"
-	                           " ORDER BY account_id");
+	sqlite3_stmt *q =
+	    sq_rstmt(r, R_PAUSES,
+	             "SELECT account_id, tenant_id, reason, actor, at FROM account_pause"
+	             " ORDER BY account_id");
 	if (!q) {
 		sq_reader_put(s, r);
 		return HR_EIO;
