@@ -6700,6 +6700,60 @@ static void test_recipient_history(void **state)
 	(void)m2;
 }
 
+/* dashobs: an account's queue depth (the claim index, bounded) and its
+ * pause with the audit row, one transaction. */
+static void test_account_pause_and_depth(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	int64_t now = hr_now_us();
+	char id[27];
+	for (int i = 0; i < 7; i++)
+		queue_to(st, "t1", "qd-wa", "whatsapp", "447911000001", now - SEC, id);
+	queue_to(st, "t1", "qd-other", "whatsapp", "447911000002", now - SEC, id);
+	int64_t n = -1;
+	assert_int_equal(st->ops->account_queue_depth(st, "qd-wa", 1000, &n), 0);
+	assert_int_equal(n, 7);
+	assert_int_equal(st->ops->account_queue_depth(st, "qd-wa", 5, &n), 0);
+	assert_int_equal(n, 5); /* capped */
+	claim_one(st, "qd-other", now, id, NULL);
+	assert_int_equal(st->ops->account_queue_depth(st, "qd-other", 1000, &n), 0);
+	assert_int_equal(n, 0); /* sending is not waiting */
+	assert_int_equal(st->ops->account_queue_depth(st, "", 10, &n), HR_EINVAL);
+	assert_int_equal(st->ops->account_queue_depth(st, "qd-wa", 0, &n), HR_EINVAL);
+
+	struct account_pause_row p = {
+	    .account_id = "qd-wa", .tenant_id = "t1", .reason = "incident", .actor = "key:hk_x"};
+	struct audit_row a = {.tenant_id = "t1",
+	                      .actor = "key:hk_x",
+	                      .action = "account.pause",
+	                      .object = "account:qd-wa"};
+	assert_int_equal(st->ops->account_pause_set(st, &p, true, &a, &err), 0);
+	hr_strlcpy(p.reason, "still down", sizeof p.reason); /* again: replaced */
+	assert_int_equal(st->ops->account_pause_set(st, &p, true, NULL, &err), 0);
+	struct account_pause_row *v;
+	size_t np;
+	assert_int_equal(st->ops->account_pauses(st, &v, &np), 0);
+	assert_int_equal(np, 1);
+	assert_string_equal(v[0].account_id, "qd-wa");
+	assert_string_equal(v[0].tenant_id, "t1");
+	assert_string_equal(v[0].reason, "still down");
+	assert_string_equal(v[0].actor, "key:hk_x");
+	assert_true(v[0].at > 0);
+	free(v);
+	assert_int_equal(audit_count(st, "t1"), 1);
+	struct account_pause_row r = {.account_id = "qd-wa"};
+	assert_int_equal(st->ops->account_pause_set(st, &r, false, &a, &err), 0);
+	assert_int_equal(audit_count(st, "t1"), 2);
+	err = (struct hr_err){0};
+	assert_int_equal(st->ops->account_pause_set(st, &r, false, &a, &err), HR_ENOTFOUND);
+	assert_int_equal(audit_count(st, "t1"), 2); /* nothing half-written */
+	assert_int_equal(st->ops->account_pauses(st, &v, &np), 0);
+	assert_int_equal(np, 0);
+	free(v);
+}
+
 int main(void)
 {
 	hr_log_set_level(HR_LOG_WARN);
@@ -6721,6 +6775,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 	    T(test_recipient_history), /* dashobs */
+	    T(test_account_pause_and_depth),
 	    T(test_open_migrate_idempotent),
 	    T(test_config_rows),
 	    T(test_insert_get_events),
