@@ -495,6 +495,37 @@ async function main() {
 		check(!(await otherPage.textContent('main')).includes('complaint'), 'other sees acme\'s opt-out');
 	});
 
+	// dashobs: sender account health with the API's figures, and an
+	// audited pause and resume from the screen.
+	await test('account health, pause and resume', async () => {
+		await screen(acmePage, '/accounts', 'tr[data-account="acme-wa"] .h-queue');
+		const h = await bearer('GET', '/v1/channels/acme-wa/health', ACME);
+		const row = 'tr[data-account="acme-wa"]';
+		eq(await acmePage.getAttribute(row, 'data-state'), h.state, 'state');
+		eq(await acmePage.textContent(`${row} .h-queue`), `${h.queue_depth.toLocaleString('en-US')}${h.queue_depth_capped ? '+' : ''}`, 'queued');
+		check(h.recent.ok > 0, `the API counted the sends: ${JSON.stringify(h.recent)}`);
+		check((await acmePage.textContent(`${row} .h-errors`)).includes(' of '), 'the error rate names its count');
+		check((await acmePage.textContent(`${row} .h-rate`)).startsWith('400/s'), 'the configured rate');
+		acmePage.nextDialog = 'maintenance window';
+		await acmePage.click(`${row} .h-toggle`);
+		await acmePage.waitForSelector(`${row}[data-state="paused"]`);
+		check((await acmePage.textContent(`${row} .h-state`)).includes('maintenance window'), 'why it is paused');
+		const audit = await bearer('GET', '/v1/audit', ACME);
+		check(audit.entries.some((e) => e.action === 'account.pause' && JSON.stringify(e.after).includes('maintenance window')), 'the pause is audited');
+		await axe(acmePage, 'accounts (paused)');
+		await shot(acmePage, 'accounts-health');
+		// The overview raises it as an alert.
+		await screen(acmePage, '/overview', 'li[data-account-alert="acme-wa"]');
+		check((await acmePage.textContent('li[data-account-alert="acme-wa"]')).includes('paused: maintenance window'), 'the overview\'s alert');
+		await screen(acmePage, '/accounts', `${row}[data-state="paused"]`);
+		acmePage.nextDialog = 'window over';
+		await acmePage.click(`${row} .h-toggle`);
+		await acmePage.waitForSelector(`${row}[data-state="active"]`);
+		// The other tenant has no accounts: nothing of acme's shows.
+		await screen(otherPage, '/accounts', 'h1:has-text("Sender accounts")');
+		check(!(await otherPage.textContent('main')).includes('acme-wa'), 'other sees acme\'s account');
+	});
+
 	await test('every screen passes axe-core', async () => {
 		const screens = [['/overview', 'h1:has-text("Overview")', 'overview'],
 		                 ['/campaigns', 'h1:has-text("Campaigns")', 'campaigns'],

@@ -19,9 +19,27 @@ function totals(list)
 	return t;
 }
 
-function render(main, list, accounts)
+// dashobs: accounts that do not send (paused, held by a provider, blocked)
+// or fail more than ALERT_ERROR_RATE of their recent sends.
+const ALERT_ERROR_RATE = 0.2;
+function accountAlerts(healths)
+{
+	return healths.filter((h) => h && !h.error)
+	    .filter((h) => h.state !== 'active' ||
+	                   (h.recent.error_rate !== null && h.recent.error_rate > ALERT_ERROR_RATE))
+	    .map((h) => el('li', {'data-account-alert' : h.account},
+	                   el('a', {href : '#/accounts'}, h.account),
+	                   h.state === 'paused'    ? ` paused: ${h.paused.reason || ''}`
+	                   : h.state === 'held'    ? ` held: ${h.held_reason || ''}`
+	                   : h.state === 'blocked' ? ` blocked: ${h.blocked_reason || ''}`
+	                                           : ` ${Math.round(h.recent.error_rate * 100)}% of ` +
+	                                                 'recent sends failed'));
+}
+
+function render(main, list, accounts, healths)
 {
 	const t = totals(list);
+	const accAlerts = accountAlerts(healths || []);
 	const active = list.filter((b) => b.status === 'processing' || b.status === 'validated');
 	const failedCampaigns = list.filter((b) => b.status === 'failed');
 	put(main, el('h1', {}, 'Overview'),
@@ -31,8 +49,8 @@ function render(main, list, accounts)
 	          FUNNEL.map((k) => el('div', {class : `card s-${k}`}, el('dt', {}, k),
 		                       el('dd', {'data-k' : k}, fmtNum(t[k] || 0)))))),
 	    el('section', {'aria-labelledby' : 'o-alerts'}, el('h2', {id : 'o-alerts'}, 'Alerts'),
-	       failedCampaigns.length || (t.failed || 0) > 0
-		   ? el('ul', {},
+	       failedCampaigns.length || (t.failed || 0) > 0 || accAlerts.length
+		   ? el('ul', {}, accAlerts,
 		        failedCampaigns.map(
 		            (b) => el(
 		                'li', {},
@@ -60,7 +78,9 @@ export async function overview(main)
 		api('GET', '/v1/batches?limit=20'),
 		api('GET', '/v1/channels').catch(() => ({data : []}))
 	]);
-	render(main, b.data, a.data);
-	const es = liveCampaigns((data) => render(main, data, a.data));
+	const h = await Promise.all(a.data.map(
+	    (x) => api('GET', `/v1/channels/${encodeURIComponent(x.id)}/health`).catch(() => null)));
+	render(main, b.data, a.data, h);
+	const es = liveCampaigns((data) => render(main, data, a.data, h));
 	return () => es.close();
 }
