@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "herald.h"
+#include "store/daily.h"
 #include "store/store.h"
 
 /* ---- audit-event details (evjson.c) ---- */
@@ -291,6 +292,11 @@ struct store_tx_ops {
 	 * if the run's job fails. Called once per run, with what it changed;
 	 * a run made again calls it afresh (replacing, not adding). */
 	int (*status_add)(struct store_tx *tx, const int64_t delta[MSG__COUNT]);
+	/* dashobs: the run's daily counters (store/daily.h), handed over when
+	 * the run's function returns, even when empty: they replace what an
+	 * undone attempt of the same run handed over. The backend writes them
+	 * with the group's commit, one upsert per key. */
+	int (*daily_add)(struct store_tx *tx, const struct daily_acc *d);
 	/* Adds to the row counts (batch_items_put). */
 	int (*batch_rows_add)(struct store_tx *tx, const char *batch_id, int64_t total,
 	                      int64_t valid, int64_t invalid, int64_t duplicates);
@@ -419,6 +425,9 @@ int lc_item_end(struct store_tx *tx, bool keep);
  * inside a run must pass here once: the status counts are what /metrics
  * reports (store.h message_gauges). */
 void lc_count(struct store_tx *tx, const char *batch_id, int from, int to, bool replied);
+/* dashobs: a message of tenant_id on channel moving from `from` (-1: new)
+ * to `to`, for the daily counters (store/daily.h); undone with its item. */
+void lc_daily(struct store_tx *tx, const char *tenant_id, const char *channel, int from, int to);
 /* Notes for the store's observer (store.h store_observe), handed over once
  * the run commits; nothing when no observer is set. */
 void lc_note_status(struct store_tx *tx, const char *message_id, const char *tenant_id, int from,

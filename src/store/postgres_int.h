@@ -30,6 +30,7 @@
 
 #include <libpq-fe.h>
 
+#include "store/daily.h"
 #include "store/lifecycle.h"
 #include "store/store.h"
 #include "store/writer.h"
@@ -185,6 +186,8 @@ enum pg_slot {
 	P_PAUSE_PUT,
 	P_PAUSE_DELETE,
 	P_PAUSES,
+	P_DAILY_COUNT_ADD, /* dashobs: daily counters */
+	P_DAILY,
 	P__COUNT
 };
 
@@ -258,6 +261,14 @@ struct pg_store {
 		int64_t d[MSG__COUNT];
 	} *sd;
 	size_t nsd, capsd;
+	/* dashobs: the daily counters (store/daily.h) noted per job the same
+	 * way (pg_daily_note), written with one multi-row upsert into this
+	 * node's stripe just before COMMIT for the jobs that succeeded. */
+	struct pg_dd {
+		const struct wr_job *job;
+		struct daily_acc d;
+	} * dd;
+	size_t ndd, capdd;
 	const void *sd_prep_conn; /* the writer connection PREPARE was tried on */
 	bool piping;          /* the writer's connection is in pipeline mode */
 	struct pg_pcmd *pcmd; /* the commands sent in the current pipeline */
@@ -451,6 +462,12 @@ int pg_pause_delete(struct pg_store *s, const char *account_id, struct hr_err *e
 int pg_account_pause_set(struct store *st, const struct account_pause_row *p, bool paused,
                          const struct audit_row *a, struct hr_err *err);
 int pg_account_pauses(struct store *st, struct account_pause_row **out, size_t *n);
+int pg_daily_note(struct pg_store *s, const struct wr_job *job, const struct daily_acc *d,
+                  struct hr_err *err);
+void pg_daily_reset(struct pg_store *s);
+int pg_daily_flush(struct pg_store *s, struct hr_err *err);
+int pg_daily_counts(struct store *st, const char *tenant_id, int32_t day_from, int32_t day_to,
+                    struct daily_ent **out, size_t *n);
 int pg_account_queue_depth(struct store *st, const char *account_id, int64_t cap, int64_t *n);
 int pg_recipient_inbound(struct store *st, const char *tenant_id, const char *const *senders,
                          size_t nrec, int limit, struct inbound_row **out, size_t *n);

@@ -266,3 +266,159 @@ int pg_account_pauses(struct store *st, struct account_pause_row **out, size_t *
 	*n = (size_t)rows;
 	return 0;
 }
+
+/* ---- daily counters (dashobs; store/daily.h) ---- */
+
+/* The job's counters, replacing what it noted before (a rerun). */
+int pg_daily_note(struct pg_store *s, const struct wr_job *job, const struct daily_acc *d,
+                  struct hr_err *err)
+{
+	size_t i = s->ndd;
+	while (i > 0 && s->dd[i - 1].job != job)
+		i--;
+	if (i == 0) {
+		if (s->ndd == s->capdd) {
+			size_t cap = s->capdd ? s->capdd * 2 : 64;
+			struct pg_dd *n = realloc(s->dd, cap * sizeof *n);
+			if (!n)
+				return hr_fail(err, HR_ENOMEM, "daily_count", "out of memory");
+			memset(n + s->capdd, 0, (cap - s->capdd) * sizeof *n);
+			s->dd = n;
+			s->capdd = cap;
+		}
+		i = ++s->ndd;
+		s->dd[i - 1].job = job;
+	}
+	if (!daily_copy(&s->dd[i - 1].d, d))
+		return hr_fail(err, HR_ENOMEM, "daily_count", "out of memory");
+	return 0;
+}
+
+void pg_daily_reset(struct pg_store *s)
+{
+	for (size_t i = 0; i < s->ndd; i++)
+		daily_clear(&s->dd[i].d);
+	s->ndd = 0;
+}
+
+/* Appends v to an array literal ("{...}"): each element quoted, '"' and
+ * '\\' escaped, so any text is one element. */
+static void arr_text(struct hr_buf *b, const char *v, bool first)
+{
+	hr_buf_put(b, first ? "\"" : ",\"", first ? 1 : 2);
+	for (const char *p = v; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			hr_buf_put(b, "\\", 1);
+		hr_buf_put(b, p, 1);
+	}
+	hr_buf_put(b, "\"", 1);
+}
+
+/* One multi-row upsert of the group's counters (the jobs that succeeded)
+ * into this node's stripe, before COMMIT: a failure fails the commit. */
+int pg_daily_flush(struct pg_store *s, struct hr_err *err)
+{
+	struct daily_acc t = {0};
+	for (size_t i = 0; i < s->ndd; i++)
+		if (s->dd[i].job->rc == 0)
+			daily_merge(&t, &s->dd[i].d);
+	pg_daily_reset(s);
+	if (t.oom) {
+		daily_free(&t);
+		return hr_fail(err, HR_ENOMEM, "daily_count", "out of memory");
+	}
+	size_t k = 0;
+	struct hr_buf ten = {0}, ch = {0}, day = {0}, kind = {0}, n = {0};
+	for (size_t i = 0; i < t.n; i++) {
+		const struct daily_ent *e = &t.v[i];
+		if (!e->n)
+			continue;
+		bool first = k++ == 0;
+		arr_text(&ten, e->tenant_id, first);
+		arr_text(&ch, e->channel, first);
+		hr_buf_printf(&day, "%s%d", first ? "" : ",", (int)e->day);
+		hr_buf_printf(&kind, "%s%d", first ? "" : ",", (int)e->kind);
+		hr_buf_printf(&n, "%s%lld", first ? "" : ",", (long long)e->n);
+	}
+	daily_free(&t);
+	int rc = 0;
+	if (k) {
+		struct hr_buf *bufs[] = {&ten, &ch, &day, &kind, &n};
+		char *lits[5] = {0};
+		bool oom = false;
+		for (int b = 0; b < 5; b++) {
+			size_t len = bufs[b]->len;
+			lits[b] = malloc(len + 3);
+			if (!lits[b] || bufs[b]->oom) {
+				oom = true;
+				continue;
+			}
+			lits[b][0] = '{';
+			memcpy(lits[b] + 1, bufs[b]->p, len);
+			lits[b][len + 1] = '}';
+			lits[b][len + 2] = '\0';
+		}
+		if (oom) {
+			rc = hr_fail(err, HR_ENOMEM, "daily_count", "out of memory");
+		} else {
+			struct pg_params p = {0};
+			for (int b = 0; b < 5; b++)
+				pp_text(&p, lits[b]);
+			pp_i64(&p, s->stripe);
+			rc = pg_exec(
+			    &s->w, P_DAILY_COUNT_ADD,
+			    "INSERT INTO daily_count(tenant_id, channel, day, kind, stripe, n)"
+			    " SELECT t, c, d, k, $6, n FROM unnest($1::text[], $2::text[],"
+			    " $3::int[], $4::smallint[], $5::bigint[]) AS u(t, c, d, k, n)"
+			    " ON CONFLICT (tenant_id, day, channel, kind, stripe)"
+			    " DO UPDATE SET n = daily_count.n + excluded.n",
+			    &p, NULL, err, "daily_count");
+		}
+		for (int b = 0; b < 5; b++)
+			free(lits[b]);
+	}
+	free(ten.p);
+	free(ch.p);
+	free(day.p);
+	free(kind.p);
+	free(n.p);
+	return rc;
+}
+
+int pg_daily_counts(struct store *st, const char *tenant_id, int32_t day_from, int32_t day_to,
+                    struct daily_ent **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (!tenant_id || !*tenant_id || day_to < day_from || day_to - day_from > 366)
+		return HR_EINVAL;
+	struct pg_params p = {0};
+	pp_text(&p, tenant_id);
+	pp_i64(&p, day_from);
+	pp_i64(&p, day_to);
+	PGresult *r;
+	int rc = pg_read((struct pg_store *)st, P_DAILY, -1,
+	                 "SELECT channel, day, kind, sum(n)::bigint FROM daily_count"
+	                 " WHERE tenant_id = $1 AND day BETWEEN $2 AND $3"
+	                 " GROUP BY day, channel, kind ORDER BY day, channel, kind",
+	                 &p, &r);
+	if (rc)
+		return rc;
+	int rows = PQntuples(r);
+	struct daily_ent *v = rows ? calloc((size_t)rows, sizeof *v) : NULL;
+	if (rows && !v) {
+		PQclear(r);
+		return HR_ENOMEM;
+	}
+	for (int i = 0; i < rows; i++) {
+		hr_strlcpy(v[i].tenant_id, tenant_id, sizeof v[i].tenant_id);
+		pg_col_copy(r, i, 0, v[i].channel, sizeof v[i].channel);
+		v[i].day = (int32_t)pg_col_i64(r, i, 1);
+		v[i].kind = (int8_t)pg_col_i64(r, i, 2);
+		v[i].n = pg_col_i64(r, i, 3);
+	}
+	PQclear(r);
+	*out = v;
+	*n = (size_t)rows;
+	return 0;
+}

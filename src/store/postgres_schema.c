@@ -489,7 +489,15 @@ static const char migration_10[] =
     " tenant_id text COLLATE \"C\" NOT NULL,"
     " reason text NOT NULL DEFAULT '',"
     " actor text NOT NULL DEFAULT '',"
-    " at bigint NOT NULL);";
+    " at bigint NOT NULL);"
+    "CREATE TABLE daily_count("
+    " tenant_id text COLLATE \"C\" NOT NULL,"
+    " channel text COLLATE \"C\" NOT NULL,"
+    " day integer NOT NULL,"
+    " kind smallint NOT NULL,"
+    " stripe smallint NOT NULL DEFAULT 0,"
+    " n bigint NOT NULL,"
+    " PRIMARY KEY(tenant_id, day, channel, kind, stripe));";
 
 const struct pg_migration pg_migrations[] = {
     {1, migration_1},

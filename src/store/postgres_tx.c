@@ -1982,6 +1982,12 @@ static int tx_batch_add(struct store_tx *t, const char *batch_id, const int64_t 
 	return rc ? rc : state_result(r, after);
 }
 
+/* dashobs: the run's daily counters, noted for the group's commit. */
+static int tx_daily_add(struct store_tx *t, const struct daily_acc *d)
+{
+	return pg_daily_note(S(t), TX(t)->j, d, E(t));
+}
+
 /* Noted for the group's commit (postgres.c w_commit): no statement here. */
 static int tx_status_add(struct store_tx *t, const int64_t delta[MSG__COUNT])
 {
@@ -2433,6 +2439,7 @@ static const struct store_tx_ops pg_tx_ops = {
     .batch_state = tx_batch_state,
     .batch_add = tx_batch_add,
     .status_add = tx_status_add,
+    .daily_add = tx_daily_add,
     .batch_rows_add = tx_batch_rows_add,
     .batch_set = tx_batch_set,
     .items_insert = tx_items_insert,

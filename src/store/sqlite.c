@@ -445,6 +445,8 @@ static void status_reset(struct sq_store *s)
 {
 	memset(s->sd_group, 0, sizeof s->sd_group);
 	memset(s->sd_job, 0, sizeof s->sd_job);
+	daily_clear(&s->dd_group);
+	daily_clear(&s->dd_job);
 }
 
 static void w_rollback(void *be)
@@ -499,6 +501,7 @@ static int w_rollback_to(void *be)
 {
 	struct sq_store *s = be;
 	memset(s->sd_job, 0, sizeof s->sd_job);
+	daily_clear(&s->dd_job);
 	return sq_wexec(be, W_ROLLBACK_TO, "ROLLBACK TO job") != SQLITE_OK ? HR_EIO : 0;
 }
 
@@ -508,6 +511,8 @@ static int w_release(void *be)
 	for (int i = 0; i < MSG__COUNT; i++)
 		s->sd_group[i] += s->sd_job[i];
 	memset(s->sd_job, 0, sizeof s->sd_job);
+	daily_merge(&s->dd_group, &s->dd_job);
+	daily_clear(&s->dd_job);
 	return sq_wexec(be, W_RELEASE, "RELEASE job") != SQLITE_OK ? HR_EIO : 0;
 }
 
@@ -532,6 +537,8 @@ static int w_commit(void *be, struct hr_err *e)
 	struct hr_err fe = {0};
 	if (sq_status_flush(s, &fe) != 0)
 		return w_fail(be, "status counts", e);
+	if (sq_daily_flush(s, &fe) != 0)
+		return w_fail(be, "daily counts", e);
 	status_reset(s);
 	if (sq_wexec(be, W_COMMIT, "COMMIT") != SQLITE_OK)
 		return w_fail(be, "commit", e);
@@ -665,6 +672,8 @@ static void sq_free(struct sq_store *s)
 	pthread_cond_destroy(&s->ccond);
 	free(s->json.buf);
 	free(s->path);
+	daily_free(&s->dd_group);
+	daily_free(&s->dd_job);
 	free(s);
 }
 
@@ -788,94 +797,95 @@ int store_sqlite_queued(struct store *st)
 }
 
 const struct store_ops store_sqlite = {
-	.name = "sqlite",
-	.open = sq_open,
-	.close = sq_close,
-	.migrate = sq_migrate,
-	.tenant_upsert = sq_tenant_upsert,
-	.api_key_put = sq_api_key_put,
-	.api_key_lookup = sq_api_key_lookup,
-	.api_key_prune = sq_api_key_prune,
-	.tenant_create = sq_tenant_create,
-	.tenant_get = sq_tenant_get,
-	.tenant_list = sq_tenant_list,
-	.tenant_set_disabled = sq_tenant_set_disabled,
-	.tenant_set_limits = sq_tenant_set_limits,
-	.tenant_usage = sq_tenant_usage,
-	.unit_create = sq_unit_create,
-	.unit_get = sq_unit_get,
-	.unit_list = sq_unit_list,
-	.unit_set_disabled = sq_unit_set_disabled,
-	.key_seed = sq_key_seed,
-	.key_create = sq_key_create,
-	.key_lookup = sq_key_lookup,
-	.key_list = sq_key_list,
-	.key_revoke = sq_key_revoke,
-	.key_touch = sq_key_touch,
-	.audit_append = sq_audit_append,
-	.audit_list = sq_audit_list,
-	.prune = sq_prune,
-	.account_upsert = sq_account_upsert,
-	.account_list = sq_account_list,
-	.template_upsert = sq_template_upsert,
-	.template_get = sq_template_get,
-	.template_put = sq_template_put,
-	.template_delete = sq_template_delete,
-	.template_list = sq_template_list,
-	.account_put = sq_account_put,
-	.message_insert = sq_message_insert,
-	.message_get = sq_message_get,
-	.message_get_by_provider_id = sq_message_get_by_provider_id,
-	.message_events = sq_message_events,
-	.message_list = sq_message_list,
-	.message_counts = sq_message_counts,
-	.message_gauges = sq_message_gauges,
-	.write_stats = store_sqlite_stats,
-	.claim = sq_claim,
-	.record_results = sq_record_results,
-	.requeue_expired = sq_requeue_expired,
-	.next_due = sq_next_due,
-	.suppression_put = sq_suppression_put,
-	.suppression_delete = sq_suppression_delete,
-	.suppression_list = sq_suppression_list,
-	.suppression_change = sq_suppression_change,
-	.recipient_supp = sq_recipient_supp,
-	.recipient_inbound = sq_recipient_inbound,
-	.account_queue_depth = sq_account_queue_depth,
-	.account_pause_set = sq_account_pause_set,
-	.account_pauses = sq_account_pauses,
-	.idem_get = sq_idem_get,
-	.inbox_append = sq_inbox_append,
-	.inbox_fetch = sq_inbox_fetch,
-	.inbox_claim = sq_inbox_claim,
-	.apply_inbox = sq_apply_inbox,
-	.inbox_pending = sq_inbox_pending,
-	.batch_create = sq_batch_create,
-	.batch_get = sq_batch_get,
-	.batch_list = sq_batch_list,
-	.batch_items_put = sq_batch_items_put,
-	.batch_items = sq_batch_items,
-	.batch_set_status = sq_batch_set_status,
-	.batch_set_status_audit = sq_batch_set_status_audit,
-	.batch_enqueue = sq_batch_enqueue,
-	.batch_cancel_step = sq_batch_cancel_step,
-	.batch_recount = sq_batch_recount,
-	.batch_export_rows = sq_batch_export_rows,
-	.callback_claim = sq_callback_claim,
-	.callback_done = sq_callback_done,
-	.callback_list = sq_callback_list,
-	.callback_get = sq_callback_get,
-	.callback_replay = sq_callback_replay,
-	.callback_counts = sq_callback_counts,
-	.callback_prune = sq_callback_prune,
-	.batch_discard = sq_batch_discard,
-	.batch_items_by_status = sq_batch_items_by_status,
-	.message_prune = sq_message_prune,
-	.reconcile_expire = sq_reconcile_expire,
-	.reconcile_fallback_due = sq_reconcile_fallback_due,
-	.stale_list = sq_stale_list,
-	.stale_settle = sq_stale_settle,
-	.inbox_park = sq_inbox_park,
-	.inbox_parked = sq_inbox_parked,
-	.message_route = sq_message_route,
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .migrate = sq_migrate,
+    .tenant_upsert = sq_tenant_upsert,
+    .api_key_put = sq_api_key_put,
+    .api_key_lookup = sq_api_key_lookup,
+    .api_key_prune = sq_api_key_prune,
+    .tenant_create = sq_tenant_create,
+    .tenant_get = sq_tenant_get,
+    .tenant_list = sq_tenant_list,
+    .tenant_set_disabled = sq_tenant_set_disabled,
+    .tenant_set_limits = sq_tenant_set_limits,
+    .tenant_usage = sq_tenant_usage,
+    .unit_create = sq_unit_create,
+    .unit_get = sq_unit_get,
+    .unit_list = sq_unit_list,
+    .unit_set_disabled = sq_unit_set_disabled,
+    .key_seed = sq_key_seed,
+    .key_create = sq_key_create,
+    .key_lookup = sq_key_lookup,
+    .key_list = sq_key_list,
+    .key_revoke = sq_key_revoke,
+    .key_touch = sq_key_touch,
+    .audit_append = sq_audit_append,
+    .audit_list = sq_audit_list,
+    .prune = sq_prune,
+    .account_upsert = sq_account_upsert,
+    .account_list = sq_account_list,
+    .template_upsert = sq_template_upsert,
+    .template_get = sq_template_get,
+    .template_put = sq_template_put,
+    .template_delete = sq_template_delete,
+    .template_list = sq_template_list,
+    .account_put = sq_account_put,
+    .message_insert = sq_message_insert,
+    .message_get = sq_message_get,
+    .message_get_by_provider_id = sq_message_get_by_provider_id,
+    .message_events = sq_message_events,
+    .message_list = sq_message_list,
+    .message_counts = sq_message_counts,
+    .message_gauges = sq_message_gauges,
+    .write_stats = store_sqlite_stats,
+    .claim = sq_claim,
+    .record_results = sq_record_results,
+    .requeue_expired = sq_requeue_expired,
+    .next_due = sq_next_due,
+    .suppression_put = sq_suppression_put,
+    .suppression_delete = sq_suppression_delete,
+    .suppression_list = sq_suppression_list,
+    .suppression_change = sq_suppression_change,
+    .recipient_supp = sq_recipient_supp,
+    .recipient_inbound = sq_recipient_inbound,
+    .account_queue_depth = sq_account_queue_depth,
+    .account_pause_set = sq_account_pause_set,
+    .account_pauses = sq_account_pauses,
+    .daily_counts = sq_daily_counts,
+    .idem_get = sq_idem_get,
+    .inbox_append = sq_inbox_append,
+    .inbox_fetch = sq_inbox_fetch,
+    .inbox_claim = sq_inbox_claim,
+    .apply_inbox = sq_apply_inbox,
+    .inbox_pending = sq_inbox_pending,
+    .batch_create = sq_batch_create,
+    .batch_get = sq_batch_get,
+    .batch_list = sq_batch_list,
+    .batch_items_put = sq_batch_items_put,
+    .batch_items = sq_batch_items,
+    .batch_set_status = sq_batch_set_status,
+    .batch_set_status_audit = sq_batch_set_status_audit,
+    .batch_enqueue = sq_batch_enqueue,
+    .batch_cancel_step = sq_batch_cancel_step,
+    .batch_recount = sq_batch_recount,
+    .batch_export_rows = sq_batch_export_rows,
+    .callback_claim = sq_callback_claim,
+    .callback_done = sq_callback_done,
+    .callback_list = sq_callback_list,
+    .callback_get = sq_callback_get,
+    .callback_replay = sq_callback_replay,
+    .callback_counts = sq_callback_counts,
+    .callback_prune = sq_callback_prune,
+    .batch_discard = sq_batch_discard,
+    .batch_items_by_status = sq_batch_items_by_status,
+    .message_prune = sq_message_prune,
+    .reconcile_expire = sq_reconcile_expire,
+    .reconcile_fallback_due = sq_reconcile_fallback_due,
+    .stale_list = sq_stale_list,
+    .stale_settle = sq_stale_settle,
+    .inbox_park = sq_inbox_park,
+    .inbox_parked = sq_inbox_parked,
+    .message_route = sq_message_route,
 };

@@ -23,6 +23,7 @@
 
 #include <sqlite3.h>
 
+#include "store/daily.h"
 #include "store/lifecycle.h"
 #include "store/store.h"
 #include "store/writer.h"
@@ -37,37 +38,116 @@ extern const size_t sq_migration_count;
 
 /* Writer-side statement slots, prepared on first use and kept. */
 enum sq_wslot {
-	W_BEGIN, W_COMMIT, W_ROLLBACK, W_SAVEPOINT, W_RELEASE, W_ROLLBACK_TO,
-	W_ITEM_SAVEPOINT, W_ITEM_RELEASE, W_ITEM_ROLLBACK_TO,
-	W_TENANT_UPSERT, W_APIKEY_PUT, W_APIKEY_PRUNE, W_INBOX_PRUNE, W_IDEM_PRUNE, W_ACCOUNT_UPSERT, W_TEMPLATE_UPSERT,
-	W_MSG_INSERT, W_EVENT_INSERT, W_IDEM_INSERT, W_MSG_IDEM_KEY,
-	W_CLAIM, W_MSG_STATE, W_LC_UPDATE_ROWID, W_LC_UPDATE_ID, W_LEASE_EXPIRED,
-	W_INBOX_INSERT, W_INBOX_STATE, W_INBOX_MARK, W_INBOX_CLAIM,
-	W_MSG_BY_PROVIDER, W_INBOUND_INSERT, W_EVENT_SEEN,
-	W_SUPP_PUT, W_SUPP_DELETE, W_SUPP_GET, W_SUPP_ANY,
-	W_ALIAS_PUT, W_ALIAS_REPOINT, W_ALIAS_GET, W_ALIAS_ANY, W_ALIAS_DELETE,
+	W_BEGIN,
+	W_COMMIT,
+	W_ROLLBACK,
+	W_SAVEPOINT,
+	W_RELEASE,
+	W_ROLLBACK_TO,
+	W_ITEM_SAVEPOINT,
+	W_ITEM_RELEASE,
+	W_ITEM_ROLLBACK_TO,
+	W_TENANT_UPSERT,
+	W_APIKEY_PUT,
+	W_APIKEY_PRUNE,
+	W_INBOX_PRUNE,
+	W_IDEM_PRUNE,
+	W_ACCOUNT_UPSERT,
+	W_TEMPLATE_UPSERT,
+	W_MSG_INSERT,
+	W_EVENT_INSERT,
+	W_IDEM_INSERT,
+	W_MSG_IDEM_KEY,
+	W_CLAIM,
+	W_MSG_STATE,
+	W_LC_UPDATE_ROWID,
+	W_LC_UPDATE_ID,
+	W_LEASE_EXPIRED,
+	W_INBOX_INSERT,
+	W_INBOX_STATE,
+	W_INBOX_MARK,
+	W_INBOX_CLAIM,
+	W_MSG_BY_PROVIDER,
+	W_INBOUND_INSERT,
+	W_EVENT_SEEN,
+	W_SUPP_PUT,
+	W_SUPP_DELETE,
+	W_SUPP_GET,
+	W_SUPP_ANY,
+	W_ALIAS_PUT,
+	W_ALIAS_REPOINT,
+	W_ALIAS_GET,
+	W_ALIAS_ANY,
+	W_ALIAS_DELETE,
 	W_ACCOUNT_TENANT,
-	W_BATCH_STATE, W_BATCH_ADD, W_BATCH_ROWS_ADD, W_BATCH_SET, W_ITEM_INSERT, W_ITEM_TAKE,
-	W_BATCH_QUEUED, W_INBOUND_EXISTS,
-	W_RETAIN_PICK, W_RETAIN_EVENTS, W_RETAIN_MSG, W_STATUS_ADD,
-	W_CB_ADD_MSG, W_CB_ADD_TENANT, W_CB_CLAIM, W_CB_DONE, W_CB_REPLAY_ONE, W_CB_REPLAY_DEAD,
+	W_BATCH_STATE,
+	W_BATCH_ADD,
+	W_BATCH_ROWS_ADD,
+	W_BATCH_SET,
+	W_ITEM_INSERT,
+	W_ITEM_TAKE,
+	W_BATCH_QUEUED,
+	W_INBOUND_EXISTS,
+	W_RETAIN_PICK,
+	W_RETAIN_EVENTS,
+	W_RETAIN_MSG,
+	W_STATUS_ADD,
+	W_CB_ADD_MSG,
+	W_CB_ADD_TENANT,
+	W_CB_CLAIM,
+	W_CB_DONE,
+	W_CB_REPLAY_ONE,
+	W_CB_REPLAY_DEAD,
 	W_CB_PRUNE,
-	W_MSG_EXPIRED, W_FALLBACK_DUE, W_MSG_ROUTE, W_FALLBACK_PUT, W_INBOX_WAITING, W_KEY_TOUCH,
-	W_DAILY_CAP, W_DAILY_ADD, W_START_LIMITS,
+	W_MSG_EXPIRED,
+	W_FALLBACK_DUE,
+	W_MSG_ROUTE,
+	W_FALLBACK_PUT,
+	W_INBOX_WAITING,
+	W_KEY_TOUCH,
+	W_DAILY_CAP,
+	W_DAILY_ADD,
+	W_START_LIMITS,
 	W_SUPP_LOG, /* dashobs: suppression history */
-	W_PAUSE_PUT, W_PAUSE_DELETE, /* dashobs: account pauses */
+	W_PAUSE_PUT,
+	W_PAUSE_DELETE,    /* dashobs: account pauses */
+	W_DAILY_COUNT_ADD, /* dashobs: daily counters */
 	W__COUNT
 };
 
 /* Reader-side statement slots, per pooled connection. */
 enum sq_rslot {
-	R_APIKEY, R_ACCOUNTS_ALL, R_ACCOUNTS_TENANT, R_TEMPLATE,
-	R_MSG_GET, R_MSG_GET_PROVIDER, R_EVENTS, R_COUNTS_ALL, R_COUNTS_TENANT,
-	R_NEXT_DUE, R_IDEM, R_INBOX_FETCH, R_INBOX_PENDING, R_SUPP_ALL, R_SUPP_CHANNEL,
-	R_CB_LIST, R_CB_LIST_STATE, R_CB_GET, R_CB_GET_ANY, R_CB_COUNTS,
-	R_STALE_LIST, R_PARKED, R_ROUTE, R_KEY, R_GAUGES,
-	R_RECIP_SUPP, R_RECIP_SUPP_EV, R_RECIP_INBOUND, /* dashobs: recipient history */
-	R_QUEUE_DEPTH, R_PAUSES, /* dashobs: account health */
+	R_APIKEY,
+	R_ACCOUNTS_ALL,
+	R_ACCOUNTS_TENANT,
+	R_TEMPLATE,
+	R_MSG_GET,
+	R_MSG_GET_PROVIDER,
+	R_EVENTS,
+	R_COUNTS_ALL,
+	R_COUNTS_TENANT,
+	R_NEXT_DUE,
+	R_IDEM,
+	R_INBOX_FETCH,
+	R_INBOX_PENDING,
+	R_SUPP_ALL,
+	R_SUPP_CHANNEL,
+	R_CB_LIST,
+	R_CB_LIST_STATE,
+	R_CB_GET,
+	R_CB_GET_ANY,
+	R_CB_COUNTS,
+	R_STALE_LIST,
+	R_PARKED,
+	R_ROUTE,
+	R_KEY,
+	R_GAUGES,
+	R_RECIP_SUPP,
+	R_RECIP_SUPP_EV,
+	R_RECIP_INBOUND, /* dashobs: recipient history */
+	R_QUEUE_DEPTH,
+	R_PAUSES, /* dashobs: account health */
+	R_DAILY,  /* dashobs: daily counters */
 	R__COUNT
 };
 
@@ -97,6 +177,9 @@ struct sq_store {
 	 * upsert per status that moved, just before COMMIT (w_commit), so a
 	 * group of accepts costs one counter write, not one per accept. */
 	int64_t sd_group[MSG__COUNT], sd_job[MSG__COUNT];
+	/* dashobs: the daily counters (store/daily.h), kept the same way: the
+	 * group's and the running job's, one upsert per key at the commit. */
+	struct daily_acc dd_group, dd_job;
 	/* The writer's disk trouble (full, read-only): failed transactions
 	 * since the last report and when that was, so an operator reads one
 	 * line per 10 s, not one per request, and one when writes succeed again. */
@@ -289,6 +372,9 @@ int sq_pause_delete(struct sq_store *s, const char *account_id, struct hr_err *e
 int sq_account_pause_set(struct store *st, const struct account_pause_row *p, bool paused,
                          const struct audit_row *a, struct hr_err *err);
 int sq_account_pauses(struct store *st, struct account_pause_row **out, size_t *n);
+int sq_daily_flush(struct sq_store *s, struct hr_err *err);
+int sq_daily_counts(struct store *st, const char *tenant_id, int32_t day_from, int32_t day_to,
+                    struct daily_ent **out, size_t *n);
 int sq_account_queue_depth(struct store *st, const char *account_id, int64_t cap, int64_t *n);
 int sq_recipient_inbound(struct store *st, const char *tenant_id, const char *const *senders,
                          size_t nrec, int limit, struct inbound_row **out, size_t *n);

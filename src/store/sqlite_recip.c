@@ -356,3 +356,89 @@ int sq_account_pauses(struct store *st, struct account_pause_row **out, size_t *
 	*out = buf;
 	return 0;
 }
+
+/* ---- daily counters (dashobs; store/daily.h) ---- */
+
+/* One upsert per (tenant, channel, day, kind) the group moved, in its
+ * transaction: a failure fails the commit, so the counts never part from
+ * the rows. Stripe 0 (one writer). */
+int sq_daily_flush(struct sq_store *s, struct hr_err *err)
+{
+	daily_merge(&s->dd_group, &s->dd_job);
+	daily_clear(&s->dd_job);
+	if (s->dd_group.oom)
+		return hr_fail(err, HR_ENOMEM, "daily_count", "out of memory");
+	for (size_t i = 0; i < s->dd_group.n; i++) {
+		const struct daily_ent *e = &s->dd_group.v[i];
+		if (!e->n)
+			continue;
+		sqlite3_stmt *st = sq_wstmt(
+		    s, W_DAILY_COUNT_ADD,
+		    "INSERT INTO daily_count(tenant_id, channel, day, kind, stripe, n)"
+		    " VALUES(?1, ?2, ?3, ?4, 0, ?5) ON CONFLICT(tenant_id, day, channel, kind,"
+		    " stripe) DO UPDATE SET n = n + excluded.n");
+		if (!st)
+			return sq_fail(s->wdb, SQLITE_ERROR, err, "daily_count");
+		sqlite3_bind_text(st, 1, e->tenant_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, e->channel, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 3, e->day);
+		sqlite3_bind_int(st, 4, e->kind);
+		sqlite3_bind_int64(st, 5, e->n);
+		int rc = sq_step_done(s, st, err, "daily_count");
+		if (rc)
+			return rc;
+	}
+	daily_clear(&s->dd_group);
+	return 0;
+}
+
+int sq_daily_counts(struct store *st, const char *tenant_id, int32_t day_from, int32_t day_to,
+                    struct daily_ent **out, size_t *n)
+{
+	struct sq_store *s = (struct sq_store *)st;
+	*out = NULL;
+	*n = 0;
+	if (!tenant_id || !*tenant_id || day_to < day_from || day_to - day_from > 366)
+		return HR_EINVAL;
+	struct sq_reader *r;
+	int rc = sq_reader_get(s, &r);
+	if (rc)
+		return rc;
+	sqlite3_stmt *q = sq_rstmt(r, R_DAILY,
+	                           "SELECT channel, day, kind, sum(n) FROM daily_count"
+	                           " WHERE tenant_id = ?1 AND day BETWEEN ?2 AND ?3"
+	                           " GROUP BY day, channel, kind ORDER BY day, channel, kind");
+	if (!q) {
+		sq_reader_put(s, r);
+		return HR_EIO;
+	}
+	sqlite3_bind_text(q, 1, tenant_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 2, day_from);
+	sqlite3_bind_int(q, 3, day_to);
+	void *buf = NULL;
+	size_t cap = 0;
+	int src;
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		struct daily_ent *e = grow(&buf, n, &cap, sizeof *e);
+		if (!e) {
+			rc = HR_ENOMEM;
+			break;
+		}
+		hr_strlcpy(e->tenant_id, tenant_id, sizeof e->tenant_id);
+		sq_col_copy(q, 0, e->channel, sizeof e->channel);
+		e->day = sqlite3_column_int(q, 1);
+		e->kind = (int8_t)sqlite3_column_int(q, 2);
+		e->n = sqlite3_column_int64(q, 3);
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = sq_fail(r->db, src, NULL, NULL);
+	sqlite3_reset(q);
+	sq_reader_put(s, r);
+	if (rc) {
+		free(buf);
+		*n = 0;
+		return rc;
+	}
+	*out = buf;
+	return 0;
+}

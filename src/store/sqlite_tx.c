@@ -570,6 +570,14 @@ static int tx_batch_add(struct store_tx *t, const char *batch_id, const int64_t 
 	return step_state(t, q, after);
 }
 
+/* dashobs: the run's daily counters replace the job's (lifecycle.h). */
+static int tx_daily_add(struct store_tx *t, const struct daily_acc *d)
+{
+	if (!daily_copy(&S(t)->dd_job, d))
+		return hr_fail(E(t), HR_ENOMEM, "daily_count", "out of memory");
+	return 0;
+}
+
 static int tx_status_add(struct store_tx *t, const int64_t delta[MSG__COUNT])
 {
 	return sq_status_add(S(t), delta, E(t));
@@ -887,6 +895,7 @@ static const struct store_tx_ops sq_tx_ops = {
     .batch_state = tx_batch_state,
     .batch_add = tx_batch_add,
     .status_add = tx_status_add,
+    .daily_add = tx_daily_add,
     .batch_rows_add = tx_batch_rows_add,
     .batch_set = tx_batch_set,
     .items_insert = tx_items_insert,

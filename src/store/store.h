@@ -362,6 +362,7 @@ struct suppression_row {
 };
 
 /* ---- recipient history (dashobs) ---- */
+struct daily_ent; /* store/daily.h: the daily counters */
 /*
  * One change of a suppression entry, as a writer asks for it: added (or
  * its reason replaced) or removed, with what caused it. Every change of the
@@ -849,6 +850,12 @@ struct store_ops {
 	                         const struct audit_row *a, struct hr_err *err);
 	/* Every paused account (few): *out heap array. */
 	int (*account_pauses)(struct store *st, struct account_pause_row **out, size_t *n);
+	/* dashobs: the tenant's daily counters (store/daily.h) for days
+	 * day_from..day_to (days since 1970-01-01 UTC, at most 367 days),
+	 * summed over the nodes' stripes, by day, channel and kind. *out heap
+	 * array. */
+	int (*daily_counts)(struct store *st, const char *tenant_id, int32_t day_from,
+	                    int32_t day_to, struct daily_ent **out, size_t *n);
 	/* The account's queue depth: its QUEUED messages, counted in the claim
 	 * index (only queued rows are in it), at most cap (*n == cap means
 	 * "cap or more"). */

@@ -30,6 +30,7 @@
 #include <stdatomic.h>
 
 #include "herald.h"
+#include "store/daily.h"
 #include "store/store.h"
 #include "pgtest.h"
 #include "store_test.h"
@@ -6754,6 +6755,142 @@ static void test_account_pause_and_depth(void **state)
 	free(v);
 }
 
+/* dashobs: the daily counters against a recount from the store's own
+ * rows (messages and their audit trails), through store_ops only: a
+ * message counts for a kind on the day of the first applied event that
+ * reached it (accepted: its creation). */
+static bool daily_in(int kind, int status)
+{
+	switch (kind) {
+	case DAILY_SENT:
+		return status == MSG_SENT || status == MSG_DELIVERED || status == MSG_READ;
+	case DAILY_DELIVERED:
+		return status == MSG_DELIVERED || status == MSG_READ;
+	case DAILY_READ:
+		return status == MSG_READ;
+	case DAILY_FAILED:
+		return status == MSG_FAILED || status == MSG_UNDELIVERED;
+	}
+	return false;
+}
+
+static void daily_recount(struct store *st, const char *tenant, const char *channel, int32_t day,
+                          int64_t out[DAILY__COUNT])
+{
+	memset(out, 0, DAILY__COUNT * sizeof *out);
+	struct msg_filter f = {.status = -1, .limit = 1000, .channel = channel};
+	struct message *ms;
+	size_t n;
+	bool more;
+	assert_int_equal(st->ops->message_list(st, tenant, &f, &ms, &n, &more), 0);
+	assert_false(more);
+	for (size_t i = 0; i < n; i++) {
+		if (daily_day(ms[i].created_at) == day)
+			out[DAILY_ACCEPTED]++;
+		struct events ev = events_of(st, ms[i].id);
+		for (int k = DAILY_SENT; k < DAILY__COUNT; k++)
+			for (size_t e = 0; e < ev.n; e++)
+				if (ev.e[e].applied && daily_in(k, ev.e[e].status)) {
+					if (daily_day(ev.e[e].at) == day)
+						out[k]++;
+					break;
+				}
+		events_free(&ev);
+		message_clear(&ms[i]);
+	}
+	free(ms);
+}
+
+static void daily_read(struct store *st, const char *tenant, const char *channel, int32_t day,
+                       int64_t out[DAILY__COUNT])
+{
+	memset(out, 0, DAILY__COUNT * sizeof *out);
+	struct daily_ent *v;
+	size_t n;
+	assert_int_equal(st->ops->daily_counts(st, tenant, day - 1, day + 1, &v, &n), 0);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(v[i].tenant_id, tenant);
+		assert_int_equal(v[i].day, day); /* nothing on other days */
+		if (!strcmp(v[i].channel, channel))
+			out[v[i].kind] += v[i].n;
+	}
+	free(v);
+}
+
+static void test_daily_counts(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	int64_t now = hr_now_us();
+	int32_t today = daily_day(now);
+	struct account_row acct = {.id = "dc-wa", .tenant_id = "t1", .channel = "whatsapp"};
+	assert_int_equal(st->ops->account_upsert(st, &acct, &err), 0);
+	/* t1: six accepted on WhatsApp (one call), one on SMS; t2: one. */
+	struct message m[6];
+	for (int i = 0; i < 6; i++)
+		mk_msg(&m[i], "t1", "dc-wa", 0, now - SEC);
+	assert_int_equal(st->ops->message_insert(st, m, 6, NULL, NULL, NULL), 0);
+	char sms[27], other[27];
+	queue_to(st, "t1", "dc-sms", "sms", "+447911000003", now - SEC, sms);
+	queue_to(st, "t2", "dc-t2", "whatsapp", "447911000004", now - SEC, other);
+	/* Sends: four taken, one refused for good, one to try again. */
+	struct message c[6];
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "dc-wa", now, 30 * SEC, 6, c, &n), 0);
+	assert_int_equal(n, 6);
+	struct send_result r[6];
+	memset(r, 0, sizeof r);
+	char pid[6][32];
+	for (int i = 0; i < 6; i++) {
+		strcpy(r[i].message_id, c[i].id);
+		r[i].attempt = c[i].attempts;
+		snprintf(pid[i], sizeof pid[i], "wamid.dc%d", i);
+		r[i].kind = i < 4 ? SEND_OK : i == 4 ? SEND_FAILED : SEND_RETRY;
+		r[i].http_status = i < 4 ? 200 : 400;
+		if (i < 4)
+			strcpy(r[i].provider_id, pid[i]);
+		if (i == 5)
+			r[i].due_at = now + 3600 * SEC;
+		message_clear(&c[i]);
+	}
+	assert_int_equal(st->ops->record_results(st, r, 6, NULL, NULL), 0);
+	/* Receipts: delivered; read without a delivered first; delivered then
+	 * read, with the delivered repeated (ignored); undelivered after sent. */
+	hook_status(st, "dc-wa", pid[0], MSG_DELIVERED, now, NULL);
+	hook_status(st, "dc-wa", pid[1], MSG_READ, now, NULL);
+	hook_status(st, "dc-wa", pid[2], MSG_DELIVERED, now, NULL);
+	hook_status(st, "dc-wa", pid[2], MSG_READ, now, NULL);
+	hook_status(st, "dc-wa", pid[2], MSG_DELIVERED, now, NULL);
+	hook_status(st, "dc-wa", pid[3], MSG_UNDELIVERED, now, NULL);
+
+	int64_t got[DAILY__COUNT], want[DAILY__COUNT];
+	daily_read(st, "t1", "whatsapp", today, got);
+	daily_recount(st, "t1", "whatsapp", today, want);
+	static const int64_t exact[DAILY__COUNT] = {6, 4, 3, 2, 2};
+	for (int k = 0; k < DAILY__COUNT; k++) {
+		if (got[k] != want[k] || got[k] != exact[k])
+			fail_msg("%s: counter %lld, recount %lld, expected %lld",
+			         daily_kind_name((enum daily_kind)k), (long long)got[k],
+			         (long long)want[k], (long long)exact[k]);
+	}
+	daily_read(st, "t1", "sms", today, got);
+	daily_recount(st, "t1", "sms", today, want);
+	assert_memory_equal(got, want, sizeof got);
+	assert_int_equal(got[DAILY_ACCEPTED], 1);
+	daily_read(st, "t2", "whatsapp", today, got);
+	assert_int_equal(got[DAILY_ACCEPTED], 1);
+	assert_int_equal(got[DAILY_SENT], 0);
+	/* Bounds. */
+	struct daily_ent *v;
+	assert_int_equal(st->ops->daily_counts(st, "t1", today, today - 1, &v, &n), HR_EINVAL);
+	assert_int_equal(st->ops->daily_counts(st, "t1", today - 400, today, &v, &n), HR_EINVAL);
+	assert_int_equal(st->ops->daily_counts(st, "", today, today, &v, &n), HR_EINVAL);
+	assert_int_equal(st->ops->daily_counts(st, "t3", today - 1, today, &v, &n), 0);
+	assert_int_equal(n, 0);
+	free(v);
+}
+
 int main(void)
 {
 	hr_log_set_level(HR_LOG_WARN);
@@ -6776,6 +6913,7 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 	    T(test_recipient_history), /* dashobs */
 	    T(test_account_pause_and_depth),
+	    T(test_daily_counts),
 	    T(test_open_migrate_idempotent),
 	    T(test_config_rows),
 	    T(test_insert_get_events),
