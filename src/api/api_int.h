@@ -168,6 +168,7 @@ enum api_route {
 	ROUTE_CHANNEL_HEALTH, /* GET /v1/channels/{id}/health */
 	ROUTE_CHANNEL_PAUSE,  /* POST /v1/channels/{id}/pause */
 	ROUTE_CHANNEL_RESUME, /* POST /v1/channels/{id}/resume */
+	ROUTE_STATS_DAILY,    /* GET /v1/stats/daily (dashobs; stats_daily.c) */
 };
 
 struct api_req;
@@ -483,6 +484,9 @@ enum MHD_Result api_messages_list_in(struct api_req *r, const char *batch_id);
 enum MHD_Result api_channel_health(struct api_req *r);
 enum MHD_Result api_channel_pause(struct api_req *r);
 enum MHD_Result api_channel_resume(struct api_req *r);
+
+/* ---- stats_daily.c (dashobs) ---- */
+enum MHD_Result api_stats_daily(struct api_req *r);
 
 /* ---- recipients.c (dashobs) ---- */
 /* GET /v1/recipients/{to} and GET /v1/messages/{id}/recipient: a

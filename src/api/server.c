@@ -392,6 +392,9 @@ static const struct api_route_def api_routes[] = {
      TENANT(api_channel_pause, SCOPE_ACCOUNTS_WRITE), NONE, "POST"},
     {"/v1/channels/{id}/resume", ROUTE_CHANNEL_RESUME, NONE,
      TENANT(api_channel_resume, SCOPE_ACCOUNTS_WRITE), NONE, "POST"},
+    /* dashobs: the overview's daily counters (stats_daily.c). */
+    {"/v1/stats/daily", ROUTE_STATS_DAILY, WIDE(api_stats_daily, SCOPE_MESSAGES_READ), NONE, NONE,
+     "GET, HEAD"},
 };
 
 #define API_NROUTES (sizeof api_routes / sizeof *api_routes)
