@@ -11,7 +11,10 @@
  *     out), resuming sends them all; pause and resume are in the audit log
  *     with who and why; resuming an active account is a 409;
  *   - a pause needs a reason; unknown fields are refused naming them;
- *   - another tenant gets 404 for the account's health, pause and resume.
+ *   - another tenant gets 404 for the account's health, pause and resume;
+ *   - GET /v1/stats/daily: today's counters per channel exactly what the
+ *     file sent (accepted, sent, delivered, read, failed), yesterday zeros,
+ *     nothing for another tenant, 422 for a bad days.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -299,12 +302,93 @@ static void test_bad_and_foreign(void **state)
 	json_decref(j);
 }
 
+/* dashobs: the daily counters through GET /v1/stats/daily, after every
+ * send of this file: WhatsApp 26 accepted, 25 sent, delivered and read, 1
+ * refused; SMS 1 accepted, sent and delivered (no reads on SMS). */
+static json_t *today_of(const char *key, const char *channel)
+{
+	struct resp r = call("GET", key, "/v1/stats/daily", NULL);
+	if (r.status != 200)
+		fail_msg("stats: %ld %s", r.status, r.body);
+	json_t *days = json_object_get(r.json, "days");
+	assert_int_equal(json_array_size(days), 2);
+	json_t *today = json_array_get(days, 1), *found = NULL;
+	size_t i;
+	json_t *c;
+	json_array_foreach(json_object_get(today, "channels"), i,
+	                   c) if (!strcmp(jstr(c, "channel"), channel)) found = json_incref(c);
+	resp_free(&r);
+	return found;
+}
+
+static bool all_read(struct world *w, void *arg)
+{
+	(void)w;
+	(void)arg;
+	json_t *c = today_of(W.key, "whatsapp");
+	bool ok = c && num(c, "read") == 25;
+	json_decref(c);
+	return ok;
+}
+
+static void test_daily_stats(void **state)
+{
+	(void)state;
+	if (!wait_until(all_read, &W, NULL, 60)) {
+		json_t *c = today_of(W.key, "whatsapp");
+		fail_msg("whatsapp today: %s", c ? json_dumps(c, 0) : "none");
+	}
+	json_t *c = today_of(W.key, "whatsapp");
+	assert_int_equal(num(c, "accepted"), 26);
+	assert_int_equal(num(c, "sent"), 25);
+	assert_int_equal(num(c, "delivered"), 25);
+	assert_int_equal(num(c, "read"), 25);
+	assert_int_equal(num(c, "failed"), 1);
+	assert_true(json_real_value(json_object_get(c, "delivery_rate")) == 1.0);
+	json_decref(c);
+	c = today_of(W.key, "sms");
+	assert_int_equal(num(c, "accepted"), 1);
+	assert_int_equal(num(c, "sent"), 1);
+	assert_int_equal(num(c, "delivered"), 1);
+	assert_int_equal(num(c, "read"), 0);
+	assert_int_equal(num(c, "failed"), 0);
+	json_decref(c);
+	/* Yesterday: zeros on every channel of the tenant. */
+	struct resp r = call("GET", W.key, "/v1/stats/daily?days=2", NULL);
+	json_t *y = json_array_get(json_object_get(r.json, "days"), 0);
+	assert_int_equal(json_array_size(json_object_get(y, "channels")), 2);
+	size_t i;
+	json_t *ch;
+	json_array_foreach(json_object_get(y, "channels"), i, ch)
+	{
+		assert_int_equal(num(ch, "accepted"), 0);
+		assert_true(json_is_null(json_object_get(ch, "delivery_rate")));
+	}
+	resp_free(&r);
+	/* Another tenant sees none of it. */
+	r = call("GET", OTHER_KEY, "/v1/stats/daily?days=31", NULL);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(json_array_size(json_object_get(r.json, "days")), 31);
+	json_array_foreach(json_object_get(r.json, "days"), i, ch)
+	    assert_int_equal(json_array_size(json_object_get(ch, "channels")), 0);
+	resp_free(&r);
+	static const char *const bad[] = {"/v1/stats/daily?days=0", "/v1/stats/daily?days=32",
+	                                  "/v1/stats/daily?days=x", "/v1/stats/daily?day=1"};
+	for (size_t k = 0; k < 4; k++) {
+		r = call("GET", W.key, bad[k], NULL);
+		if (r.status != 422)
+			fail_msg("GET %s: %ld %s", bad[k], r.status, r.body);
+		resp_free(&r);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_figures),
 	    cmocka_unit_test(test_pause_resume),
 	    cmocka_unit_test(test_bad_and_foreign),
+	    cmocka_unit_test(test_daily_stats),
 	};
 	return cmocka_run_group_tests_name("account_health", tests, setup, teardown);
 }

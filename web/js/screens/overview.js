@@ -36,7 +36,48 @@ function accountAlerts(healths)
 	                                                 'recent sends failed'));
 }
 
-function render(main, list, accounts, healths)
+// dashobs: today vs yesterday per channel, and the delivery rate per day,
+// from the daily counters (GET /v1/stats/daily); null for a unit session.
+const KINDS = [ 'accepted', 'sent', 'delivered', 'read', 'failed' ];
+function pct(x)
+{
+	return x === null || x === undefined ? '—' : `${Math.round(x * 1000) / 10}%`;
+}
+
+function dailySection(daily)
+{
+	if (!daily || daily.days.length < 2)
+		return null;
+	const today = daily.days[daily.days.length - 1];
+	const yday = daily.days[daily.days.length - 2];
+	const rows = today.channels.map((c) => {
+		const y = yday.channels.find((x) => x.channel === c.channel) || {};
+		return el(
+		    'tr', {'data-channel' : c.channel}, el('th', {scope : 'row'}, c.channel),
+		    KINDS.map((k) => el('td', {class : 'num', 'data-k' : k},
+		                        `${fmtNum(c[k])} / ${fmtNum(y[k] || 0)}`)),
+		    el('td', {class : 'num'}, `${pct(c.delivery_rate)} / ${pct(y.delivery_rate)}`));
+	});
+	const trend = daily.days.map((d) => {
+		const sent = d.channels.reduce((a, c) => a + c.sent, 0);
+		const del = d.channels.reduce((a, c) => a + c.delivered, 0);
+		return el('tr', {}, el('th', {scope : 'row'}, d.date),
+		          el('td', {class : 'num'}, fmtNum(sent)),
+		          el('td', {class : 'num'}, fmtNum(del)),
+		          el('td', {class : 'num'}, sent ? pct(del / sent) : '—'));
+	});
+	return [
+		el('section', {'aria-labelledby' : 'o-daily', id : 'o-daily-s'},
+		   el('h2', {id : 'o-daily'}, 'Today vs yesterday (UTC), per channel'),
+		   table([ 'Channel', ...KINDS, 'delivery rate' ], rows,
+		         'Each cell: today / yesterday')),
+		el('section', {'aria-labelledby' : 'o-trend'},
+		   el('h2', {id : 'o-trend'}, 'Delivery rate, last 14 days'),
+		   table([ 'Day (UTC)', 'Sent', 'Delivered', 'Rate' ], trend, 'Oldest first'))
+	];
+}
+
+function render(main, list, accounts, healths, daily)
 {
 	const t = totals(list);
 	const accAlerts = accountAlerts(healths || []);
@@ -48,6 +89,7 @@ function render(main, list, accounts, healths)
 	       el('dl', {class : 'cards'},
 	          FUNNEL.map((k) => el('div', {class : `card s-${k}`}, el('dt', {}, k),
 		                       el('dd', {'data-k' : k}, fmtNum(t[k] || 0)))))),
+	    dailySection(daily),
 	    el('section', {'aria-labelledby' : 'o-alerts'}, el('h2', {id : 'o-alerts'}, 'Alerts'),
 	       failedCampaigns.length || (t.failed || 0) > 0 || accAlerts.length
 		   ? el('ul', {}, accAlerts,
@@ -80,7 +122,8 @@ export async function overview(main)
 	]);
 	const h = await Promise.all(a.data.map(
 	    (x) => api('GET', `/v1/channels/${encodeURIComponent(x.id)}/health`).catch(() => null)));
-	render(main, b.data, a.data, h);
-	const es = liveCampaigns((data) => render(main, data, a.data, h));
+	const daily = await api('GET', '/v1/stats/daily?days=14').catch(() => null);
+	render(main, b.data, a.data, h, daily);
+	const es = liveCampaigns((data) => render(main, data, a.data, h, daily));
 	return () => es.close();
 }
