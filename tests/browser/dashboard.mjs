@@ -514,8 +514,17 @@ async function main() {
 		check(audit.entries.some((e) => e.action === 'account.pause' && JSON.stringify(e.after).includes('maintenance window')), 'the pause is audited');
 		await axe(acmePage, 'accounts (paused)');
 		await shot(acmePage, 'accounts-health');
-		// The overview raises it as an alert.
+		// The overview raises it as an alert, beside today's counters per
+		// channel, which are the API's.
 		await screen(acmePage, '/overview', 'li[data-account-alert="acme-wa"]');
+		const daily = await bearer('GET', '/v1/stats/daily', ACME);
+		const wa = daily.days[1].channels.find((c) => c.channel === 'whatsapp');
+		const wy = daily.days[0].channels.find((c) => c.channel === 'whatsapp');
+		check(wa.accepted >= wa.sent && wa.sent > 0 && wa.read > 0, `today's whatsapp counters: ${JSON.stringify(wa)}`);
+		for (const k of ['accepted', 'sent', 'delivered', 'read', 'failed'])
+			eq(await acmePage.textContent(`#o-daily-s tr[data-channel="whatsapp"] td[data-k="${k}"]`),
+			   `${wa[k].toLocaleString('en-US')} / ${wy[k].toLocaleString('en-US')}`, `overview ${k}`);
+		await axe(acmePage, 'overview (daily)');
 		check((await acmePage.textContent('li[data-account-alert="acme-wa"]')).includes('paused: maintenance window'), 'the overview\'s alert');
 		await screen(acmePage, '/accounts', `${row}[data-state="paused"]`);
 		acmePage.nextDialog = 'window over';
