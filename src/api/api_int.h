@@ -169,6 +169,7 @@ enum api_route {
 	ROUTE_CHANNEL_PAUSE,  /* POST /v1/channels/{id}/pause */
 	ROUTE_CHANNEL_RESUME, /* POST /v1/channels/{id}/resume */
 	ROUTE_STATS_DAILY,    /* GET /v1/stats/daily (dashobs; stats_daily.c) */
+	ROUTE_SESSION_VIEW,   /* POST /v1/session/view (dashobs; session.c) */
 };
 
 struct api_req;
@@ -210,6 +211,7 @@ struct api_req {
 	 * bearer credential), and whether its answers mask phone numbers. */
 	char session[65];
 	bool masked;
+	bool unit_view; /* dashobs: a tenant-wide session narrowed to who.unit (session.c) */
 
 	/* The handler's own state machine across suspend/resume. */
 	int stage;
@@ -485,6 +487,9 @@ enum MHD_Result api_channel_health(struct api_req *r);
 enum MHD_Result api_channel_pause(struct api_req *r);
 enum MHD_Result api_channel_resume(struct api_req *r);
 
+/* POST /v1/session/view {"unit"}: a tenant-wide session narrowed to one
+ * unit, or back to the whole tenant (dashobs; session.c). */
+enum MHD_Result api_session_view(struct api_req *r);
 /* ---- stats_daily.c (dashobs) ---- */
 enum MHD_Result api_stats_daily(struct api_req *r);
 

@@ -395,6 +395,8 @@ static const struct api_route_def api_routes[] = {
     /* dashobs: the overview's daily counters (stats_daily.c). */
     {"/v1/stats/daily", ROUTE_STATS_DAILY, WIDE(api_stats_daily, SCOPE_MESSAGES_READ), NONE, NONE,
      "GET, HEAD"},
+    {"/v1/session/view", ROUTE_SESSION_VIEW, NONE, TENANT(api_session_view, SCOPE_MESSAGES_READ),
+     NONE, "POST"},
 };
 
 #define API_NROUTES (sizeof api_routes / sizeof *api_routes)

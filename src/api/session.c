@@ -52,6 +52,7 @@ struct session {
 	char actor[96];
 	int64_t created, last, unmask_until; /* wall us */
 	int streams;                         /* open /v1/events streams */
+	char view_unit[HR_NAME_MAX];         /* dashobs: narrowed to this unit ("": none) */
 };
 
 struct api_sessions {
@@ -162,7 +163,7 @@ static bool is_read(const struct api_req *r)
  * X-CSRF-Token matches, *masked; HR_EAUTH otherwise. The session's key is
  * returned in cred for the caller to re-check. */
 static int session_lookup(struct api_req *r, char sid[65], char cred[65], bool *csrf_ok,
-                          bool *masked, struct hr_err *err)
+                          bool *masked, char view[HR_NAME_MAX], struct hr_err *err)
 {
 	struct api_sessions *ss = r->srv->sessions;
 	int copies;
@@ -182,6 +183,7 @@ static int session_lookup(struct api_req *r, char sid[65], char cred[65], bool *
 		memcpy(cred, x->cred, 65);
 		*csrf_ok = given && hr_consteq(x->csrf, strlen(x->csrf), given, strlen(given));
 		*masked = now >= x->unmask_until;
+		memcpy(view, x->view_unit, HR_NAME_MAX);
 	}
 	pthread_mutex_unlock(&ss->lock);
 	if (!x)
@@ -193,15 +195,22 @@ static int session_lookup(struct api_req *r, char sid[65], char cred[65], bool *
 
 int api_session_auth(struct api_req *r, struct hr_err *err)
 {
-	char sid[65], cred[65];
+	char sid[65], cred[65], view[HR_NAME_MAX] = "";
 	bool csrf_ok = false, masked = true;
-	int rc = session_lookup(r, sid, cred, &csrf_ok, &masked, err);
+	int rc = session_lookup(r, sid, cred, &csrf_ok, &masked, view, err);
 	if (rc)
 		return rc;
 	rc = api_auth_key_hash(r, cred, err);
 	explicit_bzero(cred, sizeof cred);
 	if (rc)
 		return rc;
+	/* dashobs: a tenant-wide key's session viewing one unit sees what
+	 * that unit's key would (never more: a unit key's session has its own
+	 * unit and no view). */
+	if (view[0] && !r->who.unit[0]) {
+		hr_strlcpy(r->who.unit, view, sizeof r->who.unit);
+		r->unit_view = true;
+	}
 	if (!is_read(r) && !csrf_ok) {
 		memset(&r->who, 0, sizeof r->who);
 		r->tenant[0] = '\0';
@@ -248,10 +257,10 @@ static json_t *scopes_json(unsigned scopes)
 static json_t *session_json(const struct api_req *r, const struct session *x,
                             const struct api_dash_opts *o)
 {
-	return json_pack("{s:s, s:s?, s:o, s:s, s:s, s:o, s:o, s:I, s:b, s:o}", "tenant",
-	                 r->who.tenant, "unit", r->who.unit[0] ? r->who.unit : NULL, "scopes",
-	                 scopes_json(r->who.scopes), "actor", r->who.actor, "csrf_token", x->csrf,
-	                 "created_at", time_json(x->created), "expires_at",
+	return json_pack("{s:s, s:s?, s:b, s:o, s:s, s:s, s:o, s:o, s:I, s:b, s:o}", "tenant",
+	                 r->who.tenant, "unit", r->who.unit[0] ? r->who.unit : NULL, "unit_view",
+	                 r->unit_view, "scopes", scopes_json(r->who.scopes), "actor", r->who.actor,
+	                 "csrf_token", x->csrf, "created_at", time_json(x->created), "expires_at",
 	                 time_json(x->created + o->session_max_age_us), "idle_timeout_s",
 	                 (json_int_t)(o->session_idle_us / 1000000), "masked",
 	                 hr_now_us() >= x->unmask_until, "unmasked_until",
@@ -423,6 +432,27 @@ enum MHD_Result api_session_get(struct api_req *r)
 		return api_fail(r, HR_EAUTH, NULL);
 	json_t *j = session_json(r, &snap, &ss->o);
 	explicit_bzero(&snap, sizeof snap);
+	/* dashobs: the units a tenant-wide session may view (the switcher). */
+	if (j && (!r->who.unit[0] || r->unit_view)) {
+		struct store *st = r->srv->o.store;
+		struct unit_row *u = NULL;
+		size_t nu = 0;
+		json_t *units = json_array();
+		if (units && st->ops->unit_list(st, r->tenant, &u, &nu) == 0) {
+			for (size_t i = 0; i < nu; i++)
+				if (!u[i].disabled)
+					json_array_append_new(units,
+					                      json_pack("{s:s, s:s}", "id", u[i].id,
+					                                "name", u[i].name));
+			free(u);
+		}
+		if (!units || json_object_set_new(j, "units", units) != 0) {
+			json_decref(j);
+			j = NULL;
+		}
+	}
+	if (!j)
+		return api_fail(r, HR_ENOMEM, NULL);
 	const char *extra[] = {"Cache-Control", "no-store", NULL};
 	return api_respond_json(r, 200, j, extra);
 }
@@ -645,4 +675,62 @@ bool api_session_alive(struct api_server *s, const char *sid)
 	bool alive = session_find(ss, sid, hr_now_us()) != NULL;
 	pthread_mutex_unlock(&ss->lock);
 	return alive;
+}
+
+/* dashobs: POST /v1/session/view {"unit": "<id>" | null}. A tenant-wide
+ * key's session narrowed to one of the tenant's (enabled) units, so every
+ * screen shows what that unit's key would, or back to the whole tenant
+ * (null). Only narrowing: a unit key's session has its unit and no view. */
+enum MHD_Result api_session_view(struct api_req *r)
+{
+	struct hr_err err;
+	hr_err_clear(&err);
+	if (!r->session[0]) {
+		hr_fail(&err, HR_EINVAL, "session",
+		        "a unit view is for dashboard sessions: an API key names its unit itself");
+		return api_fail(r, HR_EINVAL, &err);
+	}
+	if (r->who.unit[0] && !r->unit_view) {
+		hr_fail(&err, HR_EFORBIDDEN, "unit", "this session's key sees its own unit only");
+		return api_fail(r, HR_EFORBIDDEN, &err);
+	}
+	enum MHD_Result ret;
+	json_t *o = api_body_object(r, &ret);
+	if (!o)
+		return ret;
+	static const char *const allowed[] = {"unit", NULL};
+	int rc = api_keys_check(o, allowed, &err);
+	json_t *ju = json_object_get(o, "unit");
+	char unit[HR_NAME_MAX] = "";
+	if (rc == 0 && !ju)
+		rc = hr_fail(&err, HR_EINVAL, "unit",
+		             "unit is required: a unit id, or null for all");
+	if (rc == 0 && !json_is_null(ju)) {
+		const char *u = json_string_value(ju);
+		struct unit_row row;
+		memset(&row, 0, sizeof row);
+		struct store *st = r->srv->o.store;
+		if (!u || !*u || strlen(u) >= sizeof unit)
+			rc = hr_fail(&err, HR_EINVAL, "unit", "unit must be a unit id or null");
+		else if (st->ops->unit_get(st, r->tenant, u, &row) != 0 || row.disabled)
+			rc = hr_fail(&err, HR_EINVAL, "unit", "no unit '%.63s' in this tenant", u);
+		else
+			hr_strlcpy(unit, u, sizeof unit);
+	}
+	json_decref(o);
+	if (rc)
+		return api_fail(r, rc, &err);
+	struct api_sessions *ss = r->srv->sessions;
+	bool found = false;
+	pthread_mutex_lock(&ss->lock);
+	struct session *x = session_find(ss, r->session, hr_now_us());
+	if (x) {
+		hr_strlcpy(x->view_unit, unit, sizeof x->view_unit);
+		found = true;
+	}
+	pthread_mutex_unlock(&ss->lock);
+	if (!found)
+		return api_fail(r, HR_EAUTH, NULL);
+	return api_respond_json(
+	    r, 200, json_pack("{s:o}", "unit", unit[0] ? json_string(unit) : json_null()), NULL);
 }
