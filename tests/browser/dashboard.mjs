@@ -535,6 +535,41 @@ async function main() {
 		check(!(await otherPage.textContent('main')).includes('acme-wa'), 'other sees acme\'s account');
 	});
 
+	// dashobs: the unit switcher of a tenant-wide session, and the time
+	// range and UTC/local choice kept in the URL.
+	await test('unit switcher, time range and time zone in the URL', async () => {
+		await bearer('POST', '/v1/tenants/acme/units', ACME, {id: 'cards', name: 'Cards'});
+		const k = await bearer('POST', '/v1/tenants/acme/keys', ACME, {unit: 'cards', scopes: ['campaigns:read', 'campaigns:write', 'messages:read']});
+		await bearer('POST', '/v1/batches', k.key, {name: 'cards-only campaign', channel: 'whatsapp', account: 'acme-wa', text: 'x', start: false,
+		                                            rows: [{to: '+447400123301'}]});
+		// The page loads its session (and the tenant's units) when it loads.
+		await screen(acmePage, '/campaigns', 'h1:has-text("Campaigns")');
+		await acmePage.reload();
+		await acmePage.waitForSelector('#unit-view');
+		await acmePage.waitForSelector('td:has-text("live campaign")');
+		await acmePage.selectOption('#unit-view', 'cards');
+		await acmePage.waitForSelector('#who:has-text("acme / cards")');
+		await screen(acmePage, '/campaigns', 'h1:has-text("Campaigns")');
+		await acmePage.waitForSelector('td:has-text("cards-only campaign")');
+		check(!(await acmePage.textContent('main')).includes('live campaign'), 'another unit\'s campaign in the cards view');
+		await axe(acmePage, 'campaigns (unit view)');
+		await acmePage.selectOption('#unit-view', '');
+		await acmePage.waitForSelector('#who:not(:has-text("acme / cards"))');
+		await screen(acmePage, '/campaigns', 'td:has-text("live campaign")');
+		// A range after everything: nothing; the range and the zone are in the URL.
+		await screen(acmePage, '/campaigns?since=2099-01-01T00:00:00Z&tz=utc', 'h1:has-text("Campaigns")');
+		await acmePage.waitForSelector('p:has-text("No campaigns match.")');
+		eq(await acmePage.inputValue('#f-since'), '2099-01-01T00:00', 'the range shown in UTC');
+		eq(await acmePage.isChecked('#utc'), true, 'tz=utc ticks the UTC box');
+		await acmePage.fill('#f-since', '2000-01-01T00:00');
+		await acmePage.click('form.filters button[type=submit]');
+		await acmePage.waitForSelector('td:has-text("live campaign")');
+		check(acmePage.url().includes('since=2000-01-01T00%3A00%3A00Z') && acmePage.url().includes('tz=utc'), `the URL: ${acmePage.url()}`);
+		await screen(acmePage, '/messages?tz=local', '#m-since');
+		eq(await acmePage.isChecked('#utc'), false, 'tz=local clears it');
+		await axe(acmePage, 'messages (time range)');
+	});
+
 	await test('every screen passes axe-core', async () => {
 		const screens = [['/overview', 'h1:has-text("Overview")', 'overview'],
 		                 ['/campaigns', 'h1:has-text("Campaigns")', 'campaigns'],

@@ -76,6 +76,24 @@ function header()
 		who.append(' ', el('button', {type : 'button', class : 'link', onclick : unmask},
 		                   'Unmask…'));
 	}
+	// dashobs: a tenant-wide session may view one unit at a time.
+	if (s.units && s.units.length) {
+		const sel = el('select', {id : 'unit-view', 'aria-label' : 'Unit'},
+		               el('option', {value : ''}, 'All units'),
+		               s.units.map((u) => el('option', {value : u.id, selected : s.unit_view && s.unit === u.id},
+		                                     u.name || u.id)));
+		sel.addEventListener('change', async () => {
+			try {
+				await api('POST', '/v1/session/view', {unit : sel.value || null});
+				await loadSession();
+				header();
+				render();
+			} catch (e) {
+				toast(e.message, true);
+			}
+		});
+		who.append(' ', sel);
+	}
 }
 
 async function unmask()
@@ -144,8 +162,12 @@ async function start()
 	box.checked = utc();
 	box.addEventListener('change', () => {
 		localStorage.setItem('herald.utc', box.checked ? '1' : '0');
-		render();
+		// dashobs: kept in the URL too (tz=), so the link shows the same.
+		const r = route();
+		r.params.set('tz', box.checked ? 'utc' : 'local');
+		go(r.path, r.params); // hashchange renders
 	});
+	window.addEventListener('hashchange', () => { box.checked = utc(); });
 	document.getElementById('signout').addEventListener('click', async () => {
 		await signOut();
 		header();
