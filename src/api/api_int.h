@@ -490,6 +490,20 @@ enum MHD_Result api_channel_resume(struct api_req *r);
 /* POST /v1/session/view {"unit"}: a tenant-wide session narrowed to one
  * unit, or back to the whole tenant (dashobs; session.c). */
 enum MHD_Result api_session_view(struct api_req *r);
+/* ---- users.c (dashobs): configured dashboard logins ---- */
+/* Checks config's dashboard.users (at start): HR_EINVAL naming the field. */
+int api_users_check(json_t *cfg, struct hr_err *err);
+/* A role's scopes (viewer, operator, approver); false for another name. */
+bool api_user_scopes(const char *role, unsigned *scopes);
+/* Verifies name and password against config's dashboard.users: 0 and *who;
+ * HR_EAUTH for a wrong name or password (the same answer and cost for
+ * both); HR_EQUOTA with *retry_s after too many failures for the name or
+ * from addr. */
+int api_user_verify(json_t *cfg, const char *name, const char *password, const char *addr,
+                    struct api_principal *who, int64_t *retry_s, struct hr_err *err);
+/* Forgets every failed attempt (tests). */
+void api_user_fails_reset(void);
+
 /* ---- stats_daily.c (dashobs) ---- */
 enum MHD_Result api_stats_daily(struct api_req *r);
 

@@ -7,7 +7,7 @@
 // host other than 127.0.0.1 (intercepted and refused), axe-core with no
 // serious or critical violation on every screen. Prints "N passed, N failed".
 import {createRequire} from 'node:module';
-import {spawn} from 'node:child_process';
+import {spawn, execFileSync} from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -69,6 +69,9 @@ tenants:
   - id: other
     name: Other
     api_keys: [${OTHER}]
+dashboard:
+  users:
+    - {name: olga, password_hash: "${execFileSync(BIN, ['hash-password'], {input: 'olga-pass-1\n'}).toString().trim()}", tenant: acme, role: viewer}
 sim:
   listen: 127.0.0.1:${simPort}
   whatsapp:
@@ -568,6 +571,28 @@ async function main() {
 		await screen(acmePage, '/messages?tz=local', '#m-since');
 		eq(await acmePage.isChecked('#utc'), false, 'tz=local clears it');
 		await axe(acmePage, 'messages (time range)');
+	});
+
+	// dashobs: a configured login (dashboard.users) instead of a key.
+	await test('sign-in with a configured login', async () => {
+		const page = await newPage('olga');
+		await page.goto(`${API}/`);
+		await page.fill('#username', 'olga');
+		await page.fill('#password', 'not-her-password');
+		await page.click('#signin-user');
+		await page.waitForSelector('form.signin p.error:has-text("wrong name or password")');
+		await page.fill('#password', 'olga-pass-1');
+		await page.click('#signin-user');
+		await page.waitForSelector('#top:not([hidden])');
+		const s = await page.evaluate(async () => (await fetch('/v1/session')).json());
+		eq(s.actor, 'user:olga', 'the session\'s actor');
+		eq(s.tenant, 'acme', 'the user\'s tenant');
+		eq(JSON.stringify(s.scopes.sort()), JSON.stringify(['campaigns:read', 'messages:read']), 'a viewer\'s scopes');
+		await screen(page, '/campaigns', 'td:has-text("live campaign")');
+		await axe(page, 'campaigns (login)');
+		const audit = await bearer('GET', '/v1/audit', ACME);
+		check(audit.entries.some((e) => e.action === 'session.signin' && e.actor === 'user:olga'), 'the sign-in is audited');
+		await page.context().close();
 	});
 
 	await test('every screen passes axe-core', async () => {

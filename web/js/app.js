@@ -1,7 +1,7 @@
 // app.js - the dashboard's entry point: the session, the header, and the
 // hash router (every screen deep-linkable: its filters live in the hash's
 // query, e.g. #/campaigns?status=processing).
-import {api, loadSession, signIn, signOut, currentSession} from './api.js';
+import {api, loadSession, signIn, signInUser, signOut, currentSession} from './api.js';
 import {el, put, route, go, toast, errorBox, utc} from './ui.js';
 import {overview} from './screens/overview.js';
 import {campaigns} from './screens/campaigns.js';
@@ -42,23 +42,48 @@ function signinScreen(main)
 	    key,
 	    el('p', {class : 'muted'}, 'The session carries this key\'s tenant, unit and scopes.'),
 	    el('button', {type : 'submit'}, 'Sign in'), msg);
+	const done = () => {
+		header();
+		const r = route();
+		if (r.path === '/signin')
+			go('/overview');
+		else
+			render();
+	};
 	form.addEventListener('submit', async (ev) => {
 		ev.preventDefault();
 		put(msg);
 		try {
 			await signIn(key.value);
 			key.value = '';
-			header();
-			const r = route();
-			if (r.path === '/signin')
-				go('/overview');
-			else
-				render();
+			done();
 		} catch (e) {
 			put(msg, errorBox(e));
 		}
 	});
-	put(main, form);
+	// dashobs: or a configured login (dashboard.users).
+	const user = el('input', {id : 'username', autocomplete : 'username', required : true});
+	const pass = el('input',
+	                {id : 'password', type : 'password', autocomplete : 'current-password', required : true});
+	const umsg = el('div');
+	const uform = el('form', {class : 'signin', 'aria-labelledby' : 'signin-u'},
+	                 el('h2', {id : 'signin-u'}, 'Or with your name'),
+	                 el('label', {for: 'username'}, 'Name'), user,
+	                 el('label', {for: 'password'}, 'Password'), pass,
+	                 el('button', {type : 'submit', id : 'signin-user'}, 'Sign in'), umsg);
+	uform.addEventListener('submit', async (ev) => {
+		ev.preventDefault();
+		put(umsg);
+		try {
+			await signInUser(user.value, pass.value);
+			pass.value = '';
+			done();
+		} catch (e) {
+			pass.value = '';
+			put(umsg, errorBox(e));
+		}
+	});
+	put(main, form, uform);
 	key.focus();
 }
 
