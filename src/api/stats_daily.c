@@ -48,6 +48,56 @@ static json_t *day_json(int32_t day, const struct daily_ent *v, size_t n, const 
 	return arr ? json_pack("{s:s, s:o}", "date", date, "channels", arr) : NULL;
 }
 
+/* The range's most frequent failure codes (DAILY_ERROR counters), each
+ * with what its channel's error table says it means. */
+#define TOP_CODES 10
+static json_t *failure_codes_json(const struct daily_ent *v, size_t n)
+{
+	struct code_sum {
+		const char *channel, *code;
+		int64_t n;
+	} top[64];
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].kind != DAILY_ERROR || !v[i].code[0])
+			continue;
+		size_t j = 0;
+		while (j < k &&
+		       (strcmp(top[j].channel, v[i].channel) || strcmp(top[j].code, v[i].code)))
+			j++;
+		if (j == k) {
+			if (k == sizeof top / sizeof *top)
+				continue; /* bounded: codes past the first 64 distinct ones are left
+				             out */
+			top[k++] = (struct code_sum){v[i].channel, v[i].code, 0};
+		}
+		top[j].n += v[i].n;
+	}
+	for (size_t i = 1; i < k; i++) /* by count, then code: a stable answer */
+		for (size_t j = i; j > 0 && (top[j].n > top[j - 1].n ||
+		                             (top[j].n == top[j - 1].n &&
+		                              strcmp(top[j].code, top[j - 1].code) < 0));
+		     j--) {
+			struct code_sum t = top[j];
+			top[j] = top[j - 1];
+			top[j - 1] = t;
+		}
+	json_t *arr = json_array();
+	for (size_t i = 0; arr && i < k && i < TOP_CODES; i++) {
+		const struct channel_ops *ops = channel_find(top[i].channel);
+		const char *meaning =
+		    ops && ops->error_meaning ? ops->error_meaning(top[i].code) : NULL;
+		json_t *o = json_pack("{s:s, s:s, s:I, s:o}", "channel", top[i].channel, "code",
+		                      top[i].code, "count", (json_int_t)top[i].n, "meaning",
+		                      meaning ? json_string(meaning) : json_null());
+		if (!o || json_array_append_new(arr, o) != 0) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	}
+	return arr;
+}
+
 enum MHD_Result api_stats_daily(struct api_req *r)
 {
 	struct store *st = r->srv->o.store;
@@ -95,7 +145,8 @@ enum MHD_Result api_stats_daily(struct api_req *r)
 		if (!seen && nch < CHANNELS_MAX)
 			chans[nch++] = rows[i].channel;
 	}
-	json_t *out = json_array();
+	json_t *codes = failure_codes_json(rows, n);
+	json_t *out = codes ? json_array() : NULL;
 	for (int32_t d = today - days + 1; out && d <= today; d++) {
 		json_t *dj = day_json(d, rows, n, chans, nch);
 		if (!dj || json_array_append_new(out, dj) != 0) {
@@ -104,8 +155,12 @@ enum MHD_Result api_stats_daily(struct api_req *r)
 		}
 	}
 	free(rows);
-	if (!out)
+	if (!out) {
+		json_decref(codes);
 		return api_fail(r, HR_ENOMEM, NULL);
-	return api_respond_json(r, 200, json_pack("{s:s, s:o}", "timezone", "UTC", "days", out),
-	                        NULL);
+	}
+	return api_respond_json(
+	    r, 200,
+	    json_pack("{s:s, s:o, s:o}", "timezone", "UTC", "days", out, "failure_codes", codes),
+	    NULL);
 }

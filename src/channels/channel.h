@@ -323,6 +323,10 @@ struct channel_ops {
 	 * none. Takes only the adapter's own short lock. */
 	void (*token_state)(const struct channel_account *acct, int64_t *expires_us, char *error,
 	                    size_t error_size);
+	/* dashobs, optional: what one of the provider's error codes means, from
+	 * the adapter's own error table ("Message undeliverable"), or NULL when
+	 * it does not know the code. For the overview's top failure codes. */
+	const char *(*error_meaning)(const char *code);
 };
 
 extern const struct channel_ops channel_whatsapp;

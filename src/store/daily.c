@@ -21,15 +21,17 @@ int32_t daily_day(int64_t at_us)
 }
 
 long daily_add_at(struct daily_acc *a, const char *tenant_id, const char *channel, int32_t day,
-                  int kind, int64_t n)
+                  int kind, const char *code, int64_t n)
 {
 	if (!n || !tenant_id || !channel)
 		return -1;
+	if (!code)
+		code = "";
 	/* The latest key is the likeliest (a group's messages share a few). */
 	for (size_t i = a->n; i-- > 0;) {
 		struct daily_ent *e = &a->v[i];
 		if (e->kind == kind && e->day == day && strcmp(e->channel, channel) == 0 &&
-		    strcmp(e->tenant_id, tenant_id) == 0) {
+		    strcmp(e->code, code) == 0 && strcmp(e->tenant_id, tenant_id) == 0) {
 			e->n += n;
 			return (long)i;
 		}
@@ -50,14 +52,15 @@ long daily_add_at(struct daily_acc *a, const char *tenant_id, const char *channe
 	hr_strlcpy(e->channel, channel, sizeof e->channel);
 	e->day = day;
 	e->kind = (int8_t)kind;
+	hr_utf8_copy(e->code, code, sizeof e->code);
 	e->n = n;
 	return (long)a->n++;
 }
 
 void daily_add(struct daily_acc *a, const char *tenant_id, const char *channel, int32_t day,
-               int kind, int64_t n)
+               int kind, const char *code, int64_t n)
 {
-	(void)daily_add_at(a, tenant_id, channel, day, kind, n);
+	(void)daily_add_at(a, tenant_id, channel, day, kind, code, n);
 }
 
 static bool at_least_sent(int s)
@@ -93,6 +96,11 @@ int daily_kinds(int from, int to, int kinds[DAILY__COUNT])
 	return n;
 }
 
+bool daily_counts_error(int from, int to, const char *code)
+{
+	return code && code[0] && failed(to) && !failed(from);
+}
+
 void daily_transition(struct daily_acc *a, const char *tenant_id, const char *channel,
                       int64_t at_us, int from, int to)
 {
@@ -100,14 +108,14 @@ void daily_transition(struct daily_acc *a, const char *tenant_id, const char *ch
 	int n = daily_kinds(from, to, kinds);
 	int32_t day = n ? daily_day(at_us) : 0;
 	for (int i = 0; i < n; i++)
-		daily_add(a, tenant_id, channel, day, kinds[i], 1);
+		daily_add(a, tenant_id, channel, day, kinds[i], NULL, 1);
 }
 
 void daily_merge(struct daily_acc *into, const struct daily_acc *from)
 {
 	for (size_t i = 0; i < from->n; i++) {
 		const struct daily_ent *e = &from->v[i];
-		daily_add(into, e->tenant_id, e->channel, e->day, e->kind, e->n);
+		daily_add(into, e->tenant_id, e->channel, e->day, e->kind, e->code, e->n);
 	}
 	if (from->oom)
 		into->oom = true;

@@ -30,7 +30,11 @@ enum daily_kind {
 	DAILY_DELIVERED,
 	DAILY_READ,
 	DAILY_FAILED,
-	DAILY__COUNT
+	DAILY__COUNT,
+	/* Not a day's count of messages but of one failure code: a message
+	 * that became FAILED or UNDELIVERED with a provider error code counts
+	 * once under (its code, DAILY_ERROR), for the top failure codes. */
+	DAILY_ERROR = DAILY__COUNT
 };
 
 const char *daily_kind_name(enum daily_kind k);
@@ -40,6 +44,7 @@ struct daily_ent {
 	char channel[16];
 	int32_t day; /* days since 1970-01-01, UTC */
 	int8_t kind;
+	char code[HR_ERRCODE_MAX]; /* DAILY_ERROR's error code; "" for the others */
 	int64_t n;
 };
 
@@ -52,10 +57,13 @@ struct daily_acc {
 
 int32_t daily_day(int64_t at_us);
 void daily_add(struct daily_acc *a, const char *tenant_id, const char *channel, int32_t day,
-               int kind, int64_t n);
+               int kind, const char *code, int64_t n);
 /* The same, answering the entry's index (-1: out of memory, or n 0). */
 long daily_add_at(struct daily_acc *a, const char *tenant_id, const char *channel, int32_t day,
-                  int kind, int64_t n);
+                  int kind, const char *code, int64_t n);
+/* Whether a move counts its error code (DAILY_ERROR): it becomes FAILED or
+ * UNDELIVERED from another status, with a code. */
+bool daily_counts_error(int from, int to, const char *code);
 /* The kinds a move from `from` (-1: new) to `to` counts, into kinds[];
  * how many. The one place the rule lives. */
 int daily_kinds(int from, int to, int kinds[DAILY__COUNT]);

@@ -238,16 +238,22 @@ static void acc_status(struct lc_acc *a, int status, int amount)
 	acc_undo_push(a, ACC_STATUS_ENTRY, status, amount);
 }
 
-void lc_daily(struct store_tx *tx, const char *tenant_id, const char *channel, int from, int to)
+void lc_daily(struct store_tx *tx, const char *tenant_id, const char *channel, int from, int to,
+              const char *error_code)
 {
 	struct lc_acc *a = tx->acc;
-	int kinds[DAILY__COUNT];
+	int kinds[DAILY__COUNT + 1];
 	int n = a ? daily_kinds(from, to, kinds) : 0;
+	const char *codes[DAILY__COUNT + 1] = {0};
+	if (a && daily_counts_error(from, to, error_code)) {
+		codes[n] = error_code;
+		kinds[n++] = DAILY_ERROR;
+	}
 	if (!n)
 		return;
 	int32_t day = daily_day(tx->ops->now(tx));
 	for (int i = 0; i < n; i++) {
-		long idx = daily_add_at(&a->daily, tenant_id, channel, day, kinds[i], 1);
+		long idx = daily_add_at(&a->daily, tenant_id, channel, day, kinds[i], codes[i], 1);
 		if (idx < 0) {
 			a->oom = true;
 			return;
@@ -729,7 +735,7 @@ static int enqueue_run(struct store_tx *tx, void *arg)
 		if ((rc = tx->ops->event_insert(tx, m->id, &ev)))
 			return rc;
 		lc_count(tx, c->batch_id, -1, MSG_QUEUED, false);
-		lc_daily(tx, m->tenant_id, m->channel, -1, MSG_QUEUED);
+		lc_daily(tx, m->tenant_id, m->channel, -1, MSG_QUEUED, NULL);
 		c->made++;
 	}
 	/* The chunk's messages count against today's cap, all or none: past

@@ -152,7 +152,8 @@ int lc_transition(struct store_tx *tx, struct lc_msg *m, const struct lc_update 
 	enum msg_status from = m->status;
 	if (m->status != u->status) {
 		lc_count(tx, m->batch_id, (int)m->status, (int)u->status, false);
-		lc_daily(tx, m->tenant_id, m->channel, (int)m->status, (int)u->status);
+		lc_daily(tx, m->tenant_id, m->channel, (int)m->status, (int)u->status,
+		         u->error_code);
 	}
 	m->status = u->status;
 	m->lease_until = 0;
@@ -1109,7 +1110,7 @@ static int queue_auto_reply(struct store_tx *tx, const char *tenant, const char 
 	if (rc)
 		return rc;
 	lc_count(tx, "", -1, MSG_QUEUED, false);
-	lc_daily(tx, m.tenant_id, m.channel, -1, MSG_QUEUED);
+	lc_daily(tx, m.tenant_id, m.channel, -1, MSG_QUEUED, NULL);
 	ev_json_begin(js);
 	ev_json_str(js, "auto_reply_to", c->provider_msg_id);
 	struct lc_event ev = {

@@ -426,8 +426,10 @@ int lc_item_end(struct store_tx *tx, bool keep);
  * reports (store.h message_gauges). */
 void lc_count(struct store_tx *tx, const char *batch_id, int from, int to, bool replied);
 /* dashobs: a message of tenant_id on channel moving from `from` (-1: new)
- * to `to`, for the daily counters (store/daily.h); undone with its item. */
-void lc_daily(struct store_tx *tx, const char *tenant_id, const char *channel, int from, int to);
+ * to `to` (with the provider's error code, or NULL), for the daily counters
+ * (store/daily.h); undone with its item. */
+void lc_daily(struct store_tx *tx, const char *tenant_id, const char *channel, int from, int to,
+              const char *error_code);
 /* Notes for the store's observer (store.h store_observe), handed over once
  * the run commits; nothing when no observer is set. */
 void lc_note_status(struct store_tx *tx, const char *message_id, const char *tenant_id, int from,

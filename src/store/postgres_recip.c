@@ -328,7 +328,7 @@ int pg_daily_flush(struct pg_store *s, struct hr_err *err)
 		return hr_fail(err, HR_ENOMEM, "daily_count", "out of memory");
 	}
 	size_t k = 0;
-	struct hr_buf ten = {0}, ch = {0}, day = {0}, kind = {0}, n = {0};
+	struct hr_buf ten = {0}, ch = {0}, day = {0}, kind = {0}, n = {0}, code = {0};
 	for (size_t i = 0; i < t.n; i++) {
 		const struct daily_ent *e = &t.v[i];
 		if (!e->n)
@@ -339,14 +339,15 @@ int pg_daily_flush(struct pg_store *s, struct hr_err *err)
 		hr_buf_printf(&day, "%s%d", first ? "" : ",", (int)e->day);
 		hr_buf_printf(&kind, "%s%d", first ? "" : ",", (int)e->kind);
 		hr_buf_printf(&n, "%s%lld", first ? "" : ",", (long long)e->n);
+		arr_text(&code, e->code, first);
 	}
 	daily_free(&t);
 	int rc = 0;
 	if (k) {
-		struct hr_buf *bufs[] = {&ten, &ch, &day, &kind, &n};
-		char *lits[5] = {0};
+		struct hr_buf *bufs[] = {&ten, &ch, &day, &kind, &n, &code};
+		char *lits[6] = {0};
 		bool oom = false;
-		for (int b = 0; b < 5; b++) {
+		for (int b = 0; b < 6; b++) {
 			size_t len = bufs[b]->len;
 			lits[b] = malloc(len + 3);
 			if (!lits[b] || bufs[b]->oom) {
@@ -362,19 +363,21 @@ int pg_daily_flush(struct pg_store *s, struct hr_err *err)
 			rc = hr_fail(err, HR_ENOMEM, "daily_count", "out of memory");
 		} else {
 			struct pg_params p = {0};
-			for (int b = 0; b < 5; b++)
+			for (int b = 0; b < 6; b++)
 				pp_text(&p, lits[b]);
 			pp_i64(&p, s->stripe);
 			rc = pg_exec(
 			    &s->w, P_DAILY_COUNT_ADD,
-			    "INSERT INTO daily_count(tenant_id, channel, day, kind, stripe, n)"
-			    " SELECT t, c, d, k, $6, n FROM unnest($1::text[], $2::text[],"
-			    " $3::int[], $4::smallint[], $5::bigint[]) AS u(t, c, d, k, n)"
-			    " ON CONFLICT (tenant_id, day, channel, kind, stripe)"
+			    "INSERT INTO daily_count(tenant_id, channel, day, kind, code, stripe, "
+			    "n)"
+			    " SELECT t, c, d, k, e, $7, n FROM unnest($1::text[], $2::text[],"
+			    " $3::int[], $4::smallint[], $5::bigint[], $6::text[])"
+			    " AS u(t, c, d, k, n, e)"
+			    " ON CONFLICT (tenant_id, day, channel, kind, code, stripe)"
 			    " DO UPDATE SET n = daily_count.n + excluded.n",
 			    &p, NULL, err, "daily_count");
 		}
-		for (int b = 0; b < 5; b++)
+		for (int b = 0; b < 6; b++)
 			free(lits[b]);
 	}
 	free(ten.p);
@@ -382,6 +385,7 @@ int pg_daily_flush(struct pg_store *s, struct hr_err *err)
 	free(day.p);
 	free(kind.p);
 	free(n.p);
+	free(code.p);
 	return rc;
 }
 
@@ -398,9 +402,9 @@ int pg_daily_counts(struct store *st, const char *tenant_id, int32_t day_from, i
 	pp_i64(&p, day_to);
 	PGresult *r;
 	int rc = pg_read((struct pg_store *)st, P_DAILY, -1,
-	                 "SELECT channel, day, kind, sum(n)::bigint FROM daily_count"
+	                 "SELECT channel, day, kind, code, sum(n)::bigint FROM daily_count"
 	                 " WHERE tenant_id = $1 AND day BETWEEN $2 AND $3"
-	                 " GROUP BY day, channel, kind ORDER BY day, channel, kind",
+	                 " GROUP BY day, channel, kind, code ORDER BY day, channel, kind, code",
 	                 &p, &r);
 	if (rc)
 		return rc;
@@ -415,7 +419,8 @@ int pg_daily_counts(struct store *st, const char *tenant_id, int32_t day_from, i
 		pg_col_copy(r, i, 0, v[i].channel, sizeof v[i].channel);
 		v[i].day = (int32_t)pg_col_i64(r, i, 1);
 		v[i].kind = (int8_t)pg_col_i64(r, i, 2);
-		v[i].n = pg_col_i64(r, i, 3);
+		pg_col_copy(r, i, 3, v[i].code, sizeof v[i].code);
+		v[i].n = pg_col_i64(r, i, 4);
 	}
 	PQclear(r);
 	*out = v;

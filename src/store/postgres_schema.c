@@ -495,9 +495,10 @@ static const char migration_10[] =
     " channel text COLLATE \"C\" NOT NULL,"
     " day integer NOT NULL,"
     " kind smallint NOT NULL,"
+    " code text COLLATE \"C\" NOT NULL DEFAULT '',"
     " stripe smallint NOT NULL DEFAULT 0,"
     " n bigint NOT NULL,"
-    " PRIMARY KEY(tenant_id, day, channel, kind, stripe));";
+    " PRIMARY KEY(tenant_id, day, channel, kind, code, stripe));";
 
 const struct pg_migration pg_migrations[] = {
     {1, migration_1},

@@ -374,9 +374,9 @@ int sq_daily_flush(struct sq_store *s, struct hr_err *err)
 			continue;
 		sqlite3_stmt *st = sq_wstmt(
 		    s, W_DAILY_COUNT_ADD,
-		    "INSERT INTO daily_count(tenant_id, channel, day, kind, stripe, n)"
-		    " VALUES(?1, ?2, ?3, ?4, 0, ?5) ON CONFLICT(tenant_id, day, channel, kind,"
-		    " stripe) DO UPDATE SET n = n + excluded.n");
+		    "INSERT INTO daily_count(tenant_id, channel, day, kind, code, stripe, n)"
+		    " VALUES(?1, ?2, ?3, ?4, ?6, 0, ?5) ON CONFLICT(tenant_id, day, channel,"
+		    " kind, code, stripe) DO UPDATE SET n = n + excluded.n");
 		if (!st)
 			return sq_fail(s->wdb, SQLITE_ERROR, err, "daily_count");
 		sqlite3_bind_text(st, 1, e->tenant_id, -1, SQLITE_STATIC);
@@ -384,6 +384,7 @@ int sq_daily_flush(struct sq_store *s, struct hr_err *err)
 		sqlite3_bind_int(st, 3, e->day);
 		sqlite3_bind_int(st, 4, e->kind);
 		sqlite3_bind_int64(st, 5, e->n);
+		sqlite3_bind_text(st, 6, e->code, -1, SQLITE_STATIC);
 		int rc = sq_step_done(s, st, err, "daily_count");
 		if (rc)
 			return rc;
@@ -405,9 +406,10 @@ int sq_daily_counts(struct store *st, const char *tenant_id, int32_t day_from, i
 	if (rc)
 		return rc;
 	sqlite3_stmt *q = sq_rstmt(r, R_DAILY,
-	                           "SELECT channel, day, kind, sum(n) FROM daily_count"
+	                           "SELECT channel, day, kind, code, sum(n) FROM daily_count"
 	                           " WHERE tenant_id = ?1 AND day BETWEEN ?2 AND ?3"
-	                           " GROUP BY day, channel, kind ORDER BY day, channel, kind");
+	                           " GROUP BY day, channel, kind, code"
+	                           " ORDER BY day, channel, kind, code");
 	if (!q) {
 		sq_reader_put(s, r);
 		return HR_EIO;
@@ -428,7 +430,8 @@ int sq_daily_counts(struct store *st, const char *tenant_id, int32_t day_from, i
 		sq_col_copy(q, 0, e->channel, sizeof e->channel);
 		e->day = sqlite3_column_int(q, 1);
 		e->kind = (int8_t)sqlite3_column_int(q, 2);
-		e->n = sqlite3_column_int64(q, 3);
+		sq_col_copy(q, 3, e->code, sizeof e->code);
+		e->n = sqlite3_column_int64(q, 4);
 	}
 	if (rc == 0 && src != SQLITE_DONE)
 		rc = sq_fail(r->db, src, NULL, NULL);

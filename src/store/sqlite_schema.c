@@ -417,35 +417,36 @@ static const char migration_10[] =
  * sender. Both read per tenant and address, newest first.
  */
 static const char migration_11[] =
-    "CREATE TABLE suppression_event("
-    " id INTEGER PRIMARY KEY,"
-    " tenant_id TEXT NOT NULL,"
-    " channel TEXT NOT NULL,"
-    " recipient TEXT NOT NULL,"
-    " action TEXT NOT NULL,"
-    " reason TEXT NOT NULL DEFAULT '',"
-    " message_id TEXT NOT NULL DEFAULT '',"
-    " actor TEXT NOT NULL DEFAULT '',"
-    " at INTEGER NOT NULL);"
-    "CREATE INDEX suppression_event_recipient ON suppression_event(tenant_id, recipient, id);"
-    "CREATE INDEX inbound_sender ON inbound(tenant_id, sender, id);"
-    /* Accounts an operator paused: the dispatcher reads them all (few). */
-    "CREATE TABLE account_pause("
-    " account_id TEXT PRIMARY KEY,"
-    " tenant_id TEXT NOT NULL,"
-    " reason TEXT NOT NULL DEFAULT '',"
-    " actor TEXT NOT NULL DEFAULT '',"
-    " at INTEGER NOT NULL) WITHOUT ROWID;"
-    /* Messages per tenant, day, channel and kind (store/daily.h), added to
-     * once per key per group commit; read per tenant and day range. */
-    "CREATE TABLE daily_count("
-    " tenant_id TEXT NOT NULL,"
-    " channel TEXT NOT NULL,"
-    " day INTEGER NOT NULL,"
-    " kind INTEGER NOT NULL,"
-    " stripe INTEGER NOT NULL DEFAULT 0,"
-    " n INTEGER NOT NULL,"
-    " PRIMARY KEY(tenant_id, day, channel, kind, stripe)) WITHOUT ROWID;";
+	"CREATE TABLE suppression_event("
+	" id INTEGER PRIMARY KEY,"
+	" tenant_id TEXT NOT NULL,"
+	" channel TEXT NOT NULL,"
+	" recipient TEXT NOT NULL,"
+	" action TEXT NOT NULL,"
+	" reason TEXT NOT NULL DEFAULT '',"
+	" message_id TEXT NOT NULL DEFAULT '',"
+	" actor TEXT NOT NULL DEFAULT '',"
+	" at INTEGER NOT NULL);"
+	"CREATE INDEX suppression_event_recipient ON suppression_event(tenant_id, recipient, id);"
+	"CREATE INDEX inbound_sender ON inbound(tenant_id, sender, id);"
+	/* Accounts an operator paused: the dispatcher reads them all (few). */
+	"CREATE TABLE account_pause("
+	" account_id TEXT PRIMARY KEY,"
+	" tenant_id TEXT NOT NULL,"
+	" reason TEXT NOT NULL DEFAULT '',"
+	" actor TEXT NOT NULL DEFAULT '',"
+	" at INTEGER NOT NULL) WITHOUT ROWID;"
+	/* Messages per tenant, day, channel and kind (store/daily.h), added to
+	 * once per key per group commit; read per tenant and day range. */
+	"CREATE TABLE daily_count("
+	" tenant_id TEXT NOT NULL,"
+	" channel TEXT NOT NULL,"
+	" day INTEGER NOT NULL,"
+	" kind INTEGER NOT NULL,"
+	" code TEXT NOT NULL DEFAULT '',"
+	" stripe INTEGER NOT NULL DEFAULT 0,"
+	" n INTEGER NOT NULL,"
+	" PRIMARY KEY(tenant_id, day, channel, kind, code, stripe)) WITHOUT ROWID;";
 
 const struct sq_migration sq_migrations[] = {
 	{1, migration_1},

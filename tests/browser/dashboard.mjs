@@ -527,6 +527,11 @@ async function main() {
 		for (const k of ['accepted', 'sent', 'delivered', 'read', 'failed'])
 			eq(await acmePage.textContent(`#o-daily-s tr[data-channel="whatsapp"] td[data-k="${k}"]`),
 			   `${wa[k].toLocaleString('en-US')} / ${wy[k].toLocaleString('en-US')}`, `overview ${k}`);
+		// The simulator fails FAIL's recipients: their code is on the overview.
+		for (const f of daily.failure_codes)
+			check((await acmePage.textContent(`tr[data-code="${f.code}"]`)).includes(f.count.toLocaleString('en-US')),
+			      `failure code ${f.code} on the overview`);
+		check(daily.failure_codes.length > 0, 'the failed messages have codes');
 		await axe(acmePage, 'overview (daily)');
 		check((await acmePage.textContent('li[data-account-alert="acme-wa"]')).includes('paused: maintenance window'), 'the overview\'s alert');
 		await screen(acmePage, '/accounts', `${row}[data-state="paused"]`);

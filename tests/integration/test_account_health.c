@@ -346,6 +346,16 @@ static void test_daily_stats(void **state)
 	assert_int_equal(num(c, "failed"), 1);
 	assert_true(json_real_value(json_object_get(c, "delivery_rate")) == 1.0);
 	json_decref(c);
+	/* The top failure codes, with their meaning from the channel's table. */
+	struct resp fr = call("GET", W.key, "/v1/stats/daily", NULL);
+	json_t *codes = json_object_get(fr.json, "failure_codes");
+	assert_int_equal(json_array_size(codes), 1);
+	json_t *fc = json_array_get(codes, 0);
+	assert_string_equal(jstr(fc, "channel"), "whatsapp");
+	assert_string_equal(jstr(fc, "code"), "131026");
+	assert_int_equal(num(fc, "count"), 1);
+	assert_string_equal(jstr(fc, "meaning"), "Message undeliverable");
+	resp_free(&fr);
 	c = today_of(W.key, "sms");
 	assert_int_equal(num(c, "accepted"), 1);
 	assert_int_equal(num(c, "sent"), 1);

@@ -6811,7 +6811,7 @@ static void daily_read(struct store *st, const char *tenant, const char *channel
 	for (size_t i = 0; i < n; i++) {
 		assert_string_equal(v[i].tenant_id, tenant);
 		assert_int_equal(v[i].day, day); /* nothing on other days */
-		if (!strcmp(v[i].channel, channel))
+		if (!strcmp(v[i].channel, channel) && v[i].kind < DAILY__COUNT)
 			out[v[i].kind] += v[i].n;
 	}
 	free(v);
@@ -6850,6 +6850,8 @@ static void test_daily_counts(void **state)
 		r[i].http_status = i < 4 ? 200 : 400;
 		if (i < 4)
 			strcpy(r[i].provider_id, pid[i]);
+		if (i == 4)
+			strcpy(r[i].error_code, "131026");
 		if (i == 5)
 			r[i].due_at = now + 3600 * SEC;
 		message_clear(&c[i]);
@@ -6874,6 +6876,23 @@ static void test_daily_counts(void **state)
 			         daily_kind_name((enum daily_kind)k), (long long)got[k],
 			         (long long)want[k], (long long)exact[k]);
 	}
+	/* The failure codes: the refused send's, once; the undelivered
+	 * receipt had no code. */
+	struct daily_ent *ev;
+	size_t nev;
+	assert_int_equal(st->ops->daily_counts(st, "t1", today, today, &ev, &nev), 0);
+	int codes = 0;
+	for (size_t i = 0; i < nev; i++)
+		if (ev[i].kind == DAILY_ERROR) {
+			codes++;
+			assert_string_equal(ev[i].channel, "whatsapp");
+			assert_string_equal(ev[i].code, "131026");
+			assert_int_equal(ev[i].n, 1);
+		} else {
+			assert_string_equal(ev[i].code, "");
+		}
+	free(ev);
+	assert_int_equal(codes, 1);
 	daily_read(st, "t1", "sms", today, got);
 	daily_recount(st, "t1", "sms", today, want);
 	assert_memory_equal(got, want, sizeof got);

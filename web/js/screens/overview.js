@@ -73,7 +73,20 @@ function dailySection(daily)
 		         'Each cell: today / yesterday')),
 		el('section', {'aria-labelledby' : 'o-trend'},
 		   el('h2', {id : 'o-trend'}, 'Delivery rate, last 14 days'),
-		   table([ 'Day (UTC)', 'Sent', 'Delivered', 'Rate' ], trend, 'Oldest first'))
+		   table([ 'Day (UTC)', 'Sent', 'Delivered', 'Rate' ], trend, 'Oldest first')),
+		el('section', {'aria-labelledby' : 'o-codes'},
+		   el('h2', {id : 'o-codes'}, 'Top failure codes, last 14 days'),
+		   daily.failure_codes.length
+		       ? table([ 'Channel', 'Code', 'Messages', 'Meaning' ],
+		               daily.failure_codes.map(
+		                   (f) => el('tr', {'data-code' : f.code}, el('td', {}, f.channel),
+		                             el('td', {}, el('a', {
+			                                href : `#/messages?${new URLSearchParams({status : 'failed', channel : f.channel})}`
+		                                }, f.code)),
+		                             el('td', {class : 'num'}, fmtNum(f.count)),
+		                             el('td', {}, f.meaning || '—'))),
+		               'Most frequent first')
+		       : el('p', {class : 'muted'}, 'No failures.'))
 	];
 }
 
