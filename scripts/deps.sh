@@ -3,7 +3,7 @@
 # missing. Usage: scripts/deps.sh [build|test|bench|fuzz]
 set -euo pipefail
 want=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev
-      libsqlite3-dev libjansson-dev libssl-dev libfyaml-dev libjwt-dev libcmocka-dev curl
+      libsqlite3-dev libjansson-dev libssl-dev libfyaml-dev libjwt-dev libcmocka-dev curl libcrypt-dev
       openssl ca-certificates libpq-dev libphonenumber-dev libpcre2-dev libzip-dev libexpat1-dev libxlsxwriter-dev
       libmariadb-dev unixodbc-dev)
 case "${1:-build}" in

@@ -10,6 +10,7 @@ int serve_main(int argc, char **argv);   /* api/serve.c   */
 int migrate_main(int argc, char **argv); /* api/serve.c   */
 int sim_main(int argc, char **argv);     /* sim/sim.c     */
 int cli_main(int argc, char **argv);     /* cli/cli.c: send, messages, batch */
+int hash_password_main(int argc, char **argv); /* cli/passwd.c (dashobs) */
 
 static void usage(FILE *f)
 {
@@ -29,6 +30,7 @@ static void usage(FILE *f)
 	        "  audit     the log of administrative actions\n"
 	        "  templates the tenant's message templates: list, add, rm\n"
 	        "  plugins   the business-unit plugins loaded: list\n"
+	        "  hash-password  a password hash (yescrypt) for dashboard.users\n"
 	        "  version   print the version\n\n"
 	        "Run 'herald <command> --help' for a command's options.\n",
 	        HERALD_VERSION);
@@ -51,6 +53,8 @@ int main(int argc, char **argv)
 	    !strcmp(cmd, "tenants") || !strcmp(cmd, "units") || !strcmp(cmd, "keys") ||
 	    !strcmp(cmd, "audit") || !strcmp(cmd, "templates") || !strcmp(cmd, "plugins"))
 		return cli_main(argc, argv);
+	if (!strcmp(cmd, "hash-password"))
+		return hash_password_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("herald %s\n", HERALD_VERSION);
 		return 0;

@@ -164,6 +164,15 @@ enum api_route {
 	ROUTE_SESSION,        /* GET, POST (sign in), DELETE (sign out) /v1/session */
 	ROUTE_SESSION_UNMASK, /* POST /v1/session/unmask */
 	ROUTE_EVENTS,         /* GET /v1/events: the tenant's live events (SSE) */
+	/* dashobs: recipient history (recipients.c). */
+	ROUTE_RECIPIENT,         /* GET /v1/recipients/{to} */
+	ROUTE_MESSAGE_RECIPIENT, /* GET /v1/messages/{id}/recipient */
+	/* dashobs: sender account health (channels_health.c). */
+	ROUTE_CHANNEL_HEALTH, /* GET /v1/channels/{id}/health */
+	ROUTE_CHANNEL_PAUSE,  /* POST /v1/channels/{id}/pause */
+	ROUTE_CHANNEL_RESUME, /* POST /v1/channels/{id}/resume */
+	ROUTE_STATS_DAILY,    /* GET /v1/stats/daily (dashobs; stats_daily.c) */
+	ROUTE_SESSION_VIEW,   /* POST /v1/session/view (dashobs; session.c) */
 };
 
 struct api_req;
@@ -205,6 +214,7 @@ struct api_req {
 	 * bearer credential), and whether its answers mask phone numbers. */
 	char session[65];
 	bool masked;
+	bool unit_view; /* dashobs: a tenant-wide session narrowed to who.unit (session.c) */
 
 	/* The handler's own state machine across suspend/resume. */
 	int stage;
@@ -474,6 +484,43 @@ enum MHD_Result api_messages_list(struct api_req *r);
 enum MHD_Result api_openapi(struct api_req *r);
 /* The same listing, of one batch's messages only (batch_id NULL: all). */
 enum MHD_Result api_messages_list_in(struct api_req *r, const char *batch_id);
+
+/* ---- channels_health.c (dashobs) ---- */
+enum MHD_Result api_channel_health(struct api_req *r);
+enum MHD_Result api_channel_pause(struct api_req *r);
+enum MHD_Result api_channel_resume(struct api_req *r);
+
+/* POST /v1/session/view {"unit"}: a tenant-wide session narrowed to one
+ * unit, or back to the whole tenant (dashobs; session.c). */
+enum MHD_Result api_session_view(struct api_req *r);
+/* ---- users.c (dashobs): configured dashboard logins ---- */
+/* Checks config's dashboard.users (at start): HR_EINVAL naming the field. */
+int api_users_check(json_t *cfg, struct hr_err *err);
+/* A role's scopes (viewer, operator, approver); false for another name. */
+bool api_user_scopes(const char *role, unsigned *scopes);
+/* Verifies name and password against config's dashboard.users: 0 and *who;
+ * HR_EAUTH for a wrong name or password (the same answer and cost for
+ * both); HR_EQUOTA with *retry_s after too many failures for the name or
+ * from addr. */
+int api_user_verify(json_t *cfg, const char *name, const char *password, const char *addr,
+                    struct api_principal *who, int64_t *retry_s, struct hr_err *err);
+/* Forgets every failed attempt (tests). */
+void api_user_fails_reset(void);
+
+/* ---- stats_daily.c (dashobs) ---- */
+enum MHD_Result api_stats_daily(struct api_req *r);
+
+/* ---- recipients.c (dashobs) ---- */
+/* GET /v1/recipients/{to} and GET /v1/messages/{id}/recipient: a
+ * recipient's messages, replies, opt-out state and its history. */
+enum MHD_Result api_recipient_get(struct api_req *r);
+enum MHD_Result api_message_recipient_get(struct api_req *r);
+/* From messages_read.c: a recipient as the search reads it (phone numbers
+ * in any written form; *n forms, the first the E.164 one), and a message as
+ * JSON (NULL when out of memory). */
+int api_recipient_forms(struct api_req *r, const char *v, const char *region,
+                        char forms[2][HR_ADDR_MAX], size_t *n, struct hr_err *err);
+json_t *api_message_json(const struct message *m);
 
 /* ---- callbacks_api.c ---- */
 /* The callback URL of a message being accepted: given (the request's

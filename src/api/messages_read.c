@@ -375,6 +375,29 @@ static int to_filter(struct api_req *r, struct msg_filter *f, const char *v, con
 	return rc;
 }
 
+/* dashobs: recipients.c reads a recipient as the search does. */
+int api_recipient_forms(struct api_req *r, const char *v, const char *region,
+                        char forms[2][HR_ADDR_MAX], size_t *n, struct hr_err *err)
+{
+	struct msg_filter f;
+	struct to_forms t;
+	memset(&f, 0, sizeof f);
+	memset(&t, 0, sizeof t);
+	int rc = to_filter(r, &f, v, region, &t, err);
+	if (rc)
+		return rc;
+	*n = 0;
+	hr_strlcpy(forms[(*n)++], f.recipient, HR_ADDR_MAX);
+	if (f.recipient_alt[0])
+		hr_strlcpy(forms[(*n)++], f.recipient_alt[0], HR_ADDR_MAX);
+	return 0;
+}
+
+json_t *api_message_json(const struct message *m)
+{
+	return message_json(m);
+}
+
 static int parse_list_query(struct api_req *r, struct msg_filter *f, struct to_forms *to,
                             bool in_batch, int limit_default, int limit_max, struct hr_err *err)
 {

@@ -766,6 +766,9 @@ static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opt
 	o->dash.heartbeat_us = hr_cfg_int(cfg, "dashboard.heartbeat_ms",
 	                                  o->dash.heartbeat_us / 1000, 100, 600000, err) *
 	                       1000;
+	/* dashobs: configured logins (users.c), checked now, read at sign-in. */
+	if (!err->code && api_users_check(cfg, err))
+		return err->code;
 	/* The scrape listener: absent, none (the API port's /metrics then
 	 * needs `metrics:read`, as it does anyway). */
 	const char *ml = hr_cfg_str(cfg, "server.metrics_listen", NULL, err);

@@ -33,6 +33,8 @@
  * (api_mask_json, applied in api_respond_json) and cannot export until an
  * unmask, which needs a reason and is audited.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +54,9 @@ struct session {
 	char actor[96];
 	int64_t created, last, unmask_until; /* wall us */
 	int streams;                         /* open /v1/events streams */
+	char view_unit[HR_NAME_MAX];         /* dashobs: narrowed to this unit ("": none) */
+	bool login;                          /* dashobs: a configured login, not a key: */
+	struct api_principal who;            /* its tenant, unit, scopes and actor */
 };
 
 struct api_sessions {
@@ -162,7 +167,8 @@ static bool is_read(const struct api_req *r)
  * X-CSRF-Token matches, *masked; HR_EAUTH otherwise. The session's key is
  * returned in cred for the caller to re-check. */
 static int session_lookup(struct api_req *r, char sid[65], char cred[65], bool *csrf_ok,
-                          bool *masked, struct hr_err *err)
+                          bool *masked, char view[HR_NAME_MAX], bool *login,
+                          struct api_principal *who, struct hr_err *err)
 {
 	struct api_sessions *ss = r->srv->sessions;
 	int copies;
@@ -182,6 +188,10 @@ static int session_lookup(struct api_req *r, char sid[65], char cred[65], bool *
 		memcpy(cred, x->cred, 65);
 		*csrf_ok = given && hr_consteq(x->csrf, strlen(x->csrf), given, strlen(given));
 		*masked = now >= x->unmask_until;
+		memcpy(view, x->view_unit, HR_NAME_MAX);
+		*login = x->login;
+		if (x->login)
+			*who = x->who;
 	}
 	pthread_mutex_unlock(&ss->lock);
 	if (!x)
@@ -191,17 +201,50 @@ static int session_lookup(struct api_req *r, char sid[65], char cred[65], bool *
 	return 0;
 }
 
+/* dashobs: a login session's principal, if its tenant (and unit) are
+ * still there and enabled. */
+static int login_check(struct api_req *r, const struct api_principal *who, struct hr_err *err)
+{
+	struct store *st = r->srv->o.store;
+	struct tenant_info t;
+	memset(&t, 0, sizeof t);
+	if (st->ops->tenant_get(st, who->tenant, &t) != 0 || t.disabled)
+		return hr_fail(err, HR_EAUTH, "Cookie", "the session's tenant is disabled or gone");
+	if (who->unit[0]) {
+		struct unit_row u;
+		memset(&u, 0, sizeof u);
+		if (st->ops->unit_get(st, who->tenant, who->unit, &u) != 0 || u.disabled)
+			return hr_fail(err, HR_EAUTH, "Cookie",
+			               "the session's unit is disabled or gone");
+	}
+	r->who = *who;
+	hr_strlcpy(r->tenant, who->tenant, sizeof r->tenant);
+	return 0;
+}
+
 int api_session_auth(struct api_req *r, struct hr_err *err)
 {
-	char sid[65], cred[65];
-	bool csrf_ok = false, masked = true;
-	int rc = session_lookup(r, sid, cred, &csrf_ok, &masked, err);
+	char sid[65], cred[65], view[HR_NAME_MAX] = "";
+	bool csrf_ok = false, masked = true, login = false;
+	struct api_principal who;
+	memset(&who, 0, sizeof who);
+	int rc = session_lookup(r, sid, cred, &csrf_ok, &masked, view, &login, &who, err);
 	if (rc)
 		return rc;
-	rc = api_auth_key_hash(r, cred, err);
+	/* A configured login's session carries its principal; its tenant and
+	 * unit are checked on every request, as a key's are through the key
+	 * cache, so disabling either ends it. Otherwise the key, re-checked. */
+	rc = login ? login_check(r, &who, err) : api_auth_key_hash(r, cred, err);
 	explicit_bzero(cred, sizeof cred);
 	if (rc)
 		return rc;
+	/* dashobs: a tenant-wide key's session viewing one unit sees what
+	 * that unit's key would (never more: a unit key's session has its own
+	 * unit and no view). */
+	if (view[0] && !r->who.unit[0]) {
+		hr_strlcpy(r->who.unit, view, sizeof r->who.unit);
+		r->unit_view = true;
+	}
 	if (!is_read(r) && !csrf_ok) {
 		memset(&r->who, 0, sizeof r->who);
 		r->tenant[0] = '\0';
@@ -248,10 +291,10 @@ static json_t *scopes_json(unsigned scopes)
 static json_t *session_json(const struct api_req *r, const struct session *x,
                             const struct api_dash_opts *o)
 {
-	return json_pack("{s:s, s:s?, s:o, s:s, s:s, s:o, s:o, s:I, s:b, s:o}", "tenant",
-	                 r->who.tenant, "unit", r->who.unit[0] ? r->who.unit : NULL, "scopes",
-	                 scopes_json(r->who.scopes), "actor", r->who.actor, "csrf_token", x->csrf,
-	                 "created_at", time_json(x->created), "expires_at",
+	return json_pack("{s:s, s:s?, s:b, s:o, s:s, s:s, s:o, s:o, s:I, s:b, s:o}", "tenant",
+	                 r->who.tenant, "unit", r->who.unit[0] ? r->who.unit : NULL, "unit_view",
+	                 r->unit_view, "scopes", scopes_json(r->who.scopes), "actor", r->who.actor,
+	                 "csrf_token", x->csrf, "created_at", time_json(x->created), "expires_at",
 	                 time_json(x->created + o->session_max_age_us), "idle_timeout_s",
 	                 (json_int_t)(o->session_idle_us / 1000000), "masked",
 	                 hr_now_us() >= x->unmask_until, "unmasked_until",
@@ -296,6 +339,85 @@ static struct session *session_slot(struct api_sessions *ss, const char *cred, i
 	return free_slot;
 }
 
+static enum MHD_Result session_create(struct api_req *r, char cred[65], bool login);
+
+/* The client's address as text ("-" when MHD cannot say). */
+static void client_addr(struct api_req *r, char out[64])
+{
+	hr_strlcpy(out, "-", 64);
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+	if (sa && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, 64);
+	else if (sa && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, 64);
+}
+
+/*
+ * dashobs: POST /v1/session {"name","password"}: a configured login
+ * (users.c). The password leaves memory with the body; a refusal says only
+ * "wrong name or password" (and is logged with the name and address); too
+ * many failures are 429 with Retry-After; a success is audited
+ * (session.signin, actor user:<name>) before the session exists.
+ */
+static enum MHD_Result login_post(struct api_req *r, json_t *o)
+{
+	struct store *st = r->srv->o.store;
+	struct hr_err err;
+	hr_err_clear(&err);
+	const char *name = json_string_value(json_object_get(o, "name"));
+	json_t *jp = json_object_get(o, "password");
+	int rc = 0;
+	if (json_object_get(o, "api_key"))
+		rc = hr_fail(&err, HR_EINVAL, "api_key",
+		             "sign in with an API key or with a name and password, not both");
+	else if (!name || !*name)
+		rc = hr_fail(&err, HR_EINVAL, "name", "name is required (a string)");
+	else if (!json_is_string(jp))
+		rc = hr_fail(&err, HR_EINVAL, "password", "password is required (a string)");
+	char addr[64], uname[64];
+	client_addr(r, addr);
+	hr_utf8_copy(uname, name ? name : "", sizeof uname);
+	struct api_principal who;
+	memset(&who, 0, sizeof who);
+	int64_t retry = 0;
+	if (rc == 0)
+		rc = api_user_verify(r->srv->o.auth_cfg, name, json_string_value(jp), addr, &who,
+		                     &retry, &err);
+	explicit_bzero(r->body, r->len);
+	if (json_is_string(jp))
+		explicit_bzero((char *)json_string_value(jp), json_string_length(jp));
+	json_decref(o);
+	if (rc == HR_EQUOTA) {
+		hr_log(HR_LOG_WARN, "api", "dashboard sign-in of user %s from %s held back: %s",
+		       uname, addr, err.msg);
+		return api_quota_fail(r, &err, retry);
+	}
+	if (rc == HR_EAUTH)
+		hr_log(HR_LOG_WARN, "api", "dashboard sign-in refused: user %s from %s", uname,
+		       addr);
+	if (rc == 0 && (rc = login_check(r, &who, &err)) != 0)
+		hr_strlcpy(err.field, "name", sizeof err.field);
+	if (rc)
+		return api_fail(r, rc, &err);
+	char object[96];
+	snprintf(object, sizeof object, "user:%s", uname);
+	struct audit_row a;
+	rc = api_audit_json(
+	    r, who.tenant, "session.signin", object, NULL,
+	    json_pack("{s:s, s:s?}", "address", addr, "unit", who.unit[0] ? who.unit : NULL), &a);
+	if (rc == 0) {
+		rc = st->ops->audit_append(st, &a, &err);
+		api_audit_done(&a);
+	}
+	if (rc) /* no sign-in that the audit log does not show */
+		return api_fail(r, rc, &err);
+	char cred[65];
+	hr_sha256_hex(object, strlen(object), cred);
+	return session_create(r, cred, true);
+}
+
 enum MHD_Result api_session_post(struct api_req *r)
 {
 	struct api_server *s = r->srv;
@@ -314,8 +436,11 @@ enum MHD_Result api_session_post(struct api_req *r)
 	json_t *o = api_body_object(r, &ret);
 	if (!o)
 		return ret;
-	static const char *const allowed[] = {"api_key", NULL};
+	static const char *const allowed[] = {"api_key", "name", "password", NULL};
 	int rc = api_keys_check(o, allowed, &err);
+	/* dashobs: a configured login instead of a key. */
+	if (rc == 0 && json_object_get(o, "name"))
+		return login_post(r, o);
 	const char *key = json_string_value(json_object_get(o, "api_key"));
 	size_t klen = key ? strlen(key) : 0;
 	if (rc == 0 && !key)
@@ -351,7 +476,17 @@ enum MHD_Result api_session_post(struct api_req *r)
 		return api_fail(r, rc, &err);
 	}
 
-	struct api_sessions *ss = s->sessions;
+	return session_create(r, cred, false);
+}
+
+/* A new session for r->who (made from the key whose hash is cred, or a
+ * configured login, cred then the hash of "user:<name>"): the cookie, 201. */
+static enum MHD_Result session_create(struct api_req *r, char cred[65], bool login)
+{
+	struct api_sessions *ss = r->srv->sessions;
+	struct hr_err err;
+	hr_err_clear(&err);
+	enum MHD_Result ret;
 	char tok[65], sid[65];
 	hex_random(tok);
 	hr_sha256_hex(tok, 64, sid);
@@ -362,14 +497,17 @@ enum MHD_Result api_session_post(struct api_req *r)
 	if (x) {
 		memset(x, 0, sizeof *x);
 		memcpy(x->id, sid, sizeof x->id);
-		memcpy(x->cred, cred, sizeof x->cred);
+		memcpy(x->cred, cred, 65);
 		hex_random(x->csrf);
 		hr_strlcpy(x->actor, r->who.actor, sizeof x->actor);
 		x->created = x->last = now;
+		x->login = login;
+		if (login)
+			x->who = r->who;
 		snap = *x;
 	}
 	pthread_mutex_unlock(&ss->lock);
-	explicit_bzero(cred, sizeof cred);
+	explicit_bzero(cred, 65);
 	if (!x) {
 		explicit_bzero(tok, sizeof tok);
 		hr_fail(&err, HR_EBUSY, NULL,
@@ -423,6 +561,27 @@ enum MHD_Result api_session_get(struct api_req *r)
 		return api_fail(r, HR_EAUTH, NULL);
 	json_t *j = session_json(r, &snap, &ss->o);
 	explicit_bzero(&snap, sizeof snap);
+	/* dashobs: the units a tenant-wide session may view (the switcher). */
+	if (j && (!r->who.unit[0] || r->unit_view)) {
+		struct store *st = r->srv->o.store;
+		struct unit_row *u = NULL;
+		size_t nu = 0;
+		json_t *units = json_array();
+		if (units && st->ops->unit_list(st, r->tenant, &u, &nu) == 0) {
+			for (size_t i = 0; i < nu; i++)
+				if (!u[i].disabled)
+					json_array_append_new(units,
+					                      json_pack("{s:s, s:s}", "id", u[i].id,
+					                                "name", u[i].name));
+			free(u);
+		}
+		if (!units || json_object_set_new(j, "units", units) != 0) {
+			json_decref(j);
+			j = NULL;
+		}
+	}
+	if (!j)
+		return api_fail(r, HR_ENOMEM, NULL);
 	const char *extra[] = {"Cache-Control", "no-store", NULL};
 	return api_respond_json(r, 200, j, extra);
 }
@@ -645,4 +804,62 @@ bool api_session_alive(struct api_server *s, const char *sid)
 	bool alive = session_find(ss, sid, hr_now_us()) != NULL;
 	pthread_mutex_unlock(&ss->lock);
 	return alive;
+}
+
+/* dashobs: POST /v1/session/view {"unit": "<id>" | null}. A tenant-wide
+ * key's session narrowed to one of the tenant's (enabled) units, so every
+ * screen shows what that unit's key would, or back to the whole tenant
+ * (null). Only narrowing: a unit key's session has its unit and no view. */
+enum MHD_Result api_session_view(struct api_req *r)
+{
+	struct hr_err err;
+	hr_err_clear(&err);
+	if (!r->session[0]) {
+		hr_fail(&err, HR_EINVAL, "session",
+		        "a unit view is for dashboard sessions: an API key names its unit itself");
+		return api_fail(r, HR_EINVAL, &err);
+	}
+	if (r->who.unit[0] && !r->unit_view) {
+		hr_fail(&err, HR_EFORBIDDEN, "unit", "this session's key sees its own unit only");
+		return api_fail(r, HR_EFORBIDDEN, &err);
+	}
+	enum MHD_Result ret;
+	json_t *o = api_body_object(r, &ret);
+	if (!o)
+		return ret;
+	static const char *const allowed[] = {"unit", NULL};
+	int rc = api_keys_check(o, allowed, &err);
+	json_t *ju = json_object_get(o, "unit");
+	char unit[HR_NAME_MAX] = "";
+	if (rc == 0 && !ju)
+		rc = hr_fail(&err, HR_EINVAL, "unit",
+		             "unit is required: a unit id, or null for all");
+	if (rc == 0 && !json_is_null(ju)) {
+		const char *u = json_string_value(ju);
+		struct unit_row row;
+		memset(&row, 0, sizeof row);
+		struct store *st = r->srv->o.store;
+		if (!u || !*u || strlen(u) >= sizeof unit)
+			rc = hr_fail(&err, HR_EINVAL, "unit", "unit must be a unit id or null");
+		else if (st->ops->unit_get(st, r->tenant, u, &row) != 0 || row.disabled)
+			rc = hr_fail(&err, HR_EINVAL, "unit", "no unit '%.63s' in this tenant", u);
+		else
+			hr_strlcpy(unit, u, sizeof unit);
+	}
+	json_decref(o);
+	if (rc)
+		return api_fail(r, rc, &err);
+	struct api_sessions *ss = r->srv->sessions;
+	bool found = false;
+	pthread_mutex_lock(&ss->lock);
+	struct session *x = session_find(ss, r->session, hr_now_us());
+	if (x) {
+		hr_strlcpy(x->view_unit, unit, sizeof x->view_unit);
+		found = true;
+	}
+	pthread_mutex_unlock(&ss->lock);
+	if (!found)
+		return api_fail(r, HR_EAUTH, NULL);
+	return api_respond_json(
+	    r, 200, json_pack("{s:o}", "unit", unit[0] ? json_string(unit) : json_null()), NULL);
 }

@@ -109,8 +109,14 @@ enum MHD_Result api_suppressions_post(struct api_req *r)
 	if (rc == 0)
 		rc = ops->normalize_recipient(json_string_value(jto), to, &err);
 	const char *reason = jreason ? json_string_value(jreason) : "api";
-	if (rc == 0)
-		rc = st->ops->suppression_put(st, r->tenant, ops->name, to, reason, &err);
+	if (rc == 0) { /* with who did it, for the recipient's opt-out history */
+		struct supp_change c = {.tenant_id = r->tenant,
+		                        .channel = ops->name,
+		                        .recipient = to,
+		                        .reason = reason,
+		                        .actor = r->who.actor};
+		rc = st->ops->suppression_change(st, &c, &err);
+	}
 	json_t *out =
 	    rc == 0 ? json_pack("{s:s, s:s, s:s}", "channel", ops->name, "to", to, "reason", reason)
 	            : NULL;
@@ -134,8 +140,14 @@ enum MHD_Result api_suppression_delete(struct api_req *r)
 		return api_fail(r, HR_ENOTFOUND, &err);
 	}
 	int rc = ops->normalize_recipient(r->path_id, to, &err);
-	if (rc == 0)
-		rc = st->ops->suppression_delete(st, r->tenant, ops->name, to, &err);
+	if (rc == 0) {
+		struct supp_change c = {.tenant_id = r->tenant,
+		                        .channel = ops->name,
+		                        .recipient = to,
+		                        .remove = true,
+		                        .actor = r->who.actor};
+		rc = st->ops->suppression_change(st, &c, &err);
+	}
 	if (rc == HR_ENOTFOUND) {
 		hr_fail(&err, rc, NULL, "%s is not suppressed on %s", to, ops->name);
 		return api_fail(r, rc, &err);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "api/api_int.h"
+#include "obs/acct_health.h"
 #include "obs/metrics.h"
 
 struct wh_ctx {
@@ -58,6 +59,7 @@ static void inbox_done(void *arg, int rc, const struct hr_err *err)
 		w->err = *err;
 	if (rc == 0) {
 		metrics_webhook(r->account->ops->name, M_WH_RECEIVED, 1);
+		health_webhook(r->account->id, hr_now_us()); /* dashobs */
 		if (r->srv->o.applier)
 			applier_notify(r->srv->o.applier);
 	}

@@ -324,6 +324,17 @@ struct channel_ops {
 	                    struct http_req *out, struct hr_err *err);
 	void (*parse_lookup)(const struct channel_account *acct, long http_status, const char *body,
 	                     size_t len, struct stale_answer *out);
+	/* dashobs, optional (NULL: the channel's credentials do not expire):
+	 * the access token the adapter holds for the account (RBM's OAuth
+	 * token). *expires_us the wall-clock time it stops being valid (0: none
+	 * held yet); error (error_size bytes) the last fetch's failure, "" if
+	 * none. Takes only the adapter's own short lock. */
+	void (*token_state)(const struct channel_account *acct, int64_t *expires_us, char *error,
+	                    size_t error_size);
+	/* dashobs, optional: what one of the provider's error codes means, from
+	 * the adapter's own error table ("Message undeliverable"), or NULL when
+	 * it does not know the code. For the overview's top failure codes. */
+	const char *(*error_meaning)(const char *code);
 };
 
 extern const struct channel_ops channel_whatsapp;

@@ -1907,8 +1907,28 @@ static const char *const rbm_secrets[] = {"service_account", "client_token", NUL
 static const char *const rbm_origins[] = {"https://rcsbusinessmessaging.googleapis.com",
                                           "https://oauth2.googleapis.com", NULL};
 
+/* dashobs: the token's expiry for the account health view (channel.h). */
+static void rbm_token_state(const struct channel_account *acct, int64_t *expires_us, char *error,
+                            size_t error_size)
+{
+	struct rbm_priv *p = acct->priv;
+	*expires_us = 0;
+	if (error_size)
+		error[0] = '\0';
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	int64_t mono = hr_mono_us();
+	if (p->token && p->expires_at > mono)
+		*expires_us = hr_now_us() + (p->expires_at - mono);
+	if (error_size)
+		hr_strlcpy(error, p->fetch_error, error_size);
+	pthread_mutex_unlock(&p->lock);
+}
+
 const struct channel_ops channel_rcs = {
     .name = "rcs",
+    .token_state = rbm_token_state, /* dashobs */
     .has_receipts = true,
     .secret_fields = rbm_secrets,
     .provider_origins = rbm_origins,

@@ -1156,8 +1156,20 @@ static void tw_parse_lookup(const struct channel_account *acct, long http_status
 	json_decref(root);
 }
 
+/* dashobs: a code's meaning from the table above. */
+static const char *tw_error_meaning(const char *code)
+{
+	char *end;
+	long c = code && *code ? strtol(code, &end, 10) : 0;
+	if (!code || !*code || *end)
+		return NULL;
+	const struct tw_code *k = tw_code_find(c);
+	return k ? k->text : NULL;
+}
+
 const struct channel_ops channel_sms = {
     .name = "sms",
+    .error_meaning = tw_error_meaning, /* dashobs */
     .has_receipts = true,
     .secret_fields = tw_secrets,
     .provider_origins = tw_origins,

@@ -1266,8 +1266,53 @@ static int wa_webhook_parse(const struct channel_account *acct, const char *body
 static const char *const wa_secrets[] = {"access_token", "app_secret", "verify_token", NULL};
 static const char *const wa_origins[] = {"https://graph.facebook.com", NULL};
 
+/* dashobs: the meanings of the codes above (Graph API error codes) and of
+ * the ones receipts carry, for the overview's top failure codes. */
+static const struct {
+	long code;
+	const char *text;
+} wa_meanings[] = {
+    {130429, "Rate limit hit: the number's throughput"},
+    {131056, "Pair rate limit hit: too many messages to this recipient"},
+    {80007, "Rate limit hit: the WhatsApp Business account's"},
+    {4, "Rate limit hit: the app's"},
+    {131048, "Spam rate limit hit"},
+    {131000, "Something went wrong at the provider"},
+    {131016, "Service unavailable"},
+    {131026, "Message undeliverable"},
+    {131047, "Re-engagement message: more than 24 hours since the customer last replied"},
+    {131049, "Not delivered to keep a healthy ecosystem (marketing frequency cap)"},
+    {131050, "The user stopped marketing messages"},
+    {131051, "Unsupported message type"},
+    {131052, "Media download error"},
+    {131053, "Media upload error"},
+    {132000, "Template parameter count mismatch"},
+    {132001, "Template does not exist"},
+    {132012, "Template parameter format mismatch"},
+    {132015, "Template is paused"},
+    {132016, "Template is disabled"},
+    {131009, "Parameter value is not valid"},
+    {100, "Invalid parameter"},
+    {190, "Access token expired or invalid"},
+    {368, "The account is temporarily blocked for policy violations"},
+    {131031, "The account has been locked"},
+};
+
+static const char *wa_error_meaning(const char *code)
+{
+	char *end;
+	long c = code && *code ? strtol(code, &end, 10) : 0;
+	if (!code || !*code || *end)
+		return NULL;
+	for (size_t i = 0; i < sizeof wa_meanings / sizeof wa_meanings[0]; i++)
+		if (wa_meanings[i].code == c)
+			return wa_meanings[i].text;
+	return NULL;
+}
+
 const struct channel_ops channel_whatsapp = {
     .name = "whatsapp",
+    .error_meaning = wa_error_meaning, /* dashobs */
     .has_receipts = true,
     .secret_fields = wa_secrets,
     .provider_origins = wa_origins,

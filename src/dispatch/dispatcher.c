@@ -43,6 +43,7 @@
 #include "core/crypto.h"
 #include "core/ratelimit.h"
 #include "dispatch/dispatch.h"
+#include "obs/acct_health.h"
 #include "obs/metrics.h"
 #include "plugins/plugins.h"
 
@@ -56,6 +57,7 @@ struct acct_state {
 	struct ratelimit rl;
 	int64_t idle_until; /* monotonic us: nothing due before this (0 = check now) */
 	bool blocked;       /* provider said the account cannot send (token, ban) */
+	bool paused;        /* an operator paused it (store account_pause; dashobs) */
 	int inflight;       /* transfers of this account in flight */
 	size_t tenant;      /* index in dispatcher.tenants */
 };
@@ -124,6 +126,7 @@ struct dispatcher {
 	atomic_bool stop;
 	atomic_bool notified;
 	int64_t next_reconcile;
+	int64_t next_pause_check; /* monotonic us: read the paused accounts again (dashobs) */
 
 	struct message *claim_buf;   /* CLAIM_MAX zeroed entries, reused by every claim */
 	struct gated *gated;         /* waiting for a plugin's before_send */
@@ -786,6 +789,7 @@ static void finish_send(struct dispatcher *d, struct xfer *x, CURLcode cc)
 			hr_strlcpy(r->error_code, "unknown_outcome", sizeof r->error_code);
 			hr_utf8_copy(r->error_text, o.error_text, sizeof r->error_text);
 			metrics_unknown(ch, (enum metric_unknown)unknown, 1);
+			health_send(as->acct->id, HEALTH_FAILED, "unknown_outcome", hr_now_us());
 			return;
 		}
 		metrics_resend_unknown(ch, (enum metric_unknown)unknown, 1);
@@ -804,12 +808,14 @@ static void finish_send(struct dispatcher *d, struct xfer *x, CURLcode cc)
 		r->due_at = hr_now_us();
 		r->error_class = "transient";
 		metrics_send(ch, M_SEND_RETRIED, 1);
+		health_send(as->acct->id, HEALTH_RETRIED, o.error_code, hr_now_us());
 		return;
 	}
 	switch (o.cls) {
 	case OUTCOME_OK:
 		r->kind = SEND_OK;
 		metrics_send(ch, M_SEND_SUCCEEDED, 1);
+		health_send(as->acct->id, HEALTH_OK, NULL, hr_now_us());
 		break;
 	case OUTCOME_RATE_LIMITED:
 	case OUTCOME_TRANSIENT: {
@@ -819,9 +825,14 @@ static void finish_send(struct dispatcher *d, struct xfer *x, CURLcode cc)
 		/* A limit on the sender pauses the whole account; a limit on one
 		 * recipient (WhatsApp's pair rate) only delays this message below,
 		 * so the account's other recipients keep their full rate. */
-		if (o.cls == OUTCOME_RATE_LIMITED && o.rate_scope != RATE_SCOPE_RECIPIENT)
-			ratelimit_pause(&as->rl, o.retry_after_us > 0 ? o.retry_after_us : 1000000,
-			                now);
+		if (o.cls == OUTCOME_RATE_LIMITED && o.rate_scope != RATE_SCOPE_RECIPIENT) {
+			int64_t hold = o.retry_after_us > 0 ? o.retry_after_us : 1000000;
+			ratelimit_pause(&as->rl, hold, now);
+			char why[128];
+			snprintf(why, sizeof why, "rate limited by the provider (%s)",
+			         o.error_code[0] ? o.error_code : "429");
+			health_hold(as->acct->id, hr_now_us() + hold, why);
+		}
 		if (x->attempts >= x->max_attempts) {
 			r->kind = SEND_FAILED;
 			char text[HR_ERRTEXT_MAX];
@@ -829,6 +840,7 @@ static void finish_send(struct dispatcher *d, struct xfer *x, CURLcode cc)
 			         x->attempts, o.error_text);
 			hr_strlcpy(r->error_text, text, sizeof r->error_text);
 			metrics_send(ch, M_SEND_FAILED, 1);
+			health_send(as->acct->id, HEALTH_FAILED, o.error_code, hr_now_us());
 			break;
 		}
 		int64_t delay = backoff_delay_us(x->attempts, d->o.backoff_base_us,
@@ -838,14 +850,20 @@ static void finish_send(struct dispatcher *d, struct xfer *x, CURLcode cc)
 		r->kind = SEND_RETRY;
 		r->due_at = hr_now_us() + delay;
 		metrics_send(ch, M_SEND_RETRIED, 1);
+		health_send(as->acct->id, HEALTH_RETRIED, o.error_code, hr_now_us());
 		break;
 	}
 	case OUTCOME_PERMANENT:
 		r->kind = SEND_FAILED;
 		r->error_class = "permanent";
 		metrics_send(ch, M_SEND_FAILED, 1);
+		health_send(as->acct->id, HEALTH_FAILED, o.error_code, hr_now_us());
 		if (o.account_blocked && !as->blocked) {
 			as->blocked = true;
+			char why[128];
+			snprintf(why, sizeof why, "the provider refused its credentials (%s)",
+			         o.error_code);
+			health_blocked(as->acct->id, true, why);
 			hr_log(HR_LOG_ERROR, "dispatch",
 			       "account %s stopped: the provider refused its credentials (%s %s)",
 			       as->acct->id, o.error_code, o.error_text);
@@ -896,7 +914,31 @@ static int imax(int a, int b)
  * nothing due, and with a token to send. */
 static bool acct_wants(const struct acct_state *as, int64_t now)
 {
-	return !as->blocked && as->idle_until <= now && ratelimit_wait_us(&as->rl, now) == 0;
+	return !as->blocked && !as->paused && as->idle_until <= now &&
+	       ratelimit_wait_us(&as->rl, now) == 0;
+}
+
+/* dashobs: which accounts an operator paused (POST /v1/channels/{id}/pause
+ * on any node), read from the store every PAUSE_CHECK_US and whenever the
+ * dispatcher is notified (this node's API notifies it at once). One small
+ * read of the few paused accounts; when it fails the last answer holds. */
+#define PAUSE_CHECK_US 2000000
+static void pauses_refresh(struct dispatcher *d, int64_t now)
+{
+	d->next_pause_check = now + PAUSE_CHECK_US;
+	struct account_pause_row *v = NULL;
+	size_t n = 0;
+	if (!d->st->ops->account_pauses || d->st->ops->account_pauses(d->st, &v, &n) != 0)
+		return;
+	for (size_t i = 0; i < d->naccts; i++) {
+		bool paused = false;
+		for (size_t k = 0; k < n && !paused; k++)
+			paused = strcmp(v[k].account_id, d->accts[i].acct->id) == 0;
+		if (d->accts[i].paused && !paused)
+			d->accts[i].idle_until = 0; /* resumed: look at once */
+		d->accts[i].paused = paused;
+	}
+	free(v);
 }
 
 /* Counts the accounts, and per tenant, that want slots this round. */
@@ -1237,7 +1279,7 @@ static int64_t fill(struct dispatcher *d)
 		bool capped = false, drained = false;
 		for (size_t k = 0; k < d->naccts && d->inflight < d->o.max_in_flight; k++) {
 			struct acct_state *as = &d->accts[(d->rr + k) % d->naccts];
-			if (as->blocked || as->idle_until > now)
+			if (as->blocked || as->paused || as->idle_until > now)
 				continue;
 			if (!acct_wants(as, now)) { /* no token yet */
 				int64_t w = ratelimit_wait_us(&as->rl, now);
@@ -1309,6 +1351,9 @@ static void *dispatch_main(void *arg)
 			sync_accounts(d, false);
 			for (size_t i = 0; i < d->naccts; i++)
 				d->accts[i].idle_until = 0;
+			pauses_refresh(d, now);
+		} else if (!stopping && now >= d->next_pause_check) {
+			pauses_refresh(d, now);
 		}
 
 		int64_t wake = stopping ? now + 50000 : fill(d);
@@ -1381,8 +1426,10 @@ static int sync_accounts(struct dispatcher *d, bool force)
 			ratelimit_init(&na[i].rl, rate, rate < 1 ? 1 : rate, now);
 		}
 		na[i].acct = a;
-		if (old && old->acct != a)
+		if (old && old->acct != a && old->blocked) {
 			na[i].blocked = false; /* new credentials: try again */
+			health_blocked(a->id, false, NULL);
+		}
 	}
 	/* Tenants, in order of first appearance. */
 	struct tenant_state *nt = calloc(n ? n : 1, sizeof *nt);

@@ -37,6 +37,9 @@ struct acc_entry {
 
 /* The undo log's entry for the store-wide status counts (lc_acc.sd). */
 #define ACC_STATUS_ENTRY UINT32_MAX
+/* dashobs: the undo log's entries for the daily counters (lc_acc.daily):
+ * this bit and the entry's index. */
+#define ACC_DAILY_BIT 0x80000000u
 
 struct acc_undo {
 	uint32_t entry; /* a batch's, or ACC_STATUS_ENTRY */
@@ -52,6 +55,7 @@ struct lc_acc {
 	bool in_item;
 	bool oom;
 	int64_t sd[MSG__COUNT]; /* store-wide status deltas (message_status_count) */
+	struct daily_acc daily; /* dashobs: the daily counters (store/daily.h) */
 	const struct store *st; /* whose batches (nobatch below) */
 	/* Follow-ups made by the run, by reason (lc_note_fallback). */
 	const char *fb_reason[LC_FB_REASONS];
@@ -234,6 +238,30 @@ static void acc_status(struct lc_acc *a, int status, int amount)
 	acc_undo_push(a, ACC_STATUS_ENTRY, status, amount);
 }
 
+void lc_daily(struct store_tx *tx, const char *tenant_id, const char *channel, int from, int to,
+              const char *error_code)
+{
+	struct lc_acc *a = tx->acc;
+	int kinds[DAILY__COUNT + 1];
+	int n = a ? daily_kinds(from, to, kinds) : 0;
+	const char *codes[DAILY__COUNT + 1] = {0};
+	if (a && daily_counts_error(from, to, error_code)) {
+		codes[n] = error_code;
+		kinds[n++] = DAILY_ERROR;
+	}
+	if (!n)
+		return;
+	int32_t day = daily_day(tx->ops->now(tx));
+	for (int i = 0; i < n; i++) {
+		long idx = daily_add_at(&a->daily, tenant_id, channel, day, kinds[i], codes[i], 1);
+		if (idx < 0) {
+			a->oom = true;
+			return;
+		}
+		acc_undo_push(a, ACC_DAILY_BIT | (uint32_t)idx, kinds[i], 1);
+	}
+}
+
 void lc_count(struct store_tx *tx, const char *batch_id, int from, int to, bool replied)
 {
 	struct lc_acc *a = tx->acc;
@@ -284,6 +312,8 @@ int lc_item_end(struct store_tx *tx, bool keep)
 			struct acc_undo *u = &a->undo[i];
 			if (u->entry == ACC_STATUS_ENTRY)
 				a->sd[u->status] -= u->amount;
+			else if (u->entry & ACC_DAILY_BIT)
+				a->daily.v[u->entry & ~ACC_DAILY_BIT].n -= u->amount;
 			else if (u->status < 0)
 				a->e[u->entry].replied -= u->amount;
 			else
@@ -385,7 +415,8 @@ static int acc_flush(struct store_tx *tx, struct lc_acc *a)
 	/* The store-wide status counts, handed over even when nothing moved:
 	 * a run made again from the start (lc_tx_fn) replaces what its undone
 	 * attempt handed over. */
-	return tx->ops->status_add(tx, a->sd);
+	int rc = tx->ops->status_add(tx, a->sd);
+	return rc ? rc : tx->ops->daily_add(tx, &a->daily);
 }
 
 /* ---------------------------------------------------------------------------
@@ -440,6 +471,7 @@ static int wrap_run(struct store_tx *tx, void *arg)
 	tx->acc = NULL;
 	free(acc.e);
 	free(acc.undo);
+	daily_free(&acc.daily);
 	return rc;
 }
 
@@ -729,6 +761,7 @@ static int enqueue_run(struct store_tx *tx, void *arg)
 		if ((rc = tx->ops->event_insert(tx, m->id, &ev)))
 			return rc;
 		lc_count(tx, c->batch_id, -1, MSG_QUEUED, false);
+		lc_daily(tx, m->tenant_id, m->channel, -1, MSG_QUEUED, NULL);
 		c->made++;
 	}
 	/* The chunk's messages count against today's cap, all or none: past

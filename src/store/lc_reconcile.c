@@ -160,6 +160,7 @@ int lc_fallback(struct store_tx *tx, struct lc_msg *m, const char *reason, const
 	if (rc)
 		return rc;
 	lc_count(tx, m->batch_id, -1, MSG_QUEUED, false);
+	lc_daily(tx, m->tenant_id, channel, -1, MSG_QUEUED, NULL); /* the follow-up's */
 
 	/* Both messages name each other in their audit trails. */
 	struct ev_json *js = TX_JSON(tx);

@@ -151,8 +151,11 @@ int lc_transition(struct store_tx *tx, struct lc_msg *m, const struct lc_update 
 	 * point once. Campaign counters (lc_batch.c) are written when the run
 	 * ends, in the same transaction. */
 	enum msg_status from = m->status;
-	if (m->status != u->status)
+	if (m->status != u->status) {
 		lc_count(tx, m->batch_id, (int)m->status, (int)u->status, false);
+		lc_daily(tx, m->tenant_id, m->channel, (int)m->status, (int)u->status,
+		         u->error_code);
+	}
 	m->status = u->status;
 	m->lease_until = 0;
 	if ((u->set & LC_SET_PROVIDER_ID) && u->provider_id && u->provider_id[0])
@@ -433,7 +436,14 @@ static int suppress_from_result(struct store_tx *tx, const struct lc_msg *m, con
 		snprintf(reason, sizeof reason, "%s: %s", code, text);
 	else
 		snprintf(reason, sizeof reason, "%s", one);
-	return tx->ops->supp_put(tx, m->tenant_id, m->channel, m->recipient, reason);
+	struct supp_change c = {.tenant_id = m->tenant_id,
+	                        .channel = m->channel,
+	                        .recipient = m->recipient,
+	                        .reason = reason,
+	                        .message_id = m->id,
+	                        .actor = "provider"};
+	int rc = lc_supp_change(tx, &c);
+	return rc < 0 ? rc : 0;
 }
 
 /* The recipient moved (new_recipient): the message follows it, and the
@@ -1252,6 +1262,7 @@ static int queue_auto_reply(struct store_tx *tx, const char *tenant, const char 
 	if (rc)
 		return rc;
 	lc_count(tx, "", -1, MSG_QUEUED, false);
+	lc_daily(tx, m.tenant_id, m.channel, -1, MSG_QUEUED, NULL);
 	ev_json_begin(js);
 	ev_json_str(js, "auto_reply_to", c->provider_msg_id);
 	struct lc_event ev = {
@@ -1296,12 +1307,20 @@ static int inbound_effects(struct store_tx *tx, const struct inbox_parsed *row,
 		       c->provider_msg_id, row->account_id);
 		return 0;
 	}
-	if (in->optout > 0) {
-		char reason[REASON_MAX];
-		optout_reason(reason, sizeof reason, c);
-		rc = tx->ops->supp_put(tx, tenant, channel, c->from, reason);
-	} else if (in->optout < 0) {
-		rc = tx->ops->supp_delete(tx, tenant, channel, c->from);
+	if (in->optout) {
+		char reason[REASON_MAX] = "";
+		if (in->optout > 0)
+			optout_reason(reason, sizeof reason, c);
+		struct supp_change sc = {.tenant_id = tenant,
+		                         .channel = channel,
+		                         .recipient = c->from,
+		                         .remove = in->optout < 0,
+		                         .reason = reason,
+		                         .message_id = linked ? linked->id : NULL,
+		                         .actor = "webhook"};
+		rc = lc_supp_change(tx, &sc);
+		if (rc > 0)
+			rc = 0;
 	}
 	if (rc == 0 && in->auto_reply)
 		rc = queue_auto_reply(tx, tenant, row->account_id, channel, c, in->auto_reply,

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "herald.h"
+#include "store/daily.h"
 #include "store/store.h"
 
 /* ---- audit-event details (evjson.c) ---- */
@@ -257,6 +258,13 @@ struct store_tx_ops {
 	                const char *recipient, const char *reason);
 	int (*supp_delete)(struct store_tx *tx, const char *tenant_id, const char *channel,
 	                   const char *recipient);
+	/* dashobs: an account's pause row, put (replaced) or deleted (1 if
+	 * there was one, 0 if not). */
+	int (*pause_put)(struct store_tx *tx, const struct account_pause_row *p);
+	int (*pause_delete)(struct store_tx *tx, const char *account_id);
+	/* Appends one line to the suppression list's history (action "added",
+	 * "updated" or "removed"; c's reason, message and actor). */
+	int (*supp_log)(struct store_tx *tx, const struct supp_change *c, const char *action);
 	int (*alias_any)(struct store_tx *tx, const char *account_id);
 	/* 1 and the new address if old moved, 0 if not. */
 	int (*alias_get)(struct store_tx *tx, const char *account_id, const char *old,
@@ -295,6 +303,11 @@ struct store_tx_ops {
 	 * if the run's job fails. Called once per run, with what it changed;
 	 * a run made again calls it afresh (replacing, not adding). */
 	int (*status_add)(struct store_tx *tx, const int64_t delta[MSG__COUNT]);
+	/* dashobs: the run's daily counters (store/daily.h), handed over when
+	 * the run's function returns, even when empty: they replace what an
+	 * undone attempt of the same run handed over. The backend writes them
+	 * with the group's commit, one upsert per key. */
+	int (*daily_add)(struct store_tx *tx, const struct daily_acc *d);
 	/* Adds to the row counts (batch_items_put). */
 	int (*batch_rows_add)(struct store_tx *tx, const char *batch_id, int64_t total,
 	                      int64_t valid, int64_t invalid, int64_t duplicates);
@@ -441,6 +454,11 @@ int lc_item_end(struct store_tx *tx, bool keep);
  * inside a run must pass here once: the status counts are what /metrics
  * reports (store.h message_gauges). */
 void lc_count(struct store_tx *tx, const char *batch_id, int from, int to, bool replied);
+/* dashobs: a message of tenant_id on channel moving from `from` (-1: new)
+ * to `to` (with the provider's error code, or NULL), for the daily counters
+ * (store/daily.h); undone with its item. */
+void lc_daily(struct store_tx *tx, const char *tenant_id, const char *channel, int from, int to,
+              const char *error_code);
 /* Notes for the store's observer (store.h store_observe), handed over once
  * the run commits; nothing when no observer is set. */
 void lc_note_status(struct store_tx *tx, const char *message_id, const char *tenant_id, int from,
@@ -528,6 +546,22 @@ int lc_batch_screen(struct store_tx *tx, struct lc_screen_cache *c, struct messa
  * HR_EINVAL naming tenant_id, channel or recipient. */
 int lc_check_supp_keys(const char *tenant_id, const char *channel, const char *recipient,
                        struct hr_err *err);
+
+/* ---- suppression changes (lc_supp.c) ---- */
+/* The one function that changes the suppression list: adds or removes the
+ * entry and records the change in its history in the running transaction.
+ * 1 when something changed, 0 when there was nothing to do (a removal of an
+ * absent entry, an add with the same reason), or an error. */
+int lc_supp_change(struct store_tx *tx, const struct supp_change *c);
+/* store_ops.suppression_change for every backend: lc_supp_change in a
+ * transaction of its own; a removal that removed nothing is HR_ENOTFOUND. */
+int lc_suppression_change(const struct lc_backend *b, struct store *st, const struct supp_change *c,
+                          struct hr_err *err);
+
+/* store_ops.account_pause_set for every backend (lc_supp.c). */
+int lc_account_pause_set(const struct lc_backend *b, struct store *st,
+                         const struct account_pause_row *p, bool paused, const struct audit_row *a,
+                         struct hr_err *err);
 
 /* ---- message retention: the rule, once (store.h: struct msg_retention) ---- */
 

@@ -528,6 +528,7 @@ static int w_begin(void *be, struct hr_err *e)
 {
 	struct pg_store *s = be;
 	s->nsd = 0;
+	pg_daily_reset(s);
 	prepare_status_add(s);
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (attempt && w_ready(s, e))
@@ -704,6 +705,7 @@ static void w_rollback(void *be)
 {
 	struct pg_store *s = be;
 	s->nsd = 0;
+	pg_daily_reset(s);
 	PQclear(PQexec(s->w.c, "ROLLBACK"));
 }
 
@@ -711,6 +713,7 @@ static int w_abort(void *be, struct hr_err *e)
 {
 	struct pg_store *s = be;
 	s->nsd = 0;
+	pg_daily_reset(s);
 	/* A pipeline left half-read cannot be rolled back in place: the
 	 * connection goes (the server rolls back), the next group makes a new
 	 * one. */
@@ -807,6 +810,13 @@ static int w_commit(void *be, struct hr_err *e)
 {
 	struct pg_store *s = be;
 	char sql[PG_STATUS_BUF + 100];
+	/* dashobs: the daily counters first, in the same transaction. */
+	if (pg_daily_flush(s, e) != 0) {
+		s->nsd = 0;
+		if (conn_ok(&s->w) && PQtransactionStatus(s->w.c) != PQTRANS_IDLE)
+			w_rollback(s);
+		return e->code ? e->code : HR_EIO;
+	}
 	if (commit_sql(s, sql, sizeof sql, e) != 0) {
 		if (conn_ok(&s->w) && PQtransactionStatus(s->w.c) != PQTRANS_IDLE)
 			w_rollback(s);
@@ -834,8 +844,10 @@ static int w_solo(void *be, struct wr_job *j)
 	struct pg_store *s = be;
 	s->gnow = hr_now_us();
 	s->nsd = 0; /* a solo job (migrations) writes the counts itself */
+	pg_daily_reset(s);
 	int rc = j->run(s, j);
 	s->nsd = 0;
+	pg_daily_reset(s);
 	return rc;
 }
 
@@ -872,6 +884,9 @@ static void pg_free(struct pg_store *s)
 	free(s->json.buf);
 	free(s->pcmd);
 	free(s->sd);
+	for (size_t i = 0; i < s->capdd; i++)
+		daily_free(&s->dd[i].d);
+	free(s->dd);
 	free(s->dsn);
 	if (s->password) {
 		explicit_bzero(s->password, strlen(s->password));
@@ -1027,6 +1042,13 @@ const struct store_ops store_postgres = {
     .suppression_put = pg_suppression_put,
     .suppression_delete = pg_suppression_delete,
     .suppression_list = pg_suppression_list,
+    .suppression_change = pg_suppression_change,
+    .recipient_supp = pg_recipient_supp,
+    .recipient_inbound = pg_recipient_inbound,
+    .account_queue_depth = pg_account_queue_depth,
+    .account_pause_set = pg_account_pause_set,
+    .account_pauses = pg_account_pauses,
+    .daily_counts = pg_daily_counts,
     .idem_get = pg_idem_get,
     .inbox_append = pg_inbox_append,
     .inbox_fetch = pg_inbox_fetch,

@@ -30,6 +30,7 @@
 
 #include <libpq-fe.h>
 
+#include "store/daily.h"
 #include "store/lifecycle.h"
 #include "store/store.h"
 #include "store/writer.h"
@@ -182,6 +183,17 @@ enum pg_slot {
 	P_TEMPLATE_DELETE,
 	P_TEMPLATE_LIST,
 	P_MSG_REROUTE, /* plug2: plugin route changes */
+	/* dashobs: recipient history */
+	P_SUPP_LOG,
+	P_RECIP_SUPP,
+	P_RECIP_SUPP_EV,
+	P_RECIP_INBOUND,
+	P_QUEUE_DEPTH, /* dashobs: account health */
+	P_PAUSE_PUT,
+	P_PAUSE_DELETE,
+	P_PAUSES,
+	P_DAILY_COUNT_ADD, /* dashobs: daily counters */
+	P_DAILY,
 	P__COUNT
 };
 
@@ -255,6 +267,14 @@ struct pg_store {
 		int64_t d[MSG__COUNT];
 	} *sd;
 	size_t nsd, capsd;
+	/* dashobs: the daily counters (store/daily.h) noted per job the same
+	 * way (pg_daily_note), written with one multi-row upsert into this
+	 * node's stripe just before COMMIT for the jobs that succeeded. */
+	struct pg_dd {
+		const struct wr_job *job;
+		struct daily_acc d;
+	} * dd;
+	size_t ndd, capdd;
 	const void *sd_prep_conn; /* the writer connection PREPARE was tried on */
 	bool piping;          /* the writer's connection is in pipeline mode */
 	struct pg_pcmd *pcmd; /* the commands sent in the current pipeline */
@@ -435,6 +455,28 @@ int pg_suppression_delete(struct store *st, const char *tenant_id, const char *c
                           const char *recipient, struct hr_err *err);
 int pg_suppression_list(struct store *st, const char *tenant_id, const char *channel,
                         struct suppression_row **out, size_t *n);
+/* dashobs: recipient history (postgres_recip.c) */
+int pg_suppression_change(struct store *st, const struct supp_change *c, struct hr_err *err);
+int pg_supp_log(struct pg_store *s, const struct supp_change *c, const char *action, int64_t now,
+                struct hr_err *err);
+int pg_recipient_supp(struct store *st, const char *tenant_id, const char *const *recips,
+                      size_t nrec, int limit, struct suppression_row **cur, size_t *ncur,
+                      struct supp_event_row **ev, size_t *nev);
+int pg_pause_put(struct pg_store *s, const struct account_pause_row *p, int64_t now,
+                 struct hr_err *err);
+int pg_pause_delete(struct pg_store *s, const char *account_id, struct hr_err *err);
+int pg_account_pause_set(struct store *st, const struct account_pause_row *p, bool paused,
+                         const struct audit_row *a, struct hr_err *err);
+int pg_account_pauses(struct store *st, struct account_pause_row **out, size_t *n);
+int pg_daily_note(struct pg_store *s, const struct wr_job *job, const struct daily_acc *d,
+                  struct hr_err *err);
+void pg_daily_reset(struct pg_store *s);
+int pg_daily_flush(struct pg_store *s, struct hr_err *err);
+int pg_daily_counts(struct store *st, const char *tenant_id, int32_t day_from, int32_t day_to,
+                    struct daily_ent **out, size_t *n);
+int pg_account_queue_depth(struct store *st, const char *account_id, int64_t cap, int64_t *n);
+int pg_recipient_inbound(struct store *st, const char *tenant_id, const char *const *senders,
+                         size_t nrec, int limit, struct inbound_row **out, size_t *n);
 
 int pg_inbox_append(struct store *st, const char *account_id, const char *channel,
                     const char *dedupe_key, const char *body, size_t len, store_done_fn cb,

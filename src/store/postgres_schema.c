@@ -480,6 +480,36 @@ static const char migration_10[] =
     "ALTER TABLE batch ADD COLUMN pause_reason text;"
     "ALTER TABLE batch ADD COLUMN cancel_reason text;";
 
+/* dashobs: the recipient history, as SQLite's migration 12 (see there). */
+static const char migration_11[] =
+    "CREATE TABLE suppression_event("
+    " id bigserial PRIMARY KEY,"
+    " tenant_id text COLLATE \"C\" NOT NULL,"
+    " channel text COLLATE \"C\" NOT NULL,"
+    " recipient text COLLATE \"C\" NOT NULL,"
+    " action text NOT NULL,"
+    " reason text NOT NULL DEFAULT '',"
+    " message_id text COLLATE \"C\" NOT NULL DEFAULT '',"
+    " actor text NOT NULL DEFAULT '',"
+    " at bigint NOT NULL);"
+    "CREATE INDEX suppression_event_recipient ON suppression_event(tenant_id, recipient, id);"
+    "CREATE INDEX inbound_sender ON inbound(tenant_id, sender, id);"
+    "CREATE TABLE account_pause("
+    " account_id text COLLATE \"C\" PRIMARY KEY,"
+    " tenant_id text COLLATE \"C\" NOT NULL,"
+    " reason text NOT NULL DEFAULT '',"
+    " actor text NOT NULL DEFAULT '',"
+    " at bigint NOT NULL);"
+    "CREATE TABLE daily_count("
+    " tenant_id text COLLATE \"C\" NOT NULL,"
+    " channel text COLLATE \"C\" NOT NULL,"
+    " day integer NOT NULL,"
+    " kind smallint NOT NULL,"
+    " code text COLLATE \"C\" NOT NULL DEFAULT '',"
+    " stripe smallint NOT NULL DEFAULT 0,"
+    " n bigint NOT NULL,"
+    " PRIMARY KEY(tenant_id, day, channel, kind, code, stripe));";
+
 const struct pg_migration pg_migrations[] = {
     {1, migration_1},
     {2, migration_2},
@@ -491,6 +521,7 @@ const struct pg_migration pg_migrations[] = {
     {8, migration_8},
     {9, migration_9},
     {10, migration_10},
+    {11, migration_11},
 };
 
 const size_t pg_migration_count = sizeof pg_migrations / sizeof pg_migrations[0];

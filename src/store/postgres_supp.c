@@ -148,55 +148,29 @@ int pg_alias_any(struct pg_store *s, const char *account_id, struct hr_err *err)
  * The API-facing operations.
  * ------------------------------------------------------------------------- */
 
-struct job_supp {
-	struct wr_job j;
-	const char *tenant_id, *channel, *recipient, *reason;
-	int deleted;
-};
-
-static int run_supp_put(void *be, struct wr_job *j)
-{
-	struct pg_store *s = be;
-	struct job_supp *a = (struct job_supp *)j;
-	return pg_supp_put(s, a->tenant_id, a->channel, a->recipient, a->reason, s->gnow, &j->err);
-}
-
+/* The API-facing writes go through lc_supp_change (lc_supp.c) like every
+ * other change of the list, so each has its history row; these two keep
+ * the older signatures (actor "api"). */
 int pg_suppression_put(struct store *st, const char *tenant_id, const char *channel,
                        const char *recipient, const char *reason, struct hr_err *err)
 {
-	int rc = lc_check_supp_keys(tenant_id, channel, recipient, err);
-	if (rc)
-		return rc;
-	struct job_supp a = {.j = {.run = run_supp_put, .limited = true},
-	                     .tenant_id = tenant_id,
-	                     .channel = channel,
-	                     .recipient = recipient,
-	                     .reason = reason};
-	return wr_run_blocking(&((struct pg_store *)st)->wr, &a.j, err);
-}
-
-static int run_supp_delete(void *be, struct wr_job *j)
-{
-	struct pg_store *s = be;
-	struct job_supp *a = (struct job_supp *)j;
-	int rc = pg_supp_delete(s, a->tenant_id, a->channel, a->recipient, &a->deleted, &j->err);
-	if (rc == 0 && !a->deleted)
-		rc = hr_fail(&j->err, HR_ENOTFOUND, "recipient", "%s is not suppressed on %s",
-		             a->recipient, a->channel);
-	return rc;
+	struct supp_change c = {.tenant_id = tenant_id,
+	                        .channel = channel,
+	                        .recipient = recipient,
+	                        .reason = reason,
+	                        .actor = "api"};
+	return pg_suppression_change(st, &c, err);
 }
 
 int pg_suppression_delete(struct store *st, const char *tenant_id, const char *channel,
                           const char *recipient, struct hr_err *err)
 {
-	int rc = lc_check_supp_keys(tenant_id, channel, recipient, err);
-	if (rc)
-		return rc;
-	struct job_supp a = {.j = {.run = run_supp_delete, .limited = true},
-	                     .tenant_id = tenant_id,
-	                     .channel = channel,
-	                     .recipient = recipient};
-	return wr_run_blocking(&((struct pg_store *)st)->wr, &a.j, err);
+	struct supp_change c = {.tenant_id = tenant_id,
+	                        .channel = channel,
+	                        .recipient = recipient,
+	                        .remove = true,
+	                        .actor = "api"};
+	return pg_suppression_change(st, &c, err);
 }
 
 int pg_suppression_list(struct store *st, const char *tenant_id, const char *channel,

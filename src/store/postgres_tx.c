@@ -1709,6 +1709,27 @@ static int tx_supp_put(struct store_tx *st, const char *tenant_id, const char *c
 	return rc ? rc : pg_supp_put(S(t), tenant_id, channel, recipient, reason, S(t)->gnow, E(t));
 }
 
+static int tx_pause_put(struct store_tx *st, const struct account_pause_row *p)
+{
+	struct pg_tx *t = TX(st);
+	int rc = tx_direct(t, true);
+	return rc ? rc : pg_pause_put(S(t), p, S(t)->gnow, E(t));
+}
+
+static int tx_pause_delete(struct store_tx *st, const char *account_id)
+{
+	struct pg_tx *t = TX(st);
+	int rc = tx_direct(t, true);
+	return rc ? rc : pg_pause_delete(S(t), account_id, E(t));
+}
+
+static int tx_supp_log(struct store_tx *st, const struct supp_change *c, const char *action)
+{
+	struct pg_tx *t = TX(st);
+	int rc = tx_direct(t, true);
+	return rc ? rc : pg_supp_log(S(t), c, action, S(t)->gnow, E(t));
+}
+
 static int tx_supp_delete(struct store_tx *st, const char *tenant_id, const char *channel,
                           const char *recipient)
 {
@@ -1959,6 +1980,12 @@ static int tx_batch_add(struct store_tx *t, const char *batch_id, const int64_t 
 	            " replied = replied + $13 WHERE id = $1 RETURNING " PG_BATCH_STATE,
 	            &p, &r, "batch", true);
 	return rc ? rc : state_result(r, after);
+}
+
+/* dashobs: the run's daily counters, noted for the group's commit. */
+static int tx_daily_add(struct store_tx *t, const struct daily_acc *d)
+{
+	return pg_daily_note(S(t), TX(t)->j, d, E(t));
 }
 
 /* Noted for the group's commit (postgres.c w_commit): no statement here. */
@@ -2476,6 +2503,9 @@ static const struct store_tx_ops pg_tx_ops = {
     .supp_reason = tx_supp_reason,
     .supp_put = tx_supp_put,
     .supp_delete = tx_supp_delete,
+    .supp_log = tx_supp_log,
+    .pause_put = tx_pause_put,
+    .pause_delete = tx_pause_delete,
     .alias_any = tx_alias_any,
     .alias_get = tx_alias_get,
     .alias_put = tx_alias_put,
@@ -2487,6 +2517,7 @@ static const struct store_tx_ops pg_tx_ops = {
     .batch_state = tx_batch_state,
     .batch_add = tx_batch_add,
     .status_add = tx_status_add,
+    .daily_add = tx_daily_add,
     .batch_rows_add = tx_batch_rows_add,
     .batch_set = tx_batch_set,
     .items_insert = tx_items_insert,

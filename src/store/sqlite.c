@@ -445,6 +445,8 @@ static void status_reset(struct sq_store *s)
 {
 	memset(s->sd_group, 0, sizeof s->sd_group);
 	memset(s->sd_job, 0, sizeof s->sd_job);
+	daily_clear(&s->dd_group);
+	daily_clear(&s->dd_job);
 }
 
 static void w_rollback(void *be)
@@ -499,6 +501,7 @@ static int w_rollback_to(void *be)
 {
 	struct sq_store *s = be;
 	memset(s->sd_job, 0, sizeof s->sd_job);
+	daily_clear(&s->dd_job);
 	return sq_wexec(be, W_ROLLBACK_TO, "ROLLBACK TO job") != SQLITE_OK ? HR_EIO : 0;
 }
 
@@ -508,6 +511,8 @@ static int w_release(void *be)
 	for (int i = 0; i < MSG__COUNT; i++)
 		s->sd_group[i] += s->sd_job[i];
 	memset(s->sd_job, 0, sizeof s->sd_job);
+	daily_merge(&s->dd_group, &s->dd_job);
+	daily_clear(&s->dd_job);
 	return sq_wexec(be, W_RELEASE, "RELEASE job") != SQLITE_OK ? HR_EIO : 0;
 }
 
@@ -532,6 +537,8 @@ static int w_commit(void *be, struct hr_err *e)
 	struct hr_err fe = {0};
 	if (sq_status_flush(s, &fe) != 0)
 		return w_fail(be, "status counts", e);
+	if (sq_daily_flush(s, &fe) != 0)
+		return w_fail(be, "daily counts", e);
 	status_reset(s);
 	if (sq_wexec(be, W_COMMIT, "COMMIT") != SQLITE_OK)
 		return w_fail(be, "commit", e);
@@ -665,6 +672,8 @@ static void sq_free(struct sq_store *s)
 	pthread_cond_destroy(&s->ccond);
 	free(s->json.buf);
 	free(s->path);
+	daily_free(&s->dd_group);
+	daily_free(&s->dd_job);
 	free(s);
 }
 
@@ -838,6 +847,14 @@ const struct store_ops store_sqlite = {
 	.suppression_put = sq_suppression_put,
 	.suppression_delete = sq_suppression_delete,
 	.suppression_list = sq_suppression_list,
+	/* dashobs */
+	.suppression_change = sq_suppression_change,
+	.recipient_supp = sq_recipient_supp,
+	.recipient_inbound = sq_recipient_inbound,
+	.account_queue_depth = sq_account_queue_depth,
+	.account_pause_set = sq_account_pause_set,
+	.account_pauses = sq_account_pauses,
+	.daily_counts = sq_daily_counts,
 	.idem_get = sq_idem_get,
 	.inbox_append = sq_inbox_append,
 	.inbox_fetch = sq_inbox_fetch,

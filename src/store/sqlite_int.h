@@ -23,6 +23,7 @@
 
 #include <sqlite3.h>
 
+#include "store/daily.h"
 #include "store/lifecycle.h"
 #include "store/store.h"
 #include "store/writer.h"
@@ -56,6 +57,8 @@ enum sq_wslot {
 	W_DAILY_CAP, W_DAILY_ADD, W_START_LIMITS,
 	W_MSG_REROUTE, /* plug2: plugin route changes */
 	W_BATCH_HOLD, W_BATCH_RELEASE, W_BATCH_NOTE,
+	/* dashobs */
+	W_SUPP_LOG, W_PAUSE_PUT, W_PAUSE_DELETE, W_DAILY_COUNT_ADD,
 	W__COUNT
 };
 
@@ -66,6 +69,8 @@ enum sq_rslot {
 	R_NEXT_DUE, R_IDEM, R_INBOX_FETCH, R_INBOX_PENDING, R_SUPP_ALL, R_SUPP_CHANNEL,
 	R_CB_LIST, R_CB_LIST_STATE, R_CB_GET, R_CB_GET_ANY, R_CB_COUNTS,
 	R_STALE_LIST, R_PARKED, R_ROUTE, R_KEY, R_GAUGES,
+	/* dashobs */
+	R_RECIP_SUPP, R_RECIP_SUPP_EV, R_RECIP_INBOUND, R_QUEUE_DEPTH, R_PAUSES, R_DAILY,
 	R__COUNT
 };
 
@@ -95,6 +100,9 @@ struct sq_store {
 	 * upsert per status that moved, just before COMMIT (w_commit), so a
 	 * group of accepts costs one counter write, not one per accept. */
 	int64_t sd_group[MSG__COUNT], sd_job[MSG__COUNT];
+	/* dashobs: the daily counters (store/daily.h), kept the same way: the
+	 * group's and the running job's, one upsert per key at the commit. */
+	struct daily_acc dd_group, dd_job;
 	/* The writer's disk trouble (full, read-only): failed transactions
 	 * since the last report and when that was, so an operator reads one
 	 * line per 10 s, not one per request, and one when writes succeed again. */
@@ -274,6 +282,25 @@ int sq_suppression_delete(struct store *st, const char *tenant_id, const char *c
                           const char *recipient, struct hr_err *err);
 int sq_suppression_list(struct store *st, const char *tenant_id, const char *channel,
                         struct suppression_row **out, size_t *n);
+/* dashobs: recipient history (sqlite_recip.c) */
+int sq_suppression_change(struct store *st, const struct supp_change *c, struct hr_err *err);
+int sq_supp_log(struct sq_store *s, const struct supp_change *c, const char *action, int64_t now,
+                struct hr_err *err);
+int sq_recipient_supp(struct store *st, const char *tenant_id, const char *const *recips,
+                      size_t nrec, int limit, struct suppression_row **cur, size_t *ncur,
+                      struct supp_event_row **ev, size_t *nev);
+int sq_pause_put(struct sq_store *s, const struct account_pause_row *p, int64_t now,
+                 struct hr_err *err);
+int sq_pause_delete(struct sq_store *s, const char *account_id, struct hr_err *err);
+int sq_account_pause_set(struct store *st, const struct account_pause_row *p, bool paused,
+                         const struct audit_row *a, struct hr_err *err);
+int sq_account_pauses(struct store *st, struct account_pause_row **out, size_t *n);
+int sq_daily_flush(struct sq_store *s, struct hr_err *err);
+int sq_daily_counts(struct store *st, const char *tenant_id, int32_t day_from, int32_t day_to,
+                    struct daily_ent **out, size_t *n);
+int sq_account_queue_depth(struct store *st, const char *account_id, int64_t cap, int64_t *n);
+int sq_recipient_inbound(struct store *st, const char *tenant_id, const char *const *senders,
+                         size_t nrec, int limit, struct inbound_row **out, size_t *n);
 
 int sq_inbox_append(struct store *st, const char *account_id, const char *channel,
                     const char *dedupe_key, const char *body, size_t len, store_done_fn cb,

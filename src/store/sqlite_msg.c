@@ -143,6 +143,7 @@ static int run_insert(void *be, struct wr_job *j)
 			return rc;
 		if (ikey && (rc = set_idem_key(s, m->id, ikey, &j->err)))
 			return rc;
+		daily_transition(&s->dd_job, m->tenant_id, m->channel, now, -1, MSG_QUEUED);
 	}
 	int64_t d[MSG__COUNT] = {[MSG_QUEUED] = (int64_t)a->n};
 	return sq_status_add(s, d, &j->err);

@@ -425,6 +425,44 @@ static const char migration_11[] =
 	"ALTER TABLE batch ADD COLUMN pause_reason TEXT;"
 	"ALTER TABLE batch ADD COLUMN cancel_reason TEXT;";
 
+/*
+ * dashobs: the recipient history. Every change of the suppression list
+ * (added, reason replaced, removed) with what caused it (the message, the
+ * actor), written with the change (lc_supp.c); replies found by their
+ * sender. Both read per tenant and address, newest first.
+ */
+static const char migration_12[] =
+	"CREATE TABLE suppression_event("
+	" id INTEGER PRIMARY KEY,"
+	" tenant_id TEXT NOT NULL,"
+	" channel TEXT NOT NULL,"
+	" recipient TEXT NOT NULL,"
+	" action TEXT NOT NULL,"
+	" reason TEXT NOT NULL DEFAULT '',"
+	" message_id TEXT NOT NULL DEFAULT '',"
+	" actor TEXT NOT NULL DEFAULT '',"
+	" at INTEGER NOT NULL);"
+	"CREATE INDEX suppression_event_recipient ON suppression_event(tenant_id, recipient, id);"
+	"CREATE INDEX inbound_sender ON inbound(tenant_id, sender, id);"
+	/* Accounts an operator paused: the dispatcher reads them all (few). */
+	"CREATE TABLE account_pause("
+	" account_id TEXT PRIMARY KEY,"
+	" tenant_id TEXT NOT NULL,"
+	" reason TEXT NOT NULL DEFAULT '',"
+	" actor TEXT NOT NULL DEFAULT '',"
+	" at INTEGER NOT NULL) WITHOUT ROWID;"
+	/* Messages per tenant, day, channel and kind (store/daily.h), added to
+	 * once per key per group commit; read per tenant and day range. */
+	"CREATE TABLE daily_count("
+	" tenant_id TEXT NOT NULL,"
+	" channel TEXT NOT NULL,"
+	" day INTEGER NOT NULL,"
+	" kind INTEGER NOT NULL,"
+	" code TEXT NOT NULL DEFAULT '',"
+	" stripe INTEGER NOT NULL DEFAULT 0,"
+	" n INTEGER NOT NULL,"
+	" PRIMARY KEY(tenant_id, day, channel, kind, code, stripe)) WITHOUT ROWID;";
+
 const struct sq_migration sq_migrations[] = {
 	{1, migration_1},
 	{2, migration_2},
@@ -437,6 +475,7 @@ const struct sq_migration sq_migrations[] = {
 	{9, migration_9},
 	{10, migration_10},
 	{11, migration_11},
+	{12, migration_12},
 };
 
 const size_t sq_migration_count = sizeof sq_migrations / sizeof sq_migrations[0];

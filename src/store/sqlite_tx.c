@@ -341,6 +341,21 @@ static int tx_supp_put(struct store_tx *t, const char *tenant_id, const char *ch
 	return sq_supp_put(S(t), tenant_id, channel, recipient, reason, TX(t)->now, E(t));
 }
 
+static int tx_pause_put(struct store_tx *t, const struct account_pause_row *p)
+{
+	return sq_pause_put(S(t), p, TX(t)->now, E(t));
+}
+
+static int tx_pause_delete(struct store_tx *t, const char *account_id)
+{
+	return sq_pause_delete(S(t), account_id, E(t));
+}
+
+static int tx_supp_log(struct store_tx *t, const struct supp_change *c, const char *action)
+{
+	return sq_supp_log(S(t), c, action, TX(t)->now, E(t));
+}
+
 static int tx_supp_delete(struct store_tx *t, const char *tenant_id, const char *channel,
                           const char *recipient)
 {
@@ -553,6 +568,14 @@ static int tx_batch_add(struct store_tx *t, const char *batch_id, const int64_t 
 		sqlite3_bind_int64(q, 2 + i, delta[i]);
 	sqlite3_bind_int64(q, 13, replied);
 	return step_state(t, q, after);
+}
+
+/* dashobs: the run's daily counters replace the job's (lifecycle.h). */
+static int tx_daily_add(struct store_tx *t, const struct daily_acc *d)
+{
+	if (!daily_copy(&S(t)->dd_job, d))
+		return hr_fail(E(t), HR_ENOMEM, "daily_count", "out of memory");
+	return 0;
 }
 
 static int tx_status_add(struct store_tx *t, const int64_t delta[MSG__COUNT])
@@ -926,6 +949,9 @@ static const struct store_tx_ops sq_tx_ops = {
     .supp_reason = tx_supp_reason,
     .supp_put = tx_supp_put,
     .supp_delete = tx_supp_delete,
+    .supp_log = tx_supp_log,
+    .pause_put = tx_pause_put,
+    .pause_delete = tx_pause_delete,
     .alias_any = tx_alias_any,
     .alias_get = tx_alias_get,
     .alias_put = tx_alias_put,
@@ -937,6 +963,7 @@ static const struct store_tx_ops sq_tx_ops = {
     .batch_state = tx_batch_state,
     .batch_add = tx_batch_add,
     .status_add = tx_status_add,
+    .daily_add = tx_daily_add,
     .batch_rows_add = tx_batch_rows_add,
     .batch_set = tx_batch_set,
     .items_insert = tx_items_insert,

@@ -30,6 +30,13 @@ void send_result_clear(struct send_result *r)
 	r->route_text = NULL;
 }
 
+void inbound_row_clear(struct inbound_row *r)
+{
+	free(r->text);
+	free(r->payload);
+	memset(r, 0, sizeof *r);
+}
+
 void batch_clear(struct batch *b)
 {
 	free(b->spec);

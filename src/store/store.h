@@ -386,6 +386,57 @@ struct suppression_row {
 	int64_t created_at;
 };
 
+/* ---- recipient history (dashobs) ---- */
+struct daily_ent; /* store/daily.h: the daily counters */
+/*
+ * One change of a suppression entry, as a writer asks for it: added (or
+ * its reason replaced) or removed, with what caused it. Every change of the
+ * suppression list goes through lc_supp_change (lifecycle.c), which also
+ * records it in the list's history (struct supp_event_row).
+ */
+struct supp_change {
+	const char *tenant_id, *channel, *recipient;
+	bool remove;
+	const char *reason;     /* why it was added; NULL or "" for a removal */
+	const char *message_id; /* the message that caused it, NULL for none */
+	const char *actor;      /* "key:hk_...", "webhook", "provider" */
+};
+
+/* One line of a recipient's opt-out history, newest first when listed. */
+struct supp_event_row {
+	int64_t id;
+	char channel[16];
+	char recipient[HR_ADDR_MAX];
+	char action[12]; /* "added", "updated", "removed" */
+	char reason[256];
+	char message_id[HR_ID_LEN + 1]; /* "" when no message caused it */
+	char actor[96];
+	int64_t at;
+};
+
+/* An account an operator paused (dashobs): the dispatcher claims nothing
+ * for it until it is resumed; its messages stay queued. */
+struct account_pause_row {
+	char account_id[HR_NAME_MAX]; /* the global id */
+	char tenant_id[HR_NAME_MAX];
+	char reason[256];
+	char actor[96];
+	int64_t at;
+};
+
+/* A customer's reply as stored (store_ops.recipient_inbound). */
+struct inbound_row {
+	int64_t id;
+	char account_id[HR_NAME_MAX];
+	char message_id[HR_ID_LEN + 1]; /* the message it answers, "" if none */
+	char unit[HR_NAME_MAX];         /* that message's unit, "" if none */
+	char sender[HR_ADDR_MAX];
+	char kind[16];
+	char *text, *payload; /* heap, may be NULL */
+	int64_t provider_at, received_at;
+};
+void inbound_row_clear(struct inbound_row *r);
+
 /* Per-call figures from apply_inbox. */
 struct apply_stats {
 	int applied;                  /* status changes made */
@@ -814,6 +865,45 @@ struct store_ops {
 	 * channels. tenant_id is required. */
 	int (*suppression_list)(struct store *st, const char *tenant_id, const char *channel,
 	                        struct suppression_row **out, size_t *n);
+
+	/* ---- recipient history (dashobs) ---- */
+	/* Adds or removes a suppression entry with its history row, in one
+	 * transaction (lc_supp_change). A removal of an entry not there is
+	 * HR_ENOTFOUND; HR_EINVAL (field named) for a bad key part. */
+	int (*suppression_change)(struct store *st, const struct supp_change *c,
+	                          struct hr_err *err);
+	/* A recipient's opt-out state: the tenant's suppression entries for any
+	 * of the nrec forms of the address (e.g. "+447911123456" and
+	 * "447911123456"), by channel, and at most limit history rows for them,
+	 * newest first. Index reads only. *cur and *ev are heap arrays. */
+	int (*recipient_supp)(struct store *st, const char *tenant_id, const char *const *recips,
+	                      size_t nrec, int limit, struct suppression_row **cur, size_t *ncur,
+	                      struct supp_event_row **ev, size_t *nev);
+	/* The tenant's inbound replies from any of the nrec forms of a sender,
+	 * newest first, at most limit, each with the unit of the message it
+	 * answers. *out heap array: inbound_row_clear each, then free. */
+	/* Pauses (p given: the row, replaced if paused already) or resumes
+	 * (paused false: only p->account_id is read) an account, with the
+	 * audit row (may be NULL) in the same transaction. Resuming an account
+	 * that is not paused is HR_ENOTFOUND. */
+	int (*account_pause_set)(struct store *st, const struct account_pause_row *p, bool paused,
+	                         const struct audit_row *a, struct hr_err *err);
+	/* Every paused account (few): *out heap array. */
+	int (*account_pauses)(struct store *st, struct account_pause_row **out, size_t *n);
+	/* dashobs: the tenant's daily counters (store/daily.h) for days
+	 * day_from..day_to (days since 1970-01-01 UTC, at most 367 days),
+	 * summed over the nodes' stripes, by day, channel and kind. *out heap
+	 * array. */
+	int (*daily_counts)(struct store *st, const char *tenant_id, int32_t day_from,
+	                    int32_t day_to, struct daily_ent **out, size_t *n);
+	/* The account's queue depth: its QUEUED messages, counted in the claim
+	 * index (only queued rows are in it), at most cap (*n == cap means
+	 * "cap or more"). */
+	int (*account_queue_depth)(struct store *st, const char *account_id, int64_t cap,
+	                           int64_t *n);
+	int (*recipient_inbound)(struct store *st, const char *tenant_id,
+	                         const char *const *senders, size_t nrec, int limit,
+	                         struct inbound_row **out, size_t *n);
 
 	/* ---- idempotency ---- */
 	int (*idem_get)(struct store *st, const char *tenant_id, const char *key,

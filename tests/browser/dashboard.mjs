@@ -7,7 +7,7 @@
 // host other than 127.0.0.1 (intercepted and refused), axe-core with no
 // serious or critical violation on every screen. Prints "N passed, N failed".
 import {createRequire} from 'node:module';
-import {spawn} from 'node:child_process';
+import {spawn, execFileSync} from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -83,6 +83,9 @@ pricing:
   whatsapp:
     service: {"44": 0.001}
     marketing: {default: 0.06}
+dashboard:
+  users:
+    - {name: olga, password_hash: "${execFileSync(BIN, ['hash-password'], {input: 'olga-pass-1\n'}).toString().trim()}", tenant: acme, role: viewer}
 sim:
   listen: 127.0.0.1:${simPort}
   whatsapp:
@@ -616,6 +619,136 @@ async function main() {
 		eq(y.operator.cancel_reason, 'wrong list', 'the cancel\'s reason');
 		check(!!y.operator.resumed_by, 'the resume recorded');
 		acmePage.nextDialog = undefined;
+	});
+
+	// dashobs: one recipient across campaigns and channels, reached from
+	// message detail (by message: the session is masked), with its opt-out
+	// history; another tenant sees none of it.
+	await test('recipient history from message detail', async () => {
+		check(state.msg, 'needs a message of the live campaign');
+		const to = state.msg.to;
+		const direct = await bearer('POST', '/v1/messages', ACME, {channel: 'whatsapp', account: 'acme-wa', to, text: 'a direct one'});
+		await bearer('POST', '/v1/suppressions', ACME, {channel: 'whatsapp', to, reason: 'complaint by phone'});
+		await bearer('DELETE', `/v1/suppressions/whatsapp/${encodeURIComponent(to)}`, ACME);
+		await screen(acmePage, `/message/${state.msg.id}`, '#msg-recipient');
+		await acmePage.click('#msg-recipient');
+		await acmePage.waitForSelector('#r-messages');
+		check(acmePage.url().includes(`message=${state.msg.id}`), 'the recipient is in the URL');
+		const ids = await acmePage.$$eval('#r-messages tbody tr td:first-child', (tds) => tds.map((t) => t.textContent));
+		eq(JSON.stringify(ids), JSON.stringify([direct.id, state.msg.id]), 'messages, newest first, across campaign and API');
+		const hist = await acmePage.$$eval('#r-history tbody tr', (rs) => rs.map((r) => r.getAttribute('data-action')));
+		eq(JSON.stringify(hist), JSON.stringify(['removed', 'added']), 'opt-out history, newest first');
+		check((await acmePage.textContent('#r-history')).includes('complaint by phone'), 'the reason is shown');
+		eq(await acmePage.textContent('tr[data-channel="whatsapp"] td:nth-child(2)'), 'may be messaged', 'the state now');
+		check(!(await acmePage.textContent('#r-to-shown')).includes(to.slice(5, -2)), 'the number shows masked');
+		await axe(acmePage, 'recipient history');
+		await shot(acmePage, 'recipient');
+		// The other tenant: neither by acme's message nor by the number.
+		await screen(otherPage, `/recipient?message=${state.msg.id}`, '#r-none');
+		await screen(otherPage, `/recipient?to=${encodeURIComponent(to)}`, '#r-none');
+		check(!(await otherPage.textContent('main')).includes('complaint'), 'other sees acme\'s opt-out');
+	});
+
+	// dashobs: sender account health with the API's figures, and an
+	// audited pause and resume from the screen.
+	await test('account health, pause and resume', async () => {
+		await screen(acmePage, '/accounts', 'tr[data-account="acme-wa"] .h-queue');
+		const h = await bearer('GET', '/v1/channels/acme-wa/health', ACME);
+		const row = 'tr[data-account="acme-wa"]';
+		eq(await acmePage.getAttribute(row, 'data-state'), h.state, 'state');
+		eq(await acmePage.textContent(`${row} .h-queue`), `${h.queue_depth.toLocaleString('en-US')}${h.queue_depth_capped ? '+' : ''}`, 'queued');
+		check(h.recent.ok > 0, `the API counted the sends: ${JSON.stringify(h.recent)}`);
+		check((await acmePage.textContent(`${row} .h-errors`)).includes(' of '), 'the error rate names its count');
+		check((await acmePage.textContent(`${row} .h-rate`)).startsWith('400/s'), 'the configured rate');
+		acmePage.nextDialog = 'maintenance window';
+		await acmePage.click(`${row} .h-toggle`);
+		await acmePage.waitForSelector(`${row}[data-state="paused"]`);
+		check((await acmePage.textContent(`${row} .h-state`)).includes('maintenance window'), 'why it is paused');
+		const audit = await bearer('GET', '/v1/audit', ACME);
+		check(audit.entries.some((e) => e.action === 'account.pause' && JSON.stringify(e.after).includes('maintenance window')), 'the pause is audited');
+		await axe(acmePage, 'accounts (paused)');
+		await shot(acmePage, 'accounts-health');
+		// The overview raises it as an alert, beside today's counters per
+		// channel, which are the API's.
+		await screen(acmePage, '/overview', 'li[data-account-alert="acme-wa"]');
+		const daily = await bearer('GET', '/v1/stats/daily', ACME);
+		const wa = daily.days[1].channels.find((c) => c.channel === 'whatsapp');
+		const wy = daily.days[0].channels.find((c) => c.channel === 'whatsapp');
+		check(wa.accepted >= wa.sent && wa.sent > 0 && wa.read > 0, `today's whatsapp counters: ${JSON.stringify(wa)}`);
+		for (const k of ['accepted', 'sent', 'delivered', 'read', 'failed'])
+			eq(await acmePage.textContent(`#o-daily-s tr[data-channel="whatsapp"] td[data-k="${k}"]`),
+			   `${wa[k].toLocaleString('en-US')} / ${wy[k].toLocaleString('en-US')}`, `overview ${k}`);
+		// The simulator fails FAIL's recipients: their code is on the overview.
+		for (const f of daily.failure_codes)
+			check((await acmePage.textContent(`tr[data-code="${f.code}"]`)).includes(f.count.toLocaleString('en-US')),
+			      `failure code ${f.code} on the overview`);
+		check(daily.failure_codes.length > 0, 'the failed messages have codes');
+		await axe(acmePage, 'overview (daily)');
+		check((await acmePage.textContent('li[data-account-alert="acme-wa"]')).includes('paused: maintenance window'), 'the overview\'s alert');
+		await screen(acmePage, '/accounts', `${row}[data-state="paused"]`);
+		acmePage.nextDialog = 'window over';
+		await acmePage.click(`${row} .h-toggle`);
+		await acmePage.waitForSelector(`${row}[data-state="active"]`);
+		// The other tenant has no accounts: nothing of acme's shows.
+		await screen(otherPage, '/accounts', 'h1:has-text("Sender accounts")');
+		check(!(await otherPage.textContent('main')).includes('acme-wa'), 'other sees acme\'s account');
+	});
+
+	// dashobs: the unit switcher of a tenant-wide session, and the time
+	// range and UTC/local choice kept in the URL.
+	await test('unit switcher, time range and time zone in the URL', async () => {
+		await bearer('POST', '/v1/tenants/acme/units', ACME, {id: 'cards', name: 'Cards'});
+		const k = await bearer('POST', '/v1/tenants/acme/keys', ACME, {unit: 'cards', scopes: ['campaigns:read', 'campaigns:write', 'messages:read']});
+		await bearer('POST', '/v1/batches', k.key, {name: 'cards-only campaign', channel: 'whatsapp', account: 'acme-wa', text: 'x', start: false,
+		                                            rows: [{to: '+447400123301'}]});
+		// The page loads its session (and the tenant's units) when it loads.
+		await screen(acmePage, '/campaigns', 'h1:has-text("Campaigns")');
+		await acmePage.reload();
+		await acmePage.waitForSelector('#unit-view');
+		await acmePage.waitForSelector('td:has-text("live campaign")');
+		await acmePage.selectOption('#unit-view', 'cards');
+		await acmePage.waitForSelector('#who:has-text("acme / cards")');
+		await screen(acmePage, '/campaigns', 'h1:has-text("Campaigns")');
+		await acmePage.waitForSelector('td:has-text("cards-only campaign")');
+		check(!(await acmePage.textContent('main')).includes('live campaign'), 'another unit\'s campaign in the cards view');
+		await axe(acmePage, 'campaigns (unit view)');
+		await acmePage.selectOption('#unit-view', '');
+		await acmePage.waitForSelector('#who:not(:has-text("acme / cards"))');
+		await screen(acmePage, '/campaigns', 'td:has-text("live campaign")');
+		// A range after everything: nothing; the range and the zone are in the URL.
+		await screen(acmePage, '/campaigns?since=2099-01-01T00:00:00Z&tz=utc', 'h1:has-text("Campaigns")');
+		await acmePage.waitForSelector('p:has-text("No campaigns match.")');
+		eq(await acmePage.inputValue('#f-since'), '2099-01-01T00:00', 'the range shown in UTC');
+		eq(await acmePage.isChecked('#utc'), true, 'tz=utc ticks the UTC box');
+		await acmePage.fill('#f-since', '2000-01-01T00:00');
+		await acmePage.click('form.filters button[type=submit]');
+		await acmePage.waitForSelector('td:has-text("live campaign")');
+		check(acmePage.url().includes('since=2000-01-01T00%3A00%3A00Z') && acmePage.url().includes('tz=utc'), `the URL: ${acmePage.url()}`);
+		await screen(acmePage, '/messages?tz=local', '#m-since');
+		eq(await acmePage.isChecked('#utc'), false, 'tz=local clears it');
+		await axe(acmePage, 'messages (time range)');
+	});
+
+	// dashobs: a configured login (dashboard.users) instead of a key.
+	await test('sign-in with a configured login', async () => {
+		const page = await newPage('olga');
+		await page.goto(`${API}/`);
+		await page.fill('#username', 'olga');
+		await page.fill('#password', 'not-her-password');
+		await page.click('#signin-user');
+		await page.waitForSelector('form.signin p.error:has-text("wrong name or password")');
+		await page.fill('#password', 'olga-pass-1');
+		await page.click('#signin-user');
+		await page.waitForSelector('#top:not([hidden])');
+		const s = await page.evaluate(async () => (await fetch('/v1/session')).json());
+		eq(s.actor, 'user:olga', 'the session\'s actor');
+		eq(s.tenant, 'acme', 'the user\'s tenant');
+		eq(JSON.stringify(s.scopes.sort()), JSON.stringify(['campaigns:read', 'messages:read']), 'a viewer\'s scopes');
+		await screen(page, '/campaigns', 'td:has-text("live campaign")');
+		await axe(page, 'campaigns (login)');
+		const audit = await bearer('GET', '/v1/audit', ACME);
+		check(audit.entries.some((e) => e.action === 'session.signin' && e.actor === 'user:olga'), 'the sign-in is audited');
+		await page.context().close();
 	});
 
 	await test('every screen passes axe-core', async () => {

@@ -297,6 +297,14 @@ static bool fill(const char *pattern, bool fake, char *out, size_t size)
 	    {"/v1/units/{unit}/stats", "/v1/units/loans/stats", "/v1/units/no-such-unit/stats"},
 	    {"/v1/units/{unit}/campaigns", "/v1/units/loans/campaigns",
 	     "/v1/units/no-such-unit/campaigns"},
+	    /* dashobs: a recipient's history, by number or by message. */
+	    {"/v1/recipients/{to}", "/v1/recipients/+447911000101", "/v1/recipients/+447911000198"},
+	    {"/v1/messages/{id}/recipient", NULL,
+	     "/v1/messages/01KZZZZZZZZZZZZZZZZZZZZZZZ/recipient"},
+	    /* dashobs: an account's health and its pause. */
+	    {"/v1/channels/{id}/health", NULL, "/v1/channels/no-such-account/health"},
+	    {"/v1/channels/{id}/pause", NULL, "/v1/channels/no-such-account/pause"},
+	    {"/v1/channels/{id}/resume", NULL, "/v1/channels/no-such-account/resume"},
 	};
 	if (!strchr(pattern, '{')) {
 		snprintf(out, size, "%s", pattern);
@@ -314,6 +322,10 @@ static bool fill(const char *pattern, bool fake, char *out, size_t size)
 			snprintf(out, size, "%s", ids[i].fake);
 		else if (!strcmp(pattern, "/v1/messages/{id}"))
 			snprintf(out, size, "/v1/messages/%s", msg_l);
+		else if (!strcmp(pattern, "/v1/messages/{id}/recipient"))
+			snprintf(out, size, "/v1/messages/%s/recipient", msg_l);
+		else if (!strncmp(pattern, "/v1/channels/{id}/", 18))
+			snprintf(out, size, "/v1/channels/%s/%s", acct_l, pattern + 18);
 		else if (!strcmp(pattern, "/v1/channels/{id}"))
 			snprintf(out, size, "/v1/channels/%s", acct_l);
 		else if (!strcmp(pattern, "/v1/channels/{id}/capabilities"))

@@ -1054,6 +1054,112 @@ static long sess_status(const struct sess *s)
 	return st;
 }
 
+/* dashobs: a tenant-wide session narrowed to one unit (POST
+ * /v1/session/view) sees exactly what that unit's key does, and back;
+ * a unit key's session cannot switch; an API key has no view; a unit of
+ * another tenant is no unit. */
+static void batch_names(const struct sess *s, char *out, size_t size)
+{
+	struct hresp r = sreq(s, "GET", "/v1/batches?limit=100", NULL, false);
+	assert_int_equal(r.status, 200);
+	out[0] = '\0';
+	size_t i, len = 0;
+	json_t *b;
+	json_array_foreach(json_object_get(r.json, "data"), i, b)
+	{
+		const char *n = json_string_value(json_object_get(b, "name"));
+		if (n && !strncmp(n, "view-", 5))
+			len += (size_t)snprintf(out + len, size - len, "%s%s", len ? "," : "", n);
+	}
+	hresp_free(&r);
+}
+
+static void test_unit_view(void **state)
+{
+	(void)state;
+	make_keys();
+	struct sess t, cards, loans, other;
+	signin(ACME_KEY, &t);
+	signin(unit_key_cards, &cards);
+	signin(unit_key_loans, &loans);
+	signin(OTHER_KEY, &other);
+	char id[64], names[256];
+	make_campaign(&cards, "view-cards", 2, "+4474005001", false, id);
+	make_campaign(&loans, "view-loans", 2, "+4474005002", false, id);
+
+	/* The tenant's session lists its units for the switcher. */
+	struct hresp r = sreq(&t, "GET", "/v1/session", NULL, false);
+	assert_int_equal(r.status, 200);
+	assert_true(json_is_null(json_object_get(r.json, "unit")));
+	assert_false(json_is_true(json_object_get(r.json, "unit_view")));
+	char *units = json_dumps(json_object_get(r.json, "units"), JSON_COMPACT);
+	assert_non_null(strstr(units, "\"cards\""));
+	assert_non_null(strstr(units, "\"loans\""));
+	free(units);
+	hresp_free(&r);
+	batch_names(&t, names, sizeof names);
+	assert_string_equal(names, "view-loans,view-cards");
+
+	/* Without the CSRF token: refused, nothing changed. */
+	r = sreq(&t, "POST", "/v1/session/view", "{\"unit\":\"cards\"}", false);
+	assert_int_equal(r.status, 403);
+	hresp_free(&r);
+	r = sreq(&t, "POST", "/v1/session/view", "{\"unit\":\"cards\"}", true);
+	assert_int_equal(r.status, 200);
+	hresp_free(&r);
+	batch_names(&t, names, sizeof names);
+	assert_string_equal(names, "view-cards");
+	r = sreq(&t, "GET", "/v1/session", NULL, false);
+	assert_string_equal(json_string_value(json_object_get(r.json, "unit")), "cards");
+	assert_true(json_is_true(json_object_get(r.json, "unit_view")));
+	hresp_free(&r);
+	/* As the unit's key would: tenant-wide routes are refused. */
+	r = sreq(&t, "GET", "/v1/suppressions", NULL, false);
+	assert_int_equal(r.status, 403);
+	hresp_free(&r);
+	/* Switch to the other unit, then back to the whole tenant. */
+	r = sreq(&t, "POST", "/v1/session/view", "{\"unit\":\"loans\"}", true);
+	assert_int_equal(r.status, 200);
+	hresp_free(&r);
+	batch_names(&t, names, sizeof names);
+	assert_string_equal(names, "view-loans");
+	r = sreq(&t, "POST", "/v1/session/view", "{\"unit\":null}", true);
+	assert_int_equal(r.status, 200);
+	hresp_free(&r);
+	batch_names(&t, names, sizeof names);
+	assert_string_equal(names, "view-loans,view-cards");
+
+	/* Bad views: 422 naming the field, the view unchanged. */
+	static const char *const bad[][2] = {{"{\"unit\":\"nope\"}", "unit"},
+	                                     {"{}", "unit"},
+	                                     {"{\"unit\":7}", "unit"},
+	                                     {"{\"unit\":\"cards\",\"x\":1}", "x"}};
+	for (size_t i = 0; i < 4; i++) {
+		r = sreq(&t, "POST", "/v1/session/view", bad[i][0], true);
+		if (r.status != 422 || strcmp(errfield(&r), bad[i][1]) != 0)
+			fail_msg("view %s: %ld %s", bad[i][0], r.status, r.body);
+		hresp_free(&r);
+	}
+	batch_names(&t, names, sizeof names);
+	assert_string_equal(names, "view-loans,view-cards");
+	/* A unit key's session cannot look at its sibling. */
+	r = sreq(&cards, "POST", "/v1/session/view", "{\"unit\":\"loans\"}", true);
+	assert_int_equal(r.status, 403);
+	hresp_free(&r);
+	batch_names(&cards, names, sizeof names);
+	assert_string_equal(names, "view-cards");
+	/* Another tenant has no unit "cards". */
+	r = sreq(&other, "POST", "/v1/session/view", "{\"unit\":\"cards\"}", true);
+	assert_int_equal(r.status, 422);
+	hresp_free(&r);
+	/* An API key has no view. */
+	const char *bearer[] = {"Authorization: Bearer " ACME_KEY, NULL};
+	r = req("POST", "/v1/session/view", bearer, "{\"unit\":\"cards\"}", false);
+	assert_int_equal(r.status, 422);
+	assert_string_equal(errfield(&r), "session");
+	hresp_free(&r);
+}
+
 static void test_session_bounds(void **state)
 {
 	(void)state;
@@ -1130,9 +1236,10 @@ static int teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_files),     cmocka_unit_test(test_signin),
-	    cmocka_unit_test(test_isolation), cmocka_unit_test(test_revoked_key),
-	    cmocka_unit_test(test_events),    cmocka_unit_test(test_session_bounds),
+	    cmocka_unit_test(test_files),          cmocka_unit_test(test_signin),
+	    cmocka_unit_test(test_isolation),      cmocka_unit_test(test_revoked_key),
+	    cmocka_unit_test(test_events),         cmocka_unit_test(test_unit_view), /* dashobs */
+	    cmocka_unit_test(test_session_bounds),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -27,6 +27,7 @@
 
 #include "core/crypto.h"
 #include "harness.h"
+#include "herald.h"
 
 #define CLIENT_TOKEN "rcs-client-token-1"
 
@@ -699,6 +700,34 @@ static void test_sim_checks_tokens_and_sends(void **state)
 	}
 }
 
+/* dashobs: the account's health shows the access token rbm.c holds, its
+ * expiry in the future, and no fetch error. */
+static bool token_shown(struct world *w, void *arg)
+{
+	(void)w;
+	(void)arg;
+	struct resp r = api_get(&W, "/v1/channels/acme-rcs/health");
+	bool ok = r.status == 200 && json_is_string(json_object_get(r.json, "token_expires_at"));
+	resp_free(&r);
+	return ok;
+}
+
+static void test_health_token_expiry(void **state)
+{
+	(void)state;
+	assert_true(wait_until(token_shown, &W, NULL, 30));
+	struct resp r = api_get(&W, "/v1/channels/acme-rcs/health");
+	assert_int_equal(r.status, 200);
+	assert_true(json_is_true(json_object_get(r.json, "has_token")));
+	assert_true(json_is_null(json_object_get(r.json, "token_error")));
+	int64_t exp = 0;
+	assert_int_equal(
+	    hr_time_parse(json_string_value(json_object_get(r.json, "token_expires_at")), &exp), 0);
+	assert_true(exp > hr_now_us());
+	assert_string_equal(json_string_value(json_object_get(r.json, "channel")), "rcs");
+	resp_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -707,6 +736,7 @@ int main(void)
 	    cmocka_unit_test(test_not_rcs_capable_fails_once),
 	    cmocka_unit_test(test_button_press_is_inbound_on_message),
 	    cmocka_unit_test(test_capability_endpoint),
+	    cmocka_unit_test(test_health_token_expiry), /* dashobs */
 	    cmocka_unit_test(test_webhook_signatures_and_handshake),
 	    cmocka_unit_test(test_rate_limited_is_retried_once_at_provider),
 	    cmocka_unit_test(test_duplicate_and_reordered_webhooks),

@@ -30,6 +30,7 @@
 #include <stdatomic.h>
 
 #include "herald.h"
+#include "store/daily.h"
 #include "store/store.h"
 #include "pgtest.h"
 #include "store_test.h"
@@ -7024,6 +7025,371 @@ static void test_audit_with_change(void **state)
 	assert_int_equal(audit_count(st, "other"), 0);
 }
 
+/* ---------------------------------------------------------------------------
+ * Recipient history (dashobs): every change of the suppression list, from
+ * an inbound STOP, a provider's opt-out error or the API, leaves one history
+ * row with its cause and actor; the reads are per tenant and address form.
+ * ------------------------------------------------------------------------- */
+
+static void supp_events(struct store *st, const char *tenant, int limit,
+                        struct suppression_row **cur, size_t *ncur, struct supp_event_row **ev,
+                        size_t *nev)
+{
+	const char *forms[] = {"+447911123456", "447911123456"};
+	assert_int_equal(st->ops->recipient_supp(st, tenant, forms, 2, limit, cur, ncur, ev, nev),
+	                 0);
+}
+
+static void test_recipient_history(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	struct account_row a1 = {.id = "rh-sms1", .tenant_id = "t1", .channel = "sms"};
+	struct account_row a2 = {.id = "rh-sms2", .tenant_id = "t2", .channel = "sms"};
+	assert_int_equal(st->ops->account_upsert(st, &a1, &err), 0);
+	assert_int_equal(st->ops->account_upsert(st, &a2, &err), 0);
+	int64_t now = hr_now_us();
+	char m1[27], m2[27], w1[27];
+	queue_to(st, "t1", "rh-sms1", "sms", "+447911123456", now - SEC, m1);
+	int attempt = claim_one(st, "rh-sms1", now, m1, NULL);
+	struct send_result ok = {.kind = SEND_OK, .attempt = attempt, .http_status = 201};
+	strcpy(ok.message_id, m1);
+	strcpy(ok.provider_id, "SMrh1");
+	assert_int_equal(st->ops->record_results(st, &ok, 1, NULL, NULL), 0);
+	queue_to(st, "t2", "rh-sms2", "sms", "+447911123456", now - SEC, m2);
+
+	/* 1. The recipient answers t1's message with STOP. */
+	struct wh_inbound stop = {.provider_msg_id = "SMrhin1",
+	                          .optout = 1,
+	                          .from = "+447911123456",
+	                          .kind = "text",
+	                          .text = (char *)"STOP"};
+	strcpy(stop.context_id, "SMrh1");
+	assert_int_equal(inbound_sms(st, "rh-sms1", &stop, NULL).inbound, 1);
+	/* 2. An operator removes it; 3. adds it back; the same reason again is
+	 * no change; 4. another reason replaces it. */
+	struct supp_change c = {.tenant_id = "t1",
+	                        .channel = "sms",
+	                        .recipient = "+447911123456",
+	                        .remove = true,
+	                        .actor = "key:hk_rh"};
+	assert_int_equal(st->ops->suppression_change(st, &c, &err), 0);
+	err = (struct hr_err){0};
+	assert_int_equal(st->ops->suppression_change(st, &c, &err), HR_ENOTFOUND);
+	assert_string_equal(err.field, "recipient");
+	c.remove = false;
+	c.reason = "asked by phone";
+	assert_int_equal(st->ops->suppression_change(st, &c, &err), 0);
+	assert_int_equal(st->ops->suppression_change(st, &c, &err), 0);
+	c.reason = "complaint";
+	assert_int_equal(st->ops->suppression_change(st, &c, &err), 0);
+	/* 5. The provider reports an opt-out on WhatsApp (stored without '+'). */
+	queue_to(st, "t1", "rh-wa1", "whatsapp", "447911123456", now - SEC, w1);
+	attempt = claim_one(st, "rh-wa1", now, w1, NULL);
+	struct send_result fail = {.kind = SEND_FAILED,
+	                           .attempt = attempt,
+	                           .http_status = 400,
+	                           .suppress = true,
+	                           .error_code = "131050",
+	                           .error_text = "user stopped marketing messages",
+	                           .error_class = "permanent"};
+	strcpy(fail.message_id, w1);
+	assert_int_equal(st->ops->record_results(st, &fail, 1, NULL, NULL), 0);
+	/* Another tenant removing an entry it does not have: nothing. */
+	struct supp_change other = {.tenant_id = "t2",
+	                            .channel = "sms",
+	                            .recipient = "+447911123456",
+	                            .remove = true,
+	                            .actor = "key:hk_t2"};
+	assert_int_equal(st->ops->suppression_change(st, &other, &err), HR_ENOTFOUND);
+
+	struct suppression_row *cur;
+	struct supp_event_row *ev;
+	size_t ncur, nev;
+	supp_events(st, "t1", 100, &cur, &ncur, &ev, &nev);
+	assert_int_equal(ncur, 2);
+	assert_string_equal(cur[0].channel, "sms");
+	assert_string_equal(cur[0].reason, "complaint");
+	assert_string_equal(cur[1].channel, "whatsapp");
+	assert_string_equal(cur[1].recipient, "447911123456");
+	assert_string_equal(cur[1].reason, "131050: user stopped marketing messages");
+	static const struct {
+		const char *channel, *action, *reason, *actor;
+		int msg; /* 0 none, 1 m1, 2 w1 */
+	} want[] = {
+	    {"whatsapp", "added", "131050: user stopped marketing messages", "provider", 2},
+	    {"sms", "updated", "complaint", "key:hk_rh", 0},
+	    {"sms", "added", "asked by phone", "key:hk_rh", 0},
+	    {"sms", "removed", "", "key:hk_rh", 0},
+	    {"sms", "added", "inbound STOP", "webhook", 1},
+	};
+	assert_int_equal(nev, sizeof want / sizeof want[0]);
+	for (size_t i = 0; i < nev; i++) {
+		assert_string_equal(ev[i].channel, want[i].channel);
+		assert_string_equal(ev[i].action, want[i].action);
+		assert_string_equal(ev[i].reason, want[i].reason);
+		assert_string_equal(ev[i].actor, want[i].actor);
+		assert_string_equal(ev[i].message_id, want[i].msg == 1   ? m1
+		                                      : want[i].msg == 2 ? w1
+		                                                         : "");
+		assert_true(ev[i].at > 0);
+		if (i > 0)
+			assert_true(ev[i].id < ev[i - 1].id);
+	}
+	free(cur);
+	free(ev);
+	/* The limit bounds the history, newest kept. */
+	supp_events(st, "t1", 2, &cur, &ncur, &ev, &nev);
+	assert_int_equal(nev, 2);
+	assert_string_equal(ev[0].channel, "whatsapp");
+	assert_string_equal(ev[1].action, "updated");
+	free(cur);
+	free(ev);
+	/* t2 messaged the same number: none of t1's state or history. */
+	supp_events(st, "t2", 100, &cur, &ncur, &ev, &nev);
+	assert_int_equal(ncur, 0);
+	assert_int_equal(nev, 0);
+	free(cur);
+	free(ev);
+
+	/* Replies: t1's, with the message answered and its unit; none for t2. */
+	const char *forms[] = {"+447911123456", "447911123456"};
+	struct inbound_row *in;
+	size_t nin;
+	assert_int_equal(st->ops->recipient_inbound(st, "t1", forms, 2, 10, &in, &nin), 0);
+	assert_int_equal(nin, 1);
+	assert_string_equal(in[0].message_id, m1);
+	assert_string_equal(in[0].account_id, "rh-sms1");
+	assert_string_equal(in[0].sender, "+447911123456");
+	assert_string_equal(in[0].kind, "text");
+	assert_string_equal(in[0].text, "STOP");
+	assert_string_equal(in[0].unit, "");
+	assert_true(in[0].received_at > 0);
+	inbound_row_clear(&in[0]);
+	free(in);
+	assert_int_equal(st->ops->recipient_inbound(st, "t2", forms, 2, 10, &in, &nin), 0);
+	assert_int_equal(nin, 0);
+	free(in);
+	/* Bounds are checked. */
+	assert_int_equal(st->ops->recipient_inbound(st, "t1", forms, 0, 10, &in, &nin), HR_EINVAL);
+	assert_int_equal(st->ops->recipient_inbound(st, "t1", forms, 2, 0, &in, &nin), HR_EINVAL);
+	assert_int_equal(st->ops->recipient_supp(st, "", forms, 2, 10, &cur, &ncur, &ev, &nev),
+	                 HR_EINVAL);
+	assert_int_equal(st->ops->recipient_supp(st, "t1", forms, 2, 1001, &cur, &ncur, &ev, &nev),
+	                 HR_EINVAL);
+	(void)m2;
+}
+
+/* dashobs: an account's queue depth (the claim index, bounded) and its
+ * pause with the audit row, one transaction. */
+static void test_account_pause_and_depth(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	int64_t now = hr_now_us();
+	char id[27];
+	for (int i = 0; i < 7; i++)
+		queue_to(st, "t1", "qd-wa", "whatsapp", "447911000001", now - SEC, id);
+	queue_to(st, "t1", "qd-other", "whatsapp", "447911000002", now - SEC, id);
+	int64_t n = -1;
+	assert_int_equal(st->ops->account_queue_depth(st, "qd-wa", 1000, &n), 0);
+	assert_int_equal(n, 7);
+	assert_int_equal(st->ops->account_queue_depth(st, "qd-wa", 5, &n), 0);
+	assert_int_equal(n, 5); /* capped */
+	claim_one(st, "qd-other", now, id, NULL);
+	assert_int_equal(st->ops->account_queue_depth(st, "qd-other", 1000, &n), 0);
+	assert_int_equal(n, 0); /* sending is not waiting */
+	assert_int_equal(st->ops->account_queue_depth(st, "", 10, &n), HR_EINVAL);
+	assert_int_equal(st->ops->account_queue_depth(st, "qd-wa", 0, &n), HR_EINVAL);
+
+	struct account_pause_row p = {
+	    .account_id = "qd-wa", .tenant_id = "t1", .reason = "incident", .actor = "key:hk_x"};
+	struct audit_row a = {.tenant_id = "t1",
+	                      .actor = "key:hk_x",
+	                      .action = "account.pause",
+	                      .object = "account:qd-wa"};
+	assert_int_equal(st->ops->account_pause_set(st, &p, true, &a, &err), 0);
+	hr_strlcpy(p.reason, "still down", sizeof p.reason); /* again: replaced */
+	assert_int_equal(st->ops->account_pause_set(st, &p, true, NULL, &err), 0);
+	struct account_pause_row *v;
+	size_t np;
+	assert_int_equal(st->ops->account_pauses(st, &v, &np), 0);
+	assert_int_equal(np, 1);
+	assert_string_equal(v[0].account_id, "qd-wa");
+	assert_string_equal(v[0].tenant_id, "t1");
+	assert_string_equal(v[0].reason, "still down");
+	assert_string_equal(v[0].actor, "key:hk_x");
+	assert_true(v[0].at > 0);
+	free(v);
+	assert_int_equal(audit_count(st, "t1"), 1);
+	struct account_pause_row r = {.account_id = "qd-wa"};
+	assert_int_equal(st->ops->account_pause_set(st, &r, false, &a, &err), 0);
+	assert_int_equal(audit_count(st, "t1"), 2);
+	err = (struct hr_err){0};
+	assert_int_equal(st->ops->account_pause_set(st, &r, false, &a, &err), HR_ENOTFOUND);
+	assert_int_equal(audit_count(st, "t1"), 2); /* nothing half-written */
+	assert_int_equal(st->ops->account_pauses(st, &v, &np), 0);
+	assert_int_equal(np, 0);
+	free(v);
+}
+
+/* dashobs: the daily counters against a recount from the store's own
+ * rows (messages and their audit trails), through store_ops only: a
+ * message counts for a kind on the day of the first applied event that
+ * reached it (accepted: its creation). */
+static bool daily_in(int kind, int status)
+{
+	switch (kind) {
+	case DAILY_SENT:
+		return status == MSG_SENT || status == MSG_DELIVERED || status == MSG_READ;
+	case DAILY_DELIVERED:
+		return status == MSG_DELIVERED || status == MSG_READ;
+	case DAILY_READ:
+		return status == MSG_READ;
+	case DAILY_FAILED:
+		return status == MSG_FAILED || status == MSG_UNDELIVERED;
+	}
+	return false;
+}
+
+static void daily_recount(struct store *st, const char *tenant, const char *channel, int32_t day,
+                          int64_t out[DAILY__COUNT])
+{
+	memset(out, 0, DAILY__COUNT * sizeof *out);
+	struct msg_filter f = {.status = -1, .limit = 1000, .channel = channel};
+	struct message *ms;
+	size_t n;
+	bool more;
+	assert_int_equal(st->ops->message_list(st, tenant, &f, &ms, &n, &more), 0);
+	assert_false(more);
+	for (size_t i = 0; i < n; i++) {
+		if (daily_day(ms[i].created_at) == day)
+			out[DAILY_ACCEPTED]++;
+		struct events ev = events_of(st, ms[i].id);
+		for (int k = DAILY_SENT; k < DAILY__COUNT; k++)
+			for (size_t e = 0; e < ev.n; e++)
+				if (ev.e[e].applied && daily_in(k, ev.e[e].status)) {
+					if (daily_day(ev.e[e].at) == day)
+						out[k]++;
+					break;
+				}
+		events_free(&ev);
+		message_clear(&ms[i]);
+	}
+	free(ms);
+}
+
+static void daily_read(struct store *st, const char *tenant, const char *channel, int32_t day,
+                       int64_t out[DAILY__COUNT])
+{
+	memset(out, 0, DAILY__COUNT * sizeof *out);
+	struct daily_ent *v;
+	size_t n;
+	assert_int_equal(st->ops->daily_counts(st, tenant, day - 1, day + 1, &v, &n), 0);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(v[i].tenant_id, tenant);
+		assert_int_equal(v[i].day, day); /* nothing on other days */
+		if (!strcmp(v[i].channel, channel) && v[i].kind < DAILY__COUNT)
+			out[v[i].kind] += v[i].n;
+	}
+	free(v);
+}
+
+static void test_daily_counts(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	struct hr_err err = {0};
+	int64_t now = hr_now_us();
+	int32_t today = daily_day(now);
+	struct account_row acct = {.id = "dc-wa", .tenant_id = "t1", .channel = "whatsapp"};
+	assert_int_equal(st->ops->account_upsert(st, &acct, &err), 0);
+	/* t1: six accepted on WhatsApp (one call), one on SMS; t2: one. */
+	struct message m[6];
+	for (int i = 0; i < 6; i++)
+		mk_msg(&m[i], "t1", "dc-wa", 0, now - SEC);
+	assert_int_equal(st->ops->message_insert(st, m, 6, NULL, NULL, NULL), 0);
+	char sms[27], other[27];
+	queue_to(st, "t1", "dc-sms", "sms", "+447911000003", now - SEC, sms);
+	queue_to(st, "t2", "dc-t2", "whatsapp", "447911000004", now - SEC, other);
+	/* Sends: four taken, one refused for good, one to try again. */
+	struct message c[6];
+	size_t n;
+	assert_int_equal(st->ops->claim(st, "dc-wa", now, 30 * SEC, 6, c, &n), 0);
+	assert_int_equal(n, 6);
+	struct send_result r[6];
+	memset(r, 0, sizeof r);
+	char pid[6][32];
+	for (int i = 0; i < 6; i++) {
+		strcpy(r[i].message_id, c[i].id);
+		r[i].attempt = c[i].attempts;
+		snprintf(pid[i], sizeof pid[i], "wamid.dc%d", i);
+		r[i].kind = i < 4 ? SEND_OK : i == 4 ? SEND_FAILED : SEND_RETRY;
+		r[i].http_status = i < 4 ? 200 : 400;
+		if (i < 4)
+			strcpy(r[i].provider_id, pid[i]);
+		if (i == 4)
+			strcpy(r[i].error_code, "131026");
+		if (i == 5)
+			r[i].due_at = now + 3600 * SEC;
+		message_clear(&c[i]);
+	}
+	assert_int_equal(st->ops->record_results(st, r, 6, NULL, NULL), 0);
+	/* Receipts: delivered; read without a delivered first; delivered then
+	 * read, with the delivered repeated (ignored); undelivered after sent. */
+	hook_status(st, "dc-wa", pid[0], MSG_DELIVERED, now, NULL);
+	hook_status(st, "dc-wa", pid[1], MSG_READ, now, NULL);
+	hook_status(st, "dc-wa", pid[2], MSG_DELIVERED, now, NULL);
+	hook_status(st, "dc-wa", pid[2], MSG_READ, now, NULL);
+	hook_status(st, "dc-wa", pid[2], MSG_DELIVERED, now, NULL);
+	hook_status(st, "dc-wa", pid[3], MSG_UNDELIVERED, now, NULL);
+
+	int64_t got[DAILY__COUNT], want[DAILY__COUNT];
+	daily_read(st, "t1", "whatsapp", today, got);
+	daily_recount(st, "t1", "whatsapp", today, want);
+	static const int64_t exact[DAILY__COUNT] = {6, 4, 3, 2, 2};
+	for (int k = 0; k < DAILY__COUNT; k++) {
+		if (got[k] != want[k] || got[k] != exact[k])
+			fail_msg("%s: counter %lld, recount %lld, expected %lld",
+			         daily_kind_name((enum daily_kind)k), (long long)got[k],
+			         (long long)want[k], (long long)exact[k]);
+	}
+	/* The failure codes: the refused send's, once; the undelivered
+	 * receipt had no code. */
+	struct daily_ent *ev;
+	size_t nev;
+	assert_int_equal(st->ops->daily_counts(st, "t1", today, today, &ev, &nev), 0);
+	int codes = 0;
+	for (size_t i = 0; i < nev; i++)
+		if (ev[i].kind == DAILY_ERROR) {
+			codes++;
+			assert_string_equal(ev[i].channel, "whatsapp");
+			assert_string_equal(ev[i].code, "131026");
+			assert_int_equal(ev[i].n, 1);
+		} else {
+			assert_string_equal(ev[i].code, "");
+		}
+	free(ev);
+	assert_int_equal(codes, 1);
+	daily_read(st, "t1", "sms", today, got);
+	daily_recount(st, "t1", "sms", today, want);
+	assert_memory_equal(got, want, sizeof got);
+	assert_int_equal(got[DAILY_ACCEPTED], 1);
+	daily_read(st, "t2", "whatsapp", today, got);
+	assert_int_equal(got[DAILY_ACCEPTED], 1);
+	assert_int_equal(got[DAILY_SENT], 0);
+	/* Bounds. */
+	struct daily_ent *v;
+	assert_int_equal(st->ops->daily_counts(st, "t1", today, today - 1, &v, &n), HR_EINVAL);
+	assert_int_equal(st->ops->daily_counts(st, "t1", today - 400, today, &v, &n), HR_EINVAL);
+	assert_int_equal(st->ops->daily_counts(st, "", today, today, &v, &n), HR_EINVAL);
+	assert_int_equal(st->ops->daily_counts(st, "t3", today - 1, today, &v, &n), 0);
+	assert_int_equal(n, 0);
+	free(v);
+}
+
 int main(void)
 {
 	hr_log_set_level(HR_LOG_WARN);
@@ -7044,6 +7410,9 @@ int main(void)
 	}
 	const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+	    T(test_recipient_history), /* dashobs */
+	    T(test_account_pause_and_depth),
+	    T(test_daily_counts),
 	    T(test_open_migrate_idempotent),
 	    T(test_config_rows),
 	    T(test_insert_get_events),

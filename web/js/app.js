@@ -1,7 +1,7 @@
 // app.js - the dashboard's entry point: the session, the header, and the
 // hash router (every screen deep-linkable: its filters live in the hash's
 // query, e.g. #/campaigns?status=processing).
-import {api, loadSession, signIn, signOut, currentSession} from './api.js';
+import {api, loadSession, signIn, signInUser, signOut, currentSession} from './api.js';
 import {el, put, route, go, toast, errorBox, utc} from './ui.js';
 import {overview} from './screens/overview.js';
 import {campaigns} from './screens/campaigns.js';
@@ -11,6 +11,7 @@ import {messages} from './screens/messages.js';
 import {message} from './screens/message.js';
 import {suppressions} from './screens/suppressions.js';
 import {accounts} from './screens/accounts.js';
+import {recipient} from './screens/recipient.js'; // dashobs
 
 const screens = {
 	'/overview' : overview,
@@ -21,6 +22,7 @@ const screens = {
 	'/message' : message,
 	'/suppressions' : suppressions,
 	'/accounts' : accounts,
+	'/recipient' : recipient, // dashobs
 };
 
 let cleanup = null; // the current screen's (closes its event stream)
@@ -40,23 +42,48 @@ function signinScreen(main)
 	    key,
 	    el('p', {class : 'muted'}, 'The session carries this key\'s tenant, unit and scopes.'),
 	    el('button', {type : 'submit'}, 'Sign in'), msg);
+	const done = () => {
+		header();
+		const r = route();
+		if (r.path === '/signin')
+			go('/overview');
+		else
+			render();
+	};
 	form.addEventListener('submit', async (ev) => {
 		ev.preventDefault();
 		put(msg);
 		try {
 			await signIn(key.value);
 			key.value = '';
-			header();
-			const r = route();
-			if (r.path === '/signin')
-				go('/overview');
-			else
-				render();
+			done();
 		} catch (e) {
 			put(msg, errorBox(e));
 		}
 	});
-	put(main, form);
+	// dashobs: or a configured login (dashboard.users).
+	const user = el('input', {id : 'username', autocomplete : 'username', required : true});
+	const pass = el('input',
+	                {id : 'password', type : 'password', autocomplete : 'current-password', required : true});
+	const umsg = el('div');
+	const uform = el('form', {class : 'signin', 'aria-labelledby' : 'signin-u'},
+	                 el('h2', {id : 'signin-u'}, 'Or with your name'),
+	                 el('label', {for: 'username'}, 'Name'), user,
+	                 el('label', {for: 'password'}, 'Password'), pass,
+	                 el('button', {type : 'submit', id : 'signin-user'}, 'Sign in'), umsg);
+	uform.addEventListener('submit', async (ev) => {
+		ev.preventDefault();
+		put(umsg);
+		try {
+			await signInUser(user.value, pass.value);
+			pass.value = '';
+			done();
+		} catch (e) {
+			pass.value = '';
+			put(umsg, errorBox(e));
+		}
+	});
+	put(main, form, uform);
 	key.focus();
 }
 
@@ -73,6 +100,24 @@ function header()
 	if (s.masked) {
 		who.append(' ', el('button', {type : 'button', class : 'link', onclick : unmask},
 		                   'Unmask…'));
+	}
+	// dashobs: a tenant-wide session may view one unit at a time.
+	if (s.units && s.units.length) {
+		const sel = el('select', {id : 'unit-view', 'aria-label' : 'Unit'},
+		               el('option', {value : ''}, 'All units'),
+		               s.units.map((u) => el('option', {value : u.id, selected : s.unit_view && s.unit === u.id},
+		                                     u.name || u.id)));
+		sel.addEventListener('change', async () => {
+			try {
+				await api('POST', '/v1/session/view', {unit : sel.value || null});
+				await loadSession();
+				header();
+				render();
+			} catch (e) {
+				toast(e.message, true);
+			}
+		});
+		who.append(' ', sel);
 	}
 }
 
@@ -98,7 +143,8 @@ function navCurrent(path)
 	for (const a of document.querySelectorAll('nav a')) {
 		const on = a.getAttribute('href') === `#${path}` ||
 			   (path === '/campaign' && a.getAttribute('href') === '#/campaigns') ||
-			   (path === '/message' && a.getAttribute('href') === '#/messages');
+			   ((path === '/message' || path === '/recipient') &&
+			    a.getAttribute('href') === '#/messages');
 		if (on)
 			a.setAttribute('aria-current', 'page');
 		else
@@ -141,8 +187,12 @@ async function start()
 	box.checked = utc();
 	box.addEventListener('change', () => {
 		localStorage.setItem('herald.utc', box.checked ? '1' : '0');
-		render();
+		// dashobs: kept in the URL too (tz=), so the link shows the same.
+		const r = route();
+		r.params.set('tz', box.checked ? 'utc' : 'local');
+		go(r.path, r.params); // hashchange renders
 	});
+	window.addEventListener('hashchange', () => { box.checked = utc(); });
 	document.getElementById('signout').addEventListener('click', async () => {
 		await signOut();
 		header();

@@ -30,9 +30,66 @@ export function put(parent, ...kids)
 	    ...kids.flat(2).filter((k) => k !== null && k !== undefined && k !== false));
 }
 
+// UTC or local time: the URL's tz= (utc|local) when it has one, so a
+// shared link shows times as its sender saw them; else the last choice.
 export function utc()
 {
+	const tz = route().params.get('tz');
+	if (tz === 'utc' || tz === 'local')
+		return tz === 'utc';
 	return localStorage.getItem('herald.utc') === '1';
+}
+
+// dashobs: a time range kept in the URL (since=, until= as RFC 3339 UTC),
+// entered in UTC or local time by the tz switch. Returns the inputs and
+// a function that writes their values into a URLSearchParams.
+function toInput(iso)
+{
+	if (!iso)
+		return '';
+	const d = new Date(iso);
+	if (isNaN(d))
+		return '';
+	const local = new Date(utc() ? d.getTime() : d.getTime() - d.getTimezoneOffset() * 60000);
+	return local.toISOString().slice(0, 16);
+}
+
+function fromInput(v)
+{
+	if (!v)
+		return '';
+	const d = new Date(utc() ? `${v}:00Z` : v);
+	return isNaN(d) ? '' : d.toISOString().replace(/\.\d+Z$/, 'Z');
+}
+
+export function timeRange(params, prefix)
+{
+	const since = el('input', {
+		id : `${prefix}-since`,
+		type : 'datetime-local',
+		value : toInput(params.get('since'))
+	});
+	const until = el('input', {
+		id : `${prefix}-until`,
+		type : 'datetime-local',
+		value : toInput(params.get('until'))
+	});
+	const zone = utc() ? 'UTC' : 'local';
+	const fields = [
+		el('label', {for: `${prefix}-since`}, `From (${zone})`), since,
+		el('label', {for: `${prefix}-until`}, `To (${zone})`), until
+	];
+	const write = (p) => {
+		const a = fromInput(since.value), b = fromInput(until.value);
+		if (a)
+			p.set('since', a);
+		if (b)
+			p.set('until', b);
+		const tz = route().params.get('tz');
+		if (tz)
+			p.set('tz', tz);
+	};
+	return {fields, write};
 }
 
 export function fmtTime(iso)

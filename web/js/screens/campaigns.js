@@ -2,7 +2,7 @@
 // GET /v1/events (progress bars and counters move as messages settle; the
 // rate is the change of settled messages between two events).
 import {api, liveCampaigns, hasScope} from '../api.js';
-import {el, put, fmtTime, fmtNum, badge, table, progressBar, go, toast, errorBox} from '../ui.js';
+import {el, put, fmtTime, fmtNum, badge, table, progressBar, go, toast, errorBox, timeRange} from '../ui.js';
 
 // "1 h 02 min", "3 min 05 s", "12 s" (null: —).
 function fmtDuration(s)
@@ -111,15 +111,19 @@ export async function campaigns(main, args, params)
 		q.set('status', status);
 	if (name)
 		q.set('name', name);
+	for (const k of [ 'since', 'until' ]) /* dashobs: the time range */
+		if (params.get(k))
+			q.set(k, params.get(k));
 	q.set('limit', '50');
 	const res = await api('GET', `/v1/batches?${q}`);
 	const sel =
 	    el('select', {id : 'f-status'},
 	       STATUSES.map((s) => el('option', {value : s, selected : s === status}, s || 'any')));
 	const nm = el('input', {id : 'f-name', type : 'search', value : name});
+	const range = timeRange(params, 'f');
 	const form = el('form', {class : 'filters', role : 'search'}, el('label', {for: 'f-status'
 	                }, 'Status'), sel, el('label', {for: 'f-name'
-	                }, 'Name'), nm, el('button', {type : 'submit'}, 'Filter'));
+	                }, 'Name'), nm, range.fields, el('button', {type : 'submit'}, 'Filter'));
 	form.addEventListener('submit', (ev) => {
 		ev.preventDefault();
 		const p = new URLSearchParams();
@@ -127,6 +131,7 @@ export async function campaigns(main, args, params)
 			p.set('status', sel.value);
 		if (nm.value)
 			p.set('name', nm.value);
+		range.write(p);
 		go('/campaigns', p);
 	});
 	const rates = new Map();
@@ -149,6 +154,10 @@ export async function campaigns(main, args, params)
 		for (const b of data) {
 			if ((status && b.status !== status) || (name && !b.name.includes(name)))
 				continue;
+			const since = params.get('since'), until = params.get('until');
+			const made = Date.parse((b.times && b.times.created_at) || b.created_at);
+			if ((since && made < Date.parse(since)) || (until && made >= Date.parse(until)))
+				continue; /* outside the time range */
 			const prev = last.get(b.id);
 			if (prev && now > prev.t)
 				rates.set(b.id, Math.max(0, (b.progress.settled - prev.settled) /

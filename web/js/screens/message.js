@@ -43,7 +43,7 @@ export async function message(main, args)
 	    el('h1', {}, 'Message ', el('code', {}, m.id)),
 	    el('dl', {class: 'facts'},
 	       el('dt', {}, 'Status'), el('dd', {id: 'msg-status'}, badge(m.status)),
-	       el('dt', {}, 'Recipient'), el('dd', {}, m.to),
+	       el('dt', {}, 'Recipient'), el('dd', {}, m.to, ' ', el('a', {id: 'msg-recipient', href: `#/recipient?message=${encodeURIComponent(m.id)}`}, 'history')),
 	       el('dt', {}, 'Channel'), el('dd', {}, `${m.channel} · ${m.account}`),
 	       el('dt', {}, 'Provider id'), el('dd', {id: 'msg-pid'}, m.provider_id || '—'),
 	       el('dt', {}, 'Attempts'), el('dd', {}, String(m.attempts)),

@@ -2,7 +2,7 @@
 // one box takes a Herald id (opens it), a phone number (to=) or a
 // provider's message id (provider_id=).
 import {api} from '../api.js';
-import {el, put, fmtTime, badge, table, errorBox, go} from '../ui.js';
+import {el, put, fmtTime, badge, table, errorBox, go, timeRange} from '../ui.js';
 
 const STATUSES = [
 	'', 'queued', 'sending', 'sent', 'delivered', 'read', 'failed', 'undelivered', 'cancelled',
@@ -42,10 +42,11 @@ export async function messages(main, args, params)
 	const ch = el(
 	    'select', {id : 'm-channel'},
 	    CHANNELS.map((s) => el('option', {value : s, selected : s === channel}, s || 'any')));
+	const range = timeRange(params, 'm'); /* dashobs: since/until in the URL */
 	const form = el('form', {class : 'filters', role : 'search'}, el('label', {for: 'm-q'
 	                }, 'Search'), box, el('label', {for: 'm-status'
 	                }, 'Status'), st, el('label', {for: 'm-channel'
-	                }, 'Channel'), ch, el('button', {type : 'submit'}, 'Search'));
+	                }, 'Channel'), ch, range.fields, el('button', {type : 'submit'}, 'Search'));
 	form.addEventListener('submit', (ev) => {
 		ev.preventDefault();
 		const p = new URLSearchParams();
@@ -55,6 +56,7 @@ export async function messages(main, args, params)
 			p.set('status', st.value);
 		if (ch.value)
 			p.set('channel', ch.value);
+		range.write(p);
 		go('/messages', p);
 	});
 	const qs = new URLSearchParams({limit : '50'});
@@ -65,6 +67,9 @@ export async function messages(main, args, params)
 		qs.set('status', status);
 	if (channel)
 		qs.set('channel', channel);
+	for (const k of [ 'since', 'until' ])
+		if (params.get(k))
+			qs.set(k, params.get(k));
 	/* The same search as CSV (GET /v1/messages/export.csv): numbers in
 	 * full, so the server asks a masked session to unmask first. */
 	const ex = new URLSearchParams(qs);
@@ -89,7 +94,7 @@ export async function messages(main, args, params)
 		                               el('a',
 		                                  {href : `#/message/${encodeURIComponent(m.id)}`},
 			                          m.id)),
-			                    el('td', {}, m.to), el('td', {}, m.channel),
+			                    el('td', {}, m.to, ' ', el('a', {href : `#/recipient?message=${encodeURIComponent(m.id)}`, title : 'recipient history'}, 'history')), el('td', {}, m.channel),
 			                    el('td', {}, badge(m.status)),
 			                    el('td', {}, m.provider_id || '—'),
 			                    el('td', {},
@@ -106,5 +111,10 @@ export async function messages(main, args, params)
 	} catch (e) {
 		results = errorBox(e);
 	}
-	put(main, el('h1', {}, 'Messages'), form, el('p', {}, exportLink), results);
+	/* A phone number searched for: its whole history (dashobs). */
+	const hist = kv && kv[0] === 'to'
+	                 ? el('a', {id : 'm-recipient', href : `#/recipient?${new URLSearchParams({to : q})}`},
+	                      'Recipient history')
+	                 : null;
+	put(main, el('h1', {}, 'Messages'), form, el('p', {}, exportLink, hist ? ' · ' : null, hist), results);
 }
