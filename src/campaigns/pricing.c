@@ -77,7 +77,7 @@ static int table_load(json_t *node, const char *path, struct ptable *t, struct h
 	json_object_foreach(node, k, v)
 	{
 		snprintf(key, sizeof key, "%s.%s", path, k);
-		int64_t micro;
+		int64_t micro = 0;
 		int rc = price_of(v, key, &micro, err);
 		if (rc)
 			return rc;
