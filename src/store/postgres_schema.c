@@ -470,6 +470,22 @@ static const char migration_9[] =
     " WHERE i.response IS NOT NULL) x"
     " WHERE m.id = x.mid AND m.tenant_id = x.t;";
 
+/*
+ * Plugin after-commit events (issue 13; store.h plugin_event_row): the
+ * same table as SQLite's migration 11.
+ */
+static const char migration_10[] =
+    "CREATE TABLE plugin_event("
+    " id bigserial PRIMARY KEY,"
+    " tenant_id text NOT NULL,"
+    " message_id text NOT NULL,"
+    " kind smallint NOT NULL,"
+    " prev_status smallint,"
+    " status smallint,"
+    " text text,"
+    " payload text,"
+    " created_at bigint NOT NULL);";
+
 const struct pg_migration pg_migrations[] = {
     {1, migration_1},
     {2, migration_2},
@@ -480,6 +496,7 @@ const struct pg_migration pg_migrations[] = {
     {7, migration_7},
     {8, migration_8},
     {9, migration_9},
+    {10, migration_10},
 };
 
 const size_t pg_migration_count = sizeof pg_migrations / sizeof pg_migrations[0];

@@ -55,6 +55,7 @@ enum sq_wslot {
 	W_MSG_EXPIRED, W_FALLBACK_DUE, W_MSG_ROUTE, W_FALLBACK_PUT, W_INBOX_WAITING, W_KEY_TOUCH,
 	W_DAILY_CAP, W_DAILY_ADD, W_START_LIMITS,
 	W_MSG_REROUTE, /* plug2: plugin route changes */
+	W_PEV_ADD, W_PEV_DONE, /* plugev: plugin after-commit events */
 	W__COUNT
 };
 
@@ -65,6 +66,7 @@ enum sq_rslot {
 	R_NEXT_DUE, R_IDEM, R_INBOX_FETCH, R_INBOX_PENDING, R_SUPP_ALL, R_SUPP_CHANNEL,
 	R_CB_LIST, R_CB_LIST_STATE, R_CB_GET, R_CB_GET_ANY, R_CB_COUNTS,
 	R_STALE_LIST, R_PARKED, R_ROUTE, R_KEY, R_GAUGES,
+	R_PEV_READ, R_PEV_COUNT, /* plugev: plugin after-commit events */
 	R__COUNT
 };
 
@@ -324,6 +326,13 @@ int sq_callback_replay(struct store *st, const char *tenant_id, int64_t id, int 
                        int64_t *n, struct hr_err *err);
 int sq_callback_counts(struct store *st, int64_t counts[CB__COUNT]);
 int sq_callback_prune(struct store *st, int64_t before, int limit, int64_t *n);
+
+/* sqlite_plugev.c: plugin after-commit events */
+int sq_tx_plugin_event_add(struct sq_store *s, const struct lc_plugin_event *e, int64_t now,
+                           struct hr_err *err);
+int sq_plugin_event_read(struct store *st, int limit, struct plugin_event_row **out, size_t *n);
+int sq_plugin_event_done(struct store *st, const int64_t *ids, size_t n);
+int sq_plugin_event_count(struct store *st, int64_t *n);
 
 /* sqlite_retain.c */
 int sq_message_prune(struct store *st, const struct msg_retention *r,

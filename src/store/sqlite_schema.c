@@ -410,6 +410,25 @@ static const char migration_10[] =
 	" WHERE json_valid(i.response)) x"
 	" WHERE message.id = x.mid AND message.tenant_id = x.t;";
 
+/*
+ * Plugin after-commit events (issue 13; store.h plugin_event_row): the
+ * durable outbox of the plugins' on_status / on_reply hooks, written in
+ * the change's transaction for tenants with such a plugin, deleted once
+ * delivered. kind 0 status (prev_status -> status), 1 reply (text,
+ * payload).
+ */
+static const char migration_11[] =
+	"CREATE TABLE plugin_event("
+	" id INTEGER PRIMARY KEY,"
+	" tenant_id TEXT NOT NULL,"
+	" message_id TEXT NOT NULL,"
+	" kind INTEGER NOT NULL,"
+	" prev_status INTEGER,"
+	" status INTEGER,"
+	" text TEXT,"
+	" payload TEXT,"
+	" created_at INTEGER NOT NULL);";
+
 const struct sq_migration sq_migrations[] = {
 	{1, migration_1},
 	{2, migration_2},
@@ -421,6 +440,7 @@ const struct sq_migration sq_migrations[] = {
 	{8, migration_8},
 	{9, migration_9},
 	{10, migration_10},
+	{11, migration_11},
 };
 
 const size_t sq_migration_count = sizeof sq_migrations / sizeof sq_migrations[0];

@@ -135,7 +135,8 @@ static void test_schema_migrations(void **state)
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 8", 1},
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 9", 1},
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 10", 1},
-	    {"SELECT count(*) FROM schema_migrations", 10},
+	    {"SELECT count(*) FROM schema_migrations WHERE version = 11", 1},
+	    {"SELECT count(*) FROM schema_migrations", 11},
 	    {"SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'message_claim'",
 	     1},
 	};
