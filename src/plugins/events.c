@@ -73,8 +73,10 @@ static int ev_batch(struct plugin_events *e, struct plugin_job **jobs, int64_t *
 		       hr_code_name(rc));
 		return -1;
 	}
-	if (n == 0)
+	if (n == 0) {
+		free(rows);
 		return 0;
+	}
 	size_t room = p->queue_max / 2 ? p->queue_max / 2 : 1;
 	size_t made = 0;
 	for (size_t i = 0; i < n && !atomic_load(&e->stop); i++) {

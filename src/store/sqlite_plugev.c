@@ -127,6 +127,10 @@ int sq_plugin_event_read(struct store *st, int limit, struct plugin_event_row **
 		free(v);
 		return rc;
 	}
+	if (len == 0) {
+		free(v);
+		v = NULL;
+	}
 	*out = v;
 	*n = len;
 	return 0;
