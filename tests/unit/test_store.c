@@ -5174,8 +5174,8 @@ static void test_callback_outbox_order(void **state)
 }
 
 /* A message of tenant, claimed and sent (provider id pid). */
-static void pe_sent_msg(struct store *st, const char *tenant, const char *account,
-                        const char *pid, char id[HR_ID_LEN + 1])
+static void pe_sent_msg(struct store *st, const char *tenant, const char *account, const char *pid,
+                        char id[HR_ID_LEN + 1])
 {
 	struct message m, c;
 	int64_t now = hr_now_us();
@@ -5276,8 +5276,7 @@ static void test_plugin_events(void **state)
 	assert_int_equal(v[1].id, ids[1]);
 	pe_free(v, n);
 	assert_int_equal(st->ops->plugin_event_read(st, 0, &v, &n), HR_EINVAL);
-	assert_int_equal(st->ops->plugin_event_read(st, PLUGIN_EV_READ_MAX + 1, &v, &n),
-	                 HR_EINVAL);
+	assert_int_equal(st->ops->plugin_event_read(st, PLUGIN_EV_READ_MAX + 1, &v, &n), HR_EINVAL);
 
 	/* Done: deleted in one call, an absent id ignored. */
 	int64_t done[3] = {ids[0], ids[1], 999999999};
