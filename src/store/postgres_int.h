@@ -180,7 +180,8 @@ enum pg_slot {
 	P_PEV_ADD,
 	P_PEV_DONE,
 	P_PEV_READ,
-	P_PEV_COUNT, /* plugev: plugin events */
+	P_PEV_COUNT,
+	P_PEV_LEAD, /* plugev: plugin events */
 	P__COUNT
 };
 

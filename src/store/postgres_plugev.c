@@ -74,12 +74,54 @@ int pg_plugin_event_done(struct store *st, const int64_t *ids, size_t n)
 	return rc;
 }
 
+/*
+ * Several nodes on one database: only one delivers. The deliverer's lock
+ * is a session advisory lock of the writer's connection, taken by the
+ * first read (pg_try_advisory_lock: never waits) and held until that
+ * connection ends (its node stops or dies), so another node's read takes
+ * over then. A node that holds it does not take it again (the lock would
+ * count up).
+ */
+#define PEV_LOCK 7226403 /* 7226400 migrations, 7226401 partitions, 7226402 retention */
+
+struct job_pev_lead {
+	struct wr_job j;
+	bool leader;
+};
+
+static int run_pev_lead(void *be, struct wr_job *j)
+{
+	struct pg_store *s = be;
+	struct job_pev_lead *a = (struct job_pev_lead *)j;
+	struct pg_params p = {0};
+	PGresult *r;
+	int rc = pg_exec(&s->w, P_PEV_LEAD,
+	                 "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_locks WHERE locktype = "
+	                 "'advisory' AND pid = pg_backend_pid() AND classid = 0 AND objid = 7226403"
+	                 " AND objsubid = 1 AND granted) THEN true"
+	                 " ELSE pg_try_advisory_lock(7226403) END",
+	                 &p, &r, &j->err, "plugin_event");
+	if (rc)
+		return rc;
+	a->leader = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+	PQclear(r);
+	return 0;
+}
+
+_Static_assert(PEV_LOCK == 7226403, "the lock's key is spelt out in run_pev_lead's SQL");
+
 int pg_plugin_event_read(struct store *st, int limit, struct plugin_event_row **out, size_t *n)
 {
 	*out = NULL;
 	*n = 0;
 	if (limit < 1 || limit > PLUGIN_EV_READ_MAX)
 		return HR_EINVAL;
+	struct job_pev_lead lead = {.j = {.run = run_pev_lead}};
+	int lrc = wr_run_blocking(&((struct pg_store *)st)->wr, &lead.j, NULL);
+	if (lrc)
+		return lrc;
+	if (!lead.leader)
+		return 0; /* another node delivers */
 	struct pg_params p = {0};
 	pp_i64(&p, limit);
 	PGresult *r;

@@ -1024,7 +1024,9 @@ struct store_ops {
 	/* ---- plugin after-commit events (see plugin_event_row) ---- */
 	/* Up to limit (1..PLUGIN_EV_READ_MAX, else HR_EINVAL) pending events,
 	 * oldest (lowest id) first. *out heap array (plugin_event_row_clear
-	 * each). */
+	 * each). On a database several processes share (PostgreSQL), one
+	 * store at a time gets rows, the others none: the first to read holds
+	 * the deliverer's lock until it closes (or its connection is lost). */
 	int (*plugin_event_read)(struct store *st, int limit, struct plugin_event_row **out,
 	                         size_t *n);
 	/* Done: deletes the rows with these ids (absent ones are no error), in

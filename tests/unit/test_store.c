@@ -5278,6 +5278,26 @@ static void test_plugin_events(void **state)
 	assert_int_equal(st->ops->plugin_event_read(st, 0, &v, &n), HR_EINVAL);
 	assert_int_equal(st->ops->plugin_event_read(st, PLUGIN_EV_READ_MAX + 1, &v, &n), HR_EINVAL);
 
+	/* A second store on the database: on PostgreSQL (several nodes) the
+	 * first holds the deliverer's lock and the second reads nothing until
+	 * the first closes; SQLite has one process per file. */
+	struct store *st2 = NULL;
+	struct hr_err oerr = {0};
+	assert_int_equal(backend->open(f->dsn, NULL, &st2, &oerr), 0);
+	bool shared = strcmp(fixture->name, "postgres") == 0;
+	assert_int_equal(st2->ops->plugin_event_read(st2, 100, &v, &n), 0);
+	assert_int_equal(n, shared ? 0 : 5);
+	pe_free(v, n);
+	assert_int_equal(st->ops->plugin_event_read(st, 100, &v, &n), 0);
+	assert_int_equal(n, 5);
+	pe_free(v, n);
+	st->ops->close(st);
+	f->st = st = st2;
+	assert_int_equal(st->ops->plugin_event_read(st, 100, &v, &n), 0);
+	assert_int_equal(n, 5);
+	assert_int_equal(v[0].id, ids[0]);
+	pe_free(v, n);
+
 	/* Done: deleted in one call, an absent id ignored. */
 	int64_t done[3] = {ids[0], ids[1], 999999999};
 	assert_int_equal(st->ops->plugin_event_done(st, done, 3), 0);
