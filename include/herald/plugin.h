@@ -135,8 +135,9 @@ struct herald_plugin {
 	 * the event is stored with the change and called again after a crash
 	 * (or a store error) that came before it was marked done, so make the
 	 * hook idempotent (key on herald_msg_id and the event's status). A
-	 * message's events come in commit order, one at a time; an error or a
-	 * timeout is logged and counted, and the event counts as done. */
+	 * message's events come in commit order, each once the one before
+	 * returned or passed its deadline; an error or a timeout is logged and
+	 * counted, and the event counts as done. */
 	int (*on_status)(struct herald_ctx *c, const struct herald_msg *m,
 	                 const struct herald_event *e);
 	/* After a reply or button press linked to a message of the unit is
