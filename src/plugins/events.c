@@ -160,7 +160,9 @@ int plugins_events_start(struct plugins *p, struct store *st, struct hr_err *err
 	free(t);
 	if (rc)
 		return hr_fail(err, rc, "plugins", "out of memory");
-	if (nt == 0 || !p->nworkers || !st->ops->plugin_event_read)
+	/* With no such tenant left, still started: it drains the events an
+	 * earlier configuration left (no plugin for them: done). */
+	if (p->npl == 0 || !p->nworkers || !st->ops->plugin_event_read)
 		return 0;
 	struct plugin_events *e = calloc(1, sizeof *e);
 	if (!e) {
