@@ -158,6 +158,8 @@ struct plugin_job {
 	struct herald_verdict verdict;
 	struct herald_event ev;
 	int ev_from, ev_to;
+	bool queue_grace; /* outbox events: their deadline allows the queue's wait,
+	                   * and is cut to the hook's timeout when started */
 	struct herald_kv kv;
 	struct herald_filter filter;
 	struct herald_list *list;

@@ -430,6 +430,8 @@ static void *worker_main(void *arg)
 			}
 			if (run) {
 				j->state = JOB_RUNNING;
+				if (j->queue_grace && hr_mono_us() + p->timeout_us < j->deadline)
+					j->deadline = hr_mono_us() + p->timeout_us;
 				j->pl->running++;
 				pthread_mutex_unlock(&p->lock);
 				if (j->hook == PH_PREPARE)
@@ -839,8 +841,12 @@ enum plugin_outcome plugins_job_submit_room(struct plugins *p, struct plugin_job
 		pthread_mutex_unlock(&p->lock);
 		return PO_BUSY;
 	}
-	/* Its time starts now, not while it waited for room. */
-	j->deadline = hr_mono_us() + p->timeout_us;
+	/* Its time starts now, not while it waited for room, and allows for
+	 * the jobs queued ahead of it (each a hook's timeout at most): an
+	 * event is not given up for waiting its turn. Started, it gets the
+	 * hook's timeout (worker_main). */
+	j->deadline = hr_mono_us() + p->timeout_us * (int64_t)(1 + p->queued);
+	j->queue_grace = true;
 	job_enqueue_locked(p, j);
 	pthread_mutex_unlock(&p->lock);
 	return PO_OK;
