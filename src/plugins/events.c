@@ -38,7 +38,7 @@ struct plugin_events {
 	pthread_cond_t cond;
 	bool wake;
 	atomic_bool stop;
-	atomic_ullong delivered, errors;
+	atomic_ullong delivered;
 };
 
 /* Waits up to ms or for a wake-up. */
@@ -60,7 +60,8 @@ static void ev_sleep(struct plugin_events *e, int ms)
 	pthread_mutex_unlock(&e->lock);
 }
 
-/* Runs one batch: 0, or -1 when the store failed. */
+/* Runs one batch: how many events it marked done, or -1 when the store
+ * failed. */
 static int ev_batch(struct plugin_events *e, struct plugin_job **jobs, int64_t *done)
 {
 	struct plugins *p = e->p;
@@ -68,7 +69,6 @@ static int ev_batch(struct plugin_events *e, struct plugin_job **jobs, int64_t *
 	size_t n = 0;
 	int rc = e->st->ops->plugin_event_read(e->st, PEV_BATCH, &rows, &n);
 	if (rc) {
-		atomic_fetch_add(&e->errors, 1);
 		hr_log(HR_LOG_WARN, "plugin", "plugin events: the store could not be read (%s)",
 		       hr_code_name(rc));
 		return -1;
@@ -111,7 +111,6 @@ static int ev_batch(struct plugin_events *e, struct plugin_job **jobs, int64_t *
 	free(rows);
 	if (nd && (rc = e->st->ops->plugin_event_done(e->st, done, nd))) {
 		/* Delivered, not yet marked: delivered again (at least once). */
-		atomic_fetch_add(&e->errors, 1);
 		hr_log(HR_LOG_WARN, "plugin", "plugin events: %zu delivered could not be marked (%s)",
 		       nd, hr_code_name(rc));
 		return -1;
@@ -126,10 +125,9 @@ static void *ev_main(void *arg)
 	struct plugin_job **jobs = calloc(PEV_BATCH, sizeof *jobs);
 	int64_t *done = calloc(PEV_BATCH, sizeof *done);
 	while (jobs && done && !atomic_load(&e->stop)) {
-		int k = ev_batch(e, jobs, done);
-		if (k < 0)
-			ev_sleep(e, PEV_POLL_MS);
-		else if (k == 0)
+		/* Nothing done (none pending, a store error): a wake-up or
+		 * the poll; otherwise the next batch at once. */
+		if (ev_batch(e, jobs, done) <= 0)
 			ev_sleep(e, PEV_POLL_MS);
 	}
 	if (!jobs || !done)
