@@ -81,9 +81,9 @@ static int ev_batch(struct plugin_events *e, struct plugin_job **jobs, int64_t *
 	size_t made = 0;
 	for (size_t i = 0; i < n && !atomic_load(&e->stop); i++) {
 		const struct plugin_event_row *r = &rows[i];
-		jobs[i] = plugins_event_job(p, r->message_id, r->tenant_id,
-		                            r->kind == PLUGIN_EV_REPLY, r->prev_status, r->status,
-		                            r->text, r->payload);
+		jobs[i] =
+		    plugins_event_job(p, r->message_id, r->tenant_id, r->kind == PLUGIN_EV_REPLY,
+		                      r->prev_status, r->status, r->text, r->payload);
 		made = i + 1;
 		if (!jobs[i])
 			break; /* out of memory: the rest next time */
@@ -111,8 +111,9 @@ static int ev_batch(struct plugin_events *e, struct plugin_job **jobs, int64_t *
 	free(rows);
 	if (nd && (rc = e->st->ops->plugin_event_done(e->st, done, nd))) {
 		/* Delivered, not yet marked: delivered again (at least once). */
-		hr_log(HR_LOG_WARN, "plugin", "plugin events: %zu delivered could not be marked (%s)",
-		       nd, hr_code_name(rc));
+		hr_log(HR_LOG_WARN, "plugin",
+		       "plugin events: %zu delivered could not be marked (%s)", nd,
+		       hr_code_name(rc));
 		return -1;
 	}
 	atomic_fetch_add(&e->delivered, nd);

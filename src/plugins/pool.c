@@ -878,7 +878,8 @@ void plugins_status_event(struct plugins *p, const char *message_id, const char 
 {
 	if (!p || !p->nworkers || !plugins_tenant_has(p, tenant, PH_ON_STATUS))
 		return;
-	struct plugin_job *j = plugins_event_job(p, message_id, tenant, false, from, to, NULL, NULL);
+	struct plugin_job *j =
+	    plugins_event_job(p, message_id, tenant, false, from, to, NULL, NULL);
 	if (!j) {
 		atomic_fetch_add(&p->events.dropped, 1);
 		return;
@@ -891,7 +892,8 @@ void plugins_reply_event(struct plugins *p, const char *message_id, const char *
 {
 	if (!p || !p->nworkers || !message_id || !plugins_tenant_has(p, tenant, PH_ON_REPLY))
 		return;
-	struct plugin_job *j = plugins_event_job(p, message_id, tenant, true, -1, -1, text, payload);
+	struct plugin_job *j =
+	    plugins_event_job(p, message_id, tenant, true, -1, -1, text, payload);
 	if (!j) {
 		atomic_fetch_add(&p->events.dropped, 1);
 		return;
