@@ -1264,8 +1264,17 @@ EOF_PLUGIN
 				grep -q '"status":"completed"' && break
 			sleep 0.1
 		done
-		# The example's on_status hooks run after their commits, on the
-		# plugin pool: the send is done once every delivery is written back.
+		# The on_status hooks run after their commits, from the plugin
+		# events' outbox: the send is done once none is pending (and, for
+		# the example, every delivery is written back).
+		if [[ $mode != none ]]; then
+			local w
+			for ((w = 0; w < E2E_TIMEOUT * 10; w++)); do
+				metrics | grep -q '^herald_plugin_events_pending 0$' && break
+				metrics | grep -q '^herald_plugin_events_pending' || break # before the outbox
+				sleep 0.1
+			done
+		fi
 		if [[ $mode == statements ]]; then
 			local k
 			for ((k = 0; k < E2E_TIMEOUT * 10; k++)); do

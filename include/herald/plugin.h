@@ -131,11 +131,18 @@ struct herald_plugin {
 	int (*before_send)(struct herald_ctx *c, const struct herald_msg *m,
 	                   struct herald_verdict *v);
 	/* After a status change of a message of the unit is committed (async:
-	 * never delays the change). Default: nothing. */
+	 * never delays the change). Default: nothing. Delivered at least once:
+	 * the event is stored with the change and called again after a crash
+	 * (or a store error) that came before it was marked done, so make the
+	 * hook idempotent (key on herald_msg_id and the event's status). A
+	 * message's events come in commit order, each once the one before
+	 * returned or passed its deadline; an error or a timeout is logged and
+	 * counted, and the event counts as done. */
 	int (*on_status)(struct herald_ctx *c, const struct herald_msg *m,
 	                 const struct herald_event *e);
 	/* After a reply or button press linked to a message of the unit is
-	 * committed (async). Default: nothing. */
+	 * committed (async). Default: nothing. At least once and in order, as
+	 * on_status. */
 	int (*on_reply)(struct herald_ctx *c, const struct herald_msg *m,
 	                const struct herald_event *e);
 	/* GET /v1/units/{unit}/stats: the unit's figures (herald_kv_put).

@@ -867,18 +867,13 @@ static void serve_accounts_changed(void *arg)
 	dispatcher_notify(arg);
 }
 
-/* Committed status changes and replies (store_observe) for the plugins'
- * on_status / on_reply hooks: queued on their pool, never waited for. */
+/* A run that wrote plugin events committed (store_observe): the events are
+ * in the store's outbox; the deliverer (plugins/events.c) is woken. */
 static void serve_plugin_notes(void *arg, const struct store_note *n, size_t k)
 {
-	for (size_t i = 0; i < k; i++) {
-		if (strcmp(n[i].kind, "reply") == 0)
-			plugins_reply_event(arg, n[i].message_id, n[i].tenant_id, n[i].text,
-			                    n[i].payload);
-		else
-			plugins_status_event(arg, n[i].message_id, n[i].tenant_id, n[i].from,
-			                     n[i].to);
-	}
+	(void)n;
+	if (k)
+		plugins_events_wake(arg);
 }
 
 /* /metrics' plugin series (metrics_set_extra). */
@@ -963,6 +958,8 @@ int serve_main(int argc, char **argv)
 	if (plugins_load(cfg, ds, &plugins, &err))
 		goto out;
 	plugins_set_store(plugins, st);
+	if (plugins_events_start(plugins, st, &err))
+		goto out;
 	if (plugins_count(plugins))
 		store_observe(serve_plugin_notes, plugins);
 	metrics_set_extra(serve_plugin_metrics, plugins);

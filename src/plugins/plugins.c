@@ -168,6 +168,7 @@ void plugins_free(struct plugins *p)
 {
 	if (!p)
 		return;
+	plugins_events_stop(p);
 	plugins_pool_stop(p);
 	for (size_t i = p->npl; i-- > 0;)
 		plugin_unload(p->pl[i]);

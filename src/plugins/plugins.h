@@ -170,10 +170,21 @@ bool plugins_job_route(struct plugin_job *j, struct plugin_route *out);
  * its notify is never called after this returns. */
 void plugins_job_release(struct plugin_job *j);
 
-/* After-commit events (on_status / on_reply): queued, never waited for.
- * The message's unit is read from the store by the worker (msg_get).
- * Dropped (counted) when the queue is full. */
+/*
+ * After-commit events (on_status / on_reply) through the store's durable
+ * outbox (store.h plugin_event_row; events.c): plugins_events_start tells
+ * the store which tenants get events (those with such a hook bound) and
+ * starts the deliverer, which hands them to the pool with backpressure,
+ * never dropping one; plugins_events_wake nudges it (a run that wrote
+ * events committed: the store's observer). Stopped by plugins_free, before
+ * the store closes. 0 or an error.
+ */
 struct store;
+int plugins_events_start(struct plugins *p, struct store *st, struct hr_err *err);
+void plugins_events_wake(struct plugins *p);
+/* Direct events, without the outbox (tests of the hooks): queued, never
+ * waited for, refused when the queue is full. The message's unit is read
+ * from the store by the worker (msg_get). */
 void plugins_set_store(struct plugins *p, struct store *st);
 void plugins_status_event(struct plugins *p, const char *message_id, const char *tenant, int from,
                           int to);

@@ -158,6 +158,8 @@ struct plugin_job {
 	struct herald_verdict verdict;
 	struct herald_event ev;
 	int ev_from, ev_to;
+	bool queue_grace; /* outbox events: their deadline allows the queue's wait,
+	                   * and is cut to the hook's timeout when started */
 	struct herald_kv kv;
 	struct herald_filter filter;
 	struct herald_list *list;
@@ -182,7 +184,8 @@ struct plugins {
 	pthread_t *workers;
 	int nworkers;
 	bool stopping;
-	struct plugin_counters events; /* on_status/on_reply without a plugin: dropped */
+	struct plugin_counters events; /* direct events refused (plugins_status_event) */
+	struct plugin_events *ev;      /* the outbox's deliverer (events.c), NULL when off */
 };
 
 /* host.c: a call's context; end frees its arena. */
@@ -193,5 +196,24 @@ void plugin_ctx_end(struct herald_ctx *c);
 /* pool.c */
 int plugins_pool_start(struct plugins *p, int workers, struct hr_err *err);
 void plugins_pool_stop(struct plugins *p);
+/* An on_status (reply false: from -> to) or on_reply (text, payload
+ * copied) job for the message; its plugin is found by the worker. NULL
+ * when out of memory. */
+struct plugin_job *plugins_event_job(struct plugins *p, const char *message_id, const char *tenant,
+                                     bool reply, int from, int to, const char *text,
+                                     const char *payload);
+/* Queues j once fewer than room jobs are queued (waits for a worker to
+ * take one: backpressure, never a refusal), its deadline counted from
+ * then. PO_BUSY (j not queued) when *stop or the pool stops meanwhile. */
+enum plugin_outcome plugins_job_submit_room(struct plugins *p, struct plugin_job *j, size_t room,
+                                            const atomic_bool *stop);
+/* Waits for j up to its deadline: its outcome (PO_TIMEOUT past it). */
+enum plugin_outcome plugins_job_await(struct plugins *p, struct plugin_job *j);
+/* Wakes whoever waits on the pool's condition (a stop flag changed). */
+void plugins_pool_kick(struct plugins *p);
+
+/* events.c */
+void plugins_events_stop(struct plugins *p);
+void plugins_events_metrics(const struct plugins *p, struct hr_buf *b);
 
 #endif

@@ -100,6 +100,20 @@ static struct plugin_job *job_new(struct plugins *p, const struct plugin *pl, en
 	return j;
 }
 
+/* Appends j to the queue with one more reference for the worker. Pool
+ * lock held. */
+static void job_enqueue_locked(struct plugins *p, struct plugin_job *j)
+{
+	j->refs++;
+	if (p->tail)
+		p->tail->next = j;
+	else
+		p->head = j;
+	p->tail = j;
+	p->queued++;
+	pthread_cond_broadcast(&p->cond);
+}
+
 /* Queues j (one more reference for the worker). PO_OK, or PO_BUSY when the
  * queue is full or the pool stopping (the job then counts as not run). */
 static enum plugin_outcome job_submit(struct plugins *p, struct plugin_job *j)
@@ -116,14 +130,7 @@ static enum plugin_outcome job_submit(struct plugins *p, struct plugin_job *j)
 			atomic_fetch_add(&j->pl->c[j->hook].busy, 1);
 		return PO_BUSY;
 	}
-	j->refs++;
-	if (p->tail)
-		p->tail->next = j;
-	else
-		p->head = j;
-	p->tail = j;
-	p->queued++;
-	pthread_cond_broadcast(&p->cond);
+	job_enqueue_locked(p, j);
 	pthread_mutex_unlock(&p->lock);
 	return PO_OK;
 }
@@ -423,6 +430,8 @@ static void *worker_main(void *arg)
 			}
 			if (run) {
 				j->state = JOB_RUNNING;
+				if (j->queue_grace && hr_mono_us() + p->timeout_us < j->deadline)
+					j->deadline = hr_mono_us() + p->timeout_us;
 				j->pl->running++;
 				pthread_mutex_unlock(&p->lock);
 				if (j->hook == PH_PREPARE)
@@ -790,6 +799,73 @@ void plugins_set_store(struct plugins *p, struct store *st)
 		p->st = st;
 }
 
+struct plugin_job *plugins_event_job(struct plugins *p, const char *message_id, const char *tenant,
+                                     bool reply, int from, int to, const char *text,
+                                     const char *payload)
+{
+	struct plugin_job *j = job_new(p, NULL, reply ? PH_ON_REPLY : PH_ON_STATUS, tenant, "");
+	if (!j)
+		return NULL;
+	hr_strlcpy(j->message_id, message_id, sizeof j->message_id);
+	if (reply) {
+		hr_strlcpy(j->ev.kind, "reply", sizeof j->ev.kind);
+		j->ev.text = text ? strdup(text) : NULL;
+		j->ev.payload = payload ? strdup(payload) : NULL;
+		if ((text && !j->ev.text) || (payload && !j->ev.payload)) {
+			job_free(j);
+			return NULL;
+		}
+	} else {
+		hr_strlcpy(j->ev.kind, "status", sizeof j->ev.kind);
+		hr_strlcpy(j->ev.from, from >= 0 ? msg_status_name((enum msg_status)from) : "",
+		           sizeof j->ev.from);
+		hr_strlcpy(j->ev.status, to >= 0 ? msg_status_name((enum msg_status)to) : "",
+		           sizeof j->ev.status);
+	}
+	j->ev_from = from;
+	j->ev_to = to;
+	return j;
+}
+
+enum plugin_outcome plugins_job_submit_room(struct plugins *p, struct plugin_job *j, size_t room,
+                                            const atomic_bool *stop)
+{
+	if (room < 1)
+		room = 1;
+	pthread_mutex_lock(&p->lock);
+	while (!p->stopping && p->nworkers > 0 && p->queued >= room && !atomic_load(stop))
+		pthread_cond_wait(&p->cond, &p->lock);
+	if (p->stopping || p->nworkers == 0 || atomic_load(stop)) {
+		j->state = JOB_DONE;
+		j->outcome = PO_BUSY;
+		pthread_mutex_unlock(&p->lock);
+		return PO_BUSY;
+	}
+	/* Its time starts now, not while it waited for room, and allows for
+	 * the jobs queued ahead of it (each a hook's timeout at most): an
+	 * event is not given up for waiting its turn. Started, it gets the
+	 * hook's timeout (worker_main). */
+	j->deadline = hr_mono_us() + p->timeout_us * (int64_t)(1 + p->queued);
+	j->queue_grace = true;
+	job_enqueue_locked(p, j);
+	pthread_mutex_unlock(&p->lock);
+	return PO_OK;
+}
+
+enum plugin_outcome plugins_job_await(struct plugins *p, struct plugin_job *j)
+{
+	return job_wait(p, j, NULL, 0);
+}
+
+void plugins_pool_kick(struct plugins *p)
+{
+	pthread_mutex_lock(&p->lock);
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Direct submission without the outbox (tests of the hooks): a full queue
+ * refuses the event (counted). The server uses the outbox (events.c). */
 static void event_submit(struct plugins *p, struct plugin_job *j)
 {
 	if (job_submit(p, j) != PO_OK)
@@ -802,18 +878,12 @@ void plugins_status_event(struct plugins *p, const char *message_id, const char 
 {
 	if (!p || !p->nworkers || !plugins_tenant_has(p, tenant, PH_ON_STATUS))
 		return;
-	struct plugin_job *j = job_new(p, NULL, PH_ON_STATUS, tenant, "");
+	struct plugin_job *j =
+	    plugins_event_job(p, message_id, tenant, false, from, to, NULL, NULL);
 	if (!j) {
 		atomic_fetch_add(&p->events.dropped, 1);
 		return;
 	}
-	hr_strlcpy(j->message_id, message_id, sizeof j->message_id);
-	hr_strlcpy(j->ev.kind, "status", sizeof j->ev.kind);
-	hr_strlcpy(j->ev.from, from >= 0 ? msg_status_name((enum msg_status)from) : "",
-	           sizeof j->ev.from);
-	hr_strlcpy(j->ev.status, msg_status_name((enum msg_status)to), sizeof j->ev.status);
-	j->ev_from = from;
-	j->ev_to = to;
 	event_submit(p, j);
 }
 
@@ -822,15 +892,12 @@ void plugins_reply_event(struct plugins *p, const char *message_id, const char *
 {
 	if (!p || !p->nworkers || !message_id || !plugins_tenant_has(p, tenant, PH_ON_REPLY))
 		return;
-	struct plugin_job *j = job_new(p, NULL, PH_ON_REPLY, tenant, "");
+	struct plugin_job *j =
+	    plugins_event_job(p, message_id, tenant, true, -1, -1, text, payload);
 	if (!j) {
 		atomic_fetch_add(&p->events.dropped, 1);
 		return;
 	}
-	hr_strlcpy(j->message_id, message_id, sizeof j->message_id);
-	hr_strlcpy(j->ev.kind, "reply", sizeof j->ev.kind);
-	j->ev.text = text ? strdup(text) : NULL;
-	j->ev.payload = payload ? strdup(payload) : NULL;
 	event_submit(p, j);
 }
 
@@ -877,11 +944,7 @@ void plugins_metrics_render(const struct plugins *p, struct hr_buf *b)
 					              x);
 			}
 	}
-	hr_buf_printf(b,
-	              "# HELP herald_plugin_events_dropped_total After-commit plugin events "
-	              "dropped: the queue was full.\n# TYPE herald_plugin_events_dropped_total "
-	              "counter\nherald_plugin_events_dropped_total %llu\n",
-	              (unsigned long long)atomic_load(&p->events.dropped));
+	plugins_events_metrics(p, b);
 	hr_buf_printf(b, "# HELP herald_plugin_metric_total Counters plugins keep "
 	                 "(herald_metric_add).\n# TYPE herald_plugin_metric_total counter\n");
 	for (size_t i = 0; i < p->npl; i++) {

@@ -165,9 +165,9 @@ int lc_transition(struct store_tx *tx, struct lc_msg *m, const struct lc_update 
 	/* The client's callback, in this same transaction (lc_callback.c). */
 	if (from != m->status && (rc = lc_callback_status(tx, m, from)))
 		return rc;
-	/* Watchers outside the store (plugins), once committed. */
-	if (from != m->status)
-		lc_note_status(tx, m->id, m->tenant_id, (int)from, (int)m->status);
+	/* The plugins' event, in this same transaction (lc_plugin.c). */
+	if (from != m->status && (rc = lc_plugin_status(tx, m, from)))
+		return rc;
 	if (ev && (rc = tx->ops->event_insert(tx, m->id, ev)))
 		return rc;
 	/* A routed message that failed: its follow-up, in this same
@@ -1373,8 +1373,8 @@ static int store_inbound(struct store_tx *tx, struct apply_ctx *a, const struct 
 	a->stats.inbound++;
 	if ((rc = lc_callback_inbound(tx, li.message_id, li.account_id, &li)))
 		return rc;
-	if (linked)
-		lc_note_reply(tx, t.id, t.tenant_id, c->text, c->payload);
+	if (linked && (rc = lc_plugin_reply(tx, t.id, t.tenant_id, c->text, c->payload)))
+		return rc;
 	if (!answered)
 		lc_count(tx, t.batch_id, -1, -1, true);
 	char reply_id[HR_ID_LEN + 1] = "";

@@ -147,6 +147,16 @@ struct lc_callback {
 	const char *detail;     /* JSON object text or NULL */
 };
 
+/* One after-commit event for a business-unit plugin (lc_plugin.c; store.h
+ * plugin_event_row): a status change (kind PLUGIN_EV_STATUS, from -> to)
+ * or a reply (PLUGIN_EV_REPLY, text and payload, each may be NULL). */
+struct lc_plugin_event {
+	const char *message_id, *tenant_id;
+	int kind;
+	int prev_status, status; /* -1 for none */
+	const char *text, *payload;
+};
+
 /* What the rules see of a campaign (batch) in a transaction. */
 struct lc_batch_state {
 	char tenant_id[HR_NAME_MAX];
@@ -357,6 +367,8 @@ struct store_tx_ops {
 	/* Callbacks: stores the row when its URL is there (struct
 	 * lc_callback), nothing otherwise; 0 either way, or an error. */
 	int (*callback_add)(struct store_tx *tx, const struct lc_callback *c);
+	/* Plugin events (lc_plugin.c): appends the row to plugin_event. */
+	int (*plugin_event_add)(struct store_tx *tx, const struct lc_plugin_event *e);
 
 	/* ---- the reconciler and fallback routing ---- */
 	/* Up to limit QUEUED messages whose expires_at (> 0) is at or before
@@ -510,6 +522,16 @@ int lc_callback_inbound(struct store_tx *tx, const char *message_id, const char 
                         const struct lc_inbound *in);
 /* The first id's checks every backend's callback calls share. */
 int lc_callback_check_list(int state, int64_t before_id, int limit);
+
+/* ---- plugin after-commit events (lc_plugin.c) ---- */
+/* A status change of m (from -> m->status, written) or a reply linked to
+ * message_id stored now: its plugin_event row, in this transaction, when
+ * the tenant is in the set store_plugin_tenants_set gave (nothing
+ * otherwise: one atomic load when the set is empty, a binary search when
+ * not). 0, or an error (the run then rolls back). */
+int lc_plugin_status(struct store_tx *tx, const struct lc_msg *m, enum msg_status from);
+int lc_plugin_reply(struct store_tx *tx, const char *message_id, const char *tenant_id,
+                    const char *text, const char *payload);
 
 /* ---- campaigns (lc_batch.c): store_ops entries every backend shares ---- */
 /* A closing store's entries in lc_batch.c's cache of ids that have no batch. */

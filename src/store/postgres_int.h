@@ -194,6 +194,11 @@ enum pg_slot {
 	P_PAUSES,
 	P_DAILY_COUNT_ADD, /* dashobs: daily counters */
 	P_DAILY,
+	P_PEV_ADD,
+	P_PEV_DONE,
+	P_PEV_READ,
+	P_PEV_COUNT,
+	P_PEV_LEAD, /* plugev: plugin events */
 	P__COUNT
 };
 
@@ -531,6 +536,12 @@ int pg_callback_replay(struct store *st, const char *tenant_id, int64_t id, int 
                        int64_t *n, struct hr_err *err);
 int pg_callback_counts(struct store *st, int64_t counts[CB__COUNT]);
 int pg_callback_prune(struct store *st, int64_t before, int limit, int64_t *n);
+/* postgres_plugev.c: plugin after-commit events */
+extern const char pg_sql_pev_add[];
+void pg_pev_add_params(struct pg_params *p, const struct lc_plugin_event *e, int64_t now);
+int pg_plugin_event_read(struct store *st, int limit, struct plugin_event_row **out, size_t *n);
+int pg_plugin_event_done(struct store *st, const int64_t *ids, size_t n);
+int pg_plugin_event_count(struct store *st, int64_t *n);
 
 /* postgres_retain.c */
 int pg_message_prune(struct store *st, const struct msg_retention *r,

@@ -510,6 +510,22 @@ static const char migration_11[] =
     " n bigint NOT NULL,"
     " PRIMARY KEY(tenant_id, day, channel, kind, code, stripe));";
 
+/*
+ * Plugin after-commit events (issue 13; store.h plugin_event_row): the
+ * same table as SQLite's migration 13.
+ */
+static const char migration_12[] =
+    "CREATE TABLE plugin_event("
+    " id bigserial PRIMARY KEY,"
+    " tenant_id text NOT NULL,"
+    " message_id text NOT NULL,"
+    " kind smallint NOT NULL,"
+    " prev_status smallint,"
+    " status smallint,"
+    " text text,"
+    " payload text,"
+    " created_at bigint NOT NULL);";
+
 const struct pg_migration pg_migrations[] = {
     {1, migration_1},
     {2, migration_2},
@@ -522,6 +538,7 @@ const struct pg_migration pg_migrations[] = {
     {9, migration_9},
     {10, migration_10},
     {11, migration_11},
+    {12, migration_12},
 };
 
 const size_t pg_migration_count = sizeof pg_migrations / sizeof pg_migrations[0];

@@ -2289,6 +2289,15 @@ static int tx_callback_add(struct store_tx *st, const struct lc_callback *c)
 	           : tx_write(t, P_CB_ADD_TENANT, pg_sql_cb_add_tenant, &p, "callback_outbox");
 }
 
+/* A plugin event (lc_plugin.c): a write like callback_add. */
+static int tx_plugin_event_add(struct store_tx *st, const struct lc_plugin_event *e)
+{
+	struct pg_tx *t = TX(st);
+	struct pg_params p = {0};
+	pg_pev_add_params(&p, e, S(t)->gnow);
+	return tx_write(t, P_PEV_ADD, pg_sql_pev_add, &p, "plugin_event");
+}
+
 /* Up to limit rows of a locking SELECT of LC_MSG_COLS bound to ($1 now,
  * $2 limit); rows another transaction holds are skipped (the next scan
  * finds them). */
@@ -2529,6 +2538,7 @@ static const struct store_tx_ops pg_tx_ops = {
     .batch_delete = tx_batch_delete,
     .audit_insert = tx_audit_insert,
     .callback_add = tx_callback_add,
+    .plugin_event_add = tx_plugin_event_add,
     .msg_expired = tx_msg_expired,
     .fallback_due = tx_fallback_due,
     .msg_route = tx_msg_route,

@@ -59,6 +59,7 @@ enum sq_wslot {
 	W_BATCH_HOLD, W_BATCH_RELEASE, W_BATCH_NOTE,
 	/* dashobs */
 	W_SUPP_LOG, W_PAUSE_PUT, W_PAUSE_DELETE, W_DAILY_COUNT_ADD,
+	W_PEV_ADD, W_PEV_DONE, /* plugev: plugin after-commit events */
 	W__COUNT
 };
 
@@ -71,6 +72,7 @@ enum sq_rslot {
 	R_STALE_LIST, R_PARKED, R_ROUTE, R_KEY, R_GAUGES,
 	/* dashobs */
 	R_RECIP_SUPP, R_RECIP_SUPP_EV, R_RECIP_INBOUND, R_QUEUE_DEPTH, R_PAUSES, R_DAILY,
+	R_PEV_READ, R_PEV_COUNT, /* plugev: plugin after-commit events */
 	R__COUNT
 };
 
@@ -355,6 +357,13 @@ int sq_callback_replay(struct store *st, const char *tenant_id, int64_t id, int 
                        int64_t *n, struct hr_err *err);
 int sq_callback_counts(struct store *st, int64_t counts[CB__COUNT]);
 int sq_callback_prune(struct store *st, int64_t before, int limit, int64_t *n);
+
+/* sqlite_plugev.c: plugin after-commit events */
+int sq_tx_plugin_event_add(struct sq_store *s, const struct lc_plugin_event *e, int64_t now,
+                           struct hr_err *err);
+int sq_plugin_event_read(struct store *st, int limit, struct plugin_event_row **out, size_t *n);
+int sq_plugin_event_done(struct store *st, const int64_t *ids, size_t n);
+int sq_plugin_event_count(struct store *st, int64_t *n);
 
 /* sqlite_retain.c */
 int sq_message_prune(struct store *st, const struct msg_retention *r,

@@ -4,7 +4,7 @@
  * tx_supp_log), the recipient's current suppression entries, and the
  * tenant's inbound replies from it. Every read is an index range: the
  * suppression primary key, suppression_event(tenant_id, recipient, id) and
- * inbound(tenant_id, sender, id) (migration 11), bounded by a limit.
+ * inbound(tenant_id, sender, id) (migration 12), bounded by a limit.
  */
 #include <stdlib.h>
 #include <string.h>

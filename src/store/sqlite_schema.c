@@ -463,6 +463,25 @@ static const char migration_12[] =
 	" n INTEGER NOT NULL,"
 	" PRIMARY KEY(tenant_id, day, channel, kind, code, stripe)) WITHOUT ROWID;";
 
+/*
+ * Plugin after-commit events (issue 13; store.h plugin_event_row): the
+ * durable outbox of the plugins' on_status / on_reply hooks, written in
+ * the change's transaction for tenants with such a plugin, deleted once
+ * delivered. kind 0 status (prev_status -> status), 1 reply (text,
+ * payload).
+ */
+static const char migration_13[] =
+	"CREATE TABLE plugin_event("
+	" id INTEGER PRIMARY KEY,"
+	" tenant_id TEXT NOT NULL,"
+	" message_id TEXT NOT NULL,"
+	" kind INTEGER NOT NULL,"
+	" prev_status INTEGER,"
+	" status INTEGER,"
+	" text TEXT,"
+	" payload TEXT,"
+	" created_at INTEGER NOT NULL);";
+
 const struct sq_migration sq_migrations[] = {
 	{1, migration_1},
 	{2, migration_2},
@@ -476,6 +495,7 @@ const struct sq_migration sq_migrations[] = {
 	{10, migration_10},
 	{11, migration_11},
 	{12, migration_12},
+	{13, migration_13},
 };
 
 const size_t sq_migration_count = sizeof sq_migrations / sizeof sq_migrations[0];

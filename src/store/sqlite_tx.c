@@ -783,6 +783,11 @@ static int tx_callback_add(struct store_tx *t, const struct lc_callback *c)
 	return sq_tx_callback_add(S(t), c, TX(t)->now, E(t));
 }
 
+static int tx_plugin_event_add(struct store_tx *t, const struct lc_plugin_event *e)
+{
+	return sq_tx_plugin_event_add(S(t), e, TX(t)->now, E(t));
+}
+
 /* Up to limit rows of a SELECT of LC_MSG_COLS bound to (?1 now, ?2 limit). */
 static int lc_msg_scan(struct store_tx *t, enum sq_wslot slot, const char *sql, int64_t now,
                        int limit, struct lc_msg *out, size_t *n)
@@ -975,6 +980,7 @@ static const struct store_tx_ops sq_tx_ops = {
     .batch_delete = tx_batch_delete,
     .audit_insert = tx_audit_insert,
     .callback_add = tx_callback_add,
+    .plugin_event_add = tx_plugin_event_add,
     .msg_expired = tx_msg_expired,
     .fallback_due = tx_fallback_due,
     .msg_route = tx_msg_route,

@@ -640,6 +640,44 @@ struct callback_outcome {
 };
 
 /*
+ * Plugin after-commit events (issue 13): the durable outbox of the
+ * business-unit plugins' on_status / on_reply hooks (plugin_event). A row
+ * is written in the same transaction as the status change or reply it
+ * reports (lc_plugin.c), only for tenants in the set given here, so a
+ * committed change always has its event and a rolled-back one never does.
+ * The deliverer (plugins/events.c) reads pending rows oldest first, hands
+ * them to the plugin pool and deletes them once the hook returned (done:
+ * success, error or timeout alike); a crash before that delivers them
+ * again (at least once). Ids grow in commit order per message (a message's
+ * changes are ordered by its row lock), so reading in id order keeps each
+ * message's events in order.
+ */
+enum plugin_event_kind { PLUGIN_EV_STATUS = 0, PLUGIN_EV_REPLY = 1 };
+#define PLUGIN_EV_TEXT_MAX 16384 /* a reply's text and payload are cut here */
+#define PLUGIN_EV_READ_MAX 10000 /* plugin_event_read's limit at most */
+struct plugin_event_row {
+	int64_t id;
+	char tenant_id[HR_NAME_MAX];
+	char message_id[HR_ID_LEN + 1];
+	int kind;                /* enum plugin_event_kind */
+	int prev_status, status; /* msg_status, -1 for none (replies) */
+	char *text, *payload;    /* replies, heap, may be NULL */
+	int64_t created_at;      /* us */
+};
+void plugin_event_row_clear(struct plugin_event_row *r);
+/* Which tenants get events: those with a plugin whose on_status (status)
+ * or on_reply (reply) hook is bound to one of their units. Process-wide,
+ * replacing the set before (n 0: none, the default). Call it before the
+ * store is used and again only while no write runs (the server calls it
+ * at start, once plugins are loaded). Tenant ids are copied. 0 or
+ * HR_ENOMEM (the set is then empty). */
+struct store_plugin_tenant {
+	const char *tenant_id;
+	bool status, reply;
+};
+int store_plugin_tenants_set(const struct store_plugin_tenant *t, size_t n);
+
+/*
  * The reconciler's view of a SENT message that got no receipt in time
  * (stale): what the provider said when asked (a lookup), or that it cannot
  * be asked. stale_settle applies it.
@@ -1109,6 +1147,20 @@ struct store_ops {
 	/* Retention: deletes at most limit delivered rows last updated before
 	 * `before`; *n gets how many. Pending and dead rows stay. */
 	int (*callback_prune)(struct store *st, int64_t before, int limit, int64_t *n);
+
+	/* ---- plugin after-commit events (see plugin_event_row) ---- */
+	/* Up to limit (1..PLUGIN_EV_READ_MAX, else HR_EINVAL) pending events,
+	 * oldest (lowest id) first. *out heap array (plugin_event_row_clear
+	 * each). On a database several processes share (PostgreSQL), one
+	 * store at a time gets rows, the others none: the first to read holds
+	 * the deliverer's lock until it closes (or its connection is lost). */
+	int (*plugin_event_read)(struct store *st, int limit, struct plugin_event_row **out,
+	                         size_t *n);
+	/* Done: deletes the rows with these ids (absent ones are no error), in
+	 * one transaction; n at most PLUGIN_EV_READ_MAX. */
+	int (*plugin_event_done)(struct store *st, const int64_t *ids, size_t n);
+	/* How many events are pending (herald_plugin_events_pending). */
+	int (*plugin_event_count)(struct store *st, int64_t *n);
 
 	/* ---- the reconciler (src/dispatch/reconciler.c) and fallback routing ---- */
 	/* Up to limit QUEUED messages past their expires_at become EXPIRED,

@@ -137,7 +137,8 @@ static void test_schema_migrations(void **state)
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 10", 1},
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 11", 1},
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 12", 1},
-	    {"SELECT count(*) FROM schema_migrations", 12},
+	    {"SELECT count(*) FROM schema_migrations WHERE version = 13", 1},
+	    {"SELECT count(*) FROM schema_migrations", 13},
 	    /* Migration 11: who paused, resumed, cancelled, and why. */
 	    {"SELECT count(*) FROM pragma_table_info('batch') WHERE name IN ('paused_at',"
 	     " 'resumed_at', 'paused_by', 'resumed_by', 'cancelled_by', 'pause_reason',"

@@ -5496,6 +5496,156 @@ static void test_callback_outbox_order(void **state)
 	assert_int_equal(counts[CB_DEAD], 1);
 }
 
+/* A message of tenant, claimed and sent (provider id pid). */
+static void pe_sent_msg(struct store *st, const char *tenant, const char *account, const char *pid,
+                        char id[HR_ID_LEN + 1])
+{
+	struct message m, c;
+	int64_t now = hr_now_us();
+	mk_msg(&m, tenant, account, 0, now - SEC);
+	assert_int_equal(st->ops->message_insert(st, &m, 1, NULL, NULL, NULL), 0);
+	size_t n;
+	assert_int_equal(st->ops->claim(st, account, now + SEC, 30 * SEC, 1, &c, &n), 0);
+	assert_int_equal(n, 1);
+	message_clear(&c);
+	struct send_result r = {.kind = SEND_OK, .attempt = 1, .http_status = 200};
+	strcpy(r.message_id, m.id);
+	hr_strlcpy(r.provider_id, pid, sizeof r.provider_id);
+	assert_int_equal(st->ops->record_results(st, &r, 1, NULL, NULL), 0);
+	strcpy(id, m.id);
+}
+
+static void pe_free(struct plugin_event_row *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		plugin_event_row_clear(&v[i]);
+	free(v);
+}
+
+/*
+ * Plugin after-commit events (issue 13): rows only for the tenants in the
+ * set (status and reply separately), written with the change (a stale
+ * receipt that changes nothing writes none), read oldest first within the
+ * limit, deleted in a batch (absent ids no error), counted; the limits'
+ * bounds; an empty set writes nothing more.
+ */
+static void test_plugin_events(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	const struct store_plugin_tenant set[] = {
+	    {.tenant_id = "t1", .status = true, .reply = true},
+	    {.tenant_id = "t3", .status = false, .reply = true},
+	};
+	assert_int_equal(store_plugin_tenants_set(set, 2), 0);
+	char id[27], other[27], t3[27];
+	pe_sent_msg(st, "t1", "pe1", "wamid.pe1", id);
+	pe_sent_msg(st, "t2", "pe2", "wamid.pe2", other); /* not in the set */
+	pe_sent_msg(st, "t3", "pe3", "wamid.pe3", t3);    /* replies only */
+	int64_t now = hr_now_us();
+	hook_status(st, "pe1", "wamid.pe1", MSG_DELIVERED, now, NULL);
+	hook_status(st, "pe1", "wamid.pe1", MSG_READ, now, NULL);
+	hook_status(st, "pe1", "wamid.pe1", MSG_DELIVERED, now, NULL); /* stale: no row */
+	hook_status(st, "pe2", "wamid.pe2", MSG_DELIVERED, now, NULL);
+	hook_status(st, "pe3", "wamid.pe3", MSG_DELIVERED, now, NULL);
+	reply_to(st, "pe1", "wamid.pe1", "wamid.pe1r", "button", "Paid", "PAID", now);
+	reply_to(st, "pe2", "wamid.pe2", "wamid.pe2r", "text", "hi", NULL, now);
+	reply_to(st, "pe3", "wamid.pe3", "wamid.pe3r", "text", "paid too", NULL, now);
+
+	int64_t count = -1;
+	assert_int_equal(st->ops->plugin_event_count(st, &count), 0);
+	assert_int_equal(count, 5);
+	struct plugin_event_row *v = NULL;
+	size_t n = 0;
+	assert_int_equal(st->ops->plugin_event_read(st, 100, &v, &n), 0);
+	assert_int_equal(n, 5);
+	const struct {
+		const char *msg;
+		int kind, from, to;
+		const char *text, *payload;
+	} want[5] = {
+	    {id, PLUGIN_EV_STATUS, MSG_SENDING, MSG_SENT, NULL, NULL},
+	    {id, PLUGIN_EV_STATUS, MSG_SENT, MSG_DELIVERED, NULL, NULL},
+	    {id, PLUGIN_EV_STATUS, MSG_DELIVERED, MSG_READ, NULL, NULL},
+	    {id, PLUGIN_EV_REPLY, -1, -1, "Paid", "PAID"},
+	    {t3, PLUGIN_EV_REPLY, -1, -1, "paid too", NULL},
+	};
+	for (size_t i = 0; i < 5; i++) {
+		assert_string_equal(v[i].message_id, want[i].msg);
+		assert_string_equal(v[i].tenant_id, want[i].msg == id ? "t1" : "t3");
+		assert_int_equal(v[i].kind, want[i].kind);
+		assert_int_equal(v[i].prev_status, want[i].from);
+		assert_int_equal(v[i].status, want[i].to);
+		if (want[i].text)
+			assert_string_equal(v[i].text, want[i].text);
+		else
+			assert_null(v[i].text);
+		if (want[i].payload)
+			assert_string_equal(v[i].payload, want[i].payload);
+		else
+			assert_null(v[i].payload);
+		assert_true(v[i].created_at > 0);
+		assert_true(i == 0 || v[i].id > v[i - 1].id);
+	}
+	int64_t ids[5];
+	for (size_t i = 0; i < 5; i++)
+		ids[i] = v[i].id;
+	pe_free(v, n);
+
+	/* The limit: the oldest first. */
+	assert_int_equal(st->ops->plugin_event_read(st, 2, &v, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(v[0].id, ids[0]);
+	assert_int_equal(v[1].id, ids[1]);
+	pe_free(v, n);
+	assert_int_equal(st->ops->plugin_event_read(st, 0, &v, &n), HR_EINVAL);
+	assert_int_equal(st->ops->plugin_event_read(st, PLUGIN_EV_READ_MAX + 1, &v, &n), HR_EINVAL);
+
+	/* A second store on the database: on PostgreSQL (several nodes) the
+	 * first holds the deliverer's lock and the second reads nothing until
+	 * the first closes; SQLite has one process per file. */
+	struct store *st2 = NULL;
+	struct hr_err oerr = {0};
+	assert_int_equal(backend->open(f->dsn, NULL, &st2, &oerr), 0);
+	bool shared = strcmp(fixture->name, "postgres") == 0;
+	assert_int_equal(st2->ops->plugin_event_read(st2, 100, &v, &n), 0);
+	assert_int_equal(n, shared ? 0 : 5);
+	pe_free(v, n);
+	assert_int_equal(st->ops->plugin_event_read(st, 100, &v, &n), 0);
+	assert_int_equal(n, 5);
+	pe_free(v, n);
+	st->ops->close(st);
+	f->st = st = st2;
+	assert_int_equal(st->ops->plugin_event_read(st, 100, &v, &n), 0);
+	assert_int_equal(n, 5);
+	assert_int_equal(v[0].id, ids[0]);
+	pe_free(v, n);
+
+	/* Done: deleted in one call, an absent id ignored. */
+	int64_t done[3] = {ids[0], ids[1], 999999999};
+	assert_int_equal(st->ops->plugin_event_done(st, done, 3), 0);
+	assert_int_equal(st->ops->plugin_event_done(st, done, 0), 0);
+	assert_int_equal(st->ops->plugin_event_done(st, done, PLUGIN_EV_READ_MAX + 1), HR_EINVAL);
+	assert_int_equal(st->ops->plugin_event_count(st, &count), 0);
+	assert_int_equal(count, 3);
+	assert_int_equal(st->ops->plugin_event_read(st, 100, &v, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(v[0].id, ids[2]);
+	pe_free(v, n);
+	assert_int_equal(st->ops->plugin_event_done(st, ids + 2, 3), 0);
+	assert_int_equal(st->ops->plugin_event_read(st, 100, &v, &n), 0);
+	assert_int_equal(n, 0);
+	assert_null(v);
+
+	/* No set: no rows, whoever changes. */
+	assert_int_equal(store_plugin_tenants_set(NULL, 0), 0);
+	char later[27];
+	pe_sent_msg(st, "t1", "pe1", "wamid.pe1b", later);
+	hook_status(st, "pe1", "wamid.pe1b", MSG_DELIVERED, now, NULL);
+	assert_int_equal(st->ops->plugin_event_count(st, &count), 0);
+	assert_int_equal(count, 0);
+}
+
 /*
  * Replay: a dead or delivered row is pending again (attempts 0, due now);
  * a pending one is a conflict; another tenant's id is not found, by get
@@ -7482,6 +7632,7 @@ int main(void)
 	    T(test_batch_breakdown),
 	    T(test_batch_rules_and_lists),
 	    T(test_callback_outbox_order),
+	    T(test_plugin_events),
 	    T(test_callback_replay_and_prune),
 	    T(test_callback_inbound_and_paging),
 	    T(test_reconcile_expiry),
