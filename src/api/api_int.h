@@ -15,6 +15,7 @@
 
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "api/api.h"
@@ -78,6 +79,9 @@ struct api_guard;
 struct guard_conn;
 
 struct api_server {
+	/* Everything below is set up (api_start's end): until then a request
+	 * is answered 503 busy, never handled half-started. */
+	atomic_bool ready;
 	struct api_opts o; /* copy; strings and pointers borrowed */
 	struct MHD_Daemon *mhd;
 	struct api_guard *guard; /* connection limits and request deadlines */

@@ -925,6 +925,14 @@ static enum MHD_Result start_request(struct api_req *r, const char *url, const c
 	enum MHD_Result hret = check_head(r, version);
 	if (r->responded || hret != MHD_YES)
 		return hret;
+	/* libmicrohttpd listens before the sessions, event streams and campaign
+	 * runner exist (api_start makes them after it): a request in between
+	 * is told to come back, never handled against half a server. */
+	if (!atomic_load(&s->ready)) {
+		struct hr_err busy = {0};
+		hr_fail(&busy, HR_EBUSY, NULL, "the server is starting; retry (Retry-After)");
+		return api_fail(r, HR_EBUSY, &busy);
+	}
 	char account[HR_NAME_MAX] = "";
 	const struct api_route_def *def = route_match(r, url, account);
 	if (!def)
@@ -1313,6 +1321,7 @@ int api_start(const struct api_opts *opts, struct api_server **out, struct hr_er
 		api_stop(s);
 		return rc;
 	}
+	atomic_store(&s->ready, true);
 	*out = s;
 	return 0;
 }

@@ -716,14 +716,23 @@ static int sq_open(const char *dsn, const struct store_opts *opts, struct store 
 	rc = exec_sql(s->wdb, s->opts.sync_full
 		? "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;"
 		  "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;"
+		  "PRAGMA journal_size_limit=67108864;"
 		: "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
-		  "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;", err);
+		  "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;"
+		  "PRAGMA journal_size_limit=67108864;", err);
 	if (rc || (rc = migrate_conn(s->wdb, NULL, err)))
 		goto fail;
 	/* Checkpoints move off the writer (the hook replaces SQLite's automatic
 	 * checkpoint, which would run inside a commit and stall every caller
 	 * grouped into it behind its fsync). */
 	if ((rc = open_conn(dsn, false, &s->cdb, err)))
+		goto fail;
+	/* A connection that has read nothing yet has not seen that the file is
+	 * in WAL mode, and sqlite3_wal_checkpoint_v2() on it does nothing at all
+	 * (SQLITE_OK, log -1): one read first, or the WAL would only grow (it
+	 * did: test_faults_disk's 8 MiB tmpfs filled with WAL while herald.db
+	 * stayed one page). */
+	if ((rc = exec_sql(s->cdb, "PRAGMA schema_version;", err)))
 		goto fail;
 	sqlite3_wal_hook(s->wdb, wal_hook, s);
 	rc = pthread_create(&s->ckpt, NULL, ckpt_main, s);

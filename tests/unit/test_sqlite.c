@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -174,6 +175,32 @@ static void test_wal_mode(void **state)
 	struct fx *f = *state;
 	char buf[16];
 	assert_string_equal(qtext(f, "PRAGMA journal_mode", buf, sizeof buf), "wal");
+}
+
+/* The checkpointer copies the WAL into the database file by itself: after
+ * 4,000 messages the file holds their pages within a few seconds (it
+ * stayed one page, the WAL growing for ever, while the checkpointer's
+ * connection had read nothing: such a connection does not know the file is
+ * in WAL mode and its checkpoints did nothing). */
+static void test_checkpoints_run(void **state)
+{
+	struct fx *f = *state;
+	enum { T = 4, PER = 1000 };
+	char(*ids)[HR_ID_LEN + 1] = calloc(T * PER, sizeof *ids);
+	assert_non_null(ids);
+	concurrent_inserts(f->st, T, PER, ids);
+	free(ids);
+	struct stat sb = {0};
+	int64_t deadline = hr_mono_us() + 10000000;
+	while (hr_mono_us() < deadline) {
+		assert_int_equal(stat(f->path, &sb), 0);
+		if (sb.st_size > 1000 * 1024)
+			break;
+		usleep(20000);
+	}
+	fprintf(stderr, "    database file %lld bytes after %d messages\n", (long long)sb.st_size,
+	        T * PER);
+	assert_true(sb.st_size > 1000 * 1024);
 }
 
 /* The hot queries must use their indexes (a regression here is a full scan). */
@@ -771,6 +798,7 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 	    T(test_schema_migrations),
 	    T(test_wal_mode),
+	    T(test_checkpoints_run),
 	    T(test_query_plans),
 	    T(test_migration_10_fills_keys),
 	    T(test_group_commit),
