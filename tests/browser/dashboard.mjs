@@ -218,9 +218,11 @@ async function shot(page, name) {
 	await page.screenshot({path: path.join(SHOTS, `${name}.png`), fullPage: false});
 }
 
+// A screen is up once `ready` shows; 60 s at most (a loaded CI machine: the
+// suite's first minute builds with two compilers beside this browser).
 async function screen(page, hash, ready) {
 	await page.goto(`${API}/#${hash}`);
-	await page.waitForSelector(ready);
+	await page.waitForSelector(ready, {timeout: 60000});
 }
 
 // ---- the tests ----
