@@ -152,12 +152,15 @@ function navCurrent(path)
 	}
 }
 
+let renders = 0; /* render() calls so far: the newest owns #main */
+
 async function render()
 {
 	if (cleanup) {
 		cleanup();
 		cleanup = null;
 	}
+	const gen = ++renders;
 	const main = document.getElementById('main');
 	const r = route();
 	if (!currentSession()) {
@@ -172,13 +175,25 @@ async function render()
 		put(main, el('h1', {}, 'Not found'), el('p', {}, 'No such screen.'));
 		return;
 	}
-	put(main, el('p', {class : 'muted'}, 'Loading…'));
+	// Each render draws into a box of its own: one still loading when the
+	// hash changes again (a screen awaits the API) draws into a box no
+	// longer shown, instead of over the newer screen, and its cleanup runs
+	// at once (its timers and event streams stop).
+	const box = el('div', {class : 'screen'});
+	put(main, box);
+	put(box, el('p', {class : 'muted'}, 'Loading…'));
+	let done = null;
 	try {
-		cleanup =
-		    (await screen(main, parts.slice(1).map(decodeURIComponent), r.params)) || null;
+		done = (await screen(box, parts.slice(1).map(decodeURIComponent), r.params)) || null;
 	} catch (e) {
-		put(main, el('h1', {}, 'Something went wrong'), errorBox(e));
+		put(box, el('h1', {}, 'Something went wrong'), errorBox(e));
 	}
+	if (gen !== renders) {
+		if (done)
+			done();
+		return;
+	}
+	cleanup = done;
 }
 
 async function start()
