@@ -26,15 +26,32 @@
 
 #define DEMO_KEY "hk_test_0123456789abcdef"
 
+/*
+ * A port nothing listens on, for a server the test starts next. Picked at
+ * random below the kernel's ephemeral range (32768-60999 on Linux), not by
+ * bind(0): a port from that range may be taken by any outgoing connection
+ * (the suite makes thousands) between this check and the server's bind,
+ * and once was ("Address already in use", CI 2026-12-07).
+ */
 static int free_port(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	socklen_t len = sizeof a;
-	getsockname(fd, (struct sockaddr *)&a, &len);
-	close(fd);
-	return ntohs(a.sin_port);
+	static unsigned seed;
+	if (!seed)
+		seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+	for (int tries = 0; tries < 1000; tries++) {
+		int port = 20000 + (int)(rand_r(&seed) % 12000);
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		assert_true(fd >= 0);
+		struct sockaddr_in a = {.sin_family = AF_INET,
+		                        .sin_port = htons((uint16_t)port),
+		                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		int rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+		close(fd);
+		if (rc == 0)
+			return port;
+	}
+	fail_msg("no free loopback port in 20000-31999");
+	return -1;
 }
 
 static const char *server_extra, *tenants_extra;
