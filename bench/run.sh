@@ -626,7 +626,7 @@ phase_e2e() { # normal|pg [delivered|sent]
 	# serve` over exactly the measured span.
 	local perf_pid=
 	if [[ -n ${BENCH_PERF_OUT:-} ]]; then
-		start_bg perf perf record -q -e cpu-clock -F "${BENCH_PERF_FREQ:-1999}" -g \
+		start_bg perf perf record -q -e cpu-clock -F "${BENCH_PERF_FREQ:-1999}" ${BENCH_PERF_CG:--g} \
 			-p "$SERVE_PID" -o "$BENCH_PERF_OUT"
 		perf_pid=$BG_PID
 		sleep 0.5

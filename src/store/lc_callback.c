@@ -65,7 +65,8 @@ static bool status_reported(enum msg_status from, enum msg_status to)
 
 int lc_callback_status(struct store_tx *tx, const struct lc_msg *m, enum msg_status from)
 {
-	if (!status_reported(from, m->status) || !tx->ops->callback_add)
+	if (!status_reported(from, m->status) || !tx->ops->callback_add ||
+	    m->callback == LC_CB_NONE)
 		return 0;
 	struct lc_callback c = {.event = "message.status",
 	                        .message_id = m->id,

@@ -73,7 +73,13 @@ struct lc_msg {
 	int64_t fallback_after;
 	int64_t sent_at; /* when it last became SENT; 0 never */
 	bool stale;      /* the reconciler settled or marked it stale */
+	/* Whether the row has a callback URL, when the backend read it
+	 * (LC_CB_UNKNOWN otherwise): a status change of a message without one
+	 * queues no callback, and need not look for its URL. */
+	unsigned char callback;
 };
+
+enum { LC_CB_UNKNOWN = 0, LC_CB_NONE, LC_CB_SOME };
 
 #define LC_MAX_ATTEMPTS_DEFAULT 8
 

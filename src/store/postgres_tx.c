@@ -949,9 +949,10 @@ static bool tx_alive(struct store_tx *st)
 
 #define LC_MSG_COLS                                                                                \
 	"id, tenant_id, account_id, channel, recipient, status, attempts, max_attempts,"           \
-	" provider_id IS NOT NULL, lease_until, batch_id, delivery_policy, expires_at,"          \
-	" route_step, route_steps, route_root, fallback_after, sent_at, stale"
-#define LC_MSG_NCOLS 19 /* the columns row_lc_msg reads */
+	" provider_id IS NOT NULL, lease_until, batch_id, delivery_policy, expires_at,"            \
+	" route_step, route_steps, route_root, fallback_after, sent_at, stale,"                    \
+	" callback_url IS NOT NULL"
+#define LC_MSG_NCOLS 20 /* the columns row_lc_msg reads */
 
 static void row_lc_msg(const PGresult *r, int i, struct lc_msg *m)
 {
@@ -976,6 +977,7 @@ static void row_lc_msg(const PGresult *r, int i, struct lc_msg *m)
 	m->fallback_after = pg_col_i64(r, i, 16);
 	m->sent_at = pg_col_i64(r, i, 17);
 	m->stale = pg_col_i64(r, i, 18) != 0;
+	m->callback = pg_col_bool(r, i, 19) ? LC_CB_SOME : LC_CB_NONE;
 }
 
 /* ---------------------------------------------------------------------------

@@ -109,8 +109,9 @@ static bool tx_alive(struct store_tx *t)
 /* Reads the lc_msg columns (rowid first) of a statement's current row. */
 #define LC_MSG_COLS                                                                                \
 	"rowid, id, tenant_id, account_id, channel, recipient, status, attempts, max_attempts,"    \
-	" provider_id IS NOT NULL, lease_until, batch_id, delivery_policy, expires_at,"          \
-	" route_step, route_steps, route_root, fallback_after, sent_at, stale"
+	" provider_id IS NOT NULL, lease_until, batch_id, delivery_policy, expires_at,"            \
+	" route_step, route_steps, route_root, fallback_after, sent_at, stale,"                    \
+	" callback_url IS NOT NULL"
 
 static void row_lc_msg(sqlite3_stmt *q, struct lc_msg *m)
 {
@@ -135,6 +136,7 @@ static void row_lc_msg(sqlite3_stmt *q, struct lc_msg *m)
 	m->fallback_after = sqlite3_column_int64(q, 17);
 	m->sent_at = sqlite3_column_int64(q, 18);
 	m->stale = sqlite3_column_int(q, 19) != 0;
+	m->callback = sqlite3_column_int(q, 20) ? LC_CB_SOME : LC_CB_NONE;
 }
 
 static int tx_msg_get(struct store_tx *t, const char *id, struct lc_msg *out)
