@@ -627,11 +627,12 @@ enum MHD_Result api_session_get(struct api_req *r)
 	if (!found)
 		return api_fail(r, HR_EAUTH, NULL);
 	json_t *j = session_json(r, &snap, &ss->o);
-	if (j && session_tenants_json(r, &snap, j) != 0) {
-		json_decref(j);
-		j = NULL;
-	}
+	int trc = j ? session_tenants_json(r, &snap, j) : 0;
 	explicit_bzero(&snap, sizeof snap);
+	if (trc) { /* the store could not say which tenants (dash3) */
+		json_decref(j);
+		return api_fail(r, trc, NULL);
+	}
 	/* dashobs: the units a tenant-wide session may view (the switcher). */
 	if (j && (!r->who.unit[0] || r->unit_view)) {
 		struct store *st = r->srv->o.store;
