@@ -590,6 +590,12 @@ enum MHD_Result api_audit_list(struct api_req *r)
 	json_t *a = json_array();
 	for (size_t i = 0; i < n; i++) {
 		json_t *b = v[i].before ? json_loads(v[i].before, 0, NULL) : NULL;
+		/* dash3: a tenant switch is in the log of the tenant entered; the
+		 * tenant left is another customer's name, for operators only. */
+		if (!r->who.operator&& !strcmp(v[i].action, "session.tenant")) {
+			json_decref(b);
+			b = NULL;
+		}
 		json_t *f = v[i].after ? json_loads(v[i].after, 0, NULL) : NULL;
 		json_t *e =
 		    json_pack("{s:I, s:s, s:s, s:o, s:s, s:s, s:o, s:o}", "id", (json_int_t)v[i].id,

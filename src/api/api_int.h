@@ -177,6 +177,7 @@ enum api_route {
 	ROUTE_CHANNEL_RESUME, /* POST /v1/channels/{id}/resume */
 	ROUTE_STATS_DAILY,    /* GET /v1/stats/daily (dashobs; stats_daily.c) */
 	ROUTE_SESSION_VIEW,   /* POST /v1/session/view (dashobs; session.c) */
+	ROUTE_SESSION_TENANT, /* POST /v1/session/tenant (dash3; session.c) */
 };
 
 struct api_req;
@@ -219,6 +220,7 @@ struct api_req {
 	char session[65];
 	bool masked;
 	bool unit_view; /* dashobs: a tenant-wide session narrowed to who.unit (session.c) */
+	unsigned session_epoch; /* dash3: the session's tenant switches when r was authenticated */
 
 	/* The handler's own state machine across suspend/resume. */
 	int stage;
@@ -510,6 +512,24 @@ int api_user_verify(json_t *cfg, const char *name, const char *password, const c
                     struct api_principal *who, int64_t *retry_s, struct hr_err *err);
 /* Forgets every failed attempt (tests). */
 void api_user_fails_reset(void);
+/* dash3: logins of several tenants (dashboard.users[].tenants). */
+/* The login may see more than one tenant ("*" or a list of two or more). */
+bool api_user_multi(json_t *cfg, const char *name);
+/* The principal of login name in tenant (NULL: its tenant, or the first of
+ * its tenants that is enabled): tenant, unit, the role's scopes there,
+ * actor "user:<name>". HR_ENOTFOUND naming "tenant" when the login may not
+ * see tenant or it is unknown or disabled (one answer for all three). */
+int api_user_principal(json_t *cfg, struct store *st, const char *name, const char *tenant,
+                       struct api_principal *who, struct hr_err *err);
+/* The enabled tenants login name may see, the store's order (by id), at
+ * most 1,000: *out heap (caller frees), *n. */
+int api_user_tenants(json_t *cfg, struct store *st, const char *name, struct tenant_info **out,
+                     size_t *n);
+/* At start, after the config's tenants are in the store: every tenant a
+ * login names exists (HR_EINVAL naming dashboard.users[i].tenants[k]). */
+int api_users_check_tenants(json_t *cfg, struct store *st, struct hr_err *err);
+/* POST /v1/session/tenant {"tenant"} (session.c). */
+enum MHD_Result api_session_tenant(struct api_req *r);
 
 /* ---- stats_daily.c (dashobs) ---- */
 enum MHD_Result api_stats_daily(struct api_req *r);
@@ -640,11 +660,13 @@ void api_mask_json(json_t *j);
 /* An event stream opened by session sid ("" for a bearer credential:
  * counted per credential actor instead): 0, or HR_EQUOTA over the
  * per-session (per-credential) cap. Release once per successful acquire. */
-int api_session_stream_acquire(struct api_server *s, const char *sid, const char *actor,
-                               struct hr_err *err);
+int api_session_stream_acquire(struct api_server *s, const char *sid, unsigned epoch,
+                               const char *actor, struct hr_err *err);
 void api_session_stream_release(struct api_server *s, const char *sid, const char *actor);
-/* The session is still signed in (a stream of an ended session ends). */
-bool api_session_alive(struct api_server *s, const char *sid);
+/* The session is still signed in and still sees what it saw at epoch
+ * (api_req.session_epoch): a stream of an ended session ends, and so does
+ * one opened before a tenant switch (dash3). */
+bool api_session_alive(struct api_server *s, const char *sid, unsigned epoch);
 
 /* ---- sse.c: GET /v1/events ---- */
 struct api_events;

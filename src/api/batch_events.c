@@ -32,7 +32,9 @@ struct sse_sub {
 	struct MHD_Connection *conn;
 	char tenant[HR_NAME_MAX];
 	char id[HR_ID_LEN + 1];
-	bool suspended; /* under hub->lock */
+	char session[65]; /* dash3: a dashboard session's ("" for a bearer credential), */
+	unsigned epoch;   /* which ends the stream when it ends or switches tenants */
+	bool suspended;   /* under hub->lock */
 	bool ended;     /* the final event is out (or being sent) */
 	char *last;     /* the last snapshot sent */
 	int64_t last_us;
@@ -173,6 +175,10 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		bool final, gone;
 		char *now = snapshot(s, &final, &gone);
+		if (s->session[0] && !api_session_alive(s->srv, s->session, s->epoch)) {
+			free(now);
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		}
 		int64_t t = hr_mono_us();
 		pthread_mutex_lock(&h->lock);
 		bool stop = h->stop;
@@ -253,6 +259,8 @@ enum MHD_Result api_batch_events(struct api_req *r)
 	s->conn = r->conn;
 	hr_strlcpy(s->tenant, r->tenant, sizeof s->tenant);
 	hr_strlcpy(s->id, r->path_id, sizeof s->id);
+	memcpy(s->session, r->session, sizeof s->session);
+	s->epoch = r->session_epoch;
 	pthread_mutex_lock(&h->lock);
 	bool full = h->n >= SSE_MAX || h->stop;
 	if (!full) {

@@ -934,8 +934,8 @@ int serve_main(int argc, char **argv)
 	raise_fd_limit(&aopts);
 	if (channel_policy_init(&policy, cfg, &err) || callback_policy_init(&cbpolicy, cfg, &err) ||
 	    callback_tenants_load(cfg, &policy, &cbpolicy, &cbt, &ncbt, &err) ||
-	    open_store(cfg, &a, &st, &err) ||
-	    serve_sync_config(cfg, st, &err) ||
+	    open_store(cfg, &a, &st, &err) || serve_sync_config(cfg, st, &err) ||
+	    api_users_check_tenants(cfg, st, &err) || /* dash3: the logins' tenants exist */
 	    account_set_load_policy(st, &policy, &accounts, &err))
 		goto out;
 	account_set_public_url(&accounts, aopts.public_url);

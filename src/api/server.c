@@ -405,6 +405,9 @@ static const struct api_route_def api_routes[] = {
      "GET, HEAD"},
     {"/v1/session/view", ROUTE_SESSION_VIEW, NONE, TENANT(api_session_view, SCOPE_MESSAGES_READ),
      NONE, "POST"},
+    /* dash3: a login of several tenants moves its session to another. */
+    {"/v1/session/tenant", ROUTE_SESSION_TENANT, NONE,
+     TENANT(api_session_tenant, SCOPE_MESSAGES_READ), NONE, "POST"},
 };
 
 #define API_NROUTES (sizeof api_routes / sizeof *api_routes)

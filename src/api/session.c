@@ -57,6 +57,10 @@ struct session {
 	char view_unit[HR_NAME_MAX];         /* dashobs: narrowed to this unit ("": none) */
 	bool login;                          /* dashobs: a configured login, not a key: */
 	struct api_principal who;            /* its tenant, unit, scopes and actor */
+	char user[64];                       /* dash3: the login's name ("" for a key) */
+	bool multi;                          /* dash3: the login may switch tenants */
+	unsigned epoch;                      /* dash3: tenant switches so far (streams
+	                                      * opened before one end) */
 };
 
 struct api_sessions {
@@ -168,7 +172,7 @@ static bool is_read(const struct api_req *r)
  * returned in cred for the caller to re-check. */
 static int session_lookup(struct api_req *r, char sid[65], char cred[65], bool *csrf_ok,
                           bool *masked, char view[HR_NAME_MAX], bool *login,
-                          struct api_principal *who, struct hr_err *err)
+                          struct api_principal *who, unsigned *epoch, struct hr_err *err)
 {
 	struct api_sessions *ss = r->srv->sessions;
 	int copies;
@@ -192,6 +196,7 @@ static int session_lookup(struct api_req *r, char sid[65], char cred[65], bool *
 		*login = x->login;
 		if (x->login)
 			*who = x->who;
+		*epoch = x->epoch;
 	}
 	pthread_mutex_unlock(&ss->lock);
 	if (!x)
@@ -228,7 +233,8 @@ int api_session_auth(struct api_req *r, struct hr_err *err)
 	bool csrf_ok = false, masked = true, login = false;
 	struct api_principal who;
 	memset(&who, 0, sizeof who);
-	int rc = session_lookup(r, sid, cred, &csrf_ok, &masked, view, &login, &who, err);
+	unsigned epoch = 0;
+	int rc = session_lookup(r, sid, cred, &csrf_ok, &masked, view, &login, &who, &epoch, err);
 	if (rc)
 		return rc;
 	/* A configured login's session carries its principal; its tenant and
@@ -253,6 +259,7 @@ int api_session_auth(struct api_req *r, struct hr_err *err)
 		               "X-CSRF-Token header");
 	}
 	memcpy(r->session, sid, sizeof r->session);
+	r->session_epoch = epoch;
 	r->masked = masked;
 	/* Exports are files of phone numbers in full: not while masked. */
 	const char *fmt = api_query(r, "format");
@@ -301,6 +308,41 @@ static json_t *session_json(const struct api_req *r, const struct session *x,
 	                 x->unmask_until > hr_now_us() ? time_json(x->unmask_until) : json_null());
 }
 
+/*
+ * dash3: "tenants", the tenants the session may switch to ([{id, name}],
+ * its own included; one for a key's session or a login of one tenant) and
+ * "tenant_switch" (whether it may switch at all), added to j. 0, or
+ * HR_ENOMEM / the store's error.
+ */
+static int session_tenants_json(const struct api_req *r, const struct session *x, json_t *j)
+{
+	struct store *st = r->srv->o.store;
+	struct tenant_info *v = NULL;
+	size_t n = 0;
+	int rc;
+	if (x->multi) {
+		rc = api_user_tenants(r->srv->o.auth_cfg, st, x->user, &v, &n);
+	} else {
+		v = calloc(1, sizeof *v);
+		rc = v ? st->ops->tenant_get(st, r->who.tenant, v) : HR_ENOMEM;
+		n = rc == 0;
+	}
+	json_t *a = rc == 0 ? json_array() : NULL;
+	for (size_t i = 0; a && i < n; i++)
+		if (json_array_append_new(
+		        a, json_pack("{s:s, s:s}", "id", v[i].id, "name", v[i].name)) != 0) {
+			json_decref(a);
+			a = NULL;
+		}
+	free(v);
+	if (rc)
+		return rc;
+	if (!a || json_object_set_new(j, "tenants", a) != 0 ||
+	    json_object_set_new(j, "tenant_switch", json_boolean(x->multi)) != 0)
+		return HR_ENOMEM;
+	return 0;
+}
+
 static void hex_random(char out[65])
 {
 	unsigned char b[32];
@@ -339,7 +381,7 @@ static struct session *session_slot(struct api_sessions *ss, const char *cred, i
 	return free_slot;
 }
 
-static enum MHD_Result session_create(struct api_req *r, char cred[65], bool login);
+static enum MHD_Result session_create(struct api_req *r, char cred[65], const char *user);
 
 /* The client's address as text ("-" when MHD cannot say). */
 static void client_addr(struct api_req *r, char out[64])
@@ -368,6 +410,9 @@ static enum MHD_Result login_post(struct api_req *r, json_t *o)
 	hr_err_clear(&err);
 	const char *name = json_string_value(json_object_get(o, "name"));
 	json_t *jp = json_object_get(o, "password");
+	/* dash3: a login of several tenants may start in one of them. */
+	json_t *jt = json_object_get(o, "tenant");
+	char want[HR_NAME_MAX] = "";
 	int rc = 0;
 	if (json_object_get(o, "api_key"))
 		rc = hr_fail(&err, HR_EINVAL, "api_key",
@@ -376,6 +421,12 @@ static enum MHD_Result login_post(struct api_req *r, json_t *o)
 		rc = hr_fail(&err, HR_EINVAL, "name", "name is required (a string)");
 	else if (!json_is_string(jp))
 		rc = hr_fail(&err, HR_EINVAL, "password", "password is required (a string)");
+	else if (jt && !json_is_null(jt) &&
+	         (!json_is_string(jt) || !json_string_length(jt) ||
+	          json_string_length(jt) >= sizeof want))
+		rc = hr_fail(&err, HR_EINVAL, "tenant", "tenant must be a tenant id");
+	else if (json_is_string(jt))
+		hr_strlcpy(want, json_string_value(jt), sizeof want);
 	char addr[64], uname[64];
 	client_addr(r, addr);
 	hr_utf8_copy(uname, name ? name : "", sizeof uname);
@@ -397,6 +448,10 @@ static enum MHD_Result login_post(struct api_req *r, json_t *o)
 	if (rc == HR_EAUTH)
 		hr_log(HR_LOG_WARN, "api", "dashboard sign-in refused: user %s from %s", uname,
 		       addr);
+	/* The tenant it starts in, and its role there (dash3). */
+	if (rc == 0)
+		rc = api_user_principal(r->srv->o.auth_cfg, st, uname, want[0] ? want : NULL, &who,
+		                        &err);
 	if (rc == 0 && (rc = login_check(r, &who, &err)) != 0)
 		hr_strlcpy(err.field, "name", sizeof err.field);
 	if (rc)
@@ -415,7 +470,7 @@ static enum MHD_Result login_post(struct api_req *r, json_t *o)
 		return api_fail(r, rc, &err);
 	char cred[65];
 	hr_sha256_hex(object, strlen(object), cred);
-	return session_create(r, cred, true);
+	return session_create(r, cred, uname);
 }
 
 enum MHD_Result api_session_post(struct api_req *r)
@@ -436,7 +491,7 @@ enum MHD_Result api_session_post(struct api_req *r)
 	json_t *o = api_body_object(r, &ret);
 	if (!o)
 		return ret;
-	static const char *const allowed[] = {"api_key", "name", "password", NULL};
+	static const char *const allowed[] = {"api_key", "name", "password", "tenant", NULL};
 	int rc = api_keys_check(o, allowed, &err);
 	/* dashobs: a configured login instead of a key. */
 	if (rc == 0 && json_object_get(o, "name"))
@@ -445,6 +500,9 @@ enum MHD_Result api_session_post(struct api_req *r)
 	size_t klen = key ? strlen(key) : 0;
 	if (rc == 0 && !key)
 		rc = hr_fail(&err, HR_EINVAL, "api_key", "api_key is required (a string)");
+	if (rc == 0 && json_object_get(o, "tenant"))
+		rc = hr_fail(&err, HR_EINVAL, "tenant",
+		             "an API key belongs to one tenant: tenant is for logins of several");
 	if (rc == 0 && (klen == 0 || klen > SESSION_KEY_MAX))
 		rc = hr_fail(&err, HR_EAUTH, "api_key", "invalid API key");
 	if (rc == 0 && memchr(key, '.', klen))
@@ -476,13 +534,15 @@ enum MHD_Result api_session_post(struct api_req *r)
 		return api_fail(r, rc, &err);
 	}
 
-	return session_create(r, cred, false);
+	return session_create(r, cred, NULL);
 }
 
-/* A new session for r->who (made from the key whose hash is cred, or a
- * configured login, cred then the hash of "user:<name>"): the cookie, 201. */
-static enum MHD_Result session_create(struct api_req *r, char cred[65], bool login)
+/* A new session for r->who (made from the key whose hash is cred, or the
+ * configured login user, cred then the hash of "user:<name>"): the cookie,
+ * 201. */
+static enum MHD_Result session_create(struct api_req *r, char cred[65], const char *user)
 {
+	bool login = user != NULL;
 	struct api_sessions *ss = r->srv->sessions;
 	struct hr_err err;
 	hr_err_clear(&err);
@@ -502,8 +562,11 @@ static enum MHD_Result session_create(struct api_req *r, char cred[65], bool log
 		hr_strlcpy(x->actor, r->who.actor, sizeof x->actor);
 		x->created = x->last = now;
 		x->login = login;
-		if (login)
+		if (login) {
 			x->who = r->who;
+			hr_strlcpy(x->user, user, sizeof x->user);
+			x->multi = api_user_multi(r->srv->o.auth_cfg, user);
+		}
 		snap = *x;
 	}
 	pthread_mutex_unlock(&ss->lock);
@@ -523,6 +586,10 @@ static enum MHD_Result session_create(struct api_req *r, char cred[65], bool log
 	explicit_bzero(tok, sizeof tok);
 	const char *extra[] = {"Set-Cookie", cookie, "Cache-Control", "no-store", NULL};
 	json_t *j = session_json(r, &snap, &ss->o);
+	if (j && session_tenants_json(r, &snap, j) != 0) {
+		json_decref(j);
+		j = NULL;
+	}
 	explicit_bzero(&snap, sizeof snap);
 	ret = api_respond_json(r, 201, j, extra);
 	explicit_bzero(cookie, sizeof cookie);
@@ -560,7 +627,12 @@ enum MHD_Result api_session_get(struct api_req *r)
 	if (!found)
 		return api_fail(r, HR_EAUTH, NULL);
 	json_t *j = session_json(r, &snap, &ss->o);
+	int trc = j ? session_tenants_json(r, &snap, j) : 0;
 	explicit_bzero(&snap, sizeof snap);
+	if (trc) { /* the store could not say which tenants (dash3) */
+		json_decref(j);
+		return api_fail(r, trc, NULL);
+	}
 	/* dashobs: the units a tenant-wide session may view (the switcher). */
 	if (j && (!r->who.unit[0] || r->unit_view)) {
 		struct store *st = r->srv->o.store;
@@ -747,8 +819,8 @@ static int *bearer_count(struct api_sessions *ss, const char *actor, bool create
 	return create ? free_slot : NULL;
 }
 
-int api_session_stream_acquire(struct api_server *s, const char *sid, const char *actor,
-                               struct hr_err *err)
+int api_session_stream_acquire(struct api_server *s, const char *sid, unsigned epoch,
+                               const char *actor, struct hr_err *err)
 {
 	struct api_sessions *ss = s->sessions;
 	int rc = 0;
@@ -756,9 +828,12 @@ int api_session_stream_acquire(struct api_server *s, const char *sid, const char
 	int *count;
 	if (sid[0]) {
 		struct session *x = session_find(ss, sid, hr_now_us());
-		count = x ? &x->streams : NULL;
+		count = x && x->epoch == epoch ? &x->streams : NULL;
 		if (!x)
 			rc = hr_fail(err, HR_EAUTH, "Cookie", "the dashboard session has ended");
+		else if (!count) /* dash3: switched while this request was on its way */
+			rc = hr_fail(err, HR_ECONFLICT, "tenant",
+			             "the session switched tenants: open the stream again");
 	} else {
 		count = bearer_count(ss, actor, true);
 		if (!count) /* more credentials than streams: the global cap answers */
@@ -797,11 +872,12 @@ void api_session_stream_release(struct api_server *s, const char *sid, const cha
 	pthread_mutex_unlock(&ss->lock);
 }
 
-bool api_session_alive(struct api_server *s, const char *sid)
+bool api_session_alive(struct api_server *s, const char *sid, unsigned epoch)
 {
 	struct api_sessions *ss = s->sessions;
 	pthread_mutex_lock(&ss->lock);
-	bool alive = session_find(ss, sid, hr_now_us()) != NULL;
+	const struct session *x = session_find(ss, sid, hr_now_us());
+	bool alive = x && x->epoch == epoch;
 	pthread_mutex_unlock(&ss->lock);
 	return alive;
 }
@@ -862,4 +938,123 @@ enum MHD_Result api_session_view(struct api_req *r)
 		return api_fail(r, HR_EAUTH, NULL);
 	return api_respond_json(
 	    r, 200, json_pack("{s:o}", "unit", unit[0] ? json_string(unit) : json_null()), NULL);
+}
+
+/*
+ * dash3: POST /v1/session/tenant {"tenant": "<id>"}. A configured login
+ * of several tenants (dashboard.users[].tenants: platform and on-call
+ * staff) moves its session to another of them: the principal is made
+ * anew for that tenant (its role there, tenant-wide), the unit view and
+ * any unmask end (an unmask was recorded in the tenant left), and every
+ * event stream the session opened before ends at its next tick (the epoch
+ * changes), so none keeps showing the tenant left; the browser's
+ * EventSource reconnects to the new one.
+ *
+ * Refusals: a bearer credential 422 (it has no session); a key's session
+ * or a login of one tenant 403 (nothing to switch to); a tenant the login
+ * does not list, an unknown one and a disabled one alike 404 "no such
+ * tenant". The switch is written first to the audit log of the tenant
+ * entered (session.tenant, object user:<name>, before {"tenant": from},
+ * after {"tenant": to, "address"}): a tenant's log shows everyone who came
+ * into its data, by sign-in or by switch. That tenant's own admins see
+ * "before" as null (api_audit_list): the tenant left is another
+ * customer's name; operators see both.
+ */
+enum MHD_Result api_session_tenant(struct api_req *r)
+{
+	struct api_sessions *ss = r->srv->sessions;
+	struct store *st = r->srv->o.store;
+	struct hr_err err;
+	hr_err_clear(&err);
+	if (!r->session[0]) {
+		hr_fail(&err, HR_EINVAL, "session",
+		        "switching tenants is for dashboard sessions: an API key belongs to one "
+		        "tenant");
+		return api_fail(r, HR_EINVAL, &err);
+	}
+	enum MHD_Result ret;
+	json_t *o = api_body_object(r, &ret);
+	if (!o)
+		return ret;
+	static const char *const allowed[] = {"tenant", NULL};
+	int rc = api_keys_check(o, allowed, &err);
+	json_t *jt = json_object_get(o, "tenant");
+	char to[HR_NAME_MAX] = "";
+	if (rc == 0 && (!json_is_string(jt) || !json_string_length(jt)))
+		rc = hr_fail(&err, HR_EINVAL, "tenant", "tenant is required (a tenant id)");
+	else if (rc == 0)
+		hr_utf8_copy(to, json_string_value(jt), sizeof to);
+	bool too_long = rc == 0 && json_string_length(jt) >= sizeof to;
+	json_decref(o);
+	if (rc)
+		return api_fail(r, rc, &err);
+	char user[64] = "", from[HR_NAME_MAX] = "";
+	bool multi = false;
+	pthread_mutex_lock(&ss->lock);
+	struct session *x = session_find(ss, r->session, hr_now_us());
+	if (x) {
+		hr_strlcpy(user, x->user, sizeof user);
+		hr_strlcpy(from, x->who.tenant, sizeof from);
+		multi = x->multi;
+	}
+	pthread_mutex_unlock(&ss->lock);
+	if (!x)
+		return api_fail(r, HR_EAUTH, NULL);
+	if (!multi) {
+		hr_fail(&err, HR_EFORBIDDEN, "tenant",
+		        "this session sees one tenant: only a login of several tenants switches");
+		return api_fail(r, HR_EFORBIDDEN, &err);
+	}
+	struct api_principal who;
+	memset(&who, 0, sizeof who);
+	rc = too_long ? hr_fail(&err, HR_ENOTFOUND, "tenant", "no such tenant")
+	              : api_user_principal(r->srv->o.auth_cfg, st, user, to, &who, &err);
+	if (rc)
+		return api_fail(r, rc, &err);
+	if (strcmp(from, to) != 0) {
+		char addr[64], object[96];
+		client_addr(r, addr);
+		snprintf(object, sizeof object, "user:%s", user);
+		struct audit_row a;
+		rc = api_audit_json(r, to, "session.tenant", object,
+		                    json_pack("{s:s}", "tenant", from),
+		                    json_pack("{s:s, s:s}", "tenant", to, "address", addr), &a);
+		if (rc == 0) {
+			rc = st->ops->audit_append(st, &a, &err);
+			api_audit_done(&a);
+		}
+		if (rc) /* no switch that the audit log does not show */
+			return api_fail(r, rc, &err);
+	}
+	struct session snap;
+	pthread_mutex_lock(&ss->lock);
+	x = session_find(ss, r->session, hr_now_us());
+	if (x && strcmp(from, to) != 0) {
+		x->who = who;
+		x->view_unit[0] = '\0';
+		x->unmask_until = 0;
+		x->epoch++;
+	}
+	if (x)
+		snap = *x;
+	pthread_mutex_unlock(&ss->lock);
+	if (!x)
+		return api_fail(r, HR_EAUTH, NULL);
+	hr_log(HR_LOG_INFO, "api", "dashboard session of user %s switched from tenant %s to %s",
+	       user, from, to);
+	/* The answer is GET /v1/session's, for the tenant entered. */
+	r->who = snap.who;
+	hr_strlcpy(r->tenant, snap.who.tenant, sizeof r->tenant);
+	r->unit_view = false;
+	r->masked = true;
+	json_t *j = session_json(r, &snap, &ss->o);
+	if (j && session_tenants_json(r, &snap, j) != 0) {
+		json_decref(j);
+		j = NULL;
+	}
+	explicit_bzero(&snap, sizeof snap);
+	if (!j)
+		return api_fail(r, HR_ENOMEM, NULL);
+	const char *extra[] = {"Cache-Control", "no-store", NULL};
+	return api_respond_json(r, 200, j, extra);
 }

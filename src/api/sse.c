@@ -38,6 +38,7 @@ struct ev_sub {
 	char unit[HR_NAME_MAX]; /* a unit credential's unit; "" = tenant-wide */
 	char batch[HR_ID_LEN + 1];
 	char session[65];
+	unsigned epoch; /* dash3: the session's tenant switches when it opened */
 	char actor[96];
 	bool suspended; /* under hub->lock */
 	bool ended;
@@ -220,12 +221,18 @@ static ssize_t ev_read(void *cls, uint64_t pos, char *buf, size_t max)
 		pthread_mutex_lock(&h->lock);
 		bool stop = h->stop;
 		pthread_mutex_unlock(&h->lock);
-		if (stop || (s->session[0] && !api_session_alive(s->srv, s->session)))
+		if (stop || (s->session[0] && !api_session_alive(s->srv, s->session, s->epoch)))
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		bool gone;
 		char *now = ev_snapshot(s, &gone);
-		if (gone)
+		/* dash3: a switch of tenant while the snapshot was read: it is
+		 * not sent (nothing read after a switch goes out). */
+		if (!gone && s->session[0] && !api_session_alive(s->srv, s->session, s->epoch))
+			gone = true;
+		if (gone) {
+			free(now);
 			return MHD_CONTENT_READER_END_OF_STREAM;
+		}
 		int64_t t = hr_mono_us();
 		if (!s->last)
 			hr_buf_printf(&s->out, "retry: 3000\n\n");
@@ -313,6 +320,7 @@ enum MHD_Result api_events_get(struct api_req *r)
 	hr_strlcpy(s->unit, r->who.unit, sizeof s->unit);
 	hr_strlcpy(s->batch, batch ? batch : "", sizeof s->batch);
 	memcpy(s->session, r->session, sizeof s->session);
+	s->epoch = r->session_epoch;
 	hr_strlcpy(s->actor, r->who.actor, sizeof s->actor);
 	/* The global cap first (it is the one that protects connections),
 	 * then the caller's own. */
@@ -328,7 +336,7 @@ enum MHD_Result api_events_get(struct api_req *r)
 		        h->o.max_event_streams);
 		return api_quota_fail(r, &err, 5);
 	}
-	if ((rc = api_session_stream_acquire(srv, s->session, s->actor, &err)) != 0) {
+	if ((rc = api_session_stream_acquire(srv, s->session, s->epoch, s->actor, &err)) != 0) {
 		pthread_mutex_lock(&h->lock);
 		h->n--;
 		pthread_mutex_unlock(&h->lock);

@@ -35,6 +35,7 @@
 #define USER_FAIL_MAX 5
 #define USER_FAIL_WINDOW_US (15 * 60 * 1000000LL)
 #define USER_FAIL_SLOTS 1024
+#define USER_TENANTS_MAX 1000 /* a login's tenants listed by id */
 
 /* A valid yescrypt hash of a random password nobody knows: an unknown
  * name is verified against it, so it takes as long as a known one. */
@@ -63,12 +64,79 @@ bool api_user_scopes(const char *role, unsigned *scopes)
 	return false;
 }
 
+/* A tenants[] entry's id: the string, or the mapping's "id". */
+static const char *user_entry_id(json_t *e)
+{
+	return json_is_object(e) ? json_string_value(json_object_get(e, "id"))
+	                         : json_string_value(e);
+}
+
 static bool name_ok(const char *s)
 {
 	size_t n = s ? strlen(s) : 0;
 	if (n == 0 || n >= USER_NAME_MAX)
 		return false;
 	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-") == n;
+}
+
+/*
+ * A login's "tenants" (dash3: platform and on-call staff): "*" (every
+ * tenant the store holds, now and later), or a list of 1 to
+ * USER_TENANTS_MAX tenant ids, each a string or {id, role} (the role in
+ * that tenant, the login's own otherwise). f is "dashboard.users[i]";
+ * errors name "<f>.tenants" or "<f>.tenants[k]".
+ */
+static int user_tenants_check(json_t *jts, const char *f, struct hr_err *err)
+{
+	char tf[128];
+	snprintf(tf, sizeof tf, "%s.tenants", f);
+	if (json_is_string(jts)) {
+		if (strcmp(json_string_value(jts), "*") != 0)
+			return hr_fail(err, HR_EINVAL, tf,
+			               "%s must be a list of tenant ids or \"*\" (every tenant)",
+			               tf);
+		return 0;
+	}
+	if (!json_is_array(jts))
+		return hr_fail(err, HR_EINVAL, tf,
+		               "%s must be a list of tenant ids or \"*\" (every tenant)", tf);
+	size_t n = json_array_size(jts);
+	if (n == 0)
+		return hr_fail(err, HR_EINVAL, tf, "%s is empty: list at least one tenant", tf);
+	if (n > USER_TENANTS_MAX)
+		return hr_fail(err, HR_EINVAL, tf,
+		               "%s lists %zu tenants (at most %d; \"*\" for all)", tf, n,
+		               USER_TENANTS_MAX);
+	for (size_t k = 0; k < n; k++) {
+		json_t *e = json_array_get(jts, k);
+		char ef[160];
+		snprintf(ef, sizeof ef, "%s[%zu]", tf, k);
+		const char *id = user_entry_id(e);
+		if (json_is_object(e)) {
+			const char *key;
+			json_t *v;
+			json_object_foreach(e, key, v)
+			{
+				if (strcmp(key, "id") && strcmp(key, "role"))
+					return hr_fail(err, HR_EINVAL, ef,
+					               "%s.%.40s is not a known field (id, role)",
+					               ef, key);
+			}
+			unsigned sc;
+			json_t *jr = json_object_get(e, "role");
+			if (jr && !api_user_scopes(json_string_value(jr), &sc))
+				return hr_fail(err, HR_EINVAL, ef,
+				               "%s.role must be viewer, operator or approver", ef);
+		}
+		if (!id || !*id || strlen(id) >= HR_NAME_MAX || !strcmp(id, "*"))
+			return hr_fail(err, HR_EINVAL, ef, "%s must be a tenant id (or {id, role})",
+			               ef);
+		for (size_t j = 0; j < k; j++)
+			if (!strcmp(user_entry_id(json_array_get(jts, j)), id))
+				return hr_fail(err, HR_EINVAL, ef,
+				               "%s: tenant '%s' is listed twice", ef, id);
+	}
+	return 0;
 }
 
 int api_users_check(json_t *cfg, struct hr_err *err)
@@ -91,7 +159,8 @@ int api_users_check(json_t *cfg, struct hr_err *err)
 		json_object_foreach(u, key, v)
 		{
 			if (strcmp(key, "name") && strcmp(key, "password_hash") &&
-			    strcmp(key, "tenant") && strcmp(key, "unit") && strcmp(key, "role")) {
+			    strcmp(key, "tenant") && strcmp(key, "unit") && strcmp(key, "role") &&
+			    strcmp(key, "tenants")) {
 				snprintf(f, sizeof f, "dashboard.users[%zu].%.40s", i, key);
 				return hr_fail(err, HR_EINVAL, f, "%s is not a known field", f);
 			}
@@ -112,8 +181,19 @@ int api_users_check(json_t *cfg, struct hr_err *err)
 			               "%s.password_hash must be a crypt(3) hash (make one with "
 			               "`herald hash-password`)",
 			               f);
-		if (!tenant || !*tenant || strlen(tenant) >= HR_NAME_MAX)
-			return hr_fail(err, HR_EINVAL, f, "%s.tenant is required", f);
+		json_t *jts = json_object_get(u, "tenants");
+		if (jts && json_object_get(u, "tenant"))
+			return hr_fail(err, HR_EINVAL, f,
+			               "%s: give tenant (one) or tenants (several), not both", f);
+		if (jts) {
+			if (user_tenants_check(jts, f, err) ||
+			    (ju && !json_is_null(ju) &&
+			     hr_fail(err, HR_EINVAL, f,
+			             "%s.unit: a login of several tenants is tenant-wide (no unit)",
+			             f)))
+				return err->code;
+		} else if (!tenant || !*tenant || strlen(tenant) >= HR_NAME_MAX)
+			return hr_fail(err, HR_EINVAL, f, "%s.tenant (or tenants) is required", f);
 		if (ju && !json_is_null(ju) &&
 		    (!json_is_string(ju) || !*json_string_value(ju) ||
 		     json_string_length(ju) >= HR_NAME_MAX))
@@ -257,13 +337,168 @@ int api_user_verify(json_t *cfg, const char *name, const char *password, const c
 	if (!ok)
 		return hr_fail(err, HR_EAUTH, "password", "wrong name or password");
 	memset(who, 0, sizeof *who);
-	hr_strlcpy(who->tenant, json_string_value(json_object_get(found, "tenant")),
-	           sizeof who->tenant);
-	const char *unit = json_string_value(json_object_get(found, "unit"));
+	snprintf(who->actor, sizeof who->actor, "user:%s", name);
+	return 0;
+}
+
+/* ---- the tenants of a login (dash3) ---- */
+
+static json_t *user_find(json_t *cfg, const char *name)
+{
+	size_t i;
+	json_t *u;
+	json_array_foreach(hr_cfg_get(cfg, "dashboard.users"), i, u)
+	{
+		const char *un =
+		    json_is_object(u) ? json_string_value(json_object_get(u, "name")) : NULL;
+		if (un && name && !strcmp(un, name))
+			return u;
+	}
+	return NULL;
+}
+
+/* Whether login u may see tenant id; *role its role there. */
+static bool user_allows(json_t *u, const char *id, const char **role)
+{
+	*role = json_string_value(json_object_get(u, "role"));
+	json_t *jts = json_object_get(u, "tenants");
+	if (!jts) {
+		const char *t = json_string_value(json_object_get(u, "tenant"));
+		return t && !strcmp(t, id);
+	}
+	if (json_is_string(jts))
+		return true; /* "*" */
+	size_t k;
+	json_t *e;
+	json_array_foreach(jts, k, e)
+	{
+		const char *eid = user_entry_id(e);
+		if (eid && !strcmp(eid, id)) {
+			const char *r = json_string_value(json_object_get(e, "role"));
+			if (r)
+				*role = r;
+			return true;
+		}
+	}
+	return false;
+}
+
+bool api_user_multi(json_t *cfg, const char *name)
+{
+	json_t *jts = json_object_get(user_find(cfg, name), "tenants");
+	return jts && (json_is_string(jts) || json_array_size(jts) > 1);
+}
+
+int api_user_principal(json_t *cfg, struct store *st, const char *name, const char *tenant,
+                       struct api_principal *who, struct hr_err *err)
+{
+	json_t *u = user_find(cfg, name);
+	if (!u)
+		return hr_fail(err, HR_EAUTH, "name", "no such login");
+	char pick[HR_NAME_MAX] = "";
+	const char *role = NULL;
+	if (tenant) {
+		struct tenant_info t;
+		memset(&t, 0, sizeof t);
+		/* Not listed, unknown and disabled answer alike: which tenants
+		 * exist is nobody's business but the operator's. */
+		if (strlen(tenant) >= HR_NAME_MAX || !user_allows(u, tenant, &role) ||
+		    st->ops->tenant_get(st, tenant, &t) != 0 || t.disabled)
+			return hr_fail(err, HR_ENOTFOUND, "tenant", "no such tenant");
+		hr_strlcpy(pick, tenant, sizeof pick);
+	} else if (!json_object_get(u, "tenants")) {
+		hr_strlcpy(pick, json_string_value(json_object_get(u, "tenant")), sizeof pick);
+		role = json_string_value(json_object_get(u, "role"));
+	} else {
+		/* The first the login may see that is enabled: the list's order,
+		 * or the store's for "*". */
+		struct tenant_info *all = NULL;
+		size_t n = 0;
+		if (st->ops->tenant_list(st, &all, &n) != 0)
+			return hr_fail(err, HR_EIO, NULL, "cannot read the tenants");
+		json_t *jts = json_object_get(u, "tenants");
+		size_t k;
+		json_t *e;
+		if (json_is_array(jts)) {
+			json_array_foreach(jts, k, e)
+			{
+				for (size_t i = 0; !pick[0] && i < n; i++)
+					if (!all[i].disabled &&
+					    !strcmp(all[i].id, user_entry_id(e)))
+						hr_strlcpy(pick, all[i].id, sizeof pick);
+				if (pick[0])
+					break;
+			}
+		} else {
+			for (size_t i = 0; !pick[0] && i < n; i++)
+				if (!all[i].disabled)
+					hr_strlcpy(pick, all[i].id, sizeof pick);
+		}
+		free(all);
+		if (!pick[0] || !user_allows(u, pick, &role))
+			return hr_fail(err, HR_EAUTH, "name",
+			               "none of this login's tenants is enabled");
+	}
+	memset(who, 0, sizeof *who);
+	hr_strlcpy(who->tenant, pick, sizeof who->tenant);
+	const char *unit =
+	    json_object_get(u, "tenants") ? NULL : json_string_value(json_object_get(u, "unit"));
 	if (unit)
 		hr_strlcpy(who->unit, unit, sizeof who->unit);
-	if (!api_user_scopes(json_string_value(json_object_get(found, "role")), &who->scopes))
-		return hr_fail(err, HR_EAUTH, "password", "wrong name or password");
+	if (!api_user_scopes(role, &who->scopes))
+		return hr_fail(err, HR_EAUTH, "name", "the login's role is not known");
 	snprintf(who->actor, sizeof who->actor, "user:%s", name);
+	return 0;
+}
+
+int api_user_tenants(json_t *cfg, struct store *st, const char *name, struct tenant_info **out,
+                     size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	json_t *u = user_find(cfg, name);
+	struct tenant_info *all = NULL;
+	size_t na = 0;
+	if (!u)
+		return HR_ENOTFOUND;
+	if (st->ops->tenant_list(st, &all, &na) != 0)
+		return HR_EIO;
+	size_t k = 0;
+	for (size_t i = 0; i < na && k < USER_TENANTS_MAX; i++) {
+		const char *role;
+		if (!all[i].disabled && user_allows(u, all[i].id, &role))
+			all[k++] = all[i];
+	}
+	*out = all;
+	*n = k;
+	return 0;
+}
+
+int api_users_check_tenants(json_t *cfg, struct store *st, struct hr_err *err)
+{
+	size_t i;
+	json_t *u;
+	json_array_foreach(hr_cfg_get(cfg, "dashboard.users"), i, u)
+	{
+		json_t *jts = json_object_get(u, "tenants");
+		const char *one = json_string_value(json_object_get(u, "tenant"));
+		size_t n = jts ? json_array_size(jts) : 1; /* "*": 0, nothing to check */
+		for (size_t k = 0; k < n; k++) {
+			const char *id = jts ? user_entry_id(json_array_get(jts, k)) : one;
+			struct tenant_info t;
+			memset(&t, 0, sizeof t);
+			if (id && st->ops->tenant_get(st, id, &t) == 0)
+				continue;
+			char f[128];
+			if (jts)
+				snprintf(f, sizeof f, "dashboard.users[%zu].tenants[%zu]", i, k);
+			else
+				snprintf(f, sizeof f, "dashboard.users[%zu].tenant", i);
+			return hr_fail(err, HR_EINVAL, f,
+			               "%s: no tenant '%.63s' (tenants[] or "
+			               "POST /v1/tenants makes one)",
+			               f, id ? id : "");
+		}
+	}
 	return 0;
 }

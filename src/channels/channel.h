@@ -363,6 +363,11 @@ enum outcome_class channel_http_class(long http_status);
 /* Sets out->cls from channel_http_class; a 429 that names no scope limits
  * the account (rate_scope ACCOUNT). */
 void channel_http_outcome(struct send_outcome *out, long http_status);
+/* dash3: what the codes every adapter may record itself mean: "network"
+ * (no answer) and "http_<status>" (an answer without the provider's own
+ * error body), by status class; NULL for any other code. For an adapter's
+ * error_meaning, after its own table. */
+const char *channel_common_meaning(const char *code);
 
 /* Account config readers for adapters' account_load. Errors name the key as
  * "accounts[<id>].<key>". */

@@ -1926,9 +1926,48 @@ static void rbm_token_state(const struct channel_account *acct, int64_t *expires
 	pthread_mutex_unlock(&p->lock);
 }
 
+/*
+ * dash3: what the codes this adapter records mean, for the overview's top
+ * failure codes. rbm_parse_send records Google's status name from the
+ * error body (google.rpc.Code names, PROVIDERS.md's classes), the reason
+ * not_rcs_capable for a 404, "http_<status>" for an answer without an
+ * error body and "network" for none; rbm_parse_event records
+ * TTL_EXPIRATION_REVOKED for a message whose ttl ran out undelivered.
+ */
+static const struct {
+	const char *code, *text;
+} rbm_meanings[] = {
+    {"not_rcs_capable", "Recipient cannot receive RCS (device not capable or RCS off; 404 "
+                        "NOT_FOUND): falls back when routed"},
+    {"NOT_FOUND", "Recipient cannot receive RCS (404)"},
+    {"INVALID_ARGUMENT", "Invalid request (400): a field, or a feature the recipient's device "
+                         "lacks"},
+    {"FAILED_PRECONDITION", "Refused in the current state (400), e.g. the agent is not "
+                            "launched"},
+    {"PERMISSION_DENIED", "Agent not allowed (403): not launched on the recipient's carrier, "
+                          "or the service account lacks access"},
+    {"UNAUTHENTICATED", "Access token missing, expired or revoked (401); retried with a new "
+                        "token"},
+    {"RESOURCE_EXHAUSTED", "The agent's request quota is used up (429); retried later"},
+    {"ABORTED", "Aborted by a concurrent request (409)"},
+    {"INTERNAL", "RBM internal error (500); retried"},
+    {"UNAVAILABLE", "RBM is unavailable (503); retried"},
+    {"DEADLINE_EXCEEDED", "RBM did not answer in time (504); retried"},
+    {"TTL_EXPIRATION_REVOKED", "Not delivered before its ttl ran out: RBM revoked it"},
+};
+
+static const char *rbm_error_meaning(const char *code)
+{
+	for (size_t i = 0; code && i < sizeof rbm_meanings / sizeof *rbm_meanings; i++)
+		if (!strcmp(rbm_meanings[i].code, code))
+			return rbm_meanings[i].text;
+	return channel_common_meaning(code);
+}
+
 const struct channel_ops channel_rcs = {
     .name = "rcs",
-    .token_state = rbm_token_state, /* dashobs */
+    .error_meaning = rbm_error_meaning, /* dash3 */
+    .token_state = rbm_token_state,     /* dashobs */
     .has_receipts = true,
     .secret_fields = rbm_secrets,
     .provider_origins = rbm_origins,

@@ -710,6 +710,30 @@ void channel_http_outcome(struct send_outcome *out, long http_status)
 	out->rate_scope = out->cls == OUTCOME_RATE_LIMITED ? RATE_SCOPE_ACCOUNT : RATE_SCOPE_NONE;
 }
 
+const char *channel_common_meaning(const char *code)
+{
+	if (!code)
+		return NULL;
+	if (!strcmp(code, "network"))
+		return "No answer from the provider (connection refused, reset or timed out); "
+		       "retried";
+	if (strncmp(code, "http_", 5) != 0 || strlen(code) != 8 ||
+	    strspn(code + 5, "0123456789") != 3)
+		return NULL;
+	long st = strtol(code + 5, NULL, 10);
+	if (st >= 200 && st < 300)
+		return "A success answer without the message's id; retried";
+	if (st == 429)
+		return "Too many requests (HTTP 429) without a body; retried later";
+	if (st == 408)
+		return "The provider timed out the request (HTTP 408); retried";
+	if (st >= 500 && st < 600)
+		return "The provider failed (HTTP 5xx) without an error body; retried";
+	if (st >= 400 && st < 500)
+		return "The provider refused the request (HTTP 4xx) without an error body";
+	return NULL;
+}
+
 enum outcome_class channel_http_class(long http_status)
 {
 	if (http_status == 429)

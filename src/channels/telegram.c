@@ -964,8 +964,44 @@ static int tg_webhook_parse(const struct channel_account *acct, const char *body
 static const char *const tg_secrets[] = {"bot_token", "webhook_secret", NULL};
 static const char *const tg_origins[] = {TG_DEFAULT_BASE, NULL};
 
+/*
+ * dash3: what the codes this adapter records mean, for the overview's top
+ * failure codes. tg_parse_send records the Bot API's error_code ("400",
+ * "403", ...), whose description tells the case apart (kept as the
+ * message's error text): each meaning names the classes of description
+ * that code comes with (PROVIDERS.md, the Bot API's answers); any other
+ * 4xx or 5xx code by its class; "http_<status>" and "network" as every
+ * adapter's.
+ */
+static const char *tg_error_meaning(const char *code)
+{
+	static const struct {
+		const char *code, *text;
+	} known[] = {
+	    {"400", "Bad request: chat not found, text empty or too long, entities that do not "
+	            "parse, or a bad parameter (the error text says which)"},
+	    {"401", "Bot token invalid or revoked: the account's sends stop"},
+	    {"403", "Forbidden: the bot was blocked by the user, removed from the group or "
+	            "channel, or may not start this chat"},
+	    {"404", "Bot token or method not found: the account's sends stop"},
+	    {"409", "Conflict: another webhook or getUpdates session uses this bot"},
+	    {"429", "Too many requests: retried after the retry_after Telegram gives"},
+	};
+	for (size_t i = 0; code && i < sizeof known / sizeof *known; i++)
+		if (!strcmp(known[i].code, code))
+			return known[i].text;
+	if (code && strlen(code) == 3 && strspn(code, "0123456789") == 3) {
+		if (code[0] == '5')
+			return "Telegram server error (5xx); retried";
+		if (code[0] == '4')
+			return "Refused by Telegram (4xx; the error text says why)";
+	}
+	return channel_common_meaning(code);
+}
+
 const struct channel_ops channel_telegram = {
     .name = "telegram",
+    .error_meaning = tg_error_meaning, /* dash3 */
     .has_receipts = false,
     .secret_fields = tg_secrets,
     .provider_origins = tg_origins,

@@ -78,6 +78,15 @@ tenants:
   - id: other
     name: Other
     api_keys: [${OTHER}]
+    accounts:
+      - id: other-wa
+        channel: whatsapp
+        base_url: ${SIM}
+        api_version: "21.0"
+        phone_number_id: "106540352242988"
+        access_token: test-token
+        app_secret: app-secret-123
+        verify_token: verify-me
 pricing:
   currency: EUR
   whatsapp:
@@ -86,6 +95,7 @@ pricing:
 dashboard:
   users:
     - {name: olga, password_hash: "${execFileSync(BIN, ['hash-password'], {input: 'olga-pass-1\n'}).toString().trim()}", tenant: acme, role: viewer}
+    - {name: pat, password_hash: "${execFileSync(BIN, ['hash-password'], {input: 'pat-pass-1\n'}).toString().trim()}", tenants: [acme, other], role: operator}
 sim:
   listen: 127.0.0.1:${simPort}
   whatsapp:
@@ -685,13 +695,38 @@ async function main() {
 			check((await acmePage.textContent(`tr[data-code="${f.code}"]`)).includes(f.count.toLocaleString('en-US')),
 			      `failure code ${f.code} on the overview`);
 		check(daily.failure_codes.length > 0, 'the failed messages have codes');
+		// dash3: the delivery-rate trend is a chart, one series per channel
+		// the tenant has (acme: WhatsApp only), a point per day with sends
+		// (today only: every message of this run was sent today), at the
+		// rate the API gives; the same figures as a table beside it.
+		const d14 = await bearer('GET', '/v1/stats/daily?days=14', ACME);
+		const drawn = await acmePage.evaluate(() => {
+			const box = document.querySelector('#o-trend-chart');
+			const p = box && box.plot;
+			return p && {labels: p.series.slice(1).map((x) => x.label), xs: p.data[0].length,
+			             points: p.data.slice(1).map((a) => a.filter((v) => v !== null && v !== undefined).length),
+			             today: p.data.slice(1).map((a) => a[a.length - 1]),
+			             canvas: !!box.querySelector('canvas') && box.querySelector('canvas').width > 0};
+		});
+		check(drawn, 'the delivery-rate chart is drawn');
+		check(drawn.canvas, 'the chart has a canvas');
+		eq(JSON.stringify(drawn.labels), JSON.stringify(['whatsapp']), 'the chart\'s series');
+		eq(drawn.xs, 14, 'days on the chart');
+		eq(JSON.stringify(drawn.points), JSON.stringify([1]), 'points with sends (today)');
+		const w14 = d14.days[13].channels.find((c) => c.channel === 'whatsapp');
+		eq(drawn.today[0], w14.delivered / w14.sent * 100, 'today\'s plotted rate');
+		eq(await acmePage.$$eval('#o-trend-table tbody tr', (rs) => rs.length), 14, 'the table alternative\'s days');
+		eq(await acmePage.textContent(`#o-trend-table tr[data-day="${d14.days[13].date}"] td[data-channel="whatsapp"]`),
+		   `${Math.round(w14.delivered / w14.sent * 1000) / 10}% (${w14.delivered.toLocaleString('en-US')} of ${w14.sent.toLocaleString('en-US')})`,
+		   'the table alternative\'s today');
+		check((await acmePage.getAttribute('#o-trend-chart', 'aria-label')).includes('whatsapp'), 'the chart\'s label');
 		await axe(acmePage, 'overview (daily)');
 		check((await acmePage.textContent('li[data-account-alert="acme-wa"]')).includes('paused: maintenance window'), 'the overview\'s alert');
 		await screen(acmePage, '/accounts', `${row}[data-state="paused"]`);
 		acmePage.nextDialog = 'window over';
 		await acmePage.click(`${row} .h-toggle`);
 		await acmePage.waitForSelector(`${row}[data-state="active"]`);
-		// The other tenant has no accounts: nothing of acme's shows.
+		// The other tenant has its own account only: nothing of acme's shows.
 		await screen(otherPage, '/accounts', 'h1:has-text("Sender accounts")');
 		check(!(await otherPage.textContent('main')).includes('acme-wa'), 'other sees acme\'s account');
 	});
@@ -750,6 +785,48 @@ async function main() {
 		await axe(page, 'campaigns (login)');
 		const audit = await bearer('GET', '/v1/audit', ACME);
 		check(audit.entries.some((e) => e.action === 'session.signin' && e.actor === 'user:olga'), 'the sign-in is audited');
+		check(await page.$('#tenant-switch') === null, 'a login of one tenant has no tenant switcher');
+		await page.context().close();
+	});
+
+	// dash3: a login of several tenants (platform, on-call) switches tenant
+	// in the header; the screen is drawn again under the new tenant, which
+	// then shows only its own campaigns.
+	await test('tenant switcher for a login of several tenants', async () => {
+		const oc = await bearer('POST', '/v1/batches', OTHER, {name: 'other-only campaign', channel: 'whatsapp', account: 'other-wa', text: 'x',
+		                                                       start: false, rows: [{to: '+447400123401'}]});
+		check(await acmePage.$('#tenant-switch') === null, 'an API key\'s session has no tenant switcher');
+		const page = await newPage('pat');
+		await page.goto(`${API}/`);
+		await page.fill('#username', 'pat');
+		await page.fill('#password', 'pat-pass-1');
+		await page.click('#signin-user');
+		await page.waitForSelector('#tenant-switch');
+		eq(JSON.stringify(await page.$$eval('#tenant-switch option', (os) => os.map((o) => o.value))), JSON.stringify(['acme', 'other']),
+		   'the tenants it may switch to');
+		eq(await page.inputValue('#tenant-switch'), 'acme', 'it starts in its first tenant');
+		// From an acme campaign's own screen: other has no such campaign,
+		// so the switch lands on other's campaigns list.
+		await screen(page, `/campaign/${state.acmeBatch}`, '#c-status');
+		await page.selectOption('#tenant-switch', 'other');
+		await page.waitForSelector(`tr[data-id="${oc.id}"]`, {timeout: 60000});
+		check(page.url().includes('#/campaigns'), `the list after the switch: ${page.url()}`);
+		let txt = await page.textContent('main');
+		check(!txt.includes('acme-secret-campaign') && !txt.includes('live campaign'), 'acme\'s campaigns after the switch to other');
+		check((await page.textContent('#who')).includes('other'), 'the header names other');
+		await axe(page, 'campaigns (tenant switcher)');
+		await shot(page, 'tenant-switch');
+		// Back: the same screen, acme's again.
+		await page.selectOption('#tenant-switch', 'acme');
+		await page.waitForSelector('td:has-text("live campaign")', {timeout: 60000});
+		txt = await page.textContent('main');
+		check(!txt.includes('other-only campaign'), 'other\'s campaign after the switch back to acme');
+		// Audited in the tenant entered; the tenant left is not other's to see.
+		const audit = await bearer('GET', '/v1/audit', OTHER);
+		const sw = audit.entries.filter((e) => e.action === 'session.tenant' && e.actor === 'user:pat');
+		eq(sw.length, 1, 'switches into other in its audit log');
+		eq(sw[0].after.tenant, 'other', 'the tenant entered');
+		eq(sw[0].before, null, 'the tenant left, hidden from other');
 		await page.context().close();
 	});
 

@@ -300,6 +300,27 @@ static void test_card_and_carousel(void **state)
 	json_decref(m);
 }
 
+/* dash3: the overview's entry for (channel, code) in GET /v1/stats/daily's
+ * top failure codes: its count, and its meaning copied into meaning. */
+static long failure_code(const char *channel, const char *code, char *meaning, size_t size)
+{
+	struct resp r = api_get(&W, "/v1/stats/daily");
+	assert_int_equal(r.status, 200);
+	long n = -1;
+	meaning[0] = '\0';
+	size_t i;
+	json_t *f;
+	json_array_foreach(json_object_get(r.json, "failure_codes"), i, f)
+	{
+		if (strcmp(str(f, "channel"), channel) || strcmp(str(f, "code"), code))
+			continue;
+		n = (long)json_integer_value(json_object_get(f, "count"));
+		snprintf(meaning, size, "%s", str(f, "meaning"));
+	}
+	resp_free(&r);
+	return n;
+}
+
 static void test_not_rcs_capable_fails_once(void **state)
 {
 	(void)state;
@@ -313,6 +334,11 @@ static void test_not_rcs_capable_fails_once(void **state)
 	assert_int_equal(json_integer_value(json_object_get(m, "attempts")), 1);
 	assert_int_equal(events(m, "retry", NULL, -1), 0);
 	json_decref(m);
+	/* dash3: the overview's top failure codes say what it means. */
+	char meaning[256];
+	assert_int_equal(failure_code("rcs", "not_rcs_capable", meaning, sizeof meaning), 1);
+	assert_string_equal(meaning, "Recipient cannot receive RCS (device not capable or RCS off; "
+	                             "404 NOT_FOUND): falls back when routed");
 }
 
 static bool has_inbound(struct world *w, void *arg)

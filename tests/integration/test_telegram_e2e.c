@@ -393,6 +393,27 @@ static void test_retry_after_honoured(void **state)
 	json_decref(m);
 }
 
+/* dash3: the overview's entry for (channel, code) in GET /v1/stats/daily's
+ * top failure codes: its count, and its meaning copied into meaning. */
+static long failure_code(const char *channel, const char *code, char *meaning, size_t size)
+{
+	struct resp r = api_get(&W, "/v1/stats/daily");
+	assert_int_equal(r.status, 200);
+	long n = -1;
+	meaning[0] = '\0';
+	size_t i;
+	json_t *f;
+	json_array_foreach(json_object_get(r.json, "failure_codes"), i, f)
+	{
+		if (strcmp(str(f, "channel"), channel) || strcmp(str(f, "code"), code))
+			continue;
+		n = (long)json_integer_value(json_object_get(f, "count"));
+		snprintf(meaning, size, "%s", str(f, "meaning"));
+	}
+	resp_free(&r);
+	return n;
+}
+
 static void test_blocked_fails(void **state)
 {
 	(void)state;
@@ -405,6 +426,11 @@ static void test_blocked_fails(void **state)
 	assert_non_null(strstr(str(err, "message"), "bot was blocked by the user"));
 	assert_int_equal(json_integer_value(json_object_get(m, "attempts")), 1); /* no retry */
 	json_decref(m);
+	/* dash3: the overview's top failure codes say what it means. */
+	char meaning[256];
+	assert_int_equal(failure_code("telegram", "403", meaning, sizeof meaning), 1);
+	assert_string_equal(meaning, "Forbidden: the bot was blocked by the user, removed from the "
+	                             "group or channel, or may not start this chat");
 }
 
 /* Updates without the secret token are refused; a raw update posted by the

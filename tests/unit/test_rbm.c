@@ -1212,6 +1212,73 @@ static void test_parse_send_table(void **state)
 	channel_account_free(a);
 }
 
+/* dash3: the meaning of each code parse_send and the webhook record (the
+ * overview's top failure codes), exact; NULL for a code RBM does not give. */
+static void test_error_meaning(void **state)
+{
+	(void)state;
+	struct channel_account *a = offline_account();
+	const char *(*meaning)(const char *) = channel_rcs.error_meaning;
+	assert_non_null(meaning);
+	struct {
+		long status;
+		const char *body, *code, *text;
+	} cases[] = {
+	    {404, "{\"error\":{\"code\":404,\"status\":\"NOT_FOUND\"}}", "not_rcs_capable",
+	     "Recipient cannot receive RCS (device not capable or RCS off; 404 NOT_FOUND): falls "
+	     "back when routed"},
+	    {400, "{\"error\":{\"code\":400,\"status\":\"INVALID_ARGUMENT\"}}", "INVALID_ARGUMENT",
+	     "Invalid request (400): a field, or a feature the recipient's device lacks"},
+	    {400, "{\"error\":{\"code\":400,\"status\":\"FAILED_PRECONDITION\"}}",
+	     "FAILED_PRECONDITION",
+	     "Refused in the current state (400), e.g. the agent is not "
+	     "launched"},
+	    {403, "{\"error\":{\"code\":403,\"status\":\"PERMISSION_DENIED\"}}",
+	     "PERMISSION_DENIED",
+	     "Agent not allowed (403): not launched on the recipient's carrier, or the service "
+	     "account lacks access"},
+	    {401, "{\"error\":{\"code\":401,\"status\":\"UNAUTHENTICATED\"}}", "UNAUTHENTICATED",
+	     "Access token missing, expired or revoked (401); retried with a new token"},
+	    {429, "{\"error\":{\"code\":429,\"status\":\"RESOURCE_EXHAUSTED\"}}",
+	     "RESOURCE_EXHAUSTED", "The agent's request quota is used up (429); retried later"},
+	    {409, "{\"error\":{\"code\":409,\"status\":\"ABORTED\"}}", "ABORTED",
+	     "Aborted by a concurrent request (409)"},
+	    {500, "{\"error\":{\"code\":500,\"status\":\"INTERNAL\"}}", "INTERNAL",
+	     "RBM internal error (500); retried"},
+	    {503, "{\"error\":{\"code\":503,\"status\":\"UNAVAILABLE\"}}", "UNAVAILABLE",
+	     "RBM is unavailable (503); retried"},
+	    {504, "{\"error\":{\"code\":504,\"status\":\"DEADLINE_EXCEEDED\"}}",
+	     "DEADLINE_EXCEEDED", "RBM did not answer in time (504); retried"},
+	    {502, "<html>bad gateway</html>", "http_502",
+	     "The provider failed (HTTP 5xx) without an error body; retried"},
+	    {429, "", "http_429", "Too many requests (HTTP 429) without a body; retried later"},
+	    {400, "", "http_400",
+	     "The provider refused the request (HTTP 4xx) without an error body"},
+	    {200, "{}", "http_200", "A success answer without the message's id; retried"},
+	    {0, "Connection refused", "network",
+	     "No answer from the provider (connection refused, reset or timed out); retried"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct send_outcome o;
+		a->ops->parse_send(a, cases[i].status, cases[i].body, strlen(cases[i].body), NULL,
+		                   &o);
+		assert_string_equal(o.error_code, cases[i].code);
+		const char *m = meaning(o.error_code);
+		if (!m || strcmp(m, cases[i].text) != 0)
+			fail_msg("%s: '%s'", cases[i].code, m ? m : "(null)");
+	}
+	assert_string_equal(meaning("TTL_EXPIRATION_REVOKED"),
+	                    "Not delivered before its ttl ran out: RBM revoked it");
+	/* Codes RBM does not give, or another channel's. */
+	static const char *const unknown[] = {"131026",   "403",       "SOMETHING_ELSE", "http_",
+	                                      "http_5x3", "http_5000", "not_rcs",        ""};
+	for (size_t i = 0; i < sizeof unknown / sizeof *unknown; i++)
+		if (meaning(unknown[i]))
+			fail_msg("'%s' has a meaning: %s", unknown[i], meaning(unknown[i]));
+	assert_null(meaning(NULL));
+	channel_account_free(a);
+}
+
 /* ---- webhooks ---- */
 
 static void test_parse_vector(void **state)
@@ -1461,6 +1528,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_malformed),
 	    cmocka_unit_test(test_dedupe_keys),
 	    cmocka_unit_test(test_signed_roundtrip),
+	    cmocka_unit_test(test_error_meaning), /* dash3 */
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -911,6 +911,75 @@ static void test_webhook_malformed(void **state)
 	channel_account_free(a);
 }
 
+/* dash3: the meaning of each code parse_send records (the overview's top
+ * failure codes), exact; NULL for a code Telegram does not give. */
+static void test_error_meaning(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load(ACCT_CONFIG, &err);
+	assert_non_null(a);
+	const char *(*meaning)(const char *) = channel_telegram.error_meaning;
+	assert_non_null(meaning);
+	struct {
+		long status;
+		const char *body, *code, *text;
+	} cases[] = {
+	    {400,
+	     "{\"ok\":false,\"error_code\":400,\"description\":\"Bad Request: chat not found\"}",
+	     "400",
+	     "Bad request: chat not found, text empty or too long, entities that do not parse, or "
+	     "a bad parameter (the error text says which)"},
+	    {401, "{\"ok\":false,\"error_code\":401,\"description\":\"Unauthorized\"}", "401",
+	     "Bot token invalid or revoked: the account's sends stop"},
+	    {403,
+	     "{\"ok\":false,\"error_code\":403,\"description\":\"Forbidden: bot was blocked by "
+	     "the user\"}",
+	     "403",
+	     "Forbidden: the bot was blocked by the user, removed from the group or channel, or "
+	     "may not start this chat"},
+	    {404, "{\"ok\":false,\"error_code\":404,\"description\":\"Not Found\"}", "404",
+	     "Bot token or method not found: the account's sends stop"},
+	    {409,
+	     "{\"ok\":false,\"error_code\":409,\"description\":\"Conflict: terminated by other "
+	     "getUpdates request\"}",
+	     "409", "Conflict: another webhook or getUpdates session uses this bot"},
+	    {429,
+	     "{\"ok\":false,\"error_code\":429,\"description\":\"Too Many Requests: retry after "
+	     "35\",\"parameters\":{\"retry_after\":35}}",
+	     "429", "Too many requests: retried after the retry_after Telegram gives"},
+	    {500,
+	     "{\"ok\":false,\"error_code\":500,\"description\":\"Internal Server Error: restart\"}",
+	     "500", "Telegram server error (5xx); retried"},
+	    {400, "{\"ok\":false,\"error_code\":420,\"description\":\"Flood: wait\"}", "420",
+	     "Refused by Telegram (4xx; the error text says why)"},
+	    {502, "<html>Bad Gateway</html>", "http_502",
+	     "The provider failed (HTTP 5xx) without an error body; retried"},
+	    {418, "", "http_418",
+	     "The provider refused the request (HTTP 4xx) without an error body"},
+	    {200, "{\"ok\":true,\"result\":true}", "http_200",
+	     "A success answer without the message's id; retried"},
+	    {0, "Connection refused", "network",
+	     "No answer from the provider (connection refused, reset or timed out); retried"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct send_outcome o;
+		a->ops->parse_send(a, cases[i].status, cases[i].body, strlen(cases[i].body), NULL,
+		                   &o);
+		assert_string_equal(o.error_code, cases[i].code);
+		const char *m = meaning(o.error_code);
+		if (!m || strcmp(m, cases[i].text) != 0)
+			fail_msg("%s: '%s'", cases[i].code, m ? m : "(null)");
+	}
+	static const char *const unknown[] = {
+	    "131026", "not_rcs_capable", "UNAVAILABLE", "40", "4000", "600", "http_9", ""};
+	for (size_t i = 0; i < sizeof unknown / sizeof *unknown; i++)
+		if (meaning(unknown[i]))
+			fail_msg("'%s' has a meaning: %s", unknown[i], meaning(unknown[i]));
+	assert_null(meaning(NULL));
+	channel_account_free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -921,6 +990,7 @@ int main(void)
 	    cmocka_unit_test(test_build_text_keyboard),
 	    cmocka_unit_test(test_build_media_and_template),
 	    cmocka_unit_test(test_parse_send),
+	    cmocka_unit_test(test_error_meaning), /* dash3 */
 	    cmocka_unit_test(test_webhook_verify),
 	    cmocka_unit_test(test_dedupe_key),
 	    cmocka_unit_test(test_webhook_text_and_reply),

@@ -119,6 +119,44 @@ function header()
 		});
 		who.append(' ', sel);
 	}
+	// dash3: a login of several tenants (platform, on-call) switches
+	// tenant here; shown only when there is more than one.
+	if (s.tenant_switch && s.tenants && s.tenants.length > 1) {
+		const tsel = el('select', {id : 'tenant-switch', 'aria-label' : 'Tenant'},
+		                s.tenants.map((t) => el('option', {value : t.id, selected : t.id === s.tenant},
+		                                        t.name && t.name.toLowerCase() !== t.id.toLowerCase() ? `${t.name} (${t.id})` : t.name || t.id)));
+		tsel.addEventListener('change', () => switchTenant(tsel.value));
+		who.prepend(tsel, ' ');
+	}
+}
+
+// dash3: the session moves to another tenant; the current screen is drawn
+// again under it (an object's own screen, which the new tenant does not
+// have, gives way to its list).
+const PARENT = {'/campaign' : '/campaigns', '/message' : '/messages', '/recipient' : '/messages'};
+async function switchTenant(tenant)
+{
+	try {
+		await api('POST', '/v1/session/tenant', {tenant});
+		await loadSession();
+	} catch (e) {
+		toast(e.message, true);
+		await loadSession();
+	}
+	header();
+	const s = currentSession();
+	if (s)
+		toast(`Now in ${s.tenant}.`);
+	const r = route();
+	const base = `/${r.path.split('/').filter(Boolean)[0] || 'overview'}`;
+	if (PARENT[base]) {
+		const keep = new URLSearchParams();
+		if (r.params.get('tz'))
+			keep.set('tz', r.params.get('tz'));
+		go(PARENT[base], keep); // hashchange renders
+		return;
+	}
+	render();
 }
 
 async function unmask()

@@ -44,10 +44,94 @@ function pct(x)
 	return x === null || x === undefined ? '—' : `${Math.round(x * 1000) / 10}%`;
 }
 
-function dailySection(daily)
+// dash3: the delivery-rate trend as a chart (uPlot, vendored): one series
+// per channel, delivered / sent per UTC day, a gap where a channel sent
+// nothing that day. The chart is an image to assistive technology (its
+// label says what it shows); the same figures are a table beside it, in a
+// disclosure, for screen readers and for anyone who wants the numbers.
+const CHANNEL_COLOURS = {whatsapp : '#1a7f37', sms : '#1f4e8c', rcs : '#8250df', telegram : '#bc4c00'};
+const MORE_COLOURS = [ '#6e7781', '#953800', '#0550ae', '#cf222e' ];
+
+function dayRate(d, ch)
+{
+	const c = d.channels.find((x) => x.channel === ch);
+	return c && c.sent ? (c.delivered / c.sent) * 100 : null;
+}
+
+function trendSection(daily, width)
+{
+	const days = daily.days;
+	const channels = [];
+	for (const d of days)
+		for (const c of d.channels)
+			if (!channels.includes(c.channel))
+				channels.push(c.channel);
+	const xs = days.map((d) => Date.parse(`${d.date}T00:00:00Z`) / 1000);
+	const data = [ xs, ...channels.map((ch) => days.map((d) => dayRate(d, ch))) ];
+	const last = days[days.length - 1];
+	const now = channels.map((ch) => {
+		const r = dayRate(last, ch);
+		return `${ch} ${r === null ? 'no sends' : pct(r / 100)} today`;
+	});
+	const box = el('div', {
+		id : 'o-trend-chart',
+		class : 'chart',
+		role : 'img',
+		'aria-label' : `Delivery rate (delivered of sent) per channel and UTC day, last ${days.length} days` +
+				   (now.length ? `: ${now.join(', ')}` : ''),
+		'data-series' : channels.length
+	});
+	let plot = null;
+	const draw = () => {
+		if (!window.uPlot || !channels.length || plot)
+			return;
+		let more = 0;
+		plot = new window.uPlot({
+			width,
+			height : 220,
+			tzDate : (ts) => window.uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
+			scales : {y : {range : [ 0, 100 ]}},
+			series : [
+				{label : 'Day (UTC)', value : '{YYYY}-{MM}-{DD}'},
+				...channels.map((ch) => ({
+					label : ch,
+					stroke : CHANNEL_COLOURS[ch] || MORE_COLOURS[more++ % MORE_COLOURS.length],
+					width : 2,
+					spanGaps : false,
+					points : {show : true, size : 6},
+					value : (u, v) => (v === null || v === undefined ? '—' : `${v.toFixed(1)}%`)
+				}))
+			],
+			axes : [ {}, {values : (u, ticks) => ticks.map((t) => `${t}%`)} ]
+		},
+		                        data, box);
+		box.plot = plot; // the drawn series and points (the browser test reads them)
+	};
+	const rows = days.map((d) => el(
+	    'tr', {'data-day' : d.date}, el('th', {scope : 'row'}, d.date), channels.map((ch) => {
+		    const c = d.channels.find((x) => x.channel === ch) || {sent : 0, delivered : 0};
+		    return el('td', {class : 'num', 'data-channel' : ch},
+		              c.sent ? `${pct(c.delivered / c.sent)} (${fmtNum(c.delivered)} of ${fmtNum(c.sent)})`
+		                     : '—');
+	    })));
+	const section = el(
+	    'section', {'aria-labelledby' : 'o-trend', id : 'o-trend-s'},
+	    el('h2', {id : 'o-trend'}, `Delivery rate, last ${days.length} days`),
+	    channels.length ? box : el('p', {class : 'muted'}, 'No messages in these days.'),
+	    el('details', {id : 'o-trend-data', open : !window.uPlot && channels.length ? true : undefined},
+	       el('summary', {}, 'The figures as a table'),
+	       el('div', {id : 'o-trend-table'},
+	          table([ 'Day (UTC)', ...channels ], rows,
+	                'Delivered of sent per channel and day, oldest first'))));
+	return {section, draw, destroy : () => (plot ? plot.destroy() : null)};
+}
+
+// The daily sections, made once per visit to the overview (the live feed
+// redraws the rest; these come from GET /v1/stats/daily only).
+function dailySection(daily, width)
 {
 	if (!daily || daily.days.length < 2)
-		return null;
+		return {nodes : null, draw : () => null, destroy : () => null};
 	const today = daily.days[daily.days.length - 1];
 	const yday = daily.days[daily.days.length - 2];
 	const rows = today.channels.map((c) => {
@@ -58,36 +142,31 @@ function dailySection(daily)
 		                        `${fmtNum(c[k])} / ${fmtNum(y[k] || 0)}`)),
 		    el('td', {class : 'num'}, `${pct(c.delivery_rate)} / ${pct(y.delivery_rate)}`));
 	});
-	const trend = daily.days.map((d) => {
-		const sent = d.channels.reduce((a, c) => a + c.sent, 0);
-		const del = d.channels.reduce((a, c) => a + c.delivered, 0);
-		return el('tr', {}, el('th', {scope : 'row'}, d.date),
-		          el('td', {class : 'num'}, fmtNum(sent)),
-		          el('td', {class : 'num'}, fmtNum(del)),
-		          el('td', {class : 'num'}, sent ? pct(del / sent) : '—'));
-	});
-	return [
-		el('section', {'aria-labelledby' : 'o-daily', id : 'o-daily-s'},
-		   el('h2', {id : 'o-daily'}, 'Today vs yesterday (UTC), per channel'),
-		   table([ 'Channel', ...KINDS, 'delivery rate' ], rows,
-		         'Each cell: today / yesterday')),
-		el('section', {'aria-labelledby' : 'o-trend'},
-		   el('h2', {id : 'o-trend'}, 'Delivery rate, last 14 days'),
-		   table([ 'Day (UTC)', 'Sent', 'Delivered', 'Rate' ], trend, 'Oldest first')),
-		el('section', {'aria-labelledby' : 'o-codes'},
-		   el('h2', {id : 'o-codes'}, 'Top failure codes, last 14 days'),
-		   daily.failure_codes.length
-		       ? table([ 'Channel', 'Code', 'Messages', 'Meaning' ],
-		               daily.failure_codes.map(
-		                   (f) => el('tr', {'data-code' : f.code}, el('td', {}, f.channel),
-		                             el('td', {}, el('a', {
-			                                href : `#/messages?${new URLSearchParams({status : 'failed', channel : f.channel})}`
-		                                }, f.code)),
-		                             el('td', {class : 'num'}, fmtNum(f.count)),
-		                             el('td', {}, f.meaning || '—'))),
-		               'Most frequent first')
-		       : el('p', {class : 'muted'}, 'No failures.'))
-	];
+	const trend = trendSection(daily, width);
+	return {
+		nodes : [
+			el('section', {'aria-labelledby' : 'o-daily', id : 'o-daily-s'},
+			   el('h2', {id : 'o-daily'}, 'Today vs yesterday (UTC), per channel'),
+			   table([ 'Channel', ...KINDS, 'delivery rate' ], rows,
+				 'Each cell: today / yesterday')),
+			trend.section,
+			el('section', {'aria-labelledby' : 'o-codes'},
+			   el('h2', {id : 'o-codes'}, 'Top failure codes, last 14 days'),
+			   daily.failure_codes.length
+			       ? table([ 'Channel', 'Code', 'Messages', 'Meaning' ],
+				       daily.failure_codes.map(
+					   (f) => el('tr', {'data-code' : f.code}, el('td', {}, f.channel),
+						     el('td', {}, el('a', {
+							href : `#/messages?${new URLSearchParams({status : 'failed', channel : f.channel})}`
+						     }, f.code)),
+						     el('td', {class : 'num'}, fmtNum(f.count)),
+						     el('td', {class : 'meaning'}, f.meaning || '—'))),
+				       'Most frequent first')
+			       : el('p', {class : 'muted'}, 'No failures.'))
+		],
+		draw : trend.draw, // once the section is in the page
+		destroy : trend.destroy
+	};
 }
 
 function render(main, list, accounts, healths, daily)
@@ -102,7 +181,7 @@ function render(main, list, accounts, healths, daily)
 	       el('dl', {class : 'cards'},
 	          FUNNEL.map((k) => el('div', {class : `card s-${k}`}, el('dt', {}, k),
 		                       el('dd', {'data-k' : k}, fmtNum(t[k] || 0)))))),
-	    dailySection(daily),
+	    daily,
 	    el('section', {'aria-labelledby' : 'o-alerts'}, el('h2', {id : 'o-alerts'}, 'Alerts'),
 	       failedCampaigns.length || (t.failed || 0) > 0 || accAlerts.length
 		   ? el('ul', {}, accAlerts,
@@ -136,7 +215,12 @@ export async function overview(main)
 	const h = await Promise.all(a.data.map(
 	    (x) => api('GET', `/v1/channels/${encodeURIComponent(x.id)}/health`).catch(() => null)));
 	const daily = await api('GET', '/v1/stats/daily?days=14').catch(() => null);
-	render(main, b.data, a.data, h, daily);
-	const es = liveCampaigns((data) => render(main, data, a.data, h, daily));
-	return () => es.close();
+	const ds = dailySection(daily, Math.min(760, main.clientWidth || 760));
+	render(main, b.data, a.data, h, ds.nodes);
+	ds.draw();
+	const es = liveCampaigns((data) => render(main, data, a.data, h, ds.nodes));
+	return () => {
+		es.close();
+		ds.destroy();
+	};
 }
