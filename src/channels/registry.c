@@ -473,6 +473,8 @@ void account_set_clear(struct account_set *s)
 	memset(s, 0, sizeof *s);
 }
 
+bool channel_fast_json = true; /* fastbody: channel.h */
+
 int64_t channel_retry_after_us(const char *v)
 {
 	if (!v)
