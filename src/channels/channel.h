@@ -355,6 +355,9 @@ bool rbm_refresher_quiesce(int64_t deadline_us);
  * jansson's result and compare. Set before any thread sends.
  */
 extern bool channel_fast_json;
+/* How many bodies and answers this thread built or read the fast way (the
+ * tests check that the fast path, not its jansson fallback, served). */
+extern _Thread_local unsigned long channel_fast_json_hits;
 
 /* Helpers every adapter uses (registry.c). */
 /* Retry-After as delta seconds or an HTTP date, in microseconds from now,

@@ -474,6 +474,7 @@ void account_set_clear(struct account_set *s)
 }
 
 bool channel_fast_json = true; /* fastbody: channel.h */
+_Thread_local unsigned long channel_fast_json_hits;
 
 int64_t channel_retry_after_us(const char *v)
 {

@@ -973,6 +973,7 @@ static int wa_build_send(const struct channel_account *acct, const struct messag
 	 * stop a send) jansson's. */
 	out->body = channel_fast_json ? wa_body_fast(m, content, NULL, NULL) : NULL;
 	if (out->body) {
+		channel_fast_json_hits++;
 		json_decref(content);
 	} else {
 		json_t *root = json_pack("{s:s, s:s, s:s}", "messaging_product", "whatsapp",
@@ -1067,6 +1068,7 @@ static bool wa_sent_fast(const char *body, size_t len, struct send_outcome *out)
 		return false;
 	}
 	out->cls = OUTCOME_OK;
+	channel_fast_json_hits++;
 	return true;
 }
 
