@@ -14,7 +14,7 @@
 /* A random valid UTF-8 string of up to max code points (out holds 4 * max
  * + 1), biased to what needs escaping: control characters (no NUL), quotes,
  * backslashes, slashes, 2-, 3- and 4-byte characters, U+2028. */
-static size_t fb_random_text(char *out, size_t max, unsigned *seed)
+static inline size_t fb_random_text(char *out, size_t max, unsigned *seed)
 {
 	size_t n = 0, k = (size_t)rand_r(seed) % (max + 1);
 	for (size_t i = 0; i < k; i++) {
@@ -64,7 +64,7 @@ static size_t fb_random_text(char *out, size_t max, unsigned *seed)
 }
 
 /* A non-empty one (validation refuses empty strings). */
-static void fb_random_nonempty(char *out, size_t max, unsigned *seed)
+static inline void fb_random_nonempty(char *out, size_t max, unsigned *seed)
 {
 	do
 		fb_random_text(out, max, seed);
@@ -81,8 +81,8 @@ static unsigned long fb_fast_hits;
  * fast writer keeps jansson's key order) and as a JSON value (json_equal).
  * Returns the code.
  */
-static int fb_same_request(const struct channel_account *a, const struct message *m,
-                           bool same_order)
+static inline int fb_same_request(const struct channel_account *a, const struct message *m,
+                                  bool same_order)
 {
 	struct http_req fast, ref;
 	struct hr_err e1 = {0}, e2 = {0};
@@ -118,7 +118,7 @@ static int fb_same_request(const struct channel_account *a, const struct message
 }
 
 /* Content as JSON text from a jansson value (stolen). Caller frees. */
-static char *fb_content(json_t *v)
+static inline char *fb_content(json_t *v)
 {
 	assert_non_null(v);
 	char *s = json_dumps(v, JSON_COMPACT);
@@ -129,9 +129,9 @@ static char *fb_content(json_t *v)
 
 /* Classifies (status, body) both ways and asserts equal outcomes, field by
  * field. Returns the outcome's class. */
-static enum outcome_class fb_same_outcome(const struct channel_account *a, long status,
-                                          const char *body, size_t len, const char *retry_after,
-                                          struct send_outcome *out)
+static inline enum outcome_class fb_same_outcome(const struct channel_account *a, long status,
+                                                 const char *body, size_t len,
+                                                 const char *retry_after, struct send_outcome *out)
 {
 	struct send_outcome fast, ref;
 	channel_fast_json = true;
@@ -162,7 +162,7 @@ static enum outcome_class fb_same_outcome(const struct channel_account *a, long 
  * tokens, numbers jansson refuses. body_ok is a good answer of the channel
  * (its id field present); each case is derived from it.
  */
-static void fb_same_outcomes_malformed(const struct channel_account *a, const char *body_ok)
+static inline void fb_same_outcomes_malformed(const struct channel_account *a, const char *body_ok)
 {
 	size_t n = strlen(body_ok);
 	char buf[8192];
