@@ -955,11 +955,64 @@ static char *wa_body_fast(const struct message *m, const json_t *content, size_t
 	return jsonw_finish(&w, len, rc);
 }
 
-static int wa_build_send(const struct channel_account *acct, const struct message *m,
-                         struct http_req *out, struct hr_err *err)
+/*
+ * fastbody: the commonest content, a plain text ({"type":"text","text":..}
+ * with no buttons, actions or options; other keys are ignored, as
+ * wa_validate ignores them), read with jsonr instead of a jansson tree and
+ * checked as wa_validate checks it (a non-empty string of at most
+ * WA_TEXT_MAX characters), then written as wa_body_fast writes it. NULL
+ * declines: anything else, or anything wa_validate would refuse, goes the
+ * jansson way, which builds or refuses it as before.
+ */
+static char *wa_text_fast(const struct message *m)
 {
-	const struct wa_priv *p = acct->priv;
-	memset(out, 0, sizeof *out);
+	struct jsonr r;
+	char type[8];
+	if (!m->content || jsonr_parse(&r, m->content, strlen(m->content)) != 0 ||
+	    !jsonr_string(&r, jsonr_get(&r, 0, "type"), type, sizeof type, NULL) ||
+	    strcmp(type, "text") != 0 || jsonr_get(&r, 0, "buttons") >= 0 ||
+	    jsonr_get(&r, 0, "actions") >= 0 || jsonr_get(&r, 0, "options") >= 0)
+		return NULL;
+	int t = jsonr_get(&r, 0, "text");
+	if (!jsonr_is_string(&r, t))
+		return NULL;
+	/* Unescaped, a string is never longer than its JSON form. */
+	size_t cap = (size_t)(r.tok[t].end - r.tok[t].start) + 1, n = 0;
+	char *text = malloc(cap);
+	if (!text)
+		return NULL;
+	char *body = NULL;
+	if (jsonr_string(&r, t, text, cap, &n) && n > 0 && wa_utf8_chars(text) <= WA_TEXT_MAX) {
+		struct jsonw w;
+		jsonw_init(&w, WA_BODY_MAX(strlen(m->content)));
+		jsonw_obj(&w);
+		jsonw_kstr(&w, "messaging_product", "whatsapp");
+		jsonw_kstr(&w, "recipient_type", "individual");
+		jsonw_kstr(&w, "to", m->recipient);
+		jsonw_kstr(&w, "type", "text");
+		jsonw_key(&w, "text");
+		jsonw_obj(&w);
+		jsonw_kbool(&w, "preview_url", false);
+		jsonw_kstr(&w, "body", text);
+		jsonw_obj_end(&w);
+		if (m->id[0])
+			jsonw_kstr(&w, "biz_opaque_callback_data", m->id);
+		jsonw_obj_end(&w);
+		body = jsonw_finish(&w, NULL, NULL);
+	}
+	free(text);
+	return body;
+}
+
+/*
+ * The body of any content: parsed and validated with jansson, then written
+ * by wa_body_fast or (switched off, or it failed: a bug there must not stop
+ * a send) by the jansson builder. *body heap, or NULL (out of memory) when
+ * 0 is returned; the content's error otherwise.
+ */
+static int wa_body(const struct message *m, char **body, struct hr_err *err)
+{
+	*body = NULL;
 	json_error_t je;
 	json_t *content = m->content ? json_loads(m->content, 0, &je) : NULL;
 	if (!content)
@@ -969,21 +1022,34 @@ static int wa_build_send(const struct channel_account *acct, const struct messag
 		json_decref(content);
 		return rc;
 	}
-	/* The fast body, or (switched off, or it failed: a bug there must not
-	 * stop a send) jansson's. */
-	out->body = channel_fast_json ? wa_body_fast(m, content, NULL, NULL) : NULL;
-	if (out->body) {
+	*body = channel_fast_json ? wa_body_fast(m, content, NULL, NULL) : NULL;
+	if (*body) {
 		channel_fast_json_hits++;
-		json_decref(content);
 	} else {
 		json_t *root = json_pack("{s:s, s:s, s:s}", "messaging_product", "whatsapp",
 		                         "recipient_type", "individual", "to", m->recipient);
 		bool ok =
 		    root && wa_body_json(root, content) &&
 		    (!m->id[0] || wa_set(root, "biz_opaque_callback_data", json_string(m->id)));
-		json_decref(content);
-		out->body = ok ? json_dumps(root, JSON_COMPACT) : NULL;
+		*body = ok ? json_dumps(root, JSON_COMPACT) : NULL;
 		json_decref(root);
+	}
+	json_decref(content);
+	return 0;
+}
+
+static int wa_build_send(const struct channel_account *acct, const struct message *m,
+                         struct http_req *out, struct hr_err *err)
+{
+	const struct wa_priv *p = acct->priv;
+	memset(out, 0, sizeof *out);
+	out->body = channel_fast_json ? wa_text_fast(m) : NULL;
+	if (out->body) {
+		channel_fast_json_hits++;
+	} else {
+		int rc = wa_body(m, &out->body, err);
+		if (rc)
+			return rc;
 	}
 	out->url = strdup(p->messages_url);
 	out->headers = curl_slist_append(NULL, p->auth_header);

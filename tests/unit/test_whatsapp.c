@@ -1714,6 +1714,98 @@ static void test_fast_bodies_equal(void **state)
 	channel_account_free(a);
 }
 
+/* Counts what jansson allocates (json_set_alloc_funcs). */
+static size_t g_jansson_allocs;
+static void *counting_malloc(size_t n)
+{
+	g_jansson_allocs++;
+	return malloc(n);
+}
+
+/* A plain text's content read with jsonr (no jansson tree at all): the same
+ * body or the same refusal as jansson's way, for contents that bend it. */
+static void test_fast_text_content(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load("wa1", ACCT_CONFIG, &err);
+	assert_non_null(a);
+	struct message m = {.id = "01JABCDEFGHJKMNPQRSTVWXYZ0", .recipient = "447911123456"};
+	static const struct {
+		const char *content;
+		int rc;   /* build_send's answer */
+		int fast; /* 1: the text read fast; 0: declined, jansson's way */
+	} cases[] = {
+	    {"{\"type\":\"text\",\"text\":\"hi\"}", 0, 1},
+	    {"{\"text\":\"hi\",\"type\":\"text\"}", 0, 1},
+	    {" {\"type\" : \"text\" ,\n\"text\":\"hi\"} \n", 0, 1},
+	    {"{\"type\":\"\\u0074ext\",\"text\":\"hi\"}", 0, 1},
+	    {"{\"type\":\"text\",\"text\":\"\\u00e9\\ud83d\\ude00\\n\\\"\\/\\u0001\"}", 0, 1},
+	    {"{\"type\":\"text\",\"text\":\"a\",\"text\":\"b\"}", 0, 1},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"extra\":{\"a\":[1,2,null]}}", 0, 1},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"options\":{\"preview_url\":true}}", 0, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"options\":null}", 0, 0},
+	    {"{\"\\u0074ype\":\"text\",\"text\":\"x\"}", 0, 0}, /* an escaped key */
+	    {"{\"type\":\"text\",\"type\":\"image\",\"text\":\"x\"}", HR_EINVAL, 0},
+	    {"{\"type\":\"image\",\"type\":\"text\",\"text\":\"x\"}", 0, 1},
+	    {"{\"type\":\"text\",\"text\":\"\"}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":null}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":5}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\"}", HR_EINVAL, 0},
+	    {"{\"type\":\"text \",\"text\":\"x\"}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"buttons\":null}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"actions\":[]}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\"} x", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"n\":1e400}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"n\":1e5}", 0, 0}, /* an exponent */
+	    {"{\"type\":\"text\",\"text\":\"\\u0000\"}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"\\ud800\"}", HR_EINVAL, 0},
+	    {"[{\"type\":\"text\",\"text\":\"x\"}]", HR_EINVAL, 0},
+	    {"", HR_EINVAL, 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		m.content = (char *)cases[i].content;
+		int rc = fb_same_request(a, &m, true);
+		if (rc != cases[i].rc)
+			fail_msg("case %zu: %d, want %d", i, rc, cases[i].rc);
+		if (rc == 0 && fb_fast_hits != 1)
+			fail_msg("case %zu: %lu fast hits", i, fb_fast_hits);
+		/* The text way allocates no jansson value at all; declined, the
+		 * content is parsed by jansson. */
+		struct http_req req;
+		g_jansson_allocs = 0;
+		json_set_alloc_funcs(counting_malloc, free);
+		rc = a->ops->build_send(a, &m, &req, &err);
+		json_set_alloc_funcs(malloc, free);
+		if ((g_jansson_allocs == 0) != (cases[i].fast == 1))
+			fail_msg("case %zu: %zu jansson allocations", i, g_jansson_allocs);
+		if (rc == 0)
+			http_req_clear(&req);
+	}
+	m.content = "{\"type\":\"text\",\"text\":\"hi\"}";
+	struct http_req req;
+	assert_int_equal(a->ops->build_send(a, &m, &req, &err), 0);
+	assert_string_equal(req.body,
+	                    "{\"messaging_product\":\"whatsapp\",\"recipient_type\":"
+	                    "\"individual\",\"to\":\"447911123456\",\"type\":\"text\","
+	                    "\"text\":{\"preview_url\":false,\"body\":\"hi\"},"
+	                    "\"biz_opaque_callback_data\":\"01JABCDEFGHJKMNPQRSTVWXYZ0\"}");
+	http_req_clear(&req);
+	/* 4096 characters are sent, 4097 refused, both ways. */
+	char *c = malloc(4 * 4097 + 64);
+	assert_non_null(c);
+	for (int extra = 0; extra <= 1; extra++) {
+		int k = sprintf(c, "{\"type\":\"text\",\"text\":\"");
+		for (int i = 0; i < 4096 + extra; i++)
+			k += sprintf(c + k, "%s", i % 2 ? "\xc3\xa9" : "\\u00e9");
+		sprintf(c + k, "\"}");
+		m.content = c;
+		assert_int_equal(fb_same_request(a, &m, true), extra ? HR_EINVAL : 0);
+	}
+	free(c);
+	channel_account_free(a);
+}
+
 /* A null payload is absent, as validation reads it: the button is a URL
  * button with its text, both ways (the jansson builder once sent
  * {"type":"payload","payload":null}). */
@@ -1751,6 +1843,14 @@ static void test_fast_answers_equal(void **state)
 	assert_int_equal(fb_same_outcome(a, 200, ok, strlen(ok), NULL, &o), OUTCOME_OK);
 	assert_string_equal(o.provider_id, "wamid.HBgLMTU1NTAxMjM0NTYVAgARGBI3");
 	assert_int_equal(fb_fast_hits, 1);
+	/* Read without one jansson allocation; an error answer is jansson's. */
+	g_jansson_allocs = 0;
+	json_set_alloc_funcs(counting_malloc, free);
+	a->ops->parse_send(a, 200, ok, strlen(ok), NULL, &o);
+	assert_int_equal(g_jansson_allocs, 0);
+	a->ops->parse_send(a, 400, "{\"error\":{\"code\":100}}", 23, NULL, &o);
+	json_set_alloc_funcs(malloc, free);
+	assert_true(g_jansson_allocs > 0);
 	/* Escapes in the id come out unescaped. */
 	const char *esc = "{\"messages\":[{\"id\":\"wamid.A\\/B\\u00e9\\ud83d\\ude00\\\"\"}]}";
 	assert_int_equal(fb_same_outcome(a, 200, esc, strlen(esc), NULL, &o), OUTCOME_OK);
@@ -1840,6 +1940,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_send_utf8_error),
 	    cmocka_unit_test(test_fast_bodies_equal),
 	    cmocka_unit_test(test_fast_null_payload),
+	    cmocka_unit_test(test_fast_text_content),
 	    cmocka_unit_test(test_fast_answers_equal),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
