@@ -78,7 +78,8 @@ static unsigned long fb_fast_hits;
 /*
  * Builds m both ways and asserts the same result: the same code, and on
  * success the same URL and a body equal byte for byte (same_order: the
- * fast writer keeps jansson's key order) and as a JSON value (json_equal).
+ * fast writer keeps jansson's key order) and as a JSON value (json_equal);
+ * a body that is not JSON (Twilio's form) byte for byte.
  * Returns the code.
  */
 static inline int fb_same_request(const struct channel_account *a, const struct message *m,
@@ -105,6 +106,13 @@ static inline int fb_same_request(const struct channel_account *a, const struct 
 	assert_int_equal(fast.body_len, strlen(fast.body));
 	if (same_order && strcmp(fast.body, ref.body) != 0)
 		fail_msg("bodies differ:\n fast    %s\n jansson %s", fast.body, ref.body);
+	assert_int_equal(fast.body_len, ref.body_len);
+	if (fast.body[0] != '{') { /* a form (Twilio): bytes are all there is */
+		assert_string_equal(fast.body, ref.body);
+		http_req_clear(&fast);
+		http_req_clear(&ref);
+		return 0;
+	}
 	json_error_t je;
 	json_t *j1 = json_loads(fast.body, 0, &je), *j2 = json_loads(ref.body, 0, &je);
 	assert_non_null(j1);
