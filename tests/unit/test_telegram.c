@@ -995,6 +995,78 @@ static void test_fast_bodies_equal(void **state)
 	channel_account_free(a);
 }
 
+/* Counts what jansson allocates (json_set_alloc_funcs). */
+static size_t g_jansson_allocs;
+static void *counting_malloc(size_t n)
+{
+	g_jansson_allocs++;
+	return malloc(n);
+}
+
+/* A plain text's content read with jsonr: the same body byte for byte, or
+ * the same refusal, as jansson's way, without one jansson allocation. */
+static void test_fast_text_content(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load(ACCT_CONFIG, &err);
+	assert_non_null(a);
+	struct message m = {.id = "01JABCDEFGHJKMNPQRSTVWXYZ0", .recipient = "42"};
+	static const struct {
+		const char *content;
+		int rc;   /* build_send's answer */
+		int fast; /* 1: the text read fast; 0: not (jansson parsed it) */
+	} cases[] = {
+	    {"{\"type\":\"text\",\"text\":\"Your code is 482913\"}", 0, 1},
+	    {"{\"text\":\"<b>x</b>\\n\",\"type\":\"text\"}", 0, 1},
+	    {"{\"type\":\"\\u0074ext\",\"text\":\"\\u00e9\\ud83d\\ude00\\\"\\/\\u001f\"}", 0, 1},
+	    {"{\"type\":\"text\",\"text\":\"a\",\"text\":\"b\"}", 0, 1},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"extra\":[1,{\"k\":null}]}", 0, 1},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"options\":{\"parse_mode\":\"HTML\"}}", 0, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"buttons\":null}", 0, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"actions\":[]}", 0, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"n\":1e5}", 0, 0},
+	    {"{\"type\":\"text\",\"type\":\"image\",\"text\":\"x\"}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"\"}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":null}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":7}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\"}}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"\\ud800\"}", HR_EINVAL, 0},
+	};
+	static const char *const chats[] = {"42", "-1001234567890", "@name"};
+	for (size_t c = 0; c < 3; c++) {
+		hr_strlcpy(m.recipient, chats[c], sizeof m.recipient);
+		for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+			m.content = (char *)cases[i].content;
+			int rc = fb_same_request(a, &m, true);
+			if (rc != cases[i].rc)
+				fail_msg("case %zu: %d, want %d", i, rc, cases[i].rc);
+			struct http_req req;
+			g_jansson_allocs = 0;
+			json_set_alloc_funcs(counting_malloc, free);
+			rc = a->ops->build_send(a, &m, &req, &err);
+			json_set_alloc_funcs(malloc, free);
+			if ((g_jansson_allocs == 0) != (cases[i].fast == 1))
+				fail_msg("case %zu: %zu jansson allocations", i, g_jansson_allocs);
+			if (rc == 0)
+				http_req_clear(&req);
+		}
+	}
+	/* 4096 UTF-16 units are sent, 4097 refused: 😀 counts two. */
+	char *c = malloc(4 * 4097 + 64);
+	assert_non_null(c);
+	for (int extra = 0; extra <= 1; extra++) {
+		int k = sprintf(c, "{\"type\":\"text\",\"text\":\"%s", extra ? "a" : "");
+		for (int i = 0; i < 2048; i++)
+			k += sprintf(c + k, "%s", i % 2 ? "\xf0\x9f\x98\x80" : "\\ud83d\\ude00");
+		sprintf(c + k, "\"}");
+		m.content = c;
+		assert_int_equal(fb_same_request(a, &m, true), extra ? HR_EINVAL : 0);
+	}
+	free(c);
+	channel_account_free(a);
+}
+
 /* Answers: result.message_id and result.chat.id read fast give jansson's
  * outcome, also for odd and broken answers. */
 static void test_fast_answers_equal(void **state)
@@ -1056,6 +1128,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_send),
 	    cmocka_unit_test(test_fast_bodies_equal),
 	    cmocka_unit_test(test_fast_answers_equal),
+	    cmocka_unit_test(test_fast_text_content),
 	    cmocka_unit_test(test_webhook_verify),
 	    cmocka_unit_test(test_dedupe_key),
 	    cmocka_unit_test(test_webhook_text_and_reply),
