@@ -8,7 +8,8 @@
  *   handshake -> signature check -> dedupe key -> parse (the applier's)
  *
  * plus the provider's answer to a send (parse_send: classified the same with
- * channel_fast_json on and off), to a status lookup
+ * channel_fast_json on and off), the request built from the body as a
+ * message's content (build_send: the same both ways), to a status lookup
  * (parse_lookup), a recipient address (normalize_recipient) and message
  * content (validate), which also come from outside.
  *
@@ -255,6 +256,29 @@ static int fz_drive(struct channel_account *a, const struct fz_req *r)
 	fz_check_err(nrc, &err);
 	if (nrc == 0)
 		FZ_TERMINATED(addr);
+
+	/* fastbody: a request built from the body as a message's content is the
+	 * same (code, URL, body bytes) with channel_fast_json on and off. */
+	if (r->body) {
+		struct message m = {.id = "01JABCDEFGHJKMNPQRSTVWXYZ0"};
+		hr_strlcpy(m.recipient, nrc == 0 ? addr : "+447911123456", sizeof m.recipient);
+		m.content = r->body;
+		m.body = r->line1;
+		struct http_req q1, q2;
+		struct hr_err e1 = {0}, e2 = {0};
+		int b1 = ops->build_send(a, &m, &q1, &e1);
+		channel_fast_json = false;
+		int b2 = ops->build_send(a, &m, &q2, &e2);
+		channel_fast_json = true;
+		if (b1 != b2 ||
+		    (b1 == 0 && (strcmp(q1.url, q2.url) != 0 || q1.body_len != q2.body_len ||
+		                 memcmp(q1.body, q2.body, q1.body_len) != 0)))
+			abort();
+		if (b1 == 0) {
+			http_req_clear(&q1);
+			http_req_clear(&q2);
+		}
+	}
 
 	json_t *content =
 	    r->body ? json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, NULL) : NULL;
