@@ -151,8 +151,8 @@ static inline enum outcome_class fb_same_outcome(const struct channel_account *a
 	channel_fast_json = true;
 	if (fast.cls != ref.cls || strcmp(fast.provider_id, ref.provider_id) != 0)
 		fail_msg("status %ld %.*s: fast %d '%s', jansson %d '%s'", status,
-		         body ? (int)len : 0, body ? body : "", fast.cls, fast.provider_id,
-		         ref.cls, ref.provider_id);
+		         body ? (int)len : 0, body ? body : "", fast.cls, fast.provider_id, ref.cls,
+		         ref.provider_id);
 	assert_string_equal(fast.error_code, ref.error_code);
 	assert_string_equal(fast.error_text, ref.error_text);
 	assert_int_equal(fast.retry_after_us, ref.retry_after_us);
