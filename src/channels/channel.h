@@ -347,6 +347,18 @@ extern const struct channel_ops channel_telegram;  /* telegram.c             */
  * aborted. Call before curl_global_cleanup() at exit. Whether it ended. */
 bool rbm_refresher_quiesce(int64_t deadline_us);
 
+/*
+ * fastbody: whether adapters build request bodies with the fixed-shape
+ * writer (core/jsonw.h) and read success answers with the token reader
+ * (core/jsonr.h) instead of jansson trees; true unless turned off. Both
+ * ways give the same bytes and outcomes: the unit tests turn it off to get
+ * jansson's result and compare. Set before any thread sends.
+ */
+extern bool channel_fast_json;
+/* How many bodies and answers this thread built or read the fast way (the
+ * tests check that the fast path, not its jansson fallback, served). */
+extern _Thread_local unsigned long channel_fast_json_hits;
+
 /* Helpers every adapter uses (registry.c). */
 /* Retry-After as delta seconds or an HTTP date, in microseconds from now,
  * capped at a day; 0 when absent or unparseable. */

@@ -88,6 +88,8 @@
 #include "core/phone.h"
 #include "core/config.h"
 #include "core/crypto.h"
+#include "core/jsonr.h"
+#include "core/jsonw.h"
 
 /* Recipients are E.164 numbers. */
 static int rbm_normalize(const char *in, char out[HR_ADDR_MAX], struct hr_err *err)
@@ -1379,6 +1381,49 @@ static json_t *rbm_agent_message(const json_t *content, const struct message *m,
 	return root;
 }
 
+/*
+ * fastbody: the AgentMessage of a text (or a rendered template) without
+ * suggestions, written directly (core/jsonw.h): {"contentMessage":{"text":
+ * ..},"ttl":..,"messageTrafficType":..}, byte for byte what
+ * rbm_agent_message and json_dumps write. Everything else (suggestions,
+ * cards, carousels, media, a template body it would refuse) is declined
+ * (NULL) and built by rbm_agent_message: cards and carousels are genuinely
+ * variable, and declining keeps its errors exactly as they are.
+ */
+static char *rbm_body_fast(const json_t *content, const struct message *m)
+{
+	const char *type = json_string_value(json_object_get(content, "type"));
+	const char *text;
+	if (json_array_size(json_object_get(content, "buttons")) +
+	        json_array_size(json_object_get(content, "actions")) >
+	    0)
+		return NULL;
+	if (strcmp(type, "text") == 0)
+		text = json_string_value(json_object_get(content, "text"));
+	else if (strcmp(type, "template") == 0 && m->body && *m->body &&
+	         rbm_chars(m->body) <= RBM_TEXT_MAX)
+		text = m->body;
+	else
+		return NULL;
+	json_t *opts = json_object_get(content, "options");
+	const char *ttl = json_string_value(json_object_get(opts, "ttl"));
+	const char *traffic = json_string_value(json_object_get(opts, "traffic_type"));
+	struct jsonw w;
+	/* Bounded by its content (escaping makes at most six bytes of one). */
+	jsonw_init(&w, 8 * (strlen(m->content) + (m->body ? strlen(m->body) : 0)) + 1024);
+	jsonw_obj(&w);
+	jsonw_key(&w, "contentMessage");
+	jsonw_obj(&w);
+	jsonw_kstr(&w, "text", text);
+	jsonw_obj_end(&w);
+	if (ttl)
+		jsonw_kstr(&w, "ttl", ttl);
+	if (traffic)
+		jsonw_kstr(&w, "messageTrafficType", traffic);
+	jsonw_obj_end(&w);
+	return jsonw_finish(&w, NULL, NULL);
+}
+
 static int rbm_build_send(const struct channel_account *acct, const struct message *m,
                           struct http_req *out, struct hr_err *err)
 {
@@ -1403,12 +1448,19 @@ static int rbm_build_send(const struct channel_account *acct, const struct messa
 		json_decref(content);
 		return rc;
 	}
-	json_t *root = rbm_agent_message(content, m, ref, err);
+	out->body = channel_fast_json ? rbm_body_fast(content, m) : NULL;
+	if (out->body) {
+		channel_fast_json_hits++;
+	} else { /* switched off, or declined: jansson's way */
+		json_t *root = rbm_agent_message(content, m, ref, err);
+		if (!root) {
+			json_decref(content);
+			return err && err->code ? err->code : HR_ENOMEM;
+		}
+		out->body = json_dumps(root, JSON_COMPACT);
+		json_decref(root);
+	}
 	json_decref(content);
-	if (!root)
-		return err && err->code ? err->code : HR_ENOMEM;
-	out->body = json_dumps(root, JSON_COMPACT);
-	json_decref(root);
 	if (out->body &&
 	    asprintf(&out->url, "%s/v1/phones/%s/agentMessages?messageId=%s&agentId=%s", p->base,
 	             to, ref, p->agent_esc) < 0)
@@ -1454,6 +1506,28 @@ static bool rbm_find_uuid(const char *s, char out[RBM_UUID_LEN + 1])
 }
 
 /*
+ * fastbody: a success answer's "name" read without a jansson tree
+ * (core/jsonr.h), its last segment the provider id. true and out filled
+ * (OK) only when jsonr reads the answer and the name is a string that
+ * rbm_name_id takes; anything else goes the jansson way, which decides as
+ * before.
+ */
+static bool rbm_sent_fast(const char *body, size_t len, struct send_outcome *out)
+{
+	struct jsonr r;
+	char name[512];
+	if (jsonr_parse(&r, body, len) != 0 ||
+	    !jsonr_string(&r, jsonr_get(&r, 0, "name"), name, sizeof name, NULL) ||
+	    !rbm_name_id(name, out->provider_id, sizeof out->provider_id)) {
+		out->provider_id[0] = '\0';
+		return false;
+	}
+	out->cls = OUTCOME_OK;
+	channel_fast_json_hits++;
+	return true;
+}
+
+/*
  * Classifies an answer to a send. 404 is the provider telling us the number
  * cannot receive RCS: permanent, with a code the fallback route can act on.
  * 409 ALREADY_EXISTS means an earlier attempt of this messageId was accepted.
@@ -1467,6 +1541,9 @@ static void rbm_parse_send(const struct channel_account *acct, long http_status,
 	memset(out, 0, sizeof *out);
 	out->retry_after_us = channel_retry_after_us(retry_after);
 	if (channel_network_outcome(http_status, body, len, out))
+		return;
+	if (http_status >= 200 && http_status < 300 && channel_fast_json &&
+	    rbm_sent_fast(body, len, out))
 		return;
 	json_error_t je;
 	json_t *root = (body && len) ? json_loadb(body, len, 0, &je) : NULL;

@@ -473,6 +473,9 @@ void account_set_clear(struct account_set *s)
 	memset(s, 0, sizeof *s);
 }
 
+bool channel_fast_json = true; /* fastbody: channel.h */
+_Thread_local unsigned long channel_fast_json_hits;
+
 int64_t channel_retry_after_us(const char *v)
 {
 	if (!v)

@@ -49,6 +49,8 @@
 
 #include "channels/channel.h"
 #include "core/config.h"
+#include "core/jsonr.h"
+#include "core/jsonw.h"
 
 #define TG_DEFAULT_BASE "https://api.telegram.org"
 #define TG_TEXT_MAX 4096       /* UTF-16 units of a message text */
@@ -582,6 +584,67 @@ static int tg_send_body(const struct message *m, json_t *content, const char **m
 	return 0;
 }
 
+/*
+ * fastbody: the same body written directly (core/jsonw.h) for the common
+ * shapes: sendMessage (text, template) and sendDocument / sendPhoto, with
+ * their options. A message with reply buttons or URL actions keeps the
+ * jansson builder above (its inline keyboard is rows of varying length):
+ * NULL with *rc 0 declines, and so does any failure of the writer, so
+ * jansson's builder decides then. *rc is set when the content is refused
+ * (the rendered template's text), as tg_send_body refuses it.
+ */
+static char *tg_body_fast(const struct message *m, const json_t *content, const char **method,
+                          int *rc, struct hr_err *err)
+{
+	*rc = 0;
+	if (json_array_size(json_object_get(content, "buttons")) +
+	        json_array_size(json_object_get(content, "actions")) >
+	    0)
+		return NULL;
+	const char *type = json_string_value(json_object_get(content, "type"));
+	const char *mode = tg_parse_mode(content);
+	struct jsonw w;
+	/* Bounded by its content (escaping makes at most six bytes of one). */
+	jsonw_init(&w, 8 * (strlen(m->content) + (m->body ? strlen(m->body) : 0)) + 1024);
+	jsonw_obj(&w);
+	jsonw_key(&w, "chat_id");
+	long long id;
+	if (tg_parse_chat_id(m->recipient, &id))
+		jsonw_int(&w, id);
+	else
+		jsonw_str(&w, m->recipient);
+	if (strcmp(type, "text") == 0 || strcmp(type, "template") == 0) {
+		*method = "sendMessage";
+		if (strcmp(type, "text") == 0) {
+			jsonw_kstr(&w, "text", json_string_value(json_object_get(content, "text")));
+		} else {
+			/* The API rendered the template into m->body. */
+			*rc = tg_check_text(m->body, "body", TG_TEXT_MAX, true, mode != NULL, err);
+			if (*rc) {
+				jsonw_free(&w);
+				return NULL;
+			}
+			jsonw_kstr(&w, "text", m->body);
+		}
+	} else {
+		bool doc = strcmp(type, "document") == 0;
+		*method = doc ? "sendDocument" : "sendPhoto";
+		const json_t *o = json_object_get(content, type);
+		jsonw_kstr(&w, doc ? "document" : "photo",
+		           json_string_value(json_object_get(o, "url")));
+		const char *cap = json_string_value(json_object_get(o, "caption"));
+		if (cap && *cap)
+			jsonw_kstr(&w, "caption", cap);
+	}
+	if (mode)
+		jsonw_kstr(&w, "parse_mode", mode);
+	if (json_is_true(
+	        json_object_get(json_object_get(content, "options"), "disable_notification")))
+		jsonw_kbool(&w, "disable_notification", true);
+	jsonw_obj_end(&w);
+	return jsonw_finish(&w, NULL, NULL);
+}
+
 /* A POST of a JSON body to {api_prefix}{method}; takes ownership of body. */
 static int tg_request(const struct tg_priv *p, const char *method, char *body, struct http_req *out,
                       struct hr_err *err)
@@ -601,24 +664,81 @@ static int tg_request(const struct tg_priv *p, const char *method, char *body, s
 	return 0;
 }
 
+/*
+ * fastbody: the commonest content, a plain text ({"type":"text","text":..}
+ * with no options, buttons or actions; other keys are ignored, as
+ * tg_validate ignores them), read with jsonr instead of a jansson tree and
+ * checked as tg_validate checks it (non-empty, at most TG_TEXT_MAX UTF-16
+ * units), then written as tg_body_fast writes it: sendMessage's body, or
+ * NULL to decline (anything else, or anything tg_validate would refuse,
+ * goes the jansson way, which builds or refuses it as before).
+ */
+static char *tg_text_fast(const struct message *m)
+{
+	struct jsonr r;
+	char type[8];
+	if (!m->content || jsonr_parse(&r, m->content, strlen(m->content)) != 0 ||
+	    !jsonr_string(&r, jsonr_get(&r, 0, "type"), type, sizeof type, NULL) ||
+	    strcmp(type, "text") != 0 || jsonr_get(&r, 0, "options") >= 0 ||
+	    jsonr_get(&r, 0, "buttons") >= 0 || jsonr_get(&r, 0, "actions") >= 0)
+		return NULL;
+	int t = jsonr_get(&r, 0, "text");
+	if (!jsonr_is_string(&r, t))
+		return NULL;
+	/* Unescaped, a string is never longer than its JSON form. */
+	size_t cap = (size_t)(r.tok[t].end - r.tok[t].start) + 1, n = 0;
+	char *text = malloc(cap);
+	if (!text)
+		return NULL;
+	char *body = NULL;
+	if (jsonr_string(&r, t, text, cap, &n) && n > 0 && tg_utf16_len(text) <= TG_TEXT_MAX) {
+		struct jsonw w;
+		jsonw_init(&w, 8 * strlen(m->content) + 1024);
+		jsonw_obj(&w);
+		jsonw_key(&w, "chat_id");
+		long long id;
+		if (tg_parse_chat_id(m->recipient, &id))
+			jsonw_int(&w, id);
+		else
+			jsonw_str(&w, m->recipient);
+		jsonw_kstr(&w, "text", text);
+		jsonw_obj_end(&w);
+		body = jsonw_finish(&w, NULL, NULL);
+	}
+	free(text);
+	return body;
+}
+
 static int tg_build_send(const struct channel_account *acct, const struct message *m,
                          struct http_req *out, struct hr_err *err)
 {
 	memset(out, 0, sizeof *out);
+	char *text_body = channel_fast_json ? tg_text_fast(m) : NULL;
+	if (text_body) {
+		channel_fast_json_hits++;
+		return tg_request(acct->priv, "sendMessage", text_body, out, err);
+	}
 	json_error_t je;
 	json_t *content = m->content ? json_loads(m->content, 0, &je) : NULL;
 	if (!content)
 		return hr_fail(err, HR_EINVAL, "content", "message content is not valid JSON");
 	int rc = tg_validate(content, err);
 	const char *method = NULL;
-	json_t *root = NULL;
-	if (rc == 0)
+	char *body = NULL;
+	if (rc == 0 && channel_fast_json) {
+		body = tg_body_fast(m, content, &method, &rc, err);
+		if (body)
+			channel_fast_json_hits++;
+	}
+	if (rc == 0 && !body) { /* switched off, or declined: jansson's way */
+		json_t *root = NULL;
 		rc = tg_send_body(m, content, &method, &root, err);
+		body = rc ? NULL : json_dumps(root, JSON_COMPACT);
+		json_decref(root);
+	}
 	json_decref(content);
 	if (rc)
 		return rc;
-	char *body = json_dumps(root, JSON_COMPACT);
-	json_decref(root);
 	return tg_request(acct->priv, method, body, out, err);
 }
 
@@ -649,6 +769,28 @@ static bool tg_provider_id(json_t *msg, char *out, size_t n)
 }
 
 /*
+ * fastbody: a success answer's "ok":true, result.message_id and
+ * result.chat.id read without a jansson tree (core/jsonr.h). true and out
+ * filled (OK) only when all three are there as jansson would read them;
+ * anything else goes the jansson way, which decides as before.
+ */
+static bool tg_sent_fast(const char *body, size_t len, struct send_outcome *out)
+{
+	struct jsonr r;
+	long long mid, cid;
+	if (jsonr_parse(&r, body, len) != 0 || !jsonr_is_true(&r, jsonr_get(&r, 0, "ok")))
+		return false;
+	int res = jsonr_get(&r, 0, "result");
+	if (!jsonr_int(&r, jsonr_get(&r, res, "message_id"), &mid) ||
+	    !jsonr_int(&r, jsonr_get(&r, jsonr_get(&r, res, "chat"), "id"), &cid))
+		return false;
+	snprintf(out->provider_id, sizeof out->provider_id, "%lld:%lld", cid, mid);
+	out->cls = OUTCOME_OK;
+	channel_fast_json_hits++;
+	return true;
+}
+
+/*
  * Classifies an answer to a send. ok:true with a message is success; a
  * group that became a supergroup is resent at once to its new id; 429 waits
  * parameters.retry_after; 401 (and 404, which the Bot API answers for a
@@ -661,6 +803,9 @@ static void tg_parse_send(const struct channel_account *acct, long http_status, 
 	(void)acct;
 	memset(out, 0, sizeof *out);
 	if (channel_network_outcome(http_status, body, len, out))
+		return;
+	if (http_status >= 200 && http_status < 300 && channel_fast_json &&
+	    tg_sent_fast(body, len, out))
 		return;
 	json_error_t je;
 	json_t *root = (body && len) ? json_loadb(body, len, 0, &je) : NULL;

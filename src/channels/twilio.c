@@ -43,6 +43,7 @@
 #include "core/phone.h"
 #include "core/config.h"
 #include "core/crypto.h"
+#include "core/jsonr.h"
 
 /* Recipients are E.164 numbers. */
 static int tw_normalize(const char *in, char out[HR_ADDR_MAX], struct hr_err *err)
@@ -579,35 +580,78 @@ static void tw_form_regulatory(struct hr_buf *b, json_t *reg)
 	}
 }
 
+/*
+ * fastbody: the commonest content, a plain text ({"type":"text","text":..}
+ * with no buttons, actions, options or template; other keys are ignored, as
+ * tw_validate ignores them), read with jsonr instead of a jansson tree and
+ * checked as tw_validate checks it (a non-empty string of at most
+ * TW_BODY_MAX characters): the text unescaped (heap, caller frees), or NULL
+ * to decline: anything else, or anything tw_validate would refuse, goes the
+ * jansson way, which builds or refuses it as before.
+ */
+static char *tw_text_fast(const struct message *m)
+{
+	struct jsonr r;
+	char type[8];
+	if (!m->content || jsonr_parse(&r, m->content, strlen(m->content)) != 0 ||
+	    !jsonr_string(&r, jsonr_get(&r, 0, "type"), type, sizeof type, NULL) ||
+	    strcmp(type, "text") != 0 || jsonr_get(&r, 0, "buttons") >= 0 ||
+	    jsonr_get(&r, 0, "actions") >= 0 || jsonr_get(&r, 0, "options") >= 0 ||
+	    jsonr_get(&r, 0, "template") >= 0)
+		return NULL;
+	int t = jsonr_get(&r, 0, "text");
+	if (!jsonr_is_string(&r, t))
+		return NULL;
+	/* Unescaped, a string is never longer than its JSON form. */
+	size_t cap = (size_t)(r.tok[t].end - r.tok[t].start) + 1, n = 0;
+	char *text = malloc(cap);
+	if (text &&
+	    (!jsonr_string(&r, t, text, cap, &n) || n == 0 || tw_utf8_chars(text) > TW_BODY_MAX)) {
+		free(text);
+		text = NULL;
+	}
+	return text;
+}
+
 static int tw_build_send(const struct channel_account *acct, const struct message *m,
                          struct http_req *out, struct hr_err *err)
 {
 	const struct tw_priv *p = acct->priv;
 	memset(out, 0, sizeof *out);
-	json_error_t je;
-	json_t *content = m->content ? json_loads(m->content, 0, &je) : NULL;
-	if (!content)
-		return hr_fail(err, HR_EINVAL, "content", "message content is not valid JSON");
-	int rc = tw_validate(content, err);
-	if (rc) {
-		json_decref(content);
-		return rc;
-	}
-	const char *type = json_string_value(json_object_get(content, "type"));
+	/* A plain text read fast, or the content parsed and validated. */
+	char *text = channel_fast_json ? tw_text_fast(m) : NULL;
+	json_t *content = NULL;
 	const char *body = NULL, *media = NULL;
-	if (strcmp(type, "text") == 0) {
-		body = json_string_value(json_object_get(content, "text"));
-	} else if (strcmp(type, "image") == 0) {
-		json_t *img = json_object_get(content, "image");
-		media = json_string_value(json_object_get(img, "url"));
-		body = json_string_value(json_object_get(img, "caption"));
+	if (text) {
+		channel_fast_json_hits++;
+		body = text;
 	} else {
-		body = m->body; /* a template: the API rendered it */
-		if (!body || !*body || tw_utf8_chars(body) > TW_BODY_MAX) {
+		json_error_t je;
+		content = m->content ? json_loads(m->content, 0, &je) : NULL;
+		if (!content)
+			return hr_fail(err, HR_EINVAL, "content",
+			               "message content is not valid JSON");
+		int rc = tw_validate(content, err);
+		if (rc) {
 			json_decref(content);
-			return hr_fail(err, HR_EINVAL, "body",
-			               "the rendered template body must be 1 to %d characters",
-			               TW_BODY_MAX);
+			return rc;
+		}
+		const char *type = json_string_value(json_object_get(content, "type"));
+		if (strcmp(type, "text") == 0) {
+			body = json_string_value(json_object_get(content, "text"));
+		} else if (strcmp(type, "image") == 0) {
+			json_t *img = json_object_get(content, "image");
+			media = json_string_value(json_object_get(img, "url"));
+			body = json_string_value(json_object_get(img, "caption"));
+		} else {
+			body = m->body; /* a template: the API rendered it */
+			if (!body || !*body || tw_utf8_chars(body) > TW_BODY_MAX) {
+				json_decref(content);
+				return hr_fail(err, HR_EINVAL, "body",
+				               "the rendered template body must be 1 to %d "
+				               "characters",
+				               TW_BODY_MAX);
+			}
 		}
 	}
 	struct hr_buf b = {0};
@@ -632,7 +676,8 @@ static int tw_build_send(const struct channel_account *acct, const struct messag
 	json_t *reg = json_object_get(json_object_get(content, "template"), "regulatory");
 	if (json_is_object(reg))
 		tw_form_regulatory(&b, reg);
-	json_decref(content);
+	json_decref(content); /* NULL (the text read fast) is fine */
+	free(text);
 
 	out->url = strdup(p->messages_url);
 	out->userpwd = strdup(p->userpwd);
@@ -712,6 +757,30 @@ static const struct tw_code *tw_code_find(long code)
 }
 
 /*
+ * fastbody: a success answer's "sid" read without a jansson tree
+ * (core/jsonr.h). The request body is a form, built without jansson
+ * already. true and out filled (OK) only when the answer is one jsonr reads
+ * and the sid is there, non-empty and fits; anything else goes the jansson
+ * way, which decides as before.
+ */
+static bool tw_sent_fast(const char *body, size_t len, struct send_outcome *out)
+{
+	struct jsonr r;
+	size_t n = 0;
+	if (jsonr_parse(&r, body, len) != 0)
+		return false;
+	if (!jsonr_string(&r, jsonr_get(&r, 0, "sid"), out->provider_id, sizeof out->provider_id,
+	                  &n) ||
+	    n == 0) {
+		out->provider_id[0] = '\0';
+		return false;
+	}
+	out->cls = OUTCOME_OK;
+	channel_fast_json_hits++;
+	return true;
+}
+
+/*
  * Classifies an answer to a send. A 2xx with a "sid" is accepted; a 2xx
  * without one is transient (the send's fate is unknown; the dispatcher's
  * policy decides). Otherwise Twilio's "code" decides when known (21610 also
@@ -725,6 +794,9 @@ static void tw_parse_send(const struct channel_account *acct, long http_status, 
 	memset(out, 0, sizeof *out);
 	out->retry_after_us = channel_retry_after_us(retry_after);
 	if (channel_network_outcome(http_status, body, len, out))
+		return;
+	if (http_status >= 200 && http_status < 300 && channel_fast_json &&
+	    tw_sent_fast(body, len, out))
 		return;
 	json_error_t je;
 	json_t *root = (body && len) ? json_loadb(body, len, 0, &je) : NULL;

@@ -48,6 +48,8 @@
 #include "core/phone.h"
 #include "core/config.h"
 #include "core/crypto.h"
+#include "core/jsonr.h"
+#include "core/jsonw.h"
 
 /* Recipients are E.164 numbers without the '+' (WhatsApp's wa_id form). */
 static int wa_normalize(const char *in, char out[HR_ADDR_MAX], struct hr_err *err)
@@ -679,7 +681,11 @@ static json_t *wa_button_component(const json_t *b)
 	char index[8];
 	snprintf(index, sizeof index, "%lld",
 	         (long long)json_integer_value(json_object_get(b, "index")));
+	/* A null payload is absent (as wa_validate_template_buttons reads it):
+	 * a URL button with its text. */
 	json_t *payload = json_object_get(b, "payload");
+	if (!json_is_string(payload))
+		payload = NULL;
 	json_t *param =
 	    payload ? json_pack("{s:s, s:O}", "type", "payload", "payload", payload)
 	            : json_pack("{s:s, s:O}", "type", "text", "text", json_object_get(b, "text"));
@@ -762,11 +768,251 @@ static bool wa_body_json(json_t *root, const json_t *content)
 	return wa_set(root, type, wa_media_json(json_object_get(content, type), doc, true));
 }
 
-static int wa_build_send(const struct channel_account *acct, const struct message *m,
-                         struct http_req *out, struct hr_err *err)
+/* ---------------------------------------------------------------------------
+ * fastbody: the same bodies written directly (core/jsonw.h), for every type
+ * WhatsApp takes here (text, interactive reply buttons, template, document,
+ * image): each is a fixed shape once wa_validate has passed the content.
+ * The jansson builders above stay as the reference the unit tests compare
+ * against (channel_fast_json off), key for key and byte for byte.
+ * ------------------------------------------------------------------------- */
+
+/* The bound on a body: proportional to its content, which the API bounded
+ * (server.max_body_bytes). Escaping turns a byte into at most six, and the
+ * body's own keys add less than 32 bytes for each 1 of content (a template
+ * parameter "x", is {"type":"text","text":"x"}, in the body), so a body
+ * never meets it; it is there so that no bug can grow one without end. */
+#define WA_BODY_MAX(content_len) (32 * (content_len) + 4096)
+
+static const char *wa_jstr(const json_t *o, const char *key)
 {
-	const struct wa_priv *p = acct->priv;
-	memset(out, 0, sizeof *out);
+	return json_string_value(json_object_get(o, key));
+}
+
+/* {"link", "filename"?, "caption"?} from {"url", ...}. */
+static void wa_media_w(struct jsonw *w, const json_t *src, bool filename, bool caption)
+{
+	const char *url = wa_jstr(src, "url"), *fn = wa_jstr(src, "filename"),
+	           *cap = wa_jstr(src, "caption");
+	jsonw_obj(w);
+	jsonw_kstr(w, "link", url ? url : "");
+	if (filename && fn)
+		jsonw_kstr(w, "filename", fn);
+	if (caption && cap)
+		jsonw_kstr(w, "caption", cap);
+	jsonw_obj_end(w);
+}
+
+static void wa_interactive_w(struct jsonw *w, const json_t *content)
+{
+	jsonw_obj(w);
+	jsonw_kstr(w, "type", "button");
+	jsonw_key(w, "body");
+	jsonw_obj(w);
+	jsonw_kstr(w, "text", wa_jstr(content, "text"));
+	jsonw_obj_end(w);
+	jsonw_key(w, "action");
+	jsonw_obj(w);
+	jsonw_key(w, "buttons");
+	jsonw_arr(w);
+	size_t i;
+	json_t *b;
+	json_array_foreach(json_object_get(content, "buttons"), i, b)
+	{
+		jsonw_obj(w);
+		jsonw_kstr(w, "type", "reply");
+		jsonw_key(w, "reply");
+		jsonw_obj(w);
+		jsonw_kstr(w, "id", wa_jstr(b, "id"));
+		jsonw_kstr(w, "title", wa_jstr(b, "title"));
+		jsonw_obj_end(w);
+		jsonw_obj_end(w);
+	}
+	jsonw_arr_end(w);
+	jsonw_obj_end(w);
+	jsonw_obj_end(w);
+}
+
+static void wa_template_w(struct jsonw *w, const json_t *t)
+{
+	jsonw_obj(w);
+	jsonw_kstr(w, "name", wa_jstr(t, "name"));
+	jsonw_key(w, "language");
+	jsonw_obj(w);
+	jsonw_kstr(w, "code", wa_jstr(t, "language"));
+	jsonw_obj_end(w);
+	json_t *h = json_object_get(t, "header");
+	json_t *params = json_object_get(t, "parameters");
+	json_t *buttons = json_object_get(t, "buttons");
+	if (json_is_object(h) || json_array_size(params) > 0 || json_array_size(buttons) > 0) {
+		jsonw_key(w, "components");
+		jsonw_arr(w);
+		if (json_is_object(h)) {
+			const char *type = wa_jstr(h, "type");
+			jsonw_obj(w);
+			jsonw_kstr(w, "type", "header");
+			jsonw_key(w, "parameters");
+			jsonw_arr(w);
+			jsonw_obj(w);
+			if (strcmp(type, "text") == 0) {
+				const char *v = wa_jstr(h, "text");
+				if (!v)
+					v = json_string_value(
+					    json_array_get(json_object_get(h, "parameters"), 0));
+				jsonw_kstr(w, "type", "text");
+				jsonw_kstr(w, "text", v);
+			} else {
+				jsonw_kstr(w, "type", type);
+				jsonw_key(w, type);
+				wa_media_w(w, h, strcmp(type, "document") == 0, false);
+			}
+			jsonw_obj_end(w);
+			jsonw_arr_end(w);
+			jsonw_obj_end(w);
+		}
+		size_t i;
+		json_t *v;
+		if (json_array_size(params) > 0) {
+			jsonw_obj(w);
+			jsonw_kstr(w, "type", "body");
+			jsonw_key(w, "parameters");
+			jsonw_arr(w);
+			json_array_foreach(params, i, v)
+			{
+				jsonw_obj(w);
+				jsonw_kstr(w, "type", "text");
+				jsonw_kstr(w, "text", json_string_value(v));
+				jsonw_obj_end(w);
+			}
+			jsonw_arr_end(w);
+			jsonw_obj_end(w);
+		}
+		json_array_foreach(buttons, i, v)
+		{
+			char index[24];
+			snprintf(index, sizeof index, "%lld",
+			         (long long)json_integer_value(json_object_get(v, "index")));
+			const char *payload = wa_jstr(v, "payload");
+			jsonw_obj(w);
+			jsonw_kstr(w, "type", "button");
+			jsonw_kstr(w, "sub_type", payload ? "quick_reply" : "url");
+			jsonw_kstr(w, "index", index);
+			jsonw_key(w, "parameters");
+			jsonw_arr(w);
+			jsonw_obj(w);
+			if (payload) {
+				jsonw_kstr(w, "type", "payload");
+				jsonw_kstr(w, "payload", payload);
+			} else {
+				jsonw_kstr(w, "type", "text");
+				jsonw_kstr(w, "text", wa_jstr(v, "text"));
+			}
+			jsonw_obj_end(w);
+			jsonw_arr_end(w);
+			jsonw_obj_end(w);
+		}
+		jsonw_arr_end(w);
+	}
+	jsonw_obj_end(w);
+}
+
+/*
+ * The whole body of a validated content; heap, NULL on failure with *rc
+ * (HR_ENOMEM, or HR_ELIMIT past WA_BODY_MAX).
+ */
+static char *wa_body_fast(const struct message *m, const json_t *content, size_t *len, int *rc)
+{
+	struct jsonw w;
+	jsonw_init(&w, WA_BODY_MAX(strlen(m->content)));
+	const char *type = wa_jstr(content, "type");
+	jsonw_obj(&w);
+	jsonw_kstr(&w, "messaging_product", "whatsapp");
+	jsonw_kstr(&w, "recipient_type", "individual");
+	jsonw_kstr(&w, "to", m->recipient);
+	if (strcmp(type, "text") == 0 && json_object_get(content, "buttons")) {
+		jsonw_kstr(&w, "type", "interactive");
+		jsonw_key(&w, "interactive");
+		wa_interactive_w(&w, content);
+	} else if (strcmp(type, "text") == 0) {
+		json_t *pu = json_object_get(json_object_get(content, "options"), "preview_url");
+		jsonw_kstr(&w, "type", "text");
+		jsonw_key(&w, "text");
+		jsonw_obj(&w);
+		jsonw_kbool(&w, "preview_url", json_is_true(pu));
+		jsonw_kstr(&w, "body", wa_jstr(content, "text"));
+		jsonw_obj_end(&w);
+	} else if (strcmp(type, "template") == 0) {
+		jsonw_kstr(&w, "type", "template");
+		jsonw_key(&w, "template");
+		wa_template_w(&w, json_object_get(content, "template"));
+	} else {
+		jsonw_kstr(&w, "type", type);
+		jsonw_key(&w, type);
+		wa_media_w(&w, json_object_get(content, type), strcmp(type, "document") == 0, true);
+	}
+	if (m->id[0])
+		jsonw_kstr(&w, "biz_opaque_callback_data", m->id);
+	jsonw_obj_end(&w);
+	return jsonw_finish(&w, len, rc);
+}
+
+/*
+ * fastbody: the commonest content, a plain text ({"type":"text","text":..}
+ * with no buttons, actions or options; other keys are ignored, as
+ * wa_validate ignores them), read with jsonr instead of a jansson tree and
+ * checked as wa_validate checks it (a non-empty string of at most
+ * WA_TEXT_MAX characters), then written as wa_body_fast writes it. NULL
+ * declines: anything else, or anything wa_validate would refuse, goes the
+ * jansson way, which builds or refuses it as before.
+ */
+static char *wa_text_fast(const struct message *m)
+{
+	struct jsonr r;
+	char type[8];
+	if (!m->content || jsonr_parse(&r, m->content, strlen(m->content)) != 0 ||
+	    !jsonr_string(&r, jsonr_get(&r, 0, "type"), type, sizeof type, NULL) ||
+	    strcmp(type, "text") != 0 || jsonr_get(&r, 0, "buttons") >= 0 ||
+	    jsonr_get(&r, 0, "actions") >= 0 || jsonr_get(&r, 0, "options") >= 0)
+		return NULL;
+	int t = jsonr_get(&r, 0, "text");
+	if (!jsonr_is_string(&r, t))
+		return NULL;
+	/* Unescaped, a string is never longer than its JSON form. */
+	size_t cap = (size_t)(r.tok[t].end - r.tok[t].start) + 1, n = 0;
+	char *text = malloc(cap);
+	if (!text)
+		return NULL;
+	char *body = NULL;
+	if (jsonr_string(&r, t, text, cap, &n) && n > 0 && wa_utf8_chars(text) <= WA_TEXT_MAX) {
+		struct jsonw w;
+		jsonw_init(&w, WA_BODY_MAX(strlen(m->content)));
+		jsonw_obj(&w);
+		jsonw_kstr(&w, "messaging_product", "whatsapp");
+		jsonw_kstr(&w, "recipient_type", "individual");
+		jsonw_kstr(&w, "to", m->recipient);
+		jsonw_kstr(&w, "type", "text");
+		jsonw_key(&w, "text");
+		jsonw_obj(&w);
+		jsonw_kbool(&w, "preview_url", false);
+		jsonw_kstr(&w, "body", text);
+		jsonw_obj_end(&w);
+		if (m->id[0])
+			jsonw_kstr(&w, "biz_opaque_callback_data", m->id);
+		jsonw_obj_end(&w);
+		body = jsonw_finish(&w, NULL, NULL);
+	}
+	free(text);
+	return body;
+}
+
+/*
+ * The body of any content: parsed and validated with jansson, then written
+ * by wa_body_fast or (switched off, or it failed: a bug there must not stop
+ * a send) by the jansson builder. *body heap, or NULL (out of memory) when
+ * 0 is returned; the content's error otherwise.
+ */
+static int wa_body(const struct message *m, char **body, struct hr_err *err)
+{
+	*body = NULL;
 	json_error_t je;
 	json_t *content = m->content ? json_loads(m->content, 0, &je) : NULL;
 	if (!content)
@@ -776,13 +1022,35 @@ static int wa_build_send(const struct channel_account *acct, const struct messag
 		json_decref(content);
 		return rc;
 	}
-	json_t *root = json_pack("{s:s, s:s, s:s}", "messaging_product", "whatsapp",
-	                         "recipient_type", "individual", "to", m->recipient);
-	bool ok = root && wa_body_json(root, content) &&
-	          (!m->id[0] || wa_set(root, "biz_opaque_callback_data", json_string(m->id)));
+	*body = channel_fast_json ? wa_body_fast(m, content, NULL, NULL) : NULL;
+	if (*body) {
+		channel_fast_json_hits++;
+	} else {
+		json_t *root = json_pack("{s:s, s:s, s:s}", "messaging_product", "whatsapp",
+		                         "recipient_type", "individual", "to", m->recipient);
+		bool ok =
+		    root && wa_body_json(root, content) &&
+		    (!m->id[0] || wa_set(root, "biz_opaque_callback_data", json_string(m->id)));
+		*body = ok ? json_dumps(root, JSON_COMPACT) : NULL;
+		json_decref(root);
+	}
 	json_decref(content);
-	out->body = ok ? json_dumps(root, JSON_COMPACT) : NULL;
-	json_decref(root);
+	return 0;
+}
+
+static int wa_build_send(const struct channel_account *acct, const struct message *m,
+                         struct http_req *out, struct hr_err *err)
+{
+	const struct wa_priv *p = acct->priv;
+	memset(out, 0, sizeof *out);
+	out->body = channel_fast_json ? wa_text_fast(m) : NULL;
+	if (out->body) {
+		channel_fast_json_hits++;
+	} else {
+		int rc = wa_body(m, &out->body, err);
+		if (rc)
+			return rc;
+	}
 	out->url = strdup(p->messages_url);
 	out->headers = curl_slist_append(NULL, p->auth_header);
 	if (out->headers)
@@ -849,6 +1117,28 @@ static const struct wa_code *wa_code_find(long code)
 }
 
 /*
+ * fastbody: a success answer's messages[0].id read without a jansson tree
+ * (core/jsonr.h). true and out filled (OK) only when the answer is one jsonr
+ * reads and the id is there, non-empty and fits: everything else goes the
+ * jansson way below, which decides as before.
+ */
+static bool wa_sent_fast(const char *body, size_t len, struct send_outcome *out)
+{
+	struct jsonr r;
+	size_t n = 0;
+	if (jsonr_parse(&r, body, len) != 0)
+		return false;
+	int id = jsonr_get(&r, jsonr_at(&r, jsonr_get(&r, 0, "messages"), 0), "id");
+	if (!jsonr_string(&r, id, out->provider_id, sizeof out->provider_id, &n) || n == 0) {
+		out->provider_id[0] = '\0';
+		return false;
+	}
+	out->cls = OUTCOME_OK;
+	channel_fast_json_hits++;
+	return true;
+}
+
+/*
  * Classifies an answer to a send. The provider's error code decides when it
  * is known; otherwise the HTTP status does (429 rate limited, 5xx and 408
  * transient, other 4xx permanent). A 2xx without messages[0].id is treated as
@@ -861,6 +1151,9 @@ static void wa_parse_send(const struct channel_account *acct, long http_status, 
 	memset(out, 0, sizeof *out);
 	out->retry_after_us = channel_retry_after_us(retry_after);
 	if (channel_network_outcome(http_status, body, len, out))
+		return;
+	if (http_status >= 200 && http_status < 300 && channel_fast_json &&
+	    wa_sent_fast(body, len, out))
 		return;
 	json_error_t je;
 	json_t *root = (body && len) ? json_loadb(body, len, 0, &je) : NULL;

@@ -29,6 +29,7 @@
 #include "channels/channel.h"
 #include "core/crypto.h"
 #include "herald.h"
+#include "fastbody_test.h"
 
 #define VEC_TOKEN "SJENCPGJESMGUFPY"
 #define VEC_DATA                                                                                   \
@@ -1508,6 +1509,129 @@ static void test_signed_roundtrip(void **state)
 	channel_account_free(a);
 }
 
+/* ---- fastbody: the fast bodies and answers against jansson's ---- */
+
+/* A text or rendered template without suggestions is written directly,
+ * byte for byte jansson's; everything else is still jansson's, equal too. */
+static void test_fast_bodies_equal(void **state)
+{
+	(void)state;
+	struct channel_account *a = offline_account();
+	static char t1[4 * 3072 + 1];
+	unsigned seed = 31337;
+	int fast = 0, fallback = 0, refused = 0;
+	for (int i = 0; i < 1000; i++) {
+		struct message m = {0};
+		hr_strlcpy(m.id, MSG_ID, sizeof m.id);
+		hr_strlcpy(m.recipient, "+15550123456", sizeof m.recipient);
+		json_t *c;
+		bool want_fast = true;
+		fb_random_nonempty(t1, i % 100 == 0 ? 3072 : 400, &seed);
+		if (i % 2) {
+			c = json_pack("{s:s, s:s}", "type", "text", "text", t1);
+		} else {
+			m.body = t1;
+			c = json_pack("{s:s, s:{s:s, s:s}}", "type", "template", "template", "name",
+			              "otp", "language", "en");
+		}
+		json_t *opts = json_object();
+		if (i % 3 == 0)
+			json_object_set_new(opts, "ttl", json_string("86400s"));
+		if (i % 4 == 0)
+			json_object_set_new(opts, "traffic_type", json_string("TRANSACTION"));
+		json_object_set_new(c, "options", opts);
+		if (i % 9 == 0) { /* suggestions: jansson builds it */
+			json_object_set_new(c, "buttons",
+			                    json_pack("[{s:s, s:s}]", "id", "yes", "title", "Yes"));
+			want_fast = false;
+		}
+		m.content = fb_content(c);
+		if (fb_same_request(a, &m, true) == 0) {
+			assert_int_equal(fb_fast_hits, want_fast);
+			if (want_fast)
+				fast++;
+			else
+				fallback++;
+		} else {
+			refused++;
+		}
+		free(m.content);
+	}
+	/* A template body it would refuse: declined, and refused as before. */
+	struct message m = {0};
+	hr_strlcpy(m.id, MSG_ID, sizeof m.id);
+	hr_strlcpy(m.recipient, "+15550123456", sizeof m.recipient);
+	m.content = "{\"type\":\"template\",\"template\":{\"name\":\"otp\",\"language\":\"en\"}}";
+	m.body = "";
+	assert_int_equal(fb_same_request(a, &m, true), HR_EINVAL);
+	char *big = malloc(3074);
+	assert_non_null(big);
+	memset(big, 'x', 3073);
+	big[3073] = '\0';
+	m.body = big;
+	assert_int_equal(fb_same_request(a, &m, true), HR_EINVAL);
+	free(big);
+	/* Cards, carousels and media: jansson's, as before. */
+	m.body = NULL;
+	m.content = "{\"type\":\"card\",\"card\":{\"title\":\"T\",\"description\":\"D\"}}";
+	assert_int_equal(fb_same_request(a, &m, true), 0);
+	assert_int_equal(fb_fast_hits, 0);
+	print_message("rcs: %d fast bodies, %d with suggestions by jansson, all equal; %d refused "
+	              "alike\n",
+	              fast, fallback, refused);
+	assert_int_equal(fast + fallback + refused, 1000);
+	assert_true(fast >= 850);
+	channel_account_free(a);
+}
+
+/* Answers: the name read fast gives jansson's outcome, for good, odd and
+ * broken answers. */
+static void test_fast_answers_equal(void **state)
+{
+	(void)state;
+	struct channel_account *a = offline_account();
+	const char *ok =
+	    "{\"name\":\"phones/+15550123456/agentMessages/" MSG_UUID "\","
+	    "\"sendTime\":\"2026-01-15T10:00:00.123456Z\",\"contentMessage\":{\"text\":"
+	    "\"Ol\\u00e1\\n\",\"suggestions\":[{\"reply\":{\"text\":\"Yes\","
+	    "\"postbackData\":\"x|yes\"}}]}}";
+	struct send_outcome o;
+	assert_int_equal(fb_same_outcome(a, 200, ok, strlen(ok), NULL, &o), OUTCOME_OK);
+	assert_string_equal(o.provider_id, MSG_UUID);
+	assert_int_equal(fb_fast_hits, 1);
+	static const char *const odd[] = {
+	    "{\"name\":\"phones\\/+1\\/agentMessages\\/abc\\u00e9\"}",
+	    "{\"name\":\"phones/+1/agentMessages/\"}",
+	    "{\"name\":\"phones/+1/other/abc\"}",
+	    "{\"name\":\"abc\"}",
+	    "{\"name\":1}",
+	    "{\"name\":null}",
+	    "{\"name\":\"phones/+1/agentMessages/a\",\"name\":\"phones/+1/agentMessages/b\"}",
+	    "{\"error\":{\"code\":409,\"message\":\"Message " MSG_UUID " already exists\","
+	    "\"status\":\"ALREADY_EXISTS\"}}",
+	    "{\"error\":{\"code\":404,\"message\":\"not found\",\"status\":\"NOT_FOUND\"}}",
+	};
+	for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+		fb_same_outcome(a, 200, odd[i], strlen(odd[i]), NULL, NULL);
+		fb_same_outcome(a, 409, odd[i], strlen(odd[i]), NULL, NULL);
+		fb_same_outcome(a, 404, odd[i], strlen(odd[i]), NULL, NULL);
+		fb_same_outcome(a, 503, odd[i], strlen(odd[i]), "5", NULL);
+	}
+	fb_same_outcome(a, 200, odd[0], strlen(odd[0]), NULL, &o);
+	assert_string_equal(o.provider_id, "abc\xc3\xa9");
+	assert_int_equal(fb_fast_hits, 1);
+	fb_same_outcome(a, 200, odd[6], strlen(odd[6]), NULL, &o);
+	assert_string_equal(o.provider_id, "b");
+	/* A name longer than the fast reader's buffer: jansson's way, same. */
+	char body[1200];
+	int k = snprintf(body, sizeof body, "{\"name\":\"phones/%0600d/agentMessages/abc\"}", 1);
+	assert_int_equal(fb_same_outcome(a, 200, body, (size_t)k, NULL, &o), OUTCOME_OK);
+	assert_int_equal(fb_fast_hits, 0);
+	fb_same_outcome(a, 0, "refused", 7, NULL, NULL);
+	fb_same_outcomes_malformed(a, ok);
+	channel_account_free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1523,6 +1647,8 @@ int main(void)
 	    cmocka_unit_test(test_token_never_blocks_send),
 	    cmocka_unit_test(test_capability),
 	    cmocka_unit_test(test_parse_send_table),
+	    cmocka_unit_test(test_fast_bodies_equal),
+	    cmocka_unit_test(test_fast_answers_equal),
 	    cmocka_unit_test(test_parse_vector),
 	    cmocka_unit_test(test_parse_table),
 	    cmocka_unit_test(test_parse_malformed),

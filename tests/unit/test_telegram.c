@@ -19,6 +19,7 @@
 
 #include "channels/channel.h"
 #include "herald.h"
+#include "fastbody_test.h"
 
 #define TOKEN "123456789:AAH-test_token"
 #define SECRET "tg-Secret_42"
@@ -911,6 +912,210 @@ static void test_webhook_malformed(void **state)
 	channel_account_free(a);
 }
 
+/* ---- fastbody: the fast bodies and answers against jansson's ---- */
+
+/* sendMessage, sendDocument and sendPhoto written directly are jansson's
+ * bodies byte for byte; with buttons or actions jansson still builds it. */
+static void test_fast_bodies_equal(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load(ACCT_CONFIG, &err);
+	assert_non_null(a);
+	static char t1[4 * 1000 + 1], t2[4 * 300 + 1];
+	static const char *const chats[] = {"42", "-1001234567890", "@channel_name",
+	                                    "9223372036854775807"};
+	unsigned seed = 99;
+	int fast = 0, fallback = 0, refused = 0;
+	for (int i = 0; i < 1200; i++) {
+		struct message m = {.id = "01JABCDEFGHJKMNPQRSTVWXYZ0"};
+		hr_strlcpy(m.recipient, chats[i % 4], sizeof m.recipient);
+		json_t *c;
+		switch (i % 4) {
+		case 0:
+			fb_random_nonempty(t1, 1000, &seed);
+			c = json_pack("{s:s, s:s}", "type", "text", "text", t1);
+			break;
+		case 1:
+			fb_random_nonempty(t1, 1000, &seed);
+			m.body = t1;
+			c = json_pack("{s:s, s:{s:s, s:s, s:[s]}}", "type", "template", "template",
+			              "name", "otp", "language", "en", "parameters", "1234");
+			break;
+		case 2:
+			fb_random_text(t2, 300, &seed);
+			c = json_pack("{s:s, s:{s:s, s:s}}", "type", "document", "document", "url",
+			              "https://files.example/a.pdf", "caption", t2);
+			break;
+		default:
+			fb_random_text(t2, 300, &seed);
+			c = json_pack("{s:s, s:{s:s}}", "type", "image", "image", "url",
+			              "https://img.example/p.jpg?a=1&b=\"2\"");
+			if (t2[0])
+				json_object_set_new(json_object_get(c, "image"), "caption",
+				                    json_string(t2));
+		}
+		json_t *opts = json_object();
+		if (i % 3 == 0)
+			json_object_set_new(opts, "parse_mode",
+			                    json_string(i % 2 ? "HTML" : "MarkdownV2"));
+		if (i % 5 == 0)
+			json_object_set_new(opts, "disable_notification",
+			                    json_boolean(i % 10 == 0));
+		json_object_set_new(c, "options", opts);
+		bool keyboard = i % 7 == 0;
+		if (keyboard)
+			json_object_set_new(c, "buttons",
+			                    json_pack("[{s:s, s:s}]", "id", "yes", "title", "Yes"));
+		m.content = fb_content(c);
+		if (fb_same_request(a, &m, true) == 0) {
+			assert_int_equal(fb_fast_hits, !keyboard);
+			if (keyboard)
+				fallback++;
+			else
+				fast++;
+		} else {
+			refused++;
+		}
+		free(m.content);
+	}
+	/* A rendered template refused the same way both ways. */
+	struct message m = {.recipient = "42", .body = ""};
+	m.content = "{\"type\":\"template\",\"template\":{\"name\":\"otp\",\"language\":\"en\"}}";
+	assert_int_equal(fb_same_request(a, &m, true), HR_EINVAL);
+	char *big = repeat("x", 4097);
+	m.body = big;
+	assert_int_equal(fb_same_request(a, &m, true), HR_EINVAL);
+	free(big);
+	print_message("telegram: %d fast bodies, %d with a keyboard by jansson, all equal; %d "
+	              "refused alike\n",
+	              fast, fallback, refused);
+	assert_int_equal(fast + fallback + refused, 1200);
+	assert_true(fast >= 900);
+	channel_account_free(a);
+}
+
+/* Counts what jansson allocates (json_set_alloc_funcs). */
+static size_t g_jansson_allocs;
+static void *counting_malloc(size_t n)
+{
+	g_jansson_allocs++;
+	return malloc(n);
+}
+
+/* A plain text's content read with jsonr: the same body byte for byte, or
+ * the same refusal, as jansson's way, without one jansson allocation. */
+static void test_fast_text_content(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load(ACCT_CONFIG, &err);
+	assert_non_null(a);
+	struct message m = {.id = "01JABCDEFGHJKMNPQRSTVWXYZ0", .recipient = "42"};
+	static const struct {
+		const char *content;
+		int rc;   /* build_send's answer */
+		int fast; /* 1: the text read fast; 0: not (jansson parsed it) */
+	} cases[] = {
+	    {"{\"type\":\"text\",\"text\":\"Your code is 482913\"}", 0, 1},
+	    {"{\"text\":\"<b>x</b>\\n\",\"type\":\"text\"}", 0, 1},
+	    {"{\"type\":\"\\u0074ext\",\"text\":\"\\u00e9\\ud83d\\ude00\\\"\\/\\u001f\"}", 0, 1},
+	    {"{\"type\":\"text\",\"text\":\"a\",\"text\":\"b\"}", 0, 1},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"extra\":[1,{\"k\":null}]}", 0, 1},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"options\":{\"parse_mode\":\"HTML\"}}", 0, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"buttons\":null}", 0, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"actions\":[]}", 0, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"n\":1e5}", 0, 0},
+	    {"{\"type\":\"text\",\"type\":\"image\",\"text\":\"x\"}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"\"}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":null}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":7}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\"}}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"\\ud800\"}", HR_EINVAL, 0},
+	};
+	static const char *const chats[] = {"42", "-1001234567890", "@name"};
+	for (size_t c = 0; c < 3; c++) {
+		hr_strlcpy(m.recipient, chats[c], sizeof m.recipient);
+		for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+			m.content = (char *)cases[i].content;
+			int rc = fb_same_request(a, &m, true);
+			if (rc != cases[i].rc)
+				fail_msg("case %zu: %d, want %d", i, rc, cases[i].rc);
+			struct http_req req;
+			g_jansson_allocs = 0;
+			json_set_alloc_funcs(counting_malloc, free);
+			rc = a->ops->build_send(a, &m, &req, &err);
+			json_set_alloc_funcs(malloc, free);
+			if ((g_jansson_allocs == 0) != (cases[i].fast == 1))
+				fail_msg("case %zu: %zu jansson allocations", i, g_jansson_allocs);
+			if (rc == 0)
+				http_req_clear(&req);
+		}
+	}
+	/* 4096 UTF-16 units are sent, 4097 refused: 😀 counts two. */
+	char *c = malloc(4 * 4097 + 64);
+	assert_non_null(c);
+	for (int extra = 0; extra <= 1; extra++) {
+		int k = sprintf(c, "{\"type\":\"text\",\"text\":\"%s", extra ? "a" : "");
+		for (int i = 0; i < 2048; i++)
+			k += sprintf(c + k, "%s", i % 2 ? "\xf0\x9f\x98\x80" : "\\ud83d\\ude00");
+		sprintf(c + k, "\"}");
+		m.content = c;
+		assert_int_equal(fb_same_request(a, &m, true), extra ? HR_EINVAL : 0);
+	}
+	free(c);
+	channel_account_free(a);
+}
+
+/* Answers: result.message_id and result.chat.id read fast give jansson's
+ * outcome, also for odd and broken answers. */
+static void test_fast_answers_equal(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load(ACCT_CONFIG, &err);
+	assert_non_null(a);
+	const char *ok =
+	    "{\"ok\":true,\"result\":{\"message_id\":4711,\"from\":{\"id\":123456789,"
+	    "\"is_bot\":true,\"first_name\":\"Herald\"},\"chat\":{\"id\":-1001234567890,"
+	    "\"title\":\"Ops \\\"team\\\" \\ud83d\\ude00\",\"type\":\"supergroup\"},"
+	    "\"date\":1750263773,\"text\":\"Hello\\nworld\"}}";
+	struct send_outcome o;
+	assert_int_equal(fb_same_outcome(a, 200, ok, strlen(ok), NULL, &o), OUTCOME_OK);
+	assert_string_equal(o.provider_id, "-1001234567890:4711");
+	assert_int_equal(fb_fast_hits, 1);
+	static const char *const odd[] = {
+	    "{\"ok\":false,\"result\":{\"message_id\":1,\"chat\":{\"id\":2}}}",
+	    "{\"ok\":\"true\",\"result\":{\"message_id\":1,\"chat\":{\"id\":2}}}",
+	    "{\"ok\":1,\"result\":{\"message_id\":1,\"chat\":{\"id\":2}}}",
+	    "{\"result\":{\"message_id\":1,\"chat\":{\"id\":2}}}",
+	    "{\"ok\":true}",
+	    "{\"ok\":true,\"result\":true}",
+	    "{\"ok\":true,\"result\":{\"message_id\":\"1\",\"chat\":{\"id\":2}}}",
+	    "{\"ok\":true,\"result\":{\"message_id\":1.0,\"chat\":{\"id\":2}}}",
+	    "{\"ok\":true,\"result\":{\"message_id\":1,\"chat\":{\"id\":2.5}}}",
+	    "{\"ok\":true,\"result\":{\"message_id\":1,\"chat\":{\"id\":1e3}}}",
+	    "{\"ok\":true,\"result\":{\"message_id\":1,\"chat\":{\"id\":-9223372036854775808}}}",
+	    "{\"ok\":true,\"result\":{\"message_id\":1,\"chat\":{\"id\":9223372036854775808}}}",
+	    "{\"ok\":true,\"result\":{\"message_id\":1,\"chat\":{}}}",
+	    "{\"ok\":true,\"result\":{\"message_id\":1,\"chat\":{\"id\":2},\"message_id\":3}}",
+	    "{\"ok\":true,\"ok\":false,\"result\":{\"message_id\":1,\"chat\":{\"id\":2}}}",
+	    "{\"ok\":false,\"ok\":true,\"result\":{\"message_id\":1,\"chat\":{\"id\":2}}}",
+	    "{\"ok\":false,\"error_code\":429,\"description\":\"Too Many Requests\","
+	    "\"parameters\":{\"retry_after\":7}}",
+	};
+	for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+		fb_same_outcome(a, 200, odd[i], strlen(odd[i]), NULL, NULL);
+		fb_same_outcome(a, 400, odd[i], strlen(odd[i]), "3", NULL);
+	}
+	fb_same_outcome(a, 200, odd[13], strlen(odd[13]), NULL, &o);
+	assert_string_equal(o.provider_id, "2:3"); /* the last message_id, as jansson */
+	assert_int_equal(fb_fast_hits, 1);
+	fb_same_outcome(a, 0, "timeout", 7, NULL, NULL);
+	fb_same_outcomes_malformed(a, ok);
+	channel_account_free(a);
+}
+
 /* dash3: the meaning of each code parse_send records (the overview's top
  * failure codes), exact; NULL for a code Telegram does not give. */
 static void test_error_meaning(void **state)
@@ -991,6 +1196,9 @@ int main(void)
 	    cmocka_unit_test(test_build_media_and_template),
 	    cmocka_unit_test(test_parse_send),
 	    cmocka_unit_test(test_error_meaning), /* dash3 */
+	    cmocka_unit_test(test_fast_bodies_equal),
+	    cmocka_unit_test(test_fast_answers_equal),
+	    cmocka_unit_test(test_fast_text_content),
 	    cmocka_unit_test(test_webhook_verify),
 	    cmocka_unit_test(test_dedupe_key),
 	    cmocka_unit_test(test_webhook_text_and_reply),

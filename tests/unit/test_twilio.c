@@ -19,6 +19,7 @@
 #include "channels/channel.h"
 #include "core/crypto.h"
 #include "herald.h"
+#include "fastbody_test.h"
 
 /* PROVIDERS.md's vector, computed independently of Herald. */
 #define VEC_TOKEN "12345"
@@ -987,6 +988,145 @@ static void test_lookup(void **state)
 	channel_account_free(a);
 }
 
+/* Counts what jansson allocates (json_set_alloc_funcs). */
+static size_t g_jansson_allocs;
+static void *counting_malloc(size_t n)
+{
+	g_jansson_allocs++;
+	return malloc(n);
+}
+
+/* A plain text's content read with jsonr: the same form byte for byte, or
+ * the same refusal, as jansson's way, without one jansson allocation. */
+static void test_fast_text_content(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load("sms1", ACCT_CONFIG, &err);
+	assert_non_null(a);
+	struct message m = {.id = "01JABCDEFGHJKMNPQRSTVWXYZ0", .recipient = "+14155552345"};
+	static const struct {
+		const char *content;
+		int rc;   /* build_send's answer */
+		int fast; /* 1: the text read fast; 0: declined, jansson's way */
+	} cases[] = {
+	    {"{\"type\":\"text\",\"text\":\"Your code is 482913\"}", 0, 1},
+	    {"{\"text\":\"a&b=c+d %\\n\",\"type\":\"text\"}", 0, 1},
+	    {"{\"type\":\"\\u0074ext\",\"text\":\"\\u00e9\\ud83d\\ude00\\\"\\/\"}", 0, 1},
+	    {"{\"type\":\"text\",\"text\":\"a\",\"text\":\"b\"}", 0, 1},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"extra\":[1,{\"k\":null}]}", 0, 1},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"options\":{\"validity_period\":60}}", 0, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"template\":{\"regulatory\":{\"entity_id\":\"E1\"}"
+	     "}}",
+	     0, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"n\":1e5}", 0, 0},
+	    {"{\"type\":\"text\",\"type\":\"image\",\"text\":\"x\"}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"\"}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":null}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":7}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"buttons\":[]}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"actions\":null}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\"}}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"\\u0000\"}", HR_EINVAL, 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		m.content = (char *)cases[i].content;
+		int rc = fb_same_request(a, &m, true);
+		if (rc != cases[i].rc)
+			fail_msg("case %zu: %d, want %d", i, rc, cases[i].rc);
+		if (rc == 0 && fb_fast_hits != (unsigned long)cases[i].fast)
+			fail_msg("case %zu: %lu fast hits", i, fb_fast_hits);
+		struct http_req req;
+		g_jansson_allocs = 0;
+		json_set_alloc_funcs(counting_malloc, free);
+		rc = a->ops->build_send(a, &m, &req, &err);
+		json_set_alloc_funcs(malloc, free);
+		if ((g_jansson_allocs == 0) != (cases[i].fast == 1))
+			fail_msg("case %zu: %zu jansson allocations", i, g_jansson_allocs);
+		if (rc == 0)
+			http_req_clear(&req);
+	}
+	/* Random texts up to and past the limit. */
+	unsigned seed = 5;
+	static char t[4 * 1700 + 1];
+	int fast = 0, refused = 0;
+	for (int i = 0; i < 600; i++) {
+		fb_random_nonempty(t, i % 50 ? 200 : 1700, &seed);
+		m.content = fb_content(json_pack("{s:s, s:s}", "type", "text", "text", t));
+		if (fb_same_request(a, &m, true) == 0) {
+			assert_int_equal(fb_fast_hits, 1);
+			fast++;
+		} else {
+			refused++;
+		}
+		free(m.content);
+	}
+	print_message("sms: %d texts read fast, forms equal; %d refused alike\n", fast, refused);
+	assert_int_equal(fast + refused, 600);
+	assert_true(fast >= 580);
+	channel_account_free(a);
+}
+
+/* ---- fastbody: the fast reading of answers against jansson's ---- */
+
+/* The request is a form (no JSON to build); the answer's sid read fast
+ * gives jansson's outcome, for good, odd and broken answers. */
+static void test_fast_answers_equal(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load("sms1", ACCT_CONFIG, &err);
+	assert_non_null(a);
+	const char *ok =
+	    "{\"account_sid\":\"ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX\",\"api_version\":\"2010-04-"
+	    "01\","
+	    "\"body\":\"Ol\\u00e1 \\\"Ana\\\"\\nyour code is 482913\",\"date_created\":\"Thu, 24 "
+	    "Aug 2023 05:01:45 +0000\",\"date_sent\":null,\"direction\":\"outbound-api\","
+	    "\"error_code\":null,\"error_message\":null,\"from\":\"+14155552345\","
+	    "\"num_media\":\"0\",\"num_segments\":\"1\",\"price\":null,\"price_unit\":\"USD\","
+	    "\"messaging_service_sid\":null,\"sid\":\"SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\","
+	    "\"status\":\"queued\",\"subresource_uris\":{\"media\":\"/2010-04-01/Accounts/AC1/"
+	    "Messages/SM1/Media.json\"},\"to\":\"+14155552345\",\"uri\":\"/2010-04-01/Accounts/"
+	    "AC1/Messages/SM1.json\"}";
+	struct send_outcome o;
+	assert_int_equal(fb_same_outcome(a, 201, ok, strlen(ok), NULL, &o), OUTCOME_OK);
+	assert_string_equal(o.provider_id, "SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	assert_int_equal(fb_fast_hits, 1);
+	static const char *const odd[] = {
+	    "{\"sid\":\"SM\\/1\\u00e9\"}",
+	    "{\"sid\":\"\"}",
+	    "{\"sid\":null}",
+	    "{\"sid\":42}",
+	    "{\"SID\":\"SM1\"}",
+	    "{\"sid\":\"SM1\",\"sid\":\"SM2\"}",
+	    "{\"sid\":[\"SM1\"]}",
+	    "[{\"sid\":\"SM1\"}]",
+	    "{\"code\":21610,\"message\":\"Attempt to send to unsubscribed recipient\","
+	    "\"more_info\":\"https://www.twilio.com/docs/errors/21610\",\"status\":400}",
+	};
+	for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+		fb_same_outcome(a, 201, odd[i], strlen(odd[i]), NULL, NULL);
+		fb_same_outcome(a, 400, odd[i], strlen(odd[i]), NULL, NULL);
+		fb_same_outcome(a, 429, odd[i], strlen(odd[i]), "2", NULL);
+	}
+	fb_same_outcome(a, 201, odd[0], strlen(odd[0]), NULL, &o);
+	assert_string_equal(o.provider_id, "SM/1\xc3\xa9");
+	assert_int_equal(fb_fast_hits, 1);
+	fb_same_outcome(a, 201, odd[5], strlen(odd[5]), NULL, &o);
+	assert_string_equal(o.provider_id, "SM2");
+	char body[512], sid[HR_PROVIDER_ID_MAX + 2];
+	for (size_t len = HR_PROVIDER_ID_MAX - 2; len <= HR_PROVIDER_ID_MAX; len++) {
+		memset(sid, 'S', len);
+		sid[len] = '\0';
+		int k = snprintf(body, sizeof body, "{\"sid\":\"%s\"}", sid);
+		assert_int_equal(fb_same_outcome(a, 201, body, (size_t)k, NULL, NULL),
+		                 len < HR_PROVIDER_ID_MAX ? OUTCOME_OK : OUTCOME_TRANSIENT);
+	}
+	fb_same_outcome(a, 0, "Could not connect", 17, NULL, NULL);
+	fb_same_outcomes_malformed(a, ok);
+	channel_account_free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1000,6 +1140,8 @@ int main(void)
 	    cmocka_unit_test(test_build_send_service_template_regulatory),
 	    cmocka_unit_test(test_build_send_image),
 	    cmocka_unit_test(test_parse_send_table),
+	    cmocka_unit_test(test_fast_answers_equal),
+	    cmocka_unit_test(test_fast_text_content),
 	    cmocka_unit_test(test_parse_status_table),
 	    cmocka_unit_test(test_optout_keywords),
 	    cmocka_unit_test(test_parse_inbound_mms_and_shortcode),

@@ -18,6 +18,7 @@
 #include "channels/channel.h"
 #include "core/crypto.h"
 #include "herald.h"
+#include "fastbody_test.h"
 
 #define VEC_SECRET "app-secret-123"
 #define VEC_BODY                                                                                   \
@@ -1550,6 +1551,368 @@ static void test_parse_send_utf8_error(void **state)
 	channel_account_free(a);
 }
 
+/* ---- fastbody: the fast bodies and answers against jansson's ---- */
+
+/* Every content type, with strings that need escaping, at the length limits
+ * and with many values: the fast body is byte for byte jansson's. */
+static void test_fast_bodies_equal(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load("wa1", ACCT_CONFIG, &err);
+	assert_non_null(a);
+	struct message m = {.id = "01JABCDEFGHJKMNPQRSTVWXYZ0", .recipient = "447911123456"};
+	unsigned seed = 4242;
+	static char t1[4 * 4096 + 1], t2[4 * 1024 + 1], t3[4 * 1024 + 1];
+	int built = 0, refused = 0;
+	/* Every control character alone in a text, and all of them at once. */
+	for (int c = 1; c < 0x20; c++) {
+		char s[4] = {'<', (char)c, '>', 0};
+		m.content = fb_content(json_pack("{s:s, s:s}", "type", "text", "text", s));
+		assert_int_equal(fb_same_request(a, &m, true), 0);
+		free(m.content);
+	}
+	for (int i = 0; i < 1500; i++) {
+		json_t *c;
+		switch (i % 6) {
+		case 0: /* text, sometimes at its 4096 characters, with preview_url */
+			if (i % 60 == 0) {
+				/* 4096 code points exactly: é " \ newline, then 4092 'a'. */
+				memcpy(t1, "\xc3\xa9\"\\\n", 5);
+				memset(t1 + 5, 'a', 4092);
+				t1[4097] = '\0';
+			} else {
+				fb_random_nonempty(t1, 300, &seed);
+			}
+			c = json_pack("{s:s, s:s}", "type", "text", "text", t1);
+			if (i % 4 == 0)
+				json_object_set_new(c, "options",
+				                    json_pack("{s:b}", "preview_url", i % 8 == 0));
+			break;
+		case 1: { /* interactive: 1..3 reply buttons */
+			fb_random_nonempty(t1, 200, &seed);
+			json_t *btns = json_array();
+			int nb = 1 + i % 3;
+			for (int b = 0; b < nb; b++) {
+				char id[32], title[4 * 18 + 1];
+				snprintf(id, sizeof id, "id-%d\"\\%d", b, i);
+				fb_random_nonempty(title, 18, &seed);
+				size_t tl = strlen(title);
+				title[tl] = (char)('0' + b); /* unique titles */
+				title[tl + 1] = '\0';
+				json_array_append_new(
+				    btns, json_pack("{s:s, s:s}", "id", id, "title", title));
+			}
+			c = json_pack("{s:s, s:s, s:o}", "type", "text", "text", t1, "buttons",
+			              btns);
+			break;
+		}
+		case 2: { /* template: many body values, a header, buttons */
+			json_t *params = json_array();
+			int np = i % 50 == 2 ? 200 : i % 7;
+			for (int p = 0; p < np; p++) {
+				fb_random_nonempty(t2, p == 0 && i % 10 == 2 ? 1024 : 40, &seed);
+				json_array_append_new(params, json_string(t2));
+			}
+			json_t *t =
+			    json_pack("{s:s, s:s, s:o}", "name", "payment_reminder", "language",
+			              i % 3 ? "en_GB" : "pt", "parameters", params);
+			switch (i % 4) {
+			case 0:
+				fb_random_nonempty(t3, 60, &seed);
+				json_object_set_new(
+				    t, "header",
+				    json_pack("{s:s, s:s}", "type", "text", "text", t3));
+				break;
+			case 1:
+				fb_random_nonempty(t3, 60, &seed);
+				json_object_set_new(
+				    t, "header",
+				    json_pack("{s:s, s:[s]}", "type", "text", "parameters", t3));
+				break;
+			case 2:
+				json_object_set_new(
+				    t, "header",
+				    json_pack("{s:s, s:s}", "type", "image", "url",
+				              "https://cdn.example/a.png?x=\"1\"&y=é"));
+				break;
+			default:
+				fb_random_nonempty(t3, 200, &seed);
+				json_object_set_new(t, "header",
+				                    json_pack("{s:s, s:s, s:s}", "type", "document",
+				                              "url", "https://cdn.example/s.pdf",
+				                              "filename", t3));
+			}
+			json_t *btns = json_array();
+			for (int b = 0; b < i % 11 && b < 10; b++) {
+				fb_random_nonempty(t3, 30, &seed);
+				json_array_append_new(
+				    btns, b % 2 ? json_pack("{s:i, s:s}", "index", b, "text", t3)
+				                : json_pack("{s:i, s:s, s:s}", "index", b,
+				                            "payload", t3, "type", "quick_reply"));
+			}
+			json_object_set_new(t, "buttons", btns);
+			if (i % 5 == 0)
+				json_object_set_new(t, "regulatory", json_pack("{s:s}", "k", "v"));
+			c = json_pack("{s:s, s:o}", "type", "template", "template", t);
+			break;
+		}
+		case 3: /* a template without variables: no components at all */
+			c = json_pack("{s:s, s:{s:s, s:s, s:[], s:n}}", "type", "template",
+			              "template", "name", "hello_world", "language", "en_US",
+			              "parameters", "header");
+			break;
+		case 4: { /* document, with or without filename and caption */
+			fb_random_nonempty(t2, 1024, &seed);
+			fb_random_nonempty(t3, 240, &seed);
+			json_t *d = json_pack("{s:s}", "url", "http://files.example/x.pdf");
+			if (i % 3)
+				json_object_set_new(d, "caption", json_string(t2));
+			if (i % 2)
+				json_object_set_new(d, "filename", json_string(t3));
+			c = json_pack("{s:s, s:o}", "type", "document", "document", d);
+			break;
+		}
+		default: { /* image */
+			fb_random_nonempty(t2, 100, &seed);
+			json_t *im = json_pack("{s:s}", "url", "https://img.example/p.jpg");
+			if (i % 2)
+				json_object_set_new(im, "caption", json_string(t2));
+			c = json_pack("{s:s, s:o}", "type", "image", "image", im);
+		}
+		}
+		m.content = fb_content(c);
+		/* Half without Herald's id (no biz_opaque_callback_data). */
+		if (i % 2)
+			hr_strlcpy(m.id, "01JABCDEFGHJKMNPQRSTVWXYZ0", sizeof m.id);
+		else
+			m.id[0] = '\0';
+		if (fb_same_request(a, &m, true) == 0) {
+			assert_int_equal(fb_fast_hits, 1); /* not the fallback */
+			built++;
+		} else
+			refused++;
+		free(m.content);
+	}
+	/* Refused content is refused the same way (validation runs first). */
+	static const char *const bad[] = {
+	    "{\"type\":\"text\",\"text\":\"\"}",
+	    "{\"type\":\"template\",\"template\":{\"name\":\"X\",\"language\":\"en\"}}",
+	    "{\"type\":\"template\",\"template\":{\"name\":\"x\",\"language\":\"en\","
+	    "\"buttons\":[{\"index\":0,\"payload\":null,\"text\":\"a\",\"type\":"
+	    "\"quick_reply\"}]}}",
+	    "not json",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		m.content = (char *)bad[i];
+		assert_int_equal(fb_same_request(a, &m, true), HR_EINVAL);
+	}
+	print_message("whatsapp: %d bodies equal byte for byte, %d refused alike\n", built,
+	              refused);
+	assert_int_equal(built + refused, 1500);
+	assert_true(built >= 1400); /* the generator makes valid content */
+	channel_account_free(a);
+}
+
+/* Counts what jansson allocates (json_set_alloc_funcs). */
+static size_t g_jansson_allocs;
+static void *counting_malloc(size_t n)
+{
+	g_jansson_allocs++;
+	return malloc(n);
+}
+
+/* A plain text's content read with jsonr (no jansson tree at all): the same
+ * body or the same refusal as jansson's way, for contents that bend it. */
+static void test_fast_text_content(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load("wa1", ACCT_CONFIG, &err);
+	assert_non_null(a);
+	struct message m = {.id = "01JABCDEFGHJKMNPQRSTVWXYZ0", .recipient = "447911123456"};
+	static const struct {
+		const char *content;
+		int rc;   /* build_send's answer */
+		int fast; /* 1: the text read fast; 0: declined, jansson's way */
+	} cases[] = {
+	    {"{\"type\":\"text\",\"text\":\"hi\"}", 0, 1},
+	    {"{\"text\":\"hi\",\"type\":\"text\"}", 0, 1},
+	    {" {\"type\" : \"text\" ,\n\"text\":\"hi\"} \n", 0, 1},
+	    {"{\"type\":\"\\u0074ext\",\"text\":\"hi\"}", 0, 1},
+	    {"{\"type\":\"text\",\"text\":\"\\u00e9\\ud83d\\ude00\\n\\\"\\/\\u0001\"}", 0, 1},
+	    {"{\"type\":\"text\",\"text\":\"a\",\"text\":\"b\"}", 0, 1},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"extra\":{\"a\":[1,2,null]}}", 0, 1},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"options\":{\"preview_url\":true}}", 0, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"options\":null}", 0, 0},
+	    {"{\"\\u0074ype\":\"text\",\"text\":\"x\"}", 0, 0}, /* an escaped key */
+	    {"{\"type\":\"text\",\"type\":\"image\",\"text\":\"x\"}", HR_EINVAL, 0},
+	    {"{\"type\":\"image\",\"type\":\"text\",\"text\":\"x\"}", 0, 1},
+	    {"{\"type\":\"text\",\"text\":\"\"}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":null}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":5}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\"}", HR_EINVAL, 0},
+	    {"{\"type\":\"text \",\"text\":\"x\"}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"buttons\":null}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"actions\":[]}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\"} x", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"n\":1e400}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"x\",\"n\":1e5}", 0, 0}, /* an exponent */
+	    {"{\"type\":\"text\",\"text\":\"\\u0000\"}", HR_EINVAL, 0},
+	    {"{\"type\":\"text\",\"text\":\"\\ud800\"}", HR_EINVAL, 0},
+	    {"[{\"type\":\"text\",\"text\":\"x\"}]", HR_EINVAL, 0},
+	    {"", HR_EINVAL, 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		m.content = (char *)cases[i].content;
+		int rc = fb_same_request(a, &m, true);
+		if (rc != cases[i].rc)
+			fail_msg("case %zu: %d, want %d", i, rc, cases[i].rc);
+		if (rc == 0 && fb_fast_hits != 1)
+			fail_msg("case %zu: %lu fast hits", i, fb_fast_hits);
+		/* The text way allocates no jansson value at all; declined, the
+		 * content is parsed by jansson. */
+		struct http_req req;
+		g_jansson_allocs = 0;
+		json_set_alloc_funcs(counting_malloc, free);
+		rc = a->ops->build_send(a, &m, &req, &err);
+		json_set_alloc_funcs(malloc, free);
+		if ((g_jansson_allocs == 0) != (cases[i].fast == 1))
+			fail_msg("case %zu: %zu jansson allocations", i, g_jansson_allocs);
+		if (rc == 0)
+			http_req_clear(&req);
+	}
+	m.content = "{\"type\":\"text\",\"text\":\"hi\"}";
+	struct http_req req;
+	assert_int_equal(a->ops->build_send(a, &m, &req, &err), 0);
+	assert_string_equal(req.body,
+	                    "{\"messaging_product\":\"whatsapp\",\"recipient_type\":"
+	                    "\"individual\",\"to\":\"447911123456\",\"type\":\"text\","
+	                    "\"text\":{\"preview_url\":false,\"body\":\"hi\"},"
+	                    "\"biz_opaque_callback_data\":\"01JABCDEFGHJKMNPQRSTVWXYZ0\"}");
+	http_req_clear(&req);
+	/* 4096 characters are sent, 4097 refused, both ways. */
+	char *c = malloc(4 * 4097 + 64);
+	assert_non_null(c);
+	for (int extra = 0; extra <= 1; extra++) {
+		int k = sprintf(c, "{\"type\":\"text\",\"text\":\"");
+		for (int i = 0; i < 4096 + extra; i++)
+			k += sprintf(c + k, "%s", i % 2 ? "\xc3\xa9" : "\\u00e9");
+		sprintf(c + k, "\"}");
+		m.content = c;
+		assert_int_equal(fb_same_request(a, &m, true), extra ? HR_EINVAL : 0);
+	}
+	free(c);
+	channel_account_free(a);
+}
+
+/* A null payload is absent, as validation reads it: the button is a URL
+ * button with its text, both ways (the jansson builder once sent
+ * {"type":"payload","payload":null}). */
+static void test_fast_null_payload(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load("wa1", ACCT_CONFIG, &err);
+	assert_non_null(a);
+	struct message m = {.id = "", .recipient = "447911123456"};
+	m.content = "{\"type\":\"template\",\"template\":{\"name\":\"x\",\"language\":\"en\","
+	            "\"buttons\":[{\"index\":1,\"payload\":null,\"text\":\"abc\"}]}}";
+	assert_int_equal(fb_same_request(a, &m, true), 0);
+	struct http_req req;
+	assert_int_equal(a->ops->build_send(a, &m, &req, &err), 0);
+	assert_non_null(strstr(req.body, "\"sub_type\":\"url\",\"index\":\"1\",\"parameters\":"
+	                                 "[{\"type\":\"text\",\"text\":\"abc\"}]"));
+	http_req_clear(&req);
+	channel_account_free(a);
+}
+
+/* Answers: the fast reading of messages[0].id gives jansson's outcome for
+ * good answers (escaped ids included), odd ones and broken ones. */
+static void test_fast_answers_equal(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load("wa1", ACCT_CONFIG, &err);
+	assert_non_null(a);
+	const char *ok =
+	    "{\"messaging_product\":\"whatsapp\",\"contacts\":[{\"input\":"
+	    "\"447911123456\",\"wa_id\":\"447911123456\"}],\"messages\":[{\"id\":"
+	    "\"wamid.HBgLMTU1NTAxMjM0NTYVAgARGBI3\",\"message_status\":\"accepted\"}]}";
+	struct send_outcome o;
+	assert_int_equal(fb_same_outcome(a, 200, ok, strlen(ok), NULL, &o), OUTCOME_OK);
+	assert_string_equal(o.provider_id, "wamid.HBgLMTU1NTAxMjM0NTYVAgARGBI3");
+	assert_int_equal(fb_fast_hits, 1);
+	/* Read without one jansson allocation; an error answer is jansson's. */
+	g_jansson_allocs = 0;
+	json_set_alloc_funcs(counting_malloc, free);
+	a->ops->parse_send(a, 200, ok, strlen(ok), NULL, &o);
+	assert_int_equal(g_jansson_allocs, 0);
+	a->ops->parse_send(a, 400, "{\"error\":{\"code\":100}}", 23, NULL, &o);
+	json_set_alloc_funcs(malloc, free);
+	assert_true(g_jansson_allocs > 0);
+	/* Escapes in the id come out unescaped. */
+	const char *esc = "{\"messages\":[{\"id\":\"wamid.A\\/B\\u00e9\\ud83d\\ude00\\\"\"}]}";
+	assert_int_equal(fb_same_outcome(a, 200, esc, strlen(esc), NULL, &o), OUTCOME_OK);
+	assert_string_equal(o.provider_id, "wamid.A/B\xc3\xa9\xf0\x9f\x98\x80\"");
+	assert_int_equal(fb_fast_hits, 1);
+	/* An id that just fits, and one byte more. */
+	char body[512], id[HR_PROVIDER_ID_MAX + 2];
+	for (size_t len = HR_PROVIDER_ID_MAX - 2; len <= HR_PROVIDER_ID_MAX; len++) {
+		memset(id, 'w', len);
+		id[len] = '\0';
+		int k = snprintf(body, sizeof body, "{\"messages\":[{\"id\":\"%s\"}]}", id);
+		enum outcome_class cls = fb_same_outcome(a, 200, body, (size_t)k, NULL, &o);
+		assert_int_equal(cls, len < HR_PROVIDER_ID_MAX ? OUTCOME_OK : OUTCOME_TRANSIENT);
+		assert_int_equal(fb_fast_hits, len < HR_PROVIDER_ID_MAX);
+	}
+	/* Escapes that make it fit, or not. */
+	int k = snprintf(body, sizeof body, "{\"messages\":[{\"id\":\"%.*s\\u00e9\"}]}",
+	                 HR_PROVIDER_ID_MAX - 3,
+	                 "wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww"
+	                 "wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww"
+	                 "wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww");
+	fb_same_outcome(a, 200, body, (size_t)k, NULL, NULL);
+	/* Odd but valid answers. */
+	static const char *const odd[] = {
+	    "{\"messages\":[]}",
+	    "{\"messages\":[{\"id\":\"\"}]}",
+	    "{\"messages\":[{\"id\":1}]}",
+	    "{\"messages\":[{\"id\":null}]}",
+	    "{\"messages\":{\"id\":\"x\"}}",
+	    "{\"messages\":[{\"ID\":\"x\"}]}",
+	    "{\"messages\":[{\"id\":\"a\",\"id\":\"b\"}]}",
+	    "{\"messages\":[{\"id\":\"a\"}],\"messages\":[{\"id\":\"b\"}]}",
+	    "{\"messages\":[{\"id\":\"a\"}],\"messages\":[]}",
+	    "{\"messages\":[[],{\"id\":\"b\"}]}",
+	    "{\"messages\":[{\"\\u0069d\":\"esc\",\"id\":\"plain\"}]}",
+	    "{\"messages\":[{\"id\":\"plain\",\"\\u0069d\":\"esc\"}]}",
+	    "[{\"messages\":[{\"id\":\"x\"}]}]",
+	    "{\"error\":{\"code\":131026,\"message\":\"undeliverable\"}}",
+	    "{\"messages\":[{\"id\":\"x\"}],\"big\":1e400}",
+	    "{\"messages\":[{\"id\":\"x\"}],\"big\":123456789012345678901234}",
+	    "{\"messages\":[{\"id\":\"\\u0000x\"}]}",
+	    "{\"messages\":[{\"id\":\"\\ud800x\"}]}",
+	    "{\"messages\":[{\"id\":\"x\xc3\"}]}",
+	};
+	for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++)
+		fb_same_outcome(a, 200, odd[i], strlen(odd[i]), NULL, NULL);
+	/* The duplicate keys resolve as jansson does: the last wins. */
+	fb_same_outcome(a, 200, odd[6], strlen(odd[6]), NULL, &o);
+	assert_string_equal(o.provider_id, "b");
+	assert_int_equal(fb_fast_hits, 1);
+	fb_same_outcome(a, 200, odd[10], strlen(odd[10]), NULL, &o);
+	assert_string_equal(o.provider_id, "plain");
+	fb_same_outcome(a, 200, odd[11], strlen(odd[11]), NULL, &o);
+	assert_string_equal(o.provider_id, "esc");
+	/* Error answers and no answer are jansson's alone; still the same. */
+	fb_same_outcome(a, 400, odd[13], strlen(odd[13]), NULL, NULL);
+	fb_same_outcome(a, 500, ok, strlen(ok), "7", NULL);
+	fb_same_outcome(a, 0, "Connection refused", 18, NULL, NULL);
+	fb_same_outcomes_malformed(a, ok);
+	channel_account_free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1575,6 +1938,10 @@ int main(void)
 	    cmocka_unit_test(test_parse_more_inbound),
 	    cmocka_unit_test(test_parse_malformed),
 	    cmocka_unit_test(test_parse_send_utf8_error),
+	    cmocka_unit_test(test_fast_bodies_equal),
+	    cmocka_unit_test(test_fast_null_payload),
+	    cmocka_unit_test(test_fast_text_content),
+	    cmocka_unit_test(test_fast_answers_equal),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

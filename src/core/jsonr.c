@@ -1,0 +1,385 @@
+/*
+ * jsonr.c - reading a few fields of a small JSON answer (jsonr.h says what
+ * is accepted and why that gives jansson's outcome).
+ *
+ * jsmn (Debian: libjsmn-dev) is a header-only tokenizer: this file holds its
+ * only copy, static and in strict mode. jsmn alone is lenient (it takes
+ * {"a" 1}, [1 2], tru, and control characters in strings), so after it has
+ * cut the text into tokens, jr_walk checks every byte between them.
+ */
+#define JSMN_STATIC
+#define JSMN_STRICT
+#include <jsmn.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/jsonr.h"
+#include "herald.h"
+
+#define JSONR_NUM_DIGITS_MAX 18 /* below 10^18: any such integer fits long long */
+
+static size_t jr_ws(const char *js, size_t pos, size_t end)
+{
+	while (pos < end &&
+	       (js[pos] == ' ' || js[pos] == '\t' || js[pos] == '\n' || js[pos] == '\r'))
+		pos++;
+	return pos;
+}
+
+static int jr_hex4(const char *p)
+{
+	int v = 0;
+	for (int i = 0; i < 4; i++) {
+		char c = p[i];
+		int d = c >= '0' && c <= '9'   ? c - '0'
+		        : c >= 'a' && c <= 'f' ? c - 'a' + 10
+		        : c >= 'A' && c <= 'F' ? c - 'A' + 10
+		                               : -1;
+		if (d < 0)
+			return -1;
+		v = v * 16 + d;
+	}
+	return v;
+}
+
+/*
+ * Checks a string token's content s[0..n) (s[n] is its closing quote) as
+ * jansson's lexer would: no control characters, valid UTF-8, escapes among
+ * \" \\ \/ \b \f \n \r \t \uXXXX, no \u0000, surrogates only in pairs.
+ * *escaped tells whether any escape is present.
+ */
+static bool jr_string_ok(const char *s, size_t n, bool *escaped)
+{
+	*escaped = false;
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20)
+			return false;
+		if (c >= 0x80) {
+			size_t run = i;
+			while (run < n && (unsigned char)s[run] >= 0x80)
+				run++;
+			/* s[run] is readable: a byte below 0x80 or the quote. */
+			if (hr_utf8_check(s + i, run - i) != run - i)
+				return false;
+			i = run;
+			continue;
+		}
+		if (c != '\\') {
+			i++;
+			continue;
+		}
+		*escaped = true;
+		if (i + 1 >= n)
+			return false;
+		char e = s[i + 1];
+		if (strchr("\"\\/bfnrt", e) && e) {
+			i += 2;
+			continue;
+		}
+		if (e != 'u' || i + 6 > n)
+			return false;
+		int cp = jr_hex4(s + i + 2);
+		if (cp <= 0) /* not hex, or \u0000 */
+			return false;
+		i += 6;
+		if (cp >= 0xdc00 && cp <= 0xdfff)
+			return false; /* a low surrogate first */
+		if (cp >= 0xd800 && cp <= 0xdbff) {
+			if (i + 6 > n || s[i] != '\\' || s[i + 1] != 'u')
+				return false;
+			int lo = jr_hex4(s + i + 2);
+			if (lo < 0xdc00 || lo > 0xdfff)
+				return false;
+			i += 6;
+		}
+	}
+	return true;
+}
+
+/* true, false, null, or a number of the subset (jsonr.h). */
+static bool jr_primitive_ok(const char *p, size_t n)
+{
+	if ((n == 4 && memcmp(p, "true", 4) == 0) || (n == 5 && memcmp(p, "false", 5) == 0) ||
+	    (n == 4 && memcmp(p, "null", 4) == 0))
+		return true;
+	size_t i = 0, digits = 0;
+	if (i < n && p[i] == '-')
+		i++;
+	if (i >= n || p[i] < '0' || p[i] > '9')
+		return false;
+	if (p[i] == '0') {
+		i++, digits++;
+	} else {
+		while (i < n && p[i] >= '0' && p[i] <= '9')
+			i++, digits++;
+	}
+	if (i < n && p[i] == '.') {
+		i++;
+		size_t frac = 0;
+		while (i < n && p[i] >= '0' && p[i] <= '9')
+			i++, frac++;
+		if (!frac)
+			return false;
+		digits += frac;
+	}
+	/* An exponent (e/E) is refused here: jansson may overflow on it. */
+	return i == n && digits <= JSONR_NUM_DIGITS_MAX;
+}
+
+/*
+ * Checks token t and its subtree against the text, byte by byte between
+ * tokens; returns the index after the subtree, or -1. Fills r->next.
+ */
+static int jr_walk(struct jsonr *r, int t)
+{
+	if (t >= r->ntok)
+		return -1;
+	const jsmntok_t *k = &r->tok[t];
+	const char *js = r->js;
+	bool esc;
+	if (k->start < 0 || k->end < k->start || (size_t)k->end > r->len)
+		return -1;
+	switch (k->type) {
+	case JSMN_STRING:
+		if (k->start < 1 || js[k->start - 1] != '"' || (size_t)k->end >= r->len ||
+		    js[k->end] != '"' ||
+		    !jr_string_ok(js + k->start, (size_t)(k->end - k->start), &esc))
+			return -1;
+		r->next[t] = t + 1;
+		return t + 1;
+	case JSMN_PRIMITIVE:
+		if (!jr_primitive_ok(js + k->start, (size_t)(k->end - k->start)))
+			return -1;
+		r->next[t] = t + 1;
+		return t + 1;
+	case JSMN_OBJECT:
+	case JSMN_ARRAY:
+		break;
+	default:
+		return -1;
+	}
+	bool obj = k->type == JSMN_OBJECT;
+	if (js[k->start] != (obj ? '{' : '[') || k->end - k->start < 2 ||
+	    js[k->end - 1] != (obj ? '}' : ']'))
+		return -1;
+	size_t end = (size_t)k->end - 1; /* the closing bracket */
+	size_t pos = jr_ws(js, (size_t)k->start + 1, end);
+	int i = t + 1;
+	for (int m = 0; m < k->size; m++) {
+		if (m > 0) {
+			if (pos >= end || js[pos] != ',')
+				return -1;
+			pos = jr_ws(js, pos + 1, end);
+		}
+		if (obj) {
+			if (i >= r->ntok)
+				return -1;
+			const jsmntok_t *key = &r->tok[i];
+			if (key->type != JSMN_STRING || (size_t)key->start != pos + 1 ||
+			    jr_walk(r, i) != i + 1)
+				return -1;
+			jr_string_ok(js + key->start, (size_t)(key->end - key->start), &esc);
+			if (esc)
+				return -1; /* keys compare as raw bytes: jsonr.h */
+			pos = jr_ws(js, (size_t)key->end + 1, end);
+			if (pos >= end || js[pos] != ':')
+				return -1;
+			pos = jr_ws(js, pos + 1, end);
+			i++;
+		}
+		if (i >= r->ntok)
+			return -1;
+		const jsmntok_t *v = &r->tok[i];
+		size_t vstart = v->type == JSMN_STRING ? (size_t)v->start - 1 : (size_t)v->start;
+		if (v->start < 1 || vstart != pos)
+			return -1;
+		int j = jr_walk(r, i);
+		if (j < 0)
+			return -1;
+		pos = jr_ws(js, v->type == JSMN_STRING ? (size_t)v->end + 1 : (size_t)v->end, end);
+		i = j;
+	}
+	if (pos != end)
+		return -1;
+	r->next[t] = i;
+	return i;
+}
+
+int jsonr_parse(struct jsonr *r, const char *js, size_t len)
+{
+	r->js = js;
+	r->len = len;
+	r->ntok = 0;
+	if (!js || len == 0 || len > INT_MAX)
+		return HR_EINVAL;
+	jsmn_parser p;
+	jsmn_init(&p);
+	int n = jsmn_parse(&p, js, len, r->tok, JSONR_TOKENS_MAX);
+	if (n == JSMN_ERROR_NOMEM)
+		return HR_ELIMIT;
+	if (n < 1)
+		return HR_EINVAL;
+	r->ntok = n;
+	if (r->tok[0].type != JSMN_OBJECT && r->tok[0].type != JSMN_ARRAY)
+		goto bad;
+	if (jr_ws(js, 0, len) != (size_t)r->tok[0].start || jr_walk(r, 0) != n)
+		goto bad;
+	if (jr_ws(js, (size_t)r->tok[0].end, len) != len)
+		goto bad; /* anything after the value, a NUL included */
+	return 0;
+bad:
+	r->ntok = 0;
+	return HR_EINVAL;
+}
+
+int jsonr_get(const struct jsonr *r, int obj, const char *key)
+{
+	if (obj < 0 || obj >= r->ntok || r->tok[obj].type != JSMN_OBJECT)
+		return -1;
+	size_t klen = strlen(key);
+	int found = -1;
+	int i = obj + 1;
+	for (int m = 0; m < r->tok[obj].size; m++) {
+		const jsmntok_t *k = &r->tok[i];
+		if ((size_t)(k->end - k->start) == klen && memcmp(r->js + k->start, key, klen) == 0)
+			found = i + 1; /* the last one wins, as in jansson */
+		i = r->next[i + 1];
+	}
+	return found;
+}
+
+int jsonr_at(const struct jsonr *r, int arr, size_t idx)
+{
+	if (arr < 0 || arr >= r->ntok || r->tok[arr].type != JSMN_ARRAY ||
+	    idx >= (size_t)r->tok[arr].size)
+		return -1;
+	int i = arr + 1;
+	for (size_t m = 0; m < idx; m++)
+		i = r->next[i];
+	return i;
+}
+
+bool jsonr_is_string(const struct jsonr *r, int t)
+{
+	return t >= 0 && t < r->ntok && r->tok[t].type == JSMN_STRING;
+}
+
+bool jsonr_is_true(const struct jsonr *r, int t)
+{
+	return t >= 0 && t < r->ntok && r->tok[t].type == JSMN_PRIMITIVE &&
+	       r->js[r->tok[t].start] == 't';
+}
+
+/* Appends code point cp as UTF-8 at out[*o]; false if it does not fit. */
+static bool jr_put_utf8(char *out, size_t n, size_t *o, unsigned cp)
+{
+	char b[4];
+	size_t k;
+	if (cp < 0x80) {
+		b[0] = (char)cp;
+		k = 1;
+	} else if (cp < 0x800) {
+		b[0] = (char)(0xc0 | (cp >> 6));
+		b[1] = (char)(0x80 | (cp & 0x3f));
+		k = 2;
+	} else if (cp < 0x10000) {
+		b[0] = (char)(0xe0 | (cp >> 12));
+		b[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		b[2] = (char)(0x80 | (cp & 0x3f));
+		k = 3;
+	} else {
+		b[0] = (char)(0xf0 | (cp >> 18));
+		b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+		b[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		b[3] = (char)(0x80 | (cp & 0x3f));
+		k = 4;
+	}
+	if (*o + k >= n)
+		return false;
+	memcpy(out + *o, b, k);
+	*o += k;
+	return true;
+}
+
+/* Escapes were checked by jr_string_ok when the answer was parsed. */
+bool jsonr_string(const struct jsonr *r, int t, char *out, size_t n, size_t *outlen)
+{
+	if (n == 0)
+		return false;
+	out[0] = '\0';
+	if (!jsonr_is_string(r, t))
+		return false;
+	const char *s = r->js + r->tok[t].start;
+	size_t len = (size_t)(r->tok[t].end - r->tok[t].start), o = 0;
+	for (size_t i = 0; i < len;) {
+		if (s[i] != '\\') {
+			if (o + 1 >= n)
+				goto full;
+			out[o++] = s[i++];
+			continue;
+		}
+		char e = s[i + 1];
+		unsigned cp;
+		i += 2;
+		switch (e) {
+		case 'b':
+			cp = '\b';
+			break;
+		case 'f':
+			cp = '\f';
+			break;
+		case 'n':
+			cp = '\n';
+			break;
+		case 'r':
+			cp = '\r';
+			break;
+		case 't':
+			cp = '\t';
+			break;
+		case 'u':
+			cp = (unsigned)jr_hex4(s + i);
+			i += 4;
+			if (cp >= 0xd800 && cp <= 0xdbff) {
+				unsigned lo = (unsigned)jr_hex4(s + i + 2);
+				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+				i += 6;
+			}
+			break;
+		default: /* " \ / */
+			cp = (unsigned char)e;
+		}
+		if (!jr_put_utf8(out, n, &o, cp))
+			goto full;
+	}
+	out[o] = '\0';
+	if (outlen)
+		*outlen = o;
+	return true;
+full:
+	out[0] = '\0';
+	return false;
+}
+
+bool jsonr_int(const struct jsonr *r, int t, long long *out)
+{
+	if (t < 0 || t >= r->ntok || r->tok[t].type != JSMN_PRIMITIVE)
+		return false;
+	const char *p = r->js + r->tok[t].start;
+	size_t n = (size_t)(r->tok[t].end - r->tok[t].start);
+	if (p[0] != '-' && (p[0] < '0' || p[0] > '9'))
+		return false;
+	if (memchr(p, '.', n))
+		return false;
+	/* At most 18 digits (jr_primitive_ok): no overflow. */
+	long long v = 0;
+	size_t i = p[0] == '-';
+	for (; i < n; i++)
+		v = v * 10 + (p[i] - '0');
+	*out = p[0] == '-' ? -v : v;
+	return true;
+}

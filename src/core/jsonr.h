@@ -1,0 +1,69 @@
+/*
+ * jsonr.h - reads a few fields of a small JSON answer without building a tree.
+ *
+ * The channels' success answers (a WhatsApp messages[0].id, a Twilio sid, a
+ * Telegram result.message_id) are parsed on the dispatcher's thread once per
+ * message. jsonr tokenizes the answer with jsmn (a header-only tokenizer that
+ * allocates nothing) into a token array of bounded size held in the struct
+ * (on the caller's stack), then checks what jsmn does not: the grammar
+ * between tokens (commas, colons, nothing after the value), every literal
+ * and number, every string's escapes and UTF-8.
+ *
+ * jsonr_parse accepts a strict subset of what jansson's json_loadb (flags 0)
+ * accepts, and for everything it accepts the values it reads are the ones
+ * jansson would give: so a caller that falls back to its jansson path
+ * whenever jsonr_parse refuses, or a field is not what it expects, gets the
+ * very same outcome as with jansson alone. It refuses (HR_EINVAL) what
+ * jansson refuses (malformed, truncated, trailing bytes, control characters
+ * or invalid UTF-8 in strings, \u0000, lone surrogates, a top level that is
+ * not an object or array, integers outside long long) and, to stay simple,
+ * also some JSON that jansson takes: more than JSONR_TOKENS_MAX tokens
+ * (HR_ELIMIT), numbers with an exponent or more than 18 digits, and object
+ * keys with escapes (so that duplicate keys resolve as jansson does: the
+ * last one wins).
+ */
+#ifndef HR_JSONR_H
+#define HR_JSONR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Only the types here; jsonr.c holds the (static, strict) tokenizer. */
+#ifndef JSMN_H
+#define JSMN_HEADER
+#include <jsmn.h>
+#undef JSMN_HEADER
+#endif
+
+#define JSONR_TOKENS_MAX 256
+
+struct jsonr {
+	const char *js; /* borrowed: the answer, outlives the reader */
+	size_t len;
+	int ntok;
+	jsmntok_t tok[JSONR_TOKENS_MAX];
+	int next[JSONR_TOKENS_MAX]; /* the token after each token's subtree */
+};
+
+/* 0 when js[0..len) is one JSON object or array in the subset above; the
+ * root is token 0. HR_EINVAL or HR_ELIMIT otherwise. */
+int jsonr_parse(struct jsonr *r, const char *js, size_t len);
+
+/* The value of obj's member key (the last one if repeated), or -1 when obj
+ * is not an object (or -1) or has no such member. */
+int jsonr_get(const struct jsonr *r, int obj, const char *key);
+/* The i-th element of array arr, or -1. */
+int jsonr_at(const struct jsonr *r, int arr, size_t i);
+
+bool jsonr_is_string(const struct jsonr *r, int t);
+bool jsonr_is_true(const struct jsonr *r, int t);
+/*
+ * The string t unescaped into out (size n, NUL-terminated) and its length
+ * in *outlen (may be NULL). false when t is not a string or it does not fit
+ * (out is then "").
+ */
+bool jsonr_string(const struct jsonr *r, int t, char *out, size_t n, size_t *outlen);
+/* An integer (no fraction or exponent) into *out; false otherwise. */
+bool jsonr_int(const struct jsonr *r, int t, long long *out);
+
+#endif
