@@ -578,24 +578,12 @@ static const struct wr_ops sq_wr_ops = {
 
 static pthread_once_t sq_init_once = PTHREAD_ONCE_INIT;
 
-#define SQ_SUBJOURNAL_SPILL (4 << 20)
-
 /* Without memory statistics SQLite's allocator takes no global mutex, which
  * matters with many reader threads. Fails harmlessly if SQLite is already
  * initialised by someone else. */
 static void sq_global_init(void)
 {
 	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-	/* The writer's sub-journal (what SAVEPOINT job and each statement's
-	 * own savepoint need to roll back) is kept in memory in chunks of this
-	 * size, and spills to a temporary file past it. The writer's
-	 * connection does not set temp_store=MEMORY for this reason: with it,
-	 * SQLite keeps the sub-journal in 1 KiB chunks, and releasing each
-	 * statement's savepoint truncates the journal by walking that chunk
-	 * list from its start. With a job's thousands of pages journaled, that
-	 * walk was 14% of the writer's time (20 µs a message, accept -> sent,
-	 * measured with bench/stages.sh: 69-87 -> 50 µs). */
-	sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, SQ_SUBJOURNAL_SPILL);
 }
 
 /* WAL pages after which a commit asks the checkpointer to run (SQLite's own
@@ -725,6 +713,19 @@ static int sq_open(const char *dsn, const struct store_opts *opts, struct store 
 		             sqlite3_errmsg(s->wdb));
 		goto fail;
 	}
+	/* No temp_store=MEMORY here. With it, SQLite keeps the writer's
+	 * sub-journal (what SAVEPOINT job and each statement's own savepoint
+	 * need to roll back) in memory in 1 KiB chunks, and releasing each
+	 * statement's savepoint truncates it by walking that chunk list from
+	 * its start: with a job's thousands of pages journaled, 14% of the
+	 * writer's time (bench/stages.sh, accept -> sent: the writer's CPU per
+	 * message 69-87 -> 57 µs without it). Without it the sub-journal is
+	 * kept in memory up to 64 KiB (SQLite's default) and spills to a
+	 * temporary file past that, which is never walked: SQLite puts it in
+	 * SQLITE_TMPDIR, TMPDIR or /var/tmp, so one of them must be writable
+	 * (README, Configuration). A larger spill is not possible: SQLite's
+	 * unix VFS writes at most 128 KiB at a time, so spilling a larger
+	 * chunk fails with SQLITE_FULL (seen with 4 MiB). */
 	rc = exec_sql(s->wdb,
 	              s->opts.sync_full ? "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;"
 	                                  "PRAGMA cache_size=-65536;"

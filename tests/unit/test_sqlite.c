@@ -489,6 +489,67 @@ static void wait_queued(struct store *st, int n)
 	assert_int_equal(store_sqlite_queued(st), n);
 }
 
+/* Big jobs on the writer without temp_store=MEMORY (sqlite.c: its
+ * sub-journal, what SAVEPOINT job and each statement's savepoint need,
+ * spills to a temporary file past 64 KiB). A store
+ * that already holds 20,000 messages with random recipients, so a job's
+ * writes touch thousands of existing pages: a claim of 2,000 and their
+ * 2,000 outcomes in one call each succeed, and one outcome that fails is
+ * rolled back alone. */
+static void test_big_jobs_spill_subjournal(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	enum { N = 20000, CHUNK = 5000, K = 2000 };
+	int64_t now = hr_now_us();
+	struct message *m = calloc(CHUNK, sizeof *m);
+	assert_non_null(m);
+	unsigned seed = 7;
+	for (int c = 0; c < N / CHUNK; c++) {
+		for (int i = 0; i < CHUNK; i++) {
+			mk_msg(&m[i], "t1", "spill", 0, now - SEC);
+			snprintf(m[i].recipient, sizeof m[i].recipient, "+4479%08d",
+			         rand_r(&seed) % 100000000);
+		}
+		assert_int_equal(st->ops->message_insert(st, m, CHUNK, NULL, NULL, NULL), 0);
+	}
+	free(m);
+	/* Provider ids already in both provider-id indexes, so the outcomes'
+	 * new ones land on existing pages all over them. */
+	exec_raw(f, "UPDATE message SET provider_id = 'old.' || abs(random())");
+	struct message *c = calloc(K, sizeof *c);
+	assert_non_null(c);
+	size_t n = 0;
+	assert_int_equal(st->ops->claim(st, "spill", now + SEC, 60 * SEC, K, c, &n), 0);
+	assert_int_equal(n, K);
+	char sql[256];
+	snprintf(sql, sizeof sql,
+	         "CREATE TRIGGER boom BEFORE INSERT ON message_event"
+	         " WHEN NEW.message_id = '%s' BEGIN SELECT RAISE(ABORT, 'boom'); END",
+	         c[K / 2].id);
+	exec_raw(f, sql);
+	struct send_result *r = calloc(K, sizeof *r);
+	assert_non_null(r);
+	for (int i = 0; i < K; i++) {
+		r[i].kind = SEND_OK;
+		r[i].attempt = 1;
+		snprintf(r[i].provider_id, sizeof r[i].provider_id, "old.%u",
+		         (unsigned)rand_r(&seed));
+		strcpy(r[i].message_id, c[i].id);
+	}
+	assert_int_equal(st->ops->record_results(st, r, K, NULL, NULL), 0);
+	assert_int_equal(q1(f, "SELECT count(*) FROM message WHERE status = 2"), K - 1);
+	assert_int_equal(q1(f, "SELECT count(*) FROM message WHERE status = 1"), 1);
+	assert_int_equal(status_of(st, c[K / 2].id), MSG_SENDING);
+	assert_int_equal(status_of(st, c[K / 2 - 1].id), MSG_SENT);
+	assert_int_equal(status_of(st, c[K / 2 + 1].id), MSG_SENT);
+	assert_int_equal(q1(f, "SELECT count(*) FROM message WHERE status = 0"), N - K);
+	for (int i = 0; i < K; i++)
+		message_clear(&c[i]);
+	free(c);
+	free(r);
+}
+
 /* With the queue full (queue_max 1, the writer held up by another
  * connection's write lock), client writes get HR_EBUSY but send outcomes,
  * claims, lease expiry, the applier and config writes are still queued. */
@@ -804,6 +865,7 @@ int main(void)
 	    T(test_group_commit),
 	    T(test_failing_jobs_in_one_group),
 	    T(test_record_outcome_rolled_back_alone),
+	    T(test_big_jobs_spill_subjournal),
 	    T(test_queue_max_spares_internal_writes),
 	    T(test_stored_columns),
 	    T(test_retention_batches),
