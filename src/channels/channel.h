@@ -358,6 +358,13 @@ extern bool channel_fast_json;
 /* How many bodies and answers this thread built or read the fast way (the
  * tests check that the fast path, not its jansson fallback, served). */
 extern _Thread_local unsigned long channel_fast_json_hits;
+/* fastbody: the text of the commonest content, a plain text
+ * ({"type":"text","text":"..."} with none of the keys named in refuse, a
+ * NULL-terminated list; other keys are ignored, as the adapters' validate
+ * ignores them), read with jsonr: unescaped and non-empty, on the heap
+ * (the caller frees), or NULL to decline (the jansson way then builds or
+ * refuses the message as before). The adapter checks its own length. */
+char *channel_plain_text(const char *content, const char *const *refuse);
 
 /* Helpers every adapter uses (registry.c). */
 /* Retry-After as delta seconds or an HTTP date, in microseconds from now,

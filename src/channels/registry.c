@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "channels/channel.h"
+#include "core/jsonr.h"
 #include "core/config.h"
 
 struct channel_entry {
@@ -475,6 +476,30 @@ void account_set_clear(struct account_set *s)
 
 bool channel_fast_json = true; /* fastbody: channel.h */
 _Thread_local unsigned long channel_fast_json_hits;
+
+char *channel_plain_text(const char *content, const char *const *refuse)
+{
+	struct jsonr r;
+	char type[8];
+	if (!content || jsonr_parse(&r, content, strlen(content)) != 0 ||
+	    !jsonr_string(&r, jsonr_get(&r, 0, "type"), type, sizeof type, NULL) ||
+	    strcmp(type, "text") != 0)
+		return NULL;
+	for (size_t i = 0; refuse && refuse[i]; i++)
+		if (jsonr_get(&r, 0, refuse[i]) >= 0)
+			return NULL;
+	int t = jsonr_get(&r, 0, "text");
+	if (!jsonr_is_string(&r, t))
+		return NULL;
+	/* Unescaped, a string is never longer than its JSON form. */
+	size_t cap = (size_t)(r.tok[t].end - r.tok[t].start) + 1, n = 0;
+	char *text = malloc(cap);
+	if (text && (!jsonr_string(&r, t, text, cap, &n) || n == 0)) {
+		free(text);
+		text = NULL;
+	}
+	return text;
+}
 
 int64_t channel_retry_after_us(const char *v)
 {

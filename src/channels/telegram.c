@@ -675,23 +675,12 @@ static int tg_request(const struct tg_priv *p, const char *method, char *body, s
  */
 static char *tg_text_fast(const struct message *m)
 {
-	struct jsonr r;
-	char type[8];
-	if (!m->content || jsonr_parse(&r, m->content, strlen(m->content)) != 0 ||
-	    !jsonr_string(&r, jsonr_get(&r, 0, "type"), type, sizeof type, NULL) ||
-	    strcmp(type, "text") != 0 || jsonr_get(&r, 0, "options") >= 0 ||
-	    jsonr_get(&r, 0, "buttons") >= 0 || jsonr_get(&r, 0, "actions") >= 0)
-		return NULL;
-	int t = jsonr_get(&r, 0, "text");
-	if (!jsonr_is_string(&r, t))
-		return NULL;
-	/* Unescaped, a string is never longer than its JSON form. */
-	size_t cap = (size_t)(r.tok[t].end - r.tok[t].start) + 1, n = 0;
-	char *text = malloc(cap);
+	static const char *const refuse[] = {"options", "buttons", "actions", NULL};
+	char *text = channel_plain_text(m->content, refuse);
 	if (!text)
 		return NULL;
 	char *body = NULL;
-	if (jsonr_string(&r, t, text, cap, &n) && n > 0 && tg_utf16_len(text) <= TG_TEXT_MAX) {
+	if (tg_utf16_len(text) <= TG_TEXT_MAX) {
 		struct jsonw w;
 		jsonw_init(&w, 8 * strlen(m->content) + 1024);
 		jsonw_obj(&w);

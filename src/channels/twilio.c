@@ -591,22 +591,9 @@ static void tw_form_regulatory(struct hr_buf *b, json_t *reg)
  */
 static char *tw_text_fast(const struct message *m)
 {
-	struct jsonr r;
-	char type[8];
-	if (!m->content || jsonr_parse(&r, m->content, strlen(m->content)) != 0 ||
-	    !jsonr_string(&r, jsonr_get(&r, 0, "type"), type, sizeof type, NULL) ||
-	    strcmp(type, "text") != 0 || jsonr_get(&r, 0, "buttons") >= 0 ||
-	    jsonr_get(&r, 0, "actions") >= 0 || jsonr_get(&r, 0, "options") >= 0 ||
-	    jsonr_get(&r, 0, "template") >= 0)
-		return NULL;
-	int t = jsonr_get(&r, 0, "text");
-	if (!jsonr_is_string(&r, t))
-		return NULL;
-	/* Unescaped, a string is never longer than its JSON form. */
-	size_t cap = (size_t)(r.tok[t].end - r.tok[t].start) + 1, n = 0;
-	char *text = malloc(cap);
-	if (text &&
-	    (!jsonr_string(&r, t, text, cap, &n) || n == 0 || tw_utf8_chars(text) > TW_BODY_MAX)) {
+	static const char *const refuse[] = {"buttons", "actions", "options", "template", NULL};
+	char *text = channel_plain_text(m->content, refuse);
+	if (text && tw_utf8_chars(text) > TW_BODY_MAX) {
 		free(text);
 		text = NULL;
 	}

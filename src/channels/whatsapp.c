@@ -966,23 +966,12 @@ static char *wa_body_fast(const struct message *m, const json_t *content, size_t
  */
 static char *wa_text_fast(const struct message *m)
 {
-	struct jsonr r;
-	char type[8];
-	if (!m->content || jsonr_parse(&r, m->content, strlen(m->content)) != 0 ||
-	    !jsonr_string(&r, jsonr_get(&r, 0, "type"), type, sizeof type, NULL) ||
-	    strcmp(type, "text") != 0 || jsonr_get(&r, 0, "buttons") >= 0 ||
-	    jsonr_get(&r, 0, "actions") >= 0 || jsonr_get(&r, 0, "options") >= 0)
-		return NULL;
-	int t = jsonr_get(&r, 0, "text");
-	if (!jsonr_is_string(&r, t))
-		return NULL;
-	/* Unescaped, a string is never longer than its JSON form. */
-	size_t cap = (size_t)(r.tok[t].end - r.tok[t].start) + 1, n = 0;
-	char *text = malloc(cap);
+	static const char *const refuse[] = {"buttons", "actions", "options", NULL};
+	char *text = channel_plain_text(m->content, refuse);
 	if (!text)
 		return NULL;
 	char *body = NULL;
-	if (jsonr_string(&r, t, text, cap, &n) && n > 0 && wa_utf8_chars(text) <= WA_TEXT_MAX) {
+	if (wa_utf8_chars(text) <= WA_TEXT_MAX) {
 		struct jsonw w;
 		jsonw_init(&w, WA_BODY_MAX(strlen(m->content)));
 		jsonw_obj(&w);
