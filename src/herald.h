@@ -293,6 +293,11 @@ size_t hr_utf8_copy(char *dst, const char *src, size_t size);
 /* Offset of the first byte of s[0..len) that is not part of valid UTF-8 or
  * is a NUL, or len when there is none. s[len] must be readable ('\0'). */
 size_t hr_utf8_check(const char *s, size_t len);
+/* Length of the valid UTF-8 sequence at p, at most avail bytes (1 for
+ * ASCII, NUL included), or 0 if it is not one (overlong, a surrogate,
+ * above U+10FFFF, cut short by avail or by a byte that does not continue
+ * it, a NUL among them). */
+size_t hr_utf8_seq(const unsigned char *p, size_t avail);
 /* A growable byte string: NUL-terminated once anything was put; `oom`
  * sticks after a failed allocation, so callers check it once at the end.
  * Start zeroed; the caller frees p. */

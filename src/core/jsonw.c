@@ -83,34 +83,6 @@ static void jsonw_sep(struct jsonw *w)
 	w->more[w->depth] = true;
 }
 
-/* Length of the valid UTF-8 sequence at p (at most avail bytes), or 0 if
- * it is not one (overlong, a surrogate, above U+10FFFF, cut short). */
-static size_t jsonw_utf8_seq(const unsigned char *p, size_t avail)
-{
-	unsigned c = p[0];
-	size_t n;
-	unsigned min;
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 2, min = 0x80;
-	else if (c >= 0xe0 && c <= 0xef)
-		n = 3, min = 0x800;
-	else if (c >= 0xf0 && c <= 0xf4)
-		n = 4, min = 0x10000;
-	else
-		return 0;
-	if (n > avail)
-		return 0;
-	unsigned cp = c & (0x3f >> (n - 1));
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 /* Appends "s" escaped. Runs of bytes that need nothing are copied at once. */
 static void jsonw_quoted(struct jsonw *w, const char *s, size_t n)
 {
@@ -125,7 +97,7 @@ static void jsonw_quoted(struct jsonw *w, const char *s, size_t n)
 			continue;
 		}
 		if (c >= 0x80) {
-			size_t k = jsonw_utf8_seq(u + i, n - i);
+			size_t k = hr_utf8_seq(u + i, n - i);
 			if (!k) {
 				jsonw_fail(w, HR_EINVAL);
 				return;

@@ -100,8 +100,7 @@ size_t hr_strlcpy(char *dst, const char *src, size_t size)
 	return n;
 }
 
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid. */
-static size_t utf8_seq(const unsigned char *p)
+size_t hr_utf8_seq(const unsigned char *p, size_t avail)
 {
 	unsigned c = p[0];
 	size_t n;
@@ -115,6 +114,8 @@ static size_t utf8_seq(const unsigned char *p)
 	else if (c >= 0xf0 && c <= 0xf4)
 		n = 4, min = 0x10000;
 	else
+		return 0;
+	if (n > avail)
 		return 0;
 	unsigned cp = c & (0x3f >> (n - 1));
 	for (size_t i = 1; i < n; i++) {
@@ -131,8 +132,7 @@ size_t hr_utf8_check(const char *s, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	for (size_t i = 0; i < len;) {
-		/* utf8_seq stops at s[len] ('\0' is never a continuation byte). */
-		size_t n = p[i] ? utf8_seq(p + i) : 0;
+		size_t n = p[i] ? hr_utf8_seq(p + i, len - i) : 0;
 		if (n == 0 || n > len - i)
 			return i;
 		i += n;
@@ -147,7 +147,7 @@ size_t hr_utf8_copy(char *dst, const char *src, size_t size)
 	const unsigned char *p = (const unsigned char *)src;
 	size_t o = 0;
 	while (*p) {
-		size_t n = utf8_seq(p);
+		size_t n = hr_utf8_seq(p, SIZE_MAX);
 		if (n == 0) {
 			if (o + 1 >= size)
 				break;
