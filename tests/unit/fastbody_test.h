@@ -225,4 +225,51 @@ static inline void fb_same_outcomes_malformed(const struct channel_account *a, c
 	fb_same_outcome(a, 200, "null", 4, NULL, NULL);
 }
 
+/* Counts what jansson allocates (json_set_alloc_funcs). */
+static size_t fb_jansson_allocs;
+static inline void *fb_counting_malloc(size_t n)
+{
+	fb_jansson_allocs++;
+	return malloc(n);
+}
+
+/* A content, build_send's answer for it, and whether its text is read the
+ * fast way (1) or declined to jansson's (0). */
+struct fb_text_case {
+	const char *content;
+	int rc;
+	int fast;
+};
+
+/*
+ * Each case's content built both ways (fb_same_request: the same answer
+ * and request) with the answer given, and once more counting jansson's
+ * allocations: none exactly when the text is read fast. hits: which
+ * fb_fast_hits a built request shows (-1: not checked, 1: always fast, 2:
+ * the case's own `fast`).
+ */
+static inline void fb_text_cases(struct channel_account *a, struct message *m,
+                                 const struct fb_text_case *cases, size_t n, int hits)
+{
+	struct hr_err err = {0};
+	for (size_t i = 0; i < n; i++) {
+		m->content = (char *)cases[i].content;
+		int rc = fb_same_request(a, m, true);
+		if (rc != cases[i].rc)
+			fail_msg("case %zu: %d, want %d", i, rc, cases[i].rc);
+		unsigned long want = hits == 2 ? (unsigned long)cases[i].fast : (unsigned long)hits;
+		if (rc == 0 && hits >= 0 && fb_fast_hits != want)
+			fail_msg("case %zu: %lu fast hits", i, fb_fast_hits);
+		struct http_req req;
+		fb_jansson_allocs = 0;
+		json_set_alloc_funcs(fb_counting_malloc, free);
+		rc = a->ops->build_send(a, m, &req, &err);
+		json_set_alloc_funcs(malloc, free);
+		if ((fb_jansson_allocs == 0) != (cases[i].fast == 1))
+			fail_msg("case %zu: %zu jansson allocations", i, fb_jansson_allocs);
+		if (rc == 0)
+			http_req_clear(&req);
+	}
+}
+
 #endif

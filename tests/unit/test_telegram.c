@@ -995,14 +995,6 @@ static void test_fast_bodies_equal(void **state)
 	channel_account_free(a);
 }
 
-/* Counts what jansson allocates (json_set_alloc_funcs). */
-static size_t g_jansson_allocs;
-static void *counting_malloc(size_t n)
-{
-	g_jansson_allocs++;
-	return malloc(n);
-}
-
 /* A plain text's content read with jsonr: the same body byte for byte, or
  * the same refusal, as jansson's way, without one jansson allocation. */
 static void test_fast_text_content(void **state)
@@ -1012,11 +1004,7 @@ static void test_fast_text_content(void **state)
 	struct channel_account *a = load(ACCT_CONFIG, &err);
 	assert_non_null(a);
 	struct message m = {.id = "01JABCDEFGHJKMNPQRSTVWXYZ0", .recipient = "42"};
-	static const struct {
-		const char *content;
-		int rc;   /* build_send's answer */
-		int fast; /* 1: the text read fast; 0: not (jansson parsed it) */
-	} cases[] = {
+	static const struct fb_text_case cases[] = {
 	    {"{\"type\":\"text\",\"text\":\"Your code is 482913\"}", 0, 1},
 	    {"{\"text\":\"<b>x</b>\\n\",\"type\":\"text\"}", 0, 1},
 	    {"{\"type\":\"\\u0074ext\",\"text\":\"\\u00e9\\ud83d\\ude00\\\"\\/\\u001f\"}", 0, 1},
@@ -1036,21 +1024,7 @@ static void test_fast_text_content(void **state)
 	static const char *const chats[] = {"42", "-1001234567890", "@name"};
 	for (size_t c = 0; c < 3; c++) {
 		hr_strlcpy(m.recipient, chats[c], sizeof m.recipient);
-		for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-			m.content = (char *)cases[i].content;
-			int rc = fb_same_request(a, &m, true);
-			if (rc != cases[i].rc)
-				fail_msg("case %zu: %d, want %d", i, rc, cases[i].rc);
-			struct http_req req;
-			g_jansson_allocs = 0;
-			json_set_alloc_funcs(counting_malloc, free);
-			rc = a->ops->build_send(a, &m, &req, &err);
-			json_set_alloc_funcs(malloc, free);
-			if ((g_jansson_allocs == 0) != (cases[i].fast == 1))
-				fail_msg("case %zu: %zu jansson allocations", i, g_jansson_allocs);
-			if (rc == 0)
-				http_req_clear(&req);
-		}
+		fb_text_cases(a, &m, cases, sizeof cases / sizeof cases[0], -1);
 	}
 	/* 4096 UTF-16 units are sent, 4097 refused: 😀 counts two. */
 	char *c = malloc(4 * 4097 + 64);

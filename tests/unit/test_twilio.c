@@ -988,14 +988,6 @@ static void test_lookup(void **state)
 	channel_account_free(a);
 }
 
-/* Counts what jansson allocates (json_set_alloc_funcs). */
-static size_t g_jansson_allocs;
-static void *counting_malloc(size_t n)
-{
-	g_jansson_allocs++;
-	return malloc(n);
-}
-
 /* A plain text's content read with jsonr: the same form byte for byte, or
  * the same refusal, as jansson's way, without one jansson allocation. */
 static void test_fast_text_content(void **state)
@@ -1005,11 +997,7 @@ static void test_fast_text_content(void **state)
 	struct channel_account *a = load("sms1", ACCT_CONFIG, &err);
 	assert_non_null(a);
 	struct message m = {.id = "01JABCDEFGHJKMNPQRSTVWXYZ0", .recipient = "+14155552345"};
-	static const struct {
-		const char *content;
-		int rc;   /* build_send's answer */
-		int fast; /* 1: the text read fast; 0: declined, jansson's way */
-	} cases[] = {
+	static const struct fb_text_case cases[] = {
 	    {"{\"type\":\"text\",\"text\":\"Your code is 482913\"}", 0, 1},
 	    {"{\"text\":\"a&b=c+d %\\n\",\"type\":\"text\"}", 0, 1},
 	    {"{\"type\":\"\\u0074ext\",\"text\":\"\\u00e9\\ud83d\\ude00\\\"\\/\"}", 0, 1},
@@ -1029,23 +1017,7 @@ static void test_fast_text_content(void **state)
 	    {"{\"type\":\"text\",\"text\":\"x\"}}", HR_EINVAL, 0},
 	    {"{\"type\":\"text\",\"text\":\"\\u0000\"}", HR_EINVAL, 0},
 	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		m.content = (char *)cases[i].content;
-		int rc = fb_same_request(a, &m, true);
-		if (rc != cases[i].rc)
-			fail_msg("case %zu: %d, want %d", i, rc, cases[i].rc);
-		if (rc == 0 && fb_fast_hits != (unsigned long)cases[i].fast)
-			fail_msg("case %zu: %lu fast hits", i, fb_fast_hits);
-		struct http_req req;
-		g_jansson_allocs = 0;
-		json_set_alloc_funcs(counting_malloc, free);
-		rc = a->ops->build_send(a, &m, &req, &err);
-		json_set_alloc_funcs(malloc, free);
-		if ((g_jansson_allocs == 0) != (cases[i].fast == 1))
-			fail_msg("case %zu: %zu jansson allocations", i, g_jansson_allocs);
-		if (rc == 0)
-			http_req_clear(&req);
-	}
+	fb_text_cases(a, &m, cases, sizeof cases / sizeof cases[0], 2);
 	/* Random texts up to and past the limit. */
 	unsigned seed = 5;
 	static char t[4 * 1700 + 1];

@@ -1714,14 +1714,6 @@ static void test_fast_bodies_equal(void **state)
 	channel_account_free(a);
 }
 
-/* Counts what jansson allocates (json_set_alloc_funcs). */
-static size_t g_jansson_allocs;
-static void *counting_malloc(size_t n)
-{
-	g_jansson_allocs++;
-	return malloc(n);
-}
-
 /* A plain text's content read with jsonr (no jansson tree at all): the same
  * body or the same refusal as jansson's way, for contents that bend it. */
 static void test_fast_text_content(void **state)
@@ -1731,11 +1723,7 @@ static void test_fast_text_content(void **state)
 	struct channel_account *a = load("wa1", ACCT_CONFIG, &err);
 	assert_non_null(a);
 	struct message m = {.id = "01JABCDEFGHJKMNPQRSTVWXYZ0", .recipient = "447911123456"};
-	static const struct {
-		const char *content;
-		int rc;   /* build_send's answer */
-		int fast; /* 1: the text read fast; 0: declined, jansson's way */
-	} cases[] = {
+	static const struct fb_text_case cases[] = {
 	    {"{\"type\":\"text\",\"text\":\"hi\"}", 0, 1},
 	    {"{\"text\":\"hi\",\"type\":\"text\"}", 0, 1},
 	    {" {\"type\" : \"text\" ,\n\"text\":\"hi\"} \n", 0, 1},
@@ -1763,25 +1751,7 @@ static void test_fast_text_content(void **state)
 	    {"[{\"type\":\"text\",\"text\":\"x\"}]", HR_EINVAL, 0},
 	    {"", HR_EINVAL, 0},
 	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		m.content = (char *)cases[i].content;
-		int rc = fb_same_request(a, &m, true);
-		if (rc != cases[i].rc)
-			fail_msg("case %zu: %d, want %d", i, rc, cases[i].rc);
-		if (rc == 0 && fb_fast_hits != 1)
-			fail_msg("case %zu: %lu fast hits", i, fb_fast_hits);
-		/* The text way allocates no jansson value at all; declined, the
-		 * content is parsed by jansson. */
-		struct http_req req;
-		g_jansson_allocs = 0;
-		json_set_alloc_funcs(counting_malloc, free);
-		rc = a->ops->build_send(a, &m, &req, &err);
-		json_set_alloc_funcs(malloc, free);
-		if ((g_jansson_allocs == 0) != (cases[i].fast == 1))
-			fail_msg("case %zu: %zu jansson allocations", i, g_jansson_allocs);
-		if (rc == 0)
-			http_req_clear(&req);
-	}
+	fb_text_cases(a, &m, cases, sizeof cases / sizeof cases[0], 1);
 	m.content = "{\"type\":\"text\",\"text\":\"hi\"}";
 	struct http_req req;
 	assert_int_equal(a->ops->build_send(a, &m, &req, &err), 0);
@@ -1844,13 +1814,13 @@ static void test_fast_answers_equal(void **state)
 	assert_string_equal(o.provider_id, "wamid.HBgLMTU1NTAxMjM0NTYVAgARGBI3");
 	assert_int_equal(fb_fast_hits, 1);
 	/* Read without one jansson allocation; an error answer is jansson's. */
-	g_jansson_allocs = 0;
-	json_set_alloc_funcs(counting_malloc, free);
+	fb_jansson_allocs = 0;
+	json_set_alloc_funcs(fb_counting_malloc, free);
 	a->ops->parse_send(a, 200, ok, strlen(ok), NULL, &o);
-	assert_int_equal(g_jansson_allocs, 0);
+	assert_int_equal(fb_jansson_allocs, 0);
 	a->ops->parse_send(a, 400, "{\"error\":{\"code\":100}}", 23, NULL, &o);
 	json_set_alloc_funcs(malloc, free);
-	assert_true(g_jansson_allocs > 0);
+	assert_true(fb_jansson_allocs > 0);
 	/* Escapes in the id come out unescaped. */
 	const char *esc = "{\"messages\":[{\"id\":\"wamid.A\\/B\\u00e9\\ud83d\\ude00\\\"\"}]}";
 	assert_int_equal(fb_same_outcome(a, 200, esc, strlen(esc), NULL, &o), OUTCOME_OK);
