@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/postgres_int.h"
+#include "store/postgres_rows.h"
 
 /* 1 if the query returned a row, 0 if none, or the error. */
 static int exists(struct pg_store *s, enum pg_slot slot, const char *sql, const struct pg_params *p,
@@ -200,22 +200,8 @@ int pg_suppression_list(struct store *st, const char *tenant_id, const char *cha
 	}
 	if (rc)
 		return rc;
-	int rows = PQntuples(r);
-	struct suppression_row *v = rows ? calloc((size_t)rows, sizeof *v) : NULL;
-	if (rows && !v) {
-		PQclear(r);
-		return HR_ENOMEM;
-	}
-	for (int i = 0; i < rows; i++) {
-		struct suppression_row *row = &v[i];
-		pg_col_copy(r, i, 0, row->tenant_id, sizeof row->tenant_id);
-		pg_col_copy(r, i, 1, row->channel, sizeof row->channel);
-		pg_col_copy(r, i, 2, row->recipient, sizeof row->recipient);
-		pg_col_copy(r, i, 3, row->reason, sizeof row->reason);
-		row->created_at = pg_col_i64(r, i, 4);
-	}
-	PQclear(r);
+	void *v;
+	rc = pg_rows_read(r, sizeof **out, store_row_suppression, NULL, NULL, &v, n);
 	*out = v;
-	*n = (size_t)rows;
-	return 0;
+	return rc;
 }

@@ -85,10 +85,11 @@ int sq_row_inbox(sqlite3_stmt *q, struct inbox_row *row)
 	return 0;
 }
 
-static int row_inbox(sqlite3_stmt *q, void *row, void *arg)
+/* The inbox row's body is a blob: read by SQLite's own decoder. */
+static int row_inbox(const struct store_cols *c, void *row, void *arg)
 {
 	(void)arg;
-	return sq_row_inbox(q, row);
+	return sq_row_inbox((sqlite3_stmt *)c->res, row);
 }
 
 static void clear_inbox(void *row)

@@ -75,30 +75,6 @@ int sq_plugin_event_done(struct store *st, const int64_t *ids, size_t n)
 	return wr_run_blocking(&((struct sq_store *)st)->wr, &a.j, NULL);
 }
 
-/* SELECT id, tenant_id, message_id, kind, prev_status, status, text,
- * payload, created_at (a NULL status is -1). */
-static int row_plugin_event(sqlite3_stmt *q, void *row, void *arg)
-{
-	struct plugin_event_row *e = row;
-	bool oom = false;
-	(void)arg;
-	e->id = sqlite3_column_int64(q, 0);
-	sq_col_copy(q, 1, e->tenant_id, sizeof e->tenant_id);
-	sq_col_copy(q, 2, e->message_id, sizeof e->message_id);
-	e->kind = sqlite3_column_int(q, 3);
-	e->prev_status = sqlite3_column_type(q, 4) == SQLITE_NULL ? -1 : sqlite3_column_int(q, 4);
-	e->status = sqlite3_column_type(q, 5) == SQLITE_NULL ? -1 : sqlite3_column_int(q, 5);
-	e->text = sq_col_dup(q, 6, &oom);
-	e->payload = sq_col_dup(q, 7, &oom);
-	e->created_at = sqlite3_column_int64(q, 8);
-	return oom ? HR_ENOMEM : 0;
-}
-
-static void clear_plugin_event(void *row)
-{
-	plugin_event_row_clear(row);
-}
-
 int sq_plugin_event_read(struct store *st, int limit, struct plugin_event_row **out, size_t *n)
 {
 	struct sq_store *s = (struct sq_store *)st;
@@ -120,7 +96,8 @@ int sq_plugin_event_read(struct store *st, int limit, struct plugin_event_row **
 	}
 	sqlite3_bind_int(q, 1, limit);
 	void *v;
-	rc = sq_rows_read(r, q, sizeof **out, row_plugin_event, NULL, clear_plugin_event, &v, n);
+	rc = sq_rows_read(r, q, sizeof **out, store_row_plugin_event, NULL,
+	                  store_row_plugin_event_clear, &v, n);
 	sq_reader_put(s, r);
 	*out = v;
 	return rc;

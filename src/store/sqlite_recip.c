@@ -57,70 +57,6 @@ static int bind_forms(sqlite3_stmt *q, const char *const *v, size_t n)
 	return 0;
 }
 
-/* The rows' columns, in the order the SELECTs below name them. */
-static int row_supp_event(sqlite3_stmt *q, void *p, void *arg)
-{
-	struct supp_event_row *e = p;
-	(void)arg;
-	e->id = sqlite3_column_int64(q, 0);
-	sq_col_copy(q, 1, e->channel, sizeof e->channel);
-	sq_col_copy(q, 2, e->recipient, sizeof e->recipient);
-	sq_col_copy(q, 3, e->action, sizeof e->action);
-	sq_col_copy(q, 4, e->reason, sizeof e->reason);
-	sq_col_copy(q, 5, e->message_id, sizeof e->message_id);
-	sq_col_copy(q, 6, e->actor, sizeof e->actor);
-	e->at = sqlite3_column_int64(q, 7);
-	return 0;
-}
-
-static int row_inbound(sqlite3_stmt *q, void *p, void *arg)
-{
-	struct inbound_row *row = p;
-	bool oom = false;
-	(void)arg;
-	row->id = sqlite3_column_int64(q, 0);
-	sq_col_copy(q, 1, row->account_id, sizeof row->account_id);
-	sq_col_copy(q, 2, row->message_id, sizeof row->message_id);
-	sq_col_copy(q, 3, row->unit, sizeof row->unit);
-	sq_col_copy(q, 4, row->sender, sizeof row->sender);
-	sq_col_copy(q, 5, row->kind, sizeof row->kind);
-	row->text = sq_col_dup(q, 6, &oom);
-	row->payload = sq_col_dup(q, 7, &oom);
-	row->provider_at = sqlite3_column_int64(q, 8);
-	row->received_at = sqlite3_column_int64(q, 9);
-	return oom ? HR_ENOMEM : 0;
-}
-
-static void clear_inbound(void *row)
-{
-	inbound_row_clear(row);
-}
-
-static int row_pause(sqlite3_stmt *q, void *row, void *arg)
-{
-	struct account_pause_row *p = row;
-	(void)arg;
-	sq_col_copy(q, 0, p->account_id, sizeof p->account_id);
-	sq_col_copy(q, 1, p->tenant_id, sizeof p->tenant_id);
-	sq_col_copy(q, 2, p->reason, sizeof p->reason);
-	sq_col_copy(q, 3, p->actor, sizeof p->actor);
-	p->at = sqlite3_column_int64(q, 4);
-	return 0;
-}
-
-/* arg: the tenant the counts are of. */
-static int row_daily(sqlite3_stmt *q, void *row, void *arg)
-{
-	struct daily_ent *e = row;
-	hr_strlcpy(e->tenant_id, arg, sizeof e->tenant_id);
-	sq_col_copy(q, 0, e->channel, sizeof e->channel);
-	e->day = sqlite3_column_int(q, 1);
-	e->kind = (int8_t)sqlite3_column_int(q, 2);
-	sq_col_copy(q, 3, e->code, sizeof e->code);
-	e->n = sqlite3_column_int64(q, 4);
-	return 0;
-}
-
 static int read_current(struct sq_reader *r, const char *tenant_id, const char *const *recips,
                         size_t nrec, struct suppression_row **out, size_t *n)
 {
@@ -135,7 +71,7 @@ static int read_current(struct sq_reader *r, const char *tenant_id, const char *
 	if (rc)
 		return rc;
 	void *v;
-	rc = sq_rows_read(r, q, sizeof **out, sq_row_suppression, NULL, NULL, &v, n);
+	rc = sq_rows_read(r, q, sizeof **out, store_row_suppression, NULL, NULL, &v, n);
 	*out = v;
 	return rc;
 }
@@ -156,7 +92,7 @@ static int read_events(struct sq_reader *r, const char *tenant_id, const char *c
 	if (rc)
 		return rc;
 	void *v;
-	rc = sq_rows_read(r, q, sizeof **out, row_supp_event, NULL, NULL, &v, n);
+	rc = sq_rows_read(r, q, sizeof **out, store_row_supp_event, NULL, NULL, &v, n);
 	*out = v;
 	return rc;
 }
@@ -219,7 +155,8 @@ int sq_recipient_inbound(struct store *st, const char *tenant_id, const char *co
 	rc = bind_forms(q, senders, nrec);
 	void *v = NULL;
 	if (rc == 0)
-		rc = sq_rows_read(r, q, sizeof **out, row_inbound, NULL, clear_inbound, &v, n);
+		rc = sq_rows_read(r, q, sizeof **out, store_row_inbound, NULL,
+		                  store_row_inbound_clear, &v, n);
 	sq_reader_put(s, r);
 	*out = v;
 	return rc;
@@ -309,7 +246,7 @@ int sq_account_pauses(struct store *st, struct account_pause_row **out, size_t *
 		return HR_EIO;
 	}
 	void *v;
-	rc = sq_rows_read(r, q, sizeof **out, row_pause, NULL, NULL, &v, n);
+	rc = sq_rows_read(r, q, sizeof **out, store_row_pause, NULL, NULL, &v, n);
 	sq_reader_put(s, r);
 	*out = v;
 	return rc;
@@ -376,7 +313,7 @@ int sq_daily_counts(struct store *st, const char *tenant_id, int32_t day_from, i
 	sqlite3_bind_int(q, 2, day_from);
 	sqlite3_bind_int(q, 3, day_to);
 	void *v;
-	rc = sq_rows_read(r, q, sizeof **out, row_daily, (void *)tenant_id, NULL, &v, n);
+	rc = sq_rows_read(r, q, sizeof **out, store_row_daily, (void *)tenant_id, NULL, &v, n);
 	sq_reader_put(s, r);
 	*out = v;
 	return rc;

@@ -6,9 +6,33 @@
 
 #include "store/sqlite_rows.h"
 
-int sq_rows_read(struct sq_reader *r, sqlite3_stmt *q, size_t size, sq_row_fn fill, void *arg,
+static void col_text(const struct store_cols *c, int col, char *dst, size_t size)
+{
+	sq_col_copy((sqlite3_stmt *)c->res, col, dst, size);
+}
+
+static char *col_dup(const struct store_cols *c, int col, bool *oom)
+{
+	return sq_col_dup((sqlite3_stmt *)c->res, col, oom);
+}
+
+static int64_t col_i64(const struct store_cols *c, int col)
+{
+	return sqlite3_column_int64((sqlite3_stmt *)c->res, col);
+}
+
+static bool col_null(const struct store_cols *c, int col)
+{
+	return sqlite3_column_type((sqlite3_stmt *)c->res, col) == SQLITE_NULL;
+}
+
+static const struct store_cols_ops sq_cols_ops = {
+    .text = col_text, .dup = col_dup, .i64 = col_i64, .null = col_null};
+
+int sq_rows_read(struct sq_reader *r, sqlite3_stmt *q, size_t size, store_row_fn fill, void *arg,
                  void (*clear)(void *row), void **out, size_t *n)
 {
+	const struct store_cols c = {.ops = &sq_cols_ops, .res = q};
 	char *v = NULL;
 	size_t len = 0, cap = 0;
 	int rc = 0, src;
@@ -25,7 +49,7 @@ int sq_rows_read(struct sq_reader *r, sqlite3_stmt *q, size_t size, sq_row_fn fi
 		}
 		void *row = v + len++ * size;
 		memset(row, 0, size);
-		if ((rc = fill(q, row, arg)) != 0)
+		if ((rc = fill(&c, row, arg)) != 0)
 			break;
 	}
 	if (rc == 0 && src != SQLITE_DONE)
@@ -52,16 +76,4 @@ int sq_read_i64(struct sq_reader *r, sqlite3_stmt *q, int64_t *v)
 		rc = sq_fail(r->db, src, NULL, NULL);
 	sqlite3_reset(q);
 	return rc;
-}
-
-int sq_row_suppression(sqlite3_stmt *q, void *row, void *arg)
-{
-	struct suppression_row *e = row;
-	(void)arg;
-	sq_col_copy(q, 0, e->tenant_id, sizeof e->tenant_id);
-	sq_col_copy(q, 1, e->channel, sizeof e->channel);
-	sq_col_copy(q, 2, e->recipient, sizeof e->recipient);
-	sq_col_copy(q, 3, e->reason, sizeof e->reason);
-	e->created_at = sqlite3_column_int64(q, 4);
-	return 0;
 }

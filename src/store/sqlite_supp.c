@@ -229,7 +229,7 @@ int sq_suppression_list(struct store *st, const char *tenant_id, const char *cha
 	if (channel)
 		sqlite3_bind_text(q, 2, channel, -1, SQLITE_STATIC);
 	void *v;
-	rc = sq_rows_read(r, q, sizeof **out, sq_row_suppression, NULL, NULL, &v, n);
+	rc = sq_rows_read(r, q, sizeof **out, store_row_suppression, NULL, NULL, &v, n);
 	sq_reader_put(s, r);
 	*out = v;
 	return rc;

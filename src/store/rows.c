@@ -1,0 +1,109 @@
+/*
+ * rows.c - the rows both backends read, decoded once (rows.h).
+ */
+#include "store/rows.h"
+
+/* SELECT tenant_id, channel, recipient, reason, created_at FROM suppression */
+int store_row_suppression(const struct store_cols *c, void *row, void *arg)
+{
+	struct suppression_row *e = row;
+	(void)arg;
+	c->ops->text(c, 0, e->tenant_id, sizeof e->tenant_id);
+	c->ops->text(c, 1, e->channel, sizeof e->channel);
+	c->ops->text(c, 2, e->recipient, sizeof e->recipient);
+	c->ops->text(c, 3, e->reason, sizeof e->reason);
+	e->created_at = c->ops->i64(c, 4);
+	return 0;
+}
+
+/* SELECT id, channel, recipient, action, reason, message_id, actor, at
+ * FROM suppression_event */
+int store_row_supp_event(const struct store_cols *c, void *row, void *arg)
+{
+	struct supp_event_row *e = row;
+	(void)arg;
+	e->id = c->ops->i64(c, 0);
+	c->ops->text(c, 1, e->channel, sizeof e->channel);
+	c->ops->text(c, 2, e->recipient, sizeof e->recipient);
+	c->ops->text(c, 3, e->action, sizeof e->action);
+	c->ops->text(c, 4, e->reason, sizeof e->reason);
+	c->ops->text(c, 5, e->message_id, sizeof e->message_id);
+	c->ops->text(c, 6, e->actor, sizeof e->actor);
+	e->at = c->ops->i64(c, 7);
+	return 0;
+}
+
+/* SELECT i.id, i.account_id, message id, unit id, i.sender, i.kind, i.text,
+ * i.payload, i.provider_at, i.received_at FROM inbound i */
+int store_row_inbound(const struct store_cols *c, void *row, void *arg)
+{
+	struct inbound_row *e = row;
+	bool oom = false;
+	(void)arg;
+	e->id = c->ops->i64(c, 0);
+	c->ops->text(c, 1, e->account_id, sizeof e->account_id);
+	c->ops->text(c, 2, e->message_id, sizeof e->message_id);
+	c->ops->text(c, 3, e->unit, sizeof e->unit);
+	c->ops->text(c, 4, e->sender, sizeof e->sender);
+	c->ops->text(c, 5, e->kind, sizeof e->kind);
+	e->text = c->ops->dup(c, 6, &oom);
+	e->payload = c->ops->dup(c, 7, &oom);
+	e->provider_at = c->ops->i64(c, 8);
+	e->received_at = c->ops->i64(c, 9);
+	return oom ? HR_ENOMEM : 0;
+}
+
+/* SELECT account_id, tenant_id, reason, actor, at FROM account_pause */
+int store_row_pause(const struct store_cols *c, void *row, void *arg)
+{
+	struct account_pause_row *e = row;
+	(void)arg;
+	c->ops->text(c, 0, e->account_id, sizeof e->account_id);
+	c->ops->text(c, 1, e->tenant_id, sizeof e->tenant_id);
+	c->ops->text(c, 2, e->reason, sizeof e->reason);
+	c->ops->text(c, 3, e->actor, sizeof e->actor);
+	e->at = c->ops->i64(c, 4);
+	return 0;
+}
+
+/* SELECT channel, day, kind, code, sum(n) FROM daily_count */
+int store_row_daily(const struct store_cols *c, void *row, void *arg)
+{
+	struct daily_ent *e = row;
+	hr_strlcpy(e->tenant_id, arg, sizeof e->tenant_id);
+	c->ops->text(c, 0, e->channel, sizeof e->channel);
+	e->day = (int32_t)c->ops->i64(c, 1);
+	e->kind = (int8_t)c->ops->i64(c, 2);
+	c->ops->text(c, 3, e->code, sizeof e->code);
+	e->n = c->ops->i64(c, 4);
+	return 0;
+}
+
+/* SELECT id, tenant_id, message_id, kind, prev_status, status, text,
+ * payload, created_at FROM plugin_event (a NULL status is -1) */
+int store_row_plugin_event(const struct store_cols *c, void *row, void *arg)
+{
+	struct plugin_event_row *e = row;
+	bool oom = false;
+	(void)arg;
+	e->id = c->ops->i64(c, 0);
+	c->ops->text(c, 1, e->tenant_id, sizeof e->tenant_id);
+	c->ops->text(c, 2, e->message_id, sizeof e->message_id);
+	e->kind = (int)c->ops->i64(c, 3);
+	e->prev_status = c->ops->null(c, 4) ? -1 : (int)c->ops->i64(c, 4);
+	e->status = c->ops->null(c, 5) ? -1 : (int)c->ops->i64(c, 5);
+	e->text = c->ops->dup(c, 6, &oom);
+	e->payload = c->ops->dup(c, 7, &oom);
+	e->created_at = c->ops->i64(c, 8);
+	return oom ? HR_ENOMEM : 0;
+}
+
+void store_row_inbound_clear(void *row)
+{
+	inbound_row_clear(row);
+}
+
+void store_row_plugin_event_clear(void *row)
+{
+	plugin_event_row_clear(row);
+}
