@@ -100,7 +100,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 	struct sse_sub *s = cls;
 	struct hr_buf *out = &s->es.out;
 	for (;;) {
-		size_t took = es_stream_take(&s->es, buf, max);
+		size_t took = api_buf_take(out, &s->es.off, buf, max);
 		if (took)
 			return (ssize_t)took;
 		if (s->ended)

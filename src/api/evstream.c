@@ -6,7 +6,6 @@
 #include <time.h>
 
 #include "api/evstream.h"
-#include "obs/metrics.h"
 
 static void *ticker(void *arg)
 {
@@ -130,20 +129,6 @@ void es_hub_unlink(struct es_stream *s)
 	s->out = (struct hr_buf){0};
 }
 
-size_t es_stream_take(struct es_stream *s, char *buf, size_t max)
-{
-	if (s->off < s->out.len) {
-		size_t n = s->out.len - s->off;
-		if (n > max)
-			n = max;
-		memcpy(buf, s->out.p + s->off, n);
-		s->off += n;
-		return n;
-	}
-	s->out.len = s->off = 0;
-	return 0;
-}
-
 bool es_stream_suspend(struct es_stream *s)
 {
 	struct es_hub *h = s->hub;
@@ -161,22 +146,7 @@ bool es_stream_suspend(struct es_stream *s)
 enum MHD_Result es_respond(struct api_req *r, MHD_ContentReaderCallback rd, void *cls,
                            MHD_ContentReaderFreeCallback fr)
 {
-	struct MHD_Response *resp =
-	    MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, rd, cls, fr);
-	if (!resp) {
-		fr(cls);
-		return api_fail(r, HR_ENOMEM, NULL);
-	}
-	if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream") !=
-	        MHD_YES ||
-	    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES) {
-		MHD_destroy_response(resp); /* frees cls through fr */
-		return api_fail(r, HR_ENOMEM, NULL);
-	}
-	enum MHD_Result ret = MHD_queue_response(r->conn, 200, resp);
-	MHD_destroy_response(resp);
-	r->responded = true;
-	if (ret == MHD_YES)
-		metrics_http(200);
-	return ret;
+	static const char *const headers[] = {MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream",
+	                                      MHD_HTTP_HEADER_CACHE_CONTROL, "no-store", NULL};
+	return api_stream_respond(r, 4096, rd, cls, fr, headers);
 }

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "api/api_int.h"
+#include "api/stream.h"
 
 struct es_hub;
 
@@ -60,10 +61,7 @@ void es_hub_link(struct es_hub *h, struct es_stream *s);
 /* Unlinks s, uncounts it and frees its buffer (the feed's free callback). */
 void es_hub_unlink(struct es_stream *s);
 
-/* The reader's first step: copies up to max of the bytes still to send
- * into buf and returns their count; 0 when all are sent (out is then
- * emptied for the next event). */
-size_t es_stream_take(struct es_stream *s, char *buf, size_t max);
+/* The reader's first step: api_buf_take(&s->out, &s->off, ...) (stream.h). */
 /* The reader's last step when it has nothing to send: suspends the
  * connection until the next tick and returns true (the reader returns 0);
  * false when the hub is stopping (the reader looks again and ends). */

@@ -10,8 +10,8 @@
 #include <time.h>
 
 #include "api/api_int.h"
+#include "api/stream.h"
 #include "core/phone.h"
-#include "obs/metrics.h"
 
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 1000
@@ -557,6 +557,7 @@ static const char export_head[] =
  * whatever the export's length; the rows are bounded by limit.
  */
 struct export_stream {
+	struct api_pager pg; /* first: the reader's cls */
 	struct store *st;
 	char tenant[HR_NAME_MAX], unit[HR_NAME_MAX];
 	struct to_forms to;
@@ -565,9 +566,6 @@ struct export_stream {
 	char idem[256], error[HR_ERRCODE_MAX];
 	struct msg_filter f;
 	int64_t left; /* rows still to write */
-	bool done;
-	struct hr_buf out;
-	size_t off; /* bytes of out handed to MHD */
 };
 
 /* Points f's strings at the stream's copies (each fits: parse_list_query
@@ -629,9 +627,10 @@ static void export_line(struct hr_buf *b, const struct message *m)
 	hr_buf_printf(b, "%s,%d,%d\r\n", m->batch_id, m->attempts, m->segments);
 }
 
-/* The next page into x->out: 0, or an HR_E code. */
-static int export_page(struct export_stream *x)
+/* The next page into x->pg.out: 0, or an HR_E code. */
+static int export_page(struct api_pager *p)
 {
+	struct export_stream *x = (struct export_stream *)p;
 	x->f.limit = x->left < EXPORT_PAGE ? (int)x->left : EXPORT_PAGE;
 	struct message *ms = NULL;
 	size_t n = 0;
@@ -640,7 +639,7 @@ static int export_page(struct export_stream *x)
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
-		export_line(&x->out, &ms[i]);
+		export_line(&p->out, &ms[i]);
 		message_clear(&ms[i]);
 	}
 	if (n) {
@@ -650,41 +649,21 @@ static int export_page(struct export_stream *x)
 	free(ms);
 	x->left -= (int64_t)n;
 	if (!more || x->left <= 0)
-		x->done = true;
-	return x->out.oom ? HR_ENOMEM : 0;
+		p->done = true;
+	return p->out.oom ? HR_ENOMEM : 0;
 }
 
-static ssize_t export_read(void *cls, uint64_t pos, char *buf, size_t max)
+static void export_failed(struct api_pager *p, int rc)
 {
-	(void)pos;
-	struct export_stream *x = cls;
-	while (x->off == x->out.len) {
-		if (x->done)
-			return MHD_CONTENT_READER_END_OF_STREAM;
-		x->out.len = 0;
-		x->off = 0;
-		int rc = export_page(x);
-		if (rc) {
-			/* The status line is gone: end the chunked body without its
-			 * last chunk, so the client sees a broken download. */
-			hr_log(HR_LOG_ERROR, "api",
-			       "message export of tenant %s failed after %s: %s", x->tenant,
-			       x->cursor[0] ? x->cursor : "the start", hr_code_name(rc));
-			return MHD_CONTENT_READER_END_WITH_ERROR;
-		}
-	}
-	size_t n = x->out.len - x->off;
-	if (n > max)
-		n = max;
-	memcpy(buf, x->out.p + x->off, n);
-	x->off += n;
-	return (ssize_t)n;
+	struct export_stream *x = (struct export_stream *)p;
+	hr_log(HR_LOG_ERROR, "api", "message export of tenant %s failed after %s: %s", x->tenant,
+	       x->cursor[0] ? x->cursor : "the start", hr_code_name(rc));
 }
 
 static void export_free(void *cls)
 {
 	struct export_stream *x = cls;
-	free(x->out.p);
+	free(x->pg.out.p);
 	free(x);
 }
 
@@ -708,32 +687,19 @@ enum MHD_Result api_messages_export_csv(struct api_req *r)
 	struct export_stream *x = calloc(1, sizeof *x);
 	if (!x)
 		return api_fail(r, HR_ENOMEM, NULL);
+	x->pg.page = export_page;
+	x->pg.failed = export_failed;
 	x->st = r->srv->o.store;
 	hr_strlcpy(x->tenant, r->tenant, sizeof x->tenant);
 	x->left = f.limit;
 	export_copy(x, &f, &to);
-	hr_buf_put(&x->out, export_head, sizeof export_head - 1);
-	if ((rc = export_page(x)) != 0) {
+	hr_buf_put(&x->pg.out, export_head, sizeof export_head - 1);
+	if ((rc = export_page(&x->pg)) != 0) {
 		export_free(x);
 		return api_fail(r, rc, NULL);
 	}
-	struct MHD_Response *resp = MHD_create_response_from_callback(
-	    MHD_SIZE_UNKNOWN, EXPORT_BLOCK, export_read, x, export_free);
-	if (!resp) {
-		export_free(x);
-		return api_fail(r, HR_ENOMEM, NULL);
-	}
-	if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-	                            "text/csv; charset=utf-8") != MHD_YES ||
-	    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION,
-	                            "attachment; filename=\"messages.csv\"") != MHD_YES) {
-		MHD_destroy_response(resp); /* frees x through export_free */
-		return api_fail(r, HR_ENOMEM, NULL);
-	}
-	enum MHD_Result ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);
-	r->responded = true;
-	if (ret == MHD_YES)
-		metrics_http(200);
-	return ret;
+	static const char *const headers[] = {
+	    MHD_HTTP_HEADER_CONTENT_TYPE, "text/csv; charset=utf-8",
+	    MHD_HTTP_HEADER_CONTENT_DISPOSITION, "attachment; filename=\"messages.csv\"", NULL};
+	return api_stream_respond(r, EXPORT_BLOCK, api_pager_read, x, export_free, headers);
 }

@@ -149,7 +149,7 @@ static ssize_t ev_read(void *cls, uint64_t pos, char *buf, size_t max)
 	struct api_events *h = s->hub;
 	struct hr_buf *out = &s->es.out;
 	for (;;) {
-		size_t took = es_stream_take(&s->es, buf, max);
+		size_t took = api_buf_take(out, &s->es.off, buf, max);
 		if (took)
 			return (ssize_t)took;
 		if (s->ended)
