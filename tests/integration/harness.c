@@ -436,6 +436,73 @@ int harness_free_port(void)
 	return free_port();
 }
 
+json_t *api_get_json(struct world *w, const char *path)
+{
+	struct resp r = api_get(w, path);
+	if (r.status != 200 || !r.json)
+		fail_msg("GET %s: %ld %s", path, r.status, r.body ? r.body : "");
+	json_t *j = json_incref(r.json);
+	resp_free(&r);
+	return j;
+}
+
+json_t *world_message(struct world *w, const char *id)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/v1/messages/%s", id);
+	return api_get_json(w, path);
+}
+
+struct status_want {
+	const char *id, *status;
+};
+
+static bool has_status(struct world *w, void *arg)
+{
+	const struct status_want *x = arg;
+	json_t *m = world_message(w, x->id);
+	const char *st = json_string_value(json_object_get(m, "status"));
+	bool ok = st && strcmp(st, x->status) == 0;
+	json_decref(m);
+	return ok;
+}
+
+void world_wait_status(struct world *w, const char *id, const char *status, double timeout_s)
+{
+	struct status_want x = {id, status};
+	if (wait_until(has_status, w, &x, timeout_s))
+		return;
+	static char shown[8192];
+	json_t *m = world_message(w, id);
+	char *s = json_dumps(m, JSON_INDENT(1));
+	snprintf(shown, sizeof shown, "%s", s ? s : "");
+	free(s);
+	json_decref(m);
+	fail_msg("message %s did not reach %s in %.0f s: %s", id, status, timeout_s, shown);
+}
+
+long world_failure_code(struct world *w, const char *channel, const char *code, char *meaning,
+                        size_t size)
+{
+	json_t *j = api_get_json(w, "/v1/stats/daily");
+	long n = -1;
+	meaning[0] = '\0';
+	size_t i;
+	json_t *f;
+	json_array_foreach(json_object_get(j, "failure_codes"), i, f)
+	{
+		const char *ch = json_string_value(json_object_get(f, "channel"));
+		const char *c = json_string_value(json_object_get(f, "code"));
+		if (!ch || !c || strcmp(ch, channel) || strcmp(c, code))
+			continue;
+		n = (long)json_integer_value(json_object_get(f, "count"));
+		const char *mean = json_string_value(json_object_get(f, "meaning"));
+		snprintf(meaning, size, "%s", mean ? mean : "");
+	}
+	json_decref(j);
+	return n;
+}
+
 struct resp metrics_get(struct world *w)
 {
 	char url[128];

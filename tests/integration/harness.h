@@ -88,4 +88,20 @@ struct resp metrics_get(struct world *w);
 /* A free loopback TCP port (for a listener a test configures itself). */
 int harness_free_port(void);
 
+/* ---- messages, as the tests read them through the API ---- */
+
+/* GET {api}/path with the world's key; fails the test unless 200 with
+ * JSON. The JSON (caller json_decrefs). */
+json_t *api_get_json(struct world *w, const char *path);
+/* GET /v1/messages/{id} (api_get_json). */
+json_t *world_message(struct world *w, const char *id);
+/* Waits up to timeout_s for message id to reach status; fails the test
+ * otherwise, showing the message. */
+void world_wait_status(struct world *w, const char *id, const char *status, double timeout_s);
+/* dash3: the overview's entry for (channel, code) in GET /v1/stats/daily's
+ * top failure codes: its count (-1 when absent), its meaning copied into
+ * meaning. */
+long world_failure_code(struct world *w, const char *channel, const char *code, char *meaning,
+                        size_t size);
+
 #endif
