@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 struct proc {
@@ -103,5 +104,52 @@ void world_wait_status(struct world *w, const char *id, const char *status, doub
  * meaning. */
 long world_failure_code(struct world *w, const char *channel, const char *code, char *meaning,
                         size_t size);
+
+/* ---- HTTP with the response's headers, and event streams held open ---- */
+
+/* Bytes received, NUL-terminated (p NULL until the first). */
+struct hbuf {
+	char *p;
+	size_t n;
+};
+
+struct hresp {
+	long status; /* 0 when the request failed */
+	char *body;
+	size_t len;
+	char *headers; /* every response header line, as received */
+	json_t *json;  /* NULL if the body was not JSON */
+};
+void hresp_free(struct hresp *r);
+
+/* method on w's API + path (HEAD: no body asked for), with the header lines
+ * given (NULL-terminated, may be NULL; none added) and body (may be NULL);
+ * gzip: ask for gzip and undo it; iface: the source address (NULL: the
+ * system's). A 20 s timeout. */
+struct hresp http_h(struct world *w, const char *method, const char *path,
+                    const char *const *headers, const char *body, bool gzip, const char *iface);
+/* The value of response header name ("" when absent), copied into a static
+ * buffer (one at a time). */
+const char *hresp_header(const struct hresp *r, const char *name);
+
+/* A GET held open on a multi handle (Server-Sent Events). multi is a
+ * CURLM * (curl/curl.h is left out here: it declares send(), a name tests
+ * use). */
+struct curl_slist;
+struct hstream {
+	void *c; /* CURL * */
+	struct curl_slist *h;
+	struct hbuf b; /* the body so far */
+	long status;   /* the caller's to fill (stream heads) */
+	bool done;     /* the transfer ended */
+};
+/* Adds a GET of w's API + path with the header lines given to multi. */
+void hstream_open(void *multi, struct world *w, struct hstream *st, const char *path,
+                  const char *const *headers);
+/* Removes st from multi and frees it; nothing when it is not open. */
+void hstream_close(void *multi, struct hstream *st);
+/* Drives every stream of multi until pred(arg) or timeout_s; returns
+ * pred's last answer. A stream whose transfer ended is marked done. */
+bool hstreams_until(void *multi, bool (*pred)(void *), void *arg, double timeout_s);
 
 #endif
