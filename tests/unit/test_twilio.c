@@ -20,6 +20,8 @@
 #include "core/crypto.h"
 #include "herald.h"
 
+#include "channel_test.h"
+
 /* PROVIDERS.md's vector, computed independently of Herald. */
 #define VEC_TOKEN "12345"
 #define VEC_URL "https://mycompany.com/myapp.php?foo=1&bar=2"
@@ -40,14 +42,7 @@
 
 static struct channel_account *load(const char *id, const char *config, struct hr_err *err)
 {
-	struct account_row row = {.channel = "sms", .tenant_id = "t1"};
-	hr_strlcpy(row.id, id, sizeof row.id);
-	row.config = (char *)config;
-	struct channel_account *a = NULL;
-	int rc = channel_account_new(&row, &a, err);
-	if (rc)
-		assert_null(a);
-	return a;
+	return channel_test_load("sms", id, config, err);
 }
 
 static int setup(void **state)

@@ -19,6 +19,8 @@
 #include "core/crypto.h"
 #include "herald.h"
 
+#include "channel_test.h"
+
 #define VEC_SECRET "app-secret-123"
 #define VEC_BODY                                                                                   \
 	"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"102290129340398\","        \
@@ -36,14 +38,7 @@
 
 static struct channel_account *load(const char *id, const char *config, struct hr_err *err)
 {
-	struct account_row row = {.channel = "whatsapp", .tenant_id = "t1"};
-	hr_strlcpy(row.id, id, sizeof row.id);
-	row.config = (char *)config;
-	struct channel_account *a = NULL;
-	int rc = channel_account_new(&row, &a, err);
-	if (rc)
-		assert_null(a);
-	return a;
+	return channel_test_load("whatsapp", id, config, err);
 }
 
 static int setup(void **state)
