@@ -2,6 +2,7 @@
  * postgres_rows.c - see postgres_rows.h.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "store/postgres_rows.h"
 
@@ -25,8 +26,18 @@ static bool col_null(const struct store_cols *c, int col)
 	return PQgetisnull(c->res, c->row, col);
 }
 
+static bool col_flag(const struct store_cols *c, int col)
+{
+	return pg_col_bool(c->res, c->row, col);
+}
+
 static const struct store_cols_ops pg_cols_ops = {
-    .text = col_text, .dup = col_dup, .i64 = col_i64, .null = col_null};
+    .text = col_text, .dup = col_dup, .i64 = col_i64, .null = col_null, .flag = col_flag};
+
+struct store_cols pg_cols(const PGresult *r, int row)
+{
+	return (struct store_cols){.ops = &pg_cols_ops, .res = r, .row = row};
+}
 
 int pg_rows_read(PGresult *r, size_t size, store_row_fn fill, void *arg, void (*clear)(void *row),
                  void **out, size_t *n)
@@ -41,7 +52,7 @@ int pg_rows_read(PGresult *r, size_t size, store_row_fn fill, void *arg, void (*
 	}
 	int rc = 0;
 	for (int i = 0; i < rows; i++) {
-		const struct store_cols c = {.ops = &pg_cols_ops, .res = r, .row = i};
+		const struct store_cols c = pg_cols(r, i);
 		if ((rc = fill(&c, v + (size_t)i * size, arg)) != 0)
 			break;
 	}
@@ -55,4 +66,11 @@ int pg_rows_read(PGresult *r, size_t size, store_row_fn fill, void *arg, void (*
 	*out = v;
 	*n = (size_t)rows;
 	return 0;
+}
+
+void pg_row_one(const PGresult *r, store_row_fn fill, void *row, size_t size)
+{
+	const struct store_cols c = pg_cols(r, 0);
+	memset(row, 0, size);
+	fill(&c, row, NULL);
 }

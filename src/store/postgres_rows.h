@@ -10,6 +10,13 @@
 #include "store/postgres_int.h"
 #include "store/rows.h"
 
+/* Row row of r, for a decoder (store/rows.h). */
+struct store_cols pg_cols(const PGresult *r, int row);
+
+/* Decodes row 0 of r into row (size bytes, zeroed first); r stays the
+ * caller's. */
+void pg_row_one(const PGresult *r, store_row_fn fill, void *row, size_t size);
+
 /*
  * Reads every row of r with fill (c->res is r, c->row the row) into a heap
  * array of `size`-byte elements, zeroed; clears r (PQclear) in every case.

@@ -98,6 +98,79 @@ int store_row_plugin_event(const struct store_cols *c, void *row, void *arg)
 	return oom ? HR_ENOMEM : 0;
 }
 
+/* SELECT id, name, disabled, created_at, rate_milli, rate_burst, daily_cap,
+ * campaign_cap FROM tenant (a NULL limit reads 0: none) */
+int store_row_tenant(const struct store_cols *c, void *row, void *arg)
+{
+	struct tenant_info *t = row;
+	(void)arg;
+	c->ops->text(c, 0, t->id, sizeof t->id);
+	c->ops->text(c, 1, t->name, sizeof t->name);
+	t->disabled = c->ops->flag(c, 2);
+	t->created_at = c->ops->i64(c, 3);
+	t->limits.rate_milli = c->ops->i64(c, 4);
+	t->limits.burst = c->ops->i64(c, 5);
+	t->limits.daily_cap = c->ops->i64(c, 6);
+	t->limits.campaign_cap = c->ops->i64(c, 7);
+	return 0;
+}
+
+/* SELECT tenant_id, id, name, disabled, created_at FROM business_unit */
+int store_row_unit(const struct store_cols *c, void *row, void *arg)
+{
+	struct unit_row *u = row;
+	(void)arg;
+	c->ops->text(c, 0, u->tenant_id, sizeof u->tenant_id);
+	c->ops->text(c, 1, u->id, sizeof u->id);
+	c->ops->text(c, 2, u->name, sizeof u->name);
+	u->disabled = c->ops->flag(c, 3);
+	u->created_at = c->ops->i64(c, 4);
+	return 0;
+}
+
+/* SELECT key_hash, prefix, tenant_id, unit_id, label, scopes, created_by,
+ * created_at, expires_at, revoked_at, last_used_at, api_created FROM
+ * api_key (the backends' KEY_COLS) */
+int store_row_key(const struct store_cols *c, void *row, void *arg)
+{
+	struct key_row *k = row;
+	(void)arg;
+	c->ops->text(c, 0, k->hash, sizeof k->hash);
+	c->ops->text(c, 1, k->prefix, sizeof k->prefix);
+	c->ops->text(c, 2, k->tenant_id, sizeof k->tenant_id);
+	c->ops->text(c, 3, k->unit_id, sizeof k->unit_id);
+	c->ops->text(c, 4, k->label, sizeof k->label);
+	c->ops->text(c, 5, k->scopes, sizeof k->scopes);
+	c->ops->text(c, 6, k->created_by, sizeof k->created_by);
+	k->created_at = c->ops->i64(c, 7);
+	k->expires_at = c->ops->i64(c, 8);
+	k->revoked_at = c->ops->i64(c, 9);
+	k->last_used_at = c->ops->i64(c, 10);
+	k->api_created = c->ops->flag(c, 11);
+	return 0;
+}
+
+/* SELECT id, tenant_id, actor, at, action, object, before, after FROM
+ * admin_audit */
+int store_row_audit(const struct store_cols *c, void *row, void *arg)
+{
+	struct audit_row *a = row;
+	bool oom = false;
+	(void)arg;
+	a->id = c->ops->i64(c, 0);
+	c->ops->text(c, 1, a->tenant_id, sizeof a->tenant_id);
+	c->ops->text(c, 2, a->actor, sizeof a->actor);
+	a->at = c->ops->i64(c, 3);
+	c->ops->text(c, 4, a->action, sizeof a->action);
+	c->ops->text(c, 5, a->object, sizeof a->object);
+	a->before = c->ops->dup(c, 6, &oom);
+	a->after = c->ops->dup(c, 7, &oom);
+	if (oom)
+		hr_log(HR_LOG_WARN, "store", "audit row %lld: out of memory for before/after",
+		       (long long)a->id);
+	return 0;
+}
+
 void store_row_inbound_clear(void *row)
 {
 	inbound_row_clear(row);

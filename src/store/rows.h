@@ -28,6 +28,8 @@ struct store_cols_ops {
 	/* The integer (0 for NULL). */
 	int64_t (*i64)(const struct store_cols *c, int col);
 	bool (*null)(const struct store_cols *c, int col);
+	/* A boolean column (SQLite: an integer, not 0; PostgreSQL: t). */
+	bool (*flag)(const struct store_cols *c, int col);
 };
 
 /* The current row: res is the backend's handle (a sqlite3_stmt, a PGresult),
@@ -50,6 +52,12 @@ int store_row_pause(const struct store_cols *c, void *row, void *arg);
 /* arg: the tenant id the counts are of (not a column). */
 int store_row_daily(const struct store_cols *c, void *row, void *arg);
 int store_row_plugin_event(const struct store_cols *c, void *row, void *arg);
+int store_row_tenant(const struct store_cols *c, void *row, void *arg);
+int store_row_unit(const struct store_cols *c, void *row, void *arg);
+int store_row_key(const struct store_cols *c, void *row, void *arg);
+/* Out of memory for before/after: logged, the text left NULL (a page of the
+ * audit log is not failed for it). */
+int store_row_audit(const struct store_cols *c, void *row, void *arg);
 
 /* The clear functions of the rows that own heap memory, for a read that
  * fails half-way. */

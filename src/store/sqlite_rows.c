@@ -26,13 +26,23 @@ static bool col_null(const struct store_cols *c, int col)
 	return sqlite3_column_type((sqlite3_stmt *)c->res, col) == SQLITE_NULL;
 }
 
+static bool col_flag(const struct store_cols *c, int col)
+{
+	return sqlite3_column_int((sqlite3_stmt *)c->res, col) != 0;
+}
+
 static const struct store_cols_ops sq_cols_ops = {
-    .text = col_text, .dup = col_dup, .i64 = col_i64, .null = col_null};
+    .text = col_text, .dup = col_dup, .i64 = col_i64, .null = col_null, .flag = col_flag};
+
+struct store_cols sq_cols(sqlite3_stmt *q)
+{
+	return (struct store_cols){.ops = &sq_cols_ops, .res = q};
+}
 
 int sq_rows_read(struct sq_reader *r, sqlite3_stmt *q, size_t size, store_row_fn fill, void *arg,
                  void (*clear)(void *row), void **out, size_t *n)
 {
-	const struct store_cols c = {.ops = &sq_cols_ops, .res = q};
+	const struct store_cols c = sq_cols(q);
 	char *v = NULL;
 	size_t len = 0, cap = 0;
 	int rc = 0, src;

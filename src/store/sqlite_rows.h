@@ -13,6 +13,9 @@
 #include "store/rows.h"
 #include "store/sqlite_int.h"
 
+/* The current row of q, for a decoder (store/rows.h). */
+struct store_cols sq_cols(sqlite3_stmt *q);
+
 /*
  * Steps q (prepared on reader r, bound by the caller) until SQLITE_DONE,
  * reading each row with fill (c->res is q) into an array of `size`-byte

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "store/lifecycle.h"
-#include "store/sqlite_int.h"
+#include "store/sqlite_rows.h"
 
 /* Prepares sql on db; NULL with err filled on failure. */
 static sqlite3_stmt *prep(sqlite3 *db, const char *sql, struct hr_err *err, const char *field)
@@ -125,19 +125,6 @@ int sq_tenant_create(struct store *st, const struct tenant_info *t, const struct
 	return admin_do((struct sq_store *)st, &a, err);
 }
 
-static void row_tenant(sqlite3_stmt *q, struct tenant_info *t)
-{
-	memset(t, 0, sizeof *t);
-	sq_col_copy(q, 0, t->id, sizeof t->id);
-	sq_col_copy(q, 1, t->name, sizeof t->name);
-	t->disabled = sqlite3_column_int(q, 2) != 0;
-	t->created_at = sqlite3_column_int64(q, 3);
-	t->limits.rate_milli = sqlite3_column_int64(q, 4); /* NULL reads 0: none */
-	t->limits.burst = sqlite3_column_int64(q, 5);
-	t->limits.daily_cap = sqlite3_column_int64(q, 6);
-	t->limits.campaign_cap = sqlite3_column_int64(q, 7);
-}
-
 #define SQ_TENANT_COLS                                                                             \
 	"id, name, disabled, created_at, rate_milli, rate_burst, daily_cap, campaign_cap"
 
@@ -146,7 +133,7 @@ static void row_tenant(sqlite3_stmt *q, struct tenant_info *t)
  * bind binds the parameters. *out NULL when none. */
 static int read_rows(struct sq_store *s, const char *sql,
                      void (*bind)(sqlite3_stmt *, const void *), const void *args,
-                     void (*fill)(sqlite3_stmt *, void *), size_t size, void **out, size_t *n,
+                     store_row_fn fill, size_t size, void **out, size_t *n,
                      bool one)
 {
 	*n = 0;
@@ -163,12 +150,14 @@ static int read_rows(struct sq_store *s, const char *sql,
 	}
 	if (bind)
 		bind(q, args);
+	const struct store_cols c = sq_cols(q);
 	char *v = NULL;
 	size_t len = 0, cap = 0;
 	int src;
 	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
 		if (one) {
-			fill(q, out);
+			memset(out, 0, size);
+			fill(&c, out, NULL);
 			len = 1;
 			break;
 		}
@@ -182,7 +171,8 @@ static int read_rows(struct sq_store *s, const char *sql,
 			v = nv;
 			cap = nc;
 		}
-		fill(q, v + len * size);
+		memset(v + len * size, 0, size);
+		fill(&c, v + len * size, NULL);
 		len++;
 	}
 	if (rc == 0 && src != SQLITE_ROW && src != SQLITE_DONE)
@@ -214,25 +204,20 @@ static void bind_2(sqlite3_stmt *q, const void *a)
 	sqlite3_bind_text(q, 2, v[1], -1, SQLITE_STATIC);
 }
 
-static void fill_tenant(sqlite3_stmt *q, void *out)
-{
-	row_tenant(q, out);
-}
-
 int sq_tenant_get(struct store *st, const char *id, struct tenant_info *out)
 {
 	const char *args[] = {id ? id : ""};
 	size_t n;
 	return read_rows((struct sq_store *)st,
 	                 "SELECT " SQ_TENANT_COLS " FROM tenant WHERE id = ?1", bind_1,
-	                 args, fill_tenant, sizeof *out, (void **)out, &n, true);
+	                 args, store_row_tenant, sizeof *out, (void **)out, &n, true);
 }
 
 int sq_tenant_list(struct store *st, struct tenant_info **out, size_t *n)
 {
 	return read_rows((struct sq_store *)st,
 	                 "SELECT " SQ_TENANT_COLS " FROM tenant ORDER BY id", NULL,
-	                 NULL, fill_tenant, sizeof **out, (void **)out, n, false);
+	                 NULL, store_row_tenant, sizeof **out, (void **)out, n, false);
 }
 
 static int run_set_disabled(struct sq_store *s, struct job_admin *a, const char *sql,
@@ -458,17 +443,6 @@ int sq_unit_create(struct store *st, const struct unit_row *u, bool if_absent,
 	return admin_do((struct sq_store *)st, &a, err);
 }
 
-static void fill_unit(sqlite3_stmt *q, void *out)
-{
-	struct unit_row *u = out;
-	memset(u, 0, sizeof *u);
-	sq_col_copy(q, 0, u->tenant_id, sizeof u->tenant_id);
-	sq_col_copy(q, 1, u->id, sizeof u->id);
-	sq_col_copy(q, 2, u->name, sizeof u->name);
-	u->disabled = sqlite3_column_int(q, 3) != 0;
-	u->created_at = sqlite3_column_int64(q, 4);
-}
-
 int sq_unit_get(struct store *st, const char *tenant_id, const char *id, struct unit_row *out)
 {
 	const char *args[] = {tenant_id ? tenant_id : "", id ? id : ""};
@@ -476,7 +450,7 @@ int sq_unit_get(struct store *st, const char *tenant_id, const char *id, struct 
 	return read_rows((struct sq_store *)st,
 	                 "SELECT tenant_id, id, name, disabled, created_at FROM business_unit"
 	                 " WHERE tenant_id = ?1 AND id = ?2",
-	                 bind_2, args, fill_unit, sizeof *out, (void **)out, &n, true);
+	                 bind_2, args, store_row_unit, sizeof *out, (void **)out, &n, true);
 }
 
 int sq_unit_list(struct store *st, const char *tenant_id, struct unit_row **out, size_t *n)
@@ -485,7 +459,7 @@ int sq_unit_list(struct store *st, const char *tenant_id, struct unit_row **out,
 	return read_rows((struct sq_store *)st,
 	                 "SELECT tenant_id, id, name, disabled, created_at FROM business_unit"
 	                 " WHERE tenant_id = ?1 ORDER BY id",
-	                 bind_1, args, fill_unit, sizeof **out, (void **)out, n, false);
+	                 bind_1, args, store_row_unit, sizeof **out, (void **)out, n, false);
 }
 
 static int run_unit_disable(struct sq_store *s, struct job_admin *a)
@@ -516,24 +490,6 @@ int sq_unit_set_disabled(struct store *st, const char *tenant_id, const char *id
 	"k.key_hash, coalesce(k.prefix, ''), k.tenant_id, coalesce(k.unit_id, ''),"                \
 	" coalesce(k.label, ''), coalesce(k.scopes, '*'), coalesce(k.created_by, 'config'),"       \
 	" k.created_at, k.expires_at, k.revoked_at, k.last_used_at, k.api_created"
-
-static void fill_key(sqlite3_stmt *q, void *out)
-{
-	struct key_row *k = out;
-	memset(k, 0, sizeof *k);
-	sq_col_copy(q, 0, k->hash, sizeof k->hash);
-	sq_col_copy(q, 1, k->prefix, sizeof k->prefix);
-	sq_col_copy(q, 2, k->tenant_id, sizeof k->tenant_id);
-	sq_col_copy(q, 3, k->unit_id, sizeof k->unit_id);
-	sq_col_copy(q, 4, k->label, sizeof k->label);
-	sq_col_copy(q, 5, k->scopes, sizeof k->scopes);
-	sq_col_copy(q, 6, k->created_by, sizeof k->created_by);
-	k->created_at = sqlite3_column_int64(q, 7);
-	k->expires_at = sqlite3_column_int64(q, 8);
-	k->revoked_at = sqlite3_column_int64(q, 9);
-	k->last_used_at = sqlite3_column_int64(q, 10);
-	k->api_created = sqlite3_column_int(q, 11) != 0;
-}
 
 static int key_check(const struct key_row *k, struct hr_err *err)
 {
@@ -631,7 +587,9 @@ int sq_key_lookup(struct store *st, const char *hash, struct key_row *out)
 	sqlite3_bind_text(q, 1, hash ? hash : "", -1, SQLITE_STATIC);
 	int src = sqlite3_step(q);
 	if (src == SQLITE_ROW) {
-		fill_key(q, out);
+		const struct store_cols c = sq_cols(q);
+		memset(out, 0, sizeof *out);
+		store_row_key(&c, out, NULL);
 		out->tenant_disabled = sqlite3_column_int(q, 12) != 0;
 		/* A unit that no longer exists is as good as disabled. */
 		out->unit_disabled = sqlite3_column_int(q, 13) != 0 ||
@@ -653,7 +611,7 @@ int sq_key_list(struct store *st, const char *tenant_id, struct key_row **out, s
 	                             " ORDER BY k.created_at DESC, k.key_hash"
 	                           : "SELECT " KEY_COLS " FROM api_key k"
 	                             " ORDER BY k.created_at DESC, k.key_hash",
-	                 bind_1, args, fill_key, sizeof **out, (void **)out, n, false);
+	                 bind_1, args, store_row_key, sizeof **out, (void **)out, n, false);
 }
 
 static int run_key_revoke(struct sq_store *s, struct job_admin *a)
@@ -747,24 +705,6 @@ int sq_audit_append(struct store *st, const struct audit_row *au, struct hr_err 
 	return admin_do((struct sq_store *)st, &a, err);
 }
 
-static void fill_audit(sqlite3_stmt *q, void *out)
-{
-	struct audit_row *a = out;
-	memset(a, 0, sizeof *a);
-	bool oom = false;
-	a->id = sqlite3_column_int64(q, 0);
-	sq_col_copy(q, 1, a->tenant_id, sizeof a->tenant_id);
-	sq_col_copy(q, 2, a->actor, sizeof a->actor);
-	a->at = sqlite3_column_int64(q, 3);
-	sq_col_copy(q, 4, a->action, sizeof a->action);
-	sq_col_copy(q, 5, a->object, sizeof a->object);
-	a->before = sq_col_dup(q, 6, &oom);
-	a->after = sq_col_dup(q, 7, &oom);
-	if (oom) /* reported as missing text rather than failing the page */
-		hr_log(HR_LOG_WARN, "store", "audit row %lld: out of memory for before/after",
-		       (long long)a->id);
-}
-
 struct audit_args {
 	const char *tenant_id;
 	int64_t before_id;
@@ -790,7 +730,7 @@ int sq_audit_list(struct store *st, const char *tenant_id, int64_t before_id, in
 	                 "SELECT id, tenant_id, actor, at, action, object, before, after"
 	                 " FROM admin_audit WHERE (?1 IS NULL OR tenant_id = ?1) AND id < ?2"
 	                 " ORDER BY id DESC LIMIT ?3",
-	                 bind_audit, &args, fill_audit, sizeof **out, (void **)out, n, false);
+	                 bind_audit, &args, store_row_audit, sizeof **out, (void **)out, n, false);
 }
 
 /* ---- accounts and templates written by the API (with their audit row) ---- */
