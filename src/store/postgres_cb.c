@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/argcheck.h"
 #include "store/postgres_int.h"
 
 #define CB_COLS                                                                                    \
@@ -241,14 +242,9 @@ static int run_cb_done(void *be, struct wr_job *j)
 int pg_callback_done(struct store *st, const struct callback_outcome *o, size_t n,
                      struct hr_err *err)
 {
-	if (n && !o)
-		return HR_EINVAL;
-	for (size_t i = 0; i < n; i++)
-		if (o[i].state < CB_PENDING || o[i].state >= CB__COUNT)
-			return hr_fail(err, HR_EINVAL, "state", "unknown callback state %d",
-			               (int)o[i].state);
-	if (n == 0)
-		return 0;
+	int rc = store_callback_done_check(o, n, err);
+	if (rc || n == 0)
+		return rc;
 	struct job_cb_done a = {.j = {.run = run_cb_done}, .o = o, .n = n};
 	return wr_run_blocking(&((struct pg_store *)st)->wr, &a.j, err);
 }
@@ -305,25 +301,15 @@ int pg_callback_replay(struct store *st, const char *tenant_id, int64_t id, int 
 {
 	if (n)
 		*n = 0;
-	if (!tenant_id || !*tenant_id || id < 0 || (id == 0 && (limit < 1 || limit > 10000)))
-		return hr_fail(err, HR_EINVAL, id == 0 ? "limit" : "id", "bad replay request");
+	if (store_callback_replay_check(tenant_id, id, limit, err))
+		return HR_EINVAL;
 	struct job_cb_replay a = {.j = {.run = run_cb_replay, .limited = true},
 	                          .tenant_id = tenant_id,
 	                          .id = id,
 	                          .limit = limit};
 	int rc = wr_run_blocking(&((struct pg_store *)st)->wr, &a.j, err);
-	if (rc == 0 && id > 0 && a.n == 0) {
-		struct callback_row r;
-		rc = pg_callback_get(st, tenant_id, id, &r);
-		if (rc == HR_ENOTFOUND)
-			hr_fail(err, rc, "id", "no callback %lld", (long long)id);
-		else if (rc == 0)
-			rc = hr_fail(
-			    err, HR_ECONFLICT, "state",
-			    "callback %lld is still pending: it is sent as soon as it is due",
-			    (long long)id);
-		callback_row_clear(&r);
-	}
+	if (rc == 0 && id > 0 && a.n == 0) /* not the tenant's, or still pending */
+		rc = store_callback_replay_none(st, tenant_id, id, err);
 	if (rc == 0 && n)
 		*n = a.n;
 	return rc;

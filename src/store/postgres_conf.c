@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "store/argcheck.h"
 #include "store/postgres_int.h"
 
 struct job_conf {
@@ -99,31 +100,13 @@ static int run_api_key_prune(void *be, struct wr_job *j)
 int pg_api_key_prune(struct store *st, const char *tenant_id, const char *const *keep_hashes,
                      size_t n, struct hr_err *err)
 {
-	if (!tenant_id || !*tenant_id)
-		return hr_fail(err, HR_EINVAL, "tenant_id", "tenant id is empty");
-	if (n && !keep_hashes)
-		return hr_fail(err, HR_EINVAL, "keep_hashes", "no list for %zu hashes", n);
-	json_t *arr = json_array();
-	if (!arr)
-		return hr_fail(err, HR_ENOMEM, "keep_hashes", "out of memory");
-	for (size_t i = 0; i < n; i++) {
-		if (!keep_hashes[i] || !*keep_hashes[i]) {
-			json_decref(arr);
-			return hr_fail(err, HR_EINVAL, "keep_hashes", "hash %zu is empty", i);
-		}
-		json_t *h = json_string(keep_hashes[i]);
-		if (!h || json_array_append_new(arr, h)) {
-			json_decref(arr);
-			return hr_fail(err, HR_EINVAL, "keep_hashes", "hash %zu is not UTF-8", i);
-		}
-	}
-	char *keep = json_dumps(arr, JSON_COMPACT);
-	json_decref(arr);
-	if (!keep)
-		return hr_fail(err, HR_ENOMEM, "keep_hashes", "out of memory");
+	char *keep;
+	int rc = store_key_keep_json(tenant_id, keep_hashes, n, &keep, err);
+	if (rc)
+		return rc;
 	struct job_prune p = {
 	    .j = {.run = run_api_key_prune}, .tenant_id = tenant_id, .keep = keep};
-	int rc = wr_run_blocking(&((struct pg_store *)st)->wr, &p.j, err);
+	rc = wr_run_blocking(&((struct pg_store *)st)->wr, &p.j, err);
 	free(keep);
 	if (rc == 0 && p.deleted > 0)
 		hr_log(HR_LOG_INFO, "store", "revoked %d API key(s) of tenant %s", p.deleted,

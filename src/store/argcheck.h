@@ -1,0 +1,32 @@
+/*
+ * argcheck.h - argument checks and answers both backends give, written once
+ * (argcheck.c): what a caller may ask of a store_ops call, and the texts of
+ * its refusals, do not depend on which backend answers.
+ */
+#ifndef HR_STORE_ARGCHECK_H
+#define HR_STORE_ARGCHECK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+/* api_key_prune: the keep list as one JSON array text (*keep, caller
+ * frees). 0, or HR_EINVAL / HR_ENOMEM with err naming tenant_id or
+ * keep_hashes. */
+int store_key_keep_json(const char *tenant_id, const char *const *keep_hashes, size_t n,
+                        char **keep, struct hr_err *err);
+
+/* callback_done: o names n known states (HR_EINVAL otherwise). */
+int store_callback_done_check(const struct callback_outcome *o, size_t n, struct hr_err *err);
+
+/* callback_replay: a tenant, and one id or a limit of 1..10000. */
+int store_callback_replay_check(const char *tenant_id, int64_t id, int limit,
+                                struct hr_err *err);
+/* callback_replay of one id that changed nothing: HR_ENOTFOUND when the
+ * tenant has no such callback, else HR_ECONFLICT (it is still pending);
+ * err says which. */
+int store_callback_replay_none(struct store *st, const char *tenant_id, int64_t id,
+                               struct hr_err *err);
+
+#endif
