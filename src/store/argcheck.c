@@ -2,6 +2,7 @@
  * argcheck.c - see argcheck.h.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include <jansson.h>
 
@@ -33,6 +34,17 @@ int store_key_keep_json(const char *tenant_id, const char *const *keep_hashes, s
 	json_decref(arr);
 	if (!*keep)
 		return hr_fail(err, HR_ENOMEM, "keep_hashes", "out of memory");
+	return 0;
+}
+
+int store_key_check(const struct key_row *k, struct hr_err *err)
+{
+	if (!k || strlen(k->hash) != 64)
+		return hr_fail(err, HR_EINVAL, "hash", "key hash must be 64 hex digits");
+	if (!k->tenant_id[0])
+		return hr_fail(err, HR_EINVAL, "tenant", "key has no tenant");
+	if (!k->scopes[0])
+		return hr_fail(err, HR_EINVAL, "scopes", "key has no scopes");
 	return 0;
 }
 

@@ -17,6 +17,10 @@
 int store_key_keep_json(const char *tenant_id, const char *const *keep_hashes, size_t n,
                         char **keep, struct hr_err *err);
 
+/* key_create: a 64-digit hash, a tenant and scopes (HR_EINVAL naming the
+ * field otherwise). */
+int store_key_check(const struct key_row *k, struct hr_err *err);
+
 /* callback_done: o names n known states (HR_EINVAL otherwise). */
 int store_callback_done_check(const struct callback_outcome *o, size_t n, struct hr_err *err);
 

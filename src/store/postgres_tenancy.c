@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/argcheck.h"
 #include "store/postgres_rows.h"
 
 static int audit_insert(struct pg_store *s, const struct audit_row *a, struct hr_err *err)
@@ -26,14 +27,6 @@ static int audit_insert(struct pg_store *s, const struct audit_row *a, struct hr
 	    "INSERT INTO admin_audit(tenant_id, actor, at, action, object, before, after)"
 	    " VALUES($1, $2, $3, $4, $5, $6, $7)",
 	    &p, NULL, err, "admin_audit");
-}
-
-static int audit_check(const struct audit_row *a, struct hr_err *err)
-{
-	if (a && (!a->tenant_id[0] || !a->actor[0] || !a->action[0] || !a->object[0]))
-		return hr_fail(err, HR_EINVAL, "audit",
-		               "an audit row needs tenant, actor, action and object");
-	return 0;
 }
 
 struct job_admin {
@@ -95,7 +88,7 @@ int pg_tenant_create(struct store *st, const struct tenant_info *t, const struct
 {
 	if (!t || !t->id[0])
 		return hr_fail(err, HR_EINVAL, "id", "tenant id is empty");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_tenant_create, .audit = au, .row = t};
 	return admin_do((struct pg_store *)st, &a, err);
@@ -154,7 +147,7 @@ int pg_tenant_set_disabled(struct store *st, const char *id, bool disabled,
 {
 	if (!id || !*id)
 		return hr_fail(err, HR_EINVAL, "id", "tenant id is empty");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {
 	    .run = run_tenant_disable, .audit = au, .tenant_id = id, .flag = disabled};
@@ -197,7 +190,7 @@ int pg_tenant_set_limits(struct store *st, const char *id, const struct tenant_l
 		return hr_fail(err, HR_EINVAL, "id", "tenant id is empty");
 	if (!l || l->rate_milli < 0 || l->burst < 0 || l->daily_cap < 0 || l->campaign_cap < 0)
 		return hr_fail(err, HR_EINVAL, "limits", "limits cannot be negative");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_tenant_limits, .audit = au, .tenant_id = id, .row = l};
 	return admin_do((struct pg_store *)st, &a, err);
@@ -262,7 +255,7 @@ int pg_unit_create(struct store *st, const struct unit_row *u, bool if_absent,
 {
 	if (!u || !u->tenant_id[0] || !u->id[0])
 		return hr_fail(err, HR_EINVAL, "id", "unit id or tenant is empty");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_unit_create, .audit = au, .row = u, .flag = if_absent};
 	return admin_do((struct pg_store *)st, &a, err);
@@ -325,7 +318,7 @@ int pg_unit_set_disabled(struct store *st, const char *tenant_id, const char *id
 {
 	if (!tenant_id || !*tenant_id || !id || !*id)
 		return hr_fail(err, HR_EINVAL, "id", "unit id or tenant is empty");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_unit_disable,
 	                      .audit = au,
@@ -341,17 +334,6 @@ int pg_unit_set_disabled(struct store *st, const char *tenant_id, const char *id
 	"k.key_hash, coalesce(k.prefix, ''), k.tenant_id, coalesce(k.unit_id, ''),"                \
 	" coalesce(k.label, ''), coalesce(k.scopes, '*'), coalesce(k.created_by, 'config'),"       \
 	" k.created_at, k.expires_at, k.revoked_at, k.last_used_at, k.api_created"
-
-static int key_check(const struct key_row *k, struct hr_err *err)
-{
-	if (!k || strlen(k->hash) != 64)
-		return hr_fail(err, HR_EINVAL, "hash", "key hash must be 64 hex digits");
-	if (!k->tenant_id[0])
-		return hr_fail(err, HR_EINVAL, "tenant", "key has no tenant");
-	if (!k->scopes[0])
-		return hr_fail(err, HR_EINVAL, "scopes", "key has no scopes");
-	return 0;
-}
 
 static int run_key_create(struct pg_store *s, struct job_admin *a)
 {
@@ -403,7 +385,7 @@ static int run_key_create(struct pg_store *s, struct job_admin *a)
 int pg_key_create(struct store *st, const struct key_row *k, const struct audit_row *au,
                   struct hr_err *err)
 {
-	if (key_check(k, err) || audit_check(au, err))
+	if (store_key_check(k, err) || store_audit_check(au, err))
 		return err->code;
 	if (!k->prefix[0])
 		return hr_fail(err, HR_EINVAL, "prefix", "key has no prefix");
@@ -413,7 +395,7 @@ int pg_key_create(struct store *st, const struct key_row *k, const struct audit_
 
 int pg_key_seed(struct store *st, const struct key_row *k, struct hr_err *err)
 {
-	if (key_check(k, err))
+	if (store_key_check(k, err))
 		return err->code;
 	struct job_admin a = {.run = run_key_create, .row = k, .flag = true};
 	return admin_do((struct pg_store *)st, &a, err);
@@ -489,7 +471,7 @@ int pg_key_revoke(struct store *st, const char *tenant_id, const char *prefix,
 {
 	if (!prefix || !*prefix)
 		return hr_fail(err, HR_EINVAL, "prefix", "key prefix is empty");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_key_revoke,
 	                      .audit = au,
@@ -542,7 +524,7 @@ int pg_audit_append(struct store *st, const struct audit_row *au, struct hr_err 
 {
 	if (!au)
 		return hr_fail(err, HR_EINVAL, "audit", "no audit row");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_audit_only, .audit = au};
 	return admin_do((struct pg_store *)st, &a, err);

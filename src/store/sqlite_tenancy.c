@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "store/lifecycle.h"
+#include "store/argcheck.h"
 #include "store/sqlite_rows.h"
 
 /* Prepares sql on db; NULL with err filled on failure. */
@@ -55,14 +56,6 @@ int sq_audit_insert(struct sq_store *s, const struct audit_row *a, struct hr_err
 	sq_bind_opt(st, 6, a->before);
 	sq_bind_opt(st, 7, a->after);
 	return step_final(s->wdb, st, err, "admin_audit");
-}
-
-static int audit_check(const struct audit_row *a, struct hr_err *err)
-{
-	if (a && (!a->tenant_id[0] || !a->actor[0] || !a->action[0] || !a->object[0]))
-		return hr_fail(err, HR_EINVAL, "audit",
-		               "an audit row needs tenant, actor, action and object");
-	return 0;
 }
 
 /* One administrative write: the job's own statement (run), then its audit row. */
@@ -119,7 +112,7 @@ int sq_tenant_create(struct store *st, const struct tenant_info *t, const struct
 {
 	if (!t || !t->id[0])
 		return hr_fail(err, HR_EINVAL, "id", "tenant id is empty");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_tenant_create, .audit = au, .row = t};
 	return admin_do((struct sq_store *)st, &a, err);
@@ -138,7 +131,7 @@ static int read_rows(struct sq_store *s, const char *sql,
 {
 	*n = 0;
 	if (!one)
-		*(void **)out = NULL;
+		*out = NULL;
 	struct sq_reader *r;
 	int rc = sq_reader_get(s, &r);
 	if (rc)
@@ -150,44 +143,21 @@ static int read_rows(struct sq_store *s, const char *sql,
 	}
 	if (bind)
 		bind(q, args);
-	const struct store_cols c = sq_cols(q);
-	char *v = NULL;
-	size_t len = 0, cap = 0;
-	int src;
-	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-		if (one) {
+	if (one) {
+		int src = sqlite3_step(q);
+		if (src == SQLITE_ROW) {
+			const struct store_cols c = sq_cols(q);
 			memset(out, 0, size);
-			fill(&c, out, NULL);
-			len = 1;
-			break;
+			rc = fill(&c, out, NULL);
+		} else {
+			rc = src == SQLITE_DONE ? HR_ENOTFOUND : sq_fail(r->db, src, NULL, NULL);
 		}
-		if (len == cap) {
-			size_t nc = cap ? cap * 2 : 8;
-			char *nv = realloc(v, nc * size);
-			if (!nv) {
-				rc = HR_ENOMEM;
-				break;
-			}
-			v = nv;
-			cap = nc;
-		}
-		memset(v + len * size, 0, size);
-		fill(&c, v + len * size, NULL);
-		len++;
+	} else {
+		rc = sq_rows_read(r, q, size, fill, NULL, NULL, out, n);
 	}
-	if (rc == 0 && src != SQLITE_ROW && src != SQLITE_DONE)
-		rc = sq_fail(r->db, src, NULL, NULL);
 	sqlite3_finalize(q);
 	sq_reader_put(s, r);
-	if (one)
-		return rc ? rc : len ? 0 : HR_ENOTFOUND;
-	if (rc) {
-		free(v);
-		return rc;
-	}
-	*(void **)out = v;
-	*n = len;
-	return 0;
+	return rc;
 }
 
 static void bind_1(sqlite3_stmt *q, const void *a)
@@ -246,7 +216,7 @@ int sq_tenant_set_disabled(struct store *st, const char *id, bool disabled,
 {
 	if (!id || !*id)
 		return hr_fail(err, HR_EINVAL, "id", "tenant id is empty");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {
 	    .run = run_tenant_disable, .audit = au, .tenant_id = id, .flag = disabled};
@@ -290,7 +260,7 @@ int sq_tenant_set_limits(struct store *st, const char *id, const struct tenant_l
 		return hr_fail(err, HR_EINVAL, "id", "tenant id is empty");
 	if (!l || l->rate_milli < 0 || l->burst < 0 || l->daily_cap < 0 || l->campaign_cap < 0)
 		return hr_fail(err, HR_EINVAL, "limits", "limits cannot be negative");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_tenant_limits, .audit = au, .tenant_id = id, .row = l};
 	return admin_do((struct sq_store *)st, &a, err);
@@ -437,7 +407,7 @@ int sq_unit_create(struct store *st, const struct unit_row *u, bool if_absent,
 {
 	if (!u || !u->tenant_id[0] || !u->id[0])
 		return hr_fail(err, HR_EINVAL, "id", "unit id or tenant is empty");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_unit_create, .audit = au, .row = u, .flag = if_absent};
 	return admin_do((struct sq_store *)st, &a, err);
@@ -474,7 +444,7 @@ int sq_unit_set_disabled(struct store *st, const char *tenant_id, const char *id
 {
 	if (!tenant_id || !*tenant_id || !id || !*id)
 		return hr_fail(err, HR_EINVAL, "id", "unit id or tenant is empty");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_unit_disable,
 	                      .audit = au,
@@ -490,17 +460,6 @@ int sq_unit_set_disabled(struct store *st, const char *tenant_id, const char *id
 	"k.key_hash, coalesce(k.prefix, ''), k.tenant_id, coalesce(k.unit_id, ''),"                \
 	" coalesce(k.label, ''), coalesce(k.scopes, '*'), coalesce(k.created_by, 'config'),"       \
 	" k.created_at, k.expires_at, k.revoked_at, k.last_used_at, k.api_created"
-
-static int key_check(const struct key_row *k, struct hr_err *err)
-{
-	if (!k || strlen(k->hash) != 64)
-		return hr_fail(err, HR_EINVAL, "hash", "key hash must be 64 hex digits");
-	if (!k->tenant_id[0])
-		return hr_fail(err, HR_EINVAL, "tenant", "key has no tenant");
-	if (!k->scopes[0])
-		return hr_fail(err, HR_EINVAL, "scopes", "key has no scopes");
-	return 0;
-}
 
 static int run_key_create(struct sq_store *s, struct job_admin *a)
 {
@@ -551,7 +510,7 @@ static int run_key_create(struct sq_store *s, struct job_admin *a)
 int sq_key_create(struct store *st, const struct key_row *k, const struct audit_row *au,
                   struct hr_err *err)
 {
-	if (key_check(k, err) || audit_check(au, err))
+	if (store_key_check(k, err) || store_audit_check(au, err))
 		return err->code;
 	if (!k->prefix[0])
 		return hr_fail(err, HR_EINVAL, "prefix", "key has no prefix");
@@ -561,7 +520,7 @@ int sq_key_create(struct store *st, const struct key_row *k, const struct audit_
 
 int sq_key_seed(struct store *st, const struct key_row *k, struct hr_err *err)
 {
-	if (key_check(k, err))
+	if (store_key_check(k, err))
 		return err->code;
 	struct job_admin a = {.run = run_key_create, .row = k, .flag = true};
 	return admin_do((struct sq_store *)st, &a, err);
@@ -645,7 +604,7 @@ int sq_key_revoke(struct store *st, const char *tenant_id, const char *prefix,
 {
 	if (!prefix || !*prefix)
 		return hr_fail(err, HR_EINVAL, "prefix", "key prefix is empty");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_key_revoke,
 	                      .audit = au,
@@ -699,7 +658,7 @@ int sq_audit_append(struct store *st, const struct audit_row *au, struct hr_err 
 {
 	if (!au)
 		return hr_fail(err, HR_EINVAL, "audit", "no audit row");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_audit_only, .audit = au};
 	return admin_do((struct sq_store *)st, &a, err);
