@@ -98,6 +98,25 @@ int store_row_plugin_event(const struct store_cols *c, void *row, void *arg)
 	return oom ? HR_ENOMEM : 0;
 }
 
+/* SELECT id, message_id, at, provider_at, type, source, status, applied,
+ * detail FROM message_event (a NULL status is -1) */
+int store_row_message_event(const struct store_cols *c, void *row, void *arg)
+{
+	struct message_event *e = row;
+	bool oom = false;
+	(void)arg;
+	e->id = c->ops->i64(c, 0);
+	c->ops->text(c, 1, e->message_id, sizeof e->message_id);
+	e->at = c->ops->i64(c, 2);
+	e->provider_at = c->ops->i64(c, 3);
+	c->ops->text(c, 4, e->type, sizeof e->type);
+	c->ops->text(c, 5, e->source, sizeof e->source);
+	e->status = c->ops->null(c, 6) ? -1 : (int)c->ops->i64(c, 6);
+	e->applied = c->ops->flag(c, 7);
+	e->detail = c->ops->dup(c, 8, &oom);
+	return oom ? HR_ENOMEM : 0;
+}
+
 /* SELECT id, name, disabled, created_at, rate_milli, rate_burst, daily_cap,
  * campaign_cap FROM tenant (a NULL limit reads 0: none) */
 int store_row_tenant(const struct store_cols *c, void *row, void *arg)
@@ -179,4 +198,9 @@ void store_row_inbound_clear(void *row)
 void store_row_plugin_event_clear(void *row)
 {
 	plugin_event_row_clear(row);
+}
+
+void store_row_message_event_clear(void *row)
+{
+	message_event_clear(row);
 }
