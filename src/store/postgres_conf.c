@@ -10,7 +10,7 @@
 #include <jansson.h>
 
 #include "store/argcheck.h"
-#include "store/postgres_int.h"
+#include "store/postgres_rows.h"
 
 struct job_conf {
 	struct wr_job j;
@@ -189,32 +189,11 @@ int pg_account_list(struct store *st, const char *tenant_id, struct account_row 
 	}
 	if (rc)
 		return rc;
-	int rows = PQntuples(r);
-	struct account_row *v = rows ? calloc((size_t)rows, sizeof *v) : NULL;
-	if (rows && !v) {
-		PQclear(r);
-		return HR_ENOMEM;
-	}
-	bool oom = false;
-	for (int i = 0; i < rows; i++) {
-		struct account_row *a = &v[i];
-		pg_col_copy(r, i, 0, a->id, sizeof a->id);
-		pg_col_copy(r, i, 1, a->tenant_id, sizeof a->tenant_id);
-		pg_col_copy(r, i, 2, a->channel, sizeof a->channel);
-		a->config = pg_col_dup(r, i, 3, &oom);
-		a->api_created = pg_col_bool(r, i, 4);
-		pg_col_copy(r, i, 5, a->unit_id, sizeof a->unit_id);
-	}
-	PQclear(r);
-	if (oom) {
-		for (int i = 0; i < rows; i++)
-			account_row_clear(&v[i]);
-		free(v);
-		return HR_ENOMEM;
-	}
+	void *v;
+	rc = pg_rows_read(r, sizeof **out, store_row_account, NULL, store_row_account_clear, &v,
+	                  n);
 	*out = v;
-	*n = (size_t)rows;
-	return 0;
+	return rc;
 }
 
 static int run_template(void *be, struct wr_job *j)
@@ -272,21 +251,11 @@ int pg_template_get(struct store *st, const char *tenant_id, const char *channel
 		PQclear(r);
 		return HR_ENOTFOUND;
 	}
-	bool oom = false;
-	pg_col_copy(r, 0, 0, out->tenant_id, sizeof out->tenant_id);
-	pg_col_copy(r, 0, 1, out->channel, sizeof out->channel);
-	pg_col_copy(r, 0, 2, out->name, sizeof out->name);
-	pg_col_copy(r, 0, 3, out->language, sizeof out->language);
-	out->body = pg_col_dup(r, 0, 4, &oom);
-	out->param_count = (int)pg_col_i64(r, 0, 5);
-	out->config = pg_col_dup(r, 0, 6, &oom);
-	pg_col_copy(r, 0, 7, out->unit_id, sizeof out->unit_id);
+	rc = pg_row_one(r, store_row_template, out, sizeof *out);
 	PQclear(r);
-	if (oom) {
+	if (rc)
 		template_row_clear(out);
-		return HR_ENOMEM;
-	}
-	return 0;
+	return rc;
 }
 
 int pg_idem_get(struct store *st, const char *tenant_id, const char *key, struct idem_row *out)

@@ -68,9 +68,9 @@ int pg_rows_read(PGresult *r, size_t size, store_row_fn fill, void *arg, void (*
 	return 0;
 }
 
-void pg_row_one(const PGresult *r, store_row_fn fill, void *row, size_t size)
+int pg_row_one(const PGresult *r, store_row_fn fill, void *row, size_t size)
 {
 	const struct store_cols c = pg_cols(r, 0);
 	memset(row, 0, size);
-	fill(&c, row, NULL);
+	return fill(&c, row, NULL);
 }

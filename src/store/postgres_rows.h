@@ -13,9 +13,9 @@
 /* Row row of r, for a decoder (store/rows.h). */
 struct store_cols pg_cols(const PGresult *r, int row);
 
-/* Decodes row 0 of r into row (size bytes, zeroed first); r stays the
- * caller's. */
-void pg_row_one(const PGresult *r, store_row_fn fill, void *row, size_t size);
+/* Decodes row 0 of r into row (size bytes, zeroed first): fill's answer;
+ * r stays the caller's. */
+int pg_row_one(const PGresult *r, store_row_fn fill, void *row, size_t size);
 
 /*
  * Reads every row of r with fill (c->res is r, c->row the row) into a heap

@@ -117,6 +117,40 @@ int store_row_message_event(const struct store_cols *c, void *row, void *arg)
 	return oom ? HR_ENOMEM : 0;
 }
 
+/* SELECT id, tenant_id, channel, config, api_created, unit_id FROM
+ * channel_account */
+int store_row_account(const struct store_cols *c, void *row, void *arg)
+{
+	struct account_row *a = row;
+	bool oom = false;
+	(void)arg;
+	c->ops->text(c, 0, a->id, sizeof a->id);
+	c->ops->text(c, 1, a->tenant_id, sizeof a->tenant_id);
+	c->ops->text(c, 2, a->channel, sizeof a->channel);
+	a->config = c->ops->dup(c, 3, &oom);
+	a->api_created = c->ops->flag(c, 4);
+	c->ops->text(c, 5, a->unit_id, sizeof a->unit_id);
+	return oom ? HR_ENOMEM : 0;
+}
+
+/* SELECT tenant_id, channel, name, language, body, param_count, config,
+ * unit_id FROM template */
+int store_row_template(const struct store_cols *c, void *row, void *arg)
+{
+	struct template_row *t = row;
+	bool oom = false;
+	(void)arg;
+	c->ops->text(c, 0, t->tenant_id, sizeof t->tenant_id);
+	c->ops->text(c, 1, t->channel, sizeof t->channel);
+	c->ops->text(c, 2, t->name, sizeof t->name);
+	c->ops->text(c, 3, t->language, sizeof t->language);
+	t->body = c->ops->dup(c, 4, &oom);
+	t->param_count = (int)c->ops->i64(c, 5);
+	t->config = c->ops->dup(c, 6, &oom);
+	c->ops->text(c, 7, t->unit_id, sizeof t->unit_id);
+	return oom ? HR_ENOMEM : 0;
+}
+
 /* SELECT id, name, disabled, created_at, rate_milli, rate_burst, daily_cap,
  * campaign_cap FROM tenant (a NULL limit reads 0: none) */
 int store_row_tenant(const struct store_cols *c, void *row, void *arg)
@@ -203,4 +237,9 @@ void store_row_plugin_event_clear(void *row)
 void store_row_message_event_clear(void *row)
 {
 	message_event_clear(row);
+}
+
+void store_row_account_clear(void *row)
+{
+	account_row_clear(row);
 }

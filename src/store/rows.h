@@ -53,6 +53,8 @@ int store_row_pause(const struct store_cols *c, void *row, void *arg);
 int store_row_daily(const struct store_cols *c, void *row, void *arg);
 int store_row_plugin_event(const struct store_cols *c, void *row, void *arg);
 int store_row_message_event(const struct store_cols *c, void *row, void *arg);
+int store_row_account(const struct store_cols *c, void *row, void *arg);
+int store_row_template(const struct store_cols *c, void *row, void *arg);
 int store_row_tenant(const struct store_cols *c, void *row, void *arg);
 int store_row_unit(const struct store_cols *c, void *row, void *arg);
 int store_row_key(const struct store_cols *c, void *row, void *arg);
@@ -65,5 +67,6 @@ int store_row_audit(const struct store_cols *c, void *row, void *arg);
 void store_row_inbound_clear(void *row);
 void store_row_plugin_event_clear(void *row);
 void store_row_message_event_clear(void *row);
+void store_row_account_clear(void *row);
 
 #endif

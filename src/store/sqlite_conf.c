@@ -10,7 +10,7 @@
 #include <jansson.h>
 
 #include "store/argcheck.h"
-#include "store/sqlite_int.h"
+#include "store/sqlite_rows.h"
 
 struct job_conf {
 	struct wr_job j;
@@ -199,47 +199,12 @@ int sq_account_list(struct store *st, const char *tenant_id, struct account_row 
 	}
 	if (tenant_id)
 		sqlite3_bind_text(q, 1, tenant_id, -1, SQLITE_STATIC);
-	struct account_row *v = NULL;
-	size_t len = 0, cap = 0;
-	int src;
-	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-		if (len == cap) {
-			size_t nc = cap ? cap * 2 : 8;
-			struct account_row *nv = realloc(v, nc * sizeof *v);
-			if (!nv) {
-				rc = HR_ENOMEM;
-				break;
-			}
-			v = nv;
-			cap = nc;
-		}
-		struct account_row *a = &v[len];
-		bool oom = false;
-		memset(a, 0, sizeof *a);
-		sq_col_copy(q, 0, a->id, sizeof a->id);
-		sq_col_copy(q, 1, a->tenant_id, sizeof a->tenant_id);
-		sq_col_copy(q, 2, a->channel, sizeof a->channel);
-		a->config = sq_col_dup(q, 3, &oom);
-		a->api_created = sqlite3_column_int(q, 4) != 0;
-		sq_col_copy(q, 5, a->unit_id, sizeof a->unit_id);
-		if (oom) {
-			rc = HR_ENOMEM;
-			break;
-		}
-		len++;
-	}
-	if (rc == 0 && src != SQLITE_DONE)
-		rc = sq_fail(r->db, src, NULL, NULL);
+	void *v;
+	rc = sq_rows_read(r, q, sizeof **out, store_row_account, NULL, store_row_account_clear, &v,
+	                  n);
 	sq_reader_put(s, r);
-	if (rc) {
-		for (size_t i = 0; i < len; i++)
-			account_row_clear(&v[i]);
-		free(v);
-		return rc;
-	}
 	*out = v;
-	*n = len;
-	return 0;
+	return rc;
 }
 
 static int run_template(void *be, struct wr_job *j)
@@ -300,18 +265,9 @@ int sq_template_get(struct store *st, const char *tenant_id, const char *channel
 	sqlite3_bind_text(q, 4, language ? language : "", -1, SQLITE_STATIC);
 	int src = sqlite3_step(q);
 	if (src == SQLITE_ROW) {
-		bool oom = false;
-		sq_col_copy(q, 0, out->tenant_id, sizeof out->tenant_id);
-		sq_col_copy(q, 1, out->channel, sizeof out->channel);
-		sq_col_copy(q, 2, out->name, sizeof out->name);
-		sq_col_copy(q, 3, out->language, sizeof out->language);
-		out->body = sq_col_dup(q, 4, &oom);
-		out->param_count = sqlite3_column_int(q, 5);
-		out->config = sq_col_dup(q, 6, &oom);
-		sq_col_copy(q, 7, out->unit_id, sizeof out->unit_id);
-		if (oom)
+		const struct store_cols c = sq_cols(q);
+		if ((rc = store_row_template(&c, out, NULL)) != 0)
 			template_row_clear(out);
-		rc = oom ? HR_ENOMEM : 0;
 	} else {
 		rc = src == SQLITE_DONE ? HR_ENOTFOUND : sq_fail(r->db, src, NULL, NULL);
 	}
