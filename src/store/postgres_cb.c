@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "store/argcheck.h"
-#include "store/postgres_int.h"
+#include "store/postgres_rows.h"
 
 #define CB_COLS                                                                                    \
 	"id, tenant_id, message_id, batch_id, event, status, prev_status, provider_id,"            \
@@ -54,34 +54,12 @@ void pg_cb_add_params(struct pg_params *p, const struct lc_callback *c, int64_t 
 /* Row i of a CB_COLS result; HR_ENOMEM if a text cannot be copied. */
 static int row_cb(const PGresult *r, int i, struct callback_row *o)
 {
-	bool oom = false;
+	const struct store_cols c = pg_cols(r, i);
 	memset(o, 0, sizeof *o);
-	o->id = pg_col_i64(r, i, 0);
-	pg_col_copy(r, i, 1, o->tenant_id, sizeof o->tenant_id);
-	pg_col_copy(r, i, 2, o->message_id, sizeof o->message_id);
-	pg_col_copy(r, i, 3, o->batch_id, sizeof o->batch_id);
-	pg_col_copy(r, i, 4, o->event, sizeof o->event);
-	o->status = PQgetisnull(r, i, 5) ? -1 : (int)pg_col_i64(r, i, 5);
-	o->prev_status = PQgetisnull(r, i, 6) ? -1 : (int)pg_col_i64(r, i, 6);
-	pg_col_copy(r, i, 7, o->provider_id, sizeof o->provider_id);
-	pg_col_copy(r, i, 8, o->error_code, sizeof o->error_code);
-	pg_col_copy(r, i, 9, o->error_text, sizeof o->error_text);
-	o->detail = pg_col_dup(r, i, 10, &oom);
-	o->url = pg_col_dup(r, i, 11, &oom);
-	o->occurred_at = pg_col_i64(r, i, 12);
-	o->state = (enum callback_state)pg_col_i64(r, i, 13);
-	o->attempts = (int)pg_col_i64(r, i, 14);
-	o->next_try_at = pg_col_i64(r, i, 15);
-	o->lease_until = pg_col_i64(r, i, 16);
-	o->delivered_at = pg_col_i64(r, i, 17);
-	o->updated_at = pg_col_i64(r, i, 18);
-	o->last_http = (int)pg_col_i64(r, i, 19);
-	pg_col_copy(r, i, 20, o->last_error, sizeof o->last_error);
-	if (oom || !o->url) {
+	int rc = store_row_callback(&c, o, NULL);
+	if (rc)
 		callback_row_clear(o);
-		return HR_ENOMEM;
-	}
-	return 0;
+	return rc;
 }
 
 /* Up to max rows of r as a heap array; PQclears r. */

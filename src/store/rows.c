@@ -151,6 +151,40 @@ int store_row_template(const struct store_cols *c, void *row, void *arg)
 	return oom ? HR_ENOMEM : 0;
 }
 
+/* SELECT the callback_outbox columns of CB_COLS (sqlite_cb.c, postgres_cb.c):
+ * id, tenant_id, message_id, batch_id, event, status, prev_status,
+ * provider_id, error_code, error_text, detail, url, occurred_at, state,
+ * attempts, next_try_at, lease_until, delivered_at, updated_at, last_http,
+ * last_error (a NULL status is -1) */
+int store_row_callback(const struct store_cols *c, void *row, void *arg)
+{
+	struct callback_row *r = row;
+	bool oom = false;
+	(void)arg;
+	r->id = c->ops->i64(c, 0);
+	c->ops->text(c, 1, r->tenant_id, sizeof r->tenant_id);
+	c->ops->text(c, 2, r->message_id, sizeof r->message_id);
+	c->ops->text(c, 3, r->batch_id, sizeof r->batch_id);
+	c->ops->text(c, 4, r->event, sizeof r->event);
+	r->status = c->ops->null(c, 5) ? -1 : (int)c->ops->i64(c, 5);
+	r->prev_status = c->ops->null(c, 6) ? -1 : (int)c->ops->i64(c, 6);
+	c->ops->text(c, 7, r->provider_id, sizeof r->provider_id);
+	c->ops->text(c, 8, r->error_code, sizeof r->error_code);
+	c->ops->text(c, 9, r->error_text, sizeof r->error_text);
+	r->detail = c->ops->dup(c, 10, &oom);
+	r->url = c->ops->dup(c, 11, &oom);
+	r->occurred_at = c->ops->i64(c, 12);
+	r->state = (enum callback_state)c->ops->i64(c, 13);
+	r->attempts = (int)c->ops->i64(c, 14);
+	r->next_try_at = c->ops->i64(c, 15);
+	r->lease_until = c->ops->i64(c, 16);
+	r->delivered_at = c->ops->i64(c, 17);
+	r->updated_at = c->ops->i64(c, 18);
+	r->last_http = (int)c->ops->i64(c, 19);
+	c->ops->text(c, 20, r->last_error, sizeof r->last_error);
+	return oom || !r->url ? HR_ENOMEM : 0;
+}
+
 /* SELECT id, name, disabled, created_at, rate_milli, rate_burst, daily_cap,
  * campaign_cap FROM tenant (a NULL limit reads 0: none) */
 int store_row_tenant(const struct store_cols *c, void *row, void *arg)

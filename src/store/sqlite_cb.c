@@ -13,7 +13,7 @@
 #include <jansson.h>
 
 #include "store/argcheck.h"
-#include "store/sqlite_int.h"
+#include "store/sqlite_rows.h"
 
 #define CB_COLS                                                                                    \
 	"id, tenant_id, message_id, batch_id, event, status, prev_status, provider_id,"            \
@@ -23,34 +23,12 @@
 /* A row of CB_COLS; HR_ENOMEM if a text cannot be copied. */
 static int row_cb(sqlite3_stmt *q, struct callback_row *r)
 {
-	bool oom = false;
+	const struct store_cols c = sq_cols(q);
 	memset(r, 0, sizeof *r);
-	r->id = sqlite3_column_int64(q, 0);
-	sq_col_copy(q, 1, r->tenant_id, sizeof r->tenant_id);
-	sq_col_copy(q, 2, r->message_id, sizeof r->message_id);
-	sq_col_copy(q, 3, r->batch_id, sizeof r->batch_id);
-	sq_col_copy(q, 4, r->event, sizeof r->event);
-	r->status = sqlite3_column_type(q, 5) == SQLITE_NULL ? -1 : sqlite3_column_int(q, 5);
-	r->prev_status = sqlite3_column_type(q, 6) == SQLITE_NULL ? -1 : sqlite3_column_int(q, 6);
-	sq_col_copy(q, 7, r->provider_id, sizeof r->provider_id);
-	sq_col_copy(q, 8, r->error_code, sizeof r->error_code);
-	sq_col_copy(q, 9, r->error_text, sizeof r->error_text);
-	r->detail = sq_col_dup(q, 10, &oom);
-	r->url = sq_col_dup(q, 11, &oom);
-	r->occurred_at = sqlite3_column_int64(q, 12);
-	r->state = (enum callback_state)sqlite3_column_int(q, 13);
-	r->attempts = sqlite3_column_int(q, 14);
-	r->next_try_at = sqlite3_column_int64(q, 15);
-	r->lease_until = sqlite3_column_int64(q, 16);
-	r->delivered_at = sqlite3_column_int64(q, 17);
-	r->updated_at = sqlite3_column_int64(q, 18);
-	r->last_http = sqlite3_column_int(q, 19);
-	sq_col_copy(q, 20, r->last_error, sizeof r->last_error);
-	if (oom || !r->url) {
+	int rc = store_row_callback(&c, r, NULL);
+	if (rc)
 		callback_row_clear(r);
-		return HR_ENOMEM;
-	}
-	return 0;
+	return rc;
 }
 
 /* Collects the rows a stepped statement returns (at most max) into a heap
