@@ -185,6 +185,67 @@ int store_row_callback(const struct store_cols *c, void *row, void *arg)
 	return oom || !r->url ? HR_ENOMEM : 0;
 }
 
+/* SELECT the batch columns of BATCH_COLS (sqlite_batch.c, postgres_batch.c):
+ * id, tenant_id, unit, name, channel, account_id, template_name, language,
+ * receipts, spec, status, error, retry_of, ingested, the twelve times and
+ * counts from schedule_at to replied, n_<status> for each status, then
+ * paused_at, resumed_at, paused_by, resumed_by, cancelled_by, pause_reason,
+ * cancel_reason */
+int store_row_batch(const struct store_cols *c, void *row, void *arg)
+{
+	struct batch *b = row;
+	bool oom = false;
+	(void)arg;
+	c->ops->text(c, 0, b->id, sizeof b->id);
+	c->ops->text(c, 1, b->tenant_id, sizeof b->tenant_id);
+	c->ops->text(c, 2, b->unit, sizeof b->unit);
+	c->ops->text(c, 3, b->name, sizeof b->name);
+	c->ops->text(c, 4, b->channel, sizeof b->channel);
+	c->ops->text(c, 5, b->account_id, sizeof b->account_id);
+	c->ops->text(c, 6, b->template_name, sizeof b->template_name);
+	c->ops->text(c, 7, b->language, sizeof b->language);
+	b->receipts = c->ops->flag(c, 8);
+	b->spec = c->ops->dup(c, 9, &oom);
+	b->status = (enum batch_status)c->ops->i64(c, 10);
+	c->ops->text(c, 11, b->error, sizeof b->error);
+	c->ops->text(c, 12, b->retry_of, sizeof b->retry_of);
+	b->ingested = c->ops->flag(c, 13);
+	int64_t *t[] = {&b->schedule_at,  &b->created_at,   &b->validated_at, &b->started_at,
+	                &b->completed_at, &b->cancelled_at, &b->failed_at,    &b->total,
+	                &b->valid,        &b->invalid,      &b->duplicates,   &b->replied};
+	for (size_t k = 0; k < sizeof t / sizeof *t; k++)
+		*t[k] = c->ops->i64(c, 14 + (int)k);
+	for (int k = 0; k < MSG__COUNT; k++)
+		b->by_status[k] = c->ops->i64(c, 26 + k);
+	int n = 26 + MSG__COUNT;
+	b->paused_at = c->ops->i64(c, n);
+	b->resumed_at = c->ops->i64(c, n + 1);
+	c->ops->text(c, n + 2, b->paused_by, sizeof b->paused_by);
+	c->ops->text(c, n + 3, b->resumed_by, sizeof b->resumed_by);
+	c->ops->text(c, n + 4, b->cancelled_by, sizeof b->cancelled_by);
+	c->ops->text(c, n + 5, b->pause_reason, sizeof b->pause_reason);
+	c->ops->text(c, n + 6, b->cancel_reason, sizeof b->cancel_reason);
+	return oom ? HR_ENOMEM : 0;
+}
+
+/* SELECT row_no, recipient, params, valid, duplicate, error_column, error,
+ * message_id FROM batch_item (the backends' ITEM_COLS) */
+int store_row_batch_item(const struct store_cols *c, void *row, void *arg)
+{
+	struct batch_item *it = row;
+	bool oom = false;
+	(void)arg;
+	it->row = c->ops->i64(c, 0);
+	c->ops->text(c, 1, it->recipient, sizeof it->recipient);
+	it->params = c->ops->dup(c, 2, &oom);
+	it->valid = c->ops->flag(c, 3);
+	it->duplicate = c->ops->flag(c, 4);
+	c->ops->text(c, 5, it->error_column, sizeof it->error_column);
+	c->ops->text(c, 6, it->error, sizeof it->error);
+	c->ops->text(c, 7, it->message_id, sizeof it->message_id);
+	return oom ? HR_ENOMEM : 0;
+}
+
 /* SELECT id, name, disabled, created_at, rate_milli, rate_burst, daily_cap,
  * campaign_cap FROM tenant (a NULL limit reads 0: none) */
 int store_row_tenant(const struct store_cols *c, void *row, void *arg)

@@ -57,6 +57,8 @@ int store_row_account(const struct store_cols *c, void *row, void *arg);
 int store_row_template(const struct store_cols *c, void *row, void *arg);
 /* A row without its url answers HR_ENOMEM too (it is NOT NULL). */
 int store_row_callback(const struct store_cols *c, void *row, void *arg);
+int store_row_batch(const struct store_cols *c, void *row, void *arg);
+int store_row_batch_item(const struct store_cols *c, void *row, void *arg);
 int store_row_tenant(const struct store_cols *c, void *row, void *arg);
 int store_row_unit(const struct store_cols *c, void *row, void *arg);
 int store_row_key(const struct store_cols *c, void *row, void *arg);
