@@ -16,7 +16,7 @@
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 1000
 
-static json_t *time_json(int64_t us)
+json_t *api_time_json(int64_t us)
 {
 	if (us <= 0)
 		return json_null();
@@ -56,7 +56,7 @@ static json_t *text_json(const char *s)
 	return j;
 }
 
-static json_t *nullable_str(const char *s)
+json_t *api_text_or_null(const char *s)
 {
 	return s && *s ? text_json(s) : json_null();
 }
@@ -76,17 +76,17 @@ static json_t *message_json(const struct message *m)
 	                      "status", msg_status_name(m->status), "priority",
 	                      m->priority == PRIO_TRANSACTIONAL ? "transactional" : "bulk",
 	                      "delivery_policy", delivery_policy_name(m->policy),
-	                      "content", stored_json(m->content), "body", nullable_str(m->body),
+	                      "content", stored_json(m->content), "body", api_text_or_null(m->body),
 	                      "attempts", m->attempts, "provider_id",
-	                      nullable_str(m->provider_id), "error", err, "created_at",
-	                      time_json(m->created_at), "updated_at", time_json(m->updated_at));
+	                      api_text_or_null(m->provider_id), "error", err, "created_at",
+	                      api_time_json(m->created_at), "updated_at", api_time_json(m->updated_at));
 	if (j && m->batch_id[0] &&
 	    json_object_set_new(j, "batch_id", text_json(m->batch_id)) != 0) {
 		json_decref(j);
 		return NULL;
 	}
 	if (j && m->expires_at > 0 &&
-	    json_object_set_new(j, "expires_at", time_json(m->expires_at)) != 0) {
+	    json_object_set_new(j, "expires_at", api_time_json(m->expires_at)) != 0) {
 		json_decref(j);
 		return NULL;
 	}
@@ -105,9 +105,9 @@ static json_t *event_json(const struct message_event *e)
 		? json_string(msg_status_name((enum msg_status)e->status))
 		: json_null();
 	return json_pack("{s:I, s:o, s:o, s:o, s:o, s:b, s:o, s:o}", "id", (json_int_t)e->id, "at",
-	                 time_json(e->at), "type", text_json(e->type), "source",
+	                 api_time_json(e->at), "type", text_json(e->type), "source",
 	                 text_json(e->source), "status", status, "applied", e->applied,
-	                 "provider_at", time_json(e->provider_at), "detail",
+	                 "provider_at", api_time_json(e->provider_at), "detail",
 	                 stored_json(e->detail));
 }
 
