@@ -23,6 +23,7 @@
 #include "core/config.h"
 #include "core/crypto.h"
 #include "sim/sim_int.h"
+#include "sim/sim_knobtab.h"
 #include "sim/sim_rcs.h"
 
 #define RCS_SCOPE "https://www.googleapis.com/auth/rcsbusinessmessaging"
@@ -212,16 +213,10 @@ static const char *rcs_status_name(int code)
  * Knobs
  * ------------------------------------------------------------------------- */
 
-struct rcs_num {
-	const char *name;
-	size_t off;
-	double min, max;
-};
-
 /* clang-format off */
 #define RN(f, lo, hi) {#f, offsetof(struct rcs_knobs, f), lo, hi}
 /* clang-format on */
-static const struct rcs_num rcs_nums[] = {
+static const struct sim_knob_num rcs_nums[] = {
     RN(latency_ms, 0, 600000),
     RN(rate_429, 0, 1),
     RN(rate_5xx, 0, 1),
@@ -314,7 +309,7 @@ static int rcs_knobs_parse(json_t *obj, const char *prefix, struct rcs_knobs *ou
 	json_object_foreach(obj, key, v)
 	{
 		snprintf(field, sizeof field, "%s%.64s", prefix, key);
-		const struct rcs_num *num = NULL;
+		const struct sim_knob_num *num = NULL;
 		for (size_t i = 0; i < sizeof rcs_nums / sizeof rcs_nums[0]; i++)
 			if (strcmp(rcs_nums[i].name, key) == 0)
 				num = &rcs_nums[i];
@@ -370,11 +365,7 @@ static int rcs_knobs_parse(json_t *obj, const char *prefix, struct rcs_knobs *ou
 static json_t *rcs_knobs_json(const struct rcs_knobs *k, json_t *conf)
 {
 	json_t *o = json_object();
-	for (size_t i = 0; i < sizeof rcs_nums / sizeof rcs_nums[0]; i++) {
-		double d;
-		memcpy(&d, (const char *)k + rcs_nums[i].off, sizeof d);
-		json_object_set_new(o, rcs_nums[i].name, json_real(d));
-	}
+	sim_knob_nums_json(o, rcs_nums, sizeof rcs_nums / sizeof rcs_nums[0], k);
 	if (k->has_seed)
 		json_object_set_new(o, "seed", json_integer((json_int_t)k->seed));
 	json_t *r = json_object_get(conf, "recipients");

@@ -26,6 +26,7 @@
 #include "core/config.h"
 #include "core/crypto.h"
 #include "sim/sim_int.h"
+#include "sim/sim_knobtab.h"
 #include "sim/sim_telegram_int.h"
 
 #define TG_TEXT_MAX 4096
@@ -910,7 +911,7 @@ int sim_tg_start(struct sim *s, json_t *config, struct hr_err *err)
 	struct tg_knobs def = {.retry_after = 1, .answer_delay_ms = 300, .webhook_retry_s = 60};
 	json_t *retry = hr_cfg_get(config, "sim.webhook_retry_s");
 	if (retry)
-		sim_tg_as_number(retry, &def.webhook_retry_s);
+		sim_as_number(retry, &def.webhook_retry_s); /* YAML may quote numbers */
 	int rc = sim_tg_knobs_apply(&def, hr_cfg_get(config, "sim.telegram"), "sim.telegram.",
 	                            &t->knobs, err);
 	if (!rc)
