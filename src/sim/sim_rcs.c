@@ -22,6 +22,7 @@
 
 #include "core/config.h"
 #include "core/crypto.h"
+#include "sim/sim_heap.h"
 #include "sim/sim_int.h"
 #include "sim/sim_knobtab.h"
 #include "sim/sim_rcs.h"
@@ -386,8 +387,10 @@ static const struct rcs_script *rcs_script_find(const struct rcs_knobs *k, const
  * The poster: a min-heap of pushes by (due, seq), one thread sending them.
  * ------------------------------------------------------------------------- */
 
-static bool rcs_before(const struct rcs_post *a, const struct rcs_post *b)
+/* The heap holds pointers: due first, then in push order. */
+static bool rcs_before(const void *pa, const void *pb)
 {
+	const struct rcs_post *a = *(struct rcs_post *const *)pa, *b = *(struct rcs_post *const *)pb;
 	return a->due < b->due || (a->due == b->due && a->seq < b->seq);
 }
 
@@ -415,13 +418,8 @@ static void rcs_heap_push(struct sim_rcs *t, struct rcs_post *p)
 	p->seq = t->seq++;
 	size_t i = t->nheap++;
 	t->heap[i] = p;
-	while (i > 0 && rcs_before(t->heap[i], t->heap[(i - 1) / 2])) {
-		struct rcs_post *x = t->heap[i];
-		t->heap[i] = t->heap[(i - 1) / 2];
-		t->heap[(i - 1) / 2] = x;
-		i = (i - 1) / 2;
-	}
-	if (i == 0)
+	sim_heap_up(t->heap, sizeof *t->heap, i, rcs_before);
+	if (t->heap[0] == p)
 		pthread_cond_signal(&t->wake);
 }
 
@@ -429,20 +427,7 @@ static struct rcs_post *rcs_heap_pop(struct sim_rcs *t)
 {
 	struct rcs_post *top = t->heap[0];
 	t->heap[0] = t->heap[--t->nheap];
-	size_t i = 0;
-	for (;;) {
-		size_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < t->nheap && rcs_before(t->heap[l], t->heap[m]))
-			m = l;
-		if (r < t->nheap && rcs_before(t->heap[r], t->heap[m]))
-			m = r;
-		if (m == i)
-			break;
-		struct rcs_post *x = t->heap[i];
-		t->heap[i] = t->heap[m];
-		t->heap[m] = x;
-		i = m;
-	}
+	sim_heap_down(t->heap, sizeof *t->heap, t->nheap, 0, rcs_before);
 	return top;
 }
 
