@@ -525,6 +525,68 @@ long count_status(struct world *w, const char *status)
 }
 
 /* ---------------------------------------------------------------------------
+ * Campaigns.
+ * ------------------------------------------------------------------------- */
+
+json_t *world_batch(struct world *w, const char *id)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/v1/batches/%s", id);
+	return api_get_json(w, path);
+}
+
+long batch_messages(json_t *b, const char *status)
+{
+	return (long)json_integer_value(json_object_get(json_object_get(b, "messages"), status));
+}
+
+long batch_rows(json_t *b, const char *what)
+{
+	return (long)json_integer_value(json_object_get(json_object_get(b, "rows"), what));
+}
+
+static size_t hbuf_cb(char *d, size_t sz, size_t n, void *arg);
+
+struct resp world_upload(struct world *w, const char *path, const char *filename,
+                         const char *const *fields)
+{
+	CURL *c = curl_easy_init();
+	assert_non_null(c);
+	curl_mime *m = curl_mime_init(c);
+	curl_mimepart *part = curl_mime_addpart(m);
+	assert_int_equal(curl_mime_name(part, "file"), CURLE_OK);
+	assert_int_equal(curl_mime_filedata(part, path), CURLE_OK);
+	assert_int_equal(curl_mime_filename(part, filename), CURLE_OK);
+	for (const char *const *f = fields; f && *f; f += 2) {
+		part = curl_mime_addpart(m);
+		assert_int_equal(curl_mime_name(part, f[0]), CURLE_OK);
+		assert_int_equal(curl_mime_data(part, f[1], CURL_ZERO_TERMINATED), CURLE_OK);
+	}
+	char url[128], auth[128];
+	snprintf(url, sizeof url, "%s/v1/batches", w->api);
+	snprintf(auth, sizeof auth, "Authorization: Bearer %s", w->key);
+	struct curl_slist *h = curl_slist_append(NULL, auth);
+	struct hbuf body = {0};
+	assert_int_equal(curl_easy_setopt(c, CURLOPT_URL, url), CURLE_OK);
+	assert_int_equal(curl_easy_setopt(c, CURLOPT_MIMEPOST, m), CURLE_OK);
+	assert_int_equal(curl_easy_setopt(c, CURLOPT_HTTPHEADER, h), CURLE_OK);
+	assert_int_equal(curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, hbuf_cb), CURLE_OK);
+	assert_int_equal(curl_easy_setopt(c, CURLOPT_WRITEDATA, &body), CURLE_OK);
+	assert_int_equal(curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L), CURLE_OK);
+	CURLcode rc = curl_easy_perform(c);
+	if (rc != CURLE_OK)
+		fail_msg("upload of %s: %s", path, curl_easy_strerror(rc));
+	struct resp r = {0};
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+	r.body = body.p ? body.p : strdup("");
+	r.json = json_loads(r.body, 0, NULL);
+	curl_slist_free_all(h);
+	curl_mime_free(m);
+	curl_easy_cleanup(c);
+	return r;
+}
+
+/* ---------------------------------------------------------------------------
  * HTTP with the response's headers, and event streams held open.
  * ------------------------------------------------------------------------- */
 

@@ -105,6 +105,21 @@ void world_wait_status(struct world *w, const char *id, const char *status, doub
 long world_failure_code(struct world *w, const char *channel, const char *code, char *meaning,
                         size_t size);
 
+/* ---- campaigns ---- */
+
+/* GET /v1/batches/{id} (api_get_json). */
+json_t *world_batch(struct world *w, const char *id);
+/* A campaign's messages in status (its "messages" counters) and its rows
+ * of a kind ("rows": valid, invalid, ...); 0 when absent. */
+long batch_messages(json_t *b, const char *status);
+long batch_rows(json_t *b, const char *what);
+/* POST /v1/batches as a multipart upload with the world's key: the file at
+ * path sent as filename, and fields (NULL-terminated name, value pairs; may
+ * be NULL). Fails the test when the request cannot be made. The caller
+ * resp_free()s. */
+struct resp world_upload(struct world *w, const char *path, const char *filename,
+                         const char *const *fields);
+
 /* ---- HTTP with the response's headers, and event streams held open ---- */
 
 /* Bytes received, NUL-terminated (p NULL until the first). */
