@@ -1,6 +1,7 @@
 /*
  * sim_knobtab.c - see sim_knobtab.h.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,4 +62,24 @@ int sim_knob_seed(json_t *v, const char *field, bool *has_seed, uint64_t *seed,
 		return hr_fail(err, HR_EINVAL, field, "%s must be a non-negative integer", field);
 	}
 	return 0;
+}
+
+json_t *sim_account_entry(json_t *entry, const char *base, char *id, size_t size, char *cbase,
+                          size_t cbsize, struct hr_err *err)
+{
+	char field[192];
+	const char *v = json_string_value(json_object_get(entry, "id"));
+	snprintf(field, sizeof field, "%s.id", base);
+	if (!v || !*v || strlen(v) >= size) {
+		hr_fail(err, HR_EINVAL, field, "%s must be a non-empty string", field);
+		return NULL;
+	}
+	hr_strlcpy(id, v, size);
+	json_t *cfg = json_object_get(entry, "config");
+	if (json_is_object(cfg)) {
+		snprintf(cbase, cbsize, "%s.config", base);
+		return cfg;
+	}
+	hr_strlcpy(cbase, base, cbsize);
+	return entry;
 }

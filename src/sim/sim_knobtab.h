@@ -1,8 +1,8 @@
 /*
- * sim_knobtab.h - the simulators' numeric knobs, read and shown once
- * (sim_knobtab.c): each provider's simulator keeps a table of its numeric
- * knobs (name, the double's offset in its knobs struct, the allowed range)
- * and hands it here.
+ * sim_knobtab.h - what the providers' simulators read from their config
+ * alike, written once (sim_knobtab.c): the numeric knobs (each simulator
+ * keeps a table: name, the double's offset in its knobs struct, the
+ * allowed range, and hands it here), the seed, an account entry's id.
  */
 #ifndef HR_SIM_KNOBTAB_H
 #define HR_SIM_KNOBTAB_H
@@ -33,6 +33,15 @@ int sim_knob_num_set(const struct sim_knob_num *kn, void *knobs, json_t *v, cons
                      struct hr_err *err);
 /* Adds each knob of tab as a real to o. */
 void sim_knob_nums_json(json_t *o, const struct sim_knob_num *tab, size_t n, const void *knobs);
+
+/* An accounts[] entry (at base in the config): its id copied into id
+ * (size bytes), and the object its keys sit in, returned: the entry's
+ * "config" object when it has one, else the entry itself; cbase (cbsize
+ * bytes) gets that object's path ("<base>.config" or base). NULL with err
+ * ("<base>.id must be a non-empty string") when the id is missing, empty or
+ * too long. */
+json_t *sim_account_entry(json_t *entry, const char *base, char *id, size_t size, char *cbase,
+                          size_t cbsize, struct hr_err *err);
 
 /* The "seed" knob: null unsets it; else a non-negative JSON integer, or
  * HR_EINVAL "<field> must be a non-negative integer". */

@@ -1592,20 +1592,11 @@ static int rcs_load_account(struct sim *s, json_t *entry, const char *base, stru
 	struct sim_rcs *t = s->rcs;
 	struct rcs_account *a = &t->accounts[t->naccounts];
 	memset(a, 0, sizeof *a);
-	char field[192];
-	const char *id = json_string_value(json_object_get(entry, "id"));
-	snprintf(field, sizeof field, "%s.id", base);
-	if (!id || !*id || strlen(id) >= sizeof a->id)
-		return hr_fail(err, HR_EINVAL, field, "%s must be a non-empty string", field);
-	hr_strlcpy(a->id, id, sizeof a->id);
-	json_t *cfg = json_object_get(entry, "config");
 	char cbase[160];
-	if (json_is_object(cfg)) {
-		snprintf(cbase, sizeof cbase, "%s.config", base);
-	} else {
-		cfg = entry;
-		hr_strlcpy(cbase, base, sizeof cbase);
-	}
+	json_t *cfg = sim_account_entry(entry, base, a->id, sizeof a->id, cbase, sizeof cbase, err);
+	if (!cfg)
+		return err && err->code ? err->code : HR_EINVAL;
+	char field[192];
 	char *sa_text = NULL;
 	int rc;
 	const char *agent = json_string_value(json_object_get(cfg, "agent_id"));
@@ -1634,7 +1625,7 @@ static int rcs_load_account(struct sim *s, json_t *entry, const char *base, stru
 	size_t hl = strlen(s->herald_url);
 	while (hl && s->herald_url[hl - 1] == '/')
 		hl--;
-	if (asprintf(&a->webhook_url, "%.*s/webhooks/rcs/%s", (int)hl, s->herald_url, id) < 0)
+	if (asprintf(&a->webhook_url, "%.*s/webhooks/rcs/%s", (int)hl, s->herald_url, a->id) < 0)
 		a->webhook_url = NULL;
 	if (!a->client_email || !a->token_uri || !a->pub_pem || !a->agent_id || !a->webhook_url) {
 		rcs_account_free(a);
@@ -1647,7 +1638,7 @@ static int rcs_load_account(struct sim *s, json_t *entry, const char *base, stru
 		if (strcmp(t->accounts[i].id, a->id) == 0) {
 			rcs_account_free(a);
 			return hr_fail(err, HR_EINVAL, base, "%s: account id '%s' is used twice",
-			               base, id);
+			               base, a->id);
 		}
 	t->naccounts++;
 	return 0;

@@ -359,23 +359,13 @@ static int load_account(struct sim *s, json_t *entry, const char *base, struct h
 	struct sim_sms *ss = s->sms;
 	struct sms_account *a = &ss->accounts[ss->naccounts];
 	memset(a, 0, sizeof *a);
-	char field[160];
-	const char *id = json_string_value(json_object_get(entry, "id"));
-	snprintf(field, sizeof field, "%s.id", base);
-	if (!id || !*id || strlen(id) >= sizeof a->id)
-		return hr_fail(err, HR_EINVAL, field, "%s must be a non-empty string", field);
-	hr_strlcpy(a->id, id, sizeof a->id);
-	json_t *cfg = json_object_get(entry, "config");
 	char cbase[140];
-	if (json_is_object(cfg)) {
-		snprintf(cbase, sizeof cbase, "%s.config", base);
-	} else {
-		cfg = entry;
-		hr_strlcpy(cbase, base, sizeof cbase);
-	}
+	json_t *cfg = sim_account_entry(entry, base, a->id, sizeof a->id, cbase, sizeof cbase, err);
+	if (!cfg)
+		return err && err->code ? err->code : HR_EINVAL;
 	if (!json_object_get(cfg, "account_sid")) { /* e.g. another tool's test stub */
 		hr_log(HR_LOG_WARN, "sim", "%s (sms account %s) has no account_sid: not simulated",
-		       base, id);
+		       base, a->id);
 		return 0;
 	}
 	int rc;
@@ -403,7 +393,7 @@ static int load_account(struct sim *s, json_t *entry, const char *base, struct h
 	size_t hl = strlen(s->herald_url);
 	while (hl && s->herald_url[hl - 1] == '/')
 		hl--;
-	if (asprintf(&a->webhook_url, "%.*s/webhooks/sms/%s", (int)hl, s->herald_url, id) < 0)
+	if (asprintf(&a->webhook_url, "%.*s/webhooks/sms/%s", (int)hl, s->herald_url, a->id) < 0)
 		a->webhook_url = NULL;
 	if (!a->sender || !a->webhook_url) {
 		account_free(a);
