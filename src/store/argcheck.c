@@ -80,3 +80,25 @@ int store_callback_replay_none(struct store *st, const char *tenant_id, int64_t 
 	               "callback %lld is still pending: it is sent as soon as it is due",
 	               (long long)id);
 }
+
+int store_suppression_put(struct store *st, const char *tenant_id, const char *channel,
+                          const char *recipient, const char *reason, struct hr_err *err)
+{
+	struct supp_change c = {.tenant_id = tenant_id,
+	                        .channel = channel,
+	                        .recipient = recipient,
+	                        .reason = reason,
+	                        .actor = "api"};
+	return st->ops->suppression_change(st, &c, err);
+}
+
+int store_suppression_delete(struct store *st, const char *tenant_id, const char *channel,
+                             const char *recipient, struct hr_err *err)
+{
+	struct supp_change c = {.tenant_id = tenant_id,
+	                        .channel = channel,
+	                        .recipient = recipient,
+	                        .remove = true,
+	                        .actor = "api"};
+	return st->ops->suppression_change(st, &c, err);
+}

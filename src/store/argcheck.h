@@ -1,7 +1,8 @@
 /*
  * argcheck.h - argument checks and answers both backends give, written once
  * (argcheck.c): what a caller may ask of a store_ops call, and the texts of
- * its refusals, do not depend on which backend answers.
+ * its refusals, do not depend on which backend answers; so do the calls
+ * that are only another call in other words.
  */
 #ifndef HR_STORE_ARGCHECK_H
 #define HR_STORE_ARGCHECK_H
@@ -32,5 +33,12 @@ int store_callback_replay_check(const char *tenant_id, int64_t id, int limit,
  * err says which. */
 int store_callback_replay_none(struct store *st, const char *tenant_id, int64_t id,
                                struct hr_err *err);
+
+/* suppression_put and suppression_delete, the older signatures: one
+ * suppression_change each (through st's ops), with actor "api". */
+int store_suppression_put(struct store *st, const char *tenant_id, const char *channel,
+                          const char *recipient, const char *reason, struct hr_err *err);
+int store_suppression_delete(struct store *st, const char *tenant_id, const char *channel,
+                             const char *recipient, struct hr_err *err);
 
 #endif

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/argcheck.h"
 #include "store/postgres_rows.h"
 
 /* 1 if the query returned a row, 0 if none, or the error. */
@@ -154,23 +155,13 @@ int pg_alias_any(struct pg_store *s, const char *account_id, struct hr_err *err)
 int pg_suppression_put(struct store *st, const char *tenant_id, const char *channel,
                        const char *recipient, const char *reason, struct hr_err *err)
 {
-	struct supp_change c = {.tenant_id = tenant_id,
-	                        .channel = channel,
-	                        .recipient = recipient,
-	                        .reason = reason,
-	                        .actor = "api"};
-	return pg_suppression_change(st, &c, err);
+	return store_suppression_put(st, tenant_id, channel, recipient, reason, err);
 }
 
 int pg_suppression_delete(struct store *st, const char *tenant_id, const char *channel,
                           const char *recipient, struct hr_err *err)
 {
-	struct supp_change c = {.tenant_id = tenant_id,
-	                        .channel = channel,
-	                        .recipient = recipient,
-	                        .remove = true,
-	                        .actor = "api"};
-	return pg_suppression_change(st, &c, err);
+	return store_suppression_delete(st, tenant_id, channel, recipient, err);
 }
 
 int pg_suppression_list(struct store *st, const char *tenant_id, const char *channel,

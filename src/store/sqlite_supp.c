@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/argcheck.h"
 #include "store/sqlite_rows.h"
 
 /* ---------------------------------------------------------------------------
@@ -182,23 +183,13 @@ int sq_alias_any(struct sq_store *s, const char *account_id, struct hr_err *err)
 int sq_suppression_put(struct store *st, const char *tenant_id, const char *channel,
                        const char *recipient, const char *reason, struct hr_err *err)
 {
-	struct supp_change c = {.tenant_id = tenant_id,
-	                        .channel = channel,
-	                        .recipient = recipient,
-	                        .reason = reason,
-	                        .actor = "api"};
-	return sq_suppression_change(st, &c, err);
+	return store_suppression_put(st, tenant_id, channel, recipient, reason, err);
 }
 
 int sq_suppression_delete(struct store *st, const char *tenant_id, const char *channel,
                           const char *recipient, struct hr_err *err)
 {
-	struct supp_change c = {.tenant_id = tenant_id,
-	                        .channel = channel,
-	                        .recipient = recipient,
-	                        .remove = true,
-	                        .actor = "api"};
-	return sq_suppression_change(st, &c, err);
+	return store_suppression_delete(st, tenant_id, channel, recipient, err);
 }
 
 int sq_suppression_list(struct store *st, const char *tenant_id, const char *channel,
