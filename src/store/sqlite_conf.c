@@ -249,16 +249,14 @@ int sq_template_get(struct store *st, const char *tenant_id, const char *channel
 	struct sq_store *s = (struct sq_store *)st;
 	memset(out, 0, sizeof *out);
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(
+	    s, R_TEMPLATE,
+	    "SELECT tenant_id, channel, name, language, body, param_count, config, unit_id"
+	    " FROM template WHERE tenant_id = ?1 AND channel = ?2 AND name = ?3 AND language = ?4",
+	    &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q = sq_rstmt(r, R_TEMPLATE,
-		"SELECT tenant_id, channel, name, language, body, param_count, config, unit_id"
-		" FROM template WHERE tenant_id = ?1 AND channel = ?2 AND name = ?3 AND language = ?4");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
 	sqlite3_bind_text(q, 1, tenant_id ? tenant_id : "", -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 2, channel ? channel : "", -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 3, name ? name : "", -1, SQLITE_STATIC);
@@ -281,16 +279,13 @@ int sq_idem_get(struct store *st, const char *tenant_id, const char *key,
 	struct sq_store *s = (struct sq_store *)st;
 	memset(out, 0, sizeof *out);
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(s, R_IDEM,
+	                       "SELECT request_hash, http_status, response FROM idempotency_key"
+	                       " WHERE tenant_id = ?1 AND key = ?2",
+	                       &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q = sq_rstmt(r, R_IDEM,
-		"SELECT request_hash, http_status, response FROM idempotency_key"
-		" WHERE tenant_id = ?1 AND key = ?2");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
 	sqlite3_bind_text(q, 1, tenant_id ? tenant_id : "", -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 2, key ? key : "", -1, SQLITE_STATIC);
 	int src = sqlite3_step(q);

@@ -133,15 +133,11 @@ int sq_inbox_pending(struct store *st, int64_t *n)
 	struct sq_store *s = (struct sq_store *)st;
 	*n = 0;
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(s, R_INBOX_PENDING,
+	                       "SELECT count(*) FROM webhook_inbox WHERE state IN (0, 2)", &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q = sq_rstmt(r, R_INBOX_PENDING,
-		"SELECT count(*) FROM webhook_inbox WHERE state IN (0, 2)");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
 	rc = sq_read_i64(r, q, n);
 	sq_reader_put(s, r);
 	return rc;

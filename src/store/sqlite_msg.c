@@ -273,16 +273,14 @@ int sq_message_events(struct store *st, const char *message_id,
 	*out = NULL;
 	*n = 0;
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(
+	    s, R_EVENTS,
+	    "SELECT id, message_id, at, provider_at, type, source, status, applied, detail"
+	    " FROM message_event WHERE message_id = ?1 ORDER BY id",
+	    &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q = sq_rstmt(r, R_EVENTS,
-		"SELECT id, message_id, at, provider_at, type, source, status, applied, detail"
-		" FROM message_event WHERE message_id = ?1 ORDER BY id");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
 	sqlite3_bind_text(q, 1, message_id ? message_id : "", -1, SQLITE_STATIC);
 	void *v;
 	rc = sq_rows_read(r, q, sizeof **out, store_row_message_event, NULL,
@@ -529,15 +527,11 @@ int sq_message_gauges(struct store *st, int64_t counts[MSG__COUNT])
 	struct sq_store *s = (struct sq_store *)st;
 	memset(counts, 0, sizeof(int64_t) * MSG__COUNT);
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(
+	    s, R_GAUGES, "SELECT status, sum(n) FROM message_status_count GROUP BY status", &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q = sq_rstmt(r, R_GAUGES,
-	                           "SELECT status, sum(n) FROM message_status_count GROUP BY status");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
 	return read_status_counts(s, r, q, counts);
 }
 

@@ -83,17 +83,14 @@ int sq_plugin_event_read(struct store *st, int limit, struct plugin_event_row **
 	if (limit < 1 || limit > PLUGIN_EV_READ_MAX)
 		return HR_EINVAL;
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(s, R_PEV_READ,
+	                       "SELECT id, tenant_id, message_id, kind, prev_status, status,"
+	                       " text, payload, created_at FROM plugin_event"
+	                       " ORDER BY id LIMIT ?1",
+	                       &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q = sq_rstmt(r, R_PEV_READ,
-	                           "SELECT id, tenant_id, message_id, kind, prev_status, status,"
-	                           " text, payload, created_at FROM plugin_event"
-	                           " ORDER BY id LIMIT ?1");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
 	sqlite3_bind_int(q, 1, limit);
 	void *v;
 	rc = sq_rows_read(r, q, sizeof **out, store_row_plugin_event, NULL,
@@ -108,14 +105,10 @@ int sq_plugin_event_count(struct store *st, int64_t *n)
 	struct sq_store *s = (struct sq_store *)st;
 	*n = 0;
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(s, R_PEV_COUNT, "SELECT count(*) FROM plugin_event", &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q = sq_rstmt(r, R_PEV_COUNT, "SELECT count(*) FROM plugin_event");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
 	rc = sq_read_i64(r, q, n);
 	sq_reader_put(s, r);
 	return rc;

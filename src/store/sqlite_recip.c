@@ -171,17 +171,14 @@ int sq_account_queue_depth(struct store *st, const char *account_id, int64_t cap
 	if (!account_id || !*account_id || cap < 1)
 		return HR_EINVAL;
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc =
+	    sq_read_begin(s, R_QUEUE_DEPTH,
+	                  "SELECT count(*) FROM (SELECT 1 FROM message INDEXED BY message_claim"
+	                  " WHERE account_id = ?1 AND status = 0 LIMIT ?2)",
+	                  &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q =
-	    sq_rstmt(r, R_QUEUE_DEPTH,
-	             "SELECT count(*) FROM (SELECT 1 FROM message INDEXED BY message_claim"
-	             " WHERE account_id = ?1 AND status = 0 LIMIT ?2)");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
 	sqlite3_bind_text(q, 1, account_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 2, cap);
 	rc = sq_read_i64(r, q, n);
@@ -234,17 +231,13 @@ int sq_account_pauses(struct store *st, struct account_pause_row **out, size_t *
 	*out = NULL;
 	*n = 0;
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(s, R_PAUSES,
+	                       "SELECT account_id, tenant_id, reason, actor, at FROM account_pause"
+	                       " ORDER BY account_id",
+	                       &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q =
-	    sq_rstmt(r, R_PAUSES,
-	             "SELECT account_id, tenant_id, reason, actor, at FROM account_pause"
-	             " ORDER BY account_id");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
 	void *v;
 	rc = sq_rows_read(r, q, sizeof **out, store_row_pause, NULL, NULL, &v, n);
 	sq_reader_put(s, r);
@@ -297,18 +290,15 @@ int sq_daily_counts(struct store *st, const char *tenant_id, int32_t day_from, i
 	if (!tenant_id || !*tenant_id || day_to < day_from || day_to - day_from > 366)
 		return HR_EINVAL;
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(s, R_DAILY,
+	                       "SELECT channel, day, kind, code, sum(n) FROM daily_count"
+	                       " WHERE tenant_id = ?1 AND day BETWEEN ?2 AND ?3"
+	                       " GROUP BY day, channel, kind, code"
+	                       " ORDER BY day, channel, kind, code",
+	                       &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q = sq_rstmt(r, R_DAILY,
-	                           "SELECT channel, day, kind, code, sum(n) FROM daily_count"
-	                           " WHERE tenant_id = ?1 AND day BETWEEN ?2 AND ?3"
-	                           " GROUP BY day, channel, kind, code"
-	                           " ORDER BY day, channel, kind, code");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
 	sqlite3_bind_text(q, 1, tenant_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int(q, 2, day_from);
 	sqlite3_bind_int(q, 3, day_to);

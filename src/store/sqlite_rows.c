@@ -39,6 +39,21 @@ struct store_cols sq_cols(sqlite3_stmt *q)
 	return (struct store_cols){.ops = &sq_cols_ops, .res = q};
 }
 
+int sq_read_begin(struct sq_store *s, enum sq_rslot slot, const char *sql, struct sq_reader **r,
+                  sqlite3_stmt **q)
+{
+	*q = NULL;
+	int rc = sq_reader_get(s, r);
+	if (rc)
+		return rc;
+	*q = sq_rstmt(*r, slot, sql);
+	if (!*q) {
+		sq_reader_put(s, *r);
+		return HR_EIO;
+	}
+	return 0;
+}
+
 int sq_rows_read(struct sq_reader *r, sqlite3_stmt *q, size_t size, store_row_fn fill, void *arg,
                  void (*clear)(void *row), void **out, size_t *n)
 {

@@ -13,6 +13,12 @@
 #include "store/rows.h"
 #include "store/sqlite_int.h"
 
+/* A pooled reader of s and its cached statement for slot (prepared from sql
+ * on first use): 0 with *r (give it back with sq_reader_put) and *q, or
+ * sq_reader_get's code, or HR_EIO with the reader given back. */
+int sq_read_begin(struct sq_store *s, enum sq_rslot slot, const char *sql, struct sq_reader **r,
+                  sqlite3_stmt **q);
+
 /* The current row of q, for a decoder (store/rows.h). */
 struct store_cols sq_cols(sqlite3_stmt *q);
 

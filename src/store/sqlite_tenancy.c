@@ -530,19 +530,16 @@ int sq_key_lookup(struct store *st, const char *hash, struct key_row *out)
 {
 	struct sq_store *s = (struct sq_store *)st;
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(
+	    s, R_KEY,
+	    "SELECT " KEY_COLS ", coalesce(t.disabled, 1), coalesce(u.disabled, 0)"
+	    " FROM api_key k LEFT JOIN tenant t ON t.id = k.tenant_id"
+	    " LEFT JOIN business_unit u ON u.tenant_id = k.tenant_id AND u.id = k.unit_id"
+	    " WHERE k.key_hash = ?1",
+	    &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q =
-	    sq_rstmt(r, R_KEY,
-	             "SELECT " KEY_COLS ", coalesce(t.disabled, 1), coalesce(u.disabled, 0)"
-	             " FROM api_key k LEFT JOIN tenant t ON t.id = k.tenant_id"
-	             " LEFT JOIN business_unit u ON u.tenant_id = k.tenant_id AND u.id = k.unit_id"
-	             " WHERE k.key_hash = ?1");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
 	sqlite3_bind_text(q, 1, hash ? hash : "", -1, SQLITE_STATIC);
 	int src = sqlite3_step(q);
 	if (src == SQLITE_ROW) {
