@@ -98,10 +98,10 @@ static json_t *health_json(struct api_req *r, const struct channel_account *a, i
 	    str_or_null(h.blocked ? h.blocked_why : NULL), "configured_rate", a->rate_limit,
 	    "observed_rate", h.observed_rate, "sent_last_minute", (json_int_t)h.sent_window,
 	    "queue_depth", (json_int_t)depth, "queue_depth_capped", depth >= QUEUE_DEPTH_CAP,
-	    "recent", recent, "last_success_at", api_time_json(h.last_success_us), "last_failure_at",
-	    api_time_json(h.last_failure_us), "last_error", str_or_null(h.last_error),
-	    "last_webhook_at", api_time_json(h.last_webhook_us), "has_token",
-	    a->ops->token_state != NULL, "figures", "node");
+	    "recent", recent, "last_success_at", api_time_json(h.last_success_us),
+	    "last_failure_at", api_time_json(h.last_failure_us), "last_error",
+	    str_or_null(h.last_error), "last_webhook_at", api_time_json(h.last_webhook_us),
+	    "has_token", a->ops->token_state != NULL, "figures", "node");
 	if (j && a->ops->token_state &&
 	    (json_object_set_new(j, "token_expires_at", api_time_json(tok_exp)) != 0 ||
 	     json_object_set_new(j, "token_error", str_or_null(tok_err)) != 0)) {

@@ -69,17 +69,16 @@ static json_t *message_json(const struct message *m)
 	if (m->error_code[0] || m->error_text[0])
 		err = json_pack("{s:o, s:o}", "code", text_json(m->error_code), "message",
 		                text_json(m->error_text));
-	json_t *j = json_pack("{s:o, s:o, s:o, s:o, s:s, s:s, s:s, s:o, s:o, s:i, s:o, s:o, s:o, s:o}",
-	                      "id", text_json(m->id), "channel", text_json(m->channel),
-	                      "account", text_json(api_account_name(m->tenant_id, m->account_id)),
-	                      "to", text_json(m->recipient),
-	                      "status", msg_status_name(m->status), "priority",
-	                      m->priority == PRIO_TRANSACTIONAL ? "transactional" : "bulk",
-	                      "delivery_policy", delivery_policy_name(m->policy),
-	                      "content", stored_json(m->content), "body", api_text_or_null(m->body),
-	                      "attempts", m->attempts, "provider_id",
-	                      api_text_or_null(m->provider_id), "error", err, "created_at",
-	                      api_time_json(m->created_at), "updated_at", api_time_json(m->updated_at));
+	json_t *j = json_pack(
+	    "{s:o, s:o, s:o, s:o, s:s, s:s, s:s, s:o, s:o, s:i, s:o, s:o, s:o, s:o}", "id",
+	    text_json(m->id), "channel", text_json(m->channel), "account",
+	    text_json(api_account_name(m->tenant_id, m->account_id)), "to", text_json(m->recipient),
+	    "status", msg_status_name(m->status), "priority",
+	    m->priority == PRIO_TRANSACTIONAL ? "transactional" : "bulk", "delivery_policy",
+	    delivery_policy_name(m->policy), "content", stored_json(m->content), "body",
+	    api_text_or_null(m->body), "attempts", m->attempts, "provider_id",
+	    api_text_or_null(m->provider_id), "error", err, "created_at",
+	    api_time_json(m->created_at), "updated_at", api_time_json(m->updated_at));
 	if (j && m->batch_id[0] &&
 	    json_object_set_new(j, "batch_id", text_json(m->batch_id)) != 0) {
 		json_decref(j);

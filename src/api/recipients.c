@@ -111,8 +111,8 @@ static json_t *reply_json(struct api_req *r, const struct inbound_row *in)
 	                 "channel", a ? json_string(a->ops->name) : json_null(), "message_id",
 	                 in->message_id[0] ? json_string(in->message_id) : json_null(), "kind",
 	                 api_text_or_null(in->kind), "text", api_text_or_null(in->text), "payload",
-	                 api_text_or_null(in->payload), "from", api_text_or_null(in->sender), "received_at",
-	                 api_time_json(in->received_at), "provider_at",
+	                 api_text_or_null(in->payload), "from", api_text_or_null(in->sender),
+	                 "received_at", api_time_json(in->received_at), "provider_at",
 	                 api_time_json(in->provider_at));
 }
 

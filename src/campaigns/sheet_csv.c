@@ -321,7 +321,8 @@ static int csv_record(struct sheet *s)
 			size_t n = j - c->pos;
 			if (st == CSV_FIELD_START)
 				st = CSV_UNQUOTED;
-			put = cell_put(s, rb, col, &open_cell, &flen, (const char *)c->buf + c->pos, n);
+			put = cell_put(s, rb, col, &open_cell, &flen, (const char *)c->buf + c->pos,
+			               n);
 			if (put != CELL_OK) {
 				put_off = off;
 				goto put_failed;

@@ -203,7 +203,8 @@ static int load_account(struct sim *s, json_t *entry, const char *base, struct h
 	size_t hl = strlen(s->herald_url);
 	while (hl && s->herald_url[hl - 1] == '/')
 		hl--;
-	if (asprintf(&a->webhook_url, "%.*s/webhooks/whatsapp/%s", (int)hl, s->herald_url, a->id) < 0)
+	if (asprintf(&a->webhook_url, "%.*s/webhooks/whatsapp/%s", (int)hl, s->herald_url, a->id) <
+	    0)
 		a->webhook_url = NULL;
 	if (!a->display_phone || !a->waba_id || !a->webhook_url) {
 		account_free(a);

@@ -50,8 +50,7 @@ void sim_knob_nums_json(json_t *o, const struct sim_knob_num *tab, size_t n, con
 	}
 }
 
-int sim_knob_seed(json_t *v, const char *field, bool *has_seed, uint64_t *seed,
-                  struct hr_err *err)
+int sim_knob_seed(json_t *v, const char *field, bool *has_seed, uint64_t *seed, struct hr_err *err)
 {
 	if (json_is_null(v)) {
 		*has_seed = false;

@@ -45,7 +45,6 @@ json_t *sim_account_entry(json_t *entry, const char *base, char *id, size_t size
 
 /* The "seed" knob: null unsets it; else a non-negative JSON integer, or
  * HR_EINVAL "<field> must be a non-negative integer". */
-int sim_knob_seed(json_t *v, const char *field, bool *has_seed, uint64_t *seed,
-                  struct hr_err *err);
+int sim_knob_seed(json_t *v, const char *field, bool *has_seed, uint64_t *seed, struct hr_err *err);
 
 #endif

@@ -390,7 +390,8 @@ static const struct rcs_script *rcs_script_find(const struct rcs_knobs *k, const
 /* The heap holds pointers: due first, then in push order. */
 static bool rcs_before(const void *pa, const void *pb)
 {
-	const struct rcs_post *a = *(struct rcs_post *const *)pa, *b = *(struct rcs_post *const *)pb;
+	const struct rcs_post *a = *(struct rcs_post *const *)pa,
+	                      *b = *(struct rcs_post *const *)pb;
 	return a->due < b->due || (a->due == b->due && a->seq < b->seq);
 }
 

@@ -26,8 +26,7 @@ int store_key_check(const struct key_row *k, struct hr_err *err);
 int store_callback_done_check(const struct callback_outcome *o, size_t n, struct hr_err *err);
 
 /* callback_replay: a tenant, and one id or a limit of 1..10000. */
-int store_callback_replay_check(const char *tenant_id, int64_t id, int limit,
-                                struct hr_err *err);
+int store_callback_replay_check(const char *tenant_id, int64_t id, int limit, struct hr_err *err);
 /* callback_replay of one id that changed nothing: HR_ENOTFOUND when the
  * tenant has no such callback, else HR_ECONFLICT (it is still pending);
  * err says which. */

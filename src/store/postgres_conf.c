@@ -190,8 +190,7 @@ int pg_account_list(struct store *st, const char *tenant_id, struct account_row 
 	if (rc)
 		return rc;
 	void *v;
-	rc = pg_rows_read(r, sizeof **out, store_row_account, NULL, store_row_account_clear, &v,
-	                  n);
+	rc = pg_rows_read(r, sizeof **out, store_row_account, NULL, store_row_account_clear, &v, n);
 	*out = v;
 	return rc;
 }

@@ -126,8 +126,7 @@ int sq_tenant_create(struct store *st, const struct tenant_info *t, const struct
  * bind binds the parameters. *out NULL when none. */
 static int read_rows(struct sq_store *s, const char *sql,
                      void (*bind)(sqlite3_stmt *, const void *), const void *args,
-                     store_row_fn fill, size_t size, void **out, size_t *n,
-                     bool one)
+                     store_row_fn fill, size_t size, void **out, size_t *n, bool one)
 {
 	*n = 0;
 	if (!one)
@@ -179,15 +178,14 @@ int sq_tenant_get(struct store *st, const char *id, struct tenant_info *out)
 	const char *args[] = {id ? id : ""};
 	size_t n;
 	return read_rows((struct sq_store *)st,
-	                 "SELECT " SQ_TENANT_COLS " FROM tenant WHERE id = ?1", bind_1,
-	                 args, store_row_tenant, sizeof *out, (void **)out, &n, true);
+	                 "SELECT " SQ_TENANT_COLS " FROM tenant WHERE id = ?1", bind_1, args,
+	                 store_row_tenant, sizeof *out, (void **)out, &n, true);
 }
 
 int sq_tenant_list(struct store *st, struct tenant_info **out, size_t *n)
 {
-	return read_rows((struct sq_store *)st,
-	                 "SELECT " SQ_TENANT_COLS " FROM tenant ORDER BY id", NULL,
-	                 NULL, store_row_tenant, sizeof **out, (void **)out, n, false);
+	return read_rows((struct sq_store *)st, "SELECT " SQ_TENANT_COLS " FROM tenant ORDER BY id",
+	                 NULL, NULL, store_row_tenant, sizeof **out, (void **)out, n, false);
 }
 
 static int run_set_disabled(struct sq_store *s, struct job_admin *a, const char *sql,

@@ -229,7 +229,9 @@ static void test_batch_from_postgres(void **state)
 	json_t *b = world_batch(&W, id);
 	assert_int_equal(batch_messages(b, "read"), 40);
 	assert_int_equal(batch_messages(b, "failed"), 0);
-	assert_int_equal(batch_messages(b, "queued") + batch_messages(b, "sending") + batch_messages(b, "sent"), 0);
+	assert_int_equal(batch_messages(b, "queued") + batch_messages(b, "sending") +
+	                     batch_messages(b, "sent"),
+	                 0);
 	json_decref(b);
 	assert_int_equal(sim_unique() - u0, 40);
 	/* The rendered text carries the row's values (numeric as text). */

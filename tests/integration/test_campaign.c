@@ -129,8 +129,8 @@ static void assert_counters_equal_recount(const char *id)
 	}
 	if (!same) {
 		for (int k = 0; k < 11; k++)
-			print_error("  %-11s kept %6ld recounted %6ld\n", names[k], batch_messages(b, names[k]),
-			            counts[k]);
+			print_error("  %-11s kept %6ld recounted %6ld\n", names[k],
+			            batch_messages(b, names[k]), counts[k]);
 		fail_msg("batch %s: the kept counters differ from a recount", id);
 	}
 	assert_int_equal(sum, total);
@@ -244,7 +244,9 @@ static void test_ten_thousand_rows(void **state)
 	json_t *b = world_batch(&W, id);
 	assert_int_equal(batch_messages(b, "failed"), 2);
 	assert_int_equal(batch_messages(b, "read"), 9990);
-	assert_int_equal(batch_messages(b, "queued") + batch_messages(b, "sending") + batch_messages(b, "sent"), 0);
+	assert_int_equal(batch_messages(b, "queued") + batch_messages(b, "sending") +
+	                     batch_messages(b, "sent"),
+	                 0);
 	assert_true(json_is_string(json_object_get(json_object_get(b, "times"), "completed_at")));
 	json_decref(b);
 	assert_counters_equal_recount(id);

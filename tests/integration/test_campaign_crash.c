@@ -162,7 +162,8 @@ static const char *const STATUSES[] = {"queued",  "sending",    "sent",        "
 /* Sent or later: what the provider has accepted. */
 static long past_send(json_t *b)
 {
-	return batch_messages(b, "sent") + batch_messages(b, "delivered") + batch_messages(b, "read");
+	return batch_messages(b, "sent") + batch_messages(b, "delivered") +
+	       batch_messages(b, "read");
 }
 
 struct done_arg {

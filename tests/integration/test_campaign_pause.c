@@ -125,11 +125,12 @@ static bool batch_reached(struct world *w, void *arg)
 	(void)w;
 	struct want *x = arg;
 	json_t *b = world_batch(&W, x->id);
-	long settled = batch_messages(b, "sent") + batch_messages(b, "delivered") + batch_messages(b, "read") +
-	               batch_messages(b, "failed");
-	bool ok = (!x->status || !strcmp(jstr(b, "status"), x->status)) &&
-	          settled >= x->settled_min && (!x->no_sending || batch_messages(b, "sending") == 0) &&
-	          (!x->receipts_in || batch_messages(b, "sent") + batch_messages(b, "delivered") == 0);
+	long settled = batch_messages(b, "sent") + batch_messages(b, "delivered") +
+	               batch_messages(b, "read") + batch_messages(b, "failed");
+	bool ok =
+	    (!x->status || !strcmp(jstr(b, "status"), x->status)) && settled >= x->settled_min &&
+	    (!x->no_sending || batch_messages(b, "sending") == 0) &&
+	    (!x->receipts_in || batch_messages(b, "sent") + batch_messages(b, "delivered") == 0);
 	json_decref(b);
 	return ok;
 }
@@ -367,7 +368,9 @@ static void test_pause_restart_resume(void **state)
 	for (int k = 0; k < NNAMES; k++)
 		made += batch_messages(b, NAMES[k]);
 	assert_int_equal(made, ROWS);
-	assert_int_equal(batch_messages(b, "failed") + batch_messages(b, "cancelled") + batch_messages(b, "queued"), 0);
+	assert_int_equal(batch_messages(b, "failed") + batch_messages(b, "cancelled") +
+	                     batch_messages(b, "queued"),
+	                 0);
 	json_decref(b);
 	assert_counters_equal_recount(id);
 	/* Every recipient once, plus the three single sends. */

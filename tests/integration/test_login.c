@@ -148,8 +148,8 @@ static const char *g_iface;
 
 /* method on W.api + path, as JSON, with the session's cookie and CSRF token
  * when given. */
-static struct hresp req(const char *method, const char *path, const char *cookie,
-                        const char *csrf, const char *body)
+static struct hresp req(const char *method, const char *path, const char *cookie, const char *csrf,
+                        const char *body)
 {
 	char ck[160], cs[160];
 	const char *h[4] = {"Content-Type: application/json"};

@@ -281,7 +281,8 @@ static void test_not_rcs_capable_fails_once(void **state)
 	json_decref(m);
 	/* dash3: the overview's top failure codes say what it means. */
 	char meaning[256];
-	assert_int_equal(world_failure_code(&W, "rcs", "not_rcs_capable", meaning, sizeof meaning), 1);
+	assert_int_equal(world_failure_code(&W, "rcs", "not_rcs_capable", meaning, sizeof meaning),
+	                 1);
 	assert_string_equal(meaning, "Recipient cannot receive RCS (device not capable or RCS off; "
 	                             "404 NOT_FOUND): falls back when routed");
 }
