@@ -54,7 +54,6 @@
 
 #include "api/api_int.h"
 #include "api/stream.h"
-#include "obs/metrics.h"
 #include "plugins/plugins.h"
 
 #define EXPORT_PAGE 1000          /* rows per store read */
@@ -700,19 +699,11 @@ static enum MHD_Result xlsx_answer(struct api_req *r, struct xlsx_job *j)
 	if (!resp)
 		return api_fail(r, HR_ENOMEM, NULL);
 	j->fd = -1; /* the response owns it now (closed when MHD destroys it) */
-	if (MHD_add_response_header(
-	        resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-	        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet") != MHD_YES ||
-	    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, j->disp) != MHD_YES) {
-		MHD_destroy_response(resp);
-		return api_fail(r, HR_ENOMEM, NULL);
-	}
-	enum MHD_Result ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);
-	r->responded = true;
-	if (ret == MHD_YES)
-		metrics_http(200);
-	return ret;
+	const char *const headers[] = {
+	    MHD_HTTP_HEADER_CONTENT_TYPE,
+	    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+	    MHD_HTTP_HEADER_CONTENT_DISPOSITION, j->disp, NULL};
+	return api_respond_with(r, resp, headers);
 }
 
 enum MHD_Result api_batch_export_xlsx(struct api_req *r)

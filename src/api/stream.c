@@ -6,6 +6,22 @@
 #include "api/stream.h"
 #include "obs/metrics.h"
 
+enum MHD_Result api_respond_with(struct api_req *r, struct MHD_Response *resp,
+                                 const char *const *headers)
+{
+	for (size_t i = 0; headers[i]; i += 2)
+		if (MHD_add_response_header(resp, headers[i], headers[i + 1]) != MHD_YES) {
+			MHD_destroy_response(resp); /* frees what it holds */
+			return api_fail(r, HR_ENOMEM, NULL);
+		}
+	enum MHD_Result ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	r->responded = true;
+	if (ret == MHD_YES)
+		metrics_http(200);
+	return ret;
+}
+
 enum MHD_Result api_stream_respond(struct api_req *r, size_t block, MHD_ContentReaderCallback rd,
                                    void *cls, MHD_ContentReaderFreeCallback fr,
                                    const char *const *headers)
@@ -16,17 +32,7 @@ enum MHD_Result api_stream_respond(struct api_req *r, size_t block, MHD_ContentR
 		fr(cls);
 		return api_fail(r, HR_ENOMEM, NULL);
 	}
-	for (size_t i = 0; headers[i]; i += 2)
-		if (MHD_add_response_header(resp, headers[i], headers[i + 1]) != MHD_YES) {
-			MHD_destroy_response(resp); /* frees cls through fr */
-			return api_fail(r, HR_ENOMEM, NULL);
-		}
-	enum MHD_Result ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);
-	r->responded = true;
-	if (ret == MHD_YES)
-		metrics_http(200);
-	return ret;
+	return api_respond_with(r, resp, headers); /* a failure frees cls through fr */
 }
 
 size_t api_buf_take(struct hr_buf *b, size_t *off, char *buf, size_t max)

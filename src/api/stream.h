@@ -1,6 +1,6 @@
 /*
  * stream.h - responses of unknown length whose body a content reader
- * produces as it goes (stream.c): the event feeds (evstream.h) and the CSV
+ * produces as it goes (stream.c): the event feeds (evstream.h) and the
  * downloads (batch_export.c, messages_read.c) queue theirs here, and a
  * download written a page at a time reads through one api_pager.
  */
@@ -12,6 +12,14 @@
 #include <stdint.h>
 
 #include "api/api_int.h"
+
+/*
+ * Answers r with 200 and resp (which this takes: destroyed in every case),
+ * with headers: name, value pairs, NULL-terminated; HR_ENOMEM answered when
+ * a header cannot be added.
+ */
+enum MHD_Result api_respond_with(struct api_req *r, struct MHD_Response *resp,
+                                 const char *const *headers);
 
 /*
  * Answers r with 200 and a body from rd (block bytes a call at most), with
