@@ -102,3 +102,9 @@ int store_suppression_delete(struct store *st, const char *tenant_id, const char
 	                        .actor = "api"};
 	return st->ops->suppression_change(st, &c, err);
 }
+
+bool store_recipient_args_ok(const char *tenant_id, size_t nforms, int limit)
+{
+	return tenant_id && *tenant_id && nforms >= 1 && nforms <= STORE_RECIP_FORMS &&
+	       limit >= 1 && limit <= STORE_RECIP_LIMIT_MAX;
+}

@@ -7,6 +7,7 @@
 #ifndef HR_STORE_ARGCHECK_H
 #define HR_STORE_ARGCHECK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,13 @@ int store_callback_replay_check(const char *tenant_id, int64_t id, int limit, st
  * err says which. */
 int store_callback_replay_none(struct store *st, const char *tenant_id, int64_t id,
                                struct hr_err *err);
+
+/* recipient_supp and recipient_inbound: a tenant, 1..STORE_RECIP_FORMS
+ * written forms of the recipient ("+447911123456", "447911123456", the
+ * value as given), and a limit of 1..STORE_RECIP_LIMIT_MAX. */
+#define STORE_RECIP_FORMS 3
+#define STORE_RECIP_LIMIT_MAX 1000
+bool store_recipient_args_ok(const char *tenant_id, size_t nforms, int limit);
 
 /* suppression_put and suppression_delete, the older signatures: one
  * suppression_change each (through st's ops), with actor "api". */

@@ -8,12 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/argcheck.h"
 #include "store/postgres_rows.h"
 
 extern const struct lc_backend pg_lc_backend; /* postgres_tx.c */
-
-#define RECIP_FORMS 3
-#define RECIP_LIMIT_MAX 1000
 
 int pg_supp_log(struct pg_store *s, const struct supp_change *c, const char *action, int64_t now,
                 struct hr_err *err)
@@ -44,14 +42,11 @@ int pg_suppression_change(struct store *st, const struct supp_change *c, struct 
 }
 
 /* $1 the tenant, $2..$4 the forms (missing ones repeat the first). */
-static int forms_params(struct pg_params *p, const char *tenant_id, const char *const *v, size_t n)
+static void forms_params(struct pg_params *p, const char *tenant_id, const char *const *v, size_t n)
 {
-	if (!tenant_id || !*tenant_id || n < 1 || n > RECIP_FORMS)
-		return HR_EINVAL;
 	pp_text(p, tenant_id);
-	for (size_t k = 0; k < RECIP_FORMS; k++)
+	for (size_t k = 0; k < STORE_RECIP_FORMS; k++)
 		pp_text(p, v[k < n ? k : 0]);
-	return 0;
 }
 
 int pg_recipient_supp(struct store *st, const char *tenant_id, const char *const *recips,
@@ -63,8 +58,9 @@ int pg_recipient_supp(struct store *st, const char *tenant_id, const char *const
 	*ev = NULL;
 	*ncur = *nev = 0;
 	struct pg_params p = {0};
-	if (limit < 1 || limit > RECIP_LIMIT_MAX || forms_params(&p, tenant_id, recips, nrec))
+	if (!store_recipient_args_ok(tenant_id, nrec, limit))
 		return HR_EINVAL;
+	forms_params(&p, tenant_id, recips, nrec);
 	PGresult *r;
 	int rc = pg_read(s, P_RECIP_SUPP, -1,
 	                 "SELECT tenant_id, channel, recipient, reason, created_at FROM suppression"
@@ -102,8 +98,9 @@ int pg_recipient_inbound(struct store *st, const char *tenant_id, const char *co
 	*out = NULL;
 	*n = 0;
 	struct pg_params p = {0};
-	if (limit < 1 || limit > RECIP_LIMIT_MAX || forms_params(&p, tenant_id, senders, nrec))
+	if (!store_recipient_args_ok(tenant_id, nrec, limit))
 		return HR_EINVAL;
+	forms_params(&p, tenant_id, senders, nrec);
 	pp_i64(&p, limit);
 	PGresult *r;
 	int rc = pg_read(

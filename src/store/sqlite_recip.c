@@ -9,14 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/argcheck.h"
 #include "store/sqlite_rows.h"
 
 extern const struct lc_backend sq_lc_backend; /* sqlite_tx.c */
-
-/* A recipient has at most this many written forms ("+447911123456",
- * "447911123456", and the value as given). */
-#define RECIP_FORMS 3
-#define RECIP_LIMIT_MAX 1000
 
 int sq_supp_log(struct sq_store *s, const struct supp_change *c, const char *action, int64_t now,
                 struct hr_err *err)
@@ -50,9 +46,9 @@ int sq_suppression_change(struct store *st, const struct supp_change *c, struct 
 /* Binds the forms to ?2..?4 (missing ones repeat the first). */
 static int bind_forms(sqlite3_stmt *q, const char *const *v, size_t n)
 {
-	if (n < 1 || n > RECIP_FORMS)
+	if (n < 1 || n > STORE_RECIP_FORMS)
 		return HR_EINVAL;
-	for (size_t k = 0; k < RECIP_FORMS; k++)
+	for (size_t k = 0; k < STORE_RECIP_FORMS; k++)
 		sqlite3_bind_text(q, 2 + (int)k, v[k < n ? k : 0], -1, SQLITE_STATIC);
 	return 0;
 }
@@ -105,8 +101,7 @@ int sq_recipient_supp(struct store *st, const char *tenant_id, const char *const
 	*cur = NULL;
 	*ev = NULL;
 	*ncur = *nev = 0;
-	if (!tenant_id || !*tenant_id || nrec < 1 || nrec > RECIP_FORMS || limit < 1 ||
-	    limit > RECIP_LIMIT_MAX)
+	if (!store_recipient_args_ok(tenant_id, nrec, limit))
 		return HR_EINVAL;
 	struct sq_reader *r;
 	int rc = sq_reader_get(s, &r);
@@ -132,24 +127,20 @@ int sq_recipient_inbound(struct store *st, const char *tenant_id, const char *co
 	struct sq_store *s = (struct sq_store *)st;
 	*out = NULL;
 	*n = 0;
-	if (!tenant_id || !*tenant_id || nrec < 1 || nrec > RECIP_FORMS || limit < 1 ||
-	    limit > RECIP_LIMIT_MAX)
+	if (!store_recipient_args_ok(tenant_id, nrec, limit))
 		return HR_EINVAL;
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
-	if (rc)
-		return rc;
-	sqlite3_stmt *q = sq_rstmt(
-	    r, R_RECIP_INBOUND,
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(
+	    s, R_RECIP_INBOUND,
 	    "SELECT i.id, i.account_id, coalesce(i.message_id, ''), coalesce(m.unit_id, ''),"
 	    " i.sender, i.kind, i.text, i.payload, i.provider_at, i.received_at"
 	    " FROM inbound i LEFT JOIN message m ON m.id = i.message_id"
 	    " AND m.tenant_id = i.tenant_id"
-	    " WHERE i.tenant_id = ?1 AND i.sender IN (?2, ?3, ?4) ORDER BY i.id DESC LIMIT ?5");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
+	    " WHERE i.tenant_id = ?1 AND i.sender IN (?2, ?3, ?4) ORDER BY i.id DESC LIMIT ?5",
+	    &r, &q);
+	if (rc)
+		return rc;
 	sqlite3_bind_text(q, 1, tenant_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int(q, 5, limit);
 	rc = bind_forms(q, senders, nrec);
