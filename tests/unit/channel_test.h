@@ -65,4 +65,30 @@ static inline void check_error_meanings(struct channel_account *a,
 	assert_null(meaning(NULL));
 }
 
+/* A recipient as a client writes it, and as the adapter stores it (NULL:
+ * refused, HR_EINVAL on "to"). */
+struct recipient_case {
+	const char *in, *out;
+};
+
+/* Checks each case through ops->normalize_recipient. */
+static inline void check_recipients(const struct channel_ops *ops,
+                                    const struct recipient_case *cases, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char out[HR_ADDR_MAX] = "";
+		struct hr_err err = {0};
+		int rc = ops->normalize_recipient(cases[i].in, out, &err);
+		if (cases[i].out) {
+			if (rc)
+				fail_msg("case %zu '%s': %s", i, cases[i].in, err.msg);
+			assert_string_equal(out, cases[i].out);
+		} else {
+			if (rc != HR_EINVAL)
+				fail_msg("case %zu '%s' accepted as '%s'", i, cases[i].in, out);
+			assert_string_equal(err.field, "to");
+		}
+	}
+}
+
 #endif

@@ -136,10 +136,7 @@ static void test_account_config_errors(void **state)
 static void test_normalize_recipient(void **state)
 {
 	(void)state;
-	struct {
-		const char *in;
-		const char *out; /* NULL: HR_EINVAL */
-	} cases[] = {
+	static const struct recipient_case cases[] = {
 	    {"123456789", "123456789"},
 	    {"-1001234567890", "-1001234567890"},
 	    {"-4012345", "-4012345"},
@@ -164,20 +161,7 @@ static void test_normalize_recipient(void **state)
 	    {"   ", NULL},
 	    {NULL, NULL},
 	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		char out[HR_ADDR_MAX] = "";
-		struct hr_err err = {0};
-		int rc = channel_telegram.normalize_recipient(cases[i].in, out, &err);
-		if (cases[i].out) {
-			if (rc)
-				fail_msg("case %zu '%s': %s", i, cases[i].in, err.msg);
-			assert_string_equal(out, cases[i].out);
-		} else {
-			if (rc != HR_EINVAL)
-				fail_msg("case %zu '%s' accepted as '%s'", i, cases[i].in, out);
-			assert_string_equal(err.field, "to");
-		}
-	}
+	check_recipients(&channel_telegram, cases, sizeof cases / sizeof cases[0]);
 }
 
 /* ---- content ---- */

@@ -305,9 +305,7 @@ static void test_normalize_recipient(void **state)
 {
 	(void)state;
 	const struct channel_ops *ops = channel_find("sms");
-	struct {
-		const char *in, *out; /* out NULL: refused */
-	} cases[] = {
+	static const struct recipient_case cases[] = {
 	    {"+447911123456", "+447911123456"},
 	    {"+44 7911 123456", "+447911123456"},
 	    {"447911123456", "+447911123456"},
@@ -324,20 +322,7 @@ static void test_normalize_recipient(void **state)
 	    {"", NULL},
 	    {NULL, NULL},
 	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		char out[HR_ADDR_MAX] = "";
-		struct hr_err err = {0};
-		int rc = ops->normalize_recipient(cases[i].in, out, &err);
-		if (cases[i].out) {
-			if (rc)
-				fail_msg("case %zu (%s): %s", i, cases[i].in, err.msg);
-			assert_string_equal(out, cases[i].out);
-		} else {
-			if (rc != HR_EINVAL)
-				fail_msg("case %zu (%s) accepted as %s", i, cases[i].in, out);
-			assert_string_equal(err.field, "to");
-		}
-	}
+	check_recipients(ops, cases, sizeof cases / sizeof cases[0]);
 }
 
 static void test_validate(void **state)
