@@ -545,6 +545,11 @@ enum MHD_Result api_message_recipient_get(struct api_req *r);
 int api_recipient_forms(struct api_req *r, const char *v, const char *region,
                         char forms[2][HR_ADDR_MAX], size_t *n, struct hr_err *err);
 json_t *api_message_json(const struct message *m);
+/* Also messages_read.c's: a time (us) as RFC 3339 text, null when <= 0;
+ * stored outside text as a JSON string (invalid UTF-8 shown as '?'), null
+ * when NULL or empty. NULL when out of memory. */
+json_t *api_time_json(int64_t us);
+json_t *api_text_or_null(const char *s);
 
 /* ---- callbacks_api.c ---- */
 /* The callback URL of a message being accepted: given (the request's

@@ -13,122 +13,60 @@
  * looks again (one indexed read of the batch row). Subscribers are bounded
  * (SSE_MAX in all): the 65th gets a 503.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/api_int.h"
-#include "obs/metrics.h"
+#include "api/evstream.h"
 
 #define SSE_TICK_US (300 * 1000)
 #define SSE_KEEPALIVE_US (15 * 1000000LL)
 #define SSE_MAX 64
 
 struct sse_sub {
-	struct sse_sub *next, *prev;
-	struct sse_hub *hub;
+	struct es_stream es; /* first: the hub's list holds it */
 	struct api_server *srv;
-	struct MHD_Connection *conn;
 	char tenant[HR_NAME_MAX];
 	char id[HR_ID_LEN + 1];
 	char session[65]; /* dash3: a dashboard session's ("" for a bearer credential), */
 	unsigned epoch;   /* which ends the stream when it ends or switches tenants */
-	bool suspended;   /* under hub->lock */
-	bool ended;     /* the final event is out (or being sent) */
-	char *last;     /* the last snapshot sent */
+	bool ended;       /* the final event is out (or being sent) */
+	char *last;       /* the last snapshot sent */
 	int64_t last_us;
-	struct hr_buf out; /* bytes still to send */
-	size_t off;
 };
 
 struct sse_hub {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct sse_sub *head;
-	int n;
-	bool stop;
-	pthread_t th;
+	struct es_hub es;
 };
-
-static void *ticker(void *arg)
-{
-	struct sse_hub *h = arg;
-	pthread_mutex_lock(&h->lock);
-	for (;;) {
-		for (struct sse_sub *s = h->head; s; s = s->next)
-			if (s->suspended) {
-				s->suspended = false;
-				MHD_resume_connection(s->conn);
-			}
-		if (h->stop && !h->head)
-			break;
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		long ns = ts.tv_nsec + (SSE_TICK_US % 1000000) * 1000;
-		ts.tv_sec += SSE_TICK_US / 1000000 + ns / 1000000000;
-		ts.tv_nsec = ns % 1000000000;
-		pthread_cond_timedwait(&h->cond, &h->lock, &ts);
-	}
-	pthread_mutex_unlock(&h->lock);
-	return NULL;
-}
 
 int api_sse_start(struct sse_hub **out, struct hr_err *err)
 {
 	struct sse_hub *h = calloc(1, sizeof *h);
 	if (!h)
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
-	pthread_mutex_init(&h->lock, NULL);
-	pthread_cond_init(&h->cond, NULL);
-	if (pthread_create(&h->th, NULL, ticker, h) != 0) {
-		pthread_mutex_destroy(&h->lock);
-		pthread_cond_destroy(&h->cond);
+	int rc = es_hub_start(&h->es, SSE_TICK_US, err);
+	if (rc) {
 		free(h);
-		return hr_fail(err, HR_EINTERNAL, NULL, "cannot start the event ticker");
+		return rc;
 	}
 	*out = h;
 	return 0;
 }
 
 /* Ends every stream (each callback sees stop and closes) and waits until
- * the last subscriber is gone, MHD having closed them all. Call before
- * MHD_stop_daemon's final cleanup needs no suspended connection. */
+ * none is suspended. Call before MHD_stop_daemon's final cleanup needs no
+ * suspended connection. */
 void api_sse_quiesce(struct sse_hub *h)
 {
-	if (!h)
-		return;
-	pthread_mutex_lock(&h->lock);
-	h->stop = true;
-	pthread_cond_signal(&h->cond);
-	/* The ticker resumes the suspended ones at its next tick; from then on
-	 * no callback suspends again (it sees stop and ends its stream). */
-	for (int i = 0; i < 100; i++) {
-		bool any = false;
-		for (struct sse_sub *s = h->head; s; s = s->next)
-			any |= s->suspended;
-		if (!any)
-			break;
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 50 * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&h->cond, &h->lock, &ts);
-	}
-	pthread_mutex_unlock(&h->lock);
+	if (h)
+		es_hub_quiesce(&h->es);
 }
 
 void api_sse_free(struct sse_hub *h)
 {
 	if (!h)
 		return;
-	api_sse_quiesce(h);
-	pthread_join(h->th, NULL);
-	pthread_mutex_destroy(&h->lock);
-	pthread_cond_destroy(&h->cond);
+	es_hub_stop(&h->es);
 	free(h);
 }
 
@@ -160,17 +98,11 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	(void)pos;
 	struct sse_sub *s = cls;
-	struct sse_hub *h = s->hub;
+	struct hr_buf *out = &s->es.out;
 	for (;;) {
-		if (s->off < s->out.len) {
-			size_t n = s->out.len - s->off;
-			if (n > max)
-				n = max;
-			memcpy(buf, s->out.p + s->off, n);
-			s->off += n;
-			return (ssize_t)n;
-		}
-		s->out.len = s->off = 0;
+		size_t took = api_buf_take(out, &s->es.off, buf, max);
+		if (took)
+			return (ssize_t)took;
 		if (s->ended)
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		bool final, gone;
@@ -180,15 +112,14 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		}
 		int64_t t = hr_mono_us();
-		pthread_mutex_lock(&h->lock);
-		bool stop = h->stop;
-		pthread_mutex_unlock(&h->lock);
+		bool stop = es_hub_stopping(s->es.hub);
 		if (gone || (!now && stop)) {
 			free(now);
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		}
 		if (now && (!s->last || strcmp(now, s->last) != 0)) {
-			hr_buf_printf(&s->out, "event: %s\ndata: %s\n\n", final ? "end" : "progress", now);
+			hr_buf_printf(out, "event: %s\ndata: %s\n\n", final ? "end" : "progress",
+			              now);
 			free(s->last);
 			s->last = now;
 			s->last_us = t;
@@ -198,46 +129,29 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 			if (final || stop) { /* nothing new, and nothing more will come */
 				if (!s->last)
 					return MHD_CONTENT_READER_END_OF_STREAM;
-				hr_buf_printf(&s->out, "event: end\ndata: %s\n\n", s->last);
+				hr_buf_printf(out, "event: end\ndata: %s\n\n", s->last);
 				s->ended = true;
 			} else if (t - s->last_us >= SSE_KEEPALIVE_US) {
-				hr_buf_printf(&s->out, ": keepalive\n\n");
+				hr_buf_printf(out, ": keepalive\n\n");
 				s->last_us = t;
 			}
 		}
-		if (s->out.oom)
+		if (out->oom)
 			return MHD_CONTENT_READER_END_WITH_ERROR;
-		if (s->out.len)
+		if (out->len)
 			continue;
-		/* Nothing to say until the next tick. */
-		pthread_mutex_lock(&h->lock);
-		if (h->stop) {
-			pthread_mutex_unlock(&h->lock);
-			continue; /* the next round ends the stream */
-		}
-		s->suspended = true;
-		MHD_suspend_connection(s->conn);
-		pthread_mutex_unlock(&h->lock);
-		return 0;
+		/* Nothing to say until the next tick (a stop: the next round ends
+		 * the stream). */
+		if (es_stream_suspend(&s->es))
+			return 0;
 	}
 }
 
 static void sse_free(void *cls)
 {
 	struct sse_sub *s = cls;
-	struct sse_hub *h = s->hub;
-	pthread_mutex_lock(&h->lock);
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		h->head = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
-	h->n--;
-	pthread_cond_signal(&h->cond);
-	pthread_mutex_unlock(&h->lock);
+	es_hub_unlink(&s->es);
 	free(s->last);
-	free(s->out.p);
 	free(s);
 }
 
@@ -254,41 +168,18 @@ enum MHD_Result api_batch_events(struct api_req *r)
 	struct sse_sub *s = calloc(1, sizeof *s);
 	if (!s)
 		return api_fail(r, HR_ENOMEM, NULL);
-	s->hub = h;
+	s->es.conn = r->conn;
 	s->srv = srv;
-	s->conn = r->conn;
 	hr_strlcpy(s->tenant, r->tenant, sizeof s->tenant);
 	hr_strlcpy(s->id, r->path_id, sizeof s->id);
 	memcpy(s->session, r->session, sizeof s->session);
 	s->epoch = r->session_epoch;
-	pthread_mutex_lock(&h->lock);
-	bool full = h->n >= SSE_MAX || h->stop;
-	if (!full) {
-		s->next = h->head;
-		if (h->head)
-			h->head->prev = s;
-		h->head = s;
-		h->n++;
-	}
-	pthread_mutex_unlock(&h->lock);
-	if (full) {
+	if (!es_hub_reserve(&h->es, SSE_MAX)) {
 		free(s);
 		struct hr_err err;
 		hr_fail(&err, HR_EBUSY, NULL, "too many event streams are open (at most %d)", SSE_MAX);
 		return api_fail(r, HR_EBUSY, &err);
 	}
-	struct MHD_Response *resp =
-	    MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, s, sse_free);
-	if (!resp) {
-		sse_free(s);
-		return api_fail(r, HR_ENOMEM, NULL);
-	}
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	enum MHD_Result ret = MHD_queue_response(r->conn, 200, resp);
-	MHD_destroy_response(resp);
-	r->responded = true;
-	if (ret == MHD_YES)
-		metrics_http(200);
-	return ret;
+	es_hub_link(&h->es, &s->es);
+	return es_respond(r, sse_read, s, sse_free);
 }

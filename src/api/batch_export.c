@@ -53,7 +53,7 @@
 #include <xlsxwriter.h>
 
 #include "api/api_int.h"
-#include "obs/metrics.h"
+#include "api/stream.h"
 #include "plugins/plugins.h"
 
 #define EXPORT_PAGE 1000          /* rows per store read */
@@ -258,13 +258,11 @@ static void disposition(const struct batch *b, const char *ext, char *out, size_
  * ------------------------------------------------------------------------- */
 
 struct csv_stream {
+	struct api_pager pg; /* first: the reader's cls */
 	struct store *st;
 	char batch_id[HR_ID_LEN + 1];
 	int nparams;
-	int64_t after;   /* the last row formatted */
-	bool done;       /* the last page was formatted */
-	struct hr_buf out;
-	size_t off;      /* bytes of out already handed to MHD */
+	int64_t after; /* the last row formatted */
 	struct line line;
 	struct export_plugin ep;
 };
@@ -334,9 +332,10 @@ static void csv_line(struct hr_buf *b, const struct line *l)
 	hr_buf_put(b, "\r\n", 2);
 }
 
-/* Formats the next page into cs->out: 0, or an HR_E code. */
-static int csv_page(struct csv_stream *cs)
+/* Formats the next page into cs->pg.out: 0, or an HR_E code. */
+static int csv_page(struct api_pager *p)
 {
+	struct csv_stream *cs = (struct csv_stream *)p;
 	struct batch_export_row *v;
 	size_t n;
 	int rc = cs->st->ops->batch_export_rows(cs->st, cs->batch_id, cs->after, EXPORT_PAGE, &v, &n);
@@ -344,48 +343,29 @@ static int csv_page(struct csv_stream *cs)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
 		line_of(&cs->line, &v[i], cs->nparams, &cs->ep);
-		csv_line(&cs->out, &cs->line);
+		csv_line(&p->out, &cs->line);
 		line_free(&cs->line);
 		cs->after = v[i].item.row;
 		batch_export_row_clear(&v[i]);
 	}
 	free(v);
 	if (n < EXPORT_PAGE)
-		cs->done = true;
-	return cs->out.oom ? HR_ENOMEM : 0;
+		p->done = true;
+	return p->out.oom ? HR_ENOMEM : 0;
 }
 
-static ssize_t csv_read(void *cls, uint64_t pos, char *buf, size_t max)
+static void csv_failed(struct api_pager *p, int rc)
 {
-	(void)pos;
-	struct csv_stream *cs = cls;
-	while (cs->off == cs->out.len) {
-		if (cs->done)
-			return MHD_CONTENT_READER_END_OF_STREAM;
-		cs->out.len = 0;
-		cs->off = 0;
-		int rc = csv_page(cs);
-		if (rc) {
-			/* The status line is gone: end the chunked body without its
-			 * last chunk, so the client sees a broken download. */
-			hr_log(HR_LOG_ERROR, "api", "export of batch %s failed after row %lld: %s",
-			       cs->batch_id, (long long)cs->after, hr_code_name(rc));
-			return MHD_CONTENT_READER_END_WITH_ERROR;
-		}
-	}
-	size_t n = cs->out.len - cs->off;
-	if (n > max)
-		n = max;
-	memcpy(buf, cs->out.p + cs->off, n);
-	cs->off += n;
-	return (ssize_t)n;
+	struct csv_stream *cs = (struct csv_stream *)p;
+	hr_log(HR_LOG_ERROR, "api", "export of batch %s failed after row %lld: %s", cs->batch_id,
+	       (long long)cs->after, hr_code_name(rc));
 }
 
 static void csv_free(void *cls)
 {
 	struct csv_stream *cs = cls;
 	line_free(&cs->line);
-	free(cs->out.p);
+	free(cs->pg.out.p);
 	free(cs);
 }
 
@@ -402,6 +382,8 @@ enum MHD_Result api_batch_export_csv(struct api_req *r)
 		batch_clear(&b);
 		return api_fail(r, HR_ENOMEM, NULL);
 	}
+	cs->pg.page = csv_page;
+	cs->pg.failed = csv_failed;
 	cs->st = r->srv->o.store;
 	hr_strlcpy(cs->batch_id, b.id, sizeof cs->batch_id);
 	cs->nparams = spec_nparams(&b);
@@ -410,31 +392,15 @@ enum MHD_Result api_batch_export_csv(struct api_req *r)
 	disposition(&b, "csv", disp, sizeof disp);
 	/* The header and the first page now, so a store that fails at once
 	 * gets a proper error status instead of a cut download. */
-	csv_header(&cs->out, &b, cs->nparams, &cs->ep);
+	csv_header(&cs->pg.out, &b, cs->nparams, &cs->ep);
 	batch_clear(&b);
-	if ((rc = csv_page(cs)) != 0) {
+	if ((rc = csv_page(&cs->pg)) != 0) {
 		csv_free(cs);
 		return api_fail(r, rc, NULL);
 	}
-	struct MHD_Response *resp = MHD_create_response_from_callback(
-	    MHD_SIZE_UNKNOWN, EXPORT_CSV_BLOCK, csv_read, cs, csv_free);
-	if (!resp) {
-		csv_free(cs);
-		return api_fail(r, HR_ENOMEM, NULL);
-	}
-	enum MHD_Result ret = MHD_YES;
-	if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/csv; charset=utf-8") !=
-	        MHD_YES ||
-	    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, disp) != MHD_YES) {
-		MHD_destroy_response(resp); /* frees cs through csv_free */
-		return api_fail(r, HR_ENOMEM, NULL);
-	}
-	ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);
-	r->responded = true;
-	if (ret == MHD_YES)
-		metrics_http(200);
-	return ret;
+	const char *const headers[] = {MHD_HTTP_HEADER_CONTENT_TYPE, "text/csv; charset=utf-8",
+	                               MHD_HTTP_HEADER_CONTENT_DISPOSITION, disp, NULL};
+	return api_stream_respond(r, EXPORT_CSV_BLOCK, api_pager_read, cs, csv_free, headers);
 }
 
 /* ---------------------------------------------------------------------------
@@ -733,19 +699,11 @@ static enum MHD_Result xlsx_answer(struct api_req *r, struct xlsx_job *j)
 	if (!resp)
 		return api_fail(r, HR_ENOMEM, NULL);
 	j->fd = -1; /* the response owns it now (closed when MHD destroys it) */
-	if (MHD_add_response_header(
-	        resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-	        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet") != MHD_YES ||
-	    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, j->disp) != MHD_YES) {
-		MHD_destroy_response(resp);
-		return api_fail(r, HR_ENOMEM, NULL);
-	}
-	enum MHD_Result ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);
-	r->responded = true;
-	if (ret == MHD_YES)
-		metrics_http(200);
-	return ret;
+	const char *const headers[] = {
+	    MHD_HTTP_HEADER_CONTENT_TYPE,
+	    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+	    MHD_HTTP_HEADER_CONTENT_DISPOSITION, j->disp, NULL};
+	return api_respond_with(r, resp, headers);
 }
 
 enum MHD_Result api_batch_export_xlsx(struct api_req *r)

@@ -28,15 +28,6 @@
 #define QUEUE_DEPTH_CAP 1000000 /* counted at most; more shows as capped */
 #define PAUSE_REASON_MAX 255
 
-static json_t *time_or_null(int64_t us)
-{
-	if (us <= 0)
-		return json_null();
-	char buf[32];
-	hr_time_format(us, buf);
-	return json_string(buf);
-}
-
 static json_t *str_or_null(const char *s)
 {
 	return s && *s ? json_string(s) : json_null();
@@ -84,7 +75,7 @@ static json_t *health_json(struct api_req *r, const struct channel_account *a, i
 	                    : h.held_until_us ? "held"
 	                                      : "active";
 	json_t *paused = p ? json_pack("{s:o, s:o, s:o}", "reason", str_or_null(p->reason), "by",
-	                               str_or_null(p->actor), "at", time_or_null(p->at))
+	                               str_or_null(p->actor), "at", api_time_json(p->at))
 	                   : json_null();
 	free(pv);
 	int64_t judged = h.ok + h.failed;
@@ -102,17 +93,17 @@ static json_t *health_json(struct api_req *r, const struct channel_account *a, i
 	    "{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:f, s:f, s:I, s:I, s:b, s:o, s:o, s:o, s:o, s:o, "
 	    "s:b, s:s}",
 	    "account", api_account_name(r->tenant, a->id), "channel", a->ops->name, "state", state,
-	    "paused", paused, "held_until", time_or_null(h.held_until_us), "held_reason",
+	    "paused", paused, "held_until", api_time_json(h.held_until_us), "held_reason",
 	    str_or_null(h.held_until_us ? h.held_why : NULL), "blocked_reason",
 	    str_or_null(h.blocked ? h.blocked_why : NULL), "configured_rate", a->rate_limit,
 	    "observed_rate", h.observed_rate, "sent_last_minute", (json_int_t)h.sent_window,
 	    "queue_depth", (json_int_t)depth, "queue_depth_capped", depth >= QUEUE_DEPTH_CAP,
-	    "recent", recent, "last_success_at", time_or_null(h.last_success_us), "last_failure_at",
-	    time_or_null(h.last_failure_us), "last_error", str_or_null(h.last_error),
-	    "last_webhook_at", time_or_null(h.last_webhook_us), "has_token",
-	    a->ops->token_state != NULL, "figures", "node");
+	    "recent", recent, "last_success_at", api_time_json(h.last_success_us),
+	    "last_failure_at", api_time_json(h.last_failure_us), "last_error",
+	    str_or_null(h.last_error), "last_webhook_at", api_time_json(h.last_webhook_us),
+	    "has_token", a->ops->token_state != NULL, "figures", "node");
 	if (j && a->ops->token_state &&
-	    (json_object_set_new(j, "token_expires_at", time_or_null(tok_exp)) != 0 ||
+	    (json_object_set_new(j, "token_expires_at", api_time_json(tok_exp)) != 0 ||
 	     json_object_set_new(j, "token_error", str_or_null(tok_err)) != 0)) {
 		json_decref(j);
 		j = NULL;

@@ -10,13 +10,13 @@
 #include <time.h>
 
 #include "api/api_int.h"
+#include "api/stream.h"
 #include "core/phone.h"
-#include "obs/metrics.h"
 
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 1000
 
-static json_t *time_json(int64_t us)
+json_t *api_time_json(int64_t us)
 {
 	if (us <= 0)
 		return json_null();
@@ -56,7 +56,7 @@ static json_t *text_json(const char *s)
 	return j;
 }
 
-static json_t *nullable_str(const char *s)
+json_t *api_text_or_null(const char *s)
 {
 	return s && *s ? text_json(s) : json_null();
 }
@@ -69,24 +69,23 @@ static json_t *message_json(const struct message *m)
 	if (m->error_code[0] || m->error_text[0])
 		err = json_pack("{s:o, s:o}", "code", text_json(m->error_code), "message",
 		                text_json(m->error_text));
-	json_t *j = json_pack("{s:o, s:o, s:o, s:o, s:s, s:s, s:s, s:o, s:o, s:i, s:o, s:o, s:o, s:o}",
-	                      "id", text_json(m->id), "channel", text_json(m->channel),
-	                      "account", text_json(api_account_name(m->tenant_id, m->account_id)),
-	                      "to", text_json(m->recipient),
-	                      "status", msg_status_name(m->status), "priority",
-	                      m->priority == PRIO_TRANSACTIONAL ? "transactional" : "bulk",
-	                      "delivery_policy", delivery_policy_name(m->policy),
-	                      "content", stored_json(m->content), "body", nullable_str(m->body),
-	                      "attempts", m->attempts, "provider_id",
-	                      nullable_str(m->provider_id), "error", err, "created_at",
-	                      time_json(m->created_at), "updated_at", time_json(m->updated_at));
+	json_t *j = json_pack(
+	    "{s:o, s:o, s:o, s:o, s:s, s:s, s:s, s:o, s:o, s:i, s:o, s:o, s:o, s:o}", "id",
+	    text_json(m->id), "channel", text_json(m->channel), "account",
+	    text_json(api_account_name(m->tenant_id, m->account_id)), "to", text_json(m->recipient),
+	    "status", msg_status_name(m->status), "priority",
+	    m->priority == PRIO_TRANSACTIONAL ? "transactional" : "bulk", "delivery_policy",
+	    delivery_policy_name(m->policy), "content", stored_json(m->content), "body",
+	    api_text_or_null(m->body), "attempts", m->attempts, "provider_id",
+	    api_text_or_null(m->provider_id), "error", err, "created_at",
+	    api_time_json(m->created_at), "updated_at", api_time_json(m->updated_at));
 	if (j && m->batch_id[0] &&
 	    json_object_set_new(j, "batch_id", text_json(m->batch_id)) != 0) {
 		json_decref(j);
 		return NULL;
 	}
 	if (j && m->expires_at > 0 &&
-	    json_object_set_new(j, "expires_at", time_json(m->expires_at)) != 0) {
+	    json_object_set_new(j, "expires_at", api_time_json(m->expires_at)) != 0) {
 		json_decref(j);
 		return NULL;
 	}
@@ -105,9 +104,9 @@ static json_t *event_json(const struct message_event *e)
 		? json_string(msg_status_name((enum msg_status)e->status))
 		: json_null();
 	return json_pack("{s:I, s:o, s:o, s:o, s:o, s:b, s:o, s:o}", "id", (json_int_t)e->id, "at",
-	                 time_json(e->at), "type", text_json(e->type), "source",
+	                 api_time_json(e->at), "type", text_json(e->type), "source",
 	                 text_json(e->source), "status", status, "applied", e->applied,
-	                 "provider_at", time_json(e->provider_at), "detail",
+	                 "provider_at", api_time_json(e->provider_at), "detail",
 	                 stored_json(e->detail));
 }
 
@@ -557,6 +556,7 @@ static const char export_head[] =
  * whatever the export's length; the rows are bounded by limit.
  */
 struct export_stream {
+	struct api_pager pg; /* first: the reader's cls */
 	struct store *st;
 	char tenant[HR_NAME_MAX], unit[HR_NAME_MAX];
 	struct to_forms to;
@@ -565,9 +565,6 @@ struct export_stream {
 	char idem[256], error[HR_ERRCODE_MAX];
 	struct msg_filter f;
 	int64_t left; /* rows still to write */
-	bool done;
-	struct hr_buf out;
-	size_t off; /* bytes of out handed to MHD */
 };
 
 /* Points f's strings at the stream's copies (each fits: parse_list_query
@@ -629,9 +626,10 @@ static void export_line(struct hr_buf *b, const struct message *m)
 	hr_buf_printf(b, "%s,%d,%d\r\n", m->batch_id, m->attempts, m->segments);
 }
 
-/* The next page into x->out: 0, or an HR_E code. */
-static int export_page(struct export_stream *x)
+/* The next page into x->pg.out: 0, or an HR_E code. */
+static int export_page(struct api_pager *p)
 {
+	struct export_stream *x = (struct export_stream *)p;
 	x->f.limit = x->left < EXPORT_PAGE ? (int)x->left : EXPORT_PAGE;
 	struct message *ms = NULL;
 	size_t n = 0;
@@ -640,7 +638,7 @@ static int export_page(struct export_stream *x)
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
-		export_line(&x->out, &ms[i]);
+		export_line(&p->out, &ms[i]);
 		message_clear(&ms[i]);
 	}
 	if (n) {
@@ -650,41 +648,21 @@ static int export_page(struct export_stream *x)
 	free(ms);
 	x->left -= (int64_t)n;
 	if (!more || x->left <= 0)
-		x->done = true;
-	return x->out.oom ? HR_ENOMEM : 0;
+		p->done = true;
+	return p->out.oom ? HR_ENOMEM : 0;
 }
 
-static ssize_t export_read(void *cls, uint64_t pos, char *buf, size_t max)
+static void export_failed(struct api_pager *p, int rc)
 {
-	(void)pos;
-	struct export_stream *x = cls;
-	while (x->off == x->out.len) {
-		if (x->done)
-			return MHD_CONTENT_READER_END_OF_STREAM;
-		x->out.len = 0;
-		x->off = 0;
-		int rc = export_page(x);
-		if (rc) {
-			/* The status line is gone: end the chunked body without its
-			 * last chunk, so the client sees a broken download. */
-			hr_log(HR_LOG_ERROR, "api",
-			       "message export of tenant %s failed after %s: %s", x->tenant,
-			       x->cursor[0] ? x->cursor : "the start", hr_code_name(rc));
-			return MHD_CONTENT_READER_END_WITH_ERROR;
-		}
-	}
-	size_t n = x->out.len - x->off;
-	if (n > max)
-		n = max;
-	memcpy(buf, x->out.p + x->off, n);
-	x->off += n;
-	return (ssize_t)n;
+	struct export_stream *x = (struct export_stream *)p;
+	hr_log(HR_LOG_ERROR, "api", "message export of tenant %s failed after %s: %s", x->tenant,
+	       x->cursor[0] ? x->cursor : "the start", hr_code_name(rc));
 }
 
 static void export_free(void *cls)
 {
 	struct export_stream *x = cls;
-	free(x->out.p);
+	free(x->pg.out.p);
 	free(x);
 }
 
@@ -708,32 +686,19 @@ enum MHD_Result api_messages_export_csv(struct api_req *r)
 	struct export_stream *x = calloc(1, sizeof *x);
 	if (!x)
 		return api_fail(r, HR_ENOMEM, NULL);
+	x->pg.page = export_page;
+	x->pg.failed = export_failed;
 	x->st = r->srv->o.store;
 	hr_strlcpy(x->tenant, r->tenant, sizeof x->tenant);
 	x->left = f.limit;
 	export_copy(x, &f, &to);
-	hr_buf_put(&x->out, export_head, sizeof export_head - 1);
-	if ((rc = export_page(x)) != 0) {
+	hr_buf_put(&x->pg.out, export_head, sizeof export_head - 1);
+	if ((rc = export_page(&x->pg)) != 0) {
 		export_free(x);
 		return api_fail(r, rc, NULL);
 	}
-	struct MHD_Response *resp = MHD_create_response_from_callback(
-	    MHD_SIZE_UNKNOWN, EXPORT_BLOCK, export_read, x, export_free);
-	if (!resp) {
-		export_free(x);
-		return api_fail(r, HR_ENOMEM, NULL);
-	}
-	if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-	                            "text/csv; charset=utf-8") != MHD_YES ||
-	    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION,
-	                            "attachment; filename=\"messages.csv\"") != MHD_YES) {
-		MHD_destroy_response(resp); /* frees x through export_free */
-		return api_fail(r, HR_ENOMEM, NULL);
-	}
-	enum MHD_Result ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);
-	r->responded = true;
-	if (ret == MHD_YES)
-		metrics_http(200);
-	return ret;
+	static const char *const headers[] = {
+	    MHD_HTTP_HEADER_CONTENT_TYPE, "text/csv; charset=utf-8",
+	    MHD_HTTP_HEADER_CONTENT_DISPOSITION, "attachment; filename=\"messages.csv\"", NULL};
+	return api_stream_respond(r, EXPORT_BLOCK, api_pager_read, x, export_free, headers);
 }

@@ -29,33 +29,6 @@
 #define RECIP_REPLIES_MAX 100 /* latest replies in one answer */
 #define RECIP_HISTORY_MAX 100 /* latest opt-out changes in one answer */
 
-static json_t *time_or_null(int64_t us)
-{
-	if (us <= 0)
-		return json_null();
-	char buf[32];
-	hr_time_format(us, buf);
-	return json_string(buf);
-}
-
-/* Outside text (replies) as a JSON string, invalid UTF-8 shown as '?'. */
-static json_t *text_or_null(const char *s)
-{
-	if (!s || !*s)
-		return json_null();
-	json_t *j = json_string(s);
-	if (j)
-		return j;
-	size_t n = strlen(s) + 1;
-	char *t = malloc(n);
-	if (!t)
-		return NULL;
-	hr_utf8_copy(t, s, n);
-	j = json_string(t);
-	free(t);
-	return j;
-}
-
 static int parse_query(struct api_req *r, bool by_message, int *limit, const char **cursor,
                        const char **region, struct hr_err *err)
 {
@@ -137,10 +110,10 @@ static json_t *reply_json(struct api_req *r, const struct inbound_row *in)
 	                 (json_int_t)in->id, "account", api_account_name(r->tenant, in->account_id),
 	                 "channel", a ? json_string(a->ops->name) : json_null(), "message_id",
 	                 in->message_id[0] ? json_string(in->message_id) : json_null(), "kind",
-	                 text_or_null(in->kind), "text", text_or_null(in->text), "payload",
-	                 text_or_null(in->payload), "from", text_or_null(in->sender), "received_at",
-	                 time_or_null(in->received_at), "provider_at",
-	                 time_or_null(in->provider_at));
+	                 api_text_or_null(in->kind), "text", api_text_or_null(in->text), "payload",
+	                 api_text_or_null(in->payload), "from", api_text_or_null(in->sender),
+	                 "received_at", api_time_json(in->received_at), "provider_at",
+	                 api_time_json(in->provider_at));
 }
 
 static int replies_json(struct api_req *r, const char *const *forms, size_t nforms, json_t **out,
@@ -219,17 +192,17 @@ static int optout_json(struct api_req *r, const char *const *forms, size_t nform
 				e = &cur[i];
 		json_t *o =
 		    json_pack("{s:s, s:b, s:o, s:o}", "channel", chans[c], "suppressed", e != NULL,
-		              "reason", e ? text_or_null(e->reason) : json_null(), "since",
-		              e ? time_or_null(e->created_at) : json_null());
+		              "reason", e ? api_text_or_null(e->reason) : json_null(), "since",
+		              e ? api_time_json(e->created_at) : json_null());
 		ok = o && json_array_append_new(s, o) == 0;
 	}
 	for (size_t i = 0; ok && i < nev; i++) {
 		bool show_msg = ev[i].message_id[0] && !r->who.unit[0];
 		json_t *o = json_pack(
 		    "{s:I, s:s, s:s, s:o, s:o, s:o, s:o}", "id", (json_int_t)ev[i].id, "channel",
-		    ev[i].channel, "action", ev[i].action, "reason", text_or_null(ev[i].reason),
+		    ev[i].channel, "action", ev[i].action, "reason", api_text_or_null(ev[i].reason),
 		    "message_id", show_msg ? json_string(ev[i].message_id) : json_null(), "by",
-		    text_or_null(ev[i].actor), "at", time_or_null(ev[i].at));
+		    api_text_or_null(ev[i].actor), "at", api_time_json(ev[i].at));
 		ok = o && json_array_append_new(h, o) == 0;
 	}
 	free(cur);

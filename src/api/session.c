@@ -343,6 +343,29 @@ static int session_tenants_json(const struct api_req *r, const struct session *x
 	return 0;
 }
 
+/* The answer of GET /v1/session for snap (session_json and its tenants),
+ * snap wiped after. 0 with *out, or HR_ENOMEM / the store's error with
+ * *out NULL. */
+static int session_answer(const struct api_req *r, struct session *snap, json_t **out)
+{
+	json_t *j = session_json(r, snap, &r->srv->sessions->o);
+	int rc = j ? session_tenants_json(r, snap, j) : HR_ENOMEM;
+	explicit_bzero(snap, sizeof *snap);
+	if (rc) {
+		json_decref(j);
+		j = NULL;
+	}
+	*out = j;
+	return rc;
+}
+
+/* The POSTs that change a dashboard session refuse a bearer credential:
+ * HR_EINVAL on "session", saying why. */
+static int session_only(const struct api_req *r, const char *why, struct hr_err *err)
+{
+	return r->session[0] ? 0 : hr_fail(err, HR_EINVAL, "session", "%s", why);
+}
+
 static void hex_random(char out[65])
 {
 	unsigned char b[32];
@@ -585,33 +608,28 @@ static enum MHD_Result session_create(struct api_req *r, char cred[65], const ch
 	         ss->o.secure_cookie ? "; Secure" : "");
 	explicit_bzero(tok, sizeof tok);
 	const char *extra[] = {"Set-Cookie", cookie, "Cache-Control", "no-store", NULL};
-	json_t *j = session_json(r, &snap, &ss->o);
-	if (j && session_tenants_json(r, &snap, j) != 0) {
-		json_decref(j);
-		j = NULL;
-	}
-	explicit_bzero(&snap, sizeof snap);
+	json_t *j;
+	session_answer(r, &snap, &j); /* NULL: api_respond_json answers the failure */
 	ret = api_respond_json(r, 201, j, extra);
 	explicit_bzero(cookie, sizeof cookie);
 	return ret;
 }
 
 /* GET and DELETE: public in the route table (a session is their subject,
- * not a bearer credential), so they authenticate here. */
-/* A query on the session routes is a mistake: refused before anything. */
-static int session_no_query(struct api_req *r, struct hr_err *err)
+ * not a bearer credential), so they authenticate here. A query on them is
+ * a mistake: refused before anything. */
+static int session_subject(struct api_req *r, struct hr_err *err)
 {
 	static const char *const none[] = {NULL};
-	return api_query_check(r, none, err);
+	int rc = api_query_check(r, none, err);
+	return rc ? rc : api_session_auth(r, err);
 }
 
 enum MHD_Result api_session_get(struct api_req *r)
 {
 	struct hr_err err;
 	hr_err_clear(&err);
-	int rc = session_no_query(r, &err);
-	if (rc == 0)
-		rc = api_session_auth(r, &err);
+	int rc = session_subject(r, &err);
 	if (rc)
 		return api_fail(r, rc, &err);
 	struct api_sessions *ss = r->srv->sessions;
@@ -626,13 +644,9 @@ enum MHD_Result api_session_get(struct api_req *r)
 	pthread_mutex_unlock(&ss->lock);
 	if (!found)
 		return api_fail(r, HR_EAUTH, NULL);
-	json_t *j = session_json(r, &snap, &ss->o);
-	int trc = j ? session_tenants_json(r, &snap, j) : 0;
-	explicit_bzero(&snap, sizeof snap);
-	if (trc) { /* the store could not say which tenants (dash3) */
-		json_decref(j);
-		return api_fail(r, trc, NULL);
-	}
+	json_t *j;
+	if ((rc = session_answer(r, &snap, &j)) != 0) /* or the store could not say which tenants */
+		return api_fail(r, rc, NULL);
 	/* dashobs: the units a tenant-wide session may view (the switcher). */
 	if (j && (!r->who.unit[0] || r->unit_view)) {
 		struct store *st = r->srv->o.store;
@@ -662,9 +676,7 @@ enum MHD_Result api_session_delete(struct api_req *r)
 {
 	struct hr_err err;
 	hr_err_clear(&err);
-	int rc = session_no_query(r, &err);
-	if (rc == 0)
-		rc = api_session_auth(r, &err);
+	int rc = session_subject(r, &err);
 	if (rc)
 		return api_fail(r, rc, &err);
 	struct api_sessions *ss = r->srv->sessions;
@@ -694,11 +706,9 @@ enum MHD_Result api_session_unmask(struct api_req *r)
 	struct api_server *s = r->srv;
 	struct hr_err err;
 	hr_err_clear(&err);
-	if (!r->session[0]) {
-		hr_fail(&err, HR_EINVAL, "session",
-		        "unmasking is for dashboard sessions: API keys see numbers in full");
+	if (session_only(r, "unmasking is for dashboard sessions: API keys see numbers in full",
+	                 &err))
 		return api_fail(r, HR_EINVAL, &err);
-	}
 	enum MHD_Result ret;
 	json_t *o = api_body_object(r, &ret);
 	if (!o)
@@ -890,11 +900,9 @@ enum MHD_Result api_session_view(struct api_req *r)
 {
 	struct hr_err err;
 	hr_err_clear(&err);
-	if (!r->session[0]) {
-		hr_fail(&err, HR_EINVAL, "session",
-		        "a unit view is for dashboard sessions: an API key names its unit itself");
+	if (session_only(
+	        r, "a unit view is for dashboard sessions: an API key names its unit itself", &err))
 		return api_fail(r, HR_EINVAL, &err);
-	}
 	if (r->who.unit[0] && !r->unit_view) {
 		hr_fail(&err, HR_EFORBIDDEN, "unit", "this session's key sees its own unit only");
 		return api_fail(r, HR_EFORBIDDEN, &err);
@@ -966,12 +974,11 @@ enum MHD_Result api_session_tenant(struct api_req *r)
 	struct store *st = r->srv->o.store;
 	struct hr_err err;
 	hr_err_clear(&err);
-	if (!r->session[0]) {
-		hr_fail(&err, HR_EINVAL, "session",
-		        "switching tenants is for dashboard sessions: an API key belongs to one "
-		        "tenant");
+	if (session_only(r,
+	                 "switching tenants is for dashboard sessions: an API key belongs to one "
+	                 "tenant",
+	                 &err))
 		return api_fail(r, HR_EINVAL, &err);
-	}
 	enum MHD_Result ret;
 	json_t *o = api_body_object(r, &ret);
 	if (!o)
@@ -1047,13 +1054,8 @@ enum MHD_Result api_session_tenant(struct api_req *r)
 	hr_strlcpy(r->tenant, snap.who.tenant, sizeof r->tenant);
 	r->unit_view = false;
 	r->masked = true;
-	json_t *j = session_json(r, &snap, &ss->o);
-	if (j && session_tenants_json(r, &snap, j) != 0) {
-		json_decref(j);
-		j = NULL;
-	}
-	explicit_bzero(&snap, sizeof snap);
-	if (!j)
+	json_t *j;
+	if (session_answer(r, &snap, &j) != 0)
 		return api_fail(r, HR_ENOMEM, NULL);
 	const char *extra[] = {"Cache-Control", "no-store", NULL};
 	return api_respond_json(r, 200, j, extra);

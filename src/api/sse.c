@@ -18,68 +18,34 @@
  * dashboard.streams_per_session per session or credential; beyond either,
  * 429 with Retry-After, so streams cannot take the server's connections.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/api_int.h"
-#include "obs/metrics.h"
+#include "api/evstream.h"
 
 #define EV_TICK_US (250 * 1000)
 #define EV_RECENT 20 /* campaigns in each event */
 
 struct ev_sub {
-	struct ev_sub *next, *prev;
+	struct es_stream es; /* first: the hub's list holds it */
 	struct api_events *hub;
 	struct api_server *srv;
-	struct MHD_Connection *conn;
 	char tenant[HR_NAME_MAX];
 	char unit[HR_NAME_MAX]; /* a unit credential's unit; "" = tenant-wide */
 	char batch[HR_ID_LEN + 1];
 	char session[65];
 	unsigned epoch; /* dash3: the session's tenant switches when it opened */
 	char actor[96];
-	bool suspended; /* under hub->lock */
 	bool ended;
 	char *last; /* the last snapshot sent */
 	int64_t last_us;
-	struct hr_buf out;
-	size_t off;
 };
 
 struct api_events {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct ev_sub *head;
-	int n;
-	bool stop;
+	struct es_hub es;
 	struct api_dash_opts o;
-	pthread_t th;
 };
-
-static void *ev_ticker(void *arg)
-{
-	struct api_events *h = arg;
-	pthread_mutex_lock(&h->lock);
-	for (;;) {
-		for (struct ev_sub *s = h->head; s; s = s->next)
-			if (s->suspended) {
-				s->suspended = false;
-				MHD_resume_connection(s->conn);
-			}
-		if (h->stop && !h->head)
-			break;
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		long ns = ts.tv_nsec + (EV_TICK_US % 1000000) * 1000;
-		ts.tv_sec += EV_TICK_US / 1000000 + ns / 1000000000;
-		ts.tv_nsec = ns % 1000000000;
-		pthread_cond_timedwait(&h->cond, &h->lock, &ts);
-	}
-	pthread_mutex_unlock(&h->lock);
-	return NULL;
-}
 
 int api_events_new(const struct api_dash_opts *o, struct api_events **out, struct hr_err *err)
 {
@@ -87,13 +53,10 @@ int api_events_new(const struct api_dash_opts *o, struct api_events **out, struc
 	if (!h)
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	h->o = *o;
-	pthread_mutex_init(&h->lock, NULL);
-	pthread_cond_init(&h->cond, NULL);
-	if (pthread_create(&h->th, NULL, ev_ticker, h) != 0) {
-		pthread_mutex_destroy(&h->lock);
-		pthread_cond_destroy(&h->cond);
+	int rc = es_hub_start(&h->es, EV_TICK_US, err);
+	if (rc) {
 		free(h);
-		return hr_fail(err, HR_EINTERNAL, NULL, "cannot start the event ticker");
+		return rc;
 	}
 	*out = h;
 	return 0;
@@ -103,37 +66,15 @@ int api_events_new(const struct api_dash_opts *o, struct api_events **out, struc
  * suspended any more (MHD then closes them). */
 void api_events_quiesce(struct api_events *h)
 {
-	if (!h)
-		return;
-	pthread_mutex_lock(&h->lock);
-	h->stop = true;
-	pthread_cond_signal(&h->cond);
-	for (int i = 0; i < 100; i++) {
-		bool any = false;
-		for (struct ev_sub *s = h->head; s; s = s->next)
-			any |= s->suspended;
-		if (!any)
-			break;
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 50 * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&h->cond, &h->lock, &ts);
-	}
-	pthread_mutex_unlock(&h->lock);
+	if (h)
+		es_hub_quiesce(&h->es);
 }
 
 void api_events_free(struct api_events *h)
 {
 	if (!h)
 		return;
-	api_events_quiesce(h);
-	pthread_join(h->th, NULL);
-	pthread_mutex_destroy(&h->lock);
-	pthread_cond_destroy(&h->cond);
+	es_hub_stop(&h->es);
 	free(h);
 }
 
@@ -206,22 +147,15 @@ static ssize_t ev_read(void *cls, uint64_t pos, char *buf, size_t max)
 	(void)pos;
 	struct ev_sub *s = cls;
 	struct api_events *h = s->hub;
+	struct hr_buf *out = &s->es.out;
 	for (;;) {
-		if (s->off < s->out.len) {
-			size_t n = s->out.len - s->off;
-			if (n > max)
-				n = max;
-			memcpy(buf, s->out.p + s->off, n);
-			s->off += n;
-			return (ssize_t)n;
-		}
-		s->out.len = s->off = 0;
+		size_t took = api_buf_take(out, &s->es.off, buf, max);
+		if (took)
+			return (ssize_t)took;
 		if (s->ended)
 			return MHD_CONTENT_READER_END_OF_STREAM;
-		pthread_mutex_lock(&h->lock);
-		bool stop = h->stop;
-		pthread_mutex_unlock(&h->lock);
-		if (stop || (s->session[0] && !api_session_alive(s->srv, s->session, s->epoch)))
+		if (es_hub_stopping(&h->es) ||
+		    (s->session[0] && !api_session_alive(s->srv, s->session, s->epoch)))
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		bool gone;
 		char *now = ev_snapshot(s, &gone);
@@ -235,52 +169,34 @@ static ssize_t ev_read(void *cls, uint64_t pos, char *buf, size_t max)
 		}
 		int64_t t = hr_mono_us();
 		if (!s->last)
-			hr_buf_printf(&s->out, "retry: 3000\n\n");
+			hr_buf_printf(out, "retry: 3000\n\n");
 		if (now && (!s->last || strcmp(now, s->last) != 0)) {
-			hr_buf_printf(&s->out, "event: campaigns\ndata: %s\n\n", now);
+			hr_buf_printf(out, "event: campaigns\ndata: %s\n\n", now);
 			free(s->last);
 			s->last = now;
 			s->last_us = t;
 		} else {
 			free(now);
 			if (t - s->last_us >= h->o.heartbeat_us) {
-				hr_buf_printf(&s->out, ": heartbeat\n\n");
+				hr_buf_printf(out, ": heartbeat\n\n");
 				s->last_us = t;
 			}
 		}
-		if (s->out.oom)
+		if (out->oom)
 			return MHD_CONTENT_READER_END_WITH_ERROR;
-		if (s->out.len)
+		if (out->len)
 			continue;
-		pthread_mutex_lock(&h->lock);
-		if (h->stop) {
-			pthread_mutex_unlock(&h->lock);
-			continue;
-		}
-		s->suspended = true;
-		MHD_suspend_connection(s->conn);
-		pthread_mutex_unlock(&h->lock);
-		return 0;
+		if (es_stream_suspend(&s->es))
+			return 0;
 	}
 }
 
 static void ev_free(void *cls)
 {
 	struct ev_sub *s = cls;
-	struct api_events *h = s->hub;
-	pthread_mutex_lock(&h->lock);
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		h->head = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
-	h->n--;
-	pthread_cond_signal(&h->cond);
-	pthread_mutex_unlock(&h->lock);
+	es_hub_unlink(&s->es);
 	api_session_stream_release(s->srv, s->session, s->actor);
 	free(s->last);
-	free(s->out.p);
 	free(s);
 }
 
@@ -315,7 +231,7 @@ enum MHD_Result api_events_get(struct api_req *r)
 		return api_fail(r, HR_ENOMEM, NULL);
 	s->hub = h;
 	s->srv = srv;
-	s->conn = r->conn;
+	s->es.conn = r->conn;
 	hr_strlcpy(s->tenant, r->tenant, sizeof s->tenant);
 	hr_strlcpy(s->unit, r->who.unit, sizeof s->unit);
 	hr_strlcpy(s->batch, batch ? batch : "", sizeof s->batch);
@@ -324,12 +240,7 @@ enum MHD_Result api_events_get(struct api_req *r)
 	hr_strlcpy(s->actor, r->who.actor, sizeof s->actor);
 	/* The global cap first (it is the one that protects connections),
 	 * then the caller's own. */
-	pthread_mutex_lock(&h->lock);
-	bool full = h->n >= h->o.max_event_streams || h->stop;
-	if (!full)
-		h->n++; /* reserved; linked below */
-	pthread_mutex_unlock(&h->lock);
-	if (full) {
+	if (!es_hub_reserve(&h->es, h->o.max_event_streams)) {
 		free(s);
 		hr_fail(&err, HR_EQUOTA, "event_streams",
 		        "too many event streams are open on this server (at most %d)",
@@ -337,34 +248,10 @@ enum MHD_Result api_events_get(struct api_req *r)
 		return api_quota_fail(r, &err, 5);
 	}
 	if ((rc = api_session_stream_acquire(srv, s->session, s->epoch, s->actor, &err)) != 0) {
-		pthread_mutex_lock(&h->lock);
-		h->n--;
-		pthread_mutex_unlock(&h->lock);
+		es_hub_unreserve(&h->es);
 		free(s);
 		return rc == HR_EQUOTA ? api_quota_fail(r, &err, 5) : api_fail(r, rc, &err);
 	}
-	pthread_mutex_lock(&h->lock);
-	s->next = h->head;
-	if (h->head)
-		h->head->prev = s;
-	h->head = s;
-	pthread_mutex_unlock(&h->lock);
-	struct MHD_Response *resp =
-	    MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, ev_read, s, ev_free);
-	if (!resp) {
-		ev_free(s);
-		return api_fail(r, HR_ENOMEM, NULL);
-	}
-	if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream") !=
-	        MHD_YES ||
-	    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES) {
-		MHD_destroy_response(resp); /* frees s through ev_free */
-		return api_fail(r, HR_ENOMEM, NULL);
-	}
-	enum MHD_Result ret = MHD_queue_response(r->conn, 200, resp);
-	MHD_destroy_response(resp);
-	r->responded = true;
-	if (ret == MHD_YES)
-		metrics_http(200);
-	return ret;
+	es_hub_link(&h->es, &s->es);
+	return es_respond(r, ev_read, s, ev_free);
 }

@@ -236,6 +236,29 @@ static bool csv_sci_number(const char *p, size_t n)
 	return i == n && i > d;
 }
 
+enum cell_put { CELL_OK, CELL_COLS, CELL_TOO_BIG, CELL_NOMEM };
+
+/* Appends n bytes of a value at col to the record in rb, opening its cell
+ * at the first: refused past the column limit or the cell size limit
+ * (*flen bytes in the cell so far). */
+static inline enum cell_put cell_put(struct sheet *s, struct rowbuf *rb, uint32_t col,
+                                     bool *open_cell, size_t *flen, const char *p, size_t n)
+{
+	if (col >= s->lim.max_cols)
+		return CELL_COLS;
+	if (*flen + n > s->lim.max_cell_bytes)
+		return CELL_TOO_BIG;
+	if (!*open_cell) {
+		if (rowbuf_begin(rb, col) < 0)
+			return CELL_NOMEM;
+		*open_cell = true;
+	}
+	if (rowbuf_put(rb, p, n) < 0)
+		return CELL_NOMEM;
+	*flen += n;
+	return CELL_OK;
+}
+
 /*
  * Reads one record into s->rb. Returns 1 with a record (possibly all
  * empty), 0 at the end of the file, or an error.
@@ -253,6 +276,8 @@ static int csv_record(struct sheet *s)
 	uint32_t max_cell = s->lim.max_cell_bytes;
 	char cn[4], a[32];
 	int rc;
+	enum cell_put put = CELL_OK;
+	int64_t put_off = 0; /* where a value refused by cell_put starts */
 	rowbuf_reset(rb);
 
 	for (;;) {
@@ -296,22 +321,12 @@ static int csv_record(struct sheet *s)
 			size_t n = j - c->pos;
 			if (st == CSV_FIELD_START)
 				st = CSV_UNQUOTED;
-			if (col >= s->lim.max_cols)
-				return sheet_fail(
-				    s, HR_ELIMIT, SHEET_E_COLS, NULL, c->rec, col + 1, off,
-				    "Row %u has a value in column %s, past the limit of %u "
-				    "columns.",
-				    c->rec, sheet_col_name(col, cn), s->lim.max_cols);
-			if (flen + n > max_cell)
-				goto too_big;
-			if (!open_cell) {
-				if (rowbuf_begin(rb, col) < 0)
-					goto nomem;
-				open_cell = true;
+			put = cell_put(s, rb, col, &open_cell, &flen, (const char *)c->buf + c->pos,
+			               n);
+			if (put != CELL_OK) {
+				put_off = off;
+				goto put_failed;
 			}
-			if (rowbuf_put(rb, (const char *)c->buf + c->pos, n) < 0)
-				goto nomem;
-			flen += n;
 			c->pos = j;
 			c->cr_in_quotes = false;
 			continue;
@@ -324,22 +339,11 @@ static int csv_record(struct sheet *s)
 				return rc;
 			if (st == CSV_FIELD_START)
 				st = CSV_UNQUOTED;
-			if (col >= s->lim.max_cols)
-				return sheet_fail(
-				    s, HR_ELIMIT, SHEET_E_COLS, NULL, c->rec, col + 1, off,
-				    "Row %u has a value in column %s, past the limit of %u "
-				    "columns.",
-				    c->rec, sheet_col_name(col, cn), s->lim.max_cols);
-			if (flen + 1 > max_cell)
-				goto too_big;
-			if (!open_cell) {
-				if (rowbuf_begin(rb, col) < 0)
-					goto nomem;
-				open_cell = true;
+			put = cell_put(s, rb, col, &open_cell, &flen, (const char *)&b, 1);
+			if (put != CELL_OK) {
+				put_off = off;
+				goto put_failed;
 			}
-			if (rowbuf_put(rb, (const char *)&b, 1) < 0)
-				goto nomem;
-			flen++;
 			c->cr_in_quotes = false;
 			continue;
 		}
@@ -377,41 +381,19 @@ static int csv_record(struct sheet *s)
 			}
 			c->cr_in_quotes = b == '\r';
 			c->line++;
-			if (col >= s->lim.max_cols)
-				return sheet_fail(
-				    s, HR_ELIMIT, SHEET_E_COLS, NULL, c->rec, col + 1, off,
-				    "Row %u has a value in column %s, past the limit of %u "
-				    "columns.",
-				    c->rec, sheet_col_name(col, cn), s->lim.max_cols);
-			if (flen + 1 > max_cell)
-				goto too_big;
-			if (!open_cell) {
-				if (rowbuf_begin(rb, col) < 0)
-					goto nomem;
-				open_cell = true;
+			put = cell_put(s, rb, col, &open_cell, &flen, "\n", 1);
+			if (put != CELL_OK) {
+				put_off = off;
+				goto put_failed;
 			}
-			if (rowbuf_put(rb, "\n", 1) < 0)
-				goto nomem;
-			flen++;
 			continue;
 		case CSV_QUOTE_SEEN:
 			if (b == '"') { /* "" is one quote */
-				if (col >= s->lim.max_cols)
-					return sheet_fail(
-					    s, HR_ELIMIT, SHEET_E_COLS, NULL, c->rec, col + 1, off,
-					    "Row %u has a value in column %s, past the limit of %u "
-					    "columns.",
-					    c->rec, sheet_col_name(col, cn), s->lim.max_cols);
-				if (flen + 1 > max_cell)
-					goto too_big;
-				if (!open_cell) {
-					if (rowbuf_begin(rb, col) < 0)
-						goto nomem;
-					open_cell = true;
+				put = cell_put(s, rb, col, &open_cell, &flen, "\"", 1);
+				if (put != CELL_OK) {
+					put_off = off;
+					goto put_failed;
 				}
-				if (rowbuf_put(rb, "\"", 1) < 0)
-					goto nomem;
-				flen++;
 				st = CSV_QUOTED;
 				continue;
 			}
@@ -463,7 +445,14 @@ after_quote:
 	    "field (byte %lld). Put the whole field in quotes and double every quote "
 	    "inside it (\"\").",
 	    c->rec, sheet_col_name(col, cn), (long long)(c->base + (int64_t)c->pos - 1));
-too_big:
+put_failed:
+	if (put == CELL_COLS)
+		return sheet_fail(s, HR_ELIMIT, SHEET_E_COLS, NULL, c->rec, col + 1, put_off,
+		                  "Row %u has a value in column %s, past the limit of %u columns.",
+		                  c->rec, sheet_col_name(col, cn), s->lim.max_cols);
+	if (put == CELL_NOMEM)
+		goto nomem;
+	/* CELL_TOO_BIG: the cell holds more than the limit */
 	if (st == CSV_QUOTED)
 		return sheet_fail(
 		    s, HR_ELIMIT, SHEET_E_CELL_SIZE, NULL, c->rec, col + 1, q_off,

@@ -13,6 +13,7 @@
 
 #include "core/config.h"
 #include "core/crypto.h"
+#include "sim/sim_knobtab.h"
 #include "sim/sim_int.h"
 #include "sim/sim_rcs.h"
 #include "sim/sim_sms.h"
@@ -181,20 +182,10 @@ static int load_account(struct sim *s, json_t *entry, const char *base, struct h
 {
 	struct sim_account *a = &s->accounts[s->naccounts];
 	memset(a, 0, sizeof *a);
-	char field[160];
-	const char *id = json_string_value(json_object_get(entry, "id"));
-	snprintf(field, sizeof field, "%s.id", base);
-	if (!id || !*id || strlen(id) >= sizeof a->id)
-		return hr_fail(err, HR_EINVAL, field, "%s must be a non-empty string", field);
-	hr_strlcpy(a->id, id, sizeof a->id);
-	json_t *cfg = json_object_get(entry, "config");
 	char cbase[140];
-	if (json_is_object(cfg)) {
-		snprintf(cbase, sizeof cbase, "%s.config", base);
-	} else {
-		cfg = entry;
-		hr_strlcpy(cbase, base, sizeof cbase);
-	}
+	json_t *cfg = sim_account_entry(entry, base, a->id, sizeof a->id, cbase, sizeof cbase, err);
+	if (!cfg)
+		return err && err->code ? err->code : HR_EINVAL;
 	int rc;
 	if ((rc = cfg_text(cfg, "phone_number_id", cbase, true, &a->phone_number_id, err)) ||
 	    (rc = cfg_secret(cfg, "access_token", cbase, &a->access_token, &a->token_ref, err)) ||
@@ -212,7 +203,8 @@ static int load_account(struct sim *s, json_t *entry, const char *base, struct h
 	size_t hl = strlen(s->herald_url);
 	while (hl && s->herald_url[hl - 1] == '/')
 		hl--;
-	if (asprintf(&a->webhook_url, "%.*s/webhooks/whatsapp/%s", (int)hl, s->herald_url, id) < 0)
+	if (asprintf(&a->webhook_url, "%.*s/webhooks/whatsapp/%s", (int)hl, s->herald_url, a->id) <
+	    0)
 		a->webhook_url = NULL;
 	if (!a->display_phone || !a->waba_id || !a->webhook_url) {
 		account_free(a);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "sim/sim_int.h"
+#include "sim/sim_knobtab.h"
 
 struct sim_knobs *sim_knobs_default(void)
 {
@@ -52,16 +53,10 @@ void sim_knobs_unref(struct sim_knobs *k)
 }
 
 /* The numeric knobs: name, where it lives, allowed range. */
-struct knob_num {
-	const char *name;
-	size_t off;
-	double min, max;
-};
-
 /* clang-format off */
 #define KN(f, lo, hi) {#f, offsetof(struct sim_knobs, f), lo, hi}
 /* clang-format on */
-static const struct knob_num knob_nums[] = {
+static const struct sim_knob_num knob_nums[] = {
     KN(latency_ms, 0, 600000),
     KN(latency_jitter_ms, 0, 600000),
     KN(fail_rate, 0, 1),
@@ -78,20 +73,6 @@ static const struct knob_num knob_nums[] = {
     KN(webhook_retry_s, 0, 7 * 86400),
 };
 #undef KN
-
-static bool as_number(json_t *v, double *out)
-{
-	if (json_is_number(v)) {
-		*out = json_number_value(v);
-		return true;
-	}
-	if (json_is_string(v) && *json_string_value(v)) {
-		char *end;
-		*out = strtod(json_string_value(v), &end);
-		return *end == '\0';
-	}
-	return false;
-}
 
 static int knobs_copy_fail(struct sim_knobs *k, char **list, size_t n)
 {
@@ -275,22 +256,14 @@ int sim_knobs_apply(const struct sim_knobs *base, json_t *obj, const char *prefi
 	{
 		char field[96];
 		snprintf(field, sizeof field, "%s%s", prefix, key);
-		size_t i;
-		for (i = 0; i < sizeof knob_nums / sizeof knob_nums[0]; i++)
-			if (strcmp(key, knob_nums[i].name) == 0)
-				break;
+		const struct sim_knob_num *kn =
+		    sim_knob_num_find(knob_nums, sizeof knob_nums / sizeof knob_nums[0], key);
 		double d;
-		if (i < sizeof knob_nums / sizeof knob_nums[0]) {
-			const struct knob_num *kn = &knob_nums[i];
-			if (!as_number(v, &d) || d < kn->min || d > kn->max) {
-				rc = hr_fail(err, HR_EINVAL, field,
-				             "%s must be a number in [%g, %g]", field, kn->min,
-				             kn->max);
+		if (kn) {
+			if ((rc = sim_knob_num_set(kn, k, v, field, err)))
 				break;
-			}
-			memcpy((char *)k + kn->off, &d, sizeof d);
 		} else if (strcmp(key, "webhook_batch") == 0) {
-			if (!as_number(v, &d) || d != (int)d || d < 1 || d > 1000) {
+			if (!sim_as_number(v, &d) || d != (int)d || d < 1 || d > 1000) {
 				rc = hr_fail(err, HR_EINVAL, field,
 				             "%s must be an integer in [1, 1000]", field);
 				break;
@@ -299,7 +272,7 @@ int sim_knobs_apply(const struct sim_knobs *base, json_t *obj, const char *prefi
 		} else if (strcmp(key, "seed") == 0) {
 			if (json_is_null(v)) {
 				k->has_seed = false;
-			} else if (as_number(v, &d) && d >= 0 && d == (double)(uint64_t)d) {
+			} else if (sim_as_number(v, &d) && d >= 0 && d == (double)(uint64_t)d) {
 				k->has_seed = true;
 				k->seed = json_is_integer(v) ? (uint64_t)json_integer_value(v)
 				                             : (uint64_t)d;
@@ -330,11 +303,7 @@ int sim_knobs_apply(const struct sim_knobs *base, json_t *obj, const char *prefi
 json_t *sim_knobs_json(const struct sim_knobs *k)
 {
 	json_t *o = json_object();
-	for (size_t i = 0; i < sizeof knob_nums / sizeof knob_nums[0]; i++) {
-		double v;
-		memcpy(&v, (const char *)k + knob_nums[i].off, sizeof v);
-		json_object_set_new(o, knob_nums[i].name, json_real(v));
-	}
+	sim_knob_nums_json(o, knob_nums, sizeof knob_nums / sizeof knob_nums[0], k);
 	json_object_set_new(o, "webhook_batch", json_integer(k->webhook_batch));
 	json_t *fr = json_array();
 	for (size_t i = 0; i < k->nfail; i++)

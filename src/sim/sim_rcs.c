@@ -22,7 +22,9 @@
 
 #include "core/config.h"
 #include "core/crypto.h"
+#include "sim/sim_heap.h"
 #include "sim/sim_int.h"
+#include "sim/sim_knobtab.h"
 #include "sim/sim_rcs.h"
 
 #define RCS_SCOPE "https://www.googleapis.com/auth/rcsbusinessmessaging"
@@ -212,16 +214,10 @@ static const char *rcs_status_name(int code)
  * Knobs
  * ------------------------------------------------------------------------- */
 
-struct rcs_num {
-	const char *name;
-	size_t off;
-	double min, max;
-};
-
 /* clang-format off */
 #define RN(f, lo, hi) {#f, offsetof(struct rcs_knobs, f), lo, hi}
 /* clang-format on */
-static const struct rcs_num rcs_nums[] = {
+static const struct sim_knob_num rcs_nums[] = {
     RN(latency_ms, 0, 600000),
     RN(rate_429, 0, 1),
     RN(rate_5xx, 0, 1),
@@ -314,7 +310,7 @@ static int rcs_knobs_parse(json_t *obj, const char *prefix, struct rcs_knobs *ou
 	json_object_foreach(obj, key, v)
 	{
 		snprintf(field, sizeof field, "%s%.64s", prefix, key);
-		const struct rcs_num *num = NULL;
+		const struct sim_knob_num *num = NULL;
 		for (size_t i = 0; i < sizeof rcs_nums / sizeof rcs_nums[0]; i++)
 			if (strcmp(rcs_nums[i].name, key) == 0)
 				num = &rcs_nums[i];
@@ -370,11 +366,7 @@ static int rcs_knobs_parse(json_t *obj, const char *prefix, struct rcs_knobs *ou
 static json_t *rcs_knobs_json(const struct rcs_knobs *k, json_t *conf)
 {
 	json_t *o = json_object();
-	for (size_t i = 0; i < sizeof rcs_nums / sizeof rcs_nums[0]; i++) {
-		double d;
-		memcpy(&d, (const char *)k + rcs_nums[i].off, sizeof d);
-		json_object_set_new(o, rcs_nums[i].name, json_real(d));
-	}
+	sim_knob_nums_json(o, rcs_nums, sizeof rcs_nums / sizeof rcs_nums[0], k);
 	if (k->has_seed)
 		json_object_set_new(o, "seed", json_integer((json_int_t)k->seed));
 	json_t *r = json_object_get(conf, "recipients");
@@ -395,8 +387,11 @@ static const struct rcs_script *rcs_script_find(const struct rcs_knobs *k, const
  * The poster: a min-heap of pushes by (due, seq), one thread sending them.
  * ------------------------------------------------------------------------- */
 
-static bool rcs_before(const struct rcs_post *a, const struct rcs_post *b)
+/* The heap holds pointers: due first, then in push order. */
+static bool rcs_before(const void *pa, const void *pb)
 {
+	const struct rcs_post *a = *(struct rcs_post *const *)pa,
+	                      *b = *(struct rcs_post *const *)pb;
 	return a->due < b->due || (a->due == b->due && a->seq < b->seq);
 }
 
@@ -424,13 +419,8 @@ static void rcs_heap_push(struct sim_rcs *t, struct rcs_post *p)
 	p->seq = t->seq++;
 	size_t i = t->nheap++;
 	t->heap[i] = p;
-	while (i > 0 && rcs_before(t->heap[i], t->heap[(i - 1) / 2])) {
-		struct rcs_post *x = t->heap[i];
-		t->heap[i] = t->heap[(i - 1) / 2];
-		t->heap[(i - 1) / 2] = x;
-		i = (i - 1) / 2;
-	}
-	if (i == 0)
+	sim_heap_up(t->heap, sizeof *t->heap, i, rcs_before);
+	if (t->heap[0] == p)
 		pthread_cond_signal(&t->wake);
 }
 
@@ -438,20 +428,7 @@ static struct rcs_post *rcs_heap_pop(struct sim_rcs *t)
 {
 	struct rcs_post *top = t->heap[0];
 	t->heap[0] = t->heap[--t->nheap];
-	size_t i = 0;
-	for (;;) {
-		size_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < t->nheap && rcs_before(t->heap[l], t->heap[m]))
-			m = l;
-		if (r < t->nheap && rcs_before(t->heap[r], t->heap[m]))
-			m = r;
-		if (m == i)
-			break;
-		struct rcs_post *x = t->heap[i];
-		t->heap[i] = t->heap[m];
-		t->heap[m] = x;
-		i = m;
-	}
+	sim_heap_down(t->heap, sizeof *t->heap, t->nheap, 0, rcs_before);
 	return top;
 }
 
@@ -1616,20 +1593,11 @@ static int rcs_load_account(struct sim *s, json_t *entry, const char *base, stru
 	struct sim_rcs *t = s->rcs;
 	struct rcs_account *a = &t->accounts[t->naccounts];
 	memset(a, 0, sizeof *a);
-	char field[192];
-	const char *id = json_string_value(json_object_get(entry, "id"));
-	snprintf(field, sizeof field, "%s.id", base);
-	if (!id || !*id || strlen(id) >= sizeof a->id)
-		return hr_fail(err, HR_EINVAL, field, "%s must be a non-empty string", field);
-	hr_strlcpy(a->id, id, sizeof a->id);
-	json_t *cfg = json_object_get(entry, "config");
 	char cbase[160];
-	if (json_is_object(cfg)) {
-		snprintf(cbase, sizeof cbase, "%s.config", base);
-	} else {
-		cfg = entry;
-		hr_strlcpy(cbase, base, sizeof cbase);
-	}
+	json_t *cfg = sim_account_entry(entry, base, a->id, sizeof a->id, cbase, sizeof cbase, err);
+	if (!cfg)
+		return err && err->code ? err->code : HR_EINVAL;
+	char field[192];
 	char *sa_text = NULL;
 	int rc;
 	const char *agent = json_string_value(json_object_get(cfg, "agent_id"));
@@ -1658,7 +1626,7 @@ static int rcs_load_account(struct sim *s, json_t *entry, const char *base, stru
 	size_t hl = strlen(s->herald_url);
 	while (hl && s->herald_url[hl - 1] == '/')
 		hl--;
-	if (asprintf(&a->webhook_url, "%.*s/webhooks/rcs/%s", (int)hl, s->herald_url, id) < 0)
+	if (asprintf(&a->webhook_url, "%.*s/webhooks/rcs/%s", (int)hl, s->herald_url, a->id) < 0)
 		a->webhook_url = NULL;
 	if (!a->client_email || !a->token_uri || !a->pub_pem || !a->agent_id || !a->webhook_url) {
 		rcs_account_free(a);
@@ -1671,7 +1639,7 @@ static int rcs_load_account(struct sim *s, json_t *entry, const char *base, stru
 		if (strcmp(t->accounts[i].id, a->id) == 0) {
 			rcs_account_free(a);
 			return hr_fail(err, HR_EINVAL, base, "%s: account id '%s' is used twice",
-			               base, id);
+			               base, a->id);
 		}
 	t->naccounts++;
 	return 0;

@@ -21,6 +21,7 @@
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/segments.h"
+#include "sim/sim_knobtab.h"
 #include "sim/sim_sms.h"
 
 #define SMS_API "/2010-04-01/Accounts/"
@@ -74,11 +75,7 @@ static struct sms_knobs *knobs_get(struct sim_sms *ss)
 /* clang-format off */
 #define KN(f, lo, hi) {#f, offsetof(struct sms_knobs, f), lo, hi}
 /* clang-format on */
-static const struct {
-	const char *name;
-	size_t off;
-	double min, max;
-} knob_nums[] = {
+static const struct sim_knob_num knob_nums[] = {
     KN(latency_ms, 0, 600000),
     KN(latency_jitter_ms, 0, 600000),
     KN(rate_429, 0, 1),
@@ -110,20 +107,6 @@ static struct sms_knobs *knobs_default(void)
 	return k;
 }
 
-static bool as_number(json_t *v, double *out)
-{
-	if (json_is_number(v)) {
-		*out = json_number_value(v);
-		return true;
-	}
-	if (json_is_string(v) && *json_string_value(v)) {
-		char *end;
-		*out = strtod(json_string_value(v), &end);
-		return *end == '\0';
-	}
-	return false;
-}
-
 static void digits_of(const char *in, char *out, size_t n)
 {
 	size_t k = 0;
@@ -137,7 +120,7 @@ static void digits_of(const char *in, char *out, size_t n)
 static bool as_code(json_t *v, int *out)
 {
 	double d;
-	if (!as_number(v, &d) || d != (int)d || d < 10000 || d > 99999)
+	if (!sim_as_number(v, &d) || d != (int)d || d < 10000 || d > 99999)
 		return false;
 	*out = (int)d;
 	return true;
@@ -254,19 +237,11 @@ static int knobs_apply(const struct sms_knobs *base, json_t *obj, const char *pr
 	{
 		char field[96];
 		snprintf(field, sizeof field, "%s%s", prefix, key);
-		size_t i;
-		for (i = 0; i < sizeof knob_nums / sizeof knob_nums[0]; i++)
-			if (strcmp(key, knob_nums[i].name) == 0)
+		const struct sim_knob_num *kn =
+		    sim_knob_num_find(knob_nums, sizeof knob_nums / sizeof knob_nums[0], key);
+		if (kn) {
+			if ((rc = sim_knob_num_set(kn, k, v, field, err)))
 				break;
-		double d;
-		if (i < sizeof knob_nums / sizeof knob_nums[0]) {
-			if (!as_number(v, &d) || d < knob_nums[i].min || d > knob_nums[i].max) {
-				rc = hr_fail(err, HR_EINVAL, field,
-				             "%s must be a number in [%g, %g]", field,
-				             knob_nums[i].min, knob_nums[i].max);
-				break;
-			}
-			memcpy((char *)k + knob_nums[i].off, &d, sizeof d);
 		} else if (strcmp(key, "advanced_opt_out") == 0) {
 			if (!json_is_boolean(v)) {
 				rc = hr_fail(err, HR_EINVAL, field, "%s must be true or false",
@@ -275,16 +250,8 @@ static int knobs_apply(const struct sms_knobs *base, json_t *obj, const char *pr
 			}
 			k->advanced_opt_out = json_is_true(v);
 		} else if (strcmp(key, "seed") == 0) {
-			if (json_is_null(v)) {
-				k->has_seed = false;
-			} else if (json_is_integer(v) && json_integer_value(v) >= 0) {
-				k->has_seed = true;
-				k->seed = (uint64_t)json_integer_value(v);
-			} else {
-				rc = hr_fail(err, HR_EINVAL, field,
-				             "%s must be a non-negative integer", field);
+			if ((rc = sim_knob_seed(v, field, &k->has_seed, &k->seed, err)))
 				break;
-			}
 		} else if (strcmp(key, "recipients") == 0) {
 			if ((rc = set_overrides(k, v, field, err)))
 				break;
@@ -304,11 +271,7 @@ static int knobs_apply(const struct sms_knobs *base, json_t *obj, const char *pr
 static json_t *knobs_json(const struct sms_knobs *k)
 {
 	json_t *o = json_object();
-	for (size_t i = 0; i < sizeof knob_nums / sizeof knob_nums[0]; i++) {
-		double v;
-		memcpy(&v, (const char *)k + knob_nums[i].off, sizeof v);
-		json_object_set_new(o, knob_nums[i].name, json_real(v));
-	}
+	sim_knob_nums_json(o, knob_nums, sizeof knob_nums / sizeof knob_nums[0], k);
 	json_object_set_new(o, "advanced_opt_out", json_boolean(k->advanced_opt_out));
 	json_object_set_new(o, "seed",
 	                    k->has_seed ? json_integer((json_int_t)k->seed) : json_null());
@@ -396,23 +359,13 @@ static int load_account(struct sim *s, json_t *entry, const char *base, struct h
 	struct sim_sms *ss = s->sms;
 	struct sms_account *a = &ss->accounts[ss->naccounts];
 	memset(a, 0, sizeof *a);
-	char field[160];
-	const char *id = json_string_value(json_object_get(entry, "id"));
-	snprintf(field, sizeof field, "%s.id", base);
-	if (!id || !*id || strlen(id) >= sizeof a->id)
-		return hr_fail(err, HR_EINVAL, field, "%s must be a non-empty string", field);
-	hr_strlcpy(a->id, id, sizeof a->id);
-	json_t *cfg = json_object_get(entry, "config");
 	char cbase[140];
-	if (json_is_object(cfg)) {
-		snprintf(cbase, sizeof cbase, "%s.config", base);
-	} else {
-		cfg = entry;
-		hr_strlcpy(cbase, base, sizeof cbase);
-	}
+	json_t *cfg = sim_account_entry(entry, base, a->id, sizeof a->id, cbase, sizeof cbase, err);
+	if (!cfg)
+		return err && err->code ? err->code : HR_EINVAL;
 	if (!json_object_get(cfg, "account_sid")) { /* e.g. another tool's test stub */
 		hr_log(HR_LOG_WARN, "sim", "%s (sms account %s) has no account_sid: not simulated",
-		       base, id);
+		       base, a->id);
 		return 0;
 	}
 	int rc;
@@ -440,7 +393,7 @@ static int load_account(struct sim *s, json_t *entry, const char *base, struct h
 	size_t hl = strlen(s->herald_url);
 	while (hl && s->herald_url[hl - 1] == '/')
 		hl--;
-	if (asprintf(&a->webhook_url, "%.*s/webhooks/sms/%s", (int)hl, s->herald_url, id) < 0)
+	if (asprintf(&a->webhook_url, "%.*s/webhooks/sms/%s", (int)hl, s->herald_url, a->id) < 0)
 		a->webhook_url = NULL;
 	if (!a->sender || !a->webhook_url) {
 		account_free(a);

@@ -17,6 +17,7 @@
 
 #include "core/crypto.h"
 #include "core/ratelimit.h"
+#include "sim/sim_heap.h"
 #include "sim/sim_sms.h"
 
 #define SMS_RETRY_BASE_US 250000
@@ -237,39 +238,21 @@ struct sms_sched {
 	CURL *easy;
 };
 
-static bool ev_less(const struct sms_ev *a, const struct sms_ev *b)
+/* Due first, then in push order. */
+static bool ev_less(const void *pa, const void *pb)
 {
+	const struct sms_ev *a = pa, *b = pb;
 	return a->due < b->due || (a->due == b->due && a->seq < b->seq);
 }
 
 static void heap_up(struct sms_ev *h, size_t i)
 {
-	while (i > 0) {
-		size_t p = (i - 1) / 2;
-		if (!ev_less(&h[i], &h[p]))
-			break;
-		struct sms_ev t = h[i];
-		h[i] = h[p];
-		h[p] = t;
-		i = p;
-	}
+	sim_heap_up(h, sizeof *h, i, ev_less);
 }
 
 static void heap_down(struct sms_ev *h, size_t n, size_t i)
 {
-	for (;;) {
-		size_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < n && ev_less(&h[l], &h[m]))
-			m = l;
-		if (r < n && ev_less(&h[r], &h[m]))
-			m = r;
-		if (m == i)
-			return;
-		struct sms_ev t = h[i];
-		h[i] = h[m];
-		h[m] = t;
-		i = m;
-	}
+	sim_heap_down(h, sizeof *h, n, i, ev_less);
 }
 
 void sms_sched_push(struct sim *s, struct sms_post *p, int64_t due)

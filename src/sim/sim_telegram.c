@@ -26,6 +26,7 @@
 #include "core/config.h"
 #include "core/crypto.h"
 #include "sim/sim_int.h"
+#include "sim/sim_knobtab.h"
 #include "sim/sim_telegram_int.h"
 
 #define TG_TEXT_MAX 4096
@@ -835,20 +836,10 @@ static int tg_load_account(struct sim *s, json_t *entry, const char *base, struc
 	struct sim_tg *t = s->tg;
 	struct tg_account *a = &t->accounts[t->naccounts];
 	memset(a, 0, sizeof *a);
-	char field[160];
-	const char *id = json_string_value(json_object_get(entry, "id"));
-	snprintf(field, sizeof field, "%s.id", base);
-	if (!id || !*id || strlen(id) >= sizeof a->id)
-		return hr_fail(err, HR_EINVAL, field, "%s must be a non-empty string", field);
-	hr_strlcpy(a->id, id, sizeof a->id);
-	json_t *cfg = json_object_get(entry, "config");
 	char cbase[140];
-	if (json_is_object(cfg)) {
-		snprintf(cbase, sizeof cbase, "%s.config", base);
-	} else {
-		cfg = entry;
-		hr_strlcpy(cbase, base, sizeof cbase);
-	}
+	json_t *cfg = sim_account_entry(entry, base, a->id, sizeof a->id, cbase, sizeof cbase, err);
+	if (!cfg)
+		return err && err->code ? err->code : HR_EINVAL;
 	int rc;
 	if ((rc = tg_cfg_secret(cfg, "bot_token", cbase, &a->token, err)) ||
 	    (rc = tg_cfg_secret(cfg, "webhook_secret", cbase, &a->secret, err))) {
@@ -859,7 +850,7 @@ static int tg_load_account(struct sim *s, json_t *entry, const char *base, struc
 	size_t hl = strlen(s->herald_url);
 	while (hl && s->herald_url[hl - 1] == '/')
 		hl--;
-	if (asprintf(&a->webhook_url, "%.*s/webhooks/telegram/%s", (int)hl, s->herald_url, id) <
+	if (asprintf(&a->webhook_url, "%.*s/webhooks/telegram/%s", (int)hl, s->herald_url, a->id) <
 	    0) {
 		a->webhook_url = NULL;
 		tg_account_free(a);
@@ -910,7 +901,7 @@ int sim_tg_start(struct sim *s, json_t *config, struct hr_err *err)
 	struct tg_knobs def = {.retry_after = 1, .answer_delay_ms = 300, .webhook_retry_s = 60};
 	json_t *retry = hr_cfg_get(config, "sim.webhook_retry_s");
 	if (retry)
-		sim_tg_as_number(retry, &def.webhook_retry_s);
+		sim_as_number(retry, &def.webhook_retry_s); /* YAML may quote numbers */
 	int rc = sim_tg_knobs_apply(&def, hr_cfg_get(config, "sim.telegram"), "sim.telegram.",
 	                            &t->knobs, err);
 	if (!rc)

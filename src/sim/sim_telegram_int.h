@@ -95,8 +95,6 @@ struct sim_tg {
 };
 
 /* ---- knobs (sim_telegram_knobs.c) ---- */
-/* A string or number as a double (YAML may quote numbers). */
-bool sim_tg_as_number(json_t *v, double *out);
 /* A copy of base with obj's keys applied; errors name "<prefix><key>". */
 int sim_tg_knobs_apply(const struct tg_knobs *base, json_t *obj, const char *prefix,
                        struct tg_knobs **out, struct hr_err *err);

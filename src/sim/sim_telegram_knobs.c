@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "sim/sim_int.h"
+#include "sim/sim_knobtab.h"
 #include "sim/sim_telegram_int.h"
 
 void sim_tg_knobs_unref(struct tg_knobs *k)
@@ -33,16 +34,10 @@ struct tg_knobs *sim_tg_knobs_get(struct sim_tg *t)
 	return k;
 }
 
-struct tg_knob_num {
-	const char *name;
-	size_t off;
-	double min, max;
-};
-
 /* clang-format off */
 #define TKN(f, lo, hi) {#f, offsetof(struct tg_knobs, f), lo, hi}
 /* clang-format on */
-static const struct tg_knob_num tg_knob_nums[] = {
+static const struct sim_knob_num tg_knob_nums[] = {
     TKN(latency_ms, 0, 600000),
     TKN(latency_jitter_ms, 0, 600000),
     TKN(rate_429, 0, 1),
@@ -53,20 +48,6 @@ static const struct tg_knob_num tg_knob_nums[] = {
     TKN(webhook_retry_s, 0, 7 * 86400),
 };
 #undef TKN
-
-bool sim_tg_as_number(json_t *v, double *out)
-{
-	if (json_is_number(v)) {
-		*out = json_number_value(v);
-		return true;
-	}
-	if (json_is_string(v) && *json_string_value(v)) {
-		char *end;
-		*out = strtod(json_string_value(v), &end);
-		return *end == '\0';
-	}
-	return false;
-}
 
 /* A string or an integer (YAML turns unquoted ids into numbers) as text. */
 static bool tg_as_text(json_t *v, char *out, size_t n)
@@ -179,31 +160,14 @@ int sim_tg_knobs_apply(const struct tg_knobs *base, json_t *obj, const char *pre
 	{
 		char field[96];
 		snprintf(field, sizeof field, "%s%.40s", prefix, key);
-		size_t i, nn = sizeof tg_knob_nums / sizeof tg_knob_nums[0];
-		for (i = 0; i < nn; i++)
-			if (strcmp(key, tg_knob_nums[i].name) == 0)
+		const struct sim_knob_num *kn = sim_knob_num_find(
+		    tg_knob_nums, sizeof tg_knob_nums / sizeof tg_knob_nums[0], key);
+		if (kn) {
+			if ((rc = sim_knob_num_set(kn, k, v, field, err)))
 				break;
-		double d;
-		if (i < nn) {
-			if (!sim_tg_as_number(v, &d) || d < tg_knob_nums[i].min ||
-			    d > tg_knob_nums[i].max) {
-				rc = hr_fail(err, HR_EINVAL, field,
-				             "%s must be a number in [%g, %g]", field,
-				             tg_knob_nums[i].min, tg_knob_nums[i].max);
-				break;
-			}
-			memcpy((char *)k + tg_knob_nums[i].off, &d, sizeof d);
 		} else if (strcmp(key, "seed") == 0) {
-			if (json_is_null(v)) {
-				k->has_seed = false;
-			} else if (json_is_integer(v) && json_integer_value(v) >= 0) {
-				k->has_seed = true;
-				k->seed = (uint64_t)json_integer_value(v);
-			} else {
-				rc = hr_fail(err, HR_EINVAL, field,
-				             "%s must be a non-negative integer", field);
+			if ((rc = sim_knob_seed(v, field, &k->has_seed, &k->seed, err)))
 				break;
-			}
 		} else if (strcmp(key, "recipients") == 0) {
 			if ((rc = tg_scripts_set(k, v, field, err)))
 				break;
@@ -224,11 +188,7 @@ int sim_tg_knobs_apply(const struct tg_knobs *base, json_t *obj, const char *pre
 json_t *sim_tg_knobs_json(const struct tg_knobs *k)
 {
 	json_t *o = json_object();
-	for (size_t i = 0; i < sizeof tg_knob_nums / sizeof tg_knob_nums[0]; i++) {
-		double v;
-		memcpy(&v, (const char *)k + tg_knob_nums[i].off, sizeof v);
-		json_object_set_new(o, tg_knob_nums[i].name, json_real(v));
-	}
+	sim_knob_nums_json(o, tg_knob_nums, sizeof tg_knob_nums / sizeof tg_knob_nums[0], k);
 	json_object_set_new(o, "seed",
 	                    k->has_seed ? json_integer((json_int_t)k->seed) : json_null());
 	json_t *r = json_object();

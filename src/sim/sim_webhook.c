@@ -15,6 +15,7 @@
 
 #include "core/crypto.h"
 #include "core/ratelimit.h"
+#include "sim/sim_heap.h"
 #include "sim/sim_int.h"
 
 #define SIM_POP_MAX 4096        /* events handled per loop turn */
@@ -123,39 +124,21 @@ void sim_post_free(struct sim_post *p)
  * The heap (caller holds sched_lock)
  * ------------------------------------------------------------------------- */
 
-static bool ev_less(const struct sim_event *a, const struct sim_event *b)
+/* Due first, then in push order. */
+static bool ev_less(const void *pa, const void *pb)
 {
+	const struct sim_event *a = pa, *b = pb;
 	return a->due < b->due || (a->due == b->due && a->seq < b->seq);
 }
 
 static void heap_up(struct sim_event *h, size_t i)
 {
-	while (i > 0) {
-		size_t p = (i - 1) / 2;
-		if (!ev_less(&h[i], &h[p]))
-			break;
-		struct sim_event t = h[i];
-		h[i] = h[p];
-		h[p] = t;
-		i = p;
-	}
+	sim_heap_up(h, sizeof *h, i, ev_less);
 }
 
 static void heap_down(struct sim_event *h, size_t n, size_t i)
 {
-	for (;;) {
-		size_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < n && ev_less(&h[l], &h[m]))
-			m = l;
-		if (r < n && ev_less(&h[r], &h[m]))
-			m = r;
-		if (m == i)
-			return;
-		struct sim_event t = h[i];
-		h[i] = h[m];
-		h[m] = t;
-		i = m;
-	}
+	sim_heap_down(h, sizeof *h, n, i, ev_less);
 }
 
 static struct sim_event heap_pop(struct sim *s)

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/postgres_int.h"
+#include "store/postgres_rows.h"
 
 #define PG_BATCH_COLS                                                                              \
 	"id, tenant_id, unit, name, channel, account_id, template_name, language, receipts, spec," \
@@ -19,38 +19,9 @@
 
 static int row_batch(const PGresult *r, int i, struct batch *b)
 {
-	bool oom = false;
+	const struct store_cols c = pg_cols(r, i);
 	memset(b, 0, sizeof *b);
-	pg_col_copy(r, i, 0, b->id, sizeof b->id);
-	pg_col_copy(r, i, 1, b->tenant_id, sizeof b->tenant_id);
-	pg_col_copy(r, i, 2, b->unit, sizeof b->unit);
-	pg_col_copy(r, i, 3, b->name, sizeof b->name);
-	pg_col_copy(r, i, 4, b->channel, sizeof b->channel);
-	pg_col_copy(r, i, 5, b->account_id, sizeof b->account_id);
-	pg_col_copy(r, i, 6, b->template_name, sizeof b->template_name);
-	pg_col_copy(r, i, 7, b->language, sizeof b->language);
-	b->receipts = pg_col_bool(r, i, 8);
-	b->spec = pg_col_dup(r, i, 9, &oom);
-	b->status = (enum batch_status)pg_col_i64(r, i, 10);
-	pg_col_copy(r, i, 11, b->error, sizeof b->error);
-	pg_col_copy(r, i, 12, b->retry_of, sizeof b->retry_of);
-	b->ingested = pg_col_bool(r, i, 13);
-	int64_t *t[] = {&b->schedule_at,  &b->created_at,   &b->validated_at, &b->started_at,
-	                &b->completed_at, &b->cancelled_at, &b->failed_at,    &b->total,
-	                &b->valid,        &b->invalid,      &b->duplicates,   &b->replied};
-	for (size_t k = 0; k < sizeof t / sizeof *t; k++)
-		*t[k] = pg_col_i64(r, i, 14 + (int)k);
-	for (int k = 0; k < MSG__COUNT; k++)
-		b->by_status[k] = pg_col_i64(r, i, 26 + k);
-	int c = 26 + MSG__COUNT;
-	b->paused_at = pg_col_i64(r, i, c);
-	b->resumed_at = pg_col_i64(r, i, c + 1);
-	pg_col_copy(r, i, c + 2, b->paused_by, sizeof b->paused_by);
-	pg_col_copy(r, i, c + 3, b->resumed_by, sizeof b->resumed_by);
-	pg_col_copy(r, i, c + 4, b->cancelled_by, sizeof b->cancelled_by);
-	pg_col_copy(r, i, c + 5, b->pause_reason, sizeof b->pause_reason);
-	pg_col_copy(r, i, c + 6, b->cancel_reason, sizeof b->cancel_reason);
-	return oom ? HR_ENOMEM : 0;
+	return store_row_batch(&c, b, NULL);
 }
 
 struct job_batch {
@@ -183,14 +154,9 @@ int pg_batch_list(struct store *st, const char *tenant_id, const struct batch_fi
 
 static void row_item(const PGresult *r, int i, struct batch_item *it, bool *oom)
 {
-	it->row = pg_col_i64(r, i, 0);
-	pg_col_copy(r, i, 1, it->recipient, sizeof it->recipient);
-	it->params = pg_col_dup(r, i, 2, oom);
-	it->valid = pg_col_bool(r, i, 3);
-	it->duplicate = pg_col_bool(r, i, 4);
-	pg_col_copy(r, i, 5, it->error_column, sizeof it->error_column);
-	pg_col_copy(r, i, 6, it->error, sizeof it->error);
-	pg_col_copy(r, i, 7, it->message_id, sizeof it->message_id);
+	const struct store_cols c = pg_cols(r, i);
+	if (store_row_batch_item(&c, it, NULL))
+		*oom = true;
 }
 
 /* Runs a row query (its parameters in p) into a heap array of items. */

@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/postgres_int.h"
+#include "store/argcheck.h"
+#include "store/postgres_rows.h"
 
 #define CB_COLS                                                                                    \
 	"id, tenant_id, message_id, batch_id, event, status, prev_status, provider_id,"            \
@@ -53,34 +54,12 @@ void pg_cb_add_params(struct pg_params *p, const struct lc_callback *c, int64_t 
 /* Row i of a CB_COLS result; HR_ENOMEM if a text cannot be copied. */
 static int row_cb(const PGresult *r, int i, struct callback_row *o)
 {
-	bool oom = false;
+	const struct store_cols c = pg_cols(r, i);
 	memset(o, 0, sizeof *o);
-	o->id = pg_col_i64(r, i, 0);
-	pg_col_copy(r, i, 1, o->tenant_id, sizeof o->tenant_id);
-	pg_col_copy(r, i, 2, o->message_id, sizeof o->message_id);
-	pg_col_copy(r, i, 3, o->batch_id, sizeof o->batch_id);
-	pg_col_copy(r, i, 4, o->event, sizeof o->event);
-	o->status = PQgetisnull(r, i, 5) ? -1 : (int)pg_col_i64(r, i, 5);
-	o->prev_status = PQgetisnull(r, i, 6) ? -1 : (int)pg_col_i64(r, i, 6);
-	pg_col_copy(r, i, 7, o->provider_id, sizeof o->provider_id);
-	pg_col_copy(r, i, 8, o->error_code, sizeof o->error_code);
-	pg_col_copy(r, i, 9, o->error_text, sizeof o->error_text);
-	o->detail = pg_col_dup(r, i, 10, &oom);
-	o->url = pg_col_dup(r, i, 11, &oom);
-	o->occurred_at = pg_col_i64(r, i, 12);
-	o->state = (enum callback_state)pg_col_i64(r, i, 13);
-	o->attempts = (int)pg_col_i64(r, i, 14);
-	o->next_try_at = pg_col_i64(r, i, 15);
-	o->lease_until = pg_col_i64(r, i, 16);
-	o->delivered_at = pg_col_i64(r, i, 17);
-	o->updated_at = pg_col_i64(r, i, 18);
-	o->last_http = (int)pg_col_i64(r, i, 19);
-	pg_col_copy(r, i, 20, o->last_error, sizeof o->last_error);
-	if (oom || !o->url) {
+	int rc = store_row_callback(&c, o, NULL);
+	if (rc)
 		callback_row_clear(o);
-		return HR_ENOMEM;
-	}
-	return 0;
+	return rc;
 }
 
 /* Up to max rows of r as a heap array; PQclears r. */
@@ -241,14 +220,9 @@ static int run_cb_done(void *be, struct wr_job *j)
 int pg_callback_done(struct store *st, const struct callback_outcome *o, size_t n,
                      struct hr_err *err)
 {
-	if (n && !o)
-		return HR_EINVAL;
-	for (size_t i = 0; i < n; i++)
-		if (o[i].state < CB_PENDING || o[i].state >= CB__COUNT)
-			return hr_fail(err, HR_EINVAL, "state", "unknown callback state %d",
-			               (int)o[i].state);
-	if (n == 0)
-		return 0;
+	int rc = store_callback_done_check(o, n, err);
+	if (rc || n == 0)
+		return rc;
 	struct job_cb_done a = {.j = {.run = run_cb_done}, .o = o, .n = n};
 	return wr_run_blocking(&((struct pg_store *)st)->wr, &a.j, err);
 }
@@ -305,25 +279,15 @@ int pg_callback_replay(struct store *st, const char *tenant_id, int64_t id, int 
 {
 	if (n)
 		*n = 0;
-	if (!tenant_id || !*tenant_id || id < 0 || (id == 0 && (limit < 1 || limit > 10000)))
-		return hr_fail(err, HR_EINVAL, id == 0 ? "limit" : "id", "bad replay request");
+	if (store_callback_replay_check(tenant_id, id, limit, err))
+		return HR_EINVAL;
 	struct job_cb_replay a = {.j = {.run = run_cb_replay, .limited = true},
 	                          .tenant_id = tenant_id,
 	                          .id = id,
 	                          .limit = limit};
 	int rc = wr_run_blocking(&((struct pg_store *)st)->wr, &a.j, err);
-	if (rc == 0 && id > 0 && a.n == 0) {
-		struct callback_row r;
-		rc = pg_callback_get(st, tenant_id, id, &r);
-		if (rc == HR_ENOTFOUND)
-			hr_fail(err, rc, "id", "no callback %lld", (long long)id);
-		else if (rc == 0)
-			rc = hr_fail(
-			    err, HR_ECONFLICT, "state",
-			    "callback %lld is still pending: it is sent as soon as it is due",
-			    (long long)id);
-		callback_row_clear(&r);
-	}
+	if (rc == 0 && id > 0 && a.n == 0) /* not the tenant's, or still pending */
+		rc = store_callback_replay_none(st, tenant_id, id, err);
 	if (rc == 0 && n)
 		*n = a.n;
 	return rc;

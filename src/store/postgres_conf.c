@@ -9,7 +9,8 @@
 
 #include <jansson.h>
 
-#include "store/postgres_int.h"
+#include "store/argcheck.h"
+#include "store/postgres_rows.h"
 
 struct job_conf {
 	struct wr_job j;
@@ -99,31 +100,13 @@ static int run_api_key_prune(void *be, struct wr_job *j)
 int pg_api_key_prune(struct store *st, const char *tenant_id, const char *const *keep_hashes,
                      size_t n, struct hr_err *err)
 {
-	if (!tenant_id || !*tenant_id)
-		return hr_fail(err, HR_EINVAL, "tenant_id", "tenant id is empty");
-	if (n && !keep_hashes)
-		return hr_fail(err, HR_EINVAL, "keep_hashes", "no list for %zu hashes", n);
-	json_t *arr = json_array();
-	if (!arr)
-		return hr_fail(err, HR_ENOMEM, "keep_hashes", "out of memory");
-	for (size_t i = 0; i < n; i++) {
-		if (!keep_hashes[i] || !*keep_hashes[i]) {
-			json_decref(arr);
-			return hr_fail(err, HR_EINVAL, "keep_hashes", "hash %zu is empty", i);
-		}
-		json_t *h = json_string(keep_hashes[i]);
-		if (!h || json_array_append_new(arr, h)) {
-			json_decref(arr);
-			return hr_fail(err, HR_EINVAL, "keep_hashes", "hash %zu is not UTF-8", i);
-		}
-	}
-	char *keep = json_dumps(arr, JSON_COMPACT);
-	json_decref(arr);
-	if (!keep)
-		return hr_fail(err, HR_ENOMEM, "keep_hashes", "out of memory");
+	char *keep;
+	int rc = store_key_keep_json(tenant_id, keep_hashes, n, &keep, err);
+	if (rc)
+		return rc;
 	struct job_prune p = {
 	    .j = {.run = run_api_key_prune}, .tenant_id = tenant_id, .keep = keep};
-	int rc = wr_run_blocking(&((struct pg_store *)st)->wr, &p.j, err);
+	rc = wr_run_blocking(&((struct pg_store *)st)->wr, &p.j, err);
 	free(keep);
 	if (rc == 0 && p.deleted > 0)
 		hr_log(HR_LOG_INFO, "store", "revoked %d API key(s) of tenant %s", p.deleted,
@@ -206,32 +189,10 @@ int pg_account_list(struct store *st, const char *tenant_id, struct account_row 
 	}
 	if (rc)
 		return rc;
-	int rows = PQntuples(r);
-	struct account_row *v = rows ? calloc((size_t)rows, sizeof *v) : NULL;
-	if (rows && !v) {
-		PQclear(r);
-		return HR_ENOMEM;
-	}
-	bool oom = false;
-	for (int i = 0; i < rows; i++) {
-		struct account_row *a = &v[i];
-		pg_col_copy(r, i, 0, a->id, sizeof a->id);
-		pg_col_copy(r, i, 1, a->tenant_id, sizeof a->tenant_id);
-		pg_col_copy(r, i, 2, a->channel, sizeof a->channel);
-		a->config = pg_col_dup(r, i, 3, &oom);
-		a->api_created = pg_col_bool(r, i, 4);
-		pg_col_copy(r, i, 5, a->unit_id, sizeof a->unit_id);
-	}
-	PQclear(r);
-	if (oom) {
-		for (int i = 0; i < rows; i++)
-			account_row_clear(&v[i]);
-		free(v);
-		return HR_ENOMEM;
-	}
+	void *v;
+	rc = pg_rows_read(r, sizeof **out, store_row_account, NULL, store_row_account_clear, &v, n);
 	*out = v;
-	*n = (size_t)rows;
-	return 0;
+	return rc;
 }
 
 static int run_template(void *be, struct wr_job *j)
@@ -289,21 +250,11 @@ int pg_template_get(struct store *st, const char *tenant_id, const char *channel
 		PQclear(r);
 		return HR_ENOTFOUND;
 	}
-	bool oom = false;
-	pg_col_copy(r, 0, 0, out->tenant_id, sizeof out->tenant_id);
-	pg_col_copy(r, 0, 1, out->channel, sizeof out->channel);
-	pg_col_copy(r, 0, 2, out->name, sizeof out->name);
-	pg_col_copy(r, 0, 3, out->language, sizeof out->language);
-	out->body = pg_col_dup(r, 0, 4, &oom);
-	out->param_count = (int)pg_col_i64(r, 0, 5);
-	out->config = pg_col_dup(r, 0, 6, &oom);
-	pg_col_copy(r, 0, 7, out->unit_id, sizeof out->unit_id);
+	rc = pg_row_one(r, store_row_template, out, sizeof *out);
 	PQclear(r);
-	if (oom) {
+	if (rc)
 		template_row_clear(out);
-		return HR_ENOMEM;
-	}
-	return 0;
+	return rc;
 }
 
 int pg_idem_get(struct store *st, const char *tenant_id, const char *key, struct idem_row *out)

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/postgres_int.h"
+#include "store/postgres_rows.h"
 
 /* ---------------------------------------------------------------------------
  * Durable accept.
@@ -350,35 +350,11 @@ int pg_message_events(struct store *st, const char *message_id, struct message_e
 	                 &p, &r);
 	if (rc)
 		return rc;
-	int rows = PQntuples(r);
-	struct message_event *v = rows ? calloc((size_t)rows, sizeof *v) : NULL;
-	if (rows && !v) {
-		PQclear(r);
-		return HR_ENOMEM;
-	}
-	bool oom = false;
-	for (int i = 0; i < rows; i++) {
-		struct message_event *e = &v[i];
-		e->id = pg_col_i64(r, i, 0);
-		pg_col_copy(r, i, 1, e->message_id, sizeof e->message_id);
-		e->at = pg_col_i64(r, i, 2);
-		e->provider_at = pg_col_i64(r, i, 3);
-		pg_col_copy(r, i, 4, e->type, sizeof e->type);
-		pg_col_copy(r, i, 5, e->source, sizeof e->source);
-		e->status = PQgetisnull(r, i, 6) ? -1 : (int)pg_col_i64(r, i, 6);
-		e->applied = pg_col_bool(r, i, 7);
-		e->detail = pg_col_dup(r, i, 8, &oom);
-	}
-	PQclear(r);
-	if (oom) {
-		for (int i = 0; i < rows; i++)
-			message_event_clear(&v[i]);
-		free(v);
-		return HR_ENOMEM;
-	}
+	void *v;
+	rc = pg_rows_read(r, sizeof **out, store_row_message_event, NULL,
+	                  store_row_message_event_clear, &v, n);
 	*out = v;
-	*n = (size_t)rows;
-	return 0;
+	return rc;
 }
 
 /* Optional filters of message_list, one bit each; each combination is its

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/postgres_int.h"
+#include "store/postgres_rows.h"
 
 const char pg_sql_pev_add[] =
     "INSERT INTO plugin_event(tenant_id, message_id, kind, prev_status, status, text, payload,"
@@ -132,36 +132,11 @@ int pg_plugin_event_read(struct store *st, int limit, struct plugin_event_row **
 	            &p, &r);
 	if (rc)
 		return rc;
-	size_t rows = (size_t)PQntuples(r);
-	struct plugin_event_row *v = rows ? calloc(rows, sizeof *v) : NULL;
-	if (rows && !v) {
-		PQclear(r);
-		return HR_ENOMEM;
-	}
-	bool oom = false;
-	for (size_t i = 0; i < rows; i++) {
-		struct plugin_event_row *e = &v[i];
-		int k = (int)i;
-		e->id = pg_col_i64(r, k, 0);
-		pg_col_copy(r, k, 1, e->tenant_id, sizeof e->tenant_id);
-		pg_col_copy(r, k, 2, e->message_id, sizeof e->message_id);
-		e->kind = (int)pg_col_i64(r, k, 3);
-		e->prev_status = PQgetisnull(r, k, 4) ? -1 : (int)pg_col_i64(r, k, 4);
-		e->status = PQgetisnull(r, k, 5) ? -1 : (int)pg_col_i64(r, k, 5);
-		e->text = pg_col_dup(r, k, 6, &oom);
-		e->payload = pg_col_dup(r, k, 7, &oom);
-		e->created_at = pg_col_i64(r, k, 8);
-	}
-	PQclear(r);
-	if (oom) {
-		for (size_t i = 0; i < rows; i++)
-			plugin_event_row_clear(&v[i]);
-		free(v);
-		return HR_ENOMEM;
-	}
+	void *v;
+	rc = pg_rows_read(r, sizeof **out, store_row_plugin_event, NULL,
+	                  store_row_plugin_event_clear, &v, n);
 	*out = v;
-	*n = rows;
-	return 0;
+	return rc;
 }
 
 int pg_plugin_event_count(struct store *st, int64_t *n)

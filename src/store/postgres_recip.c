@@ -8,12 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/postgres_int.h"
+#include "store/argcheck.h"
+#include "store/postgres_rows.h"
 
 extern const struct lc_backend pg_lc_backend; /* postgres_tx.c */
-
-#define RECIP_FORMS 3
-#define RECIP_LIMIT_MAX 1000
 
 int pg_supp_log(struct pg_store *s, const struct supp_change *c, const char *action, int64_t now,
                 struct hr_err *err)
@@ -44,14 +42,11 @@ int pg_suppression_change(struct store *st, const struct supp_change *c, struct 
 }
 
 /* $1 the tenant, $2..$4 the forms (missing ones repeat the first). */
-static int forms_params(struct pg_params *p, const char *tenant_id, const char *const *v, size_t n)
+static void forms_params(struct pg_params *p, const char *tenant_id, const char *const *v, size_t n)
 {
-	if (!tenant_id || !*tenant_id || n < 1 || n > RECIP_FORMS)
-		return HR_EINVAL;
 	pp_text(p, tenant_id);
-	for (size_t k = 0; k < RECIP_FORMS; k++)
+	for (size_t k = 0; k < STORE_RECIP_FORMS; k++)
 		pp_text(p, v[k < n ? k : 0]);
-	return 0;
 }
 
 int pg_recipient_supp(struct store *st, const char *tenant_id, const char *const *recips,
@@ -63,8 +58,9 @@ int pg_recipient_supp(struct store *st, const char *tenant_id, const char *const
 	*ev = NULL;
 	*ncur = *nev = 0;
 	struct pg_params p = {0};
-	if (limit < 1 || limit > RECIP_LIMIT_MAX || forms_params(&p, tenant_id, recips, nrec))
+	if (!store_recipient_args_ok(tenant_id, nrec, limit))
 		return HR_EINVAL;
+	forms_params(&p, tenant_id, recips, nrec);
 	PGresult *r;
 	int rc = pg_read(s, P_RECIP_SUPP, -1,
 	                 "SELECT tenant_id, channel, recipient, reason, created_at FROM suppression"
@@ -73,52 +69,25 @@ int pg_recipient_supp(struct store *st, const char *tenant_id, const char *const
 	                 &p, &r);
 	if (rc)
 		return rc;
-	int rows = PQntuples(r);
-	struct suppression_row *c = rows ? calloc((size_t)rows, sizeof *c) : NULL;
-	if (rows && !c) {
-		PQclear(r);
-		return HR_ENOMEM;
-	}
-	for (int i = 0; i < rows; i++) {
-		pg_col_copy(r, i, 0, c[i].tenant_id, sizeof c[i].tenant_id);
-		pg_col_copy(r, i, 1, c[i].channel, sizeof c[i].channel);
-		pg_col_copy(r, i, 2, c[i].recipient, sizeof c[i].recipient);
-		pg_col_copy(r, i, 3, c[i].reason, sizeof c[i].reason);
-		c[i].created_at = pg_col_i64(r, i, 4);
-	}
-	PQclear(r);
+	void *v;
+	if ((rc = pg_rows_read(r, sizeof **cur, store_row_suppression, NULL, NULL, &v, ncur)))
+		return rc;
+	*cur = v;
 	pp_i64(&p, limit);
 	rc = pg_read(s, P_RECIP_SUPP_EV, -1,
 	             "SELECT id, channel, recipient, action, reason, message_id, actor, at"
 	             " FROM suppression_event WHERE tenant_id = $1 AND recipient IN ($2, $3, $4)"
 	             " ORDER BY id DESC LIMIT $5",
 	             &p, &r);
+	if (rc == 0)
+		rc = pg_rows_read(r, sizeof **ev, store_row_supp_event, NULL, NULL, &v, nev);
 	if (rc) {
-		free(c);
+		free(*cur);
+		*cur = NULL;
+		*ncur = 0;
 		return rc;
 	}
-	int erows = PQntuples(r);
-	struct supp_event_row *e = erows ? calloc((size_t)erows, sizeof *e) : NULL;
-	if (erows && !e) {
-		PQclear(r);
-		free(c);
-		return HR_ENOMEM;
-	}
-	for (int i = 0; i < erows; i++) {
-		e[i].id = pg_col_i64(r, i, 0);
-		pg_col_copy(r, i, 1, e[i].channel, sizeof e[i].channel);
-		pg_col_copy(r, i, 2, e[i].recipient, sizeof e[i].recipient);
-		pg_col_copy(r, i, 3, e[i].action, sizeof e[i].action);
-		pg_col_copy(r, i, 4, e[i].reason, sizeof e[i].reason);
-		pg_col_copy(r, i, 5, e[i].message_id, sizeof e[i].message_id);
-		pg_col_copy(r, i, 6, e[i].actor, sizeof e[i].actor);
-		e[i].at = pg_col_i64(r, i, 7);
-	}
-	PQclear(r);
-	*cur = c;
-	*ncur = (size_t)rows;
-	*ev = e;
-	*nev = (size_t)erows;
+	*ev = v;
 	return 0;
 }
 
@@ -129,8 +98,9 @@ int pg_recipient_inbound(struct store *st, const char *tenant_id, const char *co
 	*out = NULL;
 	*n = 0;
 	struct pg_params p = {0};
-	if (limit < 1 || limit > RECIP_LIMIT_MAX || forms_params(&p, tenant_id, senders, nrec))
+	if (!store_recipient_args_ok(tenant_id, nrec, limit))
 		return HR_EINVAL;
+	forms_params(&p, tenant_id, senders, nrec);
 	pp_i64(&p, limit);
 	PGresult *r;
 	int rc = pg_read(
@@ -143,35 +113,10 @@ int pg_recipient_inbound(struct store *st, const char *tenant_id, const char *co
 	    &p, &r);
 	if (rc)
 		return rc;
-	int rows = PQntuples(r);
-	struct inbound_row *v = rows ? calloc((size_t)rows, sizeof *v) : NULL;
-	if (rows && !v) {
-		PQclear(r);
-		return HR_ENOMEM;
-	}
-	bool oom = false;
-	for (int i = 0; i < rows; i++) {
-		v[i].id = pg_col_i64(r, i, 0);
-		pg_col_copy(r, i, 1, v[i].account_id, sizeof v[i].account_id);
-		pg_col_copy(r, i, 2, v[i].message_id, sizeof v[i].message_id);
-		pg_col_copy(r, i, 3, v[i].unit, sizeof v[i].unit);
-		pg_col_copy(r, i, 4, v[i].sender, sizeof v[i].sender);
-		pg_col_copy(r, i, 5, v[i].kind, sizeof v[i].kind);
-		v[i].text = pg_col_dup(r, i, 6, &oom);
-		v[i].payload = pg_col_dup(r, i, 7, &oom);
-		v[i].provider_at = pg_col_i64(r, i, 8);
-		v[i].received_at = pg_col_i64(r, i, 9);
-	}
-	PQclear(r);
-	if (oom) {
-		for (int i = 0; i < rows; i++)
-			inbound_row_clear(&v[i]);
-		free(v);
-		return HR_ENOMEM;
-	}
+	void *v;
+	rc = pg_rows_read(r, sizeof **out, store_row_inbound, NULL, store_row_inbound_clear, &v, n);
 	*out = v;
-	*n = (size_t)rows;
-	return 0;
+	return rc;
 }
 
 /* dashobs, account health: the queue depth from the partial claim index
@@ -248,23 +193,10 @@ int pg_account_pauses(struct store *st, struct account_pause_row **out, size_t *
 	                 &q, &r);
 	if (rc)
 		return rc;
-	int rows = PQntuples(r);
-	struct account_pause_row *v = rows ? calloc((size_t)rows, sizeof *v) : NULL;
-	if (rows && !v) {
-		PQclear(r);
-		return HR_ENOMEM;
-	}
-	for (int i = 0; i < rows; i++) {
-		pg_col_copy(r, i, 0, v[i].account_id, sizeof v[i].account_id);
-		pg_col_copy(r, i, 1, v[i].tenant_id, sizeof v[i].tenant_id);
-		pg_col_copy(r, i, 2, v[i].reason, sizeof v[i].reason);
-		pg_col_copy(r, i, 3, v[i].actor, sizeof v[i].actor);
-		v[i].at = pg_col_i64(r, i, 4);
-	}
-	PQclear(r);
+	void *v;
+	rc = pg_rows_read(r, sizeof **out, store_row_pause, NULL, NULL, &v, n);
 	*out = v;
-	*n = (size_t)rows;
-	return 0;
+	return rc;
 }
 
 /* ---- daily counters (dashobs; store/daily.h) ---- */
@@ -408,22 +340,8 @@ int pg_daily_counts(struct store *st, const char *tenant_id, int32_t day_from, i
 	                 &p, &r);
 	if (rc)
 		return rc;
-	int rows = PQntuples(r);
-	struct daily_ent *v = rows ? calloc((size_t)rows, sizeof *v) : NULL;
-	if (rows && !v) {
-		PQclear(r);
-		return HR_ENOMEM;
-	}
-	for (int i = 0; i < rows; i++) {
-		hr_strlcpy(v[i].tenant_id, tenant_id, sizeof v[i].tenant_id);
-		pg_col_copy(r, i, 0, v[i].channel, sizeof v[i].channel);
-		v[i].day = (int32_t)pg_col_i64(r, i, 1);
-		v[i].kind = (int8_t)pg_col_i64(r, i, 2);
-		pg_col_copy(r, i, 3, v[i].code, sizeof v[i].code);
-		v[i].n = pg_col_i64(r, i, 4);
-	}
-	PQclear(r);
+	void *v;
+	rc = pg_rows_read(r, sizeof **out, store_row_daily, (void *)tenant_id, NULL, &v, n);
 	*out = v;
-	*n = (size_t)rows;
-	return 0;
+	return rc;
 }

@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/postgres_int.h"
+#include "store/argcheck.h"
+#include "store/postgres_rows.h"
 
 /* 1 if the query returned a row, 0 if none, or the error. */
 static int exists(struct pg_store *s, enum pg_slot slot, const char *sql, const struct pg_params *p,
@@ -154,23 +155,13 @@ int pg_alias_any(struct pg_store *s, const char *account_id, struct hr_err *err)
 int pg_suppression_put(struct store *st, const char *tenant_id, const char *channel,
                        const char *recipient, const char *reason, struct hr_err *err)
 {
-	struct supp_change c = {.tenant_id = tenant_id,
-	                        .channel = channel,
-	                        .recipient = recipient,
-	                        .reason = reason,
-	                        .actor = "api"};
-	return pg_suppression_change(st, &c, err);
+	return store_suppression_put(st, tenant_id, channel, recipient, reason, err);
 }
 
 int pg_suppression_delete(struct store *st, const char *tenant_id, const char *channel,
                           const char *recipient, struct hr_err *err)
 {
-	struct supp_change c = {.tenant_id = tenant_id,
-	                        .channel = channel,
-	                        .recipient = recipient,
-	                        .remove = true,
-	                        .actor = "api"};
-	return pg_suppression_change(st, &c, err);
+	return store_suppression_delete(st, tenant_id, channel, recipient, err);
 }
 
 int pg_suppression_list(struct store *st, const char *tenant_id, const char *channel,
@@ -200,22 +191,8 @@ int pg_suppression_list(struct store *st, const char *tenant_id, const char *cha
 	}
 	if (rc)
 		return rc;
-	int rows = PQntuples(r);
-	struct suppression_row *v = rows ? calloc((size_t)rows, sizeof *v) : NULL;
-	if (rows && !v) {
-		PQclear(r);
-		return HR_ENOMEM;
-	}
-	for (int i = 0; i < rows; i++) {
-		struct suppression_row *row = &v[i];
-		pg_col_copy(r, i, 0, row->tenant_id, sizeof row->tenant_id);
-		pg_col_copy(r, i, 1, row->channel, sizeof row->channel);
-		pg_col_copy(r, i, 2, row->recipient, sizeof row->recipient);
-		pg_col_copy(r, i, 3, row->reason, sizeof row->reason);
-		row->created_at = pg_col_i64(r, i, 4);
-	}
-	PQclear(r);
+	void *v;
+	rc = pg_rows_read(r, sizeof **out, store_row_suppression, NULL, NULL, &v, n);
 	*out = v;
-	*n = (size_t)rows;
-	return 0;
+	return rc;
 }

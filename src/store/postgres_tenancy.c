@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/postgres_int.h"
+#include "store/argcheck.h"
+#include "store/postgres_rows.h"
 
 static int audit_insert(struct pg_store *s, const struct audit_row *a, struct hr_err *err)
 {
@@ -26,14 +27,6 @@ static int audit_insert(struct pg_store *s, const struct audit_row *a, struct hr
 	    "INSERT INTO admin_audit(tenant_id, actor, at, action, object, before, after)"
 	    " VALUES($1, $2, $3, $4, $5, $6, $7)",
 	    &p, NULL, err, "admin_audit");
-}
-
-static int audit_check(const struct audit_row *a, struct hr_err *err)
-{
-	if (a && (!a->tenant_id[0] || !a->actor[0] || !a->action[0] || !a->object[0]))
-		return hr_fail(err, HR_EINVAL, "audit",
-		               "an audit row needs tenant, actor, action and object");
-	return 0;
 }
 
 struct job_admin {
@@ -95,23 +88,10 @@ int pg_tenant_create(struct store *st, const struct tenant_info *t, const struct
 {
 	if (!t || !t->id[0])
 		return hr_fail(err, HR_EINVAL, "id", "tenant id is empty");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_tenant_create, .audit = au, .row = t};
 	return admin_do((struct pg_store *)st, &a, err);
-}
-
-static void row_tenant(const PGresult *r, int i, struct tenant_info *t)
-{
-	memset(t, 0, sizeof *t);
-	pg_col_copy(r, i, 0, t->id, sizeof t->id);
-	pg_col_copy(r, i, 1, t->name, sizeof t->name);
-	t->disabled = pg_col_bool(r, i, 2);
-	t->created_at = pg_col_i64(r, i, 3);
-	t->limits.rate_milli = pg_col_i64(r, i, 4); /* NULL reads 0: none */
-	t->limits.burst = pg_col_i64(r, i, 5);
-	t->limits.daily_cap = pg_col_i64(r, i, 6);
-	t->limits.campaign_cap = pg_col_i64(r, i, 7);
 }
 
 #define PG_TENANT_COLS                                                                             \
@@ -130,38 +110,9 @@ int pg_tenant_get(struct store *st, const char *id, struct tenant_info *out)
 	if (PQntuples(r) == 0)
 		rc = HR_ENOTFOUND;
 	else
-		row_tenant(r, 0, out);
+		pg_row_one(r, store_row_tenant, out, sizeof *out);
 	PQclear(r);
 	return rc;
-}
-
-/* Copies every row of r into a heap array through fill. */
-static int rows_out(PGresult *r, size_t size, void (*fill)(const PGresult *, int, void *),
-                    void **out, size_t *n)
-{
-	int k = PQntuples(r);
-	*out = NULL;
-	*n = 0;
-	if (k == 0) {
-		PQclear(r);
-		return 0;
-	}
-	char *v = calloc((size_t)k, size);
-	if (!v) {
-		PQclear(r);
-		return HR_ENOMEM;
-	}
-	for (int i = 0; i < k; i++)
-		fill(r, i, v + (size_t)i * size);
-	PQclear(r);
-	*out = v;
-	*n = (size_t)k;
-	return 0;
-}
-
-static void fill_tenant(const PGresult *r, int i, void *out)
-{
-	row_tenant(r, i, out);
 }
 
 int pg_tenant_list(struct store *st, struct tenant_info **out, size_t *n)
@@ -175,7 +126,7 @@ int pg_tenant_list(struct store *st, struct tenant_info **out, size_t *n)
 		*n = 0;
 		return rc;
 	}
-	return rows_out(r, sizeof **out, fill_tenant, (void **)out, n);
+	return pg_rows_read(r, sizeof **out, store_row_tenant, NULL, NULL, (void **)out, n);
 }
 
 static int run_tenant_disable(struct pg_store *s, struct job_admin *a)
@@ -196,7 +147,7 @@ int pg_tenant_set_disabled(struct store *st, const char *id, bool disabled,
 {
 	if (!id || !*id)
 		return hr_fail(err, HR_EINVAL, "id", "tenant id is empty");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {
 	    .run = run_tenant_disable, .audit = au, .tenant_id = id, .flag = disabled};
@@ -239,7 +190,7 @@ int pg_tenant_set_limits(struct store *st, const char *id, const struct tenant_l
 		return hr_fail(err, HR_EINVAL, "id", "tenant id is empty");
 	if (!l || l->rate_milli < 0 || l->burst < 0 || l->daily_cap < 0 || l->campaign_cap < 0)
 		return hr_fail(err, HR_EINVAL, "limits", "limits cannot be negative");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_tenant_limits, .audit = au, .tenant_id = id, .row = l};
 	return admin_do((struct pg_store *)st, &a, err);
@@ -304,21 +255,10 @@ int pg_unit_create(struct store *st, const struct unit_row *u, bool if_absent,
 {
 	if (!u || !u->tenant_id[0] || !u->id[0])
 		return hr_fail(err, HR_EINVAL, "id", "unit id or tenant is empty");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_unit_create, .audit = au, .row = u, .flag = if_absent};
 	return admin_do((struct pg_store *)st, &a, err);
-}
-
-static void fill_unit(const PGresult *r, int i, void *out)
-{
-	struct unit_row *u = out;
-	memset(u, 0, sizeof *u);
-	pg_col_copy(r, i, 0, u->tenant_id, sizeof u->tenant_id);
-	pg_col_copy(r, i, 1, u->id, sizeof u->id);
-	pg_col_copy(r, i, 2, u->name, sizeof u->name);
-	u->disabled = pg_col_bool(r, i, 3);
-	u->created_at = pg_col_i64(r, i, 4);
 }
 
 int pg_unit_get(struct store *st, const char *tenant_id, const char *id, struct unit_row *out)
@@ -336,7 +276,7 @@ int pg_unit_get(struct store *st, const char *tenant_id, const char *id, struct 
 	if (PQntuples(r) == 0)
 		rc = HR_ENOTFOUND;
 	else
-		fill_unit(r, 0, out);
+		pg_row_one(r, store_row_unit, out, sizeof *out);
 	PQclear(r);
 	return rc;
 }
@@ -355,7 +295,7 @@ int pg_unit_list(struct store *st, const char *tenant_id, struct unit_row **out,
 		*n = 0;
 		return rc;
 	}
-	return rows_out(r, sizeof **out, fill_unit, (void **)out, n);
+	return pg_rows_read(r, sizeof **out, store_row_unit, NULL, NULL, (void **)out, n);
 }
 
 static int run_unit_disable(struct pg_store *s, struct job_admin *a)
@@ -378,7 +318,7 @@ int pg_unit_set_disabled(struct store *st, const char *tenant_id, const char *id
 {
 	if (!tenant_id || !*tenant_id || !id || !*id)
 		return hr_fail(err, HR_EINVAL, "id", "unit id or tenant is empty");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_unit_disable,
 	                      .audit = au,
@@ -394,35 +334,6 @@ int pg_unit_set_disabled(struct store *st, const char *tenant_id, const char *id
 	"k.key_hash, coalesce(k.prefix, ''), k.tenant_id, coalesce(k.unit_id, ''),"                \
 	" coalesce(k.label, ''), coalesce(k.scopes, '*'), coalesce(k.created_by, 'config'),"       \
 	" k.created_at, k.expires_at, k.revoked_at, k.last_used_at, k.api_created"
-
-static void fill_key(const PGresult *r, int i, void *out)
-{
-	struct key_row *k = out;
-	memset(k, 0, sizeof *k);
-	pg_col_copy(r, i, 0, k->hash, sizeof k->hash);
-	pg_col_copy(r, i, 1, k->prefix, sizeof k->prefix);
-	pg_col_copy(r, i, 2, k->tenant_id, sizeof k->tenant_id);
-	pg_col_copy(r, i, 3, k->unit_id, sizeof k->unit_id);
-	pg_col_copy(r, i, 4, k->label, sizeof k->label);
-	pg_col_copy(r, i, 5, k->scopes, sizeof k->scopes);
-	pg_col_copy(r, i, 6, k->created_by, sizeof k->created_by);
-	k->created_at = pg_col_i64(r, i, 7);
-	k->expires_at = pg_col_i64(r, i, 8);
-	k->revoked_at = pg_col_i64(r, i, 9);
-	k->last_used_at = pg_col_i64(r, i, 10);
-	k->api_created = pg_col_bool(r, i, 11);
-}
-
-static int key_check(const struct key_row *k, struct hr_err *err)
-{
-	if (!k || strlen(k->hash) != 64)
-		return hr_fail(err, HR_EINVAL, "hash", "key hash must be 64 hex digits");
-	if (!k->tenant_id[0])
-		return hr_fail(err, HR_EINVAL, "tenant", "key has no tenant");
-	if (!k->scopes[0])
-		return hr_fail(err, HR_EINVAL, "scopes", "key has no scopes");
-	return 0;
-}
 
 static int run_key_create(struct pg_store *s, struct job_admin *a)
 {
@@ -474,7 +385,7 @@ static int run_key_create(struct pg_store *s, struct job_admin *a)
 int pg_key_create(struct store *st, const struct key_row *k, const struct audit_row *au,
                   struct hr_err *err)
 {
-	if (key_check(k, err) || audit_check(au, err))
+	if (store_key_check(k, err) || store_audit_check(au, err))
 		return err->code;
 	if (!k->prefix[0])
 		return hr_fail(err, HR_EINVAL, "prefix", "key has no prefix");
@@ -484,7 +395,7 @@ int pg_key_create(struct store *st, const struct key_row *k, const struct audit_
 
 int pg_key_seed(struct store *st, const struct key_row *k, struct hr_err *err)
 {
-	if (key_check(k, err))
+	if (store_key_check(k, err))
 		return err->code;
 	struct job_admin a = {.run = run_key_create, .row = k, .flag = true};
 	return admin_do((struct pg_store *)st, &a, err);
@@ -508,7 +419,7 @@ int pg_key_lookup(struct store *st, const char *hash, struct key_row *out)
 	if (PQntuples(r) == 0) {
 		rc = HR_ENOTFOUND;
 	} else {
-		fill_key(r, 0, out);
+		pg_row_one(r, store_row_key, out, sizeof *out);
 		out->tenant_disabled = pg_col_bool(r, 0, 12);
 		out->unit_disabled = pg_col_bool(r, 0, 13);
 	}
@@ -530,7 +441,7 @@ int pg_key_list(struct store *st, const char *tenant_id, struct key_row **out, s
 		*n = 0;
 		return rc;
 	}
-	return rows_out(r, sizeof **out, fill_key, (void **)out, n);
+	return pg_rows_read(r, sizeof **out, store_row_key, NULL, NULL, (void **)out, n);
 }
 
 static int run_key_revoke(struct pg_store *s, struct job_admin *a)
@@ -560,7 +471,7 @@ int pg_key_revoke(struct store *st, const char *tenant_id, const char *prefix,
 {
 	if (!prefix || !*prefix)
 		return hr_fail(err, HR_EINVAL, "prefix", "key prefix is empty");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_key_revoke,
 	                      .audit = au,
@@ -613,28 +524,10 @@ int pg_audit_append(struct store *st, const struct audit_row *au, struct hr_err 
 {
 	if (!au)
 		return hr_fail(err, HR_EINVAL, "audit", "no audit row");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_audit_only, .audit = au};
 	return admin_do((struct pg_store *)st, &a, err);
-}
-
-static void fill_audit(const PGresult *r, int i, void *out)
-{
-	struct audit_row *a = out;
-	memset(a, 0, sizeof *a);
-	bool oom = false;
-	a->id = pg_col_i64(r, i, 0);
-	pg_col_copy(r, i, 1, a->tenant_id, sizeof a->tenant_id);
-	pg_col_copy(r, i, 2, a->actor, sizeof a->actor);
-	a->at = pg_col_i64(r, i, 3);
-	pg_col_copy(r, i, 4, a->action, sizeof a->action);
-	pg_col_copy(r, i, 5, a->object, sizeof a->object);
-	a->before = PQgetisnull(r, i, 6) ? NULL : pg_col_dup(r, i, 6, &oom);
-	a->after = PQgetisnull(r, i, 7) ? NULL : pg_col_dup(r, i, 7, &oom);
-	if (oom)
-		hr_log(HR_LOG_WARN, "store", "audit row %lld: out of memory for before/after",
-		       (long long)a->id);
 }
 
 int pg_audit_list(struct store *st, const char *tenant_id, int64_t before_id, int limit,
@@ -656,7 +549,7 @@ int pg_audit_list(struct store *st, const char *tenant_id, int64_t before_id, in
 	                 &p, &r);
 	if (rc)
 		return rc;
-	return rows_out(r, sizeof **out, fill_audit, (void **)out, n);
+	return pg_rows_read(r, sizeof **out, store_row_audit, NULL, NULL, (void **)out, n);
 }
 
 /* ---- accounts and templates written by the API (with their audit row) ---- */

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/sqlite_int.h"
+#include "store/sqlite_rows.h"
 
 #define SQ_BATCH_COLS                                                                              \
 	"id, tenant_id, unit, name, channel, account_id, template_name, language, receipts, spec," \
@@ -19,38 +19,9 @@
 
 static int row_batch(sqlite3_stmt *q, struct batch *b)
 {
-	bool oom = false;
+	const struct store_cols c = sq_cols(q);
 	memset(b, 0, sizeof *b);
-	sq_col_copy(q, 0, b->id, sizeof b->id);
-	sq_col_copy(q, 1, b->tenant_id, sizeof b->tenant_id);
-	sq_col_copy(q, 2, b->unit, sizeof b->unit);
-	sq_col_copy(q, 3, b->name, sizeof b->name);
-	sq_col_copy(q, 4, b->channel, sizeof b->channel);
-	sq_col_copy(q, 5, b->account_id, sizeof b->account_id);
-	sq_col_copy(q, 6, b->template_name, sizeof b->template_name);
-	sq_col_copy(q, 7, b->language, sizeof b->language);
-	b->receipts = sqlite3_column_int(q, 8) != 0;
-	b->spec = sq_col_dup(q, 9, &oom);
-	b->status = (enum batch_status)sqlite3_column_int(q, 10);
-	sq_col_copy(q, 11, b->error, sizeof b->error);
-	sq_col_copy(q, 12, b->retry_of, sizeof b->retry_of);
-	b->ingested = sqlite3_column_int(q, 13) != 0;
-	int64_t *t[] = {&b->schedule_at,  &b->created_at,   &b->validated_at, &b->started_at,
-	                &b->completed_at, &b->cancelled_at, &b->failed_at,    &b->total,
-	                &b->valid,        &b->invalid,      &b->duplicates,   &b->replied};
-	for (size_t i = 0; i < sizeof t / sizeof *t; i++)
-		*t[i] = sqlite3_column_int64(q, 14 + (int)i);
-	for (int i = 0; i < MSG__COUNT; i++)
-		b->by_status[i] = sqlite3_column_int64(q, 26 + i);
-	int c = 26 + MSG__COUNT;
-	b->paused_at = sqlite3_column_int64(q, c);
-	b->resumed_at = sqlite3_column_int64(q, c + 1);
-	sq_col_copy(q, c + 2, b->paused_by, sizeof b->paused_by);
-	sq_col_copy(q, c + 3, b->resumed_by, sizeof b->resumed_by);
-	sq_col_copy(q, c + 4, b->cancelled_by, sizeof b->cancelled_by);
-	sq_col_copy(q, c + 5, b->pause_reason, sizeof b->pause_reason);
-	sq_col_copy(q, c + 6, b->cancel_reason, sizeof b->cancel_reason);
-	return oom ? HR_ENOMEM : 0;
+	return store_row_batch(&c, b, NULL);
 }
 
 struct job_batch {
@@ -222,14 +193,9 @@ int sq_batch_list(struct store *st, const char *tenant_id, const struct batch_fi
 
 static void row_item(sqlite3_stmt *q, struct batch_item *it, bool *oom)
 {
-	it->row = sqlite3_column_int64(q, 0);
-	sq_col_copy(q, 1, it->recipient, sizeof it->recipient);
-	it->params = sq_col_dup(q, 2, oom);
-	it->valid = sqlite3_column_int(q, 3) != 0;
-	it->duplicate = sqlite3_column_int(q, 4) != 0;
-	sq_col_copy(q, 5, it->error_column, sizeof it->error_column);
-	sq_col_copy(q, 6, it->error, sizeof it->error);
-	sq_col_copy(q, 7, it->message_id, sizeof it->message_id);
+	const struct store_cols c = sq_cols(q);
+	if (store_row_batch_item(&c, it, NULL))
+		*oom = true;
 }
 
 /* Steps a bound row query into a heap array of at most limit items, then

@@ -12,7 +12,8 @@
 
 #include <jansson.h>
 
-#include "store/sqlite_int.h"
+#include "store/argcheck.h"
+#include "store/sqlite_rows.h"
 
 #define CB_COLS                                                                                    \
 	"id, tenant_id, message_id, batch_id, event, status, prev_status, provider_id,"            \
@@ -22,34 +23,12 @@
 /* A row of CB_COLS; HR_ENOMEM if a text cannot be copied. */
 static int row_cb(sqlite3_stmt *q, struct callback_row *r)
 {
-	bool oom = false;
+	const struct store_cols c = sq_cols(q);
 	memset(r, 0, sizeof *r);
-	r->id = sqlite3_column_int64(q, 0);
-	sq_col_copy(q, 1, r->tenant_id, sizeof r->tenant_id);
-	sq_col_copy(q, 2, r->message_id, sizeof r->message_id);
-	sq_col_copy(q, 3, r->batch_id, sizeof r->batch_id);
-	sq_col_copy(q, 4, r->event, sizeof r->event);
-	r->status = sqlite3_column_type(q, 5) == SQLITE_NULL ? -1 : sqlite3_column_int(q, 5);
-	r->prev_status = sqlite3_column_type(q, 6) == SQLITE_NULL ? -1 : sqlite3_column_int(q, 6);
-	sq_col_copy(q, 7, r->provider_id, sizeof r->provider_id);
-	sq_col_copy(q, 8, r->error_code, sizeof r->error_code);
-	sq_col_copy(q, 9, r->error_text, sizeof r->error_text);
-	r->detail = sq_col_dup(q, 10, &oom);
-	r->url = sq_col_dup(q, 11, &oom);
-	r->occurred_at = sqlite3_column_int64(q, 12);
-	r->state = (enum callback_state)sqlite3_column_int(q, 13);
-	r->attempts = sqlite3_column_int(q, 14);
-	r->next_try_at = sqlite3_column_int64(q, 15);
-	r->lease_until = sqlite3_column_int64(q, 16);
-	r->delivered_at = sqlite3_column_int64(q, 17);
-	r->updated_at = sqlite3_column_int64(q, 18);
-	r->last_http = sqlite3_column_int(q, 19);
-	sq_col_copy(q, 20, r->last_error, sizeof r->last_error);
-	if (oom || !r->url) {
+	int rc = store_row_callback(&c, r, NULL);
+	if (rc)
 		callback_row_clear(r);
-		return HR_ENOMEM;
-	}
-	return 0;
+	return rc;
 }
 
 /* Collects the rows a stepped statement returns (at most max) into a heap
@@ -270,14 +249,9 @@ static int run_cb_done(void *be, struct wr_job *j)
 int sq_callback_done(struct store *st, const struct callback_outcome *o, size_t n,
                      struct hr_err *err)
 {
-	if (n && !o)
-		return HR_EINVAL;
-	for (size_t i = 0; i < n; i++)
-		if (o[i].state < CB_PENDING || o[i].state >= CB__COUNT)
-			return hr_fail(err, HR_EINVAL, "state", "unknown callback state %d",
-			               (int)o[i].state);
-	if (n == 0)
-		return 0;
+	int rc = store_callback_done_check(o, n, err);
+	if (rc || n == 0)
+		return rc;
 	struct job_cb_done a = {.j = {.run = run_cb_done}, .o = o, .n = n};
 	return wr_run_blocking(&((struct sq_store *)st)->wr, &a.j, err);
 }
@@ -335,27 +309,15 @@ int sq_callback_replay(struct store *st, const char *tenant_id, int64_t id, int 
 {
 	if (n)
 		*n = 0;
-	if (!tenant_id || !*tenant_id || id < 0 || (id == 0 && (limit < 1 || limit > 10000)))
-		return hr_fail(err, HR_EINVAL, id == 0 ? "limit" : "id", "bad replay request");
+	if (store_callback_replay_check(tenant_id, id, limit, err))
+		return HR_EINVAL;
 	struct job_cb_replay a = {.j = {.run = run_cb_replay, .limited = true},
 	                          .tenant_id = tenant_id,
 	                          .id = id,
 	                          .limit = limit};
 	int rc = wr_run_blocking(&((struct sq_store *)st)->wr, &a.j, err);
-	if (rc == 0 && id > 0 && a.n == 0) {
-		/* Nothing changed: not the tenant's, or still pending. */
-		struct callback_row r;
-		rc = sq_callback_get(st, tenant_id, id, &r);
-		if (rc == HR_ENOTFOUND)
-			hr_fail(err, rc, "id", "no callback %lld", (long long)id);
-		else if (rc == 0)
-			rc = hr_fail(
-			    err, HR_ECONFLICT, "state",
-			    "callback %lld is still pending: it is sent as soon as it is due",
-			    (long long)id);
-		if (rc != HR_ENOTFOUND)
-			callback_row_clear(&r);
-	}
+	if (rc == 0 && id > 0 && a.n == 0) /* not the tenant's, or still pending */
+		rc = store_callback_replay_none(st, tenant_id, id, err);
 	if (rc == 0 && n)
 		*n = a.n;
 	return rc;

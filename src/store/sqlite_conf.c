@@ -9,7 +9,8 @@
 
 #include <jansson.h>
 
-#include "store/sqlite_int.h"
+#include "store/argcheck.h"
+#include "store/sqlite_rows.h"
 
 struct job_conf {
 	struct wr_job j;
@@ -102,31 +103,13 @@ static int run_api_key_prune(void *be, struct wr_job *j)
 int sq_api_key_prune(struct store *st, const char *tenant_id, const char *const *keep_hashes,
                      size_t n, struct hr_err *err)
 {
-	if (!tenant_id || !*tenant_id)
-		return hr_fail(err, HR_EINVAL, "tenant_id", "tenant id is empty");
-	if (n && !keep_hashes)
-		return hr_fail(err, HR_EINVAL, "keep_hashes", "no list for %zu hashes", n);
-	json_t *arr = json_array();
-	if (!arr)
-		return hr_fail(err, HR_ENOMEM, "keep_hashes", "out of memory");
-	for (size_t i = 0; i < n; i++) {
-		if (!keep_hashes[i] || !*keep_hashes[i]) {
-			json_decref(arr);
-			return hr_fail(err, HR_EINVAL, "keep_hashes", "hash %zu is empty", i);
-		}
-		json_t *h = json_string(keep_hashes[i]);
-		if (!h || json_array_append_new(arr, h)) {
-			json_decref(arr);
-			return hr_fail(err, HR_EINVAL, "keep_hashes", "hash %zu is not UTF-8", i);
-		}
-	}
-	char *keep = json_dumps(arr, JSON_COMPACT);
-	json_decref(arr);
-	if (!keep)
-		return hr_fail(err, HR_ENOMEM, "keep_hashes", "out of memory");
+	char *keep;
+	int rc = store_key_keep_json(tenant_id, keep_hashes, n, &keep, err);
+	if (rc)
+		return rc;
 	struct job_prune p = {.j = {.run = run_api_key_prune}, .tenant_id = tenant_id,
 	                      .keep = keep};
-	int rc = wr_run_blocking(&((struct sq_store *)st)->wr, &p.j, err);
+	rc = wr_run_blocking(&((struct sq_store *)st)->wr, &p.j, err);
 	free(keep);
 	if (rc == 0 && p.deleted > 0)
 		hr_log(HR_LOG_INFO, "store", "revoked %d API key(s) of tenant %s", p.deleted,
@@ -216,47 +199,12 @@ int sq_account_list(struct store *st, const char *tenant_id, struct account_row 
 	}
 	if (tenant_id)
 		sqlite3_bind_text(q, 1, tenant_id, -1, SQLITE_STATIC);
-	struct account_row *v = NULL;
-	size_t len = 0, cap = 0;
-	int src;
-	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-		if (len == cap) {
-			size_t nc = cap ? cap * 2 : 8;
-			struct account_row *nv = realloc(v, nc * sizeof *v);
-			if (!nv) {
-				rc = HR_ENOMEM;
-				break;
-			}
-			v = nv;
-			cap = nc;
-		}
-		struct account_row *a = &v[len];
-		bool oom = false;
-		memset(a, 0, sizeof *a);
-		sq_col_copy(q, 0, a->id, sizeof a->id);
-		sq_col_copy(q, 1, a->tenant_id, sizeof a->tenant_id);
-		sq_col_copy(q, 2, a->channel, sizeof a->channel);
-		a->config = sq_col_dup(q, 3, &oom);
-		a->api_created = sqlite3_column_int(q, 4) != 0;
-		sq_col_copy(q, 5, a->unit_id, sizeof a->unit_id);
-		if (oom) {
-			rc = HR_ENOMEM;
-			break;
-		}
-		len++;
-	}
-	if (rc == 0 && src != SQLITE_DONE)
-		rc = sq_fail(r->db, src, NULL, NULL);
+	void *v;
+	rc = sq_rows_read(r, q, sizeof **out, store_row_account, NULL, store_row_account_clear, &v,
+	                  n);
 	sq_reader_put(s, r);
-	if (rc) {
-		for (size_t i = 0; i < len; i++)
-			account_row_clear(&v[i]);
-		free(v);
-		return rc;
-	}
 	*out = v;
-	*n = len;
-	return 0;
+	return rc;
 }
 
 static int run_template(void *be, struct wr_job *j)
@@ -301,34 +249,23 @@ int sq_template_get(struct store *st, const char *tenant_id, const char *channel
 	struct sq_store *s = (struct sq_store *)st;
 	memset(out, 0, sizeof *out);
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(
+	    s, R_TEMPLATE,
+	    "SELECT tenant_id, channel, name, language, body, param_count, config, unit_id"
+	    " FROM template WHERE tenant_id = ?1 AND channel = ?2 AND name = ?3 AND language = ?4",
+	    &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q = sq_rstmt(r, R_TEMPLATE,
-		"SELECT tenant_id, channel, name, language, body, param_count, config, unit_id"
-		" FROM template WHERE tenant_id = ?1 AND channel = ?2 AND name = ?3 AND language = ?4");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
 	sqlite3_bind_text(q, 1, tenant_id ? tenant_id : "", -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 2, channel ? channel : "", -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 3, name ? name : "", -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 4, language ? language : "", -1, SQLITE_STATIC);
 	int src = sqlite3_step(q);
 	if (src == SQLITE_ROW) {
-		bool oom = false;
-		sq_col_copy(q, 0, out->tenant_id, sizeof out->tenant_id);
-		sq_col_copy(q, 1, out->channel, sizeof out->channel);
-		sq_col_copy(q, 2, out->name, sizeof out->name);
-		sq_col_copy(q, 3, out->language, sizeof out->language);
-		out->body = sq_col_dup(q, 4, &oom);
-		out->param_count = sqlite3_column_int(q, 5);
-		out->config = sq_col_dup(q, 6, &oom);
-		sq_col_copy(q, 7, out->unit_id, sizeof out->unit_id);
-		if (oom)
+		const struct store_cols c = sq_cols(q);
+		if ((rc = store_row_template(&c, out, NULL)) != 0)
 			template_row_clear(out);
-		rc = oom ? HR_ENOMEM : 0;
 	} else {
 		rc = src == SQLITE_DONE ? HR_ENOTFOUND : sq_fail(r->db, src, NULL, NULL);
 	}
@@ -342,16 +279,13 @@ int sq_idem_get(struct store *st, const char *tenant_id, const char *key,
 	struct sq_store *s = (struct sq_store *)st;
 	memset(out, 0, sizeof *out);
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(s, R_IDEM,
+	                       "SELECT request_hash, http_status, response FROM idempotency_key"
+	                       " WHERE tenant_id = ?1 AND key = ?2",
+	                       &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q = sq_rstmt(r, R_IDEM,
-		"SELECT request_hash, http_status, response FROM idempotency_key"
-		" WHERE tenant_id = ?1 AND key = ?2");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
 	sqlite3_bind_text(q, 1, tenant_id ? tenant_id : "", -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 2, key ? key : "", -1, SQLITE_STATIC);
 	int src = sqlite3_step(q);

@@ -20,8 +20,7 @@
 #include <string.h>
 
 #include "core/segments.h"
-#include "store/sqlite_int.h"
-
+#include "store/sqlite_rows.h"
 
 /* ---------------------------------------------------------------------------
  * Append, fetch, count.
@@ -86,6 +85,18 @@ int sq_row_inbox(sqlite3_stmt *q, struct inbox_row *row)
 	return 0;
 }
 
+/* The inbox row's body is a blob: read by SQLite's own decoder. */
+static int row_inbox(const struct store_cols *c, void *row, void *arg)
+{
+	(void)arg;
+	return sq_row_inbox((sqlite3_stmt *)c->res, row);
+}
+
+static void clear_inbox(void *row)
+{
+	inbox_row_clear(row);
+}
+
 int sq_inbox_fetch(struct store *st, int64_t now, int limit, struct inbox_row **out,
                    size_t *n)
 {
@@ -94,15 +105,10 @@ int sq_inbox_fetch(struct store *st, int64_t now, int limit, struct inbox_row **
 	*n = 0;
 	if (limit <= 0)
 		return limit < 0 ? HR_EINVAL : 0;
-	struct inbox_row *v = calloc((size_t)limit, sizeof *v);
-	if (!v)
-		return HR_ENOMEM;
 	struct sq_reader *r;
 	int rc = sq_reader_get(s, &r);
-	if (rc) {
-		free(v);
+	if (rc)
 		return rc;
-	}
 	/* New rows carry next_try_at = received_at, so one range condition
 	 * covers both new rows and retries that are due. */
 	sqlite3_stmt *q = sq_rstmt(r, R_INBOX_FETCH,
@@ -111,34 +117,15 @@ int sq_inbox_fetch(struct store *st, int64_t now, int limit, struct inbox_row **
 		" ORDER BY id LIMIT ?2");
 	if (!q) {
 		sq_reader_put(s, r);
-		free(v);
 		return HR_EIO;
 	}
 	sqlite3_bind_int64(q, 1, now);
 	sqlite3_bind_int(q, 2, limit);
-	size_t len = 0;
-	int src;
-	while ((src = sqlite3_step(q)) == SQLITE_ROW && len < (size_t)limit) {
-		if ((rc = sq_row_inbox(q, &v[len])) != 0)
-			break;
-		len++;
-	}
-	if (rc == 0 && src != SQLITE_DONE && src != SQLITE_ROW)
-		rc = sq_fail(r->db, src, NULL, NULL);
+	void *v;
+	rc = sq_rows_read(r, q, sizeof **out, row_inbox, NULL, clear_inbox, &v, n);
 	sq_reader_put(s, r);
-	if (rc) {
-		for (size_t i = 0; i < len; i++)
-			inbox_row_clear(&v[i]);
-		free(v);
-		return rc;
-	}
-	if (len == 0) {
-		free(v);
-		v = NULL;
-	}
 	*out = v;
-	*n = len;
-	return 0;
+	return rc;
 }
 
 int sq_inbox_pending(struct store *st, int64_t *n)
@@ -146,20 +133,12 @@ int sq_inbox_pending(struct store *st, int64_t *n)
 	struct sq_store *s = (struct sq_store *)st;
 	*n = 0;
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(s, R_INBOX_PENDING,
+	                       "SELECT count(*) FROM webhook_inbox WHERE state IN (0, 2)", &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q = sq_rstmt(r, R_INBOX_PENDING,
-		"SELECT count(*) FROM webhook_inbox WHERE state IN (0, 2)");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
-	int src = sqlite3_step(q);
-	if (src == SQLITE_ROW)
-		*n = sqlite3_column_int64(q, 0);
-	else
-		rc = sq_fail(r->db, src, NULL, NULL);
+	rc = sq_read_i64(r, q, n);
 	sq_reader_put(s, r);
 	return rc;
 }

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/sqlite_int.h"
+#include "store/sqlite_rows.h"
 
 /* ---------------------------------------------------------------------------
  * Durable accept.
@@ -273,62 +273,21 @@ int sq_message_events(struct store *st, const char *message_id,
 	*out = NULL;
 	*n = 0;
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(
+	    s, R_EVENTS,
+	    "SELECT id, message_id, at, provider_at, type, source, status, applied, detail"
+	    " FROM message_event WHERE message_id = ?1 ORDER BY id",
+	    &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q = sq_rstmt(r, R_EVENTS,
-		"SELECT id, message_id, at, provider_at, type, source, status, applied, detail"
-		" FROM message_event WHERE message_id = ?1 ORDER BY id");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
 	sqlite3_bind_text(q, 1, message_id ? message_id : "", -1, SQLITE_STATIC);
-	struct message_event *v = NULL;
-	size_t len = 0, cap = 0;
-	int src;
-	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-		if (len == cap) {
-			size_t nc = cap ? cap * 2 : 8;
-			struct message_event *nv = realloc(v, nc * sizeof *v);
-			if (!nv) {
-				rc = HR_ENOMEM;
-				break;
-			}
-			v = nv;
-			cap = nc;
-		}
-		struct message_event *e = &v[len];
-		bool oom = false;
-		memset(e, 0, sizeof *e);
-		e->id = sqlite3_column_int64(q, 0);
-		sq_col_copy(q, 1, e->message_id, sizeof e->message_id);
-		e->at = sqlite3_column_int64(q, 2);
-		e->provider_at = sqlite3_column_int64(q, 3);
-		sq_col_copy(q, 4, e->type, sizeof e->type);
-		sq_col_copy(q, 5, e->source, sizeof e->source);
-		e->status = sqlite3_column_type(q, 6) == SQLITE_NULL ? -1
-		                                                      : sqlite3_column_int(q, 6);
-		e->applied = sqlite3_column_int(q, 7) != 0;
-		e->detail = sq_col_dup(q, 8, &oom);
-		if (oom) {
-			rc = HR_ENOMEM;
-			break;
-		}
-		len++;
-	}
-	if (rc == 0 && src != SQLITE_DONE)
-		rc = sq_fail(r->db, src, NULL, NULL);
+	void *v;
+	rc = sq_rows_read(r, q, sizeof **out, store_row_message_event, NULL,
+	                  store_row_message_event_clear, &v, n);
 	sq_reader_put(s, r);
-	if (rc) {
-		for (size_t i = 0; i < len; i++)
-			message_event_clear(&v[i]);
-		free(v);
-		return rc;
-	}
 	*out = v;
-	*n = len;
-	return 0;
+	return rc;
 }
 
 /* Optional filters of message_list, one bit each. The statement for each
@@ -568,15 +527,11 @@ int sq_message_gauges(struct store *st, int64_t counts[MSG__COUNT])
 	struct sq_store *s = (struct sq_store *)st;
 	memset(counts, 0, sizeof(int64_t) * MSG__COUNT);
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(
+	    s, R_GAUGES, "SELECT status, sum(n) FROM message_status_count GROUP BY status", &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q = sq_rstmt(r, R_GAUGES,
-	                           "SELECT status, sum(n) FROM message_status_count GROUP BY status");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
 	return read_status_counts(s, r, q, counts);
 }
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/sqlite_int.h"
+#include "store/sqlite_rows.h"
 
 int sq_tx_plugin_event_add(struct sq_store *s, const struct lc_plugin_event *e, int64_t now,
                            struct hr_err *err)
@@ -83,57 +83,21 @@ int sq_plugin_event_read(struct store *st, int limit, struct plugin_event_row **
 	if (limit < 1 || limit > PLUGIN_EV_READ_MAX)
 		return HR_EINVAL;
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(s, R_PEV_READ,
+	                       "SELECT id, tenant_id, message_id, kind, prev_status, status,"
+	                       " text, payload, created_at FROM plugin_event"
+	                       " ORDER BY id LIMIT ?1",
+	                       &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q = sq_rstmt(r, R_PEV_READ,
-	                           "SELECT id, tenant_id, message_id, kind, prev_status, status,"
-	                           " text, payload, created_at FROM plugin_event"
-	                           " ORDER BY id LIMIT ?1");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
 	sqlite3_bind_int(q, 1, limit);
-	struct plugin_event_row *v = calloc((size_t)limit, sizeof *v);
-	size_t len = 0;
-	int src = SQLITE_DONE;
-	if (!v)
-		rc = HR_ENOMEM;
-	while (rc == 0 && len < (size_t)limit && (src = sqlite3_step(q)) == SQLITE_ROW) {
-		struct plugin_event_row *e = &v[len++];
-		bool oom = false;
-		e->id = sqlite3_column_int64(q, 0);
-		sq_col_copy(q, 1, e->tenant_id, sizeof e->tenant_id);
-		sq_col_copy(q, 2, e->message_id, sizeof e->message_id);
-		e->kind = sqlite3_column_int(q, 3);
-		e->prev_status =
-		    sqlite3_column_type(q, 4) == SQLITE_NULL ? -1 : sqlite3_column_int(q, 4);
-		e->status =
-		    sqlite3_column_type(q, 5) == SQLITE_NULL ? -1 : sqlite3_column_int(q, 5);
-		e->text = sq_col_dup(q, 6, &oom);
-		e->payload = sq_col_dup(q, 7, &oom);
-		e->created_at = sqlite3_column_int64(q, 8);
-		if (oom)
-			rc = HR_ENOMEM;
-	}
-	if (rc == 0 && src != SQLITE_DONE && src != SQLITE_ROW)
-		rc = sq_fail(r->db, src, NULL, NULL);
-	sqlite3_reset(q);
+	void *v;
+	rc = sq_rows_read(r, q, sizeof **out, store_row_plugin_event, NULL,
+	                  store_row_plugin_event_clear, &v, n);
 	sq_reader_put(s, r);
-	if (rc) {
-		for (size_t i = 0; i < len; i++)
-			plugin_event_row_clear(&v[i]);
-		free(v);
-		return rc;
-	}
-	if (len == 0) {
-		free(v);
-		v = NULL;
-	}
 	*out = v;
-	*n = len;
-	return 0;
+	return rc;
 }
 
 int sq_plugin_event_count(struct store *st, int64_t *n)
@@ -141,20 +105,11 @@ int sq_plugin_event_count(struct store *st, int64_t *n)
 	struct sq_store *s = (struct sq_store *)st;
 	*n = 0;
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(s, R_PEV_COUNT, "SELECT count(*) FROM plugin_event", &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q = sq_rstmt(r, R_PEV_COUNT, "SELECT count(*) FROM plugin_event");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
-	int src = sqlite3_step(q);
-	if (src == SQLITE_ROW)
-		*n = sqlite3_column_int64(q, 0);
-	else
-		rc = sq_fail(r->db, src, NULL, NULL);
-	sqlite3_reset(q);
+	rc = sq_read_i64(r, q, n);
 	sq_reader_put(s, r);
 	return rc;
 }

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/sqlite_int.h"
+#include "store/sqlite_rows.h"
 
 /* Steps every row of q into a heap array of messages (at most limit). */
 static int read_messages(struct sq_reader *r, sqlite3_stmt *q, int limit, struct message **out,
@@ -75,17 +75,14 @@ int sq_message_route(struct store *st, const char *tenant_id, const char *root_i
 	if (!root_id || !*root_id)
 		return HR_EINVAL;
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(s, R_ROUTE,
+	                       "SELECT " SQ_MSG_COLS " FROM message WHERE route_root = ?1"
+	                       " AND (?2 IS NULL OR tenant_id = ?2) ORDER BY route_step, id"
+	                       " LIMIT 64",
+	                       &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q = sq_rstmt(r, R_ROUTE,
-	                           "SELECT " SQ_MSG_COLS " FROM message WHERE route_root = ?1"
-	                           " AND (?2 IS NULL OR tenant_id = ?2) ORDER BY route_step, id"
-	                           " LIMIT 64");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
 	sqlite3_bind_text(q, 1, root_id, -1, SQLITE_STATIC);
 	if (tenant_id)
 		sqlite3_bind_text(q, 2, tenant_id, -1, SQLITE_STATIC);

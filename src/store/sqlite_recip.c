@@ -9,14 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/sqlite_int.h"
+#include "store/argcheck.h"
+#include "store/sqlite_rows.h"
 
 extern const struct lc_backend sq_lc_backend; /* sqlite_tx.c */
-
-/* A recipient has at most this many written forms ("+447911123456",
- * "447911123456", and the value as given). */
-#define RECIP_FORMS 3
-#define RECIP_LIMIT_MAX 1000
 
 int sq_supp_log(struct sq_store *s, const struct supp_change *c, const char *action, int64_t now,
                 struct hr_err *err)
@@ -50,27 +46,11 @@ int sq_suppression_change(struct store *st, const struct supp_change *c, struct 
 /* Binds the forms to ?2..?4 (missing ones repeat the first). */
 static int bind_forms(sqlite3_stmt *q, const char *const *v, size_t n)
 {
-	if (n < 1 || n > RECIP_FORMS)
+	if (n < 1 || n > STORE_RECIP_FORMS)
 		return HR_EINVAL;
-	for (size_t k = 0; k < RECIP_FORMS; k++)
+	for (size_t k = 0; k < STORE_RECIP_FORMS; k++)
 		sqlite3_bind_text(q, 2 + (int)k, v[k < n ? k : 0], -1, SQLITE_STATIC);
 	return 0;
-}
-
-/* Grows *v by one zeroed element; NULL when out of memory. */
-static void *grow(void **v, size_t *len, size_t *cap, size_t size)
-{
-	if (*len == *cap) {
-		size_t nc = *cap ? *cap * 2 : 8;
-		void *nv = realloc(*v, nc * size);
-		if (!nv)
-			return NULL;
-		*v = nv;
-		*cap = nc;
-	}
-	void *e = (char *)*v + (*len)++ * size;
-	memset(e, 0, size);
-	return e;
 }
 
 static int read_current(struct sq_reader *r, const char *tenant_id, const char *const *recips,
@@ -84,25 +64,11 @@ static int read_current(struct sq_reader *r, const char *tenant_id, const char *
 		return HR_EIO;
 	sqlite3_bind_text(q, 1, tenant_id, -1, SQLITE_STATIC);
 	int rc = bind_forms(q, recips, nrec);
-	void *buf = NULL;
-	size_t cap = 0;
-	int src = SQLITE_DONE;
-	while (rc == 0 && (src = sqlite3_step(q)) == SQLITE_ROW) {
-		struct suppression_row *row = grow(&buf, n, &cap, sizeof *row);
-		if (!row) {
-			rc = HR_ENOMEM;
-			break;
-		}
-		sq_col_copy(q, 0, row->tenant_id, sizeof row->tenant_id);
-		sq_col_copy(q, 1, row->channel, sizeof row->channel);
-		sq_col_copy(q, 2, row->recipient, sizeof row->recipient);
-		sq_col_copy(q, 3, row->reason, sizeof row->reason);
-		row->created_at = sqlite3_column_int64(q, 4);
-	}
-	if (rc == 0 && src != SQLITE_DONE)
-		rc = sq_fail(r->db, src, NULL, NULL);
-	sqlite3_reset(q);
-	*out = buf;
+	if (rc)
+		return rc;
+	void *v;
+	rc = sq_rows_read(r, q, sizeof **out, store_row_suppression, NULL, NULL, &v, n);
+	*out = v;
 	return rc;
 }
 
@@ -119,28 +85,11 @@ static int read_events(struct sq_reader *r, const char *tenant_id, const char *c
 	sqlite3_bind_text(q, 1, tenant_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int(q, 5, limit);
 	int rc = bind_forms(q, recips, nrec);
-	void *buf = NULL;
-	size_t cap = 0;
-	int src = SQLITE_DONE;
-	while (rc == 0 && (src = sqlite3_step(q)) == SQLITE_ROW) {
-		struct supp_event_row *e = grow(&buf, n, &cap, sizeof *e);
-		if (!e) {
-			rc = HR_ENOMEM;
-			break;
-		}
-		e->id = sqlite3_column_int64(q, 0);
-		sq_col_copy(q, 1, e->channel, sizeof e->channel);
-		sq_col_copy(q, 2, e->recipient, sizeof e->recipient);
-		sq_col_copy(q, 3, e->action, sizeof e->action);
-		sq_col_copy(q, 4, e->reason, sizeof e->reason);
-		sq_col_copy(q, 5, e->message_id, sizeof e->message_id);
-		sq_col_copy(q, 6, e->actor, sizeof e->actor);
-		e->at = sqlite3_column_int64(q, 7);
-	}
-	if (rc == 0 && src != SQLITE_DONE)
-		rc = sq_fail(r->db, src, NULL, NULL);
-	sqlite3_reset(q);
-	*out = buf;
+	if (rc)
+		return rc;
+	void *v;
+	rc = sq_rows_read(r, q, sizeof **out, store_row_supp_event, NULL, NULL, &v, n);
+	*out = v;
 	return rc;
 }
 
@@ -152,8 +101,7 @@ int sq_recipient_supp(struct store *st, const char *tenant_id, const char *const
 	*cur = NULL;
 	*ev = NULL;
 	*ncur = *nev = 0;
-	if (!tenant_id || !*tenant_id || nrec < 1 || nrec > RECIP_FORMS || limit < 1 ||
-	    limit > RECIP_LIMIT_MAX)
+	if (!store_recipient_args_ok(tenant_id, nrec, limit))
 		return HR_EINVAL;
 	struct sq_reader *r;
 	int rc = sq_reader_get(s, &r);
@@ -179,66 +127,30 @@ int sq_recipient_inbound(struct store *st, const char *tenant_id, const char *co
 	struct sq_store *s = (struct sq_store *)st;
 	*out = NULL;
 	*n = 0;
-	if (!tenant_id || !*tenant_id || nrec < 1 || nrec > RECIP_FORMS || limit < 1 ||
-	    limit > RECIP_LIMIT_MAX)
+	if (!store_recipient_args_ok(tenant_id, nrec, limit))
 		return HR_EINVAL;
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
-	if (rc)
-		return rc;
-	sqlite3_stmt *q = sq_rstmt(
-	    r, R_RECIP_INBOUND,
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(
+	    s, R_RECIP_INBOUND,
 	    "SELECT i.id, i.account_id, coalesce(i.message_id, ''), coalesce(m.unit_id, ''),"
 	    " i.sender, i.kind, i.text, i.payload, i.provider_at, i.received_at"
 	    " FROM inbound i LEFT JOIN message m ON m.id = i.message_id"
 	    " AND m.tenant_id = i.tenant_id"
-	    " WHERE i.tenant_id = ?1 AND i.sender IN (?2, ?3, ?4) ORDER BY i.id DESC LIMIT ?5");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
+	    " WHERE i.tenant_id = ?1 AND i.sender IN (?2, ?3, ?4) ORDER BY i.id DESC LIMIT ?5",
+	    &r, &q);
+	if (rc)
+		return rc;
 	sqlite3_bind_text(q, 1, tenant_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int(q, 5, limit);
 	rc = bind_forms(q, senders, nrec);
-	void *buf = NULL;
-	size_t len = 0, cap = 0;
-	int src = SQLITE_DONE;
-	bool oom = false;
-	while (rc == 0 && (src = sqlite3_step(q)) == SQLITE_ROW) {
-		struct inbound_row *row = grow(&buf, &len, &cap, sizeof *row);
-		if (!row) {
-			rc = HR_ENOMEM;
-			break;
-		}
-		row->id = sqlite3_column_int64(q, 0);
-		sq_col_copy(q, 1, row->account_id, sizeof row->account_id);
-		sq_col_copy(q, 2, row->message_id, sizeof row->message_id);
-		sq_col_copy(q, 3, row->unit, sizeof row->unit);
-		sq_col_copy(q, 4, row->sender, sizeof row->sender);
-		sq_col_copy(q, 5, row->kind, sizeof row->kind);
-		row->text = sq_col_dup(q, 6, &oom);
-		row->payload = sq_col_dup(q, 7, &oom);
-		row->provider_at = sqlite3_column_int64(q, 8);
-		row->received_at = sqlite3_column_int64(q, 9);
-		if (oom) {
-			rc = HR_ENOMEM;
-			break;
-		}
-	}
-	if (rc == 0 && src != SQLITE_DONE)
-		rc = sq_fail(r->db, src, NULL, NULL);
-	sqlite3_reset(q);
+	void *v = NULL;
+	if (rc == 0)
+		rc = sq_rows_read(r, q, sizeof **out, store_row_inbound, NULL,
+		                  store_row_inbound_clear, &v, n);
 	sq_reader_put(s, r);
-	struct inbound_row *v = buf;
-	if (rc) {
-		for (size_t i = 0; i < len; i++)
-			inbound_row_clear(&v[i]);
-		free(v);
-		return rc;
-	}
 	*out = v;
-	*n = len;
-	return 0;
+	return rc;
 }
 
 /* dashobs, account health: the queue depth from the partial claim index
@@ -250,25 +162,17 @@ int sq_account_queue_depth(struct store *st, const char *account_id, int64_t cap
 	if (!account_id || !*account_id || cap < 1)
 		return HR_EINVAL;
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc =
+	    sq_read_begin(s, R_QUEUE_DEPTH,
+	                  "SELECT count(*) FROM (SELECT 1 FROM message INDEXED BY message_claim"
+	                  " WHERE account_id = ?1 AND status = 0 LIMIT ?2)",
+	                  &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q =
-	    sq_rstmt(r, R_QUEUE_DEPTH,
-	             "SELECT count(*) FROM (SELECT 1 FROM message INDEXED BY message_claim"
-	             " WHERE account_id = ?1 AND status = 0 LIMIT ?2)");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
 	sqlite3_bind_text(q, 1, account_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 2, cap);
-	int src = sqlite3_step(q);
-	if (src == SQLITE_ROW)
-		*n = sqlite3_column_int64(q, 0);
-	else
-		rc = sq_fail(r->db, src, NULL, NULL);
-	sqlite3_reset(q);
+	rc = sq_read_i64(r, q, n);
 	sq_reader_put(s, r);
 	return rc;
 }
@@ -318,43 +222,18 @@ int sq_account_pauses(struct store *st, struct account_pause_row **out, size_t *
 	*out = NULL;
 	*n = 0;
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(s, R_PAUSES,
+	                       "SELECT account_id, tenant_id, reason, actor, at FROM account_pause"
+	                       " ORDER BY account_id",
+	                       &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q =
-	    sq_rstmt(r, R_PAUSES,
-	             "SELECT account_id, tenant_id, reason, actor, at FROM account_pause"
-	             " ORDER BY account_id");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
-	void *buf = NULL;
-	size_t cap = 0;
-	int src;
-	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-		struct account_pause_row *p = grow(&buf, n, &cap, sizeof *p);
-		if (!p) {
-			rc = HR_ENOMEM;
-			break;
-		}
-		sq_col_copy(q, 0, p->account_id, sizeof p->account_id);
-		sq_col_copy(q, 1, p->tenant_id, sizeof p->tenant_id);
-		sq_col_copy(q, 2, p->reason, sizeof p->reason);
-		sq_col_copy(q, 3, p->actor, sizeof p->actor);
-		p->at = sqlite3_column_int64(q, 4);
-	}
-	if (rc == 0 && src != SQLITE_DONE)
-		rc = sq_fail(r->db, src, NULL, NULL);
-	sqlite3_reset(q);
+	void *v;
+	rc = sq_rows_read(r, q, sizeof **out, store_row_pause, NULL, NULL, &v, n);
 	sq_reader_put(s, r);
-	if (rc) {
-		free(buf);
-		*n = 0;
-		return rc;
-	}
-	*out = buf;
-	return 0;
+	*out = v;
+	return rc;
 }
 
 /* ---- daily counters (dashobs; store/daily.h) ---- */
@@ -402,46 +281,21 @@ int sq_daily_counts(struct store *st, const char *tenant_id, int32_t day_from, i
 	if (!tenant_id || !*tenant_id || day_to < day_from || day_to - day_from > 366)
 		return HR_EINVAL;
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(s, R_DAILY,
+	                       "SELECT channel, day, kind, code, sum(n) FROM daily_count"
+	                       " WHERE tenant_id = ?1 AND day BETWEEN ?2 AND ?3"
+	                       " GROUP BY day, channel, kind, code"
+	                       " ORDER BY day, channel, kind, code",
+	                       &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q = sq_rstmt(r, R_DAILY,
-	                           "SELECT channel, day, kind, code, sum(n) FROM daily_count"
-	                           " WHERE tenant_id = ?1 AND day BETWEEN ?2 AND ?3"
-	                           " GROUP BY day, channel, kind, code"
-	                           " ORDER BY day, channel, kind, code");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
 	sqlite3_bind_text(q, 1, tenant_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int(q, 2, day_from);
 	sqlite3_bind_int(q, 3, day_to);
-	void *buf = NULL;
-	size_t cap = 0;
-	int src;
-	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-		struct daily_ent *e = grow(&buf, n, &cap, sizeof *e);
-		if (!e) {
-			rc = HR_ENOMEM;
-			break;
-		}
-		hr_strlcpy(e->tenant_id, tenant_id, sizeof e->tenant_id);
-		sq_col_copy(q, 0, e->channel, sizeof e->channel);
-		e->day = sqlite3_column_int(q, 1);
-		e->kind = (int8_t)sqlite3_column_int(q, 2);
-		sq_col_copy(q, 3, e->code, sizeof e->code);
-		e->n = sqlite3_column_int64(q, 4);
-	}
-	if (rc == 0 && src != SQLITE_DONE)
-		rc = sq_fail(r->db, src, NULL, NULL);
-	sqlite3_reset(q);
+	void *v;
+	rc = sq_rows_read(r, q, sizeof **out, store_row_daily, (void *)tenant_id, NULL, &v, n);
 	sq_reader_put(s, r);
-	if (rc) {
-		free(buf);
-		*n = 0;
-		return rc;
-	}
-	*out = buf;
-	return 0;
+	*out = v;
+	return rc;
 }

@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/sqlite_int.h"
+#include "store/argcheck.h"
+#include "store/sqlite_rows.h"
 
 /* ---------------------------------------------------------------------------
  * Writer-side helpers.
@@ -182,23 +183,13 @@ int sq_alias_any(struct sq_store *s, const char *account_id, struct hr_err *err)
 int sq_suppression_put(struct store *st, const char *tenant_id, const char *channel,
                        const char *recipient, const char *reason, struct hr_err *err)
 {
-	struct supp_change c = {.tenant_id = tenant_id,
-	                        .channel = channel,
-	                        .recipient = recipient,
-	                        .reason = reason,
-	                        .actor = "api"};
-	return sq_suppression_change(st, &c, err);
+	return store_suppression_put(st, tenant_id, channel, recipient, reason, err);
 }
 
 int sq_suppression_delete(struct store *st, const char *tenant_id, const char *channel,
                           const char *recipient, struct hr_err *err)
 {
-	struct supp_change c = {.tenant_id = tenant_id,
-	                        .channel = channel,
-	                        .recipient = recipient,
-	                        .remove = true,
-	                        .actor = "api"};
-	return sq_suppression_change(st, &c, err);
+	return store_suppression_delete(st, tenant_id, channel, recipient, err);
 }
 
 int sq_suppression_list(struct store *st, const char *tenant_id, const char *channel,
@@ -228,36 +219,9 @@ int sq_suppression_list(struct store *st, const char *tenant_id, const char *cha
 	sqlite3_bind_text(q, 1, tenant_id, -1, SQLITE_STATIC);
 	if (channel)
 		sqlite3_bind_text(q, 2, channel, -1, SQLITE_STATIC);
-	struct suppression_row *v = NULL;
-	size_t len = 0, cap = 0;
-	int src;
-	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-		if (len == cap) {
-			size_t nc = cap ? cap * 2 : 16;
-			struct suppression_row *nv = realloc(v, nc * sizeof *v);
-			if (!nv) {
-				rc = HR_ENOMEM;
-				break;
-			}
-			v = nv;
-			cap = nc;
-		}
-		struct suppression_row *row = &v[len++];
-		memset(row, 0, sizeof *row);
-		sq_col_copy(q, 0, row->tenant_id, sizeof row->tenant_id);
-		sq_col_copy(q, 1, row->channel, sizeof row->channel);
-		sq_col_copy(q, 2, row->recipient, sizeof row->recipient);
-		sq_col_copy(q, 3, row->reason, sizeof row->reason);
-		row->created_at = sqlite3_column_int64(q, 4);
-	}
-	if (rc == 0 && src != SQLITE_DONE)
-		rc = sq_fail(r->db, src, NULL, NULL);
+	void *v;
+	rc = sq_rows_read(r, q, sizeof **out, store_row_suppression, NULL, NULL, &v, n);
 	sq_reader_put(s, r);
-	if (rc) {
-		free(v);
-		return rc;
-	}
 	*out = v;
-	*n = len;
-	return 0;
+	return rc;
 }

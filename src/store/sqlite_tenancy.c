@@ -10,7 +10,8 @@
 #include <string.h>
 
 #include "store/lifecycle.h"
-#include "store/sqlite_int.h"
+#include "store/argcheck.h"
+#include "store/sqlite_rows.h"
 
 /* Prepares sql on db; NULL with err filled on failure. */
 static sqlite3_stmt *prep(sqlite3 *db, const char *sql, struct hr_err *err, const char *field)
@@ -55,14 +56,6 @@ int sq_audit_insert(struct sq_store *s, const struct audit_row *a, struct hr_err
 	sq_bind_opt(st, 6, a->before);
 	sq_bind_opt(st, 7, a->after);
 	return step_final(s->wdb, st, err, "admin_audit");
-}
-
-static int audit_check(const struct audit_row *a, struct hr_err *err)
-{
-	if (a && (!a->tenant_id[0] || !a->actor[0] || !a->action[0] || !a->object[0]))
-		return hr_fail(err, HR_EINVAL, "audit",
-		               "an audit row needs tenant, actor, action and object");
-	return 0;
 }
 
 /* One administrative write: the job's own statement (run), then its audit row. */
@@ -119,23 +112,10 @@ int sq_tenant_create(struct store *st, const struct tenant_info *t, const struct
 {
 	if (!t || !t->id[0])
 		return hr_fail(err, HR_EINVAL, "id", "tenant id is empty");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_tenant_create, .audit = au, .row = t};
 	return admin_do((struct sq_store *)st, &a, err);
-}
-
-static void row_tenant(sqlite3_stmt *q, struct tenant_info *t)
-{
-	memset(t, 0, sizeof *t);
-	sq_col_copy(q, 0, t->id, sizeof t->id);
-	sq_col_copy(q, 1, t->name, sizeof t->name);
-	t->disabled = sqlite3_column_int(q, 2) != 0;
-	t->created_at = sqlite3_column_int64(q, 3);
-	t->limits.rate_milli = sqlite3_column_int64(q, 4); /* NULL reads 0: none */
-	t->limits.burst = sqlite3_column_int64(q, 5);
-	t->limits.daily_cap = sqlite3_column_int64(q, 6);
-	t->limits.campaign_cap = sqlite3_column_int64(q, 7);
 }
 
 #define SQ_TENANT_COLS                                                                             \
@@ -146,12 +126,11 @@ static void row_tenant(sqlite3_stmt *q, struct tenant_info *t)
  * bind binds the parameters. *out NULL when none. */
 static int read_rows(struct sq_store *s, const char *sql,
                      void (*bind)(sqlite3_stmt *, const void *), const void *args,
-                     void (*fill)(sqlite3_stmt *, void *), size_t size, void **out, size_t *n,
-                     bool one)
+                     store_row_fn fill, size_t size, void **out, size_t *n, bool one)
 {
 	*n = 0;
 	if (!one)
-		*(void **)out = NULL;
+		*out = NULL;
 	struct sq_reader *r;
 	int rc = sq_reader_get(s, &r);
 	if (rc)
@@ -163,41 +142,21 @@ static int read_rows(struct sq_store *s, const char *sql,
 	}
 	if (bind)
 		bind(q, args);
-	char *v = NULL;
-	size_t len = 0, cap = 0;
-	int src;
-	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-		if (one) {
-			fill(q, out);
-			len = 1;
-			break;
+	if (one) {
+		int src = sqlite3_step(q);
+		if (src == SQLITE_ROW) {
+			const struct store_cols c = sq_cols(q);
+			memset(out, 0, size);
+			rc = fill(&c, out, NULL);
+		} else {
+			rc = src == SQLITE_DONE ? HR_ENOTFOUND : sq_fail(r->db, src, NULL, NULL);
 		}
-		if (len == cap) {
-			size_t nc = cap ? cap * 2 : 8;
-			char *nv = realloc(v, nc * size);
-			if (!nv) {
-				rc = HR_ENOMEM;
-				break;
-			}
-			v = nv;
-			cap = nc;
-		}
-		fill(q, v + len * size);
-		len++;
+	} else {
+		rc = sq_rows_read(r, q, size, fill, NULL, NULL, out, n);
 	}
-	if (rc == 0 && src != SQLITE_ROW && src != SQLITE_DONE)
-		rc = sq_fail(r->db, src, NULL, NULL);
 	sqlite3_finalize(q);
 	sq_reader_put(s, r);
-	if (one)
-		return rc ? rc : len ? 0 : HR_ENOTFOUND;
-	if (rc) {
-		free(v);
-		return rc;
-	}
-	*(void **)out = v;
-	*n = len;
-	return 0;
+	return rc;
 }
 
 static void bind_1(sqlite3_stmt *q, const void *a)
@@ -214,25 +173,19 @@ static void bind_2(sqlite3_stmt *q, const void *a)
 	sqlite3_bind_text(q, 2, v[1], -1, SQLITE_STATIC);
 }
 
-static void fill_tenant(sqlite3_stmt *q, void *out)
-{
-	row_tenant(q, out);
-}
-
 int sq_tenant_get(struct store *st, const char *id, struct tenant_info *out)
 {
 	const char *args[] = {id ? id : ""};
 	size_t n;
 	return read_rows((struct sq_store *)st,
-	                 "SELECT " SQ_TENANT_COLS " FROM tenant WHERE id = ?1", bind_1,
-	                 args, fill_tenant, sizeof *out, (void **)out, &n, true);
+	                 "SELECT " SQ_TENANT_COLS " FROM tenant WHERE id = ?1", bind_1, args,
+	                 store_row_tenant, sizeof *out, (void **)out, &n, true);
 }
 
 int sq_tenant_list(struct store *st, struct tenant_info **out, size_t *n)
 {
-	return read_rows((struct sq_store *)st,
-	                 "SELECT " SQ_TENANT_COLS " FROM tenant ORDER BY id", NULL,
-	                 NULL, fill_tenant, sizeof **out, (void **)out, n, false);
+	return read_rows((struct sq_store *)st, "SELECT " SQ_TENANT_COLS " FROM tenant ORDER BY id",
+	                 NULL, NULL, store_row_tenant, sizeof **out, (void **)out, n, false);
 }
 
 static int run_set_disabled(struct sq_store *s, struct job_admin *a, const char *sql,
@@ -261,7 +214,7 @@ int sq_tenant_set_disabled(struct store *st, const char *id, bool disabled,
 {
 	if (!id || !*id)
 		return hr_fail(err, HR_EINVAL, "id", "tenant id is empty");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {
 	    .run = run_tenant_disable, .audit = au, .tenant_id = id, .flag = disabled};
@@ -305,7 +258,7 @@ int sq_tenant_set_limits(struct store *st, const char *id, const struct tenant_l
 		return hr_fail(err, HR_EINVAL, "id", "tenant id is empty");
 	if (!l || l->rate_milli < 0 || l->burst < 0 || l->daily_cap < 0 || l->campaign_cap < 0)
 		return hr_fail(err, HR_EINVAL, "limits", "limits cannot be negative");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_tenant_limits, .audit = au, .tenant_id = id, .row = l};
 	return admin_do((struct sq_store *)st, &a, err);
@@ -452,21 +405,10 @@ int sq_unit_create(struct store *st, const struct unit_row *u, bool if_absent,
 {
 	if (!u || !u->tenant_id[0] || !u->id[0])
 		return hr_fail(err, HR_EINVAL, "id", "unit id or tenant is empty");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_unit_create, .audit = au, .row = u, .flag = if_absent};
 	return admin_do((struct sq_store *)st, &a, err);
-}
-
-static void fill_unit(sqlite3_stmt *q, void *out)
-{
-	struct unit_row *u = out;
-	memset(u, 0, sizeof *u);
-	sq_col_copy(q, 0, u->tenant_id, sizeof u->tenant_id);
-	sq_col_copy(q, 1, u->id, sizeof u->id);
-	sq_col_copy(q, 2, u->name, sizeof u->name);
-	u->disabled = sqlite3_column_int(q, 3) != 0;
-	u->created_at = sqlite3_column_int64(q, 4);
 }
 
 int sq_unit_get(struct store *st, const char *tenant_id, const char *id, struct unit_row *out)
@@ -476,7 +418,7 @@ int sq_unit_get(struct store *st, const char *tenant_id, const char *id, struct 
 	return read_rows((struct sq_store *)st,
 	                 "SELECT tenant_id, id, name, disabled, created_at FROM business_unit"
 	                 " WHERE tenant_id = ?1 AND id = ?2",
-	                 bind_2, args, fill_unit, sizeof *out, (void **)out, &n, true);
+	                 bind_2, args, store_row_unit, sizeof *out, (void **)out, &n, true);
 }
 
 int sq_unit_list(struct store *st, const char *tenant_id, struct unit_row **out, size_t *n)
@@ -485,7 +427,7 @@ int sq_unit_list(struct store *st, const char *tenant_id, struct unit_row **out,
 	return read_rows((struct sq_store *)st,
 	                 "SELECT tenant_id, id, name, disabled, created_at FROM business_unit"
 	                 " WHERE tenant_id = ?1 ORDER BY id",
-	                 bind_1, args, fill_unit, sizeof **out, (void **)out, n, false);
+	                 bind_1, args, store_row_unit, sizeof **out, (void **)out, n, false);
 }
 
 static int run_unit_disable(struct sq_store *s, struct job_admin *a)
@@ -500,7 +442,7 @@ int sq_unit_set_disabled(struct store *st, const char *tenant_id, const char *id
 {
 	if (!tenant_id || !*tenant_id || !id || !*id)
 		return hr_fail(err, HR_EINVAL, "id", "unit id or tenant is empty");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_unit_disable,
 	                      .audit = au,
@@ -516,35 +458,6 @@ int sq_unit_set_disabled(struct store *st, const char *tenant_id, const char *id
 	"k.key_hash, coalesce(k.prefix, ''), k.tenant_id, coalesce(k.unit_id, ''),"                \
 	" coalesce(k.label, ''), coalesce(k.scopes, '*'), coalesce(k.created_by, 'config'),"       \
 	" k.created_at, k.expires_at, k.revoked_at, k.last_used_at, k.api_created"
-
-static void fill_key(sqlite3_stmt *q, void *out)
-{
-	struct key_row *k = out;
-	memset(k, 0, sizeof *k);
-	sq_col_copy(q, 0, k->hash, sizeof k->hash);
-	sq_col_copy(q, 1, k->prefix, sizeof k->prefix);
-	sq_col_copy(q, 2, k->tenant_id, sizeof k->tenant_id);
-	sq_col_copy(q, 3, k->unit_id, sizeof k->unit_id);
-	sq_col_copy(q, 4, k->label, sizeof k->label);
-	sq_col_copy(q, 5, k->scopes, sizeof k->scopes);
-	sq_col_copy(q, 6, k->created_by, sizeof k->created_by);
-	k->created_at = sqlite3_column_int64(q, 7);
-	k->expires_at = sqlite3_column_int64(q, 8);
-	k->revoked_at = sqlite3_column_int64(q, 9);
-	k->last_used_at = sqlite3_column_int64(q, 10);
-	k->api_created = sqlite3_column_int(q, 11) != 0;
-}
-
-static int key_check(const struct key_row *k, struct hr_err *err)
-{
-	if (!k || strlen(k->hash) != 64)
-		return hr_fail(err, HR_EINVAL, "hash", "key hash must be 64 hex digits");
-	if (!k->tenant_id[0])
-		return hr_fail(err, HR_EINVAL, "tenant", "key has no tenant");
-	if (!k->scopes[0])
-		return hr_fail(err, HR_EINVAL, "scopes", "key has no scopes");
-	return 0;
-}
 
 static int run_key_create(struct sq_store *s, struct job_admin *a)
 {
@@ -595,7 +508,7 @@ static int run_key_create(struct sq_store *s, struct job_admin *a)
 int sq_key_create(struct store *st, const struct key_row *k, const struct audit_row *au,
                   struct hr_err *err)
 {
-	if (key_check(k, err) || audit_check(au, err))
+	if (store_key_check(k, err) || store_audit_check(au, err))
 		return err->code;
 	if (!k->prefix[0])
 		return hr_fail(err, HR_EINVAL, "prefix", "key has no prefix");
@@ -605,7 +518,7 @@ int sq_key_create(struct store *st, const struct key_row *k, const struct audit_
 
 int sq_key_seed(struct store *st, const struct key_row *k, struct hr_err *err)
 {
-	if (key_check(k, err))
+	if (store_key_check(k, err))
 		return err->code;
 	struct job_admin a = {.run = run_key_create, .row = k, .flag = true};
 	return admin_do((struct sq_store *)st, &a, err);
@@ -615,23 +528,22 @@ int sq_key_lookup(struct store *st, const char *hash, struct key_row *out)
 {
 	struct sq_store *s = (struct sq_store *)st;
 	struct sq_reader *r;
-	int rc = sq_reader_get(s, &r);
+	sqlite3_stmt *q;
+	int rc = sq_read_begin(
+	    s, R_KEY,
+	    "SELECT " KEY_COLS ", coalesce(t.disabled, 1), coalesce(u.disabled, 0)"
+	    " FROM api_key k LEFT JOIN tenant t ON t.id = k.tenant_id"
+	    " LEFT JOIN business_unit u ON u.tenant_id = k.tenant_id AND u.id = k.unit_id"
+	    " WHERE k.key_hash = ?1",
+	    &r, &q);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q =
-	    sq_rstmt(r, R_KEY,
-	             "SELECT " KEY_COLS ", coalesce(t.disabled, 1), coalesce(u.disabled, 0)"
-	             " FROM api_key k LEFT JOIN tenant t ON t.id = k.tenant_id"
-	             " LEFT JOIN business_unit u ON u.tenant_id = k.tenant_id AND u.id = k.unit_id"
-	             " WHERE k.key_hash = ?1");
-	if (!q) {
-		sq_reader_put(s, r);
-		return HR_EIO;
-	}
 	sqlite3_bind_text(q, 1, hash ? hash : "", -1, SQLITE_STATIC);
 	int src = sqlite3_step(q);
 	if (src == SQLITE_ROW) {
-		fill_key(q, out);
+		const struct store_cols c = sq_cols(q);
+		memset(out, 0, sizeof *out);
+		store_row_key(&c, out, NULL);
 		out->tenant_disabled = sqlite3_column_int(q, 12) != 0;
 		/* A unit that no longer exists is as good as disabled. */
 		out->unit_disabled = sqlite3_column_int(q, 13) != 0 ||
@@ -653,7 +565,7 @@ int sq_key_list(struct store *st, const char *tenant_id, struct key_row **out, s
 	                             " ORDER BY k.created_at DESC, k.key_hash"
 	                           : "SELECT " KEY_COLS " FROM api_key k"
 	                             " ORDER BY k.created_at DESC, k.key_hash",
-	                 bind_1, args, fill_key, sizeof **out, (void **)out, n, false);
+	                 bind_1, args, store_row_key, sizeof **out, (void **)out, n, false);
 }
 
 static int run_key_revoke(struct sq_store *s, struct job_admin *a)
@@ -687,7 +599,7 @@ int sq_key_revoke(struct store *st, const char *tenant_id, const char *prefix,
 {
 	if (!prefix || !*prefix)
 		return hr_fail(err, HR_EINVAL, "prefix", "key prefix is empty");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_key_revoke,
 	                      .audit = au,
@@ -741,28 +653,10 @@ int sq_audit_append(struct store *st, const struct audit_row *au, struct hr_err 
 {
 	if (!au)
 		return hr_fail(err, HR_EINVAL, "audit", "no audit row");
-	if (audit_check(au, err))
+	if (store_audit_check(au, err))
 		return err->code;
 	struct job_admin a = {.run = run_audit_only, .audit = au};
 	return admin_do((struct sq_store *)st, &a, err);
-}
-
-static void fill_audit(sqlite3_stmt *q, void *out)
-{
-	struct audit_row *a = out;
-	memset(a, 0, sizeof *a);
-	bool oom = false;
-	a->id = sqlite3_column_int64(q, 0);
-	sq_col_copy(q, 1, a->tenant_id, sizeof a->tenant_id);
-	sq_col_copy(q, 2, a->actor, sizeof a->actor);
-	a->at = sqlite3_column_int64(q, 3);
-	sq_col_copy(q, 4, a->action, sizeof a->action);
-	sq_col_copy(q, 5, a->object, sizeof a->object);
-	a->before = sq_col_dup(q, 6, &oom);
-	a->after = sq_col_dup(q, 7, &oom);
-	if (oom) /* reported as missing text rather than failing the page */
-		hr_log(HR_LOG_WARN, "store", "audit row %lld: out of memory for before/after",
-		       (long long)a->id);
 }
 
 struct audit_args {
@@ -790,7 +684,7 @@ int sq_audit_list(struct store *st, const char *tenant_id, int64_t before_id, in
 	                 "SELECT id, tenant_id, actor, at, action, object, before, after"
 	                 " FROM admin_audit WHERE (?1 IS NULL OR tenant_id = ?1) AND id < ?2"
 	                 " ORDER BY id DESC LIMIT ?3",
-	                 bind_audit, &args, fill_audit, sizeof **out, (void **)out, n, false);
+	                 bind_audit, &args, store_row_audit, sizeof **out, (void **)out, n, false);
 }
 
 /* ---- accounts and templates written by the API (with their audit row) ---- */

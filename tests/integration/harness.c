@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -436,6 +437,73 @@ int harness_free_port(void)
 	return free_port();
 }
 
+json_t *api_get_json(struct world *w, const char *path)
+{
+	struct resp r = api_get(w, path);
+	if (r.status != 200 || !r.json)
+		fail_msg("GET %s: %ld %s", path, r.status, r.body ? r.body : "");
+	json_t *j = json_incref(r.json);
+	resp_free(&r);
+	return j;
+}
+
+json_t *world_message(struct world *w, const char *id)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/v1/messages/%s", id);
+	return api_get_json(w, path);
+}
+
+struct status_want {
+	const char *id, *status;
+};
+
+static bool has_status(struct world *w, void *arg)
+{
+	const struct status_want *x = arg;
+	json_t *m = world_message(w, x->id);
+	const char *st = json_string_value(json_object_get(m, "status"));
+	bool ok = st && strcmp(st, x->status) == 0;
+	json_decref(m);
+	return ok;
+}
+
+void world_wait_status(struct world *w, const char *id, const char *status, double timeout_s)
+{
+	struct status_want x = {id, status};
+	if (wait_until(has_status, w, &x, timeout_s))
+		return;
+	static char shown[8192];
+	json_t *m = world_message(w, id);
+	char *s = json_dumps(m, JSON_INDENT(1));
+	snprintf(shown, sizeof shown, "%s", s ? s : "");
+	free(s);
+	json_decref(m);
+	fail_msg("message %s did not reach %s in %.0f s: %s", id, status, timeout_s, shown);
+}
+
+long world_failure_code(struct world *w, const char *channel, const char *code, char *meaning,
+                        size_t size)
+{
+	json_t *j = api_get_json(w, "/v1/stats/daily");
+	long n = -1;
+	meaning[0] = '\0';
+	size_t i;
+	json_t *f;
+	json_array_foreach(json_object_get(j, "failure_codes"), i, f)
+	{
+		const char *ch = json_string_value(json_object_get(f, "channel"));
+		const char *c = json_string_value(json_object_get(f, "code"));
+		if (!ch || !c || strcmp(ch, channel) || strcmp(c, code))
+			continue;
+		n = (long)json_integer_value(json_object_get(f, "count"));
+		const char *mean = json_string_value(json_object_get(f, "meaning"));
+		snprintf(meaning, size, "%s", mean ? mean : "");
+	}
+	json_decref(j);
+	return n;
+}
+
 struct resp metrics_get(struct world *w)
 {
 	char url[128];
@@ -454,4 +522,205 @@ long count_status(struct world *w, const char *status)
 		n = strtol(p + strlen(needle), NULL, 10);
 	resp_free(&r);
 	return n;
+}
+
+/* ---------------------------------------------------------------------------
+ * Campaigns.
+ * ------------------------------------------------------------------------- */
+
+json_t *world_batch(struct world *w, const char *id)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/v1/batches/%s", id);
+	return api_get_json(w, path);
+}
+
+long batch_messages(json_t *b, const char *status)
+{
+	return (long)json_integer_value(json_object_get(json_object_get(b, "messages"), status));
+}
+
+long batch_rows(json_t *b, const char *what)
+{
+	return (long)json_integer_value(json_object_get(json_object_get(b, "rows"), what));
+}
+
+static size_t hbuf_cb(char *d, size_t sz, size_t n, void *arg);
+
+struct resp world_upload(struct world *w, const char *path, const char *filename,
+                         const char *const *fields)
+{
+	CURL *c = curl_easy_init();
+	assert_non_null(c);
+	curl_mime *m = curl_mime_init(c);
+	curl_mimepart *part = curl_mime_addpart(m);
+	assert_int_equal(curl_mime_name(part, "file"), CURLE_OK);
+	assert_int_equal(curl_mime_filedata(part, path), CURLE_OK);
+	assert_int_equal(curl_mime_filename(part, filename), CURLE_OK);
+	for (const char *const *f = fields; f && *f; f += 2) {
+		part = curl_mime_addpart(m);
+		assert_int_equal(curl_mime_name(part, f[0]), CURLE_OK);
+		assert_int_equal(curl_mime_data(part, f[1], CURL_ZERO_TERMINATED), CURLE_OK);
+	}
+	char url[128], auth[128];
+	snprintf(url, sizeof url, "%s/v1/batches", w->api);
+	snprintf(auth, sizeof auth, "Authorization: Bearer %s", w->key);
+	struct curl_slist *h = curl_slist_append(NULL, auth);
+	struct hbuf body = {0};
+	assert_int_equal(curl_easy_setopt(c, CURLOPT_URL, url), CURLE_OK);
+	assert_int_equal(curl_easy_setopt(c, CURLOPT_MIMEPOST, m), CURLE_OK);
+	assert_int_equal(curl_easy_setopt(c, CURLOPT_HTTPHEADER, h), CURLE_OK);
+	assert_int_equal(curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, hbuf_cb), CURLE_OK);
+	assert_int_equal(curl_easy_setopt(c, CURLOPT_WRITEDATA, &body), CURLE_OK);
+	assert_int_equal(curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L), CURLE_OK);
+	CURLcode rc = curl_easy_perform(c);
+	if (rc != CURLE_OK)
+		fail_msg("upload of %s: %s", path, curl_easy_strerror(rc));
+	struct resp r = {0};
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+	r.body = body.p ? body.p : strdup("");
+	r.json = json_loads(r.body, 0, NULL);
+	curl_slist_free_all(h);
+	curl_mime_free(m);
+	curl_easy_cleanup(c);
+	return r;
+}
+
+/* ---------------------------------------------------------------------------
+ * HTTP with the response's headers, and event streams held open.
+ * ------------------------------------------------------------------------- */
+
+static size_t hbuf_cb(char *d, size_t sz, size_t n, void *arg)
+{
+	struct hbuf *b = arg;
+	char *p = realloc(b->p, b->n + sz * n + 1);
+	if (!p)
+		return 0;
+	memcpy(p + b->n, d, sz * n);
+	b->p = p;
+	b->n += sz * n;
+	p[b->n] = '\0';
+	return sz * n;
+}
+
+void hresp_free(struct hresp *r)
+{
+	free(r->body);
+	free(r->headers);
+	json_decref(r->json);
+	memset(r, 0, sizeof *r);
+}
+
+#define HOPT(o, v) assert_int_equal(curl_easy_setopt(c, o, v), CURLE_OK)
+
+struct hresp http_h(struct world *w, const char *method, const char *path,
+                    const char *const *headers, const char *body, bool gzip, const char *iface)
+{
+	struct hresp r = {0};
+	CURL *c = curl_easy_init();
+	assert_non_null(c);
+	char url[1024];
+	snprintf(url, sizeof url, "%s%s", w->api, path);
+	struct curl_slist *h = NULL;
+	for (; headers && *headers; headers++)
+		h = curl_slist_append(h, *headers);
+	struct hbuf b = {0}, hd = {0};
+	HOPT(CURLOPT_URL, url);
+	if (!strcmp(method, "HEAD"))
+		HOPT(CURLOPT_NOBODY, 1L);
+	else
+		HOPT(CURLOPT_CUSTOMREQUEST, method);
+	if (body)
+		HOPT(CURLOPT_POSTFIELDS, body);
+	HOPT(CURLOPT_HTTPHEADER, h);
+	HOPT(CURLOPT_WRITEFUNCTION, hbuf_cb);
+	HOPT(CURLOPT_WRITEDATA, &b);
+	HOPT(CURLOPT_HEADERFUNCTION, hbuf_cb);
+	HOPT(CURLOPT_HEADERDATA, &hd);
+	HOPT(CURLOPT_TIMEOUT_MS, 20000L);
+	HOPT(CURLOPT_NOSIGNAL, 1L);
+	if (gzip)
+		HOPT(CURLOPT_ACCEPT_ENCODING, "gzip");
+	if (iface)
+		HOPT(CURLOPT_INTERFACE, iface);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	r.body = b.p ? b.p : strdup("");
+	r.len = b.n;
+	r.headers = hd.p ? hd.p : strdup("");
+	r.json = json_loads(r.body, 0, NULL);
+	return r;
+}
+
+const char *hresp_header(const struct hresp *r, const char *name)
+{
+	static char v[1024];
+	v[0] = '\0';
+	size_t nl = strlen(name);
+	for (const char *p = r->headers; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : "") {
+		if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+			const char *s = p + nl + 1;
+			while (*s == ' ')
+				s++;
+			size_t n = strcspn(s, "\r\n");
+			if (n >= sizeof v)
+				n = sizeof v - 1;
+			memcpy(v, s, n);
+			v[n] = '\0';
+			return v;
+		}
+	}
+	return v;
+}
+
+void hstream_open(CURLM *multi, struct world *w, struct hstream *st, const char *path,
+                  const char *const *headers)
+{
+	memset(st, 0, sizeof *st);
+	CURL *c = st->c = curl_easy_init();
+	assert_non_null(c);
+	char url[512];
+	snprintf(url, sizeof url, "%s%s", w->api, path);
+	for (; headers && *headers; headers++)
+		st->h = curl_slist_append(st->h, *headers);
+	HOPT(CURLOPT_URL, url);
+	HOPT(CURLOPT_HTTPHEADER, st->h);
+	HOPT(CURLOPT_WRITEFUNCTION, hbuf_cb);
+	HOPT(CURLOPT_WRITEDATA, &st->b);
+	HOPT(CURLOPT_NOSIGNAL, 1L);
+	HOPT(CURLOPT_PRIVATE, st);
+	assert_int_equal(curl_multi_add_handle(multi, c), CURLM_OK);
+}
+
+void hstream_close(CURLM *multi, struct hstream *st)
+{
+	if (!st->c)
+		return;
+	curl_multi_remove_handle(multi, st->c);
+	curl_easy_cleanup(st->c);
+	curl_slist_free_all(st->h);
+	free(st->b.p);
+	memset(st, 0, sizeof *st);
+}
+
+bool hstreams_until(CURLM *multi, bool (*pred)(void *), void *arg, double timeout_s)
+{
+	for (double waited = 0;; waited += 0.05) {
+		int running, left, nfds;
+		curl_multi_perform(multi, &running);
+		CURLMsg *m;
+		while ((m = curl_multi_info_read(multi, &left)))
+			if (m->msg == CURLMSG_DONE) {
+				struct hstream *st;
+				curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&st);
+				st->done = true;
+			}
+		if (pred(arg))
+			return true;
+		if (waited >= timeout_s)
+			return false;
+		curl_multi_poll(multi, NULL, 0, 50, &nfds);
+	}
 }

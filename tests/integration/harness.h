@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 struct proc {
@@ -87,5 +88,83 @@ long count_status(struct world *w, const char *status);
 struct resp metrics_get(struct world *w);
 /* A free loopback TCP port (for a listener a test configures itself). */
 int harness_free_port(void);
+
+/* ---- messages, as the tests read them through the API ---- */
+
+/* GET {api}/path with the world's key; fails the test unless 200 with
+ * JSON. The JSON (caller json_decrefs). */
+json_t *api_get_json(struct world *w, const char *path);
+/* GET /v1/messages/{id} (api_get_json). */
+json_t *world_message(struct world *w, const char *id);
+/* Waits up to timeout_s for message id to reach status; fails the test
+ * otherwise, showing the message. */
+void world_wait_status(struct world *w, const char *id, const char *status, double timeout_s);
+/* dash3: the overview's entry for (channel, code) in GET /v1/stats/daily's
+ * top failure codes: its count (-1 when absent), its meaning copied into
+ * meaning. */
+long world_failure_code(struct world *w, const char *channel, const char *code, char *meaning,
+                        size_t size);
+
+/* ---- campaigns ---- */
+
+/* GET /v1/batches/{id} (api_get_json). */
+json_t *world_batch(struct world *w, const char *id);
+/* A campaign's messages in status (its "messages" counters) and its rows
+ * of a kind ("rows": valid, invalid, ...); 0 when absent. */
+long batch_messages(json_t *b, const char *status);
+long batch_rows(json_t *b, const char *what);
+/* POST /v1/batches as a multipart upload with the world's key: the file at
+ * path sent as filename, and fields (NULL-terminated name, value pairs; may
+ * be NULL). Fails the test when the request cannot be made. The caller
+ * resp_free()s. */
+struct resp world_upload(struct world *w, const char *path, const char *filename,
+                         const char *const *fields);
+
+/* ---- HTTP with the response's headers, and event streams held open ---- */
+
+/* Bytes received, NUL-terminated (p NULL until the first). */
+struct hbuf {
+	char *p;
+	size_t n;
+};
+
+struct hresp {
+	long status; /* 0 when the request failed */
+	char *body;
+	size_t len;
+	char *headers; /* every response header line, as received */
+	json_t *json;  /* NULL if the body was not JSON */
+};
+void hresp_free(struct hresp *r);
+
+/* method on w's API + path (HEAD: no body asked for), with the header lines
+ * given (NULL-terminated, may be NULL; none added) and body (may be NULL);
+ * gzip: ask for gzip and undo it; iface: the source address (NULL: the
+ * system's). A 20 s timeout. */
+struct hresp http_h(struct world *w, const char *method, const char *path,
+                    const char *const *headers, const char *body, bool gzip, const char *iface);
+/* The value of response header name ("" when absent), copied into a static
+ * buffer (one at a time). */
+const char *hresp_header(const struct hresp *r, const char *name);
+
+/* A GET held open on a multi handle (Server-Sent Events). multi is a
+ * CURLM * (curl/curl.h is left out here: it declares send(), a name tests
+ * use). */
+struct curl_slist;
+struct hstream {
+	void *c; /* CURL * */
+	struct curl_slist *h;
+	struct hbuf b; /* the body so far */
+	long status;   /* the caller's to fill (stream heads) */
+	bool done;     /* the transfer ended */
+};
+/* Adds a GET of w's API + path with the header lines given to multi. */
+void hstream_open(void *multi, struct world *w, struct hstream *st, const char *path,
+                  const char *const *headers);
+/* Removes st from multi and frees it; nothing when it is not open. */
+void hstream_close(void *multi, struct hstream *st);
+/* Drives every stream of multi until pred(arg) or timeout_s; returns
+ * pred's last answer. A stream whose transfer ended is marked done. */
+bool hstreams_until(void *multi, bool (*pred)(void *), void *arg, double timeout_s);
 
 #endif

@@ -167,27 +167,6 @@ static int teardown(void **state)
 	return rc;
 }
 
-static json_t *get_batch(const char *id)
-{
-	char path[128];
-	snprintf(path, sizeof path, "/v1/batches/%s", id);
-	struct resp r = api_get(&W, path);
-	assert_int_equal(r.status, 200);
-	json_t *j = json_incref(r.json);
-	resp_free(&r);
-	return j;
-}
-
-static long counter(json_t *b, const char *status)
-{
-	return (long)json_integer_value(json_object_get(json_object_get(b, "messages"), status));
-}
-
-static long rows_of(json_t *b, const char *what)
-{
-	return (long)json_integer_value(json_object_get(json_object_get(b, "rows"), what));
-}
-
 struct want {
 	const char *id;
 	long read;
@@ -198,9 +177,9 @@ static bool all_read(struct world *w, void *arg)
 {
 	(void)w;
 	struct want *x = arg;
-	json_t *b = get_batch(x->id);
+	json_t *b = world_batch(&W, x->id);
 	bool ok = !strcmp(json_string_value(json_object_get(b, "status")), "completed") &&
-	          counter(b, "read") == x->read;
+	          batch_messages(b, "read") == x->read;
 	json_decref(b);
 	return ok;
 }
@@ -241,16 +220,18 @@ static void test_batch_from_postgres(void **state)
 		fail_msg("answered %ld: %s", r.status, r.body);
 	char id[64];
 	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(r.json, "id")));
-	assert_int_equal(rows_of(r.json, "total"), 40);
-	assert_int_equal(rows_of(r.json, "valid"), 40);
-	assert_int_equal(rows_of(r.json, "invalid"), 0);
+	assert_int_equal(batch_rows(r.json, "total"), 40);
+	assert_int_equal(batch_rows(r.json, "valid"), 40);
+	assert_int_equal(batch_rows(r.json, "invalid"), 0);
 	resp_free(&r);
 	struct want w = {id, 40};
 	assert_true(wait_until(all_read, &W, &w, 120));
-	json_t *b = get_batch(id);
-	assert_int_equal(counter(b, "read"), 40);
-	assert_int_equal(counter(b, "failed"), 0);
-	assert_int_equal(counter(b, "queued") + counter(b, "sending") + counter(b, "sent"), 0);
+	json_t *b = world_batch(&W, id);
+	assert_int_equal(batch_messages(b, "read"), 40);
+	assert_int_equal(batch_messages(b, "failed"), 0);
+	assert_int_equal(batch_messages(b, "queued") + batch_messages(b, "sending") +
+	                     batch_messages(b, "sent"),
+	                 0);
 	json_decref(b);
 	assert_int_equal(sim_unique() - u0, 40);
 	/* The rendered text carries the row's values (numeric as text). */
@@ -287,10 +268,10 @@ static void test_batch_from_mariadb_with_report(void **state)
 		fail_msg("answered %ld: %s", r.status, r.body);
 	char id[64];
 	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(r.json, "id")));
-	assert_int_equal(rows_of(r.json, "total"), 30);
-	assert_int_equal(rows_of(r.json, "invalid"), 1);
-	assert_int_equal(rows_of(r.json, "duplicates"), 1);
-	assert_int_equal(rows_of(r.json, "valid"), 28);
+	assert_int_equal(batch_rows(r.json, "total"), 30);
+	assert_int_equal(batch_rows(r.json, "invalid"), 1);
+	assert_int_equal(batch_rows(r.json, "duplicates"), 1);
+	assert_int_equal(batch_rows(r.json, "valid"), 28);
 	assert_string_equal(json_string_value(json_object_get(r.json, "status")), "validated");
 	json_t *e0 = json_array_get(json_object_get(r.json, "errors"), 0);
 	/* Row 8 of the query's sheet: the header is row 1. */
@@ -305,9 +286,9 @@ static void test_batch_from_mariadb_with_report(void **state)
 	resp_free(&r);
 	struct want w = {id, 28};
 	assert_true(wait_until(all_read, &W, &w, 120));
-	json_t *b = get_batch(id);
-	assert_int_equal(counter(b, "read"), 28);
-	assert_int_equal(counter(b, "failed"), 0);
+	json_t *b = world_batch(&W, id);
+	assert_int_equal(batch_messages(b, "read"), 28);
+	assert_int_equal(batch_messages(b, "failed"), 0);
 	json_decref(b);
 	assert_int_equal(sim_unique() - u0, 28);
 	/* The date and decimal reached the text. */
@@ -464,8 +445,8 @@ static void test_statements_document_with_sms_fallback(void **state)
 		fail_msg("answered %ld: %s", r.status, r.body);
 	char id[64];
 	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(r.json, "id")));
-	assert_int_equal(rows_of(r.json, "total"), 3);
-	assert_int_equal(rows_of(r.json, "valid"), 3);
+	assert_int_equal(batch_rows(r.json, "total"), 3);
+	assert_int_equal(batch_rows(r.json, "valid"), 3);
 	resp_free(&r);
 	assert_true(wait_until(sms_delivered, &W, NULL, 120));
 	/* The WhatsApp messages carried the statement as their document. */

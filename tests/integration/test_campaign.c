@@ -45,27 +45,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-static json_t *get_batch(const char *id)
-{
-	char path[128];
-	snprintf(path, sizeof path, "/v1/batches/%s", id);
-	struct resp r = api_get(&W, path);
-	assert_int_equal(r.status, 200);
-	json_t *j = json_incref(r.json);
-	resp_free(&r);
-	return j;
-}
-
-static long counter(json_t *b, const char *status)
-{
-	return (long)json_integer_value(json_object_get(json_object_get(b, "messages"), status));
-}
-
-static long rows_of(json_t *b, const char *what)
-{
-	return (long)json_integer_value(json_object_get(json_object_get(b, "rows"), what));
-}
-
 static const char *bstatus(json_t *b)
 {
 	return json_string_value(json_object_get(b, "status"));
@@ -79,7 +58,7 @@ static bool batch_is(struct world *w, void *arg)
 {
 	(void)w;
 	struct want_status *ws = arg;
-	json_t *b = get_batch(ws->id);
+	json_t *b = world_batch(&W, ws->id);
 	bool ok = strcmp(bstatus(b), ws->status) == 0;
 	json_decref(b);
 	return ok;
@@ -94,8 +73,8 @@ static bool read_count_is(struct world *w, void *arg)
 {
 	(void)w;
 	struct want_read *wr = arg;
-	json_t *b = get_batch(wr->id);
-	bool ok = counter(b, "read") == wr->read;
+	json_t *b = world_batch(&W, wr->id);
+	bool ok = batch_messages(b, "read") == wr->read;
 	json_decref(b);
 	return ok;
 }
@@ -141,17 +120,17 @@ static void assert_counters_equal_recount(const char *id)
 	                                    "expired", "suppressed", "unknown"};
 	long counts[16], total;
 	recount(id, counts, &total);
-	json_t *b = get_batch(id);
+	json_t *b = world_batch(&W, id);
 	long sum = 0;
 	bool same = true;
 	for (int k = 0; k < 11; k++) {
-		same &= counter(b, names[k]) == counts[k];
+		same &= batch_messages(b, names[k]) == counts[k];
 		sum += counts[k];
 	}
 	if (!same) {
 		for (int k = 0; k < 11; k++)
-			print_error("  %-11s kept %6ld recounted %6ld\n", names[k], counter(b, names[k]),
-			            counts[k]);
+			print_error("  %-11s kept %6ld recounted %6ld\n", names[k],
+			            batch_messages(b, names[k]), counts[k]);
 		fail_msg("batch %s: the kept counters differ from a recount", id);
 	}
 	assert_int_equal(sum, total);
@@ -241,10 +220,10 @@ static void test_ten_thousand_rows(void **state)
 		fail_msg("upload answered %ld: %s", r.status, r.body);
 	char id[64];
 	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(r.json, "id")));
-	assert_int_equal(rows_of(r.json, "total"), 10000);
-	assert_int_equal(rows_of(r.json, "invalid"), 3);
-	assert_int_equal(rows_of(r.json, "duplicates"), 5);
-	assert_int_equal(rows_of(r.json, "valid"), 9992);
+	assert_int_equal(batch_rows(r.json, "total"), 10000);
+	assert_int_equal(batch_rows(r.json, "invalid"), 3);
+	assert_int_equal(batch_rows(r.json, "duplicates"), 5);
+	assert_int_equal(batch_rows(r.json, "valid"), 9992);
 	json_t *errs = json_object_get(r.json, "errors");
 	assert_int_equal(json_array_size(errs), 3);
 	assert_int_equal(json_integer_value(json_object_get(json_array_get(errs, 0), "row")), 17);
@@ -254,7 +233,7 @@ static void test_ten_thousand_rows(void **state)
 
 	struct want_status done = {id, "completed"};
 	if (!wait_until(batch_is, &W, &done, 240)) {
-		json_t *b = get_batch(id);
+		json_t *b = world_batch(&W, id);
 		char *d = json_dumps(b, JSON_INDENT(1));
 		fail_msg("batch did not complete: %s", d);
 	}
@@ -262,10 +241,12 @@ static void test_ten_thousand_rows(void **state)
 	 * receipts the simulator sends later still move the counters. */
 	struct want_read all_read = {id, 9990};
 	assert_true(wait_until(read_count_is, &W, &all_read, 120));
-	json_t *b = get_batch(id);
-	assert_int_equal(counter(b, "failed"), 2);
-	assert_int_equal(counter(b, "read"), 9990);
-	assert_int_equal(counter(b, "queued") + counter(b, "sending") + counter(b, "sent"), 0);
+	json_t *b = world_batch(&W, id);
+	assert_int_equal(batch_messages(b, "failed"), 2);
+	assert_int_equal(batch_messages(b, "read"), 9990);
+	assert_int_equal(batch_messages(b, "queued") + batch_messages(b, "sending") +
+	                     batch_messages(b, "sent"),
+	                 0);
 	assert_true(json_is_string(json_object_get(json_object_get(b, "times"), "completed_at")));
 	json_decref(b);
 	assert_counters_equal_recount(id);
@@ -296,16 +277,16 @@ static void test_ten_thousand_rows(void **state)
 	char rid[64];
 	snprintf(rid, sizeof rid, "%s", json_string_value(json_object_get(r.json, "id")));
 	assert_string_equal(json_string_value(json_object_get(r.json, "retry_of")), id);
-	assert_int_equal(rows_of(r.json, "total"), 2);
-	assert_int_equal(rows_of(r.json, "valid"), 2);
+	assert_int_equal(batch_rows(r.json, "total"), 2);
+	assert_int_equal(batch_rows(r.json, "valid"), 2);
 	resp_free(&r);
 	struct want_status rdone = {rid, "completed"};
 	assert_true(wait_until(batch_is, &W, &rdone, 60));
-	b = get_batch(rid);
-	assert_int_equal(counter(b, "failed"), 2);
+	b = world_batch(&W, rid);
+	assert_int_equal(batch_messages(b, "failed"), 2);
 	json_decref(b);
 	assert_counters_equal_recount(rid);
-	b = get_batch(id);
+	b = world_batch(&W, id);
 	json_t *retries = json_object_get(b, "retries");
 	assert_int_equal(json_array_size(retries), 1);
 	assert_string_equal(json_string_value(json_array_get(retries, 0)), rid);
@@ -348,20 +329,20 @@ static void test_make_ahead(void **state)
 	int64_t deadline = hr_mono_us() + 20000000;
 	json_t *b = NULL;
 	for (;;) {
-		b = get_batch(id);
-		if (counter(b, "queued") >= 1000 || hr_mono_us() >= deadline)
+		b = world_batch(&W, id);
+		if (batch_messages(b, "queued") >= 1000 || hr_mono_us() >= deadline)
 			break;
 		json_decref(b);
 		usleep(20000);
 	}
-	assert_int_equal(counter(b, "queued"), 1000);
+	assert_int_equal(batch_messages(b, "queued"), 1000);
 	json_decref(b);
 	/* And it stays there: the runner looks again every 100 ms, so 1.5 s
 	 * is fifteen chances to make more. */
 	deadline = hr_mono_us() + 1500000;
 	while (hr_mono_us() < deadline) {
-		b = get_batch(id);
-		assert_int_equal(counter(b, "queued"), 1000);
+		b = world_batch(&W, id);
+		assert_int_equal(batch_messages(b, "queued"), 1000);
 		json_t *prog = json_object_get(b, "progress");
 		assert_int_equal(json_integer_value(json_object_get(prog, "made")), 1000);
 		assert_false(
@@ -377,14 +358,14 @@ static void test_make_ahead(void **state)
 	resp_free(&r);
 	deadline = hr_mono_us() + 20000000;
 	for (;;) {
-		b = get_batch(id);
-		if (counter(b, "cancelled") >= 1000 || hr_mono_us() >= deadline)
+		b = world_batch(&W, id);
+		if (batch_messages(b, "cancelled") >= 1000 || hr_mono_us() >= deadline)
 			break;
 		json_decref(b);
 		usleep(20000);
 	}
-	assert_int_equal(counter(b, "cancelled"), 1000);
-	assert_int_equal(counter(b, "queued"), 0);
+	assert_int_equal(batch_messages(b, "cancelled"), 1000);
+	assert_int_equal(batch_messages(b, "queued"), 0);
 	assert_string_equal(bstatus(b), "cancelled");
 	json_decref(b);
 	assert_counters_equal_recount(id);
@@ -456,7 +437,7 @@ static void test_make_ahead_many(void **state)
 		for (;;) {
 			struct resp r = api_get(&w2, path);
 			assert_int_equal(r.status, 200);
-			queued = counter(r.json, "queued");
+			queued = batch_messages(r.json, "queued");
 			resp_free(&r);
 			if (queued >= 1 || hr_mono_us() >= deadline)
 				break;
@@ -486,7 +467,7 @@ static void test_make_ahead_many(void **state)
 			         bstatus(j),
 			         (long)json_integer_value(
 			             json_object_get(json_object_get(j, "progress"), "made")));
-		assert_int_equal(counter(j, "delivered") + counter(j, "read"), 2);
+		assert_int_equal(batch_messages(j, "delivered") + batch_messages(j, "read"), 2);
 		json_decref(j);
 	}
 	world_free(&w2);
@@ -519,11 +500,11 @@ static void test_validation_report(void **state)
 	if (r.status != 200)
 		fail_msg("dry run answered %ld: %s", r.status, r.body);
 	assert_true(json_is_true(json_object_get(r.json, "dry_run")));
-	assert_int_equal(rows_of(r.json, "total"), 6);
-	if (rows_of(r.json, "invalid") != 4)
+	assert_int_equal(batch_rows(r.json, "total"), 6);
+	if (batch_rows(r.json, "invalid") != 4)
 		fail_msg("dry run: %s", r.body);
-	assert_int_equal(rows_of(r.json, "duplicates"), 1);
-	assert_int_equal(rows_of(r.json, "valid"), 1);
+	assert_int_equal(batch_rows(r.json, "duplicates"), 1);
+	assert_int_equal(batch_rows(r.json, "valid"), 1);
 	static const struct {
 		int row;
 		const char *column, *reason;
@@ -585,8 +566,8 @@ static void test_validation_report(void **state)
 	assert_true(wait_until(batch_is, &W, &done, 60));
 	struct want_read one_read = {id, 1};
 	assert_true(wait_until(read_count_is, &W, &one_read, 60));
-	json_t *b = get_batch(id);
-	assert_int_equal(counter(b, "read"), 1);
+	json_t *b = world_batch(&W, id);
+	assert_int_equal(batch_messages(b, "read"), 1);
 	json_decref(b);
 	assert_counters_equal_recount(id);
 	/* Another tenant can neither see nor touch any of it: every route of
@@ -616,7 +597,7 @@ static void test_validation_report(void **state)
 	assert_string_equal(json_string_value(json_object_get(json_object_get(r.json, "error"), "field")),
 	                    "account");
 	resp_free(&r);
-	b = get_batch(id);
+	b = world_batch(&W, id);
 	assert_string_equal(bstatus(b), "completed");
 	json_decref(b);
 	/* A started batch cannot start again. */
@@ -653,15 +634,15 @@ static void test_cancel_scheduled(void **state)
 	resp_free(&r);
 	/* All 300 made (queued, not due). */
 	for (int k = 0; k < 400; k++) {
-		json_t *b = get_batch(id);
-		bool in = counter(b, "queued") == 300;
+		json_t *b = world_batch(&W, id);
+		bool in = batch_messages(b, "queued") == 300;
 		json_decref(b);
 		if (in)
 			break;
 		usleep(50000);
 	}
-	json_t *b = get_batch(id);
-	assert_int_equal(counter(b, "queued"), 300);
+	json_t *b = world_batch(&W, id);
+	assert_int_equal(batch_messages(b, "queued"), 300);
 	json_decref(b);
 	char path[160];
 	snprintf(path, sizeof path, "/v1/batches/%s/cancel", id);
@@ -671,16 +652,16 @@ static void test_cancel_scheduled(void **state)
 	assert_string_equal(bstatus(r.json), "cancelled");
 	resp_free(&r);
 	for (int k = 0; k < 400; k++) {
-		b = get_batch(id);
-		bool all = counter(b, "cancelled") == 300;
+		b = world_batch(&W, id);
+		bool all = batch_messages(b, "cancelled") == 300;
 		json_decref(b);
 		if (all)
 			break;
 		usleep(50000);
 	}
-	b = get_batch(id);
-	assert_int_equal(counter(b, "cancelled"), 300);
-	assert_int_equal(counter(b, "queued"), 0);
+	b = world_batch(&W, id);
+	assert_int_equal(batch_messages(b, "cancelled"), 300);
+	assert_int_equal(batch_messages(b, "queued"), 0);
 	json_decref(b);
 	assert_counters_equal_recount(id);
 	json_t *sim = sim_stats();
@@ -770,7 +751,7 @@ static void test_events_stream(void **state)
 	json_t *fin = json_loadb(last_data + 6, strcspn(last_data + 6, "\n"), 0, NULL);
 	assert_non_null(fin);
 	assert_string_equal(bstatus(fin), "completed");
-	assert_int_equal(counter(fin, "delivered") + counter(fin, "read"), 200);
+	assert_int_equal(batch_messages(fin, "delivered") + batch_messages(fin, "read"), 200);
 	json_decref(fin);
 	resp_free(&r);
 	/* A finished batch: one end event at once. */

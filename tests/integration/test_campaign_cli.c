@@ -91,17 +91,6 @@ static void id_of(const char *out, char id[64])
 	assert_int_equal(sscanf(out, "batch %63s ", id), 1);
 }
 
-static json_t *get_batch(const char *id)
-{
-	char path[128];
-	snprintf(path, sizeof path, "/v1/batches/%s", id);
-	struct resp r = api_get(&W, path);
-	assert_int_equal(r.status, 200);
-	json_t *j = json_incref(r.json);
-	resp_free(&r);
-	return j;
-}
-
 static void test_upload_watch_status_report(void **state)
 {
 	(void)state;
@@ -139,7 +128,7 @@ static void test_upload_watch_status_report(void **state)
 	assert_int_equal(r.rc, 0);
 	json_t *cli = json_loads(r.out, 0, NULL);
 	assert_non_null(cli);
-	json_t *api = get_batch(id);
+	json_t *api = world_batch(&W, id);
 	assert_string_equal(json_string_value(json_object_get(cli, "status")), "completed");
 	static const char *const objs[] = {"rows", "messages"};
 	for (size_t i = 0; i < 2; i++)

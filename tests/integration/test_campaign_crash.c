@@ -149,23 +149,6 @@ static void upload(const char *name, int n, char id[64], struct expect *e)
 
 /* ---- reading a batch ------------------------------------------------------ */
 
-static json_t *get_batch(const char *id)
-{
-	char path[128];
-	snprintf(path, sizeof path, "/v1/batches/%s", id);
-	struct resp r = api_get(&W, path);
-	if (r.status != 200)
-		fail_msg("GET %s answered %ld: %.300s", path, r.status, r.body);
-	json_t *j = json_incref(r.json);
-	resp_free(&r);
-	return j;
-}
-
-static long counter(json_t *b, const char *status)
-{
-	return (long)json_integer_value(json_object_get(json_object_get(b, "messages"), status));
-}
-
 static long progress(json_t *b, const char *what)
 {
 	return (long)json_integer_value(json_object_get(json_object_get(b, "progress"), what));
@@ -179,7 +162,8 @@ static const char *const STATUSES[] = {"queued",  "sending",    "sent",        "
 /* Sent or later: what the provider has accepted. */
 static long past_send(json_t *b)
 {
-	return counter(b, "sent") + counter(b, "delivered") + counter(b, "read");
+	return batch_messages(b, "sent") + batch_messages(b, "delivered") +
+	       batch_messages(b, "read");
 }
 
 struct done_arg {
@@ -194,9 +178,9 @@ static bool all_delivered(struct world *w, void *arg)
 {
 	(void)w;
 	struct done_arg *d = arg;
-	json_t *b = get_batch(d->id);
+	json_t *b = world_batch(&W, d->id);
 	bool ok = !strcmp(json_string_value(json_object_get(b, "status")), "completed") &&
-	          counter(b, "delivered") == d->valid;
+	          batch_messages(b, "delivered") == d->valid;
 	json_decref(b);
 	return ok;
 }
@@ -309,10 +293,10 @@ static long jint(json_t *o, const char *k)
  */
 static long verify(const char *id, const struct expect *e, int kills)
 {
-	json_t *b = get_batch(id);
+	json_t *b = world_batch(&W, id);
 	assert_string_equal(json_string_value(json_object_get(b, "status")), "completed");
 	assert_int_equal(progress(b, "made"), e->valid);
-	assert_int_equal(counter(b, "delivered"), e->valid);
+	assert_int_equal(batch_messages(b, "delivered"), e->valid);
 	json_t *rows = json_object_get(b, "rows");
 	assert_int_equal(jint(rows, "total"), e->total);
 	assert_int_equal(jint(rows, "valid"), e->valid);
@@ -324,11 +308,11 @@ static long verify(const char *id, const struct expect *e, int kills)
 	assert_int_equal(rc.total, e->valid);
 	bool same = true;
 	for (size_t k = 0; k < NSTATUS; k++)
-		same &= counter(b, STATUSES[k]) == rc.by[k];
+		same &= batch_messages(b, STATUSES[k]) == rc.by[k];
 	if (!same) {
 		for (size_t k = 0; k < NSTATUS; k++)
 			print_error("  %-11s kept %6ld recounted %6ld\n", STATUSES[k],
-			            counter(b, STATUSES[k]), rc.by[k]);
+			            batch_messages(b, STATUSES[k]), rc.by[k]);
 		fail_msg("batch %s: the kept counters differ from a recount", id);
 	}
 	json_decref(b);
@@ -407,10 +391,10 @@ static bool kill_point(struct world *w, void *arg)
 {
 	(void)w;
 	struct when_arg *a = arg;
-	json_t *b = get_batch(a->id);
+	json_t *b = world_batch(&W, a->id);
 	a->made = progress(b, "made");
 	a->past = past_send(b);
-	a->queued = counter(b, "queued") + counter(b, "sending");
+	a->queued = batch_messages(b, "queued") + batch_messages(b, "sending");
 	bool ingested = json_is_true(json_object_get(json_object_get(b, "times"), "ingested"));
 	json_decref(b);
 	if (!a->sending)
@@ -439,7 +423,7 @@ static void run_kill(bool sending)
 	world_start_serve(&W);
 	struct done_arg done = {id, e.valid};
 	if (!wait_until(all_delivered, &W, &done, 240)) {
-		json_t *b = get_batch(id);
+		json_t *b = world_batch(&W, id);
 		char *s = json_dumps(b, JSON_COMPACT);
 		fail_msg("batch did not complete after the restart: %s", s);
 	}
@@ -479,7 +463,7 @@ static void test_kill9_after_validation(void **state)
 	upload_as("crash-validated", n, false, id, &e);
 	world_kill9_serve(&W);
 	world_start_serve(&W);
-	json_t *b = get_batch(id);
+	json_t *b = world_batch(&W, id);
 	assert_string_equal(json_string_value(json_object_get(b, "status")), "validated");
 	json_t *rows = json_object_get(b, "rows");
 	assert_int_equal(jint(rows, "total"), e.total);
@@ -570,7 +554,7 @@ static void test_kill9_mid_validation(void **state)
 	world_start_serve(&W);
 	/* Marked failed before the server listens: its first answer says so. */
 	char path[128];
-	json_t *b = get_batch(p.id);
+	json_t *b = world_batch(&W, p.id);
 	assert_string_equal(json_string_value(json_object_get(b, "status")), "failed");
 	const char *why = json_string_value(json_object_get(b, "error"));
 	assert_non_null(why);
@@ -578,7 +562,7 @@ static void test_kill9_mid_validation(void **state)
 	assert_true(json_is_string(json_object_get(json_object_get(b, "times"), "failed_at")));
 	assert_int_equal(progress(b, "made"), 0);
 	for (size_t k = 0; k < NSTATUS; k++)
-		assert_int_equal(counter(b, STATUSES[k]), 0);
+		assert_int_equal(batch_messages(b, STATUSES[k]), 0);
 	json_decref(b);
 	struct recount rc;
 	recount(p.id, &rc);

@@ -60,25 +60,13 @@ static json_t *get_json(const char *path)
 	return j;
 }
 
-static json_t *get_batch(const char *id)
-{
-	char path[128];
-	snprintf(path, sizeof path, "/v1/batches/%s", id);
-	return get_json(path);
-}
-
-static long counter(json_t *b, const char *status)
-{
-	return (long)json_integer_value(json_object_get(json_object_get(b, "messages"), status));
-}
-
 /* Completed, every deliverable message read and the one reply counted. */
 static bool batch_settled(struct world *w, void *arg)
 {
 	(void)w;
-	json_t *b = get_batch(arg);
+	json_t *b = world_batch(&W, arg);
 	bool ok = !strcmp(json_string_value(json_object_get(b, "status")), "completed") &&
-	          counter(b, "read") == 3;
+	          batch_messages(b, "read") == 3;
 	json_decref(b);
 	return ok;
 }
@@ -86,7 +74,7 @@ static bool batch_settled(struct world *w, void *arg)
 static bool batch_replied(struct world *w, void *arg)
 {
 	(void)w;
-	json_t *b = get_batch(arg);
+	json_t *b = world_batch(&W, arg);
 	bool ok = json_integer_value(json_object_get(b, "replied")) == 1;
 	json_decref(b);
 	return ok;

@@ -59,22 +59,6 @@ static struct resp call(const char *method, const char *path, const char *key, c
 	return http(method, url, key, body, NULL);
 }
 
-static json_t *get_batch(const char *id)
-{
-	char path[128];
-	snprintf(path, sizeof path, "/v1/batches/%s", id);
-	struct resp r = api_get(&W, path);
-	assert_int_equal(r.status, 200);
-	json_t *j = json_incref(r.json);
-	resp_free(&r);
-	return j;
-}
-
-static long counter(json_t *b, const char *status)
-{
-	return (long)json_integer_value(json_object_get(json_object_get(b, "messages"), status));
-}
-
 static const char *jstr(json_t *o, const char *k)
 {
 	const char *s = json_string_value(json_object_get(o, k));
@@ -116,12 +100,12 @@ static void assert_counters_equal_recount(const char *id)
 		if (!more)
 			break;
 	}
-	json_t *b = get_batch(id);
+	json_t *b = world_batch(&W, id);
 	long sum = 0;
 	for (int k = 0; k < NNAMES; k++) {
-		if (counter(b, NAMES[k]) != counts[k])
+		if (batch_messages(b, NAMES[k]) != counts[k])
 			fail_msg("batch %s: %s kept %ld, recounted %ld", id, NAMES[k],
-			         counter(b, NAMES[k]), counts[k]);
+			         batch_messages(b, NAMES[k]), counts[k]);
 		sum += counts[k];
 	}
 	assert_int_equal(sum, total);
@@ -140,12 +124,13 @@ static bool batch_reached(struct world *w, void *arg)
 {
 	(void)w;
 	struct want *x = arg;
-	json_t *b = get_batch(x->id);
-	long settled = counter(b, "sent") + counter(b, "delivered") + counter(b, "read") +
-	               counter(b, "failed");
-	bool ok = (!x->status || !strcmp(jstr(b, "status"), x->status)) &&
-	          settled >= x->settled_min && (!x->no_sending || counter(b, "sending") == 0) &&
-	          (!x->receipts_in || counter(b, "sent") + counter(b, "delivered") == 0);
+	json_t *b = world_batch(&W, x->id);
+	long settled = batch_messages(b, "sent") + batch_messages(b, "delivered") +
+	               batch_messages(b, "read") + batch_messages(b, "failed");
+	bool ok =
+	    (!x->status || !strcmp(jstr(b, "status"), x->status)) && settled >= x->settled_min &&
+	    (!x->no_sending || batch_messages(b, "sending") == 0) &&
+	    (!x->receipts_in || batch_messages(b, "sent") + batch_messages(b, "delivered") == 0);
 	json_decref(b);
 	return ok;
 }
@@ -155,7 +140,7 @@ static void wait_batch(struct want *x, double timeout_s)
 {
 	if (wait_until(batch_reached, &W, x, timeout_s))
 		return;
-	json_t *b = get_batch(x->id);
+	json_t *b = world_batch(&W, x->id);
 	char *d = json_dumps(b, JSON_COMPACT);
 	fail_msg("batch %s did not reach %s (settled >= %ld%s): %s", x->id,
 	         x->status ? x->status : "any status", x->settled_min,
@@ -290,7 +275,7 @@ static void test_pause_restart_resume(void **state)
 	r = api_post(&W, path, body);
 	assert_int_equal(r.status, 422);
 	resp_free(&r);
-	json_t *b = get_batch(id);
+	json_t *b = world_batch(&W, id);
 	assert_string_equal(jstr(b, "status"), "processing"); /* none of them paused it */
 	json_decref(b);
 
@@ -318,19 +303,19 @@ static void test_pause_restart_resume(void **state)
 	 * messages on the account, and the campaign does not move. */
 	struct want drained = {id, "paused", 0, true, true};
 	wait_batch(&drained, 60);
-	json_t *at_pause = get_batch(id);
-	long queued = counter(at_pause, "queued");
+	json_t *at_pause = world_batch(&W, id);
+	long queued = batch_messages(at_pause, "queued");
 	long made = 0;
 	for (int k = 0; k < NNAMES; k++)
-		made += counter(at_pause, NAMES[k]);
+		made += batch_messages(at_pause, NAMES[k]);
 	print_message("paused with %ld of %d queued\n", queued, ROWS);
 	assert_true(queued > 0);
 	long unique_paused = sim_unique();
 	single_send_goes_out("+447400999001");
 	single_send_goes_out("+447400999002");
-	json_t *later = get_batch(id);
-	assert_int_equal(counter(later, "queued"), queued);
-	assert_int_equal(counter(later, "sending"), 0);
+	json_t *later = world_batch(&W, id);
+	assert_int_equal(batch_messages(later, "queued"), queued);
+	assert_int_equal(batch_messages(later, "sending"), 0);
 	/* The pace's clock stopped at the pause: the rate does not decay. */
 	json_t *p0 = json_object_get(at_pause, "progress"),
 	       *p1 = json_object_get(later, "progress");
@@ -346,13 +331,13 @@ static void test_pause_restart_resume(void **state)
 	/* A restart keeps it paused and held. */
 	world_stop_serve(&W);
 	world_start_serve(&W);
-	b = get_batch(id);
+	b = world_batch(&W, id);
 	assert_string_equal(jstr(b, "status"), "paused");
-	assert_int_equal(counter(b, "queued"), queued);
+	assert_int_equal(batch_messages(b, "queued"), queued);
 	json_decref(b);
 	single_send_goes_out("+447400999003");
-	b = get_batch(id);
-	assert_int_equal(counter(b, "queued"), queued);
+	b = world_batch(&W, id);
+	assert_int_equal(batch_messages(b, "queued"), queued);
 	assert_string_equal(jstr(b, "status"), "paused");
 	json_decref(b);
 
@@ -378,12 +363,14 @@ static void test_pause_restart_resume(void **state)
 	resp_free(&r);
 	struct want done = {id, "completed", ROWS, true, true};
 	wait_batch(&done, 120);
-	b = get_batch(id);
+	b = world_batch(&W, id);
 	made = 0;
 	for (int k = 0; k < NNAMES; k++)
-		made += counter(b, NAMES[k]);
+		made += batch_messages(b, NAMES[k]);
 	assert_int_equal(made, ROWS);
-	assert_int_equal(counter(b, "failed") + counter(b, "cancelled") + counter(b, "queued"), 0);
+	assert_int_equal(batch_messages(b, "failed") + batch_messages(b, "cancelled") +
+	                     batch_messages(b, "queued"),
+	                 0);
 	json_decref(b);
 	assert_counters_equal_recount(id);
 	/* Every recipient once, plus the three single sends. */
@@ -422,8 +409,8 @@ static void test_cancel_paused(void **state)
 	resp_free(&r);
 	struct want drained = {id, "paused", 0, true, true};
 	wait_batch(&drained, 60);
-	json_t *b = get_batch(id);
-	long queued = counter(b, "queued");
+	json_t *b = world_batch(&W, id);
+	long queued = batch_messages(b, "queued");
 	json_decref(b);
 	long unique0 = sim_unique();
 	snprintf(path, sizeof path, "/v1/batches/%s/cancel", id);
@@ -445,9 +432,9 @@ static void test_cancel_paused(void **state)
 	struct want none_queued = {id, "cancelled", 0, true, true};
 	wait_batch(&none_queued, 60);
 	single_send_goes_out("+447400999004");
-	b = get_batch(id);
-	assert_int_equal(counter(b, "cancelled"), queued);
-	assert_int_equal(counter(b, "queued"), 0);
+	b = world_batch(&W, id);
+	assert_int_equal(batch_messages(b, "cancelled"), queued);
+	assert_int_equal(batch_messages(b, "queued"), 0);
 	json_decref(b);
 	assert_int_equal(sim_unique() - unique0, 1);
 	assert_counters_equal_recount(id);
@@ -484,13 +471,13 @@ static void test_cli(void **state)
 	assert_int_equal(cli(args, out, sizeof out), 2);
 	if (!strstr(out, "--reason"))
 		fail_msg("pause without --reason: %s", out);
-	json_t *b = get_batch(id);
+	json_t *b = world_batch(&W, id);
 	assert_string_equal(jstr(b, "status"), "processing");
 	json_decref(b);
 	snprintf(args, sizeof args, "batch pause %s --reason 'checking the list'", id);
 	if (cli(args, out, sizeof out) != 0 || !strstr(out, " paused: ") || !strstr(out, "held"))
 		fail_msg("pause: %s", out);
-	b = get_batch(id);
+	b = world_batch(&W, id);
 	assert_string_equal(jstr(b, "status"), "paused");
 	assert_string_equal(jstr(json_object_get(b, "operator"), "pause_reason"),
 	                    "checking the list");
@@ -504,7 +491,7 @@ static void test_cli(void **state)
 	snprintf(args, sizeof args, "batch cancel %s --reason 'wrong list'", id);
 	if (cli(args, out, sizeof out) != 0 || !strstr(out, "stopped"))
 		fail_msg("cancel: %s", out);
-	b = get_batch(id);
+	b = world_batch(&W, id);
 	assert_string_equal(jstr(b, "status"), "cancelled");
 	assert_string_equal(jstr(json_object_get(b, "operator"), "cancel_reason"), "wrong list");
 	assert_true(strlen(jstr(json_object_get(b, "operator"), "resumed_by")) > 0);

@@ -44,70 +44,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-static size_t collect(char *p, size_t size, size_t n, void *ud)
-{
-	struct hr_buf_like {
-		char *p;
-		size_t len;
-	} *b = ud;
-	char *q = realloc(b->p, b->len + size * n + 1);
-	if (!q)
-		return 0;
-	memcpy(q + b->len, p, size * n);
-	b->len += size * n;
-	q[b->len] = 0;
-	b->p = q;
-	return size * n;
-}
-
-/* POSTs a multipart form: the file (path, sent under name) and the fields
- * (NULL-terminated name, value pairs). */
-static struct resp upload(const char *path, const char *name, const char *const *fields)
-{
-	CURL *c = curl_easy_init();
-	assert_non_null(c);
-	curl_mime *m = curl_mime_init(c);
-	curl_mimepart *part = curl_mime_addpart(m);
-	assert_int_equal(curl_mime_name(part, "file"), CURLE_OK);
-	assert_int_equal(curl_mime_filedata(part, path), CURLE_OK);
-	assert_int_equal(curl_mime_filename(part, name), CURLE_OK);
-	for (const char *const *f = fields; f && *f; f += 2) {
-		part = curl_mime_addpart(m);
-		assert_int_equal(curl_mime_name(part, f[0]), CURLE_OK);
-		assert_int_equal(curl_mime_data(part, f[1], CURL_ZERO_TERMINATED), CURLE_OK);
-	}
-	char url[128], auth[128];
-	snprintf(url, sizeof url, "%s/v1/batches", W.api);
-	snprintf(auth, sizeof auth, "Authorization: Bearer %s", W.key);
-	struct curl_slist *h = curl_slist_append(NULL, auth);
-	struct {
-		char *p;
-		size_t len;
-	} body = {0};
-	assert_int_equal(curl_easy_setopt(c, CURLOPT_URL, url), CURLE_OK);
-	assert_int_equal(curl_easy_setopt(c, CURLOPT_MIMEPOST, m), CURLE_OK);
-	assert_int_equal(curl_easy_setopt(c, CURLOPT_HTTPHEADER, h), CURLE_OK);
-	assert_int_equal(curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect), CURLE_OK);
-	assert_int_equal(curl_easy_setopt(c, CURLOPT_WRITEDATA, &body), CURLE_OK);
-	assert_int_equal(curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L), CURLE_OK);
-	CURLcode rc = curl_easy_perform(c);
-	struct resp r = {0};
-	if (rc != CURLE_OK)
-		fail_msg("upload of %s: %s", path, curl_easy_strerror(rc));
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-	r.body = body.p ? body.p : strdup("");
-	r.json = json_loads(r.body, 0, NULL);
-	curl_slist_free_all(h);
-	curl_mime_free(m);
-	curl_easy_cleanup(c);
-	return r;
-}
-
-static long rows_of(json_t *b, const char *what)
-{
-	return (long)json_integer_value(json_object_get(json_object_get(b, "rows"), what));
-}
-
 static long batches_named(const char *name)
 {
 	char path[128];
@@ -130,15 +66,15 @@ static void test_xlsx_rows(void **state)
 	static const char *const fields[] = {
 	    "name", "xlsx upload", "channel", "whatsapp", "text", "Hi {{1}}, you owe {{2}}",
 	    "recipient_column", "phone", "params", "name, amount", "dry_run", "true", NULL};
-	struct resp r = upload(path, "customers.xlsx", fields);
+	struct resp r = world_upload(&W, path, "customers.xlsx", fields);
 	if (r.status != 200)
 		fail_msg("answered %ld: %s", r.status, r.body);
 	/* Rows with a value: 2, 3, 6, 7 ("merged"), 8 (only K8), 9 (times and
 	 * dates); row 5 has styled empty cells only. */
-	assert_int_equal(rows_of(r.json, "total"), 6);
-	if (rows_of(r.json, "valid") != 1)
+	assert_int_equal(batch_rows(r.json, "total"), 6);
+	if (batch_rows(r.json, "valid") != 1)
 		fail_msg("%s", r.body);
-	assert_int_equal(rows_of(r.json, "invalid"), 5);
+	assert_int_equal(batch_rows(r.json, "invalid"), 5);
 	json_t *errs = json_object_get(r.json, "errors");
 	assert_int_equal(json_array_size(errs), 5);
 	static const int bad_rows[5] = {3, 6, 7, 8, 9};
@@ -157,7 +93,7 @@ static void test_xlsx_rows(void **state)
 	static const char *const go[] = {
 	    "name", "xlsx upload", "channel", "whatsapp", "text", "Hi {{1}}, you owe {{2}}",
 	    "recipient_column", "phone", "params", "name,amount", "start", "true", NULL};
-	r = upload(path, "customers.xlsx", go);
+	r = world_upload(&W, path, "customers.xlsx", go);
 	if (r.status != 201)
 		fail_msg("answered %ld: %s", r.status, r.body);
 	assert_string_equal(json_string_value(json_object_get(r.json, "status")), "processing");
@@ -196,12 +132,12 @@ static void test_csv_rows(void **state)
 	static const char *const fields[] = {"name", "csv upload", "channel", "whatsapp",
 	                                     "text", "Hi {{1}}", "params", "Who",
 	                                     "default_region", "GB", "start", "false", NULL};
-	struct resp r = upload(path, "list.csv", fields);
+	struct resp r = world_upload(&W, path, "list.csv", fields);
 	if (r.status != 201)
 		fail_msg("answered %ld: %s", r.status, r.body);
 	assert_string_equal(json_string_value(json_object_get(r.json, "status")), "validated");
-	assert_int_equal(rows_of(r.json, "total"), 3);
-	assert_int_equal(rows_of(r.json, "valid"), 2);
+	assert_int_equal(batch_rows(r.json, "total"), 3);
+	assert_int_equal(batch_rows(r.json, "valid"), 2);
 	json_t *e = json_array_get(json_object_get(r.json, "errors"), 0);
 	assert_int_equal(json_integer_value(json_object_get(e, "row")), 3);
 	assert_string_equal(json_string_value(json_object_get(e, "column")), "Phone");
@@ -227,7 +163,7 @@ static void test_hostile_files(void **state)
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
 		char path[600];
 		snprintf(path, sizeof path, "%s/%s", fixtures, cases[i].file);
-		struct resp r = upload(path, cases[i].as, fields);
+		struct resp r = world_upload(&W, path, cases[i].as, fields);
 		if (r.status != 422 && r.status != 413)
 			fail_msg("%s answered %ld: %s", cases[i].file, r.status, r.body);
 		json_t *err = json_object_get(r.json, "error");
@@ -256,7 +192,7 @@ static void test_upload_limit(void **state)
 	fclose(f);
 	static const char *const fields[] = {"name", "toobig", "channel", "whatsapp",
 	                                     "text", "hello", NULL};
-	struct resp r = upload(path, "big.csv", fields);
+	struct resp r = world_upload(&W, path, "big.csv", fields);
 	assert_int_equal(r.status, 413);
 	resp_free(&r);
 	assert_int_equal(batches_named("toobig"), 0);

@@ -34,106 +34,22 @@ static struct world W;
  * HTTP with response headers (the harness's http() keeps only the body).
  * ------------------------------------------------------------------------- */
 
-struct hresp {
-	long status;
-	char *body;
-	size_t len;
-	char *headers; /* every response header line, as received */
-	json_t *json;
-};
-
-struct grow {
-	char *p;
-	size_t n;
-};
-
-static size_t grow_cb(char *d, size_t sz, size_t n, void *arg)
-{
-	struct grow *g = arg;
-	char *p = realloc(g->p, g->n + sz * n + 1);
-	if (!p)
-		return 0;
-	memcpy(p + g->n, d, sz * n);
-	g->p = p;
-	g->n += sz * n;
-	g->p[g->n] = '\0';
-	return sz * n;
-}
-
-static void hresp_free(struct hresp *r)
-{
-	free(r->body);
-	free(r->headers);
-	json_decref(r->json);
-	memset(r, 0, sizeof *r);
-}
-
-/* The value of response header name ("" when absent), copied into a static
- * buffer (one at a time). */
-static const char *hdr(const struct hresp *r, const char *name)
-{
-	static char v[1024];
-	v[0] = '\0';
-	size_t nl = strlen(name);
-	for (const char *p = r->headers; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : "") {
-		if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
-			const char *s = p + nl + 1;
-			while (*s == ' ')
-				s++;
-			size_t n = strcspn(s, "\r\n");
-			if (n >= sizeof v)
-				n = sizeof v - 1;
-			memcpy(v, s, n);
-			v[n] = '\0';
-			return v;
-		}
-	}
-	return v;
-}
-
-#define OPT(o, v) assert_int_equal(curl_easy_setopt(c, o, v), CURLE_OK)
-
 /* method on W.api + path; headers NULL-terminated (may be NULL); body may be
- * NULL; decode: let curl ask for and undo gzip. */
+ * NULL (with one, Content-Type: application/json is sent after headers);
+ * decode: let curl ask for and undo gzip. */
 static struct hresp req(const char *method, const char *path, const char *const *headers,
                         const char *body, bool decode)
 {
-	struct hresp r = {0};
-	CURL *c = curl_easy_init();
-	assert_non_null(c);
-	char url[1024];
-	snprintf(url, sizeof url, "%s%s", W.api, path);
-	struct curl_slist *h = NULL;
-	for (; headers && *headers; headers++)
-		h = curl_slist_append(h, *headers);
+	const char *h[16];
+	size_t n = 0;
+	for (; headers && *headers; headers++) {
+		assert_true(n < 14);
+		h[n++] = *headers;
+	}
 	if (body)
-		h = curl_slist_append(h, "Content-Type: application/json");
-	struct grow b = {0}, hd = {0};
-	OPT(CURLOPT_URL, url);
-	if (!strcmp(method, "HEAD"))
-		OPT(CURLOPT_NOBODY, 1L);
-	else
-		OPT(CURLOPT_CUSTOMREQUEST, method);
-	if (body)
-		OPT(CURLOPT_POSTFIELDS, body);
-	OPT(CURLOPT_HTTPHEADER, h);
-	OPT(CURLOPT_WRITEFUNCTION, grow_cb);
-	OPT(CURLOPT_WRITEDATA, &b);
-	OPT(CURLOPT_HEADERFUNCTION, grow_cb);
-	OPT(CURLOPT_HEADERDATA, &hd);
-	OPT(CURLOPT_TIMEOUT_MS, 20000L);
-	OPT(CURLOPT_NOSIGNAL, 1L);
-	if (decode)
-		OPT(CURLOPT_ACCEPT_ENCODING, "gzip");
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
-	r.body = b.p ? b.p : strdup("");
-	r.len = b.n;
-	r.headers = hd.p ? hd.p : strdup("");
-	r.json = json_loads(r.body, 0, NULL);
-	return r;
+		h[n++] = "Content-Type: application/json";
+	h[n] = NULL;
+	return http_h(&W, method, path, h, body, decode, NULL);
 }
 
 static char *slurp(const char *path, size_t *len)
@@ -181,14 +97,14 @@ static void test_files(void **state)
 	assert_int_equal(r.status, 200);
 	assert_int_equal(r.len, ilen);
 	assert_memory_equal(r.body, index, ilen);
-	assert_string_equal(hdr(&r, "Content-Type"), "text/html; charset=utf-8");
-	assert_string_equal(hdr(&r, "Content-Security-Policy"), CSP);
-	assert_string_equal(hdr(&r, "X-Content-Type-Options"), "nosniff");
-	assert_string_equal(hdr(&r, "X-Frame-Options"), "DENY");
-	assert_string_equal(hdr(&r, "Cache-Control"), "no-cache");
-	assert_string_equal(hdr(&r, "Content-Encoding"), "");
+	assert_string_equal(hresp_header(&r, "Content-Type"), "text/html; charset=utf-8");
+	assert_string_equal(hresp_header(&r, "Content-Security-Policy"), CSP);
+	assert_string_equal(hresp_header(&r, "X-Content-Type-Options"), "nosniff");
+	assert_string_equal(hresp_header(&r, "X-Frame-Options"), "DENY");
+	assert_string_equal(hresp_header(&r, "Cache-Control"), "no-cache");
+	assert_string_equal(hresp_header(&r, "Content-Encoding"), "");
 	char etag[128];
-	snprintf(etag, sizeof etag, "%s", hdr(&r, "ETag"));
+	snprintf(etag, sizeof etag, "%s", hresp_header(&r, "ETag"));
 	assert_int_equal(strlen(etag), 34); /* "32 hex digits" */
 	hresp_free(&r);
 
@@ -200,12 +116,12 @@ static void test_files(void **state)
 	/* gzip: the body decodes to the same bytes, under its own ETag. */
 	r = req("GET", "/", NULL, NULL, true);
 	assert_int_equal(r.status, 200);
-	assert_string_equal(hdr(&r, "Content-Encoding"), "gzip");
-	assert_string_equal(hdr(&r, "Vary"), "Accept-Encoding");
+	assert_string_equal(hresp_header(&r, "Content-Encoding"), "gzip");
+	assert_string_equal(hresp_header(&r, "Vary"), "Accept-Encoding");
 	assert_int_equal(r.len, ilen);
 	assert_memory_equal(r.body, index, ilen);
 	char gzetag[128];
-	snprintf(gzetag, sizeof gzetag, "%s", hdr(&r, "ETag"));
+	snprintf(gzetag, sizeof gzetag, "%s", hresp_header(&r, "ETag"));
 	assert_string_not_equal(gzetag, etag);
 	assert_int_equal(strncmp(gzetag, etag, 33), 0);
 	hresp_free(&r);
@@ -213,7 +129,7 @@ static void test_files(void **state)
 	const char *q0[] = {"Accept-Encoding: gzip;q=0, identity", NULL};
 	r = req("GET", "/", q0, NULL, false);
 	assert_int_equal(r.status, 200);
-	assert_string_equal(hdr(&r, "Content-Encoding"), "");
+	assert_string_equal(hresp_header(&r, "Content-Encoding"), "");
 	assert_int_equal(r.len, ilen);
 	hresp_free(&r);
 
@@ -225,7 +141,7 @@ static void test_files(void **state)
 	r = req("GET", "/", h1, NULL, false);
 	assert_int_equal(r.status, 304);
 	assert_int_equal(r.len, 0);
-	assert_string_equal(hdr(&r, "ETag"), etag);
+	assert_string_equal(hresp_header(&r, "ETag"), etag);
 	hresp_free(&r);
 	snprintf(inm, sizeof inm, "If-None-Match: \"abc\", W/%s", etag);
 	r = req("GET", "/", h1, NULL, false);
@@ -265,9 +181,9 @@ static void test_files(void **state)
 		assert_int_equal(r.status, 200);
 		assert_int_equal(r.len, n);
 		assert_memory_equal(r.body, want, n);
-		assert_string_equal(hdr(&r, "Content-Type"), files[i].ctype);
-		assert_string_equal(hdr(&r, "Cache-Control"), files[i].cache);
-		assert_string_equal(hdr(&r, "Content-Security-Policy"), CSP);
+		assert_string_equal(hresp_header(&r, "Content-Type"), files[i].ctype);
+		assert_string_equal(hresp_header(&r, "Cache-Control"), files[i].cache);
+		assert_string_equal(hresp_header(&r, "Content-Security-Policy"), CSP);
 		hresp_free(&r);
 		free(want);
 	}
@@ -275,7 +191,7 @@ static void test_files(void **state)
 	r = req("HEAD", "/ui/app.css", NULL, NULL, false);
 	assert_int_equal(r.status, 200);
 	assert_int_equal(r.len, 0);
-	assert_string_equal(hdr(&r, "Content-Type"), "text/css; charset=utf-8");
+	assert_string_equal(hresp_header(&r, "Content-Type"), "text/css; charset=utf-8");
 	hresp_free(&r);
 
 	/* Nothing else: unknown files, paths out of web/, other methods. */
@@ -298,7 +214,7 @@ static void test_files(void **state)
 	}
 	r = req("POST", "/", NULL, "{}", false);
 	assert_int_equal(r.status, 405);
-	assert_string_equal(hdr(&r, "Allow"), "GET, HEAD");
+	assert_string_equal(hresp_header(&r, "Allow"), "GET, HEAD");
 	hresp_free(&r);
 }
 
@@ -330,7 +246,7 @@ static void signin(const char *key, struct sess *s)
 	struct hresp r = req("POST", "/v1/session", NULL, body, false);
 	if (r.status != 201)
 		fail_msg("sign-in with %s: %ld %s", key, r.status, r.body);
-	const char *sc = hdr(&r, "Set-Cookie");
+	const char *sc = hresp_header(&r, "Set-Cookie");
 	assert_int_equal(strncmp(sc, "herald_session=", 15), 0);
 	size_t n = strcspn(sc + 15, ";");
 	assert_int_equal(n, 64);
@@ -372,7 +288,7 @@ static void test_signin(void **state)
 	struct hresp r = req("POST", "/v1/session", form, "api_key=" ACME_KEY, false);
 	assert_int_equal(r.status, 422);
 	assert_string_equal(errfield(&r), "Content-Type");
-	assert_string_equal(hdr(&r, "Set-Cookie"), "");
+	assert_string_equal(hresp_header(&r, "Set-Cookie"), "");
 	hresp_free(&r);
 	static const struct {
 		const char *body, *field;
@@ -390,16 +306,16 @@ static void test_signin(void **state)
 		r = req("POST", "/v1/session", NULL, bad[i].body, false);
 		if (r.status != bad[i].status || strcmp(errfield(&r), bad[i].field) != 0)
 			fail_msg("sign-in %s: %ld %s", bad[i].body, r.status, r.body);
-		assert_string_equal(hdr(&r, "Set-Cookie"), "");
+		assert_string_equal(hresp_header(&r, "Set-Cookie"), "");
 		hresp_free(&r);
 	}
 
 	r = req("POST", "/v1/session", NULL, "{\"api_key\":\"" ACME_KEY "\"}", false);
 	assert_int_equal(r.status, 201);
-	const char *sc = hdr(&r, "Set-Cookie");
+	const char *sc = hresp_header(&r, "Set-Cookie");
 	assert_non_null(strstr(sc, "; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200"));
 	assert_null(strstr(sc, "Secure")); /* public_url is http */
-	assert_string_equal(hdr(&r, "Cache-Control"), "no-store");
+	assert_string_equal(hresp_header(&r, "Cache-Control"), "no-store");
 	assert_string_equal(json_string_value(json_object_get(r.json, "tenant")), "acme");
 	assert_true(json_is_null(json_object_get(r.json, "unit")));
 	assert_int_equal(json_array_size(json_object_get(r.json, "scopes")), 9);
@@ -524,8 +440,8 @@ static void test_signin(void **state)
 	hresp_free(&r);
 	r = sreq(&s, "DELETE", "/v1/session", NULL, true);
 	assert_int_equal(r.status, 204);
-	assert_non_null(strstr(hdr(&r, "Set-Cookie"), "herald_session=; "));
-	assert_non_null(strstr(hdr(&r, "Set-Cookie"), "Max-Age=0"));
+	assert_non_null(strstr(hresp_header(&r, "Set-Cookie"), "herald_session=; "));
+	assert_non_null(strstr(hresp_header(&r, "Set-Cookie"), "Max-Age=0"));
 	hresp_free(&r);
 	r = sreq(&s, "GET", "/v1/messages", NULL, false);
 	assert_int_equal(r.status, 401);
@@ -738,73 +654,9 @@ static void test_revoked_key(void **state)
  * Slice 3: GET /v1/events.
  * ------------------------------------------------------------------------- */
 
-/* Streams held open together on one multi handle. */
-struct stream {
-	CURL *c;
-	struct curl_slist *h;
-	struct grow b;
-	long status;
-	bool done;
-};
+static CURLM *multi; /* the streams held open together */
 
-static CURLM *multi;
-
-static void stream_open(struct stream *st, const char *path, const char *const *headers)
-{
-	memset(st, 0, sizeof *st);
-	CURL *c = st->c = curl_easy_init();
-	assert_non_null(c);
-	char url[512];
-	snprintf(url, sizeof url, "%s%s", W.api, path);
-	for (; headers && *headers; headers++)
-		st->h = curl_slist_append(st->h, *headers);
-	OPT(CURLOPT_URL, url);
-	OPT(CURLOPT_HTTPHEADER, st->h);
-	OPT(CURLOPT_WRITEFUNCTION, grow_cb);
-	OPT(CURLOPT_WRITEDATA, &st->b);
-	OPT(CURLOPT_NOSIGNAL, 1L);
-	OPT(CURLOPT_PRIVATE, st);
-	assert_int_equal(curl_multi_add_handle(multi, c), CURLM_OK);
-}
-
-static void stream_close(struct stream *st)
-{
-	if (!st->c)
-		return;
-	curl_multi_remove_handle(multi, st->c);
-	curl_easy_cleanup(st->c);
-	curl_slist_free_all(st->h);
-	free(st->b.p);
-	memset(st, 0, sizeof *st);
-}
-
-/* Drives every stream until pred(arg) or the deadline; returns pred's last
- * answer. Each stream's status is filled as soon as its head is in. */
-static bool streams_until(bool (*pred)(void *), void *arg, double timeout_s)
-{
-	double waited = 0;
-	for (;;) {
-		int running;
-		curl_multi_perform(multi, &running);
-		CURLMsg *m;
-		int left;
-		while ((m = curl_multi_info_read(multi, &left)))
-			if (m->msg == CURLMSG_DONE) {
-				struct stream *st;
-				curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&st);
-				st->done = true;
-			}
-		if (pred(arg))
-			return true;
-		if (waited >= timeout_s)
-			return false;
-		int nfds;
-		curl_multi_poll(multi, NULL, 0, 50, &nfds);
-		waited += 0.05;
-	}
-}
-
-static long stream_status(struct stream *st)
+static long stream_status(struct hstream *st)
 {
 	long code = 0;
 	curl_easy_getinfo(st->c, CURLINFO_RESPONSE_CODE, &code);
@@ -812,7 +664,7 @@ static long stream_status(struct stream *st)
 }
 
 struct heads {
-	struct stream *s;
+	struct hstream *s;
 	int n;
 };
 
@@ -826,7 +678,7 @@ static bool all_heads(void *arg)
 }
 
 /* The last "campaigns" event's data on a stream (caller decrefs), or NULL. */
-static json_t *last_event(struct stream *st)
+static json_t *last_event(struct hstream *st)
 {
 	if (!st->b.p)
 		return NULL;
@@ -843,7 +695,7 @@ static json_t *last_event(struct stream *st)
 }
 
 struct want_done {
-	struct stream *st;
+	struct hstream *st;
 	const char *id;
 	int rows;
 };
@@ -874,7 +726,7 @@ static bool has_text(void *arg)
 
 static bool stream_done(void *arg)
 {
-	return ((struct stream *)arg)->done;
+	return ((struct hstream *)arg)->done;
 }
 
 static bool credential_capped(struct world *w, void *arg)
@@ -917,20 +769,20 @@ static void test_events(void **state)
 	hresp_free(&r);
 
 	/* acme's stream, other's stream, the unit's stream. */
-	struct stream st[4];
+	struct hstream st[4];
 	const char *ha[] = {acme.cookie, NULL}, *ho[] = {other.cookie, NULL},
 	           *hc[] = {cards.cookie, NULL};
-	stream_open(&st[0], "/v1/events", ha);
-	stream_open(&st[1], "/v1/events", ho);
+	hstream_open(multi, &W, &st[0], "/v1/events", ha);
+	hstream_open(multi, &W, &st[1], "/v1/events", ho);
 	struct heads h = {st, 2};
-	assert_true(streams_until(all_heads, &h, 10));
+	assert_true(hstreams_until(multi, all_heads, &h, 10));
 	assert_int_equal(st[0].status, 200);
 	assert_int_equal(st[1].status, 200);
 	/* Live counters: a 40-row campaign, followed to its end. */
 	char id[64];
 	make_campaign(&acme, "live", 40, "+44740070", true, id);
 	struct want_done w = {&st[0], id, 40};
-	assert_true(streams_until(campaign_final, &w, 60));
+	assert_true(hstreams_until(multi, campaign_final, &w, 60));
 	json_t *e = last_event(&st[0]);
 	size_t i;
 	json_t *b;
@@ -964,25 +816,25 @@ static void test_events(void **state)
 	assert_true(events >= 2);
 	/* The other tenant's stream never showed it; heartbeats kept it alive. */
 	struct want_done hb = {&st[1], ": heartbeat\n\n", 0};
-	assert_true(streams_until(has_text, &hb, 10));
+	assert_true(hstreams_until(multi, has_text, &hb, 10));
 	assert_null(strstr(st[1].b.p, id));
 	assert_null(strstr(st[1].b.p, "live"));
 
 	/* Caps (max_event_streams 4, streams_per_session 2): acme's second is
 	 * fine, its third is over its own cap; the unit's first takes the last
 	 * place, its second is over the server's. */
-	stream_open(&st[2], "/v1/events", ha);
+	hstream_open(multi, &W, &st[2], "/v1/events", ha);
 	h = (struct heads){&st[2], 1};
-	assert_true(streams_until(all_heads, &h, 10));
+	assert_true(hstreams_until(multi, all_heads, &h, 10));
 	assert_int_equal(st[2].status, 200);
 	r = sreq(&acme, "GET", "/v1/events", NULL, false);
 	assert_int_equal(r.status, 429);
-	assert_string_equal(hdr(&r, "Retry-After"), "5");
+	assert_string_equal(hresp_header(&r, "Retry-After"), "5");
 	assert_non_null(strstr(r.body, "this session"));
 	hresp_free(&r);
-	stream_open(&st[3], "/v1/events", hc);
+	hstream_open(multi, &W, &st[3], "/v1/events", hc);
 	h = (struct heads){&st[3], 1};
-	assert_true(streams_until(all_heads, &h, 10));
+	assert_true(hstreams_until(multi, all_heads, &h, 10));
 	assert_int_equal(st[3].status, 200);
 	r = sreq(&cards, "GET", "/v1/events", NULL, false);
 	assert_int_equal(r.status, 429);
@@ -996,10 +848,10 @@ static void test_events(void **state)
 	r = sreq(&acme, "DELETE", "/v1/session", NULL, true);
 	assert_int_equal(r.status, 204);
 	hresp_free(&r);
-	assert_true(streams_until(stream_done, &st[0], 10));
-	assert_true(streams_until(stream_done, &st[2], 10));
-	stream_close(&st[0]);
-	stream_close(&st[2]);
+	assert_true(hstreams_until(multi, stream_done, &st[0], 10));
+	assert_true(hstreams_until(multi, stream_done, &st[2], 10));
+	hstream_close(multi, &st[0]);
+	hstream_close(multi, &st[2]);
 	/* The unit's stream: its own campaigns only. */
 	char bc[64], bl[64];
 	struct sess loans;
@@ -1007,33 +859,33 @@ static void test_events(void **state)
 	make_campaign(&cards, "cards-live", 2, "+44740071", false, bc);
 	make_campaign(&loans, "loans-live", 2, "+44740072", false, bl);
 	struct want_done wc = {&st[3], bc, 0};
-	assert_true(streams_until(has_text, &wc, 10));
+	assert_true(hstreams_until(multi, has_text, &wc, 10));
 	assert_null(strstr(st[3].b.p, bl));
 	assert_null(strstr(st[3].b.p, id)); /* acme's tenant-wide campaign */
 	/* A bearer credential is capped per credential like a session. */
-	stream_close(&st[1]);
+	hstream_close(multi, &st[1]);
 	const char *ob[] = {"Authorization: Bearer " OTHER_KEY, NULL};
-	stream_open(&st[0], "/v1/events", ob);
-	stream_open(&st[2], "/v1/events", ob);
+	hstream_open(multi, &W, &st[0], "/v1/events", ob);
+	hstream_open(multi, &W, &st[2], "/v1/events", ob);
 	h = (struct heads){&st[0], 1};
-	assert_true(streams_until(all_heads, &h, 10));
+	assert_true(hstreams_until(multi, all_heads, &h, 10));
 	h = (struct heads){&st[2], 1};
-	assert_true(streams_until(all_heads, &h, 10));
+	assert_true(hstreams_until(multi, all_heads, &h, 10));
 	assert_int_equal(st[0].status, 200);
 	assert_int_equal(st[2].status, 200);
 	/* (The closed stream's place is freed when the server next writes to
 	 * it, within a heartbeat: until then the server's cap answers.) */
 	assert_true(wait_until(credential_capped, &W, NULL, 10));
-	stream_close(&st[2]);
+	hstream_close(multi, &st[2]);
 	/* ?batch= follows one campaign; a sibling unit's is not found. */
 	char path[128];
 	snprintf(path, sizeof path, "/v1/events?batch=%s", bl);
 	r = sreq(&cards, "GET", path, NULL, false);
 	assert_int_equal(r.status, 404);
 	hresp_free(&r);
-	stream_close(&st[0]);
-	stream_close(&st[1]);
-	stream_close(&st[3]);
+	hstream_close(multi, &st[0]);
+	hstream_close(multi, &st[1]);
+	hstream_close(multi, &st[3]);
 	curl_multi_cleanup(multi);
 }
 
@@ -1188,7 +1040,7 @@ static void test_session_bounds(void **state)
 	struct hresp r =
 	    req("POST", "/v1/session", NULL, "{\"api_key\":\"hk_extra_0123456789abcdef\"}", false);
 	assert_int_equal(r.status, 503);
-	assert_string_equal(hdr(&r, "Set-Cookie"), "");
+	assert_string_equal(hresp_header(&r, "Set-Cookie"), "");
 	hresp_free(&r);
 	/* Signing out frees a place. */
 	r = sreq(&o2, "DELETE", "/v1/session", NULL, true);

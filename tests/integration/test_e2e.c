@@ -42,17 +42,6 @@ static bool all_read(struct world *w, void *arg)
 	return count_status(w, "read") >= *(long *)arg;
 }
 
-static json_t *get_message(const char *id)
-{
-	char path[128];
-	snprintf(path, sizeof path, "/v1/messages/%s", id);
-	struct resp r = api_get(&W, path);
-	assert_int_equal(r.status, 200);
-	json_t *j = json_incref(r.json);
-	resp_free(&r);
-	return j;
-}
-
 static const char *status_of(json_t *m)
 {
 	return json_string_value(json_object_get(m, "status"));
@@ -126,7 +115,7 @@ static void test_thousand_reach_read(void **state)
 	assert_true(wait_until(all_read, &W, &want, 120));
 
 	for (int i = 0; i < n; i++) {
-		json_t *m = get_message(ids[i]);
+		json_t *m = world_message(&W, ids[i]);
 		assert_string_equal(status_of(m), "read");
 		assert_int_equal(events(m, "accepted", "queued", 1), 1);
 		assert_int_equal(events(m, "sent", NULL, 1), 1);
@@ -176,7 +165,7 @@ static bool is_status(struct world *w, void *arg)
 {
 	(void)w;
 	const char **a = arg;
-	json_t *m = get_message(a[0]);
+	json_t *m = world_message(&W, a[0]);
 	bool ok = strcmp(status_of(m), a[1]) == 0;
 	json_decref(m);
 	return ok;
@@ -193,7 +182,7 @@ static void test_permanent_failure(void **state)
 	resp_free(&r);
 	const char *want[] = {id, "failed"};
 	assert_true(wait_until(is_status, &W, want, 30));
-	json_t *m = get_message(id);
+	json_t *m = world_message(&W, id);
 	json_t *err = json_object_get(m, "error");
 	assert_string_equal(json_string_value(json_object_get(err, "code")), "131026");
 	assert_int_equal(json_integer_value(json_object_get(m, "attempts")), 1); /* no retry */
@@ -225,7 +214,7 @@ static void test_rate_limited_retry(void **state)
 	sim_config("{\"rate_429\":0.0}");
 	const char *want[] = {id, "read"};
 	assert_true(wait_until(is_status, &W, want, 60));
-	json_t *m = get_message(id);
+	json_t *m = world_message(&W, id);
 	assert_true(events(m, "retry", NULL, -1) >= 1);
 	assert_true(json_integer_value(json_object_get(m, "attempts")) >= 2);
 	json_decref(m);
@@ -234,7 +223,7 @@ static void test_rate_limited_retry(void **state)
 static bool has_ignored_failed(struct world *w, void *arg)
 {
 	(void)w;
-	json_t *m = get_message(arg);
+	json_t *m = world_message(&W, arg);
 	bool ok = events(m, "webhook_status", "failed", 0) >= 1;
 	json_decref(m);
 	return ok;
@@ -251,7 +240,7 @@ static void test_bad_signature_refused(void **state)
 	resp_free(&r);
 	const char *want[] = {id, "read"};
 	assert_true(wait_until(is_status, &W, want, 30));
-	json_t *m = get_message(id);
+	json_t *m = world_message(&W, id);
 	char wamid[200];
 	snprintf(wamid, sizeof wamid, "%s", json_string_value(json_object_get(m, "provider_id")));
 	int nevents = (int)json_array_size(json_object_get(m, "events"));
@@ -285,7 +274,7 @@ static void test_bad_signature_refused(void **state)
 	assert_int_equal(r.status, 200);
 	resp_free(&r);
 	assert_true(wait_until(has_ignored_failed, &W, id, 30));
-	m = get_message(id);
+	m = world_message(&W, id);
 	assert_string_equal(status_of(m), "read");
 	/* Exactly one new audit event: the signed one, recorded as ignored. */
 	assert_int_equal((int)json_array_size(json_object_get(m, "events")), nevents + 1);
@@ -301,7 +290,7 @@ static void test_bad_signature_refused(void **state)
 static bool has_inbound(struct world *w, void *arg)
 {
 	(void)w;
-	json_t *m = get_message(arg);
+	json_t *m = world_message(&W, arg);
 	bool ok = events(m, "inbound", NULL, 1) >= 1;
 	json_decref(m);
 	return ok;
@@ -320,7 +309,7 @@ static void test_button_reply_linked(void **state)
 	resp_free(&r);
 	const char *want[] = {id, "read"};
 	assert_true(wait_until(is_status, &W, want, 30));
-	json_t *m = get_message(id);
+	json_t *m = world_message(&W, id);
 	char body[512];
 	snprintf(
 	    body, sizeof body,
@@ -334,7 +323,7 @@ static void test_button_reply_linked(void **state)
 	assert_int_equal(r.status, 202);
 	resp_free(&r);
 	assert_true(wait_until(has_inbound, &W, id, 30));
-	m = get_message(id);
+	m = world_message(&W, id);
 	size_t i;
 	json_t *e;
 	bool found = false;

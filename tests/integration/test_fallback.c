@@ -98,17 +98,6 @@ static const char *str(json_t *o, const char *k)
 	return json_string_value(json_object_get(o, k));
 }
 
-static json_t *get_message(const char *id)
-{
-	char path[128];
-	snprintf(path, sizeof path, "/v1/messages/%s", id);
-	struct resp r = api_get(&W, path);
-	assert_int_equal(r.status, 200);
-	json_t *j = json_incref(r.json);
-	resp_free(&r);
-	return j;
-}
-
 static int events(json_t *m, const char *type)
 {
 	int n = 0;
@@ -152,7 +141,7 @@ static bool all_settled(struct world *w, void *arg)
 	(void)arg;
 	for (int g = 0; g < G__COUNT; g++)
 		for (int i = 0; i < PER_GROUP; i++) {
-			json_t *m = get_message(ids[g][i]);
+			json_t *m = world_message(&W, ids[g][i]);
 			const char *st = str(m, "status");
 			bool ok = g <= G_REJECT ? strcmp(st, "failed") == 0
 			          : g == G_SILENT
@@ -208,7 +197,7 @@ static void test_fallback_race(void **state)
 				fprintf(stderr, "%s recipient %s: %ld SMS, want %ld\n",
 				        group_name[g], to, got, want);
 			assert_int_equal(got, want);
-			json_t *m = get_message(ids[g][i]);
+			json_t *m = world_message(&W, ids[g][i]);
 			assert_int_equal(events(m, "fallback"), want);
 			json_t *route = json_object_get(m, "route");
 			assert_non_null(route);
@@ -231,7 +220,7 @@ static void test_fallback_race(void **state)
 			} else {
 				assert_string_equal(str(reached, "channel"), "sms");
 				/* The follow-up names the original. */
-				json_t *f = get_message(str(s1, "message_id"));
+				json_t *f = world_message(&W, str(s1, "message_id"));
 				assert_string_equal(str(f, "to"), e164);
 				assert_string_equal(str(json_object_get(f, "route"), "root_id"),
 				                    ids[g][i]);
@@ -288,7 +277,7 @@ static void test_route_validation(void **state)
 /* The route's steps as GET shows them: how many have a message. */
 static int route_made(const char *id, char sms_id[32])
 {
-	json_t *m = get_message(id);
+	json_t *m = world_message(&W, id);
 	json_t *steps = json_object_get(json_object_get(m, "route"), "steps");
 	int n = 0;
 	size_t i;
@@ -316,7 +305,7 @@ static bool crash_all_fell_back(struct world *w, void *arg)
 		char sms[32] = "";
 		if (route_made(crash_ids[i], sms) != 2)
 			return false;
-		json_t *m = get_message(sms);
+		json_t *m = world_message(&W, sms);
 		const char *st = str(m, "status");
 		bool settled = strcmp(st, "delivered") == 0 || strcmp(st, "unknown") == 0;
 		json_decref(m);
@@ -357,10 +346,10 @@ static void test_fallback_crash(void **state)
 		number(G_SILENT, PER_GROUP + i, to);
 		snprintf(e164, sizeof e164, "+%s", to);
 		assert_int_equal(route_made(crash_ids[i], sms), 2);
-		json_t *m = get_message(crash_ids[i]);
+		json_t *m = world_message(&W, crash_ids[i]);
 		assert_int_equal(events(m, "fallback"), 1);
 		json_decref(m);
-		m = get_message(sms);
+		m = world_message(&W, sms);
 		long want = strcmp(str(m, "status"), "unknown") == 0 ? -1 : 1;
 		json_decref(m);
 		long got = sms_accepted(e164);
@@ -439,7 +428,7 @@ static void test_campaign_route(void **state)
 		if (strcmp(str(m, "channel"), "whatsapp") != 0)
 			continue;
 		whatsapp++;
-		json_t *full = get_message(str(m, "id"));
+		json_t *full = world_message(&W, str(m, "id"));
 		assert_int_equal(json_array_size(json_object_get(json_object_get(full, "route"), "steps")),
 		                 2);
 		json_decref(full);
@@ -472,10 +461,10 @@ static void test_template_route(void **state)
 	for (int k = 0; k < 450 && route_made(ids2[0], sms_id) != 2; k++)
 		usleep(100 * 1000);
 	assert_int_equal(route_made(ids2[0], sms_id), 2);
-	json_t *f = get_message(sms_id);
+	json_t *f = world_message(&W, sms_id);
 	assert_string_equal(str(json_object_get(f, "content"), "text"), "SMS: your parcel is ready");
 	json_decref(f);
-	json_t *ok = get_message(ids2[1]);
+	json_t *ok = world_message(&W, ids2[1]);
 	assert_int_equal(json_array_size(json_object_get(json_object_get(ok, "route"), "steps")), 2);
 	json_decref(ok);
 	char e164[40];

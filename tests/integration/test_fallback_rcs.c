@@ -58,17 +58,6 @@ static const char *str(json_t *o, const char *k)
 	return json_string_value(json_object_get(o, k));
 }
 
-static json_t *get_message(const char *id)
-{
-	char path[128];
-	snprintf(path, sizeof path, "/v1/messages/%s", id);
-	struct resp r = api_get(&W, path);
-	assert_int_equal(r.status, 200);
-	json_t *j = json_incref(r.json);
-	resp_free(&r);
-	return j;
-}
-
 static long sms_accepted(const char *to)
 {
 	char url[160];
@@ -116,7 +105,7 @@ static bool message_is(struct world *w, void *arg)
 {
 	(void)w;
 	struct settled_arg *a = arg;
-	json_t *m = get_message(a->id);
+	json_t *m = world_message(&W, a->id);
 	bool ok = !strcmp(str(m, "status"), a->status);
 	json_decref(m);
 	return ok;
@@ -125,7 +114,7 @@ static bool message_is(struct world *w, void *arg)
 static bool sms_delivered(struct world *w, void *arg)
 {
 	(void)w;
-	json_t *m = get_message(arg);
+	json_t *m = world_message(&W, arg);
 	json_t *s1 = json_array_get(json_object_get(json_object_get(m, "route"), "steps"), 1);
 	const char *st = str(s1, "status");
 	bool ok = st && !strcmp(st, "delivered");
@@ -140,14 +129,14 @@ static void test_not_rcs_capable_falls_back(void **state)
 	send_routed(NOT_RCS, not_rcs);
 	send_routed(CAPABLE, capable);
 	if (!wait_until(sms_delivered, &W, not_rcs, 30)) {
-		json_t *m = get_message(not_rcs);
+		json_t *m = world_message(&W, not_rcs);
 		char *d = json_dumps(m, JSON_COMPACT);
 		fail_msg("no SMS step delivered: %.1500s", d ? d : "");
 	}
 	struct settled_arg read = {capable, "read"};
 	assert_true(wait_until(message_is, &W, &read, 30));
 
-	json_t *m = get_message(not_rcs);
+	json_t *m = world_message(&W, not_rcs);
 	assert_string_equal(str(m, "status"), "failed");
 	assert_string_equal(str(json_object_get(m, "error"), "code"), "not_rcs_capable");
 	json_t *route = json_object_get(m, "route");
@@ -157,7 +146,7 @@ static void test_not_rcs_capable_falls_back(void **state)
 	assert_int_equal(metric("herald_fallbacks_total{reason=\"not_rcs_capable\"}"), 1);
 
 	/* The capable phone was reached over RCS: its SMS step never made. */
-	m = get_message(capable);
+	m = world_message(&W, capable);
 	json_t *s1 = json_array_get(json_object_get(json_object_get(m, "route"), "steps"), 1);
 	assert_true(json_is_null(json_object_get(s1, "message_id")));
 	json_decref(m);
@@ -181,14 +170,14 @@ static void test_unknown_falls_back(void **state)
 	bool fell = wait_until(sms_delivered, &W, id, 30);
 	fc_sim_config(&W, "", "{\"drop_rate\":0}");
 	if (!fell) {
-		json_t *m = get_message(id);
+		json_t *m = world_message(&W, id);
 		char *d = json_dumps(m, JSON_COMPACT);
 		fail_msg("no SMS step delivered: %.1500s", d ? d : "");
 	}
 	/* It went through unknown (and fell back then); the provider had it,
 	 * so its receipts may settle it later (unknown -> delivered/read),
 	 * which makes nothing more. */
-	json_t *m = get_message(id);
+	json_t *m = world_message(&W, id);
 	int unknown = 0;
 	size_t i;
 	json_t *e;

@@ -142,94 +142,39 @@ static int teardown(void **state)
 
 /* ---- HTTP with the cookie (the harness keeps no headers) ---- */
 
-struct buf {
-	char *p;
-	size_t n;
-};
-
-static size_t put_cb(char *d, size_t sz, size_t n, void *arg)
-{
-	struct buf *b = arg;
-	char *p = realloc(b->p, b->n + sz * n + 1);
-	if (!p)
-		return 0;
-	memcpy(p + b->n, d, sz * n);
-	b->p = p;
-	b->n += sz * n;
-	p[b->n] = '\0';
-	return sz * n;
-}
-
-struct hres {
-	long status;
-	json_t *json;
-	char *body, *headers;
-};
-
-static void hres_free(struct hres *r)
-{
-	json_decref(r->json);
-	free(r->body);
-	free(r->headers);
-	memset(r, 0, sizeof *r);
-}
-
-#define OPT(o, v) assert_int_equal(curl_easy_setopt(c, o, v), CURLE_OK)
-
 /* The source address of the next requests (NULL: the system's choice,
  * 127.0.0.1): the loopback range, so that tests can be two clients. */
 static const char *g_iface;
 
-static struct hres req(const char *method, const char *path, const char *cookie, const char *csrf,
-                       const char *body)
+/* method on W.api + path, as JSON, with the session's cookie and CSRF token
+ * when given. */
+static struct hresp req(const char *method, const char *path, const char *cookie, const char *csrf,
+                        const char *body)
 {
-	struct hres r = {0};
-	CURL *c = curl_easy_init();
-	assert_non_null(c);
-	char url[512], ck[160], cs[160];
-	snprintf(url, sizeof url, "%s%s", W.api, path);
-	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+	char ck[160], cs[160];
+	const char *h[4] = {"Content-Type: application/json"};
+	size_t n = 1;
 	if (cookie) {
 		snprintf(ck, sizeof ck, "Cookie: herald_session=%s", cookie);
-		h = curl_slist_append(h, ck);
+		h[n++] = ck;
 	}
 	if (csrf) {
 		snprintf(cs, sizeof cs, "X-CSRF-Token: %s", csrf);
-		h = curl_slist_append(h, cs);
+		h[n++] = cs;
 	}
-	struct buf b = {0}, hd = {0};
-	OPT(CURLOPT_URL, url);
-	OPT(CURLOPT_CUSTOMREQUEST, method);
-	if (body)
-		OPT(CURLOPT_POSTFIELDS, body);
-	OPT(CURLOPT_HTTPHEADER, h);
-	OPT(CURLOPT_WRITEFUNCTION, put_cb);
-	OPT(CURLOPT_WRITEDATA, &b);
-	OPT(CURLOPT_HEADERFUNCTION, put_cb);
-	OPT(CURLOPT_HEADERDATA, &hd);
-	OPT(CURLOPT_TIMEOUT_MS, 20000L);
-	OPT(CURLOPT_NOSIGNAL, 1L);
-	if (g_iface)
-		OPT(CURLOPT_INTERFACE, g_iface);
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
-	r.body = b.p ? b.p : strdup("");
-	r.headers = hd.p ? hd.p : strdup("");
-	r.json = json_loads(r.body, 0, NULL);
-	return r;
+	h[n] = NULL;
+	return http_h(&W, method, path, h, body, false, g_iface);
 }
 
 struct sess {
 	char tok[80], csrf[80];
 };
 
-static struct hres login(const char *name, const char *pw, struct sess *s)
+static struct hresp login(const char *name, const char *pw, struct sess *s)
 {
 	char body[256];
 	snprintf(body, sizeof body, "{\"name\":\"%s\",\"password\":\"%s\"}", name, pw);
-	struct hres r = req("POST", "/v1/session", NULL, NULL, body);
+	struct hresp r = req("POST", "/v1/session", NULL, NULL, body);
 	if (r.status == 201 && s) {
 		const char *c = strstr(r.headers, "herald_session=");
 		assert_non_null(c);
@@ -261,7 +206,7 @@ static void test_operator_login(void **state)
 {
 	(void)state;
 	struct sess s;
-	struct hres r = login("ana", "ana-pass-1", &s);
+	struct hresp r = login("ana", "ana-pass-1", &s);
 	assert_int_equal(r.status, 201);
 	assert_string_equal(jstr(r.json, "tenant"), "acme");
 	assert_true(json_is_null(json_object_get(r.json, "unit")));
@@ -271,21 +216,21 @@ static void test_operator_login(void **state)
 	assert_false(has_scope(r.json, "accounts:write")); /* an approver's */
 	assert_false(has_scope(r.json, "admin"));
 	assert_non_null(strcasestr(r.headers, "HttpOnly"));
-	hres_free(&r);
+	hresp_free(&r);
 	/* The session works like a key's: reads, and writes with the token. */
 	char path[96];
 	snprintf(path, sizeof path, "/v1/messages/%s", msg_acme);
 	r = req("GET", path, s.tok, NULL, NULL);
 	assert_int_equal(r.status, 200);
-	hres_free(&r);
+	hresp_free(&r);
 	r = req("POST", "/v1/messages", s.tok, NULL,
 	        "{\"channel\":\"whatsapp\",\"to\":\"+447400777002\",\"text\":\"y\"}");
 	assert_int_equal(r.status, 403); /* no CSRF token */
-	hres_free(&r);
+	hresp_free(&r);
 	r = req("POST", "/v1/messages", s.tok, s.csrf,
 	        "{\"channel\":\"whatsapp\",\"to\":\"+447400777002\",\"text\":\"y\"}");
 	assert_int_equal(r.status, 202);
-	hres_free(&r);
+	hresp_free(&r);
 	/* The sign-in is in the tenant's audit log, with the address. */
 	struct resp a = api_get(&W, "/v1/audit?limit=100");
 	assert_int_equal(a.status, 200);
@@ -305,53 +250,53 @@ static void test_operator_login(void **state)
 	assert_int_equal(found, 1);
 	r = req("DELETE", "/v1/session", s.tok, s.csrf, NULL);
 	assert_int_equal(r.status, 204);
-	hres_free(&r);
+	hresp_free(&r);
 	r = req("GET", "/v1/session", s.tok, NULL, NULL);
 	assert_int_equal(r.status, 401);
-	hres_free(&r);
+	hresp_free(&r);
 }
 
 static void test_viewer_and_other_tenant(void **state)
 {
 	(void)state;
 	struct sess v, b;
-	struct hres r = login("vic", "vic-pass-1", &v);
+	struct hresp r = login("vic", "vic-pass-1", &v);
 	assert_int_equal(r.status, 201);
 	assert_string_equal(jstr(r.json, "unit"), "cards");
 	assert_false(has_scope(r.json, "messages:send"));
-	hres_free(&r);
+	hresp_free(&r);
 	r = req("POST", "/v1/messages", v.tok, v.csrf,
 	        "{\"channel\":\"whatsapp\",\"to\":\"+447400777003\",\"text\":\"z\"}");
 	assert_int_equal(r.status, 403);
-	hres_free(&r);
+	hresp_free(&r);
 	/* bob is other's approver: acme's message does not exist for him. */
 	r = login("bob", "bob-pass-1", &b);
 	assert_int_equal(r.status, 201);
 	assert_string_equal(jstr(r.json, "tenant"), "other");
 	assert_true(has_scope(r.json, "accounts:write"));
-	hres_free(&r);
+	hresp_free(&r);
 	char path[96];
 	snprintf(path, sizeof path, "/v1/messages/%s", msg_acme);
 	r = req("GET", path, b.tok, NULL, NULL);
 	assert_int_equal(r.status, 404);
-	hres_free(&r);
+	hresp_free(&r);
 	r = req("GET", "/v1/messages", b.tok, NULL, NULL);
 	assert_int_equal(r.status, 200);
 	assert_int_equal(json_array_size(json_object_get(r.json, "data")), 0);
-	hres_free(&r);
+	hresp_free(&r);
 }
 
 static void test_refusals(void **state)
 {
 	(void)state;
-	struct hres a = login("ana", "wrong-pass", NULL);
-	struct hres b = login("nobody", "wrong-pass", NULL);
+	struct hresp a = login("ana", "wrong-pass", NULL);
+	struct hresp b = login("nobody", "wrong-pass", NULL);
 	assert_int_equal(a.status, 401);
 	assert_int_equal(b.status, 401);
 	assert_string_equal(a.body, b.body); /* nothing says which names exist */
 	assert_non_null(strstr(a.body, "wrong name or password"));
-	hres_free(&a);
-	hres_free(&b);
+	hresp_free(&a);
+	hresp_free(&b);
 	static const char *const bad[][2] = {
 	    {"{\"name\":\"ana\"}", "password"},
 	    {"{\"name\":\"\",\"password\":\"x\"}", "name"},
@@ -360,11 +305,11 @@ static void test_refusals(void **state)
 	    {"{\"name\":\"ana\",\"password\":\"x\",\"role\":\"admin\"}", "role"},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-		struct hres r = req("POST", "/v1/session", NULL, NULL, bad[i][0]);
+		struct hresp r = req("POST", "/v1/session", NULL, NULL, bad[i][0]);
 		const char *f = jstr(json_object_get(r.json, "error"), "field");
 		if (r.status != 422 || strcmp(f, bad[i][1]) != 0)
 			fail_msg("%s: %ld %s", bad[i][0], r.status, r.body);
-		hres_free(&r);
+		hresp_free(&r);
 	}
 	/* Bad users configs stop `herald serve`, naming the field. */
 	static const char *const cfgs[][2] = {
@@ -431,7 +376,7 @@ static void test_refusals(void **state)
 
 /* ---- dash3: logins of several tenants ---- */
 
-static const char *errfield(const struct hres *r)
+static const char *errfield(const struct hresp *r)
 {
 	return jstr(json_object_get(r->json, "error"), "field");
 }
@@ -452,7 +397,7 @@ static void tenant_ids(json_t *session, char *out, size_t size)
 /* GET path with the session: the ids of its "data", comma-separated. */
 static void data_ids(const struct sess *s, const char *path, char *out, size_t size)
 {
-	struct hres r = req("GET", path, s->tok, NULL, NULL);
+	struct hresp r = req("GET", path, s->tok, NULL, NULL);
 	if (r.status != 200)
 		fail_msg("GET %s: %ld %s", path, r.status, r.body);
 	out[0] = '\0';
@@ -463,10 +408,10 @@ static void data_ids(const struct sess *s, const char *path, char *out, size_t s
 		size_t l = strlen(out);
 		snprintf(out + l, size - l, "%s%s", l ? "," : "", jstr(d, "id"));
 	}
-	hres_free(&r);
+	hresp_free(&r);
 }
 
-static struct hres switch_to(const struct sess *s, const char *csrf, const char *tenant)
+static struct hresp switch_to(const struct sess *s, const char *csrf, const char *tenant)
 {
 	char body[512];
 	snprintf(body, sizeof body, "{\"tenant\":\"%s\"}", tenant);
@@ -505,7 +450,7 @@ static void test_switch_tenant(void **state)
 {
 	(void)state;
 	struct sess s;
-	struct hres r = login("sam", "sam-pass-1", &s);
+	struct hresp r = login("sam", "sam-pass-1", &s);
 	assert_int_equal(r.status, 201);
 	assert_string_equal(jstr(r.json, "tenant"), "acme"); /* the first it lists */
 	assert_true(json_is_true(json_object_get(r.json, "tenant_switch")));
@@ -513,7 +458,7 @@ static void test_switch_tenant(void **state)
 	tenant_ids(r.json, ids, sizeof ids);
 	assert_string_equal(ids, "acme,beta,gamma");
 	assert_true(has_scope(r.json, "messages:send")); /* an operator in acme */
-	hres_free(&r);
+	hresp_free(&r);
 	/* GET /v1/session says the same, with the tenants' names. */
 	r = req("GET", "/v1/session", s.tok, NULL, NULL);
 	assert_int_equal(r.status, 200);
@@ -521,7 +466,7 @@ static void test_switch_tenant(void **state)
 	assert_string_equal(ids, "acme,beta,gamma");
 	assert_string_equal(jstr(json_array_get(json_object_get(r.json, "tenants"), 1), "name"),
 	                    "Beta");
-	hres_free(&r);
+	hresp_free(&r);
 	char list[1024];
 	data_ids(&s, "/v1/batches", list, sizeof list);
 	assert_string_equal(list, camp_acme);
@@ -530,10 +475,10 @@ static void test_switch_tenant(void **state)
 	r = switch_to(&s, NULL, "beta");
 	assert_int_equal(r.status, 403);
 	assert_string_equal(errfield(&r), "X-CSRF-Token");
-	hres_free(&r);
+	hresp_free(&r);
 	r = req("GET", "/v1/session", s.tok, NULL, NULL);
 	assert_string_equal(jstr(r.json, "tenant"), "acme");
-	hres_free(&r);
+	hresp_free(&r);
 	assert_int_equal(audit_count(BETA_KEY, NULL, "session.tenant", "user:sam", NULL), 0);
 
 	/* With it: in beta, as the viewer the list makes it there. */
@@ -544,7 +489,7 @@ static void test_switch_tenant(void **state)
 	assert_false(has_scope(r.json, "messages:send"));
 	assert_true(has_scope(r.json, "campaigns:read"));
 	assert_string_equal(jstr(r.json, "actor"), "user:sam");
-	hres_free(&r);
+	hresp_free(&r);
 	/* Only beta's campaigns and messages now; acme's are not found. */
 	data_ids(&s, "/v1/batches", list, sizeof list);
 	assert_string_equal(list, camp_beta);
@@ -555,16 +500,16 @@ static void test_switch_tenant(void **state)
 	snprintf(path, sizeof path, "/v1/messages/%s", msg_acme);
 	r = req("GET", path, s.tok, NULL, NULL);
 	assert_int_equal(r.status, 404);
-	hres_free(&r);
+	hresp_free(&r);
 	snprintf(path, sizeof path, "/v1/batches/%s", camp_acme);
 	r = req("GET", path, s.tok, NULL, NULL);
 	assert_int_equal(r.status, 404);
-	hres_free(&r);
+	hresp_free(&r);
 	/* A viewer in beta cannot send. */
 	r = req("POST", "/v1/messages", s.tok, s.csrf,
 	        "{\"channel\":\"whatsapp\",\"to\":\"+447400777902\",\"text\":\"z\"}");
 	assert_int_equal(r.status, 403);
-	hres_free(&r);
+	hresp_free(&r);
 
 	/* Audited once, in beta's log: the tenant left is for operators. */
 	json_t *e;
@@ -590,20 +535,20 @@ static void test_switch_tenant(void **state)
 		r = req("POST", "/v1/session/tenant", s.tok, s.csrf, bad[i][0]);
 		if (r.status != 422 || strcmp(errfield(&r), bad[i][1]) != 0)
 			fail_msg("%s: %ld %s", bad[i][0], r.status, r.body);
-		hres_free(&r);
+		hresp_free(&r);
 	}
 
 	/* Back to acme: an operator again, acme's objects again. */
 	r = switch_to(&s, s.csrf, "acme");
 	assert_int_equal(r.status, 200);
 	assert_true(has_scope(r.json, "messages:send"));
-	hres_free(&r);
+	hresp_free(&r);
 	data_ids(&s, "/v1/batches", list, sizeof list);
 	assert_string_equal(list, camp_acme);
 	snprintf(path, sizeof path, "/v1/messages/%s", msg_acme);
 	r = req("GET", path, s.tok, NULL, NULL);
 	assert_int_equal(r.status, 200);
-	hres_free(&r);
+	hresp_free(&r);
 	assert_int_equal(audit_count(ACME_KEY, NULL, "session.tenant", "user:sam", NULL), 1);
 	/* Signing in to beta directly. */
 	struct sess s2;
@@ -614,7 +559,7 @@ static void test_switch_tenant(void **state)
 	assert_int_equal(r.status, 201);
 	assert_string_equal(jstr(r.json, "tenant"), "beta");
 	assert_false(has_scope(r.json, "messages:send"));
-	hres_free(&r);
+	hresp_free(&r);
 	(void)s2;
 }
 
@@ -622,9 +567,9 @@ static void test_switch_refused(void **state)
 {
 	(void)state;
 	struct sess s;
-	struct hres r = login("sam", "sam-pass-1", &s);
+	struct hresp r = login("sam", "sam-pass-1", &s);
 	assert_int_equal(r.status, 201);
-	hres_free(&r);
+	hresp_free(&r);
 	/* gamma is in sam's list, then disabled: from then on it answers as
 	 * a tenant that does not exist, and so does one sam does not list. */
 	char url[256];
@@ -632,30 +577,30 @@ static void test_switch_refused(void **state)
 	struct resp d = http("POST", url, OPERATOR_KEY, "{}", NULL);
 	assert_int_equal(d.status, 200);
 	resp_free(&d);
-	struct hres a = switch_to(&s, s.csrf, "other"); /* exists, not listed */
-	struct hres b = switch_to(&s, s.csrf, "no-such-tenant");
-	struct hres c = switch_to(&s, s.csrf, "gamma"); /* listed, disabled */
+	struct hresp a = switch_to(&s, s.csrf, "other"); /* exists, not listed */
+	struct hresp b = switch_to(&s, s.csrf, "no-such-tenant");
+	struct hresp c = switch_to(&s, s.csrf, "gamma"); /* listed, disabled */
 	assert_int_equal(a.status, 404);
 	assert_int_equal(b.status, 404);
 	assert_int_equal(c.status, 404);
 	assert_string_equal(a.body, b.body);
 	assert_string_equal(c.body, b.body);
 	assert_string_equal(errfield(&a), "tenant");
-	hres_free(&a);
-	hres_free(&b);
-	hres_free(&c);
+	hresp_free(&a);
+	hresp_free(&b);
+	hresp_free(&c);
 	char x[200];
 	memset(x, 'x', 150);
 	x[150] = '\0';
 	a = switch_to(&s, s.csrf, x); /* too long for an id: the same answer */
 	assert_int_equal(a.status, 404);
-	hres_free(&a);
+	hresp_free(&a);
 	r = req("GET", "/v1/session", s.tok, NULL, NULL);
 	assert_string_equal(jstr(r.json, "tenant"), "acme");
 	char ids[512];
 	tenant_ids(r.json, ids, sizeof ids);
 	assert_string_equal(ids, "acme,beta"); /* gamma disabled */
-	hres_free(&r);
+	hresp_free(&r);
 	/* Nor can sam sign in to them. */
 	static const char *const no[] = {"other", "gamma", "no-such-tenant"};
 	for (size_t i = 0; i < 3; i++) {
@@ -665,7 +610,7 @@ static void test_switch_refused(void **state)
 		r = req("POST", "/v1/session", NULL, NULL, body);
 		if (r.status != 404 || strcmp(errfield(&r), "tenant"))
 			fail_msg("sign-in to %s: %ld %s", no[i], r.status, r.body);
-		hres_free(&r);
+		hresp_free(&r);
 	}
 
 	/* A login of one tenant cannot switch, not even to its own. */
@@ -675,18 +620,18 @@ static void test_switch_refused(void **state)
 	assert_false(json_is_true(json_object_get(r.json, "tenant_switch")));
 	tenant_ids(r.json, ids, sizeof ids);
 	assert_string_equal(ids, "acme");
-	hres_free(&r);
+	hresp_free(&r);
 	static const char *const targets[] = {"beta", "acme", "no-such-tenant"};
 	for (size_t i = 0; i < 3; i++) {
 		r = switch_to(&one, one.csrf, targets[i]);
 		if (r.status != 403 || strcmp(errfield(&r), "tenant"))
 			fail_msg("ana to %s: %ld %s", targets[i], r.status, r.body);
-		hres_free(&r);
+		hresp_free(&r);
 	}
 	r = req("POST", "/v1/session", NULL, NULL,
 	        "{\"name\":\"ana\",\"password\":\"ana-pass-1\",\"tenant\":\"beta\"}");
 	assert_int_equal(r.status, 404);
-	hres_free(&r);
+	hresp_free(&r);
 	/* An API key's session neither; a bearer key has no session. */
 	r = req("POST", "/v1/session", NULL, NULL, "{\"api_key\":\"" ACME_KEY "\"}");
 	assert_int_equal(r.status, 201);
@@ -697,15 +642,15 @@ static void test_switch_refused(void **state)
 	snprintf(k.csrf, sizeof k.csrf, "%s", jstr(r.json, "csrf_token"));
 	tenant_ids(r.json, ids, sizeof ids);
 	assert_string_equal(ids, "acme");
-	hres_free(&r);
+	hresp_free(&r);
 	r = switch_to(&k, k.csrf, "beta");
 	assert_int_equal(r.status, 403);
-	hres_free(&r);
+	hresp_free(&r);
 	r = req("POST", "/v1/session", NULL, NULL,
 	        "{\"api_key\":\"" ACME_KEY "\",\"tenant\":\"beta\"}");
 	assert_int_equal(r.status, 422);
 	assert_string_equal(errfield(&r), "tenant");
-	hres_free(&r);
+	hresp_free(&r);
 	snprintf(url, sizeof url, "%s/v1/session/tenant", W.api);
 	d = http("POST", url, ACME_KEY, "{\"tenant\":\"beta\"}", NULL);
 	assert_int_equal(d.status, 422);
@@ -721,83 +666,36 @@ static void test_switch_refused(void **state)
 	assert_string_equal(jstr(r.json, "tenant"), "acme");
 	tenant_ids(r.json, ids, sizeof ids);
 	assert_string_equal(ids, "acme,beta,other");
-	hres_free(&r);
+	hresp_free(&r);
 	r = switch_to(&z, z.csrf, "other");
 	assert_int_equal(r.status, 200);
 	assert_string_equal(jstr(r.json, "tenant"), "other");
-	hres_free(&r);
+	hresp_free(&r);
 	r = switch_to(&z, z.csrf, "gamma");
 	assert_int_equal(r.status, 404);
-	hres_free(&r);
+	hresp_free(&r);
 	snprintf(url, sizeof url, "%s/v1/tenants/gamma/enable", W.api);
 	d = http("POST", url, OPERATOR_KEY, "{}", NULL);
 	assert_int_equal(d.status, 200);
 	resp_free(&d);
 	r = switch_to(&z, z.csrf, "gamma");
 	assert_int_equal(r.status, 200);
-	hres_free(&r);
+	hresp_free(&r);
 }
 
-/* Streams held open on one multi handle, with the session's cookie. */
-struct stream {
-	CURL *c;
-	struct curl_slist *h;
-	struct buf b;
-	bool done;
-};
+static CURLM *multi; /* the streams held open together */
 
-static CURLM *multi;
-
-static void stream_open(struct stream *st, const char *path, const struct sess *s)
+/* A stream with the session's cookie. */
+static void stream_open(struct hstream *st, const char *path, const struct sess *s)
 {
-	memset(st, 0, sizeof *st);
-	CURL *c = st->c = curl_easy_init();
-	assert_non_null(c);
-	char url[512], ck[160];
-	snprintf(url, sizeof url, "%s%s", W.api, path);
+	char ck[160];
 	snprintf(ck, sizeof ck, "Cookie: herald_session=%s", s->tok);
-	st->h = curl_slist_append(NULL, ck);
-	OPT(CURLOPT_URL, url);
-	OPT(CURLOPT_HTTPHEADER, st->h);
-	OPT(CURLOPT_WRITEFUNCTION, put_cb);
-	OPT(CURLOPT_WRITEDATA, &st->b);
-	OPT(CURLOPT_NOSIGNAL, 1L);
-	OPT(CURLOPT_PRIVATE, st);
-	assert_int_equal(curl_multi_add_handle(multi, c), CURLM_OK);
-}
-
-static void stream_close(struct stream *st)
-{
-	curl_multi_remove_handle(multi, st->c);
-	curl_easy_cleanup(st->c);
-	curl_slist_free_all(st->h);
-	free(st->b.p);
-	memset(st, 0, sizeof *st);
-}
-
-/* Drives the streams until pred(arg) or timeout_s. */
-static bool streams_until(bool (*pred)(void *), void *arg, double timeout_s)
-{
-	for (double waited = 0;; waited += 0.05) {
-		int running, left, nfds;
-		curl_multi_perform(multi, &running);
-		CURLMsg *m;
-		while ((m = curl_multi_info_read(multi, &left)))
-			if (m->msg == CURLMSG_DONE) {
-				struct stream *st;
-				curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&st);
-				st->done = true;
-			}
-		if (pred(arg))
-			return true;
-		if (waited >= timeout_s)
-			return false;
-		curl_multi_poll(multi, NULL, 0, 50, &nfds);
-	}
+	const char *h[] = {ck, NULL};
+	hstream_open(multi, &W, st, path, h);
 }
 
 struct has {
-	struct stream *st;
+	struct hstream *st;
 	const char *text;
 };
 
@@ -809,7 +707,7 @@ static bool stream_has(void *arg)
 
 static bool both_done(void *arg)
 {
-	struct stream *st = arg;
+	struct hstream *st = arg;
 	return st[0].done && st[1].done;
 }
 
@@ -821,24 +719,24 @@ static void test_switch_ends_streams(void **state)
 	multi = curl_multi_init();
 	assert_non_null(multi);
 	struct sess s;
-	struct hres r = login("sam", "sam-pass-1", &s);
+	struct hresp r = login("sam", "sam-pass-1", &s);
 	assert_int_equal(r.status, 201);
 	assert_string_equal(jstr(r.json, "tenant"), "acme");
-	hres_free(&r);
-	struct stream st[2];
+	hresp_free(&r);
+	struct hstream st[2];
 	char path[128];
 	stream_open(&st[0], "/v1/events", &s);
 	snprintf(path, sizeof path, "/v1/batches/%s/events", camp_acme);
 	stream_open(&st[1], path, &s);
 	struct has h0 = {&st[0], "acme-camp"}, h1 = {&st[1], camp_acme};
-	assert_true(streams_until(stream_has, &h0, 20));
-	assert_true(streams_until(stream_has, &h1, 20));
+	assert_true(hstreams_until(multi, stream_has, &h0, 20));
+	assert_true(hstreams_until(multi, stream_has, &h1, 20));
 	assert_false(st[0].done || st[1].done);
 	size_t at[2] = {st[0].b.n, st[1].b.n};
 
 	r = switch_to(&s, s.csrf, "beta");
 	assert_int_equal(r.status, 200);
-	hres_free(&r);
+	hresp_free(&r);
 	/* A change in acme after the switch: a stream still open would show
 	 * it within a tick. */
 	char url[256];
@@ -847,25 +745,25 @@ static void test_switch_ends_streams(void **state)
 	assert_int_equal(c.status, 200);
 	resp_free(&c);
 	/* Both end (the browser's EventSource would reconnect, as beta). */
-	if (!streams_until(both_done, st, 10))
+	if (!hstreams_until(multi, both_done, st, 10))
 		fail_msg("streams still open after the switch: %d %d", st[0].done, st[1].done);
 	for (int i = 0; i < 2; i++) {
 		const char *after = st[i].b.p ? st[i].b.p + at[i] : "";
 		if (strstr(after, "acme-camp") || strstr(after, "cancelled"))
 			fail_msg("stream %d after the switch: %s", i, after);
 	}
-	stream_close(&st[0]);
-	stream_close(&st[1]);
+	hstream_close(multi, &st[0]);
+	hstream_close(multi, &st[1]);
 	/* Opened now: beta's campaigns, none of acme's. */
 	stream_open(&st[0], "/v1/events", &s);
 	struct has hb = {&st[0], "beta-camp"};
-	assert_true(streams_until(stream_has, &hb, 20));
+	assert_true(hstreams_until(multi, stream_has, &hb, 20));
 	assert_null(strstr(st[0].b.p, "acme-camp"));
 	/* And acme's campaign stream is not found from beta. */
 	r = req("GET", path, s.tok, NULL, NULL);
 	assert_int_equal(r.status, 404);
-	hres_free(&r);
-	stream_close(&st[0]);
+	hresp_free(&r);
+	hstream_close(multi, &st[0]);
 	curl_multi_cleanup(multi);
 	multi = NULL;
 }
@@ -878,20 +776,20 @@ static void test_failure_limit(void **state)
 	 * password from another address (127.0.0.3) waits. */
 	g_iface = "127.0.0.2";
 	for (int i = 0; i < 5; i++) {
-		struct hres r = login("eve", "not-it", NULL);
+		struct hresp r = login("eve", "not-it", NULL);
 		assert_int_equal(r.status, 401);
-		hres_free(&r);
+		hresp_free(&r);
 	}
 	g_iface = "127.0.0.3";
-	struct hres r = login("eve", "eve-pass-1", NULL);
+	struct hresp r = login("eve", "eve-pass-1", NULL);
 	assert_int_equal(r.status, 429);
 	assert_non_null(strcasestr(r.headers, "Retry-After:"));
 	assert_string_equal(jstr(json_object_get(r.json, "error"), "code"), "rate_limited");
-	hres_free(&r);
+	hresp_free(&r);
 	/* Another name from 127.0.0.3 is fine. */
 	r = login("vic", "vic-pass-1", NULL);
 	assert_int_equal(r.status, 201);
-	hres_free(&r);
+	hresp_free(&r);
 	/* Per address: 127.0.0.1 had two failures (test_refusals); three more,
 	 * each for a different name, and then ana's right password from there
 	 * waits too. */
@@ -900,11 +798,11 @@ static void test_failure_limit(void **state)
 	for (int i = 0; i < 3; i++) {
 		r = login(names[i], "nope", NULL);
 		assert_int_equal(r.status, 401);
-		hres_free(&r);
+		hresp_free(&r);
 	}
 	r = login("ana", "ana-pass-1", NULL);
 	assert_int_equal(r.status, 429);
-	hres_free(&r);
+	hresp_free(&r);
 	g_iface = NULL;
 }
 

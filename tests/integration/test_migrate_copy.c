@@ -99,22 +99,11 @@ static char *get_text(const char *path, long want_status)
 	return s;
 }
 
-static json_t *get_message(const char *id)
-{
-	char path[128];
-	snprintf(path, sizeof path, "/v1/messages/%s", id);
-	struct resp r = api_get(&W, path);
-	assert_int_equal(r.status, 200);
-	json_t *j = json_incref(r.json);
-	resp_free(&r);
-	return j;
-}
-
 static bool status_is(struct world *w, void *arg)
 {
 	(void)w;
 	const char **a = arg;
-	json_t *m = get_message(a[0]);
+	json_t *m = world_message(&W, a[0]);
 	bool ok = strcmp(json_string_value(json_object_get(m, "status")), a[1]) == 0;
 	json_decref(m);
 	return ok;
@@ -128,7 +117,7 @@ static bool reads_at_least(struct world *w, void *arg)
 static bool has_inbound(struct world *w, void *arg)
 {
 	(void)w;
-	json_t *m = get_message(arg);
+	json_t *m = world_message(&W, arg);
 	size_t i;
 	json_t *e;
 	bool ok = false;
@@ -294,7 +283,7 @@ static void test_fill_sqlite(void **state)
 
 	/* A customer's button reply, linked to one of the messages. */
 	snprintf(g_reply_id, sizeof g_reply_id, "%s", g_ids[N_TEXT + 7]);
-	m = get_message(g_reply_id);
+	m = world_message(&W, g_reply_id);
 	snprintf(body, sizeof body,
 	         "{\"account\":\"acme-wa\",\"from\":\"4479%08d\",\"button_payload\":\"PAY_NOW\","
 	         "\"button_text\":\"Pay now\",\"context_id\":\"%s\"}",
@@ -469,7 +458,7 @@ static void test_serve_on_copy(void **state)
 	const char *supp[] = {supp2, "suppressed"};
 	assert_true(wait_until(status_is, &W, supp, 30));
 	for (int i = 0; i < 20; i++) {
-		json_t *m = get_message(ids[i]);
+		json_t *m = world_message(&W, ids[i]);
 		assert_string_equal(json_string_value(json_object_get(m, "status")), "read");
 		json_decref(m);
 	}

@@ -222,22 +222,6 @@ static void test_out_of_tree(void **state)
 
 /* ---- the end-to-end world ---- */
 
-static size_t collect(char *p, size_t size, size_t n, void *arg)
-{
-	struct {
-		char *p;
-		size_t len;
-	} *b = arg;
-	char *q = realloc(b->p, b->len + size * n + 1);
-	if (!q)
-		return 0;
-	memcpy(q + b->len, p, size * n);
-	b->len += size * n;
-	q[b->len] = 0;
-	b->p = q;
-	return size * n;
-}
-
 /* POSTs a CSV as a multipart upload with the fields (name, value pairs). */
 static struct resp upload_csv(struct world *w, const char *csv, const char *const *fields)
 {
@@ -247,46 +231,7 @@ static struct resp upload_csv(struct world *w, const char *csv, const char *cons
 	assert_non_null(f);
 	fputs(csv, f);
 	fclose(f);
-	CURL *c = curl_easy_init();
-	assert_non_null(c);
-	curl_mime *m = curl_mime_init(c);
-	curl_mimepart *part = curl_mime_addpart(m);
-	assert_int_equal(curl_mime_name(part, "file"), CURLE_OK);
-	assert_int_equal(curl_mime_filedata(part, path), CURLE_OK);
-	assert_int_equal(curl_mime_filename(part, "rows.csv"), CURLE_OK);
-	for (const char *const *fl = fields; *fl; fl += 2) {
-		part = curl_mime_addpart(m);
-		assert_int_equal(curl_mime_name(part, fl[0]), CURLE_OK);
-		assert_int_equal(curl_mime_data(part, fl[1], CURL_ZERO_TERMINATED), CURLE_OK);
-	}
-	char url[128], auth[128];
-	snprintf(url, sizeof url, "%s/v1/batches", w->api);
-	snprintf(auth, sizeof auth, "Authorization: Bearer %s", w->key);
-	struct curl_slist *h = curl_slist_append(NULL, auth);
-	struct {
-		char *p;
-		size_t len;
-	} body = {0};
-	assert_int_equal(curl_easy_setopt(c, CURLOPT_URL, url), CURLE_OK);
-	assert_int_equal(curl_easy_setopt(c, CURLOPT_MIMEPOST, m), CURLE_OK);
-	assert_int_equal(curl_easy_setopt(c, CURLOPT_HTTPHEADER, h), CURLE_OK);
-	assert_int_equal(curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect), CURLE_OK);
-	assert_int_equal(curl_easy_setopt(c, CURLOPT_WRITEDATA, &body), CURLE_OK);
-	assert_int_equal(curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L), CURLE_OK);
-	assert_int_equal(curl_easy_perform(c), CURLE_OK);
-	struct resp r = {0};
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-	r.body = body.p ? body.p : strdup("");
-	r.json = json_loads(r.body, 0, NULL);
-	curl_slist_free_all(h);
-	curl_mime_free(m);
-	curl_easy_cleanup(c);
-	return r;
-}
-
-static long rows_of(json_t *b, const char *what)
-{
-	return (long)json_integer_value(json_object_get(json_object_get(b, "rows"), what));
+	return world_upload(w, path, "rows.csv", fields);
 }
 
 /* The batch's messages: recipient -> id and status. */
@@ -486,9 +431,9 @@ static void test_e2e(void **state)
 		fail_msg("cards upload answered %ld: %s", r.status, r.body);
 	char batch[32];
 	snprintf(batch, sizeof batch, "%s", json_string_value(json_object_get(r.json, "id")));
-	assert_int_equal(rows_of(r.json, "total"), 5);
-	assert_int_equal(rows_of(r.json, "valid"), 4);
-	assert_int_equal(rows_of(r.json, "invalid"), 1);
+	assert_int_equal(batch_rows(r.json, "total"), 5);
+	assert_int_equal(batch_rows(r.json, "valid"), 4);
+	assert_int_equal(batch_rows(r.json, "invalid"), 1);
 	resp_free(&r);
 	/* The skipped row's reason, from the plugin, in the validation report. */
 	char path[200];
@@ -743,7 +688,7 @@ static void test_reroute(void **state)
 		fail_msg("upload answered %ld: %s", r.status, r.body);
 	char batch[32];
 	snprintf(batch, sizeof batch, "%s", json_string_value(json_object_get(r.json, "id")));
-	assert_int_equal(rows_of(r.json, "valid"), 5);
+	assert_int_equal(batch_rows(r.json, "valid"), 5);
 	resp_free(&r);
 
 	/* SMS stops at delivered; WhatsApp is read. The list shows each
@@ -846,11 +791,11 @@ static void test_reroute(void **state)
 	if (r.status != 201)
 		fail_msg("sending upload answered %ld: %s", r.status, r.body);
 	snprintf(batch, sizeof batch, "%s", json_string_value(json_object_get(r.json, "id")));
-	assert_int_equal(rows_of(r.json, "total"), 8);
-	if (rows_of(r.json, "valid") != 3)
+	assert_int_equal(batch_rows(r.json, "total"), 8);
+	if (batch_rows(r.json, "valid") != 3)
 		fail_msg("valid rows: %s", strstr(r.body, "\"errors\""));
-	assert_int_equal(rows_of(r.json, "valid"), 3);
-	assert_int_equal(rows_of(r.json, "invalid"), 5);
+	assert_int_equal(batch_rows(r.json, "valid"), 3);
+	assert_int_equal(batch_rows(r.json, "invalid"), 5);
 	static const struct {
 		long row;
 		const char *column, *reason;
@@ -910,7 +855,7 @@ static void test_reroute(void **state)
 	if (r.status != 201)
 		fail_msg("routed upload answered %ld: %s", r.status, r.body);
 	snprintf(batch, sizeof batch, "%s", json_string_value(json_object_get(r.json, "id")));
-	assert_int_equal(rows_of(r.json, "valid"), 1);
+	assert_int_equal(batch_rows(r.json, "valid"), 1);
 	resp_free(&r);
 	double until = now_s() + 30;
 	for (;;) {
@@ -1004,9 +949,9 @@ static void test_prepare_timeouts(void **state)
 	free(csv);
 	if (r.status != 201)
 		fail_msg("upload answered %ld: %s", r.status, r.body);
-	assert_int_equal(rows_of(r.json, "total"), 1000);
-	assert_int_equal(rows_of(r.json, "valid"), 0);
-	assert_int_equal(rows_of(r.json, "invalid"), 1000);
+	assert_int_equal(batch_rows(r.json, "total"), 1000);
+	assert_int_equal(batch_rows(r.json, "valid"), 0);
+	assert_int_equal(batch_rows(r.json, "invalid"), 1000);
 	char batch[32];
 	snprintf(batch, sizeof batch, "%s", json_string_value(json_object_get(r.json, "id")));
 	resp_free(&r);
@@ -1162,7 +1107,7 @@ static void events_exact(int n, int workers, int queue_max, int timeout_ms, int 
 	free(csv);
 	if (r.status != 201)
 		fail_msg("upload answered %ld: %s", r.status, r.body);
-	if (rows_of(r.json, "valid") != n)
+	if (batch_rows(r.json, "valid") != n)
 		fail_msg("upload: %s", r.body);
 	resp_free(&r);
 	struct read_all want = {n};

@@ -98,17 +98,6 @@ static int teardown(void **state)
 
 /* ---- helpers ---- */
 
-static json_t *get_message(const char *id)
-{
-	char path[128];
-	snprintf(path, sizeof path, "/v1/messages/%s", id);
-	struct resp r = api_get(&W, path);
-	assert_int_equal(r.status, 200);
-	json_t *j = json_incref(r.json);
-	resp_free(&r);
-	return j;
-}
-
 static const char *str(json_t *o, const char *k)
 {
 	const char *s = json_string_value(json_object_get(o, k));
@@ -133,16 +122,6 @@ static int events(json_t *m, const char *type, const char *status, int applied)
 	return n;
 }
 
-static bool is_status(struct world *w, void *arg)
-{
-	(void)w;
-	const char **a = arg;
-	json_t *m = get_message(a[0]);
-	bool ok = strcmp(str(m, "status"), a[1]) == 0;
-	json_decref(m);
-	return ok;
-}
-
 /* Sends one message (body: the request JSON); returns its id in id. */
 static void send_msg(const char *body, char id[32])
 {
@@ -151,19 +130,6 @@ static void send_msg(const char *body, char id[32])
 		fail_msg("POST /v1/messages: %ld %s", r.status, r.body ? r.body : "");
 	snprintf(id, 32, "%s", str(r.json, "id"));
 	resp_free(&r);
-}
-
-static void wait_status(const char *id, const char *status)
-{
-	const char *want[] = {id, status};
-	if (!wait_until(is_status, &W, (void *)want, 30)) {
-		json_t *m = get_message(id);
-		char *s = json_dumps(m, JSON_INDENT(1));
-		fprintf(stderr, "%s\n", s);
-		free(s);
-		json_decref(m);
-		fail_msg("message %s did not reach %s", id, status);
-	}
 }
 
 /* What the simulator received for a messageId (the provider id). */
@@ -224,8 +190,8 @@ static void test_text_with_suggestions_reaches_read(void **state)
 	    "\"actions\":[{\"title\":\"Call us\",\"dial\":\"+15550100\"}],"
 	    "\"options\":{\"ttl\":\"3600s\"}}",
 	    id);
-	wait_status(id, "read");
-	json_t *m = get_message(id);
+	world_wait_status(&W, id, "read", 30);
+	json_t *m = world_message(&W, id);
 	assert_string_equal(str(m, "to"), "+15550001001");
 	assert_int_equal(events(m, "sent", NULL, 1), 1);
 	assert_int_equal(events(m, "webhook_status", "delivered", 1), 1);
@@ -269,9 +235,9 @@ static void test_card_and_carousel(void **state)
 	         "\"title\":\"Red one\"}]},{\"title\":\"Blue\",\"description\":\"Also nice\","
 	         "\"buttons\":[{\"id\":\"blue\",\"title\":\"Blue one\"}]}]}",
 	         carousel);
-	wait_status(card, "read");
-	wait_status(carousel, "read");
-	json_t *m = get_message(card);
+	world_wait_status(&W, card, "read", 30);
+	world_wait_status(&W, carousel, "read", 30);
+	json_t *m = world_message(&W, card);
 	assert_int_equal(events(m, "webhook_status", "delivered", 1), 1);
 	json_t *sm = sim_message(str(m, "provider_id"));
 	json_t *sc = json_object_get(
@@ -287,7 +253,7 @@ static void test_card_and_carousel(void **state)
 	json_decref(sm);
 	json_decref(m);
 
-	m = get_message(carousel);
+	m = world_message(&W, carousel);
 	assert_int_equal(events(m, "webhook_status", "read", 1), 1);
 	sm = sim_message(str(m, "provider_id"));
 	json_t *cs = json_object_get(
@@ -300,34 +266,13 @@ static void test_card_and_carousel(void **state)
 	json_decref(m);
 }
 
-/* dash3: the overview's entry for (channel, code) in GET /v1/stats/daily's
- * top failure codes: its count, and its meaning copied into meaning. */
-static long failure_code(const char *channel, const char *code, char *meaning, size_t size)
-{
-	struct resp r = api_get(&W, "/v1/stats/daily");
-	assert_int_equal(r.status, 200);
-	long n = -1;
-	meaning[0] = '\0';
-	size_t i;
-	json_t *f;
-	json_array_foreach(json_object_get(r.json, "failure_codes"), i, f)
-	{
-		if (strcmp(str(f, "channel"), channel) || strcmp(str(f, "code"), code))
-			continue;
-		n = (long)json_integer_value(json_object_get(f, "count"));
-		snprintf(meaning, size, "%s", str(f, "meaning"));
-	}
-	resp_free(&r);
-	return n;
-}
-
 static void test_not_rcs_capable_fails_once(void **state)
 {
 	(void)state;
 	char id[32];
 	send_msg("{\"channel\":\"rcs\",\"to\":\"+15550000404\",\"text\":\"hello\"}", id);
-	wait_status(id, "failed");
-	json_t *m = get_message(id);
+	world_wait_status(&W, id, "failed", 30);
+	json_t *m = world_message(&W, id);
 	json_t *err = json_object_get(m, "error");
 	assert_string_equal(str(err, "code"), "not_rcs_capable");
 	assert_non_null(strstr(str(err, "message"), "not RCS-capable"));
@@ -336,7 +281,8 @@ static void test_not_rcs_capable_fails_once(void **state)
 	json_decref(m);
 	/* dash3: the overview's top failure codes say what it means. */
 	char meaning[256];
-	assert_int_equal(failure_code("rcs", "not_rcs_capable", meaning, sizeof meaning), 1);
+	assert_int_equal(world_failure_code(&W, "rcs", "not_rcs_capable", meaning, sizeof meaning),
+	                 1);
 	assert_string_equal(meaning, "Recipient cannot receive RCS (device not capable or RCS off; "
 	                             "404 NOT_FOUND): falls back when routed");
 }
@@ -344,7 +290,7 @@ static void test_not_rcs_capable_fails_once(void **state)
 static bool has_inbound(struct world *w, void *arg)
 {
 	(void)w;
-	json_t *m = get_message(arg);
+	json_t *m = world_message(&W, arg);
 	bool ok = events(m, "inbound", NULL, 1) >= 1;
 	json_decref(m);
 	return ok;
@@ -359,8 +305,8 @@ static void test_button_press_is_inbound_on_message(void **state)
 	    "\"buttons\":[{\"id\":\"yes\",\"title\":\"Yes\"},{\"id\":\"no\",\"title\":\"No\"}]}",
 	    id);
 	assert_true(wait_until(has_inbound, &W, id, 30));
-	wait_status(id, "read"); /* a press does not change the status */
-	json_t *m = get_message(id);
+	world_wait_status(&W, id, "read", 30); /* a press does not change the status */
+	json_t *m = world_message(&W, id);
 	size_t i;
 	json_t *e;
 	int found = 0;
@@ -444,8 +390,8 @@ static void test_webhook_signatures_and_handshake(void **state)
 	(void)state;
 	char id[32];
 	send_msg("{\"channel\":\"rcs\",\"to\":\"+15550001004\",\"text\":\"sig test\"}", id);
-	wait_status(id, "read");
-	json_t *m = get_message(id);
+	world_wait_status(&W, id, "read", 30);
+	json_t *m = world_message(&W, id);
 	char pid[64];
 	snprintf(pid, sizeof pid, "%s", str(m, "provider_id"));
 	size_t nev = json_array_size(json_object_get(m, "events"));
@@ -496,14 +442,14 @@ static void test_webhook_signatures_and_handshake(void **state)
 	assert_int_equal(r.status, 200);
 	resp_free(&r);
 	for (int i = 0; i < 100; i++) {
-		m = get_message(id);
+		m = world_message(&W, id);
 		size_t n = json_array_size(json_object_get(m, "events"));
 		json_decref(m);
 		if (n > nev)
 			break;
 		usleep(100000);
 	}
-	m = get_message(id);
+	m = world_message(&W, id);
 	assert_string_equal(str(m, "status"), "read");
 	assert_int_equal(json_array_size(json_object_get(m, "events")), nev + 1);
 	assert_int_equal(events(m, "webhook_status", "delivered", 0), 1);
@@ -524,8 +470,8 @@ static void test_rate_limited_is_retried_once_at_provider(void **state)
 	r = http("POST", url, NULL, "{\"rate_429\":0.0}", NULL);
 	assert_int_equal(r.status, 200);
 	resp_free(&r);
-	wait_status(id, "read");
-	json_t *m = get_message(id);
+	world_wait_status(&W, id, "read", 30);
+	json_t *m = world_message(&W, id);
 	assert_true(json_integer_value(json_object_get(m, "attempts")) >= 2);
 	assert_true(events(m, "retry", NULL, -1) >= 1);
 	json_t *sm = sim_message(str(m, "provider_id"));
@@ -548,7 +494,7 @@ static void test_duplicate_and_reordered_webhooks(void **state)
 	json_t *before = sim_stats_rcs();
 	char id[32];
 	send_msg("{\"channel\":\"rcs\",\"to\":\"+15550001008\",\"text\":\"twice\"}", id);
-	wait_status(id, "read");
+	world_wait_status(&W, id, "read", 30);
 	for (int i = 0; i < 50; i++) { /* let the late DELIVERED and the copies land */
 		json_t *st = sim_stats_rcs();
 		bool done = num(st, "webhooks.posted") >= num(before, "webhooks.posted") + 4 &&
@@ -562,7 +508,7 @@ static void test_duplicate_and_reordered_webhooks(void **state)
 	r = http("POST", url, NULL, "{\"dup_rate\":0.0,\"reorder_rate\":0.0}", NULL);
 	assert_int_equal(r.status, 200);
 	resp_free(&r);
-	json_t *m = get_message(id);
+	json_t *m = world_message(&W, id);
 	assert_string_equal(str(m, "status"), "read");
 	assert_int_equal(events(m, "webhook_status", "read", 1), 1);
 	assert_int_equal(events(m, "webhook_status", "delivered", 1), 1);

@@ -72,17 +72,6 @@ static const char *str(json_t *o, const char *k)
 	return json_string_value(json_object_get(o, k));
 }
 
-static json_t *get_message(const char *id)
-{
-	char path[128];
-	snprintf(path, sizeof path, "/v1/messages/%s", id);
-	struct resp r = api_get(&W, path);
-	assert_int_equal(r.status, 200);
-	json_t *j = json_incref(r.json);
-	resp_free(&r);
-	return j;
-}
-
 static void post(const char *body, char id[32])
 {
 	struct resp r = api_post(&W, "/v1/messages", body);
@@ -115,7 +104,7 @@ static bool is_status(struct world *w, void *arg)
 {
 	(void)w;
 	const struct want *x = arg;
-	json_t *m = get_message(x->id);
+	json_t *m = world_message(&W, x->id);
 	bool ok = strcmp(str(m, "status"), x->status) == 0;
 	json_decref(m);
 	return ok;
@@ -129,7 +118,7 @@ static bool has_event(struct world *w, void *arg)
 {
 	(void)w;
 	const struct ev_want *x = arg;
-	json_t *m = get_message(x->id);
+	json_t *m = world_message(&W, x->id);
 	bool ok = events(m, x->type, NULL) > 0;
 	json_decref(m);
 	return ok;
@@ -192,7 +181,7 @@ static void test_twilio_stale_settled_by_lookup(void **state)
 	/* No report comes; after stale_after_s the reconciler asks. */
 	const struct want del = {id, "delivered"};
 	assert_true(wait_until(is_status, &W, (void *)&del, 30));
-	json_t *m = get_message(id);
+	json_t *m = world_message(&W, id);
 	assert_int_equal(events(m, "lookup_status", "reconciler"), 1);
 	assert_int_equal(events(m, "stale", NULL), 0);
 	assert_int_equal(events(m, "webhook_status", "webhook"), 1); /* "sent" only */
@@ -210,7 +199,7 @@ static void test_whatsapp_stale_marked_falls_back(void **state)
 	     id);
 	const struct ev_want st = {id, "stale"};
 	assert_true(wait_until(has_event, &W, (void *)&st, 30));
-	json_t *m = get_message(id);
+	json_t *m = world_message(&W, id);
 	assert_string_equal(str(m, "status"), "sent");
 	assert_int_equal(events(m, "stale", "reconciler"), 1);
 	assert_int_equal(events(m, "fallback", "reconciler"), 1);
@@ -223,19 +212,19 @@ static void test_whatsapp_stale_marked_falls_back(void **state)
 	json_decref(m);
 	const struct want del = {sms_id, "delivered"};
 	assert_true(wait_until(is_status, &W, (void *)&del, 20));
-	m = get_message(id);
+	m = world_message(&W, id);
 	route = json_object_get(m, "route");
 	json_t *reached = json_object_get(route, "reached_by");
 	assert_string_equal(str(reached, "channel"), "sms");
 	assert_string_equal(str(reached, "message_id"), sms_id);
 	json_decref(m);
-	m = get_message(sms_id);
+	m = world_message(&W, sms_id);
 	assert_string_equal(str(m, "to"), "+" WA_SILENT);
 	assert_string_equal(str(json_object_get(m, "content"), "text"), "are you there");
 	json_decref(m);
 	/* Once: later passes add nothing. */
 	sleep(1);
-	m = get_message(id);
+	m = world_message(&W, id);
 	assert_int_equal(events(m, "stale", NULL), 1);
 	assert_int_equal(events(m, "fallback", NULL), 1);
 	json_decref(m);
@@ -253,12 +242,12 @@ static void test_otp_expires_in_queue(void **state)
 	post("{\"channel\":\"whatsapp\",\"to\":\"" WA_OK "\",\"text\":\"code 654321\","
 	     "\"ttl_seconds\":60}",
 	     ok);
-	json_t *m = get_message(otp);
+	json_t *m = world_message(&W, otp);
 	assert_non_null(json_object_get(m, "expires_at"));
 	json_decref(m);
 	const struct want exp = {otp, "expired"};
 	assert_true(wait_until(is_status, &W, (void *)&exp, 20));
-	m = get_message(otp);
+	m = world_message(&W, otp);
 	assert_string_equal(str(json_object_get(m, "error"), "code"), "expired");
 	assert_int_equal(events(m, "expired", NULL), 1);
 	json_decref(m);

@@ -71,17 +71,6 @@ static int teardown(void **state)
 
 /* ---- helpers ---- */
 
-static json_t *get_message(const char *id)
-{
-	char path[128];
-	snprintf(path, sizeof path, "/v1/messages/%s", id);
-	struct resp r = api_get(&W, path);
-	assert_int_equal(r.status, 200);
-	json_t *j = json_incref(r.json);
-	resp_free(&r);
-	return j;
-}
-
 static const char *str(json_t *o, const char *key)
 {
 	return json_string_value(json_object_get(o, key));
@@ -119,26 +108,6 @@ static void send_text(const char *to, const char *text, char id[32])
 		fail_msg("send to %s: HTTP %ld %s", to, r.status, r.body ? r.body : "");
 	snprintf(id, 32, "%s", str(r.json, "id"));
 	resp_free(&r);
-}
-
-static bool is_status(struct world *w, void *arg)
-{
-	(void)w;
-	const char **a = arg;
-	json_t *m = get_message(a[0]);
-	bool ok = strcmp(str(m, "status"), a[1]) == 0;
-	json_decref(m);
-	return ok;
-}
-
-static void wait_status(const char *id, const char *status)
-{
-	const char *want[] = {id, status};
-	if (!wait_until(is_status, &W, want, 30)) {
-		json_t *m = get_message(id);
-		char *js = json_dumps(m, JSON_INDENT(1));
-		fail_msg("message %s did not reach %s:\n%s", id, status, js);
-	}
 }
 
 static json_t *sim_get(const char *path)
@@ -218,10 +187,10 @@ static void test_delivered_with_segments(void **state)
 		strcat(uni, "x");
 	strcat(uni, "\xe2\x82\xac\xf0\x9f\x98\x80"); /* € is GSM (ext), the emoji is not */
 	send_text(TO_OK, uni, id2);
-	wait_status(id, "delivered");
-	wait_status(id2, "delivered");
+	world_wait_status(&W, id, "delivered", 30);
+	world_wait_status(&W, id2, "delivered", 30);
 
-	json_t *m = get_message(id);
+	json_t *m = world_message(&W, id);
 	assert_int_equal(json_integer_value(json_object_get(m, "segments")), 2);
 	assert_string_equal(str(m, "to"), TO_OK);
 	const char *sid = str(m, "provider_id");
@@ -252,7 +221,7 @@ static void test_delivered_with_segments(void **state)
 	json_decref(once);
 	json_decref(m);
 
-	m = get_message(id2);
+	m = world_message(&W, id2);
 	assert_int_equal(json_integer_value(json_object_get(m, "segments")), 2);
 	json_decref(m);
 	json_t *st = sim_get("/sim/stats");
@@ -265,7 +234,7 @@ static void test_stop_reply_suppresses_until_start(void **state)
 	(void)state;
 	char id[32];
 	send_text(TO_STOP, "Big sale today", id);
-	wait_status(id, "delivered");
+	world_wait_status(&W, id, "delivered", 30);
 	/* The sim's recipient replies STOP after delivery. */
 	assert_true(wait_until(is_suppressed, &W, (void *)TO_STOP, 30));
 	char *reason = suppression(TO_STOP);
@@ -275,8 +244,8 @@ static void test_stop_reply_suppresses_until_start(void **state)
 
 	char later[32];
 	send_text(TO_STOP, "Another sale", later);
-	wait_status(later, "suppressed");
-	json_t *m = get_message(later);
+	world_wait_status(&W, later, "suppressed", 30);
+	json_t *m = world_message(&W, later);
 	assert_int_equal(events(m, "suppressed", NULL, -1), 1);
 	assert_int_equal(events(m, "sent", NULL, -1), 0);
 	json_t *err = json_object_get(m, "error");
@@ -291,7 +260,7 @@ static void test_stop_reply_suppresses_until_start(void **state)
 	assert_true(wait_until(not_suppressed, &W, (void *)TO_STOP, 30));
 	char again[32];
 	send_text(TO_STOP, "Welcome back", again);
-	wait_status(again, "delivered");
+	world_wait_status(&W, again, "delivered", 30);
 	assert_int_equal(sim_requests(TO_STOP), 2);
 }
 
@@ -300,8 +269,8 @@ static void test_21610_suppresses(void **state)
 	(void)state;
 	char id[32];
 	send_text(TO_21610, "hello", id);
-	wait_status(id, "failed");
-	json_t *m = get_message(id);
+	world_wait_status(&W, id, "failed", 30);
+	json_t *m = world_message(&W, id);
 	assert_string_equal(str(json_object_get(m, "error"), "code"), "21610");
 	assert_int_equal(json_integer_value(json_object_get(m, "attempts")), 1); /* no retry */
 	json_decref(m);
@@ -311,7 +280,7 @@ static void test_21610_suppresses(void **state)
 	free(reason);
 	char later[32];
 	send_text(TO_21610, "hello again", later);
-	wait_status(later, "suppressed");
+	world_wait_status(&W, later, "suppressed", 30);
 	sleep(1);
 	assert_int_equal(sim_requests(TO_21610), 1);
 }
@@ -321,8 +290,8 @@ static void test_undelivered_keeps_code(void **state)
 	(void)state;
 	char id[32];
 	send_text(TO_UNDELIVERED, "where are you", id);
-	wait_status(id, "undelivered");
-	json_t *m = get_message(id);
+	world_wait_status(&W, id, "undelivered", 30);
+	json_t *m = world_message(&W, id);
 	json_t *err = json_object_get(m, "error");
 	assert_string_equal(str(err, "code"), "30003");
 	assert_non_null(strstr(str(err, "message"), "Unreachable"));
@@ -360,7 +329,7 @@ static void test_help_auto_reply(void **state)
 	sim_inbound(TO_HELP, "HELP");
 	struct help_arg h = {""};
 	assert_true(wait_until(help_delivered, &W, &h, 30));
-	json_t *m = get_message(h.id);
+	json_t *m = world_message(&W, h.id);
 	assert_string_equal(str(m, "to"), TO_HELP);
 	assert_int_equal(json_integer_value(json_object_get(m, "segments")), 1);
 	json_decref(m);
@@ -379,7 +348,7 @@ static void test_help_auto_reply(void **state)
 static bool has_ignored_failed(struct world *w, void *arg)
 {
 	(void)w;
-	json_t *m = get_message(arg);
+	json_t *m = world_message(&W, arg);
 	bool ok = events(m, "webhook_status", "failed", 0) >= 1;
 	json_decref(m);
 	return ok;
@@ -390,8 +359,8 @@ static void test_bad_signature_refused(void **state)
 	(void)state;
 	char id[32];
 	send_text(TO_SIG, "sign me", id);
-	wait_status(id, "delivered");
-	json_t *m = get_message(id);
+	world_wait_status(&W, id, "delivered", 30);
+	json_t *m = world_message(&W, id);
 	char sid[64];
 	snprintf(sid, sizeof sid, "%s", str(m, "provider_id"));
 	json_decref(m);
@@ -431,7 +400,7 @@ static void test_bad_signature_refused(void **state)
 	sleep(1);
 	/* None of them reached the audit trail (the sim's own late callbacks
 	 * may still add events: count only the forged status). */
-	m = get_message(id);
+	m = world_message(&W, id);
 	assert_int_equal(events(m, "webhook_status", "failed", -1), 0);
 	json_decref(m);
 
@@ -443,7 +412,7 @@ static void test_bad_signature_refused(void **state)
 	assert_string_equal(r.body, TWIML_EMPTY);
 	resp_free(&r);
 	assert_true(wait_until(has_ignored_failed, &W, id, 30));
-	m = get_message(id);
+	m = world_message(&W, id);
 	assert_string_equal(str(m, "status"), "delivered");
 	assert_int_equal(events(m, "webhook_status", "failed", -1), 1);
 	assert_int_equal(events(m, "webhook_status", "failed", 0), 1);
@@ -481,7 +450,7 @@ static void test_refused_content(void **state)
 /* The simulator's record of a Herald message: what it received. */
 static json_t *sim_record(const char *id)
 {
-	json_t *m = get_message(id);
+	json_t *m = world_message(&W, id);
 	char path[128];
 	snprintf(path, sizeof path, "/sim/sms/messages/%s", str(m, "provider_id"));
 	json_decref(m);
@@ -502,8 +471,8 @@ static void test_template_regulatory_and_options(void **state)
 	char id[32];
 	snprintf(id, sizeof id, "%s", str(r.json, "id"));
 	resp_free(&r);
-	wait_status(id, "delivered");
-	json_t *m = get_message(id);
+	world_wait_status(&W, id, "delivered", 30);
+	json_t *m = world_message(&W, id);
 	assert_string_equal(str(m, "to"), TO_IN);
 	assert_string_equal(str(m, "body"), "Your code is 4821");
 	assert_int_equal(json_integer_value(json_object_get(m, "segments")), 1);
@@ -530,8 +499,8 @@ static void test_image_as_mms(void **state)
 	char id[32];
 	snprintf(id, sizeof id, "%s", str(r.json, "id"));
 	resp_free(&r);
-	wait_status(id, "delivered");
-	json_t *m = get_message(id);
+	world_wait_status(&W, id, "delivered", 30);
+	json_t *m = world_message(&W, id);
 	assert_true(strncmp(str(m, "provider_id"), "MM", 2) == 0);
 	json_decref(m);
 	json_t *rec = sim_record(id);
@@ -553,7 +522,7 @@ static void sim_sms_config(const char *js)
 static bool has_ignored_sent(struct world *w, void *arg)
 {
 	(void)w;
-	json_t *m = get_message(arg);
+	json_t *m = world_message(&W, arg);
 	bool ok = events(m, "webhook_status", "sent", 0) >= 1;
 	json_decref(m);
 	return ok;
@@ -567,7 +536,7 @@ static void test_reorder_and_duplicates(void **state)
 	sim_sms_config("{\"reorder_rate\":1,\"dup_rate\":1}");
 	char id[32];
 	send_text(TO_REORDER, "out of order", id);
-	wait_status(id, "delivered");
+	world_wait_status(&W, id, "delivered", 30);
 	assert_true(wait_until(has_ignored_sent, &W, id, 30));
 	sim_sms_config("{\"reorder_rate\":0,\"dup_rate\":0}");
 	sleep(1);
@@ -576,7 +545,7 @@ static void test_reorder_and_duplicates(void **state)
 	assert_int_equal(json_array_size(cbs), 4);
 	assert_string_equal(json_string_value(json_array_get(cbs, 0)), "delivered");
 	json_decref(rec);
-	json_t *m = get_message(id);
+	json_t *m = world_message(&W, id);
 	assert_string_equal(str(m, "status"), "delivered");
 	assert_int_equal(events(m, "webhook_status", "delivered", -1), 1);
 	assert_int_equal(events(m, "webhook_status", "sent", -1), 1);

@@ -58,17 +58,6 @@ static int teardown(void **state)
 
 /* ---- helpers ---- */
 
-static json_t *get_message(const char *id)
-{
-	char path[128];
-	snprintf(path, sizeof path, "/v1/messages/%s", id);
-	struct resp r = api_get(&W, path);
-	assert_int_equal(r.status, 200);
-	json_t *j = json_incref(r.json);
-	resp_free(&r);
-	return j;
-}
-
 static const char *str(json_t *o, const char *key)
 {
 	const char *s = json_string_value(json_object_get(o, key));
@@ -83,30 +72,6 @@ static void send(const char *body, char id[32])
 		fail_msg("POST /v1/messages: %ld %s", r.status, r.body);
 	snprintf(id, 32, "%s", str(r.json, "id"));
 	resp_free(&r);
-}
-
-static bool is_status(struct world *w, void *arg)
-{
-	(void)w;
-	const char **a = arg;
-	json_t *m = get_message(a[0]);
-	bool ok = strcmp(str(m, "status"), a[1]) == 0;
-	json_decref(m);
-	return ok;
-}
-
-static void wait_status(const char *id, const char *status, double timeout_s)
-{
-	const char *want[] = {id, status};
-	if (!wait_until(is_status, &W, want, timeout_s)) {
-		static char shown[8192];
-		json_t *m = get_message(id);
-		char *s = json_dumps(m, JSON_INDENT(1));
-		snprintf(shown, sizeof shown, "%s", s ? s : "");
-		free(s);
-		json_decref(m);
-		fail_msg("message %s not %s: %s", id, status, shown);
-	}
 }
 
 /* The n-th (0-based) event of a type, or NULL; borrowed from m. */
@@ -204,8 +169,8 @@ static void test_text_keyboard_sent(void **state)
 	     "\"Later\"}],\"actions\":[{\"title\":\"Site\",\"url\":\"https://example.com\"}],"
 	     "\"options\":{\"parse_mode\":\"HTML\"}}",
 	     id);
-	wait_status(id, "sent", 30);
-	json_t *m = get_message(id);
+	world_wait_status(&W, id, "sent", 30);
+	json_t *m = world_message(&W, id);
 	assert_string_equal(str(m, "channel"), "telegram");
 	assert_string_equal(str(m, "to"), "1000");
 	assert_true(strncmp(str(m, "provider_id"), "1000:", 5) == 0);
@@ -228,8 +193,8 @@ static void test_text_keyboard_sent(void **state)
 	send("{\"channel\":\"telegram\",\"to\":\"@HeraldNews\",\"template\":{\"name\":"
 	     "\"payment_reminder\",\"language\":\"en\",\"parameters\":[\"Ana\",\"£5\"]}}",
 	     id);
-	wait_status(id, "sent", 30);
-	m = get_message(id);
+	world_wait_status(&W, id, "sent", 30);
+	m = world_message(&W, id);
 	assert_string_equal(str(m, "to"), "@heraldnews");
 	assert_string_equal(str(m, "body"), "Hi Ana, pay £5");
 	json_decref(m);
@@ -237,7 +202,7 @@ static void test_text_keyboard_sent(void **state)
 
 	/* Still sent a while later, with no webhook events. */
 	sleep(1);
-	m = get_message(id);
+	m = world_message(&W, id);
 	assert_string_equal(str(m, "status"), "sent");
 	assert_int_equal(count_events(m, "webhook_status"), 0);
 	json_decref(m);
@@ -263,9 +228,9 @@ static void test_document_and_photo(void **state)
 	send("{\"channel\":\"telegram\",\"to\":\"1002\",\"image\":{\"url\":"
 	     "\"https://example.com/p.png\",\"caption\":\"A photo\"}}",
 	     img);
-	wait_status(doc, "sent", 30);
-	wait_status(img, "sent", 30);
-	json_t *d = get_message(doc), *i = get_message(img);
+	world_wait_status(&W, doc, "sent", 30);
+	world_wait_status(&W, img, "sent", 30);
+	json_t *d = world_message(&W, doc), *i = world_message(&W, img);
 	/* Message ids count up per chat: two different ids in chat 1002. */
 	assert_true(strncmp(str(d, "provider_id"), "1002:", 5) == 0);
 	assert_true(strncmp(str(i, "provider_id"), "1002:", 5) == 0);
@@ -278,7 +243,7 @@ static void test_document_and_photo(void **state)
 static bool has_inbound(struct world *w, void *arg)
 {
 	(void)w;
-	json_t *m = get_message(arg);
+	json_t *m = world_message(&W, arg);
 	bool ok = event(m, "inbound", 0) != NULL;
 	json_decref(m);
 	return ok;
@@ -298,9 +263,9 @@ static void test_press_and_reply(void **state)
 	send("{\"channel\":\"telegram\",\"to\":\"1001\",\"text\":\"Pay now?\",\"buttons\":["
 	     "{\"id\":\"pay\",\"title\":\"Pay now\"},{\"id\":\"later\",\"title\":\"Later\"}]}",
 	     id);
-	wait_status(id, "sent", 30);
+	world_wait_status(&W, id, "sent", 30);
 	assert_true(wait_until(has_inbound, &W, id, 30));
-	json_t *m = get_message(id);
+	json_t *m = world_message(&W, id);
 	json_t *d = json_object_get(event(m, "inbound", 0), "detail");
 	assert_string_equal(str(d, "kind"), "button");
 	assert_string_equal(str(d, "payload"), "pay");
@@ -318,9 +283,9 @@ static void test_press_and_reply(void **state)
 
 	/* A reply to the message is an inbound text linked to it. */
 	send("{\"channel\":\"telegram\",\"to\":\"1004\",\"text\":\"Got it?\"}", id);
-	wait_status(id, "sent", 30);
+	world_wait_status(&W, id, "sent", 30);
 	assert_true(wait_until(has_inbound, &W, id, 30));
-	m = get_message(id);
+	m = world_message(&W, id);
 	d = json_object_get(event(m, "inbound", 0), "detail");
 	assert_string_equal(str(d, "kind"), "text");
 	assert_string_equal(str(d, "text"), "thanks!");
@@ -333,8 +298,8 @@ static void test_migrated_chat(void **state)
 	long long mig0 = tg_stat("migrations");
 	char id[32];
 	send("{\"channel\":\"telegram\",\"to\":\"-4000001\",\"text\":\"Group notice\"}", id);
-	wait_status(id, "sent", 30);
-	json_t *m = get_message(id);
+	world_wait_status(&W, id, "sent", 30);
+	json_t *m = world_message(&W, id);
 	assert_string_equal(str(m, "to"), "-1004000001");
 	assert_true(strncmp(str(m, "provider_id"), "-1004000001:", 12) == 0);
 	json_t *retry = event(m, "retry", 0);
@@ -347,8 +312,8 @@ static void test_migrated_chat(void **state)
 
 	/* The next message to the old id goes to the new one directly. */
 	send("{\"channel\":\"telegram\",\"to\":\"-4000001\",\"text\":\"Second notice\"}", id);
-	wait_status(id, "sent", 30);
-	m = get_message(id);
+	world_wait_status(&W, id, "sent", 30);
+	m = world_message(&W, id);
 	assert_string_equal(str(m, "to"), "-1004000001");
 	assert_int_equal(json_integer_value(json_object_get(m, "attempts")), 1);
 	assert_int_equal(count_events(m, "recipient_migrated"), 1);
@@ -374,8 +339,8 @@ static void test_retry_after_honoured(void **state)
 	bool saw = wait_until(saw_429, &W, &r0, 30);
 	sim_post("/sim/telegram/config", "{\"rate_429\":0}");
 	assert_true(saw);
-	wait_status(id, "sent", 30);
-	json_t *m = get_message(id);
+	world_wait_status(&W, id, "sent", 30);
+	json_t *m = world_message(&W, id);
 	json_t *retry = event(m, "retry", 0), *sent = event(m, "sent", 0);
 	assert_non_null(retry);
 	assert_non_null(sent);
@@ -393,34 +358,13 @@ static void test_retry_after_honoured(void **state)
 	json_decref(m);
 }
 
-/* dash3: the overview's entry for (channel, code) in GET /v1/stats/daily's
- * top failure codes: its count, and its meaning copied into meaning. */
-static long failure_code(const char *channel, const char *code, char *meaning, size_t size)
-{
-	struct resp r = api_get(&W, "/v1/stats/daily");
-	assert_int_equal(r.status, 200);
-	long n = -1;
-	meaning[0] = '\0';
-	size_t i;
-	json_t *f;
-	json_array_foreach(json_object_get(r.json, "failure_codes"), i, f)
-	{
-		if (strcmp(str(f, "channel"), channel) || strcmp(str(f, "code"), code))
-			continue;
-		n = (long)json_integer_value(json_object_get(f, "count"));
-		snprintf(meaning, size, "%s", str(f, "meaning"));
-	}
-	resp_free(&r);
-	return n;
-}
-
 static void test_blocked_fails(void **state)
 {
 	(void)state;
 	char id[32];
 	send("{\"channel\":\"telegram\",\"to\":\"1003\",\"text\":\"hello?\"}", id);
-	wait_status(id, "failed", 30);
-	json_t *m = get_message(id);
+	world_wait_status(&W, id, "failed", 30);
+	json_t *m = world_message(&W, id);
 	json_t *err = json_object_get(m, "error");
 	assert_string_equal(str(err, "code"), "403");
 	assert_non_null(strstr(str(err, "message"), "bot was blocked by the user"));
@@ -428,7 +372,7 @@ static void test_blocked_fails(void **state)
 	json_decref(m);
 	/* dash3: the overview's top failure codes say what it means. */
 	char meaning[256];
-	assert_int_equal(failure_code("telegram", "403", meaning, sizeof meaning), 1);
+	assert_int_equal(world_failure_code(&W, "telegram", "403", meaning, sizeof meaning), 1);
 	assert_string_equal(meaning, "Forbidden: the bot was blocked by the user, removed from the "
 	                             "group or channel, or may not start this chat");
 }
@@ -458,8 +402,8 @@ static void test_webhook_secret(void **state)
 	 * reply_to_message to a message Herald sent. */
 	char id[32];
 	send("{\"channel\":\"telegram\",\"to\":\"1006\",\"text\":\"Question?\"}", id);
-	wait_status(id, "sent", 30);
-	json_t *m = get_message(id);
+	world_wait_status(&W, id, "sent", 30);
+	json_t *m = world_message(&W, id);
 	const char *pid = str(m, "provider_id");
 	long long mid = strtoll(strchr(pid, ':') + 1, NULL, 10);
 	json_decref(m);
@@ -472,7 +416,7 @@ static void test_webhook_secret(void **state)
 	         mid + 1, mid);
 	sim_post("/sim/telegram/update", upd);
 	assert_true(wait_until(has_inbound, &W, id, 30));
-	m = get_message(id);
+	m = world_message(&W, id);
 	assert_string_equal(str(json_object_get(event(m, "inbound", 0), "detail"), "text"),
 	                    "Answer");
 	json_decref(m);

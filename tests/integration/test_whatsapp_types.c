@@ -62,41 +62,9 @@ static int teardown(void **state)
 
 /* ---- helpers ---- */
 
-static json_t *get_message(const char *id)
-{
-	char path[128];
-	snprintf(path, sizeof path, "/v1/messages/%s", id);
-	struct resp r = api_get(&W, path);
-	if (r.status != 200)
-		fail_msg("GET %s: %ld %s", path, r.status, r.body);
-	json_t *j = json_incref(r.json);
-	resp_free(&r);
-	return j;
-}
-
 static const char *jstr(json_t *o, const char *key)
 {
 	return json_string_value(json_object_get(o, key));
-}
-
-static bool is_status(struct world *w, void *arg)
-{
-	(void)w;
-	const char **a = arg;
-	json_t *m = get_message(a[0]);
-	bool ok = strcmp(jstr(m, "status"), a[1]) == 0;
-	json_decref(m);
-	return ok;
-}
-
-static void wait_status(const char *id, const char *status)
-{
-	const char *want[] = {id, status};
-	if (!wait_until(is_status, &W, want, 30)) {
-		json_t *m = get_message(id);
-		char *s = json_dumps(m, JSON_COMPACT);
-		fail_msg("message %s did not reach %s: %s", id, status, s);
-	}
 }
 
 /* POSTs {"channel":"whatsapp","to":to,<members>[,"mode":"sync"]}; returns the
@@ -129,7 +97,7 @@ static json_t *inbound_events(json_t *m)
 static bool has_inbound(struct world *w, void *arg)
 {
 	(void)w;
-	json_t *m = get_message(arg);
+	json_t *m = world_message(&W, arg);
 	json_t *in = inbound_events(m);
 	bool ok = json_array_size(in) > 0;
 	json_decref(in);
@@ -206,8 +174,8 @@ static void test_every_type_async_and_sync(void **state)
 	for (size_t i = 0; i < NTYPES; i++) {
 		for (int sync = 0; sync < 2; sync++) {
 			const char *id = ids[i][sync];
-			wait_status(id, "read");
-			json_t *m = get_message(id);
+			world_wait_status(&W, id, "read", 30);
+			json_t *m = world_message(&W, id);
 			assert_int_equal(json_integer_value(json_object_get(m, "attempts")), 1);
 			assert_true(strncmp(jstr(m, "provider_id"), "wamid.", 6) == 0);
 			if (types[i].body && strcmp(jstr(m, "body"), types[i].body) != 0)
@@ -228,7 +196,7 @@ static json_t *wait_inbound(const char *id)
 {
 	if (!wait_until(has_inbound, &W, (void *)id, 30))
 		fail_msg("no inbound event on %s", id);
-	json_t *m = get_message(id);
+	json_t *m = world_message(&W, id);
 	json_t *in = inbound_events(m);
 	json_decref(m);
 	return in;
@@ -241,7 +209,7 @@ static void test_template_quick_reply_press(void **state)
 	char id[40];
 	snprintf(id, sizeof id, "%s", jstr(r.json, "id"));
 	resp_free(&r);
-	wait_status(id, "read");
+	world_wait_status(&W, id, "read", 30);
 	json_t *in = wait_inbound(id);
 	assert_int_equal(json_array_size(in), 1);
 	json_t *d = json_array_get(in, 0);
@@ -250,7 +218,7 @@ static void test_template_quick_reply_press(void **state)
 	assert_string_equal(jstr(d, "from"), TO_PRESS_TEMPLATE);
 	assert_true(strncmp(jstr(d, "provider_msg_id"), "wamid.", 6) == 0);
 	json_decref(in);
-	json_t *m = get_message(id);
+	json_t *m = world_message(&W, id);
 	assert_string_equal(jstr(m, "status"), "read"); /* a press changes no status */
 	json_decref(m);
 }
@@ -273,7 +241,7 @@ static void test_interactive_press_and_text_reply(void **state)
 	assert_string_equal(jstr(d, "payload"), "later"); /* the button the script named */
 	assert_string_equal(jstr(d, "text"), "Later");
 	json_decref(in);
-	wait_status(pressed, "read");
+	world_wait_status(&W, pressed, "read", 30);
 
 	in = wait_inbound(replied);
 	assert_int_equal(json_array_size(in), 1);
@@ -282,7 +250,7 @@ static void test_interactive_press_and_text_reply(void **state)
 	assert_string_equal(jstr(d, "text"), "thanks, got it");
 	assert_true(json_is_null(json_object_get(d, "payload")) || !json_object_get(d, "payload"));
 	json_decref(in);
-	wait_status(replied, "read");
+	world_wait_status(&W, replied, "read", 30);
 }
 
 static void test_refused_131047_fails_once(void **state)
@@ -299,8 +267,8 @@ static void test_refused_131047_fails_once(void **state)
 			                    "131047");
 		}
 		resp_free(&r);
-		wait_status(id, "failed");
-		json_t *m = get_message(id);
+		world_wait_status(&W, id, "failed", 30);
+		json_t *m = world_message(&W, id);
 		json_t *err = json_object_get(m, "error");
 		assert_string_equal(jstr(err, "code"), "131047");
 		assert_non_null(strstr(jstr(err, "message"), "Re-engagement"));

@@ -31,6 +31,8 @@
 #include "herald.h"
 #include "fastbody_test.h"
 
+#include "channel_test.h"
+
 #define VEC_TOKEN "SJENCPGJESMGUFPY"
 #define VEC_DATA                                                                                   \
 	"eyJzZW5kZXJQaG9uZU51bWJlciI6IisxNTU1MDEyMzQ1NiIsImV2ZW50VHlwZSI6IkRFTElWRVJFRCIsImV2ZW50" \
@@ -263,14 +265,7 @@ static char *acct_config(const char *base, const char *sa_ref)
 
 static struct channel_account *load(const char *id, const char *config, struct hr_err *err)
 {
-	struct account_row row = {.channel = "rcs", .tenant_id = "t1"};
-	hr_strlcpy(row.id, id, sizeof row.id);
-	row.config = (char *)config;
-	struct channel_account *a = NULL;
-	int rc = channel_account_new(&row, &a, err);
-	if (rc)
-		assert_null(a);
-	return a;
+	return channel_test_load("rcs", id, config, err);
 }
 
 /* An account whose token endpoint and API are the fake Google. */
@@ -1220,11 +1215,7 @@ static void test_error_meaning(void **state)
 	(void)state;
 	struct channel_account *a = offline_account();
 	const char *(*meaning)(const char *) = channel_rcs.error_meaning;
-	assert_non_null(meaning);
-	struct {
-		long status;
-		const char *body, *code, *text;
-	} cases[] = {
+	static const struct meaning_case cases[] = {
 	    {404, "{\"error\":{\"code\":404,\"status\":\"NOT_FOUND\"}}", "not_rcs_capable",
 	     "Recipient cannot receive RCS (device not capable or RCS off; 404 NOT_FOUND): falls "
 	     "back when routed"},
@@ -1259,24 +1250,13 @@ static void test_error_meaning(void **state)
 	    {0, "Connection refused", "network",
 	     "No answer from the provider (connection refused, reset or timed out); retried"},
 	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		struct send_outcome o;
-		a->ops->parse_send(a, cases[i].status, cases[i].body, strlen(cases[i].body), NULL,
-		                   &o);
-		assert_string_equal(o.error_code, cases[i].code);
-		const char *m = meaning(o.error_code);
-		if (!m || strcmp(m, cases[i].text) != 0)
-			fail_msg("%s: '%s'", cases[i].code, m ? m : "(null)");
-	}
-	assert_string_equal(meaning("TTL_EXPIRATION_REVOKED"),
-	                    "Not delivered before its ttl ran out: RBM revoked it");
 	/* Codes RBM does not give, or another channel's. */
 	static const char *const unknown[] = {"131026",   "403",       "SOMETHING_ELSE", "http_",
 	                                      "http_5x3", "http_5000", "not_rcs",        ""};
-	for (size_t i = 0; i < sizeof unknown / sizeof *unknown; i++)
-		if (meaning(unknown[i]))
-			fail_msg("'%s' has a meaning: %s", unknown[i], meaning(unknown[i]));
-	assert_null(meaning(NULL));
+	check_error_meanings(a, meaning, cases, sizeof cases / sizeof *cases, unknown,
+	                     sizeof unknown / sizeof *unknown);
+	assert_string_equal(meaning("TTL_EXPIRATION_REVOKED"),
+	                    "Not delivered before its ttl ran out: RBM revoked it");
 	channel_account_free(a);
 }
 

@@ -21,6 +21,8 @@
 #include "herald.h"
 #include "fastbody_test.h"
 
+#include "channel_test.h"
+
 #define TOKEN "123456789:AAH-test_token"
 #define SECRET "tg-Secret_42"
 #define ACCT_CONFIG                                                                                \
@@ -30,13 +32,7 @@
 
 static struct channel_account *load(const char *config, struct hr_err *err)
 {
-	struct account_row row = {.id = "tg1", .channel = "telegram", .tenant_id = "t1"};
-	row.config = (char *)config;
-	struct channel_account *a = NULL;
-	int rc = channel_account_new(&row, &a, err);
-	if (rc)
-		assert_null(a);
-	return a;
+	return channel_test_load("telegram", "tg1", config, err);
 }
 
 static int setup(void **state)
@@ -141,10 +137,7 @@ static void test_account_config_errors(void **state)
 static void test_normalize_recipient(void **state)
 {
 	(void)state;
-	struct {
-		const char *in;
-		const char *out; /* NULL: HR_EINVAL */
-	} cases[] = {
+	static const struct recipient_case cases[] = {
 	    {"123456789", "123456789"},
 	    {"-1001234567890", "-1001234567890"},
 	    {"-4012345", "-4012345"},
@@ -169,20 +162,7 @@ static void test_normalize_recipient(void **state)
 	    {"   ", NULL},
 	    {NULL, NULL},
 	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		char out[HR_ADDR_MAX] = "";
-		struct hr_err err = {0};
-		int rc = channel_telegram.normalize_recipient(cases[i].in, out, &err);
-		if (cases[i].out) {
-			if (rc)
-				fail_msg("case %zu '%s': %s", i, cases[i].in, err.msg);
-			assert_string_equal(out, cases[i].out);
-		} else {
-			if (rc != HR_EINVAL)
-				fail_msg("case %zu '%s' accepted as '%s'", i, cases[i].in, out);
-			assert_string_equal(err.field, "to");
-		}
-	}
+	check_recipients(&channel_telegram, cases, sizeof cases / sizeof cases[0]);
 }
 
 /* ---- content ---- */
@@ -1099,11 +1079,7 @@ static void test_error_meaning(void **state)
 	struct channel_account *a = load(ACCT_CONFIG, &err);
 	assert_non_null(a);
 	const char *(*meaning)(const char *) = channel_telegram.error_meaning;
-	assert_non_null(meaning);
-	struct {
-		long status;
-		const char *body, *code, *text;
-	} cases[] = {
+	static const struct meaning_case cases[] = {
 	    {400,
 	     "{\"ok\":false,\"error_code\":400,\"description\":\"Bad Request: chat not found\"}",
 	     "400",
@@ -1141,21 +1117,10 @@ static void test_error_meaning(void **state)
 	    {0, "Connection refused", "network",
 	     "No answer from the provider (connection refused, reset or timed out); retried"},
 	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		struct send_outcome o;
-		a->ops->parse_send(a, cases[i].status, cases[i].body, strlen(cases[i].body), NULL,
-		                   &o);
-		assert_string_equal(o.error_code, cases[i].code);
-		const char *m = meaning(o.error_code);
-		if (!m || strcmp(m, cases[i].text) != 0)
-			fail_msg("%s: '%s'", cases[i].code, m ? m : "(null)");
-	}
 	static const char *const unknown[] = {
 	    "131026", "not_rcs_capable", "UNAVAILABLE", "40", "4000", "600", "http_9", ""};
-	for (size_t i = 0; i < sizeof unknown / sizeof *unknown; i++)
-		if (meaning(unknown[i]))
-			fail_msg("'%s' has a meaning: %s", unknown[i], meaning(unknown[i]));
-	assert_null(meaning(NULL));
+	check_error_meanings(a, meaning, cases, sizeof cases / sizeof *cases, unknown,
+	                     sizeof unknown / sizeof *unknown);
 	channel_account_free(a);
 }
 

@@ -21,6 +21,8 @@
 #include "herald.h"
 #include "fastbody_test.h"
 
+#include "channel_test.h"
+
 /* PROVIDERS.md's vector, computed independently of Herald. */
 #define VEC_TOKEN "12345"
 #define VEC_URL "https://mycompany.com/myapp.php?foo=1&bar=2"
@@ -41,14 +43,7 @@
 
 static struct channel_account *load(const char *id, const char *config, struct hr_err *err)
 {
-	struct account_row row = {.channel = "sms", .tenant_id = "t1"};
-	hr_strlcpy(row.id, id, sizeof row.id);
-	row.config = (char *)config;
-	struct channel_account *a = NULL;
-	int rc = channel_account_new(&row, &a, err);
-	if (rc)
-		assert_null(a);
-	return a;
+	return channel_test_load("sms", id, config, err);
 }
 
 static int setup(void **state)
@@ -311,9 +306,7 @@ static void test_normalize_recipient(void **state)
 {
 	(void)state;
 	const struct channel_ops *ops = channel_find("sms");
-	struct {
-		const char *in, *out; /* out NULL: refused */
-	} cases[] = {
+	static const struct recipient_case cases[] = {
 	    {"+447911123456", "+447911123456"},
 	    {"+44 7911 123456", "+447911123456"},
 	    {"447911123456", "+447911123456"},
@@ -330,20 +323,7 @@ static void test_normalize_recipient(void **state)
 	    {"", NULL},
 	    {NULL, NULL},
 	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		char out[HR_ADDR_MAX] = "";
-		struct hr_err err = {0};
-		int rc = ops->normalize_recipient(cases[i].in, out, &err);
-		if (cases[i].out) {
-			if (rc)
-				fail_msg("case %zu (%s): %s", i, cases[i].in, err.msg);
-			assert_string_equal(out, cases[i].out);
-		} else {
-			if (rc != HR_EINVAL)
-				fail_msg("case %zu (%s) accepted as %s", i, cases[i].in, out);
-			assert_string_equal(err.field, "to");
-		}
-	}
+	check_recipients(ops, cases, sizeof cases / sizeof cases[0]);
 }
 
 static void test_validate(void **state)

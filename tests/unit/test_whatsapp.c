@@ -20,6 +20,8 @@
 #include "herald.h"
 #include "fastbody_test.h"
 
+#include "channel_test.h"
+
 #define VEC_SECRET "app-secret-123"
 #define VEC_BODY                                                                                   \
 	"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"102290129340398\","        \
@@ -37,14 +39,7 @@
 
 static struct channel_account *load(const char *id, const char *config, struct hr_err *err)
 {
-	struct account_row row = {.channel = "whatsapp", .tenant_id = "t1"};
-	hr_strlcpy(row.id, id, sizeof row.id);
-	row.config = (char *)config;
-	struct channel_account *a = NULL;
-	int rc = channel_account_new(&row, &a, err);
-	if (rc)
-		assert_null(a);
-	return a;
+	return channel_test_load("whatsapp", id, config, err);
 }
 
 static int setup(void **state)
@@ -367,10 +362,7 @@ static void test_account_set(void **state)
 static void test_normalize_recipient(void **state)
 {
 	(void)state;
-	struct {
-		const char *in;
-		const char *out; /* NULL: HR_EINVAL */
-	} cases[] = {
+	static const struct recipient_case cases[] = {
 	    {"+44 7911 123456", "447911123456"},
 	    {"447911123456", "447911123456"},
 	    {"(44) 7911-123456", "447911123456"},
@@ -383,26 +375,13 @@ static void test_normalize_recipient(void **state)
 	    {"++447911123456", NULL},
 	    {"44+7911123456", NULL},
 	    {"447911.123456", "447911123456"}, /* dots are separators, as for SMS and RCS */
-	    {"07911 123456", NULL}, /* national format */
+	    {"07911 123456", NULL},            /* national format */
 	    {"+44 7911 12345a", NULL},
 	    {"", NULL},
 	    {"   ", NULL},
 	    {NULL, NULL},
 	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		char out[HR_ADDR_MAX] = "";
-		struct hr_err err = {0};
-		int rc = channel_whatsapp.normalize_recipient(cases[i].in, out, &err);
-		if (cases[i].out) {
-			if (rc)
-				fail_msg("case %zu '%s': %s", i, cases[i].in, err.msg);
-			assert_string_equal(out, cases[i].out);
-		} else {
-			if (rc != HR_EINVAL)
-				fail_msg("case %zu '%s' accepted as '%s'", i, cases[i].in, out);
-			assert_string_equal(err.field, "to");
-		}
-	}
+	check_recipients(&channel_whatsapp, cases, sizeof cases / sizeof cases[0]);
 }
 
 static char *repeat(const char *unit, size_t n)
