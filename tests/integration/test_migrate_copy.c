@@ -114,6 +114,20 @@ static bool reads_at_least(struct world *w, void *arg)
 	return count_status(w, "read") >= *(long *)arg;
 }
 
+/* Every webhook row applied: a status that came before its send's outcome
+ * was recorded waits in the inbox for a retry, and is applied (or found
+ * stale) only then, so the store is not settled before. */
+static bool inbox_drained(struct world *w, void *arg)
+{
+	(void)arg;
+	struct resp r = metrics_get(w);
+	const char *p =
+	    r.status == 200 && r.body ? strstr(r.body, "\nherald_webhook_inbox_pending ") : NULL;
+	bool ok = p && atol(p + strlen("\nherald_webhook_inbox_pending ")) == 0;
+	resp_free(&r);
+	return ok;
+}
+
 static bool has_inbound(struct world *w, void *arg)
 {
 	(void)w;
@@ -295,6 +309,7 @@ static void test_fill_sqlite(void **state)
 	assert_int_equal(r.status, 202);
 	resp_free(&r);
 	assert_true(wait_until(has_inbound, &W, g_reply_id, 30));
+	assert_true(wait_until(inbox_drained, &W, NULL, 60));
 	assert_int_equal(count_status(&W, "read"), N_READ);
 
 	/* What the SQLite server says, for the comparison after the copy. */
