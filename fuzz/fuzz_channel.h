@@ -228,7 +228,7 @@ static int fz_drive(struct channel_account *a, const struct fz_req *r)
 		abort(); /* channel.h: a bug in the adapter */
 	if (out.retry_after_us < 0 || out.retry_after_us > 86400LL * 1000000)
 		abort();
-	/* fastbody: reading a success answer without jansson changes no outcome. */
+	/* reading a success answer without jansson changes no outcome. */
 	struct send_outcome ref;
 	memset(&ref, 0, sizeof ref);
 	channel_fast_json = false;
@@ -257,7 +257,7 @@ static int fz_drive(struct channel_account *a, const struct fz_req *r)
 	if (nrc == 0)
 		FZ_TERMINATED(addr);
 
-	/* fastbody: a request built from the body as a message's content is the
+	/* a request built from the body as a message's content is the
 	 * same (code, URL, body bytes) with channel_fast_json on and off. */
 	if (r->body) {
 		struct message m = {.id = "01JABCDEFGHJKMNPQRSTVWXYZ0"};

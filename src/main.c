@@ -10,7 +10,7 @@ int serve_main(int argc, char **argv);   /* api/serve.c   */
 int migrate_main(int argc, char **argv); /* api/serve.c   */
 int sim_main(int argc, char **argv);     /* sim/sim.c     */
 int cli_main(int argc, char **argv);     /* cli/cli.c: send, messages, batch */
-int hash_password_main(int argc, char **argv); /* cli/passwd.c (dashobs) */
+int hash_password_main(int argc, char **argv); /* cli/passwd.c */
 
 static void usage(FILE *f)
 {

@@ -590,7 +590,7 @@ enum MHD_Result api_audit_list(struct api_req *r)
 	json_t *a = json_array();
 	for (size_t i = 0; i < n; i++) {
 		json_t *b = v[i].before ? json_loads(v[i].before, 0, NULL) : NULL;
-		/* dash3: a tenant switch is in the log of the tenant entered; the
+		/* a tenant switch is in the log of the tenant entered; the
 		 * tenant left is another customer's name, for operators only. */
 		if (!r->who.operator&& !strcmp(v[i].action, "session.tenant")) {
 			json_decref(b);

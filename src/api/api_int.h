@@ -168,16 +168,16 @@ enum api_route {
 	ROUTE_SESSION,        /* GET, POST (sign in), DELETE (sign out) /v1/session */
 	ROUTE_SESSION_UNMASK, /* POST /v1/session/unmask */
 	ROUTE_EVENTS,         /* GET /v1/events: the tenant's live events (SSE) */
-	/* dashobs: recipient history (recipients.c). */
+	/* recipient history (recipients.c). */
 	ROUTE_RECIPIENT,         /* GET /v1/recipients/{to} */
 	ROUTE_MESSAGE_RECIPIENT, /* GET /v1/messages/{id}/recipient */
-	/* dashobs: sender account health (channels_health.c). */
+	/* sender account health (channels_health.c). */
 	ROUTE_CHANNEL_HEALTH, /* GET /v1/channels/{id}/health */
 	ROUTE_CHANNEL_PAUSE,  /* POST /v1/channels/{id}/pause */
 	ROUTE_CHANNEL_RESUME, /* POST /v1/channels/{id}/resume */
-	ROUTE_STATS_DAILY,    /* GET /v1/stats/daily (dashobs; stats_daily.c) */
-	ROUTE_SESSION_VIEW,   /* POST /v1/session/view (dashobs; session.c) */
-	ROUTE_SESSION_TENANT, /* POST /v1/session/tenant (dash3; session.c) */
+	ROUTE_STATS_DAILY,    /* GET /v1/stats/daily (stats_daily.c) */
+	ROUTE_SESSION_VIEW,   /* POST /v1/session/view (session.c) */
+	ROUTE_SESSION_TENANT, /* POST /v1/session/tenant (session.c) */
 };
 
 struct api_req;
@@ -219,8 +219,8 @@ struct api_req {
 	 * bearer credential), and whether its answers mask phone numbers. */
 	char session[65];
 	bool masked;
-	bool unit_view; /* dashobs: a tenant-wide session narrowed to who.unit (session.c) */
-	unsigned session_epoch; /* dash3: the session's tenant switches when r was authenticated */
+	bool unit_view;         /* a tenant-wide session narrowed to who.unit (session.c) */
+	unsigned session_epoch; /* the session's tenant switches when r was authenticated */
 
 	/* The handler's own state machine across suspend/resume. */
 	int stage;
@@ -491,15 +491,15 @@ enum MHD_Result api_openapi(struct api_req *r);
 /* The same listing, of one batch's messages only (batch_id NULL: all). */
 enum MHD_Result api_messages_list_in(struct api_req *r, const char *batch_id);
 
-/* ---- channels_health.c (dashobs) ---- */
+/* ---- channels_health.c ---- */
 enum MHD_Result api_channel_health(struct api_req *r);
 enum MHD_Result api_channel_pause(struct api_req *r);
 enum MHD_Result api_channel_resume(struct api_req *r);
 
 /* POST /v1/session/view {"unit"}: a tenant-wide session narrowed to one
- * unit, or back to the whole tenant (dashobs; session.c). */
+ * unit, or back to the whole tenant (session.c). */
 enum MHD_Result api_session_view(struct api_req *r);
-/* ---- users.c (dashobs): configured dashboard logins ---- */
+/* ---- users.c: configured dashboard logins ---- */
 /* Checks config's dashboard.users (at start): HR_EINVAL naming the field. */
 int api_users_check(json_t *cfg, struct hr_err *err);
 /* A role's scopes (viewer, operator, approver); false for another name. */
@@ -512,7 +512,7 @@ int api_user_verify(json_t *cfg, const char *name, const char *password, const c
                     struct api_principal *who, int64_t *retry_s, struct hr_err *err);
 /* Forgets every failed attempt (tests). */
 void api_user_fails_reset(void);
-/* dash3: logins of several tenants (dashboard.users[].tenants). */
+/* logins of several tenants (dashboard.users[].tenants). */
 /* The login may see more than one tenant ("*" or a list of two or more). */
 bool api_user_multi(json_t *cfg, const char *name);
 /* The principal of login name in tenant (NULL: its tenant, or the first of
@@ -531,10 +531,10 @@ int api_users_check_tenants(json_t *cfg, struct store *st, struct hr_err *err);
 /* POST /v1/session/tenant {"tenant"} (session.c). */
 enum MHD_Result api_session_tenant(struct api_req *r);
 
-/* ---- stats_daily.c (dashobs) ---- */
+/* ---- stats_daily.c ---- */
 enum MHD_Result api_stats_daily(struct api_req *r);
 
-/* ---- recipients.c (dashobs) ---- */
+/* ---- recipients.c ---- */
 /* GET /v1/recipients/{to} and GET /v1/messages/{id}/recipient: a
  * recipient's messages, replies, opt-out state and its history. */
 enum MHD_Result api_recipient_get(struct api_req *r);
@@ -670,7 +670,7 @@ int api_session_stream_acquire(struct api_server *s, const char *sid, unsigned e
 void api_session_stream_release(struct api_server *s, const char *sid, const char *actor);
 /* The session is still signed in and still sees what it saw at epoch
  * (api_req.session_epoch): a stream of an ended session ends, and so does
- * one opened before a tenant switch (dash3). */
+ * one opened before a tenant switch. */
 bool api_session_alive(struct api_server *s, const char *sid, unsigned epoch);
 
 /* ---- sse.c: GET /v1/events ---- */

@@ -28,7 +28,7 @@ struct sse_sub {
 	struct api_server *srv;
 	char tenant[HR_NAME_MAX];
 	char id[HR_ID_LEN + 1];
-	char session[65]; /* dash3: a dashboard session's ("" for a bearer credential), */
+	char session[65]; /* a dashboard session's ("" for a bearer credential), */
 	unsigned epoch;   /* which ends the stream when it ends or switches tenants */
 	bool ended;       /* the final event is out (or being sent) */
 	char *last;       /* the last snapshot sent */

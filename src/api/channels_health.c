@@ -1,5 +1,5 @@
 /*
- * channels_health.c - a sender account's health and its pause (dashobs):
+ * channels_health.c - a sender account's health and its pause:
  *   GET  /v1/channels/{id}/health   active, paused (by whom, why), held by
  *                                   a provider's rate limit or blocked
  *                                   credentials (why); configured vs

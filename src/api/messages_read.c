@@ -374,7 +374,7 @@ static int to_filter(struct api_req *r, struct msg_filter *f, const char *v, con
 	return rc;
 }
 
-/* dashobs: recipients.c reads a recipient as the search does. */
+/* recipients.c reads a recipient as the search does. */
 int api_recipient_forms(struct api_req *r, const char *v, const char *region,
                         char forms[2][HR_ADDR_MAX], size_t *n, struct hr_err *err)
 {

@@ -1,5 +1,5 @@
 /*
- * recipients.c - a recipient's history for the dashboard (dashobs):
+ * recipients.c - a recipient's history for the dashboard:
  *   GET /v1/recipients/{to}           to: a phone number in any written
  *                                     form (as the message search reads it,
  *                                     region= for a national one) or a chat id

@@ -766,7 +766,7 @@ static int read_api_opts(json_t *cfg, const struct serve_args *a, struct api_opt
 	o->dash.heartbeat_us = hr_cfg_int(cfg, "dashboard.heartbeat_ms",
 	                                  o->dash.heartbeat_us / 1000, 100, 600000, err) *
 	                       1000;
-	/* dashobs: configured logins (users.c), checked now, read at sign-in. */
+	/* configured logins (users.c), checked now, read at sign-in. */
 	if (!err->code && api_users_check(cfg, err))
 		return err->code;
 	/* The scrape listener: absent, none (the API port's /metrics then
@@ -935,7 +935,7 @@ int serve_main(int argc, char **argv)
 	if (channel_policy_init(&policy, cfg, &err) || callback_policy_init(&cbpolicy, cfg, &err) ||
 	    callback_tenants_load(cfg, &policy, &cbpolicy, &cbt, &ncbt, &err) ||
 	    open_store(cfg, &a, &st, &err) || serve_sync_config(cfg, st, &err) ||
-	    api_users_check_tenants(cfg, st, &err) || /* dash3: the logins' tenants exist */
+	    api_users_check_tenants(cfg, st, &err) || /* the logins' tenants exist */
 	    account_set_load_policy(st, &policy, &accounts, &err))
 		goto out;
 	account_set_public_url(&accounts, aopts.public_url);

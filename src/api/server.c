@@ -388,24 +388,24 @@ static const struct api_route_def api_routes[] = {
     {"/v1/session/unmask", ROUTE_SESSION_UNMASK, NONE,
      TENANT(api_session_unmask, SCOPE_MESSAGES_READ), NONE, "POST"},
     {"/v1/events", ROUTE_EVENTS, TENANT(api_events_get, SCOPE_CAMPAIGNS_READ), NONE, NONE, "GET"},
-    /* dashobs: recipient history (recipients.c). */
+    /* recipient history (recipients.c). */
     {"/v1/recipients/{to}", ROUTE_RECIPIENT, TENANT(api_recipient_get, SCOPE_MESSAGES_READ), NONE,
      NONE, "GET, HEAD"},
     {"/v1/messages/{id}/recipient", ROUTE_MESSAGE_RECIPIENT,
      TENANT(api_message_recipient_get, SCOPE_MESSAGES_READ), NONE, NONE, "GET, HEAD"},
-    /* dashobs: sender account health and pause (channels_health.c). */
+    /* sender account health and pause (channels_health.c). */
     {"/v1/channels/{id}/health", ROUTE_CHANNEL_HEALTH,
      TENANT(api_channel_health, SCOPE_MESSAGES_READ), NONE, NONE, "GET, HEAD"},
     {"/v1/channels/{id}/pause", ROUTE_CHANNEL_PAUSE, NONE,
      TENANT(api_channel_pause, SCOPE_ACCOUNTS_WRITE), NONE, "POST"},
     {"/v1/channels/{id}/resume", ROUTE_CHANNEL_RESUME, NONE,
      TENANT(api_channel_resume, SCOPE_ACCOUNTS_WRITE), NONE, "POST"},
-    /* dashobs: the overview's daily counters (stats_daily.c). */
+    /* the overview's daily counters (stats_daily.c). */
     {"/v1/stats/daily", ROUTE_STATS_DAILY, WIDE(api_stats_daily, SCOPE_MESSAGES_READ), NONE, NONE,
      "GET, HEAD"},
     {"/v1/session/view", ROUTE_SESSION_VIEW, NONE, TENANT(api_session_view, SCOPE_MESSAGES_READ),
      NONE, "POST"},
-    /* dash3: a login of several tenants moves its session to another. */
+    /* a login of several tenants moves its session to another. */
     {"/v1/session/tenant", ROUTE_SESSION_TENANT, NONE,
      TENANT(api_session_tenant, SCOPE_MESSAGES_READ), NONE, "POST"},
 };
@@ -476,9 +476,9 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 		p = segment(url + 13, r->path_id, sizeof r->path_id);
 		if (p && *p == '\0')
 			return route_def(ROUTE_MESSAGE);
-		if (p && strcmp(p, "/recipient") == 0) /* dashobs */
+		if (p && strcmp(p, "/recipient") == 0)
 			return route_def(ROUTE_MESSAGE_RECIPIENT);
-	} else if (strncmp(url, "/v1/recipients/", 15) == 0) { /* dashobs */
+	} else if (strncmp(url, "/v1/recipients/", 15) == 0) {
 		p = segment(url + 15, r->path_id, sizeof r->path_id);
 		if (p && *p == '\0')
 			return route_def(ROUTE_RECIPIENT);
@@ -488,7 +488,7 @@ static const struct api_route_def *route_match(struct api_req *r, const char *ur
 			return route_def(ROUTE_CHANNEL);
 		if (p && strcmp(p, "/capabilities") == 0)
 			return route_def(ROUTE_CAPABILITIES);
-		if (p && strcmp(p, "/health") == 0) /* dashobs */
+		if (p && strcmp(p, "/health") == 0)
 			return route_def(ROUTE_CHANNEL_HEALTH);
 		if (p && strcmp(p, "/pause") == 0)
 			return route_def(ROUTE_CHANNEL_PAUSE);

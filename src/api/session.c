@@ -54,12 +54,12 @@ struct session {
 	char actor[96];
 	int64_t created, last, unmask_until; /* wall us */
 	int streams;                         /* open /v1/events streams */
-	char view_unit[HR_NAME_MAX];         /* dashobs: narrowed to this unit ("": none) */
-	bool login;                          /* dashobs: a configured login, not a key: */
+	char view_unit[HR_NAME_MAX];         /* narrowed to this unit ("": none) */
+	bool login;                          /* a configured login, not a key: */
 	struct api_principal who;            /* its tenant, unit, scopes and actor */
-	char user[64];                       /* dash3: the login's name ("" for a key) */
-	bool multi;                          /* dash3: the login may switch tenants */
-	unsigned epoch;                      /* dash3: tenant switches so far (streams
+	char user[64];                       /* the login's name ("" for a key) */
+	bool multi;                          /* the login may switch tenants */
+	unsigned epoch;                      /* tenant switches so far (streams
 	                                      * opened before one end) */
 };
 
@@ -206,7 +206,7 @@ static int session_lookup(struct api_req *r, char sid[65], char cred[65], bool *
 	return 0;
 }
 
-/* dashobs: a login session's principal, if its tenant (and unit) are
+/* a login session's principal, if its tenant (and unit) are
  * still there and enabled. */
 static int login_check(struct api_req *r, const struct api_principal *who, struct hr_err *err)
 {
@@ -244,7 +244,7 @@ int api_session_auth(struct api_req *r, struct hr_err *err)
 	explicit_bzero(cred, sizeof cred);
 	if (rc)
 		return rc;
-	/* dashobs: a tenant-wide key's session viewing one unit sees what
+	/* a tenant-wide key's session viewing one unit sees what
 	 * that unit's key would (never more: a unit key's session has its own
 	 * unit and no view). */
 	if (view[0] && !r->who.unit[0]) {
@@ -309,7 +309,7 @@ static json_t *session_json(const struct api_req *r, const struct session *x,
 }
 
 /*
- * dash3: "tenants", the tenants the session may switch to ([{id, name}],
+ * "tenants", the tenants the session may switch to ([{id, name}],
  * its own included; one for a key's session or a login of one tenant) and
  * "tenant_switch" (whether it may switch at all), added to j. 0, or
  * HR_ENOMEM / the store's error.
@@ -420,7 +420,7 @@ static void client_addr(struct api_req *r, char out[64])
 }
 
 /*
- * dashobs: POST /v1/session {"name","password"}: a configured login
+ * POST /v1/session {"name","password"}: a configured login
  * (users.c). The password leaves memory with the body; a refusal says only
  * "wrong name or password" (and is logged with the name and address); too
  * many failures are 429 with Retry-After; a success is audited
@@ -433,7 +433,7 @@ static enum MHD_Result login_post(struct api_req *r, json_t *o)
 	hr_err_clear(&err);
 	const char *name = json_string_value(json_object_get(o, "name"));
 	json_t *jp = json_object_get(o, "password");
-	/* dash3: a login of several tenants may start in one of them. */
+	/* a login of several tenants may start in one of them. */
 	json_t *jt = json_object_get(o, "tenant");
 	char want[HR_NAME_MAX] = "";
 	int rc = 0;
@@ -471,7 +471,7 @@ static enum MHD_Result login_post(struct api_req *r, json_t *o)
 	if (rc == HR_EAUTH)
 		hr_log(HR_LOG_WARN, "api", "dashboard sign-in refused: user %s from %s", uname,
 		       addr);
-	/* The tenant it starts in, and its role there (dash3). */
+	/* The tenant it starts in, and its role there. */
 	if (rc == 0)
 		rc = api_user_principal(r->srv->o.auth_cfg, st, uname, want[0] ? want : NULL, &who,
 		                        &err);
@@ -516,7 +516,7 @@ enum MHD_Result api_session_post(struct api_req *r)
 		return ret;
 	static const char *const allowed[] = {"api_key", "name", "password", "tenant", NULL};
 	int rc = api_keys_check(o, allowed, &err);
-	/* dashobs: a configured login instead of a key. */
+	/* a configured login instead of a key. */
 	if (rc == 0 && json_object_get(o, "name"))
 		return login_post(r, o);
 	const char *key = json_string_value(json_object_get(o, "api_key"));
@@ -647,7 +647,7 @@ enum MHD_Result api_session_get(struct api_req *r)
 	json_t *j;
 	if ((rc = session_answer(r, &snap, &j)) != 0) /* or the store could not say which tenants */
 		return api_fail(r, rc, NULL);
-	/* dashobs: the units a tenant-wide session may view (the switcher). */
+	/* the units a tenant-wide session may view (the switcher). */
 	if (j && (!r->who.unit[0] || r->unit_view)) {
 		struct store *st = r->srv->o.store;
 		struct unit_row *u = NULL;
@@ -841,7 +841,7 @@ int api_session_stream_acquire(struct api_server *s, const char *sid, unsigned e
 		count = x && x->epoch == epoch ? &x->streams : NULL;
 		if (!x)
 			rc = hr_fail(err, HR_EAUTH, "Cookie", "the dashboard session has ended");
-		else if (!count) /* dash3: switched while this request was on its way */
+		else if (!count) /* switched while this request was on its way */
 			rc = hr_fail(err, HR_ECONFLICT, "tenant",
 			             "the session switched tenants: open the stream again");
 	} else {
@@ -892,7 +892,7 @@ bool api_session_alive(struct api_server *s, const char *sid, unsigned epoch)
 	return alive;
 }
 
-/* dashobs: POST /v1/session/view {"unit": "<id>" | null}. A tenant-wide
+/* POST /v1/session/view {"unit": "<id>" | null}. A tenant-wide
  * key's session narrowed to one of the tenant's (enabled) units, so every
  * screen shows what that unit's key would, or back to the whole tenant
  * (null). Only narrowing: a unit key's session has its unit and no view. */
@@ -949,7 +949,7 @@ enum MHD_Result api_session_view(struct api_req *r)
 }
 
 /*
- * dash3: POST /v1/session/tenant {"tenant": "<id>"}. A configured login
+ * POST /v1/session/tenant {"tenant": "<id>"}. A configured login
  * of several tenants (dashboard.users[].tenants: platform and on-call
  * staff) moves its session to another of them: the principal is made
  * anew for that tenant (its role there, tenant-wide), the unit view and

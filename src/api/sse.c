@@ -35,7 +35,7 @@ struct ev_sub {
 	char unit[HR_NAME_MAX]; /* a unit credential's unit; "" = tenant-wide */
 	char batch[HR_ID_LEN + 1];
 	char session[65];
-	unsigned epoch; /* dash3: the session's tenant switches when it opened */
+	unsigned epoch; /* the session's tenant switches when it opened */
 	char actor[96];
 	bool ended;
 	char *last; /* the last snapshot sent */
@@ -159,7 +159,7 @@ static ssize_t ev_read(void *cls, uint64_t pos, char *buf, size_t max)
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		bool gone;
 		char *now = ev_snapshot(s, &gone);
-		/* dash3: a switch of tenant while the snapshot was read: it is
+		/* a switch of tenant while the snapshot was read: it is
 		 * not sent (nothing read after a switch goes out). */
 		if (!gone && s->session[0] && !api_session_alive(s->srv, s->session, s->epoch))
 			gone = true;

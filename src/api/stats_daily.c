@@ -1,5 +1,5 @@
 /*
- * stats_daily.c - GET /v1/stats/daily?days=N (dashobs): the tenant's
+ * stats_daily.c - GET /v1/stats/daily?days=N: the tenant's
  * messages per UTC day and channel (accepted, sent, delivered, read,
  * failed) for the last N days (1-31, default 2: today and yesterday),
  * oldest first, with each day's delivery rate (delivered / sent). Read

@@ -1,5 +1,5 @@
 /*
- * users.c - configured dashboard logins (dashobs): besides an API key, a
+ * users.c - configured dashboard logins: besides an API key, a
  * person signs in with a name and password defined in the config:
  *
  *   dashboard:
@@ -80,7 +80,7 @@ static bool name_ok(const char *s)
 }
 
 /*
- * A login's "tenants" (dash3: platform and on-call staff): "*" (every
+ * A login's "tenants" (platform and on-call staff): "*" (every
  * tenant the store holds, now and later), or a list of 1 to
  * USER_TENANTS_MAX tenant ids, each a string or {id, role} (the role in
  * that tenant, the login's own otherwise). f is "dashboard.users[i]";
@@ -341,7 +341,7 @@ int api_user_verify(json_t *cfg, const char *name, const char *password, const c
 	return 0;
 }
 
-/* ---- the tenants of a login (dash3) ---- */
+/* ---- the tenants of a login ---- */
 
 static json_t *user_find(json_t *cfg, const char *name)
 {

@@ -59,7 +59,7 @@ static void inbox_done(void *arg, int rc, const struct hr_err *err)
 		w->err = *err;
 	if (rc == 0) {
 		metrics_webhook(r->account->ops->name, M_WH_RECEIVED, 1);
-		health_webhook(r->account->id, hr_now_us()); /* dashobs */
+		health_webhook(r->account->id, hr_now_us());
 		if (r->srv->o.applier)
 			applier_notify(r->srv->o.applier);
 	}

@@ -324,14 +324,14 @@ struct channel_ops {
 	                    struct http_req *out, struct hr_err *err);
 	void (*parse_lookup)(const struct channel_account *acct, long http_status, const char *body,
 	                     size_t len, struct stale_answer *out);
-	/* dashobs, optional (NULL: the channel's credentials do not expire):
+	/* optional (NULL: the channel's credentials do not expire):
 	 * the access token the adapter holds for the account (RBM's OAuth
 	 * token). *expires_us the wall-clock time it stops being valid (0: none
 	 * held yet); error (error_size bytes) the last fetch's failure, "" if
 	 * none. Takes only the adapter's own short lock. */
 	void (*token_state)(const struct channel_account *acct, int64_t *expires_us, char *error,
 	                    size_t error_size);
-	/* dashobs, optional: what one of the provider's error codes means, from
+	/* optional: what one of the provider's error codes means, from
 	 * the adapter's own error table ("Message undeliverable"), or NULL when
 	 * it does not know the code. For the overview's top failure codes. */
 	const char *(*error_meaning)(const char *code);
@@ -348,7 +348,7 @@ extern const struct channel_ops channel_telegram;  /* telegram.c             */
 bool rbm_refresher_quiesce(int64_t deadline_us);
 
 /*
- * fastbody: whether adapters build request bodies with the fixed-shape
+ * whether adapters build request bodies with the fixed-shape
  * writer (core/jsonw.h) and read success answers with the token reader
  * (core/jsonr.h) instead of jansson trees; true unless turned off. Both
  * ways give the same bytes and outcomes: the unit tests turn it off to get
@@ -358,7 +358,7 @@ extern bool channel_fast_json;
 /* How many bodies and answers this thread built or read the fast way (the
  * tests check that the fast path, not its jansson fallback, served). */
 extern _Thread_local unsigned long channel_fast_json_hits;
-/* fastbody: the text of the commonest content, a plain text
+/* the text of the commonest content, a plain text
  * ({"type":"text","text":"..."} with none of the keys named in refuse, a
  * NULL-terminated list; other keys are ignored, as the adapters' validate
  * ignores them), read with jsonr: unescaped and non-empty, on the heap
@@ -382,7 +382,7 @@ enum outcome_class channel_http_class(long http_status);
 /* Sets out->cls from channel_http_class; a 429 that names no scope limits
  * the account (rate_scope ACCOUNT). */
 void channel_http_outcome(struct send_outcome *out, long http_status);
-/* dash3: what the codes every adapter may record itself mean: "network"
+/* what the codes every adapter may record itself mean: "network"
  * (no answer) and "http_<status>" (an answer without the provider's own
  * error body), by status class; NULL for any other code. For an adapter's
  * error_meaning, after its own table. */

@@ -1382,7 +1382,7 @@ static json_t *rbm_agent_message(const json_t *content, const struct message *m,
 }
 
 /*
- * fastbody: the AgentMessage of a text (or a rendered template) without
+ * the AgentMessage of a text (or a rendered template) without
  * suggestions, written directly (core/jsonw.h): {"contentMessage":{"text":
  * ..},"ttl":..,"messageTrafficType":..}, byte for byte what
  * rbm_agent_message and json_dumps write. Everything else (suggestions,
@@ -1506,7 +1506,7 @@ static bool rbm_find_uuid(const char *s, char out[RBM_UUID_LEN + 1])
 }
 
 /*
- * fastbody: a success answer's "name" read without a jansson tree
+ * a success answer's "name" read without a jansson tree
  * (core/jsonr.h), its last segment the provider id. true and out filled
  * (OK) only when jsonr reads the answer and the name is a string that
  * rbm_name_id takes; anything else goes the jansson way, which decides as
@@ -1984,7 +1984,7 @@ static const char *const rbm_secrets[] = {"service_account", "client_token", NUL
 static const char *const rbm_origins[] = {"https://rcsbusinessmessaging.googleapis.com",
                                           "https://oauth2.googleapis.com", NULL};
 
-/* dashobs: the token's expiry for the account health view (channel.h). */
+/* the token's expiry for the account health view (channel.h). */
 static void rbm_token_state(const struct channel_account *acct, int64_t *expires_us, char *error,
                             size_t error_size)
 {
@@ -2004,7 +2004,7 @@ static void rbm_token_state(const struct channel_account *acct, int64_t *expires
 }
 
 /*
- * dash3: what the codes this adapter records mean, for the overview's top
+ * what the codes this adapter records mean, for the overview's top
  * failure codes. rbm_parse_send records Google's status name from the
  * error body (google.rpc.Code names, PROVIDERS.md's classes), the reason
  * not_rcs_capable for a 404, "http_<status>" for an answer without an
@@ -2043,8 +2043,8 @@ static const char *rbm_error_meaning(const char *code)
 
 const struct channel_ops channel_rcs = {
     .name = "rcs",
-    .error_meaning = rbm_error_meaning, /* dash3 */
-    .token_state = rbm_token_state,     /* dashobs */
+    .error_meaning = rbm_error_meaning,
+    .token_state = rbm_token_state,
     .has_receipts = true,
     .secret_fields = rbm_secrets,
     .provider_origins = rbm_origins,

@@ -474,7 +474,7 @@ void account_set_clear(struct account_set *s)
 	memset(s, 0, sizeof *s);
 }
 
-bool channel_fast_json = true; /* fastbody: channel.h */
+bool channel_fast_json = true; /* channel.h */
 _Thread_local unsigned long channel_fast_json_hits;
 
 char *channel_plain_text(const char *content, const char *const *refuse)

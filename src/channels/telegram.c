@@ -585,7 +585,7 @@ static int tg_send_body(const struct message *m, json_t *content, const char **m
 }
 
 /*
- * fastbody: the same body written directly (core/jsonw.h) for the common
+ * the same body written directly (core/jsonw.h) for the common
  * shapes: sendMessage (text, template) and sendDocument / sendPhoto, with
  * their options. A message with reply buttons or URL actions keeps the
  * jansson builder above (its inline keyboard is rows of varying length):
@@ -665,7 +665,7 @@ static int tg_request(const struct tg_priv *p, const char *method, char *body, s
 }
 
 /*
- * fastbody: the commonest content, a plain text ({"type":"text","text":..}
+ * the commonest content, a plain text ({"type":"text","text":..}
  * with no options, buttons or actions; other keys are ignored, as
  * tg_validate ignores them), read with jsonr instead of a jansson tree and
  * checked as tg_validate checks it (non-empty, at most TG_TEXT_MAX UTF-16
@@ -758,7 +758,7 @@ static bool tg_provider_id(json_t *msg, char *out, size_t n)
 }
 
 /*
- * fastbody: a success answer's "ok":true, result.message_id and
+ * a success answer's "ok":true, result.message_id and
  * result.chat.id read without a jansson tree (core/jsonr.h). true and out
  * filled (OK) only when all three are there as jansson would read them;
  * anything else goes the jansson way, which decides as before.
@@ -1099,7 +1099,7 @@ static const char *const tg_secrets[] = {"bot_token", "webhook_secret", NULL};
 static const char *const tg_origins[] = {TG_DEFAULT_BASE, NULL};
 
 /*
- * dash3: what the codes this adapter records mean, for the overview's top
+ * what the codes this adapter records mean, for the overview's top
  * failure codes. tg_parse_send records the Bot API's error_code ("400",
  * "403", ...), whose description tells the case apart (kept as the
  * message's error text): each meaning names the classes of description
@@ -1135,7 +1135,7 @@ static const char *tg_error_meaning(const char *code)
 
 const struct channel_ops channel_telegram = {
     .name = "telegram",
-    .error_meaning = tg_error_meaning, /* dash3 */
+    .error_meaning = tg_error_meaning,
     .has_receipts = false,
     .secret_fields = tg_secrets,
     .provider_origins = tg_origins,

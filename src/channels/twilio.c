@@ -581,7 +581,7 @@ static void tw_form_regulatory(struct hr_buf *b, json_t *reg)
 }
 
 /*
- * fastbody: the commonest content, a plain text ({"type":"text","text":..}
+ * the commonest content, a plain text ({"type":"text","text":..}
  * with no buttons, actions, options or template; other keys are ignored, as
  * tw_validate ignores them), read with jsonr instead of a jansson tree and
  * checked as tw_validate checks it (a non-empty string of at most
@@ -744,7 +744,7 @@ static const struct tw_code *tw_code_find(long code)
 }
 
 /*
- * fastbody: a success answer's "sid" read without a jansson tree
+ * a success answer's "sid" read without a jansson tree
  * (core/jsonr.h). The request body is a form, built without jansson
  * already. true and out filled (OK) only when the answer is one jsonr reads
  * and the sid is there, non-empty and fits; anything else goes the jansson
@@ -1215,7 +1215,7 @@ static void tw_parse_lookup(const struct channel_account *acct, long http_status
 	json_decref(root);
 }
 
-/* dashobs: a code's meaning from the table above. */
+/* a code's meaning from the table above. */
 static const char *tw_error_meaning(const char *code)
 {
 	char *end;
@@ -1228,7 +1228,7 @@ static const char *tw_error_meaning(const char *code)
 
 const struct channel_ops channel_sms = {
     .name = "sms",
-    .error_meaning = tw_error_meaning, /* dashobs */
+    .error_meaning = tw_error_meaning,
     .has_receipts = true,
     .secret_fields = tw_secrets,
     .provider_origins = tw_origins,

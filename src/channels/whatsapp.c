@@ -769,7 +769,7 @@ static bool wa_body_json(json_t *root, const json_t *content)
 }
 
 /* ---------------------------------------------------------------------------
- * fastbody: the same bodies written directly (core/jsonw.h), for every type
+ * the same bodies written directly (core/jsonw.h), for every type
  * WhatsApp takes here (text, interactive reply buttons, template, document,
  * image): each is a fixed shape once wa_validate has passed the content.
  * The jansson builders above stay as the reference the unit tests compare
@@ -956,7 +956,7 @@ static char *wa_body_fast(const struct message *m, const json_t *content, size_t
 }
 
 /*
- * fastbody: the commonest content, a plain text ({"type":"text","text":..}
+ * the commonest content, a plain text ({"type":"text","text":..}
  * with no buttons, actions or options; other keys are ignored, as
  * wa_validate ignores them), read with jsonr instead of a jansson tree and
  * checked as wa_validate checks it (a non-empty string of at most
@@ -1106,7 +1106,7 @@ static const struct wa_code *wa_code_find(long code)
 }
 
 /*
- * fastbody: a success answer's messages[0].id read without a jansson tree
+ * a success answer's messages[0].id read without a jansson tree
  * (core/jsonr.h). true and out filled (OK) only when the answer is one jsonr
  * reads and the id is there, non-empty and fits: everything else goes the
  * jansson way below, which decides as before.
@@ -1548,7 +1548,7 @@ static int wa_webhook_parse(const struct channel_account *acct, const char *body
 static const char *const wa_secrets[] = {"access_token", "app_secret", "verify_token", NULL};
 static const char *const wa_origins[] = {"https://graph.facebook.com", NULL};
 
-/* dashobs: the meanings of the codes above (Graph API error codes) and of
+/* the meanings of the codes above (Graph API error codes) and of
  * the ones receipts carry, for the overview's top failure codes. */
 static const struct {
 	long code;
@@ -1594,7 +1594,7 @@ static const char *wa_error_meaning(const char *code)
 
 const struct channel_ops channel_whatsapp = {
     .name = "whatsapp",
-    .error_meaning = wa_error_meaning, /* dashobs */
+    .error_meaning = wa_error_meaning,
     .has_receipts = true,
     .secret_fields = wa_secrets,
     .provider_origins = wa_origins,

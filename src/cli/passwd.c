@@ -1,5 +1,5 @@
 /*
- * passwd.c - `herald hash-password` (dashobs): reads a password from
+ * passwd.c - `herald hash-password`: reads a password from
  * standard input (one line; without echo on a terminal) and prints its
  * crypt(3) hash, yescrypt with a random salt from libxcrypt, for
  * dashboard.users[].password_hash. The password is wiped from memory.

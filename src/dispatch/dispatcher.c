@@ -57,7 +57,7 @@ struct acct_state {
 	struct ratelimit rl;
 	int64_t idle_until; /* monotonic us: nothing due before this (0 = check now) */
 	bool blocked;       /* provider said the account cannot send (token, ban) */
-	bool paused;        /* an operator paused it (store account_pause; dashobs) */
+	bool paused;        /* an operator paused it (store account_pause) */
 	int inflight;       /* transfers of this account in flight */
 	size_t tenant;      /* index in dispatcher.tenants */
 };
@@ -132,7 +132,7 @@ struct dispatcher {
 	atomic_bool stop;
 	atomic_bool notified;
 	int64_t next_reconcile;
-	int64_t next_pause_check; /* monotonic us: read the paused accounts again (dashobs) */
+	int64_t next_pause_check; /* monotonic us: read the paused accounts again */
 
 	struct message *claim_buf;   /* CLAIM_MAX zeroed entries, reused by every claim */
 	struct gated *gated;         /* waiting for a plugin's before_send */
@@ -945,7 +945,7 @@ static bool acct_wants(const struct acct_state *as, int64_t now)
 	       ratelimit_wait_us(&as->rl, now) == 0;
 }
 
-/* dashobs: which accounts an operator paused (POST /v1/channels/{id}/pause
+/* which accounts an operator paused (POST /v1/channels/{id}/pause
  * on any node), read from the store every PAUSE_CHECK_US and whenever the
  * dispatcher is notified (this node's API notifies it at once). One small
  * read of the few paused accounts; when it fails the last answer holds. */

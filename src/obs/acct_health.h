@@ -1,6 +1,6 @@
 /*
  * acct_health.h - each sender account's health as this node sees it
- * (dashobs): sends per second over the last minute, outcomes over the last
+ *: sends per second over the last minute, outcomes over the last
  * 15 minutes, the last success, failure and webhook, and whether the
  * dispatcher holds the account back (a provider's rate limit, refused
  * credentials). Kept in memory as sends happen, never computed from the

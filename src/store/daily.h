@@ -1,5 +1,5 @@
 /*
- * daily.h - messages per tenant, channel, day and kind (dashobs): how many
+ * daily.h - messages per tenant, channel, day and kind: how many
  * were accepted, reached sent, delivered, read, or failed each UTC day,
  * counted as messages change and never from a scan. The overview's "today
  * vs yesterday" reads them.

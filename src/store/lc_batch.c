@@ -37,7 +37,7 @@ struct acc_entry {
 
 /* The undo log's entry for the store-wide status counts (lc_acc.sd). */
 #define ACC_STATUS_ENTRY UINT32_MAX
-/* dashobs: the undo log's entries for the daily counters (lc_acc.daily):
+/* the undo log's entries for the daily counters (lc_acc.daily):
  * this bit and the entry's index. */
 #define ACC_DAILY_BIT 0x80000000u
 
@@ -55,7 +55,7 @@ struct lc_acc {
 	bool in_item;
 	bool oom;
 	int64_t sd[MSG__COUNT]; /* store-wide status deltas (message_status_count) */
-	struct daily_acc daily; /* dashobs: the daily counters (store/daily.h) */
+	struct daily_acc daily; /* the daily counters (store/daily.h) */
 	const struct store *st; /* whose batches (nobatch below) */
 	/* Follow-ups made by the run, by reason (lc_note_fallback). */
 	const char *fb_reason[LC_FB_REASONS];

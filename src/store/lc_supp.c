@@ -65,7 +65,7 @@ int lc_suppression_change(const struct lc_backend *b, struct store *st, const st
 }
 
 /* ---------------------------------------------------------------------------
- * Account pauses (dashobs): the pause row and its audit row, one
+ * Account pauses: the pause row and its audit row, one
  * transaction.
  * ------------------------------------------------------------------------- */
 

@@ -274,7 +274,7 @@ struct store_tx_ops {
 	                const char *recipient, const char *reason);
 	int (*supp_delete)(struct store_tx *tx, const char *tenant_id, const char *channel,
 	                   const char *recipient);
-	/* dashobs: an account's pause row, put (replaced) or deleted (1 if
+	/* an account's pause row, put (replaced) or deleted (1 if
 	 * there was one, 0 if not). */
 	int (*pause_put)(struct store_tx *tx, const struct account_pause_row *p);
 	int (*pause_delete)(struct store_tx *tx, const char *account_id);
@@ -319,7 +319,7 @@ struct store_tx_ops {
 	 * if the run's job fails. Called once per run, with what it changed;
 	 * a run made again calls it afresh (replacing, not adding). */
 	int (*status_add)(struct store_tx *tx, const int64_t delta[MSG__COUNT]);
-	/* dashobs: the run's daily counters (store/daily.h), handed over when
+	/* the run's daily counters (store/daily.h), handed over when
 	 * the run's function returns, even when empty: they replace what an
 	 * undone attempt of the same run handed over. The backend writes them
 	 * with the group's commit, one upsert per key. */
@@ -472,7 +472,7 @@ int lc_item_end(struct store_tx *tx, bool keep);
  * inside a run must pass here once: the status counts are what /metrics
  * reports (store.h message_gauges). */
 void lc_count(struct store_tx *tx, const char *batch_id, int from, int to, bool replied);
-/* dashobs: a message of tenant_id on channel moving from `from` (-1: new)
+/* a message of tenant_id on channel moving from `from` (-1: new)
  * to `to` (with the provider's error code, or NULL), for the daily counters
  * (store/daily.h); undone with its item. */
 void lc_daily(struct store_tx *tx, const char *tenant_id, const char *channel, int from, int to,

@@ -810,7 +810,7 @@ static int w_commit(void *be, struct hr_err *e)
 {
 	struct pg_store *s = be;
 	char sql[PG_STATUS_BUF + 100];
-	/* dashobs: the daily counters first, in the same transaction. */
+	/* the daily counters first, in the same transaction. */
 	if (pg_daily_flush(s, e) != 0) {
 		s->nsd = 0;
 		if (conn_ok(&s->w) && PQtransactionStatus(s->w.c) != PQTRANS_IDLE)

@@ -182,23 +182,23 @@ enum pg_slot {
 	P_TEMPLATE_UPDATE,
 	P_TEMPLATE_DELETE,
 	P_TEMPLATE_LIST,
-	P_MSG_REROUTE, /* plug2: plugin route changes */
-	/* dashobs: recipient history */
+	P_MSG_REROUTE, /* plugin route changes */
+	/* recipient history */
 	P_SUPP_LOG,
 	P_RECIP_SUPP,
 	P_RECIP_SUPP_EV,
 	P_RECIP_INBOUND,
-	P_QUEUE_DEPTH, /* dashobs: account health */
+	P_QUEUE_DEPTH, /* account health */
 	P_PAUSE_PUT,
 	P_PAUSE_DELETE,
 	P_PAUSES,
-	P_DAILY_COUNT_ADD, /* dashobs: daily counters */
+	P_DAILY_COUNT_ADD, /* daily counters */
 	P_DAILY,
 	P_PEV_ADD,
 	P_PEV_DONE,
 	P_PEV_READ,
 	P_PEV_COUNT,
-	P_PEV_LEAD, /* plugev: plugin events */
+	P_PEV_LEAD, /* plugin events */
 	P__COUNT
 };
 
@@ -272,7 +272,7 @@ struct pg_store {
 		int64_t d[MSG__COUNT];
 	} *sd;
 	size_t nsd, capsd;
-	/* dashobs: the daily counters (store/daily.h) noted per job the same
+	/* the daily counters (store/daily.h) noted per job the same
 	 * way (pg_daily_note), written with one multi-row upsert into this
 	 * node's stripe just before COMMIT for the jobs that succeeded. */
 	struct pg_dd {
@@ -460,7 +460,7 @@ int pg_suppression_delete(struct store *st, const char *tenant_id, const char *c
                           const char *recipient, struct hr_err *err);
 int pg_suppression_list(struct store *st, const char *tenant_id, const char *channel,
                         struct suppression_row **out, size_t *n);
-/* dashobs: recipient history (postgres_recip.c) */
+/* recipient history (postgres_recip.c) */
 int pg_suppression_change(struct store *st, const struct supp_change *c, struct hr_err *err);
 int pg_supp_log(struct pg_store *s, const struct supp_change *c, const char *action, int64_t now,
                 struct hr_err *err);

@@ -176,7 +176,7 @@ static int run_insert(void *be, struct wr_job *j)
 	int64_t d[MSG__COUNT] = {[MSG_QUEUED] = (int64_t)a->n};
 	if ((rc = pg_status_note(s, j, d, &j->err)))
 		return rc;
-	/* dashobs: and the daily "accepted" counters, the same way. */
+	/* and the daily "accepted" counters, the same way. */
 	struct daily_acc dd = {0};
 	for (size_t i = 0; i < a->n; i++)
 		daily_transition(&dd, a->msgs[i].tenant_id, a->msgs[i].channel, s->gnow, -1,

@@ -1,5 +1,5 @@
 /*
- * postgres_recip.c - a recipient's history for the dashboard (dashobs),
+ * postgres_recip.c - a recipient's history for the dashboard,
  * the same reads as sqlite_recip.c: the suppression list's history rows
  * (written by lc_supp.c through tx_supp_log), the recipient's current
  * suppression entries, and the tenant's inbound replies from it. Index
@@ -119,7 +119,7 @@ int pg_recipient_inbound(struct store *st, const char *tenant_id, const char *co
 	return rc;
 }
 
-/* dashobs, account health: the queue depth from the partial claim index
+/* account health: the queue depth from the partial claim index
  * (QUEUED rows only), bounded by cap. */
 int pg_account_queue_depth(struct store *st, const char *account_id, int64_t cap, int64_t *n)
 {
@@ -141,7 +141,7 @@ int pg_account_queue_depth(struct store *st, const char *account_id, int64_t cap
 	return 0;
 }
 
-/* ---- account pauses (dashobs) ---- */
+/* ---- account pauses ---- */
 
 int pg_pause_put(struct pg_store *s, const struct account_pause_row *p, int64_t now,
                  struct hr_err *err)
@@ -199,7 +199,7 @@ int pg_account_pauses(struct store *st, struct account_pause_row **out, size_t *
 	return rc;
 }
 
-/* ---- daily counters (dashobs; store/daily.h) ---- */
+/* ---- daily counters (store/daily.h) ---- */
 
 /* The job's counters, replacing what it noted before (a rerun). */
 int pg_daily_note(struct pg_store *s, const struct wr_job *job, const struct daily_acc *d,

@@ -480,7 +480,7 @@ static const char migration_10[] =
     "ALTER TABLE batch ADD COLUMN pause_reason text;"
     "ALTER TABLE batch ADD COLUMN cancel_reason text;";
 
-/* dashobs: the recipient history, as SQLite's migration 12 (see there). */
+/* the recipient history, as SQLite's migration 12 (see there). */
 static const char migration_11[] =
     "CREATE TABLE suppression_event("
     " id bigserial PRIMARY KEY,"

@@ -1984,7 +1984,7 @@ static int tx_batch_add(struct store_tx *t, const char *batch_id, const int64_t 
 	return rc ? rc : state_result(r, after);
 }
 
-/* dashobs: the run's daily counters, noted for the group's commit. */
+/* the run's daily counters, noted for the group's commit. */
 static int tx_daily_add(struct store_tx *t, const struct daily_acc *d)
 {
 	return pg_daily_note(S(t), TX(t)->j, d, E(t));

@@ -109,30 +109,54 @@ enum sq_wslot {
 	W_DAILY_CAP,
 	W_DAILY_ADD,
 	W_START_LIMITS,
-	W_MSG_REROUTE, /* plug2: plugin route changes */
+	W_MSG_REROUTE, /* plugin route changes */
 	W_BATCH_HOLD,
 	W_BATCH_RELEASE,
 	W_BATCH_NOTE,
-	/* dashobs */
 	W_SUPP_LOG,
 	W_PAUSE_PUT,
 	W_PAUSE_DELETE,
 	W_DAILY_COUNT_ADD,
 	W_PEV_ADD,
-	W_PEV_DONE, /* plugev: plugin after-commit events */
+	W_PEV_DONE, /* plugin after-commit events */
 	W__COUNT
 };
 
 /* Reader-side statement slots, per pooled connection. */
 enum sq_rslot {
-	R_APIKEY, R_ACCOUNTS_ALL, R_ACCOUNTS_TENANT, R_TEMPLATE,
-	R_MSG_GET, R_MSG_GET_PROVIDER, R_EVENTS, R_COUNTS_ALL, R_COUNTS_TENANT,
-	R_NEXT_DUE, R_IDEM, R_INBOX_FETCH, R_INBOX_PENDING, R_SUPP_ALL, R_SUPP_CHANNEL,
-	R_CB_LIST, R_CB_LIST_STATE, R_CB_GET, R_CB_GET_ANY, R_CB_COUNTS,
-	R_STALE_LIST, R_PARKED, R_ROUTE, R_KEY, R_GAUGES,
-	/* dashobs */
-	R_RECIP_SUPP, R_RECIP_SUPP_EV, R_RECIP_INBOUND, R_QUEUE_DEPTH, R_PAUSES, R_DAILY,
-	R_PEV_READ, R_PEV_COUNT, /* plugev: plugin after-commit events */
+	R_APIKEY,
+	R_ACCOUNTS_ALL,
+	R_ACCOUNTS_TENANT,
+	R_TEMPLATE,
+	R_MSG_GET,
+	R_MSG_GET_PROVIDER,
+	R_EVENTS,
+	R_COUNTS_ALL,
+	R_COUNTS_TENANT,
+	R_NEXT_DUE,
+	R_IDEM,
+	R_INBOX_FETCH,
+	R_INBOX_PENDING,
+	R_SUPP_ALL,
+	R_SUPP_CHANNEL,
+	R_CB_LIST,
+	R_CB_LIST_STATE,
+	R_CB_GET,
+	R_CB_GET_ANY,
+	R_CB_COUNTS,
+	R_STALE_LIST,
+	R_PARKED,
+	R_ROUTE,
+	R_KEY,
+	R_GAUGES,
+	R_RECIP_SUPP,
+	R_RECIP_SUPP_EV,
+	R_RECIP_INBOUND,
+	R_QUEUE_DEPTH,
+	R_PAUSES,
+	R_DAILY,
+	R_PEV_READ,
+	R_PEV_COUNT, /* plugin after-commit events */
 	R__COUNT
 };
 
@@ -169,7 +193,7 @@ struct sq_store {
 	 * upsert per status that moved, just before COMMIT (w_commit), so a
 	 * group of accepts costs one counter write, not one per accept. */
 	int64_t sd_group[MSG__COUNT], sd_job[MSG__COUNT];
-	/* dashobs: the daily counters (store/daily.h), kept the same way: the
+	/* the daily counters (store/daily.h), kept the same way: the
 	 * group's and the running job's, one upsert per key at the commit. */
 	struct daily_acc dd_group, dd_job;
 	/* The writer's disk trouble (full, read-only): failed transactions
@@ -351,7 +375,7 @@ int sq_suppression_delete(struct store *st, const char *tenant_id, const char *c
                           const char *recipient, struct hr_err *err);
 int sq_suppression_list(struct store *st, const char *tenant_id, const char *channel,
                         struct suppression_row **out, size_t *n);
-/* dashobs: recipient history (sqlite_recip.c) */
+/* recipient history (sqlite_recip.c) */
 int sq_suppression_change(struct store *st, const struct supp_change *c, struct hr_err *err);
 int sq_supp_log(struct sq_store *s, const struct supp_change *c, const char *action, int64_t now,
                 struct hr_err *err);

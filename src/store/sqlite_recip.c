@@ -1,5 +1,5 @@
 /*
- * sqlite_recip.c - a recipient's history for the dashboard (dashobs): the
+ * sqlite_recip.c - a recipient's history for the dashboard: the
  * suppression list's history rows (written by lc_supp.c through
  * tx_supp_log), the recipient's current suppression entries, and the
  * tenant's inbound replies from it. Every read is an index range: the
@@ -153,7 +153,7 @@ int sq_recipient_inbound(struct store *st, const char *tenant_id, const char *co
 	return rc;
 }
 
-/* dashobs, account health: the queue depth from the partial claim index
+/* account health: the queue depth from the partial claim index
  * (message_claim holds QUEUED rows only), bounded by cap. */
 int sq_account_queue_depth(struct store *st, const char *account_id, int64_t cap, int64_t *n)
 {
@@ -177,7 +177,7 @@ int sq_account_queue_depth(struct store *st, const char *account_id, int64_t cap
 	return rc;
 }
 
-/* ---- account pauses (dashobs) ---- */
+/* ---- account pauses ---- */
 
 int sq_pause_put(struct sq_store *s, const struct account_pause_row *p, int64_t now,
                  struct hr_err *err)
@@ -236,7 +236,7 @@ int sq_account_pauses(struct store *st, struct account_pause_row **out, size_t *
 	return rc;
 }
 
-/* ---- daily counters (dashobs; store/daily.h) ---- */
+/* ---- daily counters (store/daily.h) ---- */
 
 /* One upsert per (tenant, channel, day, kind) the group moved, in its
  * transaction: a failure fails the commit, so the counts never part from

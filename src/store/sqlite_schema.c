@@ -426,7 +426,7 @@ static const char migration_11[] =
 	"ALTER TABLE batch ADD COLUMN cancel_reason TEXT;";
 
 /*
- * dashobs: the recipient history. Every change of the suppression list
+ * the recipient history. Every change of the suppression list
  * (added, reason replaced, removed) with what caused it (the message, the
  * actor), written with the change (lc_supp.c); replies found by their
  * sender. Both read per tenant and address, newest first.

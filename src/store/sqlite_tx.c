@@ -669,7 +669,7 @@ static int tx_batch_add(struct store_tx *t, const char *batch_id, const int64_t 
 	return step_state(t, q, after);
 }
 
-/* dashobs: the run's daily counters replace the job's (lifecycle.h). */
+/* the run's daily counters replace the job's (lifecycle.h). */
 static int tx_daily_add(struct store_tx *t, const struct daily_acc *d)
 {
 	if (!daily_copy(&S(t)->dd_job, d))

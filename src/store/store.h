@@ -386,7 +386,7 @@ struct suppression_row {
 	int64_t created_at;
 };
 
-/* ---- recipient history (dashobs) ---- */
+/* ---- recipient history ---- */
 struct daily_ent; /* store/daily.h: the daily counters */
 /*
  * One change of a suppression entry, as a writer asks for it: added (or
@@ -414,7 +414,7 @@ struct supp_event_row {
 	int64_t at;
 };
 
-/* An account an operator paused (dashobs): the dispatcher claims nothing
+/* An account an operator paused: the dispatcher claims nothing
  * for it until it is resumed; its messages stay queued. */
 struct account_pause_row {
 	char account_id[HR_NAME_MAX]; /* the global id */
@@ -904,7 +904,7 @@ struct store_ops {
 	int (*suppression_list)(struct store *st, const char *tenant_id, const char *channel,
 	                        struct suppression_row **out, size_t *n);
 
-	/* ---- recipient history (dashobs) ---- */
+	/* ---- recipient history ---- */
 	/* Adds or removes a suppression entry with its history row, in one
 	 * transaction (lc_supp_change). A removal of an entry not there is
 	 * HR_ENOTFOUND; HR_EINVAL (field named) for a bad key part. */
@@ -928,7 +928,7 @@ struct store_ops {
 	                         const struct audit_row *a, struct hr_err *err);
 	/* Every paused account (few): *out heap array. */
 	int (*account_pauses)(struct store *st, struct account_pause_row **out, size_t *n);
-	/* dashobs: the tenant's daily counters (store/daily.h) for days
+	/* the tenant's daily counters (store/daily.h) for days
 	 * day_from..day_to (days since 1970-01-01 UTC, at most 367 days),
 	 * summed over the nodes' stripes, by day, channel and kind. *out heap
 	 * array. */

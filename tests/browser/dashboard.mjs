@@ -633,7 +633,7 @@ async function main() {
 		acmePage.nextDialog = undefined;
 	});
 
-	// dashobs: one recipient across campaigns and channels, reached from
+	// one recipient across campaigns and channels, reached from
 	// message detail (by message: the session is masked), with its opt-out
 	// history; another tenant sees none of it.
 	await test('recipient history from message detail', async () => {
@@ -661,7 +661,7 @@ async function main() {
 		check(!(await otherPage.textContent('main')).includes('complaint'), 'other sees acme\'s opt-out');
 	});
 
-	// dashobs: sender account health with the API's figures, and an
+	// sender account health with the API's figures, and an
 	// audited pause and resume from the screen.
 	await test('account health, pause and resume', async () => {
 		await screen(acmePage, '/accounts', 'tr[data-account="acme-wa"] .h-queue');
@@ -695,7 +695,7 @@ async function main() {
 			check((await acmePage.textContent(`tr[data-code="${f.code}"]`)).includes(f.count.toLocaleString('en-US')),
 			      `failure code ${f.code} on the overview`);
 		check(daily.failure_codes.length > 0, 'the failed messages have codes');
-		// dash3: the delivery-rate trend is a chart, one series per channel
+		// the delivery-rate trend is a chart, one series per channel
 		// the tenant has (acme: WhatsApp only), a point per day with sends
 		// (today only: every message of this run was sent today), at the
 		// rate the API gives; the same figures as a table beside it.
@@ -731,7 +731,7 @@ async function main() {
 		check(!(await otherPage.textContent('main')).includes('acme-wa'), 'other sees acme\'s account');
 	});
 
-	// dashobs: the unit switcher of a tenant-wide session, and the time
+	// the unit switcher of a tenant-wide session, and the time
 	// range and UTC/local choice kept in the URL.
 	await test('unit switcher, time range and time zone in the URL', async () => {
 		await bearer('POST', '/v1/tenants/acme/units', ACME, {id: 'cards', name: 'Cards'});
@@ -766,7 +766,7 @@ async function main() {
 		await axe(acmePage, 'messages (time range)');
 	});
 
-	// dashobs: a configured login (dashboard.users) instead of a key.
+	// a configured login (dashboard.users) instead of a key.
 	await test('sign-in with a configured login', async () => {
 		const page = await newPage('olga');
 		await page.goto(`${API}/`);
@@ -789,7 +789,7 @@ async function main() {
 		await page.context().close();
 	});
 
-	// dash3: a login of several tenants (platform, on-call) switches tenant
+	// a login of several tenants (platform, on-call) switches tenant
 	// in the header; the screen is drawn again under the new tenant, which
 	// then shows only its own campaigns.
 	await test('tenant switcher for a login of several tenants', async () => {

@@ -99,7 +99,7 @@ json_t *world_message(struct world *w, const char *id);
 /* Waits up to timeout_s for message id to reach status; fails the test
  * otherwise, showing the message. */
 void world_wait_status(struct world *w, const char *id, const char *status, double timeout_s);
-/* dash3: the overview's entry for (channel, code) in GET /v1/stats/daily's
+/* the overview's entry for (channel, code) in GET /v1/stats/daily's
  * top failure codes: its count (-1 when absent), its meaning copied into
  * meaning. */
 long world_failure_code(struct world *w, const char *channel, const char *code, char *meaning,

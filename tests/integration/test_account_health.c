@@ -302,7 +302,7 @@ static void test_bad_and_foreign(void **state)
 	json_decref(j);
 }
 
-/* dashobs: the daily counters through GET /v1/stats/daily, after every
+/* the daily counters through GET /v1/stats/daily, after every
  * send of this file: WhatsApp 26 accepted, 25 sent, delivered and read, 1
  * refused; SMS 1 accepted, sent and delivered (no reads on SMS). */
 static json_t *today_of(const char *key, const char *channel)

@@ -297,11 +297,11 @@ static bool fill(const char *pattern, bool fake, char *out, size_t size)
 	    {"/v1/units/{unit}/stats", "/v1/units/loans/stats", "/v1/units/no-such-unit/stats"},
 	    {"/v1/units/{unit}/campaigns", "/v1/units/loans/campaigns",
 	     "/v1/units/no-such-unit/campaigns"},
-	    /* dashobs: a recipient's history, by number or by message. */
+	    /* a recipient's history, by number or by message. */
 	    {"/v1/recipients/{to}", "/v1/recipients/+447911000101", "/v1/recipients/+447911000198"},
 	    {"/v1/messages/{id}/recipient", NULL,
 	     "/v1/messages/01KZZZZZZZZZZZZZZZZZZZZZZZ/recipient"},
-	    /* dashobs: an account's health and its pause. */
+	    /* an account's health and its pause. */
 	    {"/v1/channels/{id}/health", NULL, "/v1/channels/no-such-account/health"},
 	    {"/v1/channels/{id}/pause", NULL, "/v1/channels/no-such-account/pause"},
 	    {"/v1/channels/{id}/resume", NULL, "/v1/channels/no-such-account/resume"},

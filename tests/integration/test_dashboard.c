@@ -906,7 +906,7 @@ static long sess_status(const struct sess *s)
 	return st;
 }
 
-/* dashobs: a tenant-wide session narrowed to one unit (POST
+/* a tenant-wide session narrowed to one unit (POST
  * /v1/session/view) sees exactly what that unit's key does, and back;
  * a unit key's session cannot switch; an API key has no view; a unit of
  * another tenant is no unit. */
@@ -1090,7 +1090,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_files),          cmocka_unit_test(test_signin),
 	    cmocka_unit_test(test_isolation),      cmocka_unit_test(test_revoked_key),
-	    cmocka_unit_test(test_events),         cmocka_unit_test(test_unit_view), /* dashobs */
+	    cmocka_unit_test(test_events),         cmocka_unit_test(test_unit_view),
 	    cmocka_unit_test(test_session_bounds),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -9,7 +9,7 @@
  * name or from an address are 429 with Retry-After, even with the right
  * password.
  *
- * dash3: a login of several tenants (tenants: [...] or "*") signs in to
+ * a login of several tenants (tenants: [...] or "*") signs in to
  * its first tenant (or the one asked for), lists the tenants it may
  * switch to, and POST /v1/session/tenant moves it (CSRF required; its role
  * there): it then sees only that tenant's campaigns and messages; a tenant
@@ -41,7 +41,7 @@
 static struct world W;
 static char msg_acme[32];
 static char good_hash[160];                             /* a real hash, for the bad configs */
-static char msg_beta[32], camp_acme[32], camp_beta[32]; /* dash3 */
+static char msg_beta[32], camp_acme[32], camp_beta[32];
 
 /* `herald hash-password` of pw (asserted to work). */
 static void hash_of(const char *pw, char out[160])
@@ -75,7 +75,7 @@ static int setup(void **state)
 	    "    - {name: vic, password_hash: \"%s\", tenant: acme, unit: cards, role: viewer}\n"
 	    "    - {name: bob, password_hash: \"%s\", tenant: other, role: approver}\n"
 	    "    - {name: eve, password_hash: \"%s\", tenant: acme, role: viewer}\n"
-	    /* dash3: on-call staff of several tenants, and of all of them. */
+	    /* on-call staff of several tenants, and of all of them. */
 	    "    - {name: sam, password_hash: \"%s\", role: operator,\n"
 	    "       tenants: [acme, {id: beta, role: viewer}, gamma]}\n"
 	    "    - {name: zed, password_hash: \"%s\", tenants: \"*\", role: viewer}\n",
@@ -104,7 +104,7 @@ static int setup(void **state)
 	assert_int_equal(r.status, 202);
 	snprintf(msg_acme, sizeof msg_acme, "%s", json_string_value(json_object_get(r.json, "id")));
 	resp_free(&r);
-	/* dash3: a message and a campaign (validated, so it never changes) in
+	/* a message and a campaign (validated, so it never changes) in
 	 * each of acme and beta. */
 	char url[256];
 	snprintf(url, sizeof url, "%s/v1/messages", W.api);
@@ -321,7 +321,7 @@ static void test_refusals(void **state)
 	     "name"},
 	    {"    - {name: x, password: \"p\", tenant: acme, role: viewer}\n",
 	     "dashboard.users[0].password"},
-	    /* dash3: the tenants of a login of several. */
+	    /* the tenants of a login of several. */
 	    {"    - {name: x, password_hash: \"@H@\", tenants: [], role: viewer}\n",
 	     "dashboard.users[0].tenants is empty"},
 	    {"    - {name: x, password_hash: \"@H@\", tenants: [acme, nope], role: viewer}\n",
@@ -374,7 +374,7 @@ static void test_refusals(void **state)
 	}
 }
 
-/* ---- dash3: logins of several tenants ---- */
+/* ---- logins of several tenants ---- */
 
 static const char *errfield(const struct hresp *r)
 {

@@ -582,7 +582,7 @@ static void test_e2e(void **state)
 	world_free(&w);
 }
 
-/* ---- before_send changes the route (issue 13, slice plug2) ---- */
+/* ---- before_send changes the route (issue 13) ---- */
 
 #define RR_SID "AC0123456789abcdef0123456789abcdef"
 

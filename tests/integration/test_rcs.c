@@ -279,7 +279,7 @@ static void test_not_rcs_capable_fails_once(void **state)
 	assert_int_equal(json_integer_value(json_object_get(m, "attempts")), 1);
 	assert_int_equal(events(m, "retry", NULL, -1), 0);
 	json_decref(m);
-	/* dash3: the overview's top failure codes say what it means. */
+	/* the overview's top failure codes say what it means. */
 	char meaning[256];
 	assert_int_equal(world_failure_code(&W, "rcs", "not_rcs_capable", meaning, sizeof meaning),
 	                 1);
@@ -672,7 +672,7 @@ static void test_sim_checks_tokens_and_sends(void **state)
 	}
 }
 
-/* dashobs: the account's health shows the access token rbm.c holds, its
+/* the account's health shows the access token rbm.c holds, its
  * expiry in the future, and no fetch error. */
 static bool token_shown(struct world *w, void *arg)
 {
@@ -708,7 +708,7 @@ int main(void)
 	    cmocka_unit_test(test_not_rcs_capable_fails_once),
 	    cmocka_unit_test(test_button_press_is_inbound_on_message),
 	    cmocka_unit_test(test_capability_endpoint),
-	    cmocka_unit_test(test_health_token_expiry), /* dashobs */
+	    cmocka_unit_test(test_health_token_expiry),
 	    cmocka_unit_test(test_webhook_signatures_and_handshake),
 	    cmocka_unit_test(test_rate_limited_is_retried_once_at_provider),
 	    cmocka_unit_test(test_duplicate_and_reordered_webhooks),

@@ -370,7 +370,7 @@ static void test_blocked_fails(void **state)
 	assert_non_null(strstr(str(err, "message"), "bot was blocked by the user"));
 	assert_int_equal(json_integer_value(json_object_get(m, "attempts")), 1); /* no retry */
 	json_decref(m);
-	/* dash3: the overview's top failure codes say what it means. */
+	/* the overview's top failure codes say what it means. */
 	char meaning[256];
 	assert_int_equal(world_failure_code(&W, "telegram", "403", meaning, sizeof meaning), 1);
 	assert_string_equal(meaning, "Forbidden: the bot was blocked by the user, removed from the "

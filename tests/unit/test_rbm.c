@@ -1208,7 +1208,7 @@ static void test_parse_send_table(void **state)
 	channel_account_free(a);
 }
 
-/* dash3: the meaning of each code parse_send and the webhook record (the
+/* the meaning of each code parse_send and the webhook record (the
  * overview's top failure codes), exact; NULL for a code RBM does not give. */
 static void test_error_meaning(void **state)
 {
@@ -1489,7 +1489,7 @@ static void test_signed_roundtrip(void **state)
 	channel_account_free(a);
 }
 
-/* ---- fastbody: the fast bodies and answers against jansson's ---- */
+/* ---- the fast bodies and answers against jansson's ---- */
 
 /* A text or rendered template without suggestions is written directly,
  * byte for byte jansson's; everything else is still jansson's, equal too. */
@@ -1634,7 +1634,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_malformed),
 	    cmocka_unit_test(test_dedupe_keys),
 	    cmocka_unit_test(test_signed_roundtrip),
-	    cmocka_unit_test(test_error_meaning), /* dash3 */
+	    cmocka_unit_test(test_error_meaning),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -3553,7 +3553,7 @@ static json_t *event_detail(struct store *st, const char *id, const char *type, 
 }
 
 /*
- * A plugin's route change (SEND_REROUTE, plug2) in the rules above the
+ * A plugin's route change (SEND_REROUTE) in the rules above the
  * backend: the claimed message moves to another account of its tenant
  * (a new channel: the plugin's text, the recipient spelt for it), QUEUED
  * and due at once with its attempt given back, event "rerouted"; an
@@ -7176,7 +7176,7 @@ static void test_audit_with_change(void **state)
 }
 
 /* ---------------------------------------------------------------------------
- * Recipient history (dashobs): every change of the suppression list, from
+ * Recipient history: every change of the suppression list, from
  * an inbound STOP, a provider's opt-out error or the API, leaves one history
  * row with its cause and actor; the reads are per tenant and address form.
  * ------------------------------------------------------------------------- */
@@ -7331,7 +7331,7 @@ static void test_recipient_history(void **state)
 	(void)m2;
 }
 
-/* dashobs: an account's queue depth (the claim index, bounded) and its
+/* an account's queue depth (the claim index, bounded) and its
  * pause with the audit row, one transaction. */
 static void test_account_pause_and_depth(void **state)
 {
@@ -7385,7 +7385,7 @@ static void test_account_pause_and_depth(void **state)
 	free(v);
 }
 
-/* dashobs: the daily counters against a recount from the store's own
+/* the daily counters against a recount from the store's own
  * rows (messages and their audit trails), through store_ops only: a
  * message counts for a kind on the day of the first applied event that
  * reached it (accepted: its creation). */
@@ -7560,7 +7560,7 @@ int main(void)
 	}
 	const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
-	    T(test_recipient_history), /* dashobs */
+	    T(test_recipient_history),
 	    T(test_account_pause_and_depth),
 	    T(test_daily_counts),
 	    T(test_open_migrate_idempotent),

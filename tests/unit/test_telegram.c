@@ -892,7 +892,7 @@ static void test_webhook_malformed(void **state)
 	channel_account_free(a);
 }
 
-/* ---- fastbody: the fast bodies and answers against jansson's ---- */
+/* ---- the fast bodies and answers against jansson's ---- */
 
 /* sendMessage, sendDocument and sendPhoto written directly are jansson's
  * bodies byte for byte; with buttons or actions jansson still builds it. */
@@ -1070,7 +1070,7 @@ static void test_fast_answers_equal(void **state)
 	channel_account_free(a);
 }
 
-/* dash3: the meaning of each code parse_send records (the overview's top
+/* the meaning of each code parse_send records (the overview's top
  * failure codes), exact; NULL for a code Telegram does not give. */
 static void test_error_meaning(void **state)
 {
@@ -1134,7 +1134,7 @@ int main(void)
 	    cmocka_unit_test(test_build_text_keyboard),
 	    cmocka_unit_test(test_build_media_and_template),
 	    cmocka_unit_test(test_parse_send),
-	    cmocka_unit_test(test_error_meaning), /* dash3 */
+	    cmocka_unit_test(test_error_meaning),
 	    cmocka_unit_test(test_fast_bodies_equal),
 	    cmocka_unit_test(test_fast_answers_equal),
 	    cmocka_unit_test(test_fast_text_content),

@@ -1019,7 +1019,7 @@ static void test_fast_text_content(void **state)
 	channel_account_free(a);
 }
 
-/* ---- fastbody: the fast reading of answers against jansson's ---- */
+/* ---- the fast reading of answers against jansson's ---- */
 
 /* The request is a form (no JSON to build); the answer's sid read fast
  * gives jansson's outcome, for good, odd and broken answers. */

@@ -1530,7 +1530,7 @@ static void test_parse_send_utf8_error(void **state)
 	channel_account_free(a);
 }
 
-/* ---- fastbody: the fast bodies and answers against jansson's ---- */
+/* ---- the fast bodies and answers against jansson's ---- */
 
 /* Every content type, with strings that need escaping, at the length limits
  * and with many values: the fast body is byte for byte jansson's. */

@@ -68,7 +68,7 @@ export async function signIn(apiKey)
 	return s;
 }
 
-// dashobs: a configured login (dashboard.users) instead of a key.
+// a configured login (dashboard.users) instead of a key.
 export async function signInUser(name, password)
 {
 	const s = await api('POST', '/v1/session', {name, password});

@@ -11,7 +11,7 @@ import {messages} from './screens/messages.js';
 import {message} from './screens/message.js';
 import {suppressions} from './screens/suppressions.js';
 import {accounts} from './screens/accounts.js';
-import {recipient} from './screens/recipient.js'; // dashobs
+import {recipient} from './screens/recipient.js';
 
 const screens = {
 	'/overview' : overview,
@@ -22,7 +22,7 @@ const screens = {
 	'/message' : message,
 	'/suppressions' : suppressions,
 	'/accounts' : accounts,
-	'/recipient' : recipient, // dashobs
+	'/recipient' : recipient,
 };
 
 let cleanup = null; // the current screen's (closes its event stream)
@@ -61,7 +61,7 @@ function signinScreen(main)
 			put(msg, errorBox(e));
 		}
 	});
-	// dashobs: or a configured login (dashboard.users).
+	// or a configured login (dashboard.users).
 	const user = el('input', {id : 'username', autocomplete : 'username', required : true});
 	const pass = el('input',
 	                {id : 'password', type : 'password', autocomplete : 'current-password', required : true});
@@ -101,7 +101,7 @@ function header()
 		who.append(' ', el('button', {type : 'button', class : 'link', onclick : unmask},
 		                   'Unmask…'));
 	}
-	// dashobs: a tenant-wide session may view one unit at a time.
+	// a tenant-wide session may view one unit at a time.
 	if (s.units && s.units.length) {
 		const sel = el('select', {id : 'unit-view', 'aria-label' : 'Unit'},
 		               el('option', {value : ''}, 'All units'),
@@ -119,7 +119,7 @@ function header()
 		});
 		who.append(' ', sel);
 	}
-	// dash3: a login of several tenants (platform, on-call) switches
+	// a login of several tenants (platform, on-call) switches
 	// tenant here; shown only when there is more than one.
 	if (s.tenant_switch && s.tenants && s.tenants.length > 1) {
 		const tsel = el('select', {id : 'tenant-switch', 'aria-label' : 'Tenant'},
@@ -130,7 +130,7 @@ function header()
 	}
 }
 
-// dash3: the session moves to another tenant; the current screen is drawn
+// the session moves to another tenant; the current screen is drawn
 // again under it (an object's own screen, which the new tenant does not
 // have, gives way to its list).
 const PARENT = {'/campaign' : '/campaigns', '/message' : '/messages', '/recipient' : '/messages'};
@@ -240,7 +240,7 @@ async function start()
 	box.checked = utc();
 	box.addEventListener('change', () => {
 		localStorage.setItem('herald.utc', box.checked ? '1' : '0');
-		// dashobs: kept in the URL too (tz=), so the link shows the same.
+		// kept in the URL too (tz=), so the link shows the same.
 		const r = route();
 		r.params.set('tz', box.checked ? 'utc' : 'local');
 		go(r.path, r.params); // hashchange renders

@@ -40,7 +40,7 @@ export function utc()
 	return localStorage.getItem('herald.utc') === '1';
 }
 
-// dashobs: a time range kept in the URL (since=, until= as RFC 3339 UTC),
+// a time range kept in the URL (since=, until= as RFC 3339 UTC),
 // entered in UTC or local time by the tz switch. Returns the inputs and
 // a function that writes their values into a URLSearchParams.
 function toInput(iso)

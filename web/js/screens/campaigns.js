@@ -111,7 +111,7 @@ export async function campaigns(main, args, params)
 		q.set('status', status);
 	if (name)
 		q.set('name', name);
-	for (const k of [ 'since', 'until' ]) /* dashobs: the time range */
+	for (const k of ['since', 'until']) /* the time range */
 		if (params.get(k))
 			q.set(k, params.get(k));
 	q.set('limit', '50');

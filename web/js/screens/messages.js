@@ -42,7 +42,7 @@ export async function messages(main, args, params)
 	const ch = el(
 	    'select', {id : 'm-channel'},
 	    CHANNELS.map((s) => el('option', {value : s, selected : s === channel}, s || 'any')));
-	const range = timeRange(params, 'm'); /* dashobs: since/until in the URL */
+	const range = timeRange(params, 'm'); /* since/until in the URL */
 	const form = el('form', {class : 'filters', role : 'search'}, el('label', {for: 'm-q'
 	                }, 'Search'), box, el('label', {for: 'm-status'
 	                }, 'Status'), st, el('label', {for: 'm-channel'
@@ -111,7 +111,7 @@ export async function messages(main, args, params)
 	} catch (e) {
 		results = errorBox(e);
 	}
-	/* A phone number searched for: its whole history (dashobs). */
+	/* A phone number searched for: its whole history. */
 	const hist = kv && kv[0] === 'to'
 	                 ? el('a', {id : 'm-recipient', href : `#/recipient?${new URLSearchParams({to : q})}`},
 	                      'Recipient history')

@@ -19,7 +19,7 @@ function totals(list)
 	return t;
 }
 
-// dashobs: accounts that do not send (paused, held by a provider, blocked)
+// accounts that do not send (paused, held by a provider, blocked)
 // or fail more than ALERT_ERROR_RATE of their recent sends.
 const ALERT_ERROR_RATE = 0.2;
 function accountAlerts(healths)
@@ -36,7 +36,7 @@ function accountAlerts(healths)
 	                                                 'recent sends failed'));
 }
 
-// dashobs: today vs yesterday per channel, and the delivery rate per day,
+// today vs yesterday per channel, and the delivery rate per day,
 // from the daily counters (GET /v1/stats/daily); null for a unit session.
 const KINDS = [ 'accepted', 'sent', 'delivered', 'read', 'failed' ];
 function pct(x)
@@ -44,7 +44,7 @@ function pct(x)
 	return x === null || x === undefined ? '—' : `${Math.round(x * 1000) / 10}%`;
 }
 
-// dash3: the delivery-rate trend as a chart (uPlot, vendored): one series
+// the delivery-rate trend as a chart (uPlot, vendored): one series
 // per channel, delivered / sent per UTC day, a gap where a channel sent
 // nothing that day. The chart is an image to assistive technology (its
 // label says what it shows); the same figures are a table beside it, in a
