@@ -584,6 +584,18 @@ static int tg_send_body(const struct message *m, json_t *content, const char **m
 	return 0;
 }
 
+/* "chat_id": a numeric chat as a number (as the jansson way writes it), a
+ * @channel name as a string. */
+static void tg_put_chat_id(struct jsonw *w, const char *recipient)
+{
+	jsonw_key(w, "chat_id");
+	long long id;
+	if (tg_parse_chat_id(recipient, &id))
+		jsonw_int(w, id);
+	else
+		jsonw_str(w, recipient);
+}
+
 /*
  * the same body written directly (core/jsonw.h) for the common
  * shapes: sendMessage (text, template) and sendDocument / sendPhoto, with
@@ -607,12 +619,7 @@ static char *tg_body_fast(const struct message *m, const json_t *content, const 
 	/* Bounded by its content (escaping makes at most six bytes of one). */
 	jsonw_init(&w, 8 * (strlen(m->content) + (m->body ? strlen(m->body) : 0)) + 1024);
 	jsonw_obj(&w);
-	jsonw_key(&w, "chat_id");
-	long long id;
-	if (tg_parse_chat_id(m->recipient, &id))
-		jsonw_int(&w, id);
-	else
-		jsonw_str(&w, m->recipient);
+	tg_put_chat_id(&w, m->recipient);
 	if (strcmp(type, "text") == 0 || strcmp(type, "template") == 0) {
 		*method = "sendMessage";
 		if (strcmp(type, "text") == 0) {
@@ -684,12 +691,7 @@ static char *tg_text_fast(const struct message *m)
 		struct jsonw w;
 		jsonw_init(&w, 8 * strlen(m->content) + 1024);
 		jsonw_obj(&w);
-		jsonw_key(&w, "chat_id");
-		long long id;
-		if (tg_parse_chat_id(m->recipient, &id))
-			jsonw_int(&w, id);
-		else
-			jsonw_str(&w, m->recipient);
+		tg_put_chat_id(&w, m->recipient);
 		jsonw_kstr(&w, "text", text);
 		jsonw_obj_end(&w);
 		body = jsonw_finish(&w, NULL, NULL);
