@@ -6,7 +6,7 @@ want=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev
       libsqlite3-dev libjansson-dev libssl-dev libfyaml-dev libjwt-dev libcmocka-dev curl libcrypt-dev
       openssl ca-certificates libpq-dev libphonenumber-dev libpcre2-dev libzip-dev libexpat1-dev libxlsxwriter-dev
       libmariadb-dev unixodbc-dev
-      libjsmn-dev) # fastbody: jsmn.h, the tokenizer of src/core/jsonr.c
+      libjsmn-dev) # jsmn.h, the tokenizer of src/core/jsonr.c
 case "${1:-build}" in
   # The tests start their own PostgreSQL servers from the server package's
   # binaries (tests/pgtest.c: /usr/lib/postgresql/N/bin, off the PATH).

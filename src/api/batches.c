@@ -2498,6 +2498,30 @@ static int person_transition(struct api_req *r, enum batch_status to, const char
 	return rc;
 }
 
+/* A person's move of a visible batch with its {"reason"} (required or
+ * optional): false when made; otherwise true, and *ret is the answer given. */
+static bool reasoned_transition(struct api_req *r, enum batch_status to, const char *action,
+                                bool need_reason, enum MHD_Result *ret)
+{
+	struct hr_err err;
+	hr_err_clear(&err);
+	char reason[REASON_MAX_BYTES + 1];
+	bool answered;
+	int rc = batch_visible(r);
+	if (rc) {
+		*ret = api_fail(r, rc, NULL);
+		return true;
+	}
+	rc = reason_body(r, need_reason, reason, ret, &answered, &err);
+	if (answered)
+		return true;
+	if (rc == 0)
+		rc = person_transition(r, to, action, reason, false, &err);
+	if (rc)
+		*ret = api_fail(r, rc, &err);
+	return rc != 0;
+}
+
 /*
  * Stops the batch and answers how many messages it stopped: those queued
  * when the cancel committed and the valid rows not yet made into messages
@@ -2508,23 +2532,12 @@ static int person_transition(struct api_req *r, enum batch_status to, const char
 enum MHD_Result api_batch_cancel(struct api_req *r)
 {
 	struct store *st = r->srv->o.store;
-	struct hr_err err;
-	hr_err_clear(&err);
-	char reason[REASON_MAX_BYTES + 1];
 	enum MHD_Result ret;
-	bool answered;
-	int rc = batch_visible(r);
-	if (rc)
-		return api_fail(r, rc, NULL);
-	rc = reason_body(r, false, reason, &ret, &answered, &err);
-	if (answered)
+	if (reasoned_transition(r, BATCH_CANCELLED, "batch.cancel", false, &ret))
 		return ret;
-	if (rc == 0)
-		rc = person_transition(r, BATCH_CANCELLED, "batch.cancel", reason, false, &err);
-	if (rc)
-		return api_fail(r, rc, &err);
 	struct batch b;
-	if ((rc = st->ops->batch_get(st, r->tenant, r->path_id, &b)))
+	int rc = st->ops->batch_get(st, r->tenant, r->path_id, &b);
+	if (rc)
 		return api_fail(r, rc, NULL);
 	int64_t made = 0;
 	for (int i = 0; i < MSG__COUNT; i++)
@@ -2544,20 +2557,10 @@ enum MHD_Result api_batch_cancel(struct api_req *r)
  */
 enum MHD_Result api_batch_pause(struct api_req *r)
 {
-	struct hr_err err;
-	hr_err_clear(&err);
-	char reason[REASON_MAX_BYTES + 1];
 	enum MHD_Result ret;
-	bool answered;
-	int rc = batch_visible(r);
-	if (rc)
-		return api_fail(r, rc, NULL);
-	rc = reason_body(r, true, reason, &ret, &answered, &err);
-	if (answered)
+	if (reasoned_transition(r, BATCH_PAUSED, "batch.pause", true, &ret))
 		return ret;
-	if (rc == 0)
-		rc = person_transition(r, BATCH_PAUSED, "batch.pause", reason, false, &err);
-	return rc ? api_fail(r, rc, &err) : respond_batch(r, 200, r->path_id, NULL);
+	return respond_batch(r, 200, r->path_id, NULL);
 }
 
 /* POST /v1/batches/{id}/resume: a PAUSED batch sends again (its held
