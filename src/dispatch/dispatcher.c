@@ -13,7 +13,11 @@
  *      neither one account's 100,000-message batch nor a provider that
  *      answers slowly or not at all can starve another account's OTP; an
  *      account at its share is skipped, never waited for; within an
- *      account the store claims priority 0 (transactional) before 1 (bulk);
+ *      account the store claims priority 0 (transactional) before 1 (bulk).
+ *      A claim is asked of the store's writer and never waited for (struct
+ *      pclaim): its answer wakes the loop, whose next turn starts the sends,
+ *      so transfers finish, outcomes are recorded and other accounts are
+ *      served while a claim waits behind the writer's other work;
  *   3. curl_multi_poll until a transfer finishes, a claim is due, or
  *      dispatcher_notify wakes it;
  *   4. classify finished transfers with the channel adapter and record them
@@ -58,7 +62,8 @@ struct acct_state {
 	int64_t idle_until; /* monotonic us: nothing due before this (0 = check now) */
 	bool blocked;       /* provider said the account cannot send (token, ban) */
 	bool paused;        /* an operator paused it (store account_pause) */
-	int inflight;       /* transfers of this account in flight */
+	bool claiming;      /* a claim of its messages is on the writer */
+	int inflight;       /* transfers of this account in flight (and claimed slots) */
 	size_t tenant;      /* index in dispatcher.tenants */
 };
 
@@ -88,6 +93,26 @@ struct xfer {
 	size_t resp_len;
 	char retry_after[32];
 	char curl_err[CURL_ERROR_SIZE];
+};
+
+/*
+ * A claim on the store's writer (claim_async): the loop never waits for
+ * one. Its `want` slots are counted in flight from when it is asked until
+ * its answer is taken, so the shares and max_in_flight hold; an account has
+ * at most one at a time. The writer's thread answers it (claim_answered),
+ * holds what it claimed and wakes the loop, which starts the sends
+ * (claims_take); meanwhile the loop goes on sending and recording.
+ */
+struct pclaim {
+	struct pclaim *next;   /* dispatcher.claiming (dispatch thread) or spare */
+	struct pclaim *answer; /* dispatcher.answered (under claim_lock) */
+	struct dispatcher *d;
+	char account_id[HR_NAME_MAX];
+	int want;
+	int rc;
+	size_t n;
+	int64_t hold_until;
+	struct message out[CLAIM_MAX]; /* zeroed between claims (message_clear) */
 };
 
 /* A claimed message waiting for its plugin's before_send (see the top). */
@@ -134,7 +159,11 @@ struct dispatcher {
 	int64_t next_reconcile;
 	int64_t next_pause_check; /* monotonic us: read the paused accounts again */
 
-	struct message *claim_buf;   /* CLAIM_MAX zeroed entries, reused by every claim */
+	struct pclaim *claiming;     /* on the writer: asked, answer not taken yet */
+	struct pclaim *spare;        /* answered and taken: kept for the next claims */
+	pthread_mutex_t claim_lock;  /* guards answered */
+	struct pclaim *answered;     /* answered by the writer, not taken yet */
+	atomic_bool claim_woken;     /* an answer came since the last take */
 	struct gated *gated;         /* waiting for a plugin's before_send */
 	atomic_bool gate_woken;      /* a gated job finished since the last poll */
 	struct send_result *pending; /* outcomes not yet handed to the store */
@@ -1233,41 +1262,138 @@ static int64_t gate_poll(struct dispatcher *d)
 	return next;
 }
 
-/* Claims up to `want` (tokens already taken) of the account's due messages
- * and starts them. Returns how many the store gave (fewer: drained). */
-static size_t claim_and_start(struct dispatcher *d, struct acct_state *as, int want)
+/* On the writer's thread, once the claim's transaction ended: every
+ * message it claimed is held at once (store/hold.c), before the loop even
+ * sees it, and the loop is woken. */
+static void claim_answered(void *arg, int rc, struct message *out, size_t n)
 {
-	struct message *batch = d->claim_buf; /* message_clear() leaves entries zeroed */
-	size_t n = 0;
-	int rc =
-	    d->st->ops->claim(d->st, as->acct->id, 0, d->o.lease_us, want, batch, &n);
-	if (rc != 0) {
-		hr_log(HR_LOG_WARN, "dispatch", "claim for %s failed: %s", as->acct->id,
-		       hr_code_name(rc));
-		n = 0;
+	struct pclaim *c = arg;
+	struct dispatcher *d = c->d;
+	c->rc = rc;
+	c->n = n;
+	for (size_t i = 0; i < n; i++)
+		if (out[i].status == MSG_SENDING)
+			(void)store_hold(d->st, out[i].id, c->hold_until);
+	pthread_mutex_lock(&d->claim_lock);
+	c->answer = d->answered;
+	d->answered = c;
+	pthread_mutex_unlock(&d->claim_lock);
+	if (!atomic_exchange(&d->claim_woken, true))
+		curl_multi_wakeup(d->multi);
+}
+
+/* Asks the writer for up to `want` (tokens already taken, slots counted
+ * here) of the account's due messages. false when it could not be asked
+ * (the tokens and slots are given back). */
+static bool claim_ask(struct dispatcher *d, struct acct_state *as, int want)
+{
+	struct pclaim *c = d->spare;
+	if (c)
+		d->spare = c->next;
+	else if (!(c = calloc(1, sizeof *c)))
+		return false;
+	c->d = d;
+	hr_strlcpy(c->account_id, as->acct->id, sizeof c->account_id);
+	c->want = want;
+	c->rc = 0;
+	c->n = 0;
+	c->hold_until = hr_now_us() + 10 * d->o.lease_us;
+	gate_count(d, as, want);
+	as->claiming = true;
+	c->next = d->claiming;
+	d->claiming = c;
+	int rc = d->st->ops->claim_async(d->st, as->acct->id, 0, d->o.lease_us, want, c->out,
+	                                 claim_answered, c);
+	if (rc == 0)
+		return true;
+	hr_log(HR_LOG_WARN, "dispatch", "claim for %s failed: %s", as->acct->id, hr_code_name(rc));
+	d->claiming = c->next;
+	as->claiming = false;
+	gate_count(d, as, -want);
+	as->rl.tokens += want;
+	c->next = d->spare;
+	d->spare = c;
+	return false;
+}
+
+static struct acct_state *acct_find(struct dispatcher *d, const char *id)
+{
+	for (size_t i = 0; i < d->naccts; i++)
+		if (strcmp(d->accts[i].acct->id, id) == 0)
+			return &d->accts[i];
+	return NULL;
+}
+
+static int64_t acct_idle(struct dispatcher *d, struct acct_state *as, int64_t now);
+
+/* Starts what one answered claim gave; its slots and unused tokens go back. */
+static void claim_start(struct dispatcher *d, struct pclaim *c)
+{
+	struct acct_state *as = acct_find(d, c->account_id);
+	if (!as) { /* the account set never shrinks: cannot happen */
+		hr_log(HR_LOG_ERROR, "dispatch", "claim answered for unknown account %s",
+		       c->account_id);
+		d->inflight -= c->want;
+		for (size_t i = 0; i < c->n; i++) {
+			store_unhold(d->st, c->out[i].id);
+			message_clear(&c->out[i]);
+		}
+		return;
 	}
+	gate_count(d, as, -c->want);
+	as->claiming = false;
+	if (c->rc != 0)
+		hr_log(HR_LOG_WARN, "dispatch", "claim for %s failed: %s", as->acct->id,
+		       hr_code_name(c->rc));
 	int sent = 0;
-	int64_t hold_until = hr_now_us() + 10 * d->o.lease_us;
-	for (size_t i = 0; i < n; i++) {
-		if (batch[i].status == MSG_SUPPRESSED) {
-			suppressed(d, &batch[i]);
-		} else if (batch[i].status == MSG_SENDING) {
-			/* Held until its outcome is committed (record_done): see
-			 * store/hold.c. Every path of start_send ends in an outcome. */
-			(void)store_hold(d->st, batch[i].id, hold_until);
-			const struct plugin *pl = gate_plugin(d, &batch[i]);
+	for (size_t i = 0; i < c->n; i++) {
+		struct message *m = &c->out[i];
+		if (m->status == MSG_SUPPRESSED) {
+			suppressed(d, m);
+		} else if (m->status == MSG_SENDING) {
+			/* Held (claim_answered) until its outcome is committed
+			 * (record_done). Every path of start_send ends in an outcome. */
+			const struct plugin *pl = gate_plugin(d, m);
 			if (pl)
-				gate_enter(d, as, &batch[i], pl);
+				gate_enter(d, as, m, pl);
 			else
-				start_send(d, as, &batch[i]);
+				start_send(d, as, m);
 			sent++;
 		}
 		/* else: screened at claim (a cancelled campaign's): not sent */
-		message_clear(&batch[i]);
+		message_clear(m);
 	}
 	/* Give back tokens we did not use. */
-	as->rl.tokens += want - sent;
-	return n;
+	as->rl.tokens += c->want - sent;
+	if (c->rc != 0 || (int)c->n < c->want)
+		(void)acct_idle(d, as, hr_mono_us()); /* drained: sleep until its next due */
+	else
+		as->idle_until = 0; /* more may be due: ask again at once */
+}
+
+/* Takes the claims the writer answered and starts their sends. Never waits
+ * (the lock guards a list push). */
+static void claims_take(struct dispatcher *d)
+{
+	if (!atomic_exchange(&d->claim_woken, false))
+		return;
+	pthread_mutex_lock(&d->claim_lock);
+	struct pclaim *list = d->answered;
+	d->answered = NULL;
+	pthread_mutex_unlock(&d->claim_lock);
+	while (list) {
+		struct pclaim *c = list;
+		list = c->answer;
+		for (struct pclaim **pp = &d->claiming; *pp; pp = &(*pp)->next)
+			if (*pp == c) {
+				*pp = c->next;
+				break;
+			}
+		claim_start(d, c);
+		c->n = 0;
+		c->next = d->spare;
+		d->spare = c;
+	}
 }
 
 /* The account had nothing more due: it sleeps until its next due message
@@ -1306,7 +1432,7 @@ static int64_t fill(struct dispatcher *d)
 		bool capped = false, drained = false;
 		for (size_t k = 0; k < d->naccts && d->inflight < d->o.max_in_flight; k++) {
 			struct acct_state *as = &d->accts[(d->rr + k) % d->naccts];
-			if (as->blocked || as->paused || as->idle_until > now)
+			if (as->blocked || as->paused || as->claiming || as->idle_until > now)
 				continue;
 			if (!acct_wants(as, now)) { /* no token yet */
 				int64_t w = ratelimit_wait_us(&as->rl, now);
@@ -1322,13 +1448,12 @@ static int64_t fill(struct dispatcher *d)
 			int tokens = ratelimit_take(&as->rl, want, now);
 			if (tokens == 0)
 				continue; /* acct_wants saw a token: cannot happen */
-			if ((int)claim_and_start(d, as, tokens) < tokens) {
-				int64_t until = acct_idle(d, as, now);
-				if (until < wake)
-					wake = until;
+			/* Asked, not waited for: the answer wakes the loop. An account
+			 * that could not be asked is looked at again after the idle
+			 * poll. */
+			if (!claim_ask(d, as, tokens)) {
+				as->idle_until = now + IDLE_POLL_US;
 				drained = true;
-			} else {
-				again = true;
 			}
 		}
 		/* An account that drained leaves a bigger share to those held at
@@ -1347,15 +1472,22 @@ static void *dispatch_main(void *arg)
 	struct dispatcher *d = arg;
 	int64_t drain_until = 0;
 	for (;;) {
+		/* Claims the writer answered start first: their sends are due. */
+		claims_take(d);
 		int64_t now = hr_mono_us();
 		bool stopping = atomic_load(&d->stop);
 		if (stopping) {
 			/* Stop claiming, but let transfers in flight finish and be
 			 * recorded: abandoning them would send each one again when
-			 * its lease expired (a duplicate on every restart). */
+			 * its lease expired (a duplicate on every restart). A claim
+			 * still on the writer is always waited for (the writer
+			 * answers it within its group; it holds the claim's slots,
+			 * so inflight is not 0 before), and what it claimed is sent:
+			 * left claimed, an at_most_once message would become UNKNOWN
+			 * at its lease's end although it never went out. */
 			if (!drain_until)
 				drain_until = now + d->o.http_timeout_us + 1000000;
-			if (d->inflight == 0 || now >= drain_until)
+			if (!d->claiming && (d->inflight == 0 || now >= drain_until))
 				break;
 		}
 		/* reconcile_every_us 0: the reconciler's thread expires leases
@@ -1404,8 +1536,10 @@ static void *dispatch_main(void *arg)
 			timeout_ms = 20;
 		if (timeout_ms > HELD_RETRY_US / 1000 && holding(d))
 			timeout_ms = HELD_RETRY_US / 1000;
-		if (!atomic_load(&d->notified) && !atomic_load(&d->gate_woken))
+		if (!atomic_load(&d->notified) && !atomic_load(&d->gate_woken) &&
+		    !atomic_load(&d->claim_woken))
 			curl_multi_poll(d->multi, NULL, 0, timeout_ms, NULL);
+		claims_take(d);
 		curl_multi_perform(d->multi, &running);
 		reap(d);
 		if (d->gated)
@@ -1490,6 +1624,17 @@ static int sync_accounts(struct dispatcher *d, bool force)
 				na[i].inflight++;
 				nt[na[i].tenant].inflight++;
 			}
+	/* Claims on the writer hold their slots, and their accounts ask no
+	 * other claim until theirs is answered. */
+	for (size_t i = 0; i < n; i++)
+		na[i].claiming = false;
+	for (struct pclaim *c = d->claiming; c; c = c->next)
+		for (size_t i = 0; i < n; i++)
+			if (strcmp(na[i].acct->id, c->account_id) == 0) {
+				na[i].claiming = true;
+				na[i].inflight += c->want;
+				nt[na[i].tenant].inflight += c->want;
+			}
 	free(d->accts);
 	free(d->tenants);
 	d->accts = na;
@@ -1528,15 +1673,14 @@ int dispatcher_start(struct store *st, struct account_set *accounts,
 	d->reserve = imax(pool / 16, 1);
 	d->reserve_quota = imax(d->reserve / 4, 1);
 	d->set = accounts;
-	d->claim_buf = calloc(CLAIM_MAX, sizeof *d->claim_buf);
 	d->idle = calloc((size_t)imax(d->o.max_in_flight, 1), sizeof *d->idle);
-	if (!d->claim_buf || !d->idle || sync_accounts(d, true) != 0) {
-		free(d->claim_buf);
+	if (!d->idle || sync_accounts(d, true) != 0) {
 		free(d->idle);
 		free(d);
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	}
 	pthread_mutex_init(&d->watch_lock, NULL);
+	pthread_mutex_init(&d->claim_lock, NULL);
 	pthread_mutex_init(&d->out_lock, NULL);
 	pthread_cond_init(&d->out_cond, NULL);
 	int rc = 0;
@@ -1570,9 +1714,9 @@ int dispatcher_start(struct store *st, struct account_set *accounts,
 		if (d->multi)
 			curl_multi_cleanup(d->multi);
 		pthread_mutex_destroy(&d->watch_lock);
+		pthread_mutex_destroy(&d->claim_lock);
 		pthread_mutex_destroy(&d->out_lock);
 		pthread_cond_destroy(&d->out_cond);
-		free(d->claim_buf);
 		free(d->idle);
 		free(d->accts);
 		free(d->tenants);
@@ -1644,12 +1788,18 @@ void dispatcher_stop(struct dispatcher *d)
 	free(d->idle);
 	curl_multi_cleanup(d->multi);
 	pthread_mutex_destroy(&d->watch_lock);
+	pthread_mutex_destroy(&d->claim_lock);
 	pthread_mutex_destroy(&d->out_lock);
 	pthread_cond_destroy(&d->out_cond);
 	for (size_t i = 0; i < d->npending; i++)
 		send_result_clear(&d->pending[i]);
 	free(d->pending);
-	free(d->claim_buf);
+	/* The loop ended with no claim on the writer (dispatch_main). */
+	while (d->spare) {
+		struct pclaim *c = d->spare;
+		d->spare = c->next;
+		free(c);
+	}
 	free(d->accts);
 	free(d->tenants);
 	free(d);

@@ -200,12 +200,24 @@ static int detail_end(struct store_tx *tx, const char **out)
  * Claim: suppression screening and alias rewriting.
  * ------------------------------------------------------------------------- */
 
+struct claim_done;
+
 struct claim_ctx {
 	const char *account_id;
 	int64_t now, lease_us;
 	int limit;
 	struct message *out;
 	size_t n;
+	struct claim_done *done; /* claim_async's: where the run leaves n */
+};
+
+/* An asynchronous claim's caller and what its run found (claim_async). */
+struct claim_done {
+	store_claim_fn cb;
+	void *arg;
+	struct message *out;
+	size_t n;
+	char account_id[HR_NAME_MAX];
 };
 
 /* The message's recipient moved (from -> to): rewritten, with its event. */
@@ -359,6 +371,8 @@ static int claim_run(struct store_tx *tx, void *arg)
 	c->now = tx_time(tx, c->now);
 	int rc = tx->ops->claim(tx, c->account_id, c->now, c->now + c->lease_us, c->limit, c->out,
 	                        &c->n);
+	if (c->done)
+		c->done->n = c->n; /* what claim_async_done clears if this rolls back */
 	if (rc)
 		return rc;
 	lc_claimed(tx, c->out, c->n);
@@ -396,6 +410,47 @@ int lc_claim(const struct lc_backend *b, struct store *st, const char *account_i
 	qsort(out, c.n, sizeof *out, claim_order);
 	*n = c.n;
 	return 0;
+}
+
+/* On the writer thread once the claim's transaction ended: committed, the
+ * rows are the caller's in claim order; rolled back, none was claimed. */
+static void claim_async_done(void *arg, int rc, const struct hr_err *err)
+{
+	(void)err;
+	struct claim_done *d = arg;
+	if (rc) {
+		for (size_t i = 0; i < d->n; i++)
+			message_clear(&d->out[i]);
+		d->n = 0;
+	} else {
+		qsort(d->out, d->n, sizeof *d->out, claim_order);
+	}
+	d->cb(d->arg, rc, d->out, d->n);
+	free(d);
+}
+
+int lc_claim_async(const struct lc_backend *b, struct store *st, const char *account_id,
+                   int64_t now, int64_t lease_us, int limit, struct message *out, store_claim_fn cb,
+                   void *arg)
+{
+	if (!account_id || !*account_id || strlen(account_id) >= HR_NAME_MAX || limit < 1 || !cb)
+		return HR_EINVAL;
+	struct claim_done *d = calloc(1, sizeof *d);
+	if (!d)
+		return HR_ENOMEM;
+	*d = (struct claim_done){.cb = cb, .arg = arg, .out = out};
+	hr_strlcpy(d->account_id, account_id, sizeof d->account_id);
+	/* The context is copied into the job: the id it points at is d's. */
+	struct claim_ctx c = {.account_id = d->account_id,
+	                      .now = now,
+	                      .lease_us = lease_us,
+	                      .limit = limit,
+	                      .out = out,
+	                      .done = d};
+	int rc = lc_run(b, st, claim_run, &c, sizeof c, claim_async_done, d, NULL);
+	if (rc)
+		free(d); /* not queued: the callback never comes */
+	return rc;
 }
 
 /* ---------------------------------------------------------------------------

@@ -448,6 +448,9 @@ void lc_claimed(struct store_tx *tx, const struct message *msgs, size_t n);
 
 int lc_claim(const struct lc_backend *b, struct store *st, const char *account_id, int64_t now,
              int64_t lease_us, int limit, struct message *out, size_t *n);
+int lc_claim_async(const struct lc_backend *b, struct store *st, const char *account_id,
+                   int64_t now, int64_t lease_us, int limit, struct message *out, store_claim_fn cb,
+                   void *arg);
 int lc_record_results(const struct lc_backend *b, struct store *st, const struct send_result *r,
                       size_t n, store_done_fn cb, void *arg);
 int lc_requeue_expired(const struct lc_backend *b, struct store *st, int64_t now, int *n);

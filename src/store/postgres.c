@@ -1036,6 +1036,7 @@ const struct store_ops store_postgres = {
     .message_gauges = pg_message_gauges,
     .write_stats = store_postgres_stats,
     .claim = pg_claim,
+    .claim_async = pg_claim_async,
     .record_results = pg_record_results,
     .requeue_expired = pg_requeue_expired,
     .next_due = pg_next_due,

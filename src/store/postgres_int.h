@@ -449,6 +449,8 @@ bool pg_status_params(struct pg_params *p, int stripe, const int64_t delta[MSG__
 	" ON CONFLICT (stripe, status) DO UPDATE SET n = message_status_count.n + excluded.n"
 int pg_claim(struct store *st, const char *account_id, int64_t now, int64_t lease_us, int limit,
              struct message *out, size_t *n);
+int pg_claim_async(struct store *st, const char *account_id, int64_t now, int64_t lease_us,
+                   int limit, struct message *out, store_claim_fn cb, void *arg);
 int pg_record_results(struct store *st, const struct send_result *r, size_t n, store_done_fn cb,
                       void *arg);
 int pg_requeue_expired(struct store *st, int64_t now, int *n);

@@ -2559,6 +2559,12 @@ int pg_claim(struct store *st, const char *account_id, int64_t now, int64_t leas
 	return lc_claim(&pg_lc_backend, st, account_id, now, lease_us, limit, out, n);
 }
 
+int pg_claim_async(struct store *st, const char *account_id, int64_t now, int64_t lease_us,
+                   int limit, struct message *out, store_claim_fn cb, void *arg)
+{
+	return lc_claim_async(&pg_lc_backend, st, account_id, now, lease_us, limit, out, cb, arg);
+}
+
 int pg_record_results(struct store *st, const struct send_result *r, size_t n, store_done_fn cb,
                       void *arg)
 {

@@ -864,6 +864,7 @@ const struct store_ops store_sqlite = {
     .message_gauges = sq_message_gauges,
     .write_stats = store_sqlite_stats,
     .claim = sq_claim,
+    .claim_async = sq_claim_async,
     .record_results = sq_record_results,
     .requeue_expired = sq_requeue_expired,
     .next_due = sq_next_due,

@@ -364,6 +364,8 @@ int sq_status_add(struct sq_store *s, const int64_t delta[MSG__COUNT], struct hr
 int sq_status_flush(struct sq_store *s, struct hr_err *err);
 int sq_claim(struct store *st, const char *account_id, int64_t now, int64_t lease_us,
              int limit, struct message *out, size_t *n);
+int sq_claim_async(struct store *st, const char *account_id, int64_t now, int64_t lease_us,
+                   int limit, struct message *out, store_claim_fn cb, void *arg);
 int sq_record_results(struct store *st, const struct send_result *r, size_t n,
                       store_done_fn cb, void *arg);
 int sq_requeue_expired(struct store *st, int64_t now, int *n);

@@ -1098,6 +1098,12 @@ int sq_claim(struct store *st, const char *account_id, int64_t now, int64_t leas
 	return lc_claim(&sq_lc_backend, st, account_id, now, lease_us, limit, out, n);
 }
 
+int sq_claim_async(struct store *st, const char *account_id, int64_t now, int64_t lease_us,
+                   int limit, struct message *out, store_claim_fn cb, void *arg)
+{
+	return lc_claim_async(&sq_lc_backend, st, account_id, now, lease_us, limit, out, cb, arg);
+}
+
 int sq_record_results(struct store *st, const struct send_result *r, size_t n, store_done_fn cb,
                       void *arg)
 {

@@ -36,6 +36,9 @@ struct store {
 };
 
 typedef void (*store_done_fn)(void *arg, int rc, const struct hr_err *err);
+struct message;
+/* An asynchronous claim's answer (claim_async): on the writer's thread. */
+typedef void (*store_claim_fn)(void *arg, int rc, struct message *out, size_t n);
 
 /*
  * The messages this process is sending (hold.c says why): the dispatcher
@@ -860,7 +863,8 @@ struct store_ops {
 	 * lowest priority value first, then oldest: sets SENDING, attempts += 1,
 	 * lease_until = now + lease_us. Claimed messages are returned in out[]
 	 * (caller allocates limit entries, message_clear()s each). Goes through
-	 * the writer (a claim is a write) but blocks.
+	 * the writer (a claim is a write) and waits for it; claim_async below
+	 * does not (the dispatcher uses that one).
 	 * A claimed message whose recipient is on the tenant's suppression list
 	 * for its channel becomes SUPPRESSED with an event "suppressed" (detail:
 	 * the reason) in the same transaction and is returned with status
@@ -871,6 +875,18 @@ struct store_ops {
 	 */
 	int (*claim)(struct store *st, const char *account_id, int64_t now, int64_t lease_us,
 	             int limit, struct message *out, size_t *n);
+	/*
+	 * The same claim without waiting for it: queued on the writer and
+	 * answered by cb on the writer's thread once its transaction ended,
+	 * with rc 0 and the claimed rows in out[0..n) in claim order (the
+	 * caller's from then on: it message_clear()s each), or with rc an
+	 * HR_E* code and n 0 (rolled back: nothing was claimed). out (limit
+	 * zeroed entries) must live until cb. Returns 0 when queued (cb then
+	 * comes exactly once), else an HR_E* code and cb never comes. cb must
+	 * not call the store: it runs between the writer's transactions.
+	 */
+	int (*claim_async)(struct store *st, const char *account_id, int64_t now, int64_t lease_us,
+	                   int limit, struct message *out, store_claim_fn cb, void *arg);
 	/*
 	 * Records n send outcomes, each with an audit event, in one transaction;
 	 * each outcome in its own savepoint, so one that fails (unknown message

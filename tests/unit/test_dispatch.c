@@ -1141,6 +1141,160 @@ static void test_outcome_kept_while_store_cannot_write(void **state)
 	MHD_stop_daemon(F.d);
 }
 
+/* ---- a claim the writer is slow to answer ---- */
+
+/* claim_async that keeps acct0's claim (while armed) instead of queueing it:
+ * a writer busy for as long as the test likes. Released by handing the
+ * kept call to the real store. */
+static struct {
+	pthread_mutex_t lock;
+	bool armed;
+	bool kept;
+	int acct0_calls; /* claim_async calls for acct0 while one was kept */
+	struct store *st;
+	char account[HR_NAME_MAX];
+	int64_t now, lease_us;
+	int limit;
+	struct message *out;
+	store_claim_fn cb;
+	void *arg;
+} K = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int keeping_claim(struct store *st, const char *account_id, int64_t now, int64_t lease_us,
+                         int limit, struct message *out, store_claim_fn cb, void *arg)
+{
+	pthread_mutex_lock(&K.lock);
+	if (strcmp(account_id, "acct0") == 0) {
+		if (K.kept)
+			K.acct0_calls++;
+		if (K.armed && !K.kept) {
+			K.kept = true;
+			K.acct0_calls = 1;
+			K.st = st;
+			snprintf(K.account, sizeof K.account, "%s", account_id);
+			K.now = now, K.lease_us = lease_us, K.limit = limit;
+			K.out = out, K.cb = cb, K.arg = arg;
+			pthread_mutex_unlock(&K.lock);
+			return 0;
+		}
+	}
+	pthread_mutex_unlock(&K.lock);
+	return real_ops->claim_async(st, account_id, now, lease_us, limit, out, cb, arg);
+}
+
+static bool kept_wait(double secs)
+{
+	int64_t end = hr_mono_us() + (int64_t)(secs * 1e6);
+	for (;;) {
+		pthread_mutex_lock(&K.lock);
+		bool kept = K.kept;
+		pthread_mutex_unlock(&K.lock);
+		if (kept)
+			return true;
+		if (hr_mono_us() > end)
+			return false;
+		usleep(2000);
+	}
+}
+
+/* Hands the kept claim to the real store (it answers from its writer). */
+static void kept_release(void)
+{
+	pthread_mutex_lock(&K.lock);
+	assert_true(K.kept);
+	K.armed = false;
+	K.kept = false;
+	pthread_mutex_unlock(&K.lock);
+	assert_int_equal(
+	    real_ops->claim_async(K.st, K.account, K.now, K.lease_us, K.limit, K.out, K.cb, K.arg),
+	    0);
+}
+
+static void *release_later(void *arg)
+{
+	(void)arg;
+	usleep(300000);
+	kept_release();
+	return NULL;
+}
+
+/* A claim is asked of the writer, never waited for: while acct0's claim
+ * waits (as behind a long write), acct1's message is sent, a sync waiter
+ * times out on time, and acct0 asks no second claim; once answered, its
+ * message is sent exactly once. A stop waits for a claim still on the
+ * writer and sends what it claimed rather than leaving it SENDING. */
+static void test_claim_never_waited_for(void **state)
+{
+	(void)state;
+	fake_start();
+	struct tw t;
+	const char *rates[] = {"1000", "1000"};
+	tw_open(&t, rates, 2);
+	real_ops = t.st->ops;
+	failing_ops = *real_ops;
+	failing_ops.claim_async = keeping_claim;
+	t.st->ops = &failing_ops;
+	pthread_mutex_lock(&K.lock);
+	K.armed = true;
+	K.kept = false;
+	pthread_mutex_unlock(&K.lock);
+
+	struct message m0, m1;
+	mk(&m0, "acct0", "447000000100", 0);
+	mk(&m1, "acct1", "447000000101", 0);
+	insert(&t, &m0, 1);
+	insert(&t, &m1, 1);
+	tw_start(&t, 8);
+	assert_true(kept_wait(5));
+	assert_int_equal(wait_status(&t, m1.id, MSG_SENT, 10), MSG_SENT);
+	struct waited w = {0};
+	int64_t t0 = hr_mono_us();
+	dispatcher_watch(t.d, "01ARZ3NDEKTSV4RRFFQ69G5FAV", 200000, on_watch, &w);
+	while (!atomic_load(&w.fired) && hr_mono_us() - t0 < 5000000)
+		usleep(2000);
+	assert_true(atomic_load(&w.fired));
+	assert_int_equal(w.r.rc, HR_ETIMEOUT);
+	assert_true(hr_mono_us() - t0 < 1000000);
+	struct message got = {0};
+	assert_int_equal(t.st->ops->message_get(t.st, NULL, m0.id, &got), 0);
+	assert_int_equal(got.status, MSG_QUEUED);
+	message_clear(&got);
+	pthread_mutex_lock(&K.lock);
+	assert_int_equal(K.acct0_calls, 1);
+	pthread_mutex_unlock(&K.lock);
+	assert_int_equal(count_log("447000000100"), 0);
+
+	kept_release();
+	assert_int_equal(wait_status(&t, m0.id, MSG_SENT, 10), MSG_SENT);
+	assert_int_equal(count_log("447000000100"), 1);
+	assert_int_equal(count_log("447000000101"), 1);
+
+	/* Stopping with a claim on the writer. */
+	pthread_mutex_lock(&K.lock);
+	K.armed = true;
+	pthread_mutex_unlock(&K.lock);
+	struct message m2;
+	mk(&m2, "acct0", "447000000102", 0);
+	insert(&t, &m2, 1);
+	dispatcher_notify(t.d);
+	assert_true(kept_wait(5));
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, release_later, NULL), 0);
+	dispatcher_stop(t.d);
+	t.d = NULL;
+	pthread_join(th, NULL);
+	assert_int_equal(t.st->ops->message_get(t.st, NULL, m2.id, &got), 0);
+	assert_int_equal(got.status, MSG_SENT);
+	assert_int_equal(got.attempts, 1);
+	message_clear(&got);
+	assert_int_equal(count_log("447000000102"), 1);
+	message_clear(&m0);
+	message_clear(&m1);
+	message_clear(&m2);
+	tw_close(&t);
+	MHD_stop_daemon(F.d);
+}
+
 /* A 504 (a gateway gave up on the provider, which had the request): an
  * at_most_once message becomes unknown after that one send; an
  * at_least_once one is sent again, the resend marked a possible duplicate. */
@@ -1206,6 +1360,7 @@ int main(void)
 	    cmocka_unit_test(test_tenant_share),
 	    cmocka_unit_test(test_outcome_kept_while_store_cannot_write),
 	    cmocka_unit_test(test_gateway_timeout_is_unknown),
+	    cmocka_unit_test(test_claim_never_waited_for),
 	};
 	int rc = cmocka_run_group_tests_name("dispatch", tests, NULL, NULL);
 	curl_global_cleanup();

@@ -573,6 +573,99 @@ static void test_claim_order_and_lease(void **state)
 	message_clear(&out[0]);
 }
 
+/* claim_async: answered once, from the writer, with what claim would give
+ * in claim order; two asked back to back (both queued before either ran)
+ * take disjoint rows; an account with nothing due gets n 0. */
+struct async_claim {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int answers;
+	int rc;
+	size_t n;
+};
+
+static void async_claimed(void *arg, int rc, struct message *out, size_t n)
+{
+	(void)out;
+	struct async_claim *a = arg;
+	pthread_mutex_lock(&a->lock);
+	a->answers++;
+	a->rc = rc;
+	a->n = n;
+	pthread_cond_signal(&a->cond);
+	pthread_mutex_unlock(&a->lock);
+}
+
+static void async_wait(struct async_claim *a)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	pthread_mutex_lock(&a->lock);
+	while (a->answers == 0 && pthread_cond_timedwait(&a->cond, &a->lock, &until) == 0)
+		;
+	pthread_mutex_unlock(&a->lock);
+	assert_int_equal(a->answers, 1);
+}
+
+static void test_claim_async(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = f->st;
+	int64_t now = hr_now_us();
+	struct message m[5];
+	for (int i = 0; i < 5; i++)
+		mk_msg(&m[i], "t1", "ca", i == 3 ? PRIO_TRANSACTIONAL : PRIO_BULK,
+		       now - 10 * SEC + i);
+	assert_int_equal(st->ops->message_insert(st, m, 5, NULL, NULL, NULL), 0);
+
+	struct message out1[3] = {0}, out2[3] = {0};
+	struct async_claim a1 = {.lock = PTHREAD_MUTEX_INITIALIZER,
+	                         .cond = PTHREAD_COND_INITIALIZER};
+	struct async_claim a2 = {.lock = PTHREAD_MUTEX_INITIALIZER,
+	                         .cond = PTHREAD_COND_INITIALIZER};
+	assert_int_equal(st->ops->claim_async(st, "ca", now, 30 * SEC, 3, out1, async_claimed, &a1),
+	                 0);
+	assert_int_equal(st->ops->claim_async(st, "ca", now, 30 * SEC, 3, out2, async_claimed, &a2),
+	                 0);
+	async_wait(&a1);
+	async_wait(&a2);
+	assert_int_equal(a1.rc, 0);
+	assert_int_equal(a1.n, 3);
+	assert_int_equal(a2.rc, 0);
+	assert_int_equal(a2.n, 2);
+	/* The OTP first, then bulk oldest first; the second claim the rest. */
+	assert_string_equal(out1[0].id, m[3].id);
+	assert_string_equal(out1[1].id, m[0].id);
+	assert_string_equal(out1[2].id, m[1].id);
+	assert_string_equal(out2[0].id, m[2].id);
+	assert_string_equal(out2[1].id, m[4].id);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(out1[i].status, MSG_SENDING);
+		assert_int_equal(out1[i].attempts, 1);
+		assert_int_equal(out1[i].lease_until, now + 30 * SEC);
+		message_clear(&out1[i]);
+	}
+	for (int i = 0; i < 2; i++)
+		message_clear(&out2[i]);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(status_of(st, m[i].id), MSG_SENDING);
+
+	struct async_claim a3 = {.lock = PTHREAD_MUTEX_INITIALIZER,
+	                         .cond = PTHREAD_COND_INITIALIZER};
+	assert_int_equal(st->ops->claim_async(st, "ca", now, 30 * SEC, 3, out1, async_claimed, &a3),
+	                 0);
+	async_wait(&a3);
+	assert_int_equal(a3.rc, 0);
+	assert_int_equal(a3.n, 0);
+	/* Refused before queueing: no answer comes. */
+	assert_int_equal(st->ops->claim_async(st, "", now, 30 * SEC, 3, out1, async_claimed, &a3),
+	                 HR_EINVAL);
+	assert_int_equal(st->ops->claim_async(st, "ca", now, 30 * SEC, 0, out1, async_claimed, &a3),
+	                 HR_EINVAL);
+	assert_int_equal(a3.answers, 1);
+}
+
 static void test_record_results(void **state)
 {
 	struct fx *f = *state;
@@ -7569,6 +7662,7 @@ int main(void)
 	    T(test_idempotency_conflict_rolls_back),
 	    T(test_batch_insert_10000),
 	    T(test_claim_order_and_lease),
+	    T(test_claim_async),
 	    T(test_record_results),
 	    T(test_record_async_and_json),
 	    T(test_requeue_expired),
