@@ -1445,6 +1445,13 @@ static int64_t fill(struct dispatcher *d)
 				capped = true;
 				continue;
 			}
+			/* A claim costs a writer job whatever its size, and an
+			 * account asks one at a time: while its transfers run, it
+			 * waits until a quarter of what it may hold is free (each
+			 * transfer that ends wakes the loop) instead of asking a
+			 * claim for every slot that frees. */
+			if (as->inflight > 0 && want < imin(as->inflight + want, CLAIM_MAX) / 4)
+				continue;
 			int tokens = ratelimit_take(&as->rl, want, now);
 			if (tokens == 0)
 				continue; /* acct_wants saw a token: cannot happen */

@@ -36,8 +36,8 @@
  * a database at another version is refused. A new migration on either side
  * means teaching copy.c its columns and raising these (test_copy checks
  * they match the backends' migration lists). */
-#define STORE_COPY_SQLITE_VERSION 13
-#define STORE_COPY_PG_VERSION 12
+#define STORE_COPY_SQLITE_VERSION 14
+#define STORE_COPY_PG_VERSION 13
 
 struct store_copy_opts {
 	const char *sqlite_path; /* the source database file */

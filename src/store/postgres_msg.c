@@ -422,7 +422,14 @@ int pg_message_list(struct store *st, const char *tenant_id, const struct msg_fi
 	TERM(LF_BEFORE, f->before_id, " AND id < $%d", pp_text(&p, f->before_id));
 	TERM(LF_UNIT, f->unit && f->unit[0], " AND unit_id = $%d", pp_text(&p, f->unit));
 	TERM(LF_ID, f->id, " AND id = $%d", pp_text(&p, f->id));
-	TERM(LF_PROVIDER, f->provider_id, " AND provider_id = $%d", pp_text(&p, f->provider_id));
+	/* message_provider, once per account of the tenant (SQLite's
+	 * migration 14 says why there is no tenant-wide provider id index). */
+	TERM(LF_PROVIDER, f->provider_id,
+	     tenant_id
+	         ? " AND provider_id = $%d"
+	           " AND account_id IN (SELECT id FROM channel_account WHERE tenant_id = $1)"
+	         : " AND provider_id = $%d AND account_id IN (SELECT id FROM channel_account)",
+	     pp_text(&p, f->provider_id));
 	TERM(LF_IDEM, f->idem_key, " AND idem_key = $%d", pp_text(&p, f->idem_key));
 	TERM(LF_ACCOUNT, f->account_id, " AND account_id = $%d", pp_text(&p, f->account_id));
 	TERM(LF_ERROR, f->error_code, " AND error_code = $%d", pp_text(&p, f->error_code));

@@ -323,11 +323,24 @@ static sqlite3_stmt *list_stmt(struct sq_reader *r, unsigned mask)
 		return r->list[mask];
 	}
 	static const char *const terms[LF_NBITS] = {
-	    " AND tenant_id = ?1",   " AND status = ?2",       " AND channel = ?3",
-	    " AND recipient = ?4",   " AND batch_id = ?5",     " AND created_at >= ?6",
-	    " AND created_at < ?7",  " AND id < ?8",           " AND unit_id = ?10",
-	    " AND id = ?11",         " AND provider_id = ?12", " AND idem_key = ?13",
-	    " AND account_id = ?14", " AND error_code = ?15",  " AND recipient IN (?4, ?16, ?17)",
+	    " AND tenant_id = ?1",
+	    " AND status = ?2",
+	    " AND channel = ?3",
+	    " AND recipient = ?4",
+	    " AND batch_id = ?5",
+	    " AND created_at >= ?6",
+	    " AND created_at < ?7",
+	    " AND id < ?8",
+	    " AND unit_id = ?10",
+	    " AND id = ?11",
+	    /* message_provider, once per account of the tenant (migration 14) */
+	    " AND provider_id = ?12"
+	    " AND account_id IN (SELECT id FROM channel_account WHERE ?1 IS NULL OR tenant_id = "
+	    "?1)",
+	    " AND idem_key = ?13",
+	    " AND account_id = ?14",
+	    " AND error_code = ?15",
+	    " AND recipient IN (?4, ?16, ?17)",
 	};
 	/* The other forms of a recipient replace its one-value term. */
 	unsigned terms_mask = mask & LF_RALT ? mask & ~(unsigned)LF_RECIPIENT : mask;
@@ -336,9 +349,11 @@ static sqlite3_stmt *list_stmt(struct sq_reader *r, unsigned mask)
 	 * no statistics) would rather answer by walking the tenant's messages
 	 * in id order than by the recipient index and a sort of the few rows
 	 * it finds: name the index. */
-	size_t len = (size_t)snprintf(
-	    sql, sizeof sql, "SELECT " SQ_MSG_COLS ", unit_id FROM message%s WHERE 1",
-	    (mask & LF_RALT) && (mask & LF_TENANT) ? " INDEXED BY message_recipient" : "");
+	const char *by = mask & LF_PROVIDER                       ? " INDEXED BY message_provider"
+	                 : (mask & LF_RALT) && (mask & LF_TENANT) ? " INDEXED BY message_recipient"
+	                                                          : "";
+	size_t len = (size_t)snprintf(sql, sizeof sql,
+	                              "SELECT " SQ_MSG_COLS ", unit_id FROM message%s WHERE 1", by);
 	for (unsigned b = 0; b < LF_NBITS; b++)
 		if (terms_mask & (1u << b))
 			len += (size_t)snprintf(sql + len, sizeof sql - len, "%s", terms[b]);

@@ -1287,7 +1287,7 @@ static void test_migration_9_fills_keys(void **state)
 	f->st = NULL;
 	char sql[1024];
 	snprintf(sql, sizeof sql,
-	         "DROP INDEX message_recipient, message_provider_tenant, message_error;"
+	         "DROP INDEX IF EXISTS message_recipient, message_provider_tenant, message_error;"
 	         " ALTER TABLE message DROP COLUMN idem_key;"
 	         " DELETE FROM schema_migrations WHERE version = 9;"
 	         "INSERT INTO idempotency_key(tenant_id, key, request_hash, http_status, response,"

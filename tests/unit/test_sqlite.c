@@ -139,7 +139,12 @@ static void test_schema_migrations(void **state)
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 11", 1},
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 12", 1},
 	    {"SELECT count(*) FROM schema_migrations WHERE version = 13", 1},
-	    {"SELECT count(*) FROM schema_migrations", 13},
+	    {"SELECT count(*) FROM schema_migrations WHERE version = 14", 1},
+	    {"SELECT count(*) FROM schema_migrations", 14},
+	    /* Migration 14: one index by provider id. */
+	    {"SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+	     " AND name IN ('message_provider', 'message_provider_tenant')",
+	     1},
 	    /* Migration 11: who paused, resumed, cancelled, and why. */
 	    {"SELECT count(*) FROM pragma_table_info('batch') WHERE name IN ('paused_at',"
 	     " 'resumed_at', 'paused_by', 'resumed_by', 'cancelled_by', 'pause_reason',"
@@ -249,9 +254,10 @@ static void test_query_plans(void **state)
 	    {"SELECT id FROM message WHERE 1 AND tenant_id = 't' AND recipient = '+4479'"
 	     " ORDER BY id DESC LIMIT 101",
 	     "message_recipient"},
-	    {"SELECT id FROM message WHERE 1 AND tenant_id = 't' AND provider_id = 'wamid.x'"
-	     " ORDER BY id DESC LIMIT 101",
-	     "message_provider_tenant"},
+	    {"SELECT id FROM message INDEXED BY message_provider WHERE 1 AND tenant_id = 't'"
+	     " AND provider_id = 'wamid.x' AND account_id IN (SELECT id FROM channel_account"
+	     " WHERE 't' IS NULL OR tenant_id = 't') ORDER BY id DESC LIMIT 101",
+	     "message_provider"},
 	    {"SELECT id FROM message WHERE 1 AND tenant_id = 't' AND idem_key = 'k'"
 	     " ORDER BY id DESC LIMIT 101",
 	     "message_idem"},
@@ -296,7 +302,7 @@ static void test_migration_10_fills_keys(void **state)
 	f->st = NULL;
 	/* Back to before migration 10. */
 	exec_raw(f, "DROP INDEX message_idem; DROP INDEX message_recipient;"
-	            " DROP INDEX message_provider_tenant; DROP INDEX message_error;"
+	            " DROP INDEX IF EXISTS message_provider_tenant; DROP INDEX message_error;"
 	            " ALTER TABLE message DROP COLUMN idem_key;"
 	            " DELETE FROM schema_migrations WHERE version = 10;");
 	exec_raw(
