@@ -839,6 +839,39 @@ static void result_not_recorded(struct store_tx *tx, const struct send_result *r
 	hr_err_clear(TX_ERR(tx));
 }
 
+/*
+ * All the outcomes as one item: what a run of outcomes that all apply (the
+ * usual case) costs. An item is a savepoint, and SQLite copies every page
+ * a savepoint changes that was already changed in the transaction into its
+ * sub-journal: one item per outcome copied the same hot pages (the tables'
+ * last leaves, the indexes' hot leaves) once per outcome, a third of the
+ * cost of recording one (store_bench deliver: 21-25 -> 14-17 µs). 0 when
+ * every outcome was recorded; 1 when one failed and the item was undone
+ * (the caller records them one by one); < 0 when the transaction is lost.
+ * Only for a backend that reads rows as it goes: one that prefetched them
+ * for the run (PostgreSQL) keeps the changed rows in its cache, which an
+ * undone item would leave stale.
+ */
+static int results_one_item(struct store_tx *tx, struct results_ctx *a)
+{
+	int rc = lc_item_begin(tx);
+	if (rc)
+		return rc; /* HR_E* codes are negative */
+	for (size_t i = 0; i < a->n && rc == 0; i++)
+		rc = record_one(tx, &a->r[i]);
+	if (!tx->ops->alive(tx))
+		return rc ? rc
+		          : hr_fail(TX_ERR(tx), HR_EIO, "record_results", "transaction aborted");
+	if (rc)
+		hr_err_clear(TX_ERR(tx)); /* recorded again one by one, and logged then */
+	int end = lc_item_end(tx, rc == 0);
+	if (end < 0)
+		return end;
+	if (end > 0)
+		hr_err_clear(TX_ERR(tx));
+	return rc == 0 && end == 0 ? 0 : 1;
+}
+
 /* Each outcome in its own item: one that fails is undone alone and logged,
  * the others stay, and the run succeeds. Only losing the whole transaction
  * fails it. */
@@ -848,6 +881,11 @@ static int results_run(struct store_tx *tx, void *arg)
 	int rc = results_prefetch(tx, a);
 	if (rc)
 		return rc;
+	if (a->n > 1 && !tx->ops->prefetch) {
+		rc = results_one_item(tx, a);
+		if (rc <= 0)
+			return rc;
+	}
 	for (size_t i = 0; i < a->n; i++) {
 		if ((rc = lc_item_begin(tx)))
 			return rc;
