@@ -209,21 +209,25 @@ static int jr_walk(struct jsonr *r, int t)
 	return i;
 }
 
-int jsonr_parse(struct jsonr *r, const char *js, size_t len)
+static void jr_reset(struct jsonr *r, const char *js, size_t len)
 {
 	r->js = js;
 	r->len = len;
 	r->ntok = 0;
-	if (!js || len == 0 || len > INT_MAX)
-		return HR_EINVAL;
-	jsmn_parser p;
-	jsmn_init(&p);
-	int n = jsmn_parse(&p, js, len, r->tok, JSONR_TOKENS_MAX);
+	r->tok = r->tok_in;
+	r->next = r->next_in;
+}
+
+/* Checks the n tokens jsmn made of r's text (or its error n). */
+static int jr_check(struct jsonr *r, int n)
+{
 	if (n == JSMN_ERROR_NOMEM)
 		return HR_ELIMIT;
 	if (n < 1)
 		return HR_EINVAL;
 	r->ntok = n;
+	const char *js = r->js;
+	size_t len = r->len;
 	if (r->tok[0].type != JSMN_OBJECT && r->tok[0].type != JSMN_ARRAY)
 		goto bad;
 	if (jr_ws(js, 0, len) != (size_t)r->tok[0].start || jr_walk(r, 0) != n)
@@ -234,6 +238,80 @@ int jsonr_parse(struct jsonr *r, const char *js, size_t len)
 bad:
 	r->ntok = 0;
 	return HR_EINVAL;
+}
+
+int jsonr_parse(struct jsonr *r, const char *js, size_t len)
+{
+	jr_reset(r, js, len);
+	if (!js || len == 0 || len > INT_MAX)
+		return HR_EINVAL;
+	jsmn_parser p;
+	jsmn_init(&p);
+	return jr_check(r, jsmn_parse(&p, js, len, r->tok, JSONR_TOKENS_MAX));
+}
+
+/*
+ * Whether no bracket of js[0..len) opens deeper than JSONR_DEPTH_MAX, outside
+ * strings. Exact for valid JSON, which is all that jr_check lets through.
+ * Run before jsmn, whose bracket and comma handling scans back over the
+ * tokens of closed subtrees: with the depth bounded, that stays linear.
+ */
+static bool jr_depth_ok(const char *js, size_t len)
+{
+	int depth = 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = js[i];
+		if (c == '"') {
+			for (i++; i < len && js[i] != '"'; i++)
+				if (js[i] == '\\')
+					i++;
+		} else if (c == '{' || c == '[') {
+			if (++depth > JSONR_DEPTH_MAX)
+				return false;
+		} else if (c == '}' || c == ']') {
+			depth--;
+		}
+	}
+	return true;
+}
+
+int jsonr_parse_large(struct jsonr *r, const char *js, size_t len, int max_tokens)
+{
+	jr_reset(r, js, len);
+	if (!js || len == 0 || len > INT_MAX)
+		return HR_EINVAL;
+	if (max_tokens > JSONR_TOKENS_LARGE_MAX)
+		max_tokens = JSONR_TOKENS_LARGE_MAX;
+	if (!jr_depth_ok(js, len))
+		return HR_ELIMIT;
+	jsmn_parser p;
+	jsmn_init(&p);
+	int n = jsmn_parse(&p, js, len, NULL, 0); /* counts; checks less */
+	if (n < 1)
+		return HR_EINVAL;
+	if (n > max_tokens)
+		return HR_ELIMIT;
+	if (n > JSONR_TOKENS_MAX) {
+		r->tok = malloc((size_t)n * sizeof *r->tok);
+		r->next = malloc((size_t)n * sizeof *r->next);
+		if (!r->tok || !r->next) {
+			jsonr_free(r);
+			return HR_ENOMEM;
+		}
+	}
+	jsmn_init(&p);
+	return jr_check(r, jsmn_parse(&p, js, len, r->tok, (unsigned)n));
+}
+
+void jsonr_free(struct jsonr *r)
+{
+	if (r->tok != r->tok_in)
+		free(r->tok);
+	if (r->next != r->next_in)
+		free(r->next);
+	r->tok = r->tok_in;
+	r->next = r->next_in;
+	r->ntok = 0;
 }
 
 int jsonr_get(const struct jsonr *r, int obj, const char *key)
@@ -261,6 +339,29 @@ int jsonr_at(const struct jsonr *r, int arr, size_t idx)
 	for (size_t m = 0; m < idx; m++)
 		i = r->next[i];
 	return i;
+}
+
+int jsonr_size(const struct jsonr *r, int t)
+{
+	if (t < 0 || t >= r->ntok ||
+	    (r->tok[t].type != JSMN_OBJECT && r->tok[t].type != JSMN_ARRAY))
+		return -1;
+	return r->tok[t].size;
+}
+
+int jsonr_after(const struct jsonr *r, int t)
+{
+	return t >= 0 && t < r->ntok ? r->next[t] : -1;
+}
+
+bool jsonr_is_object(const struct jsonr *r, int t)
+{
+	return t >= 0 && t < r->ntok && r->tok[t].type == JSMN_OBJECT;
+}
+
+bool jsonr_is_array(const struct jsonr *r, int t)
+{
+	return t >= 0 && t < r->ntok && r->tok[t].type == JSMN_ARRAY;
 }
 
 bool jsonr_is_string(const struct jsonr *r, int t)
@@ -363,6 +464,21 @@ bool jsonr_string(const struct jsonr *r, int t, char *out, size_t n, size_t *out
 full:
 	out[0] = '\0';
 	return false;
+}
+
+char *jsonr_strdup(const struct jsonr *r, int t, size_t *outlen)
+{
+	if (!jsonr_is_string(r, t))
+		return NULL;
+	/* Unescaping never lengthens: \uXXXX (6 bytes) gives at most 3, a
+	 * surrogate pair (12) gives 4. */
+	size_t cap = (size_t)(r->tok[t].end - r->tok[t].start) + 1;
+	char *s = malloc(cap);
+	if (s && !jsonr_string(r, t, s, cap, outlen)) {
+		free(s);
+		s = NULL;
+	}
+	return s;
 }
 
 bool jsonr_int(const struct jsonr *r, int t, long long *out)
