@@ -9,6 +9,7 @@
  */
 #define JSMN_STATIC
 #define JSMN_STRICT
+#define JSMN_PARENT_LINKS /* as jsonr.h: closing a bracket walks up, not back */
 #include <jsmn.h>
 
 #include <errno.h>
@@ -100,6 +101,14 @@ static bool jr_string_ok(const char *s, size_t n, bool *escaped)
 	return true;
 }
 
+/* A string token: within its quotes, and its content as jr_string_ok wants. */
+static bool jr_string_tok(const struct jsonr *r, const jsmntok_t *k, bool *escaped)
+{
+	return k->start >= 1 && r->js[k->start - 1] == '"' && (size_t)k->end < r->len &&
+	       r->js[k->end] == '"' &&
+	       jr_string_ok(r->js + k->start, (size_t)(k->end - k->start), escaped);
+}
+
 /* true, false, null, or a number of the subset (jsonr.h). */
 static bool jr_primitive_ok(const char *p, size_t n)
 {
@@ -132,9 +141,10 @@ static bool jr_primitive_ok(const char *p, size_t n)
 
 /*
  * Checks token t and its subtree against the text, byte by byte between
- * tokens; returns the index after the subtree, or -1. Fills r->next.
+ * tokens; returns the index after the subtree, or -1. Fills r->next. t is
+ * inside depth - 1 brackets: one more than depth_max open at once is -1.
  */
-static int jr_walk(struct jsonr *r, int t)
+static int jr_walk(struct jsonr *r, int t, int depth, int depth_max)
 {
 	if (t >= r->ntok)
 		return -1;
@@ -145,9 +155,7 @@ static int jr_walk(struct jsonr *r, int t)
 		return -1;
 	switch (k->type) {
 	case JSMN_STRING:
-		if (k->start < 1 || js[k->start - 1] != '"' || (size_t)k->end >= r->len ||
-		    js[k->end] != '"' ||
-		    !jr_string_ok(js + k->start, (size_t)(k->end - k->start), &esc))
+		if (!jr_string_tok(r, k, &esc))
 			return -1;
 		r->next[t] = t + 1;
 		return t + 1;
@@ -163,6 +171,8 @@ static int jr_walk(struct jsonr *r, int t)
 		return -1;
 	}
 	bool obj = k->type == JSMN_OBJECT;
+	if (depth > depth_max)
+		return -1;
 	if (js[k->start] != (obj ? '{' : '[') || k->end - k->start < 2 ||
 	    js[k->end - 1] != (obj ? '}' : ']'))
 		return -1;
@@ -180,11 +190,9 @@ static int jr_walk(struct jsonr *r, int t)
 				return -1;
 			const jsmntok_t *key = &r->tok[i];
 			if (key->type != JSMN_STRING || (size_t)key->start != pos + 1 ||
-			    jr_walk(r, i) != i + 1)
-				return -1;
-			jr_string_ok(js + key->start, (size_t)(key->end - key->start), &esc);
-			if (esc)
-				return -1; /* keys compare as raw bytes: jsonr.h */
+			    !jr_string_tok(r, key, &esc) || esc)
+				return -1; /* escaped: keys compare as raw bytes (jsonr.h) */
+			r->next[i] = i + 1;
 			pos = jr_ws(js, (size_t)key->end + 1, end);
 			if (pos >= end || js[pos] != ':')
 				return -1;
@@ -197,7 +205,7 @@ static int jr_walk(struct jsonr *r, int t)
 		size_t vstart = v->type == JSMN_STRING ? (size_t)v->start - 1 : (size_t)v->start;
 		if (v->start < 1 || vstart != pos)
 			return -1;
-		int j = jr_walk(r, i);
+		int j = jr_walk(r, i, depth + 1, depth_max);
 		if (j < 0)
 			return -1;
 		pos = jr_ws(js, v->type == JSMN_STRING ? (size_t)v->end + 1 : (size_t)v->end, end);
@@ -218,8 +226,9 @@ static void jr_reset(struct jsonr *r, const char *js, size_t len)
 	r->next = r->next_in;
 }
 
-/* Checks the n tokens jsmn made of r's text (or its error n). */
-static int jr_check(struct jsonr *r, int n)
+/* Checks the n tokens jsmn made of r's text (or its error n), brackets
+ * nested at most depth_max deep. */
+static int jr_check(struct jsonr *r, int n, int depth_max)
 {
 	if (n == JSMN_ERROR_NOMEM)
 		return HR_ELIMIT;
@@ -230,7 +239,7 @@ static int jr_check(struct jsonr *r, int n)
 	size_t len = r->len;
 	if (r->tok[0].type != JSMN_OBJECT && r->tok[0].type != JSMN_ARRAY)
 		goto bad;
-	if (jr_ws(js, 0, len) != (size_t)r->tok[0].start || jr_walk(r, 0) != n)
+	if (jr_ws(js, 0, len) != (size_t)r->tok[0].start || jr_walk(r, 0, 1, depth_max) != n)
 		goto bad;
 	if (jr_ws(js, (size_t)r->tok[0].end, len) != len)
 		goto bad; /* anything after the value, a NUL included */
@@ -247,34 +256,16 @@ int jsonr_parse(struct jsonr *r, const char *js, size_t len)
 		return HR_EINVAL;
 	jsmn_parser p;
 	jsmn_init(&p);
-	return jr_check(r, jsmn_parse(&p, js, len, r->tok, JSONR_TOKENS_MAX));
+	/* 256 tokens nest at most 256 deep: no depth bound of its own. */
+	return jr_check(r, jsmn_parse(&p, js, len, r->tok, JSONR_TOKENS_MAX), JSONR_TOKENS_MAX);
 }
 
 /*
- * Whether no bracket of js[0..len) opens deeper than JSONR_DEPTH_MAX, outside
- * strings. Exact for valid JSON, which is all that jr_check lets through.
- * Run before jsmn, whose bracket and comma handling scans back over the
- * tokens of closed subtrees: with the depth bounded, that stays linear.
+ * jsmn stops with JSMN_ERROR_NOMEM where a token does not fit, its parser
+ * ready to go on from there with a larger array holding the tokens so far
+ * (jsmn.h's documented use): so the tokens start in the struct and move to
+ * the heap, doubling, only for a text with more; one pass over the text.
  */
-static bool jr_depth_ok(const char *js, size_t len)
-{
-	int depth = 0;
-	for (size_t i = 0; i < len; i++) {
-		char c = js[i];
-		if (c == '"') {
-			for (i++; i < len && js[i] != '"'; i++)
-				if (js[i] == '\\')
-					i++;
-		} else if (c == '{' || c == '[') {
-			if (++depth > JSONR_DEPTH_MAX)
-				return false;
-		} else if (c == '}' || c == ']') {
-			depth--;
-		}
-	}
-	return true;
-}
-
 int jsonr_parse_large(struct jsonr *r, const char *js, size_t len, int max_tokens)
 {
 	jr_reset(r, js, len);
@@ -282,25 +273,34 @@ int jsonr_parse_large(struct jsonr *r, const char *js, size_t len, int max_token
 		return HR_EINVAL;
 	if (max_tokens > JSONR_TOKENS_LARGE_MAX)
 		max_tokens = JSONR_TOKENS_LARGE_MAX;
-	if (!jr_depth_ok(js, len))
+	if (max_tokens < 1)
 		return HR_ELIMIT;
 	jsmn_parser p;
 	jsmn_init(&p);
-	int n = jsmn_parse(&p, js, len, NULL, 0); /* counts; checks less */
-	if (n < 1)
-		return HR_EINVAL;
-	if (n > max_tokens)
-		return HR_ELIMIT;
-	if (n > JSONR_TOKENS_MAX) {
-		r->tok = malloc((size_t)n * sizeof *r->tok);
+	int cap = max_tokens < JSONR_TOKENS_MAX ? max_tokens : JSONR_TOKENS_MAX;
+	int n = jsmn_parse(&p, js, len, r->tok, (unsigned)cap);
+	while (n == JSMN_ERROR_NOMEM && cap < max_tokens) {
+		int grown = cap > max_tokens / 2 ? max_tokens : 2 * cap;
+		jsmntok_t *t = r->tok == r->tok_in ? malloc((size_t)grown * sizeof *t)
+		                                   : realloc(r->tok, (size_t)grown * sizeof *t);
+		if (!t) {
+			jsonr_free(r);
+			return HR_ENOMEM;
+		}
+		if (r->tok == r->tok_in)
+			memcpy(t, r->tok_in, (size_t)cap * sizeof *t);
+		r->tok = t;
+		cap = grown;
+		n = jsmn_parse(&p, js, len, r->tok, (unsigned)cap);
+	}
+	if (n > 0 && r->tok != r->tok_in) {
 		r->next = malloc((size_t)n * sizeof *r->next);
-		if (!r->tok || !r->next) {
+		if (!r->next) {
 			jsonr_free(r);
 			return HR_ENOMEM;
 		}
 	}
-	jsmn_init(&p);
-	return jr_check(r, jsmn_parse(&p, js, len, r->tok, (unsigned)n));
+	return jr_check(r, n, JSONR_DEPTH_MAX);
 }
 
 void jsonr_free(struct jsonr *r)

@@ -25,9 +25,9 @@
  * Bodies bigger than a success answer (the applier's webhooks: ten statuses
  * are ~300 tokens) go through jsonr_parse_large: the same subset, with the
  * tokens on the heap when they do not fit in the struct, up to a cap the
- * caller gives (JSONR_TOKENS_LARGE_MAX at most), and nesting at most
- * JSONR_DEPTH_MAX deep (jansson refuses 2,048; the bound also keeps jsmn's
- * backward scans and jr_walk's recursion short).
+ * caller gives (JSONR_TOKENS_LARGE_MAX at most), and brackets nested at
+ * most JSONR_DEPTH_MAX deep (jansson refuses 2,048; the bound also keeps
+ * jr_walk's recursion and jsmn's walks up to a bracket's parent short).
  */
 #ifndef HR_JSONR_H
 #define HR_JSONR_H
@@ -38,6 +38,7 @@
 /* Only the types here; jsonr.c holds the (static, strict) tokenizer. */
 #ifndef JSMN_H
 #define JSMN_HEADER
+#define JSMN_PARENT_LINKS /* jsmntok_t has .parent: as jsonr.c builds jsmn */
 #include <jsmn.h>
 #undef JSMN_HEADER
 #endif
@@ -65,10 +66,11 @@ struct jsonr {
 int jsonr_parse(struct jsonr *r, const char *js, size_t len);
 /*
  * The same for a text of up to max_tokens tokens (at most
- * JSONR_TOKENS_LARGE_MAX): more, or brackets nested deeper than
- * JSONR_DEPTH_MAX, is HR_ELIMIT; HR_ENOMEM when the tokens cannot be
- * allocated. Tokenizes the text twice (a counting pass sizes the arrays).
- * Call jsonr_free afterwards, whatever it returned.
+ * JSONR_TOKENS_LARGE_MAX): more is HR_ELIMIT, brackets nested deeper than
+ * JSONR_DEPTH_MAX HR_EINVAL; HR_ENOMEM when the tokens cannot be
+ * allocated. Up to JSONR_TOKENS_MAX tokens it allocates nothing; past that
+ * the tokens move to the heap, which doubles as needed (one pass over the
+ * text). Call jsonr_free afterwards, whatever it returned.
  */
 int jsonr_parse_large(struct jsonr *r, const char *js, size_t len, int max_tokens);
 /* Frees what jsonr_parse_large allocated (nothing after jsonr_parse); the
