@@ -1554,13 +1554,6 @@ static bool wa_fstrdup(const struct jsonr *r, int obj, const char *key, bool req
 	return *dst != NULL;
 }
 
-/* Whether string t unescaped is lit ("" and not a string compare false). */
-static bool wa_fis(const struct jsonr *r, int t, const char *lit)
-{
-	char buf[32];
-	return jsonr_string(r, t, buf, sizeof buf, NULL) && strcmp(buf, lit) == 0;
-}
-
 /* wa_timestamp. */
 static bool wa_ftimestamp(const struct jsonr *r, int obj, char ts[40], int64_t *us)
 {
@@ -1600,13 +1593,13 @@ static bool wa_fparse_status(const struct jsonr *r, int s, struct wh_parsed *out
 	if (!jsonr_is_string(r, st))
 		return false;
 	enum msg_status status;
-	if (wa_fis(r, st, "sent"))
+	if (jsonr_string_is(r, st, "sent"))
 		status = MSG_SENT;
-	else if (wa_fis(r, st, "delivered"))
+	else if (jsonr_string_is(r, st, "delivered"))
 		status = MSG_DELIVERED;
-	else if (wa_fis(r, st, "read"))
+	else if (jsonr_string_is(r, st, "read"))
 		status = MSG_READ;
-	else if (wa_fis(r, st, "failed"))
+	else if (jsonr_string_is(r, st, "failed"))
 		status = MSG_FAILED;
 	else
 		return true; /* nothing to apply */
@@ -1663,8 +1656,8 @@ static bool wa_fparse_reply_body(const struct jsonr *r, int m, const char *type,
 		int it = jsonr_get(r, o, "type");
 		if (!jsonr_is_string(r, it))
 			return false;
-		const char *itype = wa_fis(r, it, "button_reply") ? "button_reply"
-		                    : wa_fis(r, it, "list_reply") ? "list_reply"
+		const char *itype = jsonr_string_is(r, it, "button_reply") ? "button_reply"
+		                    : jsonr_string_is(r, it, "list_reply") ? "list_reply"
 		                                                  : NULL;
 		if (!itype)
 			return true;
@@ -1725,7 +1718,7 @@ static bool wa_fparse_array(const struct jsonr *r, int value, const char *key,
 static bool wa_fparse_entries(const struct jsonr *r, struct wh_parsed *out)
 {
 	if (!jsonr_is_object(r, 0) ||
-	    !wa_fis(r, jsonr_get(r, 0, "object"), "whatsapp_business_account"))
+	    !jsonr_string_is(r, jsonr_get(r, 0, "object"), "whatsapp_business_account"))
 		return false;
 	int entries = jsonr_get(r, 0, "entry");
 	if (!jsonr_is_array(r, entries))
@@ -1742,7 +1735,7 @@ static bool wa_fparse_entries(const struct jsonr *r, struct wh_parsed *out)
 			if (!jsonr_is_object(r, ch))
 				return false;
 			int field = jsonr_get(r, ch, "field");
-			if (jsonr_is_string(r, field) && !wa_fis(r, field, "messages"))
+			if (jsonr_is_string(r, field) && !jsonr_string_is(r, field, "messages"))
 				continue; /* not ours to apply */
 			int value = jsonr_get(r, ch, "value");
 			if (!jsonr_is_object(r, value) || !wa_fparse_array(r, value, "statuses", out) ||

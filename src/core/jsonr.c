@@ -375,38 +375,83 @@ bool jsonr_is_true(const struct jsonr *r, int t)
 	       r->js[r->tok[t].start] == 't';
 }
 
-/* Appends code point cp as UTF-8 at out[*o]; false if it does not fit. */
-static bool jr_put_utf8(char *out, size_t n, size_t *o, unsigned cp)
+bool jsonr_is_null(const struct jsonr *r, int t)
 {
-	char b[4];
-	size_t k;
+	return t >= 0 && t < r->ntok && r->tok[t].type == JSMN_PRIMITIVE &&
+	       r->js[r->tok[t].start] == 'n';
+}
+
+/* Code point cp as UTF-8 into b; its length. */
+static size_t jr_utf8(char b[4], unsigned cp)
+{
 	if (cp < 0x80) {
 		b[0] = (char)cp;
-		k = 1;
-	} else if (cp < 0x800) {
+		return 1;
+	}
+	if (cp < 0x800) {
 		b[0] = (char)(0xc0 | (cp >> 6));
 		b[1] = (char)(0x80 | (cp & 0x3f));
-		k = 2;
-	} else if (cp < 0x10000) {
+		return 2;
+	}
+	if (cp < 0x10000) {
 		b[0] = (char)(0xe0 | (cp >> 12));
 		b[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
 		b[2] = (char)(0x80 | (cp & 0x3f));
-		k = 3;
-	} else {
-		b[0] = (char)(0xf0 | (cp >> 18));
-		b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-		b[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		b[3] = (char)(0x80 | (cp & 0x3f));
-		k = 4;
+		return 3;
 	}
-	if (*o + k >= n)
-		return false;
-	memcpy(out + *o, b, k);
-	*o += k;
-	return true;
+	b[0] = (char)(0xf0 | (cp >> 18));
+	b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+	b[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+	b[3] = (char)(0x80 | (cp & 0x3f));
+	return 4;
 }
 
-/* Escapes were checked by jr_string_ok when the answer was parsed. */
+/*
+ * The next piece of a string token's content s at *i, unescaped into b: a
+ * plain byte, or an escape's UTF-8 (a surrogate pair as one character).
+ * Its length; *i moves past it. Escapes were checked by jr_string_ok when
+ * the text was parsed.
+ */
+static size_t jr_unescape_next(const char *s, size_t *i, char b[4])
+{
+	if (s[*i] != '\\') {
+		b[0] = s[(*i)++];
+		return 1;
+	}
+	char e = s[*i + 1];
+	*i += 2;
+	unsigned cp;
+	switch (e) {
+	case 'b':
+		cp = '\b';
+		break;
+	case 'f':
+		cp = '\f';
+		break;
+	case 'n':
+		cp = '\n';
+		break;
+	case 'r':
+		cp = '\r';
+		break;
+	case 't':
+		cp = '\t';
+		break;
+	case 'u':
+		cp = (unsigned)jr_hex4(s + *i);
+		*i += 4;
+		if (cp >= 0xd800 && cp <= 0xdbff) {
+			unsigned lo = (unsigned)jr_hex4(s + *i + 2);
+			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+			*i += 6;
+		}
+		break;
+	default: /* " \ / */
+		cp = (unsigned char)e;
+	}
+	return jr_utf8(b, cp);
+}
+
 bool jsonr_string(const struct jsonr *r, int t, char *out, size_t n, size_t *outlen)
 {
 	if (n == 0)
@@ -417,53 +462,36 @@ bool jsonr_string(const struct jsonr *r, int t, char *out, size_t n, size_t *out
 	const char *s = r->js + r->tok[t].start;
 	size_t len = (size_t)(r->tok[t].end - r->tok[t].start), o = 0;
 	for (size_t i = 0; i < len;) {
-		if (s[i] != '\\') {
-			if (o + 1 >= n)
-				goto full;
-			out[o++] = s[i++];
-			continue;
+		char b[4];
+		size_t k = jr_unescape_next(s, &i, b);
+		if (o + k >= n) {
+			out[0] = '\0';
+			return false;
 		}
-		char e = s[i + 1];
-		unsigned cp;
-		i += 2;
-		switch (e) {
-		case 'b':
-			cp = '\b';
-			break;
-		case 'f':
-			cp = '\f';
-			break;
-		case 'n':
-			cp = '\n';
-			break;
-		case 'r':
-			cp = '\r';
-			break;
-		case 't':
-			cp = '\t';
-			break;
-		case 'u':
-			cp = (unsigned)jr_hex4(s + i);
-			i += 4;
-			if (cp >= 0xd800 && cp <= 0xdbff) {
-				unsigned lo = (unsigned)jr_hex4(s + i + 2);
-				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-				i += 6;
-			}
-			break;
-		default: /* " \ / */
-			cp = (unsigned char)e;
-		}
-		if (!jr_put_utf8(out, n, &o, cp))
-			goto full;
+		memcpy(out + o, b, k);
+		o += k;
 	}
 	out[o] = '\0';
 	if (outlen)
 		*outlen = o;
 	return true;
-full:
-	out[0] = '\0';
-	return false;
+}
+
+bool jsonr_string_is(const struct jsonr *r, int t, const char *str)
+{
+	if (!jsonr_is_string(r, t))
+		return false;
+	const char *s = r->js + r->tok[t].start;
+	size_t len = (size_t)(r->tok[t].end - r->tok[t].start), o = 0;
+	for (size_t i = 0; i < len;) {
+		char b[4];
+		size_t k = jr_unescape_next(s, &i, b);
+		/* str ends at its NUL, which no piece holds (no \u0000). */
+		for (size_t j = 0; j < k; j++, o++)
+			if (str[o] != b[j])
+				return false;
+	}
+	return str[o] == '\0';
 }
 
 char *jsonr_strdup(const struct jsonr *r, int t, size_t *outlen)

@@ -93,6 +93,9 @@ bool jsonr_is_object(const struct jsonr *r, int t);
 bool jsonr_is_array(const struct jsonr *r, int t);
 bool jsonr_is_string(const struct jsonr *r, int t);
 bool jsonr_is_true(const struct jsonr *r, int t);
+bool jsonr_is_null(const struct jsonr *r, int t);
+/* Whether t is a string whose unescaped value is s. */
+bool jsonr_string_is(const struct jsonr *r, int t, const char *s);
 /*
  * The string t unescaped into out (size n, NUL-terminated) and its length
  * in *outlen (may be NULL). false when t is not a string or it does not fit

@@ -590,6 +590,36 @@ static void test_large_doc(void **state)
 	free(text);
 }
 
+/* Comparing a string's value without copying it; null. */
+static void test_string_is(void **state)
+{
+	(void)state;
+	static struct jsonr r;
+	const char *doc = "{\"a\":\"read\",\"b\":\"r\\u0065ad\",\"c\":\"\\ud83d\\ude00\\n\","
+	                  "\"d\":\"\",\"e\":null,\"f\":\"n\",\"g\":\"\\\"q\\/\"}";
+	assert_int_equal(jsonr_parse(&r, doc, strlen(doc)), 0);
+	int a = jsonr_get(&r, 0, "a"), b = jsonr_get(&r, 0, "b"), c = jsonr_get(&r, 0, "c");
+	assert_true(jsonr_string_is(&r, a, "read"));
+	assert_true(jsonr_string_is(&r, b, "read"));
+	assert_false(jsonr_string_is(&r, a, "rea"));
+	assert_false(jsonr_string_is(&r, a, "reads"));
+	assert_false(jsonr_string_is(&r, b, "re"));
+	assert_false(jsonr_string_is(&r, b, "readx"));
+	assert_false(jsonr_string_is(&r, b, ""));
+	assert_true(jsonr_string_is(&r, c, "\xf0\x9f\x98\x80\n"));
+	assert_false(jsonr_string_is(&r, c, "\xf0\x9f\x98\x80"));
+	assert_true(jsonr_string_is(&r, jsonr_get(&r, 0, "d"), ""));
+	assert_false(jsonr_string_is(&r, jsonr_get(&r, 0, "d"), "x"));
+	assert_true(jsonr_string_is(&r, jsonr_get(&r, 0, "g"), "\"q/"));
+	assert_false(jsonr_string_is(&r, jsonr_get(&r, 0, "e"), "null"));
+	assert_false(jsonr_string_is(&r, -1, ""));
+	assert_false(jsonr_string_is(&r, 0, ""));
+	assert_true(jsonr_is_null(&r, jsonr_get(&r, 0, "e")));
+	assert_false(jsonr_is_null(&r, jsonr_get(&r, 0, "f")));
+	assert_false(jsonr_is_null(&r, -1));
+	assert_false(jsonr_is_null(&r, 0));
+}
+
 /* Random trees bigger than JSONR_TOKENS_MAX, read alike through check. */
 static void test_large_random_trees(void **state)
 {
@@ -691,6 +721,7 @@ int main(void)
 	    cmocka_unit_test(test_random_trees), cmocka_unit_test(test_mutations),
 	    cmocka_unit_test(test_large_cap),    cmocka_unit_test(test_large_depth),
 	    cmocka_unit_test(test_large_doc),    cmocka_unit_test(test_large_random_trees),
+	    cmocka_unit_test(test_string_is),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
