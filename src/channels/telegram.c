@@ -935,9 +935,9 @@ static int tg_dup_str(json_t *v, char **dst, const char *path, struct hr_err *er
 }
 
 /* The keys of a Message that make it a customer's media message. */
-static const char *const tg_media[] = {"photo",      "document", "video",    "audio",
-                                       "voice",      "video_note", "sticker", "animation",
-                                       "location",   "contact",  "poll",     NULL};
+static const char *const tg_media[] = {"photo",    "document",   "video",   "audio",
+                                       "voice",    "video_note", "sticker", "animation",
+                                       "location", "contact",    "poll",    NULL};
 
 /*
  * A user's message to the bot. Text messages are kind "text"; photos,
@@ -1008,9 +1008,9 @@ static const char *tg_button_label(json_t *msg, const char *data)
  * the answerCallbackQuery follow-up. Both ways of reading an update end
  * here, so they record alike.
  */
-static int tg_callback_record(const struct channel_account *acct, const char *id,
-                              const char *ctx, const char *from, const char *data,
-                              const char *label, struct wh_parsed *out, struct hr_err *err)
+static int tg_callback_record(const struct channel_account *acct, const char *id, const char *ctx,
+                              const char *from, const char *data, const char *label,
+                              struct wh_parsed *out, struct hr_err *err)
 {
 	const char *base = "callback_query";
 	const struct tg_priv *p = acct->priv;

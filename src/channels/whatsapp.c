@@ -1658,7 +1658,7 @@ static bool wa_fparse_reply_body(const struct jsonr *r, int m, const char *type,
 			return false;
 		const char *itype = jsonr_string_is(r, it, "button_reply") ? "button_reply"
 		                    : jsonr_string_is(r, it, "list_reply") ? "list_reply"
-		                                                  : NULL;
+		                                                           : NULL;
 		if (!itype)
 			return true;
 		int rep = jsonr_get(r, o, itype);
@@ -1738,7 +1738,8 @@ static bool wa_fparse_entries(const struct jsonr *r, struct wh_parsed *out)
 			if (jsonr_is_string(r, field) && !jsonr_string_is(r, field, "messages"))
 				continue; /* not ours to apply */
 			int value = jsonr_get(r, ch, "value");
-			if (!jsonr_is_object(r, value) || !wa_fparse_array(r, value, "statuses", out) ||
+			if (!jsonr_is_object(r, value) ||
+			    !wa_fparse_array(r, value, "statuses", out) ||
 			    !wa_fparse_array(r, value, "messages", out))
 				return false;
 		}

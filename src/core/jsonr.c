@@ -1,6 +1,7 @@
 /*
- * jsonr.c - reading a few fields of a small JSON answer (jsonr.h says what
- * is accepted and why that gives jansson's outcome).
+ * jsonr.c - reading a few fields of a JSON text, a success answer or a
+ * webhook body (jsonr.h says what is accepted and why that gives jansson's
+ * outcome).
  *
  * jsmn (Debian: libjsmn-dev) is a header-only tokenizer: this file holds its
  * only copy, static and in strict mode. jsmn alone is lenient (it takes

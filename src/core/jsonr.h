@@ -86,7 +86,7 @@ int jsonr_at(const struct jsonr *r, int arr, size_t i);
 /* The members of an object or elements of an array, in order: t's first
  * child is t + 1 (an object's: the first key, its value key + 1), and the
  * next sibling of child c is jsonr_after(r, c) (of a key k: after k + 1). */
-int jsonr_size(const struct jsonr *r, int t); /* -1 when t is neither */
+int jsonr_size(const struct jsonr *r, int t);  /* -1 when t is neither */
 int jsonr_after(const struct jsonr *r, int t); /* the token after t's subtree */
 
 bool jsonr_is_object(const struct jsonr *r, int t);

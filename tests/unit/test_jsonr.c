@@ -521,8 +521,9 @@ static void test_large_depth(void **state)
 			assert_int_equal(r.ntok, d + (d + 1) / 2 + 1); /* containers, keys, the 1 */
 		jsonr_free(&r);
 	}
-	const char *quoted = "[\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
-	                     "\\\"{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{\"]";
+	const char *quoted =
+	    "[\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+	    "\\\"{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{\"]";
 	assert_int_equal(jsonr_parse_large(&r, quoted, strlen(quoted), 8), 0);
 	assert_int_equal(r.ntok, 2);
 	jsonr_free(&r);

@@ -1693,8 +1693,8 @@ static void test_fast_webhooks_equal(void **state)
 	for (size_t i = 0; i < sizeof events / sizeof events[0]; i++) {
 		int rc = rbm_same(a, events[i].body);
 		if (rc != events[i].rc || ws_fast != (unsigned long)events[i].fast)
-			fail_msg("event %zu: rc %d fast %lu, want rc %d fast %d: %s", i, rc, ws_fast,
-			         events[i].rc, events[i].fast, events[i].body);
+			fail_msg("event %zu: rc %d fast %lu, want rc %d fast %d: %s", i, rc,
+			         ws_fast, events[i].rc, events[i].fast, events[i].body);
 	}
 	/* The push around the event. */
 	char *good = envelope(RBM_U(",\"text\":\"t\""), "1", NULL);

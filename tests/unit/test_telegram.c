@@ -1168,7 +1168,8 @@ static void test_fast_webhooks_equal(void **state)
 	    {TG_MSG(",\"date\":999999999999999999,\"text\":\"x\""), 0, 1},
 	    /* Duplicate keys: the last wins. */
 	    {TG_MSG(",\"text\":5,\"text\":\"last\",\"chat\":{\"id\":9}"), 0, 1},
-	    {"{\"update_id\":\"x\",\"update_id\":-3,\"message\":{\"message_id\":1,\"chat\":{\"id\":2},"
+	    {"{\"update_id\":\"x\",\"update_id\":-3,\"message\":{\"message_id\":1,\"chat\":{\"id\":"
+	     "2},"
 	     "\"text\":\"x\"}}",
 	     0, 1},
 	    /* Both message and callback_query: the message only. */
@@ -1181,20 +1182,23 @@ static void test_fast_webhooks_equal(void **state)
 	    {"{\"update_id\":1}", 0, 1},
 	    /* Button presses: the label of the pressed button, escapes compared
 	     * unescaped, the first match wins, odd keyboards ignored. */
-	    {TG_CQ(",\"data\":\"later\"" TG_ON(TG_KB(
-	         "[[{\"text\":\"Pay now\",\"callback_data\":\"pay:1\"},{\"text\":\"Later\","
-	         "\"callback_data\":\"later\"}]]"))),
+	    {TG_CQ(",\"data\":\"later\"" TG_ON(
+	         TG_KB("[[{\"text\":\"Pay now\",\"callback_data\":\"pay:1\"},{\"text\":\"Later\","
+	               "\"callback_data\":\"later\"}]]"))),
 	     0, 1},
-	    {TG_CQ(",\"data\":\"l\\u00e4ter\"" TG_ON(TG_KB(
-	         "[[{\"text\":\"L\\u00e4ter \\ud83d\\ude00\",\"callback_data\":\"lä\\u0074er\"}]]"))),
+	    {TG_CQ(",\"data\":\"l\\u00e4ter\"" TG_ON(
+	         TG_KB("[[{\"text\":\"L\\u00e4ter "
+	               "\\ud83d\\ude00\",\"callback_data\":\"lä\\u0074er\"}]]"))),
 	     0, 1},
-	    {TG_CQ(",\"data\":\"x\"" TG_ON(TG_KB("[5,[5,{\"callback_data\":\"x\",\"text\":7},"
-	                                         "{\"callback_data\":\"x\",\"text\":\"second\"}]]"))),
+	    {TG_CQ(
+	         ",\"data\":\"x\"" TG_ON(TG_KB("[5,[5,{\"callback_data\":\"x\",\"text\":7},"
+	                                       "{\"callback_data\":\"x\",\"text\":\"second\"}]]"))),
 	     0, 1},
 	    {TG_CQ(",\"data\":\"x\"" TG_ON(TG_KB("[[{\"callback_data\":\"xx\",\"text\":\"a\"},"
 	                                         "{\"callback_data\":\"\",\"text\":\"b\"}]]"))),
 	     0, 1},
-	    {TG_CQ(",\"data\":\"\"" TG_ON(TG_KB("[[{\"callback_data\":\"\",\"text\":\"empty\"}]]"))),
+	    {TG_CQ(
+	         ",\"data\":\"\"" TG_ON(TG_KB("[[{\"callback_data\":\"\",\"text\":\"empty\"}]]"))),
 	     0, 1},
 	    {TG_CQ(",\"data\":\"x\"" TG_ON(TG_KB("{}"))), 0, 1},
 	    {TG_CQ(",\"data\":\"x\"" TG_ON(",\"reply_markup\":5")), 0, 1},
@@ -1239,7 +1243,8 @@ static void test_fast_webhooks_equal(void **state)
 		memset(id, 'q', sizeof id);
 		id[HR_PROVIDER_ID_MAX - 1 + over] = '\0';
 		snprintf(big, sizeof big,
-		         "{\"update_id\":1,\"callback_query\":{\"id\":\"%s\",\"from\":{\"id\":1}}}", id);
+		         "{\"update_id\":1,\"callback_query\":{\"id\":\"%s\",\"from\":{\"id\":1}}}",
+		         id);
 		assert_int_equal(ws_same_parse(&channel_telegram, a, big, strlen(big)),
 		                 over ? HR_EINVAL : 0);
 		assert_int_equal(ws_fast, over ? 0 : 1);
@@ -1251,8 +1256,8 @@ static void test_fast_webhooks_equal(void **state)
 	                            "\"id\":4},\"reply_markup\":{\"inline_keyboard\":[");
 	for (int i = 0; i < 2000; i++)
 		k += (size_t)snprintf(big + k, sizeof big - k,
-		                      "%s[{\"text\":\"B %d\",\"callback_data\":\"b%d\"}]", i ? "," : "",
-		                      i, i);
+		                      "%s[{\"text\":\"B %d\",\"callback_data\":\"b%d\"}]",
+		                      i ? "," : "", i, i);
 	k += (size_t)snprintf(big + k, sizeof big - k, "]}}}}");
 	assert_true(k < sizeof big - 1);
 	struct wh_parsed p = {0};
@@ -1275,8 +1280,8 @@ static void test_fast_webhooks_equal(void **state)
 	             TG_MSG(",\"text\":\"x\",\"reply_to_message\":{\"message_id\":76,\"chat\":{"
 	                    "\"id\":-1001234567890},\"text\":\"Deploy?\"}"),
 	             8000, 8, &f2, &s2);
-	print_message("telegram update mutations: %d read the fast way, %d by jansson\n",
-	              fast + f2, slow + s2);
+	print_message("telegram update mutations: %d read the fast way, %d by jansson\n", fast + f2,
+	              slow + s2);
 	assert_true(fast + f2 > 2000);
 	assert_true(slow + s2 > 2000);
 	channel_account_free(a);

@@ -134,8 +134,7 @@ static inline void ws_cases(const struct channel_ops *ops, const struct channel_
  * slow (may be NULL) how many went each way.
  */
 static inline void ws_mutations(const struct channel_ops *ops, const struct channel_account *a,
-                                const char *body, int random, unsigned seed, int *fast,
-                                int *slow)
+                                const char *body, int random, unsigned seed, int *fast, int *slow)
 {
 	size_t n = strlen(body);
 	char *buf = malloc(n + 8);
@@ -153,7 +152,8 @@ static inline void ws_mutations(const struct channel_ops *ops, const struct chan
 			ws_same_parse(ops, a, buf, n);
 			ws_fast ? nf++ : ns++;
 		}
-	static const char pool[] = "\"\\{}[],:0123456789-.eEtrufalsn u/\x01\x1f\x7f\x80\xc3\xa9\xff";
+	static const char pool[] =
+	    "\"\\{}[],:0123456789-.eEtrufalsn u/\x01\x1f\x7f\x80\xc3\xa9\xff";
 	for (int r = 0; r < random; r++) {
 		size_t m = n;
 		memcpy(buf, body, n);
