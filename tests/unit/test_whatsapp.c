@@ -1883,6 +1883,39 @@ static void test_fast_answers_equal(void **state)
 	"{\"from\":\"447911123456\",\"id\":\"wamid.M\",\"timestamp\":\"1750000100\",\"type\":"     \
 	"\"" type "\"" x "}"
 
+/* Replies of every kind, in one body. */
+static const char wa_replies[] =
+    "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":"
+    "\"1\",\"changes\":[{\"field\":\"messages\",\"value\":{\"messages\":"
+    "[{\"from\":\"447911123456\",\"id\":\"wamid.M\",\"timestamp\":"
+    "\"1750000100\",\"type\":\"text\",\"text\":{\"body\":\"STOP\"},"
+    "\"context\":{\"id\":\"\"}},{\"from\":\"447911123456\",\"id\":"
+    "\"wamid.M\",\"timestamp\":\"1750000100\",\"type\":\"button\","
+    "\"button\":{\"payload\":\"P\\u00e9\",\"text\":\"Pay\"}},{\"from\":"
+    "\"447911123456\",\"id\":\"wamid.M\",\"timestamp\":\"1750000100\","
+    "\"type\":\"interactive\",\"interactive\":{\"type\":\"button_reply\","
+    "\"button_reply\":{\"id\":\"yes\",\"title\":\"Yes\"}}},{\"from\":"
+    "\"447911123456\",\"id\":\"wamid.M\",\"timestamp\":\"1750000100\","
+    "\"type\":\"interactive\",\"interactive\":{\"type\":\"list_reply\","
+    "\"list_reply\":{\"id\":\"o2\"}}},{\"from\":\"447911123456\","
+    "\"id\":\"wamid.M\",\"timestamp\":\"1750000100\",\"type\":\"interactive\","
+    "\"interactive\":{\"type\":\"nfm_reply\"}},{\"from\":\"447911123456\","
+    "\"id\":\"wamid.M\",\"timestamp\":\"1750000100\",\"type\":\"image\","
+    "\"image\":{\"id\":\"m1\",\"caption\":\"my receipt\"}},{\"from\":"
+    "\"447911123456\",\"id\":\"wamid.M\",\"timestamp\":\"1750000100\","
+    "\"type\":\"document\",\"document\":{\"id\":\"m2\",\"caption\":"
+    "7}},{\"from\":\"447911123456\",\"id\":\"wamid.M\",\"timestamp\":"
+    "\"1750000100\",\"type\":\"reaction\",\"reaction\":{\"message_id\":"
+    "\"wamid.O\",\"emoji\":\"x\"}},{\"from\":\"447911123456\",\"id\":"
+    "\"wamid.M\",\"timestamp\":\"1750000100\",\"type\":\"reaction\","
+    "\"context\":{\"id\":\"wamid.C\"},\"reaction\":{\"message_id\":"
+    "\"wamid.O\"}},{\"from\":\"447911123456\",\"id\":\"wamid.M\","
+    "\"timestamp\":\"1750000100\",\"type\":\"reaction\",\"reaction\":"
+    "5},{\"from\":\"447911123456\",\"id\":\"wamid.M\",\"timestamp\":"
+    "\"1750000100\",\"type\":\"a type name of thirty-one bytes\"},"
+    "{\"from\":\"447911123456\",\"id\":\"wamid.M\",\"timestamp\":"
+    "\"1750000100\",\"type\":\"text\",\"text\":{\"body\":\"\"}}]}}]}]}";
+
 /*
  * A body like the simulator's (bench/run.sh's webhook phase): n statuses,
  * each with conversation, pricing and Herald's id echoed, into buf.
@@ -1913,212 +1946,141 @@ static size_t wa_sim_body(char *buf, size_t cap, int n, const char *status)
 static void test_fast_webhooks_equal(void **state)
 {
 	(void)state;
-	static const struct
-	    ws_case
-	        cases
-	            [] =
-	                {
-	                    {VEC_BODY, 0, 1},
-	                    /* Escapes in values: read unescaped, as jansson does. */
-	                    {WA_ST(
-	                         "{\"id\":\"wamid.\\u00e9\\\"\\\\\\/x\",\"status\":\"r\\u0065ad\","
-	                         "\"timestamp\":\"\\u0031750000000\"}"),
-	                     0, 1},
-	                    {WA_ST("{\"id\":\"wamid.F\",\"status\":\"failed\",\"timestamp\":"
-	                           "\"1750000000\","
-	                           "\"errors\":[{\"code\":\"1\\u00302\",\"title\":\"bad "
-	                           "\\ud83d\\ude00\\n\\t"
-	                           "end\"}]}"),
-	                     0, 1},
-	                    {WA_ST("{\"id\":\"wamid.F\",\"status\":\"failed\",\"timestamp\":"
-	                           "1750000000,"
-	                           "\"errors\":[{\"code\":131026,\"title\":\"Nachricht nicht "
-	                           "zugestellt — ü 😀\"},"
-	                           "{\"code\":1}]}"),
-	                     0, 1},
-	                    /* Duplicate keys: the last one wins, everywhere. */
-	                    {WA_ST("{\"id\":\"wamid.A\",\"status\":\"sent\",\"status\":\"failed\","
-	                           "\"timestamp\":"
-	                           "\"1\",\"id\":\"wamid.B\",\"errors\":{},\"errors\":[{\"code\":7,"
-	                           "\"code\":\"x\"}]}"),
-	                     0, 1},
-	                    {"{\"object\":\"page\",\"entry\":5,\"object\":\"whatsapp_business_"
-	                     "account\","
-	                     "\"entry\":[{\"changes\":[{\"value\":{\"statuses\":5,\"statuses\":[{"
-	                     "\"id\":\"w\","
-	                     "\"status\":\"read\",\"timestamp\":\"2\"}]}}]}]}",
-	                     0, 1},
-	                    /* Missing and odd optional fields. */
-	                    {WA_ST("{\"id\":\"wamid.A\",\"status\":\"failed\",\"timestamp\":\"3\","
-	                           "\"errors\":[]}"),
-	                     0, 1},
-	                    {WA_ST("{\"id\":\"wamid.A\",\"status\":\"failed\",\"timestamp\":\"3\","
-	                           "\"errors\":[{}]}"),
-	                     0, 1},
-	                    {WA_ST("{\"id\":\"wamid.A\",\"status\":\"failed\",\"timestamp\":\"3\","
-	                           "\"errors\":[{"
-	                           "\"code\":1.5,\"title\":5,\"message\":\"from message\"}]}"),
-	                     0, 1},
-	                    {WA_ST("{\"id\":\"wamid.A\",\"status\":\"failed\",\"timestamp\":\"3\","
-	                           "\"errors\":[{"
-	                           "\"code\":-0,\"title\":null,\"message\":[]}]}"),
-	                     0, 1},
-	                    {WA_ST("{\"id\":\"w1\",\"status\":\"read\",\"timestamp\":0,"
-	                           "\"biz_opaque_callback_data\":\"01JABCDEFGHJKMNPQRSTVWXYZ0\"},"
-	                           "{\"id\":\"w2\",\"status\":\"read\",\"timestamp\":999999999999,"
-	                           "\"biz_opaque_callback_data\":\"01JABCDEFGHJKMNPQRSTVWXYZ\"},"
-	                           "{\"id\":\"w3\",\"status\":\"read\",\"timestamp\":"
-	                           "\"000000000000\","
-	                           "\"biz_opaque_callback_data\":\"01JABCDEFGHJKMNPQRSTVWXYZ00\"},"
-	                           "{\"id\":\"w4\",\"status\":\"read\",\"timestamp\":\"5\","
-	                           "\"biz_opaque_callback_data\":5},"
-	                           "{\"id\":\"w5\",\"status\":\"read\",\"timestamp\":\"5\","
-	                           "\"biz_opaque_callback_data\":\"81JABCDEFGHJKMNPQRSTVWXYZ0\"}"),
-	                     0, 1},
-	                    /* Statuses with nothing to apply are not read further. */
-	                    {WA_ST("{\"status\":\"played\"},{\"status\":\"deleted\",\"id\":5},{"
-	                           "\"status\":"
-	                           "\"a status name far longer than any that Herald "
-	                           "applies\"},{\"status\":\"\"}"),
-	                     0, 1},
-	                    /* Changes that are not messages are skipped, whatever their value. */
-	                    {"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"changes\":["
-	                     "{\"field\":\"account_update\",\"value\":5},"
-	                     "{\"field\":\"a field name longer than thirty-two "
-	                     "bytes\",\"value\":5},"
-	                     "{\"field\":5,\"value\":{}},{\"value\":{\"statuses\":[],\"messages\":["
-	                     "]}}]},"
-	                     "{\"changes\":[]}]}",
-	                     0, 1},
-	                    /* Replies of every kind. */
-	                    {WA_MSG(
-	                         WA_M("text", ",\"text\":{\"body\":\"STOP\"},\"context\":{\"id\":"
-	                                      "\"\"}") "," WA_M("button", ",\"button\":{"
-	                                                                  "\"payload\":"
-	                                                                  "\"P\\u00e9\",\"text\":"
-	                                                                  "\"Pay\"}") "," WA_M(
-	                             "interactive",
-	                             ",\"interactive\":{\"type\":\"button_reply\","
-	                             "\"button_reply\":{\"id\":\"yes\",\"title\":\"Yes\"}}") "," WA_M("interactive",
-	                                                                                              ",\"interactive\":{\"type\":\"list_reply\","
-	                                                                                              "\"list_reply\":{\"id\":\"o2\"}}") "," WA_M("interactive",
-	                                                                                                                                          ",\"interactive\":{\"type\":\"nfm_reply\"}") "," WA_M("image", ",\"image\":{\"id\":\"m1\",\"caption\":\"my receipt\"}") "," WA_M("document", ",\"document\":{\"id\":\"m2\",\"caption\":7}") "," WA_M("reaction",
-	                                                                                                                                                                                                                                                                                                                                               ",\"reaction\":{\"message_id\":\"wamid.O\",\"emoji\":\"👍\"}") "," WA_M("reaction",
-	                                                                                                                                                                                                                                                                                                                                                                                                                      ",\"context\":{\"id\":\"wamid.C\"},\"reaction\":{"
-	                                                                                                                                                                                                                                                                                                                                                                                                                      "\"message_id\":\"wamid.O\"}") "," WA_M("reaction",
-	                                                                                                                                                                                                                                                                                                                                                                                                                                                              ",\"reaction\":5") "," WA_M("a type name of thirty-one bytes",
-	                                                                                                                                                                                                                                                                                                                                                                                                                                                                                          "") "," WA_M("text",
-	                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                       ",\"text\":{\"body\":\"\"}")),
-	                     0, 1},
-	                    /* Pretty-printed, with every kind of whitespace. */
-	                    {" \n\t{\r\n \"object\" : \"whatsapp_business_account\" ,\n \"entry\" "
-	                     ": [ { "
-	                     "\"changes\" : [ { \"value\" : { \"statuses\" : [ { \"id\" : \"w\" , "
-	                     "\"status\" : "
-	                     "\"read\" , \"timestamp\" : \"1\" } ] } } ] } ] }\n ",
-	                     0, 1},
-	                    /* What jsonr leaves to jansson, which takes it: an exponent, 19
-	                     * digits, an escaped key, nesting past JSONR_DEPTH_MAX. */
-	                    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"1\","
-	                           "\"pricing\":{\"x\":1e5}}"),
-	                     0, 0},
-	                    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"1\",\"n\":"
-	                           "1234567890123456789}"),
-	                     0, 0},
-	                    {WA_ST("{\"id\":\"w\",\"st\\u0061tus\":\"read\",\"timestamp\":\"1\"}"),
-	                     0, 0},
-	                    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"1\",\"deep\":"
-	                           "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
-	                           "[[["
-	                           "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
-	                           "]]]}"),
-	                     0, 0},
-	                    /* Errors: jansson's way names them. */
-	                    {"", HR_EINVAL, 0},
-	                    {"not json", HR_EINVAL, 0},
-	                    {"[]", HR_EINVAL, 0},
-	                    {"{\"object\":\"whatsapp_business_account\",\"entry\":[]} x", HR_EINVAL,
-	                     0},
-	                    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":1e5}"),
-	                     HR_EINVAL, 0},
-	                    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":1.5}"),
-	                     HR_EINVAL, 0},
-	                    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":"
-	                           "99999999999999999999}"),
-	                     HR_EINVAL, 0},
-	                    {WA_ST(
-	                         "{\"id\":\"w\",\"status\":\"read\",\"timestamp\":1000000000000}"),
-	                     HR_EINVAL, 0},
-	                    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":-1}"),
-	                     HR_EINVAL, 0},
-	                    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":"
-	                           "\"1234567890123\"}"),
-	                     HR_EINVAL, 0},
-	                    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"\"}"),
-	                     HR_EINVAL, 0},
-	                    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\" 1\"}"),
-	                     HR_EINVAL, 0},
-	                    {WA_ST("{\"id\":\"\",\"status\":\"read\",\"timestamp\":\"1\"}"),
-	                     HR_EINVAL, 0},
-	                    {WA_ST("{\"id\":\"w\\u0000\",\"status\":\"read\",\"timestamp\":\"1\"}"),
-	                     HR_EINVAL, 0},
-	                    {WA_ST("{\"id\":\"w\",\"status\":5,\"timestamp\":\"1\"}"), HR_EINVAL,
-	                     0},
-	                    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"1\","
-	                           "\"errors\":null}"),
-	                     HR_EINVAL, 0},
-	                    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"1\","
-	                           "\"errors\":[\"x\"]}"),
-	                     HR_EINVAL, 0},
-	                    {WA_ST("5"), HR_EINVAL, 0},
-	                    {WA_ENV("{\"statuses\":{}}"), HR_EINVAL, 0},
-	                    {WA_ENV("[]"), HR_EINVAL, 0},
-	                    {"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"changes\":[5]"
-	                     "}]}",
-	                     HR_EINVAL, 0},
-	                    {"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"changes\":{}}"
-	                     "]}",
-	                     HR_EINVAL, 0},
-	                    {"{\"object\":\"whatsapp_business_account\",\"entry\":[[]]}", HR_EINVAL,
-	                     0},
-	                    {"{\"object\":\"whatsapp_business_accounts\",\"entry\":[]}", HR_EINVAL,
-	                     0},
-	                    {"{\"object\":5,\"entry\":[]}", HR_EINVAL, 0},
-	                    {"{\"entry\":[]}", HR_EINVAL, 0},
-	                    {"{\"object\":\"whatsapp_business_account\",\"entry\":{}}", HR_EINVAL,
-	                     0},
-	                    {WA_MSG(WA_M("text", ",\"text\":{\"body\":5}")), HR_EINVAL, 0},
-	                    {WA_MSG(WA_M("text", ",\"text\":\"hi\"")), HR_EINVAL, 0},
-	                    {WA_MSG(WA_M("text", "")), HR_EINVAL, 0},
-	                    {WA_MSG(WA_M("button", ",\"button\":{\"payload\":\"P\",\"text\":5}")),
-	                     HR_EINVAL, 0},
-	                    {WA_MSG(WA_M("interactive", ",\"interactive\":{\"type\":5}")),
-	                     HR_EINVAL, 0},
-	                    {WA_MSG(WA_M("interactive",
-	                                 ",\"interactive\":{\"type\":\"list_reply\","
-	                                 "\"list_reply\":{\"id\":\"o\",\"title\":[]}}")),
-	                     HR_EINVAL, 0},
-	                    {WA_MSG(WA_M("reaction", ",\"reaction\":{\"emoji\":5}")), HR_EINVAL, 0},
-	                    {WA_MSG(WA_M("reaction", ",\"reaction\":{\"message_id\":5}")),
-	                     HR_EINVAL, 0},
-	                    {WA_MSG(WA_M("image", ",\"context\":[]")), HR_EINVAL, 0},
-	                    {WA_MSG(WA_M("a type name of thirty-two bytes!", "")), HR_EINVAL, 0},
-	                    {WA_MSG(WA_M("", "")), HR_EINVAL, 0},
-	                    {WA_MSG("{\"id\":\"wamid.M\",\"from\":5,\"timestamp\":\"1\",\"type\":"
-	                            "\"text\"}"),
-	                     HR_EINVAL, 0},
-	                    {WA_MSG("{\"id\":\"wamid.M\",\"from\":\"4479\",\"type\":\"text\"}"),
-	                     HR_EINVAL, 0},
-	                    {WA_MSG("7"), HR_EINVAL, 0},
-	                    /* A failure after good statuses and replies: nothing of it kept. */
-	                    {WA_ENV("{\"statuses\":[{\"id\":\"w\",\"status\":\"read\","
-	                            "\"timestamp\":\"1\"}],"
-	                            "\"messages\":[" WA_M(
-	                                "text",
-	                                ",\"text\":{\"body\":\"x\"}") ","
-	                                                              "{\"id\":\"wamid.M\"}]}"),
-	                     HR_EINVAL, 0},
-	                };
+	static const struct ws_case cases[] = {
+	    {VEC_BODY, 0, 1},
+	    /* Escapes in values: read unescaped, as jansson does. */
+	    {WA_ST("{\"id\":\"wamid.\\u00e9\\\"\\\\\\/x\",\"status\":\"r\\u0065ad\","
+	           "\"timestamp\":\"\\u0031750000000\"}"),
+	     0, 1},
+	    {WA_ST("{\"id\":\"wamid.F\",\"status\":\"failed\",\"timestamp\":\"1750000000\","
+	           "\"errors\":[{\"code\":\"1\\u00302\",\"title\":\"bad \\ud83d\\ude00\\n\\t"
+	           "end\"}]}"),
+	     0, 1},
+	    {WA_ST("{\"id\":\"wamid.F\",\"status\":\"failed\",\"timestamp\":1750000000,"
+	           "\"errors\":[{\"code\":131026,\"title\":\"Nachricht nicht zugestellt — ü 😀\"},"
+	           "{\"code\":1}]}"),
+	     0, 1},
+	    /* Duplicate keys: the last one wins, everywhere. */
+	    {WA_ST("{\"id\":\"wamid.A\",\"status\":\"sent\",\"status\":\"failed\",\"timestamp\":"
+	           "\"1\",\"id\":\"wamid.B\",\"errors\":{},\"errors\":[{\"code\":7,\"code\":\"x\"}]"
+	           "}"),
+	     0, 1},
+	    {"{\"object\":\"page\",\"entry\":5,\"object\":\"whatsapp_business_account\","
+	     "\"entry\":[{\"changes\":[{\"value\":{\"statuses\":5,\"statuses\":[{\"id\":\"w\","
+	     "\"status\":\"read\",\"timestamp\":\"2\"}]}}]}]}",
+	     0, 1},
+	    /* Missing and odd optional fields. */
+	    {WA_ST("{\"id\":\"wamid.A\",\"status\":\"failed\",\"timestamp\":\"3\",\"errors\":[]}"),
+	     0, 1},
+	    {WA_ST(
+	         "{\"id\":\"wamid.A\",\"status\":\"failed\",\"timestamp\":\"3\",\"errors\":[{}]}"),
+	     0, 1},
+	    {WA_ST("{\"id\":\"wamid.A\",\"status\":\"failed\",\"timestamp\":\"3\",\"errors\":[{"
+	           "\"code\":1.5,\"title\":5,\"message\":\"from message\"}]}"),
+	     0, 1},
+	    {WA_ST("{\"id\":\"wamid.A\",\"status\":\"failed\",\"timestamp\":\"3\",\"errors\":[{"
+	           "\"code\":-0,\"title\":null,\"message\":[]}]}"),
+	     0, 1},
+	    {WA_ST("{\"id\":\"w1\",\"status\":\"read\",\"timestamp\":0,"
+	           "\"biz_opaque_callback_data\":\"01JABCDEFGHJKMNPQRSTVWXYZ0\"},"
+	           "{\"id\":\"w2\",\"status\":\"read\",\"timestamp\":999999999999,"
+	           "\"biz_opaque_callback_data\":\"01JABCDEFGHJKMNPQRSTVWXYZ\"},"
+	           "{\"id\":\"w3\",\"status\":\"read\",\"timestamp\":\"000000000000\","
+	           "\"biz_opaque_callback_data\":\"01JABCDEFGHJKMNPQRSTVWXYZ00\"},"
+	           "{\"id\":\"w4\",\"status\":\"read\",\"timestamp\":\"5\","
+	           "\"biz_opaque_callback_data\":5},"
+	           "{\"id\":\"w5\",\"status\":\"read\",\"timestamp\":\"5\","
+	           "\"biz_opaque_callback_data\":\"81JABCDEFGHJKMNPQRSTVWXYZ0\"}"),
+	     0, 1},
+	    /* Statuses with nothing to apply are not read further. */
+	    {WA_ST("{\"status\":\"played\"},{\"status\":\"deleted\",\"id\":5},{\"status\":"
+	           "\"a status name far longer than any that Herald applies\"},{\"status\":\"\"}"),
+	     0, 1},
+	    /* Changes that are not messages are skipped, whatever their value. */
+	    {"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"changes\":["
+	     "{\"field\":\"account_update\",\"value\":5},"
+	     "{\"field\":\"a field name longer than thirty-two bytes\",\"value\":5},"
+	     "{\"field\":5,\"value\":{}},{\"value\":{\"statuses\":[],\"messages\":[]}}]},"
+	     "{\"changes\":[]}]}",
+	     0, 1},
+	    /* Replies of every kind. */
+	    {wa_replies, 0, 1},
+	    /* Pretty-printed, with every kind of whitespace. */
+	    {" \n\t{\r\n \"object\" : \"whatsapp_business_account\" ,\n \"entry\" : [ { "
+	     "\"changes\" : [ { \"value\" : { \"statuses\" : [ { \"id\" : \"w\" , \"status\" : "
+	     "\"read\" , \"timestamp\" : \"1\" } ] } } ] } ] }\n ",
+	     0, 1},
+	    /* What jsonr leaves to jansson, which takes it: an exponent, 19
+	     * digits, an escaped key, nesting past JSONR_DEPTH_MAX. */
+	    {WA_ST(
+	         "{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"1\",\"pricing\":{\"x\":1e5}}"),
+	     0, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"1\",\"n\":"
+	           "1234567890123456789}"),
+	     0, 0},
+	    {WA_ST("{\"id\":\"w\",\"st\\u0061tus\":\"read\",\"timestamp\":\"1\"}"), 0, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"1\",\"deep\":"
+	           "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+	           "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"),
+	     0, 0},
+	    /* Errors: jansson's way names them. */
+	    {"", HR_EINVAL, 0},
+	    {"not json", HR_EINVAL, 0},
+	    {"[]", HR_EINVAL, 0},
+	    {"{\"object\":\"whatsapp_business_account\",\"entry\":[]} x", HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":1e5}"), HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":1.5}"), HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":99999999999999999999}"),
+	     HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":1000000000000}"), HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":-1}"), HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"1234567890123\"}"), HR_EINVAL,
+	     0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"\"}"), HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\" 1\"}"), HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"\",\"status\":\"read\",\"timestamp\":\"1\"}"), HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\\u0000\",\"status\":\"read\",\"timestamp\":\"1\"}"), HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":5,\"timestamp\":\"1\"}"), HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"1\",\"errors\":null}"),
+	     HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"1\",\"errors\":[\"x\"]}"),
+	     HR_EINVAL, 0},
+	    {WA_ST("5"), HR_EINVAL, 0},
+	    {WA_ENV("{\"statuses\":{}}"), HR_EINVAL, 0},
+	    {WA_ENV("[]"), HR_EINVAL, 0},
+	    {"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"changes\":[5]}]}", HR_EINVAL,
+	     0},
+	    {"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"changes\":{}}]}", HR_EINVAL,
+	     0},
+	    {"{\"object\":\"whatsapp_business_account\",\"entry\":[[]]}", HR_EINVAL, 0},
+	    {"{\"object\":\"whatsapp_business_accounts\",\"entry\":[]}", HR_EINVAL, 0},
+	    {"{\"object\":5,\"entry\":[]}", HR_EINVAL, 0},
+	    {"{\"entry\":[]}", HR_EINVAL, 0},
+	    {"{\"object\":\"whatsapp_business_account\",\"entry\":{}}", HR_EINVAL, 0},
+	    {WA_MSG(WA_M("text", ",\"text\":{\"body\":5}")), HR_EINVAL, 0},
+	    {WA_MSG(WA_M("text", ",\"text\":\"hi\"")), HR_EINVAL, 0},
+	    {WA_MSG(WA_M("text", "")), HR_EINVAL, 0},
+	    {WA_MSG(WA_M("button", ",\"button\":{\"payload\":\"P\",\"text\":5}")), HR_EINVAL, 0},
+	    {WA_MSG(WA_M("interactive", ",\"interactive\":{\"type\":5}")), HR_EINVAL, 0},
+	    {WA_MSG(WA_M("interactive", ",\"interactive\":{\"type\":\"list_reply\","
+	                                "\"list_reply\":{\"id\":\"o\",\"title\":[]}}")),
+	     HR_EINVAL, 0},
+	    {WA_MSG(WA_M("reaction", ",\"reaction\":{\"emoji\":5}")), HR_EINVAL, 0},
+	    {WA_MSG(WA_M("reaction", ",\"reaction\":{\"message_id\":5}")), HR_EINVAL, 0},
+	    {WA_MSG(WA_M("image", ",\"context\":[]")), HR_EINVAL, 0},
+	    {WA_MSG(WA_M("a type name of thirty-two bytes!", "")), HR_EINVAL, 0},
+	    {WA_MSG(WA_M("", "")), HR_EINVAL, 0},
+	    {WA_MSG("{\"id\":\"wamid.M\",\"from\":5,\"timestamp\":\"1\",\"type\":\"text\"}"),
+	     HR_EINVAL, 0},
+	    {WA_MSG("{\"id\":\"wamid.M\",\"from\":\"4479\",\"type\":\"text\"}"), HR_EINVAL, 0},
+	    {WA_MSG("7"), HR_EINVAL, 0},
+	    /* A failure after good statuses and replies: nothing of it kept. */
+	    {WA_ENV("{\"statuses\":[{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"1\"}],"
+	            "\"messages\":[" WA_M("text",
+	                                  ",\"text\":{\"body\":\"x\"}") ","
+	                                                                "{\"id\":\"wamid.M\"}]}"),
+	     HR_EINVAL, 0},
+	};
 	ws_cases(&channel_whatsapp, NULL, cases, sizeof cases / sizeof cases[0]);
 	assert_int_equal(ws_same_parse(&channel_whatsapp, NULL, NULL, 0), HR_EINVAL);
 	assert_int_equal(ws_fast, 0);
@@ -2213,17 +2175,16 @@ static void test_fast_webhook_no_jansson(void **state)
 static void test_fast_webhook_mutations(void **state)
 {
 	(void)state;
-	static const char body[] =
-	    WA_ENV(
-	        "{\"statuses\":[{\"id\":\"wamid.A\",\"status\":\"failed\",\"timestamp\":\"17\","
-	        "\"biz_opaque_callback_data\":\"01JABCDEFGHJKMNPQRSTVWXYZ0\",\"errors\":[{\"code\":"
-	        "131026,\"title\":\"T\\u00e9\"}]},{\"id\":\"wamid.B\",\"status\":\"read\","
-	        "\"timestamp\":18}],\"messages\":[" WA_M(
-	            "interactive", ",\"context\":{\"id\":\"wamid.C\"},\"interactive\":{\"type\":"
-	                           "\"button_reply\",\"button_reply\":{\"id\":\"y\",\"title\":"
-	                           "\"Y\"}}") "," WA_M("reaction",
-	                                               ",\"reaction\":{\"message_id\":\"wamid.O\","
-	                                               "\"emoji\":\"x\"}") "]}");
+	static const char body[] = WA_ENV(
+	    "{\"statuses\":[{\"id\":\"wamid.A\",\"status\":\"failed\",\"timestamp\":\"17\","
+	    "\"biz_opaque_callback_data\":\"01JABCDEFGHJKMNPQRSTVWXYZ0\",\"errors\":[{\"code\":"
+	    "131026,\"title\":\"T\\u00e9\"}]},{\"id\":\"wamid.B\",\"status\":\"read\","
+	    "\"timestamp\":18}],\"messages\":[" WA_M(
+	        "interactive",
+	        ",\"context\":{\"id\":\"wamid.C\"},\"interactive\":{\"type\":"
+	        "\"button_reply\",\"button_reply\":{\"id\":\"y\",\"title\":"
+	        "\"Y\"}}") "," WA_M("reaction", ",\"reaction\":{\"message_id\":\"wamid.O\","
+	                                        "\"emoji\":\"x\"}") "]}");
 	int fast = 0, slow = 0;
 	ws_mutations(&channel_whatsapp, NULL, body, 20000, 99, &fast, &slow);
 	print_message("whatsapp webhook mutations: %d read the fast way, %d by jansson\n", fast,
