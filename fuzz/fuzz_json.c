@@ -3,9 +3,11 @@
  * (src/core/jsonw.c, src/core/jsonr.c), each against jansson.
  * Input layout: byte 0 picks the part (even: the reader, odd: the writer);
  * the rest is the text to read, or the bytes of a string to write.
- * Oracles beyond the sanitizers: whatever jsonr accepts, jansson's
- * json_loadb accepts too and reads the same values (the channels fall back
- * to jansson whenever jsonr refuses); jsonw writes a string exactly when
+ * Oracles beyond the sanitizers: whatever jsonr accepts (jsonr_parse, and
+ * jsonr_parse_large with its tokens on the heap), jansson's json_loadb
+ * accepts too and reads the same values (the channels fall back to jansson
+ * whenever jsonr refuses); jsonr_parse_large takes whatever jsonr_parse
+ * takes but nesting past JSONR_DEPTH_MAX; jsonw writes a string exactly when
  * json_stringn takes it (and it holds no NUL), and then byte for byte what
  * json_dumps writes.
  */
@@ -61,7 +63,9 @@ static bool fz_same(const struct jsonr *r, int t, json_t *j)
 		static char buf[1 << 17];
 		size_t n = 0;
 		return json_is_string(j) && jsonr_string(r, t, buf, sizeof buf, &n) &&
-		       n == json_string_length(j) && memcmp(buf, json_string_value(j), n) == 0;
+		       n == json_string_length(j) && memcmp(buf, json_string_value(j), n) == 0 &&
+		       jsonr_string_is(r, t, json_string_value(j)) &&
+		       (n == 0 || !jsonr_string_is(r, t, json_string_value(j) + 1));
 	}
 	char c = r->js[k->start];
 	if (c == 't')
@@ -84,6 +88,23 @@ static bool fz_same(const struct jsonr *r, int t, json_t *j)
 	return strtod(num, NULL) == json_real_value(j);
 }
 
+/* How many brackets s[0..n) has open at once at most, outside strings. */
+static int fz_depth(const char *s, size_t n)
+{
+	int d = 0, max = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '"') {
+			for (i++; i < n && s[i] != '"'; i++)
+				i += s[i] == '\\';
+		} else if (s[i] == '[' || s[i] == '{') {
+			max = ++d > max ? d : max;
+		} else if (s[i] == ']' || s[i] == '}') {
+			d--;
+		}
+	}
+	return max;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
@@ -99,6 +120,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		json_t *j = json_loadb(s, n, 0, &je);
 		if (rc == 0 && (!j || !fz_same(&r, 0, j)))
 			abort();
+		static struct jsonr big;
+		int brc = jsonr_parse_large(&big, s, n, JSONR_TOKENS_LARGE_MAX);
+		if (brc != 0 && brc != HR_EINVAL && brc != HR_ELIMIT && brc != HR_ENOMEM)
+			abort();
+		if (brc == 0 && (!j || !fz_same(&big, 0, j) || (rc == 0 && big.ntok != r.ntok)))
+			abort();
+		if (rc == 0 && brc != 0 && (brc != HR_EINVAL || fz_depth(s, n) <= JSONR_DEPTH_MAX))
+			abort();
+		jsonr_free(&big);
 		json_decref(j);
 		return 0;
 	}

@@ -5,8 +5,9 @@
  * the event parser, the API's answers, phone numbers and content.
  * Input layout: fuzz_channel.h. The service account's key is made in memory
  * and passed by env: reference (no file, no network: the token endpoint is
- * only called to send). Oracle beyond the sanitizers: a signature is
- * accepted exactly when it is base64(HMAC-SHA512(client token, data)).
+ * only called to send). Oracles beyond the sanitizers: a signature is
+ * accepted exactly when it is base64(HMAC-SHA512(client token, data)); the
+ * push reads the same with jsonr as with jansson (fuzz_webhook_same.h).
  */
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -14,6 +15,7 @@
 
 #include "core/crypto.h"
 #include "fuzz_channel.h"
+#include "fuzz_webhook_same.h"
 
 #define TOKEN "SJENCPGJESMGUFPY"
 
@@ -86,6 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int vrc = fz_drive(g_acct, &r);
 	if ((vrc == 0) != signed_ok(&r))
 		abort();
+	fz_webhook_same(g_acct, r.body, r.len);
 	fz_req_free(&r);
 	return 0;
 }

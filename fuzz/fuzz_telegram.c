@@ -2,10 +2,12 @@
  * fuzz_telegram.c - the Telegram Bot API adapter's handling of outside bytes
  * (src/channels/telegram.c): the X-Telegram-Bot-Api-Secret-Token check, the
  * update parser, the Bot API's answers (parse_send), chat ids and content.
- * Input layout: fuzz_channel.h. Oracle beyond the sanitizers: the secret
- * header is accepted exactly when it is the account's webhook_secret.
+ * Input layout: fuzz_channel.h. Oracles beyond the sanitizers: the secret
+ * header is accepted exactly when it is the account's webhook_secret; the
+ * update reads the same with jsonr as with jansson (fuzz_webhook_same.h).
  */
 #include "fuzz_channel.h"
+#include "fuzz_webhook_same.h"
 
 #define SECRET "tg-Secret_42"
 
@@ -29,6 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int vrc = fz_drive(g_acct, &r);
 	if ((vrc == 0) != (strcmp(r.line1, SECRET) == 0))
 		abort();
+	fz_webhook_same(g_acct, r.body, r.len);
 	fz_req_free(&r);
 	return 0;
 }

@@ -3,14 +3,17 @@
  * bytes (src/channels/whatsapp.c): the GET hub.challenge handshake, the
  * X-Hub-Signature-256 check, the webhook parser, the send answer's
  * classification, recipient normalisation and content validation.
- * Input layout: fuzz_channel.h. Oracle beyond the sanitizers: a signature
- * is accepted exactly when it is sha256=<HMAC-SHA256(app secret, body)>.
+ * Input layout: fuzz_channel.h. Oracles beyond the sanitizers: a signature
+ * is accepted exactly when it is sha256=<HMAC-SHA256(app secret, body)>;
+ * the webhook body reads the same with jsonr as with jansson
+ * (fuzz_webhook_same.h).
  */
 #include <ctype.h>
 #include <strings.h>
 
 #include "core/crypto.h"
 #include "fuzz_channel.h"
+#include "fuzz_webhook_same.h"
 
 #define SECRET "app-secret-123"
 
@@ -40,6 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	             strncasecmp(sig + 7, want, 64) == 0;
 	if ((vrc == 0) != match)
 		abort();
+	fz_webhook_same(g_acct, r.body, r.len);
 	fz_req_free(&r);
 	return 0;
 }

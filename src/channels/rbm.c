@@ -1933,11 +1933,190 @@ static int rbm_parse_event(json_t *ev, struct wh_parsed *out, struct hr_err *err
 	return 0;
 }
 
+/*
+ * The fast way (channel_fast_json): the push and the event inside it read
+ * with jsonr (core/jsonr.h) instead of jansson trees. Each rbm_f* function
+ * takes what its jansson twin accepts and records the same; wherever the
+ * twin would fail it returns false instead, as for any text jsonr refuses
+ * and for a shared location (its coordinates are jansson's doubles), and
+ * the caller drops what was added and reads the push the jansson way,
+ * which records it or gives the error.
+ */
+
+/* rbm_str. */
+static bool rbm_fstr(const struct jsonr *r, int ev, const char *key, bool required, char *dst,
+                     size_t n)
+{
+	int v = jsonr_get(r, ev, key);
+	size_t len;
+	if (v < 0)
+		return !required;
+	/* A string shorter than n copies whole: hr_utf8_copy's cut never falls. */
+	return jsonr_string(r, v, dst, n, &len) && len > 0;
+}
+
+/* rbm_send_time; ts may be NULL. */
+static bool rbm_fsend_time(const struct jsonr *r, int ev, char *ts, size_t tsn, int64_t *us)
+{
+	int v = jsonr_get(r, ev, "sendTime");
+	char buf[64];
+	if (v < 0)
+		return true;
+	if (tsn > sizeof buf || !jsonr_string(r, v, buf, tsn, NULL) || hr_time_parse(buf, us) != 0)
+		return false;
+	if (ts)
+		hr_strlcpy(ts, buf, tsn);
+	return true;
+}
+
+/* rbm_dupstr. */
+static bool rbm_fdupstr(const struct jsonr *r, int obj, const char *key, char **dst)
+{
+	int v = jsonr_get(r, obj, key);
+	if (v < 0)
+		return true;
+	if (!jsonr_is_string(r, v))
+		return false;
+	free(*dst);
+	return (*dst = jsonr_strdup(r, v, NULL)) != NULL;
+}
+
+/* rbm_parse_user_message. */
+static bool rbm_fparse_user_message(const struct jsonr *r, int ev, struct wh_parsed *out)
+{
+	struct wh_inbound *in = wh_parsed_add_inbound(out);
+	if (!in ||
+	    !rbm_fstr(r, ev, "messageId", true, in->provider_msg_id, sizeof in->provider_msg_id) ||
+	    !rbm_fstr(r, ev, "senderPhoneNumber", true, in->from, sizeof in->from) ||
+	    !rbm_fsend_time(r, ev, NULL, 40, &in->provider_at))
+		return false;
+	int sr = jsonr_get(r, ev, "suggestionResponse");
+	if (jsonr_is_string(r, jsonr_get(r, ev, "text"))) {
+		hr_strlcpy(in->kind, "text", sizeof in->kind);
+		return rbm_fdupstr(r, ev, "text", &in->text);
+	}
+	if (sr >= 0) {
+		int pbt = jsonr_get(r, sr, "postbackData");
+		if (!jsonr_is_object(r, sr) || !jsonr_is_string(r, pbt))
+			return false;
+		char *pbs = jsonr_strdup(r, pbt, NULL);
+		if (!pbs)
+			return false;
+		hr_strlcpy(in->kind, "button", sizeof in->kind);
+		const char *pb = pbs, *bar = strchr(pb, '|');
+		char ref[RBM_UUID_LEN + 1];
+		if (bar && bar - pb == RBM_UUID_LEN && rbm_find_uuid(pb, ref)) {
+			hr_strlcpy(in->context_id, ref, sizeof in->context_id);
+			pb = bar + 1;
+		}
+		in->payload = strdup(pb);
+		free(pbs);
+		return in->payload && rbm_fdupstr(r, sr, "text", &in->text);
+	}
+	int file = jsonr_get(r, ev, "userFile");
+	if (jsonr_is_object(r, file)) {
+		hr_strlcpy(in->kind, "file", sizeof in->kind);
+		return rbm_fdupstr(r, jsonr_get(r, file, "payload"), "fileUri", &in->text);
+	}
+	if (jsonr_is_object(r, jsonr_get(r, ev, "location")))
+		return false; /* the jansson way formats its doubles */
+	hr_strlcpy(in->kind, "other", sizeof in->kind);
+	return true;
+}
+
+/* rbm_parse_event. */
+static bool rbm_fparse_event(const struct jsonr *r, int ev, struct wh_parsed *out)
+{
+	int et = jsonr_get(r, ev, "eventType");
+	if (!jsonr_is_string(r, et))
+		return false;
+	enum msg_status st;
+	bool revoked = false;
+	if (jsonr_string_is(r, et, "DELIVERED")) {
+		st = MSG_DELIVERED;
+	} else if (jsonr_string_is(r, et, "READ")) {
+		st = MSG_READ;
+	} else if (jsonr_string_is(r, et, "TTL_EXPIRATION_REVOKED")) {
+		st = MSG_UNDELIVERED;
+		revoked = true;
+	} else {
+		return true;
+	}
+	struct wh_status tmp = {.status = st};
+	if (revoked) {
+		hr_strlcpy(tmp.error_code, "TTL_EXPIRATION_REVOKED", sizeof tmp.error_code);
+		hr_strlcpy(tmp.error_text,
+		           "the message expired (ttl) before delivery and was revoked",
+		           sizeof tmp.error_text);
+	}
+	if (!rbm_fstr(r, ev, "messageId", true, tmp.provider_id, sizeof tmp.provider_id) ||
+	    !rbm_fsend_time(r, ev, tmp.provider_ts, sizeof tmp.provider_ts, &tmp.provider_at))
+		return false;
+	struct wh_status *dst = wh_parsed_add_status(out);
+	if (!dst)
+		return false;
+	*dst = tmp;
+	return true;
+}
+
+/* rbm_webhook_parse's reading of the push in r: its message.data decoded
+ * and read as the event. */
+static bool rbm_fparse_push(const struct jsonr *r, struct wh_parsed *out)
+{
+	int msg = jsonr_get(r, 0, "message");
+	int dt = jsonr_get(r, msg, "data");
+	if (!jsonr_is_object(r, msg) || !jsonr_is_string(r, dt))
+		return false;
+	size_t n = 0, dlen = 0;
+	char *data = jsonr_strdup(r, dt, &n);
+	unsigned char *raw = data ? hr_b64_decode(data, n, &dlen) : NULL;
+	free(data);
+	if (!raw)
+		return false;
+	struct jsonr e;
+	bool ok = jsonr_parse_large(&e, (const char *)raw, dlen, JSONR_TOKENS_LARGE_MAX) == 0 &&
+	          jsonr_is_object(&e, 0);
+	if (ok) {
+		if (jsonr_get(&e, 0, "eventType") >= 0)
+			ok = rbm_fparse_event(&e, 0, out);
+		else if (jsonr_get(&e, 0, "messageId") >= 0)
+			ok = rbm_fparse_user_message(&e, 0, out);
+		else
+			ok = false;
+	}
+	jsonr_free(&e);
+	free(raw);
+	return ok;
+}
+
+/* Drops what a parse added to out past ns statuses and ni replies. */
+static void rbm_parsed_rollback(struct wh_parsed *out, size_t ns, size_t ni)
+{
+	for (size_t k = ni; k < out->ninbound; k++) {
+		free(out->inbound[k].text);
+		free(out->inbound[k].payload);
+	}
+	out->nstatuses = ns;
+	out->ninbound = ni;
+}
+
 /* Parses one Pub/Sub push; on error out is left as it was. */
 static int rbm_webhook_parse(const struct channel_account *acct, const char *body, size_t len,
                              struct wh_parsed *out, struct hr_err *err)
 {
 	(void)acct;
+	size_t ns = out->nstatuses, ni = out->ninbound;
+	if (channel_fast_json && body) {
+		struct jsonr r;
+		bool ok = jsonr_parse_large(&r, body, len, JSONR_TOKENS_LARGE_MAX) == 0 &&
+		          rbm_fparse_push(&r, out);
+		jsonr_free(&r);
+		if (ok) {
+			channel_fast_json_hits++;
+			return 0;
+		}
+		rbm_parsed_rollback(out, ns, ni);
+	}
 	json_error_t je;
 	json_t *root = json_loadb(body ? body : "", len, 0, &je);
 	if (!root) {
@@ -1956,7 +2135,6 @@ static int rbm_webhook_parse(const struct channel_account *acct, const char *bod
 		rc = hr_fail(err, HR_EINVAL, "message.data",
 		             "message.data must be base64 of a JSON object");
 	} else {
-		size_t ns = out->nstatuses, ni = out->ninbound;
 		if (json_object_get(ev, "eventType"))
 			rc = rbm_parse_event(ev, out, err);
 		else if (json_object_get(ev, "messageId"))
@@ -1965,14 +2143,8 @@ static int rbm_webhook_parse(const struct channel_account *acct, const char *bod
 			rc = hr_fail(err, HR_EINVAL, "data",
 			             "data is neither a user event (eventType) nor a user message "
 			             "(messageId)");
-		if (rc) {
-			for (size_t k = ni; k < out->ninbound; k++) {
-				free(out->inbound[k].text);
-				free(out->inbound[k].payload);
-			}
-			out->nstatuses = ns;
-			out->ninbound = ni;
-		}
+		if (rc)
+			rbm_parsed_rollback(out, ns, ni);
 	}
 	json_decref(ev);
 	json_decref(root);

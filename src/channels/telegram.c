@@ -934,6 +934,11 @@ static int tg_dup_str(json_t *v, char **dst, const char *path, struct hr_err *er
 	return *dst ? 0 : hr_fail(err, HR_ENOMEM, path, "out of memory");
 }
 
+/* The keys of a Message that make it a customer's media message. */
+static const char *const tg_media[] = {"photo",    "document",   "video",   "audio",
+                                       "voice",    "video_note", "sticker", "animation",
+                                       "location", "contact",    "poll",    NULL};
+
 /*
  * A user's message to the bot. Text messages are kind "text"; photos,
  * documents and other media are kind "media" with their caption as the
@@ -943,9 +948,7 @@ static int tg_dup_str(json_t *v, char **dst, const char *path, struct hr_err *er
 static int tg_parse_message(json_t *msg, const char *base, struct wh_parsed *out,
                             struct hr_err *err)
 {
-	static const char *const media[] = {"photo",    "document",   "video",   "audio",
-	                                    "voice",    "video_note", "sticker", "animation",
-	                                    "location", "contact",    "poll",    NULL};
+	const char *const *media = tg_media;
 	char ref[HR_PROVIDER_ID_MAX], path[96];
 	long long chat, date = 0;
 	int rc = tg_msg_ref(msg, base, &chat, ref, sizeof ref, err);
@@ -1000,6 +1003,43 @@ static const char *tg_button_label(json_t *msg, const char *data)
 }
 
 /*
+ * A checked button press recorded: the inbound (id, the message it was on
+ * as ctx, from, data as payload and label as text, each may be NULL) and
+ * the answerCallbackQuery follow-up. Both ways of reading an update end
+ * here, so they record alike.
+ */
+static int tg_callback_record(const struct channel_account *acct, const char *id, const char *ctx,
+                              const char *from, const char *data, const char *label,
+                              struct wh_parsed *out, struct hr_err *err)
+{
+	const char *base = "callback_query";
+	const struct tg_priv *p = acct->priv;
+	json_t *ans = json_pack("{s:s}", "callback_query_id", id);
+	char *body = ans ? json_dumps(ans, JSON_COMPACT) : NULL;
+	json_decref(ans);
+	struct http_req req;
+	int rc;
+	if ((rc = tg_request(p, "answerCallbackQuery", body, &req, err)))
+		return rc;
+	struct wh_inbound *in = wh_parsed_add_inbound(out);
+	struct http_req *f = in ? wh_parsed_add_followup(out) : NULL;
+	if (!f) {
+		http_req_clear(&req);
+		return hr_fail(err, HR_ENOMEM, base, "out of memory");
+	}
+	*f = req;
+	hr_strlcpy(in->provider_msg_id, id, sizeof in->provider_msg_id);
+	hr_strlcpy(in->context_id, ctx, sizeof in->context_id);
+	hr_strlcpy(in->from, from, sizeof in->from);
+	hr_strlcpy(in->kind, "button", sizeof in->kind);
+	if (data && !(in->payload = strdup(data)))
+		return hr_fail(err, HR_ENOMEM, "callback_query.data", "out of memory");
+	if (label && !(in->text = strdup(label)))
+		return hr_fail(err, HR_ENOMEM, base, "out of memory");
+	return 0;
+}
+
+/*
  * A button press: an inbound "button" linked to the message the button was
  * on, and an answerCallbackQuery follow-up so the user's spinner stops. A
  * press on an inline-mode message (no "message") cannot be linked; it is
@@ -1035,37 +1075,168 @@ static int tg_parse_callback(const struct channel_account *acct, json_t *cq, str
 	if (data && !json_is_string(data))
 		return tg_bad(err, "callback_query.data", "must be a string");
 
-	const struct tg_priv *p = acct->priv;
-	json_t *ans = json_pack("{s:s}", "callback_query_id", id);
-	char *body = ans ? json_dumps(ans, JSON_COMPACT) : NULL;
-	json_decref(ans);
-	struct http_req req;
-	if ((rc = tg_request(p, "answerCallbackQuery", body, &req, err)))
-		return rc;
-	struct wh_inbound *in = wh_parsed_add_inbound(out);
-	struct http_req *f = in ? wh_parsed_add_followup(out) : NULL;
-	if (!f) {
-		http_req_clear(&req);
-		return hr_fail(err, HR_ENOMEM, base, "out of memory");
-	}
-	*f = req;
-	hr_strlcpy(in->provider_msg_id, id, sizeof in->provider_msg_id);
-	hr_strlcpy(in->context_id, ctx, sizeof in->context_id);
-	hr_strlcpy(in->from, from, sizeof in->from);
-	hr_strlcpy(in->kind, "button", sizeof in->kind);
 	const char *label =
 	    json_string_value(data) ? tg_button_label(msg, json_string_value(data)) : NULL;
-	if ((rc = tg_dup_str(data, &in->payload, "callback_query.data", err)))
-		return rc;
-	if (label && !(in->text = strdup(label)))
-		return hr_fail(err, HR_ENOMEM, base, "out of memory");
-	return 0;
+	return tg_callback_record(acct, id, ctx, from, json_string_value(data), label, out, err);
+}
+
+/*
+ * The fast way (channel_fast_json): the same reading over jsonr's tokens
+ * (core/jsonr.h) instead of a jansson tree. Each tg_f* function takes what
+ * its jansson twin accepts and records the same; wherever the twin would
+ * fail it returns false instead, as for any text jsonr refuses, and the
+ * caller drops what was added and reads the update the jansson way, which
+ * gives the error.
+ */
+
+/* tg_msg_ref. */
+static bool tg_fmsg_ref(const struct jsonr *r, int msg, long long *chat, char *ref, size_t n)
+{
+	long long mid;
+	if (!jsonr_is_object(r, msg) ||
+	    !jsonr_int(r, jsonr_get(r, jsonr_get(r, msg, "chat"), "id"), chat) ||
+	    !jsonr_int(r, jsonr_get(r, msg, "message_id"), &mid))
+		return false;
+	snprintf(ref, n, "%lld:%lld", *chat, mid);
+	return true;
+}
+
+/* tg_dup_str: absent and null leave *dst. */
+static bool tg_fdup_str(const struct jsonr *r, int v, char **dst)
+{
+	if (v < 0 || jsonr_is_null(r, v))
+		return true;
+	return (*dst = jsonr_strdup(r, v, NULL)) != NULL;
+}
+
+/* tg_parse_message. */
+static bool tg_fparse_message(const struct jsonr *r, int msg, struct wh_parsed *out)
+{
+	char ref[HR_PROVIDER_ID_MAX];
+	long long chat, date = 0;
+	if (!tg_fmsg_ref(r, msg, &chat, ref, sizeof ref))
+		return false;
+	int text = jsonr_get(r, msg, "text");
+	const char *kind = text >= 0 ? "text" : NULL;
+	for (int i = 0; !kind && tg_media[i]; i++)
+		if (jsonr_get(r, msg, tg_media[i]) >= 0)
+			kind = "media";
+	if (!kind)
+		return true;
+	if (jsonr_get(r, msg, "date") >= 0 && !jsonr_int(r, jsonr_get(r, msg, "date"), &date))
+		return false;
+	int reply = jsonr_get(r, msg, "reply_to_message");
+	char ctx[HR_PROVIDER_ID_MAX] = "";
+	long long rchat;
+	if (reply >= 0 && !tg_fmsg_ref(r, reply, &rchat, ctx, sizeof ctx))
+		return false;
+	struct wh_inbound *in = wh_parsed_add_inbound(out);
+	if (!in)
+		return false;
+	hr_strlcpy(in->provider_msg_id, ref, sizeof in->provider_msg_id);
+	hr_strlcpy(in->context_id, ctx, sizeof in->context_id);
+	snprintf(in->from, sizeof in->from, "%lld", chat);
+	hr_strlcpy(in->kind, kind, sizeof in->kind);
+	in->provider_at = date > 0 && date < 100000000000LL ? date * 1000000LL : 0;
+	return tg_fdup_str(r, text >= 0 ? text : jsonr_get(r, msg, "caption"), &in->text);
+}
+
+/* tg_button_label: the token of the label (-1: none, as NULL there). */
+static int tg_fbutton_label(const struct jsonr *r, int msg, const char *data)
+{
+	int rows = jsonr_get(r, jsonr_get(r, msg, "reply_markup"), "inline_keyboard");
+	int nrows = jsonr_is_array(r, rows) ? jsonr_size(r, rows) : 0;
+	for (int i = 0, row = rows + 1; i < nrows; i++, row = jsonr_after(r, row)) {
+		int nb = jsonr_is_array(r, row) ? jsonr_size(r, row) : 0;
+		for (int j = 0, b = row + 1; j < nb; j++, b = jsonr_after(r, b))
+			if (jsonr_string_is(r, jsonr_get(r, b, "callback_data"), data)) {
+				int t = jsonr_get(r, b, "text");
+				return jsonr_is_string(r, t) ? t : -1;
+			}
+	}
+	return -1;
+}
+
+/* tg_parse_callback. */
+static bool tg_fparse_callback(const struct channel_account *acct, const struct jsonr *r, int cq,
+                               struct wh_parsed *out)
+{
+	char id[HR_PROVIDER_ID_MAX], ctx[HR_PROVIDER_ID_MAX] = "", from[HR_ADDR_MAX] = "";
+	size_t idlen;
+	/* jsonr_string refuses an id of HR_PROVIDER_ID_MAX bytes or more. */
+	if (!jsonr_is_object(r, cq) ||
+	    !jsonr_string(r, jsonr_get(r, cq, "id"), id, sizeof id, &idlen) || idlen == 0)
+		return false;
+	int msg = jsonr_get(r, cq, "message");
+	long long who;
+	if (msg >= 0) {
+		if (!tg_fmsg_ref(r, msg, &who, ctx, sizeof ctx))
+			return false;
+	} else {
+		int user = jsonr_get(r, cq, "from");
+		if (!jsonr_is_object(r, user) || !jsonr_int(r, jsonr_get(r, user, "id"), &who))
+			return false;
+	}
+	snprintf(from, sizeof from, "%lld", who);
+	int dt = jsonr_get(r, cq, "data");
+	if (dt >= 0 && !jsonr_is_string(r, dt))
+		return false;
+	char *data = dt >= 0 ? jsonr_strdup(r, dt, NULL) : NULL;
+	int lt = data ? tg_fbutton_label(r, msg, data) : -1;
+	char *label = lt >= 0 ? jsonr_strdup(r, lt, NULL) : NULL;
+	struct hr_err scratch;
+	bool ok = (dt < 0 || data) && (lt < 0 || label) &&
+	          tg_callback_record(acct, id, ctx, from, data, label, out, &scratch) == 0;
+	free(data);
+	free(label);
+	return ok;
+}
+
+/* tg_webhook_parse's reading of the update at root. */
+static bool tg_fparse_update(const struct channel_account *acct, const struct jsonr *r,
+                             struct wh_parsed *out)
+{
+	long long update_id;
+	if (!jsonr_is_object(r, 0) || !jsonr_int(r, jsonr_get(r, 0, "update_id"), &update_id))
+		return false;
+	int msg = jsonr_get(r, 0, "message"), cq = jsonr_get(r, 0, "callback_query");
+	if (msg >= 0)
+		return tg_fparse_message(r, msg, out);
+	if (cq >= 0)
+		return tg_fparse_callback(acct, r, cq, out);
+	return true; /* edited_message, channel_post, my_chat_member, ...: nothing to apply. */
+}
+
+/* Drops what a parse added to out past ni replies and nf follow-ups. */
+static void tg_parsed_rollback(struct wh_parsed *out, size_t ni, size_t nf)
+{
+	for (size_t k = ni; k < out->ninbound; k++) { /* no store calls here */
+		free(out->inbound[k].text);
+		free(out->inbound[k].payload);
+		free(out->inbound[k].auto_reply);
+	}
+	for (size_t k = nf; k < out->nfollowups; k++)
+		http_req_clear(&out->followups[k]);
+	out->ninbound = ni;
+	out->nfollowups = nf;
 }
 
 /* Parses one Update; on error out is left as it was. */
 static int tg_webhook_parse(const struct channel_account *acct, const char *body, size_t len,
                             struct wh_parsed *out, struct hr_err *err)
 {
+	size_t ni = out->ninbound, nf = out->nfollowups;
+	if (channel_fast_json && body) {
+		struct jsonr r;
+		bool ok = jsonr_parse_large(&r, body, len, JSONR_TOKENS_LARGE_MAX) == 0 &&
+		          tg_fparse_update(acct, &r, out);
+		jsonr_free(&r);
+		if (ok) {
+			channel_fast_json_hits++;
+			return 0;
+		}
+		tg_parsed_rollback(out, ni, nf);
+	}
 	json_error_t je;
 	json_t *root = json_loadb(body ? body : "", len, 0, &je);
 	if (!root) {
@@ -1073,7 +1244,6 @@ static int tg_webhook_parse(const struct channel_account *acct, const char *body
 		snprintf(field, sizeof field, "body[%d]", je.position);
 		return hr_fail(err, HR_EINVAL, field, "%s: body is not JSON (%s)", field, je.text);
 	}
-	size_t ni = out->ninbound, nf = out->nfollowups;
 	long long update_id;
 	int rc = json_is_object(root) ? tg_int(root, "update_id", "update", &update_id, err)
 	                              : tg_bad(err, "body", "must be a JSON object");
@@ -1083,17 +1253,8 @@ static int tg_webhook_parse(const struct channel_account *acct, const char *body
 		rc = tg_parse_callback(acct, json_object_get(root, "callback_query"), out, err);
 	/* edited_message, channel_post, my_chat_member, ...: nothing to apply. */
 	json_decref(root);
-	if (rc) {
-		for (size_t k = ni; k < out->ninbound; k++) { /* no store calls here */
-			free(out->inbound[k].text);
-			free(out->inbound[k].payload);
-			free(out->inbound[k].auto_reply);
-		}
-		for (size_t k = nf; k < out->nfollowups; k++)
-			http_req_clear(&out->followups[k]);
-		out->ninbound = ni;
-		out->nfollowups = nf;
-	}
+	if (rc)
+		tg_parsed_rollback(out, ni, nf);
 	return rc;
 }
 

@@ -1519,11 +1519,262 @@ static int wa_parse_entries(json_t *root, struct wh_parsed *out, struct hr_err *
 	return 0;
 }
 
+/*
+ * The fast way (channel_fast_json): the same walk as wa_parse_entries and
+ * the functions it calls, over jsonr's tokens instead of a jansson tree.
+ * Each wa_f* function takes what its jansson twin accepts and gives the
+ * same values; wherever the twin would fail (an error with its field) it
+ * returns false instead, and so does every text jsonr refuses: the caller
+ * then drops what was added and runs the jansson way on the same body, which
+ * gives the error. So out, and any error, are what jansson alone gives.
+ */
+
+/* wa_str: false where wa_str fails (dst may then be clobbered). */
+static bool wa_fstr(const struct jsonr *r, int obj, const char *key, bool required, char *dst,
+                    size_t n)
+{
+	int v = jsonr_get(r, obj, key);
+	if (v < 0)
+		return !required;
+	size_t len;
+	/* jsonr_string refuses a string of n bytes or more: "is too long". */
+	return jsonr_string(r, v, dst, n, &len) && (!required || len > 0);
+}
+
+/* wa_strdup: false where wa_strdup fails, and when out of memory. */
+static bool wa_fstrdup(const struct jsonr *r, int obj, const char *key, bool required, char **dst)
+{
+	int v = jsonr_get(r, obj, key);
+	if (v < 0)
+		return !required;
+	if (!jsonr_is_string(r, v))
+		return false;
+	free(*dst);
+	*dst = jsonr_strdup(r, v, NULL);
+	return *dst != NULL;
+}
+
+/* wa_timestamp. */
+static bool wa_ftimestamp(const struct jsonr *r, int obj, char ts[40], int64_t *us)
+{
+	int v = jsonr_get(r, obj, "timestamp");
+	long long iv;
+	if (jsonr_int(r, v, &iv)) {
+		if (iv < 0 || iv > 999999999999LL)
+			return false;
+		snprintf(ts, 40, "%lld", iv);
+	} else {
+		size_t n;
+		if (!jsonr_string(r, v, ts, 40, &n) || n == 0 || n > 12 ||
+		    strspn(ts, "0123456789") != n)
+			return false;
+	}
+	*us = strtoll(ts, NULL, 10) * 1000000LL;
+	return true;
+}
+
+/* hr_utf8_copy of string t into dst (size n); false only when out of memory. */
+static bool wa_futf8(const struct jsonr *r, int t, char *dst, size_t n)
+{
+	char *s = jsonr_strdup(r, t, NULL);
+	if (!s)
+		return false;
+	hr_utf8_copy(dst, s, n);
+	free(s);
+	return true;
+}
+
+/* wa_parse_status. */
+static bool wa_fparse_status(const struct jsonr *r, int s, struct wh_parsed *out)
+{
+	if (!jsonr_is_object(r, s))
+		return false;
+	int st = jsonr_get(r, s, "status");
+	if (!jsonr_is_string(r, st))
+		return false;
+	enum msg_status status;
+	if (jsonr_string_is(r, st, "sent"))
+		status = MSG_SENT;
+	else if (jsonr_string_is(r, st, "delivered"))
+		status = MSG_DELIVERED;
+	else if (jsonr_string_is(r, st, "read"))
+		status = MSG_READ;
+	else if (jsonr_string_is(r, st, "failed"))
+		status = MSG_FAILED;
+	else
+		return true; /* nothing to apply */
+	struct wh_status tmp = {.status = status};
+	if (!wa_fstr(r, s, "id", true, tmp.provider_id, sizeof tmp.provider_id) ||
+	    !wa_ftimestamp(r, s, tmp.provider_ts, &tmp.provider_at))
+		return false;
+	/* A string that does not fit is longer than an id: not ours. */
+	char ref[HR_ID_LEN + 1];
+	if (jsonr_string(r, jsonr_get(r, s, "biz_opaque_callback_data"), ref, sizeof ref, NULL) &&
+	    hr_id_valid(ref))
+		hr_strlcpy(tmp.client_ref, ref, sizeof tmp.client_ref);
+	int errors = jsonr_get(r, s, "errors");
+	if (errors >= 0 && !jsonr_is_array(r, errors))
+		return false;
+	int e0 = jsonr_at(r, errors, 0);
+	if (e0 >= 0) {
+		if (!jsonr_is_object(r, e0))
+			return false;
+		int code = jsonr_get(r, e0, "code");
+		long long c;
+		if (jsonr_int(r, code, &c))
+			snprintf(tmp.error_code, sizeof tmp.error_code, "%lld", c);
+		else if (jsonr_is_string(r, code) &&
+		         !wa_futf8(r, code, tmp.error_code, sizeof tmp.error_code))
+			return false;
+		int text = jsonr_get(r, e0, "title");
+		if (!jsonr_is_string(r, text))
+			text = jsonr_get(r, e0, "message");
+		if (jsonr_is_string(r, text) &&
+		    !wa_futf8(r, text, tmp.error_text, sizeof tmp.error_text))
+			return false;
+	}
+	struct wh_status *dst = wh_parsed_add_status(out);
+	if (!dst)
+		return false;
+	*dst = tmp;
+	return true;
+}
+
+/* wa_parse_reply_body. */
+static bool wa_fparse_reply_body(const struct jsonr *r, int m, const char *type,
+                                 struct wh_inbound *in)
+{
+	int o = jsonr_get(r, m, type); /* keys hold no escapes: raw bytes compare */
+	if (strcmp(type, "text") == 0)
+		return jsonr_is_object(r, o) && wa_fstrdup(r, o, "body", true, &in->text);
+	if (strcmp(type, "button") == 0)
+		return jsonr_is_object(r, o) && wa_fstrdup(r, o, "payload", true, &in->payload) &&
+		       wa_fstrdup(r, o, "text", false, &in->text);
+	if (strcmp(type, "interactive") == 0) {
+		if (!jsonr_is_object(r, o))
+			return false;
+		int it = jsonr_get(r, o, "type");
+		if (!jsonr_is_string(r, it))
+			return false;
+		const char *itype = jsonr_string_is(r, it, "button_reply") ? "button_reply"
+		                    : jsonr_string_is(r, it, "list_reply") ? "list_reply"
+		                                                           : NULL;
+		if (!itype)
+			return true;
+		int rep = jsonr_get(r, o, itype);
+		return jsonr_is_object(r, rep) && wa_fstrdup(r, rep, "id", true, &in->payload) &&
+		       wa_fstrdup(r, rep, "title", false, &in->text);
+	}
+	if (jsonr_is_object(r, o) && jsonr_is_string(r, jsonr_get(r, o, "caption")))
+		return wa_fstrdup(r, o, "caption", false, &in->text);
+	if (strcmp(type, "reaction") == 0 && jsonr_is_object(r, o))
+		return wa_fstrdup(r, o, "emoji", false, &in->text) &&
+		       (in->context_id[0] ||
+		        wa_fstr(r, o, "message_id", false, in->context_id, sizeof in->context_id));
+	return true;
+}
+
+/* wa_parse_message. */
+static bool wa_fparse_message(const struct jsonr *r, int m, struct wh_parsed *out)
+{
+	if (!jsonr_is_object(r, m))
+		return false;
+	struct wh_inbound *in = wh_parsed_add_inbound(out);
+	if (!in)
+		return false;
+	char type[32] = "";
+	char ts[40];
+	if (!wa_fstr(r, m, "id", true, in->provider_msg_id, sizeof in->provider_msg_id) ||
+	    !wa_fstr(r, m, "from", true, in->from, sizeof in->from) ||
+	    !wa_ftimestamp(r, m, ts, &in->provider_at) ||
+	    !wa_fstr(r, m, "type", true, type, sizeof type))
+		return false;
+	hr_strlcpy(in->kind, type, sizeof in->kind);
+	int ctx = jsonr_get(r, m, "context");
+	if (ctx >= 0 && (!jsonr_is_object(r, ctx) ||
+	                 !wa_fstr(r, ctx, "id", false, in->context_id, sizeof in->context_id)))
+		return false;
+	return wa_fparse_reply_body(r, m, type, in);
+}
+
+/* wa_parse_array. */
+static bool wa_fparse_array(const struct jsonr *r, int value, const char *key,
+                            struct wh_parsed *out)
+{
+	int arr = jsonr_get(r, value, key);
+	if (arr < 0)
+		return true;
+	int n = jsonr_size(r, arr);
+	if (!jsonr_is_array(r, arr))
+		return false;
+	bool statuses = strcmp(key, "statuses") == 0;
+	for (int k = 0, item = arr + 1; k < n; k++, item = jsonr_after(r, item))
+		if (!(statuses ? wa_fparse_status(r, item, out) : wa_fparse_message(r, item, out)))
+			return false;
+	return true;
+}
+
+/* wa_parse_entries. */
+static bool wa_fparse_entries(const struct jsonr *r, struct wh_parsed *out)
+{
+	if (!jsonr_is_object(r, 0) ||
+	    !jsonr_string_is(r, jsonr_get(r, 0, "object"), "whatsapp_business_account"))
+		return false;
+	int entries = jsonr_get(r, 0, "entry");
+	if (!jsonr_is_array(r, entries))
+		return false;
+	int ne = jsonr_size(r, entries);
+	for (int i = 0, entry = entries + 1; i < ne; i++, entry = jsonr_after(r, entry)) {
+		if (!jsonr_is_object(r, entry))
+			return false;
+		int changes = jsonr_get(r, entry, "changes");
+		if (!jsonr_is_array(r, changes))
+			return false;
+		int nc = jsonr_size(r, changes);
+		for (int j = 0, ch = changes + 1; j < nc; j++, ch = jsonr_after(r, ch)) {
+			if (!jsonr_is_object(r, ch))
+				return false;
+			int field = jsonr_get(r, ch, "field");
+			if (jsonr_is_string(r, field) && !jsonr_string_is(r, field, "messages"))
+				continue; /* not ours to apply */
+			int value = jsonr_get(r, ch, "value");
+			if (!jsonr_is_object(r, value) ||
+			    !wa_fparse_array(r, value, "statuses", out) ||
+			    !wa_fparse_array(r, value, "messages", out))
+				return false;
+		}
+	}
+	return true;
+}
+
+/* Drops what a parse added to out past ns statuses and ni replies. */
+static void wa_parsed_rollback(struct wh_parsed *out, size_t ns, size_t ni)
+{
+	for (size_t k = ni; k < out->ninbound; k++) {
+		free(out->inbound[k].text);
+		free(out->inbound[k].payload);
+	}
+	out->nstatuses = ns;
+	out->ninbound = ni;
+}
+
 /* Parses every status and reply in the body; on error out is left as it was. */
 static int wa_webhook_parse(const struct channel_account *acct, const char *body, size_t len,
                             struct wh_parsed *out, struct hr_err *err)
 {
 	(void)acct;
+	size_t ns = out->nstatuses, ni = out->ninbound;
+	if (channel_fast_json && body) {
+		struct jsonr r;
+		bool ok = jsonr_parse_large(&r, body, len, JSONR_TOKENS_LARGE_MAX) == 0 &&
+		          wa_fparse_entries(&r, out);
+		jsonr_free(&r);
+		if (ok) {
+			channel_fast_json_hits++;
+			return 0;
+		}
+		wa_parsed_rollback(out, ns, ni);
+	}
 	json_error_t je;
 	json_t *root = json_loadb(body ? body : "", len, 0, &je);
 	if (!root) {
@@ -1531,17 +1782,10 @@ static int wa_webhook_parse(const struct channel_account *acct, const char *body
 		snprintf(field, sizeof field, "body[%d]", je.position);
 		return hr_fail(err, HR_EINVAL, field, "%s: body is not JSON (%s)", field, je.text);
 	}
-	size_t ns = out->nstatuses, ni = out->ninbound;
 	int rc = wa_parse_entries(root, out, err);
 	json_decref(root);
-	if (rc) {
-		for (size_t k = ni; k < out->ninbound; k++) {
-			free(out->inbound[k].text);
-			free(out->inbound[k].payload);
-		}
-		out->nstatuses = ns;
-		out->ninbound = ni;
-	}
+	if (rc)
+		wa_parsed_rollback(out, ns, ni);
 	return rc;
 }
 

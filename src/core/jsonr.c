@@ -1,6 +1,7 @@
 /*
- * jsonr.c - reading a few fields of a small JSON answer (jsonr.h says what
- * is accepted and why that gives jansson's outcome).
+ * jsonr.c - reading a few fields of a JSON text, a success answer or a
+ * webhook body (jsonr.h says what is accepted and why that gives jansson's
+ * outcome).
  *
  * jsmn (Debian: libjsmn-dev) is a header-only tokenizer: this file holds its
  * only copy, static and in strict mode. jsmn alone is lenient (it takes
@@ -9,6 +10,7 @@
  */
 #define JSMN_STATIC
 #define JSMN_STRICT
+#define JSMN_PARENT_LINKS /* as jsonr.h: closing a bracket walks up, not back */
 #include <jsmn.h>
 
 #include <errno.h>
@@ -100,6 +102,14 @@ static bool jr_string_ok(const char *s, size_t n, bool *escaped)
 	return true;
 }
 
+/* A string token: within its quotes, and its content as jr_string_ok wants. */
+static bool jr_string_tok(const struct jsonr *r, const jsmntok_t *k, bool *escaped)
+{
+	return k->start >= 1 && r->js[k->start - 1] == '"' && (size_t)k->end < r->len &&
+	       r->js[k->end] == '"' &&
+	       jr_string_ok(r->js + k->start, (size_t)(k->end - k->start), escaped);
+}
+
 /* true, false, null, or a number of the subset (jsonr.h). */
 static bool jr_primitive_ok(const char *p, size_t n)
 {
@@ -132,9 +142,10 @@ static bool jr_primitive_ok(const char *p, size_t n)
 
 /*
  * Checks token t and its subtree against the text, byte by byte between
- * tokens; returns the index after the subtree, or -1. Fills r->next.
+ * tokens; returns the index after the subtree, or -1. Fills r->next. t is
+ * inside depth - 1 brackets: one more than depth_max open at once is -1.
  */
-static int jr_walk(struct jsonr *r, int t)
+static int jr_walk(struct jsonr *r, int t, int depth, int depth_max)
 {
 	if (t >= r->ntok)
 		return -1;
@@ -145,9 +156,7 @@ static int jr_walk(struct jsonr *r, int t)
 		return -1;
 	switch (k->type) {
 	case JSMN_STRING:
-		if (k->start < 1 || js[k->start - 1] != '"' || (size_t)k->end >= r->len ||
-		    js[k->end] != '"' ||
-		    !jr_string_ok(js + k->start, (size_t)(k->end - k->start), &esc))
+		if (!jr_string_tok(r, k, &esc))
 			return -1;
 		r->next[t] = t + 1;
 		return t + 1;
@@ -163,6 +172,8 @@ static int jr_walk(struct jsonr *r, int t)
 		return -1;
 	}
 	bool obj = k->type == JSMN_OBJECT;
+	if (depth > depth_max)
+		return -1;
 	if (js[k->start] != (obj ? '{' : '[') || k->end - k->start < 2 ||
 	    js[k->end - 1] != (obj ? '}' : ']'))
 		return -1;
@@ -180,11 +191,9 @@ static int jr_walk(struct jsonr *r, int t)
 				return -1;
 			const jsmntok_t *key = &r->tok[i];
 			if (key->type != JSMN_STRING || (size_t)key->start != pos + 1 ||
-			    jr_walk(r, i) != i + 1)
-				return -1;
-			jr_string_ok(js + key->start, (size_t)(key->end - key->start), &esc);
-			if (esc)
-				return -1; /* keys compare as raw bytes: jsonr.h */
+			    !jr_string_tok(r, key, &esc) || esc)
+				return -1; /* escaped: keys compare as raw bytes (jsonr.h) */
+			r->next[i] = i + 1;
 			pos = jr_ws(js, (size_t)key->end + 1, end);
 			if (pos >= end || js[pos] != ':')
 				return -1;
@@ -197,7 +206,7 @@ static int jr_walk(struct jsonr *r, int t)
 		size_t vstart = v->type == JSMN_STRING ? (size_t)v->start - 1 : (size_t)v->start;
 		if (v->start < 1 || vstart != pos)
 			return -1;
-		int j = jr_walk(r, i);
+		int j = jr_walk(r, i, depth + 1, depth_max);
 		if (j < 0)
 			return -1;
 		pos = jr_ws(js, v->type == JSMN_STRING ? (size_t)v->end + 1 : (size_t)v->end, end);
@@ -209,24 +218,29 @@ static int jr_walk(struct jsonr *r, int t)
 	return i;
 }
 
-int jsonr_parse(struct jsonr *r, const char *js, size_t len)
+static void jr_reset(struct jsonr *r, const char *js, size_t len)
 {
 	r->js = js;
 	r->len = len;
 	r->ntok = 0;
-	if (!js || len == 0 || len > INT_MAX)
-		return HR_EINVAL;
-	jsmn_parser p;
-	jsmn_init(&p);
-	int n = jsmn_parse(&p, js, len, r->tok, JSONR_TOKENS_MAX);
+	r->tok = r->tok_in;
+	r->next = r->next_in;
+}
+
+/* Checks the n tokens jsmn made of r's text (or its error n), brackets
+ * nested at most depth_max deep. */
+static int jr_check(struct jsonr *r, int n, int depth_max)
+{
 	if (n == JSMN_ERROR_NOMEM)
 		return HR_ELIMIT;
 	if (n < 1)
 		return HR_EINVAL;
 	r->ntok = n;
+	const char *js = r->js;
+	size_t len = r->len;
 	if (r->tok[0].type != JSMN_OBJECT && r->tok[0].type != JSMN_ARRAY)
 		goto bad;
-	if (jr_ws(js, 0, len) != (size_t)r->tok[0].start || jr_walk(r, 0) != n)
+	if (jr_ws(js, 0, len) != (size_t)r->tok[0].start || jr_walk(r, 0, 1, depth_max) != n)
 		goto bad;
 	if (jr_ws(js, (size_t)r->tok[0].end, len) != len)
 		goto bad; /* anything after the value, a NUL included */
@@ -234,6 +248,71 @@ int jsonr_parse(struct jsonr *r, const char *js, size_t len)
 bad:
 	r->ntok = 0;
 	return HR_EINVAL;
+}
+
+int jsonr_parse(struct jsonr *r, const char *js, size_t len)
+{
+	jr_reset(r, js, len);
+	if (!js || len == 0 || len > INT_MAX)
+		return HR_EINVAL;
+	jsmn_parser p;
+	jsmn_init(&p);
+	/* 256 tokens nest at most 256 deep: no depth bound of its own. */
+	return jr_check(r, jsmn_parse(&p, js, len, r->tok, JSONR_TOKENS_MAX), JSONR_TOKENS_MAX);
+}
+
+/*
+ * jsmn stops with JSMN_ERROR_NOMEM where a token does not fit, its parser
+ * ready to go on from there with a larger array holding the tokens so far
+ * (jsmn.h's documented use): so the tokens start in the struct and move to
+ * the heap, doubling, only for a text with more; one pass over the text.
+ */
+int jsonr_parse_large(struct jsonr *r, const char *js, size_t len, int max_tokens)
+{
+	jr_reset(r, js, len);
+	if (!js || len == 0 || len > INT_MAX)
+		return HR_EINVAL;
+	if (max_tokens > JSONR_TOKENS_LARGE_MAX)
+		max_tokens = JSONR_TOKENS_LARGE_MAX;
+	if (max_tokens < 1)
+		return HR_ELIMIT;
+	jsmn_parser p;
+	jsmn_init(&p);
+	int cap = max_tokens < JSONR_TOKENS_MAX ? max_tokens : JSONR_TOKENS_MAX;
+	int n = jsmn_parse(&p, js, len, r->tok, (unsigned)cap);
+	while (n == JSMN_ERROR_NOMEM && cap < max_tokens) {
+		int grown = cap > max_tokens / 2 ? max_tokens : 2 * cap;
+		jsmntok_t *t = r->tok == r->tok_in ? malloc((size_t)grown * sizeof *t)
+		                                   : realloc(r->tok, (size_t)grown * sizeof *t);
+		if (!t) {
+			jsonr_free(r);
+			return HR_ENOMEM;
+		}
+		if (r->tok == r->tok_in)
+			memcpy(t, r->tok_in, (size_t)cap * sizeof *t);
+		r->tok = t;
+		cap = grown;
+		n = jsmn_parse(&p, js, len, r->tok, (unsigned)cap);
+	}
+	if (n > 0 && r->tok != r->tok_in) {
+		r->next = malloc((size_t)n * sizeof *r->next);
+		if (!r->next) {
+			jsonr_free(r);
+			return HR_ENOMEM;
+		}
+	}
+	return jr_check(r, n, JSONR_DEPTH_MAX);
+}
+
+void jsonr_free(struct jsonr *r)
+{
+	if (r->tok != r->tok_in)
+		free(r->tok);
+	if (r->next != r->next_in)
+		free(r->next);
+	r->tok = r->tok_in;
+	r->next = r->next_in;
+	r->ntok = 0;
 }
 
 int jsonr_get(const struct jsonr *r, int obj, const char *key)
@@ -263,6 +342,29 @@ int jsonr_at(const struct jsonr *r, int arr, size_t idx)
 	return i;
 }
 
+int jsonr_size(const struct jsonr *r, int t)
+{
+	if (t < 0 || t >= r->ntok ||
+	    (r->tok[t].type != JSMN_OBJECT && r->tok[t].type != JSMN_ARRAY))
+		return -1;
+	return r->tok[t].size;
+}
+
+int jsonr_after(const struct jsonr *r, int t)
+{
+	return t >= 0 && t < r->ntok ? r->next[t] : -1;
+}
+
+bool jsonr_is_object(const struct jsonr *r, int t)
+{
+	return t >= 0 && t < r->ntok && r->tok[t].type == JSMN_OBJECT;
+}
+
+bool jsonr_is_array(const struct jsonr *r, int t)
+{
+	return t >= 0 && t < r->ntok && r->tok[t].type == JSMN_ARRAY;
+}
+
 bool jsonr_is_string(const struct jsonr *r, int t)
 {
 	return t >= 0 && t < r->ntok && r->tok[t].type == JSMN_STRING;
@@ -274,38 +376,83 @@ bool jsonr_is_true(const struct jsonr *r, int t)
 	       r->js[r->tok[t].start] == 't';
 }
 
-/* Appends code point cp as UTF-8 at out[*o]; false if it does not fit. */
-static bool jr_put_utf8(char *out, size_t n, size_t *o, unsigned cp)
+bool jsonr_is_null(const struct jsonr *r, int t)
 {
-	char b[4];
-	size_t k;
+	return t >= 0 && t < r->ntok && r->tok[t].type == JSMN_PRIMITIVE &&
+	       r->js[r->tok[t].start] == 'n';
+}
+
+/* Code point cp as UTF-8 into b; its length. */
+static size_t jr_utf8(char b[4], unsigned cp)
+{
 	if (cp < 0x80) {
 		b[0] = (char)cp;
-		k = 1;
-	} else if (cp < 0x800) {
+		return 1;
+	}
+	if (cp < 0x800) {
 		b[0] = (char)(0xc0 | (cp >> 6));
 		b[1] = (char)(0x80 | (cp & 0x3f));
-		k = 2;
-	} else if (cp < 0x10000) {
+		return 2;
+	}
+	if (cp < 0x10000) {
 		b[0] = (char)(0xe0 | (cp >> 12));
 		b[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
 		b[2] = (char)(0x80 | (cp & 0x3f));
-		k = 3;
-	} else {
-		b[0] = (char)(0xf0 | (cp >> 18));
-		b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-		b[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		b[3] = (char)(0x80 | (cp & 0x3f));
-		k = 4;
+		return 3;
 	}
-	if (*o + k >= n)
-		return false;
-	memcpy(out + *o, b, k);
-	*o += k;
-	return true;
+	b[0] = (char)(0xf0 | (cp >> 18));
+	b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+	b[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+	b[3] = (char)(0x80 | (cp & 0x3f));
+	return 4;
 }
 
-/* Escapes were checked by jr_string_ok when the answer was parsed. */
+/*
+ * The next piece of a string token's content s at *i, unescaped into b: a
+ * plain byte, or an escape's UTF-8 (a surrogate pair as one character).
+ * Its length; *i moves past it. Escapes were checked by jr_string_ok when
+ * the text was parsed.
+ */
+static size_t jr_unescape_next(const char *s, size_t *i, char b[4])
+{
+	if (s[*i] != '\\') {
+		b[0] = s[(*i)++];
+		return 1;
+	}
+	char e = s[*i + 1];
+	*i += 2;
+	unsigned cp;
+	switch (e) {
+	case 'b':
+		cp = '\b';
+		break;
+	case 'f':
+		cp = '\f';
+		break;
+	case 'n':
+		cp = '\n';
+		break;
+	case 'r':
+		cp = '\r';
+		break;
+	case 't':
+		cp = '\t';
+		break;
+	case 'u':
+		cp = (unsigned)jr_hex4(s + *i);
+		*i += 4;
+		if (cp >= 0xd800 && cp <= 0xdbff) {
+			unsigned lo = (unsigned)jr_hex4(s + *i + 2);
+			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+			*i += 6;
+		}
+		break;
+	default: /* " \ / */
+		cp = (unsigned char)e;
+	}
+	return jr_utf8(b, cp);
+}
+
 bool jsonr_string(const struct jsonr *r, int t, char *out, size_t n, size_t *outlen)
 {
 	if (n == 0)
@@ -316,53 +463,51 @@ bool jsonr_string(const struct jsonr *r, int t, char *out, size_t n, size_t *out
 	const char *s = r->js + r->tok[t].start;
 	size_t len = (size_t)(r->tok[t].end - r->tok[t].start), o = 0;
 	for (size_t i = 0; i < len;) {
-		if (s[i] != '\\') {
-			if (o + 1 >= n)
-				goto full;
-			out[o++] = s[i++];
-			continue;
+		char b[4];
+		size_t k = jr_unescape_next(s, &i, b);
+		if (o + k >= n) {
+			out[0] = '\0';
+			return false;
 		}
-		char e = s[i + 1];
-		unsigned cp;
-		i += 2;
-		switch (e) {
-		case 'b':
-			cp = '\b';
-			break;
-		case 'f':
-			cp = '\f';
-			break;
-		case 'n':
-			cp = '\n';
-			break;
-		case 'r':
-			cp = '\r';
-			break;
-		case 't':
-			cp = '\t';
-			break;
-		case 'u':
-			cp = (unsigned)jr_hex4(s + i);
-			i += 4;
-			if (cp >= 0xd800 && cp <= 0xdbff) {
-				unsigned lo = (unsigned)jr_hex4(s + i + 2);
-				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-				i += 6;
-			}
-			break;
-		default: /* " \ / */
-			cp = (unsigned char)e;
-		}
-		if (!jr_put_utf8(out, n, &o, cp))
-			goto full;
+		memcpy(out + o, b, k);
+		o += k;
 	}
 	out[o] = '\0';
 	if (outlen)
 		*outlen = o;
 	return true;
-full:
-	out[0] = '\0';
-	return false;
+}
+
+bool jsonr_string_is(const struct jsonr *r, int t, const char *str)
+{
+	if (!jsonr_is_string(r, t))
+		return false;
+	const char *s = r->js + r->tok[t].start;
+	size_t len = (size_t)(r->tok[t].end - r->tok[t].start), o = 0;
+	for (size_t i = 0; i < len;) {
+		char b[4];
+		size_t k = jr_unescape_next(s, &i, b);
+		/* str ends at its NUL, which no piece holds (no \u0000). */
+		for (size_t j = 0; j < k; j++, o++)
+			if (str[o] != b[j])
+				return false;
+	}
+	return str[o] == '\0';
+}
+
+char *jsonr_strdup(const struct jsonr *r, int t, size_t *outlen)
+{
+	if (!jsonr_is_string(r, t))
+		return NULL;
+	/* Unescaping never lengthens: \uXXXX (6 bytes) gives at most 3, a
+	 * surrogate pair (12) gives 4. */
+	size_t cap = (size_t)(r->tok[t].end - r->tok[t].start) + 1;
+	char *s = malloc(cap);
+	if (s && !jsonr_string(r, t, s, cap, outlen)) {
+		free(s);
+		s = NULL;
+	}
+	return s;
 }
 
 bool jsonr_int(const struct jsonr *r, int t, long long *out)

@@ -95,12 +95,32 @@ static bool same_value(const struct jsonr *r, int t, json_t *j)
 	}
 }
 
+/* How many brackets s[0..n) has open at once at most, outside strings. */
+static int max_depth(const char *s, size_t n)
+{
+	int d = 0, max = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '"') {
+			for (i++; i < n && s[i] != '"'; i++)
+				i += s[i] == '\\';
+		} else if (s[i] == '[' || s[i] == '{') {
+			max = ++d > max ? d : max;
+		} else if (s[i] == ']' || s[i] == '}') {
+			d--;
+		}
+	}
+	return max;
+}
+
 /* jsonr's verdict on s, checked against jansson's: accepted implies
- * jansson accepts and every value agrees. Returns whether jsonr accepted. */
+ * jansson accepts and every value agrees; jsonr_parse_large gives the same
+ * verdict (or refuses nesting past JSONR_DEPTH_MAX) and the same tokens.
+ * Returns whether jsonr_parse accepted. */
 static bool check(const char *s, size_t n)
 {
-	static struct jsonr r;
+	static struct jsonr r, big;
 	int rc = jsonr_parse(&r, s, n);
+	int brc = jsonr_parse_large(&big, s, n, JSONR_TOKENS_LARGE_MAX);
 	json_error_t je;
 	json_t *j = json_loadb(s, n, 0, &je);
 	if (rc == 0) {
@@ -112,6 +132,21 @@ static bool check(const char *s, size_t n)
 		assert_true(rc == HR_EINVAL || rc == HR_ELIMIT);
 		assert_int_equal(r.ntok, 0);
 	}
+	if (brc == 0) {
+		if (!j || !same_value(&big, 0, j))
+			fail_msg("jsonr_parse_large took or read otherwise: %.*s", (int)n, s);
+		if (rc == 0)
+			assert_int_equal(big.ntok, r.ntok);
+	} else {
+		assert_true(brc == HR_EINVAL || brc == HR_ELIMIT);
+		assert_int_equal(big.ntok, 0);
+		if (rc == 0 && (brc != HR_EINVAL || max_depth(s, n) <= JSONR_DEPTH_MAX))
+			fail_msg("jsonr_parse_large refused (%d) what jsonr_parse took: %.*s", brc,
+			         (int)n, s);
+	}
+	if (rc == HR_EINVAL)
+		assert_int_not_equal(brc, 0);
+	jsonr_free(&big);
 	json_decref(j);
 	return rc == 0;
 }
@@ -385,6 +420,235 @@ static void test_random_trees(void **state)
 	assert_int_equal(accepted, 3000);
 }
 
+/* "[1,1,...]" with k tokens (the array and k - 1 elements) into doc; its length. */
+static size_t flat_array(char *doc, int k)
+{
+	size_t n = 0;
+	doc[n++] = '[';
+	for (int i = 0; i < k - 1; i++) {
+		if (i)
+			doc[n++] = ',';
+		doc[n++] = '1';
+	}
+	doc[n++] = ']';
+	return n;
+}
+
+/* jsonr_parse_large: the cap exactly, the struct's own arrays up to
+ * JSONR_TOKENS_MAX tokens and the heap past it, the largest cap. */
+static void test_large_cap(void **state)
+{
+	(void)state;
+	static struct jsonr r;
+	static char doc[2 * JSONR_TOKENS_LARGE_MAX + 16];
+	size_t n = flat_array(doc, 1000);
+	assert_int_equal(jsonr_parse(&r, doc, n), HR_ELIMIT);
+	assert_int_equal(jsonr_parse_large(&r, doc, n, 1000), 0);
+	assert_int_equal(r.ntok, 1000);
+	assert_true(r.tok != r.tok_in && r.next != r.next_in);
+	assert_int_equal(jsonr_size(&r, 0), 999);
+	assert_int_equal(jsonr_at(&r, 0, 998), 999);
+	assert_int_equal(jsonr_after(&r, 0), 1000);
+	jsonr_free(&r);
+	assert_true(r.tok == r.tok_in);
+	assert_int_equal(r.ntok, 0);
+	assert_int_equal(jsonr_parse_large(&r, doc, n, 999), HR_ELIMIT);
+	assert_int_equal(r.ntok, 0);
+	jsonr_free(&r);
+	/* Grown to a cap that is not a doubling of the struct's 256. */
+	n = flat_array(doc, 300);
+	assert_int_equal(jsonr_parse_large(&r, doc, n, 300), 0);
+	assert_int_equal(r.ntok, 300);
+	jsonr_free(&r);
+	assert_int_equal(jsonr_parse_large(&r, doc, n, 299), HR_ELIMIT);
+	jsonr_free(&r);
+	assert_int_equal(jsonr_parse_large(&r, "[]", 2, 1), 0);
+	assert_int_equal(jsonr_parse_large(&r, "[1]", 3, 1), HR_ELIMIT);
+	assert_int_equal(jsonr_parse_large(&r, "[]", 2, 0), HR_ELIMIT);
+	jsonr_free(&r);
+	/* Within the struct: no allocation, the same as jsonr_parse. */
+	n = flat_array(doc, JSONR_TOKENS_MAX);
+	assert_int_equal(jsonr_parse_large(&r, doc, n, JSONR_TOKENS_LARGE_MAX), 0);
+	assert_int_equal(r.ntok, JSONR_TOKENS_MAX);
+	assert_true(r.tok == r.tok_in && r.next == r.next_in);
+	jsonr_free(&r);
+	n = flat_array(doc, JSONR_TOKENS_MAX + 1);
+	assert_int_equal(jsonr_parse_large(&r, doc, n, JSONR_TOKENS_LARGE_MAX), 0);
+	assert_int_equal(r.ntok, JSONR_TOKENS_MAX + 1);
+	assert_true(r.tok != r.tok_in);
+	jsonr_free(&r);
+	/* The largest cap, and a larger one asked for is that cap. */
+	n = flat_array(doc, JSONR_TOKENS_LARGE_MAX);
+	assert_int_equal(jsonr_parse_large(&r, doc, n, INT_MAX), 0);
+	assert_int_equal(r.ntok, JSONR_TOKENS_LARGE_MAX);
+	assert_int_equal(jsonr_at(&r, 0, JSONR_TOKENS_LARGE_MAX - 2), JSONR_TOKENS_LARGE_MAX - 1);
+	assert_int_equal(jsonr_at(&r, 0, JSONR_TOKENS_LARGE_MAX - 1), -1);
+	jsonr_free(&r);
+	n = flat_array(doc, JSONR_TOKENS_LARGE_MAX + 1);
+	assert_int_equal(jsonr_parse_large(&r, doc, n, INT_MAX), HR_ELIMIT);
+	jsonr_free(&r);
+	assert_true(check(doc, n) == false);
+	/* Malformed past the cap of the struct: refused, nothing kept. */
+	n = flat_array(doc, 1000);
+	doc[n - 1] = ',';
+	assert_int_equal(jsonr_parse_large(&r, doc, n, JSONR_TOKENS_LARGE_MAX), HR_EINVAL);
+	assert_int_equal(r.ntok, 0);
+	jsonr_free(&r);
+	assert_int_equal(jsonr_parse_large(&r, NULL, 0, 10), HR_EINVAL);
+	jsonr_free(&r);
+	jsonr_free(&r); /* twice is harmless */
+}
+
+/* Nesting: JSONR_DEPTH_MAX brackets open at once are read, one more is
+ * refused (jansson's own limit, 2,048, is far above; jsonr_parse, bounded by
+ * its 256 tokens, has none of its own); brackets in strings do not count. */
+static void test_large_depth(void **state)
+{
+	(void)state;
+	static struct jsonr r;
+	char doc[4 * JSONR_DEPTH_MAX + 64];
+	for (int d = JSONR_DEPTH_MAX; d <= JSONR_DEPTH_MAX + 1; d++) {
+		size_t n = 0;
+		for (int i = 0; i < d; i++)
+			n += (size_t)snprintf(doc + n, sizeof doc - n, i % 2 ? "[" : "{\"k\":");
+		doc[n++] = '1';
+		for (int i = d - 1; i >= 0; i--)
+			doc[n++] = i % 2 ? ']' : '}';
+		int rc = jsonr_parse_large(&r, doc, n, JSONR_TOKENS_LARGE_MAX);
+		assert_int_equal(rc, d == JSONR_DEPTH_MAX ? 0 : HR_EINVAL);
+		assert_int_equal(jsonr_parse(&r, doc, n), 0);
+		if (rc == 0)
+			assert_int_equal(r.ntok, d + (d + 1) / 2 + 1); /* containers, keys, the 1 */
+		jsonr_free(&r);
+	}
+	const char *quoted =
+	    "[\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+	    "\\\"{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{\"]";
+	assert_int_equal(jsonr_parse_large(&r, quoted, strlen(quoted), 8), 0);
+	assert_int_equal(r.ntok, 2);
+	jsonr_free(&r);
+	assert_true(accepts(quoted));
+}
+
+/* A large document read alike by jansson: 3,000 members, the last of a
+ * repeated key wins, strings unescaped, iteration by jsonr_after. */
+static void test_large_doc(void **state)
+{
+	(void)state;
+	static struct jsonr r;
+	json_t *root = json_object(), *arr = json_array();
+	for (int i = 0; i < 3000; i++) {
+		char key[16], val[32];
+		snprintf(key, sizeof key, "k%d", i);
+		snprintf(val, sizeof val, "v\"%d\u00e9\U0001F600", i);
+		json_object_set_new(root, key, json_string(val));
+		json_array_append_new(arr, json_pack("{s:i, s:[b, n]}", "n", i, "x", i % 2));
+	}
+	json_object_set_new(root, "arr", arr);
+	char *text = json_dumps(root, JSON_ENSURE_ASCII | JSON_COMPACT);
+	assert_non_null(text);
+	size_t n = strlen(text);
+	/* A repeated key at the end: jansson and jsonr both take the last. */
+	text = realloc(text, n + 32);
+	assert_non_null(text);
+	n--; /* the closing brace */
+	n += (size_t)sprintf(text + n, ",\"k7\":\"last\"}");
+	assert_int_equal(jsonr_parse_large(&r, text, n, JSONR_TOKENS_LARGE_MAX), 0);
+	/* root, 3,002 keys, 3,001 strings, the array and its 3,000 objects of
+	 * 2 keys, a number and an array of 2: */
+	assert_int_equal(r.ntok, 1 + 3002 + 3001 + 1 + 3000 * 7);
+	assert_int_equal(jsonr_size(&r, 0), 3002);
+	char buf[64];
+	assert_true(jsonr_string(&r, jsonr_get(&r, 0, "k7"), buf, sizeof buf, NULL));
+	assert_string_equal(buf, "last");
+	size_t len = 0;
+	char *dup = jsonr_strdup(&r, jsonr_get(&r, 0, "k2999"), &len);
+	assert_non_null(dup);
+	assert_string_equal(dup, "v\"2999\u00e9\U0001F600");
+	assert_int_equal(len, strlen(dup));
+	free(dup);
+	assert_null(jsonr_strdup(&r, jsonr_get(&r, 0, "arr"), NULL));
+	int a = jsonr_get(&r, 0, "arr");
+	assert_true(jsonr_is_array(&r, a) && !jsonr_is_object(&r, a));
+	int el = a + 1;
+	long long sum = 0;
+	for (int i = 0; i < jsonr_size(&r, a); i++, el = jsonr_after(&r, el)) {
+		long long v = -1;
+		assert_true(jsonr_is_object(&r, el));
+		assert_true(jsonr_int(&r, jsonr_get(&r, el, "n"), &v));
+		assert_int_equal(v, i);
+		assert_int_equal(jsonr_is_true(&r, jsonr_at(&r, jsonr_get(&r, el, "x"), 0)), i % 2);
+		sum += v;
+	}
+	assert_int_equal(el, r.ntok - 2); /* past the last element: the repeated key */
+	assert_int_equal(sum, 2999LL * 3000 / 2);
+	assert_int_equal(jsonr_size(&r, jsonr_get(&r, 0, "k1")), -1);
+	assert_int_equal(jsonr_after(&r, -1), -1);
+	assert_int_equal(jsonr_after(&r, r.ntok), -1);
+	jsonr_free(&r);
+	check(text, n);
+	json_decref(root);
+	free(text);
+}
+
+/* Comparing a string's value without copying it; null. */
+static void test_string_is(void **state)
+{
+	(void)state;
+	static struct jsonr r;
+	const char *doc = "{\"a\":\"read\",\"b\":\"r\\u0065ad\",\"c\":\"\\ud83d\\ude00\\n\","
+	                  "\"d\":\"\",\"e\":null,\"f\":\"n\",\"g\":\"\\\"q\\/\"}";
+	assert_int_equal(jsonr_parse(&r, doc, strlen(doc)), 0);
+	int a = jsonr_get(&r, 0, "a"), b = jsonr_get(&r, 0, "b"), c = jsonr_get(&r, 0, "c");
+	assert_true(jsonr_string_is(&r, a, "read"));
+	assert_true(jsonr_string_is(&r, b, "read"));
+	assert_false(jsonr_string_is(&r, a, "rea"));
+	assert_false(jsonr_string_is(&r, a, "reads"));
+	assert_false(jsonr_string_is(&r, b, "re"));
+	assert_false(jsonr_string_is(&r, b, "readx"));
+	assert_false(jsonr_string_is(&r, b, ""));
+	assert_true(jsonr_string_is(&r, c, "\xf0\x9f\x98\x80\n"));
+	assert_false(jsonr_string_is(&r, c, "\xf0\x9f\x98\x80"));
+	assert_true(jsonr_string_is(&r, jsonr_get(&r, 0, "d"), ""));
+	assert_false(jsonr_string_is(&r, jsonr_get(&r, 0, "d"), "x"));
+	assert_true(jsonr_string_is(&r, jsonr_get(&r, 0, "g"), "\"q/"));
+	assert_false(jsonr_string_is(&r, jsonr_get(&r, 0, "e"), "null"));
+	assert_false(jsonr_string_is(&r, -1, ""));
+	assert_false(jsonr_string_is(&r, 0, ""));
+	assert_true(jsonr_is_null(&r, jsonr_get(&r, 0, "e")));
+	assert_false(jsonr_is_null(&r, jsonr_get(&r, 0, "f")));
+	assert_false(jsonr_is_null(&r, -1));
+	assert_false(jsonr_is_null(&r, 0));
+}
+
+/* Random trees bigger than JSONR_TOKENS_MAX, read alike through check. */
+static void test_large_random_trees(void **state)
+{
+	(void)state;
+	unsigned seed = 4242;
+	int large = 0;
+	for (int i = 0; i < 200; i++) {
+		json_t *root = json_array();
+		for (int k = 0; k < 150; k++) {
+			int budget = 60;
+			json_array_append_new(root, random_tree(&seed, 0, &budget));
+		}
+		char *text = json_dumps(root, i % 2 ? JSON_ENSURE_ASCII : JSON_COMPACT);
+		assert_non_null(text);
+		static struct jsonr r;
+		int rc = jsonr_parse_large(&r, text, strlen(text), JSONR_TOKENS_LARGE_MAX);
+		if (rc)
+			fail_msg("refused (%d) what jansson wrote: %s", rc, text);
+		large += r.ntok > JSONR_TOKENS_MAX;
+		jsonr_free(&r);
+		check(text, strlen(text));
+		free(text);
+		json_decref(root);
+	}
+	print_message("large random trees: %d of 200 past JSONR_TOKENS_MAX\n", large);
+	assert_true(large > 150);
+}
+
 /* Answers as the providers send them, mutated at random: a byte changed,
  * deleted or inserted, or the text cut short. Whatever jsonr accepts,
  * jansson reads the same. */
@@ -456,6 +720,9 @@ int main(void)
 	    cmocka_unit_test(test_accepts),      cmocka_unit_test(test_refuses),
 	    cmocka_unit_test(test_reads),        cmocka_unit_test(test_token_limit),
 	    cmocka_unit_test(test_random_trees), cmocka_unit_test(test_mutations),
+	    cmocka_unit_test(test_large_cap),    cmocka_unit_test(test_large_depth),
+	    cmocka_unit_test(test_large_doc),    cmocka_unit_test(test_large_random_trees),
+	    cmocka_unit_test(test_string_is),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,6 +30,7 @@
 #include "core/crypto.h"
 #include "herald.h"
 #include "fastbody_test.h"
+#include "webhook_same_test.h"
 
 #include "channel_test.h"
 
@@ -1612,6 +1613,177 @@ static void test_fast_answers_equal(void **state)
 	channel_account_free(a);
 }
 
+/* ---- pushes read with jsonr: the same as with jansson ---- */
+
+/* event wrapped as a push (envelope) and read both ways; the code, and
+ * ws_fast says which way the fast side went. */
+static int rbm_same(const struct channel_account *a, const char *event)
+{
+	char *body = envelope(event, "77", NULL);
+	assert_non_null(body);
+	int rc = ws_same_parse(&channel_rcs, a, body, strlen(body));
+	free(body);
+	return rc;
+}
+
+#define RBM_U(x) "{\"senderPhoneNumber\":\"+15550123456\",\"messageId\":\"MsU\"" x "}"
+#define RBM_E(type, x) "{\"eventType\":\"" type "\",\"messageId\":\"" MSG_UUID "\"" x "}"
+
+static void test_fast_webhooks_equal(void **state)
+{
+	(void)state;
+	struct channel_account *a = offline_account();
+	static const struct ws_case events[] = {
+	    {RBM_E("READ", ",\"sendTime\":\"2026-01-15T10:00:05+01:00\",\"agentId\":\"a\""), 0, 1},
+	    {RBM_E("DELIVERED", ",\"sendTime\":\"2026-01-15T10:00:00.123456Z\""), 0, 1},
+	    {RBM_E("TTL_EXPIRATION_REVOKED", ",\"eventId\":\"e5\""), 0, 1},
+	    {RBM_E("TTL_EXPIRATION_REVOKE_FAILED", ""), 0, 1},
+	    {RBM_E("IS_TYPING", ",\"messageId\":5"), 0, 1},
+	    {RBM_E("\\u0052EAD", ""), 0, 1},
+	    {RBM_E("READ", ",\"messageId\":\"m\\u00e9\\ud83d\\ude00\""), 0, 1},
+	    {RBM_E("READ", ",\"eventType\":\"DELIVERED\",\"messageId\":\"last\""), 0, 1},
+	    {RBM_U(",\"text\":\"Where is my parcel? \\\"\\u00e9\\\" 😀\",\"sendTime\":"
+	           "\"2026-01-15T10:01:00Z\""),
+	     0, 1},
+	    {RBM_U(",\"text\":\"\""), 0, 1},
+	    {RBM_U(",\"suggestionResponse\":{\"postbackData\":\"" MSG_UUID "|yes\",\"text\":"
+	           "\"Yes\",\"type\":\"REPLY\"}"),
+	     0, 1},
+	    {RBM_U(",\"suggestionResponse\":{\"postbackData\":\"" MSG_UUID "|a|b\"}"), 0, 1},
+	    {RBM_U(",\"suggestionResponse\":{\"postbackData\":\"01563e3a-b5d3-d676-4c61-"
+	           "efb99302bd5g|x\",\"text\":\"X\"}"),
+	     0, 1},
+	    {RBM_U(",\"suggestionResponse\":{\"postbackData\":\"foreign\\u007cpayload\"}"), 0, 1},
+	    {RBM_U(",\"suggestionResponse\":{\"postbackData\":\"\"}"), 0, 1},
+	    {RBM_U(",\"text\":5,\"suggestionResponse\":{\"postbackData\":\"p\"}"), 0, 1},
+	    {RBM_U(",\"userFile\":{\"payload\":{\"mimeType\":\"image/jpeg\",\"fileUri\":"
+	           "\"https:\\/\\/rcs.example\\/f\"}}"),
+	     0, 1},
+	    {RBM_U(",\"userFile\":{\"payload\":5}"), 0, 1},
+	    {RBM_U(",\"userFile\":5"), 0, 1},
+	    {RBM_U(",\"location\":5"), 0, 1},
+	    {RBM_U(""), 0, 1},
+	    {RBM_U(",\"text\":null"), 0, 1},
+	    /* What jsonr leaves to jansson, which takes it: a location (its
+	     * doubles), an exponent, an escaped key. */
+	    {RBM_U(",\"location\":{\"latitude\":51.5,\"longitude\":-0.12}"), 0, 0},
+	    {RBM_U(",\"location\":{\"latitude\":\"51.5\",\"longitude\":-0}"), 0, 0},
+	    {RBM_U(",\"text\":\"t\",\"n\":2E2"), 0, 0},
+	    {RBM_U(",\"t\\u0065xt\":\"t\""), 0, 0},
+	    /* Errors: jansson's way names them. */
+	    {"[1,2]", HR_EINVAL, 0},
+	    {"{", HR_EINVAL, 0},
+	    {"", HR_EINVAL, 0},
+	    {"{\"senderPhoneNumber\":\"+1\"}", HR_EINVAL, 0},
+	    {RBM_E("READ", ",\"messageId\":\"\""), HR_EINVAL, 0},
+	    {RBM_E("READ", ",\"messageId\":null"), HR_EINVAL, 0},
+	    {RBM_E("READ", ",\"sendTime\":\"yesterday\""), HR_EINVAL, 0},
+	    {RBM_E("READ", ",\"sendTime\":null"), HR_EINVAL, 0},
+	    {RBM_E("READ", ",\"sendTime\":\"2026-01-15T10:00:00.1234567890123456789012345Z\""),
+	     HR_EINVAL, 0},
+	    {"{\"eventType\":null}", HR_EINVAL, 0},
+	    {"{\"eventType\":5,\"messageId\":\"m\"}", HR_EINVAL, 0},
+	    {"{\"messageId\":\"m\",\"text\":\"hi\"}", HR_EINVAL, 0},
+	    {RBM_U(",\"senderPhoneNumber\":\"\""), HR_EINVAL, 0},
+	    {RBM_U(",\"suggestionResponse\":{\"text\":\"x\"}"), HR_EINVAL, 0},
+	    {RBM_U(",\"suggestionResponse\":[]"), HR_EINVAL, 0},
+	    {RBM_U(",\"suggestionResponse\":{\"postbackData\":\"p\",\"text\":5}"), HR_EINVAL, 0},
+	    {RBM_U(",\"userFile\":{\"payload\":{\"fileUri\":7}}"), HR_EINVAL, 0},
+	};
+	for (size_t i = 0; i < sizeof events / sizeof events[0]; i++) {
+		int rc = rbm_same(a, events[i].body);
+		if (rc != events[i].rc || ws_fast != (unsigned long)events[i].fast)
+			fail_msg("event %zu: rc %d fast %lu, want rc %d fast %d: %s", i, rc,
+			         ws_fast, events[i].rc, events[i].fast, events[i].body);
+	}
+	/* The push around the event. */
+	char *good = envelope(RBM_U(",\"text\":\"t\""), "1", NULL);
+	char *slashed = malloc(2 * strlen(good) + 1); /* every '/' written "\/" */
+	assert_non_null(slashed);
+	size_t k = 0;
+	for (const char *c = good; *c; c++) {
+		if (*c == '/')
+			slashed[k++] = '\\';
+		slashed[k++] = *c;
+	}
+	slashed[k] = '\0';
+	assert_non_null(strchr(good, '/'));
+	const struct ws_case pushes[] = {
+	    {VEC_BODY, 0, 1},
+	    {good, 0, 1},
+	    {slashed, 0, 1},
+	    {"not json", HR_EINVAL, 0},
+	    {"{}", HR_EINVAL, 0},
+	    {"[]", HR_EINVAL, 0},
+	    {"{\"message\":null}", HR_EINVAL, 0},
+	    {"{\"message\":{\"data\":7}}", HR_EINVAL, 0},
+	    {"{\"message\":{\"data\":\"@@@@\"}}", HR_EINVAL, 0},
+	    {"{\"message\":{\"data\":\"\"}}", HR_EINVAL, 0},
+	    {"{\"message\":{\"data\":\"e30=\"},\"message\":{}}", HR_EINVAL, 0},
+	    {"{\"message\":{}, \"message\":{\"data\":\"e30=\"}}", HR_EINVAL, 0}, /* {} */
+	};
+	ws_cases(&channel_rcs, a, pushes, sizeof pushes / sizeof pushes[0]);
+
+	/* A messageId at its size exactly, and one byte over. */
+	for (int over = 0; over <= 1; over++) {
+		char ev[HR_PROVIDER_ID_MAX + 128], id[HR_PROVIDER_ID_MAX + 1];
+		memset(id, 'm', sizeof id);
+		id[HR_PROVIDER_ID_MAX - 1 + over] = '\0';
+		snprintf(ev, sizeof ev, "{\"eventType\":\"READ\",\"messageId\":\"%s\"}", id);
+		assert_int_equal(rbm_same(a, ev), over ? HR_EINVAL : 0);
+		assert_int_equal(ws_fast, over ? 0 : 1);
+	}
+
+	/* Mutations of events inside a valid push, and of a whole push. */
+	static const char pool[] = "\"\\{}[],:0123456789-.eEtrufalsn u/|\x01\x80\xc3\xa9\xff";
+	static const char *const seeds[] = {
+	    RBM_E("READ", ",\"sendTime\":\"2026-01-15T10:00:05+01:00\""),
+	    RBM_U(",\"suggestionResponse\":{\"postbackData\":\"" MSG_UUID "|yes\",\"text\":"
+	          "\"Y\\u00e9\"}"),
+	    RBM_U(",\"userFile\":{\"payload\":{\"fileUri\":\"u\"}},\"text\":5"),
+	};
+	unsigned seed = 31;
+	int fast = 0, slow = 0;
+	char buf[512];
+	for (int i = 0; i < 6000; i++) {
+		const char *ev = seeds[i % 3];
+		size_t n = strlen(ev);
+		memcpy(buf, ev, n);
+		int edits = 1 + rand_r(&seed) % 2;
+		for (int e = 0; e < edits && n > 0; e++) {
+			size_t at = (size_t)rand_r(&seed) % n;
+			char c = pool[rand_r(&seed) % (int)(sizeof pool - 1)];
+			switch (rand_r(&seed) % 3) {
+			case 0:
+				buf[at] = c;
+				break;
+			case 1:
+				memmove(buf + at, buf + at + 1, n - at - 1);
+				n--;
+				break;
+			default:
+				memmove(buf + at + 1, buf + at, n - at);
+				buf[at] = c;
+				n++;
+			}
+		}
+		buf[n] = '\0';
+		if (memchr(buf, '\0', n))
+			continue; /* envelope takes C strings */
+		rbm_same(a, buf);
+		ws_fast ? fast++ : slow++;
+	}
+	int f2 = 0, s2 = 0;
+	ws_mutations(&channel_rcs, a, good, 3000, 32, &f2, &s2);
+	print_message("rcs push mutations: %d read the fast way, %d by jansson\n", fast + f2,
+	              slow + s2);
+	assert_true(fast + f2 > 1500);
+	assert_true(slow + s2 > 1500);
+	free(good);
+	free(slashed);
+	channel_account_free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1632,6 +1804,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_vector),
 	    cmocka_unit_test(test_parse_table),
 	    cmocka_unit_test(test_parse_malformed),
+	    cmocka_unit_test(test_fast_webhooks_equal),
 	    cmocka_unit_test(test_dedupe_keys),
 	    cmocka_unit_test(test_signed_roundtrip),
 	    cmocka_unit_test(test_error_meaning),

@@ -19,7 +19,9 @@
 
 #include "channels/channel.h"
 #include "herald.h"
+#include "core/jsonr.h"
 #include "fastbody_test.h"
+#include "webhook_same_test.h"
 
 #include "channel_test.h"
 
@@ -1124,6 +1126,167 @@ static void test_error_meaning(void **state)
 	channel_account_free(a);
 }
 
+/* ---- updates read with jsonr: the same as with jansson ---- */
+
+#define TG_MSG(x)                                                                                  \
+	"{\"update_id\":10000,\"message\":{\"message_id\":1365,\"chat\":{\"id\":1111111,"          \
+	"\"type\":\"private\"},\"date\":1441645532" x "}}"
+#define TG_CQ(x) "{\"update_id\":10010,\"callback_query\":{\"id\":\"4382bf\"" x "}}"
+#define TG_KB(rows) ",\"reply_markup\":{\"inline_keyboard\":" rows "}"
+#define TG_ON(kb)                                                                                  \
+	",\"message\":{\"message_id\":42,\"chat\":{\"id\":1111111,\"type\":\"private\"},"          \
+	"\"date\":1,\"text\":\"Pay?\"" kb "}"
+
+static void test_fast_webhooks_equal(void **state)
+{
+	(void)state;
+	struct hr_err err = {0};
+	struct channel_account *a = load(ACCT_CONFIG, &err);
+	assert_non_null(a);
+	static const struct ws_case cases[] = {
+	    {TG_MSG(",\"text\":\"Hello\""), 0, 1},
+	    {TG_MSG(",\"text\":\"H\\u00e9llo \\ud83d\\ude00 \\\"q\\\" \\\\ \\/ \\n\",\"from\":{"
+	            "\"id\":1,\"is_bot\":false,\"first_name\":\"Ana\"}"),
+	     0, 1},
+	    {TG_MSG(",\"text\":\"olá 😀\",\"entities\":[{\"type\":\"bold\",\"offset\":0,"
+	            "\"length\":3}]"),
+	     0, 1},
+	    {TG_MSG(",\"text\":null"), 0, 1},
+	    {TG_MSG(",\"text\":null,\"caption\":\"c\""), 0, 1},
+	    {TG_MSG(",\"photo\":[{\"file_id\":\"A\"}],\"caption\":\"receipt\""), 0, 1},
+	    {TG_MSG(",\"sticker\":{},\"caption\":null"), 0, 1},
+	    {TG_MSG(",\"poll\":5"), 0, 1},
+	    {TG_MSG(",\"new_chat_members\":[{\"id\":1}]"), 0, 1},
+	    {TG_MSG(",\"text\":\"x\",\"reply_to_message\":{\"message_id\":76,\"chat\":{\"id\":"
+	            "-1001234567890},\"text\":\"Deploy?\"}"),
+	     0, 1},
+	    /* date: absent, zero, negative, huge: provider_at 0 unless plausible. */
+	    {"{\"update_id\":1,\"message\":{\"message_id\":1,\"chat\":{\"id\":2},\"text\":\"x\"}}",
+	     0, 1},
+	    {TG_MSG(",\"date\":0,\"text\":\"x\""), 0, 1},
+	    {TG_MSG(",\"date\":-5,\"text\":\"x\""), 0, 1},
+	    {TG_MSG(",\"date\":999999999999999999,\"text\":\"x\""), 0, 1},
+	    /* Duplicate keys: the last wins. */
+	    {TG_MSG(",\"text\":5,\"text\":\"last\",\"chat\":{\"id\":9}"), 0, 1},
+	    {"{\"update_id\":\"x\",\"update_id\":-3,\"message\":{\"message_id\":1,\"chat\":{\"id\":"
+	     "2},"
+	     "\"text\":\"x\"}}",
+	     0, 1},
+	    /* Both message and callback_query: the message only. */
+	    {"{\"update_id\":1,\"callback_query\":5,\"message\":{\"message_id\":1,\"chat\":{\"id\":"
+	     "2},\"text\":\"x\"}}",
+	     0, 1},
+	    {"{\"update_id\":10004,\"edited_message\":{\"message_id\":1,\"chat\":{\"id\":1},"
+	     "\"date\":1,\"edit_date\":2,\"text\":\"x\"}}",
+	     0, 1},
+	    {"{\"update_id\":1}", 0, 1},
+	    /* Button presses: the label of the pressed button, escapes compared
+	     * unescaped, the first match wins, odd keyboards ignored. */
+	    {TG_CQ(",\"data\":\"later\"" TG_ON(
+	         TG_KB("[[{\"text\":\"Pay now\",\"callback_data\":\"pay:1\"},{\"text\":\"Later\","
+	               "\"callback_data\":\"later\"}]]"))),
+	     0, 1},
+	    {TG_CQ(",\"data\":\"l\\u00e4ter\"" TG_ON(
+	         TG_KB("[[{\"text\":\"L\\u00e4ter "
+	               "\\ud83d\\ude00\",\"callback_data\":\"lä\\u0074er\"}]]"))),
+	     0, 1},
+	    {TG_CQ(
+	         ",\"data\":\"x\"" TG_ON(TG_KB("[5,[5,{\"callback_data\":\"x\",\"text\":7},"
+	                                       "{\"callback_data\":\"x\",\"text\":\"second\"}]]"))),
+	     0, 1},
+	    {TG_CQ(",\"data\":\"x\"" TG_ON(TG_KB("[[{\"callback_data\":\"xx\",\"text\":\"a\"},"
+	                                         "{\"callback_data\":\"\",\"text\":\"b\"}]]"))),
+	     0, 1},
+	    {TG_CQ(
+	         ",\"data\":\"\"" TG_ON(TG_KB("[[{\"callback_data\":\"\",\"text\":\"empty\"}]]"))),
+	     0, 1},
+	    {TG_CQ(",\"data\":\"x\"" TG_ON(TG_KB("{}"))), 0, 1},
+	    {TG_CQ(",\"data\":\"x\"" TG_ON(",\"reply_markup\":5")), 0, 1},
+	    {TG_CQ(TG_ON(TG_KB("[[{\"callback_data\":\"x\",\"text\":\"a\"}]]"))), 0, 1},
+	    {TG_CQ(",\"from\":{\"id\":555},\"inline_message_id\":\"AAA\",\"data\":\"x\""), 0, 1},
+	    {TG_CQ(",\"from\":{\"id\":555}"), 0, 1},
+	    /* What jsonr leaves to jansson, which takes it. */
+	    {TG_MSG(",\"text\":\"x\",\"n\":1e3"), 0, 0},
+	    {TG_MSG(",\"t\\u0065xt\":\"x\""), 0, 0},
+	    /* Errors: jansson's way names them. */
+	    {"", HR_EINVAL, 0},
+	    {"{\"update_id\":1,", HR_EINVAL, 0},
+	    {"[1]", HR_EINVAL, 0},
+	    {"{\"update_id\":1.0}", HR_EINVAL, 0},
+	    {"{\"update_id\":12345678901234567890}", HR_EINVAL, 0},
+	    {"{\"update_id\":\"1\"}", HR_EINVAL, 0},
+	    {"{\"update_id\":1,\"message\":null}", HR_EINVAL, 0},
+	    {"{\"update_id\":1,\"message\":{\"message_id\":1,\"text\":\"x\"}}", HR_EINVAL, 0},
+	    {"{\"update_id\":1,\"message\":{\"message_id\":1,\"chat\":5,\"text\":\"x\"}}",
+	     HR_EINVAL, 0},
+	    {TG_MSG(",\"text\":5"), HR_EINVAL, 0},
+	    {TG_MSG(",\"photo\":[],\"caption\":[]"), HR_EINVAL, 0},
+	    {TG_MSG(",\"date\":1.5,\"text\":\"x\""), HR_EINVAL, 0},
+	    {TG_MSG(",\"text\":\"x\",\"reply_to_message\":5"), HR_EINVAL, 0},
+	    {TG_MSG(",\"text\":\"x\",\"reply_to_message\":{\"message_id\":1,\"chat\":{}}"),
+	     HR_EINVAL, 0},
+	    {"{\"update_id\":1,\"callback_query\":null}", HR_EINVAL, 0},
+	    {TG_CQ(",\"id\":\"\",\"from\":{\"id\":1}"), HR_EINVAL, 0},
+	    {TG_CQ(",\"id\":7,\"from\":{\"id\":1}"), HR_EINVAL, 0},
+	    {TG_CQ(",\"data\":\"x\""), HR_EINVAL, 0},
+	    {TG_CQ(",\"from\":{\"id\":\"1\"}"), HR_EINVAL, 0},
+	    {TG_CQ(",\"from\":{\"id\":1},\"data\":null"), HR_EINVAL, 0},
+	    {TG_CQ(",\"from\":{\"id\":1},\"data\":[]"), HR_EINVAL, 0},
+	    {TG_CQ(",\"message\":{\"chat\":{\"id\":1}},\"data\":\"x\""), HR_EINVAL, 0},
+	};
+	ws_cases(&channel_telegram, a, cases, sizeof cases / sizeof cases[0]);
+
+	/* A callback id at its size exactly, and one byte over. */
+	static char big[200000];
+	for (int over = 0; over <= 1; over++) {
+		char id[HR_PROVIDER_ID_MAX + 1];
+		memset(id, 'q', sizeof id);
+		id[HR_PROVIDER_ID_MAX - 1 + over] = '\0';
+		snprintf(big, sizeof big,
+		         "{\"update_id\":1,\"callback_query\":{\"id\":\"%s\",\"from\":{\"id\":1}}}",
+		         id);
+		assert_int_equal(ws_same_parse(&channel_telegram, a, big, strlen(big)),
+		                 over ? HR_EINVAL : 0);
+		assert_int_equal(ws_fast, over ? 0 : 1);
+	}
+	/* A keyboard of 2,000 buttons (past JSONR_TOKENS_MAX), the last pressed. */
+	size_t k = (size_t)snprintf(big, sizeof big,
+	                            "{\"update_id\":1,\"callback_query\":{\"id\":\"q\","
+	                            "\"data\":\"b1999\",\"message\":{\"message_id\":3,\"chat\":{"
+	                            "\"id\":4},\"reply_markup\":{\"inline_keyboard\":[");
+	for (int i = 0; i < 2000; i++)
+		k += (size_t)snprintf(big + k, sizeof big - k,
+		                      "%s[{\"text\":\"B %d\",\"callback_data\":\"b%d\"}]",
+		                      i ? "," : "", i, i);
+	k += (size_t)snprintf(big + k, sizeof big - k, "]}}}}");
+	assert_true(k < sizeof big - 1);
+	struct wh_parsed p = {0};
+	assert_int_equal(ws_same_parse(&channel_telegram, a, big, k), 0);
+	assert_int_equal(ws_fast, 1);
+	assert_int_equal(a->ops->webhook_parse(a, big, k, &p, &err), 0);
+	assert_string_equal(p.inbound[0].text, "B 1999");
+	assert_string_equal(p.inbound[0].payload, "b1999");
+	assert_string_equal(p.followups[0].body, "{\"callback_query_id\":\"q\"}");
+	wh_parsed_clear(&p);
+
+	/* Mutations of a press and of a reply. */
+	int fast = 0, slow = 0, f2 = 0, s2 = 0;
+	ws_mutations(&channel_telegram, a,
+	             TG_CQ(",\"data\":\"later\"" TG_ON(
+	                 TG_KB("[[{\"text\":\"Pay \\u00e9\",\"callback_data\":\"pay:1\"},{\"text\":"
+	                       "\"Later\",\"callback_data\":\"later\"}]]"))),
+	             8000, 7, &fast, &slow);
+	ws_mutations(&channel_telegram, a,
+	             TG_MSG(",\"text\":\"x\",\"reply_to_message\":{\"message_id\":76,\"chat\":{"
+	                    "\"id\":-1001234567890},\"text\":\"Deploy?\"}"),
+	             8000, 8, &f2, &s2);
+	print_message("telegram update mutations: %d read the fast way, %d by jansson\n", fast + f2,
+	              slow + s2);
+	assert_true(fast + f2 > 2000);
+	assert_true(slow + s2 > 2000);
+	channel_account_free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1137,6 +1300,7 @@ int main(void)
 	    cmocka_unit_test(test_error_meaning),
 	    cmocka_unit_test(test_fast_bodies_equal),
 	    cmocka_unit_test(test_fast_answers_equal),
+	    cmocka_unit_test(test_fast_webhooks_equal),
 	    cmocka_unit_test(test_fast_text_content),
 	    cmocka_unit_test(test_webhook_verify),
 	    cmocka_unit_test(test_dedupe_key),

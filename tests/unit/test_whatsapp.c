@@ -17,8 +17,10 @@
 
 #include "channels/channel.h"
 #include "core/crypto.h"
+#include "core/jsonr.h"
 #include "herald.h"
 #include "fastbody_test.h"
+#include "webhook_same_test.h"
 
 #include "channel_test.h"
 
@@ -1158,6 +1160,9 @@ static void test_parse_send_table(void **state)
 static void parse_ok(const char *body, struct wh_parsed *p)
 {
 	struct hr_err err = {0};
+	/* Read the fast way, as jansson reads it. */
+	assert_int_equal(ws_same_parse(&channel_whatsapp, NULL, body, strlen(body)), 0);
+	assert_int_equal(ws_fast, 1);
 	memset(p, 0, sizeof *p);
 	int rc = channel_whatsapp.webhook_parse(NULL, body, strlen(body), p, &err);
 	if (rc)
@@ -1350,6 +1355,8 @@ static void test_parse_more_inbound(void **state)
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct wh_parsed p = {0};
 		struct hr_err err = {0};
+		ws_same_parse(&channel_whatsapp, NULL, cases[i].body, strlen(cases[i].body));
+		assert_int_equal(ws_fast, cases[i].kind ? 1 : 0);
 		int rc = channel_whatsapp.webhook_parse(NULL, cases[i].body, strlen(cases[i].body),
 		                                        &p, &err);
 		if (!cases[i].kind) {
@@ -1446,6 +1453,9 @@ static void test_parse_malformed(void **state)
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct wh_parsed p = {0};
 		struct hr_err err = {0};
+		assert_int_equal(
+		    ws_same_parse(&channel_whatsapp, NULL, cases[i].body, strlen(cases[i].body)),
+		    HR_EINVAL);
 		/* Something already parsed stays as it was. */
 		struct wh_status *keep = wh_parsed_add_status(&p);
 		hr_strlcpy(keep->provider_id, "wamid.keep", sizeof keep->provider_id);
@@ -1862,6 +1872,327 @@ static void test_fast_answers_equal(void **state)
 	channel_account_free(a);
 }
 
+/* ---- webhooks read with jsonr: the same as with jansson ---- */
+
+#define WA_ENV(value)                                                                              \
+	"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\",\"changes\":[{"        \
+	"\"field\":\"messages\",\"value\":" value "}]}]}"
+#define WA_ST(x) WA_ENV("{\"statuses\":[" x "]}")
+#define WA_MSG(x) WA_ENV("{\"messages\":[" x "]}")
+#define WA_M(type, x)                                                                              \
+	"{\"from\":\"447911123456\",\"id\":\"wamid.M\",\"timestamp\":\"1750000100\",\"type\":"     \
+	"\"" type "\"" x "}"
+
+/* Replies of every kind, in one body. */
+static const char wa_replies[] =
+    "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":"
+    "\"1\",\"changes\":[{\"field\":\"messages\",\"value\":{\"messages\":"
+    "[{\"from\":\"447911123456\",\"id\":\"wamid.M\",\"timestamp\":"
+    "\"1750000100\",\"type\":\"text\",\"text\":{\"body\":\"STOP\"},"
+    "\"context\":{\"id\":\"\"}},{\"from\":\"447911123456\",\"id\":"
+    "\"wamid.M\",\"timestamp\":\"1750000100\",\"type\":\"button\","
+    "\"button\":{\"payload\":\"P\\u00e9\",\"text\":\"Pay\"}},{\"from\":"
+    "\"447911123456\",\"id\":\"wamid.M\",\"timestamp\":\"1750000100\","
+    "\"type\":\"interactive\",\"interactive\":{\"type\":\"button_reply\","
+    "\"button_reply\":{\"id\":\"yes\",\"title\":\"Yes\"}}},{\"from\":"
+    "\"447911123456\",\"id\":\"wamid.M\",\"timestamp\":\"1750000100\","
+    "\"type\":\"interactive\",\"interactive\":{\"type\":\"list_reply\","
+    "\"list_reply\":{\"id\":\"o2\"}}},{\"from\":\"447911123456\","
+    "\"id\":\"wamid.M\",\"timestamp\":\"1750000100\",\"type\":\"interactive\","
+    "\"interactive\":{\"type\":\"nfm_reply\"}},{\"from\":\"447911123456\","
+    "\"id\":\"wamid.M\",\"timestamp\":\"1750000100\",\"type\":\"image\","
+    "\"image\":{\"id\":\"m1\",\"caption\":\"my receipt\"}},{\"from\":"
+    "\"447911123456\",\"id\":\"wamid.M\",\"timestamp\":\"1750000100\","
+    "\"type\":\"document\",\"document\":{\"id\":\"m2\",\"caption\":"
+    "7}},{\"from\":\"447911123456\",\"id\":\"wamid.M\",\"timestamp\":"
+    "\"1750000100\",\"type\":\"reaction\",\"reaction\":{\"message_id\":"
+    "\"wamid.O\",\"emoji\":\"x\"}},{\"from\":\"447911123456\",\"id\":"
+    "\"wamid.M\",\"timestamp\":\"1750000100\",\"type\":\"reaction\","
+    "\"context\":{\"id\":\"wamid.C\"},\"reaction\":{\"message_id\":"
+    "\"wamid.O\"}},{\"from\":\"447911123456\",\"id\":\"wamid.M\","
+    "\"timestamp\":\"1750000100\",\"type\":\"reaction\",\"reaction\":"
+    "5},{\"from\":\"447911123456\",\"id\":\"wamid.M\",\"timestamp\":"
+    "\"1750000100\",\"type\":\"a type name of thirty-one bytes\"},"
+    "{\"from\":\"447911123456\",\"id\":\"wamid.M\",\"timestamp\":"
+    "\"1750000100\",\"type\":\"text\",\"text\":{\"body\":\"\"}}]}}]}]}";
+
+/*
+ * A body like the simulator's (bench/run.sh's webhook phase): n statuses,
+ * each with conversation, pricing and Herald's id echoed, into buf.
+ */
+static size_t wa_sim_body(char *buf, size_t cap, int n, const char *status)
+{
+	size_t k = (size_t)snprintf(buf, cap,
+	                            "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":"
+	                            "\"102290129340398\",\"changes\":[{\"value\":{"
+	                            "\"messaging_product\":\"whatsapp\",\"metadata\":{"
+	                            "\"display_phone_number\":\"15550783881\","
+	                            "\"phone_number_id\":\"106540352242922\"},\"statuses\":[");
+	for (int i = 0; i < n; i++)
+		k += (size_t)snprintf(
+		    buf + k, cap - k,
+		    "%s{\"id\":\"wamid.HBgLMTU1NTAxMjM0NTYVAgARGBI3%06d\",\"status\":\"%s\","
+		    "\"timestamp\":\"%d\",\"recipient_id\":\"447911%06d\","
+		    "\"biz_opaque_callback_data\":\"01JABCDEFGHJKMNPQRS%07d\","
+		    "\"conversation\":{\"id\":\"c0ffee%d\",\"expiration_timestamp\":\"1750086400\","
+		    "\"origin\":{\"type\":\"utility\"}},\"pricing\":{\"billable\":true,"
+		    "\"pricing_model\":\"CBP\",\"category\":\"utility\"}}",
+		    i ? "," : "", i, status, 1750000000 + i, i, i, i);
+	k += (size_t)snprintf(buf + k, cap - k, "]},\"field\":\"messages\"}]}]}");
+	assert_true(k < cap);
+	return k;
+}
+
+static void test_fast_webhooks_equal(void **state)
+{
+	(void)state;
+	static const struct ws_case cases[] = {
+	    {VEC_BODY, 0, 1},
+	    /* Escapes in values: read unescaped, as jansson does. */
+	    {WA_ST("{\"id\":\"wamid.\\u00e9\\\"\\\\\\/x\",\"status\":\"r\\u0065ad\","
+	           "\"timestamp\":\"\\u0031750000000\"}"),
+	     0, 1},
+	    {WA_ST("{\"id\":\"wamid.F\",\"status\":\"failed\",\"timestamp\":\"1750000000\","
+	           "\"errors\":[{\"code\":\"1\\u00302\",\"title\":\"bad \\ud83d\\ude00\\n\\t"
+	           "end\"}]}"),
+	     0, 1},
+	    {WA_ST("{\"id\":\"wamid.F\",\"status\":\"failed\",\"timestamp\":1750000000,"
+	           "\"errors\":[{\"code\":131026,\"title\":\"Nachricht nicht zugestellt — ü 😀\"},"
+	           "{\"code\":1}]}"),
+	     0, 1},
+	    /* Duplicate keys: the last one wins, everywhere. */
+	    {WA_ST("{\"id\":\"wamid.A\",\"status\":\"sent\",\"status\":\"failed\",\"timestamp\":"
+	           "\"1\",\"id\":\"wamid.B\",\"errors\":{},\"errors\":[{\"code\":7,\"code\":\"x\"}]"
+	           "}"),
+	     0, 1},
+	    {"{\"object\":\"page\",\"entry\":5,\"object\":\"whatsapp_business_account\","
+	     "\"entry\":[{\"changes\":[{\"value\":{\"statuses\":5,\"statuses\":[{\"id\":\"w\","
+	     "\"status\":\"read\",\"timestamp\":\"2\"}]}}]}]}",
+	     0, 1},
+	    /* Missing and odd optional fields. */
+	    {WA_ST("{\"id\":\"wamid.A\",\"status\":\"failed\",\"timestamp\":\"3\",\"errors\":[]}"),
+	     0, 1},
+	    {WA_ST(
+	         "{\"id\":\"wamid.A\",\"status\":\"failed\",\"timestamp\":\"3\",\"errors\":[{}]}"),
+	     0, 1},
+	    {WA_ST("{\"id\":\"wamid.A\",\"status\":\"failed\",\"timestamp\":\"3\",\"errors\":[{"
+	           "\"code\":1.5,\"title\":5,\"message\":\"from message\"}]}"),
+	     0, 1},
+	    {WA_ST("{\"id\":\"wamid.A\",\"status\":\"failed\",\"timestamp\":\"3\",\"errors\":[{"
+	           "\"code\":-0,\"title\":null,\"message\":[]}]}"),
+	     0, 1},
+	    {WA_ST("{\"id\":\"w1\",\"status\":\"read\",\"timestamp\":0,"
+	           "\"biz_opaque_callback_data\":\"01JABCDEFGHJKMNPQRSTVWXYZ0\"},"
+	           "{\"id\":\"w2\",\"status\":\"read\",\"timestamp\":999999999999,"
+	           "\"biz_opaque_callback_data\":\"01JABCDEFGHJKMNPQRSTVWXYZ\"},"
+	           "{\"id\":\"w3\",\"status\":\"read\",\"timestamp\":\"000000000000\","
+	           "\"biz_opaque_callback_data\":\"01JABCDEFGHJKMNPQRSTVWXYZ00\"},"
+	           "{\"id\":\"w4\",\"status\":\"read\",\"timestamp\":\"5\","
+	           "\"biz_opaque_callback_data\":5},"
+	           "{\"id\":\"w5\",\"status\":\"read\",\"timestamp\":\"5\","
+	           "\"biz_opaque_callback_data\":\"81JABCDEFGHJKMNPQRSTVWXYZ0\"}"),
+	     0, 1},
+	    /* Statuses with nothing to apply are not read further. */
+	    {WA_ST("{\"status\":\"played\"},{\"status\":\"deleted\",\"id\":5},{\"status\":"
+	           "\"a status name far longer than any that Herald applies\"},{\"status\":\"\"}"),
+	     0, 1},
+	    /* Changes that are not messages are skipped, whatever their value. */
+	    {"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"changes\":["
+	     "{\"field\":\"account_update\",\"value\":5},"
+	     "{\"field\":\"a field name longer than thirty-two bytes\",\"value\":5},"
+	     "{\"field\":5,\"value\":{}},{\"value\":{\"statuses\":[],\"messages\":[]}}]},"
+	     "{\"changes\":[]}]}",
+	     0, 1},
+	    /* Replies of every kind. */
+	    {wa_replies, 0, 1},
+	    /* Pretty-printed, with every kind of whitespace. */
+	    {" \n\t{\r\n \"object\" : \"whatsapp_business_account\" ,\n \"entry\" : [ { "
+	     "\"changes\" : [ { \"value\" : { \"statuses\" : [ { \"id\" : \"w\" , \"status\" : "
+	     "\"read\" , \"timestamp\" : \"1\" } ] } } ] } ] }\n ",
+	     0, 1},
+	    /* What jsonr leaves to jansson, which takes it: an exponent, 19
+	     * digits, an escaped key, nesting past JSONR_DEPTH_MAX. */
+	    {WA_ST(
+	         "{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"1\",\"pricing\":{\"x\":1e5}}"),
+	     0, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"1\",\"n\":"
+	           "1234567890123456789}"),
+	     0, 0},
+	    {WA_ST("{\"id\":\"w\",\"st\\u0061tus\":\"read\",\"timestamp\":\"1\"}"), 0, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"1\",\"deep\":"
+	           "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+	           "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"),
+	     0, 0},
+	    /* Errors: jansson's way names them. */
+	    {"", HR_EINVAL, 0},
+	    {"not json", HR_EINVAL, 0},
+	    {"[]", HR_EINVAL, 0},
+	    {"{\"object\":\"whatsapp_business_account\",\"entry\":[]} x", HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":1e5}"), HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":1.5}"), HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":99999999999999999999}"),
+	     HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":1000000000000}"), HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":-1}"), HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"1234567890123\"}"), HR_EINVAL,
+	     0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"\"}"), HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\" 1\"}"), HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"\",\"status\":\"read\",\"timestamp\":\"1\"}"), HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\\u0000\",\"status\":\"read\",\"timestamp\":\"1\"}"), HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":5,\"timestamp\":\"1\"}"), HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"1\",\"errors\":null}"),
+	     HR_EINVAL, 0},
+	    {WA_ST("{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"1\",\"errors\":[\"x\"]}"),
+	     HR_EINVAL, 0},
+	    {WA_ST("5"), HR_EINVAL, 0},
+	    {WA_ENV("{\"statuses\":{}}"), HR_EINVAL, 0},
+	    {WA_ENV("[]"), HR_EINVAL, 0},
+	    {"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"changes\":[5]}]}", HR_EINVAL,
+	     0},
+	    {"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"changes\":{}}]}", HR_EINVAL,
+	     0},
+	    {"{\"object\":\"whatsapp_business_account\",\"entry\":[[]]}", HR_EINVAL, 0},
+	    {"{\"object\":\"whatsapp_business_accounts\",\"entry\":[]}", HR_EINVAL, 0},
+	    {"{\"object\":5,\"entry\":[]}", HR_EINVAL, 0},
+	    {"{\"entry\":[]}", HR_EINVAL, 0},
+	    {"{\"object\":\"whatsapp_business_account\",\"entry\":{}}", HR_EINVAL, 0},
+	    {WA_MSG(WA_M("text", ",\"text\":{\"body\":5}")), HR_EINVAL, 0},
+	    {WA_MSG(WA_M("text", ",\"text\":\"hi\"")), HR_EINVAL, 0},
+	    {WA_MSG(WA_M("text", "")), HR_EINVAL, 0},
+	    {WA_MSG(WA_M("button", ",\"button\":{\"payload\":\"P\",\"text\":5}")), HR_EINVAL, 0},
+	    {WA_MSG(WA_M("interactive", ",\"interactive\":{\"type\":5}")), HR_EINVAL, 0},
+	    {WA_MSG(WA_M("interactive", ",\"interactive\":{\"type\":\"list_reply\","
+	                                "\"list_reply\":{\"id\":\"o\",\"title\":[]}}")),
+	     HR_EINVAL, 0},
+	    {WA_MSG(WA_M("reaction", ",\"reaction\":{\"emoji\":5}")), HR_EINVAL, 0},
+	    {WA_MSG(WA_M("reaction", ",\"reaction\":{\"message_id\":5}")), HR_EINVAL, 0},
+	    {WA_MSG(WA_M("image", ",\"context\":[]")), HR_EINVAL, 0},
+	    {WA_MSG(WA_M("a type name of thirty-two bytes!", "")), HR_EINVAL, 0},
+	    {WA_MSG(WA_M("", "")), HR_EINVAL, 0},
+	    {WA_MSG("{\"id\":\"wamid.M\",\"from\":5,\"timestamp\":\"1\",\"type\":\"text\"}"),
+	     HR_EINVAL, 0},
+	    {WA_MSG("{\"id\":\"wamid.M\",\"from\":\"4479\",\"type\":\"text\"}"), HR_EINVAL, 0},
+	    {WA_MSG("7"), HR_EINVAL, 0},
+	    /* A failure after good statuses and replies: nothing of it kept. */
+	    {WA_ENV("{\"statuses\":[{\"id\":\"w\",\"status\":\"read\",\"timestamp\":\"1\"}],"
+	            "\"messages\":[" WA_M("text",
+	                                  ",\"text\":{\"body\":\"x\"}") ","
+	                                                                "{\"id\":\"wamid.M\"}]}"),
+	     HR_EINVAL, 0},
+	};
+	ws_cases(&channel_whatsapp, NULL, cases, sizeof cases / sizeof cases[0]);
+	assert_int_equal(ws_same_parse(&channel_whatsapp, NULL, NULL, 0), HR_EINVAL);
+	assert_int_equal(ws_fast, 0);
+
+	/* Fields at their sizes exactly, and one byte over (jansson's way
+	 * then says "is too long"). */
+	static char big[300000];
+	char id[HR_PROVIDER_ID_MAX + 1];
+	for (int over = 0; over <= 1; over++) {
+		memset(id, 'i', sizeof id);
+		id[HR_PROVIDER_ID_MAX - 1 + over] = '\0';
+		char from[HR_ADDR_MAX + 1];
+		memset(from, '4', sizeof from);
+		from[HR_ADDR_MAX - 1 + over] = '\0';
+		snprintf(
+		    big, sizeof big,
+		    WA_ENV("{\"statuses\":[{\"id\":\"%s\",\"status\":\"read\",\"timestamp\":"
+		           "\"1\"}],\"messages\":[{\"id\":\"%s\",\"from\":\"%s\",\"timestamp\":"
+		           "\"1\",\"type\":\"text\",\"text\":{\"body\":\"b\"},\"context\":{"
+		           "\"id\":\"%s\"}}]}"),
+		    id, id, from, id);
+		assert_int_equal(ws_same_parse(&channel_whatsapp, NULL, big, strlen(big)),
+		                 over ? HR_EINVAL : 0);
+		assert_int_equal(ws_fast, over ? 0 : 1);
+	}
+	/* Error texts and codes past their fields, cut at a character. */
+	char text[4000];
+	size_t k = 0;
+	for (int i = 0; i < 300; i++)
+		k += (size_t)snprintf(text + k, sizeof text - k, "é\\u00e9");
+	snprintf(big, sizeof big,
+	         WA_ST("{\"id\":\"w\",\"status\":\"failed\",\"timestamp\":\"1\",\"errors\":[{"
+	               "\"code\":\"%s\",\"message\":\"%s\"}]}"),
+	         text, text);
+	assert_int_equal(ws_same_parse(&channel_whatsapp, NULL, big, strlen(big)), 0);
+	assert_int_equal(ws_fast, 1);
+
+	/* The simulator's bodies: 10 statuses (over JSONR_TOKENS_MAX tokens),
+	 * 1, and 2,000 (a 900 KB body is past the buffer: 500). */
+	int sizes[] = {1, 10, 500};
+	for (size_t i = 0; i < 3; i++) {
+		size_t n = wa_sim_body(big, sizeof big, sizes[i], i % 2 ? "read" : "delivered");
+		assert_int_equal(ws_same_parse(&channel_whatsapp, NULL, big, n), 0);
+		assert_int_equal(ws_fast, 1);
+	}
+	/* Past jsonr's cap: jansson's way, the same statuses. */
+	k = wa_sim_body(big, sizeof big, 1, "read");
+	k -= strlen("]},\"field\":\"messages\"}]}]}");
+	k += (size_t)snprintf(big + k, sizeof big - k, "],\"pad\":[");
+	for (int i = 0; i < JSONR_TOKENS_LARGE_MAX; i++)
+		k += (size_t)snprintf(big + k, sizeof big - k, "%s0", i ? "," : "");
+	k += (size_t)snprintf(big + k, sizeof big - k, "]},\"field\":\"messages\"}]}]}");
+	assert_true(k < sizeof big - 1);
+	assert_int_equal(ws_same_parse(&channel_whatsapp, NULL, big, k), 0);
+	assert_int_equal(ws_fast, 0);
+}
+
+/* The simulator's 10-status body, read the fast way: no jansson allocation. */
+static void test_fast_webhook_no_jansson(void **state)
+{
+	(void)state;
+	static char body[16384];
+	size_t n = wa_sim_body(body, sizeof body, 10, "read");
+	struct wh_parsed p = {0};
+	struct hr_err err = {0};
+	fb_jansson_allocs = 0;
+	json_set_alloc_funcs(fb_counting_malloc, free);
+	int rc = channel_whatsapp.webhook_parse(NULL, body, n, &p, &err);
+	json_set_alloc_funcs(malloc, free);
+	assert_int_equal(rc, 0);
+	assert_int_equal(fb_jansson_allocs, 0);
+	assert_int_equal(p.nstatuses, 10);
+	assert_string_equal(p.statuses[9].provider_id, "wamid.HBgLMTU1NTAxMjM0NTYVAgARGBI3000009");
+	assert_int_equal(p.statuses[9].status, MSG_READ);
+	assert_string_equal(p.statuses[9].provider_ts, "1750000009");
+	assert_true(p.statuses[9].provider_at == 1750000009LL * 1000000);
+	assert_string_equal(p.statuses[9].client_ref, "01JABCDEFGHJKMNPQRS0000009");
+	wh_parsed_clear(&p);
+	/* Turned off: jansson's tree. */
+	channel_fast_json = false;
+	json_set_alloc_funcs(fb_counting_malloc, free);
+	rc = channel_whatsapp.webhook_parse(NULL, body, n, &p, &err);
+	json_set_alloc_funcs(malloc, free);
+	channel_fast_json = true;
+	assert_int_equal(rc, 0);
+	assert_true(fb_jansson_allocs > 100);
+	wh_parsed_clear(&p);
+}
+
+/* Mutations of a body with statuses and replies of every kind: whatever
+ * the bytes, the same result both ways. */
+static void test_fast_webhook_mutations(void **state)
+{
+	(void)state;
+	static const char body[] = WA_ENV(
+	    "{\"statuses\":[{\"id\":\"wamid.A\",\"status\":\"failed\",\"timestamp\":\"17\","
+	    "\"biz_opaque_callback_data\":\"01JABCDEFGHJKMNPQRSTVWXYZ0\",\"errors\":[{\"code\":"
+	    "131026,\"title\":\"T\\u00e9\"}]},{\"id\":\"wamid.B\",\"status\":\"read\","
+	    "\"timestamp\":18}],\"messages\":[" WA_M(
+	        "interactive",
+	        ",\"context\":{\"id\":\"wamid.C\"},\"interactive\":{\"type\":"
+	        "\"button_reply\",\"button_reply\":{\"id\":\"y\",\"title\":"
+	        "\"Y\"}}") "," WA_M("reaction", ",\"reaction\":{\"message_id\":\"wamid.O\","
+	                                        "\"emoji\":\"x\"}") "]}");
+	int fast = 0, slow = 0;
+	ws_mutations(&channel_whatsapp, NULL, body, 20000, 99, &fast, &slow);
+	print_message("whatsapp webhook mutations: %d read the fast way, %d by jansson\n", fast,
+	              slow);
+	assert_true(fast > 3000);
+	assert_true(slow > 3000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1891,6 +2222,9 @@ int main(void)
 	    cmocka_unit_test(test_fast_null_payload),
 	    cmocka_unit_test(test_fast_text_content),
 	    cmocka_unit_test(test_fast_answers_equal),
+	    cmocka_unit_test(test_fast_webhooks_equal),
+	    cmocka_unit_test(test_fast_webhook_no_jansson),
+	    cmocka_unit_test(test_fast_webhook_mutations),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
