@@ -625,9 +625,33 @@ static void watch_done(void *arg, const struct dispatch_result *res)
 	accept_arrived(r, a, 1);
 }
 
-static void notify_dispatcher(void *d)
+/* A hold on the server's count of pending requests, which api_stop waits
+ * to reach 0 before the dispatcher and the store are stopped. Taken only
+ * while a request of it is pending, so never after api_stop saw 0. */
+static void server_hold(struct api_server *s)
 {
-	dispatcher_notify(d);
+	pthread_mutex_lock(&s->lock);
+	s->pending++;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void server_release(struct api_server *s)
+{
+	pthread_mutex_lock(&s->lock);
+	if (--s->pending == 0)
+		pthread_cond_broadcast(&s->idle);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* After a committed group's callbacks (store_group_done): wakes the
+ * dispatcher once for all the group's accepts, then lets go of the hold
+ * insert_done took, so api_stop cannot return (and the dispatcher be freed)
+ * before this ran. */
+static void group_notify(void *arg)
+{
+	struct api_server *s = arg;
+	dispatcher_notify(s->o.dispatcher);
+	server_release(s);
 }
 
 /*
@@ -649,9 +673,13 @@ static void insert_done(void *arg, int rc, const struct hr_err *err)
 	if (rc == 0) {
 		metrics_accepted((int)a->n);
 		/* Once per committed group, not once per request: each wake-up
-		 * costs the dispatcher a turn (a claim), and the writer a send. */
-		if (d)
-			store_group_done(notify_dispatcher, d);
+		 * costs the dispatcher a turn (a claim), and the writer a send.
+		 * This request is still pending here, so the hold is in time. */
+		int q = d ? store_group_done(group_notify, r->srv) : 0;
+		if (q == 1)
+			server_hold(r->srv);
+		else if (q < 0)
+			dispatcher_notify(d);
 	} else if (a->sync && d && dispatcher_unwatch(d, a->msgs[0].id, r)) {
 		k = 2;
 	}

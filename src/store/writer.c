@@ -11,9 +11,7 @@
 #include "store/writer.h"
 
 /* What the callbacks of the group this thread is answering asked to run
- * after it (store_group_done); `answering` only inside complete(). A
- * request past the table's room runs at once, which is what it would do
- * without the deferral: correct, only not shared. */
+ * after it (store_group_done); `answering` only inside complete(). */
 #define WR_AFTER_MAX 8
 static _Thread_local struct {
 	bool answering;
@@ -24,20 +22,19 @@ static _Thread_local struct {
 	} a[WR_AFTER_MAX];
 } wr_after;
 
-void store_group_done(void (*fn)(void *arg), void *arg)
+int store_group_done(void (*fn)(void *arg), void *arg)
 {
-	if (wr_after.answering) {
-		for (int i = 0; i < wr_after.n; i++)
-			if (wr_after.a[i].fn == fn && wr_after.a[i].arg == arg)
-				return;
-		if (wr_after.n < WR_AFTER_MAX) {
-			wr_after.a[wr_after.n].fn = fn;
-			wr_after.a[wr_after.n].arg = arg;
-			wr_after.n++;
-			return;
-		}
-	}
-	fn(arg);
+	if (!wr_after.answering)
+		return -1;
+	for (int i = 0; i < wr_after.n; i++)
+		if (wr_after.a[i].fn == fn && wr_after.a[i].arg == arg)
+			return 0;
+	if (wr_after.n == WR_AFTER_MAX)
+		return -1;
+	wr_after.a[wr_after.n].fn = fn;
+	wr_after.a[wr_after.n].arg = arg;
+	wr_after.n++;
+	return 1;
 }
 
 void wr_init(struct wr *w, const struct wr_ops *ops, void *be, int group_max, int queue_max)
