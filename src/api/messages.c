@@ -499,7 +499,8 @@ static bool fast_read(const char *body, size_t len, struct fast_req *q)
 	for (int i = 0; i < jr.tok[0].size; i++) {
 		size_t n = (size_t)(jr.tok[k].end - jr.tok[k].start);
 		int f = 0;
-		while (f < F_N && !(strlen(names[f]) == n && memcmp(body + jr.tok[k].start, names[f], n) == 0))
+		while (f < F_N &&
+		       !(strlen(names[f]) == n && memcmp(body + jr.tok[k].start, names[f], n) == 0))
 			f++;
 		if (f == F_N || at[f] >= 0 || !jsonr_is_string(&jr, k + 1))
 			return false;
@@ -717,8 +718,8 @@ static char *single_answer(const struct message *m)
 
 /* root NULL: q is a request of the fast shape; if the fast way declines,
  * the body is parsed with jansson here and the jansson way runs. */
-static int parse_single(struct api_req *r, struct accept *a, json_t *root,
-                        const struct fast_req *q, struct hr_err *err)
+static int parse_single(struct api_req *r, struct accept *a, json_t *root, const struct fast_req *q,
+                        struct hr_err *err)
 {
 	struct parse_ctx pc = {
 		.s = r->srv, .tenant = r->tenant, .unit = r->who.unit, .batch = false,

@@ -3412,8 +3412,8 @@ static unsigned long fast_vs_jansson(struct env *e, const char *body, long want_
 		        &r[i]);
 		hits += atomic_load(&api_fast_accept_hits) - h0;
 		if (r[i].status != want_status)
-			fail_msg("%s way: status %ld, want %ld: %s (body %s)", i ? "jansson" : "fast",
-			         r[i].status, want_status, r[i].body, body);
+			fail_msg("%s way: status %ld, want %ld: %s (body %s)",
+			         i ? "jansson" : "fast", r[i].status, want_status, r[i].body, body);
 		if (r[i].status == 202) {
 			json_t *j = body_json(&r[i]);
 			const char *id = jstr(j, "id");
@@ -3483,7 +3483,8 @@ static void test_fast_accept(void **state)
 	     "\"text\":\"Your Herald verification code is 482913.\"}",
 	     202, 1},
 	    {"{\"channel\":\"whatsapp\",\"to\":\"+44 7911 123456\",\"text\":\"hi\"}", 202, 1},
-	    {" {\"text\":\"caf\\u00e9 \\\"q\\\" \\\\ \\/ \\n\\t\\u0001 \\ud83d\\ude00 \xe2\x82\xac\","
+	    {" {\"text\":\"caf\\u00e9 \\\"q\\\" \\\\ \\/ \\n\\t\\u0001 \\ud83d\\ude00 "
+	     "\xe2\x82\xac\","
 	     "\"to\":\"+447911123456\",\"channel\":\"whatsapp\"}\n",
 	     202, 1},
 	    {"{\"channel\":\"sms\",\"account\":\"demo-sms\",\"to\":\"+15550100001\","
@@ -3493,13 +3494,15 @@ static void test_fast_accept(void **state)
 	    {"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"x\","
 	     "\"priority\":\"bulk\"}",
 	     202, 0},
-	    {"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"x\",\"mode\":\"async\"}",
+	    {"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"x\",\"mode\":"
+	     "\"async\"}",
 	     202, 0},
 	    /* Refused: the fast way declines and the jansson way answers. */
 	    {"{\"channel\":\"whatsapp\",\"account\":\"nope\",\"to\":\"+447911123456\","
 	     "\"text\":\"x\"}",
 	     422, 0},
-	    {"{\"channel\":\"sms\",\"account\":\"demo-wa\",\"to\":\"+447911123456\",\"text\":\"x\"}",
+	    {"{\"channel\":\"sms\",\"account\":\"demo-wa\",\"to\":\"+447911123456\",\"text\":"
+	     "\"x\"}",
 	     422, 0},
 	    {"{\"channel\":\"fax\",\"to\":\"+447911123456\",\"text\":\"x\"}", 422, 0},
 	    {"{\"channel\":\"\",\"to\":\"+447911123456\",\"text\":\"x\"}", 422, 0},
@@ -3507,8 +3510,8 @@ static void test_fast_accept(void **state)
 	    {"{\"channel\":\"whatsapp\",\"to\":\"not a number\",\"text\":\"x\"}", 422, 0},
 	    {"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":5}", 422, 0},
 	    {"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\"}", 422, 0},
-	    {"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"a\",\"text\":\"b\"}", 400,
-	     0},
+	    {"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"a\",\"text\":\"b\"}",
+	     400, 0},
 	    {"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"a\\u0000b\"}", 400, 0},
 	    {"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"x\"} x", 400, 0},
 	    {"{\"channel\":\"whatsapp\",", 400, 0},
@@ -3531,38 +3534,39 @@ static void test_fast_accept(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_health_and_routes),
-		cmocka_unit_test(test_auth),
-		cmocka_unit_test(test_validation),
-		cmocka_unit_test(test_fast_accept),
-		cmocka_unit_test(test_accept_get_isolation),
-		cmocka_unit_test(test_delivery_policy),
-		cmocka_unit_test(test_idempotency),
-		cmocka_unit_test(test_batch),
-		cmocka_unit_test(test_list),
-		cmocka_unit_test(test_size_limits),
-		cmocka_unit_test(test_webhooks),
-		cmocka_unit_test(test_metrics_endpoint),
-		cmocka_unit_test(test_metrics_listener),
-		cmocka_unit_test(test_message_retention_tick),
-		cmocka_unit_test(test_utf8_echo),
-		cmocka_unit_test(test_stored_text),
-		cmocka_unit_test(test_max_attempts),
-		cmocka_unit_test(test_content_validation),
-		cmocka_unit_test(test_content_accept),
-		cmocka_unit_test(test_suppressions),
-		cmocka_unit_test(test_channels_api), cmocka_unit_test(test_channel_config_size),
-		cmocka_unit_test(test_channel_id_room),
-		cmocka_unit_test(test_template_config_sync),
-		cmocka_unit_test(test_sms),
-		cmocka_unit_test(test_rcs_content),
-		cmocka_unit_test(test_sync_mode),
-		cmocka_unit_test(test_channel_api_send),
-		cmocka_unit_test(test_sync_concurrent),
-		cmocka_unit_test(test_sync_watch_before_claim),
-		cmocka_unit_test(test_sync_insert_callback_late),
-		cmocka_unit_test(test_sync_timeout_config),
-		cmocka_unit_test(test_failing_store),
+	    cmocka_unit_test(test_health_and_routes),
+	    cmocka_unit_test(test_auth),
+	    cmocka_unit_test(test_validation),
+	    cmocka_unit_test(test_fast_accept),
+	    cmocka_unit_test(test_accept_get_isolation),
+	    cmocka_unit_test(test_delivery_policy),
+	    cmocka_unit_test(test_idempotency),
+	    cmocka_unit_test(test_batch),
+	    cmocka_unit_test(test_list),
+	    cmocka_unit_test(test_size_limits),
+	    cmocka_unit_test(test_webhooks),
+	    cmocka_unit_test(test_metrics_endpoint),
+	    cmocka_unit_test(test_metrics_listener),
+	    cmocka_unit_test(test_message_retention_tick),
+	    cmocka_unit_test(test_utf8_echo),
+	    cmocka_unit_test(test_stored_text),
+	    cmocka_unit_test(test_max_attempts),
+	    cmocka_unit_test(test_content_validation),
+	    cmocka_unit_test(test_content_accept),
+	    cmocka_unit_test(test_suppressions),
+	    cmocka_unit_test(test_channels_api),
+	    cmocka_unit_test(test_channel_config_size),
+	    cmocka_unit_test(test_channel_id_room),
+	    cmocka_unit_test(test_template_config_sync),
+	    cmocka_unit_test(test_sms),
+	    cmocka_unit_test(test_rcs_content),
+	    cmocka_unit_test(test_sync_mode),
+	    cmocka_unit_test(test_channel_api_send),
+	    cmocka_unit_test(test_sync_concurrent),
+	    cmocka_unit_test(test_sync_watch_before_claim),
+	    cmocka_unit_test(test_sync_insert_callback_late),
+	    cmocka_unit_test(test_sync_timeout_config),
+	    cmocka_unit_test(test_failing_store),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
