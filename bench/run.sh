@@ -501,14 +501,19 @@ phase_single() { # sync
 	post /v1/messages "$SINGLE_BODY" 202 || return 1
 	log "single accepts ($s): wrk -t2 -c$CONNS ${SECS}s at full speed"
 	[[ $s == pg ]] && pg_snap_begin
+	local t0 t1
+	t0=$(proc_ticks "$SERVE_PID")
 	BENCH_KEY=$KEY run_wrk "$TMP/wrk-single-$s.txt" "$CONNS" "$HERE/post.lua" \
 		"$HURL/v1/messages" || return 1
+	t1=$(proc_ticks "$SERVE_PID")
 	[[ $s == pg ]] && pg_snap_end single "$(wrk_reqs "$TMP/wrk-single-$s.txt")"
 	R[single_$s]=$(wrk_rps "$TMP/wrk-single-$s.txt")
 	R[single_p99_$s]=$(wrk_pct "$TMP/wrk-single-$s.txt" 99)
+	# herald serve's CPU (every thread, user + system) per accepted request.
+	R[single_cpu_$s]=$(calc "($t1 - $t0) * 1000000 / $CLK_TCK / $(wrk_reqs "$TMP/wrk-single-$s.txt")" 1)
 	local half
 	half=$(calc "${R[single_$s]} / 2")
-	log "    ${R[single_$s]} req/s, p99 ${R[single_p99_$s]} ms; now paced to $half req/s"
+	log "    ${R[single_$s]} req/s, p99 ${R[single_p99_$s]} ms, ${R[single_cpu_$s]} us of herald serve's CPU a request; now paced to $half req/s"
 	BENCH_KEY=$KEY BENCH_RATE=$half BENCH_THREADS=2 run_wrk "$TMP/wrk-half-$s.txt" \
 		"$CONNS" "$HERE/post.lua" "$HURL/v1/messages" || return 1
 	R[half_rps_$s]=$(wrk_rps "$TMP/wrk-half-$s.txt")

@@ -20,10 +20,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/accept_fast.h"
 #include "api/api_int.h"
 #include "core/crypto.h"
+#include "core/jsonr.h"
+#include "core/jsonw.h"
 #include "core/segments.h"
 #include "obs/metrics.h"
+#include "store/group_done.h"
 
 #define IDEM_KEY_MAX 255
 
@@ -298,6 +302,27 @@ static bool key_allowed(const char *key, bool batch)
 	return false;
 }
 
+/* The rest of a validated message: its id, owner, addresses and times. */
+static void message_fill(const struct parse_ctx *pc, const struct channel_account *acct,
+                         const char *to, int prio, struct message *m)
+{
+	hr_id_new(m->id);
+	if (m->route)
+		hr_strlcpy(m->route_root, m->id, sizeof m->route_root);
+	hr_strlcpy(m->tenant_id, pc->tenant, sizeof m->tenant_id);
+	hr_strlcpy(m->unit, pc->unit ? pc->unit : "", sizeof m->unit);
+	hr_strlcpy(m->account_id, acct->id, sizeof m->account_id);
+	hr_strlcpy(m->channel, acct->ops->name, sizeof m->channel);
+	hr_strlcpy(m->recipient, to, sizeof m->recipient);
+	hr_strlcpy(m->batch_id, pc->batch_id ? pc->batch_id : "", sizeof m->batch_id);
+	m->status = MSG_QUEUED;
+	m->priority = prio;
+	m->attempts = 0;
+	m->max_attempts = pc->s->max_attempts;
+	m->created_at = m->updated_at = m->due_at = pc->now;
+	m->lease_until = 0;
+}
+
 /* Validates one message object and fills m (content and body heap-owned).
  * sync/timeout_us are only set for single requests. */
 static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *m, bool *sync,
@@ -421,21 +446,7 @@ static int parse_message(const struct parse_ctx *pc, json_t *o, struct message *
 	if (rc)
 		return rc;
 
-	hr_id_new(m->id);
-	if (m->route)
-		hr_strlcpy(m->route_root, m->id, sizeof m->route_root);
-	hr_strlcpy(m->tenant_id, pc->tenant, sizeof m->tenant_id);
-	hr_strlcpy(m->unit, pc->unit ? pc->unit : "", sizeof m->unit);
-	hr_strlcpy(m->account_id, acct->id, sizeof m->account_id);
-	hr_strlcpy(m->channel, acct->ops->name, sizeof m->channel);
-	hr_strlcpy(m->recipient, to, sizeof m->recipient);
-	hr_strlcpy(m->batch_id, pc->batch_id ? pc->batch_id : "", sizeof m->batch_id);
-	m->status = MSG_QUEUED;
-	m->priority = prio;
-	m->attempts = 0;
-	m->max_attempts = s->max_attempts;
-	m->created_at = m->updated_at = m->due_at = pc->now;
-	m->lease_until = 0;
+	message_fill(pc, acct, to, prio, m);
 	return 0;
 }
 
@@ -445,6 +456,118 @@ int api_message_build(const struct api_server *s, const char *tenant, const char
 	struct parse_ctx pc = {.s = s, .tenant = tenant, .unit = unit, .batch = true,
 	                       .default_prio = PRIO_BULK, .now = now, .batch_id = batch_id};
 	return parse_message(&pc, o, m, NULL, NULL, err);
+}
+
+/* ---------------------------------------------------------------------------
+ * The fast single accept (accept_fast.h).
+ * ------------------------------------------------------------------------- */
+
+bool api_fast_accept = true;
+atomic_ulong api_fast_accept_hits;
+
+/* The longest text taken the fast way (bytes, unescaped); a longer one goes
+ * the jansson way, which checks it against the channel's limit as ever. */
+#define FAST_TEXT_MAX 4096
+
+/* A request of the fast shape, its strings unescaped. */
+struct fast_req {
+	char channel[32];
+	char account[HR_NAME_MAX];
+	bool has_account;
+	char to[128];
+	char text[FAST_TEXT_MAX + 1];
+	size_t text_len;
+};
+
+/*
+ * Whether body is exactly {"channel", "account"?, "to", "text"} with string
+ * values, each key once and none other, read with jsonr (which accepts only
+ * JSON that jansson accepts and reads it the same): then q holds the
+ * strings and the body is a JSON object json_loadb would take. Anything else
+ * (another key or type, a duplicate, a string too long for q, JSON jsonr
+ * declines) is false, and the request goes the jansson way.
+ */
+static bool fast_read(const char *body, size_t len, struct fast_req *q)
+{
+	enum { F_CHANNEL, F_ACCOUNT, F_TO, F_TEXT, F_N };
+	static const char *const names[F_N] = {"channel", "account", "to", "text"};
+	struct jsonr jr;
+	if (!api_fast_accept || jsonr_parse(&jr, body, len) != 0 || jr.tok[0].type != JSMN_OBJECT)
+		return false;
+	int at[F_N] = {-1, -1, -1, -1};
+	int k = 1;
+	for (int i = 0; i < jr.tok[0].size; i++) {
+		size_t n = (size_t)(jr.tok[k].end - jr.tok[k].start);
+		int f = 0;
+		while (f < F_N &&
+		       !(strlen(names[f]) == n && memcmp(body + jr.tok[k].start, names[f], n) == 0))
+			f++;
+		if (f == F_N || at[f] >= 0 || !jsonr_is_string(&jr, k + 1))
+			return false;
+		at[f] = k + 1;
+		k = jr.next[k + 1];
+	}
+	q->has_account = at[F_ACCOUNT] >= 0;
+	return at[F_CHANNEL] >= 0 && at[F_TO] >= 0 && at[F_TEXT] >= 0 &&
+	       jsonr_string(&jr, at[F_CHANNEL], q->channel, sizeof q->channel, NULL) &&
+	       q->channel[0] &&
+	       (!q->has_account ||
+	        jsonr_string(&jr, at[F_ACCOUNT], q->account, sizeof q->account, NULL)) &&
+	       jsonr_string(&jr, at[F_TO], q->to, sizeof q->to, NULL) &&
+	       jsonr_string(&jr, at[F_TEXT], q->text, sizeof q->text, &q->text_len);
+}
+
+/* {"type":"text","text":...}, as json_dumps(JSON_COMPACT) writes it. */
+static char *fast_text_content(const char *text)
+{
+	struct jsonw w;
+	jsonw_init(&w, 8 * FAST_TEXT_MAX + 64);
+	jsonw_obj(&w);
+	jsonw_kstr(&w, "type", "text");
+	jsonw_kstr(&w, "text", text);
+	jsonw_obj_end(&w);
+	return jsonw_finish(&w, NULL, NULL);
+}
+
+/*
+ * parse_message's steps for a request of the fast shape, in its order and
+ * with its helpers: the callback URL (the tenant's own, none being given),
+ * the account, the recipient, the content (checked by the account's
+ * validate, as api_content_build checks a text), the policy, SMS segments.
+ * 0 with m filled; 1 to decline when any step fails, so that the jansson
+ * way runs the same steps again and answers the error as it always has.
+ */
+static int fast_single(const struct parse_ctx *pc, const struct fast_req *q, struct message *m)
+{
+	const struct api_server *s = pc->s;
+	struct hr_err err;
+	hr_err_clear(&err);
+	struct channel_account *acct = NULL;
+	char to[HR_ADDR_MAX];
+	if (api_callback_url(s, pc->tenant, NULL, "callback_url", pc->callback_url,
+	                     &m->callback_url, &err) != 0 ||
+	    resolve_account(s, pc->tenant, pc->unit, q->channel, q->has_account ? q->account : NULL,
+	                    &acct, &err) != 0 ||
+	    !acct || acct->ops->normalize_recipient(q->to, to, &err) != 0)
+		return 1;
+	json_t *c = json_pack("{s:s, s:s}", "type", "text", "text", q->text);
+	int rc = c ? acct->ops->validate(c, &err) : HR_ENOMEM;
+	json_decref(c);
+	if (rc != 0)
+		return 1;
+	m->content = fast_text_content(q->text);
+	m->body = strdup(q->text);
+	if (!m->content || !m->body)
+		return 1;
+	if (strcmp(acct->ops->name, "sms") == 0) {
+		struct sms_info si;
+		if (sms_segments(m->body, &si, &err) != 0)
+			return 1;
+		m->segments = si.segments;
+	}
+	m->policy = acct->delivery_policy;
+	message_fill(pc, acct, to, pc->default_prio, m);
+	return 0;
 }
 
 /* ---------------------------------------------------------------------------
@@ -503,6 +626,35 @@ static void watch_done(void *arg, const struct dispatch_result *res)
 	accept_arrived(r, a, 1);
 }
 
+/* A hold on the server's count of pending requests, which api_stop waits
+ * to reach 0 before the dispatcher and the store are stopped. Taken only
+ * while a request of it is pending, so never after api_stop saw 0. */
+static void server_hold(struct api_server *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->pending++;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void server_release(struct api_server *s)
+{
+	pthread_mutex_lock(&s->lock);
+	if (--s->pending == 0)
+		pthread_cond_broadcast(&s->idle);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* After a committed group's callbacks (store_group_done): wakes the
+ * dispatcher once for all the group's accepts, then lets go of the hold
+ * insert_done took, so api_stop cannot return (and the dispatcher be freed)
+ * before this ran. */
+static void group_notify(void *arg)
+{
+	struct api_server *s = arg;
+	dispatcher_notify(s->o.dispatcher);
+	server_release(s);
+}
+
 /*
  * Once the insert committed or failed (on the writer's thread). A sync
  * request's watch was registered before the insert, so it may already have
@@ -521,7 +673,13 @@ static void insert_done(void *arg, int rc, const struct hr_err *err)
 	int k = 1;
 	if (rc == 0) {
 		metrics_accepted((int)a->n);
-		if (d)
+		/* Once per committed group, not once per request: each wake-up
+		 * costs the dispatcher a turn (a claim), and the writer a send.
+		 * This request is still pending here, so the hold is in time. */
+		int q = d ? store_group_done(group_notify, r->srv) : 0;
+		if (q == 1)
+			server_hold(r->srv);
+		else if (q < 0)
 			dispatcher_notify(d);
 	} else if (a->sync && d && dispatcher_unwatch(d, a->msgs[0].id, r)) {
 		k = 2;
@@ -539,7 +697,29 @@ static void prefix_item_field(struct hr_err *err, size_t i)
 	api_clip(err->field, sizeof err->field, f);
 }
 
-static int parse_single(struct api_req *r, struct accept *a, json_t *root, struct hr_err *err)
+/* The 202 of a single accept, written as json_dumps(JSON_COMPACT) wrote the
+ * jansson object it was built as (same keys, same order, same escaping). */
+static char *single_answer(const struct message *m)
+{
+	struct jsonw w;
+	jsonw_init(&w, 4096);
+	jsonw_obj(&w);
+	jsonw_kstr(&w, "id", m->id);
+	jsonw_kstr(&w, "status", "queued");
+	jsonw_kstr(&w, "channel", m->channel);
+	jsonw_kstr(&w, "account", api_account_name(m->tenant_id, m->account_id));
+	jsonw_kstr(&w, "to", m->recipient);
+	jsonw_kstr(&w, "delivery_policy", delivery_policy_name(m->policy));
+	if (strcmp(m->channel, "sms") == 0)
+		jsonw_kint(&w, "segments", m->segments);
+	jsonw_obj_end(&w);
+	return jsonw_finish(&w, NULL, NULL);
+}
+
+/* root NULL: q is a request of the fast shape; if the fast way declines,
+ * the body is parsed with jansson here and the jansson way runs. */
+static int parse_single(struct api_req *r, struct accept *a, json_t *root, const struct fast_req *q,
+                        struct hr_err *err)
 {
 	struct parse_ctx pc = {
 		.s = r->srv, .tenant = r->tenant, .unit = r->who.unit, .batch = false,
@@ -549,21 +729,27 @@ static int parse_single(struct api_req *r, struct accept *a, json_t *root, struc
 	if (!a->msgs)
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	a->n = 1;
-	int rc = parse_message(&pc, root, &a->msgs[0], &a->sync, &a->timeout_us, err);
-	if (rc != 0)
-		return rc;
-	const struct message *m = &a->msgs[0];
-	json_t *resp = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", m->id, "status",
-	                         "queued", "channel", m->channel, "account",
-	                         api_account_name(m->tenant_id, m->account_id), "to",
-	                         m->recipient, "delivery_policy", delivery_policy_name(m->policy));
-	if (resp && strcmp(m->channel, "sms") == 0 &&
-	    json_object_set_new(resp, "segments", json_integer(m->segments)) != 0) {
-		json_decref(resp);
-		resp = NULL;
+	int rc;
+	if (!root && fast_single(&pc, q, &a->msgs[0]) == 0) {
+		a->sync = false;
+		a->timeout_us = r->srv->o.sync_timeout_us;
+		atomic_fetch_add_explicit(&api_fast_accept_hits, 1, memory_order_relaxed);
+	} else {
+		json_t *own = NULL;
+		if (!root) {
+			/* Declined: start again from a clean message, the jansson way. */
+			message_clear(&a->msgs[0]);
+			json_error_t jerr;
+			root = own = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, &jerr);
+			if (!root)
+				return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+		}
+		rc = parse_message(&pc, root, &a->msgs[0], &a->sync, &a->timeout_us, err);
+		json_decref(own);
+		if (rc != 0)
+			return rc;
 	}
-	a->resp = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
-	json_decref(resp);
+	a->resp = single_answer(&a->msgs[0]);
 	return a->resp ? 0 : hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 }
 
@@ -646,7 +832,7 @@ int api_messages_validate(struct api_req *r, json_t *root, bool batch, char **re
 	if (!a)
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	a->batch = batch;
-	int rc = batch ? parse_batch(r, a, root, err) : parse_single(r, a, root, err);
+	int rc = batch ? parse_batch(r, a, root, err) : parse_single(r, a, root, NULL, err);
 	if (rc == 0) {
 		*resp = a->resp;
 		a->resp = NULL;
@@ -662,10 +848,16 @@ static enum MHD_Result accept_start(struct api_req *r, bool batch)
 	struct hr_err err;
 	hr_err_clear(&err);
 
-	enum MHD_Result ret;
-	json_t *root = api_body_object(r, &ret);
-	if (!root)
-		return ret;
+	/* A single request of the fast shape needs no jansson tree: it is a
+	 * JSON object, so api_body_object would take it. */
+	struct fast_req q;
+	json_t *root = NULL;
+	if (batch || !fast_read(r->body, r->len, &q)) {
+		enum MHD_Result ret;
+		root = api_body_object(r, &ret);
+		if (!root)
+			return ret;
+	}
 
 	struct accept *a = calloc(1, sizeof *a);
 	if (!a) {
@@ -703,7 +895,7 @@ static enum MHD_Result accept_start(struct api_req *r, bool batch)
 		}
 	}
 
-	rc = batch ? parse_batch(r, a, root, &err) : parse_single(r, a, root, &err);
+	rc = batch ? parse_batch(r, a, root, &err) : parse_single(r, a, root, &q, &err);
 	json_decref(root);
 	if (rc != 0)
 		return api_fail(r, rc, &err);

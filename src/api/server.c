@@ -37,6 +37,8 @@
 /* Room left in the pool for the response's status line and headers. */
 #define API_POOL_REPLY_BYTES 4096
 #define API_BODY_PREALLOC (64u << 10)
+/* Query parameter names check_head keeps on its stack before it allocates. */
+#define API_HEAD_ARGS_STACK 32
 #define API_SYNC_TIMEOUT_US (10 * 1000000LL)
 #define API_SYNC_MAX_TIMEOUT_US (60 * 1000000LL)
 
@@ -859,18 +861,24 @@ static enum MHD_Result check_head(struct api_req *r, const char *version)
 		return respond_and_close(r, APIERR_HEAD_TOO_LARGE, msg);
 	}
 
+	/* The query's names: on the stack for the usual head, else the heap. */
 	struct head_scan h = {.field = ""};
-	h.args = malloc((size_t)(fields + 1) * sizeof *h.args);
-	h.arg_len = malloc((size_t)(fields + 1) * sizeof *h.arg_len);
-	if (!h.args || !h.arg_len) {
+	const char *args_buf[API_HEAD_ARGS_STACK];
+	size_t len_buf[API_HEAD_ARGS_STACK];
+	bool heap = fields + 1 > API_HEAD_ARGS_STACK;
+	h.args = heap ? malloc((size_t)(fields + 1) * sizeof *h.args) : args_buf;
+	h.arg_len = heap ? malloc((size_t)(fields + 1) * sizeof *h.arg_len) : len_buf;
+	if (heap && (!h.args || !h.arg_len)) {
 		free(h.args);
 		free(h.arg_len);
 		return api_fail(r, HR_ENOMEM, NULL);
 	}
 	MHD_get_connection_values_n(
 	    r->conn, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND, head_scan_one, &h);
-	free(h.args);
-	free(h.arg_len);
+	if (heap) {
+		free(h.args);
+		free(h.arg_len);
+	}
 	if (h.why) {
 		snprintf(msg, sizeof msg, h.why, h.field);
 		return api_fail_kind(r, APIERR_BAD_REQUEST, msg, h.field, NULL);

@@ -7,7 +7,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/group_done.h"
 #include "store/writer.h"
+
+/* What the callbacks of the group this thread is answering asked to run
+ * after it (store_group_done); `answering` only inside complete(). */
+#define WR_AFTER_MAX 8
+static _Thread_local struct {
+	bool answering;
+	int n;
+	struct {
+		void (*fn)(void *);
+		void *arg;
+	} a[WR_AFTER_MAX];
+} wr_after;
+
+int store_group_done(void (*fn)(void *arg), void *arg)
+{
+	if (!wr_after.answering)
+		return -1;
+	for (int i = 0; i < wr_after.n; i++)
+		if (wr_after.a[i].fn == fn && wr_after.a[i].arg == arg)
+			return 0;
+	if (wr_after.n == WR_AFTER_MAX)
+		return -1;
+	wr_after.a[wr_after.n].fn = fn;
+	wr_after.a[wr_after.n].arg = arg;
+	wr_after.n++;
+	return 1;
+}
 
 void wr_init(struct wr *w, const struct wr_ops *ops, void *be, int group_max, int queue_max)
 {
@@ -163,12 +191,15 @@ static void run_group(struct wr *w, struct wr_job *list, int k)
 	atomic_fetch_add(&w->commits, 1);
 }
 
-/* Reports results: async callbacks in queue order, then wakes every
- * blocking waiter under one lock. Runs before the next transaction starts. */
+/* Reports results: async callbacks in queue order, then what they asked to
+ * run once for the group (store_group_done), then wakes every blocking
+ * waiter under one lock. Runs before the next transaction starts. */
 static void complete(struct wr *w, struct wr_job *list)
 {
 	struct wr_job *waiters = NULL, **wtail = &waiters;
 	int n = 0;
+	wr_after.answering = true;
+	wr_after.n = 0;
 	for (struct wr_job *j = list, *next; j; j = next) {
 		next = j->next;
 		n++;
@@ -182,6 +213,10 @@ static void complete(struct wr *w, struct wr_job *list)
 			j->next = NULL;
 		}
 	}
+	wr_after.answering = false;
+	for (int i = 0; i < wr_after.n; i++)
+		wr_after.a[i].fn(wr_after.a[i].arg);
+	wr_after.n = 0;
 	atomic_fetch_add(&w->jobs, (uint_fast64_t)n);
 	if (!waiters)
 		return;

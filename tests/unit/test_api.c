@@ -30,6 +30,7 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
+#include "api/accept_fast.h"
 #include "api/api_int.h"
 #include "core/config.h"
 #include "core/crypto.h"
@@ -3391,12 +3392,152 @@ static void test_message_retention_tick(void **state)
 	resp_free(&r);
 }
 
+/* ---------------------------------------------------------------------------
+ * The single accept's fast path against the jansson way.
+ * ------------------------------------------------------------------------- */
+
+/* POSTs body once the fast way and once the jansson way; both answers must
+ * be byte for byte the same (the ids swapped) and so must the stored
+ * messages. Returns how many of the two the fast path built. */
+static unsigned long fast_vs_jansson(struct env *e, const char *body, long want_status)
+{
+	struct resp r[2];
+	struct message m[2];
+	memset(m, 0, sizeof m);
+	unsigned long hits = 0;
+	for (int i = 0; i < 2; i++) {
+		api_fast_accept = i == 0;
+		unsigned long h0 = atomic_load(&api_fast_accept_hits);
+		http_ex(e->base, "POST", "/v1/messages", KEY_ACME, body, strlen(body), NULL, 0,
+		        &r[i]);
+		hits += atomic_load(&api_fast_accept_hits) - h0;
+		if (r[i].status != want_status)
+			fail_msg("%s way: status %ld, want %ld: %s (body %s)",
+			         i ? "jansson" : "fast", r[i].status, want_status, r[i].body, body);
+		if (r[i].status == 202) {
+			json_t *j = body_json(&r[i]);
+			const char *id = jstr(j, "id");
+			assert_non_null(id);
+			assert_int_equal(e->st->ops->message_get(e->st, "acme", id, &m[i]), 0);
+			json_decref(j);
+		}
+	}
+	api_fast_accept = true;
+	if (want_status == 202) {
+		/* The fast answer with the jansson answer's id in it. */
+		char *id0 = strstr(r[0].body, m[0].id);
+		assert_non_null(id0);
+		memcpy(id0, m[1].id, strlen(m[1].id));
+		assert_string_equal(m[0].content, m[1].content);
+		assert_string_equal(m[0].body, m[1].body);
+		assert_string_equal(m[0].recipient, m[1].recipient);
+		assert_string_equal(m[0].account_id, m[1].account_id);
+		assert_string_equal(m[0].channel, m[1].channel);
+		assert_string_equal(m[0].unit, m[1].unit);
+		assert_int_equal(m[0].policy, m[1].policy);
+		assert_int_equal(m[0].priority, m[1].priority);
+		assert_int_equal(m[0].segments, m[1].segments);
+		assert_int_equal(m[0].max_attempts, m[1].max_attempts);
+		assert_int_equal(m[0].expires_at, m[1].expires_at);
+		assert_int_equal(m[0].status, MSG_QUEUED);
+		assert_true((m[0].callback_url == NULL) == (m[1].callback_url == NULL));
+		assert_true((m[0].route == NULL) == (m[1].route == NULL));
+		message_clear(&m[0]);
+		message_clear(&m[1]);
+	}
+	assert_string_equal(r[0].body, r[1].body);
+	resp_free(&r[0]);
+	resp_free(&r[1]);
+	return hits;
+}
+
+static void test_fast_accept(void **state)
+{
+	(void)state;
+	struct env e;
+	memset(&e, 0, sizeof e);
+	env_store(&e);
+	put_account(e.st, "demo-wa", "acme", "http://127.0.0.1:9", "106540352242922");
+	put_sms_account(e.st, "demo-sms", "acme");
+	env_load_accounts(&e);
+	env_start(&e);
+	/* A 5,000-byte text (over what the fast way reads, and WhatsApp's
+	 * limit), and a 200-digit SMS (two segments). */
+	static char long_text[5200];
+	int n = snprintf(long_text, sizeof long_text,
+	                 "{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"");
+	memset(long_text + n, 'a', 5000);
+	strcpy(long_text + n + 5000, "\"}");
+	char sms_long[400];
+	snprintf(sms_long, sizeof sms_long,
+	         "{\"channel\":\"sms\",\"account\":\"demo-sms\",\"to\":\"+15550100001\","
+	         "\"text\":\"%0200d\"}",
+	         7);
+	static const struct {
+		const char *body;
+		long status;
+		unsigned long fast; /* built the fast way (of the two posts) */
+	} cases[] = {
+	    /* The fast shape, accepted. */
+	    {"{\"channel\":\"whatsapp\",\"account\":\"demo-wa\",\"to\":\"+447911123456\","
+	     "\"text\":\"Your Herald verification code is 482913.\"}",
+	     202, 1},
+	    {"{\"channel\":\"whatsapp\",\"to\":\"+44 7911 123456\",\"text\":\"hi\"}", 202, 1},
+	    {" {\"text\":\"caf\\u00e9 \\\"q\\\" \\\\ \\/ \\n\\t\\u0001 \\ud83d\\ude00 "
+	     "\xe2\x82\xac\","
+	     "\"to\":\"+447911123456\",\"channel\":\"whatsapp\"}\n",
+	     202, 1},
+	    {"{\"channel\":\"sms\",\"account\":\"demo-sms\",\"to\":\"+15550100001\","
+	     "\"text\":\"\xe2\x82\xac \xc3\xa9t\xc3\xa9\"}",
+	     202, 1},
+	    /* Accepted the jansson way: other keys or types. */
+	    {"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"x\","
+	     "\"priority\":\"bulk\"}",
+	     202, 0},
+	    {"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"x\",\"mode\":"
+	     "\"async\"}",
+	     202, 0},
+	    /* Refused: the fast way declines and the jansson way answers. */
+	    {"{\"channel\":\"whatsapp\",\"account\":\"nope\",\"to\":\"+447911123456\","
+	     "\"text\":\"x\"}",
+	     422, 0},
+	    {"{\"channel\":\"sms\",\"account\":\"demo-wa\",\"to\":\"+447911123456\",\"text\":"
+	     "\"x\"}",
+	     422, 0},
+	    {"{\"channel\":\"fax\",\"to\":\"+447911123456\",\"text\":\"x\"}", 422, 0},
+	    {"{\"channel\":\"\",\"to\":\"+447911123456\",\"text\":\"x\"}", 422, 0},
+	    {"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"\"}", 422, 0},
+	    {"{\"channel\":\"whatsapp\",\"to\":\"not a number\",\"text\":\"x\"}", 422, 0},
+	    {"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":5}", 422, 0},
+	    {"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\"}", 422, 0},
+	    {"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"a\",\"text\":\"b\"}",
+	     400, 0},
+	    {"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"a\\u0000b\"}", 400, 0},
+	    {"{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"x\"} x", 400, 0},
+	    {"{\"channel\":\"whatsapp\",", 400, 0},
+	    {"[\"channel\"]", 422, 0},
+	};
+	unsigned long fast = 0;
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		unsigned long got = fast_vs_jansson(&e, cases[i].body, cases[i].status);
+		if (got != cases[i].fast)
+			fail_msg("case %zu: built the fast way %lu times, want %lu", i, got,
+			         cases[i].fast);
+		fast += got;
+	}
+	assert_int_equal(fast, 4);
+	assert_int_equal(fast_vs_jansson(&e, sms_long, 202), 1);
+	assert_int_equal(fast_vs_jansson(&e, long_text, 422), 0);
+	env_stop(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_health_and_routes),
 		cmocka_unit_test(test_auth),
 		cmocka_unit_test(test_validation),
+		cmocka_unit_test(test_fast_accept),
 		cmocka_unit_test(test_accept_get_isolation),
 		cmocka_unit_test(test_delivery_policy),
 		cmocka_unit_test(test_idempotency),

@@ -22,6 +22,7 @@
 #include <pthread.h>
 
 #include "herald.h"
+#include "store/group_done.h"
 #include "store/writer.h"
 
 #define WAIT_US 10000000 /* deadline of every wait: 10 s */
@@ -645,6 +646,61 @@ static void test_blocking_callers(void **state)
 	finish();
 }
 
+/* What a callback hands to the end of its group (store_group_done): run
+ * once per group after the group's last callback, however many of its
+ * callbacks ask (the first asking is told 1, the others 0); asked outside a
+ * group's answers, -1 and nothing runs. */
+static void after_group(void *arg)
+{
+	trace("%s ", (const char *)arg);
+	pthread_mutex_lock(&F.lock);
+	F.answered++;
+	pthread_cond_broadcast(&F.cond);
+	pthread_mutex_unlock(&F.lock);
+}
+
+static void on_done_defer(void *arg, int rc, const struct hr_err *err)
+{
+	struct tjob *t = arg;
+	(void)err;
+	int first = store_group_done(after_group, "N");
+	int again = store_group_done(after_group, "N");
+	trace("a%d:%d:%d%d ", t->id, rc, first, again);
+	if (t->id == 2 && store_group_done(after_group, "M") != 1)
+		F.bad = "M was not queued";
+	pthread_mutex_lock(&F.lock);
+	F.answered++;
+	pthread_cond_broadcast(&F.cond);
+	pthread_mutex_unlock(&F.lock);
+}
+
+static void test_group_done(void **state)
+{
+	(void)state;
+	start(&fake_ops, 0, 0);
+	close_gate();
+	struct tjob t[3];
+	mk_jobs(t, 3, 1);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(wr_run_async(&W, &t[i].j, sizeof t[i], on_done_defer, &t[i]), 0);
+	/* The gate's answer, three callbacks, then N and M once each. */
+	release(1 + 3 + 2);
+	assert_string_equal(F.trace, "O j0 B S j1 R S j2 R S j3 R C a1:0:10 a2:0:00 a3:0:00 N M ");
+	/* A second group asks again: its own run. */
+	struct tjob u;
+	mk(&u, 4, 0);
+	assert_int_equal(wr_run_async(&W, &u.j, sizeof u, on_done_defer, &u), 0);
+	wait_answered(1 + 3 + 2 + 2);
+	assert_string_equal(F.trace, "O j0 B S j1 R S j2 R S j3 R C a1:0:10 a2:0:00 a3:0:00 N M "
+	                             "B j4 C a4:0:10 N ");
+	/* Outside a group's answers (here, the test's thread): nothing queued,
+	 * nothing run; the caller does it itself. */
+	assert_int_equal(store_group_done(after_group, "Z"), -1);
+	assert_int_equal(F.answered, 1 + 3 + 2 + 2);
+	assert_null(strstr(F.trace, "Z"));
+	finish();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -657,6 +713,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_run_many, teardown),
 	    cmocka_unit_test_teardown(test_stop_drains, teardown),
 	    cmocka_unit_test_teardown(test_blocking_callers, teardown),
+	    cmocka_unit_test_teardown(test_group_done, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
