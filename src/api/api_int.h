@@ -244,6 +244,11 @@ enum MHD_Result api_respond_json(struct api_req *r, int status, json_t *j,
 int api_async_begin(struct api_req *r);
 /* Resumes a connection suspended by api_async_begin; any thread, once. */
 void api_async_end(struct api_req *r);
+/* Work that must run before api_stop returns, started while a request is
+ * pending (so never after api_stop saw none): counted as one more pending
+ * request until released. */
+void api_pending_hold(struct api_server *s);
+void api_pending_release(struct api_server *s);
 /* The request body as a JSON object (caller decrefs), or NULL after
  * answering 400 (not JSON) or 422 (not an object) with *ret the result. */
 json_t *api_body_object(struct api_req *r, enum MHD_Result *ret);

@@ -626,23 +626,6 @@ static void watch_done(void *arg, const struct dispatch_result *res)
 	accept_arrived(r, a, 1);
 }
 
-/* A hold on the server's count of pending requests, which api_stop waits
- * to reach 0 before the dispatcher and the store are stopped. Taken only
- * while a request of it is pending, so never after api_stop saw 0. */
-static void server_hold(struct api_server *s)
-{
-	pthread_mutex_lock(&s->lock);
-	s->pending++;
-	pthread_mutex_unlock(&s->lock);
-}
-
-static void server_release(struct api_server *s)
-{
-	pthread_mutex_lock(&s->lock);
-	if (--s->pending == 0)
-		pthread_cond_broadcast(&s->idle);
-	pthread_mutex_unlock(&s->lock);
-}
 
 /* After a committed group's callbacks (store_group_done): wakes the
  * dispatcher once for all the group's accepts, then lets go of the hold
@@ -652,7 +635,7 @@ static void group_notify(void *arg)
 {
 	struct api_server *s = arg;
 	dispatcher_notify(s->o.dispatcher);
-	server_release(s);
+	api_pending_release(s);
 }
 
 /*
@@ -678,7 +661,7 @@ static void insert_done(void *arg, int rc, const struct hr_err *err)
 		 * This request is still pending here, so the hold is in time. */
 		int q = d ? store_group_done(group_notify, r->srv) : 0;
 		if (q == 1)
-			server_hold(r->srv);
+			api_pending_hold(r->srv);
 		else if (q < 0)
 			dispatcher_notify(d);
 	} else if (a->sync && d && dispatcher_unwatch(d, a->msgs[0].id, r)) {

@@ -159,6 +159,18 @@ void api_async_end(struct api_req *r)
 	/* r may be freed as soon as the connection is resumed: read srv first. */
 	struct api_server *s = r->srv;
 	MHD_resume_connection(r->conn);
+	api_pending_release(s);
+}
+
+void api_pending_hold(struct api_server *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->pending++;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void api_pending_release(struct api_server *s)
+{
 	pthread_mutex_lock(&s->lock);
 	if (--s->pending == 0)
 		pthread_cond_broadcast(&s->idle);
