@@ -52,6 +52,7 @@
 #include "plugins/plugins.h"
 
 #define CLAIM_MAX 256        /* messages per claim call */
+#define CLAIM_GATHER_US 2000 /* longest an account gathers freed slots for a claim */
 #define RESP_MAX (64 * 1024) /* provider answers are small; cap what we keep */
 #define IDLE_POLL_US 200000  /* re-check the store this often when idle */
 #define WATCH_BUCKETS 256
@@ -63,6 +64,7 @@ struct acct_state {
 	bool blocked;       /* provider said the account cannot send (token, ban) */
 	bool paused;        /* an operator paused it (store account_pause) */
 	bool claiming;      /* a claim of its messages is on the writer */
+	int64_t claim_at;   /* monotonic us: when it last asked one */
 	int inflight;       /* transfers of this account in flight (and claimed slots) */
 	size_t tenant;      /* index in dispatcher.tenants */
 };
@@ -1447,11 +1449,17 @@ static int64_t fill(struct dispatcher *d)
 			}
 			/* A claim costs a writer job whatever its size, and an
 			 * account asks one at a time: while its transfers run, it
-			 * waits until a quarter of what it may hold is free (each
-			 * transfer that ends wakes the loop) instead of asking a
-			 * claim for every slot that frees. */
-			if (as->inflight > 0 && want < imin(as->inflight + want, CLAIM_MAX) / 4)
+			 * gathers freed slots until a quarter of what it may hold
+			 * is free (each transfer that ends wakes the loop), for at
+			 * most CLAIM_GATHER_US after its last claim, so slots a slow
+			 * provider keeps do not leave the rest unused. */
+			if (as->inflight > 0 && want < imin(as->inflight + want, CLAIM_MAX) / 4 &&
+			    now - as->claim_at < CLAIM_GATHER_US) {
+				if (as->claim_at + CLAIM_GATHER_US < wake)
+					wake = as->claim_at + CLAIM_GATHER_US;
 				continue;
+			}
+			as->claim_at = now;
 			int tokens = ratelimit_take(&as->rl, want, now);
 			if (tokens == 0)
 				continue; /* acct_wants saw a token: cannot happen */
