@@ -487,34 +487,39 @@ struct fast_req {
  * (another key or type, a duplicate, a string too long for q, JSON jsonr
  * declines) is false, and the request goes the jansson way.
  */
-static bool fast_read(const char *body, size_t len, struct fast_req *q)
+static bool fast_read_obj(const struct jsonr *jr, int obj, struct fast_req *q)
 {
 	enum { F_CHANNEL, F_ACCOUNT, F_TO, F_TEXT, F_N };
 	static const char *const names[F_N] = {"channel", "account", "to", "text"};
-	struct jsonr jr;
-	if (!api_fast_accept || jsonr_parse(&jr, body, len) != 0 || jr.tok[0].type != JSMN_OBJECT)
+	if (obj < 0 || jr->tok[obj].type != JSMN_OBJECT)
 		return false;
 	int at[F_N] = {-1, -1, -1, -1};
-	int k = 1;
-	for (int i = 0; i < jr.tok[0].size; i++) {
-		size_t n = (size_t)(jr.tok[k].end - jr.tok[k].start);
+	int k = obj + 1;
+	for (int i = 0; i < jr->tok[obj].size; i++) {
+		size_t n = (size_t)(jr->tok[k].end - jr->tok[k].start);
 		int f = 0;
-		while (f < F_N &&
-		       !(strlen(names[f]) == n && memcmp(body + jr.tok[k].start, names[f], n) == 0))
+		while (f < F_N && !(strlen(names[f]) == n &&
+		                    memcmp(jr->js + jr->tok[k].start, names[f], n) == 0))
 			f++;
-		if (f == F_N || at[f] >= 0 || !jsonr_is_string(&jr, k + 1))
+		if (f == F_N || at[f] >= 0 || !jsonr_is_string(jr, k + 1))
 			return false;
 		at[f] = k + 1;
-		k = jr.next[k + 1];
+		k = jr->next[k + 1];
 	}
 	q->has_account = at[F_ACCOUNT] >= 0;
 	return at[F_CHANNEL] >= 0 && at[F_TO] >= 0 && at[F_TEXT] >= 0 &&
-	       jsonr_string(&jr, at[F_CHANNEL], q->channel, sizeof q->channel, NULL) &&
+	       jsonr_string(jr, at[F_CHANNEL], q->channel, sizeof q->channel, NULL) &&
 	       q->channel[0] &&
 	       (!q->has_account ||
-	        jsonr_string(&jr, at[F_ACCOUNT], q->account, sizeof q->account, NULL)) &&
-	       jsonr_string(&jr, at[F_TO], q->to, sizeof q->to, NULL) &&
-	       jsonr_string(&jr, at[F_TEXT], q->text, sizeof q->text, &q->text_len);
+	        jsonr_string(jr, at[F_ACCOUNT], q->account, sizeof q->account, NULL)) &&
+	       jsonr_string(jr, at[F_TO], q->to, sizeof q->to, NULL) &&
+	       jsonr_string(jr, at[F_TEXT], q->text, sizeof q->text, &q->text_len);
+}
+
+static bool fast_read(const char *body, size_t len, struct fast_req *q)
+{
+	struct jsonr jr;
+	return api_fast_accept && jsonr_parse(&jr, body, len) == 0 && fast_read_obj(&jr, 0, q);
 }
 
 /* {"type":"text","text":...}, as json_dumps(JSON_COMPACT) writes it. */
@@ -736,6 +741,8 @@ static int parse_single(struct api_req *r, struct accept *a, json_t *root, const
 	return a->resp ? 0 : hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 }
 
+static int batch_answer(struct accept *a, size_t n, struct hr_err *err);
+
 static int parse_batch(struct api_req *r, struct accept *a, json_t *root, struct hr_err *err)
 {
 	const struct api_server *s = r->srv;
@@ -790,8 +797,13 @@ static int parse_batch(struct api_req *r, struct accept *a, json_t *root, struct
 		}
 	}
 
-	/* Every item or none: a 202 that lists fewer ids than it accepted would
-	 * be stored for replays too. */
+	return batch_answer(a, n, err);
+}
+
+/* The 202 of a batch: every item or none (a 202 that lists fewer ids than
+ * it accepted would be stored for replays too). */
+static int batch_answer(struct accept *a, size_t n, struct hr_err *err)
+{
 	json_t *list = json_array();
 	json_t *resp = json_pack("{s:I, s:s, s:o}", "count", (json_int_t)n, "batch_id",
 	                         a->batch_id, "messages", list);
@@ -805,6 +817,67 @@ static int parse_batch(struct api_req *r, struct accept *a, json_t *root, struct
 	a->resp = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
 	json_decref(resp);
 	return a->resp ? 0 : hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+}
+
+/*
+ * A batch of the fast shape, {"messages": [...]} with nothing else and every
+ * item a single request's fast shape, built without a jansson tree: each
+ * item by fast_single, in parse_batch's context (bulk priority, the batch's
+ * id, no request-wide callback URL). 0 when built; 1 to decline (any other
+ * shape, an item the fast way declines, more tokens than jsonr reads), with
+ * nothing kept, so parse_batch runs on the jansson tree and answers as it
+ * always has (test_api test_fast_accept_batch compares both).
+ */
+static int fast_batch(struct api_req *r, struct accept *a, struct hr_err *err)
+{
+	const struct api_server *s = r->srv;
+	if (!api_fast_accept)
+		return 1;
+	struct jsonr jr;
+	struct fast_req *q = NULL;
+	int rc = 1;
+	if (jsonr_parse_large(&jr, r->body, r->len, JSONR_TOKENS_LARGE_MAX) != 0 ||
+	    jr.tok[0].type != JSMN_OBJECT || jr.tok[0].size != 1)
+		goto out;
+	int items = jsonr_get(&jr, 0, "messages");
+	if (items < 0 || jr.tok[items].type != JSMN_ARRAY)
+		goto out;
+	size_t n = (size_t)jr.tok[items].size;
+	if (n == 0 || n > (size_t)s->o.max_batch || !(q = malloc(sizeof *q)))
+		goto out;
+	hr_id_new(a->batch_id);
+	struct parse_ctx pc = {
+	    .s = s,
+	    .tenant = r->tenant,
+	    .unit = r->who.unit,
+	    .batch = true,
+	    .default_prio = PRIO_BULK,
+	    .now = hr_now_us(),
+	    .batch_id = a->batch_id,
+	};
+	if (!(a->msgs = calloc(n, sizeof *a->msgs)))
+		goto out;
+	int it = items + 1;
+	for (size_t i = 0; i < n; i++, it = jr.next[it]) {
+		a->n = i + 1;
+		if (!fast_read_obj(&jr, it, q) || fast_single(&pc, q, &a->msgs[i]) != 0)
+			goto out;
+	}
+	rc = batch_answer(a, n, err) == 0 ? 0 : 1;
+out:
+	if (rc != 0 && a->msgs) {
+		for (size_t i = 0; i < a->n; i++)
+			message_clear(&a->msgs[i]);
+		free(a->msgs);
+		a->msgs = NULL;
+		a->n = 0;
+		hr_err_clear(err);
+	}
+	if (rc == 0)
+		atomic_fetch_add_explicit(&api_fast_accept_hits, 1, memory_order_relaxed);
+	free(q);
+	jsonr_free(&jr);
+	return rc;
 }
 
 int api_messages_validate(struct api_req *r, json_t *root, bool batch, char **resp,
@@ -831,25 +904,26 @@ static enum MHD_Result accept_start(struct api_req *r, bool batch)
 	struct hr_err err;
 	hr_err_clear(&err);
 
-	/* A single request of the fast shape needs no jansson tree: it is a
-	 * JSON object, so api_body_object would take it. */
+	struct accept *a = calloc(1, sizeof *a);
+	if (!a)
+		return api_fail(r, HR_ENOMEM, NULL);
+	a->batch = batch;
+	r->priv = a;
+	r->priv_free = accept_free;
+	/* A request of the fast shape needs no jansson tree: it is a JSON
+	 * object, so api_body_object would take it. A batch of that shape is
+	 * built here (fast_batch), before anything else is looked at: it has no
+	 * error to answer, so what follows (the Idempotency-Key, a replay) goes
+	 * exactly as the jansson way's; a replay just drops what was built. */
 	struct fast_req q;
 	json_t *root = NULL;
-	if (batch || !fast_read(r->body, r->len, &q)) {
+	bool fast = batch ? fast_batch(r, a, &err) == 0 : fast_read(r->body, r->len, &q);
+	if (!fast) {
 		enum MHD_Result ret;
 		root = api_body_object(r, &ret);
 		if (!root)
 			return ret;
 	}
-
-	struct accept *a = calloc(1, sizeof *a);
-	if (!a) {
-		json_decref(root);
-		return api_fail(r, HR_ENOMEM, NULL);
-	}
-	a->batch = batch;
-	r->priv = a;
-	r->priv_free = accept_free;
 
 	int rc;
 	const char *key = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key");
@@ -878,7 +952,8 @@ static enum MHD_Result accept_start(struct api_req *r, bool batch)
 		}
 	}
 
-	rc = batch ? parse_batch(r, a, root, &err) : parse_single(r, a, root, &q, &err);
+	rc = batch ? (fast ? 0 : parse_batch(r, a, root, &err))
+	           : parse_single(r, a, root, fast ? &q : NULL, &err);
 	json_decref(root);
 	if (rc != 0)
 		return api_fail(r, rc, &err);

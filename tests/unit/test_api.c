@@ -3531,41 +3531,171 @@ static void test_fast_accept(void **state)
 	env_stop(&e);
 }
 
+/* The same for a batch: POSTed both ways, the answers the same but for the
+ * ids (each message's "to", the count), every stored message the same and
+ * in its answer's batch; an error answer byte for byte the same. Returns
+ * how many of the two the fast path built. */
+static unsigned long fast_batch_vs_jansson(struct env *e, const char *body, long want_status)
+{
+	struct resp r[2];
+	unsigned long hits = 0;
+	for (int i = 0; i < 2; i++) {
+		api_fast_accept = i == 0;
+		unsigned long h0 = atomic_load(&api_fast_accept_hits);
+		http_ex(e->base, "POST", "/v1/messages:batch", KEY_ACME, body, strlen(body), NULL,
+		        0, &r[i]);
+		hits += atomic_load(&api_fast_accept_hits) - h0;
+		if (r[i].status != want_status)
+			fail_msg("%s way: status %ld, want %ld: %s (body %s)",
+			         i ? "jansson" : "fast", r[i].status, want_status, r[i].body, body);
+	}
+	api_fast_accept = true;
+	if (want_status != 202) {
+		assert_string_equal(r[0].body, r[1].body);
+	} else {
+		json_t *j[2] = {body_json(&r[0]), body_json(&r[1])};
+		json_t *l[2] = {json_object_get(j[0], "messages"),
+		                json_object_get(j[1], "messages")};
+		assert_int_equal(json_object_size(j[0]), 3);
+		assert_int_equal(json_object_size(j[1]), 3);
+		assert_int_equal(json_integer_value(json_object_get(j[0], "count")),
+		                 json_integer_value(json_object_get(j[1], "count")));
+		assert_int_equal(json_array_size(l[0]), json_array_size(l[1]));
+		for (size_t k = 0; k < json_array_size(l[0]); k++) {
+			struct message m[2];
+			memset(m, 0, sizeof m);
+			for (int i = 0; i < 2; i++) {
+				json_t *it = json_array_get(l[i], k);
+				assert_int_equal(json_object_size(it), 2);
+				assert_int_equal(
+				    e->st->ops->message_get(e->st, "acme", jstr(it, "id"), &m[i]),
+				    0);
+				assert_string_equal(m[i].recipient, jstr(it, "to"));
+				assert_string_equal(m[i].batch_id, jstr(j[i], "batch_id"));
+			}
+			assert_string_equal(m[0].content, m[1].content);
+			assert_string_equal(m[0].body, m[1].body);
+			assert_string_equal(m[0].recipient, m[1].recipient);
+			assert_string_equal(m[0].account_id, m[1].account_id);
+			assert_string_equal(m[0].channel, m[1].channel);
+			assert_int_equal(m[0].priority, m[1].priority);
+			assert_int_equal(m[0].segments, m[1].segments);
+			assert_int_equal(m[0].policy, m[1].policy);
+			assert_int_equal(m[0].max_attempts, m[1].max_attempts);
+			assert_true((m[0].callback_url == NULL) == (m[1].callback_url == NULL));
+			message_clear(&m[0]);
+			message_clear(&m[1]);
+		}
+		json_decref(j[0]);
+		json_decref(j[1]);
+	}
+	resp_free(&r[0]);
+	resp_free(&r[1]);
+	return hits;
+}
+
+static void test_fast_accept_batch(void **state)
+{
+	(void)state;
+	struct env e;
+	memset(&e, 0, sizeof e);
+	env_store(&e);
+	put_account(e.st, "demo-wa", "acme", "http://127.0.0.1:9", "106540352242922");
+	put_sms_account(e.st, "demo-sms", "acme");
+	env_load_accounts(&e);
+	env_start(&e);
+#define FA                                                                                         \
+	"{\"channel\":\"whatsapp\",\"account\":\"demo-wa\",\"to\":\"+447911123456\",\"text\":"     \
+	"\"a\"}"
+#define FB                                                                                         \
+	"{\"text\":\"caf\\u00e9 \\\"q\\\" \\ud83d\\ude00\",\"to\":\"+44 7911 "                     \
+	"123457\",\"channel\":\"whatsapp\"}"
+#define FC                                                                                         \
+	"{\"channel\":\"sms\",\"account\":\"demo-sms\",\"to\":\"+15550100001\",\"text\":"          \
+	"\"\xe2\x82\xac\"}"
+	static const struct {
+		const char *body;
+		long status;
+		unsigned long fast;
+	} cases[] = {
+	    /* The fast shape, accepted. */
+	    {"{\"messages\":[" FA "," FB "," FC "]}", 202, 1},
+	    {" {\"messages\":[" FC "]}\n", 202, 1},
+	    /* Accepted the jansson way: an item or the request with more. */
+	    {"{\"messages\":[" FA ",{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":"
+	     "\"x\",\"priority\":\"transactional\"}]}",
+	     202, 0},
+	    {"{\"messages\":[" FA "],\"priority\":\"transactional\"}", 202, 0},
+	    /* Refused: declined, and answered by the jansson way. */
+	    {"{\"messages\":[" FA ",{\"channel\":\"whatsapp\",\"to\":\"not a number\",\"text\":"
+	     "\"x\"}]}",
+	     422, 0},
+	    {"{\"messages\":[" FA
+	     ",{\"channel\":\"fax\",\"to\":\"+447911123456\",\"text\":\"x\"}]}",
+	     422, 0},
+	    {"{\"messages\":[]}", 422, 0},
+	    {"{\"messages\":{}}", 422, 0},
+	    {"{\"messages\":[" FA "],\"messages\":[" FA "]}", 400, 0},
+	    {"{\"messages\":[{\"channel\":\"whatsapp\",\"to\":\"+447911123456\",\"text\":\"a\","
+	     "\"text\":\"b\"}]}",
+	     400, 0},
+	    {"{\"messages\":[" FA "]} x", 400, 0},
+	    {"{\"messages\":[" FA, 400, 0},
+	    {"{\"mesages\":[" FA "]}", 422, 0},
+	    {"[" FA "]", 422, 0},
+	};
+#undef FA
+#undef FB
+#undef FC
+	unsigned long fast = 0;
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		unsigned long got = fast_batch_vs_jansson(&e, cases[i].body, cases[i].status);
+		if (got != cases[i].fast)
+			fail_msg("case %zu: built the fast way %lu times, want %lu", i, got,
+			         cases[i].fast);
+		fast += got;
+	}
+	assert_int_equal(fast, 2);
+	env_stop(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_health_and_routes),
-		cmocka_unit_test(test_auth),
-		cmocka_unit_test(test_validation),
-		cmocka_unit_test(test_fast_accept),
-		cmocka_unit_test(test_accept_get_isolation),
-		cmocka_unit_test(test_delivery_policy),
-		cmocka_unit_test(test_idempotency),
-		cmocka_unit_test(test_batch),
-		cmocka_unit_test(test_list),
-		cmocka_unit_test(test_size_limits),
-		cmocka_unit_test(test_webhooks),
-		cmocka_unit_test(test_metrics_endpoint),
-		cmocka_unit_test(test_metrics_listener),
-		cmocka_unit_test(test_message_retention_tick),
-		cmocka_unit_test(test_utf8_echo),
-		cmocka_unit_test(test_stored_text),
-		cmocka_unit_test(test_max_attempts),
-		cmocka_unit_test(test_content_validation),
-		cmocka_unit_test(test_content_accept),
-		cmocka_unit_test(test_suppressions),
-		cmocka_unit_test(test_channels_api), cmocka_unit_test(test_channel_config_size),
-		cmocka_unit_test(test_channel_id_room),
-		cmocka_unit_test(test_template_config_sync),
-		cmocka_unit_test(test_sms),
-		cmocka_unit_test(test_rcs_content),
-		cmocka_unit_test(test_sync_mode),
-		cmocka_unit_test(test_channel_api_send),
-		cmocka_unit_test(test_sync_concurrent),
-		cmocka_unit_test(test_sync_watch_before_claim),
-		cmocka_unit_test(test_sync_insert_callback_late),
-		cmocka_unit_test(test_sync_timeout_config),
-		cmocka_unit_test(test_failing_store),
+	    cmocka_unit_test(test_health_and_routes),
+	    cmocka_unit_test(test_auth),
+	    cmocka_unit_test(test_validation),
+	    cmocka_unit_test(test_fast_accept),
+	    cmocka_unit_test(test_fast_accept_batch),
+	    cmocka_unit_test(test_accept_get_isolation),
+	    cmocka_unit_test(test_delivery_policy),
+	    cmocka_unit_test(test_idempotency),
+	    cmocka_unit_test(test_batch),
+	    cmocka_unit_test(test_list),
+	    cmocka_unit_test(test_size_limits),
+	    cmocka_unit_test(test_webhooks),
+	    cmocka_unit_test(test_metrics_endpoint),
+	    cmocka_unit_test(test_metrics_listener),
+	    cmocka_unit_test(test_message_retention_tick),
+	    cmocka_unit_test(test_utf8_echo),
+	    cmocka_unit_test(test_stored_text),
+	    cmocka_unit_test(test_max_attempts),
+	    cmocka_unit_test(test_content_validation),
+	    cmocka_unit_test(test_content_accept),
+	    cmocka_unit_test(test_suppressions),
+	    cmocka_unit_test(test_channels_api),
+	    cmocka_unit_test(test_channel_config_size),
+	    cmocka_unit_test(test_channel_id_room),
+	    cmocka_unit_test(test_template_config_sync),
+	    cmocka_unit_test(test_sms),
+	    cmocka_unit_test(test_rcs_content),
+	    cmocka_unit_test(test_sync_mode),
+	    cmocka_unit_test(test_channel_api_send),
+	    cmocka_unit_test(test_sync_concurrent),
+	    cmocka_unit_test(test_sync_watch_before_claim),
+	    cmocka_unit_test(test_sync_insert_callback_late),
+	    cmocka_unit_test(test_sync_timeout_config),
+	    cmocka_unit_test(test_failing_store),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
