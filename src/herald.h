@@ -298,6 +298,9 @@ size_t hr_utf8_check(const char *s, size_t len);
  * above U+10FFFF, cut short by avail or by a byte that does not continue
  * it, a NUL among them). */
 size_t hr_utf8_seq(const unsigned char *p, size_t avail);
+/* Code point cp (at most U+10FFFF; the caller keeps surrogates out) as
+ * UTF-8 into out; its length, 1 to 4. */
+size_t hr_utf8_put(char out[4], unsigned long cp);
 /* A growable byte string: NUL-terminated once anything was put; `oom`
  * sticks after a failed allocation, so callers check it once at the end.
  * Start zeroed; the caller frees p. */

@@ -72,30 +72,6 @@ static long xl_escape_at(const char *p, const char *end)
 	return u;
 }
 
-static size_t utf8_put(char *o, unsigned long cp)
-{
-	if (cp < 0x80) {
-		o[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		o[0] = (char)(0xC0 | (cp >> 6));
-		o[1] = (char)(0x80 | (cp & 0x3F));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		o[0] = (char)(0xE0 | (cp >> 12));
-		o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-		o[2] = (char)(0x80 | (cp & 0x3F));
-		return 3;
-	}
-	o[0] = (char)(0xF0 | (cp >> 18));
-	o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-	o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-	o[3] = (char)(0x80 | (cp & 0x3F));
-	return 4;
-}
-
 void xl_text_finish(struct xbuf *b, size_t from, bool preserve)
 {
 	if (b->over || !b->p)
@@ -132,7 +108,7 @@ void xl_text_finish(struct xbuf *b, size_t from, bool preserve)
 			} else if ((u >= 0xDC00 && u <= 0xDFFF) || u == 0) {
 				cp = 0xFFFD; /* a lone surrogate, or NUL: not text */
 			}
-			o += utf8_put(o, cp);
+			o += hr_utf8_put(o, cp);
 		}
 	}
 	b->len = (size_t)(o - b->p);

@@ -382,31 +382,6 @@ bool jsonr_is_null(const struct jsonr *r, int t)
 	       r->js[r->tok[t].start] == 'n';
 }
 
-/* Code point cp as UTF-8 into b; its length. */
-static size_t jr_utf8(char b[4], unsigned cp)
-{
-	if (cp < 0x80) {
-		b[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		b[0] = (char)(0xc0 | (cp >> 6));
-		b[1] = (char)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		b[0] = (char)(0xe0 | (cp >> 12));
-		b[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		b[2] = (char)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	b[0] = (char)(0xf0 | (cp >> 18));
-	b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-	b[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-	b[3] = (char)(0x80 | (cp & 0x3f));
-	return 4;
-}
-
 /*
  * The next piece of a string token's content s at *i, unescaped into b: a
  * plain byte, or an escape's UTF-8 (a surrogate pair as one character).
@@ -450,7 +425,7 @@ static size_t jr_unescape_next(const char *s, size_t *i, char b[4])
 	default: /* " \ / */
 		cp = (unsigned char)e;
 	}
-	return jr_utf8(b, cp);
+	return hr_utf8_put(b, cp);
 }
 
 bool jsonr_string(const struct jsonr *r, int t, char *out, size_t n, size_t *outlen)

@@ -114,27 +114,8 @@ static int u8_put(struct u8buf *b, const SQLWCHAR *w, size_t n)
 		} else if (cp >= 0xD800 && cp <= 0xDFFF) {
 			cp = 0xFFFD;
 		}
-		char *o = b->p + b->len;
-		if (cp < 0x80) {
-			o[0] = (char)cp;
-			b->len += 1;
-		} else if (cp < 0x800) {
-			o[0] = (char)(0xC0 | (cp >> 6));
-			o[1] = (char)(0x80 | (cp & 0x3F));
-			b->len += 2;
-		} else if (cp < 0x10000) {
-			o[0] = (char)(0xE0 | (cp >> 12));
-			o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-			o[2] = (char)(0x80 | (cp & 0x3F));
-			b->len += 3;
-		} else {
-			/* 4 bytes from 2 units: still within n * 3 */
-			o[0] = (char)(0xF0 | (cp >> 18));
-			o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-			o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-			o[3] = (char)(0x80 | (cp & 0x3F));
-			b->len += 4;
-		}
+		/* 4 bytes only from 2 units: still within n * 3 */
+		b->len += hr_utf8_put(b->p + b->len, cp);
 	}
 	b->p[b->len] = '\0';
 	return 0;

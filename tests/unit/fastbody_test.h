@@ -43,21 +43,7 @@ static inline size_t fb_random_text(char *out, size_t max, unsigned *seed)
 		default:
 			cp = 0x20 + (unsigned)rand_r(seed) % 0x5f;
 		}
-		if (cp < 0x80) {
-			out[n++] = (char)cp;
-		} else if (cp < 0x800) {
-			out[n++] = (char)(0xc0 | (cp >> 6));
-			out[n++] = (char)(0x80 | (cp & 0x3f));
-		} else if (cp < 0x10000) {
-			out[n++] = (char)(0xe0 | (cp >> 12));
-			out[n++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-			out[n++] = (char)(0x80 | (cp & 0x3f));
-		} else {
-			out[n++] = (char)(0xf0 | (cp >> 18));
-			out[n++] = (char)(0x80 | ((cp >> 12) & 0x3f));
-			out[n++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-			out[n++] = (char)(0x80 | (cp & 0x3f));
-		}
+		n += hr_utf8_put(out + n, cp);
 	}
 	out[n] = '\0';
 	return n;

@@ -3396,6 +3396,39 @@ static void test_message_retention_tick(void **state)
  * The single accept's fast path against the jansson way.
  * ------------------------------------------------------------------------- */
 
+/* The two ways' stored messages are the same but for their ids; both are
+ * cleared. */
+static void same_stored(struct message m[2])
+{
+	assert_string_equal(m[0].content, m[1].content);
+	assert_string_equal(m[0].body, m[1].body);
+	assert_string_equal(m[0].recipient, m[1].recipient);
+	assert_string_equal(m[0].account_id, m[1].account_id);
+	assert_string_equal(m[0].channel, m[1].channel);
+	assert_string_equal(m[0].unit, m[1].unit);
+	assert_int_equal(m[0].policy, m[1].policy);
+	assert_int_equal(m[0].priority, m[1].priority);
+	assert_int_equal(m[0].segments, m[1].segments);
+	assert_int_equal(m[0].max_attempts, m[1].max_attempts);
+	assert_int_equal(m[0].expires_at, m[1].expires_at);
+	assert_int_equal(m[0].status, MSG_QUEUED);
+	assert_true((m[0].callback_url == NULL) == (m[1].callback_url == NULL));
+	assert_true((m[0].route == NULL) == (m[1].route == NULL));
+	message_clear(&m[0]);
+	message_clear(&m[1]);
+}
+
+/* A server with acme's WhatsApp and SMS accounts, for the fast-path tests. */
+static void fast_env(struct env *e)
+{
+	memset(e, 0, sizeof *e);
+	env_store(e);
+	put_account(e->st, "demo-wa", "acme", "http://127.0.0.1:9", "106540352242922");
+	put_sms_account(e->st, "demo-sms", "acme");
+	env_load_accounts(e);
+	env_start(e);
+}
+
 /* POSTs body once the fast way and once the jansson way; both answers must
  * be byte for byte the same (the ids swapped) and so must the stored
  * messages. Returns how many of the two the fast path built. */
@@ -3428,22 +3461,7 @@ static unsigned long fast_vs_jansson(struct env *e, const char *body, long want_
 		char *id0 = strstr(r[0].body, m[0].id);
 		assert_non_null(id0);
 		memcpy(id0, m[1].id, strlen(m[1].id));
-		assert_string_equal(m[0].content, m[1].content);
-		assert_string_equal(m[0].body, m[1].body);
-		assert_string_equal(m[0].recipient, m[1].recipient);
-		assert_string_equal(m[0].account_id, m[1].account_id);
-		assert_string_equal(m[0].channel, m[1].channel);
-		assert_string_equal(m[0].unit, m[1].unit);
-		assert_int_equal(m[0].policy, m[1].policy);
-		assert_int_equal(m[0].priority, m[1].priority);
-		assert_int_equal(m[0].segments, m[1].segments);
-		assert_int_equal(m[0].max_attempts, m[1].max_attempts);
-		assert_int_equal(m[0].expires_at, m[1].expires_at);
-		assert_int_equal(m[0].status, MSG_QUEUED);
-		assert_true((m[0].callback_url == NULL) == (m[1].callback_url == NULL));
-		assert_true((m[0].route == NULL) == (m[1].route == NULL));
-		message_clear(&m[0]);
-		message_clear(&m[1]);
+		same_stored(m);
 	}
 	assert_string_equal(r[0].body, r[1].body);
 	resp_free(&r[0]);
@@ -3455,12 +3473,7 @@ static void test_fast_accept(void **state)
 {
 	(void)state;
 	struct env e;
-	memset(&e, 0, sizeof e);
-	env_store(&e);
-	put_account(e.st, "demo-wa", "acme", "http://127.0.0.1:9", "106540352242922");
-	put_sms_account(e.st, "demo-sms", "acme");
-	env_load_accounts(&e);
-	env_start(&e);
+	fast_env(&e);
 	/* A 5,000-byte text (over what the fast way reads, and WhatsApp's
 	 * limit), and a 200-digit SMS (two segments). */
 	static char long_text[5200];
@@ -3573,18 +3586,7 @@ static unsigned long fast_batch_vs_jansson(struct env *e, const char *body, long
 				assert_string_equal(m[i].recipient, jstr(it, "to"));
 				assert_string_equal(m[i].batch_id, jstr(j[i], "batch_id"));
 			}
-			assert_string_equal(m[0].content, m[1].content);
-			assert_string_equal(m[0].body, m[1].body);
-			assert_string_equal(m[0].recipient, m[1].recipient);
-			assert_string_equal(m[0].account_id, m[1].account_id);
-			assert_string_equal(m[0].channel, m[1].channel);
-			assert_int_equal(m[0].priority, m[1].priority);
-			assert_int_equal(m[0].segments, m[1].segments);
-			assert_int_equal(m[0].policy, m[1].policy);
-			assert_int_equal(m[0].max_attempts, m[1].max_attempts);
-			assert_true((m[0].callback_url == NULL) == (m[1].callback_url == NULL));
-			message_clear(&m[0]);
-			message_clear(&m[1]);
+			same_stored(m);
 		}
 		json_decref(j[0]);
 		json_decref(j[1]);
@@ -3598,12 +3600,7 @@ static void test_fast_accept_batch(void **state)
 {
 	(void)state;
 	struct env e;
-	memset(&e, 0, sizeof e);
-	env_store(&e);
-	put_account(e.st, "demo-wa", "acme", "http://127.0.0.1:9", "106540352242922");
-	put_sms_account(e.st, "demo-sms", "acme");
-	env_load_accounts(&e);
-	env_start(&e);
+	fast_env(&e);
 #define FA                                                                                         \
 	"{\"channel\":\"whatsapp\",\"account\":\"demo-wa\",\"to\":\"+447911123456\",\"text\":"     \
 	"\"a\"}"

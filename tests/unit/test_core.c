@@ -634,19 +634,57 @@ static void test_buf(void **state)
 	free(b.p);
 }
 
+/* hr_utf8_put at each length's first and last code point. */
+static void test_utf8_put(void **state)
+{
+	(void)state;
+	static const struct {
+		unsigned long cp;
+		const char *want;
+	} cases[] = {
+	    {0x41, "A"},
+	    {0x7f, "\x7f"},
+	    {0x80, "\xc2\x80"},
+	    {0x7ff, "\xdf\xbf"},
+	    {0x800, "\xe0\xa0\x80"},
+	    {0xffff, "\xef\xbf\xbf"},
+	    {0x20ac, "\xe2\x82\xac"},
+	    {0x10000, "\xf0\x90\x80\x80"},
+	    {0x10ffff, "\xf4\x8f\xbf\xbf"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char out[4];
+		size_t n = hr_utf8_put(out, cases[i].cp);
+		assert_int_equal(n, strlen(cases[i].want));
+		assert_memory_equal(out, cases[i].want, n);
+		assert_int_equal(hr_utf8_seq((const unsigned char *)out, n), n);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_ids_sorted_unique), cmocka_unit_test(test_id_time_prefix),
-	    cmocka_unit_test(test_id_at_and_prefix),  cmocka_unit_test(test_status_settled),
-	    cmocka_unit_test(test_status_table),      cmocka_unit_test(test_status_names),
-	    cmocka_unit_test(test_template_render),   cmocka_unit_test(test_template_errors),
-	    cmocka_unit_test(test_whatsapp_vector),   cmocka_unit_test(test_twilio_vector),
-	    cmocka_unit_test(test_rbm_vector),        cmocka_unit_test(test_sha256_and_consteq),
-	    cmocka_unit_test(test_ratelimit),         cmocka_unit_test(test_backoff),
-	    cmocka_unit_test(test_config_yaml),       cmocka_unit_test(test_secrets),
-	    cmocka_unit_test(test_time_format),       cmocka_unit_test(test_utf8_copy),
-	    cmocka_unit_test(test_sms_segments),      cmocka_unit_test(test_time_parse_calendar),
+	    cmocka_unit_test(test_ids_sorted_unique),
+	    cmocka_unit_test(test_id_time_prefix),
+	    cmocka_unit_test(test_id_at_and_prefix),
+	    cmocka_unit_test(test_status_settled),
+	    cmocka_unit_test(test_status_table),
+	    cmocka_unit_test(test_status_names),
+	    cmocka_unit_test(test_template_render),
+	    cmocka_unit_test(test_template_errors),
+	    cmocka_unit_test(test_whatsapp_vector),
+	    cmocka_unit_test(test_twilio_vector),
+	    cmocka_unit_test(test_rbm_vector),
+	    cmocka_unit_test(test_sha256_and_consteq),
+	    cmocka_unit_test(test_ratelimit),
+	    cmocka_unit_test(test_backoff),
+	    cmocka_unit_test(test_config_yaml),
+	    cmocka_unit_test(test_secrets),
+	    cmocka_unit_test(test_time_format),
+	    cmocka_unit_test(test_utf8_copy),
+	    cmocka_unit_test(test_utf8_put),
+	    cmocka_unit_test(test_sms_segments),
+	    cmocka_unit_test(test_time_parse_calendar),
 	    cmocka_unit_test(test_buf),
 	    cmocka_unit_test(test_batch_status_table),
 	};

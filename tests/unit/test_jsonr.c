@@ -23,6 +23,7 @@
 
 #include "core/jsonr.h"
 #include "herald.h"
+#include "mutate_test.h"
 
 /* Whether token t of r holds the same value as j (recursively). */
 static bool same_value(const struct jsonr *r, int t, json_t *j)
@@ -677,29 +678,7 @@ static void test_mutations(void **state)
 		const char *s = seeds[i % 4];
 		size_t n = strlen(s);
 		memcpy(buf, s, n);
-		int edits = 1 + rand_r(&seed) % 3;
-		for (int e = 0; e < edits && n > 0; e++) {
-			size_t at = (size_t)rand_r(&seed) % n;
-			char c = pool[rand_r(&seed) % (int)(sizeof pool - 1)];
-			switch (rand_r(&seed) % 4) {
-			case 0:
-				buf[at] = c;
-				break;
-			case 1:
-				memmove(buf + at, buf + at + 1, n - at - 1);
-				n--;
-				break;
-			case 2:
-				if (n + 1 < sizeof buf) {
-					memmove(buf + at + 1, buf + at, n - at);
-					buf[at] = c;
-					n++;
-				}
-				break;
-			default:
-				n = at;
-			}
-		}
+		n = mutate(buf, n, sizeof buf - 1, &seed, 3, true, pool);
 		if (check(buf, n))
 			accepted++;
 		else

@@ -1749,24 +1749,7 @@ static void test_fast_webhooks_equal(void **state)
 		const char *ev = seeds[i % 3];
 		size_t n = strlen(ev);
 		memcpy(buf, ev, n);
-		int edits = 1 + rand_r(&seed) % 2;
-		for (int e = 0; e < edits && n > 0; e++) {
-			size_t at = (size_t)rand_r(&seed) % n;
-			char c = pool[rand_r(&seed) % (int)(sizeof pool - 1)];
-			switch (rand_r(&seed) % 3) {
-			case 0:
-				buf[at] = c;
-				break;
-			case 1:
-				memmove(buf + at, buf + at + 1, n - at - 1);
-				n--;
-				break;
-			default:
-				memmove(buf + at + 1, buf + at, n - at);
-				buf[at] = c;
-				n++;
-			}
-		}
+		n = mutate(buf, n, sizeof buf - 1, &seed, 2, false, pool);
 		buf[n] = '\0';
 		if (memchr(buf, '\0', n))
 			continue; /* envelope takes C strings */

@@ -12,6 +12,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include "mutate_test.h"
 
 /* Whether the last ws_same_parse went the fast way (1) or fell back to
  * jansson (0). */
@@ -157,29 +158,7 @@ static inline void ws_mutations(const struct channel_ops *ops, const struct chan
 	for (int r = 0; r < random; r++) {
 		size_t m = n;
 		memcpy(buf, body, n);
-		int edits = 1 + rand_r(&seed) % 3;
-		for (int e = 0; e < edits && m > 0; e++) {
-			size_t at = (size_t)rand_r(&seed) % m;
-			char c = pool[rand_r(&seed) % (int)(sizeof pool - 1)];
-			switch (rand_r(&seed) % 4) {
-			case 0:
-				buf[at] = c;
-				break;
-			case 1:
-				memmove(buf + at, buf + at + 1, m - at - 1);
-				m--;
-				break;
-			case 2:
-				if (m < n + 8) {
-					memmove(buf + at + 1, buf + at, m - at);
-					buf[at] = c;
-					m++;
-				}
-				break;
-			default:
-				m = at;
-			}
-		}
+		m = mutate(buf, m, n + 8, &seed, 3, true, pool);
 		ws_same_parse(ops, a, buf, m);
 		ws_fast ? nf++ : ns++;
 	}
