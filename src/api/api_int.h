@@ -342,6 +342,9 @@ void api_guard_notify(void *cls, struct MHD_Connection *c, void **ctx,
 /* MHD's own connection limit: above the guard's, so MHD always accepts and
  * the guard refuses the surplus at once. */
 unsigned api_guard_mhd_limit(const struct api_guard *g);
+/* From now on every new connection is closed as soon as it is accepted
+ * (api_stop, instead of MHD_quiesce_daemon: see there). */
+void api_guard_close(struct api_guard *g);
 /* Connections held now (for tests). */
 int api_guard_open(struct api_guard *g);
 /* The connection's record (NULL if untracked; every call takes NULL). The

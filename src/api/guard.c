@@ -91,6 +91,7 @@ struct api_guard {
 	pthread_cond_t wake;
 	pthread_t reaper;
 	bool stop;
+	bool closed; /* api_guard_close: every new socket is refused */
 	struct api_guard_limits lim;
 	int64_t tick_us;
 	int total;
@@ -183,7 +184,9 @@ enum MHD_Result api_guard_accept(void *cls, const struct sockaddr *sa, socklen_t
 	enum MHD_Result ok = MHD_NO;
 	struct guard_addr *a = NULL;
 	/* Out of memory for the address's entry: refuse rather than count wrong. */
-	if (g->total >= g->lim.max_connections || !(a = guard_addr_get(g, key))) {
+	if (g->closed) {
+		/* stopping: MHD closes the socket at once */
+	} else if (g->total >= g->lim.max_connections || !(a = guard_addr_get(g, key))) {
 		g->refused_total++;
 		metrics_http_guard(M_GUARD_REFUSED_LIMIT);
 	} else if (g->lim.max_per_addr > 0 && a->count >= g->lim.max_per_addr) {
@@ -446,6 +449,13 @@ int api_guard_new(const struct api_guard_limits *lim, struct api_guard **out, st
 	pthread_setname_np(g->reaper, "http-reaper");
 	*out = g;
 	return 0;
+}
+
+void api_guard_close(struct api_guard *g)
+{
+	pthread_mutex_lock(&g->lock);
+	g->closed = true;
+	pthread_mutex_unlock(&g->lock);
 }
 
 unsigned api_guard_mhd_limit(const struct api_guard *g)

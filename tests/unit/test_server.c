@@ -1026,6 +1026,29 @@ static void test_content_length(void **state)
 	env_stop(&e);
 }
 
+/* A closed guard (api_stop) refuses every new socket; an open one takes
+ * them. */
+static void test_guard_close(void **state)
+{
+	(void)state;
+	struct api_guard_limits lim = {
+	    .max_connections = 8, .head_us = 1000000, .body_us = 1000000, .min_rate = 1};
+	struct api_guard *g = NULL;
+	struct hr_err err = {0};
+	assert_int_equal(api_guard_new(&lim, &g, &err), 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(1234)};
+	sa.sin_addr.s_addr = htonl(0x7f000001);
+	assert_int_equal(api_guard_accept(g, (struct sockaddr *)&sa, sizeof sa), MHD_YES);
+	assert_int_equal(api_guard_open(g), 1);
+	api_guard_close(g);
+	/* The reservation above was never started: this call gives it back. */
+	assert_int_equal(api_guard_accept(g, (struct sockaddr *)&sa, sizeof sa), MHD_NO);
+	assert_int_equal(api_guard_open(g), 0);
+	assert_int_equal(api_guard_accept(g, (struct sockaddr *)&sa, sizeof sa), MHD_NO);
+	assert_int_equal(api_guard_open(g), 0);
+	api_guard_free(g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1034,7 +1057,7 @@ int main(void)
 	    cmocka_unit_test(test_oversized_body_cut), cmocka_unit_test(test_suspended_not_cut),
 	    cmocka_unit_test(test_head_size_sweep),    cmocka_unit_test(test_head_fields_and_url),
 	    cmocka_unit_test(test_header_smuggling),   cmocka_unit_test(test_query_checks),
-	    cmocka_unit_test(test_content_length),
+	    cmocka_unit_test(test_content_length),     cmocka_unit_test(test_guard_close),
 	};
 	return cmocka_run_group_tests_name("server", tests, NULL, NULL);
 }
