@@ -33,6 +33,11 @@
 #                       BENCH_PHASES=large make bench)
 #   BENCH_LARGE_SAMPLE  messages accepted, claimed and receipted on the empty
 #                       and on the large store (default 50000)
+#   BENCH_DISPATCH_THREADS=N  dispatch.threads N, with a second WhatsApp
+#                       account (bench-wb, which hashes to the other loop
+#                       than bench-wa with 2) and the end-to-end messages
+#                       alternating between the two accounts; unset: one
+#                       loop, one account (the figures in the README)
 # PostgreSQL runs on a throwaway server started here (bench/pg_baseline.c
 # server: Debian's server binaries, initdb into a temp dir, durable defaults).
 set -euo pipefail
@@ -248,6 +253,17 @@ write_config() { # file rate_limit [driver]
 	    -e "s|@DRIVER@|${3:-sqlite}|g" \
 	    -e "s|@KEY@|$KEY|g" -e "s|@SECRET@|$APP_SECRET|g" -e "s|@ACCOUNT@|$ACCOUNT|g" \
 	    -e "s|@RATE@|$2|g" "$HERE/herald.conf" >"$1"
+	[[ -n ${BENCH_DISPATCH_THREADS:-} ]] || return 0
+	# The account block again as bench-wb (its own phone number id), and
+	# the loops.
+	awk -v n="$BENCH_DISPATCH_THREADS" '
+		/^dispatch:$/ { print; print "  threads: " n; next }
+		/^      - id: / { inacct = 1 }
+		inacct { blk = blk $0 "\n" }
+		inacct && /rate_limit:/ { inacct = 0; printf "%s", blk; b = blk
+			sub(/id: [^\n]*/, "id: bench-wb", b); sub(/"106540352242922"/, "\"106540352242923\"", b)
+			printf "%s", b; next }
+		!inacct { print }' "$1" >"$1.tmp" && mv "$1.tmp" "$1"
 }
 write_config "$TMP/accept.yaml" 1
 write_config "$TMP/e2e.yaml" 100000
@@ -602,12 +618,12 @@ phase_e2e() { # normal|pg [delivered|sent]
 	[[ $until == sent ]] && x+=_sent
 	local nfiles=$((E2E_N / BATCH))
 	mkdir -p "$TMP/e2e"
-	[[ -e $TMP/e2e/b0000.json ]] || awk -v n="$BATCH" -v files="$nfiles" -v dir="$TMP/e2e" 'BEGIN {
+	[[ -e $TMP/e2e/b0000.json ]] || awk -v n="$BATCH" -v files="$nfiles" -v dir="$TMP/e2e" -v two="${BENCH_DISPATCH_THREADS:-}" 'BEGIN {
 		for (f = 0; f < files; f++) {
 			out = sprintf("%s/b%04d.json", dir, f)
 			printf "{\"messages\":[" >out
 			for (i = 1; i <= n; i++)
-				printf "%s{\"channel\":\"whatsapp\",\"account\":\"bench-wa\",\"to\":\"+4479%08d\",\"text\":\"Your Herald verification code is 482913. It expires in 10 minutes.\"}", (i > 1 ? "," : ""), f * n + i >out
+				printf "%s{\"channel\":\"whatsapp\",\"account\":\"%s\",\"to\":\"+4479%08d\",\"text\":\"Your Herald verification code is 482913. It expires in 10 minutes.\"}", (i > 1 ? "," : ""), (two != "" && i % 2 ? "bench-wb" : "bench-wa"), f * n + i >out
 			printf "]}" >out
 			close(out)
 		} }'

@@ -506,6 +506,14 @@ static int read_dispatch_opts(json_t *cfg, struct dispatch_opts *o, struct hr_er
 	dispatch_opts_default(o);
 	o->max_in_flight =
 	    (int)hr_cfg_int(cfg, "dispatch.max_in_flight", o->max_in_flight, 1, 100000, err);
+	o->threads =
+	    (int)hr_cfg_int(cfg, "dispatch.threads", o->threads, 1, DISPATCH_THREADS_MAX, err);
+	if (!err->code && o->threads > o->max_in_flight)
+		return hr_fail(
+		    err, HR_EINVAL, "dispatch.threads",
+		    "dispatch.threads (%d) cannot exceed dispatch.max_in_flight (%d): each "
+		    "thread needs a send slot",
+		    o->threads, o->max_in_flight);
 	o->lease_us = hr_cfg_int(cfg, "dispatch.lease_seconds", 30, 1, 86400, err) * 1000000;
 	o->max_attempts =
 	    (int)hr_cfg_int(cfg, "dispatch.max_attempts", o->max_attempts, 1, 100, err);

@@ -1,8 +1,10 @@
 /*
- * dispatch.h - the dispatcher: one thread that claims due messages with a
+ * dispatch.h - the dispatcher: a loop thread that claims due messages with a
  * lease, rate-limits per sender account, sends through libcurl's multi
  * interface (many transfers in flight, connections reused) and records each
- * outcome through the store's group-committing writer.
+ * outcome through the store's group-committing writer. With threads > 1 the
+ * accounts are sharded across that many loops (each account on one loop,
+ * by a hash of its id), for a machine where one core cannot keep up.
  */
 #ifndef HR_DISPATCH_H
 #define HR_DISPATCH_H
@@ -15,7 +17,14 @@
 
 struct dispatcher;
 
+#define DISPATCH_THREADS_MAX 16
+
 struct dispatch_opts {
+	/* Loops (threads), 1..DISPATCH_THREADS_MAX (default 1). Each has its own
+	 * part of max_in_flight and of max_in_flight_per_tenant (an even part;
+	 * an account's cap is its loop's), its own libcurl connections, and
+	 * serves the accounts whose id hashes to it. */
+	int threads;
 	int max_in_flight;          /* concurrent HTTP transfers (default 256) */
 	int64_t lease_us;           /* visibility timeout of a claim (default 30 s) */
 	int max_attempts;           /* attempts before a transient error fails (default 8) */
@@ -48,10 +57,12 @@ struct dispatch_result {
 	char error_code[HR_ERRCODE_MAX];
 	char error_text[HR_ERRTEXT_MAX];
 };
-/* Called exactly once, from a dispatcher thread; must be quick. */
+/* Called exactly once, from a dispatcher (or the store's writer) thread;
+ * must be quick. */
 typedef void (*dispatch_watch_fn)(void *arg, const struct dispatch_result *r);
 
-/* Starts the dispatcher thread. accounts is borrowed for the dispatcher's life. */
+/* Starts the dispatcher's threads. accounts is borrowed for the dispatcher's
+ * life. HR_EINVAL naming dispatch.threads past DISPATCH_THREADS_MAX. */
 int dispatcher_start(struct store *st, struct account_set *accounts,
                      const struct dispatch_opts *opts, struct dispatcher **out, struct hr_err *err);
 /* Stops claiming, waits (up to the HTTP timeout) for transfers in flight to

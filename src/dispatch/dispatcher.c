@@ -1,6 +1,6 @@
 /*
  * dispatcher.c - claims due messages, sends them through curl multi, records
- * outcomes. One thread ("dispatch") owns every field of struct dispatcher
+ * outcomes. One thread ("dispatch") owns every field of struct dloop
  * except those under watch_lock (sync-mode watchers, touched by API threads
  * and the store's writer thread) and the outstanding-write counter.
  *
@@ -108,7 +108,7 @@ struct xfer {
 struct pclaim {
 	struct pclaim *next;   /* dispatcher.claiming (dispatch thread) or spare */
 	struct pclaim *answer; /* dispatcher.answered (under claim_lock) */
-	struct dispatcher *d;
+	struct dloop *d;
 	char account_id[HR_NAME_MAX];
 	int want;
 	int rc;
@@ -125,6 +125,14 @@ struct gated {
 	struct message m; /* owned: its heap fields are freed with message_clear */
 };
 
+/* Sync-mode watchers, one table for every loop (a watch names a message,
+ * not its account, so whichever loop records the outcome fires it). */
+struct watchtab {
+	pthread_mutex_t lock;
+	struct watch *b[WATCH_BUCKETS];
+	int n;
+};
+
 struct watch {
 	struct watch *next;
 	char message_id[HR_ID_LEN + 1];
@@ -133,7 +141,7 @@ struct watch {
 	void *arg;
 };
 
-struct dispatcher {
+struct dloop {
 	struct store *st;
 	struct dispatch_opts o;
 	struct account_set *set;
@@ -171,9 +179,9 @@ struct dispatcher {
 	struct send_result *pending; /* outcomes not yet handed to the store */
 	size_t npending, cappending;
 
-	pthread_mutex_t watch_lock;
-	struct watch *watches[WATCH_BUCKETS];
-	int nwatches;
+	struct watchtab *w; /* the dispatcher's, shared by its loops */
+	struct dispatcher *parent;
+	unsigned shard; /* this loop serves the accounts acct_shard() gives it */
 
 	pthread_mutex_t out_lock; /* outstanding async record_results, and held below */
 	pthread_cond_t out_cond;
@@ -191,10 +199,31 @@ struct dispatcher {
 	uint64_t held_failures; /* failed recordings since that line */
 };
 
+/* The dispatcher: its loops (dispatch.threads), each serving the accounts
+ * acct_shard() gives it, and the watch table they share. */
+struct dispatcher {
+	struct store *st;
+	struct account_set *set;
+	struct watchtab w;
+	int n;
+	struct dloop *loop[]; /* n */
+};
+
+/* Which loop serves an account: FNV-1a of its id, so an account stays on
+ * one loop for the process's life (its bucket, its claims, its order). */
+static unsigned acct_shard(const char *id, int n)
+{
+	uint32_t h = 2166136261u;
+	for (; *id; id++)
+		h = (h ^ (unsigned char)*id) * 16777619u;
+	return n > 1 ? h % (unsigned)n : 0;
+}
+
 #define HELD_RETRY_US 200000 /* between attempts to record held outcomes */
 
 void dispatch_opts_default(struct dispatch_opts *o)
 {
+	o->threads = 1;
 	o->max_in_flight = 256;
 	o->max_in_flight_per_account = 0; /* max_in_flight / 4 */
 	o->max_in_flight_per_tenant = 0;  /* max_in_flight / 2 */
@@ -207,7 +236,7 @@ void dispatch_opts_default(struct dispatch_opts *o)
 	o->plugins = NULL; /* no plugin gate */
 }
 
-static int sync_accounts(struct dispatcher *d, bool force);
+static int sync_accounts(struct dloop *d, bool force);
 
 /* ---- sync-mode watchers ------------------------------------------------ */
 
@@ -219,9 +248,10 @@ static unsigned watch_hash(const char *id)
 	return h % WATCH_BUCKETS;
 }
 
-int dispatcher_watch(struct dispatcher *d, const char *message_id, int64_t timeout_us,
+int dispatcher_watch(struct dispatcher *dd, const char *message_id, int64_t timeout_us,
                      dispatch_watch_fn cb, void *arg)
 {
+	struct watchtab *t = &dd->w;
 	struct watch *w = calloc(1, sizeof *w);
 	if (!w)
 		return HR_ENOMEM;
@@ -230,28 +260,28 @@ int dispatcher_watch(struct dispatcher *d, const char *message_id, int64_t timeo
 	w->cb = cb;
 	w->arg = arg;
 	unsigned b = watch_hash(message_id);
-	pthread_mutex_lock(&d->watch_lock);
-	w->next = d->watches[b];
-	d->watches[b] = w;
-	d->nwatches++;
-	pthread_mutex_unlock(&d->watch_lock);
-	dispatcher_notify(d);
+	pthread_mutex_lock(&t->lock);
+	w->next = t->b[b];
+	t->b[b] = w;
+	t->n++;
+	pthread_mutex_unlock(&t->lock);
+	dispatcher_notify(dd);
 	return 0;
 }
 
 /* Detaches the watchers of one message (or, with id NULL, those past their
  * deadline at `now`, or all when now < 0) into a list the caller fires
  * outside the lock. */
-static struct watch *watch_take(struct dispatcher *d, const char *id, int64_t now)
+static struct watch *watch_take(struct watchtab *t, const char *id, int64_t now)
 {
 	struct watch *out = NULL;
-	pthread_mutex_lock(&d->watch_lock);
-	if (d->nwatches == 0) {
-		pthread_mutex_unlock(&d->watch_lock);
+	pthread_mutex_lock(&t->lock);
+	if (t->n == 0) {
+		pthread_mutex_unlock(&t->lock);
 		return NULL;
 	}
 	for (unsigned b = id ? watch_hash(id) : 0; b < WATCH_BUCKETS; b++) {
-		for (struct watch **pp = &d->watches[b]; *pp;) {
+		for (struct watch **pp = &t->b[b]; *pp;) {
 			struct watch *w = *pp;
 			bool take =
 			    id ? strcmp(w->message_id, id) == 0 : (now < 0 || w->deadline <= now);
@@ -259,7 +289,7 @@ static struct watch *watch_take(struct dispatcher *d, const char *id, int64_t no
 				*pp = w->next;
 				w->next = out;
 				out = w;
-				d->nwatches--;
+				t->n--;
 			} else {
 				pp = &w->next;
 			}
@@ -267,23 +297,24 @@ static struct watch *watch_take(struct dispatcher *d, const char *id, int64_t no
 		if (id)
 			break;
 	}
-	pthread_mutex_unlock(&d->watch_lock);
+	pthread_mutex_unlock(&t->lock);
 	return out;
 }
 
-bool dispatcher_unwatch(struct dispatcher *d, const char *message_id, void *arg)
+bool dispatcher_unwatch(struct dispatcher *dd, const char *message_id, void *arg)
 {
+	struct watchtab *t = &dd->w;
 	struct watch *found = NULL;
-	pthread_mutex_lock(&d->watch_lock);
-	for (struct watch **pp = &d->watches[watch_hash(message_id)]; *pp; pp = &(*pp)->next) {
+	pthread_mutex_lock(&t->lock);
+	for (struct watch **pp = &t->b[watch_hash(message_id)]; *pp; pp = &(*pp)->next) {
 		if ((*pp)->arg == arg && strcmp((*pp)->message_id, message_id) == 0) {
 			found = *pp;
 			*pp = found->next;
-			d->nwatches--;
+			t->n--;
 			break;
 		}
 	}
-	pthread_mutex_unlock(&d->watch_lock);
+	pthread_mutex_unlock(&t->lock);
 	free(found);
 	return found != NULL;
 }
@@ -298,26 +329,26 @@ static void watch_fire(struct watch *list, const struct dispatch_result *r)
 	}
 }
 
-static bool watch_pending(struct dispatcher *d)
+static bool watch_pending(struct dloop *d)
 {
-	pthread_mutex_lock(&d->watch_lock);
-	bool any = d->nwatches > 0;
-	pthread_mutex_unlock(&d->watch_lock);
+	pthread_mutex_lock(&d->w->lock);
+	bool any = d->w->n > 0;
+	pthread_mutex_unlock(&d->w->lock);
 	return any;
 }
 
-static void watch_expire(struct dispatcher *d, int64_t now)
+static void watch_expire(struct dloop *d, int64_t now)
 {
 	struct dispatch_result r = {.rc = HR_ETIMEOUT};
-	watch_fire(watch_take(d, NULL, now), &r);
+	watch_fire(watch_take(d->w, NULL, now), &r);
 }
 
 /* ---- recording outcomes ------------------------------------------------- */
 
-static struct send_result *result_add(struct dispatcher *d, const char *message_id, int attempt);
+static struct send_result *result_add(struct dloop *d, const char *message_id, int attempt);
 
 struct record_job {
-	struct dispatcher *d;
+	struct dloop *d;
 	struct send_result *r;
 	size_t n;
 	bool retry; /* carries outcomes held after a failed recording */
@@ -331,7 +362,7 @@ struct record_job {
  * outcome) and an at_most_once one became `unknown` although its answer
  * was known. False if there was no memory to keep them.
  */
-static bool hold_results(struct dispatcher *d, const struct send_result *r, size_t n)
+static bool hold_results(struct dloop *d, const struct send_result *r, size_t n)
 {
 	pthread_mutex_lock(&d->out_lock);
 	bool ok = true;
@@ -369,7 +400,7 @@ static bool hold_results(struct dispatcher *d, const struct send_result *r, size
 static void record_done(void *arg, int rc, const struct hr_err *err)
 {
 	struct record_job *job = arg;
-	struct dispatcher *d = job->d;
+	struct dloop *d = job->d;
 	if (rc != 0) {
 		bool held = (rc == HR_EBUSY || rc == HR_EIO) && hold_results(d, job->r, job->n);
 		int64_t now = hr_mono_us();
@@ -413,7 +444,7 @@ static void record_done(void *arg, int rc, const struct hr_err *err)
 			rerouted = true;
 			continue;
 		}
-		struct watch *w = watch_take(d, s->message_id, 0);
+		struct watch *w = watch_take(d->w, s->message_id, 0);
 		if (!w)
 			continue;
 		struct dispatch_result dr = {
@@ -424,7 +455,7 @@ static void record_done(void *arg, int rc, const struct hr_err *err)
 		watch_fire(w, &dr);
 	}
 	if (rerouted)
-		dispatcher_notify(d);
+		dispatcher_notify(d->parent); /* the new account may be any loop's */
 	bool retry = job->retry;
 	if (retry && rc == 0)
 		hr_log(HR_LOG_INFO, "dispatch", "recorded %zu outcomes kept after failures",
@@ -444,7 +475,7 @@ static void record_done(void *arg, int rc, const struct hr_err *err)
 
 /* Moves held outcomes (record_done) back into the pending list once their
  * retry is due (at once when `now` is 0). Dispatch thread. */
-static void take_held(struct dispatcher *d, int64_t now)
+static void take_held(struct dloop *d, int64_t now)
 {
 	pthread_mutex_lock(&d->out_lock);
 	if (d->nheld && (now == 0 || now >= d->held_retry_at)) {
@@ -459,7 +490,7 @@ static void take_held(struct dispatcher *d, int64_t now)
 /* Whether outcomes that failed to be recorded are still to be recorded:
  * held, back in pending, or in a record job not answered yet; the dispatch
  * loop then wakes every HELD_RETRY_US to try again. Dispatch thread. */
-static bool holding(struct dispatcher *d)
+static bool holding(struct dloop *d)
 {
 	pthread_mutex_lock(&d->out_lock);
 	bool any = d->nheld > 0 || d->retrying > 0 || d->pending_has_held;
@@ -467,7 +498,7 @@ static bool holding(struct dispatcher *d)
 	return any;
 }
 
-static void flush_results(struct dispatcher *d)
+static void flush_results(struct dloop *d)
 {
 	take_held(d, hr_mono_us());
 	if (d->npending == 0)
@@ -504,7 +535,7 @@ static void flush_results(struct dispatcher *d)
 	}
 }
 
-static struct send_result *result_add(struct dispatcher *d, const char *message_id, int attempt)
+static struct send_result *result_add(struct dloop *d, const char *message_id, int attempt)
 {
 	if (d->npending == d->cappending) {
 		size_t cap = d->cappending ? d->cappending * 2 : 64;
@@ -559,7 +590,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
 }
 
 /* A handle for a new transfer: a kept one, reset, or a new one. */
-static CURL *easy_take(struct dispatcher *d)
+static CURL *easy_take(struct dloop *d)
 {
 	if (d->nidle > 0) {
 		CURL *e = d->idle[--d->nidle];
@@ -570,7 +601,7 @@ static CURL *easy_take(struct dispatcher *d)
 }
 
 /* Keeps a finished transfer's handle (removed from the multi handle). */
-static void easy_keep(struct dispatcher *d, struct xfer *x)
+static void easy_keep(struct dloop *d, struct xfer *x)
 {
 	if (d->idle && d->nidle < d->o.max_in_flight) {
 		d->idle[d->nidle++] = x->easy;
@@ -587,7 +618,7 @@ static void xfer_free(struct xfer *x)
 	free(x);
 }
 
-static void xfer_unlink(struct dispatcher *d, struct xfer *x)
+static void xfer_unlink(struct dloop *d, struct xfer *x)
 {
 	if (x->prev)
 		x->prev->next = x->next;
@@ -597,8 +628,7 @@ static void xfer_unlink(struct dispatcher *d, struct xfer *x)
 		x->next->prev = x->prev;
 }
 
-static void fail_now(struct dispatcher *d, const struct message *m, const char *code,
-                     const char *text)
+static void fail_now(struct dloop *d, const struct message *m, const char *code, const char *text)
 {
 	struct send_result *r = result_add(d, m->id, m->attempts);
 	r->kind = SEND_FAILED;
@@ -610,9 +640,9 @@ static void fail_now(struct dispatcher *d, const struct message *m, const char *
 
 /* The store found the recipient opted out while claiming: nothing is sent
  * and the status is already recorded; answer a sync waiter now. */
-static void suppressed(struct dispatcher *d, const struct message *m)
+static void suppressed(struct dloop *d, const struct message *m)
 {
-	struct watch *w = watch_take(d, m->id, 0);
+	struct watch *w = watch_take(d->w, m->id, 0);
 	if (!w)
 		return;
 	struct dispatch_result r = {.rc = 0, .kind = SEND_FAILED};
@@ -623,7 +653,7 @@ static void suppressed(struct dispatcher *d, const struct message *m)
 
 /* A transient failure before anything reached the provider: the message
  * goes back to the queue for another attempt after a backoff. */
-static void retry_later(struct dispatcher *d, const struct message *m, const char *code,
+static void retry_later(struct dloop *d, const struct message *m, const char *code,
                         const char *text)
 {
 	struct send_result *r = result_add(d, m->id, m->attempts);
@@ -639,7 +669,7 @@ static void retry_later(struct dispatcher *d, const struct message *m, const cha
 /* Sets a send's libcurl options: the common ones (http_req_setopts) and
  * this transfer's callbacks. 0, or HR_ENOMEM / HR_EINTERNAL with err naming
  * the option libcurl refused. */
-static int xfer_setopts(struct dispatcher *d, struct xfer *x, struct hr_err *err)
+static int xfer_setopts(struct dloop *d, struct xfer *x, struct hr_err *err)
 {
 	CURL *e = x->easy;
 	int rc = http_req_setopts(e, &x->req, (long)(d->o.http_timeout_us / 1000), err);
@@ -683,7 +713,7 @@ fail:
  * started is never left in SENDING: it is retried later (a passing
  * condition: the adapter not ready, libcurl out of memory) or failed with
  * the reason (anything that would recur on every attempt). */
-static void start_send(struct dispatcher *d, struct acct_state *as, const struct message *m)
+static void start_send(struct dloop *d, struct acct_state *as, const struct message *m)
 {
 	struct hr_err err = {0};
 	struct xfer *x = calloc(1, sizeof *x);
@@ -797,7 +827,7 @@ static int xfer_unknown_reason(CURL *e, CURLcode cc)
 }
 
 /* Turns a finished transfer into an outcome to record. */
-static void finish_send(struct dispatcher *d, struct xfer *x, CURLcode cc)
+static void finish_send(struct dloop *d, struct xfer *x, CURLcode cc)
 {
 	struct acct_state *as = x->as;
 	const char *ch = as->acct->ops->name;
@@ -929,7 +959,7 @@ static void finish_send(struct dispatcher *d, struct xfer *x, CURLcode cc)
 	}
 }
 
-static void reap(struct dispatcher *d)
+static void reap(struct dloop *d)
 {
 	CURLMsg *msg;
 	int left;
@@ -981,7 +1011,7 @@ static bool acct_wants(const struct acct_state *as, int64_t now)
  * dispatcher is notified (this node's API notifies it at once). One small
  * read of the few paused accounts; when it fails the last answer holds. */
 #define PAUSE_CHECK_US 2000000
-static void pauses_refresh(struct dispatcher *d, int64_t now)
+static void pauses_refresh(struct dloop *d, int64_t now)
 {
 	d->next_pause_check = now + PAUSE_CHECK_US;
 	struct account_pause_row *v = NULL;
@@ -1000,7 +1030,7 @@ static void pauses_refresh(struct dispatcher *d, int64_t now)
 }
 
 /* Counts the accounts, and per tenant, that want slots this round. */
-static struct shares shares_count(struct dispatcher *d, int64_t now)
+static struct shares shares_count(struct dloop *d, int64_t now)
 {
 	struct shares sh = {0, 0};
 	for (size_t i = 0; i < d->ntenants; i++)
@@ -1035,8 +1065,7 @@ static struct shares shares_count(struct dispatcher *d, int64_t now)
  *  - in one round an account takes at most its share of the free slots, so
  *    one claim never takes what the next account in the round is due.
  */
-static int acct_room(const struct dispatcher *d, const struct acct_state *as,
-                     const struct shares *sh)
+static int acct_room(const struct dloop *d, const struct acct_state *as, const struct shares *sh)
 {
 	const struct tenant_state *t = &d->tenants[as->tenant];
 	int pool = d->o.max_in_flight;
@@ -1059,7 +1088,7 @@ static int acct_room(const struct dispatcher *d, const struct acct_state *as,
 /* A worker finished a gated job: wake the loop (cheap, any thread). */
 static void gate_wake(void *arg)
 {
-	struct dispatcher *d = arg;
+	struct dloop *d = arg;
 	if (!atomic_exchange(&d->gate_woken, true))
 		curl_multi_wakeup(d->multi);
 }
@@ -1068,7 +1097,7 @@ static void gate_wake(void *arg)
  * plugin just moved to another route (or whose route change the store
  * refused) is sent without asking again: a plugin cannot bounce a message
  * between accounts. */
-static const struct plugin *gate_plugin(const struct dispatcher *d, const struct message *m)
+static const struct plugin *gate_plugin(const struct dloop *d, const struct message *m)
 {
 	if (!d->o.plugins || !m->unit[0])
 		return NULL;
@@ -1079,7 +1108,7 @@ static const struct plugin *gate_plugin(const struct dispatcher *d, const struct
 	return plugin_has(pl, PH_BEFORE_SEND) ? pl : NULL;
 }
 
-static void gate_count(struct dispatcher *d, struct acct_state *as, int delta)
+static void gate_count(struct dloop *d, struct acct_state *as, int delta)
 {
 	d->inflight += delta;
 	as->inflight += delta;
@@ -1088,7 +1117,7 @@ static void gate_count(struct dispatcher *d, struct acct_state *as, int delta)
 
 /* Takes m (its heap fields move to the gate; m is left zeroed) and submits
  * its hook. Never waits. */
-static void gate_enter(struct dispatcher *d, struct acct_state *as, struct message *m,
+static void gate_enter(struct dloop *d, struct acct_state *as, struct message *m,
                        const struct plugin *pl)
 {
 	struct gated *g = calloc(1, sizeof *g);
@@ -1106,7 +1135,7 @@ static void gate_enter(struct dispatcher *d, struct acct_state *as, struct messa
 /* The hook did not answer in a usable way: nothing is sent. The message
  * is retried later like a transient failure, or fails once its attempts
  * are spent; either way its audit event names the plugin and the reason. */
-static void gate_fail(struct dispatcher *d, const struct message *m, enum plugin_outcome o,
+static void gate_fail(struct dloop *d, const struct message *m, enum plugin_outcome o,
                       const char *reason)
 {
 	const char *code = o == PO_TIMEOUT ? "plugin_timeout"
@@ -1125,7 +1154,7 @@ static void gate_fail(struct dispatcher *d, const struct message *m, enum plugin
 	metrics_send(m->channel, M_SEND_FAILED, 1);
 }
 
-static void gate_skip(struct dispatcher *d, const struct message *m, const char *reason)
+static void gate_skip(struct dloop *d, const struct message *m, const char *reason)
 {
 	struct send_result *r = result_add(d, m->id, m->attempts);
 	r->kind = SEND_SKIPPED;
@@ -1159,7 +1188,7 @@ static bool route_channels_ok(const char *from, const char *to)
  * under that account's rate limit and share like any other. The same
  * account as now is no change at all.
  */
-static void gate_route(struct dispatcher *d, struct gated *g, struct plugin_route *rt,
+static void gate_route(struct dloop *d, struct gated *g, struct plugin_route *rt,
                        const char *reason)
 {
 	const struct message *m = &g->m;
@@ -1226,7 +1255,7 @@ static void gate_route(struct dispatcher *d, struct gated *g, struct plugin_rout
 
 /* Settles every gated message whose hook finished or whose deadline passed;
  * returns the earliest deadline still pending (0: none). */
-static int64_t gate_poll(struct dispatcher *d)
+static int64_t gate_poll(struct dloop *d)
 {
 	atomic_store(&d->gate_woken, false);
 	int64_t now = hr_mono_us(), next = 0;
@@ -1270,7 +1299,7 @@ static int64_t gate_poll(struct dispatcher *d)
 static void claim_answered(void *arg, int rc, struct message *out, size_t n)
 {
 	struct pclaim *c = arg;
-	struct dispatcher *d = c->d;
+	struct dloop *d = c->d;
 	c->rc = rc;
 	c->n = n;
 	for (size_t i = 0; i < n; i++)
@@ -1287,7 +1316,7 @@ static void claim_answered(void *arg, int rc, struct message *out, size_t n)
 /* Asks the writer for up to `want` (tokens already taken, slots counted
  * here) of the account's due messages. false when it could not be asked
  * (the tokens and slots are given back). */
-static bool claim_ask(struct dispatcher *d, struct acct_state *as, int want)
+static bool claim_ask(struct dloop *d, struct acct_state *as, int want)
 {
 	struct pclaim *c = d->spare;
 	if (c)
@@ -1318,7 +1347,7 @@ static bool claim_ask(struct dispatcher *d, struct acct_state *as, int want)
 	return false;
 }
 
-static struct acct_state *acct_find(struct dispatcher *d, const char *id)
+static struct acct_state *acct_find(struct dloop *d, const char *id)
 {
 	for (size_t i = 0; i < d->naccts; i++)
 		if (strcmp(d->accts[i].acct->id, id) == 0)
@@ -1326,10 +1355,10 @@ static struct acct_state *acct_find(struct dispatcher *d, const char *id)
 	return NULL;
 }
 
-static int64_t acct_idle(struct dispatcher *d, struct acct_state *as, int64_t now);
+static int64_t acct_idle(struct dloop *d, struct acct_state *as, int64_t now);
 
 /* Starts what one answered claim gave; its slots and unused tokens go back. */
-static void claim_start(struct dispatcher *d, struct pclaim *c)
+static void claim_start(struct dloop *d, struct pclaim *c)
 {
 	struct acct_state *as = acct_find(d, c->account_id);
 	if (!as) { /* the account set never shrinks: cannot happen */
@@ -1375,7 +1404,7 @@ static void claim_start(struct dispatcher *d, struct pclaim *c)
 
 /* Takes the claims the writer answered and starts their sends. Never waits
  * (the lock guards a list push). */
-static void claims_take(struct dispatcher *d)
+static void claims_take(struct dloop *d)
 {
 	if (!atomic_exchange(&d->claim_woken, false))
 		return;
@@ -1400,7 +1429,7 @@ static void claims_take(struct dispatcher *d)
 
 /* The account had nothing more due: it sleeps until its next due message
  * (or a notify). Returns when to look again. */
-static int64_t acct_idle(struct dispatcher *d, struct acct_state *as, int64_t now)
+static int64_t acct_idle(struct dloop *d, struct acct_state *as, int64_t now)
 {
 	int64_t due = 0;
 	int rc = d->st->ops->next_due(d->st, as->acct->id, &due);
@@ -1423,7 +1452,7 @@ static int64_t acct_idle(struct dispatcher *d, struct acct_state *as, int64_t no
  * Returns the monotonic time at which claiming should be tried again if
  * nothing wakes us. Never waits for a slot: an account at its share is
  * skipped until a transfer ends (which wakes the loop). */
-static int64_t fill(struct dispatcher *d)
+static int64_t fill(struct dloop *d)
 {
 	int64_t now = hr_mono_us();
 	int64_t wake = now + IDLE_POLL_US;
@@ -1484,7 +1513,7 @@ static int64_t fill(struct dispatcher *d)
 
 static void *dispatch_main(void *arg)
 {
-	struct dispatcher *d = arg;
+	struct dloop *d = arg;
 	int64_t drain_until = 0;
 	for (;;) {
 		/* Claims the writer answered start first: their sends are due. */
@@ -1515,8 +1544,9 @@ static void *dispatch_main(void *arg)
 			if (d->st->ops->requeue_expired(d->st, 0, &n) == 0 && n > 0) {
 				hr_log(HR_LOG_WARN, "dispatch",
 				       "requeued %d messages whose lease expired", n);
-				for (size_t i = 0; i < d->naccts; i++)
-					d->accts[i].idle_until = 0;
+				/* Every loop looks at its accounts again (they may be
+				 * any loop's). */
+				dispatcher_notify(d->parent);
 			}
 			d->next_reconcile = now + d->o.reconcile_every_us;
 		}
@@ -1573,24 +1603,26 @@ static void *dispatch_main(void *arg)
  * (token bucket, pauses, blocked) is kept; a changed rate limit restarts the
  * bucket. Runs on the dispatcher thread, or before it starts.
  */
-static int sync_accounts(struct dispatcher *d, bool force)
+static int sync_accounts(struct dloop *d, bool force)
 {
 	unsigned gen = account_set_generation(d->set);
 	if (!force && gen == d->set_gen)
 		return 0;
-	size_t n = 0;
-	while (account_set_at(d->set, n))
-		n++;
-	struct acct_state *na = calloc(n ? n : 1, sizeof *na);
+	size_t all = 0;
+	while (account_set_at(d->set, all))
+		all++;
+	struct acct_state *na = calloc(all ? all : 1, sizeof *na);
 	if (!na)
 		return HR_ENOMEM;
 	int64_t now = hr_mono_us();
-	for (size_t i = 0; i < n; i++) {
-		struct channel_account *a = account_set_at(d->set, i);
-		if (!a) { /* the set cannot shrink; defensive */
-			n = i;
+	size_t n = 0;
+	for (size_t j = 0; j < all; j++) {
+		struct channel_account *a = account_set_at(d->set, j);
+		if (!a) /* the set cannot shrink; defensive */
 			break;
-		}
+		if (acct_shard(a->id, d->parent->n) != d->shard)
+			continue;
+		size_t i = n++;
 		struct acct_state *old = NULL;
 		for (size_t k = 0; k < d->naccts; k++)
 			if (strcmp(d->accts[k].acct->id, a->id) == 0)
@@ -1662,19 +1694,21 @@ static int sync_accounts(struct dispatcher *d, bool force)
 
 /* ---- lifecycle ------------------------------------------------------------ */
 
-int dispatcher_start(struct store *st, struct account_set *accounts,
-                     const struct dispatch_opts *opts, struct dispatcher **out, struct hr_err *err)
+/*
+ * One loop: its own libcurl multi handle, transfers, claims and shares, on
+ * its own thread. `o` is this loop's part of the options (loops_opts).
+ */
+static int loop_start(struct dispatcher *dd, unsigned shard, const struct dispatch_opts *o,
+                      struct dloop **out, struct hr_err *err)
 {
-	struct dispatcher *d = calloc(1, sizeof *d);
+	struct dloop *d = calloc(1, sizeof *d);
 	if (!d)
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
-	d->st = st;
-	if (opts)
-		d->o = *opts;
-	else
-		dispatch_opts_default(&d->o);
-	if (d->o.max_in_flight < 1)
-		d->o.max_in_flight = 1;
+	d->st = dd->st;
+	d->o = *o;
+	d->parent = dd;
+	d->w = &dd->w;
+	d->shard = shard;
 	int pool = d->o.max_in_flight;
 	d->acct_floor =
 	    d->o.max_in_flight_per_account > 0 ? d->o.max_in_flight_per_account : imax(pool / 4, 1);
@@ -1687,14 +1721,13 @@ int dispatcher_start(struct store *st, struct account_set *accounts,
 	 * alone still gets 15/16 of the pool. */
 	d->reserve = imax(pool / 16, 1);
 	d->reserve_quota = imax(d->reserve / 4, 1);
-	d->set = accounts;
+	d->set = dd->set;
 	d->idle = calloc((size_t)imax(d->o.max_in_flight, 1), sizeof *d->idle);
 	if (!d->idle || sync_accounts(d, true) != 0) {
 		free(d->idle);
 		free(d);
 		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
 	}
-	pthread_mutex_init(&d->watch_lock, NULL);
 	pthread_mutex_init(&d->claim_lock, NULL);
 	pthread_mutex_init(&d->out_lock, NULL);
 	pthread_cond_init(&d->out_cond, NULL);
@@ -1728,7 +1761,6 @@ int dispatcher_start(struct store *st, struct account_set *accounts,
 	if (rc) {
 		if (d->multi)
 			curl_multi_cleanup(d->multi);
-		pthread_mutex_destroy(&d->watch_lock);
 		pthread_mutex_destroy(&d->claim_lock);
 		pthread_mutex_destroy(&d->out_lock);
 		pthread_cond_destroy(&d->out_cond);
@@ -1738,25 +1770,23 @@ int dispatcher_start(struct store *st, struct account_set *accounts,
 		free(d);
 		return rc;
 	}
+	/* Every loop's thread has the same name: bench/stages.sh sorts its
+	 * samples by it. */
 	pthread_setname_np(d->thread, "herald-dispatch");
 	*out = d;
 	return 0;
 }
 
-void dispatcher_notify(struct dispatcher *d)
+/* Asks the loop to stop (it drains its transfers first). */
+static void loop_signal_stop(struct dloop *d)
 {
-	if (!d)
-		return;
-	if (!atomic_exchange(&d->notified, true))
-		curl_multi_wakeup(d->multi);
-}
-
-void dispatcher_stop(struct dispatcher *d)
-{
-	if (!d)
-		return;
 	atomic_store(&d->stop, true);
 	curl_multi_wakeup(d->multi);
+}
+
+/* Joins a loop asked to stop and frees it. */
+static void loop_free(struct dloop *d)
+{
 	pthread_join(d->thread, NULL);
 
 	/* Transfers still in flight after the drain deadline are abandoned:
@@ -1796,13 +1826,10 @@ void dispatcher_stop(struct dispatcher *d)
 	d->nheld = d->capheld = 0;
 	pthread_mutex_unlock(&d->out_lock);
 
-	struct dispatch_result r = {.rc = HR_ETIMEOUT};
-	watch_fire(watch_take(d, NULL, -1), &r);
 	for (int i = 0; i < d->nidle; i++)
 		curl_easy_cleanup(d->idle[i]);
 	free(d->idle);
 	curl_multi_cleanup(d->multi);
-	pthread_mutex_destroy(&d->watch_lock);
 	pthread_mutex_destroy(&d->claim_lock);
 	pthread_mutex_destroy(&d->out_lock);
 	pthread_cond_destroy(&d->out_cond);
@@ -1818,4 +1845,90 @@ void dispatcher_stop(struct dispatcher *d)
 	free(d->accts);
 	free(d->tenants);
 	free(d);
+}
+
+/*
+ * Loop k's part of the options: an even part of the pool (the first loops
+ * take the remainder) and of the per-tenant cap, since a tenant's accounts
+ * may be on every loop; the per-account cap as it is (an account is on one
+ * loop), within the loop's pool. Only loop 0 expires leases itself.
+ */
+static void loops_opts(const struct dispatch_opts *all, int n, int k, struct dispatch_opts *o)
+{
+	*o = *all;
+	int pool = imax(all->max_in_flight, 1);
+	o->max_in_flight = imax(pool / n + (k < pool % n ? 1 : 0), 1);
+	if (o->max_in_flight_per_account > o->max_in_flight)
+		o->max_in_flight_per_account = o->max_in_flight;
+	if (all->max_in_flight_per_tenant > 0)
+		o->max_in_flight_per_tenant =
+		    imin(imax(all->max_in_flight_per_tenant / n, 1), o->max_in_flight);
+	if (k > 0)
+		o->reconcile_every_us = 0;
+}
+
+int dispatcher_start(struct store *st, struct account_set *accounts,
+                     const struct dispatch_opts *opts, struct dispatcher **out, struct hr_err *err)
+{
+	struct dispatch_opts all;
+	if (opts)
+		all = *opts;
+	else
+		dispatch_opts_default(&all);
+	int n = all.threads < 1 ? 1 : all.threads;
+	if (n > DISPATCH_THREADS_MAX)
+		return hr_fail(err, HR_EINVAL, "dispatch.threads", "dispatch.threads is at most %d",
+		               DISPATCH_THREADS_MAX);
+	if (all.max_in_flight < n)
+		all.max_in_flight = n; /* a slot for each loop at least */
+	struct dispatcher *dd = calloc(1, sizeof *dd + (size_t)n * sizeof dd->loop[0]);
+	if (!dd)
+		return hr_fail(err, HR_ENOMEM, NULL, "out of memory");
+	dd->st = st;
+	dd->set = accounts;
+	dd->n = n;
+	pthread_mutex_init(&dd->w.lock, NULL);
+	for (int k = 0; k < n; k++) {
+		struct dispatch_opts o;
+		loops_opts(&all, n, k, &o);
+		int rc = loop_start(dd, (unsigned)k, &o, &dd->loop[k], err);
+		if (rc) {
+			for (int j = 0; j < k; j++)
+				loop_signal_stop(dd->loop[j]);
+			for (int j = 0; j < k; j++)
+				loop_free(dd->loop[j]);
+			pthread_mutex_destroy(&dd->w.lock);
+			free(dd);
+			return rc;
+		}
+	}
+	*out = dd;
+	return 0;
+}
+
+void dispatcher_notify(struct dispatcher *dd)
+{
+	if (!dd)
+		return;
+	for (int k = 0; k < dd->n; k++) {
+		struct dloop *d = dd->loop[k];
+		if (!atomic_exchange(&d->notified, true))
+			curl_multi_wakeup(d->multi);
+	}
+}
+
+void dispatcher_stop(struct dispatcher *dd)
+{
+	if (!dd)
+		return;
+	/* All loops drain at once: the stop takes one HTTP timeout at most,
+	 * not one per loop. */
+	for (int k = 0; k < dd->n; k++)
+		loop_signal_stop(dd->loop[k]);
+	for (int k = 0; k < dd->n; k++)
+		loop_free(dd->loop[k]);
+	struct dispatch_result r = {.rc = HR_ETIMEOUT};
+	watch_fire(watch_take(&dd->w, NULL, -1), &r);
+	pthread_mutex_destroy(&dd->w.lock);
+	free(dd);
 }

@@ -10,8 +10,9 @@
  * Counts live in ring buckets stamped with their second (last minute) or
  * minute (last 15 minutes): a writer finding an old stamp zeroes the
  * bucket and restamps it; a reader adds only buckets whose stamp is inside
- * the window. Sends have one writer (the dispatcher thread), so a bucket is
- * never restamped by two threads at once. The short strings (last error,
+ * the window. An account's sends have one writer (the dispatch loop that
+ * serves it: dispatcher.c acct_shard), so a bucket is never restamped by
+ * two threads at once. The short strings (last error,
  * why held) sit under the slot's mutex, which the dispatcher only ever
  * tries (pthread_mutex_trylock): when a reader holds it, that one string
  * update is skipped rather than waited for.

@@ -155,33 +155,44 @@ static void test_slow_tenant_does_not_starve_acme(void **state)
 	assert_true(most <= POOL - POOL / 16 + 1);
 }
 
-/* The shares are parts of max_in_flight: a bigger one is refused at start,
- * naming the key. */
+/* The shares are parts of max_in_flight, and each dispatch thread needs a
+ * slot of it: more is refused at start, naming the key; so is a thread
+ * count past the limit. */
 static void test_share_over_pool_refused(void **state)
 {
 	(void)state;
 	const char *bin = getenv("HERALD_BIN");
 	assert_non_null(bin);
-	const char *keys[] = {"max_in_flight_per_account", "max_in_flight_per_tenant"};
-	for (size_t i = 0; i < 2; i++) {
+	const struct {
+		const char *key;
+		int value;
+		const char *says;
+	} bad[] = {
+	    {"max_in_flight_per_account", 9, "cannot exceed"},
+	    {"max_in_flight_per_tenant", 9, "cannot exceed"},
+	    {"threads", 9, "cannot exceed"},
+	    {"threads", 17, "must be between 1 and 16"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		char path[320], cmd[800];
 		snprintf(path, sizeof path, "%s/share-%zu.yaml", W.dir, i);
 		FILE *f = fopen(path, "w");
 		assert_non_null(f);
 		fprintf(f,
 		        "server:\n  listen: 127.0.0.1:1\nstore:\n  path: %s/share.db\n"
-		        "dispatch:\n  max_in_flight: 8\n  %s: 9\n",
-		        W.dir, keys[i]);
+		        "dispatch:\n  max_in_flight: 8\n  %s: %d\n",
+		        W.dir, bad[i].key, bad[i].value);
 		assert_int_equal(fclose(f), 0);
 		snprintf(cmd, sizeof cmd, "%s serve --config %s 2>&1", bin, path);
 		FILE *p = popen(cmd, "r");
 		assert_non_null(p);
-		char out[4096];
+		char out[4096], key[64];
 		size_t n = fread(out, 1, sizeof out - 1, p);
 		out[n] = '\0';
 		int st = pclose(p);
-		if (st == 0 || !strstr(out, keys[i]) || !strstr(out, "cannot exceed"))
-			fail_msg("%s: exit %d, output: %s", keys[i], st, out);
+		snprintf(key, sizeof key, "dispatch.%s", bad[i].key);
+		if (st == 0 || !strstr(out, key) || !strstr(out, bad[i].says))
+			fail_msg("%s: %d: exit %d, output: %s", key, bad[i].value, st, out);
 	}
 }
 

@@ -79,7 +79,10 @@ static int setup(void **state)
 	            " fallback_text: \"SMS: your parcel is ready\"}\n",
 	            "  sms:\n    seed: 3\n    sent_delay_ms: 5\n    delivered_delay_ms: 20\n",
 	            knobs,
-	            "reconcile:\n  interval_ms: 50\n  stale_after_s: {whatsapp: 0, sms: 0}\n");
+	            /* Two dispatch loops: acme-wa hashes to loop 0 and acme-sms
+	             * to loop 1, so every fallback here crosses loops. */
+	            "reconcile:\n  interval_ms: 50\n  stale_after_s: {whatsapp: 0, sms: 0}\n"
+	            "dispatch:\n  threads: 2\n");
 	world_start_sim(&W);
 	world_start_serve(&W);
 	return 0;

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <dirent.h>
 
 #include "channels/channel.h"
 #include "dispatch/dispatch.h"
@@ -1298,6 +1299,157 @@ static void test_claim_never_waited_for(void **state)
 /* A 504 (a gateway gave up on the provider, which had the request): an
  * at_most_once message becomes unknown after that one send; an
  * at_least_once one is sent again, the resend marked a possible duplicate. */
+/* Threads of this process named `name` now. */
+static int threads_named(const char *name)
+{
+	int n = 0;
+	char path[300], comm[32];
+	DIR *dir = opendir("/proc/self/task");
+	assert_non_null(dir);
+	for (struct dirent *e; (e = readdir(dir));) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue; /* ended meanwhile */
+		if (fgets(comm, sizeof comm, f) && strncmp(comm, name, strlen(name)) == 0 &&
+		    comm[strlen(name)] == '\n')
+			n++;
+		fclose(f);
+	}
+	closedir(dir);
+	return n;
+}
+
+/* The loop an account id belongs to with n loops: FNV-1a, as dispatcher.c
+ * shards (checked here only to know the test's accounts cover every loop). */
+static unsigned shard_of(const char *id, unsigned n)
+{
+	uint32_t h = 2166136261u;
+	for (; *id; id++)
+		h = (h ^ (unsigned char)*id) * 16777619u;
+	return h % n;
+}
+
+/*
+ * dispatch.threads: the accounts are sharded across loops, and every message
+ * is still sent exactly once: claims a dead process left (their leases
+ * expire; loop 0 alone requeues them and wakes the others), then a queue on
+ * every account, and a sync watcher on a message of each account (the watch
+ * table is shared, whichever loop records the outcome). The loops are real
+ * threads, and a stop ends them all.
+ */
+static void test_threads_shard(void **state)
+{
+	(void)state;
+	enum { NACCT = 6, LOOPS = 3, PER = 30 };
+	fake_start();
+	struct tw t;
+	const char *rates[NACCT] = {"100000", "100000", "100000", "100000", "100000", "100000"};
+	tw_open(&t, rates, NACCT);
+	bool on[LOOPS] = {false};
+	for (int i = 0; i < NACCT; i++) {
+		char id[16];
+		snprintf(id, sizeof id, "acct%d", i);
+		on[shard_of(id, LOOPS)] = true;
+	}
+	for (int k = 0; k < LOOPS; k++)
+		assert_true(on[k]);
+
+	/* Left claimed by a process that died: one message per account,
+	 * leased for 1 s. */
+	struct message dead[NACCT];
+	for (int i = 0; i < NACCT; i++) {
+		char acct[16], to[32];
+		snprintf(acct, sizeof acct, "acct%d", i);
+		snprintf(to, sizeof to, "4471000000%02d", i);
+		mk(&dead[i], acct, to, 0);
+		insert(&t, &dead[i], 1);
+		struct message c = {0};
+		size_t n = 0;
+		assert_int_equal(t.st->ops->claim(t.st, acct, hr_now_us(), 1000000, 1, &c, &n), 0);
+		assert_int_equal(n, 1);
+		assert_string_equal(c.id, dead[i].id);
+		message_clear(&c);
+	}
+
+	struct dispatch_opts o;
+	dispatch_opts_default(&o);
+	struct hr_err err = {0};
+	o.threads = DISPATCH_THREADS_MAX + 1;
+	assert_int_equal(dispatcher_start(t.st, &t.accts, &o, &t.d, &err), HR_EINVAL);
+	assert_string_equal(err.field, "dispatch.threads");
+	o.threads = LOOPS;
+	o.max_in_flight = 12;
+	o.lease_us = 1000000;
+	o.http_timeout_us = 500000;
+	o.reconcile_every_us = 100000;
+	assert_int_equal(dispatcher_start(t.st, &t.accts, &o, &t.d, &err), 0);
+	assert_int_equal(threads_named("herald-dispatch"), LOOPS);
+
+	for (int i = 0; i < NACCT; i++)
+		assert_int_equal(wait_status(&t, dead[i].id, MSG_SENT, 10), MSG_SENT);
+
+	/* A queue on every account, and a watched message on each. */
+	struct message w[NACCT];
+	struct waited wd[NACCT];
+	memset(wd, 0, sizeof wd);
+	for (int i = 0; i < NACCT; i++) {
+		char acct[16], prefix[16], to[32];
+		snprintf(acct, sizeof acct, "acct%d", i);
+		snprintf(prefix, sizeof prefix, "4472%d", i);
+		snprintf(to, sizeof to, "4473000000%02d", i);
+		mk(&w[i], acct, to, 0);
+		assert_int_equal(dispatcher_watch(t.d, w[i].id, 10000000, on_watch, &wd[i]), 0);
+		insert(&t, &w[i], 1);
+		queue_many(&t, "t1", acct, prefix, PER);
+	}
+	dispatcher_notify(t.d);
+	for (int i = 0; i < NACCT; i++) {
+		for (int k = 0; k < 1000 && !atomic_load(&wd[i].fired); k++)
+			usleep(10000);
+		assert_true(atomic_load(&wd[i].fired));
+		assert_int_equal(wd[i].r.rc, 0);
+		assert_int_equal(wd[i].r.kind, SEND_OK);
+	}
+	const int total = NACCT * (1 + 1 + PER);
+	int64_t end = hr_mono_us() + 20000000;
+	for (;;) {
+		pthread_mutex_lock(&F.lock);
+		int got = F.nlog;
+		pthread_mutex_unlock(&F.lock);
+		int64_t mc[MSG__COUNT] = {0};
+		assert_int_equal(t.st->ops->message_counts(t.st, NULL, mc), 0);
+		if (got == total && mc[MSG_SENT] == total)
+			break;
+		assert_true(hr_mono_us() < end);
+		usleep(10000);
+	}
+	/* Exactly once each: no recipient twice, and nothing more. */
+	usleep(300000);
+	pthread_mutex_lock(&F.lock);
+	assert_int_equal(F.nlog, total);
+	for (int a = 0; a < F.nlog; a++)
+		for (int b = a + 1; b < F.nlog; b++)
+			assert_string_not_equal(F.log_to[a], F.log_to[b]);
+	pthread_mutex_unlock(&F.lock);
+	for (int i = 0; i < NACCT; i++) {
+		struct message m = {0};
+		assert_int_equal(t.st->ops->message_get(t.st, NULL, dead[i].id, &m), 0);
+		assert_int_equal(m.attempts, 2); /* the dead process's, then ours */
+		message_clear(&m);
+		assert_int_equal(t.st->ops->message_get(t.st, NULL, w[i].id, &m), 0);
+		assert_int_equal(m.attempts, 1);
+		message_clear(&m);
+		message_clear(&dead[i]);
+		message_clear(&w[i]);
+	}
+	tw_close(&t);
+	assert_int_equal(threads_named("herald-dispatch"), 0);
+	MHD_stop_daemon(F.d);
+}
+
 static void test_gateway_timeout_is_unknown(void **state)
 {
 	(void)state;
@@ -1361,6 +1513,7 @@ int main(void)
 	    cmocka_unit_test(test_outcome_kept_while_store_cannot_write),
 	    cmocka_unit_test(test_gateway_timeout_is_unknown),
 	    cmocka_unit_test(test_claim_never_waited_for),
+	    cmocka_unit_test(test_threads_shard),
 	};
 	int rc = cmocka_run_group_tests_name("dispatch", tests, NULL, NULL);
 	curl_global_cleanup();
