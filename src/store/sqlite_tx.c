@@ -345,7 +345,7 @@ static int tx_claim(struct store_tx *t, const char *account_id, int64_t now, int
 	sqlite3_stmt *st = sq_wstmt(S(t), W_CLAIM,
 	                            "UPDATE message SET status = 1, attempts = attempts + 1,"
 	                            " lease_until = ?3, updated_at = ?2"
-	                            " WHERE id IN (SELECT id FROM message WHERE status = 0"
+	                            " WHERE rowid IN (SELECT rowid FROM message WHERE status = 0"
 	                            "  AND account_id = ?1 AND due_at <= ?2"
 	                            "  ORDER BY priority, due_at, id LIMIT ?4)"
 	                            " RETURNING " SQ_MSG_COLS ", unit_id");
