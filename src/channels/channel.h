@@ -148,7 +148,9 @@ void http_req_clear(struct http_req *r);
  * transfer), a whole-request timeout, http(s) only and no redirects
  * followed. 0; HR_ENOMEM when libcurl ran out of memory (may pass: retry
  * later); HR_EINTERNAL when it refused an option (will recur). err names
- * the option. The caller sets the rest (write callbacks, keep-alive). */
+ * the option. The caller sets the rest (write callbacks, keep-alive). Every
+ * option is set on every call, Basic auth cleared when r has none: a handle
+ * used before (for another account) carries none of its options over. */
 int http_req_setopts(CURL *e, const struct http_req *r, long timeout_ms, struct hr_err *err);
 /* A PEM file of CA certificates trusted for HTTPS besides the system's
  * (dispatch.ca_file; NULL: the system's only). Set once at start, before any

@@ -63,8 +63,10 @@ int http_req_setopts(CURL *e, const struct http_req *r, long timeout_ms, struct 
 	HTTP_SET(CURLOPT_POSTFIELDS, r->body ? r->body : "");
 	HTTP_SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(r->body ? r->body_len : 0));
 	HTTP_SET(CURLOPT_HTTPHEADER, r->headers);
-	if (r->userpwd)
-		HTTP_SET(CURLOPT_USERPWD, r->userpwd);
+	/* Set (or cleared) on every request: the dispatcher reuses a handle
+	 * for the next send without curl_easy_reset, and a send of another
+	 * account must not go out with this one's credentials. */
+	HTTP_SET(CURLOPT_USERPWD, r->userpwd);
 	HTTP_SET(CURLOPT_NOSIGNAL, 1L);
 	HTTP_SET(CURLOPT_TIMEOUT_MS, timeout_ms);
 	HTTP_SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
@@ -76,8 +78,7 @@ int http_req_setopts(CURL *e, const struct http_req *r, long timeout_ms, struct 
 	 * learns that a connection does not multiplex only from its first
 	 * answer, and every send to a slow HTTP/1.1 host would wait for it. */
 	HTTP_SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-	if (r->url && strncasecmp(r->url, "https://", 8) == 0)
-		HTTP_SET(CURLOPT_PIPEWAIT, 1L);
+	HTTP_SET(CURLOPT_PIPEWAIT, r->url && strncasecmp(r->url, "https://", 8) == 0 ? 1L : 0L);
 	if (g_ca_file)
 		HTTP_SET(CURLOPT_CAINFO, g_ca_file);
 #undef HTTP_SET

@@ -1450,6 +1450,161 @@ static void test_threads_shard(void **state)
 	MHD_stop_daemon(F.d);
 }
 
+/* ---- a provider that records who authenticated how ---- */
+
+#define AUTH_LOG 64
+static struct {
+	struct MHD_Daemon *d;
+	int port;
+	pthread_mutex_t lock;
+	int n;
+	char path[AUTH_LOG][96];
+	char auth[AUTH_LOG][128]; /* the Authorization header, "" when absent */
+} A;
+
+static enum MHD_Result auth_answer(void *cls, struct MHD_Connection *c, const char *url,
+                                   const char *method, const char *version, const char *data,
+                                   size_t *size, void **con_cls)
+{
+	(void)cls, (void)method, (void)version, (void)data;
+	if (!*con_cls) {
+		*con_cls = &A;
+		return MHD_YES;
+	}
+	if (*size) {
+		*size = 0;
+		return MHD_YES;
+	}
+	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	pthread_mutex_lock(&A.lock);
+	int k = A.n < AUTH_LOG ? A.n++ : AUTH_LOG - 1;
+	snprintf(A.path[k], sizeof A.path[k], "%s", url);
+	snprintf(A.auth[k], sizeof A.auth[k], "%s", auth ? auth : "");
+	pthread_mutex_unlock(&A.lock);
+	char body[256];
+	unsigned status = 200;
+	if (strstr(url, "/Messages.json")) {
+		status = 201;
+		snprintf(body, sizeof body, "{\"sid\":\"SM%032d\",\"status\":\"queued\"}", k);
+	} else {
+		snprintf(body, sizeof body,
+		         "{\"ok\":true,\"result\":{\"message_id\":%d,\"chat\":{\"id\":777},"
+		         "\"date\":1700000000,\"text\":\"hi\"}}",
+		         k + 1);
+	}
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	enum MHD_Result ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/*
+ * A kept libcurl handle is reused without curl_easy_reset (easy_take), so
+ * each send must set every option it relies on. One send slot: the same
+ * handle carries a Twilio send (Basic auth with that account's SID and
+ * token), then a Telegram send, in turn; the Telegram requests must carry
+ * no Authorization at all (a tenant's SMS credentials sent to another
+ * provider), the Twilio ones exactly theirs.
+ */
+static void test_handle_reuse_carries_nothing(void **state)
+{
+	(void)state;
+	enum { EACH = 3 };
+	memset(&A, 0, sizeof A);
+	pthread_mutex_init(&A.lock, NULL);
+	A.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL,
+	                       auth_answer, NULL, MHD_OPTION_END);
+	assert_non_null(A.d);
+	A.port = MHD_get_daemon_info(A.d, MHD_DAEMON_INFO_BIND_PORT)->port;
+
+	struct tw t;
+	snprintf(t.dir, sizeof t.dir, "/tmp/herald-disp-XXXXXX");
+	assert_non_null(mkdtemp(t.dir));
+	char path[128];
+	snprintf(path, sizeof path, "%s/t.db", t.dir);
+	struct store_opts so = {0};
+	struct hr_err err = {0};
+	assert_int_equal(store_sqlite.open(path, &so, &t.st, &err), 0);
+	struct tenant_row tr1 = {.id = "t1", .name = "One"}, tr2 = {.id = "t2", .name = "Two"};
+	assert_int_equal(t.st->ops->tenant_upsert(t.st, &tr1, &err), 0);
+	assert_int_equal(t.st->ops->tenant_upsert(t.st, &tr2, &err), 0);
+	char cfg[512];
+	struct account_row sms = {.id = "sms1", .tenant_id = "t1", .channel = "sms"};
+	snprintf(cfg, sizeof cfg,
+	         "{\"base_url\":\"http://127.0.0.1:%d\","
+	         "\"account_sid\":\"AC0123456789abcdef0123456789abcdef\","
+	         "\"auth_token\":\"sms-secret-token\",\"from\":\"+15005550006\","
+	         "\"rate_limit\":100000}",
+	         A.port);
+	sms.config = cfg;
+	assert_int_equal(t.st->ops->account_upsert(t.st, &sms, &err), 0);
+	char cfg2[512];
+	struct account_row tg = {.id = "tg1", .tenant_id = "t2", .channel = "telegram"};
+	snprintf(cfg2, sizeof cfg2,
+	         "{\"base_url\":\"http://127.0.0.1:%d\",\"bot_token\":\"123456789:AAH-test_token\","
+	         "\"webhook_secret\":\"tg-Secret_42\",\"rate_limit\":100000}",
+	         A.port);
+	tg.config = cfg2;
+	assert_int_equal(t.st->ops->account_upsert(t.st, &tg, &err), 0);
+	assert_int_equal(account_set_load(t.st, &t.accts, &err), 0);
+
+	struct dispatch_opts o;
+	dispatch_opts_default(&o);
+	o.max_in_flight = 1; /* one slot: one handle, reused for every send */
+	o.max_in_flight_per_account = 1;
+	o.max_in_flight_per_tenant = 1;
+	o.http_timeout_us = 2000000;
+	o.lease_us = 5000000;
+	assert_int_equal(dispatcher_start(t.st, &t.accts, &o, &t.d, &err), 0);
+
+	struct message m[2 * EACH];
+	for (int i = 0; i < EACH; i++) {
+		char to[32];
+		mk_for(&m[2 * i], "t1", "sms1", "", 0);
+		snprintf(to, sizeof to, "+44770090%04d", i);
+		snprintf(m[2 * i].recipient, sizeof m[2 * i].recipient, "%s", to);
+		snprintf(m[2 * i].channel, sizeof m[2 * i].channel, "sms");
+		mk_for(&m[2 * i + 1], "t2", "tg1", "", 0);
+		snprintf(m[2 * i + 1].recipient, sizeof m[2 * i + 1].recipient, "77%d", i);
+		snprintf(m[2 * i + 1].channel, sizeof m[2 * i + 1].channel, "telegram");
+	}
+	/* In turn, so the one handle goes from one account to the other. */
+	for (int i = 0; i < 2 * EACH; i++) {
+		insert(&t, &m[i], 1);
+		dispatcher_notify(t.d);
+		assert_int_equal(wait_status(&t, m[i].id, MSG_SENT, 10), MSG_SENT);
+	}
+	pthread_mutex_lock(&A.lock);
+	assert_int_equal(A.n, 2 * EACH);
+	int nsms = 0, ntg = 0;
+	for (int k = 0; k < A.n; k++) {
+		if (strstr(A.path[k], "/Messages.json")) {
+			nsms++;
+			/* Basic base64("AC0123456789abcdef0123456789abcdef:sms-secret-token") */
+			assert_string_equal(
+			    A.auth[k],
+			    "Basic "
+			    "QUMwMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OWFiY2RlZjpzbXMtc2VjcmV0LXRva2Vu");
+		} else {
+			ntg++;
+			assert_non_null(strstr(A.path[k], "/sendMessage"));
+			assert_string_equal(A.auth[k], "");
+		}
+	}
+	pthread_mutex_unlock(&A.lock);
+	assert_int_equal(nsms, EACH);
+	assert_int_equal(ntg, EACH);
+	for (int i = 0; i < 2 * EACH; i++)
+		message_clear(&m[i]);
+	tw_close(&t);
+	MHD_stop_daemon(A.d);
+	pthread_mutex_destroy(&A.lock);
+}
+
 static void test_gateway_timeout_is_unknown(void **state)
 {
 	(void)state;
@@ -1514,6 +1669,7 @@ int main(void)
 	    cmocka_unit_test(test_gateway_timeout_is_unknown),
 	    cmocka_unit_test(test_claim_never_waited_for),
 	    cmocka_unit_test(test_threads_shard),
+	    cmocka_unit_test(test_handle_reuse_carries_nothing),
 	};
 	int rc = cmocka_run_group_tests_name("dispatch", tests, NULL, NULL);
 	curl_global_cleanup();
