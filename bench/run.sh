@@ -322,6 +322,12 @@ proc_ticks() { # pid...
 	done
 	echo "$t"
 }
+# Bytes a process wrote and read through syscalls so far (/proc/PID/io wchar
+# and rchar: WAL frames, checkpoint copies, sockets), as "written read".
+proc_io() { # pid
+	awk '$1 == "wchar:" { w = $2 } $1 == "rchar:" { r = $2 } END { print w + 0, r + 0 }' \
+		"/proc/$1/io" 2>/dev/null || echo "0 0"
+}
 # Statistics of one PostgreSQL phase: pg_snap_begin just before the load,
 # pg_snap_end LABEL MESSAGES just after it; the findings go into R[pgwhy_LABEL].
 pg_snap_begin() {
@@ -655,6 +661,8 @@ phase_e2e() { # normal|pg [delivered|sent]
 	fi
 	c_serve0=$(proc_ticks "$SERVE_PID")
 	c_sim0=$(proc_ticks "$SIM_PID")
+	local io0
+	io0=$(proc_io "$SERVE_PID")
 	t0=$EPOCHREALTIME
 	# The uploads: $E2E_PAR curls at a time, in their own process group.
 	# shellcheck disable=SC2016 # expanded by the inner bash
@@ -690,6 +698,10 @@ phase_e2e() { # normal|pg [delivered|sent]
 		if ((reached >= E2E_N)); then
 			t_done=$now
 			R[cpu_serve$x]=$(($(proc_ticks "$SERVE_PID") - c_serve0))
+			local io1
+			io1=$(proc_io "$SERVE_PID")
+			R[io_w$x]=$(((${io1% *} - ${io0% *}) / E2E_N))
+			R[io_r$x]=$(((${io1#* } - ${io0#* }) / E2E_N))
 			R[cpu_sim$x]=$(($(proc_ticks "$SIM_PID") - c_sim0))
 			if [[ -n $perf_pid ]]; then
 				kill -INT "$perf_pid" 2>/dev/null || true
@@ -732,7 +744,8 @@ phase_e2e() { # normal|pg [delivered|sent]
 	fi
 	log "    $E2E_N $until in ${R[e2e_secs$x]} s = ${R[e2e$x]} msg/s (accepted at ${R[e2e_submit$x]} msg/s);" \
 		"sim: ${R[sim_unique$x]:-?} unique, ${R[sim_dups$x]:-?} duplicates"
-	log "    CPU per message: herald serve ${R[us_serve$x]} us, herald sim ${R[us_sim$x]} us"
+	log "    CPU per message: herald serve ${R[us_serve$x]} us, herald sim ${R[us_sim$x]} us;" \
+		"herald serve wrote ${R[io_w$x]:-?} and read ${R[io_r$x]:-?} bytes a message (/proc io)"
 	[[ -n ${BENCH_PERF_OUT:-} ]] && echo "e2e_$until messages=$E2E_N serve_us_per_msg=${R[us_serve$x]}" \
 		"sim_us_per_msg=${R[us_sim$x]} msg_per_s=${R[e2e$x]}" >"$BENCH_PERF_OUT.txt"
 	log "    RSS idle $(mib rss_idle$x) MiB, at 10k in flight $(mib rss_10k$x) MiB" \
