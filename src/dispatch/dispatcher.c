@@ -1698,11 +1698,13 @@ static int sync_accounts(struct dloop *d, bool force)
 /* ---- lifecycle ------------------------------------------------------------ */
 
 /*
- * One loop: its own libcurl multi handle, transfers, claims and shares, on
- * its own thread. `o` is this loop's part of the options (loops_opts).
+ * One loop: its own libcurl multi handle, transfers, claims and shares, for
+ * its own thread (started by dispatcher_start once every loop exists: a
+ * loop wakes the others). `o` is this loop's part of the options
+ * (loops_opts).
  */
-static int loop_start(struct dispatcher *dd, unsigned shard, const struct dispatch_opts *o,
-                      struct dloop **out, struct hr_err *err)
+static int loop_new(struct dispatcher *dd, unsigned shard, const struct dispatch_opts *o,
+                    struct dloop **out, struct hr_err *err)
 {
 	struct dloop *d = calloc(1, sizeof *d);
 	if (!d)
@@ -1759,8 +1761,6 @@ static int loop_start(struct dispatcher *dd, unsigned shard, const struct dispat
 	else if (mc != CURLM_OK)
 		rc = hr_fail(err, HR_EINTERNAL, NULL, "libcurl refused %s: %s", what,
 		             curl_multi_strerror(mc));
-	else if (pthread_create(&d->thread, NULL, dispatch_main, d) != 0)
-		rc = hr_fail(err, HR_EINTERNAL, NULL, "cannot start the dispatcher thread");
 	if (rc) {
 		if (d->multi)
 			curl_multi_cleanup(d->multi);
@@ -1773,9 +1773,6 @@ static int loop_start(struct dispatcher *dd, unsigned shard, const struct dispat
 		free(d);
 		return rc;
 	}
-	/* Every loop's thread has the same name: bench/stages.sh sorts its
-	 * samples by it. */
-	pthread_setname_np(d->thread, "herald-dispatch");
 	*out = d;
 	return 0;
 }
@@ -1787,10 +1784,16 @@ static void loop_signal_stop(struct dloop *d)
 	curl_multi_wakeup(d->multi);
 }
 
-/* Joins a loop asked to stop and frees it. */
-static void loop_free(struct dloop *d)
+/*
+ * Joins a loop asked to stop (if its thread ran) and waits until the writer
+ * answered every outcome it handed over. Its struct stays: an answer to
+ * another loop's outcome may still wake every loop (record_done), so no
+ * loop is freed before all are drained.
+ */
+static void loop_drain(struct dloop *d, bool started)
 {
-	pthread_join(d->thread, NULL);
+	if (started)
+		pthread_join(d->thread, NULL);
 
 	/* Transfers still in flight after the drain deadline are abandoned:
 	 * their leases expire and they are sent again (at-least-once). */
@@ -1828,7 +1831,11 @@ static void loop_free(struct dloop *d)
 	d->held = NULL;
 	d->nheld = d->capheld = 0;
 	pthread_mutex_unlock(&d->out_lock);
+}
 
+/* Frees a drained loop. */
+static void loop_destroy(struct dloop *d)
+{
 	for (int i = 0; i < d->nidle; i++)
 		curl_easy_cleanup(d->idle[i]);
 	free(d->idle);
@@ -1891,19 +1898,36 @@ int dispatcher_start(struct store *st, struct account_set *accounts,
 	dd->set = accounts;
 	dd->n = n;
 	pthread_mutex_init(&dd->w.lock, NULL);
-	for (int k = 0; k < n; k++) {
+	/* Every loop exists before any thread runs: a loop wakes the others
+	 * (lease expiry, a reroute), from its first turn on. */
+	int rc = 0, made = 0, started = 0;
+	for (; made < n && rc == 0; made++) {
 		struct dispatch_opts o;
-		loops_opts(&all, n, k, &o);
-		int rc = loop_start(dd, (unsigned)k, &o, &dd->loop[k], err);
-		if (rc) {
-			for (int j = 0; j < k; j++)
-				loop_signal_stop(dd->loop[j]);
-			for (int j = 0; j < k; j++)
-				loop_free(dd->loop[j]);
-			pthread_mutex_destroy(&dd->w.lock);
-			free(dd);
-			return rc;
+		loops_opts(&all, n, made, &o);
+		if ((rc = loop_new(dd, (unsigned)made, &o, &dd->loop[made], err)))
+			break;
+	}
+	while (rc == 0 && started < n) {
+		struct dloop *d = dd->loop[started];
+		if (pthread_create(&d->thread, NULL, dispatch_main, d) != 0) {
+			rc = hr_fail(err, HR_EINTERNAL, NULL, "cannot start a dispatcher thread");
+			break;
 		}
+		/* Every loop's thread has the same name: bench/stages.sh sorts
+		 * its samples by it. */
+		pthread_setname_np(d->thread, "herald-dispatch");
+		started++;
+	}
+	if (rc) {
+		for (int k = 0; k < made; k++)
+			loop_signal_stop(dd->loop[k]);
+		for (int k = 0; k < made; k++)
+			loop_drain(dd->loop[k], k < started);
+		for (int k = 0; k < made; k++)
+			loop_destroy(dd->loop[k]);
+		pthread_mutex_destroy(&dd->w.lock);
+		free(dd);
+		return rc;
 	}
 	*out = dd;
 	return 0;
@@ -1929,7 +1953,9 @@ void dispatcher_stop(struct dispatcher *dd)
 	for (int k = 0; k < dd->n; k++)
 		loop_signal_stop(dd->loop[k]);
 	for (int k = 0; k < dd->n; k++)
-		loop_free(dd->loop[k]);
+		loop_drain(dd->loop[k], true);
+	for (int k = 0; k < dd->n; k++)
+		loop_destroy(dd->loop[k]);
 	struct dispatch_result r = {.rc = HR_ETIMEOUT};
 	watch_fire(watch_take(&dd->w, NULL, -1), &r);
 	pthread_mutex_destroy(&dd->w.lock);

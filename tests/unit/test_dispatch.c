@@ -1357,8 +1357,9 @@ static void test_threads_shard(void **state)
 	for (int k = 0; k < LOOPS; k++)
 		assert_true(on[k]);
 
-	/* Left claimed by a process that died: one message per account,
-	 * leased for 1 s. */
+	/* Left claimed by a process that died: one message per account, its
+	 * lease over before the dispatcher starts, so loop 0 requeues them at
+	 * its first turn and wakes every loop (which must all exist by then). */
 	struct message dead[NACCT];
 	for (int i = 0; i < NACCT; i++) {
 		char acct[16], to[32];
@@ -1368,12 +1369,13 @@ static void test_threads_shard(void **state)
 		insert(&t, &dead[i], 1);
 		struct message c = {0};
 		size_t n = 0;
-		assert_int_equal(t.st->ops->claim(t.st, acct, hr_now_us(), 1000000, 1, &c, &n), 0);
+		assert_int_equal(t.st->ops->claim(t.st, acct, hr_now_us(), 1000, 1, &c, &n), 0);
 		assert_int_equal(n, 1);
 		assert_string_equal(c.id, dead[i].id);
 		message_clear(&c);
 	}
 
+	usleep(5000);
 	struct dispatch_opts o;
 	dispatch_opts_default(&o);
 	struct hr_err err = {0};
