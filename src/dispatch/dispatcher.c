@@ -1195,43 +1195,45 @@ static void gate_route(struct dloop *d, struct gated *g, struct plugin_route *rt
                        const char *reason)
 {
 	const struct message *m = &g->m;
-	struct acct_state *to = NULL;
+	/* Any account of the set, not only this loop's: the new account may
+	 * be served by another loop (dispatch.threads), which claims it once
+	 * it is queued there. */
+	const struct channel_account *to = NULL, *a;
 	/* An account the API made is "<tenant>~<name>" and its tenant calls it
 	 * <name>; a unit sends from its own accounts and the tenant's shared
 	 * ones (a sibling unit's is as unknown as another tenant's), as the
 	 * API's resolve_account. */
 	char gid[2 * HR_NAME_MAX];
 	snprintf(gid, sizeof gid, "%s~%s", m->tenant_id, rt->account);
-	for (size_t i = 0; i < d->naccts && !to; i++) {
-		const struct channel_account *a = d->accts[i].acct;
+	for (size_t i = 0; !to && (a = account_set_at(d->set, i)); i++) {
 		if (strcmp(a->tenant_id, m->tenant_id) != 0 ||
 		    (a->unit[0] && strcmp(a->unit, m->unit) != 0))
 			continue;
 		if (rt->account[0] ? strcmp(a->id, rt->account) == 0 || strcmp(a->id, gid) == 0
 		                   : strcmp(a->ops->name, rt->channel) == 0)
-			to = &d->accts[i];
+			to = a;
 	}
-	const char *chan = rt->channel[0] ? rt->channel : to ? to->acct->ops->name : "";
+	const char *chan = rt->channel[0] ? rt->channel : to ? to->ops->name : "";
 	const char *text = rt->text ? rt->text : m->body;
 	const char *refused = NULL;
 	if (!to)
 		refused = rt->account[0] ? "no such account of the message's tenant"
 		                         : "the tenant has no account on that channel";
-	else if (strcmp(to->acct->ops->name, chan) != 0)
+	else if (strcmp(to->ops->name, chan) != 0)
 		refused = "the account is not on that channel";
-	else if (to->blocked)
+	else if (health_is_blocked(to->id)) /* its loop's verdict, read lock-free */
 		refused = "the account cannot send: the provider refused its credentials";
 	else if (!route_channels_ok(m->channel, chan))
 		refused = "a message cannot move between these channels";
 	else if (strcmp(m->channel, chan) != 0 && (!text || !*text))
 		refused = "no text to send on the new channel";
-	if (!refused && to == g->as) {
+	if (!refused && strcmp(to->id, g->as->acct->id) == 0) {
 		start_send(d, g->as, m);
 		return;
 	}
 	struct send_result *r = result_add(d, m->id, m->attempts);
 	hr_strlcpy(r->route_channel, chan, sizeof r->route_channel);
-	hr_strlcpy(r->route_account, to ? to->acct->id : rt->account, sizeof r->route_account);
+	hr_strlcpy(r->route_account, to ? to->id : rt->account, sizeof r->route_account);
 	if (refused) {
 		r->kind = SEND_NOTE;
 		r->note_type = "route_refused";

@@ -164,6 +164,12 @@ void health_blocked(const char *account_id, bool blocked, const char *why)
 	atomic_store_explicit(&s->blocked, blocked, memory_order_relaxed);
 }
 
+bool health_is_blocked(const char *account_id)
+{
+	struct slot *s = slot_of(account_id, false);
+	return s && atomic_load_explicit(&s->blocked, memory_order_relaxed);
+}
+
 void health_get(const char *account_id, int64_t now_us, struct acct_health *out)
 {
 	memset(out, 0, sizeof *out);

@@ -44,6 +44,9 @@ void health_hold(const char *account_id, int64_t until_us, const char *why);
 /* The provider refused the account's credentials: it sends nothing until
  * its config changes (blocked false again). */
 void health_blocked(const char *account_id, bool blocked, const char *why);
+/* Whether the account is blocked now, without a lock (any thread; the
+ * dispatch loop serving another account asks it). */
+bool health_is_blocked(const char *account_id);
 
 struct acct_health {
 	bool known;                  /* false: nothing recorded on this node yet */

@@ -667,7 +667,9 @@ static void test_reroute(void **state)
 	            ACME_UNITS,
 	            "  sms:\n    seed: 3\n    sent_delay_ms: 5\n    delivered_delay_ms: 20\n"
 	            "    recipients:\n      \"+447911000055\": {undelivered: 30003}\n",
-	            NULL, NULL);
+	            /* Two dispatch loops: acme-wa hashes to loop 0, acme-sms to
+	             * loop 1, so the reroutes below cross loops. */
+	            NULL, "dispatch:\n  threads: 2\n");
 	harness_tenants_extra(NULL);
 	const char *dir = plugdir_with(&w, "good", NULL);
 	FILE *f = fopen(w.config, "a");
