@@ -368,6 +368,11 @@ static int64_t tx_time(struct store_tx *tx, int64_t given)
 static int claim_run(struct store_tx *tx, void *arg)
 {
 	struct claim_ctx *c = arg;
+	/* A run again (lc_tx_fn) claims afresh: what the run before it read
+	 * is freed first. */
+	for (size_t i = 0; i < c->n; i++)
+		message_clear(&c->out[i]);
+	c->n = 0;
 	c->now = tx_time(tx, c->now);
 	int rc = tx->ops->claim(tx, c->account_id, c->now, c->now + c->lease_us, c->limit, c->out,
 	                        &c->n);
@@ -1060,6 +1065,11 @@ struct inbox_claim_ctx {
 static int inbox_claim_run(struct store_tx *tx, void *arg)
 {
 	struct inbox_claim_ctx *c = arg;
+	/* A run again (lc_tx_fn) claims afresh: what the run before it read
+	 * is freed first. */
+	for (size_t i = 0; i < c->n; i++)
+		inbox_row_clear(&c->out[i]);
+	c->n = 0;
 	if (!c->now) {
 		c->now = tx->ops->now(tx);
 		c->until = c->now > INT64_MAX - c->lease_us ? INT64_MAX : c->now + c->lease_us;

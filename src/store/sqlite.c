@@ -505,7 +505,17 @@ static int w_rollback_to(void *be)
 	return sq_wexec(be, W_ROLLBACK_TO, "ROLLBACK TO job") != SQLITE_OK ? HR_EIO : 0;
 }
 
+static int w_kept(void *be);
+
 static int w_release(void *be)
+{
+	w_kept(be);
+	return sq_wexec(be, W_RELEASE, "RELEASE job") != SQLITE_OK ? HR_EIO : 0;
+}
+
+/* A job of a group without savepoints succeeded: its deltas join the
+ * group's, as at a release. */
+static int w_kept(void *be)
 {
 	struct sq_store *s = be;
 	for (int i = 0; i < MSG__COUNT; i++)
@@ -513,7 +523,7 @@ static int w_release(void *be)
 	memset(s->sd_job, 0, sizeof s->sd_job);
 	daily_merge(&s->dd_group, &s->dd_job);
 	daily_clear(&s->dd_job);
-	return sq_wexec(be, W_RELEASE, "RELEASE job") != SQLITE_OK ? HR_EIO : 0;
+	return 0;
 }
 
 /* No statement of a job keeps its cursor past the job; a transaction SQLite
@@ -561,15 +571,16 @@ static int w_solo(void *be, struct wr_job *j)
 }
 
 static const struct wr_ops sq_wr_ops = {
-	.begin = w_begin,
-	.savepoint = w_savepoint,
-	.rollback_to = w_rollback_to,
-	.release = w_release,
-	.check = w_check,
-	.abort = w_abort,
-	.rollback = w_rollback,
-	.commit = w_commit,
-	.solo = w_solo,
+    .begin = w_begin,
+    .savepoint = w_savepoint,
+    .rollback_to = w_rollback_to,
+    .release = w_release,
+    .check = w_check,
+    .abort = w_abort,
+    .rollback = w_rollback,
+    .commit = w_commit,
+    .solo = w_solo,
+    .kept = w_kept,
 };
 
 /* ---------------------------------------------------------------------------
@@ -812,6 +823,11 @@ static int sq_migrate(struct store *st, int *applied, struct hr_err *err)
 void store_sqlite_stats(struct store *st, uint64_t *commits, uint64_t *jobs)
 {
 	wr_stats(&((struct sq_store *)st)->wr, commits, jobs);
+}
+
+uint64_t store_sqlite_replays(struct store *st)
+{
+	return wr_replays(&((struct sq_store *)st)->wr);
 }
 
 int store_sqlite_queued(struct store *st)

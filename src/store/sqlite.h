@@ -15,6 +15,9 @@
  * Either pointer may be NULL.
  */
 void store_sqlite_stats(struct store *st, uint64_t *commits, uint64_t *jobs);
+/* Groups the writer ran again, a savepoint per job, after one of their jobs
+ * failed with none (writer.h, wr_ops.kept). */
+uint64_t store_sqlite_replays(struct store *st);
 
 /* Write jobs queued and not yet taken by the writer (tests use it to know
  * the queue is full without racing the writer). */

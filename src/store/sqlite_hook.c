@@ -57,9 +57,13 @@ int sq_inbox_append(struct store *st, const char *account_id, const char *channe
 	struct sq_store *s = (struct sq_store *)st;
 	if (!account_id || !*account_id || !channel || !*channel || (len && !body))
 		return HR_EINVAL;
-	struct job_inbox a = {.j = {.run = run_inbox_append, .limited = true},
-	                      .account_id = account_id, .channel = channel,
-	                      .dedupe_key = dedupe_key, .body = body, .len = len};
+	/* One insert: it can run again (writer.h, replayable). */
+	struct job_inbox a = {.j = {.run = run_inbox_append, .limited = true, .replayable = true},
+	                      .account_id = account_id,
+	                      .channel = channel,
+	                      .dedupe_key = dedupe_key,
+	                      .body = body,
+	                      .len = len};
 	if (cb)
 		return wr_run_async(&s->wr, &a.j, sizeof a, cb, arg);
 	return wr_run_blocking(&s->wr, &a.j, NULL);

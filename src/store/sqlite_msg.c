@@ -203,7 +203,11 @@ int sq_message_insert(struct store *st, const struct message *msgs, size_t n,
 	}
 	if (idem && (!idem->tenant_id || !idem->key || !*idem->key))
 		return HR_EINVAL;
-	struct job_insert a = {.j = {.run = run_insert, .limited = true}, .msgs = msgs, .n = n,
+	/* run_insert writes rows and the job's status deltas only: it can run
+	 * again (writer.h, replayable). */
+	struct job_insert a = {.j = {.run = run_insert, .limited = true, .replayable = true},
+	                       .msgs = msgs,
+	                       .n = n,
 	                       .idem = idem};
 	if (cb)
 		return wr_run_async(&s->wr, &a.j, sizeof a, cb, arg);

@@ -43,7 +43,8 @@ static int sq_lc_run(struct store *st, lc_tx_fn fn, void *ctx, size_t ctx_size, 
 {
 	struct sq_store *s = (struct sq_store *)st;
 	if (!cb) {
-		struct job_lc l = {.j = {.run = run_lc}, .fn = fn, .ctx = ctx};
+		/* Lifecycle functions may be run again (lifecycle.h, lc_tx_fn). */
+		struct job_lc l = {.j = {.run = run_lc, .replayable = true}, .fn = fn, .ctx = ctx};
 		return wr_run_blocking(&s->wr, &l.j, err);
 	}
 	size_t size = sizeof(struct job_lc) + ctx_size;
@@ -51,6 +52,7 @@ static int sq_lc_run(struct store *st, lc_tx_fn fn, void *ctx, size_t ctx_size, 
 	if (!l)
 		return HR_ENOMEM;
 	l->j.run = run_lc;
+	l->j.replayable = true;
 	l->fn = fn;
 	l->ctx_inline = true;
 	memcpy(l + 1, ctx, ctx_size);

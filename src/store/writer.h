@@ -5,8 +5,10 @@
  *
  * Every write call of a backend becomes a job on the queue. The writer takes
  * everything queued (up to group_max jobs), runs it in one transaction with a
- * savepoint around each job so a failing job rolls back only itself, and
- * reports results only after the COMMIT returned: a reported success is
+ * savepoint around each job so a failing job rolls back only itself (jobs
+ * that can be run again go without, and the group runs again with them only
+ * if one fails: wr_ops.kept), and reports results only after the COMMIT
+ * returned: a reported success is
  * durable. While it commits, new jobs queue up, so the group size grows with
  * the load and one commit (one fsync) serves many writers.
  *
@@ -32,6 +34,8 @@
 
 #define WR_GROUP_MAX_DEFAULT 512
 #define WR_QUEUE_MAX_DEFAULT 65536
+/* Groups run with savepoints after one had to run again (wr_ops.kept). */
+#define WR_CLASSIC_AFTER_REPLAY 16
 
 /*
  * One unit of write work. Ops embed it as the first member of their own
@@ -48,6 +52,11 @@
  * process already holds, and they are what drains the queue.
  * `pipeable` is a hint for the backend's run_many (PostgreSQL: the job's
  * statements only write and need no result back); the writer ignores it.
+ * `replayable` says `run` may be run again from the start after its writes
+ * were rolled back, with the same outcome and nothing left over from the
+ * first run (it sets what it reports, never adds to it, and frees what a
+ * run before it left): a group of such jobs can run without a savepoint
+ * each (wr_ops.optimistic).
  */
 struct wr_job {
 	struct wr_job *next;
@@ -57,6 +66,7 @@ struct wr_job {
 	bool solo;
 	bool limited;
 	bool pipeable;
+	bool replayable;
 	bool heap;
 	bool done;
 	pthread_cond_t cv;
@@ -102,6 +112,18 @@ struct wr_ops {
 	int (*commit)(void *be, struct hr_err *e);
 	/* Runs a solo job outside any transaction; returns its rc. */
 	int (*solo)(void *be, struct wr_job *j);
+	/*
+	 * Optional (NULL: every group has a savepoint per job). A group whose
+	 * jobs are all `replayable` first runs with no savepoint at all, kept()
+	 * after each job that succeeded (what release does to the backend's
+	 * own bookkeeping, without the statement). If a job fails, the whole
+	 * transaction is rolled back (rollback) and the group runs again, a
+	 * savepoint per job, as any other. SQLite copies every page a savepoint
+	 * changes into its sub-journal, a temporary file past 64 KiB: for a
+	 * group of batch inserts that was nearly three times the bytes of the
+	 * WAL itself; a failing job is rare.
+	 */
+	int (*kept)(void *be);
 };
 
 #define WR_NOT_MINE 1
@@ -123,6 +145,8 @@ struct wr {
 
 	atomic_uint_fast64_t commits; /* transactions committed (solo jobs: runs that succeeded) */
 	atomic_uint_fast64_t jobs;    /* jobs answered */
+	atomic_uint_fast64_t replays; /* groups run again with savepoints after a job failed */
+	int classic_left;             /* writer thread: groups still to run with savepoints */
 };
 
 /* Sets w up (not started); group_max and queue_max <= 0 take the defaults.
@@ -147,5 +171,7 @@ int wr_run_async(struct wr *w, struct wr_job *j, size_t size, store_done_fn cb, 
 int wr_queued(struct wr *w);
 /* Commits and jobs answered since wr_init (either may be NULL). */
 void wr_stats(struct wr *w, uint64_t *commits, uint64_t *jobs);
+/* Groups run without savepoints that a failing job made run again. */
+uint64_t wr_replays(struct wr *w);
 
 #endif

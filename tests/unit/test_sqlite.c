@@ -377,18 +377,23 @@ static void test_group_commit(void **state)
 }
 
 /* The failing jobs of failing_jobs_run share their transaction with the
- * good ones (big alone or with them, then one group), so what undoes them
- * is their savepoint, not a rollback of the group. */
+ * good ones (big alone or with them, then one group). Inserts can run
+ * again, so the group first ran without savepoints; the failures rolled it
+ * back and it ran once more, a savepoint each, which undid the failing jobs
+ * alone. The kept status counts saw each message once. */
 static void test_failing_jobs_in_one_group(void **state)
 {
 	struct fx *f = *state;
 	struct store *st = f->st;
 	struct failing_jobs fj;
 	failing_jobs_prepare(st, &fj);
-	uint64_t c0, j0, c1, j1;
+	uint64_t c0, j0, c1, j1, r0 = store_sqlite_replays(st);
 	store_sqlite_stats(st, &c0, &j0);
 	failing_jobs_run(st, &fj);
 	store_sqlite_stats(st, &c1, &j1);
+	assert_int_equal(store_sqlite_replays(st) - r0, 1);
+	assert_int_equal(q1(f, "SELECT sum(n) FROM message_status_count WHERE status = 0"),
+	                 FJ_BIG + 3);
 	free(fj.big);
 	assert_int_equal(j1 - j0, 5);
 	assert_true(c1 - c0 <= 2);

@@ -198,6 +198,15 @@ static const struct wr_ops fake_ops = {
 
 static struct wr_ops many_ops; /* fake_ops with run_many */
 
+static int f_kept(void *be)
+{
+	(void)be;
+	trace("K ");
+	return 0;
+}
+
+static struct wr_ops kept_ops; /* fake_ops with kept: groups of replayable jobs */
+
 static void start(const struct wr_ops *ops, int group_max, int queue_max)
 {
 	memset(&F, 0, sizeof F);
@@ -701,6 +710,100 @@ static void test_group_done(void **state)
 	finish();
 }
 
+/* Between rounds of one test: an empty trace, no answers yet, the gate
+ * ready to hold the writer again. */
+static void round_reset(void)
+{
+	pthread_mutex_lock(&F.lock);
+	F.trace[0] = '\0';
+	F.answered = 0;
+	F.gate_open = false;
+	F.gate_entered = false;
+	pthread_mutex_unlock(&F.lock);
+}
+
+/* n replayable jobs, numbered from id. */
+static void mk_replayable(struct tjob *t, int n, int id)
+{
+	mk_jobs(t, n, id);
+	for (int i = 0; i < n; i++)
+		t[i].j.replayable = true;
+}
+
+/*
+ * A backend with kept(): a group of replayable jobs runs with no savepoint
+ * (kept after each); one failing job rolls the whole transaction back and
+ * the group runs again, a savepoint each, every caller then answered once
+ * with its own result; the next groups take savepoints
+ * (WR_CLASSIC_AFTER_REPLAY), and a group with one job that cannot run
+ * again always does.
+ */
+static void test_optimistic_groups(void **state)
+{
+	(void)state;
+	kept_ops = fake_ops;
+	kept_ops.kept = f_kept;
+	start(&kept_ops, 0, 0);
+
+	close_gate();
+	struct tjob t[4];
+	struct answer a[4];
+	mk_replayable(t, 4, 1);
+	queue_jobs(t, a, 4);
+	release(5);
+	assert_string_equal(F.trace, "O j0 B j1 K j2 K j3 K j4 K C ");
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(a[i].rc, 0);
+	assert_int_equal(wr_replays(&W), 0);
+
+	/* One fails: rolled back, run again with savepoints. */
+	round_reset();
+	close_gate();
+	struct tjob u[4];
+	struct answer b[4];
+	mk_replayable(u, 4, 11);
+	u[2].rc = HR_ELIMIT;
+	queue_jobs(u, b, 4);
+	release(5);
+	assert_string_equal(F.trace,
+	                    "O j0 B j11 K j12 K j13 X B S j11 R S j12 R S j13 T R S j14 R C ");
+	size_t committed = strlen(F.trace);
+	for (int i = 0; i < 4; i++) {
+		assert_true(b[i].called);
+		assert_int_equal(b[i].rc, i == 2 ? HR_ELIMIT : 0);
+		assert_int_equal(b[i].at, committed);
+	}
+	assert_string_equal(b[2].msg, "job 13 failed");
+	assert_int_equal(wr_replays(&W), 1);
+
+	/* The groups after it take savepoints, replayable or not. */
+	for (int g = 0; g < WR_CLASSIC_AFTER_REPLAY + 1; g++) {
+		round_reset();
+		close_gate();
+		struct tjob v[2];
+		struct answer c[2];
+		mk_replayable(v, 2, 21);
+		queue_jobs(v, c, 2);
+		release(3);
+		assert_string_equal(F.trace, g < WR_CLASSIC_AFTER_REPLAY
+		                                 ? "O j0 B S j21 R S j22 R C "
+		                                 : "O j0 B j21 K j22 K C ");
+	}
+
+	/* One job that cannot run again: savepoints for the whole group. */
+	round_reset();
+	close_gate();
+	struct tjob x[3];
+	struct answer d[3];
+	mk_replayable(x, 3, 31);
+	x[1].j.replayable = false;
+	queue_jobs(x, d, 3);
+	release(4);
+	assert_string_equal(F.trace, "O j0 B S j31 R S j32 R S j33 R C ");
+	assert_int_equal(wr_replays(&W), 1);
+	finish();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -714,6 +817,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_stop_drains, teardown),
 	    cmocka_unit_test_teardown(test_blocking_callers, teardown),
 	    cmocka_unit_test_teardown(test_group_done, teardown),
+	    cmocka_unit_test_teardown(test_optimistic_groups, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
