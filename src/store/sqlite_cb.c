@@ -142,6 +142,13 @@ static int run_cb_claim(void *be, struct wr_job *j)
 {
 	struct sq_store *s = be;
 	struct job_cb_claim *a = (struct job_cb_claim *)j;
+	/* Run again (writer.h, replayable): what the run before read is freed
+	 * and read afresh. */
+	for (size_t i = 0; i < a->n; i++)
+		callback_row_clear(&a->out[i]);
+	free(a->out);
+	a->out = NULL;
+	a->n = 0;
 	int64_t now = a->now ? a->now : hr_now_us();
 	sqlite3_stmt *st = sq_wstmt(
 	    s, W_CB_CLAIM,
@@ -189,7 +196,8 @@ int sq_callback_claim(struct store *st, int64_t now, int64_t lease_us, int limit
 	char *skip = url_array(skip_urls, nskip);
 	if (!skip)
 		return HR_ENOMEM;
-	struct job_cb_claim a = {.j = {.run = run_cb_claim},
+	/* Frees what a run before it read: it can run again (replayable). */
+	struct job_cb_claim a = {.j = {.run = run_cb_claim, .replayable = true},
 	                         .now = now,
 	                         .lease_us = lease_us,
 	                         .limit = limit,
@@ -252,7 +260,8 @@ int sq_callback_done(struct store *st, const struct callback_outcome *o, size_t 
 	int rc = store_callback_done_check(o, n, err);
 	if (rc || n == 0)
 		return rc;
-	struct job_cb_done a = {.j = {.run = run_cb_done}, .o = o, .n = n};
+	/* Updates only: it can run again (writer.h, replayable). */
+	struct job_cb_done a = {.j = {.run = run_cb_done, .replayable = true}, .o = o, .n = n};
 	return wr_run_blocking(&((struct sq_store *)st)->wr, &a.j, err);
 }
 

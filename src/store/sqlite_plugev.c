@@ -71,7 +71,9 @@ int sq_plugin_event_done(struct store *st, const int64_t *ids, size_t n)
 		return HR_EINVAL;
 	if (n == 0)
 		return 0;
-	struct job_pev_done a = {.j = {.run = run_pev_done}, .ids = ids, .n = n};
+	/* Deletes only: it can run again (writer.h, replayable). */
+	struct job_pev_done a = {
+	    .j = {.run = run_pev_done, .replayable = true}, .ids = ids, .n = n};
 	return wr_run_blocking(&((struct sq_store *)st)->wr, &a.j, NULL);
 }
 

@@ -633,7 +633,8 @@ int sq_key_touch(struct store *st, const char *hash, int64_t at, store_done_fn c
 {
 	if (!hash || strlen(hash) != 64)
 		return HR_EINVAL;
-	struct job_touch t = {.j = {.run = run_key_touch}, .at = at};
+	/* One update: it can run again (writer.h, replayable). */
+	struct job_touch t = {.j = {.run = run_key_touch, .replayable = true}, .at = at};
 	memcpy(t.hash, hash, 65);
 	struct sq_store *s = (struct sq_store *)st;
 	if (cb)
