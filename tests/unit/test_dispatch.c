@@ -260,19 +260,29 @@ static struct {
 	int nids;
 } S;
 
+/* MHD calls a handler first with no request state, then with each piece of
+ * the body, then once more: the first calls are answered here (the state
+ * set to tag, the body dropped); false once the request is complete. */
+static bool request_reading(void **con_cls, void *tag, size_t *size)
+{
+	if (!*con_cls) {
+		*con_cls = tag;
+		return true;
+	}
+	if (*size) {
+		*size = 0;
+		return true;
+	}
+	return false;
+}
+
 static enum MHD_Result slow_answer(void *cls, struct MHD_Connection *c, const char *url,
                                    const char *method, const char *version, const char *data,
                                    size_t *size, void **con_cls)
 {
 	(void)cls, (void)method, (void)version, (void)data;
-	if (!*con_cls) {
-		*con_cls = &S;
+	if (request_reading(con_cls, &S, size))
 		return MHD_YES;
-	}
-	if (*size) {
-		*size = 0;
-		return MHD_YES;
-	}
 	/* url: /v21.0/{phone_number_id}/messages */
 	char id[16] = "?";
 	const char *p = strchr(url + 1, '/');
@@ -1361,6 +1371,7 @@ static void test_threads_shard(void **state)
 	 * lease over before the dispatcher starts, so loop 0 requeues them at
 	 * its first turn and wakes every loop (which must all exist by then). */
 	struct message dead[NACCT];
+	int64_t leases_end = 0;
 	for (int i = 0; i < NACCT; i++) {
 		char acct[16], to[32];
 		snprintf(acct, sizeof acct, "acct%d", i);
@@ -1369,13 +1380,16 @@ static void test_threads_shard(void **state)
 		insert(&t, &dead[i], 1);
 		struct message c = {0};
 		size_t n = 0;
-		assert_int_equal(t.st->ops->claim(t.st, acct, hr_now_us(), 1000, 1, &c, &n), 0);
+		int64_t now = hr_now_us();
+		assert_int_equal(t.st->ops->claim(t.st, acct, now, 1000, 1, &c, &n), 0);
+		leases_end = now + 1000;
 		assert_int_equal(n, 1);
 		assert_string_equal(c.id, dead[i].id);
 		message_clear(&c);
 	}
 
-	usleep(5000);
+	while (hr_now_us() <= leases_end) /* every lease over */
+		usleep(200);
 	struct dispatch_opts o;
 	dispatch_opts_default(&o);
 	struct hr_err err = {0};
@@ -1428,8 +1442,11 @@ static void test_threads_shard(void **state)
 		assert_true(hr_mono_us() < end);
 		usleep(10000);
 	}
-	/* Exactly once each: no recipient twice, and nothing more. */
-	usleep(300000);
+	/* Exactly once each: no recipient twice, and nothing more (stopped
+	 * first, so nothing can come after the count). */
+	dispatcher_stop(t.d);
+	t.d = NULL;
+	assert_int_equal(threads_named("herald-dispatch"), 0);
 	pthread_mutex_lock(&F.lock);
 	assert_int_equal(F.nlog, total);
 	for (int a = 0; a < F.nlog; a++)
@@ -1448,7 +1465,6 @@ static void test_threads_shard(void **state)
 		message_clear(&w[i]);
 	}
 	tw_close(&t);
-	assert_int_equal(threads_named("herald-dispatch"), 0);
 	MHD_stop_daemon(F.d);
 }
 
@@ -1469,14 +1485,8 @@ static enum MHD_Result auth_answer(void *cls, struct MHD_Connection *c, const ch
                                    size_t *size, void **con_cls)
 {
 	(void)cls, (void)method, (void)version, (void)data;
-	if (!*con_cls) {
-		*con_cls = &A;
+	if (request_reading(con_cls, &A, size))
 		return MHD_YES;
-	}
-	if (*size) {
-		*size = 0;
-		return MHD_YES;
-	}
 	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
 	pthread_mutex_lock(&A.lock);
 	int k = A.n < AUTH_LOG ? A.n++ : AUTH_LOG - 1;

@@ -722,6 +722,15 @@ static void round_reset(void)
 	pthread_mutex_unlock(&F.lock);
 }
 
+/* One round: the gate closed, n jobs queued behind it, all answered. */
+static void round_run(struct tjob *t, struct answer *a, int n)
+{
+	round_reset();
+	close_gate();
+	queue_jobs(t, a, n);
+	release(n + 1);
+}
+
 /* n replayable jobs, numbered from id. */
 static void mk_replayable(struct tjob *t, int n, int id)
 {
@@ -745,26 +754,21 @@ static void test_optimistic_groups(void **state)
 	kept_ops.kept = f_kept;
 	start(&kept_ops, 0, 0);
 
-	close_gate();
 	struct tjob t[4];
 	struct answer a[4];
 	mk_replayable(t, 4, 1);
-	queue_jobs(t, a, 4);
-	release(5);
+	round_run(t, a, 4);
 	assert_string_equal(F.trace, "O j0 B j1 K j2 K j3 K j4 K C ");
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(a[i].rc, 0);
 	assert_int_equal(wr_replays(&W), 0);
 
 	/* One fails: rolled back, run again with savepoints. */
-	round_reset();
-	close_gate();
 	struct tjob u[4];
 	struct answer b[4];
 	mk_replayable(u, 4, 11);
 	u[2].rc = HR_ELIMIT;
-	queue_jobs(u, b, 4);
-	release(5);
+	round_run(u, b, 4);
 	assert_string_equal(F.trace,
 	                    "O j0 B j11 K j12 K j13 X B S j11 R S j12 R S j13 T R S j14 R C ");
 	size_t committed = strlen(F.trace);
@@ -778,27 +782,21 @@ static void test_optimistic_groups(void **state)
 
 	/* The groups after it take savepoints, replayable or not. */
 	for (int g = 0; g < WR_CLASSIC_AFTER_REPLAY + 1; g++) {
-		round_reset();
-		close_gate();
 		struct tjob v[2];
 		struct answer c[2];
 		mk_replayable(v, 2, 21);
-		queue_jobs(v, c, 2);
-		release(3);
+		round_run(v, c, 2);
 		assert_string_equal(F.trace, g < WR_CLASSIC_AFTER_REPLAY
 		                                 ? "O j0 B S j21 R S j22 R C "
 		                                 : "O j0 B j21 K j22 K C ");
 	}
 
 	/* One job that cannot run again: savepoints for the whole group. */
-	round_reset();
-	close_gate();
 	struct tjob x[3];
 	struct answer d[3];
 	mk_replayable(x, 3, 31);
 	x[1].j.replayable = false;
-	queue_jobs(x, d, 3);
-	release(4);
+	round_run(x, d, 3);
 	assert_string_equal(F.trace, "O j0 B S j31 R S j32 R S j33 R C ");
 	assert_int_equal(wr_replays(&W), 1);
 	finish();
