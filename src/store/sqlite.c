@@ -505,14 +505,6 @@ static int w_rollback_to(void *be)
 	return sq_wexec(be, W_ROLLBACK_TO, "ROLLBACK TO job") != SQLITE_OK ? HR_EIO : 0;
 }
 
-static int w_kept(void *be);
-
-static int w_release(void *be)
-{
-	w_kept(be);
-	return sq_wexec(be, W_RELEASE, "RELEASE job") != SQLITE_OK ? HR_EIO : 0;
-}
-
 /* A job of a group without savepoints succeeded: its deltas join the
  * group's, as at a release. */
 static int w_kept(void *be)
@@ -524,6 +516,12 @@ static int w_kept(void *be)
 	daily_merge(&s->dd_group, &s->dd_job);
 	daily_clear(&s->dd_job);
 	return 0;
+}
+
+static int w_release(void *be)
+{
+	w_kept(be);
+	return sq_wexec(be, W_RELEASE, "RELEASE job") != SQLITE_OK ? HR_EIO : 0;
 }
 
 /* No statement of a job keeps its cursor past the job; a transaction SQLite

@@ -136,18 +136,15 @@ static int run_optimistic(struct wr *w, struct wr_job *list)
 {
 	const struct wr_ops *o = w->ops;
 	void *be = w->be;
-	for (struct wr_job *j = list; j; j = j->next) {
+	bool failed = false;
+	for (struct wr_job *j = list; j && !failed; j = j->next) {
 		j->rc = j->run(be, j);
 		if (o->check(be, j))
 			return HR_EIO;
-		if (j->rc < 0)
-			break;
-		if (o->kept(be))
+		failed = j->rc < 0;
+		if (!failed && o->kept(be))
 			return HR_EIO;
 	}
-	bool failed = false;
-	for (struct wr_job *j = list; j; j = j->next)
-		failed = failed || j->rc < 0;
 	if (!failed)
 		return 0;
 	o->rollback(be);
